@@ -1,0 +1,142 @@
+"""The body's SQLite state file: one per workspace, WAL, versioned migrations.
+
+It holds the audit chain (append-only, enforced by triggers), the limit windows, the
+circuit breaker and the undo records. Two connections: `conn` commits with the configured
+durability; `fast` (synchronous=OFF) is for budget reservations, which are worthless
+after a crash anyway and must not cost an fsync on the hot path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+Durability = Literal["power_loss", "crash"]
+
+_MIGRATIONS: list[str] = [
+    # v1
+    """
+    CREATE TABLE audit_events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        decision_id TEXT,
+        body TEXT NOT NULL,
+        mac TEXT NOT NULL
+    );
+    CREATE INDEX audit_events_id ON audit_events(id);
+    CREATE INDEX audit_events_decision ON audit_events(decision_id);
+    CREATE TABLE audit_prune_marks (through_seq INTEGER NOT NULL);
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        WHEN OLD.seq > (SELECT COALESCE(MAX(through_seq), 0) FROM audit_prune_marks)
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    CREATE TRIGGER audit_prune_marks_no_update BEFORE UPDATE ON audit_prune_marks
+        BEGIN SELECT RAISE(ABORT, 'audit_prune_marks is append-only'); END;
+    CREATE TRIGGER audit_prune_marks_no_delete BEFORE DELETE ON audit_prune_marks
+        BEGIN SELECT RAISE(ABORT, 'audit_prune_marks is append-only'); END;
+
+    CREATE TABLE usage (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        expires REAL,
+        calls INTEGER NOT NULL DEFAULT 0,
+        files INTEGER NOT NULL DEFAULT 0,
+        api_calls INTEGER NOT NULL DEFAULT 0,
+        usd REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX usage_ts ON usage(ts);
+    CREATE TABLE breaker (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        state TEXT NOT NULL,
+        opened_at REAL NOT NULL DEFAULT 0,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO breaker (id, state) VALUES (1, 'closed');
+    CREATE TABLE breaches (ts REAL NOT NULL);
+
+    CREATE TABLE undo_records (
+        id INTEGER PRIMARY KEY,
+        action_id TEXT NOT NULL,
+        decision_id TEXT,
+        step INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        undone_by TEXT
+    );
+    CREATE INDEX undo_records_action ON undo_records(action_id);
+    CREATE INDEX undo_records_decision ON undo_records(decision_id);
+    CREATE TABLE blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
+    """,
+]
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+class StateDB:
+    """Connections to one workspace's `state.db`, with explicit write transactions."""
+
+    def __init__(self, path: Path, *, durability: Durability = "power_loss") -> None:
+        self.path = path
+        self.durability: Durability = durability
+        self.conn = _connect(path, "FULL" if durability == "power_loss" else "NORMAL")
+        self.fast = _connect(path, "OFF")
+        self._lock = threading.RLock()
+        self._fast_lock = threading.RLock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.write() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in _split(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def write(self, *, fast: bool = False) -> Generator[sqlite3.Connection]:
+        """A `BEGIN IMMEDIATE` transaction: serialised against every other writer, in any process."""
+        conn, lock = (self.fast, self._fast_lock) if fast else (self.conn, self._lock)
+        with lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Generator[sqlite3.Connection]:
+        with self._lock:
+            yield self.conn
+
+    def close(self) -> None:
+        with self._lock, self._fast_lock:
+            self.conn.close()
+            self.fast.close()
+
+
+def _split(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (which contain `;`) whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.strip().splitlines():
+        current.append(line)
+        candidate = "\n".join(current).strip()
+        if candidate and sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            current = []
+    return statements

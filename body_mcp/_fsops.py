@@ -1,0 +1,186 @@
+"""Primitive file operations through workspace descriptors (no path strings, no symlink following).
+
+Used by the file tools and by undo, so both change the workspace the same way: writes go
+to a temporary file in the same directory and are renamed over the target, so a reader
+never sees half a file and a crash never leaves one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from typing import Literal
+
+from shared_protocol import RefusalCode
+
+from .confinement import Workspace
+from .exceptions import SpecialFile, ToolRefused
+
+EntryType = Literal["absent", "file", "dir", "symlink", "special"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryState:
+    """What is at a path: enough to compare (conflicts) and to recreate (undo)."""
+
+    type: EntryType
+    sha256: str | None = None
+    mode: int | None = None
+    target: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            k: v
+            for k, v in (("type", self.type), ("sha256", self.sha256), ("mode", self.mode), ("target", self.target))
+            if v is not None
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, object]) -> EntryState:
+        mode = data.get("mode")
+        return EntryState(
+            type=data["type"],  # type: ignore[arg-type]
+            sha256=str(data["sha256"]) if "sha256" in data else None,
+            mode=int(mode) if isinstance(mode, int) else None,
+            target=str(data["target"]) if "target" in data else None,
+        )
+
+
+ABSENT = EntryState(type="absent")
+
+
+def entry_type(mode: int) -> EntryType:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "special"
+
+
+def read_entry(
+    ws: Workspace, parts: tuple[str, ...], *, max_bytes: int | None = None
+) -> tuple[EntryState, bytes | None]:
+    """The state at `parts` and, for a regular file, its content."""
+    if not parts:
+        return EntryState(type="dir", mode=stat.S_IMODE(os.fstat(ws.root_fd).st_mode)), None
+    try:
+        with ws.open_dir(parts[:-1]) as parent:
+            try:
+                st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return ABSENT, None
+            kind = entry_type(st.st_mode)
+            perm = stat.S_IMODE(st.st_mode)
+            if kind == "symlink":
+                return EntryState(type="symlink", target=os.readlink(parts[-1], dir_fd=parent)), None
+            if kind != "file":
+                return EntryState(type=kind, mode=perm), None
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise ToolRefused(
+                    f"'{'/'.join(parts)}' is {st.st_size} bytes, over the {max_bytes}-byte cap",
+                    code=RefusalCode.TOO_LARGE,
+                    rule="workspace.max_read_bytes",
+                )
+            data = read_file_at(parent, parts[-1])
+            return EntryState(type="file", sha256=hashlib.sha256(data).hexdigest(), mode=perm), data
+    except ToolRefused as exc:
+        if exc.code in (RefusalCode.NOT_FOUND, RefusalCode.NOT_A_DIRECTORY):
+            return ABSENT, None
+        raise
+
+
+def read_file_at(parent: int, name: str) -> bytes:
+    # O_NONBLOCK: opening a FIFO swapped in after the check must not hang the body.
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecialFile(f"'{name}' is not a regular file")
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(ws: Workspace, parts: tuple[str, ...], data: bytes, *, mode: int | None = None) -> None:
+    """Replace (or create) the file at `parts` with `data`, atomically."""
+    with ws.open_dir(parts[:-1], create=True) as parent:
+        name = parts[-1]
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                raise ToolRefused(f"'{'/'.join(parts)}' is a directory", code=RefusalCode.NOT_A_FILE, rule="fs")
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                raise SpecialFile(f"'{'/'.join(parts)}' is a device, FIFO or socket")
+            perm = stat.S_IMODE(st.st_mode) if mode is None and stat.S_ISREG(st.st_mode) else mode
+        except FileNotFoundError:
+            perm = mode
+        tmp = f".{name[:100]}.swarm-{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                if perm is not None:
+                    os.fchmod(fd, perm)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=parent)
+            raise
+
+
+def remove_entry(ws: Workspace, parts: tuple[str, ...]) -> None:
+    """Remove a file, symlink or empty directory."""
+    with ws.open_dir(parts[:-1]) as parent:
+        try:
+            st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.rmdir(parts[-1], dir_fd=parent)
+            except OSError as exc:
+                if exc.errno == errno.ENOTEMPTY:
+                    raise ToolRefused(
+                        f"directory '{'/'.join(parts)}' is not empty",
+                        code=RefusalCode.DIRECTORY_NOT_EMPTY,
+                        rule="fs",
+                    ) from None
+                raise
+        else:
+            os.unlink(parts[-1], dir_fd=parent)
+
+
+def make_dir(ws: Workspace, parts: tuple[str, ...], mode: int | None = None) -> None:
+    with ws.open_dir(parts, create=True) as fd:
+        if mode is not None:
+            os.fchmod(fd, mode)
+
+
+def make_symlink(ws: Workspace, parts: tuple[str, ...], target: str) -> None:
+    with ws.open_dir(parts[:-1], create=True) as parent:
+        os.symlink(target, parts[-1], dir_fd=parent)
+
+
+def rename(ws: Workspace, source: tuple[str, ...], destination: tuple[str, ...]) -> None:
+    with ws.open_dir(source[:-1]) as src_parent, ws.open_dir(destination[:-1], create=True) as dst_parent:
+        try:
+            os.stat(destination[-1], dir_fd=dst_parent, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            raise ToolRefused(f"'{'/'.join(destination)}' already exists", code=RefusalCode.ALREADY_EXISTS, rule="fs")
+        os.rename(source[-1], destination[-1], src_dir_fd=src_parent, dst_dir_fd=dst_parent)

@@ -1,0 +1,329 @@
+"""The audit trail: append-only, keyed hash chain, head anchored outside the database.
+
+Each event's `mac` is HMAC-SHA-256 (key in `audit.key`, never in the database) over the
+previous event's `mac` and the canonical JSON of the event. After each commit the head
+`(seq, mac)` is written to `audit.anchor`. Editing, inserting, deleting or reordering an
+event breaks the chain; truncating the tail disagrees with the anchor. A database one
+event ahead of its anchor is the crash window between the two writes, not tampering.
+
+Appends from several processes (two bodies, the CLI) are serialised by an `flock` on the
+anchor file held from `BEGIN` to the anchor write, so anchors are written in chain order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from shared_protocol import AuditEvent, Impact
+from shared_protocol.audit import AuditKind, AuditOutcome
+
+from ._db import StateDB
+
+_ANCHOR_LEN = 20 + 1 + 64 + 1
+_REDACTED_KEYS = frozenset({"content", "old_text", "new_text"})
+
+
+def new_action_id() -> str:
+    """Time-ordered, unique: `act_` + nanoseconds (hex) + 32 random bits."""
+    return f"act_{time.time_ns():x}{secrets.token_hex(4)}"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def redact_arguments(value: Any) -> Any:
+    """File contents become `{sha256, size}`: the trail proves what was written without holding it."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+            if key in _REDACTED_KEYS and isinstance(item, str):
+                data = item.encode()
+                out[str(key)] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # pyright: ignore[reportUnknownArgumentType]
+            else:
+                out[str(key)] = redact_arguments(item)  # pyright: ignore[reportUnknownArgumentType]
+        return out
+    if isinstance(value, list):
+        return [redact_arguments(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
+    return value
+
+
+@dataclass(kw_only=True)
+class EventDraft:
+    """An audit event before the chain gives it a `seq`, `prev_mac` and `mac`."""
+
+    id: str
+    kind: AuditKind
+    agent: str
+    session: str
+    rationale: str
+    outcome: AuditOutcome
+    tool: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict[str, Any])
+    decision_id: str | None = None
+    mode: Literal["live", "shadow"] = "live"
+    code: str | None = None
+    rule: str | None = None
+    message: str | None = None
+    files: list[str] = field(default_factory=list[str])
+    impact: Impact = field(default_factory=Impact)
+    duration_ms: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict[str, Any])
+
+
+@dataclass(kw_only=True, frozen=True)
+class VerifyReport:
+    ok: bool
+    events: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    anchor: Literal["match", "one_behind", "missing", "mismatch", "empty"] = "match"
+
+    def summary(self) -> str:
+        if self.ok:
+            note = " (anchor one event behind: a crash between commit and anchor write, not tampering)"
+            return f"audit chain OK: {self.events} events verified" + (note if self.anchor == "one_behind" else "")
+        where = f" at event seq {self.first_bad_seq}" if self.first_bad_seq is not None else ""
+        return f"audit chain BROKEN{where}: {self.problem}"
+
+
+class AuditStore:
+    """The chain for one body identity, in the workspace's `state.db`."""
+
+    def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, body_id: str) -> None:
+        self._db = db
+        self._key = key
+        self._anchor_path = anchor_path
+        self.body_id = body_id
+        fd = os.open(anchor_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._anchor_fd = fd
+
+    def close(self) -> None:
+        os.close(self._anchor_fd)
+
+    # -- chain arithmetic --------------------------------------------------------------
+
+    def _genesis(self) -> str:
+        return hmac.new(self._key, b"swarm-audit-genesis:" + self.body_id.encode(), hashlib.sha256).hexdigest()
+
+    def _mac(self, payload: dict[str, Any]) -> str:
+        return hmac.new(self._key, canonical_json(payload).encode(), hashlib.sha256).hexdigest()
+
+    # -- writing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _appending(self) -> Generator[None]:
+        fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
+
+    def append(self, draft: EventDraft, *, also: Callable[[sqlite3.Connection], None] | None = None) -> AuditEvent:
+        """Commit one event (and `also`, in the same transaction), then anchor the new head.
+
+        Returns only once the transaction is committed with the configured durability.
+        """
+        with self._appending():
+            with self._db.write() as conn:
+                if also is not None:
+                    also(conn)
+                event = self._insert(conn, draft)
+            self._write_anchor(event.seq, event.mac)
+        return event
+
+    def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> AuditEvent:
+        row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "body_id": self.body_id,
+            "prev_mac": prev_mac,
+            "mac": "",
+            **{name: getattr(draft, name) for name in draft.__dataclass_fields__},
+        }
+        unsigned = AuditEvent.model_validate(fields)
+        event = unsigned.model_copy(update={"mac": self._mac(unsigned.signed_payload())})
+        conn.execute(
+            "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event.seq,
+                event.id,
+                event.ts,
+                event.decision_id,
+                canonical_json(event.model_dump(mode="json")),
+                event.mac,
+            ),
+        )
+        return event
+
+    def _write_anchor(self, seq: int, mac: str) -> None:
+        record = f"{seq:020d} {mac}\n".encode()
+        os.pwrite(self._anchor_fd, record, 0)
+        if self._db.durability == "power_loss":
+            os.fdatasync(self._anchor_fd)
+
+    def _read_anchor(self) -> tuple[int, str] | None:
+        data = os.pread(self._anchor_fd, _ANCHOR_LEN, 0)
+        if not data:
+            return None
+        try:
+            seq_text, mac = data.decode().split()
+            return int(seq_text), mac
+        except ValueError:
+            return (-1, "")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, action_id: str) -> AuditEvent | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT body FROM audit_events WHERE id = ? ORDER BY seq LIMIT 1", (action_id,)
+            ).fetchone()
+        return None if row is None else AuditEvent.model_validate_json(row[0])
+
+    def tail(self, count: int = 20) -> list[AuditEvent]:
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT body FROM audit_events ORDER BY seq DESC LIMIT ?", (count,)).fetchall()
+        return [AuditEvent.model_validate_json(body) for (body,) in reversed(rows)]
+
+    def by_decision(self, decision_id: str) -> list[AuditEvent]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT body FROM audit_events WHERE decision_id = ? ORDER BY seq", (decision_id,)
+            ).fetchall()
+        return [AuditEvent.model_validate_json(body) for (body,) in rows]
+
+    # -- verification and retention ----------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Recompute the whole chain and compare its head with the anchor."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT seq, id, body, mac FROM audit_events ORDER BY seq").fetchall()
+        events: list[AuditEvent] = []
+        for seq, action_id, body, mac in rows:
+            try:
+                event = AuditEvent.model_validate_json(body)
+            except ValidationError:
+                return VerifyReport(
+                    ok=False, events=len(events), first_bad_seq=int(seq), problem="event body unreadable"
+                )
+            if event.seq != seq or event.id != action_id or event.mac != mac:
+                return VerifyReport(
+                    ok=False, events=len(events), first_bad_seq=int(seq), problem="indexed columns disagree with event"
+                )
+            events.append(event)
+        checkpoints = {
+            int(e.detail.get("through_seq", 0)): str(e.detail.get("mac_at", ""))
+            for e in events
+            if e.kind == "checkpoint"
+        }
+        expected_prev = self._genesis()
+        expected_seq = 1
+        if events and events[0].seq != 1:
+            expected_seq = events[0].seq
+            expected_prev = checkpoints.get(events[0].seq - 1, "")
+            if not expected_prev:
+                return VerifyReport(
+                    ok=False,
+                    events=0,
+                    first_bad_seq=events[0].seq,
+                    problem="events missing from the start of the chain",
+                )
+        for index, event in enumerate(events):
+            if event.seq != expected_seq:
+                return VerifyReport(
+                    ok=False,
+                    events=index,
+                    first_bad_seq=event.seq,
+                    problem=f"sequence gap: expected {expected_seq}, found {event.seq} (events deleted or reordered)",
+                )
+            if event.prev_mac != expected_prev:
+                return VerifyReport(
+                    ok=False,
+                    events=index,
+                    first_bad_seq=event.seq,
+                    problem="chain link broken (event inserted or deleted)",
+                )
+            if not hmac.compare_digest(self._mac(event.signed_payload()), event.mac):
+                return VerifyReport(
+                    ok=False, events=index, first_bad_seq=event.seq, problem="MAC mismatch (event edited)"
+                )
+            expected_prev = event.mac
+            expected_seq += 1
+        return self._check_anchor(events)
+
+    def _check_anchor(self, events: list[AuditEvent]) -> VerifyReport:
+        anchor = self._read_anchor()
+        count = len(events)
+        if anchor is None:
+            if not events:
+                return VerifyReport(ok=True, events=0, anchor="empty")
+            return VerifyReport(ok=False, events=count, problem="anchor file missing or empty", anchor="missing")
+        seq, mac = anchor
+        head = events[-1] if events else None
+        if head is not None and seq == head.seq and hmac.compare_digest(mac, head.mac):
+            return VerifyReport(ok=True, events=count)
+        if head is not None and seq == head.seq - 1:
+            prior = events[-2] if len(events) >= 2 else None
+            expected = prior.mac if prior is not None else None
+            if expected is not None and hmac.compare_digest(mac, expected):
+                return VerifyReport(ok=True, events=count, anchor="one_behind")
+        last = head.seq if head is not None else 0
+        problem = (
+            f"anchor says the chain ends at event {seq} but the database ends at {last} (events truncated)"
+            if seq > last
+            else f"anchor (event {seq}) does not match the database head (event {last})"
+        )
+        return VerifyReport(
+            ok=False, events=count, first_bad_seq=min(seq, last) or None, problem=problem, anchor="mismatch"
+        )
+
+    def prune(self, *, retention_days: int, now: datetime | None = None, agent: str = "swarm") -> int:
+        """Delete events older than the retention through a checkpoint that keeps the chain verifiable."""
+        cutoff = ((now or datetime.now(UTC)) - timedelta(days=retention_days)).isoformat(timespec="microseconds")
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT seq, mac FROM audit_events WHERE ts < ? AND seq < (SELECT MAX(seq) FROM audit_events) "
+                "ORDER BY seq DESC LIMIT 1",
+                (cutoff,),
+            ).fetchone()
+        if row is None:
+            return 0
+        through_seq, mac_at = int(row[0]), str(row[1])
+
+        def delete_old(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
+
+        draft = EventDraft(
+            id=new_action_id(),
+            kind="checkpoint",
+            agent=agent,
+            session="retention",
+            rationale=f"retention: events older than {retention_days} days are pruned",
+            outcome="ok",
+            detail={"through_seq": through_seq, "mac_at": mac_at, "cutoff": cutoff},
+        )
+        with self._appending():
+            with self._db.write() as conn:
+                delete_old(conn)
+                event = self._insert(conn, draft)
+                deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through_seq,)).rowcount
+            self._write_anchor(event.seq, event.mac)
+        return int(deleted)

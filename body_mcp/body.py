@@ -1,0 +1,198 @@
+"""The body: one workspace, its state, and the guard every tool call passes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import mcp_types as types
+
+from shared_protocol import AuditEvent, Impact
+from shared_protocol.config import SwarmConfig
+
+from ._db import StateDB
+from .audit import AuditStore, EventDraft, new_action_id, redact_arguments
+from .confinement import Workspace
+from .exceptions import ApprovalRequired, ToolRefused
+from .guard import CallContext, Guard, Pipeline, default_guards
+from .killswitch import KillSwitch, LocalKillSwitch
+from .limits import Limits
+from .policy import PathPolicy
+from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
+from .tools import ALL_TOOLS
+from .tools._spec import ToolSpec
+from .undo import UndoStore
+
+
+@dataclass(kw_only=True, frozen=True)
+class BodySettings:
+    """Everything a body needs, resolved at the entry point (CLI), never read from the environment here."""
+
+    workspace: Path
+    home: Path
+    config: SwarmConfig
+    agent: str | None = None
+    """Overrides the MCP client's name as the audited agent (`SWARM_AGENT`)."""
+
+
+class Body:
+    def __init__(
+        self,
+        settings: BodySettings,
+        *,
+        kill_switch: KillSwitch | None = None,
+        guards: Sequence[Guard] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.paths = StatePaths(home=settings.home, workspace=settings.workspace)
+        self.identity: Identity = load_or_create_identity(self.paths)
+        config = settings.config
+        self.db = StateDB(self.paths.db, durability=config.audit.durability)
+        self.audit = AuditStore(
+            self.db,
+            key=load_or_create_key(self.paths.audit_key),
+            anchor_path=self.paths.anchor,
+            body_id=self.identity.body_id,
+        )
+        self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
+        self.limits = Limits(self.db, config.limits, clock=clock)
+        self.kill_switch: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
+        self.workspace = Workspace(settings.workspace)
+        self.policy = PathPolicy(denied=config.policy.denied_paths, read_only=config.policy.read_only_paths)
+        self.shadow = config.policy.mode == "shadow"
+        self.session = f"ses_{time.time_ns():x}{secrets.token_hex(2)}"
+        self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in ALL_TOOLS}
+        self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
+        self.brain_state: Literal["connected", "unreachable", "standalone"] = "standalone"
+
+    def close(self) -> None:
+        self.workspace.close()
+        self.audit.close()
+        self.db.close()
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None
+    ) -> types.CallToolResult:
+        ctx = CallContext(
+            action_id=new_action_id(),
+            tool=name,
+            raw_arguments=dict(arguments or {}),
+            agent=self.settings.agent or client or "unknown",
+            session=self.session,
+        )
+        return await self.pipeline.call(ctx)
+
+    def check_measured(self, ctx: CallContext, impact: Impact) -> None:
+        """Hold a measured impact (known only while executing) to the same rules as the planned one."""
+        self.limits.check_blast_radius(impact)
+        policy = self.settings.config.policy
+        if impact.files >= policy.approval_min_files or impact.usd >= policy.approval_min_usd:
+            raise ApprovalRequired(
+                f"this action would change {impact.files} files / ${impact.usd:.2f}, which needs an approved decision; "
+                "call request_approval and retry with its decision_id once approved"
+            )
+        if ctx.reservation is not None:
+            extra = Impact(
+                files=max(impact.files - ctx.planned.files, 0),
+                api_calls=max(impact.api_calls - ctx.planned.api_calls, 0),
+                usd=max(impact.usd - ctx.planned.usd, 0.0),
+            )
+            if extra != Impact():
+                self.limits.extend(ctx.reservation, extra)
+
+    def record(
+        self,
+        ctx: CallContext,
+        *,
+        outcome: Literal["ok", "refused", "failed", "shadow"],
+        refusal: ToolRefused | None,
+        failed: bool,
+    ) -> AuditEvent:
+        args = ctx.args
+        raw_rationale = ctx.raw_arguments.get("rationale")
+        raw_decision = ctx.raw_arguments.get("decision_id")
+        draft = EventDraft(
+            id=ctx.action_id,
+            kind="tool_call",
+            agent=ctx.agent,
+            session=ctx.session,
+            rationale=args.rationale if args is not None else (raw_rationale if isinstance(raw_rationale, str) else ""),
+            outcome=outcome,
+            tool=ctx.tool,
+            arguments=redact_arguments(ctx.raw_arguments),
+            decision_id=args.decision_id
+            if args is not None
+            else (raw_decision if isinstance(raw_decision, str) else None),
+            mode=ctx.mode,
+            code=refusal.code.value if refusal is not None else None,
+            rule=refusal.rule if refusal is not None else None,
+            message=refusal.message if refusal is not None else None,
+            files=ctx.files,
+            impact=ctx.impact,
+            duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
+            detail=ctx.detail,
+        )
+        reservation, recorder = ctx.reservation, ctx.recorder
+        decision_id = draft.decision_id
+
+        def also(conn: Any) -> None:
+            if reservation is not None:
+                self.limits.settle(conn, reservation, ctx.impact, failed=failed)
+            if recorder is not None and recorder.records:
+                recorder.flush(conn, action_id=ctx.action_id, decision_id=decision_id)
+            for extra in ctx.also:
+                extra(conn)
+
+        return self.audit.append(draft, also=also)
+
+    def human_undo(self, target_id: str, *, force: bool, by: str | None = None) -> tuple[AuditEvent, list[str]]:
+        """`swarm undo`: a human reverses an action or decision; works even while killed, and is audited."""
+        recorder, actions, changes, rows = self.undo.reverse(self.workspace, target_id, force=force)
+        action_id = new_action_id()
+
+        def also(conn: Any) -> None:
+            recorder.flush(conn, action_id=action_id, decision_id=None)
+            UndoStore.mark_undone(conn, rows, action_id)
+
+        event = self.audit.append(
+            EventDraft(
+                id=action_id,
+                kind="human",
+                agent=by or f"human:{os.environ.get('USER', 'unknown')}",
+                session=self.session,
+                rationale=f"undo {target_id}" + (" (forced)" if force else ""),
+                outcome="ok",
+                tool="undo",
+                arguments={"id": target_id, "force": force},
+                files=[c.path for c in changes],
+                impact=Impact(files=len(changes)),
+                detail={"undid": actions},
+            ),
+            also=also,
+        )
+        return event, actions
+
+    def record_human(
+        self, *, action: str, rationale: str, by: str | None = None, detail: dict[str, Any] | None = None
+    ) -> AuditEvent:
+        """Audit something a human did from the CLI (kill, resume, undo)."""
+        return self.audit.append(
+            EventDraft(
+                id=new_action_id(),
+                kind="human",
+                agent=by or f"human:{os.environ.get('USER', 'unknown')}",
+                session=self.session,
+                rationale=rationale,
+                outcome="ok",
+                tool=action,
+                detail=detail or {},
+            )
+        )

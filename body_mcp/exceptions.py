@@ -1,0 +1,117 @@
+"""Exceptions of the body.
+
+    SwarmError
+    ├── ToolRefused            a refusal the agent reads: becomes an MCP is_error result
+    │   ├── KillSwitchEngaged
+    │   ├── InvalidArguments
+    │   ├── PathRefused
+    │   │   ├── PathOutsideWorkspace
+    │   │   ├── InvalidPath
+    │   │   ├── SpecialFile
+    │   │   └── ProtectedPath
+    │   ├── LimitExceeded
+    │   │   ├── BlastRadiusExceeded
+    │   │   ├── RateLimited
+    │   │   └── CircuitOpen
+    │   ├── ApprovalRequired
+    │   └── UndoRefused
+    ├── UserError              misuse by a human or developer: bad config, bad workspace
+    │   └── ConfigError
+    └── AuditIntegrityError    `swarm audit verify` found tampering
+
+Every `ToolRefused` carries a `RefusalCode` (the stable constant clients branch on), the
+rule that refused, and a message for the agent.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from shared_protocol import RefusalCode
+
+
+class SwarmError(Exception):
+    """Base of every error raised on purpose by the body."""
+
+
+class ToolRefused(SwarmError):
+    """The guard or a tool refuses the call; the agent gets `{code, rule, message, action_id}`."""
+
+    default_code: ClassVar[RefusalCode] = RefusalCode.INTERNAL_ERROR
+    default_rule: ClassVar[str] = "guard"
+
+    def __init__(self, message: str, *, code: RefusalCode | None = None, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.rule = rule or self.default_rule
+
+
+class KillSwitchEngaged(ToolRefused):
+    default_code = RefusalCode.KILL_SWITCH_ENGAGED
+    default_rule = "kill_switch"
+
+
+class InvalidArguments(ToolRefused):
+    default_code = RefusalCode.INVALID_ARGUMENTS
+    default_rule = "input.validation"
+
+
+class PathRefused(ToolRefused):
+    default_rule = "confinement"
+
+
+class PathOutsideWorkspace(PathRefused):
+    default_code = RefusalCode.PATH_OUTSIDE_WORKSPACE
+
+
+class InvalidPath(PathRefused):
+    default_code = RefusalCode.INVALID_PATH
+
+
+class SpecialFile(PathRefused):
+    default_code = RefusalCode.SPECIAL_FILE
+
+
+class ProtectedPath(PathRefused):
+    default_code = RefusalCode.PROTECTED_PATH
+    default_rule = "policy.protected_paths"
+
+
+class LimitExceeded(ToolRefused):
+    default_rule = "limits"
+
+
+class BlastRadiusExceeded(LimitExceeded):
+    default_code = RefusalCode.BLAST_RADIUS
+
+
+class RateLimited(LimitExceeded):
+    default_code = RefusalCode.RATE_LIMITED
+
+
+class CircuitOpen(LimitExceeded):
+    default_code = RefusalCode.CIRCUIT_OPEN
+    default_rule = "limits.circuit_breaker"
+
+
+class ApprovalRequired(ToolRefused):
+    default_code = RefusalCode.APPROVAL_REQUIRED
+    default_rule = "approval"
+
+
+class UndoRefused(ToolRefused):
+    default_code = RefusalCode.UNDO_UNAVAILABLE
+    default_rule = "undo"
+
+
+class UserError(SwarmError):
+    """A human or developer used Swarm wrongly; the message says how to fix it."""
+
+
+class ConfigError(UserError):
+    """`swarm.toml` (or a flag) has an unknown key or a bad value; the message names it."""
+
+
+class AuditIntegrityError(SwarmError):
+    """The audit chain does not verify: an event was edited, inserted, deleted, reordered or truncated."""

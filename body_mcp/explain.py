@@ -1,0 +1,50 @@
+"""Readable explanations of audit events, for `explain` and `swarm audit explain`."""
+
+from __future__ import annotations
+
+import json
+
+from shared_protocol import AuditEvent
+
+_OUTCOMES = {
+    "ok": "The guard allowed it and it was carried out.",
+    "shadow": "Shadow mode: the guard recorded what would happen and changed nothing.",
+    "refused": "The guard refused it; nothing was changed.",
+    "failed": "It was allowed but failed while executing (or inside the guard, which then refuses).",
+}
+
+
+def explain_event(event: AuditEvent) -> str:
+    lines = [f"Action {event.id} (event #{event.seq}, {event.ts})"]
+    if event.kind == "tool_call":
+        lines.append(
+            f"Context: agent '{event.agent}', session {event.session}, body {event.body_id}, mode {event.mode}."
+        )
+        args = json.dumps(event.arguments, sort_keys=True)
+        lines.append(f"Asked: {event.tool} {args if len(args) < 600 else args[:600] + '…'}")
+        lines.append(f"Why (agent's rationale): {event.rationale or '(none given)'}")
+        if event.decision_id:
+            lines.append(f"Under decision: {event.decision_id}")
+        lines.append(f"Guard decision: {_OUTCOMES[event.outcome]}")
+        if event.code:
+            lines.append(f"Rule: {event.rule} [{event.code}]: {event.message}")
+        if event.files:
+            shown = ", ".join(event.files[:20]) + (" …" if len(event.files) > 20 else "")
+            lines.append(f"Files: {shown}")
+        impact = event.impact
+        lines.append(
+            f"Measured impact: {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}; "
+            f"took {event.duration_ms:.1f} ms."
+        )
+    elif event.kind == "human":
+        lines.append(f"A human ({event.agent}) did '{event.tool}': {event.rationale}")
+        if event.detail:
+            lines.append(f"Details: {json.dumps(event.detail, sort_keys=True)}")
+    elif event.kind == "checkpoint":
+        lines.append(
+            f"Retention checkpoint: events up to #{event.detail.get('through_seq')} were pruned; "
+            "the chain continues from here."
+        )
+    else:
+        lines.append(f"{event.kind}: {event.rationale}")
+    return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""The guard: one pipeline every `tools/call` passes, whatever the tool.
+
+    audit (outermost: records every call, allowed, refused or failed; fails closed)
+      → kill switch → input validation → confinement and policy → blast radius and budgets
+      → approval gate → the tool (shadow or live) → undo record (committed with the audit event)
+
+Each stage is a `Guard`: `(ctx, call_next) -> result`, raising `ToolRefused` to refuse. A
+new rule is a new guard in `default_guards()`, not an edit to every tool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import mcp_types as types
+from pydantic import ValidationError
+
+from shared_protocol import Impact, Refusal, RefusalCode, ToolArgs, ToolResult
+
+from .confinement import WorkspacePath
+from .exceptions import ApprovalRequired, InvalidArguments, KillSwitchEngaged, ToolRefused
+from .limits import Reservation
+from .tools._spec import ToolSpec
+from .undo import Recorder
+
+if TYPE_CHECKING:
+    from .body import Body
+
+logger = logging.getLogger(__name__)
+
+Next = Callable[["CallContext"], Awaitable[ToolResult]]
+
+
+@dataclass(kw_only=True)
+class CallContext:
+    """One tool call as it passes the guard; the audit event is built from it."""
+
+    action_id: str
+    tool: str
+    raw_arguments: dict[str, Any]
+    agent: str
+    session: str
+    started: float = field(default_factory=time.perf_counter)
+    spec: ToolSpec | None = None
+    args: ToolArgs | None = None
+    paths: dict[str, WorkspacePath] = field(default_factory=dict[str, WorkspacePath])
+    planned: Impact = field(default_factory=Impact)
+    impact: Impact = field(default_factory=Impact)
+    files: list[str] = field(default_factory=list[str])
+    reservation: Reservation | None = None
+    recorder: Recorder | None = None
+    mode: Literal["live", "shadow"] = "live"
+    detail: dict[str, Any] = field(default_factory=dict[str, Any])
+    also: list[Callable[[sqlite3.Connection], None]] = field(default_factory=list[Callable[[sqlite3.Connection], None]])
+    """Extra writes to commit in the audit transaction (e.g. marking undo records undone)."""
+
+    @property
+    def mutating(self) -> bool:
+        # An unknown or unvalidated tool is treated as mutating: refusals err on the safe side.
+        return self.spec is None or not self.spec.read_only
+
+
+class Guard(Protocol):
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult: ...
+
+
+class KillSwitchGuard:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        spec = body.tools.get(ctx.tool)
+        if spec is None or not spec.read_only:
+            state = body.kill_switch.state()
+            if state.engaged:
+                by = f" by {state.by}" if state.by else ""
+                raise KillSwitchEngaged(
+                    f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "
+                    "mutating tools are refused until a human resumes. Read-only tools still work."
+                )
+        return await call_next(ctx)
+
+
+class ValidationGuard:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        spec = body.tools.get(ctx.tool)
+        if spec is None:
+            raise ToolRefused(
+                f"there is no tool named '{ctx.tool}'", code=RefusalCode.UNKNOWN_TOOL, rule="input.tool_name"
+            )
+        ctx.spec = spec
+        try:
+            ctx.args = spec.args_model.model_validate(ctx.raw_arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in exc.errors()
+            )
+            raise InvalidArguments(f"invalid arguments for {ctx.tool}: {problems}") from None
+        return await call_next(ctx)
+
+
+class ConfinementGuard:
+    """Resolves every path argument inside the workspace and applies the path policy."""
+
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        assert ctx.spec is not None and ctx.args is not None
+        for name, access in ctx.spec.path_fields.items():
+            raw = getattr(ctx.args, name)
+            path = body.workspace.resolve(raw, follow_last=access != "write_nofollow")
+            if access == "read":
+                body.policy.check_read(path)
+            else:
+                body.policy.check_write(path)
+            ctx.paths[name] = path
+        return await call_next(ctx)
+
+
+class LimitsGuard:
+    """Blast radius on the planned impact, then a reservation against every window."""
+
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        assert ctx.spec is not None and ctx.args is not None
+        ctx.planned = ctx.spec.plan(ctx.args)
+        body.limits.check_blast_radius(ctx.planned)
+        ctx.reservation = body.limits.reserve(ctx.planned, mutating=not ctx.spec.read_only)
+        try:
+            result = await call_next(ctx)
+        except ToolRefused:
+            # A later stage refused before anything happened: the budget is given back.
+            if not ctx.files:
+                body.limits.release(ctx.reservation)
+                ctx.reservation = None
+            raise
+        return result
+
+
+class ApprovalGuard:
+    """A mutating call whose measured impact needs approval must name an approved decision."""
+
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        policy = body.settings.config.policy
+        impact = ctx.planned
+        if impact.files >= policy.approval_min_files or impact.usd >= policy.approval_min_usd:
+            # Decisions arrive with the brain; until then nothing can approve, so the gate refuses.
+            raise ApprovalRequired(
+                f"this action changes {impact.files} files / ${impact.usd:.2f}, which needs an approved decision; "
+                "call request_approval and retry with its decision_id once approved"
+            )
+        return await call_next(ctx)
+
+
+class ExecuteGuard:
+    """The innermost stage: the tool itself, in the body's mode."""
+
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        assert ctx.spec is not None and ctx.args is not None
+        ctx.mode = "shadow" if body.shadow and not ctx.spec.read_only else "live"
+        return await ctx.spec.handler(body, ctx, ctx.args)
+
+
+def default_guards() -> list[Guard]:
+    return [KillSwitchGuard(), ValidationGuard(), ConfinementGuard(), LimitsGuard(), ApprovalGuard(), ExecuteGuard()]
+
+
+class Pipeline:
+    """Runs the guards around a call and turns the outcome into an audited MCP result."""
+
+    def __init__(self, body: Body, guards: Sequence[Guard]) -> None:
+        self._body = body
+        self._guards = list(guards)
+
+    async def _run(self, ctx: CallContext, index: int = 0) -> ToolResult:
+        guard = self._guards[index]
+
+        async def call_next(next_ctx: CallContext) -> ToolResult:
+            return await self._run(next_ctx, index + 1)
+
+        return await guard(self._body, ctx, call_next)
+
+    async def call(self, ctx: CallContext) -> types.CallToolResult:
+        body = self._body
+        refusal: ToolRefused | None = None
+        failed = False
+        result: ToolResult | None = None
+        try:
+            result = await self._run(ctx)
+        except ToolRefused as exc:
+            refusal = exc
+        except OSError as exc:
+            failed = True
+            refusal = ToolRefused(
+                f"the operating system refused: {exc.strerror or exc}", code=RefusalCode.IO_ERROR, rule="fs"
+            )
+        except Exception as exc:
+            logger.exception("internal error in %s", ctx.tool)
+            failed = True
+            refusal = ToolRefused(
+                f"internal error; the call was refused ({type(exc).__name__})",
+                code=RefusalCode.INTERNAL_ERROR,
+                rule="guard.fail_closed",
+            )
+        outcome: Literal["ok", "refused", "failed", "shadow"]
+        if refusal is not None:
+            outcome = "failed" if failed else "refused"
+        else:
+            outcome = "shadow" if ctx.mode == "shadow" else "ok"
+        event = body.record(ctx, outcome=outcome, refusal=refusal, failed=failed)
+        if refusal is not None:
+            structured = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=event.id)
+            return types.CallToolResult(
+                content=[
+                    types.TextContent(text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})")
+                ],
+                structured_content=structured.model_dump(mode="json"),
+                is_error=True,
+            )
+        assert result is not None and ctx.spec is not None
+        data = result.model_dump(mode="json")
+        text = ctx.spec.text(result) if ctx.spec.text is not None else json.dumps(data, indent=1)
+        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=data, is_error=False)

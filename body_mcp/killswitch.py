@@ -1,0 +1,102 @@
+"""The local kill switch: a file under `$SWARM_HOME` that every body on the machine honours.
+
+Engaged = the file exists. Bodies check it at the start of every call (one `stat`, the
+contents re-read only when it changed), so a kill takes effect from the next call. The
+brain's kill (for linked bodies) is a second source combined with this one: killed if
+either is engaged, and a local resume lifts only the local one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+
+@dataclass(kw_only=True, frozen=True)
+class KillState:
+    engaged: bool
+    reason: str | None = None
+    by: str | None = None
+    at: str | None = None
+    source: Literal["local", "brain"] | None = None
+
+
+RELEASED = KillState(engaged=False)
+
+
+class KillSwitch(Protocol):
+    def state(self) -> KillState: ...
+
+
+class LocalKillSwitch:
+    """The machine-wide kill file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cached_key: tuple[int, int, int] | None = None
+        self._cached: KillState = RELEASED
+
+    def state(self) -> KillState:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return RELEASED
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self._cached_key:
+            self._cached = self._read()
+            self._cached_key = key
+        return self._cached
+
+    def _read(self) -> KillState:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return RELEASED
+        except (OSError, ValueError):
+            # An unreadable kill file still means killed: fail closed.
+            return KillState(engaged=True, reason="kill file unreadable", source="local")
+        return KillState(engaged=True, reason=data.get("reason"), by=data.get("by"), at=data.get("at"), source="local")
+
+    def engage(self, *, reason: str, by: str) -> KillState:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        at = datetime.now(UTC).isoformat()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"reason": reason, "by": by, "at": at}))
+        os.replace(tmp, self.path)
+        return KillState(engaged=True, reason=reason, by=by, at=at, source="local")
+
+    def release(self) -> bool:
+        """Lift the local kill; returns whether it was engaged."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class CombinedKillSwitch:
+    """Killed when any source is engaged (local file, brain link)."""
+
+    def __init__(self, *sources: KillSwitch) -> None:
+        self._sources = sources
+
+    def state(self) -> KillState:
+        for source in self._sources:
+            state = source.state()
+            if state.engaged:
+                return state
+        return RELEASED
+
+
+class MemoryKillSwitch:
+    """In-memory kill switch for tests and in-process embedding."""
+
+    def __init__(self) -> None:
+        self.current: KillState = RELEASED
+
+    def state(self) -> KillState:
+        return self.current

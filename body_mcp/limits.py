@@ -1,0 +1,217 @@
+"""Budgets: blast radius per action, rolling windows, and a circuit breaker.
+
+Reserve before executing, settle after: a reservation counts against every window the
+moment it is made, inside a `BEGIN IMMEDIATE` transaction, so two callers (tasks or
+processes) racing for the last unit cannot both get it. Settling replaces the reservation
+with what the action measurably did, in the same transaction as its audit event. A
+reservation left behind by a crashed body expires after ten minutes.
+
+What the windows count (PRODUCT.md): calls (every tool call, per minute), file
+modifications (per hour), money (per hour). Calls that are refused before reserving do
+not consume budget; refusals by a limit are breaches, and repeated breaches or
+consecutive failures open the breaker, which refuses mutating calls until a cool-down
+passes, then lets one trial call through (half-open).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from shared_protocol import Budget, Impact
+from shared_protocol.config import LimitsConfig
+
+from ._db import StateDB
+from .exceptions import BlastRadiusExceeded, CircuitOpen, RateLimited
+
+_RESERVATION_TTL_S = 600.0
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class Reservation:
+    row_id: int
+    trial: bool
+    """This call is the breaker's half-open trial: its outcome closes or re-opens it."""
+
+
+class Limits:
+    def __init__(self, db: StateDB, config: LimitsConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self.config = config
+        self._clock = clock
+
+    # -- per action --------------------------------------------------------------------
+
+    def check_blast_radius(self, impact: Impact) -> None:
+        c = self.config
+        over: list[str] = []
+        if impact.files > c.max_files_per_action:
+            over.append(f"{impact.files} files modified (limit {c.max_files_per_action})")
+        if impact.api_calls > c.max_api_calls_per_action:
+            over.append(f"{impact.api_calls} API calls (limit {c.max_api_calls_per_action})")
+        if impact.usd > c.max_usd_per_action:
+            over.append(f"${impact.usd:.2f} (limit ${c.max_usd_per_action:.2f})")
+        if over:
+            self._breach()
+            raise BlastRadiusExceeded(
+                "one action may not exceed the blast radius: "
+                + "; ".join(over)
+                + ". Split the work into smaller actions.",
+                rule="limits.blast_radius",
+            )
+
+    # -- windows -----------------------------------------------------------------------
+
+    def _window_sums(self, conn: sqlite3.Connection, now: float) -> tuple[int, int, float]:
+        row = conn.execute(
+            "SELECT "
+            "COALESCE(SUM(CASE WHEN ts > ? THEN calls END), 0), "
+            "COALESCE(SUM(CASE WHEN ts > ? THEN files END), 0), "
+            "COALESCE(SUM(CASE WHEN ts > ? THEN usd END), 0) "
+            "FROM usage WHERE ts > ? AND (expires IS NULL OR expires > ?)",
+            (now - 60, now - 3600, now - 3600, now - 3600, now),
+        ).fetchone()
+        return int(row[0]), int(row[1]), float(row[2])
+
+    def reserve(self, want: Impact, *, mutating: bool) -> Reservation:
+        """Reserve one call plus `want` against every window, or refuse naming the window and numbers."""
+        now = self._clock()
+        c = self.config
+        trial = False
+        with self._db.write(fast=True) as conn:
+            if mutating:
+                trial = self._admit_through_breaker(conn, now)
+            calls, files, usd = self._window_sums(conn, now)
+            problem: tuple[str, str] | None = None
+            if calls + 1 > c.calls_per_minute:
+                problem = (
+                    "limits.calls_per_minute",
+                    f"{calls} of {c.calls_per_minute} tool calls used in the last minute",
+                )
+            elif want.files and files + want.files > c.file_mods_per_hour:
+                problem = (
+                    "limits.file_mods_per_hour",
+                    f"{files} of {c.file_mods_per_hour} file modifications used in the last hour; "
+                    f"this call needs {want.files}",
+                )
+            elif want.usd and usd + want.usd > c.usd_per_hour:
+                problem = (
+                    "limits.usd_per_hour",
+                    f"${usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour; this call needs ${want.usd:.2f}",
+                )
+            if problem is None:
+                cursor = conn.execute(
+                    "INSERT INTO usage (ts, expires, calls, files, api_calls, usd) VALUES (?, ?, 1, ?, ?, ?)",
+                    (now, now + _RESERVATION_TTL_S, want.files, want.api_calls, want.usd),
+                )
+                if now % 64 < 1:  # now and then, forget what no window can see any more
+                    conn.execute("DELETE FROM usage WHERE ts < ?", (now - 7200,))
+                return Reservation(row_id=int(cursor.lastrowid or 0), trial=trial)
+            if trial:
+                conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
+        self._breach()
+        raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
+
+    def _admit_through_breaker(self, conn: sqlite3.Connection, now: float) -> bool:
+        state, opened_at = conn.execute("SELECT state, opened_at FROM breaker WHERE id = 1").fetchone()
+        if state == "closed":
+            return False
+        remaining = self.config.breaker_cooldown_s - (now - float(opened_at))
+        if state == "open" and remaining <= 0:
+            conn.execute("UPDATE breaker SET state = 'half_open' WHERE id = 1")
+            return True
+        wait = max(remaining, 0.0)
+        raise CircuitOpen(
+            f"circuit breaker is {state.replace('_', '-')} after repeated limit breaches or failures; "
+            f"mutating calls are refused for {wait:.0f} more seconds"
+            + (" (a trial call is in progress)" if state == "half_open" else "")
+        )
+
+    def extend(self, reservation: Reservation, extra: Impact) -> None:
+        """Grow a reservation once the measured impact exceeds the planned one, or refuse."""
+        now = self._clock()
+        c = self.config
+        with self._db.write(fast=True) as conn:
+            _, files, usd = self._window_sums(conn, now)
+            if files + extra.files > c.file_mods_per_hour:
+                problem = (
+                    "limits.file_mods_per_hour",
+                    f"{files} of {c.file_mods_per_hour} file modifications used in the last hour; "
+                    f"this call needs {extra.files} more",
+                )
+            elif usd + extra.usd > c.usd_per_hour:
+                problem = ("limits.usd_per_hour", f"${usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour")
+            else:
+                conn.execute(
+                    "UPDATE usage SET files = files + ?, api_calls = api_calls + ?, usd = usd + ? WHERE id = ?",
+                    (extra.files, extra.api_calls, extra.usd, reservation.row_id),
+                )
+                return
+        self._breach()
+        raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation for a call that was refused after reserving."""
+        with self._db.write(fast=True) as conn:
+            conn.execute("DELETE FROM usage WHERE id = ?", (reservation.row_id,))
+            if reservation.trial:
+                conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (self._clock(),))
+
+    def settle(self, conn: sqlite3.Connection, reservation: Reservation, actual: Impact, *, failed: bool) -> None:
+        """Replace the reservation by what the call did; runs inside the audit transaction."""
+        conn.execute(
+            "UPDATE usage SET expires = NULL, files = ?, api_calls = ?, usd = ? WHERE id = ?",
+            (actual.files, actual.api_calls, actual.usd, reservation.row_id),
+        )
+        now = self._clock()
+        if failed:
+            (failures,) = conn.execute(
+                "UPDATE breaker SET consecutive_failures = consecutive_failures + 1 WHERE id = 1 "
+                "RETURNING consecutive_failures"
+            ).fetchone()
+            if reservation.trial or int(failures) >= self.config.breaker_consecutive_failures:
+                conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
+        else:
+            conn.execute("UPDATE breaker SET consecutive_failures = 0 WHERE id = 1")
+            if reservation.trial:
+                conn.execute("UPDATE breaker SET state = 'closed' WHERE id = 1")
+                conn.execute("DELETE FROM breaches")
+
+    def _breach(self) -> None:
+        now = self._clock()
+        with self._db.write(fast=True) as conn:
+            conn.execute("INSERT INTO breaches (ts) VALUES (?)", (now,))
+            conn.execute("DELETE FROM breaches WHERE ts < ?", (now - self.config.breaker_window_s,))
+            (count,) = conn.execute("SELECT COUNT(*) FROM breaches").fetchone()
+            if int(count) >= self.config.breaker_breaches:
+                conn.execute(
+                    "UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1 AND state = 'closed'", (now,)
+                )
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def breaker_state(self) -> BreakerState:
+        with self._db.read() as conn:
+            state, opened_at = conn.execute("SELECT state, opened_at FROM breaker WHERE id = 1").fetchone()
+        if state == "open" and self._clock() - float(opened_at) >= self.config.breaker_cooldown_s:
+            return "half_open"
+        return state
+
+    def budgets(self) -> list[Budget]:
+        now = self._clock()
+        c = self.config
+        with self._db.read() as conn:
+            calls, files, usd = self._window_sums(conn, now)
+
+        def budget(name: str, used: float, limit: float, window: int) -> Budget:
+            return Budget(name=name, used=used, limit=limit, remaining=max(limit - used, 0), window_s=window)
+
+        return [
+            budget("calls_per_minute", calls, c.calls_per_minute, 60),
+            budget("file_mods_per_hour", files, c.file_mods_per_hour, 3600),
+            budget("usd_per_hour", usd, c.usd_per_hour, 3600),
+        ]

@@ -1,0 +1,168 @@
+"""Where a body keeps its state: `$SWARM_HOME`, one directory per workspace.
+
+    $SWARM_HOME/
+      kill.json                   the machine's local kill switch (present = engaged)
+      swarm.toml                  default config
+      workspaces/<key>/
+        identity.json             the body's stable identity for this workspace
+        state.db                  audit chain, limit windows, undo records (SQLite, WAL)
+        audit.key                 HMAC key of the audit chain (0600; never in the database)
+        audit.anchor              head of the chain, written after each commit
+        blobs/                    large pre-images, content-addressed
+
+Nothing here is ever inside the workspace: a body refuses to start when it would be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .exceptions import UserError
+
+
+def resolve_home(env: dict[str, str] | None = None) -> Path:
+    """`$SWARM_HOME`, else `~/.swarm`."""
+    env = dict(os.environ) if env is None else env
+    raw = env.get("SWARM_HOME") or str(Path.home() / ".swarm")
+    return Path(raw).expanduser().resolve()
+
+
+def validate_workspace(raw: str | Path, *, home: Path) -> Path:
+    """Resolve a workspace directory, refusing `/`, the home directory itself, and overlaps with `home`."""
+    workspace = Path(raw).expanduser().resolve()
+    if not workspace.is_dir():
+        raise UserError(f"workspace {workspace} is not a directory")
+    if workspace == Path("/"):
+        raise UserError("refusing to use / as the workspace (Claude Desktop starts servers in /): pass --workspace DIR")
+    if workspace == Path.home().resolve():
+        raise UserError(f"refusing to use the home directory {workspace} itself as the workspace: pass --workspace DIR")
+    if workspace == home or workspace.is_relative_to(home):
+        raise UserError(f"workspace {workspace} is inside SWARM_HOME {home}; choose a workspace outside it")
+    if home.is_relative_to(workspace):
+        raise UserError(f"SWARM_HOME {home} is inside the workspace {workspace}; set SWARM_HOME to a path outside it")
+    return workspace
+
+
+def workspace_key(workspace: Path) -> str:
+    """A stable directory name for a workspace: readable prefix plus a hash of the resolved path."""
+    digest = hashlib.sha256(str(workspace).encode()).hexdigest()[:16]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", workspace.name)[:40] or "root"
+    return f"{stem}-{digest}"
+
+
+@dataclass(kw_only=True, frozen=True)
+class StatePaths:
+    home: Path
+    workspace: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.home / "workspaces" / workspace_key(self.workspace)
+
+    @property
+    def db(self) -> Path:
+        return self.dir / "state.db"
+
+    @property
+    def audit_key(self) -> Path:
+        return self.dir / "audit.key"
+
+    @property
+    def anchor(self) -> Path:
+        return self.dir / "audit.anchor"
+
+    @property
+    def blobs(self) -> Path:
+        return self.dir / "blobs"
+
+    @property
+    def identity(self) -> Path:
+        return self.dir / "identity.json"
+
+    @property
+    def kill_file(self) -> Path:
+        return self.home / "kill.json"
+
+    def ensure(self) -> None:
+        """Create the state directories, owner-only."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.blobs.mkdir(mode=0o700, exist_ok=True)
+
+
+def all_workspace_states(home: Path) -> list[StatePaths]:
+    """Every workspace this machine's bodies have state for."""
+    root = home / "workspaces"
+    found: list[StatePaths] = []
+    if not root.is_dir():
+        return found
+    for entry in sorted(root.iterdir()):
+        ident = entry / "identity.json"
+        try:
+            data = json.loads(ident.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append(StatePaths(home=home, workspace=Path(data["workspace"])))
+    return found
+
+
+@dataclass(kw_only=True, frozen=True)
+class Identity:
+    body_id: str
+    workspace: str
+    created_at: str
+
+
+def load_or_create_identity(paths: StatePaths) -> Identity:
+    """The body's identity for this workspace: created on first start, kept across restarts."""
+    paths.ensure()
+    try:
+        data = json.loads(paths.identity.read_text())
+        return Identity(body_id=data["body_id"], workspace=data["workspace"], created_at=data["created_at"])
+    except FileNotFoundError:
+        pass
+    identity = Identity(
+        body_id=f"body_{secrets.token_hex(8)}",
+        workspace=str(paths.workspace),
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    tmp = paths.identity.with_suffix(".tmp")
+    tmp.write_text(json.dumps(identity.__dict__, indent=2))
+    try:
+        # Two bodies starting at once: the first link wins, the other reads it.
+        os.link(tmp, paths.identity)
+    except FileExistsError:
+        tmp.unlink()
+        return load_or_create_identity(paths)
+    tmp.unlink()
+    return identity
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """A 32-byte secret in an owner-only file, created once (atomically: no reader sees it half-written)."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        key = path.read_bytes()
+    if len(key) != 32:
+        raise UserError(f"{path} is damaged (expected 32 bytes, found {len(key)})")
+    return key

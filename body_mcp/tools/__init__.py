@@ -1,0 +1,10 @@
+"""The body's tools, each a `ToolSpec` the guard runs."""
+
+from ._spec import ToolSpec
+from .fs_read import READ_TOOLS
+from .fs_write import WRITE_TOOLS
+from .governance import GOVERNANCE_TOOLS
+
+ALL_TOOLS: list[ToolSpec] = [*READ_TOOLS, *WRITE_TOOLS, *GOVERNANCE_TOOLS]
+
+__all__ = ["ALL_TOOLS", "ToolSpec"]

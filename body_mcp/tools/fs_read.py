@@ -1,0 +1,251 @@
+"""Read-only file tools: read_text_file, list_directory, directory_tree, search_files, get_file_info."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+from shared_protocol import (
+    DirectoryEntry,
+    DirectoryTreeArgs,
+    DirectoryTreeResult,
+    GetFileInfoResult,
+    ListDirectoryResult,
+    PathArgs,
+    ReadTextFileArgs,
+    ReadTextFileResult,
+    RefusalCode,
+    SearchFilesArgs,
+    SearchFilesResult,
+    TreeNode,
+)
+from shared_protocol.tools import EntryKind
+
+from .. import _fsops
+from ..exceptions import InvalidArguments, SpecialFile, ToolRefused
+from ._spec import ToolSpec
+
+if TYPE_CHECKING:
+    from ..body import Body
+    from ..guard import CallContext
+
+
+def _kind(mode: int) -> EntryKind:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "other"
+
+
+def decode_text(data: bytes) -> str | None:
+    """The text of `data`, or None when it is binary (a NUL byte, or not UTF-8)."""
+    if b"\x00" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+async def read_text_file(body: Body, ctx: CallContext, args: ReadTextFileArgs) -> ReadTextFileResult:
+    path = ctx.paths["path"]
+    if args.head is not None and args.tail is not None:
+        raise InvalidArguments("give head or tail, not both")
+    st = body.workspace.lstat(path)
+    if st is None:
+        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+    if stat.S_ISDIR(st.st_mode):
+        raise ToolRefused(f"'{path.rel}' is a directory: use list_directory", code=RefusalCode.NOT_A_FILE, rule="fs")
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecialFile(f"'{path.rel}' is a device, FIFO or socket: never read")
+    cap = body.settings.config.workspace.max_read_bytes
+    state, data = _fsops.read_entry(body.workspace, path.parts, max_bytes=cap)
+    if data is None or state.type != "file":
+        raise ToolRefused(f"'{path.rel}' changed while being read", code=RefusalCode.IO_ERROR, rule="fs")
+    ctx.files = [path.rel]
+    text = decode_text(data)
+    if text is not None and args.head is not None:
+        text = "".join(text.splitlines(keepends=True)[: args.head])
+    elif text is not None and args.tail is not None:
+        text = "".join(text.splitlines(keepends=True)[-args.tail :])
+    return ReadTextFileResult(
+        action_id=ctx.action_id,
+        path=path.rel,
+        content=text,
+        binary=text is None,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _read_text(result: ReadTextFileResult) -> str:
+    if result.binary:
+        return f"{result.path}: binary file, {result.size} bytes, sha256 {result.sha256} (not shown)"
+    return result.content or ""
+
+
+def _scan(fd: int) -> list[os.DirEntry[str]]:
+    # scandir on a dup: scandir closes the descriptor it is given when done.
+    with os.scandir(os.dup(fd)) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
+    return _kind(entry.stat(follow_symlinks=False).st_mode)
+
+
+async def list_directory(body: Body, ctx: CallContext, args: PathArgs) -> ListDirectoryResult:
+    path = ctx.paths["path"]
+    with body.workspace.open_dir(path.parts) as fd:
+        entries = [DirectoryEntry(name=e.name, type=_entry_kind(e)) for e in _scan(fd)]
+    return ListDirectoryResult(action_id=ctx.action_id, path=path.rel, entries=entries)
+
+
+def _walk(fd: int, prefix: str, excluded: list[str]) -> Iterator[tuple[str, os.DirEntry[str], int | None]]:
+    """Depth-first (relative path, entry, descriptor of the entry when it is a directory); never follows links."""
+    for entry in _scan(fd):
+        if any(fnmatchcase(entry.name, pattern) for pattern in excluded):
+            continue
+        rel = f"{prefix}{entry.name}"
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError:
+                yield rel, entry, None
+                continue
+            try:
+                yield rel, entry, child
+            finally:
+                os.close(child)
+        else:
+            yield rel, entry, None
+
+
+async def directory_tree(body: Body, ctx: CallContext, args: DirectoryTreeArgs) -> DirectoryTreeResult:
+    path = ctx.paths["path"]
+    count = 0
+    truncated = False
+
+    def build(fd: int) -> list[TreeNode]:
+        nonlocal count, truncated
+        nodes: list[TreeNode] = []
+        for rel, entry, child in _walk(fd, "", args.exclude_patterns):
+            if count >= args.max_entries:
+                truncated = True
+                break
+            count += 1
+            kind = _entry_kind(entry)
+            children = build(child) if child is not None else ([] if kind == "directory" else None)
+            nodes.append(TreeNode(name=rel, type=kind, children=children))
+        return nodes
+
+    with body.workspace.open_dir(path.parts) as fd:
+        tree = build(fd)
+    return DirectoryTreeResult(action_id=ctx.action_id, path=path.rel, tree=tree, truncated=truncated)
+
+
+async def search_files(body: Body, ctx: CallContext, args: SearchFilesArgs) -> SearchFilesResult:
+    path = ctx.paths["path"]
+    base = "" if not path.parts else path.rel + "/"
+    matches: list[str] = []
+    truncated = False
+
+    def visit(fd: int, prefix: str) -> None:
+        nonlocal truncated
+        for rel, entry, child in _walk(fd, prefix, args.exclude_patterns):
+            if truncated:
+                return
+            if fnmatchcase(entry.name, args.pattern) or fnmatchcase(rel, args.pattern):
+                if len(matches) >= args.max_results:
+                    truncated = True
+                    return
+                matches.append(base + rel)
+            if child is not None:
+                visit(child, rel + "/")
+
+    with body.workspace.open_dir(path.parts) as fd:
+        visit(fd, "")
+    return SearchFilesResult(action_id=ctx.action_id, matches=matches, truncated=truncated)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+async def get_file_info(body: Body, ctx: CallContext, args: PathArgs) -> GetFileInfoResult:
+    path = ctx.paths["path"]
+    st = body.workspace.lstat(path)
+    if st is None:
+        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+    protection, _ = body.policy.classify(path)
+    birth = getattr(st, "st_birthtime", None)
+    return GetFileInfoResult(
+        action_id=ctx.action_id,
+        path=path.rel,
+        type=_kind(st.st_mode),
+        size=st.st_size,
+        mode=oct(stat.S_IMODE(st.st_mode)),
+        modified=_iso(st.st_mtime),
+        accessed=_iso(st.st_atime),
+        created=_iso(birth) if isinstance(birth, float) else None,
+        protected=protection,
+    )
+
+
+READ_TOOLS = [
+    ToolSpec(
+        name="read_text_file",
+        description="Read a text file in the workspace (binary files are reported, not dumped). "
+        "Optional head/tail: only the first/last N lines.",
+        args_model=ReadTextFileArgs,
+        result_model=ReadTextFileResult,
+        handler=read_text_file,
+        read_only=True,
+        path_fields={"path": "read"},
+        text=_read_text,
+    ),
+    ToolSpec(
+        name="list_directory",
+        description="List the entries of a workspace directory with their types.",
+        args_model=PathArgs,
+        result_model=ListDirectoryResult,
+        handler=list_directory,
+        read_only=True,
+        path_fields={"path": "read"},
+    ),
+    ToolSpec(
+        name="directory_tree",
+        description="A recursive tree of a workspace directory (symlinks are listed, never followed).",
+        args_model=DirectoryTreeArgs,
+        result_model=DirectoryTreeResult,
+        handler=directory_tree,
+        read_only=True,
+        path_fields={"path": "read"},
+    ),
+    ToolSpec(
+        name="search_files",
+        description="Find files and directories whose name or relative path matches a glob pattern.",
+        args_model=SearchFilesArgs,
+        result_model=SearchFilesResult,
+        handler=search_files,
+        read_only=True,
+        path_fields={"path": "read"},
+    ),
+    ToolSpec(
+        name="get_file_info",
+        description="Size, type, permissions, times, and whether policy protects the path.",
+        args_model=PathArgs,
+        result_model=GetFileInfoResult,
+        handler=get_file_info,
+        read_only=True,
+        path_fields={"path": "read"},
+    ),
+]

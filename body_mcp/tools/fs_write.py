@@ -1,0 +1,305 @@
+"""Mutating file tools: write_file, edit_file, create_directory, move_file, delete_file.
+
+Each one captures pre-images before it changes anything (undo), reports what it changed,
+and in shadow mode reports what it would change (with a diff) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from shared_protocol import (
+    CreateDirectoryArgs,
+    DeleteFileArgs,
+    EditFileArgs,
+    FileChange,
+    Impact,
+    MoveFileArgs,
+    MutationResult,
+    RefusalCode,
+    WriteFileArgs,
+)
+
+from .. import _fsops
+from ..confinement import WorkspacePath
+from ..exceptions import ProtectedPath, ToolRefused
+from ._spec import ToolSpec
+from .fs_read import decode_text
+
+if TYPE_CHECKING:
+    from ..body import Body
+    from ..guard import CallContext
+
+_DIFF_CAP = 64 * 1024
+
+
+def unified_diff(path: str, old: str | None, new: str | None) -> str:
+    diff = "".join(
+        difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            (new or "").splitlines(keepends=True),
+            fromfile=f"a/{path}" if old is not None else "/dev/null",
+            tofile=f"b/{path}" if new is not None else "/dev/null",
+        )
+    )
+    return diff if len(diff) <= _DIFF_CAP else diff[:_DIFF_CAP] + "\n... (diff truncated)\n"
+
+
+def _result(ctx: CallContext, changes: list[FileChange], diff: str = "") -> MutationResult:
+    ctx.files = [c.path for c in changes]
+    ctx.impact = Impact(files=len(changes)) if ctx.mode == "live" else Impact()
+    ctx.detail["planned_files"] = len(changes)
+    return MutationResult(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
+
+
+def _existing_text(body: Body, path: WorkspacePath, *, must_exist: bool) -> tuple[_fsops.EntryState, str | None]:
+    state, data = _fsops.read_entry(body.workspace, path.parts, max_bytes=body.settings.config.workspace.max_read_bytes)
+    if state.type == "absent":
+        if must_exist:
+            raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+        return state, None
+    if state.type == "dir":
+        raise ToolRefused(f"'{path.rel}' is a directory", code=RefusalCode.NOT_A_FILE, rule="fs")
+    if state.type == "special":
+        raise ToolRefused(
+            f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement"
+        )
+    return state, decode_text(data) if data is not None else None
+
+
+def _write(body: Body, ctx: CallContext, path: WorkspacePath, data: bytes) -> None:
+    recorder = ctx.recorder = ctx.recorder or body.undo.recorder(body.workspace)
+    recorder.make_parents(path.parts)
+    before = recorder.before(path.parts)
+    _fsops.write_atomic(body.workspace, path.parts, data)
+    recorder.changed(path.parts, before)
+
+
+async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> MutationResult:
+    path = ctx.paths["path"]
+    data = args.content.encode()
+    cap = body.settings.config.workspace.max_write_bytes
+    if len(data) > cap:
+        raise ToolRefused(
+            f"content is {len(data)} bytes, over the {cap}-byte write cap",
+            code=RefusalCode.TOO_LARGE,
+            rule="workspace.max_write_bytes",
+        )
+    state, old = _existing_text(body, path, must_exist=False)
+    change = FileChange(path=path.rel, kind="created" if state.type == "absent" else "modified")
+    diff = unified_diff(path.rel, old if state.type != "absent" else None, args.content) if ctx.mode == "shadow" else ""
+    if ctx.mode == "live":
+        _write(body, ctx, path, data)
+    return _result(ctx, [change], diff)
+
+
+async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> MutationResult:
+    path = ctx.paths["path"]
+    _, old = _existing_text(body, path, must_exist=True)
+    if old is None:
+        raise ToolRefused(f"'{path.rel}' is binary: edit_file works on text", code=RefusalCode.NOT_A_FILE, rule="fs")
+    new = old
+    for index, edit in enumerate(args.edits):
+        count = new.count(edit.old_text)
+        if count != 1:
+            where = "not found" if count == 0 else f"found {count} times"
+            raise ToolRefused(
+                f"edit {index + 1}: old_text {where} in '{path.rel}'; it must match exactly once "
+                "(include more surrounding lines to make it unique)",
+                code=RefusalCode.EDIT_MISMATCH,
+                rule="edit_file.exact_match",
+            )
+        new = new.replace(edit.old_text, edit.new_text, 1)
+    diff = unified_diff(path.rel, old, new)
+    if args.dry_run:
+        ctx.files = [path.rel]
+        return MutationResult(action_id=ctx.action_id, mode=ctx.mode, changes=[], diff=diff)
+    data = new.encode()
+    if len(data) > body.settings.config.workspace.max_write_bytes:
+        raise ToolRefused(
+            "the edited file would exceed the write cap", code=RefusalCode.TOO_LARGE, rule="workspace.max_write_bytes"
+        )
+    if ctx.mode == "live" and new != old:
+        _write(body, ctx, path, data)
+    changes = [FileChange(path=path.rel, kind="modified")] if new != old else []
+    return _result(ctx, changes, diff)
+
+
+async def create_directory(body: Body, ctx: CallContext, args: CreateDirectoryArgs) -> MutationResult:
+    path = ctx.paths["path"]
+    missing: list[tuple[str, ...]] = []
+    for end in range(1, len(path.parts) + 1):
+        state, _ = _fsops.read_entry(body.workspace, path.parts[:end])
+        if state.type == "absent":
+            missing.append(path.parts[:end])
+        elif state.type != "dir":
+            raise ToolRefused(
+                f"'{'/'.join(path.parts[:end])}' exists and is not a directory",
+                code=RefusalCode.NOT_A_DIRECTORY,
+                rule="fs",
+            )
+    if missing and ctx.mode == "live":
+        recorder = ctx.recorder = body.undo.recorder(body.workspace)
+        # Record the deepest first: undo walks records backwards, so it removes parents last.
+        _fsops.make_dir(body.workspace, path.parts)
+        for parts in missing:
+            recorder.changed(parts, _fsops.ABSENT)
+    result = _result(ctx, [FileChange(path="/".join(p), kind="created") for p in missing])
+    # A chain of new directories is one modification.
+    ctx.impact = Impact(files=1 if missing and ctx.mode == "live" else 0)
+    return result
+
+
+def _subtree_files(body: Body, path: WorkspacePath) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+
+    def visit(parts: tuple[str, ...]) -> None:
+        with body.workspace.open_dir(parts) as fd, os.scandir(os.dup(fd)) as it:
+            entries = list(it)
+        for entry in entries:
+            child = (*parts, entry.name)
+            found.append(child)
+            if entry.is_dir(follow_symlinks=False):
+                visit(child)
+
+    visit(path.parts)
+    return found
+
+
+def _check_subtree_policy(body: Body, entries: list[tuple[str, ...]]) -> None:
+    for parts in entries:
+        level, pattern = body.policy.classify_parts(parts)
+        if level != "none":
+            raise ProtectedPath(f"'{'/'.join(parts)}' inside it is protected (matches '{pattern}')")
+
+
+async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> MutationResult:
+    source, destination = ctx.paths["source"], ctx.paths["destination"]
+    if not source.parts:
+        raise ToolRefused("the workspace root cannot be moved", code=RefusalCode.INVALID_PATH, rule="confinement")
+    state, _ = _fsops.read_entry(body.workspace, source.parts)
+    if state.type == "absent":
+        raise ToolRefused(f"'{source.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+    if state.type == "special":
+        raise ToolRefused(
+            f"'{source.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement"
+        )
+    if destination.parts[: len(source.parts)] == source.parts:
+        raise ToolRefused("cannot move a directory into itself", code=RefusalCode.INVALID_PATH, rule="fs")
+    if body.workspace.lstat(destination) is not None:
+        raise ToolRefused(f"'{destination.rel}' already exists", code=RefusalCode.ALREADY_EXISTS, rule="fs")
+    moved_files = 1
+    if state.type == "dir":
+        inside = _subtree_files(body, source)
+        _check_subtree_policy(body, inside)
+        moved_files = max(1, sum(1 for p in inside if (_fsops.read_entry(body.workspace, p)[0].type != "dir")))
+        body.check_measured(ctx, Impact(files=moved_files))
+    changes = [FileChange(path=source.rel, kind="moved"), FileChange(path=destination.rel, kind="created")]
+    if ctx.mode == "live":
+        recorder = ctx.recorder = body.undo.recorder(body.workspace)
+        recorder.make_parents(destination.parts)
+        _fsops.rename(body.workspace, source.parts, destination.parts)
+        recorder.renamed(source.parts, destination.parts, state)
+    result = _result(ctx, changes)
+    ctx.impact = Impact(files=moved_files) if ctx.mode == "live" else Impact()
+    return result
+
+
+async def delete_file(body: Body, ctx: CallContext, args: DeleteFileArgs) -> MutationResult:
+    path = ctx.paths["path"]
+    if not path.parts:
+        raise ToolRefused("the workspace root cannot be deleted", code=RefusalCode.INVALID_PATH, rule="confinement")
+    st = body.workspace.lstat(path)
+    if st is None:
+        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+    if stat.S_ISDIR(st.st_mode):
+        with body.workspace.open_dir(path.parts) as fd:
+            if os.listdir(fd):
+                raise ToolRefused(
+                    f"directory '{path.rel}' is not empty: delete its files first (or run_command in the sandbox)",
+                    code=RefusalCode.DIRECTORY_NOT_EMPTY,
+                    rule="fs",
+                )
+    diff = ""
+    if ctx.mode == "shadow" and stat.S_ISREG(st.st_mode):
+        _, old = _existing_text(body, path, must_exist=True)
+        diff = unified_diff(path.rel, old, None)
+    if ctx.mode == "live":
+        recorder = ctx.recorder = body.undo.recorder(body.workspace)
+        before = recorder.before(path.parts)
+        _fsops.remove_entry(body.workspace, path.parts)
+        recorder.changed(path.parts, before)
+    return _result(ctx, [FileChange(path=path.rel, kind="deleted")], diff)
+
+
+def _one_file(_args: object) -> Impact:
+    return Impact(files=1)
+
+
+def _edit_plan(args: EditFileArgs) -> Impact:
+    return Impact(files=0 if args.dry_run else 1)
+
+
+WRITE_TOOLS = [
+    ToolSpec(
+        name="write_file",
+        description="Create or overwrite a text file, atomically. Undoable.",
+        args_model=WriteFileArgs,
+        result_model=MutationResult,
+        handler=write_file,
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+        path_fields={"path": "write"},
+        plan=_one_file,
+    ),
+    ToolSpec(
+        name="edit_file",
+        description="Replace text in a file: each old_text must match exactly once. "
+        "dry_run shows the diff only. Undoable.",
+        args_model=EditFileArgs,
+        result_model=MutationResult,
+        handler=edit_file,
+        read_only=False,
+        destructive=True,
+        path_fields={"path": "write"},
+        plan=_edit_plan,
+    ),
+    ToolSpec(
+        name="create_directory",
+        description="Create a directory and any missing parents (one modification). Undoable.",
+        args_model=CreateDirectoryArgs,
+        result_model=MutationResult,
+        handler=create_directory,
+        read_only=False,
+        destructive=False,
+        idempotent=True,
+        path_fields={"path": "write"},
+        plan=_one_file,
+    ),
+    ToolSpec(
+        name="move_file",
+        description="Move or rename a file or directory; fails if the destination exists. Undoable.",
+        args_model=MoveFileArgs,
+        result_model=MutationResult,
+        handler=move_file,
+        read_only=False,
+        destructive=True,
+        path_fields={"source": "write_nofollow", "destination": "write_nofollow"},
+        plan=_one_file,
+    ),
+    ToolSpec(
+        name="delete_file",
+        description="Delete a file, a symlink or an empty directory. Undoable.",
+        args_model=DeleteFileArgs,
+        result_model=MutationResult,
+        handler=delete_file,
+        read_only=False,
+        destructive=True,
+        path_fields={"path": "write_nofollow"},
+        plan=_one_file,
+    ),
+]

@@ -1,0 +1,251 @@
+"""Undo: pre-images of every change, content-addressed, and the reversal of actions.
+
+Before a tool changes a path, the recorder captures what is there (`EntryState` plus the
+bytes, stored once per sha256). After the change it notes what is there now. Undo walks an
+action's records backwards: if every path still holds what the action left (else a
+conflict, unless forced), it restores each pre-image. Undo is itself an action with its
+own records, so an undo can be undone.
+
+Small pre-images are stored in the database, in the same transaction as the audit event;
+large ones as files under `blobs/` (fsync'd when durability is `power_loss`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from shared_protocol import FileChange, RefusalCode
+
+from . import _fsops
+from ._db import StateDB
+from ._fsops import ABSENT, EntryState
+from .confinement import Workspace
+from .exceptions import UndoRefused
+
+INLINE_MAX = 256 * 1024
+
+
+@dataclass(kw_only=True)
+class UndoRecord:
+    step: int
+    op: Literal["state", "rename"]
+    path: str
+    before: EntryState
+    after: EntryState
+    source: str | None = None
+    """For a rename: where the entry came from (`path` is where it went)."""
+
+
+@dataclass(kw_only=True)
+class Recorder:
+    """Collects one action's undo records and pre-image blobs until its audit commit."""
+
+    store: UndoStore
+    ws: Workspace
+    records: list[UndoRecord] = field(default_factory=list[UndoRecord])
+    blobs: dict[str, bytes] = field(default_factory=dict[str, bytes])
+
+    def before(self, parts: tuple[str, ...]) -> EntryState:
+        state, data = _fsops.read_entry(self.ws, parts)
+        if state.type == "file" and data is not None and state.sha256 is not None:
+            self.store.keep_blob(state.sha256, data, self.blobs)
+        return state
+
+    def make_parents(self, parts: tuple[str, ...]) -> None:
+        """Create the missing ancestors of `parts`, recording each so undo removes them again."""
+        for end in range(1, len(parts)):
+            prefix = parts[:end]
+            state, _ = _fsops.read_entry(self.ws, prefix)
+            if state.type == "absent":
+                _fsops.make_dir(self.ws, prefix)
+                self.changed(prefix, ABSENT)
+
+    def changed(self, parts: tuple[str, ...], before: EntryState) -> None:
+        after, _ = _fsops.read_entry(self.ws, parts)
+        self.records.append(
+            UndoRecord(step=len(self.records), op="state", path="/".join(parts), before=before, after=after)
+        )
+
+    def renamed(self, source: tuple[str, ...], destination: tuple[str, ...], state: EntryState) -> None:
+        self.records.append(
+            UndoRecord(
+                step=len(self.records),
+                op="rename",
+                path="/".join(destination),
+                source="/".join(source),
+                before=ABSENT,
+                after=state,
+            )
+        )
+
+    def flush(self, conn: sqlite3.Connection, *, action_id: str, decision_id: str | None) -> None:
+        for sha, data in self.blobs.items():
+            conn.execute("INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?, ?)", (sha, data))
+        for record in self.records:
+            before = record.before.to_json() | ({"source": record.source} if record.source else {})
+            after = record.after.to_json() | {"op": record.op}
+            conn.execute(
+                "INSERT INTO undo_records (action_id, decision_id, step, path, before, after) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (action_id, decision_id, record.step, record.path, json.dumps(before), json.dumps(after)),
+            )
+
+
+@dataclass(kw_only=True, frozen=True)
+class StoredRecord:
+    row_id: int
+    action_id: str
+    record: UndoRecord
+
+
+class UndoStore:
+    def __init__(self, db: StateDB, *, blob_dir: Path) -> None:
+        self._db = db
+        self._blob_dir = blob_dir
+
+    def keep_blob(self, sha: str, data: bytes, pending: dict[str, bytes]) -> None:
+        if len(data) <= INLINE_MAX:
+            pending[sha] = data
+            return
+        path = self._blob_dir / sha[:2] / sha
+        if path.exists():
+            return
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{sha}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if self._db.durability == "power_loss":
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def load_blob(self, sha: str) -> bytes:
+        with self._db.read() as conn:
+            row = conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha,)).fetchone()
+        data = bytes(row[0]) if row is not None else (self._blob_dir / sha[:2] / sha).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise UndoRefused(f"pre-image {sha[:12]} is damaged", rule="undo.blobs")
+        return data
+
+    def recorder(self, ws: Workspace) -> Recorder:
+        return Recorder(store=self, ws=ws)
+
+    def pending_records(self, target_id: str) -> list[StoredRecord]:
+        """Not-yet-undone records of an action, or of every action of a decision; newest first."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT id, action_id, step, path, before, after FROM undo_records "
+                "WHERE (action_id = ? OR decision_id = ?) AND undone_by IS NULL ORDER BY id DESC",
+                (target_id, target_id),
+            ).fetchall()
+        out: list[StoredRecord] = []
+        for row_id, action_id, step, path, before_json, after_json in rows:
+            before = json.loads(before_json)
+            after = json.loads(after_json)
+            out.append(
+                StoredRecord(
+                    row_id=int(row_id),
+                    action_id=str(action_id),
+                    record=UndoRecord(
+                        step=int(step),
+                        op=after.pop("op", "state"),
+                        path=str(path),
+                        source=before.pop("source", None),
+                        before=EntryState.from_json(before),
+                        after=EntryState.from_json(after),
+                    ),
+                )
+            )
+        return out
+
+    def reverse(
+        self, ws: Workspace, target_id: str, *, force: bool
+    ) -> tuple[Recorder, list[str], list[FileChange], list[int]]:
+        """Restore pre-images for `target_id` (action or decision). All conflicts are found before any change."""
+        stored = self.pending_records(target_id)
+        if not stored:
+            raise UndoRefused(f"nothing to undo for '{target_id}' (unknown id, read-only action, or already undone)")
+        conflicts: list[str] = []
+        for item in stored:
+            rec = item.record
+            parts = tuple(rec.path.split("/"))
+            current, _ = _fsops.read_entry(ws, parts)
+            if not _same(current, rec.after):
+                conflicts.append(f"{rec.path} (changed since {item.action_id})")
+            if rec.op == "rename" and rec.source is not None:
+                src_now, _ = _fsops.read_entry(ws, tuple(rec.source.split("/")))
+                if src_now.type != "absent":
+                    conflicts.append(f"{rec.source} (exists again; cannot move back)")
+        if conflicts and not force:
+            raise UndoRefused(
+                "undo would overwrite changes made since: " + ", ".join(conflicts) + ". Undo with force to overwrite.",
+                code=RefusalCode.UNDO_CONFLICT,
+                rule="undo.conflict",
+            )
+        recorder = self.recorder(ws)
+        changes: list[FileChange] = []
+        for item in stored:
+            rec = item.record
+            parts = tuple(rec.path.split("/"))
+            if rec.op == "rename" and rec.source is not None:
+                source = tuple(rec.source.split("/"))
+                before_src = recorder.before(source)
+                if before_src.type != "absent":
+                    _fsops.remove_entry(ws, source)
+                _fsops.rename(ws, parts, source)
+                recorder.renamed(parts, source, rec.after)
+                changes.append(FileChange(path=rec.source, kind="moved"))
+                continue
+            before = recorder.before(parts)
+            self._restore(ws, parts, rec.before, current=before)
+            recorder.changed(parts, before)
+            changes.append(FileChange(path=rec.path, kind=_kind(before, rec.before)))
+        actions = list(dict.fromkeys(item.action_id for item in stored))
+        return recorder, actions, changes, [item.row_id for item in stored]
+
+    def _restore(self, ws: Workspace, parts: tuple[str, ...], state: EntryState, *, current: EntryState) -> None:
+        if state.type == "absent":
+            if current.type != "absent":
+                _fsops.remove_entry(ws, parts)
+        elif state.type == "file" and state.sha256 is not None:
+            if current.type == "dir":
+                _fsops.remove_entry(ws, parts)
+            _fsops.write_atomic(ws, parts, self.load_blob(state.sha256), mode=state.mode)
+        elif state.type == "dir":
+            if current.type not in ("dir", "absent"):
+                _fsops.remove_entry(ws, parts)
+            _fsops.make_dir(ws, parts, state.mode)
+        elif state.type == "symlink" and state.target is not None:
+            if current.type != "absent":
+                _fsops.remove_entry(ws, parts)
+            _fsops.make_symlink(ws, parts, state.target)
+
+    @staticmethod
+    def mark_undone(conn: sqlite3.Connection, row_ids: list[int], undo_action_id: str) -> None:
+        conn.executemany(
+            "UPDATE undo_records SET undone_by = ? WHERE id = ?", [(undo_action_id, row_id) for row_id in row_ids]
+        )
+
+
+def _same(a: EntryState, b: EntryState) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type == "file":
+        return a.sha256 == b.sha256
+    if a.type == "symlink":
+        return a.target == b.target
+    return True
+
+
+def _kind(current: EntryState, restored: EntryState) -> Literal["created", "modified", "deleted", "moved"]:
+    if restored.type == "absent":
+        return "deleted"
+    if current.type == "absent":
+        return "created"
+    return "modified"

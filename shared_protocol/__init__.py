@@ -1,0 +1,76 @@
+"""Swarm's wire models: everything that crosses between the body, the brain and clients.
+
+Depends on pydantic only. The body and the brain never import each other; they speak
+these models.
+"""
+
+from ._base import ProtocolModel
+from .audit import AuditEvent, AuditOutcome, Impact
+from .refusals import Refusal, RefusalCode
+from .tools import (
+    Budget,
+    CreateDirectoryArgs,
+    DeleteFileArgs,
+    DirectoryEntry,
+    DirectoryTreeArgs,
+    DirectoryTreeResult,
+    EditFileArgs,
+    EditOperation,
+    ExplainArgs,
+    ExplainResult,
+    FileChange,
+    GetFileInfoResult,
+    ListDirectoryResult,
+    MoveFileArgs,
+    MutationResult,
+    PathArgs,
+    ReadTextFileArgs,
+    ReadTextFileResult,
+    SearchFilesArgs,
+    SearchFilesResult,
+    StatusArgs,
+    StatusResult,
+    ToolArgs,
+    ToolResult,
+    TreeNode,
+    UndoArgs,
+    UndoResult,
+    WriteFileArgs,
+)
+
+__all__ = [
+    "AuditEvent",
+    "AuditOutcome",
+    "Budget",
+    "CreateDirectoryArgs",
+    "DeleteFileArgs",
+    "DirectoryEntry",
+    "DirectoryTreeArgs",
+    "DirectoryTreeResult",
+    "EditFileArgs",
+    "EditOperation",
+    "ExplainArgs",
+    "ExplainResult",
+    "FileChange",
+    "GetFileInfoResult",
+    "Impact",
+    "ListDirectoryResult",
+    "MoveFileArgs",
+    "MutationResult",
+    "PathArgs",
+    "ProtocolModel",
+    "ReadTextFileArgs",
+    "ReadTextFileResult",
+    "Refusal",
+    "RefusalCode",
+    "SearchFilesArgs",
+    "SearchFilesResult",
+    "StatusArgs",
+    "StatusResult",
+    "ToolArgs",
+    "ToolResult",
+    "TreeNode",
+    "UndoArgs",
+    "UndoResult",
+    "WriteFileArgs",
+]

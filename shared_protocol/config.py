@@ -1,0 +1,122 @@
+"""The schema of `swarm.toml`: one file, sections by concern, every default spelled out.
+
+Unknown keys are errors (a typo must not silently fall back to a default), and so are
+bad values; `load_config` names the offending key. Secrets never appear here: a later
+channel section names where to read them (`env:NAME`, `file:/path`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
+
+from ._base import ProtocolModel
+
+DEFAULT_DENIED_PATHS = (".env*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*")
+DEFAULT_READ_ONLY_PATHS = (".git", "swarm.toml", ".mcp.json", ".cursor", ".claude", ".vscode/mcp.json")
+
+
+class WorkspaceConfig(ProtocolModel):
+    path: str = Field(
+        default="", description="Absolute workspace path; empty: --workspace, else the current directory."
+    )
+    max_read_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_write_bytes: int = Field(default=1024 * 1024, gt=0)
+
+
+class LimitsConfig(ProtocolModel):
+    max_files_per_action: int = Field(default=10, ge=0)
+    max_api_calls_per_action: int = Field(default=1000, ge=0)
+    max_usd_per_action: float = Field(default=100.0, ge=0)
+    calls_per_minute: int = Field(default=100, ge=0)
+    file_mods_per_hour: int = Field(default=50, ge=0)
+    usd_per_hour: float = Field(default=10.0, ge=0)
+    breaker_consecutive_failures: int = Field(default=5, ge=1)
+    breaker_breaches: int = Field(default=3, ge=1)
+    breaker_window_s: int = Field(default=300, ge=1)
+    breaker_cooldown_s: int = Field(default=60, ge=1)
+
+
+class PolicyConfig(ProtocolModel):
+    mode: Literal["live", "shadow"] = "live"
+    denied_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_DENIED_PATHS))
+    read_only_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_READ_ONLY_PATHS))
+    approval_min_files: int = Field(default=5, ge=1, description="This many files in one action needs approval.")
+    approval_min_usd: float = Field(default=50.0, ge=0, description="This much money in one action needs approval.")
+
+
+class AuditConfig(ProtocolModel):
+    durability: Literal["power_loss", "crash"] = Field(
+        default="power_loss", description="power_loss: synchronous=FULL and fsync'd anchor; crash: NORMAL."
+    )
+    retention_days: int = Field(default=90, ge=1)
+
+
+class SwarmConfig(ProtocolModel):
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+
+
+class ConfigInvalid(ValueError):
+    """The config file is unreadable or has an unknown key or a bad value; the message names it."""
+
+
+def parse_config(data: dict[str, Any], *, source: str = "swarm.toml") -> SwarmConfig:
+    try:
+        return SwarmConfig.model_validate(data)
+    except ValidationError as exc:
+        problems: list[str] = []
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{key}'")
+            else:
+                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+        raise ConfigInvalid(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: Path | None) -> SwarmConfig:
+    """Read and validate `swarm.toml`; a missing file (path None) means every default."""
+    if path is None:
+        return SwarmConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigInvalid(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigInvalid(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"  # pyright: ignore[reportUnknownVariableType]
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def render_config(config: SwarmConfig) -> str:
+    """The config as TOML with every value written out and each key's description as a comment."""
+    lines = ["# Swarm configuration. Every default is written out; unknown keys are errors.", ""]
+    for section_name in SwarmConfig.model_fields:
+        section: BaseModel = getattr(config, section_name)
+        lines.append(f"[{section_name}]")
+        fields: dict[str, FieldInfo] = type(section).model_fields  # pyright: ignore[reportUnknownMemberType]
+        for key, field in fields.items():
+            if field.description:
+                lines.append(f"# {field.description}")
+            lines.append(f"{key} = {_toml_value(getattr(section, key))}")
+        lines.append("")
+    return "\n".join(lines)

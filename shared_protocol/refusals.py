@@ -1,0 +1,78 @@
+"""Refusal codes: the closed set of reasons the guard gives for not doing something.
+
+A refusal reaches the agent as an MCP `is_error` result whose structured content is a
+`Refusal`. Tests and clients branch on `code`, never on `message`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ._base import ProtocolModel
+
+
+class RefusalCode(StrEnum):
+    """Why a call was refused. Stable strings: part of the interface contract."""
+
+    KILL_SWITCH_ENGAGED = "kill_switch_engaged"
+    """The local or brain kill switch is engaged; mutating tools are refused."""
+    BRAIN_UNREACHABLE = "brain_unreachable"
+    """A linked body has not heard from its brain within the failsafe time."""
+    INVALID_ARGUMENTS = "invalid_arguments"
+    """Arguments missing, of the wrong type, or not allowed (e.g. an empty rationale)."""
+    UNKNOWN_TOOL = "unknown_tool"
+    """No tool of that name."""
+    PATH_OUTSIDE_WORKSPACE = "path_outside_workspace"
+    """The path resolves outside the workspace (absolute elsewhere, `..`, a symlink leading out)."""
+    INVALID_PATH = "invalid_path"
+    """The path is malformed: NUL byte, `~`, empty."""
+    SPECIAL_FILE = "special_file"
+    """Device files, FIFOs and sockets are never read or written."""
+    PROTECTED_PATH = "protected_path"
+    """Policy protects this path (secrets, `.git/`, Swarm or IDE config)."""
+    NOT_FOUND = "not_found"
+    """The path does not exist."""
+    ALREADY_EXISTS = "already_exists"
+    """The destination exists and the tool does not overwrite."""
+    NOT_A_FILE = "not_a_file"
+    """A file was expected (e.g. a directory was given)."""
+    NOT_A_DIRECTORY = "not_a_directory"
+    """A directory was expected."""
+    DIRECTORY_NOT_EMPTY = "directory_not_empty"
+    """Only empty directories are deleted by `delete_file`."""
+    TOO_LARGE = "too_large"
+    """Content exceeds the configured read or write size cap."""
+    EDIT_MISMATCH = "edit_mismatch"
+    """An `edit_file` `old_text` matched zero times or more than once."""
+    BLAST_RADIUS = "blast_radius"
+    """The measured impact of one action exceeds the blast radius: never allowed."""
+    RATE_LIMITED = "rate_limited"
+    """A rolling-window limit (calls/min, file modifications/hour, $/hour) would be exceeded."""
+    CIRCUIT_OPEN = "circuit_open"
+    """The circuit breaker is open after repeated breaches or failures; wait for the cool-down."""
+    APPROVAL_REQUIRED = "approval_required"
+    """The measured impact needs an approved decision; call `request_approval` first."""
+    UNDO_CONFLICT = "undo_conflict"
+    """The file changed since the action being undone; undo with force to overwrite."""
+    UNDO_UNAVAILABLE = "undo_unavailable"
+    """Nothing recorded to undo for that id (unknown, read-only, or already undone)."""
+    NETWORK_NOT_ALLOWED = "network_not_allowed"
+    """The command asked for network access, which policy or the missing proxy refuses."""
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+    """No sandbox backend can isolate commands here; commands are never run unsandboxed."""
+    IO_ERROR = "io_error"
+    """The operating system refused the operation."""
+    INTERNAL_ERROR = "internal_error"
+    """An unexpected error inside the guard; the call was refused (fail closed)."""
+
+
+class Refusal(ProtocolModel):
+    """The structured content of every refused tool call."""
+
+    code: RefusalCode
+    rule: str
+    """The rule that refused, e.g. `limits.file_mods_per_hour` or `policy.protected_paths`."""
+    message: str
+    """A sentence for the agent: what was refused, the numbers, and what to do instead."""
+    action_id: str
+    """The audit event recording this refusal."""

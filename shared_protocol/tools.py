@@ -1,0 +1,188 @@
+"""Arguments and results of the body's MCP tools.
+
+Every tool's arguments extend `ToolArgs` (a required, non-empty `rationale` and an
+optional `decision_id`). Results are the tool's structured content; a refusal is a
+`Refusal` instead. Field names are the interface contract: the reference filesystem
+server's names in snake_case.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from ._base import ProtocolModel
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class ToolArgs(ProtocolModel):
+    rationale: NonEmpty = Field(description="Why you want this: recorded with the call in the audit trail.")
+    decision_id: str | None = Field(
+        default=None, description="An approved decision this call acts under (see request_approval)."
+    )
+
+
+class ToolResult(ProtocolModel):
+    action_id: str = Field(description="The audit event of this call: use it with explain or undo.")
+
+
+# --- read-only file tools ---------------------------------------------------------------
+
+
+class PathArgs(ToolArgs):
+    path: str = Field(description="Relative to the workspace, or absolute inside it.")
+
+
+class ReadTextFileArgs(PathArgs):
+    head: int | None = Field(default=None, ge=1, description="Only the first N lines.")
+    tail: int | None = Field(default=None, ge=1, description="Only the last N lines.")
+
+
+class ReadTextFileResult(ToolResult):
+    path: str
+    content: str | None = Field(description="The text; null when the file is binary.")
+    binary: bool
+    size: int
+    sha256: str
+
+
+EntryKind = Literal["file", "directory", "symlink", "other"]
+
+
+class DirectoryEntry(ProtocolModel):
+    name: str
+    type: EntryKind
+
+
+class ListDirectoryResult(ToolResult):
+    path: str
+    entries: list[DirectoryEntry]
+
+
+class DirectoryTreeArgs(PathArgs):
+    exclude_patterns: list[str] = Field(default_factory=list, description="Glob patterns of names to leave out.")
+    max_entries: int = Field(default=2000, ge=1, le=20000)
+
+
+class TreeNode(ProtocolModel):
+    name: str
+    type: EntryKind
+    children: list[TreeNode] | None = None
+
+
+class DirectoryTreeResult(ToolResult):
+    path: str
+    tree: list[TreeNode]
+    truncated: bool
+
+
+class SearchFilesArgs(PathArgs):
+    pattern: str = Field(min_length=1, description="Glob matched against names and relative paths, e.g. *.py.")
+    exclude_patterns: list[str] = Field(default_factory=list)
+    max_results: int = Field(default=1000, ge=1, le=20000)
+
+
+class SearchFilesResult(ToolResult):
+    matches: list[str]
+    truncated: bool
+
+
+class GetFileInfoResult(ToolResult):
+    path: str
+    type: EntryKind
+    size: int
+    mode: str
+    modified: str
+    accessed: str
+    created: str | None
+    protected: Literal["none", "read_only", "denied"]
+
+
+# --- mutating file tools ----------------------------------------------------------------
+
+
+class WriteFileArgs(PathArgs):
+    content: str
+
+
+class FileChange(ProtocolModel):
+    path: str
+    kind: Literal["created", "modified", "deleted", "moved"]
+
+
+class MutationResult(ToolResult):
+    mode: Literal["live", "shadow"] = Field(description="shadow: nothing was changed; this is what would happen.")
+    changes: list[FileChange]
+    diff: str = Field(default="", description="Unified diff of text changes (always filled in shadow mode).")
+
+
+class EditOperation(ProtocolModel):
+    old_text: str = Field(min_length=1)
+    new_text: str
+
+
+class EditFileArgs(PathArgs):
+    edits: list[EditOperation] = Field(min_length=1)
+    dry_run: bool = False
+
+
+class CreateDirectoryArgs(PathArgs):
+    pass
+
+
+class MoveFileArgs(ToolArgs):
+    source: str
+    destination: str
+
+
+class DeleteFileArgs(PathArgs):
+    pass
+
+
+# --- governance tools -------------------------------------------------------------------
+
+
+class UndoArgs(ToolArgs):
+    id: str = Field(min_length=1, description="An action id, or a decision id to undo all of its actions.")
+    force: bool = Field(default=False, description="Overwrite files that changed since the action.")
+
+
+class UndoResult(ToolResult):
+    undone: list[str] = Field(description="The action ids reversed, in the order they were reversed.")
+    changes: list[FileChange]
+
+
+class StatusArgs(ToolArgs):
+    pass
+
+
+class Budget(ProtocolModel):
+    name: str
+    used: float
+    limit: float
+    remaining: float
+    window_s: int
+
+
+class StatusResult(ToolResult):
+    kill_switch: Literal["engaged", "released"]
+    kill_reason: str | None = None
+    mode: Literal["shadow", "live"]
+    brain: Literal["connected", "unreachable", "standalone"]
+    circuit_breaker: Literal["closed", "open", "half_open"]
+    workspace: str
+    body_id: str
+    session: str
+    budgets: list[Budget]
+
+
+class ExplainArgs(ToolArgs):
+    id: str = Field(min_length=1, description="An action id.")
+
+
+class ExplainResult(ToolResult):
+    id: str
+    explanation: str
+    event: dict[str, object]

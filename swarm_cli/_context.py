@@ -1,0 +1,40 @@
+"""Reading flags, the environment and `swarm.toml` — only here, at the entry point."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from body_mcp import BodySettings
+from body_mcp.exceptions import ConfigError
+from body_mcp.state import resolve_home, validate_workspace
+from shared_protocol.config import ConfigInvalid, SwarmConfig, load_config
+
+
+def config_path(flag: str | None, home: Path) -> Path | None:
+    """`--config`, else `$SWARM_CONFIG`, else `$SWARM_HOME/swarm.toml` if it exists."""
+    if flag:
+        return Path(flag).expanduser()
+    if env := os.environ.get("SWARM_CONFIG"):
+        return Path(env).expanduser()
+    default = home / "swarm.toml"
+    return default if default.exists() else None
+
+
+def load(flag: str | None, home: Path) -> SwarmConfig:
+    try:
+        return load_config(config_path(flag, home))
+    except ConfigInvalid as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def body_settings(*, workspace: str | None, config: str | None) -> BodySettings:
+    home = resolve_home()
+    cfg = load(config, home)
+    raw = workspace or cfg.workspace.path or os.getcwd()
+    return BodySettings(
+        workspace=validate_workspace(raw, home=home),
+        home=home,
+        config=cfg,
+        agent=os.environ.get("SWARM_AGENT") or None,
+    )

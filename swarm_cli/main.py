@@ -1,0 +1,254 @@
+"""`swarm`: wires the parts together. Every command exits 0 on success, else non-zero with one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from body_mcp import Body, SwarmError, UserError
+from body_mcp.exceptions import ToolRefused
+from body_mcp.explain import explain_event
+from body_mcp.killswitch import LocalKillSwitch
+from body_mcp.state import StatePaths, all_workspace_states, resolve_home
+from shared_protocol.config import render_config
+
+from . import _context
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def _open_body(args: argparse.Namespace) -> Body:
+    return Body(_context.body_settings(workspace=args.workspace, config=getattr(args, "config", None)))
+
+
+def swarm_command() -> list[str]:
+    """How an IDE should launch this `swarm`: absolute, since IDEs do not expand variables."""
+    found = shutil.which("swarm")
+    if found:
+        return [str(Path(found).resolve())]
+    return [sys.executable, "-m", "swarm_cli"]
+
+
+def mcp_snippet(workspace: Path) -> dict[str, object]:
+    command = swarm_command()
+    return {
+        "mcpServers": {"swarm": {"command": command[0], "args": [*command[1:], "body", "--workspace", str(workspace)]}}
+    }
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home = resolve_home()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = Path(args.config).expanduser() if args.config else home / "swarm.toml"
+    config = _context.load(str(path), home) if path.exists() else _context.load(None, home)
+    if path.exists() and not args.force:
+        _out(f"kept existing config {path} (valid; --force rewrites it with every default)")
+    else:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(render_config(config))
+        os.replace(tmp, path)
+        _out(f"wrote {path}")
+    settings = _context.body_settings(workspace=args.workspace, config=str(path))
+    _out("Add this to your IDE's MCP configuration (mcp.json):")
+    _out(json.dumps(mcp_snippet(settings.workspace), indent=2))
+    return 0
+
+
+def cmd_body(args: argparse.Namespace) -> int:
+    from body_mcp.server import run_stdio
+
+    if args.brain:
+        raise UserError("--brain: linking a body to a brain is not built yet (see README, 'Not finished')")
+    run_stdio(_open_body(args))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    body = _open_body(args)
+    try:
+        kill = body.kill_switch.state()
+        _out(f"workspace:       {body.workspace.root}")
+        _out(f"body:            {body.identity.body_id}")
+        _out(
+            f"kill switch:     {'ENGAGED' if kill.engaged else 'released'}"
+            + (f" ({kill.reason}, by {kill.by})" if kill.engaged else "")
+        )
+        _out(f"mode:            {'shadow' if body.shadow else 'live'}")
+        _out("brain:           standalone")
+        _out(f"circuit breaker: {body.limits.breaker_state()}")
+        for budget in body.limits.budgets():
+            _out(f"budget {budget.name}: {budget.used:g} of {budget.limit:g} used")
+        _out(body.audit.verify().summary())
+    finally:
+        body.close()
+    return 0
+
+
+def _each_body(action: Callable[[Body], object]) -> None:
+    home = resolve_home()
+    for paths in all_workspace_states(home):
+        if not paths.workspace.is_dir():
+            continue
+        from body_mcp import BodySettings
+        from shared_protocol.config import SwarmConfig
+
+        body = Body(BodySettings(workspace=paths.workspace, home=home, config=SwarmConfig()))
+        try:
+            action(body)
+        finally:
+            body.close()
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    home = resolve_home()
+    by = f"human:{os.environ.get('USER', 'unknown')}"
+    LocalKillSwitch(StatePaths(home=home, workspace=home).kill_file).engage(reason=args.reason, by=by)
+    _out(f"kill switch ENGAGED on this machine: {args.reason}")
+    _each_body(lambda body: body.record_human(action="kill", rationale=args.reason, detail={"scope": "local"}))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    home = resolve_home()
+    released = LocalKillSwitch(StatePaths(home=home, workspace=home).kill_file).release()
+    if not released:
+        _out("kill switch was not engaged")
+        return 0
+    _out("kill switch released on this machine")
+    _each_body(lambda body: body.record_human(action="resume", rationale=args.reason))
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    body = _open_body(args)
+    try:
+        report = body.audit.verify()
+    finally:
+        body.close()
+    if not report.ok:
+        print(report.summary(), file=sys.stderr)
+        return 1
+    _out(report.summary())
+    return 0
+
+
+def cmd_audit_tail(args: argparse.Namespace) -> int:
+    body = _open_body(args)
+    try:
+        for event in body.audit.tail(args.n):
+            what = event.tool or event.kind
+            code = f" [{event.code}]" if event.code else ""
+            _out(f"#{event.seq} {event.ts} {event.id} {event.agent} {what} {event.outcome}{code} — {event.rationale}")
+    finally:
+        body.close()
+    return 0
+
+
+def cmd_audit_explain(args: argparse.Namespace) -> int:
+    body = _open_body(args)
+    try:
+        event = body.audit.get(args.id)
+    finally:
+        body.close()
+    if event is None:
+        raise UserError(f"no audit event with id '{args.id}' in this workspace's trail")
+    _out(explain_event(event))
+    return 0
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    body = _open_body(args)
+    try:
+        event, actions = body.human_undo(args.id, force=args.force)
+    finally:
+        body.close()
+    _out(f"undone: {', '.join(actions)} (recorded as {event.id}; undo that to redo)")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def _workspace_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
+    parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import demo
+
+    parser = argparse.ArgumentParser(prog="swarm", description="Run AI coding agents autonomously and safely.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("demo", demo.cmd_demo, "run the whole loop on a sample workspace in a temp dir (no keys, no network)")
+    p.add_argument("--keep", action="store_true", help="keep the demo's temp dir and print where it is")
+
+    p = add("init", cmd_init, "write swarm.toml with every default and print the mcp.json snippet")
+    _workspace_arg(p)
+    p.add_argument("--force", action="store_true", help="rewrite an existing swarm.toml")
+
+    p = add("body", cmd_body, "the MCP server over stdio (launched by the IDE)")
+    _workspace_arg(p)
+    p.add_argument("--brain", metavar="URL", help="link to a brain (not built yet)")
+
+    p = add("status", cmd_status, "kill switch, mode, breaker, budgets and audit health of a workspace")
+    _workspace_arg(p)
+
+    p = add("kill", cmd_kill, "engage the local kill switch: every body on this machine refuses mutating calls")
+    p.add_argument("--reason", default="manual kill", help="why (audited)")
+    p = add("resume", cmd_resume, "lift the local kill switch")
+    p.add_argument("--reason", default="manual resume", help="why (audited)")
+
+    audit = sub.add_parser("audit", help="verify, tail or explain the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    p = audit_sub.add_parser("verify", help="recompute the keyed chain and check it against its anchor")
+    p.set_defaults(func=cmd_audit_verify)
+    _workspace_arg(p)
+    p = audit_sub.add_parser("tail", help="the latest events")
+    p.set_defaults(func=cmd_audit_tail)
+    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    _workspace_arg(p)
+    p = audit_sub.add_parser("explain", help="a readable explanation of one event")
+    p.set_defaults(func=cmd_audit_explain)
+    p.add_argument("id")
+    _workspace_arg(p)
+
+    p = add("undo", cmd_undo, "reverse an action or every action of a decision (works while killed)")
+    p.add_argument("id")
+    p.add_argument("--force", action="store_true", help="overwrite files that changed since")
+    _workspace_arg(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UserError, ToolRefused, SwarmError) as exc:
+        message = exc.message if isinstance(exc, ToolRefused) else str(exc)
+        print(f"swarm: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("swarm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
