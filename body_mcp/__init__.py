@@ -15,7 +15,10 @@ from .exceptions import (
     ToolRefused,
     UserError,
 )
-from .server import build_server, run_stdio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .server import build_server, run_stdio
 
 __all__ = [
     "AuditIntegrityError",
@@ -31,3 +34,12 @@ __all__ = [
     "build_server",
     "run_stdio",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The MCP SDK takes a third of a second to import; CLI commands that never serve MCP skip it.
+    if name in ("build_server", "run_stdio"):
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'body_mcp' has no attribute {name!r}")

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import mcp_types as types
-
 from shared_protocol import AuditEvent, Impact
 from shared_protocol.config import SwarmConfig
 
@@ -19,7 +17,7 @@ from ._db import StateDB
 from .audit import AuditStore, EventDraft, new_action_id, redact_arguments
 from .confinement import Workspace
 from .exceptions import ApprovalRequired, ToolRefused
-from .guard import CallContext, Guard, Pipeline, default_guards
+from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards
 from .killswitch import KillSwitch, LocalKillSwitch
 from .limits import Limits
 from .policy import PathPolicy
@@ -78,9 +76,7 @@ class Body:
 
     # -- calls -------------------------------------------------------------------------
 
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None
-    ) -> types.CallToolResult:
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None) -> CallOutcome:
         ctx = CallContext(
             action_id=new_action_id(),
             tool=name,

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import mcp_types as types
 from pydantic import ValidationError
 
 from shared_protocol import Impact, Refusal, RefusalCode, ToolArgs, ToolResult
@@ -64,6 +63,16 @@ class CallContext:
     def mutating(self) -> bool:
         # An unknown or unvalidated tool is treated as mutating: refusals err on the safe side.
         return self.spec is None or not self.spec.read_only
+
+
+@dataclass(kw_only=True, frozen=True)
+class CallOutcome:
+    """A finished call, independent of MCP: the server turns it into a `CallToolResult`."""
+
+    is_error: bool
+    structured: dict[str, Any]
+    text: str
+    action_id: str
 
 
 class Guard(Protocol):
@@ -180,7 +189,7 @@ class Pipeline:
 
         return await guard(self._body, ctx, call_next)
 
-    async def call(self, ctx: CallContext) -> types.CallToolResult:
+    async def call(self, ctx: CallContext) -> CallOutcome:
         body = self._body
         refusal: ToolRefused | None = None
         failed = False
@@ -210,14 +219,13 @@ class Pipeline:
         event = body.record(ctx, outcome=outcome, refusal=refusal, failed=failed)
         if refusal is not None:
             structured = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=event.id)
-            return types.CallToolResult(
-                content=[
-                    types.TextContent(text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})")
-                ],
-                structured_content=structured.model_dump(mode="json"),
+            return CallOutcome(
                 is_error=True,
+                structured=structured.model_dump(mode="json"),
+                text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})",
+                action_id=event.id,
             )
         assert result is not None and ctx.spec is not None
         data = result.model_dump(mode="json")
         text = ctx.spec.text(result) if ctx.spec.text is not None else json.dumps(data, indent=1)
-        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=data, is_error=False)
+        return CallOutcome(is_error=False, structured=data, text=text, action_id=event.id)

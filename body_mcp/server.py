@@ -51,7 +51,12 @@ def build_server(body: Body) -> Server[Any]:
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         client_params = ctx.session.client_params
         client = client_params.client_info.name if client_params is not None else None
-        return await body.call_tool(params.name, params.arguments, client=client)
+        outcome = await body.call_tool(params.name, params.arguments, client=client)
+        return types.CallToolResult(
+            content=[types.TextContent(text=outcome.text)],
+            structured_content=outcome.structured,
+            is_error=outcome.is_error,
+        )
 
     return Server(
         "swarm-body",

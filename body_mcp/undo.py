@@ -171,17 +171,27 @@ class UndoStore:
         stored = self.pending_records(target_id)
         if not stored:
             raise UndoRefused(f"nothing to undo for '{target_id}' (unknown id, read-only action, or already undone)")
+        # Walk newest first over a simulated workspace: each record must find what it left,
+        # as seen after the newer records of the same target have been reversed.
         conflicts: list[str] = []
+        simulated: dict[str, EntryState] = {}
+
+        def now(path: str) -> EntryState:
+            if path not in simulated:
+                simulated[path] = _fsops.read_entry(ws, tuple(path.split("/")))[0]
+            return simulated[path]
+
         for item in stored:
             rec = item.record
-            parts = tuple(rec.path.split("/"))
-            current, _ = _fsops.read_entry(ws, parts)
-            if not _same(current, rec.after):
+            if not _same(now(rec.path), rec.after):
                 conflicts.append(f"{rec.path} (changed since {item.action_id})")
             if rec.op == "rename" and rec.source is not None:
-                src_now, _ = _fsops.read_entry(ws, tuple(rec.source.split("/")))
-                if src_now.type != "absent":
+                if now(rec.source).type != "absent":
                     conflicts.append(f"{rec.source} (exists again; cannot move back)")
+                simulated[rec.source] = rec.after
+                simulated[rec.path] = ABSENT
+            else:
+                simulated[rec.path] = rec.before
         if conflicts and not force:
             raise UndoRefused(
                 "undo would overwrite changes made since: " + ", ".join(conflicts) + ". Undo with force to overwrite.",

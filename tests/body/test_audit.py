@@ -1,0 +1,176 @@
+"""The audit trail: every call recorded, append-only in the database, tamper-evident outside it."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body
+
+from ..conftest import make_body, require_binary
+from .helpers import call, ok
+
+pytestmark = pytest.mark.anyio
+
+
+async def _fill(client: Client, n: int = 5) -> None:
+    for i in range(n):
+        ok(await call(client, "write_file", path=f"f{i}.txt", content=f"v{i}", rationale=f"reason {i}"))
+
+
+def _sqlite(db: Path, sql: str) -> subprocess.CompletedProcess[str]:
+    sqlite3_cli = require_binary("sqlite3", "sqlite3")
+    return subprocess.run([sqlite3_cli, str(db), sql], capture_output=True, text=True, check=False)
+
+
+def _verify_cli(workspace: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_cli", "audit", "verify", "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+        env={"SWARM_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
+async def test_events_carry_rationale_agent_arguments_and_hashed_contents(client: Client, body: Body) -> None:
+    ok(await call(client, "write_file", path="a.txt", content="secret-ish content", rationale="because"))
+    event = body.audit.tail(1)[0]
+    assert event.rationale == "because" and event.tool == "write_file" and event.outcome == "ok"
+    assert event.arguments["content"] == {"sha256": event.arguments["content"]["sha256"], "size": 18}
+    assert "secret-ish" not in body.paths.db.read_bytes().decode("latin-1")
+    assert event.files == ["a.txt"] and event.impact.files == 1 and event.duration_ms > 0
+
+
+def test_the_database_itself_refuses_update_and_delete(body: Body) -> None:
+    body.record_human(action="note", rationale="first")
+    with sqlite3.connect(body.paths.db) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE audit_events SET body = '{}'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM audit_events")
+
+
+@pytest.mark.parametrize(
+    "name,sql,first_bad",
+    [
+        (
+            "edit",
+            "DROP TRIGGER audit_events_no_update; "
+            "UPDATE audit_events SET body = replace(body, 'reason 2', 'reason X') WHERE seq = 3;",
+            3,
+        ),
+        ("delete", "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 2;", 3),
+        (
+            "reorder",
+            "DROP TRIGGER audit_events_no_update; "
+            "UPDATE audit_events SET seq = seq + 100 WHERE seq IN (2, 3); "
+            "UPDATE audit_events SET seq = 5 - (seq - 100) WHERE seq IN (102, 103);",
+            2,
+        ),
+        (
+            "insert",
+            "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3; "
+            "UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000; "
+            "INSERT INTO audit_events (seq, id, ts, body, mac) "
+            "SELECT 3, 'act_forged', ts, body, mac FROM audit_events WHERE seq = 2;",
+            3,
+        ),
+        ("truncate", "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 5;", None),
+    ],
+)
+async def test_tampering_with_the_sqlite3_cli_fails_swarm_audit_verify(
+    client: Client, body: Body, workspace: Path, home: Path, name: str, sql: str, first_bad: int | None
+) -> None:
+    await _fill(client)
+    assert _verify_cli(workspace, home).returncode == 0
+    result = _sqlite(body.paths.db, sql)
+    assert result.returncode == 0, result.stderr
+    report = body.audit.verify()
+    assert not report.ok, name
+    if first_bad is not None:
+        assert report.first_bad_seq == first_bad, report
+    cli = _verify_cli(workspace, home)
+    assert cli.returncode == 1 and "BROKEN" in cli.stderr and cli.stderr.count("\n") == 1
+
+
+async def test_a_rewritten_chain_without_the_key_is_detected(client: Client, body: Body) -> None:
+    await _fill(client, 3)
+    # Recompute plain sha256 "macs" as an attacker without the key would: still detected.
+    import hashlib
+    import json
+
+    with sqlite3.connect(body.paths.db) as conn:
+        conn.execute("DROP TRIGGER audit_events_no_update")
+        rows = conn.execute("SELECT seq, body FROM audit_events ORDER BY seq").fetchall()
+        for seq, raw in rows:
+            data = json.loads(raw)
+            data["rationale"] = "rewritten"
+            data["mac"] = hashlib.sha256(json.dumps(data).encode()).hexdigest()
+            conn.execute(
+                "UPDATE audit_events SET body = ?, mac = ? WHERE seq = ?", (json.dumps(data), data["mac"], seq)
+            )
+    assert body.audit.verify().first_bad_seq == 1
+
+
+async def test_a_database_one_event_ahead_of_its_anchor_is_a_crash_not_tampering(client: Client, body: Body) -> None:
+    await _fill(client, 3)
+    events = body.audit.tail(2)
+    body.audit._write_anchor(events[0].seq, events[0].mac)  # pyright: ignore[reportPrivateUsage]
+    report = body.audit.verify()
+    assert report.ok and report.anchor == "one_behind"
+    body.audit._write_anchor(events[0].seq - 1, events[0].prev_mac)  # pyright: ignore[reportPrivateUsage]
+    assert not body.audit.verify().ok
+
+
+async def test_a_deleted_anchor_is_detected(client: Client, body: Body) -> None:
+    await _fill(client, 2)
+    body.paths.anchor.write_bytes(b"")
+    assert body.audit.verify().anchor == "missing"
+
+
+async def test_retention_prunes_only_through_a_checkpoint_that_keeps_the_chain_verifiable(
+    client: Client, body: Body
+) -> None:
+    await _fill(client, 5)
+    future = datetime.now(UTC) + timedelta(days=91)
+    deleted = body.audit.prune(retention_days=90, now=future)
+    assert deleted == 4
+    report = body.audit.verify()
+    assert report.ok, report
+    events = body.audit.tail(10)
+    assert events[-1].kind == "checkpoint" and events[-1].detail["through_seq"] == 4
+    await _fill(client, 2)
+    assert body.audit.prune(retention_days=90, now=future + timedelta(days=1)) > 0
+    assert body.audit.verify().ok
+    with sqlite3.connect(body.paths.db) as conn, pytest.raises(sqlite3.IntegrityError):
+        conn.execute("DELETE FROM audit_events")
+
+
+async def test_prune_then_deleting_the_first_remaining_event_is_detected(client: Client, body: Body) -> None:
+    await _fill(client, 4)
+    body.audit.prune(retention_days=90, now=datetime.now(UTC) + timedelta(days=91))
+    await _fill(client, 3)
+    first = body.audit.tail(100)[0].seq
+    _sqlite(body.paths.db, f"DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = {first};")
+    assert not body.audit.verify().ok
+
+
+def test_two_bodies_on_one_workspace_share_one_chain(workspace: Path, home: Path) -> None:
+    a, b = make_body(workspace, home), make_body(workspace, home)
+    try:
+        for i in range(5):
+            a.record_human(action="note", rationale=f"a{i}")
+            b.record_human(action="note", rationale=f"b{i}")
+        assert a.identity.body_id == b.identity.body_id
+        report = a.audit.verify()
+        assert report.ok and report.events == 10
+    finally:
+        a.close()
+        b.close()

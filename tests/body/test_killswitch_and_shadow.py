@@ -1,0 +1,75 @@
+"""The kill switch stops every mutating tool (the agent's undo too) but not reads; shadow mode changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body, build_server
+from body_mcp.killswitch import LocalKillSwitch
+
+from ..conftest import make_body
+from .helpers import call, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+MUTATING = {
+    "write_file": {"path": "x.txt", "content": "x"},
+    "edit_file": {"path": "README.md", "edits": [{"old_text": "sample", "new_text": "x"}]},
+    "create_directory": {"path": "d"},
+    "move_file": {"source": "README.md", "destination": "R.md"},
+    "delete_file": {"path": "README.md"},
+    "undo": {"id": "act_whatever"},
+}
+
+
+async def test_engaged_kill_switch_refuses_every_mutating_tool_and_allows_reads(
+    client: Client, body: Body, workspace: Path, home: Path
+) -> None:
+    action = ok(await call(client, "write_file", path="a.txt", content="a"))
+    kill = LocalKillSwitch(home / "kill.json")
+    kill.engage(reason="runaway agent", by="human:test")
+    before = sorted(p.name for p in workspace.iterdir())
+    for tool, args in MUTATING.items():
+        refused(await call(client, tool, **args), "kill_switch_engaged")
+    refused(await call(client, "undo", id=action["action_id"]), "kill_switch_engaged")
+    assert sorted(p.name for p in workspace.iterdir()) == before
+    ok(await call(client, "read_text_file", path="README.md"))
+    ok(await call(client, "list_directory", path="."))
+    status = ok(await call(client, "status"))
+    assert status["kill_switch"] == "engaged" and status["kill_reason"] == "runaway agent"
+    # A human can still undo while killed.
+    body.human_undo(action["action_id"], force=False)
+    assert not (workspace / "a.txt").exists()
+    kill.release()
+    ok(await call(client, "write_file", path="b.txt", content="b"))
+    assert ok(await call(client, "status"))["kill_switch"] == "released"
+
+
+async def test_a_kill_file_that_cannot_be_read_still_means_killed(client: Client, home: Path) -> None:
+    (home / "kill.json").write_text("{not json")
+    refused(await call(client, "write_file", path="x.txt", content="x"), "kill_switch_engaged")
+
+
+async def test_shadow_mode_reports_the_diff_and_changes_nothing(workspace: Path, home: Path) -> None:
+    body = make_body(workspace, home, {"policy": {"mode": "shadow"}})
+    before = {p: p.read_bytes() for p in workspace.rglob("*") if p.is_file()}
+    try:
+        async with Client(build_server(body)) as client:
+            data = ok(await call(client, "write_file", path="README.md", content="# changed\n"))
+            assert data["mode"] == "shadow" and "-# sample\n+# changed\n" in data["diff"]
+            edit = ok(await call(client, "edit_file", path="src/app.py", edits=[{"old_text": "1", "new_text": "2"}]))
+            assert edit["mode"] == "shadow" and "+    return 2" in edit["diff"]
+            for tool, args in MUTATING.items():
+                if tool != "undo":
+                    ok(await call(client, tool, **args))
+            assert ok(await call(client, "status"))["mode"] == "shadow"
+        assert {p: p.read_bytes() for p in workspace.rglob("*") if p.is_file()} == before
+        assert not (workspace / "d").exists() and not (workspace / "x.txt").exists()
+        shadow_events = [e for e in body.audit.tail(50) if e.tool in MUTATING]
+        assert shadow_events and all(e.outcome == "shadow" and e.mode == "shadow" for e in shadow_events)
+        assert all(e.impact.files == 0 for e in shadow_events)
+    finally:
+        body.close()

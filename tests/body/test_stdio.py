@@ -1,0 +1,135 @@
+"""End to end: the body as a subprocess over real stdio, driven by the official MCP client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from ..conftest import make_body
+from .helpers import call, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+def _params(workspace: Path, home: Path, *, pidfile: Path | None = None) -> StdioServerParameters:
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_AGENT": "stdio-test"}
+    body = [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace)]
+    if pidfile is None:
+        return StdioServerParameters(command=body[0], args=body[1:], env=env)
+    # exec keeps the pid, so the test can SIGKILL the body itself.
+    script = f'echo $$ > "{pidfile}"; exec "$@"'
+    return StdioServerParameters(command="/bin/sh", args=["-c", script, "sh", *body], env=env)
+
+
+async def test_every_tool_works_over_stdio_and_refusals_name_their_rule(workspace: Path, home: Path) -> None:
+    async with Client(_params(workspace, home)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names >= {
+            "read_text_file",
+            "list_directory",
+            "directory_tree",
+            "search_files",
+            "get_file_info",
+            "write_file",
+            "edit_file",
+            "create_directory",
+            "move_file",
+            "delete_file",
+            "undo",
+            "status",
+            "explain",
+        }
+        ok(await call(client, "read_text_file", path="README.md"))
+        ok(await call(client, "list_directory", path="."))
+        ok(await call(client, "directory_tree", path="src"))
+        ok(await call(client, "search_files", path=".", pattern="*.md"))
+        ok(await call(client, "get_file_info", path="src/app.py"))
+        ok(await call(client, "create_directory", path="docs"))
+        written = ok(await call(client, "write_file", path="docs/a.md", content="alpha\n"))
+        ok(await call(client, "edit_file", path="docs/a.md", edits=[{"old_text": "alpha", "new_text": "beta"}]))
+        ok(await call(client, "move_file", source="docs/a.md", destination="docs/b.md"))
+        deleted = ok(await call(client, "delete_file", path="docs/b.md"))
+        status = ok(await call(client, "status"))
+        assert status["kill_switch"] == "released" and status["mode"] == "live" and status["brain"] == "standalone"
+        explained = await call(client, "explain", id=written["action_id"])
+        assert not explained.is_error and "write_file" in explained.content[0].text  # type: ignore[union-attr]
+        ok(await call(client, "undo", id=deleted["action_id"]))
+        assert (workspace / "docs/b.md").read_text() == "beta\n"
+        refused(await call(client, "read_text_file", path=".env"), "protected_path")
+        refused(await call(client, "write_file", path="../x", content="x"), "path_outside_workspace")
+        refused(await client.call_tool("write_file", {"path": "a", "content": "b"}), "invalid_arguments")
+        refused(
+            await client.call_tool("write_file", {"path": "a", "content": 1, "rationale": "r"}), "invalid_arguments"
+        )
+        refused(await call(client, "no_such_tool"), "unknown_tool")
+
+        # `swarm kill` from another process takes effect from the body's next call.
+        env = {**os.environ, "SWARM_HOME": str(home)}
+        subprocess.run([sys.executable, "-m", "swarm_cli", "kill", "--reason", "test"], env=env, check=True)
+        refused(await call(client, "write_file", path="after.txt", content="x"), "kill_switch_engaged")
+        ok(await call(client, "read_text_file", path="README.md"))
+        subprocess.run([sys.executable, "-m", "swarm_cli", "resume"], env=env, check=True)
+        ok(await call(client, "write_file", path="after.txt", content="x"))
+    body = make_body(workspace, home)
+    try:
+        events = body.audit.tail(100)
+        assert {e.agent for e in events if e.kind == "tool_call"} == {"stdio-test"}
+        assert [e.tool for e in events if e.kind == "human"] == ["kill", "resume"]
+        assert body.audit.verify().ok
+    finally:
+        body.close()
+
+
+async def test_sigkill_during_a_stream_of_writes_keeps_the_chain_valid_and_every_completed_call(
+    workspace: Path, home: Path, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "body.pid"
+    completed: list[str] = []
+    enough = anyio.Event()
+
+    async def writer(client: Client) -> None:
+        n = 0
+        while True:
+            result = await client.call_tool(
+                "write_file", {"path": f"stream/{n % 20}.txt", "content": f"{n}\n" * 50, "rationale": "stream"}
+            )
+            data: dict[str, Any] = result.structured_content or {}
+            if not result.is_error:
+                completed.append(str(data["action_id"]))
+            n += 1
+            if len(completed) >= 40:
+                enough.set()
+
+    config = home / "swarm.toml"
+    config.write_text("[limits]\nfile_mods_per_hour = 100000\ncalls_per_minute = 100000\n")
+    with pytest.raises(BaseException):  # noqa: B017 - however the dead server surfaces in the client
+        with anyio.fail_after(30):
+            async with Client(_params(workspace, home, pidfile=pidfile)) as client, anyio.create_task_group() as tg:
+                tg.start_soon(writer, client)
+                await enough.wait()
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+                await anyio.sleep_forever()
+    assert len(completed) >= 40
+    result = subprocess.run(
+        [sys.executable, "-m", "swarm_cli", "audit", "verify", "--workspace", str(workspace)],
+        env={**os.environ, "SWARM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    body = make_body(workspace, home)
+    try:
+        missing = [aid for aid in completed if body.audit.get(aid) is None]
+        assert missing == []
+    finally:
+        body.close()

@@ -1,0 +1,160 @@
+"""Each file tool does what the reference filesystem server's tool of that name does, audited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body
+
+from ..conftest import make_body
+from .helpers import call, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_read_text_file_returns_text_and_head_tail(client: Client) -> None:
+    assert ok(await call(client, "read_text_file", path="src/app.py"))["content"] == "def main():\n    return 1\n"
+    assert ok(await call(client, "read_text_file", path="src/app.py", head=1))["content"] == "def main():\n"
+    assert ok(await call(client, "read_text_file", path="src/app.py", tail=1))["content"] == "    return 1\n"
+
+
+async def test_binary_files_are_reported_not_dumped(client: Client, workspace: Path) -> None:
+    (workspace / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    data = ok(await call(client, "read_text_file", path="logo.png"))
+    assert data["binary"] is True and data["content"] is None and data["size"] == 16
+
+
+async def test_reads_over_the_size_cap_are_refused(workspace: Path, home: Path) -> None:
+    body = make_body(workspace, home, {"workspace": {"max_read_bytes": 10, "max_write_bytes": 10}})
+    from mcp import Client as C
+
+    from body_mcp import build_server
+
+    try:
+        async with C(build_server(body)) as client:
+            refused(await call(client, "read_text_file", path="src/app.py"), "too_large")
+            refused(await call(client, "write_file", path="big.txt", content="x" * 11), "too_large")
+            assert not (workspace / "big.txt").exists()
+    finally:
+        body.close()
+
+
+async def test_list_tree_search_and_info(client: Client, workspace: Path) -> None:
+    entries = ok(await call(client, "list_directory", path="."))["entries"]
+    assert {"name": "src", "type": "directory"} in entries and {"name": "README.md", "type": "file"} in entries
+    tree = ok(await call(client, "directory_tree", path=".", exclude_patterns=[".git"]))["tree"]
+    src = next(node for node in tree if node["name"] == "src")
+    assert src["children"][0]["name"] == "app.py"
+    assert not any(node["name"] == ".git" for node in tree)
+    assert ok(await call(client, "search_files", path=".", pattern="*.py"))["matches"] == ["src/app.py"]
+    info = ok(await call(client, "get_file_info", path="src/app.py"))
+    assert info["type"] == "file" and info["size"] == len("def main():\n    return 1\n")
+
+
+async def test_write_file_creates_parents_and_overwrites_atomically(client: Client, workspace: Path) -> None:
+    data = ok(await call(client, "write_file", path="docs/new/guide.md", content="hello\n"))
+    assert data["changes"] == [{"path": "docs/new/guide.md", "kind": "created"}]
+    assert (workspace / "docs/new/guide.md").read_text() == "hello\n"
+    data = ok(await call(client, "write_file", path="docs/new/guide.md", content="bye\n"))
+    assert data["changes"] == [{"path": "docs/new/guide.md", "kind": "modified"}]
+    assert [p.name for p in (workspace / "docs/new").iterdir()] == ["guide.md"]  # no temp file left behind
+
+
+async def test_edit_file_requires_each_old_text_to_match_exactly_once(client: Client, workspace: Path) -> None:
+    (workspace / "dup.txt").write_text("a\na\nb\n")
+    refused(
+        await call(client, "edit_file", path="dup.txt", edits=[{"old_text": "a", "new_text": "c"}]), "edit_mismatch"
+    )
+    refused(
+        await call(client, "edit_file", path="dup.txt", edits=[{"old_text": "zzz", "new_text": "c"}]), "edit_mismatch"
+    )
+    preview = ok(
+        await call(client, "edit_file", path="dup.txt", edits=[{"old_text": "b", "new_text": "B"}], dry_run=True)
+    )
+    assert "-b\n+B\n" in preview["diff"] and (workspace / "dup.txt").read_text() == "a\na\nb\n"
+    ok(await call(client, "edit_file", path="dup.txt", edits=[{"old_text": "a\nb", "new_text": "x\ny"}]))
+    assert (workspace / "dup.txt").read_text() == "a\nx\ny\n"
+
+
+async def test_create_move_and_delete(client: Client, workspace: Path) -> None:
+    ok(await call(client, "create_directory", path="a/b/c"))
+    assert (workspace / "a/b/c").is_dir()
+    ok(await call(client, "move_file", source="README.md", destination="a/README.md"))
+    assert (workspace / "a/README.md").exists() and not (workspace / "README.md").exists()
+    refused(await call(client, "move_file", source="a/README.md", destination="src/app.py"), "already_exists")
+    refused(await call(client, "delete_file", path="a"), "directory_not_empty")
+    ok(await call(client, "delete_file", path="a/b/c"))
+    assert not (workspace / "a/b/c").exists()
+    refused(await call(client, "delete_file", path="nope.txt"), "not_found")
+
+
+async def test_moving_a_directory_counts_every_file_in_it(client: Client, workspace: Path) -> None:
+    (workspace / "many").mkdir()
+    for n in range(11):
+        (workspace / "many" / f"f{n}.txt").write_text("x")
+    refused(await call(client, "move_file", source="many", destination="moved"), "blast_radius")
+    (workspace / "few").mkdir()
+    for n in range(6):
+        (workspace / "few" / f"f{n}.txt").write_text("x")
+    refused(await call(client, "move_file", source="few", destination="moved"), "approval_required")
+    assert (workspace / "many").is_dir() and (workspace / "few").is_dir()
+
+
+async def test_unknown_tools_and_bad_arguments_are_refused_and_audited(client: Client, body: Body) -> None:
+    refused(await client.call_tool("rm_rf", {"rationale": "x"}), "unknown_tool")
+    refused(await client.call_tool("write_file", {"path": "a.txt", "content": "x"}), "invalid_arguments")
+    refused(
+        await client.call_tool("write_file", {"path": "a.txt", "content": "x", "rationale": "   "}), "invalid_arguments"
+    )
+    refused(await client.call_tool("write_file", {"path": 3, "content": ["x"], "rationale": "r"}), "invalid_arguments")
+    refused(
+        await client.call_tool("write_file", {"path": "a", "content": "x", "rationale": "r", "extra": 1}),
+        "invalid_arguments",
+    )
+    events = body.audit.tail(5)
+    assert [e.code for e in events] == ["unknown_tool"] + ["invalid_arguments"] * 4
+    assert events[1].rationale == "" and events[0].tool == "rm_rf"
+
+
+async def test_an_unexpected_error_inside_a_tool_fails_closed_and_is_audited(
+    client: Client, body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from body_mcp import _fsops
+
+    def boom(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(_fsops, "write_atomic", boom)
+    refused(await call(client, "write_file", path="x.txt", content="x"), "internal_error")
+    event = body.audit.tail(1)[0]
+    assert event.outcome == "failed" and event.code == "internal_error"
+
+
+async def test_every_result_and_refusal_carries_its_audit_action_id(client: Client, body: Body) -> None:
+    good = ok(await call(client, "read_text_file", path="README.md"))
+    bad = refused(await call(client, "read_text_file", path=".env"), "protected_path")
+    assert body.audit.get(good["action_id"]) is not None
+    refusal_event = body.audit.get(bad["action_id"])
+    assert refusal_event is not None and refusal_event.outcome == "refused" and refusal_event.rationale == "test"
+
+
+async def test_tool_annotations_are_truthful(client: Client) -> None:
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    for name in (
+        "read_text_file",
+        "list_directory",
+        "directory_tree",
+        "search_files",
+        "get_file_info",
+        "status",
+        "explain",
+    ):
+        annotations = tools[name].annotations
+        assert annotations is not None and annotations.read_only_hint is True
+    for name in ("write_file", "edit_file", "move_file", "delete_file", "undo"):
+        annotations = tools[name].annotations
+        assert annotations is not None and annotations.read_only_hint is False and annotations.destructive_hint is True
+    assert all("rationale" in t.input_schema["required"] for t in tools.values())

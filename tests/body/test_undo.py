@@ -1,0 +1,86 @@
+"""Undo restores pre-images exactly, refuses conflicts unless forced, and is itself audited and undoable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body
+
+from .helpers import call, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_undo_restores_an_edit_a_write_a_delete_and_a_move(client: Client, workspace: Path) -> None:
+    original = (workspace / "src/app.py").read_text()
+    edit = ok(
+        await call(client, "edit_file", path="src/app.py", edits=[{"old_text": "return 1", "new_text": "return 2"}])
+    )
+    new = ok(await call(client, "write_file", path="deep/new/file.txt", content="new\n"))
+    gone = ok(await call(client, "delete_file", path="README.md"))
+    moved = ok(await call(client, "move_file", source="src", destination="lib/src"))
+    for action in (moved, gone, new, edit):
+        ok(await call(client, "undo", id=action["action_id"]))
+    assert (workspace / "src/app.py").read_text() == original
+    assert (workspace / "README.md").read_text() == "# sample\n"
+    assert not (workspace / "deep").exists() and not (workspace / "lib").exists()
+
+
+async def test_undo_keeps_file_modes(client: Client, workspace: Path) -> None:
+    script = workspace / "run.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    action = ok(await call(client, "write_file", path="run.sh", content="#!/bin/sh\necho bye\n"))
+    assert script.stat().st_mode & 0o777 == 0o755  # an overwrite keeps the mode
+    ok(await call(client, "undo", id=action["action_id"]))
+    assert script.read_text() == "#!/bin/sh\necho hi\n" and script.stat().st_mode & 0o777 == 0o755
+
+
+async def test_a_conflicting_undo_is_refused_unless_forced(client: Client, workspace: Path) -> None:
+    action = ok(await call(client, "write_file", path="README.md", content="agent\n"))
+    (workspace / "README.md").write_text("human edited since\n")
+    refused(await call(client, "undo", id=action["action_id"]), "undo_conflict")
+    assert (workspace / "README.md").read_text() == "human edited since\n"
+    ok(await call(client, "undo", id=action["action_id"], force=True))
+    assert (workspace / "README.md").read_text() == "# sample\n"
+
+
+async def test_undo_is_audited_and_can_itself_be_undone(client: Client, body: Body, workspace: Path) -> None:
+    action = ok(await call(client, "write_file", path="README.md", content="v2\n"))
+    undo = ok(await call(client, "undo", id=action["action_id"]))
+    assert undo["undone"] == [action["action_id"]]
+    event = body.audit.get(undo["action_id"])
+    assert event is not None and event.tool == "undo" and event.detail["undid"] == [action["action_id"]]
+    refused(await call(client, "undo", id=action["action_id"]), "undo_unavailable")  # not twice
+    ok(await call(client, "undo", id=undo["action_id"]))  # redo
+    assert (workspace / "README.md").read_text() == "v2\n"
+
+
+async def test_undoing_a_decision_reverses_its_actions_newest_first(client: Client, workspace: Path) -> None:
+    for text in ("one\n", "two\n", "three\n"):
+        ok(await call(client, "write_file", path="notes.txt", content=text, decision_id="dec_42"))
+    ok(await call(client, "write_file", path="other.txt", content="not in the decision\n"))
+    result = ok(await call(client, "undo", id="dec_42"))
+    assert len(result["undone"]) == 3
+    assert not (workspace / "notes.txt").exists()
+    assert (workspace / "other.txt").exists()
+
+
+async def test_unknown_and_read_only_actions_have_nothing_to_undo(client: Client) -> None:
+    read = ok(await call(client, "read_text_file", path="README.md"))
+    refused(await call(client, "undo", id=read["action_id"]), "undo_unavailable")
+    refused(await call(client, "undo", id="act_nope"), "undo_unavailable")
+
+
+async def test_a_large_pre_image_is_kept_as_a_blob_file_and_restored(
+    client: Client, body: Body, workspace: Path
+) -> None:
+    big = "x" * (300 * 1024)
+    (workspace / "big.txt").write_text(big)
+    action = ok(await call(client, "write_file", path="big.txt", content="small"))
+    assert any(body.paths.blobs.rglob("*"))
+    ok(await call(client, "undo", id=action["action_id"]))
+    assert (workspace / "big.txt").read_text() == big

@@ -1,0 +1,135 @@
+"""The `swarm` CLI: exit codes, one-line errors that name the problem, and the commands' effects."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from shared_protocol.config import SwarmConfig, parse_config
+
+from ..conftest import make_body
+
+
+def swarm(
+    *args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "SWARM_HOME": str(home), **(env or {})}
+    full_env.pop("SWARM_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_body_refuses_the_root_and_the_home_directory(home: Path, tmp_path: Path) -> None:
+    assert "refusing to use /" in one_line_error(swarm("body", "--workspace", "/", home=home))
+    fake_home = tmp_path / "userhome"
+    fake_home.mkdir()
+    result = swarm("body", home=home, cwd=fake_home, env={"HOME": str(fake_home)})
+    assert "home directory" in one_line_error(result)
+    assert "not a directory" in one_line_error(swarm("body", "--workspace", str(tmp_path / "nope"), home=home))
+
+
+def test_a_workspace_overlapping_swarm_home_is_refused(home: Path) -> None:
+    assert "SWARM_HOME" in one_line_error(swarm("status", "--workspace", str(home.parent), home=home))
+
+
+@pytest.mark.parametrize(
+    "text,names",
+    [
+        ("[limits]\ncalls_per_minut = 5\n", "limits.calls_per_minut"),
+        ("[limits]\ncalls_per_minute = -1\n", "limits.calls_per_minute"),
+        ("[policy]\nmode = 'yolo'\n", "policy.mode"),
+        ("[nonsense]\nx = 1\n", "nonsense"),
+        ("[limits\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_is_an_error_that_names_the_key(
+    home: Path, workspace: Path, tmp_path: Path, text: str, names: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    assert names in one_line_error(swarm("status", "--workspace", str(workspace), "--config", str(config), home=home))
+    assert not (home / "workspaces").exists()  # nothing was created on the way to the error
+
+
+def test_init_writes_every_default_and_prints_the_mcp_snippet(home: Path, workspace: Path) -> None:
+    result = swarm("init", "--workspace", str(workspace), home=home)
+    assert result.returncode == 0, result.stderr
+    written = tomllib.loads((home / "swarm.toml").read_text())
+    assert parse_config(written) == SwarmConfig()
+    assert written["limits"]["calls_per_minute"] == 100 and written["audit"]["retention_days"] == 90
+    snippet = json.loads(result.stdout[result.stdout.index("{") :])
+    server = snippet["mcpServers"]["swarm"]
+    assert os.path.isabs(server["command"]) and server["args"][-3:] == ["body", "--workspace", str(workspace)]
+    (home / "swarm.toml").write_text("[limits]\ncalls_per_minute = 7\n")
+    again = swarm("init", "--workspace", str(workspace), home=home)
+    assert again.returncode == 0 and "kept existing" in again.stdout
+    assert tomllib.loads((home / "swarm.toml").read_text())["limits"]["calls_per_minute"] == 7
+
+
+def test_undo_from_the_cli_works_while_killed_and_errors_cleanly(home: Path, workspace: Path) -> None:
+    body = make_body(workspace, home)
+    try:
+        recorder = body.undo.recorder(body.workspace)
+        before = recorder.before(("README.md",))
+        (workspace / "README.md").write_text("changed\n")
+        recorder.changed(("README.md",), before)
+        from body_mcp.audit import EventDraft, new_action_id
+
+        action_id = new_action_id()
+        body.audit.append(
+            EventDraft(id=action_id, kind="tool_call", agent="a", session="s", rationale="r", outcome="ok"),
+            also=lambda conn: recorder.flush(conn, action_id=action_id, decision_id=None),
+        )
+    finally:
+        body.close()
+    assert swarm("kill", "--reason", "stop", home=home).returncode == 0
+    result = swarm("undo", action_id, "--workspace", str(workspace), home=home)
+    assert result.returncode == 0, result.stderr
+    assert (workspace / "README.md").read_text() == "# sample\n"
+    assert "nothing to undo" in one_line_error(swarm("undo", action_id, "--workspace", str(workspace), home=home))
+    tail = swarm("audit", "tail", "--workspace", str(workspace), home=home)
+    assert "kill" in tail.stdout and "undo" in tail.stdout
+    assert "no audit event" in one_line_error(
+        swarm("audit", "explain", "act_none", "--workspace", str(workspace), home=home)
+    )
+    explained = swarm("audit", "explain", action_id, "--workspace", str(workspace), home=home)
+    assert explained.returncode == 0 and action_id in explained.stdout
+    status = swarm("status", "--workspace", str(workspace), home=home)
+    assert "ENGAGED" in status.stdout and "audit chain OK" in status.stdout
+    assert swarm("resume", home=home).returncode == 0
+    assert "released" in swarm("status", "--workspace", str(workspace), home=home).stdout
+
+
+def test_demo_runs_the_whole_loop(home: Path) -> None:
+    result = swarm("demo", home=home)
+    assert result.returncode == 0, result.stderr
+    for expected in (
+        "REFUSED protected_path",
+        "REFUSED path_outside_workspace",
+        "REFUSED rate_limited",
+        "REFUSED kill_switch_engaged",
+        "audit chain OK",
+        "old price again: True",
+    ):
+        assert expected in result.stdout
