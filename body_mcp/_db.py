@@ -41,16 +41,21 @@ _MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_prune_marks_no_delete BEFORE DELETE ON audit_prune_marks
         BEGIN SELECT RAISE(ABORT, 'audit_prune_marks is append-only'); END;
 
-    CREATE TABLE usage (
-        id INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        expires REAL,
-        calls INTEGER NOT NULL DEFAULT 0,
+    CREATE TABLE calls_by_second (second INTEGER PRIMARY KEY, calls INTEGER NOT NULL);
+    CREATE TABLE usage_by_minute (
+        minute INTEGER PRIMARY KEY,
         files INTEGER NOT NULL DEFAULT 0,
         api_calls INTEGER NOT NULL DEFAULT 0,
         usd REAL NOT NULL DEFAULT 0
     );
-    CREATE INDEX usage_ts ON usage(ts);
+    CREATE TABLE reservations (
+        id INTEGER PRIMARY KEY,
+        second INTEGER NOT NULL,
+        expires REAL NOT NULL,
+        files INTEGER NOT NULL,
+        api_calls INTEGER NOT NULL,
+        usd REAL NOT NULL
+    );
     CREATE TABLE breaker (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         state TEXT NOT NULL,

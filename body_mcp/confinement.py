@@ -169,6 +169,14 @@ class Workspace:
         finally:
             os.close(fd)
 
+    def is_dir(self, parts: tuple[str, ...]) -> bool:
+        """Whether `parts` is an existing directory reached without following symlinks."""
+        try:
+            with self.open_dir(parts):
+                return True
+        except ToolRefused:
+            return False
+
     def lstat(self, path: WorkspacePath) -> os.stat_result | None:
         """`lstat` of the entry through its parent's descriptor; None if absent."""
         if not path.parts:

@@ -34,6 +34,7 @@ BreakerState = Literal["closed", "open", "half_open"]
 @dataclass(kw_only=True, frozen=True)
 class Reservation:
     row_id: int
+    second: int
     trial: bool
     """This call is the breaker's half-open trial: its outcome closes or re-opens it."""
 
@@ -65,17 +66,24 @@ class Limits:
             )
 
     # -- windows -----------------------------------------------------------------------
+    # Settled usage lives in buckets (calls per second, files and money per minute), so a
+    # check reads at most 60 rows per window however busy the body is; calls in flight are
+    # the few rows of `reservations`. Hour windows move at minute granularity: a unit is
+    # counted until the end of the minute it falls out of the window (errs towards refusing).
 
     def _window_sums(self, conn: sqlite3.Connection, now: float) -> tuple[int, int, float]:
-        row = conn.execute(
-            "SELECT "
-            "COALESCE(SUM(CASE WHEN ts > ? THEN calls END), 0), "
-            "COALESCE(SUM(CASE WHEN ts > ? THEN files END), 0), "
-            "COALESCE(SUM(CASE WHEN ts > ? THEN usd END), 0) "
-            "FROM usage WHERE ts > ? AND (expires IS NULL OR expires > ?)",
-            (now - 60, now - 3600, now - 3600, now - 3600, now),
+        second, minute = int(now), int(now // 60)
+        (calls,) = conn.execute(
+            "SELECT COALESCE(SUM(calls), 0) FROM calls_by_second WHERE second > ?", (second - 60,)
         ).fetchone()
-        return int(row[0]), int(row[1]), float(row[2])
+        files, usd = conn.execute(
+            "SELECT COALESCE(SUM(files), 0), COALESCE(SUM(usd), 0) FROM usage_by_minute WHERE minute > ?",
+            (minute - 60,),
+        ).fetchone()
+        held_files, held_usd = conn.execute(
+            "SELECT COALESCE(SUM(files), 0), COALESCE(SUM(usd), 0) FROM reservations WHERE expires > ?", (now,)
+        ).fetchone()
+        return int(calls), int(files) + int(held_files), float(usd) + float(held_usd)
 
     def reserve(self, want: Impact, *, mutating: bool) -> Reservation:
         """Reserve one call plus `want` against every window, or refuse naming the window and numbers."""
@@ -88,10 +96,7 @@ class Limits:
             calls, files, usd = self._window_sums(conn, now)
             problem: tuple[str, str] | None = None
             if calls + 1 > c.calls_per_minute:
-                problem = (
-                    "limits.calls_per_minute",
-                    f"{calls} of {c.calls_per_minute} tool calls used in the last minute",
-                )
+                problem = ("limits.calls_per_minute", f"{calls} of {c.calls_per_minute} tool calls used in the last minute")
             elif want.files and files + want.files > c.file_mods_per_hour:
                 problem = (
                     "limits.file_mods_per_hour",
@@ -104,17 +109,29 @@ class Limits:
                     f"${usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour; this call needs ${want.usd:.2f}",
                 )
             if problem is None:
-                cursor = conn.execute(
-                    "INSERT INTO usage (ts, expires, calls, files, api_calls, usd) VALUES (?, ?, 1, ?, ?, ?)",
-                    (now, now + _RESERVATION_TTL_S, want.files, want.api_calls, want.usd),
+                second = int(now)
+                conn.execute(
+                    "INSERT INTO calls_by_second (second, calls) VALUES (?, 1) "
+                    "ON CONFLICT (second) DO UPDATE SET calls = calls + 1",
+                    (second,),
                 )
-                if now % 64 < 1:  # now and then, forget what no window can see any more
-                    conn.execute("DELETE FROM usage WHERE ts < ?", (now - 7200,))
-                return Reservation(row_id=int(cursor.lastrowid or 0), trial=trial)
+                cursor = conn.execute(
+                    "INSERT INTO reservations (second, expires, files, api_calls, usd) VALUES (?, ?, ?, ?, ?)",
+                    (second, now + _RESERVATION_TTL_S, want.files, want.api_calls, want.usd),
+                )
+                if second % 60 == 0:  # now and then, forget what no window can see any more
+                    self._forget(conn, now)
+                return Reservation(row_id=int(cursor.lastrowid or 0), second=second, trial=trial)
             if trial:
                 conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
         self._breach()
         raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
+
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("DELETE FROM calls_by_second WHERE second < ?", (int(now) - 120,))
+        conn.execute("DELETE FROM usage_by_minute WHERE minute < ?", (int(now // 60) - 120,))
+        conn.execute("DELETE FROM reservations WHERE expires < ?", (now,))
 
     def _admit_through_breaker(self, conn: sqlite3.Connection, now: float) -> bool:
         state, opened_at = conn.execute("SELECT state, opened_at FROM breaker WHERE id = 1").fetchone()
@@ -147,7 +164,7 @@ class Limits:
                 problem = ("limits.usd_per_hour", f"${usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour")
             else:
                 conn.execute(
-                    "UPDATE usage SET files = files + ?, api_calls = api_calls + ?, usd = usd + ? WHERE id = ?",
+                    "UPDATE reservations SET files = files + ?, api_calls = api_calls + ?, usd = usd + ? WHERE id = ?",
                     (extra.files, extra.api_calls, extra.usd, reservation.row_id),
                 )
                 return
@@ -157,17 +174,22 @@ class Limits:
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation for a call that was refused after reserving."""
         with self._db.write(fast=True) as conn:
-            conn.execute("DELETE FROM usage WHERE id = ?", (reservation.row_id,))
+            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
+            conn.execute("UPDATE calls_by_second SET calls = calls - 1 WHERE second = ?", (reservation.second,))
             if reservation.trial:
                 conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (self._clock(),))
 
     def settle(self, conn: sqlite3.Connection, reservation: Reservation, actual: Impact, *, failed: bool) -> None:
         """Replace the reservation by what the call did; runs inside the audit transaction."""
-        conn.execute(
-            "UPDATE usage SET expires = NULL, files = ?, api_calls = ?, usd = ? WHERE id = ?",
-            (actual.files, actual.api_calls, actual.usd, reservation.row_id),
-        )
         now = self._clock()
+        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
+        if actual.files or actual.api_calls or actual.usd:
+            conn.execute(
+                "INSERT INTO usage_by_minute (minute, files, api_calls, usd) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (minute) DO UPDATE SET files = files + excluded.files, "
+                "api_calls = api_calls + excluded.api_calls, usd = usd + excluded.usd",
+                (int(now // 60), actual.files, actual.api_calls, actual.usd),
+            )
         if failed:
             (failures,) = conn.execute(
                 "UPDATE breaker SET consecutive_failures = consecutive_failures + 1 WHERE id = 1 "
@@ -176,7 +198,7 @@ class Limits:
             if reservation.trial or int(failures) >= self.config.breaker_consecutive_failures:
                 conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
         else:
-            conn.execute("UPDATE breaker SET consecutive_failures = 0 WHERE id = 1")
+            conn.execute("UPDATE breaker SET consecutive_failures = 0 WHERE id = 1 AND consecutive_failures != 0")
             if reservation.trial:
                 conn.execute("UPDATE breaker SET state = 'closed' WHERE id = 1")
                 conn.execute("DELETE FROM breaches")

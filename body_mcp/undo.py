@@ -59,6 +59,8 @@ class Recorder:
 
     def make_parents(self, parts: tuple[str, ...]) -> None:
         """Create the missing ancestors of `parts`, recording each so undo removes them again."""
+        if len(parts) <= 1 or self.ws.is_dir(parts[:-1]):
+            return
         for end in range(1, len(parts)):
             prefix = parts[:end]
             state, _ = _fsops.read_entry(self.ws, prefix)
@@ -66,8 +68,10 @@ class Recorder:
                 _fsops.make_dir(self.ws, prefix)
                 self.changed(prefix, ABSENT)
 
-    def changed(self, parts: tuple[str, ...], before: EntryState) -> None:
-        after, _ = _fsops.read_entry(self.ws, parts)
+    def changed(self, parts: tuple[str, ...], before: EntryState, *, after: EntryState | None = None) -> None:
+        """Note a change at `parts`; `after` may be given when the caller knows it (saves re-reading)."""
+        if after is None:
+            after, _ = _fsops.read_entry(self.ws, parts)
         self.records.append(
             UndoRecord(step=len(self.records), op="state", path="/".join(parts), before=before, after=after)
         )

@@ -7,6 +7,7 @@ and in shadow mode reports what it would change (with a diff) and changes nothin
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from shared_protocol import (
 )
 
 from .. import _fsops
+from .._fsops import EntryState
 from ..confinement import WorkspacePath
 from ..exceptions import ProtectedPath, ToolRefused
 from ._spec import ToolSpec
@@ -55,27 +57,41 @@ def _result(ctx: CallContext, changes: list[FileChange], diff: str = "") -> Muta
     return MutationResult(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
 
 
-def _existing_text(body: Body, path: WorkspacePath, *, must_exist: bool) -> tuple[_fsops.EntryState, str | None]:
+def _existing_text(body: Body, path: WorkspacePath, *, must_exist: bool) -> tuple[EntryState, str | None]:
     state, data = _fsops.read_entry(body.workspace, path.parts, max_bytes=body.settings.config.workspace.max_read_bytes)
     if state.type == "absent":
         if must_exist:
             raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
         return state, None
-    if state.type == "dir":
-        raise ToolRefused(f"'{path.rel}' is a directory", code=RefusalCode.NOT_A_FILE, rule="fs")
-    if state.type == "special":
-        raise ToolRefused(
-            f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement"
-        )
+    _check_writable(path, state)
     return state, decode_text(data) if data is not None else None
 
 
-def _write(body: Body, ctx: CallContext, path: WorkspacePath, data: bytes) -> None:
+def _write(body: Body, ctx: CallContext, path: WorkspacePath, data: bytes, before: EntryState | None = None) -> EntryState:
+    """Write with an undo record; returns what was there before."""
     recorder = ctx.recorder = ctx.recorder or body.undo.recorder(body.workspace)
     recorder.make_parents(path.parts)
-    before = recorder.before(path.parts)
+    if before is None:
+        before = recorder.before(path.parts)
+    _check_writable(path, before)
     _fsops.write_atomic(body.workspace, path.parts, data)
-    recorder.changed(path.parts, before)
+    recorder.changed(path.parts, before, after=EntryState(type="file", sha256=hashlib.sha256(data).hexdigest()))
+    return before
+
+
+def _keep_pre_image(body: Body, ctx: CallContext, state: EntryState, text: str) -> EntryState:
+    """Keep already-read content as the pre-image instead of reading the file again."""
+    recorder = ctx.recorder = ctx.recorder or body.undo.recorder(body.workspace)
+    if state.sha256 is not None:
+        body.undo.keep_blob(state.sha256, text.encode(), recorder.blobs)
+    return state
+
+
+def _check_writable(path: WorkspacePath, state: EntryState) -> None:
+    if state.type == "dir":
+        raise ToolRefused(f"'{path.rel}' is a directory", code=RefusalCode.NOT_A_FILE, rule="fs")
+    if state.type == "special":
+        raise ToolRefused(f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement")
 
 
 async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> MutationResult:
@@ -88,17 +104,18 @@ async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> Mutat
             code=RefusalCode.TOO_LARGE,
             rule="workspace.max_write_bytes",
         )
-    state, old = _existing_text(body, path, must_exist=False)
+    if ctx.mode == "shadow":
+        state, old = _existing_text(body, path, must_exist=False)
+        diff = unified_diff(path.rel, old if state.type != "absent" else None, args.content)
+    else:
+        state, diff = _write(body, ctx, path, data), ""
     change = FileChange(path=path.rel, kind="created" if state.type == "absent" else "modified")
-    diff = unified_diff(path.rel, old if state.type != "absent" else None, args.content) if ctx.mode == "shadow" else ""
-    if ctx.mode == "live":
-        _write(body, ctx, path, data)
     return _result(ctx, [change], diff)
 
 
 async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> MutationResult:
     path = ctx.paths["path"]
-    _, old = _existing_text(body, path, must_exist=True)
+    state, old = _existing_text(body, path, must_exist=True)
     if old is None:
         raise ToolRefused(f"'{path.rel}' is binary: edit_file works on text", code=RefusalCode.NOT_A_FILE, rule="fs")
     new = old
@@ -123,7 +140,7 @@ async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> Mutatio
             "the edited file would exceed the write cap", code=RefusalCode.TOO_LARGE, rule="workspace.max_write_bytes"
         )
     if ctx.mode == "live" and new != old:
-        _write(body, ctx, path, data)
+        _write(body, ctx, path, data, before=_keep_pre_image(body, ctx, state, old))
     changes = [FileChange(path=path.rel, kind="modified")] if new != old else []
     return _result(ctx, changes, diff)
 
