@@ -96,7 +96,10 @@ class Limits:
             calls, files, usd = self._window_sums(conn, now)
             problem: tuple[str, str] | None = None
             if calls + 1 > c.calls_per_minute:
-                problem = ("limits.calls_per_minute", f"{calls} of {c.calls_per_minute} tool calls used in the last minute")
+                problem = (
+                    "limits.calls_per_minute",
+                    f"{calls} of {c.calls_per_minute} tool calls used in the last minute",
+                )
             elif want.files and files + want.files > c.file_mods_per_hour:
                 problem = (
                     "limits.file_mods_per_hour",

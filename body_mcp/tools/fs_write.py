@@ -67,7 +67,9 @@ def _existing_text(body: Body, path: WorkspacePath, *, must_exist: bool) -> tupl
     return state, decode_text(data) if data is not None else None
 
 
-def _write(body: Body, ctx: CallContext, path: WorkspacePath, data: bytes, before: EntryState | None = None) -> EntryState:
+def _write(
+    body: Body, ctx: CallContext, path: WorkspacePath, data: bytes, before: EntryState | None = None
+) -> EntryState:
     """Write with an undo record; returns what was there before."""
     recorder = ctx.recorder = ctx.recorder or body.undo.recorder(body.workspace)
     recorder.make_parents(path.parts)
@@ -91,7 +93,9 @@ def _check_writable(path: WorkspacePath, state: EntryState) -> None:
     if state.type == "dir":
         raise ToolRefused(f"'{path.rel}' is a directory", code=RefusalCode.NOT_A_FILE, rule="fs")
     if state.type == "special":
-        raise ToolRefused(f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement")
+        raise ToolRefused(
+            f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement"
+        )
 
 
 async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> MutationResult:

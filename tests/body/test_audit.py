@@ -174,3 +174,13 @@ def test_two_bodies_on_one_workspace_share_one_chain(workspace: Path, home: Path
     finally:
         a.close()
         b.close()
+
+
+async def test_the_event_returned_by_append_is_exactly_what_is_stored(client: Client, body: Body) -> None:
+    ok(await call(client, "write_file", path="a.txt", content="x", decision_id="dec_1"))
+    returned = body.audit.tail(1)[0]
+    stored = body.audit.get(returned.id)
+    assert stored is not None and stored.model_dump() == returned.model_dump()
+    from shared_protocol import AuditEvent
+
+    assert AuditEvent.model_validate(returned.model_dump(mode="json")) == stored

@@ -165,7 +165,8 @@ def test_two_processes_racing_for_the_last_file_modification_get_it_once(workspa
             import sqlite3
 
             with sqlite3.connect(leftover) as conn:
-                conn.execute("DELETE FROM reservations"); conn.execute("DELETE FROM usage_by_minute")
+                conn.execute("DELETE FROM reservations")
+                conn.execute("DELETE FROM usage_by_minute")
         barrier = ctx.Barrier(2)
         results = ctx.Queue()
         procs = [
