@@ -1,1 +1,65 @@
-"""Isolation for every command the agent runs (bubblewrap + overlay staging). Not built yet."""
+# pyright: strict
+"""Isolation for every command the agent runs.
+
+A `Sandbox` runs one command against a staged view of a workspace (bubblewrap, no network, read-only
+system, protected paths hidden, resource limits) and reports exactly what the command changed, as a list
+of `StagedChange`s whose new content waits in a staging area. The real workspace is never written: the
+body decides what to apply, through its own guarded writer, then closes the `StagedRun`.
+
+    sandbox = select_sandbox("auto")
+    async with await sandbox.run(spec) as staged:
+        staged.result.exit_code, staged.changes
+"""
+
+from ._copy_backend import CopyStagingSandbox
+from ._interface import (
+    PROXY_URL,
+    Availability,
+    ChangeKind,
+    EntryType,
+    ProxyNetwork,
+    ResourceLimits,
+    RunResult,
+    Sandbox,
+    SandboxSpec,
+    StagedChange,
+    StagedRun,
+)
+from ._memory_backend import InMemorySandbox, ScriptedChange, scripted_result
+from ._overlay_backend import BwrapOverlaySandbox
+from ._select import SandboxPreference, select_sandbox
+from ._toolchain import default_toolchain_paths
+from .exceptions import (
+    InvalidSandboxSpec,
+    NoIsolationAvailable,
+    SandboxError,
+    SandboxSetupFailed,
+    StagedChangesUnreadable,
+)
+
+__all__ = [
+    "PROXY_URL",
+    "Availability",
+    "BwrapOverlaySandbox",
+    "ChangeKind",
+    "CopyStagingSandbox",
+    "EntryType",
+    "InMemorySandbox",
+    "InvalidSandboxSpec",
+    "NoIsolationAvailable",
+    "ProxyNetwork",
+    "ResourceLimits",
+    "RunResult",
+    "Sandbox",
+    "SandboxError",
+    "SandboxPreference",
+    "SandboxSetupFailed",
+    "SandboxSpec",
+    "ScriptedChange",
+    "StagedChange",
+    "StagedChangesUnreadable",
+    "StagedRun",
+    "default_toolchain_paths",
+    "scripted_result",
+    "select_sandbox",
+]

@@ -1,0 +1,352 @@
+# pyright: strict
+"""What both bubblewrap backends share: checking the spec, the launcher chain, running, probing.
+
+The launcher chain, each step exec'ing the next so the outer process is bwrap itself by the end:
+`sh` (joins the run's pids cgroup) → `prlimit` (rlimits) → backend wrapper (overlay: `unshare` + `mount`)
+→ `bwrap --args FD -- COMMAND`. bwrap reads its options from a file in the staging area, so that the
+command's environment never shows up in the host's process list (bwrap 0.8 takes only options that way:
+a `--` and command inside the file end in a usage error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import anyio.to_thread
+
+from ._bwrap import (
+    BwrapLayout,
+    HiddenTarget,
+    bwrap_options,
+    forwarder_prefix,
+    plan_hidden,
+    proxy_env,
+    resolve_cwd,
+    sandboxed_command,
+)
+from ._interface import Availability, ProxyNetwork, RunResult, SandboxSpec, StagedChange
+from ._limits import SANDBOX_OVERHEAD_PROCESSES, PidsCgroup, create_pids_cgroup, pids_cgroup_parent, prlimit_args
+from ._process import ProcessOutcome, RunControl, run_contained
+from ._staged import StagedDirRun, make_staging, remove_staging
+from ._toolchain import ToolchainMount, default_toolchain_paths, find_python, plan_toolchain
+from .exceptions import InvalidSandboxSpec, NoIsolationAvailable, SandboxError, SandboxSetupFailed
+
+# The launcher's own environment: nothing of the body's (the command gets exactly `spec.env`).
+_LAUNCH_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+_JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'
+_PROBE_TIMEOUT_S = 20
+_INSTALL_HINTS = {
+    "bwrap": "bwrap not found: apt-get install bubblewrap",
+    "prlimit": "prlimit not found: apt-get install util-linux",
+    "unshare": "unshare not found: apt-get install util-linux",
+    "mount": "mount not found: apt-get install mount",
+    "sh": "sh not found",
+}
+_FORWARDER_SOURCE = (Path(__file__).parent / "_forwarder.py").read_text()
+
+
+@dataclass(kw_only=True, frozen=True)
+class Prepared:
+    """A backend's staged workspace: what to bind at the workspace path, and how to read the changes."""
+
+    workspace_source: Path
+    wrapper: Sequence[str]
+    """Argv between prlimit and bwrap (the overlay backend mounts there)."""
+    collect: Callable[[], list[StagedChange]]
+
+
+@dataclass(kw_only=True)
+class _Plan:
+    toolchain: list[ToolchainMount]
+    hidden: list[HiddenTarget]
+    cwd: Path
+    env: dict[str, str]
+    proxy_socket: Path | None = None
+    forwarder: list[str] = field(default_factory=list[str])
+
+
+@dataclass(kw_only=True)
+class _Launch:
+    argv: list[str]
+    pass_fds: list[int]
+    status_path: Path
+    collect: Callable[[], list[StagedChange]]
+
+    def close_fds(self) -> None:
+        for fd in self.pass_fds:
+            os.close(fd)
+        self.pass_fds = []
+
+
+class BwrapBackend(ABC):
+    """Base of the bubblewrap backends. Subclasses stage the workspace; everything else is here."""
+
+    backend_name: ClassVar[str]
+    required_tools: ClassVar[tuple[str, ...]] = ("sh", "prlimit", "bwrap")
+
+    def __init__(self, *, staging_root: Path | None = None, forwarder_python: Path | None = None) -> None:
+        """`staging_root` holds one private staging directory per run (default: the system temp dir);
+        `forwarder_python` is the interpreter for the proxy forwarder (default: the first exposed one)."""
+        self._staging_root = (staging_root or Path(tempfile.gettempdir())).resolve()
+        self._forwarder_python = forwarder_python
+        self._tools = {name: shutil.which(name, path=_LAUNCH_ENV["PATH"]) for name in self.required_tools}
+        self._availability: Availability | None = None
+        self._active: set[RunControl] = set()
+
+    @property
+    def name(self) -> str:
+        return self.backend_name
+
+    @abstractmethod
+    def _prepare(self, staging: Path, spec: SandboxSpec, hidden: Sequence[HiddenTarget]) -> Prepared:
+        """Stage the workspace under `staging` (runs in a worker thread)."""
+
+    def _tool(self, name: str) -> str:
+        path = self._tools[name]
+        if path is None:
+            raise NoIsolationAvailable({self.name: _INSTALL_HINTS[name]})
+        return path
+
+    def available(self) -> Availability:
+        """Whether this backend works here, found by running `true` through it once (cached)."""
+        if self._availability is None:
+            self._availability = self._probe()
+        return self._availability
+
+    def kill_all(self) -> None:
+        """Kill every command running in this sandbox; their runs return with `killed=True`."""
+        for control in list(self._active):
+            control.kill()
+
+    async def run(self, spec: SandboxSpec) -> StagedDirRun:
+        """Run the command isolated; see `Sandbox.run`."""
+        plan = self._plan(spec)
+        for name in self.required_tools:
+            self._tool(name)
+        control = RunControl()
+        self._active.add(control)
+        staging: Path | None = None
+        staged_run: StagedDirRun | None = None
+        try:
+            staging = await anyio.to_thread.run_sync(make_staging, self._staging_root)
+            outcome, status, collect = await self._run_in(staging, spec, plan, control)
+            if "child-pid" not in status and not (outcome.timed_out or outcome.killed):
+                detail = outcome.stderr.decode("utf-8", errors="replace")
+                raise SandboxSetupFailed(f"{self.name} sandbox did not start the command", detail=detail)
+            changes = await anyio.to_thread.run_sync(collect)
+            staged_run = StagedDirRun(result=_result(outcome, status), changes=changes, staging=staging)
+            return staged_run
+        finally:
+            self._active.discard(control)
+            if staged_run is None and staging is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(remove_staging, staging)
+
+    async def _run_in(
+        self, staging: Path, spec: SandboxSpec, plan: _Plan, control: RunControl
+    ) -> tuple[ProcessOutcome, dict[str, Any], Callable[[], list[StagedChange]]]:
+        """Launch and wait; the run's cgroup lives exactly as long as its processes may."""
+        cgroup = await anyio.to_thread.run_sync(_create_cgroup, spec, bool(plan.forwarder))
+        try:
+            launch = await anyio.to_thread.run_sync(self._build_launch, spec, plan, staging, cgroup)
+            try:
+                outcome = await run_contained(
+                    launch.argv,
+                    env=_LAUNCH_ENV,
+                    timeout_s=spec.timeout_s,
+                    max_output_bytes=spec.max_output_bytes,
+                    pass_fds=launch.pass_fds,
+                    control=control,
+                    kill_rest=cgroup.kill_all if cgroup is not None else _nothing,
+                )
+            finally:
+                launch.close_fds()
+        finally:
+            if cgroup is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(cgroup.remove)
+        return outcome, _read_status(launch.status_path), launch.collect
+
+    def _plan(self, spec: SandboxSpec) -> _Plan:
+        """Check the spec and decide the mounts, before anything is created (misuse fails fast)."""
+        _check_spec(spec, self._staging_root)
+        toolchain = plan_toolchain(spec.toolchain_paths, workspace=spec.workspace)
+        plan = _Plan(
+            toolchain=toolchain,
+            hidden=plan_hidden(spec, toolchain, also=[self._staging_root]),
+            cwd=resolve_cwd(spec),
+            env=dict(spec.env),
+        )
+        if isinstance(spec.network, ProxyNetwork):
+            python = find_python(toolchain, self._forwarder_python)
+            if python is None:
+                raise InvalidSandboxSpec("proxy network needs a Python interpreter among the toolchain paths")
+            if not spec.network.socket_path.is_socket():
+                raise SandboxSetupFailed(f"the proxy socket {spec.network.socket_path} does not exist")
+            plan.proxy_socket = spec.network.socket_path
+            plan.env = proxy_env(plan.env)
+            plan.forwarder = forwarder_prefix(python, _FORWARDER_SOURCE)
+        return plan
+
+    def _build_launch(self, spec: SandboxSpec, plan: _Plan, staging: Path, cgroup: PidsCgroup | None) -> _Launch:
+        empty = staging / "empty"
+        empty.touch(mode=0o444)
+        prepared = self._prepare(staging, spec, plan.hidden)
+        status_path = staging / "status.json"
+        with contextlib.ExitStack() as on_error:
+            status_fd = os.open(status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            on_error.callback(os.close, status_fd)
+            layout = BwrapLayout(
+                workspace=spec.workspace,
+                workspace_source=prepared.workspace_source,
+                cwd=plan.cwd,
+                toolchain=plan.toolchain,
+                hidden=plan.hidden,
+                empty_file=empty,
+                env=plan.env,
+                status_fd=status_fd,
+                proxy_socket=plan.proxy_socket,
+                forwarder=plan.forwarder,
+            )
+            args_path = staging / "bwrap.args"
+            args_path.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
+            args_fd = os.open(args_path, os.O_RDONLY)
+            on_error.callback(os.close, args_fd)
+            argv: list[str] = []
+            if cgroup is not None:
+                argv += [self._tool("sh"), "-c", _JOIN_CGROUP, str(cgroup.procs_file)]
+            argv += prlimit_args(self._tool("prlimit"), spec.limits, with_nproc=cgroup is None)
+            argv += [*prepared.wrapper, self._tool("bwrap"), "--args", str(args_fd), "--"]
+            argv += sandboxed_command(layout, spec.argv)
+            on_error.pop_all()  # success: the fds now belong to the launch
+        return _Launch(argv=argv, pass_fds=[args_fd, status_fd], status_path=status_path, collect=prepared.collect)
+
+    def _probe(self) -> Availability:
+        missing = [name for name in self.required_tools if self._tools[name] is None]
+        if missing:
+            return Availability(ok=False, reason=_INSTALL_HINTS[missing[0]])
+        try:
+            self._staging_root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="swarm-probe-", dir=self._staging_root) as tmp:
+                workspace = Path(tmp).resolve() / "workspace"
+                workspace.mkdir()
+                spec = SandboxSpec(
+                    workspace=workspace,
+                    argv=["true"],
+                    env={"PATH": "/usr/bin:/bin"},
+                    toolchain_paths=default_toolchain_paths(),
+                    hidden_paths=(),
+                )
+                staging = make_staging(self._staging_root)
+                try:
+                    return self._probe_once(spec, staging)
+                finally:
+                    remove_staging(staging)
+        except (OSError, subprocess.SubprocessError, SandboxError) as error:
+            return Availability(ok=False, reason=f"{self.name} probe failed: {error}")
+
+    def _probe_once(self, spec: SandboxSpec, staging: Path) -> Availability:
+        launch = self._build_launch(spec, self._plan(spec), staging, cgroup=None)
+        try:
+            completed = subprocess.run(
+                launch.argv,
+                env=_LAUNCH_ENV,
+                pass_fds=launch.pass_fds,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=_PROBE_TIMEOUT_S,
+                check=False,
+            )
+        finally:
+            launch.close_fds()
+        status = _read_status(launch.status_path)
+        if completed.returncode == 0 and status.get("exit-code") == 0:
+            return Availability(ok=True, reason=f"{self.name}: namespaces and mounts work here")
+        error_lines = completed.stderr.decode("utf-8", errors="replace").strip().splitlines() or ["no output"]
+        return Availability(ok=False, reason=f"{self.name} cannot isolate here: {error_lines[-1]}")
+
+
+def _nothing() -> None:
+    pass
+
+
+def _create_cgroup(spec: SandboxSpec, with_forwarder: bool) -> PidsCgroup | None:
+    parent = pids_cgroup_parent()
+    if parent is None:
+        return None
+    overhead = SANDBOX_OVERHEAD_PROCESSES + (1 if with_forwarder else 0)
+    try:
+        return create_pids_cgroup(parent, spec.limits.max_processes, overhead=overhead)
+    except OSError:
+        return None  # e.g. a read-only cgroupfs in a container: RLIMIT_NPROC is the fallback
+
+
+def _check_spec(spec: SandboxSpec, staging_root: Path) -> None:
+    workspace = spec.workspace
+    if not workspace.is_absolute() or workspace.resolve() != workspace or not workspace.is_dir():
+        raise InvalidSandboxSpec(f"workspace must be an existing absolute resolved directory: {workspace}")
+    if isinstance(spec.argv, str) or not spec.argv or not all(spec.argv) or any("\0" in arg for arg in spec.argv):
+        raise InvalidSandboxSpec("argv must be a non-empty sequence of non-empty strings without NUL")
+    for name, value in spec.env.items():
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise InvalidSandboxSpec(f"invalid environment variable {name!r}: no '=' in names, no NUL anywhere")
+    if spec.timeout_s <= 0 or spec.max_output_bytes < 0:
+        raise InvalidSandboxSpec("timeout_s must be positive and max_output_bytes not negative")
+    limits = spec.limits
+    if min(limits.cpu_seconds, limits.memory_bytes, limits.max_processes, limits.max_file_bytes) <= 0:
+        raise InvalidSandboxSpec("resource limits must be positive")
+    if staging_root == workspace or workspace in staging_root.parents:
+        raise InvalidSandboxSpec(f"the staging root {staging_root} must be outside the workspace")
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    """Merge bwrap's JSON status documents (`child-pid` at start, `exit-code` at the end)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    decoder = json.JSONDecoder()
+    merged: dict[str, Any] = {}
+    index = 0
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+            continue
+        try:
+            document, index = decoder.raw_decode(text, index)
+        except json.JSONDecodeError:
+            break  # a status cut short by a kill: what came before still counts
+        if isinstance(document, dict):
+            merged.update(document)  # pyright: ignore[reportUnknownArgumentType]
+    return merged
+
+
+def _result(outcome: ProcessOutcome, status: dict[str, Any]) -> RunResult:
+    exit_code: int | None = None
+    if not (outcome.timed_out or outcome.killed):
+        reported = status.get("exit-code")
+        if isinstance(reported, int):
+            exit_code = reported
+        elif outcome.returncode is not None:
+            exit_code = 128 - outcome.returncode if outcome.returncode < 0 else outcome.returncode
+    return RunResult(
+        exit_code=exit_code,
+        stdout=outcome.stdout.decode("utf-8", errors="replace"),
+        stderr=outcome.stderr.decode("utf-8", errors="replace"),
+        stdout_truncated=outcome.stdout_truncated,
+        stderr_truncated=outcome.stderr_truncated,
+        timed_out=outcome.timed_out,
+        killed=outcome.killed,
+        duration_s=outcome.duration_s,
+    )

@@ -1,0 +1,169 @@
+# pyright: strict
+"""What a sandbox is asked to do and what it hands back: the backend-neutral interface."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Protocol, Self
+
+#: Where a command inside the sandbox finds the body's proxy (the forwarder listens here).
+PROXY_LISTEN_HOST = "127.0.0.1"
+PROXY_LISTEN_PORT = 3128
+PROXY_URL = f"http://{PROXY_LISTEN_HOST}:{PROXY_LISTEN_PORT}"
+PROXY_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@dataclass(kw_only=True, frozen=True)
+class ResourceLimits:
+    """Per-run limits. CPU, memory, file size and open files are per process (rlimits); processes are per run."""
+
+    cpu_seconds: int = 60
+    memory_bytes: int = 2 * 1024**3
+    max_processes: int = 256
+    max_file_bytes: int = 256 * 1024**2
+    max_open_files: int = 1024
+
+
+@dataclass(kw_only=True, frozen=True)
+class ProxyNetwork:
+    """Give the command HTTP(S) access only through the body's proxy listening on a host unix socket.
+
+    The network namespace stays unshared: inside, a forwarder listens on 127.0.0.1:3128 and relays each
+    connection to `socket_path`; the command's environment gets the usual `*_PROXY` variables.
+    """
+
+    socket_path: Path
+
+
+@dataclass(kw_only=True, frozen=True)
+class SandboxSpec:
+    """One command to run against a staged view of `workspace`."""
+
+    workspace: Path
+    """The real workspace directory (absolute, resolved). Never modified by the sandbox."""
+    argv: Sequence[str]
+    cwd: str = "."
+    """Working directory, relative to the workspace."""
+    env: Mapping[str, str]
+    """The command's whole environment, already reduced by the caller (nothing else is passed)."""
+    toolchain_paths: Sequence[Path]
+    """Host paths exposed read-only at the same place (interpreters, compilers, selected /etc files)."""
+    hidden_paths: Sequence[str]
+    """Workspace-relative protected files or directories to hide (an empty file or directory is bound over)."""
+    extra_hidden_abs: Sequence[Path] = ()
+    """Absolute host paths to hide as well, when they happen to be under an exposed path."""
+    timeout_s: float = 120
+    max_output_bytes: int = 1_000_000
+    """Cap per stream; the rest is drained and dropped, and the result says truncated."""
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    network: Literal["none"] | ProxyNetwork = "none"
+
+
+class ChangeKind(StrEnum):
+    """What happened to a path."""
+
+    CREATED = "created"
+    MODIFIED = "modified"
+    DELETED = "deleted"
+
+
+class EntryType(StrEnum):
+    """The type of a filesystem entry. `SPECIAL` (device, fifo, socket) is reported, never to be applied."""
+
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    SPECIAL = "special"
+
+
+@dataclass(kw_only=True, frozen=True)
+class StagedChange:
+    """One path the command changed, relative to the workspace."""
+
+    path: str
+    """Workspace-relative, posix separators."""
+    kind: ChangeKind
+    entry_type: EntryType
+    """Type of the new entry; for a deletion, of the old one."""
+    mode: int | None
+    """Permission bits of the new entry; None for a deletion."""
+    symlink_target: str | None
+    """Target of a new symlink, verbatim (it may point anywhere, including outside the workspace)."""
+    source: Path | None
+    """Where the new entry lives in the staging area (copy file content from here); None for a deletion."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class RunResult:
+    """How the command ended and what it printed."""
+
+    exit_code: int | None
+    """The command's exit status (128+N when killed by signal N); None when timed out or killed."""
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    killed: bool
+    """Stopped by `kill_all()` (the kill switch)."""
+    duration_s: float
+
+
+@dataclass(kw_only=True, frozen=True)
+class Availability:
+    """Whether a backend can isolate commands on this machine, and why not."""
+
+    ok: bool
+    reason: str
+
+
+class StagedRun(Protocol):
+    """A finished run whose staging area is kept until `aclose()`, so the body can copy from `source` paths.
+
+    `changes` is sorted by path components (a directory comes right before its children); when an entry's
+    type changed, its deletion is listed before its creation. A deleted or created directory lists every
+    child explicitly; a renamed directory is a deletion of the old tree and a creation of the new one.
+    """
+
+    @property
+    def result(self) -> RunResult: ...
+
+    @property
+    def changes(self) -> Sequence[StagedChange]: ...
+
+    async def aclose(self) -> None:
+        """Discard the staging area. Idempotent."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class Sandbox(Protocol):
+    """A backend that runs one command isolated against a staged view of a workspace."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(self, spec: SandboxSpec) -> StagedRun:
+        """Run `spec.argv` isolated and return its result and staged changes.
+
+        Cancelling the caller's scope kills the whole process tree within a second, discards the staging
+        area, and raises as usual.
+        """
+        ...
+
+    def available(self) -> Availability:
+        """Say whether this backend can isolate commands here (and if not, what to install or change)."""
+        ...
+
+    def kill_all(self) -> None:
+        """Kill every running command; their runs return with `killed=True`. For the kill switch."""
+        ...

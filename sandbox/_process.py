@@ -1,0 +1,179 @@
+# pyright: strict
+"""Running the sandbox's process tree: bounded output capture, timeout, kill switch and cancellation."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from .exceptions import SandboxSetupFailed
+
+# After the outer process exits, the pipes close as soon as the pid namespace is gone; this only bounds a
+# pathological case (a pipe end held open elsewhere) so that a run can never hang on its output.
+_DRAIN_GRACE_S = 1.0
+_REAP_TIMEOUT_S = 1.0
+
+
+@dataclass(kw_only=True)
+class _Capture:
+    limit: int
+    chunks: list[bytes] = field(default_factory=list[bytes])
+    size: int = 0
+    truncated: bool = False
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - self.size
+        if len(chunk) > room:
+            self.truncated = True
+            chunk = chunk[:room] if room > 0 else b""
+        if chunk:
+            self.chunks.append(chunk)
+            self.size += len(chunk)
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@dataclass(kw_only=True, frozen=True)
+class ProcessOutcome:
+    """How the outer process ended and what the tree printed."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    killed: bool
+    duration_s: float
+
+
+class RunControl:
+    """A handle on one run, so that `Sandbox.kill_all()` can stop it from outside, even before it starts."""
+
+    def __init__(self) -> None:
+        self.killed = False
+        self.finished = False
+        self._kill_tree: Callable[[], None] | None = None
+
+    def attach(self, kill_tree: Callable[[], None]) -> None:
+        """Called once the tree exists; a kill that came earlier takes effect now."""
+        self._kill_tree = kill_tree
+        if self.killed:
+            kill_tree()
+
+    def kill(self) -> None:
+        """Stop the run (a no-op once the command has ended by itself: it was not killed)."""
+        if not self.finished:
+            self.killed = True
+            self.kill_tree()
+
+    def kill_tree(self) -> None:
+        if self._kill_tree is not None:
+            self._kill_tree()
+
+
+def kill_process(process: anyio.abc.Process) -> None:
+    """SIGKILL the outer process if it still runs (never a pid that may have been reused)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+
+
+async def run_contained(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout_s: float,
+    max_output_bytes: int,
+    pass_fds: Sequence[int],
+    control: RunControl,
+    kill_rest: Callable[[], None],
+) -> ProcessOutcome:
+    """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
+
+    Killing the tree is SIGKILL to the outer process (the pid namespace dies with it) plus `kill_rest`
+    (the run's cgroup), wired into `control` before anything is awaited so that no kill is lost.
+    """
+    started_at = time.monotonic()
+    try:
+        process = await anyio.open_process(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            start_new_session=True,
+            pass_fds=list(pass_fds),
+        )
+    except OSError as error:
+        raise SandboxSetupFailed("could not start the sandbox launcher", detail=str(error)) from error
+
+    def kill_tree() -> None:
+        kill_process(process)
+        kill_rest()
+
+    control.attach(kill_tree)
+    stdout = _Capture(limit=max_output_bytes)
+    stderr = _Capture(limit=max_output_bytes)
+    timed_out = False
+    finished = False
+    duration_s = 0.0
+    try:
+        async with anyio.create_task_group() as group:
+            assert process.stdout is not None and process.stderr is not None
+            group.start_soon(_drain, process.stdout, stdout)
+            group.start_soon(_drain, process.stderr, stderr)
+            with anyio.move_on_after(timeout_s) as deadline:
+                await process.wait()
+            if deadline.cancelled_caught:
+                timed_out = True
+                control.kill_tree()
+                await process.wait()
+            control.finished = True
+            duration_s = time.monotonic() - started_at
+            # Whatever the command left behind in its cgroup goes now, so its pipe ends close.
+            control.kill_tree()
+            with anyio.move_on_after(_DRAIN_GRACE_S):
+                await stdout.done.wait()
+                await stderr.done.wait()
+            group.cancel_scope.cancel()
+        finished = True
+    finally:
+        with anyio.CancelScope(shield=True):
+            if not finished:
+                control.kill_tree()
+                with anyio.move_on_after(_REAP_TIMEOUT_S):
+                    await process.wait()
+            with anyio.move_on_after(_REAP_TIMEOUT_S):
+                await process.aclose()
+    return ProcessOutcome(
+        returncode=process.returncode,
+        stdout=stdout.data(),
+        stderr=stderr.data(),
+        stdout_truncated=stdout.truncated,
+        stderr_truncated=stderr.truncated,
+        timed_out=timed_out,
+        killed=control.killed,
+        duration_s=duration_s,
+    )
+
+
+async def _drain(stream: anyio.abc.ByteReceiveStream, capture: _Capture) -> None:
+    # Keep reading past the cap: a command blocked on a full pipe would otherwise never finish.
+    try:
+        async for chunk in stream:
+            capture.add(chunk)
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass
+    finally:
+        capture.done.set()

@@ -1,0 +1,122 @@
+# pyright: strict
+"""Which host paths a command may see: the read-only toolchain, checked so that no home directory leaks in."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exceptions import InvalidSandboxSpec
+
+# Directories every Linux toolchain needs. Missing ones are skipped.
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Selected /etc files: enough for the dynamic linker, TLS, user lookups and git, without /etc/shadow & co.
+_ETC_ENTRIES = (
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/localtime",
+    "/etc/gitconfig",
+    "/etc/mime.types",
+)
+# The sandbox provides its own /proc, /dev and /tmp; binding the host's would defeat the point.
+_REFUSED = tuple(Path(p) for p in ("/", "/proc", "/dev", "/sys", "/tmp"))
+
+
+def default_toolchain_paths(*extra: Path) -> list[Path]:
+    """A sensible read-only toolchain for this machine: system dirs, selected /etc files, the running Python.
+
+    The running interpreter's installation (`sys.base_prefix`, e.g. under `/root/.pyenv`) is added when it is
+    not under `/usr`, so that Python tools work; pass anything else (a Node or Rust toolchain) as `extra`.
+    """
+    candidates = [Path(p) for p in (*_SYSTEM_DIRS, *_ETC_ENTRIES)]
+    base = Path(sys.base_prefix).resolve()
+    if not _is_within(base, Path("/usr")):
+        candidates.append(base)
+    candidates.extend(extra)
+    return [p for p in dict.fromkeys(candidates) if os.path.lexists(p)]
+
+
+def home_directories() -> frozenset[Path]:
+    """Home directories of root and of regular users: never exposed, nor any directory containing one."""
+    homes = {Path("/root"), Path("/home")}
+    for entry in pwd.getpwall():
+        # System accounts have homes like /bin or /usr/sbin: only root and regular users count.
+        if entry.pw_uid == 0 or entry.pw_uid >= 1000:
+            home = Path(entry.pw_dir)
+            if home != Path("/") and home.is_absolute():
+                homes.add(home)
+    return frozenset(homes)
+
+
+@dataclass(kw_only=True, frozen=True)
+class ToolchainMount:
+    """One exposed path: bound read-only, or recreated as a symlink (e.g. `/bin -> usr/bin`)."""
+
+    path: Path
+    symlink_target: str | None = None
+
+
+def plan_toolchain(paths: Sequence[Path], *, workspace: Path) -> list[ToolchainMount]:
+    """Validate the toolchain paths and order them parents first, as bwrap applies mounts in order."""
+    homes = home_directories()
+    mounts: dict[Path, ToolchainMount] = {}
+    for raw in paths:
+        path = Path(os.path.normpath(raw))
+        if not path.is_absolute():
+            raise InvalidSandboxSpec(f"toolchain path must be absolute: {raw}")
+        if path in _REFUSED:
+            raise InvalidSandboxSpec(f"toolchain path {path} is refused: the sandbox provides its own")
+        for home in homes:
+            if _is_within(home, path):
+                raise InvalidSandboxSpec(f"toolchain path {path} would expose the home directory {home}")
+        if not os.path.lexists(path) or _is_within(path, workspace):
+            continue  # missing, or already visible through the staged workspace
+        if path.is_symlink():
+            mounts[path] = ToolchainMount(path=path, symlink_target=os.readlink(path))
+        else:
+            mounts[path] = ToolchainMount(path=path)
+    bound = [m.path for m in mounts.values() if m.symlink_target is None]
+    for mount in list(mounts.values()):
+        # A symlink like /lib64 -> usr/lib64 only works if its target is exposed too.
+        if mount.symlink_target is not None:
+            target = mount.path.resolve()
+            if not any(_is_within(target, b) for b in bound) and target.exists():
+                for home in homes:
+                    if _is_within(home, target):
+                        raise InvalidSandboxSpec(f"toolchain symlink {mount.path} leads to home directory {home}")
+                mounts[target] = ToolchainMount(path=target)
+    return sorted(mounts.values(), key=lambda m: (len(m.path.parts), str(m.path)))
+
+
+def is_exposed(path: Path, mounts: Iterable[ToolchainMount]) -> bool:
+    """Whether `path` (and what it resolves to) is visible inside the sandbox through the toolchain."""
+    bound = [m.path for m in mounts if m.symlink_target is None]
+    return any(_is_within(path, b) for b in bound) and any(_is_within(path.resolve(), b) for b in bound)
+
+
+def find_python(mounts: Sequence[ToolchainMount], preferred: Path | None = None) -> Path | None:
+    """An interpreter usable inside the sandbox (for the proxy forwarder): the system one first."""
+    candidates = [preferred] if preferred is not None else []
+    candidates += [Path("/usr/bin/python3"), Path("/usr/local/bin/python3"), Path(sys.base_prefix) / "bin" / "python3"]
+    for candidate in candidates:
+        if candidate.exists() and is_exposed(candidate, mounts):
+            return candidate
+    return None
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    # String prefixes: `Path.parents` made planning cost milliseconds per run.
+    return path == parent or str(path).startswith(str(parent).rstrip("/") + "/")

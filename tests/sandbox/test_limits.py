@@ -1,0 +1,181 @@
+# pyright: strict
+"""Resource limits, timeouts, the kill switch and cancellation stop the whole process tree."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+
+from sandbox import ProxyNetwork, ResourceLimits
+from sandbox._bwrap_backend import BwrapBackend
+from sandbox._limits import pids_cgroup_parent
+from sandbox._staged import StagedDirRun
+
+from ._support import make_spec, sh
+
+pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
+
+SPAWN_MANY = """
+import subprocess
+children = []
+try:
+    while len(children) < 200:
+        children.append(subprocess.Popen(["sleep", "60"]))
+    print("SPAWNED", len(children))
+except OSError as error:
+    print("STOPPED", len(children), type(error).__name__)
+"""
+
+
+def processes_with(token: bytes) -> list[int]:
+    """Host pids whose command line contains `token` (a unique sleep duration marks a test's children)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if token in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def sandbox_cgroups() -> set[str]:
+    parent = pids_cgroup_parent()
+    return {p.name for p in parent.glob("swarm-sandbox-*")} if parent is not None else set()
+
+
+async def test_the_process_count_is_capped_and_the_test_process_keeps_going(overlay: BwrapBackend, ws: Path) -> None:
+    cgroups_before = sandbox_cgroups()
+    spec = make_spec(ws, ["python3", "-c", SPAWN_MANY], limits=ResourceLimits(max_processes=20))
+    async with await overlay.run(spec) as staged:
+        words = staged.result.stdout.split()
+        assert words[0] == "STOPPED", staged.result
+        assert int(words[1]) == 20 - 1  # the python process itself is one of the 20
+    assert subprocess.run(["true"], check=False).returncode == 0
+    assert sandbox_cgroups() == cgroups_before  # the run's cgroup is gone
+
+
+async def test_a_fork_bomb_is_contained_and_killed_at_the_timeout(overlay: BwrapBackend, ws: Path) -> None:
+    spec = sh(ws, "bomb() { bomb | bomb & }; bomb; sleep 7.77", limits=ResourceLimits(max_processes=64), timeout_s=2)
+    async with await overlay.run(spec) as staged:
+        assert staged.result.duration_s < 5
+    assert processes_with(b"bomb") == []
+    assert subprocess.run(["true"], check=False).returncode == 0
+
+
+async def test_a_memory_hog_fails_inside_the_sandbox(overlay: BwrapBackend, ws: Path) -> None:
+    hog = "data = bytearray(3 * 1024**3); print('ALLOCATED')"
+    spec = make_spec(ws, ["python3", "-c", hog], limits=ResourceLimits(memory_bytes=512 * 1024**2))
+    async with await overlay.run(spec) as staged:
+        assert staged.result.exit_code == 1
+        assert "MemoryError" in staged.result.stderr
+        assert "ALLOCATED" not in staged.result.stdout
+
+
+async def test_a_timeout_kills_the_children_too(overlay: BwrapBackend, ws: Path) -> None:
+    spec = sh(ws, "(sleep 2.345; echo late > marker) & sleep 9.876", timeout_s=0.5)
+    async with await overlay.run(spec) as staged:
+        assert staged.result.timed_out
+        assert staged.result.exit_code is None
+        assert staged.result.duration_s < 2
+        # No process is left that could still write the marker: it never will.
+        assert processes_with(b"2.345") == [] and processes_with(b"9.876") == []
+        assert staged.changes == ()
+    assert not (ws / "marker").exists()
+
+
+class StartSignal:
+    """A fake proxy the command connects to once it runs: the test then knows the tree exists."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+
+    async def handle(self, stream: anyio.abc.SocketStream) -> None:
+        self.started.set()
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+            await stream.receive()
+
+
+CONNECT_AND_HANG = (
+    'sleep 31.415 & python3 -c \'import socket, time; c = socket.create_connection(("127.0.0.1", 3128)); '
+    'c.sendall(b"x"); time.sleep(60)\''
+)
+
+
+async def test_cancelling_the_run_kills_the_tree_within_a_second(
+    overlay: BwrapBackend, ws: Path, tmp_path: Path, staging_root: Path
+) -> None:
+    signal = StartSignal()
+    socket_path = tmp_path / "proxy.sock"
+    listener = await anyio.create_unix_listener(socket_path)
+    cancelled_at: list[float] = []
+    returned_at = float("inf")
+
+    async def cancel_once_started(scope: anyio.CancelScope) -> None:
+        await signal.started.wait()
+        cancelled_at.append(time.monotonic())
+        scope.cancel()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.serve, signal.handle)
+            with anyio.CancelScope() as scope:
+                group.start_soon(cancel_once_started, scope)
+                await overlay.run(sh(ws, CONNECT_AND_HANG, network=ProxyNetwork(socket_path=socket_path)))
+                pytest.fail("the run should have been cancelled")
+            returned_at = time.monotonic()
+            group.cancel_scope.cancel()
+    assert returned_at - cancelled_at[0] < 1.0
+    assert processes_with(b"31.415") == []
+    assert list(staging_root.iterdir()) == []  # the staging area went with it
+
+
+async def test_kill_all_stops_a_running_command_and_reports_it_killed(
+    overlay: BwrapBackend, ws: Path, tmp_path: Path
+) -> None:
+    signal = StartSignal()
+    socket_path = tmp_path / "proxy.sock"
+    listener = await anyio.create_unix_listener(socket_path)
+
+    async def kill_once_started() -> None:
+        await signal.started.wait()
+        overlay.kill_all()
+
+    staged: StagedDirRun | None = None
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.serve, signal.handle)
+            group.start_soon(kill_once_started)
+            spec = sh(
+                ws, "echo before > staged.txt; " + CONNECT_AND_HANG, network=ProxyNetwork(socket_path=socket_path)
+            )
+            staged = await overlay.run(spec)
+            group.cancel_scope.cancel()
+    assert staged is not None
+    async with staged:
+        assert staged.result.killed and not staged.result.timed_out
+        assert staged.result.exit_code is None
+        assert [c.path for c in staged.changes] == ["staged.txt"]  # what it did so far is still reported
+    assert processes_with(b"31.415") == []
+
+
+async def test_output_beyond_the_cap_is_dropped_and_flagged(overlay: BwrapBackend, ws: Path) -> None:
+    spec = sh(ws, "head -c 200000 /dev/zero | tr '\\0' a; echo err >&2", max_output_bytes=1000)
+    async with await overlay.run(spec) as staged:
+        assert staged.result.stdout == "a" * 1000 and staged.result.stdout_truncated
+        assert staged.result.stderr == "err\n" and not staged.result.stderr_truncated
+        assert staged.result.exit_code == 0
+
+
+async def test_exit_codes_are_the_commands_own(overlay: BwrapBackend, ws: Path) -> None:
+    async with await overlay.run(sh(ws, "exit 3")) as staged:
+        assert staged.result.exit_code == 3
+    async with await overlay.run(sh(ws, "kill -9 $$")) as staged:
+        assert staged.result.exit_code == 128 + 9
+    async with await overlay.run(make_spec(ws, ["no-such-command-anywhere"])) as staged:
+        assert staged.result.exit_code not in (0, None)
