@@ -165,7 +165,8 @@ class AuditStore:
             "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)",
             (seq, draft.id, payload["ts"], draft.decision_id, body, mac),
         )
-        return AuditEvent.model_construct(**{**payload, "impact": draft.impact})
+        fields: dict[str, Any] = {**payload, "impact": draft.impact}
+        return AuditEvent.model_construct(None, **fields)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
         record = f"{seq:020d} {mac}\n".encode()

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from shared_protocol import AuditEvent, Impact
+import anyio
+
+from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
+from shared_protocol import AuditEvent, Impact, RefusalCode
 from shared_protocol.config import SwarmConfig
 
 from ._db import StateDB
@@ -46,6 +49,7 @@ class Body:
         kill_switch: KillSwitch | None = None,
         guards: Sequence[Guard] | None = None,
         clock: Callable[[], float] = time.time,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
         self.paths = StatePaths(home=settings.home, workspace=settings.workspace)
@@ -68,6 +72,28 @@ class Body:
         self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in ALL_TOOLS}
         self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
         self.brain_state: Literal["connected", "unreachable", "standalone"] = "standalone"
+        self.workspace_lock = anyio.Lock()
+        self._sandbox: Sandbox | None = sandbox
+        self._sandbox_error: str | None = None
+
+    def sandbox(self) -> Sandbox:
+        """The sandbox backend, chosen on first use; refuses (never runs bare) when none can isolate."""
+        if self._sandbox is None and self._sandbox_error is None:
+            cfg = self.settings.config.sandbox
+            staging = Path(cfg.staging_dir) if cfg.staging_dir else None
+            try:
+                self._sandbox = select_sandbox(cfg.backend, staging)
+            except NoIsolationAvailable as exc:
+                self._sandbox_error = str(exc)
+        if self._sandbox is not None and not (availability := self._sandbox.available()).ok:
+            self._sandbox, self._sandbox_error = None, availability.reason
+        if self._sandbox is None:
+            raise ToolRefused(
+                f"no sandbox can isolate commands on this machine, so none is run: {self._sandbox_error}",
+                code=RefusalCode.SANDBOX_UNAVAILABLE,
+                rule="sandbox.backend",
+            )
+        return self._sandbox
 
     def close(self) -> None:
         self.workspace.close()

@@ -14,7 +14,8 @@
     │   │   ├── RateLimited
     │   │   └── CircuitOpen
     │   ├── ApprovalRequired
-    │   └── UndoRefused
+    │   ├── UndoRefused
+    │   └── RefusedWithResult  a refusal that also reports what happened (a command's output)
     ├── UserError              misuse by a human or developer: bad config, bad workspace
     │   └── ConfigError
     └── AuditIntegrityError    `swarm audit verify` found tampering
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from shared_protocol import RefusalCode
+from shared_protocol import RefusalCode, ToolResult
 
 
 class SwarmError(Exception):
@@ -103,6 +104,14 @@ class ApprovalRequired(ToolRefused):
 class UndoRefused(ToolRefused):
     default_code = RefusalCode.UNDO_UNAVAILABLE
     default_rule = "undo"
+
+
+class RefusedWithResult(ToolRefused):
+    """A refusal that carries the tool's result too: a command ran (sandboxed) but its changes were refused."""
+
+    def __init__(self, refusal: ToolRefused, result: ToolResult) -> None:
+        super().__init__(refusal.message, code=refusal.code, rule=refusal.rule)
+        self.result = result
 
 
 class UserError(SwarmError):

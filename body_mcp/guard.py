@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from shared_protocol import Impact, Refusal, RefusalCode, ToolArgs, ToolResult
 
 from .confinement import WorkspacePath
-from .exceptions import ApprovalRequired, InvalidArguments, KillSwitchEngaged, ToolRefused
+from .exceptions import ApprovalRequired, InvalidArguments, KillSwitchEngaged, RefusedWithResult, ToolRefused
 from .limits import Reservation
 from .tools._spec import ToolSpec
 from .undo import Recorder
@@ -167,7 +167,11 @@ class ExecuteGuard:
     async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
         assert ctx.spec is not None and ctx.args is not None
         ctx.mode = "shadow" if body.shadow and not ctx.spec.read_only else "live"
-        return await ctx.spec.handler(body, ctx, ctx.args)
+        if ctx.spec.read_only:
+            return await ctx.spec.handler(body, ctx, ctx.args)
+        # While a command runs against an overlay of the workspace, nothing may change its lower layer.
+        async with body.workspace_lock:
+            return await ctx.spec.handler(body, ctx, ctx.args)
 
 
 def default_guards() -> list[Guard]:
@@ -217,6 +221,15 @@ class Pipeline:
         else:
             outcome = "shadow" if ctx.mode == "shadow" else "ok"
         event = body.record(ctx, outcome=outcome, refusal=refusal, failed=failed)
+        if isinstance(refusal, RefusedWithResult):
+            data = refusal.result.model_dump(mode="json")
+            return CallOutcome(
+                is_error=True,
+                structured=data,
+                text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})\n"
+                + json.dumps(data, indent=1),
+                action_id=event.id,
+            )
         if refusal is not None:
             structured = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=event.id)
             return CallOutcome(

@@ -9,6 +9,7 @@ from .audit import AuditEvent, AuditOutcome, Impact
 from .refusals import Refusal, RefusalCode
 from .tools import (
     Budget,
+    CommandChange,
     CreateDirectoryArgs,
     DeleteFileArgs,
     DirectoryEntry,
@@ -26,6 +27,8 @@ from .tools import (
     PathArgs,
     ReadTextFileArgs,
     ReadTextFileResult,
+    RunCommandArgs,
+    RunCommandResult,
     SearchFilesArgs,
     SearchFilesResult,
     StatusArgs,
@@ -42,6 +45,7 @@ __all__ = [
     "AuditEvent",
     "AuditOutcome",
     "Budget",
+    "CommandChange",
     "CreateDirectoryArgs",
     "DeleteFileArgs",
     "DirectoryEntry",
@@ -63,6 +67,8 @@ __all__ = [
     "ReadTextFileResult",
     "Refusal",
     "RefusalCode",
+    "RunCommandArgs",
+    "RunCommandResult",
     "SearchFilesArgs",
     "SearchFilesResult",
     "StatusArgs",

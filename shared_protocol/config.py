@@ -49,6 +49,51 @@ class PolicyConfig(ProtocolModel):
     approval_min_usd: float = Field(default=50.0, ge=0, description="This much money in one action needs approval.")
 
 
+DEFAULT_ARTIFACT_PATHS = (
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    "*.egg-info",
+    "node_modules",
+    ".venv",
+    "build",
+    "dist",
+    "target",
+    ".coverage",
+)
+DEFAULT_SANDBOX_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "SOURCE_DATE_EPOCH")
+
+
+class SandboxConfig(ProtocolModel):
+    backend: Literal["auto", "bwrap-overlay", "copy"] = Field(
+        default="auto", description="auto: the overlay backend, else copy-staging; commands never run unsandboxed."
+    )
+    toolchain_paths: list[str] = Field(
+        default_factory=list[str],
+        description="Host paths exposed read-only; empty: system dirs, selected /etc files and the running Python.",
+    )
+    extra_toolchain_paths: list[str] = Field(default_factory=list[str], description="Added to the toolchain paths.")
+    env_allow: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SANDBOX_ENV), description="Environment variables passed to commands."
+    )
+    default_timeout_s: float = Field(default=120.0, gt=0)
+    max_timeout_s: float = Field(default=600.0, gt=0)
+    cpu_seconds: int = Field(default=60, gt=0)
+    memory_mb: int = Field(default=2048, gt=0)
+    max_processes: int = Field(default=256, gt=0)
+    max_file_mb: int = Field(default=256, gt=0)
+    max_open_files: int = Field(default=1024, gt=0)
+    max_output_bytes: int = Field(default=1_000_000, gt=0, description="Per stream; the result says truncated.")
+    artifact_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ARTIFACT_PATHS),
+        description="Names applied without counting toward the blast radius (git-ignored paths too).",
+    )
+    staging_dir: str = Field(default="", description="Where staged changes wait; empty: the system temp dir.")
+
+
 class AuditConfig(ProtocolModel):
     durability: Literal["power_loss", "crash"] = Field(
         default="power_loss", description="power_loss: synchronous=FULL and fsync'd anchor; crash: NORMAL."
@@ -60,6 +105,7 @@ class SwarmConfig(ProtocolModel):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from ._base import ProtocolModel
+from .refusals import Refusal
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -139,6 +140,42 @@ class MoveFileArgs(ToolArgs):
 
 class DeleteFileArgs(PathArgs):
     pass
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+class RunCommandArgs(ToolArgs):
+    argv: list[str] = Field(min_length=1, description="The command and its arguments; no shell unless you run one.")
+    timeout_s: float | None = Field(default=None, gt=0, description="Seconds before the command is killed.")
+    network: bool = Field(default=False, description="Ask for network access (through the body's proxy).")
+    cwd: str = Field(default=".", description="Working directory, relative to the workspace.")
+
+
+CommandChangeClass = Literal["counted", "artifact", "discarded", "refused"]
+
+
+class CommandChange(ProtocolModel):
+    path: str
+    kind: Literal["created", "modified", "deleted"]
+    type: Literal["file", "dir", "symlink", "special"]
+    category: CommandChangeClass = Field(
+        description="counted toward the blast radius; artifact (applied, not counted); discarded (.git/); refused."
+    )
+
+
+class RunCommandResult(ToolResult):
+    mode: Literal["live", "shadow"]
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    truncated: bool
+    timed_out: bool
+    killed: bool = Field(description="Stopped by the kill switch.")
+    duration_s: float
+    changes: list[CommandChange]
+    applied: bool = Field(description="Whether the changes were applied to the workspace (all or nothing).")
+    refusal: Refusal | None = Field(default=None, description="Why the changes were not applied.")
 
 
 # --- governance tools -------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The body's tools, each a `ToolSpec` the guard runs."""
 
 from ._spec import ToolSpec
+from .exec import EXEC_TOOLS
 from .fs_read import READ_TOOLS
 from .fs_write import WRITE_TOOLS
 from .governance import GOVERNANCE_TOOLS
 
-ALL_TOOLS: list[ToolSpec] = [*READ_TOOLS, *WRITE_TOOLS, *GOVERNANCE_TOOLS]
+ALL_TOOLS: list[ToolSpec] = [*READ_TOOLS, *WRITE_TOOLS, *EXEC_TOOLS, *GOVERNANCE_TOOLS]
 
 __all__ = ["ALL_TOOLS", "ToolSpec"]

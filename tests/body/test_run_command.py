@@ -1,0 +1,231 @@
+"""run_command: real commands in the real sandbox; staged changes sorted, checked, applied all or nothing."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from body_mcp import Body, build_server
+from body_mcp.killswitch import LocalKillSwitch
+
+from ..conftest import make_body, require_binary
+from .helpers import call, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+# The venv's interpreter lives under the repository, which the sandbox does not expose; the base one is a toolchain.
+PY = str(Path(sys.base_prefix) / "bin" / "python3")
+
+
+@pytest.fixture(autouse=True)
+def _bwrap() -> None:
+    require_binary("bwrap", "bubblewrap")
+
+
+def sh(script: str) -> list[str]:
+    return ["/bin/sh", "-c", script]
+
+
+async def run(client: Client, script: str, **extra: Any) -> dict[str, Any]:
+    result = await call(client, "run_command", argv=sh(script), **extra)
+    data = result.structured_content
+    assert isinstance(data, dict)
+    data["_is_error"] = result.is_error
+    return data  # pyright: ignore[reportUnknownVariableType]
+
+
+async def test_writes_outside_the_workspace_fail_and_change_nothing_there(client: Client, outside: Path) -> None:
+    data = await run(client, f"echo pwned > {outside}/secret.txt; echo pwned > /usr/pwned; echo done")
+    assert "done" in data["stdout"]
+    assert (outside / "secret.txt").read_text() == "outside secret\n"
+    assert not Path("/usr/pwned").exists()
+
+
+async def test_reads_outside_and_of_protected_paths_fail(client: Client, outside: Path) -> None:
+    data = await run(client, f"cat {outside}/secret.txt; ls /root; cat .env; cat {Path.home()}/.bashrc; echo end")
+    assert "outside secret" not in data["stdout"] and "hunter2" not in data["stdout"]
+    assert data["stdout"].strip().endswith("end")
+
+
+async def test_the_bodys_environment_secrets_are_absent(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret")
+    data = await run(client, "env")
+    assert "very-secret" not in data["stdout"] and "SWARM_HOME" not in data["stdout"]
+
+
+async def test_network_off_cannot_reach_a_server_on_loopback(client: Client) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        code = (
+            f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+            "    print('CONNECTED')\nexcept OSError as exc:\n    print('REFUSED', exc)"
+        )
+        data = ok(await call(client, "run_command", argv=[PY, "-c", code]))
+        assert data["stdout"].startswith("REFUSED") and "CONNECTED" not in data["stdout"]
+    finally:
+        server.close()
+
+
+async def test_asking_for_network_is_refused_until_the_proxy_exists(client: Client) -> None:
+    refused(await call(client, "run_command", argv=["true"], network=True), "network_not_allowed")
+
+
+async def test_a_fork_loop_and_a_memory_hog_are_contained_and_the_body_keeps_serving(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home, {"sandbox": {"max_processes": 32, "memory_mb": 256, "default_timeout_s": 10}})
+    try:
+        async with Client(build_server(body)) as client:
+            with anyio.fail_after(30):
+                bomb = await run(client, "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived", timeout_s=5)
+                assert bomb["changes"] == []
+                hog = ok(
+                    await call(client, "run_command", argv=[PY, "-c", "x = bytearray(1024**3); print('ALLOCATED')"])
+                )
+                assert "ALLOCATED" not in hog["stdout"] and "MemoryError" in hog["stderr"] and hog["exit_code"] != 0
+                ok(await call(client, "read_text_file", path="README.md"))
+    finally:
+        body.close()
+
+
+async def test_a_command_past_its_timeout_is_killed_with_its_children(client: Client, workspace: Path) -> None:
+    with anyio.fail_after(20):
+        data = await run(client, "(sleep 3; echo late > late.txt) & sleep 30", timeout_s=1)
+    assert data["timed_out"] is True and data["exit_code"] is None
+    await anyio.sleep(3.5)  # the orphaned child would have written by now
+    assert not (workspace / "late.txt").exists()
+    assert not any(c["path"] == "late.txt" for c in data["changes"])
+
+
+async def test_more_files_than_the_blast_radius_changes_nothing(client: Client, workspace: Path) -> None:
+    before = sorted(p.name for p in workspace.iterdir())
+    data = await run(client, "for i in $(seq 1 11); do echo $i > f$i.txt; done; rm README.md")
+    assert data["_is_error"] and data["refusal"]["code"] == "blast_radius" and data["applied"] is False
+    assert sorted(p.name for p in workspace.iterdir()) == before
+
+
+async def test_five_to_ten_files_need_an_approved_decision(client: Client, workspace: Path) -> None:
+    data = await run(client, "for i in 1 2 3 4 5; do echo $i > g$i.txt; done")
+    assert data["refusal"]["code"] == "approval_required" and data["applied"] is False
+    assert not (workspace / "g1.txt").exists()
+
+
+async def test_git_status_and_a_test_run_writing_caches_work_and_change_only_artifacts(
+    client: Client, workspace: Path
+) -> None:
+    require_binary("git", "git")
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    (workspace / ".gitignore").write_text(".pytest_cache/\n")
+    (workspace / "test_ok.py").write_text(
+        "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_ok(self):\n        self.assertTrue(True)\n"
+    )
+    git = await call(client, "run_command", argv=["git", "status", "--short"])
+    data = ok(git)
+    assert data["exit_code"] == 0 and data["applied"] is False
+    assert all(c["category"] == "discarded" for c in data["changes"])
+    tests = ok(await call(client, "run_command", argv=[PY, "-m", "unittest", "-q", "test_ok"]))
+    assert tests["exit_code"] == 0, tests["stderr"]
+    assert tests["changes"] and all(c["category"] == "artifact" for c in tests["changes"])
+    assert tests["applied"] is True and (workspace / "__pycache__").is_dir()
+
+
+async def test_a_file_deleted_by_a_command_comes_back_with_undo(client: Client, workspace: Path) -> None:
+    data = await run(client, "rm README.md; mkdir -p new/dir; echo x > new/dir/f.txt")
+    assert data["applied"] is True and not (workspace / "README.md").exists()
+    ok(await call(client, "undo", id=data["action_id"]))
+    assert (workspace / "README.md").read_text() == "# sample\n"
+    assert not (workspace / "new").exists()
+
+
+async def test_a_symlink_to_outside_created_by_a_command_is_not_applied(client: Client, workspace: Path) -> None:
+    data = await run(client, "ln -s /etc/passwd pw; ln -s ../../outside out; echo ok > fine.txt")
+    assert data["refusal"]["code"] == "path_outside_workspace" and data["applied"] is False
+    assert not (workspace / "pw").exists() and not (workspace / "fine.txt").exists()
+
+
+async def test_a_command_changing_a_protected_path_changes_nothing(client: Client, workspace: Path) -> None:
+    data = await run(client, "echo x > .env.local; echo y > ok.txt")
+    assert data["refusal"]["code"] == "protected_path" and not (workspace / "ok.txt").exists()
+    data = await run(client, "echo '[x]' >> swarm.toml")
+    assert data["refusal"]["code"] == "protected_path"
+    assert (workspace / "swarm.toml").read_text() == "# a project-level swarm.toml\n"
+
+
+async def test_the_kill_switch_kills_a_running_command_within_a_second(
+    client: Client, home: Path, workspace: Path
+) -> None:
+    result: dict[str, Any] = {}
+
+    async def long_command() -> None:
+        result.update(await run(client, "echo started > started.txt; sleep 60; echo x > after.txt"))
+
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_command)
+            await anyio.sleep(0.5)
+            engaged = anyio.current_time()
+            LocalKillSwitch(home / "kill.json").engage(reason="stop", by="test")
+    assert anyio.current_time() - engaged < 1.5
+    assert result["killed"] is True and result["applied"] is False
+    assert not (workspace / "started.txt").exists()
+    LocalKillSwitch(home / "kill.json").release()
+
+
+async def test_file_tools_wait_while_a_command_runs(client: Client, workspace: Path) -> None:
+    order: list[str] = []
+
+    async def command() -> None:
+        await run(client, "sleep 0.7; echo cmd > cmd.txt")
+        order.append("command")
+
+    async def writer() -> None:
+        await anyio.sleep(0.2)
+        ok(await call(client, "write_file", path="w.txt", content="w"))
+        order.append("write")
+
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(command)
+            tg.start_soon(writer)
+    assert order == ["command", "write"]
+
+
+async def test_shadow_mode_reports_a_commands_changes_and_applies_none(workspace: Path, home: Path) -> None:
+    body = make_body(workspace, home, {"policy": {"mode": "shadow"}})
+    try:
+        async with Client(build_server(body)) as client:
+            data = ok(await call(client, "run_command", argv=sh("echo x > new.txt; rm README.md")))
+            assert data["mode"] == "shadow" and data["applied"] is False and len(data["changes"]) == 2
+        assert not (workspace / "new.txt").exists() and (workspace / "README.md").exists()
+    finally:
+        body.close()
+
+
+async def test_without_any_isolation_commands_are_refused_never_run_bare(workspace: Path, home: Path) -> None:
+    from sandbox import Availability, InMemorySandbox
+
+    ran: list[object] = []
+
+    def script(spec: object) -> Any:
+        ran.append(spec)
+        raise AssertionError("must not run")
+
+    unavailable = InMemorySandbox(script, availability=Availability(ok=False, reason="bwrap not found"))
+    body: Body = make_body(workspace, home, sandbox=unavailable)
+    try:
+        async with Client(build_server(body)) as client:
+            data = refused(await call(client, "run_command", argv=["/bin/true"]), "sandbox_unavailable")
+            assert "bwrap not found" in data["message"]
+    finally:
+        body.close()
+    assert ran == []
