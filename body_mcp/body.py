@@ -24,6 +24,7 @@ from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards
 from .killswitch import KillSwitch, LocalKillSwitch
 from .limits import Limits
 from .policy import PathPolicy
+from .scan import WorkspaceScanner
 from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
 from .tools import ALL_TOOLS
 from .tools._spec import ToolSpec
@@ -73,6 +74,7 @@ class Body:
         self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
         self.brain_state: Literal["connected", "unreachable", "standalone"] = "standalone"
         self.workspace_lock = anyio.Lock()
+        self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
         self._sandbox: Sandbox | None = sandbox
         self._sandbox_error: str | None = None
 

@@ -30,7 +30,6 @@ from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunComm
 from .. import _fsops
 from .._fsops import ABSENT, EntryState
 from ..exceptions import RefusedWithResult, ToolRefused
-from ..gitignore import GitIgnore
 from ..staging import SortedChanges, sort_changes
 from ._spec import ToolSpec
 
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 _KILL_POLL_S = 0.05
 
 
-def build_spec(body: Body, args: RunCommandArgs, cwd: str) -> SandboxSpec:
+def build_spec(body: Body, args: RunCommandArgs, cwd: str, hidden: list[str]) -> SandboxSpec:
     cfg = body.settings.config.sandbox
     env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -56,7 +55,7 @@ def build_spec(body: Body, args: RunCommandArgs, cwd: str) -> SandboxSpec:
         cwd=cwd,
         env=env,
         toolchain_paths=toolchain,
-        hidden_paths=_protected_paths(body),
+        hidden_paths=hidden,
         extra_hidden_abs=[body.settings.home],
         timeout_s=timeout,
         max_output_bytes=cfg.max_output_bytes,
@@ -68,23 +67,6 @@ def build_spec(body: Body, args: RunCommandArgs, cwd: str) -> SandboxSpec:
             max_open_files=cfg.max_open_files,
         ),
     )
-
-
-def _protected_paths(body: Body) -> list[str]:
-    """Existing denied paths in the workspace, hidden inside the sandbox (a command cannot `cat .env`)."""
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(body.workspace.root):
-        rel_dir = os.path.relpath(dirpath, body.workspace.root)
-        base = () if rel_dir == "." else tuple(rel_dir.split(os.sep))
-        keep: list[str] = []
-        for name in sorted(dirnames) + sorted(filenames):
-            parts = (*base, name)
-            if body.policy.classify_parts(parts)[0] == "denied":
-                found.append("/".join(parts))
-            elif name in dirnames and name not in (".git", "node_modules", ".venv"):
-                keep.append(name)
-        dirnames[:] = keep
-    return found
 
 
 async def _run_watching_kill(body: Body, sandbox: Sandbox, spec: SandboxSpec) -> StagedRun:
@@ -159,7 +141,8 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
         )
     sandbox = body.sandbox()
     cwd = ctx.paths["cwd"].rel
-    spec = build_spec(body, args, cwd)
+    scan = body.scanner.scan()
+    spec = build_spec(body, args, cwd, scan.denied)
     staged = await _run_watching_kill(body, sandbox, spec)
     async with staged:
         run = staged.result
@@ -167,7 +150,7 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
         sorted_ = sort_changes(
             staged.changes,
             policy=body.policy,
-            gitignore=GitIgnore.load(body.workspace.root),
+            gitignore=scan.gitignore,
             artifact_names=cfg.artifact_paths,
         )
         changes = [
