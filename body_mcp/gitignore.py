@@ -21,7 +21,7 @@ _MAX_GITIGNORES = 500
 
 
 @dataclass(frozen=True, slots=True)
-class _Rule:
+class Rule:
     base: str
     """Directory of the .gitignore, relative to the workspace ('' for the root)."""
     regex: re.Pattern[str]
@@ -65,8 +65,8 @@ def _glob_to_regex(glob: str) -> str:
     return "".join(out)
 
 
-def parse(text: str, base: str = "") -> list[_Rule]:
-    rules: list[_Rule] = []
+def parse(text: str, base: str = "") -> list[Rule]:
+    rules: list[Rule] = []
     for raw in text.splitlines():
         line = raw.rstrip()
         if line.endswith("\\") and raw.endswith(" "):
@@ -84,19 +84,19 @@ def parse(text: str, base: str = "") -> list[_Rule]:
         line = line.lstrip("/")
         pattern = _glob_to_regex(line)
         regex = re.compile(("" if anchored else "(?:.*/)?") + pattern + r"\Z", re.DOTALL)
-        rules.append(_Rule(base=base, regex=regex, negate=negate, dir_only=dir_only))
+        rules.append(Rule(base=base, regex=regex, negate=negate, dir_only=dir_only))
     return rules
 
 
 class GitIgnore:
     """The ignore rules of every `.gitignore` in a workspace (outside `.git/`)."""
 
-    def __init__(self, rules: list[_Rule]) -> None:
+    def __init__(self, rules: list[Rule]) -> None:
         self._rules = rules
 
     @classmethod
     def load(cls, root: Path) -> GitIgnore:
-        rules: list[_Rule] = []
+        rules: list[Rule] = []
         found = 0
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if d != ".git")

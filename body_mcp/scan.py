@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gitignore import GitIgnore, parse
+from .gitignore import GitIgnore, Rule, parse
 from .policy import PathPolicy
 
 
@@ -61,7 +61,7 @@ class WorkspaceScanner:
 
     def scan(self) -> ScanResult:
         result = ScanResult()
-        rules = []
+        rules: list[Rule] = []
         seen: set[str] = set()
         stack = [""]
         while stack:
