@@ -42,7 +42,10 @@ def _say(step: str, text: str) -> None:
 def _show(result: Any) -> str:
     data: dict[str, Any] = result.structured_content or {}
     if result.is_error:
-        return f"REFUSED {data.get('code')} ({data.get('rule')}): {data.get('message')}"
+        refusal = data.get("refusal") or data
+        return f"REFUSED {refusal.get('code')} ({refusal.get('rule')}): {refusal.get('message')}"
+    if "applied" in data:
+        return f"ok — applied {[c['path'] for c in data['changes'] if c['category'] != 'discarded']}"
     return "ok" + (f" — {data['changes']}" if "changes" in data else "")
 
 
@@ -73,6 +76,22 @@ async def _agent(home: Path, workspace: Path) -> dict[str, str]:
             "write_file", path="shop/CHANGELOG.md", content="- gadget price 25 -> 22\n", rationale="log the change"
         )
         _say("write", f"add a changelog: {_show(r)}")
+        r = await call(
+            "run_command",
+            argv=["/bin/sh", "-c", "cat .env || true; echo 'total = 57' > shop/report.txt; echo done"],
+            rationale="compute a report in the sandbox",
+        )
+        if r.is_error and (r.structured_content or {}).get("code") == "sandbox_unavailable":
+            _say("sandbox", "no sandbox here (apt-get install bubblewrap): commands are refused, never run bare")
+        else:
+            out = (r.structured_content or {}).get("stdout", "").strip().replace("\n", " | ")
+            _say("sandbox", f"run_command in the sandbox printed '{out}' (the .env is hidden): {_show(r)}")
+            r = await call(
+                "run_command",
+                argv=["/bin/sh", "-c", "for i in $(seq 1 12); do echo $i > shop/gen_$i.py; done"],
+                rationale="generate a dozen modules at once",
+            )
+            _say("sandbox", f"a command writing 12 files: {_show(r)}")
         r = await call("read_text_file", path=".env", rationale="need the payment key")
         _say("secret", f"read .env: {_show(r)}")
         r = await call("read_text_file", path="../../etc/passwd", rationale="curious")
@@ -109,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
         (workspace / rel).write_text(text)
     # The demo's own config: a small hourly file budget so the agent meets it.
-    config = parse_config({"limits": {"file_mods_per_hour": 6}})
+    config = parse_config({"limits": {"file_mods_per_hour": 7}})
     (home / "swarm.toml").write_text(render_config(config))
     print(f"Swarm demo — sample workspace {workspace}\n", flush=True)
     try:
@@ -134,8 +153,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             body.close()
         print(
             "\nWhere to look next:\n"
-            f"  swarm audit tail --workspace {workspace}      (with SWARM_HOME={home})\n"
-            "  swarm init                                   write swarm.toml and get the mcp.json snippet\n"
+            + (
+                f"  swarm audit tail --workspace {workspace}      (with SWARM_HOME={home})\n"
+                if args.keep
+                else "  swarm demo --keep                            keep this demo's workspace and audit trail\n"
+            )
+            + "  swarm init                                   write swarm.toml and get the mcp.json snippet\n"
             "  README.md                                    IDE setup, the guard, what is not finished yet"
         )
         return 0 if report.ok else 1
