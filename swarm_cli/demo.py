@@ -81,10 +81,11 @@ async def _agent(home: Path, workspace: Path) -> dict[str, str]:
             argv=["/bin/sh", "-c", "cat .env || true; echo 'total = 57' > shop/report.txt; echo done"],
             rationale="compute a report in the sandbox",
         )
-        if r.is_error and (r.structured_content or {}).get("code") == "sandbox_unavailable":
+        data: dict[str, Any] = r.structured_content or {}
+        if r.is_error and data.get("code") == "sandbox_unavailable":
             _say("sandbox", "no sandbox here (apt-get install bubblewrap): commands are refused, never run bare")
         else:
-            out = (r.structured_content or {}).get("stdout", "").strip().replace("\n", " | ")
+            out = str(data.get("stdout", "")).strip().replace("\n", " | ")
             _say("sandbox", f"run_command in the sandbox printed '{out}' (the .env is hidden): {_show(r)}")
             r = await call(
                 "run_command",
