@@ -51,7 +51,13 @@ def test_a_nested_gitignore_applies_below_its_directory_only() -> None:
 
 @pytest.mark.parametrize(
     "path,target,escapes",
-    [("a", "/etc/passwd", True), ("a", "../x", True), ("d/a", "../x", False), ("d/a", "../../x", True), ("a", "b/c", False)],
+    [
+        ("a", "/etc/passwd", True),
+        ("a", "../x", True),
+        ("d/a", "../x", False),
+        ("d/a", "../../x", True),
+        ("a", "b/c", False),
+    ],
 )
 def test_symlink_escape_detection(path: str, target: str, escapes: bool) -> None:
     assert symlink_escapes(path, target) is escapes
