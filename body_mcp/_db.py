@@ -79,6 +79,10 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX undo_records_decision ON undo_records(decision_id);
     CREATE TABLE blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
     """,
+    # v2: decisions of a standalone body (a linked body asks its brain)
+    """
+    CREATE TABLE decisions (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
+    """,
 ]
 
 

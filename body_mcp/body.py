@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -14,12 +15,15 @@ import anyio
 
 from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
 from shared_protocol import AuditEvent, Impact, RefusalCode
+from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig
+from shared_protocol.decisions import classify
 
 from ._db import StateDB
 from .audit import AuditStore, EventDraft, new_action_id, redact_arguments
 from .confinement import Workspace
-from .exceptions import ApprovalRequired, ToolRefused
+from .decisions import DecisionStore, LocalDecisionStore, require_approval, thresholds
+from .exceptions import ToolRefused
 from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards
 from .killswitch import KillSwitch, LocalKillSwitch
 from .limits import Limits
@@ -28,7 +32,10 @@ from .scan import WorkspaceScanner
 from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
 from .tools import ALL_TOOLS
 from .tools._spec import ToolSpec
+from .tools.exec import HeldKey, HeldRun
 from .undo import UndoStore
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -74,6 +81,11 @@ class Body:
         self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
         self.brain_state: Literal["connected", "unreachable", "standalone"] = "standalone"
         self.workspace_lock = anyio.Lock()
+        self.held_runs: dict[HeldKey, HeldRun] = {}
+        self.rules = thresholds(config)
+        self.decisions: DecisionStore = LocalDecisionStore(
+            self.db, rules=self.rules, deadline_s=config.policy.decision_deadline_s, clock=clock
+        )
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
         self._sandbox: Sandbox | None = sandbox
         self._sandbox_error: str | None = None
@@ -114,15 +126,17 @@ class Body:
         )
         return await self.pipeline.call(ctx)
 
+    def require_approval_for(self, ctx: CallContext, impact: Impact) -> None:
+        """The approval gate: an impact that needs a human or consensus needs an approved, covering decision."""
+        needs = classify(impact, 1.0, self.rules)
+        if needs in ("human", "consensus"):
+            decision_id = ctx.args.decision_id if ctx.args is not None else None
+            require_approval(self.decisions, decision_id, impact, needs)
+
     def check_measured(self, ctx: CallContext, impact: Impact) -> None:
         """Hold a measured impact (known only while executing) to the same rules as the planned one."""
         self.limits.check_blast_radius(impact)
-        policy = self.settings.config.policy
-        if impact.files >= policy.approval_min_files or impact.usd >= policy.approval_min_usd:
-            raise ApprovalRequired(
-                f"this action would change {impact.files} files / ${impact.usd:.2f}, which needs an approved decision; "
-                "call request_approval and retry with its decision_id once approved"
-            )
+        self.require_approval_for(ctx, impact)
         if ctx.reservation is not None:
             extra = Impact(
                 files=max(impact.files - ctx.planned.files, 0),
@@ -203,6 +217,17 @@ class Body:
             also=also,
         )
         return event, actions
+
+    def notify_human(self, decision: Decision) -> None:
+        """Tell a human a decision waits (standalone: the body's log; a brain pages people)."""
+        logger.warning(
+            "decision %s needs %s: %s — answer with `swarm approve %s` or `swarm deny %s`",
+            decision.id,
+            decision.needs,
+            decision.summary,
+            decision.id,
+            decision.id,
+        )
 
     def record_human(
         self, *, action: str, rationale: str, by: str | None = None, detail: dict[str, Any] | None = None

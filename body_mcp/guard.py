@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from shared_protocol import Impact, Refusal, RefusalCode, ToolArgs, ToolResult
 
 from .confinement import WorkspacePath
-from .exceptions import ApprovalRequired, InvalidArguments, KillSwitchEngaged, RefusedWithResult, ToolRefused
+from .exceptions import InvalidArguments, KillSwitchEngaged, RefusedWithResult, ToolRefused
 from .limits import Reservation
 from .tools._spec import ToolSpec
 from .undo import Recorder
@@ -147,17 +147,11 @@ class LimitsGuard:
 
 
 class ApprovalGuard:
-    """A mutating call whose measured impact needs approval must name an approved decision."""
+    """A mutating call whose planned impact needs approval must name a decision approved for at least that."""
 
     async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
-        policy = body.settings.config.policy
-        impact = ctx.planned
-        if impact.files >= policy.approval_min_files or impact.usd >= policy.approval_min_usd:
-            # Decisions arrive with the brain; until then nothing can approve, so the gate refuses.
-            raise ApprovalRequired(
-                f"this action changes {impact.files} files / ${impact.usd:.2f}, which needs an approved decision; "
-                "call request_approval and retry with its decision_id once approved"
-            )
+        assert ctx.args is not None
+        body.require_approval_for(ctx, ctx.planned)
         return await call_next(ctx)
 
 

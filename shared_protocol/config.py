@@ -45,8 +45,17 @@ class PolicyConfig(ProtocolModel):
     mode: Literal["live", "shadow"] = "live"
     denied_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_DENIED_PATHS))
     read_only_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_READ_ONLY_PATHS))
-    approval_min_files: int = Field(default=5, ge=1, description="This many files in one action needs approval.")
-    approval_min_usd: float = Field(default=50.0, ge=0, description="This much money in one action needs approval.")
+    approval_min_files: int = Field(default=5, ge=1, description="This many files in one action need consensus.")
+    approval_min_usd: float = Field(default=50.0, ge=0, description="This much money in one action needs consensus.")
+    human_above_usd: float = Field(default=50.0, ge=0, description="More money than this needs a human.")
+    human_below_confidence: float = Field(
+        default=0.70, ge=0, le=1, description="A stated confidence below this needs a human."
+    )
+    decision_deadline_s: int = Field(
+        default=3600,
+        gt=0,
+        description="Unanswered decisions are denied (expired) after this: silence is never consent.",
+    )
 
 
 DEFAULT_ARTIFACT_PATHS = (

@@ -191,6 +191,28 @@ class UndoResult(ToolResult):
     changes: list[FileChange]
 
 
+class RequestApprovalArgs(ToolArgs):
+    summary: NonEmpty = Field(description="What you want to do, for the human who answers.")
+    confidence: float = Field(ge=0, le=1, description="How sure you are this is right (below 0.70 asks a human).")
+    impact_usd: float = Field(default=0.0, ge=0, description="Money the action will spend.")
+    files: list[str] = Field(default_factory=list[str], description="Files the action will change.")
+    api_calls: int = Field(default=0, ge=0, description="Outbound API calls the action will make.")
+    options: list[str] = Field(default_factory=list[str], description="Alternatives the human may pick from.")
+
+
+class DecisionResult(ToolResult):
+    decision_id: str
+    state: Literal["pending", "approved", "denied", "expired", "overridden"]
+    needs: Literal["none", "human", "consensus", "blocked"]
+    deadline: str
+    answered_by: list[str] = Field(default_factory=list[str], description="Who answered, and why.")
+    next_step: str
+
+
+class DecisionStatusArgs(ToolArgs):
+    id: str = Field(min_length=1, description="A decision id from request_approval.")
+
+
 class StatusArgs(ToolArgs):
     pass
 

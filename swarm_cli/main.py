@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from body_mcp import Body, SwarmError, UserError
+from body_mcp.decisions import AnswerKind
 from body_mcp.exceptions import ToolRefused
 from body_mcp.explain import explain_event
 from body_mcp.killswitch import LocalKillSwitch
@@ -178,6 +179,23 @@ def cmd_undo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _answer(kind: AnswerKind) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        body = _open_body(args)
+        by = f"human:{os.environ.get('USER', 'unknown')}"
+        try:
+            decision = body.decisions.answer(args.id, kind, by=by, reason=args.reason)
+            body.record_human(
+                action=kind, rationale=args.reason, by=by, detail={"decision_id": decision.id, "state": decision.state}
+            )
+        finally:
+            body.close()
+        _out(f"decision {decision.id} is now {decision.state}: {decision.summary}")
+        return 0
+
+    return run
+
+
 # -- parser ------------------------------------------------------------------------------
 
 
@@ -229,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit_explain)
     p.add_argument("id")
     _workspace_arg(p)
+
+    for kind, help_text in (
+        ("approve", "approve a pending decision"),
+        ("deny", "deny a pending decision"),
+        ("override", "captain's veto: overrides a decision, even an approved one"),
+    ):
+        p = add(kind, _answer(kind), help_text)  # type: ignore[arg-type]
+        p.add_argument("id", help="the decision id")
+        p.add_argument("--reason", default=f"{kind} from the command line", help="why (audited)")
+        _workspace_arg(p)
 
     p = add("undo", cmd_undo, "reverse an action or every action of a decision (works while killed)")
     p.add_argument("id")

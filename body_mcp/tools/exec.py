@@ -10,6 +10,8 @@ the hourly budget; `.git/` changes are discarded. What is applied gets pre-image
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,7 @@ from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunComm
 
 from .. import _fsops
 from .._fsops import ABSENT, EntryState
-from ..exceptions import RefusedWithResult, ToolRefused
+from ..exceptions import ApprovalRequired, RefusedWithResult, ToolRefused
 from ..staging import SortedChanges, sort_changes
 from ._spec import ToolSpec
 
@@ -131,6 +133,66 @@ def _apply(body: Body, ctx: CallContext, changes: list[StagedChange]) -> None:
             recorder.changed(parts, before)
 
 
+@dataclass(kw_only=True)
+class HeldRun:
+    """A command's staged changes waiting for the approval they need (PRODUCT.md, "Approval rules")."""
+
+    staged: StagedRun
+    sorted_: SortedChanges
+    changes: list[CommandChange]
+    states: dict[str, EntryState]
+    """What the workspace held at each path when the command ran: applying later requires it unchanged."""
+    expires: float
+
+
+HeldKey = tuple[tuple[str, ...], str]
+
+
+async def discard_expired(held: dict[HeldKey, HeldRun], now: float) -> None:
+    for key in [k for k, v in held.items() if v.expires <= now]:
+        await held.pop(key).staged.aclose()
+
+
+def _unchanged(body: Body, states: dict[str, EntryState]) -> bool:
+    for path, state in states.items():
+        current, _ = _fsops.read_entry(body.workspace, tuple(path.split("/")))
+        if (current.type, current.sha256, current.target) != (state.type, state.sha256, state.target):
+            return False
+    return True
+
+
+async def _apply_held(body: Body, ctx: CallContext, args: RunCommandArgs, key: HeldKey) -> RunCommandResult | None:
+    """Apply a held staged set under an approved decision, if the workspace has not moved under it."""
+    held = body.held_runs.pop(key, None)
+    if held is None:
+        return None
+    async with held.staged:
+        if not _unchanged(body, held.states):
+            return None  # the workspace changed since: run the command again instead
+        impact = Impact(files=held.sorted_.counted_files)
+        body.check_measured(ctx, impact)
+        ctx.files = [c.path for c in held.sorted_.to_apply]
+        ctx.detail["applied_held_run"] = True
+        run = held.staged.result
+        result = RunCommandResult(
+            action_id=ctx.action_id,
+            mode=ctx.mode,
+            exit_code=run.exit_code,
+            stdout=run.stdout,
+            stderr=run.stderr,
+            truncated=run.stdout_truncated or run.stderr_truncated,
+            timed_out=run.timed_out,
+            killed=False,
+            duration_s=round(run.duration_s, 4),
+            changes=held.changes,
+            applied=ctx.mode == "live",
+        )
+        if ctx.mode == "live":
+            _apply(body, ctx, held.sorted_.to_apply)
+            ctx.impact = impact
+        return result
+
+
 async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> RunCommandResult:
     if args.network:
         raise ToolRefused(
@@ -139,12 +201,17 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
             code=RefusalCode.NETWORK_NOT_ALLOWED,
             rule="sandbox.network",
         )
-    sandbox = body.sandbox()
     cwd = ctx.paths["cwd"].rel
+    key: HeldKey = (tuple(args.argv), cwd)
+    await discard_expired(body.held_runs, time.time())
+    if args.decision_id is not None and (held := await _apply_held(body, ctx, args, key)) is not None:
+        return held
+    sandbox = body.sandbox()
     scan = body.scanner.scan()
     spec = build_spec(body, args, cwd, scan.denied)
     staged = await _run_watching_kill(body, sandbox, spec)
-    async with staged:
+    hold = False
+    try:
         run = staged.result
         cfg = body.settings.config.sandbox
         sorted_ = sort_changes(
@@ -207,6 +274,21 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
         impact = Impact(files=sorted_.counted_files)
         try:
             body.check_measured(ctx, impact)
+        except ApprovalRequired as exc:
+            # Keep the staged set, so the approved retry applies exactly what was reviewed, without re-running.
+            ttl = body.settings.config.policy.decision_deadline_s
+            states = {c.path: _fsops.read_entry(body.workspace, tuple(c.path.split("/")))[0] for c in sorted_.to_apply}
+            body.held_runs[key] = HeldRun(
+                staged=staged, sorted_=sorted_, changes=changes, states=states, expires=time.time() + ttl
+            )
+            hold = True
+            listed = ", ".join(c.path for c in sorted_.counted[:30])
+            exc.message = (
+                f"{exc.message.rstrip('.')}. Nothing was applied yet: the staged changes are held for {ttl // 60} "
+                f"minutes; once approved, call run_command again with the same argv and cwd and the decision_id "
+                f"to apply them without re-running. Files: {listed}"
+            )
+            raise refuse(exc) from None
         except ToolRefused as exc:
             listed = ", ".join(c.path for c in sorted_.counted[:30])
             exc.message = f"{exc.message.rstrip('.')}. Nothing was applied. Files: {listed}"
@@ -217,6 +299,9 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
         _apply(body, ctx, sorted_.to_apply)
         ctx.impact = impact
         return result(True)
+    finally:
+        if not hold:
+            await staged.aclose()
 
 
 def _plan(_args: RunCommandArgs) -> Impact:

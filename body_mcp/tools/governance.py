@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared_protocol import (
+    DecisionResult,
+    DecisionStatusArgs,
     ExplainArgs,
     ExplainResult,
     FileChange,
     Impact,
     RefusalCode,
+    RequestApprovalArgs,
     StatusArgs,
     StatusResult,
     UndoArgs,
     UndoResult,
 )
+from shared_protocol.brain import Decision, DecisionRequest
 
 from ..exceptions import ToolRefused
 from ..explain import explain_event
@@ -70,7 +74,7 @@ def _explain_text(result: ExplainResult) -> str:
     return result.explanation
 
 
-GOVERNANCE_TOOLS = [
+_CORE_TOOLS = [
     ToolSpec(
         name="undo",
         description="Reverse an action (or every action of a decision, newest first) by restoring pre-images. "
@@ -97,5 +101,73 @@ GOVERNANCE_TOOLS = [
         handler=explain,
         read_only=True,
         text=_explain_text,
+    ),
+]
+
+
+def _decision_result(ctx: CallContext, decision: Decision) -> DecisionResult:
+    steps = {
+        "pending": f"wait: poll decision_status('{decision.id}'); a human answers with `swarm approve {decision.id}`",
+        "approved": f"go ahead: pass decision_id='{decision.id}' to the calls this decision covers",
+        "denied": "do not do it; choose another approach",
+        "expired": "nobody answered in time, so it is denied; do not do it",
+        "overridden": "a captain vetoed it; do not do it",
+    }
+    return DecisionResult(
+        action_id=ctx.action_id,
+        decision_id=decision.id,
+        state=decision.state,
+        needs=decision.needs,
+        deadline=decision.deadline.isoformat(),
+        answered_by=[f"{a.by}: {a.verdict} ({a.reason})" for a in decision.answers],
+        next_step=steps[decision.state],
+    )
+
+
+async def request_approval(body: Body, ctx: CallContext, args: RequestApprovalArgs) -> DecisionResult:
+    request = DecisionRequest(
+        summary=args.summary,
+        rationale=args.rationale,
+        confidence=args.confidence,
+        impact=Impact(files=len(set(args.files)), api_calls=args.api_calls, usd=args.impact_usd),
+        options=args.options,
+        agent=ctx.agent,
+        body_id=body.identity.body_id,
+        action=", ".join(args.files[:50]) or None,
+    )
+    decision = body.decisions.create(request)
+    ctx.detail.update(decision_id=decision.id, needs=decision.needs, state=decision.state)
+    if decision.state == "pending":
+        body.notify_human(decision)
+    return _decision_result(ctx, decision)
+
+
+async def decision_status(body: Body, ctx: CallContext, args: DecisionStatusArgs) -> DecisionResult:
+    decision = body.decisions.get(args.id)
+    if decision is None:
+        raise ToolRefused(f"no decision with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule="decisions")
+    return _decision_result(ctx, decision)
+
+
+GOVERNANCE_TOOLS = [
+    *_CORE_TOOLS,
+    ToolSpec(
+        name="request_approval",
+        description="Ask for approval of an action (returns at once: never waits for a human). The rules decide "
+        "what it needs: nothing, a human (confidence < 0.70 or > $50), consensus (>= 5 files or >= $50), or it is "
+        "blocked (over the blast radius). Poll decision_status, then pass the decision_id to the covered calls.",
+        args_model=RequestApprovalArgs,
+        result_model=DecisionResult,
+        handler=request_approval,
+        read_only=False,
+        destructive=False,
+    ),
+    ToolSpec(
+        name="decision_status",
+        description="The state of a decision (pending, approved, denied, expired, overridden) and who answered.",
+        args_model=DecisionStatusArgs,
+        result_model=DecisionResult,
+        handler=decision_status,
+        read_only=True,
     ),
 ]

@@ -1,0 +1,272 @@
+"""The brain's HTTP API (JSON under `/v1`, bearer tokens): requests, responses, events and errors.
+
+Requests are what bodies and humans send; responses are what the brain answers. Every
+error is an `ErrorBody` with a stable `code` (clients branch on it, never on `message`).
+`GET /v1/events` is a stream of server-sent events named by `BrainEventName`:
+
+    event: kill | resume    data: KillState   (the first event of every stream: the current kill state)
+    event: decision         data: Decision    (a decision changed state)
+    event: policy           reserved: no payload defined yet
+
+Times are UTC, ISO 8601.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from ._base import ProtocolModel
+from .audit import AuditEvent, Impact
+from .decisions import DecisionState, Needs
+
+Role = Literal["body", "approver", "captain"]
+"""body: the body endpoints; approver: read status, approve and deny; captain: an approver who may also kill,
+resume and override."""
+
+BrainEventName = Literal["kill", "resume", "decision", "policy"]
+TaskState = Literal["queued", "claimed", "succeeded", "failed", "abandoned"]
+TaskOutcome = Literal["succeeded", "failed", "abandoned"]
+Verdict = Literal["approved", "denied", "overridden", "expired"]
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+MAX_AUDIT_BATCH = 1000
+"""Events per `POST /v1/audit`; ship a longer backlog in several batches."""
+
+
+class BrainErrorCode(StrEnum):
+    """Why the brain refused a request. Stable strings: part of the interface contract."""
+
+    UNAUTHORIZED = "unauthorized"
+    """401: no bearer token, or one the brain does not know."""
+    FORBIDDEN = "forbidden"
+    """403: the token's role may not do this."""
+    NOT_FOUND = "not_found"
+    """404: no such route, decision or task."""
+    UNKNOWN_BODY = "unknown_body"
+    """404: a heartbeat for a body that never registered: register again."""
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    """405."""
+    INVALID_JSON = "invalid_json"
+    """422: the body is not JSON."""
+    INVALID_REQUEST = "invalid_request"
+    """422: a field is missing, unknown or has a bad value; `field` names it."""
+    CHAIN_GAP = "chain_gap"
+    """409: an audit event's seq is not the next one for its body; resend from `expected_seq`."""
+    CHAIN_MISMATCH = "chain_mismatch"
+    """409: an audit event does not link to the stored chain (its `prev_mac`, or a resent event's `mac`, differs)."""
+    NOT_PENDING = "not_pending"
+    """409: the decision was already answered (or expired); approve and deny need a pending one."""
+    ALREADY_FINAL = "already_final"
+    """409: the decision is denied, expired or overridden already; there is nothing left to override."""
+    STALE_CLAIM = "stale_claim"
+    """409: the claim token is not the task's current one (its lease ran out and it was requeued, or it finished)."""
+    INTERNAL_ERROR = "internal_error"
+    """500: an unexpected error; nothing was changed by the failed request."""
+
+
+class ErrorBody(ProtocolModel):
+    """Every error response."""
+
+    code: BrainErrorCode
+    message: str
+    field: str | None = None
+    """For `invalid_request`: the first offending field, dotted (`impact.usd`, `events.3.prev_mac`)."""
+    expected_seq: int | None = None
+    """For `chain_gap` and `chain_mismatch`: the seq the brain needs next from that body."""
+    stored_through: int | None = None
+    """For `chain_gap` and `chain_mismatch`: the body's last stored seq (events before the bad one are kept)."""
+
+
+# --- kill switch and bodies --------------------------------------------------------------
+
+
+class KillState(ProtocolModel):
+    """The brain's kill switch: who engaged or released it last, when and why."""
+
+    engaged: bool
+    reason: str | None = None
+    by: str | None = None
+    at: datetime | None = None
+
+
+class KillRequest(ProtocolModel):
+    reason: NonEmpty
+
+
+class ResumeRequest(ProtocolModel):
+    reason: NonEmpty
+
+
+class RegisterRequest(ProtocolModel):
+    body_id: Identifier
+    workspace: str
+    hostname: str
+    version: str
+
+
+class Registration(ProtocolModel):
+    """The answer to `POST /v1/bodies/register`: how often to heartbeat and when to fail safe."""
+
+    body_id: str
+    heartbeat_interval_s: float
+    failsafe_s: float
+    """A body that has not heard from its brain for this long behaves as killed until it reconnects."""
+    kill: KillState
+
+
+class HeartbeatResponse(ProtocolModel):
+    kill: KillState
+
+
+class BodyStatus(ProtocolModel):
+    body_id: str
+    workspace: str
+    hostname: str
+    version: str
+    registered_at: datetime
+    last_heartbeat: datetime
+    connected: bool
+    """Holds the event stream open, or heartbeated within the failsafe time."""
+
+
+class BrainStatus(ProtocolModel):
+    """`GET /v1/status`."""
+
+    kill: KillState
+    bodies: list[BodyStatus]
+    pending_decisions: int
+    queued_tasks: int
+    claimed_tasks: int
+
+
+# --- audit -----------------------------------------------------------------------------
+
+
+class AuditBatch(ProtocolModel):
+    """Events a body ships, oldest first. Resending stored events is harmless (idempotent by body and seq)."""
+
+    body_id: Identifier
+    events: list[AuditEvent] = Field(max_length=MAX_AUDIT_BATCH)
+
+
+class AuditAck(ProtocolModel):
+    stored_through: int
+    """The highest seq stored for that body: every event up to it is stored, none after it."""
+
+
+# --- decisions -------------------------------------------------------------------------
+
+
+class DecisionRequest(ProtocolModel):
+    """`POST /v1/decisions`: an agent asks for approval of an action of this measured impact."""
+
+    summary: NonEmpty
+    rationale: NonEmpty
+    confidence: float = Field(ge=0, le=1)
+    impact: Impact = Field(default_factory=Impact)
+    options: list[str] = Field(default_factory=list[str])
+    agent: Identifier
+    body_id: Identifier
+    action: str | None = Field(default=None, description="Free text of the action the decision covers.")
+    deadline_s: int | None = Field(
+        default=None, gt=0, le=30 * 24 * 3600, description="Seconds to answer; default from the brain's settings."
+    )
+
+    @field_validator("impact")
+    @classmethod
+    def _impact_not_negative(cls, impact: Impact) -> Impact:
+        if impact.files < 0 or impact.api_calls < 0 or impact.usd < 0:
+            raise ValueError("impact values must not be negative")
+        return impact
+
+
+class Answer(ProtocolModel):
+    """Who moved a decision to `verdict`, and why. `by` is `rules` or `deadline` when no human did."""
+
+    verdict: Verdict
+    by: str
+    role: Role | None = None
+    token_id: str | None = None
+    reason: str
+    at: datetime
+
+
+class Decision(ProtocolModel):
+    id: str
+    state: DecisionState
+    needs: Needs
+    summary: str
+    rationale: str
+    confidence: float
+    impact: Impact
+    options: list[str]
+    agent: str
+    body_id: str
+    action: str | None
+    created_at: datetime
+    deadline: datetime
+    answers: list[Answer]
+    rules_version: str
+
+
+class AnswerRequest(ProtocolModel):
+    """`approve`, `deny` and `override`: the reason is recorded with who gave it."""
+
+    reason: NonEmpty
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+class TaskRequest(ProtocolModel):
+    title: NonEmpty
+    description: str = ""
+    value_usd: float = Field(default=0.0, ge=0, description="Estimated value; higher-value tasks are claimed first.")
+
+
+class Claimant(ProtocolModel):
+    body_id: str
+    agent: str
+
+
+class Task(ProtocolModel):
+    id: str
+    title: str
+    description: str
+    value_usd: float
+    state: TaskState
+    created_at: datetime
+    created_by: str
+    claimed_by: Claimant | None = None
+    claimed_at: datetime | None = None
+    lease_expires: datetime | None = None
+    attempts: int = 0
+    """How many times the task was claimed (a requeued task is claimed again)."""
+    outcome_summary: str | None = None
+    finished_at: datetime | None = None
+
+
+class ClaimRequest(ProtocolModel):
+    body_id: Identifier
+    agent: Identifier
+
+
+class ClaimResponse(ProtocolModel):
+    """`task` is null when nothing is queued (or the kill switch is engaged)."""
+
+    task: Task | None
+    claim_token: str | None = None
+    """Send it with the outcome; it goes stale when the lease runs out and the task is requeued."""
+    lease_s: int | None = None
+
+
+class OutcomeRequest(ProtocolModel):
+    claim_token: NonEmpty
+    outcome: TaskOutcome
+    summary: str = ""
