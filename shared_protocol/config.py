@@ -101,6 +101,11 @@ class SandboxConfig(ProtocolModel):
         description="Names applied without counting toward the blast radius (git-ignored paths too).",
     )
     staging_dir: str = Field(default="", description="Where staged changes wait; empty: the system temp dir.")
+    allowed_domains: list[str] = Field(
+        default_factory=list[str],
+        description="Hosts a command with network=true may reach through the body's proxy ('*.x' for subdomains, "
+        "'host:port' to pin a port); empty: commands get no network.",
+    )
 
 
 class AuditConfig(ProtocolModel):

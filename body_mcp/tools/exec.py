@@ -9,6 +9,7 @@ the hourly budget; `.git/` changes are discarded. What is applied gets pre-image
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import anyio
 from sandbox import (
     ChangeKind,
     EntryType,
+    ProxyNetwork,
     ResourceLimits,
     Sandbox,
     SandboxSpec,
@@ -32,6 +34,7 @@ from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunComm
 from .. import _fsops
 from .._fsops import ABSENT, EntryState
 from ..exceptions import ApprovalRequired, RefusedWithResult, ToolRefused
+from ..proxy import CountingProxy, ProxyRequest
 from ..staging import SortedChanges, sort_changes
 from ._spec import ToolSpec
 
@@ -194,12 +197,13 @@ async def _apply_held(body: Body, ctx: CallContext, args: RunCommandArgs, key: H
 
 
 async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> RunCommandResult:
-    if args.network:
+    allowed = body.settings.config.sandbox.allowed_domains
+    if args.network and not allowed:
         raise ToolRefused(
-            "network access for commands is refused until the body's counting proxy exists; "
+            "this workspace allows commands no network ([sandbox] allowed_domains is empty); "
             "run the command without network=true",
             code=RefusalCode.NETWORK_NOT_ALLOWED,
-            rule="sandbox.network",
+            rule="sandbox.allowed_domains",
         )
     cwd = ctx.paths["cwd"].rel
     key: HeldKey = (tuple(args.argv), cwd)
@@ -209,7 +213,25 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
     sandbox = body.sandbox()
     scan = body.scanner.scan()
     spec = build_spec(body, args, cwd, scan.denied)
-    staged = await _run_watching_kill(body, sandbox, spec)
+    proxy_requests: list[ProxyRequest] = []
+    if args.network:
+        # Every request goes through the body's proxy: counted as an API call, checked against the allow-list,
+        # audited by method and host; the command's network namespace stays closed.
+        max_requests = body.settings.config.limits.max_api_calls_per_action
+        async with CountingProxy(allowed_domains=allowed, max_requests=max_requests) as proxy:
+            spec = dataclasses.replace(spec, network=ProxyNetwork(socket_path=proxy.socket_path))
+            staged = await _run_watching_kill(body, sandbox, spec)
+        proxy_requests = proxy.requests
+    else:
+        staged = await _run_watching_kill(body, sandbox, spec)
+    api_calls = sum(1 for r in proxy_requests if r.allowed)
+    if proxy_requests:
+        ctx.detail["requests"] = [
+            {"method": r.method, "host": r.host, "port": r.port, "allowed": r.allowed, "status": r.status}
+            for r in proxy_requests[:1000]
+        ]
+    # Requests already happened: they count whatever becomes of the files.
+    ctx.impact = Impact(api_calls=api_calls)
     hold = False
     try:
         run = staged.result
@@ -271,7 +293,7 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
                     rule="sandbox.staged_changes",
                 )
             )
-        impact = Impact(files=sorted_.counted_files)
+        impact = Impact(files=sorted_.counted_files, api_calls=api_calls)
         try:
             body.check_measured(ctx, impact)
         except ApprovalRequired as exc:

@@ -76,7 +76,7 @@ async def test_network_off_cannot_reach_a_server_on_loopback(client: Client) -> 
         server.close()
 
 
-async def test_asking_for_network_is_refused_until_the_proxy_exists(client: Client) -> None:
+async def test_asking_for_network_is_refused_when_no_domain_is_allowed(client: Client) -> None:
     refused(await call(client, "run_command", argv=["true"], network=True), "network_not_allowed")
 
 
@@ -229,3 +229,48 @@ async def test_without_any_isolation_commands_are_refused_never_run_bare(workspa
     finally:
         body.close()
     assert ran == []
+
+
+async def test_network_on_reaches_an_allowed_host_through_the_counting_proxy_only(workspace: Path, home: Path) -> None:
+    import http.server
+    import threading
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    code = (
+        "import urllib.request, urllib.error\n"
+        "for url in ('http://127.0.0.1:%d/', 'http://localhost:%d/'):\n"
+        "    try:\n"
+        "        print(url, urllib.request.urlopen(url, timeout=5).status)\n"
+        "    except urllib.error.HTTPError as exc:\n"
+        "        print(url, exc.code)\n"
+    ) % (port, port)
+    body = make_body(workspace, home, {"sandbox": {"allowed_domains": ["127.0.0.1"]}})
+    try:
+        async with Client(build_server(body)) as client:
+            data = ok(await call(client, "run_command", argv=[PY, "-c", code], network=True))
+            assert f"http://127.0.0.1:{port}/ 200" in data["stdout"]
+            assert f"http://localhost:{port}/ 403" in data["stdout"]
+            event = body.audit.get(data["action_id"])
+            assert event is not None and event.impact.api_calls == 1
+            assert [(r["host"], r["allowed"]) for r in event.detail["requests"]] == [
+                ("127.0.0.1", True),
+                ("localhost", False),
+            ]
+            # Without network=true the same command reaches nothing.
+            off = ok(await call(client, "run_command", argv=[PY, "-c", code]))
+            assert " 200" not in off["stdout"]
+    finally:
+        body.close()
+        server.shutdown()

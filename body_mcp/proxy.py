@@ -1,0 +1,480 @@
+"""The counting proxy: the only way a sandboxed command reaches the network.
+
+A command run with network sees `HTTP(S)_PROXY` pointing at a forwarder inside its sandbox, which relays
+each TCP connection to the unix socket this proxy listens on (`sandbox.ProxyNetwork`). Every request, each
+`CONNECT` tunnel and each plain HTTP request, is one API call: checked against the domain allow-list, then
+against the budget, recorded, and only then sent on. TLS is tunnelled, never intercepted, so an HTTPS
+client's requests are counted by tunnel.
+
+    async with CountingProxy(allowed_domains=["pypi.org", "*.pythonhosted.org"], max_requests=1000) as proxy:
+        spec = SandboxSpec(..., network=ProxyNetwork(socket_path=proxy.socket_path))
+        ...
+    proxy.counted, proxy.refused, proxy.requests
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from types import TracebackType
+from typing import Self, cast
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteStream
+
+from .exceptions import ConfigError, UserError
+
+logger = logging.getLogger(__name__)
+
+_MAX_HEAD = 64 * 1024
+_MAX_LINE = 4096
+_CLOSE_GRACE_S = 0.5
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/1\.[01])")
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-9][0-9]{2})(?: .*)?")
+_HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;.*)?")
+# Meant for this hop only: proxy credentials must not leak upstream, and we decide the connection's fate.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "proxy-connection"})
+_REQUEST_DROPPED = _HOP_BY_HOP | {"host", "te", "upgrade"}
+# A peer that vanished or spoke garbage: the connection is dropped, nothing else is wrong.
+_DISCONNECTS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, anyio.IncompleteRead, OSError)
+
+
+@dataclass(kw_only=True, frozen=True)
+class ProxyRequest:
+    """One request a command made through the proxy. No bodies, paths or query strings are kept."""
+
+    method: str
+    host: str
+    port: int
+    allowed: bool
+    """Sent on (it counts as an API call); False when the allow-list, the budget or a failure refused it."""
+    status: int | None
+    """What the client was answered (the upstream status for plain HTTP); None if it left before an answer."""
+    ts: float
+
+
+class _BadMessage(Exception):
+    """A request or response that is not well-formed HTTP/1.x."""
+
+
+class AllowList:
+    """Where commands may connect: `host` exactly, `*.domain` for its subdomains only, either with `:port`.
+
+    Matching ignores case and a trailing dot. IP literals match only an identical listed literal, never a
+    wildcard. An empty list allows nothing.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._rules: list[tuple[str, bool, int | None]] = []
+        for raw in patterns:
+            text = raw.strip().lower()
+            wildcard = text.startswith("*.")
+            try:
+                host, port = _split_host_port(text[2:] if wildcard else text)
+            except _BadMessage as exc:
+                raise ConfigError(f"network allow-list entry {raw!r}: {exc}") from None
+            self._rules.append((host, wildcard, port))
+
+    def allows(self, host: str, port: int) -> bool:
+        """Whether `host` (as normalised by the proxy) may be reached on `port`."""
+        is_ip = _is_ip(host)
+        for rule_host, wildcard, rule_port in self._rules:
+            if rule_port is not None and rule_port != port:
+                continue
+            if (host.endswith("." + rule_host) and not is_ip) if wildcard else host == rule_host:
+                return True
+        return False
+
+
+@dataclass(kw_only=True, frozen=True)
+class _Request:
+    method: str
+    host: str
+    port: int
+    upstream_head: bytes = b""
+    """For plain HTTP: the head to send upstream (origin-form, hop-by-hop headers dropped)."""
+    content_length: int = 0
+    chunked: bool = False
+
+
+class CountingProxy:
+    """An HTTP(S) proxy on a private unix socket for the duration of one command; counts and limits requests.
+
+    `max_requests` is the budget of API calls (requests sent on); the request that would exceed it gets 429.
+    A host off the allow-list gets 403; malformed requests 400. `on_request` sees each request once its
+    outcome is known. Nothing a client does raises here: a broken connection is logged and dropped.
+    """
+
+    def __init__(
+        self,
+        *,
+        allowed_domains: Sequence[str],
+        max_requests: int,
+        connect_timeout_s: float = 10,
+        on_request: Callable[[ProxyRequest], None] | None = None,
+    ) -> None:
+        if max_requests < 0 or connect_timeout_s <= 0:
+            raise UserError("max_requests must be >= 0 and connect_timeout_s > 0")
+        self._allow = AllowList(allowed_domains)
+        self._max_requests = max_requests
+        self._connect_timeout_s = connect_timeout_s
+        self._on_request = on_request
+        self._requests: list[ProxyRequest] = []
+        self._counted = 0
+        self._failed = False
+        self._stack: AsyncExitStack | None = None
+        self._active = 0
+        self._all_closed = anyio.Event()
+        self._socket_path: Path | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the proxy listens once entered (in a private temporary directory); removed on exit."""
+        if self._socket_path is None:
+            raise UserError("the CountingProxy has not been started: use `async with proxy:`")
+        return self._socket_path
+
+    @property
+    def requests(self) -> list[ProxyRequest]:
+        """Every request seen so far, in the order their outcome was known."""
+        return list(self._requests)
+
+    @property
+    def counted(self) -> int:
+        """API calls: requests allowed and sent on (an unreachable upstream still counts: it was attempted)."""
+        return self._counted
+
+    @property
+    def refused(self) -> int:
+        """Requests not sent on (allow-list, budget or proxy failure)."""
+        return sum(not r.allowed for r in self._requests)
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise UserError("this CountingProxy is already running")
+        async with AsyncExitStack() as stack:
+            # mkdtemp makes the directory 0700 and ours alone: no other local user can reach the socket.
+            directory = Path(tempfile.mkdtemp(prefix="swarm-proxy-"))
+            stack.callback(shutil.rmtree, directory, ignore_errors=True)
+            self._socket_path = directory / "proxy.sock"
+            listener = await anyio.create_unix_listener(self._socket_path, mode=0o600)
+            stack.push_async_callback(listener.aclose)
+            group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(group.cancel_scope.cancel)
+            group.start_soon(self._accept_loop, listener, group)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        try:
+            # A command that exited has closed its connections: let them finish rather than cancel a read
+            # racing the peer's close (anyio on asyncio then reports an error from the event loop).
+            if self._active and exc is None:
+                with anyio.move_on_after(_CLOSE_GRACE_S):
+                    await self._all_closed.wait()
+        finally:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def _accept_loop(self, listener: anyio.abc.SocketListener, group: anyio.abc.TaskGroup) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError:  # out of file descriptors, say: keep serving rather than take the body down
+                logger.warning("proxy: accept failed", exc_info=True)
+                await anyio.sleep(0.1)
+                continue
+            group.start_soon(self._handle, stream)
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        if not self._active:
+            self._all_closed = anyio.Event()
+        self._active += 1
+        try:
+            async with stream:
+                await self._serve(BufferedByteStream(stream))
+        except Exception as exc:  # the per-connection boundary: one connection never takes the body down
+            if _is_disconnect(exc):
+                logger.debug("proxy: connection dropped: %r", exc)
+            else:
+                logger.exception("proxy: connection failed")
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._all_closed.set()
+
+    async def _serve(self, client: BufferedByteStream) -> None:
+        try:
+            request = _parse_request(await client.receive_until(b"\r\n\r\n", _MAX_HEAD))
+        except anyio.IncompleteRead:
+            return
+        except (anyio.DelimiterNotFound, _BadMessage) as exc:
+            await _answer(client, 400, f"malformed proxy request: {exc}")
+            _discard_pending(client)
+            return
+        ts = time.time()
+        refusal = self._refusal(request)
+        if refusal is not None:
+            self._record(request, ts, allowed=False, status=refusal[0])
+            await _answer(client, *refusal)
+            return
+        self._counted += 1  # before any await, so concurrent requests cannot overrun the budget
+        recorded = False
+
+        def finish(status: int | None) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self._record(request, ts, allowed=True, status=status)
+
+        try:
+            upstream = await self._connect(client, request, finish)
+            if upstream is None:
+                return
+            async with upstream:
+                if request.method == "CONNECT":
+                    await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    finish(200)
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(_pipe, client, upstream)
+                        group.start_soon(_pipe, upstream, client)
+                else:
+                    await self._forward(client, request, BufferedByteStream(upstream), finish)
+        finally:
+            finish(None)
+
+    def _refusal(self, request: _Request) -> tuple[int, str] | None:
+        if self._failed:
+            return 503, "the proxy stopped forwarding after an internal error"
+        if not self._allow.allows(request.host, request.port):
+            return 403, f"{request.host}:{request.port} is not on the network allow-list"
+        if self._counted >= self._max_requests:
+            return 429, f"the budget of {self._max_requests} API calls for this command is spent"
+        return None
+
+    def _record(self, request: _Request, ts: float, *, allowed: bool, status: int | None) -> None:
+        record = ProxyRequest(
+            method=request.method, host=request.host, port=request.port, allowed=allowed, status=status, ts=ts
+        )
+        self._requests.append(record)
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(record)
+        except Exception:  # an unrecorded request would go uncounted: fail closed, refuse the rest
+            logger.exception("proxy: on_request failed; refusing further requests")
+            self._failed = True
+
+    async def _connect(
+        self, client: BufferedByteStream, request: _Request, finish: Callable[[int], None]
+    ) -> anyio.abc.SocketStream | None:
+        try:
+            with anyio.fail_after(self._connect_timeout_s):
+                return await anyio.connect_tcp(request.host, request.port)
+        except TimeoutError:
+            status, text = 504, f"connecting to {request.host}:{request.port} timed out"
+        except OSError as exc:
+            status, text = 502, f"cannot connect to {request.host}:{request.port}: {exc}"
+        finish(status)
+        await _answer(client, status, text)
+        return None
+
+    async def _forward(
+        self, client: BufferedByteStream, request: _Request, upstream: BufferedByteStream, finish: Callable[[int], None]
+    ) -> None:
+        await upstream.send(request.upstream_head)
+        async with anyio.create_task_group() as group:
+            # The body goes up while the answer comes down: a server may answer early, or ask `100 Continue`.
+            group.start_soon(_send_body, client, upstream, request)
+            while True:
+                try:
+                    status, head = _response_head(await upstream.receive_until(b"\r\n\r\n", _MAX_HEAD))
+                except (anyio.IncompleteRead, anyio.DelimiterNotFound, _BadMessage):
+                    finish(502)
+                    await _answer(client, 502, "the upstream server sent no valid HTTP response")
+                    group.cancel_scope.cancel()
+                    return
+                await client.send(head)
+                if not (100 <= status < 200 and status != 101):
+                    break
+            finish(status)
+            async for chunk in upstream:
+                await client.send(chunk)
+            group.cancel_scope.cancel()
+
+
+def _split_host_port(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6 literal, normalised for matching and connecting."""
+    rest = ""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or ":" not in host:
+            raise _BadMessage(f"bad bracketed address {text!r}")
+    elif text.count(":") > 1:
+        host = text
+    else:
+        host, colon, port_text = text.partition(":")
+        rest = colon + port_text
+    port: int | None = None
+    if rest:
+        if not (rest.startswith(":") and rest[1:].isdigit() and 0 < int(rest[1:]) < 65536):
+            raise _BadMessage(f"bad port in {text!r}")
+        port = int(rest[1:])
+    host = host.lower().removesuffix(".")
+    try:
+        return ipaddress.ip_address(host).compressed, port
+    except ValueError:
+        if not _HOSTNAME.fullmatch(host) or len(host) > 253:
+            raise _BadMessage(f"bad host name {host!r}") from None
+        return host, port
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_request(head: bytes) -> _Request:
+    lines = head.decode("latin-1").split("\r\n")
+    line = _REQUEST_LINE.fullmatch(lines[0]) if lines[0].isascii() else None
+    if line is None:
+        raise _BadMessage("bad request line")
+    method, target, version = line.groups()
+    headers: list[tuple[str, str]] = []
+    for raw in lines[1:]:
+        name, colon, value = raw.partition(":")
+        value = value.strip(" \t")
+        # A name with spaces (or a folded line) and a value with CR, LF or NUL are how requests get smuggled.
+        if not colon or not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0"):
+            raise _BadMessage("bad header line")
+        headers.append((name, value))
+    if method == "CONNECT":
+        host, port = _split_host_port(target)
+        if port is None:
+            raise _BadMessage("CONNECT needs host:port")
+        return _Request(method=method, host=host, port=port)
+    url = urlsplit(target)
+    if url.scheme.lower() != "http" or not url.netloc or "@" in url.netloc:
+        raise _BadMessage("a proxy request needs an absolute http:// URI without credentials")
+    host, port = _split_host_port(url.netloc)
+    port = port or 80
+    lengths = {value for name, value in headers if name.lower() == "content-length"}
+    encodings = [value.lower() for name, value in headers if name.lower() == "transfer-encoding"]
+    if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()) or (lengths and encodings):
+        raise _BadMessage("bad or conflicting Content-Length")
+    if encodings not in ([], ["chunked"]):
+        raise _BadMessage("unsupported Transfer-Encoding")
+    connection_named = {
+        token.strip().lower() for name, value in headers if name.lower() == "connection" for token in value.split(",")
+    }
+    authority = f"[{host}]" if ":" in host else host
+    authority += "" if port == 80 else f":{port}"
+    kept = [
+        f"{name}: {value}\r\n"
+        for name, value in headers
+        if name.lower() not in _REQUEST_DROPPED and name.lower() not in connection_named
+    ]
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    out = f"{method} {path} {version}\r\nHost: {authority}\r\n{''.join(kept)}Connection: close\r\n\r\n"
+    return _Request(
+        method=method,
+        host=host,
+        port=port,
+        upstream_head=out.encode("latin-1"),
+        content_length=int(next(iter(lengths))) if lengths else 0,
+        chunked=bool(encodings),
+    )
+
+
+def _response_head(head: bytes) -> tuple[int, bytes]:
+    """The status, and the head to relay: upstream's own connection headers replaced by `Connection: close`."""
+    lines = head.split(b"\r\n")
+    status = _STATUS_LINE.fullmatch(lines[0])
+    if status is None:
+        raise _BadMessage("bad status line")
+    kept = [line for line in lines[1:] if line.partition(b":")[0].strip().lower().decode("latin-1") not in _HOP_BY_HOP]
+    return int(status[1]), b"\r\n".join([lines[0], *kept, b"Connection: close", b"", b""])
+
+
+async def _send_body(client: BufferedByteStream, upstream: BufferedByteStream, request: _Request) -> None:
+    """Send exactly the request's body, no further: bytes after it would be requests nobody counted."""
+    if not request.chunked:
+        await _copy_exactly(client, upstream, request.content_length)
+        return
+    while True:
+        line = await client.receive_until(b"\r\n", _MAX_LINE)
+        size = _CHUNK_SIZE.fullmatch(line)
+        if size is None:
+            raise _BadMessage("bad chunk size line")
+        await upstream.send(line + b"\r\n")
+        if int(size[1], 16) == 0:
+            break
+        await _copy_exactly(client, upstream, int(size[1], 16))
+        if await client.receive_exactly(2) != b"\r\n":
+            raise _BadMessage("chunk not followed by CRLF")
+        await upstream.send(b"\r\n")
+    while line := await client.receive_until(b"\r\n", _MAX_LINE):  # trailers, up to the empty line
+        await upstream.send(line + b"\r\n")
+    await upstream.send(b"\r\n")
+
+
+async def _copy_exactly(source: BufferedByteStream, sink: anyio.abc.ByteSendStream, size: int) -> None:
+    while size > 0:
+        chunk = await source.receive(min(size, 65536))
+        size -= len(chunk)
+        await sink.send(chunk)
+
+
+async def _pipe(source: anyio.abc.ByteReceiveStream, sink: anyio.abc.ByteStream) -> None:
+    async for chunk in source:
+        await sink.send(chunk)
+    # Pass the half-close on: the other direction may still be talking.
+    await sink.send_eof()
+
+
+async def _answer(client: anyio.abc.ByteSendStream, status: int, text: str) -> None:
+    body = f"swarm proxy: {text}\n".encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    await client.send(head.encode() + body)
+
+
+def _discard_pending(stream: anyio.abc.ByteReceiveStream) -> None:
+    """Drop input already received: closing a unix socket with unread input resets it, losing our answer."""
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    with contextlib.suppress(OSError):
+        while sock.recv(65536, socket.MSG_DONTWAIT):
+            pass
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_disconnect(inner) for inner in cast("BaseExceptionGroup[BaseException]", exc).exceptions)
+    return isinstance(exc, (*_DISCONNECTS, _BadMessage))
+
+
+__all__ = ["AllowList", "CountingProxy", "ProxyRequest"]
