@@ -250,12 +250,12 @@ async def test_network_on_reaches_an_allowed_host_through_the_counting_proxy_onl
     threading.Thread(target=server.serve_forever, daemon=True).start()
     code = (
         "import urllib.request, urllib.error\n"
-        "for url in ('http://127.0.0.1:%d/', 'http://localhost:%d/'):\n"
+        f"for url in ('http://127.0.0.1:{port}/', 'http://localhost:{port}/'):\n"
         "    try:\n"
         "        print(url, urllib.request.urlopen(url, timeout=5).status)\n"
         "    except urllib.error.HTTPError as exc:\n"
         "        print(url, exc.code)\n"
-    ) % (port, port)
+    )
     body = make_body(workspace, home, {"sandbox": {"allowed_domains": ["127.0.0.1"]}})
     try:
         async with Client(build_server(body)) as client:
