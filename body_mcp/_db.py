@@ -83,6 +83,11 @@ _MIGRATIONS: list[str] = [
     """
     CREATE TABLE decisions (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
     """,
+    # v3: how far the audit chain has been shipped to the brain
+    """
+    CREATE TABLE brain_outbox (id INTEGER PRIMARY KEY CHECK (id = 1), shipped_through INTEGER NOT NULL);
+    INSERT INTO brain_outbox (id, shipped_through) VALUES (1, 0);
+    """,
 ]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import httpx
 
 from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
 from shared_protocol import AuditEvent, Impact, RefusalCode
@@ -21,11 +22,13 @@ from shared_protocol.decisions import classify
 
 from ._db import StateDB
 from .audit import AuditStore, EventDraft, new_action_id, redact_arguments
+from .brain_client import BrainClient
+from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
 from .decisions import DecisionStore, LocalDecisionStore, require_approval, thresholds
-from .exceptions import ToolRefused
+from .exceptions import ToolRefused, UserError
 from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards
-from .killswitch import KillSwitch, LocalKillSwitch
+from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
 from .policy import PathPolicy
 from .scan import WorkspaceScanner
@@ -47,6 +50,10 @@ class BodySettings:
     config: SwarmConfig
     agent: str | None = None
     """Overrides the MCP client's name as the audited agent (`SWARM_AGENT`)."""
+    brain_url: str | None = None
+    """Link to this brain (`--brain`); None: a standalone body."""
+    brain_token: str | None = None
+    """The body's bearer token for the brain (`SWARM_TOKEN`)."""
 
 
 class Body:
@@ -58,6 +65,7 @@ class Body:
         guards: Sequence[Guard] | None = None,
         clock: Callable[[], float] = time.time,
         sandbox: Sandbox | None = None,
+        brain_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
         self.paths = StatePaths(home=settings.home, workspace=settings.workspace)
@@ -72,23 +80,43 @@ class Body:
         )
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
         self.limits = Limits(self.db, config.limits, clock=clock)
-        self.kill_switch: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
+        local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
+        self.link: BrainLink | None = None
+        if settings.brain_url:
+            if not settings.brain_token:
+                raise UserError("a linked body needs its brain token: set SWARM_TOKEN (or pass --token)")
+            client = BrainClient(settings.brain_url, settings.brain_token, transport=brain_transport)
+            self.link = BrainLink(client, self.db, body_id=self.identity.body_id, workspace=str(settings.workspace))
+            self.link.on_kill = self._kill_running_commands
+        self.kill_switch: KillSwitch = local_kill if self.link is None else CombinedKillSwitch(local_kill, self.link)
         self.workspace = Workspace(settings.workspace)
         self.policy = PathPolicy(denied=config.policy.denied_paths, read_only=config.policy.read_only_paths)
         self.shadow = config.policy.mode == "shadow"
         self.session = f"ses_{time.time_ns():x}{secrets.token_hex(2)}"
         self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in ALL_TOOLS}
         self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
-        self.brain_state: Literal["connected", "unreachable", "standalone"] = "standalone"
         self.workspace_lock = anyio.Lock()
         self.held_runs: dict[HeldKey, HeldRun] = {}
         self.rules = thresholds(config)
-        self.decisions: DecisionStore = LocalDecisionStore(
+        self.local_decisions = LocalDecisionStore(
             self.db, rules=self.rules, deadline_s=config.policy.decision_deadline_s, clock=clock
         )
+        self.decisions: DecisionStore = (
+            self.local_decisions if self.link is None else BrainDecisionStore(self.link.client)
+        )
+        self.task_claims: dict[str, str] = {}
+        """Claim tokens of the tasks this body's agents hold (task id → token)."""
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
         self._sandbox: Sandbox | None = sandbox
         self._sandbox_error: str | None = None
+
+    @property
+    def brain_state(self) -> Literal["connected", "unreachable", "standalone"]:
+        return "standalone" if self.link is None else self.link.status
+
+    def _kill_running_commands(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.kill_all()
 
     def sandbox(self) -> Sandbox:
         """The sandbox backend, chosen on first use; refuses (never runs bare) when none can isolate."""
@@ -126,17 +154,17 @@ class Body:
         )
         return await self.pipeline.call(ctx)
 
-    def require_approval_for(self, ctx: CallContext, impact: Impact) -> None:
+    async def require_approval_for(self, ctx: CallContext, impact: Impact) -> None:
         """The approval gate: an impact that needs a human or consensus needs an approved, covering decision."""
         needs = classify(impact, 1.0, self.rules)
         if needs in ("human", "consensus"):
             decision_id = ctx.args.decision_id if ctx.args is not None else None
-            require_approval(self.decisions, decision_id, impact, needs)
+            await require_approval(self.decisions, decision_id, impact, needs)
 
-    def check_measured(self, ctx: CallContext, impact: Impact) -> None:
+    async def check_measured(self, ctx: CallContext, impact: Impact) -> None:
         """Hold a measured impact (known only while executing) to the same rules as the planned one."""
         self.limits.check_blast_radius(impact)
-        self.require_approval_for(ctx, impact)
+        await self.require_approval_for(ctx, impact)
         if ctx.reservation is not None:
             extra = Impact(
                 files=max(impact.files - ctx.planned.files, 0),
@@ -189,7 +217,10 @@ class Body:
             for extra in ctx.also:
                 extra(conn)
 
-        return self.audit.append(draft, also=also)
+        event = self.audit.append(draft, also=also)
+        if self.link is not None:
+            self.link.new_events.set()
+        return event
 
     def human_undo(self, target_id: str, *, force: bool, by: str | None = None) -> tuple[AuditEvent, list[str]]:
         """`swarm undo`: a human reverses an action or decision; works even while killed, and is audited."""

@@ -41,11 +41,9 @@ def thresholds(config: SwarmConfig) -> ApprovalThresholds:
 
 
 class DecisionStore(Protocol):
-    def create(self, request: DecisionRequest) -> Decision: ...
+    async def create(self, request: DecisionRequest) -> Decision: ...
 
-    def get(self, decision_id: str) -> Decision | None: ...
-
-    def answer(self, decision_id: str, kind: AnswerKind, *, by: str, reason: str) -> Decision: ...
+    async def get(self, decision_id: str) -> Decision | None: ...
 
 
 class DecisionConflict(UserError):
@@ -66,7 +64,13 @@ class LocalDecisionStore:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    def create(self, request: DecisionRequest) -> Decision:
+    async def create(self, request: DecisionRequest) -> Decision:
+        return self.create_now(request)
+
+    async def get(self, decision_id: str) -> Decision | None:
+        return self.get_now(decision_id)
+
+    def create_now(self, request: DecisionRequest) -> Decision:
         now = self._now()
         needs = classify(request.impact, request.confidence, self._rules)
         state = initial_state(needs)
@@ -98,7 +102,7 @@ class LocalDecisionStore:
             )
         return decision
 
-    def get(self, decision_id: str) -> Decision | None:
+    def get_now(self, decision_id: str) -> Decision | None:
         with self._db.read() as conn:
             row = conn.execute("SELECT body FROM decisions WHERE id = ?", (decision_id,)).fetchone()
         if row is None:
@@ -127,7 +131,7 @@ class LocalDecisionStore:
         return decision
 
     def answer(self, decision_id: str, kind: AnswerKind, *, by: str, reason: str) -> Decision:
-        decision = self.get(decision_id)
+        decision = self.get_now(decision_id)
         if decision is None:
             raise UserError(f"no decision '{decision_id}' on this machine")
         final = decision.state in ("denied", "expired", "overridden")
@@ -138,7 +142,7 @@ class LocalDecisionStore:
         return self._save(decision.model_copy(update={"state": verdict, "answers": [*decision.answers, answer]}))
 
 
-def require_approval(store: DecisionStore, decision_id: str | None, impact: Impact, needs: str) -> None:
+async def require_approval(store: DecisionStore, decision_id: str | None, impact: Impact, needs: str) -> None:
     """Refuse unless `decision_id` names a decision approved for at least `impact` (the guard's last word)."""
     how = "a human approval" if needs == "human" else "consensus (a human approval until voting exists)"
     ask = (
@@ -147,7 +151,7 @@ def require_approval(store: DecisionStore, decision_id: str | None, impact: Impa
     )
     if decision_id is None:
         raise ApprovalRequired(ask)
-    decision = store.get(decision_id)
+    decision = await store.get(decision_id)
     if decision is None:
         raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}")
     if decision.state != "approved":

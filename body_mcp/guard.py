@@ -84,6 +84,13 @@ class KillSwitchGuard:
         spec = body.tools.get(ctx.tool)
         if spec is None or not spec.read_only:
             state = body.kill_switch.state()
+            if state.engaged and state.source == "failsafe":
+                raise KillSwitchEngaged(
+                    f"{state.reason}; mutating tools are refused until the body reconnects. "
+                    "Read-only tools still work.",
+                    code=RefusalCode.BRAIN_UNREACHABLE,
+                    rule="brain.failsafe",
+                )
             if state.engaged:
                 by = f" by {state.by}" if state.by else ""
                 raise KillSwitchEngaged(
@@ -151,7 +158,7 @@ class ApprovalGuard:
 
     async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
         assert ctx.args is not None
-        body.require_approval_for(ctx, ctx.planned)
+        await body.require_approval_for(ctx, ctx.planned)
         return await call_next(ctx)
 
 

@@ -22,7 +22,8 @@ class KillState:
     reason: str | None = None
     by: str | None = None
     at: str | None = None
-    source: Literal["local", "brain"] | None = None
+    source: Literal["local", "brain", "failsafe"] | None = None
+    """`failsafe`: a linked body that has not heard from its brain in time behaves as killed."""
 
 
 RELEASED = KillState(engaged=False)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from ._base import ProtocolModel
+from .brain import Task
 from .refusals import Refusal
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -211,6 +212,26 @@ class DecisionResult(ToolResult):
 
 class DecisionStatusArgs(ToolArgs):
     id: str = Field(min_length=1, description="A decision id from request_approval.")
+
+
+class NextTaskArgs(ToolArgs):
+    pass
+
+
+class NextTaskResult(ToolResult):
+    task: Task | None = Field(description="The task you now hold (until its lease runs out), or null: nothing queued.")
+    lease_s: int | None = None
+    note: str = ""
+
+
+class ReportOutcomeArgs(ToolArgs):
+    task_id: str = Field(min_length=1)
+    outcome: Literal["succeeded", "failed", "abandoned"]
+    summary: str = Field(default="", description="What was done, for the humans and the brain.")
+
+
+class ReportOutcomeResult(ToolResult):
+    task: Task
 
 
 class StatusArgs(ToolArgs):

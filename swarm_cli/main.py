@@ -184,7 +184,7 @@ def _answer(kind: AnswerKind) -> Command:
         body = _open_body(args)
         by = f"human:{os.environ.get('USER', 'unknown')}"
         try:
-            decision = body.decisions.answer(args.id, kind, by=by, reason=args.reason)
+            decision = body.local_decisions.answer(args.id, kind, by=by, reason=args.reason)
             body.record_human(
                 action=kind, rationale=args.reason, by=by, detail={"decision_id": decision.id, "state": decision.state}
             )

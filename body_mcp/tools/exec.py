@@ -173,7 +173,7 @@ async def _apply_held(body: Body, ctx: CallContext, args: RunCommandArgs, key: H
         if not _unchanged(body, held.states):
             return None  # the workspace changed since: run the command again instead
         impact = Impact(files=held.sorted_.counted_files)
-        body.check_measured(ctx, impact)
+        await body.check_measured(ctx, impact)
         ctx.files = [c.path for c in held.sorted_.to_apply]
         ctx.detail["applied_held_run"] = True
         run = held.staged.result
@@ -295,7 +295,7 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
             )
         impact = Impact(files=sorted_.counted_files, api_calls=api_calls)
         try:
-            body.check_measured(ctx, impact)
+            await body.check_measured(ctx, impact)
         except ApprovalRequired as exc:
             # Keep the staged set, so the approved retry applies exactly what was reviewed, without re-running.
             ttl = body.settings.config.policy.decision_deadline_s

@@ -217,7 +217,7 @@ async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> Mutatio
         inside = _subtree_files(body, source)
         _check_subtree_policy(body, inside)
         moved_files = max(1, sum(1 for p in inside if (_fsops.read_entry(body.workspace, p)[0].type != "dir")))
-        body.check_measured(ctx, Impact(files=moved_files))
+        await body.check_measured(ctx, Impact(files=moved_files))
     changes = [FileChange(path=source.rel, kind="moved"), FileChange(path=destination.rel, kind="created")]
     if ctx.mode == "live":
         recorder = ctx.recorder = body.undo.recorder(body.workspace)

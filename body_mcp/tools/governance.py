@@ -135,7 +135,7 @@ async def request_approval(body: Body, ctx: CallContext, args: RequestApprovalAr
         body_id=body.identity.body_id,
         action=", ".join(args.files[:50]) or None,
     )
-    decision = body.decisions.create(request)
+    decision = await body.decisions.create(request)
     ctx.detail.update(decision_id=decision.id, needs=decision.needs, state=decision.state)
     if decision.state == "pending":
         body.notify_human(decision)
@@ -143,7 +143,7 @@ async def request_approval(body: Body, ctx: CallContext, args: RequestApprovalAr
 
 
 async def decision_status(body: Body, ctx: CallContext, args: DecisionStatusArgs) -> DecisionResult:
-    decision = body.decisions.get(args.id)
+    decision = await body.decisions.get(args.id)
     if decision is None:
         raise ToolRefused(f"no decision with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule="decisions")
     return _decision_result(ctx, decision)

@@ -1,0 +1,146 @@
+"""The brain's HTTP API, as the body and the CLI call it (httpx; every model from `shared_protocol.brain`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from shared_protocol.brain import (
+    AnswerRequest,
+    AuditAck,
+    AuditBatch,
+    BrainStatus,
+    ClaimRequest,
+    ClaimResponse,
+    Decision,
+    DecisionRequest,
+    ErrorBody,
+    HeartbeatResponse,
+    KillRequest,
+    KillState,
+    OutcomeRequest,
+    RegisterRequest,
+    Registration,
+    ResumeRequest,
+    Task,
+)
+
+from .exceptions import SwarmError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BrainUnavailable(SwarmError):
+    """The brain could not be reached, or answered with something that is not its API."""
+
+
+class BrainRejected(SwarmError):
+    """The brain answered with an error: `error.code` says which (auth, conflict, chain gap…)."""
+
+    def __init__(self, status: int, error: ErrorBody) -> None:
+        super().__init__(f"brain refused ({status} {error.code.value}): {error.message}")
+        self.status = status
+        self.error = error
+
+
+class BrainClient:
+    def __init__(self, base_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            transport=transport,
+            timeout=httpx.Timeout(10.0, connect=5.0),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, model: type[M], body: BaseModel | None = None) -> M:
+        try:
+            response = await self._http.request(
+                method, path, json=body.model_dump(mode="json") if body is not None else None
+            )
+        except httpx.HTTPError as exc:
+            raise BrainUnavailable(f"brain unreachable: {exc!r}") from exc
+        if response.status_code >= 400:
+            try:
+                error = ErrorBody.model_validate_json(response.content)
+            except ValidationError:
+                raise BrainUnavailable(f"brain answered {response.status_code} without an error body") from None
+            raise BrainRejected(response.status_code, error)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise BrainUnavailable(f"brain answered something that is not a {model.__name__}") from exc
+
+    async def status(self) -> BrainStatus:
+        return await self._call("GET", "/v1/status", BrainStatus)
+
+    async def register(self, request: RegisterRequest) -> Registration:
+        return await self._call("POST", "/v1/bodies/register", Registration, request)
+
+    async def heartbeat(self, body_id: str) -> HeartbeatResponse:
+        return await self._call("POST", f"/v1/bodies/{body_id}/heartbeat", HeartbeatResponse)
+
+    async def ship(self, batch: AuditBatch) -> AuditAck:
+        return await self._call("POST", "/v1/audit", AuditAck, batch)
+
+    async def kill(self, reason: str) -> KillState:
+        return await self._call("POST", "/v1/kill", KillState, KillRequest(reason=reason))
+
+    async def resume(self, reason: str) -> KillState:
+        return await self._call("POST", "/v1/resume", KillState, ResumeRequest(reason=reason))
+
+    async def create_decision(self, request: DecisionRequest) -> Decision:
+        return await self._call("POST", "/v1/decisions", Decision, request)
+
+    async def get_decision(self, decision_id: str) -> Decision | None:
+        try:
+            return await self._call("GET", f"/v1/decisions/{decision_id}", Decision)
+        except BrainRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def answer(self, decision_id: str, kind: str, reason: str) -> Decision:
+        return await self._call("POST", f"/v1/decisions/{decision_id}/{kind}", Decision, AnswerRequest(reason=reason))
+
+    async def claim(self, request: ClaimRequest) -> ClaimResponse:
+        return await self._call("POST", "/v1/tasks/claim", ClaimResponse, request)
+
+    async def outcome(self, task_id: str, request: OutcomeRequest) -> Task:
+        return await self._call("POST", f"/v1/tasks/{task_id}/outcome", Task, request)
+
+    async def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]:
+        """Server-sent events as (event, data); a keepalive comment yields ("keepalive", "")."""
+        timeout = httpx.Timeout(read_timeout_s, connect=5.0)
+        try:
+            async with self._http.stream("GET", "/v1/events", params={"body_id": body_id}, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise BrainRejected(response.status_code, ErrorBody.model_validate_json(response.content))
+                event = "message"
+                data: list[str] = []
+                async for line in response.aiter_lines():
+                    if line.startswith(":"):
+                        yield "keepalive", ""
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+                    elif line == "" and data:
+                        yield event, "\n".join(data)
+                        event = "message"
+                        data = []
+        except httpx.HTTPError as exc:
+            raise BrainUnavailable(f"event stream lost: {exc!r}") from exc
+
+
+def kill_state_from(data: str) -> KillState:
+    return KillState.model_validate_json(data)
+
+
+__all__ = ["BrainClient", "BrainRejected", "BrainUnavailable", "kill_state_from"]

@@ -1,0 +1,176 @@
+"""A linked body's connection to its brain: one more kill-switch source, and the failsafe.
+
+`BrainLink.run()` keeps the body registered, listens to `GET /v1/events` (the kill switch
+arrives there within milliseconds), heartbeats, and ships the audit chain from the local
+outbox (`brain_outbox.shipped_through`): batches are re-sent until acknowledged, and the
+brain stores each (body, seq) once, so nothing is lost or duplicated when the brain is
+down, restarts, or the body is killed. `state()` is engaged when the brain's kill is, or
+when nothing has been heard from the brain for `failsafe_s` (fail closed); reconnecting
+lifts the failsafe unless the brain is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import anyio
+
+from shared_protocol import AuditEvent
+from shared_protocol.brain import AuditBatch, BrainErrorCode, Decision, DecisionRequest, KillState, RegisterRequest
+
+from ._db import StateDB
+from .brain_client import BrainClient, BrainRejected, BrainUnavailable, kill_state_from
+from .killswitch import RELEASED
+from .killswitch import KillState as BodyKillState
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 500
+
+
+class BrainLink:
+    def __init__(
+        self,
+        client: BrainClient,
+        db: StateDB,
+        *,
+        body_id: str,
+        workspace: str,
+        failsafe_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self._db = db
+        self.body_id = body_id
+        self.workspace = workspace
+        self.failsafe_s = failsafe_s
+        self.heartbeat_s = 2.0
+        self._clock = clock
+        self._last_heard = clock()  # a grace period of `failsafe_s` from start, then fail closed
+        self._brain_kill = KillState(engaged=False)
+        self._ever_connected = False
+        self.new_events = anyio.Event()
+        self.on_kill: Callable[[], None] | None = None
+
+    # -- kill-switch source ------------------------------------------------------------
+
+    def _heard(self) -> None:
+        self._last_heard = self._clock()
+
+    def _set_kill(self, state: KillState) -> None:
+        was = self._brain_kill.engaged
+        self._brain_kill = state
+        self._heard()
+        if state.engaged and not was and self.on_kill is not None:
+            self.on_kill()
+
+    def state(self) -> BodyKillState:
+        kill = self._brain_kill
+        if kill.engaged:
+            at = kill.at.isoformat() if kill.at is not None else None
+            return BodyKillState(engaged=True, reason=kill.reason, by=kill.by, at=at, source="brain")
+        silent = self._clock() - self._last_heard
+        if silent > self.failsafe_s:
+            return BodyKillState(
+                engaged=True,
+                reason=f"no word from the brain for {silent:.0f}s (failsafe {self.failsafe_s:.0f}s)",
+                source="failsafe",
+            )
+        return RELEASED
+
+    @property
+    def status(self) -> Literal["connected", "unreachable"]:
+        return "connected" if self._clock() - self._last_heard <= self.failsafe_s else "unreachable"
+
+    # -- the loops ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay linked until cancelled, reconnecting with backoff."""
+        delay = 0.2
+        while True:
+            try:
+                registration = await self.client.register(
+                    RegisterRequest(
+                        body_id=self.body_id, workspace=self.workspace, hostname=socket.gethostname(), version="0.1.0"
+                    )
+                )
+                self.failsafe_s = registration.failsafe_s
+                self.heartbeat_s = registration.heartbeat_interval_s
+                self._set_kill(registration.kill)
+                self._ever_connected = True
+                delay = 0.2
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._listen)
+                    tg.start_soon(self._heartbeats)
+                    tg.start_soon(self._ship_forever)
+            except (BrainUnavailable, BrainRejected) as exc:
+                logger.warning("brain link: %s; retrying in %.1fs", exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _listen(self) -> None:
+        async for event, data in self.client.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
+            if event in ("kill", "resume"):
+                self._set_kill(kill_state_from(data))
+            else:
+                self._heard()
+        raise BrainUnavailable("event stream ended")
+
+    async def _heartbeats(self) -> None:
+        while True:
+            response = await self.client.heartbeat(self.body_id)
+            self._set_kill(response.kill)
+            await anyio.sleep(self.heartbeat_s)
+
+    async def _ship_forever(self) -> None:
+        while True:
+            await self.ship_pending()
+            with anyio.move_on_after(1.0):
+                await self.new_events.wait()
+            self.new_events = anyio.Event()
+
+    def _shipped_through(self) -> int:
+        with self._db.read() as conn:
+            return int(conn.execute("SELECT shipped_through FROM brain_outbox WHERE id = 1").fetchone()[0])
+
+    def _set_shipped(self, seq: int) -> None:
+        with self._db.write() as conn:
+            conn.execute("UPDATE brain_outbox SET shipped_through = ? WHERE id = 1", (seq,))
+
+    async def ship_pending(self) -> int:
+        """Ship every event not yet acknowledged; returns the highest seq the brain holds."""
+        through = self._shipped_through()
+        while True:
+            with self._db.read() as conn:
+                rows = conn.execute(
+                    "SELECT body FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (through, _BATCH)
+                ).fetchall()
+            if not rows:
+                return through
+            events = [AuditEvent.model_validate_json(body) for (body,) in rows]
+            try:
+                ack = await self.client.ship(AuditBatch(body_id=self.body_id, events=events))
+                through = ack.stored_through
+            except BrainRejected as exc:
+                gap = exc.error.code in (BrainErrorCode.CHAIN_GAP, BrainErrorCode.CHAIN_MISMATCH)
+                if not gap or exc.error.stored_through is None or exc.error.stored_through == through:
+                    raise
+                through = exc.error.stored_through  # the brain holds more (or less) than we thought: resume there
+            self._set_shipped(through)
+
+
+class BrainDecisionStore:
+    """Decisions of a linked body live in the brain (the same `DecisionStore` protocol as local ones)."""
+
+    def __init__(self, client: BrainClient) -> None:
+        self._client = client
+
+    async def create(self, request: DecisionRequest) -> Decision:
+        return await self._client.create_decision(request)
+
+    async def get(self, decision_id: str) -> Decision | None:
+        return await self._client.get_decision(decision_id)

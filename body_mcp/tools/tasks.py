@@ -1,0 +1,87 @@
+"""Task tools: `next_task` claims work from the brain's queue; `report_outcome` finishes it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared_protocol import NextTaskArgs, NextTaskResult, RefusalCode, ReportOutcomeArgs, ReportOutcomeResult
+from shared_protocol.brain import ClaimRequest, OutcomeRequest
+
+from ..brain_client import BrainRejected, BrainUnavailable
+from ..exceptions import ToolRefused
+from ._spec import ToolSpec
+
+if TYPE_CHECKING:
+    from ..body import Body
+    from ..guard import CallContext
+
+
+def _brain_down(exc: Exception) -> ToolRefused:
+    return ToolRefused(f"the brain did not answer: {exc}", code=RefusalCode.BRAIN_UNREACHABLE, rule="brain.link")
+
+
+async def next_task(body: Body, ctx: CallContext, args: NextTaskArgs) -> NextTaskResult:
+    if body.link is None:
+        return NextTaskResult(
+            action_id=ctx.action_id, task=None, note="standalone body: tasks come from a brain (swarm body --brain URL)"
+        )
+    try:
+        claim = await body.link.client.claim(ClaimRequest(body_id=body.identity.body_id, agent=ctx.agent))
+    except (BrainUnavailable, BrainRejected) as exc:
+        raise _brain_down(exc) from exc
+    if claim.task is None or claim.claim_token is None:
+        return NextTaskResult(action_id=ctx.action_id, task=None, note="nothing queued")
+    body.task_claims[claim.task.id] = claim.claim_token
+    ctx.detail["task_id"] = claim.task.id
+    return NextTaskResult(
+        action_id=ctx.action_id,
+        task=claim.task,
+        lease_s=claim.lease_s,
+        note="report_outcome when done; the lease expires otherwise and the task is requeued",
+    )
+
+
+async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) -> ReportOutcomeResult:
+    token = body.task_claims.get(args.task_id)
+    if body.link is None or token is None:
+        raise ToolRefused(
+            f"this body holds no claim on task '{args.task_id}' (claim it with next_task first)",
+            code=RefusalCode.NOT_FOUND,
+            rule="tasks.claim",
+        )
+    try:
+        task = await body.link.client.outcome(
+            args.task_id, OutcomeRequest(claim_token=token, outcome=args.outcome, summary=args.summary)
+        )
+    except BrainRejected as exc:
+        body.task_claims.pop(args.task_id, None)
+        raise ToolRefused(
+            f"the brain refused the outcome: {exc.error.message}", code=RefusalCode.NOT_FOUND, rule="tasks.claim"
+        ) from exc
+    except BrainUnavailable as exc:
+        raise _brain_down(exc) from exc
+    body.task_claims.pop(args.task_id, None)
+    ctx.detail["task_id"] = args.task_id
+    return ReportOutcomeResult(action_id=ctx.action_id, task=task)
+
+
+TASK_TOOLS = [
+    ToolSpec(
+        name="next_task",
+        description="Claim the most valuable queued task from the brain (or none). You hold it until its lease ends.",
+        args_model=NextTaskArgs,
+        result_model=NextTaskResult,
+        handler=next_task,
+        read_only=False,
+        destructive=False,
+    ),
+    ToolSpec(
+        name="report_outcome",
+        description="Finish a task you claimed: succeeded, failed or abandoned, with a summary.",
+        args_model=ReportOutcomeArgs,
+        result_model=ReportOutcomeResult,
+        handler=report_outcome,
+        read_only=False,
+        destructive=False,
+    ),
+]
