@@ -109,6 +109,12 @@ class BrainLink:
                     tg.start_soon(self._ship_forever)
             except (BrainUnavailable, BrainRejected) as exc:
                 logger.warning("brain link: %s; retrying in %.1fs", exc, delay)
+            except ExceptionGroup as group:
+                # One of the link's loops lost the brain; the others were cancelled with it.
+                lost, other = group.split((BrainUnavailable, BrainRejected))
+                if other is not None:
+                    raise other from None
+                logger.warning("brain link: %s; retrying in %.1fs", lost, delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -28,7 +28,21 @@ def load(flag: str | None, home: Path) -> SwarmConfig:
         raise ConfigError(str(exc)) from None
 
 
-def body_settings(*, workspace: str | None, config: str | None) -> BodySettings:
+def brain_url(flag: str | None) -> str | None:
+    """`--brain URL`, else `$SWARM_BRAIN_URL`."""
+    return flag or os.environ.get("SWARM_BRAIN_URL") or None
+
+
+def token(flag: str | None) -> str:
+    found = flag or os.environ.get("SWARM_TOKEN")
+    if not found:
+        raise ConfigError("a brain token is needed: set SWARM_TOKEN (or pass --token); see `swarm brain token create`")
+    return found
+
+
+def body_settings(
+    *, workspace: str | None, config: str | None, brain: str | None = None, brain_token: str | None = None
+) -> BodySettings:
     home = resolve_home()
     cfg = load(config, home)
     raw = workspace or cfg.workspace.path or os.getcwd()
@@ -37,4 +51,6 @@ def body_settings(*, workspace: str | None, config: str | None) -> BodySettings:
         home=home,
         config=cfg,
         agent=os.environ.get("SWARM_AGENT") or None,
+        brain_url=brain,
+        brain_token=brain_token,
     )

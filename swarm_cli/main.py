@@ -7,15 +7,19 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import anyio
+
 from body_mcp import Body, SwarmError, UserError
+from body_mcp.brain_client import BrainClient
 from body_mcp.decisions import AnswerKind
 from body_mcp.exceptions import ToolRefused
 from body_mcp.explain import explain_event
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
+from shared_protocol.brain import Decision
 from shared_protocol.config import render_config
 
 from . import _context
@@ -70,9 +74,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_body(args: argparse.Namespace) -> int:
     from body_mcp.server import run_stdio
 
-    if args.brain:
-        raise UserError("--brain: linking a body to a brain is not built yet (see README, 'Not finished')")
-    run_stdio(_open_body(args))
+    url = _context.brain_url(args.brain)
+    settings = _context.body_settings(
+        workspace=args.workspace, config=args.config, brain=url, brain_token=_context.token(args.token) if url else None
+    )
+    run_stdio(Body(settings))
     return 0
 
 
@@ -113,6 +119,10 @@ def _each_body(action: Callable[[Body], object]) -> None:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
+    if _context.brain_url(args.brain):
+        _on_brain(args, lambda client: client.kill(args.reason))
+        _out(f"kill switch ENGAGED on the brain: every linked body refuses mutating calls ({args.reason})")
+        return 0
     home = resolve_home()
     by = f"human:{os.environ.get('USER', 'unknown')}"
     LocalKillSwitch(StatePaths(home=home, workspace=home).kill_file).engage(reason=args.reason, by=by)
@@ -122,6 +132,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if _context.brain_url(args.brain):
+        _on_brain(args, lambda client: client.resume(args.reason))
+        _out("kill switch released on the brain")
+        return 0
     home = resolve_home()
     released = LocalKillSwitch(StatePaths(home=home, workspace=home).kill_file).release()
     if not released:
@@ -181,6 +195,11 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 def _answer(kind: AnswerKind) -> Command:
     def run(args: argparse.Namespace) -> int:
+        if _context.brain_url(args.brain):
+            answered = _on_brain(args, lambda client: client.answer(args.id, kind, args.reason))
+            assert isinstance(answered, Decision)
+            _out(f"decision {answered.id} is now {answered.state}: {answered.summary}")
+            return 0
         body = _open_body(args)
         by = f"human:{os.environ.get('USER', 'unknown')}"
         try:
@@ -197,6 +216,25 @@ def _answer(kind: AnswerKind) -> Command:
 
 
 # -- parser ------------------------------------------------------------------------------
+
+
+def _brain_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL; none: this machine)")
+    parser.add_argument("--token", help="bearer token for the brain (default: $SWARM_TOKEN)")
+
+
+def _on_brain(args: argparse.Namespace, call: Callable[[BrainClient], Awaitable[object]]) -> object:
+    url = _context.brain_url(args.brain)
+    assert url is not None
+    client = BrainClient(url, _context.token(args.token))
+
+    async def run() -> object:
+        try:
+            return await call(client)
+        finally:
+            await client.aclose()
+
+    return anyio.run(run)
 
 
 def _workspace_arg(parser: argparse.ArgumentParser) -> None:
@@ -224,15 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("body", cmd_body, "the MCP server over stdio (launched by the IDE)")
     _workspace_arg(p)
-    p.add_argument("--brain", metavar="URL", help="link to a brain (not built yet)")
+    _brain_args(p)
 
     p = add("status", cmd_status, "kill switch, mode, breaker, budgets and audit health of a workspace")
     _workspace_arg(p)
 
-    p = add("kill", cmd_kill, "engage the local kill switch: every body on this machine refuses mutating calls")
+    p = add("kill", cmd_kill, "engage the kill switch: this machine's bodies, or with --brain every linked body")
     p.add_argument("--reason", default="manual kill", help="why (audited)")
-    p = add("resume", cmd_resume, "lift the local kill switch")
+    _brain_args(p)
+    p = add("resume", cmd_resume, "lift the kill switch (local, or the brain's with --brain)")
     p.add_argument("--reason", default="manual resume", help="why (audited)")
+    _brain_args(p)
 
     audit = sub.add_parser("audit", help="verify, tail or explain the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
@@ -257,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("id", help="the decision id")
         p.add_argument("--reason", default=f"{kind} from the command line", help="why (audited)")
         _workspace_arg(p)
+        _brain_args(p)
 
     p = add("undo", cmd_undo, "reverse an action or every action of a decision (works while killed)")
     p.add_argument("id")
