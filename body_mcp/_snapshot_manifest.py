@@ -1,0 +1,282 @@
+"""The snapshot manifest (what a workspace held), the results of snapshot operations, and their errors.
+
+    SwarmError
+    └── SnapshotError
+        ├── SnapshotNotFound   an unknown or malformed snapshot ID
+        ├── SnapshotDamaged    a manifest or object fails its hash: nothing is restored from it
+        └── RestoreImpossible  the workspace cannot be swapped (a mount point, an unwritable parent)
+
+A manifest is JSON: `id`, `created_at`, `workspace`, `entries` (`path`, `type` file|dir|symlink,
+`mode`, `sha256`, `size`, `target`, and for files a `stat` cache `[size, mtime_ns, ino,
+ctime_ns]` that lets the next snapshot skip rereading an unchanged file), `skipped` (special
+files, excluded paths), `extras` (the state database and the config file, stored as chunks)
+and `manifest_sha256`, the sha256 of the canonical JSON of everything else, so damage to the
+manifest itself is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from .exceptions import SwarmError
+
+EntryType = Literal["file", "dir", "symlink"]
+SkipReason = Literal["excluded", "special", "unreadable"]
+StatKey = tuple[int, int, int, int]
+_FORMAT = 1
+
+
+class SnapshotError(SwarmError):
+    """Base of the snapshot errors; the message is one line saying what is wrong."""
+
+
+class SnapshotNotFound(SnapshotError):
+    pass
+
+
+class SnapshotDamaged(SnapshotError):
+    pass
+
+
+class RestoreImpossible(SnapshotError):
+    pass
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class Entry:
+    path: str
+    type: EntryType
+    mode: int | None
+    sha256: str | None = None
+    size: int = 0
+    target: str | None = None
+    stat: StatKey | None = None
+    """(size, mtime_ns, ino, ctime_ns) when read; None when the file was too fresh to trust it."""
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.path.split("/"))
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class Skipped:
+    path: str
+    reason: SkipReason
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class Extra:
+    """A file kept beside the workspace tree (`state.db`, `config`), as a list of chunks."""
+
+    name: str
+    source: str
+    size: int
+    mode: int
+    chunks: tuple[tuple[str, int], ...]
+    stat: tuple[int, ...] | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class Manifest:
+    id: str
+    created_at: str
+    workspace: str
+    reason: str
+    root_mode: int
+    exclude: tuple[str, ...]
+    entries: tuple[Entry, ...]
+    skipped: tuple[Skipped, ...] = ()
+    extras: tuple[Extra, ...] = ()
+
+    @property
+    def files(self) -> int:
+        return sum(1 for e in self.entries if e.type == "file")
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def extra(self, name: str) -> Extra | None:
+        return next((x for x in self.extras if x.name == name), None)
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def manifest_to_json(manifest: Manifest) -> bytes:
+    body: dict[str, Any] = {
+        "format": _FORMAT,
+        "id": manifest.id,
+        "created_at": manifest.created_at,
+        "workspace": manifest.workspace,
+        "reason": manifest.reason,
+        "root_mode": manifest.root_mode,
+        "exclude": list(manifest.exclude),
+        "entries": [
+            {"path": e.path, "type": e.type, "mode": e.mode, "sha256": e.sha256, "size": e.size, "target": e.target}
+            | ({"stat": list(e.stat)} if e.stat is not None else {})
+            for e in manifest.entries
+        ],
+        "skipped": [{"path": s.path, "reason": s.reason} for s in manifest.skipped],
+        "extras": [
+            {"name": x.name, "source": x.source, "size": x.size, "mode": x.mode, "chunks": [list(c) for c in x.chunks]}
+            | ({"stat": list(x.stat)} if x.stat is not None else {})
+            for x in manifest.extras
+        ],
+    }
+    body["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
+    return _canonical(body)
+
+
+def manifest_from_json(data: bytes, *, expected_id: str) -> Manifest:
+    """Parse and check a manifest; `SnapshotDamaged` for anything that does not add up."""
+    damaged = SnapshotDamaged(f"snapshot {expected_id}: its manifest is damaged (hash mismatch or unreadable)")
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise damaged from None
+    if not isinstance(raw, dict):
+        raise damaged
+    body = cast(dict[str, Any], raw)
+    claimed = body.pop("manifest_sha256", None)
+    if claimed != hashlib.sha256(_canonical(body)).hexdigest():
+        raise damaged
+    try:
+        if body["format"] != _FORMAT or body["id"] != expected_id:
+            raise damaged
+        manifest = Manifest(
+            id=str(body["id"]),
+            created_at=str(body["created_at"]),
+            workspace=str(body["workspace"]),
+            reason=str(body["reason"]),
+            root_mode=int(body["root_mode"]),
+            exclude=tuple(str(p) for p in body["exclude"]),
+            entries=tuple(_entry(e) for e in body["entries"]),
+            skipped=tuple(Skipped(path=str(s["path"]), reason=s["reason"]) for s in body["skipped"]),
+            extras=tuple(_extra(x) for x in body["extras"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise damaged from None
+    _check_paths(manifest, damaged)
+    return manifest
+
+
+def _entry(raw: dict[str, Any]) -> Entry:
+    kind = raw["type"]
+    if kind not in ("file", "dir", "symlink"):
+        raise ValueError(kind)
+    stat = raw.get("stat")
+    sha = raw["sha256"]
+    if kind == "file" and not (isinstance(sha, str) and len(sha) == 64):
+        raise ValueError("file without sha256")
+    if kind == "symlink" and not isinstance(raw["target"], str):
+        raise ValueError("symlink without target")
+    return Entry(
+        path=str(raw["path"]),
+        type=kind,
+        mode=None if raw["mode"] is None else int(raw["mode"]),
+        sha256=sha,
+        size=int(raw["size"]),
+        target=raw["target"],
+        stat=(int(stat[0]), int(stat[1]), int(stat[2]), int(stat[3])) if stat is not None else None,
+    )
+
+
+def _extra(raw: dict[str, Any]) -> Extra:
+    stat = raw.get("stat")
+    return Extra(
+        name=str(raw["name"]),
+        source=str(raw["source"]),
+        size=int(raw["size"]),
+        mode=int(raw["mode"]),
+        chunks=tuple((str(sha), int(size)) for sha, size in raw["chunks"]),
+        stat=tuple(int(v) for v in stat) if stat is not None else None,
+    )
+
+
+def _check_paths(manifest: Manifest, damaged: SnapshotDamaged) -> None:
+    """Every path relative and normalised, unique, under a directory entry: a restore cannot escape."""
+    dirs: set[tuple[str, ...]] = {()}
+    seen: set[str] = set()
+    for entry in sorted(manifest.entries, key=lambda e: e.parts):
+        parts = entry.parts
+        if entry.path in seen or any(p in ("", ".", "..") or "\x00" in p for p in parts):
+            raise damaged
+        if parts[:-1] not in dirs:
+            raise damaged
+        seen.add(entry.path)
+        if entry.type == "dir":
+            dirs.add(parts)
+    for extra in manifest.extras:
+        if sum(size for _, size in extra.chunks) != extra.size:
+            raise damaged
+
+
+# -- results of snapshot operations -------------------------------------------------------
+
+
+@dataclass(kw_only=True, frozen=True)
+class SnapshotInfo:
+    id: str
+    created_at: datetime
+    reason: str
+    files: int
+    bytes: int
+    skipped: int = 0
+    extras: tuple[str, ...] = ()
+    files_read: int = 0
+    objects_written: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    damaged: str | None = None
+    """Why the manifest could not be read (then the counts are 0)."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class RestoreResult:
+    snapshot_id: str
+    undo_snapshot_id: str
+    """The snapshot of the state just before the restore: restore it to undo this one."""
+    files: int
+    seconds: float
+    dropped: tuple[str, ...] = ()
+    """Excluded or special paths that had no parent directory in the restored tree, so were deleted."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class DrillReport:
+    snapshot_id: str
+    files: int
+    bytes: int
+    verify_s: float
+    restore_s: float
+    check_s: float
+    extras: tuple[str, ...] = ()
+
+
+@dataclass(kw_only=True, frozen=True)
+class PruneResult:
+    deleted: tuple[str, ...]
+    kept: int
+    objects_freed: int = 0
+    bytes_freed: int = 0
+    swept: bool = True
+    """False when a damaged manifest made it unsafe to delete unreferenced objects."""
+
+
+SnapshotAction = Literal["snapshot_create", "snapshot_restore", "snapshot_prune", "snapshot_drill"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class SnapshotEvent:
+    """What to audit: the Body turns it into an audit event (`tool=action`, `detail`)."""
+
+    action: SnapshotAction
+    outcome: Literal["ok", "failed"]
+    rationale: str
+    detail: dict[str, Any] = field(default_factory=dict[str, Any])

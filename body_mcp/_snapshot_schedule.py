@@ -1,0 +1,84 @@
+"""Snapshot scheduling: retention (which snapshots to keep) and the hourly loop a body runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from ._snapshot_store import snapshot_time
+from .exceptions import SwarmError
+
+if TYPE_CHECKING:
+    from .snapshots import Snapshotter
+
+
+def retained(ids: Sequence[str], *, now: datetime, keep_last: int = 48, keep_daily: int = 7) -> set[str]:
+    """The snapshots retention keeps: the `keep_last` newest, plus the newest of each of the last `keep_daily` days."""
+    dated = sorted((t, i) for i in ids if (t := snapshot_time(i)) is not None)
+    keep = {i for _, i in dated[-keep_last:]} if keep_last > 0 else set[str]()
+    days: set[object] = set()
+    for taken, snapshot_id in reversed(dated):
+        day = taken.date()
+        if 0 <= (now.date() - day).days < keep_daily and day not in days:
+            days.add(day)
+            keep.add(snapshot_id)
+    return keep
+
+
+def seconds_until_due(ids: Sequence[str], interval_s: float, *, now: datetime | None = None) -> float:
+    """Time left until the next snapshot, counted from the newest of `ids` (so restarts keep the rhythm)."""
+    last = snapshot_time(ids[-1]) if ids else None
+    if last is None:
+        return 0.0
+    age = ((now or datetime.now(UTC)) - last).total_seconds()
+    return interval_s if age < 0 else max(interval_s - age, 0.0)
+
+
+def workspace_replaced(root: Path, root_fd: int) -> bool:
+    """Whether `root` is no longer the directory `root_fd` holds open (a restore swapped it)."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return True
+    held = os.fstat(root_fd)
+    return (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino)
+
+
+async def run_hourly(
+    snapshotter: Snapshotter,
+    *,
+    stop: anyio.Event,
+    interval_s: float = 3600.0,
+    pause: AbstractAsyncContextManager[object] | None = None,
+    on_error: Callable[[Exception], object] | None = None,
+) -> None:
+    """Snapshot and prune every `interval_s` until `stop` is set; for the body's lifespan.
+
+    `pause` (e.g. the body's workspace lock) is held while a snapshot is taken, so no tool
+    changes files mid-walk. Failures go to `on_error` and the loop carries on: a missed
+    snapshot must not take the body down.
+    """
+    while not stop.is_set():
+        with anyio.move_on_after(seconds_until_due(snapshotter.store.ids(), interval_s)):
+            await stop.wait()
+        if stop.is_set():
+            return
+        try:
+            async with pause if pause is not None else contextlib.nullcontext():
+                await anyio.to_thread.run_sync(lambda: snapshotter.create(reason="hourly"))
+            await anyio.to_thread.run_sync(snapshotter.prune)
+        except (SwarmError, OSError, sqlite3.Error) as exc:
+            if on_error is not None:
+                on_error(exc)
+            # Do not spin on a persistent failure: wait a full interval before trying again.
+            with anyio.move_on_after(interval_s):
+                await stop.wait()
