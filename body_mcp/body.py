@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +34,7 @@ from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
 from .policy import PathPolicy
 from .scan import WorkspaceScanner
+from .snapshots import SnapshotEvent, SnapshotSettings, Snapshotter, run_hourly, workspace_replaced
 from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
 from .tools import ALL_TOOLS
 from .tools._spec import ToolSpec
@@ -54,6 +57,8 @@ class BodySettings:
     """Link to this brain (`--brain`); None: a standalone body."""
     brain_token: str | None = None
     """The body's bearer token for the brain (`SWARM_TOKEN`)."""
+    config_file: Path | None = None
+    """Where `config` came from, so snapshots can keep a copy of it."""
 
 
 class Body:
@@ -104,6 +109,19 @@ class Body:
         self.decisions: DecisionStore = (
             self.local_decisions if self.link is None else BrainDecisionStore(self.link.client)
         )
+        snap = config.snapshots
+        self.snapshotter = Snapshotter(
+            SnapshotSettings(
+                workspace=self.workspace.root,
+                state_dir=self.paths.dir,
+                state_db=self.paths.db,
+                config_file=settings.config_file,
+                exclude=tuple(snap.exclude),
+                keep_last=snap.keep_last,
+                keep_daily=snap.keep_daily,
+            ),
+            record=self._record_snapshot,
+        )
         self.task_claims: dict[str, str] = {}
         """Claim tokens of the tasks this body's agents hold (task id → token)."""
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
@@ -144,7 +162,67 @@ class Body:
 
     # -- calls -------------------------------------------------------------------------
 
+    def _record_snapshot(self, event: SnapshotEvent) -> None:
+        self.audit.append(
+            EventDraft(
+                id=new_action_id(),
+                kind="system",
+                agent="swarm:snapshots",
+                session=self.session,
+                rationale=event.rationale,
+                outcome=event.outcome,
+                tool=f"snapshot.{event.action}",
+                detail=event.detail,
+            )
+        )
+
+    async def _reopen_if_replaced(self) -> None:
+        """A restore swaps the workspace directory: drop the stale descriptor and open the new one."""
+        if not workspace_replaced(self.workspace.root, self.workspace.root_fd):
+            return
+        async with self.workspace_lock:
+            if not workspace_replaced(self.workspace.root, self.workspace.root_fd):
+                return
+            if not self.workspace.root.is_dir():
+                raise ToolRefused(
+                    "the workspace is being restored from a snapshot; retry in a moment",
+                    code=RefusalCode.IO_ERROR,
+                    rule="snapshots.restore",
+                )
+            old = self.workspace
+            self.workspace = Workspace(old.root)
+            old.close()
+            self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
+            self.record_human(
+                action="workspace.reopened", rationale="the workspace was restored from a snapshot", by="swarm"
+            )
+
+    async def background(self) -> None:
+        """What a serving body runs besides answering calls: the brain link and hourly snapshots."""
+        stop = anyio.Event()
+        interval = self.settings.config.snapshots.interval_s
+        try:
+            async with anyio.create_task_group() as tg:
+                if self.link is not None:
+                    tg.start_soon(self.link.run)
+                if interval > 0:
+                    tg.start_soon(
+                        partial(
+                            run_hourly,
+                            self.snapshotter,
+                            stop=stop,
+                            interval_s=interval,
+                            pause=self.workspace_lock,
+                            on_error=lambda exc: logger.warning("hourly snapshot failed: %s", exc),
+                        )
+                    )
+        finally:
+            stop.set()
+
     async def call_tool(self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None) -> CallOutcome:
+        # If the workspace is missing mid-restore, the guard meets that too and refuses the call, audited.
+        with contextlib.suppress(ToolRefused):
+            await self._reopen_if_replaced()
         ctx = CallContext(
             action_id=new_action_id(),
             tool=name,

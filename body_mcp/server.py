@@ -70,8 +70,7 @@ def build_server(body: Body) -> Server[Any]:
 async def serve_stdio(body: Body) -> None:
     server = build_server(body)
     async with anyio.create_task_group() as background:
-        if body.link is not None:
-            background.start_soon(body.link.run)
+        background.start_soon(body.background)
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
         background.cancel_scope.cancel()

@@ -108,6 +108,17 @@ class SandboxConfig(ProtocolModel):
     )
 
 
+class SnapshotsConfig(ProtocolModel):
+    interval_s: int = Field(
+        default=3600, ge=0, description="A running body snapshots its workspace this often; 0: never."
+    )
+    keep_last: int = Field(default=48, ge=1, description="Retention: the newest N snapshots...")
+    keep_daily: int = Field(default=7, ge=0, description="...plus the newest of each of the last N days.")
+    exclude: list[str] = Field(
+        default_factory=list[str], description="Names or relative paths left out of snapshots (e.g. node_modules)."
+    )
+
+
 class AuditConfig(ProtocolModel):
     durability: Literal["power_loss", "crash"] = Field(
         default="power_loss", description="power_loss: synchronous=FULL and fsync'd anchor; crash: NORMAL."
@@ -121,6 +132,7 @@ class SwarmConfig(ProtocolModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
 
 
 class ConfigInvalid(ValueError):

@@ -45,6 +45,7 @@ def body_settings(
 ) -> BodySettings:
     home = resolve_home()
     cfg = load(config, home)
+    source = config_path(config, home)
     raw = workspace or cfg.workspace.path or os.getcwd()
     return BodySettings(
         workspace=validate_workspace(raw, home=home),
@@ -53,4 +54,5 @@ def body_settings(
         agent=os.environ.get("SWARM_AGENT") or None,
         brain_url=brain,
         brain_token=brain_token,
+        config_file=source.resolve() if source is not None else None,
     )

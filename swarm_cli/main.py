@@ -22,7 +22,7 @@ from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol.brain import Decision
 from shared_protocol.config import render_config
 
-from . import _context
+from . import _context, ide_cmds
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -66,6 +66,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         os.replace(tmp, path)
         _out(f"wrote {path}")
     settings = _context.body_settings(workspace=args.workspace, config=str(path))
+    if args.ide:
+        return ide_cmds.init_ide(
+            args.ide, settings.workspace, managed=args.managed, assume_yes=args.yes, config=str(path)
+        )
     _out("Add this to your IDE's MCP configuration (mcp.json):")
     _out(json.dumps(mcp_snippet(settings.workspace), indent=2))
     return 0
@@ -243,7 +247,12 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo
+    from . import snapshot_cmds
+
+    def cmd_demo(args: argparse.Namespace) -> int:
+        from . import demo  # imports the MCP client: only `swarm demo` pays for it
+
+        return demo.cmd_demo(args)
 
     parser = argparse.ArgumentParser(prog="swarm", description="Run AI coding agents autonomously and safely.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -253,12 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("demo", demo.cmd_demo, "run the whole loop on a sample workspace in a temp dir (no keys, no network)")
+    p = add("demo", cmd_demo, "run the whole loop on a sample workspace in a temp dir (no keys, no network)")
     p.add_argument("--keep", action="store_true", help="keep the demo's temp dir and print where it is")
 
     p = add("init", cmd_init, "write swarm.toml with every default and print the mcp.json snippet")
     _workspace_arg(p)
     p.add_argument("--force", action="store_true", help="rewrite an existing swarm.toml")
+    p.add_argument(
+        "--ide", choices=ide_cmds.IDE_CHOICES, help="also write that IDE's registration, deny rules and hooks"
+    )
+    p.add_argument(
+        "--managed", action="store_true", help="with --ide: print the managed (admin) variant, write nothing"
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="with --ide: write without asking, even on a terminal")
 
     p = add("body", cmd_body, "the MCP server over stdio (launched by the IDE)")
     _workspace_arg(p)
@@ -298,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", default=f"{kind} from the command line", help="why (audited)")
         _workspace_arg(p)
         _brain_args(p)
+
+    snapshot_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    ide_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add("undo", cmd_undo, "reverse an action or every action of a decision (works while killed)")
     p.add_argument("id")
