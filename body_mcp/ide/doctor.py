@@ -332,4 +332,25 @@ async def run_doctor(
         probes[BodyLaunch(argv=tuple(launch.body_argv()), env=default_env)] = "body"
     for body, ide in probes.items():
         findings.append(await probe(body, timeout_s=timeout_s, ide=ide))
+    findings.append(check_sandbox())
     return findings
+
+
+def check_sandbox() -> Finding:
+    """Whether commands can be isolated here: without a sandbox, `run_command` refuses every command."""
+    from sandbox import NoIsolationAvailable, select_sandbox
+
+    try:
+        backend = select_sandbox("auto")
+    except NoIsolationAvailable as exc:
+        return Finding(
+            ide="-",
+            check=DoctorCheck.SANDBOX,
+            ok=False,
+            subject="sandbox",
+            message=f"no sandbox can isolate commands here, so run_command refuses them: {exc}",
+            fix="install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces",
+        )
+    return Finding(
+        ide="-", check=DoctorCheck.SANDBOX, ok=True, subject="sandbox", message=f"commands run in {backend.name}"
+    )

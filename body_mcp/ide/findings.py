@@ -18,6 +18,7 @@ class DoctorCheck(StrEnum):
     HOOK = "hook"
     BUILTIN_TOOLS = "builtin_tools"
     BODY_STARTS = "body_starts"
+    SANDBOX = "sandbox"
 
 
 @dataclass(kw_only=True, frozen=True)
