@@ -1,4 +1,79 @@
-"""The brain: a persistent daemon (state engine, goals, governance, wake-up pings, kill switch for every body).
+"""The brain: a persistent daemon holding the swarm's state, governance and kill switch.
 
-Not built yet: see the README, "Not finished".
+    HTTP (`build_app`, JSON under /v1, bearer tokens)  ─┐
+    daemon loop (`Brain.run_sweeper`)                   ├─▶ `Brain` ─▶ `StateEngine` (SQLite | memory)
+                                                        │      ├─▶ `EventHub` (server-sent events to bodies)
+                                                        │      └─▶ `Notifier` (a human is needed)
+    `serve(settings)`: both in one process (uvicorn)  ──┘
+
+The brain imports `shared_protocol` only; bodies speak to it through those models.
 """
+
+from ._memory_state import MemoryStateEngine
+from ._sqlite_state import SqliteStateEngine
+from .app import build_app
+from .auth import Principal, hash_token, issue_token
+from .daemon import run, serve
+from .events import BrainEvent, EventHub
+from .exceptions import (
+    AlreadyFinal,
+    ApiError,
+    BrainError,
+    ChainBroken,
+    ChainGap,
+    ChainMismatch,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    NotPending,
+    SchemaTooNew,
+    StaleClaim,
+    Unauthorized,
+    UnknownBody,
+    UserError,
+)
+from .notify import LogNotifier, MemoryNotifier, Notification, Notifier
+from .service import Brain, SweepReport
+from .settings import BrainSettings
+from .state import LogEntry, StateEngine
+
+__all__ = [
+    "AlreadyFinal",
+    "ApiError",
+    "Brain",
+    "BrainError",
+    "BrainEvent",
+    "BrainSettings",
+    "ChainBroken",
+    "ChainGap",
+    "ChainMismatch",
+    "ConfigError",
+    "Conflict",
+    "EventHub",
+    "Forbidden",
+    "InvalidRequest",
+    "LogEntry",
+    "LogNotifier",
+    "MemoryNotifier",
+    "MemoryStateEngine",
+    "NotFound",
+    "NotPending",
+    "Notification",
+    "Notifier",
+    "Principal",
+    "SchemaTooNew",
+    "SqliteStateEngine",
+    "StaleClaim",
+    "StateEngine",
+    "SweepReport",
+    "Unauthorized",
+    "UnknownBody",
+    "UserError",
+    "build_app",
+    "hash_token",
+    "issue_token",
+    "run",
+    "serve",
+]

@@ -96,14 +96,20 @@ class KillState(ProtocolModel):
 
 
 class KillRequest(ProtocolModel):
+    """`POST /v1/kill` (captain): engage the brain's kill switch for every linked body."""
+
     reason: NonEmpty
 
 
 class ResumeRequest(ProtocolModel):
+    """`POST /v1/resume` (captain): release it. A body's local kill is lifted only locally."""
+
     reason: NonEmpty
 
 
 class RegisterRequest(ProtocolModel):
+    """`POST /v1/bodies/register`: a body announces itself (again after a restart; registering is idempotent)."""
+
     body_id: Identifier
     workspace: str
     hostname: str
@@ -121,10 +127,14 @@ class Registration(ProtocolModel):
 
 
 class HeartbeatResponse(ProtocolModel):
+    """The answer to `POST /v1/bodies/{id}/heartbeat`."""
+
     kill: KillState
 
 
 class BodyStatus(ProtocolModel):
+    """One registered body, as `GET /v1/status` reports it."""
+
     body_id: str
     workspace: str
     hostname: str
@@ -198,6 +208,8 @@ class Answer(ProtocolModel):
 
 
 class Decision(ProtocolModel):
+    """An approval request and its life: `needs` by the rules, `answers` in order, `state` the latest."""
+
     id: str
     state: DecisionState
     needs: Needs
@@ -225,17 +237,23 @@ class AnswerRequest(ProtocolModel):
 
 
 class TaskRequest(ProtocolModel):
+    """`POST /v1/tasks` (approver or captain)."""
+
     title: NonEmpty
     description: str = ""
     value_usd: float = Field(default=0.0, ge=0, description="Estimated value; higher-value tasks are claimed first.")
 
 
 class Claimant(ProtocolModel):
+    """The body and agent holding a claimed task."""
+
     body_id: str
     agent: str
 
 
 class Task(ProtocolModel):
+    """A unit of work: queued, claimed under a lease, then succeeded, failed or abandoned (all final)."""
+
     id: str
     title: str
     description: str
@@ -253,6 +271,8 @@ class Task(ProtocolModel):
 
 
 class ClaimRequest(ProtocolModel):
+    """`POST /v1/tasks/claim` (body)."""
+
     body_id: Identifier
     agent: Identifier
 
@@ -267,6 +287,8 @@ class ClaimResponse(ProtocolModel):
 
 
 class OutcomeRequest(ProtocolModel):
+    """`POST /v1/tasks/{id}/outcome` (body), with the claim token the claim returned."""
+
     claim_token: NonEmpty
     outcome: TaskOutcome
     summary: str = ""

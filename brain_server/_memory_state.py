@@ -1,0 +1,188 @@
+"""`MemoryStateEngine`: the state engine in dictionaries, for tests and the demo.
+
+Same contract as the SQLite engine. Every method runs without awaiting in between, so on
+one event loop each one is atomic without a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from shared_protocol import AuditEvent
+from shared_protocol.brain import Claimant, Decision, KillState, Task, TaskOutcome, TaskState
+from shared_protocol.decisions import DecisionState
+
+from .audit import AuditAppend, link_batch, seqs_to_look_up
+from .exceptions import NotFound, StaleClaim
+from .state import KILL_RELEASED, BodyRecord, ClaimGrant, LogEntry, TokenRecord
+
+
+class MemoryStateEngine:
+    """The brain's state in memory: lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, TokenRecord] = {}
+        self._log: list[LogEntry] = []
+        self._kill: KillState = KILL_RELEASED
+        self._bodies: dict[str, BodyRecord] = {}
+        self._audit: dict[str, dict[int, AuditEvent]] = {}
+        self._decisions: dict[str, Decision] = {}
+        self._tasks: dict[str, Task] = {}
+        self._claim_tokens: dict[str, str] = {}
+
+    async def close(self) -> None:
+        return None
+
+    # -- tokens and the log ----------------------------------------------------------------
+
+    async def add_token(self, record: TokenRecord, log: LogEntry) -> None:
+        self._tokens[record.token_hash] = record
+        self._log.append(log)
+
+    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        return self._tokens.get(token_hash)
+
+    async def log_entries(self, *, limit: int = 100) -> list[LogEntry]:
+        return self._log[-limit:]
+
+    # -- kill switch and bodies ------------------------------------------------------------
+
+    async def kill_state(self) -> KillState:
+        return self._kill
+
+    async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
+        self._kill = state
+        self._log.append(log)
+
+    async def upsert_body(self, body: BodyRecord) -> None:
+        known = self._bodies.get(body.body_id)
+        if known is not None:
+            body = BodyRecord(
+                body_id=body.body_id,
+                workspace=body.workspace,
+                hostname=body.hostname,
+                version=body.version,
+                registered_at=known.registered_at,
+                last_heartbeat=body.last_heartbeat,
+            )
+        self._bodies[body.body_id] = body
+
+    async def touch_body(self, body_id: str, at: datetime) -> bool:
+        known = self._bodies.get(body_id)
+        if known is None:
+            return False
+        self._bodies[body_id] = BodyRecord(
+            body_id=known.body_id,
+            workspace=known.workspace,
+            hostname=known.hostname,
+            version=known.version,
+            registered_at=known.registered_at,
+            last_heartbeat=at,
+        )
+        return True
+
+    async def bodies(self) -> list[BodyRecord]:
+        return sorted(self._bodies.values(), key=lambda b: b.body_id)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def append_audit(self, body_id: str, events: Sequence[AuditEvent]) -> AuditAppend:
+        chain = self._audit.setdefault(body_id, {})
+        head = max(chain, default=0)
+        stored = {seq: chain[seq].mac for seq in seqs_to_look_up(head, events) if seq in chain}
+        plan = link_batch(head, stored, events)
+        for event in plan.new:
+            chain[event.seq] = event
+        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem)
+
+    async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        chain = self._audit.get(body_id, {})
+        return [chain[seq] for seq in sorted(chain) if seq > after_seq][:limit]
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def insert_decision(self, decision: Decision, log: LogEntry) -> None:
+        self._decisions[decision.id] = decision
+        self._log.append(log)
+
+    async def decision(self, decision_id: str) -> Decision | None:
+        return self._decisions.get(decision_id)
+
+    async def replace_decision(self, decision: Decision, *, expected: DecisionState, log: LogEntry) -> bool:
+        current = self._decisions.get(decision.id)
+        if current is None or current.state != expected:
+            return False
+        self._decisions[decision.id] = decision
+        self._log.append(log)
+        return True
+
+    async def due_decisions(self, now: datetime) -> list[Decision]:
+        return [d for d in self._decisions.values() if d.state == "pending" and d.deadline <= now]
+
+    async def count_pending_decisions(self, now: datetime) -> int:
+        return sum(1 for d in self._decisions.values() if d.state == "pending" and d.deadline > now)
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def insert_task(self, task: Task, log: LogEntry) -> None:
+        self._tasks[task.id] = task
+        self._log.append(log)
+
+    async def task(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    async def claim_task(self, grant: ClaimGrant, log: Callable[[Task], LogEntry]) -> Task | None:
+        order = list(self._tasks)
+        queued = [t for t in self._tasks.values() if t.state == "queued"]
+        if not queued:
+            return None
+        best = min(queued, key=lambda t: (-t.value_usd, order.index(t.id)))
+        claimed = best.model_copy(
+            update={
+                "state": "claimed",
+                "claimed_by": Claimant(body_id=grant.body_id, agent=grant.agent),
+                "claimed_at": grant.at,
+                "lease_expires": grant.lease_expires,
+                "attempts": best.attempts + 1,
+            }
+        )
+        self._tasks[claimed.id] = claimed
+        self._claim_tokens[claimed.id] = grant.claim_token
+        self._log.append(log(claimed))
+        return claimed
+
+    async def finish_task(
+        self, task_id: str, *, claim_token: str, outcome: TaskOutcome, summary: str, at: datetime, log: LogEntry
+    ) -> Task:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise NotFound(f"no task '{task_id}'")
+        if task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
+            raise StaleClaim(f"task '{task_id}' is {task.state} and this claim token is not its current one")
+        finished = task.model_copy(
+            update={"state": outcome, "outcome_summary": summary, "finished_at": at, "lease_expires": None}
+        )
+        self._tasks[task_id] = finished
+        del self._claim_tokens[task_id]
+        self._log.append(log)
+        return finished
+
+    async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
+        requeued: list[Task] = []
+        for task in list(self._tasks.values()):
+            if task.state == "claimed" and task.lease_expires is not None and task.lease_expires <= now:
+                back = task.model_copy(
+                    update={"state": "queued", "claimed_by": None, "claimed_at": None, "lease_expires": None}
+                )
+                self._tasks[task.id] = back
+                self._claim_tokens.pop(task.id, None)
+                self._log.append(log(task))
+                requeued.append(back)
+        return requeued
+
+    async def count_tasks(self) -> dict[TaskState, int]:
+        counts: dict[TaskState, int] = {}
+        for task in self._tasks.values():
+            counts[task.state] = counts.get(task.state, 0) + 1
+        return counts

@@ -1,0 +1,144 @@
+"""The SQLite schema of `brain.db`, as numbered migrations applied in order (`PRAGMA user_version`).
+
+Never edit a shipped migration: append a new one. A database newer than this code is refused.
+The brain's log and the audit events are append-only, enforced by triggers. Times are stored
+as UTC ISO 8601 text with microseconds, one format everywhere, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import aiosqlite
+
+from .exceptions import SchemaTooNew
+
+MIGRATIONS: list[str] = [
+    # v1
+    """
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('body', 'approver', 'captain')),
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE brain_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        by TEXT NOT NULL,
+        token_id TEXT,
+        role TEXT,
+        reason TEXT NOT NULL,
+        target TEXT,
+        detail TEXT NOT NULL
+    );
+    CREATE TRIGGER brain_log_no_update BEFORE UPDATE ON brain_log
+        BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END;
+    CREATE TRIGGER brain_log_no_delete BEFORE DELETE ON brain_log
+        BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END;
+
+    CREATE TABLE kill_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        engaged INTEGER NOT NULL,
+        reason TEXT,
+        by TEXT,
+        at TEXT
+    );
+    INSERT INTO kill_state (id, engaged) VALUES (1, 0);
+
+    CREATE TABLE bodies (
+        body_id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        hostname TEXT NOT NULL,
+        version TEXT NOT NULL,
+        registered_at TEXT NOT NULL,
+        last_heartbeat TEXT NOT NULL
+    );
+
+    CREATE TABLE audit_events (
+        body_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        mac TEXT NOT NULL,
+        event TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (body_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+
+    CREATE TABLE decisions (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        deadline TEXT NOT NULL,
+        body_id TEXT NOT NULL,
+        decision TEXT NOT NULL
+    );
+    CREATE INDEX decisions_pending ON decisions (state, deadline);
+
+    CREATE TABLE tasks (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        value_usd REAL NOT NULL,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        claimed_body TEXT,
+        claimed_agent TEXT,
+        claimed_at TEXT,
+        lease_expires TEXT,
+        claim_token TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        outcome_summary TEXT,
+        finished_at TEXT
+    );
+    CREATE INDEX tasks_queue ON tasks (state, value_usd DESC, seq);
+    CREATE INDEX tasks_lease ON tasks (state, lease_expires);
+    """,
+]
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the schema up to date, one transaction per migration; returns the version reached."""
+    while True:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            async with conn.execute("PRAGMA user_version") as cursor:
+                row = await cursor.fetchone()
+            version = int(row[0]) if row is not None else 0
+            if version > len(MIGRATIONS):
+                raise SchemaTooNew(
+                    f"the brain database is at schema version {version}, newer than this brain knows "
+                    f"({len(MIGRATIONS)}): upgrade swarm"
+                )
+            if version == len(MIGRATIONS):
+                await conn.execute("COMMIT")
+                return version
+            for statement in split_statements(MIGRATIONS[version]):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (which contain `;`) whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.strip().splitlines():
+        current.append(line)
+        candidate = "\n".join(current).strip()
+        if candidate and sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            current = []
+    return statements

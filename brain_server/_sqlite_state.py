@@ -1,0 +1,393 @@
+"""`SqliteStateEngine`: the brain's state in one SQLite file (WAL), through aiosqlite.
+
+Two connections: writes go through one, in `BEGIN IMMEDIATE` transactions serialised by a
+lock in this process and by SQLite's write lock across processes (the CLI creating a token
+while the daemon runs); reads use the other, which sees only committed data. A write
+transaction is shielded from cancellation, so a disconnecting client or a shutdown never
+leaves one half-done: it commits whole or rolls back whole.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import aiosqlite
+import anyio
+
+from shared_protocol import AuditEvent
+from shared_protocol.brain import Claimant, Decision, KillState, Role, Task, TaskOutcome, TaskState
+from shared_protocol.decisions import DecisionState
+
+from ._schema import migrate
+from .audit import AuditAppend, link_batch, seqs_to_look_up
+from .exceptions import NotFound, StaleClaim
+from .settings import Durability
+from .state import BodyRecord, ClaimGrant, LogEntry, TokenRecord
+
+_TASK_COLUMNS = (
+    "id, title, description, value_usd, state, created_at, created_by, claimed_body, claimed_agent, "
+    "claimed_at, lease_expires, attempts, outcome_summary, finished_at"
+)
+
+
+def iso(at: datetime) -> str:
+    """The one stored time format: UTC, microseconds, so that text order is time order."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _time(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+async def _connect(path: Path, synchronous: str) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+    conn.row_factory = sqlite3.Row
+    await conn.execute("PRAGMA busy_timeout = 30000")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+class SqliteStateEngine:
+    """The brain's state in `path`. Open with `await SqliteStateEngine.open(path)`; close when done."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._lock = anyio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, durability: Durability = "power_loss") -> SqliteStateEngine:
+        """Open (creating and migrating if needed) the state file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path, "FULL" if durability == "power_loss" else "NORMAL")
+        try:
+            await migrate(writer)
+            reader = await _connect(path, "NORMAL")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections, even when the caller is being cancelled (their threads would outlive it)."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                await self._writer.close()
+                await self._reader.close()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncGenerator[aiosqlite.Connection]:
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                await self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._writer
+                except BaseException:
+                    await self._writer.execute("ROLLBACK")
+                    raise
+                await self._writer.execute("COMMIT")
+
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+
+    async def _row(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._rows(sql, params)
+        return rows[0] if rows else None
+
+    @staticmethod
+    async def _log(conn: aiosqlite.Connection, entry: LogEntry) -> None:
+        await conn.execute(
+            "INSERT INTO brain_log (at, action, by, token_id, role, reason, target, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                iso(entry.at),
+                entry.action,
+                entry.by,
+                entry.token_id,
+                entry.role,
+                entry.reason,
+                entry.target,
+                _canonical(entry.detail),
+            ),
+        )
+
+    # -- tokens and the log ----------------------------------------------------------------
+
+    async def add_token(self, record: TokenRecord, log: LogEntry) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO tokens (id, token_hash, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.token_hash, record.role, record.label, iso(record.created_at)),
+            )
+            await self._log(conn, log)
+
+    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        row = await self._row("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        if row is None:
+            return None
+        return TokenRecord(
+            id=row["id"],
+            token_hash=row["token_hash"],
+            role=cast(Role, row["role"]),
+            label=row["label"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+        )
+
+    async def log_entries(self, *, limit: int = 100) -> list[LogEntry]:
+        rows = await self._rows("SELECT * FROM brain_log ORDER BY id DESC LIMIT ?", (limit,))
+        return [
+            LogEntry(
+                at=datetime.fromisoformat(row["at"]),
+                action=row["action"],
+                by=row["by"],
+                token_id=row["token_id"],
+                role=row["role"],
+                reason=row["reason"],
+                target=row["target"],
+                detail=json.loads(row["detail"]),
+            )
+            for row in reversed(rows)
+        ]
+
+    # -- kill switch and bodies ------------------------------------------------------------
+
+    async def kill_state(self) -> KillState:
+        row = await self._row("SELECT engaged, reason, by, at FROM kill_state WHERE id = 1")
+        assert row is not None, "migration v1 inserts the kill_state row"
+        return KillState(engaged=bool(row["engaged"]), reason=row["reason"], by=row["by"], at=_time(row["at"]))
+
+    async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "UPDATE kill_state SET engaged = ?, reason = ?, by = ?, at = ? WHERE id = 1",
+                (int(state.engaged), state.reason, state.by, None if state.at is None else iso(state.at)),
+            )
+            await self._log(conn, log)
+
+    async def upsert_body(self, body: BodyRecord) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO bodies (body_id, workspace, hostname, version, registered_at, last_heartbeat) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (body_id) DO UPDATE SET workspace = excluded.workspace, "
+                "hostname = excluded.hostname, version = excluded.version, last_heartbeat = excluded.last_heartbeat",
+                (
+                    body.body_id,
+                    body.workspace,
+                    body.hostname,
+                    body.version,
+                    iso(body.registered_at),
+                    iso(body.last_heartbeat),
+                ),
+            )
+
+    async def touch_body(self, body_id: str, at: datetime) -> bool:
+        async with (
+            self._write() as conn,
+            conn.execute("UPDATE bodies SET last_heartbeat = ? WHERE body_id = ?", (iso(at), body_id)) as cursor,
+        ):
+            return cursor.rowcount == 1
+
+    async def bodies(self) -> list[BodyRecord]:
+        rows = await self._rows("SELECT * FROM bodies ORDER BY body_id")
+        return [
+            BodyRecord(
+                body_id=row["body_id"],
+                workspace=row["workspace"],
+                hostname=row["hostname"],
+                version=row["version"],
+                registered_at=datetime.fromisoformat(row["registered_at"]),
+                last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
+            )
+            for row in rows
+        ]
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def append_audit(self, body_id: str, events: Sequence[AuditEvent]) -> AuditAppend:
+        received = iso(datetime.now(UTC))
+        async with self._write() as conn:
+            async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (body_id,)) as cursor:
+                row = await cursor.fetchone()
+            head = int(row[0]) if row is not None and row[0] is not None else 0
+            wanted = sorted(seqs_to_look_up(head, events))
+            stored: dict[int, str] = {}
+            if wanted:
+                marks = ", ".join("?" * len(wanted))
+                rows = await conn.execute_fetchall(
+                    f"SELECT seq, mac FROM audit_events WHERE body_id = ? AND seq IN ({marks})", (body_id, *wanted)
+                )
+                stored = {int(r["seq"]): str(r["mac"]) for r in rows}
+            plan = link_batch(head, stored, events)
+            if plan.new:
+                await conn.executemany(
+                    "INSERT INTO audit_events (body_id, seq, id, ts, mac, event, received_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (body_id, e.seq, e.id, e.ts, e.mac, _canonical(e.model_dump(mode="json")), received)
+                        for e in plan.new
+                    ],
+                )
+        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem)
+
+    async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        rows = await self._rows(
+            "SELECT event FROM audit_events WHERE body_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (body_id, after_seq, limit),
+        )
+        return [AuditEvent.model_validate_json(row["event"]) for row in rows]
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def insert_decision(self, decision: Decision, log: LogEntry) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO decisions (id, state, deadline, body_id, decision) VALUES (?, ?, ?, ?, ?)",
+                (decision.id, decision.state, iso(decision.deadline), decision.body_id, decision.model_dump_json()),
+            )
+            await self._log(conn, log)
+
+    async def decision(self, decision_id: str) -> Decision | None:
+        row = await self._row("SELECT decision FROM decisions WHERE id = ?", (decision_id,))
+        return None if row is None else Decision.model_validate_json(row["decision"])
+
+    async def replace_decision(self, decision: Decision, *, expected: DecisionState, log: LogEntry) -> bool:
+        async with self._write() as conn:
+            async with conn.execute(
+                "UPDATE decisions SET state = ?, decision = ? WHERE id = ? AND state = ?",
+                (decision.state, decision.model_dump_json(), decision.id, expected),
+            ) as cursor:
+                changed = cursor.rowcount == 1
+            if changed:
+                await self._log(conn, log)
+        return changed
+
+    async def due_decisions(self, now: datetime) -> list[Decision]:
+        rows = await self._rows(
+            "SELECT decision FROM decisions WHERE state = 'pending' AND deadline <= ? ORDER BY deadline", (iso(now),)
+        )
+        return [Decision.model_validate_json(row["decision"]) for row in rows]
+
+    async def count_pending_decisions(self, now: datetime) -> int:
+        row = await self._row("SELECT COUNT(*) FROM decisions WHERE state = 'pending' AND deadline > ?", (iso(now),))
+        return 0 if row is None else int(row[0])
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _task(row: sqlite3.Row) -> Task:
+        claimed_by = (
+            None
+            if row["claimed_body"] is None
+            else Claimant(body_id=row["claimed_body"], agent=row["claimed_agent"] or "")
+        )
+        return Task(
+            id=row["id"],
+            title=row["title"],
+            description=row["description"],
+            value_usd=float(row["value_usd"]),
+            state=row["state"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            created_by=row["created_by"],
+            claimed_by=claimed_by,
+            claimed_at=_time(row["claimed_at"]),
+            lease_expires=_time(row["lease_expires"]),
+            attempts=int(row["attempts"]),
+            outcome_summary=row["outcome_summary"],
+            finished_at=_time(row["finished_at"]),
+        )
+
+    async def insert_task(self, task: Task, log: LogEntry) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO tasks (id, title, description, value_usd, state, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task.id,
+                    task.title,
+                    task.description,
+                    task.value_usd,
+                    task.state,
+                    iso(task.created_at),
+                    task.created_by,
+                ),
+            )
+            await self._log(conn, log)
+
+    async def task(self, task_id: str) -> Task | None:
+        row = await self._row(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return None if row is None else self._task(row)
+
+    async def claim_task(self, grant: ClaimGrant, log: Callable[[Task], LogEntry]) -> Task | None:
+        async with self._write() as conn:
+            # One statement picks and takes the task: no other claimer can see it queued in between.
+            async with conn.execute(
+                "UPDATE tasks SET state = 'claimed', claimed_body = ?, claimed_agent = ?, claimed_at = ?, "
+                "lease_expires = ?, claim_token = ?, attempts = attempts + 1 "
+                "WHERE seq = (SELECT seq FROM tasks WHERE state = 'queued' ORDER BY value_usd DESC, seq LIMIT 1) "
+                f"AND state = 'queued' RETURNING {_TASK_COLUMNS}",
+                (grant.body_id, grant.agent, iso(grant.at), iso(grant.lease_expires), grant.claim_token),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            task = self._task(row)
+            await self._log(conn, log(task))
+        return task
+
+    async def finish_task(
+        self, task_id: str, *, claim_token: str, outcome: TaskOutcome, summary: str, at: datetime, log: LogEntry
+    ) -> Task:
+        async with self._write() as conn:
+            async with conn.execute(
+                "UPDATE tasks SET state = ?, outcome_summary = ?, finished_at = ?, lease_expires = NULL, "
+                f"claim_token = NULL WHERE id = ? AND state = 'claimed' AND claim_token = ? RETURNING {_TASK_COLUMNS}",
+                (outcome, summary, iso(at), task_id, claim_token),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                async with conn.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)) as cursor:
+                    current = await cursor.fetchone()
+                if current is None:
+                    raise NotFound(f"no task '{task_id}'")
+                raise StaleClaim(f"task '{task_id}' is {current['state']} and this claim token is not its current one")
+            task = self._task(row)
+            await self._log(conn, log)
+        return task
+
+    async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
+        async with self._write() as conn:
+            expired = [
+                self._task(row)
+                for row in await conn.execute_fetchall(
+                    f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state = 'claimed' AND lease_expires <= ? ORDER BY seq",
+                    (iso(now),),
+                )
+            ]
+            requeued: list[Task] = []
+            for task in expired:
+                async with conn.execute(
+                    "UPDATE tasks SET state = 'queued', claimed_body = NULL, claimed_agent = NULL, claimed_at = NULL, "
+                    f"lease_expires = NULL, claim_token = NULL WHERE id = ? RETURNING {_TASK_COLUMNS}",
+                    (task.id,),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                assert row is not None, "selected in this transaction"
+                await self._log(conn, log(task))
+                requeued.append(self._task(row))
+        return requeued
+
+    async def count_tasks(self) -> dict[TaskState, int]:
+        rows = await self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
+        return {cast(TaskState, row["state"]): int(row["n"]) for row in rows}

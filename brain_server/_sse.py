@@ -1,0 +1,75 @@
+"""The `GET /v1/events` response: a server-sent event stream held open until either side ends it.
+
+It subscribes before reading the kill state, so a kill that lands in between is sent (twice
+at worst, never missed); then sends that state as the first event, then every event the
+hub publishes, and a keepalive comment whenever the stream has been quiet for
+`keepalive_s`. A client disconnect ends it at once and unsubscribes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from shared_protocol.brain import KillState
+
+from .events import KEEPALIVE, EventHub, kill_event
+
+_RETRY = b"retry: 1000\n\n"
+"""Tells EventSource-style clients to reconnect after a second."""
+
+
+class EventStreamResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        *,
+        hub: EventHub,
+        body_id: str | None,
+        kill_state: Callable[[], Awaitable[KillState]],
+        keepalive_s: float,
+    ) -> None:
+        # No `super().__init__`: it would declare a Content-Length for an empty body.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._hub = hub
+        self._body_id = body_id
+        self._kill_state = kill_state
+        self._keepalive_s = keepalive_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        disconnected = False
+
+        async def chunk(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        with self._hub.subscribe(self._body_id) as events:
+            async with anyio.create_task_group() as group:
+
+                async def watch_disconnect() -> None:
+                    nonlocal disconnected
+                    message: Message = {"type": ""}
+                    while message["type"] != "http.disconnect":
+                        message = await receive()
+                    disconnected = True
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch_disconnect)
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                await chunk(_RETRY + kill_event(await self._kill_state()).encode())
+                while True:
+                    data = KEEPALIVE
+                    with anyio.move_on_after(self._keepalive_s):
+                        try:
+                            data = (await events.receive()).encode()
+                        except anyio.EndOfStream:
+                            break
+                    await chunk(data)
+                group.cancel_scope.cancel()
+        if not disconnected:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,182 @@
+"""The brain's HTTP API: JSON under `/v1`, bearer tokens, errors as `{code, message}`.
+
+The route table below is the contract: method, path, the roles allowed, the handler. Every
+request is authenticated before its body is read (401 for a missing or unknown token, 403
+for a wrong role), then validated whole before anything is written (422 naming the field).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shared_protocol.brain import (
+    AnswerRequest,
+    AuditBatch,
+    BrainErrorCode,
+    ClaimRequest,
+    DecisionRequest,
+    ErrorBody,
+    KillRequest,
+    OutcomeRequest,
+    RegisterRequest,
+    ResumeRequest,
+    Role,
+    TaskRequest,
+)
+
+from ._sse import EventStreamResponse
+from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate
+from .exceptions import ApiError, InvalidRequest
+from .governance import Verb
+from .service import Brain
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+
+
+def json_response(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(exclude_none=False), status_code=status, media_type="application/json")
+
+
+def error_response(body: ErrorBody, status: int) -> Response:
+    return Response(body.model_dump_json(exclude_none=True), status_code=status, media_type="application/json")
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    """The request body as `model`, or `InvalidRequest` naming the first bad field. An empty body is `{}`."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        if first["type"] == "json_invalid":
+            raise InvalidRequest(
+                f"the request body is not JSON: {first['msg']}", code=BrainErrorCode.INVALID_JSON
+            ) from None
+        field = ".".join(str(part) for part in first["loc"]) or None
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
+        raise InvalidRequest(f"invalid request: {problems}", field=field) from None
+
+
+class _Api:
+    """Handlers: each parses, calls the brain once, and answers with a model."""
+
+    def __init__(self, brain: Brain) -> None:
+        self.brain = brain
+
+    async def status(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.status())
+
+    async def kill(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, KillRequest)
+        return json_response(await self.brain.set_kill(who, engaged=True, reason=payload.reason))
+
+    async def resume(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, ResumeRequest)
+        return json_response(await self.brain.set_kill(who, engaged=False, reason=payload.reason))
+
+    async def register(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.register(await parse(request, RegisterRequest)))
+
+    async def heartbeat(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.heartbeat(request.path_params["body_id"]))
+
+    async def events(self, request: Request, who: Principal) -> Response:
+        return EventStreamResponse(
+            hub=self.brain.hub,
+            body_id=request.query_params.get("body_id") or None,
+            kill_state=self.brain.kill_state,
+            keepalive_s=self.brain.settings.keepalive_s,
+        )
+
+    async def audit(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.ingest_audit(await parse(request, AuditBatch)))
+
+    async def request_decision(self, request: Request, who: Principal) -> Response:
+        decision = await self.brain.request_decision(who, await parse(request, DecisionRequest))
+        return json_response(decision, 201)
+
+    async def decision(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.decision(request.path_params["decision_id"]))
+
+    def answer(self, verb: Verb) -> Handler:
+        async def handler(request: Request, who: Principal) -> Response:
+            payload = await parse(request, AnswerRequest)
+            decision_id = request.path_params["decision_id"]
+            return json_response(await self.brain.answer(who, decision_id, verb, payload.reason))
+
+        return handler
+
+    async def create_task(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.create_task(who, await parse(request, TaskRequest)), 201)
+
+    async def claim_task(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.claim_task(who, await parse(request, ClaimRequest)))
+
+    async def outcome(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, OutcomeRequest)
+        return json_response(await self.brain.report_outcome(who, request.path_params["task_id"], payload))
+
+
+def _route(brain: Brain, method: str, path: str, allowed: frozenset[Role], handler: Handler) -> Route:
+    async def endpoint(request: Request) -> Response:
+        who = await authenticate(brain.state, request.headers.get("authorization"), allowed)
+        return await handler(request, who)
+
+    return Route(path, endpoint, methods=[method], name=f"{method} {path}")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.body(), exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: BrainErrorCode.NOT_FOUND, 405: BrainErrorCode.METHOD_NOT_ALLOWED}.get(
+        exc.status_code, BrainErrorCode.INVALID_REQUEST
+    )
+    return error_response(ErrorBody(code=code, message=str(exc.detail)), exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(ErrorBody(code=BrainErrorCode.INTERNAL_ERROR, message="internal error"), 500)
+
+
+def build_app(brain: Brain) -> Starlette:
+    """The ASGI app for a brain that is running (`async with brain.running():`)."""
+    api = _Api(brain)
+    routes = [
+        _route(brain, "GET", "/v1/status", ANY_ROLE, api.status),
+        _route(brain, "POST", "/v1/kill", CAPTAIN, api.kill),
+        _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
+        _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
+        _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
+        _route(brain, "GET", "/v1/events", BODY, api.events),
+        _route(brain, "POST", "/v1/audit", BODY, api.audit),
+        _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
+        _route(brain, "GET", "/v1/decisions/{decision_id}", ANY_ROLE, api.decision),
+        _route(brain, "POST", "/v1/decisions/{decision_id}/approve", APPROVERS, api.answer("approve")),
+        _route(brain, "POST", "/v1/decisions/{decision_id}/deny", APPROVERS, api.answer("deny")),
+        _route(brain, "POST", "/v1/decisions/{decision_id}/override", CAPTAIN, api.answer("override")),
+        _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
+        _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
+        _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+    )

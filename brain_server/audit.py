@@ -1,0 +1,76 @@
+"""Linking shipped audit events to the chain the brain already holds for a body.
+
+The brain has no body's HMAC key, so it cannot recompute a `mac`; it checks linkage:
+each new event's seq is the next one, and its `prev_mac` is the stored `mac` of the event
+before it (seq 1 links to a genesis only the body can compute, so it is taken as it is).
+A resent event that is already stored is accepted if its `mac` is the stored one, and
+stores nothing. At the first event that does not link, the batch stops: the events before
+it are stored, none after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shared_protocol import AuditEvent
+
+
+@dataclass(kw_only=True, frozen=True)
+class ChainProblem:
+    kind: Literal["gap", "mismatch"]
+    seq: int
+    """The seq of the offending event."""
+    expected_seq: int
+    """The seq the brain needs next from this body."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class LinkPlan:
+    """What to store from a batch, and why it stopped early (if it did)."""
+
+    new: list[AuditEvent] = field(default_factory=list[AuditEvent])
+    problem: ChainProblem | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class AuditAppend:
+    """The result of appending a batch: the body's new head, and the problem that stopped it (if any)."""
+
+    stored_through: int
+    problem: ChainProblem | None = None
+
+
+def seqs_to_look_up(head_seq: int, events: Sequence[AuditEvent]) -> set[int]:
+    """The stored seqs whose `mac` `link_batch` needs: resent events, and the head that new events link to."""
+    wanted = {event.seq for event in events if event.seq <= head_seq}
+    if head_seq > 0:
+        wanted.add(head_seq)
+    return wanted
+
+
+def link_batch(head_seq: int, stored_macs: Mapping[int, str], events: Sequence[AuditEvent]) -> LinkPlan:
+    """Decide which events of a batch extend the chain whose last stored event is `head_seq`.
+
+    `stored_macs` holds (at least) the macs of `seqs_to_look_up(head_seq, events)`.
+    """
+    new: list[AuditEvent] = []
+    accepted: dict[int, str] = {}
+    next_seq = head_seq + 1
+    prev_mac = stored_macs.get(head_seq)
+    for event in events:
+        if event.seq < next_seq:
+            known = accepted.get(event.seq) or stored_macs.get(event.seq)
+            if known != event.mac:
+                return LinkPlan(new=new, problem=ChainProblem(kind="mismatch", seq=event.seq, expected_seq=next_seq))
+            continue
+        if event.seq > next_seq:
+            return LinkPlan(new=new, problem=ChainProblem(kind="gap", seq=event.seq, expected_seq=next_seq))
+        if event.seq > 1 and event.prev_mac != prev_mac:
+            return LinkPlan(new=new, problem=ChainProblem(kind="mismatch", seq=event.seq, expected_seq=next_seq))
+        new.append(event)
+        accepted[event.seq] = event.mac
+        prev_mac = event.mac
+        next_seq += 1
+    return LinkPlan(new=new)

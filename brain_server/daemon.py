@@ -1,0 +1,130 @@
+"""`serve(settings)`: the brain daemon, one process running the HTTP API and the sweeper loop.
+
+Everything the brain knows is in SQLite, committed before any answer, so a restart (after
+a crash, a reboot or `systemctl restart`) resumes where it stopped: pending decisions keep
+their deadlines, claimed tasks keep their leases. SIGTERM and SIGINT stop it cleanly: event
+streams are ended (bodies reconnect to the next brain), requests in flight finish, the
+database is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+
+import anyio
+import uvicorn
+
+from ._sqlite_state import SqliteStateEngine
+from .app import build_app
+from .exceptions import ConfigError
+from .notify import Notifier
+from .service import Brain
+from .settings import BrainSettings
+
+logger = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handling (the daemon's own), plus hooks at start and before shutdown."""
+
+    def __init__(self, config: uvicorn.Config, *, on_started: Callable[[], None], on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+        self._on_stop = on_stop
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Event streams never end by themselves; uvicorn would wait for them forever.
+        self._on_stop()
+        await super().shutdown(sockets)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket for host:port (port 0: any free one)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+async def run(
+    settings: BrainSettings,
+    *,
+    notifier: Notifier | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    stop: anyio.Event | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Run the brain until SIGTERM or SIGINT (if `handle_signals`, on the main thread) or until `stop` is set."""
+    if settings.db is None:
+        raise ConfigError("BrainSettings.db is required to serve (the entry point defaults it to $SWARM_HOME/brain.db)")
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    state = await SqliteStateEngine.open(settings.db, durability=settings.durability)
+    try:
+        brain = Brain(settings, state=state, notifier=notifier)
+        async with brain.running():
+            config = uvicorn.Config(
+                build_app(brain), lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5
+            )
+
+            def started() -> None:
+                logger.info("brain listening on %s (state %s)", url, settings.db)
+                if on_ready is not None:
+                    on_ready(url)
+
+            server = _Server(config, on_started=started, on_stop=brain.hub.close)
+
+            async def exit_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        logger.info("brain stopping (%s)", signal.Signals(signum).name)
+                        server.should_exit = True
+
+            async def exit_on_stop(event: anyio.Event) -> None:
+                await event.wait()
+                server.should_exit = True
+
+            async with anyio.create_task_group() as group:
+                if handle_signals and threading.current_thread() is threading.main_thread():
+                    group.start_soon(exit_on_signal)
+                if stop is not None:
+                    group.start_soon(exit_on_stop, stop)
+                group.start_soon(brain.run_sweeper)
+                await server.serve(sockets=[sock])
+                group.cancel_scope.cancel()
+    finally:
+        sock.close()
+        await state.close()
+        logger.info("brain stopped")
+
+
+def serve(
+    settings: BrainSettings,
+    *,
+    notifier: Notifier | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the brain daemon in this process until SIGTERM or SIGINT."""
+    anyio.run(lambda: run(settings, notifier=notifier, on_ready=on_ready))

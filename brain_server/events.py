@@ -1,0 +1,100 @@
+"""Pushing events to the bodies that hold `GET /v1/events` open.
+
+The kill switch's critical path runs through here: `publish` hands an event to every
+subscriber's buffer without awaiting anything, so all bodies get a kill in the same loop
+iteration that committed it. A subscriber whose buffer is full (a body not reading) is cut
+off rather than slowing the others: it reconnects, and the first event of every stream is
+the current kill state, so no kill is ever lost by a cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from shared_protocol.brain import BrainEventName, KillState
+
+
+@dataclass(kw_only=True, frozen=True)
+class BrainEvent:
+    """One server-sent event: a name and its JSON data."""
+
+    name: BrainEventName
+    data: str
+
+    def encode(self) -> bytes:
+        """The event in the text/event-stream format."""
+        return f"event: {self.name}\ndata: {self.data}\n\n".encode()
+
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+def kill_event(state: KillState) -> BrainEvent:
+    """`kill` while engaged, `resume` once released; the data is the kill state either way."""
+    return BrainEvent(name="kill" if state.engaged else "resume", data=state.model_dump_json())
+
+
+@dataclass(kw_only=True, eq=False)
+class _Subscriber:
+    body_id: str | None
+    send: MemoryObjectSendStream[BrainEvent]
+
+
+class EventHub:
+    """Fan-out of brain events to every open event stream."""
+
+    def __init__(self, *, buffer: int = 256) -> None:
+        self._buffer = buffer
+        self._subscribers: set[_Subscriber] = set()
+        self._closed = False
+
+    @contextmanager
+    def subscribe(self, body_id: str | None = None) -> Generator[MemoryObjectReceiveStream[BrainEvent]]:
+        """A stream of every event published from now on; it ends when the hub closes or cuts it off."""
+        send, receive = anyio.create_memory_object_stream[BrainEvent](self._buffer)
+        subscriber = _Subscriber(body_id=body_id, send=send)
+        if self._closed:
+            send.close()
+        else:
+            self._subscribers.add(subscriber)
+        try:
+            with receive:
+                yield receive
+        finally:
+            self._subscribers.discard(subscriber)
+            send.close()
+
+    def publish(self, event: BrainEvent, *, body_id: str | None = None) -> None:
+        """Deliver to every subscriber, or only to `body_id`'s (and those that did not say who they are)."""
+        for subscriber in list(self._subscribers):
+            if body_id is not None and subscriber.body_id not in (None, body_id):
+                continue
+            try:
+                subscriber.send.send_nowait(event)
+            except anyio.WouldBlock:
+                self._cut(subscriber)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.discard(subscriber)
+
+    def _cut(self, subscriber: _Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        subscriber.send.close()
+
+    def connected(self) -> set[str]:
+        """The body ids holding a stream open."""
+        return {s.body_id for s in self._subscribers if s.body_id is not None}
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def close(self) -> None:
+        """End every stream (shutdown): clients see the stream close and reconnect to the next brain."""
+        self._closed = True
+        for subscriber in list(self._subscribers):
+            self._cut(subscriber)

@@ -1,0 +1,123 @@
+"""Exceptions of the brain.
+
+    BrainError
+    ├── ApiError              a refusal the client reads: an `ErrorBody` with an HTTP status
+    │   ├── Unauthorized      401: no token, or an unknown one
+    │   ├── Forbidden         403: the token's role may not do this
+    │   ├── NotFound          404
+    │   │   └── UnknownBody   a heartbeat from a body that never registered
+    │   ├── InvalidRequest    422: bad JSON, or a field missing or wrong (names the field)
+    │   └── Conflict          409
+    │       ├── ChainBroken   audit events that do not continue the stored chain
+    │       │   ├── ChainGap
+    │       │   └── ChainMismatch
+    │       ├── NotPending    approve or deny a decision that is no longer pending
+    │       ├── AlreadyFinal  override a decision that is denied, expired or overridden
+    │       └── StaleClaim    a task outcome with a claim token that is no longer current
+    └── UserError             misuse by a human or developer: the message says how to fix it
+        ├── ConfigError       a bad setting, flag or `[brain]` key (named)
+        └── SchemaTooNew      the database was written by a newer brain
+
+An `ApiError` is raised before anything is written, or after a transaction that is
+complete on its own (an audit batch keeps the events before the bad one).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from shared_protocol.brain import BrainErrorCode, ErrorBody
+
+
+class BrainError(Exception):
+    """Base of every error raised on purpose by the brain."""
+
+
+class ApiError(BrainError):
+    """A refusal sent to the client as `{code, message, ...}` with `status`."""
+
+    status: ClassVar[int] = 500
+    default_code: ClassVar[BrainErrorCode] = BrainErrorCode.INTERNAL_ERROR
+
+    def __init__(self, message: str, *, code: BrainErrorCode | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.field = field
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(code=self.code, message=self.message, field=self.field)
+
+
+class Unauthorized(ApiError):
+    status = 401
+    default_code = BrainErrorCode.UNAUTHORIZED
+
+
+class Forbidden(ApiError):
+    status = 403
+    default_code = BrainErrorCode.FORBIDDEN
+
+
+class NotFound(ApiError):
+    status = 404
+    default_code = BrainErrorCode.NOT_FOUND
+
+
+class UnknownBody(NotFound):
+    default_code = BrainErrorCode.UNKNOWN_BODY
+
+
+class InvalidRequest(ApiError):
+    status = 422
+    default_code = BrainErrorCode.INVALID_REQUEST
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class ChainBroken(Conflict):
+    """Audit events that do not continue the body's stored chain; resend from `expected_seq`."""
+
+    def __init__(self, message: str, *, expected_seq: int, stored_through: int) -> None:
+        super().__init__(message)
+        self.expected_seq = expected_seq
+        self.stored_through = stored_through
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            code=self.code, message=self.message, expected_seq=self.expected_seq, stored_through=self.stored_through
+        )
+
+
+class ChainGap(ChainBroken):
+    default_code = BrainErrorCode.CHAIN_GAP
+
+
+class ChainMismatch(ChainBroken):
+    default_code = BrainErrorCode.CHAIN_MISMATCH
+
+
+class NotPending(Conflict):
+    default_code = BrainErrorCode.NOT_PENDING
+
+
+class AlreadyFinal(Conflict):
+    default_code = BrainErrorCode.ALREADY_FINAL
+
+
+class StaleClaim(Conflict):
+    default_code = BrainErrorCode.STALE_CLAIM
+
+
+class UserError(BrainError):
+    """A human or developer used the brain wrongly; the message says how to fix it."""
+
+
+class ConfigError(UserError):
+    """A setting, flag or `[brain]` key is unknown or has a bad value; the message names it."""
+
+
+class SchemaTooNew(UserError):
+    """The database's schema version is newer than this brain knows: upgrade the brain, never downgrade."""

@@ -1,0 +1,366 @@
+"""`Brain`: the brain's operations, above the state engine and below HTTP.
+
+Each operation is one state-engine transaction, then the events it causes: pushed to the
+event streams (after the commit, so no body hears of a change that is not durable) and, for
+a decision that needs a human, a notification sent in the background. Callers have
+already checked the caller's role; the `Principal` is passed in to be recorded.
+
+`run_sweeper` is the daemon loop: it expires decisions at their deadline and requeues tasks
+whose lease ran out. Both are also checked when read, so a late sweep changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import anyio
+from anyio.abc import TaskGroup
+
+from shared_protocol.brain import (
+    AuditAck,
+    AuditBatch,
+    BodyStatus,
+    BrainStatus,
+    ClaimRequest,
+    ClaimResponse,
+    Decision,
+    DecisionRequest,
+    HeartbeatResponse,
+    KillState,
+    OutcomeRequest,
+    RegisterRequest,
+    Registration,
+    Task,
+    TaskRequest,
+)
+
+from . import governance
+from .auth import Principal
+from .events import BrainEvent, EventHub, kill_event
+from .exceptions import ChainGap, ChainMismatch, InvalidRequest, NotFound, UnknownBody
+from .notify import LogNotifier, Notification, Notifier
+from .settings import BrainSettings
+from .state import BodyRecord, ClaimGrant, LogEntry, StateEngine
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(kw_only=True, frozen=True)
+class SweepReport:
+    """What one sweep did: decisions expired and tasks requeued, by id."""
+
+    expired: list[str]
+    requeued: list[str]
+
+
+class Brain:
+    """The brain's operations on one state engine. Use inside `async with brain.running():`."""
+
+    def __init__(
+        self,
+        settings: BrainSettings,
+        *,
+        state: StateEngine,
+        notifier: Notifier | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.notifier: Notifier = notifier or LogNotifier()
+        self.hub = EventHub(buffer=settings.event_buffer)
+        self._clock = clock
+        self._background: TaskGroup | None = None
+
+    def now(self) -> datetime:
+        """The brain's clock, as an aware UTC datetime."""
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncGenerator[Brain]:
+        """Background work (notifications) runs while inside; leaving ends every event stream."""
+        try:
+            async with anyio.create_task_group() as group:
+                self._background = group
+                try:
+                    yield self
+                finally:
+                    self.hub.close()
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as group_error:
+            # Background notifications never raise, so this is the caller's own error: give it back unwrapped.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+        finally:
+            self._background = None
+
+    # -- kill switch -----------------------------------------------------------------------
+
+    async def kill_state(self) -> KillState:
+        """The brain's kill switch as stored."""
+        return await self.state.kill_state()
+
+    async def set_kill(self, by: Principal, *, engaged: bool, reason: str) -> KillState:
+        """Engage or release the brain's kill switch; every event stream hears of it at once."""
+        now = self.now()
+        state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
+        log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
+        await self.state.set_kill_state(state, log)
+        # Nothing is awaited between the commit and the publish, so events leave in commit order.
+        self.hub.publish(kill_event(state))
+        return state
+
+    # -- bodies ----------------------------------------------------------------------------
+
+    async def register(self, request: RegisterRequest) -> Registration:
+        """Register (or re-register) a body; the answer tells it how often to heartbeat and the kill state."""
+        now = self.now()
+        body = BodyRecord(
+            body_id=request.body_id,
+            workspace=request.workspace,
+            hostname=request.hostname,
+            version=request.version,
+            registered_at=now,
+            last_heartbeat=now,
+        )
+        await self.state.upsert_body(body)
+        return Registration(
+            body_id=request.body_id,
+            heartbeat_interval_s=self.settings.heartbeat_interval_s,
+            failsafe_s=self.settings.failsafe_s,
+            kill=await self.state.kill_state(),
+        )
+
+    async def heartbeat(self, body_id: str) -> HeartbeatResponse:
+        """Record a body's heartbeat and answer with the kill state; `UnknownBody` if it never registered."""
+        if not await self.state.touch_body(body_id, self.now()):
+            raise UnknownBody(f"body '{body_id}' is not registered: POST /v1/bodies/register first")
+        return HeartbeatResponse(kill=await self.state.kill_state())
+
+    async def status(self) -> BrainStatus:
+        """Kill state, bodies (connected: streaming, or heartbeated within the failsafe time), counts."""
+        now = self.now()
+        streaming = self.hub.connected()
+        recent = now - timedelta(seconds=self.settings.failsafe_s)
+        bodies = [
+            BodyStatus(
+                body_id=b.body_id,
+                workspace=b.workspace,
+                hostname=b.hostname,
+                version=b.version,
+                registered_at=b.registered_at,
+                last_heartbeat=b.last_heartbeat,
+                connected=b.body_id in streaming or b.last_heartbeat >= recent,
+            )
+            for b in await self.state.bodies()
+        ]
+        tasks = await self.state.count_tasks()
+        return BrainStatus(
+            kill=await self.state.kill_state(),
+            bodies=bodies,
+            pending_decisions=await self.state.count_pending_decisions(now),
+            queued_tasks=tasks.get("queued", 0),
+            claimed_tasks=tasks.get("claimed", 0),
+        )
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def ingest_audit(self, batch: AuditBatch) -> AuditAck:
+        """Store what links to the body's chain; refuse (after keeping the good prefix) what does not."""
+        for index, event in enumerate(batch.events):
+            if event.body_id != batch.body_id:
+                raise InvalidRequest(
+                    f"event seq {event.seq} belongs to body '{event.body_id}', not '{batch.body_id}'",
+                    field=f"events.{index}.body_id",
+                )
+        result = await self.state.append_audit(batch.body_id, batch.events)
+        problem = result.problem
+        if problem is None:
+            return AuditAck(stored_through=result.stored_through)
+        if problem.kind == "gap":
+            raise ChainGap(
+                f"event seq {problem.seq} does not follow seq {problem.expected_seq - 1}: "
+                f"resend from seq {problem.expected_seq}",
+                expected_seq=problem.expected_seq,
+                stored_through=result.stored_through,
+            )
+        raise ChainMismatch(
+            f"event seq {problem.seq} does not link to the stored chain of body '{batch.body_id}'",
+            expected_seq=problem.expected_seq,
+            stored_through=result.stored_through,
+        )
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def request_decision(self, by: Principal, request: DecisionRequest) -> Decision:
+        """Create a decision the rules classify; one that needs a human is pending and a human is notified."""
+        now = self.now()
+        decision = governance.new_decision(
+            request,
+            decision_id=governance.new_decision_id(),
+            now=now,
+            default_deadline_s=self.settings.decision_deadline_s,
+            thresholds=self.settings.thresholds,
+        )
+        detail = {"needs": decision.needs, "state": decision.state, "agent": request.agent}
+        log = by.entry("decision_create", at=now, reason=request.summary, target=decision.id, detail=detail)
+        await self.state.insert_decision(decision, log)
+        self._published(decision)
+        if decision.state == "pending":
+            self._notify_soon(
+                Notification(
+                    decision_id=decision.id,
+                    summary=decision.summary,
+                    needs=decision.needs,
+                    deadline=decision.deadline,
+                    body_id=decision.body_id,
+                    agent=decision.agent,
+                    confidence=decision.confidence,
+                    impact=decision.impact,
+                )
+            )
+        return decision
+
+    async def decision(self, decision_id: str) -> Decision:
+        """The decision as of now: one past its deadline is expired on the way out."""
+        decision = await self._load(decision_id)
+        while governance.is_due(decision, self.now()):
+            decision = await self._expire(decision)
+        return decision
+
+    async def answer(self, by: Principal, decision_id: str, verb: governance.Verb, reason: str) -> Decision:
+        """A human's approve, deny or override: recorded with who and why, and pushed to the decision's body."""
+        while True:
+            current = await self.decision(decision_id)
+            now = self.now()
+            updated = governance.answer(current, verb, by=by, reason=reason, now=now)
+            detail = {"from": current.state, "to": updated.state}
+            log = by.entry(verb, at=now, reason=reason, target=decision_id, detail=detail)
+            if await self.state.replace_decision(updated, expected=current.state, log=log):
+                self._published(updated)
+                return updated
+            # Someone else changed it between our read and write: judge the answer again on what is there now.
+
+    async def _load(self, decision_id: str) -> Decision:
+        decision = await self.state.decision(decision_id)
+        if decision is None:
+            raise NotFound(f"no decision '{decision_id}'")
+        return decision
+
+    async def _expire(self, decision: Decision) -> Decision:
+        """Expire a due decision; returns what is stored afterwards (expired, or whatever beat us to it)."""
+        now = self.now()
+        expired = governance.expire(decision, now)
+        log = LogEntry(at=now, action="expire", by="deadline", reason="no answer by the deadline", target=decision.id)
+        if await self.state.replace_decision(expired, expected="pending", log=log):
+            self._published(expired)
+            return expired
+        return await self._load(decision.id)
+
+    def _published(self, decision: Decision) -> None:
+        self.hub.publish(BrainEvent(name="decision", data=decision.model_dump_json()), body_id=decision.body_id)
+
+    def _notify_soon(self, message: Notification) -> None:
+        if self._background is None:
+            logger.warning("brain not running: notification for %s not sent", message.decision_id)
+            return
+        self._background.start_soon(self._notify, message)
+
+    async def _notify(self, message: Notification) -> None:
+        try:
+            await self.notifier.notify(message)
+        except Exception:  # a channel's failure must not take the brain down; the decision expires unanswered
+            logger.exception("notifier failed for decision %s", message.decision_id)
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def create_task(self, by: Principal, request: TaskRequest) -> Task:
+        """Queue a task."""
+        now = self.now()
+        task = Task(
+            id=f"task_{time.time_ns():x}{secrets.token_hex(4)}",
+            title=request.title,
+            description=request.description,
+            value_usd=request.value_usd,
+            state="queued",
+            created_at=now,
+            created_by=by.name,
+        )
+        log = by.entry("task_create", at=now, reason=task.title, target=task.id)
+        await self.state.insert_task(task, log)
+        return task
+
+    async def claim_task(self, by: Principal, request: ClaimRequest) -> ClaimResponse:
+        """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged."""
+        if (await self.state.kill_state()).engaged:
+            return ClaimResponse(task=None)
+        now = self.now()
+        await self._requeue_expired(now)
+        grant = ClaimGrant(
+            body_id=request.body_id,
+            agent=request.agent,
+            claim_token=f"clm_{secrets.token_urlsafe(24)}",
+            at=now,
+            lease_expires=now + timedelta(seconds=self.settings.lease_s),
+        )
+
+        def log(task: Task) -> LogEntry:
+            detail = {"body_id": request.body_id, "agent": request.agent, "attempt": task.attempts}
+            return by.entry("task_claim", at=now, target=task.id, detail=detail)
+
+        task = await self.state.claim_task(grant, log)
+        if task is None:
+            return ClaimResponse(task=None)
+        return ClaimResponse(task=task, claim_token=grant.claim_token, lease_s=self.settings.lease_s)
+
+    async def report_outcome(self, by: Principal, task_id: str, request: OutcomeRequest) -> Task:
+        """Finish a claimed task; a stale claim token (the lease ran out, or it finished) is refused."""
+        now = self.now()
+        detail = {"outcome": request.outcome}
+        log = by.entry("task_outcome", at=now, reason=request.summary, target=task_id, detail=detail)
+        return await self.state.finish_task(
+            task_id, claim_token=request.claim_token, outcome=request.outcome, summary=request.summary, at=now, log=log
+        )
+
+    async def _requeue_expired(self, now: datetime) -> list[Task]:
+        def log(task: Task) -> LogEntry:
+            holder = task.claimed_by
+            return LogEntry(
+                at=now,
+                action="task_requeue",
+                by="lease",
+                reason="lease ran out",
+                target=task.id,
+                detail={} if holder is None else {"body_id": holder.body_id, "agent": holder.agent},
+            )
+
+        return await self.state.requeue_expired(now, log)
+
+    # -- the daemon loop -------------------------------------------------------------------
+
+    async def sweep(self) -> SweepReport:
+        """Expire due decisions and requeue tasks whose lease ran out."""
+        now = self.now()
+        expired: list[str] = []
+        for decision in await self.state.due_decisions(now):
+            if (await self._expire(decision)).state == "expired":
+                expired.append(decision.id)
+        requeued = await self._requeue_expired(now)
+        return SweepReport(expired=expired, requeued=[t.id for t in requeued])
+
+    async def run_sweeper(self) -> None:
+        """Sweep every `sweep_interval_s`, forever."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # top of the daemon loop: log and retry; pending never means approved meanwhile
+                logger.exception("sweep failed; retrying")
+            await anyio.sleep(self.settings.sweep_interval_s)

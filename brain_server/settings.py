@@ -1,0 +1,37 @@
+"""The brain's settings: one model, passed to its constructor.
+
+Nothing here reads the environment or a file: the entry point (`swarm brain serve`) reads
+flags, `$SWARM_HOME` and the `[brain]` section of `swarm.toml`, and builds this.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared_protocol.decisions import ApprovalThresholds
+
+Durability = Literal["power_loss", "crash"]
+
+
+class BrainSettings(BaseModel):
+    """Everything the brain needs, resolved by its entry point. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on; put a TLS proxy in front for others.")
+    port: int = Field(default=8765, ge=0, le=65535, description="0: any free port.")
+    db: Path | None = Field(default=None, description="The SQLite state file; the entry point defaults it.")
+    durability: Durability = Field(
+        default="power_loss", description="power_loss: synchronous=FULL; crash: NORMAL (WAL either way)."
+    )
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, description="How often bodies heartbeat.")
+    failsafe_s: float = Field(default=10.0, gt=0, description="A body that cannot reach the brain this long is killed.")
+    decision_deadline_s: int = Field(default=3600, gt=0, description="Default time to answer a decision.")
+    lease_s: int = Field(default=300, gt=0, description="How long a claimed task is held before it is requeued.")
+    keepalive_s: float = Field(default=5.0, gt=0, description="A comment on idle event streams this often.")
+    sweep_interval_s: float = Field(default=1.0, gt=0, description="How often deadlines and leases are checked.")
+    event_buffer: int = Field(default=256, ge=1, description="Events held for a slow subscriber before it is cut off.")
+    thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)

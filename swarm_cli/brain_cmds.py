@@ -1,0 +1,163 @@
+"""`swarm brain …`: serve the brain, create its tokens. Flags, `$SWARM_HOME` and `swarm.toml` are read here only.
+
+Settings come from the `[brain]` section of `swarm.toml` (`--config`, else `$SWARM_CONFIG`,
+else `$SWARM_HOME/swarm.toml` if it exists), then flags override them. The state file
+defaults to `$SWARM_HOME/brain.db`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, cast, get_args
+
+import anyio
+from pydantic import ValidationError
+
+from brain_server import BrainSettings, SqliteStateEngine, UserError, issue_token, serve
+from brain_server.exceptions import ConfigError
+from shared_protocol.brain import Role
+
+
+class _Subparsers(Protocol):
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def swarm_home() -> Path:
+    """`$SWARM_HOME`, else `~/.swarm`."""
+    return Path(os.environ.get("SWARM_HOME") or Path.home() / ".swarm").expanduser().resolve()
+
+
+def config_path(flag: str | None, home: Path) -> Path | None:
+    if flag:
+        return Path(flag).expanduser()
+    if env := os.environ.get("SWARM_CONFIG"):
+        return Path(env).expanduser()
+    default = home / "swarm.toml"
+    return default if default.exists() else None
+
+
+def brain_section(path: Path | None) -> dict[str, Any]:
+    """The `[brain]` table of the config file (empty if there is no file or no section)."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    section = data.get("brain", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: 'brain' must be a table ([brain])")
+    return cast(dict[str, Any], section)
+
+
+def load_settings(
+    *,
+    config: str | None,
+    host: str | None = None,
+    port: int | None = None,
+    db: str | None = None,
+) -> BrainSettings:
+    """The brain's settings: `[brain]` from the config file, overridden by flags; the db defaults under home."""
+    home = swarm_home()
+    path = config_path(config, home)
+    data = brain_section(path)
+    overrides = {"host": host, "port": port, "db": db}
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    if not data.get("db"):
+        data["db"] = str(home / "brain.db")
+    try:
+        settings = BrainSettings.model_validate(data)
+    except ValidationError as exc:
+        problems: list[str] = []
+        for err in exc.errors():
+            key = "brain." + ".".join(str(part) for part in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{key}'")
+            else:
+                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{path or 'flags'}: " + "; ".join(problems)) from None
+    assert settings.db is not None
+    return settings.model_copy(update={"db": settings.db.expanduser().resolve()})
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(config=args.config, host=args.host, port=args.port, db=args.db)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(settings)
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    settings = load_settings(config=args.config, db=args.db)
+    db = settings.db
+    assert db is not None
+    role = cast(Role, args.role)
+
+    async def create() -> str:
+        state = await SqliteStateEngine.open(db, durability=settings.durability)
+        try:
+            return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC))
+        finally:
+            await state.close()
+
+    token = anyio.run(create)
+    print(token, flush=True)
+    print(f"created a {role} token in {db} (shown once: store it now)", file=sys.stderr)
+    return 0
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _guarded(command: Command) -> Command:
+    """Brain errors become one line on stderr and exit code 1, like every other `swarm` command."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(command(args))
+        except UserError as exc:
+            print(f"swarm: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def add_parsers(sub: _Subparsers) -> None:
+    """Register `swarm brain serve` and `swarm brain token create` on the `swarm` subcommands."""
+    brain = sub.add_parser(
+        "brain", help="the brain daemon and its tokens", description="the brain daemon and its tokens"
+    )
+    brain_sub = brain.add_subparsers(dest="brain_command", required=True, metavar="SUBCOMMAND")
+
+    p = brain_sub.add_parser("serve", help="run the brain daemon (HTTP API and sweeper) until SIGTERM")
+    p.set_defaults(func=_guarded(cmd_serve))
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument("--db", metavar="PATH", help="state file (default $SWARM_HOME/brain.db)")
+    p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+
+    token = brain_sub.add_parser("token", help="manage the brain's bearer tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="SUBCOMMAND")
+    p = token_sub.add_parser("create", help="create a token and print it alone on stdout (shown once)")
+    p.set_defaults(func=_guarded(cmd_token_create))
+    p.add_argument("--role", required=True, choices=list(get_args(Role)), help="body, approver or captain")
+    p.add_argument("--db", metavar="PATH", help="state file (default $SWARM_HOME/brain.db)")
+    p.add_argument("--label", default="", help="who holds it; recorded as 'who' with everything it does")
+    p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`swarm brain …` on its own, until `swarm_cli.main` wires `add_parsers` in."""
+    parser = argparse.ArgumentParser(prog="swarm")
+    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))

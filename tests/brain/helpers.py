@@ -1,0 +1,180 @@
+"""Test helpers: a clock, a per-role client, audit chains, a server-sent event reader, a live brain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import httpx
+
+from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
+from shared_protocol import AuditEvent
+
+START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class BrainClient:
+    """An httpx client plus the token of each role; `as_=None` sends no token."""
+
+    def __init__(self, client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+        self.client = client
+        self.tokens = tokens
+
+    def headers(self, as_: str | None) -> dict[str, str]:
+        if as_ is None:
+            return {}
+        token = self.tokens.get(as_, as_)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def get(self, path: str, *, as_: str | None) -> httpx.Response:
+        return await self.client.get(path, headers=self.headers(as_))
+
+    async def post(self, path: str, body: Any = None, *, as_: str | None) -> httpx.Response:
+        return await self.client.post(path, json=body, headers=self.headers(as_))
+
+
+def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    return response.json()
+
+
+def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    data = response.json()
+    assert data["code"] == code, data
+    return data
+
+
+def audit_event(body_id: str, seq: int, prev_mac: str, *, salt: str = "") -> AuditEvent:
+    """An event whose `mac` is a stand-in (the brain only checks linkage, never recomputes a MAC)."""
+    mac = hashlib.sha256(f"{body_id}|{seq}|{prev_mac}|{salt}".encode()).hexdigest()
+    return AuditEvent(
+        seq=seq,
+        id=f"act_{body_id}_{seq}",
+        ts=datetime.fromtimestamp(START + seq, UTC).isoformat(timespec="microseconds"),
+        kind="tool_call",
+        body_id=body_id,
+        agent="claude",
+        session="ses_1",
+        tool="write_file",
+        arguments={"path": f"f{seq}.txt"},
+        rationale="testing",
+        outcome="ok",
+        prev_mac=prev_mac,
+        mac=mac,
+    )
+
+
+def audit_chain(body_id: str, count: int) -> list[AuditEvent]:
+    events: list[AuditEvent] = []
+    prev = "genesis-" + body_id
+    for seq in range(1, count + 1):
+        event = audit_event(body_id, seq, prev)
+        events.append(event)
+        prev = event.mac
+    return events
+
+
+def batch(body_id: str, events: list[AuditEvent]) -> dict[str, Any]:
+    return {"body_id": body_id, "events": [e.model_dump(mode="json") for e in events]}
+
+
+def decision_request(body_id: str = "body-a", **changes: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "summary": "rewrite the billing module",
+        "rationale": "the tests fail on refunds",
+        "confidence": 0.9,
+        "impact": {"files": 1, "api_calls": 0, "usd": 0},
+        "options": ["rewrite", "patch"],
+        "agent": "claude",
+        "body_id": body_id,
+    }
+    request.update(changes)
+    return request
+
+
+@dataclass(kw_only=True, frozen=True)
+class SseEvent:
+    name: str
+    data: Any
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Parse text/event-stream; comments come out as events named `:`."""
+    name, data = "message", ""
+    async for line in response.aiter_lines():
+        if line.startswith(":"):
+            yield SseEvent(name=":", data=line[1:].strip())
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+        elif line == "" and data:
+            yield SseEvent(name=name, data=json.loads(data))
+            name, data = "message", ""
+
+
+@dataclass(kw_only=True, frozen=True)
+class LiveBrain:
+    url: str
+    tokens: dict[str, str]
+    notifier: MemoryNotifier
+    stop: anyio.Event
+    """Set it to shut the brain down as SIGTERM would."""
+
+    @asynccontextmanager
+    async def client(self) -> AsyncGenerator[BrainClient]:
+        """A client on its own connection pool."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            yield BrainClient(client, self.tokens)
+
+
+@asynccontextmanager
+async def live_brain(settings: BrainSettings) -> AsyncGenerator[LiveBrain]:
+    """The daemon (`brain_server.run`: uvicorn, sweeper, SQLite file) on 127.0.0.1, an ephemeral port."""
+    assert settings.db is not None
+    state = await SqliteStateEngine.open(settings.db)
+    try:
+        tokens = {
+            role: await issue_token(state, role=role, label=f"{role}-1", at=datetime.now(UTC))
+            for role in ("body", "approver", "captain")
+        }
+    finally:
+        await state.close()
+    notifier = MemoryNotifier()
+    ready = anyio.Event()
+    stop = anyio.Event()
+    urls: list[str] = []
+
+    def on_ready(url: str) -> None:
+        urls.append(url)
+        ready.set()
+
+    live = settings.model_copy(update={"host": "127.0.0.1", "port": 0})
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: run(live, notifier=notifier, on_ready=on_ready, stop=stop, handle_signals=False))
+        with anyio.fail_after(10):
+            await ready.wait()
+        try:
+            yield LiveBrain(url=urls[0], tokens=tokens, notifier=notifier, stop=stop)
+        finally:
+            stop.set()

@@ -1,0 +1,131 @@
+"""Tasks: queued by humans, claimed once under a lease, finished with the current claim token only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from brain_server import Brain
+
+from .helpers import BrainClient, Clock, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+async def queue(api: BrainClient, title: str, value_usd: float = 0.0) -> dict[str, Any]:
+    return ok(
+        await api.post("/v1/tasks", {"title": title, "description": "d", "value_usd": value_usd}, as_="approver"), 201
+    )
+
+
+async def claim(api: BrainClient, agent: str = "claude", body_id: str = "body-a") -> dict[str, Any]:
+    return ok(await api.post("/v1/tasks/claim", {"body_id": body_id, "agent": agent}, as_="body"))
+
+
+async def test_a_claimed_task_carries_a_token_and_a_lease(api: BrainClient, brain: Brain) -> None:
+    created = await queue(api, "fix the flaky test")
+    assert (created["state"], created["created_by"], created["attempts"]) == ("queued", "approver-1", 0)
+    claimed = await claim(api)
+    task = claimed["task"]
+    assert isinstance(task, dict)
+    assert (task["id"], task["state"], task["attempts"]) == (created["id"], "claimed", 1)
+    assert task["claimed_by"] == {"body_id": "body-a", "agent": "claude"}
+    assert claimed["lease_s"] == brain.settings.lease_s == 300
+    assert str(claimed["claim_token"]).startswith("clm_")
+    assert (await claim(api))["task"] is None
+
+
+async def test_the_most_valuable_task_is_claimed_first_then_the_oldest(api: BrainClient) -> None:
+    for title, value in (("cheap", 1.0), ("rich", 500.0), ("also cheap", 1.0)):
+        await queue(api, title, value)
+    titles: list[str] = []
+    for _ in range(3):
+        titles.append((await claim(api))["task"]["title"])
+    assert titles == ["rich", "cheap", "also cheap"]
+
+
+async def test_an_outcome_finishes_the_task(api: BrainClient) -> None:
+    await queue(api, "t")
+    claimed = await claim(api)
+    task_id = claimed["task"]["id"]
+    finished = ok(
+        await api.post(
+            f"/v1/tasks/{task_id}/outcome",
+            {"claim_token": claimed["claim_token"], "outcome": "succeeded", "summary": "done, tests green"},
+            as_="body",
+        )
+    )
+    assert (finished["state"], finished["outcome_summary"]) == ("succeeded", "done, tests green")
+    assert finished["lease_expires"] is None and finished["finished_at"] is not None
+    again = {"claim_token": claimed["claim_token"], "outcome": "failed", "summary": "late"}
+    refused(await api.post(f"/v1/tasks/{task_id}/outcome", again, as_="body"), 409, "stale_claim")
+
+
+async def test_an_outcome_with_a_wrong_token_is_refused_and_changes_nothing(api: BrainClient, brain: Brain) -> None:
+    await queue(api, "t")
+    task_id = (await claim(api))["task"]["id"]
+    body = {"claim_token": "clm_forged", "outcome": "succeeded", "summary": "s"}
+    refused(await api.post(f"/v1/tasks/{task_id}/outcome", body, as_="body"), 409, "stale_claim")
+    task = await brain.state.task(str(task_id))
+    assert task is not None and task.state == "claimed"
+    refused(await api.post("/v1/tasks/task_nope/outcome", body, as_="body"), 404, "not_found")
+    bad = {"claim_token": "clm_x", "outcome": "sort of", "summary": "s"}
+    assert (
+        refused(await api.post(f"/v1/tasks/{task_id}/outcome", bad, as_="body"), 422, "invalid_request")["field"]
+        == "outcome"
+    )
+
+
+async def test_an_expired_lease_requeues_the_task_and_the_old_claimant_is_stale(
+    api: BrainClient, brain: Brain, clock: Clock
+) -> None:
+    await queue(api, "t")
+    first = await claim(api, agent="agent-1")
+    clock.advance(299)
+    assert (await brain.sweep()).requeued == []
+    clock.advance(1)
+    assert (await brain.sweep()).requeued == [first["task"]["id"]]
+    assert ok(await api.get("/v1/status", as_="captain"))["queued_tasks"] == 1
+    second = await claim(api, agent="agent-2")
+    assert second["task"]["attempts"] == 2
+    late = {"claim_token": first["claim_token"], "outcome": "succeeded", "summary": "I finished it"}
+    refused(await api.post(f"/v1/tasks/{first['task']['id']}/outcome", late, as_="body"), 409, "stale_claim")
+    current = {"claim_token": second["claim_token"], "outcome": "succeeded", "summary": "done"}
+    assert ok(await api.post(f"/v1/tasks/{second['task']['id']}/outcome", current, as_="body"))["state"] == "succeeded"
+    requeues = [e for e in await brain.state.log_entries() if e.action == "task_requeue"]
+    assert [(e.by, e.detail.get("agent")) for e in requeues] == [("lease", "agent-1")]
+
+
+async def test_a_claim_requeues_expired_leases_without_waiting_for_the_sweep(api: BrainClient, clock: Clock) -> None:
+    await queue(api, "t")
+    await claim(api, agent="agent-1")
+    clock.advance(301)
+    assert (await claim(api, agent="agent-2"))["task"] is not None
+
+
+async def test_no_task_is_handed_out_while_the_kill_switch_is_engaged(api: BrainClient) -> None:
+    await queue(api, "t")
+    ok(await api.post("/v1/kill", {"reason": "stop"}, as_="captain"))
+    assert await claim(api) == {"task": None, "claim_token": None, "lease_s": None}
+    ok(await api.post("/v1/resume", {"reason": "go"}, as_="captain"))
+    assert (await claim(api))["task"] is not None
+
+
+async def test_concurrent_claimers_never_get_the_same_task(api: BrainClient) -> None:
+    for n in range(40):
+        await queue(api, f"task {n}")
+    won: dict[str, list[str]] = {}
+
+    async def claimer(agent: str) -> None:
+        mine = won.setdefault(agent, [])
+        while (task := (await claim(api, agent=agent))["task"]) is not None:
+            mine.append(task["id"])
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            for n in range(8):
+                group.start_soon(claimer, f"agent-{n}")
+    every = [task_id for ids in won.values() for task_id in ids]
+    assert len(every) == 40 and len(set(every)) == 40
