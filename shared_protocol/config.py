@@ -119,6 +119,24 @@ class SnapshotsConfig(ProtocolModel):
     )
 
 
+class BrainConfig(ProtocolModel):
+    """`[brain]`: read by `swarm brain serve` (the brain's own settings model checks the same names)."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on; put a TLS proxy in front for others.")
+    port: int = Field(default=8765, ge=0, le=65535)
+    db: str = Field(default="", description="The brain's SQLite file; empty: $SWARM_HOME/brain.db.")
+    durability: Literal["power_loss", "crash"] = "power_loss"
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, description="How often linked bodies heartbeat.")
+    failsafe_s: float = Field(
+        default=10.0, gt=0, description="A body that cannot reach the brain this long fails closed."
+    )
+    decision_deadline_s: int = Field(default=3600, gt=0, description="Unanswered decisions are denied after this.")
+    lease_s: int = Field(default=300, gt=0, description="A claimed task is requeued when its lease runs out.")
+    keepalive_s: float = Field(default=5.0, gt=0)
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    event_buffer: int = Field(default=256, ge=1)
+
+
 class AuditConfig(ProtocolModel):
     durability: Literal["power_loss", "crash"] = Field(
         default="power_loss", description="power_loss: synchronous=FULL and fsync'd anchor; crash: NORMAL."
@@ -133,6 +151,7 @@ class SwarmConfig(ProtocolModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    brain: BrainConfig = Field(default_factory=BrainConfig)
 
 
 class ConfigInvalid(ValueError):

@@ -247,7 +247,7 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import snapshot_cmds
+    from . import brain_cmds, snapshot_cmds
 
     def cmd_demo(args: argparse.Namespace) -> int:
         from . import demo  # imports the MCP client: only `swarm demo` pays for it
@@ -316,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         _brain_args(p)
 
     snapshot_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    brain_cmds.add_parsers(sub)  # type: ignore[arg-type]
     ide_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add("undo", cmd_undo, "reverse an action or every action of a decision (works while killed)")

@@ -1,0 +1,167 @@
+"""A body linked to a real brain on loopback: the brain's kill reaches every body, failsafe, audit shipping."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from body_mcp import Body, BodySettings
+from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
+from shared_protocol.config import parse_config
+
+pytestmark = pytest.mark.anyio
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _tokens(db: Path) -> dict[str, str]:
+    state = await SqliteStateEngine.open(db)
+    try:
+        return {
+            role: await issue_token(state, role=role, label=f"{role}-test", at=datetime.now(UTC))
+            for role in ("body", "captain")
+        }
+    finally:
+        await state.close()
+
+
+@asynccontextmanager
+async def brain_on(port: int, db: Path, **settings: float) -> AsyncIterator[anyio.Event]:
+    stop, ready = anyio.Event(), anyio.Event()
+    config = BrainSettings(host="127.0.0.1", port=port, db=db, keepalive_s=0.2, **settings)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: run(
+                config, notifier=MemoryNotifier(), on_ready=lambda _url: ready.set(), stop=stop, handle_signals=False
+            )
+        )
+        with anyio.fail_after(10):
+            await ready.wait()
+        try:
+            yield stop
+        finally:
+            stop.set()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+def linked_body(tmp_path: Path, home: Path, n: int, url: str, token: str) -> Body:
+    ws = tmp_path / f"ws{n}"
+    ws.mkdir()
+    (ws / "f.txt").write_text("x\n")
+    settings = BodySettings(
+        workspace=ws.resolve(), home=home, config=parse_config({}), brain_url=url, brain_token=token
+    )
+    return Body(settings)
+
+
+async def write(body: Body, name: str) -> tuple[bool, str | None]:
+    outcome = await body.call_tool("write_file", {"path": name, "content": "y", "rationale": "test"})
+    return outcome.is_error, outcome.structured.get("code")
+
+
+async def test_a_brain_kill_reaches_eight_bodies_and_resume_lifts_it(tmp_path: Path, home: Path) -> None:
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    async with brain_on(port, db):
+        bodies = [linked_body(tmp_path, home, n, url, tokens["body"]) for n in range(8)]
+        try:
+            async with anyio.create_task_group() as tg:
+                for body in bodies:
+                    assert body.link is not None
+                    tg.start_soon(body.link.run)
+                await wait_until(lambda: all(b.brain_state == "connected" for b in bodies))
+                assert [await write(b, "before.txt") for b in bodies] == [(False, None)] * 8
+                async with httpx.AsyncClient(base_url=url) as captain:
+                    headers = {"Authorization": f"Bearer {tokens['captain']}"}
+                    started = time.perf_counter()
+                    response = await captain.post("/v1/kill", json={"reason": "drill"}, headers=headers)
+                    assert response.status_code == 200
+                    await wait_until(lambda: all(b.kill_switch.state().engaged for b in bodies), timeout=5)
+                    elapsed = time.perf_counter() - started
+                    assert elapsed < 5
+                    assert [await write(b, "during.txt") for b in bodies] == [(True, "kill_switch_engaged")] * 8
+                    read = await bodies[0].call_tool("read_text_file", {"path": "f.txt", "rationale": "still reading"})
+                    assert not read.is_error
+                    assert (await captain.post("/v1/resume", json={"reason": "ok"}, headers=headers)).status_code == 200
+                    await wait_until(lambda: not any(b.kill_switch.state().engaged for b in bodies))
+                    assert [await write(b, "after.txt") for b in bodies] == [(False, None)] * 8
+                    # Every body's audit chain reaches the brain, once.
+                    for b in bodies:
+                        assert b.link is not None
+                        head = b.audit.tail(1)[0].seq
+                        assert await b.link.ship_pending() == head
+                        assert await b.link.ship_pending() == head
+                tg.cancel_scope.cancel()
+        finally:
+            for body in bodies:
+                body.close()
+
+
+async def test_a_body_fails_closed_when_its_brain_dies_and_recovers_when_it_returns(tmp_path: Path, home: Path) -> None:
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    body = linked_body(tmp_path, home, 0, f"http://127.0.0.1:{port}", tokens["body"])
+    assert body.link is not None
+    link = body.link
+    try:
+        async with anyio.create_task_group() as tg:
+            async with brain_on(port, db, failsafe_s=0.6, heartbeat_interval_s=0.1):
+                tg.start_soon(link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                assert await write(body, "a.txt") == (False, None)
+            # The brain is gone: after the failsafe time the body refuses mutating calls.
+            await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
+            assert await write(body, "b.txt") == (True, "brain_unreachable")
+            assert not (await body.call_tool("list_directory", {"path": ".", "rationale": "r"})).is_error
+            async with brain_on(port, db, failsafe_s=0.6, heartbeat_interval_s=0.1):
+                await wait_until(lambda: not body.kill_switch.state().engaged, timeout=10)
+                assert await write(body, "c.txt") == (False, None)
+                # Nothing of the audit chain was lost while the brain was down, nor duplicated after.
+                assert await link.ship_pending() == body.audit.tail(1)[0].seq
+            tg.cancel_scope.cancel()
+    finally:
+        body.close()
+
+
+async def test_decisions_of_a_linked_body_are_the_brains(tmp_path: Path, home: Path) -> None:
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    async with brain_on(port, db):
+        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+        try:
+            asked = await body.call_tool(
+                "request_approval", {"summary": "big refactor", "confidence": 0.5, "rationale": "unsure"}
+            )
+            assert not asked.is_error and asked.structured["state"] == "pending"
+            decision_id = asked.structured["decision_id"]
+            async with httpx.AsyncClient(base_url=url) as captain:
+                headers = {"Authorization": f"Bearer {tokens['captain']}"}
+                response = await captain.post(
+                    f"/v1/decisions/{decision_id}/approve", json={"reason": "fine"}, headers=headers
+                )
+                assert response.status_code == 200
+            status = await body.call_tool("decision_status", {"id": decision_id, "rationale": "poll"})
+            assert status.structured["state"] == "approved"
+            none = await body.call_tool("next_task", {"rationale": "work"})
+            assert not none.is_error and none.structured["task"] is None
+        finally:
+            body.close()
