@@ -328,7 +328,9 @@ class Body:
         return event, actions
 
     def notify_human(self, decision: Decision) -> None:
-        """Tell a human a decision waits (standalone: the body's log; a brain pages people)."""
+        """Tell a human a decision waits (standalone: the body's log; a linked body's brain pages people)."""
+        if self.link is not None:
+            return
         logger.warning(
             "decision %s needs %s: %s — answer with `swarm approve %s` or `swarm deny %s`",
             decision.id,

@@ -1,9 +1,11 @@
-"""`swarm demo`: the whole loop on a sample workspace, with no keys and no network.
+"""`swarm demo`: the whole loop on one machine, with no keys and no network.
 
-A body is started as a real MCP server over stdio (as an IDE would), and a scripted agent
-drives it through the official MCP client: it reads and edits files, is refused at the
-workspace's edges and at a secret, hits a budget, is stopped by the kill switch and
-resumed, and undoes a change. Then the audit trail is verified and shown.
+A brain serves on 127.0.0.1; a body is started as a real MCP server over stdio (as an IDE
+would) and linked to it; a scripted agent drives the body through the official MCP
+client: it claims a task, reads and edits files, runs commands in the sandbox, asks for
+an approval the demo answers, is refused at the workspace's edges and at a secret, hits
+a budget, is stopped by the brain's kill switch and resumed, undoes a change and reports
+the task's outcome. Then the audit trail is verified and shown.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from body_mcp import Body, BodySettings
 from body_mcp.explain import explain_event
-from body_mcp.killswitch import LocalKillSwitch
+from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
 from shared_protocol.config import load_config, parse_config, render_config
 
 _SAMPLE = {
@@ -49,19 +54,77 @@ def _show(result: Any) -> str:
     return "ok" + (f" — {data['changes']}" if "changes" in data else "")
 
 
-async def _agent(home: Path, workspace: Path) -> dict[str, str]:
-    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_AGENT": "demo-agent"}
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _tokens(db: Path) -> dict[str, str]:
+    state = await SqliteStateEngine.open(db)
+    try:
+        return {
+            r: await issue_token(state, role=r, label=f"demo-{r}", at=datetime.now(UTC)) for r in ("body", "captain")
+        }
+    finally:
+        await state.close()
+
+
+async def _loop(home: Path, workspace: Path) -> dict[str, str]:
+    """A brain on 127.0.0.1, a body linked to it over stdio, and a scripted agent doing a day's work."""
+    db, port = home / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    stop, ready = anyio.Event(), anyio.Event()
+    ids: dict[str, str] = {}
+    settings = BrainSettings(host="127.0.0.1", port=port, db=db, durability="crash")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: run(
+                settings, notifier=MemoryNotifier(), on_ready=lambda _u: ready.set(), stop=stop, handle_signals=False
+            )
+        )
+        with anyio.fail_after(10):
+            await ready.wait()
+        _say("brain", f"brain serving on {url} (SQLite {db.name}); tokens created for a body and a captain")
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tokens['captain']}"}) as captain:
+            task = {
+                "title": "Lift gadget conversion",
+                "description": "Conversion is down 5%: test a lower price.",
+                "value_usd": 120,
+            }
+            assert (await captain.post("/v1/tasks", json=task)).status_code == 201
+            _say("brain", "the captain queues a task: 'Lift gadget conversion'")
+            ids = await _agent(home, workspace, url, tokens["body"], captain)
+        stop.set()
+        tg.cancel_scope.cancel()
+    return ids
+
+
+async def _agent(home: Path, workspace: Path, url: str, token: str, captain: httpx.AsyncClient) -> dict[str, str]:
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_AGENT": "demo-agent", "SWARM_TOKEN": token}
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "swarm_cli", "body", "--workspace", str(workspace)], env=env
+        command=sys.executable,
+        args=["-m", "swarm_cli", "body", "--workspace", str(workspace), "--brain", url],
+        env=env,
     )
     ids: dict[str, str] = {}
     async with Client(params) as client:
         tools = await client.list_tools()
-        _say("connect", f"body over stdio offers {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}")
+        _say("connect", f"body over stdio, linked to the brain, offers {len(tools.tools)} tools")
 
         async def call(name: str, **arguments: Any) -> Any:
             return await client.call_tool(name, arguments)
 
+        with anyio.fail_after(10):
+            while (await call("status", rationale="wait for the brain link")).structured_content[
+                "brain"
+            ] != "connected":
+                await anyio.sleep(0.05)
+        r = await call("next_task", rationale="start the day: take the most valuable task")
+        claimed: dict[str, Any] = r.structured_content or {}
+        task: dict[str, Any] = claimed.get("task") or {}
+        _say("task", f"next_task claims '{task.get('title')}' (worth ${task.get('value_usd')})")
         r = await call("read_text_file", path="shop/prices.py", rationale="understand pricing before changing it")
         _say("read", f"read shop/prices.py: {_show(r)}")
         r = await call(
@@ -73,51 +136,87 @@ async def _agent(home: Path, workspace: Path) -> dict[str, str]:
         ids["edit"] = r.structured_content["action_id"]
         _say("edit", f"lower the gadget price: {_show(r)}")
         r = await call(
-            "write_file", path="shop/CHANGELOG.md", content="- gadget price 25 -> 22\n", rationale="log the change"
-        )
-        _say("write", f"add a changelog: {_show(r)}")
-        r = await call(
             "run_command",
             argv=["/bin/sh", "-c", "cat .env || true; echo 'total = 57' > shop/report.txt; echo done"],
             rationale="compute a report in the sandbox",
         )
         data: dict[str, Any] = r.structured_content or {}
-        if r.is_error and data.get("code") == "sandbox_unavailable":
+        sandboxed = not (r.is_error and data.get("code") == "sandbox_unavailable")
+        if not sandboxed:
             _say("sandbox", "no sandbox here (apt-get install bubblewrap): commands are refused, never run bare")
         else:
             out = str(data.get("stdout", "")).strip().replace("\n", " | ")
             _say("sandbox", f"run_command in the sandbox printed '{out}' (the .env is hidden): {_show(r)}")
+            generate = ["/bin/sh", "-c", 'for i in 1 2 3 4 5 6; do echo "VARIANT = $i" > shop/variant_$i.py; done']
+            r = await call("run_command", argv=generate, rationale="generate six price-test variants")
+            _say("approval", f"a command changing 6 files: {_show(r)}")
             r = await call(
-                "run_command",
-                argv=["/bin/sh", "-c", "for i in $(seq 1 12); do echo $i > shop/gen_$i.py; done"],
-                rationale="generate a dozen modules at once",
+                "request_approval",
+                summary="add six price-test variants under shop/",
+                confidence=0.85,
+                files=[f"shop/variant_{i}.py" for i in range(1, 7)],
+                rationale="six files need consensus (a human until voting exists)",
             )
-            _say("sandbox", f"a command writing 12 files: {_show(r)}")
+            decision = r.structured_content["decision_id"]
+            _say(
+                "approval",
+                f"request_approval -> {decision} is {r.structured_content['state']} "
+                f"(needs {r.structured_content['needs']}); it returns at once",
+            )
+            await captain.post(f"/v1/decisions/{decision}/approve", json={"reason": "fine for a test"})
+            _say("approval", "a human approves it on the brain (the demo plays the human)")
+            r = await call("run_command", argv=generate, decision_id=decision, rationale="apply the approved variants")
+            _say("approval", f"the same command with the decision: {_show(r)} (the held result, not re-run)")
         r = await call("read_text_file", path=".env", rationale="need the payment key")
         _say("secret", f"read .env: {_show(r)}")
         r = await call("read_text_file", path="../../etc/passwd", rationale="curious")
         _say("escape", f"read ../../etc/passwd: {_show(r)}")
         r = await call("write_file", path="notes.txt", content="x")
         _say("rationale", f"write without a rationale: {_show(r)}")
-        for n in range(10):
+        for n in range(12):
             r = await call("write_file", path=f"drafts/d{n}.md", content=f"draft {n}\n", rationale="bulk drafts")
             if r.is_error:
                 _say("budget", f"write #{n + 1} of a burst: {_show(r)}")
                 break
-        (home / "kill.json").parent.mkdir(parents=True, exist_ok=True)
-        LocalKillSwitch(home / "kill.json").engage(reason="demo: human pressed stop", by="human:demo")
-        _say("kill", "a human runs `swarm kill`")
+        await captain.post("/v1/kill", json={"reason": "demo: captain pressed stop"})
+        _say("kill", "the captain engages the kill switch on the brain (POST /v1/kill)")
+        with anyio.fail_after(10):
+            while (await call("status", rationale="wait")).structured_content["kill_switch"] != "engaged":
+                await anyio.sleep(0.01)
         r = await call("write_file", path="shop/after_kill.py", content="x\n", rationale="keep going")
         _say("kill", f"write while killed: {_show(r)}")
         r = await call("list_directory", path="shop", rationale="look around while stopped")
         _say("kill", f"read-only list while killed: {_show(r)}")
-        LocalKillSwitch(home / "kill.json").release()
-        _say("resume", "a human runs `swarm resume`")
+        await captain.post("/v1/resume", json={"reason": "demo: all clear"})
+        with anyio.fail_after(10):
+            while (await call("status", rationale="wait")).structured_content["kill_switch"] != "released":
+                await anyio.sleep(0.01)
+        _say("resume", "the captain resumes (POST /v1/resume)")
         r = await call("undo", id=ids["edit"], rationale="the price test is over; restore the old price")
         _say("undo", f"undo the price edit: {_show(r)}")
+        if task.get("id"):
+            r = await call(
+                "report_outcome",
+                task_id=task["id"],
+                outcome="succeeded",
+                summary="price test ran and was rolled back",
+                rationale="close the task",
+            )
+            reported: dict[str, Any] = r.structured_content or {}
+            _say("task", f"report_outcome: task is {reported['task']['state'] if 'task' in reported else reported}")
         r = await call("status", rationale="check budgets")
         budgets = {b["name"]: f"{b['used']:g}/{b['limit']:g}" for b in r.structured_content["budgets"]}
-        _say("status", f"kill switch {r.structured_content['kill_switch']}, budgets {budgets}")
+        _say(
+            "status",
+            f"kill switch {r.structured_content['kill_switch']}, brain {r.structured_content['brain']}, "
+            f"budgets {budgets}",
+        )
+        status = (await captain.get("/v1/status")).json()
+        _say(
+            "brain",
+            f"brain status: {len(status['bodies'])} body, kill engaged: {status['kill']['engaged']}, "
+            f"queued tasks: {status['queued_tasks']}",
+        )
     return ids
 
 
@@ -129,17 +228,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
         (workspace / rel).write_text(text)
     # The demo's own config: a small hourly file budget so the agent meets it.
-    config = parse_config({"limits": {"file_mods_per_hour": 7}})
+    config = parse_config({"limits": {"file_mods_per_hour": 14}})
     (home / "swarm.toml").write_text(render_config(config))
     print(f"Swarm demo — sample workspace {workspace}\n", flush=True)
     try:
-        anyio.run(_agent, home, workspace)
+        anyio.run(_loop, home, workspace)
         body = Body(
             BodySettings(workspace=workspace.resolve(), home=home.resolve(), config=load_config(home / "swarm.toml"))
         )
         try:
             report = body.audit.verify()
             events = body.audit.tail(100)
+            edit = next(e for e in events if e.tool == "edit_file")
             print("\nAudit trail (every call, allowed or refused, with the agent's rationale):", flush=True)
             for event in events:
                 code = f" [{event.code}]" if event.code else ""
@@ -147,7 +247,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     f"  #{event.seq:<3} {event.tool or event.kind:<16} {event.outcome:<8}{code:<24} {event.rationale}"
                 )
             print(f"\n{report.summary()}")
-            print("\nOne event explained:\n" + "\n".join("  " + line for line in explain_event(events[1]).splitlines()))
+            print("\nOne event explained:\n" + "\n".join("  " + line for line in explain_event(edit).splitlines()))
             price = (workspace / "shop/prices.py").read_text()
             print(f"\nAfter undo, shop/prices.py has the old price again: {'gadget' in price and '25' in price}")
         finally:
