@@ -125,6 +125,9 @@ def test_demo_runs_the_whole_loop(home: Path) -> None:
     result = swarm("demo", home=home)
     assert result.returncode == 0, result.stderr
     for expected in (
+        "next_task claims 'Lift gadget conversion'",
+        "the same command with the decision: ok",
+        "report_outcome: task is succeeded",
         "REFUSED protected_path",
         "REFUSED path_outside_workspace",
         "REFUSED rate_limited",
