@@ -165,3 +165,40 @@ async def test_decisions_of_a_linked_body_are_the_brains(tmp_path: Path, home: P
             assert not none.is_error and none.structured["task"] is None
         finally:
             body.close()
+
+
+async def test_the_cli_kills_resumes_and_answers_on_the_brain(tmp_path: Path, home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_BRAIN_URL": url, "SWARM_TOKEN": tokens["captain"]}
+
+    def swarm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "swarm_cli", *args], env=env, capture_output=True, text=True, check=False
+        )
+
+    headers = {"Authorization": f"Bearer {tokens['captain']}"}
+    async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as api:
+        kill = await anyio.to_thread.run_sync(lambda: swarm("kill", "--reason", "cli drill"))
+        assert kill.returncode == 0, kill.stderr
+        assert (await api.get("/v1/status")).json()["kill"]["engaged"] is True
+        assert (await anyio.to_thread.run_sync(lambda: swarm("resume"))).returncode == 0
+        assert (await api.get("/v1/status")).json()["kill"]["engaged"] is False
+        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+        try:
+            asked = await body.call_tool("request_approval", {"summary": "s", "confidence": 0.2, "rationale": "r"})
+            decision_id = asked.structured["decision_id"]
+        finally:
+            body.close()
+        approved = await anyio.to_thread.run_sync(lambda: swarm("approve", decision_id, "--reason", "ok"))
+        assert approved.returncode == 0 and "approved" in approved.stdout
+        again = await anyio.to_thread.run_sync(lambda: swarm("deny", decision_id))
+        assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+        env["SWARM_TOKEN"] = "not-a-token"
+        refused = await anyio.to_thread.run_sync(lambda: swarm("kill"))
+        assert refused.returncode == 1 and (await api.get("/v1/status")).json()["kill"]["engaged"] is False
