@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -20,27 +19,20 @@ from typing import Any, Protocol, cast, get_args
 import anyio
 from pydantic import ValidationError
 
+from body_mcp.state import resolve_home
 from brain_server import BrainSettings, SqliteStateEngine, UserError, issue_token, serve
 from brain_server.exceptions import ConfigError
 from shared_protocol.brain import Role
+
+from ._context import config_path
 
 
 class _Subparsers(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
-def swarm_home() -> Path:
-    """`$SWARM_HOME`, else `~/.swarm`."""
-    return Path(os.environ.get("SWARM_HOME") or Path.home() / ".swarm").expanduser().resolve()
-
-
-def config_path(flag: str | None, home: Path) -> Path | None:
-    if flag:
-        return Path(flag).expanduser()
-    if env := os.environ.get("SWARM_CONFIG"):
-        return Path(env).expanduser()
-    default = home / "swarm.toml"
-    return default if default.exists() else None
+swarm_home = resolve_home
+"""`$SWARM_HOME`, else `~/.swarm` (the one lookup every command shares)."""
 
 
 def brain_section(path: Path | None) -> dict[str, Any]:

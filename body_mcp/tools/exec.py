@@ -23,6 +23,7 @@ from sandbox import (
     EntryType,
     ProxyNetwork,
     ResourceLimits,
+    RunResult,
     Sandbox,
     SandboxSpec,
     StagedChange,
@@ -151,6 +152,25 @@ class HeldRun:
 HeldKey = tuple[tuple[str, ...], str]
 
 
+def command_result(
+    ctx: CallContext, run: RunResult, changes: list[CommandChange], *, applied: bool, refusal: Refusal | None = None
+) -> RunCommandResult:
+    return RunCommandResult(
+        action_id=ctx.action_id,
+        mode=ctx.mode,
+        exit_code=run.exit_code,
+        stdout=run.stdout,
+        stderr=run.stderr,
+        truncated=run.stdout_truncated or run.stderr_truncated,
+        timed_out=run.timed_out,
+        killed=run.killed,
+        duration_s=round(run.duration_s, 4),
+        changes=changes,
+        applied=applied,
+        refusal=refusal,
+    )
+
+
 async def discard_expired(held: dict[HeldKey, HeldRun], now: float) -> None:
     for key in [k for k, v in held.items() if v.expires <= now]:
         await held.pop(key).staged.aclose()
@@ -176,20 +196,7 @@ async def _apply_held(body: Body, ctx: CallContext, args: RunCommandArgs, key: H
         await body.check_measured(ctx, impact)
         ctx.files = [c.path for c in held.sorted_.to_apply]
         ctx.detail["applied_held_run"] = True
-        run = held.staged.result
-        result = RunCommandResult(
-            action_id=ctx.action_id,
-            mode=ctx.mode,
-            exit_code=run.exit_code,
-            stdout=run.stdout,
-            stderr=run.stderr,
-            truncated=run.stdout_truncated or run.stderr_truncated,
-            timed_out=run.timed_out,
-            killed=False,
-            duration_s=round(run.duration_s, 4),
-            changes=held.changes,
-            applied=ctx.mode == "live",
-        )
+        result = command_result(ctx, held.staged.result, held.changes, applied=ctx.mode == "live")
         if ctx.mode == "live":
             _apply(body, ctx, held.sorted_.to_apply)
             ctx.impact = impact
@@ -254,20 +261,7 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
         )
 
         def result(applied: bool, refusal: Refusal | None = None) -> RunCommandResult:
-            return RunCommandResult(
-                action_id=ctx.action_id,
-                mode=ctx.mode,
-                exit_code=run.exit_code,
-                stdout=run.stdout,
-                stderr=run.stderr,
-                truncated=run.stdout_truncated or run.stderr_truncated,
-                timed_out=run.timed_out,
-                killed=run.killed,
-                duration_s=round(run.duration_s, 4),
-                changes=changes,
-                applied=applied,
-                refusal=refusal,
-            )
+            return command_result(ctx, run, changes, applied=applied, refusal=refusal)
 
         def refuse(exc: ToolRefused) -> RefusedWithResult:
             ctx.files = [c.path for c in staged.changes]
