@@ -15,32 +15,13 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
 
+from ..tools import ALL_TOOLS
+
 SERVER_NAME = "swarm"
 """The body's name in every MCP registration, so Claude Code calls its tools `mcp__swarm__<tool>`."""
 
-BODY_TOOLS = frozenset(
-    {
-        "read_text_file",
-        "list_directory",
-        "directory_tree",
-        "search_files",
-        "get_file_info",
-        "write_file",
-        "edit_file",
-        "create_directory",
-        "move_file",
-        "delete_file",
-        "undo",
-        "status",
-        "explain",
-        "run_command",
-        "request_approval",
-        "decision_status",
-        "next_task",
-        "report_outcome",
-    }
-)
-"""Every tool the body serves or will serve (a test keeps this a superset of `body_mcp.tools.ALL_TOOLS`)."""
+BODY_TOOLS = frozenset(spec.name for spec in ALL_TOOLS)
+"""Every tool the body serves: the hooks allow exactly these as the swarm server's tools."""
 
 ToolKind = Literal["shell", "write", "read", "network", "internal"]
 """shell/write: denied (the body does it, guarded); read: allowed unless it touches a protected path;
