@@ -15,12 +15,14 @@ import socket
 import threading
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
+from functools import partial
 
 import anyio
 import uvicorn
 
 from ._sqlite_state import SqliteStateEngine
 from .app import build_app
+from .backup import run_backups
 from .exceptions import ConfigError
 from .notify import Notifier
 from .service import Brain
@@ -112,6 +114,16 @@ async def run(
                 if stop is not None:
                     group.start_soon(exit_on_stop, stop)
                 group.start_soon(brain.run_sweeper)
+                if settings.backup_interval_s > 0:
+                    group.start_soon(
+                        partial(
+                            run_backups,
+                            settings.db,
+                            settings.db.parent / "backups",
+                            interval_s=settings.backup_interval_s,
+                            keep=settings.backup_keep,
+                        )
+                    )
                 await server.serve(sockets=[sock])
                 group.cancel_scope.cancel()
     finally:

@@ -14,6 +14,7 @@
     │       ├── NotPending    approve or deny a decision that is no longer pending
     │       ├── AlreadyFinal  override a decision that is denied, expired or overridden
     │       └── StaleClaim    a task outcome with a claim token that is no longer current
+    ├── BackupFailed          a database backup could not be written or did not verify
     └── UserError             misuse by a human or developer: the message says how to fix it
         ├── ConfigError       a bad setting, flag or `[brain]` key (named)
         └── SchemaTooNew      the database was written by a newer brain
@@ -121,3 +122,7 @@ class ConfigError(UserError):
 
 class SchemaTooNew(UserError):
     """The database's schema version is newer than this brain knows: upgrade the brain, never downgrade."""
+
+
+class BackupFailed(BrainError):
+    """A backup of the state database could not be written or did not verify; earlier backups are untouched."""

@@ -34,4 +34,10 @@ class BrainSettings(BaseModel):
     keepalive_s: float = Field(default=5.0, gt=0, description="A comment on idle event streams this often.")
     sweep_interval_s: float = Field(default=1.0, gt=0, description="How often deadlines and leases are checked.")
     event_buffer: int = Field(default=256, ge=1, description="Events held for a slow subscriber before it is cut off.")
+    backup_interval_s: float = Field(
+        default=3600.0, ge=0, description="Back up the state database this often; 0: never."
+    )
+    backup_keep: int = Field(
+        default=48, ge=1, description="How many backups to keep (next to the database, in backups/)."
+    )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)

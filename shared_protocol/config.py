@@ -135,6 +135,10 @@ class BrainConfig(ProtocolModel):
     keepalive_s: float = Field(default=5.0, gt=0)
     sweep_interval_s: float = Field(default=1.0, gt=0)
     event_buffer: int = Field(default=256, ge=1)
+    backup_interval_s: float = Field(
+        default=3600.0, ge=0, description="Back up the brain's database this often; 0: never."
+    )
+    backup_keep: int = Field(default=48, ge=1, description="Backups kept, in backups/ next to the database.")
 
 
 class AuditConfig(ProtocolModel):
