@@ -72,7 +72,7 @@ class LocalDecisionStore:
 
     def create_now(self, request: DecisionRequest) -> Decision:
         now = self._now()
-        needs = classify(request.impact, request.confidence, self._rules)
+        needs = classify(request.impact, request.confidence, self._rules, irreversible=request.irreversible)
         state = initial_state(needs)
         answers: list[Answer] = []
         if state != "pending":
@@ -142,12 +142,21 @@ class LocalDecisionStore:
         return self._save(decision.model_copy(update={"state": verdict, "answers": [*decision.answers, answer]}))
 
 
-async def require_approval(store: DecisionStore, decision_id: str | None, impact: Impact, needs: str) -> None:
+async def require_approval(
+    store: DecisionStore,
+    decision_id: str | None,
+    impact: Impact,
+    needs: str,
+    *,
+    why: str | None = None,
+    human_only: bool = False,
+) -> None:
     """Refuse unless `decision_id` names a decision approved for at least `impact` (the guard's last word)."""
     how = "a human approval" if needs == "human" else "consensus (a human approval until voting exists)"
+    reason = why or f"it measures {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}"
     ask = (
-        f"this action measures {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}, "
-        f"which needs {how}. Call request_approval with this impact, then retry with its decision_id once approved"
+        f"this action needs {how} because {reason}. "
+        "Call request_approval describing it, then retry with its decision_id once approved"
     )
     if decision_id is None:
         raise ApprovalRequired(ask)
@@ -156,6 +165,10 @@ async def require_approval(store: DecisionStore, decision_id: str | None, impact
         raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}")
     if decision.state != "approved":
         raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}")
+    if human_only and not any(a.verdict == "approved" and a.by not in ("rules", "deadline") for a in decision.answers):
+        raise ApprovalRequired(
+            f"decision {decision_id} was approved by the rules, not by a human; {ask} (pass irreversible=true)"
+        )
     if not covers(decision.impact, impact):
         d = decision.impact
         raise ApprovalRequired(

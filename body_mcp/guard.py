@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from shared_protocol import Impact, Refusal, RefusalCode, ToolArgs, ToolResult
 
 from .confinement import WorkspacePath
+from .decisions import require_approval
 from .exceptions import InvalidArguments, KillSwitchEngaged, RefusedWithResult, ToolRefused
 from .limits import Reservation
 from .tools._spec import ToolSpec
@@ -157,7 +158,21 @@ class ApprovalGuard:
     """A mutating call whose planned impact needs approval must name a decision approved for at least that."""
 
     async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
-        assert ctx.args is not None
+        assert ctx.args is not None and ctx.spec is not None
+        reason = ctx.spec.irreversible(ctx.args)
+        if reason is not None:
+            # Recorded when proposed, whatever happens next: undo will not be able to take it back.
+            ctx.detail["irreversible"] = reason
+            if body.settings.config.policy.approve_irreversible:
+                decision_id = ctx.args.decision_id
+                await require_approval(
+                    body.decisions,
+                    decision_id,
+                    ctx.planned,
+                    "human",
+                    why=f"it is irreversible ({reason})",
+                    human_only=True,
+                )
         await body.require_approval_for(ctx, ctx.planned)
         return await call_next(ctx)
 

@@ -43,7 +43,7 @@ def new_decision(
     thresholds: ApprovalThresholds,
 ) -> Decision:
     """Classify a request by the rules; those that need nobody are answered at once by `rules`."""
-    needs = classify(request.impact, request.confidence, thresholds)
+    needs = classify(request.impact, request.confidence, thresholds, irreversible=request.irreversible)
     state = initial_state(needs)
     answers: list[Answer] = []
     if state != "pending":

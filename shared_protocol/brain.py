@@ -184,6 +184,7 @@ class DecisionRequest(ProtocolModel):
     agent: Identifier
     body_id: Identifier
     action: str | None = Field(default=None, description="Free text of the action the decision covers.")
+    irreversible: bool = Field(default=False, description="The action cannot be undone: a human must approve it.")
     deadline_s: int | None = Field(
         default=None, gt=0, le=30 * 24 * 3600, description="Seconds to answer; default from the brain's settings."
     )

@@ -51,6 +51,10 @@ class PolicyConfig(ProtocolModel):
     human_below_confidence: float = Field(
         default=0.70, ge=0, le=1, description="A stated confidence below this needs a human."
     )
+    approve_irreversible: bool = Field(
+        default=False,
+        description="Actions Swarm cannot undo (a command's network requests) need an approved decision first.",
+    )
     decision_deadline_s: int = Field(
         default=3600,
         gt=0,

@@ -49,14 +49,23 @@ class ApprovalThresholds(ProtocolModel):
 DEFAULT_THRESHOLDS = ApprovalThresholds()
 
 
-def classify(impact: Impact, confidence: float, thresholds: ApprovalThresholds = DEFAULT_THRESHOLDS) -> Needs:
-    """What an action of this measured impact, requested with this confidence, needs before it may act."""
+def classify(
+    impact: Impact,
+    confidence: float,
+    thresholds: ApprovalThresholds = DEFAULT_THRESHOLDS,
+    *,
+    irreversible: bool = False,
+) -> Needs:
+    """What an action of this measured impact, requested with this confidence, needs before it may act.
+
+    An irreversible action (one Swarm cannot undo) needs at least a human.
+    """
     t = thresholds
     if impact.files > t.blocked_files or impact.api_calls > t.blocked_api_calls or impact.usd > t.blocked_usd:
         return "blocked"
     if impact.files >= t.consensus_files or impact.usd >= t.consensus_usd:
         return "consensus"
-    if impact.usd > t.human_usd or confidence < t.human_confidence:
+    if impact.usd > t.human_usd or confidence < t.human_confidence or irreversible:
         return "human"
     return "none"
 

@@ -190,6 +190,9 @@ class UndoArgs(ToolArgs):
 class UndoResult(ToolResult):
     undone: list[str] = Field(description="The action ids reversed, in the order they were reversed.")
     changes: list[FileChange]
+    irreversible: list[str] = Field(
+        default_factory=list[str], description="Effects of those actions that no undo can take back, and why."
+    )
 
 
 class RequestApprovalArgs(ToolArgs):
@@ -199,6 +202,9 @@ class RequestApprovalArgs(ToolArgs):
     files: list[str] = Field(default_factory=list[str], description="Files the action will change.")
     api_calls: int = Field(default=0, ge=0, description="Outbound API calls the action will make.")
     options: list[str] = Field(default_factory=list[str], description="Alternatives the human may pick from.")
+    irreversible: bool = Field(
+        default=False, description="The action cannot be undone (e.g. a command's network requests): a human decides."
+    )
 
 
 class DecisionResult(ToolResult):

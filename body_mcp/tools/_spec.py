@@ -18,6 +18,10 @@ PathAccess = Literal["read", "write", "write_nofollow"]
 Handler = Callable[["Body", "CallContext", Any], Awaitable[ToolResult]]
 
 
+def _reversible(_args: Any) -> str | None:
+    return None
+
+
 def _no_impact(_args: Any) -> Impact:
     return Impact()
 
@@ -38,3 +42,5 @@ class ToolSpec:
     """The impact reserved before executing; the handler reports the measured one."""
     text: Callable[[Any], str] | None = None
     """The result as text for the model; default: the structured result as JSON."""
+    irreversible: Callable[[Any], str | None] = _reversible
+    """Why this call could not be undone (e.g. network requests), or None: recorded before it runs."""

@@ -320,6 +320,10 @@ async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> Run
             await staged.aclose()
 
 
+def _irreversible(args: RunCommandArgs) -> str | None:
+    return "its network requests cannot be undone" if args.network else None
+
+
 def _plan(_args: RunCommandArgs) -> Impact:
     # What a command changes is measured from its staged diff, then held to the same rules.
     return Impact()
@@ -338,6 +342,7 @@ EXEC_TOOLS = [
         destructive=True,
         path_fields={"cwd": "read"},
         plan=_plan,
+        irreversible=_irreversible,
     ),
 ]
 

@@ -20,7 +20,7 @@ from shared_protocol import (
 )
 from shared_protocol.brain import Decision, DecisionRequest
 
-from ..exceptions import ToolRefused
+from ..exceptions import ToolRefused, UndoRefused
 from ..explain import explain_event
 from ..undo import UndoStore
 from ._spec import ToolSpec
@@ -36,14 +36,26 @@ async def undo(body: Body, ctx: CallContext, args: UndoArgs) -> UndoResult:
         changes = [FileChange(path=item.record.path, kind="modified") for item in pending]
         ctx.files = [c.path for c in changes]
         return UndoResult(action_id=ctx.action_id, undone=[], changes=changes)
-    recorder, actions, changes, rows = body.undo.reverse(body.workspace, args.id, force=args.force)
+    try:
+        recorder, actions, changes, rows = body.undo.reverse(body.workspace, args.id, force=args.force)
+    except UndoRefused as exc:
+        if (reason := _irreversible(body, args.id)) is not None:
+            exc.message = f"{exc.message}; note that {args.id} cannot be taken back: {reason}"
+        raise
     ctx.recorder = recorder
     ctx.files = [c.path for c in changes]
     ctx.impact = Impact(files=len(changes))
     ctx.detail["undid"] = actions
     action_id = ctx.action_id
     ctx.also.append(lambda conn: UndoStore.mark_undone(conn, rows, action_id))
-    return UndoResult(action_id=ctx.action_id, undone=actions, changes=changes)
+    kept = [f"{aid}: {reason}" for aid in actions if (reason := _irreversible(body, aid)) is not None]
+    return UndoResult(action_id=ctx.action_id, undone=actions, changes=changes, irreversible=kept)
+
+
+def _irreversible(body: Body, action_id: str) -> str | None:
+    event = body.audit.get(action_id)
+    reason = event.detail.get("irreversible") if event is not None else None
+    return str(reason) if reason else None
 
 
 async def status(body: Body, ctx: CallContext, args: StatusArgs) -> StatusResult:
@@ -134,6 +146,7 @@ async def request_approval(body: Body, ctx: CallContext, args: RequestApprovalAr
         agent=ctx.agent,
         body_id=body.identity.body_id,
         action=", ".join(args.files[:50]) or None,
+        irreversible=args.irreversible,
     )
     decision = await body.decisions.create(request)
     ctx.detail.update(decision_id=decision.id, needs=decision.needs, state=decision.state)

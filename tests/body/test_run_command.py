@@ -274,3 +274,55 @@ async def test_network_on_reaches_an_allowed_host_through_the_counting_proxy_onl
     finally:
         body.close()
         server.shutdown()
+
+
+async def test_network_commands_are_recorded_irreversible_and_policy_can_demand_approval(
+    workspace: Path, home: Path
+) -> None:
+    import http.server
+    import threading
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    code = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/'); open('out.txt', 'w').write('x')"
+    config = {"sandbox": {"allowed_domains": ["127.0.0.1"]}, "policy": {"approve_irreversible": True}}
+    body = make_body(workspace, home, config)
+    try:
+        async with Client(build_server(body)) as client:
+            asked = await call(client, "run_command", argv=[PY, "-c", code], network=True)
+            refusal = refused(asked, "approval_required")
+            assert "irreversible" in refusal["message"] and not (workspace / "out.txt").exists()
+            event = body.audit.get(refusal["action_id"])
+            assert event is not None and event.detail["irreversible"] == "its network requests cannot be undone"
+            auto = ok(await call(client, "request_approval", summary="call the API", confidence=0.9))
+            assert auto["state"] == "approved"  # within the rules, but no human said so
+            again = await call(
+                client, "run_command", argv=[PY, "-c", code], network=True, decision_id=auto["decision_id"]
+            )
+            refused(again, "approval_required")
+            decision = ok(
+                await call(client, "request_approval", summary="call the API", confidence=0.9, irreversible=True)
+            )
+            assert decision["state"] == "pending" and decision["needs"] == "human"
+            body.local_decisions.answer(decision["decision_id"], "approve", by="human:test", reason="ok")
+            ran = ok(
+                await call(
+                    client, "run_command", argv=[PY, "-c", code], network=True, decision_id=decision["decision_id"]
+                )
+            )
+            assert ran["applied"] and (workspace / "out.txt").exists()
+            undone = ok(await call(client, "undo", id=ran["action_id"]))
+            assert not (workspace / "out.txt").exists()
+            assert undone["irreversible"] == [f"{ran['action_id']}: its network requests cannot be undone"]
+    finally:
+        body.close()
+        server.shutdown()

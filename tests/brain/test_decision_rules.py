@@ -51,3 +51,12 @@ def test_an_approval_covers_an_action_of_at_most_its_impact() -> None:
     assert covers(approved, Impact(files=1))
     assert not covers(approved, Impact(files=6))
     assert not covers(approved, Impact(usd=20.01))
+
+
+def test_an_irreversible_action_needs_at_least_a_human() -> None:
+    from shared_protocol import Impact
+    from shared_protocol.decisions import classify as rules
+
+    assert rules(Impact(), 0.99, irreversible=True) == "human"
+    assert rules(Impact(files=6), 0.99, irreversible=True) == "consensus"
+    assert rules(Impact(files=11), 0.99, irreversible=True) == "blocked"
