@@ -198,13 +198,6 @@ class AuditStore:
             rows = conn.execute("SELECT body FROM audit_events ORDER BY seq DESC LIMIT ?", (count,)).fetchall()
         return [AuditEvent.model_validate_json(body) for (body,) in reversed(rows)]
 
-    def by_decision(self, decision_id: str) -> list[AuditEvent]:
-        with self._db.read() as conn:
-            rows = conn.execute(
-                "SELECT body FROM audit_events WHERE decision_id = ? ORDER BY seq", (decision_id,)
-            ).fetchall()
-        return [AuditEvent.model_validate_json(body) for (body,) in rows]
-
     # -- verification and retention ----------------------------------------------------
 
     def verify(self) -> VerifyReport:
@@ -303,9 +296,6 @@ class AuditStore:
             return 0
         through_seq, mac_at = int(row[0]), str(row[1])
 
-        def delete_old(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
-
         draft = EventDraft(
             id=new_action_id(),
             kind="checkpoint",
@@ -317,7 +307,8 @@ class AuditStore:
         )
         with self._appending():
             with self._db.write() as conn:
-                delete_old(conn)
+                # The mark is what lets the delete trigger pass, for these events only.
+                conn.execute("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
                 event = self._insert(conn, draft)
                 deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through_seq,)).rowcount
             self._write_anchor(event.seq, event.mac)

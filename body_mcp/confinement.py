@@ -136,9 +136,6 @@ class Workspace:
             stack.append(part)
         return WorkspacePath(parts=tuple(stack), lexical=lexical)
 
-    def relative_display(self, parts: tuple[str, ...]) -> str:
-        return "/".join(parts) or "."
-
     # -- descriptor walking ------------------------------------------------------------
 
     @contextmanager
