@@ -40,4 +40,7 @@ class BrainSettings(BaseModel):
     backup_keep: int = Field(
         default=48, ge=1, description="How many backups to keep (next to the database, in backups/)."
     )
+    public_url: str = Field(
+        default="", description="The brain's outside address, for Twilio callbacks and answer links; empty: none."
+    )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)

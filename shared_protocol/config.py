@@ -2,19 +2,20 @@
 
 Unknown keys are errors (a typo must not silently fall back to a default), and so are
 bad values; `load_config` names the offending key. Secrets never appear here: a later
-channel section names where to read them (`env:NAME`, `file:/path`).
+channel section names where to read them (`env:NAME`, `file:/path`; see `wake.py`).
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from ._base import ProtocolModel
+from .wake import SECRET_LITERAL, DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
 DEFAULT_DENIED_PATHS = (".env*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*")
 DEFAULT_READ_ONLY_PATHS = (".git", "swarm.toml", ".mcp.json", ".cursor", ".claude", ".vscode/mcp.json")
@@ -145,6 +146,13 @@ class BrainConfig(ProtocolModel):
     backup_keep: int = Field(default=48, ge=1, description="Backups kept, in backups/ next to the database.")
 
 
+    public_url: str = Field(
+        default="",
+        description="The brain's address as the outside sees it (https://brain.example.com): Twilio callbacks and "
+        "answer links use it; empty: pages carry no links.",
+    )
+
+
 class AuditConfig(ProtocolModel):
     durability: Literal["power_loss", "crash"] = Field(
         default="power_loss", description="power_loss: synchronous=FULL and fsync'd anchor; crash: NORMAL."
@@ -160,6 +168,11 @@ class SwarmConfig(ProtocolModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
     brain: BrainConfig = Field(default_factory=BrainConfig)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    twilio: TwilioConfig = Field(default_factory=TwilioConfig)
+    ntfy: NtfyConfig = Field(default_factory=NtfyConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
 
 
 class ConfigInvalid(ValueError):
@@ -175,6 +188,8 @@ def parse_config(data: dict[str, Any], *, source: str = "swarm.toml") -> SwarmCo
             key = ".".join(str(part) for part in err["loc"])
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")
+            elif err["type"] == SECRET_LITERAL:
+                problems.append(f"'{key}': {err['msg']}")
             else:
                 problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
         raise ConfigInvalid(f"{source}: " + "; ".join(problems)) from None
@@ -201,6 +216,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
+    if isinstance(value, BaseModel):
+        return _toml_value(value.model_dump())
+    if isinstance(value, dict):
+        items = cast(dict[str, Any], value).items()
+        return "{" + ", ".join(f"{key} = {_toml_value(item)}" for key, item in items) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"  # pyright: ignore[reportUnknownVariableType]
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -1,0 +1,154 @@
+"""What every wake-up channel shares: the page it sends, the receipt it returns, its errors, secrets.
+
+A `Page` is one message to one target on one channel, made by the escalation engine; the
+channel turns it into its service's request (a Discord webhook message, a Twilio SMS or
+call, an ntfy push, an email). Channels know nothing of decisions or ladders.
+
+Secrets (tokens, passwords, webhook URLs) travel as `Secret`, whose `repr`/`str` never
+show the value; a channel reveals it only to build the request, and its errors never
+include it (nor a URL that contains it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from ..exceptions import BrainError, ConfigError
+
+
+class Secret:
+    """A credential: shown only by `reveal()`; printing it shows `Secret('…')`."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, *, source: str = "") -> None:
+        self._value = value
+        self.source = source
+        """Where it came from (`env:NAME`, `file:/path`): safe to show."""
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source or '…'!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class SecretsProvider(Protocol):
+    def resolve(self, ref: str) -> Secret:
+        """The secret `ref` names (`env:NAME`, `file:/path`); `ConfigError` naming the ref if it cannot be read."""
+        ...
+
+
+class EnvFileSecrets:
+    """Secrets from the environment or from files (Vault and cloud secret managers can follow)."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        self._environ = environ if environ is not None else dict(os.environ)
+
+    def resolve(self, ref: str) -> Secret:
+        kind, _, name = ref.partition(":")
+        if kind == "env":
+            value = self._environ.get(name)
+            if not value:
+                raise ConfigError(f"secret {ref}: the environment variable {name} is not set")
+            return Secret(value, source=ref)
+        if kind == "file":
+            try:
+                value = Path(name).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"secret {ref}: cannot read the file: {exc.strerror}") from None
+            if not value:
+                raise ConfigError(f"secret {ref}: the file is empty")
+            return Secret(value, source=ref)
+        raise ConfigError(f"secret reference {ref!r} is neither env:NAME nor file:/path")
+
+
+PageKind = Literal["decision", "alert"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class PageLinks:
+    """Single-use URLs on the brain for answering this page (present only when the brain has a `public_url`).
+
+    `approve`, `deny` and `acknowledge` answer on GET with a confirmation form and act on POST (so a
+    mail scanner following links changes nothing; ntfy's `http` actions POST directly). `gather` is the
+    Twilio `<Gather action>` for a call.
+    """
+
+    approve: str | None
+    """None for an alert (nothing to approve)."""
+    deny: str | None
+    acknowledge: str
+    gather: str
+
+
+@dataclass(kw_only=True, frozen=True)
+class Page:
+    """One message to one target on one channel."""
+
+    page_id: str
+    """Unique per message; channels may use it as an idempotency key or correlation id."""
+    kind: PageKind
+    subject_id: str
+    """The decision id (kind `decision`) or alert id (kind `alert`)."""
+    title: str
+    """One line, e.g. "Decision needs a human: rewrite billing"."""
+    summary: str
+    """A few sentences a human can act on; no secrets."""
+    facts: dict[str, str] = field(default_factory=dict[str, str])
+    """Short labelled facts (agent, body, confidence, impact, deadline), in display order."""
+    level: int = 0
+    """0-based rung of the escalation ladder."""
+    attempt: int = 1
+    """1 for the first page at this level, more for repeats."""
+    deadline: datetime | None = None
+    """When an unanswered decision is denied; None for alerts."""
+    target: str = ""
+    """The channel's address: a phone number, ntfy topic, email address; empty for the Discord webhook."""
+    links: PageLinks | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class Delivery:
+    """What the service said when it accepted a page."""
+
+    channel: str
+    target: str
+    provider_id: str | None = None
+    """Discord message id, Twilio SID, ntfy message id, email Message-ID."""
+
+
+class ChannelError(BrainError):
+    """A page was not delivered. The message never contains a secret (nor a URL holding one)."""
+
+    def __init__(self, message: str, *, channel: str, retryable: bool = False, status: int | None = None) -> None:
+        super().__init__(f"{channel}: {message}")
+        self.channel = channel
+        self.retryable = retryable
+        self.status = status
+
+
+class Channel(Protocol):
+    """A way to reach a human. `name` is the target prefix in `[escalation]` (discord, sms, call, ntfy, email)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def send(self, page: Page) -> Delivery:
+        """Deliver the page or raise `ChannelError`."""
+        ...
