@@ -7,6 +7,7 @@ one event loop each one is atomic without a lock.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from shared_protocol import AuditEvent
@@ -16,6 +17,7 @@ from shared_protocol.decisions import DecisionState
 from .audit import AuditAppend, link_batch, seqs_to_look_up
 from .exceptions import NotFound, StaleClaim
 from .state import KILL_RELEASED, BodyRecord, ClaimGrant, LogEntry, TokenRecord
+from .wake.records import OPEN_STATES, AnswerToken, Escalation
 
 
 class MemoryStateEngine:
@@ -30,6 +32,9 @@ class MemoryStateEngine:
         self._decisions: dict[str, Decision] = {}
         self._tasks: dict[str, Task] = {}
         self._claim_tokens: dict[str, str] = {}
+        self._escalations: dict[str, Escalation] = {}
+        self._answer_tokens: dict[str, AnswerToken] = {}
+        self._interactions: dict[str, datetime] = {}
 
     async def close(self) -> None:
         return None
@@ -94,7 +99,7 @@ class MemoryStateEngine:
         plan = link_batch(head, stored, events)
         for event in plan.new:
             chain[event.seq] = event
-        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem)
+        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem, stored=len(plan.new))
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         chain = self._audit.get(body_id, {})
@@ -186,3 +191,63 @@ class MemoryStateEngine:
         for task in self._tasks.values():
             counts[task.state] = counts.get(task.state, 0) + 1
         return counts
+
+    # -- waking humans ---------------------------------------------------------------------
+
+    async def append_log(self, entry: LogEntry) -> None:
+        self._log.append(entry)
+
+    async def insert_escalation(self, escalation: Escalation, log: LogEntry) -> bool:
+        if escalation.id in self._escalations:
+            return False
+        self._escalations[escalation.id] = escalation
+        self._log.append(log)
+        return True
+
+    async def escalation(self, escalation_id: str) -> Escalation | None:
+        return self._escalations.get(escalation_id)
+
+    async def replace_escalation(self, escalation: Escalation, *, log: LogEntry | None = None) -> bool:
+        current = self._escalations.get(escalation.id)
+        if current is None or current.version != escalation.version - 1:
+            return False
+        self._escalations[escalation.id] = escalation
+        if log is not None:
+            self._log.append(log)
+        return True
+
+    async def due_escalations(self, now: datetime) -> list[Escalation]:
+        due = [
+            e for e in self._escalations.values() if e.state == "active" and e.next_at is not None and e.next_at <= now
+        ]
+        return sorted(due, key=lambda e: e.next_at or now)
+
+    async def open_escalation(self, dedup_key: str, *, since: datetime) -> Escalation | None:
+        matching = [
+            e
+            for e in self._escalations.values()
+            if e.dedup_key == dedup_key and e.state in OPEN_STATES and e.created_at >= since
+        ]
+        return max(matching, key=lambda e: e.created_at, default=None)
+
+    async def add_answer_tokens(self, tokens: Sequence[AnswerToken]) -> None:
+        for token in tokens:
+            self._answer_tokens[token.token_hash] = token
+
+    async def answer_token(self, token_hash: str) -> AnswerToken | None:
+        return self._answer_tokens.get(token_hash)
+
+    async def use_answer_token(self, token_hash: str, at: datetime) -> AnswerToken | None:
+        token = self._answer_tokens.get(token_hash)
+        if token is None or token.used_at is not None or token.expires_at <= at:
+            return None
+        used = replace(token, used_at=at)
+        self._answer_tokens[token_hash] = used
+        return used
+
+    async def remember_interaction(self, interaction_id: str, at: datetime, *, forget_before: datetime) -> bool:
+        self._interactions = {k: v for k, v in self._interactions.items() if v >= forget_before}
+        if interaction_id in self._interactions:
+            return False
+        self._interactions[interaction_id] = at
+        return True

@@ -103,6 +103,38 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_queue ON tasks (state, value_usd DESC, seq);
     CREATE INDEX tasks_lease ON tasks (state, lease_expires);
     """,
+    # v2: waking humans
+    """
+    CREATE TABLE escalations (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        next_at TEXT,
+        dedup_key TEXT,
+        created_at TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        escalation TEXT NOT NULL
+    );
+    CREATE INDEX escalations_due ON escalations (state, next_at);
+    CREATE INDEX escalations_dedup ON escalations (dedup_key, state);
+
+    CREATE TABLE answer_tokens (
+        token_hash TEXT PRIMARY KEY,
+        page_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        verb TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        target TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    );
+
+    CREATE TABLE interactions_seen (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX interactions_seen_at ON interactions_seen (at);
+    """,
 ]
 
 

@@ -29,6 +29,7 @@ from .audit import AuditAppend, link_batch, seqs_to_look_up
 from .exceptions import NotFound, StaleClaim
 from .settings import Durability
 from .state import BodyRecord, ClaimGrant, LogEntry, TokenRecord
+from .wake.records import OPEN_STATES, AnswerToken, AnswerVerb, Escalation
 
 _TASK_COLUMNS = (
     "id, title, description, value_usd, state, created_at, created_by, claimed_body, claimed_agent, "
@@ -239,7 +240,7 @@ class SqliteStateEngine:
                         for e in plan.new
                     ],
                 )
-        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem)
+        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem, stored=len(plan.new))
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         rows = await self._rows(
@@ -391,3 +392,127 @@ class SqliteStateEngine:
     async def count_tasks(self) -> dict[TaskState, int]:
         rows = await self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
         return {cast(TaskState, row["state"]): int(row["n"]) for row in rows}
+
+    # -- waking humans ---------------------------------------------------------------------
+
+    async def append_log(self, entry: LogEntry) -> None:
+        async with self._write() as conn:
+            await self._log(conn, entry)
+
+    async def insert_escalation(self, escalation: Escalation, log: LogEntry) -> bool:
+        async with self._write() as conn:
+            async with conn.execute(
+                "INSERT INTO escalations (id, state, next_at, dedup_key, created_at, version, escalation) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    escalation.id,
+                    escalation.state,
+                    None if escalation.next_at is None else iso(escalation.next_at),
+                    escalation.dedup_key,
+                    iso(escalation.created_at),
+                    escalation.version,
+                    escalation.model_dump_json(),
+                ),
+            ) as cursor:
+                inserted = cursor.rowcount == 1
+            if inserted:
+                await self._log(conn, log)
+        return inserted
+
+    async def escalation(self, escalation_id: str) -> Escalation | None:
+        row = await self._row("SELECT escalation FROM escalations WHERE id = ?", (escalation_id,))
+        return None if row is None else Escalation.model_validate_json(row["escalation"])
+
+    async def replace_escalation(self, escalation: Escalation, *, log: LogEntry | None = None) -> bool:
+        async with self._write() as conn:
+            async with conn.execute(
+                "UPDATE escalations SET state = ?, next_at = ?, version = ?, escalation = ? "
+                "WHERE id = ? AND version = ?",
+                (
+                    escalation.state,
+                    None if escalation.next_at is None else iso(escalation.next_at),
+                    escalation.version,
+                    escalation.model_dump_json(),
+                    escalation.id,
+                    escalation.version - 1,
+                ),
+            ) as cursor:
+                changed = cursor.rowcount == 1
+            if changed and log is not None:
+                await self._log(conn, log)
+        return changed
+
+    async def due_escalations(self, now: datetime) -> list[Escalation]:
+        rows = await self._rows(
+            "SELECT escalation FROM escalations WHERE state = 'active' AND next_at IS NOT NULL AND next_at <= ? "
+            "ORDER BY next_at",
+            (iso(now),),
+        )
+        return [Escalation.model_validate_json(row["escalation"]) for row in rows]
+
+    async def open_escalation(self, dedup_key: str, *, since: datetime) -> Escalation | None:
+        marks = ", ".join("?" * len(OPEN_STATES))
+        row = await self._row(
+            f"SELECT escalation FROM escalations WHERE dedup_key = ? AND state IN ({marks}) AND created_at >= ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            (dedup_key, *OPEN_STATES, iso(since)),
+        )
+        return None if row is None else Escalation.model_validate_json(row["escalation"])
+
+    async def add_answer_tokens(self, tokens: Sequence[AnswerToken]) -> None:
+        async with self._write() as conn:
+            await conn.executemany(
+                "INSERT INTO answer_tokens (token_hash, page_id, subject_id, verb, channel, target, created_at, "
+                "expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                [
+                    (
+                        t.token_hash,
+                        t.page_id,
+                        t.subject_id,
+                        t.verb,
+                        t.channel,
+                        t.target,
+                        iso(t.created_at),
+                        iso(t.expires_at),
+                    )
+                    for t in tokens
+                ],
+            )
+
+    @staticmethod
+    def _answer_token(row: sqlite3.Row) -> AnswerToken:
+        return AnswerToken(
+            token_hash=row["token_hash"],
+            page_id=row["page_id"],
+            subject_id=row["subject_id"],
+            verb=cast(AnswerVerb, row["verb"]),
+            channel=row["channel"],
+            target=row["target"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            expires_at=datetime.fromisoformat(row["expires_at"]),
+            used_at=_time(row["used_at"]),
+        )
+
+    async def answer_token(self, token_hash: str) -> AnswerToken | None:
+        row = await self._row("SELECT * FROM answer_tokens WHERE token_hash = ?", (token_hash,))
+        return None if row is None else self._answer_token(row)
+
+    async def use_answer_token(self, token_hash: str, at: datetime) -> AnswerToken | None:
+        async with self._write() as conn:
+            async with conn.execute(
+                "UPDATE answer_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+                (iso(at), token_hash, iso(at)),
+            ) as cursor:
+                if cursor.rowcount != 1:
+                    return None
+            rows = await conn.execute_fetchall("SELECT * FROM answer_tokens WHERE token_hash = ?", (token_hash,))
+        return self._answer_token(next(iter(rows)))
+
+    async def remember_interaction(self, interaction_id: str, at: datetime, *, forget_before: datetime) -> bool:
+        async with self._write() as conn:
+            await conn.execute("DELETE FROM interactions_seen WHERE at < ?", (iso(forget_before),))
+            async with conn.execute(
+                "INSERT INTO interactions_seen (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                (interaction_id, iso(at)),
+            ) as cursor:
+                return cursor.rowcount == 1

@@ -38,6 +38,8 @@ from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate
 from .exceptions import ApiError, InvalidRequest
 from .governance import Verb
 from .service import Brain
+from .wake.answers import answer_link, twilio_gather
+from .wake.interactions import DiscordInteractions
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,11 @@ class _Api:
 
         return handler
 
+    async def acknowledge(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, AnswerRequest)
+        escalation = await self.brain.acknowledge(who, request.path_params["subject_id"], payload.reason)
+        return Response(escalation.model_dump_json(), media_type="application/json")
+
     async def create_task(self, request: Request, who: Principal) -> Response:
         return json_response(await self.brain.create_task(who, await parse(request, TaskRequest)), 201)
 
@@ -128,6 +135,26 @@ class _Api:
     async def outcome(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, OutcomeRequest)
         return json_response(await self.brain.report_outcome(who, request.path_params["task_id"], payload))
+
+
+def _wake_routes(brain: Brain) -> list[Route]:
+    """Endpoints called by Discord, Twilio and the links in pages: each checks its own proof, not a bearer token."""
+    interactions = DiscordInteractions(brain)
+
+    async def discord(request: Request) -> Response:
+        return await interactions.handle(request)
+
+    async def gather(request: Request) -> Response:
+        return await twilio_gather(brain, request)
+
+    async def link(request: Request) -> Response:
+        return await answer_link(brain, request)
+
+    return [
+        Route("/discord/interactions", discord, methods=["POST"]),
+        Route("/twilio/gather", gather, methods=["POST"]),
+        Route("/wake/{token}", link, methods=["GET", "POST"]),
+    ]
 
 
 def _route(brain: Brain, method: str, path: str, allowed: frozenset[Role], handler: Handler) -> Route:
@@ -175,6 +202,8 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
+        _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
+        *_wake_routes(brain),
     ]
     return Starlette(
         routes=routes,

@@ -40,6 +40,8 @@ class AuditAppend:
 
     stored_through: int
     problem: ChainProblem | None = None
+    stored: int = 0
+    """How many events of the batch were new (the last `stored` up to `stored_through`)."""
 
 
 def seqs_to_look_up(head_seq: int, events: Sequence[AuditEvent]) -> set[int]:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from functools import partial
 
 import anyio
+import httpx
 import uvicorn
 
 from ._sqlite_state import SqliteStateEngine
@@ -27,6 +28,9 @@ from .exceptions import ConfigError
 from .notify import Notifier
 from .service import Brain
 from .settings import BrainSettings
+from .wake.setup import WakeSetup
+
+WakeFactory = Callable[[httpx.AsyncClient], WakeSetup]
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +80,13 @@ async def run(
     on_ready: Callable[[str], None] | None = None,
     stop: anyio.Event | None = None,
     handle_signals: bool = True,
+    wake: WakeSetup | WakeFactory | None = None,
 ) -> None:
-    """Run the brain until SIGTERM or SIGINT (if `handle_signals`, on the main thread) or until `stop` is set."""
+    """Run the brain until SIGTERM or SIGINT (if `handle_signals`, on the main thread) or until `stop` is set.
+
+    `wake` is how humans are paged: a ready `WakeSetup`, or a factory given the daemon's HTTP client
+    (channels share its connection pool); None pages nobody (decisions still expire to denials).
+    """
     if settings.db is None:
         raise ConfigError("BrainSettings.db is required to serve (the entry point defaults it to $SWARM_HOME/brain.db)")
     sock = bind(settings.host, settings.port)
@@ -85,51 +94,68 @@ async def run(
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     state = await SqliteStateEngine.open(settings.db, durability=settings.durability)
     try:
-        brain = Brain(settings, state=state, notifier=notifier)
-        async with brain.running():
-            config = uvicorn.Config(
-                build_app(brain), lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5
-            )
-
-            def started() -> None:
-                logger.info("brain listening on %s (state %s)", url, settings.db)
-                if on_ready is not None:
-                    on_ready(url)
-
-            server = _Server(config, on_started=started, on_stop=brain.hub.close)
-
-            async def exit_on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        logger.info("brain stopping (%s)", signal.Signals(signum).name)
-                        server.should_exit = True
-
-            async def exit_on_stop(event: anyio.Event) -> None:
-                await event.wait()
-                server.should_exit = True
-
-            async with anyio.create_task_group() as group:
-                if handle_signals and threading.current_thread() is threading.main_thread():
-                    group.start_soon(exit_on_signal)
-                if stop is not None:
-                    group.start_soon(exit_on_stop, stop)
-                group.start_soon(brain.run_sweeper)
-                if settings.backup_interval_s > 0:
-                    group.start_soon(
-                        partial(
-                            run_backups,
-                            settings.db,
-                            settings.db.parent / "backups",
-                            interval_s=settings.backup_interval_s,
-                            keep=settings.backup_keep,
-                        )
-                    )
-                await server.serve(sockets=[sock])
-                group.cancel_scope.cancel()
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
+            setup = wake(http) if callable(wake) else wake
+            brain = Brain(settings, state=state, notifier=notifier, wake=setup)
+            await _serve(brain, sock, url, on_ready=on_ready, stop=stop, handle_signals=handle_signals)
     finally:
         sock.close()
         await state.close()
         logger.info("brain stopped")
+
+
+async def _serve(
+    brain: Brain,
+    sock: socket.socket,
+    url: str,
+    *,
+    on_ready: Callable[[str], None] | None,
+    stop: anyio.Event | None,
+    handle_signals: bool,
+) -> None:
+    settings = brain.settings
+    assert settings.db is not None
+    async with brain.running():
+        config = uvicorn.Config(
+            build_app(brain), lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5
+        )
+
+        def started() -> None:
+            logger.info("brain listening on %s (state %s)", url, settings.db)
+            if on_ready is not None:
+                on_ready(url)
+
+        server = _Server(config, on_started=started, on_stop=brain.hub.close)
+
+        async def exit_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    logger.info("brain stopping (%s)", signal.Signals(signum).name)
+                    server.should_exit = True
+
+        async def exit_on_stop(event: anyio.Event) -> None:
+            await event.wait()
+            server.should_exit = True
+
+        async with anyio.create_task_group() as group:
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                group.start_soon(exit_on_signal)
+            if stop is not None:
+                group.start_soon(exit_on_stop, stop)
+            group.start_soon(brain.run_sweeper)
+            group.start_soon(partial(brain.escalator.run, interval_s=settings.sweep_interval_s))
+            if settings.backup_interval_s > 0:
+                group.start_soon(
+                    partial(
+                        run_backups,
+                        settings.db,
+                        settings.db.parent / "backups",
+                        interval_s=settings.backup_interval_s,
+                        keep=settings.backup_keep,
+                    )
+                )
+            await server.serve(sockets=[sock])
+            group.cancel_scope.cancel()
 
 
 def serve(
@@ -137,6 +163,7 @@ def serve(
     *,
     notifier: Notifier | None = None,
     on_ready: Callable[[str], None] | None = None,
+    wake: WakeSetup | WakeFactory | None = None,
 ) -> None:
     """Run the brain daemon in this process until SIGTERM or SIGINT."""
-    anyio.run(lambda: run(settings, notifier=notifier, on_ready=on_ready))
+    anyio.run(lambda: run(settings, notifier=notifier, on_ready=on_ready, wake=wake))

@@ -13,6 +13,7 @@
     │       │   └── ChainMismatch
     │       ├── NotPending    approve or deny a decision that is no longer pending
     │       ├── AlreadyFinal  override a decision that is denied, expired or overridden
+    │       ├── NothingToAcknowledge  acknowledge something no ladder is climbing for
     │       └── StaleClaim    a task outcome with a claim token that is no longer current
     ├── BackupFailed          a database backup could not be written or did not verify
     └── UserError             misuse by a human or developer: the message says how to fix it
@@ -106,6 +107,10 @@ class NotPending(Conflict):
 
 class AlreadyFinal(Conflict):
     default_code = BrainErrorCode.ALREADY_FINAL
+
+
+class NothingToAcknowledge(Conflict):
+    default_code = BrainErrorCode.NOTHING_TO_ACKNOWLEDGE
 
 
 class StaleClaim(Conflict):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 from anyio.abc import TaskGroup
 
+from shared_protocol import AuditEvent, RefusalCode
 from shared_protocol.brain import (
     AuditAck,
     AuditBatch,
@@ -47,6 +48,9 @@ from .exceptions import ChainGap, ChainMismatch, InvalidRequest, NotFound, Unkno
 from .notify import LogNotifier, Notification, Notifier
 from .settings import BrainSettings
 from .state import BodyRecord, ClaimGrant, LogEntry, StateEngine
+from .wake.escalator import Escalator
+from .wake.records import Escalation
+from .wake.setup import WakeSetup
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class Brain:
         state: StateEngine,
         notifier: Notifier | None = None,
         clock: Clock = time.time,
+        wake: WakeSetup | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -78,10 +83,19 @@ class Brain:
         self.hub = EventHub(buffer=settings.event_buffer)
         self._clock = clock
         self._background: TaskGroup | None = None
+        self.wake = wake or WakeSetup()
+        self.escalator = Escalator(state, self.wake, now=self.now)
+        self._lost_bodies: set[str] | None = None
+        """Bodies already reported lost (None until the first sweep, which takes the silent ones as known)."""
 
     def now(self) -> datetime:
         """The brain's clock, as an aware UTC datetime."""
         return datetime.fromtimestamp(self._clock(), UTC)
+
+    @property
+    def background(self) -> TaskGroup | None:
+        """The task group of `running()`, for work that must outlive a request; None when not running."""
+        return self._background
 
     @asynccontextmanager
     async def running(self) -> AsyncGenerator[Brain]:
@@ -182,6 +196,9 @@ class Brain:
                     field=f"events.{index}.body_id",
                 )
         result = await self.state.append_audit(batch.body_id, batch.events)
+        if result.stored:
+            first_new = result.stored_through - result.stored
+            await self._alert_on_events([e for e in batch.events if first_new < e.seq <= result.stored_through])
         problem = result.problem
         if problem is None:
             return AuditAck(stored_through=result.stored_through)
@@ -197,6 +214,62 @@ class Brain:
             expected_seq=problem.expected_seq,
             stored_through=result.stored_through,
         )
+
+    async def _alert_on_events(self, events: Sequence[AuditEvent]) -> None:
+        """Wake a human when a body's circuit breaker refused a call, or a body failed closed without the brain."""
+        for event in events:
+            if event.code == RefusalCode.CIRCUIT_OPEN:
+                await self.raise_alert(
+                    kind="breaker_open",
+                    body_id=event.body_id,
+                    title=f"Circuit breaker open on body {event.body_id}",
+                    summary=event.message or "repeated limit breaches or failures opened the circuit breaker",
+                    facts={"Agent": event.agent, "Event": event.id, "At": event.ts},
+                )
+            elif event.code == RefusalCode.BRAIN_UNREACHABLE:
+                await self.raise_alert(
+                    kind="failsafe",
+                    body_id=event.body_id,
+                    title=f"Body {event.body_id} stopped itself: it could not reach the brain",
+                    summary="The body's failsafe engaged its kill switch automatically (brain unreachable).",
+                    facts={"Agent": event.agent, "Event": event.id, "At": event.ts},
+                )
+
+    # -- waking humans ---------------------------------------------------------------------
+
+    async def raise_alert(
+        self, *, kind: str, body_id: str, title: str, summary: str, facts: dict[str, str] | None = None
+    ) -> Escalation:
+        """Page humans about something wrong (deduplicated per kind and body while one is open)."""
+        return await self.escalator.raise_alert(kind=kind, body_id=body_id, title=title, summary=summary, facts=facts)
+
+    async def acknowledge(self, by: Principal, subject_id: str, reason: str = "") -> Escalation:
+        """Someone is on it: stop paging about `subject_id` (a decision still needs its answer)."""
+        return await self.escalator.acknowledge(
+            subject_id, by=by.entry("acknowledge", at=self.now(), reason=reason, target=subject_id)
+        )
+
+    async def _watch_bodies(self, now: datetime) -> None:
+        """Raise a `body_lost` alert once when a body that was heartbeating goes silent past the failsafe time."""
+        silent_since = now - timedelta(seconds=self.settings.failsafe_s)
+        streaming = self.hub.connected()
+        silent = {
+            b.body_id
+            for b in await self.state.bodies()
+            if b.last_heartbeat < silent_since and b.body_id not in streaming
+        }
+        if self._lost_bodies is None:
+            self._lost_bodies = silent  # silent before this brain started: not news
+            return
+        for body_id in sorted(silent - self._lost_bodies):
+            await self.raise_alert(
+                kind="body_lost",
+                body_id=body_id,
+                title=f"Body {body_id} is lost",
+                summary=f"No heartbeat for more than {self.settings.failsafe_s:g} s; the body has failed closed "
+                "(its failsafe refuses every call) or stopped.",
+            )
+        self._lost_bodies = silent
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -215,6 +288,7 @@ class Brain:
         await self.state.insert_decision(decision, log)
         self._published(decision)
         if decision.state == "pending":
+            await self.escalator.start_decision(decision)
             self._notify_soon(
                 Notification(
                     decision_id=decision.id,
@@ -246,6 +320,7 @@ class Brain:
             log = by.entry(verb, at=now, reason=reason, target=decision_id, detail=detail)
             if await self.state.replace_decision(updated, expected=current.state, log=log):
                 self._published(updated)
+                await self.escalator.resolve(decision_id, by=by.name, reason=f"{verb}: {reason}")
                 return updated
             # Someone else changed it between our read and write: judge the answer again on what is there now.
 
@@ -262,6 +337,7 @@ class Brain:
         log = LogEntry(at=now, action="expire", by="deadline", reason="no answer by the deadline", target=decision.id)
         if await self.state.replace_decision(expired, expected="pending", log=log):
             self._published(expired)
+            await self.escalator.resolve(decision.id, by="deadline", reason="no answer by the deadline: denied")
             return expired
         return await self._load(decision.id)
 
@@ -354,6 +430,7 @@ class Brain:
             if (await self._expire(decision)).state == "expired":
                 expired.append(decision.id)
         requeued = await self._requeue_expired(now)
+        await self._watch_bodies(now)
         return SweepReport(expired=expired, requeued=[t.id for t in requeued])
 
     async def run_sweeper(self) -> None:

@@ -20,6 +20,7 @@ from shared_protocol.brain import Decision, KillState, Role, Task, TaskOutcome, 
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend
+from .wake.records import AnswerToken, Escalation
 
 LogAction = Literal[
     "token_create",
@@ -34,6 +35,13 @@ LogAction = Literal[
     "task_claim",
     "task_outcome",
     "task_requeue",
+    "escalate",
+    "page",
+    "page_failed",
+    "acknowledge",
+    "alert",
+    "answer_refused",
+    "interaction_refused",
 ]
 
 
@@ -166,3 +174,39 @@ class StateEngine(Protocol):
         ...
 
     async def count_tasks(self) -> dict[TaskState, int]: ...
+
+    # -- waking humans ---------------------------------------------------------------------
+
+    async def append_log(self, entry: LogEntry) -> None:
+        """A log line on its own (a page sent, a refused interaction)."""
+        ...
+
+    async def insert_escalation(self, escalation: Escalation, log: LogEntry) -> bool:
+        """Start an escalation; False (and nothing written) if one with that id exists."""
+        ...
+
+    async def escalation(self, escalation_id: str) -> Escalation | None: ...
+
+    async def replace_escalation(self, escalation: Escalation, *, log: LogEntry | None = None) -> bool:
+        """Store `escalation` (whose `version` is one more than the stored one's); False if someone wrote first."""
+        ...
+
+    async def due_escalations(self, now: datetime) -> list[Escalation]:
+        """Active escalations whose next page is due, oldest first."""
+        ...
+
+    async def open_escalation(self, dedup_key: str, *, since: datetime) -> Escalation | None:
+        """The newest active or acknowledged escalation with this key created at or after `since`."""
+        ...
+
+    async def add_answer_tokens(self, tokens: Sequence[AnswerToken]) -> None: ...
+
+    async def answer_token(self, token_hash: str) -> AnswerToken | None: ...
+
+    async def use_answer_token(self, token_hash: str, at: datetime) -> AnswerToken | None:
+        """Mark the token used and return it, if it exists, is unused and unexpired at `at`; else None."""
+        ...
+
+    async def remember_interaction(self, interaction_id: str, at: datetime, *, forget_before: datetime) -> bool:
+        """Record an interaction id; False if it was seen before (a replay). Drops ids older than `forget_before`."""
+        ...

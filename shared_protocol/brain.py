@@ -64,6 +64,8 @@ class BrainErrorCode(StrEnum):
     """409: the decision was already answered (or expired); approve and deny need a pending one."""
     ALREADY_FINAL = "already_final"
     """409: the decision is denied, expired or overridden already; there is nothing left to override."""
+    NOTHING_TO_ACKNOWLEDGE = "nothing_to_acknowledge"
+    """409: nothing is paging about that id (never paged, or already answered, expired or exhausted)."""
     STALE_CLAIM = "stale_claim"
     """409: the claim token is not the task's current one (its lease ran out and it was requeued, or it finished)."""
     INTERNAL_ERROR = "internal_error"

@@ -22,9 +22,11 @@ from pydantic import ValidationError
 from body_mcp.state import resolve_home
 from brain_server import BrainSettings, SqliteStateEngine, UserError, issue_token, serve
 from brain_server.exceptions import ConfigError
+from brain_server.wake.base import EnvFileSecrets
+from brain_server.wake.configure import build_wake
 from shared_protocol.brain import Role
 
-from ._context import config_path
+from ._context import config_path, load
 
 
 class _Subparsers(Protocol):
@@ -83,8 +85,10 @@ def load_settings(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(config=args.config, host=args.host, port=args.port, db=args.db)
+    config = load(args.config, swarm_home())  # every section checked; the wake-up ones page humans
+    secrets = EnvFileSecrets()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(settings)
+    serve(settings, wake=lambda http: build_wake(config, http, secrets))
     return 0
 
 

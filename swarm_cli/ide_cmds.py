@@ -198,6 +198,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     launch = _launch(settings.workspace)
     machine = _machine(args.config)
     findings = anyio.run(lambda: run_doctor(ides, launch, machine, timeout_s=args.timeout))
+    findings += anyio.run(lambda: _wake_findings(args.config))
     _print_findings(findings)
     failed = [f for f in findings if not f.ok]
     if failed:
@@ -205,6 +206,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 1
     _out("all checks passed")
     return 0
+
+
+async def _wake_findings(config_flag: str | None) -> list[Finding]:
+    """The wake-up checks (channels, secrets, the Discord webhook's owner) as doctor findings."""
+    import httpx
+
+    from body_mcp.ide import DoctorCheck
+    from body_mcp.ide import Finding as IdeFinding
+    from body_mcp.state import resolve_home
+    from brain_server.wake.base import EnvFileSecrets
+    from brain_server.wake.doctor import check_wake
+
+    from . import _context
+
+    config = _context.load(config_flag, resolve_home())
+    async with httpx.AsyncClient(timeout=10) as http:
+        results = await check_wake(config, EnvFileSecrets(), http)
+    return [
+        IdeFinding(ide="-", check=DoctorCheck.WAKE, ok=r.ok, subject=r.subject, message=r.message, fix=r.fix)
+        for r in results
+    ]
 
 
 def _print_findings(findings: list[Finding]) -> None:

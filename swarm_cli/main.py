@@ -247,7 +247,7 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import brain_cmds, snapshot_cmds
+    from . import brain_cmds, snapshot_cmds, wake_cmds
 
     def cmd_demo(args: argparse.Namespace) -> int:
         from . import demo  # imports the MCP client: only `swarm demo` pays for it
@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot_cmds.add_parsers(sub)  # type: ignore[arg-type]
     brain_cmds.add_parsers(sub)  # type: ignore[arg-type]
     ide_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    wake_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add("undo", cmd_undo, "reverse an action or every action of a decision (works while killed)")
     p.add_argument("id")

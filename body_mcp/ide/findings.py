@@ -19,6 +19,7 @@ class DoctorCheck(StrEnum):
     BUILTIN_TOOLS = "builtin_tools"
     BODY_STARTS = "body_starts"
     SANDBOX = "sandbox"
+    WAKE = "wake"
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -14,6 +14,7 @@ import anyio
 import httpx
 
 from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
+from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
 
 START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
@@ -149,7 +150,7 @@ class LiveBrain:
 
 
 @asynccontextmanager
-async def live_brain(settings: BrainSettings) -> AsyncGenerator[LiveBrain]:
+async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) -> AsyncGenerator[LiveBrain]:
     """The daemon (`brain_server.run`: uvicorn, sweeper, SQLite file) on 127.0.0.1, an ephemeral port."""
     assert settings.db is not None
     state = await SqliteStateEngine.open(settings.db)
@@ -171,7 +172,9 @@ async def live_brain(settings: BrainSettings) -> AsyncGenerator[LiveBrain]:
 
     live = settings.model_copy(update={"host": "127.0.0.1", "port": 0})
     async with anyio.create_task_group() as group:
-        group.start_soon(lambda: run(live, notifier=notifier, on_ready=on_ready, stop=stop, handle_signals=False))
+        group.start_soon(
+            lambda: run(live, notifier=notifier, on_ready=on_ready, stop=stop, handle_signals=False, wake=wake)
+        )
         with anyio.fail_after(10):
             await ready.wait()
         try:

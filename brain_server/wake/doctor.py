@@ -1,0 +1,87 @@
+"""`swarm doctor`'s wake-up checks: would a page reach someone, and could they answer it?
+
+Checks what can be checked from here without paging anyone: every secret the config names
+can be read, every ladder level has a configured channel and a recipient, the brain has a
+`public_url` for answer links, and the Discord webhook belongs to the application (a
+webhook a user created in Discord's channel settings accepts the message but silently
+drops its Approve / Deny buttons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from shared_protocol.config import SwarmConfig
+
+from ..exceptions import ConfigError
+from .base import ChannelError, SecretsProvider
+from .configure import build_wake, wake_problems
+from .discord import inspect_webhook
+
+
+@dataclass(kw_only=True, frozen=True)
+class WakeFinding:
+    ok: bool
+    subject: str
+    message: str
+    fix: str | None = None
+
+
+def _anything_configured(config: SwarmConfig) -> bool:
+    return any(
+        (
+            config.discord.webhook_url,
+            config.discord.public_key,
+            config.twilio.account_sid,
+            config.ntfy.topic,
+            config.email.host,
+        )
+    )
+
+
+async def check_wake(config: SwarmConfig, secrets: SecretsProvider, http: httpx.AsyncClient) -> list[WakeFinding]:
+    if not _anything_configured(config):
+        return [
+            WakeFinding(
+                ok=True,
+                subject="wake-up",
+                message="no wake-up channel is configured: a brain pages nobody (decisions still expire to denials)",
+            )
+        ]
+    try:
+        setup = build_wake(config, http, secrets)
+    except ConfigError as exc:
+        return [WakeFinding(ok=False, subject="wake-up", message=str(exc), fix="set the secret it names, or the key")]
+    findings = [
+        WakeFinding(ok=False, subject="wake-up", message=problem, fix="fill in that section of swarm.toml")
+        for problem in wake_problems(setup)
+    ]
+    if config.discord.webhook_url:
+        findings.append(await _check_webhook(config, secrets, http))
+    if not findings:
+        channels = ", ".join(sorted(setup.channels))
+        findings.append(WakeFinding(ok=True, subject="wake-up", message=f"every ladder level can page ({channels})"))
+    return findings
+
+
+async def _check_webhook(config: SwarmConfig, secrets: SecretsProvider, http: httpx.AsyncClient) -> WakeFinding:
+    try:
+        info = await inspect_webhook(http, secrets.resolve(config.discord.webhook_url))
+    except (ChannelError, ConfigError) as exc:
+        return WakeFinding(ok=False, subject="discord webhook", message=f"could not check the webhook: {exc}")
+    if info.app_owned:
+        return WakeFinding(
+            ok=True,
+            subject="discord webhook",
+            message=f"webhook '{info.name}' belongs to application {info.application_id}: buttons will show",
+        )
+    return WakeFinding(
+        ok=False,
+        subject="discord webhook",
+        message=f"webhook '{info.name}' was created by a user, not the application: Discord drops its "
+        "Approve / Deny buttons without an error",
+        fix="create the webhook with the bot (POST /channels/{channel_id}/webhooks with the bot token) "
+        "and put its URL in discord.webhook_url",
+    )

@@ -1,0 +1,379 @@
+"""The wake-up ladder: page, wait, climb, until a human acknowledges or answers, or the deadline denies.
+
+    start ──▶ step 0 (level 0, at once) ──after_s──▶ step 1 (level 1) ──▶ … last level
+          ──repeat_interval_s──▶ the last level again, `repeat` times ──▶ nothing more
+    acknowledge: no more pages (someone is on it; a decision still expires at its deadline)
+    resolve: the decision was approved, denied, overridden or expired: no more pages
+
+Each step is claimed with compare-and-set before its pages go out, so two sweepers (or a
+sweep racing an answer) never page a step twice, and an answer that lands first wins. A step
+where nobody could be reached (no channel configured, or every send failed after retries)
+climbs to the next at once instead of waiting out the timeout. Every page, failure,
+acknowledgement and alert is a line in the brain's append-only log.
+
+Channels are given recipients here: a target without an address (`"sms"`) pages the
+channel's configured defaults. Logged targets are redacted (phone numbers and addresses
+keep only a few characters; an ntfy topic, which is a secret on public servers, none).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from shared_protocol.brain import Decision
+from shared_protocol.wake import EscalationConfig, parse_target
+
+from ..exceptions import NothingToAcknowledge
+from ..state import LogEntry, StateEngine
+from .base import Channel, ChannelError, Delivery, Page, PageLinks
+from .records import AnswerToken, Escalation, hash_answer_token
+from .setup import WakeSetup
+
+logger = logging.getLogger(__name__)
+
+ALERT_TOKEN_TTL = timedelta(hours=24)
+
+
+@dataclass(kw_only=True, frozen=True)
+class Step:
+    """One rung as scheduled: which level, which attempt at it, when (seconds after the start)."""
+
+    index: int
+    level: int
+    attempt: int
+    offset_s: float
+    targets: list[str]
+
+
+def ladder_step(config: EscalationConfig, index: int) -> Step | None:
+    """The `index`th page of the ladder (levels first, then repeats of the last level); None past the end."""
+    levels = config.levels
+    if index < len(levels):
+        level = levels[index]
+        return Step(index=index, level=index, attempt=1, offset_s=level.after_s, targets=list(level.targets))
+    repeat = index - len(levels) + 1
+    if repeat > config.repeat:
+        return None
+    last = levels[-1]
+    return Step(
+        index=index,
+        level=len(levels) - 1,
+        attempt=repeat + 1,
+        offset_s=last.after_s + repeat * config.repeat_interval_s,
+        targets=list(last.targets),
+    )
+
+
+def redact(channel: str, address: str) -> str:
+    """A target fit for the log: enough to tell recipients apart, not enough to contact them."""
+    if not address:
+        return channel
+    if channel == "ntfy":
+        return "ntfy:(topic)"
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        return f"{channel}:{local[:1]}…@{domain}"
+    return f"{channel}:…{address[-4:]}"
+
+
+Clock = Callable[[], datetime]
+
+
+class Escalator:
+    """Runs escalations on one state engine. `run()` is its loop; `start_*`, `acknowledge`, `resolve` its inputs."""
+
+    def __init__(self, state: StateEngine, setup: WakeSetup, *, now: Clock) -> None:
+        self.state = state
+        self.setup = setup
+        self._now = now
+        self._wake = anyio.Event()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    async def start_decision(self, decision: Decision) -> None:
+        """A decision needs a human: its ladder starts now (the first page goes out on the next tick)."""
+        impact = decision.impact
+        facts = {
+            "Decision": decision.id,
+            "Needs": "a human" if decision.needs == "human" else f"{decision.needs} (a human stands in)",
+            "Agent": decision.agent,
+            "Body": decision.body_id,
+            "Confidence": f"{decision.confidence:.2f}",
+            "Impact": f"{impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}",
+            "Deadline": decision.deadline.isoformat(timespec="seconds") + " (no answer: denied)",
+        }
+        summary = decision.summary if not decision.rationale else f"{decision.summary}\n\nWhy: {decision.rationale}"
+        await self._start(
+            Escalation(
+                id=decision.id,
+                kind="decision",
+                title=_clip(f"Decision needs a human: {decision.summary}", 200),
+                summary=summary,
+                facts=facts,
+                body_id=decision.body_id,
+                created_at=self._now(),
+                deadline=decision.deadline,
+                next_at=self._now(),
+                updated_at=self._now(),
+            ),
+            by="rules",
+        )
+
+    async def raise_alert(
+        self, *, kind: str, body_id: str, title: str, summary: str, facts: Mapping[str, str] | None = None
+    ) -> Escalation:
+        """Page about something that went wrong; an open alert of the same kind for the same body absorbs it."""
+        now = self._now()
+        key = f"{kind}:{body_id}"
+        since = now - timedelta(seconds=self.setup.escalation.dedup_window_s)
+        while (open_ := await self.state.open_escalation(key, since=since)) is not None:
+            joined = open_.model_copy(
+                update={"occurrences": open_.occurrences + 1, "version": open_.version + 1, "updated_at": now}
+            )
+            if await self.state.replace_escalation(joined):
+                return joined
+        alert = Escalation(
+            id=f"alr_{time.time_ns():x}{secrets.token_hex(3)}",
+            kind="alert",
+            title=_clip(title, 200),
+            summary=summary,
+            facts={"Alert": kind, "Body": body_id, **(facts or {})},
+            body_id=body_id,
+            dedup_key=key,
+            created_at=now,
+            next_at=now,
+            updated_at=now,
+        )
+        await self._start(alert, by="rules")
+        return alert
+
+    async def acknowledge(self, subject_id: str, *, by: LogEntry) -> Escalation:
+        """Stop the climb: someone is on it. A decision stays pending (and is denied at its deadline)."""
+        while True:
+            current = await self.state.escalation(subject_id)
+            if current is None:
+                raise NothingToAcknowledge(f"nothing is paging about '{subject_id}'")
+            if current.state == "acknowledged":
+                return current
+            if current.state != "active":
+                raise NothingToAcknowledge(f"'{subject_id}' is already {current.state}: nothing to acknowledge")
+            acked = current.model_copy(
+                update={
+                    "state": "acknowledged",
+                    "next_at": None,
+                    "closed_by": by.by,
+                    "closed_reason": by.reason,
+                    "version": current.version + 1,
+                    "updated_at": by.at,
+                }
+            )
+            if await self.state.replace_escalation(acked, log=by):
+                return acked
+
+    async def resolve(self, subject_id: str, *, by: str, reason: str) -> None:
+        """The decision was answered (or expired): page no more. Nothing if it was never paged."""
+        while True:
+            current = await self.state.escalation(subject_id)
+            if current is None or current.state not in ("active", "acknowledged"):
+                return
+            done = current.model_copy(
+                update={
+                    "state": "resolved",
+                    "next_at": None,
+                    "closed_by": by,
+                    "closed_reason": reason,
+                    "version": current.version + 1,
+                    "updated_at": self._now(),
+                }
+            )
+            if await self.state.replace_escalation(done):
+                return
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self, *, interval_s: float) -> None:
+        """Page whatever is due, then sleep until the next interval or a new escalation, forever."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # one bad tick must not end waking humans; the next tick tries again
+                logger.exception("escalation tick failed")
+            with anyio.move_on_after(interval_s):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    async def tick(self) -> int:
+        """Send every page that is due now; returns how many were delivered."""
+        delivered = 0
+        for escalation in await self.state.due_escalations(self._now()):
+            delivered += await self._advance(escalation)
+        return delivered
+
+    async def _start(self, escalation: Escalation, *, by: str) -> None:
+        log = LogEntry(
+            at=escalation.created_at,
+            action="alert" if escalation.kind == "alert" else "escalate",
+            by=by,
+            reason=escalation.title,
+            target=escalation.id,
+            detail={"escalation": "started", "kind": escalation.kind, "levels": len(self.setup.escalation.levels)},
+        )
+        if await self.state.insert_escalation(escalation, log):
+            self._wake.set()
+
+    async def _advance(self, escalation: Escalation) -> int:
+        """Page the due step (claimed first); if nobody was reached, climb straight to the next one."""
+        current = escalation
+        while True:
+            now = self._now()
+            step = ladder_step(self.setup.escalation, current.next_step)
+            if step is None or (current.deadline is not None and current.deadline <= now):
+                return 0
+            following = ladder_step(self.setup.escalation, current.next_step + 1)
+            next_at = None if following is None else current.created_at + timedelta(seconds=following.offset_s)
+            if next_at is not None and current.deadline is not None and next_at >= current.deadline:
+                next_at = None  # the deadline denies it first: no page after that
+            claimed = current.model_copy(
+                update={
+                    "next_step": current.next_step + 1,
+                    "next_at": next_at,
+                    "state": "exhausted" if next_at is None and current.kind == "alert" else current.state,
+                    "version": current.version + 1,
+                    "updated_at": now,
+                }
+            )
+            if not await self.state.replace_escalation(claimed):
+                return 0  # answered, acknowledged or advanced by someone else meanwhile
+            delivered = await self._page_step(claimed, step)
+            if delivered or next_at is None:
+                return delivered
+            current = claimed
+
+    async def _page_step(self, escalation: Escalation, step: Step) -> int:
+        delivered = 0
+        for target in step.targets:
+            channel_name, address = parse_target(target)
+            addresses = [address] if address else list(self.setup.recipients.get(channel_name, ()))
+            channel = self.setup.channels.get(channel_name)
+            if channel is None or not addresses:
+                await self._log_failure(escalation, step, channel_name, "", "channel not configured")
+                continue
+            for to in addresses:
+                if await self._page_one(escalation, step, channel, to):
+                    delivered += 1
+        return delivered
+
+    async def _page_one(self, escalation: Escalation, step: Step, channel: Channel, to: str) -> bool:
+        now = self._now()
+        page_id = f"pg_{time.time_ns():x}{secrets.token_hex(3)}"
+        links = await self._links(escalation, page_id, channel.name, to, now)
+        page = Page(
+            page_id=page_id,
+            kind=escalation.kind,
+            subject_id=escalation.id,
+            title=escalation.title,
+            summary=escalation.summary,
+            facts=dict(escalation.facts),
+            level=step.level,
+            attempt=step.attempt,
+            deadline=escalation.deadline,
+            target=to,
+            links=links,
+        )
+        try:
+            delivery = await self._send(channel, page)
+        except ChannelError as exc:
+            await self._log_failure(escalation, step, channel.name, to, str(exc))
+            return False
+        except Exception as exc:  # a channel bug must not stop the ladder; the next level still goes out
+            logger.exception("channel %s failed", channel.name)
+            await self._log_failure(escalation, step, channel.name, to, f"{channel.name}: {type(exc).__name__}")
+            return False
+        await self.state.append_log(
+            LogEntry(
+                at=self._now(),
+                action="page",
+                by="escalation",
+                reason=escalation.title,
+                target=escalation.id,
+                detail=self._detail(step, page_id, channel.name, to, delivery),
+            )
+        )
+        return True
+
+    async def _send(self, channel: Channel, page: Page) -> Delivery:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.setup.retry_attempts),
+            wait=wait_exponential(multiplier=self.setup.retry_wait_s, max=10 * self.setup.retry_wait_s),
+            retry=retry_if_exception(lambda exc: isinstance(exc, ChannelError) and exc.retryable),
+            reraise=True,
+        )
+        return await retrying(channel.send, page)
+
+    async def _links(
+        self, escalation: Escalation, page_id: str, channel: str, to: str, now: datetime
+    ) -> PageLinks | None:
+        base = self.setup.public_url.rstrip("/")
+        if not base:
+            return None
+        expires = escalation.deadline or now + ALERT_TOKEN_TTL
+        verbs: list[Any] = ["ack", "gather"] + (["approve", "deny"] if escalation.kind == "decision" else [])
+        tokens = {verb: secrets.token_urlsafe(24) for verb in verbs}
+        await self.state.add_answer_tokens(
+            [
+                AnswerToken(
+                    token_hash=hash_answer_token(token),
+                    page_id=page_id,
+                    subject_id=escalation.id,
+                    verb=verb,
+                    channel=channel,
+                    target=to,
+                    created_at=now,
+                    expires_at=expires,
+                )
+                for verb, token in tokens.items()
+            ]
+        )
+        approve, deny = tokens.get("approve"), tokens.get("deny")
+        return PageLinks(
+            approve=None if approve is None else f"{base}/wake/{approve}",
+            deny=None if deny is None else f"{base}/wake/{deny}",
+            acknowledge=f"{base}/wake/{tokens['ack']}",
+            gather=f"{base}/twilio/gather?t={tokens['gather']}",
+        )
+
+    def _detail(self, step: Step, page_id: str, channel: str, to: str, delivery: Delivery | None) -> dict[str, Any]:
+        detail: dict[str, Any] = {
+            "channel": channel,
+            "to": redact(channel, to),
+            "level": step.level,
+            "attempt": step.attempt,
+            "page_id": page_id,
+        }
+        if delivery is not None and delivery.provider_id:
+            detail["provider_id"] = delivery.provider_id
+        return detail
+
+    async def _log_failure(self, escalation: Escalation, step: Step, channel: str, to: str, error: str) -> None:
+        logger.warning("page about %s on %s failed: %s", escalation.id, redact(channel, to), error)
+        detail = self._detail(step, "", channel, to, None)
+        detail["error"] = error
+        await self.state.append_log(
+            LogEntry(
+                at=self._now(), action="page_failed", by="escalation", reason=error, target=escalation.id, detail=detail
+            )
+        )
+
+
+def _clip(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -1,0 +1,29 @@
+"""`WakeSetup`: everything about waking humans that comes from configuration, resolved and ready to use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from shared_protocol.wake import EscalationConfig
+
+from .base import Channel, Secret
+from .interactions import DiscordAccess
+
+
+@dataclass(kw_only=True)
+class WakeSetup:
+    """The ladder, the channels that are configured, who to page, and who may answer from where."""
+
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
+    channels: Mapping[str, Channel] = field(default_factory=dict[str, Channel])
+    recipients: Mapping[str, Sequence[str]] = field(default_factory=dict[str, Sequence[str]])
+    """Default addresses per channel for targets without one (discord: [""], sms/call: numbers, …)."""
+    public_url: str = ""
+    """The brain's outside address: answer links and Twilio callbacks; empty: pages carry no links."""
+    discord: DiscordAccess | None = None
+    """None: `POST /discord/interactions` answers 404."""
+    twilio_auth_token: Secret | None = None
+    """Checks `X-Twilio-Signature` on `POST /twilio/gather`; None: that endpoint answers 404."""
+    retry_attempts: int = 3
+    retry_wait_s: float = 0.5

@@ -1,0 +1,306 @@
+"""The ladder on a real SQLite brain with a controllable clock: climb, stop on an answer, deny on silence."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import pytest
+
+from brain_server import Brain, BrainSettings, SqliteStateEngine
+from brain_server.auth import Principal
+from brain_server.exceptions import NothingToAcknowledge
+from brain_server.wake.base import ChannelError, Delivery, Page
+from brain_server.wake.escalator import ladder_step, redact
+from brain_server.wake.setup import WakeSetup
+from shared_protocol import AuditEvent
+from shared_protocol.brain import AuditBatch, DecisionRequest, RegisterRequest
+from shared_protocol.wake import EscalationConfig, EscalationLevel
+from tests.brain.helpers import Clock, audit_chain
+
+pytestmark = pytest.mark.anyio
+
+BODY = Principal(token_id="tok_b", role="body", label="body-1")
+HUMAN = Principal(token_id="tok_h", role="approver", label="alice")
+
+
+@dataclass
+class Recorder:
+    """A channel that keeps what it was asked to send (or fails, `failures` times, as told)."""
+
+    name: str
+    failures: int = 0
+    retryable: bool = True
+    pages: list[Page] = field(default_factory=list[Page])
+
+    async def send(self, page: Page) -> Delivery:
+        if self.failures:
+            self.failures -= 1
+            raise ChannelError("service unavailable", channel=self.name, retryable=self.retryable, status=503)
+        self.pages.append(page)
+        return Delivery(channel=self.name, target=page.target, provider_id=f"{self.name}-{len(self.pages)}")
+
+
+@dataclass
+class Ladder:
+    brain: Brain
+    clock: Clock
+    channels: dict[str, Recorder]
+
+    def sent(self) -> list[tuple[str, str, int]]:
+        """(channel, target, level) of every page, in order of sending."""
+        pages = [(p.page_id, name, p.target, p.level) for name, ch in self.channels.items() for p in ch.pages]
+        return [(name, target, level) for _, name, target, level in sorted(pages)]
+
+    async def at(self, seconds: float) -> None:
+        """Move the clock to `seconds` after the start, then do what the daemon loops would."""
+        self.clock.now = START + seconds
+        await self.brain.sweep()
+        await self.brain.escalator.tick()
+
+
+START = Clock().now
+
+
+def setup(channels: dict[str, Recorder], **escalation: object) -> WakeSetup:
+    return WakeSetup(
+        escalation=EscalationConfig.model_validate(escalation) if escalation else EscalationConfig(),
+        channels=channels,
+        recipients={"discord": [""], "sms": ["+15550001111"], "call": ["+15550001111"]},
+        public_url="https://brain.example.com",
+        retry_wait_s=0,
+    )
+
+
+@pytest.fixture
+async def ladder(tmp_path: Path) -> AsyncIterator[Ladder]:
+    channels = {name: Recorder(name) for name in ("discord", "sms", "call")}
+    clock = Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    brain = Brain(BrainSettings(failsafe_s=10), state=state, clock=clock, wake=setup(channels))
+    try:
+        async with brain.running():
+            yield Ladder(brain, clock, channels)
+    finally:
+        await state.close()
+
+
+def needs_human(deadline_s: int = 3600) -> DecisionRequest:
+    return DecisionRequest(
+        summary="drop the orders table",
+        rationale="it looks unused",
+        confidence=0.4,
+        agent="claude",
+        body_id="body-a",
+        deadline_s=deadline_s,
+    )
+
+
+def test_the_default_ladder_is_discord_then_sms_at_5_minutes_then_a_call_at_10_then_two_repeats() -> None:
+    config = EscalationConfig()
+    steps = [ladder_step(config, n) for n in range(6)]
+    assert [(s.level, s.attempt, s.offset_s, s.targets) for s in steps if s is not None] == [
+        (0, 1, 0, ["discord"]),
+        (1, 1, 300, ["sms"]),
+        (2, 1, 600, ["call"]),
+        (2, 2, 900, ["call"]),
+        (2, 3, 1200, ["call"]),
+    ]
+    assert steps[5] is None
+
+
+async def test_an_unanswered_decision_climbs_discord_sms_phone_and_is_then_denied(ladder: Ladder) -> None:
+    decision = await ladder.brain.request_decision(BODY, needs_human(deadline_s=1000))
+    await ladder.at(0)
+    assert ladder.sent() == [("discord", "", 0)]
+    await ladder.at(299)
+    assert len(ladder.sent()) == 1, "nothing before the SMS level is due"
+    await ladder.at(300)
+    await ladder.at(600)
+    await ladder.at(900)
+    assert ladder.sent() == [
+        ("discord", "", 0),
+        ("sms", "+15550001111", 1),
+        ("call", "+15550001111", 2),
+        ("call", "+15550001111", 2),
+    ]
+    await ladder.at(1000)
+    assert (await ladder.brain.decision(decision.id)).state == "expired"
+    await ladder.at(5000)
+    assert len(ladder.sent()) == 4, "nothing is paged after the deadline denied it"
+    escalation = await ladder.brain.state.escalation(decision.id)
+    assert escalation is not None and escalation.state == "resolved" and escalation.closed_by == "deadline"
+    pages = [e for e in await ladder.brain.state.log_entries() if e.action == "page"]
+    assert [e.detail["channel"] for e in pages] == ["discord", "sms", "call", "call"]
+    assert all("+15550001111" not in str(e.detail) for e in pages), "phone numbers are redacted in the log"
+
+
+async def test_every_page_carries_single_use_answer_links_that_expire_with_the_decision(ladder: Ladder) -> None:
+    decision = await ladder.brain.request_decision(BODY, needs_human())
+    await ladder.at(0)
+    page = ladder.channels["discord"].pages[0]
+    assert page.kind == "decision" and page.subject_id == decision.id and page.deadline == decision.deadline
+    assert page.links is not None and page.links.approve and page.links.deny
+    assert page.links.approve.startswith("https://brain.example.com/wake/")
+    assert page.links.gather.startswith("https://brain.example.com/twilio/gather?t=")
+    assert page.facts["Confidence"] == "0.40" and "denied" in page.facts["Deadline"]
+
+
+async def test_an_answer_at_the_sms_level_stops_the_climb(ladder: Ladder) -> None:
+    decision = await ladder.brain.request_decision(BODY, needs_human())
+    await ladder.at(0)
+    await ladder.at(300)
+    await ladder.brain.answer(HUMAN, decision.id, "approve", "fine, it is unused")
+    await ladder.at(600)
+    await ladder.at(2000)
+    assert [c for c, _, _ in ladder.sent()] == ["discord", "sms"]
+    assert (await ladder.brain.decision(decision.id)).state == "approved"
+
+
+async def test_an_answer_at_the_first_level_means_nobody_is_woken_by_sms(ladder: Ladder) -> None:
+    decision = await ladder.brain.request_decision(BODY, needs_human())
+    await ladder.at(0)
+    await ladder.brain.answer(HUMAN, decision.id, "deny", "no")
+    await ladder.at(3000)
+    assert [c for c, _, _ in ladder.sent()] == ["discord"]
+
+
+async def test_acknowledging_stops_the_pages_but_silence_still_denies_at_the_deadline(ladder: Ladder) -> None:
+    decision = await ladder.brain.request_decision(BODY, needs_human(deadline_s=700))
+    await ladder.at(0)
+    acked = await ladder.brain.acknowledge(HUMAN, decision.id, "looking at it")
+    assert acked.state == "acknowledged" and acked.closed_by == "alice"
+    await ladder.at(650)
+    assert [c for c, _, _ in ladder.sent()] == ["discord"]
+    await ladder.at(700)
+    assert (await ladder.brain.decision(decision.id)).state == "expired"
+    with pytest.raises(NothingToAcknowledge):
+        await ladder.brain.acknowledge(HUMAN, decision.id, "too late")
+    log = await ladder.brain.state.log_entries()
+    assert any(e.action == "acknowledge" and e.by == "alice" and e.target == decision.id for e in log)
+
+
+async def test_a_level_with_no_channel_configured_climbs_at_once(tmp_path: Path) -> None:
+    channels = {"discord": Recorder("discord"), "call": Recorder("call")}
+    clock = Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    wake = setup(channels)  # the default ladder names sms, which is not configured here
+    brain = Brain(BrainSettings(), state=state, clock=clock, wake=wake)
+    try:
+        async with brain.running():
+            ladder = Ladder(brain, clock, channels)
+            await brain.request_decision(BODY, needs_human())
+            await ladder.at(0)
+            await ladder.at(300)
+            assert [c for c, _, _ in ladder.sent()] == ["discord", "call"], "no SMS channel: the call goes out now"
+            failures = [e for e in await state.log_entries() if e.action == "page_failed"]
+            assert failures and failures[0].detail["channel"] == "sms" and "not configured" in failures[0].reason
+    finally:
+        await state.close()
+
+
+async def test_a_failing_channel_is_retried_then_the_next_level_is_paged_at_once(tmp_path: Path) -> None:
+    channels = {"discord": Recorder("discord", failures=2), "sms": Recorder("sms", failures=99)}
+    channels["call"] = Recorder("call")
+    clock = Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    brain = Brain(BrainSettings(), state=state, clock=clock, wake=setup(channels))
+    try:
+        async with brain.running():
+            ladder = Ladder(brain, clock, channels)
+            await brain.request_decision(BODY, needs_human())
+            await ladder.at(0)
+            assert [c for c, _, _ in ladder.sent()] == ["discord"], "two retryable failures, then delivered"
+            await ladder.at(300)
+            assert [c for c, _, _ in ladder.sent()] == ["discord", "call"]
+            failed = [e for e in await state.log_entries() if e.action == "page_failed"]
+            assert [e.detail["channel"] for e in failed] == ["sms"]
+            assert "service unavailable" in failed[0].reason
+    finally:
+        await state.close()
+
+
+async def test_a_non_retryable_failure_is_not_retried(tmp_path: Path) -> None:
+    channels = {"discord": Recorder("discord", failures=1, retryable=False)}
+    clock = Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    only_discord = {"levels": [{"after_s": 0, "targets": ["discord"]}], "repeat": 0}
+    brain = Brain(BrainSettings(), state=state, clock=clock, wake=setup(channels, **only_discord))
+    try:
+        async with brain.running():
+            await brain.request_decision(BODY, needs_human())
+            await Ladder(brain, clock, channels).at(0)
+            assert channels["discord"].pages == [] and channels["discord"].failures == 0
+    finally:
+        await state.close()
+
+
+async def test_two_ticks_at_once_page_each_step_once(ladder: Ladder) -> None:
+    await ladder.brain.request_decision(BODY, needs_human())
+    await ladder.at(0)
+    ladder.clock.now = START + 300
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(ladder.brain.escalator.tick)
+    assert [c for c, _, _ in ladder.sent()] == ["discord", "sms"]
+
+
+async def test_circuit_breaker_refusals_raise_one_alert_per_body_while_it_is_open(ladder: Ladder) -> None:
+    events = audit_chain("body-a", 3)
+    tripped = [
+        AuditEvent.model_validate({**e.model_dump(), "outcome": "refused", "code": "circuit_open"}) for e in events
+    ]
+    linked: list[AuditEvent] = []
+    prev = "genesis-body-a"
+    for event in tripped:  # re-link the chain after changing the events
+        event = event.model_copy(update={"prev_mac": prev})
+        linked.append(event)
+        prev = event.mac
+    await ladder.brain.ingest_audit(AuditBatch(body_id="body-a", events=linked[:2]))
+    await ladder.brain.ingest_audit(AuditBatch(body_id="body-a", events=linked))  # a resend plus one new
+    await ladder.at(0)
+    alerts = [p for p in ladder.channels["discord"].pages if p.kind == "alert"]
+    assert len(alerts) == 1 and "Circuit breaker open on body body-a" in alerts[0].title
+    stored = await ladder.brain.state.escalation(alerts[0].subject_id)
+    assert stored is not None and stored.occurrences == 3
+    assert alerts[0].links is not None and alerts[0].links.approve is None, "an alert has nothing to approve"
+
+
+async def test_a_body_that_goes_silent_is_reported_lost_once(ladder: Ladder) -> None:
+    request = RegisterRequest(body_id="body-a", workspace="/w", hostname="h", version="1")
+    await ladder.brain.register(request)
+    await ladder.at(5)
+    assert ladder.sent() == []
+    await ladder.at(11)
+    await ladder.at(12)
+    lost = [p for p in ladder.channels["discord"].pages if p.kind == "alert"]
+    assert len(lost) == 1 and lost[0].title == "Body body-a is lost"
+    await ladder.brain.heartbeat("body-a")
+    await ladder.at(13)
+    await ladder.at(40)
+    assert len([p for p in ladder.channels["discord"].pages if p.kind == "alert"]) == 1, "deduplicated while open"
+
+
+async def test_an_alert_ladder_ends_exhausted_after_its_repeats(ladder: Ladder) -> None:
+    alert = await ladder.brain.raise_alert(kind="test", body_id="body-a", title="t", summary="s")
+    for t in (0, 300, 600, 900, 1200, 1500, 9000):
+        await ladder.at(t)
+    assert [c for c, _, _ in ladder.sent()] == ["discord", "sms", "call", "call", "call"]
+    stored = await ladder.brain.state.escalation(alert.id)
+    assert stored is not None and stored.state == "exhausted"
+
+
+def test_redaction_keeps_too_little_to_contact_anyone() -> None:
+    assert redact("sms", "+15550001111") == "sms:…1111"
+    assert redact("email", "oncall@example.com") == "email:o…@example.com"
+    assert redact("ntfy", "secret-topic") == "ntfy:(topic)"
+    assert redact("discord", "") == "discord"
+
+
+def test_a_ladder_must_rise() -> None:
+    with pytest.raises(ValueError, match="at least the one before"):
+        EscalationConfig(
+            levels=[EscalationLevel(after_s=300, targets=["sms"]), EscalationLevel(after_s=0, targets=["discord"])]
+        )
