@@ -116,9 +116,8 @@ Action = Callable[[], Awaitable[dict[str, Any]]]
 class DiscordInteractions:
     """The endpoint's logic, on one brain."""
 
-    def __init__(self, brain: Brain, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, brain: Brain) -> None:
         self.brain = brain
-        self._http = http
 
     async def handle(self, request: Request) -> Response:
         access = self.brain.wake.discord
@@ -280,7 +279,7 @@ class DiscordInteractions:
         url = f"{access.api_base}/webhooks/{access.application_id}/{token}/messages/@original"
         try:
             async with httpx.AsyncClient(timeout=10) as http:
-                response = await (self._http or http).patch(url, json=result[0].get("data", {}))
+                response = await http.patch(url, json=result[0].get("data", {}))
             response.raise_for_status()
         except httpx.HTTPError as exc:
             logger.warning("could not edit the deferred Discord response: %s", type(exc).__name__)

@@ -97,6 +97,8 @@ class FakeDiscord:
         """Servers the application was added to."""
         self.requests: list[Recorded] = []
         self.messages: list[dict[str, Any]] = []
+        self.edits: list[dict[str, Any]] = []
+        """Interaction responses edited after a deferral."""
         """Messages as Discord stored them."""
         self.commands: dict[str, list[dict[str, Any]]] = {}
         """Registered commands by scope: "global" or a guild id."""
@@ -108,6 +110,7 @@ class FakeDiscord:
                 Route("/api/webhooks/{webhook_id}/{token}", self._webhook, methods=["GET", "POST"]),
                 Route("/api/v10/applications/{app_id}/commands", self._commands, methods=["PUT"]),
                 Route("/api/v10/applications/{app_id}/guilds/{guild_id}/commands", self._commands, methods=["PUT"]),
+                Route("/api/v10/webhooks/{app_id}/{token}/messages/@original", self._edit_original, methods=["PATCH"]),
             ]
         )
 
@@ -167,6 +170,17 @@ class FakeDiscord:
         )
         self.requests.append(recorded)
         return recorded
+
+    async def _edit_original(self, request: Request) -> Response:
+        """Edit Original Interaction Response: authorised by the interaction token in the path, no header."""
+        recorded = await self._record(request)
+        if request.path_params["app_id"] != APP_ID:
+            return JSONResponse({"message": "Unknown Webhook", "code": 10015}, status_code=404)
+        if not isinstance(recorded.body, dict):
+            return JSONResponse({"message": "Cannot send an empty message", "code": 50006}, status_code=400)
+        edited = {"id": self._snowflake(), "channel_id": CHANNEL_ID, "application_id": APP_ID, **recorded.body}
+        self.edits.append(edited)
+        return JSONResponse(edited)
 
     def _snowflake(self) -> str:
         return str(next(self._snowflakes))

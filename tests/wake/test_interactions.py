@@ -16,10 +16,13 @@ import pytest
 from nacl.signing import SigningKey
 
 from brain_server import BrainSettings
+from brain_server.wake import interactions
 from brain_server.wake.interactions import DiscordAccess
 from brain_server.wake.setup import WakeSetup
 from tests.body.test_brain_link import linked_body, wait_until, write
 from tests.brain.helpers import LiveBrain, decision_request, live_brain, ok
+from tests.fakes.discord import APP_ID, FakeDiscord
+from tests.fakes.serve import serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -242,3 +245,32 @@ async def test_a_signed_kill_autonomous_stops_every_connected_body(
         for body in bodies:
             body.close()
     assert not any((tmp_path / f"ws{n}" / "after.txt").exists() for n in range(3))
+
+
+async def test_an_action_slower_than_the_deadline_is_deferred_then_the_response_is_edited(
+    tmp_path: Path, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeDiscord()
+    monkeypatch.setattr(interactions, "DEFER_AFTER_S", 0.0)  # every action now outlasts the deadline
+    async with serve_app(fake) as discord_url:
+        access = DiscordAccess.from_hex(
+            key.verify_key.encode().hex(),
+            captain_ids=frozenset({CAPTAIN}),
+            application_id=APP_ID,
+            api_base=FakeDiscord.api_base(discord_url),
+        )
+        settings = BrainSettings(db=tmp_path / "brain.db")
+        async with (
+            live_brain(settings, wake=WakeSetup(discord=access)) as live,
+            httpx.AsyncClient(base_url=live.url, timeout=10) as http,
+        ):
+            response = ok(await Discord(key, http).send(Discord(key, http).command("kill-autonomous", CAPTAIN)))
+            assert response == {"type": 5}
+            with anyio.fail_after(5):
+                while not fake.edits:
+                    await anyio.sleep(0.01)
+            assert await kill_engaged(live)
+    (edit,) = fake.edits
+    assert "Kill switch engaged" in edit["content"]
+    (patch,) = [r for r in fake.requests if r.method == "PATCH"]
+    assert patch.path == f"/api/v10/webhooks/{APP_ID}/interaction-token/messages/@original"
