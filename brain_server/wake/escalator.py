@@ -99,8 +99,15 @@ class Escalator:
 
     # -- inputs ----------------------------------------------------------------------------
 
+    @property
+    def can_page(self) -> bool:
+        """False when no channel is configured: nothing is started, so nothing fails level by level."""
+        return bool(self.setup.channels)
+
     async def start_decision(self, decision: Decision) -> None:
         """A decision needs a human: its ladder starts now (the first page goes out on the next tick)."""
+        if not self.can_page:
+            return
         impact = decision.impact
         facts = {
             "Decision": decision.id,
@@ -130,8 +137,13 @@ class Escalator:
 
     async def raise_alert(
         self, *, kind: str, body_id: str, title: str, summary: str, facts: Mapping[str, str] | None = None
-    ) -> Escalation:
-        """Page about something that went wrong; an open alert of the same kind for the same body absorbs it."""
+    ) -> Escalation | None:
+        """Page about something that went wrong; an open alert of the same kind for the same body absorbs it.
+
+        None (and only a log line) when no channel is configured."""
+        if not self.can_page:
+            logger.warning("alert %s on body %s: %s (no wake-up channel is configured)", kind, body_id, title)
+            return None
         now = self._now()
         key = f"{kind}:{body_id}"
         since = now - timedelta(seconds=self.setup.escalation.dedup_window_s)

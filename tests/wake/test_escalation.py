@@ -304,3 +304,20 @@ def test_a_ladder_must_rise() -> None:
         EscalationConfig(
             levels=[EscalationLevel(after_s=300, targets=["sms"]), EscalationLevel(after_s=0, targets=["discord"])]
         )
+
+
+async def test_without_any_channel_nothing_is_started_and_nothing_fails_level_by_level(tmp_path: Path) -> None:
+    clock = Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    brain = Brain(BrainSettings(), state=state, clock=clock, wake=WakeSetup())
+    try:
+        async with brain.running():
+            decision = await brain.request_decision(BODY, needs_human())
+            assert await brain.raise_alert(kind="test", body_id="body-a", title="t", summary="s") is None
+            await Ladder(brain, clock, {}).at(600)
+            assert await state.escalation(decision.id) is None
+            actions = {e.action for e in await state.log_entries()}
+            assert "page_failed" not in actions and "escalate" not in actions
+            assert (await brain.decision(decision.id)).state == "pending", "it still waits for its deadline"
+    finally:
+        await state.close()
