@@ -239,8 +239,8 @@ class Brain:
 
     async def raise_alert(
         self, *, kind: str, body_id: str, title: str, summary: str, facts: dict[str, str] | None = None
-    ) -> Escalation:
-        """Page humans about something wrong (deduplicated per kind and body while one is open)."""
+    ) -> Escalation | None:
+        """Page humans about something wrong (deduplicated per kind and body while one is open); None: no channel."""
         return await self.escalator.raise_alert(kind=kind, body_id=body_id, title=title, summary=summary, facts=facts)
 
     async def acknowledge(self, by: Principal, subject_id: str, reason: str = "") -> Escalation:
