@@ -230,7 +230,8 @@ class MemoryStateEngine:
         ]
         return max(matching, key=lambda e: e.created_at, default=None)
 
-    async def add_answer_tokens(self, tokens: Sequence[AnswerToken]) -> None:
+    async def add_answer_tokens(self, tokens: Sequence[AnswerToken], *, now: datetime) -> None:
+        self._answer_tokens = {k: t for k, t in self._answer_tokens.items() if t.expires_at > now}
         for token in tokens:
             self._answer_tokens[token.token_hash] = token
 

@@ -459,8 +459,9 @@ class SqliteStateEngine:
         )
         return None if row is None else Escalation.model_validate_json(row["escalation"])
 
-    async def add_answer_tokens(self, tokens: Sequence[AnswerToken]) -> None:
+    async def add_answer_tokens(self, tokens: Sequence[AnswerToken], *, now: datetime) -> None:
         async with self._write() as conn:
+            await conn.execute("DELETE FROM answer_tokens WHERE expires_at <= ?", (iso(now),))
             await conn.executemany(
                 "INSERT INTO answer_tokens (token_hash, page_id, subject_id, verb, channel, target, created_at, "
                 "expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",

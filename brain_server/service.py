@@ -216,7 +216,21 @@ class Brain:
         )
 
     async def _alert_on_events(self, events: Sequence[AuditEvent]) -> None:
-        """Wake a human when a body's circuit breaker refused a call, or a body failed closed without the brain."""
+        """Wake a human when a body's circuit breaker refused a call, or a body failed closed without the brain.
+
+        Only for registered bodies (a body token cannot invent bodies to page people about), and never at the
+        cost of the upload: the events are stored already, and an alert that fails is logged.
+        """
+        flagged = [e for e in events if e.code in (RefusalCode.CIRCUIT_OPEN, RefusalCode.BRAIN_UNREACHABLE)]
+        if not flagged:
+            return
+        known = {b.body_id for b in await self.state.bodies()}
+        try:
+            await self._raise_event_alerts([e for e in flagged if e.body_id in known])
+        except Exception:  # the batch is committed; failing the request would only make the body resend it
+            logger.exception("could not raise an alert for audit events of body %s", flagged[0].body_id)
+
+    async def _raise_event_alerts(self, events: Sequence[AuditEvent]) -> None:
         for event in events:
             if event.code == RefusalCode.CIRCUIT_OPEN:
                 await self.raise_alert(

@@ -145,7 +145,6 @@ class BrainConfig(ProtocolModel):
     )
     backup_keep: int = Field(default=48, ge=1, description="Backups kept, in backups/ next to the database.")
 
-
     public_url: str = Field(
         default="",
         description="The brain's address as the outside sees it (https://brain.example.com): Twilio callbacks and "

@@ -94,7 +94,8 @@ class PageLinks:
     """None for an alert (nothing to approve)."""
     deny: str | None
     acknowledge: str
-    gather: str
+    gather: str | None = None
+    """Only on pages of the `call` channel."""
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -23,7 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -35,12 +35,13 @@ from shared_protocol.wake import EscalationConfig, parse_target
 from ..exceptions import NothingToAcknowledge
 from ..state import LogEntry, StateEngine
 from .base import Channel, ChannelError, Delivery, Page, PageLinks
-from .records import AnswerToken, Escalation, hash_answer_token
+from .records import AnswerToken, AnswerVerb, Escalation, hash_answer_token
 from .setup import WakeSetup
 
 logger = logging.getLogger(__name__)
 
 ALERT_TOKEN_TTL = timedelta(hours=24)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -146,8 +147,12 @@ class Escalator:
             return None
         now = self._now()
         key = f"{kind}:{body_id}"
-        since = now - timedelta(seconds=self.setup.escalation.dedup_window_s)
-        while (open_ := await self.state.open_escalation(key, since=since)) is not None:
+        recent = now - timedelta(seconds=self.setup.escalation.dedup_window_s)
+        # A ladder still climbing absorbs it whatever its age; one someone acknowledged, only for a while
+        # (after that, the same trouble again is news).
+        while (open_ := await self.state.open_escalation(key, since=_EPOCH)) is not None and (
+            open_.state == "active" or open_.created_at >= recent
+        ):
             joined = open_.model_copy(
                 update={"occurrences": open_.occurrences + 1, "version": open_.version + 1, "updated_at": now}
             )
@@ -224,11 +229,20 @@ class Escalator:
             self._wake = anyio.Event()
 
     async def tick(self) -> int:
-        """Send every page that is due now; returns how many were delivered."""
-        delivered = 0
-        for escalation in await self.state.due_escalations(self._now()):
-            delivered += await self._advance(escalation)
-        return delivered
+        """Send every page that is due now, escalations side by side (one slow channel delays no other
+        escalation, one broken escalation stops no other); returns how many pages were delivered."""
+        delivered: list[int] = []
+
+        async def advance(escalation: Escalation) -> None:
+            try:
+                delivered.append(await self._advance(escalation))
+            except Exception:  # logged; the others go on, and this one is tried again next tick
+                logger.exception("escalation %s failed this tick", escalation.id)
+
+        async with anyio.create_task_group() as group:
+            for escalation in await self.state.due_escalations(self._now()):
+                group.start_soon(advance, escalation)
+        return sum(delivered)
 
     async def _start(self, escalation: Escalation, *, by: str) -> None:
         log = LogEntry(
@@ -250,6 +264,8 @@ class Escalator:
             step = ladder_step(self.setup.escalation, current.next_step)
             if step is None or (current.deadline is not None and current.deadline <= now):
                 return 0
+            if current.kind == "decision" and not await self._still_pending(current):
+                return 0
             following = ladder_step(self.setup.escalation, current.next_step + 1)
             next_at = None if following is None else current.created_at + timedelta(seconds=following.offset_s)
             if next_at is not None and current.deadline is not None and next_at >= current.deadline:
@@ -266,9 +282,21 @@ class Escalator:
             if not await self.state.replace_escalation(claimed):
                 return 0  # answered, acknowledged or advanced by someone else meanwhile
             delivered = await self._page_step(claimed, step)
-            if delivered or next_at is None:
+            if delivered or following is None or following.level == step.level:
+                # Reached someone, or the ladder's top: repeats keep their interval (a channel that is
+                # down now may be back by then) instead of being used up in one go.
                 return delivered
             current = claimed
+
+    async def _still_pending(self, escalation: Escalation) -> bool:
+        """Whether the decision still waits for a human; if not, close the ladder (an answer may have landed
+        between its commit and the ladder being told, or before the ladder started)."""
+        decision = await self.state.decision(escalation.id)
+        if decision is not None and decision.state == "pending":
+            return True
+        answered = "unknown decision" if decision is None else f"decision is {decision.state}"
+        await self.resolve(escalation.id, by="escalation", reason=answered)
+        return False
 
     async def _page_step(self, escalation: Escalation, step: Step) -> int:
         delivered = 0
@@ -334,12 +362,17 @@ class Escalator:
     async def _links(
         self, escalation: Escalation, page_id: str, channel: str, to: str, now: datetime
     ) -> PageLinks | None:
+        """Single-use answer URLs for what this channel shows (Discord has buttons, a call takes a digit)."""
         base = self.setup.public_url.rstrip("/")
-        if not base:
+        if not base or channel == "discord":
             return None
+        verbs: list[AnswerVerb] = ["ack"]
+        if channel == "call":
+            verbs.append("gather")
+        if escalation.kind == "decision" and channel != "call":
+            verbs.extend(("approve", "deny"))
+        tokens: dict[AnswerVerb, str] = {verb: secrets.token_urlsafe(24) for verb in verbs}
         expires = escalation.deadline or now + ALERT_TOKEN_TTL
-        verbs: list[Any] = ["ack", "gather"] + (["approve", "deny"] if escalation.kind == "decision" else [])
-        tokens = {verb: secrets.token_urlsafe(24) for verb in verbs}
         await self.state.add_answer_tokens(
             [
                 AnswerToken(
@@ -353,14 +386,19 @@ class Escalator:
                     expires_at=expires,
                 )
                 for verb, token in tokens.items()
-            ]
+            ],
+            now=now,
         )
-        approve, deny = tokens.get("approve"), tokens.get("deny")
+
+        def url(verb: AnswerVerb) -> str | None:
+            return None if verb not in tokens else f"{base}/wake/{tokens[verb]}"
+
+        gather = tokens.get("gather")
         return PageLinks(
-            approve=None if approve is None else f"{base}/wake/{approve}",
-            deny=None if deny is None else f"{base}/wake/{deny}",
+            approve=url("approve"),
+            deny=url("deny"),
             acknowledge=f"{base}/wake/{tokens['ack']}",
-            gather=f"{base}/twilio/gather?t={tokens['gather']}",
+            gather=None if gather is None else f"{base}/twilio/gather?t={gather}",
         )
 
     def _detail(self, step: Step, page_id: str, channel: str, to: str, delivery: Delivery | None) -> dict[str, Any]:

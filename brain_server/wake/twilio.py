@@ -138,7 +138,7 @@ def _call_twiml(page: Page, room: int) -> str:
     title = _speakable(_clip(page.title, 200)).rstrip(". ")
     spoken = " ".join(part for part in (f"{title}." if title else "", _speakable(_clip(page.summary, room))) if part)
     response = Element("Response")
-    if page.links is None:
+    if page.links is None or page.links.gather is None:
         SubElement(response, "Say").text = f"{spoken} Please answer on Discord."
         return tostring(response, encoding="unicode")
     gather = SubElement(

@@ -14,6 +14,7 @@ from brain_server.auth import Principal
 from brain_server.exceptions import NothingToAcknowledge
 from brain_server.wake.base import ChannelError, Delivery, Page
 from brain_server.wake.escalator import ladder_step, redact
+from brain_server.wake.records import hash_answer_token
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
 from shared_protocol.brain import AuditBatch, DecisionRequest, RegisterRequest
@@ -137,15 +138,25 @@ async def test_an_unanswered_decision_climbs_discord_sms_phone_and_is_then_denie
     assert all("+15550001111" not in str(e.detail) for e in pages), "phone numbers are redacted in the log"
 
 
-async def test_every_page_carries_single_use_answer_links_that_expire_with_the_decision(ladder: Ladder) -> None:
+async def test_each_page_carries_the_single_use_answer_links_its_channel_shows(ladder: Ladder) -> None:
     decision = await ladder.brain.request_decision(BODY, needs_human())
     await ladder.at(0)
-    page = ladder.channels["discord"].pages[0]
-    assert page.kind == "decision" and page.subject_id == decision.id and page.deadline == decision.deadline
-    assert page.links is not None and page.links.approve and page.links.deny
-    assert page.links.approve.startswith("https://brain.example.com/wake/")
-    assert page.links.gather.startswith("https://brain.example.com/twilio/gather?t=")
-    assert page.facts["Confidence"] == "0.40" and "denied" in page.facts["Deadline"]
+    await ladder.at(300)
+    await ladder.at(600)
+    discord, sms, call = (ladder.channels[name].pages[0] for name in ("discord", "sms", "call"))
+    assert discord.kind == "decision" and discord.subject_id == decision.id and discord.deadline == decision.deadline
+    assert discord.links is None, "Discord answers with its buttons"
+    assert discord.facts["Confidence"] == "0.40" and "denied" in discord.facts["Deadline"]
+    assert sms.links is not None and sms.links.gather is None
+    assert sms.links.approve and sms.links.approve.startswith("https://brain.example.com/wake/") and sms.links.deny
+    assert call.links is not None and call.links.approve is None and call.links.deny is None
+    assert call.links.gather and call.links.gather.startswith("https://brain.example.com/twilio/gather?t=")
+    tokens = [
+        await ladder.brain.state.answer_token(hash_answer_token(url.rsplit("/", 1)[1]))
+        for url in (sms.links.approve, sms.links.deny, sms.links.acknowledge)
+    ]
+    assert [t.verb for t in tokens if t is not None] == ["approve", "deny", "ack"]
+    assert all(t is not None and t.expires_at == decision.deadline for t in tokens)
 
 
 async def test_an_answer_at_the_sms_level_stops_the_climb(ladder: Ladder) -> None:
@@ -258,6 +269,7 @@ async def test_circuit_breaker_refusals_raise_one_alert_per_body_while_it_is_ope
         event = event.model_copy(update={"prev_mac": prev})
         linked.append(event)
         prev = event.mac
+    await ladder.brain.register(RegisterRequest(body_id="body-a", workspace="/w", hostname="h", version="1"))
     await ladder.brain.ingest_audit(AuditBatch(body_id="body-a", events=linked[:2]))
     await ladder.brain.ingest_audit(AuditBatch(body_id="body-a", events=linked))  # a resend plus one new
     await ladder.at(0)
@@ -265,7 +277,19 @@ async def test_circuit_breaker_refusals_raise_one_alert_per_body_while_it_is_ope
     assert len(alerts) == 1 and "Circuit breaker open on body body-a" in alerts[0].title
     stored = await ladder.brain.state.escalation(alerts[0].subject_id)
     assert stored is not None and stored.occurrences == 3
-    assert alerts[0].links is not None and alerts[0].links.approve is None, "an alert has nothing to approve"
+    await ladder.at(300)
+    (sms,) = ladder.channels["sms"].pages
+    assert sms.links is not None and sms.links.approve is None, "an alert has nothing to approve"
+
+
+async def test_events_of_a_body_that_never_registered_raise_no_alert(ladder: Ladder) -> None:
+    events = [
+        AuditEvent.model_validate({**e.model_dump(), "outcome": "refused", "code": "circuit_open"})
+        for e in audit_chain("ghost", 1)
+    ]
+    await ladder.brain.ingest_audit(AuditBatch(body_id="ghost", events=events))
+    await ladder.at(0)
+    assert ladder.sent() == []
 
 
 async def test_a_body_that_goes_silent_is_reported_lost_once(ladder: Ladder) -> None:
