@@ -9,14 +9,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Claimant, Decision, KillState, Task, TaskOutcome, TaskState
+from shared_protocol.brain import Claimant, CompensationKind, Decision, KillState, Task, TaskOutcome, TaskState
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend, link_batch, seqs_to_look_up
 from .exceptions import NotFound, StaleClaim
-from .state import KILL_RELEASED, BodyRecord, ClaimGrant, LogEntry, TokenRecord
+from .state import (
+    KILL_RELEASED,
+    BodyRecord,
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    LogEntry,
+    Reversal,
+    TokenRecord,
+    conflicts_of,
+    task_from_row,
+    task_row,
+)
 from .wake.records import OPEN_STATES, AnswerToken, Escalation
 
 
@@ -32,6 +45,7 @@ class MemoryStateEngine:
         self._decisions: dict[str, Decision] = {}
         self._tasks: dict[str, Task] = {}
         self._claim_tokens: dict[str, str] = {}
+        self._compensations: list[Compensation] = []
         self._escalations: dict[str, Escalation] = {}
         self._answer_tokens: dict[str, AnswerToken] = {}
         self._interactions: dict[str, datetime] = {}
@@ -137,12 +151,15 @@ class MemoryStateEngine:
     async def task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
-    async def claim_task(self, grant: ClaimGrant, log: Callable[[Task], LogEntry]) -> Task | None:
+    async def claim_task(
+        self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
+    ) -> Task | None:
         order = list(self._tasks)
         queued = [t for t in self._tasks.values() if t.state == "queued"]
         if not queued:
             return None
         best = min(queued, key=lambda t: (-t.value_usd, order.index(t.id)))
+        before = self._row(best.id)
         claimed = best.model_copy(
             update={
                 "state": "claimed",
@@ -154,22 +171,35 @@ class MemoryStateEngine:
         )
         self._tasks[claimed.id] = claimed
         self._claim_tokens[claimed.id] = grant.claim_token
+        if compensation is not None:
+            self._compensate(compensation, "task_claim", before, grant.at)
         self._log.append(log(claimed))
         return claimed
 
     async def finish_task(
-        self, task_id: str, *, claim_token: str, outcome: TaskOutcome, summary: str, at: datetime, log: LogEntry
+        self,
+        task_id: str,
+        *,
+        claim_token: str,
+        outcome: TaskOutcome,
+        summary: str,
+        at: datetime,
+        log: LogEntry,
+        compensation: CompensationDraft | None = None,
     ) -> Task:
         task = self._tasks.get(task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}'")
         if task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
             raise StaleClaim(f"task '{task_id}' is {task.state} and this claim token is not its current one")
+        before = self._row(task_id)
         finished = task.model_copy(
             update={"state": outcome, "outcome_summary": summary, "finished_at": at, "lease_expires": None}
         )
         self._tasks[task_id] = finished
         del self._claim_tokens[task_id]
+        if compensation is not None:
+            self._compensate(compensation, "task_outcome", before, at)
         self._log.append(log)
         return finished
 
@@ -191,6 +221,58 @@ class MemoryStateEngine:
         for task in self._tasks.values():
             counts[task.state] = counts.get(task.state, 0) + 1
         return counts
+
+    # -- reversal --------------------------------------------------------------------------
+
+    def _row(self, task_id: str) -> dict[str, Any]:
+        return task_row(self._tasks[task_id], self._claim_tokens.get(task_id))
+
+    def _compensate(
+        self, draft: CompensationDraft, kind: CompensationKind, before: dict[str, Any], at: datetime
+    ) -> None:
+        self._compensations.append(
+            Compensation(
+                id=len(self._compensations) + 1,
+                action_id=draft.action_id,
+                decision_id=draft.decision_id,
+                body_id=draft.body_id or before["claimed_body"],
+                kind=kind,
+                target=before["id"],
+                before=before,
+                after=self._row(before["id"]),
+                created_at=at,
+            )
+        )
+
+    async def compensations(self, target_id: str) -> list[Compensation]:
+        return [c for c in self._compensations if target_id in (c.action_id, c.decision_id)]
+
+    async def reverse(
+        self, target_id: str, *, force: bool, at: datetime, log: Callable[[Compensation], LogEntry]
+    ) -> Reversal:
+        pending = [
+            c
+            for c in reversed(self._compensations)
+            if target_id in (c.action_id, c.decision_id) and c.reversed_at is None
+        ]
+        current = {c.target: self._row(c.target) if c.target in self._tasks else None for c in pending}
+        conflicts = conflicts_of(pending, current)
+        if conflicts and not force:
+            return Reversal(reversed=[], conflicts=conflicts)
+        entries = [log(record) for record in pending]  # before any change: a failing one leaves all as it was
+        done: list[Compensation] = []
+        for record, entry in zip(pending, entries, strict=True):
+            self._tasks[record.target] = task_from_row(record.before)
+            token = record.before["claim_token"]
+            if token is None:
+                self._claim_tokens.pop(record.target, None)
+            else:
+                self._claim_tokens[record.target] = token
+            marked = replace(record, reversed_at=at, reversed_by=entry.by)
+            self._compensations[record.id - 1] = marked
+            self._log.append(entry)
+            done.append(marked)
+        return Reversal(reversed=done, conflicts=conflicts)
 
     # -- waking humans ---------------------------------------------------------------------
 

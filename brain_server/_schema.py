@@ -1,7 +1,8 @@
 """The SQLite schema of `brain.db`, as numbered migrations applied in order (`PRAGMA user_version`).
 
 Never edit a shipped migration: append a new one. A database newer than this code is refused.
-The brain's log and the audit events are append-only, enforced by triggers. Times are stored
+The brain's log and the audit events are append-only, enforced by triggers; compensating
+records are never deleted and only gain their reversal, once. Times are stored
 as UTC ISO 8601 text with microseconds, one format everywhere, so text order is time order.
 """
 
@@ -134,6 +135,32 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     CREATE INDEX interactions_seen_at ON interactions_seen (at);
+    """,
+    # v3: compensating records, so undoing a body's action or decision reverses its brain updates too
+    """
+    CREATE TABLE compensations (
+        id INTEGER PRIMARY KEY,
+        action_id TEXT NOT NULL,
+        decision_id TEXT,
+        body_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('task_claim', 'task_outcome')),
+        target TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        reversed_at TEXT,
+        reversed_by TEXT
+    );
+    CREATE INDEX compensations_action ON compensations (action_id);
+    CREATE INDEX compensations_decision ON compensations (decision_id);
+    CREATE TRIGGER compensations_no_delete BEFORE DELETE ON compensations
+        BEGIN SELECT RAISE(ABORT, 'compensations are never deleted'); END;
+    CREATE TRIGGER compensations_reversed_once BEFORE UPDATE ON compensations
+        WHEN OLD.reversed_at IS NOT NULL
+            OR NEW.id IS NOT OLD.id OR NEW.action_id IS NOT OLD.action_id OR NEW.decision_id IS NOT OLD.decision_id
+            OR NEW.body_id IS NOT OLD.body_id OR NEW.kind IS NOT OLD.kind OR NEW.target IS NOT OLD.target
+            OR NEW.before IS NOT OLD.before OR NEW.after IS NOT OLD.after OR NEW.created_at IS NOT OLD.created_at
+        BEGIN SELECT RAISE(ABORT, 'a compensation only gains its reversal, once'); END;
     """,
 ]
 

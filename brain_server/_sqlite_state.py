@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -21,25 +22,33 @@ import aiosqlite
 import anyio
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Claimant, Decision, KillState, Role, Task, TaskOutcome, TaskState
+from shared_protocol.brain import CompensationKind, Decision, KillState, Role, Task, TaskOutcome, TaskState
 from shared_protocol.decisions import DecisionState
 
 from ._schema import migrate
 from .audit import AuditAppend, link_batch, seqs_to_look_up
 from .exceptions import NotFound, StaleClaim
 from .settings import Durability
-from .state import BodyRecord, ClaimGrant, LogEntry, TokenRecord
+from .state import (
+    TASK_ROW_FIELDS,
+    BodyRecord,
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    LogEntry,
+    Reversal,
+    TokenRecord,
+    conflicts_of,
+    iso,
+    task_from_row,
+)
 from .wake.records import OPEN_STATES, AnswerToken, AnswerVerb, Escalation
 
 _TASK_COLUMNS = (
     "id, title, description, value_usd, state, created_at, created_by, claimed_body, claimed_agent, "
     "claimed_at, lease_expires, attempts, outcome_summary, finished_at"
 )
-
-
-def iso(at: datetime) -> str:
-    """The one stored time format: UTC, microseconds, so that text order is time order."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+_ROW_COLUMNS = ", ".join(TASK_ROW_FIELDS)
 
 
 def _time(value: object) -> datetime | None:
@@ -48,6 +57,11 @@ def _time(value: object) -> datetime | None:
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
+    """A task row exactly as stored, as a compensation keeps it."""
+    return {name: row[name] for name in TASK_ROW_FIELDS}
 
 
 async def _connect(path: Path, synchronous: str) -> aiosqlite.Connection:
@@ -288,26 +302,7 @@ class SqliteStateEngine:
 
     @staticmethod
     def _task(row: sqlite3.Row) -> Task:
-        claimed_by = (
-            None
-            if row["claimed_body"] is None
-            else Claimant(body_id=row["claimed_body"], agent=row["claimed_agent"] or "")
-        )
-        return Task(
-            id=row["id"],
-            title=row["title"],
-            description=row["description"],
-            value_usd=float(row["value_usd"]),
-            state=row["state"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-            created_by=row["created_by"],
-            claimed_by=claimed_by,
-            claimed_at=_time(row["claimed_at"]),
-            lease_expires=_time(row["lease_expires"]),
-            attempts=int(row["attempts"]),
-            outcome_summary=row["outcome_summary"],
-            finished_at=_time(row["finished_at"]),
-        )
+        return task_from_row(dict(row))
 
     async def insert_task(self, task: Task, log: LogEntry) -> None:
         async with self._write() as conn:
@@ -330,27 +325,45 @@ class SqliteStateEngine:
         row = await self._row(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
         return None if row is None else self._task(row)
 
-    async def claim_task(self, grant: ClaimGrant, log: Callable[[Task], LogEntry]) -> Task | None:
+    async def claim_task(
+        self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
+    ) -> Task | None:
         async with self._write() as conn:
-            # One statement picks and takes the task: no other claimer can see it queued in between.
+            # BEGIN IMMEDIATE holds the write lock from the start: no other claimer can take the row between the
+            # read of its "before" and the update.
+            async with conn.execute(
+                f"SELECT seq, {_ROW_COLUMNS} FROM tasks WHERE state = 'queued' ORDER BY value_usd DESC, seq LIMIT 1"
+            ) as cursor:
+                before = await cursor.fetchone()
+            if before is None:
+                return None
             async with conn.execute(
                 "UPDATE tasks SET state = 'claimed', claimed_body = ?, claimed_agent = ?, claimed_at = ?, "
                 "lease_expires = ?, claim_token = ?, attempts = attempts + 1 "
-                "WHERE seq = (SELECT seq FROM tasks WHERE state = 'queued' ORDER BY value_usd DESC, seq LIMIT 1) "
-                f"AND state = 'queued' RETURNING {_TASK_COLUMNS}",
-                (grant.body_id, grant.agent, iso(grant.at), iso(grant.lease_expires), grant.claim_token),
+                f"WHERE seq = ? AND state = 'queued' RETURNING {_TASK_COLUMNS}",
+                (grant.body_id, grant.agent, iso(grant.at), iso(grant.lease_expires), grant.claim_token, before["seq"]),
             ) as cursor:
                 row = await cursor.fetchone()
-            if row is None:
-                return None
+            assert row is not None, "read queued in this transaction"
             task = self._task(row)
+            if compensation is not None:
+                await self._compensate(conn, compensation, "task_claim", _snapshot(before), grant.at)
             await self._log(conn, log(task))
         return task
 
     async def finish_task(
-        self, task_id: str, *, claim_token: str, outcome: TaskOutcome, summary: str, at: datetime, log: LogEntry
+        self,
+        task_id: str,
+        *,
+        claim_token: str,
+        outcome: TaskOutcome,
+        summary: str,
+        at: datetime,
+        log: LogEntry,
+        compensation: CompensationDraft | None = None,
     ) -> Task:
         async with self._write() as conn:
+            before = await self._task_row(conn, task_id)
             async with conn.execute(
                 "UPDATE tasks SET state = ?, outcome_summary = ?, finished_at = ?, lease_expires = NULL, "
                 f"claim_token = NULL WHERE id = ? AND state = 'claimed' AND claim_token = ? RETURNING {_TASK_COLUMNS}",
@@ -358,12 +371,13 @@ class SqliteStateEngine:
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:
-                async with conn.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)) as cursor:
-                    current = await cursor.fetchone()
-                if current is None:
+                if before is None:
                     raise NotFound(f"no task '{task_id}'")
-                raise StaleClaim(f"task '{task_id}' is {current['state']} and this claim token is not its current one")
+                raise StaleClaim(f"task '{task_id}' is {before['state']} and this claim token is not its current one")
+            assert before is not None, "updated in this transaction"
             task = self._task(row)
+            if compensation is not None:
+                await self._compensate(conn, compensation, "task_outcome", before, at)
             await self._log(conn, log)
         return task
 
@@ -392,6 +406,97 @@ class SqliteStateEngine:
     async def count_tasks(self) -> dict[TaskState, int]:
         rows = await self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
         return {cast(TaskState, row["state"]): int(row["n"]) for row in rows}
+
+    # -- reversal --------------------------------------------------------------------------
+
+    @staticmethod
+    async def _task_row(conn: aiosqlite.Connection, task_id: str) -> dict[str, Any] | None:
+        async with conn.execute(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id = ?", (task_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _snapshot(row)
+
+    async def _compensate(
+        self,
+        conn: aiosqlite.Connection,
+        draft: CompensationDraft,
+        kind: CompensationKind,
+        before: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        """Write the record of a task update just made in this transaction (its "after" read back from the row)."""
+        after = await self._task_row(conn, before["id"])
+        assert after is not None, "tasks are never deleted"
+        await conn.execute(
+            "INSERT INTO compensations (action_id, decision_id, body_id, kind, target, before, after, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                draft.action_id,
+                draft.decision_id,
+                draft.body_id or before["claimed_body"],
+                kind,
+                before["id"],
+                _canonical(before),
+                _canonical(after),
+                iso(at),
+            ),
+        )
+
+    @staticmethod
+    def _compensation(row: sqlite3.Row) -> Compensation:
+        return Compensation(
+            id=int(row["id"]),
+            action_id=row["action_id"],
+            decision_id=row["decision_id"],
+            body_id=row["body_id"],
+            kind=cast(CompensationKind, row["kind"]),
+            target=row["target"],
+            before=json.loads(row["before"]),
+            after=json.loads(row["after"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            reversed_at=_time(row["reversed_at"]),
+            reversed_by=row["reversed_by"],
+        )
+
+    async def compensations(self, target_id: str) -> list[Compensation]:
+        rows = await self._rows(
+            "SELECT * FROM compensations WHERE action_id = ? OR decision_id = ? ORDER BY id", (target_id, target_id)
+        )
+        return [self._compensation(row) for row in rows]
+
+    async def reverse(
+        self, target_id: str, *, force: bool, at: datetime, log: Callable[[Compensation], LogEntry]
+    ) -> Reversal:
+        async with self._write() as conn:
+            pending = [
+                self._compensation(row)
+                for row in await conn.execute_fetchall(
+                    "SELECT * FROM compensations WHERE (action_id = ? OR decision_id = ?) AND reversed_at IS NULL "
+                    "ORDER BY id DESC",
+                    (target_id, target_id),
+                )
+            ]
+            current: dict[str, dict[str, Any] | None] = {}
+            for record in pending:
+                if record.target not in current:
+                    current[record.target] = await self._task_row(conn, record.target)
+            conflicts = conflicts_of(pending, current)
+            if conflicts and not force:
+                return Reversal(reversed=[], conflicts=conflicts)
+            reversed_: list[Compensation] = []
+            for record in pending:
+                entry = log(record)
+                columns = [name for name in TASK_ROW_FIELDS if name != "id"]
+                await conn.execute(
+                    f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?",
+                    (*(record.before[name] for name in columns), record.target),
+                )
+                await conn.execute(
+                    "UPDATE compensations SET reversed_at = ?, reversed_by = ? WHERE id = ?",
+                    (iso(at), entry.by, record.id),
+                )
+                await self._log(conn, entry)
+                reversed_.append(replace(record, reversed_at=at, reversed_by=entry.by))
+        return Reversal(reversed=reversed_, conflicts=conflicts)
 
     # -- waking humans ---------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from shared_protocol.brain import (
     ResumeRequest,
     Role,
     TaskRequest,
+    UndoRequest,
 )
 
 from ._sse import EventStreamResponse
@@ -136,6 +137,11 @@ class _Api:
         payload = await parse(request, OutcomeRequest)
         return json_response(await self.brain.report_outcome(who, request.path_params["task_id"], payload))
 
+    async def undo(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, UndoRequest)
+        target_id = request.path_params["target_id"]
+        return json_response(await self.brain.reverse(who, target_id, payload.reason, force=payload.force))
+
 
 def _wake_routes(brain: Brain) -> list[Route]:
     """Endpoints called by Discord, Twilio and the links in pages: each checks its own proof, not a bearer token."""
@@ -203,6 +209,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
+        _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
         *_wake_routes(brain),
     ]
     return Starlette(

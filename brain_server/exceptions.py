@@ -5,7 +5,8 @@
     │   ├── Unauthorized      401: no token, or an unknown one
     │   ├── Forbidden         403: the token's role may not do this
     │   ├── NotFound          404
-    │   │   └── UnknownBody   a heartbeat from a body that never registered
+    │   │   ├── UnknownBody   a heartbeat from a body that never registered
+    │   │   └── NothingToReverse  undo an id with no unreversed compensating record
     │   ├── InvalidRequest    422: bad JSON, or a field missing or wrong (names the field)
     │   └── Conflict          409
     │       ├── ChainBroken   audit events that do not continue the stored chain
@@ -14,7 +15,8 @@
     │       ├── NotPending    approve or deny a decision that is no longer pending
     │       ├── AlreadyFinal  override a decision that is denied, expired or overridden
     │       ├── NothingToAcknowledge  acknowledge something no ladder is climbing for
-    │       └── StaleClaim    a task outcome with a claim token that is no longer current
+    │       ├── StaleClaim    a task outcome with a claim token that is no longer current
+    │       └── ReverseConflict  undo (without force) of an update whose task changed since
     ├── BackupFailed          a database backup could not be written or did not verify
     └── UserError             misuse by a human or developer: the message says how to fix it
         ├── ConfigError       a bad setting, flag or `[brain]` key (named)
@@ -70,6 +72,10 @@ class UnknownBody(NotFound):
     default_code = BrainErrorCode.UNKNOWN_BODY
 
 
+class NothingToReverse(NotFound):
+    default_code = BrainErrorCode.NOTHING_TO_REVERSE
+
+
 class InvalidRequest(ApiError):
     status = 422
     default_code = BrainErrorCode.INVALID_REQUEST
@@ -115,6 +121,16 @@ class NothingToAcknowledge(Conflict):
 
 class StaleClaim(Conflict):
     default_code = BrainErrorCode.STALE_CLAIM
+
+
+class ReverseConflict(Conflict):
+    """Reversing would overwrite task changes made since; nothing was reversed. `conflicts` names them."""
+
+    default_code = BrainErrorCode.REVERSE_CONFLICT
+
+    def __init__(self, message: str, *, conflicts: list[str]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
 
 
 class UserError(BrainError):

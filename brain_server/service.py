@@ -37,6 +37,8 @@ from shared_protocol.brain import (
     OutcomeRequest,
     RegisterRequest,
     Registration,
+    ReversalResult,
+    ReversedUpdate,
     Task,
     TaskRequest,
 )
@@ -44,10 +46,18 @@ from shared_protocol.brain import (
 from . import governance
 from .auth import Principal
 from .events import BrainEvent, EventHub, kill_event
-from .exceptions import ChainGap, ChainMismatch, InvalidRequest, NotFound, UnknownBody
+from .exceptions import (
+    ChainGap,
+    ChainMismatch,
+    InvalidRequest,
+    NotFound,
+    NothingToReverse,
+    ReverseConflict,
+    UnknownBody,
+)
 from .notify import LogNotifier, Notification, Notifier
 from .settings import BrainSettings
-from .state import BodyRecord, ClaimGrant, LogEntry, StateEngine
+from .state import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, StateEngine
 from .wake.escalator import Escalator
 from .wake.records import Escalation
 from .wake.setup import WakeSetup
@@ -406,7 +416,7 @@ class Brain:
             detail = {"body_id": request.body_id, "agent": request.agent, "attempt": task.attempts}
             return by.entry("task_claim", at=now, target=task.id, detail=detail)
 
-        task = await self.state.claim_task(grant, log)
+        task = await self.state.claim_task(grant, log, compensation=self._caused_by(request, body_id=request.body_id))
         if task is None:
             return ClaimResponse(task=None)
         return ClaimResponse(task=task, claim_token=grant.claim_token, lease_s=self.settings.lease_s)
@@ -417,8 +427,21 @@ class Brain:
         detail = {"outcome": request.outcome}
         log = by.entry("task_outcome", at=now, reason=request.summary, target=task_id, detail=detail)
         return await self.state.finish_task(
-            task_id, claim_token=request.claim_token, outcome=request.outcome, summary=request.summary, at=now, log=log
+            task_id,
+            claim_token=request.claim_token,
+            outcome=request.outcome,
+            summary=request.summary,
+            at=now,
+            log=log,
+            compensation=self._caused_by(request, body_id=None),
         )
+
+    @staticmethod
+    def _caused_by(request: ClaimRequest | OutcomeRequest, *, body_id: str | None) -> CompensationDraft | None:
+        """What undoes a body's task update is kept only when the body names the action behind it."""
+        if request.action_id is None:
+            return None
+        return CompensationDraft(action_id=request.action_id, decision_id=request.decision_id, body_id=body_id)
 
     async def _requeue_expired(self, now: datetime) -> list[Task]:
         def log(task: Task) -> LogEntry:
@@ -433,6 +456,46 @@ class Brain:
             )
 
         return await self.state.requeue_expired(now, log)
+
+    # -- reversal --------------------------------------------------------------------------
+
+    async def reverse(self, by: Principal, target_id: str, reason: str, *, force: bool = False) -> ReversalResult:
+        """Undo the brain updates of a body action or a whole decision, from their compensating records.
+
+        All or nothing: a task changed since (requeued, claimed again, finished by someone else) is a conflict, and
+        without `force` nothing is reversed. A reversed outcome leaves the task claimed by its body under its old
+        lease, so the sweeper requeues it once the lease has passed; a reversed claim puts it back in the queue.
+        """
+        now = self.now()
+
+        def log(record: Compensation) -> LogEntry:
+            detail = {
+                "kind": record.kind,
+                "action_id": record.action_id,
+                "decision_id": record.decision_id,
+                "body_id": record.body_id,
+                "undo": target_id,
+                "forced": force,
+            }
+            return by.entry("reverse", at=now, reason=reason, target=record.target, detail=detail)
+
+        reversal = await self.state.reverse(target_id, force=force, at=now, log=log)
+        if reversal.conflicts and not force:
+            raise ReverseConflict(
+                f"nothing reversed for '{target_id}': " + "; ".join(reversal.conflicts) + ". Undo with force to "
+                "overwrite those changes.",
+                conflicts=reversal.conflicts,
+            )
+        if not reversal.reversed:
+            raise NothingToReverse(
+                f"the brain has nothing to reverse for '{target_id}' (no task update under that action or decision, "
+                "or reversed already)"
+            )
+        return ReversalResult(
+            target_id=target_id,
+            reversed=[ReversedUpdate(kind=r.kind, task_id=r.target, action_id=r.action_id) for r in reversal.reversed],
+            conflicts=reversal.conflicts,
+        )
 
     # -- the daemon loop -------------------------------------------------------------------
 

@@ -10,13 +10,22 @@ decision changes only from the state its writer saw, an audit chain only grows b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Decision, KillState, Role, Task, TaskOutcome, TaskState
+from shared_protocol.brain import (
+    Claimant,
+    CompensationKind,
+    Decision,
+    KillState,
+    Role,
+    Task,
+    TaskOutcome,
+    TaskState,
+)
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend
@@ -35,6 +44,7 @@ LogAction = Literal[
     "task_claim",
     "task_outcome",
     "task_requeue",
+    "reverse",
     "escalate",
     "page",
     "page_failed",
@@ -91,6 +101,146 @@ class ClaimGrant:
     claim_token: str
     at: datetime
     lease_expires: datetime
+
+
+@dataclass(kw_only=True, frozen=True)
+class CompensationDraft:
+    """The body action behind a task update: the engine keeps what undoes the update under these ids."""
+
+    action_id: str
+    decision_id: str | None = None
+    body_id: str | None = None
+    """None: the body holding the task's claim (an outcome does not name its body)."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class Compensation:
+    """A compensating record: a task row just before and just after a body action changed it."""
+
+    id: int
+    action_id: str
+    decision_id: str | None
+    body_id: str | None
+    kind: CompensationKind
+    target: str
+    """The task id."""
+    before: dict[str, Any]
+    """The task row (see `task_row`) as it was; reversing writes it back."""
+    after: dict[str, Any]
+    """The row the action left; a row that differs from it now was changed since (a conflict)."""
+    created_at: datetime
+    reversed_at: datetime | None = None
+    reversed_by: str | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class Reversal:
+    """What `StateEngine.reverse` did: the records it reversed (newest first) and the conflicts it found.
+
+    With conflicts and no force, nothing is reversed and `reversed` is empty.
+    """
+
+    reversed: list[Compensation]
+    conflicts: list[str]
+
+
+TASK_ROW_FIELDS = (
+    "id",
+    "title",
+    "description",
+    "value_usd",
+    "state",
+    "created_at",
+    "created_by",
+    "claimed_body",
+    "claimed_agent",
+    "claimed_at",
+    "lease_expires",
+    "claim_token",
+    "attempts",
+    "outcome_summary",
+    "finished_at",
+)
+"""A task as stored, claim token included: the shape of a compensation's snapshots in every engine."""
+
+
+def iso(at: datetime) -> str:
+    """The one stored time format: UTC, microseconds, so that text order is time order."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _time(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def task_row(task: Task, claim_token: str | None) -> dict[str, Any]:
+    """`task` as the SQLite engine stores it, for engines that keep `Task` objects."""
+    holder = task.claimed_by
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "value_usd": task.value_usd,
+        "state": task.state,
+        "created_at": iso(task.created_at),
+        "created_by": task.created_by,
+        "claimed_body": None if holder is None else holder.body_id,
+        "claimed_agent": None if holder is None else holder.agent,
+        "claimed_at": None if task.claimed_at is None else iso(task.claimed_at),
+        "lease_expires": None if task.lease_expires is None else iso(task.lease_expires),
+        "claim_token": claim_token,
+        "attempts": task.attempts,
+        "outcome_summary": task.outcome_summary,
+        "finished_at": None if task.finished_at is None else iso(task.finished_at),
+    }
+
+
+def task_from_row(row: Mapping[str, Any]) -> Task:
+    """The `Task` a stored row describes (its claim token is not part of it)."""
+    claimed_by = (
+        None if row["claimed_body"] is None else Claimant(body_id=row["claimed_body"], agent=row["claimed_agent"] or "")
+    )
+    return Task(
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        value_usd=float(row["value_usd"]),
+        state=row["state"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        created_by=row["created_by"],
+        claimed_by=claimed_by,
+        claimed_at=_time(row["claimed_at"]),
+        lease_expires=_time(row["lease_expires"]),
+        attempts=int(row["attempts"]),
+        outcome_summary=row["outcome_summary"],
+        finished_at=_time(row["finished_at"]),
+    )
+
+
+def conflicts_of(pending: Sequence[Compensation], current: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """The records of `pending` (newest first) whose task is not as they left it.
+
+    Walked over the rows as they are now, each as it will be once the newer records are put back: so a claim
+    and an outcome of one decision reverse together, while a change made by anyone else since is a conflict.
+    """
+    rows = dict(current)
+    conflicts: list[str] = []
+    for record in pending:
+        now = rows.get(record.target)
+        if now is None:
+            conflicts.append(f"task {record.target} no longer exists")
+        elif dict(now) != record.after:
+            conflicts.append(
+                f"task {record.target} changed since {record.action_id} "
+                f"(it left it {_describe(record.after)}; it is {_describe(now)} now)"
+            )
+        rows[record.target] = record.before
+    return conflicts
+
+
+def _describe(row: Mapping[str, Any]) -> str:
+    holder = f" by {row['claimed_body']}" if row.get("state") == "claimed" and row.get("claimed_body") else ""
+    return f"{row.get('state')}{holder}, attempt {row.get('attempts')}"
 
 
 KILL_RELEASED = KillState(engaged=False)
@@ -159,14 +309,30 @@ class StateEngine(Protocol):
 
     async def task(self, task_id: str) -> Task | None: ...
 
-    async def claim_task(self, grant: ClaimGrant, log: Callable[[Task], LogEntry]) -> Task | None:
-        """Atomically move the most valuable queued task (oldest first among equals) to `claimed`."""
+    async def claim_task(
+        self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
+    ) -> Task | None:
+        """Atomically move the most valuable queued task (oldest first among equals) to `claimed`.
+
+        With `compensation`, a `task_claim` record of the row before and after is written in the same transaction.
+        """
         ...
 
     async def finish_task(
-        self, task_id: str, *, claim_token: str, outcome: TaskOutcome, summary: str, at: datetime, log: LogEntry
+        self,
+        task_id: str,
+        *,
+        claim_token: str,
+        outcome: TaskOutcome,
+        summary: str,
+        at: datetime,
+        log: LogEntry,
+        compensation: CompensationDraft | None = None,
     ) -> Task:
-        """Record a claimed task's outcome. Raises `NotFound`, or `StaleClaim` if the token is not the current one."""
+        """Record a claimed task's outcome. Raises `NotFound`, or `StaleClaim` if the token is not the current one.
+
+        With `compensation`, a `task_outcome` record of the row before and after is written in the same transaction.
+        """
         ...
 
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
@@ -174,6 +340,22 @@ class StateEngine(Protocol):
         ...
 
     async def count_tasks(self) -> dict[TaskState, int]: ...
+
+    # -- reversal --------------------------------------------------------------------------
+
+    async def compensations(self, target_id: str) -> list[Compensation]:
+        """Every compensating record (reversed or not) of the action or decision `target_id`, oldest first."""
+        ...
+
+    async def reverse(
+        self, target_id: str, *, force: bool, at: datetime, log: Callable[[Compensation], LogEntry]
+    ) -> Reversal:
+        """Put back the task rows of `target_id`'s unreversed records, newest first, in one transaction.
+
+        A task whose row differs from what the record left is a conflict: without `force` nothing changes.
+        Each reversed record is marked (at `at`, by its log entry's `by`) and gets its own log line.
+        """
+        ...
 
     # -- waking humans ---------------------------------------------------------------------
 

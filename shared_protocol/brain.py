@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from ._base import ProtocolModel
 from .audit import AuditEvent, Impact
@@ -30,6 +30,8 @@ resume and override."""
 BrainEventName = Literal["kill", "resume", "decision", "policy"]
 TaskState = Literal["queued", "claimed", "succeeded", "failed", "abandoned"]
 TaskOutcome = Literal["succeeded", "failed", "abandoned"]
+CompensationKind = Literal["task_claim", "task_outcome"]
+"""The brain updates a body action can make, each recorded with what undoes it."""
 Verdict = Literal["approved", "denied", "overridden", "expired"]
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -68,6 +70,10 @@ class BrainErrorCode(StrEnum):
     """409: nothing is paging about that id (never paged, or already answered, expired or exhausted)."""
     STALE_CLAIM = "stale_claim"
     """409: the claim token is not the task's current one (its lease ran out and it was requeued, or it finished)."""
+    NOTHING_TO_REVERSE = "nothing_to_reverse"
+    """404: the brain holds no unreversed update of that action or decision (unknown id, or reversed already)."""
+    REVERSE_CONFLICT = "reverse_conflict"
+    """409: a task changed since the action being reversed; nothing was reversed. Send `force` to overwrite."""
     INTERNAL_ERROR = "internal_error"
     """500: an unexpected error; nothing was changed by the failed request."""
 
@@ -273,7 +279,23 @@ class Task(ProtocolModel):
     finished_at: datetime | None = None
 
 
-class ClaimRequest(ProtocolModel):
+class _CausedBy(ProtocolModel):
+    """The body action (and its decision) behind an update, so `POST /v1/undo/{id}` can reverse it."""
+
+    action_id: Identifier | None = None
+    """The audit event of the body's tool call; with it the brain keeps a compensating record."""
+    decision_id: Identifier | None = None
+    """The decision the call acted under, so undoing the decision reverses this too."""
+
+    @field_validator("decision_id")
+    @classmethod
+    def _decision_needs_action(cls, decision_id: str | None, info: ValidationInfo) -> str | None:
+        if decision_id is not None and info.data.get("action_id") is None:
+            raise ValueError("decision_id needs the action_id of the call that acted under it")
+        return decision_id
+
+
+class ClaimRequest(_CausedBy):
     """`POST /v1/tasks/claim` (body)."""
 
     body_id: Identifier
@@ -289,9 +311,36 @@ class ClaimResponse(ProtocolModel):
     lease_s: int | None = None
 
 
-class OutcomeRequest(ProtocolModel):
+class OutcomeRequest(_CausedBy):
     """`POST /v1/tasks/{id}/outcome` (body), with the claim token the claim returned."""
 
     claim_token: NonEmpty
     outcome: TaskOutcome
     summary: str = ""
+
+
+# --- reversal --------------------------------------------------------------------------
+
+
+class UndoRequest(ProtocolModel):
+    """`POST /v1/undo/{id}` (approver or captain): reverse the brain updates of an action or a whole decision."""
+
+    reason: NonEmpty
+    force: bool = Field(default=False, description="Reverse even tasks that changed since (overwrites those changes).")
+
+
+class ReversedUpdate(ProtocolModel):
+    """One brain update put back as it was before the action."""
+
+    kind: CompensationKind
+    task_id: str
+    action_id: str
+
+
+class ReversalResult(ProtocolModel):
+    """The answer to `POST /v1/undo/{id}`: what was reversed, newest first."""
+
+    target_id: str
+    reversed: list[ReversedUpdate]
+    conflicts: list[str] = Field(default_factory=list[str])
+    """With `force`: the tasks that had changed since and were overwritten."""

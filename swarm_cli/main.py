@@ -13,13 +13,13 @@ from pathlib import Path
 import anyio
 
 from body_mcp import Body, SwarmError, UserError
-from body_mcp.brain_client import BrainClient
+from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
 from body_mcp.decisions import AnswerKind
 from body_mcp.exceptions import ToolRefused
 from body_mcp.explain import explain_event
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
-from shared_protocol.brain import Decision
+from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
 from shared_protocol.config import render_config
 
 from . import _context, ide_cmds
@@ -188,13 +188,47 @@ def cmd_audit_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
+    """This workspace's changes first (from pre-images), then, with a brain, its task updates (compensating records)."""
+    on_brain = _context.brain_url(args.brain) is not None
+    if on_brain:
+        _context.token(args.token)  # a missing token fails before anything is undone
     body = _open_body(args)
     try:
-        event, actions = body.human_undo(args.id, force=args.force)
+        # With a brain, an id may have changed only the brain's tasks: then the workspace has nothing, and that is fine.
+        has_local = not on_brain or bool(body.undo.pending_records(args.id))
+        local = body.human_undo(args.id, force=args.force) if has_local else None
     finally:
         body.close()
-    _out(f"undone: {', '.join(actions)} (recorded as {event.id}; undo that to redo)")
+    if local is not None:
+        event, actions = local
+        _out(f"undone: {', '.join(actions)} (recorded as {event.id}; undo that to redo)")
+    if not on_brain:
+        return 0
+    if local is None:
+        _out(f"workspace: nothing to undo for '{args.id}'")
+    try:
+        result = _on_brain(args, lambda client: client.undo(args.id, args.reason, force=args.force))
+    except BrainRejected as exc:
+        if exc.error.code != BrainErrorCode.NOTHING_TO_REVERSE:
+            raise _brain_undo_failed(exc, local is not None) from exc
+        if local is None:
+            raise UserError(f"nothing to undo for '{args.id}', in this workspace or on the brain") from exc
+        _out(f"brain: nothing to reverse for '{args.id}'")
+        return 0
+    except BrainUnavailable as exc:
+        raise _brain_undo_failed(exc, local is not None) from exc
+    assert isinstance(result, ReversalResult)
+    reversed_ = ", ".join(f"{r.kind} of {r.task_id} ({r.action_id})" for r in result.reversed)
+    _out(f"brain: reversed {reversed_}")
+    if result.conflicts:
+        _out(f"brain: forced over changes made since: {'; '.join(result.conflicts)}")
     return 0
+
+
+def _brain_undo_failed(exc: SwarmError, workspace_undone: bool) -> SwarmError:
+    if not workspace_undone:
+        return exc
+    return SwarmError(f"{exc} — this workspace's changes were undone already (see above)")
 
 
 def _answer(kind: AnswerKind) -> Command:
@@ -320,10 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     ide_cmds.add_parsers(sub)  # type: ignore[arg-type]
     wake_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
-    p = add("undo", cmd_undo, "reverse an action or every action of a decision (works while killed)")
+    p = add(
+        "undo",
+        cmd_undo,
+        "reverse an action or every action of a decision (works while killed); with --brain, its task updates too",
+    )
     p.add_argument("id")
-    p.add_argument("--force", action="store_true", help="overwrite files that changed since")
+    p.add_argument("--force", action="store_true", help="overwrite files (and, with --brain, tasks) changed since")
+    p.add_argument("--reason", default="undo from the command line", help="why (recorded by the brain)")
     _workspace_arg(p)
+    _brain_args(p)
     return parser
 
 

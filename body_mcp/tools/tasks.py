@@ -1,4 +1,8 @@
-"""Task tools: `next_task` claims work from the brain's queue; `report_outcome` finishes it."""
+"""Task tools: `next_task` claims work from the brain's queue; `report_outcome` finishes it.
+
+Both send the call's action and decision ids, so the brain keeps what undoes its update: `swarm undo` of the
+action or decision reverses the claim or outcome too.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,10 @@ async def next_task(body: Body, ctx: CallContext, args: NextTaskArgs) -> NextTas
             action_id=ctx.action_id, task=None, note="standalone body: tasks come from a brain (swarm body --brain URL)"
         )
     try:
-        claim = await body.link.client.claim(ClaimRequest(body_id=body.identity.body_id, agent=ctx.agent))
+        request = ClaimRequest(
+            body_id=body.identity.body_id, agent=ctx.agent, action_id=ctx.action_id, decision_id=args.decision_id
+        )
+        claim = await body.link.client.claim(request)
     except (BrainUnavailable, BrainRejected) as exc:
         raise _brain_down(exc) from exc
     if claim.task is None or claim.claim_token is None:
@@ -51,7 +58,14 @@ async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) 
         )
     try:
         task = await body.link.client.outcome(
-            args.task_id, OutcomeRequest(claim_token=token, outcome=args.outcome, summary=args.summary)
+            args.task_id,
+            OutcomeRequest(
+                claim_token=token,
+                outcome=args.outcome,
+                summary=args.summary,
+                action_id=ctx.action_id,
+                decision_id=args.decision_id,
+            ),
         )
     except BrainRejected as exc:
         body.task_claims.pop(args.task_id, None)

@@ -202,3 +202,57 @@ async def test_the_cli_kills_resumes_and_answers_on_the_brain(tmp_path: Path, ho
         env["SWARM_TOKEN"] = "not-a-token"
         refused = await anyio.to_thread.run_sync(lambda: swarm("kill"))
         assert refused.returncode == 1 and (await api.get("/v1/status")).json()["kill"]["engaged"] is False
+
+
+async def test_swarm_undo_of_a_decision_reverses_its_files_and_its_task_updates(tmp_path: Path, home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    env.pop("SWARM_BRAIN_URL", None)
+    env.pop("SWARM_TOKEN", None)
+
+    def swarm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "swarm_cli", *args], env=env, capture_output=True, text=True, check=False
+        )
+
+    headers = {"Authorization": f"Bearer {tokens['captain']}"}
+    async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as api:
+        queued = (await api.post("/v1/tasks", json={"title": "ship it", "description": "d"})).json()
+        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+        try:
+            asked = await body.call_tool("request_approval", {"summary": "s", "confidence": 0.2, "rationale": "r"})
+            decision = asked.structured["decision_id"]
+            assert (await api.post(f"/v1/decisions/{decision}/approve", json={"reason": "ok"})).status_code == 200
+            under = {"decision_id": decision, "rationale": "the approved plan"}
+            wrote = await body.call_tool("write_file", {"path": "f.txt", "content": "changed\n", **under})
+            took = await body.call_tool("next_task", under)
+            assert not wrote.is_error and not took.is_error and took.structured["task"]["id"] == queued["id"]
+            done = await body.call_tool(
+                "report_outcome", {"task_id": queued["id"], "outcome": "succeeded", "summary": "shipped", **under}
+            )
+            assert not done.is_error, done.structured
+            claim_action = took.structured["action_id"]
+        finally:
+            body.close()
+        workspace = str(tmp_path / "ws0")
+        brain_args = ("--workspace", workspace, "--brain", url, "--token", tokens["captain"])
+
+        undone = await anyio.to_thread.run_sync(lambda: swarm("undo", decision, *brain_args))
+        assert undone.returncode == 0, undone.stderr
+        assert "undone: " in undone.stdout and "brain: reversed task_outcome of" in undone.stdout
+        assert (tmp_path / "ws0" / "f.txt").read_text() == "x\n"
+        task = (await api.get("/v1/status")).json()
+        assert task["queued_tasks"] == 1, "the claim is reversed too: the task is back in the queue"
+
+        only_brain = await anyio.to_thread.run_sync(lambda: swarm("undo", claim_action, *brain_args))
+        assert only_brain.returncode == 1 and "nothing to undo" in only_brain.stderr
+        no_token = await anyio.to_thread.run_sync(
+            lambda: swarm("undo", decision, "--workspace", workspace, "--brain", url)
+        )
+        assert no_token.returncode == 1 and "token" in no_token.stderr.lower()

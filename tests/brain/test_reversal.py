@@ -1,0 +1,144 @@
+"""Reversal: a body's task updates keep compensating records, and `POST /v1/undo/{id}` puts the tasks back."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+
+from brain_server import Brain, SqliteStateEngine
+from brain_server.state import Compensation, LogEntry
+
+from .helpers import BrainClient, Clock, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+async def queue(api: BrainClient, title: str = "t") -> str:
+    task = ok(await api.post("/v1/tasks", {"title": title, "description": "d"}, as_="approver"), 201)
+    return str(task["id"])
+
+
+async def claim(api: BrainClient, body_id: str = "body-a", **caused_by: str) -> dict[str, Any]:
+    return ok(await api.post("/v1/tasks/claim", {"body_id": body_id, "agent": "claude", **caused_by}, as_="body"))
+
+
+async def finish(api: BrainClient, claimed: dict[str, Any], **caused_by: str) -> dict[str, Any]:
+    body = {"claim_token": claimed["claim_token"], "outcome": "succeeded", "summary": "done", **caused_by}
+    return ok(await api.post(f"/v1/tasks/{claimed['task']['id']}/outcome", body, as_="body"))
+
+
+async def undo(api: BrainClient, target: str, *, force: bool = False, as_: str = "approver") -> Any:
+    return await api.post(f"/v1/undo/{target}", {"reason": "wrong turn", "force": force}, as_=as_)
+
+
+async def test_undoing_a_decision_reverses_its_outcome_then_its_claim(api: BrainClient, brain: Brain) -> None:
+    task_id = await queue(api)
+    queued = await brain.state.task(task_id)
+    claimed = await claim(api, action_id="act_claim", decision_id="dec_1")
+    await finish(api, claimed, action_id="act_done", decision_id="dec_1")
+
+    result = ok(await undo(api, "dec_1"))
+    assert result["target_id"] == "dec_1" and result["conflicts"] == []
+    assert [(r["kind"], r["task_id"], r["action_id"]) for r in result["reversed"]] == [
+        ("task_outcome", task_id, "act_done"),
+        ("task_claim", task_id, "act_claim"),
+    ]
+    assert await brain.state.task(task_id) == queued, "the task is exactly as it was before the decision"
+    records = await brain.state.compensations("dec_1")
+    assert [r.action_id for r in records] == ["act_claim", "act_done"]
+    assert all(r.reversed_at == brain.now() and r.reversed_by == "approver-1" for r in records)
+    lines = [e for e in await brain.state.log_entries() if e.action == "reverse"]
+    assert [(e.by, e.reason, e.detail["kind"], e.detail["undo"]) for e in lines] == [
+        ("approver-1", "wrong turn", "task_outcome", "dec_1"),
+        ("approver-1", "wrong turn", "task_claim", "dec_1"),
+    ]
+    refused(await undo(api, "dec_1"), 404, "nothing_to_reverse")
+    again = await claim(api)
+    assert again["task"]["id"] == task_id and again["task"]["attempts"] == 1
+
+
+async def test_undoing_an_outcome_gives_the_body_its_claim_back(api: BrainClient, brain: Brain) -> None:
+    await queue(api)
+    claimed = await claim(api, action_id="act_claim")
+    await finish(api, claimed, action_id="act_done")
+    result = ok(await undo(api, "act_done"))
+    assert [r["kind"] for r in result["reversed"]] == ["task_outcome"]
+    task = await brain.state.task(claimed["task"]["id"])
+    assert task is not None and task.state == "claimed" and task.outcome_summary is None
+    assert task.lease_expires is not None, "the old lease again: the sweeper requeues the task once it passes"
+    redo = await finish(api, claimed)
+    assert redo["state"] == "succeeded", "the claim token is the current one again"
+
+
+async def test_a_task_changed_since_is_a_conflict_and_nothing_is_reversed(
+    api: BrainClient, brain: Brain, clock: Clock
+) -> None:
+    task_id = await queue(api)
+    await claim(api, action_id="act_claim", decision_id="dec_1")
+    clock.advance(brain.settings.lease_s + 1)
+    await brain.sweep()
+    await claim(api, body_id="body-b")
+    taken = await brain.state.task(task_id)
+
+    conflict = refused(await undo(api, "dec_1"), 409, "reverse_conflict")
+    assert f"task {task_id} changed since act_claim" in conflict["message"]
+    assert "claimed by body-b, attempt 2" in conflict["message"] and "force" in conflict["message"]
+    assert await brain.state.task(task_id) == taken
+    assert all(r.reversed_at is None for r in await brain.state.compensations("dec_1"))
+
+    forced = ok(await undo(api, "dec_1", force=True))
+    assert len(forced["conflicts"]) == 1 and [r["action_id"] for r in forced["reversed"]] == ["act_claim"]
+    task = await brain.state.task(task_id)
+    assert task is not None and (task.state, task.claimed_by, task.attempts) == ("queued", None, 0)
+
+
+async def test_undo_asks_an_approver_a_reason_and_an_id_with_something_to_reverse(api: BrainClient) -> None:
+    await queue(api)
+    await claim(api)  # names no action: nothing is kept to undo it
+    refused(await undo(api, "act_unknown"), 404, "nothing_to_reverse")
+    refused(await undo(api, "act_unknown", as_="body"), 403, "forbidden")
+    missing = refused(await api.post("/v1/undo/act_x", {"force": True}, as_="captain"), 422, "invalid_request")
+    assert missing["field"] == "reason"
+    orphan = {"body_id": "body-a", "agent": "claude", "decision_id": "dec_1"}
+    bad = refused(await api.post("/v1/tasks/claim", orphan, as_="body"), 422, "invalid_request")
+    assert "decision_id needs the action_id" in bad["message"]
+
+
+async def test_a_reversal_that_fails_part_way_changes_nothing(api: BrainClient, brain: Brain) -> None:
+    task_id = await queue(api)
+    claimed = await claim(api, action_id="act_claim", decision_id="dec_1")
+    await finish(api, claimed, action_id="act_done", decision_id="dec_1")
+    finished = await brain.state.task(task_id)
+    seen: list[str] = []
+
+    def log(record: Compensation) -> LogEntry:
+        seen.append(record.action_id)
+        if len(seen) == 2:
+            raise RuntimeError("disk full")
+        return LogEntry(at=brain.now(), by="approver-1", role="approver", action="reverse", target=record.target)
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        await brain.state.reverse("dec_1", force=False, at=brain.now(), log=log)
+    assert seen == ["act_done", "act_claim"]
+    assert await brain.state.task(task_id) == finished
+    assert all(r.reversed_at is None for r in await brain.state.compensations("dec_1"))
+    assert not [e for e in await brain.state.log_entries() if e.action == "reverse"]
+
+
+async def test_sqlite_refuses_to_delete_or_rewrite_a_compensating_record(api: BrainClient, brain: Brain) -> None:
+    if not isinstance(brain.state, SqliteStateEngine):
+        pytest.skip("the database's own triggers: SQLite engine only")
+    await queue(api)
+    await claim(api, action_id="act_claim")
+    ok(await undo(api, "act_claim"))
+    assert brain.settings.db is not None
+    with sqlite3.connect(brain.settings.db) as conn:
+        for statement in (
+            "DELETE FROM compensations",
+            "UPDATE compensations SET before = '{}'",
+            "UPDATE compensations SET reversed_at = NULL",
+        ):
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute(statement)
