@@ -40,6 +40,7 @@ from .exceptions import ApiError, InvalidRequest
 from .governance import Verb
 from .service import Brain
 from .wake.answers import answer_link, twilio_gather
+from .wake.intake import RefusalLog
 from .wake.interactions import DiscordInteractions
 
 logger = logging.getLogger(__name__)
@@ -145,16 +146,17 @@ class _Api:
 
 def _wake_routes(brain: Brain) -> list[Route]:
     """Endpoints called by Discord, Twilio and the links in pages: each checks its own proof, not a bearer token."""
-    interactions = DiscordInteractions(brain)
+    refusals = RefusalLog(brain.state, brain.now)
+    interactions = DiscordInteractions(brain, refusals)
 
     async def discord(request: Request) -> Response:
         return await interactions.handle(request)
 
     async def gather(request: Request) -> Response:
-        return await twilio_gather(brain, request)
+        return await twilio_gather(brain, request, refusals)
 
     async def link(request: Request) -> Response:
-        return await answer_link(brain, request)
+        return await answer_link(brain, request, refusals)
 
     return [
         Route("/discord/interactions", discord, methods=["POST"]),

@@ -23,7 +23,7 @@ from body_mcp.state import resolve_home
 from brain_server import BrainSettings, SqliteStateEngine, UserError, issue_token, serve
 from brain_server.exceptions import ConfigError
 from brain_server.wake.base import EnvFileSecrets
-from brain_server.wake.configure import build_wake
+from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
 from shared_protocol.brain import Role
 
 from ._context import config_path, load
@@ -86,9 +86,9 @@ def load_settings(
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(config=args.config, host=args.host, port=args.port, db=args.db)
     config = load(args.config, swarm_home())  # every section checked; the wake-up ones page humans
-    secrets = EnvFileSecrets()
+    parts = prepare_wake(config, EnvFileSecrets())  # a secret that cannot be read stops it before it starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(settings, wake=lambda http: build_wake(config, http, secrets))
+    serve(settings, wake=lambda http: log_wake_problems(config, build_wake(config, http, parts)))
     return 0
 
 

@@ -26,6 +26,7 @@ from ..auth import Principal
 from ..exceptions import ApiError
 from ..state import LogEntry
 from .escalator import redact
+from .intake import BodyTooLarge, RefusalLog, read_body
 from .records import AnswerToken, hash_answer_token
 from .twilio import reply_twiml, verify_twilio_signature
 
@@ -52,23 +53,24 @@ async def _perform(brain: Brain, token: AnswerToken, verb: LinkVerb, reason: str
     return f"Decision {decision.id} is now {decision.state}."
 
 
-async def _refuse(brain: Brain, reason: str, *, channel: str, target: str | None = None) -> None:
-    logger.warning("answer refused (%s): %s", channel, reason)
-    await brain.state.append_log(
-        LogEntry(at=brain.now(), action="answer_refused", by=channel, reason=reason, target=target)
-    )
+async def _refuse(refusals: RefusalLog, brain: Brain, reason: str, *, channel: str, target: str | None = None) -> None:
+    await refusals.record(LogEntry(at=brain.now(), action="answer_refused", by=channel, reason=reason, target=target))
 
 
 def _xml(text: str, status: int = 200) -> Response:
     return Response(reply_twiml(text), status_code=status, media_type="text/xml")
 
 
-async def twilio_gather(brain: Brain, request: Request) -> Response:
+async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) -> Response:
     auth_token = brain.wake.twilio_auth_token
     base = brain.wake.public_url.rstrip("/")
     if auth_token is None or not base:
         return Response("Twilio callbacks are not configured ([twilio] auth_token, [brain] public_url)", 404)
-    raw = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        raw = (await read_body(request)).decode("utf-8", errors="replace")
+    except BodyTooLarge as exc:
+        await _refuse(refusals, brain, str(exc), channel="twilio")
+        return _xml("This request is too large.", 413)
     form = parse_qsl(raw, keep_blank_values=True)
     params: dict[str, list[str]] = {}
     for name, value in form:
@@ -76,12 +78,12 @@ async def twilio_gather(brain: Brain, request: Request) -> Response:
     url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     signature = request.headers.get("x-twilio-signature", "")
     if not verify_twilio_signature(auth_token.reveal(), url, params, signature):
-        await _refuse(brain, "invalid X-Twilio-Signature", channel="twilio")
+        await _refuse(refusals, brain, "invalid X-Twilio-Signature", channel="twilio")
         return _xml("This request could not be verified.", 403)
     token_hash = hash_answer_token(request.query_params.get("t", ""))
     token = await brain.state.answer_token(token_hash)
     if token is None or token.verb != "gather":
-        await _refuse(brain, "unknown gather token", channel="twilio")
+        await _refuse(refusals, brain, "unknown gather token", channel="twilio")
         return _xml("This call cannot answer anything.")
     escalation = await brain.state.escalation(token.subject_id)
     digits = (params.get("Digits") or [""])[0]
@@ -93,7 +95,7 @@ async def twilio_gather(brain: Brain, request: Request) -> Response:
         return _xml("That key is not an answer. Nothing was recorded; answer on Discord or wait for the next call.")
     used = await brain.state.use_answer_token(token_hash, brain.now())
     if used is None:
-        await _refuse(brain, "gather token already used or expired", channel="call", target=token.subject_id)
+        await _refuse(refusals, brain, "gather token already used or expired", channel="call", target=token.subject_id)
         return _xml("This call's answer was already recorded, or the decision's deadline has passed.")
     try:
         said = await _perform(brain, used, verb, f"pressed {digits} on a call")
@@ -111,16 +113,18 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-async def answer_link(brain: Brain, request: Request) -> Response:
+async def answer_link(brain: Brain, request: Request, refusals: RefusalLog) -> Response:
     secret = request.path_params["token"]
     token_hash = hash_answer_token(secret)
     token = await brain.state.answer_token(token_hash)
     now = brain.now()
     if token is None or token.verb == "gather":
-        await _refuse(brain, "unknown answer link", channel="link")
+        await _refuse(refusals, brain, "unknown answer link", channel="link")
         return _page("Unknown link", "<p>This link does not answer anything.</p>", 404)
     if token.used_at is not None or token.expires_at <= now:
-        await _refuse(brain, "answer link already used or expired", channel=token.channel, target=token.subject_id)
+        await _refuse(
+            refusals, brain, "answer link already used or expired", channel=token.channel, target=token.subject_id
+        )
         return _page("Link used or expired", "<p>This link was already used, or its deadline has passed.</p>", 410)
     verb: LinkVerb = token.verb  # type: ignore[assignment]  # gather was handled above
     label = _LABELS[verb]

@@ -9,6 +9,7 @@ can wake someone when it cannot.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import httpx
 
@@ -30,16 +31,25 @@ def _secret(secrets: SecretsProvider, ref: str) -> Secret | None:
     return secrets.resolve(ref) if ref else None
 
 
-def build_wake(config: SwarmConfig, http: httpx.AsyncClient, secrets: SecretsProvider) -> WakeSetup:
-    """The channels, recipients and answer endpoints that `config` fills in. `ConfigError` on a bad one."""
-    channels: dict[str, Channel] = {}
-    recipients: dict[str, list[str]] = {}
-    discord, twilio, ntfy, email = config.discord, config.twilio, config.ntfy, config.email
+@dataclass(kw_only=True, frozen=True)
+class WakeParts:
+    """Everything of a `WakeSetup` that needs no HTTP client: the secrets read, the Discord key parsed.
 
-    webhook = _secret(secrets, discord.webhook_url)
-    if webhook is not None:
-        channels["discord"] = DiscordWebhookChannel(http, webhook)
-        recipients["discord"] = [""]
+    Made before the brain opens its database, so a bad setting stops it before it starts.
+    """
+
+    config: SwarmConfig
+    discord_webhook: Secret | None
+    discord: DiscordAccess | None
+    twilio_auth_token: Secret | None
+    ntfy_topic: Secret | None
+    ntfy_token: Secret | None
+    email_password: Secret | None
+
+
+def prepare_wake(config: SwarmConfig, secrets: SecretsProvider) -> WakeParts:
+    """Read every secret `config` names and parse the Discord key. `ConfigError` naming the reference or key."""
+    discord = config.discord
     access = None
     if discord.public_key:
         access = DiscordAccess.from_hex(
@@ -50,37 +60,62 @@ def build_wake(config: SwarmConfig, http: httpx.AsyncClient, secrets: SecretsPro
             application_id=discord.application_id,
             api_base=discord.api_base,
         )
+    return WakeParts(
+        config=config,
+        discord_webhook=_secret(secrets, discord.webhook_url),
+        discord=access,
+        twilio_auth_token=_secret(secrets, config.twilio.auth_token),
+        ntfy_topic=_secret(secrets, config.ntfy.topic),
+        ntfy_token=_secret(secrets, config.ntfy.token),
+        email_password=_secret(secrets, config.email.password),
+    )
 
-    twilio_token = _secret(secrets, twilio.auth_token)
+
+def build_wake(config: SwarmConfig, http: httpx.AsyncClient, secrets: SecretsProvider | WakeParts) -> WakeSetup:
+    """The channels, recipients and answer endpoints that `config` fills in. `ConfigError` on a bad one."""
+    parts = secrets if isinstance(secrets, WakeParts) else prepare_wake(config, secrets)
+    channels: dict[str, Channel] = {}
+    recipients: dict[str, list[str]] = {}
+    twilio, ntfy, email = config.twilio, config.ntfy, config.email
+
+    if parts.discord_webhook is not None:
+        channels["discord"] = DiscordWebhookChannel(http, parts.discord_webhook)
+        recipients["discord"] = [""]
+
+    twilio_token = parts.twilio_auth_token
     if twilio.account_sid and twilio_token is not None:
         channels["sms"] = TwilioSmsChannel(http, twilio, twilio_token)
         channels["call"] = TwilioCallChannel(http, twilio, twilio_token)
         recipients["sms"] = recipients["call"] = list(twilio.to)
 
-    topic = _secret(secrets, ntfy.topic)
-    if topic is not None:
-        channels["ntfy"] = NtfyChannel(http, ntfy, topic=topic, token=_secret(secrets, ntfy.token))
+    if parts.ntfy_topic is not None:
+        channels["ntfy"] = NtfyChannel(http, ntfy, topic=parts.ntfy_topic, token=parts.ntfy_token)
         recipients["ntfy"] = [""]
 
     if email.host:
-        channels["email"] = EmailChannel(email, password=_secret(secrets, email.password))
+        channels["email"] = EmailChannel(email, password=parts.email_password)
         recipients["email"] = list(email.to)
 
-    setup = WakeSetup(
+    return WakeSetup(
         escalation=config.escalation,
         channels=channels,
         recipients=recipients,
         public_url=config.brain.public_url,
-        discord=access,
+        discord=parts.discord,
         twilio_auth_token=twilio_token,
     )
-    for problem in wake_problems(setup):
+
+
+def log_wake_problems(config: SwarmConfig, setup: WakeSetup) -> WakeSetup:
+    """Log `wake_problems` (the brain does at start); returns `setup`."""
+    for problem in wake_problems(config, setup):
         logger.warning("wake-up: %s", problem)
     return setup
 
 
-def wake_problems(setup: WakeSetup) -> list[str]:
-    """What would stop a page from reaching someone, in words (for the log at start and `swarm doctor`)."""
+def wake_problems(config: SwarmConfig, setup: WakeSetup) -> list[str]:
+    """What would stop a page from reaching someone, or an answer from coming back, in words (for the log at
+    start and `swarm doctor`)."""
     problems: list[str] = []
     for number, level in enumerate(setup.escalation.levels):
         for target in level.targets:
@@ -89,10 +124,25 @@ def wake_problems(setup: WakeSetup) -> list[str]:
                 problems.append(f"level {number} names '{target}', but [{_section(channel)}] is not configured")
             elif not address and not setup.recipients.get(channel):
                 problems.append(f"level {number} names '{target}' with no address, and [{_section(channel)}] has none")
+    twilio = config.twilio
+    if bool(twilio.account_sid) != bool(twilio.auth_token):
+        missing = "auth_token" if twilio.account_sid else "account_sid"
+        problems.append(f"[twilio] {missing} is empty (the other is set): no SMS and no calls")
     if not setup.public_url:
         problems.append("[brain] public_url is empty: pages carry no answer links and calls cannot take a digit")
+    discord = config.discord
     if setup.discord is None:
         problems.append("[discord] public_key is empty: Discord buttons and slash commands are not accepted")
+    else:
+        if not (discord.captain_ids or discord.user_ids or discord.role_ids):
+            problems.append(
+                "[discord] captain_ids, user_ids and role_ids are all empty: nobody may press a button or use a command"
+            )
+        if not discord.application_id:
+            problems.append(
+                "[discord] application_id is empty: a slow command's deferred answer is never filled in, and "
+                "`swarm discord register` cannot run"
+            )
     return problems
 
 

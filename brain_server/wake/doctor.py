@@ -56,7 +56,7 @@ async def check_wake(config: SwarmConfig, secrets: SecretsProvider, http: httpx.
         return [WakeFinding(ok=False, subject="wake-up", message=str(exc), fix="set the secret it names, or the key")]
     findings = [
         WakeFinding(ok=False, subject="wake-up", message=problem, fix="fill in that section of swarm.toml")
-        for problem in wake_problems(setup)
+        for problem in wake_problems(config, setup)
     ]
     if config.discord.webhook_url:
         findings.append(await _check_webhook(config, secrets, http))
@@ -71,6 +71,15 @@ async def _check_webhook(config: SwarmConfig, secrets: SecretsProvider, http: ht
         info = await inspect_webhook(http, secrets.resolve(config.discord.webhook_url))
     except (ChannelError, ConfigError) as exc:
         return WakeFinding(ok=False, subject="discord webhook", message=f"could not check the webhook: {exc}")
+    configured = config.discord.application_id
+    if info.app_owned and configured and info.application_id != configured:
+        return WakeFinding(
+            ok=False,
+            subject="discord webhook",
+            message=f"webhook '{info.name}' belongs to application {info.application_id}, not to [discord] "
+            f"application_id {configured}: presses of its buttons would go to that other application",
+            fix="create the webhook with this application's bot token, or correct discord.application_id",
+        )
     if info.app_owned:
         return WakeFinding(
             ok=True,

@@ -38,6 +38,8 @@ from shared_protocol.brain import Role
 from ..auth import Principal
 from ..exceptions import ApiError, ConfigError
 from ..state import LogEntry
+from .discord import parse_custom_id
+from .intake import BodyTooLarge, RefusalLog, read_body
 
 if TYPE_CHECKING:
     from ..service import Brain
@@ -116,8 +118,9 @@ Action = Callable[[], Awaitable[dict[str, Any]]]
 class DiscordInteractions:
     """The endpoint's logic, on one brain."""
 
-    def __init__(self, brain: Brain) -> None:
+    def __init__(self, brain: Brain, refusals: RefusalLog) -> None:
         self.brain = brain
+        self.refusals = refusals
 
     async def handle(self, request: Request) -> Response:
         access = self.brain.wake.discord
@@ -126,7 +129,11 @@ class DiscordInteractions:
                 {"code": "not_found", "message": "Discord interactions are not configured ([discord] public_key)"},
                 status_code=404,
             )
-        body = await request.body()
+        try:
+            body = await read_body(request)
+        except BodyTooLarge as exc:
+            await self._log_refusal(_Refused(str(exc)))
+            return JSONResponse({"code": "invalid_request", "message": str(exc)}, status_code=413)
         try:
             payload = self._verified(access, request, body)
             if payload.get("type") == PING:
@@ -142,7 +149,7 @@ class DiscordInteractions:
         if not signature_valid(access.public_key, signature, timestamp, body):
             raise _Refused("invalid request signature")
         try:
-            sent = float(timestamp)
+            sent = int(timestamp)  # Discord sends whole seconds; "nan" or "1e99" are not timestamps
         except ValueError:
             raise _Refused("invalid request timestamp") from None
         skew = abs(self.brain.now().timestamp() - sent)
@@ -173,11 +180,11 @@ class DiscordInteractions:
         if kind == APPLICATION_COMMAND:
             command, options = str(data.get("name", "")), _options(data)
         elif kind == MESSAGE_COMPONENT:
-            verb, _, subject = str(data.get("custom_id", "")).partition(":")
-            command, options = (
-                {"approve": "approve", "deny": "deny", "ack": "acknowledge"}.get(verb, verb),
-                {"id": subject},
-            )
+            button = parse_custom_id(str(data.get("custom_id", "")))
+            if button is None:
+                return _message("This button does not belong to Swarm.", ephemeral=True)
+            verb, subject = button
+            command, options = ("acknowledge" if verb == "ack" else verb), {"id": subject}
         else:
             return _message(f"Unsupported interaction type {kind}.", ephemeral=True)
         role = access.role_of(user_id, roles)
@@ -256,6 +263,9 @@ class DiscordInteractions:
                 result.append(await action())
             except ApiError as exc:
                 result.append(_message(exc.message, ephemeral=True))
+            except Exception:  # Discord still gets an answer, and the brain keeps serving
+                logger.exception("Discord interaction failed")
+                result.append(_message("The brain hit an internal error doing that; its log says why.", ephemeral=True))
             finally:
                 done.set()
 
@@ -281,12 +291,11 @@ class DiscordInteractions:
             async with httpx.AsyncClient(timeout=10) as http:
                 response = await http.patch(url, json=result[0].get("data", {}))
             response.raise_for_status()
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - a background task; the type only: the URL holds the token
             logger.warning("could not edit the deferred Discord response: %s", type(exc).__name__)
 
     async def _log_refusal(self, refused: _Refused) -> None:
-        logger.warning("Discord interaction refused: %s", refused.reason)
-        await self.brain.state.append_log(
+        await self.refusals.record(
             LogEntry(
                 at=self.brain.now(),
                 action="interaction_refused",

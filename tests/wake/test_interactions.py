@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
-from brain_server import BrainSettings
+from brain_server import Brain, BrainSettings, MemoryStateEngine
+from brain_server.state import LogEntry
 from brain_server.wake import interactions
+from brain_server.wake.intake import MAX_BODY_BYTES, RefusalLog
 from brain_server.wake.interactions import DiscordAccess
 from brain_server.wake.setup import WakeSetup
 from tests.body.test_brain_link import linked_body, wait_until, write
@@ -274,3 +277,69 @@ async def test_an_action_slower_than_the_deadline_is_deferred_then_the_response_
     assert "Kill switch engaged" in edit["content"]
     (patch,) = [r for r in fake.requests if r.method == "PATCH"]
     assert patch.path == f"/api/v10/webhooks/{APP_ID}/interaction-token/messages/@original"
+
+
+async def test_a_flood_of_forged_requests_fills_the_log_only_at_a_bounded_rate(
+    live: LiveBrain, discord: Discord, tmp_path: Path
+) -> None:
+    forger = SigningKey.generate()
+    for _ in range(25):
+        assert (await discord.send(discord.command("kill-autonomous", CAPTAIN), key=forger)).status_code == 401
+    assert refusals(tmp_path / "brain.db") == ["invalid request signature"] * 20
+    assert not await kill_engaged(live)
+
+
+async def test_refusals_past_the_rate_are_counted_in_the_next_line_written() -> None:
+    state = MemoryStateEngine()
+    now = [datetime(2030, 1, 1, tzinfo=UTC)]
+    log = RefusalLog(state, lambda: now[0], per_minute=2)
+
+    def refusal(n: int) -> LogEntry:
+        return LogEntry(at=now[0], action="interaction_refused", by="discord", reason=f"forged {n}")
+
+    for n in range(5):
+        await log.record(refusal(n))
+    now[0] += timedelta(seconds=60)
+    await log.record(refusal(5))
+    lines = await state.log_entries()
+    assert [(e.reason, e.detail) for e in lines] == [
+        ("forged 0", {}),
+        ("forged 1", {}),
+        ("forged 5", {"refusals_not_logged_before": 3}),
+    ]
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read_whole(live: LiveBrain, discord: Discord) -> None:
+    huge = b"{" + b" " * (MAX_BODY_BYTES + 1) + b"}"
+    response = await discord.http.post("/discord/interactions", content=huge)
+    assert response.status_code == 413 and "over" in response.json()["message"]
+    assert not await kill_engaged(live)
+
+
+async def test_a_button_that_is_not_ours_and_a_timestamp_that_is_not_whole_seconds_do_nothing(
+    live: LiveBrain, discord: Discord
+) -> None:
+    foreign = ok(await discord.send(discord.button("kill-autonomous:now", CAPTAIN)))
+    assert foreign["data"]["flags"] == 64 and "does not belong to Swarm" in foreign["data"]["content"]
+    payload = discord.command("kill-autonomous", CAPTAIN)
+    body = json.dumps(payload).encode()
+    for stamp in ("1e99", "nan", f"{time.time():.3f}"):
+        signature = discord.key.sign(stamp.encode() + body).signature.hex()
+        headers = {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": stamp}
+        response = await discord.http.post("/discord/interactions", content=body, headers=headers)
+        assert response.status_code == 401 and response.json()["message"] == "invalid request timestamp"
+    assert not await kill_engaged(live)
+
+
+async def test_an_action_that_crashes_gets_an_ephemeral_answer_and_the_brain_keeps_serving(
+    live: LiveBrain, discord: Discord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Brain) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Brain, "status", broken)  # the fault injected: the action itself fails
+    answer = ok(await discord.send(discord.command("status", CAPTAIN)))
+    assert answer["data"]["flags"] == 64 and "internal error" in answer["data"]["content"]
+    assert "disk on fire" not in answer["data"]["content"]
+    killed = ok(await discord.send(discord.command("kill-autonomous", CAPTAIN, reason="drill")))
+    assert "Kill switch engaged" in killed["data"]["content"]

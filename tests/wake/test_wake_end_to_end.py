@@ -23,6 +23,7 @@ from brain_server import Brain, BrainSettings, SqliteStateEngine, issue_token, r
 from brain_server.auth import Principal
 from brain_server.wake.base import EnvFileSecrets
 from brain_server.wake.configure import build_wake
+from brain_server.wake.intake import MAX_BODY_BYTES
 from brain_server.wake.setup import WakeSetup
 from shared_protocol.brain import DecisionRequest
 from shared_protocol.config import SwarmConfig, parse_config
@@ -303,6 +304,18 @@ async def test_pressing_1_on_the_call_approves_and_the_answer_cannot_be_replayed
         "invalid X-Twilio-Signature",
         "gather token already used or expired",
     ]
+
+
+async def test_an_oversized_gather_is_refused_unread_and_answers_nothing(live: LiveWake) -> None:
+    decision = await live.decision()
+    await _paged(live, 2)
+    huge = "Digits=1&" + "x" * (MAX_BODY_BYTES + 1)
+    response = await live.http.post(
+        _gather_url(live), content=huge, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 413
+    assert (await live.state_of(decision["id"]))["state"] == "pending"
+    assert [reason for _, reason in live.log("answer_refused")] == [f"request body of {len(huge)} bytes is over 65536"]
 
 
 async def test_pressing_2_denies(live: LiveWake) -> None:
