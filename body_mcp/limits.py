@@ -34,6 +34,7 @@ BreakerState = Literal["closed", "open", "half_open"]
 @dataclass(kw_only=True, frozen=True)
 class Reservation:
     row_id: int
+    """0: nothing held but the call itself (a read-only call with no impact)."""
     second: int
     trial: bool
     """This call is the breaker's half-open trial: its outcome closes or re-opens it."""
@@ -71,19 +72,27 @@ class Limits:
     # the few rows of `reservations`. Hour windows move at minute granularity: a unit is
     # counted until the end of the minute it falls out of the window (errs towards refusing).
 
+    # One statement reads every window and the breaker: it runs on every call.
+    _USAGE_SQL = (
+        "SELECT b.state, b.opened_at, c.calls, u.files + h.files, u.usd + h.usd FROM breaker AS b, "
+        "(SELECT COALESCE(SUM(calls), 0) AS calls FROM calls_by_second WHERE second > ?) AS c, "
+        "(SELECT COALESCE(SUM(files), 0) AS files, COALESCE(SUM(usd), 0) AS usd FROM usage_by_minute "
+        "WHERE minute > ?) AS u, "
+        "(SELECT COALESCE(SUM(files), 0) AS files, COALESCE(SUM(usd), 0) AS usd FROM reservations "
+        "WHERE expires > ?) AS h "
+        "WHERE b.id = 1"
+    )
+
+    def _usage(self, conn: sqlite3.Connection, now: float) -> tuple[str, float, int, int, float]:
+        """(breaker state, opened_at, calls in the last minute, files and $ in the last hour, held ones included)."""
+        state, opened_at, calls, files, usd = conn.execute(
+            self._USAGE_SQL, (int(now) - 60, int(now // 60) - 60, now)
+        ).fetchone()
+        return str(state), float(opened_at), int(calls), int(files), float(usd)
+
     def _window_sums(self, conn: sqlite3.Connection, now: float) -> tuple[int, int, float]:
-        second, minute = int(now), int(now // 60)
-        (calls,) = conn.execute(
-            "SELECT COALESCE(SUM(calls), 0) FROM calls_by_second WHERE second > ?", (second - 60,)
-        ).fetchone()
-        files, usd = conn.execute(
-            "SELECT COALESCE(SUM(files), 0), COALESCE(SUM(usd), 0) FROM usage_by_minute WHERE minute > ?",
-            (minute - 60,),
-        ).fetchone()
-        held_files, held_usd = conn.execute(
-            "SELECT COALESCE(SUM(files), 0), COALESCE(SUM(usd), 0) FROM reservations WHERE expires > ?", (now,)
-        ).fetchone()
-        return int(calls), int(files) + int(held_files), float(usd) + float(held_usd)
+        _, _, calls, files, usd = self._usage(conn, now)
+        return calls, files, usd
 
     def reserve(self, want: Impact, *, mutating: bool) -> Reservation:
         """Reserve one call plus `want` against every window, or refuse naming the window and numbers."""
@@ -91,9 +100,9 @@ class Limits:
         c = self.config
         trial = False
         with self._db.write(fast=True) as conn:
+            state, opened_at, calls, files, usd = self._usage(conn, now)
             if mutating:
-                trial = self._admit_through_breaker(conn, now)
-            calls, files, usd = self._window_sums(conn, now)
+                trial = self._admit_through_breaker(conn, now, state, opened_at)
             problem: tuple[str, str] | None = None
             if calls + 1 > c.calls_per_minute:
                 problem = (
@@ -118,13 +127,16 @@ class Limits:
                     "ON CONFLICT (second) DO UPDATE SET calls = calls + 1",
                     (second,),
                 )
-                cursor = conn.execute(
-                    "INSERT INTO reservations (second, expires, files, api_calls, usd) VALUES (?, ?, ?, ?, ?)",
-                    (second, now + _RESERVATION_TTL_S, want.files, want.api_calls, want.usd),
-                )
+                row_id = 0
+                if mutating or want.files or want.api_calls or want.usd:
+                    cursor = conn.execute(
+                        "INSERT INTO reservations (second, expires, files, api_calls, usd) VALUES (?, ?, ?, ?, ?)",
+                        (second, now + _RESERVATION_TTL_S, want.files, want.api_calls, want.usd),
+                    )
+                    row_id = int(cursor.lastrowid or 0)
                 if second % 60 == 0:  # now and then, forget what no window can see any more
                     self._forget(conn, now)
-                return Reservation(row_id=int(cursor.lastrowid or 0), second=second, trial=trial)
+                return Reservation(row_id=row_id, second=second, trial=trial)
             if trial:
                 conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
         self._breach()
@@ -136,11 +148,10 @@ class Limits:
         conn.execute("DELETE FROM usage_by_minute WHERE minute < ?", (int(now // 60) - 120,))
         conn.execute("DELETE FROM reservations WHERE expires < ?", (now,))
 
-    def _admit_through_breaker(self, conn: sqlite3.Connection, now: float) -> bool:
-        state, opened_at = conn.execute("SELECT state, opened_at FROM breaker WHERE id = 1").fetchone()
+    def _admit_through_breaker(self, conn: sqlite3.Connection, now: float, state: str, opened_at: float) -> bool:
         if state == "closed":
             return False
-        remaining = self.config.breaker_cooldown_s - (now - float(opened_at))
+        remaining = self.config.breaker_cooldown_s - (now - opened_at)
         if state == "open" and remaining <= 0:
             conn.execute("UPDATE breaker SET state = 'half_open' WHERE id = 1")
             return True
@@ -153,6 +164,7 @@ class Limits:
 
     def extend(self, reservation: Reservation, extra: Impact) -> None:
         """Grow a reservation once the measured impact exceeds the planned one, or refuse."""
+        assert reservation.row_id, "only mutating calls hold a reservation row, and only they grow"
         now = self._clock()
         c = self.config
         with self._db.write(fast=True) as conn:
@@ -177,7 +189,8 @@ class Limits:
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation for a call that was refused after reserving."""
         with self._db.write(fast=True) as conn:
-            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
+            if reservation.row_id:
+                conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
             conn.execute("UPDATE calls_by_second SET calls = calls - 1 WHERE second = ?", (reservation.second,))
             if reservation.trial:
                 conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (self._clock(),))
@@ -185,7 +198,8 @@ class Limits:
     def settle(self, conn: sqlite3.Connection, reservation: Reservation, actual: Impact, *, failed: bool) -> None:
         """Replace the reservation by what the call did; runs inside the audit transaction."""
         now = self._clock()
-        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
+        if reservation.row_id:
+            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
         if actual.files or actual.api_calls or actual.usd:
             conn.execute(
                 "INSERT INTO usage_by_minute (minute, files, api_calls, usd) VALUES (?, ?, ?, ?) "

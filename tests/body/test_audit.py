@@ -12,6 +12,7 @@ import pytest
 from mcp import Client
 
 from body_mcp import Body
+from body_mcp.audit import canonical_json, with_mac
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -184,3 +185,28 @@ async def test_the_event_returned_by_append_is_exactly_what_is_stored(client: Cl
     from shared_protocol import AuditEvent
 
     assert AuditEvent.model_validate(returned.model_dump(mode="json")) == stored
+
+
+@pytest.mark.parametrize(
+    "arguments,rationale,message",
+    [
+        ({}, "plain", None),
+        ({"a": {"b": 1, "message": "nested"}, "message": ',"message":'}, 'say ,"message": here', "refused"),
+        ({"z": [{"message": None}]}, 'quote " and ,"message":1', ',"message":"x"'),
+    ],
+    ids=["plain", "nested-message-keys", "tricky-strings"],
+)
+def test_the_stored_body_is_the_canonical_json_of_the_signed_payload_plus_its_mac(
+    arguments: dict[str, object], rationale: str, message: str | None
+) -> None:
+    payload = {
+        "agent": "a",
+        "arguments": arguments,
+        "detail": {"message": "d"},
+        "message": message,
+        "rationale": rationale,
+        "seq": 7,
+        "ts": "t",
+    }
+    signed = canonical_json(payload)
+    assert with_mac(signed, "f" * 64) == canonical_json({**payload, "mac": "f" * 64})
