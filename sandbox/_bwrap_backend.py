@@ -2,8 +2,9 @@
 """What both bubblewrap backends share: checking the spec, the launcher chain, running, probing.
 
 The launcher chain, each step exec'ing the next so the outer process is bwrap itself by the end:
-`sh` (joins the run's pids cgroup) → `prlimit` (rlimits) → backend wrapper (overlay: `unshare` + `mount`)
-→ `bwrap --args FD -- COMMAND`. bwrap reads its options from a file in the staging area, so that the
+backend wrapper (overlay: `unshare`) → `sh`, which waits at its gate (one line on stdin) while the body puts
+it in the run's pids cgroup and sets its rlimits, then runs the backend's setup (overlay: `mount`) →
+`bwrap --args FD -- COMMAND`. bwrap reads its options from a file in the staging area, so that the
 command's environment never shows up in the host's process list (bwrap 0.8 takes only options that way:
 a `--` and command inside the file end in a usage error).
 """
@@ -19,6 +20,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +38,14 @@ from ._bwrap import (
     sandboxed_command,
 )
 from ._interface import Availability, ProxyNetwork, RunResult, SandboxSpec, StagedChange
-from ._limits import SANDBOX_OVERHEAD_PROCESSES, PidsCgroup, create_pids_cgroup, pids_cgroup_parent, prlimit_args
+from ._limits import (
+    SANDBOX_OVERHEAD_PROCESSES,
+    PidsCgroup,
+    apply_rlimits,
+    create_pids_cgroup,
+    pids_cgroup_parent,
+    rlimits,
+)
 from ._process import ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_staging
 from ._toolchain import ToolchainMount, default_toolchain_paths, find_python, plan_toolchain
@@ -44,11 +53,11 @@ from .exceptions import InvalidSandboxSpec, NoIsolationAvailable, SandboxError, 
 
 # The launcher's own environment: nothing of the body's (the command gets exactly `spec.env`).
 _LAUNCH_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-_JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'
+# Nothing before the gate opens; stdin is /dev/null again after it (the command never reads the gate).
+LAUNCH_GATE = "read -r _ || exit 125; exec </dev/null; "
 _PROBE_TIMEOUT_S = 20
 _INSTALL_HINTS = {
     "bwrap": "bwrap not found: apt-get install bubblewrap",
-    "prlimit": "prlimit not found: apt-get install util-linux",
     "unshare": "unshare not found: apt-get install util-linux",
     "mount": "mount not found: apt-get install mount",
     "sh": "sh not found",
@@ -61,9 +70,13 @@ class Prepared:
     """A backend's staged workspace: what to bind at the workspace path, and how to read the changes."""
 
     workspace_source: Path
-    wrapper: Sequence[str]
-    """Argv between prlimit and bwrap (the overlay backend mounts there)."""
     collect: Callable[[], list[StagedChange]]
+    wrapper: Sequence[str] = ()
+    """Argv before the gate's shell (the overlay backend's `unshare`)."""
+    setup: str = ""
+    """Shell run after the gate, before bwrap, ending in `&& ` (it may `shift` positional arguments)."""
+    setup_args: Sequence[str] = ("swarm-launch",)
+    """The setup's `$0`, `$1`, ...; bwrap's argv follows them."""
 
 
 @dataclass(kw_only=True)
@@ -82,6 +95,7 @@ class _Launch:
     pass_fds: list[int]
     status_path: Path
     collect: Callable[[], list[StagedChange]]
+    rlimits: list[tuple[int, int]]
 
     def close_fds(self) -> None:
         for fd in self.pass_fds:
@@ -93,7 +107,7 @@ class BwrapBackend(ABC):
     """Base of the bubblewrap backends. Subclasses stage the workspace; everything else is here."""
 
     backend_name: ClassVar[str]
-    required_tools: ClassVar[tuple[str, ...]] = ("sh", "prlimit", "bwrap")
+    required_tools: ClassVar[tuple[str, ...]] = ("sh", "bwrap")
 
     def __init__(self, *, staging_root: Path | None = None, forwarder_python: Path | None = None) -> None:
         """`staging_root` holds one private staging directory per run (default: the system temp dir);
@@ -169,6 +183,7 @@ class BwrapBackend(ABC):
                     pass_fds=launch.pass_fds,
                     control=control,
                     kill_rest=cgroup.kill_all if cgroup is not None else _nothing,
+                    admit=partial(_admit, cgroup, launch.rlimits),
                 )
             finally:
                 launch.close_fds()
@@ -223,14 +238,17 @@ class BwrapBackend(ABC):
             args_path.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
             args_fd = os.open(args_path, os.O_RDONLY)
             on_error.callback(os.close, args_fd)
-            argv: list[str] = []
-            if cgroup is not None:
-                argv += [self._tool("sh"), "-c", _JOIN_CGROUP, str(cgroup.procs_file)]
-            argv += prlimit_args(self._tool("prlimit"), spec.limits, with_nproc=cgroup is None)
-            argv += [*prepared.wrapper, self._tool("bwrap"), "--args", str(args_fd), "--"]
+            argv = [*prepared.wrapper, self._tool("sh"), "-c", f'{LAUNCH_GATE}{prepared.setup}exec "$@"']
+            argv += [*prepared.setup_args, self._tool("bwrap"), "--args", str(args_fd), "--"]
             argv += sandboxed_command(layout, spec.argv)
             on_error.pop_all()  # success: the fds now belong to the launch
-        return _Launch(argv=argv, pass_fds=[args_fd, status_fd], status_path=status_path, collect=prepared.collect)
+        return _Launch(
+            argv=argv,
+            pass_fds=[args_fd, status_fd],
+            status_path=status_path,
+            collect=prepared.collect,
+            rlimits=rlimits(spec.limits, with_nproc=cgroup is None),
+        )
 
     def _probe(self) -> Availability:
         missing = [name for name in self.required_tools if self._tools[name] is None]
@@ -263,7 +281,7 @@ class BwrapBackend(ABC):
                 launch.argv,
                 env=_LAUNCH_ENV,
                 pass_fds=launch.pass_fds,
-                stdin=subprocess.DEVNULL,
+                input=b"go\n",  # the gate: a probe of `true` needs no limits
                 capture_output=True,
                 timeout=_PROBE_TIMEOUT_S,
                 check=False,
@@ -279,6 +297,13 @@ class BwrapBackend(ABC):
 
 def _nothing() -> None:
     pass
+
+
+def _admit(cgroup: PidsCgroup | None, limits: list[tuple[int, int]], pid: int) -> None:
+    """Confine the launcher waiting at its gate: into the run's cgroup first, then its rlimits."""
+    if cgroup is not None:
+        cgroup.add(pid)
+    apply_rlimits(pid, limits)
 
 
 def _create_cgroup(spec: SandboxSpec, with_forwarder: bool) -> PidsCgroup | None:

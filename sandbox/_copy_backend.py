@@ -27,4 +27,4 @@ class CopyStagingSandbox(BwrapBackend):
             target.path.relative_to(workspace).as_posix() for target in hidden if workspace in target.path.parents
         }
         copy = copy_workspace(workspace, staging / "copy", hidden=hidden_rel)
-        return Prepared(workspace_source=copy.root, wrapper=(), collect=lambda: diff_copy(workspace, copy))
+        return Prepared(workspace_source=copy.root, collect=lambda: diff_copy(workspace, copy))

@@ -23,8 +23,7 @@ from ._interface import SandboxSpec
 from ._overlay_upper import read_upper
 
 _MOUNT_OVERLAY = (
-    'cd "$0" && "$1" -t overlay overlay -o lowerdir=lower,upperdir=upper,workdir=work,userxattr merged'
-    ' && shift && exec "$@"'
+    'cd "$0" && "$1" -t overlay overlay -o lowerdir=lower,upperdir=upper,workdir=work,userxattr merged && shift && '
 )
 
 
@@ -32,25 +31,17 @@ class BwrapOverlaySandbox(BwrapBackend):
     """bubblewrap over an overlayfs view of the workspace; the real workspace is only ever read."""
 
     backend_name = "bwrap-overlay"
-    required_tools = ("sh", "prlimit", "bwrap", "unshare", "mount")
+    required_tools = ("sh", "bwrap", "unshare", "mount")
 
     def _prepare(self, staging: Path, spec: SandboxSpec, hidden: Sequence[HiddenTarget]) -> Prepared:
         for name in ("upper", "work", "merged"):
             (staging / name).mkdir(mode=0o700)
         (staging / "lower").symlink_to(spec.workspace, target_is_directory=True)
-        wrapper = [
-            self._tool("unshare"),
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "--",
-            self._tool("sh"),
-            "-c",
-            _MOUNT_OVERLAY,
-            str(staging),
-            self._tool("mount"),
-        ]
         upper, workspace = staging / "upper", spec.workspace
         return Prepared(
-            workspace_source=staging / "merged", wrapper=wrapper, collect=lambda: read_upper(upper, workspace)
+            workspace_source=staging / "merged",
+            collect=lambda: read_upper(upper, workspace),
+            wrapper=(self._tool("unshare"), "--user", "--map-root-user", "--mount", "--"),
+            setup=_MOUNT_OVERLAY,
+            setup_args=(str(staging), self._tool("mount")),
         )

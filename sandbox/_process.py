@@ -98,9 +98,12 @@ async def run_contained(
     pass_fds: Sequence[int],
     control: RunControl,
     kill_rest: Callable[[], None],
+    admit: Callable[[int], None],
 ) -> ProcessOutcome:
     """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
 
+    The launcher waits at its gate (one line on stdin) until `admit(pid)` has confined it (cgroup,
+    rlimits); if `admit` fails, the gate is never opened and the launcher exits without running anything.
     Killing the tree is SIGKILL to the outer process (the pid namespace dies with it) plus `kill_rest`
     (the run's cgroup), wired into `control` before anything is awaited so that no kill is lost.
     """
@@ -108,7 +111,7 @@ async def run_contained(
     try:
         process = await anyio.open_process(
             list(argv),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
@@ -123,6 +126,7 @@ async def run_contained(
         kill_rest()
 
     control.attach(kill_tree)
+    await _open_gate(process, admit)
     stdout = _Capture(limit=max_output_bytes)
     stderr = _Capture(limit=max_output_bytes)
     timed_out = False
@@ -166,6 +170,25 @@ async def run_contained(
         killed=control.killed,
         duration_s=duration_s,
     )
+
+
+async def _open_gate(process: anyio.abc.Process, admit: Callable[[int], None]) -> None:
+    """Confine the waiting launcher, then let it go on. A launcher that died already is left to the caller,
+    whose status check reports why (its stderr)."""
+    assert process.stdin is not None
+    try:
+        admit(process.pid)
+    except ProcessLookupError:
+        pass  # it is gone: nothing of it can run unconfined
+    except OSError as error:
+        kill_process(process)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_REAP_TIMEOUT_S):
+            await process.wait()
+            await process.aclose()
+        raise SandboxSetupFailed("could not confine the sandbox launcher", detail=str(error)) from error
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        await process.stdin.send(b"go\n")
+    await process.stdin.aclose()
 
 
 async def _drain(stream: anyio.abc.ByteReceiveStream, capture: _Capture) -> None:

@@ -13,9 +13,11 @@ import anyio.abc
 import pytest
 
 from sandbox import ProxyNetwork, ResourceLimits
-from sandbox._bwrap_backend import BwrapBackend
+from sandbox._bwrap_backend import LAUNCH_GATE, BwrapBackend
 from sandbox._limits import pids_cgroup_parent
+from sandbox._process import RunControl, run_contained
 from sandbox._staged import StagedDirRun
+from sandbox.exceptions import SandboxSetupFailed
 
 from ._support import make_spec, sh
 
@@ -179,3 +181,48 @@ async def test_exit_codes_are_the_commands_own(overlay: BwrapBackend, ws: Path) 
         assert staged.result.exit_code == 128 + 9
     async with await overlay.run(make_spec(ws, ["no-such-command-anywhere"])) as staged:
         assert staged.result.exit_code not in (0, None)
+
+
+async def test_every_rlimit_binds_the_command_soft_and_hard(backend: BwrapBackend, ws: Path) -> None:
+    limits = ResourceLimits(cpu_seconds=7, memory_bytes=900 * 1024**2, max_file_bytes=3 * 1024**2, max_open_files=77)
+    async with await backend.run(sh(ws, "cat /proc/self/limits", limits=limits)) as staged:
+        rows = {line[:26].strip(): line[26:].split()[:2] for line in staged.result.stdout.splitlines()[1:]}
+    assert rows["Max cpu time"] == ["7", "7"]
+    assert rows["Max address space"] == [str(900 * 1024**2)] * 2
+    assert rows["Max file size"] == [str(3 * 1024**2)] * 2
+    assert rows["Max open files"] == ["77", "77"]
+
+
+async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_confined(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    seen: list[int] = []
+
+    def refuse(pid: int) -> None:
+        seen.append(pid)
+        time.sleep(0.3)  # long enough for an ungated launcher to write the marker
+        raise PermissionError(1, "Operation not permitted")
+
+    argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}echo ran > "$0"', str(marker)]
+    with pytest.raises(SandboxSetupFailed, match="could not confine"):
+        await run_contained(
+            argv,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout_s=5,
+            max_output_bytes=1000,
+            pass_fds=[],
+            control=RunControl(),
+            kill_rest=lambda: None,
+            admit=refuse,
+        )
+    assert len(seen) == 1 and not marker.exists()
+    outcome = await run_contained(
+        argv,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout_s=5,
+        max_output_bytes=1000,
+        pass_fds=[],
+        control=RunControl(),
+        kill_rest=lambda: None,
+        admit=seen.append,
+    )
+    assert outcome.returncode == 0 and marker.read_text() == "ran\n", "once admitted, it goes on"
