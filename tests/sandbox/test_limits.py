@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -15,7 +16,7 @@ import pytest
 from sandbox import ProxyNetwork, ResourceLimits
 from sandbox._bwrap_backend import LAUNCH_GATE, BwrapBackend
 from sandbox._limits import pids_cgroup_parent
-from sandbox._process import RunControl, run_contained
+from sandbox._process import ProcessOutcome, RunControl, run_contained
 from sandbox._staged import StagedDirRun
 from sandbox.exceptions import SandboxSetupFailed
 
@@ -203,8 +204,9 @@ async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_c
         raise PermissionError(1, "Operation not permitted")
 
     argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}echo ran > "$0"', str(marker)]
-    with pytest.raises(SandboxSetupFailed, match="could not confine"):
-        await run_contained(
+
+    async def launch(admit: Callable[[int], None]) -> ProcessOutcome:
+        return await run_contained(
             argv,
             env={"PATH": "/usr/bin:/bin"},
             timeout_s=5,
@@ -212,17 +214,11 @@ async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_c
             pass_fds=[],
             control=RunControl(),
             kill_rest=lambda: None,
-            admit=refuse,
+            admit=admit,
         )
+
+    with pytest.raises(SandboxSetupFailed, match="could not confine"):
+        await launch(refuse)
     assert len(seen) == 1 and not marker.exists()
-    outcome = await run_contained(
-        argv,
-        env={"PATH": "/usr/bin:/bin"},
-        timeout_s=5,
-        max_output_bytes=1000,
-        pass_fds=[],
-        control=RunControl(),
-        kill_rest=lambda: None,
-        admit=seen.append,
-    )
+    outcome = await launch(seen.append)
     assert outcome.returncode == 0 and marker.read_text() == "ran\n", "once admitted, it goes on"
