@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+import anyio.to_thread
 from pydantic import ValidationError
 
 from shared_protocol import AuditEvent, Impact
@@ -126,6 +129,9 @@ class AuditStore:
         self.body_id = body_id
         fd = os.open(anchor_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._anchor_fd = fd
+        # flock orders appends between processes; this orders them between this process's threads (retention
+        # runs in a worker thread), so that the anchor is always written in commit order.
+        self._thread_lock = threading.Lock()
 
     def close(self) -> None:
         os.close(self._anchor_fd)
@@ -145,11 +151,12 @@ class AuditStore:
 
     @contextmanager
     def _appending(self) -> Generator[None]:
-        fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
+        with self._thread_lock:
+            fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
 
     def append(self, draft: EventDraft, *, also: Callable[[sqlite3.Connection], None] | None = None) -> AuditEvent:
         """Commit one event (and `also`, in the same transaction), then anchor the new head.
@@ -328,3 +335,27 @@ class AuditStore:
                 deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through_seq,)).rowcount
             self._write_anchor(event.seq, event.mac)
         return int(deleted)
+
+
+async def keep_retention(
+    store: AuditStore,
+    *,
+    retention_days: int,
+    stop: anyio.Event,
+    interval_s: float = 86_400.0,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_error: Callable[[Exception], object] | None = None,
+) -> None:
+    """Prune past the retention at start and then every `interval_s` until `stop`; for a serving body's lifespan.
+
+    Each prune that deletes anything leaves its checkpoint event; one with nothing to delete writes nothing.
+    A failure goes to `on_error` and the loop carries on: retention must not take the body down.
+    """
+    while not stop.is_set():
+        try:
+            await anyio.to_thread.run_sync(lambda: store.prune(retention_days=retention_days, now=now()))
+        except (OSError, sqlite3.Error) as exc:
+            if on_error is not None:
+                on_error(exc)
+        with anyio.move_on_after(interval_s):
+            await stop.wait()

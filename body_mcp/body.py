@@ -23,7 +23,7 @@ from shared_protocol.config import SwarmConfig
 from shared_protocol.decisions import classify
 
 from ._db import StateDB
-from .audit import AuditStore, EventDraft, new_action_id, redact_arguments
+from .audit import AuditStore, EventDraft, keep_retention, new_action_id, redact_arguments
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
@@ -198,13 +198,22 @@ class Body:
             )
 
     async def background(self) -> None:
-        """What a serving body runs besides answering calls: the brain link and hourly snapshots."""
+        """What a serving body runs besides answering calls: the brain link, hourly snapshots, audit retention."""
         stop = anyio.Event()
         interval = self.settings.config.snapshots.interval_s
         try:
             async with anyio.create_task_group() as tg:
                 if self.link is not None:
                     tg.start_soon(self.link.run)
+                tg.start_soon(
+                    partial(
+                        keep_retention,
+                        self.audit,
+                        retention_days=self.settings.config.audit.retention_days,
+                        stop=stop,
+                        on_error=lambda exc: logger.warning("audit retention failed: %s", exc),
+                    )
+                )
                 if interval > 0:
                     tg.start_soon(
                         partial(

@@ -6,13 +6,15 @@ import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 
 from body_mcp import Body
-from body_mcp.audit import canonical_json, with_mac
+from body_mcp.audit import canonical_json, keep_retention, with_mac
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -152,6 +154,34 @@ async def test_retention_prunes_only_through_a_checkpoint_that_keeps_the_chain_v
     assert body.audit.verify().ok
     with sqlite3.connect(body.paths.db) as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute("DELETE FROM audit_events")
+
+
+async def test_a_serving_body_prunes_at_start_and_then_every_interval_while_calls_go_on(
+    client: Client, body: Body
+) -> None:
+    await _fill(client, 5)
+    clock = [datetime.now(UTC) + timedelta(days=91)]
+    stop = anyio.Event()
+
+    def checkpoints() -> list[int]:
+        return [int(e.detail["through_seq"]) for e in body.audit.tail(100) if e.kind == "checkpoint"]
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(
+            partial(keep_retention, body.audit, retention_days=90, stop=stop, interval_s=0.2, now=lambda: clock[0])
+        )
+        with anyio.fail_after(5):
+            while not checkpoints():
+                await anyio.sleep(0.01)
+        assert checkpoints() == [4]
+        await _fill(client, 3)  # calls go on beside the loop, from the event loop's thread
+        clock[0] += timedelta(days=1)
+        with anyio.fail_after(5):
+            while len(checkpoints()) < 2:
+                await anyio.sleep(0.01)
+        stop.set()
+    report = body.audit.verify()
+    assert report.ok and report.anchor == "match", report
 
 
 async def test_prune_then_deleting_the_first_remaining_event_is_detected(client: Client, body: Body) -> None:
