@@ -126,13 +126,14 @@ async def run_contained(
         kill_rest()
 
     control.attach(kill_tree)
-    await _open_gate(process, admit)
     stdout = _Capture(limit=max_output_bytes)
     stderr = _Capture(limit=max_output_bytes)
     timed_out = False
     finished = False
     duration_s = 0.0
     try:
+        # Inside the try: a cancellation or an error from here on kills and reaps the tree, gate open or not.
+        await _open_gate(process, admit)
         async with anyio.create_task_group() as group:
             assert process.stdout is not None and process.stderr is not None
             group.start_soon(_drain, process.stdout, stdout)
@@ -181,14 +182,11 @@ async def _open_gate(process: anyio.abc.Process, admit: Callable[[int], None]) -
     except ProcessLookupError:
         pass  # it is gone: nothing of it can run unconfined
     except OSError as error:
-        kill_process(process)
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_REAP_TIMEOUT_S):
-            await process.wait()
-            await process.aclose()
+        # The caller's `finally` kills and reaps it: the gate was never opened, so nothing ran.
         raise SandboxSetupFailed("could not confine the sandbox launcher", detail=str(error)) from error
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         await process.stdin.send(b"go\n")
-    await process.stdin.aclose()
+        await process.stdin.aclose()
 
 
 async def _drain(stream: anyio.abc.ByteReceiveStream, capture: _Capture) -> None:

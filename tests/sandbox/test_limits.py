@@ -194,6 +194,20 @@ async def test_every_rlimit_binds_the_command_soft_and_hard(backend: BwrapBacken
     assert rows["Max open files"] == ["77", "77"]
 
 
+async def launch(argv: list[str], admit: Callable[[int], None]) -> ProcessOutcome:
+    """A gated launcher run directly (no sandbox around it)."""
+    return await run_contained(
+        argv,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout_s=30,
+        max_output_bytes=1000,
+        pass_fds=[],
+        control=RunControl(),
+        kill_rest=lambda: None,
+        admit=admit,
+    )
+
+
 async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_confined(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     seen: list[int] = []
@@ -205,20 +219,21 @@ async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_c
 
     argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}echo ran > "$0"', str(marker)]
 
-    async def launch(admit: Callable[[int], None]) -> ProcessOutcome:
-        return await run_contained(
-            argv,
-            env={"PATH": "/usr/bin:/bin"},
-            timeout_s=5,
-            max_output_bytes=1000,
-            pass_fds=[],
-            control=RunControl(),
-            kill_rest=lambda: None,
-            admit=admit,
-        )
-
     with pytest.raises(SandboxSetupFailed, match="could not confine"):
-        await launch(refuse)
+        await launch(argv, refuse)
     assert len(seen) == 1 and not marker.exists()
-    outcome = await launch(seen.append)
+    outcome = await launch(argv, seen.append)
     assert outcome.returncode == 0 and marker.read_text() == "ran\n", "once admitted, it goes on"
+
+
+async def test_a_run_cancelled_while_its_launcher_is_confined_is_killed(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+
+    def slow_admit(pid: int) -> None:
+        time.sleep(0.3)  # the caller's deadline passes meanwhile
+
+    argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}sleep 0.5; echo ran > "$0"', str(marker)]
+    with anyio.move_on_after(0.1):
+        await launch(argv, slow_admit)
+    await anyio.sleep(1.0)
+    assert not marker.exists(), "the cancelled run's launcher went on unsupervised"
