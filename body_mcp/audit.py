@@ -305,14 +305,25 @@ class AuditStore:
             ok=False, events=count, first_bad_seq=min(seq, last) or None, problem=problem, anchor="mismatch"
         )
 
-    def prune(self, *, retention_days: int, now: datetime | None = None, agent: str = "swarm") -> int:
-        """Delete events older than the retention through a checkpoint that keeps the chain verifiable."""
+    def prune(
+        self,
+        *,
+        retention_days: int,
+        now: datetime | None = None,
+        agent: str = "swarm",
+        through_at_most: int | None = None,
+    ) -> int:
+        """Delete events older than the retention through a checkpoint that keeps the chain verifiable.
+
+        `through_at_most`: never past this seq (a linked body keeps what its brain has not acknowledged yet).
+        """
         cutoff = ((now or datetime.now(UTC)) - timedelta(days=retention_days)).isoformat(timespec="microseconds")
+        limit = through_at_most if through_at_most is not None else -1
         with self._db.read() as conn:
             row = conn.execute(
                 "SELECT seq, mac FROM audit_events WHERE ts < ? AND seq < (SELECT MAX(seq) FROM audit_events) "
-                "ORDER BY seq DESC LIMIT 1",
-                (cutoff,),
+                "AND (? < 0 OR seq <= ?) ORDER BY seq DESC LIMIT 1",
+                (cutoff, limit, limit),
             ).fetchone()
         if row is None:
             return 0
@@ -344,17 +355,23 @@ async def keep_retention(
     stop: anyio.Event,
     interval_s: float = 86_400.0,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    through_at_most: Callable[[], int | None] = lambda: None,
     on_error: Callable[[Exception], object] | None = None,
 ) -> None:
     """Prune past the retention at start and then every `interval_s` until `stop`; for a serving body's lifespan.
 
     Each prune that deletes anything leaves its checkpoint event; one with nothing to delete writes nothing.
-    A failure goes to `on_error` and the loop carries on: retention must not take the body down.
+    `through_at_most` is asked each time (a linked body: what its brain holds). A failure goes to `on_error`
+    and the loop carries on: retention must not take the body down.
     """
+
+    def prune() -> None:
+        store.prune(retention_days=retention_days, now=now(), through_at_most=through_at_most())
+
     while not stop.is_set():
         try:
-            await anyio.to_thread.run_sync(lambda: store.prune(retention_days=retention_days, now=now()))
-        except (OSError, sqlite3.Error) as exc:
+            await anyio.to_thread.run_sync(prune)
+        except Exception as exc:  # noqa: BLE001 - handed to on_error (logged): the body keeps serving
             if on_error is not None:
                 on_error(exc)
         with anyio.move_on_after(interval_s):

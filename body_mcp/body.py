@@ -211,6 +211,8 @@ class Body:
                         self.audit,
                         retention_days=self.settings.config.audit.retention_days,
                         stop=stop,
+                        # Linked: never prune what the brain has not acknowledged (its copy must stay whole).
+                        through_at_most=self.link.shipped_through if self.link is not None else lambda: None,
                         on_error=lambda exc: logger.warning("audit retention failed: %s", exc),
                     )
                 )

@@ -139,6 +139,10 @@ class BrainLink:
                 await self.new_events.wait()
             self.new_events = anyio.Event()
 
+    def shipped_through(self) -> int:
+        """The highest seq of this body's audit chain the brain has acknowledged."""
+        return self._shipped_through()
+
     def _shipped_through(self) -> int:
         with self._db.read() as conn:
             return int(conn.execute("SELECT shipped_through FROM brain_outbox WHERE id = 1").fetchone()[0])

@@ -113,7 +113,7 @@ class MemoryStateEngine:
         plan = link_batch(head, stored, events)
         for event in plan.new:
             chain[event.seq] = event
-        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem, stored=len(plan.new))
+        return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         chain = self._audit.get(body_id, {})

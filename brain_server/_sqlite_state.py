@@ -254,7 +254,7 @@ class SqliteStateEngine:
                         for e in plan.new
                     ],
                 )
-        return AuditAppend(stored_through=head + len(plan.new), problem=plan.problem, stored=len(plan.new))
+        return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         rows = await self._rows(

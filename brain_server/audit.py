@@ -2,7 +2,9 @@
 
 The brain has no body's HMAC key, so it cannot recompute a `mac`; it checks linkage:
 each new event's seq is the next one, and its `prev_mac` is the stored `mac` of the event
-before it (seq 1 links to a genesis only the body can compute, so it is taken as it is).
+before it. The first event the brain holds for a body links to something only the body can
+check (seq 1 to its genesis; a later seq, when the body pruned its older events before it was
+ever linked, to a checkpoint), so it is taken as it is.
 A resent event that is already stored is accepted if its `mac` is the stored one, and
 stores nothing. At the first event that does not link, the batch stops: the events before
 it are stored, none after it.
@@ -33,6 +35,10 @@ class LinkPlan:
     new: list[AuditEvent] = field(default_factory=list[AuditEvent])
     problem: ChainProblem | None = None
 
+    def through(self, head_seq: int) -> int:
+        """The body's head once `new` is stored on a chain whose head was `head_seq`."""
+        return self.new[-1].seq if self.new else head_seq
+
 
 @dataclass(kw_only=True, frozen=True)
 class AuditAppend:
@@ -60,6 +66,8 @@ def link_batch(head_seq: int, stored_macs: Mapping[int, str], events: Sequence[A
     new: list[AuditEvent] = []
     accepted: dict[int, str] = {}
     next_seq = head_seq + 1
+    if head_seq == 0 and events:
+        next_seq = events[0].seq  # an empty chain starts where the body's log starts
     prev_mac = stored_macs.get(head_seq)
     for event in events:
         if event.seq < next_seq:
@@ -69,7 +77,7 @@ def link_batch(head_seq: int, stored_macs: Mapping[int, str], events: Sequence[A
             continue
         if event.seq > next_seq:
             return LinkPlan(new=new, problem=ChainProblem(kind="gap", seq=event.seq, expected_seq=next_seq))
-        if event.seq > 1 and event.prev_mac != prev_mac:
+        if (head_seq > 0 or new) and event.prev_mac != prev_mac:
             return LinkPlan(new=new, problem=ChainProblem(kind="mismatch", seq=event.seq, expected_seq=next_seq))
         new.append(event)
         accepted[event.seq] = event.mac

@@ -156,7 +156,7 @@ class AuditConfig(ProtocolModel):
     durability: Literal["power_loss", "crash"] = Field(
         default="power_loss", description="power_loss: synchronous=FULL and fsync'd anchor; crash: NORMAL."
     )
-    retention_days: int = Field(default=90, ge=1)
+    retention_days: int = Field(default=90, ge=1, le=36_500, description="Days of audit events a body keeps.")
 
 
 class SwarmConfig(ProtocolModel):

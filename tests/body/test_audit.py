@@ -15,6 +15,7 @@ from mcp import Client
 
 from body_mcp import Body
 from body_mcp.audit import canonical_json, keep_retention, with_mac
+from shared_protocol.config import parse_config
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -240,3 +241,36 @@ def test_the_stored_body_is_the_canonical_json_of_the_signed_payload_plus_its_ma
     }
     signed = canonical_json(payload)
     assert with_mac(signed, "f" * 64) == canonical_json({**payload, "mac": "f" * 64})
+
+
+async def test_retention_never_prunes_past_what_the_brain_acknowledged(client: Client, body: Body) -> None:
+    await _fill(client, 5)
+    future = datetime.now(UTC) + timedelta(days=91)
+    assert body.audit.prune(retention_days=90, now=future, through_at_most=2) == 2
+    assert body.audit.tail(100)[0].seq == 3 and body.audit.verify().ok
+    assert body.audit.prune(retention_days=90, now=future, through_at_most=2) == 0
+
+
+async def test_a_failing_prune_is_reported_and_the_loop_goes_on(body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    errors: list[Exception] = []
+
+    def flaky(**kwargs: object) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OverflowError("date value out of range")  # the fault injected
+        return 0
+
+    monkeypatch.setattr(body.audit, "prune", flaky)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(
+            partial(keep_retention, body.audit, retention_days=90, stop=stop, interval_s=0.05, on_error=errors.append)
+        )
+        with anyio.fail_after(5):
+            while len(calls) < 2:
+                await anyio.sleep(0.01)
+        stop.set()
+    assert [type(e) for e in errors] == [OverflowError]
+    with pytest.raises(ValueError, match="retention_days"):
+        parse_config({"audit": {"retention_days": 10**6}})

@@ -256,3 +256,38 @@ async def test_swarm_undo_of_a_decision_reverses_its_files_and_its_task_updates(
             lambda: swarm("undo", decision, "--workspace", workspace, "--brain", url)
         )
         assert no_token.returncode == 1 and "token" in no_token.stderr.lower()
+
+
+async def test_a_body_that_pruned_its_log_before_it_was_linked_ships_what_it_kept(tmp_path: Path, home: Path) -> None:
+    from datetime import timedelta
+
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    standalone = Body(BodySettings(workspace=ws.resolve(), home=home, config=parse_config({})))
+    try:
+        for n in range(4):
+            assert await write(standalone, f"f{n}.txt") == (False, None)
+        assert standalone.audit.prune(retention_days=90, now=datetime.now(UTC) + timedelta(days=91)) == 3
+        kept = [e.seq for e in standalone.audit.tail(100)]
+    finally:
+        standalone.close()
+    assert kept == [4, 5]
+    settings = BodySettings(
+        workspace=ws.resolve(), home=home, config=parse_config({}), brain_url=url, brain_token=tokens["body"]
+    )
+    linked = Body(settings)
+    try:
+        assert linked.link is not None
+        async with brain_on(port, db):
+            assert await linked.link.ship_pending() == 5
+            assert linked.link.shipped_through() == 5
+        state = await SqliteStateEngine.open(db)
+        try:
+            assert [e.seq for e in await state.audit_events(linked.audit.body_id)] == [4, 5]
+        finally:
+            await state.close()
+    finally:
+        linked.close()

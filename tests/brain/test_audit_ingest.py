@@ -37,9 +37,17 @@ async def test_a_gap_is_refused_with_the_seq_to_resend_from(api: BrainClient, br
     data = refused(await api.post("/v1/audit", batch("body-a", events[3:]), as_="body"), 409, "chain_gap")
     assert (data["expected_seq"], data["stored_through"]) == (3, 2)
     assert await stored_seqs(brain, "body-a") == [1, 2]
-    other = audit_chain("body-b", 2)[1:]
-    first = refused(await api.post("/v1/audit", batch("body-b", other), as_="body"), 409, "chain_gap")
-    assert first["expected_seq"] == 1
+
+
+async def test_a_body_whose_older_events_were_pruned_before_it_was_linked_ships_from_its_first(
+    api: BrainClient, brain: Brain
+) -> None:
+    kept = audit_chain("body-b", 5)[2:]  # seqs 1-2 pruned on the body before it ever shipped
+    assert ok(await api.post("/v1/audit", batch("body-b", kept[:2]), as_="body")) == {"stored_through": 4}
+    assert ok(await api.post("/v1/audit", batch("body-b", kept), as_="body")) == {"stored_through": 5}
+    assert await stored_seqs(brain, "body-b") == [3, 4, 5]
+    forged = audit_event("body-b", 6, prev_mac="0" * 64)
+    refused(await api.post("/v1/audit", batch("body-b", [forged]), as_="body"), 409, "chain_mismatch")
 
 
 async def test_a_gap_inside_a_batch_keeps_the_events_before_it_and_none_after(api: BrainClient, brain: Brain) -> None:
