@@ -53,8 +53,11 @@ async def _perform(brain: Brain, token: AnswerToken, verb: LinkVerb, reason: str
     return f"Decision {decision.id} is now {decision.state}."
 
 
-async def _refuse(refusals: RefusalLog, brain: Brain, reason: str, *, channel: str, target: str | None = None) -> None:
-    await refusals.record(LogEntry(at=brain.now(), action="answer_refused", by=channel, reason=reason, target=target))
+async def _refuse(
+    refusals: RefusalLog, brain: Brain, reason: str, *, channel: str, target: str | None = None, proven: bool
+) -> None:
+    entry = LogEntry(at=brain.now(), action="answer_refused", by=channel, reason=reason, target=target)
+    await refusals.record(entry, proven=proven)
 
 
 def _xml(text: str, status: int = 200) -> Response:
@@ -69,7 +72,7 @@ async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) ->
     try:
         raw = (await read_body(request)).decode("utf-8", errors="replace")
     except BodyTooLarge as exc:
-        await _refuse(refusals, brain, str(exc), channel="twilio")
+        await _refuse(refusals, brain, str(exc), channel="twilio", proven=False)
         return _xml("This request is too large.", 413)
     form = parse_qsl(raw, keep_blank_values=True)
     params: dict[str, list[str]] = {}
@@ -78,12 +81,12 @@ async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) ->
     url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     signature = request.headers.get("x-twilio-signature", "")
     if not verify_twilio_signature(auth_token.reveal(), url, params, signature):
-        await _refuse(refusals, brain, "invalid X-Twilio-Signature", channel="twilio")
+        await _refuse(refusals, brain, "invalid X-Twilio-Signature", channel="twilio", proven=False)
         return _xml("This request could not be verified.", 403)
     token_hash = hash_answer_token(request.query_params.get("t", ""))
     token = await brain.state.answer_token(token_hash)
     if token is None or token.verb != "gather":
-        await _refuse(refusals, brain, "unknown gather token", channel="twilio")
+        await _refuse(refusals, brain, "unknown gather token", channel="twilio", proven=True)  # Twilio-signed
         return _xml("This call cannot answer anything.")
     escalation = await brain.state.escalation(token.subject_id)
     digits = (params.get("Digits") or [""])[0]
@@ -95,7 +98,14 @@ async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) ->
         return _xml("That key is not an answer. Nothing was recorded; answer on Discord or wait for the next call.")
     used = await brain.state.use_answer_token(token_hash, brain.now())
     if used is None:
-        await _refuse(refusals, brain, "gather token already used or expired", channel="call", target=token.subject_id)
+        await _refuse(
+            refusals,
+            brain,
+            "gather token already used or expired",
+            channel="call",
+            target=token.subject_id,
+            proven=True,
+        )
         return _xml("This call's answer was already recorded, or the decision's deadline has passed.")
     try:
         said = await _perform(brain, used, verb, f"pressed {digits} on a call")
@@ -119,11 +129,16 @@ async def answer_link(brain: Brain, request: Request, refusals: RefusalLog) -> R
     token = await brain.state.answer_token(token_hash)
     now = brain.now()
     if token is None or token.verb == "gather":
-        await _refuse(refusals, brain, "unknown answer link", channel="link")
+        await _refuse(refusals, brain, "unknown answer link", channel="link", proven=False)
         return _page("Unknown link", "<p>This link does not answer anything.</p>", 404)
     if token.used_at is not None or token.expires_at <= now:
         await _refuse(
-            refusals, brain, "answer link already used or expired", channel=token.channel, target=token.subject_id
+            refusals,
+            brain,
+            "answer link already used or expired",
+            channel=token.channel,
+            target=token.subject_id,
+            proven=True,  # only the holder of a real token gets here
         )
         return _page("Link used or expired", "<p>This link was already used, or its deadline has passed.</p>", 410)
     verb: LinkVerb = token.verb  # type: ignore[assignment]  # gather was handled above

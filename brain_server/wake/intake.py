@@ -1,8 +1,10 @@
 """What the unauthenticated endpoints (Discord interactions, Twilio gather, answer links) share.
 
 Anyone on the internet can reach them, so nobody may make them read an unbounded body or fill
-the brain's append-only log: bodies are capped, and refusals are written to the log at a bounded
-rate (the rest go to the process log, and the next line written says how many were left out).
+the brain's append-only log: bodies are capped, and refusals of requests nobody vouches for are
+written to the log at a bounded rate (the rest go to the process log, and the next line written
+says how many were left out). A refusal of a request that carries proof (Discord's signature,
+Twilio's, a real answer token) is always written: junk traffic cannot hide it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 class RefusalLog:
-    """Writes refusals to the brain's log, at most `per_minute` a minute; the rest only to the process log."""
+    """Writes refusals to the brain's log: unproven ones at most `per_minute` a minute (the rest only to the
+    process log), proven ones always."""
 
     def __init__(self, state: StateEngine, now: Callable[[], datetime], *, per_minute: int = 20) -> None:
         self._state = state
@@ -52,8 +55,12 @@ class RefusalLog:
         self._written = 0
         self._left_out = 0
 
-    async def record(self, entry: LogEntry) -> None:
+    async def record(self, entry: LogEntry, *, proven: bool = False) -> None:
+        """`proven`: the request carried proof of its sender, so only that sender can make more of these."""
         logger.warning("%s (%s): %s", entry.action, entry.by, entry.reason)
+        if proven:
+            await self._state.append_log(entry)
+            return
         now = self._now()
         if self._window_start is None or now - self._window_start >= timedelta(minutes=1):
             self._window_start, self._written = now, 0

@@ -94,10 +94,12 @@ def signature_valid(key: Ed25519PublicKey, signature_hex: str, timestamp: str, b
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str, detail: dict[str, Any] | None = None) -> None:
+    def __init__(self, reason: str, detail: dict[str, Any] | None = None, *, signed: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail or {}
+        self.signed = signed
+        """Whether Discord's signature was valid (a signed refusal is always logged; see `RefusalLog`)."""
 
 
 def _message(content: str, *, ephemeral: bool = False, kind: int = CHANNEL_MESSAGE) -> dict[str, Any]:
@@ -132,7 +134,7 @@ class DiscordInteractions:
         try:
             body = await read_body(request)
         except BodyTooLarge as exc:
-            await self._log_refusal(_Refused(str(exc)))
+            await self._log_refusal(_Refused(str(exc), signed=False))
             return JSONResponse({"code": "invalid_request", "message": str(exc)}, status_code=413)
         try:
             payload = self._verified(access, request, body)
@@ -147,7 +149,7 @@ class DiscordInteractions:
         signature = request.headers.get("x-signature-ed25519", "")
         timestamp = request.headers.get("x-signature-timestamp", "")
         if not signature_valid(access.public_key, signature, timestamp, body):
-            raise _Refused("invalid request signature")
+            raise _Refused("invalid request signature", signed=False)
         try:
             sent = int(timestamp)  # Discord sends whole seconds; "nan" or "1e99" are not timestamps
         except ValueError:
@@ -302,5 +304,6 @@ class DiscordInteractions:
                 by="discord",
                 reason=refused.reason,
                 detail=refused.detail,
-            )
+            ),
+            proven=refused.signed,
         )

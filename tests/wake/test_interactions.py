@@ -287,6 +287,9 @@ async def test_a_flood_of_forged_requests_fills_the_log_only_at_a_bounded_rate(
         assert (await discord.send(discord.command("kill-autonomous", CAPTAIN), key=forger)).status_code == 401
     assert refusals(tmp_path / "brain.db") == ["invalid request signature"] * 20
     assert not await kill_engaged(live)
+    # The flood cannot hide a refusal of a genuine, Discord-signed request.
+    assert "may not" in ok(await discord.send(discord.command("resume", USER)))["data"]["content"]
+    assert refusals(tmp_path / "brain.db")[-1] == "/resume needs a captain"
 
 
 async def test_refusals_past_the_rate_are_counted_in_the_next_line_written() -> None:
