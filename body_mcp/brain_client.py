@@ -116,11 +116,10 @@ class BrainClient:
     async def outcome(self, task_id: str, request: OutcomeRequest) -> Task:
         return await self._call("POST", f"/v1/tasks/{task_id}/outcome", Task, request)
 
-    async def undo(self, target_id: str, reason: str, *, force: bool = False) -> ReversalResult:
+    async def undo(self, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False) -> ReversalResult:
         """Reverse the brain updates of an action or a decision (`nothing_to_reverse` 404 when it has none)."""
-        return await self._call(
-            "POST", f"/v1/undo/{target_id}", ReversalResult, UndoRequest(reason=reason, force=force)
-        )
+        request = UndoRequest(reason=reason, force=force, dry_run=dry_run)
+        return await self._call("POST", f"/v1/undo/{target_id}", ReversalResult, request)
 
     async def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]:
         """Server-sent events as (event, data); a keepalive comment yields ("keepalive", "")."""

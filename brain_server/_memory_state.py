@@ -248,7 +248,13 @@ class MemoryStateEngine:
         return [c for c in self._compensations if target_id in (c.action_id, c.decision_id)]
 
     async def reverse(
-        self, target_id: str, *, force: bool, at: datetime, log: Callable[[Compensation], LogEntry]
+        self,
+        target_id: str,
+        *,
+        force: bool,
+        at: datetime,
+        log: Callable[[Compensation], LogEntry],
+        dry_run: bool = False,
     ) -> Reversal:
         pending = [
             c
@@ -259,6 +265,8 @@ class MemoryStateEngine:
         conflicts = conflicts_of(pending, current)
         if conflicts and not force:
             return Reversal(reversed=[], conflicts=conflicts)
+        if dry_run:
+            return Reversal(reversed=pending, conflicts=conflicts)
         entries = [log(record) for record in pending]  # before any change: a failing one leaves all as it was
         done: list[Compensation] = []
         for record, entry in zip(pending, entries, strict=True):

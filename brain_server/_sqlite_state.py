@@ -464,7 +464,13 @@ class SqliteStateEngine:
         return [self._compensation(row) for row in rows]
 
     async def reverse(
-        self, target_id: str, *, force: bool, at: datetime, log: Callable[[Compensation], LogEntry]
+        self,
+        target_id: str,
+        *,
+        force: bool,
+        at: datetime,
+        log: Callable[[Compensation], LogEntry],
+        dry_run: bool = False,
     ) -> Reversal:
         async with self._write() as conn:
             pending = [
@@ -482,6 +488,8 @@ class SqliteStateEngine:
             conflicts = conflicts_of(pending, current)
             if conflicts and not force:
                 return Reversal(reversed=[], conflicts=conflicts)
+            if dry_run:
+                return Reversal(reversed=pending, conflicts=conflicts)
             reversed_: list[Compensation] = []
             for record in pending:
                 entry = log(record)

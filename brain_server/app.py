@@ -141,7 +141,8 @@ class _Api:
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)
         target_id = request.path_params["target_id"]
-        return json_response(await self.brain.reverse(who, target_id, payload.reason, force=payload.force))
+        result = await self.brain.reverse(who, target_id, payload.reason, force=payload.force, dry_run=payload.dry_run)
+        return json_response(result)
 
 
 def _wake_routes(brain: Brain) -> list[Route]:

@@ -459,7 +459,9 @@ class Brain:
 
     # -- reversal --------------------------------------------------------------------------
 
-    async def reverse(self, by: Principal, target_id: str, reason: str, *, force: bool = False) -> ReversalResult:
+    async def reverse(
+        self, by: Principal, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False
+    ) -> ReversalResult:
         """Undo the brain updates of a body action or a whole decision, from their compensating records.
 
         All or nothing: a task changed since (requeued, claimed again, finished by someone else) is a conflict, and
@@ -479,7 +481,7 @@ class Brain:
             }
             return by.entry("reverse", at=now, reason=reason, target=record.target, detail=detail)
 
-        reversal = await self.state.reverse(target_id, force=force, at=now, log=log)
+        reversal = await self.state.reverse(target_id, force=force, at=now, log=log, dry_run=dry_run)
         if reversal.conflicts and not force:
             raise ReverseConflict(
                 f"nothing reversed for '{target_id}': " + "; ".join(reversal.conflicts) + ". Undo with force to "
@@ -495,6 +497,7 @@ class Brain:
             target_id=target_id,
             reversed=[ReversedUpdate(kind=r.kind, task_id=r.target, action_id=r.action_id) for r in reversal.reversed],
             conflicts=reversal.conflicts,
+            dry_run=dry_run,
         )
 
     # -- the daemon loop -------------------------------------------------------------------

@@ -348,12 +348,19 @@ class StateEngine(Protocol):
         ...
 
     async def reverse(
-        self, target_id: str, *, force: bool, at: datetime, log: Callable[[Compensation], LogEntry]
+        self,
+        target_id: str,
+        *,
+        force: bool,
+        at: datetime,
+        log: Callable[[Compensation], LogEntry],
+        dry_run: bool = False,
     ) -> Reversal:
         """Put back the task rows of `target_id`'s unreversed records, newest first, in one transaction.
 
         A task whose row differs from what the record left is a conflict: without `force` nothing changes.
         Each reversed record is marked (at `at`, by its log entry's `by`) and gets its own log line.
+        `dry_run`: change nothing, and return the records that would be reversed (unmarked).
         """
         ...
 

@@ -327,6 +327,9 @@ class UndoRequest(ProtocolModel):
 
     reason: NonEmpty
     force: bool = Field(default=False, description="Reverse even tasks that changed since (overwrites those changes).")
+    dry_run: bool = Field(
+        default=False, description="Only say what would be reversed, and refuse as the real undo would; change nothing."
+    )
 
 
 class ReversedUpdate(ProtocolModel):
@@ -342,5 +345,7 @@ class ReversalResult(ProtocolModel):
 
     target_id: str
     reversed: list[ReversedUpdate]
+    """With `dry_run`: what would be reversed."""
     conflicts: list[str] = Field(default_factory=list[str])
     """With `force`: the tasks that had changed since and were overwritten."""
+    dry_run: bool = False

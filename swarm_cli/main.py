@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 
 from body_mcp import Body, SwarmError, UserError
-from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
+from body_mcp.brain_client import BrainClient, BrainRejected
 from body_mcp.decisions import AnswerKind
 from body_mcp.exceptions import ToolRefused
 from body_mcp.explain import explain_event
@@ -188,10 +188,15 @@ def cmd_audit_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    """This workspace's changes first (from pre-images), then, with a brain, its task updates (compensating records)."""
+    """This workspace's changes (from pre-images) and, with a brain, its task updates (compensating records).
+
+    The brain is asked first whether it could reverse (a dry run that refuses as the real one would), so a
+    conflict or an unreachable brain stops everything before the workspace is touched.
+    """
     on_brain = _context.brain_url(args.brain) is not None
+    brain_has = False
     if on_brain:
-        _context.token(args.token)  # a missing token fails before anything is undone
+        brain_has = _brain_undo(args, dry_run=True) is not None
     body = _open_body(args)
     try:
         # With a brain, an id may have changed only the brain's tasks: then the workspace has nothing, and that is fine.
@@ -204,20 +209,22 @@ def cmd_undo(args: argparse.Namespace) -> int:
         _out(f"undone: {', '.join(actions)} (recorded as {event.id}; undo that to redo)")
     if not on_brain:
         return 0
+    if local is None and not brain_has:
+        raise UserError(f"nothing to undo for '{args.id}', in this workspace or on the brain")
     if local is None:
         _out(f"workspace: nothing to undo for '{args.id}'")
-    try:
-        result = _on_brain(args, lambda client: client.undo(args.id, args.reason, force=args.force))
-    except BrainRejected as exc:
-        if exc.error.code != BrainErrorCode.NOTHING_TO_REVERSE:
-            raise _brain_undo_failed(exc, local is not None) from exc
-        if local is None:
-            raise UserError(f"nothing to undo for '{args.id}', in this workspace or on the brain") from exc
+    if not brain_has:
         _out(f"brain: nothing to reverse for '{args.id}'")
         return 0
-    except BrainUnavailable as exc:
-        raise _brain_undo_failed(exc, local is not None) from exc
-    assert isinstance(result, ReversalResult)
+    try:
+        result = _brain_undo(args, dry_run=False)
+    except SwarmError as exc:
+        if local is None:
+            raise
+        raise SwarmError(f"{exc} — this workspace's changes were undone already (see above)") from exc
+    if result is None:  # reversed by someone else since the dry run
+        _out(f"brain: nothing left to reverse for '{args.id}'")
+        return 0
     reversed_ = ", ".join(f"{r.kind} of {r.task_id} ({r.action_id})" for r in result.reversed)
     _out(f"brain: reversed {reversed_}")
     if result.conflicts:
@@ -225,10 +232,16 @@ def cmd_undo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _brain_undo_failed(exc: SwarmError, workspace_undone: bool) -> SwarmError:
-    if not workspace_undone:
-        return exc
-    return SwarmError(f"{exc} — this workspace's changes were undone already (see above)")
+def _brain_undo(args: argparse.Namespace, *, dry_run: bool) -> ReversalResult | None:
+    """The brain's reversal of `args.id` (None: it has nothing to reverse); conflicts and failures raise."""
+    try:
+        result = _on_brain(args, lambda client: client.undo(args.id, args.reason, force=args.force, dry_run=dry_run))
+    except BrainRejected as exc:
+        if exc.error.code == BrainErrorCode.NOTHING_TO_REVERSE:
+            return None
+        raise
+    assert isinstance(result, ReversalResult)
+    return result
 
 
 def _answer(kind: AnswerKind) -> Command:

@@ -291,3 +291,39 @@ async def test_a_body_that_pruned_its_log_before_it_was_linked_ships_what_it_kep
             await state.close()
     finally:
         linked.close()
+
+
+async def test_swarm_undo_touches_nothing_when_the_brain_would_refuse(tmp_path: Path, home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("SWARM_BRAIN_URL", "SWARM_TOKEN")}
+    env["SWARM_HOME"] = str(home)
+    headers = {"Authorization": f"Bearer {tokens['captain']}"}
+    async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as api:
+        queued = (await api.post("/v1/tasks", json={"title": "t", "description": "d"})).json()
+        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+        try:
+            asked = await body.call_tool("request_approval", {"summary": "s", "confidence": 0.2, "rationale": "r"})
+            decision = asked.structured["decision_id"]
+            assert (await api.post(f"/v1/decisions/{decision}/approve", json={"reason": "ok"})).status_code == 200
+            under = {"decision_id": decision, "rationale": "plan"}
+            assert not (await body.call_tool("write_file", {"path": "f.txt", "content": "new\n", **under})).is_error
+            assert not (await body.call_tool("next_task", under)).is_error
+            outside = {"task_id": queued["id"], "outcome": "succeeded", "rationale": "not under the decision"}
+            assert not (await body.call_tool("report_outcome", outside)).is_error
+        finally:
+            body.close()
+        args = ["undo", decision, "--workspace", str(tmp_path / "ws0"), "--brain", url, "--token", tokens["captain"]]
+        refused = await anyio.to_thread.run_sync(
+            lambda: subprocess.run(
+                [sys.executable, "-m", "swarm_cli", *args], env=env, capture_output=True, text=True, check=False
+            )
+        )
+        assert refused.returncode == 1 and "changed since" in refused.stderr and "force" in refused.stderr
+        assert (tmp_path / "ws0" / "f.txt").read_text() == "new\n", "the workspace is untouched"
+        assert (await api.get("/v1/status")).json()["queued_tasks"] == 0

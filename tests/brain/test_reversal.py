@@ -142,3 +142,17 @@ async def test_sqlite_refuses_to_delete_or_rewrite_a_compensating_record(api: Br
         ):
             with pytest.raises(sqlite3.IntegrityError):
                 conn.execute(statement)
+
+
+async def test_a_dry_run_says_what_would_be_reversed_and_changes_nothing(api: BrainClient, brain: Brain) -> None:
+    task_id = await queue(api)
+    claimed = await claim(api, action_id="act_claim", decision_id="dec_1")
+    await finish(api, claimed, action_id="act_done", decision_id="dec_1")
+    finished = await brain.state.task(task_id)
+    body = {"reason": "would it?", "dry_run": True}
+    result = ok(await api.post("/v1/undo/dec_1", body, as_="approver"))
+    assert result["dry_run"] is True and [r["action_id"] for r in result["reversed"]] == ["act_done", "act_claim"]
+    assert await brain.state.task(task_id) == finished
+    assert all(r.reversed_at is None for r in await brain.state.compensations("dec_1"))
+    assert not [e for e in await brain.state.log_entries() if e.action == "reverse"]
+    refused(await api.post("/v1/undo/act_nothing", body, as_="approver"), 404, "nothing_to_reverse")
