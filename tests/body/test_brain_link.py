@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,6 +78,40 @@ def linked_body(tmp_path: Path, home: Path, n: int, url: str, token: str) -> Bod
 async def write(body: Body, name: str) -> tuple[bool, str | None]:
     outcome = await body.call_tool("write_file", {"path": name, "content": "y", "rationale": "test"})
     return outcome.is_error, outcome.structured.get("code")
+
+
+def run_swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, with no brain URL or token from the environment (the test passes them as flags)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SWARM_BRAIN_URL", "SWARM_TOKEN")}
+    env["SWARM_HOME"] = str(home)
+    argv = [sys.executable, "-m", "swarm_cli", *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+
+@dataclass(frozen=True)
+class Brain:
+    url: str
+    tokens: dict[str, str]
+    captain: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def brain_with_captain(tmp_path: Path) -> AsyncIterator[Brain]:
+    """A live brain on a fresh database, and an HTTP client holding its captain token."""
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {tokens['captain']}"}
+    async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as captain:
+        yield Brain(url=url, tokens=tokens, captain=captain)
+
+
+async def approved_decision(body: Body, captain: httpx.AsyncClient) -> str:
+    """A decision the body asked for and the captain approved."""
+    asked = await body.call_tool("request_approval", {"summary": "s", "confidence": 0.2, "rationale": "r"})
+    decision = str(asked.structured["decision_id"])
+    assert (await captain.post(f"/v1/decisions/{decision}/approve", json={"reason": "ok"})).status_code == 200
+    return decision
 
 
 async def test_a_brain_kill_reaches_eight_bodies_and_resume_lifts_it(tmp_path: Path, home: Path) -> None:
@@ -205,31 +243,12 @@ async def test_the_cli_kills_resumes_and_answers_on_the_brain(tmp_path: Path, ho
 
 
 async def test_swarm_undo_of_a_decision_reverses_its_files_and_its_task_updates(tmp_path: Path, home: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    db, port = tmp_path / "brain.db", _free_port()
-    tokens = await _tokens(db)
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "SWARM_HOME": str(home)}
-    env.pop("SWARM_BRAIN_URL", None)
-    env.pop("SWARM_TOKEN", None)
-
-    def swarm(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "swarm_cli", *args], env=env, capture_output=True, text=True, check=False
-        )
-
-    headers = {"Authorization": f"Bearer {tokens['captain']}"}
-    async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as api:
+    async with brain_with_captain(tmp_path) as brain:
+        url, tokens, api = brain.url, brain.tokens, brain.captain
         queued = (await api.post("/v1/tasks", json={"title": "ship it", "description": "d"})).json()
         body = linked_body(tmp_path, home, 0, url, tokens["body"])
         try:
-            asked = await body.call_tool("request_approval", {"summary": "s", "confidence": 0.2, "rationale": "r"})
-            decision = asked.structured["decision_id"]
-            assert (await api.post(f"/v1/decisions/{decision}/approve", json={"reason": "ok"})).status_code == 200
-            under = {"decision_id": decision, "rationale": "the approved plan"}
+            under = {"decision_id": await approved_decision(body, api), "rationale": "the approved plan"}
             wrote = await body.call_tool("write_file", {"path": "f.txt", "content": "changed\n", **under})
             took = await body.call_tool("next_task", under)
             assert not wrote.is_error and not took.is_error and took.structured["task"]["id"] == queued["id"]
@@ -240,20 +259,21 @@ async def test_swarm_undo_of_a_decision_reverses_its_files_and_its_task_updates(
             claim_action = took.structured["action_id"]
         finally:
             body.close()
+        decision = under["decision_id"]
         workspace = str(tmp_path / "ws0")
         brain_args = ("--workspace", workspace, "--brain", url, "--token", tokens["captain"])
 
-        undone = await anyio.to_thread.run_sync(lambda: swarm("undo", decision, *brain_args))
+        undone = await anyio.to_thread.run_sync(lambda: run_swarm(home, "undo", decision, *brain_args))
         assert undone.returncode == 0, undone.stderr
         assert "undone: " in undone.stdout and "brain: reversed task_outcome of" in undone.stdout
         assert (tmp_path / "ws0" / "f.txt").read_text() == "x\n"
         task = (await api.get("/v1/status")).json()
         assert task["queued_tasks"] == 1, "the claim is reversed too: the task is back in the queue"
 
-        only_brain = await anyio.to_thread.run_sync(lambda: swarm("undo", claim_action, *brain_args))
+        only_brain = await anyio.to_thread.run_sync(lambda: run_swarm(home, "undo", claim_action, *brain_args))
         assert only_brain.returncode == 1 and "nothing to undo" in only_brain.stderr
         no_token = await anyio.to_thread.run_sync(
-            lambda: swarm("undo", decision, "--workspace", workspace, "--brain", url)
+            lambda: run_swarm(home, "undo", decision, "--workspace", workspace, "--brain", url)
         )
         assert no_token.returncode == 1 and "token" in no_token.stderr.lower()
 
@@ -294,36 +314,20 @@ async def test_a_body_that_pruned_its_log_before_it_was_linked_ships_what_it_kep
 
 
 async def test_swarm_undo_touches_nothing_when_the_brain_would_refuse(tmp_path: Path, home: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    db, port = tmp_path / "brain.db", _free_port()
-    tokens = await _tokens(db)
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("SWARM_BRAIN_URL", "SWARM_TOKEN")}
-    env["SWARM_HOME"] = str(home)
-    headers = {"Authorization": f"Bearer {tokens['captain']}"}
-    async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as api:
+    async with brain_with_captain(tmp_path) as brain:
+        url, tokens, api = brain.url, brain.tokens, brain.captain
         queued = (await api.post("/v1/tasks", json={"title": "t", "description": "d"})).json()
         body = linked_body(tmp_path, home, 0, url, tokens["body"])
         try:
-            asked = await body.call_tool("request_approval", {"summary": "s", "confidence": 0.2, "rationale": "r"})
-            decision = asked.structured["decision_id"]
-            assert (await api.post(f"/v1/decisions/{decision}/approve", json={"reason": "ok"})).status_code == 200
-            under = {"decision_id": decision, "rationale": "plan"}
+            under = {"decision_id": await approved_decision(body, api), "rationale": "plan"}
             assert not (await body.call_tool("write_file", {"path": "f.txt", "content": "new\n", **under})).is_error
             assert not (await body.call_tool("next_task", under)).is_error
             outside = {"task_id": queued["id"], "outcome": "succeeded", "rationale": "not under the decision"}
             assert not (await body.call_tool("report_outcome", outside)).is_error
         finally:
             body.close()
-        args = ["undo", decision, "--workspace", str(tmp_path / "ws0"), "--brain", url, "--token", tokens["captain"]]
-        refused = await anyio.to_thread.run_sync(
-            lambda: subprocess.run(
-                [sys.executable, "-m", "swarm_cli", *args], env=env, capture_output=True, text=True, check=False
-            )
-        )
+        args = ["--workspace", str(tmp_path / "ws0"), "--brain", url, "--token", tokens["captain"]]
+        refused = await anyio.to_thread.run_sync(lambda: run_swarm(home, "undo", under["decision_id"], *args))
         assert refused.returncode == 1 and "changed since" in refused.stderr and "force" in refused.stderr
         assert (tmp_path / "ws0" / "f.txt").read_text() == "new\n", "the workspace is untouched"
         assert (await api.get("/v1/status")).json()["queued_tasks"] == 0
