@@ -159,17 +159,23 @@ class BrainLink:
                 rows = conn.execute(
                     "SELECT body FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (through, _BATCH)
                 ).fetchall()
+                start, head = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
             if not rows:
                 return through
             events = [AuditEvent.model_validate_json(body) for (body,) in rows]
+            batch = AuditBatch(body_id=self.body_id, events=events, log_start_seq=int(start))
             try:
-                ack = await self.client.ship(AuditBatch(body_id=self.body_id, events=events))
+                ack = await self.client.ship(batch)
                 through = ack.stored_through
             except BrainRejected as exc:
                 gap = exc.error.code in (BrainErrorCode.CHAIN_GAP, BrainErrorCode.CHAIN_MISMATCH)
-                if not gap or exc.error.stored_through is None or exc.error.stored_through == through:
+                held = exc.error.stored_through
+                if not gap or held is None or held == through:
                     raise
-                through = exc.error.stored_through  # the brain holds more (or less) than we thought: resume there
+                if held > int(head):
+                    # Not our chain (another body's token shipped under our id?): never skip our events for it.
+                    raise
+                through = held  # the brain holds more (or less) than we thought: resume there
             self._set_shipped(through)
 
 

@@ -106,11 +106,11 @@ class MemoryStateEngine:
 
     # -- audit -----------------------------------------------------------------------------
 
-    async def append_audit(self, body_id: str, events: Sequence[AuditEvent]) -> AuditAppend:
+    async def append_audit(self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1) -> AuditAppend:
         chain = self._audit.setdefault(body_id, {})
         head = max(chain, default=0)
         stored = {seq: chain[seq].mac for seq in seqs_to_look_up(head, events) if seq in chain}
-        plan = link_batch(head, stored, events)
+        plan = link_batch(head, stored, events, log_start_seq=log_start_seq)
         for event in plan.new:
             chain[event.seq] = event
         return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))

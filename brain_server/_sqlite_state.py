@@ -230,7 +230,7 @@ class SqliteStateEngine:
 
     # -- audit -----------------------------------------------------------------------------
 
-    async def append_audit(self, body_id: str, events: Sequence[AuditEvent]) -> AuditAppend:
+    async def append_audit(self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1) -> AuditAppend:
         received = iso(datetime.now(UTC))
         async with self._write() as conn:
             async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (body_id,)) as cursor:
@@ -244,7 +244,7 @@ class SqliteStateEngine:
                     f"SELECT seq, mac FROM audit_events WHERE body_id = ? AND seq IN ({marks})", (body_id, *wanted)
                 )
                 stored = {int(r["seq"]): str(r["mac"]) for r in rows}
-            plan = link_batch(head, stored, events)
+            plan = link_batch(head, stored, events, log_start_seq=log_start_seq)
             if plan.new:
                 await conn.executemany(
                     "INSERT INTO audit_events (body_id, seq, id, ts, mac, event, received_at) "

@@ -3,8 +3,9 @@
 The brain has no body's HMAC key, so it cannot recompute a `mac`; it checks linkage:
 each new event's seq is the next one, and its `prev_mac` is the stored `mac` of the event
 before it. The first event the brain holds for a body links to something only the body can
-check (seq 1 to its genesis; a later seq, when the body pruned its older events before it was
-ever linked, to a checkpoint), so it is taken as it is.
+check (seq 1 to its genesis; or, when the body pruned its older events before they were ever
+shipped, the oldest seq it still holds, which the batch names as `log_start_seq`), so it is taken
+as it is. Any other start is a gap: a brain that lost a body's chain gets it again from the start.
 A resent event that is already stored is accepted if its `mac` is the stored one, and
 stores nothing. At the first event that does not link, the batch stops: the events before
 it are stored, none after it.
@@ -58,16 +59,16 @@ def seqs_to_look_up(head_seq: int, events: Sequence[AuditEvent]) -> set[int]:
     return wanted
 
 
-def link_batch(head_seq: int, stored_macs: Mapping[int, str], events: Sequence[AuditEvent]) -> LinkPlan:
+def link_batch(
+    head_seq: int, stored_macs: Mapping[int, str], events: Sequence[AuditEvent], *, log_start_seq: int = 1
+) -> LinkPlan:
     """Decide which events of a batch extend the chain whose last stored event is `head_seq`.
 
     `stored_macs` holds (at least) the macs of `seqs_to_look_up(head_seq, events)`.
     """
     new: list[AuditEvent] = []
     accepted: dict[int, str] = {}
-    next_seq = head_seq + 1
-    if head_seq == 0 and events:
-        next_seq = events[0].seq  # an empty chain starts where the body's log starts
+    next_seq = head_seq + 1 if head_seq > 0 else log_start_seq  # an empty chain starts where the body's log does
     prev_mac = stored_macs.get(head_seq)
     for event in events:
         if event.seq < next_seq:

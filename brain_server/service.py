@@ -205,7 +205,7 @@ class Brain:
                     f"event seq {event.seq} belongs to body '{event.body_id}', not '{batch.body_id}'",
                     field=f"events.{index}.body_id",
                 )
-        result = await self.state.append_audit(batch.body_id, batch.events)
+        result = await self.state.append_audit(batch.body_id, batch.events, log_start_seq=batch.log_start_seq)
         if result.stored:
             first_new = result.stored_through - result.stored
             await self._alert_on_events([e for e in batch.events if first_new < e.seq <= result.stored_through])

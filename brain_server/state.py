@@ -279,7 +279,7 @@ class StateEngine(Protocol):
 
     # -- audit -----------------------------------------------------------------------------
 
-    async def append_audit(self, body_id: str, events: Sequence[AuditEvent]) -> AuditAppend:
+    async def append_audit(self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1) -> AuditAppend:
         """Store the events of a batch that link to the body's chain (see `audit.link_batch`)."""
         ...
 

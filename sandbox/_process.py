@@ -125,7 +125,6 @@ async def run_contained(
         kill_process(process)
         kill_rest()
 
-    control.attach(kill_tree)
     stdout = _Capture(limit=max_output_bytes)
     stderr = _Capture(limit=max_output_bytes)
     timed_out = False
@@ -133,6 +132,7 @@ async def run_contained(
     duration_s = 0.0
     try:
         # Inside the try: a cancellation or an error from here on kills and reaps the tree, gate open or not.
+        control.attach(kill_tree)
         await _open_gate(process, admit)
         async with anyio.create_task_group() as group:
             assert process.stdout is not None and process.stderr is not None
@@ -181,7 +181,7 @@ async def _open_gate(process: anyio.abc.Process, admit: Callable[[int], None]) -
         admit(process.pid)
     except ProcessLookupError:
         pass  # it is gone: nothing of it can run unconfined
-    except OSError as error:
+    except Exception as error:  # OSError, or a limit the kernel cannot take (ValueError, OverflowError)
         # The caller's `finally` kills and reaps it: the gate was never opened, so nothing ran.
         raise SandboxSetupFailed("could not confine the sandbox launcher", detail=str(error)) from error
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):

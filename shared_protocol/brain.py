@@ -171,6 +171,9 @@ class AuditBatch(ProtocolModel):
 
     body_id: Identifier
     events: list[AuditEvent] = Field(max_length=MAX_AUDIT_BATCH)
+    log_start_seq: int = Field(default=1, ge=1)
+    """The oldest seq the body still holds (above 1 once retention pruned it): a brain holding nothing for this
+    body takes a first batch that starts exactly there, and asks for this seq otherwise."""
 
 
 class AuditAck(ProtocolModel):

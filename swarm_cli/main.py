@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 
 from body_mcp import Body, SwarmError, UserError
-from body_mcp.brain_client import BrainClient, BrainRejected
+from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
 from body_mcp.decisions import AnswerKind
 from body_mcp.exceptions import ToolRefused
 from body_mcp.explain import explain_event
@@ -196,7 +196,13 @@ def cmd_undo(args: argparse.Namespace) -> int:
     on_brain = _context.brain_url(args.brain) is not None
     brain_has = False
     if on_brain:
-        brain_has = _brain_undo(args, dry_run=True) is not None
+        try:
+            brain_has = _brain_undo(args, dry_run=True) is not None
+        except BrainUnavailable as exc:
+            raise SwarmError(
+                f"{exc}; nothing was undone. To undo only this workspace, run without --brain "
+                "(and without SWARM_BRAIN_URL)"
+            ) from exc
     body = _open_body(args)
     try:
         # With a brain, an id may have changed only the brain's tasks: then the workspace has nothing, and that is fine.

@@ -53,11 +53,11 @@ async def _perform(brain: Brain, token: AnswerToken, verb: LinkVerb, reason: str
     return f"Decision {decision.id} is now {decision.state}."
 
 
-async def _refuse(
-    refusals: RefusalLog, brain: Brain, reason: str, *, channel: str, target: str | None = None, proven: bool
-) -> None:
+async def _refuse(refusals: RefusalLog, brain: Brain, reason: str, *, channel: str, target: str | None = None) -> None:
+    """Rate-limited, all of them: a link can be replayed by whoever saw it (a mail scanner, a preview), and
+    Twilio's requests carry no timestamp."""
     entry = LogEntry(at=brain.now(), action="answer_refused", by=channel, reason=reason, target=target)
-    await refusals.record(entry, proven=proven)
+    await refusals.record(entry)
 
 
 def _xml(text: str, status: int = 200) -> Response:
@@ -72,7 +72,7 @@ async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) ->
     try:
         raw = (await read_body(request)).decode("utf-8", errors="replace")
     except BodyTooLarge as exc:
-        await _refuse(refusals, brain, str(exc), channel="twilio", proven=False)
+        await _refuse(refusals, brain, str(exc), channel="twilio")
         return _xml("This request is too large.", 413)
     form = parse_qsl(raw, keep_blank_values=True)
     params: dict[str, list[str]] = {}
@@ -81,12 +81,12 @@ async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) ->
     url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     signature = request.headers.get("x-twilio-signature", "")
     if not verify_twilio_signature(auth_token.reveal(), url, params, signature):
-        await _refuse(refusals, brain, "invalid X-Twilio-Signature", channel="twilio", proven=False)
+        await _refuse(refusals, brain, "invalid X-Twilio-Signature", channel="twilio")
         return _xml("This request could not be verified.", 403)
     token_hash = hash_answer_token(request.query_params.get("t", ""))
     token = await brain.state.answer_token(token_hash)
     if token is None or token.verb != "gather":
-        await _refuse(refusals, brain, "unknown gather token", channel="twilio", proven=True)  # Twilio-signed
+        await _refuse(refusals, brain, "unknown gather token", channel="twilio")
         return _xml("This call cannot answer anything.")
     escalation = await brain.state.escalation(token.subject_id)
     digits = (params.get("Digits") or [""])[0]
@@ -98,14 +98,7 @@ async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) ->
         return _xml("That key is not an answer. Nothing was recorded; answer on Discord or wait for the next call.")
     used = await brain.state.use_answer_token(token_hash, brain.now())
     if used is None:
-        await _refuse(
-            refusals,
-            brain,
-            "gather token already used or expired",
-            channel="call",
-            target=token.subject_id,
-            proven=True,
-        )
+        await _refuse(refusals, brain, "gather token already used or expired", channel="call", target=token.subject_id)
         return _xml("This call's answer was already recorded, or the decision's deadline has passed.")
     try:
         said = await _perform(brain, used, verb, f"pressed {digits} on a call")
@@ -129,16 +122,11 @@ async def answer_link(brain: Brain, request: Request, refusals: RefusalLog) -> R
     token = await brain.state.answer_token(token_hash)
     now = brain.now()
     if token is None or token.verb == "gather":
-        await _refuse(refusals, brain, "unknown answer link", channel="link", proven=False)
+        await _refuse(refusals, brain, "unknown answer link", channel="link")
         return _page("Unknown link", "<p>This link does not answer anything.</p>", 404)
     if token.used_at is not None or token.expires_at <= now:
         await _refuse(
-            refusals,
-            brain,
-            "answer link already used or expired",
-            channel=token.channel,
-            target=token.subject_id,
-            proven=True,  # only the holder of a real token gets here
+            refusals, brain, "answer link already used or expired", channel=token.channel, target=token.subject_id
         )
         return _page("Link used or expired", "<p>This link was already used, or its deadline has passed.</p>", 410)
     verb: LinkVerb = token.verb  # type: ignore[assignment]  # gather was handled above

@@ -3,8 +3,10 @@
 Anyone on the internet can reach them, so nobody may make them read an unbounded body or fill
 the brain's append-only log: bodies are capped, and refusals of requests nobody vouches for are
 written to the log at a bounded rate (the rest go to the process log, and the next line written
-says how many were left out). A refusal of a request that carries proof (Discord's signature,
-Twilio's, a real answer token) is always written: junk traffic cannot hide it.
+says how many were left out). A refusal of a genuine request from someone on the allow-list (a
+listed Discord user asking for more than they may) is always written: junk traffic cannot hide
+it. A valid signature alone is not enough: Discord signs a stranger's request too, and a captured
+one can be replayed.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 class RefusalLog:
-    """Writes refusals to the brain's log: unproven ones at most `per_minute` a minute (the rest only to the
-    process log), proven ones always."""
+    """Writes refusals to the brain's log: those of a listed sender always, the others at most `per_minute` a
+    minute (the rest only to the process log)."""
 
     def __init__(self, state: StateEngine, now: Callable[[], datetime], *, per_minute: int = 20) -> None:
         self._state = state
@@ -56,7 +58,7 @@ class RefusalLog:
         self._left_out = 0
 
     async def record(self, entry: LogEntry, *, proven: bool = False) -> None:
-        """`proven`: the request carried proof of its sender, so only that sender can make more of these."""
+        """`proven`: a genuine request from a listed sender, who alone can make more of these."""
         logger.warning("%s (%s): %s", entry.action, entry.by, entry.reason)
         if proven:
             await self._state.append_log(entry)

@@ -94,12 +94,13 @@ def signature_valid(key: Ed25519PublicKey, signature_hex: str, timestamp: str, b
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str, detail: dict[str, Any] | None = None, *, signed: bool = True) -> None:
+    def __init__(self, reason: str, detail: dict[str, Any] | None = None, *, listed_user: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail or {}
-        self.signed = signed
-        """Whether Discord's signature was valid (a signed refusal is always logged; see `RefusalLog`)."""
+        self.listed_user = listed_user
+        """A genuine request from a user on the allow-list: always logged. Every other refusal (forged, stale,
+        replayed, a stranger's) is rate-limited, since anyone can produce those (see `RefusalLog`)."""
 
 
 def _message(content: str, *, ephemeral: bool = False, kind: int = CHANNEL_MESSAGE) -> dict[str, Any]:
@@ -134,7 +135,7 @@ class DiscordInteractions:
         try:
             body = await read_body(request)
         except BodyTooLarge as exc:
-            await self._log_refusal(_Refused(str(exc), signed=False))
+            await self._log_refusal(_Refused(str(exc)))
             return JSONResponse({"code": "invalid_request", "message": str(exc)}, status_code=413)
         try:
             payload = self._verified(access, request, body)
@@ -149,7 +150,7 @@ class DiscordInteractions:
         signature = request.headers.get("x-signature-ed25519", "")
         timestamp = request.headers.get("x-signature-timestamp", "")
         if not signature_valid(access.public_key, signature, timestamp, body):
-            raise _Refused("invalid request signature", signed=False)
+            raise _Refused("invalid request signature")
         try:
             sent = int(timestamp)  # Discord sends whole seconds; "nan" or "1e99" are not timestamps
         except ValueError:
@@ -193,7 +194,7 @@ class DiscordInteractions:
         detail = {"interaction_id": interaction_id, "user_id": user_id, "command": command}
         if role is None or (command in CAPTAIN_ONLY and role != "captain"):
             needed = "a captain" if command in CAPTAIN_ONLY else "a listed user"
-            await self._log_refusal(_Refused(f"/{command} needs {needed}", detail))
+            await self._log_refusal(_Refused(f"/{command} needs {needed}", detail, listed_user=role is not None))
             return _message(
                 f"You may not use /{command}: it needs {needed} ([discord] captain_ids, user_ids or role_ids).",
                 ephemeral=True,
@@ -305,5 +306,5 @@ class DiscordInteractions:
                 reason=refused.reason,
                 detail=refused.detail,
             ),
-            proven=refused.signed,
+            proven=refused.listed_user,
         )

@@ -276,6 +276,9 @@ async def test_swarm_undo_of_a_decision_reverses_its_files_and_its_task_updates(
             lambda: run_swarm(home, "undo", decision, "--workspace", workspace, "--brain", url)
         )
         assert no_token.returncode == 1 and "token" in no_token.stderr.lower()
+    gone = await anyio.to_thread.run_sync(lambda: run_swarm(home, "undo", decision, *brain_args))
+    assert gone.returncode == 1 and len(gone.stderr.strip().splitlines()) == 1
+    assert "nothing was undone" in gone.stderr and "without --brain" in gone.stderr
 
 
 async def test_a_body_that_pruned_its_log_before_it_was_linked_ships_what_it_kept(tmp_path: Path, home: Path) -> None:
@@ -331,3 +334,25 @@ async def test_swarm_undo_touches_nothing_when_the_brain_would_refuse(tmp_path: 
         assert refused.returncode == 1 and "changed since" in refused.stderr and "force" in refused.stderr
         assert (tmp_path / "ws0" / "f.txt").read_text() == "new\n", "the workspace is untouched"
         assert (await api.get("/v1/status")).json()["queued_tasks"] == 0
+
+
+async def test_a_brain_holding_a_longer_foreign_chain_for_this_body_never_makes_it_skip_events(
+    tmp_path: Path, home: Path
+) -> None:
+    from body_mcp.brain_client import BrainRejected
+    from tests.brain.helpers import audit_chain, batch
+
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            foreign = audit_chain(body.audit.body_id, 50)  # someone shipped 50 events under this body's id
+            headers = {"Authorization": f"Bearer {brain.tokens['body']}"}
+            response = await brain.captain.post("/v1/audit", json=batch(body.audit.body_id, foreign), headers=headers)
+            assert response.status_code == 200
+            body.record_human(action="kill", rationale="one local event")
+            with pytest.raises(BrainRejected, match="chain"):
+                await body.link.ship_pending()
+            assert body.link.shipped_through() == 0, "our own events are still to ship"
+        finally:
+            body.close()

@@ -43,11 +43,26 @@ async def test_a_body_whose_older_events_were_pruned_before_it_was_linked_ships_
     api: BrainClient, brain: Brain
 ) -> None:
     kept = audit_chain("body-b", 5)[2:]  # seqs 1-2 pruned on the body before it ever shipped
-    assert ok(await api.post("/v1/audit", batch("body-b", kept[:2]), as_="body")) == {"stored_through": 4}
-    assert ok(await api.post("/v1/audit", batch("body-b", kept), as_="body")) == {"stored_through": 5}
+    first = {**batch("body-b", kept[:2]), "log_start_seq": 3}
+    assert ok(await api.post("/v1/audit", first, as_="body")) == {"stored_through": 4}
+    assert ok(await api.post("/v1/audit", {**batch("body-b", kept), "log_start_seq": 3}, as_="body")) == {
+        "stored_through": 5
+    }
     assert await stored_seqs(brain, "body-b") == [3, 4, 5]
     forged = audit_event("body-b", 6, prev_mac="0" * 64)
     refused(await api.post("/v1/audit", batch("body-b", [forged]), as_="body"), 409, "chain_mismatch")
+
+
+async def test_an_empty_chain_takes_no_first_batch_but_from_where_the_body_says_its_log_starts(
+    api: BrainClient, brain: Brain
+) -> None:
+    events = audit_chain("body-c", 10)
+    # A brain that lost this body's chain (or never had it) is sent 6-10 by a body that shipped 1-5 elsewhere.
+    gap = refused(await api.post("/v1/audit", batch("body-c", events[5:]), as_="body"), 409, "chain_gap")
+    assert (gap["expected_seq"], gap["stored_through"]) == (1, 0)
+    claimed = {**batch("body-c", events[5:]), "log_start_seq": 4}
+    refused(await api.post("/v1/audit", claimed, as_="body"), 409, "chain_gap")
+    assert await stored_seqs(brain, "body-c") == []
 
 
 async def test_a_gap_inside_a_batch_keeps_the_events_before_it_and_none_after(api: BrainClient, brain: Brain) -> None:

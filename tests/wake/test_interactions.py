@@ -287,7 +287,10 @@ async def test_a_flood_of_forged_requests_fills_the_log_only_at_a_bounded_rate(
         assert (await discord.send(discord.command("kill-autonomous", CAPTAIN), key=forger)).status_code == 401
     assert refusals(tmp_path / "brain.db") == ["invalid request signature"] * 20
     assert not await kill_engaged(live)
-    # The flood cannot hide a refusal of a genuine, Discord-signed request.
+    # A stranger's genuine request counts against the same budget (anyone can make those) ...
+    assert "may not" in ok(await discord.send(discord.command("kill-autonomous", STRANGER)))["data"]["content"]
+    assert len(refusals(tmp_path / "brain.db")) == 20
+    # ... but the flood cannot hide a listed user asking for more than they may.
     assert "may not" in ok(await discord.send(discord.command("resume", USER)))["data"]["content"]
     assert refusals(tmp_path / "brain.db")[-1] == "/resume needs a captain"
 
