@@ -2,17 +2,19 @@
 
     uv run python bench/bench_guard.py [--calls 1000]
 
-Starts three servers on the same workspace — the unguarded baseline (bench/_unguarded_server.py),
-the body with crash durability and the body with power-loss durability (limits raised in this
-bench's own config so it measures the guard, not refusals) — and times `write_file` and
-`read_text_file` through the official MCP client. Prints median and p99 per server, and the
-guard's added median and the ratio against the baseline.
+Starts three servers side by side — the unguarded baseline (bench/_unguarded_server.py), the body
+with crash durability and the body with power-loss durability (limits raised in this bench's own
+config so it measures the guard, not refusals) — and times `write_file` and `read_text_file`
+through the official MCP client, one call to each server in turn, so that the machine's slow
+moments fall on all three alike. Prints median and p99 per server, and the guard's added median and
+the ratio against the baseline.
 Targets (issue #2): +0.5 ms median write with crash durability, +1 ms with power-loss.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -32,24 +34,25 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _measure(params: StdioServerParameters, calls: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"write_file": [], "read_text_file": []}
-    async with Client(params) as client:
+async def _measure(clients: dict[str, Client], calls: int) -> dict[str, dict[str, list[float]]]:
+    """Round-robin over the servers, one call each in turn: a slow moment of the machine hits them all alike."""
+    times: dict[str, dict[str, list[float]]] = {name: {"write_file": [], "read_text_file": []} for name in clients}
+    for client in clients.values():
         for n in range(50):  # warm-up
             await client.call_tool(
                 "write_file", {"path": f"w/{n % 10}.txt", "content": f"warm {n}", "rationale": "bench"}
             )
+    for tool in ("write_file", "read_text_file"):
         for n in range(calls):
-            args = {"path": f"w/{n % 20}.txt", "content": f"line {n}\n" * 20, "rationale": "bench write"}
-            start = time.perf_counter()
-            result = await client.call_tool("write_file", args)
-            times["write_file"].append(time.perf_counter() - start)
-            assert not result.is_error, result.structured_content
-        for n in range(calls):
-            start = time.perf_counter()
-            result = await client.call_tool("read_text_file", {"path": f"w/{n % 20}.txt", "rationale": "bench read"})
-            times["read_text_file"].append(time.perf_counter() - start)
-            assert not result.is_error, result.structured_content
+            if tool == "write_file":
+                args = {"path": f"w/{n % 20}.txt", "content": f"line {n}\n" * 20, "rationale": "bench write"}
+            else:
+                args = {"path": f"w/{n % 20}.txt", "rationale": "bench read"}
+            for name, client in clients.items():
+                start = time.perf_counter()
+                result = await client.call_tool(tool, args)
+                times[name][tool].append(time.perf_counter() - start)
+                assert not result.is_error, result.structured_content
     return times
 
 
@@ -69,20 +72,22 @@ def _body_params(workspace: Path, home: Path, durability: str) -> StdioServerPar
 
 async def main(calls: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        results: dict[str, dict[str, list[float]]] = {}
+        params: dict[str, StdioServerParameters] = {}
         for name in ("guard off (baseline)", "guard on, crash durability", "guard on, power-loss durability"):
             workspace, home = Path(tmp, name.replace(" ", "_"), "ws"), Path(tmp, name.replace(" ", "_"), "home")
             workspace.mkdir(parents=True)
             home.mkdir()
             if name.startswith("guard off"):
-                params = StdioServerParameters(
+                params[name] = StdioServerParameters(
                     command=sys.executable,
                     args=[str(ROOT / "bench" / "_unguarded_server.py"), str(workspace)],
                     env={**os.environ, "PYTHONPATH": str(ROOT)},
                 )
             else:
-                params = _body_params(workspace, home, "crash" if "crash" in name else "power_loss")
-            results[name] = await _measure(params, calls)
+                params[name] = _body_params(workspace, home, "crash" if "crash" in name else "power_loss")
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {name: await stack.enter_async_context(Client(p)) for name, p in params.items()}
+            results = await _measure(clients, calls)
         print(f"tool-call latency over stdio, {calls} calls each (ms)")
         base = results["guard off (baseline)"]
         for tool in ("write_file", "read_text_file"):

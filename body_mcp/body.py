@@ -100,7 +100,7 @@ class Body:
         self.session = f"ses_{time.time_ns():x}{secrets.token_hex(2)}"
         self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in ALL_TOOLS}
         self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
-        self.workspace_lock = anyio.Lock()
+        self.workspace_lock = anyio.Lock(fast_acquire=True)
         self.held_runs: dict[HeldKey, HeldRun] = {}
         self.rules = thresholds(config)
         self.local_decisions = LocalDecisionStore(

@@ -243,7 +243,7 @@ class Pipeline:
                 is_error=True,
                 structured=data,
                 text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})\n"
-                + json.dumps(data, indent=1),
+                + json.dumps(data, ensure_ascii=False),
                 action_id=event.id,
             )
         if refusal is not None:
@@ -256,5 +256,5 @@ class Pipeline:
             )
         assert result is not None and ctx.spec is not None
         data = result.model_dump(mode="json")
-        text = ctx.spec.text(result) if ctx.spec.text is not None else json.dumps(data, indent=1)
+        text = ctx.spec.text(result) if ctx.spec.text is not None else json.dumps(data, ensure_ascii=False)
         return CallOutcome(is_error=False, structured=data, text=text, action_id=event.id)
