@@ -1,9 +1,11 @@
 """The body's SQLite state file: one per workspace, WAL, versioned migrations.
 
 It holds the audit chain (append-only, enforced by triggers), the limit windows, the
-circuit breaker and the undo records. Two connections: `conn` commits with the configured
-durability; `fast` (synchronous=OFF) is for budget reservations, which are worthless
-after a crash anyway and must not cost an fsync on the hot path.
+circuit breaker and the undo records. One connection, committing with the configured
+durability, except budget reservations (`write(fast=True)`, synchronous=OFF for that
+transaction), which are worthless after a crash anyway and must not cost an fsync on the hot
+path. One connection, not two: in WAL mode a write by another connection empties this one's
+page cache, and the two transactions of every call would re-read their pages each time.
 """
 
 from __future__ import annotations
@@ -105,10 +107,9 @@ class StateDB:
     def __init__(self, path: Path, *, durability: Durability = "power_loss") -> None:
         self.path = path
         self.durability: Durability = durability
-        self.conn = _connect(path, "FULL" if durability == "power_loss" else "NORMAL")
-        self.fast = _connect(path, "OFF")
+        self._synchronous = "FULL" if durability == "power_loss" else "NORMAL"
+        self.conn = _connect(path, self._synchronous)
         self._lock = threading.RLock()
-        self._fast_lock = threading.RLock()
         self._migrate()
 
     def _migrate(self) -> None:
@@ -122,15 +123,21 @@ class StateDB:
     @contextmanager
     def write(self, *, fast: bool = False) -> Generator[sqlite3.Connection]:
         """A `BEGIN IMMEDIATE` transaction: serialised against every other writer, in any process."""
-        conn, lock = (self.fast, self._fast_lock) if fast else (self.conn, self._lock)
+        conn, lock = self.conn, self._lock
         with lock:
-            conn.execute("BEGIN IMMEDIATE")
+            if fast:
+                conn.execute("PRAGMA synchronous = OFF")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                if fast:
+                    conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     @contextmanager
     def read(self) -> Generator[sqlite3.Connection]:
@@ -138,9 +145,8 @@ class StateDB:
             yield self.conn
 
     def close(self) -> None:
-        with self._lock, self._fast_lock:
+        with self._lock:
             self.conn.close()
-            self.fast.close()
 
 
 def _split(script: str) -> list[str]:
