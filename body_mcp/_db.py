@@ -123,8 +123,8 @@ class StateDB:
     @contextmanager
     def write(self, *, fast: bool = False) -> Generator[sqlite3.Connection]:
         """A `BEGIN IMMEDIATE` transaction: serialised against every other writer, in any process."""
-        conn, lock = self.conn, self._lock
-        with lock:
+        conn = self.conn
+        with self._lock:
             if fast:
                 conn.execute("PRAGMA synchronous = OFF")
             try:

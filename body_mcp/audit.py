@@ -101,6 +101,7 @@ class EventDraft:
 
 
 _DRAFT_FIELDS = tuple(EventDraft.__dataclass_fields__)
+_MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -318,12 +319,12 @@ class AuditStore:
         `through_at_most`: never past this seq (a linked body keeps what its brain has not acknowledged yet).
         """
         cutoff = ((now or datetime.now(UTC)) - timedelta(days=retention_days)).isoformat(timespec="microseconds")
-        limit = through_at_most if through_at_most is not None else -1
+        limit = _MAX_SEQ if through_at_most is None else through_at_most
         with self._db.read() as conn:
             row = conn.execute(
                 "SELECT seq, mac FROM audit_events WHERE ts < ? AND seq < (SELECT MAX(seq) FROM audit_events) "
-                "AND (? < 0 OR seq <= ?) ORDER BY seq DESC LIMIT 1",
-                (cutoff, limit, limit),
+                "AND seq <= ? ORDER BY seq DESC LIMIT 1",
+                (cutoff, limit),
             ).fetchone()
         if row is None:
             return 0

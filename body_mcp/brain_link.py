@@ -141,9 +141,6 @@ class BrainLink:
 
     def shipped_through(self) -> int:
         """The highest seq of this body's audit chain the brain has acknowledged."""
-        return self._shipped_through()
-
-    def _shipped_through(self) -> int:
         with self._db.read() as conn:
             return int(conn.execute("SELECT shipped_through FROM brain_outbox WHERE id = 1").fetchone()[0])
 
@@ -153,7 +150,7 @@ class BrainLink:
 
     async def ship_pending(self) -> int:
         """Ship every event not yet acknowledged; returns the highest seq the brain holds."""
-        through = self._shipped_through()
+        through = self.shipped_through()
         while True:
             with self._db.read() as conn:
                 rows = conn.execute(

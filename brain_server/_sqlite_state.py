@@ -40,19 +40,14 @@ from .state import (
     TokenRecord,
     conflicts_of,
     iso,
+    parse_time,
     task_from_row,
 )
 from .wake.records import OPEN_STATES, AnswerToken, AnswerVerb, Escalation
 
-_TASK_COLUMNS = (
-    "id, title, description, value_usd, state, created_at, created_by, claimed_body, claimed_agent, "
-    "claimed_at, lease_expires, attempts, outcome_summary, finished_at"
-)
 _ROW_COLUMNS = ", ".join(TASK_ROW_FIELDS)
-
-
-def _time(value: object) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(str(value))
+_TASK_COLUMNS = ", ".join(name for name in TASK_ROW_FIELDS if name != "claim_token")
+"""What a `Task` is read from: the stored row without its claim token."""
 
 
 def _canonical(value: Any) -> str:
@@ -181,7 +176,7 @@ class SqliteStateEngine:
     async def kill_state(self) -> KillState:
         row = await self._row("SELECT engaged, reason, by, at FROM kill_state WHERE id = 1")
         assert row is not None, "migration v1 inserts the kill_state row"
-        return KillState(engaged=bool(row["engaged"]), reason=row["reason"], by=row["by"], at=_time(row["at"]))
+        return KillState(engaged=bool(row["engaged"]), reason=row["reason"], by=row["by"], at=parse_time(row["at"]))
 
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
         async with self._write() as conn:
@@ -453,7 +448,7 @@ class SqliteStateEngine:
             before=json.loads(row["before"]),
             after=json.loads(row["after"]),
             created_at=datetime.fromisoformat(row["created_at"]),
-            reversed_at=_time(row["reversed_at"]),
+            reversed_at=parse_time(row["reversed_at"]),
             reversed_by=row["reversed_by"],
         )
 
@@ -604,7 +599,7 @@ class SqliteStateEngine:
             target=row["target"],
             created_at=datetime.fromisoformat(row["created_at"]),
             expires_at=datetime.fromisoformat(row["expires_at"]),
-            used_at=_time(row["used_at"]),
+            used_at=parse_time(row["used_at"]),
         )
 
     async def answer_token(self, token_hash: str) -> AnswerToken | None:

@@ -169,7 +169,8 @@ def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _time(value: object) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
+    """A stored time (see `iso`) back, or None."""
     return None if value is None else datetime.fromisoformat(str(value))
 
 
@@ -209,11 +210,11 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
         created_at=datetime.fromisoformat(row["created_at"]),
         created_by=row["created_by"],
         claimed_by=claimed_by,
-        claimed_at=_time(row["claimed_at"]),
-        lease_expires=_time(row["lease_expires"]),
+        claimed_at=parse_time(row["claimed_at"]),
+        lease_expires=parse_time(row["lease_expires"]),
         attempts=int(row["attempts"]),
         outcome_summary=row["outcome_summary"],
-        finished_at=_time(row["finished_at"]),
+        finished_at=parse_time(row["finished_at"]),
     )
 
 

@@ -38,7 +38,6 @@ class WakeParts:
     Made before the brain opens its database, so a bad setting stops it before it starts.
     """
 
-    config: SwarmConfig
     discord_webhook: Secret | None
     discord: DiscordAccess | None
     twilio_auth_token: Secret | None
@@ -61,7 +60,6 @@ def prepare_wake(config: SwarmConfig, secrets: SecretsProvider) -> WakeParts:
             api_base=discord.api_base,
         )
     return WakeParts(
-        config=config,
         discord_webhook=_secret(secrets, discord.webhook_url),
         discord=access,
         twilio_auth_token=_secret(secrets, config.twilio.auth_token),
@@ -71,9 +69,8 @@ def prepare_wake(config: SwarmConfig, secrets: SecretsProvider) -> WakeParts:
     )
 
 
-def build_wake(config: SwarmConfig, http: httpx.AsyncClient, secrets: SecretsProvider | WakeParts) -> WakeSetup:
-    """The channels, recipients and answer endpoints that `config` fills in. `ConfigError` on a bad one."""
-    parts = secrets if isinstance(secrets, WakeParts) else prepare_wake(config, secrets)
+def build_wake(config: SwarmConfig, http: httpx.AsyncClient, parts: WakeParts) -> WakeSetup:
+    """The channels, recipients and answer endpoints that `config` fills in, from `prepare_wake`'s parts."""
     channels: dict[str, Channel] = {}
     recipients: dict[str, list[str]] = {}
     twilio, ntfy, email = config.twilio, config.ntfy, config.email

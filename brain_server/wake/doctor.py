@@ -16,8 +16,8 @@ import httpx
 from shared_protocol.config import SwarmConfig
 
 from ..exceptions import ConfigError
-from .base import ChannelError, SecretsProvider
-from .configure import build_wake, wake_problems
+from .base import ChannelError, Secret, SecretsProvider
+from .configure import build_wake, prepare_wake, wake_problems
 from .discord import inspect_webhook
 
 
@@ -51,24 +51,25 @@ async def check_wake(config: SwarmConfig, secrets: SecretsProvider, http: httpx.
             )
         ]
     try:
-        setup = build_wake(config, http, secrets)
+        parts = prepare_wake(config, secrets)
+        setup = build_wake(config, http, parts)
     except ConfigError as exc:
         return [WakeFinding(ok=False, subject="wake-up", message=str(exc), fix="set the secret it names, or the key")]
     findings = [
         WakeFinding(ok=False, subject="wake-up", message=problem, fix="fill in that section of swarm.toml")
         for problem in wake_problems(config, setup)
     ]
-    if config.discord.webhook_url:
-        findings.append(await _check_webhook(config, secrets, http))
+    if parts.discord_webhook is not None:
+        findings.append(await _check_webhook(config, parts.discord_webhook, http))
     if not findings:
         channels = ", ".join(sorted(setup.channels))
         findings.append(WakeFinding(ok=True, subject="wake-up", message=f"every ladder level can page ({channels})"))
     return findings
 
 
-async def _check_webhook(config: SwarmConfig, secrets: SecretsProvider, http: httpx.AsyncClient) -> WakeFinding:
+async def _check_webhook(config: SwarmConfig, webhook: Secret, http: httpx.AsyncClient) -> WakeFinding:
     try:
-        info = await inspect_webhook(http, secrets.resolve(config.discord.webhook_url))
+        info = await inspect_webhook(http, webhook)
     except (ChannelError, ConfigError) as exc:
         return WakeFinding(ok=False, subject="discord webhook", message=f"could not check the webhook: {exc}")
     configured = config.discord.application_id

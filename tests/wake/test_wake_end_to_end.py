@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from brain_server import Brain, BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.auth import Principal
 from brain_server.wake.base import EnvFileSecrets
-from brain_server.wake.configure import build_wake
+from brain_server.wake.configure import build_wake, prepare_wake
 from brain_server.wake.intake import MAX_BODY_BYTES
 from brain_server.wake.setup import WakeSetup
 from shared_protocol.brain import DecisionRequest
@@ -125,7 +125,7 @@ async def test_an_unanswered_decision_climbs_every_real_channel_then_is_denied(
     state = await SqliteStateEngine.open(tmp_path / "brain.db")
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            wake = build_wake(services.config, http, services.secrets)
+            wake = build_wake(services.config, http, prepare_wake(services.config, services.secrets))
             assert sorted(wake.channels) == ["call", "discord", "email", "ntfy", "sms"]
             brain = Brain(BrainSettings(), state=state, clock=clock, wake=wake)
             async with brain.running():
@@ -245,7 +245,7 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveWake]:
         secrets = EnvFileSecrets({"TWILIO_TOKEN": AUTH_TOKEN})
 
         def wake(http: httpx.AsyncClient) -> WakeSetup:
-            return build_wake(config, http, secrets)
+            return build_wake(config, http, prepare_wake(config, secrets))
 
         settings = BrainSettings(host="127.0.0.1", port=port, db=db, sweep_interval_s=0.05)
         ready, stop = anyio.Event(), anyio.Event()
