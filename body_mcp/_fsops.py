@@ -72,39 +72,48 @@ def read_entry(
         return EntryState(type="dir", mode=stat.S_IMODE(os.fstat(ws.root_fd).st_mode)), None
     try:
         with ws.open_dir(parts[:-1]) as parent:
-            try:
-                st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
-            except FileNotFoundError:
-                return ABSENT, None
-            kind = entry_type(st.st_mode)
-            perm = stat.S_IMODE(st.st_mode)
-            if kind == "symlink":
-                return EntryState(type="symlink", target=os.readlink(parts[-1], dir_fd=parent)), None
-            if kind != "file":
-                return EntryState(type=kind, mode=perm), None
-            if max_bytes is not None and st.st_size > max_bytes:
-                raise ToolRefused(
-                    f"'{'/'.join(parts)}' is {st.st_size} bytes, over the {max_bytes}-byte cap",
-                    code=RefusalCode.TOO_LARGE,
-                    rule="workspace.max_read_bytes",
-                )
-            data = read_file_at(parent, parts[-1])
-            return EntryState(type="file", sha256=hashlib.sha256(data).hexdigest(), mode=perm), data
+            return entry_at(parent, parts, max_bytes=max_bytes)
     except ToolRefused as exc:
         if exc.code in (RefusalCode.NOT_FOUND, RefusalCode.NOT_A_DIRECTORY):
             return ABSENT, None
         raise
 
 
-def read_file_at(parent: int, name: str) -> bytes:
+def entry_at(parent: int, parts: tuple[str, ...], *, max_bytes: int | None = None) -> tuple[EntryState, bytes | None]:
+    """`read_entry` of `parts` through a descriptor of its parent directory."""
+    name = parts[-1]
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return ABSENT, None
+    kind = entry_type(st.st_mode)
+    perm = stat.S_IMODE(st.st_mode)
+    if kind == "symlink":
+        return EntryState(type="symlink", target=os.readlink(name, dir_fd=parent)), None
+    if kind != "file":
+        return EntryState(type=kind, mode=perm), None
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise ToolRefused(
+            f"'{'/'.join(parts)}' is {st.st_size} bytes, over the {max_bytes}-byte cap",
+            code=RefusalCode.TOO_LARGE,
+            rule="workspace.max_read_bytes",
+        )
+    data = read_file_at(parent, name, size_hint=st.st_size)
+    return EntryState(type="file", sha256=hashlib.sha256(data).hexdigest(), mode=perm), data
+
+
+def read_file_at(parent: int, name: str, *, size_hint: int = 0) -> bytes:
     # O_NONBLOCK: opening a FIFO swapped in after the check must not hang the body.
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise SpecialFile(f"'{name}' is not a regular file")
+        # One read of the size seen (plus one byte, so growth shows), then on to the end if it did grow.
         chunks: list[bytes] = []
-        while chunk := os.read(fd, 1 << 20):
+        size = size_hint + 1 if size_hint else 1 << 20
+        while chunk := os.read(fd, size):
             chunks.append(chunk)
+            size = 1 << 20
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -123,23 +132,28 @@ def write_atomic(ws: Workspace, parts: tuple[str, ...], data: bytes, *, mode: in
             perm = stat.S_IMODE(st.st_mode) if mode is None and stat.S_ISREG(st.st_mode) else mode
         except FileNotFoundError:
             perm = mode
-        tmp = f".{name[:100]}.swarm-{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+        write_at(parent, name, data, mode=perm)
+
+
+def write_at(parent: int, name: str, data: bytes, *, mode: int | None) -> None:
+    """Write `data` to a temporary file beside `name` and rename it over `name` (the caller checked `name`)."""
+    tmp = f".{name[:100]}.swarm-{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+    try:
         try:
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                if perm is not None:
-                    os.fchmod(fd, perm)
-            finally:
-                os.close(fd)
-            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=parent)
-            raise
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if mode is not None:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=parent)
+        raise
 
 
 def remove_entry(ws: Workspace, parts: tuple[str, ...]) -> None:

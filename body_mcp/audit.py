@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import sqlite3
@@ -32,9 +31,10 @@ import anyio
 import anyio.to_thread
 from pydantic import ValidationError
 
-from shared_protocol import AuditEvent, Impact
+from shared_protocol import NO_IMPACT, AuditEvent, Impact
 from shared_protocol.audit import AuditKind, AuditOutcome
 
+from . import _json
 from ._db import StateDB
 
 _ANCHOR_LEN = 20 + 1 + 64 + 1
@@ -47,7 +47,7 @@ def new_action_id() -> str:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _json.canonical(value)
 
 
 def with_mac(signed: str, mac: str) -> str:
@@ -58,7 +58,7 @@ def with_mac(signed: str, mac: str) -> str:
     """
     at = signed.rfind(',"message":')
     assert at > 0, "an event payload always has a message key"
-    return f'{signed[:at]},"mac":{json.dumps(mac)}{signed[at:]}'
+    return f'{signed[:at]},"mac":"{mac}"{signed[at:]}'
 
 
 def redact_arguments(value: Any) -> Any:
@@ -95,13 +95,21 @@ class EventDraft:
     rule: str | None = None
     message: str | None = None
     files: list[str] = field(default_factory=list[str])
-    impact: Impact = field(default_factory=Impact)
+    impact: Impact = NO_IMPACT
     duration_ms: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
-_DRAFT_FIELDS = tuple(EventDraft.__dataclass_fields__)
 _MAX_SEQ = 2**63 - 1  # SQLite's largest integer
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where an event landed in the chain (the hot path needs no more than this)."""
+
+    id: str
+    seq: int
+    mac: str
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -120,12 +128,34 @@ class VerifyReport:
         return f"audit chain BROKEN{where}: {self.problem}"
 
 
+class _HmacSha256:
+    """HMAC-SHA-256 (RFC 2104) with the keyed inner and outer states computed once.
+
+    `hmac.new` and `hmac.digest` look the digest up in OpenSSL on every call, which costs more than hashing
+    an event; copying a prepared SHA-256 state does not.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 class AuditStore:
     """The chain for one body identity, in the workspace's `state.db`."""
 
     def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, body_id: str) -> None:
         self._db = db
         self._key = key
+        self._hmac = _HmacSha256(key)
         self._anchor_path = anchor_path
         self.body_id = body_id
         fd = os.open(anchor_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -146,7 +176,7 @@ class AuditStore:
         return self._mac_of(canonical_json(payload))
 
     def _mac_of(self, signed: str) -> str:
-        return hmac.new(self._key, signed.encode(), hashlib.sha256).hexdigest()
+        return self._hmac.hexdigest(signed.encode())
 
     # -- writing -----------------------------------------------------------------------
 
@@ -159,7 +189,7 @@ class AuditStore:
             finally:
                 fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
 
-    def append(self, draft: EventDraft, *, also: Callable[[sqlite3.Connection], None] | None = None) -> AuditEvent:
+    def append(self, draft: EventDraft, *, also: Callable[[sqlite3.Connection], None] | None = None) -> Appended:
         """Commit one event (and `also`, in the same transaction), then anchor the new head.
 
         Returns only once the transaction is committed with the configured durability.
@@ -172,24 +202,22 @@ class AuditStore:
             self._write_anchor(event.seq, event.mac)
         return event
 
-    def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> AuditEvent:
+    def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
         row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
-        payload: dict[str, Any] = {name: getattr(draft, name) for name in _DRAFT_FIELDS}
-        payload["impact"] = draft.impact.model_dump(mode="json")
+        payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
+        impact = draft.impact
+        payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
         payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
         payload["prev_mac"] = prev_mac
         signed = canonical_json(payload)
         mac = self._mac_of(signed)
-        payload["mac"] = mac
-        body = with_mac(signed, mac)
         conn.execute(
             "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, draft.id, payload["ts"], draft.decision_id, body, mac),
+            (seq, draft.id, payload["ts"], draft.decision_id, with_mac(signed, mac), mac),
         )
-        fields: dict[str, Any] = {**payload, "impact": draft.impact}
-        return AuditEvent.model_construct(None, **fields)
+        return Appended(id=draft.id, seq=seq, mac=mac)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
         record = f"{seq:020d} {mac}\n".encode()

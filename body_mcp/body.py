@@ -17,13 +17,13 @@ import anyio
 import httpx
 
 from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
-from shared_protocol import AuditEvent, Impact, RefusalCode
+from shared_protocol import Impact, RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig
 from shared_protocol.decisions import classify
 
 from ._db import StateDB
-from .audit import AuditStore, EventDraft, keep_retention, new_action_id, redact_arguments
+from .audit import Appended, AuditStore, EventDraft, keep_retention, new_action_id, redact_arguments
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
@@ -270,7 +270,7 @@ class Body:
         outcome: Literal["ok", "refused", "failed", "shadow"],
         refusal: ToolRefused | None,
         failed: bool,
-    ) -> AuditEvent:
+    ) -> Appended:
         args = ctx.args
         raw_rationale = ctx.raw_arguments.get("rationale")
         raw_decision = ctx.raw_arguments.get("decision_id")
@@ -311,7 +311,7 @@ class Body:
             self.link.new_events.set()
         return event
 
-    def human_undo(self, target_id: str, *, force: bool, by: str | None = None) -> tuple[AuditEvent, list[str]]:
+    def human_undo(self, target_id: str, *, force: bool, by: str | None = None) -> tuple[Appended, list[str]]:
         """`swarm undo`: a human reverses an action or decision; works even while killed, and is audited."""
         recorder, actions, changes, rows = self.undo.reverse(self.workspace, target_id, force=force)
         action_id = new_action_id()
@@ -353,7 +353,7 @@ class Body:
 
     def record_human(
         self, *, action: str, rationale: str, by: str | None = None, detail: dict[str, Any] | None = None
-    ) -> AuditEvent:
+    ) -> Appended:
         """Audit something a human did from the CLI (kill, resume, undo)."""
         return self.audit.append(
             EventDraft(

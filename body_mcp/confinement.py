@@ -17,8 +17,6 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Generator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -57,6 +55,7 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._root_parts = self.root.parts
+        self._root_names = list(self._root_parts[1:])
         self.root_fd = os.open(self.root, _DIR_FLAGS)
 
     def close(self) -> None:
@@ -71,14 +70,14 @@ class Workspace:
             raise InvalidPath(f"'{raw}': '~' is not expanded; give a path relative to the workspace")
         if raw.strip() in ("", "."):
             return []
-        path = PurePosixPath(raw)
-        if path.is_absolute():
-            parts = path.parts
+        # Plain string splitting (hot path): empty and "." components are skipped by the callers.
+        parts = [part for part in raw.split("/") if part and part != "."]
+        if raw.startswith("/"):
             # Component-wise comparison: /work/ws-evil is not inside /work/ws.
-            if parts[: len(self._root_parts)] != self._root_parts:
+            if parts[: len(self._root_names)] != self._root_names:
                 raise PathOutsideWorkspace(f"'{raw}' is outside the workspace {self.root}")
-            return list(parts[len(self._root_parts) :])
-        return list(path.parts)
+            return parts[len(self._root_names) :]
+        return parts
 
     def resolve(self, raw: str, *, follow_last: bool = True) -> WorkspacePath:
         """Canonicalise `raw` inside the workspace, refusing anything that leads out.
@@ -138,9 +137,12 @@ class Workspace:
 
     # -- descriptor walking ------------------------------------------------------------
 
-    @contextmanager
-    def open_dir(self, parts: tuple[str, ...], *, create: bool = False) -> Generator[int]:
-        """A descriptor of the directory `parts`, walked without following any symlink."""
+    def open_dir(self, parts: tuple[str, ...], *, create: bool = False) -> Descriptor:
+        """`with ws.open_dir(parts) as fd`: a descriptor of the directory `parts`, closed on leaving."""
+        return Descriptor(self.open_dir_fd(parts, create=create))
+
+    def open_dir_fd(self, parts: tuple[str, ...], *, create: bool = False) -> int:
+        """A descriptor of the directory `parts` (the caller closes it), walked without following any symlink."""
         fd = os.dup(self.root_fd)
         try:
             for index, part in enumerate(parts):
@@ -162,9 +164,10 @@ class Workspace:
                     raise
                 os.close(fd)
                 fd = next_fd
-            yield fd
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
 
     def is_dir(self, parts: tuple[str, ...]) -> bool:
         """Whether `parts` is an existing directory reached without following symlinks."""
@@ -187,6 +190,21 @@ class Workspace:
             if exc.code in (RefusalCode.NOT_FOUND, RefusalCode.NOT_A_DIRECTORY):
                 return None
             raise
+
+
+class Descriptor:
+    """Closes a descriptor when the `with` block ends (a class: cheaper than a generator on the hot path)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def _lexical(parts: list[str], raw: str) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ new rule is a new guard in `default_guards()`, not an edit to every tool.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -20,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from shared_protocol import Impact, Refusal, RefusalCode, ToolArgs, ToolResult
+from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs, ToolResult
 
+from . import _json
 from .confinement import WorkspacePath
 from .decisions import require_approval
 from .exceptions import InvalidArguments, KillSwitchEngaged, RefusedWithResult, ToolRefused
@@ -50,8 +50,8 @@ class CallContext:
     spec: ToolSpec | None = None
     args: ToolArgs | None = None
     paths: dict[str, WorkspacePath] = field(default_factory=dict[str, WorkspacePath])
-    planned: Impact = field(default_factory=Impact)
-    impact: Impact = field(default_factory=Impact)
+    planned: Impact = NO_IMPACT
+    impact: Impact = NO_IMPACT
     files: list[str] = field(default_factory=list[str])
     reservation: Reservation | None = None
     recorder: Recorder | None = None
@@ -242,8 +242,7 @@ class Pipeline:
             return CallOutcome(
                 is_error=True,
                 structured=data,
-                text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})\n"
-                + json.dumps(data, ensure_ascii=False),
+                text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})\n" + _json.plain(data),
                 action_id=event.id,
             )
         if refusal is not None:
@@ -256,5 +255,5 @@ class Pipeline:
             )
         assert result is not None and ctx.spec is not None
         data = result.model_dump(mode="json")
-        text = ctx.spec.text(result) if ctx.spec.text is not None else json.dumps(data, ensure_ascii=False)
+        text = ctx.spec.text(result) if ctx.spec.text is not None else _json.plain(data)
         return CallOutcome(is_error=False, structured=data, text=text, action_id=event.id)

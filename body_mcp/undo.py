@@ -22,11 +22,11 @@ from typing import Literal
 
 from shared_protocol import FileChange, RefusalCode
 
-from . import _fsops
+from . import _fsops, _json
 from ._db import StateDB
 from ._fsops import ABSENT, EntryState
 from .confinement import Workspace
-from .exceptions import UndoRefused
+from .exceptions import ToolRefused, UndoRefused
 
 INLINE_MAX = 256 * 1024
 
@@ -53,9 +53,27 @@ class Recorder:
 
     def before(self, parts: tuple[str, ...]) -> EntryState:
         state, data = _fsops.read_entry(self.ws, parts)
+        return self._keep(state, data)
+
+    def before_at(self, parent: int, parts: tuple[str, ...]) -> EntryState:
+        """`before`, through a descriptor of the parent directory the caller already holds."""
+        state, data = _fsops.entry_at(parent, parts)
+        return self._keep(state, data)
+
+    def _keep(self, state: EntryState, data: bytes | None) -> EntryState:
         if state.type == "file" and data is not None and state.sha256 is not None:
             self.store.keep_blob(state.sha256, data, self.blobs)
         return state
+
+    def open_parent(self, parts: tuple[str, ...]) -> int:
+        """A descriptor (the caller closes it) of the parent of `parts`, creating and recording missing ancestors."""
+        try:
+            return self.ws.open_dir_fd(parts[:-1])
+        except ToolRefused as exc:
+            if exc.code != RefusalCode.NOT_FOUND:
+                raise
+        self.make_parents(parts)
+        return self.ws.open_dir_fd(parts[:-1])
 
     def make_parents(self, parts: tuple[str, ...]) -> None:
         """Create the missing ancestors of `parts`, recording each so undo removes them again."""
@@ -97,7 +115,7 @@ class Recorder:
             conn.execute(
                 "INSERT INTO undo_records (action_id, decision_id, step, path, before, after) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (action_id, decision_id, record.step, record.path, json.dumps(before), json.dumps(after)),
+                (action_id, decision_id, record.step, record.path, _json.compact(before), _json.compact(after)),
             )
 
 

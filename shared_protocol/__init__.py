@@ -5,7 +5,7 @@ these models.
 """
 
 from ._base import ProtocolModel
-from .audit import AuditEvent, AuditOutcome, Impact
+from .audit import NO_IMPACT, AuditEvent, AuditOutcome, Impact
 from .brain import (
     MAX_AUDIT_BATCH,
     Answer,
@@ -81,6 +81,7 @@ from .tools import (
 
 __all__ = [
     "MAX_AUDIT_BATCH",
+    "NO_IMPACT",
     "RULES_VERSION",
     "Answer",
     "AnswerRequest",

@@ -24,6 +24,10 @@ class Impact(ProtocolModel):
     usd: float = 0.0
 
 
+NO_IMPACT = Impact()
+"""Nothing done (models are immutable, so one instance serves everywhere)."""
+
+
 class AuditEvent(ProtocolModel):
     seq: int = Field(ge=1)
     id: str

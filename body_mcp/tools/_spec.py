@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from shared_protocol import Impact, ToolArgs, ToolResult
+from shared_protocol import NO_IMPACT, Impact, ToolArgs, ToolResult
 
 if TYPE_CHECKING:
     from ..body import Body
@@ -23,7 +23,7 @@ def _reversible(_args: Any) -> str | None:
 
 
 def _no_impact(_args: Any) -> Impact:
-    return Impact()
+    return NO_IMPACT
 
 
 @dataclass(kw_only=True, frozen=True)

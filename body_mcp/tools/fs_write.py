@@ -13,6 +13,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from shared_protocol import (
+    NO_IMPACT,
     CreateDirectoryArgs,
     DeleteFileArgs,
     EditFileArgs,
@@ -26,7 +27,7 @@ from shared_protocol import (
 
 from .. import _fsops
 from .._fsops import EntryState
-from ..confinement import WorkspacePath
+from ..confinement import Descriptor, WorkspacePath
 from ..exceptions import ProtectedPath, ToolRefused
 from ._spec import ToolSpec
 from .fs_read import decode_text
@@ -52,7 +53,7 @@ def unified_diff(path: str, old: str | None, new: str | None) -> str:
 
 def _result(ctx: CallContext, changes: list[FileChange], diff: str = "") -> MutationResult:
     ctx.files = [c.path for c in changes]
-    ctx.impact = Impact(files=len(changes)) if ctx.mode == "live" else Impact()
+    ctx.impact = Impact(files=len(changes)) if ctx.mode == "live" else NO_IMPACT
     ctx.detail["planned_files"] = len(changes)
     return MutationResult(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
 
@@ -72,11 +73,12 @@ def _write(
 ) -> EntryState:
     """Write with an undo record; returns what was there before."""
     recorder = ctx.recorder = ctx.recorder or body.undo.recorder(body.workspace)
-    recorder.make_parents(path.parts)
-    if before is None:
-        before = recorder.before(path.parts)
-    _check_writable(path, before)
-    _fsops.write_atomic(body.workspace, path.parts, data)
+    # One descriptor of the parent for the pre-image and the write: nothing between them can be redirected.
+    with Descriptor(recorder.open_parent(path.parts)) as parent:
+        if before is None:
+            before = recorder.before_at(parent, path.parts)
+        _check_writable(path, before)
+        _fsops.write_at(parent, path.name, data, mode=before.mode if before.type == "file" else None)
     recorder.changed(path.parts, before, after=EntryState(type="file", sha256=hashlib.sha256(data).hexdigest()))
     return before
 
@@ -225,7 +227,7 @@ async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> Mutatio
         _fsops.rename(body.workspace, source.parts, destination.parts)
         recorder.renamed(source.parts, destination.parts, state)
     result = _result(ctx, changes)
-    ctx.impact = Impact(files=moved_files) if ctx.mode == "live" else Impact()
+    ctx.impact = Impact(files=moved_files) if ctx.mode == "live" else NO_IMPACT
     return result
 
 

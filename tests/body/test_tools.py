@@ -127,7 +127,7 @@ async def test_an_unexpected_error_inside_a_tool_fails_closed_and_is_audited(
     def boom(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(_fsops, "write_atomic", boom)
+    monkeypatch.setattr(_fsops, "write_at", boom)
     refused(await call(client, "write_file", path="x.txt", content="x"), "internal_error")
     event = body.audit.tail(1)[0]
     assert event.outcome == "failed" and event.code == "internal_error"
