@@ -274,3 +274,37 @@ async def test_a_failing_prune_is_reported_and_the_loop_goes_on(body: Body, monk
     assert [type(e) for e in errors] == [OverflowError]
     with pytest.raises(ValueError, match="retention_days"):
         parse_config({"audit": {"retention_days": 10**6}})
+
+
+@pytest.mark.parametrize("key", [b"", b"k" * 32, b"k" * 64, b"k" * 65, bytes(range(256))])
+def test_the_prepared_hmac_is_rfc_2104_hmac_sha256(key: bytes) -> None:
+    import hashlib
+    import hmac
+
+    from body_mcp.audit import _HmacSha256  # pyright: ignore[reportPrivateUsage]
+
+    prepared = _HmacSha256(key)
+    for message in (b"", b"event", "é".encode() * 500):
+        assert prepared.hexdigest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": 1, "a": [1.5, None, True, 'é\n"x'], "c": {"z": float("inf"), "y": 1e16, "x": -0.0}},
+        {"k": "\u2028\ud800", "nested": [{"z": 1, "a": 2}]},
+        "text",
+        3,
+        [],
+    ],
+)
+def test_the_prebuilt_encoders_write_what_json_dumps_writes(value: object) -> None:
+    import json
+
+    from body_mcp import _json
+
+    assert _json.canonical(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert _json.compact(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert _json.plain(value) == json.dumps(value, ensure_ascii=False)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _json.canonical({"a": object()})
