@@ -1,11 +1,11 @@
 """The body's SQLite state file: one per workspace, WAL, versioned migrations.
 
-It holds the audit chain (append-only, enforced by triggers), the limit windows, the
+It holds the audit chain (append-only, enforced by triggers), the settled limit windows, the
 circuit breaker and the undo records. One connection, committing with the configured
-durability, except budget reservations (`write(fast=True)`, synchronous=OFF for that
-transaction), which are worthless after a crash anyway and must not cost an fsync on the hot
-path. One connection, not two: in WAL mode a write by another connection empties this one's
-page cache, and the two transactions of every call would re-read their pages each time.
+durability, except limit bookkeeping that is worthless after a crash anyway (breaches and
+breaker transitions: `write(fast=True)`, synchronous=OFF for that transaction). Calls in flight
+are not here at all (`_inflight.py`): a guarded call commits once, with its audit event. One
+connection, not two: in WAL mode a write by another connection empties this one's page cache.
 """
 
 from __future__ import annotations
@@ -96,6 +96,10 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX audit_events_decision ON audit_events(decision_id) WHERE decision_id IS NOT NULL;
     DROP INDEX undo_records_decision;
     CREATE INDEX undo_records_decision ON undo_records(decision_id) WHERE decision_id IS NOT NULL;
+    """,
+    # v5: calls in flight moved to a shared mapped table (`_inflight.py`): a reservation needs no commit
+    """
+    DROP TABLE reservations;
     """,
 ]
 

@@ -84,7 +84,7 @@ class Body:
             body_id=self.identity.body_id,
         )
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
-        self.limits = Limits(self.db, config.limits, clock=clock)
+        self.limits = Limits(self.db, config.limits, inflight=self.paths.inflight, clock=clock)
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.link: BrainLink | None = None
         if settings.brain_url:
@@ -158,6 +158,7 @@ class Body:
     def close(self) -> None:
         self.workspace.close()
         self.audit.close()
+        self.limits.close()
         self.db.close()
 
     # -- calls -------------------------------------------------------------------------
@@ -307,6 +308,8 @@ class Body:
                 extra(conn)
 
         event = self.audit.append(draft, also=also)
+        if reservation is not None:
+            self.limits.done(reservation)  # after the commit that settled it, never before
         if self.link is not None:
             self.link.new_events.set()
         return event

@@ -1,10 +1,11 @@
 """Budgets: blast radius per action, rolling windows, and a circuit breaker.
 
 Reserve before executing, settle after: a reservation counts against every window the
-moment it is made, inside a `BEGIN IMMEDIATE` transaction, so two callers (tasks or
-processes) racing for the last unit cannot both get it. Settling replaces the reservation
-with what the action measurably did, in the same transaction as its audit event. A
-reservation left behind by a crashed body expires after ten minutes.
+moment it is made, in the workspace's table of calls in flight (`_inflight.py`, shared by
+every process under an `flock`), so two callers (tasks or processes) racing for the last unit
+cannot both get it. Settling records what the action measurably did in SQLite, in the same
+transaction as its audit event; the slot is freed after that commit. A reservation left
+behind by a crashed body expires after ten minutes.
 
 What the windows count (PRODUCT.md): calls (every tool call, per minute), file
 modifications (per hour), money (per hour). Calls that are refused before reserving do
@@ -19,12 +20,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from shared_protocol import Budget, Impact
 from shared_protocol.config import LimitsConfig
 
 from ._db import StateDB
+from ._inflight import InFlight, TooManyInFlight
 from .exceptions import BlastRadiusExceeded, CircuitOpen, RateLimited
 
 _RESERVATION_TTL_S = 600.0
@@ -33,18 +36,32 @@ BreakerState = Literal["closed", "open", "half_open"]
 
 @dataclass(kw_only=True, frozen=True)
 class Reservation:
-    row_id: int
-    """0: nothing held but the call itself (a read-only call with no impact)."""
+    slot: int
+    token: int
+    """Which slot of the in-flight table this call holds (the token tells it from a later holder)."""
     second: int
     trial: bool
     """This call is the breaker's half-open trial: its outcome closes or re-opens it."""
+    failures_seen: int
+    """Consecutive failures when reserved: a success resets the count only if it was not already zero."""
 
 
 class Limits:
-    def __init__(self, db: StateDB, config: LimitsConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: StateDB,
+        config: LimitsConfig,
+        *,
+        inflight: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._db = db
         self.config = config
         self._clock = clock
+        self._inflight = InFlight(inflight or db.path.with_name("inflight"))
+
+    def close(self) -> None:
+        self._inflight.close()
 
     # -- per action --------------------------------------------------------------------
 
@@ -69,29 +86,40 @@ class Limits:
     # -- windows -----------------------------------------------------------------------
     # Settled usage lives in buckets (calls per second, files and money per minute), so a
     # check reads at most 60 rows per window however busy the body is; calls in flight are
-    # the few rows of `reservations`. Hour windows move at minute granularity: a unit is
-    # counted until the end of the minute it falls out of the window (errs towards refusing).
+    # the few live slots of the in-flight table. Hour windows move at minute granularity: a
+    # unit is counted until the end of the minute it falls out of the window (errs towards refusing).
 
-    # One statement reads every window and the breaker: it runs on every call.
+    # One statement reads every settled window and the breaker: it runs on every call.
     _USAGE_SQL = (
-        "SELECT b.state, b.opened_at, c.calls, u.files + h.files, u.usd + h.usd FROM breaker AS b, "
+        "SELECT b.state, b.opened_at, b.consecutive_failures, c.calls, u.files, u.usd FROM breaker AS b, "
         "(SELECT COALESCE(SUM(calls), 0) AS calls FROM calls_by_second WHERE second > ?) AS c, "
         "(SELECT COALESCE(SUM(files), 0) AS files, COALESCE(SUM(usd), 0) AS usd FROM usage_by_minute "
-        "WHERE minute > ?) AS u, "
-        "(SELECT COALESCE(SUM(files), 0) AS files, COALESCE(SUM(usd), 0) AS usd FROM reservations "
-        "WHERE expires > ?) AS h "
+        "WHERE minute > ?) AS u "
         "WHERE b.id = 1"
     )
 
-    def _usage(self, conn: sqlite3.Connection, now: float) -> tuple[str, float, int, int, float]:
-        """(breaker state, opened_at, calls in the last minute, files and $ in the last hour, held ones included)."""
-        state, opened_at, calls, files, usd = conn.execute(
-            self._USAGE_SQL, (int(now) - 60, int(now // 60) - 60, now)
-        ).fetchone()
-        return str(state), float(opened_at), int(calls), int(files), float(usd)
+    def _usage(self, now: float) -> tuple[str, float, int, int, int, float]:
+        """(breaker state, opened_at, failures, calls in the last minute, files and $ in the last hour).
 
-    def _window_sums(self, conn: sqlite3.Connection, now: float) -> tuple[int, int, float]:
-        _, _, calls, files, usd = self._usage(conn, now)
+        Settled usage plus what the calls in flight hold; call it holding the in-flight table.
+        """
+        with self._db.read() as conn:
+            state, opened_at, failures, calls, files, usd = conn.execute(
+                self._USAGE_SQL, (int(now) - 60, int(now // 60) - 60)
+            ).fetchone()
+        held = self._inflight.held(now)
+        return (
+            str(state),
+            float(opened_at),
+            int(failures),
+            int(calls) + held.calls,
+            int(files) + held.files,
+            float(usd) + held.usd,
+        )
+
+    def _window_sums(self, now: float) -> tuple[int, int, float]:
+        with self._inflight:
+            _, _, _, calls, files, usd = self._usage(now)
         return calls, files, usd
 
     def reserve(self, want: Impact, *, mutating: bool) -> Reservation:
@@ -99,10 +127,10 @@ class Limits:
         now = self._clock()
         c = self.config
         trial = False
-        with self._db.write(fast=True) as conn:
-            state, opened_at, calls, files, usd = self._usage(conn, now)
+        with self._inflight:
+            state, opened_at, failures, calls, files, usd = self._usage(now)
             if mutating:
-                trial = self._admit_through_breaker(conn, now, state, opened_at)
+                trial = self._admit_through_breaker(now, state, opened_at)
             problem: tuple[str, str] | None = None
             if calls + 1 > c.calls_per_minute:
                 problem = (
@@ -121,24 +149,17 @@ class Limits:
                     f"${usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour; this call needs ${want.usd:.2f}",
                 )
             if problem is None:
-                second = int(now)
-                conn.execute(
-                    "INSERT INTO calls_by_second (second, calls) VALUES (?, 1) "
-                    "ON CONFLICT (second) DO UPDATE SET calls = calls + 1",
-                    (second,),
-                )
-                row_id = 0
-                if mutating or want.files or want.api_calls or want.usd:
-                    cursor = conn.execute(
-                        "INSERT INTO reservations (second, expires, files, api_calls, usd) VALUES (?, ?, ?, ?, ?)",
-                        (second, now + _RESERVATION_TTL_S, want.files, want.api_calls, want.usd),
+                try:
+                    slot, token = self._inflight.take(
+                        expires=now + _RESERVATION_TTL_S, files=want.files, api_calls=want.api_calls, usd=want.usd
                     )
-                    row_id = int(cursor.lastrowid or 0)
-                if second % 60 == 0:  # now and then, forget what no window can see any more
-                    self._forget(conn, now)
-                return Reservation(row_id=row_id, second=second, trial=trial)
+                except TooManyInFlight as exc:
+                    problem = ("limits.calls_in_flight", f"{exc}; wait for some to finish")
+                else:
+                    return Reservation(slot=slot, token=token, second=int(now), trial=trial, failures_seen=failures)
             if trial:
-                conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
+                with self._db.write(fast=True) as conn:
+                    conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
         self._breach()
         raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
 
@@ -146,14 +167,14 @@ class Limits:
     def _forget(conn: sqlite3.Connection, now: float) -> None:
         conn.execute("DELETE FROM calls_by_second WHERE second < ?", (int(now) - 120,))
         conn.execute("DELETE FROM usage_by_minute WHERE minute < ?", (int(now // 60) - 120,))
-        conn.execute("DELETE FROM reservations WHERE expires < ?", (now,))
 
-    def _admit_through_breaker(self, conn: sqlite3.Connection, now: float, state: str, opened_at: float) -> bool:
+    def _admit_through_breaker(self, now: float, state: str, opened_at: float) -> bool:
         if state == "closed":
             return False
         remaining = self.config.breaker_cooldown_s - (now - opened_at)
         if state == "open" and remaining <= 0:
-            conn.execute("UPDATE breaker SET state = 'half_open' WHERE id = 1")
+            with self._db.write(fast=True) as conn:
+                conn.execute("UPDATE breaker SET state = 'half_open' WHERE id = 1")
             return True
         wait = max(remaining, 0.0)
         raise CircuitOpen(
@@ -164,11 +185,10 @@ class Limits:
 
     def extend(self, reservation: Reservation, extra: Impact) -> None:
         """Grow a reservation once the measured impact exceeds the planned one, or refuse."""
-        assert reservation.row_id, "only mutating calls hold a reservation row, and only they grow"
         now = self._clock()
         c = self.config
-        with self._db.write(fast=True) as conn:
-            _, files, usd = self._window_sums(conn, now)
+        with self._inflight:
+            _, _, _, _, files, usd = self._usage(now)
             if files + extra.files > c.file_mods_per_hour:
                 problem = (
                     "limits.file_mods_per_hour",
@@ -178,28 +198,33 @@ class Limits:
             elif usd + extra.usd > c.usd_per_hour:
                 problem = ("limits.usd_per_hour", f"${usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour")
             else:
-                conn.execute(
-                    "UPDATE reservations SET files = files + ?, api_calls = api_calls + ?, usd = usd + ? WHERE id = ?",
-                    (extra.files, extra.api_calls, extra.usd, reservation.row_id),
+                self._inflight.grow(
+                    reservation.slot, reservation.token, files=extra.files, api_calls=extra.api_calls, usd=extra.usd
                 )
                 return
         self._breach()
         raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
 
     def release(self, reservation: Reservation) -> None:
-        """Give back a reservation for a call that was refused after reserving."""
-        with self._db.write(fast=True) as conn:
-            if reservation.row_id:
-                conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
-            conn.execute("UPDATE calls_by_second SET calls = calls - 1 WHERE second = ?", (reservation.second,))
-            if reservation.trial:
+        """Give back a reservation for a call that was refused after reserving (it counts for nothing)."""
+        if reservation.trial:
+            with self._db.write(fast=True) as conn:
                 conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (self._clock(),))
+        self.done(reservation)
+
+    def done(self, reservation: Reservation) -> None:
+        """Free the slot: after the settling commit (or the release), so the call is never counted nowhere."""
+        with self._inflight:
+            self._inflight.free(reservation.slot, reservation.token)
 
     def settle(self, conn: sqlite3.Connection, reservation: Reservation, actual: Impact, *, failed: bool) -> None:
-        """Replace the reservation by what the call did; runs inside the audit transaction."""
+        """Record what the call did; runs inside the audit transaction (`done` frees its slot after the commit)."""
         now = self._clock()
-        if reservation.row_id:
-            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.row_id,))
+        conn.execute(
+            "INSERT INTO calls_by_second (second, calls) VALUES (?, 1) "
+            "ON CONFLICT (second) DO UPDATE SET calls = calls + 1",
+            (reservation.second,),
+        )
         if actual.files or actual.api_calls or actual.usd:
             conn.execute(
                 "INSERT INTO usage_by_minute (minute, files, api_calls, usd) VALUES (?, ?, ?, ?) "
@@ -207,6 +232,8 @@ class Limits:
                 "api_calls = api_calls + excluded.api_calls, usd = usd + excluded.usd",
                 (int(now // 60), actual.files, actual.api_calls, actual.usd),
             )
+        if reservation.second % 60 == 0:  # now and then, forget what no window can see any more
+            self._forget(conn, now)
         if failed:
             (failures,) = conn.execute(
                 "UPDATE breaker SET consecutive_failures = consecutive_failures + 1 WHERE id = 1 "
@@ -215,7 +242,10 @@ class Limits:
             if reservation.trial or int(failures) >= self.config.breaker_consecutive_failures:
                 conn.execute("UPDATE breaker SET state = 'open', opened_at = ? WHERE id = 1", (now,))
         else:
-            conn.execute("UPDATE breaker SET consecutive_failures = 0 WHERE id = 1 AND consecutive_failures != 0")
+            # Seen as zero when reserved: nothing to reset (a failure elsewhere since then stays counted,
+            # which errs towards opening the breaker, never towards keeping it closed).
+            if reservation.failures_seen:
+                conn.execute("UPDATE breaker SET consecutive_failures = 0 WHERE id = 1")
             if reservation.trial:
                 conn.execute("UPDATE breaker SET state = 'closed' WHERE id = 1")
                 conn.execute("DELETE FROM breaches")
@@ -243,8 +273,7 @@ class Limits:
     def budgets(self) -> list[Budget]:
         now = self._clock()
         c = self.config
-        with self._db.read() as conn:
-            calls, files, usd = self._window_sums(conn, now)
+        calls, files, usd = self._window_sums(now)
 
         def budget(name: str, used: float, limit: float, window: int) -> Budget:
             return Budget(name=name, used=used, limit=limit, remaining=max(limit - used, 0), window_s=window)

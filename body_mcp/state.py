@@ -71,6 +71,11 @@ class StatePaths:
         return self.dir / "state.db"
 
     @property
+    def inflight(self) -> Path:
+        """The calls in flight (budget reservations), shared by every body of this workspace."""
+        return self.dir / "inflight"
+
+    @property
     def audit_key(self) -> Path:
         return self.dir / "audit.key"
 

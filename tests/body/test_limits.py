@@ -165,8 +165,10 @@ def test_two_processes_racing_for_the_last_file_modification_get_it_once(workspa
             import sqlite3
 
             with sqlite3.connect(leftover) as conn:
-                conn.execute("DELETE FROM reservations")
+                conn.execute("DELETE FROM calls_by_second")
                 conn.execute("DELETE FROM usage_by_minute")
+            # The winner of the last round exited holding its reservation (it never settled): start afresh.
+            leftover.with_name("inflight").unlink(missing_ok=True)
         barrier = ctx.Barrier(2)
         results = ctx.Queue()
         procs = [
@@ -200,3 +202,57 @@ async def test_two_concurrent_callers_in_one_body_cannot_both_take_the_last_unit
         assert (workspace / "one.txt").exists() != (workspace / "two.txt").exists()
     finally:
         body.close()
+
+
+def test_a_reservation_left_by_a_crashed_body_expires(workspace: Path, home: Path) -> None:
+    clock = Clock()
+    crashed = make_body(workspace, home, {"limits": {"file_mods_per_hour": 1}}, clock=clock)
+    crashed.limits.reserve(Impact(files=1), mutating=True)  # and never settles: the body "dies" here
+    crashed.close()
+    body = make_body(workspace, home, {"limits": {"file_mods_per_hour": 1}}, clock=clock)
+    try:
+        with pytest.raises(RateLimited, match="1 of 1 file modifications"):
+            body.limits.reserve(Impact(files=1), mutating=True)
+        clock.now += 601  # past the ten-minute expiry of a reservation
+        body.limits.reserve(Impact(files=1), mutating=True)
+    finally:
+        body.close()
+
+
+def test_a_slot_is_freed_only_by_its_own_call(tmp_path: Path) -> None:
+    from body_mcp._inflight import SLOTS, InFlight, TooManyInFlight
+
+    table = InFlight(tmp_path / "inflight")
+    other = InFlight(tmp_path / "inflight")  # a second body of the same workspace
+    try:
+        with table:
+            slot, token = table.take(expires=10.0, files=1, api_calls=0, usd=0.5)
+        with other:
+            assert other.held(5.0).files == 1 and other.held(5.0).usd == 0.5
+            assert other.held(11.0).calls == 0  # expired: reclaimed
+            again, new_token = other.take(expires=20.0, files=2, api_calls=0, usd=0.0)
+        assert again == slot and new_token != token
+        with table:
+            table.free(slot, token)  # the expired holder cannot free the new holder's slot
+            assert table.held(15.0).files == 2
+            table.free(slot, new_token)
+            assert table.held(15.0).calls == 0
+            for _ in range(SLOTS):
+                table.take(expires=30.0, files=0, api_calls=0, usd=0.0)
+            with pytest.raises(TooManyInFlight, match=f"{SLOTS} calls are already in flight"):
+                table.take(expires=30.0, files=0, api_calls=0, usd=0.0)
+    finally:
+        table.close()
+        other.close()
+
+
+def test_a_damaged_in_flight_table_starts_empty(tmp_path: Path) -> None:
+    from body_mcp._inflight import InFlight
+
+    (tmp_path / "inflight").write_bytes(b"\x01" * 100)
+    table = InFlight(tmp_path / "inflight")
+    try:
+        with table:
+            assert table.held(0.0).calls == 0
+    finally:
+        table.close()
