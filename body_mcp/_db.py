@@ -1,11 +1,10 @@
 """The body's SQLite state file: one per workspace, WAL, versioned migrations.
 
-It holds the audit chain (append-only, enforced by triggers), the settled limit windows, the
-circuit breaker and the undo records. One connection, committing with the configured
-durability, except limit bookkeeping that is worthless after a crash anyway (breaches and
-breaker transitions: `write(fast=True)`, synchronous=OFF for that transaction). Calls in flight
-are not here at all (`_inflight.py`): a guarded call commits once, with its audit event. One
-connection, not two: in WAL mode a write by another connection empties this one's page cache.
+It holds the audit chain (append-only, enforced by triggers), the undo records and their
+pre-images, and a standalone body's decisions. The limits are not here (`_limits_table.py`):
+a guarded call commits once, with its audit event. One connection, committing with the
+configured durability; one, not two: in WAL mode a write by another connection empties this
+one's page cache.
 """
 
 from __future__ import annotations
@@ -97,9 +96,14 @@ _MIGRATIONS: list[str] = [
     DROP INDEX undo_records_decision;
     CREATE INDEX undo_records_decision ON undo_records(decision_id) WHERE decision_id IS NOT NULL;
     """,
-    # v5: calls in flight moved to a shared mapped table (`_inflight.py`): a reservation needs no commit
+    # v5: the limits moved to a table every body of the workspace maps (`_limits_table.py`): a call's
+    # budget check and settling cost no transaction of their own
     """
     DROP TABLE reservations;
+    DROP TABLE calls_by_second;
+    DROP TABLE usage_by_minute;
+    DROP TABLE breaker;
+    DROP TABLE breaches;
     """,
 ]
 
@@ -132,25 +136,17 @@ class StateDB:
                 conn.execute(f"PRAGMA user_version = {number}")
 
     @contextmanager
-    def write(self, *, fast: bool = False) -> Generator[sqlite3.Connection]:
+    def write(self) -> Generator[sqlite3.Connection]:
         """A `BEGIN IMMEDIATE` transaction: serialised against every other writer, in any process."""
         conn = self.conn
-        # In WAL mode NORMAL syncs only at checkpoints, never on commit: switching to OFF would buy nothing.
-        relax = fast and self._synchronous == "FULL"
         with self._lock:
-            if relax:
-                conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            finally:
-                if relax:
-                    conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Generator[sqlite3.Connection]:

@@ -84,7 +84,7 @@ class Body:
             body_id=self.identity.body_id,
         )
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
-        self.limits = Limits(self.db, config.limits, inflight=self.paths.inflight, clock=clock)
+        self.limits = Limits(self.paths.limits, config.limits, clock=clock)
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.link: BrainLink | None = None
         if settings.brain_url:
@@ -300,8 +300,6 @@ class Body:
         decision_id = draft.decision_id
 
         def also(conn: Any) -> None:
-            if reservation is not None:
-                self.limits.settle(conn, reservation, ctx.impact, failed=failed)
             if recorder is not None and recorder.records:
                 recorder.flush(conn, action_id=ctx.action_id, decision_id=decision_id)
             for extra in ctx.also:
@@ -309,7 +307,8 @@ class Body:
 
         event = self.audit.append(draft, also=also)
         if reservation is not None:
-            self.limits.done(reservation)  # after the commit that settled it, never before
+            # After the audit commit: a crash in between leaves the call in flight, counted in full until it expires.
+            self.limits.settle(reservation, ctx.impact, failed=failed)
         if self.link is not None:
             self.link.new_events.set()
         return event

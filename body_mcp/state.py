@@ -71,9 +71,9 @@ class StatePaths:
         return self.dir / "state.db"
 
     @property
-    def inflight(self) -> Path:
-        """The calls in flight (budget reservations), shared by every body of this workspace."""
-        return self.dir / "inflight"
+    def limits(self) -> Path:
+        """The limit windows, breaker and calls in flight, shared by every body of this workspace."""
+        return self.dir / "limits"
 
     @property
     def audit_key(self) -> Path:

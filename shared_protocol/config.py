@@ -37,7 +37,7 @@ class LimitsConfig(ProtocolModel):
     file_mods_per_hour: int = Field(default=50, ge=0)
     usd_per_hour: float = Field(default=10.0, ge=0)
     breaker_consecutive_failures: int = Field(default=5, ge=1)
-    breaker_breaches: int = Field(default=3, ge=1)
+    breaker_breaches: int = Field(default=3, ge=1, le=256)
     breaker_window_s: int = Field(default=300, ge=1)
     breaker_cooldown_s: int = Field(default=60, ge=1)
 

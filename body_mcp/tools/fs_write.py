@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from ..guard import CallContext
 
 _DIFF_CAP = 64 * 1024
+_ONE_FILE = Impact(files=1)
+
+
+def _files(count: int) -> Impact:
+    return _ONE_FILE if count == 1 else Impact(files=count)  # (models are immutable: one instance serves)
 
 
 def unified_diff(path: str, old: str | None, new: str | None) -> str:
@@ -53,7 +58,7 @@ def unified_diff(path: str, old: str | None, new: str | None) -> str:
 
 def _result(ctx: CallContext, changes: list[FileChange], diff: str = "") -> MutationResult:
     ctx.files = [c.path for c in changes]
-    ctx.impact = Impact(files=len(changes)) if ctx.mode == "live" else NO_IMPACT
+    ctx.impact = _files(len(changes)) if ctx.mode == "live" else NO_IMPACT
     ctx.detail["planned_files"] = len(changes)
     return MutationResult(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
 
@@ -259,11 +264,11 @@ async def delete_file(body: Body, ctx: CallContext, args: DeleteFileArgs) -> Mut
 
 
 def _one_file(_args: object) -> Impact:
-    return Impact(files=1)
+    return _ONE_FILE
 
 
 def _edit_plan(args: EditFileArgs) -> Impact:
-    return Impact(files=0 if args.dry_run else 1)
+    return NO_IMPACT if args.dry_run else _ONE_FILE
 
 
 WRITE_TOOLS = [

@@ -113,8 +113,7 @@ def test_repeated_breaches_open_the_breaker_and_a_trial_after_cooldown_closes_it
         assert trial.trial
         with pytest.raises(CircuitOpen):  # only one trial at a time
             body.limits.reserve(Impact(files=1), mutating=True)
-        with body.db.write() as conn:
-            body.limits.settle(conn, trial, Impact(files=1), failed=False)
+        body.limits.settle(trial, Impact(files=1), failed=False)
         assert body.limits.breaker_state() == "closed"
     finally:
         body.close()
@@ -126,13 +125,11 @@ def test_consecutive_failures_open_the_breaker_and_a_failed_trial_reopens_it(wor
     try:
         for _ in range(2):
             reservation = body.limits.reserve(Impact(files=1), mutating=True)
-            with body.db.write() as conn:
-                body.limits.settle(conn, reservation, Impact(), failed=True)
+            body.limits.settle(reservation, Impact(), failed=True)
         assert body.limits.breaker_state() == "open"
         clock.now += 61
         trial = body.limits.reserve(Impact(files=1), mutating=True)
-        with body.db.write() as conn:
-            body.limits.settle(conn, trial, Impact(), failed=True)
+        body.limits.settle(trial, Impact(), failed=True)
         assert body.limits.breaker_state() == "open"
     finally:
         body.close()
@@ -161,14 +158,9 @@ def test_two_processes_racing_for_the_last_file_modification_get_it_once(workspa
     make_body(workspace, home).close()  # create the state first, so both racers open the same database
     ctx = multiprocessing.get_context("spawn")
     for _ in range(2):
-        for leftover in (home / "workspaces").glob("*/state.db"):
-            import sqlite3
-
-            with sqlite3.connect(leftover) as conn:
-                conn.execute("DELETE FROM calls_by_second")
-                conn.execute("DELETE FROM usage_by_minute")
+        for leftover in (home / "workspaces").glob("*/limits"):
             # The winner of the last round exited holding its reservation (it never settled): start afresh.
-            leftover.with_name("inflight").unlink(missing_ok=True)
+            leftover.unlink()
         barrier = ctx.Barrier(2)
         results = ctx.Queue()
         procs = [
@@ -204,7 +196,7 @@ async def test_two_concurrent_callers_in_one_body_cannot_both_take_the_last_unit
         body.close()
 
 
-def test_a_reservation_left_by_a_crashed_body_expires(workspace: Path, home: Path) -> None:
+def test_a_reservation_left_by_a_crashed_body_expires_counted_as_done(workspace: Path, home: Path) -> None:
     clock = Clock()
     crashed = make_body(workspace, home, {"limits": {"file_mods_per_hour": 1}}, clock=clock)
     crashed.limits.reserve(Impact(files=1), mutating=True)  # and never settles: the body "dies" here
@@ -213,46 +205,103 @@ def test_a_reservation_left_by_a_crashed_body_expires(workspace: Path, home: Pat
     try:
         with pytest.raises(RateLimited, match="1 of 1 file modifications"):
             body.limits.reserve(Impact(files=1), mutating=True)
-        clock.now += 601  # past the ten-minute expiry of a reservation
+        clock.now += 601  # expired: no longer in flight, but what it may have done still counts this hour
+        with pytest.raises(RateLimited, match="1 of 1 file modifications"):
+            body.limits.reserve(Impact(files=1), mutating=True)
+        clock.now += 3600
         body.limits.reserve(Impact(files=1), mutating=True)
     finally:
         body.close()
 
 
 def test_a_slot_is_freed_only_by_its_own_call(tmp_path: Path) -> None:
-    from body_mcp._inflight import SLOTS, InFlight, TooManyInFlight
+    from body_mcp._limits_table import SLOTS, LimitsTable, TooManyInFlight
 
-    table = InFlight(tmp_path / "inflight")
-    other = InFlight(tmp_path / "inflight")  # a second body of the same workspace
+    table = LimitsTable(tmp_path / "limits")
+    other = LimitsTable(tmp_path / "limits")  # a second body of the same workspace
     try:
         with table:
-            slot, token = table.take(expires=10.0, files=1, api_calls=0, usd=0.5)
+            slot, token = table.take(expires=1010.0, files=1, api_calls=0, usd_micro=500_000, trial=False)
         with other:
-            assert other.held(5.0).files == 1 and other.held(5.0).usd == 0.5
-            assert other.held(11.0).calls == 0  # expired: reclaimed
-            again, new_token = other.take(expires=20.0, files=2, api_calls=0, usd=0.0)
+            assert other.usage(1005.0).files == 1 and other.usage(1005.0).usd == 0.5
+            expired = other.usage(1011.0)  # reclaimed: counted as done with all it had reserved
+            assert (expired.calls, expired.files, expired.usd) == (1, 1, 0.5)
+            again, new_token = other.take(expires=1020.0, files=2, api_calls=0, usd_micro=0, trial=False)
         assert again == slot and new_token != token
         with table:
             table.free(slot, token)  # the expired holder cannot free the new holder's slot
-            assert table.held(15.0).files == 2
+            assert table.usage(1015.0).files == 3
             table.free(slot, new_token)
-            assert table.held(15.0).calls == 0
+            assert table.usage(1015.0).files == 1
             for _ in range(SLOTS):
-                table.take(expires=30.0, files=0, api_calls=0, usd=0.0)
+                table.take(expires=1030.0, files=0, api_calls=0, usd_micro=0, trial=False)
             with pytest.raises(TooManyInFlight, match=f"{SLOTS} calls are already in flight"):
-                table.take(expires=30.0, files=0, api_calls=0, usd=0.0)
+                table.take(expires=1030.0, files=0, api_calls=0, usd_micro=0, trial=False)
     finally:
         table.close()
         other.close()
 
 
-def test_a_damaged_in_flight_table_starts_empty(tmp_path: Path) -> None:
-    from body_mcp._inflight import InFlight
+def test_the_windows_slide_bucket_by_bucket_and_start_over_after_a_pause(tmp_path: Path) -> None:
+    from body_mcp._limits_table import LimitsTable
 
-    (tmp_path / "inflight").write_bytes(b"\x01" * 100)
-    table = InFlight(tmp_path / "inflight")
+    table = LimitsTable(tmp_path / "limits")
     try:
         with table:
-            assert table.held(0.0).calls == 0
+            start = 6_000_000.0  # a whole minute
+            table.usage(start)
+            for n in range(120):  # one call a second for two minutes, one file a minute
+                now = start + n
+                table.usage(now)
+                table.count(
+                    second=int(now),
+                    minute=int(now // 60),
+                    calls=1,
+                    files=int(n % 60 == 0),
+                    api_calls=0,
+                    usd_micro=250_000,
+                )
+                used = table.usage(now)
+                assert used.calls == min(n + 1, 60)  # the last 60 seconds
+                assert used.files == n // 60 + 1  # the last 60 minutes
+                assert used.usd == pytest.approx((n + 1) * 0.25)
+            assert table.usage(start + 119 + 59).calls == 1  # the window moved on: one second left in it
+            assert table.usage(start + 119 + 60).calls == 0
+            assert table.usage(start + 3600).files == 1  # the first minute fell out of the hour
+            assert table.usage(start + 7200).files == 0  # a long pause: the window starts over
+            table.count(second=int(start), minute=int(start // 60), calls=1, files=5, api_calls=0, usd_micro=0)
+            assert table.usage(start + 7200).files == 0  # too old to count
     finally:
         table.close()
+
+
+def test_a_damaged_limits_table_starts_empty(tmp_path: Path) -> None:
+    from body_mcp._limits_table import LimitsTable
+
+    (tmp_path / "limits").write_bytes(b"\x01" * 100)
+    table = LimitsTable(tmp_path / "limits")
+    try:
+        with table:
+            assert table.usage(1000.0).calls == 0
+            assert table.breaker().state == "closed"
+    finally:
+        table.close()
+
+
+def test_a_lost_breaker_trial_reopens_the_breaker_when_it_expires(workspace: Path, home: Path) -> None:
+    clock = Clock()
+    config = {"limits": {"breaker_consecutive_failures": 1, "breaker_cooldown_s": 60}}
+    body = make_body(workspace, home, config, clock=clock)
+    try:
+        body.limits.settle(body.limits.reserve(Impact(files=1), mutating=True), Impact(), failed=True)
+        clock.now += 61
+        assert body.limits.reserve(Impact(files=1), mutating=True).trial  # and its body dies with it
+        with pytest.raises(CircuitOpen, match="a trial call is in progress"):
+            body.limits.reserve(Impact(files=1), mutating=True)
+        clock.now += 601  # the trial's reservation expires: the breaker re-opens, its cool-down starts again
+        with pytest.raises(CircuitOpen, match="breaker is open"):
+            body.limits.reserve(Impact(files=1), mutating=True)
+        clock.now += 61
+        assert body.limits.reserve(Impact(files=1), mutating=True).trial
+    finally:
+        body.close()
