@@ -34,7 +34,7 @@ from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
 from .policy import PathPolicy
 from .scan import WorkspaceScanner
-from .snapshots import SnapshotEvent, SnapshotSettings, Snapshotter, run_hourly, workspace_replaced
+from .snapshots import SnapshotEvent, SnapshotSettings, Snapshotter, run_hourly
 from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
 from .tools import ALL_TOOLS
 from .tools._spec import ToolSpec
@@ -179,10 +179,10 @@ class Body:
 
     async def _reopen_if_replaced(self) -> None:
         """A restore swaps the workspace directory: drop the stale descriptor and open the new one."""
-        if not workspace_replaced(self.workspace.root, self.workspace.root_fd):
+        if not self.workspace.replaced():
             return
         async with self.workspace_lock:
-            if not workspace_replaced(self.workspace.root, self.workspace.root_fd):
+            if not self.workspace.replaced():
                 return
             if not self.workspace.root.is_dir():
                 raise ToolRefused(

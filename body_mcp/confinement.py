@@ -57,9 +57,20 @@ class Workspace:
         self._root_parts = self.root.parts
         self._root_names = list(self._root_parts[1:])
         self.root_fd = os.open(self.root, _DIR_FLAGS)
+        held = os.fstat(self.root_fd)
+        self._identity = (held.st_dev, held.st_ino)
+        self._root_str = str(self.root)
 
     def close(self) -> None:
         os.close(self.root_fd)
+
+    def replaced(self) -> bool:
+        """Whether the root path no longer names the directory held open (a snapshot restore swapped it)."""
+        try:
+            st = os.stat(self._root_str)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._identity
 
     # -- resolution --------------------------------------------------------------------
 

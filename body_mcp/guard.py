@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -194,20 +195,20 @@ def default_guards() -> list[Guard]:
     return [KillSwitchGuard(), ValidationGuard(), ConfinementGuard(), LimitsGuard(), ApprovalGuard(), ExecuteGuard()]
 
 
+async def _end(ctx: CallContext) -> ToolResult:
+    raise AssertionError(f"the guard chain ended without running {ctx.tool}: its last guard must not call on")
+
+
 class Pipeline:
     """Runs the guards around a call and turns the outcome into an audited MCP result."""
 
     def __init__(self, body: Body, guards: Sequence[Guard]) -> None:
         self._body = body
         self._guards = list(guards)
-
-    async def _run(self, ctx: CallContext, index: int = 0) -> ToolResult:
-        guard = self._guards[index]
-
-        async def call_next(next_ctx: CallContext) -> ToolResult:
-            return await self._run(next_ctx, index + 1)
-
-        return await guard(self._body, ctx, call_next)
+        # The chain is built once: each stage is its guard with the body and the next stage bound.
+        self._run: Next = _end
+        for guard in reversed(self._guards):
+            self._run = partial(guard, body, call_next=self._run)
 
     async def call(self, ctx: CallContext) -> CallOutcome:
         body = self._body
