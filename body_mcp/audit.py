@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import hmac
 import os
-import secrets
+import random
 import sqlite3
 import threading
 import time
@@ -42,8 +42,8 @@ _REDACTED_KEYS = frozenset({"content", "old_text", "new_text"})
 
 
 def new_action_id() -> str:
-    """Time-ordered, unique: `act_` + nanoseconds (hex) + 32 random bits."""
-    return f"act_{time.time_ns():x}{secrets.token_hex(4)}"
+    """Time-ordered, unique: `act_` + nanoseconds (hex) + 32 random bits (unique, not secret: no syscall)."""
+    return f"act_{time.time_ns():x}{random.getrandbits(32):08x}"
 
 
 def canonical_json(value: Any) -> str:
@@ -163,6 +163,8 @@ class AuditStore:
         # flock orders appends between processes; this orders them between this process's threads (retention
         # runs in a worker thread), so that the anchor is always written in commit order.
         self._thread_lock = threading.Lock()
+        self._head: tuple[int, str] | None = None
+        """(seq, mac) of the event this store last committed."""
 
     def close(self) -> None:
         os.close(self._anchor_fd)
@@ -199,12 +201,19 @@ class AuditStore:
                 if also is not None:
                     also(conn)
                 event = self._insert(conn, draft)
+            self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
             self._write_anchor(event.seq, event.mac)
         return event
 
     def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
-        row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))
+        """Chain `draft` onto the head. The head this store last committed is taken as the head, unread
+        (hot path); if another process appended since, its `seq` is taken, the insert conflicts, and the
+        real head is read and chained onto instead."""
+        if self._head is None:
+            row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))
+        else:
+            seq, prev_mac = self._head[0] + 1, self._head[1]
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
         payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
         impact = draft.impact
@@ -213,10 +222,16 @@ class AuditStore:
         payload["prev_mac"] = prev_mac
         signed = canonical_json(payload)
         mac = self._mac_of(signed)
-        conn.execute(
-            "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, draft.id, payload["ts"], draft.decision_id, with_mac(signed, mac), mac),
-        )
+        try:
+            conn.execute(
+                "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, draft.id, payload["ts"], draft.decision_id, with_mac(signed, mac), mac),
+            )
+        except sqlite3.IntegrityError:
+            if self._head is None:
+                raise
+            self._head = None
+            return self._insert(conn, draft)
         return Appended(id=draft.id, seq=seq, mac=mac)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
@@ -373,6 +388,7 @@ class AuditStore:
                 conn.execute("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
                 event = self._insert(conn, draft)
                 deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through_seq,)).rowcount
+            self._head = (event.seq, event.mac)
             self._write_anchor(event.seq, event.mac)
         return int(deleted)
 
