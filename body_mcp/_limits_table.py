@@ -6,45 +6,59 @@ transaction per call did that at the price of a commit; this table does it under
 with plain memory reads and writes. The file is a regular file under `$SWARM_HOME`, so it
 survives restarts; what the limits count is also in the audit trail, which stays the record.
 
-Contents (little-endian, fixed size, blocks allocated up front so a full disk cannot fault a write):
+Contents (little-endian, fixed size, written out in full when created so that a full disk
+cannot fault a write through the mapping):
 
-- header: magic, the newest second and minute the windows have moved to, the window sums,
-  the breaker (state, opened_at, consecutive failures) and the breach ring's next index;
-- 60 buckets of calls per second and 60 buckets of (files, API calls, micro-dollars) per
-  minute: sliding windows whose sums move on as time does, a bucket at a time;
+- a header of single 8-byte fields: magic, the newest second and minute the windows have moved
+  to, the breaker (state, opened_at, consecutive failures) and the breach ring's next index;
+- 60 per-second call counts and 60 per-minute counts of files, API calls and micro-dollars:
+  sliding windows. A bucket is either inside its window or zero (sliding zeroes what falls
+  out), so a window's sum is the sum of its buckets; there is no running total to fall out of
+  step if a process dies halfway through an update;
 - the times of the last `BREACHES` limit breaches;
 - `SLOTS` calls in flight: an occupancy byte each, then (token, expires, files, API calls,
-  micro-dollars, trial). A slot whose call outlived its expiry (its body crashed) is
-  reclaimed by the next reader and counted as done, with everything it had reserved.
+  micro-dollars, trial, pid). A slot whose process is gone (or, failing that, whose expiry has
+  passed) is reclaimed by the next reader and counted as done with everything it had reserved.
 
-Money is kept in whole micro-dollars so that sums which go up and down stay exact.
+Every change that spans two places is ordered so that dying in between counts a call twice,
+never zero times. A clock that steps back holds the windows where they were until it catches
+up (errs towards counting, as the timestamps in a database would).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import math
 import mmap
 import os
 import random
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+FILE_NAME = "limits-v2"
+"""The layout's version is in the name: bodies of two versions never map one file two ways."""
 SLOTS = 256
 BREACHES = 256
+LOCK_TIMEOUT_S = 10.0
 _WINDOW = 60
-_MAGIC = b"SWLIMIT1"
-_HEADER = struct.Struct("<8sqqqqqqqdqq")
-_SECOND = struct.Struct("<qq")
-_MINUTE = struct.Struct("<qqqq")
-_BREACH = struct.Struct("<d")
-_SLOT = struct.Struct("<qdqqqq")
-_SECONDS_AT = _HEADER.size
-_MINUTES_AT = _SECONDS_AT + _WINDOW * _SECOND.size
-_BREACHES_AT = _MINUTES_AT + _WINDOW * _MINUTE.size
-_OCCUPANCY_AT = _BREACHES_AT + BREACHES * _BREACH.size
+_MAGIC = b"SWLIMIT2"
+_UNSET = -(1 << 62)
+_Q = struct.Struct("<q")
+_D = struct.Struct("<d")
+_SLOT = struct.Struct("<qdqqqqq")
+# Header: one 8-byte field each.
+_SECOND_AT, _MINUTE_AT, _STATE_AT, _OPENED_AT, _FAILURES_AT, _BREACH_NEXT_AT = 8, 16, 24, 32, 40, 48
+_CALLS_AT = 56
+_FILES_AT = _CALLS_AT + _WINDOW * 8
+_API_AT = _FILES_AT + _WINDOW * 8
+_USD_AT = _API_AT + _WINDOW * 8
+_BREACHES_AT = _USD_AT + _WINDOW * 8
+_OCCUPANCY_AT = _BREACHES_AT + BREACHES * 8
 _SLOTS_AT = _OCCUPANCY_AT + SLOTS
 _SIZE = _SLOTS_AT + SLOTS * _SLOT.size
 _USED = b"\x01"
@@ -54,21 +68,9 @@ BreakerState = Literal["closed", "open", "half_open"]
 _STATES: tuple[BreakerState, ...] = ("closed", "open", "half_open")
 
 
-def _step(head: int, now: int, *, back_limit: int) -> Literal["stay", "slide", "reset"]:
-    """How a window whose newest bucket is `head` moves to `now`.
-
-    A clock that steps back stays put (the window errs towards counting), unless it stepped back
-    further than `back_limit`: then, as after a long pause, the window starts over.
-    """
-    if head and now <= head:
-        return "reset" if head - now > back_limit else "stay"
-    if not head or now - head >= _WINDOW:
-        return "reset"
-    return "slide"
-
-
 def micro_usd(usd: float) -> int:
-    return round(usd * 1_000_000)
+    """Whole micro-dollars, rounded up: a fraction of one still counts."""
+    return math.ceil(usd * 1_000_000 - 1e-6) if usd > 0 else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +102,10 @@ class LimitsTable:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 if os.fstat(fd).st_size != _SIZE or os.pread(fd, len(_MAGIC), 0) != _MAGIC:
-                    # New, or not a table of this layout: start empty (the windows forget, the breaker closes).
-                    os.ftruncate(fd, 0)
-                    os.posix_fallocate(fd, 0, _SIZE)
-                    os.pwrite(fd, _HEADER.pack(_MAGIC, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0), 0)
+                    # New (or damaged): start empty, the windows unset, the breaker closed.
+                    header = _MAGIC + _Q.pack(_UNSET) + _Q.pack(_UNSET)
+                    os.pwrite(fd, header + bytes(_SIZE - len(header)), 0)
+                    os.ftruncate(fd, _SIZE)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             self._map = mmap.mmap(fd, _SIZE)
@@ -111,6 +113,9 @@ class LimitsTable:
             os.close(fd)
             raise
         self._fd = fd
+        self._pid = os.getpid()
+        # Tokens tell holders apart; they need not be secret, only not shared with anyone's random.seed().
+        self._random = random.Random(os.urandom(16))
         # flock does not exclude threads of one process sharing the descriptor.
         self._thread_lock = threading.Lock()
 
@@ -119,14 +124,40 @@ class LimitsTable:
         os.close(self._fd)
 
     def __enter__(self) -> LimitsTable:
-        """Hold the table against every other process and thread; every method below runs inside."""
+        """Hold the table against every other process and thread; every method below runs inside.
+
+        Holders keep it for microseconds; one that keeps it for `LOCK_TIMEOUT_S` (a stopped
+        process) makes this raise `TimeoutError` rather than hang the body.
+        """
         self._thread_lock.acquire()
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._flock()
         except BaseException:
             self._thread_lock.release()
             raise
         return self
+
+    def _flock(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise
+        deadline, pause = time.monotonic() + LOCK_TIMEOUT_S, 0.0001
+        while True:
+            time.sleep(pause)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the limits table {self.path} has been held by another process for over {LOCK_TIMEOUT_S:.0f} s"
+                )
+            pause = min(pause * 2, 0.01)
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -144,96 +175,88 @@ class LimitsTable:
         index = m.find(_USED, _OCCUPANCY_AT, _SLOTS_AT)
         while index >= 0:
             slot = index - _OCCUPANCY_AT
-            _, expires, f, a, u, trial = _SLOT.unpack_from(m, _SLOTS_AT + slot * _SLOT.size)
-            if expires < now:
+            _, expires, f, a, u, trial, pid = _SLOT.unpack_from(m, _SLOTS_AT + slot * _SLOT.size)
+            if expires < now or not self._alive(pid):
                 self._reclaim(slot, now, f, a, u, trial)
             else:
                 calls, files, api_calls, usd = calls + 1, files + f, api_calls + a, usd + u
             index = m.find(_USED, index + 1, _SLOTS_AT)
-        _, _, settled_calls, _, settled_files, settled_api, settled_usd, *_ = _HEADER.unpack_from(m, 0)
+        view = memoryview(m)
         return Usage(
-            calls=settled_calls + calls,
-            files=settled_files + files,
-            api_calls=settled_api + api_calls,
-            usd=(settled_usd + usd) / 1_000_000,
+            calls=calls + sum(view[_CALLS_AT:_FILES_AT].cast("q")),
+            files=files + sum(view[_FILES_AT:_API_AT].cast("q")),
+            api_calls=api_calls + sum(view[_API_AT:_USD_AT].cast("q")),
+            usd=(usd + sum(view[_USD_AT:_BREACHES_AT].cast("q"))) / 1_000_000,
         )
 
     def move_to(self, now: float) -> None:
-        """Slide both windows forward to `now`, dropping the buckets that fell out of them."""
+        """Slide both windows forward to `now`, zeroing the buckets that fall out of them."""
         m = self._map
-        magic, second, calls, minute, files, api_calls, usd, *rest = _HEADER.unpack_from(m, 0)
-        now_second, now_minute = int(now), int(now // 60)
-        if now_second == second and now_minute == minute:
-            return  # (the common case: calls come in bursts)
-        step = _step(second, now_second, back_limit=3600)
-        if step == "reset":
-            for s in range(now_second - _WINDOW + 1, now_second + 1):
-                _SECOND.pack_into(m, _SECONDS_AT + (s % _WINDOW) * _SECOND.size, s, 0)
-            second, calls = now_second, 0
-        elif step == "slide":
-            for s in range(second + 1, now_second + 1):
-                at = _SECONDS_AT + (s % _WINDOW) * _SECOND.size
-                calls -= _SECOND.unpack_from(m, at)[1]
-                _SECOND.pack_into(m, at, s, 0)
-            second = now_second
-        step = _step(minute, now_minute, back_limit=60)
-        if step == "reset":
-            for s in range(now_minute - _WINDOW + 1, now_minute + 1):
-                _MINUTE.pack_into(m, _MINUTES_AT + (s % _WINDOW) * _MINUTE.size, s, 0, 0, 0)
-            minute, files, api_calls, usd = now_minute, 0, 0, 0
-        elif step == "slide":
-            for s in range(minute + 1, now_minute + 1):
-                at = _MINUTES_AT + (s % _WINDOW) * _MINUTE.size
-                _, f, a, u = _MINUTE.unpack_from(m, at)
-                files, api_calls, usd = files - f, api_calls - a, usd - u
-                _MINUTE.pack_into(m, at, s, 0, 0, 0)
-            minute = now_minute
-        _HEADER.pack_into(m, 0, magic, second, calls, minute, files, api_calls, usd, *rest)
+        for head_at, unit, columns in (
+            (_SECOND_AT, 1, (_CALLS_AT,)),
+            (_MINUTE_AT, 60, (_FILES_AT, _API_AT, _USD_AT)),
+        ):
+            head = _Q.unpack_from(m, head_at)[0]
+            target = int(now // unit)
+            if target <= head:
+                continue  # same bucket, or the clock stepped back: hold until it catches up
+            if target - head >= _WINDOW:
+                for column in columns:
+                    m[column : column + _WINDOW * 8] = bytes(_WINDOW * 8)
+            else:
+                for t in range(head + 1, target + 1):
+                    for column in columns:
+                        _Q.pack_into(m, column + (t % _WINDOW) * 8, 0)
+            _Q.pack_into(m, head_at, target)  # last: dying before it only means zeroing again
 
-    def count(self, *, second: int, minute: int, calls: int, files: int, api_calls: int, usd_micro: int) -> None:
-        """Add settled usage to the buckets of `second` and `minute`, if they are still inside the windows."""
+    def count(self, now: float, *, second: int, calls: int, files: int, api_calls: int, usd_micro: int) -> None:
+        """Add settled usage: the calls to `second`'s bucket, the rest to the current minute's (after `move_to`).
+
+        A second already out of the window is dropped, unless the clock stepped back (then it is
+        counted in the newest bucket, as is anything stamped earlier than the window by a late clock).
+        """
         m = self._map
-        magic, head_second, total_calls, head_minute, total_files, total_api, total_usd, *rest = _HEADER.unpack_from(
-            m, 0
-        )
-        at = _SECONDS_AT + (second % _WINDOW) * _SECOND.size
-        tag, bucket = _SECOND.unpack_from(m, at)
-        if calls and tag == second and second > head_second - _WINDOW:
-            _SECOND.pack_into(m, at, second, bucket + calls)
-            total_calls += calls
-        at = _MINUTES_AT + (minute % _WINDOW) * _MINUTE.size
-        tag, f, a, u = _MINUTE.unpack_from(m, at)
-        if (files or api_calls or usd_micro) and tag == minute and minute > head_minute - _WINDOW:
-            _MINUTE.pack_into(m, at, minute, f + files, a + api_calls, u + usd_micro)
-            total_files, total_api, total_usd = total_files + files, total_api + api_calls, total_usd + usd_micro
-        _HEADER.pack_into(m, 0, magic, head_second, total_calls, head_minute, total_files, total_api, total_usd, *rest)
+        head = _Q.unpack_from(m, _SECOND_AT)[0]
+        if calls and (second > head - _WINDOW or int(now) < head):
+            # Older than the window: a call that ran for over a minute is past counting, but a clock behind
+            # the window's newest second counts it in the newest bucket. A second ahead of it: the newest too.
+            at = _CALLS_AT + ((second if head - _WINDOW < second <= head else head) % _WINDOW) * 8
+            _Q.pack_into(m, at, _Q.unpack_from(m, at)[0] + calls)
+        minute = _Q.unpack_from(m, _MINUTE_AT)[0]
+        offset = (minute % _WINDOW) * 8  # the current minute (held where it was if the clock stepped back)
+        for column, value in ((_FILES_AT, files), (_API_AT, api_calls), (_USD_AT, usd_micro)):
+            if value:
+                _Q.pack_into(m, column + offset, _Q.unpack_from(m, column + offset)[0] + value)
 
     # -- breaker -----------------------------------------------------------------------
 
     def breaker(self) -> Breaker:
-        values = _HEADER.unpack_from(self._map, 0)
-        return Breaker(state=_STATES[int(values[7])], opened_at=float(values[8]), failures=int(values[9]))
+        m = self._map
+        return Breaker(
+            state=_STATES[int(_Q.unpack_from(m, _STATE_AT)[0]) % len(_STATES)],
+            opened_at=float(_D.unpack_from(m, _OPENED_AT)[0]),
+            failures=int(_Q.unpack_from(m, _FAILURES_AT)[0]),
+        )
 
     def set_breaker(
         self, *, state: BreakerState | None = None, opened_at: float | None = None, failures: int | None = None
     ) -> None:
-        values = list(_HEADER.unpack_from(self._map, 0))
-        if state is not None:
-            values[7] = _STATES.index(state)
+        m = self._map
         if opened_at is not None:
-            values[8] = opened_at
+            _D.pack_into(m, _OPENED_AT, opened_at)
         if failures is not None:
-            values[9] = failures
-        _HEADER.pack_into(self._map, 0, *values)
+            _Q.pack_into(m, _FAILURES_AT, failures)
+        if state is not None:
+            _Q.pack_into(m, _STATE_AT, _STATES.index(state))
 
     def breach(self, now: float, window_s: float) -> int:
         """Note a breach; returns how many happened within the last `window_s` (at most `BREACHES`)."""
         m = self._map
-        values = list(_HEADER.unpack_from(m, 0))
-        _BREACH.pack_into(m, _BREACHES_AT + (values[10] % BREACHES) * _BREACH.size, now)
-        values[10] = (values[10] + 1) % BREACHES
-        _HEADER.pack_into(m, 0, *values)
-        return sum(1 for (at,) in _BREACH.iter_unpack(m[_BREACHES_AT:_OCCUPANCY_AT]) if at and at > now - window_s)
+        index = _Q.unpack_from(m, _BREACH_NEXT_AT)[0] % BREACHES
+        _D.pack_into(m, _BREACHES_AT + index * 8, now)
+        _Q.pack_into(m, _BREACH_NEXT_AT, (index + 1) % BREACHES)
+        since = now - window_s
+        return sum(1 for at in memoryview(m)[_BREACHES_AT:_OCCUPANCY_AT].cast("d") if at and at >= since)
 
     def forget_breaches(self) -> None:
         self._map[_BREACHES_AT:_OCCUPANCY_AT] = bytes(_OCCUPANCY_AT - _BREACHES_AT)
@@ -241,41 +264,53 @@ class LimitsTable:
     # -- calls in flight ---------------------------------------------------------------
 
     def take(self, *, expires: float, files: int, api_calls: int, usd_micro: int, trial: bool) -> tuple[int, int]:
-        """Claim a free slot; returns (slot, token)."""
+        """Claim a free slot for this process; returns (slot, token)."""
         m = self._map
         index = m.find(_FREE, _OCCUPANCY_AT, _SLOTS_AT)
         if index < 0:
             raise TooManyInFlight(f"{SLOTS} calls are already in flight in this workspace")
         slot = index - _OCCUPANCY_AT
-        token = random.getrandbits(62) + 1  # tells holders apart; not a secret (no syscall per call)
-        _SLOT.pack_into(m, _SLOTS_AT + slot * _SLOT.size, token, expires, files, api_calls, usd_micro, int(trial))
+        token = self._random.getrandbits(62) + 1
+        record = (token, expires, files, api_calls, usd_micro, int(trial), self._pid)
+        _SLOT.pack_into(m, _SLOTS_AT + slot * _SLOT.size, *record)
         m[index] = 1
         return slot, token
 
     def holds(self, slot: int, token: int) -> bool:
-        """Whether `slot` is still this call's (not reclaimed after expiring and taken by another)."""
-        return (
-            bool(self._map[_OCCUPANCY_AT + slot])
-            and _SLOT.unpack_from(self._map, _SLOTS_AT + slot * _SLOT.size)[0] == token
-        )
+        """Whether `slot` is still this call's (not reclaimed and taken by another)."""
+        m = self._map
+        return bool(m[_OCCUPANCY_AT + slot]) and _Q.unpack_from(m, _SLOTS_AT + slot * _SLOT.size)[0] == token
 
-    def grow(self, slot: int, token: int, *, files: int, api_calls: int, usd_micro: int) -> None:
-        """Add to a slot this call holds (its measured impact outgrew the planned one)."""
-        if self.holds(slot, token):
-            at = _SLOTS_AT + slot * _SLOT.size
-            _, expires, f, a, u, trial = _SLOT.unpack_from(self._map, at)
-            _SLOT.pack_into(self._map, at, token, expires, f + files, a + api_calls, u + usd_micro, trial)
+    def grow(self, slot: int, token: int, *, files: int, api_calls: int, usd_micro: int) -> bool:
+        """Add to a slot this call holds (its measured impact outgrew the planned one); False if it holds none."""
+        if not self.holds(slot, token):
+            return False
+        at = _SLOTS_AT + slot * _SLOT.size
+        _, expires, f, a, u, trial, pid = _SLOT.unpack_from(self._map, at)
+        _SLOT.pack_into(self._map, at, token, expires, f + files, a + api_calls, u + usd_micro, trial, pid)
+        return True
 
     def free(self, slot: int, token: int) -> None:
-        """Give a slot back, unless it expired and another call has it now."""
+        """Give a slot back, unless another call has it now."""
         if self.holds(slot, token):
             self._map[_OCCUPANCY_AT + slot] = 0
 
+    def _alive(self, pid: int) -> bool:
+        if pid == self._pid:
+            return True
+        if pid <= 0:
+            return False  # (a damaged slot; kill() would mean a process group)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # someone else's process: alive
+        return True
+
     def _reclaim(self, slot: int, now: float, files: int, api_calls: int, usd_micro: int, trial: int) -> None:
-        """A call that outlived its expiry: its body died. Count all it reserved as done; a lost trial re-opens."""
-        self._map[_OCCUPANCY_AT + slot] = 0
-        self.count(
-            second=int(now), minute=int(now // 60), calls=1, files=files, api_calls=api_calls, usd_micro=usd_micro
-        )
+        """A call whose body died: count all it reserved as done, then free it; a lost trial re-opens."""
+        self.count(now, second=int(now), calls=1, files=files, api_calls=api_calls, usd_micro=usd_micro)
         if trial:
             self.set_breaker(state="open", opened_at=now)
+        self._map[_OCCUPANCY_AT + slot] = 0

@@ -206,9 +206,15 @@ class AuditStore:
         return event
 
     def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
-        """Chain `draft` onto the head. The head this store last committed is taken as the head, unread
-        (hot path); if another process appended since, its `seq` is taken, the insert conflicts, and the
-        real head is read and chained onto instead."""
+        """Chain `draft` onto the head (call it holding `_appending`).
+
+        Hot path: the head this store last committed is the head if the anchor still names it (every
+        append and prune of any process moves the anchor, under the same lock). The one gap, another
+        process that committed and died before anchoring, leaves its event at the next `seq`: the insert
+        conflicts on it, and the head is read from the database instead.
+        """
+        if self._head is not None and self._read_anchor() != self._head:
+            self._head = None
         if self._head is None:
             row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))

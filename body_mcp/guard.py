@@ -15,7 +15,6 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -199,16 +198,26 @@ async def _end(ctx: CallContext) -> ToolResult:
     raise AssertionError(f"the guard chain ended without running {ctx.tool}: its last guard must not call on")
 
 
+class _Stage:
+    """A guard bound to the body and to the stage after it (the chain is built once, not per call)."""
+
+    __slots__ = ("_body", "_guard", "_next")
+
+    def __init__(self, body: Body, guard: Guard, after: Next) -> None:
+        self._body, self._guard, self._next = body, guard, after
+
+    def __call__(self, ctx: CallContext) -> Awaitable[ToolResult]:
+        return self._guard(self._body, ctx, self._next)
+
+
 class Pipeline:
     """Runs the guards around a call and turns the outcome into an audited MCP result."""
 
     def __init__(self, body: Body, guards: Sequence[Guard]) -> None:
         self._body = body
-        self._guards = list(guards)
-        # The chain is built once: each stage is its guard with the body and the next stage bound.
         self._run: Next = _end
-        for guard in reversed(self._guards):
-            self._run = partial(guard, body, call_next=self._run)
+        for guard in reversed(guards):
+            self._run = _Stage(body, guard, self._run)
 
     async def call(self, ctx: CallContext) -> CallOutcome:
         body = self._body
@@ -232,6 +241,14 @@ class Pipeline:
                 code=RefusalCode.INTERNAL_ERROR,
                 rule="guard.fail_closed",
             )
+        except BaseException:
+            # Cancelled (the client gave up, or the body is stopping): what the call did so far is still
+            # audited and its budget settled (synchronously) before the cancellation goes on.
+            cancelled = ToolRefused(
+                "the call was cancelled before it finished", code=RefusalCode.CANCELLED, rule="guard.cancelled"
+            )
+            body.record(ctx, outcome="failed", refusal=cancelled, failed=False)
+            raise
         outcome: Literal["ok", "refused", "failed", "shadow"]
         if refusal is not None:
             outcome = "failed" if failed else "refused"

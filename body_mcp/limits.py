@@ -5,7 +5,8 @@ moment it is made, in the workspace's limits table (`_limits_table.py`: a file e
 the workspace maps, changed under an `flock`), so two callers (tasks or processes) racing for
 the last unit cannot both get it. Settling moves the call from in flight to the windows, with
 what it measurably did, in one step, after its audit event is committed. A reservation left
-behind by a crashed body expires after ten minutes and is counted as done.
+behind by a body that died is reclaimed (its process is gone; at the latest after a day) and
+counted as done with everything it had reserved.
 
 What the windows count (PRODUCT.md): calls (every tool call, per minute), file
 modifications (per hour), money (per hour). Calls that are refused before reserving do
@@ -29,7 +30,8 @@ from shared_protocol.config import LimitsConfig
 from ._limits_table import BreakerState, LimitsTable, TooManyInFlight, micro_usd
 from .exceptions import BlastRadiusExceeded, CircuitOpen, RateLimited
 
-_RESERVATION_TTL_S = 600.0
+_RESERVATION_TTL_S = 86_400.0
+"""A backstop only: a dead body's reservations are reclaimed as soon as its process is gone."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -111,9 +113,10 @@ class Limits:
                         trial=trial,
                     )
                 except TooManyInFlight as exc:
-                    problem = ("limits.calls_in_flight", f"{exc}; wait for some to finish")
-                else:
-                    return Reservation(slot=slot, token=token, second=int(now), trial=trial)
+                    if trial:
+                        table.set_breaker(state="open", opened_at=now)
+                    raise RateLimited(f"{exc}; wait for some to finish.", rule="limits.calls_in_flight") from None
+                return Reservation(slot=slot, token=token, second=int(now), trial=trial)
             if trial:
                 table.set_breaker(state="open", opened_at=now)
             self._breach(now)
@@ -149,13 +152,10 @@ class Limits:
             elif used.usd + extra.usd > c.usd_per_hour:
                 problem = ("limits.usd_per_hour", f"${used.usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour")
             else:
-                table.grow(
-                    reservation.slot,
-                    reservation.token,
-                    files=extra.files,
-                    api_calls=extra.api_calls,
-                    usd_micro=micro_usd(extra.usd),
-                )
+                grown = dict(files=extra.files, api_calls=extra.api_calls, usd_micro=micro_usd(extra.usd))
+                if not table.grow(reservation.slot, reservation.token, **grown):
+                    # Its slot was reclaimed (counted as done): count the extra as done too, now.
+                    table.count(now, second=int(now), calls=0, **grown)
                 return
             self._breach(now)
         raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
@@ -173,17 +173,17 @@ class Limits:
         now = self._clock()
         with self._table as table:
             table.move_to(now)
-            if not table.holds(reservation.slot, reservation.token):
-                return  # it outlived its expiry and was counted as done with all it had reserved
-            table.free(reservation.slot, reservation.token)
+            # Counted before the slot is freed: dying in between counts the call twice, never zero times.
+            # (A slot already reclaimed was counted as done with its reservation; the call is counted again.)
             table.count(
+                now,
                 second=reservation.second,
-                minute=int(now // 60),
                 calls=1,
                 files=actual.files,
                 api_calls=actual.api_calls,
                 usd_micro=micro_usd(actual.usd),
             )
+            table.free(reservation.slot, reservation.token)
             if failed:
                 failures = table.breaker().failures + 1
                 table.set_breaker(failures=failures)

@@ -5,7 +5,8 @@
       swarm.toml                  default config
       workspaces/<key>/
         identity.json             the body's stable identity for this workspace
-        state.db                  audit chain, limit windows, undo records (SQLite, WAL)
+        state.db                  audit chain, undo records (SQLite, WAL)
+        limits-v2                 limit windows, breaker, calls in flight (mapped by every body, flock)
         audit.key                 HMAC key of the audit chain (0600; never in the database)
         audit.anchor              head of the chain, written after each commit
         blobs/                    large pre-images, content-addressed
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ._limits_table import FILE_NAME as LIMITS_FILE
 from .exceptions import UserError
 
 
@@ -73,7 +75,7 @@ class StatePaths:
     @property
     def limits(self) -> Path:
         """The limit windows, breaker and calls in flight, shared by every body of this workspace."""
-        return self.dir / "limits"
+        return self.dir / LIMITS_FILE
 
     @property
     def audit_key(self) -> Path:

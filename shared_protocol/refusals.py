@@ -64,6 +64,8 @@ class RefusalCode(StrEnum):
     """The operating system refused the operation."""
     INTERNAL_ERROR = "internal_error"
     """An unexpected error inside the guard; the call was refused (fail closed)."""
+    CANCELLED = "cancelled"
+    """The call was cancelled before it finished (the client gave up, or the body is stopping); audited."""
 
 
 class Refusal(ProtocolModel):

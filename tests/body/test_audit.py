@@ -308,3 +308,23 @@ def test_the_prebuilt_encoders_write_what_json_dumps_writes(value: object) -> No
     assert _json.plain(value) == json.dumps(value, ensure_ascii=False)
     with pytest.raises(TypeError, match="not JSON serializable"):
         _json.canonical({"a": object()})
+
+
+def test_a_body_idle_while_another_appends_and_prunes_still_chains_onto_the_real_head(
+    workspace: Path, home: Path
+) -> None:
+    idle, busy = make_body(workspace, home), make_body(workspace, home)
+    try:
+        idle.record_human(action="note", rationale="idle remembers this head")
+        future = datetime.now(UTC) + timedelta(days=2)
+        for i in range(3):
+            busy.record_human(action="note", rationale=f"busy {i}")
+            busy.audit.prune(retention_days=1, now=future)  # the event after idle's head is pruned away
+        idle.record_human(action="note", rationale="idle again")
+        idle.audit.prune(retention_days=1, now=future + timedelta(days=2))
+        report = idle.audit.verify()
+        assert report.ok, report.summary()
+        assert idle.audit.tail(1)[0].kind == "checkpoint"
+    finally:
+        idle.close()
+        busy.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 from mcp import Client
 
 from body_mcp import Body, build_server
+from body_mcp._limits_table import FILE_NAME as LIMITS_FILE
+from body_mcp._limits_table import SLOTS, LimitsTable, TooManyInFlight
 from body_mcp.exceptions import BlastRadiusExceeded, CircuitOpen, RateLimited
 from shared_protocol import Impact
 
@@ -158,7 +161,7 @@ def test_two_processes_racing_for_the_last_file_modification_get_it_once(workspa
     make_body(workspace, home).close()  # create the state first, so both racers open the same database
     ctx = multiprocessing.get_context("spawn")
     for _ in range(2):
-        for leftover in (home / "workspaces").glob("*/limits"):
+        for leftover in (home / "workspaces").glob(f"*/{LIMITS_FILE}"):
             # The winner of the last round exited holding its reservation (it never settled): start afresh.
             leftover.unlink()
         barrier = ctx.Barrier(2)
@@ -196,16 +199,36 @@ async def test_two_concurrent_callers_in_one_body_cannot_both_take_the_last_unit
         body.close()
 
 
-def test_a_reservation_left_by_a_crashed_body_expires_counted_as_done(workspace: Path, home: Path) -> None:
+def _reserve_and_die(workspace: str, home: str, now: float, files: int, cooldown: int) -> None:
+    """A body that reserves and dies without settling (its process exits here)."""
+    from body_mcp import Body, BodySettings
+    from shared_protocol.config import parse_config
+
+    config = parse_config(
+        {"limits": {"file_mods_per_hour": 1, "breaker_consecutive_failures": 1, "breaker_cooldown_s": cooldown}}
+    )
+    body = Body(BodySettings(workspace=Path(workspace), home=Path(home), config=config), clock=lambda: now)
+    body.limits.reserve(Impact(files=files), mutating=True)
+    os._exit(0)
+
+
+def _die_holding_a_reservation(workspace: Path, home: Path, now: float, *, files: int = 1, cooldown: int = 60) -> None:
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_reserve_and_die, args=(str(workspace), str(home), now, files, cooldown)
+    )
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+def test_a_reservation_of_a_body_that_died_is_counted_as_done_at_once(workspace: Path, home: Path) -> None:
     clock = Clock()
-    crashed = make_body(workspace, home, {"limits": {"file_mods_per_hour": 1}}, clock=clock)
-    crashed.limits.reserve(Impact(files=1), mutating=True)  # and never settles: the body "dies" here
-    crashed.close()
+    make_body(workspace, home).close()
+    _die_holding_a_reservation(workspace, home, clock.now)
     body = make_body(workspace, home, {"limits": {"file_mods_per_hour": 1}}, clock=clock)
     try:
-        with pytest.raises(RateLimited, match="1 of 1 file modifications"):
-            body.limits.reserve(Impact(files=1), mutating=True)
-        clock.now += 601  # expired: no longer in flight, but what it may have done still counts this hour
+        used = {b.name: b.used for b in body.limits.budgets()}
+        assert used["file_mods_per_hour"] == 1 and used["calls_per_minute"] == 1  # reclaimed, counted as done
         with pytest.raises(RateLimited, match="1 of 1 file modifications"):
             body.limits.reserve(Impact(files=1), mutating=True)
         clock.now += 3600
@@ -214,9 +237,70 @@ def test_a_reservation_left_by_a_crashed_body_expires_counted_as_done(workspace:
         body.close()
 
 
-def test_a_slot_is_freed_only_by_its_own_call(tmp_path: Path) -> None:
-    from body_mcp._limits_table import SLOTS, LimitsTable, TooManyInFlight
+def test_a_live_body_keeps_its_reservation_until_the_one_day_backstop(workspace: Path, home: Path) -> None:
+    clock = Clock()
+    body = make_body(workspace, home, {"limits": {"file_mods_per_hour": 1}}, clock=clock)
+    try:
+        long_run = body.limits.reserve(Impact(files=1), mutating=True)  # e.g. a command running for long
+        clock.now += 3 * 3600  # a long run, or a laptop waking from suspend: still this call's
+        with pytest.raises(RateLimited, match="1 of 1"):
+            body.limits.reserve(Impact(files=1), mutating=True)
+        body.limits.settle(long_run, Impact(files=1), failed=False)
+        body.limits.reserve(Impact(), mutating=False)
+        clock.now += 86_401  # a slot never given back (a bug) is reclaimed after a day
+        leaked = body.limits.reserve(Impact(files=1), mutating=True)
+        clock.now += 86_401
+        assert {b.name: b.used for b in body.limits.budgets()}["file_mods_per_hour"] == 1
+        body.limits.settle(leaked, Impact(files=1), failed=False)  # late: counted again, never lost
+        assert {b.name: b.used for b in body.limits.budgets()}["file_mods_per_hour"] == 2
+    finally:
+        body.close()
 
+
+def test_a_call_whose_slot_was_reclaimed_still_counts_what_it_did_and_feeds_the_breaker(
+    workspace: Path, home: Path
+) -> None:
+    clock = Clock()
+    config = {"limits": {"file_mods_per_hour": 50, "breaker_consecutive_failures": 1, "breaker_cooldown_s": 60}}
+    body = make_body(workspace, home, config, clock=clock)
+    try:
+        run = body.limits.reserve(Impact(), mutating=True)  # run_command plans 0 files
+        clock.now += 86_401
+        body.limits.budgets()  # another call reclaims the slot (counted as done with 0 files)
+        body.limits.extend(run, Impact(files=40))  # measured 40: counted at once, the slot is gone
+        body.limits.settle(run, Impact(files=40), failed=True)
+        assert {b.name: b.used for b in body.limits.budgets()}["file_mods_per_hour"] == 80  # twice: never lost
+        assert body.limits.breaker_state() == "open"  # the failure counted
+        clock.now += 61
+        trial = body.limits.reserve(Impact(), mutating=True)
+        assert trial.trial
+        clock.now += 86_401
+        body.limits.budgets()  # the trial's slot is reclaimed: the breaker re-opens
+        body.limits.settle(trial, Impact(), failed=False)  # but the trial did succeed: it closes
+        assert body.limits.breaker_state() == "closed"
+    finally:
+        body.close()
+
+
+def test_a_lost_breaker_trial_reopens_the_breaker(workspace: Path, home: Path) -> None:
+    clock = Clock()
+    config = {"limits": {"breaker_consecutive_failures": 1, "breaker_cooldown_s": 60}}
+    body = make_body(workspace, home, config, clock=clock)
+    try:
+        body.limits.settle(body.limits.reserve(Impact(files=1), mutating=True), Impact(), failed=True)
+        clock.now += 61
+        body.close()
+        _die_holding_a_reservation(workspace, home, clock.now, files=0)  # took the half-open trial, then died
+        body = make_body(workspace, home, config, clock=clock)
+        with pytest.raises(CircuitOpen, match="breaker is open"):  # re-opened, its cool-down started again
+            body.limits.reserve(Impact(files=1), mutating=True)
+        clock.now += 61
+        assert body.limits.reserve(Impact(files=1), mutating=True).trial
+    finally:
+        body.close()
+
+
+def test_a_slot_is_freed_only_by_its_own_call(tmp_path: Path) -> None:
     table = LimitsTable(tmp_path / "limits")
     other = LimitsTable(tmp_path / "limits")  # a second body of the same workspace
     try:
@@ -242,42 +326,45 @@ def test_a_slot_is_freed_only_by_its_own_call(tmp_path: Path) -> None:
         other.close()
 
 
-def test_the_windows_slide_bucket_by_bucket_and_start_over_after_a_pause(tmp_path: Path) -> None:
-    from body_mcp._limits_table import LimitsTable
+@pytest.mark.parametrize("seed", range(40))
+def test_the_windows_equal_a_brute_force_count_whatever_the_clock_does(tmp_path: Path, seed: int) -> None:
+    """Random calls and clock moves (pauses, minute and hour boundaries, steps back) against a model."""
+    import random
 
+    rng = random.Random(seed)
     table = LimitsTable(tmp_path / "limits")
+    events: list[tuple[int, int, int]] = []  # (second counted at, minute counted at, files)
+    now = 6_000_000.0 + rng.random() * 100
+    newest_second, newest_minute = 0, 0
     try:
         with table:
-            start = 6_000_000.0  # a whole minute
-            table.usage(start)
-            for n in range(120):  # one call a second for two minutes, one file a minute
-                now = start + n
-                table.usage(now)
-                table.count(
-                    second=int(now),
-                    minute=int(now // 60),
-                    calls=1,
-                    files=int(n % 60 == 0),
-                    api_calls=0,
-                    usd_micro=250_000,
-                )
+            for _ in range(400):
+                move = rng.random()
+                if move < 0.6:
+                    now += rng.random() * 3
+                elif move < 0.8:
+                    now += rng.random() * 120
+                elif move < 0.9:
+                    now += rng.random() * 4000
+                else:
+                    now -= rng.random() * (30 if rng.random() < 0.5 else 5000)  # the clock steps back
+                table.move_to(now)
+                newest_second, newest_minute = max(newest_second, int(now)), max(newest_minute, int(now // 60))
+                files = rng.randrange(3)
+                table.count(now, second=int(now), calls=1, files=files, api_calls=0, usd_micro=0)
+                # The model: a call counts at its second if that is inside the window, at the newest second
+                # if the clock is behind the window; files count in the newest minute.
+                inside = newest_second - 60 < int(now) <= newest_second
+                events.append((int(now) if inside else newest_second, newest_minute, files))
                 used = table.usage(now)
-                assert used.calls == min(n + 1, 60)  # the last 60 seconds
-                assert used.files == n // 60 + 1  # the last 60 minutes
-                assert used.usd == pytest.approx((n + 1) * 0.25)
-            assert table.usage(start + 119 + 59).calls == 1  # the window moved on: one second left in it
-            assert table.usage(start + 119 + 60).calls == 0
-            assert table.usage(start + 3600).files == 1  # the first minute fell out of the hour
-            assert table.usage(start + 7200).files == 0  # a long pause: the window starts over
-            table.count(second=int(start), minute=int(start // 60), calls=1, files=5, api_calls=0, usd_micro=0)
-            assert table.usage(start + 7200).files == 0  # too old to count
+                head_s, head_m = max(int(now), newest_second), max(int(now // 60), newest_minute)
+                assert used.calls == sum(1 for s, _, _ in events if head_s - 60 < s <= head_s)
+                assert used.files == sum(f for _, m, f in events if head_m - 60 < m <= head_m)
     finally:
         table.close()
 
 
 def test_a_damaged_limits_table_starts_empty(tmp_path: Path) -> None:
-    from body_mcp._limits_table import LimitsTable
-
     (tmp_path / "limits").write_bytes(b"\x01" * 100)
     table = LimitsTable(tmp_path / "limits")
     try:
@@ -288,20 +375,27 @@ def test_a_damaged_limits_table_starts_empty(tmp_path: Path) -> None:
         table.close()
 
 
-def test_a_lost_breaker_trial_reopens_the_breaker_when_it_expires(workspace: Path, home: Path) -> None:
-    clock = Clock()
-    config = {"limits": {"breaker_consecutive_failures": 1, "breaker_cooldown_s": 60}}
-    body = make_body(workspace, home, config, clock=clock)
+async def test_a_cancelled_call_is_audited_and_gives_its_slot_back(workspace: Path, home: Path) -> None:
+    import anyio
+
+    body = make_body(workspace, home)
     try:
-        body.limits.settle(body.limits.reserve(Impact(files=1), mutating=True), Impact(), failed=True)
-        clock.now += 61
-        assert body.limits.reserve(Impact(files=1), mutating=True).trial  # and its body dies with it
-        with pytest.raises(CircuitOpen, match="a trial call is in progress"):
-            body.limits.reserve(Impact(files=1), mutating=True)
-        clock.now += 601  # the trial's reservation expires: the breaker re-opens, its cool-down starts again
-        with pytest.raises(CircuitOpen, match="breaker is open"):
-            body.limits.reserve(Impact(files=1), mutating=True)
-        clock.now += 61
-        assert body.limits.reserve(Impact(files=1), mutating=True).trial
+        release = anyio.Event()
+
+        async def command_holding_the_workspace() -> None:
+            async with body.workspace_lock:
+                await release.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(command_holding_the_workspace)
+            await anyio.sleep(0.05)
+            with anyio.move_on_after(0.2):  # the write waits behind the command, and is cancelled
+                await body.call_tool("write_file", {"path": "a.txt", "content": "x", "rationale": "waits"})
+            release.set()
+        event = body.audit.tail(1)[0]
+        assert (event.tool, event.outcome, event.code) == ("write_file", "failed", "cancelled")
+        used = {b.name: b.used for b in body.limits.budgets()}
+        assert used["calls_per_minute"] == 1 and used["file_mods_per_hour"] == 0  # settled: counted, not held
+        assert not (workspace / "a.txt").exists()
     finally:
         body.close()
