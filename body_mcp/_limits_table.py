@@ -75,11 +75,11 @@ def micro_usd(usd: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """The windows as a call sees them: settled usage plus everything in flight."""
+    """The windows as a call sees them: settled usage plus everything in flight (API calls are kept,
+    but no window limits them: only the blast radius per action does)."""
 
     calls: int
     files: int
-    api_calls: int
     usd: float
 
 
@@ -171,7 +171,7 @@ class LimitsTable:
         """Calls in the last minute, files, API calls and money in the last hour, in flight included."""
         m = self._map
         self.move_to(now)
-        calls = files = api_calls = usd = 0
+        calls = files = usd = 0
         index = m.find(_USED, _OCCUPANCY_AT, _SLOTS_AT)
         while index >= 0:
             slot = index - _OCCUPANCY_AT
@@ -179,13 +179,12 @@ class LimitsTable:
             if expires < now or not self._alive(pid):
                 self._reclaim(slot, now, f, a, u, trial)
             else:
-                calls, files, api_calls, usd = calls + 1, files + f, api_calls + a, usd + u
+                calls, files, usd = calls + 1, files + f, usd + u
             index = m.find(_USED, index + 1, _SLOTS_AT)
         view = memoryview(m)
         return Usage(
             calls=calls + sum(view[_CALLS_AT:_FILES_AT].cast("q")),
             files=files + sum(view[_FILES_AT:_API_AT].cast("q")),
-            api_calls=api_calls + sum(view[_API_AT:_USD_AT].cast("q")),
             usd=(usd + sum(view[_USD_AT:_BREACHES_AT].cast("q"))) / 1_000_000,
         )
 
