@@ -34,11 +34,14 @@ class EntryState:
     target: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
-            k: v
-            for k, v in (("type", self.type), ("sha256", self.sha256), ("mode", self.mode), ("target", self.target))
-            if v is not None
-        }
+        out: dict[str, object] = {"type": self.type}
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.target is not None:
+            out["target"] = self.target
+        return out
 
     @staticmethod
     def from_json(data: dict[str, object]) -> EntryState:

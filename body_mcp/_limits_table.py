@@ -191,6 +191,8 @@ class LimitsTable:
     def move_to(self, now: float) -> None:
         """Slide both windows forward to `now`, zeroing the buckets that fall out of them."""
         m = self._map
+        if int(now) <= _Q.unpack_from(m, _SECOND_AT)[0] and int(now // 60) <= _Q.unpack_from(m, _MINUTE_AT)[0]:
+            return  # the common case: calls come in bursts, within one second
         for head_at, unit, columns in (
             (_SECOND_AT, 1, (_CALLS_AT,)),
             (_MINUTE_AT, 60, (_FILES_AT, _API_AT, _USD_AT)),
@@ -221,13 +223,17 @@ class LimitsTable:
             # the window's newest second counts it in the newest bucket. A second ahead of it: the newest too.
             at = _CALLS_AT + ((second if head - _WINDOW < second <= head else head) % _WINDOW) * 8
             _Q.pack_into(m, at, _Q.unpack_from(m, at)[0] + calls)
-        minute = _Q.unpack_from(m, _MINUTE_AT)[0]
-        offset = (minute % _WINDOW) * 8  # the current minute (held where it was if the clock stepped back)
-        for column, value in ((_FILES_AT, files), (_API_AT, api_calls), (_USD_AT, usd_micro)):
-            if value:
-                _Q.pack_into(m, column + offset, _Q.unpack_from(m, column + offset)[0] + value)
+        if files or api_calls or usd_micro:
+            # The current minute (held where it was if the clock stepped back).
+            offset = (_Q.unpack_from(m, _MINUTE_AT)[0] % _WINDOW) * 8
+            for column, value in ((_FILES_AT, files), (_API_AT, api_calls), (_USD_AT, usd_micro)):
+                if value:
+                    _Q.pack_into(m, column + offset, _Q.unpack_from(m, column + offset)[0] + value)
 
     # -- breaker -----------------------------------------------------------------------
+
+    def breaker_closed(self) -> bool:
+        return not _Q.unpack_from(self._map, _STATE_AT)[0]
 
     def breaker(self) -> Breaker:
         m = self._map

@@ -63,6 +63,8 @@ def with_mac(signed: str, mac: str) -> str:
 
 def redact_arguments(value: Any) -> Any:
     """File contents become `{sha256, size}`: the trail proves what was written without holding it."""
+    if type(value) is str:  # (most values: no isinstance chain)
+        return value
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
@@ -196,13 +198,17 @@ class AuditStore:
 
         Returns only once the transaction is committed with the configured durability.
         """
-        with self._appending():
-            with self._db.write() as conn:
-                if also is not None:
-                    also(conn)
-                event = self._insert(conn, draft)
-            self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
-            self._write_anchor(event.seq, event.mac)
+        with self._thread_lock:  # (`_appending`, spelled out: this runs on every call)
+            fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
+            try:
+                with self._db.write() as conn:
+                    if also is not None:
+                        also(conn)
+                    event = self._insert(conn, draft)
+                self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
+                self._write_anchor(event.seq, event.mac)
+            finally:
+                fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
         return event
 
     def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:

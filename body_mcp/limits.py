@@ -123,9 +123,9 @@ class Limits:
         raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
 
     def _admit_through_breaker(self, now: float) -> bool:
-        breaker = self._table.breaker()
-        if breaker.state == "closed":
+        if self._table.breaker_closed():
             return False
+        breaker = self._table.breaker()
         remaining = self.config.breaker_cooldown_s - (now - breaker.opened_at)
         if breaker.state == "open" and remaining <= 0:
             self._table.set_breaker(state="half_open")
@@ -190,7 +190,8 @@ class Limits:
                 if reservation.trial or failures >= self.config.breaker_consecutive_failures:
                     table.set_breaker(state="open", opened_at=now)
             else:
-                table.set_breaker(failures=0)
+                if table.breaker().failures:
+                    table.set_breaker(failures=0)
                 if reservation.trial:
                     table.set_breaker(state="closed")
                     table.forget_breaches()
