@@ -138,26 +138,26 @@ class LimitsTable:
         return self
 
     def _flock(self) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                raise
-        deadline, pause = time.monotonic() + LOCK_TIMEOUT_S, 0.0001
-        while True:
-            time.sleep(pause)
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    raise
-            if time.monotonic() > deadline:
+        deadline, pause = 0.0, 0.0001
+        while not self._try_flock():
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + LOCK_TIMEOUT_S
+            elif now > deadline:
                 raise TimeoutError(
                     f"the limits table {self.path} has been held by another process for over {LOCK_TIMEOUT_S:.0f} s"
                 )
+            time.sleep(pause)
             pause = min(pause * 2, 0.01)
+
+    def _try_flock(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise
+            return False
+        return True
 
     def __exit__(self, *exc: object) -> None:
         try:

@@ -399,3 +399,25 @@ async def test_a_cancelled_call_is_audited_and_gives_its_slot_back(workspace: Pa
         assert not (workspace / "a.txt").exists()
     finally:
         body.close()
+
+
+def test_a_table_held_too_long_by_another_process_refuses_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    from body_mcp import _limits_table
+
+    table = LimitsTable(tmp_path / "limits")
+    holder = os.open(tmp_path / "limits", os.O_RDWR)  # another open file: flock excludes it like a process
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        monkeypatch.setattr(_limits_table, "LOCK_TIMEOUT_S", 0.2)
+        with pytest.raises(TimeoutError, match="held by another process"), table:
+            pass
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        with table:  # free again: the thread lock was not left held by the timeout
+            assert table.usage(1000.0).calls == 0
+    finally:
+        os.close(holder)
+        table.close()
