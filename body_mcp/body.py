@@ -307,7 +307,7 @@ class Body:
 
         event = self.audit.append(draft, also=also)
         if reservation is not None:
-            # After the audit commit: a crash in between leaves the call in flight, counted in full until it expires.
+            # After the audit commit: dying in between leaves the call in flight, counted in full until reclaimed.
             self.limits.settle(reservation, ctx.impact, failed=failed)
         if self.link is not None:
             self.link.new_events.set()
