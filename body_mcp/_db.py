@@ -171,16 +171,19 @@ class _Transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         db = self._db
+        conn = db.conn
         try:
             if exc_type is not None:
-                db.conn.execute("ROLLBACK")
+                if conn.in_transaction:  # (SQLite may have rolled back already: a full disk, an I/O error)
+                    conn.execute("ROLLBACK")
                 return
             try:
-                db.conn.execute("COMMIT")
+                conn.execute("COMMIT")
             except BaseException:
                 # A commit that failed leaves nothing half-done behind it, nor a transaction still open.
-                with contextlib.suppress(sqlite3.Error):
-                    db.conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
         finally:
             db._lock.release()  # pyright: ignore[reportPrivateUsage]

@@ -17,8 +17,9 @@ cannot fault a write through the mapping):
   step if a process dies halfway through an update;
 - the times of the last `BREACHES` limit breaches;
 - `SLOTS` calls in flight: an occupancy byte each, then (token, expires, files, API calls,
-  micro-dollars, trial, pid). A slot whose process is gone (or, failing that, whose expiry has
-  passed) is reclaimed by the next reader and counted as done with everything it had reserved.
+  micro-dollars, trial, pid, process start time). A slot whose process is gone (the pid is free,
+  or now names a process started at another time; failing that, once its expiry has passed) is
+  reclaimed by the next reader and counted as done with everything it had reserved.
 
 Every change that spans two places is ordered so that dying in between counts a call twice,
 never zero times. A clock that steps back holds the windows where they were until it catches
@@ -40,17 +41,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-FILE_NAME = "limits-v2"
+FILE_NAME = "limits-v3"
 """The layout's version is in the name: bodies of two versions never map one file two ways."""
 SLOTS = 256
 BREACHES = 256
 LOCK_TIMEOUT_S = 10.0
 _WINDOW = 60
-_MAGIC = b"SWLIMIT2"
+_MAGIC = b"SWLIMIT3"
 _UNSET = -(1 << 62)
 _Q = struct.Struct("<q")
 _D = struct.Struct("<d")
-_SLOT = struct.Struct("<qdqqqqq")
+_SLOT = struct.Struct("<qdqqqqqq")
 # Header: one 8-byte field each.
 _SECOND_AT, _MINUTE_AT, _STATE_AT, _OPENED_AT, _FAILURES_AT, _BREACH_NEXT_AT = 8, 16, 24, 32, 40, 48
 _CALLS_AT = 56
@@ -66,6 +67,16 @@ _FREE = b"\x00"
 
 BreakerState = Literal["closed", "open", "half_open"]
 _STATES: tuple[BreakerState, ...] = ("closed", "open", "half_open")
+
+
+def _start_time(pid: int) -> int:
+    """When the process started (clock ticks since boot, from /proc); 0 where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def micro_usd(usd: float) -> int:
@@ -94,12 +105,37 @@ class TooManyInFlight(Exception):
     """Every slot is taken by a live call."""
 
 
+def _lock_within(fd: int, path: Path) -> None:
+    """`flock` the table, or raise `TimeoutError` once another process has held it for `LOCK_TIMEOUT_S`."""
+    deadline, pause = 0.0, 0.0001
+    while not _try_lock(fd):
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + LOCK_TIMEOUT_S
+        elif now > deadline:
+            raise TimeoutError(
+                f"the limits table {path} has been held by another process for over {LOCK_TIMEOUT_S:.0f} s"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+            raise
+        return False
+    return True
+
+
 class LimitsTable:
     def __init__(self, path: Path) -> None:
         self.path = path
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock_within(fd, path)
             try:
                 if os.fstat(fd).st_size != _SIZE or os.pread(fd, len(_MAGIC), 0) != _MAGIC:
                     # New (or damaged): start empty, the windows unset, the breaker closed.
@@ -114,6 +150,7 @@ class LimitsTable:
             raise
         self._fd = fd
         self._pid = os.getpid()
+        self._started = _start_time(self._pid)
         # Tokens tell holders apart; they need not be secret, only not shared with anyone's random.seed().
         self._random = random.Random(os.urandom(16))
         # flock does not exclude threads of one process sharing the descriptor.
@@ -131,33 +168,11 @@ class LimitsTable:
         """
         self._thread_lock.acquire()
         try:
-            self._flock()
+            _lock_within(self._fd, self.path)
         except BaseException:
             self._thread_lock.release()
             raise
         return self
-
-    def _flock(self) -> None:
-        deadline, pause = 0.0, 0.0001
-        while not self._try_flock():
-            now = time.monotonic()
-            if not deadline:
-                deadline = now + LOCK_TIMEOUT_S
-            elif now > deadline:
-                raise TimeoutError(
-                    f"the limits table {self.path} has been held by another process for over {LOCK_TIMEOUT_S:.0f} s"
-                )
-            time.sleep(pause)
-            pause = min(pause * 2, 0.01)
-
-    def _try_flock(self) -> bool:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                raise
-            return False
-        return True
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -175,8 +190,8 @@ class LimitsTable:
         index = m.find(_USED, _OCCUPANCY_AT, _SLOTS_AT)
         while index >= 0:
             slot = index - _OCCUPANCY_AT
-            _, expires, f, a, u, trial, pid = _SLOT.unpack_from(m, _SLOTS_AT + slot * _SLOT.size)
-            if expires < now or not self._alive(pid):
+            _, expires, f, a, u, trial, pid, started = _SLOT.unpack_from(m, _SLOTS_AT + slot * _SLOT.size)
+            if expires < now or not self._alive(pid, started):
                 self._reclaim(slot, now, f, a, u, trial)
             else:
                 calls, files, usd = calls + 1, files + f, usd + u
@@ -218,7 +233,9 @@ class LimitsTable:
         """
         m = self._map
         head = _Q.unpack_from(m, _SECOND_AT)[0]
-        if calls and (second > head - _WINDOW or int(now) < head):
+        if calls and (
+            second > head - _WINDOW or int(now) < head - 1
+        ):  # (a second of skew between bodies is not a step)
             # Older than the window: a call that ran for over a minute is past counting, but a clock behind
             # the window's newest second counts it in the newest bucket. A second ahead of it: the newest too.
             at = _CALLS_AT + ((second if head - _WINDOW < second <= head else head) % _WINDOW) * 8
@@ -237,8 +254,10 @@ class LimitsTable:
 
     def breaker(self) -> Breaker:
         m = self._map
+        state = int(_Q.unpack_from(m, _STATE_AT)[0])
         return Breaker(
-            state=_STATES[int(_Q.unpack_from(m, _STATE_AT)[0]) % len(_STATES)],
+            # A damaged state reads as open: refused until its cool-down, then a trial, as after any opening.
+            state=_STATES[state] if 0 <= state < len(_STATES) else "open",
             opened_at=float(_D.unpack_from(m, _OPENED_AT)[0]),
             failures=int(_Q.unpack_from(m, _FAILURES_AT)[0]),
         )
@@ -276,7 +295,7 @@ class LimitsTable:
             raise TooManyInFlight(f"{SLOTS} calls are already in flight in this workspace")
         slot = index - _OCCUPANCY_AT
         token = self._random.getrandbits(62) + 1
-        record = (token, expires, files, api_calls, usd_micro, int(trial), self._pid)
+        record = (token, expires, files, api_calls, usd_micro, int(trial), self._pid, self._started)
         _SLOT.pack_into(m, _SLOTS_AT + slot * _SLOT.size, *record)
         m[index] = 1
         return slot, token
@@ -291,8 +310,8 @@ class LimitsTable:
         if not self.holds(slot, token):
             return False
         at = _SLOTS_AT + slot * _SLOT.size
-        _, expires, f, a, u, trial, pid = _SLOT.unpack_from(self._map, at)
-        _SLOT.pack_into(self._map, at, token, expires, f + files, a + api_calls, u + usd_micro, trial, pid)
+        _, expires, f, a, u, trial, pid, started = _SLOT.unpack_from(self._map, at)
+        _SLOT.pack_into(self._map, at, token, expires, f + files, a + api_calls, u + usd_micro, trial, pid, started)
         return True
 
     def free(self, slot: int, token: int) -> None:
@@ -300,8 +319,8 @@ class LimitsTable:
         if self.holds(slot, token):
             self._map[_OCCUPANCY_AT + slot] = 0
 
-    def _alive(self, pid: int) -> bool:
-        if pid == self._pid:
+    def _alive(self, pid: int, started: int) -> bool:
+        if pid == self._pid and started == self._started:
             return True
         if pid <= 0:
             return False  # (a damaged slot; kill() would mean a process group)
@@ -310,8 +329,9 @@ class LimitsTable:
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True  # someone else's process: alive
-        return True
+            pass  # someone else's process: alive, if it is the same one
+        # The pid is taken: by the slot's process, or by a later one (a restarted container's pid 1).
+        return _start_time(pid) in (started, 0)
 
     def _reclaim(self, slot: int, now: float, files: int, api_calls: int, usd_micro: int, trial: int) -> None:
         """A call whose body died: count all it reserved as done, then free it; a lost trial re-opens."""

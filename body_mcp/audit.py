@@ -214,18 +214,26 @@ class AuditStore:
     def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
         """Chain `draft` onto the head (call it holding `_appending`).
 
-        Hot path: the head this store last committed is the head if the anchor still names it (every
-        append and prune of any process moves the anchor, under the same lock). The one gap, another
-        process that committed and died before anchoring, leaves its event at the next `seq`: the insert
-        conflicts on it, and the head is read from the database instead.
+        Hot path: the head this store last committed is taken as the head unread, and the insert happens
+        only if the database's last `seq` is still that one (one statement). Otherwise (another process
+        appended or pruned since) the head is read and the event chained onto it.
         """
-        if self._head is not None and self._read_anchor() != self._head:
+        head = self._head
+        if head is not None:
+            appended = self._chain(conn, draft, head[0] + 1, head[1], only_after=head[0])
+            if appended is not None:
+                return appended
             self._head = None
-        if self._head is None:
-            row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))
-        else:
-            seq, prev_mac = self._head[0] + 1, self._head[1]
+        row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))
+        appended = self._chain(conn, draft, seq, prev_mac, only_after=None)
+        assert appended is not None
+        return appended
+
+    def _chain(
+        self, conn: sqlite3.Connection, draft: EventDraft, seq: int, prev_mac: str, *, only_after: int | None
+    ) -> Appended | None:
+        """Insert `draft` as event `seq` after `prev_mac`; with `only_after`, only if that is the last `seq`."""
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
         payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
         impact = draft.impact
@@ -234,16 +242,17 @@ class AuditStore:
         payload["prev_mac"] = prev_mac
         signed = canonical_json(payload)
         mac = self._mac_of(signed)
-        try:
+        values = (seq, draft.id, payload["ts"], draft.decision_id, with_mac(signed, mac), mac)
+        if only_after is None:
             conn.execute(
-                "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)",
-                (seq, draft.id, payload["ts"], draft.decision_id, with_mac(signed, mac), mac),
+                "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)", values
             )
-        except sqlite3.IntegrityError:
-            if self._head is None:
-                raise
-            self._head = None
-            return self._insert(conn, draft)
+        elif not conn.execute(
+            "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) SELECT ?, ?, ?, ?, ?, ? "
+            "WHERE (SELECT MAX(seq) FROM audit_events) = ?",
+            (*values, only_after),
+        ).rowcount:
+            return None
         return Appended(id=draft.id, seq=seq, mac=mac)
 
     def _write_anchor(self, seq: int, mac: str) -> None:

@@ -271,6 +271,7 @@ class Body:
         outcome: Literal["ok", "refused", "failed", "shadow"],
         refusal: ToolRefused | None,
         failed: bool,
+        cancelled: bool = False,
     ) -> Appended:
         args = ctx.args
         raw_rationale = ctx.raw_arguments.get("rationale")
@@ -305,10 +306,13 @@ class Body:
             for extra in ctx.also:
                 extra(conn)
 
-        event = self.audit.append(draft, also=also)
-        if reservation is not None:
-            # After the audit commit: dying in between leaves the call in flight, counted in full until reclaimed.
-            self.limits.settle(reservation, ctx.impact, failed=failed)
+        try:
+            event = self.audit.append(draft, also=also)
+        finally:
+            if reservation is not None:
+                # After the audit commit (dying in between leaves the call in flight, counted in full until
+                # reclaimed), and even if it failed: what the call did still counts, and its slot is freed.
+                self.limits.settle(reservation, ctx.impact, failed=failed, cancelled=cancelled)
         if self.link is not None:
             self.link.new_events.set()
         return event

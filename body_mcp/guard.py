@@ -247,7 +247,10 @@ class Pipeline:
             cancelled = ToolRefused(
                 "the call was cancelled before it finished", code=RefusalCode.CANCELLED, rule="guard.cancelled"
             )
-            body.record(ctx, outcome="failed", refusal=cancelled, failed=False)
+            try:
+                body.record(ctx, outcome="failed", refusal=cancelled, failed=False, cancelled=True)
+            except Exception:
+                logger.exception("could not record the cancelled call %s", ctx.action_id)  # the cancellation goes on
             raise
         outcome: Literal["ok", "refused", "failed", "shadow"]
         if refusal is not None:

@@ -168,8 +168,12 @@ class Limits:
                 if reservation.trial:
                     table.set_breaker(state="open", opened_at=self._clock())
 
-    def settle(self, reservation: Reservation, actual: Impact, *, failed: bool) -> None:
-        """The call is done (and audited): count what it did instead of what it reserved, and feed the breaker."""
+    def settle(self, reservation: Reservation, actual: Impact, *, failed: bool, cancelled: bool = False) -> None:
+        """The call is done (and audited): count what it did instead of what it reserved, and feed the breaker.
+
+        A cancelled call proves nothing either way: it leaves the failure count alone, and as the half-open
+        trial it re-opens the breaker (as a trial refused after reserving does).
+        """
         now = self._clock()
         with self._table as table:
             table.move_to(now)
@@ -184,7 +188,10 @@ class Limits:
                 usd_micro=micro_usd(actual.usd),
             )
             table.free(reservation.slot, reservation.token)
-            if failed:
+            if cancelled:
+                if reservation.trial:
+                    table.set_breaker(state="open", opened_at=now)
+            elif failed:
                 failures = table.breaker().failures + 1
                 table.set_breaker(failures=failures)
                 if reservation.trial or failures >= self.config.breaker_consecutive_failures:

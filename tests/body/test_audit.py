@@ -328,3 +328,22 @@ def test_a_body_idle_while_another_appends_and_prunes_still_chains_onto_the_real
     finally:
         idle.close()
         busy.close()
+
+
+def test_a_write_that_fails_inside_sqlite_surfaces_its_own_error(tmp_path: Path) -> None:
+    from body_mcp._db import StateDB
+
+    db = StateDB(tmp_path / "state.db")
+    try:
+        with db.write() as conn:
+            conn.execute("CREATE TABLE filler (data BLOB)")
+        page_count = int(db.conn.execute("PRAGMA page_count").fetchone()[0])
+        db.conn.execute(f"PRAGMA max_page_count = {page_count + 2}")  # a disk about to be full
+        with pytest.raises(sqlite3.OperationalError, match="full"), db.write() as conn:
+            for _ in range(50):
+                conn.execute("INSERT INTO filler VALUES (zeroblob(8192))")
+        assert not db.conn.in_transaction
+        with db.write() as conn:  # and the next transaction starts cleanly
+            conn.execute("DELETE FROM filler")
+    finally:
+        db.close()

@@ -421,3 +421,97 @@ def test_a_table_held_too_long_by_another_process_refuses_instead_of_hanging(
     finally:
         os.close(holder)
         table.close()
+
+
+def test_a_slot_of_a_process_whose_pid_now_names_another_process_is_reclaimed(tmp_path: Path) -> None:
+    previous = LimitsTable(tmp_path / "limits")
+    previous._started = 12345  # pyright: ignore[reportPrivateUsage]  # an earlier process, same pid
+    try:
+        with previous:
+            previous.take(expires=10**9, files=5, api_calls=0, usd_micro=0, trial=False)
+    finally:
+        previous.close()
+    table = LimitsTable(tmp_path / "limits")  # this process: same pid, its own start time
+    try:
+        with table:
+            used = table.usage(1000.0)
+            assert (used.calls, used.files) == (1, 5)  # reclaimed at once: counted as done, not held
+            assert table.take(expires=2000.0, files=0, api_calls=0, usd_micro=0, trial=False)[0] == 0
+    finally:
+        table.close()
+
+
+def test_a_damaged_breaker_state_reads_as_open_and_recovers_through_a_trial(workspace: Path, home: Path) -> None:
+    import struct
+
+    from body_mcp import _limits_table
+
+    clock = Clock()
+    body = make_body(workspace, home, {"limits": {"breaker_cooldown_s": 60}}, clock=clock)
+    try:
+        table = body.limits._table  # pyright: ignore[reportPrivateUsage]
+        struct.pack_into("<q", table._map, _limits_table._STATE_AT, 3)  # pyright: ignore[reportPrivateUsage]
+        assert body.limits.breaker_state() == "half_open"  # open, and opened_at (0) is long past
+        trial = body.limits.reserve(Impact(files=1), mutating=True)
+        assert trial.trial
+        body.limits.settle(trial, Impact(files=1), failed=False)
+        assert body.limits.breaker_state() == "closed"
+    finally:
+        body.close()
+
+
+def test_a_cancelled_trial_reopens_the_breaker(workspace: Path, home: Path) -> None:
+    clock = Clock()
+    body = make_body(workspace, home, {"limits": {"breaker_consecutive_failures": 1}}, clock=clock)
+    try:
+        body.limits.settle(body.limits.reserve(Impact(files=1), mutating=True), Impact(), failed=True)
+        clock.now += 61
+        trial = body.limits.reserve(Impact(files=1), mutating=True)
+        body.limits.settle(trial, Impact(), failed=False, cancelled=True)  # proved nothing
+        assert body.limits.breaker_state() == "open"
+    finally:
+        body.close()
+
+
+async def test_a_call_whose_audit_append_fails_still_settles_its_budget(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = make_body(workspace, home, {"limits": {"file_mods_per_hour": 1}})
+    try:
+
+        def disk_full(*_args: object, **_kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(body.audit, "append", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            await body.call_tool("write_file", {"path": "a.txt", "content": "x", "rationale": "r"})
+        monkeypatch.undo()
+        from body_mcp import _limits_table
+
+        table = body.limits._table  # pyright: ignore[reportPrivateUsage]
+        occupancy = table._map[_limits_table._OCCUPANCY_AT : _limits_table._SLOTS_AT]  # pyright: ignore[reportPrivateUsage]
+        assert occupancy.count(1) == 0  # its slot was freed: settled, not left in flight for a day
+        used = {b.name: b.used for b in body.limits.budgets()}
+        assert (used["calls_per_minute"], used["file_mods_per_hour"]) == (1, 1)  # and what it did still counts
+        with pytest.raises(RateLimited, match="1 of 1 file modifications"):
+            body.limits.reserve(Impact(files=1), mutating=True)
+    finally:
+        body.close()
+
+
+def test_opening_a_table_held_too_long_by_another_process_refuses_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    from body_mcp import _limits_table
+
+    LimitsTable(tmp_path / "limits").close()
+    holder = os.open(tmp_path / "limits", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        monkeypatch.setattr(_limits_table, "LOCK_TIMEOUT_S", 0.2)
+        with pytest.raises(TimeoutError, match="held by another process"):
+            LimitsTable(tmp_path / "limits")
+    finally:
+        os.close(holder)
