@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -41,16 +39,6 @@ def seconds_until_due(ids: Sequence[str], interval_s: float, *, now: datetime | 
         return 0.0
     age = ((now or datetime.now(UTC)) - last).total_seconds()
     return interval_s if age < 0 else max(interval_s - age, 0.0)
-
-
-def workspace_replaced(root: Path, root_fd: int) -> bool:
-    """Whether `root` is no longer the directory `root_fd` holds open (a restore swapped it)."""
-    try:
-        st = os.stat(root)
-    except FileNotFoundError:
-        return True
-    held = os.fstat(root_fd)
-    return (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino)
 
 
 async def run_hourly(

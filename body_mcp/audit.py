@@ -20,8 +20,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,21 +183,12 @@ class AuditStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    @contextmanager
-    def _appending(self) -> Generator[None]:
-        with self._thread_lock:
-            fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
-
     def append(self, draft: EventDraft, *, also: Callable[[sqlite3.Connection], None] | None = None) -> Appended:
         """Commit one event (and `also`, in the same transaction), then anchor the new head.
 
         Returns only once the transaction is committed with the configured durability.
         """
-        with self._thread_lock:  # (`_appending`, spelled out: this runs on every call)
+        with self._thread_lock:
             fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
             try:
                 with self._db.write() as conn:
@@ -212,7 +202,7 @@ class AuditStore:
         return event
 
     def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
-        """Chain `draft` onto the head (call it holding `_appending`).
+        """Chain `draft` onto the head (call it inside `append`, which holds the locks).
 
         Hot path: the head this store last committed is taken as the head unread, and the insert happens
         only if the database's last `seq` is still that one (one statement). Otherwise (another process
@@ -403,14 +393,16 @@ class AuditStore:
             outcome="ok",
             detail={"through_seq": through_seq, "mac_at": mac_at, "cutoff": cutoff},
         )
-        with self._appending():
-            with self._db.write() as conn:
-                # The mark is what lets the delete trigger pass, for these events only.
-                conn.execute("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
-                event = self._insert(conn, draft)
-                deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through_seq,)).rowcount
-            self._head = (event.seq, event.mac)
-            self._write_anchor(event.seq, event.mac)
+        deleted = 0
+
+        def delete_through(conn: sqlite3.Connection) -> None:
+            nonlocal deleted
+            # The mark is what lets the delete trigger pass, for these events only (never the head: the
+            # checkpoint is chained onto it in the same transaction).
+            conn.execute("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
+            deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through_seq,)).rowcount
+
+        self.append(draft, also=delete_through)
         return int(deleted)
 
 

@@ -41,7 +41,7 @@ from ._snapshot_manifest import (
     SnapshotInfo,
     SnapshotNotFound,
 )
-from ._snapshot_schedule import retained, run_hourly, seconds_until_due, workspace_replaced
+from ._snapshot_schedule import retained, run_hourly, seconds_until_due
 from ._snapshot_store import ObjectStore, new_snapshot_id, referenced, snapshot_time, sync_filesystem
 from ._snapshot_walk import (
     Progress,
@@ -72,7 +72,6 @@ __all__ = [
     "run_hourly",
     "seconds_until_due",
     "snapshot_database",
-    "workspace_replaced",
 ]
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from body_mcp import _snapshot_swap
-from body_mcp.snapshots import SnapshotDamaged, SnapshotNotFound, workspace_replaced
+from body_mcp.confinement import Workspace
+from body_mcp.snapshots import SnapshotDamaged, SnapshotNotFound
 
 from ..conftest import make_body
 from ._support import mutate_tree, siblings, snapshotter, tree_state
@@ -42,13 +43,13 @@ def test_restore_brings_back_content_modes_deletions_additions_and_symlinks(
 def test_a_body_holding_the_old_directory_can_tell_it_was_replaced(ws: Path, state_dir: Path) -> None:
     snap = snapshotter(ws, state_dir)
     taken = snap.create()
-    fd = os.open(ws, os.O_RDONLY | os.O_DIRECTORY)
+    held = Workspace(ws)
     try:
-        assert not workspace_replaced(ws, fd)
+        assert not held.replaced()
         snap.restore(taken.id)
-        assert workspace_replaced(ws, fd)
+        assert held.replaced()
     finally:
-        os.close(fd)
+        held.close()
 
 
 def test_excluded_and_special_paths_are_left_out_and_survive_a_restore(ws: Path, state_dir: Path) -> None:
