@@ -52,6 +52,7 @@ _UNSET = -(1 << 62)
 _Q = struct.Struct("<q")
 _D = struct.Struct("<d")
 _SLOT = struct.Struct("<qdqqqqqq")
+_BUCKETS = struct.Struct(f"<{_WINDOW}q")
 # Header: one 8-byte field each.
 _SECOND_AT, _MINUTE_AT, _STATE_AT, _OPENED_AT, _FAILURES_AT, _BREACH_NEXT_AT = 8, 16, 24, 32, 40, 48
 _CALLS_AT = 56
@@ -196,11 +197,11 @@ class LimitsTable:
             else:
                 calls, files, usd = calls + 1, files + f, usd + u
             index = m.find(_USED, index + 1, _SLOTS_AT)
-        view = memoryview(m)
+        buckets = _BUCKETS.unpack_from
         return Usage(
-            calls=calls + sum(view[_CALLS_AT:_FILES_AT].cast("q")),
-            files=files + sum(view[_FILES_AT:_API_AT].cast("q")),
-            usd=(usd + sum(view[_USD_AT:_BREACHES_AT].cast("q"))) / 1_000_000,
+            calls=calls + sum(buckets(m, _CALLS_AT)),
+            files=files + sum(buckets(m, _FILES_AT)),
+            usd=(usd + sum(buckets(m, _USD_AT))) / 1_000_000,
         )
 
     def move_to(self, now: float) -> None:
@@ -251,6 +252,10 @@ class LimitsTable:
 
     def breaker_closed(self) -> bool:
         return not _Q.unpack_from(self._map, _STATE_AT)[0]
+
+    def failures(self) -> int:
+        """Consecutive failed calls (what `breaker().failures` says, without building the rest)."""
+        return int(_Q.unpack_from(self._map, _FAILURES_AT)[0])
 
     def breaker(self) -> Breaker:
         m = self._map

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs, ToolResult
 
 from . import _json
+from ._factories import empty_dict, empty_list
 from .confinement import WorkspacePath
 from .decisions import require_approval
 from .exceptions import InvalidArguments, KillSwitchEngaged, RefusedWithResult, ToolRefused
@@ -49,15 +50,15 @@ class CallContext:
     started: float = field(default_factory=time.perf_counter)
     spec: ToolSpec | None = None
     args: ToolArgs | None = None
-    paths: dict[str, WorkspacePath] = field(default_factory=dict[str, WorkspacePath])
+    paths: dict[str, WorkspacePath] = field(default_factory=empty_dict)
     planned: Impact = NO_IMPACT
     impact: Impact = NO_IMPACT
-    files: list[str] = field(default_factory=list[str])
+    files: list[str] = field(default_factory=empty_list)
     reservation: Reservation | None = None
     recorder: Recorder | None = None
     mode: Literal["live", "shadow"] = "live"
-    detail: dict[str, Any] = field(default_factory=dict[str, Any])
-    also: list[Callable[[sqlite3.Connection], None]] = field(default_factory=list[Callable[[sqlite3.Connection], None]])
+    detail: dict[str, Any] = field(default_factory=empty_dict)
+    also: list[Callable[[sqlite3.Connection], None]] = field(default_factory=empty_list)
     """Extra writes to commit in the audit transaction (e.g. marking undo records undone)."""
 
     @property

@@ -192,12 +192,12 @@ class Limits:
                 if reservation.trial:
                     table.set_breaker(state="open", opened_at=now)
             elif failed:
-                failures = table.breaker().failures + 1
+                failures = table.failures() + 1
                 table.set_breaker(failures=failures)
                 if reservation.trial or failures >= self.config.breaker_consecutive_failures:
                     table.set_breaker(state="open", opened_at=now)
             else:
-                if table.breaker().failures:
+                if table.failures():
                     table.set_breaker(failures=0)
                 if reservation.trial:
                     table.set_breaker(state="closed")

@@ -24,6 +24,7 @@ from shared_protocol import FileChange, RefusalCode
 
 from . import _fsops, _json
 from ._db import StateDB
+from ._factories import empty_dict, empty_list
 from ._fsops import ABSENT, EntryState
 from .confinement import Workspace
 from .exceptions import ToolRefused, UndoRefused
@@ -48,8 +49,8 @@ class Recorder:
 
     store: UndoStore
     ws: Workspace
-    records: list[UndoRecord] = field(default_factory=list[UndoRecord])
-    blobs: dict[str, bytes] = field(default_factory=dict[str, bytes])
+    records: list[UndoRecord] = field(default_factory=empty_list)
+    blobs: dict[str, bytes] = field(default_factory=empty_dict)
 
     def before(self, parts: tuple[str, ...]) -> EntryState:
         state, data = _fsops.read_entry(self.ws, parts)
