@@ -7,14 +7,7 @@ event breaks the chain; truncating the tail disagrees with the anchor. A databas
 event ahead of its anchor is the crash window between the two writes, not tampering.
 
 Appends from several processes (two bodies, the CLI) are serialised by an `flock` on the
-anchor file held from `BEGIN` until the anchor is written (and, with power-loss durability,
-synced), so anchors are written in chain order.
-
-With power-loss durability the event is synced with its commit (`synchronous=FULL`) before
-`append` returns; the anchor's own `fdatasync` is done by a background thread, off the
-caller's path, while the locks stay held: no other append, in this process or another,
-commits before the anchor of the one before it is durable. So after a power loss the
-anchor is at most one event behind the database, which is what verify tolerates.
+anchor file held from `BEGIN` to the anchor write, so anchors are written in chain order.
 """
 
 from __future__ import annotations
@@ -22,9 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import hmac
-import logging
 import os
-import queue
 import random
 import sqlite3
 import threading
@@ -45,8 +36,6 @@ from shared_protocol.audit import AuditKind, AuditOutcome
 from . import _json
 from ._db import StateDB
 from ._factories import empty_dict, empty_list
-
-logger = logging.getLogger(__name__)
 
 _ANCHOR_LEN = 20 + 1 + 64 + 1
 _REDACTED_KEYS = frozenset({"content", "old_text", "new_text"})
@@ -162,52 +151,10 @@ class _HmacSha256:
         return outer.hexdigest()
 
 
-class _AnchorSyncer:
-    """One thread that makes the anchor durable after an append has returned, then releases its locks.
-
-    The `fdatasync` of the anchor is the second flush of a power-loss-durable append (the first is the
-    commit's); here it overlaps with sending the call's response. A sync that fails is kept and retried by
-    the next append before it commits (which refuses if it fails again): the anchor never lags silently.
-    """
-
-    def __init__(self, fd: int, unlock: Callable[[], None]) -> None:
-        self._fd = fd
-        self._unlock = unlock
-        self._jobs: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self.failed: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="swarm-anchor-sync", daemon=True)
-        self._thread.start()
-
-    def sync_then_unlock(self) -> None:
-        self._jobs.put(True)
-
-    def retry_failed(self) -> None:
-        """Called with the locks held: sync again what a background sync failed to make durable."""
-        if self.failed is not None:
-            os.fdatasync(self._fd)  # raises: the append refuses, and the next one tries again
-            self.failed = None
-
-    def stop(self) -> None:
-        self._jobs.put(False)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while self._jobs.get():
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                logger.error("audit anchor sync failed (retried before the next append): %s", exc)
-                self.failed = exc
-            finally:
-                self._unlock()
-
-
 class AuditStore:
     """The chain for one body identity, in the workspace's `state.db`."""
 
-    def __init__(
-        self, db: StateDB, *, key: bytes, anchor_path: Path, body_id: str, sync_in_background: bool = True
-    ) -> None:
+    def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, body_id: str) -> None:
         self._db = db
         self._key = key
         self._hmac = _HmacSha256(key)
@@ -220,20 +167,14 @@ class AuditStore:
         self._thread_lock = threading.Lock()
         self._head: tuple[int, str] | None = None
         """(seq, mac) of the event this store last committed."""
-        self._syncer: _AnchorSyncer | None = (
-            _AnchorSyncer(fd, self._unlock) if db.durability == "power_loss" and sync_in_background else None
-        )
         self._closed = False
 
     def close(self) -> None:
-        """Wait for the anchor's pending sync, then let go of the anchor file (idempotent)."""
-        with self._thread_lock:  # (held by a pending background sync until it is done)
-            if self._closed:
-                return
-            self._closed = True
-            if self._syncer is not None:
-                self._syncer.stop()
-            os.close(self._anchor_fd)
+        """Let go of the anchor file (idempotent); appending afterwards raises instead of writing to a reused fd."""
+        with self._thread_lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self._anchor_fd)
 
     # -- chain arithmetic --------------------------------------------------------------
 
@@ -251,42 +192,22 @@ class AuditStore:
     def append(self, draft: EventDraft, *, also: Callable[[sqlite3.Connection], None] | None = None) -> Appended:
         """Commit one event (and `also`, in the same transaction), then anchor the new head.
 
-        Returns only once the transaction is committed with the configured durability. With power-loss
-        durability the anchor's sync may still be running (in the background, holding the locks).
+        Returns only once the transaction is committed with the configured durability.
         """
-        self._thread_lock.acquire()
-        try:
+        with self._thread_lock:
+            if self._closed:
+                raise RuntimeError("the audit store is closed")
             fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-        handed_over = False
-        try:
-            if self._syncer is not None:
-                self._syncer.retry_failed()  # a failed background sync is retried (or refuses) before the next commit
-            with self._db.write() as conn:
-                if also is not None:
-                    also(conn)
-                event = self._insert(conn, draft)
-            self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
-            self._write_anchor(event.seq, event.mac)
-            if self._db.durability == "power_loss":
-                if self._syncer is not None:
-                    self._syncer.sync_then_unlock()
-                    handed_over = True
-                else:
-                    os.fdatasync(self._anchor_fd)
-        finally:
-            if not handed_over:
-                self._unlock()
+            try:
+                with self._db.write() as conn:
+                    if also is not None:
+                        also(conn)
+                    event = self._insert(conn, draft)
+                self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
+                self._write_anchor(event.seq, event.mac)
+            finally:
+                fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
         return event
-
-    def _unlock(self) -> None:
-        fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
-        self._thread_lock.release()
-
-    def _write_anchor(self, seq: int, mac: str) -> None:
-        os.pwrite(self._anchor_fd, f"{seq:020d} {mac}\n".encode(), 0)
 
     def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
         """Chain `draft` onto the head (call it inside `append`, which holds the locks).
@@ -331,6 +252,12 @@ class AuditStore:
         ).rowcount:
             return None
         return Appended(id=draft.id, seq=seq, mac=mac)
+
+    def _write_anchor(self, seq: int, mac: str) -> None:
+        record = f"{seq:020d} {mac}\n".encode()
+        os.pwrite(self._anchor_fd, record, 0)
+        if self._db.durability == "power_loss":
+            os.fdatasync(self._anchor_fd)
 
     def _read_anchor(self) -> tuple[int, str] | None:
         data = os.pread(self._anchor_fd, _ANCHOR_LEN, 0)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -351,48 +349,12 @@ def test_a_write_that_fails_inside_sqlite_surfaces_its_own_error(tmp_path: Path)
         db.close()
 
 
-def test_the_anchor_is_written_before_append_returns_and_synced_before_the_next_append(body: Body) -> None:
-    first = body.record_human(action="note", rationale="first")
-    # Written at once (a concurrent verify sees the head), synced in the background with the locks held.
-    assert body.paths.anchor.read_text() == f"{first.seq:020d} {first.mac}\n"
-    second = body.record_human(action="note", rationale="second")  # waits for the first sync, then chains on
-    assert second.seq == first.seq + 1
-    body.audit.close()  # waits for the pending sync; closing twice is harmless
+def test_an_append_after_close_raises_and_writes_nothing(body: Body) -> None:
+    event = body.record_human(action="note", rationale="before close")
     body.audit.close()
-    assert body.paths.anchor.read_text() == f"{second.seq:020d} {second.mac}\n"
-
-
-def test_a_failed_background_sync_is_kept_then_retried_before_the_next_commit(body: Body) -> None:
-    from body_mcp.audit import _AnchorSyncer  # pyright: ignore[reportPrivateUsage]
-
-    read_end, write_end = os.pipe()  # fdatasync(2) on a pipe fails (EINVAL): a real failing sync
-    unlocked = threading.Event()
-    syncer = _AnchorSyncer(write_end, unlocked.set)
-    try:
-        syncer.sync_then_unlock()
-        assert unlocked.wait(5), "the locks are released even when the sync fails"
-        assert isinstance(syncer.failed, OSError)
-        with pytest.raises(OSError):
-            syncer.retry_failed()  # still failing: the append that asked would refuse
-        assert syncer.failed is not None
-    finally:
-        syncer.stop()
-        os.close(read_end)
-        os.close(write_end)
-
-    store_syncer = body.audit._syncer  # pyright: ignore[reportPrivateUsage]
-    assert store_syncer is not None
-    store_syncer.failed = OSError(5, "simulated earlier failure")  # the state a failed sync leaves behind
-    body.record_human(action="note", rationale="retries the sync first")
-    assert store_syncer.failed is None
-    assert body.audit.verify().ok
-
-
-def test_crash_durability_needs_no_background_sync(workspace: Path, home: Path) -> None:
-    crash = make_body(workspace, home, {"audit": {"durability": "crash"}})
-    try:
-        assert crash.audit._syncer is None  # pyright: ignore[reportPrivateUsage]
-        event = crash.record_human(action="note", rationale="inline")
-        assert crash.paths.anchor.read_text() == f"{event.seq:020d} {event.mac}\n"
-    finally:
-        crash.close()
+    body.audit.close()  # harmless twice (the body closes it again)
+    with open(body.paths.db, "rb") as reused:  # a file that may now have the anchor's old descriptor number
+        with pytest.raises(RuntimeError, match="closed"):
+            body.record_human(action="note", rationale="after close")
+        assert reused.read(16) == b"SQLite format 3\x00"
+    assert body.paths.anchor.read_text() == f"{event.seq:020d} {event.mac}\n"
