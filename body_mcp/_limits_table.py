@@ -169,7 +169,10 @@ class LimitsTable:
         """
         self._thread_lock.acquire()
         try:
-            _lock_within(self._fd, self.path)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (the usual case, inline)
+            except BlockingIOError:
+                _lock_within(self._fd, self.path)
         except BaseException:
             self._thread_lock.release()
             raise

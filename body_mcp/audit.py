@@ -71,6 +71,8 @@ def redact_arguments(value: Any) -> Any:
             if key in _REDACTED_KEYS and isinstance(item, str):
                 data = item.encode()
                 out[str(key)] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # pyright: ignore[reportUnknownArgumentType]
+            elif type(item) is str:  # pyright: ignore[reportUnknownArgumentType]  (most values: no call)
+                out[str(key)] = item  # pyright: ignore[reportUnknownArgumentType]
             else:
                 out[str(key)] = redact_arguments(item)  # pyright: ignore[reportUnknownArgumentType]
         return out
@@ -238,8 +240,8 @@ class AuditStore:
         payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
         payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
         payload["prev_mac"] = prev_mac
-        signed = canonical_json(payload)
-        mac = self._mac_of(signed)
+        signed = _json.canonical(payload)
+        mac = self._hmac.hexdigest(signed.encode())
         values = (seq, draft.id, payload["ts"], draft.decision_id, with_mac(signed, mac), mac)
         if only_after is None:
             conn.execute(

@@ -232,9 +232,10 @@ class Body:
             stop.set()
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None) -> CallOutcome:
-        # If the workspace is missing mid-restore, the guard meets that too and refuses the call, audited.
-        with contextlib.suppress(ToolRefused):
-            await self._reopen_if_replaced()
+        if self.workspace.replaced():
+            # If the workspace is missing mid-restore, the guard meets that too and refuses the call, audited.
+            with contextlib.suppress(ToolRefused):
+                await self._reopen_if_replaced()
         ctx = CallContext(
             action_id=new_action_id(),
             tool=name,

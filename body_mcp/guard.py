@@ -15,8 +15,10 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import anyio
 from pydantic import ValidationError
 
 from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs, ToolResult
@@ -187,8 +189,15 @@ class ExecuteGuard:
         if ctx.spec.read_only:
             return await ctx.spec.handler(body, ctx, ctx.args)
         # While a command runs against an overlay of the workspace, nothing may change its lower layer.
-        async with body.workspace_lock:
+        lock = body.workspace_lock
+        try:
+            lock.acquire_nowait()  # (the usual case: free; no checkpoint frames)
+        except anyio.WouldBlock:
+            await lock.acquire()
+        try:
             return await ctx.spec.handler(body, ctx, ctx.args)
+        finally:
+            lock.release()
 
 
 def default_guards() -> list[Guard]:
@@ -199,26 +208,15 @@ async def _end(ctx: CallContext) -> ToolResult:
     raise AssertionError(f"the guard chain ended without running {ctx.tool}: its last guard must not call on")
 
 
-class _Stage:
-    """A guard bound to the body and to the stage after it (the chain is built once, not per call)."""
-
-    __slots__ = ("_body", "_guard", "_next")
-
-    def __init__(self, body: Body, guard: Guard, after: Next) -> None:
-        self._body, self._guard, self._next = body, guard, after
-
-    def __call__(self, ctx: CallContext) -> Awaitable[ToolResult]:
-        return self._guard(self._body, ctx, self._next)
-
-
 class Pipeline:
     """Runs the guards around a call and turns the outcome into an audited MCP result."""
 
     def __init__(self, body: Body, guards: Sequence[Guard]) -> None:
         self._body = body
+        # Each guard bound to the body and to the stage after it, once (a C partial: no Python frame per stage).
         self._run: Next = _end
         for guard in reversed(guards):
-            self._run = _Stage(body, guard, self._run)
+            self._run = partial(guard, body, call_next=self._run)
 
     async def call(self, ctx: CallContext) -> CallOutcome:
         body = self._body

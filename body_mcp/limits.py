@@ -109,7 +109,7 @@ class Limits:
                         expires=now + _RESERVATION_TTL_S,
                         files=want.files,
                         api_calls=want.api_calls,
-                        usd_micro=micro_usd(want.usd),
+                        usd_micro=micro_usd(want.usd) if want.usd else 0,
                         trial=trial,
                     )
                 except TooManyInFlight as exc:
@@ -185,7 +185,7 @@ class Limits:
                 calls=1,
                 files=actual.files,
                 api_calls=actual.api_calls,
-                usd_micro=micro_usd(actual.usd),
+                usd_micro=micro_usd(actual.usd) if actual.usd else 0,
             )
             table.free(reservation.slot, reservation.token)
             if cancelled:
