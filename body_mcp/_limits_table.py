@@ -247,9 +247,13 @@ class LimitsTable:
         if files or api_calls or usd_micro:
             # The current minute (held where it was if the clock stepped back).
             offset = (_Q.unpack_from(m, _MINUTE_AT)[0] % _WINDOW) * 8
-            for column, value in ((_FILES_AT, files), (_API_AT, api_calls), (_USD_AT, usd_micro)):
-                if value:
-                    _Q.pack_into(m, column + offset, _Q.unpack_from(m, column + offset)[0] + value)
+            pack, unpack = _Q.pack_into, _Q.unpack_from
+            if files:
+                pack(m, _FILES_AT + offset, unpack(m, _FILES_AT + offset)[0] + files)
+            if api_calls:
+                pack(m, _API_AT + offset, unpack(m, _API_AT + offset)[0] + api_calls)
+            if usd_micro:
+                pack(m, _USD_AT + offset, unpack(m, _USD_AT + offset)[0] + usd_micro)
 
     # -- breaker -----------------------------------------------------------------------
 
