@@ -95,7 +95,11 @@ async def main(trials: int, n_bodies: int, via: str) -> None:
         root = Path(tmp)
         db, port = root / "brain.db", _free_port()
         state = await SqliteStateEngine.open(db)
-        tokens = {r: await issue_token(state, role=r, label=r, at=datetime.now(UTC)) for r in ("body", "captain")}
+        captain_token = await issue_token(state, role="captain", label="captain", at=datetime.now(UTC))
+        # A body token speaks for one body (bound on first use): one each.
+        body_tokens = [
+            await issue_token(state, role="body", label=f"body {n}", at=datetime.now(UTC)) for n in range(n_bodies)
+        ]
         await state.close()
         url = f"http://127.0.0.1:{port}"
         stop, ready = anyio.Event(), anyio.Event()
@@ -113,7 +117,7 @@ async def main(trials: int, n_bodies: int, via: str) -> None:
                         home=root / "home",
                         config=parse_config({}),
                         brain_url=url,
-                        brain_token=tokens["body"],
+                        brain_token=body_tokens[n],
                     )
                 )
             )
@@ -134,7 +138,7 @@ async def main(trials: int, n_bodies: int, via: str) -> None:
                 assert body.link is not None
                 tg.start_soon(body.link.run)
             await _wait(lambda: all(b.brain_state == "connected" and not b.kill_switch.state().engaged for b in bodies))
-            headers = {"Authorization": f"Bearer {tokens['captain']}"}
+            headers = {"Authorization": f"Bearer {captain_token}"}
             async with httpx.AsyncClient(base_url=url, headers=headers) as captain:
 
                 async def engage(way: str) -> None:

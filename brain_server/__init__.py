@@ -12,12 +12,13 @@ The brain imports `shared_protocol` only; bodies speak to it through those model
 from ._memory_state import MemoryStateEngine
 from ._sqlite_state import SqliteStateEngine
 from .app import build_app
-from .auth import Principal, hash_token, issue_token
+from .auth import Principal, hash_token, issue_token, revoke_token
 from .daemon import run, serve
 from .events import BrainEvent, EventHub
 from .exceptions import (
     AlreadyFinal,
     ApiError,
+    BodyMismatch,
     BrainError,
     ChainBroken,
     ChainGap,
@@ -32,16 +33,18 @@ from .exceptions import (
     StaleClaim,
     Unauthorized,
     UnknownBody,
+    UnknownToken,
     UserError,
 )
 from .notify import LogNotifier, MemoryNotifier, Notification, Notifier
 from .service import Brain, SweepReport
 from .settings import BrainSettings
-from .state import LogEntry, StateEngine
+from .state import LogEntry, StateEngine, TokenRecord
 
 __all__ = [
     "AlreadyFinal",
     "ApiError",
+    "BodyMismatch",
     "Brain",
     "BrainError",
     "BrainEvent",
@@ -68,12 +71,15 @@ __all__ = [
     "StaleClaim",
     "StateEngine",
     "SweepReport",
+    "TokenRecord",
     "Unauthorized",
     "UnknownBody",
+    "UnknownToken",
     "UserError",
     "build_app",
     "hash_token",
     "issue_token",
+    "revoke_token",
     "run",
     "serve",
 ]

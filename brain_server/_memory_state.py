@@ -26,6 +26,7 @@ from .state import (
     LogEntry,
     Reversal,
     TokenRecord,
+    check_holder,
     conflicts_of,
     task_from_row,
     task_row,
@@ -61,6 +62,28 @@ class MemoryStateEngine:
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
         return self._tokens.get(token_hash)
+
+    async def tokens(self) -> list[TokenRecord]:
+        return sorted(self._tokens.values(), key=lambda t: t.created_at)  # stable: creation order among equals
+
+    def _token_by_id(self, token_id: str) -> TokenRecord | None:
+        return next((t for t in self._tokens.values() if t.id == token_id), None)
+
+    async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
+        token = self._token_by_id(token_id)
+        if token is None or token.role != "body" or token.body_id is not None or token.revoked_at is not None:
+            return token
+        bound = replace(token, body_id=body_id)
+        self._tokens[token.token_hash] = bound
+        self._log.append(log)
+        return bound
+
+    async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
+        token = self._token_by_id(token_id)
+        if token is not None and token.revoked_at is None:
+            self._tokens[token.token_hash] = replace(token, revoked_at=at)
+            self._log.append(log)
+        return token
 
     async def log_entries(self, *, limit: int = 100) -> list[LogEntry]:
         return self._log[-limit:]
@@ -186,10 +209,12 @@ class MemoryStateEngine:
         at: datetime,
         log: LogEntry,
         compensation: CompensationDraft | None = None,
+        holder: str | None = None,
     ) -> Task:
         task = self._tasks.get(task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}'")
+        check_holder(task_id, self._row(task_id), holder)
         if task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
             raise StaleClaim(f"task '{task_id}' is {task.state} and this claim token is not its current one")
         before = self._row(task_id)

@@ -162,6 +162,20 @@ MIGRATIONS: list[str] = [
             OR NEW.before IS NOT OLD.before OR NEW.after IS NOT OLD.after OR NEW.created_at IS NOT OLD.created_at
         BEGIN SELECT RAISE(ABORT, 'a compensation only gains its reversal, once'); END;
     """,
+    # v4: a body token is bound to its first body id; any token can be revoked. Tokens are never deleted.
+    """
+    ALTER TABLE tokens ADD COLUMN body_id TEXT;
+    ALTER TABLE tokens ADD COLUMN revoked_at TEXT;
+    CREATE TRIGGER tokens_no_delete BEFORE DELETE ON tokens
+        BEGIN SELECT RAISE(ABORT, 'tokens are never deleted: revoke them'); END;
+    CREATE TRIGGER tokens_bound_and_revoked_once BEFORE UPDATE ON tokens
+        WHEN NEW.id IS NOT OLD.id OR NEW.token_hash IS NOT OLD.token_hash OR NEW.role IS NOT OLD.role
+            OR NEW.label IS NOT OLD.label OR NEW.created_at IS NOT OLD.created_at
+            OR (OLD.body_id IS NOT NULL AND NEW.body_id IS NOT OLD.body_id)
+            OR (NEW.body_id IS NOT NULL AND NEW.role IS NOT 'body')
+            OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS NOT OLD.revoked_at)
+        BEGIN SELECT RAISE(ABORT, 'a token only gains its body (body tokens) and its revocation, once each'); END;
+    """,
 ]
 
 

@@ -38,6 +38,7 @@ from .state import (
     LogEntry,
     Reversal,
     TokenRecord,
+    check_holder,
     conflicts_of,
     iso,
     parse_time,
@@ -143,17 +144,52 @@ class SqliteStateEngine:
             )
             await self._log(conn, log)
 
-    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        row = await self._row("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
-        if row is None:
-            return None
+    @staticmethod
+    def _token(row: sqlite3.Row) -> TokenRecord:
         return TokenRecord(
             id=row["id"],
             token_hash=row["token_hash"],
             role=cast(Role, row["role"]),
             label=row["label"],
             created_at=datetime.fromisoformat(row["created_at"]),
+            body_id=row["body_id"],
+            revoked_at=parse_time(row["revoked_at"]),
         )
+
+    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        # The reader runs each SELECT in its own read transaction: a revocation committed by another process
+        # (the CLI) is seen by the very next request.
+        row = await self._row("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        return None if row is None else self._token(row)
+
+    async def tokens(self) -> list[TokenRecord]:
+        return [self._token(row) for row in await self._rows("SELECT * FROM tokens ORDER BY created_at, rowid")]
+
+    async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
+        async with self._write() as conn:
+            async with conn.execute(
+                "UPDATE tokens SET body_id = ? "
+                "WHERE id = ? AND role = 'body' AND body_id IS NULL AND revoked_at IS NULL",
+                (body_id, token_id),
+            ) as cursor:
+                bound = cursor.rowcount == 1
+            if bound:
+                await self._log(conn, log)
+            async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
+                row = await cursor.fetchone()
+        return None if row is None else self._token(row)
+
+    async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
+        async with self._write() as conn:
+            async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            before = self._token(row)
+            if before.revoked_at is None:
+                await conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (iso(at), token_id))
+                await self._log(conn, log)
+        return before
 
     async def log_entries(self, *, limit: int = 100) -> list[LogEntry]:
         rows = await self._rows("SELECT * FROM brain_log ORDER BY id DESC LIMIT ?", (limit,))
@@ -356,9 +392,11 @@ class SqliteStateEngine:
         at: datetime,
         log: LogEntry,
         compensation: CompensationDraft | None = None,
+        holder: str | None = None,
     ) -> Task:
         async with self._write() as conn:
             before = await self._task_row(conn, task_id)
+            check_holder(task_id, before, holder)
             async with conn.execute(
                 "UPDATE tasks SET state = ?, outcome_summary = ?, finished_at = ?, lease_expires = NULL, "
                 f"claim_token = NULL WHERE id = ? AND state = 'claimed' AND claim_token = ? RETURNING {_TASK_COLUMNS}",

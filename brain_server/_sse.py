@@ -3,7 +3,9 @@
 It subscribes before reading the kill state, so a kill that lands in between is sent (twice
 at worst, never missed); then sends that state as the first event, then every event the
 hub publishes, and a keepalive comment whenever the stream has been quiet for
-`keepalive_s`. A client disconnect ends it at once and unsubscribes.
+`keepalive_s`. A client disconnect ends it at once and unsubscribes. With `authorized`,
+the stream's token is checked again at most every `keepalive_s` (after an event is sent,
+never before, so a kill is not delayed): a stream whose token was revoked ends.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class EventStreamResponse(Response):
         body_id: str | None,
         kill_state: Callable[[], Awaitable[KillState]],
         keepalive_s: float,
+        authorized: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         # No `super().__init__`: it would declare a Content-Length for an empty body.
         self.status_code = 200
@@ -41,6 +44,7 @@ class EventStreamResponse(Response):
         self._body_id = body_id
         self._kill_state = kill_state
         self._keepalive_s = keepalive_s
+        self._authorized = authorized
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         disconnected = False
@@ -62,6 +66,7 @@ class EventStreamResponse(Response):
                 group.start_soon(watch_disconnect)
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
                 await chunk(_RETRY + kill_event(await self._kill_state()).encode())
+                check_at = anyio.current_time() + self._keepalive_s
                 while True:
                     data = KEEPALIVE
                     with anyio.move_on_after(self._keepalive_s):
@@ -70,6 +75,10 @@ class EventStreamResponse(Response):
                         except anyio.EndOfStream:
                             break
                     await chunk(data)
+                    if self._authorized is not None and anyio.current_time() >= check_at:
+                        if not await self._authorized():
+                            break
+                        check_at = anyio.current_time() + self._keepalive_s
                 group.cancel_scope.cancel()
         if not disconnected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,8 +1,10 @@
 """The brain's HTTP API: JSON under `/v1`, bearer tokens, errors as `{code, message}`.
 
 The route table below is the contract: method, path, the roles allowed, the handler. Every
-request is authenticated before its body is read (401 for a missing or unknown token, 403
-for a wrong role), then validated whole before anything is written (422 naming the field).
+request is authenticated before its body is read (401 for a missing, unknown or revoked
+token, 403 for a wrong role), then validated whole before anything is written (422 naming
+the field). A body handler then checks, before anything else, that the token speaks for
+the body the request names (`_Api.as_body`: 403, or the token's binding on first use).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from shared_protocol.brain import (
 )
 
 from ._sse import EventStreamResponse
-from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate
+from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate, own_body, speak_for
 from .exceptions import ApiError, InvalidRequest
 from .governance import Verb
 from .service import Brain
@@ -80,6 +82,10 @@ class _Api:
     def __init__(self, brain: Brain) -> None:
         self.brain = brain
 
+    async def as_body(self, who: Principal, body_id: str) -> None:
+        """The one body-id check of every body handler: `who` may act as `body_id` (see `auth.speak_for`)."""
+        await speak_for(self.brain.state, who, body_id, at=self.brain.now())
+
     async def status(self, request: Request, who: Principal) -> Response:
         return json_response(await self.brain.status())
 
@@ -92,25 +98,46 @@ class _Api:
         return json_response(await self.brain.set_kill(who, engaged=False, reason=payload.reason))
 
     async def register(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.register(await parse(request, RegisterRequest)))
+        payload = await parse(request, RegisterRequest)
+        await self.as_body(who, payload.body_id)
+        return json_response(await self.brain.register(payload))
 
     async def heartbeat(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.heartbeat(request.path_params["body_id"]))
+        body_id = request.path_params["body_id"]
+        await self.as_body(who, body_id)
+        return json_response(await self.brain.heartbeat(body_id))
 
     async def events(self, request: Request, who: Principal) -> Response:
+        # A bound token that names no body hears its own body's events, never every body's.
+        body_id = request.query_params.get("body_id") or who.body_id
+        if body_id is not None:
+            await self.as_body(who, body_id)
+        authorization = request.headers.get("authorization")
+
+        async def authorized() -> bool:
+            try:
+                await authenticate(self.brain.state, authorization, BODY)
+            except ApiError:
+                return False
+            return True
+
         return EventStreamResponse(
             hub=self.brain.hub,
-            body_id=request.query_params.get("body_id") or None,
+            body_id=body_id,
             kill_state=self.brain.kill_state,
             keepalive_s=self.brain.settings.keepalive_s,
+            authorized=authorized,
         )
 
     async def audit(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.ingest_audit(await parse(request, AuditBatch)))
+        payload = await parse(request, AuditBatch)
+        await self.as_body(who, payload.body_id)
+        return json_response(await self.brain.ingest_audit(payload))
 
     async def request_decision(self, request: Request, who: Principal) -> Response:
-        decision = await self.brain.request_decision(who, await parse(request, DecisionRequest))
-        return json_response(decision, 201)
+        payload = await parse(request, DecisionRequest)
+        await self.as_body(who, payload.body_id)
+        return json_response(await self.brain.request_decision(who, payload), 201)
 
     async def decision(self, request: Request, who: Principal) -> Response:
         return json_response(await self.brain.decision(request.path_params["decision_id"]))
@@ -132,11 +159,14 @@ class _Api:
         return json_response(await self.brain.create_task(who, await parse(request, TaskRequest)), 201)
 
     async def claim_task(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.claim_task(who, await parse(request, ClaimRequest)))
+        payload = await parse(request, ClaimRequest)
+        await self.as_body(who, payload.body_id)
+        return json_response(await self.brain.claim_task(who, payload))
 
     async def outcome(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, OutcomeRequest)
-        return json_response(await self.brain.report_outcome(who, request.path_params["task_id"], payload))
+        task_id = request.path_params["task_id"]
+        return json_response(await self.brain.report_outcome(who, task_id, payload, holder=own_body(who)))
 
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)

@@ -7,6 +7,12 @@ and label), which is what the brain records as "who". Roles:
     body      the body endpoints (register, heartbeat, events, audit, decisions, tasks)
     approver  read status and decisions, approve and deny, queue tasks
     captain   everything an approver may, plus kill, resume and override
+
+A body token speaks for one body: the first body id it names is bound to it (trust on first
+use, stored on the token), and from then on a request naming another body is refused
+(`speak_for`). A revoked token is refused everywhere from the next request on. Tokens are
+read from the state engine on every request, so a change made by the CLI in another
+process counts at once.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 from shared_protocol.brain import Role
 
-from .exceptions import Forbidden, Unauthorized
+from .exceptions import BodyMismatch, Forbidden, Unauthorized, UnknownToken
 from .state import LogAction, LogEntry, StateEngine, TokenRecord
 
 TOKEN_PREFIX = "swb_"
@@ -47,6 +53,8 @@ class Principal:
     token_id: str
     role: Role
     label: str
+    body_id: str | None = None
+    """The body a body token was bound to when the request was authenticated (None: not bound yet)."""
 
     @property
     def name(self) -> str:
@@ -87,13 +95,47 @@ def bearer_token(authorization: str | None) -> str:
 
 
 async def authenticate(tokens: StateEngine, authorization: str | None, allowed: frozenset[Role]) -> Principal:
-    """Resolve the header's token and check its role: 401 for a missing or unknown token, 403 for a wrong role."""
+    """Resolve the header's token and check its role: 401 if missing, unknown or revoked; 403 for a wrong role."""
     record = await tokens.token_by_hash(hash_token(bearer_token(authorization)))
     if record is None:
         raise Unauthorized("unknown token")
+    if record.revoked_at is not None:
+        raise Unauthorized(f"this token ({record.id}) was revoked at {record.revoked_at.isoformat()}")
     if record.role not in allowed:
         raise Forbidden(f"a {record.role} token may not do this (needs: {', '.join(sorted(allowed))})")
-    return Principal(token_id=record.id, role=record.role, label=record.label)
+    return Principal(token_id=record.id, role=record.role, label=record.label, body_id=record.body_id)
+
+
+async def speak_for(state: StateEngine, who: Principal, body_id: str, *, at: datetime) -> None:
+    """Check that `who` may act as `body_id`, binding an unbound body token to it (its first use).
+
+    Raises `BodyMismatch` (403) naming the bound body if the token is bound to another one, and writes
+    nothing then. Approver and captain tokens are never bound. Call it after the request is validated and
+    before anything else is written.
+    """
+    if who.role != "body" or who.body_id == body_id:
+        return
+    if who.body_id is None:
+        log = who.entry("token_bind", at=at, reason="first use", target=who.token_id, detail={"body_id": body_id})
+        record = await state.bind_token(who.token_id, body_id, log)
+        if record is None or record.revoked_at is not None:
+            raise Unauthorized(f"this token ({who.token_id}) was revoked")
+        if record.body_id == body_id:
+            return
+        bound = record.body_id
+    else:
+        bound = who.body_id
+    raise BodyMismatch(f"this token is bound to body '{bound}' and may not act for body '{body_id}'")
+
+
+def own_body(who: Principal) -> str:
+    """The body a request that names none acts for (a task outcome: the claimant's), which is `who`'s bound body.
+
+    A body token not bound yet has claimed nothing, so it has no outcome to report: `BodyMismatch`.
+    """
+    if who.body_id is None:
+        raise BodyMismatch("this body token is bound to no body yet: it may only report outcomes of its own claims")
+    return who.body_id
 
 
 async def issue_token(state: StateEngine, *, role: Role, label: str, at: datetime) -> str:
@@ -105,3 +147,15 @@ async def issue_token(state: StateEngine, *, role: Role, label: str, at: datetim
     log = LogEntry(at=at, action="token_create", by="cli", reason=f"{role} token created", target=record.id)
     await state.add_token(record, log)
     return token
+
+
+async def revoke_token(state: StateEngine, token_id: str, *, reason: str, at: datetime) -> TokenRecord:
+    """Revoke a token (with a log line saying so); the token as it was before, or `UnknownToken`.
+
+    Revoking a revoked token changes nothing: the record returned then has its `revoked_at` already.
+    """
+    log = LogEntry(at=at, action="token_revoke", by="cli", reason=reason or "revoked", target=token_id)
+    before = await state.revoke_token(token_id, at=at, log=log)
+    if before is None:
+        raise UnknownToken(f"no token '{token_id}' in this brain (see `swarm brain token list`)")
+    return before

@@ -2,8 +2,9 @@
 
     BrainError
     ├── ApiError              a refusal the client reads: an `ErrorBody` with an HTTP status
-    │   ├── Unauthorized      401: no token, or an unknown one
+    │   ├── Unauthorized      401: no token, an unknown one, or a revoked one
     │   ├── Forbidden         403: the token's role may not do this
+    │   │   └── BodyMismatch  a body token naming a body other than the one it is bound to
     │   ├── NotFound          404
     │   │   ├── UnknownBody   a heartbeat from a body that never registered
     │   │   └── NothingToReverse  undo an id with no unreversed compensating record
@@ -20,7 +21,8 @@
     ├── BackupFailed          a database backup could not be written or did not verify
     └── UserError             misuse by a human or developer: the message says how to fix it
         ├── ConfigError       a bad setting, flag or `[brain]` key (named)
-        └── SchemaTooNew      the database was written by a newer brain
+        ├── SchemaTooNew      the database was written by a newer brain
+        └── UnknownToken      a token id the brain does not have (`swarm brain token revoke`)
 
 An `ApiError` is raised before anything is written, or after a transaction that is
 complete on its own (an audit batch keeps the events before the bad one).
@@ -61,6 +63,10 @@ class Unauthorized(ApiError):
 class Forbidden(ApiError):
     status = 403
     default_code = BrainErrorCode.FORBIDDEN
+
+
+class BodyMismatch(Forbidden):
+    """A body token speaks for the one body it was bound to on first use; this request named another."""
 
 
 class NotFound(ApiError):
@@ -143,6 +149,10 @@ class ConfigError(UserError):
 
 class SchemaTooNew(UserError):
     """The database's schema version is newer than this brain knows: upgrade the brain, never downgrade."""
+
+
+class UnknownToken(UserError):
+    """No token has that id in this brain's database."""
 
 
 class BackupFailed(BrainError):

@@ -421,8 +421,13 @@ class Brain:
             return ClaimResponse(task=None)
         return ClaimResponse(task=task, claim_token=grant.claim_token, lease_s=self.settings.lease_s)
 
-    async def report_outcome(self, by: Principal, task_id: str, request: OutcomeRequest) -> Task:
-        """Finish a claimed task; a stale claim token (the lease ran out, or it finished) is refused."""
+    async def report_outcome(
+        self, by: Principal, task_id: str, request: OutcomeRequest, *, holder: str | None = None
+    ) -> Task:
+        """Finish a claimed task; a stale claim token (the lease ran out, or it finished) is refused.
+
+        With `holder`, a task claimed by another body is refused (`BodyMismatch`) in the same transaction.
+        """
         now = self.now()
         detail = {"outcome": request.outcome}
         log = by.entry("task_outcome", at=now, reason=request.summary, target=task_id, detail=detail)
@@ -434,6 +439,7 @@ class Brain:
             at=now,
             log=log,
             compensation=self._caused_by(request, body_id=None),
+            holder=holder,
         )
 
     @staticmethod

@@ -29,10 +29,13 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend
+from .exceptions import BodyMismatch
 from .wake.records import AnswerToken, Escalation
 
 LogAction = Literal[
     "token_create",
+    "token_bind",
+    "token_revoke",
     "kill",
     "resume",
     "decision_create",
@@ -80,6 +83,10 @@ class TokenRecord:
     role: Role
     label: str
     created_at: datetime
+    body_id: str | None = None
+    """A body token's body, bound on its first use of a body id and never changed; always None for other roles."""
+    revoked_at: datetime | None = None
+    """Once set, the token is refused everywhere; it is never unset."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -239,6 +246,15 @@ def conflicts_of(pending: Sequence[Compensation], current: Mapping[str, Mapping[
     return conflicts
 
 
+def check_holder(task_id: str, row: Mapping[str, Any] | None, holder: str | None) -> None:
+    """`BodyMismatch` if `holder` is given and the task row (claimed now or last) is another body's."""
+    if holder is None or row is None:
+        return
+    claimed = row["claimed_body"]
+    if claimed is not None and claimed != holder:
+        raise BodyMismatch(f"this token is bound to body '{holder}'; task '{task_id}' was claimed by body '{claimed}'")
+
+
 def _describe(row: Mapping[str, Any]) -> str:
     holder = f" by {row['claimed_body']}" if row.get("state") == "claimed" and row.get("claimed_body") else ""
     return f"{row.get('state')}{holder}, attempt {row.get('attempts')}"
@@ -257,6 +273,26 @@ class StateEngine(Protocol):
     async def add_token(self, record: TokenRecord, log: LogEntry) -> None: ...
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones included, oldest first."""
+        ...
+
+    async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
+        """Bind an unbound, unrevoked body token to `body_id` (and write `log`); the token as stored afterwards.
+
+        Atomic: of two first uses naming different bodies, exactly one binds, and the other gets back the
+        token bound to the winner's body. A bound, revoked or non-body token is returned unchanged, with no log.
+        None if there is no such token.
+        """
+        ...
+
+    async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
+        """Revoke a token at `at` (and write `log`); the token as it was before, None if there is no such token.
+
+        A token revoked already keeps its first `revoked_at`, and nothing is written.
+        """
+        ...
 
     async def log_entries(self, *, limit: int = 100) -> list[LogEntry]:
         """The newest `limit` entries of the brain's log, oldest first."""
@@ -329,10 +365,12 @@ class StateEngine(Protocol):
         at: datetime,
         log: LogEntry,
         compensation: CompensationDraft | None = None,
+        holder: str | None = None,
     ) -> Task:
         """Record a claimed task's outcome. Raises `NotFound`, or `StaleClaim` if the token is not the current one.
 
-        With `compensation`, a `task_outcome` record of the row before and after is written in the same transaction.
+        With `holder`, a task claimed (now or last) by another body raises `BodyMismatch`, checked in the same
+        transaction. With `compensation`, a `task_outcome` record of the row before and after is written in it too.
         """
         ...
 

@@ -45,9 +45,9 @@ class BrainErrorCode(StrEnum):
     """Why the brain refused a request. Stable strings: part of the interface contract."""
 
     UNAUTHORIZED = "unauthorized"
-    """401: no bearer token, or one the brain does not know."""
+    """401: no bearer token, one the brain does not know, or a revoked one."""
     FORBIDDEN = "forbidden"
-    """403: the token's role may not do this."""
+    """403: the token's role may not do this, or a body token named a body other than the one it is bound to."""
     NOT_FOUND = "not_found"
     """404: no such route, decision or task."""
     UNKNOWN_BODY = "unknown_body"

@@ -1,4 +1,4 @@
-"""`swarm brain …`: serve the brain, create its tokens. Flags, `$SWARM_HOME` and `swarm.toml` are read here only.
+"""`swarm brain …`: serve the brain, manage its tokens. Flags, `$SWARM_HOME` and `swarm.toml` are read here only.
 
 Settings come from the `[brain]` section of `swarm.toml` (`--config`, else `$SWARM_CONFIG`,
 else `$SWARM_HOME/swarm.toml` if it exists), then flags override them. The state file
@@ -11,16 +11,25 @@ import argparse
 import logging
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast, get_args
+from typing import Any, Protocol, TypeVar, cast, get_args
 
 import anyio
 from pydantic import ValidationError
 
 from body_mcp.state import resolve_home
-from brain_server import BrainSettings, SqliteStateEngine, UserError, issue_token, serve
+from brain_server import (
+    BrainSettings,
+    SqliteStateEngine,
+    StateEngine,
+    TokenRecord,
+    UserError,
+    issue_token,
+    revoke_token,
+    serve,
+)
 from brain_server.exceptions import ConfigError
 from brain_server.wake.base import EnvFileSecrets
 from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
@@ -32,6 +41,8 @@ from ._context import config_path, load
 class _Subparsers(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
+
+T = TypeVar("T")
 
 swarm_home = resolve_home
 """`$SWARM_HOME`, else `~/.swarm` (the one lookup every command shares)."""
@@ -92,22 +103,86 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token_create(args: argparse.Namespace) -> int:
+def _database(args: argparse.Namespace, *, create: bool = False) -> tuple[Path, BrainSettings]:
+    """The brain's database (`--db`, `--config`, else `$SWARM_HOME/brain.db`), which must exist unless `create`."""
     settings = load_settings(config=args.config, db=args.db)
-    db = settings.db
-    assert db is not None
-    role = cast(Role, args.role)
+    assert settings.db is not None
+    if not create and not settings.db.exists():
+        raise UserError(f"no brain database at {settings.db} (pass --db PATH, or create a token first)")
+    return settings.db, settings
 
-    async def create() -> str:
+
+def _on_state(db: Path, settings: BrainSettings, work: Callable[[StateEngine], Awaitable[T]]) -> T:
+    """Run `work` on the database, which a running brain may be using too.
+
+    SQLite's write lock serialises the two, and the brain reads tokens on every request, so what is written
+    here counts from the brain's next request.
+    """
+
+    async def run() -> T:
         state = await SqliteStateEngine.open(db, durability=settings.durability)
         try:
-            return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC))
+            return await work(state)
         finally:
             await state.close()
 
-    token = anyio.run(create)
+    return anyio.run(run)
+
+
+def _when(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def describe_token(token: TokenRecord) -> str:
+    """One line about a token, never its secret or its hash: id, role, created, bound body, revoked, label last."""
+    body = "-" if token.body_id is None else token.body_id
+    revoked = "no" if token.revoked_at is None else _when(token.revoked_at)
+    return (
+        f"{token.id}  role={token.role}  created={_when(token.created_at)}  body={body}  revoked={revoked}  "
+        f"label={token.label or '-'}"
+    )
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    db, settings = _database(args, create=True)
+    role = cast(Role, args.role)
+
+    async def create(state: StateEngine) -> str:
+        return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC))
+
+    token = _on_state(db, settings, create)
     print(token, flush=True)
     print(f"created a {role} token in {db} (shown once: store it now)", file=sys.stderr)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    db, settings = _database(args)
+
+    async def tokens(state: StateEngine) -> list[TokenRecord]:
+        return await state.tokens()
+
+    found = _on_state(db, settings, tokens)
+    for token in found:
+        print(describe_token(token), flush=True)
+    if not found:
+        print(f"no tokens in {db} (see `swarm brain token create`)", file=sys.stderr)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    db, settings = _database(args)
+
+    async def revoke(state: StateEngine) -> TokenRecord:
+        return await revoke_token(state, args.token_id, reason=args.reason, at=datetime.now(UTC))
+
+    before = _on_state(db, settings, revoke)
+    if before.revoked_at is not None:
+        print(f"token {before.id} was revoked already (at {_when(before.revoked_at)}): nothing changed", flush=True)
+        return 0
+    bound = "" if before.body_id is None else f", bound to body {before.body_id}"
+    print(f"revoked token {before.id} ({before.role}, label {before.label or '-'}{bound})", flush=True)
+    print("a running brain refuses it (401) from its next request", file=sys.stderr)
     return 0
 
 
@@ -128,7 +203,7 @@ def _guarded(command: Command) -> Command:
 
 
 def add_parsers(sub: _Subparsers) -> None:
-    """Register `swarm brain serve` and `swarm brain token create` on the `swarm` subcommands."""
+    """Register `swarm brain serve` and `swarm brain token create|list|revoke` on the `swarm` subcommands."""
     brain = sub.add_parser(
         "brain", help="the brain daemon and its tokens", description="the brain daemon and its tokens"
     )
@@ -146,9 +221,25 @@ def add_parsers(sub: _Subparsers) -> None:
     p = token_sub.add_parser("create", help="create a token and print it alone on stdout (shown once)")
     p.set_defaults(func=_guarded(cmd_token_create))
     p.add_argument("--role", required=True, choices=list(get_args(Role)), help="body, approver or captain")
-    p.add_argument("--db", metavar="PATH", help="state file (default $SWARM_HOME/brain.db)")
     p.add_argument("--label", default="", help="who holds it; recorded as 'who' with everything it does")
-    p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+    _database_args(p)
+
+    p = token_sub.add_parser(
+        "list", help="one line per token: id, role, created, bound body, revoked, label (never the token)"
+    )
+    p.set_defaults(func=_guarded(cmd_token_list))
+    _database_args(p)
+
+    p = token_sub.add_parser("revoke", help="refuse a token from the brain's next request on (by id: see list)")
+    p.set_defaults(func=_guarded(cmd_token_revoke))
+    p.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…), as `token list` shows it")
+    p.add_argument("--reason", default="", help="why; recorded in the brain's log")
+    _database_args(p)
+
+
+def _database_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="PATH", help="state file (default $SWARM_HOME/brain.db)")
+    parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
 
 def main(argv: list[str] | None = None) -> int:

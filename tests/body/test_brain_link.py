@@ -20,6 +20,7 @@ import pytest
 from body_mcp import Body, BodySettings
 from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
 from shared_protocol.config import parse_config
+from tests.brain.helpers import issue_in
 
 pytestmark = pytest.mark.anyio
 
@@ -118,8 +119,9 @@ async def test_a_brain_kill_reaches_eight_bodies_and_resume_lifts_it(tmp_path: P
     db, port = tmp_path / "brain.db", _free_port()
     tokens = await _tokens(db)
     url = f"http://127.0.0.1:{port}"
+    body_tokens = [await issue_in(db, "body", f"body-{n}") for n in range(8)]  # a body token speaks for one body
     async with brain_on(port, db):
-        bodies = [linked_body(tmp_path, home, n, url, tokens["body"]) for n in range(8)]
+        bodies = [linked_body(tmp_path, home, n, url, body_tokens[n]) for n in range(8)]
         try:
             async with anyio.create_task_group() as tg:
                 for body in bodies:

@@ -72,4 +72,6 @@ async def api(brain: Brain) -> AsyncIterator[BrainClient]:
         for role in ("body", "approver", "captain")
     }
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(brain)), base_url="http://brain") as c:
-        yield BrainClient(c, tokens)
+        yield BrainClient(
+            c, tokens, issue=lambda role, label: issue_token(brain.state, role=role, label=label, at=brain.now())
+        )

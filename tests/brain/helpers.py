@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,6 +17,7 @@ import httpx
 from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
+from shared_protocol.brain import Role
 
 START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 
@@ -33,12 +35,23 @@ class Clock:
         self.now += seconds
 
 
+Issuer = Callable[[Role, str], Awaitable[str]]
+"""Issues a token of a role with a label, and returns it."""
+
+
 class BrainClient:
     """An httpx client plus the token of each role; `as_=None` sends no token."""
 
-    def __init__(self, client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+    def __init__(self, client: httpx.AsyncClient, tokens: dict[str, str], *, issue: Issuer | None = None) -> None:
         self.client = client
         self.tokens = tokens
+        self._issue = issue
+
+    async def add_token(self, name: str, role: Role = "body") -> str:
+        """Another token, sent with `as_=name` (a second body needs its own: a body token speaks for one body)."""
+        assert self._issue is not None, "this client cannot issue tokens"
+        self.tokens[name] = await self._issue(role, name)
+        return self.tokens[name]
 
     def headers(self, as_: str | None) -> dict[str, str]:
         if as_ is None:
@@ -134,33 +147,42 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
             name, data = "message", ""
 
 
+async def issue_in(db: Path, role: Role, label: str) -> str:
+    """A token issued through an engine of its own on `db`, as the CLI does while a brain serves the file."""
+    state = await SqliteStateEngine.open(db)
+    try:
+        return await issue_token(state, role=role, label=label, at=datetime.now(UTC))
+    finally:
+        await state.close()
+
+
 @dataclass(kw_only=True, frozen=True)
 class LiveBrain:
     url: str
+    db: Path
     tokens: dict[str, str]
     notifier: MemoryNotifier
     stop: anyio.Event
     """Set it to shut the brain down as SIGTERM would."""
 
+    async def add_token(self, name: str, role: Role = "body") -> str:
+        """Another token (labelled `name`), in `tokens[name]` for every client of this brain."""
+        self.tokens[name] = await issue_in(self.db, role, name)
+        return self.tokens[name]
+
     @asynccontextmanager
     async def client(self) -> AsyncGenerator[BrainClient]:
         """A client on its own connection pool."""
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
-            yield BrainClient(client, self.tokens)
+            yield BrainClient(client, self.tokens, issue=lambda role, label: issue_in(self.db, role, label))
 
 
 @asynccontextmanager
 async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) -> AsyncGenerator[LiveBrain]:
     """The daemon (`brain_server.run`: uvicorn, sweeper, SQLite file) on 127.0.0.1, an ephemeral port."""
-    assert settings.db is not None
-    state = await SqliteStateEngine.open(settings.db)
-    try:
-        tokens = {
-            role: await issue_token(state, role=role, label=f"{role}-1", at=datetime.now(UTC))
-            for role in ("body", "approver", "captain")
-        }
-    finally:
-        await state.close()
+    db = settings.db
+    assert db is not None
+    tokens = {role: await issue_in(db, role, f"{role}-1") for role in ("body", "approver", "captain")}
     notifier = MemoryNotifier()
     ready = anyio.Event()
     stop = anyio.Event()
@@ -178,6 +200,6 @@ async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) 
         with anyio.fail_after(10):
             await ready.wait()
         try:
-            yield LiveBrain(url=urls[0], tokens=tokens, notifier=notifier, stop=stop)
+            yield LiveBrain(url=urls[0], db=db, tokens=tokens, notifier=notifier, stop=stop)
         finally:
             stop.set()

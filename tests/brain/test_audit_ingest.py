@@ -95,8 +95,9 @@ async def test_a_resent_event_with_a_different_mac_is_a_mismatch(api: BrainClien
 
 async def test_chains_are_kept_per_body(api: BrainClient, brain: Brain) -> None:
     a, b = audit_chain("body-a", 3), audit_chain("body-b", 2)
+    await api.add_token("body-b")
     ok(await api.post("/v1/audit", batch("body-a", a), as_="body"))
-    assert ok(await api.post("/v1/audit", batch("body-b", b), as_="body")) == {"stored_through": 2}
+    assert ok(await api.post("/v1/audit", batch("body-b", b), as_="body-b")) == {"stored_through": 2}
     assert await stored_seqs(brain, "body-a") == [1, 2, 3]
     assert await stored_seqs(brain, "body-b") == [1, 2]
 

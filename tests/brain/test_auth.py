@@ -1,4 +1,5 @@
-"""Bearer tokens and roles: every refusal is 401 or 403, and nothing changes when a request is refused."""
+"""Bearer tokens, roles, revocation and a body token's binding to one body: every refusal is 401 or 403, and
+nothing changes when a request is refused."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from brain_server import Brain, SqliteStateEngine, hash_token
-from brain_server.auth import new_token
+from brain_server import Brain, Principal, SqliteStateEngine, UnknownToken, hash_token, revoke_token
+from brain_server.auth import new_token, speak_for
 
-from .helpers import BrainClient, decision_request, ok, refused
+from .helpers import BrainClient, audit_chain, batch, decision_request, ok, refused
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +126,159 @@ async def test_tokens_are_stored_hashed_never_in_clear(api: BrainClient, brain: 
     finally:
         conn.close()
     assert hashes == {hash_token(token) for token in api.tokens.values()}
+
+
+# -- revocation ----------------------------------------------------------------------------------------------------
+
+
+async def token_id(brain: Brain, api: BrainClient, name: str) -> str:
+    record = await brain.state.token_by_hash(hash_token(api.tokens[name]))
+    assert record is not None
+    return record.id
+
+
+async def everything(brain: Brain, pending_id: str) -> tuple[Any, ...]:
+    """What a refused body request could have changed, tokens (their bindings) included."""
+    return (
+        await snapshot(brain, pending_id),
+        await brain.state.bodies(),
+        await brain.state.audit_events("body-a"),
+        await brain.state.audit_events("body-b"),
+        await brain.state.tokens(),
+    )
+
+
+REGISTER_A = {"body_id": "body-a", "workspace": "/w", "hostname": "h", "version": "1"}
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body"),
+    [
+        ("body", "POST", "/v1/bodies/register", REGISTER_A),
+        ("body", "POST", "/v1/tasks/claim", {"body_id": "body-a", "agent": "a"}),
+        ("body", "GET", "/v1/status", None),
+        ("approver", "POST", "/v1/decisions/{id}/approve", {"reason": "r"}),
+        ("approver", "POST", "/v1/tasks", {"title": "t"}),
+        ("captain", "POST", "/v1/kill", {"reason": "r"}),
+        ("captain", "POST", "/v1/decisions/{id}/override", {"reason": "r"}),
+    ],
+)
+async def test_a_revoked_token_is_401_on_every_endpoint_and_changes_nothing(
+    api: BrainClient, brain: Brain, pending_id: str, role: str, method: str, path: str, body: Any
+) -> None:
+    ok(await api.post("/v1/tasks", {"title": "something a claim would take"}, as_="captain"), 201)
+    await revoke_token(brain.state, await token_id(brain, api, role), reason="lost laptop", at=brain.now())
+    before = await everything(brain, pending_id)
+    response = await api.client.request(method, path.format(id=pending_id), json=body, headers=api.headers(role))
+    assert "revoked" in refused(response, 401, "unauthorized")["message"]
+    assert await everything(brain, pending_id) == before
+    for other in {"body", "approver", "captain"} - {role}:
+        ok(await api.get("/v1/status", as_=other))
+
+
+async def test_revoking_is_logged_and_a_second_revocation_changes_nothing(api: BrainClient, brain: Brain) -> None:
+    tok = await token_id(brain, api, "approver")
+    first = await revoke_token(brain.state, tok, reason="left the team", at=brain.now())
+    assert first.revoked_at is None, "returned as it was before"
+    again = await revoke_token(brain.state, tok, reason="again", at=brain.now())
+    assert again.revoked_at == brain.now()
+    lines = [e for e in await brain.state.log_entries() if e.action == "token_revoke"]
+    assert [(e.target, e.reason) for e in lines] == [(tok, "left the team")]
+    with pytest.raises(UnknownToken):
+        await revoke_token(brain.state, "tok_nope", reason="", at=brain.now())
+
+
+# -- a body token speaks for one body ------------------------------------------------------------------------------
+
+
+async def bound_body(brain: Brain, api: BrainClient, name: str) -> str | None:
+    record = await brain.state.token_by_hash(hash_token(api.tokens[name]))
+    assert record is not None
+    return record.body_id
+
+
+async def test_a_body_token_is_bound_to_the_first_body_id_it_names(api: BrainClient, brain: Brain) -> None:
+    assert await bound_body(brain, api, "body") is None
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    assert await bound_body(brain, api, "body") == "body-a"
+    (line,) = [e for e in await brain.state.log_entries() if e.action == "token_bind"]
+    assert (line.by, line.role, line.detail) == ("body-1", "body", {"body_id": "body-a"})
+    # From then on it does everything a body does, as body-a, without binding again.
+    ok(await api.post("/v1/bodies/body-a/heartbeat", as_="body"))
+    ok(await api.post("/v1/audit", batch("body-a", audit_chain("body-a", 2)), as_="body"))
+    ok(await api.post("/v1/decisions", decision_request("body-a"), as_="body"), 201)
+    ok(await api.post("/v1/tasks", {"title": "t"}, as_="approver"), 201)
+    claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "a"}, as_="body"))
+    outcome = {"claim_token": claimed["claim_token"], "outcome": "succeeded"}
+    ok(await api.post(f"/v1/tasks/{claimed['task']['id']}/outcome", outcome, as_="body"))
+    assert [e.action for e in await brain.state.log_entries()].count("token_bind") == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/bodies/register", {**REGISTER_A, "body_id": "body-b"}),
+        ("POST", "/v1/bodies/body-b/heartbeat", None),
+        ("GET", "/v1/events?body_id=body-b", None),
+        ("POST", "/v1/audit", batch("body-b", audit_chain("body-b", 2))),
+        ("POST", "/v1/decisions", decision_request("body-b")),
+        ("POST", "/v1/tasks/claim", {"body_id": "body-b", "agent": "a"}),
+        ("POST", "/v1/tasks/{task}/outcome", {"claim_token": "{claim}", "outcome": "succeeded"}),
+    ],
+)
+async def test_a_bound_body_token_naming_another_body_is_403_and_changes_nothing(
+    api: BrainClient, brain: Brain, pending_id: str, method: str, path: str, body: Any
+) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    await api.add_token("body-b")
+    ok(await api.post("/v1/bodies/register", {**REGISTER_A, "body_id": "body-b"}, as_="body-b"))
+    ok(await api.post("/v1/tasks", {"title": "body-b's"}, as_="approver"), 201)
+    ok(await api.post("/v1/tasks", {"title": "one more to claim"}, as_="approver"), 201)
+    theirs = ok(await api.post("/v1/tasks/claim", {"body_id": "body-b", "agent": "a"}, as_="body-b"))
+    if isinstance(body, dict) and body.get("claim_token") == "{claim}":
+        body = {**body, "claim_token": theirs["claim_token"]}  # even with body-b's own claim token
+    before = await everything(brain, pending_id)
+    url = path.format(task=theirs["task"]["id"])
+    data = refused(await api.client.request(method, url, json=body, headers=api.headers("body")), 403, "forbidden")
+    assert "body-a" in data["message"], "the refusal names the bound body"
+    assert await everything(brain, pending_id) == before
+    assert await bound_body(brain, api, "body") == "body-a"
+
+
+async def test_a_first_use_that_is_refused_binds_nothing(api: BrainClient, brain: Brain) -> None:
+    refused(await api.post("/v1/bodies/register", {"body_id": "body-a"}, as_="body"), 422, "invalid_request")
+    refused(await api.post("/v1/bodies/register", REGISTER_A, as_="approver"), 403, "forbidden")
+    await revoke_token(brain.state, await token_id(brain, api, "body"), reason="r", at=brain.now())
+    refused(await api.post("/v1/bodies/register", REGISTER_A, as_="body"), 401, "unauthorized")
+    assert [t.body_id for t in await brain.state.tokens()] == [None, None, None]
+    assert "token_bind" not in [e.action for e in await brain.state.log_entries()]
+
+
+async def test_an_unbound_body_token_may_not_report_an_outcome(api: BrainClient, brain: Brain) -> None:
+    ok(await api.post("/v1/tasks", {"title": "t"}, as_="approver"), 201)
+    claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "a"}, as_="body"))
+    await api.add_token("fresh")
+    task_id = claimed["task"]["id"]
+    before = await brain.state.task(task_id)
+    outcome = {"claim_token": claimed["claim_token"], "outcome": "succeeded"}
+    refused(await api.post(f"/v1/tasks/{task_id}/outcome", outcome, as_="fresh"), 403, "forbidden")
+    assert await brain.state.task(task_id) == before
+    assert await bound_body(brain, api, "fresh") is None
+
+
+async def test_approver_and_captain_tokens_are_never_bound(api: BrainClient, brain: Brain) -> None:
+    await api.add_token("body-b")
+    ids = [
+        ok(await api.post("/v1/decisions", decision_request(body, confidence=0.5), as_=token), 201)["id"]
+        for body, token in (("body-a", "body"), ("body-b", "body-b"))
+    ]
+    ok(await api.post(f"/v1/decisions/{ids[0]}/approve", {"reason": "ok"}, as_="approver"))
+    ok(await api.post(f"/v1/decisions/{ids[1]}/approve", {"reason": "ok"}, as_="approver"))
+    ok(await api.post(f"/v1/decisions/{ids[0]}/override", {"reason": "no"}, as_="captain"))
+    ok(await api.post(f"/v1/decisions/{ids[1]}/override", {"reason": "no"}, as_="captain"))
+    bound = {t.label: t.body_id for t in await brain.state.tokens()}
+    assert bound == {"body-1": "body-a", "approver-1": None, "captain-1": None, "body-b": "body-b"}
+    for role in ("approver", "captain"):
+        who = Principal(token_id=await token_id(brain, api, role), role=role, label=role)
+        await speak_for(brain.state, who, "body-c", at=brain.now())
+    assert {t.label: t.body_id for t in await brain.state.tokens()} == bound

@@ -1,13 +1,15 @@
-"""`swarm brain token create` and how `swarm brain serve` resolves its settings."""
+"""`swarm brain token create|list|revoke` and how `swarm brain serve` resolves its settings."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 
-from brain_server import ConfigError, hash_token
+from brain_server import ConfigError, LogEntry, SqliteStateEngine, hash_token
 from swarm_cli.brain_cmds import load_settings, main
 
 
@@ -66,3 +68,99 @@ def test_an_unknown_or_bad_brain_key_is_an_error_naming_it(
         load_settings(config=str(config))
     assert main(["brain", "serve", "--config", str(config)]) == 1
     assert capsys.readouterr().err.startswith("swarm: ")
+
+
+def token_rows(db: Path) -> list[tuple[str, str, str | None, str | None]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT id, role, body_id, revoked_at FROM tokens ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+
+
+def log_actions(db: Path) -> list[tuple[str, str, str | None]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT action, reason, target FROM brain_log ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def bind(db: Path, token_id: str, body_id: str) -> None:
+    async def run() -> None:
+        state = await SqliteStateEngine.open(db)
+        try:
+            at = datetime.now(UTC)
+            await state.bind_token(token_id, body_id, LogEntry(at=at, action="token_bind", by="test"))
+        finally:
+            await state.close()
+
+    anyio.run(run)
+
+
+def test_token_list_shows_id_role_label_binding_and_revocation_never_the_token_or_its_hash(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens: list[str] = []
+    for role, label in (("body", "laptop one"), ("captain", "alice")):
+        assert main(["brain", "token", "create", "--role", role, "--label", label]) == 0
+        tokens.append(capsys.readouterr().out.strip())
+    db = home / "brain.db"
+    (body_id, _, _, _), (captain_id, _, _, _) = token_rows(db)
+    bind(db, body_id, "body-a")
+    assert main(["brain", "token", "revoke", captain_id]) == 0
+    capsys.readouterr()
+
+    assert main(["brain", "token", "list"]) == 0
+    out = capsys.readouterr().out
+    body_line, captain_line = out.splitlines()
+    assert body_line.startswith(f"{body_id}  role=body  created=")
+    assert "  body=body-a  revoked=no  label=laptop one" in body_line
+    assert captain_line.startswith(f"{captain_id}  role=captain  ")
+    assert "  body=-  revoked=20" in captain_line and captain_line.endswith("label=alice")
+    for token in tokens:
+        assert token not in out and hash_token(token) not in out
+
+
+def test_token_revoke_refuses_the_token_logs_why_and_a_second_revoke_changes_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["brain", "token", "create", "--role", "body"]) == 0
+    db = home / "brain.db"
+    ((token_id, _, _, _),) = token_rows(db)
+    assert main(["brain", "token", "revoke", token_id, "--reason", "laptop stolen"]) == 0
+    assert token_id in capsys.readouterr().out
+    ((_, _, _, revoked_at),) = token_rows(db)
+    assert revoked_at is not None
+    assert log_actions(db)[-1] == ("token_revoke", "laptop stolen", token_id)
+
+    assert main(["brain", "token", "revoke", token_id, "--reason", "again"]) == 0
+    assert "already" in capsys.readouterr().out
+    assert token_rows(db) == [(token_id, "body", None, revoked_at)]
+    assert [a for a, _, _ in log_actions(db)].count("token_revoke") == 1
+
+
+def test_token_revoke_of_an_unknown_id_names_it_exits_non_zero_and_changes_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["brain", "token", "create", "--role", "approver"]) == 0
+    db = home / "brain.db"
+    rows, log = token_rows(db), log_actions(db)
+    capsys.readouterr()
+    assert main(["brain", "token", "revoke", "tok_nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("swarm: ") and "tok_nope" in err and err.count("\n") == 1
+    assert (token_rows(db), log_actions(db)) == (rows, log)
+
+
+def test_token_list_and_revoke_take_a_db_path_and_never_create_a_database(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "elsewhere" / "b.db"
+    assert main(["brain", "token", "list", "--db", str(db)]) == 1
+    assert main(["brain", "token", "revoke", "tok_x", "--db", str(db)]) == 1
+    assert not db.exists() and not (home / "brain.db").exists()
+    assert main(["brain", "token", "create", "--role", "body", "--db", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["brain", "token", "list", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.count("\n") == 1

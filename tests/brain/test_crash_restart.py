@@ -82,7 +82,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path:
     db, log = tmp_path / "brain.db", tmp_path / "brain.log"
     state = await SqliteStateEngine.open(db)
     tokens = {
-        role: await issue_token(state, role=role, label=role, at=datetime.now(UTC)) for role in ("body", "captain")
+        name: await issue_token(state, role=role, label=name, at=datetime.now(UTC))
+        for name, role in (("body", "body"), ("body-b", "body"), ("body-c", "body"), ("captain", "captain"))
     }
     await state.close()
 
@@ -113,7 +114,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path:
 
         async with httpx.AsyncClient(base_url=url, timeout=5) as c:
             api = BrainClient(c, tokens)
-            after = ok(await api.post("/v1/tasks/claim", {"body_id": "body-b", "agent": "a2"}, as_="body"))
+            after = ok(await api.post("/v1/tasks/claim", {"body_id": "body-b", "agent": "a2"}, as_="body-b"))
             assert after["task"]["title"] == "still queued", "the in-flight task kept its lease across the restart"
             status = ok(await api.get("/v1/status", as_="captain"))
             assert (status["queued_tasks"], status["claimed_tasks"]) == (0, 2)
@@ -147,7 +148,7 @@ async def _lease_runs_out_after_the_restart(db: Path, before_crash: dict[str, An
                 task_id = before_crash["task"]["id"]
                 late = {"claim_token": before_crash["claim_token"], "outcome": "succeeded", "summary": "late"}
                 refused(await api.post(f"/v1/tasks/{task_id}/outcome", late, as_="body"), 409, "stale_claim")
-                again = ok(await api.post("/v1/tasks/claim", {"body_id": "body-c", "agent": "a3"}, as_="body"))
+                again = ok(await api.post("/v1/tasks/claim", {"body_id": "body-c", "agent": "a3"}, as_="body-c"))
                 assert (again["task"]["id"], again["task"]["attempts"]) == (task_id, 2)
     finally:
         await state.close()

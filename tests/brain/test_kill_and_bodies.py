@@ -55,7 +55,8 @@ async def test_a_heartbeat_from_an_unregistered_body_asks_it_to_register(api: Br
 
 async def test_status_lists_bodies_and_whether_they_are_connected(api: BrainClient, clock: Clock) -> None:
     ok(await api.post("/v1/bodies/register", REGISTER, as_="body"))
-    ok(await api.post("/v1/bodies/register", {**REGISTER, "body_id": "body-b"}, as_="body"))
+    await api.add_token("body-b")
+    ok(await api.post("/v1/bodies/register", {**REGISTER, "body_id": "body-b"}, as_="body-b"))
     clock.advance(5)
     ok(await api.post("/v1/bodies/body-a/heartbeat", as_="body"))
     clock.advance(6)

@@ -1,16 +1,20 @@
-"""The daemon over real loopback HTTP (uvicorn, the sweeper, a SQLite file): claims, auth, audit, event streams."""
+"""The daemon over real loopback HTTP (uvicorn, the sweeper, a SQLite file): claims, auth, audit, event streams,
+and tokens revoked or bound while it serves."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from brain_server import BrainSettings
+from brain_server import BrainSettings, SqliteStateEngine, revoke_token
 
 from .helpers import (
     LiveBrain,
@@ -38,13 +42,15 @@ async def test_eight_claimers_on_separate_connections_get_distinct_tasks(live: L
         for n in range(80):
             ok(await api.post("/v1/tasks", {"title": f"task {n}", "value_usd": n % 7}, as_="approver"), 201)
     won: dict[str, list[str]] = {}
+    for n in range(8):
+        await live.add_token(f"body-agent-{n}")
 
     async def claimer(agent: str) -> None:
         async with live.client() as api:
             mine = won.setdefault(agent, [])
             while True:
                 claimed = ok(
-                    await api.post("/v1/tasks/claim", {"body_id": f"body-{agent}", "agent": agent}, as_="body")
+                    await api.post("/v1/tasks/claim", {"body_id": f"body-{agent}", "agent": agent}, as_=f"body-{agent}")
                 )
                 if claimed["task"] is None:
                     return
@@ -101,11 +107,13 @@ async def test_every_event_stream_gets_a_kill_within_a_short_bound(live: LiveBra
     received: dict[int, float] = {}
     sent = 0.0
     status: dict[str, Any] = {}
+    for n in range(8):
+        await live.add_token(f"body-{n}")
 
     async def body(n: int) -> None:
         async with live.client() as api:
             stream = api.client.stream(
-                "GET", "/v1/events", params={"body_id": f"body-{n}"}, headers=api.headers("body")
+                "GET", "/v1/events", params={"body_id": f"body-{n}"}, headers=api.headers(f"body-{n}")
             )
             async with stream as response:
                 assert response.status_code == 200
@@ -197,3 +205,91 @@ def _decision(confidence: float) -> dict[str, Any]:
 
 def _register(body_id: str) -> dict[str, str]:
     return {"body_id": body_id, "workspace": "/w", "hostname": "h", "version": "1"}
+
+
+async def swarm_cli(*args: str, home: Path) -> tuple[int, str, str]:
+    """The real `swarm` CLI in its own process, as an operator runs it beside a serving brain."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SWARM_CONFIG", "SWARM_TOKEN", "SWARM_BRAIN_URL")}
+    env["SWARM_HOME"] = str(home)
+    done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args], env=env, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_a_token_revoked_with_the_cli_while_the_brain_serves_is_refused_from_the_next_request(
+    live: LiveBrain, tmp_path: Path
+) -> None:
+    db = str(live.db)
+    async with live.client() as api:
+        ok(await api.post("/v1/bodies/register", _register("body-a"), as_="body"))
+        code, listed, _ = await swarm_cli("brain", "token", "list", "--db", db, home=tmp_path)
+        assert code == 0
+        (line,) = [line for line in listed.splitlines() if line.endswith("label=body-1")]
+        assert "role=body" in line and "body=body-a" in line and "revoked=no" in line
+        token_id = line.split()[0]
+
+        code, _, _ = await swarm_cli(
+            "brain", "token", "revoke", token_id, "--reason", "stolen", "--db", db, home=tmp_path
+        )
+        assert code == 0
+        refused(await api.post("/v1/bodies/body-a/heartbeat", as_="body"), 401, "unauthorized")
+        refused(await api.get("/v1/status", as_="body"), 401, "unauthorized")
+        ok(await api.get("/v1/status", as_="captain"))
+
+        _, listed, _ = await swarm_cli("brain", "token", "list", "--db", db, home=tmp_path)
+        assert "revoked=no" not in next(line for line in listed.splitlines() if line.startswith(token_id))
+
+
+async def test_an_open_event_stream_ends_once_its_token_is_revoked(live: LiveBrain) -> None:
+    async with live.client() as api:
+        stream = api.client.stream("GET", "/v1/events", params={"body_id": "body-a"}, headers=api.headers("body"))
+        async with stream as response:
+            events = sse_events(response)
+            with anyio.fail_after(5):
+                assert (await anext(events)).name == "resume"
+                state = await SqliteStateEngine.open(live.db)
+                try:
+                    (body,) = [t for t in await state.tokens() if t.label == "body-1"]
+                    await revoke_token(state, body.id, reason="stolen", at=datetime.now(UTC))
+                finally:
+                    await state.close()
+                assert [event async for event in events if event.name not in (":", "kill", "resume")] == []
+        refused(await api.get("/v1/events", as_="body"), 401, "unauthorized")
+
+
+async def test_concurrent_first_uses_of_a_body_token_bind_exactly_one_body(live: LiveBrain) -> None:
+    token = await live.add_token("fresh")
+    answers: dict[str, int] = {}
+
+    async def register(n: int) -> None:
+        async with live.client() as api:
+            response = await api.post("/v1/bodies/register", _register(f"body-{n}"), as_=token)
+            answers[f"body-{n}"] = response.status_code
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            for n in range(8):
+                group.start_soon(register, n)
+    (winner,) = [body for body, status in answers.items() if status == 200]
+    assert sorted(answers.values()) == [200] + [403] * 7
+    async with live.client() as api:
+        status = ok(await api.get("/v1/status", as_="captain"))
+    assert [b["body_id"] for b in status["bodies"]] == [winner], "the losers registered nothing"
+    state = await SqliteStateEngine.open(live.db)
+    try:
+        (fresh,) = [t for t in await state.tokens() if t.label == "fresh"]
+    finally:
+        await state.close()
+    assert fresh.body_id == winner
+
+
+async def test_a_bound_token_streaming_without_a_body_id_hears_only_its_own_bodys_decisions(live: LiveBrain) -> None:
+    await live.add_token("body-b")
+    async with live.client() as api:
+        ok(await api.post("/v1/bodies/register", _register("body-a"), as_="body"))
+        async with api.client.stream("GET", "/v1/events", headers=api.headers("body")) as response:
+            events = sse_events(response)
+            with anyio.fail_after(5):
+                assert (await anext(events)).name == "resume"
+                ok(await api.post("/v1/decisions", {**_decision(0.5), "body_id": "body-b"}, as_="body-b"), 201)
+                mine = ok(await api.post("/v1/decisions", _decision(0.5), as_="body"), 201)
+                assert await _next_named(events, "decision") == SseEvent(name="decision", data=mine)

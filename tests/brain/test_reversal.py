@@ -21,7 +21,11 @@ async def queue(api: BrainClient, title: str = "t") -> str:
 
 
 async def claim(api: BrainClient, body_id: str = "body-a", **caused_by: str) -> dict[str, Any]:
-    return ok(await api.post("/v1/tasks/claim", {"body_id": body_id, "agent": "claude", **caused_by}, as_="body"))
+    """Claimed by `body_id` with its own token (the `body` token speaks for body-a)."""
+    as_ = "body" if body_id == "body-a" else body_id
+    if as_ not in api.tokens:
+        await api.add_token(as_)
+    return ok(await api.post("/v1/tasks/claim", {"body_id": body_id, "agent": "claude", **caused_by}, as_=as_))
 
 
 async def finish(api: BrainClient, claimed: dict[str, Any], **caused_by: str) -> dict[str, Any]:

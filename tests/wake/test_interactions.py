@@ -232,7 +232,8 @@ async def test_without_a_public_key_the_endpoint_is_not_there(tmp_path: Path) ->
 async def test_a_signed_kill_autonomous_stops_every_connected_body(
     tmp_path: Path, home: Path, live: LiveBrain, discord: Discord
 ) -> None:
-    bodies = [linked_body(tmp_path, home, n, live.url, live.tokens["body"]) for n in range(3)]
+    tokens = [await live.add_token(f"body-{n}") for n in range(3)]  # a body token speaks for one body
+    bodies = [linked_body(tmp_path, home, n, live.url, tokens[n]) for n in range(3)]
     try:
         async with anyio.create_task_group() as group:
             for body in bodies:
