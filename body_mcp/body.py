@@ -129,7 +129,7 @@ class Body:
         self._sandbox_error: str | None = None
 
     @property
-    def brain_state(self) -> Literal["connected", "unreachable", "standalone"]:
+    def brain_state(self) -> Literal["connected", "unreachable", "refused", "standalone"]:
         return "standalone" if self.link is None else self.link.status
 
     def _kill_running_commands(self) -> None:

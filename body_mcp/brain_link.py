@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import anyio
@@ -55,6 +55,8 @@ class BrainLink:
         self._ever_connected = False
         self.new_events = anyio.Event()
         self.on_kill: Callable[[], None] | None = None
+        self._refused: str | None = None
+        """Why the brain refuses this body (its token), while it does."""
 
     # -- kill-switch source ------------------------------------------------------------
 
@@ -73,6 +75,10 @@ class BrainLink:
         if kill.engaged:
             at = kill.at.isoformat() if kill.at is not None else None
             return BodyKillState(engaged=True, reason=kill.reason, by=kill.by, at=at, source="brain")
+        if self._refused is not None:
+            # The brain answers but will not take this body (its token revoked, or bound to another body):
+            # fail closed at once, saying why, rather than after `failsafe_s` of "no word from the brain".
+            return BodyKillState(engaged=True, reason=self._refused, source="failsafe")
         silent = self._clock() - self._last_heard
         if silent > self.failsafe_s:
             return BodyKillState(
@@ -83,7 +89,9 @@ class BrainLink:
         return RELEASED
 
     @property
-    def status(self) -> Literal["connected", "unreachable"]:
+    def status(self) -> Literal["connected", "unreachable", "refused"]:
+        if self._refused is not None:
+            return "refused"
         return "connected" if self._clock() - self._last_heard <= self.failsafe_s else "unreachable"
 
     # -- the loops ---------------------------------------------------------------------
@@ -98,6 +106,7 @@ class BrainLink:
                         body_id=self.body_id, workspace=self.workspace, hostname=socket.gethostname(), version="0.1.0"
                     )
                 )
+                self._refused = None
                 self.failsafe_s = registration.failsafe_s
                 self.heartbeat_s = registration.heartbeat_interval_s
                 self._set_kill(registration.kill)
@@ -108,15 +117,27 @@ class BrainLink:
                     tg.start_soon(self._heartbeats)
                     tg.start_soon(self._ship_forever)
             except (BrainUnavailable, BrainRejected) as exc:
+                self._note_refusal([exc])
                 logger.warning("brain link: %s; retrying in %.1fs", exc, delay)
             except ExceptionGroup as group:
                 # One of the link's loops lost the brain; the others were cancelled with it.
                 lost, other = group.split((BrainUnavailable, BrainRejected))
                 if other is not None:
                     raise other from None
+                if lost is not None:
+                    self._note_refusal(lost.exceptions)
                 logger.warning("brain link: %s; retrying in %.1fs", lost, delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    def _note_refusal(self, errors: Sequence[BaseException]) -> None:
+        """A 401 or 403 means the brain refuses this body's token: remembered until a registration succeeds."""
+        for error in errors:
+            if isinstance(error, BrainRejected) and error.status in (401, 403):
+                self._refused = f"the brain refuses this body's token ({error.status} {error.error.code.value}: " + (
+                    f"{error.error.message}); ask a captain for a valid body token"
+                )
+                return
 
     async def _listen(self) -> None:
         async for event, data in self.client.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):

@@ -256,7 +256,10 @@ class StatusResult(ToolResult):
     kill_switch: Literal["engaged", "released"]
     kill_reason: str | None = None
     mode: Literal["shadow", "live"]
-    brain: Literal["connected", "unreachable", "standalone"]
+    brain: Literal["connected", "unreachable", "refused", "standalone"] = Field(
+        description="A linked body's brain: connected, unreachable (failsafe), refused (it answers but refuses this "
+        "body's token: revoked, or bound to another body), or standalone (no brain)."
+    )
     circuit_breaker: Literal["closed", "open", "half_open"]
     workspace: str
     body_id: str

@@ -358,3 +358,37 @@ async def test_a_brain_holding_a_longer_foreign_chain_for_this_body_never_makes_
             assert body.link.shipped_through() == 0, "our own events are still to ship"
         finally:
             body.close()
+
+
+async def test_a_body_whose_token_is_revoked_fails_closed_at_once_and_says_why(tmp_path: Path, home: Path) -> None:
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(body.link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                assert await write(body, "before.txt") == (False, None)
+
+                db = str(tmp_path / "brain.db")
+                listed = await anyio.to_thread.run_sync(lambda: run_swarm(home, "brain", "token", "list", "--db", db))
+                assert listed.returncode == 0, listed.stderr
+                token_id = next(line.split()[0] for line in listed.stdout.splitlines() if "role=body" in line)
+                revoked = await anyio.to_thread.run_sync(
+                    lambda: run_swarm(home, "brain", "token", "revoke", token_id, "--db", db, "--reason", "leaked")
+                )
+                assert revoked.returncode == 0, revoked.stderr
+
+                # Well before the failsafe (10 s): the brain answers 401 and the body stops acting.
+                await wait_until(lambda: body.brain_state == "refused", timeout=5)
+                refused = await body.call_tool("write_file", {"path": "after.txt", "content": "y", "rationale": "t"})
+                assert refused.is_error and refused.structured["code"] == "brain_unreachable"
+                assert "revoked" in refused.structured["message"], refused.structured["message"]
+                assert not (tmp_path / "ws0" / "after.txt").exists()
+                read = await body.call_tool("read_text_file", {"path": "f.txt", "rationale": "reads still work"})
+                assert not read.is_error
+                status = await body.call_tool("status", {"rationale": "why refused?"})
+                assert status.structured["brain"] == "refused" and status.structured["kill_switch"] == "engaged"
+                tg.cancel_scope.cancel()
+        finally:
+            body.close()
