@@ -108,10 +108,15 @@ class _Api:
         return json_response(await self.brain.heartbeat(body_id))
 
     async def events(self, request: Request, who: Principal) -> Response:
-        # A bound token that names no body hears its own body's events, never every body's.
+        # A bound token that names no body hears its own body's events, never every body's; an unbound one
+        # must name its body (and is bound to it).
         body_id = request.query_params.get("body_id") or who.body_id
         if body_id is not None:
             await self.as_body(who, body_id)
+        elif who.role == "body":
+            raise InvalidRequest(
+                "a body token must name its body: GET /v1/events?body_id=<its body id>", field="body_id"
+            )
         authorization = request.headers.get("authorization")
 
         async def authorized() -> bool:
@@ -140,7 +145,11 @@ class _Api:
         return json_response(await self.brain.request_decision(who, payload), 201)
 
     async def decision(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.decision(request.path_params["decision_id"]))
+        decision_id = request.path_params["decision_id"]
+        if who.role != "body":
+            return json_response(await self.brain.decision(decision_id))
+        # A body reads its own decisions only (an unbound token has none): others' are not found, not forbidden.
+        return json_response(await self.brain.decision(decision_id, for_body=who.body_id or ""))
 
     def answer(self, verb: Verb) -> Handler:
         async def handler(request: Request, who: Principal) -> Response:

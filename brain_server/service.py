@@ -327,9 +327,14 @@ class Brain:
             )
         return decision
 
-    async def decision(self, decision_id: str) -> Decision:
-        """The decision as of now: one past its deadline is expired on the way out."""
+    async def decision(self, decision_id: str, *, for_body: str | None = None) -> Decision:
+        """The decision as of now: one past its deadline is expired on the way out.
+
+        With `for_body` (a body token asking), another body's decision is `NotFound`, as if it did not exist.
+        """
         decision = await self._load(decision_id)
+        if for_body is not None and decision.body_id != for_body:
+            raise NotFound(f"no decision '{decision_id}'")
         while governance.is_due(decision, self.now()):
             decision = await self._expire(decision)
         return decision

@@ -282,3 +282,17 @@ async def test_approver_and_captain_tokens_are_never_bound(api: BrainClient, bra
         who = Principal(token_id=await token_id(brain, api, role), role=role, label=role)
         await speak_for(brain.state, who, "body-c", at=brain.now())
     assert {t.label: t.body_id for t in await brain.state.tokens()} == bound
+
+
+async def test_a_body_token_reads_only_its_own_bodys_decisions(api: BrainClient, brain: Brain) -> None:
+    mine = ok(await api.post("/v1/decisions", decision_request(confidence=0.5), as_="body"), 201)
+    await api.add_token("body-b")
+    theirs = ok(await api.post("/v1/decisions", decision_request("body-b", confidence=0.5), as_="body-b"), 201)
+    await api.add_token("unbound")
+    assert ok(await api.get(f"/v1/decisions/{mine['id']}", as_="body"))["id"] == mine["id"]
+    # Another body's decision is not found (its existence is not confirmed), for a bound or unbound token.
+    refused(await api.get(f"/v1/decisions/{theirs['id']}", as_="body"), 404, "not_found")
+    refused(await api.get(f"/v1/decisions/{mine['id']}", as_="unbound"), 404, "not_found")
+    assert await bound_body(brain, api, "unbound") is None
+    for role in ("approver", "captain"):
+        assert ok(await api.get(f"/v1/decisions/{theirs['id']}", as_=role))["id"] == theirs["id"]

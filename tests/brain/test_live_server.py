@@ -174,9 +174,20 @@ async def test_the_event_stream_needs_a_body_token(live: LiveBrain) -> None:
         refused(await api.get("/v1/events", as_="captain"), 403, "forbidden")
 
 
+async def test_an_unbound_body_token_must_name_its_body_to_listen(live: LiveBrain) -> None:
+    """Else it would hear every body's decisions; refused before it is bound to anything."""
+    async with live.client() as api:
+        refused(await api.get("/v1/events", as_="body"), 422, "invalid_request")
+        state = await SqliteStateEngine.open(live.db)
+        try:
+            assert all(t.body_id is None for t in await state.tokens())
+        finally:
+            await state.close()
+
+
 async def test_shutting_down_ends_open_event_streams_instead_of_waiting_for_them(live: LiveBrain) -> None:
     async with live.client() as api:
-        stream = api.client.stream("GET", "/v1/events", headers=api.headers("body"))
+        stream = api.client.stream("GET", "/v1/events", params={"body_id": "body-a"}, headers=api.headers("body"))
         async with stream as response:
             events = sse_events(response)
             with anyio.fail_after(5):
