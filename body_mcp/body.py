@@ -122,7 +122,6 @@ class Body:
             ),
             record=self._record_snapshot,
         )
-        self.task_claims: dict[str, str] = {}
         """Claim tokens of the tasks this body's agents hold (task id → token)."""
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
         self._sandbox: Sandbox | None = sandbox

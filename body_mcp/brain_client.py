@@ -24,6 +24,8 @@ from shared_protocol.brain import (
     OutcomeRequest,
     RegisterRequest,
     Registration,
+    RenewRequest,
+    RenewResponse,
     ResumeRequest,
     ReversalResult,
     Task,
@@ -115,6 +117,9 @@ class BrainClient:
 
     async def outcome(self, task_id: str, request: OutcomeRequest) -> Task:
         return await self._call("POST", f"/v1/tasks/{task_id}/outcome", Task, request)
+
+    async def renew(self, task_id: str, request: RenewRequest) -> RenewResponse:
+        return await self._call("POST", f"/v1/tasks/{task_id}/renew", RenewResponse, request)
 
     async def undo(self, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False) -> ReversalResult:
         """Reverse the brain updates of an action or a decision (`nothing_to_reverse` 404 when it has none)."""

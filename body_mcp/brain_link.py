@@ -15,12 +15,21 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import AuditBatch, BrainErrorCode, Decision, DecisionRequest, KillState, RegisterRequest
+from shared_protocol.brain import (
+    AuditBatch,
+    BrainErrorCode,
+    Decision,
+    DecisionRequest,
+    KillState,
+    RegisterRequest,
+    RenewRequest,
+)
 
 from ._db import StateDB
 from .brain_client import BrainClient, BrainRejected, BrainUnavailable, kill_state_from
@@ -30,6 +39,15 @@ from .killswitch import KillState as BodyKillState
 logger = logging.getLogger(__name__)
 
 _BATCH = 500
+
+
+@dataclass
+class Claim:
+    """A task this body holds: the claim token the brain gave, and when its lease was last renewed."""
+
+    token: str
+    lease_s: int
+    renewed_at: float
 
 
 class BrainLink:
@@ -57,6 +75,11 @@ class BrainLink:
         self.on_kill: Callable[[], None] | None = None
         self._refused: str | None = None
         """Why the brain refuses this body (its token), while it does."""
+        self.claims: dict[str, Claim] = {}
+        """Tasks this body holds (by id): their leases are renewed until the outcome is reported."""
+        self.lost_claims: dict[str, str] = {}
+        """Tasks whose claim the brain no longer honours (by id), and why."""
+        self._claims_changed = anyio.Event()
 
     # -- kill-switch source ------------------------------------------------------------
 
@@ -116,6 +139,7 @@ class BrainLink:
                     tg.start_soon(self._listen)
                     tg.start_soon(self._heartbeats)
                     tg.start_soon(self._ship_forever)
+                    tg.start_soon(self._renew_forever)
             except (BrainUnavailable, BrainRejected) as exc:
                 self._note_refusal([exc])
                 logger.warning("brain link: %s; retrying in %.1fs", exc, delay)
@@ -159,6 +183,46 @@ class BrainLink:
             with anyio.move_on_after(1.0):
                 await self.new_events.wait()
             self.new_events = anyio.Event()
+
+    def hold(self, task_id: str, claim_token: str, lease_s: int) -> None:
+        """Keep a claimed task: its lease is renewed every third of `lease_s` until `release`."""
+        self.claims[task_id] = Claim(token=claim_token, lease_s=lease_s, renewed_at=self._clock())
+        self.lost_claims.pop(task_id, None)
+        self._claims_changed.set()
+
+    def release(self, task_id: str) -> None:
+        self.claims.pop(task_id, None)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await self.renew_due()
+            now = self._clock()
+            due = [claim.renewed_at + claim.lease_s / 3 - now for claim in self.claims.values()]
+            with anyio.move_on_after(max(min(due), 0.0) if due else 60.0):
+                await self._claims_changed.wait()  # (a new claim: its renewals are scheduled from now)
+            self._claims_changed = anyio.Event()
+
+    async def renew_due(self) -> None:
+        """Renew every held lease a third or more through: work that takes longer than a lease keeps its task.
+
+        A claim the brain no longer honours (the lease ran out anyway, the task was finished or is gone) is
+        dropped and remembered as lost; a brain that cannot be reached ends the loop (the link reconnects).
+        """
+        for task_id, claim in list(self.claims.items()):
+            if self._clock() - claim.renewed_at < claim.lease_s / 3:
+                continue
+            try:
+                renewed = await self.client.renew(task_id, RenewRequest(claim_token=claim.token))
+            except BrainRejected as exc:
+                if exc.status not in (404, 409):
+                    raise
+                if self.claims.get(task_id) is claim:
+                    del self.claims[task_id]
+                    self.lost_claims[task_id] = exc.error.message
+                logger.warning("task %s: the brain no longer honours this body's claim: %s", task_id, exc)
+                continue
+            claim.renewed_at = self._clock()
+            claim.lease_s = renewed.lease_s
 
     def shipped_through(self) -> int:
         """The highest seq of this body's audit chain the brain has acknowledged."""

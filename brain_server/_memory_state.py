@@ -228,6 +228,19 @@ class MemoryStateEngine:
         self._log.append(log)
         return finished
 
+    async def renew_lease(
+        self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
+    ) -> Task:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise NotFound(f"no task '{task_id}'")
+        check_holder(task_id, self._row(task_id), holder)
+        if task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
+            raise StaleClaim(f"task '{task_id}' is {task.state} and this claim token is not its current one")
+        renewed = task.model_copy(update={"lease_expires": lease_expires})
+        self._tasks[task_id] = renewed
+        return renewed
+
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
         requeued: list[Task] = []
         for task in list(self._tasks.values()):

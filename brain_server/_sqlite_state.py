@@ -414,6 +414,24 @@ class SqliteStateEngine:
             await self._log(conn, log)
         return task
 
+    async def renew_lease(
+        self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
+    ) -> Task:
+        async with self._write() as conn:
+            before = await self._task_row(conn, task_id)
+            check_holder(task_id, before, holder)
+            async with conn.execute(
+                f"UPDATE tasks SET lease_expires = ? WHERE id = ? AND state = 'claimed' AND claim_token = ? "
+                f"RETURNING {_TASK_COLUMNS}",
+                (iso(lease_expires), task_id, claim_token),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                if before is None:
+                    raise NotFound(f"no task '{task_id}'")
+                raise StaleClaim(f"task '{task_id}' is {before['state']} and this claim token is not its current one")
+        return self._task(row)
+
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
         async with self._write() as conn:
             expired = [

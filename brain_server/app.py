@@ -30,6 +30,7 @@ from shared_protocol.brain import (
     KillRequest,
     OutcomeRequest,
     RegisterRequest,
+    RenewRequest,
     ResumeRequest,
     Role,
     TaskRequest,
@@ -177,6 +178,11 @@ class _Api:
         task_id = request.path_params["task_id"]
         return json_response(await self.brain.report_outcome(who, task_id, payload, holder=own_body(who)))
 
+    async def renew(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, RenewRequest)
+        task_id = request.path_params["task_id"]
+        return json_response(await self.brain.renew_lease(task_id, payload, holder=own_body(who)))
+
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)
         target_id = request.path_params["target_id"]
@@ -249,6 +255,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/decisions/{decision_id}/override", CAPTAIN, api.answer("override")),
         _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
+        _route(brain, "POST", "/v1/tasks/{task_id}/renew", BODY, api.renew),
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),

@@ -37,6 +37,8 @@ from shared_protocol.brain import (
     OutcomeRequest,
     RegisterRequest,
     Registration,
+    RenewRequest,
+    RenewResponse,
     ReversalResult,
     ReversedUpdate,
     Task,
@@ -425,6 +427,18 @@ class Brain:
         if task is None:
             return ClaimResponse(task=None)
         return ClaimResponse(task=task, claim_token=grant.claim_token, lease_s=self.settings.lease_s)
+
+    async def renew_lease(self, task_id: str, request: RenewRequest, *, holder: str | None = None) -> RenewResponse:
+        """Hold a claimed task for another `lease_s` from now; a claim whose lease already ran out is stale."""
+        now = self.now()
+        await self._requeue_expired(now)  # (a lease past its end is requeued first, not revived)
+        task = await self.state.renew_lease(
+            task_id,
+            claim_token=request.claim_token,
+            lease_expires=now + timedelta(seconds=self.settings.lease_s),
+            holder=holder,
+        )
+        return RenewResponse(task=task, lease_s=self.settings.lease_s)
 
     async def report_outcome(
         self, by: Principal, task_id: str, request: OutcomeRequest, *, holder: str | None = None

@@ -374,6 +374,14 @@ class StateEngine(Protocol):
         """
         ...
 
+    async def renew_lease(
+        self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
+    ) -> Task:
+        """Move a claimed task's lease on to `lease_expires`. Raises `NotFound`, `StaleClaim` (the token is not
+        the current one: the task finished, or its lease ran out and it was requeued), or `BodyMismatch` with
+        `holder` (another body's claim). Not logged: a renewal changes no state but the lease's end."""
+        ...
+
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
         """Requeue claimed tasks whose lease has run out; their claim tokens go stale."""
         ...

@@ -314,6 +314,18 @@ class ClaimResponse(ProtocolModel):
     lease_s: int | None = None
 
 
+class RenewRequest(ProtocolModel):
+    """`POST /v1/tasks/{id}/renew` (body): keep holding a claimed task for another `lease_s`."""
+
+    claim_token: NonEmpty
+
+
+class RenewResponse(ProtocolModel):
+    task: Task
+    lease_s: int
+    """The lease now runs this long from the renewal (`task.lease_expires`)."""
+
+
 class OutcomeRequest(_CausedBy):
     """`POST /v1/tasks/{id}/outcome` (body), with the claim token the claim returned."""
 

@@ -38,21 +38,24 @@ async def next_task(body: Body, ctx: CallContext, args: NextTaskArgs) -> NextTas
         raise _brain_down(exc) from exc
     if claim.task is None or claim.claim_token is None:
         return NextTaskResult(action_id=ctx.action_id, task=None, note="nothing queued")
-    body.task_claims[claim.task.id] = claim.claim_token
+    body.link.hold(claim.task.id, claim.claim_token, claim.lease_s or 0)
     ctx.detail["task_id"] = claim.task.id
     return NextTaskResult(
         action_id=ctx.action_id,
         task=claim.task,
         lease_s=claim.lease_s,
-        note="report_outcome when done; the lease expires otherwise and the task is requeued",
+        note="report_outcome when done; this body renews the lease while it runs (if it stops, the task is requeued)",
     )
 
 
 async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) -> ReportOutcomeResult:
-    token = body.task_claims.get(args.task_id)
-    if body.link is None or token is None:
+    claim = body.link.claims.get(args.task_id) if body.link is not None else None
+    if body.link is None or claim is None:
+        lost = body.link.lost_claims.get(args.task_id) if body.link is not None else None
         raise ToolRefused(
-            f"this body holds no claim on task '{args.task_id}' (claim it with next_task first)",
+            f"this body's claim on task '{args.task_id}' was lost: {lost}"
+            if lost is not None
+            else f"this body holds no claim on task '{args.task_id}' (claim it with next_task first)",
             code=RefusalCode.NOT_FOUND,
             rule="tasks.claim",
         )
@@ -60,7 +63,7 @@ async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) 
         task = await body.link.client.outcome(
             args.task_id,
             OutcomeRequest(
-                claim_token=token,
+                claim_token=claim.token,
                 outcome=args.outcome,
                 summary=args.summary,
                 action_id=ctx.action_id,
@@ -68,13 +71,13 @@ async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) 
             ),
         )
     except BrainRejected as exc:
-        body.task_claims.pop(args.task_id, None)
+        body.link.release(args.task_id)
         raise ToolRefused(
             f"the brain refused the outcome: {exc.error.message}", code=RefusalCode.NOT_FOUND, rule="tasks.claim"
         ) from exc
     except BrainUnavailable as exc:
         raise _brain_down(exc) from exc
-    body.task_claims.pop(args.task_id, None)
+    body.link.release(args.task_id)
     ctx.detail["task_id"] = args.task_id
     return ReportOutcomeResult(action_id=ctx.action_id, task=task)
 

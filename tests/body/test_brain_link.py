@@ -392,3 +392,54 @@ async def test_a_body_whose_token_is_revoked_fails_closed_at_once_and_says_why(t
                 tg.cancel_scope.cancel()
         finally:
             body.close()
+
+
+async def test_a_linked_body_renews_the_lease_of_a_task_it_holds(tmp_path: Path, home: Path) -> None:
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {tokens['captain']}"}
+    async with brain_on(port, db, lease_s=2, sweep_interval_s=0.1), httpx.AsyncClient(base_url=url) as http:
+        queued = (await http.post("/v1/tasks", json={"title": "longer than a lease"}, headers=headers)).json()
+        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+        try:
+            assert body.link is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(body.link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                took = await body.call_tool("next_task", {"rationale": "work"})
+                assert took.structured["task"]["id"] == queued["id"], took.structured
+                await anyio.sleep(4.5)  # over two leases (renewed every 2/3 s): the sweeper would have requeued it
+                done = await body.call_tool(
+                    "report_outcome",
+                    {"task_id": queued["id"], "outcome": "succeeded", "summary": "s", "rationale": "done"},
+                )
+                assert not done.is_error, done.structured
+                assert done.structured["task"]["attempts"] == 1, "never requeued"
+                tg.cancel_scope.cancel()
+        finally:
+            body.close()
+
+
+async def test_a_claim_whose_lease_ran_out_is_reported_lost(tmp_path: Path, home: Path) -> None:
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {tokens['captain']}"}
+    async with brain_on(port, db, lease_s=1, sweep_interval_s=0.1), httpx.AsyncClient(base_url=url) as http:
+        queued = (await http.post("/v1/tasks", json={"title": "t"}, headers=headers)).json()
+        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+        try:
+            assert body.link is not None  # not running: nothing renews (still within the failsafe's grace)
+            took = await body.call_tool("next_task", {"rationale": "work"})
+            assert took.structured["task"]["id"] == queued["id"], took.structured
+            await anyio.sleep(1.5)
+            await body.link.renew_due()
+            assert queued["id"] not in body.link.claims
+            late = await body.call_tool(
+                "report_outcome", {"task_id": queued["id"], "outcome": "succeeded", "summary": "s", "rationale": "r"}
+            )
+            assert late.is_error and late.structured["code"] == "not_found"
+            assert "was lost" in late.structured["message"], late.structured["message"]
+        finally:
+            body.close()

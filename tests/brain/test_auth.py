@@ -224,6 +224,7 @@ async def test_a_body_token_is_bound_to_the_first_body_id_it_names(api: BrainCli
         ("POST", "/v1/decisions", decision_request("body-b")),
         ("POST", "/v1/tasks/claim", {"body_id": "body-b", "agent": "a"}),
         ("POST", "/v1/tasks/{task}/outcome", {"claim_token": "{claim}", "outcome": "succeeded"}),
+        ("POST", "/v1/tasks/{task}/renew", {"claim_token": "{claim}"}),
     ],
 )
 async def test_a_bound_body_token_naming_another_body_is_403_and_changes_nothing(

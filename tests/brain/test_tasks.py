@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -129,3 +130,47 @@ async def test_concurrent_claimers_never_get_the_same_task(api: BrainClient) -> 
                 group.start_soon(claimer, f"agent-{n}")
     every = [task_id for ids in won.values() for task_id in ids]
     assert len(every) == 40 and len(set(every)) == 40
+
+
+async def test_renewing_a_lease_keeps_the_task_past_its_first_lease(
+    api: BrainClient, brain: Brain, clock: Clock
+) -> None:
+    await queue(api, "long work")
+    claimed = await claim(api)
+    task_id, token = claimed["task"]["id"], claimed["claim_token"]
+    for _ in range(3):  # 900 s of work on a 300 s lease, renewed every 200 s... and then some
+        clock.advance(200)
+        renewed = ok(await api.post(f"/v1/tasks/{task_id}/renew", {"claim_token": token}, as_="body"))
+        assert renewed["lease_s"] == 300 and renewed["task"]["state"] == "claimed"
+        expires = datetime.fromisoformat(str(renewed["task"]["lease_expires"]).replace("Z", "+00:00"))
+        assert expires == brain.now() + timedelta(seconds=300)
+    clock.advance(299)
+    await brain.sweep()
+    assert (await claim(api))["task"] is None, "still held: not requeued"
+    done = {"claim_token": token, "outcome": "succeeded", "summary": "finished after 15 minutes"}
+    assert ok(await api.post(f"/v1/tasks/{task_id}/outcome", done, as_="body"))["state"] == "succeeded"
+
+
+async def test_a_lease_that_ran_out_cannot_be_renewed_back(api: BrainClient, brain: Brain, clock: Clock) -> None:
+    await queue(api, "t")
+    claimed = await claim(api)
+    task_id, token = claimed["task"]["id"], claimed["claim_token"]
+    clock.advance(300)  # the sweep has not run yet: the renewal requeues it first, and is then stale
+    refused(await api.post(f"/v1/tasks/{task_id}/renew", {"claim_token": token}, as_="body"), 409, "stale_claim")
+    task = await brain.state.task(str(task_id))
+    assert task is not None and task.state == "queued"
+
+
+async def test_a_renewal_with_a_wrong_token_or_for_a_missing_task_changes_nothing(
+    api: BrainClient, brain: Brain
+) -> None:
+    await queue(api, "t")
+    claimed = await claim(api)
+    task_id = claimed["task"]["id"]
+    before = await brain.state.task(str(task_id))
+    refused(await api.post(f"/v1/tasks/{task_id}/renew", {"claim_token": "clm_forged"}, as_="body"), 409, "stale_claim")
+    refused(await api.post("/v1/tasks/task_nope/renew", {"claim_token": "clm_x"}, as_="body"), 404, "not_found")
+    missing = refused(await api.post(f"/v1/tasks/{task_id}/renew", {}, as_="body"), 422, "invalid_request")
+    assert missing["field"] == "claim_token"
+    refused(await api.post(f"/v1/tasks/{task_id}/renew", {"claim_token": "x"}, as_="approver"), 403, "forbidden")
+    assert await brain.state.task(str(task_id)) == before
