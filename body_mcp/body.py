@@ -19,7 +19,7 @@ import httpx
 from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
 from shared_protocol import Impact, RefusalCode
 from shared_protocol.brain import Decision
-from shared_protocol.config import SwarmConfig
+from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.decisions import classify
 
 from ._db import StateDB
@@ -27,7 +27,7 @@ from .audit import Appended, AuditStore, EventDraft, keep_retention, new_action_
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
-from .decisions import DecisionStore, LocalDecisionStore, require_approval, thresholds
+from .decisions import DecisionStore, LocalDecisionStore, require_approval
 from .exceptions import ToolRefused, UserError
 from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
@@ -102,7 +102,7 @@ class Body:
         self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
         self.workspace_lock = anyio.Lock(fast_acquire=True)
         self.held_runs: dict[HeldKey, HeldRun] = {}
-        self.rules = thresholds(config)
+        self.rules = approval_thresholds(config)
         self.local_decisions = LocalDecisionStore(
             self.db, rules=self.rules, deadline_s=config.policy.decision_deadline_s, clock=clock
         )

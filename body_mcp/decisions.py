@@ -16,7 +16,6 @@ from typing import Literal, Protocol
 
 from shared_protocol import Impact
 from shared_protocol.brain import Answer, Decision, DecisionRequest, Verdict
-from shared_protocol.config import SwarmConfig
 from shared_protocol.decisions import ApprovalThresholds, classify, covers, initial_state
 
 from ._db import StateDB
@@ -24,20 +23,6 @@ from .exceptions import ApprovalRequired, UserError
 
 AnswerKind = Literal["approve", "deny", "override"]
 _VERDICTS: dict[AnswerKind, Verdict] = {"approve": "approved", "deny": "denied", "override": "overridden"}
-
-
-def thresholds(config: SwarmConfig) -> ApprovalThresholds:
-    """The approval rules' numbers from this body's config (the blast radius is the `blocked` row)."""
-    limits, policy = config.limits, config.policy
-    return ApprovalThresholds(
-        blocked_files=limits.max_files_per_action,
-        blocked_api_calls=limits.max_api_calls_per_action,
-        blocked_usd=limits.max_usd_per_action,
-        consensus_files=policy.approval_min_files,
-        consensus_usd=policy.approval_min_usd,
-        human_usd=policy.human_above_usd,
-        human_confidence=policy.human_below_confidence,
-    )
 
 
 class DecisionStore(Protocol):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from ._base import ProtocolModel
+from .decisions import ApprovalThresholds
 from .wake import SECRET_LITERAL, DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
 DEFAULT_DENIED_PATHS = (".env*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*")
@@ -172,6 +173,21 @@ class SwarmConfig(ProtocolModel):
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     ntfy: NtfyConfig = Field(default_factory=NtfyConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+
+
+def approval_thresholds(config: SwarmConfig) -> ApprovalThresholds:
+    """The approval rules' numbers from a config (the blast radius is the `blocked` row): a body and its brain
+    classify a decision alike when they read the same `[limits]` and `[policy]`."""
+    limits, policy = config.limits, config.policy
+    return ApprovalThresholds(
+        blocked_files=limits.max_files_per_action,
+        blocked_api_calls=limits.max_api_calls_per_action,
+        blocked_usd=limits.max_usd_per_action,
+        consensus_files=policy.approval_min_files,
+        consensus_usd=policy.approval_min_usd,
+        human_usd=policy.human_above_usd,
+        human_confidence=policy.human_below_confidence,
+    )
 
 
 class ConfigInvalid(ValueError):

@@ -34,6 +34,7 @@ from brain_server.exceptions import ConfigError
 from brain_server.wake.base import EnvFileSecrets
 from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
 from shared_protocol.brain import Role
+from shared_protocol.config import SwarmConfig, approval_thresholds
 
 from ._context import config_path, load
 
@@ -94,9 +95,18 @@ def load_settings(
     return settings.model_copy(update={"db": settings.db.expanduser().resolve()})
 
 
+def serve_settings(
+    *, config: str | None, host: str | None = None, port: int | None = None, db: str | None = None
+) -> tuple[BrainSettings, SwarmConfig]:
+    """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
+    `[policy]` its bodies read (so both classify a decision alike); every section of the file is checked."""
+    settings = load_settings(config=config, host=host, port=port, db=db)
+    swarm = load(config, swarm_home())
+    return settings.model_copy(update={"thresholds": approval_thresholds(swarm)}), swarm
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = load_settings(config=args.config, host=args.host, port=args.port, db=args.db)
-    config = load(args.config, swarm_home())  # every section checked; the wake-up ones page humans
+    settings, config = serve_settings(config=args.config, host=args.host, port=args.port, db=args.db)
     parts = prepare_wake(config, EnvFileSecrets())  # a secret that cannot be read stops it before it starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve(settings, wake=lambda http: log_wake_problems(config, build_wake(config, http, parts)))

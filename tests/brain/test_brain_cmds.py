@@ -9,8 +9,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from brain_server import ConfigError, LogEntry, SqliteStateEngine, hash_token
-from swarm_cli.brain_cmds import load_settings, main
+from body_mcp.exceptions import ConfigError as CliConfigError
+from brain_server import Brain, ConfigError, LogEntry, MemoryStateEngine, SqliteStateEngine, hash_token
+from brain_server.auth import Principal
+from shared_protocol import DecisionRequest, Impact
+from swarm_cli.brain_cmds import load_settings, main, serve_settings
 
 
 @pytest.fixture
@@ -164,3 +167,26 @@ def test_token_list_and_revoke_take_a_db_path_and_never_create_a_database(
     capsys.readouterr()
     assert main(["brain", "token", "list", "--db", str(db)]) == 0
     assert capsys.readouterr().out.count("\n") == 1
+
+
+@pytest.mark.anyio
+async def test_the_brain_takes_its_approval_rules_from_limits_and_policy_as_its_bodies_do(
+    home: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "swarm.toml"
+    config.write_text("[policy]\nhuman_above_usd = 5.0\napproval_min_files = 3\n\n[limits]\nmax_files_per_action = 8\n")
+    settings, _ = serve_settings(config=str(config))
+    rules = settings.thresholds
+    assert (rules.human_usd, rules.consensus_files, rules.blocked_files) == (5.0, 3, 8)
+    ask = DecisionRequest(
+        summary="s", rationale="r", confidence=0.9, agent="a", body_id="body-a", impact=Impact(files=1, usd=10.0)
+    )
+    who = Principal(token_id="tok_1", role="body", label="body-1")
+    async with Brain(settings, state=MemoryStateEngine()).running() as brain:
+        assert (await brain.request_decision(who, ask)).needs == "human"  # $10 > $5: a human
+    default, _ = serve_settings(config=None)
+    async with Brain(default, state=MemoryStateEngine()).running() as brain:
+        assert (await brain.request_decision(who, ask)).needs == "none"  # the specification's $50
+    config.write_text("[policy]\nhuman_above_usd = -1\n")
+    with pytest.raises(CliConfigError, match="human_above_usd"):
+        serve_settings(config=str(config))
