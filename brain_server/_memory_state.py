@@ -28,6 +28,7 @@ from .state import (
     TokenRecord,
     check_holder,
     conflicts_of,
+    same_question,
     task_from_row,
     task_row,
 )
@@ -144,9 +145,18 @@ class MemoryStateEngine:
 
     # -- decisions -------------------------------------------------------------------------
 
-    async def insert_decision(self, decision: Decision, log: LogEntry) -> None:
+    async def insert_decision(self, decision: Decision, log: LogEntry, *, reuse_pending: bool = False) -> Decision:
+        if reuse_pending:
+            for existing in self._decisions.values():
+                if (
+                    existing.state == "pending"
+                    and existing.deadline > decision.created_at
+                    and same_question(existing, decision)
+                ):
+                    return existing
         self._decisions[decision.id] = decision
         self._log.append(log)
+        return decision
 
     async def decision(self, decision_id: str) -> Decision | None:
         return self._decisions.get(decision_id)

@@ -42,6 +42,7 @@ from .state import (
     conflicts_of,
     iso,
     parse_time,
+    same_question,
     task_from_row,
 )
 from .wake.records import OPEN_STATES, AnswerToken, AnswerVerb, Escalation
@@ -296,13 +297,24 @@ class SqliteStateEngine:
 
     # -- decisions -------------------------------------------------------------------------
 
-    async def insert_decision(self, decision: Decision, log: LogEntry) -> None:
+    async def insert_decision(self, decision: Decision, log: LogEntry, *, reuse_pending: bool = False) -> Decision:
         async with self._write() as conn:
+            if reuse_pending:
+                async with conn.execute(
+                    "SELECT decision FROM decisions WHERE state = 'pending' AND deadline > ? AND body_id = ? "
+                    "ORDER BY deadline",
+                    (iso(decision.created_at), decision.body_id),
+                ) as cursor:
+                    for (stored,) in await cursor.fetchall():
+                        existing = Decision.model_validate_json(stored)
+                        if same_question(existing, decision):
+                            return existing
             await conn.execute(
                 "INSERT INTO decisions (id, state, deadline, body_id, decision) VALUES (?, ?, ?, ?, ?)",
                 (decision.id, decision.state, iso(decision.deadline), decision.body_id, decision.model_dump_json()),
             )
             await self._log(conn, log)
+        return decision
 
     async def decision(self, decision_id: str) -> Decision | None:
         row = await self._row("SELECT decision FROM decisions WHERE id = ?", (decision_id,))

@@ -143,7 +143,8 @@ class _Api:
     async def request_decision(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, DecisionRequest)
         await self.as_body(who, payload.body_id)
-        return json_response(await self.brain.request_decision(who, payload), 201)
+        decision, created = await self.brain.ask(who, payload)
+        return json_response(decision, 201 if created else 200)
 
     async def decision(self, request: Request, who: Principal) -> Response:
         decision_id = request.path_params["decision_id"]

@@ -301,6 +301,11 @@ class Brain:
 
     async def request_decision(self, by: Principal, request: DecisionRequest) -> Decision:
         """Create a decision the rules classify; one that needs a human is pending and a human is notified."""
+        return (await self.ask(by, request))[0]
+
+    async def ask(self, by: Principal, request: DecisionRequest) -> tuple[Decision, bool]:
+        """`request_decision`, and whether it created the decision: the same question still pending from the
+        same body (a retry) gets that decision back, and nobody is paged again."""
         now = self.now()
         decision = governance.new_decision(
             request,
@@ -311,7 +316,9 @@ class Brain:
         )
         detail = {"needs": decision.needs, "state": decision.state, "agent": request.agent}
         log = by.entry("decision_create", at=now, reason=request.summary, target=decision.id, detail=detail)
-        await self.state.insert_decision(decision, log)
+        stored = await self.state.insert_decision(decision, log, reuse_pending=True)
+        if stored.id != decision.id:
+            return stored, False
         self._published(decision)
         if decision.state == "pending":
             await self.escalator.start_decision(decision)
@@ -327,7 +334,7 @@ class Brain:
                     impact=decision.impact,
                 )
             )
-        return decision
+        return decision, True
 
     async def decision(self, decision_id: str, *, for_body: str | None = None) -> Decision:
         """The decision as of now: one past its deadline is expired on the way out.

@@ -246,6 +246,23 @@ def conflicts_of(pending: Sequence[Compensation], current: Mapping[str, Mapping[
     return conflicts
 
 
+def same_question(a: Decision, b: Decision) -> bool:
+    """Whether two decisions ask the same thing of the same body (a retried request): everything the asker
+    chose (the time it gave to answer, not when it asked), and what the rules made of it."""
+    return (
+        a.deadline - a.created_at == b.deadline - b.created_at
+        and a.body_id == b.body_id
+        and a.agent == b.agent
+        and a.summary == b.summary
+        and a.rationale == b.rationale
+        and a.confidence == b.confidence
+        and a.impact == b.impact
+        and a.options == b.options
+        and a.action == b.action
+        and a.needs == b.needs
+    )
+
+
 def check_holder(task_id: str, row: Mapping[str, Any] | None, holder: str | None) -> None:
     """`BodyMismatch` if `holder` is given and the task row (claimed now or last) is another body's."""
     if holder is None or row is None:
@@ -324,7 +341,14 @@ class StateEngine(Protocol):
 
     # -- decisions -------------------------------------------------------------------------
 
-    async def insert_decision(self, decision: Decision, log: LogEntry) -> None: ...
+    async def insert_decision(self, decision: Decision, log: LogEntry, *, reuse_pending: bool = False) -> Decision:
+        """Store a new decision (and `log`); returns what is stored.
+
+        With `reuse_pending`, a decision still pending (not yet due at `decision.created_at`) that asks the
+        same question of the same body (`same_question`) is returned instead and nothing is
+        written: a retried request is not a second question (nor a second page). Atomic with the insert.
+        """
+        ...
 
     async def decision(self, decision_id: str) -> Decision | None: ...
 

@@ -173,3 +173,40 @@ async def test_a_decision_event_is_pushed_to_its_body_when_it_changes(api: Brain
         assert '"state":"approved"' in approved.data
         with pytest.raises(anyio.WouldBlock):
             theirs.receive_nowait()
+
+
+async def test_asking_the_same_pending_question_again_returns_it_and_pages_nobody_twice(
+    api: BrainClient, notifier: MemoryNotifier, brain: Brain, clock: Clock
+) -> None:
+    first = await create(api, confidence=0.5)  # 201: a new question, a human is paged
+    retry = ok(await api.post("/v1/decisions", decision_request(confidence=0.5), as_="body"))  # 200: the same one
+    assert retry == first
+    with anyio.fail_after(2):
+        await notifier.wait_for(1)
+    await anyio.sleep(0.05)
+    assert len(notifier.sent) == 1, "the retry paged nobody"
+    assert [e.action for e in await brain.state.log_entries()].count("decision_create") == 1
+    # A different question, another body's, or one asked once the first is answered or due, is new.
+    assert (await create(api, confidence=0.5, summary="another question"))["id"] != first["id"]
+    await api.add_token("body-b")
+    other = ok(await api.post("/v1/decisions", decision_request("body-b", confidence=0.5), as_="body-b"), 201)
+    assert other["id"] != first["id"]
+    ok(await api.post(f"/v1/decisions/{first['id']}/approve", {"reason": "fine"}, as_="approver"))
+    again = await create(api, confidence=0.5)
+    assert again["id"] != first["id"] and again["state"] == "pending"
+    clock.advance(3600)  # `again` is due now (not swept yet): asking once more is a new question
+    assert (await create(api, confidence=0.5))["id"] != again["id"]
+
+
+async def test_concurrent_retries_of_one_question_make_one_decision(api: BrainClient, brain: Brain) -> None:
+    statuses: list[int] = []
+
+    async def ask() -> None:
+        response = await api.post("/v1/decisions", decision_request(confidence=0.5), as_="body")
+        statuses.append(response.status_code)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(ask)
+    assert sorted(statuses) == [200] * 7 + [201]
+    assert [e.action for e in await brain.state.log_entries()].count("decision_create") == 1

@@ -210,7 +210,8 @@ async def test_the_approve_button_of_a_role_member_answers_the_decision_and_clea
 async def test_slash_approve_deny_and_status(live: LiveBrain, discord: Discord) -> None:
     async with live.client() as api:
         first = ok(await api.post("/v1/decisions", decision_request(confidence=0.4), as_="body"), 201)
-        second = ok(await api.post("/v1/decisions", decision_request(confidence=0.4), as_="body"), 201)
+        second_ask = decision_request(confidence=0.4, summary="a second question")
+        second = ok(await api.post("/v1/decisions", second_ask, as_="body"), 201)
     ok(await discord.send(discord.command("approve", USER, id=first["id"])))
     ok(await discord.send(discord.command("deny", USER, id=second["id"], reason="too risky")))
     async with live.client() as api:
