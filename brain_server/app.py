@@ -88,7 +88,9 @@ class _Api:
         await speak_for(self.brain.state, who, body_id, at=self.brain.now())
 
     async def status(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.status())
+        if who.role != "body":
+            return json_response(await self.brain.status())
+        return json_response(await self.brain.status(for_body=who.body_id or ""))  # (unbound: no body yet)
 
     async def kill(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, KillRequest)

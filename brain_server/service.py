@@ -171,8 +171,12 @@ class Brain:
             raise UnknownBody(f"body '{body_id}' is not registered: POST /v1/bodies/register first")
         return HeartbeatResponse(kill=await self.state.kill_state())
 
-    async def status(self) -> BrainStatus:
-        """Kill state, bodies (connected: streaming, or heartbeated within the failsafe time), counts."""
+    async def status(self, *, for_body: str | None = None) -> BrainStatus:
+        """Kill state, bodies (connected: streaming, or heartbeated within the failsafe time), counts.
+
+        With `for_body` (a body token asking), the bodies listed are that one only: a body does not learn where
+        the others run.
+        """
         now = self.now()
         streaming = self.hub.connected()
         recent = now - timedelta(seconds=self.settings.failsafe_s)
@@ -187,6 +191,7 @@ class Brain:
                 connected=b.body_id in streaming or b.last_heartbeat >= recent,
             )
             for b in await self.state.bodies()
+            if for_body is None or b.body_id == for_body
         ]
         tasks = await self.state.count_tasks()
         return BrainStatus(

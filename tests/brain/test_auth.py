@@ -297,3 +297,14 @@ async def test_a_body_token_reads_only_its_own_bodys_decisions(api: BrainClient,
     assert await bound_body(brain, api, "unbound") is None
     for role in ("approver", "captain"):
         assert ok(await api.get(f"/v1/decisions/{theirs['id']}", as_=role))["id"] == theirs["id"]
+
+
+async def test_a_body_token_sees_only_its_own_body_in_the_status(api: BrainClient) -> None:
+    await api.add_token("unbound")
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    await api.add_token("body-b")
+    ok(await api.post("/v1/bodies/register", {**REGISTER_A, "body_id": "body-b"}, as_="body-b"))
+    assert [b["body_id"] for b in ok(await api.get("/v1/status", as_="body"))["bodies"]] == ["body-a"]
+    assert ok(await api.get("/v1/status", as_="unbound"))["bodies"] == []
+    for role in ("approver", "captain"):
+        assert sorted(b["body_id"] for b in ok(await api.get("/v1/status", as_=role))["bodies"]) == ["body-a", "body-b"]
