@@ -16,7 +16,7 @@ from shared_protocol.brain import Claimant, CompensationKind, Decision, KillStat
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend, link_batch, seqs_to_look_up
-from .exceptions import NotFound, StaleClaim
+from .exceptions import KeyReused, NotFound, StaleClaim
 from .state import (
     KILL_RELEASED,
     BodyRecord,
@@ -25,6 +25,7 @@ from .state import (
     CompensationDraft,
     LogEntry,
     Reversal,
+    TaskKey,
     TokenRecord,
     check_holder,
     conflicts_of,
@@ -47,6 +48,7 @@ class MemoryStateEngine:
         self._decisions: dict[str, Decision] = {}
         self._tasks: dict[str, Task] = {}
         self._claim_tokens: dict[str, str] = {}
+        self._task_keys: dict[tuple[str, str], tuple[str, str]] = {}
         self._compensations: list[Compensation] = []
         self._escalations: dict[str, Escalation] = {}
         self._answer_tokens: dict[str, AnswerToken] = {}
@@ -177,9 +179,20 @@ class MemoryStateEngine:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    async def insert_task(self, task: Task, log: LogEntry) -> None:
+    async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
+        if key is not None:
+            seen = self._task_keys.get((key.token_id, key.key))
+            if seen is not None:
+                return self._keyed_task(key, *seen)
+            self._task_keys[(key.token_id, key.key)] = (key.request_sha256, task.id)
         self._tasks[task.id] = task
         self._log.append(log)
+        return task
+
+    def _keyed_task(self, key: TaskKey, request_sha256: str, task_id: str) -> Task:
+        if request_sha256 != key.request_sha256:
+            raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
+        return self._tasks[task_id]
 
     async def task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)

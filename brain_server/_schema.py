@@ -176,6 +176,16 @@ MIGRATIONS: list[str] = [
             OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS NOT OLD.revoked_at)
         BEGIN SELECT RAISE(ABORT, 'a token only gains its body (body tokens) and its revocation, once each'); END;
     """,
+    # v5: `Idempotency-Key` on POST /v1/tasks: a retried creation returns the task it created the first time
+    """
+    CREATE TABLE task_keys (
+        token_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_sha256 TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        PRIMARY KEY (token_id, key)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -27,7 +27,7 @@ from shared_protocol.decisions import DecisionState
 
 from ._schema import migrate
 from .audit import AuditAppend, link_batch, seqs_to_look_up
-from .exceptions import NotFound, StaleClaim
+from .exceptions import KeyReused, NotFound, StaleClaim
 from .settings import Durability
 from .state import (
     TASK_ROW_FIELDS,
@@ -37,6 +37,7 @@ from .state import (
     CompensationDraft,
     LogEntry,
     Reversal,
+    TaskKey,
     TokenRecord,
     check_holder,
     conflicts_of,
@@ -347,8 +348,25 @@ class SqliteStateEngine:
     def _task(row: sqlite3.Row) -> Task:
         return task_from_row(dict(row))
 
-    async def insert_task(self, task: Task, log: LogEntry) -> None:
+    async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
         async with self._write() as conn:
+            if key is not None:
+                async with conn.execute(
+                    "SELECT request_sha256, task_id FROM task_keys WHERE token_id = ? AND key = ?",
+                    (key.token_id, key.key),
+                ) as cursor:
+                    seen = await cursor.fetchone()
+                if seen is not None:
+                    if seen[0] != key.request_sha256:
+                        raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
+                    async with conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (seen[1],)) as cursor:
+                        row = await cursor.fetchone()
+                    assert row is not None, "a keyed task is never deleted"
+                    return self._task(row)
+                await conn.execute(
+                    "INSERT INTO task_keys (token_id, key, request_sha256, task_id) VALUES (?, ?, ?, ?)",
+                    (key.token_id, key.key, key.request_sha256, task.id),
+                )
             await conn.execute(
                 "INSERT INTO tasks (id, title, description, value_usd, state, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -363,6 +381,7 @@ class SqliteStateEngine:
                 ),
             )
             await self._log(conn, log)
+        return task
 
     async def task(self, task_id: str) -> Task | None:
         row = await self._row(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))

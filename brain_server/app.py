@@ -10,6 +10,7 @@ the body the request names (`_Api.as_body`: 403, or the token's binding on first
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -47,6 +48,8 @@ from .wake.intake import RefusalLog
 from .wake.interactions import DiscordInteractions
 
 logger = logging.getLogger(__name__)
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request, Principal], Awaitable[Response]]
@@ -169,7 +172,12 @@ class _Api:
         return Response(escalation.model_dump_json(), media_type="application/json")
 
     async def create_task(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.create_task(who, await parse(request, TaskRequest)), 201)
+        payload = await parse(request, TaskRequest)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise InvalidRequest("Idempotency-Key must be 1 to 255 visible ASCII characters", field="Idempotency-Key")
+        task, created = await self.brain.queue_task(who, payload, idempotency_key=key)
+        return json_response(task, 201 if created else 200)
 
     async def claim_task(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, ClaimRequest)

@@ -91,6 +91,12 @@ class Conflict(ApiError):
     status = 409
 
 
+class KeyReused(Conflict):
+    """409: an `Idempotency-Key` came back with a request other than the one it first came with."""
+
+    default_code = BrainErrorCode.IDEMPOTENCY_KEY_REUSED
+
+
 class ChainBroken(Conflict):
     """Audit events that do not continue the body's stored chain; resend from `expected_seq`."""
 

@@ -11,6 +11,7 @@ whose lease ran out. Both are also checked when read, so a late sweep changes no
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -59,7 +60,7 @@ from .exceptions import (
 )
 from .notify import LogNotifier, Notification, Notifier
 from .settings import BrainSettings
-from .state import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, StateEngine
+from .state import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, StateEngine, TaskKey
 from .wake.escalator import Escalator
 from .wake.records import Escalation
 from .wake.setup import WakeSetup
@@ -403,6 +404,13 @@ class Brain:
 
     async def create_task(self, by: Principal, request: TaskRequest) -> Task:
         """Queue a task."""
+        return (await self.queue_task(by, request))[0]
+
+    async def queue_task(
+        self, by: Principal, request: TaskRequest, *, idempotency_key: str | None = None
+    ) -> tuple[Task, bool]:
+        """`create_task`, and whether it created the task: the same `idempotency_key` from the same token returns
+        the task its first request created (`KeyReused` if this request differs)."""
         now = self.now()
         task = Task(
             id=f"task_{time.time_ns():x}{secrets.token_hex(4)}",
@@ -414,8 +422,12 @@ class Brain:
             created_by=by.name,
         )
         log = by.entry("task_create", at=now, reason=task.title, target=task.id)
-        await self.state.insert_task(task, log)
-        return task
+        key = None
+        if idempotency_key is not None:
+            digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+            key = TaskKey(token_id=by.token_id, key=idempotency_key, request_sha256=digest)
+        stored = await self.state.insert_task(task, log, key=key)
+        return stored, stored.id == task.id
 
     async def claim_task(self, by: Principal, request: ClaimRequest) -> ClaimResponse:
         """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged."""

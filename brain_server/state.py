@@ -90,6 +90,15 @@ class TokenRecord:
 
 
 @dataclass(kw_only=True, frozen=True)
+class TaskKey:
+    """An `Idempotency-Key` of a task creation: whose, the key, and the SHA-256 of the request it came with."""
+
+    token_id: str
+    key: str
+    request_sha256: str
+
+
+@dataclass(kw_only=True, frozen=True)
 class BodyRecord:
     body_id: str
     workspace: str
@@ -366,7 +375,13 @@ class StateEngine(Protocol):
 
     # -- tasks -----------------------------------------------------------------------------
 
-    async def insert_task(self, task: Task, log: LogEntry) -> None: ...
+    async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
+        """Queue a new task (and write `log`); returns what is stored.
+
+        With `key`, a task created before under the same token and key is returned instead and nothing is
+        written, or `KeyReused` if that creation was a different request. Atomic with the insert.
+        """
+        ...
 
     async def task(self, task_id: str) -> Task | None: ...
 

@@ -74,6 +74,8 @@ class BrainErrorCode(StrEnum):
     """404: the brain holds no unreversed update of that action or decision (unknown id, or reversed already)."""
     REVERSE_CONFLICT = "reverse_conflict"
     """409: a task changed since the action being reversed; nothing was reversed. Send `force` to overwrite."""
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    """409: an `Idempotency-Key` came back with another request than the one it first came with."""
     INTERNAL_ERROR = "internal_error"
     """500: an unexpected error; nothing was changed by the failed request."""
 

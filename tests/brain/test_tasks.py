@@ -174,3 +174,47 @@ async def test_a_renewal_with_a_wrong_token_or_for_a_missing_task_changes_nothin
     assert missing["field"] == "claim_token"
     refused(await api.post(f"/v1/tasks/{task_id}/renew", {"claim_token": "x"}, as_="approver"), 403, "forbidden")
     assert await brain.state.task(str(task_id)) == before
+
+
+async def _create_with_key(api: BrainClient, key: str, body: dict[str, Any], as_: str = "approver") -> Any:
+    return await api.client.post("/v1/tasks", json=body, headers={**api.headers(as_), "Idempotency-Key": key})
+
+
+async def test_a_retried_creation_with_its_idempotency_key_returns_the_first_task(
+    api: BrainClient, brain: Brain
+) -> None:
+    body = {"title": "migrate the billing db", "description": "d", "value_usd": 10.0}
+    first = ok(await _create_with_key(api, "create-billing-1", body), 201)
+    again = ok(await _create_with_key(api, "create-billing-1", body), 200)
+    assert again == first
+    assert (await brain.state.count_tasks()).get("queued") == 1
+    assert [e.action for e in await brain.state.log_entries()].count("task_create") == 1
+    # Another key, no key, or the same key from another token: new tasks.
+    assert ok(await _create_with_key(api, "create-billing-2", body), 201)["id"] != first["id"]
+    assert ok(await api.post("/v1/tasks", body, as_="approver"), 201)["id"] != first["id"]
+    assert ok(await _create_with_key(api, "create-billing-1", body, as_="captain"), 201)["id"] != first["id"]
+
+
+async def test_an_idempotency_key_reused_for_another_request_is_409_and_changes_nothing(
+    api: BrainClient, brain: Brain
+) -> None:
+    ok(await _create_with_key(api, "k1", {"title": "a"}), 201)
+    before = await brain.state.count_tasks()
+    refused(await _create_with_key(api, "k1", {"title": "b"}), 409, "idempotency_key_reused")
+    for bad in ("", "x" * 256, "has space"):
+        response = await _create_with_key(api, bad, {"title": "c"})
+        assert refused(response, 422, "invalid_request")["field"] == "Idempotency-Key"
+    assert await brain.state.count_tasks() == before
+
+
+async def test_concurrent_retries_with_one_idempotency_key_create_one_task(api: BrainClient, brain: Brain) -> None:
+    statuses: list[int] = []
+
+    async def create() -> None:
+        statuses.append((await _create_with_key(api, "burst", {"title": "once"})).status_code)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(create)
+    assert sorted(statuses) == [200] * 7 + [201]
+    assert (await brain.state.count_tasks()).get("queued") == 1
