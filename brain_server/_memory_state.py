@@ -16,7 +16,7 @@ from shared_protocol.brain import Claimant, CompensationKind, Decision, KillStat
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend, link_batch, seqs_to_look_up
-from .exceptions import KeyReused, NotFound, StaleClaim
+from .exceptions import KeyReused
 from .state import (
     KILL_RELEASED,
     BodyRecord,
@@ -29,6 +29,7 @@ from .state import (
     TokenRecord,
     check_holder,
     conflicts_of,
+    not_current_claim,
     same_question,
     task_from_row,
     task_row,
@@ -234,12 +235,7 @@ class MemoryStateEngine:
         compensation: CompensationDraft | None = None,
         holder: str | None = None,
     ) -> Task:
-        task = self._tasks.get(task_id)
-        if task is None:
-            raise NotFound(f"no task '{task_id}'")
-        check_holder(task_id, self._row(task_id), holder)
-        if task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
-            raise StaleClaim(f"task '{task_id}' is {task.state} and this claim token is not its current one")
+        task = self._current_claim(task_id, claim_token, holder)
         before = self._row(task_id)
         finished = task.model_copy(
             update={"state": outcome, "outcome_summary": summary, "finished_at": at, "lease_expires": None}
@@ -251,15 +247,19 @@ class MemoryStateEngine:
         self._log.append(log)
         return finished
 
+    def _current_claim(self, task_id: str, claim_token: str, holder: str | None) -> Task:
+        """The task, if `claim_token` is its current claim (and `holder`'s, when given)."""
+        row = self._row(task_id) if task_id in self._tasks else None
+        check_holder(task_id, row, holder)
+        task = self._tasks.get(task_id)
+        if task is None or task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
+            raise not_current_claim(task_id, row)
+        return task
+
     async def renew_lease(
         self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
     ) -> Task:
-        task = self._tasks.get(task_id)
-        if task is None:
-            raise NotFound(f"no task '{task_id}'")
-        check_holder(task_id, self._row(task_id), holder)
-        if task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
-            raise StaleClaim(f"task '{task_id}' is {task.state} and this claim token is not its current one")
+        task = self._current_claim(task_id, claim_token, holder)
         renewed = task.model_copy(update={"lease_expires": lease_expires})
         self._tasks[task_id] = renewed
         return renewed

@@ -27,7 +27,7 @@ from shared_protocol.decisions import DecisionState
 
 from ._schema import migrate
 from .audit import AuditAppend, link_batch, seqs_to_look_up
-from .exceptions import KeyReused, NotFound, StaleClaim
+from .exceptions import KeyReused
 from .settings import Durability
 from .state import (
     TASK_ROW_FIELDS,
@@ -42,6 +42,7 @@ from .state import (
     check_holder,
     conflicts_of,
     iso,
+    not_current_claim,
     parse_time,
     same_question,
     task_from_row,
@@ -435,9 +436,7 @@ class SqliteStateEngine:
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:
-                if before is None:
-                    raise NotFound(f"no task '{task_id}'")
-                raise StaleClaim(f"task '{task_id}' is {before['state']} and this claim token is not its current one")
+                raise not_current_claim(task_id, before)
             assert before is not None, "updated in this transaction"
             task = self._task(row)
             if compensation is not None:
@@ -458,9 +457,7 @@ class SqliteStateEngine:
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:
-                if before is None:
-                    raise NotFound(f"no task '{task_id}'")
-                raise StaleClaim(f"task '{task_id}' is {before['state']} and this claim token is not its current one")
+                raise not_current_claim(task_id, before)
         return self._task(row)
 
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:

@@ -29,7 +29,7 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend
-from .exceptions import BodyMismatch
+from .exceptions import BodyMismatch, NotFound, StaleClaim
 from .wake.records import AnswerToken, Escalation
 
 LogAction = Literal[
@@ -270,6 +270,13 @@ def same_question(a: Decision, b: Decision) -> bool:
         and a.action == b.action
         and a.needs == b.needs
     )
+
+
+def not_current_claim(task_id: str, row: Mapping[str, Any] | None) -> NotFound | StaleClaim:
+    """What to raise when a claim token is not the task's current one: the task is gone, or its claim is."""
+    if row is None:
+        return NotFound(f"no task '{task_id}'")
+    return StaleClaim(f"task '{task_id}' is {row['state']} and this claim token is not its current one")
 
 
 def check_holder(task_id: str, row: Mapping[str, Any] | None, holder: str | None) -> None:

@@ -97,13 +97,13 @@ class Brain:
 
 
 @asynccontextmanager
-async def brain_with_captain(tmp_path: Path) -> AsyncIterator[Brain]:
-    """A live brain on a fresh database, and an HTTP client holding its captain token."""
+async def brain_with_captain(tmp_path: Path, **settings: float) -> AsyncIterator[Brain]:
+    """A live brain on a fresh database (with `settings`), and an HTTP client holding its captain token."""
     db, port = tmp_path / "brain.db", _free_port()
     tokens = await _tokens(db)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {tokens['captain']}"}
-    async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as captain:
+    async with brain_on(port, db, **settings), httpx.AsyncClient(base_url=url, headers=headers) as captain:
         yield Brain(url=url, tokens=tokens, captain=captain)
 
 
@@ -395,13 +395,9 @@ async def test_a_body_whose_token_is_revoked_fails_closed_at_once_and_says_why(t
 
 
 async def test_a_linked_body_renews_the_lease_of_a_task_it_holds(tmp_path: Path, home: Path) -> None:
-    db, port = tmp_path / "brain.db", _free_port()
-    tokens = await _tokens(db)
-    url = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {tokens['captain']}"}
-    async with brain_on(port, db, lease_s=2, sweep_interval_s=0.1), httpx.AsyncClient(base_url=url) as http:
-        queued = (await http.post("/v1/tasks", json={"title": "longer than a lease"}, headers=headers)).json()
-        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+    async with brain_with_captain(tmp_path, lease_s=2, sweep_interval_s=0.1) as brain:
+        queued = (await brain.captain.post("/v1/tasks", json={"title": "longer than a lease"})).json()
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
             assert body.link is not None
             async with anyio.create_task_group() as tg:
@@ -422,13 +418,9 @@ async def test_a_linked_body_renews_the_lease_of_a_task_it_holds(tmp_path: Path,
 
 
 async def test_a_claim_whose_lease_ran_out_is_reported_lost(tmp_path: Path, home: Path) -> None:
-    db, port = tmp_path / "brain.db", _free_port()
-    tokens = await _tokens(db)
-    url = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {tokens['captain']}"}
-    async with brain_on(port, db, lease_s=1, sweep_interval_s=0.1), httpx.AsyncClient(base_url=url) as http:
-        queued = (await http.post("/v1/tasks", json={"title": "t"}, headers=headers)).json()
-        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+    async with brain_with_captain(tmp_path, lease_s=1, sweep_interval_s=0.1) as brain:
+        queued = (await brain.captain.post("/v1/tasks", json={"title": "t"})).json()
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
             assert body.link is not None  # not running: nothing renews (still within the failsafe's grace)
             took = await body.call_tool("next_task", {"rationale": "work"})
