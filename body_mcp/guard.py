@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
+import anyio.lowlevel
 from pydantic import ValidationError
 
 from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs, ToolResult
@@ -191,9 +192,15 @@ class ExecuteGuard:
         # While a command runs against an overlay of the workspace, nothing may change its lower layer.
         lock = body.workspace_lock
         try:
-            lock.acquire_nowait()  # (the usual case: free; no checkpoint frames)
+            lock.acquire_nowait()  # (the usual case: free)
         except anyio.WouldBlock:
             await lock.acquire()
+        else:
+            try:
+                await anyio.lowlevel.checkpoint_if_cancelled()  # as `acquire` does: a cancelled call runs nothing
+            except BaseException:
+                lock.release()
+                raise
         try:
             return await ctx.spec.handler(body, ctx, ctx.args)
         finally:

@@ -460,6 +460,22 @@ def test_a_damaged_breaker_state_reads_as_open_and_recovers_through_a_trial(work
         body.close()
 
 
+async def test_a_call_cancelled_before_it_runs_changes_nothing(workspace: Path, home: Path) -> None:
+    import anyio
+
+    body = make_body(workspace, home)
+    try:
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # the workspace lock is free: taking it is still where a cancelled call stops
+            await body.call_tool("write_file", {"path": "a.txt", "content": "x", "rationale": "cancelled"})
+        assert not (workspace / "a.txt").exists()
+        event = body.audit.tail(1)[0]
+        assert (event.tool, event.outcome, event.code) == ("write_file", "failed", "cancelled")
+        assert not body.workspace_lock.locked()
+    finally:
+        body.close()
+
+
 def test_a_cancelled_trial_reopens_the_breaker(workspace: Path, home: Path) -> None:
     clock = Clock()
     body = make_body(workspace, home, {"limits": {"breaker_consecutive_failures": 1}}, clock=clock)
