@@ -123,8 +123,7 @@ class StateDB:
     def __init__(self, path: Path, *, durability: Durability = "power_loss") -> None:
         self.path = path
         self.durability: Durability = durability
-        self._synchronous = "FULL" if durability == "power_loss" else "NORMAL"
-        self.conn = _connect(path, self._synchronous)
+        self.conn = _connect(path, "FULL" if durability == "power_loss" else "NORMAL")
         self._lock = threading.RLock()
         self._migrate()
 

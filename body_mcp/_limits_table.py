@@ -326,10 +326,12 @@ class LimitsTable:
         _SLOT.pack_into(self._map, at, token, expires, f + files, a + api_calls, u + usd_micro, trial, pid, started)
         return True
 
-    def free(self, slot: int, token: int) -> None:
-        """Give a slot back, unless another call has it now."""
-        if self.holds(slot, token):
-            self._map[_OCCUPANCY_AT + slot] = 0
+    def free(self, slot: int, token: int) -> bool:
+        """Give a slot back, unless another call has it now; whether it did."""
+        if not self.holds(slot, token):
+            return False
+        self._map[_OCCUPANCY_AT + slot] = 0
+        return True
 
     def _alive(self, pid: int, started: int) -> bool:
         if pid == self._pid and started == self._started:

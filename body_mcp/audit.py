@@ -46,8 +46,8 @@ def new_action_id() -> str:
     return f"act_{time.time_ns():x}{random.getrandbits(32):08x}"
 
 
-def canonical_json(value: Any) -> str:
-    return _json.canonical(value)
+canonical_json = _json.canonical
+"""What the chain signs: `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`."""
 
 
 def with_mac(signed: str, mac: str) -> str:
@@ -158,7 +158,6 @@ class AuditStore:
 
     def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, body_id: str) -> None:
         self._db = db
-        self._key = key
         self._hmac = _HmacSha256(key)
         self._anchor_path = anchor_path
         self.body_id = body_id
@@ -181,7 +180,7 @@ class AuditStore:
     # -- chain arithmetic --------------------------------------------------------------
 
     def _genesis(self) -> str:
-        return hmac.new(self._key, b"swarm-audit-genesis:" + self.body_id.encode(), hashlib.sha256).hexdigest()
+        return self._hmac.hexdigest(b"swarm-audit-genesis:" + self.body_id.encode())
 
     def _mac(self, payload: dict[str, Any]) -> str:
         return self._mac_of(canonical_json(payload))

@@ -21,6 +21,7 @@ from shared_protocol import Impact, RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.decisions import classify
+from shared_protocol.tools import BrainState
 
 from ._db import StateDB
 from .audit import Appended, AuditStore, EventDraft, keep_retention, new_action_id, redact_arguments
@@ -122,13 +123,12 @@ class Body:
             ),
             record=self._record_snapshot,
         )
-        """Claim tokens of the tasks this body's agents hold (task id → token)."""
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
         self._sandbox: Sandbox | None = sandbox
         self._sandbox_error: str | None = None
 
     @property
-    def brain_state(self) -> Literal["connected", "unreachable", "refused", "standalone"]:
+    def brain_state(self) -> BrainState:
         return "standalone" if self.link is None else self.link.status
 
     def _kill_running_commands(self) -> None:
@@ -177,9 +177,7 @@ class Body:
         )
 
     async def _reopen_if_replaced(self) -> None:
-        """A restore swaps the workspace directory: drop the stale descriptor and open the new one."""
-        if not self.workspace.replaced():
-            return
+        """A restore swaps the workspace directory (`call_tool` saw it): drop the stale descriptor, open the new one."""
         async with self.workspace_lock:
             if not self.workspace.replaced():
                 return

@@ -16,7 +16,6 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import anyio
 
@@ -30,6 +29,7 @@ from shared_protocol.brain import (
     RegisterRequest,
     RenewRequest,
 )
+from shared_protocol.tools import LinkState
 
 from ._db import StateDB
 from .brain_client import BrainClient, BrainRejected, BrainUnavailable, kill_state_from
@@ -112,7 +112,7 @@ class BrainLink:
         return RELEASED
 
     @property
-    def status(self) -> Literal["connected", "unreachable", "refused"]:
+    def status(self) -> LinkState:
         if self._refused is not None:
             return "refused"
         return "connected" if self._clock() - self._last_heard <= self.failsafe_s else "unreachable"

@@ -163,10 +163,8 @@ class Limits:
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation for a call that was refused after reserving (it counts for nothing)."""
         with self._table as table:
-            if table.holds(reservation.slot, reservation.token):
-                table.free(reservation.slot, reservation.token)
-                if reservation.trial:
-                    table.set_breaker(state="open", opened_at=self._clock())
+            if table.free(reservation.slot, reservation.token) and reservation.trial:
+                table.set_breaker(state="open", opened_at=self._clock())
 
     def settle(self, reservation: Reservation, actual: Impact, *, failed: bool, cancelled: bool = False) -> None:
         """The call is done (and audited): count what it did instead of what it reserved, and feed the breaker.
@@ -207,7 +205,7 @@ class Limits:
         """A limit refused a call (run holding the table): enough of them in the window open the breaker."""
         table = self._table
         breaches = table.breach(now, self.config.breaker_window_s)
-        if breaches >= self.config.breaker_breaches and table.breaker().state == "closed":
+        if breaches >= self.config.breaker_breaches and table.breaker_closed():
             table.set_breaker(state="open", opened_at=now)
 
     # -- reporting ---------------------------------------------------------------------

@@ -16,7 +16,6 @@ from shared_protocol.brain import Claimant, CompensationKind, Decision, KillStat
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend, link_batch, seqs_to_look_up
-from .exceptions import KeyReused
 from .state import (
     KILL_RELEASED,
     BodyRecord,
@@ -28,6 +27,7 @@ from .state import (
     TaskKey,
     TokenRecord,
     check_holder,
+    check_key,
     conflicts_of,
     not_current_claim,
     same_question,
@@ -184,16 +184,12 @@ class MemoryStateEngine:
         if key is not None:
             seen = self._task_keys.get((key.token_id, key.key))
             if seen is not None:
-                return self._keyed_task(key, *seen)
+                check_key(key, seen[0])
+                return self._tasks[seen[1]]
             self._task_keys[(key.token_id, key.key)] = (key.request_sha256, task.id)
         self._tasks[task.id] = task
         self._log.append(log)
         return task
-
-    def _keyed_task(self, key: TaskKey, request_sha256: str, task_id: str) -> Task:
-        if request_sha256 != key.request_sha256:
-            raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
-        return self._tasks[task_id]
 
     async def task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)

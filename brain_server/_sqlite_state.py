@@ -27,7 +27,6 @@ from shared_protocol.decisions import DecisionState
 
 from ._schema import migrate
 from .audit import AuditAppend, link_batch, seqs_to_look_up
-from .exceptions import KeyReused
 from .settings import Durability
 from .state import (
     TASK_ROW_FIELDS,
@@ -40,6 +39,7 @@ from .state import (
     TaskKey,
     TokenRecord,
     check_holder,
+    check_key,
     conflicts_of,
     iso,
     not_current_claim,
@@ -358,8 +358,7 @@ class SqliteStateEngine:
                 ) as cursor:
                     seen = await cursor.fetchone()
                 if seen is not None:
-                    if seen[0] != key.request_sha256:
-                        raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
+                    check_key(key, seen[0])
                     async with conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (seen[1],)) as cursor:
                         row = await cursor.fetchone()
                     assert row is not None, "a keyed task is never deleted"

@@ -91,9 +91,7 @@ class _Api:
         await speak_for(self.brain.state, who, body_id, at=self.brain.now())
 
     async def status(self, request: Request, who: Principal) -> Response:
-        if who.role != "body":
-            return json_response(await self.brain.status())
-        return json_response(await self.brain.status(for_body=who.body_id or ""))  # (unbound: no body yet)
+        return json_response(await self.brain.status(for_body=who.sees_only))
 
     async def kill(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, KillRequest)
@@ -152,11 +150,8 @@ class _Api:
         return json_response(decision, 201 if created else 200)
 
     async def decision(self, request: Request, who: Principal) -> Response:
-        decision_id = request.path_params["decision_id"]
-        if who.role != "body":
-            return json_response(await self.brain.decision(decision_id))
-        # A body reads its own decisions only (an unbound token has none): others' are not found, not forbidden.
-        return json_response(await self.brain.decision(decision_id, for_body=who.body_id or ""))
+        # A body reads its own decisions only: others' are not found, not forbidden.
+        return json_response(await self.brain.decision(request.path_params["decision_id"], for_body=who.sees_only))
 
     def answer(self, verb: Verb) -> Handler:
         async def handler(request: Request, who: Principal) -> Response:

@@ -57,6 +57,12 @@ class Principal:
     """The body a body token was bound to when the request was authenticated (None: not bound yet)."""
 
     @property
+    def sees_only(self) -> str | None:
+        """The one body whose bodies and decisions this token may see (a body token: its own, "" while unbound,
+        so none); None: every body's (approvers and captains)."""
+        return None if self.role != "body" else (self.body_id or "")
+
+    @property
     def name(self) -> str:
         """The label if the token has one, else its id."""
         return self.label or self.token_id
@@ -131,10 +137,10 @@ async def speak_for(state: StateEngine, who: Principal, body_id: str, *, at: dat
 def own_body(who: Principal) -> str:
     """The body a request that names none acts for (a task outcome: the claimant's), which is `who`'s bound body.
 
-    A body token not bound yet has claimed nothing, so it has no outcome to report: `BodyMismatch`.
+    A body token not bound yet has claimed nothing, so it has no task to renew or finish: `BodyMismatch`.
     """
     if who.body_id is None:
-        raise BodyMismatch("this body token is bound to no body yet: it may only report outcomes of its own claims")
+        raise BodyMismatch("this body token is bound to no body yet, so it holds no claim on any task")
     return who.body_id
 
 

@@ -29,7 +29,7 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend
-from .exceptions import BodyMismatch, NotFound, StaleClaim
+from .exceptions import BodyMismatch, KeyReused, NotFound, StaleClaim
 from .wake.records import AnswerToken, Escalation
 
 LogAction = Literal[
@@ -270,6 +270,12 @@ def same_question(a: Decision, b: Decision) -> bool:
         and a.action == b.action
         and a.needs == b.needs
     )
+
+
+def check_key(key: TaskKey, first_request_sha256: str) -> None:
+    """`KeyReused` unless `key` comes with the request it first came with."""
+    if first_request_sha256 != key.request_sha256:
+        raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
 
 
 def not_current_claim(task_id: str, row: Mapping[str, Any] | None) -> NotFound | StaleClaim:

@@ -252,11 +252,16 @@ class Budget(ProtocolModel):
     window_s: int
 
 
+LinkState = Literal["connected", "unreachable", "refused"]
+"""A linked body's brain: connected, unreachable (failsafe), or refused (it answers but refuses this body's token)."""
+BrainState = LinkState | Literal["standalone"]
+
+
 class StatusResult(ToolResult):
     kill_switch: Literal["engaged", "released"]
     kill_reason: str | None = None
     mode: Literal["shadow", "live"]
-    brain: Literal["connected", "unreachable", "refused", "standalone"] = Field(
+    brain: BrainState = Field(
         description="A linked body's brain: connected, unreachable (failsafe), refused (it answers but refuses this "
         "body's token: revoked, or bound to another body), or standalone (no brain)."
     )

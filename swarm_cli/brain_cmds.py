@@ -113,24 +113,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database(args: argparse.Namespace, *, create: bool = False) -> tuple[Path, BrainSettings]:
-    """The brain's database (`--db`, `--config`, else `$SWARM_HOME/brain.db`), which must exist unless `create`."""
+def _database(args: argparse.Namespace, *, create: bool = False) -> BrainSettings:
+    """The settings naming the brain's database (`--db`, `--config`, else `$SWARM_HOME/brain.db`), which must
+    exist unless `create`."""
     settings = load_settings(config=args.config, db=args.db)
     assert settings.db is not None
     if not create and not settings.db.exists():
         raise UserError(f"no brain database at {settings.db} (pass --db PATH, or create a token first)")
-    return settings.db, settings
+    return settings
 
 
-def _on_state(db: Path, settings: BrainSettings, work: Callable[[StateEngine], Awaitable[T]]) -> T:
-    """Run `work` on the database, which a running brain may be using too.
+def _on_state(settings: BrainSettings, work: Callable[[StateEngine], Awaitable[T]]) -> T:
+    """Run `work` on the settings' database, which a running brain may be using too.
 
     SQLite's write lock serialises the two, and the brain reads tokens on every request, so what is written
     here counts from the brain's next request.
     """
 
     async def run() -> T:
-        state = await SqliteStateEngine.open(db, durability=settings.durability)
+        assert settings.db is not None
+        state = await SqliteStateEngine.open(settings.db, durability=settings.durability)
         try:
             return await work(state)
         finally:
@@ -154,39 +156,39 @@ def describe_token(token: TokenRecord) -> str:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    db, settings = _database(args, create=True)
+    settings = _database(args, create=True)
     role = cast(Role, args.role)
 
     async def create(state: StateEngine) -> str:
         return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC))
 
-    token = _on_state(db, settings, create)
+    token = _on_state(settings, create)
     print(token, flush=True)
-    print(f"created a {role} token in {db} (shown once: store it now)", file=sys.stderr)
+    print(f"created a {role} token in {settings.db} (shown once: store it now)", file=sys.stderr)
     return 0
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    db, settings = _database(args)
+    settings = _database(args)
 
     async def tokens(state: StateEngine) -> list[TokenRecord]:
         return await state.tokens()
 
-    found = _on_state(db, settings, tokens)
+    found = _on_state(settings, tokens)
     for token in found:
         print(describe_token(token), flush=True)
     if not found:
-        print(f"no tokens in {db} (see `swarm brain token create`)", file=sys.stderr)
+        print(f"no tokens in {settings.db} (see `swarm brain token create`)", file=sys.stderr)
     return 0
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    db, settings = _database(args)
+    settings = _database(args)
 
     async def revoke(state: StateEngine) -> TokenRecord:
         return await revoke_token(state, args.token_id, reason=args.reason, at=datetime.now(UTC))
 
-    before = _on_state(db, settings, revoke)
+    before = _on_state(settings, revoke)
     if before.revoked_at is not None:
         print(f"token {before.id} was revoked already (at {_when(before.revoked_at)}): nothing changed", flush=True)
         return 0
@@ -223,8 +225,7 @@ def add_parsers(sub: _Subparsers) -> None:
     p.set_defaults(func=_guarded(cmd_serve))
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8765)")
-    p.add_argument("--db", metavar="PATH", help="state file (default $SWARM_HOME/brain.db)")
-    p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+    _database_args(p)
 
     token = brain_sub.add_parser("token", help="manage the brain's bearer tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="SUBCOMMAND")

@@ -49,9 +49,10 @@ async def next_task(body: Body, ctx: CallContext, args: NextTaskArgs) -> NextTas
 
 
 async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) -> ReportOutcomeResult:
-    claim = body.link.claims.get(args.task_id) if body.link is not None else None
-    if body.link is None or claim is None:
-        lost = body.link.lost_claims.get(args.task_id) if body.link is not None else None
+    link = body.link
+    claim = link.claims.get(args.task_id) if link is not None else None
+    if link is None or claim is None:
+        lost = link.lost_claims.get(args.task_id) if link is not None else None
         raise ToolRefused(
             f"this body's claim on task '{args.task_id}' was lost: {lost}"
             if lost is not None
@@ -60,7 +61,7 @@ async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) 
             rule="tasks.claim",
         )
     try:
-        task = await body.link.client.outcome(
+        task = await link.client.outcome(
             args.task_id,
             OutcomeRequest(
                 claim_token=claim.token,
@@ -71,13 +72,13 @@ async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) 
             ),
         )
     except BrainRejected as exc:
-        body.link.release(args.task_id)
+        link.release(args.task_id)
         raise ToolRefused(
             f"the brain refused the outcome: {exc.error.message}", code=RefusalCode.NOT_FOUND, rule="tasks.claim"
         ) from exc
     except BrainUnavailable as exc:
         raise _brain_down(exc) from exc
-    body.link.release(args.task_id)
+    link.release(args.task_id)
     ctx.detail["task_id"] = args.task_id
     return ReportOutcomeResult(action_id=ctx.action_id, task=task)
 
