@@ -8,10 +8,16 @@ event ahead of its anchor is the crash window between the two writes, not tamper
 
 Appends from several processes (two bodies, the CLI) are serialised by an `flock` on the
 anchor file held from `BEGIN` to the anchor write, so anchors are written in chain order.
+
+A serving body writes a call's anchor after its reply (`append(anchor_later=True)`, then `anchor()`):
+the event itself is committed before the reply, and the store keeps the flock until the anchor is
+written, and writes any anchor still owed before its next commit, so the database is never more than
+that one event ahead of its anchor, the state a crash between commit and anchor leaves anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -168,10 +174,18 @@ class AuditStore:
         self._thread_lock = threading.Lock()
         self._head: tuple[int, str] | None = None
         """(seq, mac) of the event this store last committed."""
+        self._owed: tuple[int, str] | None = None
+        """A committed head whose anchor is not written yet (`anchor_later`, or a failed write to retry)."""
+        self._retrying = False
+        self._locked = False
+        """This store holds the anchor's flock between appends (an anchor is owed after a reply)."""
         self._closed = False
 
     def close(self) -> None:
-        """Let go of the anchor file (idempotent); appending afterwards raises instead of writing to a reused fd."""
+        """Write any owed anchor and let go of the anchor file (idempotent); appending afterwards raises instead
+        of writing to a reused fd."""
+        with contextlib.suppress(OSError):  # (an anchor that cannot be written: as after a crash, one behind)
+            self.anchor()
         with self._thread_lock:
             if not self._closed:
                 self._closed = True
@@ -190,25 +204,82 @@ class AuditStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    def append(self, draft: EventDraft, *, also: Callable[[sqlite3.Connection], None] | None = None) -> Appended:
+    def append(
+        self,
+        draft: EventDraft,
+        *,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+        anchor_later: bool = False,
+    ) -> Appended:
         """Commit one event (and `also`, in the same transaction), then anchor the new head.
 
-        Returns only once the transaction is committed with the configured durability.
+        Returns only once the transaction is committed with the configured durability. With `anchor_later`
+        the anchor is owed until `anchor()` (or the next append) writes it, and the flock is held till then.
         """
         with self._thread_lock:
             if self._closed:
                 raise RuntimeError("the audit store is closed")
-            fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
+            if not self._locked:
+                fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
+                self._locked = True
             try:
+                if self._owed is not None:
+                    self._pay_anchor()  # never two events ahead of the anchor
                 with self._db.write() as conn:
                     if also is not None:
                         also(conn)
                     event = self._insert(conn, draft)
                 self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
-                self._write_anchor(event.seq, event.mac)
-            finally:
-                fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
+                self._owed = self._head
+                if anchor_later:
+                    return event
+                self._pay_anchor()
+            except BaseException:
+                self._unlock()
+                raise
+            self._unlock()
         return event
+
+    def anchor(self) -> None:
+        """Write the anchor an `anchor_later` append owes, and let other processes append again.
+
+        A failed write is raised, and retried before this store's next commit (and by `anchor()`).
+        """
+        with self._thread_lock:
+            if self._owed is None or self._closed:
+                return
+            if not self._locked:
+                fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
+                self._locked = True
+            try:
+                self._pay_anchor()
+            finally:
+                self._unlock()
+
+    @property
+    def anchor_owed(self) -> bool:
+        return self._owed is not None
+
+    def _pay_anchor(self) -> None:
+        """Write the owed anchor (flock held); a retry first checks that no other process anchored past it."""
+        owed = self._owed
+        assert owed is not None and self._locked
+        if self._retrying:  # the flock was let go after the failed write: another process may have appended
+            current = self._read_anchor()
+            if current is not None and current[0] >= owed[0]:
+                self._owed, self._retrying = None, False
+                return
+        try:
+            self._write_anchor(*owed)
+        except BaseException:
+            self._retrying = True
+            raise
+        self._owed, self._retrying = None, False
+
+    def _unlock(self) -> None:
+        if self._locked:
+            self._locked = False
+            fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
 
     def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
         """Chain `draft` onto the head (call it inside `append`, which holds the locks).
@@ -349,6 +420,8 @@ class AuditStore:
         if anchor is None:
             if not events:
                 return VerifyReport(ok=True, events=0, anchor="empty")
+            if len(events) == 1 and events[0].seq == 1:  # the first event ever, its anchor not written yet
+                return VerifyReport(ok=True, events=1, anchor="one_behind")
             return VerifyReport(ok=False, events=count, problem="anchor file missing or empty", anchor="missing")
         seq, mac = anchor
         head = events[-1] if events else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -17,7 +18,7 @@ import anyio
 import httpx
 
 from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
-from shared_protocol import Impact, RefusalCode
+from shared_protocol import Impact, Refusal, RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.decisions import classify
@@ -43,6 +44,9 @@ from .tools.exec import HeldKey, HeldRun
 from .undo import UndoStore
 
 logger = logging.getLogger(__name__)
+
+_AFTER_REPLY_AT_MOST_S = 0.005
+"""How long work left for after a reply may wait when no reply is written (a cancelled call)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -102,6 +106,11 @@ class Body:
         self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in ALL_TOOLS}
         self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
         self.workspace_lock = anyio.Lock(fast_acquire=True)
+        self.replies_flushed = False
+        """Set by a transport that calls `after_reply()` once each reply is written (stdio): a call's anchor
+        write and budget settling then happen after its reply is on its way, not before."""
+        self._after_reply: list[Callable[[], object]] = []
+        self._after_reply_timer: asyncio.TimerHandle | None = None
         self.held_runs: dict[HeldKey, HeldRun] = {}
         self.rules = approval_thresholds(config)
         self.local_decisions = LocalDecisionStore(
@@ -155,6 +164,10 @@ class Body:
         return self._sandbox
 
     def close(self) -> None:
+        if self._after_reply_timer is not None:
+            self._after_reply_timer.cancel()
+            self._after_reply_timer = None
+        self.after_reply()
         self.workspace.close()
         self.audit.close()
         self.limits.close()
@@ -228,13 +241,53 @@ class Body:
         finally:
             stop.set()
 
+    def after_reply(self) -> None:
+        """Do what earlier calls left for after their replies: the transport calls this once a reply is written;
+        the next call, `close` and a short timer make sure it happens even when no reply was written."""
+        work, self._after_reply = self._after_reply, []
+        for item in work:
+            try:
+                item()
+            except Exception:  # (an anchor that failed is owed still: the next call retries it before running)
+                logger.exception("work left for after a reply failed")
+
+    def _after_reply_soon(self) -> None:
+        if self._after_reply_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # (not on an asyncio loop: nothing could run it later, so now)
+                self.after_reply()
+                return
+            self._after_reply_timer = loop.call_later(_AFTER_REPLY_AT_MOST_S, self._after_reply_due)
+
+    def _after_reply_due(self) -> None:
+        self._after_reply_timer = None
+        self.after_reply()
+
     async def call_tool(self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None) -> CallOutcome:
+        if self._after_reply:
+            self.after_reply()
+        action_id = new_action_id()
+        if self.audit.anchor_owed:
+            # An anchor write failed after an earlier reply. Until it succeeds, nothing runs: the trail could
+            # not be kept whole, so this refusal cannot be audited either.
+            try:
+                self.audit.anchor()
+            except OSError as exc:
+                message = f"the audit trail's anchor cannot be written ({exc.strerror or exc}); nothing ran"
+                refusal = Refusal(code=RefusalCode.IO_ERROR, rule="audit.anchor", message=message, action_id=action_id)
+                return CallOutcome(
+                    is_error=True,
+                    structured=refusal.model_dump(mode="json"),
+                    text=f"Refused [{refusal.code.value}] {message} (action {action_id}, not audited)",
+                    action_id=action_id,
+                )
         if self.workspace.replaced():
             # If the workspace is missing mid-restore, the guard meets that too and refuses the call, audited.
             with contextlib.suppress(ToolRefused):
                 await self._reopen_if_replaced()
         ctx = CallContext(
-            action_id=new_action_id(),
+            action_id=action_id,
             tool=name,
             raw_arguments=dict(arguments or {}),
             agent=self.settings.agent or client or "unknown",
@@ -304,13 +357,29 @@ class Body:
             for extra in ctx.also:
                 extra(conn)
 
+        # Settled after the audit commit (dying in between leaves the call in flight, counted in full until
+        # reclaimed), and even if the commit failed: what the call did still counts, and its slot is freed.
+        settle = (
+            None
+            if reservation is None
+            else partial(self.limits.settle, reservation, ctx.impact, failed=failed, cancelled=cancelled)
+        )
+        # With a transport that says when the reply is written, the anchor and the settling wait for it: the
+        # event is committed before the reply, and the next call does both first if they have not happened.
+        later = self.replies_flushed and not cancelled
         try:
-            event = self.audit.append(draft, also=also)
-        finally:
-            if reservation is not None:
-                # After the audit commit (dying in between leaves the call in flight, counted in full until
-                # reclaimed), and even if it failed: what the call did still counts, and its slot is freed.
-                self.limits.settle(reservation, ctx.impact, failed=failed, cancelled=cancelled)
+            event = self.audit.append(draft, also=also, anchor_later=later)
+        except BaseException:
+            if settle is not None:
+                settle()
+            raise
+        if later:
+            self._after_reply.append(self.audit.anchor)
+            if settle is not None:
+                self._after_reply.append(settle)
+            self._after_reply_soon()
+        elif settle is not None:
+            settle()
         if self.link is not None:
             self.link.new_events.set()
         return event

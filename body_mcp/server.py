@@ -7,7 +7,14 @@ is refused and audited like any other refusal, not rejected by the SDK unseen.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import fcntl
+import io
+import os
+import sys
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import anyio
 import mcp_types as types
@@ -67,12 +74,51 @@ def build_server(body: Body) -> Server[Any]:
     )
 
 
+class _ReplyWire(anyio.AsyncFile[str]):
+    """The stdout the SDK writes messages to, telling the body each time one has been flushed to the client."""
+
+    def __init__(self, fp: TextIO, after_reply: Callable[[], None]) -> None:
+        super().__init__(fp)
+        self._after_reply = after_reply
+
+    async def flush(self) -> None:
+        await super().flush()
+        self._after_reply()
+
+
+@contextmanager
+def _claimed_stdout() -> Generator[TextIO]:
+    """fd 1 is the wire: messages go to a private duplicate of it while fd 1 points at stderr, so that stray
+    output (ours, a library's, a child's) cannot land in the middle of a message. Restored on exit."""
+    sys.stdout.flush()
+    try:
+        wire = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    except OSError:
+        wire = 1  # no descriptor to spare: serve fd 1 itself, undiverted
+    else:
+        with contextlib.suppress(OSError):
+            os.dup2(2, 1)
+    try:
+        # closefd=False: a worker thread may still be blocked writing to it when serving ends.
+        yield io.TextIOWrapper(os.fdopen(wire, "wb", closefd=False), encoding="utf-8")
+    finally:
+        if wire != 1:
+            with contextlib.suppress(OSError):
+                os.dup2(wire, 1)
+
+
 async def serve_stdio(body: Body) -> None:
     server = build_server(body)
     async with anyio.create_task_group() as background:
         background.start_soon(body.background)
-        async with stdio_server() as (read_stream, write_stream):
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+        with _claimed_stdout() as stdout:
+            body.replies_flushed = True
+            try:
+                async with stdio_server(stdout=_ReplyWire(stdout, body.after_reply)) as (read_stream, write_stream):
+                    await server.run(read_stream, write_stream, server.create_initialization_options())
+            finally:
+                body.replies_flushed = False
+                body.after_reply()
         background.cancel_scope.cancel()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -358,3 +360,102 @@ def test_an_append_after_close_raises_and_writes_nothing(body: Body) -> None:
             body.record_human(action="note", rationale="after close")
         assert reused.read(16) == b"SQLite format 3\x00"
     assert body.paths.anchor.read_text() == f"{event.seq:020d} {event.mac}\n"
+
+
+def _anchor(body: Body) -> str:
+    return body.paths.anchor.read_text()
+
+
+def _head(body: Body) -> str:
+    head = body.audit.tail(1)[0]
+    return f"{head.seq:020d} {head.mac}\n"
+
+
+async def test_after_a_reply_the_anchor_is_owed_one_event_at_most_and_other_writers_wait_for_it(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home)
+    other = make_body(workspace, home)  # another process's store: its own descriptor, so its own flock
+    try:
+        body.replies_flushed = True  # as the stdio transport sets it
+        first = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+        assert not first.is_error
+        assert _anchor(body) != _head(body)
+        report = body.audit.verify()
+        assert report.ok and report.anchor == "one_behind", report.summary()
+
+        done = threading.Event()
+
+        def append_elsewhere() -> None:
+            other.record_human(action="note", rationale="waits for the owed anchor")
+            done.set()
+
+        thread = threading.Thread(target=append_elsewhere)
+        thread.start()
+        assert not done.wait(0.3)  # the flock is held until the anchor is written
+        body.after_reply()  # what the transport does once the reply is written
+        assert done.wait(5)
+        thread.join()
+        report = body.audit.verify()
+        assert report.ok and report.anchor == "match", report.summary()
+
+        # A call whose anchor is still owed pays it before its own commit: never two events ahead.
+        for n in range(3):
+            await body.call_tool("write_file", {"path": f"b{n}.txt", "content": "x", "rationale": "r"})
+            assert body.audit.verify().anchor == "one_behind"
+    finally:
+        body.close()  # writes what is owed
+        other.close()
+    reopened = make_body(workspace, home)
+    try:
+        assert _anchor(reopened) == _head(reopened)
+    finally:
+        reopened.close()
+
+
+async def test_an_owed_anchor_is_written_soon_even_when_no_reply_is_written(body: Body) -> None:
+    body.replies_flushed = True
+    await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+    with anyio.fail_after(2):
+        while _anchor(body) != _head(body):
+            await anyio.sleep(0.005)
+    assert not body.audit.anchor_owed
+
+
+async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_call_until_it_can(
+    body: Body, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    body.replies_flushed = True
+    ok_ = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+    assert not ok_.is_error
+    written = _head(body)
+
+    def broken(seq: int, mac: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(body.audit, "_write_anchor", broken)
+    body.after_reply()
+    assert "work left for after a reply failed" in caplog.text
+    assert body.audit.anchor_owed
+    events = len(body.audit.tail(100))
+
+    refused = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
+    assert refused.is_error
+    assert refused.structured["code"] == "io_error" and refused.structured["rule"] == "audit.anchor"
+    assert "Input/output error" in refused.structured["message"]
+    assert not (body.workspace.root / "b.txt").exists()
+    assert len(body.audit.tail(100)) == events  # nothing ran, so nothing to audit (nor could it be)
+
+    # Meanwhile another process may append (the flock was let go), and the retry must not move its anchor back.
+    other = make_body(body.workspace.root, body.settings.home)
+    try:
+        other.record_human(action="note", rationale="appended while the first body's anchor failed")
+    finally:
+        other.close()
+    monkeypatch.undo()
+    again = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
+    assert not again.is_error
+    body.after_reply()
+    assert _anchor(body) == _head(body) != written
+    report = body.audit.verify()
+    assert report.ok and report.anchor == "match", report.summary()

@@ -133,3 +133,18 @@ async def test_sigkill_during_a_stream_of_writes_keeps_the_chain_valid_and_every
         assert missing == []
     finally:
         body.close()
+
+
+def test_stray_output_while_serving_goes_to_stderr_not_into_the_wire() -> None:
+    script = (
+        "import os, sys\n"
+        "from body_mcp.server import _claimed_stdout\n"
+        "with _claimed_stdout() as wire:\n"
+        "    print('stray print', flush=True)\n"
+        "    os.write(1, b'stray fd write\\n')\n"
+        "    wire.write('message\\n'); wire.flush()\n"
+        "print('after serving')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout == "message\nafter serving\n"
+    assert "stray print" in done.stderr and "stray fd write" in done.stderr
