@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import logging
 import os
 import random
 import sqlite3
@@ -42,6 +43,8 @@ from shared_protocol.audit import AuditKind, AuditOutcome
 from . import _json
 from ._db import StateDB
 from ._factories import empty_dict, empty_list
+
+logger = logging.getLogger(__name__)
 
 _ANCHOR_LEN = 20 + 1 + 64 + 1
 _REDACTED_KEYS = frozenset({"content", "old_text", "new_text"})
@@ -223,15 +226,22 @@ class AuditStore:
                 fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
                 self._locked = True
             try:
+                unpaid = False
                 if self._owed is not None:
-                    self._pay_anchor()  # never two events ahead of the anchor
+                    try:
+                        self._pay_anchor()  # never two events ahead of the anchor
+                    except OSError:
+                        # What this event records has happened (a call already running): it is committed all
+                        # the same, and anchored at once below; if that fails too, the error is raised then.
+                        logger.exception("the audit anchor owed for event %s could not be written", self._owed[0])
+                        unpaid = True
                 with self._db.write() as conn:
                     if also is not None:
                         also(conn)
                     event = self._insert(conn, draft)
                 self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
                 self._owed = self._head
-                if anchor_later:
+                if anchor_later and not unpaid:
                     return event
                 self._pay_anchor()
             except BaseException:
@@ -265,8 +275,10 @@ class AuditStore:
         owed = self._owed
         assert owed is not None and self._locked
         if self._retrying:  # the flock was let go after the failed write: another process may have appended
+            # Only a later head skips the write: our own record may be in the page cache with its sync failed
+            # (reported once), so the same seq is written and synced again.
             current = self._read_anchor()
-            if current is not None and current[0] >= owed[0]:
+            if current is not None and current[0] > owed[0]:
                 self._owed, self._retrying = None, False
                 return
         try:

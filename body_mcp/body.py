@@ -164,9 +164,6 @@ class Body:
         return self._sandbox
 
     def close(self) -> None:
-        if self._after_reply_timer is not None:
-            self._after_reply_timer.cancel()
-            self._after_reply_timer = None
         self.after_reply()
         self.workspace.close()
         self.audit.close()
@@ -244,12 +241,16 @@ class Body:
     def after_reply(self) -> None:
         """Do what earlier calls left for after their replies: the transport calls this once a reply is written;
         the next call, `close` and a short timer make sure it happens even when no reply was written."""
-        work, self._after_reply = self._after_reply, []
-        for item in work:
+        work = self._after_reply
+        while work:
+            item = work.pop(0)  # one at a time: an interrupt leaves the rest for `close`
             try:
                 item()
             except Exception:  # (an anchor that failed is owed still: the next call retries it before running)
                 logger.exception("work left for after a reply failed")
+        if self._after_reply_timer is not None:
+            self._after_reply_timer.cancel()
+            self._after_reply_timer = None
 
     def _after_reply_soon(self) -> None:
         if self._after_reply_timer is None:

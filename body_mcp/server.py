@@ -88,23 +88,45 @@ class _ReplyWire(anyio.AsyncFile[str]):
 
 @contextmanager
 def _claimed_stdout() -> Generator[TextIO]:
-    """fd 1 is the wire: messages go to a private duplicate of it while fd 1 points at stderr, so that stray
-    output (ours, a library's, a child's) cannot land in the middle of a message. Restored on exit."""
-    sys.stdout.flush()
+    """fd 1 is the wire: messages go to a private duplicate of it while fd 1 points at stderr (or, with no
+    stderr, the null device), so that stray output (ours, a library's, a child's) cannot land in the middle
+    of a message. Restored on exit."""
+    _flush_stdout()
     try:
         wire = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
     except OSError:
         wire = 1  # no descriptor to spare: serve fd 1 itself, undiverted
     else:
-        with contextlib.suppress(OSError):
-            os.dup2(2, 1)
+        _divert_fd1()
     try:
-        # closefd=False: a worker thread may still be blocked writing to it when serving ends.
+        # closefd=False, and never closed: a worker thread may still be blocked writing to it when serving ends.
         yield io.TextIOWrapper(os.fdopen(wire, "wb", closefd=False), encoding="utf-8")
     finally:
         if wire != 1:
+            _flush_stdout()  # stray output still buffered belongs where it went while serving, not on the wire
             with contextlib.suppress(OSError):
                 os.dup2(wire, 1)
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:  # pyright: ignore[reportUnnecessaryComparison]  (None without a console)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+
+
+def _divert_fd1() -> None:
+    try:
+        os.fstat(2)
+        os.dup2(2, 1)
+        return
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):  # (failing that too: served undiverted, as the SDK does)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+        finally:
+            os.close(null)
 
 
 async def serve_stdio(body: Body) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from mcp import Client
 
 from body_mcp import Body
 from body_mcp.audit import canonical_json, keep_retention, with_mac
+from body_mcp.guard import CallContext, Next, default_guards
+from shared_protocol import ToolResult
 from shared_protocol.config import parse_config
 
 from ..conftest import make_body, require_binary
@@ -459,3 +462,100 @@ async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_cal
     assert _anchor(body) == _head(body) != written
     report = body.audit.verify()
     assert report.ok and report.anchor == "match", report.summary()
+
+
+async def test_an_append_pays_the_anchor_it_owes_before_committing_its_own_event(body: Body) -> None:
+    from body_mcp.audit import EventDraft
+
+    def draft(n: int) -> EventDraft:
+        return EventDraft(id=f"act_{n}", kind="human", agent="t", session="s", rationale=f"{n}", outcome="ok")
+
+    first = body.audit.append(draft(1), anchor_later=True)
+    assert body.audit.anchor_owed
+    second = body.audit.append(draft(2), anchor_later=True)  # no `anchor()` in between
+    assert _anchor(body) == f"{first.seq:020d} {first.mac}\n"
+    assert body.audit.verify().anchor == "one_behind"
+    body.audit.anchor()
+    assert _anchor(body) == f"{second.seq:020d} {second.mac}\n"
+
+
+async def test_a_failed_anchor_sync_is_written_and_synced_again_not_taken_from_the_page_cache(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    try:
+        body.replies_flushed = True
+        await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+        real = os.fdatasync
+        calls: list[str] = []
+
+        def fdatasync(fd: int) -> None:
+            if not calls:
+                calls.append("failed")
+                raise OSError(errno.EIO, "Input/output error")  # the write-back failed; reported this once
+            calls.append("synced")
+            real(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        body.after_reply()  # pwrite worked, its sync did not
+        assert calls == ["failed"] and _anchor(body) == _head(body)  # (the record is in the page cache)
+        assert body.audit.anchor_owed
+        body.audit.anchor()
+        assert calls == ["failed", "synced"]
+        assert not body.audit.anchor_owed
+    finally:
+        body.close()
+
+
+class _HoldCalls:
+    """A guard that holds calls writing `path` until `go` is set (a call already running when something fails)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.go, self.holding = path, anyio.Event(), anyio.Event()
+
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        if ctx.raw_arguments.get("path") == self.path:
+            self.holding.set()
+            await self.go.wait()
+        return await call_next(ctx)
+
+
+async def test_a_call_already_running_when_an_anchor_fails_is_still_audited_and_the_failure_raised(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold = _HoldCalls("b.txt")
+    body = make_body(workspace, home, guards=[hold, *default_guards()])
+    try:
+        body.replies_flushed = True
+        failure: list[BaseException] = []
+
+        async def call_b() -> None:
+            try:
+                await body.call_tool("write_file", {"path": "b.txt", "content": "b", "rationale": "runs on"})
+            except OSError as exc:
+                failure.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call_b)
+            await hold.holding.wait()  # B is past the start of its call
+            await body.call_tool("write_file", {"path": "a.txt", "content": "a", "rationale": "replied"})
+
+            def broken(seq: int, mac: str) -> None:
+                raise OSError(errno.EIO, "Input/output error")
+
+            monkeypatch.setattr(body.audit, "_write_anchor", broken)
+            body.after_reply()  # A's anchor fails after its reply
+            hold.go.set()
+        assert (workspace / "b.txt").read_text() == "b"
+        assert failure and "Input/output error" in str(failure[0])  # loud, to B's caller
+        recorded = [e for e in body.audit.tail(10) if e.tool == "write_file"]
+        assert [e.files for e in recorded] == [["a.txt"], ["b.txt"]]  # and B's change is in the trail
+
+        monkeypatch.undo()
+        again = await body.call_tool("write_file", {"path": "c.txt", "content": "c", "rationale": "r"})
+        assert not again.is_error
+        body.after_reply()
+        report = body.audit.verify()
+        assert report.ok and report.anchor == "match", report.summary()
+    finally:
+        body.close()

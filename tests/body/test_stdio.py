@@ -148,3 +148,17 @@ def test_stray_output_while_serving_goes_to_stderr_not_into_the_wire() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout == "message\nafter serving\n"
     assert "stray print" in done.stderr and "stray fd write" in done.stderr
+
+
+def test_with_stderr_closed_stray_output_is_dropped_not_written_into_the_wire() -> None:
+    script = (
+        "import os\n"
+        "from body_mcp.server import _claimed_stdout\n"
+        "with _claimed_stdout() as wire:\n"
+        "    os.write(1, b'stray\\n')\n"
+        "    wire.write('message\\n'); wire.flush()\n"
+    )
+    done = subprocess.run(
+        ["/bin/sh", "-c", f'exec "{sys.executable}" -c "$0" 2>&-', script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "message\n"
