@@ -29,6 +29,7 @@ from .state import (
     check_holder,
     check_key,
     conflicts_of,
+    iso,
     not_current_claim,
     same_question,
     task_from_row,
@@ -46,6 +47,7 @@ class MemoryStateEngine:
         self._kill: KillState = KILL_RELEASED
         self._bodies: dict[str, BodyRecord] = {}
         self._audit: dict[str, dict[int, AuditEvent]] = {}
+        self._audit_floor: dict[str, int] = {}
         self._decisions: dict[str, Decision] = {}
         self._tasks: dict[str, Task] = {}
         self._claim_tokens: dict[str, str] = {}
@@ -137,7 +139,8 @@ class MemoryStateEngine:
         chain = self._audit.setdefault(body_id, {})
         head = max(chain, default=0)
         stored = {seq: chain[seq].mac for seq in seqs_to_look_up(head, events) if seq in chain}
-        plan = link_batch(head, stored, events, log_start_seq=log_start_seq)
+        floor = self._audit_floor.get(body_id, 0)
+        plan = link_batch(head, stored, events, log_start_seq=log_start_seq, floor=floor)
         for event in plan.new:
             chain[event.seq] = event
         return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
@@ -145,6 +148,23 @@ class MemoryStateEngine:
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         chain = self._audit.get(body_id, {})
         return [chain[seq] for seq in sorted(chain) if seq > after_seq][:limit]
+
+    async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
+        cutoff = iso(before)
+        pruned: dict[str, int] = {}
+        for body_id, chain in sorted(self._audit.items()):
+            head = max(chain, default=0)
+            through = max((seq for seq, event in chain.items() if seq < head and event.ts < cutoff), default=0)
+            if not through:
+                continue
+            gone = [seq for seq in chain if seq <= through]
+            for seq in gone:
+                del chain[seq]
+            self._audit_floor[body_id] = through
+            pruned[body_id] = len(gone)
+        if pruned:
+            self._log.append(replace(log, detail={**log.detail, "pruned": pruned}))
+        return pruned
 
     # -- decisions -------------------------------------------------------------------------
 

@@ -186,6 +186,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (token_id, key)
     ) WITHOUT ROWID;
     """,
+    # v6: retention of the bodies' audit events (90 days): deleted only up to a body's prune mark, and never
+    # its newest event; the marks themselves are append-only
+    """
+    CREATE TABLE audit_prune_marks (body_id TEXT NOT NULL, through_seq INTEGER NOT NULL, at TEXT NOT NULL);
+    CREATE INDEX audit_prune_marks_body ON audit_prune_marks (body_id, through_seq);
+    CREATE TRIGGER audit_prune_marks_no_update BEFORE UPDATE ON audit_prune_marks
+        BEGIN SELECT RAISE(ABORT, 'audit_prune_marks is append-only'); END;
+    CREATE TRIGGER audit_prune_marks_no_delete BEFORE DELETE ON audit_prune_marks
+        BEGIN SELECT RAISE(ABORT, 'audit_prune_marks is append-only'); END;
+    DROP TRIGGER audit_events_no_delete;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        WHEN OLD.seq > (SELECT COALESCE(MAX(through_seq), 0) FROM audit_prune_marks WHERE body_id = OLD.body_id)
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    """,
 ]
 
 

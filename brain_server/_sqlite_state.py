@@ -270,7 +270,12 @@ class SqliteStateEngine:
             async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (body_id,)) as cursor:
                 row = await cursor.fetchone()
             head = int(row[0]) if row is not None and row[0] is not None else 0
-            wanted = sorted(seqs_to_look_up(head, events))
+            async with conn.execute(
+                "SELECT MAX(through_seq) FROM audit_prune_marks WHERE body_id = ?", (body_id,)
+            ) as cursor:
+                mark = await cursor.fetchone()
+            floor = int(mark[0]) if mark is not None and mark[0] is not None else 0
+            wanted = sorted(seq for seq in seqs_to_look_up(head, events) if seq > floor)
             stored: dict[int, str] = {}
             if wanted:
                 marks = ", ".join("?" * len(wanted))
@@ -278,7 +283,7 @@ class SqliteStateEngine:
                     f"SELECT seq, mac FROM audit_events WHERE body_id = ? AND seq IN ({marks})", (body_id, *wanted)
                 )
                 stored = {int(r["seq"]): str(r["mac"]) for r in rows}
-            plan = link_batch(head, stored, events, log_start_seq=log_start_seq)
+            plan = link_batch(head, stored, events, log_start_seq=log_start_seq, floor=floor)
             if plan.new:
                 await conn.executemany(
                     "INSERT INTO audit_events (body_id, seq, id, ts, mac, event, received_at) "
@@ -296,6 +301,30 @@ class SqliteStateEngine:
             (body_id, after_seq, limit),
         )
         return [AuditEvent.model_validate_json(row["event"]) for row in rows]
+
+    async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
+        pruned: dict[str, int] = {}
+        async with self._write() as conn:
+            # Per body: the newest seq older than the cutoff, below the body's newest event (which stays).
+            rows = await conn.execute_fetchall(
+                "SELECT e.body_id, MAX(e.seq) FROM audit_events AS e "
+                "WHERE e.ts < ? AND e.seq < (SELECT MAX(h.seq) FROM audit_events AS h WHERE h.body_id = e.body_id) "
+                "GROUP BY e.body_id ORDER BY e.body_id",
+                (iso(before),),
+            )
+            for body_id, through in rows:
+                # The mark is what lets the delete trigger pass, for this body's events up to it only.
+                await conn.execute(
+                    "INSERT INTO audit_prune_marks (body_id, through_seq, at) VALUES (?, ?, ?)",
+                    (body_id, through, iso(log.at)),
+                )
+                cursor = await conn.execute(
+                    "DELETE FROM audit_events WHERE body_id = ? AND seq <= ?", (body_id, through)
+                )
+                pruned[str(body_id)] = cursor.rowcount
+            if pruned:
+                await self._log(conn, replace(log, detail={**log.detail, "pruned": pruned}))
+        return pruned
 
     # -- decisions -------------------------------------------------------------------------
 

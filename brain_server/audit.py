@@ -7,8 +7,10 @@ check (seq 1 to its genesis; or, when the body pruned its older events before th
 shipped, the oldest seq it still holds, which the batch names as `log_start_seq`), so it is taken
 as it is. Any other start is a gap: a brain that lost a body's chain gets it again from the start.
 A resent event that is already stored is accepted if its `mac` is the stored one, and
-stores nothing. At the first event that does not link, the batch stops: the events before
-it are stored, none after it.
+stores nothing; one the brain has since pruned (`floor`: its retention deleted every seq up to
+there, always keeping a body's newest) cannot be compared any more, and also stores nothing.
+At the first event that does not link, the batch stops: the events before it are stored, none
+after it.
 """
 
 from __future__ import annotations
@@ -60,17 +62,25 @@ def seqs_to_look_up(head_seq: int, events: Sequence[AuditEvent]) -> set[int]:
 
 
 def link_batch(
-    head_seq: int, stored_macs: Mapping[int, str], events: Sequence[AuditEvent], *, log_start_seq: int = 1
+    head_seq: int,
+    stored_macs: Mapping[int, str],
+    events: Sequence[AuditEvent],
+    *,
+    log_start_seq: int = 1,
+    floor: int = 0,
 ) -> LinkPlan:
     """Decide which events of a batch extend the chain whose last stored event is `head_seq`.
 
-    `stored_macs` holds (at least) the macs of `seqs_to_look_up(head_seq, events)`.
+    `stored_macs` holds (at least) the macs of `seqs_to_look_up(head_seq, events)`; `floor` is the last seq
+    the brain's retention pruned (0: none), always below `head_seq`.
     """
     new: list[AuditEvent] = []
     accepted: dict[int, str] = {}
     next_seq = head_seq + 1 if head_seq > 0 else log_start_seq  # an empty chain starts where the body's log does
     prev_mac = stored_macs.get(head_seq)
     for event in events:
+        if event.seq <= floor:
+            continue  # stored once, pruned since: nothing left to compare it with, nothing to store again
         if event.seq < next_seq:
             known = accepted.get(event.seq) or stored_macs.get(event.seq)
             if known != event.mac:

@@ -143,6 +143,7 @@ async def _serve(
             if stop is not None:
                 group.start_soon(exit_on_stop, stop)
             group.start_soon(brain.run_sweeper)
+            group.start_soon(brain.run_retention)
             group.start_soon(partial(brain.escalator.run, interval_s=settings.sweep_interval_s))
             if settings.backup_interval_s > 0:
                 group.start_soon(

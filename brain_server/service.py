@@ -562,6 +562,25 @@ class Brain:
         await self._watch_bodies(now)
         return SweepReport(expired=expired, requeued=[t.id for t in requeued])
 
+    async def prune_audit(self) -> dict[str, int]:
+        """Delete the bodies' audit events older than `audit_retention_days` (each body keeps its newest)."""
+        now = self.now()
+        days = self.settings.audit_retention_days
+        log = LogEntry(at=now, action="audit_prune", by="retention", reason=f"audit events older than {days} days")
+        pruned = await self.state.prune_audit(now - timedelta(days=days), log)
+        if pruned:
+            logger.info("audit retention: pruned %s", ", ".join(f"{n} of {body}" for body, n in pruned.items()))
+        return pruned
+
+    async def run_retention(self, *, interval_s: float = 86_400.0) -> None:
+        """Prune at start and then every `interval_s` (a day), forever; a failure is logged and tried next time."""
+        while True:
+            try:
+                await self.prune_audit()
+            except Exception:  # top of a daemon loop: the brain keeps serving; the events stay until next time
+                logger.exception("audit retention failed; trying again in %.0f s", interval_s)
+            await anyio.sleep(interval_s)
+
     async def run_sweeper(self) -> None:
         """Sweep every `sweep_interval_s`, forever."""
         while True:

@@ -43,4 +43,10 @@ class BrainSettings(BaseModel):
     public_url: str = Field(
         default="", description="The brain's outside address, for Twilio callbacks and answer links; empty: none."
     )
+    audit_retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=36_500,
+        description="Days of the bodies' audit events the brain keeps (each body's newest stays).",
+    )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)

@@ -55,6 +55,7 @@ LogAction = Literal[
     "alert",
     "answer_refused",
     "interaction_refused",
+    "audit_prune",
 ]
 
 
@@ -360,6 +361,12 @@ class StateEngine(Protocol):
         ...
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]: ...
+
+    async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
+        """Delete each body's events older than `before` (by their own `ts`), through the newest such seq, but
+        never a body's newest event (the next batch links to it); logged once with what went, if anything did.
+        Returns the number deleted per body that lost any."""
+        ...
 
     # -- decisions -------------------------------------------------------------------------
 

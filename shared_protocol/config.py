@@ -145,6 +145,9 @@ class BrainConfig(ProtocolModel):
         default=3600.0, ge=0, description="Back up the brain's database this often; 0: never."
     )
     backup_keep: int = Field(default=48, ge=1, description="Backups kept, in backups/ next to the database.")
+    audit_retention_days: int = Field(
+        default=90, ge=1, le=36_500, description="Days of the bodies' audit events the brain keeps."
+    )
 
     public_url: str = Field(
         default="",

@@ -52,9 +52,13 @@ def test_token_create_takes_a_db_path_and_refuses_an_unknown_role(
 
 def test_settings_come_from_the_brain_section_then_flags(home: Path, tmp_path: Path) -> None:
     config = tmp_path / "swarm.toml"
-    config.write_text('[brain]\nport = 9000\nlease_s = 60\nhost = "0.0.0.0"\n\n[limits]\ncalls_per_minute = 5\n')
+    config.write_text(
+        '[brain]\nport = 9000\nlease_s = 60\nhost = "0.0.0.0"\naudit_retention_days = 30\n'
+        "\n[limits]\ncalls_per_minute = 5\n"
+    )
     settings = load_settings(config=str(config), port=9100)
     assert (settings.host, settings.port, settings.lease_s) == ("0.0.0.0", 9100, 60)
+    assert settings.audit_retention_days == 30
     assert settings.db == (home / "brain.db").resolve()
     assert load_settings(config=None).port == 8765
 
@@ -69,6 +73,10 @@ def test_an_unknown_or_bad_brain_key_is_an_error_naming_it(
     config.write_text("[brain]\nlease_s = -1\n")
     with pytest.raises(ConfigError, match=r"brain\.lease_s"):
         load_settings(config=str(config))
+    config.write_text("[brain]\naudit_retention_days = 0\n")
+    with pytest.raises(ConfigError, match=r"'brain\.audit_retention_days': .*greater than or equal to 1"):
+        load_settings(config=str(config))
+    config.write_text("[brain]\nlease_s = -1\n")
     assert main(["brain", "serve", "--config", str(config)]) == 1
     assert capsys.readouterr().err.startswith("swarm: ")
 

@@ -1,0 +1,145 @@
+"""The brain's copy of the bodies' audit events: kept `audit_retention_days`, each body's newest always kept."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from brain_server import Brain, SqliteStateEngine, StateEngine
+
+from .helpers import BrainClient, Clock, audit_chain, audit_event, batch, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+DAY = 86_400.0
+
+
+async def stored_seqs(brain: Brain, body_id: str) -> list[int]:
+    return [e.seq for e in await brain.state.audit_events(body_id)]
+
+
+async def test_events_past_the_retention_go_each_body_keeps_its_newest_and_its_chain_goes_on(
+    api: BrainClient, brain: Brain, clock: Clock
+) -> None:
+    a, b = audit_chain("body-a", 6), audit_chain("body-b", 2)
+    await api.add_token("body-b")
+    ok(await api.post("/v1/audit", batch("body-a", a[:5]), as_="body"))
+    ok(await api.post("/v1/audit", batch("body-b", b), as_="body-b"))
+    assert await brain.prune_audit() == {}  # nothing is 90 days old yet
+
+    clock.advance(90 * DAY + 3.5)  # events 1-3 of each body are now past the retention
+    assert await brain.prune_audit() == {"body-a": 3, "body-b": 1}  # body-b keeps its newest, seq 2
+    assert await stored_seqs(brain, "body-a") == [4, 5]
+    assert await stored_seqs(brain, "body-b") == [2]
+    assert await brain.prune_audit() == {}  # and again: nothing more
+
+    # The chain goes on from the kept head; what the body resends from before the floor stores nothing.
+    assert ok(await api.post("/v1/audit", batch("body-a", a), as_="body")) == {"stored_through": 6}
+    assert await stored_seqs(brain, "body-a") == [4, 5, 6]
+    assert ok(await api.post("/v1/audit", batch("body-a", a[:3]), as_="body")) == {"stored_through": 6}
+    # Above the floor the links are still checked.
+    forged = audit_event("body-a", 5, prev_mac=a[3].mac, salt="forged")
+    refused(await api.post("/v1/audit", batch("body-a", [forged]), as_="body"), 409, "chain_mismatch")
+    assert await stored_seqs(brain, "body-a") == [4, 5, 6]
+
+    entries = [e for e in await brain.state.log_entries() if e.action == "audit_prune"]
+    assert len(entries) == 1
+    assert entries[0].by == "retention" and entries[0].detail["pruned"] == {"body-a": 3, "body-b": 1}
+
+
+async def test_a_body_whose_every_event_is_old_keeps_its_newest(api: BrainClient, brain: Brain, clock: Clock) -> None:
+    ok(await api.post("/v1/audit", batch("body-a", audit_chain("body-a", 4)), as_="body"))
+    clock.advance(400 * DAY)
+    assert await brain.prune_audit() == {"body-a": 3}
+    assert await stored_seqs(brain, "body-a") == [4]
+
+
+async def test_the_retention_loop_prunes_at_start_and_a_failure_is_logged_and_tried_again(
+    api: BrainClient, brain: Brain, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ok(await api.post("/v1/audit", batch("body-a", audit_chain("body-a", 4)), as_="body"))
+    clock.advance(400 * DAY)
+    real = brain.state.prune_audit
+    failures = [sqlite3.OperationalError("database is locked")]
+
+    async def flaky(*args: object, **kwargs: object) -> dict[str, int]:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(brain.state, "prune_audit", flaky)
+    with caplog.at_level(logging.ERROR), anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: brain.run_retention(interval_s=0.01))
+            while await stored_seqs(brain, "body-a") != [4]:
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    assert "audit retention failed" in caplog.text
+
+
+async def test_the_delete_trigger_lets_retention_through_its_own_mark_only(tmp_path: Path, clock: Clock) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from brain_server.state import LogEntry
+
+    path = tmp_path / "brain.db"
+    state: StateEngine = await SqliteStateEngine.open(path)
+    await state.append_audit("body-a", audit_chain("body-a", 5))
+    await state.append_audit("body-b", audit_chain("body-b", 5))
+    cutoff = datetime.fromtimestamp(clock.now, UTC) + timedelta(seconds=2.5)
+    pruned = await state.prune_audit(cutoff, LogEntry(at=cutoff, action="audit_prune", by="retention"))
+    assert pruned == {"body-a": 2, "body-b": 2}
+    await state.close()
+    conn = sqlite3.connect(path)
+    try:
+        for statement in (
+            "DELETE FROM audit_events WHERE body_id = 'body-a' AND seq = 3",  # above its mark
+            "DELETE FROM audit_events WHERE body_id = 'body-b'",
+            "UPDATE audit_prune_marks SET through_seq = 5",
+            "DELETE FROM audit_prune_marks",
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(statement)
+        marks = conn.execute("SELECT body_id, through_seq FROM audit_prune_marks ORDER BY body_id").fetchall()
+        assert marks == [("body-a", 2), ("body-b", 2)]
+    finally:
+        conn.close()
+
+
+async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once_upgraded(
+    tmp_path: Path, clock: Clock
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from brain_server._schema import MIGRATIONS, split_statements
+    from brain_server.state import LogEntry
+
+    path = tmp_path / "brain.db"
+    old = await SqliteStateEngine.open(path)
+    await old.append_audit("body-a", audit_chain("body-a", 4))
+    await old.close()
+    conn = sqlite3.connect(path)  # back to the schema before retention (v5): its delete trigger, no marks
+    try:
+        conn.executescript(
+            "DROP TABLE audit_prune_marks; DROP TRIGGER audit_events_no_delete; "
+            "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END; PRAGMA user_version = 5;"
+        )
+        assert len(MIGRATIONS) == 6 and "audit_prune_marks" in " ".join(split_statements(MIGRATIONS[5]))
+    finally:
+        conn.close()
+
+    state = await SqliteStateEngine.open(path)
+    try:
+        assert [e.seq for e in await state.audit_events("body-a")] == [1, 2, 3, 4]
+        cutoff = datetime.fromtimestamp(clock.now, UTC) + timedelta(days=1)
+        assert await state.prune_audit(cutoff, LogEntry(at=cutoff, action="audit_prune", by="retention")) == {
+            "body-a": 3
+        }
+        assert [e.seq for e in await state.audit_events("body-a")] == [4]
+    finally:
+        await state.close()
