@@ -12,8 +12,10 @@ include it (nor a URL that contains it).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -137,11 +139,38 @@ class Delivery:
 class ChannelError(BrainError):
     """A page was not delivered. The message never contains a secret (nor a URL holding one)."""
 
-    def __init__(self, message: str, *, channel: str, retryable: bool = False, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        channel: str,
+        retryable: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"{channel}: {message}")
         self.channel = channel
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the service asked us to wait before trying again (its `Retry-After`), if it said."""
+
+
+def retry_after_s(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """A `Retry-After` header (RFC 9110: delay-seconds or an HTTP-date) as seconds from now; None if absent or
+    unreadable. A date in the past is 0."""
+    value = headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        at = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if at.tzinfo is None:  # (an HTTP-date is GMT; a parser that found no zone means the same)
+        at = at.replace(tzinfo=UTC)
+    return max((at - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 class Channel(Protocol):

@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret
+from .base import ChannelError, Delivery, Page, Secret, retry_after_s
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], datetime]
@@ -197,10 +197,8 @@ def _retry_after(response: httpx.Response) -> float:
     body = _error_body(response)
     if body is not None and body.retry_after is not None:
         return max(body.retry_after, 0.0)
-    try:
-        return max(float(response.headers.get("Retry-After", "1")), 0.0)
-    except ValueError:
-        return 1.0
+    header = retry_after_s(response.headers)
+    return 1.0 if header is None else header
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:

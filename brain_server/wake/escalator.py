@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from shared_protocol.brain import Decision
 from shared_protocol.wake import EscalationConfig, parse_target
@@ -351,11 +351,30 @@ class Escalator:
         return True
 
     async def _send(self, channel: Channel, page: Page) -> Delivery:
+        """Send, retrying a retryable failure: after the service's `Retry-After` when it gives one (one longer
+        than the backoff's ceiling is not waited for: the error goes up, and the ladder's next level goes out
+        meanwhile), else with exponential backoff."""
+        ceiling = 10 * self.setup.retry_wait_s
+        backoff = wait_exponential(multiplier=self.setup.retry_wait_s, max=ceiling)
+
+        def asked(state: RetryCallState) -> float | None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            return exc.retry_after if isinstance(exc, ChannelError) else None
+
+        def wait(state: RetryCallState) -> float:
+            delay = asked(state)
+            return backoff(state) if delay is None else delay
+
+        def stop(state: RetryCallState) -> bool:
+            delay = asked(state)
+            return state.attempt_number >= self.setup.retry_attempts or (delay is not None and delay > ceiling)
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.setup.retry_attempts),
-            wait=wait_exponential(multiplier=self.setup.retry_wait_s, max=10 * self.setup.retry_wait_s),
+            stop=stop,
+            wait=wait,
             retry=retry_if_exception(lambda exc: isinstance(exc, ChannelError) and exc.retryable),
             reraise=True,
+            sleep=self.setup.sleep,
         )
         return await retrying(channel.send, page)
 

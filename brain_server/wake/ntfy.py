@@ -15,7 +15,7 @@ import httpx
 
 from shared_protocol.wake import NtfyConfig
 
-from .base import ChannelError, Delivery, Page, Secret
+from .base import ChannelError, Delivery, Page, Secret, retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +51,15 @@ class NtfyChannel:
             raise ChannelError(f"cannot reach the ntfy server: {reason}", channel=self.name, retryable=True) from exc
         body = _json_object(response)
         if not response.is_success:
-            raise self._error(response.status_code, body, topic)
+            raise self._error(response.status_code, body, topic, retry_after=retry_after_s(response.headers))
         message_id = body.get("id")
         provider_id = message_id if isinstance(message_id, str) else None
         logger.debug("ntfy: published page %s as message %s", page.page_id, provider_id)
         return Delivery(channel=self.name, target=page.target, provider_id=provider_id)
 
-    def _error(self, status: int, body: dict[str, Any], topic: str) -> ChannelError:
+    def _error(
+        self, status: int, body: dict[str, Any], topic: str, *, retry_after: float | None = None
+    ) -> ChannelError:
         # ntfy's errors are `{"code": 40101, "http": 401, "error": "unauthorized", "link": "..."}`.
         code, error = body.get("code"), body.get("error")
         text = f"ntfy answered {status}"
@@ -65,7 +67,10 @@ class NtfyChannel:
             text += f" (error {code})"
         if isinstance(error, str) and error:
             text += f": {self._redact(error, topic)}"
-        return ChannelError(text, channel=self.name, retryable=status == 429 or status >= 500, status=status)
+        retryable = status == 429 or status >= 500
+        return ChannelError(
+            text, channel=self.name, retryable=retryable, status=status, retry_after=retry_after if retryable else None
+        )
 
     def _redact(self, text: str, topic: str) -> str:
         for secret in (self._token.reveal() if self._token else "", topic):

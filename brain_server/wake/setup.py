@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import anyio
 
 from shared_protocol.wake import EscalationConfig
 
@@ -27,3 +29,5 @@ class WakeSetup:
     """Checks `X-Twilio-Signature` on `POST /twilio/gather`; None: that endpoint answers 404."""
     retry_attempts: int = 3
     retry_wait_s: float = 0.5
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    """How a retry waits (tests record it)."""

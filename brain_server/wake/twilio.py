@@ -24,7 +24,7 @@ import httpx
 from shared_protocol.wake import TwilioConfig
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret
+from .base import ChannelError, Delivery, Page, Secret, retry_after_s
 
 API_VERSION = "2010-04-01"
 SMS_MAX_CHARS = 1600
@@ -64,11 +64,11 @@ class _TwilioChannel:
             raise ChannelError(f"cannot reach Twilio: {reason}", channel=self.name, retryable=True) from exc
         body = _json_object(response)
         if not response.is_success:
-            raise self._error(response.status_code, body)
+            raise self._error(response.status_code, body, retry_after=retry_after_s(response.headers))
         sid = body.get("sid")
         return Delivery(channel=self.name, target=page.target, provider_id=sid if isinstance(sid, str) else None)
 
-    def _error(self, status: int, body: dict[str, Any]) -> ChannelError:
+    def _error(self, status: int, body: dict[str, Any], *, retry_after: float | None = None) -> ChannelError:
         # Twilio's errors are `{"code": 21211, "message": "...", "more_info": "...", "status": 400}`.
         code, message = body.get("code"), body.get("message")
         text = f"Twilio answered {status}"
@@ -76,7 +76,10 @@ class _TwilioChannel:
             text += f" (error {code})"
         if isinstance(message, str) and message:
             text += f": {self._redact(message)}"
-        return ChannelError(text, channel=self.name, retryable=status == 429 or status >= 500, status=status)
+        retryable = status == 429 or status >= 500
+        return ChannelError(
+            text, channel=self.name, retryable=retryable, status=status, retry_after=retry_after if retryable else None
+        )
 
     def _redact(self, text: str) -> str:
         return text.replace(self._auth_token.reveal(), "…")

@@ -66,15 +66,16 @@ class FakeNtfy:
         self.max_body_bytes = max_body_bytes
         self.requests: list[NtfyRequest] = []
         self.published: list[dict[str, Any]] = []
-        self._scripted: list[int] = []
+        self._scripted: list[tuple[int, str | None]] = []
         self.app = Starlette(routes=[Route("/", self._publish, methods=["POST", "PUT"])])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
 
-    def fail_next(self, status: int, *, times: int = 1) -> None:
-        """Answer the next `times` requests with `status` (429, 500, 502 or 503) and ntfy's error JSON."""
-        self._scripted += [status] * times
+    def fail_next(self, status: int, *, times: int = 1, retry_after: str | None = None) -> None:
+        """Answer the next `times` requests with `status` (429, 500, 502 or 503) and ntfy's error JSON, with a
+        `Retry-After` header if given."""
+        self._scripted += [(status, retry_after)] * times
 
     async def _publish(self, request: Request) -> JSONResponse:
         raw = await request.body()
@@ -87,9 +88,12 @@ class FakeNtfy:
             NtfyRequest(authorization=authorization, content_type=request.headers.get("content-type", ""), body=body)
         )
         if self._scripted:
-            status = self._scripted.pop(0)
+            status, retry_after = self._scripted.pop(0)
             code, message = _SCRIPTED.get(status, (status * 100 + 1, "error"))
-            return _error_json(status, code, message)
+            response = _error_json(status, code, message)
+            if retry_after is not None:
+                response.headers["Retry-After"] = retry_after
+            return response
         if self.token is not None:
             if authorization is None:
                 return _error("forbidden")

@@ -65,7 +65,7 @@ class FakeTwilio:
         self.requests: list[TwilioRequest] = []
         self.created: list[dict[str, Any]] = []
         """Every resource answered with 201."""
-        self._scripted: list[int] = []
+        self._scripted: list[tuple[int, str | None]] = []
         base = f"/{API_VERSION}/Accounts/{{account_sid}}"
         self.app = Starlette(
             routes=[
@@ -77,9 +77,10 @@ class FakeTwilio:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
 
-    def fail_next(self, status: int, *, times: int = 1) -> None:
-        """Answer the next `times` authenticated requests with `status` (429, 500, 502 or 503) and Twilio's JSON."""
-        self._scripted += [status] * times
+    def fail_next(self, status: int, *, times: int = 1, retry_after: str | None = None) -> None:
+        """Answer the next `times` authenticated requests with `status` (429, 500, 502 or 503) and Twilio's JSON,
+        with a `Retry-After` header if given."""
+        self._scripted += [(status, retry_after)] * times
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -195,9 +196,10 @@ class FakeTwilio:
             path = request.url.path
             return received, _error(404, 20404, f"The requested resource {path} was not found")
         if self._scripted:
-            status = self._scripted.pop(0)
+            status, retry_after = self._scripted.pop(0)
             code, message = _SCRIPTED_ERRORS.get(status, (status * 100, "Error"))
-            return received, _error(status, code, message)
+            headers = {"Retry-After": retry_after} if retry_after is not None else None
+            return received, _error(status, code, message, headers=headers)
         return received, None
 
     def _resource_common(self, sid: str, resource: str) -> dict[str, Any]:

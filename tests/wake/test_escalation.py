@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import pytest
 from brain_server import Brain, BrainSettings, SqliteStateEngine
 from brain_server.auth import Principal
 from brain_server.exceptions import NothingToAcknowledge
-from brain_server.wake.base import ChannelError, Delivery, Page
+from brain_server.wake.base import Channel, ChannelError, Delivery, Page
 from brain_server.wake.escalator import ladder_step, redact
 from brain_server.wake.records import hash_answer_token
 from brain_server.wake.setup import WakeSetup
@@ -65,7 +65,7 @@ class Ladder:
 START = Clock().now
 
 
-def setup(channels: dict[str, Recorder], **escalation: object) -> WakeSetup:
+def setup(channels: Mapping[str, Channel], **escalation: object) -> WakeSetup:
     return WakeSetup(
         escalation=EscalationConfig.model_validate(escalation) if escalation else EscalationConfig(),
         channels=channels,
@@ -343,5 +343,64 @@ async def test_without_any_channel_nothing_is_started_and_nothing_fails_level_by
             actions = {e.action for e in await state.log_entries()}
             assert "page_failed" not in actions and "escalate" not in actions
             assert (await brain.decision(decision.id)).state == "pending", "it still waits for its deadline"
+    finally:
+        await state.close()
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from datetime import UTC, datetime
+
+    from brain_server.wake.base import retry_after_s
+
+    now = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_s({"Retry-After": "120"}, now=now) == 120.0
+    assert retry_after_s({"Retry-After": "Thu, 26 Nov 2026 12:00:30 GMT"}, now=now) == 30.0
+    assert retry_after_s({"Retry-After": "Thu, 26 Nov 2026 11:00:00 GMT"}, now=now) == 0.0  # in the past
+    assert retry_after_s({"Retry-After": "-5"}, now=now) is None
+    assert retry_after_s({"Retry-After": "in a while"}, now=now) is None
+    assert retry_after_s({}, now=now) is None
+
+
+@dataclass
+class RateLimited:
+    """A channel that answers 429 with `Retry-After: after` `times` times, then delivers."""
+
+    name: str
+    after: float
+    times: int = 1
+    pages: list[Page] = field(default_factory=list[Page])
+
+    async def send(self, page: Page) -> Delivery:
+        if self.times:
+            self.times -= 1
+            raise ChannelError("rate limited", channel=self.name, retryable=True, status=429, retry_after=self.after)
+        self.pages.append(page)
+        return Delivery(channel=self.name, target=page.target, provider_id="ok")
+
+
+@pytest.mark.parametrize(("after", "waits", "delivered"), [(3.0, [3.0], True), (60.0, [], False)])
+async def test_a_retry_waits_what_the_service_asked_unless_that_is_past_the_ceiling(
+    tmp_path: Path, after: float, waits: list[float], delivered: bool
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    channels = {"discord": RateLimited("discord", after=after)}
+    wake = setup(channels, levels=[{"after_s": 0, "targets": ["discord"]}], repeat=0)
+    wake.retry_wait_s, wake.sleep = 1.0, sleep  # backoff ceiling: 10 s
+    clock = Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    brain = Brain(BrainSettings(), state=state, clock=clock, wake=wake)
+    try:
+        async with brain.running():
+            await brain.request_decision(BODY, needs_human())
+            clock.now = START
+            await brain.escalator.tick()
+            assert slept == waits
+            assert bool(channels["discord"].pages) is delivered
+            failed = [e for e in await state.log_entries() if e.action == "page_failed"]
+            assert bool(failed) is not delivered
     finally:
         await state.close()

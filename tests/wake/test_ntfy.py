@@ -192,3 +192,12 @@ async def test_an_unreachable_server_is_retryable() -> None:
 
     assert (caught.value.status, caught.value.retryable) == (None, True)
     assert TOPIC not in str(caught.value)
+
+
+async def test_a_rate_limit_carries_the_servers_retry_after(ntfy: Ntfy) -> None:
+    ntfy.fake.fail_next(429, retry_after="12")
+
+    with pytest.raises(ChannelError) as caught:
+        await ntfy.channel().send(DECISION)
+
+    assert (caught.value.status, caught.value.retryable, caught.value.retry_after) == (429, True, 12.0)

@@ -405,3 +405,17 @@ async def test_post_gather_is_signed_so_that_verification_accepts_it_and_rejects
     assert valid
     assert url_seen == url
     assert (form["Digits"], form["To"], form["From"], form["AccountSid"]) == ("1", TO, FROM, ACCOUNT_SID)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"), [("7", 7.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), (None, None), ("soon", None)]
+)
+async def test_a_rate_limit_carries_twilios_retry_after(
+    twilio: Twilio, header: str | None, expected: float | None
+) -> None:
+    twilio.fake.fail_next(429, retry_after=header)
+
+    with pytest.raises(ChannelError) as caught:
+        await twilio.sms().send(DECISION)
+
+    assert (caught.value.status, caught.value.retry_after) == (429, expected)
