@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 from pydantic import ValidationError
 
-from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs, ToolResult
+from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs
 
 from . import _json
 from ._factories import empty_dict, empty_list
@@ -30,7 +30,7 @@ from .confinement import WorkspacePath
 from .decisions import require_approval
 from .exceptions import InvalidArguments, KillSwitchEngaged, RefusedWithResult, ToolRefused
 from .limits import Reservation
-from .tools._spec import ToolSpec
+from .tools._spec import ToolOutput, ToolSpec
 from .undo import Recorder
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Next = Callable[["CallContext"], Awaitable[ToolResult]]
+Next = Callable[["CallContext"], Awaitable[ToolOutput]]
 
 
 @dataclass(kw_only=True)
@@ -81,11 +81,11 @@ class CallOutcome:
 
 
 class Guard(Protocol):
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult: ...
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput: ...
 
 
 class KillSwitchGuard:
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput:
         spec = body.tools.get(ctx.tool)
         if spec is None or not spec.read_only:
             state = body.kill_switch.state()
@@ -106,7 +106,7 @@ class KillSwitchGuard:
 
 
 class ValidationGuard:
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput:
         spec = body.tools.get(ctx.tool)
         if spec is None:
             raise ToolRefused(
@@ -126,7 +126,7 @@ class ValidationGuard:
 class ConfinementGuard:
     """Resolves every path argument inside the workspace and applies the path policy."""
 
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput:
         assert ctx.spec is not None and ctx.args is not None
         for name, access in ctx.spec.path_fields.items():
             raw = getattr(ctx.args, name)
@@ -142,7 +142,7 @@ class ConfinementGuard:
 class LimitsGuard:
     """Blast radius on the planned impact, then a reservation against every window."""
 
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput:
         assert ctx.spec is not None and ctx.args is not None
         ctx.planned = ctx.spec.plan(ctx.args)
         body.limits.check_blast_radius(ctx.planned)
@@ -161,7 +161,7 @@ class LimitsGuard:
 class ApprovalGuard:
     """A mutating call whose planned impact needs approval must name a decision approved for at least that."""
 
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput:
         assert ctx.args is not None and ctx.spec is not None
         reason = ctx.spec.irreversible(ctx.args)
         if reason is not None:
@@ -184,7 +184,7 @@ class ApprovalGuard:
 class ExecuteGuard:
     """The innermost stage: the tool itself, in the body's mode."""
 
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput:
         assert ctx.spec is not None and ctx.args is not None
         ctx.mode = "shadow" if body.shadow and not ctx.spec.read_only else "live"
         if ctx.spec.read_only:
@@ -211,7 +211,7 @@ def default_guards() -> list[Guard]:
     return [KillSwitchGuard(), ValidationGuard(), ConfinementGuard(), LimitsGuard(), ApprovalGuard(), ExecuteGuard()]
 
 
-async def _end(ctx: CallContext) -> ToolResult:
+async def _end(ctx: CallContext) -> ToolOutput:
     raise AssertionError(f"the guard chain ended without running {ctx.tool}: its last guard must not call on")
 
 
@@ -229,7 +229,7 @@ class Pipeline:
         body = self._body
         refusal: ToolRefused | None = None
         failed = False
-        result: ToolResult | None = None
+        result: ToolOutput | None = None
         try:
             result = await self._run(ctx)
         except ToolRefused as exc:
@@ -281,6 +281,6 @@ class Pipeline:
                 action_id=event.id,
             )
         assert result is not None and ctx.spec is not None
-        data = result.model_dump(mode="json")
+        data = result if isinstance(result, dict) else result.model_dump(mode="json")
         text = ctx.spec.text(result) if ctx.spec.text is not None else _json.plain(data)
         return CallOutcome(is_error=False, structured=data, text=text, action_id=event.id)

@@ -8,7 +8,8 @@ server's names in snake_case.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -109,15 +110,31 @@ class WriteFileArgs(PathArgs):
     content: str
 
 
+ChangeKind = Literal["created", "modified", "deleted", "moved"]
+
+
 class FileChange(ProtocolModel):
     path: str
-    kind: Literal["created", "modified", "deleted", "moved"]
+    kind: ChangeKind
 
 
 class MutationResult(ToolResult):
     mode: Literal["live", "shadow"] = Field(description="shadow: nothing was changed; this is what would happen.")
     changes: list[FileChange]
     diff: str = Field(default="", description="Unified diff of text changes (always filled in shadow mode).")
+
+    @staticmethod
+    def as_json(
+        *, action_id: str, mode: Literal["live", "shadow"], changes: Sequence[tuple[str, ChangeKind]], diff: str = ""
+    ) -> dict[str, Any]:
+        """Exactly `MutationResult(...).model_dump(mode="json")`, built directly: every mutating file tool's
+        result, on the hot path, where building and dumping the model costs more than the rest of the reply."""
+        return {
+            "action_id": action_id,
+            "mode": mode,
+            "changes": [{"path": path, "kind": kind} for path, kind in changes],
+            "diff": diff,
+        }
 
 
 class EditOperation(ProtocolModel):

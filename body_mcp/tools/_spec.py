@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 PathAccess = Literal["read", "write", "write_nofollow"]
 """`write_nofollow`: the path's last component is acted on itself, even when it is a symlink."""
 
-Handler = Callable[["Body", "CallContext", Any], Awaitable[ToolResult]]
+ToolOutput = ToolResult | dict[str, Any]
+"""A handler's result: the model, or what its `model_dump(mode="json")` would be (the hot path builds that)."""
+
+Handler = Callable[["Body", "CallContext", Any], Awaitable[ToolOutput]]
 
 
 def _reversible(_args: Any) -> str | None:

@@ -10,20 +10,20 @@ import difflib
 import hashlib
 import os
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared_protocol import (
     NO_IMPACT,
     CreateDirectoryArgs,
     DeleteFileArgs,
     EditFileArgs,
-    FileChange,
     Impact,
     MoveFileArgs,
     MutationResult,
     RefusalCode,
     WriteFileArgs,
 )
+from shared_protocol.tools import ChangeKind
 
 from .. import _fsops
 from .._fsops import EntryState
@@ -56,11 +56,11 @@ def unified_diff(path: str, old: str | None, new: str | None) -> str:
     return diff if len(diff) <= _DIFF_CAP else diff[:_DIFF_CAP] + "\n... (diff truncated)\n"
 
 
-def _result(ctx: CallContext, changes: list[FileChange], diff: str = "") -> MutationResult:
-    ctx.files = [c.path for c in changes]
+def _result(ctx: CallContext, changes: list[tuple[str, ChangeKind]], diff: str = "") -> dict[str, Any]:
+    ctx.files = [path for path, _ in changes]
     ctx.impact = _files(len(changes)) if ctx.mode == "live" else NO_IMPACT
     ctx.detail["planned_files"] = len(changes)
-    return MutationResult(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
+    return MutationResult.as_json(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
 
 
 def _existing_text(body: Body, path: WorkspacePath, *, must_exist: bool) -> tuple[EntryState, str | None]:
@@ -105,7 +105,7 @@ def _check_writable(path: WorkspacePath, state: EntryState) -> None:
         )
 
 
-async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> MutationResult:
+async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> dict[str, Any]:
     path = ctx.paths["path"]
     data = args.content.encode()
     cap = body.settings.config.workspace.max_write_bytes
@@ -120,11 +120,10 @@ async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> Mutat
         diff = unified_diff(path.rel, old if state.type != "absent" else None, args.content)
     else:
         state, diff = _write(body, ctx, path, data), ""
-    change = FileChange(path=path.rel, kind="created" if state.type == "absent" else "modified")
-    return _result(ctx, [change], diff)
+    return _result(ctx, [(path.rel, "created" if state.type == "absent" else "modified")], diff)
 
 
-async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> MutationResult:
+async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> dict[str, Any]:
     path = ctx.paths["path"]
     state, old = _existing_text(body, path, must_exist=True)
     if old is None:
@@ -144,7 +143,7 @@ async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> Mutatio
     diff = unified_diff(path.rel, old, new)
     if args.dry_run:
         ctx.files = [path.rel]
-        return MutationResult(action_id=ctx.action_id, mode=ctx.mode, changes=[], diff=diff)
+        return MutationResult.as_json(action_id=ctx.action_id, mode=ctx.mode, changes=[], diff=diff)
     data = new.encode()
     if len(data) > body.settings.config.workspace.max_write_bytes:
         raise ToolRefused(
@@ -152,11 +151,11 @@ async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> Mutatio
         )
     if ctx.mode == "live" and new != old:
         _write(body, ctx, path, data, before=_keep_pre_image(body, ctx, state, old))
-    changes = [FileChange(path=path.rel, kind="modified")] if new != old else []
+    changes: list[tuple[str, ChangeKind]] = [(path.rel, "modified")] if new != old else []
     return _result(ctx, changes, diff)
 
 
-async def create_directory(body: Body, ctx: CallContext, args: CreateDirectoryArgs) -> MutationResult:
+async def create_directory(body: Body, ctx: CallContext, args: CreateDirectoryArgs) -> dict[str, Any]:
     path = ctx.paths["path"]
     missing: list[tuple[str, ...]] = []
     for end in range(1, len(path.parts) + 1):
@@ -175,7 +174,7 @@ async def create_directory(body: Body, ctx: CallContext, args: CreateDirectoryAr
         _fsops.make_dir(body.workspace, path.parts)
         for parts in missing:
             recorder.changed(parts, _fsops.ABSENT)
-    result = _result(ctx, [FileChange(path="/".join(p), kind="created") for p in missing])
+    result = _result(ctx, [("/".join(p), "created") for p in missing])
     # A chain of new directories is one modification.
     ctx.impact = Impact(files=1 if missing and ctx.mode == "live" else 0)
     return result
@@ -204,7 +203,7 @@ def _check_subtree_policy(body: Body, entries: list[tuple[str, ...]]) -> None:
             raise ProtectedPath(f"'{'/'.join(parts)}' inside it is protected (matches '{pattern}')")
 
 
-async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> MutationResult:
+async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> dict[str, Any]:
     source, destination = ctx.paths["source"], ctx.paths["destination"]
     if not source.parts:
         raise ToolRefused("the workspace root cannot be moved", code=RefusalCode.INVALID_PATH, rule="confinement")
@@ -225,7 +224,7 @@ async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> Mutatio
         _check_subtree_policy(body, inside)
         moved_files = max(1, sum(1 for p in inside if (_fsops.read_entry(body.workspace, p)[0].type != "dir")))
         await body.check_measured(ctx, Impact(files=moved_files))
-    changes = [FileChange(path=source.rel, kind="moved"), FileChange(path=destination.rel, kind="created")]
+    changes: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
     if ctx.mode == "live":
         recorder = ctx.recorder = body.undo.recorder(body.workspace)
         recorder.make_parents(destination.parts)
@@ -236,7 +235,7 @@ async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> Mutatio
     return result
 
 
-async def delete_file(body: Body, ctx: CallContext, args: DeleteFileArgs) -> MutationResult:
+async def delete_file(body: Body, ctx: CallContext, args: DeleteFileArgs) -> dict[str, Any]:
     path = ctx.paths["path"]
     if not path.parts:
         raise ToolRefused("the workspace root cannot be deleted", code=RefusalCode.INVALID_PATH, rule="confinement")
@@ -260,7 +259,7 @@ async def delete_file(body: Body, ctx: CallContext, args: DeleteFileArgs) -> Mut
         before = recorder.before(path.parts)
         _fsops.remove_entry(body.workspace, path.parts)
         recorder.changed(path.parts, before)
-    return _result(ctx, [FileChange(path=path.rel, kind="deleted")], diff)
+    return _result(ctx, [(path.rel, "deleted")], diff)
 
 
 def _one_file(_args: object) -> Impact:

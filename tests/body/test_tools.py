@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from mcp import Client
 
 from body_mcp import Body
+from shared_protocol import FileChange, MutationResult
+from shared_protocol.tools import ChangeKind
 
 from ..conftest import make_body
 from .helpers import call, ok, refused
@@ -158,3 +161,42 @@ async def test_tool_annotations_are_truthful(client: Client) -> None:
         annotations = tools[name].annotations
         assert annotations is not None and annotations.read_only_hint is False and annotations.destructive_hint is True
     assert all("rationale" in t.input_schema["required"] for t in tools.values())
+
+
+@pytest.mark.parametrize(
+    ("changes", "diff", "mode"),
+    [
+        ([], "", "live"),
+        ([("a.txt", "created")], "", "live"),
+        ([("src/a b.py", "moved"), ("dst/ü.py", "created")], "--- a\n+++ b\n", "shadow"),
+        ([("x", "deleted"), ("y", "modified")], "", "live"),
+    ],
+)
+def test_the_mutation_result_built_directly_is_what_the_model_dumps(
+    changes: list[tuple[str, ChangeKind]], diff: str, mode: Literal["live", "shadow"]
+) -> None:
+    direct = MutationResult.as_json(action_id="act_1", mode=mode, changes=changes, diff=diff)
+    model = MutationResult(
+        action_id="act_1", mode=mode, changes=[FileChange(path=p, kind=k) for p, k in changes], diff=diff
+    )
+    assert direct == model.model_dump(mode="json")
+    assert list(direct) == list(model.model_dump(mode="json"))  # the same key order, so the same text
+    assert MutationResult.model_validate(direct) == model
+
+
+async def test_every_mutating_tool_answers_what_its_output_schema_says(client: Client) -> None:
+    results = [
+        ok(await call(client, "create_directory", path="docs/deep")),
+        ok(await call(client, "write_file", path="docs/a.md", content="alpha\n")),
+        ok(await call(client, "edit_file", path="docs/a.md", edits=[{"old_text": "alpha", "new_text": "beta"}])),
+        ok(
+            await call(
+                client, "edit_file", path="docs/a.md", edits=[{"old_text": "beta", "new_text": "b"}], dry_run=True
+            )
+        ),
+        ok(await call(client, "move_file", source="docs/a.md", destination="docs/b.md")),
+        ok(await call(client, "delete_file", path="docs/b.md")),
+    ]
+    for data in results:
+        assert MutationResult.model_validate(data).model_dump(mode="json") == data
+    assert [c["kind"] for c in results[4]["changes"]] == ["moved", "created"]
