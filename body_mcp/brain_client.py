@@ -121,9 +121,12 @@ class BrainClient:
     async def renew(self, task_id: str, request: RenewRequest) -> RenewResponse:
         return await self._call("POST", f"/v1/tasks/{task_id}/renew", RenewResponse, request)
 
-    async def undo(self, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False) -> ReversalResult:
-        """Reverse the brain updates of an action or a decision (`nothing_to_reverse` 404 when it has none)."""
-        request = UndoRequest(reason=reason, force=force, dry_run=dry_run)
+    async def undo(
+        self, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False, as_action: str | None = None
+    ) -> ReversalResult:
+        """Reverse the brain updates of an action or a decision (`nothing_to_reverse` 404 when it has none), kept
+        under `as_action` (the workspace's undo action) so that undoing that id redoes both sides."""
+        request = UndoRequest(reason=reason, force=force, dry_run=dry_run, as_action=as_action)
         return await self._call("POST", f"/v1/undo/{target_id}", ReversalResult, request)
 
     async def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]:

@@ -332,6 +332,7 @@ class MemoryStateEngine:
         at: datetime,
         log: Callable[[Compensation], LogEntry],
         dry_run: bool = False,
+        as_action: str | None = None,
     ) -> Reversal:
         pending = [
             c
@@ -347,12 +348,16 @@ class MemoryStateEngine:
         entries = [log(record) for record in pending]  # before any change: a failing one leaves all as it was
         done: list[Compensation] = []
         for record, entry in zip(pending, entries, strict=True):
+            overwritten = self._row(record.target) if record.target in self._tasks else None
             self._tasks[record.target] = task_from_row(record.before)
             token = record.before["claim_token"]
             if token is None:
                 self._claim_tokens.pop(record.target, None)
             else:
                 self._claim_tokens[record.target] = token
+            if as_action is not None and overwritten is not None:
+                draft = CompensationDraft(action_id=as_action, body_id=record.body_id)
+                self._compensate(draft, "reversal", overwritten, at)
             marked = replace(record, reversed_at=at, reversed_by=entry.by)
             self._compensations[record.id - 1] = marked
             self._log.append(entry)

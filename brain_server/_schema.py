@@ -200,6 +200,37 @@ MIGRATIONS: list[str] = [
         WHEN OLD.seq > (SELECT COALESCE(MAX(through_seq), 0) FROM audit_prune_marks WHERE body_id = OLD.body_id)
         BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
     """,
+    # v7: a reversal keeps its own put-backs as compensations (kind 'reversal'), so that undoing it redoes it.
+    # SQLite cannot change a CHECK in place: the table is copied into one that allows the new kind.
+    """
+    CREATE TABLE compensations_v7 (
+        id INTEGER PRIMARY KEY,
+        action_id TEXT NOT NULL,
+        decision_id TEXT,
+        body_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('task_claim', 'task_outcome', 'reversal')),
+        target TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        reversed_at TEXT,
+        reversed_by TEXT
+    );
+    INSERT INTO compensations_v7 SELECT id, action_id, decision_id, body_id, kind, target, before, after, created_at,
+        reversed_at, reversed_by FROM compensations;
+    DROP TABLE compensations;
+    ALTER TABLE compensations_v7 RENAME TO compensations;
+    CREATE INDEX compensations_action ON compensations (action_id);
+    CREATE INDEX compensations_decision ON compensations (decision_id);
+    CREATE TRIGGER compensations_no_delete BEFORE DELETE ON compensations
+        BEGIN SELECT RAISE(ABORT, 'compensations are never deleted'); END;
+    CREATE TRIGGER compensations_reversed_once BEFORE UPDATE ON compensations
+        WHEN OLD.reversed_at IS NOT NULL
+            OR NEW.id IS NOT OLD.id OR NEW.action_id IS NOT OLD.action_id OR NEW.decision_id IS NOT OLD.decision_id
+            OR NEW.body_id IS NOT OLD.body_id OR NEW.kind IS NOT OLD.kind OR NEW.target IS NOT OLD.target
+            OR NEW.before IS NOT OLD.before OR NEW.after IS NOT OLD.after OR NEW.created_at IS NOT OLD.created_at
+        BEGIN SELECT RAISE(ABORT, 'a compensation only gains its reversal, once'); END;
+    """,
 ]
 
 

@@ -578,6 +578,7 @@ class SqliteStateEngine:
         at: datetime,
         log: Callable[[Compensation], LogEntry],
         dry_run: bool = False,
+        as_action: str | None = None,
     ) -> Reversal:
         async with self._write() as conn:
             pending = [
@@ -600,11 +601,15 @@ class SqliteStateEngine:
             reversed_: list[Compensation] = []
             for record in pending:
                 entry = log(record)
+                overwritten = await self._task_row(conn, record.target)
                 columns = [name for name in TASK_ROW_FIELDS if name != "id"]
                 await conn.execute(
                     f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?",
                     (*(record.before[name] for name in columns), record.target),
                 )
+                if as_action is not None and overwritten is not None:
+                    draft = CompensationDraft(action_id=as_action, body_id=record.body_id)
+                    await self._compensate(conn, draft, "reversal", overwritten, at)
                 await conn.execute(
                     "UPDATE compensations SET reversed_at = ?, reversed_by = ? WHERE id = ?",
                     (iso(at), entry.by, record.id),

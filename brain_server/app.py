@@ -192,7 +192,9 @@ class _Api:
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)
         target_id = request.path_params["target_id"]
-        result = await self.brain.reverse(who, target_id, payload.reason, force=payload.force, dry_run=payload.dry_run)
+        result = await self.brain.reverse(
+            who, target_id, payload.reason, force=payload.force, dry_run=payload.dry_run, as_action=payload.as_action
+        )
         return json_response(result)
 
 

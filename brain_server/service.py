@@ -509,15 +509,24 @@ class Brain:
     # -- reversal --------------------------------------------------------------------------
 
     async def reverse(
-        self, by: Principal, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False
+        self,
+        by: Principal,
+        target_id: str,
+        reason: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        as_action: str | None = None,
     ) -> ReversalResult:
         """Undo the brain updates of a body action or a whole decision, from their compensating records.
 
         All or nothing: a task changed since (requeued, claimed again, finished by someone else) is a conflict, and
         without `force` nothing is reversed. A reversed outcome leaves the task claimed by its body under its old
         lease, so the sweeper requeues it once the lease has passed; a reversed claim puts it back in the queue.
+        The reversal is kept under `as_action` (else an id made here), returned as `undo_id`: undoing that redoes it.
         """
         now = self.now()
+        undo_id = None if dry_run else (as_action or f"rev_{time.time_ns():x}{secrets.token_hex(4)}")
 
         def log(record: Compensation) -> LogEntry:
             detail = {
@@ -530,7 +539,7 @@ class Brain:
             }
             return by.entry("reverse", at=now, reason=reason, target=record.target, detail=detail)
 
-        reversal = await self.state.reverse(target_id, force=force, at=now, log=log, dry_run=dry_run)
+        reversal = await self.state.reverse(target_id, force=force, at=now, log=log, dry_run=dry_run, as_action=undo_id)
         if reversal.conflicts and not force:
             raise ReverseConflict(
                 f"nothing reversed for '{target_id}': " + "; ".join(reversal.conflicts) + ". Undo with force to "
@@ -547,6 +556,7 @@ class Brain:
             reversed=[ReversedUpdate(kind=r.kind, task_id=r.target, action_id=r.action_id) for r in reversal.reversed],
             conflicts=reversal.conflicts,
             dry_run=dry_run,
+            undo_id=undo_id,
         )
 
     # -- the daemon loop -------------------------------------------------------------------

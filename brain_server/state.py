@@ -461,11 +461,14 @@ class StateEngine(Protocol):
         at: datetime,
         log: Callable[[Compensation], LogEntry],
         dry_run: bool = False,
+        as_action: str | None = None,
     ) -> Reversal:
         """Put back the task rows of `target_id`'s unreversed records, newest first, in one transaction.
 
         A task whose row differs from what the record left is a conflict: without `force` nothing changes.
         Each reversed record is marked (at `at`, by its log entry's `by`) and gets its own log line.
+        `as_action`: each row put back is itself recorded (kind `reversal`, the row it overwrote as `before`)
+        under this action id, so that reversing `as_action` redoes it.
         `dry_run`: change nothing, and return the records that would be reversed (unmarked).
         """
         ...

@@ -30,8 +30,9 @@ resume and override."""
 BrainEventName = Literal["kill", "resume", "decision", "policy"]
 TaskState = Literal["queued", "claimed", "succeeded", "failed", "abandoned"]
 TaskOutcome = Literal["succeeded", "failed", "abandoned"]
-CompensationKind = Literal["task_claim", "task_outcome"]
-"""The brain updates a body action can make, each recorded with what undoes it."""
+CompensationKind = Literal["task_claim", "task_outcome", "reversal"]
+"""The brain updates a body action can make, each recorded with what undoes it; and a reversal's own put-back of a
+task row, recorded the same way so that undoing the reversal redoes what it undid."""
 Verdict = Literal["approved", "denied", "overridden", "expired"]
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -347,6 +348,11 @@ class UndoRequest(ProtocolModel):
     dry_run: bool = Field(
         default=False, description="Only say what would be reversed, and refuse as the real undo would; change nothing."
     )
+    as_action: Identifier | None = Field(
+        default=None,
+        description="The id to keep this reversal under (the workspace's undo action, so one id redoes both sides); "
+        "default: one the brain makes.",
+    )
 
 
 class ReversedUpdate(ProtocolModel):
@@ -366,3 +372,5 @@ class ReversalResult(ProtocolModel):
     conflicts: list[str] = Field(default_factory=list[str])
     """With `force`: the tasks that had changed since and were overwritten."""
     dry_run: bool = False
+    undo_id: str | None = None
+    """Undo this id to redo the reversal (None for a dry run)."""

@@ -223,7 +223,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
         _out(f"brain: nothing to reverse for '{args.id}'")
         return 0
     try:
-        result = _brain_undo(args, dry_run=False)
+        # Kept under the workspace undo's id: undoing that one id later redoes both sides.
+        result = _brain_undo(args, dry_run=False, as_action=local[0].id if local is not None else None)
     except SwarmError as exc:
         if local is None:
             raise
@@ -233,15 +234,20 @@ def cmd_undo(args: argparse.Namespace) -> int:
         return 0
     reversed_ = ", ".join(f"{r.kind} of {r.task_id} ({r.action_id})" for r in result.reversed)
     _out(f"brain: reversed {reversed_}")
+    if local is None and result.undo_id is not None:
+        _out(f"brain: recorded as {result.undo_id}; undo that to redo")
     if result.conflicts:
         _out(f"brain: forced over changes made since: {'; '.join(result.conflicts)}")
     return 0
 
 
-def _brain_undo(args: argparse.Namespace, *, dry_run: bool) -> ReversalResult | None:
+def _brain_undo(args: argparse.Namespace, *, dry_run: bool, as_action: str | None = None) -> ReversalResult | None:
     """The brain's reversal of `args.id` (None: it has nothing to reverse); conflicts and failures raise."""
     try:
-        result = _on_brain(args, lambda client: client.undo(args.id, args.reason, force=args.force, dry_run=dry_run))
+        result = _on_brain(
+            args,
+            lambda client: client.undo(args.id, args.reason, force=args.force, dry_run=dry_run, as_action=as_action),
+        )
     except BrainRejected as exc:
         if exc.error.code == BrainErrorCode.NOTHING_TO_REVERSE:
             return None

@@ -274,6 +274,15 @@ async def test_swarm_undo_of_a_decision_reverses_its_files_and_its_task_updates(
 
         only_brain = await anyio.to_thread.run_sync(lambda: run_swarm(home, "undo", claim_action, *brain_args))
         assert only_brain.returncode == 1 and "nothing to undo" in only_brain.stderr
+
+        # The one id the undo was recorded as redoes both sides: the file and the finished task.
+        recorded = undone.stdout.split("recorded as ", 1)[1].split(";", 1)[0]
+        redone = await anyio.to_thread.run_sync(lambda: run_swarm(home, "undo", recorded, *brain_args))
+        assert redone.returncode == 0, redone.stderr
+        assert "brain: reversed reversal of" in redone.stdout
+        assert (tmp_path / "ws0" / "f.txt").read_text() == "changed\n"
+        status = (await api.get("/v1/status")).json()
+        assert (status["queued_tasks"], status["claimed_tasks"]) == (0, 0), "finished again, as the decision left it"
         no_token = await anyio.to_thread.run_sync(
             lambda: run_swarm(home, "undo", decision, "--workspace", workspace, "--brain", url)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,3 +161,79 @@ async def test_a_dry_run_says_what_would_be_reversed_and_changes_nothing(api: Br
     assert all(r.reversed_at is None for r in await brain.state.compensations("dec_1"))
     assert not [e for e in await brain.state.log_entries() if e.action == "reverse"]
     refused(await api.post("/v1/undo/act_nothing", body, as_="approver"), 404, "nothing_to_reverse")
+
+
+async def test_undoing_a_reversal_redoes_it_and_undoing_that_reverses_again(api: BrainClient, brain: Brain) -> None:
+    task_id = await queue(api)
+    queued = await brain.state.task(task_id)
+    claimed = await claim(api, action_id="act_claim", decision_id="dec_1")
+    await finish(api, claimed, action_id="act_done", decision_id="dec_1")
+    done = await brain.state.task(task_id)
+
+    dry = ok(await api.post("/v1/undo/dec_1", {"reason": "look", "dry_run": True}, as_="approver"))
+    assert dry["undo_id"] is None
+    first = ok(await api.post("/v1/undo/dec_1", {"reason": "wrong turn", "as_action": "act_undo"}, as_="approver"))
+    assert first["undo_id"] == "act_undo" and await brain.state.task(task_id) == queued
+
+    redo = ok(await undo(api, "act_undo"))  # the reversal's own records: the task as the decision left it
+    assert [(r["kind"], r["action_id"]) for r in redo["reversed"]] == [("reversal", "act_undo")] * 2
+    assert await brain.state.task(task_id) == done
+    assert redo["undo_id"].startswith("rev_")
+    refused(await undo(api, "act_undo"), 404, "nothing_to_reverse")
+
+    ok(await undo(api, redo["undo_id"]))
+    assert await brain.state.task(task_id) == queued
+    records = await brain.state.compensations("act_undo")
+    assert [(r.kind, r.after == r.before) for r in records] == [("reversal", False)] * 2
+
+
+async def test_redoing_over_a_task_changed_since_is_a_conflict_and_changes_nothing(
+    api: BrainClient, brain: Brain
+) -> None:
+    await queue(api)
+    claimed = await claim(api, action_id="act_claim")
+    ok(await api.post("/v1/undo/act_claim", {"reason": "wrong turn", "as_action": "act_undo"}, as_="approver"))
+    again = await claim(api, "body-b")  # another body takes the task meanwhile
+    before = await brain.state.task(claimed["task"]["id"])
+    data = refused(await undo(api, "act_undo"), 409, "reverse_conflict")
+    assert "changed since act_undo" in data["message"]
+    assert await brain.state.task(again["task"]["id"]) == before
+
+
+async def test_a_database_from_before_reversals_were_kept_keeps_its_records(tmp_path: Path) -> None:
+    from brain_server._schema import MIGRATIONS, split_statements
+
+    path = tmp_path / "brain.db"
+    conn = sqlite3.connect(path)
+    try:
+        for migration in MIGRATIONS[:6]:
+            for statement in split_statements(migration):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 6")
+        conn.execute(
+            "INSERT INTO compensations (action_id, body_id, kind, target, before, after, created_at) "
+            "VALUES ('act_1', 'body-a', 'task_claim', 'task_1', '{}', '{}', '2026-11-26T00:00:00.000000+00:00')"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(
+                "INSERT INTO compensations (action_id, kind, target, before, after, created_at) "
+                "VALUES ('act_2', 'reversal', 'task_1', '{}', '{}', '2026-11-26T00:00:00.000000+00:00')"
+            )
+        conn.commit()
+    finally:
+        conn.close()
+
+    state = await SqliteStateEngine.open(path)
+    await state.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT id, action_id, kind FROM compensations").fetchall() == [(1, "act_1", "task_claim")]
+        conn.execute(
+            "INSERT INTO compensations (action_id, kind, target, before, after, created_at) "
+            "VALUES ('act_2', 'reversal', 'task_1', '{}', '{}', '2026-11-26T00:00:00.000000+00:00')"
+        )
+        for statement in ("DELETE FROM compensations", "UPDATE compensations SET target = 'x'"):
+            with pytest.raises(sqlite3.IntegrityError, match=r"never deleted|only gains its reversal"):
+                conn.execute(statement)
+    finally:
+        conn.close()
