@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared_protocol import AuditEvent
@@ -48,6 +48,7 @@ class MemoryStateEngine:
         self._bodies: dict[str, BodyRecord] = {}
         self._audit: dict[str, dict[int, AuditEvent]] = {}
         self._audit_floor: dict[str, int] = {}
+        self._audit_received: dict[str, dict[int, str]] = {}
         self._decisions: dict[str, Decision] = {}
         self._tasks: dict[str, Task] = {}
         self._claim_tokens: dict[str, str] = {}
@@ -135,14 +136,18 @@ class MemoryStateEngine:
 
     # -- audit -----------------------------------------------------------------------------
 
-    async def append_audit(self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1) -> AuditAppend:
+    async def append_audit(
+        self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1, at: datetime | None = None
+    ) -> AuditAppend:
         chain = self._audit.setdefault(body_id, {})
         head = max(chain, default=0)
         stored = {seq: chain[seq].mac for seq in seqs_to_look_up(head, events) if seq in chain}
         floor = self._audit_floor.get(body_id, 0)
         plan = link_batch(head, stored, events, log_start_seq=log_start_seq, floor=floor)
+        received = self._audit_received.setdefault(body_id, {})
         for event in plan.new:
             chain[event.seq] = event
+            received[event.seq] = iso(at or datetime.now(UTC))
         return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
@@ -154,12 +159,14 @@ class MemoryStateEngine:
         pruned: dict[str, int] = {}
         for body_id, chain in sorted(self._audit.items()):
             head = max(chain, default=0)
-            through = max((seq for seq, event in chain.items() if seq < head and event.ts < cutoff), default=0)
+            received = self._audit_received.get(body_id, {})
+            through = max((seq for seq in chain if seq < head and received.get(seq, "") < cutoff), default=0)
             if not through:
                 continue
             gone = [seq for seq in chain if seq <= through]
             for seq in gone:
                 del chain[seq]
+                received.pop(seq, None)
             self._audit_floor[body_id] = through
             pruned[body_id] = len(gone)
         if pruned:

@@ -264,8 +264,10 @@ class SqliteStateEngine:
 
     # -- audit -----------------------------------------------------------------------------
 
-    async def append_audit(self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1) -> AuditAppend:
-        received = iso(datetime.now(UTC))
+    async def append_audit(
+        self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1, at: datetime | None = None
+    ) -> AuditAppend:
+        received = iso(at or datetime.now(UTC))
         async with self._write() as conn:
             async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (body_id,)) as cursor:
                 row = await cursor.fetchone()
@@ -307,8 +309,8 @@ class SqliteStateEngine:
         async with self._write() as conn:
             # Per body: the newest seq older than the cutoff, below the body's newest event (which stays).
             rows = await conn.execute_fetchall(
-                "SELECT e.body_id, MAX(e.seq) FROM audit_events AS e "
-                "WHERE e.ts < ? AND e.seq < (SELECT MAX(h.seq) FROM audit_events AS h WHERE h.body_id = e.body_id) "
+                "SELECT e.body_id, MAX(e.seq) FROM audit_events AS e WHERE e.received_at < ? "
+                "AND e.seq < (SELECT MAX(h.seq) FROM audit_events AS h WHERE h.body_id = e.body_id) "
                 "GROUP BY e.body_id ORDER BY e.body_id",
                 (iso(before),),
             )

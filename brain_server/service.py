@@ -213,7 +213,9 @@ class Brain:
                     f"event seq {event.seq} belongs to body '{event.body_id}', not '{batch.body_id}'",
                     field=f"events.{index}.body_id",
                 )
-        result = await self.state.append_audit(batch.body_id, batch.events, log_start_seq=batch.log_start_seq)
+        result = await self.state.append_audit(
+            batch.body_id, batch.events, log_start_seq=batch.log_start_seq, at=self.now()
+        )
         if result.stored:
             first_new = result.stored_through - result.stored
             await self._alert_on_events([e for e in batch.events if first_new < e.seq <= result.stored_through])
@@ -526,6 +528,10 @@ class Brain:
         The reversal is kept under `as_action` (else an id made here), returned as `undo_id`: undoing that redoes it.
         """
         now = self.now()
+        if as_action is not None and await self.state.compensations(as_action):
+            raise InvalidRequest(
+                f"'{as_action}' already names brain updates: keep a reversal under a new id", field="as_action"
+            )
         undo_id = None if dry_run else (as_action or f"rev_{time.time_ns():x}{secrets.token_hex(4)}")
 
         def log(record: Compensation) -> LogEntry:
@@ -536,6 +542,7 @@ class Brain:
                 "body_id": record.body_id,
                 "undo": target_id,
                 "forced": force,
+                "undo_id": undo_id,
             }
             return by.entry("reverse", at=now, reason=reason, target=record.target, detail=detail)
 

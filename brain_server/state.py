@@ -356,16 +356,19 @@ class StateEngine(Protocol):
 
     # -- audit -----------------------------------------------------------------------------
 
-    async def append_audit(self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1) -> AuditAppend:
-        """Store the events of a batch that link to the body's chain (see `audit.link_batch`)."""
+    async def append_audit(
+        self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1, at: datetime | None = None
+    ) -> AuditAppend:
+        """Store the events of a batch that link to the body's chain (see `audit.link_batch`), as received `at`
+        (default now): retention goes by when the brain received an event, never by the body's own clock."""
         ...
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]: ...
 
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
-        """Delete each body's events older than `before` (by their own `ts`), through the newest such seq, but
-        never a body's newest event (the next batch links to it); logged once with what went, if anything did.
-        Returns the number deleted per body that lost any."""
+        """Delete each body's events received before `before` (the brain's clock: a body cannot age its own
+        events by their `ts`), through the newest such seq, but never a body's newest event (the next batch links
+        to it); logged once with what went, if anything did. Returns the number deleted per body that lost any."""
         ...
 
     # -- decisions -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ include it (nor a URL that contains it).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -156,13 +157,16 @@ class ChannelError(BrainError):
         """Seconds the service asked us to wait before trying again (its `Retry-After`), if it said."""
 
 
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 def retry_after_s(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """A `Retry-After` header (RFC 9110: delay-seconds or an HTTP-date) as seconds from now; None if absent or
     unreadable. A date in the past is 0."""
     value = headers.get("Retry-After", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if _SECONDS.fullmatch(value):  # (decimals too, from services that send them)
         return float(value)
     try:
         at = parsedate_to_datetime(value)

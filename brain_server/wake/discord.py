@@ -64,8 +64,16 @@ class DiscordError(ChannelError):
     """Discord refused a request or could not be reached. `code` is Discord's JSON error code, if it sent one
     (50035 Invalid Form Body, 10015 Unknown Webhook, 0 for a 401); `status` the HTTP status, if there was one."""
 
-    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None, code: int | None = None):
-        super().__init__(message, channel="discord", retryable=retryable, status=status)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status: int | None = None,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, channel="discord", retryable=retryable, status=status, retry_after=retry_after)
         self.code = code
 
 
@@ -243,6 +251,7 @@ async def _request(
                 f"{what}: rate limited by Discord (retry after {delay:.2f}s; waited {waited:.2f}s, {retries} retries)",
                 retryable=True,
                 status=429,
+                retry_after=delay,
             )
         await sleep(delay)
         waited, retries = waited + delay, retries + 1

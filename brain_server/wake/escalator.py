@@ -351,11 +351,12 @@ class Escalator:
         return True
 
     async def _send(self, channel: Channel, page: Page) -> Delivery:
-        """Send, retrying a retryable failure: after the service's `Retry-After` when it gives one (one longer
-        than the backoff's ceiling is not waited for: the error goes up, and the ladder's next level goes out
-        meanwhile), else with exponential backoff."""
-        ceiling = 10 * self.setup.retry_wait_s
-        backoff = wait_exponential(multiplier=self.setup.retry_wait_s, max=ceiling)
+        """Send, retrying a retryable failure with exponential backoff, or after the service's `Retry-After` when
+        it gives one. A send never waits longer in all than its backoff would have: a `Retry-After` past that is
+        not waited for, and the error goes up (the ladder moves on rather than stall on one address)."""
+        attempts, base = self.setup.retry_attempts, self.setup.retry_wait_s
+        backoff = wait_exponential(multiplier=base, max=10 * base)
+        budget = sum(min(10 * base, base * 2 ** (n - 1)) for n in range(1, attempts))
 
         def asked(state: RetryCallState) -> float | None:
             exc = state.outcome.exception() if state.outcome is not None else None
@@ -367,7 +368,7 @@ class Escalator:
 
         def stop(state: RetryCallState) -> bool:
             delay = asked(state)
-            return state.attempt_number >= self.setup.retry_attempts or (delay is not None and delay > ceiling)
+            return state.attempt_number >= attempts or (delay is not None and state.idle_for + delay > budget)
 
         retrying = AsyncRetrying(
             stop=stop,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -27,11 +28,13 @@ async def test_events_past_the_retention_go_each_body_keeps_its_newest_and_its_c
 ) -> None:
     a, b = audit_chain("body-a", 6), audit_chain("body-b", 2)
     await api.add_token("body-b")
-    ok(await api.post("/v1/audit", batch("body-a", a[:5]), as_="body"))
+    ok(await api.post("/v1/audit", batch("body-a", a[:3]), as_="body"))
     ok(await api.post("/v1/audit", batch("body-b", b), as_="body-b"))
+    clock.advance(10 * DAY)
+    ok(await api.post("/v1/audit", batch("body-a", a[3:5]), as_="body"))
     assert await brain.prune_audit() == {}  # nothing is 90 days old yet
 
-    clock.advance(90 * DAY + 3.5)  # events 1-3 of each body are now past the retention
+    clock.advance(85 * DAY)  # what the brain received first is now 95 days old, the rest 85
     assert await brain.prune_audit() == {"body-a": 3, "body-b": 1}  # body-b keeps its newest, seq 2
     assert await stored_seqs(brain, "body-a") == [4, 5]
     assert await stored_seqs(brain, "body-b") == [2]
@@ -49,6 +52,16 @@ async def test_events_past_the_retention_go_each_body_keeps_its_newest_and_its_c
     entries = [e for e in await brain.state.log_entries() if e.action == "audit_prune"]
     assert len(entries) == 1
     assert entries[0].by == "retention" and entries[0].detail["pruned"] == {"body-a": 3, "body-b": 1}
+
+
+async def test_a_body_cannot_age_its_own_events_by_their_timestamps(
+    api: BrainClient, brain: Brain, clock: Clock
+) -> None:
+    chain = [e.model_copy(update={"ts": "1970-01-01T00:00:00.000000+00:00"}) for e in audit_chain("body-a", 4)]
+    ok(await api.post("/v1/audit", batch("body-a", chain), as_="body"))
+    clock.advance(DAY)
+    assert await brain.prune_audit() == {}  # received a day ago: kept, whatever the events say of themselves
+    assert await stored_seqs(brain, "body-a") == [1, 2, 3, 4]
 
 
 async def test_a_body_whose_every_event_is_old_keeps_its_newest(api: BrainClient, brain: Brain, clock: Clock) -> None:
@@ -82,30 +95,29 @@ async def test_the_retention_loop_prunes_at_start_and_a_failure_is_logged_and_tr
 
 
 async def test_the_delete_trigger_lets_retention_through_its_own_mark_only(tmp_path: Path, clock: Clock) -> None:
-    from datetime import UTC, datetime, timedelta
-
     from brain_server.state import LogEntry
 
     path = tmp_path / "brain.db"
     state: StateEngine = await SqliteStateEngine.open(path)
-    await state.append_audit("body-a", audit_chain("body-a", 5))
-    await state.append_audit("body-b", audit_chain("body-b", 5))
-    cutoff = datetime.fromtimestamp(clock.now, UTC) + timedelta(seconds=2.5)
+    start = datetime.fromtimestamp(clock.now, UTC)
+    await state.append_audit("body-a", audit_chain("body-a", 5), at=start)
+    await state.append_audit("body-b", audit_chain("body-b", 5), at=start + timedelta(days=10))
+    cutoff = start + timedelta(days=1)
     pruned = await state.prune_audit(cutoff, LogEntry(at=cutoff, action="audit_prune", by="retention"))
-    assert pruned == {"body-a": 2, "body-b": 2}
+    assert pruned == {"body-a": 4}
     await state.close()
     conn = sqlite3.connect(path)
     try:
         for statement in (
-            "DELETE FROM audit_events WHERE body_id = 'body-a' AND seq = 3",  # above its mark
-            "DELETE FROM audit_events WHERE body_id = 'body-b'",
+            "DELETE FROM audit_events WHERE body_id = 'body-a' AND seq = 5",  # above its mark
+            "DELETE FROM audit_events WHERE body_id = 'body-b' AND seq = 1",  # below body-a's mark, not its own
             "UPDATE audit_prune_marks SET through_seq = 5",
             "DELETE FROM audit_prune_marks",
         ):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(statement)
         marks = conn.execute("SELECT body_id, through_seq FROM audit_prune_marks ORDER BY body_id").fetchall()
-        assert marks == [("body-a", 2), ("body-b", 2)]
+        assert marks == [("body-a", 4)]
     finally:
         conn.close()
 
@@ -113,14 +125,12 @@ async def test_the_delete_trigger_lets_retention_through_its_own_mark_only(tmp_p
 async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once_upgraded(
     tmp_path: Path, clock: Clock
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
     from brain_server._schema import MIGRATIONS, split_statements
     from brain_server.state import LogEntry
 
     path = tmp_path / "brain.db"
     old = await SqliteStateEngine.open(path)
-    await old.append_audit("body-a", audit_chain("body-a", 4))
+    await old.append_audit("body-a", audit_chain("body-a", 4), at=datetime.fromtimestamp(clock.now, UTC))
     await old.close()
     conn = sqlite3.connect(path)  # back to the schema before retention (v5): its delete trigger, no marks
     try:

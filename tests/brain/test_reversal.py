@@ -183,8 +183,26 @@ async def test_undoing_a_reversal_redoes_it_and_undoing_that_reverses_again(api:
 
     ok(await undo(api, redo["undo_id"]))
     assert await brain.state.task(task_id) == queued
+    # Each put-back was kept as the row it overwrote and the row it wrote: outcome undone first, then the claim.
     records = await brain.state.compensations("act_undo")
-    assert [(r.kind, r.after == r.before) for r in records] == [("reversal", False)] * 2
+    (claimed,), (finished,) = await brain.state.compensations("act_claim"), await brain.state.compensations("act_done")
+    assert [(r.kind, r.before, r.after) for r in records] == [
+        ("reversal", finished.after, finished.before),  # finished -> claimed
+        ("reversal", claimed.after, claimed.before),  # claimed -> queued
+    ]
+    lines = [e for e in await brain.state.log_entries() if e.action == "reverse"]
+    assert [e.detail["undo_id"] for e in lines][:2] == ["act_undo", "act_undo"]
+
+
+async def test_a_reversal_is_kept_only_under_an_id_that_names_nothing_yet(api: BrainClient, brain: Brain) -> None:
+    task_id = await queue(api)
+    await claim(api, action_id="act_claim", decision_id="dec_1")
+    before = await brain.state.task(task_id)
+    for taken in ("act_claim", "dec_1"):  # the target itself, or any id that already names brain updates
+        request = {"reason": "wrong turn", "as_action": taken}
+        data = refused(await api.post("/v1/undo/dec_1", request, as_="approver"), 422, "invalid_request")
+        assert "as_action" in data["message"] or data.get("field") == "as_action"
+    assert await brain.state.task(task_id) == before
 
 
 async def test_redoing_over_a_task_changed_since_is_a_conflict_and_changes_nothing(

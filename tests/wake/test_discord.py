@@ -283,6 +283,7 @@ async def test_a_retry_after_past_the_wait_budget_is_not_slept(
         await channel.send(decision_page())
 
     assert (caught.value.retryable, caught.value.status) == (True, 429)
+    assert caught.value.retry_after == 3600  # for the ladder: it does not retry into the rate limit either
     assert sleep.delays == []
 
 

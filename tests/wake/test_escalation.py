@@ -356,7 +356,9 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_s({"Retry-After": "120"}, now=now) == 120.0
     assert retry_after_s({"Retry-After": "Thu, 26 Nov 2026 12:00:30 GMT"}, now=now) == 30.0
     assert retry_after_s({"Retry-After": "Thu, 26 Nov 2026 11:00:00 GMT"}, now=now) == 0.0  # in the past
+    assert retry_after_s({"Retry-After": "1.5"}, now=now) == 1.5
     assert retry_after_s({"Retry-After": "-5"}, now=now) is None
+    assert retry_after_s({"Retry-After": "\u00b2"}, now=now) is None  # a digit to str.isdigit, not to float
     assert retry_after_s({"Retry-After": "in a while"}, now=now) is None
     assert retry_after_s({}, now=now) is None
 
@@ -378,18 +380,21 @@ class RateLimited:
         return Delivery(channel=self.name, target=page.target, provider_id="ok")
 
 
-@pytest.mark.parametrize(("after", "waits", "delivered"), [(3.0, [3.0], True), (60.0, [], False)])
-async def test_a_retry_waits_what_the_service_asked_unless_that_is_past_the_ceiling(
-    tmp_path: Path, after: float, waits: list[float], delivered: bool
+@pytest.mark.parametrize(
+    ("after", "times", "waits", "delivered"),
+    [(3.0, 1, [3.0], True), (60.0, 1, [], False), (2.0, 5, [2.0], False)],
+)
+async def test_a_retry_waits_what_the_service_asked_within_what_the_backoff_would_wait_in_all(
+    tmp_path: Path, after: float, times: int, waits: list[float], delivered: bool
 ) -> None:
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    channels = {"discord": RateLimited("discord", after=after)}
-    wake = setup(channels, levels=[{"after_s": 0, "targets": ["discord"]}], repeat=0)
-    wake.retry_wait_s, wake.sleep = 1.0, sleep  # backoff ceiling: 10 s
+    channels = {"sms": RateLimited("sms", after=after, times=times)}
+    wake = setup(channels, levels=[{"after_s": 0, "targets": ["sms"]}], repeat=0)
+    wake.retry_wait_s, wake.sleep = 1.0, sleep  # 3 attempts: the backoff would wait 1 + 2 = 3 s in all
     clock = Clock()
     state = await SqliteStateEngine.open(tmp_path / "brain.db")
     brain = Brain(BrainSettings(), state=state, clock=clock, wake=wake)
@@ -399,7 +404,7 @@ async def test_a_retry_waits_what_the_service_asked_unless_that_is_past_the_ceil
             clock.now = START
             await brain.escalator.tick()
             assert slept == waits
-            assert bool(channels["discord"].pages) is delivered
+            assert bool(channels["sms"].pages) is delivered
             failed = [e for e in await state.log_entries() if e.action == "page_failed"]
             assert bool(failed) is not delivered
     finally:
