@@ -213,11 +213,16 @@ class AuditStore:
         *,
         also: Callable[[sqlite3.Connection], None] | None = None,
         anchor_later: bool = False,
+        happened: bool = False,
     ) -> Appended:
         """Commit one event (and `also`, in the same transaction), then anchor the new head.
 
         Returns only once the transaction is committed with the configured durability. With `anchor_later`
         the anchor is owed until `anchor()` (or the next append) writes it, and the flock is held till then.
+        An anchor still owed is written first; if that fails, nothing is committed, unless what the event
+        records has `happened` already (a tool call that ran): then it is committed all the same, and the
+        failure raised once its own anchor fails too (the database is then more than one event ahead of the
+        anchor until one is written, which verify reports).
         """
         with self._thread_lock:
             if self._closed:
@@ -231,8 +236,9 @@ class AuditStore:
                     try:
                         self._pay_anchor()  # never two events ahead of the anchor
                     except OSError:
-                        # What this event records has happened (a call already running): it is committed all
-                        # the same, and anchored at once below; if that fails too, the error is raised then.
+                        if not happened:
+                            raise
+                        # A call that was already running when the anchor broke: losing its event would be worse.
                         logger.exception("the audit anchor owed for event %s could not be written", self._owed[0])
                         unpaid = True
                 with self._db.write() as conn:

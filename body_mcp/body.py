@@ -369,10 +369,12 @@ class Body:
         # event is committed before the reply, and the next call does both first if they have not happened.
         later = self.replies_flushed and not cancelled
         try:
-            event = self.audit.append(draft, also=also, anchor_later=later)
+            event = self.audit.append(draft, also=also, anchor_later=later, happened=True)
         except BaseException:
             if settle is not None:
                 settle()
+            if self.link is not None:
+                self.link.new_events.set()  # (it may be committed: the anchor failed after)
             raise
         if later:
             self._after_reply.append(self.audit.anchor)

@@ -31,6 +31,7 @@ from .state import (
     conflicts_of,
     iso,
     not_current_claim,
+    reversal_id_taken,
     same_question,
     task_from_row,
     task_row,
@@ -341,6 +342,8 @@ class MemoryStateEngine:
         dry_run: bool = False,
         as_action: str | None = None,
     ) -> Reversal:
+        if as_action is not None and any(as_action in (c.action_id, c.decision_id) for c in self._compensations):
+            raise reversal_id_taken(as_action)
         pending = [
             c
             for c in reversed(self._compensations)

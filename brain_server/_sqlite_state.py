@@ -44,6 +44,7 @@ from .state import (
     iso,
     not_current_claim,
     parse_time,
+    reversal_id_taken,
     same_question,
     task_from_row,
 )
@@ -583,6 +584,12 @@ class SqliteStateEngine:
         as_action: str | None = None,
     ) -> Reversal:
         async with self._write() as conn:
+            if as_action is not None:
+                async with conn.execute(
+                    "SELECT 1 FROM compensations WHERE action_id = ? OR decision_id = ? LIMIT 1", (as_action, as_action)
+                ) as cursor:
+                    if await cursor.fetchone() is not None:
+                        raise reversal_id_taken(as_action)
             pending = [
                 self._compensation(row)
                 for row in await conn.execute_fetchall(

@@ -528,10 +528,6 @@ class Brain:
         The reversal is kept under `as_action` (else an id made here), returned as `undo_id`: undoing that redoes it.
         """
         now = self.now()
-        if as_action is not None and await self.state.compensations(as_action):
-            raise InvalidRequest(
-                f"'{as_action}' already names brain updates: keep a reversal under a new id", field="as_action"
-            )
         undo_id = None if dry_run else (as_action or f"rev_{time.time_ns():x}{secrets.token_hex(4)}")
 
         def log(record: Compensation) -> LogEntry:
@@ -546,7 +542,8 @@ class Brain:
             }
             return by.entry("reverse", at=now, reason=reason, target=record.target, detail=detail)
 
-        reversal = await self.state.reverse(target_id, force=force, at=now, log=log, dry_run=dry_run, as_action=undo_id)
+        kept_as = as_action if dry_run else undo_id  # (a dry run refuses a taken id as the real one would)
+        reversal = await self.state.reverse(target_id, force=force, at=now, log=log, dry_run=dry_run, as_action=kept_as)
         if reversal.conflicts and not force:
             raise ReverseConflict(
                 f"nothing reversed for '{target_id}': " + "; ".join(reversal.conflicts) + ". Undo with force to "

@@ -29,7 +29,7 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import DecisionState
 
 from .audit import AuditAppend
-from .exceptions import BodyMismatch, KeyReused, NotFound, StaleClaim
+from .exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, StaleClaim
 from .wake.records import AnswerToken, Escalation
 
 LogAction = Literal[
@@ -256,6 +256,13 @@ def conflicts_of(pending: Sequence[Compensation], current: Mapping[str, Mapping[
     return conflicts
 
 
+def reversal_id_taken(as_action: str) -> InvalidRequest:
+    """A reversal is kept only under an id that names no brain updates yet (checked in its transaction)."""
+    return InvalidRequest(
+        f"'{as_action}' already names brain updates: keep a reversal under a new id", field="as_action"
+    )
+
+
 def same_question(a: Decision, b: Decision) -> bool:
     """Whether two decisions ask the same thing of the same body (a retried request): everything the asker
     chose (the time it gave to answer, not when it asked), and what the rules made of it."""
@@ -471,7 +478,8 @@ class StateEngine(Protocol):
         A task whose row differs from what the record left is a conflict: without `force` nothing changes.
         Each reversed record is marked (at `at`, by its log entry's `by`) and gets its own log line.
         `as_action`: each row put back is itself recorded (kind `reversal`, the row it overwrote as `before`)
-        under this action id, so that reversing `as_action` redoes it.
+        under this action id, so that reversing `as_action` redoes it; an id that already names records is
+        refused (`reversal_id_taken`), dry runs included.
         `dry_run`: change nothing, and return the records that would be reversed (unmarked).
         """
         ...

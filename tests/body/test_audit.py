@@ -559,3 +559,23 @@ async def test_a_call_already_running_when_an_anchor_fails_is_still_audited_and_
         assert report.ok and report.anchor == "match", report.summary()
     finally:
         body.close()
+
+
+async def test_while_an_owed_anchor_fails_only_calls_that_already_ran_are_committed(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body.replies_flushed = True
+    for name in ("a.txt", "b.txt"):  # (two events: retention always keeps the newest)
+        await body.call_tool("write_file", {"path": name, "content": "1", "rationale": "r"})
+
+    def broken(seq: int, mac: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(body.audit, "_write_anchor", broken)
+    body.after_reply()
+    before = [e.seq for e in body.audit.tail(100)]
+    with pytest.raises(OSError, match="Input/output error"):
+        body.record_human(action="note", rationale="a human's note waits for the anchor")
+    with pytest.raises(OSError, match="Input/output error"):
+        body.audit.prune(retention_days=1, now=datetime.now(UTC) + timedelta(days=2))
+    assert [e.seq for e in body.audit.tail(100)] == before  # neither committed (nor pruned) anything

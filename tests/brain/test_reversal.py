@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from brain_server import Brain, SqliteStateEngine
@@ -255,3 +256,28 @@ async def test_a_database_from_before_reversals_were_kept_keeps_its_records(tmp_
                 conn.execute(statement)
     finally:
         conn.close()
+
+
+async def test_two_reversals_racing_for_one_id_keep_only_one_under_it(api: BrainClient, brain: Brain) -> None:
+    from brain_server.auth import Principal
+    from brain_server.exceptions import InvalidRequest
+
+    await queue(api, "one")
+    await queue(api, "two")
+    await claim(api, action_id="act_c1")
+    await claim(api, action_id="act_c2")
+    who = Principal(token_id="tok_a", role="approver", label="approver-1")
+    outcomes: list[str] = []
+
+    async def reverse(target: str) -> None:
+        try:
+            await brain.reverse(who, target, "wrong turn", as_action="act_u")
+            outcomes.append("reversed")
+        except InvalidRequest:
+            outcomes.append("refused")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reverse, "act_c1")
+        tg.start_soon(reverse, "act_c2")
+    assert sorted(outcomes) == ["refused", "reversed"]
+    assert len(await brain.state.compensations("act_u")) == 1
