@@ -227,9 +227,7 @@ class AuditStore:
         with self._thread_lock:
             if self._closed:
                 raise RuntimeError("the audit store is closed")
-            if not self._locked:
-                fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
-                self._locked = True
+            self._lock()
             try:
                 unpaid = False
                 if self._owed is not None:
@@ -264,9 +262,7 @@ class AuditStore:
         with self._thread_lock:
             if self._owed is None or self._closed:
                 return
-            if not self._locked:
-                fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
-                self._locked = True
+            self._lock()
             try:
                 self._pay_anchor()
             finally:
@@ -293,6 +289,11 @@ class AuditStore:
             self._retrying = True
             raise
         self._owed, self._retrying = None, False
+
+    def _lock(self) -> None:
+        if not self._locked:
+            fcntl.flock(self._anchor_fd, fcntl.LOCK_EX)
+            self._locked = True
 
     def _unlock(self) -> None:
         if self._locked:

@@ -18,7 +18,7 @@ import anyio
 import httpx
 
 from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
-from shared_protocol import Impact, Refusal, RefusalCode
+from shared_protocol import Impact, RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.decisions import classify
@@ -31,7 +31,7 @@ from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
 from .decisions import DecisionStore, LocalDecisionStore, require_approval
 from .exceptions import ToolRefused, UserError
-from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards
+from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards, refused_outcome
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
 from .policy import PathPolicy
@@ -276,13 +276,8 @@ class Body:
                 self.audit.anchor()
             except OSError as exc:
                 message = f"the audit trail's anchor cannot be written ({exc.strerror or exc}); nothing ran"
-                refusal = Refusal(code=RefusalCode.IO_ERROR, rule="audit.anchor", message=message, action_id=action_id)
-                return CallOutcome(
-                    is_error=True,
-                    structured=refusal.model_dump(mode="json"),
-                    text=f"Refused [{refusal.code.value}] {message} (action {action_id}, not audited)",
-                    action_id=action_id,
-                )
+                refusal = ToolRefused(message, code=RefusalCode.IO_ERROR, rule="audit.anchor")
+                return refused_outcome(refusal, action_id, audited=False)
         if self.workspace.replaced():
             # If the workspace is missing mid-restore, the guard meets that too and refuses the call, audited.
             with contextlib.suppress(ToolRefused):

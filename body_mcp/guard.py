@@ -80,6 +80,18 @@ class CallOutcome:
     action_id: str
 
 
+def refused_outcome(refusal: ToolRefused, action_id: str, *, audited: bool = True) -> CallOutcome:
+    """A refusal as the client sees it: `{code, rule, message, action_id}`, and the same in a line of text."""
+    structured = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=action_id)
+    where = f"action {action_id}" if audited else f"action {action_id}, not audited"
+    return CallOutcome(
+        is_error=True,
+        structured=structured.model_dump(mode="json"),
+        text=f"Refused [{refusal.code.value}] {refusal.message} ({where})",
+        action_id=action_id,
+    )
+
+
 class Guard(Protocol):
     async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolOutput: ...
 
@@ -273,13 +285,7 @@ class Pipeline:
                 action_id=event.id,
             )
         if refusal is not None:
-            structured = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=event.id)
-            return CallOutcome(
-                is_error=True,
-                structured=structured.model_dump(mode="json"),
-                text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})",
-                action_id=event.id,
-            )
+            return refused_outcome(refusal, event.id)
         assert result is not None and ctx.spec is not None
         data = result if isinstance(result, dict) else result.model_dump(mode="json")
         text = ctx.spec.text(result) if ctx.spec.text is not None else _json.plain(data)

@@ -369,6 +369,15 @@ def _anchor(body: Body) -> str:
     return body.paths.anchor.read_text()
 
 
+def _break_anchor(body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every anchor write fails as a failing disk would, until `monkeypatch.undo()`."""
+
+    def broken(seq: int, mac: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(body.audit, "_write_anchor", broken)
+
+
 def _head(body: Body) -> str:
     head = body.audit.tail(1)[0]
     return f"{head.seq:020d} {head.mac}\n"
@@ -432,11 +441,7 @@ async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_cal
     ok_ = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
     assert not ok_.is_error
     written = _head(body)
-
-    def broken(seq: int, mac: str) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(body.audit, "_write_anchor", broken)
+    _break_anchor(body, monkeypatch)
     body.after_reply()
     assert "work left for after a reply failed" in caplog.text
     assert body.audit.anchor_owed
@@ -539,11 +544,7 @@ async def test_a_call_already_running_when_an_anchor_fails_is_still_audited_and_
             tg.start_soon(call_b)
             await hold.holding.wait()  # B is past the start of its call
             await body.call_tool("write_file", {"path": "a.txt", "content": "a", "rationale": "replied"})
-
-            def broken(seq: int, mac: str) -> None:
-                raise OSError(errno.EIO, "Input/output error")
-
-            monkeypatch.setattr(body.audit, "_write_anchor", broken)
+            _break_anchor(body, monkeypatch)
             body.after_reply()  # A's anchor fails after its reply
             hold.go.set()
         assert (workspace / "b.txt").read_text() == "b"
@@ -567,11 +568,7 @@ async def test_while_an_owed_anchor_fails_only_calls_that_already_ran_are_commit
     body.replies_flushed = True
     for name in ("a.txt", "b.txt"):  # (two events: retention always keeps the newest)
         await body.call_tool("write_file", {"path": name, "content": "1", "rationale": "r"})
-
-    def broken(seq: int, mac: str) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(body.audit, "_write_anchor", broken)
+    _break_anchor(body, monkeypatch)
     body.after_reply()
     before = [e.seq for e in body.audit.tail(100)]
     with pytest.raises(OSError, match="Input/output error"):
