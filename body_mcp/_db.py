@@ -19,6 +19,28 @@ from typing import Literal
 
 Durability = Literal["power_loss", "crash"]
 
+SqlValue = str | int | float | bytes | None
+
+
+class Writes:
+    """Statements to commit in one transaction with an audit event, as data rather than code: the event's
+    journal record carries them, so that what a body replied about is replayed whole if it dies before
+    committing it (`audit.py`)."""
+
+    __slots__ = ("rowcounts", "statements")
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[SqlValue, ...]]] = []
+        self.rowcounts: list[int] = []
+        """Rows each statement changed, once `run`."""
+
+    def add(self, sql: str, params: tuple[SqlValue, ...] = ()) -> None:
+        self.statements.append((sql, params))
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        self.rowcounts = [conn.execute(sql, params).rowcount for sql, params in self.statements]
+
+
 _MIGRATIONS: list[str] = [
     # v1
     """

@@ -6,13 +6,16 @@ previous event's `mac` and the canonical JSON of the event. After each commit th
 event breaks the chain; truncating the tail disagrees with the anchor. A database one
 event ahead of its anchor is the crash window between the two writes, not tampering.
 
+An event is durable first in `audit.journal` (one write, `_journal.py`), with the statements
+its transaction commits alongside it; then it is committed to the database and anchored.
 Appends from several processes (two bodies, the CLI) are serialised by an `flock` on the
-anchor file held from `BEGIN` to the anchor write, so anchors are written in chain order.
+anchor file held from the journal write to the anchor write, so that the chain has one order;
+the next store to take the flock after one died in between commits what the database lacks.
 
-A serving body writes a call's anchor after its reply (`append(anchor_later=True)`, then `anchor()`):
-the event itself is committed before the reply, and the store keeps the flock until the anchor is
-written, and writes any anchor still owed before its next commit, so the database is never more than
-that one event ahead of its anchor, the state a crash between commit and anchor leaves anyway.
+A serving body commits and anchors a call's event after its reply (`append(finish_later=True)`,
+then `finish()`): the event is durable in the journal before the reply, and the store keeps the
+flock until it is committed and anchored, and does that before its next append, so the journal
+is never more than that one event ahead of the database.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from pydantic import ValidationError
 from shared_protocol import NO_IMPACT, AuditEvent, Impact
 from shared_protocol.audit import AuditKind, AuditOutcome
 
-from . import _json
-from ._db import StateDB
+from . import _journal, _json
+from ._db import StateDB, Writes
 from ._factories import empty_dict, empty_list
 
 logger = logging.getLogger(__name__)
@@ -154,6 +157,13 @@ class _HmacSha256:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
 
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
     def hexdigest(self, message: bytes) -> str:
         inner = self._inner.copy()
         inner.update(message)
@@ -162,37 +172,65 @@ class _HmacSha256:
         return outer.hexdigest()
 
 
+@dataclass(slots=True)
+class _Uncommitted:
+    """An event in the journal, not yet in the database."""
+
+    payload: dict[str, Any]
+    """What its MAC signs: kept to chain it again onto another head, should a writer that does not journal
+    (an older version) have appended meanwhile."""
+    values: tuple[int, str, str, str | None, str, str]
+    """Its row: seq, id, ts, decision_id, body, mac."""
+    writes: Writes | None
+
+
+_INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)"
+
+
 class AuditStore:
     """The chain for one body identity, in the workspace's `state.db`."""
 
-    def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, body_id: str) -> None:
+    def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, journal_path: Path, body_id: str) -> None:
         self._db = db
         self._hmac = _HmacSha256(key)
         self._anchor_path = anchor_path
         self.body_id = body_id
-        fd = os.open(anchor_path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._anchor_fd = fd
+        self._anchor_fd = os.open(anchor_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._journal_fd = os.open(journal_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except BaseException:
+            os.close(self._anchor_fd)
+            raise
         # flock orders appends between processes; this orders them between this process's threads (retention
         # runs in a worker thread), so that the anchor is always written in commit order.
         self._thread_lock = threading.Lock()
         self._head: tuple[int, str] | None = None
-        """(seq, mac) of the event this store last committed."""
-        self._owed: tuple[int, str] | None = None
-        """A committed head whose anchor is not written yet (`anchor_later`, or a failed write to retry)."""
-        self._retrying = False
+        """(seq, mac) of the chain's last event as this store last wrote or read it (journaled at least)."""
+        self._journal_seen: bytes | None = None
+        """The record prefix at the start of the journal as this store last wrote or read it: while it is still
+        there, no other process has appended, and `_head` is the chain's head."""
+        self._journal_end = 0
+        """Where this store writes its next record: after the ones not committed yet, else the start."""
+        self._uncommitted: list[_Uncommitted] = []
+        self._owed_anchor: tuple[int, str] | None = None
+        """A committed head whose anchor is not written yet (`finish_later`, or a failed write to retry)."""
+        self._let_go = False
+        """The flock was let go while something was owed (a failed write): another process may have appended,
+        or replayed this store's journal records, since."""
         self._locked = False
-        """This store holds the anchor's flock between appends (an anchor is owed after a reply)."""
+        """This store holds the anchor's flock between appends (something is owed after a reply)."""
         self._closed = False
 
     def close(self) -> None:
-        """Write any owed anchor and let go of the anchor file (idempotent); appending afterwards raises instead
-        of writing to a reused fd."""
-        with contextlib.suppress(OSError):  # (an anchor that cannot be written: as after a crash, one behind)
-            self.anchor()
+        """Commit and anchor what is owed and let go of the files (idempotent); appending afterwards raises
+        instead of writing to a reused fd. What cannot be committed stays in the journal for the next store."""
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self.finish()
         with self._thread_lock:
             if not self._closed:
                 self._closed = True
                 os.close(self._anchor_fd)
+                os.close(self._journal_fd)
 
     # -- chain arithmetic --------------------------------------------------------------
 
@@ -211,18 +249,16 @@ class AuditStore:
         self,
         draft: EventDraft,
         *,
-        also: Callable[[sqlite3.Connection], None] | None = None,
-        anchor_later: bool = False,
+        writes: Writes | None = None,
+        finish_later: bool = False,
         happened: bool = False,
     ) -> Appended:
-        """Commit one event (and `also`, in the same transaction), then anchor the new head.
+        """Append one event (and `writes`, in its transaction): durable in the journal, then committed and anchored.
 
-        Returns only once the transaction is committed with the configured durability. With `anchor_later`
-        the anchor is owed until `anchor()` (or the next append) writes it, and the flock is held till then.
-        An anchor still owed is written first; if that fails, nothing is committed, unless what the event
-        records has `happened` already (a tool call that ran): then it is committed all the same, and the
-        failure raised once its own anchor fails too (the database is then more than one event ahead of the
-        anchor until one is written, which verify reports).
+        Returns once the event is durable with the configured durability. With `finish_later` its commit and
+        anchor are owed until `finish()` (or the next append) does them, and the flock is held till then.
+        Whatever is owed is done first; if that fails, nothing is appended, unless what the event records has
+        `happened` already (a tool call that ran): then it is journaled all the same, and the failure raised.
         """
         with self._thread_lock:
             if self._closed:
@@ -230,65 +266,188 @@ class AuditStore:
             self._lock()
             try:
                 unpaid = False
-                if self._owed is not None:
+                if self._uncommitted or self._owed_anchor is not None:
                     try:
-                        self._pay_anchor()  # never two events ahead of the anchor
-                    except OSError:
+                        self._pay()  # never more than one event ahead
+                    except (OSError, sqlite3.Error):
                         if not happened:
                             raise
-                        # A call that was already running when the anchor broke: losing its event would be worse.
-                        logger.exception("the audit anchor owed for event %s could not be written", self._owed[0])
+                        # A call that was already running when the trail broke: losing its event would be worse.
+                        logger.exception("the audit trail could not commit or anchor what it owes")
                         unpaid = True
-                with self._db.write() as conn:
-                    if also is not None:
-                        also(conn)
-                    event = self._insert(conn, draft)
-                self._head = (event.seq, event.mac)  # committed: the next append may chain onto it unread
-                self._owed = self._head
-                if anchor_later and not unpaid:
+                event = self._journal(draft, writes)
+                if finish_later and not unpaid:
                     return event
-                self._pay_anchor()
+                self._pay()
             except BaseException:
                 self._unlock()
                 raise
             self._unlock()
         return event
 
-    def anchor(self) -> None:
-        """Write the anchor an `anchor_later` append owes, and let other processes append again.
+    def finish(self) -> None:
+        """Commit and anchor what a `finish_later` append owes, and let other processes append again.
 
-        A failed write is raised, and retried before this store's next commit (and by `anchor()`).
+        A failure is raised; what is owed stays owed (the event safe in the journal), retried by the next
+        append and by `finish()`.
         """
         with self._thread_lock:
-            if self._owed is None or self._closed:
+            if self._closed or not (self._uncommitted or self._owed_anchor is not None):
                 return
             self._lock()
             try:
-                self._pay_anchor()
+                self._pay()
             finally:
                 self._unlock()
 
     @property
-    def anchor_owed(self) -> bool:
-        return self._owed is not None
+    def owed(self) -> bool:
+        """An event journaled but not committed, or committed but not anchored."""
+        return bool(self._uncommitted) or self._owed_anchor is not None
 
-    def _pay_anchor(self) -> None:
-        """Write the owed anchor (flock held); a retry first checks that no other process anchored past it."""
-        owed = self._owed
-        assert owed is not None and self._locked
-        if self._retrying:  # the flock was let go after the failed write: another process may have appended
-            # Only a later head skips the write: our own record may be in the page cache with its sync failed
-            # (reported once), so the same seq is written and synced again.
-            current = self._read_anchor()
-            if current is not None and current[0] > owed[0]:
-                self._owed, self._retrying = None, False
-                return
+    def recover(self) -> int:
+        """Commit what a store that died after its reply left in the journal; returns how many events."""
+        with self._thread_lock:
+            if self._closed:
+                raise RuntimeError("the audit store is closed")
+            self._lock()
+            try:
+                self._pay()
+                replayed = self._recover()
+                self._pay()
+            finally:
+                self._unlock()
+        return replayed
+
+    def _journal(self, draft: EventDraft, writes: Writes | None) -> Appended:
+        """Chain `draft` onto the head and make it durable in the journal (flock held)."""
+        seq, prev_mac = self._current_head()
+        seq += 1
+        # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
+        payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
+        impact = draft.impact
+        payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
+        payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
+        payload["prev_mac"] = prev_mac
+        signed = _json.canonical(payload)
+        mac = self._hmac.hexdigest(signed.encode())
+        body = with_mac(signed, mac)
+        record = _journal.encode(
+            seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._hmac.digest
+        )
+        at = self._journal_end
         try:
-            self._write_anchor(*owed)
+            os.pwrite(self._journal_fd, record, at)
+            if self._db.durability == "power_loss":
+                os.fdatasync(self._journal_fd)
         except BaseException:
-            self._retrying = True
+            with contextlib.suppress(OSError):  # its caller is told it failed: it must never be replayed
+                os.pwrite(self._journal_fd, bytes(_journal.PREFIX_LEN), at)
             raise
-        self._owed, self._retrying = None, False
+        if at == 0:
+            self._journal_seen = record[: _journal.PREFIX_LEN]
+        self._journal_end = at + len(record)
+        self._uncommitted.append(
+            _Uncommitted(payload, (seq, draft.id, payload["ts"], draft.decision_id, body, mac), writes)
+        )
+        self._head = (seq, mac)
+        return Appended(id=draft.id, seq=seq, mac=mac)
+
+    def _current_head(self) -> tuple[int, str]:
+        """The chain's head (flock held): this store's own, unread, while the journal shows no other writer."""
+        head = self._head
+        if head is not None and os.pread(self._journal_fd, _journal.PREFIX_LEN, 0) == self._journal_seen:
+            return head
+        self._recover()
+        assert self._head is not None
+        return self._head
+
+    def _db_head(self, conn: sqlite3.Connection) -> tuple[int, str]:
+        row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, self._genesis()) if row is None else (int(row[0]), str(row[1]))
+
+    def _recover(self) -> int:
+        """Read the head from the database, first committing the journal records it lacks (flock held).
+
+        A record is replayed only where it continues the database's chain and is past the anchor: a record the
+        anchor already covers but the database lacks means events were deleted, which verify must report.
+        """
+        data = os.pread(self._journal_fd, os.fstat(self._journal_fd).st_size, 0)
+        records = _journal.decode(data, self._hmac.digest)
+        anchored = self._read_anchor()
+        anchored_seq = anchored[0] if anchored is not None else 0
+        replayed = 0
+        with self._db.write() as conn:
+            head = self._db_head(conn)
+            for record in records:
+                if record.seq <= head[0]:
+                    continue
+                if record.seq != head[0] + 1 or record.prev_mac != head[1] or record.seq <= anchored_seq:
+                    logger.debug(  # (events deleted: verify reports it)
+                        "audit journal record %s does not continue the database's chain (head %s): not replayed",
+                        record.seq,
+                        head[0],
+                    )
+                    break
+                record.writes.run(conn)
+                conn.execute(_INSERT, (record.seq, *record.row, record.mac))
+                head = (record.seq, record.mac)
+                replayed += 1
+        if replayed:
+            logger.warning("replayed %d audit event(s) a body journaled and did not commit", replayed)
+            self._owed_anchor = head
+        self._uncommitted.clear()
+        self._journal_end = 0
+        self._journal_seen = data[: _journal.PREFIX_LEN]
+        self._head = head
+        return replayed
+
+    def _pay(self) -> None:
+        """Commit the journaled events, then write the anchor (flock held)."""
+        assert self._locked
+        if self._uncommitted:
+            self._commit()
+        if self._owed_anchor is not None:
+            owed = self._owed_anchor
+            if self._let_go:  # another process may have appended, and anchored, since
+                # Only a later head skips the write: our own record may be in the page cache with its sync failed
+                # (reported once), so the same seq is written and synced again.
+                current = self._read_anchor()
+                if current is not None and current[0] > owed[0]:
+                    self._owed_anchor = None
+            if self._owed_anchor is not None:
+                self._write_anchor(*owed)
+                self._owed_anchor = None
+        self._let_go = False
+
+    def _commit(self) -> None:
+        """Commit the journaled events in one transaction: each where it was chained, unless another process
+        has replayed it already (it let go after a failure), or a writer that does not journal took its place."""
+        with self._db.write() as conn:
+            head = self._db_head(conn)
+            for item in self._uncommitted:
+                values = item.values
+                seq, mac = values[0], values[5]
+                if seq <= head[0]:
+                    row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (seq,)).fetchone()
+                    if row is not None and row[0] == mac:
+                        continue  # replayed by another store
+                if seq != head[0] + 1 or item.payload["prev_mac"] != head[1]:
+                    logger.warning("audit event %s chained again onto event %s, appended meanwhile", seq, head[0])
+                    values = self._rechain(item.payload, head)
+                if item.writes is not None:
+                    item.writes.run(conn)
+                conn.execute(_INSERT, values)
+                head = (values[0], values[5])
+        self._uncommitted.clear()
+        self._journal_end = 0
+        self._head = self._owed_anchor = head
+
+    def _rechain(self, payload: dict[str, Any], head: tuple[int, str]) -> tuple[int, str, str, str | None, str, str]:
+        payload = {**payload, "seq": head[0] + 1, "prev_mac": head[1]}
+        signed = _json.canonical(payload)
+        mac = self._hmac.hexdigest(signed.encode())
+        return (head[0] + 1, payload["id"], payload["ts"], payload["decision_id"], with_mac(signed, mac), mac)
 
     def _lock(self) -> None:
         if not self._locked:
@@ -298,51 +457,8 @@ class AuditStore:
     def _unlock(self) -> None:
         if self._locked:
             self._locked = False
+            self._let_go = self._let_go or self.owed
             fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
-
-    def _insert(self, conn: sqlite3.Connection, draft: EventDraft) -> Appended:
-        """Chain `draft` onto the head (call it inside `append`, which holds the locks).
-
-        Hot path: the head this store last committed is taken as the head unread, and the insert happens
-        only if the database's last `seq` is still that one (one statement). Otherwise (another process
-        appended or pruned since) the head is read and the event chained onto it.
-        """
-        head = self._head
-        if head is not None:
-            appended = self._chain(conn, draft, head[0] + 1, head[1], only_after=head[0])
-            if appended is not None:
-                return appended
-            self._head = None
-        row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev_mac = (1, self._genesis()) if row is None else (int(row[0]) + 1, str(row[1]))
-        appended = self._chain(conn, draft, seq, prev_mac, only_after=None)
-        assert appended is not None
-        return appended
-
-    def _chain(
-        self, conn: sqlite3.Connection, draft: EventDraft, seq: int, prev_mac: str, *, only_after: int | None
-    ) -> Appended | None:
-        """Insert `draft` as event `seq` after `prev_mac`; with `only_after`, only if that is the last `seq`."""
-        # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
-        payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
-        impact = draft.impact
-        payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
-        payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
-        payload["prev_mac"] = prev_mac
-        signed = _json.canonical(payload)
-        mac = self._hmac.hexdigest(signed.encode())
-        values = (seq, draft.id, payload["ts"], draft.decision_id, with_mac(signed, mac), mac)
-        if only_after is None:
-            conn.execute(
-                "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)", values
-            )
-        elif not conn.execute(
-            "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) SELECT ?, ?, ?, ?, ?, ? "
-            "WHERE (SELECT MAX(seq) FROM audit_events) = ?",
-            (*values, only_after),
-        ).rowcount:
-            return None
-        return Appended(id=draft.id, seq=seq, mac=mac)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
         record = f"{seq:020d} {mac}\n".encode()
@@ -377,7 +493,10 @@ class AuditStore:
     # -- verification and retention ----------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        """Recompute the whole chain and compare its head with the anchor."""
+        """Recompute the whole chain and compare its head with the anchor (after committing what a body that
+        died after its reply left in the journal, if the files can be written)."""
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self.recover()
         with self._db.read() as conn:
             rows = conn.execute("SELECT seq, id, body, mac FROM audit_events ORDER BY seq").fetchall()
         events: list[AuditEvent] = []
@@ -494,17 +613,13 @@ class AuditStore:
             outcome="ok",
             detail={"through_seq": through_seq, "mac_at": mac_at, "cutoff": cutoff},
         )
-        deleted = 0
-
-        def delete_through(conn: sqlite3.Connection) -> None:
-            nonlocal deleted
-            # The mark is what lets the delete trigger pass, for these events only (never the head: the
-            # checkpoint is chained onto it in the same transaction).
-            conn.execute("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
-            deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through_seq,)).rowcount
-
-        self.append(draft, also=delete_through)
-        return int(deleted)
+        # The mark is what lets the delete trigger pass, for these events only (never the head: the checkpoint
+        # is chained onto it in the same transaction).
+        writes = Writes()
+        writes.add("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
+        writes.add("DELETE FROM audit_events WHERE seq <= ?", (through_seq,))
+        self.append(draft, writes=writes)
+        return writes.rowcounts[1] if writes.rowcounts else 0
 
 
 async def keep_retention(

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.decisions import classify
 from shared_protocol.tools import BrainState
 
-from ._db import StateDB
+from ._db import StateDB, Writes
 from .audit import Appended, AuditStore, EventDraft, keep_retention, new_action_id, redact_arguments
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
@@ -86,8 +87,10 @@ class Body:
             self.db,
             key=load_or_create_key(self.paths.audit_key),
             anchor_path=self.paths.anchor,
+            journal_path=self.paths.journal,
             body_id=self.identity.body_id,
         )
+        self.audit.recover()  # what a body that died after a reply left uncommitted
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
         self.limits = Limits(self.paths.limits, config.limits, clock=clock)
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
@@ -269,14 +272,15 @@ class Body:
         if self._after_reply:
             self.after_reply()
         action_id = new_action_id()
-        if self.audit.anchor_owed:
-            # An anchor write failed after an earlier reply. Until it succeeds, nothing runs: the trail could
-            # not be kept whole, so this refusal cannot be audited either.
+        if self.audit.owed:
+            # Committing or anchoring an earlier call's event failed after its reply. Until it works, nothing
+            # runs: the trail could not be kept whole, so this refusal cannot be audited either.
             try:
-                self.audit.anchor()
-            except OSError as exc:
-                message = f"the audit trail's anchor cannot be written ({exc.strerror or exc}); nothing ran"
-                refusal = ToolRefused(message, code=RefusalCode.IO_ERROR, rule="audit.anchor")
+                self.audit.finish()
+            except (OSError, sqlite3.Error) as exc:
+                why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+                message = f"the audit trail cannot be written ({why}); nothing ran"
+                refusal = ToolRefused(message, code=RefusalCode.IO_ERROR, rule="audit.write")
                 return refused_outcome(refusal, action_id, audited=False)
         if self.workspace.replaced():
             # If the workspace is missing mid-restore, the guard meets that too and refuses the call, audited.
@@ -345,26 +349,22 @@ class Body:
             detail=ctx.detail,
         )
         reservation, recorder = ctx.reservation, ctx.recorder
-        decision_id = draft.decision_id
+        if recorder is not None and recorder.records:
+            recorder.flush(ctx.writes, action_id=ctx.action_id, decision_id=draft.decision_id)
 
-        def also(conn: Any) -> None:
-            if recorder is not None and recorder.records:
-                recorder.flush(conn, action_id=ctx.action_id, decision_id=decision_id)
-            for extra in ctx.also:
-                extra(conn)
-
-        # Settled after the audit commit (dying in between leaves the call in flight, counted in full until
-        # reclaimed), and even if the commit failed: what the call did still counts, and its slot is freed.
+        # Settled after the audit append (dying in between leaves the call in flight, counted in full until
+        # reclaimed), and even if it failed: what the call did still counts, and its slot is freed.
         settle = (
             None
             if reservation is None
             else partial(self.limits.settle, reservation, ctx.impact, failed=failed, cancelled=cancelled)
         )
-        # With a transport that says when the reply is written, the anchor and the settling wait for it: the
-        # event is committed before the reply, and the next call does both first if they have not happened.
+        # With a transport that says when the reply is written, the commit, the anchor and the settling wait
+        # for it: the event is durable (journaled) before the reply, and the next call does all three first
+        # if they have not happened.
         later = self.replies_flushed and not cancelled
         try:
-            event = self.audit.append(draft, also=also, anchor_later=later, happened=True)
+            event = self.audit.append(draft, writes=ctx.writes, finish_later=later, happened=True)
         except BaseException:
             if settle is not None:
                 settle()
@@ -372,11 +372,14 @@ class Body:
                 self.link.new_events.set()  # (it may be committed: the anchor failed after)
             raise
         if later:
-            self._after_reply.append(self.audit.anchor)
+            self._after_reply.append(self.audit.finish)
             if settle is not None:
                 self._after_reply.append(settle)
+            if self.link is not None:
+                self._after_reply.append(self.link.new_events.set)  # (once it is in the database to ship)
             self._after_reply_soon()
-        elif settle is not None:
+            return event
+        if settle is not None:
             settle()
         if self.link is not None:
             self.link.new_events.set()
@@ -386,10 +389,9 @@ class Body:
         """`swarm undo`: a human reverses an action or decision; works even while killed, and is audited."""
         recorder, actions, changes, rows = self.undo.reverse(self.workspace, target_id, force=force)
         action_id = new_action_id()
-
-        def also(conn: Any) -> None:
-            recorder.flush(conn, action_id=action_id, decision_id=None)
-            UndoStore.mark_undone(conn, rows, action_id)
+        writes = Writes()
+        recorder.flush(writes, action_id=action_id, decision_id=None)
+        UndoStore.mark_undone(writes, rows, action_id)
 
         event = self.audit.append(
             EventDraft(
@@ -405,7 +407,7 @@ class Body:
                 impact=Impact(files=len(changes)),
                 detail={"undid": actions},
             ),
-            also=also,
+            writes=writes,
         )
         return event, actions
 

@@ -11,7 +11,6 @@ new rule is a new guard in `default_guards()`, not an edit to every tool.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs
 
 from . import _json
+from ._db import Writes
 from ._factories import empty_dict, empty_list
 from .confinement import WorkspacePath
 from .decisions import require_approval
@@ -61,8 +61,8 @@ class CallContext:
     recorder: Recorder | None = None
     mode: Literal["live", "shadow"] = "live"
     detail: dict[str, Any] = field(default_factory=empty_dict)
-    also: list[Callable[[sqlite3.Connection], None]] = field(default_factory=empty_list)
-    """Extra writes to commit in the audit transaction (e.g. marking undo records undone)."""
+    writes: Writes = field(default_factory=Writes)
+    """Statements to commit with the call's audit event (its undo records, marking others undone)."""
 
     @property
     def mutating(self) -> bool:

@@ -9,6 +9,7 @@
         limits-v3                 limit windows, breaker, calls in flight (mapped by every body, flock)
         audit.key                 HMAC key of the audit chain (0600; never in the database)
         audit.anchor              head of the chain, written after each commit
+        audit.journal             events durable before their commit (replayed after a crash)
         blobs/                    large pre-images, content-addressed
 
 Nothing here is ever inside the workspace: a body refuses to start when it would be.
@@ -84,6 +85,10 @@ class StatePaths:
     @property
     def anchor(self) -> Path:
         return self.dir / "audit.anchor"
+
+    @property
+    def journal(self) -> Path:
+        return self.dir / "audit.journal"
 
     @property
     def blobs(self) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,7 @@ from typing import Literal
 from shared_protocol import FileChange, RefusalCode
 
 from . import _fsops, _json
-from ._db import StateDB
+from ._db import StateDB, Writes
 from ._factories import empty_dict, empty_list
 from ._fsops import ABSENT, EntryState
 from .confinement import Workspace
@@ -107,13 +106,14 @@ class Recorder:
             )
         )
 
-    def flush(self, conn: sqlite3.Connection, *, action_id: str, decision_id: str | None) -> None:
+    def flush(self, writes: Writes, *, action_id: str, decision_id: str | None) -> None:
+        """Add this action's records and pre-images to what its audit event commits."""
         for sha, data in self.blobs.items():
-            conn.execute("INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?, ?)", (sha, data))
+            writes.add("INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?, ?)", (sha, data))
         for record in self.records:
             before = record.before.to_json() | ({"source": record.source} if record.source else {})
             after = record.after.to_json() | {"op": record.op}
-            conn.execute(
+            writes.add(
                 "INSERT INTO undo_records (action_id, decision_id, step, path, before, after) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (action_id, decision_id, record.step, record.path, _json.compact(before), _json.compact(after)),
@@ -260,10 +260,9 @@ class UndoStore:
             _fsops.make_symlink(ws, parts, state.target)
 
     @staticmethod
-    def mark_undone(conn: sqlite3.Connection, row_ids: list[int], undo_action_id: str) -> None:
-        conn.executemany(
-            "UPDATE undo_records SET undone_by = ? WHERE id = ?", [(undo_action_id, row_id) for row_id in row_ids]
-        )
+    def mark_undone(writes: Writes, row_ids: list[int], undo_action_id: str) -> None:
+        for row_id in row_ids:
+            writes.add("UPDATE undo_records SET undone_by = ? WHERE id = ?", (undo_action_id, row_id))
 
 
 def _same(a: EntryState, b: EntryState) -> bool:

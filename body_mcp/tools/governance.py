@@ -46,8 +46,7 @@ async def undo(body: Body, ctx: CallContext, args: UndoArgs) -> UndoResult:
     ctx.files = [c.path for c in changes]
     ctx.impact = Impact(files=len(changes))
     ctx.detail["undid"] = actions
-    action_id = ctx.action_id
-    ctx.also.append(lambda conn: UndoStore.mark_undone(conn, rows, action_id))
+    UndoStore.mark_undone(ctx.writes, rows, ctx.action_id)
     kept = [f"{aid}: {reason}" for aid in actions if (reason := _irreversible(body, aid)) is not None]
     return UndoResult(action_id=ctx.action_id, undone=actions, changes=changes, irreversible=kept)
 

@@ -95,12 +95,15 @@ def test_undo_from_the_cli_works_while_killed_and_errors_cleanly(home: Path, wor
         before = recorder.before(("README.md",))
         (workspace / "README.md").write_text("changed\n")
         recorder.changed(("README.md",), before)
+        from body_mcp._db import Writes
         from body_mcp.audit import EventDraft, new_action_id
 
         action_id = new_action_id()
+        writes = Writes()
+        recorder.flush(writes, action_id=action_id, decision_id=None)
         body.audit.append(
             EventDraft(id=action_id, kind="tool_call", agent="a", session="s", rationale="r", outcome="ok"),
-            also=lambda conn: recorder.flush(conn, action_id=action_id, decision_id=None),
+            writes=writes,
         )
     finally:
         body.close()

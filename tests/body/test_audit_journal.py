@@ -1,0 +1,471 @@
+"""The audit journal: a call's event is durable before its reply and committed after it.
+
+A serving body journals each call's event (one write) before replying, and commits and anchors it once the
+reply is on its way. A body that dies in between leaves the event in the journal, and the next store to take
+the anchor's lock commits it. These tests cover the order, what other processes see meanwhile, crashes
+(a real SIGKILL), torn and forged records, and writes that fail at each step.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from body_mcp import Body
+from body_mcp._db import Writes
+from body_mcp._journal import PREFIX_LEN, decode, encode
+from body_mcp.audit import EventDraft, _HmacSha256  # pyright: ignore[reportPrivateUsage]
+from body_mcp.guard import CallContext, Next, default_guards
+from shared_protocol import ToolResult
+
+from ..conftest import make_body
+
+pytestmark = pytest.mark.anyio
+
+
+def _anchor(body: Body) -> str:
+    return body.paths.anchor.read_text()
+
+
+def _head(body: Body) -> str:
+    head = body.audit.tail(1)[0]
+    return f"{head.seq:020d} {head.mac}\n"
+
+
+def _committed(body: Body) -> list[str]:
+    """The ids of the events in the database, read through a connection of its own (as another process)."""
+    conn = sqlite3.connect(body.paths.db)
+    try:
+        return [str(row[0]) for row in conn.execute("SELECT id FROM audit_events ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def _break_anchor(body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every anchor write fails as a failing disk would, until `monkeypatch.undo()`."""
+
+    def broken(seq: int, mac: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(body.audit, "_write_anchor", broken)
+
+
+def _break_commits(body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every transaction of this body's database fails as a full disk would, until `monkeypatch.undo()`."""
+
+    def broken() -> object:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(body.db, "write", broken)
+
+
+def _draft(n: int) -> EventDraft:
+    return EventDraft(id=f"act_{n}", kind="human", agent="t", session="s", rationale=f"{n}", outcome="ok")
+
+
+# -- the record format ---------------------------------------------------------------------
+
+
+def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_not_read() -> None:
+    tag = _HmacSha256(b"k" * 32).digest
+    writes = Writes()
+    writes.add("INSERT INTO blobs (sha256, data) VALUES (?, ?)", ("abc", b"\x00\xffpre-image"))
+    writes.add("UPDATE t SET a = ?, b = ?, c = ? WHERE id = ?", (1.5, None, "é", 7))
+    first = encode(1, "a" * 64, "g" * 64, ("act_1", "ts", None, '{"x":1}'), writes, tag)
+    second = encode(2, "b" * 64, "a" * 64, ("act_2", "ts", "dec_1", "{}"), None, tag)
+
+    records = decode(first + second, tag)
+    assert [(r.seq, r.mac, r.prev_mac, r.row) for r in records] == [
+        (1, "a" * 64, "g" * 64, ("act_1", "ts", None, '{"x":1}')),
+        (2, "b" * 64, "a" * 64, ("act_2", "ts", "dec_1", "{}")),
+    ]
+    assert records[0].writes.statements == writes.statements
+    assert records[1].writes.statements == []
+
+    assert [r.seq for r in decode(first + second[:-1], tag)] == [1]  # torn: the crash came mid-write
+    forged = bytearray(first)
+    forged[PREFIX_LEN + 5] ^= 1
+    assert decode(bytes(forged) + second, tag) == []  # changed without the key: neither it nor what follows
+    assert decode(first, _HmacSha256(b"other key").digest) == []
+    assert decode(bytes(PREFIX_LEN) + first, tag) == []  # a record made void (zeroed) stops reading
+
+
+# -- order and what others see -------------------------------------------------------------
+
+
+async def test_after_a_reply_the_event_is_journaled_and_committed_after_while_other_writers_wait(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home)
+    other = make_body(workspace, home)  # another process's store: its own descriptor, so its own flock
+    try:
+        body.replies_flushed = True  # as the stdio transport sets it
+        first = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+        assert not first.is_error
+        assert _committed(body) == [] and body.audit.owed
+        assert first.action_id.encode() in body.paths.journal.read_bytes()
+
+        done = threading.Event()
+
+        def append_elsewhere() -> None:
+            other.record_human(action="note", rationale="waits for the owed commit")
+            done.set()
+
+        thread = threading.Thread(target=append_elsewhere)
+        thread.start()
+        assert not done.wait(0.3)  # the flock is held until the event is committed and anchored
+        body.after_reply()  # what the transport does once the reply is written
+        assert done.wait(5)
+        thread.join()
+        assert _committed(body)[0] == first.action_id and len(_committed(body)) == 2
+        report = body.audit.verify()
+        assert report.ok and report.anchor == "match", report.summary()
+
+        # A call pays what it owes before journaling its own event: never more than one event uncommitted.
+        for n in range(3):
+            out = await body.call_tool("write_file", {"path": f"b{n}.txt", "content": "x", "rationale": "r"})
+            assert out.action_id not in _committed(body) and len(_committed(body)) == 2 + n
+    finally:
+        body.close()  # commits what is owed
+        other.close()
+    reopened = make_body(workspace, home)
+    try:
+        assert _anchor(reopened) == _head(reopened) and len(_committed(reopened)) == 5
+        assert reopened.audit.verify().ok
+    finally:
+        reopened.close()
+
+
+async def test_an_owed_commit_happens_soon_even_when_no_reply_is_written(body: Body) -> None:
+    body.replies_flushed = True
+    out = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+    with anyio.fail_after(2):
+        while out.action_id not in _committed(body) or _anchor(body) != _head(body):
+            await anyio.sleep(0.005)
+    assert not body.audit.owed
+
+
+async def test_an_append_does_what_the_last_one_owes_before_journaling_its_own(body: Body) -> None:
+    first = body.audit.append(_draft(1), finish_later=True)
+    assert body.audit.owed and _committed(body) == []
+    second = body.audit.append(_draft(2), finish_later=True)  # no `finish()` in between
+    assert _committed(body) == ["act_1"]
+    assert _anchor(body) == f"{first.seq:020d} {first.mac}\n"
+    body.audit.finish()
+    assert _committed(body) == ["act_1", "act_2"]
+    assert _anchor(body) == f"{second.seq:020d} {second.mac}\n"
+
+
+# -- crashes -------------------------------------------------------------------------------
+
+_REPLY_THEN_DIE = """
+import os, signal, sys
+from pathlib import Path
+import anyio
+from body_mcp import Body, BodySettings
+from shared_protocol.config import SwarmConfig
+
+body = Body(BodySettings(workspace=Path(sys.argv[1]), home=Path(sys.argv[2]), config=SwarmConfig()))
+body.replies_flushed = True
+
+async def main() -> None:
+    out = await body.call_tool("write_file", {"path": "a.txt", "content": "new\\n", "rationale": "replied, then died"})
+    assert not out.is_error, out.structured
+    print(out.action_id, flush=True)  # the reply
+    os.kill(os.getpid(), signal.SIGKILL)  # before the commit it left for after the reply
+
+anyio.run(main)
+"""
+
+
+def _reply_then_die(workspace: Path, home: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", _REPLY_THEN_DIE, str(workspace), str(home)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == -9, result.stderr
+    return result.stdout.strip()
+
+
+def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_cli", *args],
+        env={**os.environ, "SWARM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+async def test_a_body_killed_after_its_reply_leaves_the_event_to_the_next_store_undo_records_and_all(
+    workspace: Path, home: Path
+) -> None:
+    (workspace / "a.txt").write_text("old\n")
+    before = make_body(workspace, home)
+    try:
+        before.record_human(action="note", rationale="an event before")
+        db = before.paths.db
+    finally:
+        before.close()
+    action_id = _reply_then_die(workspace, home)
+    assert (workspace / "a.txt").read_text() == "new\n"
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM audit_events WHERE id = ?", (action_id,)).fetchone() == (0,)
+    finally:
+        conn.close()
+
+    verify = _swarm(home, "audit", "verify", "--workspace", str(workspace))
+    assert verify.returncode == 0 and "OK: 2 events" in verify.stdout, verify.stdout + verify.stderr
+    assert action_id in _swarm(home, "audit", "tail", "--workspace", str(workspace)).stdout
+    undo = _swarm(home, "undo", action_id, "--workspace", str(workspace))  # its undo records came back with it
+    assert undo.returncode == 0, undo.stderr
+    assert (workspace / "a.txt").read_text() == "old\n"
+    reopened = make_body(workspace, home)
+    try:
+        assert [e.tool for e in reopened.audit.tail(10)] == ["note", "write_file", "undo"]
+        report = reopened.audit.verify()
+        assert report.ok and report.anchor == "match", report.summary()
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:-7], id="torn"),
+        pytest.param(lambda data: data[:60] + bytes([data[60] ^ 1]) + data[61:], id="forged"),
+    ],
+)
+async def test_a_torn_or_forged_journal_record_is_not_replayed(
+    workspace: Path, home: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    first = make_body(workspace, home)
+    try:
+        first.record_human(action="note", rationale="committed")
+    finally:
+        first.close()
+    action_id = _reply_then_die(workspace, home)
+    journal = home / "workspaces"
+    (path,) = journal.glob("*/audit.journal")
+    path.write_bytes(damage(path.read_bytes()))
+    body = make_body(workspace, home)
+    try:
+        assert body.audit.get(action_id) is None
+        report = body.audit.verify()
+        assert report.ok and report.events == 1, report.summary()  # the chain before it is whole
+        body.record_human(action="note", rationale="the chain goes on")
+        assert body.audit.verify().ok
+    finally:
+        body.close()
+
+
+async def test_tampering_cannot_use_the_journal_to_hide_a_deleted_last_event(body: Body) -> None:
+    for n in range(3):
+        body.record_human(action="note", rationale=f"{n}")
+    conn = sqlite3.connect(body.paths.db)
+    try:  # with direct access to the file: the last event (still in the journal, and anchored) is deleted
+        conn.executescript("DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 3;")
+    finally:
+        conn.close()
+    report = body.audit.verify()
+    assert not report.ok and "truncated" in (report.problem or ""), report.summary()
+    assert len(_committed(body)) == 2  # nothing put back: the anchor already covered it
+
+
+# -- writes that fail ----------------------------------------------------------------------
+
+
+async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_call_until_it_can(
+    body: Body, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    body.replies_flushed = True
+    ok_ = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+    assert not ok_.is_error
+    _break_anchor(body, monkeypatch)
+    body.after_reply()
+    assert "work left for after a reply failed" in caplog.text
+    assert body.audit.owed and _committed(body) == [ok_.action_id]  # committed; its anchor is owed
+    written = _head(body)
+
+    refused = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
+    assert refused.is_error
+    assert refused.structured["code"] == "io_error" and refused.structured["rule"] == "audit.write"
+    assert "Input/output error" in refused.structured["message"]
+    assert not (body.workspace.root / "b.txt").exists()
+    assert len(_committed(body)) == 1  # nothing ran, so nothing to audit (nor could it be)
+
+    # Meanwhile another process may append (the flock was let go), and the retry must not move its anchor back.
+    other = make_body(body.workspace.root, body.settings.home)
+    try:
+        other.record_human(action="note", rationale="appended while the first body's anchor failed")
+    finally:
+        other.close()
+    monkeypatch.undo()
+    again = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
+    assert not again.is_error
+    body.after_reply()
+    assert _anchor(body) == _head(body) != written
+    report = body.audit.verify()
+    assert report.ok and report.anchor == "match", report.summary()
+
+
+async def test_a_commit_that_fails_after_a_reply_keeps_the_event_in_the_journal_for_whoever_commits_next(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body.replies_flushed = True
+    replied = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+    _break_commits(body, monkeypatch)
+    body.after_reply()
+    assert body.audit.owed and _committed(body) == []
+
+    refused = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
+    assert refused.structured["rule"] == "audit.write" and "disk is full" in refused.structured["message"]
+    assert not (body.workspace.root / "b.txt").exists()
+
+    # Another process takes the flock (let go after the failure) and commits the journaled event first.
+    other = make_body(body.workspace.root, body.settings.home)
+    try:
+        assert _committed(body) == [replied.action_id]
+        other.record_human(action="note", rationale="after the replayed event")
+    finally:
+        other.close()
+    monkeypatch.undo()
+    again = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
+    body.after_reply()
+    assert _committed(body) == [replied.action_id, _committed(body)[1], again.action_id]  # each once, in order
+    report = body.audit.verify()
+    assert report.ok and report.anchor == "match", report.summary()
+
+
+async def test_a_failed_anchor_sync_is_written_and_synced_again_not_taken_from_the_page_cache(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    try:
+        body.replies_flushed = True
+        await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+        real = os.fdatasync
+        calls: list[str] = []
+
+        def fdatasync(fd: int) -> None:
+            if not calls:
+                calls.append("failed")
+                raise OSError(errno.EIO, "Input/output error")  # the write-back failed; reported this once
+            calls.append("synced")
+            real(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        body.after_reply()  # the commit worked; the anchor's pwrite worked, its sync did not
+        assert calls == ["failed"] and _anchor(body) == _head(body)  # (the record is in the page cache)
+        assert body.audit.owed
+        body.audit.finish()
+        assert calls == ["failed", "synced"]
+        assert not body.audit.owed
+    finally:
+        body.close()
+
+
+async def test_a_journal_write_that_fails_leaves_nothing_to_replay(body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+    body.record_human(action="note", rationale="before")
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(body.db, "durability", "power_loss")
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    with pytest.raises(OSError, match="Input/output error"):
+        body.record_human(action="note", rationale="its caller is told it failed")
+    monkeypatch.setattr(os, "fdatasync", real)
+    assert body.audit.recover() == 0
+    assert [e.rationale for e in body.audit.tail(10)] == ["before"]
+    body.record_human(action="note", rationale="after")
+    assert body.audit.verify().ok
+
+
+class _HoldCalls:
+    """A guard that holds calls writing `path` until `go` is set (a call already running when something fails)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.go, self.holding = path, anyio.Event(), anyio.Event()
+
+    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+        if ctx.raw_arguments.get("path") == self.path:
+            self.holding.set()
+            await self.go.wait()
+        return await call_next(ctx)
+
+
+@pytest.mark.parametrize(("breaks", "error"), [(_break_anchor, "Input/output error"), (_break_commits, "disk is full")])
+async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_and_the_failure_raised(
+    workspace: Path,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    breaks: Callable[[Body, pytest.MonkeyPatch], None],
+    error: str,
+) -> None:
+    hold = _HoldCalls("b.txt")
+    body = make_body(workspace, home, guards=[hold, *default_guards()])
+    try:
+        body.replies_flushed = True
+        failure: list[BaseException] = []
+
+        async def call_b() -> None:
+            try:
+                await body.call_tool("write_file", {"path": "b.txt", "content": "b", "rationale": "runs on"})
+            except (OSError, sqlite3.Error) as exc:
+                failure.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call_b)
+            await hold.holding.wait()  # B is past the start of its call
+            await body.call_tool("write_file", {"path": "a.txt", "content": "a", "rationale": "replied"})
+            breaks(body, monkeypatch)
+            body.after_reply()  # A's commit or anchor fails after its reply
+            hold.go.set()
+        assert (workspace / "b.txt").read_text() == "b"
+        assert failure and error in str(failure[0])  # loud, to B's caller
+
+        monkeypatch.undo()
+        again = await body.call_tool("write_file", {"path": "c.txt", "content": "c", "rationale": "r"})
+        assert not again.is_error
+        body.after_reply()
+        recorded = [e for e in body.audit.tail(10) if e.tool == "write_file"]
+        assert [e.files for e in recorded] == [["a.txt"], ["b.txt"], ["c.txt"]]  # B's change is in the trail
+        report = body.audit.verify()
+        assert report.ok and report.anchor == "match", report.summary()
+    finally:
+        body.close()
+
+
+async def test_while_what_is_owed_fails_only_calls_that_already_ran_are_appended(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body.replies_flushed = True
+    for name in ("a.txt", "b.txt"):  # (two events: retention always keeps the newest)
+        await body.call_tool("write_file", {"path": name, "content": "1", "rationale": "r"})
+    _break_anchor(body, monkeypatch)
+    body.after_reply()
+    before = [e.seq for e in body.audit.tail(100)]
+    journal = body.paths.journal.read_bytes()
+    with pytest.raises(OSError, match="Input/output error"):
+        body.record_human(action="note", rationale="a human's note waits for the anchor")
+    with pytest.raises(OSError, match="Input/output error"):
+        body.audit.prune(retention_days=1, now=datetime.now(UTC) + timedelta(days=2))
+    assert [e.seq for e in body.audit.tail(100)] == before  # neither committed (nor pruned) anything
+    assert body.paths.journal.read_bytes() == journal  # nor journaled
