@@ -15,8 +15,11 @@ A record:
     data    the bytes parameters, one after another
     tag     HMAC-SHA-256 of everything before it, with the audit key
 
+    end     4 zero bytes where the next record would start (overwritten by it, if one is written there)
+
 A torn record (a crash in the middle of its write) or one written without the key fails its tag
-and is not replayed, nor is anything after it.
+and is not replayed, nor is anything after it. The end mark lets a store check cheaply that
+nothing was written after the records it knows of (`AuditStore._current_head`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ MAGIC = b"SWJ1"
 PREFIX = struct.Struct(">4sQ64sIQ")
 PREFIX_LEN = PREFIX.size
 TAG_LEN = 32
+END = bytes(4)
 
 Row = tuple[str, str, str | None, str]
 """An event's columns besides `seq` and `mac`: id, ts, decision_id, body."""
@@ -47,10 +51,12 @@ class JournalRecord:
     prev_mac: str
     row: Row
     writes: Writes
+    end: int
+    """Where the record ends (its end mark starts) in the journal."""
 
 
 def encode(seq: int, mac: str, prev_mac: str, row: Row, writes: Writes | None, tag: Callable[[bytes], bytes]) -> bytes:
-    """One record, tag included (hot path: one JSON encoding, one HMAC)."""
+    """One record, its tag and end mark included (hot path: one JSON encoding, one HMAC)."""
     data: list[bytes] = []
     size = 0
     statements: list[list[Any]] = []
@@ -67,7 +73,7 @@ def encode(seq: int, mac: str, prev_mac: str, row: Row, writes: Writes | None, t
             statements.append([sql, out])
     header = _json.compact({"prev_mac": prev_mac, "row": row, "writes": statements}).encode()
     signed = b"".join((PREFIX.pack(MAGIC, seq, mac.encode(), len(header), size), header, *data))
-    return signed + tag(signed)
+    return b"".join((signed, tag(signed), END))
 
 
 def decode(data: bytes, tag: Callable[[bytes], bytes]) -> list[JournalRecord]:
@@ -84,7 +90,7 @@ def decode(data: bytes, tag: Callable[[bytes], bytes]) -> list[JournalRecord]:
             break
         start = at + PREFIX_LEN + header_len
         try:
-            record = _parse(seq, mac.decode(), data[at + PREFIX_LEN : start], data[start : start + data_len])
+            record = _parse(seq, mac.decode(), data[at + PREFIX_LEN : start], data[start : start + data_len], end)
         except (ValueError, TypeError, KeyError, IndexError):  # (a tagged record is ours: not expected)
             break
         records.append(record)
@@ -92,7 +98,7 @@ def decode(data: bytes, tag: Callable[[bytes], bytes]) -> list[JournalRecord]:
     return records
 
 
-def _parse(seq: int, mac: str, header: bytes, blobs: bytes) -> JournalRecord:
+def _parse(seq: int, mac: str, header: bytes, blobs: bytes, end: int) -> JournalRecord:
     parsed = json.loads(header)
     prev_mac = parsed["prev_mac"]
     row = parsed["row"]
@@ -108,7 +114,9 @@ def _parse(seq: int, mac: str, header: bytes, blobs: bytes) -> JournalRecord:
         if not isinstance(sql, str):
             raise TypeError("not a statement")
         writes.add(sql, tuple(_param(p, blobs) for p in cast(list[Any], params)))
-    return JournalRecord(seq=seq, mac=mac, prev_mac=prev_mac, row=(action_id, ts, decision_id, body), writes=writes)
+    return JournalRecord(
+        seq=seq, mac=mac, prev_mac=prev_mac, row=(action_id, ts, decision_id, body), writes=writes, end=end
+    )
 
 
 def _param(value: Any, blobs: bytes) -> SqlValue:

@@ -21,6 +21,7 @@ is never more than that one event ahead of the database.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -165,11 +166,7 @@ class _HmacSha256:
         return outer.digest()
 
     def hexdigest(self, message: bytes) -> str:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        return self.digest(message).hex()
 
 
 @dataclass(slots=True)
@@ -182,6 +179,8 @@ class _Uncommitted:
     values: tuple[int, str, str, str | None, str, str]
     """Its row: seq, id, ts, decision_id, body, mac."""
     writes: Writes | None
+    offset: int
+    """Where its record is in the journal."""
 
 
 _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)"
@@ -207,8 +206,11 @@ class AuditStore:
         self._head: tuple[int, str] | None = None
         """(seq, mac) of the chain's last event as this store last wrote or read it (journaled at least)."""
         self._journal_seen: bytes | None = None
-        """The record prefix at the start of the journal as this store last wrote or read it: while it is still
-        there, no other process has appended, and `_head` is the chain's head."""
+        """The prefix of the record at the start of the journal as this store last wrote or read it (None: not a
+        record). While it is still there and nothing follows `_journal_tail`, no other process has appended
+        (a record's prefix holds its seq and mac, so it is never written again), and `_head` is the head."""
+        self._journal_tail = 0
+        """Where the records this store knows of end: an end mark (or the end of the file) is there."""
         self._journal_end = 0
         """Where this store writes its next record: after the ones not committed yet, else the start."""
         self._uncommitted: list[_Uncommitted] = []
@@ -220,6 +222,8 @@ class AuditStore:
         self._locked = False
         """This store holds the anchor's flock between appends (something is owed after a reply)."""
         self._closed = False
+        if db.durability == "power_loss":  # (a record in a file whose name is not yet on disk is not durable)
+            _fsync_dir(journal_path.parent)
 
     def close(self) -> None:
         """Commit and anchor what is owed and let go of the files (idempotent); appending afterwards raises
@@ -259,6 +263,7 @@ class AuditStore:
         anchor are owed until `finish()` (or the next append) does them, and the flock is held till then.
         Whatever is owed is done first; if that fails, nothing is appended, unless what the event records has
         `happened` already (a tool call that ran): then it is journaled all the same, and the failure raised.
+        An event whose own commit fails is taken back out of the journal, unless it `happened`.
         """
         with self._thread_lock:
             if self._closed:
@@ -278,7 +283,12 @@ class AuditStore:
                 event = self._journal(draft, writes)
                 if finish_later and not unpaid:
                     return event
-                self._pay()
+                try:
+                    self._pay()
+                except BaseException:
+                    if not happened:
+                        self._take_back(event.seq)  # its caller is told it failed: it must not appear later
+                    raise
             except BaseException:
                 self._unlock()
                 raise
@@ -337,26 +347,48 @@ class AuditStore:
         )
         at = self._journal_end
         try:
-            os.pwrite(self._journal_fd, record, at)
+            _write_all(self._journal_fd, record, at)
             if self._db.durability == "power_loss":
                 os.fdatasync(self._journal_fd)
         except BaseException:
-            with contextlib.suppress(OSError):  # its caller is told it failed: it must never be replayed
-                os.pwrite(self._journal_fd, bytes(_journal.PREFIX_LEN), at)
+            self._void(at)  # its caller is told it failed: it must never be replayed
             raise
         if at == 0:
             self._journal_seen = record[: _journal.PREFIX_LEN]
-        self._journal_end = at + len(record)
+        self._journal_end = self._journal_tail = at + len(record) - len(_journal.END)
         self._uncommitted.append(
-            _Uncommitted(payload, (seq, draft.id, payload["ts"], draft.decision_id, body, mac), writes)
+            _Uncommitted(payload, (seq, draft.id, payload["ts"], draft.decision_id, body, mac), writes, at)
         )
         self._head = (seq, mac)
         return Appended(id=draft.id, seq=seq, mac=mac)
 
+    def _take_back(self, seq: int) -> None:
+        """Void the journal record of event `seq` if it is still uncommitted (its commit failed)."""
+        if not self._uncommitted or self._uncommitted[-1].values[0] != seq:
+            return  # committed (its anchor failed): in the trail, as before the journal
+        item = self._uncommitted.pop()
+        self._void(item.offset)
+        self._journal_end = item.offset
+        self._head = (seq - 1, item.payload["prev_mac"])
+
+    def _void(self, at: int) -> None:
+        """Make the record at `at` unreadable (best effort: the write that failed may fail again)."""
+        with contextlib.suppress(OSError):
+            _write_all(self._journal_fd, bytes(_journal.PREFIX_LEN), at)
+            if self._db.durability == "power_loss":
+                os.fdatasync(self._journal_fd)
+        self._journal_tail = at
+
     def _current_head(self) -> tuple[int, str]:
         """The chain's head (flock held): this store's own, unread, while the journal shows no other writer."""
         head = self._head
-        if head is not None and os.pread(self._journal_fd, _journal.PREFIX_LEN, 0) == self._journal_seen:
+        fd = self._journal_fd
+        if (
+            head is not None
+            and self._journal_seen is not None
+            and os.pread(fd, _journal.PREFIX_LEN, 0) == self._journal_seen
+            and os.pread(fd, len(_journal.END), self._journal_tail) in (_journal.END, b"")
+        ):
             return head
         self._recover()
         assert self._head is not None
@@ -398,7 +430,8 @@ class AuditStore:
             self._owed_anchor = head
         self._uncommitted.clear()
         self._journal_end = 0
-        self._journal_seen = data[: _journal.PREFIX_LEN]
+        self._journal_seen = data[: _journal.PREFIX_LEN] if records else None
+        self._journal_tail = records[-1].end if records else 0
         self._head = head
         return replayed
 
@@ -461,8 +494,7 @@ class AuditStore:
             fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
-        record = f"{seq:020d} {mac}\n".encode()
-        os.pwrite(self._anchor_fd, record, 0)
+        _write_all(self._anchor_fd, f"{seq:020d} {mac}\n".encode(), 0)
         if self._db.durability == "power_loss":
             os.fdatasync(self._anchor_fd)
 
@@ -620,6 +652,23 @@ class AuditStore:
         writes.add("DELETE FROM audit_events WHERE seq <= ?", (through_seq,))
         self.append(draft, writes=writes)
         return writes.rowcounts[1] if writes.rowcounts else 0
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:  # (a regular file: the next write would say why)
+            raise OSError(errno.EIO, "short write")
+        view, offset = view[written:], offset + written
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 async def keep_retention(

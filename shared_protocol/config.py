@@ -158,7 +158,9 @@ class BrainConfig(ProtocolModel):
 
 class AuditConfig(ProtocolModel):
     durability: Literal["power_loss", "crash"] = Field(
-        default="power_loss", description="power_loss: synchronous=FULL and fsync'd anchor; crash: NORMAL."
+        default="power_loss",
+        description="power_loss: journal, database and anchor fsync'd; crash: nothing fsync'd before a reply "
+        "(an event survives the body's crash, not the machine's).",
     )
     retention_days: int = Field(default=90, ge=1, le=36_500, description="Days of audit events a body keeps.")
 

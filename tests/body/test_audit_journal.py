@@ -23,7 +23,7 @@ import pytest
 
 from body_mcp import Body
 from body_mcp._db import Writes
-from body_mcp._journal import PREFIX_LEN, decode, encode
+from body_mcp._journal import END, PREFIX_LEN, decode, encode
 from body_mcp.audit import EventDraft, _HmacSha256  # pyright: ignore[reportPrivateUsage]
 from body_mcp.guard import CallContext, Next, default_guards
 from shared_protocol import ToolResult
@@ -84,18 +84,21 @@ def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_n
     first = encode(1, "a" * 64, "g" * 64, ("act_1", "ts", None, '{"x":1}'), writes, tag)
     second = encode(2, "b" * 64, "a" * 64, ("act_2", "ts", "dec_1", "{}"), None, tag)
 
-    records = decode(first + second, tag)
+    journal = first[: -len(END)] + second  # the second written where the first's end mark was
+    records = decode(journal, tag)
     assert [(r.seq, r.mac, r.prev_mac, r.row) for r in records] == [
         (1, "a" * 64, "g" * 64, ("act_1", "ts", None, '{"x":1}')),
         (2, "b" * 64, "a" * 64, ("act_2", "ts", "dec_1", "{}")),
     ]
     assert records[0].writes.statements == writes.statements
     assert records[1].writes.statements == []
+    assert records[0].end == len(first) - len(END) and records[1].end == len(journal) - len(END)
+    assert [r.seq for r in decode(first + second, tag)] == [1]  # nothing is read past an end mark
 
-    assert [r.seq for r in decode(first + second[:-1], tag)] == [1]  # torn: the crash came mid-write
+    assert [r.seq for r in decode(journal[: -len(END) - 1], tag)] == [1]  # torn: the crash came mid-write
     forged = bytearray(first)
     forged[PREFIX_LEN + 5] ^= 1
-    assert decode(bytes(forged) + second, tag) == []  # changed without the key: neither it nor what follows
+    assert decode(bytes(forged[: -len(END)]) + second, tag) == []  # changed without the key: not it, nor what follows
     assert decode(first, _HmacSha256(b"other key").digest) == []
     assert decode(bytes(PREFIX_LEN) + first, tag) == []  # a record made void (zeroed) stops reading
 
@@ -469,3 +472,90 @@ async def test_while_what_is_owed_fails_only_calls_that_already_ran_are_appended
         body.audit.prune(retention_days=1, now=datetime.now(UTC) + timedelta(days=2))
     assert [e.seq for e in body.audit.tail(100)] == before  # neither committed (nor pruned) anything
     assert body.paths.journal.read_bytes() == journal  # nor journaled
+
+
+# -- several stores, and failures between them ----------------------------------------------
+
+
+def _die(body: Body) -> None:
+    """What SIGKILL leaves of a store: its files closed (the flock let go), nothing it owes finished."""
+    store = body.audit
+    store._closed = True  # pyright: ignore[reportPrivateUsage]
+    os.close(store._anchor_fd)  # pyright: ignore[reportPrivateUsage]
+    os.close(store._journal_fd)  # pyright: ignore[reportPrivateUsage]
+
+
+def _trail(workspace: Path, home: Path) -> list[str]:
+    """The ids in the trail as the next body sees it (it commits what the journal holds), checked whole."""
+    body = make_body(workspace, home)
+    try:
+        report = body.audit.verify()
+        assert report.ok, report.summary()
+        return [e.id for e in body.audit.tail(100)]
+    finally:
+        body.close()
+
+
+async def test_an_append_whose_caller_was_told_it_failed_never_appears_later(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = make_body(workspace, home)
+    body.record_human(action="note", rationale="before")
+    with monkeypatch.context() as patch:
+        _break_commits(body, patch)
+        with pytest.raises(sqlite3.OperationalError):
+            body.audit.append(_draft(1))  # e.g. the IDE hook: it denies the call when this raises
+    assert not body.audit.owed
+    _die(body)
+    assert "act_1" not in _trail(workspace, home)
+
+
+async def test_a_record_made_void_at_the_start_does_not_look_like_an_unchanged_journal(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = make_body(workspace, home), make_body(workspace, home)
+    a.record_human(action="note", rationale="before")
+    real = os.fdatasync
+    failing = False
+
+    def fdatasync(fd: int) -> None:
+        if failing and fd == b.audit._journal_fd:  # pyright: ignore[reportPrivateUsage]
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(b.db, "durability", "power_loss")
+    failing = True
+    with pytest.raises(OSError):
+        b.record_human(action="note", rationale="fails: its record is voided at the start of the journal")
+    a.audit.recover()  # (a starting, or verifying): sees the voided start
+    failing = False
+    b.record_human(action="note", rationale="appended")
+    failing = True
+    with pytest.raises(OSError):
+        b.record_human(action="note", rationale="fails again: the same voided start")
+    failing = False
+    a.audit.append(_draft(1), finish_later=True, happened=True)  # durable; its reply goes out
+    _die(a)
+    b.close()
+    assert _trail(workspace, home)[-1] == "act_1"
+
+
+async def test_a_record_written_after_an_uncommitted_one_is_seen_by_a_store_that_knew_only_the_first(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = make_body(workspace, home), make_body(workspace, home)
+    a.record_human(action="note", rationale="before")
+    a.audit.append(_draft(1), finish_later=True, happened=True)  # replied
+    with monkeypatch.context() as patch:
+        _break_commits(a, patch)
+        with pytest.raises(sqlite3.OperationalError):
+            a.audit.finish()  # a lets go of the flock, owing act_1
+        assert b.audit.recover() == 1  # b (starting, or verifying) commits act_1 and knows the journal so far
+        with pytest.raises(sqlite3.OperationalError):
+            a.audit.append(_draft(2), happened=True)  # a call that ran: journaled after act_1, still uncommitted
+    b.record_human(action="note", rationale="must chain after act_2")
+    _die(a)
+    b.close()
+    trail = _trail(workspace, home)
+    assert trail[1:3] == ["act_1", "act_2"] and len(trail) == 4
