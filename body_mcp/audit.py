@@ -3,8 +3,10 @@
 Each event's `mac` is HMAC-SHA-256 (key in `audit.key`, never in the database) over the
 previous event's `mac` and the canonical JSON of the event. After each commit the head
 `(seq, mac)` is written to `audit.anchor`. Editing, inserting, deleting or reordering an
-event breaks the chain; truncating the tail disagrees with the anchor. A database one
-event ahead of its anchor is the crash window between the two writes, not tampering.
+event breaks the chain; truncating the tail disagrees with the anchor. A database ahead of
+its anchor (valid MACs past it) is a crash between the two writes or anchor writes that
+failed, not tampering; an anchor that names an event the database lacks is never written
+over (the evidence verify reports).
 
 An event is durable first in `audit.journal` (one write, `_journal.py`), with the statements
 its transaction commits alongside it; then it is committed to the database and anchored.
@@ -135,12 +137,15 @@ class VerifyReport:
     events: int
     first_bad_seq: int | None = None
     problem: str | None = None
-    anchor: Literal["match", "one_behind", "missing", "mismatch", "empty"] = "match"
+    anchor: Literal["match", "one_behind", "behind", "missing", "mismatch", "empty"] = "match"
 
     def summary(self) -> str:
         if self.ok:
-            note = " (anchor one event behind: a crash between commit and anchor write, not tampering)"
-            return f"audit chain OK: {self.events} events verified" + (note if self.anchor == "one_behind" else "")
+            notes = {
+                "one_behind": " (anchor one event behind: a crash between commit and anchor write, not tampering)",
+                "behind": " (anchor behind the verified chain: its writes failed, not tampering)",
+            }
+            return f"audit chain OK: {self.events} events verified" + notes.get(self.anchor, "")
         where = f" at event seq {self.first_bad_seq}" if self.first_bad_seq is not None else ""
         return f"audit chain BROKEN{where}: {self.problem}"
 
@@ -216,6 +221,8 @@ class AuditStore:
         self._uncommitted: list[_Uncommitted] = []
         self._owed_anchor: tuple[int, str] | None = None
         """A committed head whose anchor is not written yet (`finish_later`, or a failed write to retry)."""
+        self._anchor_kept = False
+        """The anchor covers events the database lacks (deleted): it stays as verify's evidence, never written over."""
         self._let_go = False
         """The flock was let go while something was owed (a failed write): another process may have appended,
         or replayed this store's journal records, since."""
@@ -351,7 +358,9 @@ class AuditStore:
             if self._db.durability == "power_loss":
                 os.fdatasync(self._journal_fd)
         except BaseException:
-            self._void(at)  # its caller is told it failed: it must never be replayed
+            # Its caller is told it failed: it must never be replayed. (Should voiding fail as well, a record
+            # whose sync alone failed may be whole and replayed: the one case of an event told it failed.)
+            self._void(at)
             raise
         if at == 0:
             self._journal_seen = record[: _journal.PREFIX_LEN]
@@ -366,18 +375,27 @@ class AuditStore:
         """Void the journal record of event `seq` if it is still uncommitted (its commit failed)."""
         if not self._uncommitted or self._uncommitted[-1].values[0] != seq:
             return  # committed (its anchor failed): in the trail, as before the journal
-        item = self._uncommitted.pop()
-        self._void(item.offset)
+        item = self._uncommitted[-1]
+        if not self._void(item.offset):
+            # Still whole in the journal, so any store would commit it: this one keeps it too, and the trail
+            # holds an event whose caller was told it failed (an error is logged), never a fork.
+            logger.error("audit event %s could not be taken back after its commit failed; it stays owed", seq)
+            return
+        self._uncommitted.pop()
         self._journal_end = item.offset
         self._head = (seq - 1, item.payload["prev_mac"])
 
-    def _void(self, at: int) -> None:
-        """Make the record at `at` unreadable (best effort: the write that failed may fail again)."""
-        with contextlib.suppress(OSError):
+    def _void(self, at: int) -> bool:
+        """Make the record at `at` unreadable; False if that failed too (the record may still be whole)."""
+        try:
             _write_all(self._journal_fd, bytes(_journal.PREFIX_LEN), at)
             if self._db.durability == "power_loss":
                 os.fdatasync(self._journal_fd)
+        except OSError:
+            logger.exception("could not void the audit journal record at %d", at)
+            return False
         self._journal_tail = at
+        return True
 
     def _current_head(self) -> tuple[int, str]:
         """The chain's head (flock held): this store's own, unread, while the journal shows no other writer."""
@@ -411,6 +429,7 @@ class AuditStore:
         replayed = 0
         with self._db.write() as conn:
             head = self._db_head(conn)
+            agrees = self._anchor_agrees(conn, head)
             for record in records:
                 if record.seq <= head[0]:
                     continue
@@ -427,7 +446,8 @@ class AuditStore:
                 replayed += 1
         if replayed:
             logger.warning("replayed %d audit event(s) a body journaled and did not commit", replayed)
-            self._owed_anchor = head
+            if agrees:
+                self._owed_anchor = head
         self._uncommitted.clear()
         self._journal_end = 0
         self._journal_seen = data[: _journal.PREFIX_LEN] if records else None
@@ -440,6 +460,13 @@ class AuditStore:
         assert self._locked
         if self._uncommitted:
             self._commit()
+        if self._owed_anchor is not None and self._anchor_kept:
+            logger.error(
+                "the audit anchor disagrees with the database (events deleted, or the anchor changed): it is kept as "
+                "evidence for `swarm audit verify`, not written over; events are still appended (event %s)",
+                self._owed_anchor[0],
+            )
+            self._owed_anchor = None
         if self._owed_anchor is not None:
             owed = self._owed_anchor
             if self._let_go:  # another process may have appended, and anchored, since
@@ -467,6 +494,7 @@ class AuditStore:
                         continue  # replayed by another store
                 if seq != head[0] + 1 or item.payload["prev_mac"] != head[1]:
                     logger.warning("audit event %s chained again onto event %s, appended meanwhile", seq, head[0])
+                    self._anchor_agrees(conn, head)  # (or the database lost events)
                     values = self._rechain(item.payload, head)
                 if item.writes is not None:
                     item.writes.run(conn)
@@ -475,6 +503,21 @@ class AuditStore:
         self._uncommitted.clear()
         self._journal_end = 0
         self._head = self._owed_anchor = head
+
+    def _anchor_agrees(self, conn: sqlite3.Connection, head: tuple[int, str]) -> bool:
+        """Whether the anchor names an event the database holds, as verify requires; if not, events it covered
+        were deleted, and from now on this store keeps it as it is, the evidence verify reports."""
+        anchored = self._read_anchor()
+        if anchored is None:
+            agrees = head[0] <= 1  # (none yet: the first event's anchor may not be written)
+        elif anchored[0] >= head[0]:
+            agrees = anchored[0] == head[0] and hmac.compare_digest(anchored[1], head[1])
+        else:
+            row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (anchored[0],)).fetchone()
+            agrees = row is not None and hmac.compare_digest(str(row[0]), anchored[1])
+        if not agrees:
+            self._anchor_kept = True
+        return agrees
 
     def _rechain(self, payload: dict[str, Any], head: tuple[int, str]) -> tuple[int, str, str, str | None, str, str]:
         payload = {**payload, "seq": head[0] + 1, "prev_mac": head[1]}
@@ -597,11 +640,14 @@ class AuditStore:
         head = events[-1] if events else None
         if head is not None and seq == head.seq and hmac.compare_digest(mac, head.mac):
             return VerifyReport(ok=True, events=count)
-        if head is not None and seq == head.seq - 1:
-            prior = events[-2] if len(events) >= 2 else None
-            expected = prior.mac if prior is not None else None
-            if expected is not None and hmac.compare_digest(mac, expected):
-                return VerifyReport(ok=True, events=count, anchor="one_behind")
+        # Behind a chain whose every MAC verified (and which has no gap): the events past the anchor were written
+        # with the key (a crash before the anchor write, or anchor writes that failed), not forged.
+        if (
+            head is not None
+            and events[0].seq <= seq < head.seq
+            and hmac.compare_digest(mac, events[seq - events[0].seq].mac)
+        ):
+            return VerifyReport(ok=True, events=count, anchor="one_behind" if seq == head.seq - 1 else "behind")
         last = head.seq if head is not None else 0
         problem = (
             f"anchor says the chain ends at event {seq} but the database ends at {last} (events truncated)"

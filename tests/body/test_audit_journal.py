@@ -559,3 +559,77 @@ async def test_a_record_written_after_an_uncommitted_one_is_seen_by_a_store_that
     b.close()
     trail = _trail(workspace, home)
     assert trail[1:3] == ["act_1", "act_2"] and len(trail) == 4
+
+
+async def test_an_event_that_cannot_be_taken_back_stays_owed_in_this_store_as_in_any_other(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = make_body(workspace, home)
+    body.record_human(action="note", rationale="before")
+    journal_fd = body.audit._journal_fd  # pyright: ignore[reportPrivateUsage]
+    real = os.pwrite
+    writes = 0
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        nonlocal writes
+        if fd == journal_fd:
+            writes += 1
+            if writes > 1:  # the record is written; the write that would void it fails
+                raise OSError(errno.EIO, "Input/output error")
+        return real(fd, data, offset)
+
+    with monkeypatch.context() as patch:
+        _break_commits(body, patch)
+        patch.setattr(os, "pwrite", pwrite)
+        with pytest.raises(sqlite3.OperationalError):
+            body.audit.append(_draft(1))
+    assert "could not be taken back" in caplog.text
+    assert body.audit.owed  # whole in the journal: whoever commits next commits it, this store included
+    body.record_human(action="note", rationale="after")
+    body.close()
+    assert _trail(workspace, home).count("act_1") == 1
+
+
+async def test_anchor_writes_that_failed_before_a_crash_are_not_taken_for_tampering(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = make_body(workspace, home)
+    body.record_human(action="note", rationale="before")
+    with monkeypatch.context() as patch:
+        _break_anchor(body, patch)
+        with pytest.raises(OSError):
+            body.audit.append(_draft(1))  # committed; its anchor is owed
+        with pytest.raises(OSError):
+            body.audit.append(_draft(2), happened=True)  # a call that ran: committed as well, two past the anchor
+    _die(body)
+    reopened = make_body(workspace, home)
+    try:
+        report = reopened.audit.verify()
+        assert report.ok and report.anchor == "behind", report.summary()
+        reopened.record_human(action="note", rationale="the next append anchors the head")
+        assert reopened.audit.verify().anchor == "match"
+    finally:
+        reopened.close()
+
+
+async def test_an_append_after_the_last_events_were_deleted_keeps_the_anchor_as_evidence(
+    body: Body, caplog: pytest.LogCaptureFixture
+) -> None:
+    for n in range(3):
+        body.record_human(action="note", rationale=f"{n}")
+    anchor = _anchor(body)
+    conn = sqlite3.connect(body.paths.db)
+    try:  # with direct access to the file: the last (anchored) event is deleted
+        conn.executescript("DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq = 3;")
+    finally:
+        conn.close()
+    body.record_human(action="note", rationale="this store chains on its own head: the database lacks it")
+    other = make_body(body.workspace.root, body.settings.home)  # and a store that reads the head afresh
+    try:
+        other.record_human(action="note", rationale="chains onto the database's head")
+        assert "kept as evidence" in caplog.text
+        assert _anchor(body) == anchor
+        report = other.audit.verify()
+        assert not report.ok and report.anchor == "mismatch", report.summary()
+    finally:
+        other.close()
