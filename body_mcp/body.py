@@ -90,7 +90,12 @@ class Body:
             journal_path=self.paths.journal,
             body_id=self.identity.body_id,
         )
-        self.audit.recover()  # what a body that died after a reply left uncommitted
+        try:
+            self.audit.recover()  # what a body that died after a reply left uncommitted
+        except BaseException:
+            self.audit.close()
+            self.db.close()
+            raise
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
         self.limits = Limits(self.paths.limits, config.limits, clock=clock)
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
