@@ -427,7 +427,8 @@ class AuditStore:
         anchored = self._read_anchor()
         anchored_seq = anchored[0] if anchored is not None else 0
         replayed = 0
-        with self._db.write() as conn:
+        # (Nothing to replay, as at most start-ups: a read, not a write transaction that waits for other writers.)
+        with self._db.write() if records else self._db.read() as conn:
             head = self._db_head(conn)
             agrees = self._anchor_agrees(conn, head)
             for record in records:
