@@ -4,6 +4,7 @@ Every tool call passes one guard pipeline (kill switch → validation → confin
 policy → budgets → approval → shadow or execute → audit → undo record).
 """
 
+from .admin import Admin
 from .body import Body, BodySettings
 from .exceptions import (
     AuditIntegrityError,
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .server import build_server, run_stdio
 
 __all__ = [
+    "Admin",
     "AuditIntegrityError",
     "Body",
     "BodySettings",

@@ -1,70 +1,58 @@
-"""The body: one workspace, its state, and the guard every tool call passes."""
+"""The body: wires one workspace's parts together and owns their lifetime.
+
+Nothing below this module imports it: the guards get their parts in their constructors,
+the tools get a `ToolContext` (`tools/_spec.py`), the CLI uses the admin API (`admin.py`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx
 
 from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
-from shared_protocol import Impact, RefusalCode
+from shared_protocol import RefusalCode
 from shared_protocol.brain import Decision
-from shared_protocol.config import SwarmConfig, approval_thresholds
-from shared_protocol.decisions import classify
+from shared_protocol.config import approval_thresholds
 from shared_protocol.tools import BrainState
 
-from ._db import StateDB, Writes
-from .audit import Appended, AuditStore, EventDraft, keep_retention, new_action_id, redact_arguments
+from ._db import StateDB
+from .admin import Admin, new_session
+from .approval import ApprovalGate
+from .audit import Appended, AuditStore, EventDraft, keep_retention, new_action_id
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
-from .decisions import DecisionStore, LocalDecisionStore, require_approval
+from .decisions import DecisionStore, LocalDecisionStore
 from .exceptions import ToolRefused, UserError
-from .guard import CallContext, CallOutcome, Guard, Pipeline, default_guards, refused_outcome
+from .guards import default_guards
+from .held import HeldRuns
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
+from .pipeline import AfterReply, CallAuditor, CallContext, CallOutcome, Guard, Pipeline, refused_outcome
 from .policy import PathPolicy
 from .scan import WorkspaceScanner
+from .settings import BodySettings
 from .snapshots import SnapshotEvent, SnapshotSettings, Snapshotter, run_hourly
 from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
 from .tools import ALL_TOOLS
-from .tools._spec import ToolSpec
-from .tools.exec import HeldKey, HeldRun
+from .tools._spec import ToolDeps, ToolSpec
 from .undo import UndoStore
 
 logger = logging.getLogger(__name__)
 
-_AFTER_REPLY_AT_MOST_S = 0.005
-"""How long work left for after a reply may wait when no reply is written (a cancelled call)."""
+_MAX_HELD_RUNS = 8
+"""Staged command runs kept at once for a pending approval (the oldest is discarded beyond it)."""
 
-
-@dataclass(kw_only=True, frozen=True)
-class BodySettings:
-    """Everything a body needs, resolved at the entry point (CLI), never read from the environment here."""
-
-    workspace: Path
-    home: Path
-    config: SwarmConfig
-    agent: str | None = None
-    """Overrides the MCP client's name as the audited agent (`SWARM_AGENT`)."""
-    brain_url: str | None = None
-    """Link to this brain (`--brain`); None: a standalone body."""
-    brain_token: str | None = None
-    """The body's bearer token for the brain (`SWARM_TOKEN`)."""
-    config_file: Path | None = None
-    """Where `config` came from, so snapshots can keep a copy of it."""
+__all__ = ["Body", "BodySettings"]
 
 
 class Body:
@@ -73,15 +61,18 @@ class Body:
         settings: BodySettings,
         *,
         kill_switch: KillSwitch | None = None,
-        guards: Sequence[Guard] | None = None,
+        outer_guards: Sequence[Guard] = (),
         clock: Callable[[], float] = time.time,
         sandbox: Sandbox | None = None,
         brain_transport: httpx.AsyncBaseTransport | None = None,
+        human: str = "swarm",
     ) -> None:
+        """`outer_guards` run before the default ones (tests hold calls with them); `human` is who the
+        admin actions taken through this body are audited as."""
         self.settings = settings
+        config = settings.config
         self.paths = StatePaths(home=settings.home, workspace=settings.workspace)
         self.identity: Identity = load_or_create_identity(self.paths)
-        config = settings.config
         self.db = StateDB(self.paths.db, durability=config.audit.durability)
         self.audit = AuditStore(
             self.db,
@@ -96,9 +87,9 @@ class Body:
             self.audit.close()
             self.db.close()
             raise
+        self.session = new_session()
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
         self.limits = Limits(self.paths.limits, config.limits, clock=clock)
-        local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.link: BrainLink | None = None
         if settings.brain_url:
             if not settings.brain_token:
@@ -106,26 +97,26 @@ class Body:
             client = BrainClient(settings.brain_url, settings.brain_token, transport=brain_transport)
             self.link = BrainLink(client, self.db, body_id=self.identity.body_id, workspace=str(settings.workspace))
             self.link.on_kill = self._kill_running_commands
+        local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.kill_switch: KillSwitch = local_kill if self.link is None else CombinedKillSwitch(local_kill, self.link)
         self.workspace = Workspace(settings.workspace)
         self.policy = PathPolicy(denied=config.policy.denied_paths, read_only=config.policy.read_only_paths)
         self.shadow = config.policy.mode == "shadow"
-        self.session = f"ses_{time.time_ns():x}{secrets.token_hex(2)}"
-        self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in ALL_TOOLS}
-        self.pipeline = Pipeline(self, default_guards() if guards is None else guards)
-        self.workspace_lock = anyio.Lock(fast_acquire=True)
-        self.replies_flushed = False
-        """Set by a transport that calls `after_reply()` once each reply is written (stdio): a call's anchor
-        write and budget settling then happen after its reply is on its way, not before."""
-        self._after_reply: list[Callable[[], object]] = []
-        self._after_reply_timer: asyncio.TimerHandle | None = None
-        self.held_runs: dict[HeldKey, HeldRun] = {}
-        self.rules = approval_thresholds(config)
         self.local_decisions = LocalDecisionStore(
-            self.db, rules=self.rules, deadline_s=config.policy.decision_deadline_s, clock=clock
+            self.db, rules=approval_thresholds(config), deadline_s=config.policy.decision_deadline_s, clock=clock
         )
         self.decisions: DecisionStore = (
             self.local_decisions if self.link is None else BrainDecisionStore(self.link.client)
+        )
+        self.admin = Admin(
+            paths=self.paths,
+            audit=self.audit,
+            undo=self.undo,
+            decisions=self.local_decisions,
+            workspace=self.workspace,
+            session=self.session,
+            by=human,
+            config_file=settings.config_file,
         )
         snap = config.snapshots
         self.snapshotter = Snapshotter(
@@ -141,8 +132,54 @@ class Body:
             record=self._record_snapshot,
         )
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
+        self.held_runs = HeldRuns(max_count=_MAX_HELD_RUNS)
         self._sandbox: Sandbox | None = sandbox
         self._sandbox_error: str | None = None
+        self.replies = AfterReply()
+        """A transport that says when each reply is written (stdio) sets `replies.flushed`: a call's commit,
+        anchor and budget settling then happen after its reply is on its way."""
+        self.workspace_lock = anyio.Lock(fast_acquire=True)
+        self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in ALL_TOOLS}
+        deps = ToolDeps(
+            workspace=self.workspace,
+            policy=self.policy,
+            undo=self.undo,
+            audit=self.audit,
+            limits=self.limits,
+            kill_switch=self.kill_switch,
+            decisions=self.decisions,
+            link=self.link,
+            identity=self.identity,
+            session=self.session,
+            shadow=self.shadow,
+            home=settings.home,
+            files=config.workspace,
+            sandbox_config=config.sandbox,
+            max_api_calls_per_action=config.limits.max_api_calls_per_action,
+            decision_ttl_s=config.policy.decision_deadline_s,
+            sandbox=self.sandbox,
+            scanner=self.scanner,
+            held_runs=self.held_runs,
+            notify_human=self._notify_human,
+        )
+        gate = ApprovalGate(
+            self.decisions, approval_thresholds(config), approve_irreversible=config.policy.approve_irreversible
+        )
+        guards = default_guards(
+            tools=self.tools,
+            kill_switch=self.kill_switch,
+            workspace=self.workspace,
+            policy=self.policy,
+            limits=self.limits,
+            gate=gate,
+            deps=deps,
+            workspace_lock=self.workspace_lock,
+            shadow=self.shadow,
+        )
+        on_event = self.link.new_events.set if self.link is not None else None
+        self.pipeline = Pipeline(
+            [*outer_guards, *guards], CallAuditor(self.audit, self.limits, self.replies, on_event=on_event)
+        )
 
     @property
     def brain_state(self) -> BrainState:
@@ -172,13 +209,13 @@ class Body:
         return self._sandbox
 
     def close(self) -> None:
-        self.after_reply()
+        self.replies.run()
         self.workspace.close()
         self.audit.close()
         self.limits.close()
         self.db.close()
 
-    # -- calls -------------------------------------------------------------------------
+    # -- serving ---------------------------------------------------------------------------
 
     def _record_snapshot(self, event: SnapshotEvent) -> None:
         self.audit.append(
@@ -195,7 +232,7 @@ class Body:
         )
 
     async def _reopen_if_replaced(self) -> None:
-        """A restore swaps the workspace directory (`call_tool` saw it): drop the stale descriptor, open the new one."""
+        """A restore swaps the workspace directory (`call_tool` saw it): hold the new one instead."""
         async with self.workspace_lock:
             if not self.workspace.replaced():
                 return
@@ -205,13 +242,9 @@ class Body:
                     code=RefusalCode.IO_ERROR,
                     rule="snapshots.restore",
                 )
-            old = self.workspace
-            self.workspace = Workspace(old.root)
-            old.close()
-            self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
-            self.record_human(
-                action="workspace.reopened", rationale="the workspace was restored from a snapshot", by="swarm"
-            )
+            self.workspace.reopen()
+            self.scanner.reset()
+            self.admin.record(action="workspace.reopened", rationale="the workspace was restored from a snapshot")
 
     async def background(self) -> None:
         """What a serving body runs besides answering calls: the brain link, hourly snapshots, audit retention."""
@@ -246,36 +279,9 @@ class Body:
         finally:
             stop.set()
 
-    def after_reply(self) -> None:
-        """Do what earlier calls left for after their replies: the transport calls this once a reply is written;
-        the next call, `close` and a short timer make sure it happens even when no reply was written."""
-        work = self._after_reply
-        while work:
-            item = work.pop(0)  # one at a time: an interrupt leaves the rest for `close`
-            try:
-                item()
-            except Exception:  # (an anchor that failed is owed still: the next call retries it before running)
-                logger.exception("work left for after a reply failed")
-        if self._after_reply_timer is not None:
-            self._after_reply_timer.cancel()
-            self._after_reply_timer = None
-
-    def _after_reply_soon(self) -> None:
-        if self._after_reply_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # (not on an asyncio loop: nothing could run it later, so now)
-                self.after_reply()
-                return
-            self._after_reply_timer = loop.call_later(_AFTER_REPLY_AT_MOST_S, self._after_reply_due)
-
-    def _after_reply_due(self) -> None:
-        self._after_reply_timer = None
-        self.after_reply()
-
     async def call_tool(self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None) -> CallOutcome:
-        if self._after_reply:
-            self.after_reply()
+        if self.replies:
+            self.replies.run()
         action_id = new_action_id()
         if self.audit.owed:
             # Committing or anchoring an earlier call's event failed after its reply. Until it works, nothing
@@ -300,123 +306,7 @@ class Body:
         )
         return await self.pipeline.call(ctx)
 
-    async def require_approval_for(self, ctx: CallContext, impact: Impact) -> None:
-        """The approval gate: an impact that needs a human or consensus needs an approved, covering decision."""
-        needs = classify(impact, 1.0, self.rules)
-        if needs in ("human", "consensus"):
-            decision_id = ctx.args.decision_id if ctx.args is not None else None
-            await require_approval(self.decisions, decision_id, impact, needs)
-
-    async def check_measured(self, ctx: CallContext, impact: Impact) -> None:
-        """Hold a measured impact (known only while executing) to the same rules as the planned one."""
-        self.limits.check_blast_radius(impact)
-        await self.require_approval_for(ctx, impact)
-        if ctx.reservation is not None:
-            extra = Impact(
-                files=max(impact.files - ctx.planned.files, 0),
-                api_calls=max(impact.api_calls - ctx.planned.api_calls, 0),
-                usd=max(impact.usd - ctx.planned.usd, 0.0),
-            )
-            if extra != Impact():
-                self.limits.extend(ctx.reservation, extra)
-
-    def record(
-        self,
-        ctx: CallContext,
-        *,
-        outcome: Literal["ok", "refused", "failed", "shadow"],
-        refusal: ToolRefused | None,
-        failed: bool,
-        cancelled: bool = False,
-    ) -> Appended:
-        args = ctx.args
-        raw_rationale = ctx.raw_arguments.get("rationale")
-        raw_decision = ctx.raw_arguments.get("decision_id")
-        draft = EventDraft(
-            id=ctx.action_id,
-            kind="tool_call",
-            agent=ctx.agent,
-            session=ctx.session,
-            rationale=args.rationale if args is not None else (raw_rationale if isinstance(raw_rationale, str) else ""),
-            outcome=outcome,
-            tool=ctx.tool,
-            arguments=redact_arguments(ctx.raw_arguments),
-            decision_id=args.decision_id
-            if args is not None
-            else (raw_decision if isinstance(raw_decision, str) else None),
-            mode=ctx.mode,
-            code=refusal.code.value if refusal is not None else None,
-            rule=refusal.rule if refusal is not None else None,
-            message=refusal.message if refusal is not None else None,
-            files=ctx.files,
-            impact=ctx.impact,
-            duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
-            detail=ctx.detail,
-        )
-        reservation, recorder = ctx.reservation, ctx.recorder
-        if recorder is not None and recorder.records:
-            recorder.flush(ctx.writes, action_id=ctx.action_id, decision_id=draft.decision_id)
-
-        # Settled after the audit append (dying in between leaves the call in flight, counted in full until
-        # reclaimed), and even if it failed: what the call did still counts, and its slot is freed.
-        settle = (
-            None
-            if reservation is None
-            else partial(self.limits.settle, reservation, ctx.impact, failed=failed, cancelled=cancelled)
-        )
-        # With a transport that says when the reply is written, the commit, the anchor and the settling wait
-        # for it: the event is durable (journaled) before the reply, and the next call does all three first
-        # if they have not happened.
-        later = self.replies_flushed and not cancelled
-        try:
-            event = self.audit.append(draft, writes=ctx.writes, finish_later=later, happened=True)
-        except BaseException:
-            if settle is not None:
-                settle()
-            if self.link is not None:
-                self.link.new_events.set()  # (it may be committed: the anchor failed after)
-            raise
-        if later:
-            self._after_reply.append(self.audit.finish)
-            if settle is not None:
-                self._after_reply.append(settle)
-            if self.link is not None:
-                self._after_reply.append(self.link.new_events.set)  # (once it is in the database to ship)
-            self._after_reply_soon()
-            return event
-        if settle is not None:
-            settle()
-        if self.link is not None:
-            self.link.new_events.set()
-        return event
-
-    def human_undo(self, target_id: str, *, force: bool, by: str | None = None) -> tuple[Appended, list[str]]:
-        """`swarm undo`: a human reverses an action or decision; works even while killed, and is audited."""
-        recorder, actions, changes, rows = self.undo.reverse(self.workspace, target_id, force=force)
-        action_id = new_action_id()
-        writes = Writes()
-        recorder.flush(writes, action_id=action_id, decision_id=None)
-        UndoStore.mark_undone(writes, rows, action_id)
-
-        event = self.audit.append(
-            EventDraft(
-                id=action_id,
-                kind="human",
-                agent=by or f"human:{os.environ.get('USER', 'unknown')}",
-                session=self.session,
-                rationale=f"undo {target_id}" + (" (forced)" if force else ""),
-                outcome="ok",
-                tool="undo",
-                arguments={"id": target_id, "force": force},
-                files=[c.path for c in changes],
-                impact=Impact(files=len(changes)),
-                detail={"undid": actions},
-            ),
-            writes=writes,
-        )
-        return event, actions
-
-    def notify_human(self, decision: Decision) -> None:
+    def _notify_human(self, decision: Decision) -> None:
         """Tell a human a decision waits (standalone: the body's log; a linked body's brain pages people)."""
         if self.link is not None:
             return
@@ -429,19 +319,6 @@ class Body:
             decision.id,
         )
 
-    def record_human(
-        self, *, action: str, rationale: str, by: str | None = None, detail: dict[str, Any] | None = None
-    ) -> Appended:
-        """Audit something a human did from the CLI (kill, resume, undo)."""
-        return self.audit.append(
-            EventDraft(
-                id=new_action_id(),
-                kind="human",
-                agent=by or f"human:{os.environ.get('USER', 'unknown')}",
-                session=self.session,
-                rationale=rationale,
-                outcome="ok",
-                tool=action,
-                detail=detail or {},
-            )
-        )
+    def record_human(self, *, action: str, rationale: str, detail: dict[str, Any] | None = None) -> Appended:
+        """Audit something a human did through this body (tests and the demo; the CLI uses `Admin`)."""
+        return self.admin.record(action=action, rationale=rationale, detail=detail)

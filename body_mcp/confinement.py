@@ -64,6 +64,13 @@ class Workspace:
     def close(self) -> None:
         os.close(self.root_fd)
 
+    def reopen(self) -> None:
+        """Hold the directory the root path names now (after a snapshot restore swapped it), in place."""
+        fd = os.open(self.root, _DIR_FLAGS)
+        held = os.fstat(fd)
+        old, self.root_fd, self._identity = self.root_fd, fd, (held.st_dev, held.st_ino)
+        os.close(old)
+
     def replaced(self) -> bool:
         """Whether the root path no longer names the directory held open (a snapshot restore swapped it)."""
         try:

@@ -14,12 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from shared_protocol import Impact
 from shared_protocol.brain import Answer, Decision, DecisionRequest, Verdict
-from shared_protocol.decisions import ApprovalThresholds, classify, covers, initial_state
+from shared_protocol.decisions import ApprovalThresholds, classify, initial_state
 
 from ._db import StateDB
-from .exceptions import ApprovalRequired, UserError
+from .exceptions import UserError
 
 AnswerKind = Literal["approve", "deny", "override"]
 _VERDICTS: dict[AnswerKind, Verdict] = {"approve": "approved", "deny": "denied", "override": "overridden"}
@@ -125,38 +124,3 @@ class LocalDecisionStore:
         verdict = _VERDICTS[kind]
         answer = Answer(verdict=verdict, by=by, reason=reason, at=self._now())
         return self._save(decision.model_copy(update={"state": verdict, "answers": [*decision.answers, answer]}))
-
-
-async def require_approval(
-    store: DecisionStore,
-    decision_id: str | None,
-    impact: Impact,
-    needs: str,
-    *,
-    why: str | None = None,
-    human_only: bool = False,
-) -> None:
-    """Refuse unless `decision_id` names a decision approved for at least `impact` (the guard's last word)."""
-    how = "a human approval" if needs == "human" else "consensus (a human approval until voting exists)"
-    reason = why or f"it measures {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}"
-    ask = (
-        f"this action needs {how} because {reason}. "
-        "Call request_approval describing it, then retry with its decision_id once approved"
-    )
-    if decision_id is None:
-        raise ApprovalRequired(ask)
-    decision = await store.get(decision_id)
-    if decision is None:
-        raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}")
-    if decision.state != "approved":
-        raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}")
-    if human_only and not any(a.verdict == "approved" and a.by not in ("rules", "deadline") for a in decision.answers):
-        raise ApprovalRequired(
-            f"decision {decision_id} was approved by the rules, not by a human; {ask} (pass irreversible=true)"
-        )
-    if not covers(decision.impact, impact):
-        d = decision.impact
-        raise ApprovalRequired(
-            f"decision {decision_id} was approved for {d.files} files, {d.api_calls} API calls, ${d.usd:.2f}, "
-            f"less than this action: {ask}"
-        )

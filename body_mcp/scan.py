@@ -40,6 +40,10 @@ class WorkspaceScanner:
         self._policy = policy
         self._cache: dict[str, _DirEntry] = {}
 
+    def reset(self) -> None:
+        """Forget what was scanned (the workspace directory was replaced)."""
+        self._cache.clear()
+
     def _read_dir(self, rel: str, path: str, mtime_ns: int) -> _DirEntry:
         base = tuple(rel.split("/")) if rel else ()
         subdirs: list[str] = []

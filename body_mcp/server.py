@@ -134,13 +134,14 @@ async def serve_stdio(body: Body) -> None:
     async with anyio.create_task_group() as background:
         background.start_soon(body.background)
         with _claimed_stdout() as stdout:
-            body.replies_flushed = True
+            replies = body.replies
+            replies.flushed = True
             try:
-                async with stdio_server(stdout=_ReplyWire(stdout, body.after_reply)) as (read_stream, write_stream):
+                async with stdio_server(stdout=_ReplyWire(stdout, replies.run)) as (read_stream, write_stream):
                     await server.run(read_stream, write_stream, server.create_initialization_options())
             finally:
-                body.replies_flushed = False
-                body.after_reply()
+                replies.flushed = False
+                replies.run()
         background.cancel_scope.cancel()
 
 

@@ -14,11 +14,33 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Literal
 
 from sandbox import ChangeKind, EntryType, StagedChange
+from shared_protocol import RefusalCode
 
 from .gitignore import GitIgnore
 from .policy import PathPolicy
+
+ProblemKind = Literal["protected", "symlink_escape", "special_file"]
+
+_CODES: dict[ProblemKind, RefusalCode] = {
+    "protected": RefusalCode.PROTECTED_PATH,
+    "symlink_escape": RefusalCode.PATH_OUTSIDE_WORKSPACE,
+    "special_file": RefusalCode.SPECIAL_FILE,
+}
+
+
+@dataclass(kw_only=True, frozen=True)
+class StagedProblem:
+    """A change that forbids applying anything of its set."""
+
+    path: str
+    kind: ProblemKind
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.why})"
 
 
 @dataclass(kw_only=True)
@@ -26,10 +48,14 @@ class SortedChanges:
     counted: list[StagedChange] = field(default_factory=list[StagedChange])
     artifacts: list[StagedChange] = field(default_factory=list[StagedChange])
     discarded: list[StagedChange] = field(default_factory=list[StagedChange])
-    problems: list[str] = field(default_factory=list[str])
-    """One line per change that forbids applying anything: the path and why."""
-    protected: bool = False
-    """Whether a problem is a protected path (else: special file or symlink escape)."""
+    problems: list[StagedProblem] = field(default_factory=list[StagedProblem])
+    """Each change that forbids applying anything."""
+
+    @property
+    def refusal_code(self) -> RefusalCode:
+        """The code of the gravest problem: a protected path, then a way out of the workspace, then a special file."""
+        kinds = {p.kind for p in self.problems}
+        return next(_CODES[kind] for kind in _CODES if kind in kinds)
 
     @property
     def to_apply(self) -> list[StagedChange]:
@@ -61,18 +87,19 @@ def sort_changes(
         is_dir = change.entry_type == EntryType.DIR
         level, pattern = policy.classify_parts(parts)
         if level != "none":
-            out.problems.append(f"{change.path} ({change.kind.value}; protected by '{pattern}')")
-            out.protected = True
+            why = f"{change.kind.value}; protected by '{pattern}'"
+            out.problems.append(StagedProblem(path=change.path, kind="protected", why=why))
             continue
         if change.kind != ChangeKind.DELETED and change.entry_type == EntryType.SPECIAL:
-            out.problems.append(f"{change.path} (a device, FIFO or socket)")
+            out.problems.append(StagedProblem(path=change.path, kind="special_file", why="a device, FIFO or socket"))
             continue
         if (
             change.kind != ChangeKind.DELETED
             and change.entry_type == EntryType.SYMLINK
             and symlink_escapes(change.path, change.symlink_target or "")
         ):
-            out.problems.append(f"{change.path} (symlink leading outside the workspace: {change.symlink_target})")
+            why = f"symlink leading outside the workspace: {change.symlink_target}"
+            out.problems.append(StagedProblem(path=change.path, kind="symlink_escape", why=why))
             continue
         artifact = any(fnmatchcase(part, name) for part in parts for name in artifact_names) or gitignore.ignored(
             change.path, is_dir=is_dir

@@ -33,6 +33,17 @@ def brain_url(flag: str | None) -> str | None:
     return flag or os.environ.get("SWARM_BRAIN_URL") or None
 
 
+def human() -> str:
+    """Who is acting, for the audit trail: `human:<login name>`, resolved once here."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # (no login name and no passwd entry: a container's arbitrary uid)
+        name = f"uid{os.getuid()}"
+    return f"human:{name}"
+
+
 def token(flag: str | None) -> str:
     found = flag or os.environ.get("SWARM_TOKEN")
     if not found:

@@ -25,7 +25,7 @@ import httpx
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from body_mcp import Body, BodySettings
+from body_mcp import Admin, BodySettings
 from body_mcp.explain import explain_event
 from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
 from shared_protocol.config import load_config, parse_config, render_config
@@ -233,12 +233,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Swarm demo — sample workspace {workspace}\n", flush=True)
     try:
         anyio.run(_loop, home, workspace)
-        body = Body(
-            BodySettings(workspace=workspace.resolve(), home=home.resolve(), config=load_config(home / "swarm.toml"))
+        settings = BodySettings(
+            workspace=workspace.resolve(), home=home.resolve(), config=load_config(home / "swarm.toml")
         )
-        try:
-            report = body.audit.verify()
-            events = body.audit.tail(100)
+        with Admin.open(settings, by="swarm:demo") as admin:
+            report = admin.verify()
+            events = admin.tail(100)
             edit = next(e for e in events if e.tool == "edit_file")
             print("\nAudit trail (every call, allowed or refused, with the agent's rationale):", flush=True)
             for event in events:
@@ -250,8 +250,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print("\nOne event explained:\n" + "\n".join("  " + line for line in explain_event(edit).splitlines()))
             price = (workspace / "shop/prices.py").read_text()
             print(f"\nAfter undo, shop/prices.py has the old price again: {'gadget' in price and '25' in price}")
-        finally:
-            body.close()
         print(
             "\nWhere to look next:\n"
             + (

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import anyio
 
-from body_mcp import Body, SwarmError, UserError
+from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
 from body_mcp.decisions import AnswerKind
 from body_mcp.exceptions import ToolRefused
-from body_mcp.explain import explain_event
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
-from shared_protocol.config import render_config
+from shared_protocol.config import SwarmConfig, render_config
 
 from . import _context, ide_cmds
 
@@ -31,8 +30,10 @@ def _out(line: str = "") -> None:
     print(line, flush=True)
 
 
-def _open_body(args: argparse.Namespace) -> Body:
-    return Body(_context.body_settings(workspace=args.workspace, config=getattr(args, "config", None)))
+def _open_admin(args: argparse.Namespace) -> Admin:
+    """The workspace's state for the human running this command (no serving body: no limits, pipeline or link)."""
+    settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
+    return Admin.open(settings, by=_context.human())
 
 
 def swarm_command() -> list[str]:
@@ -87,39 +88,33 @@ def cmd_body(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    body = _open_body(args)
-    try:
-        kill = body.kill_switch.state()
-        _out(f"workspace:       {body.workspace.root}")
-        _out(f"body:            {body.identity.body_id}")
+    settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
+    with Admin.open(settings, by=_context.human()) as admin:
+        status = admin.status(settings.config)
+        _out(f"workspace:       {status.workspace}")
+        _out(f"body:            {status.body_id}")
+        kill = status.kill
         _out(
             f"kill switch:     {'ENGAGED' if kill.engaged else 'released'}"
             + (f" ({kill.reason}, by {kill.by})" if kill.engaged else "")
         )
-        _out(f"mode:            {'shadow' if body.shadow else 'live'}")
-        _out("brain:           standalone")
-        _out(f"circuit breaker: {body.limits.breaker_state()}")
-        for budget in body.limits.budgets():
+        _out(f"mode:            {status.mode}")
+        _out(f"brain:           {status.brain}")
+        _out(f"circuit breaker: {status.breaker}")
+        for budget in status.budgets:
             _out(f"budget {budget.name}: {budget.used:g} of {budget.limit:g} used")
-        _out(body.audit.verify().summary())
-    finally:
-        body.close()
+        _out(admin.verify().summary())
     return 0
 
 
-def _each_body(action: Callable[[Body], object]) -> None:
+def _each_workspace(action: Callable[[Admin], object]) -> None:
     home = resolve_home()
+    by = _context.human()
     for paths in all_workspace_states(home):
         if not paths.workspace.is_dir():
             continue
-        from body_mcp import BodySettings
-        from shared_protocol.config import SwarmConfig
-
-        body = Body(BodySettings(workspace=paths.workspace, home=home, config=SwarmConfig()))
-        try:
-            action(body)
-        finally:
-            body.close()
+        with Admin.open(BodySettings(workspace=paths.workspace, home=home, config=SwarmConfig()), by=by) as admin:
+            action(admin)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -128,10 +123,9 @@ def cmd_kill(args: argparse.Namespace) -> int:
         _out(f"kill switch ENGAGED on the brain: every linked body refuses mutating calls ({args.reason})")
         return 0
     home = resolve_home()
-    by = f"human:{os.environ.get('USER', 'unknown')}"
-    LocalKillSwitch(StatePaths(home=home, workspace=home).kill_file).engage(reason=args.reason, by=by)
+    LocalKillSwitch(StatePaths(home=home, workspace=home).kill_file).engage(reason=args.reason, by=_context.human())
     _out(f"kill switch ENGAGED on this machine: {args.reason}")
-    _each_body(lambda body: body.record_human(action="kill", rationale=args.reason, detail={"scope": "local"}))
+    _each_workspace(lambda admin: admin.record(action="kill", rationale=args.reason, detail={"scope": "local"}))
     return 0
 
 
@@ -146,16 +140,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
         _out("kill switch was not engaged")
         return 0
     _out("kill switch released on this machine")
-    _each_body(lambda body: body.record_human(action="resume", rationale=args.reason))
+    _each_workspace(lambda admin: admin.record(action="resume", rationale=args.reason))
     return 0
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    body = _open_body(args)
-    try:
-        report = body.audit.verify()
-    finally:
-        body.close()
+    with _open_admin(args) as admin:
+        report = admin.verify()
     if not report.ok:
         print(report.summary(), file=sys.stderr)
         return 1
@@ -164,26 +155,20 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
-    body = _open_body(args)
-    try:
-        for event in body.audit.tail(args.n):
+    with _open_admin(args) as admin:
+        for event in admin.tail(args.n):
             what = event.tool or event.kind
             code = f" [{event.code}]" if event.code else ""
             _out(f"#{event.seq} {event.ts} {event.id} {event.agent} {what} {event.outcome}{code} — {event.rationale}")
-    finally:
-        body.close()
     return 0
 
 
 def cmd_audit_explain(args: argparse.Namespace) -> int:
-    body = _open_body(args)
-    try:
-        event = body.audit.get(args.id)
-    finally:
-        body.close()
-    if event is None:
+    with _open_admin(args) as admin:
+        explanation = admin.explain(args.id)
+    if explanation is None:
         raise UserError(f"no audit event with id '{args.id}' in this workspace's trail")
-    _out(explain_event(event))
+    _out(explanation)
     return 0
 
 
@@ -203,13 +188,10 @@ def cmd_undo(args: argparse.Namespace) -> int:
                 f"{exc}; nothing was undone. To undo only this workspace, run without --brain "
                 "(and without SWARM_BRAIN_URL)"
             ) from exc
-    body = _open_body(args)
-    try:
+    with _open_admin(args) as admin:
         # With a brain, an id may have changed only the brain's tasks: then the workspace has nothing, and that is fine.
-        has_local = not on_brain or bool(body.undo.pending_records(args.id))
-        local = body.human_undo(args.id, force=args.force) if has_local else None
-    finally:
-        body.close()
+        has_local = not on_brain or admin.has_undo(args.id)
+        local = admin.undo(args.id, force=args.force) if has_local else None
     if local is not None:
         event, actions = local
         _out(f"undone: {', '.join(actions)} (recorded as {event.id}; undo that to redo)")
@@ -263,15 +245,8 @@ def _answer(kind: AnswerKind) -> Command:
             assert isinstance(answered, Decision)
             _out(f"decision {answered.id} is now {answered.state}: {answered.summary}")
             return 0
-        body = _open_body(args)
-        by = f"human:{os.environ.get('USER', 'unknown')}"
-        try:
-            decision = body.local_decisions.answer(args.id, kind, by=by, reason=args.reason)
-            body.record_human(
-                action=kind, rationale=args.reason, by=by, detail={"decision_id": decision.id, "state": decision.state}
-            )
-        finally:
-            body.close()
+        with _open_admin(args) as admin:
+            decision = admin.answer(args.id, kind, reason=args.reason)
         _out(f"decision {decision.id} is now {decision.state}: {decision.summary}")
         return 0
 

@@ -8,7 +8,6 @@ human event. `create` prints the new snapshot's ID as its last line; `drill` is 
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 import time
@@ -16,9 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from body_mcp import Body, SwarmError
-from body_mcp.audit import EventDraft, new_action_id
-from body_mcp.snapshots import SnapshotError, SnapshotEvent, SnapshotSettings, Snapshotter
+from body_mcp import Admin, SwarmError
+from body_mcp.snapshots import SnapshotError, Snapshotter
 
 from . import _context
 
@@ -63,41 +61,19 @@ class _TTYProgress:
             sys.stderr.flush()
 
 
-def _record(body: Body) -> Callable[[SnapshotEvent], object]:
-    by = f"human:{os.environ.get('USER', 'unknown')}"
-
-    def record(event: SnapshotEvent) -> object:
-        draft = EventDraft(
-            id=new_action_id(),
-            kind="human",
-            agent=by,
-            session=body.session,
-            rationale=event.rationale,
-            outcome=event.outcome,
-            tool=event.action,
-            detail=event.detail,
-        )
-        return body.audit.append(draft)
-
-    return record
-
-
 def _run(args: argparse.Namespace, action: Callable[[Snapshotter], int], *, exclude: Sequence[str] = ()) -> int:
-    """Open the workspace's body (for its audit trail) and a snapshotter on it; turn I/O errors into one line."""
+    """Open the workspace's state (for its audit trail) and a snapshotter on it; turn I/O errors into one line."""
     settings = _context.body_settings(workspace=args.workspace, config=args.config)
-    config_file = _context.config_path(args.config, settings.home)
-    body = Body(settings)
     progress = _TTYProgress()
     try:
-        snap_settings = SnapshotSettings.for_workspace(body.paths, config_file=config_file, exclude=exclude)
-        snapshotter = Snapshotter(snap_settings, record=_record(body), progress=progress)
-        try:
-            return action(snapshotter)
-        except (OSError, sqlite3.Error) as exc:
-            raise SnapshotError(f"snapshot failed: {exc}") from None
+        with Admin.open(settings, by=_context.human()) as admin:
+            snapshotter = admin.snapshotter(exclude=exclude, progress=progress)
+            try:
+                return action(snapshotter)
+            except (OSError, sqlite3.Error) as exc:
+                raise SnapshotError(f"snapshot failed: {exc}") from None
     finally:
         progress.clear()
-        body.close()
 
 
 def cmd_create(args: argparse.Namespace) -> int:

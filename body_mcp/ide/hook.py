@@ -71,13 +71,10 @@ class BodyAuditSink:
     def record(self, attempt: Attempt, decision: Decision, *, workspace: Path | None) -> str:
         if workspace is None:
             raise UserError("no workspace: pass --workspace, or run the hook from the IDE")
-        from ..body import Body
+        from ..admin import Admin
 
-        body = Body(self._settings_for(workspace))
-        try:
-            return body.audit.append(audit_draft(attempt, decision, default_session=body.session)).id
-        finally:
-            body.close()
+        with Admin.open(self._settings_for(workspace), by="swarm:hook") as admin:
+            return admin.audit.append(audit_draft(attempt, decision, default_session=admin.session)).id
 
 
 def redact_builtin_input(value: Any) -> Any:

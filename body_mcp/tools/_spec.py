@@ -1,24 +1,124 @@
-"""What a tool is to the guard: its argument and result models, its handler, and its nature."""
+"""What a tool is to the guard, and what the guard hands a tool.
+
+A tool is a `ToolSpec`: its argument and result models, its nature (read-only, which
+arguments are paths, its planned impact) and a handler. The handler gets one argument, a
+`ToolContext[Args]`: its validated arguments, its resolved paths, the call's mode, the
+parts of the body it may use (`ToolDeps`, built once by the wiring), and `Effects`, where
+it reports what it changed as it goes. Effects are the one thing a tool writes to: the
+pipeline audits them even when the tool is refused or cancelled halfway, so a change made
+before a failure is never lost from the trail. Nothing in a tool reaches the `Body`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
 
+from sandbox import Sandbox
 from shared_protocol import NO_IMPACT, Impact, ToolArgs, ToolResult
+from shared_protocol.brain import Decision
+from shared_protocol.config import SandboxConfig, WorkspaceConfig
+from shared_protocol.tools import BrainState
 
-if TYPE_CHECKING:
-    from ..body import Body
-    from ..guard import CallContext
+from .._db import Writes
+from .._factories import empty_dict, empty_list
+from ..audit import AuditStore
+from ..brain_link import BrainLink
+from ..confinement import Workspace, WorkspacePath
+from ..decisions import DecisionStore
+from ..held import HeldRuns
+from ..killswitch import KillSwitch
+from ..limits import Limits
+from ..policy import PathPolicy
+from ..scan import WorkspaceScanner
+from ..state import Identity
+from ..undo import Recorder, UndoStore
 
 PathAccess = Literal["read", "write", "write_nofollow"]
 """`write_nofollow`: the path's last component is acted on itself, even when it is a symlink."""
 
+Mode = Literal["live", "shadow"]
+
 ToolOutput = ToolResult | dict[str, Any]
 """A handler's result: the model, or what its `model_dump(mode="json")` would be (the hot path builds that)."""
 
-Handler = Callable[["Body", "CallContext", Any], Awaitable[ToolOutput]]
+ArgsT = TypeVar("ArgsT", bound=ToolArgs)
+
+
+@dataclass(kw_only=True, frozen=True)
+class ToolDeps:
+    """The parts of a body its tools use, wired once (the tools' `RunContext.deps`)."""
+
+    workspace: Workspace
+    policy: PathPolicy
+    undo: UndoStore
+    audit: AuditStore
+    limits: Limits
+    kill_switch: KillSwitch
+    decisions: DecisionStore
+    link: BrainLink | None
+    identity: Identity
+    session: str
+    shadow: bool
+    home: Path
+    """`$SWARM_HOME`: hidden from every command."""
+    files: WorkspaceConfig
+    """Read and write size caps."""
+    sandbox_config: SandboxConfig
+    max_api_calls_per_action: int
+    decision_ttl_s: int
+    """How long a decision, and a command's staged changes held for one, wait for an answer."""
+    sandbox: Callable[[], Sandbox]
+    """The sandbox backend, chosen on first use; refuses (never runs bare) when none can isolate."""
+    scanner: WorkspaceScanner
+    held_runs: HeldRuns
+    notify_human: Callable[[Decision], None]
+
+    @property
+    def brain_state(self) -> BrainState:
+        return "standalone" if self.link is None else self.link.status
+
+
+@dataclass(kw_only=True, slots=True)
+class Effects:
+    """What a call has done so far, reported by its tool as it happens; the call's audit event is built from it."""
+
+    files: list[str] = field(default_factory=empty_list)
+    impact: Impact = NO_IMPACT
+    """The measured impact: what counts against the budgets once the call settles."""
+    detail: dict[str, Any] = field(default_factory=empty_dict)
+    recorder: Recorder | None = None
+    """Pre-images of what the call changed, committed with its audit event (undo)."""
+    writes: Writes = field(default_factory=Writes)
+    """Statements to commit with the call's audit event (its undo records, marking others undone)."""
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class ToolContext(Generic[ArgsT]):
+    """One call as its tool sees it."""
+
+    action_id: str
+    agent: str
+    mode: Mode
+    args: ArgsT
+    paths: Mapping[str, WorkspacePath]
+    deps: ToolDeps
+    effects: Effects
+    check_measured: Callable[[Impact], Awaitable[None]]
+    """Holds an impact measured while executing (a command's staged diff, a directory moved) to the rules the
+    planned one passed: blast radius, approval, budgets. Raises `ToolRefused` to refuse."""
+
+    def recorder(self) -> Recorder:
+        """The call's undo recorder, created on first use."""
+        effects = self.effects
+        if effects.recorder is None:
+            effects.recorder = self.deps.undo.recorder(self.deps.workspace)
+        return effects.recorder
+
+
+Handler = Callable[[ToolContext[Any]], Awaitable[ToolOutput]]
 
 
 def _reversible(_args: Any) -> str | None:

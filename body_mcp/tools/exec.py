@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 
@@ -31,23 +30,24 @@ from sandbox import (
     default_toolchain_paths,
 )
 from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunCommandArgs, RunCommandResult
+from shared_protocol.tools import CommandChangeClass
 
 from .. import _fsops
 from .._fsops import ABSENT, EntryState
 from ..exceptions import ApprovalRequired, RefusedWithResult, ToolRefused
+from ..held import HeldKey, HeldRun
+from ..killswitch import KillSwitch
 from ..proxy import CountingProxy, ProxyRequest
+from ..scan import ScanResult
 from ..staging import SortedChanges, sort_changes
-from ._spec import ToolSpec
-
-if TYPE_CHECKING:
-    from ..body import Body
-    from ..guard import CallContext
+from ._spec import ToolContext, ToolSpec
 
 _KILL_POLL_S = 0.05
 
 
-def build_spec(body: Body, args: RunCommandArgs, cwd: str, hidden: list[str]) -> SandboxSpec:
-    cfg = body.settings.config.sandbox
+def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> SandboxSpec:
+    args, deps = ctx.args, ctx.deps
+    cfg = deps.sandbox_config
     env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     # Home directories are never mounted; give tools a writable, throwaway one.
@@ -56,13 +56,13 @@ def build_spec(body: Body, args: RunCommandArgs, cwd: str, hidden: list[str]) ->
     toolchain += [Path(p) for p in cfg.extra_toolchain_paths]
     timeout = min(args.timeout_s or cfg.default_timeout_s, cfg.max_timeout_s)
     return SandboxSpec(
-        workspace=body.workspace.root,
+        workspace=deps.workspace.root,
         argv=args.argv,
         cwd=cwd,
         env=env,
         toolchain_paths=toolchain,
         hidden_paths=hidden,
-        extra_hidden_abs=[body.settings.home],
+        extra_hidden_abs=[deps.home],
         timeout_s=timeout,
         max_output_bytes=cfg.max_output_bytes,
         limits=ResourceLimits(
@@ -75,7 +75,17 @@ def build_spec(body: Body, args: RunCommandArgs, cwd: str, hidden: list[str]) ->
     )
 
 
-async def _run_watching_kill(body: Body, sandbox: Sandbox, spec: SandboxSpec) -> StagedRun:
+def _check_network(args: RunCommandArgs, allowed: list[str]) -> None:
+    if args.network and not allowed:
+        raise ToolRefused(
+            "this workspace allows commands no network ([sandbox] allowed_domains is empty); "
+            "run the command without network=true",
+            code=RefusalCode.NETWORK_NOT_ALLOWED,
+            rule="sandbox.allowed_domains",
+        )
+
+
+async def _run_watching_kill(kill_switch: KillSwitch, sandbox: Sandbox, spec: SandboxSpec) -> StagedRun:
     """Run the command; if the kill switch is engaged meanwhile, kill it (within a poll interval)."""
     staged: StagedRun | None = None
     async with anyio.create_task_group() as tg:
@@ -83,7 +93,7 @@ async def _run_watching_kill(body: Body, sandbox: Sandbox, spec: SandboxSpec) ->
         async def watch() -> None:
             while True:
                 await anyio.sleep(_KILL_POLL_S)
-                if body.kill_switch.state().engaged:
+                if kill_switch.state().engaged:
                     sandbox.kill_all()
                     return
 
@@ -94,7 +104,32 @@ async def _run_watching_kill(body: Body, sandbox: Sandbox, spec: SandboxSpec) ->
     return staged
 
 
-def _category(change: StagedChange, sorted_: SortedChanges) -> str:
+async def _run(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> StagedRun:
+    """Run the command in the sandbox, its network (if any) through the body's counting proxy."""
+    deps, args = ctx.deps, ctx.args
+    sandbox = deps.sandbox()
+    spec = build_spec(ctx, cwd, hidden)
+    ctx.effects.detail["sandbox"] = sandbox.name
+    if not args.network:
+        return await _run_watching_kill(deps.kill_switch, sandbox, spec)
+    # Every request goes through the body's proxy: counted as an API call, checked against the allow-list,
+    # audited by method and host; the command's network namespace stays closed.
+    allowed = deps.sandbox_config.allowed_domains
+    async with CountingProxy(allowed_domains=allowed, max_requests=deps.max_api_calls_per_action) as proxy:
+        spec = dataclasses.replace(spec, network=ProxyNetwork(socket_path=proxy.socket_path))
+        staged = await _run_watching_kill(deps.kill_switch, sandbox, spec)
+    requests: list[ProxyRequest] = proxy.requests
+    if requests:
+        ctx.effects.detail["requests"] = [
+            {"method": r.method, "host": r.host, "port": r.port, "allowed": r.allowed, "status": r.status}
+            for r in requests[:1000]
+        ]
+    # Requests already happened: they count whatever becomes of the files.
+    ctx.effects.impact = Impact(api_calls=sum(1 for r in requests if r.allowed))
+    return staged
+
+
+def _category(change: StagedChange, sorted_: SortedChanges) -> CommandChangeClass:
     if change in sorted_.discarded:
         return "discarded"
     if change in sorted_.artifacts:
@@ -104,10 +139,94 @@ def _category(change: StagedChange, sorted_: SortedChanges) -> str:
     return "refused"
 
 
-def _apply(body: Body, ctx: CallContext, changes: list[StagedChange]) -> None:
+@dataclass(kw_only=True)
+class _Measured:
+    """A finished run, its changes sorted and its impact measured."""
+
+    staged: StagedRun
+    sorted_: SortedChanges
+    changes: list[CommandChange]
+    impact: Impact
+
+    def result(
+        self, ctx: ToolContext[RunCommandArgs], *, applied: bool, refusal: Refusal | None = None
+    ) -> RunCommandResult:
+        return command_result(ctx, self.staged.result, self.changes, applied=applied, refusal=refusal)
+
+    def refused(self, ctx: ToolContext[RunCommandArgs], exc: ToolRefused) -> RefusedWithResult:
+        ctx.effects.files = [c.path for c in self.staged.changes]
+        refusal = Refusal(code=exc.code, rule=exc.rule, message=exc.message, action_id=ctx.action_id)
+        return RefusedWithResult(exc, self.result(ctx, applied=False, refusal=refusal))
+
+
+def _measure(ctx: ToolContext[RunCommandArgs], staged: StagedRun, scan: ScanResult) -> _Measured:
+    run = staged.result
+    sorted_ = sort_changes(
+        staged.changes,
+        policy=ctx.deps.policy,
+        gitignore=scan.gitignore,
+        artifact_names=ctx.deps.sandbox_config.artifact_paths,
+    )
+    changes = [
+        CommandChange(path=c.path, kind=c.kind.value, type=c.entry_type.value, category=_category(c, sorted_))  # type: ignore[arg-type]
+        for c in staged.changes
+    ]
+    ctx.effects.detail.update(
+        exit_code=run.exit_code, timed_out=run.timed_out, discarded=[c.path for c in sorted_.discarded]
+    )
+    impact = Impact(files=sorted_.counted_files, api_calls=ctx.effects.impact.api_calls)
+    return _Measured(staged=staged, sorted_=sorted_, changes=changes, impact=impact)
+
+
+async def _decide(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> None:
+    """Refuse a run the kill switch stopped, one whose changes include a problem, or one over the rules."""
+    if measured.staged.result.killed:
+        raise ToolRefused(
+            "the kill switch was engaged while the command ran: it was killed and nothing was applied",
+            code=RefusalCode.KILL_SWITCH_ENGAGED,
+            rule="kill_switch",
+        )
+    sorted_ = measured.sorted_
+    if sorted_.problems:
+        raise ToolRefused(
+            "nothing was applied, because the command changed: " + "; ".join(str(p) for p in sorted_.problems),
+            code=sorted_.refusal_code,
+            rule="sandbox.staged_changes",
+        )
+    try:
+        await ctx.check_measured(measured.impact)
+    except ApprovalRequired:
+        raise
+    except ToolRefused as exc:
+        exc.message = f"{exc.message.rstrip('.')}. Nothing was applied. Files: {_listed(sorted_)}"
+        raise
+
+
+def _listed(sorted_: SortedChanges) -> str:
+    return ", ".join(c.path for c in sorted_.counted[:30])
+
+
+async def _hold(ctx: ToolContext[RunCommandArgs], key: HeldKey, measured: _Measured, exc: ApprovalRequired) -> None:
+    """Keep the staged set, so that the approved retry applies exactly what was reviewed, without re-running."""
+    deps = ctx.deps
+    ttl = deps.decision_ttl_s
+    sorted_ = measured.sorted_
+    states = {c.path: _fsops.read_entry(deps.workspace, tuple(c.path.split("/")))[0] for c in sorted_.to_apply}
+    held = HeldRun(
+        staged=measured.staged, sorted_=sorted_, changes=measured.changes, states=states, expires=time.time() + ttl
+    )
+    await deps.held_runs.put(key, held)
+    exc.message = (
+        f"{exc.message.rstrip('.')}. Nothing was applied yet: the staged changes are held for {ttl // 60} "
+        f"minutes; once approved, call run_command again with the same argv and cwd and the decision_id "
+        f"to apply them without re-running. Files: {_listed(sorted_)}"
+    )
+
+
+def _apply(ctx: ToolContext[RunCommandArgs], changes: list[StagedChange]) -> None:
     """Apply staged changes with pre-images: deletions deepest first, then the rest parents first."""
-    recorder = ctx.recorder = body.undo.recorder(body.workspace)
-    ws = body.workspace
+    recorder = ctx.recorder()
+    ws = ctx.deps.workspace
     deletions = sorted((c for c in changes if c.kind == ChangeKind.DELETED), key=lambda c: -c.path.count("/"))
     for change in deletions:
         parts = tuple(change.path.split("/"))
@@ -137,23 +256,23 @@ def _apply(body: Body, ctx: CallContext, changes: list[StagedChange]) -> None:
             recorder.changed(parts, before)
 
 
-@dataclass(kw_only=True)
-class HeldRun:
-    """A command's staged changes waiting for the approval they need (PRODUCT.md, "Approval rules")."""
-
-    staged: StagedRun
-    sorted_: SortedChanges
-    changes: list[CommandChange]
-    states: dict[str, EntryState]
-    """What the workspace held at each path when the command ran: applying later requires it unchanged."""
-    expires: float
-
-
-HeldKey = tuple[tuple[str, ...], str]
+def _applied(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> RunCommandResult:
+    to_apply = measured.sorted_.to_apply
+    ctx.effects.files = [c.path for c in to_apply]
+    if ctx.mode == "shadow" or not to_apply:
+        return measured.result(ctx, applied=False)
+    _apply(ctx, to_apply)
+    ctx.effects.impact = measured.impact
+    return measured.result(ctx, applied=True)
 
 
 def command_result(
-    ctx: CallContext, run: RunResult, changes: list[CommandChange], *, applied: bool, refusal: Refusal | None = None
+    ctx: ToolContext[RunCommandArgs],
+    run: RunResult,
+    changes: list[CommandChange],
+    *,
+    applied: bool,
+    refusal: Refusal | None = None,
 ) -> RunCommandResult:
     return RunCommandResult(
         action_id=ctx.action_id,
@@ -171,152 +290,50 @@ def command_result(
     )
 
 
-async def discard_expired(held: dict[HeldKey, HeldRun], now: float) -> None:
-    for key in [k for k, v in held.items() if v.expires <= now]:
-        await held.pop(key).staged.aclose()
-
-
-def _unchanged(body: Body, states: dict[str, EntryState]) -> bool:
-    for path, state in states.items():
-        current, _ = _fsops.read_entry(body.workspace, tuple(path.split("/")))
-        if (current.type, current.sha256, current.target) != (state.type, state.sha256, state.target):
-            return False
-    return True
-
-
-async def _apply_held(body: Body, ctx: CallContext, args: RunCommandArgs, key: HeldKey) -> RunCommandResult | None:
+async def _apply_held(ctx: ToolContext[RunCommandArgs], key: HeldKey) -> RunCommandResult | None:
     """Apply a held staged set under an approved decision, if the workspace has not moved under it."""
-    held = body.held_runs.pop(key, None)
+    held = ctx.deps.held_runs.take(key)
     if held is None:
         return None
     async with held.staged:
-        if not _unchanged(body, held.states):
+        if not held.unchanged(ctx.deps.workspace):
             return None  # the workspace changed since: run the command again instead
-        impact = Impact(files=held.sorted_.counted_files)
-        await body.check_measured(ctx, impact)
-        ctx.files = [c.path for c in held.sorted_.to_apply]
-        ctx.detail["applied_held_run"] = True
-        result = command_result(ctx, held.staged.result, held.changes, applied=ctx.mode == "live")
-        if ctx.mode == "live":
-            _apply(body, ctx, held.sorted_.to_apply)
-            ctx.impact = impact
-        return result
-
-
-async def run_command(body: Body, ctx: CallContext, args: RunCommandArgs) -> RunCommandResult:
-    allowed = body.settings.config.sandbox.allowed_domains
-    if args.network and not allowed:
-        raise ToolRefused(
-            "this workspace allows commands no network ([sandbox] allowed_domains is empty); "
-            "run the command without network=true",
-            code=RefusalCode.NETWORK_NOT_ALLOWED,
-            rule="sandbox.allowed_domains",
+        measured = _Measured(
+            staged=held.staged,
+            sorted_=held.sorted_,
+            changes=held.changes,
+            impact=Impact(files=held.sorted_.counted_files),
         )
+        await ctx.check_measured(measured.impact)
+        ctx.effects.detail["applied_held_run"] = True
+        return _applied(ctx, measured)
+
+
+async def run_command(ctx: ToolContext[RunCommandArgs]) -> RunCommandResult:
+    """run → measure → decide → apply."""
+    args, deps = ctx.args, ctx.deps
+    _check_network(args, deps.sandbox_config.allowed_domains)
     cwd = ctx.paths["cwd"].rel
     key: HeldKey = (tuple(args.argv), cwd)
-    await discard_expired(body.held_runs, time.time())
-    if args.decision_id is not None and (held := await _apply_held(body, ctx, args, key)) is not None:
+    await deps.held_runs.discard_expired(time.time())
+    if args.decision_id is not None and (held := await _apply_held(ctx, key)) is not None:
         return held
-    sandbox = body.sandbox()
-    scan = body.scanner.scan()
-    spec = build_spec(body, args, cwd, scan.denied)
-    proxy_requests: list[ProxyRequest] = []
-    if args.network:
-        # Every request goes through the body's proxy: counted as an API call, checked against the allow-list,
-        # audited by method and host; the command's network namespace stays closed.
-        max_requests = body.settings.config.limits.max_api_calls_per_action
-        async with CountingProxy(allowed_domains=allowed, max_requests=max_requests) as proxy:
-            spec = dataclasses.replace(spec, network=ProxyNetwork(socket_path=proxy.socket_path))
-            staged = await _run_watching_kill(body, sandbox, spec)
-        proxy_requests = proxy.requests
-    else:
-        staged = await _run_watching_kill(body, sandbox, spec)
-    api_calls = sum(1 for r in proxy_requests if r.allowed)
-    if proxy_requests:
-        ctx.detail["requests"] = [
-            {"method": r.method, "host": r.host, "port": r.port, "allowed": r.allowed, "status": r.status}
-            for r in proxy_requests[:1000]
-        ]
-    # Requests already happened: they count whatever becomes of the files.
-    ctx.impact = Impact(api_calls=api_calls)
-    hold = False
+    scan = deps.scanner.scan()
+    staged = await _run(ctx, cwd, scan.denied)
+    kept = False
     try:
-        run = staged.result
-        cfg = body.settings.config.sandbox
-        sorted_ = sort_changes(
-            staged.changes,
-            policy=body.policy,
-            gitignore=scan.gitignore,
-            artifact_names=cfg.artifact_paths,
-        )
-        changes = [
-            CommandChange(path=c.path, kind=c.kind.value, type=c.entry_type.value, category=_category(c, sorted_))  # type: ignore[arg-type]
-            for c in staged.changes
-        ]
-        ctx.detail.update(
-            exit_code=run.exit_code,
-            timed_out=run.timed_out,
-            discarded=[c.path for c in sorted_.discarded],
-            sandbox=sandbox.name,
-        )
-
-        def result(applied: bool, refusal: Refusal | None = None) -> RunCommandResult:
-            return command_result(ctx, run, changes, applied=applied, refusal=refusal)
-
-        def refuse(exc: ToolRefused) -> RefusedWithResult:
-            ctx.files = [c.path for c in staged.changes]
-            refusal = Refusal(code=exc.code, rule=exc.rule, message=exc.message, action_id=ctx.action_id)
-            return RefusedWithResult(exc, result(False, refusal))
-
-        if run.killed:
-            raise refuse(
-                ToolRefused(
-                    "the kill switch was engaged while the command ran: it was killed and nothing was applied",
-                    code=RefusalCode.KILL_SWITCH_ENGAGED,
-                    rule="kill_switch",
-                )
-            )
-        if sorted_.problems:
-            code = RefusalCode.PROTECTED_PATH if sorted_.protected else RefusalCode.PATH_OUTSIDE_WORKSPACE
-            if not sorted_.protected and all("device, FIFO" in p for p in sorted_.problems):
-                code = RefusalCode.SPECIAL_FILE
-            raise refuse(
-                ToolRefused(
-                    "nothing was applied, because the command changed: " + "; ".join(sorted_.problems),
-                    code=code,
-                    rule="sandbox.staged_changes",
-                )
-            )
-        impact = Impact(files=sorted_.counted_files, api_calls=api_calls)
+        measured = _measure(ctx, staged, scan)
         try:
-            await body.check_measured(ctx, impact)
+            await _decide(ctx, measured)
         except ApprovalRequired as exc:
-            # Keep the staged set, so the approved retry applies exactly what was reviewed, without re-running.
-            ttl = body.settings.config.policy.decision_deadline_s
-            states = {c.path: _fsops.read_entry(body.workspace, tuple(c.path.split("/")))[0] for c in sorted_.to_apply}
-            body.held_runs[key] = HeldRun(
-                staged=staged, sorted_=sorted_, changes=changes, states=states, expires=time.time() + ttl
-            )
-            hold = True
-            listed = ", ".join(c.path for c in sorted_.counted[:30])
-            exc.message = (
-                f"{exc.message.rstrip('.')}. Nothing was applied yet: the staged changes are held for {ttl // 60} "
-                f"minutes; once approved, call run_command again with the same argv and cwd and the decision_id "
-                f"to apply them without re-running. Files: {listed}"
-            )
-            raise refuse(exc) from None
+            await _hold(ctx, key, measured, exc)
+            kept = True
+            raise measured.refused(ctx, exc) from None
         except ToolRefused as exc:
-            listed = ", ".join(c.path for c in sorted_.counted[:30])
-            exc.message = f"{exc.message.rstrip('.')}. Nothing was applied. Files: {listed}"
-            raise refuse(exc) from None
-        ctx.files = [c.path for c in sorted_.to_apply]
-        if ctx.mode == "shadow" or not sorted_.to_apply:
-            return result(False)
-        _apply(body, ctx, sorted_.to_apply)
-        ctx.impact = impact
-        return result(True)
+            raise measured.refused(ctx, exc) from None
+        return _applied(ctx, measured)
     finally:
-        if not hold:
+        if not kept:
             await staged.aclose()
 
 

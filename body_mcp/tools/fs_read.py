@@ -8,7 +8,6 @@ import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
 
 from shared_protocol import (
     DirectoryEntry,
@@ -28,11 +27,7 @@ from shared_protocol.tools import EntryKind
 
 from .. import _fsops
 from ..exceptions import InvalidArguments, SpecialFile, ToolRefused
-from ._spec import ToolSpec
-
-if TYPE_CHECKING:
-    from ..body import Body
-    from ..guard import CallContext
+from ._spec import ToolContext, ToolSpec
 
 
 def _kind(mode: int) -> EntryKind:
@@ -55,22 +50,23 @@ def decode_text(data: bytes) -> str | None:
         return None
 
 
-async def read_text_file(body: Body, ctx: CallContext, args: ReadTextFileArgs) -> ReadTextFileResult:
+async def read_text_file(ctx: ToolContext[ReadTextFileArgs]) -> ReadTextFileResult:
+    args = ctx.args
     path = ctx.paths["path"]
     if args.head is not None and args.tail is not None:
         raise InvalidArguments("give head or tail, not both")
-    st = body.workspace.lstat(path)
+    st = ctx.deps.workspace.lstat(path)
     if st is None:
         raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
     if stat.S_ISDIR(st.st_mode):
         raise ToolRefused(f"'{path.rel}' is a directory: use list_directory", code=RefusalCode.NOT_A_FILE, rule="fs")
     if not stat.S_ISREG(st.st_mode):
         raise SpecialFile(f"'{path.rel}' is a device, FIFO or socket: never read")
-    cap = body.settings.config.workspace.max_read_bytes
-    state, data = _fsops.read_entry(body.workspace, path.parts, max_bytes=cap)
+    cap = ctx.deps.files.max_read_bytes
+    state, data = _fsops.read_entry(ctx.deps.workspace, path.parts, max_bytes=cap)
     if data is None or state.type != "file":
         raise ToolRefused(f"'{path.rel}' changed while being read", code=RefusalCode.IO_ERROR, rule="fs")
-    ctx.files = [path.rel]
+    ctx.effects.files = [path.rel]
     text = decode_text(data)
     if text is not None and args.head is not None:
         text = "".join(text.splitlines(keepends=True)[: args.head])
@@ -102,9 +98,9 @@ def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
     return _kind(entry.stat(follow_symlinks=False).st_mode)
 
 
-async def list_directory(body: Body, ctx: CallContext, args: PathArgs) -> ListDirectoryResult:
+async def list_directory(ctx: ToolContext[PathArgs]) -> ListDirectoryResult:
     path = ctx.paths["path"]
-    with body.workspace.open_dir(path.parts) as fd:
+    with ctx.deps.workspace.open_dir(path.parts) as fd:
         entries = [DirectoryEntry(name=e.name, type=_entry_kind(e)) for e in _scan(fd)]
     return ListDirectoryResult(action_id=ctx.action_id, path=path.rel, entries=entries)
 
@@ -129,7 +125,8 @@ def _walk(fd: int, prefix: str, excluded: list[str]) -> Iterator[tuple[str, os.D
             yield rel, entry, None
 
 
-async def directory_tree(body: Body, ctx: CallContext, args: DirectoryTreeArgs) -> DirectoryTreeResult:
+async def directory_tree(ctx: ToolContext[DirectoryTreeArgs]) -> DirectoryTreeResult:
+    args = ctx.args
     path = ctx.paths["path"]
     count = 0
     truncated = False
@@ -147,12 +144,13 @@ async def directory_tree(body: Body, ctx: CallContext, args: DirectoryTreeArgs) 
             nodes.append(TreeNode(name=rel, type=kind, children=children))
         return nodes
 
-    with body.workspace.open_dir(path.parts) as fd:
+    with ctx.deps.workspace.open_dir(path.parts) as fd:
         tree = build(fd)
     return DirectoryTreeResult(action_id=ctx.action_id, path=path.rel, tree=tree, truncated=truncated)
 
 
-async def search_files(body: Body, ctx: CallContext, args: SearchFilesArgs) -> SearchFilesResult:
+async def search_files(ctx: ToolContext[SearchFilesArgs]) -> SearchFilesResult:
+    args = ctx.args
     path = ctx.paths["path"]
     base = "" if not path.parts else path.rel + "/"
     matches: list[str] = []
@@ -171,7 +169,7 @@ async def search_files(body: Body, ctx: CallContext, args: SearchFilesArgs) -> S
             if child is not None:
                 visit(child, rel + "/")
 
-    with body.workspace.open_dir(path.parts) as fd:
+    with ctx.deps.workspace.open_dir(path.parts) as fd:
         visit(fd, "")
     return SearchFilesResult(action_id=ctx.action_id, matches=matches, truncated=truncated)
 
@@ -180,12 +178,12 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-async def get_file_info(body: Body, ctx: CallContext, args: PathArgs) -> GetFileInfoResult:
+async def get_file_info(ctx: ToolContext[PathArgs]) -> GetFileInfoResult:
     path = ctx.paths["path"]
-    st = body.workspace.lstat(path)
+    st = ctx.deps.workspace.lstat(path)
     if st is None:
         raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
-    protection, _ = body.policy.classify(path)
+    protection, _ = ctx.deps.policy.classify(path)
     birth = getattr(st, "st_birthtime", None)
     return GetFileInfoResult(
         action_id=ctx.action_id,

@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import os
 import stat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared_protocol import (
     NO_IMPACT,
@@ -27,14 +27,11 @@ from shared_protocol.tools import ChangeKind
 
 from .. import _fsops
 from .._fsops import EntryState
-from ..confinement import Descriptor, WorkspacePath
+from ..confinement import Descriptor, Workspace, WorkspacePath
 from ..exceptions import ProtectedPath, ToolRefused
-from ._spec import ToolSpec
+from ..policy import PathPolicy
+from ._spec import ToolContext, ToolSpec
 from .fs_read import decode_text
-
-if TYPE_CHECKING:
-    from ..body import Body
-    from ..guard import CallContext
 
 _DIFF_CAP = 64 * 1024
 _ONE_FILE = Impact(files=1)
@@ -56,15 +53,15 @@ def unified_diff(path: str, old: str | None, new: str | None) -> str:
     return diff if len(diff) <= _DIFF_CAP else diff[:_DIFF_CAP] + "\n... (diff truncated)\n"
 
 
-def _result(ctx: CallContext, changes: list[tuple[str, ChangeKind]], diff: str = "") -> dict[str, Any]:
-    ctx.files = [path for path, _ in changes]
-    ctx.impact = _files(len(changes)) if ctx.mode == "live" else NO_IMPACT
-    ctx.detail["planned_files"] = len(changes)
+def _result(ctx: ToolContext[Any], changes: list[tuple[str, ChangeKind]], diff: str = "") -> dict[str, Any]:
+    ctx.effects.files = [path for path, _ in changes]
+    ctx.effects.impact = _files(len(changes)) if ctx.mode == "live" else NO_IMPACT
+    ctx.effects.detail["planned_files"] = len(changes)
     return MutationResult.as_json(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
 
 
-def _existing_text(body: Body, path: WorkspacePath, *, must_exist: bool) -> tuple[EntryState, str | None]:
-    state, data = _fsops.read_entry(body.workspace, path.parts, max_bytes=body.settings.config.workspace.max_read_bytes)
+def _existing_text(ctx: ToolContext[Any], path: WorkspacePath, *, must_exist: bool) -> tuple[EntryState, str | None]:
+    state, data = _fsops.read_entry(ctx.deps.workspace, path.parts, max_bytes=ctx.deps.files.max_read_bytes)
     if state.type == "absent":
         if must_exist:
             raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
@@ -73,11 +70,9 @@ def _existing_text(body: Body, path: WorkspacePath, *, must_exist: bool) -> tupl
     return state, decode_text(data) if data is not None else None
 
 
-def _write(
-    body: Body, ctx: CallContext, path: WorkspacePath, data: bytes, before: EntryState | None = None
-) -> EntryState:
+def _write(ctx: ToolContext[Any], path: WorkspacePath, data: bytes, before: EntryState | None = None) -> EntryState:
     """Write with an undo record; returns what was there before."""
-    recorder = ctx.recorder = ctx.recorder or body.undo.recorder(body.workspace)
+    recorder = ctx.recorder()
     # One descriptor of the parent for the pre-image and the write: nothing between them can be redirected.
     with Descriptor(recorder.open_parent(path.parts)) as parent:
         if before is None:
@@ -88,11 +83,11 @@ def _write(
     return before
 
 
-def _keep_pre_image(body: Body, ctx: CallContext, state: EntryState, text: str) -> EntryState:
+def _keep_pre_image(ctx: ToolContext[Any], state: EntryState, text: str) -> EntryState:
     """Keep already-read content as the pre-image instead of reading the file again."""
-    recorder = ctx.recorder = ctx.recorder or body.undo.recorder(body.workspace)
+    recorder = ctx.recorder()
     if state.sha256 is not None:
-        body.undo.keep_blob(state.sha256, text.encode(), recorder.blobs)
+        ctx.deps.undo.keep_blob(state.sha256, text.encode(), recorder.blobs)
     return state
 
 
@@ -105,10 +100,11 @@ def _check_writable(path: WorkspacePath, state: EntryState) -> None:
         )
 
 
-async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> dict[str, Any]:
+async def write_file(ctx: ToolContext[WriteFileArgs]) -> dict[str, Any]:
+    args = ctx.args
     path = ctx.paths["path"]
     data = args.content.encode()
-    cap = body.settings.config.workspace.max_write_bytes
+    cap = ctx.deps.files.max_write_bytes
     if len(data) > cap:
         raise ToolRefused(
             f"content is {len(data)} bytes, over the {cap}-byte write cap",
@@ -116,16 +112,17 @@ async def write_file(body: Body, ctx: CallContext, args: WriteFileArgs) -> dict[
             rule="workspace.max_write_bytes",
         )
     if ctx.mode == "shadow":
-        state, old = _existing_text(body, path, must_exist=False)
+        state, old = _existing_text(ctx, path, must_exist=False)
         diff = unified_diff(path.rel, old if state.type != "absent" else None, args.content)
     else:
-        state, diff = _write(body, ctx, path, data), ""
+        state, diff = _write(ctx, path, data), ""
     return _result(ctx, [(path.rel, "created" if state.type == "absent" else "modified")], diff)
 
 
-async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> dict[str, Any]:
+async def edit_file(ctx: ToolContext[EditFileArgs]) -> dict[str, Any]:
+    args = ctx.args
     path = ctx.paths["path"]
-    state, old = _existing_text(body, path, must_exist=True)
+    state, old = _existing_text(ctx, path, must_exist=True)
     if old is None:
         raise ToolRefused(f"'{path.rel}' is binary: edit_file works on text", code=RefusalCode.NOT_A_FILE, rule="fs")
     new = old
@@ -142,24 +139,24 @@ async def edit_file(body: Body, ctx: CallContext, args: EditFileArgs) -> dict[st
         new = new.replace(edit.old_text, edit.new_text, 1)
     diff = unified_diff(path.rel, old, new)
     if args.dry_run:
-        ctx.files = [path.rel]
+        ctx.effects.files = [path.rel]
         return MutationResult.as_json(action_id=ctx.action_id, mode=ctx.mode, changes=[], diff=diff)
     data = new.encode()
-    if len(data) > body.settings.config.workspace.max_write_bytes:
+    if len(data) > ctx.deps.files.max_write_bytes:
         raise ToolRefused(
             "the edited file would exceed the write cap", code=RefusalCode.TOO_LARGE, rule="workspace.max_write_bytes"
         )
     if ctx.mode == "live" and new != old:
-        _write(body, ctx, path, data, before=_keep_pre_image(body, ctx, state, old))
+        _write(ctx, path, data, before=_keep_pre_image(ctx, state, old))
     changes: list[tuple[str, ChangeKind]] = [(path.rel, "modified")] if new != old else []
     return _result(ctx, changes, diff)
 
 
-async def create_directory(body: Body, ctx: CallContext, args: CreateDirectoryArgs) -> dict[str, Any]:
+async def create_directory(ctx: ToolContext[CreateDirectoryArgs]) -> dict[str, Any]:
     path = ctx.paths["path"]
     missing: list[tuple[str, ...]] = []
     for end in range(1, len(path.parts) + 1):
-        state, _ = _fsops.read_entry(body.workspace, path.parts[:end])
+        state, _ = _fsops.read_entry(ctx.deps.workspace, path.parts[:end])
         if state.type == "absent":
             missing.append(path.parts[:end])
         elif state.type != "dir":
@@ -169,22 +166,22 @@ async def create_directory(body: Body, ctx: CallContext, args: CreateDirectoryAr
                 rule="fs",
             )
     if missing and ctx.mode == "live":
-        recorder = ctx.recorder = body.undo.recorder(body.workspace)
+        recorder = ctx.recorder()
         # Record the deepest first: undo walks records backwards, so it removes parents last.
-        _fsops.make_dir(body.workspace, path.parts)
+        _fsops.make_dir(ctx.deps.workspace, path.parts)
         for parts in missing:
             recorder.changed(parts, _fsops.ABSENT)
     result = _result(ctx, [("/".join(p), "created") for p in missing])
     # A chain of new directories is one modification.
-    ctx.impact = Impact(files=1 if missing and ctx.mode == "live" else 0)
+    ctx.effects.impact = Impact(files=1 if missing and ctx.mode == "live" else 0)
     return result
 
 
-def _subtree_files(body: Body, path: WorkspacePath) -> list[tuple[str, ...]]:
+def _subtree_files(workspace: Workspace, path: WorkspacePath) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
 
     def visit(parts: tuple[str, ...]) -> None:
-        with body.workspace.open_dir(parts) as fd, os.scandir(os.dup(fd)) as it:
+        with workspace.open_dir(parts) as fd, os.scandir(os.dup(fd)) as it:
             entries = list(it)
         for entry in entries:
             child = (*parts, entry.name)
@@ -196,18 +193,18 @@ def _subtree_files(body: Body, path: WorkspacePath) -> list[tuple[str, ...]]:
     return found
 
 
-def _check_subtree_policy(body: Body, entries: list[tuple[str, ...]]) -> None:
+def _check_subtree_policy(policy: PathPolicy, entries: list[tuple[str, ...]]) -> None:
     for parts in entries:
-        level, pattern = body.policy.classify_parts(parts)
+        level, pattern = policy.classify_parts(parts)
         if level != "none":
             raise ProtectedPath(f"'{'/'.join(parts)}' inside it is protected (matches '{pattern}')")
 
 
-async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> dict[str, Any]:
+async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
     source, destination = ctx.paths["source"], ctx.paths["destination"]
     if not source.parts:
         raise ToolRefused("the workspace root cannot be moved", code=RefusalCode.INVALID_PATH, rule="confinement")
-    state, _ = _fsops.read_entry(body.workspace, source.parts)
+    state, _ = _fsops.read_entry(ctx.deps.workspace, source.parts)
     if state.type == "absent":
         raise ToolRefused(f"'{source.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
     if state.type == "special":
@@ -216,34 +213,34 @@ async def move_file(body: Body, ctx: CallContext, args: MoveFileArgs) -> dict[st
         )
     if destination.parts[: len(source.parts)] == source.parts:
         raise ToolRefused("cannot move a directory into itself", code=RefusalCode.INVALID_PATH, rule="fs")
-    if body.workspace.lstat(destination) is not None:
+    if ctx.deps.workspace.lstat(destination) is not None:
         raise ToolRefused(f"'{destination.rel}' already exists", code=RefusalCode.ALREADY_EXISTS, rule="fs")
     moved_files = 1
     if state.type == "dir":
-        inside = _subtree_files(body, source)
-        _check_subtree_policy(body, inside)
-        moved_files = max(1, sum(1 for p in inside if (_fsops.read_entry(body.workspace, p)[0].type != "dir")))
-        await body.check_measured(ctx, Impact(files=moved_files))
+        inside = _subtree_files(ctx.deps.workspace, source)
+        _check_subtree_policy(ctx.deps.policy, inside)
+        moved_files = max(1, sum(1 for p in inside if (_fsops.read_entry(ctx.deps.workspace, p)[0].type != "dir")))
+        await ctx.check_measured(Impact(files=moved_files))
     changes: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
     if ctx.mode == "live":
-        recorder = ctx.recorder = body.undo.recorder(body.workspace)
+        recorder = ctx.recorder()
         recorder.make_parents(destination.parts)
-        _fsops.rename(body.workspace, source.parts, destination.parts)
+        _fsops.rename(ctx.deps.workspace, source.parts, destination.parts)
         recorder.renamed(source.parts, destination.parts, state)
     result = _result(ctx, changes)
-    ctx.impact = Impact(files=moved_files) if ctx.mode == "live" else NO_IMPACT
+    ctx.effects.impact = Impact(files=moved_files) if ctx.mode == "live" else NO_IMPACT
     return result
 
 
-async def delete_file(body: Body, ctx: CallContext, args: DeleteFileArgs) -> dict[str, Any]:
+async def delete_file(ctx: ToolContext[DeleteFileArgs]) -> dict[str, Any]:
     path = ctx.paths["path"]
     if not path.parts:
         raise ToolRefused("the workspace root cannot be deleted", code=RefusalCode.INVALID_PATH, rule="confinement")
-    st = body.workspace.lstat(path)
+    st = ctx.deps.workspace.lstat(path)
     if st is None:
         raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
     if stat.S_ISDIR(st.st_mode):
-        with body.workspace.open_dir(path.parts) as fd:
+        with ctx.deps.workspace.open_dir(path.parts) as fd:
             if os.listdir(fd):
                 raise ToolRefused(
                     f"directory '{path.rel}' is not empty: delete its files first (or run_command in the sandbox)",
@@ -252,12 +249,12 @@ async def delete_file(body: Body, ctx: CallContext, args: DeleteFileArgs) -> dic
                 )
     diff = ""
     if ctx.mode == "shadow" and stat.S_ISREG(st.st_mode):
-        _, old = _existing_text(body, path, must_exist=True)
+        _, old = _existing_text(ctx, path, must_exist=True)
         diff = unified_diff(path.rel, old, None)
     if ctx.mode == "live":
-        recorder = ctx.recorder = body.undo.recorder(body.workspace)
+        recorder = ctx.recorder()
         before = recorder.before(path.parts)
-        _fsops.remove_entry(body.workspace, path.parts)
+        _fsops.remove_entry(ctx.deps.workspace, path.parts)
         recorder.changed(path.parts, before)
     return _result(ctx, [(path.rel, "deleted")], diff)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared_protocol import (
     DecisionResult,
@@ -23,58 +23,56 @@ from shared_protocol.brain import Decision, DecisionRequest
 from ..exceptions import ToolRefused, UndoRefused
 from ..explain import explain_event
 from ..undo import UndoStore
-from ._spec import ToolSpec
-
-if TYPE_CHECKING:
-    from ..body import Body
-    from ..guard import CallContext
+from ._spec import ToolContext, ToolSpec
 
 
-async def undo(body: Body, ctx: CallContext, args: UndoArgs) -> UndoResult:
+async def undo(ctx: ToolContext[UndoArgs]) -> UndoResult:
+    args = ctx.args
     if ctx.mode == "shadow":
-        pending = body.undo.pending_records(args.id)
+        pending = ctx.deps.undo.pending_records(args.id)
         changes = [FileChange(path=item.record.path, kind="modified") for item in pending]
-        ctx.files = [c.path for c in changes]
+        ctx.effects.files = [c.path for c in changes]
         return UndoResult(action_id=ctx.action_id, undone=[], changes=changes)
     try:
-        recorder, actions, changes, rows = body.undo.reverse(body.workspace, args.id, force=args.force)
+        recorder, actions, changes, rows = ctx.deps.undo.reverse(ctx.deps.workspace, args.id, force=args.force)
     except UndoRefused as exc:
-        if (reason := _irreversible(body, args.id)) is not None:
+        if (reason := _irreversible(ctx, args.id)) is not None:
             exc.message = f"{exc.message}; note that {args.id} cannot be taken back: {reason}"
         raise
-    ctx.recorder = recorder
-    ctx.files = [c.path for c in changes]
-    ctx.impact = Impact(files=len(changes))
-    ctx.detail["undid"] = actions
-    UndoStore.mark_undone(ctx.writes, rows, ctx.action_id)
-    kept = [f"{aid}: {reason}" for aid in actions if (reason := _irreversible(body, aid)) is not None]
+    ctx.effects.recorder = recorder
+    ctx.effects.files = [c.path for c in changes]
+    ctx.effects.impact = Impact(files=len(changes))
+    ctx.effects.detail["undid"] = actions
+    UndoStore.mark_undone(ctx.effects.writes, rows, ctx.action_id)
+    kept = [f"{aid}: {reason}" for aid in actions if (reason := _irreversible(ctx, aid)) is not None]
     return UndoResult(action_id=ctx.action_id, undone=actions, changes=changes, irreversible=kept)
 
 
-def _irreversible(body: Body, action_id: str) -> str | None:
-    event = body.audit.get(action_id)
+def _irreversible(ctx: ToolContext[Any], action_id: str) -> str | None:
+    event = ctx.deps.audit.get(action_id)
     reason = event.detail.get("irreversible") if event is not None else None
     return str(reason) if reason else None
 
 
-async def status(body: Body, ctx: CallContext, args: StatusArgs) -> StatusResult:
-    kill = body.kill_switch.state()
+async def status(ctx: ToolContext[StatusArgs]) -> StatusResult:
+    kill = ctx.deps.kill_switch.state()
     return StatusResult(
         action_id=ctx.action_id,
         kill_switch="engaged" if kill.engaged else "released",
         kill_reason=kill.reason,
-        mode="shadow" if body.shadow else "live",
-        brain=body.brain_state,
-        circuit_breaker=body.limits.breaker_state(),
-        workspace=str(body.workspace.root),
-        body_id=body.identity.body_id,
-        session=body.session,
-        budgets=body.limits.budgets(),
+        mode="shadow" if ctx.deps.shadow else "live",
+        brain=ctx.deps.brain_state,
+        circuit_breaker=ctx.deps.limits.breaker_state(),
+        workspace=str(ctx.deps.workspace.root),
+        body_id=ctx.deps.identity.body_id,
+        session=ctx.deps.session,
+        budgets=ctx.deps.limits.budgets(),
     )
 
 
-async def explain(body: Body, ctx: CallContext, args: ExplainArgs) -> ExplainResult:
-    event = body.audit.get(args.id)
+async def explain(ctx: ToolContext[ExplainArgs]) -> ExplainResult:
+    args = ctx.args
+    event = ctx.deps.audit.get(args.id)
     if event is None:
         raise ToolRefused(f"no audit event with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule="audit")
     data: dict[str, Any] = event.model_dump(mode="json")
@@ -116,7 +114,7 @@ _CORE_TOOLS = [
 ]
 
 
-def _decision_result(ctx: CallContext, decision: Decision) -> DecisionResult:
+def _decision_result(ctx: ToolContext[Any], decision: Decision) -> DecisionResult:
     steps = {
         "pending": f"wait: poll decision_status('{decision.id}'); a human answers with `swarm approve {decision.id}`",
         "approved": f"go ahead: pass decision_id='{decision.id}' to the calls this decision covers",
@@ -135,7 +133,8 @@ def _decision_result(ctx: CallContext, decision: Decision) -> DecisionResult:
     )
 
 
-async def request_approval(body: Body, ctx: CallContext, args: RequestApprovalArgs) -> DecisionResult:
+async def request_approval(ctx: ToolContext[RequestApprovalArgs]) -> DecisionResult:
+    args = ctx.args
     request = DecisionRequest(
         summary=args.summary,
         rationale=args.rationale,
@@ -143,19 +142,20 @@ async def request_approval(body: Body, ctx: CallContext, args: RequestApprovalAr
         impact=Impact(files=len(set(args.files)), api_calls=args.api_calls, usd=args.impact_usd),
         options=args.options,
         agent=ctx.agent,
-        body_id=body.identity.body_id,
+        body_id=ctx.deps.identity.body_id,
         action=", ".join(args.files[:50]) or None,
         irreversible=args.irreversible,
     )
-    decision = await body.decisions.create(request)
-    ctx.detail.update(decision_id=decision.id, needs=decision.needs, state=decision.state)
+    decision = await ctx.deps.decisions.create(request)
+    ctx.effects.detail.update(decision_id=decision.id, needs=decision.needs, state=decision.state)
     if decision.state == "pending":
-        body.notify_human(decision)
+        ctx.deps.notify_human(decision)
     return _decision_result(ctx, decision)
 
 
-async def decision_status(body: Body, ctx: CallContext, args: DecisionStatusArgs) -> DecisionResult:
-    decision = await body.decisions.get(args.id)
+async def decision_status(ctx: ToolContext[DecisionStatusArgs]) -> DecisionResult:
+    args = ctx.args
+    decision = await ctx.deps.decisions.get(args.id)
     if decision is None:
         raise ToolRefused(f"no decision with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule="decisions")
     return _decision_result(ctx, decision)

@@ -6,40 +6,35 @@ action or decision reverses the claim or outcome too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from shared_protocol import NextTaskArgs, NextTaskResult, RefusalCode, ReportOutcomeArgs, ReportOutcomeResult
 from shared_protocol.brain import ClaimRequest, OutcomeRequest
 
 from ..brain_client import BrainRejected, BrainUnavailable
 from ..exceptions import ToolRefused
-from ._spec import ToolSpec
-
-if TYPE_CHECKING:
-    from ..body import Body
-    from ..guard import CallContext
+from ._spec import ToolContext, ToolSpec
 
 
 def _brain_down(exc: Exception) -> ToolRefused:
     return ToolRefused(f"the brain did not answer: {exc}", code=RefusalCode.BRAIN_UNREACHABLE, rule="brain.link")
 
 
-async def next_task(body: Body, ctx: CallContext, args: NextTaskArgs) -> NextTaskResult:
-    if body.link is None:
+async def next_task(ctx: ToolContext[NextTaskArgs]) -> NextTaskResult:
+    args = ctx.args
+    if ctx.deps.link is None:
         return NextTaskResult(
             action_id=ctx.action_id, task=None, note="standalone body: tasks come from a brain (swarm body --brain URL)"
         )
     try:
         request = ClaimRequest(
-            body_id=body.identity.body_id, agent=ctx.agent, action_id=ctx.action_id, decision_id=args.decision_id
+            body_id=ctx.deps.identity.body_id, agent=ctx.agent, action_id=ctx.action_id, decision_id=args.decision_id
         )
-        claim = await body.link.client.claim(request)
+        claim = await ctx.deps.link.client.claim(request)
     except (BrainUnavailable, BrainRejected) as exc:
         raise _brain_down(exc) from exc
     if claim.task is None or claim.claim_token is None:
         return NextTaskResult(action_id=ctx.action_id, task=None, note="nothing queued")
-    body.link.hold(claim.task.id, claim.claim_token, claim.lease_s or 0)
-    ctx.detail["task_id"] = claim.task.id
+    ctx.deps.link.hold(claim.task.id, claim.claim_token, claim.lease_s or 0)
+    ctx.effects.detail["task_id"] = claim.task.id
     return NextTaskResult(
         action_id=ctx.action_id,
         task=claim.task,
@@ -48,8 +43,9 @@ async def next_task(body: Body, ctx: CallContext, args: NextTaskArgs) -> NextTas
     )
 
 
-async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) -> ReportOutcomeResult:
-    link = body.link
+async def report_outcome(ctx: ToolContext[ReportOutcomeArgs]) -> ReportOutcomeResult:
+    args = ctx.args
+    link = ctx.deps.link
     claim = link.claims.get(args.task_id) if link is not None else None
     if link is None or claim is None:
         lost = link.lost_claims.get(args.task_id) if link is not None else None
@@ -79,7 +75,7 @@ async def report_outcome(body: Body, ctx: CallContext, args: ReportOutcomeArgs) 
     except BrainUnavailable as exc:
         raise _brain_down(exc) from exc
     link.release(args.task_id)
-    ctx.detail["task_id"] = args.task_id
+    ctx.effects.detail["task_id"] = args.task_id
     return ReportOutcomeResult(action_id=ctx.action_id, task=task)
 
 

@@ -25,8 +25,8 @@ from body_mcp import Body
 from body_mcp._db import Writes
 from body_mcp._journal import END, PREFIX_LEN, decode, encode
 from body_mcp.audit import EventDraft, _HmacSha256  # pyright: ignore[reportPrivateUsage]
-from body_mcp.guard import CallContext, Next, default_guards
-from shared_protocol import ToolResult
+from body_mcp.pipeline import CallContext, Next
+from body_mcp.tools._spec import ToolOutput
 
 from ..conftest import make_body
 
@@ -112,7 +112,7 @@ async def test_after_a_reply_the_event_is_journaled_and_committed_after_while_ot
     body = make_body(workspace, home)
     other = make_body(workspace, home)  # another process's store: its own descriptor, so its own flock
     try:
-        body.replies_flushed = True  # as the stdio transport sets it
+        body.replies.flushed = True  # as the stdio transport sets it
         first = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
         assert not first.is_error
         assert _committed(body) == [] and body.audit.owed
@@ -127,7 +127,7 @@ async def test_after_a_reply_the_event_is_journaled_and_committed_after_while_ot
         thread = threading.Thread(target=append_elsewhere)
         thread.start()
         assert not done.wait(0.3)  # the flock is held until the event is committed and anchored
-        body.after_reply()  # what the transport does once the reply is written
+        body.replies.run()  # what the transport does once the reply is written
         assert done.wait(5)
         thread.join()
         assert _committed(body)[0] == first.action_id and len(_committed(body)) == 2
@@ -150,7 +150,7 @@ async def test_after_a_reply_the_event_is_journaled_and_committed_after_while_ot
 
 
 async def test_an_owed_commit_happens_soon_even_when_no_reply_is_written(body: Body) -> None:
-    body.replies_flushed = True
+    body.replies.flushed = True
     out = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
     with anyio.fail_after(2):
         while out.action_id not in _committed(body) or _anchor(body) != _head(body):
@@ -179,7 +179,7 @@ from body_mcp import Body, BodySettings
 from shared_protocol.config import SwarmConfig
 
 body = Body(BodySettings(workspace=Path(sys.argv[1]), home=Path(sys.argv[2]), config=SwarmConfig()))
-body.replies_flushed = True
+body.replies.flushed = True
 
 async def main() -> None:
     out = await body.call_tool("write_file", {"path": "a.txt", "content": "new\\n", "rationale": "replied, then died"})
@@ -296,11 +296,11 @@ async def test_tampering_cannot_use_the_journal_to_hide_a_deleted_last_event(bod
 async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_call_until_it_can(
     body: Body, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    body.replies_flushed = True
+    body.replies.flushed = True
     ok_ = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
     assert not ok_.is_error
     _break_anchor(body, monkeypatch)
-    body.after_reply()
+    body.replies.run()
     assert "work left for after a reply failed" in caplog.text
     assert body.audit.owed and _committed(body) == [ok_.action_id]  # committed; its anchor is owed
     written = _head(body)
@@ -321,7 +321,7 @@ async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_cal
     monkeypatch.undo()
     again = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
     assert not again.is_error
-    body.after_reply()
+    body.replies.run()
     assert _anchor(body) == _head(body) != written
     report = body.audit.verify()
     assert report.ok and report.anchor == "match", report.summary()
@@ -330,10 +330,10 @@ async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_cal
 async def test_a_commit_that_fails_after_a_reply_keeps_the_event_in_the_journal_for_whoever_commits_next(
     body: Body, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body.replies_flushed = True
+    body.replies.flushed = True
     replied = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
     _break_commits(body, monkeypatch)
-    body.after_reply()
+    body.replies.run()
     assert body.audit.owed and _committed(body) == []
 
     refused = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
@@ -349,7 +349,7 @@ async def test_a_commit_that_fails_after_a_reply_keeps_the_event_in_the_journal_
         other.close()
     monkeypatch.undo()
     again = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
-    body.after_reply()
+    body.replies.run()
     assert _committed(body) == [replied.action_id, _committed(body)[1], again.action_id]  # each once, in order
     report = body.audit.verify()
     assert report.ok and report.anchor == "match", report.summary()
@@ -360,7 +360,7 @@ async def test_a_failed_anchor_sync_is_written_and_synced_again_not_taken_from_t
 ) -> None:
     body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
     try:
-        body.replies_flushed = True
+        body.replies.flushed = True
         await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
         real = os.fdatasync
         calls: list[str] = []
@@ -373,7 +373,7 @@ async def test_a_failed_anchor_sync_is_written_and_synced_again_not_taken_from_t
             real(fd)
 
         monkeypatch.setattr(os, "fdatasync", fdatasync)
-        body.after_reply()  # the commit worked; the anchor's pwrite worked, its sync did not
+        body.replies.run()  # the commit worked; the anchor's pwrite worked, its sync did not
         assert calls == ["failed"] and _anchor(body) == _head(body)  # (the record is in the page cache)
         assert body.audit.owed
         body.audit.finish()
@@ -407,7 +407,7 @@ class _HoldCalls:
     def __init__(self, path: str) -> None:
         self.path, self.go, self.holding = path, anyio.Event(), anyio.Event()
 
-    async def __call__(self, body: Body, ctx: CallContext, call_next: Next) -> ToolResult:
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
         if ctx.raw_arguments.get("path") == self.path:
             self.holding.set()
             await self.go.wait()
@@ -423,9 +423,9 @@ async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_an
     error: str,
 ) -> None:
     hold = _HoldCalls("b.txt")
-    body = make_body(workspace, home, guards=[hold, *default_guards()])
+    body = make_body(workspace, home, outer_guards=[hold])
     try:
-        body.replies_flushed = True
+        body.replies.flushed = True
         failure: list[BaseException] = []
 
         async def call_b() -> None:
@@ -439,7 +439,7 @@ async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_an
             await hold.holding.wait()  # B is past the start of its call
             await body.call_tool("write_file", {"path": "a.txt", "content": "a", "rationale": "replied"})
             breaks(body, monkeypatch)
-            body.after_reply()  # A's commit or anchor fails after its reply
+            body.replies.run()  # A's commit or anchor fails after its reply
             hold.go.set()
         assert (workspace / "b.txt").read_text() == "b"
         assert failure and error in str(failure[0])  # loud, to B's caller
@@ -447,7 +447,7 @@ async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_an
         monkeypatch.undo()
         again = await body.call_tool("write_file", {"path": "c.txt", "content": "c", "rationale": "r"})
         assert not again.is_error
-        body.after_reply()
+        body.replies.run()
         recorded = [e for e in body.audit.tail(10) if e.tool == "write_file"]
         assert [e.files for e in recorded] == [["a.txt"], ["b.txt"], ["c.txt"]]  # B's change is in the trail
         report = body.audit.verify()
@@ -459,11 +459,11 @@ async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_an
 async def test_while_what_is_owed_fails_only_calls_that_already_ran_are_appended(
     body: Body, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body.replies_flushed = True
+    body.replies.flushed = True
     for name in ("a.txt", "b.txt"):  # (two events: retention always keeps the newest)
         await body.call_tool("write_file", {"path": name, "content": "1", "rationale": "r"})
     _break_anchor(body, monkeypatch)
-    body.after_reply()
+    body.replies.run()
     before = [e.seq for e in body.audit.tail(100)]
     journal = body.paths.journal.read_bytes()
     with pytest.raises(OSError, match="Input/output error"):

@@ -41,7 +41,7 @@ async def test_engaged_kill_switch_refuses_every_mutating_tool_and_allows_reads(
     status = ok(await call(client, "status"))
     assert status["kill_switch"] == "engaged" and status["kill_reason"] == "runaway agent"
     # A human can still undo while killed.
-    body.human_undo(action["action_id"], force=False)
+    body.admin.undo(action["action_id"], force=False)
     assert not (workspace / "a.txt").exists()
     kill.release()
     ok(await call(client, "write_file", path="b.txt", content="b"))

@@ -1,0 +1,245 @@
+"""What a human does to a workspace's body state, from the CLI or a hook: the admin API of the body.
+
+`Admin.open` opens only what these need — the state database, the audit chain (committing
+what a body that died after a reply left in the journal), the undo store and the local
+decisions — never limits, a pipeline, a sandbox or a brain link. A serving body builds its
+`Admin` over its own parts, so what a human does while it runs lands in the same chain.
+Every action is audited under `by`, the acting human, resolved once at the entry point.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from shared_protocol import AuditEvent, Impact
+from shared_protocol.brain import Decision
+from shared_protocol.config import SwarmConfig, approval_thresholds
+from shared_protocol.tools import Budget
+
+from ._db import StateDB, Writes
+from ._limits_table import BreakerState
+from .audit import Appended, AuditStore, EventDraft, VerifyReport, new_action_id
+from .confinement import Workspace
+from .decisions import AnswerKind, LocalDecisionStore
+from .exceptions import UserError
+from .explain import explain_event
+from .killswitch import KillState, LocalKillSwitch
+from .limits import Limits
+from .settings import BodySettings
+from .snapshots import Progress, SnapshotEvent, SnapshotSettings, Snapshotter
+from .state import StatePaths, load_or_create_identity, load_or_create_key
+from .undo import UndoStore
+
+
+def new_session() -> str:
+    return f"ses_{time.time_ns():x}{secrets.token_hex(2)}"
+
+
+@dataclass(kw_only=True, frozen=True)
+class WorkspaceStatus:
+    """What `swarm status` shows of a workspace's body."""
+
+    workspace: Path
+    body_id: str
+    kill: KillState
+    mode: Literal["live", "shadow"]
+    brain: str
+    breaker: BreakerState
+    budgets: list[Budget]
+
+
+class Admin:
+    def __init__(
+        self,
+        *,
+        paths: StatePaths,
+        audit: AuditStore,
+        undo: UndoStore,
+        decisions: LocalDecisionStore,
+        workspace: Workspace | None,
+        session: str,
+        by: str,
+        config_file: Path | None = None,
+        owned: Sequence[StateDB | AuditStore | Workspace] = (),
+    ) -> None:
+        self.paths = paths
+        self.audit = audit
+        self.undo_store = undo
+        self.decisions = decisions
+        self._workspace = workspace
+        self.session = session
+        self.by = by
+        self._config_file = config_file
+        self._owned = list(owned)
+
+    @classmethod
+    def open(cls, settings: BodySettings, *, by: str) -> Admin:
+        """The workspace's state, for a human named `by` (e.g. `human:alice`)."""
+        if not settings.workspace.is_dir():
+            raise UserError(f"the workspace {settings.workspace} is not a directory")
+        paths = StatePaths(home=settings.home, workspace=settings.workspace)
+        identity = load_or_create_identity(paths)
+        config = settings.config
+        db = StateDB(paths.db, durability=config.audit.durability)
+        try:
+            audit = AuditStore(
+                db,
+                key=load_or_create_key(paths.audit_key),
+                anchor_path=paths.anchor,
+                journal_path=paths.journal,
+                body_id=identity.body_id,
+            )
+        except BaseException:
+            db.close()
+            raise
+        try:
+            audit.recover()
+        except BaseException:
+            audit.close()
+            db.close()
+            raise
+        return cls(
+            paths=paths,
+            audit=audit,
+            undo=UndoStore(db, blob_dir=paths.blobs),
+            decisions=LocalDecisionStore(
+                db,
+                rules=approval_thresholds(config),
+                deadline_s=config.policy.decision_deadline_s,
+            ),
+            workspace=None,
+            session=new_session(),
+            by=by,
+            config_file=settings.config_file,
+            owned=[audit, db],
+        )
+
+    def close(self) -> None:
+        owned, self._owned = self._owned, []
+        if self._workspace is not None and self._workspace in owned:
+            self._workspace.close()
+        for part in owned:
+            if not isinstance(part, Workspace):
+                part.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = Workspace(self.paths.workspace)
+            self._owned.append(self._workspace)
+        return self._workspace
+
+    def status(self, config: SwarmConfig) -> WorkspaceStatus:
+        limits = Limits(self.paths.limits, config.limits)
+        try:
+            breaker, budgets = limits.breaker_state(), limits.budgets()
+        finally:
+            limits.close()
+        return WorkspaceStatus(
+            workspace=self.paths.workspace,
+            body_id=load_or_create_identity(self.paths).body_id,
+            kill=LocalKillSwitch(self.paths.kill_file).state(),
+            mode=config.policy.mode,
+            brain="standalone",
+            breaker=breaker,
+            budgets=budgets,
+        )
+
+    # -- the audit trail ----------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        return self.audit.verify()
+
+    def tail(self, count: int = 20) -> list[AuditEvent]:
+        return self.audit.tail(count)
+
+    def get(self, action_id: str) -> AuditEvent | None:
+        return self.audit.get(action_id)
+
+    def explain(self, action_id: str) -> str | None:
+        event = self.audit.get(action_id)
+        return explain_event(event) if event is not None else None
+
+    def record(
+        self,
+        *,
+        action: str,
+        rationale: str,
+        detail: dict[str, Any] | None = None,
+        arguments: dict[str, Any] | None = None,
+        files: list[str] | None = None,
+        impact: Impact | None = None,
+        writes: Writes | None = None,
+        action_id: str | None = None,
+        outcome: str = "ok",
+    ) -> Appended:
+        """Audit something a human (or Swarm itself, for `by="swarm"`) did."""
+        draft = EventDraft(
+            id=action_id or new_action_id(),
+            kind="human",
+            agent=self.by,
+            session=self.session,
+            rationale=rationale,
+            outcome=outcome,  # type: ignore[arg-type]
+            tool=action,
+            arguments=arguments or {},
+            files=files or [],
+            impact=impact or Impact(),
+            detail=detail or {},
+        )
+        return self.audit.append(draft, writes=writes) if writes is not None else self.audit.append(draft)
+
+    # -- undo ---------------------------------------------------------------------------
+
+    def has_undo(self, target_id: str) -> bool:
+        return bool(self.undo_store.pending_records(target_id))
+
+    def undo(self, target_id: str, *, force: bool) -> tuple[Appended, list[str]]:
+        """Reverse an action or decision; works even while killed, and is audited."""
+        recorder, actions, changes, rows = self.undo_store.reverse(self.workspace, target_id, force=force)
+        action_id = new_action_id()
+        writes = Writes()
+        recorder.flush(writes, action_id=action_id, decision_id=None)
+        UndoStore.mark_undone(writes, rows, action_id)
+        event = self.record(
+            action="undo",
+            rationale=f"undo {target_id}" + (" (forced)" if force else ""),
+            arguments={"id": target_id, "force": force},
+            files=[c.path for c in changes],
+            impact=Impact(files=len(changes)),
+            detail={"undid": actions},
+            writes=writes,
+            action_id=action_id,
+        )
+        return event, actions
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def answer(self, decision_id: str, kind: AnswerKind, *, reason: str) -> Decision:
+        """A standalone body's decision, answered on this machine (approve, deny, or a captain's override)."""
+        decision = self.decisions.answer(decision_id, kind, by=self.by, reason=reason)
+        self.record(action=kind, rationale=reason, detail={"decision_id": decision_id, "state": decision.state})
+        return decision
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def snapshotter(self, *, exclude: Sequence[str] = (), progress: Progress | None = None) -> Snapshotter:
+        settings = SnapshotSettings.for_workspace(self.paths, config_file=self._config_file, exclude=exclude)
+        return Snapshotter(settings, record=self.record_snapshot, progress=progress)
+
+    def record_snapshot(self, event: SnapshotEvent) -> Appended:
+        return self.record(action=event.action, rationale=event.rationale, detail=event.detail, outcome=event.outcome)

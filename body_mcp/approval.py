@@ -1,0 +1,64 @@
+"""The one place that decides whether an action needs approval, and checks the decision that grants it.
+
+The same rules hold an action's *planned* impact (before it runs: the approval guard) and
+its *measured* impact (known only while it runs: a command's staged diff, a directory
+moved): an impact that needs a human or consensus (PRODUCT.md, "Approval rules") must name
+a decision that was approved for at least that impact. Irreversible actions need a human's
+approval too when `[policy] approve_irreversible` says so.
+"""
+
+from __future__ import annotations
+
+from shared_protocol import Impact
+from shared_protocol.decisions import ApprovalThresholds, Needs, classify, covers
+
+from .decisions import DecisionStore
+from .exceptions import ApprovalRequired
+
+
+class ApprovalGate:
+    def __init__(self, decisions: DecisionStore, rules: ApprovalThresholds, *, approve_irreversible: bool) -> None:
+        self._decisions = decisions
+        self._rules = rules
+        self._approve_irreversible = approve_irreversible
+
+    async def check(self, decision_id: str | None, impact: Impact) -> None:
+        """Refuse an impact that needs a human or consensus unless `decision_id` grants it."""
+        needs = classify(impact, 1.0, self._rules)
+        if needs == "human" or needs == "consensus":
+            await self.require(decision_id, impact, needs)
+
+    async def check_irreversible(self, decision_id: str | None, impact: Impact, reason: str) -> None:
+        """An action undo cannot take back needs a human's approval, when the policy says so."""
+        if self._approve_irreversible:
+            await self.require(decision_id, impact, "human", why=f"it is irreversible ({reason})", human_only=True)
+
+    async def require(
+        self, decision_id: str | None, impact: Impact, needs: Needs, *, why: str | None = None, human_only: bool = False
+    ) -> None:
+        """Refuse unless `decision_id` names a decision approved for at least `impact` (the guard's last word)."""
+        how = "a human approval" if needs == "human" else "consensus (a human approval until voting exists)"
+        reason = why or f"it measures {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}"
+        ask = (
+            f"this action needs {how} because {reason}. "
+            "Call request_approval describing it, then retry with its decision_id once approved"
+        )
+        if decision_id is None:
+            raise ApprovalRequired(ask)
+        decision = await self._decisions.get(decision_id)
+        if decision is None:
+            raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}")
+        if decision.state != "approved":
+            raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}")
+        if human_only and not any(
+            a.verdict == "approved" and a.by not in ("rules", "deadline") for a in decision.answers
+        ):
+            raise ApprovalRequired(
+                f"decision {decision_id} was approved by the rules, not by a human; {ask} (pass irreversible=true)"
+            )
+        if not covers(decision.impact, impact):
+            d = decision.impact
+            raise ApprovalRequired(
+                f"decision {decision_id} was approved for {d.files} files, {d.api_calls} API calls, ${d.usd:.2f}, "
+                f"less than this action: {ask}"
+            )

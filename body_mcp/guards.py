@@ -1,0 +1,211 @@
+"""The guards of the pipeline (`pipeline.py`), in order; each is given what it needs when it is built."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+
+import anyio
+import anyio.lowlevel
+from pydantic import ValidationError
+
+from shared_protocol import Impact, RefusalCode
+
+from .approval import ApprovalGate
+from .confinement import Workspace
+from .exceptions import InvalidArguments, KillSwitchEngaged, ToolRefused
+from .killswitch import KillSwitch
+from .limits import Limits
+from .pipeline import CallContext, Guard, Next
+from .policy import PathPolicy
+from .tools._spec import ToolContext, ToolDeps, ToolOutput, ToolSpec
+
+
+class KillSwitchGuard:
+    """While the kill switch is engaged, every mutating tool is refused; read-only tools keep working."""
+
+    def __init__(self, kill_switch: KillSwitch, tools: Mapping[str, ToolSpec]) -> None:
+        self._kill_switch = kill_switch
+        self._tools = tools
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        spec = self._tools.get(ctx.tool)
+        if spec is None or not spec.read_only:
+            state = self._kill_switch.state()
+            if state.engaged and state.source == "failsafe":
+                raise KillSwitchEngaged(
+                    f"{state.reason}; mutating tools are refused until the body reconnects. "
+                    "Read-only tools still work.",
+                    code=RefusalCode.BRAIN_UNREACHABLE,
+                    rule="brain.failsafe",
+                )
+            if state.engaged:
+                by = f" by {state.by}" if state.by else ""
+                raise KillSwitchEngaged(
+                    f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "
+                    "mutating tools are refused until a human resumes. Read-only tools still work."
+                )
+        return await call_next(ctx)
+
+
+class ValidationGuard:
+    def __init__(self, tools: Mapping[str, ToolSpec]) -> None:
+        self._tools = tools
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        spec = self._tools.get(ctx.tool)
+        if spec is None:
+            raise ToolRefused(
+                f"there is no tool named '{ctx.tool}'", code=RefusalCode.UNKNOWN_TOOL, rule="input.tool_name"
+            )
+        ctx.spec = spec
+        try:
+            ctx.args = spec.args_model.model_validate(ctx.raw_arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in exc.errors()
+            )
+            raise InvalidArguments(f"invalid arguments for {ctx.tool}: {problems}") from None
+        return await call_next(ctx)
+
+
+class ConfinementGuard:
+    """Resolves every path argument inside the workspace and applies the path policy."""
+
+    def __init__(self, workspace: Workspace, policy: PathPolicy) -> None:
+        self._workspace = workspace
+        self._policy = policy
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        assert ctx.spec is not None and ctx.args is not None
+        for name, access in ctx.spec.path_fields.items():
+            raw = getattr(ctx.args, name)
+            path = self._workspace.resolve(raw, follow_last=access != "write_nofollow")
+            if access == "read":
+                self._policy.check_read(path)
+            else:
+                self._policy.check_write(path)
+            ctx.paths[name] = path
+        return await call_next(ctx)
+
+
+class LimitsGuard:
+    """Blast radius on the planned impact, then a reservation against every window."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        assert ctx.spec is not None and ctx.args is not None
+        limits = self._limits
+        ctx.planned = ctx.spec.plan(ctx.args)
+        limits.check_blast_radius(ctx.planned)
+        ctx.reservation = limits.reserve(ctx.planned, mutating=not ctx.spec.read_only)
+        try:
+            result = await call_next(ctx)
+        except ToolRefused:
+            # A later stage refused before anything happened: the budget is given back.
+            if not ctx.effects.files:
+                limits.release(ctx.reservation)
+                ctx.reservation = None
+            raise
+        return result
+
+
+class ApprovalGuard:
+    """A mutating call whose planned impact needs approval must name a decision approved for at least that."""
+
+    def __init__(self, gate: ApprovalGate) -> None:
+        self._gate = gate
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        assert ctx.args is not None and ctx.spec is not None
+        reason = ctx.spec.irreversible(ctx.args)
+        if reason is not None:
+            # Recorded when proposed, whatever happens next: undo will not be able to take it back.
+            ctx.effects.detail["irreversible"] = reason
+            await self._gate.check_irreversible(ctx.args.decision_id, ctx.planned, reason)
+        await self._gate.check(ctx.args.decision_id, ctx.planned)
+        return await call_next(ctx)
+
+
+class ExecuteGuard:
+    """The innermost stage: the tool itself, in the body's mode, with its measured impact held to the rules."""
+
+    def __init__(
+        self, deps: ToolDeps, *, limits: Limits, gate: ApprovalGate, workspace_lock: anyio.Lock, shadow: bool
+    ) -> None:
+        self._deps = deps
+        self._limits = limits
+        self._gate = gate
+        self._lock = workspace_lock
+        self._shadow = shadow
+
+    async def _check_measured(self, ctx: CallContext, impact: Impact) -> None:
+        self._limits.check_blast_radius(impact)
+        assert ctx.args is not None
+        await self._gate.check(ctx.args.decision_id, impact)
+        if ctx.reservation is not None:
+            planned = ctx.planned
+            extra = Impact(
+                files=max(impact.files - planned.files, 0),
+                api_calls=max(impact.api_calls - planned.api_calls, 0),
+                usd=max(impact.usd - planned.usd, 0.0),
+            )
+            if extra != Impact():
+                self._limits.extend(ctx.reservation, extra)
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        spec, args = ctx.spec, ctx.args
+        assert spec is not None and args is not None
+        ctx.mode = "shadow" if self._shadow and not spec.read_only else "live"
+        tool_ctx = ToolContext(
+            action_id=ctx.action_id,
+            agent=ctx.agent,
+            mode=ctx.mode,
+            args=args,
+            paths=ctx.paths,
+            deps=self._deps,
+            effects=ctx.effects,
+            check_measured=partial(self._check_measured, ctx),
+        )
+        if spec.read_only:
+            return await spec.handler(tool_ctx)
+        # While a command runs against an overlay of the workspace, nothing may change its lower layer.
+        lock = self._lock
+        try:
+            lock.acquire_nowait()  # (the usual case: free)
+        except anyio.WouldBlock:
+            await lock.acquire()
+        else:
+            try:
+                await anyio.lowlevel.checkpoint_if_cancelled()  # as `acquire` does: a cancelled call runs nothing
+            except BaseException:
+                lock.release()
+                raise
+        try:
+            return await spec.handler(tool_ctx)
+        finally:
+            lock.release()
+
+
+def default_guards(
+    *,
+    tools: Mapping[str, ToolSpec],
+    kill_switch: KillSwitch,
+    workspace: Workspace,
+    policy: PathPolicy,
+    limits: Limits,
+    gate: ApprovalGate,
+    deps: ToolDeps,
+    workspace_lock: anyio.Lock,
+    shadow: bool,
+) -> list[Guard]:
+    return [
+        KillSwitchGuard(kill_switch, tools),
+        ValidationGuard(tools),
+        ConfinementGuard(workspace, policy),
+        LimitsGuard(limits),
+        ApprovalGuard(gate),
+        ExecuteGuard(deps, limits=limits, gate=gate, workspace_lock=workspace_lock, shadow=shadow),
+    ]

@@ -1,0 +1,288 @@
+"""The pipeline every `tools/call` passes, whatever the tool, and the audit event it ends in.
+
+    audit (outermost: records every call, allowed, refused or failed; fails closed)
+      → kill switch → input validation → confinement and policy → blast radius and budgets
+      → approval gate → the tool (shadow or live) → undo record (committed with the audit event)
+
+Each stage is a `Guard` (`guards.py`): `(ctx, call_next) -> result`, raising `ToolRefused`
+to refuse; it is given what it needs when it is built. `Pipeline` chains them and hands
+the outcome to `CallAuditor`, which writes the call's audit event (and its undo records)
+and settles its budget. A new rule is a new guard, not an edit to every tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal, Protocol
+
+from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs
+
+from . import _json
+from ._factories import empty_dict
+from .audit import Appended, AuditStore, EventDraft, redact_arguments
+from .confinement import WorkspacePath
+from .exceptions import RefusedWithResult, ToolRefused
+from .limits import Limits, Reservation
+from .tools._spec import Effects, Mode, ToolOutput, ToolSpec
+
+logger = logging.getLogger(__name__)
+
+Next = Callable[["CallContext"], Awaitable[ToolOutput]]
+Outcome = Literal["ok", "refused", "failed", "shadow"]
+
+_AFTER_REPLY_AT_MOST_S = 0.005
+"""How long work left for after a reply may wait when no reply is written (a cancelled call)."""
+
+
+@dataclass(kw_only=True)
+class CallContext:
+    """One tool call as it passes the guards; the guards fill it in, the audit event is built from it."""
+
+    action_id: str
+    tool: str
+    raw_arguments: dict[str, Any]
+    agent: str
+    session: str
+    started: float = field(default_factory=time.perf_counter)
+    spec: ToolSpec | None = None
+    args: ToolArgs | None = None
+    paths: dict[str, WorkspacePath] = field(default_factory=empty_dict)
+    planned: Impact = NO_IMPACT
+    reservation: Reservation | None = None
+    mode: Mode = "live"
+    effects: Effects = field(default_factory=Effects)
+
+    @property
+    def mutating(self) -> bool:
+        # An unknown or unvalidated tool is treated as mutating: refusals err on the safe side.
+        return self.spec is None or not self.spec.read_only
+
+
+@dataclass(kw_only=True, frozen=True)
+class CallOutcome:
+    """A finished call, independent of MCP: the server turns it into a `CallToolResult`."""
+
+    is_error: bool
+    structured: dict[str, Any]
+    text: str
+    action_id: str
+
+
+def refused_outcome(refusal: ToolRefused, action_id: str, *, audited: bool = True) -> CallOutcome:
+    """A refusal as the client sees it: `{code, rule, message, action_id}`, and the same in a line of text."""
+    structured = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=action_id)
+    where = f"action {action_id}" if audited else f"action {action_id}, not audited"
+    return CallOutcome(
+        is_error=True,
+        structured=structured.model_dump(mode="json"),
+        text=f"Refused [{refusal.code.value}] {refusal.message} ({where})",
+        action_id=action_id,
+    )
+
+
+class Guard(Protocol):
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput: ...
+
+
+class AfterReply:
+    """Work a call leaves for after its reply is written (its commit, anchor and budget settling).
+
+    A transport that says when each reply is flushed (stdio) sets `flushed` and calls `run()`
+    after each write; the next call, closing, and a short timer make sure the work happens
+    even when no reply is written.
+    """
+
+    def __init__(self) -> None:
+        self.flushed = False
+        self._work: list[Callable[[], object]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._work)
+
+    def defer(self, item: Callable[[], object]) -> None:
+        self._work.append(item)
+
+    def run(self) -> None:
+        work = self._work
+        while work:
+            item = work.pop(0)  # one at a time: an interrupt leaves the rest for `close`
+            try:
+                item()
+            except Exception:  # (an anchor that failed is owed still: the next call retries it before running)
+                logger.exception("work left for after a reply failed")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def soon(self) -> None:
+        if self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # (not on an asyncio loop: nothing could run it later, so now)
+                self.run()
+                return
+            self._timer = loop.call_later(_AFTER_REPLY_AT_MOST_S, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self.run()
+
+
+class CallAuditor:
+    """Writes a call's audit event with its undo records, then settles its budget."""
+
+    def __init__(
+        self,
+        audit: AuditStore,
+        limits: Limits,
+        after_reply: AfterReply,
+        *,
+        on_event: Callable[[], object] | None = None,
+    ) -> None:
+        self._audit = audit
+        self._limits = limits
+        self._after_reply = after_reply
+        self._on_event = on_event
+        """Told when an event is in the database (a linked body ships it)."""
+
+    def record(
+        self, ctx: CallContext, *, outcome: Outcome, refusal: ToolRefused | None, failed: bool, cancelled: bool = False
+    ) -> Appended:
+        args = ctx.args
+        effects = ctx.effects
+        raw_rationale = ctx.raw_arguments.get("rationale")
+        raw_decision = ctx.raw_arguments.get("decision_id")
+        draft = EventDraft(
+            id=ctx.action_id,
+            kind="tool_call",
+            agent=ctx.agent,
+            session=ctx.session,
+            rationale=args.rationale if args is not None else (raw_rationale if isinstance(raw_rationale, str) else ""),
+            outcome=outcome,
+            tool=ctx.tool,
+            arguments=redact_arguments(ctx.raw_arguments),
+            decision_id=args.decision_id
+            if args is not None
+            else (raw_decision if isinstance(raw_decision, str) else None),
+            mode=ctx.mode,
+            code=refusal.code.value if refusal is not None else None,
+            rule=refusal.rule if refusal is not None else None,
+            message=refusal.message if refusal is not None else None,
+            files=effects.files,
+            impact=effects.impact,
+            duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
+            detail=effects.detail,
+        )
+        reservation, recorder = ctx.reservation, effects.recorder
+        if recorder is not None and recorder.records:
+            recorder.flush(effects.writes, action_id=ctx.action_id, decision_id=draft.decision_id)
+
+        # Settled after the audit append (dying in between leaves the call in flight, counted in full until
+        # reclaimed), and even if it failed: what the call did still counts, and its slot is freed.
+        settle = (
+            None
+            if reservation is None
+            else partial(self._limits.settle, reservation, effects.impact, failed=failed, cancelled=cancelled)
+        )
+        # With a transport that says when the reply is written, the commit, the anchor and the settling wait
+        # for it: the event is durable (journaled) before the reply, and the next call does all three first
+        # if they have not happened.
+        later = self._after_reply.flushed and not cancelled
+        on_event = self._on_event
+        try:
+            event = self._audit.append(draft, writes=effects.writes, finish_later=later, happened=True)
+        except BaseException:
+            if settle is not None:
+                settle()
+            if on_event is not None:
+                on_event()  # (it may be committed: the anchor failed after)
+            raise
+        if later:
+            after = self._after_reply
+            after.defer(self._audit.finish)
+            if settle is not None:
+                after.defer(settle)
+            if on_event is not None:
+                after.defer(on_event)  # (once it is in the database to ship)
+            after.soon()
+            return event
+        if settle is not None:
+            settle()
+        if on_event is not None:
+            on_event()
+        return event
+
+
+async def _end(ctx: CallContext) -> ToolOutput:
+    raise AssertionError(f"the guard chain ended without running {ctx.tool}: its last guard must not call on")
+
+
+class Pipeline:
+    """Runs the guards around a call and turns the outcome into an audited result."""
+
+    def __init__(self, guards: Sequence[Guard], auditor: CallAuditor) -> None:
+        self._auditor = auditor
+        # Each guard bound to the stage after it, once (a C partial: no Python frame per stage).
+        self._run: Next = _end
+        for guard in reversed(guards):
+            self._run = partial(guard, call_next=self._run)
+
+    async def call(self, ctx: CallContext) -> CallOutcome:
+        auditor = self._auditor
+        refusal: ToolRefused | None = None
+        failed = False
+        result: ToolOutput | None = None
+        try:
+            result = await self._run(ctx)
+        except ToolRefused as exc:
+            refusal = exc
+        except OSError as exc:
+            failed = True
+            refusal = ToolRefused(
+                f"the operating system refused: {exc.strerror or exc}", code=RefusalCode.IO_ERROR, rule="fs"
+            )
+        except Exception as exc:
+            logger.exception("internal error in %s", ctx.tool)
+            failed = True
+            refusal = ToolRefused(
+                f"internal error; the call was refused ({type(exc).__name__})",
+                code=RefusalCode.INTERNAL_ERROR,
+                rule="guard.fail_closed",
+            )
+        except BaseException:
+            # Cancelled (the client gave up, or the body is stopping): what the call did so far is still
+            # audited and its budget settled (synchronously) before the cancellation goes on.
+            cancelled = ToolRefused(
+                "the call was cancelled before it finished", code=RefusalCode.CANCELLED, rule="guard.cancelled"
+            )
+            try:
+                auditor.record(ctx, outcome="failed", refusal=cancelled, failed=False, cancelled=True)
+            except Exception:
+                logger.exception("could not record the cancelled call %s", ctx.action_id)  # the cancellation goes on
+            raise
+        outcome: Outcome
+        if refusal is not None:
+            outcome = "failed" if failed else "refused"
+        else:
+            outcome = "shadow" if ctx.mode == "shadow" else "ok"
+        event = auditor.record(ctx, outcome=outcome, refusal=refusal, failed=failed)
+        if isinstance(refusal, RefusedWithResult):
+            data = refusal.result.model_dump(mode="json")
+            return CallOutcome(
+                is_error=True,
+                structured=data,
+                text=f"Refused [{refusal.code.value}] {refusal.message} (action {event.id})\n" + _json.plain(data),
+                action_id=event.id,
+            )
+        if refusal is not None:
+            return refused_outcome(refusal, event.id)
+        assert result is not None and ctx.spec is not None
+        data = result if isinstance(result, dict) else result.model_dump(mode="json")
+        text = ctx.spec.text(result) if ctx.spec.text is not None else _json.plain(data)
+        return CallOutcome(is_error=False, structured=data, text=text, action_id=event.id)
