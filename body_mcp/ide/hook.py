@@ -25,7 +25,7 @@ from .events import Attempt, Ide, parse_event
 from .exceptions import MalformedEvent
 
 if TYPE_CHECKING:
-    from ..body import BodySettings
+    from ..settings import BodySettings
 
 logger = logging.getLogger(__name__)
 
