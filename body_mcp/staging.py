@@ -22,9 +22,10 @@ from shared_protocol import RefusalCode
 from .gitignore import GitIgnore
 from .policy import PathPolicy
 
-ProblemKind = Literal["protected", "symlink_escape", "special_file"]
+ProblemKind = Literal["unrepresentable", "protected", "symlink_escape", "special_file"]
 
 _CODES: dict[ProblemKind, RefusalCode] = {
+    "unrepresentable": RefusalCode.INVALID_PATH,
     "protected": RefusalCode.PROTECTED_PATH,
     "symlink_escape": RefusalCode.PATH_OUTSIDE_WORKSPACE,
     "special_file": RefusalCode.SPECIAL_FILE,
@@ -53,7 +54,8 @@ class SortedChanges:
 
     @property
     def refusal_code(self) -> RefusalCode:
-        """The code of the gravest problem: a protected path, then a way out of the workspace, then a special file."""
+        """The code of the gravest problem: a name that cannot be recorded, a protected path, then a way out of the
+    workspace, then a special file."""
         kinds = {p.kind for p in self.problems}
         return next(_CODES[kind] for kind in _CODES if kind in kinds)
 
@@ -65,6 +67,21 @@ class SortedChanges:
     def counted_files(self) -> int:
         """File modifications that count: directories themselves are not counted, their files are."""
         return sum(1 for c in self.counted if c.entry_type != EntryType.DIR)
+
+
+def representable(name: str) -> bool:
+    """Whether `name` is valid UTF-8 on disk (a name that is not decodes with lone surrogates), and so can be
+    audited, recorded for undo and shown to the agent as it is."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(name: str) -> str:
+    """`name` with each byte that is not UTF-8 written as `\\xNN`: lossless, and always representable."""
+    return name if representable(name) else name.encode(errors="surrogateescape").decode(errors="backslashreplace")
 
 
 def symlink_escapes(path: str, target: str) -> bool:
@@ -80,6 +97,11 @@ def sort_changes(
 ) -> SortedChanges:
     out = SortedChanges()
     for change in changes:
+        if not representable(change.path) or not representable(change.symlink_target or ""):
+            what = "its name" if not representable(change.path) else "its symlink target"
+            why = f"{change.kind.value}; {what} is not valid UTF-8, so it could not be audited or undone"
+            out.problems.append(StagedProblem(path=printable(change.path), kind="unrepresentable", why=why))
+            continue
         parts = tuple(change.path.split("/"))
         if ".git" in parts:
             out.discarded.append(change)

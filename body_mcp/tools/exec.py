@@ -39,7 +39,7 @@ from ..held import HeldKey, HeldRun
 from ..killswitch import KillSwitch
 from ..proxy import CountingProxy, ProxyRequest
 from ..scan import ScanResult
-from ..staging import SortedChanges, sort_changes
+from ..staging import SortedChanges, printable, sort_changes
 from ._spec import ToolContext, ToolSpec
 
 _KILL_POLL_S = 0.05
@@ -154,7 +154,7 @@ class _Measured:
         return command_result(ctx, self.staged.result, self.changes, applied=applied, refusal=refusal)
 
     def refused(self, ctx: ToolContext[RunCommandArgs], exc: ToolRefused) -> RefusedWithResult:
-        ctx.effects.files = [c.path for c in self.staged.changes]
+        ctx.effects.files = [printable(c.path) for c in self.staged.changes]
         refusal = Refusal(code=exc.code, rule=exc.rule, message=exc.message, action_id=ctx.action_id)
         return RefusedWithResult(exc, self.result(ctx, applied=False, refusal=refusal))
 
@@ -168,7 +168,7 @@ def _measure(ctx: ToolContext[RunCommandArgs], staged: StagedRun, scan: ScanResu
         artifact_names=ctx.deps.sandbox_config.artifact_paths,
     )
     changes = [
-        CommandChange(path=c.path, kind=c.kind.value, type=c.entry_type.value, category=_category(c, sorted_))  # type: ignore[arg-type]
+        CommandChange(path=printable(c.path), kind=c.kind.value, type=c.entry_type.value, category=_category(c, sorted_))  # type: ignore[arg-type]
         for c in staged.changes
     ]
     ctx.effects.detail.update(
