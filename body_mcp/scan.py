@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .gitindex import TrackedFiles
 from .gitignore import GitIgnore, Rule, parse
 from .policy import PathPolicy
 
@@ -32,6 +33,8 @@ class ScanResult:
     denied: list[str] = field(default_factory=list[str])
     """Workspace-relative paths policy denies (secrets), to hide inside the sandbox."""
     gitignore: GitIgnore = field(default_factory=lambda: GitIgnore([]))
+    tracked: frozenset[str] = frozenset()
+    """What git tracks (from the index): never an artifact."""
 
 
 class WorkspaceScanner:
@@ -39,6 +42,7 @@ class WorkspaceScanner:
         self._root = root
         self._policy = policy
         self._cache: dict[str, _DirEntry] = {}
+        self._tracked = TrackedFiles(root)
 
     def reset(self) -> None:
         """Forget what was scanned (the workspace directory was replaced)."""
@@ -95,6 +99,7 @@ class WorkspaceScanner:
         for gone in set(self._cache) - seen:
             del self._cache[gone]
         result.gitignore = GitIgnore(rules)
+        result.tracked = self._tracked.paths()
         return result
 
     @staticmethod

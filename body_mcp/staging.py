@@ -55,7 +55,7 @@ class SortedChanges:
     @property
     def refusal_code(self) -> RefusalCode:
         """The code of the gravest problem: a name that cannot be recorded, a protected path, then a way out of the
-    workspace, then a special file."""
+        workspace, then a special file."""
         kinds = {p.kind for p in self.problems}
         return next(_CODES[kind] for kind in _CODES if kind in kinds)
 
@@ -92,9 +92,34 @@ def symlink_escapes(path: str, target: str) -> bool:
     return joined == ".." or joined.startswith("../")
 
 
+def runs_on_the_host(change: StagedChange) -> bool:
+    """Whether a new file could be run by the host (an executable bit, a `#!` script, a `.pth` file Python
+    executes at start-up): it counts even where it would be an artifact (`.venv/bin/…`)."""
+    if change.kind == ChangeKind.DELETED or change.entry_type != EntryType.FILE:
+        return False
+    if change.mode is not None and change.mode & 0o111:
+        return True
+    if change.path.endswith(".pth"):
+        return True
+    if change.source is None:
+        return False
+    try:
+        with open(change.source, "rb") as fh:
+            return fh.read(2) == b"#!"
+    except OSError:
+        return True  # (unreadable: count it)
+
+
 def sort_changes(
-    changes: Sequence[StagedChange], *, policy: PathPolicy, gitignore: GitIgnore, artifact_names: Sequence[str]
+    changes: Sequence[StagedChange],
+    *,
+    policy: PathPolicy,
+    gitignore: GitIgnore,
+    artifact_names: Sequence[str],
+    tracked: frozenset[str] = frozenset(),
 ) -> SortedChanges:
+    """A tracked file is never an artifact, nor a file the host could run; `.gitignore` itself is read-only by
+    default (`[policy] read_only_paths`), so the agent cannot widen what counts as one."""
     out = SortedChanges()
     for change in changes:
         if not representable(change.path) or not representable(change.symlink_target or ""):
@@ -123,8 +148,13 @@ def sort_changes(
             why = f"symlink leading outside the workspace: {change.symlink_target}"
             out.problems.append(StagedProblem(path=change.path, kind="symlink_escape", why=why))
             continue
-        artifact = any(fnmatchcase(part, name) for part in parts for name in artifact_names) or gitignore.ignored(
-            change.path, is_dir=is_dir
+        artifact = (
+            (
+                any(fnmatchcase(part, name) for part in parts for name in artifact_names)
+                or gitignore.ignored(change.path, is_dir=is_dir)
+            )
+            and change.path not in tracked
+            and not runs_on_the_host(change)
         )
         (out.artifacts if artifact else out.counted).append(change)
     return out

@@ -19,7 +19,29 @@ from .decisions import ApprovalThresholds
 from .wake import SECRET_LITERAL, DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
 DEFAULT_DENIED_PATHS = (".env*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*")
-DEFAULT_READ_ONLY_PATHS = (".git", "swarm.toml", ".mcp.json", ".cursor", ".claude", ".vscode/mcp.json")
+DEFAULT_READ_ONLY_PATHS = (
+    ".git",
+    # Swarm's and the IDEs' own config, and what editors run when a folder opens (tasks, settings, dev containers)
+    "swarm.toml",
+    ".mcp.json",
+    ".cursor",
+    ".claude",
+    ".vscode",
+    ".idea",
+    ".devcontainer",
+    # what CI, git and the shell run or obey on the host
+    ".github",
+    ".gitlab-ci.yml",
+    ".circleci",
+    ".buildkite",
+    "Jenkinsfile",
+    ".pre-commit-config.yaml",
+    ".husky",
+    ".envrc",
+    ".gitattributes",
+    # which paths count as build artifacts (uncounted): not the agent's to widen
+    ".gitignore",
+)
 
 
 class WorkspaceConfig(ProtocolModel):

@@ -166,6 +166,7 @@ def _measure(ctx: ToolContext[RunCommandArgs], staged: StagedRun, scan: ScanResu
         policy=ctx.deps.policy,
         gitignore=scan.gitignore,
         artifact_names=ctx.deps.sandbox_config.artifact_paths,
+        tracked=scan.tracked,
     )
     changes = [
         CommandChange(path=printable(c.path), kind=c.kind.value, type=c.entry_type.value, category=_category(c, sorted_))  # type: ignore[arg-type]

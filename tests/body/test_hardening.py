@@ -47,3 +47,126 @@ async def test_a_command_creating_a_name_that_is_not_utf8_applies_nothing_and_is
     event = body.audit.get(data["action_id"])
     assert event is not None and event.code == "invalid_path"
     assert body.audit.verify().ok
+
+
+# -- 3: .gitignore cannot launder changes ---------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(repo),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    done = subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    require_binary("git", "git")
+    ws = tmp_path / "repo"
+    (ws / "src").mkdir(parents=True)
+    for i in range(12):
+        (ws / "src" / f"m{i}.py").write_text(f"x = {i}\n")
+    (ws / "README.md").write_text("# r\n")
+    _git(ws, "init", "-q")
+    _git(ws, "add", ".")
+    _git(ws, "commit", "-qm", "init")
+    (ws / ".gitignore").write_text("src/\n")  # a human's mistake, or an agent's earlier write: still no laundering
+    return ws.resolve()
+
+
+async def test_the_agent_cannot_change_gitignore_with_a_tool_or_a_command(repo: Path, home: Path) -> None:
+    from body_mcp import build_server
+
+    from ..conftest import make_body
+
+    body = make_body(repo, home)
+    try:
+        async with Client(build_server(body)) as client:
+            written = await call(client, "write_file", path=".gitignore", content="*\n")
+            assert written.is_error and (written.structured_content or {})["code"] == "protected_path"
+            data = await run(client, "echo '*' >> .gitignore")
+            assert data["refusal"]["code"] == "protected_path" and data["applied"] is False
+            assert (repo / ".gitignore").read_text() == "src/\n"
+    finally:
+        body.close()
+
+
+async def test_tracked_files_count_even_when_ignored(repo: Path, home: Path) -> None:
+    from body_mcp import build_server
+
+    from ..conftest import make_body
+
+    body = make_body(repo, home)
+    try:
+        async with Client(build_server(body)) as client:
+            data = await run(client, "for i in 0 1 2 3 4 5 6 7 8 9 10 11; do echo y > src/m$i.py; done")
+            assert data["refusal"]["code"] == "blast_radius" and data["applied"] is False
+            assert {c["category"] for c in data["changes"]} == {"counted"}
+            assert (repo / "src" / "m0.py").read_text() == "x = 0\n"
+    finally:
+        body.close()
+
+
+async def test_an_executable_or_script_under_an_artifact_directory_counts(
+    client: Client, body: Body, workspace: Path
+) -> None:
+    script = (
+        "mkdir -p .venv/bin .venv/lib && printf '#!/bin/sh\\n' > .venv/bin/tool && chmod 755 .venv/bin/tool"
+        " && printf 'import os\\n' > .venv/lib/evil.pth && printf 'x' > .venv/lib/data.txt"
+    )
+    data = await run(client, script)
+    categories = {c["path"]: c["category"] for c in data["changes"]}
+    assert categories[".venv/bin/tool"] == "counted" and categories[".venv/lib/evil.pth"] == "counted"
+    assert categories[".venv/lib/data.txt"] == "artifact"
+
+
+def test_the_index_parser_reads_what_git_tracks_in_every_index_version(tmp_path: Path) -> None:
+    from body_mcp.gitindex import parse_index
+
+    require_binary("git", "git")
+    repo = tmp_path / "r"
+    (repo / "deep" / "er").mkdir(parents=True)
+    names = ["a.txt", "deep/b.py", "deep/er/c with space.md", "deep/er/" + "n" * 250, "z"]
+    for name in names:
+        (repo / name).write_text(name)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    for version in ("2", "3", "4"):
+        _git(repo, "update-index", "--index-version", version)
+        if version == "3":
+            _git(repo, "update-index", "--skip-worktree", "z")  # an extended entry
+        assert parse_index((repo / ".git" / "index").read_bytes()) == frozenset(names)
+
+
+# -- 6: files the host or CI executes are protected, inside commands too ---------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".vscode/tasks.json",
+        ".vscode/settings.json",
+        ".idea/workspace.xml",
+        ".devcontainer/devcontainer.json",
+        ".github/workflows/ci.yml",
+        ".envrc",
+        ".gitlab-ci.yml",
+    ],
+)
+async def test_editor_and_ci_executed_paths_are_read_only_to_tools_and_commands(
+    client: Client, workspace: Path, path: str
+) -> None:
+    written = await call(client, "write_file", path=path, content="{}")
+    assert written.is_error and (written.structured_content or {})["code"] == "protected_path"
+    data = await run(client, f"mkdir -p \"$(dirname {path})\" && echo '{{}}' > {path}")
+    assert data["refusal"]["code"] == "protected_path" and data["applied"] is False
+    assert not (workspace / path).exists()
