@@ -14,8 +14,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gitindex import TrackedFiles
 from .gitignore import GitIgnore, Rule, parse
+from .gitindex import TrackedFiles
 from .policy import PathPolicy
 
 

@@ -169,7 +169,12 @@ def _measure(ctx: ToolContext[RunCommandArgs], staged: StagedRun, scan: ScanResu
         tracked=scan.tracked,
     )
     changes = [
-        CommandChange(path=printable(c.path), kind=c.kind.value, type=c.entry_type.value, category=_category(c, sorted_))  # type: ignore[arg-type]
+        CommandChange(
+            path=printable(c.path),
+            kind=c.kind.value,  # type: ignore[arg-type]
+            type=c.entry_type.value,  # type: ignore[arg-type]
+            category=_category(c, sorted_),
+        )
         for c in staged.changes
     ]
     ctx.effects.detail.update(
