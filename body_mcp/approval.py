@@ -5,9 +5,16 @@ its *measured* impact (known only while it runs: a command's staged diff, a dire
 moved): an impact that needs a human or consensus (PRODUCT.md, "Approval rules") must name
 a decision that was approved for at least that impact. Irreversible actions need a human's
 approval too when `[policy] approve_irreversible` says so.
+
+Splitting work does not slip past the threshold: it also holds for the distinct files one
+agent session changed within `[policy] cumulative_window_s` (10 minutes), this action's
+included. (The blast radius stays per action.)
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
 
 from shared_protocol import Impact
 from shared_protocol.decisions import ApprovalThresholds, Needs, classify, covers
@@ -15,18 +22,74 @@ from shared_protocol.decisions import ApprovalThresholds, Needs, classify, cover
 from .decisions import DecisionStore
 from .exceptions import ApprovalRequired
 
+Session = tuple[str, str]
+"""An agent and the body session it works in."""
+
 
 class ApprovalGate:
-    def __init__(self, decisions: DecisionStore, rules: ApprovalThresholds, *, approve_irreversible: bool) -> None:
+    def __init__(
+        self,
+        decisions: DecisionStore,
+        rules: ApprovalThresholds,
+        *,
+        approve_irreversible: bool,
+        cumulative_window_s: float = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._decisions = decisions
         self._rules = rules
         self._approve_irreversible = approve_irreversible
+        self._window_s = cumulative_window_s
+        self._clock = clock
+        self._changed: dict[Session, dict[str, float]] = {}
+        """Per session, each file it changed within the window, and when."""
 
-    async def check(self, decision_id: str | None, impact: Impact) -> None:
-        """Refuse an impact that needs a human or consensus unless `decision_id` grants it."""
+    def _recent(self, session: Session) -> dict[str, float]:
+        changed = self._changed.get(session)
+        if not changed:
+            return {}
+        cutoff = self._clock() - self._window_s
+        if any(at < cutoff for at in changed.values()):
+            changed = {path: at for path, at in changed.items() if at >= cutoff}
+            self._changed[session] = changed
+        return changed
+
+    async def check(
+        self, decision_id: str | None, impact: Impact, *, session: Session | None = None, paths: Iterable[str] = ()
+    ) -> bool:
+        """Refuse an impact that needs a human or consensus unless `decision_id` grants it; with `session`, the
+        files it changed recently count together with `paths`, this action's. True when a decision granted it."""
         needs = classify(impact, 1.0, self._rules)
+        mine = set(paths)
+        if needs == "none" and mine and session is not None and self._window_s > 0:
+            recent = self._recent(session)
+            if recent:
+                together = len(recent.keys() | mine)
+                if together >= self._rules.consensus_files:
+                    files = max(together, impact.files)
+                    why = (
+                        f"this session changed {files} distinct files within {self._window_s / 60:g} minutes, "
+                        "this action's included"
+                    )
+                    await self.require(decision_id, impact.model_copy(update={"files": files}), "consensus", why=why)
+                    return True
         if needs == "human" or needs == "consensus":
             await self.require(decision_id, impact, needs)
+            return True
+        return False
+
+    def changed(self, session: Session, paths: Iterable[str], *, approved: bool) -> None:
+        """Note files an action of `session` changed (counted ones, not artifacts). An approved action's files,
+        and those before it, were reviewed: the session's count starts again."""
+        if self._window_s <= 0:
+            return
+        if approved:
+            self._changed.pop(session, None)
+            return
+        now = self._clock()
+        recent = self._changed.setdefault(session, {})
+        for path in paths:
+            recent[path] = now
 
     async def check_irreversible(self, decision_id: str | None, impact: Impact, reason: str) -> None:
         """An action undo cannot take back needs a human's approval, when the policy says so."""

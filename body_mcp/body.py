@@ -163,7 +163,10 @@ class Body:
             notify_human=self._notify_human,
         )
         gate = ApprovalGate(
-            self.decisions, approval_thresholds(config), approve_irreversible=config.policy.approve_irreversible
+            self.decisions,
+            approval_thresholds(config),
+            approve_irreversible=config.policy.approve_irreversible,
+            cumulative_window_s=config.policy.cumulative_window_s,
         )
         guards = default_guards(
             tools=self.tools,

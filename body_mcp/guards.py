@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 import anyio
@@ -125,7 +125,13 @@ class ApprovalGuard:
             # Recorded when proposed, whatever happens next: undo will not be able to take it back.
             ctx.effects.detail["irreversible"] = reason
             await self._gate.check_irreversible(ctx.args.decision_id, ctx.planned, reason)
-        await self._gate.check(ctx.args.decision_id, ctx.planned)
+        spec = ctx.spec
+        if not spec.read_only:
+            ctx.changes_paths = [ctx.paths[name].rel for name, access in spec.path_fields.items() if access != "read"]
+        if await self._gate.check(
+            ctx.args.decision_id, ctx.planned, session=(ctx.agent, ctx.session), paths=ctx.changes_paths
+        ):
+            ctx.approved = True
         return await call_next(ctx)
 
 
@@ -141,10 +147,13 @@ class ExecuteGuard:
         self._lock = workspace_lock
         self._shadow = shadow
 
-    async def _check_measured(self, ctx: CallContext, impact: Impact) -> None:
+    async def _check_measured(self, ctx: CallContext, impact: Impact, paths: Sequence[str] = ()) -> None:
         self._limits.check_blast_radius(impact)
         assert ctx.args is not None
-        await self._gate.check(ctx.args.decision_id, impact)
+        if paths:
+            ctx.changes_paths = paths
+        if await self._gate.check(ctx.args.decision_id, impact, session=(ctx.agent, ctx.session), paths=paths):
+            ctx.approved = True
         if ctx.reservation is not None:
             planned = ctx.planned
             extra = Impact(
@@ -184,9 +193,12 @@ class ExecuteGuard:
                 lock.release()
                 raise
         try:
-            return await spec.handler(tool_ctx)
+            result = await spec.handler(tool_ctx)
         finally:
             lock.release()
+        if ctx.mode == "live" and ctx.changes_paths:
+            self._gate.changed((ctx.agent, ctx.session), ctx.changes_paths, approved=ctx.approved)
+        return result
 
 
 def default_guards(

@@ -68,9 +68,7 @@ class Limits:
             with self._table:
                 self._breach(self._clock())
             raise BlastRadiusExceeded(
-                "one action may not exceed the blast radius: "
-                + "; ".join(over)
-                + ". Split the work into smaller actions.",
+                "one action may not exceed the blast radius: " + "; ".join(over) + ". Nothing was done.",
                 rule="limits.blast_radius",
             )
 

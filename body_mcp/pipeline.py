@@ -53,6 +53,10 @@ class CallContext:
     args: ToolArgs | None = None
     paths: dict[str, WorkspacePath] = field(default_factory=empty_dict)
     planned: Impact = NO_IMPACT
+    changes_paths: Sequence[str] = ()
+    """The files the call changes that count toward approval (planned, then measured)."""
+    approved: bool = False
+    """A decision granted the call's impact (planned or measured)."""
     reservation: Reservation | None = None
     mode: Mode = "live"
     effects: Effects = field(default_factory=Effects)

@@ -84,6 +84,12 @@ class PolicyConfig(ProtocolModel):
         gt=0,
         description="Unanswered decisions are denied (expired) after this: silence is never consent.",
     )
+    cumulative_window_s: int = Field(
+        default=600,
+        ge=0,
+        description="The approval threshold also holds for the distinct files one agent session changed within "
+        "this window, so work split into small actions needs the approval one action would; 0: per action only.",
+    )
 
 
 DEFAULT_ARTIFACT_PATHS = (

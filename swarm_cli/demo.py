@@ -173,8 +173,23 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
         _say("escape", f"read ../../etc/passwd: {_show(r)}")
         r = await call("write_file", path="notes.txt", content="x")
         _say("rationale", f"write without a rationale: {_show(r)}")
-        for n in range(12):
-            r = await call("write_file", path=f"drafts/d{n}.md", content=f"draft {n}\n", rationale="bulk drafts")
+        drafts = [f"drafts/d{n}.md" for n in range(10)]
+        approval: dict[str, Any] = {}
+        for n, path in enumerate(drafts):
+            r = await call("write_file", path=path, content=f"draft {n}\n", rationale="bulk drafts", **approval)
+            if r.is_error and r.structured_content["code"] == "approval_required" and not approval:
+                _say("split", f"write #{n + 1} of a burst: {_show(r)}")
+                r = await call(
+                    "request_approval",
+                    summary="write ten drafts",
+                    confidence=0.9,
+                    files=drafts,
+                    rationale="many small writes need the approval one big write would",
+                )
+                approval = {"decision_id": r.structured_content["decision_id"]}
+                await captain.post(f"/v1/decisions/{approval['decision_id']}/approve", json={"reason": "drafts: fine"})
+                _say("split", f"the agent asks ({approval['decision_id']}), a human approves, the burst goes on")
+                r = await call("write_file", path=path, content=f"draft {n}\n", rationale="bulk drafts", **approval)
             if r.is_error:
                 _say("budget", f"write #{n + 1} of a burst: {_show(r)}")
                 break

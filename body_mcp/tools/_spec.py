@@ -11,10 +11,10 @@ before a failure is never lost from the trail. Nothing in a tool reaches the `Bo
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from sandbox import Sandbox
 from shared_protocol import NO_IMPACT, Impact, ToolArgs, ToolResult
@@ -95,6 +95,12 @@ class Effects:
     """Statements to commit with the call's audit event (its undo records, marking others undone)."""
 
 
+class MeasuredCheck(Protocol):
+    async def __call__(self, impact: Impact, paths: Sequence[str] = ()) -> None:
+        """`paths`: the files that count (a command's counted changes), for the approval threshold over time."""
+        ...
+
+
 @dataclass(kw_only=True, frozen=True, slots=True)
 class ToolContext(Generic[ArgsT]):
     """One call as its tool sees it."""
@@ -106,7 +112,7 @@ class ToolContext(Generic[ArgsT]):
     paths: Mapping[str, WorkspacePath]
     deps: ToolDeps
     effects: Effects
-    check_measured: Callable[[Impact], Awaitable[None]]
+    check_measured: MeasuredCheck
     """Holds an impact measured while executing (a command's staged diff, a directory moved) to the rules the
     planned one passed: blast radius, approval, budgets. Raises `ToolRefused` to refuse."""
 

@@ -200,7 +200,7 @@ async def _decide(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> None
             rule="sandbox.staged_changes",
         )
     try:
-        await ctx.check_measured(measured.impact)
+        await ctx.check_measured(measured.impact, [c.path for c in sorted_.counted])
     except ApprovalRequired:
         raise
     except ToolRefused as exc:
@@ -310,7 +310,7 @@ async def _apply_held(ctx: ToolContext[RunCommandArgs], key: HeldKey) -> RunComm
             changes=held.changes,
             impact=Impact(files=held.sorted_.counted_files),
         )
-        await ctx.check_measured(measured.impact)
+        await ctx.check_measured(measured.impact, [c.path for c in held.sorted_.counted])
         ctx.effects.detail["applied_held_run"] = True
         return _applied(ctx, measured)
 

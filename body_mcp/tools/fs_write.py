@@ -220,7 +220,7 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
         inside = _subtree_files(ctx.deps.workspace, source)
         _check_subtree_policy(ctx.deps.policy, inside)
         moved_files = max(1, sum(1 for p in inside if (_fsops.read_entry(ctx.deps.workspace, p)[0].type != "dir")))
-        await ctx.check_measured(Impact(files=moved_files))
+        await ctx.check_measured(Impact(files=moved_files), ["/".join(p) for p in inside])
     changes: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
     if ctx.mode == "live":
         recorder = ctx.recorder()

@@ -170,3 +170,72 @@ async def test_editor_and_ci_executed_paths_are_read_only_to_tools_and_commands(
     data = await run(client, f"mkdir -p \"$(dirname {path})\" && echo '{{}}' > {path}")
     assert data["refusal"]["code"] == "protected_path" and data["applied"] is False
     assert not (workspace / path).exists()
+
+
+# -- 19: splitting work does not slip past the approval threshold -----------------------------
+
+
+async def test_files_changed_one_by_one_need_the_approval_one_action_would(client: Client, body: Body) -> None:
+    from .helpers import ok, refused
+
+    for i in range(4):
+        ok(await call(client, "write_file", path=f"f{i}.txt", content="x"))
+    ok(await call(client, "write_file", path="f0.txt", content="again"))  # the same file again is not a new one
+    fifth = refused(await call(client, "write_file", path="f4.txt", content="x"), "approval_required")
+    assert "split" not in fifth["message"].lower() and "smaller" not in fifth["message"].lower()
+    ok(await call(client, "read_text_file", path="f0.txt"))  # reading needs nothing
+    asked = ok(
+        await call(
+            client, "request_approval", summary="five files", confidence=0.9, files=[f"f{i}.txt" for i in range(5)]
+        )
+    )
+    body.admin.answer(asked["decision_id"], "approve", reason="fine")
+    ok(await call(client, "write_file", path="f4.txt", content="x", decision_id=asked["decision_id"]))
+
+
+async def test_commands_split_into_small_sets_need_the_approval_one_command_would(
+    client: Client, workspace: Path
+) -> None:
+    first = await run(client, "for i in 1 2 3 4; do echo $i > a$i.txt; done")
+    assert first["applied"] is True
+    second = await run(client, "for i in 1 2 3 4; do echo $i > b$i.txt; done")
+    assert second["refusal"]["code"] == "approval_required" and second["applied"] is False
+    assert not (workspace / "b1.txt").exists()
+
+
+async def test_a_zero_window_holds_the_threshold_per_action_only(workspace: Path, home: Path) -> None:
+    from body_mcp import build_server
+
+    from ..conftest import make_body
+    from .helpers import ok
+
+    body = make_body(workspace, home, {"policy": {"cumulative_window_s": 0}})
+    try:
+        async with Client(build_server(body)) as client:
+            for i in range(8):
+                ok(await call(client, "write_file", path=f"g{i}.txt", content="x"))
+    finally:
+        body.close()
+
+
+async def test_the_window_forgets_files_changed_longer_ago(body: Body) -> None:
+    from body_mcp.approval import ApprovalGate
+    from body_mcp.exceptions import ApprovalRequired
+    from shared_protocol import Impact
+    from shared_protocol.decisions import DEFAULT_THRESHOLDS
+
+    now = [1000.0]
+    gate = ApprovalGate(
+        body.local_decisions,
+        DEFAULT_THRESHOLDS,
+        approve_irreversible=False,
+        cumulative_window_s=600,
+        clock=lambda: now[0],
+    )
+    session = ("agent", "ses_1")
+    gate.changed(session, ["a", "b", "c", "d"], approved=False)
+    with pytest.raises(ApprovalRequired):
+        await gate.check(None, Impact(files=1), session=session, paths=["e"])
+    now[0] += 601
+    await gate.check(None, Impact(files=1), session=session, paths=["e"])
+    await gate.check(None, Impact(files=1), session=("agent", "ses_2"), paths=["e"])

@@ -14,14 +14,24 @@ from .helpers import call, ok, refused
 pytestmark = pytest.mark.anyio
 
 
-async def test_undo_restores_an_edit_a_write_a_delete_and_a_move(client: Client, workspace: Path) -> None:
+async def test_undo_restores_an_edit_a_write_a_delete_and_a_move(client: Client, body: Body, workspace: Path) -> None:
+    # Five paths change in one session (the move changes two): the fifth needs an approved decision.
+    decision = ok(
+        await call(
+            client, "request_approval", summary="four edits and a move", confidence=0.9, files=["1", "2", "3", "4", "5"]
+        )
+    )
     original = (workspace / "src/app.py").read_text()
     edit = ok(
         await call(client, "edit_file", path="src/app.py", edits=[{"old_text": "return 1", "new_text": "return 2"}])
     )
     new = ok(await call(client, "write_file", path="deep/new/file.txt", content="new\n"))
     gone = ok(await call(client, "delete_file", path="README.md"))
-    moved = ok(await call(client, "move_file", source="src", destination="lib/src"))
+    moved = refused(await call(client, "move_file", source="src", destination="lib/src"), "approval_required")
+    body.admin.answer(decision["decision_id"], "approve", reason="fine")
+    moved = ok(
+        await call(client, "move_file", source="src", destination="lib/src", decision_id=decision["decision_id"])
+    )
     for action in (moved, gone, new, edit):
         ok(await call(client, "undo", id=action["action_id"]))
     assert (workspace / "src/app.py").read_text() == original
