@@ -21,6 +21,9 @@ import mcp_types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
+from pydantic.json_schema import models_json_schema
+
+from shared_protocol import Refusal, ToolResult
 
 from .body import Body
 from .tools._spec import ToolSpec
@@ -32,12 +35,29 @@ INSTRUCTIONS = (
 )
 
 
+def output_schema(result_model: type[ToolResult]) -> dict[str, Any]:
+    """What a tool's structured content can be: its result, or the `Refusal` of an `isError` result.
+
+    Clients built on the TypeScript SDK (the MCP Inspector among them) validate structured content
+    against the output schema even when `isError` is true, so a schema naming the result alone would turn
+    every refusal into a protocol error the agent never sees. The root stays `type: object`, as the
+    specification requires of an output schema.
+    """
+    refs, definitions = models_json_schema([(result_model, "validation"), (Refusal, "validation")])
+    return {
+        "type": "object",
+        "description": f"{result_model.__name__}; when the call is refused (isError), a Refusal instead.",
+        "anyOf": [refs[result_model, "validation"], refs[Refusal, "validation"]],
+        **definitions,
+    }
+
+
 def tool_definition(spec: ToolSpec) -> types.Tool:
     return types.Tool(
         name=spec.name,
         description=spec.description,
         input_schema=spec.args_model.model_json_schema(),
-        output_schema=spec.result_model.model_json_schema(),
+        output_schema=output_schema(spec.result_model),
         annotations=types.ToolAnnotations(
             read_only_hint=spec.read_only,
             destructive_hint=spec.destructive if not spec.read_only else False,

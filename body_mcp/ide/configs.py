@@ -5,9 +5,10 @@
   `beforeReadFile`, each `failClosed`, and on `afterFileEdit` to audit).
 - Claude Code: `.mcp.json` (`mcpServers.swarm`, `type: stdio`); `.claude/settings.json` (deny
   the shell and edit built-ins and reads of protected paths and `$SWARM_HOME`, allow
-  `mcp__swarm` and the read-only built-ins, a `PreToolUse` hook `swarm hook claude-code`);
-  `.claude/settings.local.json` (`enabledMcpjsonServers: ["swarm"]`: Claude Code ignores an
-  unapproved `.mcp.json` server).
+  `mcp__swarm` and built-in reads inside the workspace only, a `PreToolUse` hook
+  `swarm hook claude-code`); `.claude/settings.local.json` (`enabledMcpjsonServers: ["swarm"]`:
+  Claude Code ignores an unapproved `.mcp.json` server), which is personal, so `.gitignore`
+  gets a line for it.
 - VS Code: `.vscode/mcp.json` (`servers.swarm`, `type: stdio`).
 - Claude Desktop: `claude_desktop_config.json` on macOS and Windows (`mcpServers.swarm`);
   printed on Linux, which has no official build.
@@ -18,8 +19,9 @@ This module is pure: it says what to merge where; `install` reads and writes the
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,7 +29,7 @@ from typing import Literal
 from . import merge
 from .events import CURSOR_EVENTS, Ide
 from .merge import JsonObject
-from .tools import CLAUDE_CODE_DENIED, CLAUDE_CODE_READ_ONLY, SERVER_NAME, is_swarm_launcher
+from .tools import CLAUDE_CODE_DENIED, CLAUDE_CODE_FILE_READERS, SERVER_NAME, is_swarm_launcher
 
 SetupIde = Literal["cursor", "claude-code", "claude-desktop", "vscode"]
 IDE_NAMES: tuple[SetupIde, ...] = ("cursor", "claude-code", "claude-desktop", "vscode")
@@ -36,6 +38,11 @@ HOOK_TIMEOUT_S = 10
 """Seconds each IDE waits for the hook (both read `timeout` in seconds); the hook answers within 4 s."""
 CURSOR_FAIL_CLOSED = ("preToolUse", "beforeShellExecution", "beforeMCPExecution", "beforeReadFile")
 """The gating events: if the hook cannot answer, Cursor blocks the action instead of letting it through."""
+
+CLAUDE_CODE_PERSONAL = ".claude/settings.local.json"
+"""Claude Code's per-person project settings (approvals, `enabledMcpjsonServers`): never committed."""
+CLAUDE_CODE_LEGACY_ALLOWED = ("Read", "Glob", "Grep", "LSP")
+"""Unscoped allow rules earlier versions of `swarm init` wrote (reads anywhere, unprompted); init takes them out."""
 
 CLAUDE_CODE_MANAGED_PATHS = {
     "macOS": "/Library/Application Support/ClaudeCode/managed-settings.json",
@@ -114,9 +121,49 @@ def claude_code_denials(denied_paths: Sequence[str], home_rule: str) -> list[str
     return rules
 
 
-def claude_code_allowed() -> list[str]:
-    """Allow rules: the body's server wholesale, and the read-only built-ins."""
-    return [f"mcp__{SERVER_NAME}", *CLAUDE_CODE_READ_ONLY]
+def workspace_read_rule(workspace: Path) -> str:
+    """The Claude Code rule for reads inside the workspace: absolute (`//` is the filesystem root), so it
+    means the same whichever directory Claude Code was started in."""
+    return f"Read(//{workspace.as_posix().lstrip('/')}/**)"
+
+
+def claude_code_allowed(workspace: Path) -> list[str]:
+    """Allow rules: the body's server wholesale, and built-in reads inside the workspace.
+
+    A read anywhere else is left to Claude Code's own prompt (the hook passes it on). `Glob`, `Grep` and
+    `LSP` get no rule of their own: a rule for them takes no path, so it would let them read anywhere;
+    Claude Code applies `Read` rules to them instead, and asks no approval inside the workspace.
+    """
+    return [f"mcp__{SERVER_NAME}", workspace_read_rule(workspace)]
+
+
+def unscoped_read_allows(rules: Iterable[str], workspace: Path, user_home: Path) -> list[str]:
+    """The allow rules that let a built-in read files outside the workspace with no prompt.
+
+    A file reader's rule is scoped when its path pattern stays inside the workspace: relative to the project
+    (`./p`, `p`, `/p`) without `..`, or absolute (`//abs`, `~/p`) with its fixed leading directories inside
+    the workspace. A bare tool name, `Tool(*)` or `Tool(**)` matches every path.
+    """
+    found: list[str] = []
+    for rule in rules:
+        name, paren, spec = rule.partition("(")
+        if name not in CLAUDE_CODE_FILE_READERS:
+            continue
+        spec = spec.removesuffix(")") if paren else ""
+        if spec in ("", "*", "**") or ".." in spec.split("/"):
+            found.append(rule)
+            continue
+        if spec.startswith("//"):
+            absolute = "/" + spec[2:]
+        elif spec.startswith("~"):
+            absolute = user_home.as_posix() + spec[1:]
+        else:
+            continue  # relative to the project: inside it
+        fixed = absolute[: min((i for i, c in enumerate(absolute) if c in "*?["), default=len(absolute))]
+        directory = os.path.normpath(fixed[: fixed.rfind("/") + 1] or "/")
+        if not Path(directory).is_relative_to(workspace):
+            found.append(rule)
+    return found
 
 
 def claude_code_hook_group(launch: Launch, *, pinned: bool = True) -> JsonObject:
@@ -157,11 +204,21 @@ class FileEdit:
 
 
 @dataclass(kw_only=True, frozen=True)
+class IgnoreEdit:
+    """Paths the workspace's `.gitignore` must ignore: a line is appended for each it does not yet ignore."""
+
+    path: Path
+    label: str
+    ignored: tuple[str, ...]
+    """Workspace-relative, posix: each becomes a `.gitignore` line as it is."""
+
+
+@dataclass(kw_only=True, frozen=True)
 class IdePlan:
     """Everything `swarm init` does for one IDE: files to merge, snippets to print, notes."""
 
     ide: SetupIde
-    edits: list[FileEdit] = field(default_factory=list[FileEdit])
+    edits: list[FileEdit | IgnoreEdit] = field(default_factory=list[FileEdit | IgnoreEdit])
     snippets: list[tuple[str, JsonObject]] = field(default_factory=list[tuple[str, JsonObject]])
     """What to print for the human to paste, when Swarm cannot write the file itself."""
     notes: list[str] = field(default_factory=list[str])
@@ -214,7 +271,8 @@ def plan_ide(ide: SetupIde, launch: Launch, machine: Environment) -> IdePlan:
         def settings(doc: JsonObject) -> JsonObject:
             where = ".claude/settings.json"
             doc = merge.add_unique(doc, ("permissions", "deny"), denials, where)
-            doc = merge.add_unique(doc, ("permissions", "allow"), claude_code_allowed(), where)
+            doc = merge.remove_items(doc, ("permissions", "allow"), CLAUDE_CODE_LEGACY_ALLOWED)
+            doc = merge.add_unique(doc, ("permissions", "allow"), claude_code_allowed(ws), where)
             return merge.set_claude_hook(
                 doc,
                 event="PreToolUse",
@@ -241,11 +299,16 @@ def plan_ide(ide: SetupIde, launch: Launch, machine: Environment) -> IdePlan:
                     path=ws / ".claude" / "settings.json", label="Claude Code permissions and hook", merge=settings
                 ),
                 FileEdit(
-                    path=ws / ".claude" / "settings.local.json",
+                    path=ws / CLAUDE_CODE_PERSONAL,
                     label="Claude Code approval of the project's swarm server",
                     merge=lambda doc: merge.add_unique(
-                        doc, ("enabledMcpjsonServers",), [SERVER_NAME], ".claude/settings.local.json"
+                        doc, ("enabledMcpjsonServers",), [SERVER_NAME], CLAUDE_CODE_PERSONAL
                     ),
+                ),
+                IgnoreEdit(
+                    path=ws / ".gitignore",
+                    label="Claude Code's personal settings kept out of git",
+                    ignored=(CLAUDE_CODE_PERSONAL,),
                 ),
             ],
         )

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import cast
 
 from .configs import (
+    CLAUDE_CODE_LEGACY_ALLOWED,
+    CLAUDE_CODE_PERSONAL,
     CURSOR_FAIL_CLOSED,
     Environment,
     Launch,
@@ -24,11 +26,12 @@ from .configs import (
     claude_desktop_config_path,
     home_read_rule,
     is_swarm_hook,
+    unscoped_read_allows,
 )
 from .events import CURSOR_EVENTS
 from .exceptions import ConfigFileUnreadable
 from .findings import DoctorCheck, Finding
-from .install import load_json_object
+from .install import gitignored, load_json_object
 from .merge import JsonObject
 from .probe import BodyLaunch, probe_body
 from .tools import SERVER_NAME
@@ -97,7 +100,7 @@ def _strings(doc: JsonObject | None, *path: str) -> list[str]:
 def check_claude_code(
     settings: JsonObject | None, local: JsonObject | None, *, workspace: Path, machine: Environment
 ) -> list[Finding]:
-    """Deny rules, allow rules, the `PreToolUse` hook and the approval of the project's server."""
+    """Deny rules, allow rules (reads scoped to the workspace), the `PreToolUse` hook and the server's approval."""
     ide, where = "claude-code", ".claude/settings.json"
     findings: list[Finding] = []
     denied = set(_strings(settings, "permissions", "deny"))
@@ -115,7 +118,7 @@ def check_claude_code(
             )
         )
     allowed = set(_strings(settings, "permissions", "allow"))
-    rule = claude_code_allowed()[0]
+    rule = claude_code_allowed(workspace)[0]
     findings.append(
         Finding(
             ide=ide,
@@ -126,9 +129,57 @@ def check_claude_code(
             fix=None if rule in allowed else f'add "{rule}" to permissions.allow in {where}',
         )
     )
+    findings += _claude_reads(settings, local, workspace=workspace, user_home=machine.user_home)
     findings.append(_claude_hook(settings, workspace))
     findings.append(_claude_approval(settings, local, workspace))
     return findings
+
+
+def _claude_reads(
+    settings: JsonObject | None, local: JsonObject | None, *, workspace: Path, user_home: Path
+) -> list[Finding]:
+    """No allow rule lets a built-in read outside the workspace unprompted (the IDE's prompt decides there)."""
+    findings: list[Finding] = []
+    for where, doc in ((".claude/settings.json", settings), (CLAUDE_CODE_PERSONAL, local)):
+        for rule in unscoped_read_allows(_strings(doc, "permissions", "allow"), workspace, user_home):
+            fix = f'remove "{rule}" from permissions.allow in {where}'
+            if rule in CLAUDE_CODE_LEGACY_ALLOWED and where == ".claude/settings.json":
+                fix += f" (an earlier swarm init wrote it), or {_init_fix('claude-code', workspace)}"
+            findings.append(
+                Finding(
+                    ide="claude-code",
+                    check=DoctorCheck.ALLOW_RULE,
+                    ok=False,
+                    subject=rule,
+                    message=f"{where} allows {rule}: a built-in read outside the workspace (~/.aws/credentials) "
+                    "gets no prompt",
+                    fix=fix,
+                )
+            )
+    if not findings:
+        message = "built-in reads are allowed without a prompt inside the workspace only"
+        findings.append(
+            Finding(ide="claude-code", check=DoctorCheck.ALLOW_RULE, ok=True, subject="Read", message=message)
+        )
+    return findings
+
+
+def check_personal_ignored(workspace: Path) -> Finding:
+    """`.claude/settings.local.json` (personal approvals) is kept out of git by the workspace's `.gitignore`."""
+    if gitignored(workspace, CLAUDE_CODE_PERSONAL):
+        message = f"{CLAUDE_CODE_PERSONAL} is ignored by git"
+        return Finding(
+            ide="claude-code", check=DoctorCheck.GITIGNORE, ok=True, subject=CLAUDE_CODE_PERSONAL, message=message
+        )
+    return Finding(
+        ide="claude-code",
+        check=DoctorCheck.GITIGNORE,
+        ok=False,
+        subject=CLAUDE_CODE_PERSONAL,
+        message=f"the workspace's .gitignore does not ignore {CLAUDE_CODE_PERSONAL}: personal approvals could be "
+        "committed and shared",
+        fix=f"add a line {CLAUDE_CODE_PERSONAL} to .gitignore, or {_init_fix('claude-code', workspace)}",
+    )
 
 
 def _claude_hook(settings: JsonObject | None, workspace: Path) -> Finding:
@@ -269,6 +320,7 @@ def check_files(ide: SetupIde, workspace: Path, machine: Environment) -> tuple[l
         settings = _load(ide, workspace / ".claude" / "settings.json", findings)
         local = _load(ide, workspace / ".claude" / "settings.local.json", findings)
         findings += check_claude_code(settings, local, workspace=workspace, machine=machine)
+        findings.append(check_personal_ignored(workspace))
     elif ide == "cursor":
         registration(_load(ide, workspace / ".cursor" / "mcp.json", findings), "mcpServers", ".cursor/mcp.json")
         findings += check_cursor(_load(ide, workspace / ".cursor" / "hooks.json", findings), workspace=workspace)

@@ -16,6 +16,7 @@ class DoctorCheck(StrEnum):
     DENY_RULE = "deny_rule"
     ALLOW_RULE = "allow_rule"
     HOOK = "hook"
+    GITIGNORE = "gitignore"
     BUILTIN_TOOLS = "builtin_tools"
     BODY_STARTS = "body_starts"
     SANDBOX = "sandbox"

@@ -5,7 +5,8 @@ byte for byte as it was (so a second `swarm init` writes nothing, and keeps the 
 formatting). A file that is not a JSON object is never overwritten: that is an error for a
 human to fix. Before a file changes, its previous content is copied to the backup directory
 (`$SWARM_HOME/ide-backups/`, outside the workspace so nothing is committed or left lying
-around), and the new content replaces it atomically.
+around), and the new content replaces it atomically. A `.gitignore` gets a line only for a path
+its workspace's ignore files do not already ignore.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from .configs import FileEdit
+from ..gitignore import GitIgnore, Rule, parse
+from . import merge
+from .configs import FileEdit, IgnoreEdit
 from .exceptions import ConfigFileUnreadable
 from .merge import JsonObject
 
@@ -79,12 +82,43 @@ class PlannedWrite:
         )
 
 
-def plan_write(edit: FileEdit) -> PlannedWrite:
+def gitignored(workspace: Path, path: str) -> bool:
+    """Whether the `.gitignore` files of `workspace` (at its root and on the way to `path`) ignore `path`.
+
+    Read, not asked of git: git is not run on the host (a repository's config can make it run commands).
+    """
+    rules: list[Rule] = []
+    parts = path.split("/")
+    for depth in range(len(parts)):
+        base = "/".join(parts[:depth])
+        try:
+            text = (workspace / base / ".gitignore").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        rules += parse(text, base)
+    return GitIgnore(rules).ignored(path)
+
+
+def plan_write(edit: FileEdit | IgnoreEdit) -> PlannedWrite:
     """What `edit` would do to its file now (reads it; writes nothing)."""
+    if isinstance(edit, IgnoreEdit):
+        return _plan_ignore(edit)
     existing = load_json_object(edit.path)
     merged = edit.merge(existing or {})
     before = edit.path.read_text(encoding="utf-8") if existing is not None else None
     after = None if existing is not None and merged == existing else render_json(merged)
+    return PlannedWrite(path=edit.path, label=edit.label, before=before, after=after)
+
+
+def _plan_ignore(edit: IgnoreEdit) -> PlannedWrite:
+    try:
+        before = edit.path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        before = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileUnreadable(f"{edit.path}: cannot read it ({exc})") from None
+    missing = [path for path in edit.ignored if not gitignored(edit.path.parent, path)]
+    after = merge.add_ignore_lines(before, missing) if missing else None
     return PlannedWrite(path=edit.path, label=edit.label, before=before, after=after)
 
 

@@ -4,7 +4,7 @@ Every function takes the parsed file and returns a new object (the input is not 
 other servers, other settings, other hooks and unknown keys come back as they were; only
 Swarm's own entries (the `swarm` server, Swarm's rules, hooks whose command is `swarm hook`)
 are added or brought up to date. Merging what a merge produced changes nothing, which is
-what makes a second `swarm init` a no-op.
+what makes a second `swarm init` a no-op. A `.gitignore` only ever gets lines appended.
 """
 
 from __future__ import annotations
@@ -50,6 +50,30 @@ def add_unique(doc: JsonObject, path: Sequence[str], items: Sequence[str], where
     target = _list(node, path[-1], where)
     target.extend(item for item in items if item not in target)
     return out
+
+
+def remove_items(doc: JsonObject, path: Sequence[str], items: Sequence[str]) -> JsonObject:
+    """Take the `items` out of the list at `path`, if there is one, keeping the rest in order."""
+    out = copy.deepcopy(doc)
+    node = _find(out, path)
+    if isinstance(node, list):
+        kept = [item for item in cast(list[object], node) if item not in items]
+        node[:] = kept
+    return out
+
+
+def _find(node: object, path: Sequence[str]) -> object:
+    for key in path:
+        node = cast(JsonObject, node).get(key) if isinstance(node, dict) else None
+    return node
+
+
+def add_ignore_lines(text: str | None, lines: Sequence[str]) -> str:
+    """A `.gitignore`'s text (None: no file yet) with `lines` appended, each on a line of its own."""
+    out = text or ""
+    if out and not out.endswith("\n"):
+        out += "\n"
+    return out + "".join(f"{line}\n" for line in lines)
 
 
 def set_flag(doc: JsonObject, key: str, value: object) -> JsonObject:

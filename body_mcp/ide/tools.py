@@ -105,8 +105,10 @@ CLAUDE_CODE_DENIED = tuple(name for name, tool in CLAUDE_CODE_TOOLS.items() if t
 CLAUDE_CODE_REQUIRED_DENIALS = ("Bash", "Edit", "Write", "NotebookEdit")
 """The deny rules `swarm doctor` insists on (the others are checked as well, but these are the doors)."""
 
-CLAUDE_CODE_READ_ONLY = ("Read", "Glob", "Grep", "LSP")
-"""Read-only built-ins `.claude/settings.json` allows next to `mcp__swarm` (protected paths stay denied)."""
+CLAUDE_CODE_FILE_READERS = ("Read", "Glob", "Grep", "LS", "NotebookRead", "LSP")
+"""Built-ins that read files. An allow rule for one of them must name paths inside the workspace: a bare
+`Read` lets a read of `~/.aws/credentials` through without Claude Code's prompt. Only `Read` rules take
+paths; Claude Code applies them to the others on a best-effort basis."""
 
 _CURSOR: dict[str, BuiltinTool] = {
     **dict.fromkeys(("shell", "terminal", "runterminalcmd", "runterminalcommand"), _SHELL),

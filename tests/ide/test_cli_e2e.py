@@ -46,6 +46,7 @@ def test_init_twice_keeps_the_users_servers_and_settings_and_the_second_run_writ
         and "Bash" in settings["permissions"]["deny"]
     )
     assert json.loads((workspace / ".cursor" / "hooks.json").read_text())["hooks"]["stop"] == [{"command": "s"}]
+    assert ".claude/settings.local.json" in (workspace / ".gitignore").read_text().splitlines()
     assert list((home / "ide-backups").iterdir())  # what was there is kept
 
 

@@ -70,6 +70,30 @@ def test_a_missing_hook_and_an_unapproved_server_are_reported(workspace: Path, h
     assert all(f.fix for f in claude + cursor if not f.ok)
 
 
+def test_unscoped_read_rules_and_a_personal_file_git_would_commit_are_reported(
+    workspace: Path, home: Path, tmp_path: Path
+) -> None:
+    set_up(workspace, home, tmp_path, "claude-code")
+    edit_json(workspace / ".claude/settings.json", lambda d: d["permissions"]["allow"].append("Read"))
+    edit_json(
+        workspace / ".claude/settings.local.json", lambda d: d.update(permissions={"allow": ["Grep", "Read(~/**)"]})
+    )
+    (workspace / ".gitignore").unlink()
+    findings, _ = check_files("claude-code", workspace, machine(home))
+    assert failures(findings) == {
+        ("allow_rule", "Read"),
+        ("allow_rule", "Grep"),
+        ("allow_rule", "Read(~/**)"),
+        ("gitignore", ".claude/settings.local.json"),
+    }
+    assert all(f.fix for f in findings if not f.ok)
+    set_up(workspace, home, tmp_path, "claude-code")  # init takes out the rule it used to write, and ignores the file
+    assert failures(check_files("claude-code", workspace, machine(home))[0]) == {
+        ("allow_rule", "Grep"),
+        ("allow_rule", "Read(~/**)"),
+    }
+
+
 def test_missing_files_are_reported_not_crashed_on(workspace: Path, home: Path) -> None:
     findings = check_claude_code(None, None, workspace=workspace, machine=machine(home))
     assert {f.check for f in findings if not f.ok} == {

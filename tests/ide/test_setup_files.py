@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from body_mcp.gitignore import GitIgnore, parse
 from body_mcp.ide import (
     ConfigFileUnreadable,
     Environment,
@@ -20,8 +21,9 @@ from body_mcp.ide import (
     plan_ide,
     plan_write,
 )
-from body_mcp.ide.configs import claude_desktop_config_path, is_swarm_hook
+from body_mcp.ide.configs import claude_desktop_config_path, is_swarm_hook, unscoped_read_allows
 from body_mcp.ide.merge import set_claude_hook, set_cursor_hooks
+from body_mcp.ide.tools import CLAUDE_CODE_FILE_READERS
 from shared_protocol.config import DEFAULT_DENIED_PATHS
 
 SWARM = ("/opt/swarm/bin/swarm",)
@@ -202,3 +204,114 @@ def test_backups_are_named_by_time_and_original_path(tmp_path: Path) -> None:
     backup = apply_write(plan_write(plan.edits[0]), backup_dir=tmp_path / "b", now=datetime(2025, 1, 2, tzinfo=UTC))
     assert backup is not None and backup.name.startswith("20250102T000000000000Z_")
     assert backup.name.endswith("ws__.mcp.json") and json.loads(backup.read_text()) == {"a": 1}
+
+
+def claude_reads_unprompted(allow: list[str], path: Path) -> bool:
+    """Whether Claude Code's allow rules let its `Read` open `path` with no prompt (path rules follow gitignore)."""
+    for rule in allow:
+        name, _, spec = rule.partition("(")
+        if name != "Read":
+            continue
+        if not spec:
+            return True
+        assert spec.startswith("//"), rule  # what swarm writes: an absolute rule
+        if GitIgnore(parse(spec.removesuffix(")")[2:])).ignored(path.as_posix().lstrip("/")):
+            return True
+    return False
+
+
+def test_claude_code_reads_are_allowed_unprompted_inside_the_workspace_only(
+    workspace: Path, home: Path, tmp_path: Path
+) -> None:
+    run_init(workspace, home, "claude-code", tmp_path / "backups")
+    allow = read_json(workspace / ".claude" / "settings.json")["permissions"]["allow"]
+    assert claude_reads_unprompted(allow, workspace / "src" / "app.py")
+    assert not claude_reads_unprompted(allow, home.parent / ".aws" / "credentials")
+    assert not claude_reads_unprompted(allow, Path(f"{workspace}-other") / "x.py")
+    # Glob, Grep and LSP rules take no path: any rule for them would let them read anywhere.
+    assert [rule for rule in allow if rule.partition("(")[0] in CLAUDE_CODE_FILE_READERS] == [
+        f"Read(//{workspace.as_posix().lstrip('/')}/**)"
+    ]
+
+
+def test_init_takes_out_the_unscoped_read_rules_an_earlier_init_wrote(
+    workspace: Path, home: Path, tmp_path: Path
+) -> None:
+    earlier = ["Bash(npm test)", "mcp__swarm", "Read", "Glob", "Grep", "LSP", "Read(./docs/**)"]
+    write_json(workspace / ".claude" / "settings.json", {"permissions": {"allow": earlier}})
+    run_init(workspace, home, "claude-code", tmp_path / "backups")
+    allow = read_json(workspace / ".claude" / "settings.json")["permissions"]["allow"]
+    assert allow == ["Bash(npm test)", "mcp__swarm", "Read(./docs/**)", f"Read(//{workspace.as_posix()[1:]}/**)"]
+    assert run_init(workspace, home, "claude-code", tmp_path / "backups") == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (None, ".claude/settings.local.json\n"),
+        ("node_modules/\n*.log", "node_modules/\n*.log\n.claude/settings.local.json\n"),
+        (
+            "*.local.json\n!.claude/settings.local.json\n",
+            "*.local.json\n!.claude/settings.local.json\n.claude/settings.local.json\n",
+        ),
+        (".claude/\n", None),
+        ("/.claude/settings.local.json\n", None),
+        ("# ours\nsettings.local.json\n", None),
+    ],
+)
+def test_init_keeps_claude_codes_personal_settings_out_of_git_appending_only_what_is_missing(
+    workspace: Path, home: Path, tmp_path: Path, before: str | None, after: str | None
+) -> None:
+    gitignore = workspace / ".gitignore"
+    if before is not None:
+        gitignore.write_text(before)
+    changed = run_init(workspace, home, "claude-code", tmp_path / "backups")
+    assert (gitignore in changed) == (after is not None)
+    expected = after if after is not None else before
+    assert (gitignore.read_text() if gitignore.exists() else None) == expected
+    assert run_init(workspace, home, "claude-code", tmp_path / "backups") == []
+
+
+def test_a_personal_file_ignored_by_a_nested_gitignore_needs_no_line_at_the_root(
+    workspace: Path, home: Path, tmp_path: Path
+) -> None:
+    (workspace / ".claude").mkdir()
+    (workspace / ".claude" / ".gitignore").write_text("settings.local.json\n")
+    run_init(workspace, home, "claude-code", tmp_path / "backups")
+    assert not (workspace / ".gitignore").exists()
+
+
+@pytest.mark.parametrize(
+    ("rule", "scoped"),
+    [
+        ("Read(//{ws}/**)", True),
+        ("Read(//{ws}/src/*.py)", True),
+        ("Read(./src/**)", True),
+        ("Read(/docs/**)", True),
+        ("Grep(src/**)", True),
+        ("Read(~/ws/**)", True),
+        ("Bash", True),
+        ("mcp__swarm", True),
+        ("Read", False),
+        ("Glob", False),
+        ("Grep", False),
+        ("LS", False),
+        ("LSP", False),
+        ("Read(*)", False),
+        ("Read(**)", False),
+        ("Read(//**)", False),
+        ("Read(~/**)", False),
+        ("Read(~/.aws/**)", False),
+        ("Read(//etc/**)", False),
+        ("Read(../**)", False),
+        ("Read(//{ws}/../**)", False),
+        ("Read(//{ws}*/**)", False),
+        ("Read(//{ws}-other/**)", False),
+    ],
+)
+def test_an_allow_rule_is_scoped_only_when_its_paths_stay_in_the_workspace(
+    tmp_path: Path, rule: str, scoped: bool
+) -> None:
+    workspace = tmp_path / "ws"
+    concrete = rule.format(ws=workspace.as_posix().lstrip("/"))
+    assert (unscoped_read_allows([concrete], workspace, tmp_path) == []) == scoped
