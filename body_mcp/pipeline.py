@@ -78,13 +78,16 @@ class CallOutcome:
 
 
 def refused_outcome(refusal: ToolRefused, action_id: str, *, audited: bool = True) -> CallOutcome:
-    """A refusal as the client sees it: `{code, rule, message, action_id}`, and the same in a line of text."""
-    structured = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=action_id)
+    """A refusal as the client sees it: `{code, rule, message, action_id}`, and the same as text (a line, then JSON)."""
+    data = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=action_id).model_dump(
+        mode="json"
+    )
     where = f"action {action_id}" if audited else f"action {action_id}, not audited"
+    # The JSON in the text too: a client that reads only text (or drops structured content) still sees the code.
     return CallOutcome(
         is_error=True,
-        structured=structured.model_dump(mode="json"),
-        text=f"Refused [{refusal.code.value}] {refusal.message} ({where})",
+        structured=data,
+        text=f"Refused [{refusal.code.value}] {refusal.message} ({where})\n" + _json.plain(data),
         action_id=action_id,
     )
 

@@ -70,10 +70,6 @@ async def test_the_schema_still_rejects_what_is_neither_the_result_nor_a_refusal
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lead's change: body_mcp.guard.refused_outcome appends the refusal JSON to its text line",
-)
 async def test_a_refusal_carries_its_json_in_the_text_too(client: Client) -> None:
     result = await call(client, "read_text_file", path="../outside.txt")
     data = refused(result, "path_outside_workspace")
