@@ -286,7 +286,7 @@ def test_the_prepared_hmac_is_rfc_2104_hmac_sha256(key: bytes) -> None:
     import hashlib
     import hmac
 
-    from body_mcp.audit import _HmacSha256  # pyright: ignore[reportPrivateUsage]
+    from body_mcp.audit._store import _HmacSha256  # pyright: ignore[reportPrivateUsage]
 
     prepared = _HmacSha256(key)
     for message in (b"", b"event", "é".encode() * 500):

@@ -23,8 +23,9 @@ import pytest
 
 from body_mcp import Body
 from body_mcp._db import Writes
-from body_mcp._journal import END, PREFIX_LEN, decode, encode
-from body_mcp.audit import EventDraft, _HmacSha256  # pyright: ignore[reportPrivateUsage]
+from body_mcp.audit import EventDraft
+from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
+from body_mcp.audit._store import _HmacSha256  # pyright: ignore[reportPrivateUsage]
 from body_mcp.pipeline import CallContext, Next
 from body_mcp.tools._spec import ToolOutput
 

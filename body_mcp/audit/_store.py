@@ -46,11 +46,12 @@ from pydantic import ValidationError
 from shared_protocol import NO_IMPACT, AuditEvent, Impact
 from shared_protocol.audit import AuditKind, AuditOutcome
 
-from . import _journal, _json
-from ._db import StateDB, Writes
-from ._factories import empty_dict, empty_list
+from .. import _json
+from .._db import StateDB, Writes
+from .._factories import empty_dict, empty_list
+from . import _journal
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("body_mcp.audit")
 
 _ANCHOR_LEN = 20 + 1 + 64 + 1
 _REDACTED_KEYS = frozenset({"content", "old_text", "new_text"})
