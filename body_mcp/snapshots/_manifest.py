@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from .exceptions import SwarmError
+from ..exceptions import SwarmError
 
 EntryType = Literal["file", "dir", "symlink"]
 SkipReason = Literal["excluded", "special", "unreadable"]
