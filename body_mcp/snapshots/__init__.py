@@ -15,27 +15,19 @@ What is where:
     _snapshotter  Snapshotter and SnapshotSettings: every operation, under the store's lock
     _walk         reading a workspace into a snapshot (by descriptor, with a stat cache); the state.db copy
     _store        the snapshot directory: content-addressed objects, manifests, the lock
-    _manifest     the manifest format (self-checking), the results of operations, and the errors
+    _manifest     the manifest format, self-checking
+    _results      what operations return, and SnapshotEvent: what each asks to be audited
     _build        building a restored tree beside the workspace, hard-linking unchanged files
     _swap         swapping it in atomically, its journal, and recovering a killed restore
     _schedule     retention (which snapshots to keep) and the hourly loop
+    exceptions    SnapshotError and its subclasses
 """
 
-from ._manifest import (
-    DrillReport,
-    PruneResult,
-    RestoreImpossible,
-    RestoreResult,
-    SnapshotAction,
-    SnapshotDamaged,
-    SnapshotError,
-    SnapshotEvent,
-    SnapshotInfo,
-    SnapshotNotFound,
-)
+from ._results import DrillReport, PruneResult, RestoreResult, SnapshotAction, SnapshotEvent, SnapshotInfo
 from ._schedule import retained, run_hourly, seconds_until_due
 from ._snapshotter import SnapshotSettings, Snapshotter
 from ._walk import snapshot_database
+from .exceptions import RestoreImpossible, SnapshotDamaged, SnapshotError, SnapshotNotFound
 
 __all__ = [
     "DrillReport",

@@ -23,20 +23,8 @@ from typing import Any, Literal
 from ..state import StatePaths
 from . import _swap as swap
 from ._build import Reuse, materialize, repair
-from ._manifest import (
-    DrillReport,
-    Extra,
-    Manifest,
-    PruneResult,
-    RestoreImpossible,
-    RestoreResult,
-    SnapshotAction,
-    SnapshotDamaged,
-    SnapshotError,
-    SnapshotEvent,
-    SnapshotInfo,
-    SnapshotNotFound,
-)
+from ._manifest import Extra, Manifest
+from ._results import DrillReport, PruneResult, RestoreResult, SnapshotAction, SnapshotEvent, SnapshotInfo
 from ._schedule import retained
 from ._store import ObjectStore, new_snapshot_id, referenced, snapshot_time, sync_filesystem
 from ._walk import (
@@ -48,6 +36,7 @@ from ._walk import (
     store_file,
     write_extra,
 )
+from .exceptions import RestoreImpossible, SnapshotDamaged, SnapshotError, SnapshotNotFound
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._manifest import Manifest, SnapshotDamaged, SnapshotNotFound, manifest_from_json, manifest_to_json
+from ._manifest import Manifest, manifest_from_json, manifest_to_json
+from .exceptions import SnapshotDamaged, SnapshotNotFound
 
 _ID_RE = re.compile(r"^snap-(\d{8}T\d{6}\.\d{6})Z-[0-9a-f]{4}$")
 _SMALL = 4 << 20
