@@ -26,11 +26,12 @@ What is where:
 from ._results import DrillReport, PruneResult, RestoreResult, SnapshotAction, SnapshotEvent, SnapshotInfo
 from ._schedule import retained, run_hourly, seconds_until_due
 from ._snapshotter import SnapshotSettings, Snapshotter
-from ._walk import snapshot_database
+from ._walk import Progress, snapshot_database
 from .exceptions import RestoreImpossible, SnapshotDamaged, SnapshotError, SnapshotNotFound
 
 __all__ = [
     "DrillReport",
+    "Progress",
     "PruneResult",
     "RestoreImpossible",
     "RestoreResult",
