@@ -22,8 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from body_mcp import _snapshot_walk
-from body_mcp.snapshots import SnapshotSettings, Snapshotter
+from body_mcp.snapshots import SnapshotSettings, Snapshotter, _walk
 
 T = TypeVar("T")
 
@@ -90,16 +89,16 @@ def main() -> int:
         make_workspace(ws, args.files, args.mb << 20)
         make_database(db, args.db_mb << 20)
         # An hourly snapshot sees files older than the stat cache's racy window; so does this one.
-        time.sleep(_snapshot_walk.RACY_NS / 1e9 + 0.1)
+        time.sleep(_walk.RACY_NS / 1e9 + 0.1)
 
         snap = Snapshotter(SnapshotSettings(workspace=ws, state_dir=state, state_db=db))
         create_s, first = timed("create (full)", snap.create)
         touch(ws, args.files, args.touch, 1)
-        time.sleep(_snapshot_walk.RACY_NS / 1e9 + 0.1)
+        time.sleep(_walk.RACY_NS / 1e9 + 0.1)
         incr_s, incr = timed(f"incremental create ({args.touch} files touched)", snap.create)
         touch(ws, args.files, args.touch, 2)
         add_rows(db, 20)
-        time.sleep(_snapshot_walk.RACY_NS / 1e9 + 0.1)
+        time.sleep(_walk.RACY_NS / 1e9 + 0.1)
         incr_db_s, incr_db = timed(f"incremental create ({args.touch} files + 20 DB rows)", snap.create)
         restore_s, _ = timed("restore (first snapshot; verify, undo snapshot, swap)", lambda: snap.restore(first.id))
         drill_s, _ = timed("drill (latest, into scratch)", snap.drill)

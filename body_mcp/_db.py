@@ -25,7 +25,7 @@ SqlValue = str | int | float | bytes | None
 class Writes:
     """Statements to commit in one transaction with an audit event, as data rather than code: the event's
     journal record carries them, so that what a body replied about is replayed whole if it dies before
-    committing it (`audit.py`)."""
+    committing it (`audit/_store.py`)."""
 
     __slots__ = ("rowcounts", "statements")
 

@@ -14,7 +14,8 @@ import pytest
 from mcp import Client
 
 from body_mcp import Body
-from body_mcp.audit import canonical_json, keep_retention, with_mac
+from body_mcp.audit import canonical_json, keep_retention
+from body_mcp.audit._chain import with_mac
 from shared_protocol.config import parse_config
 
 from ..conftest import make_body, require_binary
@@ -287,9 +288,9 @@ def test_the_prepared_hmac_is_rfc_2104_hmac_sha256(key: bytes) -> None:
     import hashlib
     import hmac
 
-    from body_mcp.audit import _HmacSha256  # pyright: ignore[reportPrivateUsage]
+    from body_mcp.audit._chain import HmacSha256
 
-    prepared = _HmacSha256(key)
+    prepared = HmacSha256(key)
     for message in (b"", b"event", "é".encode() * 500):
         assert prepared.hexdigest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
 

@@ -23,8 +23,9 @@ import pytest
 
 from body_mcp import Body
 from body_mcp._db import Writes
-from body_mcp._journal import END, PREFIX_LEN, decode, encode
-from body_mcp.audit import EventDraft, _HmacSha256  # pyright: ignore[reportPrivateUsage]
+from body_mcp.audit import EventDraft
+from body_mcp.audit._chain import HmacSha256
+from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
 from body_mcp.pipeline import CallContext, Next
 from body_mcp.tools._spec import ToolOutput
 
@@ -77,7 +78,7 @@ def _draft(n: int) -> EventDraft:
 
 
 def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_not_read() -> None:
-    tag = _HmacSha256(b"k" * 32).digest
+    tag = HmacSha256(b"k" * 32).digest
     writes = Writes()
     writes.add("INSERT INTO blobs (sha256, data) VALUES (?, ?)", ("abc", b"\x00\xffpre-image"))
     writes.add("UPDATE t SET a = ?, b = ?, c = ? WHERE id = ?", (1.5, None, "é", 7))
@@ -99,7 +100,7 @@ def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_n
     forged = bytearray(first)
     forged[PREFIX_LEN + 5] ^= 1
     assert decode(bytes(forged[: -len(END)]) + second, tag) == []  # changed without the key: not it, nor what follows
-    assert decode(first, _HmacSha256(b"other key").digest) == []
+    assert decode(first, HmacSha256(b"other key").digest) == []
     assert decode(bytes(PREFIX_LEN) + first, tag) == []  # a record made void (zeroed) stops reading
 
 

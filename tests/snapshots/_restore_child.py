@@ -10,14 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from body_mcp import _snapshot_swap, _snapshot_walk
-from body_mcp.snapshots import SnapshotSettings, Snapshotter
+from body_mcp.snapshots import SnapshotSettings, Snapshotter, _swap, _walk
 
 
 def main() -> None:
     workspace, state_dir, snapshot_id, step, nth, exchange, trust_fresh = sys.argv[1:8]
     if trust_fresh == "1":
-        _snapshot_walk.RACY_NS = 0
+        _walk.RACY_NS = 0
     seen = 0
 
     def hook(name: str) -> None:
@@ -28,7 +27,7 @@ def main() -> None:
                 print("PAUSED", flush=True)
                 time.sleep(120)
 
-    _snapshot_swap.STEP_HOOK = hook
+    _swap.STEP_HOOK = hook
     settings = SnapshotSettings(workspace=Path(workspace), state_dir=Path(state_dir))
     Snapshotter(settings, exchange=exchange == "1").restore(snapshot_id)
     print("FINISHED", flush=True)

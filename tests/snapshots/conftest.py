@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from body_mcp import _snapshot_walk
+from body_mcp.snapshots import _walk
 
 from ._support import make_tree
 
@@ -29,4 +29,4 @@ def state_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def trust_fresh_stats(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the stat cache trust files written a moment ago (tests write them just before snapshotting)."""
-    monkeypatch.setattr(_snapshot_walk, "RACY_NS", 0)
+    monkeypatch.setattr(_walk, "RACY_NS", 0)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from body_mcp import _snapshot_swap
 from body_mcp.confinement import Workspace
-from body_mcp.snapshots import SnapshotDamaged, SnapshotNotFound
+from body_mcp.snapshots import SnapshotDamaged, SnapshotNotFound, _swap
 
 from ..conftest import make_body
 from ._support import mutate_tree, siblings, snapshotter, tree_state
@@ -197,7 +196,7 @@ def test_a_linked_file_written_in_place_during_the_restore_is_put_right(
             with open(victim, "r+b") as fh:  # same inode as the file linked into the new tree
                 fh.write(b"SCRIBBLE")
 
-    monkeypatch.setattr(_snapshot_swap, "STEP_HOOK", write_in_place)
+    monkeypatch.setattr(_swap, "STEP_HOOK", write_in_place)
     snap.restore(taken.id)
 
     assert tree_state(ws) == state_b

@@ -10,8 +10,8 @@ import anyio
 import anyio.from_thread
 import pytest
 
-from body_mcp._snapshot_store import new_snapshot_id
 from body_mcp.snapshots import SnapshotDamaged, SnapshotEvent, SnapshotNotFound, retained, run_hourly, seconds_until_due
+from body_mcp.snapshots._store import new_snapshot_id
 
 from ._support import snapshotter
 

@@ -1,15 +1,7 @@
-"""The audit trail: append-only, keyed hash chain, head anchored outside the database.
+"""The store: an event is made durable in the journal, committed to the database, then anchored.
 
-Each event's `mac` is HMAC-SHA-256 (key in `audit.key`, never in the database) over the
-previous event's `mac` and the canonical JSON of the event. After each commit the head
-`(seq, mac)` is written to `audit.anchor`. Editing, inserting, deleting or reordering an
-event breaks the chain; truncating the tail disagrees with the anchor. A database ahead of
-its anchor (valid MACs past it) is a crash between the two writes or anchor writes that
-failed, not tampering; an anchor that names an event the database lacks is never written
-over (the evidence verify reports).
-
-An event is durable first in `audit.journal` (one write, `_journal.py`), with the statements
-its transaction commits alongside it; then it is committed to the database and anchored.
+An event is durable first in `audit.journal` (one write, `_journal`), with the statements its
+transaction commits alongside it; then it is committed to the database and anchored (`_anchor`).
 Appends from several processes (two bodies, the CLI) are serialised by an `flock` on the
 anchor file held from the journal write to the anchor write, so that the chain has one order;
 the next store to take the flock after one died in between commits what the database lacks.
@@ -25,153 +17,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
-import hmac
 import logging
 import os
-import random
 import sqlite3
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import anyio
-import anyio.to_thread
-from pydantic import ValidationError
+from shared_protocol import AuditEvent
 
-from shared_protocol import NO_IMPACT, AuditEvent, Impact
-from shared_protocol.audit import AuditKind, AuditOutcome
+from .._db import StateDB, Writes
+from . import _anchor, _journal
+from ._chain import Chain
+from ._event import Appended, EventDraft
+from ._retention import prune_trail
+from ._verify import VerifyReport, verify_trail
 
-from . import _journal, _json
-from ._db import StateDB, Writes
-from ._factories import empty_dict, empty_list
-
-logger = logging.getLogger(__name__)
-
-_ANCHOR_LEN = 20 + 1 + 64 + 1
-_REDACTED_KEYS = frozenset({"content", "old_text", "new_text"})
-
-
-def new_action_id() -> str:
-    """Time-ordered, unique: `act_` + nanoseconds (hex) + 32 random bits (unique, not secret: no syscall)."""
-    return f"act_{time.time_ns():x}{random.getrandbits(32):08x}"
-
-
-canonical_json = _json.canonical
-"""What the chain signs: `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`."""
-
-
-def with_mac(signed: str, mac: str) -> str:
-    """`canonical_json` of an event's signed payload plus its `mac`, without encoding it all again (hot path).
-
-    Keys are sorted, so `mac` goes right before the top-level `message`. That is the last `,"message":` in
-    the text: every key after it holds a string, a number or null, where a quote is escaped.
-    """
-    at = signed.rfind(',"message":')
-    assert at > 0, "an event payload always has a message key"
-    return f'{signed[:at]},"mac":"{mac}"{signed[at:]}'
-
-
-def redact_arguments(value: Any) -> Any:
-    """File contents become `{sha256, size}`: the trail proves what was written without holding it."""
-    if type(value) is str:  # (most values: no isinstance chain)
-        return value
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
-            if key in _REDACTED_KEYS and isinstance(item, str):
-                data = item.encode()
-                out[str(key)] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # pyright: ignore[reportUnknownArgumentType]
-            elif type(item) is str:  # pyright: ignore[reportUnknownArgumentType]  (most values: no call)
-                out[str(key)] = item  # pyright: ignore[reportUnknownArgumentType]
-            else:
-                out[str(key)] = redact_arguments(item)  # pyright: ignore[reportUnknownArgumentType]
-        return out
-    if isinstance(value, list):
-        return [redact_arguments(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
-    return value
-
-
-@dataclass(kw_only=True)
-class EventDraft:
-    """An audit event before the chain gives it a `seq`, `prev_mac` and `mac`."""
-
-    id: str
-    kind: AuditKind
-    agent: str
-    session: str
-    rationale: str
-    outcome: AuditOutcome
-    tool: str | None = None
-    arguments: dict[str, Any] = field(default_factory=empty_dict)
-    decision_id: str | None = None
-    mode: Literal["live", "shadow"] = "live"
-    code: str | None = None
-    rule: str | None = None
-    message: str | None = None
-    files: list[str] = field(default_factory=empty_list)
-    impact: Impact = NO_IMPACT
-    duration_ms: float = 0.0
-    detail: dict[str, Any] = field(default_factory=empty_dict)
-
-
-_MAX_SEQ = 2**63 - 1  # SQLite's largest integer
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """Where an event landed in the chain (the hot path needs no more than this)."""
-
-    id: str
-    seq: int
-    mac: str
-
-
-@dataclass(kw_only=True, frozen=True)
-class VerifyReport:
-    ok: bool
-    events: int
-    first_bad_seq: int | None = None
-    problem: str | None = None
-    anchor: Literal["match", "one_behind", "behind", "missing", "mismatch", "empty"] = "match"
-
-    def summary(self) -> str:
-        if self.ok:
-            notes = {
-                "one_behind": " (anchor one event behind: a crash between commit and anchor write, not tampering)",
-                "behind": " (anchor behind the verified chain: its writes failed, not tampering)",
-            }
-            return f"audit chain OK: {self.events} events verified" + notes.get(self.anchor, "")
-        where = f" at event seq {self.first_bad_seq}" if self.first_bad_seq is not None else ""
-        return f"audit chain BROKEN{where}: {self.problem}"
-
-
-class _HmacSha256:
-    """HMAC-SHA-256 (RFC 2104) with the keyed inner and outer states computed once.
-
-    `hmac.new` and `hmac.digest` look the digest up in OpenSSL on every call, which costs more than hashing
-    an event; copying a prepared SHA-256 state does not.
-    """
-
-    def __init__(self, key: bytes) -> None:
-        block = hashlib.sha256().block_size
-        padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
-
-    def digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
-
-    def hexdigest(self, message: bytes) -> str:
-        return self.digest(message).hex()
+logger = logging.getLogger("body_mcp.audit")  # the package's name, not this private module's
 
 
 @dataclass(slots=True)
@@ -196,7 +60,7 @@ class AuditStore:
 
     def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, journal_path: Path, body_id: str) -> None:
         self._db = db
-        self._hmac = _HmacSha256(key)
+        self._chain = Chain(key, body_id)
         self._anchor_path = anchor_path
         self.body_id = body_id
         self._anchor_fd = os.open(anchor_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -242,17 +106,6 @@ class AuditStore:
                 self._closed = True
                 os.close(self._anchor_fd)
                 os.close(self._journal_fd)
-
-    # -- chain arithmetic --------------------------------------------------------------
-
-    def _genesis(self) -> str:
-        return self._hmac.hexdigest(b"swarm-audit-genesis:" + self.body_id.encode())
-
-    def _mac(self, payload: dict[str, Any]) -> str:
-        return self._mac_of(canonical_json(payload))
-
-    def _mac_of(self, signed: str) -> str:
-        return self._hmac.hexdigest(signed.encode())
 
     # -- writing -----------------------------------------------------------------------
 
@@ -346,11 +199,9 @@ class AuditStore:
         payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
         payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
         payload["prev_mac"] = prev_mac
-        signed = _json.canonical(payload)
-        mac = self._hmac.hexdigest(signed.encode())
-        body = with_mac(signed, mac)
+        body, mac = self._chain.sign(payload)
         record = _journal.encode(
-            seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._hmac.digest
+            seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
         )
         at = self._journal_end
         try:
@@ -414,7 +265,7 @@ class AuditStore:
 
     def _db_head(self, conn: sqlite3.Connection) -> tuple[int, str]:
         row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-        return (0, self._genesis()) if row is None else (int(row[0]), str(row[1]))
+        return (0, self._chain.genesis()) if row is None else (int(row[0]), str(row[1]))
 
     def _recover(self) -> int:
         """Read the head from the database, first committing the journal records it lacks (flock held).
@@ -423,7 +274,7 @@ class AuditStore:
         anchor already covers but the database lacks means events were deleted, which verify must report.
         """
         data = os.pread(self._journal_fd, os.fstat(self._journal_fd).st_size, 0)
-        records = _journal.decode(data, self._hmac.digest)
+        records = _journal.decode(data, self._chain.tag)
         anchored = self._read_anchor()
         anchored_seq = anchored[0] if anchored is not None else 0
         replayed = 0
@@ -496,7 +347,7 @@ class AuditStore:
                 if seq != head[0] + 1 or item.payload["prev_mac"] != head[1]:
                     logger.warning("audit event %s chained again onto event %s, appended meanwhile", seq, head[0])
                     self._anchor_agrees(conn, head)  # (or the database lost events)
-                    values = self._rechain(item.payload, head)
+                    values = self._chain.rechain(item.payload, head)
                 if item.writes is not None:
                     item.writes.run(conn)
                 conn.execute(_INSERT, values)
@@ -508,23 +359,10 @@ class AuditStore:
     def _anchor_agrees(self, conn: sqlite3.Connection, head: tuple[int, str]) -> bool:
         """Whether the anchor names an event the database holds, as verify requires; if not, events it covered
         were deleted, and from now on this store keeps it as it is, the evidence verify reports."""
-        anchored = self._read_anchor()
-        if anchored is None:
-            agrees = head[0] <= 1  # (none yet: the first event's anchor may not be written)
-        elif anchored[0] >= head[0]:
-            agrees = anchored[0] == head[0] and hmac.compare_digest(anchored[1], head[1])
-        else:
-            row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (anchored[0],)).fetchone()
-            agrees = row is not None and hmac.compare_digest(str(row[0]), anchored[1])
+        agrees = _anchor.agrees(self._read_anchor(), conn, head)
         if not agrees:
             self._anchor_kept = True
         return agrees
-
-    def _rechain(self, payload: dict[str, Any], head: tuple[int, str]) -> tuple[int, str, str, str | None, str, str]:
-        payload = {**payload, "seq": head[0] + 1, "prev_mac": head[1]}
-        signed = _json.canonical(payload)
-        mac = self._hmac.hexdigest(signed.encode())
-        return (head[0] + 1, payload["id"], payload["ts"], payload["decision_id"], with_mac(signed, mac), mac)
 
     def _lock(self) -> None:
         if not self._locked:
@@ -538,19 +376,12 @@ class AuditStore:
             fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
-        _write_all(self._anchor_fd, f"{seq:020d} {mac}\n".encode(), 0)
+        _write_all(self._anchor_fd, _anchor.encode(seq, mac), 0)
         if self._db.durability == "power_loss":
             os.fdatasync(self._anchor_fd)
 
     def _read_anchor(self) -> tuple[int, str] | None:
-        data = os.pread(self._anchor_fd, _ANCHOR_LEN, 0)
-        if not data:
-            return None
-        try:
-            seq_text, mac = data.decode().split()
-            return int(seq_text), mac
-        except ValueError:
-            return (-1, "")
+        return _anchor.decode(os.pread(self._anchor_fd, _anchor.LEN, 0))
 
     # -- reading -----------------------------------------------------------------------
 
@@ -575,89 +406,7 @@ class AuditStore:
             self.recover()
         with self._db.read() as conn:
             rows = conn.execute("SELECT seq, id, body, mac FROM audit_events ORDER BY seq").fetchall()
-        events: list[AuditEvent] = []
-        for seq, action_id, body, mac in rows:
-            try:
-                event = AuditEvent.model_validate_json(body)
-            except ValidationError:
-                return VerifyReport(
-                    ok=False, events=len(events), first_bad_seq=int(seq), problem="event body unreadable"
-                )
-            if event.seq != seq or event.id != action_id or event.mac != mac:
-                return VerifyReport(
-                    ok=False, events=len(events), first_bad_seq=int(seq), problem="indexed columns disagree with event"
-                )
-            events.append(event)
-        checkpoints = {
-            int(e.detail.get("through_seq", 0)): str(e.detail.get("mac_at", ""))
-            for e in events
-            if e.kind == "checkpoint"
-        }
-        expected_prev = self._genesis()
-        expected_seq = 1
-        if events and events[0].seq != 1:
-            expected_seq = events[0].seq
-            expected_prev = checkpoints.get(events[0].seq - 1, "")
-            if not expected_prev:
-                return VerifyReport(
-                    ok=False,
-                    events=0,
-                    first_bad_seq=events[0].seq,
-                    problem="events missing from the start of the chain",
-                )
-        for index, event in enumerate(events):
-            if event.seq != expected_seq:
-                return VerifyReport(
-                    ok=False,
-                    events=index,
-                    first_bad_seq=event.seq,
-                    problem=f"sequence gap: expected {expected_seq}, found {event.seq} (events deleted or reordered)",
-                )
-            if event.prev_mac != expected_prev:
-                return VerifyReport(
-                    ok=False,
-                    events=index,
-                    first_bad_seq=event.seq,
-                    problem="chain link broken (event inserted or deleted)",
-                )
-            if not hmac.compare_digest(self._mac(event.signed_payload()), event.mac):
-                return VerifyReport(
-                    ok=False, events=index, first_bad_seq=event.seq, problem="MAC mismatch (event edited)"
-                )
-            expected_prev = event.mac
-            expected_seq += 1
-        return self._check_anchor(events)
-
-    def _check_anchor(self, events: list[AuditEvent]) -> VerifyReport:
-        anchor = self._read_anchor()
-        count = len(events)
-        if anchor is None:
-            if not events:
-                return VerifyReport(ok=True, events=0, anchor="empty")
-            if len(events) == 1 and events[0].seq == 1:  # the first event ever, its anchor not written yet
-                return VerifyReport(ok=True, events=1, anchor="one_behind")
-            return VerifyReport(ok=False, events=count, problem="anchor file missing or empty", anchor="missing")
-        seq, mac = anchor
-        head = events[-1] if events else None
-        if head is not None and seq == head.seq and hmac.compare_digest(mac, head.mac):
-            return VerifyReport(ok=True, events=count)
-        # Behind a chain whose every MAC verified (and which has no gap): the events past the anchor were written
-        # with the key (a crash before the anchor write, or anchor writes that failed), not forged.
-        if (
-            head is not None
-            and events[0].seq <= seq < head.seq
-            and hmac.compare_digest(mac, events[seq - events[0].seq].mac)
-        ):
-            return VerifyReport(ok=True, events=count, anchor="one_behind" if seq == head.seq - 1 else "behind")
-        last = head.seq if head is not None else 0
-        problem = (
-            f"anchor says the chain ends at event {seq} but the database ends at {last} (events truncated)"
-            if seq > last
-            else f"anchor (event {seq}) does not match the database head (event {last})"
-        )
-        return VerifyReport(
-            ok=False, events=count, first_bad_seq=min(seq, last) or None, problem=problem, anchor="mismatch"
-        )
+        return verify_trail(rows, chain=self._chain, read_anchor=self._read_anchor)
 
     def prune(
         self,
@@ -671,34 +420,14 @@ class AuditStore:
 
         `through_at_most`: never past this seq (a linked body keeps what its brain has not acknowledged yet).
         """
-        cutoff = ((now or datetime.now(UTC)) - timedelta(days=retention_days)).isoformat(timespec="microseconds")
-        limit = _MAX_SEQ if through_at_most is None else through_at_most
-        with self._db.read() as conn:
-            row = conn.execute(
-                "SELECT seq, mac FROM audit_events WHERE ts < ? AND seq < (SELECT MAX(seq) FROM audit_events) "
-                "AND seq <= ? ORDER BY seq DESC LIMIT 1",
-                (cutoff, limit),
-            ).fetchone()
-        if row is None:
-            return 0
-        through_seq, mac_at = int(row[0]), str(row[1])
-
-        draft = EventDraft(
-            id=new_action_id(),
-            kind="checkpoint",
+        return prune_trail(
+            self._db,
+            self.append,
+            retention_days=retention_days,
+            now=now,
             agent=agent,
-            session="retention",
-            rationale=f"retention: events older than {retention_days} days are pruned",
-            outcome="ok",
-            detail={"through_seq": through_seq, "mac_at": mac_at, "cutoff": cutoff},
+            through_at_most=through_at_most,
         )
-        # The mark is what lets the delete trigger pass, for these events only (never the head: the checkpoint
-        # is chained onto it in the same transaction).
-        writes = Writes()
-        writes.add("INSERT INTO audit_prune_marks (through_seq) VALUES (?)", (through_seq,))
-        writes.add("DELETE FROM audit_events WHERE seq <= ?", (through_seq,))
-        self.append(draft, writes=writes)
-        return writes.rowcounts[1] if writes.rowcounts else 0
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:
@@ -716,33 +445,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-async def keep_retention(
-    store: AuditStore,
-    *,
-    retention_days: int,
-    stop: anyio.Event,
-    interval_s: float = 86_400.0,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    through_at_most: Callable[[], int | None] = lambda: None,
-    on_error: Callable[[Exception], object] | None = None,
-) -> None:
-    """Prune past the retention at start and then every `interval_s` until `stop`; for a serving body's lifespan.
-
-    Each prune that deletes anything leaves its checkpoint event; one with nothing to delete writes nothing.
-    `through_at_most` is asked each time (a linked body: what its brain holds). A failure goes to `on_error`
-    and the loop carries on: retention must not take the body down.
-    """
-
-    def prune() -> None:
-        store.prune(retention_days=retention_days, now=now(), through_at_most=through_at_most())
-
-    while not stop.is_set():
-        try:
-            await anyio.to_thread.run_sync(prune)
-        except Exception as exc:  # noqa: BLE001 - handed to on_error (logged): the body keeps serving
-            if on_error is not None:
-                on_error(exc)
-        with anyio.move_on_after(interval_s):
-            await stop.wait()

@@ -1,6 +1,6 @@
 """Restoring a tree: swap the tree built beside the workspace in, atomically, and recover from a crash.
 
-The restored tree is built (see `_snapshot_build`) in a sibling directory (`.<name>.swarm-restore-<token>`, same parent,
+The restored tree is built (see `_build`) in a sibling directory (`.<name>.swarm-restore-<token>`, same parent,
 so the same filesystem), flushed, then exchanged with the workspace by
 `renameat2(RENAME_EXCHANGE)`: one system call, so a reader (or a crash) sees the old tree or
 the new one, never a mix. Where the filesystem or kernel lacks it, two renames stand in
@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._snapshot_manifest import RestoreImpossible
-from ._snapshot_store import fsync_dir
+from ._store import fsync_dir
+from .exceptions import RestoreImpossible
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_EXCHANGE = 2

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from . import _json
-from ._db import SqlValue, Writes
+from .. import _json
+from .._db import SqlValue, Writes
 
 MAGIC = b"SWJ1"
 PREFIX = struct.Struct(">4sQ64sIQ")

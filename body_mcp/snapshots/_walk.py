@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._snapshot_manifest import Entry, Extra, Manifest, Skipped, SnapshotError
-from ._snapshot_store import ObjectStore
+from ._manifest import Entry, Extra, Manifest, Skipped
+from ._store import ObjectStore
+from .exceptions import SnapshotError
 
 RACY_NS = 1_000_000_000
 DB_CHUNK = 1 << 20

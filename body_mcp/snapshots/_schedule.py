@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from ._snapshot_store import snapshot_time
-from .exceptions import SwarmError
+from ..exceptions import SwarmError
+from ._store import snapshot_time
 
 if TYPE_CHECKING:
-    from .snapshots import Snapshotter
+    from ._snapshotter import Snapshotter
 
 
 def retained(ids: Sequence[str], *, now: datetime, keep_last: int = 48, keep_daily: int = 7) -> set[str]:

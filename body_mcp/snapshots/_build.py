@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._snapshot_manifest import Entry, Manifest
-from ._snapshot_store import ObjectStore
-from ._snapshot_swap import checkpoint
+from ._manifest import Entry, Manifest
+from ._store import ObjectStore
+from ._swap import checkpoint
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

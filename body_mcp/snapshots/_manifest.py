@@ -1,10 +1,4 @@
-"""The snapshot manifest (what a workspace held), the results of snapshot operations, and their errors.
-
-    SwarmError
-    └── SnapshotError
-        ├── SnapshotNotFound   an unknown or malformed snapshot ID
-        ├── SnapshotDamaged    a manifest or object fails its hash: nothing is restored from it
-        └── RestoreImpossible  the workspace cannot be swapped (a mount point, an unwritable parent)
+"""The snapshot manifest: what a workspace held, self-checking.
 
 A manifest is JSON: `id`, `created_at`, `workspace`, `entries` (`path`, `type` file|dir|symlink,
 `mode`, `sha256`, `size`, `target`, and for files a `stat` cache `[size, mtime_ns, ino,
@@ -18,32 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from .exceptions import SwarmError
+from .exceptions import SnapshotDamaged
 
 EntryType = Literal["file", "dir", "symlink"]
 SkipReason = Literal["excluded", "special", "unreadable"]
 StatKey = tuple[int, int, int, int]
 _FORMAT = 1
-
-
-class SnapshotError(SwarmError):
-    """Base of the snapshot errors; the message is one line saying what is wrong."""
-
-
-class SnapshotNotFound(SnapshotError):
-    pass
-
-
-class SnapshotDamaged(SnapshotError):
-    pass
-
-
-class RestoreImpossible(SnapshotError):
-    pass
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -215,68 +192,3 @@ def _check_paths(manifest: Manifest, damaged: SnapshotDamaged) -> None:
     for extra in manifest.extras:
         if sum(size for _, size in extra.chunks) != extra.size:
             raise damaged
-
-
-# -- results of snapshot operations -------------------------------------------------------
-
-
-@dataclass(kw_only=True, frozen=True)
-class SnapshotInfo:
-    id: str
-    created_at: datetime
-    reason: str
-    files: int
-    bytes: int
-    skipped: int = 0
-    extras: tuple[str, ...] = ()
-    files_read: int = 0
-    objects_written: int = 0
-    bytes_written: int = 0
-    seconds: float = 0.0
-    damaged: str | None = None
-    """Why the manifest could not be read (then the counts are 0)."""
-
-
-@dataclass(kw_only=True, frozen=True)
-class RestoreResult:
-    snapshot_id: str
-    undo_snapshot_id: str
-    """The snapshot of the state just before the restore: restore it to undo this one."""
-    files: int
-    seconds: float
-    dropped: tuple[str, ...] = ()
-    """Excluded or special paths that had no parent directory in the restored tree, so were deleted."""
-
-
-@dataclass(kw_only=True, frozen=True)
-class DrillReport:
-    snapshot_id: str
-    files: int
-    bytes: int
-    verify_s: float
-    restore_s: float
-    check_s: float
-    extras: tuple[str, ...] = ()
-
-
-@dataclass(kw_only=True, frozen=True)
-class PruneResult:
-    deleted: tuple[str, ...]
-    kept: int
-    objects_freed: int = 0
-    bytes_freed: int = 0
-    swept: bool = True
-    """False when a damaged manifest made it unsafe to delete unreferenced objects."""
-
-
-SnapshotAction = Literal["snapshot_create", "snapshot_restore", "snapshot_prune", "snapshot_drill"]
-
-
-@dataclass(kw_only=True, frozen=True)
-class SnapshotEvent:
-    """What to audit: the Body turns it into an audit event (`tool=action`, `detail`)."""
-
-    action: SnapshotAction
-    outcome: Literal["ok", "failed"]
-    rationale: str
-    detail: dict[str, Any] = field(default_factory=dict[str, Any])

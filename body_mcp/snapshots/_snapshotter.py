@@ -1,13 +1,8 @@
-"""Workspace snapshots: create, list, restore, drill, prune, and the hourly schedule.
-
-A snapshot is the workspace tree (content-addressed and deduplicated: an unchanged file costs
-nothing, and a file whose stat matches the previous snapshot is not even read), a consistent
-copy of the workspace's `state.db` (SQLite online backup, while bodies write to it) and the
-config file. Storage is under `$SWARM_HOME/workspaces/<key>/snapshots/` (see `_snapshot_store`).
+"""`Snapshotter`: create, list, restore, drill and prune one workspace's snapshots; `SnapshotSettings`.
 
 A restore verifies every object first, snapshots the current state (its ID is returned, so the
 restore can itself be undone), builds the restored tree beside the workspace, and swaps the
-two atomically (see `_snapshot_build`, `_snapshot_swap`): a restore killed at any point leaves the old or the new
+two atomically (see `_build`, `_swap`): a restore killed at any point leaves the old or the new
 tree, and the next call on that workspace finishes or rolls back what was left. The
 workspace directory is a new inode afterwards: whoever holds it open must re-open it
 (`on_swap`).
@@ -25,54 +20,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from . import _snapshot_swap as swap
-from ._snapshot_build import Reuse, materialize, repair
-from ._snapshot_manifest import (
-    DrillReport,
-    Extra,
-    Manifest,
-    PruneResult,
-    RestoreImpossible,
-    RestoreResult,
-    SnapshotAction,
-    SnapshotDamaged,
-    SnapshotError,
-    SnapshotEvent,
-    SnapshotInfo,
-    SnapshotNotFound,
-)
-from ._snapshot_schedule import retained, run_hourly, seconds_until_due
-from ._snapshot_store import ObjectStore, new_snapshot_id, referenced, snapshot_time, sync_filesystem
-from ._snapshot_walk import (
+from ..state import StatePaths
+from . import _swap as swap
+from ._build import Reuse, materialize, repair
+from ._manifest import Extra, Manifest
+from ._results import DrillReport, PruneResult, RestoreResult, SnapshotAction, SnapshotEvent, SnapshotInfo
+from ._schedule import retained
+from ._store import ObjectStore, new_snapshot_id, referenced, snapshot_time, sync_filesystem
+from ._walk import (
     Progress,
     check_database,
     compare_tree,
     scan_workspace,
-    snapshot_database,
     store_database,
     store_file,
     write_extra,
 )
-from .state import StatePaths
-
-__all__ = [
-    "DrillReport",
-    "PruneResult",
-    "RestoreImpossible",
-    "RestoreResult",
-    "SnapshotAction",
-    "SnapshotDamaged",
-    "SnapshotError",
-    "SnapshotEvent",
-    "SnapshotInfo",
-    "SnapshotNotFound",
-    "SnapshotSettings",
-    "Snapshotter",
-    "retained",
-    "run_hourly",
-    "seconds_until_due",
-    "snapshot_database",
-]
+from .exceptions import RestoreImpossible, SnapshotDamaged, SnapshotError, SnapshotNotFound
 
 
 @dataclass(kw_only=True, frozen=True)

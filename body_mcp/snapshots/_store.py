@@ -5,7 +5,7 @@
       objects/ab/abcdef…           file contents and database chunks, by sha256; written once, read-only
       manifests/<id>.json          one per snapshot; carries the sha256 of its own canonical JSON
       tmp/                         objects being written; anything here under the lock is a leftover
-      restore.journal              the plan of a restore swap in progress (see `_snapshot_swap`)
+      restore.journal              the plan of a restore swap in progress (see `_swap`)
 
 An object is written to `tmp/` and renamed into place only when missing, so a reader never
 sees half an object and an object, once there, is never rewritten. Nothing is fsync'd one
@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._snapshot_manifest import Manifest, SnapshotDamaged, SnapshotNotFound, manifest_from_json, manifest_to_json
+from ._manifest import Manifest, manifest_from_json, manifest_to_json
+from .exceptions import SnapshotDamaged, SnapshotNotFound
 
 _ID_RE = re.compile(r"^snap-(\d{8}T\d{6}\.\d{6})Z-[0-9a-f]{4}$")
 _SMALL = 4 << 20

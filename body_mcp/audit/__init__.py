@@ -1,0 +1,37 @@
+"""The audit trail: append-only, a keyed hash chain, its head anchored outside the database.
+
+Every tool call, refusal, human action and snapshot operation is one event in the workspace's
+`state.db`. Each event's MAC covers the one before it, so editing, inserting, deleting or
+reordering an event breaks the chain, and truncating its tail disagrees with the anchor.
+
+    store = AuditStore(db, key=key, anchor_path=..., journal_path=..., body_id=body_id)
+    store.append(EventDraft(id=new_action_id(), kind="human", ...))   # -> Appended(id, seq, mac)
+    store.verify().summary()
+
+What is where:
+
+    _event      EventDraft, Appended, new_action_id, redact_arguments: an event as a caller builds it
+    _chain      what an event's MAC signs (canonical_json), the key's HMAC, the chain's genesis
+    _journal    the journal's record format: an event durable before its reply, committed after it
+    _anchor     the anchor file's format, and when it agrees with the database
+    _store      AuditStore: journal, then database, then anchor, under one flock; recovery; reading
+    _verify     VerifyReport: the whole chain recomputed and its head compared with the anchor
+    _retention  pruning through a checkpoint, and keep_retention for a serving body
+"""
+
+from ._chain import canonical_json
+from ._event import Appended, EventDraft, new_action_id, redact_arguments
+from ._retention import keep_retention
+from ._store import AuditStore
+from ._verify import VerifyReport
+
+__all__ = [
+    "Appended",
+    "AuditStore",
+    "EventDraft",
+    "VerifyReport",
+    "canonical_json",
+    "keep_retention",
+    "new_action_id",
+    "redact_arguments",
+]

@@ -1,0 +1,77 @@
+"""An audit event as a caller builds it (`EventDraft`), and where the chain put it (`Appended`).
+
+The caller (the guard, the IDE hook, the CLI) fills in a draft; `AuditStore.append` gives it its `seq`,
+`prev_mac` and `mac`. Arguments go into a draft redacted: file contents become `{sha256, size}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared_protocol import NO_IMPACT, Impact
+from shared_protocol.audit import AuditKind, AuditOutcome
+
+from .._factories import empty_dict, empty_list
+
+_REDACTED_KEYS = frozenset({"content", "old_text", "new_text"})
+
+
+def new_action_id() -> str:
+    """Time-ordered, unique: `act_` + nanoseconds (hex) + 32 random bits (unique, not secret: no syscall)."""
+    return f"act_{time.time_ns():x}{random.getrandbits(32):08x}"
+
+
+def redact_arguments(value: Any) -> Any:
+    """File contents become `{sha256, size}`: the trail proves what was written without holding it."""
+    if type(value) is str:  # (most values: no isinstance chain)
+        return value
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+            if key in _REDACTED_KEYS and isinstance(item, str):
+                data = item.encode()
+                out[str(key)] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # pyright: ignore[reportUnknownArgumentType]
+            elif type(item) is str:  # pyright: ignore[reportUnknownArgumentType]  (most values: no call)
+                out[str(key)] = item  # pyright: ignore[reportUnknownArgumentType]
+            else:
+                out[str(key)] = redact_arguments(item)  # pyright: ignore[reportUnknownArgumentType]
+        return out
+    if isinstance(value, list):
+        return [redact_arguments(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
+    return value
+
+
+@dataclass(kw_only=True)
+class EventDraft:
+    """An audit event before the chain gives it a `seq`, `prev_mac` and `mac`."""
+
+    id: str
+    kind: AuditKind
+    agent: str
+    session: str
+    rationale: str
+    outcome: AuditOutcome
+    tool: str | None = None
+    arguments: dict[str, Any] = field(default_factory=empty_dict)
+    decision_id: str | None = None
+    mode: Literal["live", "shadow"] = "live"
+    code: str | None = None
+    rule: str | None = None
+    message: str | None = None
+    files: list[str] = field(default_factory=empty_list)
+    impact: Impact = NO_IMPACT
+    duration_ms: float = 0.0
+    detail: dict[str, Any] = field(default_factory=empty_dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where an event landed in the chain (the hot path needs no more than this)."""
+
+    id: str
+    seq: int
+    mac: str
