@@ -3,7 +3,7 @@
 - changes under `.git/` are discarded and reported, never applied;
 - artifacts (git-ignored paths and the configured artifact names) are applied without
   counting toward the blast radius;
-- everything else counts.
+- everything else counts, directories like files (created, deleted or with a new mode).
 If any change touches a protected path, is a special file, or is a symlink leading outside
 the workspace, nothing at all is applied.
 """
@@ -37,8 +37,9 @@ class SortedChanges:
 
     @property
     def counted_files(self) -> int:
-        """File modifications that count: directories themselves are not counted, their files are."""
-        return sum(1 for c in self.counted if c.entry_type != EntryType.DIR)
+        """File modifications that count: every counted path, directories included (2,000 `mkdir`s are 2,000
+        modifications); a path whose type changed (deleted, then created) counts once."""
+        return len({c.path for c in self.counted})
 
 
 def symlink_escapes(path: str, target: str) -> bool:

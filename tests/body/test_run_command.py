@@ -326,3 +326,9 @@ async def test_network_commands_are_recorded_irreversible_and_policy_can_demand_
     finally:
         body.close()
         server.shutdown()
+
+
+async def test_directories_a_command_creates_count_toward_the_blast_radius(client: Client, workspace: Path) -> None:
+    data = await run(client, "for i in $(seq 1 11); do mkdir d$i; done")
+    assert data["_is_error"] and data["refusal"]["code"] == "blast_radius" and data["applied"] is False
+    assert not (workspace / "d1").exists()
