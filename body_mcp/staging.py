@@ -36,6 +36,11 @@ class SortedChanges:
         return self.counted + self.artifacts
 
     @property
+    def stripped_modes(self) -> dict[str, int]:
+        """Paths to apply whose setuid, setgid or sticky bits were stripped (never applied), and those bits."""
+        return {c.path: c.stripped_mode_bits for c in self.to_apply if c.stripped_mode_bits}
+
+    @property
     def counted_files(self) -> int:
         """File modifications that count: every counted path, directories included (2,000 `mkdir`s are 2,000
         modifications); a path whose type changed (deleted, then created) counts once."""

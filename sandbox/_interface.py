@@ -90,11 +90,14 @@ class StagedChange:
     entry_type: EntryType
     """Type of the new entry; for a deletion, of the old one."""
     mode: int | None
-    """Permission bits of the new entry; None for a deletion."""
+    """Permission bits of the new entry (`0o777` at most: never setuid, setgid or sticky); None for a deletion."""
     symlink_target: str | None
     """Target of a new symlink, verbatim (it may point anywhere, including outside the workspace)."""
     source: Path | None
     """Where the new entry lives in the staging area (copy file content from here); None for a deletion."""
+    stripped_mode_bits: int = 0
+    """Setuid, setgid and sticky bits the entry had in the staging area, removed from `mode`: a command can
+    `chmod 4755` a copy of a binary, and none of that may reach the workspace. 0 when there were none."""
 
 
 @dataclass(kw_only=True, frozen=True)

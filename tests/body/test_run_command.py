@@ -332,3 +332,12 @@ async def test_directories_a_command_creates_count_toward_the_blast_radius(clien
     data = await run(client, "for i in $(seq 1 11); do mkdir d$i; done")
     assert data["_is_error"] and data["refusal"]["code"] == "blast_radius" and data["applied"] is False
     assert not (workspace / "d1").exists()
+
+
+async def test_a_setuid_copy_of_a_binary_made_by_a_command_lands_without_the_bit(
+    client: Client, workspace: Path
+) -> None:
+    data = await run(client, "cp /bin/true su && chmod 4755 su && mkdir sg && chmod 2755 sg")
+    assert data["applied"] is True, data
+    assert (workspace / "su").stat().st_mode & 0o7777 == 0o755
+    assert (workspace / "sg").stat().st_mode & 0o7777 == 0o755

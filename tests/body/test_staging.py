@@ -60,3 +60,17 @@ def test_artifact_directories_stay_uncounted_and_git_directories_discarded() -> 
     )
     assert sorted_.counted_files == 0
     assert len(sorted_.artifacts) == 3 and [c.path for c in sorted_.discarded] == [".git/refs/new"]
+
+
+def test_the_sorted_set_names_each_path_whose_special_mode_bits_were_stripped() -> None:
+    setuid = StagedChange(
+        path="bin/tool",
+        kind=ChangeKind.CREATED,
+        entry_type=EntryType.FILE,
+        mode=0o755,
+        symlink_target=None,
+        source=Path("/nonexistent/bin/tool"),
+        stripped_mode_bits=0o4000,
+    )
+    sorted_ = sort([change("bin", ChangeKind.CREATED, EntryType.DIR), setuid])
+    assert sorted_.stripped_modes == {"bin/tool": 0o4000}

@@ -179,3 +179,14 @@ async def test_the_in_memory_double_can_stand_for_a_long_command_stopped_by_kill
     async with staged:
         assert staged.result.killed and staged.result.exit_code is None
         assert staged.changes == ()
+
+
+async def test_the_in_memory_double_reports_special_mode_bits_stripped_like_the_real_backends(
+    tmp_path: Path, ws: Path
+) -> None:
+    def script(spec: SandboxSpec) -> tuple[RunResult, list[ScriptedChange]]:
+        return scripted_result(), [ScriptedChange(path="su", kind=ChangeKind.CREATED, content=b"x", mode=0o4755)]
+
+    async with await InMemorySandbox(script, staging_root=tmp_path / "staging").run(make_spec(ws, ["x"])) as staged:
+        (change,) = staged.changes
+        assert (change.mode, change.stripped_mode_bits) == (0o755, 0o4000)
