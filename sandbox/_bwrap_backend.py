@@ -48,7 +48,14 @@ from ._limits import (
 )
 from ._process import ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_staging
-from ._toolchain import ToolchainMount, default_toolchain_paths, find_python, plan_toolchain
+from ._toolchain import (
+    ToolchainMount,
+    default_toolchain_paths,
+    find_python,
+    minimal_path,
+    plan_toolchain,
+    visible_path,
+)
 from .exceptions import InvalidSandboxSpec, NoIsolationAvailable, SandboxError, SandboxSetupFailed
 
 # The launcher's own environment: nothing of the body's (the command gets exactly `spec.env`).
@@ -201,7 +208,7 @@ class BwrapBackend(ABC):
             toolchain=toolchain,
             hidden=plan_hidden(spec, toolchain, also=[self._staging_root]),
             cwd=resolve_cwd(spec),
-            env=dict(spec.env),
+            env=_sandbox_env(spec, toolchain),
         )
         if isinstance(spec.network, ProxyNetwork):
             python = find_python(toolchain, self._forwarder_python)
@@ -333,6 +340,20 @@ def _check_spec(spec: SandboxSpec, staging_root: Path) -> None:
         raise InvalidSandboxSpec("resource limits must be positive")
     if staging_root == workspace or workspace in staging_root.parents:
         raise InvalidSandboxSpec(f"the staging root {staging_root} must be outside the workspace")
+
+
+def _sandbox_env(spec: SandboxSpec, toolchain: Sequence[ToolchainMount]) -> dict[str, str]:
+    """The command's environment: `spec.env`, with a `PATH` that names only directories the command can see.
+
+    A caller passing the host's `PATH` would otherwise tell the command about home-directory toolchains it
+    cannot reach; an empty or relative entry would make it run programs from its working directory.
+    """
+    env = dict(spec.env)
+    if "PATH" in env:
+        env["PATH"] = visible_path(env["PATH"], toolchain, workspace=spec.workspace) or minimal_path(
+            [m.path for m in toolchain]
+        )
+    return env
 
 
 def _read_status(path: Path) -> dict[str, Any]:

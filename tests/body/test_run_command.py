@@ -341,3 +341,16 @@ async def test_a_setuid_copy_of_a_binary_made_by_a_command_lands_without_the_bit
     assert data["applied"] is True, data
     assert (workspace / "su").stat().st_mode & 0o7777 == 0o755
     assert (workspace / "sg").stat().st_mode & 0o7777 == 0o755
+
+
+async def test_a_command_sees_no_path_entry_that_is_not_mounted(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    unmounted = tmp_path / "toolchain" / "bin"
+    unmounted.mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{unmounted}:/usr/bin:/bin")
+    data = await run(client, 'for d in $(echo "$PATH" | tr : " "); do test -d "$d" || echo "MISSING $d"; done; env')
+    assert data["exit_code"] == 0, data["stderr"]
+    assert "MISSING" not in data["stdout"] and str(unmounted) not in data["stdout"]
+    (path,) = [line.removeprefix("PATH=") for line in data["stdout"].splitlines() if line.startswith("PATH=")]
+    assert path and "/usr/bin" in path.split(":")
