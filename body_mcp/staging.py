@@ -5,7 +5,8 @@
   counting toward the blast radius;
 - everything else counts, directories like files (created, deleted or with a new mode).
 If any change touches a protected path, is a special file, or is a symlink leading outside
-the workspace, nothing at all is applied.
+the workspace, nothing at all is applied; nor when the command used up a write or `/tmp`
+quota (`quota_refusal`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from sandbox import ChangeKind, EntryType, StagedChange
+from sandbox import ChangeKind, EntryType, Quota, RunResult, StagedChange
+from shared_protocol import RefusalCode
 
+from .exceptions import ToolRefused
 from .gitignore import GitIgnore
 from .policy import PathPolicy
+
+# Each sandbox quota and the `[sandbox]` key that sets it.
+_QUOTA_KEYS = {
+    Quota.WRITE_BYTES: "max_write_mb",
+    Quota.WRITE_INODES: "max_write_inodes",
+    Quota.TMP_BYTES: "max_tmp_mb",
+    Quota.TMP_INODES: "max_tmp_inodes",
+}
 
 
 @dataclass(kw_only=True)
@@ -85,3 +96,16 @@ def sort_changes(
         )
         (out.artifacts if artifact else out.counted).append(change)
     return out
+
+
+def quota_refusal(run: RunResult) -> ToolRefused | None:
+    """The refusal for a run that used up a write or `/tmp` quota: its writes past the quota failed, so what it
+    staged may be cut short, and nothing of it is applied. None when the run stayed within its quotas."""
+    if not run.quotas_exceeded:
+        return None
+    keys = [f"[sandbox] {_QUOTA_KEYS[quota]}" for quota in run.quotas_exceeded]
+    return ToolRefused(
+        f"the command used up its quota ({', '.join(keys)}): its writes past it failed, so nothing was applied",
+        code=RefusalCode.TOO_LARGE,
+        rule=f"sandbox.{_QUOTA_KEYS[run.quotas_exceeded[0]]}",
+    )

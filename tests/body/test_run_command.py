@@ -354,3 +354,19 @@ async def test_a_command_sees_no_path_entry_that_is_not_mounted(
     assert "MISSING" not in data["stdout"] and str(unmounted) not in data["stdout"]
     (path,) = [line.removeprefix("PATH=") for line in data["stdout"].splitlines() if line.startswith("PATH=")]
     assert path and "/usr/bin" in path.split(":")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="needs build_spec to pass the [sandbox] quotas and run_command to call quota_refusal"
+)
+async def test_a_command_that_writes_past_its_quota_is_refused_and_nothing_is_applied(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home, {"sandbox": {"max_write_mb": 1}})
+    try:
+        async with Client(build_server(body)) as client:
+            data = await run(client, "echo small > small.txt; head -c 4194304 /dev/zero > big.bin; echo done")
+        assert data["_is_error"] and data["refusal"]["code"] == "too_large" and data["applied"] is False
+        assert not (workspace / "small.txt").exists() and not (workspace / "big.bin").exists()
+    finally:
+        body.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from body_mcp.gitignore import GitIgnore
 from body_mcp.policy import PathPolicy
-from body_mcp.staging import SortedChanges, sort_changes
-from sandbox import ChangeKind, EntryType, StagedChange
+from body_mcp.staging import SortedChanges, quota_refusal, sort_changes
+from sandbox import ChangeKind, EntryType, Quota, RunResult, StagedChange
+from shared_protocol import RefusalCode
 from shared_protocol.config import DEFAULT_ARTIFACT_PATHS, DEFAULT_DENIED_PATHS, DEFAULT_READ_ONLY_PATHS
 
 
@@ -74,3 +76,20 @@ def test_the_sorted_set_names_each_path_whose_special_mode_bits_were_stripped() 
     )
     sorted_ = sort([change("bin", ChangeKind.CREATED, EntryType.DIR), setuid])
     assert sorted_.stripped_modes == {"bin/tool": 0o4000}
+
+
+def test_a_run_that_used_up_a_quota_is_refused_as_too_large_and_one_within_them_is_not() -> None:
+    within = RunResult(
+        exit_code=0,
+        stdout="",
+        stderr="",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        timed_out=False,
+        killed=False,
+        duration_s=0.1,
+    )
+    assert quota_refusal(within) is None
+    refusal = quota_refusal(dataclasses.replace(within, quotas_exceeded=(Quota.TMP_INODES, Quota.WRITE_BYTES)))
+    assert refusal is not None
+    assert refusal.code is RefusalCode.TOO_LARGE and refusal.rule == "sandbox.max_tmp_inodes"

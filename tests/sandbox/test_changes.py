@@ -182,12 +182,12 @@ async def test_hidden_content_never_reaches_the_staging_area(backend: BwrapBacke
     async with await backend.run(sh(ws, "cat .env > leaked.txt || true; cp -r . /tmp/all")) as staged:
         leaked = by_path(staged.changes)["leaked.txt"]
         assert _read(leaked.source) == b""
-        staging_dir = staged.staging_dir
-        assert staging_dir is not None
-        for path in staging_dir.rglob("*"):
+        staging_dir, write_area = staged.staging_dir, staged.write_area
+        assert staging_dir is not None and write_area is not None
+        for path in [*staging_dir.rglob("*"), *write_area.rglob("*")]:
             if path.is_file() and not path.is_symlink():
                 assert b"hunter2" not in path.read_bytes(), path
-    assert not staging_dir.exists()
+    assert not staging_dir.exists() and staged.write_area is None
 
 
 def _read(source: Path | None) -> bytes:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import anyio
 import pytest
 
 import sandbox._bwrap_backend as bwrap_backend
+import sandbox._overlay_backend as overlay_backend
 from sandbox import (
     BwrapOverlaySandbox,
     ChangeKind,
@@ -20,6 +22,7 @@ from sandbox import (
     InvalidSandboxSpec,
     NoIsolationAvailable,
     ProxyNetwork,
+    ResourceLimits,
     RunResult,
     Sandbox,
     SandboxSetupFailed,
@@ -68,6 +71,20 @@ def test_auto_selection_prefers_the_overlay_backend(tmp_path: Path) -> None:
     assert isinstance(select_sandbox("copy", staging_root=tmp_path), CopyStagingSandbox)
 
 
+@pytest.mark.bwrap
+def test_without_user_xattrs_on_tmpfs_the_overlay_backend_is_unavailable_and_auto_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_isolation(BwrapOverlaySandbox(staging_root=tmp_path))
+
+    def no_user_xattrs(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(overlay_backend.os, "setxattr", no_user_xattrs)
+    assert not BwrapOverlaySandbox(staging_root=tmp_path).available().ok
+    assert select_sandbox("auto", staging_root=tmp_path).name == "copy"
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -86,6 +103,8 @@ def test_auto_selection_prefers_the_overlay_backend(tmp_path: Path) -> None:
         {"argv": ["echo", "a\0b"]},
         {"env": {"PATH": "/usr/bin", "X": "x\0--bind\0/\0/host"}},
         {"env": {"A=B": "c"}},
+        {"limits": ResourceLimits(max_write_bytes=0)},
+        {"limits": ResourceLimits(max_tmp_inodes=0)},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
