@@ -96,8 +96,8 @@ async def main(runs: int) -> None:
             overlay_total = await median_s(runs, functools.partial(staged, overlay, spec))
             copy_total = await median_s(max(3, runs // 5), functools.partial(staged, copy, spec))
             async with await overlay.run(spec) as run:
-                assert isinstance(run, StagedDirRun) and run.staging_dir is not None and len(run.changes) == 10
-                upper = run.staging_dir / "upper"
+                assert isinstance(run, StagedDirRun) and run.write_area is not None and len(run.changes) == 10
+                upper = run.write_area / "upper"
                 read = await median_s(runs, functools.partial(read_in_thread, upper, workspace))
             copy_root = root / "copy-probe"
             start = time.perf_counter()

@@ -1,8 +1,10 @@
 """Primitive file operations through workspace descriptors (no path strings, no symlink following).
 
-Used by the file tools and by undo, so both change the workspace the same way: writes go
-to a temporary file in the same directory and are renamed over the target, so a reader
-never sees half a file and a crash never leaves one.
+Used by the file tools, by undo and by applying a command's staged changes, so all of them
+change the workspace the same way: writes go to a temporary file in the same directory and
+are renamed over the target, so a reader never sees half a file and a crash never leaves one;
+and no mode written here keeps setuid, setgid or sticky bits (a setuid-root copy of a binary
+in the workspace would be a privilege escalation on the host), whoever asked for them.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ class EntryState:
 
 
 ABSENT = EntryState(type="absent")
+
+SPECIAL_MODE_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+
+
+def safe_mode(mode: int) -> tuple[int, int]:
+    """The permission bits of `mode` that may be written, and the setuid, setgid and sticky bits removed."""
+    perm = stat.S_IMODE(mode)
+    return perm & ~SPECIAL_MODE_BITS, perm & SPECIAL_MODE_BITS
 
 
 def entry_type(mode: int) -> EntryType:
@@ -122,8 +132,11 @@ def read_file_at(parent: int, name: str, *, size_hint: int = 0) -> bytes:
         os.close(fd)
 
 
-def write_atomic(ws: Workspace, parts: tuple[str, ...], data: bytes, *, mode: int | None = None) -> None:
-    """Replace (or create) the file at `parts` with `data`, atomically."""
+def write_atomic(ws: Workspace, parts: tuple[str, ...], data: bytes, *, mode: int | None = None) -> int:
+    """Replace (or create) the file at `parts` with `data`, atomically; `mode` defaults to the old file's.
+
+    Returns the setuid, setgid and sticky bits that were asked for (or kept from the old file) and not written.
+    """
     with ws.open_dir(parts[:-1], create=True) as parent:
         name = parts[-1]
         try:
@@ -135,11 +148,15 @@ def write_atomic(ws: Workspace, parts: tuple[str, ...], data: bytes, *, mode: in
             perm = stat.S_IMODE(st.st_mode) if mode is None and stat.S_ISREG(st.st_mode) else mode
         except FileNotFoundError:
             perm = mode
-        write_at(parent, name, data, mode=perm)
+        return write_at(parent, name, data, mode=perm)
 
 
-def write_at(parent: int, name: str, data: bytes, *, mode: int | None) -> None:
-    """Write `data` to a temporary file beside `name` and rename it over `name` (the caller checked `name`)."""
+def write_at(parent: int, name: str, data: bytes, *, mode: int | None) -> int:
+    """Write `data` to a temporary file beside `name` and rename it over `name` (the caller checked `name`).
+
+    Returns the setuid, setgid and sticky bits of `mode` that were not written.
+    """
+    perm, stripped = safe_mode(mode) if mode is not None else (None, 0)
     tmp = f".{name[:100]}.swarm-{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
     try:
@@ -148,8 +165,8 @@ def write_at(parent: int, name: str, data: bytes, *, mode: int | None) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            if mode is not None:
-                os.fchmod(fd, mode)
+            if perm is not None:
+                os.fchmod(fd, perm)
         finally:
             os.close(fd)
         os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -157,6 +174,7 @@ def write_at(parent: int, name: str, data: bytes, *, mode: int | None) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=parent)
         raise
+    return stripped
 
 
 def remove_entry(ws: Workspace, parts: tuple[str, ...]) -> None:
@@ -181,10 +199,17 @@ def remove_entry(ws: Workspace, parts: tuple[str, ...]) -> None:
             os.unlink(parts[-1], dir_fd=parent)
 
 
-def make_dir(ws: Workspace, parts: tuple[str, ...], mode: int | None = None) -> None:
+def make_dir(ws: Workspace, parts: tuple[str, ...], mode: int | None = None) -> int:
+    """Create the directory (and missing parents); set `mode` without setuid, setgid or sticky bits.
+
+    Returns the bits of `mode` that were not set.
+    """
     with ws.open_dir(parts, create=True) as fd:
-        if mode is not None:
-            os.fchmod(fd, mode)
+        if mode is None:
+            return 0
+        perm, stripped = safe_mode(mode)
+        os.fchmod(fd, perm)
+        return stripped
 
 
 def make_symlink(ws: Workspace, parts: tuple[str, ...], target: str) -> None:

@@ -49,9 +49,6 @@ from .undo import UndoStore
 
 logger = logging.getLogger(__name__)
 
-_MAX_HELD_RUNS = 8
-"""Staged command runs kept at once for a pending approval (the oldest is discarded beyond it)."""
-
 __all__ = ["Body", "BodySettings"]
 
 
@@ -132,7 +129,9 @@ class Body:
             record=self._record_snapshot,
         )
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
-        self.held_runs = HeldRuns(max_count=_MAX_HELD_RUNS)
+        self.held_runs = HeldRuns(
+            max_count=config.sandbox.max_held_runs, max_bytes=config.sandbox.max_held_mb * 1024 * 1024
+        )
         self._sandbox: Sandbox | None = sandbox
         self._sandbox_error: str | None = None
         self.replies = AfterReply()

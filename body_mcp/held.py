@@ -2,8 +2,9 @@
 
 When a command's measured impact needs an approved decision, its staged set is kept until
 the decision's deadline, so that the approved retry applies exactly what was reviewed,
-without running the command again. Held runs occupy disk: they are capped by count, the
-oldest discarded first, and each is discarded at its deadline.
+without running the command again. Held runs occupy memory (their staged sets live on a
+tmpfs): they are capped by count and by bytes (`[sandbox] max_held_runs`, `max_held_mb`),
+the oldest discarded first, and each is discarded at its deadline.
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ class HeldRun:
 
 
 class HeldRuns:
-    """A body's held runs, by key; at most `max_count` at a time."""
+    """A body's held runs, by key; at most `max_count` at a time, holding at most `max_bytes` together."""
 
-    def __init__(self, *, max_count: int) -> None:
+    def __init__(self, *, max_count: int, max_bytes: int) -> None:
         self._runs: dict[HeldKey, HeldRun] = {}
         self._max_count = max_count
+        self._max_bytes = max_bytes
+
+    def _bytes(self) -> int:
+        return sum(run.staged.result.staged_bytes for run in self._runs.values())
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -52,14 +57,18 @@ class HeldRuns:
     def take(self, key: HeldKey) -> HeldRun | None:
         return self._runs.pop(key, None)
 
-    async def put(self, key: HeldKey, run: HeldRun) -> None:
-        """Hold `run`, replacing one under the same key and discarding the oldest beyond the cap."""
+    async def put(self, key: HeldKey, run: HeldRun) -> bool:
+        """Hold `run`, replacing one under the same key and discarding the oldest beyond the caps. False (and
+        nothing held: the caller discards it) when it alone is over them."""
         if (previous := self._runs.pop(key, None)) is not None:
             await previous.staged.aclose()
+        if self._max_count < 1 or run.staged.result.staged_bytes > self._max_bytes:
+            return False
         self._runs[key] = run
-        while len(self._runs) > self._max_count:
+        while len(self._runs) > self._max_count or self._bytes() > self._max_bytes:
             oldest = next(iter(self._runs))
             await self._runs.pop(oldest).staged.aclose()
+        return True
 
     async def discard_expired(self, now: float) -> None:
         for key in [k for k, v in self._runs.items() if v.expires <= now]:

@@ -3,9 +3,10 @@
 - changes under `.git/` are discarded and reported, never applied;
 - artifacts (git-ignored paths and the configured artifact names) are applied without
   counting toward the blast radius;
-- everything else counts.
+- everything else counts, directories like files (created, deleted or with a new mode).
 If any change touches a protected path, is a special file, or is a symlink leading outside
-the workspace, nothing at all is applied.
+the workspace, nothing at all is applied; nor when the command used up a write or `/tmp`
+quota (`quota_refusal`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from sandbox import ChangeKind, EntryType, StagedChange
+from sandbox import ChangeKind, EntryType, Quota, RunResult, StagedChange
 from shared_protocol import RefusalCode
 
+from .exceptions import ToolRefused
 from .gitignore import GitIgnore
 from .policy import PathPolicy
 
@@ -44,6 +46,15 @@ class StagedProblem:
         return f"{self.path} ({self.why})"
 
 
+# Each sandbox quota and the `[sandbox]` key that sets it.
+_QUOTA_KEYS = {
+    Quota.WRITE_BYTES: "max_write_mb",
+    Quota.WRITE_INODES: "max_write_inodes",
+    Quota.TMP_BYTES: "max_tmp_mb",
+    Quota.TMP_INODES: "max_tmp_inodes",
+}
+
+
 @dataclass(kw_only=True)
 class SortedChanges:
     counted: list[StagedChange] = field(default_factory=list[StagedChange])
@@ -64,9 +75,15 @@ class SortedChanges:
         return self.counted + self.artifacts
 
     @property
+    def stripped_modes(self) -> dict[str, int]:
+        """Paths to apply whose setuid, setgid or sticky bits were stripped (never applied), and those bits."""
+        return {c.path: c.stripped_mode_bits for c in self.to_apply if c.stripped_mode_bits}
+
+    @property
     def counted_files(self) -> int:
-        """File modifications that count: directories themselves are not counted, their files are."""
-        return sum(1 for c in self.counted if c.entry_type != EntryType.DIR)
+        """File modifications that count: every counted path, directories included (2,000 `mkdir`s are 2,000
+        modifications); a path whose type changed (deleted, then created) counts once."""
+        return len({c.path for c in self.counted})
 
 
 def representable(name: str) -> bool:
@@ -158,3 +175,16 @@ def sort_changes(
         )
         (out.artifacts if artifact else out.counted).append(change)
     return out
+
+
+def quota_refusal(run: RunResult) -> ToolRefused | None:
+    """The refusal for a run that used up a write or `/tmp` quota: its writes past the quota failed, so what it
+    staged may be cut short, and nothing of it is applied. None when the run stayed within its quotas."""
+    if not run.quotas_exceeded:
+        return None
+    keys = [f"[sandbox] {_QUOTA_KEYS[quota]}" for quota in run.quotas_exceeded]
+    return ToolRefused(
+        f"the command used up its quota ({', '.join(keys)}): its writes past it failed, so nothing was applied",
+        code=RefusalCode.TOO_LARGE,
+        rule=f"sandbox.{_QUOTA_KEYS[run.quotas_exceeded[0]]}",
+    )

@@ -18,6 +18,7 @@ from ._interface import (
     ChangeKind,
     EntryType,
     ProxyNetwork,
+    Quota,
     ResourceLimits,
     RunResult,
     Sandbox,
@@ -28,7 +29,7 @@ from ._interface import (
 from ._memory_backend import InMemorySandbox, ScriptedChange, scripted_result
 from ._overlay_backend import BwrapOverlaySandbox
 from ._select import SandboxPreference, select_sandbox
-from ._toolchain import default_toolchain_paths
+from ._toolchain import default_toolchain_paths, minimal_path
 from .exceptions import (
     InvalidSandboxSpec,
     NoIsolationAvailable,
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidSandboxSpec",
     "NoIsolationAvailable",
     "ProxyNetwork",
+    "Quota",
     "ResourceLimits",
     "RunResult",
     "Sandbox",
@@ -60,6 +62,7 @@ __all__ = [
     "StagedChangesUnreadable",
     "StagedRun",
     "default_toolchain_paths",
+    "minimal_path",
     "scripted_result",
     "select_sandbox",
 ]

@@ -48,6 +48,8 @@ class BwrapLayout:
     workspace: Path
     workspace_source: Path
     """Host directory bound read-write at `workspace`: the merged overlay, or the staged copy."""
+    tmp_source: Path
+    """The run's quota'd tmpfs, bound at `/tmp`."""
     cwd: Path
     toolchain: Sequence[ToolchainMount]
     hidden: Sequence[HiddenTarget]
@@ -135,7 +137,7 @@ def bwrap_options(layout: BwrapLayout) -> list[str]:
             raise InvalidSandboxSpec(f"invalid environment variable name: {name!r}")
         args += ["--setenv", name, value]
     # Our own /proc, /dev and /tmp first: a toolchain path under /tmp must not be covered by the tmpfs.
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(layout.tmp_source), "/tmp"]
     for mount in layout.toolchain:
         if mount.symlink_target is not None:
             args += ["--symlink", mount.symlink_target, str(mount.path)]

@@ -2,11 +2,13 @@
 """What both bubblewrap backends share: checking the spec, the launcher chain, running, probing.
 
 The launcher chain, each step exec'ing the next so the outer process is bwrap itself by the end:
-backend wrapper (overlay: `unshare`) → `sh`, which waits at its gate (one line on stdin) while the body puts
-it in the run's pids cgroup and sets its rlimits, then runs the backend's setup (overlay: `mount`) →
-`bwrap --args FD -- COMMAND`. bwrap reads its options from a file in the staging area, so that the
-command's environment never shows up in the host's process list (bwrap 0.8 takes only options that way:
-a `--` and command inside the file end in a usage error).
+`unshare` (a user and mount namespace of the run's own) → `sh`, which mounts the run's quota'd areas
+(`_areas.py`) and the backend's setup (overlay: the overlay mount), says it is ready and waits at its gate
+(one line on stdin) while the body opens the areas, lets the backend fill its own (copy: the workspace's
+copy), puts it in the run's pids cgroup and sets its rlimits → `bwrap --args FD -- COMMAND`. bwrap reads
+its options from a file in the staging area, so that the command's environment never shows up in the
+host's process list (bwrap 0.8 takes only options that way: a `--` and command inside the file end in a
+usage error).
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
 import anyio.to_thread
 
+from ._areas import RunAreas, launch_script, wait_ready_sync
 from ._bwrap import (
     BwrapLayout,
     HiddenTarget,
@@ -37,7 +39,7 @@ from ._bwrap import (
     resolve_cwd,
     sandboxed_command,
 )
-from ._interface import Availability, ProxyNetwork, RunResult, SandboxSpec, StagedChange
+from ._interface import Availability, ProxyNetwork, Quota, RunResult, SandboxSpec, StagedChange
 from ._limits import (
     SANDBOX_OVERHEAD_PROCESSES,
     PidsCgroup,
@@ -48,13 +50,18 @@ from ._limits import (
 )
 from ._process import ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_staging
-from ._toolchain import ToolchainMount, default_toolchain_paths, find_python, plan_toolchain
+from ._toolchain import (
+    ToolchainMount,
+    default_toolchain_paths,
+    find_python,
+    minimal_path,
+    plan_toolchain,
+    visible_path,
+)
 from .exceptions import InvalidSandboxSpec, NoIsolationAvailable, SandboxError, SandboxSetupFailed
 
 # The launcher's own environment: nothing of the body's (the command gets exactly `spec.env`).
 _LAUNCH_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-# Nothing before the gate opens; stdin is /dev/null again after it (the command never reads the gate).
-LAUNCH_GATE = "read -r _ || exit 125; exec </dev/null; "
 _PROBE_TIMEOUT_S = 20
 _INSTALL_HINTS = {
     "bwrap": "bwrap not found: apt-get install bubblewrap",
@@ -67,16 +74,19 @@ _FORWARDER_SOURCE = (Path(__file__).parent / "_forwarder.py").read_text()
 
 @dataclass(kw_only=True, frozen=True)
 class Prepared:
-    """A backend's staged workspace: what to bind at the workspace path, and how to read the changes."""
+    """A backend's staged workspace: what to bind at the workspace path, how to fill and read the write area.
+
+    The write area (a quota'd tmpfs) is mounted at `write` in the staging directory, in the launcher's
+    namespace; the body sees it at another path, which `fill` and `collect` are given.
+    """
 
     workspace_source: Path
-    collect: Callable[[], list[StagedChange]]
-    wrapper: Sequence[str] = ()
-    """Argv before the gate's shell (the overlay backend's `unshare`)."""
+    """Bound at the workspace path, as the launcher's namespace sees it."""
+    collect: Callable[[Path], list[StagedChange]]
     setup: str = ""
-    """Shell run after the gate, before bwrap, ending in `&& ` (it may `shift` positional arguments)."""
-    setup_args: Sequence[str] = ("swarm-launch",)
-    """The setup's `$0`, `$1`, ...; bwrap's argv follows them."""
+    """Shell lines run once the areas are mounted, before the gate (`$M` is mount(8)); each ends in a newline."""
+    fill: Callable[[Path], None] | None = None
+    """Fills the write area before the gate opens; the write quota then counts on top of what it holds."""
 
 
 @dataclass(kw_only=True)
@@ -94,7 +104,7 @@ class _Launch:
     argv: list[str]
     pass_fds: list[int]
     status_path: Path
-    collect: Callable[[], list[StagedChange]]
+    prepared: Prepared
     rlimits: list[tuple[int, int]]
 
     def close_fds(self) -> None:
@@ -107,7 +117,7 @@ class BwrapBackend(ABC):
     """Base of the bubblewrap backends. Subclasses stage the workspace; everything else is here."""
 
     backend_name: ClassVar[str]
-    required_tools: ClassVar[tuple[str, ...]] = ("sh", "bwrap")
+    required_tools: ClassVar[tuple[str, ...]] = ("sh", "bwrap", "unshare", "mount")
 
     def __init__(self, *, staging_root: Path | None = None, forwarder_python: Path | None = None) -> None:
         """`staging_root` holds one private staging directory per run (default: the system temp dir);
@@ -125,6 +135,10 @@ class BwrapBackend(ABC):
     @abstractmethod
     def _prepare(self, staging: Path, spec: SandboxSpec, hidden: Sequence[HiddenTarget]) -> Prepared:
         """Stage the workspace under `staging` (runs in a worker thread)."""
+
+    def _unusable(self, write_area: Path) -> str | None:
+        """Why this backend cannot work with the write area the probe mounted, if it cannot."""
+        return None
 
     def _tool(self, name: str) -> str:
         path = self._tools[name]
@@ -152,28 +166,46 @@ class BwrapBackend(ABC):
         self._active.add(control)
         staging: Path | None = None
         staged_run: StagedDirRun | None = None
+        areas = RunAreas()
         try:
             staging = await anyio.to_thread.run_sync(make_staging, self._staging_root)
-            outcome, status, collect = await self._run_in(staging, spec, plan, control)
+            outcome, status, prepared = await self._run_in(staging, spec, plan, control, areas)
             if "child-pid" not in status and not (outcome.timed_out or outcome.killed):
                 detail = outcome.stderr.decode("utf-8", errors="replace")
                 raise SandboxSetupFailed(f"{self.name} sandbox did not start the command", detail=detail)
-            changes = await anyio.to_thread.run_sync(collect)
-            staged_run = StagedDirRun(result=_result(outcome, status), changes=changes, staging=staging)
+            quotas, staged_bytes = areas.usage()
+            changes: list[StagedChange] = []
+            if areas.started and areas.write_fd is not None:
+                changes = await anyio.to_thread.run_sync(prepared.collect, areas.write_path)
+            staged_run = StagedDirRun(
+                result=_result(outcome, status, quotas=quotas, staged_bytes=staged_bytes),
+                changes=changes,
+                staging=staging,
+                area_fd=areas.take_write_fd(),
+            )
             return staged_run
         finally:
             self._active.discard(control)
-            if staged_run is None and staging is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(remove_staging, staging)
+            if staged_run is None:
+                areas.close()
+                if staging is not None:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(remove_staging, staging)
 
     async def _run_in(
-        self, staging: Path, spec: SandboxSpec, plan: _Plan, control: RunControl
-    ) -> tuple[ProcessOutcome, dict[str, Any], Callable[[], list[StagedChange]]]:
+        self, staging: Path, spec: SandboxSpec, plan: _Plan, control: RunControl, areas: RunAreas
+    ) -> tuple[ProcessOutcome, dict[str, Any], Prepared]:
         """Launch and wait; the run's cgroup lives exactly as long as its processes may."""
         cgroup = await anyio.to_thread.run_sync(_create_cgroup, spec, bool(plan.forwarder))
         try:
             launch = await anyio.to_thread.run_sync(self._build_launch, spec, plan, staging, cgroup)
+
+            async def admit(pid: int) -> bytes:
+                gate = await anyio.to_thread.run_sync(_stage_areas, pid, staging, spec, launch.prepared, areas)
+                _admit(cgroup, launch.rlimits, pid)
+                areas.started = True
+                return gate
+
             try:
                 outcome = await run_contained(
                     launch.argv,
@@ -183,7 +215,7 @@ class BwrapBackend(ABC):
                     pass_fds=launch.pass_fds,
                     control=control,
                     kill_rest=cgroup.kill_all if cgroup is not None else _nothing,
-                    admit=partial(_admit, cgroup, launch.rlimits),
+                    admit=admit,
                 )
             finally:
                 launch.close_fds()
@@ -191,7 +223,7 @@ class BwrapBackend(ABC):
             if cgroup is not None:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(cgroup.remove)
-        return outcome, _read_status(launch.status_path), launch.collect
+        return outcome, _read_status(launch.status_path), launch.prepared
 
     def _plan(self, spec: SandboxSpec) -> _Plan:
         """Check the spec and decide the mounts, before anything is created (misuse fails fast)."""
@@ -201,7 +233,7 @@ class BwrapBackend(ABC):
             toolchain=toolchain,
             hidden=plan_hidden(spec, toolchain, also=[self._staging_root]),
             cwd=resolve_cwd(spec),
-            env=dict(spec.env),
+            env=_sandbox_env(spec, toolchain),
         )
         if isinstance(spec.network, ProxyNetwork):
             python = find_python(toolchain, self._forwarder_python)
@@ -217,6 +249,8 @@ class BwrapBackend(ABC):
     def _build_launch(self, spec: SandboxSpec, plan: _Plan, staging: Path, cgroup: PidsCgroup | None) -> _Launch:
         empty = staging / "empty"
         empty.touch(mode=0o444)
+        for mount_point in ("write", "tmp"):
+            (staging / mount_point).mkdir(mode=0o700)
         prepared = self._prepare(staging, spec, plan.hidden)
         status_path = staging / "status.json"
         with contextlib.ExitStack() as on_error:
@@ -225,6 +259,7 @@ class BwrapBackend(ABC):
             layout = BwrapLayout(
                 workspace=spec.workspace,
                 workspace_source=prepared.workspace_source,
+                tmp_source=staging / "tmp",
                 cwd=plan.cwd,
                 toolchain=plan.toolchain,
                 hidden=plan.hidden,
@@ -238,15 +273,16 @@ class BwrapBackend(ABC):
             args_path.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
             args_fd = os.open(args_path, os.O_RDONLY)
             on_error.callback(os.close, args_fd)
-            argv = [*prepared.wrapper, self._tool("sh"), "-c", f'{LAUNCH_GATE}{prepared.setup}exec "$@"']
-            argv += [*prepared.setup_args, self._tool("bwrap"), "--args", str(args_fd), "--"]
+            script = launch_script(spec.limits, setup=prepared.setup, sized_after_fill=prepared.fill is not None)
+            argv = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
+            argv += [script, str(staging), self._tool("mount"), self._tool("bwrap"), "--args", str(args_fd), "--"]
             argv += sandboxed_command(layout, spec.argv)
             on_error.pop_all()  # success: the fds now belong to the launch
         return _Launch(
             argv=argv,
             pass_fds=[args_fd, status_fd],
             status_path=status_path,
-            collect=prepared.collect,
+            prepared=prepared,
             rlimits=rlimits(spec.limits, with_nproc=cgroup is None),
         )
 
@@ -276,27 +312,49 @@ class BwrapBackend(ABC):
 
     def _probe_once(self, spec: SandboxSpec, staging: Path) -> Availability:
         launch = self._build_launch(spec, self._plan(spec), staging, cgroup=None)
+        areas = RunAreas()
+        stderr = b""
         try:
-            completed = subprocess.run(
+            with subprocess.Popen(
                 launch.argv,
                 env=_LAUNCH_ENV,
                 pass_fds=launch.pass_fds,
-                input=b"go\n",  # the gate: a probe of `true` needs no limits
-                capture_output=True,
-                timeout=_PROBE_TIMEOUT_S,
-                check=False,
-            )
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ) as process:
+                try:
+                    gate = b""  # a probe of `true` needs no limits
+                    if wait_ready_sync(process, _PROBE_TIMEOUT_S):
+                        gate = _stage_areas(process.pid, staging, spec, launch.prepared, areas)
+                        if (unusable := self._unusable(areas.write_path)) is not None:
+                            process.kill()
+                            return Availability(ok=False, reason=f"{self.name} cannot isolate here: {unusable}")
+                    _, stderr = process.communicate(gate, timeout=_PROBE_TIMEOUT_S)
+                except BaseException:
+                    process.kill()
+                    raise
         finally:
             launch.close_fds()
+            areas.close()
         status = _read_status(launch.status_path)
-        if completed.returncode == 0 and status.get("exit-code") == 0:
+        if process.returncode == 0 and status.get("exit-code") == 0:
             return Availability(ok=True, reason=f"{self.name}: namespaces and mounts work here")
-        error_lines = completed.stderr.decode("utf-8", errors="replace").strip().splitlines() or ["no output"]
+        error_lines = stderr.decode("utf-8", errors="replace").strip().splitlines() or ["no output"]
         return Availability(ok=False, reason=f"{self.name} cannot isolate here: {error_lines[-1]}")
 
 
 def _nothing() -> None:
     pass
+
+
+def _stage_areas(pid: int, staging: Path, spec: SandboxSpec, prepared: Prepared, areas: RunAreas) -> bytes:
+    """Open the waiting launcher's areas and let the backend fill its own; the gate line that goes on."""
+    areas.open(pid, staging)
+    if prepared.fill is None:
+        return b"go\n"
+    prepared.fill(areas.write_path)
+    return areas.gate_after_fill(spec.limits)
 
 
 def _admit(cgroup: PidsCgroup | None, limits: list[tuple[int, int]], pid: int) -> None:
@@ -329,10 +387,25 @@ def _check_spec(spec: SandboxSpec, staging_root: Path) -> None:
     if spec.timeout_s <= 0 or spec.max_output_bytes < 0:
         raise InvalidSandboxSpec("timeout_s must be positive and max_output_bytes not negative")
     limits = spec.limits
-    if min(limits.cpu_seconds, limits.memory_bytes, limits.max_processes, limits.max_file_bytes) <= 0:
+    quotas = (limits.max_write_bytes, limits.max_write_inodes, limits.max_tmp_bytes, limits.max_tmp_inodes)
+    if min(limits.cpu_seconds, limits.memory_bytes, limits.max_processes, limits.max_file_bytes, *quotas) <= 0:
         raise InvalidSandboxSpec("resource limits must be positive")
     if staging_root == workspace or workspace in staging_root.parents:
         raise InvalidSandboxSpec(f"the staging root {staging_root} must be outside the workspace")
+
+
+def _sandbox_env(spec: SandboxSpec, toolchain: Sequence[ToolchainMount]) -> dict[str, str]:
+    """The command's environment: `spec.env`, with a `PATH` that names only directories the command can see.
+
+    A caller passing the host's `PATH` would otherwise tell the command about home-directory toolchains it
+    cannot reach; an empty or relative entry would make it run programs from its working directory.
+    """
+    env = dict(spec.env)
+    if "PATH" in env:
+        env["PATH"] = visible_path(env["PATH"], toolchain, workspace=spec.workspace) or minimal_path(
+            [m.path for m in toolchain]
+        )
+    return env
 
 
 def _read_status(path: Path) -> dict[str, Any]:
@@ -357,7 +430,9 @@ def _read_status(path: Path) -> dict[str, Any]:
     return merged
 
 
-def _result(outcome: ProcessOutcome, status: dict[str, Any]) -> RunResult:
+def _result(
+    outcome: ProcessOutcome, status: dict[str, Any], *, quotas: tuple[Quota, ...], staged_bytes: int
+) -> RunResult:
     exit_code: int | None = None
     if not (outcome.timed_out or outcome.killed):
         reported = status.get("exit-code")
@@ -374,4 +449,6 @@ def _result(outcome: ProcessOutcome, status: dict[str, Any]) -> RunResult:
         timed_out=outcome.timed_out,
         killed=outcome.killed,
         duration_s=outcome.duration_s,
+        quotas_exceeded=quotas,
+        staged_bytes=staged_bytes,
     )

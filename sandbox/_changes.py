@@ -11,6 +11,8 @@ from pathlib import Path
 from ._interface import ChangeKind, EntryType, StagedChange
 
 _CHUNK = 1024 * 1024
+#: Never applied to the workspace: a setuid-root copy of a binary there is a privilege escalation on the host.
+SPECIAL_MODE_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 
 
 def entry_type(st: os.stat_result) -> EntryType:
@@ -40,16 +42,24 @@ def join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 
 
+def applicable_mode(mode: int) -> tuple[int, int]:
+    """The permission bits of `mode` that may be applied, and the setuid, setgid and sticky bits removed."""
+    perm = stat.S_IMODE(mode)
+    return perm & ~SPECIAL_MODE_BITS, perm & SPECIAL_MODE_BITS
+
+
 def new_entry(path: str, rel: str, st: os.stat_result, kind: ChangeKind) -> StagedChange:
     """A created or modified entry whose new version lives at `path` in the staging area."""
     kind_of_entry = entry_type(st)
+    mode, stripped = applicable_mode(st.st_mode)
     return StagedChange(
         path=rel,
         kind=kind,
         entry_type=kind_of_entry,
-        mode=stat.S_IMODE(st.st_mode),
+        mode=mode,
         symlink_target=os.readlink(path) if kind_of_entry is EntryType.SYMLINK else None,
         source=Path(path),
+        stripped_mode_bits=stripped,
     )
 
 

@@ -19,13 +19,25 @@ PROXY_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "AL
 
 @dataclass(kw_only=True, frozen=True)
 class ResourceLimits:
-    """Per-run limits. CPU, memory, file size and open files are per process (rlimits); processes are per run."""
+    """Per-run limits. CPU, memory, file size and open files are per process (rlimits); processes are per run.
+
+    The write and `/tmp` quotas are per run too: everything the command writes to the workspace (the staged
+    change set) and to its private `/tmp` lives on a tmpfs of that size and inode count, so a write past
+    either fails inside the sandbox (ENOSPC) and the run reports the quota in `RunResult.quotas_exceeded`.
+    Both are memory while the run is held: the staged set until `StagedRun.aclose()`, `/tmp` until it ends.
+    """
 
     cpu_seconds: int = 60
     memory_bytes: int = 2 * 1024**3
     max_processes: int = 256
     max_file_bytes: int = 256 * 1024**2
     max_open_files: int = 1024
+    max_write_bytes: int = 512 * 1024**2
+    """Bytes the command may add to the workspace (new and rewritten files; a rewrite copies the whole file)."""
+    max_write_inodes: int = 50_000
+    """Entries the command may create or change in the workspace (files, directories, links, deletions)."""
+    max_tmp_bytes: int = 512 * 1024**2
+    max_tmp_inodes: int = 50_000
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -63,6 +75,15 @@ class SandboxSpec:
     network: Literal["none"] | ProxyNetwork = "none"
 
 
+class Quota(StrEnum):
+    """A per-run quota (`ResourceLimits.max_write_*`, `max_tmp_*`) that a command used up."""
+
+    WRITE_BYTES = "write_bytes"
+    WRITE_INODES = "write_inodes"
+    TMP_BYTES = "tmp_bytes"
+    TMP_INODES = "tmp_inodes"
+
+
 class ChangeKind(StrEnum):
     """What happened to a path."""
 
@@ -90,11 +111,14 @@ class StagedChange:
     entry_type: EntryType
     """Type of the new entry; for a deletion, of the old one."""
     mode: int | None
-    """Permission bits of the new entry; None for a deletion."""
+    """Permission bits of the new entry (`0o777` at most: never setuid, setgid or sticky); None for a deletion."""
     symlink_target: str | None
     """Target of a new symlink, verbatim (it may point anywhere, including outside the workspace)."""
     source: Path | None
     """Where the new entry lives in the staging area (copy file content from here); None for a deletion."""
+    stripped_mode_bits: int = 0
+    """Setuid, setgid and sticky bits the entry had in the staging area, removed from `mode`: a command can
+    `chmod 4755` a copy of a binary, and none of that may reach the workspace. 0 when there were none."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -111,6 +135,11 @@ class RunResult:
     killed: bool
     """Stopped by `kill_all()` (the kill switch)."""
     duration_s: float
+    quotas_exceeded: tuple[Quota, ...] = ()
+    """The quotas the command used up: its writes past one failed, so its changes may be cut short. Such a
+    run's changes are reported but must not be applied."""
+    staged_bytes: int = 0
+    """Memory the staged change set holds until the run is closed (the copy backend's includes its copy)."""
 
 
 @dataclass(kw_only=True, frozen=True)

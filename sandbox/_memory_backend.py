@@ -19,7 +19,7 @@ from typing import TypeAlias
 import anyio
 import anyio.to_thread
 
-from ._changes import sort_changes
+from ._changes import applicable_mode, sort_changes
 from ._interface import Availability, ChangeKind, EntryType, RunResult, SandboxSpec, StagedChange
 from ._staged import StagedDirRun, make_staging, remove_staging
 from .exceptions import InvalidSandboxSpec
@@ -140,7 +140,9 @@ def _materialise(staging: Path, scripted: Sequence[ScriptedChange]) -> list[Stag
             continue
         source = staging.joinpath(*rel.parts)
         source.parent.mkdir(parents=True, exist_ok=True)
-        mode = change.mode if change.mode is not None else _DEFAULT_MODES[change.entry_type]
+        requested = change.mode if change.mode is not None else _DEFAULT_MODES[change.entry_type]
+        # Reported as the real backends report it: the special bits stripped, and said so.
+        mode, stripped = applicable_mode(requested)
         if change.entry_type is EntryType.FILE:
             source.write_bytes(change.content)
             source.chmod(mode)
@@ -159,6 +161,7 @@ def _materialise(staging: Path, scripted: Sequence[ScriptedChange]) -> list[Stag
                 mode=mode,
                 symlink_target=change.symlink_target if change.entry_type is EntryType.SYMLINK else None,
                 source=source,
+                stripped_mode_bits=stripped,
             )
         )
     return sort_changes(changes)

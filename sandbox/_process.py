@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -20,6 +20,10 @@ from .exceptions import SandboxSetupFailed
 # pathological case (a pipe end held open elsewhere) so that a run can never hang on its output.
 _DRAIN_GRACE_S = 1.0
 _REAP_TIMEOUT_S = 1.0
+#: What the launcher prints on stdout once its mounts are up and it waits at its gate (before any command).
+READY_LINE = b"swarm-ready\n"
+#: Mounting a few filesystems takes milliseconds; a launcher that is not ready by then never will be.
+SETUP_TIMEOUT_S = 20.0
 
 
 @dataclass(kw_only=True)
@@ -98,12 +102,14 @@ async def run_contained(
     pass_fds: Sequence[int],
     control: RunControl,
     kill_rest: Callable[[], None],
-    admit: Callable[[int], None],
+    admit: Callable[[int], Awaitable[bytes]],
 ) -> ProcessOutcome:
     """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
 
-    The launcher waits at its gate (one line on stdin) until `admit(pid)` has confined it (cgroup,
-    rlimits); if `admit` fails, the gate is never opened and the launcher exits without running anything.
+    The launcher sets up its mounts, prints `READY_LINE` and waits at its gate (one line on stdin) until
+    `admit(pid)` has prepared and confined it (staging areas, cgroup, rlimits) and returned the gate line;
+    if `admit` fails, the gate is never opened and the launcher exits without running anything. A launcher
+    that ends before it is ready is left to the caller, whose status check reports why (its stderr).
     Killing the tree is SIGKILL to the outer process (the pid namespace dies with it) plus `kill_rest`
     (the run's cgroup), wired into `control` before anything is awaited so that no kill is lost.
     """
@@ -133,7 +139,8 @@ async def run_contained(
     try:
         # Inside the try: a cancellation or an error from here on kills and reaps the tree, gate open or not.
         control.attach(kill_tree)
-        await _open_gate(process, admit)
+        if await _wait_ready(process):
+            await _open_gate(process, admit, control)
         async with anyio.create_task_group() as group:
             assert process.stdout is not None and process.stderr is not None
             group.start_soon(_drain, process.stdout, stdout)
@@ -173,19 +180,39 @@ async def run_contained(
     )
 
 
-async def _open_gate(process: anyio.abc.Process, admit: Callable[[int], None]) -> None:
-    """Confine the waiting launcher, then let it go on. A launcher that died already is left to the caller,
-    whose status check reports why (its stderr)."""
+async def _wait_ready(process: anyio.abc.Process) -> bool:
+    """Read the launcher's ready line; False when it ended (or was killed) before getting there."""
+    assert process.stdout is not None
+    line = b""
+    with anyio.move_on_after(SETUP_TIMEOUT_S):
+        # Nothing else can be on stdout yet (no command runs before the gate): read exactly up to the line.
+        while len(line) < len(READY_LINE) and not line.endswith(b"\n"):
+            try:
+                line += await process.stdout.receive(len(READY_LINE) - len(line))
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return False
+    if line != READY_LINE:
+        raise SandboxSetupFailed("the sandbox launcher did not get ready", detail=line.decode(errors="replace"))
+    return True
+
+
+async def _open_gate(process: anyio.abc.Process, admit: Callable[[int], Awaitable[bytes]], control: RunControl) -> None:
+    """Prepare and confine the waiting launcher, then let it go on. A launcher that died already (or was
+    killed meanwhile) is left to the caller."""
     assert process.stdin is not None
     try:
-        admit(process.pid)
+        gate = await admit(process.pid)
     except ProcessLookupError:
-        pass  # it is gone: nothing of it can run unconfined
+        return  # it is gone: nothing of it can run unconfined
     except Exception as error:  # OSError, or a limit the kernel cannot take (ValueError, OverflowError)
+        if control.killed:
+            return  # killed while being prepared: the run reports that, not a setup failure
         # The caller's `finally` kills and reaps it: the gate was never opened, so nothing ran.
-        raise SandboxSetupFailed("could not confine the sandbox launcher", detail=str(error)) from error
+        raise SandboxSetupFailed("could not prepare or confine the sandbox launcher", detail=str(error)) from error
+    if control.killed:
+        return
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        await process.stdin.send(b"go\n")
+        await process.stdin.send(gate)
         await process.stdin.aclose()
 
 

@@ -46,10 +46,14 @@ def _make_removable(path: Path) -> None:
 class StagedDirRun:
     """A `StagedRun` backed by a staging directory (every backend here uses one)."""
 
-    def __init__(self, *, result: RunResult, changes: Sequence[StagedChange], staging: Path) -> None:
+    def __init__(
+        self, *, result: RunResult, changes: Sequence[StagedChange], staging: Path, area_fd: int | None = None
+    ) -> None:
+        """`area_fd`, when given, holds the run's write area (where the `source` paths lead); closed with it."""
         self._result = result
         self._changes = tuple(changes)
         self._staging: Path | None = staging
+        self._area_fd = area_fd
 
     @property
     def result(self) -> RunResult:
@@ -64,9 +68,17 @@ class StagedDirRun:
         """Where the staged content lives; None once closed."""
         return self._staging
 
+    @property
+    def write_area(self) -> Path | None:
+        """Where the command's writes live (its staged content), when not in `staging_dir`; None once closed."""
+        return Path(f"/proc/self/fd/{self._area_fd}") if self._area_fd is not None else None
+
     async def aclose(self) -> None:
         """Discard the staging area; the `source` paths of the changes stop existing. Idempotent."""
         staging, self._staging = self._staging, None
+        area_fd, self._area_fd = self._area_fd, None
+        if area_fd is not None:
+            os.close(area_fd)  # the last reference to the write area's tmpfs: its memory is freed
         if staging is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(remove_staging, staging)

@@ -14,6 +14,8 @@ from .exceptions import InvalidSandboxSpec
 
 # Directories every Linux toolchain needs. Missing ones are skipped.
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Where the system's commands live, in the usual PATH order.
+_SYSTEM_BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 # Selected /etc files: enough for the dynamic linker, TLS, user lookups and git, without /etc/shadow & co.
 _ETC_ENTRIES = (
     "/etc/alternatives",
@@ -69,7 +71,7 @@ class ToolchainMount:
     symlink_target: str | None = None
 
 
-def plan_toolchain(paths: Sequence[Path], *, workspace: Path) -> list[ToolchainMount]:
+def plan_toolchain(paths: Sequence[Path], *, workspace: Path | None) -> list[ToolchainMount]:
     """Validate the toolchain paths and order them parents first, as bwrap applies mounts in order."""
     homes = home_directories()
     mounts: dict[Path, ToolchainMount] = {}
@@ -82,7 +84,7 @@ def plan_toolchain(paths: Sequence[Path], *, workspace: Path) -> list[ToolchainM
         for home in homes:
             if _is_within(home, path):
                 raise InvalidSandboxSpec(f"toolchain path {path} would expose the home directory {home}")
-        if not os.path.lexists(path) or _is_within(path, workspace):
+        if not os.path.lexists(path) or (workspace is not None and _is_within(path, workspace)):
             continue  # missing, or already visible through the staged workspace
         if path.is_symlink():
             mounts[path] = ToolchainMount(path=path, symlink_target=os.readlink(path))
@@ -105,6 +107,56 @@ def is_exposed(path: Path, mounts: Iterable[ToolchainMount]) -> bool:
     """Whether `path` (and what it resolves to) is visible inside the sandbox through the toolchain."""
     bound = [m.path for m in mounts if m.symlink_target is None]
     return any(_is_within(path, b) for b in bound) and any(_is_within(path.resolve(), b) for b in bound)
+
+
+def minimal_path(toolchain_paths: Sequence[Path]) -> str:
+    """A `PATH` naming only the `bin` (and `sbin`) directories the sandbox exposes from `toolchain_paths`.
+
+    Each toolchain's own directories come first, in the order given (a configured toolchain is there to be
+    used, as `python3` from the exposed Python), then the system's in their usual order; a directory that
+    is missing or not mounted is left out, and so is one that resolves to a directory already named (a
+    merged `/usr` makes `/bin` the same as `/usr/bin`). Refuses what `SandboxSpec.toolchain_paths` refuses.
+    """
+    mounts = plan_toolchain(toolchain_paths, workspace=None)
+    system = {Path(p) for p in _SYSTEM_DIRS}
+    candidates: list[Path] = []
+    for raw in toolchain_paths:
+        path = Path(os.path.normpath(raw))
+        if path in system or _is_within(path, Path("/etc")):
+            continue
+        candidates += [path] if path.name in ("bin", "sbin") else [path / "bin", path / "sbin"]
+    candidates += [Path(p) for p in _SYSTEM_BIN_DIRS]
+    seen: set[Path] = set()
+    kept: list[str] = []
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if resolved not in seen and _visible_dir(candidate, mounts):
+            seen.add(resolved)
+            kept.append(str(candidate))
+    return ":".join(kept)
+
+
+def visible_path(path_value: str, mounts: Sequence[ToolchainMount], *, workspace: Path) -> str:
+    """`path_value` (a `PATH`) without the entries a command cannot see: relative or empty ones, and
+    directories neither exposed by `mounts` nor inside the workspace. Empty when none is left."""
+    kept: list[str] = []
+    for entry in path_value.split(":"):
+        path = Path(os.path.normpath(entry)) if entry else None
+        if path is not None and path.is_absolute() and _visible_dir(path, mounts, workspace=workspace):
+            kept.append(str(path))
+    return ":".join(kept)
+
+
+def _visible_dir(path: Path, mounts: Sequence[ToolchainMount], *, workspace: Path | None = None) -> bool:
+    """Whether `path` is a directory the command sees: exposed (or a symlink mount leading to something
+    exposed), or inside the workspace and resolving there."""
+    resolved = path.resolve()
+    if not resolved.is_dir():
+        return False
+    if workspace is not None and _is_within(path, workspace) and _is_within(resolved, workspace):
+        return True
+    linked = any(m.path == path and m.symlink_target is not None for m in mounts)
+    return is_exposed(path, mounts) or (linked and is_exposed(resolved, mounts))
 
 
 def find_python(mounts: Sequence[ToolchainMount], preferred: Path | None = None) -> Path | None:

@@ -129,6 +129,21 @@ class SandboxConfig(ProtocolModel):
     max_processes: int = Field(default=256, gt=0)
     max_file_mb: int = Field(default=256, gt=0)
     max_open_files: int = Field(default=1024, gt=0)
+    max_write_mb: int = Field(
+        default=512,
+        gt=0,
+        description="What one command may write to the workspace (its staged changes, in memory until applied); "
+        "a command that fills it is refused and nothing of it is applied.",
+    )
+    max_write_inodes: int = Field(
+        default=50_000, gt=0, description="Files, directories and deletions one command may stage."
+    )
+    max_tmp_mb: int = Field(default=512, gt=0, description="Size of a command's private /tmp (in memory).")
+    max_tmp_inodes: int = Field(default=50_000, gt=0, description="Files and directories in a command's /tmp.")
+    max_held_runs: int = Field(
+        default=8, ge=0, description="Staged runs kept for a pending approval at once; the oldest goes first."
+    )
+    max_held_mb: int = Field(default=1024, ge=0, description="...and the memory they may hold together.")
     max_output_bytes: int = Field(default=1_000_000, gt=0, description="Per stream; the result says truncated.")
     artifact_paths: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ARTIFACT_PATHS),

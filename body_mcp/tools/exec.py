@@ -28,6 +28,7 @@ from sandbox import (
     StagedChange,
     StagedRun,
     default_toolchain_paths,
+    minimal_path,
 )
 from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunCommandArgs, RunCommandResult
 from shared_protocol.tools import CommandChangeClass
@@ -39,7 +40,7 @@ from ..held import HeldKey, HeldRun
 from ..killswitch import KillSwitch
 from ..proxy import CountingProxy, ProxyRequest
 from ..scan import ScanResult
-from ..staging import SortedChanges, printable, sort_changes
+from ..staging import SortedChanges, printable, quota_refusal, sort_changes
 from ._spec import ToolContext, ToolSpec
 
 _KILL_POLL_S = 0.05
@@ -49,11 +50,11 @@ def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
     args, deps = ctx.args, ctx.deps
     cfg = deps.sandbox_config
     env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     # Home directories are never mounted; give tools a writable, throwaway one.
     env["HOME"] = "/tmp"
     toolchain = [Path(p) for p in cfg.toolchain_paths] or default_toolchain_paths()
     toolchain += [Path(p) for p in cfg.extra_toolchain_paths]
+    env["PATH"] = minimal_path(toolchain)  # (the host's PATH names directories the sandbox does not mount)
     timeout = min(args.timeout_s or cfg.default_timeout_s, cfg.max_timeout_s)
     return SandboxSpec(
         workspace=deps.workspace.root,
@@ -71,6 +72,10 @@ def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
             max_processes=cfg.max_processes,
             max_file_bytes=cfg.max_file_mb * 1024 * 1024,
             max_open_files=cfg.max_open_files,
+            max_write_bytes=cfg.max_write_mb * 1024 * 1024,
+            max_write_inodes=cfg.max_write_inodes,
+            max_tmp_bytes=cfg.max_tmp_mb * 1024 * 1024,
+            max_tmp_inodes=cfg.max_tmp_inodes,
         ),
     )
 
@@ -180,6 +185,8 @@ def _measure(ctx: ToolContext[RunCommandArgs], staged: StagedRun, scan: ScanResu
     ctx.effects.detail.update(
         exit_code=run.exit_code, timed_out=run.timed_out, discarded=[c.path for c in sorted_.discarded]
     )
+    if stripped := sorted_.stripped_modes:
+        ctx.effects.detail["stripped_mode_bits"] = {path: oct(bits) for path, bits in stripped.items()}
     impact = Impact(files=sorted_.counted_files, api_calls=ctx.effects.impact.api_calls)
     return _Measured(staged=staged, sorted_=sorted_, changes=changes, impact=impact)
 
@@ -192,6 +199,8 @@ async def _decide(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> None
             code=RefusalCode.KILL_SWITCH_ENGAGED,
             rule="kill_switch",
         )
+    if (over_quota := quota_refusal(measured.staged.result)) is not None:
+        raise over_quota
     sorted_ = measured.sorted_
     if sorted_.problems:
         raise ToolRefused(
@@ -212,8 +221,9 @@ def _listed(sorted_: SortedChanges) -> str:
     return ", ".join(c.path for c in sorted_.counted[:30])
 
 
-async def _hold(ctx: ToolContext[RunCommandArgs], key: HeldKey, measured: _Measured, exc: ApprovalRequired) -> None:
-    """Keep the staged set, so that the approved retry applies exactly what was reviewed, without re-running."""
+async def _hold(ctx: ToolContext[RunCommandArgs], key: HeldKey, measured: _Measured, exc: ApprovalRequired) -> bool:
+    """Keep the staged set, so that the approved retry applies exactly what was reviewed, without re-running;
+    False when it is too large to keep."""
     deps = ctx.deps
     ttl = deps.decision_ttl_s
     sorted_ = measured.sorted_
@@ -221,12 +231,19 @@ async def _hold(ctx: ToolContext[RunCommandArgs], key: HeldKey, measured: _Measu
     held = HeldRun(
         staged=measured.staged, sorted_=sorted_, changes=measured.changes, states=states, expires=time.time() + ttl
     )
-    await deps.held_runs.put(key, held)
+    if not await deps.held_runs.put(key, held):
+        exc.message = (
+            f"{exc.message.rstrip('.')}. Nothing was applied, and the staged changes are too large to hold "
+            f"([sandbox] max_held_mb): once approved, run the command again with the decision_id. "
+            f"Files: {_listed(sorted_)}"
+        )
+        return False
     exc.message = (
         f"{exc.message.rstrip('.')}. Nothing was applied yet: the staged changes are held for {ttl // 60} "
         f"minutes; once approved, call run_command again with the same argv and cwd and the decision_id "
         f"to apply them without re-running. Files: {_listed(sorted_)}"
     )
+    return True
 
 
 def _apply(ctx: ToolContext[RunCommandArgs], changes: list[StagedChange]) -> None:
@@ -332,8 +349,7 @@ async def run_command(ctx: ToolContext[RunCommandArgs]) -> RunCommandResult:
         try:
             await _decide(ctx, measured)
         except ApprovalRequired as exc:
-            await _hold(ctx, key, measured, exc)
-            kept = True
+            kept = await _hold(ctx, key, measured, exc)
             raise measured.refused(ctx, exc) from None
         except ToolRefused as exc:
             raise measured.refused(ctx, exc) from None

@@ -239,3 +239,40 @@ async def test_the_window_forgets_files_changed_longer_ago(body: Body) -> None:
     now[0] += 601
     await gate.check(None, Impact(files=1), session=session, paths=["e"])
     await gate.check(None, Impact(files=1), session=("agent", "ses_2"), paths=["e"])
+
+
+# -- 7: held runs are capped by count and by bytes ---------------------------------------------
+
+
+async def test_held_runs_are_capped_by_count_and_bytes_oldest_first(tmp_path: Path) -> None:
+    from body_mcp.held import HeldRun, HeldRuns
+    from body_mcp.staging import SortedChanges
+    from sandbox import RunResult
+    from sandbox._staged import StagedDirRun  # pyright: ignore[reportPrivateUsage]
+
+    def held(name: str, size: int) -> HeldRun:
+        area = tmp_path / name
+        area.mkdir()
+        result = RunResult(
+            exit_code=0,
+            stdout="",
+            stderr="",
+            stdout_truncated=False,
+            stderr_truncated=False,
+            timed_out=False,
+            killed=False,
+            duration_s=0.0,
+            staged_bytes=size,
+        )
+        run = StagedDirRun(result=result, changes=[], staging=area)
+        return HeldRun(staged=run, sorted_=SortedChanges(), changes=[], states={}, expires=1e12)
+
+    runs = HeldRuns(max_count=2, max_bytes=100)
+    assert await runs.put((("a",), "."), held("a", 10))
+    assert await runs.put((("b",), "."), held("b", 10))
+    assert await runs.put((("c",), "."), held("c", 10))  # over the count: the oldest goes
+    assert len(runs) == 2 and runs.take((("a",), ".")) is None and not (tmp_path / "a").exists()
+    assert await runs.put((("d",), "."), held("d", 95))  # over the bytes: the oldest goes until it fits
+    assert len(runs) == 1 and runs.take((("d",), ".")) is not None
+    assert not await runs.put((("e",), "."), held("e", 101))  # alone over the bytes: not held at all
+    assert len(runs) == 0

@@ -326,3 +326,44 @@ async def test_network_commands_are_recorded_irreversible_and_policy_can_demand_
     finally:
         body.close()
         server.shutdown()
+
+
+async def test_directories_a_command_creates_count_toward_the_blast_radius(client: Client, workspace: Path) -> None:
+    data = await run(client, "for i in $(seq 1 11); do mkdir d$i; done")
+    assert data["_is_error"] and data["refusal"]["code"] == "blast_radius" and data["applied"] is False
+    assert not (workspace / "d1").exists()
+
+
+async def test_a_setuid_copy_of_a_binary_made_by_a_command_lands_without_the_bit(
+    client: Client, workspace: Path
+) -> None:
+    data = await run(client, "cp /bin/true su && chmod 4755 su && mkdir sg && chmod 2755 sg")
+    assert data["applied"] is True, data
+    assert (workspace / "su").stat().st_mode & 0o7777 == 0o755
+    assert (workspace / "sg").stat().st_mode & 0o7777 == 0o755
+
+
+async def test_a_command_sees_no_path_entry_that_is_not_mounted(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    unmounted = tmp_path / "toolchain" / "bin"
+    unmounted.mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{unmounted}:/usr/bin:/bin")
+    data = await run(client, 'for d in $(echo "$PATH" | tr : " "); do test -d "$d" || echo "MISSING $d"; done; env')
+    assert data["exit_code"] == 0, data["stderr"]
+    assert "MISSING" not in data["stdout"] and str(unmounted) not in data["stdout"]
+    (path,) = [line.removeprefix("PATH=") for line in data["stdout"].splitlines() if line.startswith("PATH=")]
+    assert path and "/usr/bin" in path.split(":")
+
+
+async def test_a_command_that_writes_past_its_quota_is_refused_and_nothing_is_applied(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home, {"sandbox": {"max_write_mb": 1}})
+    try:
+        async with Client(build_server(body)) as client:
+            data = await run(client, "echo small > small.txt; head -c 4194304 /dev/zero > big.bin; echo done")
+        assert data["_is_error"] and data["refusal"]["code"] == "too_large" and data["applied"] is False
+        assert not (workspace / "small.txt").exists() and not (workspace / "big.bin").exists()
+    finally:
+        body.close()

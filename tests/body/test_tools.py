@@ -201,3 +201,11 @@ async def test_every_mutating_tool_answers_as_its_result_model_would(client: Cli
         dumped = MutationResult.model_validate(data).model_dump(mode="json")
         assert dumped == data and list(dumped) == list(data)
     assert [c["kind"] for c in results[4]["changes"]] == ["moved", "created"]
+
+
+async def test_write_file_over_a_setuid_file_does_not_keep_the_setuid_bit(client: Client, workspace: Path) -> None:
+    target = workspace / "tool"
+    target.write_text("#!/bin/sh\n")
+    target.chmod(0o4755)
+    ok(await call(client, "write_file", path="tool", content="#!/bin/sh\necho hi\n"))
+    assert target.stat().st_mode & 0o7777 == 0o755

@@ -82,6 +82,21 @@ async def test_chmod_of_files_and_directories_is_a_modification_with_the_new_mod
     assert (ws / "run.sh").stat().st_mode & 0o777 == 0o755
 
 
+async def test_setuid_setgid_and_sticky_bits_are_reported_stripped_and_named(backend: BwrapBackend, ws: Path) -> None:
+    script = "cp /bin/true su; chmod 4755 su; mkdir sg; chmod 2755 sg; chmod 1777 docs; chmod u+s run.sh"
+    async with await backend.run(sh(ws, script)) as staged:
+        assert staged.result.exit_code == 0, staged.result.stderr
+        changes = by_path(staged.changes)
+        modes = {path: (c.mode, c.stripped_mode_bits) for path, c in changes.items()}
+        assert modes == {
+            "docs": (0o777, 0o1000),
+            "run.sh": (0o755, 0o4000),
+            "sg": (0o755, 0o2000),
+            "su": (0o755, 0o4000),
+        }
+        assert changes["run.sh"].kind is M and changes["su"].kind is C
+
+
 async def test_new_symlinks_are_reported_with_their_targets_even_outside_the_workspace(
     backend: BwrapBackend, ws: Path
 ) -> None:
@@ -167,12 +182,12 @@ async def test_hidden_content_never_reaches_the_staging_area(backend: BwrapBacke
     async with await backend.run(sh(ws, "cat .env > leaked.txt || true; cp -r . /tmp/all")) as staged:
         leaked = by_path(staged.changes)["leaked.txt"]
         assert _read(leaked.source) == b""
-        staging_dir = staged.staging_dir
-        assert staging_dir is not None
-        for path in staging_dir.rglob("*"):
+        staging_dir, write_area = staged.staging_dir, staged.write_area
+        assert staging_dir is not None and write_area is not None
+        for path in [*staging_dir.rglob("*"), *write_area.rglob("*")]:
             if path.is_file() and not path.is_symlink():
                 assert b"hunter2" not in path.read_bytes(), path
-    assert not staging_dir.exists()
+    assert not staging_dir.exists() and staged.write_area is None
 
 
 def _read(source: Path | None) -> bytes:

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
 
-from sandbox import ProxyNetwork, default_toolchain_paths
+from sandbox import InvalidSandboxSpec, ProxyNetwork, default_toolchain_paths, minimal_path
 from sandbox._bwrap_backend import BwrapBackend
 
 from ._support import SANDBOX_PATH, make_spec, sh, snapshot
@@ -101,6 +102,36 @@ async def test_the_command_gets_exactly_the_given_environment(
     async with await overlay.run(spec) as staged:
         # bwrap's --chdir also sets PWD, which is no secret.
         assert sorted(staged.result.stdout.splitlines()) == ["ONLY=this", f"PATH={SANDBOX_PATH}", f"PWD={ws}"]
+
+
+async def test_path_entries_the_command_cannot_see_never_reach_it(overlay: BwrapBackend, ws: Path) -> None:
+    (ws / "tools" / "bin").mkdir(parents=True)
+    host_like = f"/root/.cargo/bin:/root/.pyenv/shims:.::relative/bin:/usr/local/bin:/usr/bin:{ws}/tools/bin:/bin"
+    check = 'for d in $(echo "$PATH" | tr : " "); do test -d "$d" || echo "MISSING $d"; done; echo "PATH=$PATH"'
+    async with await overlay.run(sh(ws, check, env={"PATH": host_like})) as staged:
+        assert staged.result.exit_code == 0, staged.result.stderr
+        assert staged.result.stdout.splitlines() == [f"PATH=/usr/local/bin:/usr/bin:{ws}/tools/bin:/bin"]
+
+
+async def test_the_minimal_path_names_the_mounted_toolchains_bin_dirs_only(overlay: BwrapBackend, ws: Path) -> None:
+    toolchain = [*default_toolchain_paths(), Path("/nonexistent/toolchain")]
+    path = minimal_path(toolchain)
+    check = 'for d in $(echo "$PATH" | tr : " "); do test -d "$d" || echo "MISSING $d"; done; command -v python3'
+    spec = sh(ws, check, env={"PATH": path}, toolchain_paths=toolchain)
+    async with await overlay.run(spec) as staged:
+        assert staged.result.exit_code == 0, staged.result.stderr
+        python = Path(staged.result.stdout.strip())
+    entries = path.split(":")
+    base = Path(sys.base_prefix).resolve()
+    assert "/usr/bin" in entries and "/nonexistent/toolchain/bin" not in entries
+    if not str(base).startswith("/usr/"):
+        # A configured toolchain comes before the system's: `python3` is the exposed interpreter.
+        assert entries[0] == str(base / "bin") and python.parent == base / "bin"
+
+
+def test_the_minimal_path_refuses_a_toolchain_that_would_expose_a_home_directory() -> None:
+    with pytest.raises(InvalidSandboxSpec):
+        minimal_path([Path("/usr"), Path("/root")])
 
 
 CONNECT = """

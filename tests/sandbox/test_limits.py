@@ -6,21 +6,23 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import pytest
 
-from sandbox import ProxyNetwork, ResourceLimits
-from sandbox._bwrap_backend import LAUNCH_GATE, BwrapBackend
+from sandbox import ChangeKind, CopyStagingSandbox, ProxyNetwork, Quota, ResourceLimits
+from sandbox._areas import LAUNCH_GATE
+from sandbox._bwrap_backend import BwrapBackend
 from sandbox._limits import pids_cgroup_parent
 from sandbox._process import ProcessOutcome, RunControl, run_contained
 from sandbox._staged import StagedDirRun
 from sandbox.exceptions import SandboxSetupFailed
 
-from ._support import make_spec, sh
+from ._support import make_spec, require_isolation, sh
 
 pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
 
@@ -194,8 +196,71 @@ async def test_every_rlimit_binds_the_command_soft_and_hard(backend: BwrapBacken
     assert rows["Max open files"] == ["77", "77"]
 
 
+MB = 1024**2
+
+
+def disk_bytes(root: Path) -> int:
+    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+async def test_writes_past_the_write_quota_fail_inside_and_the_run_says_so(
+    backend: BwrapBackend, ws: Path, staging_root: Path
+) -> None:
+    limits = ResourceLimits(max_write_bytes=4 * MB)
+    async with await backend.run(sh(ws, "head -c 1048576 /dev/zero > small", limits=limits)) as staged:
+        assert staged.result.exit_code == 0 and staged.result.quotas_exceeded == ()
+        assert staged.result.staged_bytes >= MB
+    script = "dd if=/dev/zero of=big bs=1M count=16 2>/dev/null || echo REFUSED"
+    async with await backend.run(sh(ws, script, limits=limits)) as staged:
+        assert staged.result.stdout.strip() == "REFUSED"
+        assert staged.result.quotas_exceeded == (Quota.WRITE_BYTES,)
+        (big,) = [c for c in staged.changes if c.path == "big"]
+        assert big.kind is ChangeKind.CREATED and big.source is not None and big.source.stat().st_size <= 4 * MB
+        assert disk_bytes(staging_root) < MB, "the writes never reach the host's disk"
+    assert not (ws / "big").exists()
+
+
+async def test_entries_past_the_inode_quota_fail_inside_and_the_run_says_so(backend: BwrapBackend, ws: Path) -> None:
+    limits = ResourceLimits(max_write_inodes=100)
+    script = "for i in $(seq 1 300); do mkdir d$i 2>/dev/null || { echo STOPPED $i; break; }; done"
+    async with await backend.run(sh(ws, script, limits=limits)) as staged:
+        stopped = staged.result.stdout.split()
+        # The quota, plus the few inodes the area's own directories may leave unused.
+        assert stopped[0] == "STOPPED" and 100 < int(stopped[1]) <= 110
+        assert staged.result.quotas_exceeded == (Quota.WRITE_INODES,)
+
+
+async def test_the_copy_backends_write_quota_counts_on_top_of_its_copy(ws: Path, staging_root: Path) -> None:
+    copy = require_isolation(CopyStagingSandbox(staging_root=staging_root))
+    (ws / "data.bin").write_bytes(b"\0" * 8 * MB)
+    limits = ResourceLimits(max_write_bytes=4 * MB)
+    async with await copy.run(sh(ws, "head -c 2097152 /dev/zero > more", limits=limits)) as staged:
+        assert staged.result.exit_code == 0 and staged.result.quotas_exceeded == ()
+    async with await copy.run(sh(ws, "head -c 6291456 /dev/zero > more || echo REFUSED", limits=limits)) as staged:
+        assert "REFUSED" in staged.result.stdout and staged.result.quotas_exceeded == (Quota.WRITE_BYTES,)
+
+
+async def test_tmp_past_its_quota_fails_inside_and_the_run_says_so(backend: BwrapBackend, ws: Path) -> None:
+    limits = ResourceLimits(max_tmp_bytes=4 * MB, max_tmp_inodes=50)
+    script = "dd if=/dev/zero of=/tmp/big bs=1M count=16 2>/dev/null || echo REFUSED"
+    async with await backend.run(sh(ws, script, limits=limits)) as staged:
+        assert staged.result.stdout.strip() == "REFUSED" and staged.result.quotas_exceeded == (Quota.TMP_BYTES,)
+        assert staged.changes == ()
+    script = "for i in $(seq 1 100); do touch /tmp/f$i 2>/dev/null || { echo STOPPED; break; }; done"
+    async with await backend.run(sh(ws, script, limits=limits)) as staged:
+        assert staged.result.stdout.strip() == "STOPPED" and staged.result.quotas_exceeded == (Quota.TMP_INODES,)
+
+
 async def launch(argv: list[str], admit: Callable[[int], None]) -> ProcessOutcome:
-    """A gated launcher run directly (no sandbox around it)."""
+    """A gated launcher run directly (no sandbox around it); `admit` runs in a worker thread."""
+
+    def admitted(pid: int) -> Awaitable[bytes]:
+        async def gate() -> bytes:
+            await anyio.to_thread.run_sync(admit, pid)
+            return b"go\n"
+
+        return gate()
+
     return await run_contained(
         argv,
         env={"PATH": "/usr/bin:/bin"},
@@ -204,7 +269,7 @@ async def launch(argv: list[str], admit: Callable[[int], None]) -> ProcessOutcom
         pass_fds=[],
         control=RunControl(),
         kill_rest=lambda: None,
-        admit=admit,
+        admit=admitted,
     )
 
 
@@ -219,7 +284,7 @@ async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_c
 
     argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}echo ran > "$0"', str(marker)]
 
-    with pytest.raises(SandboxSetupFailed, match="could not confine"):
+    with pytest.raises(SandboxSetupFailed):
         await launch(argv, refuse)
     assert len(seen) == 1 and not marker.exists()
     outcome = await launch(argv, seen.append)

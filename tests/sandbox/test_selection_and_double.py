@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import anyio
 import pytest
 
 import sandbox._bwrap_backend as bwrap_backend
+import sandbox._overlay_backend as overlay_backend
 from sandbox import (
     BwrapOverlaySandbox,
     ChangeKind,
@@ -20,6 +22,7 @@ from sandbox import (
     InvalidSandboxSpec,
     NoIsolationAvailable,
     ProxyNetwork,
+    ResourceLimits,
     RunResult,
     Sandbox,
     SandboxSetupFailed,
@@ -68,6 +71,20 @@ def test_auto_selection_prefers_the_overlay_backend(tmp_path: Path) -> None:
     assert isinstance(select_sandbox("copy", staging_root=tmp_path), CopyStagingSandbox)
 
 
+@pytest.mark.bwrap
+def test_without_user_xattrs_on_tmpfs_the_overlay_backend_is_unavailable_and_auto_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_isolation(BwrapOverlaySandbox(staging_root=tmp_path))
+
+    def no_user_xattrs(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(overlay_backend.os, "setxattr", no_user_xattrs)
+    assert not BwrapOverlaySandbox(staging_root=tmp_path).available().ok
+    assert select_sandbox("auto", staging_root=tmp_path).name == "copy"
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -86,6 +103,8 @@ def test_auto_selection_prefers_the_overlay_backend(tmp_path: Path) -> None:
         {"argv": ["echo", "a\0b"]},
         {"env": {"PATH": "/usr/bin", "X": "x\0--bind\0/\0/host"}},
         {"env": {"A=B": "c"}},
+        {"limits": ResourceLimits(max_write_bytes=0)},
+        {"limits": ResourceLimits(max_tmp_inodes=0)},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
@@ -179,3 +198,14 @@ async def test_the_in_memory_double_can_stand_for_a_long_command_stopped_by_kill
     async with staged:
         assert staged.result.killed and staged.result.exit_code is None
         assert staged.changes == ()
+
+
+async def test_the_in_memory_double_reports_special_mode_bits_stripped_like_the_real_backends(
+    tmp_path: Path, ws: Path
+) -> None:
+    def script(spec: SandboxSpec) -> tuple[RunResult, list[ScriptedChange]]:
+        return scripted_result(), [ScriptedChange(path="su", kind=ChangeKind.CREATED, content=b"x", mode=0o4755)]
+
+    async with await InMemorySandbox(script, staging_root=tmp_path / "staging").run(make_spec(ws, ["x"])) as staged:
+        (change,) = staged.changes
+        assert (change.mode, change.stripped_mode_bits) == (0o755, 0o4000)
