@@ -20,13 +20,14 @@ from typing import Any, Literal, Self
 from shared_protocol import AuditEvent, Impact
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds
+from shared_protocol.decisions import AnswerKind
 from shared_protocol.tools import Budget
 
 from ._db import StateDB, Writes
 from ._limits_table import BreakerState
 from .audit import Appended, AuditStore, EventDraft, VerifyReport, new_action_id
 from .confinement import Workspace
-from .decisions import AnswerKind, LocalDecisionStore
+from .decisions import LocalDecisionStore
 from .exceptions import UserError
 from .explain import explain_event
 from .killswitch import KillState, LocalKillSwitch

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from shared_protocol import Impact
-from shared_protocol.decisions import ApprovalThresholds, Needs, classify, covers
+from shared_protocol.decisions import DEADLINE, RULES, ApprovalThresholds, Needs, classify, covers
 
 from .decisions import DecisionStore
 from .exceptions import ApprovalRequired
@@ -113,9 +113,7 @@ class ApprovalGate:
             raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}")
         if decision.state != "approved":
             raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}")
-        if human_only and not any(
-            a.verdict == "approved" and a.by not in ("rules", "deadline") for a in decision.answers
-        ):
+        if human_only and not any(a.verdict == "approved" and a.by not in (RULES, DEADLINE) for a in decision.answers):
             raise ApprovalRequired(
                 f"decision {decision_id} was approved by the rules, not by a human; {ask} (pass irreversible=true)"
             )

@@ -2,26 +2,27 @@
 
 A standalone body keeps its decisions in its own `state.db` (`LocalDecisionStore`) and takes
 its answers from `swarm approve|deny|override` on the same machine; a linked body asks its
-brain instead (the same `DecisionStore` protocol). A pending decision past its deadline is
-`expired`: silence is never consent.
+brain instead (the same `DecisionStore` protocol). What a decision becomes is decided by the
+pure functions of `shared_protocol.decisions`, as in the brain; the store only stores. A
+pending decision past its deadline is `expired`: silence is never consent.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
-from shared_protocol.brain import Answer, Decision, DecisionRequest, Verdict
-from shared_protocol.decisions import ApprovalThresholds, classify, initial_state
+from shared_protocol import decisions as lifecycle
+from shared_protocol.decisions import AnswerKind, ApprovalThresholds, Decision, DecisionRequest
+from shared_protocol.exceptions import AnswerRefused
 
 from ._db import StateDB
 from .exceptions import UserError
 
-AnswerKind = Literal["approve", "deny", "override"]
-_VERDICTS: dict[AnswerKind, Verdict] = {"approve": "approved", "deny": "denied", "override": "overridden"}
+_Change = Callable[[Decision, datetime], Decision]
+"""A step of a decision's life (`shared_protocol.decisions`), given the decision as stored and the time."""
 
 
 class DecisionStore(Protocol):
@@ -55,29 +56,12 @@ class LocalDecisionStore:
         return self.get_now(decision_id)
 
     def create_now(self, request: DecisionRequest) -> Decision:
-        now = self._now()
-        needs = classify(request.impact, request.confidence, self._rules, irreversible=request.irreversible)
-        state = initial_state(needs)
-        answers: list[Answer] = []
-        if state != "pending":
-            reason = "blocked: over the blast radius" if needs == "blocked" else "within the rules: no approval needed"
-            answers.append(Answer(verdict=state, by="rules", reason=reason, at=now))  # type: ignore[arg-type]
-        decision = Decision(
-            id=f"dec_{time.time_ns():x}{secrets.token_hex(3)}",
-            state=state,
-            needs=needs,
-            summary=request.summary,
-            rationale=request.rationale,
-            confidence=request.confidence,
-            impact=request.impact,
-            options=request.options,
-            agent=request.agent,
-            body_id=request.body_id,
-            action=request.action,
-            created_at=now,
-            deadline=now + timedelta(seconds=request.deadline_s or self._deadline_s),
-            answers=answers,
-            rules_version="1",
+        decision = lifecycle.new_decision(
+            request,
+            decision_id=lifecycle.new_decision_id(),
+            now=self._now(),
+            default_deadline_s=self._deadline_s,
+            thresholds=self._rules,
         )
         with self._db.write() as conn:
             conn.execute(
@@ -87,40 +71,43 @@ class LocalDecisionStore:
         return decision
 
     def get_now(self, decision_id: str) -> Decision | None:
+        """The decision as of now: one past its deadline is expired (and stored so) on the way out."""
         with self._db.read() as conn:
             row = conn.execute("SELECT body FROM decisions WHERE id = ?", (decision_id,)).fetchone()
         if row is None:
             return None
         decision = Decision.model_validate_json(row[0])
-        if decision.state == "pending" and self._now() >= decision.deadline:
-            decision = self._save(
-                decision.model_copy(
-                    update={
-                        "state": "expired",
-                        "answers": [
-                            *decision.answers,
-                            Answer(verdict="expired", by="deadline", reason="nobody answered in time", at=self._now()),
-                        ],
-                    }
-                )
-            )
-        return decision
-
-    def _save(self, decision: Decision) -> Decision:
-        with self._db.write() as conn:
-            conn.execute(
-                "UPDATE decisions SET state = ?, body = ? WHERE id = ?",
-                (decision.state, decision.model_dump_json(), decision.id),
-            )
+        if lifecycle.is_due(decision, self._now()):
+            decision = self._change(decision_id, _expire_if_due)
         return decision
 
     def answer(self, decision_id: str, kind: AnswerKind, *, by: str, reason: str) -> Decision:
-        decision = self.get_now(decision_id)
-        if decision is None:
+        """A human's approve, deny or override; `DecisionConflict` if the decision's state does not allow it."""
+        if self.get_now(decision_id) is None:  # (which also stores an expiry first: an answer never beats it)
             raise UserError(f"no decision '{decision_id}' on this machine")
-        final = decision.state in ("denied", "expired", "overridden")
-        if (kind != "override" and decision.state != "pending") or (kind == "override" and final):
-            raise DecisionConflict(f"decision {decision_id} is already {decision.state}")
-        verdict = _VERDICTS[kind]
-        answer = Answer(verdict=verdict, by=by, reason=reason, at=self._now())
-        return self._save(decision.model_copy(update={"state": verdict, "answers": [*decision.answers, answer]}))
+        try:
+            return self._change(
+                decision_id, lambda current, now: lifecycle.answer(current, kind, by=by, reason=reason, now=now)
+            )
+        except AnswerRefused as refused:
+            raise DecisionConflict(refused.message) from None
+
+    def _change(self, decision_id: str, change: _Change) -> Decision:
+        """Load, change and save in one write transaction, so no other writer (another process) comes between."""
+        with self._db.write() as conn:
+            row = conn.execute("SELECT body FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+            if row is None:
+                raise UserError(f"no decision '{decision_id}' on this machine")
+            current = Decision.model_validate_json(row[0])
+            updated = change(current, self._now())
+            if updated != current:
+                conn.execute(
+                    "UPDATE decisions SET state = ?, body = ? WHERE id = ?",
+                    (updated.state, updated.model_dump_json(), decision_id),
+                )
+        return updated
+
+
+def _expire_if_due(decision: Decision, now: datetime) -> Decision:
+    """Another writer may have answered it since it was read as due: then it stays as it is."""
+    return lifecycle.expire(decision, now) if lifecycle.is_due(decision, now) else decision

@@ -37,11 +37,11 @@ from shared_protocol.brain import (
     TaskRequest,
     UndoRequest,
 )
+from shared_protocol.decisions import AnswerKind
 
 from ._sse import EventStreamResponse
 from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate, own_body, speak_for
 from .exceptions import ApiError, InvalidRequest
-from .governance import Verb
 from .service import Brain
 from .wake.answers import answer_link, twilio_gather
 from .wake.intake import RefusalLog
@@ -153,7 +153,7 @@ class _Api:
         # A body reads its own decisions only: others' are not found, not forbidden.
         return json_response(await self.brain.decision(request.path_params["decision_id"], for_body=who.sees_only))
 
-    def answer(self, verb: Verb) -> Handler:
+    def answer(self, verb: AnswerKind) -> Handler:
         async def handler(request: Request, who: Principal) -> Response:
             payload = await parse(request, AnswerRequest)
             decision_id = request.path_params["decision_id"]

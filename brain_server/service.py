@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 from anyio.abc import TaskGroup
 
-from shared_protocol import AuditEvent, RefusalCode
+from shared_protocol import AuditEvent, RefusalCode, decisions
 from shared_protocol.brain import (
     AuditAck,
     AuditBatch,
@@ -45,16 +45,19 @@ from shared_protocol.brain import (
     Task,
     TaskRequest,
 )
+from shared_protocol.decisions import AnswerKind
+from shared_protocol.exceptions import AnswerRefusal, AnswerRefused
 
-from . import governance
 from .auth import Principal
 from .events import BrainEvent, EventHub, kill_event
 from .exceptions import (
+    AlreadyFinal,
     ChainGap,
     ChainMismatch,
     InvalidRequest,
     NotFound,
     NothingToReverse,
+    NotPending,
     ReverseConflict,
     UnknownBody,
 )
@@ -68,6 +71,11 @@ from .wake.setup import WakeSetup
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+_ANSWER_REFUSED: dict[AnswerRefusal, type[NotPending | AlreadyFinal]] = {
+    "not_pending": NotPending,
+    "already_final": AlreadyFinal,
+}
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -315,9 +323,9 @@ class Brain:
         """`request_decision`, and whether it created the decision: the same question still pending from the
         same body (a retry) gets that decision back, and nobody is paged again."""
         now = self.now()
-        decision = governance.new_decision(
+        decision = decisions.new_decision(
             request,
-            decision_id=governance.new_decision_id(),
+            decision_id=decisions.new_decision_id(),
             now=now,
             default_deadline_s=self.settings.decision_deadline_s,
             thresholds=self.settings.thresholds,
@@ -352,16 +360,24 @@ class Brain:
         decision = await self._load(decision_id)
         if for_body is not None and decision.body_id != for_body:
             raise NotFound(f"no decision '{decision_id}'")
-        while governance.is_due(decision, self.now()):
+        while decisions.is_due(decision, self.now()):
             decision = await self._expire(decision)
         return decision
 
-    async def answer(self, by: Principal, decision_id: str, verb: governance.Verb, reason: str) -> Decision:
-        """A human's approve, deny or override: recorded with who and why, and pushed to the decision's body."""
+    async def answer(self, by: Principal, decision_id: str, verb: AnswerKind, reason: str) -> Decision:
+        """A human's approve, deny or override: recorded with who and why, and pushed to the decision's body.
+
+        `NotPending` (approve, deny) or `AlreadyFinal` (override) when the decision's state no longer allows it.
+        """
         while True:
             current = await self.decision(decision_id)
             now = self.now()
-            updated = governance.answer(current, verb, by=by, reason=reason, now=now)
+            try:
+                updated = decisions.answer(
+                    current, verb, by=by.name, role=by.role, token_id=by.token_id, reason=reason, now=now
+                )
+            except AnswerRefused as refused:
+                raise _ANSWER_REFUSED[refused.code](refused.message) from None
             detail = {"from": current.state, "to": updated.state}
             log = by.entry(verb, at=now, reason=reason, target=decision_id, detail=detail)
             if await self.state.replace_decision(updated, expected=current.state, log=log):
@@ -379,11 +395,12 @@ class Brain:
     async def _expire(self, decision: Decision) -> Decision:
         """Expire a due decision; returns what is stored afterwards (expired, or whatever beat us to it)."""
         now = self.now()
-        expired = governance.expire(decision, now)
-        log = LogEntry(at=now, action="expire", by="deadline", reason="no answer by the deadline", target=decision.id)
+        expired = decisions.expire(decision, now)
+        by, reason = decisions.DEADLINE, decisions.EXPIRED_AT_DEADLINE
+        log = LogEntry(at=now, action="expire", by=by, reason=reason, target=decision.id)
         if await self.state.replace_decision(expired, expected="pending", log=log):
             self._published(expired)
-            await self.escalator.resolve(decision.id, by="deadline", reason="no answer by the deadline: denied")
+            await self.escalator.resolve(decision.id, by=by, reason=reason)
             return expired
         return await self._load(decision.id)
 

@@ -8,7 +8,6 @@ from ._base import ProtocolModel
 from .audit import NO_IMPACT, AuditEvent, AuditOutcome, Impact
 from .brain import (
     MAX_AUDIT_BATCH,
-    Answer,
     AnswerRequest,
     AuditAck,
     AuditBatch,
@@ -19,8 +18,6 @@ from .brain import (
     Claimant,
     ClaimRequest,
     ClaimResponse,
-    Decision,
-    DecisionRequest,
     ErrorBody,
     HeartbeatResponse,
     KillRequest,
@@ -31,14 +28,28 @@ from .brain import (
     RenewRequest,
     RenewResponse,
     ResumeRequest,
-    Role,
     Task,
     TaskOutcome,
     TaskRequest,
     TaskState,
-    Verdict,
 )
-from .decisions import RULES_VERSION, ApprovalThresholds, DecisionState, Needs, classify, covers, initial_state
+from .decisions import (
+    FINAL_STATES,
+    RULES_VERSION,
+    Answer,
+    AnswerKind,
+    ApprovalThresholds,
+    Decision,
+    DecisionRequest,
+    DecisionState,
+    Needs,
+    Role,
+    Verdict,
+    classify,
+    covers,
+    initial_state,
+)
+from .exceptions import AnswerRefusal, AnswerRefused, ProtocolError
 from .refusals import Refusal, RefusalCode
 from .tools import (
     Budget,
@@ -82,10 +93,14 @@ from .tools import (
 )
 
 __all__ = [
+    "FINAL_STATES",
     "MAX_AUDIT_BATCH",
     "NO_IMPACT",
     "RULES_VERSION",
     "Answer",
+    "AnswerKind",
+    "AnswerRefusal",
+    "AnswerRefused",
     "AnswerRequest",
     "ApprovalThresholds",
     "AuditAck",
@@ -130,6 +145,7 @@ __all__ = [
     "NextTaskResult",
     "OutcomeRequest",
     "PathArgs",
+    "ProtocolError",
     "ProtocolModel",
     "ReadTextFileArgs",
     "ReadTextFileResult",

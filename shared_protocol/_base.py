@@ -1,8 +1,13 @@
-"""The one base class for every model that crosses a process boundary."""
+"""The one base class for every model that crosses a process boundary, and the string shapes they share."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class ProtocolModel(BaseModel):

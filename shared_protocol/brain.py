@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from ._base import ProtocolModel
-from .audit import AuditEvent, Impact
-from .decisions import DecisionState, Needs
+from ._base import Identifier, NonEmpty, ProtocolModel
+from .audit import AuditEvent
 
-Role = Literal["body", "approver", "captain"]
-"""body: the body endpoints; approver: read status, approve and deny; captain: an approver who may also kill,
-resume and override."""
+# The decision records are part of this API; they live with the rules and functions of their life.
+from .decisions import Answer as Answer
+from .decisions import Decision as Decision
+from .decisions import DecisionRequest as DecisionRequest
+from .decisions import Role as Role
+from .decisions import Verdict as Verdict
 
 BrainEventName = Literal["kill", "resume", "decision", "policy"]
 TaskState = Literal["queued", "claimed", "succeeded", "failed", "abandoned"]
@@ -33,10 +35,6 @@ TaskOutcome = Literal["succeeded", "failed", "abandoned"]
 CompensationKind = Literal["task_claim", "task_outcome", "reversal"]
 """The brain updates a body action can make, each recorded with what undoes it; and a reversal's own put-back of a
 task row, recorded the same way so that undoing the reversal redoes what it undid."""
-Verdict = Literal["approved", "denied", "overridden", "expired"]
-
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 MAX_AUDIT_BATCH = 1000
 """Events per `POST /v1/audit`; ship a longer backlog in several batches."""
@@ -184,62 +182,7 @@ class AuditAck(ProtocolModel):
     """The highest seq stored for that body: every event up to it is stored, none after it."""
 
 
-# --- decisions -------------------------------------------------------------------------
-
-
-class DecisionRequest(ProtocolModel):
-    """`POST /v1/decisions`: an agent asks for approval of an action of this measured impact."""
-
-    summary: NonEmpty
-    rationale: NonEmpty
-    confidence: float = Field(ge=0, le=1)
-    impact: Impact = Field(default_factory=Impact)
-    options: list[str] = Field(default_factory=list[str])
-    agent: Identifier
-    body_id: Identifier
-    action: str | None = Field(default=None, description="Free text of the action the decision covers.")
-    irreversible: bool = Field(default=False, description="The action cannot be undone: a human must approve it.")
-    deadline_s: int | None = Field(
-        default=None, gt=0, le=30 * 24 * 3600, description="Seconds to answer; default from the brain's settings."
-    )
-
-    @field_validator("impact")
-    @classmethod
-    def _impact_not_negative(cls, impact: Impact) -> Impact:
-        if impact.files < 0 or impact.api_calls < 0 or impact.usd < 0:
-            raise ValueError("impact values must not be negative")
-        return impact
-
-
-class Answer(ProtocolModel):
-    """Who moved a decision to `verdict`, and why. `by` is `rules` or `deadline` when no human did."""
-
-    verdict: Verdict
-    by: str
-    role: Role | None = None
-    token_id: str | None = None
-    reason: str
-    at: datetime
-
-
-class Decision(ProtocolModel):
-    """An approval request and its life: `needs` by the rules, `answers` in order, `state` the latest."""
-
-    id: str
-    state: DecisionState
-    needs: Needs
-    summary: str
-    rationale: str
-    confidence: float
-    impact: Impact
-    options: list[str]
-    agent: str
-    body_id: str
-    action: str | None
-    created_at: datetime
-    deadline: datetime
-    answers: list[Answer]
-    rules_version: str
+# --- decisions (`DecisionRequest`, `Decision`, `Answer`: in `decisions.py`) ------------
 
 
 class AnswerRequest(ProtocolModel):

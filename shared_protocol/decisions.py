@@ -1,7 +1,7 @@
-"""The approval rules: what a decision of a given impact and confidence needs before it may act.
+"""Decisions: the approval rules, the decision record, and its life, as pure functions.
 
-Pure functions shared by the brain (which applies them to every decision it is asked for)
-and by standalone bodies (which apply the same rules locally). From the specification:
+The brain and standalone bodies both call these; their stores only load, compare-and-set and
+save what they return. The rules, from the specification (the first matching row wins):
 
 | measured impact                                  | needs       |
 |--------------------------------------------------|-------------|
@@ -10,17 +10,30 @@ and by standalone bodies (which apply the same rules locally). From the specific
 | > $50, or a stated confidence < 0.70             | `human`     |
 | otherwise                                        | `none`      |
 
-The first matching row wins. Until voting exists, a human approval stands in for consensus.
+Until voting exists, a human approval stands in for consensus. A decision's life:
+
+    created ──rules──▶ approved (needs none) | denied (blocked) | pending (human, consensus)
+    pending ──approve──▶ approved      pending ──deny──▶ denied
+    pending ──deadline──▶ expired      (silence is never consent: expired is a denial)
+    pending | approved ──override (captain)──▶ overridden
+
+Every step appends an `Answer` (who, what, why, when) and `tally` reads the answers into the
+state: votes (several answers before a verdict) will change `tally`, not the stores.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ._base import ProtocolModel
+from ._base import Identifier, NonEmpty, ProtocolModel
 from .audit import Impact
+from .exceptions import AnswerRefused
 
 RULES_VERSION = "1"
 """Recorded on every decision, so a decision can be explained by the rules it was judged under."""
@@ -31,7 +44,32 @@ Needs = Literal["none", "human", "consensus", "blocked"]
 DecisionState = Literal["pending", "approved", "denied", "expired", "overridden"]
 """`expired` is a denial by silence; `overridden` is a captain's veto, even of an approved decision."""
 
+Verdict = Literal["approved", "denied", "overridden", "expired"]
+"""The state an answer moved a decision to: every state but `pending`."""
+
 FINAL_STATES: frozenset[DecisionState] = frozenset({"denied", "expired", "overridden"})
+"""No answer moves a decision out of these; `approved` is not final, as a captain may still veto it."""
+
+Role = Literal["body", "approver", "captain"]
+"""A brain token's role, recorded with its answers. body: the body endpoints; approver: read status, approve and
+deny; captain: an approver who may also kill, resume and override."""
+
+AnswerKind = Literal["approve", "deny", "override"]
+"""What a person answers: approve or deny a pending decision, or override (veto) one not yet final."""
+
+RULES: Final = "rules"
+"""`Answer.by` when the rules settled a decision as it was created."""
+DEADLINE: Final = "deadline"
+"""`Answer.by` when nobody answered in time."""
+
+APPROVED_BY_RULES: Final = "below every approval threshold"
+DENIED_BY_RULES: Final = "over the blast radius: never allowed"
+EXPIRED_AT_DEADLINE: Final = "no answer by the deadline: denied"
+
+_VERDICTS: dict[AnswerKind, Verdict] = {"approve": "approved", "deny": "denied", "override": "overridden"}
+
+
+# --- the rules -------------------------------------------------------------------------
 
 
 class ApprovalThresholds(ProtocolModel):
@@ -84,3 +122,169 @@ def covers(approved: Impact, measured: Impact) -> bool:
     return (
         measured.files <= approved.files and measured.api_calls <= approved.api_calls and measured.usd <= approved.usd
     )
+
+
+# --- the record ------------------------------------------------------------------------
+
+
+class DecisionRequest(ProtocolModel):
+    """`POST /v1/decisions`: an agent asks for approval of an action of this measured impact."""
+
+    summary: NonEmpty
+    rationale: NonEmpty
+    confidence: float = Field(ge=0, le=1)
+    impact: Impact = Field(default_factory=Impact)
+    options: list[str] = Field(default_factory=list[str])
+    agent: Identifier
+    body_id: Identifier
+    action: str | None = Field(default=None, description="Free text of the action the decision covers.")
+    irreversible: bool = Field(default=False, description="The action cannot be undone: a human must approve it.")
+    deadline_s: int | None = Field(
+        default=None, gt=0, le=30 * 24 * 3600, description="Seconds to answer; default from the brain's settings."
+    )
+
+    @field_validator("impact")
+    @classmethod
+    def _impact_not_negative(cls, impact: Impact) -> Impact:
+        if impact.files < 0 or impact.api_calls < 0 or impact.usd < 0:
+            raise ValueError("impact values must not be negative")
+        return impact
+
+
+class Answer(ProtocolModel):
+    """Who moved a decision to `verdict`, and why. `by` is `rules` or `deadline` when no human did."""
+
+    verdict: Verdict
+    by: str
+    role: Role | None = None
+    token_id: str | None = None
+    reason: str
+    at: datetime
+
+
+class Decision(ProtocolModel):
+    """An approval request and its life: `needs` by the rules, `answers` in order, `state` their tally."""
+
+    id: str
+    state: DecisionState
+    needs: Needs
+    summary: str
+    rationale: str
+    confidence: float
+    impact: Impact
+    options: list[str]
+    agent: str
+    body_id: str
+    action: str | None
+    created_at: datetime
+    deadline: datetime
+    answers: list[Answer]
+    rules_version: str
+
+
+# --- its life --------------------------------------------------------------------------
+
+
+def new_decision_id() -> str:
+    """A fresh decision id: the one impure function here (the clock and randomness), kept beside the others."""
+    return f"dec_{time.time_ns():x}{secrets.token_hex(4)}"
+
+
+def new_decision(
+    request: DecisionRequest,
+    *,
+    decision_id: str,
+    now: datetime,
+    default_deadline_s: int,
+    thresholds: ApprovalThresholds = DEFAULT_THRESHOLDS,
+) -> Decision:
+    """`request` as the rules classify it; a decision that needs nobody is answered at once by `rules`."""
+    needs = classify(request.impact, request.confidence, thresholds, irreversible=request.irreversible)
+    state = initial_state(needs)
+    answers: list[Answer] = []
+    if state != "pending":
+        reason = APPROVED_BY_RULES if state == "approved" else DENIED_BY_RULES
+        answers.append(Answer(verdict=state, by=RULES, reason=reason, at=now))
+    return Decision(
+        id=decision_id,
+        state=tally(answers),
+        needs=needs,
+        summary=request.summary,
+        rationale=request.rationale,
+        confidence=request.confidence,
+        impact=request.impact,
+        options=list(request.options),
+        agent=request.agent,
+        body_id=request.body_id,
+        action=request.action,
+        created_at=now,
+        deadline=now + timedelta(seconds=request.deadline_s or default_deadline_s),
+        answers=answers,
+        rules_version=RULES_VERSION,
+    )
+
+
+def is_due(decision: Decision, now: datetime) -> bool:
+    """A pending decision whose deadline has come: `expire` it before anything else."""
+    return decision.state == "pending" and decision.deadline <= now
+
+
+def expire(decision: Decision, now: datetime) -> Decision:
+    """The deadline came with no answer: denied by silence.
+
+    `AnswerRefused` (`not_pending`) if an answer came first; before the deadline it is a caller's bug (`ValueError`).
+    """
+    if decision.state != "pending":
+        raise _not_pending(decision, decision.state)
+    if not is_due(decision, now):
+        raise ValueError(f"decision {decision.id} is not due before {decision.deadline.isoformat()}")
+    return _appended(decision, Answer(verdict="expired", by=DEADLINE, reason=EXPIRED_AT_DEADLINE, at=now))
+
+
+def answer(
+    decision: Decision,
+    kind: AnswerKind,
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+    role: Role | None = None,
+    token_id: str | None = None,
+) -> Decision:
+    """A person's answer, recorded with who gave it (`by`, and the token's `role` and id when known) and why.
+
+    approve and deny need a pending decision (`AnswerRefused`, `not_pending`); override takes any decision not yet
+    final, an approved one included (`already_final`). A decision past its deadline counts as expired even before a
+    store has recorded it, so an answer never beats the deadline.
+    """
+    state: DecisionState = "expired" if is_due(decision, now) else decision.state
+    if kind == "override":
+        if state in FINAL_STATES:
+            raise AnswerRefused(
+                f"decision {decision.id} is already {state}: nothing to override",
+                code="already_final",
+                decision_id=decision.id,
+            )
+    elif state != "pending":
+        raise _not_pending(decision, state)
+    record = Answer(verdict=_VERDICTS[kind], by=by, role=role, token_id=token_id, reason=reason, at=now)
+    return _appended(decision, record)
+
+
+def tally(answers: Sequence[Answer]) -> DecisionState:
+    """The state a decision's answers, oldest first, add up to.
+
+    Until voting exists every answer is a verdict (the rules', one human's standing in for consensus, the
+    deadline's, a captain's veto), so the latest one is the state. Votes change this function: answers counted
+    toward a quorum before any verdict.
+    """
+    return answers[-1].verdict if answers else "pending"
+
+
+def _appended(decision: Decision, record: Answer) -> Decision:
+    answers = [*decision.answers, record]
+    return decision.model_copy(update={"answers": answers, "state": tally(answers)})
+
+
+def _not_pending(decision: Decision, state: DecisionState) -> AnswerRefused:
+    return AnswerRefused(f"decision {decision.id} is {state}, not pending", code="not_pending", decision_id=decision.id)

@@ -15,6 +15,7 @@ from pydantic import Field, StringConstraints
 
 from ._base import ProtocolModel
 from .brain import Task
+from .decisions import DecisionState, Needs
 from .refusals import Refusal
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -226,8 +227,8 @@ class RequestApprovalArgs(ToolArgs):
 
 class DecisionResult(ToolResult):
     decision_id: str
-    state: Literal["pending", "approved", "denied", "expired", "overridden"]
-    needs: Literal["none", "human", "consensus", "blocked"]
+    state: DecisionState
+    needs: Needs
     deadline: str
     answered_by: list[str] = Field(default_factory=list[str], description="Who answered, and why.")
     next_step: str

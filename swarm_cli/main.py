@@ -14,12 +14,12 @@ import anyio
 
 from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
-from body_mcp.decisions import AnswerKind
 from body_mcp.exceptions import ToolRefused
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
 from shared_protocol.config import SwarmConfig, render_config
+from shared_protocol.decisions import AnswerKind
 
 from . import _context, ide_cmds
 

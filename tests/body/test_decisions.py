@@ -11,6 +11,10 @@ import pytest
 from mcp import Client
 
 from body_mcp import Body, build_server
+from body_mcp._db import StateDB
+from body_mcp.decisions import DecisionConflict, LocalDecisionStore
+from shared_protocol import DecisionRequest
+from shared_protocol.decisions import DEFAULT_THRESHOLDS, AnswerKind
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok, refused
@@ -52,6 +56,53 @@ async def test_a_pending_decision_expires_to_denied_at_its_deadline(workspace: P
             assert status["state"] == "expired" and any("deadline" in a for a in status["answered_by"])
     finally:
         body.close()
+
+
+def local_stores(path: Path, clock: Clock) -> tuple[LocalDecisionStore, LocalDecisionStore, StateDB, StateDB]:
+    """Two stores on one `state.db`, as the body and the `swarm approve` process each hold one."""
+    body_db, cli_db = StateDB(path), StateDB(path)
+    body_store, cli_store = (
+        LocalDecisionStore(db, rules=DEFAULT_THRESHOLDS, deadline_s=3600, clock=clock) for db in (body_db, cli_db)
+    )
+    return body_store, cli_store, body_db, cli_db
+
+
+def stored_state(db: StateDB, decision_id: str) -> str:
+    return db.conn.execute("SELECT state FROM decisions WHERE id = ?", (decision_id,)).fetchone()[0]
+
+
+UNSURE = DecisionRequest(summary="x", rationale="y", confidence=0.1, agent="a", body_id="b")
+
+
+def test_a_local_answer_is_seen_by_every_store_of_the_workspace_and_a_second_one_is_refused(tmp_path: Path) -> None:
+    body_store, cli_store, body_db, cli_db = local_stores(tmp_path / "state.db", Clock())
+    try:
+        decision = body_store.create_now(UNSURE)
+        assert cli_store.answer(decision.id, "approve", by="human:alice", reason="ok").state == "approved"
+        assert (body_store.get_now(decision.id) or decision).state == "approved"
+        with pytest.raises(DecisionConflict):
+            body_store.answer(decision.id, "deny", by="human:bob", reason="no")
+        assert stored_state(body_db, decision.id) == "approved"
+    finally:
+        body_db.close()
+        cli_db.close()
+
+
+def test_a_local_decision_past_its_deadline_is_stored_expired_and_takes_no_answer(tmp_path: Path) -> None:
+    clock = Clock()
+    body_store, cli_store, body_db, cli_db = local_stores(tmp_path / "state.db", clock)
+    try:
+        decision = body_store.create_now(UNSURE)
+        clock.now += 3600
+        kinds: list[AnswerKind] = ["approve", "override"]
+        for kind in kinds:
+            with pytest.raises(DecisionConflict):
+                cli_store.answer(decision.id, kind, by="human:alice", reason="late")
+        assert stored_state(body_db, decision.id) == "expired"
+        assert [a.by for a in (body_store.get_now(decision.id) or decision).answers] == ["deadline"]
+    finally:
+        body_db.close()
+        cli_db.close()
 
 
 def swarm(home: Path, workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
