@@ -1,9 +1,9 @@
 """The wake-up sections of `swarm.toml`: the escalation ladder and one section per channel.
 
-Secrets never appear in the file. A secret key holds a *reference*: `env:NAME` (read from
-the brain's environment) or `file:/absolute/path` (the file's content, stripped); empty
-means "not configured". A literal value in a secret key is an error naming the key, so a
-token pasted by mistake is refused before it is ever used (or committed).
+Secrets never appear in the file. A secret key holds a *reference* (`SecretRef`, see `secrets`):
+`env:NAME` (read from the brain's environment) or `file:/absolute/path` (the file's content,
+stripped); empty means "not configured". A literal value in a secret key is an error naming the
+key, so a token pasted by mistake is refused before it is ever used (or committed).
 
     [escalation]
     levels = [
@@ -19,32 +19,15 @@ A target is a channel name, optionally with an address: `sms:+15551234567`, `ntf
 from __future__ import annotations
 
 import itertools
-import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator
 
 from ._base import ProtocolModel
+from .secrets import SecretRef
 
 CHANNELS = ("discord", "sms", "call", "ntfy", "email")
 Channel = Literal["discord", "sms", "call", "ntfy", "email"]
-
-SECRET_LITERAL = "secret_literal"
-_SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")
-
-
-def _secret_ref(value: str) -> str:
-    if value and not _SECRET_REF.match(value):
-        # Its own error type, so that `parse_config` never echoes the value (it may be a real token).
-        raise PydanticCustomError(
-            SECRET_LITERAL, "secrets are never written in swarm.toml: use 'env:NAME' or 'file:/absolute/path'"
-        )
-    return value
-
-
-SecretRef = Annotated[str, AfterValidator(_secret_ref)]
-"""`env:NAME`, `file:/path`, or empty (not configured)."""
 
 
 def parse_target(target: str) -> tuple[Channel, str]:

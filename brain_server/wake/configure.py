@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import httpx
 
 from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
 from shared_protocol.wake import parse_target
 
-from .base import Channel, Secret, SecretsProvider
+from .base import Channel, read_secret
 from .discord import DiscordWebhookChannel
 from .email import EmailChannel
 from .interactions import DiscordAccess
@@ -25,10 +26,6 @@ from .setup import WakeSetup
 from .twilio import TwilioCallChannel, TwilioSmsChannel
 
 logger = logging.getLogger(__name__)
-
-
-def _secret(secrets: SecretsProvider, ref: str) -> Secret | None:
-    return secrets.resolve(ref) if ref else None
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -46,7 +43,7 @@ class WakeParts:
     email_password: Secret | None
 
 
-def prepare_wake(config: SwarmConfig, secrets: SecretsProvider) -> WakeParts:
+def prepare_wake(config: SwarmConfig, secrets: SecretResolver) -> WakeParts:
     """Read every secret `config` names and parse the Discord key. `ConfigError` naming the reference or key."""
     discord = config.discord
     access = None
@@ -60,12 +57,12 @@ def prepare_wake(config: SwarmConfig, secrets: SecretsProvider) -> WakeParts:
             api_base=discord.api_base,
         )
     return WakeParts(
-        discord_webhook=_secret(secrets, discord.webhook_url),
+        discord_webhook=read_secret(secrets, discord.webhook_url),
         discord=access,
-        twilio_auth_token=_secret(secrets, config.twilio.auth_token),
-        ntfy_topic=_secret(secrets, config.ntfy.topic),
-        ntfy_token=_secret(secrets, config.ntfy.token),
-        email_password=_secret(secrets, config.email.password),
+        twilio_auth_token=read_secret(secrets, config.twilio.auth_token),
+        ntfy_topic=read_secret(secrets, config.ntfy.topic),
+        ntfy_token=read_secret(secrets, config.ntfy.token),
+        email_password=read_secret(secrets, config.email.password),
     )
 
 

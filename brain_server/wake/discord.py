@@ -23,8 +23,10 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from shared_protocol.secrets import Secret
+
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret, retry_after_s
+from .base import ChannelError, Delivery, Page, retry_after_s
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], datetime]

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import httpx
 
 from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Secret, SecretsProvider
+from .base import ChannelError
 from .configure import build_wake, prepare_wake, wake_problems
 from .discord import inspect_webhook
 
@@ -41,7 +42,7 @@ def _anything_configured(config: SwarmConfig) -> bool:
     )
 
 
-async def check_wake(config: SwarmConfig, secrets: SecretsProvider, http: httpx.AsyncClient) -> list[WakeFinding]:
+async def check_wake(config: SwarmConfig, secrets: SecretResolver, http: httpx.AsyncClient) -> list[WakeFinding]:
     if not _anything_configured(config):
         return [
             WakeFinding(

@@ -16,10 +16,11 @@ from email.utils import formatdate, make_msgid
 
 import anyio.to_thread
 
+from shared_protocol.secrets import Secret
 from shared_protocol.wake import EmailConfig
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret
+from .base import ChannelError, Delivery, Page
 
 
 class EmailChannel:

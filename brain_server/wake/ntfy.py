@@ -13,9 +13,10 @@ from typing import Any, cast
 
 import httpx
 
+from shared_protocol.secrets import Secret
 from shared_protocol.wake import NtfyConfig
 
-from .base import ChannelError, Delivery, Page, Secret, retry_after_s
+from .base import ChannelError, Delivery, Page, retry_after_s
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from shared_protocol.secrets import Secret
 from shared_protocol.wake import EscalationConfig
 
-from .base import Channel, Secret
+from .base import Channel
 from .interactions import DiscordAccess
 
 

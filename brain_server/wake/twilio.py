@@ -21,10 +21,11 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 import httpx
 
+from shared_protocol.secrets import Secret
 from shared_protocol.wake import TwilioConfig
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret, retry_after_s
+from .base import ChannelError, Delivery, Page, retry_after_s
 
 API_VERSION = "2010-04-01"
 SMS_MAX_CHARS = 1600
