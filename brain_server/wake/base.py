@@ -1,5 +1,5 @@
-"""What every wake-up channel shares: the page it sends, the receipt it returns, its errors, and reading its
-secrets.
+"""What every wake-up channel shares: the page it sends, the receipt it returns, its errors, and the
+`ChannelFactory` that makes it from its section of `swarm.toml` (see `registry` for adding one).
 
 A `Page` is one message to one target on one channel, made by the escalation engine; the
 channel turns it into its service's request (a Discord webhook message, a Twilio SMS or
@@ -13,12 +13,15 @@ errors never include it (nor a URL that contains it).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
 
+import httpx
+
+from shared_protocol.config import SwarmConfig
 from shared_protocol.secrets import Secret, SecretResolver, SecretUnavailable
 
 from ..exceptions import BrainError, ConfigError
@@ -127,6 +130,60 @@ class Channel(Protocol):
 
     async def send(self, page: Page) -> Delivery:
         """Deliver the page or raise `ChannelError`."""
+        ...
+
+
+# --- making channels from swarm.toml ---------------------------------------------------------
+
+AnswerMode = Literal["links", "buttons", "keypad"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class ChannelKind:
+    """A ladder target name a factory provides, and what the escalation engine puts in its pages."""
+
+    name: str
+    """The target's name in `[escalation] levels` (`sms` in `sms:+1555…`)."""
+    answers: AnswerMode = "links"
+    """`links`: single-use answer links in the page; `buttons`: the service's own buttons answer (no links);
+    `keypad`: a call that takes a digit (an acknowledge link and a Twilio gather link)."""
+    hide_address_as: str | None = None
+    """For an address that is itself a secret (an ntfy topic on a public server): what the log shows instead."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class ChannelSet:
+    """What a factory made of its section: channels by target name, and the addresses a bare target pages."""
+
+    channels: Mapping[str, Channel]
+    recipients: Mapping[str, Sequence[str]]
+    """Default addresses per channel (`[""]` for a channel with one destination, like a webhook)."""
+
+
+BuildChannels = Callable[[httpx.AsyncClient], ChannelSet]
+"""The second half of making channels: given the daemon's HTTP client (its connection pool), the channels."""
+
+
+class ChannelFactory(Protocol):
+    """One section of `swarm.toml` → channels and recipients. Registered in `registry.CHANNELS` by section name."""
+
+    @property
+    def kinds(self) -> Sequence[ChannelKind]:
+        """The target names this factory provides (Twilio: `sms` and `call`)."""
+        ...
+
+    def filled_in(self, config: SwarmConfig) -> bool:
+        """Whether any key of its section is set (`swarm doctor` checks only what someone started to set up)."""
+        ...
+
+    def prepare(self, config: SwarmConfig, secrets: SecretResolver) -> BuildChannels | None:
+        """Read every secret the section names (`read_secret`: a `ConfigError` naming the reference) and check what
+        needs no network; None when the section does not configure a channel. Runs before the brain opens its
+        database, so a bad setting stops it before it starts."""
+        ...
+
+    def problems(self, config: SwarmConfig) -> list[str]:
+        """What in its section would stop a page, in words (half a Twilio account), for the log and `swarm doctor`."""
         ...
 
 

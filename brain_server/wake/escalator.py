@@ -12,8 +12,11 @@ climbs to the next at once instead of waiting out the timeout. Every page, failu
 acknowledgement and alert is a line in the brain's append-only log.
 
 Channels are given recipients here: a target without an address (`"sms"`) pages the
-channel's configured defaults. Logged targets are redacted (phone numbers and addresses
-keep only a few characters; an ntfy topic, which is a secret on public servers, none).
+channel's configured defaults. What a page carries and how its target is logged follow the
+registry's `ChannelKind` of its channel, never its name: answer links unless the service's
+own buttons answer, a keypad's gather link for a call; logged targets are redacted (phone
+numbers and addresses keep only a few characters; an address that is a secret, like an ntfy
+topic, none).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..exceptions import NothingToAcknowledge
 from ..state import LogEntry, StateEngine
 from .base import Channel, ChannelError, Delivery, Page, PageLinks
 from .records import AnswerToken, AnswerVerb, Escalation, hash_answer_token
+from .registry import CHANNELS, ChannelRegistry
 from .setup import WakeSetup
 
 logger = logging.getLogger(__name__)
@@ -74,12 +78,13 @@ def ladder_step(config: EscalationConfig, index: int) -> Step | None:
     )
 
 
-def redact(channel: str, address: str) -> str:
+def redact(channel: str, address: str, *, registry: ChannelRegistry = CHANNELS) -> str:
     """A target fit for the log: enough to tell recipients apart, not enough to contact them."""
     if not address:
         return channel
-    if channel == "ntfy":
-        return "ntfy:(topic)"
+    hidden = registry.kind(channel).hide_address_as
+    if hidden is not None:
+        return f"{channel}:{hidden}"
     if "@" in address:
         local, _, domain = address.partition("@")
         return f"{channel}:{local[:1]}…@{domain}"
@@ -382,14 +387,16 @@ class Escalator:
     async def _links(
         self, escalation: Escalation, page_id: str, channel: str, to: str, now: datetime
     ) -> PageLinks | None:
-        """Single-use answer URLs for what this channel shows (Discord has buttons, a call takes a digit)."""
+        """Single-use answer URLs for what this channel shows (a service's own buttons need none, a keypad takes a
+        digit at a gather link)."""
+        answers = self.setup.registry.kind(channel).answers
         base = self.setup.public_url.rstrip("/")
-        if not base or channel == "discord":
+        if not base or answers == "buttons":
             return None
         verbs: list[AnswerVerb] = ["ack"]
-        if channel == "call":
+        if answers == "keypad":
             verbs.append("gather")
-        if escalation.kind == "decision" and channel != "call":
+        if escalation.kind == "decision" and answers == "links":
             verbs.extend(("approve", "deny"))
         tokens: dict[AnswerVerb, str] = {verb: secrets.token_urlsafe(24) for verb in verbs}
         expires = escalation.deadline or now + ALERT_TOKEN_TTL
@@ -424,7 +431,7 @@ class Escalator:
     def _detail(self, step: Step, page_id: str, channel: str, to: str, delivery: Delivery | None) -> dict[str, Any]:
         detail: dict[str, Any] = {
             "channel": channel,
-            "to": redact(channel, to),
+            "to": redact(channel, to, registry=self.setup.registry),
             "level": step.level,
             "attempt": step.attempt,
             "page_id": page_id,
@@ -434,7 +441,9 @@ class Escalator:
         return detail
 
     async def _log_failure(self, escalation: Escalation, step: Step, channel: str, to: str, error: str) -> None:
-        logger.warning("page about %s on %s failed: %s", escalation.id, redact(channel, to), error)
+        logger.warning(
+            "page about %s on %s failed: %s", escalation.id, redact(channel, to, registry=self.setup.registry), error
+        )
         detail = self._detail(step, "", channel, to, None)
         detail["error"] = error
         await self.state.append_log(
