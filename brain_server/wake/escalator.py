@@ -11,6 +11,9 @@ where nobody could be reached (no channel configured, or every send failed after
 climbs to the next at once instead of waiting out the timeout. Every page, failure,
 acknowledgement and alert is a line in the brain's append-only log.
 
+This is the one way the brain tells humans anything: a decision that needs one, or an alert.
+With no channel configured nothing is started, and the process log says what needed a human.
+
 Channels are given recipients here: a target without an address (`"sms"`) pages the
 channel's configured defaults. What a page carries and how its target is logged follow the
 registry's `ChannelKind` of its channel, never its name: answer links unless the service's
@@ -112,9 +115,24 @@ class Escalator:
 
     async def start_decision(self, decision: Decision) -> None:
         """A decision needs a human: its ladder starts now (the first page goes out on the next tick)."""
+        impact = decision.impact
+        logger.log(
+            logging.INFO if self.can_page else logging.WARNING,
+            "decision %s needs %s by %s: %s (agent %s on body %s, confidence %.2f, %d files, %d API calls, $%.2f)%s",
+            decision.id,
+            "a human" if decision.needs == "human" else decision.needs,
+            decision.deadline.isoformat(timespec="seconds"),
+            decision.summary,
+            decision.agent,
+            decision.body_id,
+            decision.confidence,
+            impact.files,
+            impact.api_calls,
+            impact.usd,
+            "" if self.can_page else " (no wake-up channel is configured)",
+        )
         if not self.can_page:
             return
-        impact = decision.impact
         facts = {
             "Decision": decision.id,
             "Needs": "a human" if decision.needs == "human" else f"{decision.needs} (a human stands in)",
@@ -340,7 +358,7 @@ class Escalator:
             await self._log_failure(escalation, step, channel.name, to, str(exc))
             return False
         except Exception as exc:  # a channel bug must not stop the ladder; the next level still goes out
-            logger.exception("channel %s failed", channel.name)
+            logger.exception("channel %s failed paging about %s", channel.name, escalation.id)
             await self._log_failure(escalation, step, channel.name, to, f"{channel.name}: {type(exc).__name__}")
             return False
         await self.state.append_log(
