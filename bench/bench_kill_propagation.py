@@ -30,7 +30,7 @@ import anyio
 import httpx
 
 from body_mcp import Body, BodySettings
-from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
+from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.wake.interactions import DiscordAccess
 from brain_server.wake.setup import WakeSetup
 from shared_protocol.config import parse_config
@@ -126,7 +126,6 @@ async def main(trials: int, n_bodies: int, via: str) -> None:
             tg.start_soon(
                 lambda: run(
                     settings,
-                    notifier=MemoryNotifier(),
                     on_ready=lambda _u: ready.set(),
                     stop=stop,
                     handle_signals=False,

@@ -3,7 +3,7 @@
     HTTP (`build_app`, JSON under /v1, bearer tokens)  ─┐
     daemon loop (`Brain.run_sweeper`)                   ├─▶ `Brain` ─▶ `StateEngine` (SQLite | memory)
                                                         │      ├─▶ `EventHub` (server-sent events to bodies)
-                                                        │      └─▶ `Notifier` (a human is needed)
+                                                        │      └─▶ `Escalator` (wake/: pages humans up the ladder)
     `serve(settings)`: both in one process (uvicorn)  ──┘
 
 The brain imports `shared_protocol` only; bodies speak to it through those models.
@@ -36,7 +36,6 @@ from .exceptions import (
     UnknownToken,
     UserError,
 )
-from .notify import LogNotifier, MemoryNotifier, Notification, Notifier
 from .service import Brain, SweepReport
 from .settings import BrainSettings
 from .state import LogEntry, StateEngine, TokenRecord
@@ -58,13 +57,9 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "LogEntry",
-    "LogNotifier",
-    "MemoryNotifier",
     "MemoryStateEngine",
     "NotFound",
     "NotPending",
-    "Notification",
-    "Notifier",
     "Principal",
     "SchemaTooNew",
     "SqliteStateEngine",

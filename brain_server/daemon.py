@@ -25,7 +25,6 @@ from ._sqlite_state import SqliteStateEngine
 from .app import build_app
 from .backup import run_backups
 from .exceptions import ConfigError
-from .notify import Notifier
 from .service import Brain
 from .settings import BrainSettings
 from .wake.setup import WakeSetup
@@ -76,7 +75,6 @@ def bind(host: str, port: int) -> socket.socket:
 async def run(
     settings: BrainSettings,
     *,
-    notifier: Notifier | None = None,
     on_ready: Callable[[str], None] | None = None,
     stop: anyio.Event | None = None,
     handle_signals: bool = True,
@@ -85,7 +83,8 @@ async def run(
     """Run the brain until SIGTERM or SIGINT (if `handle_signals`, on the main thread) or until `stop` is set.
 
     `wake` is how humans are paged: a ready `WakeSetup`, or a factory given the daemon's HTTP client
-    (channels share its connection pool); None pages nobody (decisions still expire to denials).
+    (channels share its connection pool); None pages nobody: the log says what needed a human, and decisions
+    still expire to denials.
     """
     if settings.db is None:
         raise ConfigError("BrainSettings.db is required to serve (the entry point defaults it to $SWARM_HOME/brain.db)")
@@ -96,7 +95,7 @@ async def run(
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
             setup = wake(http) if callable(wake) else wake
-            brain = Brain(settings, state=state, notifier=notifier, wake=setup)
+            brain = Brain(settings, state=state, wake=setup)
             await _serve(brain, sock, url, on_ready=on_ready, stop=stop, handle_signals=handle_signals)
     finally:
         sock.close()
@@ -162,9 +161,8 @@ async def _serve(
 def serve(
     settings: BrainSettings,
     *,
-    notifier: Notifier | None = None,
     on_ready: Callable[[str], None] | None = None,
     wake: WakeSetup | WakeFactory | None = None,
 ) -> None:
     """Run the brain daemon in this process until SIGTERM or SIGINT."""
-    anyio.run(lambda: run(settings, notifier=notifier, on_ready=on_ready, wake=wake))
+    anyio.run(lambda: run(settings, on_ready=on_ready, wake=wake))

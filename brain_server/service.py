@@ -2,8 +2,9 @@
 
 Each operation is one state-engine transaction, then the events it causes: pushed to the
 event streams (after the commit, so no body hears of a change that is not durable) and, for
-a decision that needs a human, a notification sent in the background. Callers have
-already checked the caller's role; the `Principal` is passed in to be recorded.
+a decision that needs a human or something gone wrong, the wake-up ladder (`Escalator`, the
+one way the brain tells humans anything). Callers have already checked the caller's role;
+the `Principal` is passed in to be recorded.
 
 `run_sweeper` is the daemon loop: it expires decisions at their deadline and requeues tasks
 whose lease ran out. Both are also checked when read, so a late sweep changes nothing.
@@ -61,7 +62,6 @@ from .exceptions import (
     ReverseConflict,
     UnknownBody,
 )
-from .notify import LogNotifier, Notification, Notifier
 from .settings import BrainSettings
 from .state import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, StateEngine, TaskKey
 from .wake.escalator import Escalator
@@ -94,13 +94,11 @@ class Brain:
         settings: BrainSettings,
         *,
         state: StateEngine,
-        notifier: Notifier | None = None,
         clock: Clock = time.time,
         wake: WakeSetup | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
-        self.notifier: Notifier = notifier or LogNotifier()
         self.hub = EventHub(buffer=settings.event_buffer)
         self._clock = clock
         self._background: TaskGroup | None = None
@@ -120,7 +118,7 @@ class Brain:
 
     @asynccontextmanager
     async def running(self) -> AsyncGenerator[Brain]:
-        """Background work (notifications) runs while inside; leaving ends every event stream."""
+        """Background work runs while inside; leaving ends every event stream."""
         try:
             async with anyio.create_task_group() as group:
                 self._background = group
@@ -130,7 +128,7 @@ class Brain:
                     self.hub.close()
                     group.cancel_scope.cancel()
         except BaseExceptionGroup as group_error:
-            # Background notifications never raise, so this is the caller's own error: give it back unwrapped.
+            # Background work never raises, so this is the caller's own error: give it back unwrapped.
             if len(group_error.exceptions) == 1:
                 raise group_error.exceptions[0] from None
             raise
@@ -316,7 +314,7 @@ class Brain:
     # -- decisions -------------------------------------------------------------------------
 
     async def request_decision(self, by: Principal, request: DecisionRequest) -> Decision:
-        """Create a decision the rules classify; one that needs a human is pending and a human is notified."""
+        """Create a decision the rules classify; one that needs a human is pending and the wake-up ladder starts."""
         return (await self.ask(by, request))[0]
 
     async def ask(self, by: Principal, request: DecisionRequest) -> tuple[Decision, bool]:
@@ -338,18 +336,6 @@ class Brain:
         self._published(decision)
         if decision.state == "pending":
             await self.escalator.start_decision(decision)
-            self._notify_soon(
-                Notification(
-                    decision_id=decision.id,
-                    summary=decision.summary,
-                    needs=decision.needs,
-                    deadline=decision.deadline,
-                    body_id=decision.body_id,
-                    agent=decision.agent,
-                    confidence=decision.confidence,
-                    impact=decision.impact,
-                )
-            )
         return decision, True
 
     async def decision(self, decision_id: str, *, for_body: str | None = None) -> Decision:
@@ -406,18 +392,6 @@ class Brain:
 
     def _published(self, decision: Decision) -> None:
         self.hub.publish(BrainEvent(name="decision", data=decision.model_dump_json()), body_id=decision.body_id)
-
-    def _notify_soon(self, message: Notification) -> None:
-        if self._background is None:
-            logger.warning("brain not running: notification for %s not sent", message.decision_id)
-            return
-        self._background.start_soon(self._notify, message)
-
-    async def _notify(self, message: Notification) -> None:
-        try:
-            await self.notifier.notify(message)
-        except Exception:  # a channel's failure must not take the brain down; the decision expires unanswered
-            logger.exception("notifier failed for decision %s", message.decision_id)
 
     # -- tasks -----------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The schema of `swarm.toml`: one file, sections by concern, every default spelled out.
 
 Unknown keys are errors (a typo must not silently fall back to a default), and so are
-bad values; `load_config` names the offending key. Secrets never appear here: a later
-channel section names where to read them (`env:NAME`, `file:/path`; see `wake.py`).
+bad values; `load_config` names the offending key. Secrets never appear here: a channel
+section names where to read them (`env:NAME`, `file:/path`; see `secrets`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pydantic.fields import FieldInfo
 
 from ._base import ProtocolModel
 from .decisions import ApprovalThresholds
-from .wake import SECRET_LITERAL, DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
+from .secrets import SECRET_LITERAL
+from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
 DEFAULT_DENIED_PATHS = (".env*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*")
 DEFAULT_READ_ONLY_PATHS = (

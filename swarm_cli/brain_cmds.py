@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tomllib
 from collections.abc import Awaitable, Callable
@@ -31,10 +32,10 @@ from brain_server import (
     serve,
 )
 from brain_server.exceptions import ConfigError
-from brain_server.wake.base import EnvFileSecrets
 from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
 from shared_protocol.brain import Role
 from shared_protocol.config import SwarmConfig, approval_thresholds
+from shared_protocol.secrets import Secrets
 
 from ._context import config_path, load
 
@@ -107,7 +108,8 @@ def serve_settings(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings, config = serve_settings(config=args.config, host=args.host, port=args.port, db=args.db)
-    parts = prepare_wake(config, EnvFileSecrets())  # a secret that cannot be read stops it before it starts
+    # A secret that cannot be read, or a ladder naming no known channel, stops it before it starts.
+    parts = prepare_wake(config, Secrets.from_environ(os.environ))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve(settings, wake=lambda http: log_wake_problems(config, build_wake(config, http, parts)))
     return 0

@@ -27,7 +27,9 @@ from mcp.client.stdio import StdioServerParameters
 
 from body_mcp import Admin, BodySettings
 from body_mcp.explain import explain_event
-from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
+from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
+from brain_server.wake.memory import MemoryChannel
+from brain_server.wake.setup import WakeSetup
 from shared_protocol.config import load_config, parse_config, render_config
 
 _SAMPLE = {
@@ -81,7 +83,11 @@ async def _loop(home: Path, workspace: Path) -> dict[str, str]:
     async with anyio.create_task_group() as tg:
         tg.start_soon(
             lambda: run(
-                settings, notifier=MemoryNotifier(), on_ready=lambda _u: ready.set(), stop=stop, handle_signals=False
+                settings,
+                wake=WakeSetup.paging(MemoryChannel()),  # the demo plays the human: nobody is paged for real
+                on_ready=lambda _u: ready.set(),
+                stop=stop,
+                handle_signals=False,
             )
         )
         with anyio.fail_after(10):

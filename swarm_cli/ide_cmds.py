@@ -215,14 +215,14 @@ async def _wake_findings(config_flag: str | None) -> list[Finding]:
     from body_mcp.ide import DoctorCheck
     from body_mcp.ide import Finding as IdeFinding
     from body_mcp.state import resolve_home
-    from brain_server.wake.base import EnvFileSecrets
     from brain_server.wake.doctor import check_wake
+    from shared_protocol.secrets import Secrets
 
     from . import _context
 
     config = _context.load(config_flag, resolve_home())
     async with httpx.AsyncClient(timeout=10) as http:
-        results = await check_wake(config, EnvFileSecrets(), http)
+        results = await check_wake(config, Secrets.from_environ(os.environ), http)
     return [
         IdeFinding(ide="-", check=DoctorCheck.WAKE, ok=r.ok, subject=r.subject, message=r.message, fix=r.fix)
         for r in results

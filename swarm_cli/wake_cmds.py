@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Protocol
 
@@ -12,8 +13,9 @@ import httpx
 from body_mcp.state import resolve_home
 from brain_server import UserError
 from brain_server.exceptions import ConfigError
-from brain_server.wake.base import ChannelError, EnvFileSecrets
+from brain_server.wake.base import ChannelError, read_secret
 from brain_server.wake.discord import register_commands
+from shared_protocol.secrets import Secrets
 
 from . import _context
 
@@ -27,7 +29,8 @@ def cmd_discord_register(args: argparse.Namespace) -> int:
     discord = config.discord
     if not discord.application_id or not discord.bot_token:
         raise ConfigError("set [discord] application_id and bot_token (env:NAME or file:/path) to register commands")
-    token = EnvFileSecrets().resolve(discord.bot_token)
+    token = read_secret(Secrets.from_environ(os.environ), discord.bot_token)
+    assert token is not None  # (bot_token is set: checked just above)
 
     async def register() -> list[str]:
         async with httpx.AsyncClient(timeout=20) as http:

@@ -39,13 +39,14 @@ LinkVerb = Literal["approve", "deny", "ack"]
 _LABELS: dict[str, str] = {"approve": "Approve", "deny": "Deny", "ack": "Acknowledge"}
 
 
-def _principal(token: AnswerToken) -> Principal:
-    return Principal(token_id=f"page:{token.page_id}", role="approver", label=redact(token.channel, token.target))
+def _principal(brain: Brain, token: AnswerToken) -> Principal:
+    label = redact(token.channel, token.target, registry=brain.wake.registry)
+    return Principal(token_id=f"page:{token.page_id}", role="approver", label=label)
 
 
 async def _perform(brain: Brain, token: AnswerToken, verb: LinkVerb, reason: str) -> str:
     """Do what the answer says; the sentence to tell the human. `ApiError` when it comes too late."""
-    who = _principal(token)
+    who = _principal(brain, token)
     if verb == "ack":
         await brain.acknowledge(who, token.subject_id, reason)
         return f"Acknowledged {token.subject_id}: paging stops."

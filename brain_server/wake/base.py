@@ -1,85 +1,30 @@
-"""What every wake-up channel shares: the page it sends, the receipt it returns, its errors, secrets.
+"""What every wake-up channel shares: the page it sends, the receipt it returns, its errors, and the
+`ChannelFactory` that makes it from its section of `swarm.toml` (see `registry` for adding one).
 
 A `Page` is one message to one target on one channel, made by the escalation engine; the
 channel turns it into its service's request (a Discord webhook message, a Twilio SMS or
 call, an ntfy push, an email). Channels know nothing of decisions or ladders.
 
-Secrets (tokens, passwords, webhook URLs) travel as `Secret`, whose `repr`/`str` never
-show the value; a channel reveals it only to build the request, and its errors never
-include it (nor a URL that contains it).
+Secrets (tokens, passwords, webhook URLs) travel as `shared_protocol.secrets.Secret`, whose
+`repr`/`str` never show the value; a channel reveals it only to build the request, and its
+errors never include it (nor a URL that contains it).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Literal, Protocol
 
+import httpx
+
+from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver, SecretUnavailable
+
 from ..exceptions import BrainError, ConfigError
-
-
-class Secret:
-    """A credential: shown only by `reveal()`; printing it shows `Secret('…')`."""
-
-    __slots__ = ("_value", "source")
-
-    def __init__(self, value: str, *, source: str = "") -> None:
-        self._value = value
-        self.source = source
-        """Where it came from (`env:NAME`, `file:/path`): safe to show."""
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return f"Secret({self.source or '…'!r})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-class SecretsProvider(Protocol):
-    def resolve(self, ref: str) -> Secret:
-        """The secret `ref` names (`env:NAME`, `file:/path`); `ConfigError` naming the ref if it cannot be read."""
-        ...
-
-
-class EnvFileSecrets:
-    """Secrets from the environment or from files (Vault and cloud secret managers can follow)."""
-
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
-        self._environ = environ if environ is not None else dict(os.environ)
-
-    def resolve(self, ref: str) -> Secret:
-        kind, _, name = ref.partition(":")
-        if kind == "env":
-            value = self._environ.get(name)
-            if not value:
-                raise ConfigError(f"secret {ref}: the environment variable {name} is not set")
-            return Secret(value, source=ref)
-        if kind == "file":
-            try:
-                value = Path(name).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"secret {ref}: cannot read the file: {exc.strerror}") from None
-            if not value:
-                raise ConfigError(f"secret {ref}: the file is empty")
-            return Secret(value, source=ref)
-        raise ConfigError(f"secret reference {ref!r} is neither env:NAME nor file:/path")
-
 
 PageKind = Literal["decision", "alert"]
 
@@ -186,3 +131,68 @@ class Channel(Protocol):
     async def send(self, page: Page) -> Delivery:
         """Deliver the page or raise `ChannelError`."""
         ...
+
+
+# --- making channels from swarm.toml ---------------------------------------------------------
+
+AnswerMode = Literal["links", "buttons", "keypad"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class ChannelKind:
+    """A ladder target name a factory provides, and what the escalation engine puts in its pages."""
+
+    name: str
+    """The target's name in `[escalation] levels` (`sms` in `sms:+1555…`)."""
+    answers: AnswerMode = "links"
+    """`links`: single-use answer links in the page; `buttons`: the service's own buttons answer (no links);
+    `keypad`: a call that takes a digit (an acknowledge link and a Twilio gather link)."""
+    hide_address_as: str | None = None
+    """For an address that is itself a secret (an ntfy topic on a public server): what the log shows instead."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class ChannelSet:
+    """What a factory made of its section: channels by target name, and the addresses a bare target pages."""
+
+    channels: Mapping[str, Channel]
+    recipients: Mapping[str, Sequence[str]]
+    """Default addresses per channel (`[""]` for a channel with one destination, like a webhook)."""
+
+
+BuildChannels = Callable[[httpx.AsyncClient], ChannelSet]
+"""The second half of making channels: given the daemon's HTTP client (its connection pool), the channels."""
+
+
+class ChannelFactory(Protocol):
+    """One section of `swarm.toml` → channels and recipients. Registered in `registry.CHANNELS` by section name."""
+
+    @property
+    def kinds(self) -> Sequence[ChannelKind]:
+        """The target names this factory provides (Twilio: `sms` and `call`)."""
+        ...
+
+    def filled_in(self, config: SwarmConfig) -> bool:
+        """Whether any key of its section is set (`swarm doctor` checks only what someone started to set up)."""
+        ...
+
+    def prepare(self, config: SwarmConfig, secrets: SecretResolver) -> BuildChannels | None:
+        """Read every secret the section names (`read_secret`: a `ConfigError` naming the reference) and check what
+        needs no network; None when the section does not configure a channel. Runs before the brain opens its
+        database, so a bad setting stops it before it starts."""
+        ...
+
+    def problems(self, config: SwarmConfig) -> list[str]:
+        """What in its section would stop a page, in words (half a Twilio account), for the log and `swarm doctor`."""
+        ...
+
+
+def read_secret(secrets: SecretResolver, ref: str) -> Secret | None:
+    """The secret `ref` names; None when `ref` is empty (not configured). `ConfigError` naming the reference (never
+    the value) when it cannot be read."""
+    if not ref:
+        return None
+    try:
+        return secrets.resolve(ref)
+    except SecretUnavailable as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,53 +1,51 @@
-"""From `swarm.toml` to a `WakeSetup`: channels built from the sections that are filled in, secrets resolved.
+"""From `swarm.toml` to a `WakeSetup`: channels built by the registry's factories, secrets resolved.
 
 A channel whose section is empty is simply absent: a ladder level naming it is skipped at
-once (and logged) rather than waited on. A secret that is named but cannot be read is an
-error at start, naming the reference (never the value), so a brain never runs believing it
-can wake someone when it cannot.
+once (and logged) rather than waited on. A ladder target naming a channel no factory provides,
+or a secret that is named but cannot be read, is an error at start naming the key or the
+reference (never the value), so a brain never runs believing it can wake someone when it cannot.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 
 from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
 from shared_protocol.wake import parse_target
 
-from .base import Channel, Secret, SecretsProvider
-from .discord import DiscordWebhookChannel
-from .email import EmailChannel
+from .base import BuildChannels, Channel, read_secret
 from .interactions import DiscordAccess
-from .ntfy import NtfyChannel
+from .registry import CHANNELS, ChannelRegistry
 from .setup import WakeSetup
-from .twilio import TwilioCallChannel, TwilioSmsChannel
 
 logger = logging.getLogger(__name__)
 
 
-def _secret(secrets: SecretsProvider, ref: str) -> Secret | None:
-    return secrets.resolve(ref) if ref else None
-
-
 @dataclass(kw_only=True, frozen=True)
 class WakeParts:
-    """Everything of a `WakeSetup` that needs no HTTP client: the secrets read, the Discord key parsed.
+    """Everything of a `WakeSetup` that needs no HTTP client: the ladder checked, the secrets read, the Discord key
+    parsed.
 
     Made before the brain opens its database, so a bad setting stops it before it starts.
     """
 
-    discord_webhook: Secret | None
+    registry: ChannelRegistry
+    channels: Sequence[BuildChannels]
+    """One per section that configures channels, in registry order."""
     discord: DiscordAccess | None
     twilio_auth_token: Secret | None
-    ntfy_topic: Secret | None
-    ntfy_token: Secret | None
-    email_password: Secret | None
+    """For `POST /twilio/gather`'s signature check (the Twilio channels read it for themselves)."""
 
 
-def prepare_wake(config: SwarmConfig, secrets: SecretsProvider) -> WakeParts:
-    """Read every secret `config` names and parse the Discord key. `ConfigError` naming the reference or key."""
+def prepare_wake(config: SwarmConfig, secrets: SecretResolver, *, registry: ChannelRegistry = CHANNELS) -> WakeParts:
+    """Check the ladder's channel names, read every secret `config` names and parse the Discord key. `ConfigError`
+    naming the key or the reference."""
+    registry.check_targets(config.escalation)
     discord = config.discord
     access = None
     if discord.public_key:
@@ -59,13 +57,12 @@ def prepare_wake(config: SwarmConfig, secrets: SecretsProvider) -> WakeParts:
             application_id=discord.application_id,
             api_base=discord.api_base,
         )
+    builds = [factory.prepare(config, secrets) for factory in registry.factories.values()]
     return WakeParts(
-        discord_webhook=_secret(secrets, discord.webhook_url),
+        registry=registry,
+        channels=[build for build in builds if build is not None],
         discord=access,
-        twilio_auth_token=_secret(secrets, config.twilio.auth_token),
-        ntfy_topic=_secret(secrets, config.ntfy.topic),
-        ntfy_token=_secret(secrets, config.ntfy.token),
-        email_password=_secret(secrets, config.email.password),
+        twilio_auth_token=read_secret(secrets, config.twilio.auth_token),
     )
 
 
@@ -73,33 +70,18 @@ def build_wake(config: SwarmConfig, http: httpx.AsyncClient, parts: WakeParts) -
     """The channels, recipients and answer endpoints that `config` fills in, from `prepare_wake`'s parts."""
     channels: dict[str, Channel] = {}
     recipients: dict[str, list[str]] = {}
-    twilio, ntfy, email = config.twilio, config.ntfy, config.email
-
-    if parts.discord_webhook is not None:
-        channels["discord"] = DiscordWebhookChannel(http, parts.discord_webhook)
-        recipients["discord"] = [""]
-
-    twilio_token = parts.twilio_auth_token
-    if twilio.account_sid and twilio_token is not None:
-        channels["sms"] = TwilioSmsChannel(http, twilio, twilio_token)
-        channels["call"] = TwilioCallChannel(http, twilio, twilio_token)
-        recipients["sms"] = recipients["call"] = list(twilio.to)
-
-    if parts.ntfy_topic is not None:
-        channels["ntfy"] = NtfyChannel(http, ntfy, topic=parts.ntfy_topic, token=parts.ntfy_token)
-        recipients["ntfy"] = [""]
-
-    if email.host:
-        channels["email"] = EmailChannel(email, password=parts.email_password)
-        recipients["email"] = list(email.to)
-
+    for build in parts.channels:
+        made = build(http)
+        channels.update(made.channels)
+        recipients.update({name: list(addresses) for name, addresses in made.recipients.items()})
     return WakeSetup(
         escalation=config.escalation,
         channels=channels,
         recipients=recipients,
+        registry=parts.registry,
         public_url=config.brain.public_url,
         discord=parts.discord,
-        twilio_auth_token=twilio_token,
+        twilio_auth_token=parts.twilio_auth_token,
     )
 
 
@@ -114,17 +96,17 @@ def wake_problems(config: SwarmConfig, setup: WakeSetup) -> list[str]:
     """What would stop a page from reaching someone, or an answer from coming back, in words (for the log at
     start and `swarm doctor`)."""
     problems: list[str] = []
+    registry = setup.registry
     for number, level in enumerate(setup.escalation.levels):
         for target in level.targets:
             channel, address = parse_target(target)
+            section = registry.section(channel)
             if channel not in setup.channels:
-                problems.append(f"level {number} names '{target}', but [{_section(channel)}] is not configured")
+                problems.append(f"level {number} names '{target}', but [{section}] is not configured")
             elif not address and not setup.recipients.get(channel):
-                problems.append(f"level {number} names '{target}' with no address, and [{_section(channel)}] has none")
-    twilio = config.twilio
-    if bool(twilio.account_sid) != bool(twilio.auth_token):
-        missing = "auth_token" if twilio.account_sid else "account_sid"
-        problems.append(f"[twilio] {missing} is empty (the other is set): no SMS and no calls")
+                problems.append(f"level {number} names '{target}' with no address, and [{section}] has none")
+    for factory in registry.factories.values():
+        problems.extend(factory.problems(config))
     if not setup.public_url:
         problems.append("[brain] public_url is empty: pages carry no answer links and calls cannot take a digit")
     discord = config.discord
@@ -141,7 +123,3 @@ def wake_problems(config: SwarmConfig, setup: WakeSetup) -> list[str]:
                 "`swarm discord register` cannot run"
             )
     return problems
-
-
-def _section(channel: str) -> str:
-    return "twilio" if channel in ("sms", "call") else channel

@@ -23,8 +23,11 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
+
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret, retry_after_s
+from .base import BuildChannels, ChannelError, ChannelKind, ChannelSet, Delivery, Page, read_secret, retry_after_s
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], datetime]
@@ -334,6 +337,29 @@ class DiscordWebhookChannel:
         except ValidationError:  # delivered all the same: never page twice for a receipt we cannot read
             provider_id = None
         return Delivery(channel=self.name, target="", provider_id=provider_id)
+
+
+class DiscordFactory:
+    """`[discord] webhook_url` → the `discord` channel, answered with its buttons. (The section's other keys set up
+    the interactions endpoint and `swarm discord register`, not a channel.)"""
+
+    kinds = (ChannelKind(name="discord", answers="buttons"),)
+
+    def filled_in(self, config: SwarmConfig) -> bool:
+        return bool(config.discord.webhook_url or config.discord.public_key)
+
+    def prepare(self, config: SwarmConfig, secrets: SecretResolver) -> BuildChannels | None:
+        webhook = read_secret(secrets, config.discord.webhook_url)
+        if webhook is None:
+            return None
+
+        def build(http: httpx.AsyncClient) -> ChannelSet:
+            return ChannelSet(channels={"discord": DiscordWebhookChannel(http, webhook)}, recipients={"discord": [""]})
+
+        return build
+
+    def problems(self, config: SwarmConfig) -> list[str]:
+        return []
 
 
 class WebhookInfo(BaseModel):

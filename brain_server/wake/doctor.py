@@ -1,10 +1,11 @@
 """`swarm doctor`'s wake-up checks: would a page reach someone, and could they answer it?
 
-Checks what can be checked from here without paging anyone: every secret the config names
-can be read, every ladder level has a configured channel and a recipient, the brain has a
-`public_url` for answer links, and the Discord webhook belongs to the application (a
-webhook a user created in Discord's channel settings accepts the message but silently
-drops its Approve / Deny buttons).
+Checks what can be checked from here without paging anyone: every ladder target names a
+channel of the registry, every secret the config names can be read, every ladder level has a
+configured channel and a recipient, each channel's own problems (its factory's `problems`),
+the brain has a `public_url` for answer links, and the Discord webhook belongs to the
+application (a webhook a user created in Discord's channel settings accepts the message but
+silently drops its Approve / Deny buttons).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 import httpx
 
 from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Secret, SecretsProvider
+from .base import ChannelError, read_secret
 from .configure import build_wake, prepare_wake, wake_problems
 from .discord import inspect_webhook
+from .registry import CHANNELS, ChannelRegistry
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -29,20 +32,14 @@ class WakeFinding:
     fix: str | None = None
 
 
-def _anything_configured(config: SwarmConfig) -> bool:
-    return any(
-        (
-            config.discord.webhook_url,
-            config.discord.public_key,
-            config.twilio.account_sid,
-            config.ntfy.topic,
-            config.email.host,
-        )
-    )
-
-
-async def check_wake(config: SwarmConfig, secrets: SecretsProvider, http: httpx.AsyncClient) -> list[WakeFinding]:
-    if not _anything_configured(config):
+async def check_wake(
+    config: SwarmConfig, secrets: SecretResolver, http: httpx.AsyncClient, *, registry: ChannelRegistry = CHANNELS
+) -> list[WakeFinding]:
+    try:
+        registry.check_targets(config.escalation)
+    except ConfigError as exc:
+        return [WakeFinding(ok=False, subject="wake-up", message=str(exc), fix="name a channel listed there")]
+    if not any(factory.filled_in(config) for factory in registry.factories.values()):
         return [
             WakeFinding(
                 ok=True,
@@ -51,16 +48,16 @@ async def check_wake(config: SwarmConfig, secrets: SecretsProvider, http: httpx.
             )
         ]
     try:
-        parts = prepare_wake(config, secrets)
-        setup = build_wake(config, http, parts)
+        setup = build_wake(config, http, prepare_wake(config, secrets, registry=registry))
+        webhook = read_secret(secrets, config.discord.webhook_url)
     except ConfigError as exc:
         return [WakeFinding(ok=False, subject="wake-up", message=str(exc), fix="set the secret it names, or the key")]
     findings = [
         WakeFinding(ok=False, subject="wake-up", message=problem, fix="fill in that section of swarm.toml")
         for problem in wake_problems(config, setup)
     ]
-    if parts.discord_webhook is not None:
-        findings.append(await _check_webhook(config, parts.discord_webhook, http))
+    if webhook is not None:
+        findings.append(await _check_webhook(config, webhook, http))
     if not findings:
         channels = ", ".join(sorted(setup.channels))
         findings.append(WakeFinding(ok=True, subject="wake-up", message=f"every ladder level can page ({channels})"))

@@ -15,11 +15,14 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import anyio.to_thread
+import httpx
 
+from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
 from shared_protocol.wake import EmailConfig
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret
+from .base import BuildChannels, ChannelError, ChannelKind, ChannelSet, Delivery, Page, read_secret
 
 
 class EmailChannel:
@@ -106,6 +109,31 @@ class EmailChannel:
     def _redact(self, text: str) -> str:
         password = self._password.reveal() if self._password else ""
         return text.replace(password, "…") if password else text
+
+
+class EmailFactory:
+    """`[email]` → the `email` channel (SMTP), mailing the addresses in `to` by default."""
+
+    kinds = (ChannelKind(name="email"),)
+
+    def filled_in(self, config: SwarmConfig) -> bool:
+        return bool(config.email.host)
+
+    def prepare(self, config: SwarmConfig, secrets: SecretResolver) -> BuildChannels | None:
+        email = config.email
+        password = read_secret(secrets, email.password)
+        if not email.host:
+            return None
+
+        def build(_http: httpx.AsyncClient) -> ChannelSet:  # (SMTP: no HTTP client)
+            return ChannelSet(
+                channels={"email": EmailChannel(email, password=password)}, recipients={"email": list(email.to)}
+            )
+
+        return build
+
+    def problems(self, config: SwarmConfig) -> list[str]:
+        return []
 
 
 def email_message(page: Page, *, from_addr: str, to: str) -> EmailMessage:

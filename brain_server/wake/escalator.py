@@ -11,9 +11,15 @@ where nobody could be reached (no channel configured, or every send failed after
 climbs to the next at once instead of waiting out the timeout. Every page, failure,
 acknowledgement and alert is a line in the brain's append-only log.
 
+This is the one way the brain tells humans anything: a decision that needs one, or an alert.
+With no channel configured nothing is started, and the process log says what needed a human.
+
 Channels are given recipients here: a target without an address (`"sms"`) pages the
-channel's configured defaults. Logged targets are redacted (phone numbers and addresses
-keep only a few characters; an ntfy topic, which is a secret on public servers, none).
+channel's configured defaults. What a page carries and how its target is logged follow the
+registry's `ChannelKind` of its channel, never its name: answer links unless the service's
+own buttons answer, a keypad's gather link for a call; logged targets are redacted (phone
+numbers and addresses keep only a few characters; an address that is a secret, like an ntfy
+topic, none).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from ..exceptions import NothingToAcknowledge
 from ..state import LogEntry, StateEngine
 from .base import Channel, ChannelError, Delivery, Page, PageLinks
 from .records import AnswerToken, AnswerVerb, Escalation, hash_answer_token
+from .registry import CHANNELS, ChannelRegistry
 from .setup import WakeSetup
 
 logger = logging.getLogger(__name__)
@@ -74,12 +81,13 @@ def ladder_step(config: EscalationConfig, index: int) -> Step | None:
     )
 
 
-def redact(channel: str, address: str) -> str:
+def redact(channel: str, address: str, *, registry: ChannelRegistry = CHANNELS) -> str:
     """A target fit for the log: enough to tell recipients apart, not enough to contact them."""
     if not address:
         return channel
-    if channel == "ntfy":
-        return "ntfy:(topic)"
+    hidden = registry.kind(channel).hide_address_as
+    if hidden is not None:
+        return f"{channel}:{hidden}"
     if "@" in address:
         local, _, domain = address.partition("@")
         return f"{channel}:{local[:1]}…@{domain}"
@@ -107,9 +115,24 @@ class Escalator:
 
     async def start_decision(self, decision: Decision) -> None:
         """A decision needs a human: its ladder starts now (the first page goes out on the next tick)."""
+        impact = decision.impact
+        logger.log(
+            logging.INFO if self.can_page else logging.WARNING,
+            "decision %s needs %s by %s: %s (agent %s on body %s, confidence %.2f, %d files, %d API calls, $%.2f)%s",
+            decision.id,
+            "a human" if decision.needs == "human" else decision.needs,
+            decision.deadline.isoformat(timespec="seconds"),
+            decision.summary,
+            decision.agent,
+            decision.body_id,
+            decision.confidence,
+            impact.files,
+            impact.api_calls,
+            impact.usd,
+            "" if self.can_page else " (no wake-up channel is configured)",
+        )
         if not self.can_page:
             return
-        impact = decision.impact
         facts = {
             "Decision": decision.id,
             "Needs": "a human" if decision.needs == "human" else f"{decision.needs} (a human stands in)",
@@ -335,7 +358,7 @@ class Escalator:
             await self._log_failure(escalation, step, channel.name, to, str(exc))
             return False
         except Exception as exc:  # a channel bug must not stop the ladder; the next level still goes out
-            logger.exception("channel %s failed", channel.name)
+            logger.exception("channel %s failed paging about %s", channel.name, escalation.id)
             await self._log_failure(escalation, step, channel.name, to, f"{channel.name}: {type(exc).__name__}")
             return False
         await self.state.append_log(
@@ -382,14 +405,16 @@ class Escalator:
     async def _links(
         self, escalation: Escalation, page_id: str, channel: str, to: str, now: datetime
     ) -> PageLinks | None:
-        """Single-use answer URLs for what this channel shows (Discord has buttons, a call takes a digit)."""
+        """Single-use answer URLs for what this channel shows (a service's own buttons need none, a keypad takes a
+        digit at a gather link)."""
+        answers = self.setup.registry.kind(channel).answers
         base = self.setup.public_url.rstrip("/")
-        if not base or channel == "discord":
+        if not base or answers == "buttons":
             return None
         verbs: list[AnswerVerb] = ["ack"]
-        if channel == "call":
+        if answers == "keypad":
             verbs.append("gather")
-        if escalation.kind == "decision" and channel != "call":
+        if escalation.kind == "decision" and answers == "links":
             verbs.extend(("approve", "deny"))
         tokens: dict[AnswerVerb, str] = {verb: secrets.token_urlsafe(24) for verb in verbs}
         expires = escalation.deadline or now + ALERT_TOKEN_TTL
@@ -424,7 +449,7 @@ class Escalator:
     def _detail(self, step: Step, page_id: str, channel: str, to: str, delivery: Delivery | None) -> dict[str, Any]:
         detail: dict[str, Any] = {
             "channel": channel,
-            "to": redact(channel, to),
+            "to": redact(channel, to, registry=self.setup.registry),
             "level": step.level,
             "attempt": step.attempt,
             "page_id": page_id,
@@ -434,7 +459,9 @@ class Escalator:
         return detail
 
     async def _log_failure(self, escalation: Escalation, step: Step, channel: str, to: str, error: str) -> None:
-        logger.warning("page about %s on %s failed: %s", escalation.id, redact(channel, to), error)
+        logger.warning(
+            "page about %s on %s failed: %s", escalation.id, redact(channel, to, registry=self.setup.registry), error
+        )
         detail = self._detail(step, "", channel, to, None)
         detail["error"] = error
         await self.state.append_log(

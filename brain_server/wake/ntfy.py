@@ -13,9 +13,11 @@ from typing import Any, cast
 
 import httpx
 
+from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
 from shared_protocol.wake import NtfyConfig
 
-from .base import ChannelError, Delivery, Page, Secret, retry_after_s
+from .base import BuildChannels, ChannelError, ChannelKind, ChannelSet, Delivery, Page, read_secret, retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,32 @@ class NtfyChannel:
             if secret:
                 text = text.replace(secret, "…")
         return text
+
+
+class NtfyFactory:
+    """`[ntfy]` → the `ntfy` channel, publishing to `topic` by default. The topic is a secret on a public server,
+    so the log shows a target's topic as `(topic)`."""
+
+    kinds = (ChannelKind(name="ntfy", hide_address_as="(topic)"),)
+
+    def filled_in(self, config: SwarmConfig) -> bool:
+        return bool(config.ntfy.topic)
+
+    def prepare(self, config: SwarmConfig, secrets: SecretResolver) -> BuildChannels | None:
+        ntfy = config.ntfy
+        topic, token = read_secret(secrets, ntfy.topic), read_secret(secrets, ntfy.token)
+        if topic is None:
+            return None
+
+        def build(http: httpx.AsyncClient) -> ChannelSet:
+            return ChannelSet(
+                channels={"ntfy": NtfyChannel(http, ntfy, topic=topic, token=token)}, recipients={"ntfy": [""]}
+            )
+
+        return build
+
+    def problems(self, config: SwarmConfig) -> list[str]:
+        return []
 
 
 def ntfy_message(page: Page, *, topic: str, priority: int) -> dict[str, Any]:

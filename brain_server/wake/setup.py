@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from shared_protocol.wake import EscalationConfig
+from shared_protocol.secrets import Secret
+from shared_protocol.wake import EscalationConfig, EscalationLevel
 
-from .base import Channel, Secret
+from .base import Channel
 from .interactions import DiscordAccess
+from .registry import CHANNELS, ChannelRegistry
 
 
 @dataclass(kw_only=True)
@@ -21,6 +23,8 @@ class WakeSetup:
     channels: Mapping[str, Channel] = field(default_factory=dict[str, Channel])
     recipients: Mapping[str, Sequence[str]] = field(default_factory=dict[str, Sequence[str]])
     """Default addresses per channel for targets without one (discord: [""], sms/call: numbers, …)."""
+    registry: ChannelRegistry = CHANNELS
+    """What each channel name is: how its pages are answered, whether its addresses are secrets, its section."""
     public_url: str = ""
     """The brain's outside address: answer links and Twilio callbacks; empty: pages carry no links."""
     discord: DiscordAccess | None = None
@@ -31,3 +35,12 @@ class WakeSetup:
     retry_wait_s: float = 0.5
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     """How a retry waits (tests record it)."""
+
+    @classmethod
+    def paging(cls, channel: Channel) -> WakeSetup:
+        """A setup that pages `channel` alone, once and at once, about each decision or alert (tests, the demo)."""
+        return cls(
+            escalation=EscalationConfig(levels=[EscalationLevel(after_s=0, targets=[channel.name])], repeat=0),
+            channels={channel.name: channel},
+            recipients={channel.name: [""]},
+        )

@@ -21,10 +21,12 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 import httpx
 
+from shared_protocol.config import SwarmConfig
+from shared_protocol.secrets import Secret, SecretResolver
 from shared_protocol.wake import TwilioConfig
 
 from ..exceptions import ConfigError
-from .base import ChannelError, Delivery, Page, Secret, retry_after_s
+from .base import BuildChannels, ChannelError, ChannelKind, ChannelSet, Delivery, Page, read_secret, retry_after_s
 
 API_VERSION = "2010-04-01"
 SMS_MAX_CHARS = 1600
@@ -105,6 +107,35 @@ class TwilioCallChannel(_TwilioChannel):
         return await self._create(
             page, {"To": page.target, "From": self._config.from_number, "Twiml": gather_twiml(page)}
         )
+
+
+class TwilioFactory:
+    """`[twilio]` → the `sms` channel (answer links) and the `call` channel (a digit on the keypad), both paging the
+    numbers in `to` by default."""
+
+    kinds = (ChannelKind(name="sms"), ChannelKind(name="call", answers="keypad"))
+
+    def filled_in(self, config: SwarmConfig) -> bool:
+        return bool(config.twilio.account_sid)
+
+    def prepare(self, config: SwarmConfig, secrets: SecretResolver) -> BuildChannels | None:
+        twilio = config.twilio
+        token = read_secret(secrets, twilio.auth_token)
+        if not twilio.account_sid or token is None:
+            return None
+
+        def build(http: httpx.AsyncClient) -> ChannelSet:
+            channels = {"sms": TwilioSmsChannel(http, twilio, token), "call": TwilioCallChannel(http, twilio, token)}
+            return ChannelSet(channels=channels, recipients={"sms": list(twilio.to), "call": list(twilio.to)})
+
+        return build
+
+    def problems(self, config: SwarmConfig) -> list[str]:
+        twilio = config.twilio
+        if bool(twilio.account_sid) == bool(twilio.auth_token):
+            return []
+        missing = "auth_token" if twilio.account_sid else "account_sid"
+        return [f"[twilio] {missing} is empty (the other is set): no SMS and no calls"]
 
 
 def sms_body(page: Page) -> str:

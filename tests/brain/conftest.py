@@ -11,13 +11,14 @@ import pytest
 from brain_server import (
     Brain,
     BrainSettings,
-    MemoryNotifier,
     MemoryStateEngine,
     SqliteStateEngine,
     StateEngine,
     build_app,
     issue_token,
 )
+from brain_server.wake.memory import MemoryChannel
+from brain_server.wake.setup import WakeSetup
 
 from .helpers import BrainClient, Clock
 
@@ -33,8 +34,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def notifier() -> MemoryNotifier:
-    return MemoryNotifier()
+def pages() -> MemoryChannel:
+    """The brain's one wake-up channel: every page it sends a human, kept."""
+    return MemoryChannel()
 
 
 @pytest.fixture
@@ -57,9 +59,9 @@ async def state(request: pytest.FixtureRequest, settings: BrainSettings) -> Asyn
 
 @pytest.fixture
 async def brain(
-    settings: BrainSettings, state: StateEngine, notifier: MemoryNotifier, clock: Clock
+    settings: BrainSettings, state: StateEngine, pages: MemoryChannel, clock: Clock
 ) -> AsyncIterator[Brain]:
-    b = Brain(settings, state=state, notifier=notifier, clock=clock)
+    b = Brain(settings, state=state, clock=clock, wake=WakeSetup.paging(pages))
     async with b.running():
         yield b
 

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import httpx
 
-from brain_server import BrainSettings, MemoryNotifier, SqliteStateEngine, issue_token, run
+from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
 from shared_protocol.brain import Role
@@ -161,7 +161,6 @@ class LiveBrain:
     url: str
     db: Path
     tokens: dict[str, str]
-    notifier: MemoryNotifier
     stop: anyio.Event
     """Set it to shut the brain down as SIGTERM would."""
 
@@ -183,7 +182,6 @@ async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) 
     db = settings.db
     assert db is not None
     tokens = {role: await issue_in(db, role, f"{role}-1") for role in ("body", "approver", "captain")}
-    notifier = MemoryNotifier()
     ready = anyio.Event()
     stop = anyio.Event()
     urls: list[str] = []
@@ -194,12 +192,10 @@ async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) 
 
     live = settings.model_copy(update={"host": "127.0.0.1", "port": 0})
     async with anyio.create_task_group() as group:
-        group.start_soon(
-            lambda: run(live, notifier=notifier, on_ready=on_ready, stop=stop, handle_signals=False, wake=wake)
-        )
+        group.start_soon(lambda: run(live, on_ready=on_ready, stop=stop, handle_signals=False, wake=wake))
         with anyio.fail_after(10):
             await ready.wait()
         try:
-            yield LiveBrain(url=urls[0], db=db, tokens=tokens, notifier=notifier, stop=stop)
+            yield LiveBrain(url=urls[0], db=db, tokens=tokens, stop=stop)
         finally:
             stop.set()

@@ -8,7 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from brain_server import Brain, MemoryNotifier
+from brain_server import Brain
+from brain_server.wake.memory import MemoryChannel
 
 from .helpers import BrainClient, Clock, decision_request, ok, refused
 
@@ -20,12 +21,13 @@ async def create(api: BrainClient, **changes: Any) -> dict[str, Any]:
 
 
 async def test_a_small_confident_action_is_approved_at_once_by_the_rules(
-    api: BrainClient, notifier: MemoryNotifier
+    api: BrainClient, pages: MemoryChannel, brain: Brain
 ) -> None:
     decision = await create(api)
     assert (decision["state"], decision["needs"]) == ("approved", "none")
     assert [(a["verdict"], a["by"]) for a in decision["answers"]] == [("approved", "rules")]
-    assert notifier.sent == []
+    await brain.escalator.tick()
+    assert pages.pages == []
 
 
 async def test_an_action_over_the_blast_radius_is_denied_at_once(api: BrainClient) -> None:
@@ -34,25 +36,28 @@ async def test_an_action_over_the_blast_radius_is_denied_at_once(api: BrainClien
         assert (decision["state"], decision["needs"]) == ("denied", "blocked")
 
 
-async def test_an_action_that_needs_a_human_is_pending_and_a_human_is_notified(
-    api: BrainClient, notifier: MemoryNotifier, brain: Brain
+async def test_an_action_that_needs_a_human_is_pending_and_a_human_is_paged(
+    api: BrainClient, pages: MemoryChannel, brain: Brain
 ) -> None:
     human = await create(api, confidence=0.6, action="rm -rf build/")
     consensus = await create(api, impact={"files": 5})
     assert (human["state"], human["needs"]) == ("pending", "human")
     assert (consensus["state"], consensus["needs"]) == ("pending", "consensus")
     assert human["action"] == "rm -rf build/"
-    with anyio.fail_after(2):
-        sent = await notifier.wait_for(2)
-    assert {n.decision_id for n in sent} == {human["id"], consensus["id"]}
-    note = next(n for n in sent if n.decision_id == human["id"])
-    assert (note.needs, note.summary, note.agent, note.body_id) == (
-        "human",
-        "rewrite the billing module",
+    await brain.escalator.tick()
+    sent = pages.pages
+    assert {p.subject_id for p in sent} == {human["id"], consensus["id"]}
+    assert {p.kind for p in sent} == {"decision"}
+    page = next(p for p in sent if p.subject_id == human["id"])
+    assert (page.facts["Needs"], page.summary, page.facts["Agent"], page.facts["Body"]) == (
+        "a human",
+        "rewrite the billing module\n\nWhy: the tests fail on refunds",
         "claude",
         "body-a",
     )
-    assert note.deadline == brain.now() + timedelta(seconds=3600)
+    assert page.deadline == brain.now() + timedelta(seconds=3600)
+    (stand_in,) = (p for p in sent if p.subject_id == consensus["id"])
+    assert stand_in.facts["Needs"] == "consensus (a human stands in)"
 
 
 async def test_the_deadline_defaults_from_settings_and_can_be_given(api: BrainClient) -> None:
@@ -176,15 +181,13 @@ async def test_a_decision_event_is_pushed_to_its_body_when_it_changes(api: Brain
 
 
 async def test_asking_the_same_pending_question_again_returns_it_and_pages_nobody_twice(
-    api: BrainClient, notifier: MemoryNotifier, brain: Brain, clock: Clock
+    api: BrainClient, pages: MemoryChannel, brain: Brain, clock: Clock
 ) -> None:
     first = await create(api, confidence=0.5)  # 201: a new question, a human is paged
     retry = ok(await api.post("/v1/decisions", decision_request(confidence=0.5), as_="body"))  # 200: the same one
     assert retry == first
-    with anyio.fail_after(2):
-        await notifier.wait_for(1)
-    await anyio.sleep(0.05)
-    assert len(notifier.sent) == 1, "the retry paged nobody"
+    await brain.escalator.tick()
+    assert len(pages.pages) == 1, "the retry paged nobody"
     assert [e.action for e in await brain.state.log_entries()].count("decision_create") == 1
     # A different question, another body's, or one asked once the first is answered or due, is new.
     assert (await create(api, confidence=0.5, summary="another question"))["id"] != first["id"]

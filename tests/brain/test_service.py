@@ -1,4 +1,4 @@
-"""The daemon loop, the notifier edge and the event hub, without HTTP."""
+"""The daemon loop, paging a human through a channel, and the event hub, without HTTP."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import anyio
 import pytest
 from starlette.types import Message
 
-from brain_server import Brain, BrainEvent, BrainSettings, EventHub, LogNotifier, MemoryStateEngine, Notification
+from brain_server import Brain, BrainEvent, BrainSettings, EventHub, MemoryStateEngine
 from brain_server._sse import EventStreamResponse
 from brain_server.auth import Principal
+from brain_server.wake.base import Delivery, Page
+from brain_server.wake.setup import WakeSetup
 from shared_protocol.brain import DecisionRequest, KillState
 
 from .helpers import Clock
@@ -45,35 +47,41 @@ async def test_the_sweeper_loop_expires_a_decision_at_its_deadline(tmp_path: Pat
 
 
 class BrokenChannel:
+    """A channel with a bug: it raises something other than `ChannelError`."""
+
+    name = "broken"
+
     def __init__(self) -> None:
         self.called = anyio.Event()
 
-    async def notify(self, message: Notification) -> None:
+    async def send(self, page: Page) -> Delivery:
         self.called.set()
         raise ConnectionError("the channel is down")
 
 
-async def test_a_failing_notifier_does_not_fail_the_request_and_the_decision_stays_pending(
+async def test_a_failing_channel_does_not_fail_the_request_and_the_decision_stays_pending(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     channel = BrokenChannel()
-    brain = Brain(BrainSettings(), state=MemoryStateEngine(), notifier=channel)
+    brain = Brain(BrainSettings(), state=MemoryStateEngine(), wake=WakeSetup.paging(channel))
     async with brain.running():
         decision = await brain.request_decision(BODY, request())
-        with anyio.fail_after(2):
-            await channel.called.wait()
-        await anyio.wait_all_tasks_blocked()
+        await brain.escalator.tick()
+        assert channel.called.is_set()
         assert (await brain.decision(decision.id)).state == "pending"
     assert any(r.levelno == logging.ERROR and decision.id in r.getMessage() for r in caplog.records)
+    failed = [e for e in await brain.state.log_entries() if e.action == "page_failed"]
+    assert [(e.target, e.detail["channel"]) for e in failed] == [(decision.id, "broken")]
 
 
-async def test_the_log_notifier_names_the_decision(caplog: pytest.LogCaptureFixture) -> None:
-    brain = Brain(BrainSettings(), state=MemoryStateEngine(), notifier=LogNotifier())
-    with caplog.at_level(logging.WARNING, logger="brain_server.notify"):
+async def test_without_a_wake_up_channel_the_log_names_a_decision_that_needs_a_human(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    brain = Brain(BrainSettings(), state=MemoryStateEngine())
+    with caplog.at_level(logging.WARNING, logger="brain_server.wake.escalator"):
         async with brain.running():
             decision = await brain.request_decision(BODY, request())
-            await anyio.wait_all_tasks_blocked()
-    assert any(decision.id in r.getMessage() for r in caplog.records)
+    assert any(r.levelno == logging.WARNING and decision.id in r.getMessage() for r in caplog.records)
 
 
 def kill(n: int) -> BrainEvent:

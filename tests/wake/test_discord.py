@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from brain_server.exceptions import ConfigError
-from brain_server.wake.base import Page, Secret
+from brain_server.wake.base import Page
 from brain_server.wake.discord import (
     COMMANDS,
     DiscordError,
@@ -22,6 +22,7 @@ from brain_server.wake.discord import (
     parse_custom_id,
     register_commands,
 )
+from shared_protocol.secrets import Secret
 from tests.fakes.discord import APP_ID, BOT_TOKEN, GUILD_ID, WEBHOOK_TOKEN, FakeDiscord
 from tests.fakes.serve import serve_app
 

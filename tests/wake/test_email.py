@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from brain_server.exceptions import ConfigError
-from brain_server.wake.base import ChannelError, Page, PageLinks, Secret
+from brain_server.wake.base import ChannelError, Page, PageLinks
 from brain_server.wake.email import EmailChannel
+from shared_protocol.secrets import Secret
 from shared_protocol.wake import EmailConfig
 
 pytestmark = pytest.mark.anyio

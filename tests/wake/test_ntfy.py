@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from brain_server.wake.base import ChannelError, Page, PageLinks, Secret
+from brain_server.wake.base import ChannelError, Page, PageLinks
 from brain_server.wake.ntfy import MESSAGE_MAX_BYTES, NtfyChannel
+from shared_protocol.secrets import Secret
 from shared_protocol.wake import NtfyConfig
 from tests.fakes.ntfy import FakeNtfy
 from tests.fakes.serve import serve_app

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from brain_server.exceptions import ConfigError
-from brain_server.wake.base import ChannelError, Page, PageLinks, Secret
+from brain_server.wake.base import ChannelError, Page, PageLinks
 from brain_server.wake.twilio import (
     SMS_MAX_CHARS,
     TWIML_MAX_CHARS,
@@ -28,6 +28,7 @@ from brain_server.wake.twilio import (
     twilio_signature,
     verify_twilio_signature,
 )
+from shared_protocol.secrets import Secret
 from shared_protocol.wake import TwilioConfig
 from tests.fakes.serve import serve_app
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, post_gather

@@ -334,3 +334,17 @@ def test_brain_serve_refuses_to_start_with_an_unset_env_secret_and_names_it(home
 def test_brain_serve_with_an_unset_env_secret_prints_only_the_reason(home: Path, tmp_path: Path) -> None:
     result = serve_with_unset_secret(home, tmp_path)
     assert "env:SWARM_TEST_UNSET" in one_line_error(result)
+
+
+def test_brain_serve_refuses_a_ladder_naming_an_unknown_channel_and_names_the_key(home: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "swarm.toml", '[escalation]\nlevels = [{after_s = 0, targets = ["pager"]}]\n')
+    args = ("--host", "127.0.0.1", "--port", "0", "--db", str(tmp_path / "brain.db"), "--config", config)
+    line = one_line_error(swarm("brain", "serve", *args, home=home))
+    assert "[escalation] levels" in line and "'pager'" in line
+    assert not (tmp_path / "brain.db").exists()
+
+
+async def test_doctor_fails_a_ladder_naming_an_unknown_channel(home: Path, workspace: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "swarm.toml", '[escalation]\nlevels = [{after_s = 0, targets = ["pager"]}]\n')
+    (line,) = wake_lines((await doctor(home, workspace, config)).stdout)
+    assert not line.ok and "[escalation] levels" in line.message and line.fix

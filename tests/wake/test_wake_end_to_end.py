@@ -21,12 +21,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from brain_server import Brain, BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.auth import Principal
-from brain_server.wake.base import EnvFileSecrets
 from brain_server.wake.configure import build_wake, prepare_wake
 from brain_server.wake.intake import MAX_BODY_BYTES
 from brain_server.wake.setup import WakeSetup
 from shared_protocol.brain import DecisionRequest
 from shared_protocol.config import SwarmConfig, parse_config
+from shared_protocol.secrets import Secrets
 from tests.brain.helpers import Clock
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.ntfy import FakeNtfy
@@ -69,7 +69,7 @@ class Services:
     ntfy: FakeNtfy
     mailbox: Mailbox
     config: SwarmConfig
-    secrets: EnvFileSecrets
+    secrets: Secrets
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ async def services(smtp: tuple[Mailbox, int]) -> AsyncIterator[Services]:
                 },
             }
         )
-        secrets = EnvFileSecrets(
+        secrets = Secrets.from_environ(
             {
                 "DISCORD_WEBHOOK": FakeDiscord.webhook_url(d_url),
                 "TWILIO_TOKEN": AUTH_TOKEN,
@@ -242,7 +242,7 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveWake]:
                 },
             }
         )
-        secrets = EnvFileSecrets({"TWILIO_TOKEN": AUTH_TOKEN})
+        secrets = Secrets.from_environ({"TWILIO_TOKEN": AUTH_TOKEN})
 
         def wake(http: httpx.AsyncClient) -> WakeSetup:
             return build_wake(config, http, prepare_wake(config, secrets))
