@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared_protocol import RefusalCode
+from shared_protocol.refusals import Rule
 
 from .confinement import Workspace
 from .exceptions import SpecialFile, ToolRefused
@@ -109,7 +110,7 @@ def entry_at(parent: int, parts: tuple[str, ...], *, max_bytes: int | None = Non
         raise ToolRefused(
             f"'{'/'.join(parts)}' is {st.st_size} bytes, over the {max_bytes}-byte cap",
             code=RefusalCode.TOO_LARGE,
-            rule="workspace.max_read_bytes",
+            rule=Rule.MAX_READ_BYTES,
         )
     data = read_file_at(parent, name, size_hint=st.st_size)
     return EntryState(type="file", sha256=hashlib.sha256(data).hexdigest(), mode=perm), data
@@ -142,7 +143,7 @@ def write_atomic(ws: Workspace, parts: tuple[str, ...], data: bytes, *, mode: in
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                raise ToolRefused(f"'{'/'.join(parts)}' is a directory", code=RefusalCode.NOT_A_FILE, rule="fs")
+                raise ToolRefused(f"'{'/'.join(parts)}' is a directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
             if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
                 raise SpecialFile(f"'{'/'.join(parts)}' is a device, FIFO or socket")
             perm = stat.S_IMODE(st.st_mode) if mode is None and stat.S_ISREG(st.st_mode) else mode
@@ -192,7 +193,7 @@ def remove_entry(ws: Workspace, parts: tuple[str, ...]) -> None:
                     raise ToolRefused(
                         f"directory '{'/'.join(parts)}' is not empty",
                         code=RefusalCode.DIRECTORY_NOT_EMPTY,
-                        rule="fs",
+                        rule=Rule.FS,
                     ) from None
                 raise
         else:
@@ -224,5 +225,7 @@ def rename(ws: Workspace, source: tuple[str, ...], destination: tuple[str, ...])
         except FileNotFoundError:
             pass
         else:
-            raise ToolRefused(f"'{'/'.join(destination)}' already exists", code=RefusalCode.ALREADY_EXISTS, rule="fs")
+            raise ToolRefused(
+                f"'{'/'.join(destination)}' already exists", code=RefusalCode.ALREADY_EXISTS, rule=Rule.FS
+            )
         os.rename(source[-1], destination[-1], src_dir_fd=src_parent, dst_dir_fd=dst_parent)

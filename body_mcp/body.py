@@ -22,6 +22,7 @@ from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
 from shared_protocol import RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import approval_thresholds
+from shared_protocol.refusals import Rule
 from shared_protocol.tools import BrainState
 
 from ._db import StateDB
@@ -206,7 +207,7 @@ class Body:
             raise ToolRefused(
                 f"no sandbox can isolate commands on this machine, so none is run: {self._sandbox_error}",
                 code=RefusalCode.SANDBOX_UNAVAILABLE,
-                rule="sandbox.backend",
+                rule=Rule.SANDBOX_BACKEND,
             )
         return self._sandbox
 
@@ -242,7 +243,7 @@ class Body:
                 raise ToolRefused(
                     "the workspace is being restored from a snapshot; retry in a moment",
                     code=RefusalCode.IO_ERROR,
-                    rule="snapshots.restore",
+                    rule=Rule.SNAPSHOTS_RESTORE,
                 )
             self.workspace.reopen()
             self.scanner.reset()
@@ -293,7 +294,7 @@ class Body:
             except (OSError, sqlite3.Error) as exc:
                 why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
                 message = f"the audit trail cannot be written ({why}); nothing ran"
-                refusal = ToolRefused(message, code=RefusalCode.IO_ERROR, rule="audit.write")
+                refusal = ToolRefused(message, code=RefusalCode.IO_ERROR, rule=Rule.AUDIT_WRITE)
                 return refused_outcome(refusal, action_id, audited=False)
         if self.workspace.replaced():
             # If the workspace is missing mid-restore, the guard meets that too and refuses the call, audited.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shared_protocol import RefusalCode
+from shared_protocol.refusals import Rule
 
 from .exceptions import InvalidPath, PathOutsideWorkspace, ToolRefused
 
@@ -177,7 +178,7 @@ class Workspace:
                         raise ToolRefused(
                             f"'{'/'.join(parts[: index + 1])}' is not a directory (or changed into a symlink)",
                             code=RefusalCode.NOT_A_DIRECTORY,
-                            rule="confinement",
+                            rule=Rule.CONFINEMENT,
                         ) from None
                     raise
                 os.close(fd)
@@ -240,4 +241,4 @@ def _lexical(parts: list[str], raw: str) -> tuple[str, ...]:
 
 
 def _not_found(parts: tuple[str, ...]) -> ToolRefused:
-    return ToolRefused(f"'{'/'.join(parts)}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+    return ToolRefused(f"'{'/'.join(parts)}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)

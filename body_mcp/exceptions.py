@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from shared_protocol import RefusalCode, ToolResult
+from shared_protocol.refusals import Rule
 
 
 class SwarmError(Exception):
@@ -39,9 +40,9 @@ class ToolRefused(SwarmError):
     """The guard or a tool refuses the call; the agent gets `{code, rule, message, action_id}`."""
 
     default_code: ClassVar[RefusalCode] = RefusalCode.INTERNAL_ERROR
-    default_rule: ClassVar[str] = "guard"
+    default_rule: ClassVar[Rule] = Rule.GUARD
 
-    def __init__(self, message: str, *, code: RefusalCode | None = None, rule: str | None = None) -> None:
+    def __init__(self, message: str, *, code: RefusalCode | None = None, rule: Rule | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
@@ -50,16 +51,16 @@ class ToolRefused(SwarmError):
 
 class KillSwitchEngaged(ToolRefused):
     default_code = RefusalCode.KILL_SWITCH_ENGAGED
-    default_rule = "kill_switch"
+    default_rule = Rule.KILL_SWITCH
 
 
 class InvalidArguments(ToolRefused):
     default_code = RefusalCode.INVALID_ARGUMENTS
-    default_rule = "input.validation"
+    default_rule = Rule.VALIDATION
 
 
 class PathRefused(ToolRefused):
-    default_rule = "confinement"
+    default_rule = Rule.CONFINEMENT
 
 
 class PathOutsideWorkspace(PathRefused):
@@ -76,11 +77,11 @@ class SpecialFile(PathRefused):
 
 class ProtectedPath(PathRefused):
     default_code = RefusalCode.PROTECTED_PATH
-    default_rule = "policy.protected_paths"
+    default_rule = Rule.PROTECTED_PATHS
 
 
 class LimitExceeded(ToolRefused):
-    default_rule = "limits"
+    default_rule = Rule.LIMITS
 
 
 class BlastRadiusExceeded(LimitExceeded):
@@ -93,17 +94,17 @@ class RateLimited(LimitExceeded):
 
 class CircuitOpen(LimitExceeded):
     default_code = RefusalCode.CIRCUIT_OPEN
-    default_rule = "limits.circuit_breaker"
+    default_rule = Rule.CIRCUIT_BREAKER
 
 
 class ApprovalRequired(ToolRefused):
     default_code = RefusalCode.APPROVAL_REQUIRED
-    default_rule = "approval"
+    default_rule = Rule.APPROVAL
 
 
 class UndoRefused(ToolRefused):
     default_code = RefusalCode.UNDO_UNAVAILABLE
-    default_rule = "undo"
+    default_rule = Rule.UNDO
 
 
 class RefusedWithResult(ToolRefused):

@@ -10,6 +10,7 @@ import anyio.lowlevel
 from pydantic import ValidationError
 
 from shared_protocol import Impact, RefusalCode
+from shared_protocol.refusals import Rule
 
 from .approval import ApprovalGate
 from .confinement import Workspace
@@ -37,7 +38,7 @@ class KillSwitchGuard:
                     f"{state.reason}; mutating tools are refused until the body reconnects. "
                     "Read-only tools still work.",
                     code=RefusalCode.BRAIN_UNREACHABLE,
-                    rule="brain.failsafe",
+                    rule=Rule.BRAIN_FAILSAFE,
                 )
             if state.engaged:
                 by = f" by {state.by}" if state.by else ""
@@ -56,7 +57,7 @@ class ValidationGuard:
         spec = self._tools.get(ctx.tool)
         if spec is None:
             raise ToolRefused(
-                f"there is no tool named '{ctx.tool}'", code=RefusalCode.UNKNOWN_TOOL, rule="input.tool_name"
+                f"there is no tool named '{ctx.tool}'", code=RefusalCode.UNKNOWN_TOOL, rule=Rule.TOOL_NAME
             )
         ctx.spec = spec
         try:

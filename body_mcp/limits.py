@@ -26,6 +26,7 @@ from pathlib import Path
 
 from shared_protocol import Budget, Impact
 from shared_protocol.config import LimitsConfig
+from shared_protocol.refusals import Rule
 
 from ._limits_table import BreakerState, LimitsTable, TooManyInFlight, micro_usd
 from .exceptions import BlastRadiusExceeded, CircuitOpen, RateLimited
@@ -69,7 +70,7 @@ class Limits:
                 self._breach(self._clock())
             raise BlastRadiusExceeded(
                 "one action may not exceed the blast radius: " + "; ".join(over) + ". Nothing was done.",
-                rule="limits.blast_radius",
+                rule=Rule.BLAST_RADIUS,
             )
 
     # -- windows -----------------------------------------------------------------------
@@ -84,21 +85,21 @@ class Limits:
             used = table.usage(now)
             if mutating:
                 trial = self._admit_through_breaker(now)
-            problem: tuple[str, str] | None = None
+            problem: tuple[Rule, str] | None = None
             if used.calls + 1 > c.calls_per_minute:
                 problem = (
-                    "limits.calls_per_minute",
+                    Rule.CALLS_PER_MINUTE,
                     f"{used.calls} of {c.calls_per_minute} tool calls used in the last minute",
                 )
             elif want.files and used.files + want.files > c.file_mods_per_hour:
                 problem = (
-                    "limits.file_mods_per_hour",
+                    Rule.FILE_MODS_PER_HOUR,
                     f"{used.files} of {c.file_mods_per_hour} file modifications used in the last hour; "
                     f"this call needs {want.files}",
                 )
             elif want.usd and used.usd + want.usd > c.usd_per_hour:
                 problem = (
-                    "limits.usd_per_hour",
+                    Rule.USD_PER_HOUR,
                     f"${used.usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour; this call needs ${want.usd:.2f}",
                 )
             if problem is None:
@@ -113,7 +114,7 @@ class Limits:
                 except TooManyInFlight as exc:
                     if trial:
                         table.set_breaker(state="open", opened_at=now)
-                    raise RateLimited(f"{exc}; wait for some to finish.", rule="limits.calls_in_flight") from None
+                    raise RateLimited(f"{exc}; wait for some to finish.", rule=Rule.CALLS_IN_FLIGHT) from None
                 return Reservation(slot=slot, token=token, second=int(now), trial=trial)
             if trial:
                 table.set_breaker(state="open", opened_at=now)
@@ -143,12 +144,12 @@ class Limits:
             used = table.usage(now)
             if used.files + extra.files > c.file_mods_per_hour:
                 problem = (
-                    "limits.file_mods_per_hour",
+                    Rule.FILE_MODS_PER_HOUR,
                     f"{used.files} of {c.file_mods_per_hour} file modifications used in the last hour; "
                     f"this call needs {extra.files} more",
                 )
             elif used.usd + extra.usd > c.usd_per_hour:
-                problem = ("limits.usd_per_hour", f"${used.usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour")
+                problem = (Rule.USD_PER_HOUR, f"${used.usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour")
             else:
                 grown = dict(files=extra.files, api_calls=extra.api_calls, usd_micro=micro_usd(extra.usd))
                 if not table.grow(reservation.slot, reservation.token, **grown):

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs
+from shared_protocol.refusals import Rule
 
 from . import _json
 from ._factories import empty_dict
@@ -252,7 +253,7 @@ class Pipeline:
         except OSError as exc:
             failed = True
             refusal = ToolRefused(
-                f"the operating system refused: {exc.strerror or exc}", code=RefusalCode.IO_ERROR, rule="fs"
+                f"the operating system refused: {exc.strerror or exc}", code=RefusalCode.IO_ERROR, rule=Rule.FS
             )
         except Exception as exc:
             logger.exception("internal error in %s", ctx.tool)
@@ -260,13 +261,13 @@ class Pipeline:
             refusal = ToolRefused(
                 f"internal error; the call was refused ({type(exc).__name__})",
                 code=RefusalCode.INTERNAL_ERROR,
-                rule="guard.fail_closed",
+                rule=Rule.FAIL_CLOSED,
             )
         except BaseException:
             # Cancelled (the client gave up, or the body is stopping): what the call did so far is still
             # audited and its budget settled (synchronously) before the cancellation goes on.
             cancelled = ToolRefused(
-                "the call was cancelled before it finished", code=RefusalCode.CANCELLED, rule="guard.cancelled"
+                "the call was cancelled before it finished", code=RefusalCode.CANCELLED, rule=Rule.CANCELLED
             )
             try:
                 auditor.record(ctx, outcome="failed", refusal=cancelled, failed=False, cancelled=True)

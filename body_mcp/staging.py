@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Literal
 
 from sandbox import ChangeKind, EntryType, Quota, RunResult, StagedChange
-from shared_protocol import RefusalCode
+from shared_protocol import RefusalCode, Rule
 
 from .exceptions import ToolRefused
 from .gitignore import GitIgnore
@@ -46,12 +46,12 @@ class StagedProblem:
         return f"{self.path} ({self.why})"
 
 
-# Each sandbox quota and the `[sandbox]` key that sets it.
-_QUOTA_KEYS = {
-    Quota.WRITE_BYTES: "max_write_mb",
-    Quota.WRITE_INODES: "max_write_inodes",
-    Quota.TMP_BYTES: "max_tmp_mb",
-    Quota.TMP_INODES: "max_tmp_inodes",
+# Each sandbox quota and its rule (the `[sandbox]` key that sets it).
+_QUOTA_RULES = {
+    Quota.WRITE_BYTES: Rule.SANDBOX_MAX_WRITE_MB,
+    Quota.WRITE_INODES: Rule.SANDBOX_MAX_WRITE_INODES,
+    Quota.TMP_BYTES: Rule.SANDBOX_MAX_TMP_MB,
+    Quota.TMP_INODES: Rule.SANDBOX_MAX_TMP_INODES,
 }
 
 
@@ -182,9 +182,9 @@ def quota_refusal(run: RunResult) -> ToolRefused | None:
     staged may be cut short, and nothing of it is applied. None when the run stayed within its quotas."""
     if not run.quotas_exceeded:
         return None
-    keys = [f"[sandbox] {_QUOTA_KEYS[quota]}" for quota in run.quotas_exceeded]
+    keys = [f"[sandbox] {_QUOTA_RULES[quota].value.removeprefix('sandbox.')}" for quota in run.quotas_exceeded]
     return ToolRefused(
         f"the command used up its quota ({', '.join(keys)}): its writes past it failed, so nothing was applied",
         code=RefusalCode.TOO_LARGE,
-        rule=f"sandbox.{_QUOTA_KEYS[run.quotas_exceeded[0]]}",
+        rule=_QUOTA_RULES[run.quotas_exceeded[0]],
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared_protocol import FileChange, RefusalCode
+from shared_protocol.refusals import Rule
 
 from . import _fsops, _json
 from ._db import StateDB, Writes
@@ -153,7 +154,7 @@ class UndoStore:
             row = conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha,)).fetchone()
         data = bytes(row[0]) if row is not None else (self._blob_dir / sha[:2] / sha).read_bytes()
         if hashlib.sha256(data).hexdigest() != sha:
-            raise UndoRefused(f"pre-image {sha[:12]} is damaged", rule="undo.blobs")
+            raise UndoRefused(f"pre-image {sha[:12]} is damaged", rule=Rule.UNDO_BLOBS)
         return data
 
     def recorder(self, ws: Workspace) -> Recorder:
@@ -219,7 +220,7 @@ class UndoStore:
             raise UndoRefused(
                 "undo would overwrite changes made since: " + ", ".join(conflicts) + ". Undo with force to overwrite.",
                 code=RefusalCode.UNDO_CONFLICT,
-                rule="undo.conflict",
+                rule=Rule.UNDO_CONFLICT,
             )
         recorder = self.recorder(ws)
         changes: list[FileChange] = []

@@ -50,7 +50,7 @@ from .decisions import (
     initial_state,
 )
 from .exceptions import AnswerRefusal, AnswerRefused, ProtocolError
-from .refusals import Refusal, RefusalCode
+from .refusals import Refusal, RefusalCode, Rule
 from .tools import (
     Budget,
     CommandChange,
@@ -160,6 +160,7 @@ __all__ = [
     "RequestApprovalArgs",
     "ResumeRequest",
     "Role",
+    "Rule",
     "RunCommandArgs",
     "RunCommandResult",
     "SearchFilesArgs",

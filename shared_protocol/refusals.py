@@ -1,4 +1,4 @@
-"""Refusal codes: the closed set of reasons the guard gives for not doing something.
+"""Refusal codes and rule names: the closed sets of reasons the guard gives for not doing something.
 
 A refusal reaches the agent as an MCP `is_error` result whose structured content is a
 `Refusal`. Tests and clients branch on `code`, never on `message`.
@@ -68,11 +68,54 @@ class RefusalCode(StrEnum):
     """The call was cancelled before it finished (the client gave up, or the body is stopping); audited."""
 
 
+class Rule(StrEnum):
+    """Which rule refused: a closed set, named after the config key or the part of the guard that holds it."""
+
+    GUARD = "guard"
+    FAIL_CLOSED = "guard.fail_closed"
+    CANCELLED = "guard.cancelled"
+    TOOL_NAME = "input.tool_name"
+    VALIDATION = "input.validation"
+    KILL_SWITCH = "kill_switch"
+    BRAIN_FAILSAFE = "brain.failsafe"
+    BRAIN_LINK = "brain.link"
+    CONFINEMENT = "confinement"
+    PROTECTED_PATHS = "policy.protected_paths"
+    FS = "fs"
+    MAX_READ_BYTES = "workspace.max_read_bytes"
+    MAX_WRITE_BYTES = "workspace.max_write_bytes"
+    EXACT_MATCH = "edit_file.exact_match"
+    LIMITS = "limits"
+    BLAST_RADIUS = "limits.blast_radius"
+    CALLS_PER_MINUTE = "limits.calls_per_minute"
+    FILE_MODS_PER_HOUR = "limits.file_mods_per_hour"
+    USD_PER_HOUR = "limits.usd_per_hour"
+    CALLS_IN_FLIGHT = "limits.calls_in_flight"
+    CIRCUIT_BREAKER = "limits.circuit_breaker"
+    APPROVAL = "approval"
+    DECISIONS = "decisions"
+    UNDO = "undo"
+    UNDO_CONFLICT = "undo.conflict"
+    UNDO_BLOBS = "undo.blobs"
+    AUDIT = "audit"
+    AUDIT_WRITE = "audit.write"
+    SNAPSHOTS_RESTORE = "snapshots.restore"
+    TASKS_CLAIM = "tasks.claim"
+    SANDBOX_BACKEND = "sandbox.backend"
+    SANDBOX_ALLOWED_DOMAINS = "sandbox.allowed_domains"
+    SANDBOX_STAGED_CHANGES = "sandbox.staged_changes"
+    SANDBOX_MAX_WRITE_MB = "sandbox.max_write_mb"
+    SANDBOX_MAX_WRITE_INODES = "sandbox.max_write_inodes"
+    SANDBOX_MAX_TMP_MB = "sandbox.max_tmp_mb"
+    SANDBOX_MAX_TMP_INODES = "sandbox.max_tmp_inodes"
+    IDE_HOOKS = "ide.hooks"
+
+
 class Refusal(ProtocolModel):
     """The structured content of every refused tool call."""
 
     code: RefusalCode
-    rule: str
+    rule: Rule
     """The rule that refused, e.g. `limits.file_mods_per_hour` or `policy.protected_paths`."""
     message: str
     """A sentence for the agent: what was refused, the numbers, and what to do instead."""

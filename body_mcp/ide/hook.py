@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
+from shared_protocol.refusals import Rule
+
 from ..audit import EventDraft, new_action_id, redact_arguments
 from ..exceptions import UserError
 from .answers import render
@@ -111,7 +113,7 @@ def audit_draft(attempt: Attempt, decision: Decision, *, default_session: str) -
         tool=f"{prefix}:{attempt.tool}",
         arguments=redact_builtin_input(attempt.tool_input),
         code=decision.code.value if notable else None,
-        rule="ide.hooks",
+        rule=Rule.IDE_HOOKS,
         message=decision.reason,
         files=[f for f in decision.files if f],
         detail={"event": attempt.event, "verdict": decision.verdict, "decision": decision.code.value},

@@ -31,6 +31,7 @@ from sandbox import (
     minimal_path,
 )
 from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunCommandArgs, RunCommandResult
+from shared_protocol.refusals import Rule
 from shared_protocol.tools import CommandChangeClass
 
 from .. import _fsops
@@ -86,7 +87,7 @@ def _check_network(args: RunCommandArgs, allowed: list[str]) -> None:
             "this workspace allows commands no network ([sandbox] allowed_domains is empty); "
             "run the command without network=true",
             code=RefusalCode.NETWORK_NOT_ALLOWED,
-            rule="sandbox.allowed_domains",
+            rule=Rule.SANDBOX_ALLOWED_DOMAINS,
         )
 
 
@@ -197,7 +198,7 @@ async def _decide(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> None
         raise ToolRefused(
             "the kill switch was engaged while the command ran: it was killed and nothing was applied",
             code=RefusalCode.KILL_SWITCH_ENGAGED,
-            rule="kill_switch",
+            rule=Rule.KILL_SWITCH,
         )
     if (over_quota := quota_refusal(measured.staged.result)) is not None:
         raise over_quota
@@ -206,7 +207,7 @@ async def _decide(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> None
         raise ToolRefused(
             "nothing was applied, because the command changed: " + "; ".join(str(p) for p in sorted_.problems),
             code=sorted_.refusal_code,
-            rule="sandbox.staged_changes",
+            rule=Rule.SANDBOX_STAGED_CHANGES,
         )
     try:
         await ctx.check_measured(measured.impact, [c.path for c in sorted_.counted])

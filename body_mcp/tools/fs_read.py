@@ -23,6 +23,7 @@ from shared_protocol import (
     SearchFilesResult,
     TreeNode,
 )
+from shared_protocol.refusals import Rule
 from shared_protocol.tools import EntryKind
 
 from .. import _fsops
@@ -57,15 +58,15 @@ async def read_text_file(ctx: ToolContext[ReadTextFileArgs]) -> ReadTextFileResu
         raise InvalidArguments("give head or tail, not both")
     st = ctx.deps.workspace.lstat(path)
     if st is None:
-        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     if stat.S_ISDIR(st.st_mode):
-        raise ToolRefused(f"'{path.rel}' is a directory: use list_directory", code=RefusalCode.NOT_A_FILE, rule="fs")
+        raise ToolRefused(f"'{path.rel}' is a directory: use list_directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
     if not stat.S_ISREG(st.st_mode):
         raise SpecialFile(f"'{path.rel}' is a device, FIFO or socket: never read")
     cap = ctx.deps.files.max_read_bytes
     state, data = _fsops.read_entry(ctx.deps.workspace, path.parts, max_bytes=cap)
     if data is None or state.type != "file":
-        raise ToolRefused(f"'{path.rel}' changed while being read", code=RefusalCode.IO_ERROR, rule="fs")
+        raise ToolRefused(f"'{path.rel}' changed while being read", code=RefusalCode.IO_ERROR, rule=Rule.FS)
     ctx.effects.files = [path.rel]
     text = decode_text(data)
     if text is not None and args.head is not None:
@@ -182,7 +183,7 @@ async def get_file_info(ctx: ToolContext[PathArgs]) -> GetFileInfoResult:
     path = ctx.paths["path"]
     st = ctx.deps.workspace.lstat(path)
     if st is None:
-        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     protection, _ = ctx.deps.policy.classify(path)
     birth = getattr(st, "st_birthtime", None)
     return GetFileInfoResult(

@@ -23,6 +23,7 @@ from shared_protocol import (
     RefusalCode,
     WriteFileArgs,
 )
+from shared_protocol.refusals import Rule
 from shared_protocol.tools import ChangeKind
 
 from .. import _fsops
@@ -64,7 +65,7 @@ def _existing_text(ctx: ToolContext[Any], path: WorkspacePath, *, must_exist: bo
     state, data = _fsops.read_entry(ctx.deps.workspace, path.parts, max_bytes=ctx.deps.files.max_read_bytes)
     if state.type == "absent":
         if must_exist:
-            raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+            raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
         return state, None
     _check_writable(path, state)
     return state, decode_text(data) if data is not None else None
@@ -93,10 +94,10 @@ def _keep_pre_image(ctx: ToolContext[Any], state: EntryState, text: str) -> Entr
 
 def _check_writable(path: WorkspacePath, state: EntryState) -> None:
     if state.type == "dir":
-        raise ToolRefused(f"'{path.rel}' is a directory", code=RefusalCode.NOT_A_FILE, rule="fs")
+        raise ToolRefused(f"'{path.rel}' is a directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
     if state.type == "special":
         raise ToolRefused(
-            f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement"
+            f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule=Rule.CONFINEMENT
         )
 
 
@@ -109,7 +110,7 @@ async def write_file(ctx: ToolContext[WriteFileArgs]) -> dict[str, Any]:
         raise ToolRefused(
             f"content is {len(data)} bytes, over the {cap}-byte write cap",
             code=RefusalCode.TOO_LARGE,
-            rule="workspace.max_write_bytes",
+            rule=Rule.MAX_WRITE_BYTES,
         )
     if ctx.mode == "shadow":
         state, old = _existing_text(ctx, path, must_exist=False)
@@ -124,7 +125,7 @@ async def edit_file(ctx: ToolContext[EditFileArgs]) -> dict[str, Any]:
     path = ctx.paths["path"]
     state, old = _existing_text(ctx, path, must_exist=True)
     if old is None:
-        raise ToolRefused(f"'{path.rel}' is binary: edit_file works on text", code=RefusalCode.NOT_A_FILE, rule="fs")
+        raise ToolRefused(f"'{path.rel}' is binary: edit_file works on text", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
     new = old
     for index, edit in enumerate(args.edits):
         count = new.count(edit.old_text)
@@ -134,7 +135,7 @@ async def edit_file(ctx: ToolContext[EditFileArgs]) -> dict[str, Any]:
                 f"edit {index + 1}: old_text {where} in '{path.rel}'; it must match exactly once "
                 "(include more surrounding lines to make it unique)",
                 code=RefusalCode.EDIT_MISMATCH,
-                rule="edit_file.exact_match",
+                rule=Rule.EXACT_MATCH,
             )
         new = new.replace(edit.old_text, edit.new_text, 1)
     diff = unified_diff(path.rel, old, new)
@@ -144,7 +145,7 @@ async def edit_file(ctx: ToolContext[EditFileArgs]) -> dict[str, Any]:
     data = new.encode()
     if len(data) > ctx.deps.files.max_write_bytes:
         raise ToolRefused(
-            "the edited file would exceed the write cap", code=RefusalCode.TOO_LARGE, rule="workspace.max_write_bytes"
+            "the edited file would exceed the write cap", code=RefusalCode.TOO_LARGE, rule=Rule.MAX_WRITE_BYTES
         )
     if ctx.mode == "live" and new != old:
         _write(ctx, path, data, before=_keep_pre_image(ctx, state, old))
@@ -163,7 +164,7 @@ async def create_directory(ctx: ToolContext[CreateDirectoryArgs]) -> dict[str, A
             raise ToolRefused(
                 f"'{'/'.join(path.parts[:end])}' exists and is not a directory",
                 code=RefusalCode.NOT_A_DIRECTORY,
-                rule="fs",
+                rule=Rule.FS,
             )
     if missing and ctx.mode == "live":
         recorder = ctx.recorder()
@@ -203,18 +204,18 @@ def _check_subtree_policy(policy: PathPolicy, entries: list[tuple[str, ...]]) ->
 async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
     source, destination = ctx.paths["source"], ctx.paths["destination"]
     if not source.parts:
-        raise ToolRefused("the workspace root cannot be moved", code=RefusalCode.INVALID_PATH, rule="confinement")
+        raise ToolRefused("the workspace root cannot be moved", code=RefusalCode.INVALID_PATH, rule=Rule.CONFINEMENT)
     state, _ = _fsops.read_entry(ctx.deps.workspace, source.parts)
     if state.type == "absent":
-        raise ToolRefused(f"'{source.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+        raise ToolRefused(f"'{source.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     if state.type == "special":
         raise ToolRefused(
-            f"'{source.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule="confinement"
+            f"'{source.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule=Rule.CONFINEMENT
         )
     if destination.parts[: len(source.parts)] == source.parts:
-        raise ToolRefused("cannot move a directory into itself", code=RefusalCode.INVALID_PATH, rule="fs")
+        raise ToolRefused("cannot move a directory into itself", code=RefusalCode.INVALID_PATH, rule=Rule.FS)
     if ctx.deps.workspace.lstat(destination) is not None:
-        raise ToolRefused(f"'{destination.rel}' already exists", code=RefusalCode.ALREADY_EXISTS, rule="fs")
+        raise ToolRefused(f"'{destination.rel}' already exists", code=RefusalCode.ALREADY_EXISTS, rule=Rule.FS)
     moved_files = 1
     if state.type == "dir":
         inside = _subtree_files(ctx.deps.workspace, source)
@@ -235,17 +236,17 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
 async def delete_file(ctx: ToolContext[DeleteFileArgs]) -> dict[str, Any]:
     path = ctx.paths["path"]
     if not path.parts:
-        raise ToolRefused("the workspace root cannot be deleted", code=RefusalCode.INVALID_PATH, rule="confinement")
+        raise ToolRefused("the workspace root cannot be deleted", code=RefusalCode.INVALID_PATH, rule=Rule.CONFINEMENT)
     st = ctx.deps.workspace.lstat(path)
     if st is None:
-        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule="fs")
+        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     if stat.S_ISDIR(st.st_mode):
         with ctx.deps.workspace.open_dir(path.parts) as fd:
             if os.listdir(fd):
                 raise ToolRefused(
                     f"directory '{path.rel}' is not empty: delete its files first (or run_command in the sandbox)",
                     code=RefusalCode.DIRECTORY_NOT_EMPTY,
-                    rule="fs",
+                    rule=Rule.FS,
                 )
     diff = ""
     if ctx.mode == "shadow" and stat.S_ISREG(st.st_mode):

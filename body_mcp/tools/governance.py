@@ -19,6 +19,7 @@ from shared_protocol import (
     UndoResult,
 )
 from shared_protocol.brain import Decision, DecisionRequest
+from shared_protocol.refusals import Rule
 
 from ..exceptions import ToolRefused, UndoRefused
 from ..explain import explain_event
@@ -74,7 +75,7 @@ async def explain(ctx: ToolContext[ExplainArgs]) -> ExplainResult:
     args = ctx.args
     event = ctx.deps.audit.get(args.id)
     if event is None:
-        raise ToolRefused(f"no audit event with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule="audit")
+        raise ToolRefused(f"no audit event with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule=Rule.AUDIT)
     data: dict[str, Any] = event.model_dump(mode="json")
     return ExplainResult(action_id=ctx.action_id, id=args.id, explanation=explain_event(event), event=data)
 
@@ -157,7 +158,7 @@ async def decision_status(ctx: ToolContext[DecisionStatusArgs]) -> DecisionResul
     args = ctx.args
     decision = await ctx.deps.decisions.get(args.id)
     if decision is None:
-        raise ToolRefused(f"no decision with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule="decisions")
+        raise ToolRefused(f"no decision with id '{args.id}'", code=RefusalCode.NOT_FOUND, rule=Rule.DECISIONS)
     return _decision_result(ctx, decision)
 
 

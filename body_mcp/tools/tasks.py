@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from shared_protocol import NextTaskArgs, NextTaskResult, RefusalCode, ReportOutcomeArgs, ReportOutcomeResult
 from shared_protocol.brain import ClaimRequest, OutcomeRequest
+from shared_protocol.refusals import Rule
 
 from ..brain_client import BrainRejected, BrainUnavailable
 from ..exceptions import ToolRefused
@@ -15,7 +16,7 @@ from ._spec import ToolContext, ToolSpec
 
 
 def _brain_down(exc: Exception) -> ToolRefused:
-    return ToolRefused(f"the brain did not answer: {exc}", code=RefusalCode.BRAIN_UNREACHABLE, rule="brain.link")
+    return ToolRefused(f"the brain did not answer: {exc}", code=RefusalCode.BRAIN_UNREACHABLE, rule=Rule.BRAIN_LINK)
 
 
 async def next_task(ctx: ToolContext[NextTaskArgs]) -> NextTaskResult:
@@ -54,7 +55,7 @@ async def report_outcome(ctx: ToolContext[ReportOutcomeArgs]) -> ReportOutcomeRe
             if lost is not None
             else f"this body holds no claim on task '{args.task_id}' (claim it with next_task first)",
             code=RefusalCode.NOT_FOUND,
-            rule="tasks.claim",
+            rule=Rule.TASKS_CLAIM,
         )
     try:
         task = await link.client.outcome(
@@ -70,7 +71,7 @@ async def report_outcome(ctx: ToolContext[ReportOutcomeArgs]) -> ReportOutcomeRe
     except BrainRejected as exc:
         link.release(args.task_id)
         raise ToolRefused(
-            f"the brain refused the outcome: {exc.error.message}", code=RefusalCode.NOT_FOUND, rule="tasks.claim"
+            f"the brain refused the outcome: {exc.error.message}", code=RefusalCode.NOT_FOUND, rule=Rule.TASKS_CLAIM
         ) from exc
     except BrainUnavailable as exc:
         raise _brain_down(exc) from exc
