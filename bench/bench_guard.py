@@ -60,7 +60,9 @@ async def _measure(clients: dict[str, Client], calls: int) -> dict[str, dict[str
 def _body_params(workspace: Path, home: Path, durability: str) -> StdioServerParameters:
     config = home / f"bench-{durability}.toml"
     config.write_text(
-        f'[limits]\ncalls_per_minute = 1000000\nfile_mods_per_hour = 1000000\n[audit]\ndurability = "{durability}"\n'
+        f"[limits]\ncalls_per_minute = 1000000\nfile_mods_per_hour = 1000000\n"
+        # (the approval threshold over a session's recent files still runs its check, with a threshold raised)
+        f'[policy]\napproval_min_files = 1000000\n[audit]\ndurability = "{durability}"\n'
     )
     env = {**os.environ, "SWARM_HOME": str(home)}
     return StdioServerParameters(
