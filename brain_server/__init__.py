@@ -9,8 +9,6 @@
 The brain imports `shared_protocol` only; bodies speak to it through those models.
 """
 
-from ._memory_state import MemoryStateEngine
-from ._sqlite_state import SqliteStateEngine
 from .app import build_app
 from .auth import Principal, hash_token, issue_token, revoke_token
 from .daemon import run, serve
@@ -39,7 +37,7 @@ from .exceptions import (
 from .notify import LogNotifier, MemoryNotifier, Notification, Notifier
 from .service import Brain, SweepReport
 from .settings import BrainSettings
-from .state import LogEntry, StateEngine, TokenRecord
+from .state import LogEntry, MemoryStateEngine, SqliteStateEngine, StateEngine, TokenRecord
 
 __all__ = [
     "AlreadyFinal",

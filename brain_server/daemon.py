@@ -21,13 +21,13 @@ import anyio
 import httpx
 import uvicorn
 
-from ._sqlite_state import SqliteStateEngine
 from .app import build_app
 from .backup import run_backups
 from .exceptions import ConfigError
 from .notify import Notifier
 from .service import Brain
 from .settings import BrainSettings
+from .state import SqliteStateEngine
 from .wake.setup import WakeSetup
 
 WakeFactory = Callable[[httpx.AsyncClient], WakeSetup]

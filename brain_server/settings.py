@@ -7,13 +7,12 @@ flags, `$SWARM_HOME` and the `[brain]` section of `swarm.toml`, and builds this.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared_protocol.decisions import ApprovalThresholds
 
-Durability = Literal["power_loss", "crash"]
+from .state import Durability
 
 
 class BrainSettings(BaseModel):

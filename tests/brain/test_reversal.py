@@ -220,7 +220,7 @@ async def test_redoing_over_a_task_changed_since_is_a_conflict_and_changes_nothi
 
 
 async def test_a_database_from_before_reversals_were_kept_keeps_its_records(tmp_path: Path) -> None:
-    from brain_server._schema import MIGRATIONS, split_statements
+    from brain_server.state._schema import MIGRATIONS, split_statements
 
     path = tmp_path / "brain.db"
     conn = sqlite3.connect(path)

@@ -12,9 +12,10 @@ import anyio
 import pytest
 
 from brain_server import BodyMismatch, SchemaTooNew, SqliteStateEngine, StateEngine, TokenRecord
-from brain_server._schema import MIGRATIONS, split_statements
 from brain_server.auth import BODY, authenticate, hash_token
-from brain_server.state import ClaimGrant, LogAction, LogEntry, iso
+from brain_server.state import ClaimGrant, LogAction, LogEntry
+from brain_server.state._rules import iso
+from brain_server.state._schema import MIGRATIONS, split_statements
 from shared_protocol.brain import KillState, Role, Task
 
 from .helpers import audit_chain

@@ -1,4 +1,4 @@
-"""`MemoryStateEngine`: the state engine in dictionaries, for tests and the demo.
+"""`MemoryStateEngine`: the state engine in dictionaries, for tests and the demo (`memory://`).
 
 Same contract as the SQLite engine. Every method runs without awaiting in between, so on
 one event loop each one is atomic without a lock.
@@ -15,9 +15,11 @@ from shared_protocol import AuditEvent
 from shared_protocol.brain import Claimant, CompensationKind, Decision, KillState, Task, TaskOutcome, TaskState
 from shared_protocol.decisions import DecisionState
 
-from .audit import AuditAppend, link_batch, seqs_to_look_up
-from .state import (
-    KILL_RELEASED,
+from ..audit import AuditAppend, link_batch, seqs_to_look_up
+from ..exceptions import NoDatabase
+from ..wake.records import OPEN_STATES, AnswerToken, Escalation
+from ._protocols import Durability, EngineKind, StateEngine
+from ._records import (
     BodyRecord,
     ClaimGrant,
     Compensation,
@@ -26,6 +28,8 @@ from .state import (
     Reversal,
     TaskKey,
     TokenRecord,
+)
+from ._rules import (
     check_holder,
     check_key,
     conflicts_of,
@@ -36,7 +40,8 @@ from .state import (
     task_from_row,
     task_row,
 )
-from .wake.records import OPEN_STATES, AnswerToken, Escalation
+
+KILL_RELEASED = KillState(engaged=False)
 
 
 class MemoryStateEngine:
@@ -434,3 +439,17 @@ class MemoryStateEngine:
             return False
         self._interactions[interaction_id] = at
         return True
+
+
+def _location_problem(location: str) -> str | None:
+    return None if not location else "memory:// takes nothing after it"
+
+
+async def _open_location(location: str, *, durability: Durability, create: bool) -> StateEngine:
+    if not create:
+        raise NoDatabase("memory:// holds nothing until it is opened: there is no database to open")
+    return MemoryStateEngine()
+
+
+MEMORY = EngineKind(form="memory://", durable=False, problem=_location_problem, open=_open_location)
+"""`memory://`: a new, empty engine on every open, gone when it is closed. `durability` does not apply."""
