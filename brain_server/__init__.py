@@ -1,7 +1,7 @@
 """The brain: a persistent daemon holding the swarm's state, governance and kill switch.
 
     HTTP (`build_app`, JSON under /v1, bearer tokens)  ─┐
-    daemon loop (`Brain.run_sweeper`)                   ├─▶ `Brain` ─▶ `StateEngine` (SQLite | memory)
+    daemon loop (`Brain.run_sweeper`)                   ├─▶ `Brain` ─▶ `StateEngine` (by URL: sqlite | memory)
                                                         │      ├─▶ `EventHub` (server-sent events to bodies)
                                                         │      └─▶ `Notifier` (a human is needed)
     `serve(settings)`: both in one process (uvicorn)  ──┘
@@ -16,6 +16,7 @@ from .events import BrainEvent, EventHub
 from .exceptions import (
     AlreadyFinal,
     ApiError,
+    BadDatabaseUrl,
     BodyMismatch,
     BrainError,
     ChainBroken,
@@ -25,6 +26,7 @@ from .exceptions import (
     Conflict,
     Forbidden,
     InvalidRequest,
+    NoDatabase,
     NotFound,
     NotPending,
     SchemaTooNew,
@@ -37,11 +39,12 @@ from .exceptions import (
 from .notify import LogNotifier, MemoryNotifier, Notification, Notifier
 from .service import Brain, SweepReport
 from .settings import BrainSettings
-from .state import LogEntry, MemoryStateEngine, SqliteStateEngine, StateEngine, TokenRecord
+from .state import LogEntry, MemoryStateEngine, SqliteStateEngine, StateEngine, TokenRecord, open_engine
 
 __all__ = [
     "AlreadyFinal",
     "ApiError",
+    "BadDatabaseUrl",
     "BodyMismatch",
     "Brain",
     "BrainError",
@@ -59,6 +62,7 @@ __all__ = [
     "LogNotifier",
     "MemoryNotifier",
     "MemoryStateEngine",
+    "NoDatabase",
     "NotFound",
     "NotPending",
     "Notification",
@@ -77,6 +81,7 @@ __all__ = [
     "build_app",
     "hash_token",
     "issue_token",
+    "open_engine",
     "revoke_token",
     "run",
     "serve",

@@ -8,18 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from brain_server import (
-    Brain,
-    BrainSettings,
-    MemoryNotifier,
-    MemoryStateEngine,
-    SqliteStateEngine,
-    StateEngine,
-    build_app,
-    issue_token,
-)
+from brain_server import Brain, BrainSettings, MemoryNotifier, StateEngine, build_app, issue_token
+from brain_server.state import ENGINES, open_engine, sqlite_url
 
-from .helpers import BrainClient, Clock
+from .helpers import BrainClient, Clock, engine_url
 
 
 @pytest.fixture
@@ -39,16 +31,13 @@ def notifier() -> MemoryNotifier:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> BrainSettings:
-    return BrainSettings(db=tmp_path / "brain.db")
+    return BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def state(request: pytest.FixtureRequest, settings: BrainSettings) -> AsyncIterator[StateEngine]:
-    """Each API test runs on both state engines."""
-    assert settings.db is not None
-    engine: StateEngine = (
-        MemoryStateEngine() if request.param == "memory" else await SqliteStateEngine.open(settings.db)
-    )
+@pytest.fixture(params=sorted(ENGINES))
+async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateEngine]:
+    """Each API test runs on every state engine (SQLite on the file `settings` names)."""
+    engine = await open_engine(engine_url(request.param, tmp_path))
     try:
         yield engine
     finally:

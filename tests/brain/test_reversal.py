@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from brain_server import Brain, SqliteStateEngine
-from brain_server.state import Compensation, LogEntry
+from brain_server.state import Compensation, LogEntry, sqlite_path
 
 from .helpers import BrainClient, Clock, ok, refused
 
@@ -139,8 +139,9 @@ async def test_sqlite_refuses_to_delete_or_rewrite_a_compensating_record(api: Br
     await queue(api)
     await claim(api, action_id="act_claim")
     ok(await undo(api, "act_claim"))
-    assert brain.settings.db is not None
-    with sqlite3.connect(brain.settings.db) as conn:
+    db = sqlite_path(brain.settings.database_url)
+    assert db is not None
+    with sqlite3.connect(db) as conn:
         for statement in (
             "DELETE FROM compensations",
             "UPDATE compensations SET before = '{}'",
