@@ -1,4 +1,4 @@
-"""Brain fixtures: a controllable clock, a running brain on either state engine, clients per role."""
+"""Brain fixtures: a controllable clock, a running brain on every kind of state engine, clients per role."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from brain_server import Brain, BrainSettings, MemoryNotifier, StateEngine, build_app, issue_token
-from brain_server.state import ENGINES, open_engine, sqlite_url
+from brain_server.state import ENGINES, open_engine
 
 from .helpers import BrainClient, Clock, engine_url
 
@@ -31,12 +31,12 @@ def notifier() -> MemoryNotifier:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> BrainSettings:
-    return BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"))
+    return BrainSettings(database_url=engine_url("sqlite", tmp_path))
 
 
 @pytest.fixture(params=sorted(ENGINES))
 async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateEngine]:
-    """Each API test runs on every state engine (SQLite on the file `settings` names)."""
+    """Each API test runs on every kind of state engine (SQLite on the file `settings` names)."""
     engine = await open_engine(engine_url(request.param, tmp_path))
     try:
         yield engine

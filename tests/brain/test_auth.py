@@ -115,6 +115,7 @@ async def test_a_captain_may_do_what_an_approver_may(api: BrainClient, pending_i
     ok(await api.post("/v1/tasks", {"title": "t"}, as_="captain"), 201)
 
 
+@pytest.mark.sqlite
 @pytest.mark.parametrize("state", ["sqlite"], indirect=True)
 async def test_tokens_are_stored_hashed_never_in_clear(api: BrainClient, brain: Brain) -> None:
     db = sqlite_path(brain.settings.database_url)
