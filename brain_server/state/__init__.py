@@ -9,8 +9,9 @@
 
 Every method is one transaction, and a change is logged in the brain's log in the same one.
 The records are in `_records`, the rules every engine keeps alike in `_rules`, the contract in
-`_protocols`; each engine is a private module (`_sqlite*`, `_memory`), and `_registry` maps
-URL schemes to them. PostgreSQL can follow: one module and one line in `ENGINES`.
+`_protocols`; each engine is a few private modules (`_sqlite*`, `_memory*`, split the same way),
+and `_registry` maps URL schemes to them. PostgreSQL can follow: a module providing a
+`StateEngine` and its `EngineKind`, and one line in `ENGINES`.
 """
 
 from ._memory import MemoryStateEngine

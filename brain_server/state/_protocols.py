@@ -287,6 +287,8 @@ class StateEngine(
 
 
 class EngineOpener(Protocol):
+    """Opens one kind of engine at a location (the part of its URL after `scheme://`)."""
+
     def __call__(self, location: str, *, durability: Durability, create: bool) -> Awaitable[StateEngine]: ...
 
 
