@@ -79,7 +79,7 @@ def load_settings(
     data = brain_section(path)
     overrides = {"host": host, "port": port}
     data.update({key: value for key, value in overrides.items() if value is not None})
-    data["database_url"] = _database_url(data, flag=db, home=home, source=path)
+    data["database_url"] = _database_url(data, home=home, source=path)
     try:
         settings = BrainSettings.model_validate(data)
     except ValidationError as exc:
@@ -89,25 +89,29 @@ def load_settings(
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")
             else:
-                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+                why = err.get("ctx", {}).get("error", err["msg"])  # a validator's own words, without pydantic's prefix
+                problems.append(f"'{key}': {why} (got {err.get('input')!r})")
         raise ConfigError(f"{path or 'flags'}: " + "; ".join(problems)) from None
+    if db:  # the file's own database_url was checked all the same
+        settings = settings.model_copy(update={"database_url": sqlite_url(_resolve(db))})
     return settings
 
 
-def _database_url(data: dict[str, Any], *, flag: str | None, home: Path, source: Path | None) -> Any:
-    """`--db PATH`, else `[brain] database_url` (checked with the other keys), else `[brain] db` (a path: the key
-    before URLs), else `$SWARM_HOME/brain.db`. A path is resolved from the current directory. Takes `db` out."""
+def _database_url(data: dict[str, Any], *, home: Path, source: Path | None) -> Any:
+    """The file's `[brain] database_url` (checked with the other keys), else its `db` (a path: the key before
+    URLs), else `$SWARM_HOME/brain.db`. Takes `db` out of `data`."""
     legacy = data.pop("db", "")
     url = data.get("database_url", "")
     if not isinstance(legacy, str):
         raise ConfigError(f"{source}: 'brain.db': a path is a string (got {legacy!r})")
     if legacy and url:
         raise ConfigError(f"{source}: set 'brain.database_url' or the older 'brain.db', not both")
-    if flag:
-        return sqlite_url(Path(flag).expanduser().resolve())
-    if url:
-        return url
-    return sqlite_url(Path(legacy or home / "brain.db").expanduser().resolve())
+    return url or sqlite_url(_resolve(legacy or home / "brain.db"))
+
+
+def _resolve(path: str | Path) -> Path:
+    """A path as given on the command line or in the config: `~` expanded, relative to the current directory."""
+    return Path(path).expanduser().resolve()
 
 
 def serve_settings(

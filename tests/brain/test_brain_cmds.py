@@ -141,6 +141,8 @@ def test_a_bad_database_url_is_an_error_naming_the_key_at_config_load(home: Path
         load_settings(config=str(config))
     with pytest.raises(ConfigError, match=r"brain\.database_url"):
         serve_settings(config=str(config))
+    with pytest.raises(ConfigError, match=r"brain\.database_url"):
+        load_settings(config=str(config), db=str(tmp_path / "b.db"))  # --db overrides it, but it is checked
 
 
 @pytest.mark.parametrize("url", BAD_DATABASE_URLS)
