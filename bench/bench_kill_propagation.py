@@ -31,6 +31,7 @@ import httpx
 
 from body_mcp import Body, BodySettings
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
+from brain_server.state import sqlite_url
 from brain_server.wake.interactions import DiscordAccess
 from brain_server.wake.setup import WakeSetup
 from shared_protocol.config import parse_config
@@ -103,7 +104,7 @@ async def main(trials: int, n_bodies: int, via: str) -> None:
         await state.close()
         url = f"http://127.0.0.1:{port}"
         stop, ready = anyio.Event(), anyio.Event()
-        settings = BrainSettings(host="127.0.0.1", port=port, db=db, durability="crash")
+        settings = BrainSettings(host="127.0.0.1", port=port, database_url=sqlite_url(db), durability="crash")
         discord = _SignedDiscord()
         wake = WakeSetup(discord=DiscordAccess.from_hex(discord.public_key, captain_ids=frozenset({CAPTAIN_ID})))
         bodies: list[Body] = []

@@ -1,7 +1,7 @@
 """The brain: a persistent daemon holding the swarm's state, governance and kill switch.
 
     HTTP (`build_app`, JSON under /v1, bearer tokens)  ─┐
-    daemon loop (`Brain.run_sweeper`)                   ├─▶ `Brain` ─▶ `StateEngine` (SQLite | memory)
+    daemon loop (`Brain.run_sweeper`)                   ├─▶ `Brain` ─▶ `StateEngine` (by URL: sqlite | memory)
                                                         │      ├─▶ `EventHub` (server-sent events to bodies)
                                                         │      └─▶ `Escalator` (wake/: pages humans up the ladder)
     `serve(settings)`: both in one process (uvicorn)  ──┘
@@ -9,8 +9,6 @@
 The brain imports `shared_protocol` only; bodies speak to it through those models.
 """
 
-from ._memory_state import MemoryStateEngine
-from ._sqlite_state import SqliteStateEngine
 from .app import build_app
 from .auth import Principal, hash_token, issue_token, revoke_token
 from .daemon import run, serve
@@ -18,6 +16,7 @@ from .events import BrainEvent, EventHub
 from .exceptions import (
     AlreadyFinal,
     ApiError,
+    BadDatabaseUrl,
     BodyMismatch,
     BrainError,
     ChainBroken,
@@ -27,6 +26,7 @@ from .exceptions import (
     Conflict,
     Forbidden,
     InvalidRequest,
+    NoDatabase,
     NotFound,
     NotPending,
     SchemaTooNew,
@@ -38,11 +38,12 @@ from .exceptions import (
 )
 from .service import Brain, SweepReport
 from .settings import BrainSettings
-from .state import LogEntry, StateEngine, TokenRecord
+from .state import LogEntry, MemoryStateEngine, SqliteStateEngine, StateEngine, TokenRecord, open_engine
 
 __all__ = [
     "AlreadyFinal",
     "ApiError",
+    "BadDatabaseUrl",
     "BodyMismatch",
     "Brain",
     "BrainError",
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidRequest",
     "LogEntry",
     "MemoryStateEngine",
+    "NoDatabase",
     "NotFound",
     "NotPending",
     "Principal",
@@ -74,6 +76,7 @@ __all__ = [
     "build_app",
     "hash_token",
     "issue_token",
+    "open_engine",
     "revoke_token",
     "run",
     "serve",

@@ -26,7 +26,7 @@ from typing import Any
 from shared_protocol.brain import Role
 
 from .exceptions import BodyMismatch, Forbidden, Unauthorized, UnknownToken
-from .state import LogAction, LogEntry, StateEngine, TokenRecord
+from .state import LogAction, LogEntry, TokenRecord, TokenStore
 
 TOKEN_PREFIX = "swb_"
 
@@ -100,7 +100,7 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-async def authenticate(tokens: StateEngine, authorization: str | None, allowed: frozenset[Role]) -> Principal:
+async def authenticate(tokens: TokenStore, authorization: str | None, allowed: frozenset[Role]) -> Principal:
     """Resolve the header's token and check its role: 401 if missing, unknown or revoked; 403 for a wrong role."""
     record = await tokens.token_by_hash(hash_token(bearer_token(authorization)))
     if record is None:
@@ -112,7 +112,7 @@ async def authenticate(tokens: StateEngine, authorization: str | None, allowed: 
     return Principal(token_id=record.id, role=record.role, label=record.label, body_id=record.body_id)
 
 
-async def speak_for(state: StateEngine, who: Principal, body_id: str, *, at: datetime) -> None:
+async def speak_for(state: TokenStore, who: Principal, body_id: str, *, at: datetime) -> None:
     """Check that `who` may act as `body_id`, binding an unbound body token to it (its first use).
 
     Raises `BodyMismatch` (403) naming the bound body if the token is bound to another one, and writes
@@ -144,7 +144,7 @@ def own_body(who: Principal) -> str:
     return who.body_id
 
 
-async def issue_token(state: StateEngine, *, role: Role, label: str, at: datetime) -> str:
+async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime) -> str:
     """Create a token, store its hash (and a log line saying so), and return the token: the only time it is seen."""
     token = new_token()
     record = TokenRecord(
@@ -155,7 +155,7 @@ async def issue_token(state: StateEngine, *, role: Role, label: str, at: datetim
     return token
 
 
-async def revoke_token(state: StateEngine, token_id: str, *, reason: str, at: datetime) -> TokenRecord:
+async def revoke_token(state: TokenStore, token_id: str, *, reason: str, at: datetime) -> TokenRecord:
     """Revoke a token (with a log line saying so); the token as it was before, or `UnknownToken`.
 
     Revoking a revoked token changes nothing: the record returned then has its `revoked_at` already.

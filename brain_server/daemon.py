@@ -1,10 +1,11 @@
 """`serve(settings)`: the brain daemon, one process running the HTTP API and the sweeper loop.
 
-Everything the brain knows is in SQLite, committed before any answer, so a restart (after
-a crash, a reboot or `systemctl restart`) resumes where it stopped: pending decisions keep
-their deadlines, claimed tasks keep their leases. SIGTERM and SIGINT stop it cleanly: event
-streams are ended (bodies reconnect to the next brain), requests in flight finish, the
-database is closed.
+Everything the brain knows is in the state engine `database_url` names (a SQLite file unless
+it says otherwise), committed before any answer, so a restart (after a crash, a reboot or
+`systemctl restart`) resumes where it stopped: pending decisions keep their deadlines, claimed
+tasks keep their leases (`memory://` keeps nothing across a restart). SIGTERM and SIGINT
+stop it cleanly: event streams are ended (bodies reconnect to the next brain), requests in
+flight finish, the database is closed.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import anyio
 import httpx
 import uvicorn
 
-from ._sqlite_state import SqliteStateEngine
 from .app import build_app
 from .backup import run_backups
 from .exceptions import ConfigError
 from .service import Brain
 from .settings import BrainSettings
+from .state import open_engine, sqlite_path
 from .wake.setup import WakeSetup
 
 WakeFactory = Callable[[httpx.AsyncClient], WakeSetup]
@@ -86,12 +87,15 @@ async def run(
     (channels share its connection pool); None pages nobody: the log says what needed a human, and decisions
     still expire to denials.
     """
-    if settings.db is None:
-        raise ConfigError("BrainSettings.db is required to serve (the entry point defaults it to $SWARM_HOME/brain.db)")
+    if not settings.database_url:
+        raise ConfigError(
+            "BrainSettings.database_url is required to serve (the entry point defaults it to "
+            "sqlite:///$SWARM_HOME/brain.db)"
+        )
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    state = await SqliteStateEngine.open(settings.db, durability=settings.durability)
+    state = await open_engine(settings.database_url, durability=settings.durability)
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
             setup = wake(http) if callable(wake) else wake
@@ -113,14 +117,14 @@ async def _serve(
     handle_signals: bool,
 ) -> None:
     settings = brain.settings
-    assert settings.db is not None
+    db_file = sqlite_path(settings.database_url)  # backups copy a SQLite file; other engines have their own
     async with brain.running():
         config = uvicorn.Config(
             build_app(brain), lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5
         )
 
         def started() -> None:
-            logger.info("brain listening on %s (state %s)", url, settings.db)
+            logger.info("brain listening on %s (state %s)", url, settings.database_url)
             if on_ready is not None:
                 on_ready(url)
 
@@ -144,12 +148,12 @@ async def _serve(
             group.start_soon(brain.run_sweeper)
             group.start_soon(brain.run_retention)
             group.start_soon(partial(brain.escalator.run, interval_s=settings.sweep_interval_s))
-            if settings.backup_interval_s > 0:
+            if settings.backup_interval_s > 0 and db_file is not None:
                 group.start_soon(
                     partial(
                         run_backups,
-                        settings.db,
-                        settings.db.parent / "backups",
+                        db_file,
+                        db_file.parent / "backups",
                         interval_s=settings.backup_interval_s,
                         keep=settings.backup_keep,
                     )

@@ -21,6 +21,8 @@
     ├── BackupFailed          a database backup could not be written or did not verify
     └── UserError             misuse by a human or developer: the message says how to fix it
         ├── ConfigError       a bad setting, flag or `[brain]` key (named)
+        │   └── BadDatabaseUrl  a `[brain] database_url` no state engine takes (unknown scheme, relative path)
+        ├── NoDatabase        a database that must exist does not (`swarm brain token list|revoke`)
         ├── SchemaTooNew      the database was written by a newer brain
         └── UnknownToken      a token id the brain does not have (`swarm brain token revoke`)
 
@@ -151,6 +153,19 @@ class UserError(BrainError):
 
 class ConfigError(UserError):
     """A setting, flag or `[brain]` key is unknown or has a bad value; the message names it."""
+
+
+class BadDatabaseUrl(ConfigError):
+    """A `[brain] database_url` that names no state engine, or a location its engine refuses; `problem` says why."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(f"[brain] database_url {url!r}: {problem}")
+        self.url = url
+        self.problem = problem
+
+
+class NoDatabase(UserError):
+    """Nothing is stored at a database URL that was opened without creating it."""
 
 
 class SchemaTooNew(UserError):

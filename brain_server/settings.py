@@ -6,14 +6,12 @@ flags, `$SWARM_HOME` and the `[brain]` section of `swarm.toml`, and builds this.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared_protocol.decisions import ApprovalThresholds
 
-Durability = Literal["power_loss", "crash"]
+from .exceptions import BadDatabaseUrl
+from .state import Durability, engine_kind
 
 
 class BrainSettings(BaseModel):
@@ -23,7 +21,10 @@ class BrainSettings(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="Address to listen on; put a TLS proxy in front for others.")
     port: int = Field(default=8765, ge=0, le=65535, description="0: any free port.")
-    db: Path | None = Field(default=None, description="The SQLite state file; the entry point defaults it.")
+    database_url: str = Field(
+        default="",
+        description="Where the state is kept (sqlite:///ABSOLUTE/PATH, memory://); the entry point defaults it.",
+    )
     durability: Durability = Field(
         default="power_loss", description="power_loss: synchronous=FULL; crash: NORMAL (WAL either way)."
     )
@@ -50,3 +51,14 @@ class BrainSettings(BaseModel):
         description="Days of the bodies' audit events the brain keeps (each body's newest stays).",
     )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)
+
+    @field_validator("database_url")
+    @classmethod
+    def _names_an_engine(cls, url: str) -> str:
+        """Checked when the settings are built, so a bad URL stops the brain before it opens or creates anything."""
+        if url:
+            try:
+                engine_kind(url)
+            except BadDatabaseUrl as exc:
+                raise ValueError(exc.problem) from None
+        return url

@@ -7,17 +7,20 @@ section names where to read them (`env:NAME`, `file:/path`; see `secrets`).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from ._base import ProtocolModel
 from .decisions import ApprovalThresholds
 from .secrets import SECRET_LITERAL
 from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
+
+_DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.*")
 
 DEFAULT_DENIED_PATHS = (".env*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*")
 DEFAULT_READ_ONLY_PATHS = (
@@ -174,7 +177,16 @@ class BrainConfig(ProtocolModel):
 
     host: str = Field(default="127.0.0.1", description="Address to listen on; put a TLS proxy in front for others.")
     port: int = Field(default=8765, ge=0, le=65535)
-    db: str = Field(default="", description="The brain's SQLite file; empty: $SWARM_HOME/brain.db.")
+    database_url: str = Field(
+        default="",
+        description="Where the brain keeps its state: sqlite:///ABSOLUTE/PATH, or memory:// (gone when it stops); "
+        "empty: sqlite:///$SWARM_HOME/brain.db. `swarm brain serve --db PATH` means sqlite:///PATH.",
+    )
+    db: str = Field(
+        default="",
+        deprecated='`db = PATH` is `database_url = "sqlite:///PATH"`',
+        description="The key before database_url: the brain's SQLite file (relative: to the current directory).",
+    )
     durability: Literal["power_loss", "crash"] = "power_loss"
     heartbeat_interval_s: float = Field(default=2.0, gt=0, description="How often linked bodies heartbeat.")
     failsafe_s: float = Field(
@@ -198,6 +210,28 @@ class BrainConfig(ProtocolModel):
         description="The brain's address as the outside sees it (https://brain.example.com): Twilio callbacks and "
         "answer links use it; empty: pages carry no links.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _is_a_url(cls, url: str) -> str:
+        """Only its form: which schemes name an engine, and what each takes, is the brain's to say when it loads."""
+        if url and _DATABASE_URL.fullmatch(url) is None:
+            raise ValueError("not a database URL (scheme://location: sqlite:///ABSOLUTE/PATH or memory://)")
+        return url
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_database(cls, data: object) -> object:
+        if _names_both_databases(data):
+            raise ValueError("set 'brain.database_url' or the older 'brain.db', not both")
+        return data
+
+
+def _names_both_databases(data: object) -> bool:
+    if not isinstance(data, dict):
+        return False
+    keys = cast(dict[str, object], data)
+    return bool(keys.get("db")) and bool(keys.get("database_url"))
 
 
 class AuditConfig(ProtocolModel):
@@ -298,6 +332,8 @@ def render_config(config: SwarmConfig) -> str:
         lines.append(f"[{section_name}]")
         fields: dict[str, FieldInfo] = type(section).model_fields  # pyright: ignore[reportUnknownMemberType]
         for key, field in fields.items():
+            if field.deprecated:
+                continue  # still read, no longer written
             if field.description:
                 lines.append(f"# {field.description}")
             lines.append(f"{key} = {_toml_value(getattr(section, key))}")

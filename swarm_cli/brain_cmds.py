@@ -1,8 +1,9 @@
 """`swarm brain …`: serve the brain, manage its tokens. Flags, `$SWARM_HOME` and `swarm.toml` are read here only.
 
 Settings come from the `[brain]` section of `swarm.toml` (`--config`, else `$SWARM_CONFIG`,
-else `$SWARM_HOME/swarm.toml` if it exists), then flags override them. The state file
-defaults to `$SWARM_HOME/brain.db`.
+else `$SWARM_HOME/swarm.toml` if it exists), then flags override them. The state is where
+`--db PATH` (short for `sqlite:///PATH`), else `[brain] database_url`, says; by default the
+SQLite file `$SWARM_HOME/brain.db`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pydantic import ValidationError
 from body_mcp.state import resolve_home
 from brain_server import (
     BrainSettings,
-    SqliteStateEngine,
     StateEngine,
     TokenRecord,
     UserError,
@@ -31,7 +31,8 @@ from brain_server import (
     revoke_token,
     serve,
 )
-from brain_server.exceptions import ConfigError
+from brain_server.exceptions import ConfigError, NoDatabase
+from brain_server.state import engine_kind, open_engine, sqlite_path, sqlite_url
 from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
 from shared_protocol.brain import Role
 from shared_protocol.config import SwarmConfig, approval_thresholds
@@ -73,14 +74,13 @@ def load_settings(
     port: int | None = None,
     db: str | None = None,
 ) -> BrainSettings:
-    """The brain's settings: `[brain]` from the config file, overridden by flags; the db defaults under home."""
+    """The brain's settings: `[brain]` from the config file, overridden by flags; the database defaults under home."""
     home = swarm_home()
     path = config_path(config, home)
     data = brain_section(path)
-    overrides = {"host": host, "port": port, "db": db}
+    overrides = {"host": host, "port": port}
     data.update({key: value for key, value in overrides.items() if value is not None})
-    if not data.get("db"):
-        data["db"] = str(home / "brain.db")
+    data["database_url"] = _database_url(data, home=home, source=path)
     try:
         settings = BrainSettings.model_validate(data)
     except ValidationError as exc:
@@ -90,10 +90,29 @@ def load_settings(
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")
             else:
-                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+                why = err.get("ctx", {}).get("error", err["msg"])  # a validator's own words, without pydantic's prefix
+                problems.append(f"'{key}': {why} (got {err.get('input')!r})")
         raise ConfigError(f"{path or 'flags'}: " + "; ".join(problems)) from None
-    assert settings.db is not None
-    return settings.model_copy(update={"db": settings.db.expanduser().resolve()})
+    if db:  # the file's own database_url was checked all the same
+        settings = settings.model_copy(update={"database_url": sqlite_url(_resolve(db))})
+    return settings
+
+
+def _database_url(data: dict[str, Any], *, home: Path, source: Path | None) -> Any:
+    """The file's `[brain] database_url` (checked with the other keys), else its `db` (a path: the key before
+    URLs), else `$SWARM_HOME/brain.db`. Takes `db` out of `data`."""
+    legacy = data.pop("db", "")
+    url = data.get("database_url", "")
+    if not isinstance(legacy, str):
+        raise ConfigError(f"{source}: 'brain.db': a path is a string (got {legacy!r})")
+    if legacy and url:
+        raise ConfigError(f"{source}: set 'brain.database_url' or the older 'brain.db', not both")
+    return url or sqlite_url(_resolve(legacy or home / "brain.db"))
+
+
+def _resolve(path: str | Path) -> Path:
+    """A path as given on the command line or in the config: `~` expanded, relative to the current directory."""
+    return Path(path).expanduser().resolve()
 
 
 def serve_settings(
@@ -115,26 +134,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database(args: argparse.Namespace, *, create: bool = False) -> BrainSettings:
-    """The settings naming the brain's database (`--db`, `--config`, else `$SWARM_HOME/brain.db`), which must
-    exist unless `create`."""
+def _database(args: argparse.Namespace) -> BrainSettings:
+    """The settings naming the brain's database (`--db`, `--config`, else `$SWARM_HOME/brain.db`), which must be
+    one that outlives this command."""
     settings = load_settings(config=args.config, db=args.db)
-    assert settings.db is not None
-    if not create and not settings.db.exists():
-        raise UserError(f"no brain database at {settings.db} (pass --db PATH, or create a token first)")
+    if not engine_kind(settings.database_url).durable:
+        raise ConfigError(
+            f"[brain] database_url {settings.database_url!r} keeps nothing once this command ends: "
+            "manage tokens in the database the brain serves from (pass --db PATH)"
+        )
     return settings
 
 
-def _on_state(settings: BrainSettings, work: Callable[[StateEngine], Awaitable[T]]) -> T:
-    """Run `work` on the settings' database, which a running brain may be using too.
+def _where(settings: BrainSettings) -> str:
+    """The database, as a person looks for it: a SQLite file's path, else the URL."""
+    return str(sqlite_path(settings.database_url) or settings.database_url)
+
+
+def _on_state(settings: BrainSettings, work: Callable[[StateEngine], Awaitable[T]], *, create: bool = False) -> T:
+    """Run `work` on the settings' database, which a running brain may be using too; it must exist unless
+    `create`, and is created only then.
 
     SQLite's write lock serialises the two, and the brain reads tokens on every request, so what is written
     here counts from the brain's next request.
     """
 
     async def run() -> T:
-        assert settings.db is not None
-        state = await SqliteStateEngine.open(settings.db, durability=settings.durability)
+        try:
+            state = await open_engine(settings.database_url, durability=settings.durability, create=create)
+        except NoDatabase as exc:
+            raise NoDatabase(f"{exc} (pass --db PATH, or create a token first)") from None
         try:
             return await work(state)
         finally:
@@ -158,15 +187,15 @@ def describe_token(token: TokenRecord) -> str:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    settings = _database(args, create=True)
+    settings = _database(args)
     role = cast(Role, args.role)
 
     async def create(state: StateEngine) -> str:
         return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC))
 
-    token = _on_state(settings, create)
+    token = _on_state(settings, create, create=True)
     print(token, flush=True)
-    print(f"created a {role} token in {settings.db} (shown once: store it now)", file=sys.stderr)
+    print(f"created a {role} token in {_where(settings)} (shown once: store it now)", file=sys.stderr)
     return 0
 
 
@@ -180,7 +209,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     for token in found:
         print(describe_token(token), flush=True)
     if not found:
-        print(f"no tokens in {settings.db} (see `swarm brain token create`)", file=sys.stderr)
+        print(f"no tokens in {_where(settings)} (see `swarm brain token create`)", file=sys.stderr)
     return 0
 
 
@@ -251,7 +280,11 @@ def add_parsers(sub: _Subparsers) -> None:
 
 
 def _database_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH", help="state file (default $SWARM_HOME/brain.db)")
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="SQLite state file, short for [brain] database_url = sqlite:///PATH (default $SWARM_HOME/brain.db)",
+    )
     parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
 

@@ -27,7 +27,8 @@ from mcp.client.stdio import StdioServerParameters
 
 from body_mcp import Admin, BodySettings
 from body_mcp.explain import explain_event
-from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
+from brain_server import BrainSettings, issue_token, run
+from brain_server.state import open_engine, sqlite_url
 from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.setup import WakeSetup
 from shared_protocol.config import load_config, parse_config, render_config
@@ -62,8 +63,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _tokens(db: Path) -> dict[str, str]:
-    state = await SqliteStateEngine.open(db)
+async def _tokens(database_url: str) -> dict[str, str]:
+    state = await open_engine(database_url)
     try:
         return {
             r: await issue_token(state, role=r, label=f"demo-{r}", at=datetime.now(UTC)) for r in ("body", "captain")
@@ -75,11 +76,12 @@ async def _tokens(db: Path) -> dict[str, str]:
 async def _loop(home: Path, workspace: Path) -> dict[str, str]:
     """A brain on 127.0.0.1, a body linked to it over stdio, and a scripted agent doing a day's work."""
     db, port = home / "brain.db", _free_port()
-    tokens = await _tokens(db)
+    database_url = sqlite_url(db)
+    tokens = await _tokens(database_url)
     url = f"http://127.0.0.1:{port}"
     stop, ready = anyio.Event(), anyio.Event()
     ids: dict[str, str] = {}
-    settings = BrainSettings(host="127.0.0.1", port=port, db=db, durability="crash")
+    settings = BrainSettings(host="127.0.0.1", port=port, database_url=database_url, durability="crash")
     async with anyio.create_task_group() as tg:
         tg.start_soon(
             lambda: run(

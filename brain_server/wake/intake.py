@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from starlette.requests import Request
 
-from ..state import LogEntry, StateEngine
+from ..state import BrainLog, LogEntry
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ class RefusalLog:
     """Writes refusals to the brain's log: those of a listed sender always, the others at most `per_minute` a
     minute (the rest only to the process log)."""
 
-    def __init__(self, state: StateEngine, now: Callable[[], datetime], *, per_minute: int = 20) -> None:
-        self._state = state
+    def __init__(self, log: BrainLog, now: Callable[[], datetime], *, per_minute: int = 20) -> None:
+        self._log = log
         self._now = now
         self._per_minute = per_minute
         self._window_start: datetime | None = None
@@ -61,7 +61,7 @@ class RefusalLog:
         """`proven`: a genuine request from a listed sender, who alone can make more of these."""
         logger.warning("%s (%s): %s", entry.action, entry.by, entry.reason)
         if proven:
-            await self._state.append_log(entry)
+            await self._log.append_log(entry)
             return
         now = self._now()
         if self._window_start is None or now - self._window_start >= timedelta(minutes=1):
@@ -73,4 +73,4 @@ class RefusalLog:
         if self._left_out:
             entry = replace(entry, detail={**entry.detail, "refusals_not_logged_before": self._left_out})
             self._left_out = 0
-        await self._state.append_log(entry)
+        await self._log.append_log(entry)

@@ -19,6 +19,7 @@ import pytest
 
 from body_mcp import Body, BodySettings
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
+from brain_server.state import sqlite_url
 from shared_protocol.config import parse_config
 from tests.brain.helpers import issue_in
 
@@ -45,7 +46,7 @@ async def _tokens(db: Path) -> dict[str, str]:
 @asynccontextmanager
 async def brain_on(port: int, db: Path, **settings: float) -> AsyncIterator[anyio.Event]:
     stop, ready = anyio.Event(), anyio.Event()
-    config = BrainSettings(host="127.0.0.1", port=port, db=db, keepalive_s=0.2, **settings)  # type: ignore[arg-type]
+    config = BrainSettings(host="127.0.0.1", port=port, database_url=sqlite_url(db), keepalive_s=0.2, **settings)  # type: ignore[arg-type]
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: run(config, on_ready=lambda _url: ready.set(), stop=stop, handle_signals=False))
         with anyio.fail_after(10):

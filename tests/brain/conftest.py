@@ -1,4 +1,4 @@
-"""Brain fixtures: a controllable clock, a running brain on either state engine, clients per role."""
+"""Brain fixtures: a controllable clock, a running brain on every kind of state engine, clients per role."""
 
 from __future__ import annotations
 
@@ -8,19 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from brain_server import (
-    Brain,
-    BrainSettings,
-    MemoryStateEngine,
-    SqliteStateEngine,
-    StateEngine,
-    build_app,
-    issue_token,
-)
+from brain_server import Brain, BrainSettings, StateEngine, build_app, issue_token
+from brain_server.state import ENGINES, open_engine
 from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.setup import WakeSetup
 
-from .helpers import BrainClient, Clock
+from .helpers import BrainClient, Clock, engine_url
 
 
 @pytest.fixture
@@ -41,16 +34,13 @@ def pages() -> MemoryChannel:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> BrainSettings:
-    return BrainSettings(db=tmp_path / "brain.db")
+    return BrainSettings(database_url=engine_url("sqlite", tmp_path))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def state(request: pytest.FixtureRequest, settings: BrainSettings) -> AsyncIterator[StateEngine]:
-    """Each API test runs on both state engines."""
-    assert settings.db is not None
-    engine: StateEngine = (
-        MemoryStateEngine() if request.param == "memory" else await SqliteStateEngine.open(settings.db)
-    )
+@pytest.fixture(params=sorted(ENGINES))
+async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateEngine]:
+    """Each API test runs on every kind of state engine (SQLite on the file `settings` names)."""
+    engine = await open_engine(engine_url(request.param, tmp_path))
     try:
         yield engine
     finally:

@@ -1,4 +1,5 @@
-"""Test helpers: a clock, a per-role client, audit chains, a server-sent event reader, a live brain."""
+"""Test helpers: a clock, a per-role client, audit chains, a server-sent event reader, a live brain, and a URL
+for each kind of state engine."""
 
 from __future__ import annotations
 
@@ -15,11 +16,23 @@ import anyio
 import httpx
 
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
+from brain_server.state import sqlite_path, sqlite_url
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
 from shared_protocol.brain import Role
 
 START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+
+ENGINE_URLS: dict[str, Callable[[Path], str]] = {
+    "memory": lambda _: "memory://",
+    "sqlite": lambda directory: sqlite_url(directory / "brain.db"),
+}
+"""A new, empty database of each registered kind of engine, in a test's directory."""
+
+
+def engine_url(scheme: str, directory: Path) -> str:
+    """The URL of a new database of the engine `scheme` names (a kind without a line above fails its tests)."""
+    return ENGINE_URLS[scheme](directory)
 
 
 class Clock:
@@ -179,8 +192,8 @@ class LiveBrain:
 @asynccontextmanager
 async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) -> AsyncGenerator[LiveBrain]:
     """The daemon (`brain_server.run`: uvicorn, sweeper, SQLite file) on 127.0.0.1, an ephemeral port."""
-    db = settings.db
-    assert db is not None
+    db = sqlite_path(settings.database_url)
+    assert db is not None, "a live brain here is on a SQLite file, where tokens are issued beside it"
     tokens = {role: await issue_in(db, role, f"{role}-1") for role in ("body", "approver", "captain")}
     ready = anyio.Event()
     stop = anyio.Event()

@@ -94,6 +94,7 @@ async def test_the_retention_loop_prunes_at_start_and_a_failure_is_logged_and_tr
     assert "audit retention failed" in caplog.text
 
 
+@pytest.mark.sqlite
 async def test_the_delete_trigger_lets_retention_through_its_own_mark_only(tmp_path: Path, clock: Clock) -> None:
     from brain_server.state import LogEntry
 
@@ -122,11 +123,12 @@ async def test_the_delete_trigger_lets_retention_through_its_own_mark_only(tmp_p
         conn.close()
 
 
+@pytest.mark.sqlite
 async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once_upgraded(
     tmp_path: Path, clock: Clock
 ) -> None:
-    from brain_server._schema import MIGRATIONS, split_statements
     from brain_server.state import LogEntry
+    from brain_server.state._schema import MIGRATIONS, split_statements
 
     path = tmp_path / "brain.db"
     old = await SqliteStateEngine.open(path)

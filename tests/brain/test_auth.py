@@ -10,6 +10,7 @@ import pytest
 
 from brain_server import Brain, Principal, SqliteStateEngine, UnknownToken, hash_token, revoke_token
 from brain_server.auth import new_token, speak_for
+from brain_server.state import sqlite_path
 
 from .helpers import BrainClient, audit_chain, batch, decision_request, ok, refused
 
@@ -114,13 +115,15 @@ async def test_a_captain_may_do_what_an_approver_may(api: BrainClient, pending_i
     ok(await api.post("/v1/tasks", {"title": "t"}, as_="captain"), 201)
 
 
+@pytest.mark.sqlite
 @pytest.mark.parametrize("state", ["sqlite"], indirect=True)
 async def test_tokens_are_stored_hashed_never_in_clear(api: BrainClient, brain: Brain) -> None:
-    assert isinstance(brain.state, SqliteStateEngine) and brain.settings.db is not None
-    raw = b"".join(p.read_bytes() for p in brain.settings.db.parent.glob("brain.db*"))
+    db = sqlite_path(brain.settings.database_url)
+    assert isinstance(brain.state, SqliteStateEngine) and db is not None
+    raw = b"".join(p.read_bytes() for p in db.parent.glob("brain.db*"))
     for token in api.tokens.values():
         assert token.encode() not in raw
-    conn = sqlite3.connect(brain.settings.db)
+    conn = sqlite3.connect(db)
     try:
         hashes = {row[0] for row in conn.execute("SELECT token_hash FROM tokens")}
     finally:

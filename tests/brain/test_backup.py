@@ -12,6 +12,7 @@ import pytest
 from brain_server import BrainSettings, SqliteStateEngine, issue_token
 from brain_server.backup import backup_database
 from brain_server.exceptions import BackupFailed
+from brain_server.state import sqlite_url
 
 from .helpers import live_brain
 
@@ -44,7 +45,7 @@ def test_a_database_that_cannot_be_read_is_a_clear_failure(tmp_path: Path) -> No
 
 
 async def test_the_daemon_backs_up_on_its_schedule(tmp_path: Path) -> None:
-    async with live_brain(BrainSettings(db=tmp_path / "brain.db", backup_interval_s=0.2)):
+    async with live_brain(BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), backup_interval_s=0.2)):
         with anyio.fail_after(10):
             while not list((tmp_path / "backups").glob("brain-*.db")):
                 await anyio.sleep(0.05)

@@ -12,7 +12,9 @@ import pytest
 from body_mcp.exceptions import ConfigError as CliConfigError
 from brain_server import Brain, ConfigError, LogEntry, MemoryStateEngine, SqliteStateEngine, hash_token
 from brain_server.auth import Principal
+from brain_server.state import sqlite_url
 from shared_protocol import DecisionRequest, Impact
+from swarm_cli._context import load
 from swarm_cli.brain_cmds import load_settings, main, serve_settings
 
 
@@ -59,7 +61,7 @@ def test_settings_come_from_the_brain_section_then_flags(home: Path, tmp_path: P
     settings = load_settings(config=str(config), port=9100)
     assert (settings.host, settings.port, settings.lease_s) == ("0.0.0.0", 9100, 60)
     assert settings.audit_retention_days == 30
-    assert settings.db == (home / "brain.db").resolve()
+    assert settings.database_url == sqlite_url((home / "brain.db").resolve())
     assert load_settings(config=None).port == 8765
 
 
@@ -79,6 +81,98 @@ def test_an_unknown_or_bad_brain_key_is_an_error_naming_it(
     config.write_text("[brain]\nlease_s = -1\n")
     assert main(["brain", "serve", "--config", str(config)]) == 1
     assert capsys.readouterr().err.startswith("swarm: ")
+
+
+def test_a_database_url_in_the_config_chooses_where_the_tokens_go(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "elsewhere" / "b.db"
+    config = tmp_path / "swarm.toml"
+    config.write_text(f'[brain]\ndatabase_url = "{sqlite_url(db)}"\n')
+    assert load_settings(config=str(config)).database_url == sqlite_url(db)
+    assert main(["brain", "token", "create", "--role", "body", "--config", str(config)]) == 0
+    assert token_rows(db)[0][1] == "body" and not (home / "brain.db").exists()
+    capsys.readouterr()
+    assert main(["brain", "token", "list", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_the_db_flag_is_short_for_a_sqlite_url_and_overrides_the_config(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "swarm.toml"
+    config.write_text('[brain]\ndatabase_url = "memory://"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(config=str(config), db="here/b.db").database_url == sqlite_url(tmp_path / "here" / "b.db")
+    assert load_settings(config=str(config)).database_url == "memory://"
+
+
+def test_the_older_db_key_still_names_a_sqlite_file_but_not_together_with_a_database_url(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "old" / "brain.db"
+    config = tmp_path / "swarm.toml"
+    config.write_text(f'[brain]\ndb = "{db}"\n')
+    assert load_settings(config=str(config)).database_url == sqlite_url(db)
+    serve_settings(config=str(config))  # the whole file, through the shared schema, takes it too
+    config.write_text(f'[brain]\ndb = "{db}"\ndatabase_url = "memory://"\n')
+    with pytest.raises(ConfigError, match=r"brain\.database_url"):
+        load_settings(config=str(config))
+    with pytest.raises(CliConfigError, match=r"brain\.database_url"):
+        load(str(config), home)
+    assert main(["brain", "token", "create", "--role", "body", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.count("\n") == 1 and not db.exists()
+
+
+BAD_DATABASE_URLS = [
+    pytest.param("brain.db", id="not-a-url"),
+    pytest.param("ftp://host/brain.db", id="unknown-scheme"),
+    pytest.param("sqlite://brain.db", id="relative-path"),
+    pytest.param("sqlite:///", id="no-file"),
+    pytest.param("memory://brain.db", id="memory-with-a-location"),
+]
+
+
+@pytest.mark.parametrize("url", BAD_DATABASE_URLS)
+def test_a_bad_database_url_is_an_error_naming_the_key_at_config_load(home: Path, tmp_path: Path, url: str) -> None:
+    config = tmp_path / "swarm.toml"
+    config.write_text(f'[brain]\ndatabase_url = "{url}"\n')
+    with pytest.raises(ConfigError, match=r"brain\.database_url"):
+        load_settings(config=str(config))
+    with pytest.raises(ConfigError, match=r"brain\.database_url"):
+        serve_settings(config=str(config))
+    with pytest.raises(ConfigError, match=r"brain\.database_url"):
+        load_settings(config=str(config), db=str(tmp_path / "b.db"))  # --db overrides it, but it is checked
+
+
+@pytest.mark.parametrize("url", BAD_DATABASE_URLS)
+@pytest.mark.parametrize("command", [["serve"], ["token", "create", "--role", "body"], ["token", "list"]])
+def test_a_bad_database_url_stops_the_cli_with_one_line_and_creates_nothing(
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    command: list[str],
+) -> None:
+    config = tmp_path / "swarm.toml"
+    config.write_text(f'[brain]\ndatabase_url = "{url}"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["brain", *command, "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("swarm: ") and err.count("\n") == 1 and "brain.database_url" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["swarm.toml"], "nothing created, home included"
+
+
+def test_token_commands_refuse_a_memory_database_which_would_lose_the_token(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "swarm.toml"
+    config.write_text('[brain]\ndatabase_url = "memory://"\n')
+    for command in (["create", "--role", "captain"], ["list"], ["revoke", "tok_x"]):
+        assert main(["brain", "token", *command, "--config", str(config)]) == 1
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.startswith("swarm: ") and out.err.count("\n") == 1
 
 
 def token_rows(db: Path) -> list[tuple[str, str, str | None, str | None]]:

@@ -21,6 +21,7 @@ import pytest
 from anyio.abc import Process
 
 from brain_server import Brain, BrainSettings, SqliteStateEngine, build_app, issue_token
+from brain_server.state import sqlite_url
 
 from .helpers import BrainClient, audit_chain, batch, ok, refused
 
@@ -30,7 +31,8 @@ SERVE = """
 import sys
 from pathlib import Path
 from brain_server import BrainSettings, serve
-settings = BrainSettings(db=Path(sys.argv[1]), port=int(sys.argv[2]), lease_s=int(sys.argv[3]))
+from brain_server.state import sqlite_url
+settings = BrainSettings(database_url=sqlite_url(Path(sys.argv[1])), port=int(sys.argv[2]), lease_s=int(sys.argv[3]))
 serve(settings, on_ready=lambda url: print(url, flush=True))
 """
 LEASE_S = 300
@@ -137,7 +139,7 @@ async def _lease_runs_out_after_the_restart(db: Path, before_crash: dict[str, An
     """A brain restarted on the crashed file, once the lease has run out: requeued, old token stale."""
     state = await SqliteStateEngine.open(db)
     later = time.time() + LEASE_S + 1
-    brain = Brain(BrainSettings(db=db, lease_s=LEASE_S), state=state, clock=lambda: later)
+    brain = Brain(BrainSettings(database_url=sqlite_url(db), lease_s=LEASE_S), state=state, clock=lambda: later)
     try:
         async with brain.running():
             requeued = (await brain.sweep()).requeued

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
-from brain_server import BrainSettings, SqliteStateEngine, revoke_token
+from brain_server import BrainSettings, ConfigError, SqliteStateEngine, revoke_token, run
+from brain_server.state import sqlite_url
 
 from .helpers import (
     LiveBrain,
@@ -33,7 +35,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
-    async with live_brain(BrainSettings(db=tmp_path / "brain.db", keepalive_s=0.2)) as brain:
+    async with live_brain(BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), keepalive_s=0.2)) as brain:
         yield brain
 
 
@@ -304,3 +306,30 @@ async def test_a_bound_token_streaming_without_a_body_id_hears_only_its_own_body
                 ok(await api.post("/v1/decisions", {**_decision(0.5), "body_id": "body-b"}, as_="body-b"), 201)
                 mine = ok(await api.post("/v1/decisions", _decision(0.5), as_="body"), 201)
                 assert await _next_named(events, "decision") == SseEvent(name="decision", data=mine)
+
+
+async def test_the_daemon_serves_from_the_engine_its_database_url_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ready, stop = anyio.Event(), anyio.Event()
+    urls: list[str] = []
+
+    def on_ready(url: str) -> None:
+        urls.append(url)
+        ready.set()
+
+    settings = BrainSettings(host="127.0.0.1", port=0, database_url="memory://", backup_interval_s=0.01)
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: run(settings, on_ready=on_ready, stop=stop, handle_signals=False))
+        with anyio.fail_after(10):
+            await ready.wait()
+        async with httpx.AsyncClient(base_url=urls[0], timeout=10) as client:
+            refused((await client.get("/v1/status")), 401, "unauthorized")
+        stop.set()
+    assert list(tmp_path.iterdir()) == [], "memory:// writes no file, and has no backups to make"
+
+
+async def test_the_daemon_needs_a_database_url(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        await run(BrainSettings(host="127.0.0.1", port=0), handle_signals=False)

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from brain_server import Brain, SqliteStateEngine
-from brain_server.state import Compensation, LogEntry
+from brain_server.state import Compensation, LogEntry, sqlite_path
 
 from .helpers import BrainClient, Clock, ok, refused
 
@@ -133,14 +133,16 @@ async def test_a_reversal_that_fails_part_way_changes_nothing(api: BrainClient, 
     assert not [e for e in await brain.state.log_entries() if e.action == "reverse"]
 
 
+@pytest.mark.sqlite
+@pytest.mark.parametrize("state", ["sqlite"], indirect=True)
 async def test_sqlite_refuses_to_delete_or_rewrite_a_compensating_record(api: BrainClient, brain: Brain) -> None:
-    if not isinstance(brain.state, SqliteStateEngine):
-        pytest.skip("the database's own triggers: SQLite engine only")
+    assert isinstance(brain.state, SqliteStateEngine)
     await queue(api)
     await claim(api, action_id="act_claim")
     ok(await undo(api, "act_claim"))
-    assert brain.settings.db is not None
-    with sqlite3.connect(brain.settings.db) as conn:
+    db = sqlite_path(brain.settings.database_url)
+    assert db is not None
+    with sqlite3.connect(db) as conn:
         for statement in (
             "DELETE FROM compensations",
             "UPDATE compensations SET before = '{}'",
@@ -219,8 +221,9 @@ async def test_redoing_over_a_task_changed_since_is_a_conflict_and_changes_nothi
     assert await brain.state.task(again["task"]["id"]) == before
 
 
+@pytest.mark.sqlite
 async def test_a_database_from_before_reversals_were_kept_keeps_its_records(tmp_path: Path) -> None:
-    from brain_server._schema import MIGRATIONS, split_statements
+    from brain_server.state._schema import MIGRATIONS, split_statements
 
     path = tmp_path / "brain.db"
     conn = sqlite3.connect(path)

@@ -60,6 +60,8 @@ def test_a_workspace_overlapping_swarm_home_is_refused(home: Path) -> None:
         ("[limits]\ncalls_per_minut = 5\n", "limits.calls_per_minut"),
         ("[limits]\ncalls_per_minute = -1\n", "limits.calls_per_minute"),
         ("[policy]\nmode = 'yolo'\n", "policy.mode"),
+        ("[brain]\ndatabase_url = 'brain.db'\n", "brain.database_url"),
+        ("[brain]\ndatabase_url = 'memory://'\ndb = 'brain.db'\n", "brain.database_url"),
         ("[nonsense]\nx = 1\n", "nonsense"),
         ("[limits\n", "not valid TOML"),
     ],
@@ -79,6 +81,7 @@ def test_init_writes_every_default_and_prints_the_mcp_snippet(home: Path, worksp
     written = tomllib.loads((home / "swarm.toml").read_text())
     assert parse_config(written) == SwarmConfig()
     assert written["limits"]["calls_per_minute"] == 100 and written["audit"]["retention_days"] == 90
+    assert written["brain"]["database_url"] == "" and "db" not in written["brain"], "the older key is read, not written"
     snippet = json.loads(result.stdout[result.stdout.index("{") :])
     server = snippet["mcpServers"]["swarm"]
     assert os.path.isabs(server["command"]) and server["args"][-3:] == ["body", "--workspace", str(workspace)]

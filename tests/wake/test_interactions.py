@@ -17,7 +17,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from brain_server import Brain, BrainSettings, MemoryStateEngine
-from brain_server.state import LogEntry
+from brain_server.state import LogEntry, sqlite_url
 from brain_server.wake import interactions
 from brain_server.wake.intake import MAX_BODY_BYTES, RefusalLog
 from brain_server.wake.interactions import DiscordAccess
@@ -97,7 +97,7 @@ async def live(tmp_path: Path, key: SigningKey) -> AsyncIterator[LiveBrain]:
         user_ids=frozenset({USER}),
         role_ids=frozenset({ROLE}),
     )
-    settings = BrainSettings(db=tmp_path / "brain.db", keepalive_s=0.2)
+    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), keepalive_s=0.2)
     async with live_brain(settings, wake=WakeSetup(discord=access)) as brain:
         yield brain
 
@@ -225,7 +225,10 @@ async def test_slash_approve_deny_and_status(live: LiveBrain, discord: Discord) 
 
 
 async def test_without_a_public_key_the_endpoint_is_not_there(tmp_path: Path) -> None:
-    async with live_brain(BrainSettings(db=tmp_path / "brain.db")) as brain, brain.client() as api:
+    async with (
+        live_brain(BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"))) as brain,
+        brain.client() as api,
+    ):
         response = await api.client.post("/discord/interactions", content=b"{}")
     assert response.status_code == 404 and "public_key" in response.json()["message"]
 
@@ -264,7 +267,7 @@ async def test_an_action_slower_than_the_deadline_is_deferred_then_the_response_
             application_id=APP_ID,
             api_base=FakeDiscord.api_base(discord_url),
         )
-        settings = BrainSettings(db=tmp_path / "brain.db")
+        settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"))
         async with (
             live_brain(settings, wake=WakeSetup(discord=access)) as live,
             httpx.AsyncClient(base_url=live.url, timeout=10) as http,

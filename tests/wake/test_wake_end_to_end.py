@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from brain_server import Brain, BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.auth import Principal
+from brain_server.state import sqlite_url
 from brain_server.wake.configure import build_wake, prepare_wake
 from brain_server.wake.intake import MAX_BODY_BYTES
 from brain_server.wake.setup import WakeSetup
@@ -247,7 +248,7 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveWake]:
         def wake(http: httpx.AsyncClient) -> WakeSetup:
             return build_wake(config, http, prepare_wake(config, secrets))
 
-        settings = BrainSettings(host="127.0.0.1", port=port, db=db, sweep_interval_s=0.05)
+        settings = BrainSettings(host="127.0.0.1", port=port, database_url=sqlite_url(db), sweep_interval_s=0.05)
         ready, stop = anyio.Event(), anyio.Event()
         async with anyio.create_task_group() as group:
             group.start_soon(

@@ -1,37 +1,26 @@
-"""The state engines: SQLite on disk (migrations, reopening, append-only tables, writers in parallel), and the
-token checks both engines share (binding, revocation)."""
+"""What the SQLite engine adds to the state contract: a file migrated in WAL mode, a newer schema refused, tables
+the database itself keeps append-only (triggers), and writers in several processes (two engines on one file)."""
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
-from brain_server import BodyMismatch, SchemaTooNew, SqliteStateEngine, StateEngine, TokenRecord
-from brain_server._schema import MIGRATIONS, split_statements
+from brain_server import SchemaTooNew, SqliteStateEngine
 from brain_server.auth import BODY, authenticate, hash_token
-from brain_server.state import ClaimGrant, LogAction, LogEntry, iso
-from shared_protocol.brain import KillState, Role, Task
+from brain_server.state import ClaimGrant
+from brain_server.state._rules import iso
+from brain_server.state._schema import MIGRATIONS, split_statements
+from shared_protocol.brain import KillState
 
-from .helpers import audit_chain
+from ..helpers import audit_chain
+from .records import NOW, entry, task, token_record
 
-pytestmark = pytest.mark.anyio
-
-NOW = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-def entry(action: LogAction = "kill") -> LogEntry:
-    return LogEntry(at=NOW, action=action, by="test", reason="because")
-
-
-def task(n: int) -> Task:
-    return Task(
-        id=f"task_{n}", title=f"t{n}", description="", value_usd=0, state="queued", created_at=NOW, created_by="t"
-    )
+pytestmark = [pytest.mark.anyio, pytest.mark.sqlite]
 
 
 async def test_a_new_file_is_migrated_in_wal_mode_and_reopening_keeps_everything(tmp_path: Path) -> None:
@@ -117,89 +106,6 @@ async def test_claims_from_two_connections_never_take_the_same_task(tmp_path: Pa
     finally:
         await one.close()
         await two.close()
-
-
-# -- tokens: binding and revocation, the same on both engines (the `state` fixture is each engine) ---------------
-
-
-def token_record(n: int, role: Role = "body") -> TokenRecord:
-    return TokenRecord(id=f"tok_{n}", token_hash=f"hash_{n}", role=role, label=f"t{n}", created_at=NOW)
-
-
-async def test_a_body_token_binds_once_and_keeps_its_first_body(state: StateEngine) -> None:
-    await state.add_token(token_record(1), entry("token_create"))
-    bound = await state.bind_token("tok_1", "body-a", entry("token_bind"))
-    assert bound is not None and bound.body_id == "body-a"
-    again = await state.bind_token("tok_1", "body-b", entry("token_bind"))
-    assert again is not None and again.body_id == "body-a", "the first body wins, for good"
-    assert await state.token_by_hash("hash_1") == bound
-    assert [e.action for e in await state.log_entries()] == ["token_create", "token_bind"], "a lost bind logs nothing"
-    assert await state.bind_token("tok_unknown", "body-a", entry("token_bind")) is None
-
-
-async def test_approver_captain_and_revoked_tokens_are_never_bound(state: StateEngine) -> None:
-    await state.add_token(token_record(1, "approver"), entry("token_create"))
-    await state.add_token(token_record(2, "captain"), entry("token_create"))
-    await state.add_token(token_record(3), entry("token_create"))
-    await state.revoke_token("tok_3", at=NOW, log=entry("token_revoke"))
-    for token_id in ("tok_1", "tok_2", "tok_3"):
-        record = await state.bind_token(token_id, "body-a", entry("token_bind"))
-        assert record is not None and record.body_id is None
-    assert "token_bind" not in [e.action for e in await state.log_entries()]
-
-
-async def test_revoking_returns_the_token_as_it_was_and_a_second_revocation_changes_nothing(
-    state: StateEngine,
-) -> None:
-    await state.add_token(token_record(1), entry("token_create"))
-    await state.bind_token("tok_1", "body-a", entry("token_bind"))
-    before = await state.revoke_token("tok_1", at=NOW, log=entry("token_revoke"))
-    assert before is not None and before.revoked_at is None and before.body_id == "body-a"
-    stored = await state.token_by_hash("hash_1")
-    assert stored is not None and stored.revoked_at == NOW and stored.body_id == "body-a"
-    later = NOW + timedelta(hours=1)
-    again = await state.revoke_token("tok_1", at=later, log=entry("token_revoke"))
-    assert again == stored, "already revoked: the first revocation stands"
-    assert await state.token_by_hash("hash_1") == stored
-    assert [e.action for e in await state.log_entries()].count("token_revoke") == 1
-    assert await state.revoke_token("tok_unknown", at=NOW, log=entry("token_revoke")) is None
-    assert [e.action for e in await state.log_entries()].count("token_revoke") == 1
-
-
-async def test_tokens_are_listed_oldest_first_with_their_binding_and_revocation(state: StateEngine) -> None:
-    for n, role in ((1, "captain"), (2, "body"), (3, "approver")):
-        record = replace(token_record(n, role), created_at=NOW + timedelta(seconds=10 - n))
-        await state.add_token(record, entry("token_create"))
-    await state.add_token(replace(token_record(4), created_at=NOW + timedelta(seconds=7)), entry("token_create"))
-    await state.bind_token("tok_2", "body-a", entry("token_bind"))
-    await state.revoke_token("tok_1", at=NOW, log=entry("token_revoke"))
-    listed = await state.tokens()
-    assert [t.id for t in listed] == ["tok_3", "tok_4", "tok_2", "tok_1"], "by creation time, then insertion"
-    assert [(t.body_id, t.revoked_at) for t in listed] == [(None, None), (None, None), ("body-a", None), (None, NOW)]
-
-
-async def test_an_outcome_for_a_task_of_another_body_is_refused_and_changes_nothing(state: StateEngine) -> None:
-    await state.insert_task(task(1), entry("task_create"))
-    grant = ClaimGrant(body_id="body-a", agent="a", claim_token="clm_1", at=NOW, lease_expires=NOW + timedelta(1))
-    claimed = await state.claim_task(grant, lambda t: entry("task_claim"))
-    assert claimed is not None
-    log_before = await state.log_entries()
-
-    async def finish(holder: str | None) -> Task:
-        return await state.finish_task(
-            "task_1",
-            claim_token="clm_1",
-            outcome="succeeded",
-            summary="",
-            at=NOW,
-            log=entry("task_outcome"),
-            holder=holder,
-        )
-
-    with pytest.raises(BodyMismatch, match="body-b"):
-        await finish("body-b")
-    assert await state.task("task_1") == claimed and await state.log_entries() == log_before
-    assert (await finish("body-a")).state == "succeeded"
 
 
 async def test_tokens_of_a_database_from_the_previous_schema_keep_working_unbound_and_unrevoked(

@@ -12,7 +12,7 @@ import sqlite3
 
 import aiosqlite
 
-from .exceptions import SchemaTooNew
+from ..exceptions import SchemaTooNew
 
 MIGRATIONS: list[str] = [
     # v1

@@ -1,0 +1,81 @@
+"""The state engine: everything the brain knows, behind one small `Protocol` per kind of record.
+
+    TokenStore  BrainLog  KillStore  BodyStore  AuditEventStore  DecisionStore
+    TaskStore  CompensationStore  EscalationStore  AnswerTokenStore  InteractionStore
+        └──────────────── all of them: `StateEngine` (what `Brain` takes) ────────────────┘
+
+    open_engine(url) ─▶ ENGINES[scheme] ─▶ sqlite:///ABSOLUTE/PATH  `SqliteStateEngine` (the daemon's default)
+                                        └▶ memory://                 `MemoryStateEngine` (tests, throwaway brains)
+
+Every method is one transaction, and a change is logged in the brain's log in the same one.
+The records are in `_records`, the rules every engine keeps alike in `_rules`, the contract in
+`_protocols`; each engine is a few private modules (`_sqlite*`, `_memory*`, split the same way),
+and `_registry` maps URL schemes to them. PostgreSQL can follow: a module providing a
+`StateEngine` and its `EngineKind`, and one line in `ENGINES`.
+"""
+
+from ._memory import MemoryStateEngine
+from ._protocols import (
+    AnswerTokenStore,
+    AuditEventStore,
+    BodyStore,
+    BrainLog,
+    CompensationStore,
+    DecisionStore,
+    Durability,
+    EngineKind,
+    EngineOpener,
+    EscalationStore,
+    InteractionStore,
+    KillStore,
+    StateEngine,
+    TaskStore,
+    TokenStore,
+)
+from ._records import (
+    BodyRecord,
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    LogAction,
+    LogEntry,
+    Reversal,
+    TaskKey,
+    TokenRecord,
+)
+from ._registry import ENGINES, engine_kind, open_engine, sqlite_path, sqlite_url
+from ._sqlite import SqliteStateEngine
+
+__all__ = [
+    "ENGINES",
+    "AnswerTokenStore",
+    "AuditEventStore",
+    "BodyRecord",
+    "BodyStore",
+    "BrainLog",
+    "ClaimGrant",
+    "Compensation",
+    "CompensationDraft",
+    "CompensationStore",
+    "DecisionStore",
+    "Durability",
+    "EngineKind",
+    "EngineOpener",
+    "EscalationStore",
+    "InteractionStore",
+    "KillStore",
+    "LogAction",
+    "LogEntry",
+    "MemoryStateEngine",
+    "Reversal",
+    "SqliteStateEngine",
+    "StateEngine",
+    "TaskKey",
+    "TaskStore",
+    "TokenRecord",
+    "TokenStore",
+    "engine_kind",
+    "open_engine",
+    "sqlite_path",
+    "sqlite_url",
+]

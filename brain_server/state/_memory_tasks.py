@@ -1,0 +1,206 @@
+"""The memory engine's task queue and compensating records (`TaskStore`, `CompensationStore`).
+
+Tasks are kept as `Task` objects with their claim tokens beside them; a compensation keeps the
+task row (`task_row`) as the SQLite engine stores it, so both engines compare and restore alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from shared_protocol.brain import Claimant, CompensationKind, Task, TaskOutcome, TaskState
+
+from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
+from ._rules import (
+    check_holder,
+    check_key,
+    conflicts_of,
+    not_current_claim,
+    reversal_id_taken,
+    task_from_row,
+    task_row,
+)
+
+
+class MemoryTasks:
+    """Tasks, their claim tokens and keys, and their compensating records, in dictionaries."""
+
+    _log: list[LogEntry]
+    """The brain's log, which the engine this is part of keeps."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._claim_tokens: dict[str, str] = {}
+        self._task_keys: dict[tuple[str, str], tuple[str, str]] = {}
+        self._compensations: list[Compensation] = []
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
+        if key is not None:
+            seen = self._task_keys.get((key.token_id, key.key))
+            if seen is not None:
+                check_key(key, seen[0])
+                return self._tasks[seen[1]]
+            self._task_keys[(key.token_id, key.key)] = (key.request_sha256, task.id)
+        self._tasks[task.id] = task
+        self._log.append(log)
+        return task
+
+    async def task(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    async def claim_task(
+        self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
+    ) -> Task | None:
+        order = list(self._tasks)
+        queued = [t for t in self._tasks.values() if t.state == "queued"]
+        if not queued:
+            return None
+        best = min(queued, key=lambda t: (-t.value_usd, order.index(t.id)))
+        before = self._row(best.id)
+        claimed = best.model_copy(
+            update={
+                "state": "claimed",
+                "claimed_by": Claimant(body_id=grant.body_id, agent=grant.agent),
+                "claimed_at": grant.at,
+                "lease_expires": grant.lease_expires,
+                "attempts": best.attempts + 1,
+            }
+        )
+        self._tasks[claimed.id] = claimed
+        self._claim_tokens[claimed.id] = grant.claim_token
+        if compensation is not None:
+            self._compensate(compensation, "task_claim", before, grant.at)
+        self._log.append(log(claimed))
+        return claimed
+
+    async def finish_task(
+        self,
+        task_id: str,
+        *,
+        claim_token: str,
+        outcome: TaskOutcome,
+        summary: str,
+        at: datetime,
+        log: LogEntry,
+        compensation: CompensationDraft | None = None,
+        holder: str | None = None,
+    ) -> Task:
+        task = self._current_claim(task_id, claim_token, holder)
+        before = self._row(task_id)
+        finished = task.model_copy(
+            update={"state": outcome, "outcome_summary": summary, "finished_at": at, "lease_expires": None}
+        )
+        self._tasks[task_id] = finished
+        del self._claim_tokens[task_id]
+        if compensation is not None:
+            self._compensate(compensation, "task_outcome", before, at)
+        self._log.append(log)
+        return finished
+
+    def _current_claim(self, task_id: str, claim_token: str, holder: str | None) -> Task:
+        """The task, if `claim_token` is its current claim (and `holder`'s, when given)."""
+        row = self._row(task_id) if task_id in self._tasks else None
+        check_holder(task_id, row, holder)
+        task = self._tasks.get(task_id)
+        if task is None or task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
+            raise not_current_claim(task_id, row)
+        return task
+
+    async def renew_lease(
+        self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
+    ) -> Task:
+        task = self._current_claim(task_id, claim_token, holder)
+        renewed = task.model_copy(update={"lease_expires": lease_expires})
+        self._tasks[task_id] = renewed
+        return renewed
+
+    async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
+        requeued: list[Task] = []
+        for task in list(self._tasks.values()):
+            if task.state == "claimed" and task.lease_expires is not None and task.lease_expires <= now:
+                back = task.model_copy(
+                    update={"state": "queued", "claimed_by": None, "claimed_at": None, "lease_expires": None}
+                )
+                self._tasks[task.id] = back
+                self._claim_tokens.pop(task.id, None)
+                self._log.append(log(task))
+                requeued.append(back)
+        return requeued
+
+    async def count_tasks(self) -> dict[TaskState, int]:
+        counts: dict[TaskState, int] = {}
+        for task in self._tasks.values():
+            counts[task.state] = counts.get(task.state, 0) + 1
+        return counts
+
+    # -- reversal --------------------------------------------------------------------------
+
+    def _row(self, task_id: str) -> dict[str, Any]:
+        return task_row(self._tasks[task_id], self._claim_tokens.get(task_id))
+
+    def _compensate(
+        self, draft: CompensationDraft, kind: CompensationKind, before: dict[str, Any], at: datetime
+    ) -> None:
+        self._compensations.append(
+            Compensation(
+                id=len(self._compensations) + 1,
+                action_id=draft.action_id,
+                decision_id=draft.decision_id,
+                body_id=draft.body_id or before["claimed_body"],
+                kind=kind,
+                target=before["id"],
+                before=before,
+                after=self._row(before["id"]),
+                created_at=at,
+            )
+        )
+
+    async def compensations(self, target_id: str) -> list[Compensation]:
+        return [c for c in self._compensations if target_id in (c.action_id, c.decision_id)]
+
+    async def reverse(
+        self,
+        target_id: str,
+        *,
+        force: bool,
+        at: datetime,
+        log: Callable[[Compensation], LogEntry],
+        dry_run: bool = False,
+        as_action: str | None = None,
+    ) -> Reversal:
+        if as_action is not None and any(as_action in (c.action_id, c.decision_id) for c in self._compensations):
+            raise reversal_id_taken(as_action)
+        pending = [
+            c
+            for c in reversed(self._compensations)
+            if target_id in (c.action_id, c.decision_id) and c.reversed_at is None
+        ]
+        current = {c.target: self._row(c.target) if c.target in self._tasks else None for c in pending}
+        conflicts = conflicts_of(pending, current)
+        if conflicts and not force:
+            return Reversal(reversed=[], conflicts=conflicts)
+        if dry_run:
+            return Reversal(reversed=pending, conflicts=conflicts)
+        entries = [log(record) for record in pending]  # before any change: a failing one leaves all as it was
+        done: list[Compensation] = []
+        for record, entry in zip(pending, entries, strict=True):
+            overwritten = self._row(record.target) if record.target in self._tasks else None
+            self._tasks[record.target] = task_from_row(record.before)
+            token = record.before["claim_token"]
+            if token is None:
+                self._claim_tokens.pop(record.target, None)
+            else:
+                self._claim_tokens[record.target] = token
+            if as_action is not None and overwritten is not None:
+                draft = CompensationDraft(action_id=as_action, body_id=record.body_id)
+                self._compensate(draft, "reversal", overwritten, at)
+            marked = replace(record, reversed_at=at, reversed_by=entry.by)
+            self._compensations[record.id - 1] = marked
+            self._log.append(entry)
+            done.append(marked)
+        return Reversal(reversed=done, conflicts=conflicts)

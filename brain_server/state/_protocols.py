@@ -1,0 +1,306 @@
+"""The state contract: one small `Protocol` per kind of record, and `StateEngine`, all of them at once.
+
+Every method is one transaction: it happens completely or not at all, and a change is recorded
+in the brain's log in the same transaction. The rules live above the engine; the engine keeps
+the few invariants that must hold under concurrency (a task is claimed once, a decision changes
+only from the state its writer saw, an audit chain only grows by linking). A kind of engine is
+its `StateEngine` plus an `EngineKind`: how its database URL is checked and opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from shared_protocol import AuditEvent
+from shared_protocol.brain import Decision, KillState, Task, TaskOutcome, TaskState
+from shared_protocol.decisions import DecisionState
+
+from ..audit import AuditAppend
+from ..wake.records import AnswerToken, Escalation
+from ._records import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey, TokenRecord
+
+Durability = Literal["power_loss", "crash"]
+"""What a committed write survives: `power_loss` (synchronous=FULL) or only a crash of the process (NORMAL)."""
+
+
+class TokenStore(Protocol):
+    """The brain's bearer tokens, kept as hashes; never deleted, only bound to a body and revoked, once each."""
+
+    async def add_token(self, record: TokenRecord, log: LogEntry) -> None: ...
+
+    async def token_by_hash(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones included, oldest first."""
+        ...
+
+    async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
+        """Bind an unbound, unrevoked body token to `body_id` (and write `log`); the token as stored afterwards.
+
+        Atomic: of two first uses naming different bodies, exactly one binds, and the other gets back the
+        token bound to the winner's body. A bound, revoked or non-body token is returned unchanged, with no log.
+        None if there is no such token.
+        """
+        ...
+
+    async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
+        """Revoke a token at `at` (and write `log`); the token as it was before, None if there is no such token.
+
+        A token revoked already keeps its first `revoked_at`, and nothing is written.
+        """
+        ...
+
+
+class BrainLog(Protocol):
+    """The brain's own append-only log. Most lines are written by the change they record, in its transaction."""
+
+    async def append_log(self, entry: LogEntry) -> None:
+        """A log line on its own (a page sent, a refused interaction)."""
+        ...
+
+    async def log_entries(self, *, limit: int = 100) -> list[LogEntry]:
+        """The newest `limit` entries of the brain's log, oldest first."""
+        ...
+
+
+class KillStore(Protocol):
+    """The brain's kill switch: one state, released until someone engages it."""
+
+    async def kill_state(self) -> KillState: ...
+
+    async def set_kill_state(self, state: KillState, log: LogEntry) -> None: ...
+
+
+class BodyStore(Protocol):
+    """The bodies that registered, and when each was last heard from."""
+
+    async def upsert_body(self, body: BodyRecord) -> None:
+        """Register a body, or update a known one (keeping its first `registered_at`)."""
+        ...
+
+    async def touch_body(self, body_id: str, at: datetime) -> bool:
+        """Record a heartbeat; False if the body never registered."""
+        ...
+
+    async def bodies(self) -> list[BodyRecord]:
+        """Every registered body, by id."""
+        ...
+
+
+class AuditEventStore(Protocol):
+    """The brain's copy of each body's audit chain: it only grows by linking, and is pruned only by retention."""
+
+    async def append_audit(
+        self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1, at: datetime | None = None
+    ) -> AuditAppend:
+        """Store the events of a batch that link to the body's chain (see `audit.link_batch`), as received `at`
+        (default now): retention goes by when the brain received an event, never by the body's own clock."""
+        ...
+
+    async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        """The body's stored events after `after_seq`, in seq order, at most `limit`."""
+        ...
+
+    async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
+        """Delete each body's events received before `before` (the brain's clock: a body cannot age its own
+        events by their `ts`), through the newest such seq, but never a body's newest event (the next batch links
+        to it); logged once with what went, if anything did. Returns the number deleted per body that lost any."""
+        ...
+
+
+class DecisionStore(Protocol):
+    """Decisions, changed only by compare-and-set on their state."""
+
+    async def insert_decision(self, decision: Decision, log: LogEntry, *, reuse_pending: bool = False) -> Decision:
+        """Store a new decision (and `log`); returns what is stored.
+
+        With `reuse_pending`, a decision still pending (not yet due at `decision.created_at`) that asks the
+        same question of the same body (`same_question`) is returned instead and nothing is
+        written: a retried request is not a second question (nor a second page). Atomic with the insert.
+        """
+        ...
+
+    async def decision(self, decision_id: str) -> Decision | None: ...
+
+    async def replace_decision(self, decision: Decision, *, expected: DecisionState, log: LogEntry) -> bool:
+        """Store the new version of a decision if it is still in `expected`; False if someone changed it first."""
+        ...
+
+    async def due_decisions(self, now: datetime) -> list[Decision]:
+        """Pending decisions whose deadline has passed."""
+        ...
+
+    async def count_pending_decisions(self, now: datetime) -> int:
+        """Pending decisions still within their deadline."""
+        ...
+
+
+class TaskStore(Protocol):
+    """The task queue: claimed once, finished only with the current claim token, requeued when a lease runs out."""
+
+    async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
+        """Queue a new task (and write `log`); returns what is stored.
+
+        With `key`, a task created before under the same token and key is returned instead and nothing is
+        written, or `KeyReused` if that creation was a different request. Atomic with the insert.
+        """
+        ...
+
+    async def task(self, task_id: str) -> Task | None: ...
+
+    async def claim_task(
+        self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
+    ) -> Task | None:
+        """Atomically move the most valuable queued task (oldest first among equals) to `claimed`.
+
+        With `compensation`, a `task_claim` record of the row before and after is written in the same transaction.
+        """
+        ...
+
+    async def finish_task(
+        self,
+        task_id: str,
+        *,
+        claim_token: str,
+        outcome: TaskOutcome,
+        summary: str,
+        at: datetime,
+        log: LogEntry,
+        compensation: CompensationDraft | None = None,
+        holder: str | None = None,
+    ) -> Task:
+        """Record a claimed task's outcome. Raises `NotFound`, or `StaleClaim` if the token is not the current one.
+
+        With `holder`, a task claimed (now or last) by another body raises `BodyMismatch`, checked in the same
+        transaction. With `compensation`, a `task_outcome` record of the row before and after is written in it too.
+        """
+        ...
+
+    async def renew_lease(
+        self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
+    ) -> Task:
+        """Move a claimed task's lease on to `lease_expires`. Raises `NotFound`, `StaleClaim` (the token is not
+        the current one: the task finished, or its lease ran out and it was requeued), or `BodyMismatch` with
+        `holder` (another body's claim). Not logged: a renewal changes no state but the lease's end."""
+        ...
+
+    async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
+        """Requeue claimed tasks whose lease has run out; their claim tokens go stale."""
+        ...
+
+    async def count_tasks(self) -> dict[TaskState, int]: ...
+
+
+class CompensationStore(Protocol):
+    """The compensating records of the task updates bodies made (written by `TaskStore`), and their reversal."""
+
+    async def compensations(self, target_id: str) -> list[Compensation]:
+        """Every compensating record (reversed or not) of the action or decision `target_id`, oldest first."""
+        ...
+
+    async def reverse(
+        self,
+        target_id: str,
+        *,
+        force: bool,
+        at: datetime,
+        log: Callable[[Compensation], LogEntry],
+        dry_run: bool = False,
+        as_action: str | None = None,
+    ) -> Reversal:
+        """Put back the task rows of `target_id`'s unreversed records, newest first, in one transaction.
+
+        A task whose row differs from what the record left is a conflict: without `force` nothing changes.
+        Each reversed record is marked (at `at`, by its log entry's `by`) and gets its own log line.
+        `as_action`: each row put back is itself recorded (kind `reversal`, the row it overwrote as `before`)
+        under this action id, so that reversing `as_action` redoes it; an id that already names records is
+        refused (`reversal_id_taken`), dry runs included.
+        `dry_run`: change nothing, and return the records that would be reversed (unmarked).
+        """
+        ...
+
+
+class EscalationStore(Protocol):
+    """Escalations climbing the paging ladder, changed only by compare-and-set on their `version`."""
+
+    async def insert_escalation(self, escalation: Escalation, log: LogEntry) -> bool:
+        """Start an escalation; False (and nothing written) if one with that id exists."""
+        ...
+
+    async def escalation(self, escalation_id: str) -> Escalation | None: ...
+
+    async def replace_escalation(self, escalation: Escalation, *, log: LogEntry | None = None) -> bool:
+        """Store `escalation` (whose `version` is one more than the stored one's); False if someone wrote first."""
+        ...
+
+    async def due_escalations(self, now: datetime) -> list[Escalation]:
+        """Active escalations whose next page is due, oldest first."""
+        ...
+
+    async def open_escalation(self, dedup_key: str, *, since: datetime) -> Escalation | None:
+        """The newest active or acknowledged escalation with this key created at or after `since`."""
+        ...
+
+
+class AnswerTokenStore(Protocol):
+    """The single-use answer links sent with pages, kept as hashes."""
+
+    async def add_answer_tokens(self, tokens: Sequence[AnswerToken], *, now: datetime) -> None:
+        """Store new tokens, dropping those that expired before `now` (a link nobody can use any more)."""
+        ...
+
+    async def answer_token(self, token_hash: str) -> AnswerToken | None: ...
+
+    async def use_answer_token(self, token_hash: str, at: datetime) -> AnswerToken | None:
+        """Mark the token used and return it, if it exists, is unused and unexpired at `at`; else None."""
+        ...
+
+
+class InteractionStore(Protocol):
+    """The ids of the chat interactions seen lately, so that a replayed one is refused."""
+
+    async def remember_interaction(self, interaction_id: str, at: datetime, *, forget_before: datetime) -> bool:
+        """Record an interaction id; False if it was seen before (a replay). Drops ids older than `forget_before`."""
+        ...
+
+
+class StateEngine(
+    TokenStore,
+    BrainLog,
+    KillStore,
+    BodyStore,
+    AuditEventStore,
+    DecisionStore,
+    TaskStore,
+    CompensationStore,
+    EscalationStore,
+    AnswerTokenStore,
+    InteractionStore,
+    Protocol,
+):
+    """Everything the brain knows, in one object. Implementations serialise writers; every method is atomic."""
+
+    async def close(self) -> None: ...
+
+
+class EngineOpener(Protocol):
+    """Opens one kind of engine at a location (the part of its URL after `scheme://`)."""
+
+    def __call__(self, location: str, *, durability: Durability, create: bool) -> Awaitable[StateEngine]: ...
+
+
+@dataclass(kw_only=True, frozen=True)
+class EngineKind:
+    """One kind of state engine, as the scheme of a database URL names it: `scheme://location`."""
+
+    form: str
+    """The URL's form, for messages: `sqlite:///ABSOLUTE/PATH`."""
+    durable: bool
+    """Whether what it stores outlives the process that opened it."""
+    problem: Callable[[str], str | None]
+    """What is wrong with a location, or None. Pure: a URL is checked before anything is opened or created."""
+    open: EngineOpener
+    """Open the engine at a location `problem` accepted. Not `create`: `NoDatabase` if there is none there yet."""

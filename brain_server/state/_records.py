@@ -1,0 +1,142 @@
+"""What the state engines store and hand back, besides the `shared_protocol` models they keep whole.
+
+Decisions and tasks are `shared_protocol.brain` models; escalations and answer tokens are
+`wake.records`. These are the brain's own records: its log, its tokens, its bodies, and
+the compensating records that let a body's task updates be reversed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from shared_protocol.brain import CompensationKind, Role
+
+LogAction = Literal[
+    "token_create",
+    "token_bind",
+    "token_revoke",
+    "kill",
+    "resume",
+    "decision_create",
+    "approve",
+    "deny",
+    "override",
+    "expire",
+    "task_create",
+    "task_claim",
+    "task_outcome",
+    "task_requeue",
+    "reverse",
+    "escalate",
+    "page",
+    "page_failed",
+    "acknowledge",
+    "alert",
+    "answer_refused",
+    "interaction_refused",
+    "audit_prune",
+]
+
+
+@dataclass(kw_only=True, frozen=True)
+class LogEntry:
+    """One line of the brain's own append-only log: who did what to which thing, and why."""
+
+    at: datetime
+    action: LogAction
+    by: str
+    """A token's label or id, or `rules`, `deadline` or `lease` when the brain acted by itself."""
+    token_id: str | None = None
+    role: Role | None = None
+    reason: str = ""
+    target: str | None = None
+    """The decision, task, token or body acted on."""
+    detail: dict[str, Any] = field(default_factory=dict[str, Any])
+
+
+@dataclass(kw_only=True, frozen=True)
+class TokenRecord:
+    """A stored token: its SHA-256, never the token itself."""
+
+    id: str
+    token_hash: str
+    role: Role
+    label: str
+    created_at: datetime
+    body_id: str | None = None
+    """A body token's body, bound on its first use of a body id and never changed; always None for other roles."""
+    revoked_at: datetime | None = None
+    """Once set, the token is refused everywhere; it is never unset."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class TaskKey:
+    """An `Idempotency-Key` of a task creation: whose, the key, and the SHA-256 of the request it came with."""
+
+    token_id: str
+    key: str
+    request_sha256: str
+
+
+@dataclass(kw_only=True, frozen=True)
+class BodyRecord:
+    body_id: str
+    workspace: str
+    hostname: str
+    version: str
+    registered_at: datetime
+    last_heartbeat: datetime
+
+
+@dataclass(kw_only=True, frozen=True)
+class ClaimGrant:
+    """What a claim writes on the task it wins."""
+
+    body_id: str
+    agent: str
+    claim_token: str
+    at: datetime
+    lease_expires: datetime
+
+
+@dataclass(kw_only=True, frozen=True)
+class CompensationDraft:
+    """The body action behind a task update: the engine keeps what undoes the update under these ids."""
+
+    action_id: str
+    decision_id: str | None = None
+    body_id: str | None = None
+    """None: the body holding the task's claim (an outcome does not name its body)."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class Compensation:
+    """A compensating record: a task row just before and just after a body action changed it."""
+
+    id: int
+    action_id: str
+    decision_id: str | None
+    body_id: str | None
+    kind: CompensationKind
+    target: str
+    """The task id."""
+    before: dict[str, Any]
+    """The task row (see `task_row`) as it was; reversing writes it back."""
+    after: dict[str, Any]
+    """The row the action left; a row that differs from it now was changed since (a conflict)."""
+    created_at: datetime
+    reversed_at: datetime | None = None
+    reversed_by: str | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class Reversal:
+    """What `CompensationStore.reverse` did: the records it reversed (newest first) and the conflicts it found.
+
+    With conflicts and no force, nothing is reversed and `reversed` is empty.
+    """
+
+    reversed: list[Compensation]
+    conflicts: list[str]

@@ -1,0 +1,161 @@
+"""The rules every state engine keeps alike: the stored shapes of times and task rows, and the checks made
+inside a transaction (a retried question, a reused key, a stale claim, a reversal's conflicts).
+
+Pure functions over records and rows; an engine calls them between its reads and its writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from shared_protocol.brain import Claimant, Decision, Task
+
+from ..exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, StaleClaim
+from ._records import Compensation, TaskKey
+
+TASK_ROW_FIELDS = (
+    "id",
+    "title",
+    "description",
+    "value_usd",
+    "state",
+    "created_at",
+    "created_by",
+    "claimed_body",
+    "claimed_agent",
+    "claimed_at",
+    "lease_expires",
+    "claim_token",
+    "attempts",
+    "outcome_summary",
+    "finished_at",
+)
+"""A task as stored, claim token included: the shape of a compensation's snapshots in every engine."""
+
+
+def iso(at: datetime) -> str:
+    """The one stored time format: UTC, microseconds, so that text order is time order."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_time(value: object) -> datetime | None:
+    """A stored time (see `iso`) back, or None."""
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def task_row(task: Task, claim_token: str | None) -> dict[str, Any]:
+    """`task` as the SQLite engine stores it, for engines that keep `Task` objects."""
+    holder = task.claimed_by
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "value_usd": task.value_usd,
+        "state": task.state,
+        "created_at": iso(task.created_at),
+        "created_by": task.created_by,
+        "claimed_body": None if holder is None else holder.body_id,
+        "claimed_agent": None if holder is None else holder.agent,
+        "claimed_at": None if task.claimed_at is None else iso(task.claimed_at),
+        "lease_expires": None if task.lease_expires is None else iso(task.lease_expires),
+        "claim_token": claim_token,
+        "attempts": task.attempts,
+        "outcome_summary": task.outcome_summary,
+        "finished_at": None if task.finished_at is None else iso(task.finished_at),
+    }
+
+
+def task_from_row(row: Mapping[str, Any]) -> Task:
+    """The `Task` a stored row describes (its claim token is not part of it)."""
+    claimed_by = (
+        None if row["claimed_body"] is None else Claimant(body_id=row["claimed_body"], agent=row["claimed_agent"] or "")
+    )
+    return Task(
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        value_usd=float(row["value_usd"]),
+        state=row["state"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        created_by=row["created_by"],
+        claimed_by=claimed_by,
+        claimed_at=parse_time(row["claimed_at"]),
+        lease_expires=parse_time(row["lease_expires"]),
+        attempts=int(row["attempts"]),
+        outcome_summary=row["outcome_summary"],
+        finished_at=parse_time(row["finished_at"]),
+    )
+
+
+def conflicts_of(pending: Sequence[Compensation], current: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """The records of `pending` (newest first) whose task is not as they left it.
+
+    Walked over the rows as they are now, each as it will be once the newer records are put back: so a claim
+    and an outcome of one decision reverse together, while a change made by anyone else since is a conflict.
+    """
+    rows = dict(current)
+    conflicts: list[str] = []
+    for record in pending:
+        now = rows.get(record.target)
+        if now is None:
+            conflicts.append(f"task {record.target} no longer exists")
+        elif dict(now) != record.after:
+            conflicts.append(
+                f"task {record.target} changed since {record.action_id} "
+                f"(it left it {_describe(record.after)}; it is {_describe(now)} now)"
+            )
+        rows[record.target] = record.before
+    return conflicts
+
+
+def reversal_id_taken(as_action: str) -> InvalidRequest:
+    """A reversal is kept only under an id that names no brain updates yet (checked in its transaction)."""
+    return InvalidRequest(
+        f"'{as_action}' already names brain updates: keep a reversal under a new id", field="as_action"
+    )
+
+
+def same_question(a: Decision, b: Decision) -> bool:
+    """Whether two decisions ask the same thing of the same body (a retried request): everything the asker
+    chose (the time it gave to answer, not when it asked), and what the rules made of it."""
+    return (
+        a.deadline - a.created_at == b.deadline - b.created_at
+        and a.body_id == b.body_id
+        and a.agent == b.agent
+        and a.summary == b.summary
+        and a.rationale == b.rationale
+        and a.confidence == b.confidence
+        and a.impact == b.impact
+        and a.options == b.options
+        and a.action == b.action
+        and a.needs == b.needs
+    )
+
+
+def check_key(key: TaskKey, first_request_sha256: str) -> None:
+    """`KeyReused` unless `key` comes with the request it first came with."""
+    if first_request_sha256 != key.request_sha256:
+        raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
+
+
+def not_current_claim(task_id: str, row: Mapping[str, Any] | None) -> NotFound | StaleClaim:
+    """What to raise when a claim token is not the task's current one: the task is gone, or its claim is."""
+    if row is None:
+        return NotFound(f"no task '{task_id}'")
+    return StaleClaim(f"task '{task_id}' is {row['state']} and this claim token is not its current one")
+
+
+def check_holder(task_id: str, row: Mapping[str, Any] | None, holder: str | None) -> None:
+    """`BodyMismatch` if `holder` is given and the task row (claimed now or last) is another body's."""
+    if holder is None or row is None:
+        return
+    claimed = row["claimed_body"]
+    if claimed is not None and claimed != holder:
+        raise BodyMismatch(f"this token is bound to body '{holder}'; task '{task_id}' was claimed by body '{claimed}'")
+
+
+def _describe(row: Mapping[str, Any]) -> str:
+    holder = f" by {row['claimed_body']}" if row.get("state") == "claimed" and row.get("claimed_body") else ""
+    return f"{row.get('state')}{holder}, attempt {row.get('attempts')}"

@@ -1,0 +1,320 @@
+"""`SqliteStateEngine`: the brain's state in one SQLite file (WAL, versioned migrations), through aiosqlite.
+
+The engine is put together from its parts: the connections and write transaction
+(`_sqlite_db`), the task queue with its compensating records (`_sqlite_tasks`) and the
+records of waking humans (`_sqlite_wake`); tokens, the log, the kill switch, bodies, audit
+events and decisions are here. Its URL is `sqlite:///ABSOLUTE/PATH`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import anyio
+
+from shared_protocol import AuditEvent
+from shared_protocol.brain import Decision, KillState, Role
+from shared_protocol.decisions import DecisionState
+
+from ..audit import AuditAppend, link_batch, seqs_to_look_up
+from ..exceptions import NoDatabase
+from ._protocols import Durability, EngineKind, StateEngine
+from ._records import BodyRecord, LogEntry, TokenRecord
+from ._rules import iso, parse_time, same_question
+from ._schema import migrate
+from ._sqlite_db import canonical, connect
+from ._sqlite_tasks import SqliteTasks
+from ._sqlite_wake import SqliteWake
+
+
+class SqliteStateEngine(SqliteTasks, SqliteWake):
+    """The brain's state in `path`. Open with `await SqliteStateEngine.open(path)`; close when done."""
+
+    @classmethod
+    async def open(cls, path: Path, *, durability: Durability = "power_loss") -> SqliteStateEngine:
+        """Open (creating and migrating if needed) the state file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await connect(path, "FULL" if durability == "power_loss" else "NORMAL")
+        try:
+            await migrate(writer)
+            reader = await connect(path, "NORMAL")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections, even when the caller is being cancelled (their threads would outlive it)."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                await self._writer.close()
+                await self._reader.close()
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def add_token(self, record: TokenRecord, log: LogEntry) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO tokens (id, token_hash, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.token_hash, record.role, record.label, iso(record.created_at)),
+            )
+            await self._log(conn, log)
+
+    @staticmethod
+    def _token(row: sqlite3.Row) -> TokenRecord:
+        return TokenRecord(
+            id=row["id"],
+            token_hash=row["token_hash"],
+            role=cast(Role, row["role"]),
+            label=row["label"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            body_id=row["body_id"],
+            revoked_at=parse_time(row["revoked_at"]),
+        )
+
+    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        # The reader runs each SELECT in its own read transaction: a revocation committed by another process
+        # (the CLI) is seen by the very next request.
+        row = await self._row("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        return None if row is None else self._token(row)
+
+    async def tokens(self) -> list[TokenRecord]:
+        return [self._token(row) for row in await self._rows("SELECT * FROM tokens ORDER BY created_at, rowid")]
+
+    async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
+        async with self._write() as conn:
+            async with conn.execute(
+                "UPDATE tokens SET body_id = ? "
+                "WHERE id = ? AND role = 'body' AND body_id IS NULL AND revoked_at IS NULL",
+                (body_id, token_id),
+            ) as cursor:
+                bound = cursor.rowcount == 1
+            if bound:
+                await self._log(conn, log)
+            async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
+                row = await cursor.fetchone()
+        return None if row is None else self._token(row)
+
+    async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
+        async with self._write() as conn:
+            async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            before = self._token(row)
+            if before.revoked_at is None:
+                await conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (iso(at), token_id))
+                await self._log(conn, log)
+        return before
+
+    # -- the log ---------------------------------------------------------------------------
+
+    async def append_log(self, entry: LogEntry) -> None:
+        async with self._write() as conn:
+            await self._log(conn, entry)
+
+    async def log_entries(self, *, limit: int = 100) -> list[LogEntry]:
+        rows = await self._rows("SELECT * FROM brain_log ORDER BY id DESC LIMIT ?", (limit,))
+        return [
+            LogEntry(
+                at=datetime.fromisoformat(row["at"]),
+                action=row["action"],
+                by=row["by"],
+                token_id=row["token_id"],
+                role=row["role"],
+                reason=row["reason"],
+                target=row["target"],
+                detail=json.loads(row["detail"]),
+            )
+            for row in reversed(rows)
+        ]
+
+    # -- kill switch and bodies ------------------------------------------------------------
+
+    async def kill_state(self) -> KillState:
+        row = await self._row("SELECT engaged, reason, by, at FROM kill_state WHERE id = 1")
+        assert row is not None, "migration v1 inserts the kill_state row"
+        return KillState(engaged=bool(row["engaged"]), reason=row["reason"], by=row["by"], at=parse_time(row["at"]))
+
+    async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "UPDATE kill_state SET engaged = ?, reason = ?, by = ?, at = ? WHERE id = 1",
+                (int(state.engaged), state.reason, state.by, None if state.at is None else iso(state.at)),
+            )
+            await self._log(conn, log)
+
+    async def upsert_body(self, body: BodyRecord) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO bodies (body_id, workspace, hostname, version, registered_at, last_heartbeat) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (body_id) DO UPDATE SET workspace = excluded.workspace, "
+                "hostname = excluded.hostname, version = excluded.version, last_heartbeat = excluded.last_heartbeat",
+                (
+                    body.body_id,
+                    body.workspace,
+                    body.hostname,
+                    body.version,
+                    iso(body.registered_at),
+                    iso(body.last_heartbeat),
+                ),
+            )
+
+    async def touch_body(self, body_id: str, at: datetime) -> bool:
+        async with (
+            self._write() as conn,
+            conn.execute("UPDATE bodies SET last_heartbeat = ? WHERE body_id = ?", (iso(at), body_id)) as cursor,
+        ):
+            return cursor.rowcount == 1
+
+    async def bodies(self) -> list[BodyRecord]:
+        rows = await self._rows("SELECT * FROM bodies ORDER BY body_id")
+        return [
+            BodyRecord(
+                body_id=row["body_id"],
+                workspace=row["workspace"],
+                hostname=row["hostname"],
+                version=row["version"],
+                registered_at=datetime.fromisoformat(row["registered_at"]),
+                last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
+            )
+            for row in rows
+        ]
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def append_audit(
+        self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1, at: datetime | None = None
+    ) -> AuditAppend:
+        received = iso(at or datetime.now(UTC))
+        async with self._write() as conn:
+            async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (body_id,)) as cursor:
+                row = await cursor.fetchone()
+            head = int(row[0]) if row is not None and row[0] is not None else 0
+            async with conn.execute(
+                "SELECT MAX(through_seq) FROM audit_prune_marks WHERE body_id = ?", (body_id,)
+            ) as cursor:
+                mark = await cursor.fetchone()
+            floor = int(mark[0]) if mark is not None and mark[0] is not None else 0
+            wanted = sorted(seq for seq in seqs_to_look_up(head, events) if seq > floor)
+            stored: dict[int, str] = {}
+            if wanted:
+                marks = ", ".join("?" * len(wanted))
+                rows = await conn.execute_fetchall(
+                    f"SELECT seq, mac FROM audit_events WHERE body_id = ? AND seq IN ({marks})", (body_id, *wanted)
+                )
+                stored = {int(r["seq"]): str(r["mac"]) for r in rows}
+            plan = link_batch(head, stored, events, log_start_seq=log_start_seq, floor=floor)
+            if plan.new:
+                await conn.executemany(
+                    "INSERT INTO audit_events (body_id, seq, id, ts, mac, event, received_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (body_id, e.seq, e.id, e.ts, e.mac, canonical(e.model_dump(mode="json")), received)
+                        for e in plan.new
+                    ],
+                )
+        return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
+
+    async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        rows = await self._rows(
+            "SELECT event FROM audit_events WHERE body_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (body_id, after_seq, limit),
+        )
+        return [AuditEvent.model_validate_json(row["event"]) for row in rows]
+
+    async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
+        pruned: dict[str, int] = {}
+        async with self._write() as conn:
+            # Per body: the newest seq older than the cutoff, below the body's newest event (which stays).
+            rows = await conn.execute_fetchall(
+                "SELECT e.body_id, MAX(e.seq) FROM audit_events AS e WHERE e.received_at < ? "
+                "AND e.seq < (SELECT MAX(h.seq) FROM audit_events AS h WHERE h.body_id = e.body_id) "
+                "GROUP BY e.body_id ORDER BY e.body_id",
+                (iso(before),),
+            )
+            for body_id, through in rows:
+                # The mark is what lets the delete trigger pass, for this body's events up to it only.
+                await conn.execute(
+                    "INSERT INTO audit_prune_marks (body_id, through_seq, at) VALUES (?, ?, ?)",
+                    (body_id, through, iso(log.at)),
+                )
+                cursor = await conn.execute(
+                    "DELETE FROM audit_events WHERE body_id = ? AND seq <= ?", (body_id, through)
+                )
+                pruned[str(body_id)] = cursor.rowcount
+            if pruned:
+                await self._log(conn, replace(log, detail={**log.detail, "pruned": pruned}))
+        return pruned
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def insert_decision(self, decision: Decision, log: LogEntry, *, reuse_pending: bool = False) -> Decision:
+        async with self._write() as conn:
+            if reuse_pending:
+                async with conn.execute(
+                    "SELECT decision FROM decisions WHERE state = 'pending' AND deadline > ? AND body_id = ? "
+                    "ORDER BY deadline",
+                    (iso(decision.created_at), decision.body_id),
+                ) as cursor:
+                    for (stored,) in await cursor.fetchall():
+                        existing = Decision.model_validate_json(stored)
+                        if same_question(existing, decision):
+                            return existing
+            await conn.execute(
+                "INSERT INTO decisions (id, state, deadline, body_id, decision) VALUES (?, ?, ?, ?, ?)",
+                (decision.id, decision.state, iso(decision.deadline), decision.body_id, decision.model_dump_json()),
+            )
+            await self._log(conn, log)
+        return decision
+
+    async def decision(self, decision_id: str) -> Decision | None:
+        row = await self._row("SELECT decision FROM decisions WHERE id = ?", (decision_id,))
+        return None if row is None else Decision.model_validate_json(row["decision"])
+
+    async def replace_decision(self, decision: Decision, *, expected: DecisionState, log: LogEntry) -> bool:
+        async with self._write() as conn:
+            async with conn.execute(
+                "UPDATE decisions SET state = ?, decision = ? WHERE id = ? AND state = ?",
+                (decision.state, decision.model_dump_json(), decision.id, expected),
+            ) as cursor:
+                changed = cursor.rowcount == 1
+            if changed:
+                await self._log(conn, log)
+        return changed
+
+    async def due_decisions(self, now: datetime) -> list[Decision]:
+        rows = await self._rows(
+            "SELECT decision FROM decisions WHERE state = 'pending' AND deadline <= ? ORDER BY deadline", (iso(now),)
+        )
+        return [Decision.model_validate_json(row["decision"]) for row in rows]
+
+    async def count_pending_decisions(self, now: datetime) -> int:
+        row = await self._row("SELECT COUNT(*) FROM decisions WHERE state = 'pending' AND deadline > ?", (iso(now),))
+        return 0 if row is None else int(row[0])
+
+
+def _location_problem(location: str) -> str | None:
+    if not Path(location).is_absolute():
+        return "the path must be absolute: sqlite:///ABSOLUTE/PATH (three slashes)"
+    if location.endswith("/"):
+        return "the path names a directory: sqlite:///ABSOLUTE/PATH names the database file"
+    return None
+
+
+async def _open_location(location: str, *, durability: Durability, create: bool) -> StateEngine:
+    path = Path(location)
+    if not create and not path.exists():
+        raise NoDatabase(f"no brain database at {path}")
+    return await SqliteStateEngine.open(path, durability=durability)
+
+
+SQLITE = EngineKind(form="sqlite:///ABSOLUTE/PATH", durable=True, problem=_location_problem, open=_open_location)
+"""`sqlite:///ABSOLUTE/PATH`: the file, created (with its directory) and migrated on first open."""
