@@ -166,16 +166,15 @@ async def create_directory(ctx: ToolContext[CreateDirectoryArgs]) -> dict[str, A
                 code=RefusalCode.NOT_A_DIRECTORY,
                 rule=Rule.FS,
             )
+    if len(missing) > 1:  # every directory created counts, like a file (planned: one)
+        await ctx.check_measured(Impact(files=len(missing)), ["/".join(p) for p in missing])
     if missing and ctx.mode == "live":
         recorder = ctx.recorder()
         # Record the deepest first: undo walks records backwards, so it removes parents last.
         _fsops.make_dir(ctx.deps.workspace, path.parts)
         for parts in missing:
             recorder.changed(parts, _fsops.ABSENT)
-    result = _result(ctx, [("/".join(p), "created") for p in missing])
-    # A chain of new directories is one modification.
-    ctx.effects.impact = Impact(files=1 if missing and ctx.mode == "live" else 0)
-    return result
+    return _result(ctx, [("/".join(p), "created") for p in missing])
 
 
 def _subtree_files(workspace: Workspace, path: WorkspacePath) -> list[tuple[str, ...]]:
@@ -220,8 +219,8 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
     if state.type == "dir":
         inside = _subtree_files(ctx.deps.workspace, source)
         _check_subtree_policy(ctx.deps.policy, inside)
-        moved_files = max(1, sum(1 for p in inside if (_fsops.read_entry(ctx.deps.workspace, p)[0].type != "dir")))
-        await ctx.check_measured(Impact(files=moved_files), ["/".join(p) for p in inside])
+        moved_files = 1 + len(inside)  # the directory and everything in it, directories included
+        await ctx.check_measured(Impact(files=moved_files), [source.rel, *("/".join(p) for p in inside)])
     changes: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
     if ctx.mode == "live":
         recorder = ctx.recorder()

@@ -124,13 +124,13 @@ async def test_a_human_answers_from_the_cli_and_the_gate_honours_coverage(
         (workspace / "many" / f"f{n}.txt").write_text("x")
     refused(await call(client, "move_file", source="many", destination="moved"), "approval_required")
     too_small = ok(
-        await call(client, "request_approval", summary="move 5", confidence=0.9, files=[f"f{n}" for n in range(5)])
-    )
-    enough = ok(
         await call(client, "request_approval", summary="move 6", confidence=0.9, files=[f"f{n}" for n in range(6)])
     )
+    enough = ok(
+        await call(client, "request_approval", summary="move 7", confidence=0.9, files=[f"f{n}" for n in range(7)])
+    )
     assert swarm(home, workspace, "approve", too_small["decision_id"]).returncode == 0
-    # Approved for 5 files: does not cover a 6-file move.
+    # Approved for 6 files: does not cover moving a directory of 6 files (7 modifications: the directory too).
     refused(
         await call(client, "move_file", source="many", destination="moved", decision_id=too_small["decision_id"]),
         "approval_required",

@@ -276,3 +276,31 @@ async def test_held_runs_are_capped_by_count_and_bytes_oldest_first(tmp_path: Pa
     assert len(runs) == 1 and runs.take((("d",), ".")) is not None
     assert not await runs.put((("e",), "."), held("e", 101))  # alone over the bytes: not held at all
     assert len(runs) == 0
+
+
+# -- 8: directories count like files, in the file tools too ------------------------------------
+
+
+async def test_every_directory_create_directory_makes_counts_toward_the_blast_radius(
+    client: Client, body: Body, workspace: Path
+) -> None:
+    from .helpers import ok, refused
+
+    made = ok(await call(client, "create_directory", path="a/b/c"))
+    event = body.audit.get(made["action_id"])
+    assert event is not None and event.impact.files == 3
+    refused(await call(client, "create_directory", path="/".join("d" * (i + 1) for i in range(11))), "blast_radius")
+    assert not (workspace / "d").exists()
+
+
+async def test_moving_a_directory_counts_its_directories_too(client: Client, body: Body, workspace: Path) -> None:
+    from .helpers import ok, refused
+
+    for i in range(11):
+        (workspace / "tree" / f"sub{i}").mkdir(parents=True)
+    refused(await call(client, "move_file", source="tree", destination="moved"), "blast_radius")
+    assert (workspace / "tree").is_dir() and not (workspace / "moved").exists()
+    (workspace / "small" / "x").mkdir(parents=True)
+    moved = ok(await call(client, "move_file", source="small", destination="moved"))
+    event = body.audit.get(moved["action_id"])
+    assert event is not None and event.impact.files == 2
