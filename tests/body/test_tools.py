@@ -85,9 +85,9 @@ async def test_edit_file_requires_each_old_text_to_match_exactly_once(client: Cl
 async def test_create_move_and_delete(client: Client, workspace: Path) -> None:
     ok(await call(client, "create_directory", path="a/b"))  # (two directories: the session's 5th path needs approval)
     assert (workspace / "a/b").is_dir()
+    refused(await call(client, "move_file", source="README.md", destination="src/app.py"), "already_exists")
     ok(await call(client, "move_file", source="README.md", destination="a/README.md"))
     assert (workspace / "a/README.md").exists() and not (workspace / "README.md").exists()
-    refused(await call(client, "move_file", source="a/README.md", destination="src/app.py"), "already_exists")
     refused(await call(client, "delete_file", path="a"), "directory_not_empty")
     ok(await call(client, "delete_file", path="a/b"))
     assert not (workspace / "a/b").exists()
