@@ -83,7 +83,9 @@ async def test_edit_file_requires_each_old_text_to_match_exactly_once(client: Cl
 
 
 async def test_create_move_and_delete(client: Client, workspace: Path) -> None:
-    ok(await call(client, "create_directory", path="a/b"))  # (two directories: the session's 5th path needs approval)
+    # (Refusals first: after four changed paths, a fifth in this session needs approval before anything else.)
+    refused(await call(client, "delete_file", path="nope.txt"), "not_found")
+    ok(await call(client, "create_directory", path="a/b"))
     assert (workspace / "a/b").is_dir()
     refused(await call(client, "move_file", source="README.md", destination="src/app.py"), "already_exists")
     ok(await call(client, "move_file", source="README.md", destination="a/README.md"))
@@ -91,7 +93,6 @@ async def test_create_move_and_delete(client: Client, workspace: Path) -> None:
     refused(await call(client, "delete_file", path="a"), "directory_not_empty")
     ok(await call(client, "delete_file", path="a/b"))
     assert not (workspace / "a/b").exists()
-    refused(await call(client, "delete_file", path="nope.txt"), "not_found")
 
 
 async def test_moving_a_directory_counts_every_file_in_it(client: Client, workspace: Path) -> None:
