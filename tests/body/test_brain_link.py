@@ -185,7 +185,8 @@ async def test_a_body_fails_closed_when_its_brain_dies_and_recovers_when_it_retu
                 tg.start_soon(link.run)
                 await wait_until(lambda: body.brain_state == "connected")
                 assert await write(body, "a.txt") == (False, None)
-            # The brain is gone: after the failsafe time the body refuses mutating calls.
+            # The brain is gone: after the failsafe time the body refuses mutating calls. (Real time, not a driven
+            # clock: nothing says when the link has lost the brain, and an answer it reads late would reset one.)
             await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
             assert await write(body, "b.txt") == (True, "brain_unreachable")
             assert not (await body.call_tool("list_directory", {"path": ".", "rationale": "r"})).is_error
