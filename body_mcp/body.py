@@ -63,10 +63,12 @@ class Body:
         clock: Callable[[], float] = time.time,
         sandbox: Sandbox | None = None,
         brain_transport: httpx.AsyncBaseTransport | None = None,
+        link_clock: Callable[[], float] = time.monotonic,
         human: str = "swarm",
     ) -> None:
         """`outer_guards` run before the default ones (tests hold calls with them); `human` is who the
-        admin actions taken through this body are audited as."""
+        admin actions taken through this body are audited as; `link_clock` times the brain link's failsafe
+        and lease renewals (tests drive it instead of waiting)."""
         self.settings = settings
         config = settings.config
         self.paths = StatePaths(home=settings.home, workspace=settings.workspace)
@@ -93,7 +95,9 @@ class Body:
             if not settings.brain_token:
                 raise UserError("a linked body needs its brain token: set SWARM_TOKEN (or pass --token)")
             client = BrainClient(settings.brain_url, settings.brain_token, transport=brain_transport)
-            self.link = BrainLink(client, self.db, body_id=self.identity.body_id, workspace=str(settings.workspace))
+            self.link = BrainLink(
+                client, self.db, body_id=self.identity.body_id, workspace=str(settings.workspace), clock=link_clock
+            )
             self.link.on_kill = self._kill_running_commands
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.kill_switch: KillSwitch = local_kill if self.link is None else CombinedKillSwitch(local_kill, self.link)

@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from functools import partial
@@ -25,7 +26,7 @@ import uvicorn
 from .app import build_app
 from .backup import run_backups
 from .exceptions import ConfigError
-from .service import Brain
+from .service import Brain, Clock
 from .settings import BrainSettings
 from .state import open_engine, sqlite_path
 from .wake.setup import WakeSetup
@@ -80,12 +81,13 @@ async def run(
     stop: anyio.Event | None = None,
     handle_signals: bool = True,
     wake: WakeSetup | WakeFactory | None = None,
+    clock: Clock = time.time,
 ) -> None:
     """Run the brain until SIGTERM or SIGINT (if `handle_signals`, on the main thread) or until `stop` is set.
 
     `wake` is how humans are paged: a ready `WakeSetup`, or a factory given the daemon's HTTP client
     (channels share its connection pool); None pages nobody: the log says what needed a human, and decisions
-    still expire to denials.
+    still expire to denials. `clock` is the brain's time (leases, deadlines): tests drive it instead of waiting.
     """
     if not settings.database_url:
         raise ConfigError(
@@ -99,7 +101,7 @@ async def run(
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
             setup = wake(http) if callable(wake) else wake
-            brain = Brain(settings, state=state, wake=setup)
+            brain = Brain(settings, state=state, wake=setup, clock=clock)
             await _serve(brain, sock, url, on_ready=on_ready, stop=stop, handle_signals=handle_signals)
     finally:
         sock.close()

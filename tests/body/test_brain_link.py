@@ -43,12 +43,26 @@ async def _tokens(db: Path) -> dict[str, str]:
         await state.close()
 
 
+class Clock:
+    """Seconds that pass only when the test says so: one clock for the brain's leases and the link's renewals."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @asynccontextmanager
-async def brain_on(port: int, db: Path, **settings: float) -> AsyncIterator[anyio.Event]:
+async def brain_on(
+    port: int, db: Path, *, clock: Callable[[], float] = time.time, **settings: float
+) -> AsyncIterator[anyio.Event]:
     stop, ready = anyio.Event(), anyio.Event()
     config = BrainSettings(host="127.0.0.1", port=port, database_url=sqlite_url(db), keepalive_s=0.2, **settings)  # type: ignore[arg-type]
     async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: run(config, on_ready=lambda _url: ready.set(), stop=stop, handle_signals=False))
+        tg.start_soon(
+            lambda: run(config, on_ready=lambda _url: ready.set(), stop=stop, handle_signals=False, clock=clock)
+        )
         with anyio.fail_after(10):
             await ready.wait()
         try:
@@ -63,14 +77,16 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None
             await anyio.sleep(0.01)
 
 
-def linked_body(tmp_path: Path, home: Path, n: int, url: str, token: str) -> Body:
+def linked_body(
+    tmp_path: Path, home: Path, n: int, url: str, token: str, *, link_clock: Callable[[], float] = time.monotonic
+) -> Body:
     ws = tmp_path / f"ws{n}"
     ws.mkdir()
     (ws / "f.txt").write_text("x\n")
     settings = BodySettings(
         workspace=ws.resolve(), home=home, config=parse_config({}), brain_url=url, brain_token=token
     )
-    return Body(settings)
+    return Body(settings, link_clock=link_clock)
 
 
 async def write(body: Body, name: str) -> tuple[bool, str | None]:
@@ -94,13 +110,18 @@ class Brain:
 
 
 @asynccontextmanager
-async def brain_with_captain(tmp_path: Path, **settings: float) -> AsyncIterator[Brain]:
-    """A live brain on a fresh database (with `settings`), and an HTTP client holding its captain token."""
+async def brain_with_captain(
+    tmp_path: Path, *, clock: Callable[[], float] = time.time, **settings: float
+) -> AsyncIterator[Brain]:
+    """A live brain on a fresh database (with `settings` and `clock`), and an HTTP client holding its captain token."""
     db, port = tmp_path / "brain.db", _free_port()
     tokens = await _tokens(db)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {tokens['captain']}"}
-    async with brain_on(port, db, **settings), httpx.AsyncClient(base_url=url, headers=headers) as captain:
+    async with (
+        brain_on(port, db, clock=clock, **settings),
+        httpx.AsyncClient(base_url=url, headers=headers) as captain,
+    ):
         yield Brain(url=url, tokens=tokens, captain=captain)
 
 
@@ -164,7 +185,8 @@ async def test_a_body_fails_closed_when_its_brain_dies_and_recovers_when_it_retu
                 tg.start_soon(link.run)
                 await wait_until(lambda: body.brain_state == "connected")
                 assert await write(body, "a.txt") == (False, None)
-            # The brain is gone: after the failsafe time the body refuses mutating calls.
+            # The brain is gone: after the failsafe time the body refuses mutating calls. (Real time, not a driven
+            # clock: nothing says when the link has lost the brain, and an answer it reads late would reset one.)
             await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
             assert await write(body, "b.txt") == (True, "brain_unreachable")
             assert not (await body.call_tool("list_directory", {"path": ".", "rationale": "r"})).is_error
@@ -401,17 +423,23 @@ async def test_a_body_whose_token_is_revoked_fails_closed_at_once_and_says_why(t
 
 
 async def test_a_linked_body_renews_the_lease_of_a_task_it_holds(tmp_path: Path, home: Path) -> None:
-    async with brain_with_captain(tmp_path, lease_s=2, sweep_interval_s=0.1) as brain:
+    clock = Clock()
+    async with brain_with_captain(tmp_path, clock=clock, lease_s=1, sweep_interval_s=0.1) as brain:
         queued = (await brain.captain.post("/v1/tasks", json={"title": "longer than a lease"})).json()
-        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"], link_clock=clock)
         try:
             assert body.link is not None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(body.link.run)
-                await wait_until(lambda: body.brain_state == "connected")
                 took = await body.call_tool("next_task", {"rationale": "work"})
                 assert took.structured["task"]["id"] == queued["id"], took.structured
-                await anyio.sleep(4.5)  # over two leases (renewed every 2/3 s): the sweeper would have requeued it
+                claim = body.link.claims[queued["id"]]
+                # Over two leases, 0.7 s at a time: each step is past a third of the lease (a renewal is due) and
+                # within the lease the last renewal gave. A renewal that did not happen, or did not extend the
+                # lease, lets it run out: the next renewal finds the task requeued, and this wait times out.
+                for _ in range(3):
+                    clock.now += 0.7
+                    await wait_until(lambda: claim.renewed_at == clock.now)
                 done = await body.call_tool(
                     "report_outcome",
                     {"task_id": queued["id"], "outcome": "succeeded", "summary": "s", "rationale": "done"},
@@ -424,14 +452,15 @@ async def test_a_linked_body_renews_the_lease_of_a_task_it_holds(tmp_path: Path,
 
 
 async def test_a_claim_whose_lease_ran_out_is_reported_lost(tmp_path: Path, home: Path) -> None:
-    async with brain_with_captain(tmp_path, lease_s=1, sweep_interval_s=0.1) as brain:
+    clock = Clock()
+    async with brain_with_captain(tmp_path, clock=clock, lease_s=1) as brain:
         queued = (await brain.captain.post("/v1/tasks", json={"title": "t"})).json()
-        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"], link_clock=clock)
         try:
             assert body.link is not None  # not running: nothing renews (still within the failsafe's grace)
             took = await body.call_tool("next_task", {"rationale": "work"})
             assert took.structured["task"]["id"] == queued["id"], took.structured
-            await anyio.sleep(1.5)
+            clock.now += 1.5  # past the lease, for the brain and the body both
             await body.link.renew_due()
             assert queued["id"] not in body.link.claims
             late = await body.call_tool(

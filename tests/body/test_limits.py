@@ -380,17 +380,27 @@ async def test_a_cancelled_call_is_audited_and_gives_its_slot_back(workspace: Pa
 
     body = make_body(workspace, home)
     try:
-        release = anyio.Event()
+        holding, release = anyio.Event(), anyio.Event()
 
         async def command_holding_the_workspace() -> None:
             async with body.workspace_lock:
+                holding.set()
                 await release.wait()
+
+        async def cancel_once_queued(scope: anyio.CancelScope) -> None:
+            with anyio.fail_after(5):  # (anyio's lock says who waits, but offers nothing to wait on for it)
+                while body.workspace_lock.statistics().tasks_waiting == 0:
+                    await anyio.sleep(0.01)
+            scope.cancel()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(command_holding_the_workspace)
-            await anyio.sleep(0.05)
-            with anyio.move_on_after(0.2):  # the write waits behind the command, and is cancelled
+            with anyio.fail_after(5):
+                await holding.wait()
+            with anyio.CancelScope() as write:  # the write waits behind the command, and is cancelled there
+                tg.start_soon(cancel_once_queued, write)
                 await body.call_tool("write_file", {"path": "a.txt", "content": "x", "rationale": "waits"})
+            assert write.cancelled_caught
             release.set()
         event = body.audit.tail(1)[0]
         assert (event.tool, event.outcome, event.code) == ("write_file", "failed", "cancelled")

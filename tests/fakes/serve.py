@@ -11,6 +11,19 @@ import anyio
 import uvicorn
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, saying when it listens (it has only a `started` flag, to poll)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = anyio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
+
+
 @asynccontextmanager
 async def serve_app(app: Any) -> AsyncGenerator[str]:
     """Yield the base URL (`http://127.0.0.1:PORT`) while `app` is served; stopped on exit."""
@@ -18,13 +31,12 @@ async def serve_app(app: Any) -> AsyncGenerator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
+    server = _Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(lambda: server.serve(sockets=[sock]))
             with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
+                await server.listening.wait()
             try:
                 yield f"http://127.0.0.1:{port}"
             finally:

@@ -279,7 +279,9 @@ async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_c
 
     def refuse(pid: int) -> None:
         seen.append(pid)
-        time.sleep(0.3)  # long enough for an ungated launcher to write the marker
+        # A slow confinement that then fails (the case under test): an ungated launcher would write the
+        # marker meanwhile. Nothing here signals "it did not run", so the test gives it the time to.
+        time.sleep(0.3)
         raise PermissionError(1, "Operation not permitted")
 
     argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}echo ran > "$0"', str(marker)]
@@ -293,12 +295,16 @@ async def test_the_launcher_waits_at_its_gate_and_runs_nothing_if_it_cannot_be_c
 
 async def test_a_run_cancelled_while_its_launcher_is_confined_is_killed(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
+    launchers: list[int] = []
 
     def slow_admit(pid: int) -> None:
-        time.sleep(0.3)  # the caller's deadline passes meanwhile
+        launchers.append(pid)
+        time.sleep(0.3)  # a slow confinement (the case under test): the caller's deadline passes meanwhile
 
     argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}sleep 0.5; echo ran > "$0"', str(marker)]
     with anyio.move_on_after(0.1):
         await launch(argv, slow_admit)
-    await anyio.sleep(1.0)
+    # Checked as soon as the run returns, not after a wait: a launcher that is gone (killed and reaped) can
+    # write nothing later, and one still alive is what the test forbids.
+    assert len(launchers) == 1 and not Path(f"/proc/{launchers[0]}").exists(), "the launcher outlived its run"
     assert not marker.exists(), "the cancelled run's launcher went on unsupervised"
