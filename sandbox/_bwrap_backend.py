@@ -216,6 +216,7 @@ class BwrapBackend(ABC):
                     control=control,
                     kill_rest=cgroup.kill_all if cgroup is not None else _nothing,
                     admit=admit,
+                    on_output=spec.on_output,
                 )
             finally:
                 launch.close_fds()
@@ -446,6 +447,8 @@ def _result(
         stderr=outcome.stderr.decode("utf-8", errors="replace"),
         stdout_truncated=outcome.stdout_truncated,
         stderr_truncated=outcome.stderr_truncated,
+        stdout_bytes=outcome.stdout_bytes,
+        stderr_bytes=outcome.stderr_bytes,
         timed_out=outcome.timed_out,
         killed=outcome.killed,
         duration_s=outcome.duration_s,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -71,6 +71,9 @@ class SandboxSpec:
     timeout_s: float = 120
     max_output_bytes: int = 1_000_000
     """Cap per stream; the rest is drained and dropped, and the result says truncated."""
+    on_output: Callable[[int], object] | None = None
+    """Told the size of each chunk the command prints (either stream, the dropped part included), as it
+    prints it: for reporting progress. Called on the event loop; it must not block."""
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     network: Literal["none"] | ProxyNetwork = "none"
 
@@ -134,6 +137,11 @@ class RunResult:
     timed_out: bool
     killed: bool
     """Stopped by `kill_all()` (the kill switch)."""
+    stdout_bytes: int | None = None
+    """Bytes the command printed on stdout, those dropped past `max_output_bytes` included; None when the
+    backend does not count them (a scripted run: then what `stdout` holds is all there was)."""
+    stderr_bytes: int | None = None
+    """The same for stderr."""
     duration_s: float
     quotas_exceeded: tuple[Quota, ...] = ()
     """The quotas the command used up: its writes past one failed, so its changes may be cut short. Such a

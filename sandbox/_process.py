@@ -29,12 +29,18 @@ SETUP_TIMEOUT_S = 20.0
 @dataclass(kw_only=True)
 class _Capture:
     limit: int
+    on_output: Callable[[int], object] | None = None
     chunks: list[bytes] = field(default_factory=list[bytes])
     size: int = 0
+    seen: int = 0
+    """Bytes printed, the dropped ones included."""
     truncated: bool = False
     done: anyio.Event = field(default_factory=anyio.Event)
 
     def add(self, chunk: bytes) -> None:
+        self.seen += len(chunk)
+        if self.on_output is not None:
+            self.on_output(len(chunk))
         room = self.limit - self.size
         if len(chunk) > room:
             self.truncated = True
@@ -59,6 +65,9 @@ class ProcessOutcome:
     timed_out: bool
     killed: bool
     duration_s: float
+    stdout_bytes: int = 0
+    """Printed, the dropped part included."""
+    stderr_bytes: int = 0
 
 
 class RunControl:
@@ -103,6 +112,7 @@ async def run_contained(
     control: RunControl,
     kill_rest: Callable[[], None],
     admit: Callable[[int], Awaitable[bytes]],
+    on_output: Callable[[int], object] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
 
@@ -112,6 +122,7 @@ async def run_contained(
     that ends before it is ready is left to the caller, whose status check reports why (its stderr).
     Killing the tree is SIGKILL to the outer process (the pid namespace dies with it) plus `kill_rest`
     (the run's cgroup), wired into `control` before anything is awaited so that no kill is lost.
+    `on_output` is told the size of each chunk of output as it arrives (`SandboxSpec.on_output`).
     """
     started_at = time.monotonic()
     try:
@@ -131,8 +142,8 @@ async def run_contained(
         kill_process(process)
         kill_rest()
 
-    stdout = _Capture(limit=max_output_bytes)
-    stderr = _Capture(limit=max_output_bytes)
+    stdout = _Capture(limit=max_output_bytes, on_output=on_output)
+    stderr = _Capture(limit=max_output_bytes, on_output=on_output)
     timed_out = False
     finished = False
     duration_s = 0.0
@@ -177,6 +188,8 @@ async def run_contained(
         timed_out=timed_out,
         killed=control.killed,
         duration_s=duration_s,
+        stdout_bytes=stdout.seen,
+        stderr_bytes=stderr.seen,
     )
 
 

@@ -177,6 +177,16 @@ async def test_output_beyond_the_cap_is_dropped_and_flagged(overlay: BwrapBacken
         assert staged.result.exit_code == 0
 
 
+async def test_every_byte_printed_is_counted_and_reported_as_it_arrives_the_dropped_ones_included(
+    overlay: BwrapBackend, ws: Path
+) -> None:
+    chunks: list[int] = []
+    spec = sh(ws, "head -c 200000 /dev/zero | tr '\\0' a; echo err >&2", max_output_bytes=1000, on_output=chunks.append)
+    async with await overlay.run(spec) as staged:
+        assert (staged.result.stdout_bytes, staged.result.stderr_bytes) == (200_000, 4)
+    assert sum(chunks) == 200_004 and all(size > 0 for size in chunks)
+
+
 async def test_exit_codes_are_the_commands_own(overlay: BwrapBackend, ws: Path) -> None:
     async with await overlay.run(sh(ws, "exit 3")) as staged:
         assert staged.result.exit_code == 3
