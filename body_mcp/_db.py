@@ -1,10 +1,10 @@
 """The body's SQLite state file: one per workspace, WAL, versioned migrations.
 
 It holds the audit chain (append-only, enforced by triggers), the undo records and their
-pre-images, and a standalone body's decisions. The limits are not here (`_limits_table.py`):
-a guarded call commits once, with its audit event. One connection, committing with the
-configured durability; one, not two: in WAL mode a write by another connection empties this
-one's page cache.
+pre-images, commands' output, and a standalone body's decisions. The limits are not here
+(`_limits_table.py`): a guarded call commits once, with its audit event. One connection,
+committing with the configured durability; one, not two: in WAL mode a write by another
+connection empties this one's page cache.
 """
 
 from __future__ import annotations
@@ -127,6 +127,21 @@ _MIGRATIONS: list[str] = [
     DROP TABLE usage_by_minute;
     DROP TABLE breaker;
     DROP TABLE breaches;
+    """,
+    # v6: commands' output, kept to be read back (`outputs.py`); `data` is NULL when it is in a file
+    """
+    CREATE TABLE command_outputs (
+        action_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        ts REAL NOT NULL,
+        size INTEGER NOT NULL,
+        printed INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        data BLOB,
+        PRIMARY KEY (action_id, stream)
+    );
+    CREATE INDEX command_outputs_ts ON command_outputs(ts);
     """,
 ]
 

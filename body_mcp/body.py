@@ -38,6 +38,7 @@ from .guards import default_guards
 from .held import HeldRuns
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
+from .outputs import OutputStore, keep_outputs_pruned
 from .pipeline import AfterReply, CallAuditor, CallContext, CallOutcome, Guard, Pipeline, refused_outcome
 from .policy import PathPolicy
 from .scan import WorkspaceScanner
@@ -89,6 +90,7 @@ class Body:
             raise
         self.session = new_session()
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
+        self.outputs = OutputStore(self.db, directory=self.paths.outputs)
         self.limits = Limits(self.paths.limits, config.limits, clock=clock)
         self.link: BrainLink | None = None
         if settings.brain_url:
@@ -164,6 +166,7 @@ class Body:
             sandbox=self.sandbox,
             scanner=self.scanner,
             held_runs=self.held_runs,
+            outputs=self.outputs,
             notify_human=self._notify_human,
         )
         gate = ApprovalGate(
@@ -254,9 +257,11 @@ class Body:
             self.admin.record(action="workspace.reopened", rationale="the workspace was restored from a snapshot")
 
     async def background(self) -> None:
-        """What a serving body runs besides answering calls: the brain link, hourly snapshots, audit retention."""
+        """What a serving body runs besides answering calls: the brain link, hourly snapshots, audit retention
+        (commands' kept output with it)."""
         stop = anyio.Event()
         interval = self.settings.config.snapshots.interval_s
+        retention_days = self.settings.config.audit.retention_days
         try:
             async with anyio.create_task_group() as tg:
                 if self.link is not None:
@@ -265,11 +270,20 @@ class Body:
                     partial(
                         keep_retention,
                         self.audit,
-                        retention_days=self.settings.config.audit.retention_days,
+                        retention_days=retention_days,
                         stop=stop,
                         # Linked: never prune what the brain has not acknowledged (its copy must stay whole).
                         through_at_most=self.link.shipped_through if self.link is not None else lambda: None,
                         on_error=lambda exc: logger.warning("audit retention failed: %s", exc),
+                    )
+                )
+                tg.start_soon(
+                    partial(
+                        keep_outputs_pruned,
+                        self.outputs,
+                        retention_days=retention_days,
+                        stop=stop,
+                        on_error=lambda exc: logger.warning("pruning commands' output failed: %s", exc),
                     )
                 )
                 if interval > 0:

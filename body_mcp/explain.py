@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 from shared_protocol import AuditEvent
 
@@ -31,6 +32,8 @@ def explain_event(event: AuditEvent) -> str:
         if event.files:
             shown = ", ".join(event.files[:20]) + (" …" if len(event.files) > 20 else "")
             lines.append(f"Files: {shown}")
+        if isinstance(output := event.detail.get("output"), dict):
+            lines.append(_output_line(event.id, cast("dict[str, Any]", output)))
         impact = event.impact
         lines.append(
             f"Measured impact: {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}; "
@@ -48,3 +51,12 @@ def explain_event(event: AuditEvent) -> str:
     else:
         lines.append(f"{event.kind}: {event.rationale}")
     return "\n".join(lines)
+
+
+def _output_line(action_id: str, output: dict[str, Any]) -> str:
+    sizes: list[str] = []
+    for stream in ("stdout", "stderr"):
+        kept: dict[str, Any] = output.get(stream) or {}
+        printed, stored = kept.get("bytes", 0), kept.get("kept", 0)
+        sizes.append(f"{stream} {printed:,} bytes" + (f" ({stored:,} kept)" if stored != printed else ""))
+    return f"Output: {', '.join(sizes)}; read it with `swarm audit output {action_id} [--stream stderr]`."

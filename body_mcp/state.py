@@ -11,6 +11,7 @@
         audit.anchor              head of the chain, written after each commit
         audit.journal             events durable before their commit (replayed after a crash)
         blobs/                    large pre-images, content-addressed
+        outputs/                  commands' large outputs, by action id (`outputs.py`)
 
 Nothing here is ever inside the workspace: a body refuses to start when it would be.
 """
@@ -93,6 +94,10 @@ class StatePaths:
     @property
     def blobs(self) -> Path:
         return self.dir / "blobs"
+
+    @property
+    def outputs(self) -> Path:
+        return self.dir / "outputs"
 
     @property
     def identity(self) -> Path:

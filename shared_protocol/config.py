@@ -148,7 +148,21 @@ class SandboxConfig(ProtocolModel):
         default=8, ge=0, description="Staged runs kept for a pending approval at once; the oldest goes first."
     )
     max_held_mb: int = Field(default=1024, ge=0, description="...and the memory they may hold together.")
-    max_output_bytes: int = Field(default=1_000_000, gt=0, description="Per stream; the result says truncated.")
+    max_output_bytes: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="What is kept of each stream of a command (read back with read_command_output); the rest is "
+        "dropped and the result says truncated.",
+    )
+    reply_head_bytes: int = Field(
+        default=4096, ge=0, description="What run_command's result shows of each stream from its start..."
+    )
+    reply_tail_bytes: int = Field(
+        default=12_288,
+        ge=0,
+        description="...and from its end (where a test summary or the last error is); the middle is left out, "
+        "marked with where it is, and read back with read_command_output.",
+    )
     artifact_paths: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ARTIFACT_PATHS),
         description="Names applied without counting toward the blast radius (git-ignored paths too).",

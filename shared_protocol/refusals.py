@@ -97,6 +97,8 @@ class Rule(StrEnum):
     UNDO = "undo"
     UNDO_CONFLICT = "undo.conflict"
     UNDO_BLOBS = "undo.blobs"
+    COMMAND_OUTPUT = "command_output"
+    COMMAND_OUTPUT_INTEGRITY = "command_output.integrity"
     AUDIT = "audit"
     AUDIT_WRITE = "audit.write"
     SNAPSHOTS_RESTORE = "snapshots.restore"

@@ -183,18 +183,64 @@ class CommandChange(ProtocolModel):
     )
 
 
+OutputStream = Literal["stdout", "stderr"]
+
+
+class StreamOutput(ProtocolModel):
+    """One stream of a command: how much it printed, how much is kept, what the result leaves out."""
+
+    printed: int = Field(description="Bytes the command printed on it.")
+    kept: int = Field(
+        description="Bytes of it kept for read_command_output: all of them, up to [sandbox] max_output_bytes."
+    )
+    omitted_from: int | None = Field(
+        default=None,
+        description="The result's text leaves out the middle of a long stream: the kept bytes from here (an offset "
+        "for read_command_output)...",
+    )
+    omitted_to: int | None = Field(default=None, description="...to here (exclusive).")
+
+
+class CommandOutput(ProtocolModel):
+    stdout: StreamOutput
+    stderr: StreamOutput
+
+
 class RunCommandResult(ToolResult):
     mode: Literal["live", "shadow"]
     exit_code: int | None
-    stdout: str
-    stderr: str
-    truncated: bool
+    stdout: str = Field(description="What the command printed: its start and its end when long, the middle marked.")
+    stderr: str = Field(description="The same for stderr.")
+    truncated: bool = Field(
+        description="Some output is not in stdout/stderr: left out of this result (read it with "
+        "read_command_output), or past [sandbox] max_output_bytes (dropped)."
+    )
+    output: CommandOutput = Field(description="Each stream's size, and what this result leaves out of it.")
     timed_out: bool
     killed: bool = Field(description="Stopped by the kill switch.")
     duration_s: float
     changes: list[CommandChange]
     applied: bool = Field(description="Whether the changes were applied to the workspace (all or nothing).")
     refusal: Refusal | None = Field(default=None, description="Why the changes were not applied.")
+
+
+class ReadCommandOutputArgs(ToolArgs):
+    action_id: str = Field(min_length=1, description="The action_id of a run_command call.")
+    stream: OutputStream = "stdout"
+    offset: int = Field(default=0, ge=0, description="The byte to start at (e.g. a result's omitted_from).")
+    limit: int = Field(default=32_768, ge=1, le=262_144, description="At most this many bytes.")
+
+
+class ReadCommandOutputResult(ToolResult):
+    stream: OutputStream
+    content: str
+    offset: int = Field(description="Where content starts: the offset asked for, or the next character's start.")
+    next_offset: int = Field(description="Where the next read goes on.")
+    total: int = Field(description="Bytes kept of this stream.")
+    eof: bool = Field(description="content reaches the end of what is kept.")
+    truncated: bool = Field(
+        description="The command printed more than was kept ([sandbox] max_output_bytes): the rest is gone."
+    )
 
 
 # --- governance tools -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
 from body_mcp.exceptions import ToolRefused
 from body_mcp.killswitch import LocalKillSwitch
+from body_mcp.outputs import OutputStore
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
 from shared_protocol.config import SwarmConfig, render_config
@@ -172,6 +173,17 @@ def cmd_audit_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_output(args: argparse.Namespace) -> int:
+    with _open_admin(args) as admin:  # (opening commits what a body that died just after replying left journaled)
+        paths = admin.paths
+    with OutputStore.open(paths) as outputs:
+        _, data = outputs.get(args.id, args.stream)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return 0
+
+
 def cmd_undo(args: argparse.Namespace) -> int:
     """This workspace's changes (from pre-images) and, with a brain, its task updates (compensating records).
 
@@ -324,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="manual resume", help="why (audited)")
     _brain_args(p)
 
-    audit = sub.add_parser("audit", help="verify, tail or explain the audit trail")
+    audit = sub.add_parser("audit", help="verify, tail or explain the audit trail, or read a command's output")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     p = audit_sub.add_parser("verify", help="recompute the keyed chain and check it against its anchor")
     p.set_defaults(func=cmd_audit_verify)
@@ -336,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = audit_sub.add_parser("explain", help="a readable explanation of one event")
     p.set_defaults(func=cmd_audit_explain)
     p.add_argument("id")
+    _workspace_arg(p)
+    p = audit_sub.add_parser("output", help="all that was kept of a run_command's output (its action id)")
+    p.set_defaults(func=cmd_audit_output)
+    p.add_argument("id")
+    p.add_argument("--stream", choices=("stdout", "stderr"), default="stdout", help="which stream (default stdout)")
     _workspace_arg(p)
 
     for kind, help_text in (

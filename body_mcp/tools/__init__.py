@@ -5,8 +5,16 @@ from .exec import EXEC_TOOLS
 from .fs_read import READ_TOOLS
 from .fs_write import WRITE_TOOLS
 from .governance import GOVERNANCE_TOOLS
+from .output import OUTPUT_TOOLS
 from .tasks import TASK_TOOLS
 
-ALL_TOOLS: list[ToolSpec] = [*READ_TOOLS, *WRITE_TOOLS, *EXEC_TOOLS, *GOVERNANCE_TOOLS, *TASK_TOOLS]
+ALL_TOOLS: list[ToolSpec] = [
+    *READ_TOOLS,
+    *WRITE_TOOLS,
+    *EXEC_TOOLS,
+    *OUTPUT_TOOLS,
+    *GOVERNANCE_TOOLS,
+    *TASK_TOOLS,
+]
 
 __all__ = ["ALL_TOOLS", "ToolSpec"]

@@ -31,6 +31,7 @@ from ..decisions import DecisionStore
 from ..held import HeldRuns
 from ..killswitch import KillSwitch
 from ..limits import Limits
+from ..outputs import OutputStore
 from ..policy import PathPolicy
 from ..scan import WorkspaceScanner
 from ..state import Identity
@@ -74,6 +75,8 @@ class ToolDeps:
     """The sandbox backend, chosen on first use; refuses (never runs bare) when none can isolate."""
     scanner: WorkspaceScanner
     held_runs: HeldRuns
+    outputs: OutputStore
+    """Commands' output, kept with their audit events to be read back."""
     notify_human: Callable[[Decision], None]
 
     @property

@@ -43,6 +43,7 @@ from ..proxy import CountingProxy, ProxyRequest
 from ..scan import ScanResult
 from ..staging import SortedChanges, printable, quota_refusal, sort_changes
 from ._spec import ToolContext, ToolSpec
+from .output import ShownOutput, keep_output
 
 _KILL_POLL_S = 0.05
 
@@ -153,11 +154,12 @@ class _Measured:
     sorted_: SortedChanges
     changes: list[CommandChange]
     impact: Impact
+    output: ShownOutput
 
     def result(
         self, ctx: ToolContext[RunCommandArgs], *, applied: bool, refusal: Refusal | None = None
     ) -> RunCommandResult:
-        return command_result(ctx, self.staged.result, self.changes, applied=applied, refusal=refusal)
+        return command_result(ctx, self.staged.result, self.output, self.changes, applied=applied, refusal=refusal)
 
     def refused(self, ctx: ToolContext[RunCommandArgs], exc: ToolRefused) -> RefusedWithResult:
         ctx.effects.files = [printable(c.path) for c in self.staged.changes]
@@ -189,7 +191,8 @@ def _measure(ctx: ToolContext[RunCommandArgs], staged: StagedRun, scan: ScanResu
     if stripped := sorted_.stripped_modes:
         ctx.effects.detail["stripped_mode_bits"] = {path: oct(bits) for path, bits in stripped.items()}
     impact = Impact(files=sorted_.counted_files, api_calls=ctx.effects.impact.api_calls)
-    return _Measured(staged=staged, sorted_=sorted_, changes=changes, impact=impact)
+    output = keep_output(ctx, run)
+    return _Measured(staged=staged, sorted_=sorted_, changes=changes, impact=impact, output=output)
 
 
 async def _decide(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> None:
@@ -293,6 +296,7 @@ def _applied(ctx: ToolContext[RunCommandArgs], measured: _Measured) -> RunComman
 def command_result(
     ctx: ToolContext[RunCommandArgs],
     run: RunResult,
+    output: ShownOutput,
     changes: list[CommandChange],
     *,
     applied: bool,
@@ -302,9 +306,10 @@ def command_result(
         action_id=ctx.action_id,
         mode=ctx.mode,
         exit_code=run.exit_code,
-        stdout=run.stdout,
-        stderr=run.stderr,
-        truncated=run.stdout_truncated or run.stderr_truncated,
+        stdout=output.stdout,
+        stderr=output.stderr,
+        truncated=output.truncated,
+        output=output.summary,
         timed_out=run.timed_out,
         killed=run.killed,
         duration_s=round(run.duration_s, 4),
@@ -327,6 +332,7 @@ async def _apply_held(ctx: ToolContext[RunCommandArgs], key: HeldKey) -> RunComm
             sorted_=held.sorted_,
             changes=held.changes,
             impact=Impact(files=held.sorted_.counted_files),
+            output=keep_output(ctx, held.staged.result),  # (kept again: this call's result names this call)
         )
         await ctx.check_measured(measured.impact, [c.path for c in held.sorted_.counted])
         ctx.effects.detail["applied_held_run"] = True

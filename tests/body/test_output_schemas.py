@@ -14,7 +14,7 @@ from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
 from shared_protocol import Refusal, RefusalCode
-from shared_protocol.tools import RunCommandResult
+from shared_protocol.tools import CommandOutput, RunCommandResult, StreamOutput
 
 from .helpers import call, refused
 
@@ -37,9 +37,13 @@ async def test_a_run_command_refusal_with_its_full_result_is_admitted(client: Cl
         action_id="act_1",
         mode="live",
         exit_code=0,
-        stdout="",
+        stdout="start\n[swarm: 90 bytes of stdout left out here]\nend\n",
         stderr="",
-        truncated=False,
+        truncated=True,
+        output=CommandOutput(
+            stdout=StreamOutput(printed=100, kept=100, omitted_from=6, omitted_to=96),
+            stderr=StreamOutput(printed=0, kept=0),
+        ),
         timed_out=False,
         killed=False,
         duration_s=0.1,

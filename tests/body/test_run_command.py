@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -369,3 +370,33 @@ async def test_a_command_that_writes_past_its_quota_is_refused_and_nothing_is_ap
         assert not (workspace / "small.txt").exists() and not (workspace / "big.bin").exists()
     finally:
         body.close()
+
+
+async def test_a_three_megabyte_stdout_reaches_the_agent_capped_and_a_human_reads_what_was_kept(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home)
+    try:
+        async with Client(build_server(body)) as client:
+            result = await call(client, "run_command", argv=sh("head -c 3000000 /dev/zero | tr '\\0' a; echo err >&2"))
+            data = ok(result)
+        [text] = result.content
+        assert len(text.text) < 40_000  # type: ignore[union-attr]
+        assert len(data["stdout"]) < 20_000 and data["stdout"].startswith("aaa") and data["truncated"] is True
+        assert data["output"]["stdout"] == {
+            "printed": 3_000_000,
+            "kept": 1_000_000,  # [sandbox] max_output_bytes
+            "omitted_from": 4096,  # [sandbox] reply_head_bytes
+            "omitted_to": 1_000_000 - 12_288,  # [sandbox] reply_tail_bytes
+        }
+        assert data["stderr"] == "err\n"
+    finally:
+        body.close()
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    read = [sys.executable, "-m", "swarm_cli", "audit", "output", data["action_id"], "--workspace", str(workspace)]
+    kept = subprocess.run(read, env=env, capture_output=True, check=True, timeout=60)
+    assert kept.stdout == b"a" * 1_000_000
+    err = subprocess.run([*read, "--stream", "stderr"], env=env, capture_output=True, check=True, timeout=60)
+    assert err.stdout == b"err\n"
+    missing = subprocess.run([*read[:5], "act_00", *read[6:]], env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
