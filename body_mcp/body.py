@@ -46,7 +46,7 @@ from .settings import BodySettings
 from .snapshots import SnapshotEvent, SnapshotSettings, Snapshotter, run_hourly
 from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
 from .tools import ALL_TOOLS
-from .tools._spec import ToolDeps, ToolSpec
+from .tools._spec import ReportProgress, ToolDeps, ToolSpec
 from .undo import UndoStore
 
 logger = logging.getLogger(__name__)
@@ -300,7 +300,15 @@ class Body:
         finally:
             stop.set()
 
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None) -> CallOutcome:
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        client: str | None = None,
+        progress: ReportProgress | None = None,
+    ) -> CallOutcome:
+        """One `tools/call`; `progress` is the caller's progress channel when it asked for one."""
         if self.replies:
             self.replies.run()
         action_id = new_action_id()
@@ -324,6 +332,7 @@ class Body:
             raw_arguments=dict(arguments or {}),
             agent=self.settings.agent or client or "unknown",
             session=self.session,
+            progress=progress,
         )
         return await self.pipeline.call(ctx)
 

@@ -178,6 +178,7 @@ class ExecuteGuard:
             deps=self._deps,
             effects=ctx.effects,
             check_measured=partial(self._check_measured, ctx),
+            progress=ctx.progress,
         )
         if spec.read_only:
             return await spec.handler(tool_ctx)

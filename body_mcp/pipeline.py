@@ -29,7 +29,7 @@ from .audit import Appended, AuditStore, EventDraft, redact_arguments
 from .confinement import WorkspacePath
 from .exceptions import RefusedWithResult, ToolRefused
 from .limits import Limits, Reservation
-from .tools._spec import Effects, Mode, ToolOutput, ToolSpec
+from .tools._spec import Effects, Mode, ReportProgress, ToolOutput, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class CallContext:
     reservation: Reservation | None = None
     mode: Mode = "live"
     effects: Effects = field(default_factory=Effects)
+    progress: ReportProgress | None = None
+    """The client's progress channel for this call, when it asked for one."""
 
     @property
     def mutating(self) -> bool:

@@ -78,7 +78,11 @@ def build_server(body: Body) -> Server[Any]:
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         client_params = ctx.session.client_params
         client = client_params.client_info.name if client_params is not None else None
-        outcome = await body.call_tool(params.name, params.arguments, client=client)
+        # The SDK sends a progress notification only when the caller asked for one: a progress token on the wire,
+        # a callback in process (where no token is visible to us); otherwise reporting is a no-op.
+        outcome = await body.call_tool(
+            params.name, params.arguments, client=client, progress=ctx.session.report_progress
+        )
         return types.CallToolResult(
             content=[types.TextContent(text=outcome.text)],
             structured_content=outcome.structured,

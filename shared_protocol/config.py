@@ -163,6 +163,11 @@ class SandboxConfig(ProtocolModel):
         description="...and from its end (where a test summary or the last error is); the middle is left out, "
         "marked with where it is, and read back with read_command_output.",
     )
+    progress_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a running command reports progress (time, bytes of output) to a client that asked.",
+    )
     artifact_paths: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ARTIFACT_PATHS),
         description="Names applied without counting toward the blast radius (git-ignored paths too).",

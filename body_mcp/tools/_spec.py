@@ -3,10 +3,11 @@
 A tool is a `ToolSpec`: its argument and result models, its nature (read-only, which
 arguments are paths, its planned impact) and a handler. The handler gets one argument, a
 `ToolContext[Args]`: its validated arguments, its resolved paths, the call's mode, the
-parts of the body it may use (`ToolDeps`, built once by the wiring), and `Effects`, where
-it reports what it changed as it goes. Effects are the one thing a tool writes to: the
-pipeline audits them even when the tool is refused or cancelled halfway, so a change made
-before a failure is never lost from the trail. Nothing in a tool reaches the `Body`.
+parts of the body it may use (`ToolDeps`, built once by the wiring), `Effects`, where it
+reports what it changed as it goes, and, when the client asked for it, `progress`.
+Effects are the one thing a tool writes to: the pipeline audits them even when the tool
+is refused or cancelled halfway, so a change made before a failure is never lost from the
+trail. Nothing in a tool reaches the `Body`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ ToolOutput = ToolResult | dict[str, Any]
 """A handler's result: the model, or what its `model_dump(mode="json")` would be (the hot path builds that)."""
 
 ArgsT = TypeVar("ArgsT", bound=ToolArgs)
+
+ReportProgress = Callable[[float, float | None, str | None], Awaitable[None]]
+"""`(progress, total, message)`: an MCP progress notification to the caller (`progress` only ever grows)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -118,6 +122,8 @@ class ToolContext(Generic[ArgsT]):
     check_measured: MeasuredCheck
     """Holds an impact measured while executing (a command's staged diff, a directory moved) to the rules the
     planned one passed: blast radius, approval, budgets. Raises `ToolRefused` to refuse."""
+    progress: ReportProgress | None = None
+    """Set when the client asked for progress on this call (a progress token): a long tool reports through it."""
 
     def recorder(self) -> Recorder:
         """The call's undo recorder, created on first use."""

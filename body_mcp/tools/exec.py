@@ -13,6 +13,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -38,10 +39,10 @@ from .. import _fsops
 from .._fsops import ABSENT, EntryState
 from ..exceptions import ApprovalRequired, RefusedWithResult, ToolRefused
 from ..held import HeldKey, HeldRun
-from ..killswitch import KillSwitch
 from ..proxy import CountingProxy, ProxyRequest
 from ..scan import ScanResult
 from ..staging import SortedChanges, printable, quota_refusal, sort_changes
+from ._progress import OutputMeter, report_progress
 from ._spec import ToolContext, ToolSpec
 from .output import ShownOutput, keep_output
 
@@ -92,8 +93,10 @@ def _check_network(args: RunCommandArgs, allowed: list[str]) -> None:
         )
 
 
-async def _run_watching_kill(kill_switch: KillSwitch, sandbox: Sandbox, spec: SandboxSpec) -> StagedRun:
-    """Run the command; if the kill switch is engaged meanwhile, kill it (within a poll interval)."""
+async def _run_watching(ctx: ToolContext[RunCommandArgs], sandbox: Sandbox, spec: SandboxSpec) -> StagedRun:
+    """Run the command; if the kill switch is engaged meanwhile, kill it (within a poll interval). Report
+    progress meanwhile when the client asked for it."""
+    kill_switch = ctx.deps.kill_switch
     staged: StagedRun | None = None
     async with anyio.create_task_group() as tg:
 
@@ -105,6 +108,11 @@ async def _run_watching_kill(kill_switch: KillSwitch, sandbox: Sandbox, spec: Sa
                     return
 
         tg.start_soon(watch)
+        if ctx.progress is not None:
+            meter = OutputMeter()
+            spec = dataclasses.replace(spec, on_output=meter)
+            every_s = ctx.deps.sandbox_config.progress_interval_s
+            tg.start_soon(partial(report_progress, ctx.progress, meter, timeout_s=spec.timeout_s, every_s=every_s))
         staged = await sandbox.run(spec)
         tg.cancel_scope.cancel()
     assert staged is not None
@@ -118,13 +126,13 @@ async def _run(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
     spec = build_spec(ctx, cwd, hidden)
     ctx.effects.detail["sandbox"] = sandbox.name
     if not args.network:
-        return await _run_watching_kill(deps.kill_switch, sandbox, spec)
+        return await _run_watching(ctx, sandbox, spec)
     # Every request goes through the body's proxy: counted as an API call, checked against the allow-list,
     # audited by method and host; the command's network namespace stays closed.
     allowed = deps.sandbox_config.allowed_domains
     async with CountingProxy(allowed_domains=allowed, max_requests=deps.max_api_calls_per_action) as proxy:
         spec = dataclasses.replace(spec, network=ProxyNetwork(socket_path=proxy.socket_path))
-        staged = await _run_watching_kill(deps.kill_switch, sandbox, spec)
+        staged = await _run_watching(ctx, sandbox, spec)
     requests: list[ProxyRequest] = proxy.requests
     if requests:
         ctx.effects.detail["requests"] = [

@@ -1,4 +1,5 @@
-"""A command's output: its result shows the start and the end, the whole is kept and read back in pages."""
+"""A command's output: its result shows the start and the end, the whole is kept and read back in pages,
+and a long command reports progress to a client that asks for it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp_types import TextContent
@@ -128,5 +130,68 @@ async def test_the_output_of_a_refused_command_is_kept_too(workspace: Path, home
             assert data["refusal"]["code"] == "protected_path" and data["output"]["stdout"]["omitted_from"]
             page = ok(await call(client, "read_command_output", action_id=data["action_id"], offset=0, limit=20))
             assert page["content"] == "start of the output\n"
+    finally:
+        body.close()
+
+
+# -- progress ----------------------------------------------------------------------------
+
+
+Report = tuple[float, float | None, str | None]
+
+
+def waiting_for(reports: int) -> tuple[Callable[..., Any], Callable[..., Any], list[Report]]:
+    """A command that prints 2,000 bytes, then runs until the client has had `reports` progress notifications;
+    the client's progress callback; what it was told."""
+    seen: list[Report] = []
+    enough = anyio.Event()
+
+    async def script(spec: SandboxSpec) -> tuple[RunResult, list[ScriptedChange]]:
+        assert spec.on_output is not None
+        spec.on_output(1500)
+        spec.on_output(500)
+        await enough.wait()
+        return scripted_result(stdout="done\n"), []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+        if len(seen) >= reports:
+            enough.set()
+
+    return script, on_progress, seen
+
+
+async def test_a_long_command_reports_its_time_and_output_to_a_client_that_asks(workspace: Path, home: Path) -> None:
+    script, on_progress, seen = waiting_for(3)
+    body = body_with(workspace, home, script, progress_interval_s=0.01)
+    try:
+        async with Client(build_server(body)) as client:
+            with anyio.fail_after(10):
+                result = await client.call_tool(
+                    "run_command",
+                    {"argv": ["build"], "rationale": "test", "timeout_s": 60},
+                    progress_callback=on_progress,
+                )
+        assert ok(result)["stdout"] == "done\n"
+        progress = [p for p, _, _ in seen]
+        assert progress == sorted(progress) and len(set(progress)) == len(progress)
+        assert all(total == 60 for _, total, _ in seen)
+        assert all(message is not None and "2,000 bytes" in message for _, _, message in seen)
+    finally:
+        body.close()
+
+
+async def test_a_command_whose_client_asks_no_progress_runs_the_same(workspace: Path, home: Path) -> None:
+    def script(spec: SandboxSpec) -> tuple[RunResult, list[ScriptedChange]]:
+        if spec.on_output is not None:
+            spec.on_output(10)
+        return scripted_result(stdout="done\n"), []
+
+    body = body_with(workspace, home, script, progress_interval_s=0.01)
+    try:
+        outcome = await body.call_tool("run_command", {"argv": ["build"], "rationale": "no client, no progress"})
+        assert not outcome.is_error and outcome.structured["stdout"] == "done\n"
+        async with Client(build_server(body)) as client:
+            assert ok(await call(client, "run_command", argv=["build"]))["stdout"] == "done\n"
     finally:
         body.close()

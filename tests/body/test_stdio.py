@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from ..conftest import make_body
+from ..conftest import make_body, require_binary
 from .helpers import call, ok, refused
 
 pytestmark = pytest.mark.anyio
@@ -162,3 +162,22 @@ def test_with_stderr_closed_stray_output_is_dropped_not_written_into_the_wire() 
         ["/bin/sh", "-c", f'exec "{sys.executable}" -c "$0" 2>&-', script], capture_output=True, text=True, check=True
     )
     assert done.stdout == "message\n"
+
+
+async def test_a_long_command_reports_progress_over_stdio_to_a_client_that_asks(workspace: Path, home: Path) -> None:
+    require_binary("bwrap", "bubblewrap")
+    (home / "swarm.toml").write_text("[sandbox]\nprogress_interval_s = 0.1\n")
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    # It prints, then runs until its timeout: meanwhile it reports every 0.1 s.
+    arguments = {"argv": ["/bin/sh", "-c", "head -c 5000 /dev/zero; exec sleep 60"], "timeout_s": 1.5, "rationale": "t"}
+    async with Client(_params(workspace, home)) as client:
+        with anyio.fail_after(30):
+            result = await client.call_tool("run_command", arguments, progress_callback=on_progress)
+    assert ok(result)["timed_out"] is True and len(seen) >= 3
+    progress = [p for p, _, _ in seen]
+    assert progress == sorted(progress) and all(total == 1.5 for _, total, _ in seen)
+    assert any(message is not None and "5,000 bytes" in message for _, _, message in seen)
