@@ -15,6 +15,8 @@
     │   │   └── CircuitOpen
     │   ├── ApprovalRequired
     │   ├── UndoRefused
+    │   ├── OutputUnavailable  no output kept for that action (not a command that ran, or pruned)
+    │   ├── OutputDamaged      a kept output no longer matches its hash
     │   └── RefusedWithResult  a refusal that also reports what happened (a command's output)
     ├── UserError              misuse by a human or developer: bad config, bad workspace
     │   └── ConfigError
@@ -105,6 +107,20 @@ class ApprovalRequired(ToolRefused):
 class UndoRefused(ToolRefused):
     default_code = RefusalCode.UNDO_UNAVAILABLE
     default_rule = Rule.UNDO
+
+
+class OutputUnavailable(ToolRefused):
+    """No output is kept for that action and stream: an unknown id, not a command that ran, or pruned."""
+
+    default_code = RefusalCode.NOT_FOUND
+    default_rule = Rule.COMMAND_OUTPUT
+
+
+class OutputDamaged(ToolRefused):
+    """A kept output no longer matches its recorded hash (or its file is gone): it is not served."""
+
+    default_code = RefusalCode.IO_ERROR
+    default_rule = Rule.COMMAND_OUTPUT_INTEGRITY
 
 
 class RefusedWithResult(ToolRefused):

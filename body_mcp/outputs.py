@@ -22,30 +22,15 @@ from typing import Self
 import anyio
 import anyio.to_thread
 
-from shared_protocol import OutputStream, RefusalCode
-from shared_protocol.refusals import Rule
+from shared_protocol import OutputStream
 
 from ._db import StateDB, Writes
-from .exceptions import ToolRefused
+from .exceptions import OutputDamaged, OutputUnavailable
 from .state import StatePaths
 from .undo import INLINE_MAX
 
 _ACTION_ID = re.compile(r"act_[0-9a-f]+")
 _SECONDS_PER_DAY = 86_400
-
-
-class OutputUnavailable(ToolRefused):
-    """No output is kept for that action and stream: an unknown id, not a command, or pruned."""
-
-    default_code = RefusalCode.NOT_FOUND
-    default_rule = Rule.COMMAND_OUTPUT
-
-
-class OutputDamaged(ToolRefused):
-    """The kept output no longer matches its recorded hash (or its file is gone): it is not served."""
-
-    default_code = RefusalCode.IO_ERROR
-    default_rule = Rule.COMMAND_OUTPUT_INTEGRITY
 
 
 @dataclass(kw_only=True, frozen=True)
