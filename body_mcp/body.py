@@ -308,7 +308,7 @@ class Body:
         client: str | None = None,
         progress: ReportProgress | None = None,
     ) -> CallOutcome:
-        """One `tools/call`; `progress` is the caller's progress channel when it asked for one."""
+        """One `tools/call`; `progress` is the caller's progress channel (`ToolContext.progress`)."""
         if self.replies:
             self.replies.run()
         action_id = new_action_id()

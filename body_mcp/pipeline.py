@@ -62,7 +62,7 @@ class CallContext:
     mode: Mode = "live"
     effects: Effects = field(default_factory=Effects)
     progress: ReportProgress | None = None
-    """The client's progress channel for this call, when it asked for one."""
+    """The client's progress channel for this call (`ToolContext.progress`)."""
 
     @property
     def mutating(self) -> bool:

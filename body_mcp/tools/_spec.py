@@ -123,7 +123,8 @@ class ToolContext(Generic[ArgsT]):
     """Holds an impact measured while executing (a command's staged diff, a directory moved) to the rules the
     planned one passed: blast radius, approval, budgets. Raises `ToolRefused` to refuse."""
     progress: ReportProgress | None = None
-    """Set when the client asked for progress on this call (a progress token): a long tool reports through it."""
+    """The caller's progress channel, for a long tool to report through: set by the MCP server (the SDK sends
+    only what a client that asked for progress, with a token or a callback, receives); None without one."""
 
     def recorder(self) -> Recorder:
         """The call's undo recorder, created on first use."""
