@@ -7,7 +7,8 @@ from pathlib import Path
 
 from body_mcp import BodySettings
 from body_mcp.exceptions import ConfigError
-from body_mcp.state import resolve_home, validate_workspace
+from body_mcp.snapshots import SnapshotSettings, Snapshotter
+from body_mcp.state import StatePaths, resolve_home, validate_workspace
 from shared_protocol.config import ConfigInvalid, SwarmConfig, load_config
 
 
@@ -58,6 +59,10 @@ def body_settings(
     cfg = load(config, home)
     source = config_path(config, home)
     raw = workspace or cfg.workspace.path or os.getcwd()
+    candidate = Path(raw).expanduser().resolve()
+    if not candidate.exists():
+        # A restore killed between its two renames leaves nothing at the workspace path: put its tree there.
+        Snapshotter(SnapshotSettings.for_workspace(StatePaths(home=home, workspace=candidate))).reinstate_workspace()
     return BodySettings(
         workspace=validate_workspace(raw, home=home),
         home=home,
