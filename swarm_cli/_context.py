@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+from collections.abc import Generator
+from contextlib import contextmanager
 from pathlib import Path
 
-from body_mcp import BodySettings
-from body_mcp.exceptions import ConfigError
+from body_mcp import Admin, BodySettings
+from body_mcp.exceptions import ConfigError, StateUnusable
 from body_mcp.snapshots import SnapshotSettings, Snapshotter
 from body_mcp.state import StatePaths, resolve_home, validate_workspace
 from shared_protocol.config import ConfigInvalid, SwarmConfig, load_config
@@ -72,3 +75,14 @@ def body_settings(
         brain_token=brain_token,
         config_file=source.resolve() if source is not None else None,
     )
+
+
+@contextmanager
+def open_admin(settings: BodySettings) -> Generator[Admin]:
+    """`Admin.open` for the human running this command; a database error while it is open names the database."""
+    db = StatePaths(home=settings.home, workspace=settings.workspace).db
+    try:
+        with Admin.open(settings, by=human()) as admin:
+            yield admin
+    except sqlite3.DatabaseError as exc:
+        raise StateUnusable.from_sqlite(db, exc) from None
