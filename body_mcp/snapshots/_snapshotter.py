@@ -3,7 +3,8 @@
 A restore verifies every object first, snapshots the current state (its ID is returned, so the
 restore can itself be undone), builds the restored tree beside the workspace, and swaps the
 two atomically (see `_build`, `_swap`): a restore killed at any point leaves the old or the new
-tree, and the next call on that workspace finishes or rolls back what was left. The
+tree, and whatever opens the workspace next (`finish_interrupted`) finishes or rolls back what
+was left. The
 workspace directory is a new inode afterwards: whoever holds it open must re-open it
 (`on_swap`).
 """
