@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+from .exceptions import StateUnusable
+
 Durability = Literal["power_loss", "crash"]
 
 SqlValue = str | int | float | bytes | None
@@ -148,9 +150,13 @@ _MIGRATIONS: list[str] = [
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -160,9 +166,16 @@ class StateDB:
     def __init__(self, path: Path, *, durability: Durability = "power_loss") -> None:
         self.path = path
         self.durability: Durability = durability
-        self.conn = _connect(path, "FULL" if durability == "power_loss" else "NORMAL")
+        try:
+            self.conn = _connect(path, "FULL" if durability == "power_loss" else "NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise StateUnusable.from_sqlite(path, exc) from None
         self._lock = threading.RLock()
-        self._migrate()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StateUnusable.from_sqlite(path, exc) from None
 
     def _migrate(self) -> None:
         with self.write() as conn:

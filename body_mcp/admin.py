@@ -82,9 +82,11 @@ class Admin:
     @classmethod
     def open(cls, settings: BodySettings, *, by: str) -> Admin:
         """The workspace's state, for a human named `by` (e.g. `human:alice`)."""
+        paths = StatePaths(home=settings.home, workspace=settings.workspace)
+        # A restore killed between its two renames leaves no directory here; `finish_interrupted` below does the rest.
+        Snapshotter(SnapshotSettings.for_workspace(paths)).reinstate_workspace()
         if not settings.workspace.is_dir():
             raise UserError(f"the workspace {settings.workspace} is not a directory")
-        paths = StatePaths(home=settings.home, workspace=settings.workspace)
         identity = load_or_create_identity(paths)
         config = settings.config
         db = StateDB(paths.db, durability=config.audit.durability)
@@ -105,7 +107,7 @@ class Admin:
             audit.close()
             db.close()
             raise
-        return cls(
+        admin = cls(
             paths=paths,
             audit=audit,
             undo=UndoStore(db, blob_dir=paths.blobs),
@@ -120,6 +122,12 @@ class Admin:
             config_file=settings.config_file,
             owned=[audit, db],
         )
+        try:
+            admin.snapshotter().finish_interrupted()  # a restore killed part way: finished or rolled back, audited
+        except BaseException:
+            admin.close()
+            raise
+        return admin
 
     def close(self) -> None:
         owned, self._owned = self._owned, []

@@ -103,6 +103,22 @@ class Body:
             self.link.on_kill = self._kill_running_commands
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.kill_switch: KillSwitch = local_kill if self.link is None else CombinedKillSwitch(local_kill, self.link)
+        snap = config.snapshots
+        self.snapshotter = Snapshotter(
+            SnapshotSettings(
+                workspace=settings.workspace.resolve(),
+                state_dir=self.paths.dir,
+                state_db=self.paths.db,
+                config_file=settings.config_file,
+                exclude=tuple(snap.exclude),
+                keep_last=snap.keep_last,
+                keep_daily=snap.keep_daily,
+            ),
+            record=self._record_snapshot,
+        )
+        # A restore killed part way: finish it or roll it back (no hidden copy left) before holding the workspace.
+        self.snapshotter.reinstate_workspace()
+        self.snapshotter.finish_interrupted()
         self.workspace = Workspace(settings.workspace)
         self.policy = PathPolicy(denied=config.policy.denied_paths, read_only=config.policy.read_only_paths)
         self.shadow = config.policy.mode == "shadow"
@@ -121,19 +137,6 @@ class Body:
             session=self.session,
             by=human,
             config_file=settings.config_file,
-        )
-        snap = config.snapshots
-        self.snapshotter = Snapshotter(
-            SnapshotSettings(
-                workspace=self.workspace.root,
-                state_dir=self.paths.dir,
-                state_db=self.paths.db,
-                config_file=settings.config_file,
-                exclude=tuple(snap.exclude),
-                keep_last=snap.keep_last,
-                keep_daily=snap.keep_daily,
-            ),
-            record=self._record_snapshot,
         )
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
         self.held_runs = HeldRuns(

@@ -20,6 +20,7 @@
     │   └── RefusedWithResult  a refusal that also reports what happened (a command's output)
     ├── UserError              misuse by a human or developer: bad config, bad workspace
     │   └── ConfigError
+    ├── StateUnusable          a state file is damaged, unreadable or cannot be written (a full disk)
     └── AuditIntegrityError    `swarm audit verify` found tampering
 
 Every `ToolRefused` carries a `RefusalCode` (the stable constant clients branch on), the
@@ -28,6 +29,9 @@ rule that refused, and a message for the agent.
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+from pathlib import Path
 from typing import ClassVar
 
 from shared_protocol import RefusalCode, ToolResult
@@ -141,3 +145,31 @@ class ConfigError(UserError):
 
 class AuditIntegrityError(SwarmError):
     """The audit chain does not verify: an event was edited, inserted, deleted, reordered or truncated."""
+
+
+class StateUnusable(SwarmError):
+    """A file under `$SWARM_HOME` cannot be used: damaged, unreadable, or not writable (a full disk).
+
+    The message is one line that names the file and says which.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+    @classmethod
+    def from_sqlite(cls, path: Path, exc: sqlite3.DatabaseError) -> StateUnusable:
+        """The database at `path` raised `exc`: damaged, full, or otherwise unusable."""
+        name = getattr(exc, "sqlite_errorname", "")
+        if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            return cls(path, f"damaged ({exc}); `swarm snapshot list` shows the copies kept in snapshots")
+        if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) and _nearly_full(path.parent):
+            return cls(path, f"cannot be written, the disk is full ({exc})")
+        return cls(path, f"cannot be used ({exc})")
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < 1 << 20
+    except OSError:
+        return False

@@ -8,6 +8,7 @@ either is engaged, and a local resume lifts only the local one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -72,8 +73,17 @@ class LocalKillSwitch:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         at = datetime.now(UTC).isoformat()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"reason": reason, "by": by, "at": at}))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps({"reason": reason, "by": by, "at": at}))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            # A full disk (a runaway agent's, perhaps) must not stop a kill: an empty file needs no data block
+            # and reads as engaged, for want of a reason.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            reason = f"{reason} (not written down: the disk is full)"
         return KillState(engaged=True, reason=reason, by=by, at=at, source="local")
 
     def release(self) -> bool:

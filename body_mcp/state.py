@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ._limits_table import FILE_NAME as LIMITS_FILE
-from .exceptions import UserError
+from .exceptions import StateUnusable, UserError
 
 
 def resolve_home(env: dict[str, str] | None = None) -> Path:
@@ -114,20 +114,23 @@ class StatePaths:
         self.blobs.mkdir(mode=0o700, exist_ok=True)
 
 
-def all_workspace_states(home: Path) -> list[StatePaths]:
-    """Every workspace this machine's bodies have state for."""
+def all_workspace_states(home: Path) -> tuple[list[StatePaths], list[Path]]:
+    """Every workspace this machine's bodies have state for, and the state directories whose identity (which
+    names their workspace) cannot be read."""
     root = home / "workspaces"
     found: list[StatePaths] = []
+    unreadable: list[Path] = []
     if not root.is_dir():
-        return found
+        return found, unreadable
     for entry in sorted(root.iterdir()):
         ident = entry / "identity.json"
         try:
-            data = json.loads(ident.read_text())
-        except (OSError, ValueError):
-            continue
-        found.append(StatePaths(home=home, workspace=Path(data["workspace"])))
-    return found
+            found.append(StatePaths(home=home, workspace=Path(json.loads(ident.read_text())["workspace"])))
+        except FileNotFoundError:
+            continue  # (not a body's state, or one being created this moment)
+        except (OSError, ValueError, LookupError, TypeError):
+            unreadable.append(ident)
+    return found, unreadable
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -145,6 +148,9 @@ def load_or_create_identity(paths: StatePaths) -> Identity:
         return Identity(body_id=data["body_id"], workspace=data["workspace"], created_at=data["created_at"])
     except FileNotFoundError:
         pass
+    except (ValueError, LookupError, TypeError):
+        # Not minted afresh: the body id names this workspace's audit chain and its brain registration.
+        raise StateUnusable(paths.identity, "damaged: not the identity Swarm wrote (it holds the body id)") from None
     identity = Identity(
         body_id=f"body_{secrets.token_hex(8)}",
         workspace=str(paths.workspace),

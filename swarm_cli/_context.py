@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+from collections.abc import Generator
+from contextlib import contextmanager
 from pathlib import Path
 
-from body_mcp import BodySettings
-from body_mcp.exceptions import ConfigError
-from body_mcp.state import resolve_home, validate_workspace
+from body_mcp import Admin, BodySettings
+from body_mcp.exceptions import ConfigError, StateUnusable
+from body_mcp.snapshots import SnapshotSettings, Snapshotter
+from body_mcp.state import StatePaths, resolve_home, validate_workspace
 from shared_protocol.config import ConfigInvalid, SwarmConfig, load_config
 
 
@@ -58,6 +62,10 @@ def body_settings(
     cfg = load(config, home)
     source = config_path(config, home)
     raw = workspace or cfg.workspace.path or os.getcwd()
+    candidate = Path(raw).expanduser().resolve()
+    if not candidate.exists():
+        # A restore killed between its two renames leaves nothing at the workspace path: put its tree there.
+        Snapshotter(SnapshotSettings.for_workspace(StatePaths(home=home, workspace=candidate))).reinstate_workspace()
     return BodySettings(
         workspace=validate_workspace(raw, home=home),
         home=home,
@@ -67,3 +75,14 @@ def body_settings(
         brain_token=brain_token,
         config_file=source.resolve() if source is not None else None,
     )
+
+
+@contextmanager
+def open_admin(settings: BodySettings) -> Generator[Admin]:
+    """`Admin.open` for the human running this command; a database error while it is open names the database."""
+    db = StatePaths(home=settings.home, workspace=settings.workspace).db
+    try:
+        with Admin.open(settings, by=human()) as admin:
+            yield admin
+    except sqlite3.DatabaseError as exc:
+        raise StateUnusable.from_sqlite(db, exc) from None

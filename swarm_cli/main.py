@@ -8,13 +8,13 @@ import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import anyio
 
 from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
-from body_mcp.exceptions import ToolRefused
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.outputs import OutputStore
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
@@ -22,7 +22,7 @@ from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
 from shared_protocol.config import SwarmConfig, render_config
 from shared_protocol.decisions import AnswerKind
 
-from . import _context, ide_cmds
+from . import _context, _errors, ide_cmds
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -31,10 +31,10 @@ def _out(line: str = "") -> None:
     print(line, flush=True)
 
 
-def _open_admin(args: argparse.Namespace) -> Admin:
+def _open_admin(args: argparse.Namespace) -> AbstractContextManager[Admin]:
     """The workspace's state for the human running this command (no serving body: no limits, pipeline or link)."""
     settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
-    return Admin.open(settings, by=_context.human())
+    return _context.open_admin(settings)
 
 
 def swarm_command() -> list[str]:
@@ -64,8 +64,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         _out(f"kept existing config {path} (valid; --force rewrites it with every default)")
     else:
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(render_config(config))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(render_config(config))
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # (a full disk: no half-written file left behind)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         _out(f"wrote {path}")
     settings = _context.body_settings(workspace=args.workspace, config=str(path))
     if args.ide:
@@ -90,7 +94,7 @@ def cmd_body(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
-    with Admin.open(settings, by=_context.human()) as admin:
+    with _context.open_admin(settings) as admin:
         status = admin.status(settings.config)
         _out(f"workspace:       {status.workspace}")
         _out(f"body:            {status.body_id}")
@@ -108,14 +112,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _each_workspace(action: Callable[[Admin], object]) -> None:
+def _each_workspace(action: Callable[[Admin], object], *, done: str) -> None:
+    """`action` in every workspace's trail on this machine; one that fails does not stop the others."""
     home = resolve_home()
-    by = _context.human()
-    for paths in all_workspace_states(home):
+    found, unreadable = all_workspace_states(home)
+    failed = [f"{ident.parent} (its {ident.name} is unreadable or damaged)" for ident in unreadable]
+    for paths in found:
         if not paths.workspace.is_dir():
             continue
-        with Admin.open(BodySettings(workspace=paths.workspace, home=home, config=SwarmConfig()), by=by) as admin:
-            action(admin)
+        try:
+            with _context.open_admin(BodySettings(workspace=paths.workspace, home=home, config=SwarmConfig())) as admin:
+                action(admin)
+        except (SwarmError, OSError) as exc:
+            failed.append(f"{paths.workspace} ({_errors.describe(exc)})")
+    if failed:
+        raise SwarmError(f"{done}, but it is not in the audit trail of {len(failed)} workspace(s): {'; '.join(failed)}")
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -126,7 +137,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
     home = resolve_home()
     LocalKillSwitch(StatePaths(home=home, workspace=home).kill_file).engage(reason=args.reason, by=_context.human())
     _out(f"kill switch ENGAGED on this machine: {args.reason}")
-    _each_workspace(lambda admin: admin.record(action="kill", rationale=args.reason, detail={"scope": "local"}))
+    _each_workspace(
+        lambda admin: admin.record(action="kill", rationale=args.reason, detail={"scope": "local"}),
+        done="the kill switch is ENGAGED",
+    )
     return 0
 
 
@@ -141,7 +155,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         _out("kill switch was not engaged")
         return 0
     _out("kill switch released on this machine")
-    _each_workspace(lambda admin: admin.record(action="resume", rationale=args.reason))
+    _each_workspace(
+        lambda admin: admin.record(action="resume", rationale=args.reason), done="the kill switch is released"
+    )
     return 0
 
 
@@ -386,15 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (UserError, ToolRefused, SwarmError) as exc:
-        message = exc.message if isinstance(exc, ToolRefused) else str(exc)
-        print(f"swarm: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("swarm: interrupted", file=sys.stderr)
-        return 130
+    return _errors.run(args.func, args)
 
 
 if __name__ == "__main__":

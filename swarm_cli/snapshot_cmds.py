@@ -8,17 +8,18 @@ human event. `create` prints the new snapshot's ID as its last line; `drill` is 
 from __future__ import annotations
 
 import argparse
-import sqlite3
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from body_mcp import Admin, SwarmError
-from body_mcp.snapshots import SnapshotError, Snapshotter
+from body_mcp.exceptions import StateUnusable
+from body_mcp.snapshots import SnapshotError, SnapshotSettings, Snapshotter
+from body_mcp.state import StatePaths
 
-from . import _context
+from . import _context, _errors
 
 
 class _Subparsers(Protocol):
@@ -61,17 +62,37 @@ class _TTYProgress:
             sys.stderr.flush()
 
 
-def _run(args: argparse.Namespace, action: Callable[[Snapshotter], int], *, exclude: Sequence[str] = ()) -> int:
-    """Open the workspace's state (for its audit trail) and a snapshotter on it; turn I/O errors into one line."""
+def _run(
+    args: argparse.Namespace,
+    action: Callable[[Snapshotter], int],
+    *,
+    exclude: Sequence[str] = (),
+    audited: bool = True,
+) -> int:
+    """Open the workspace's state (for its audit trail) and a snapshotter on it; turn I/O errors into one line.
+
+    What records nothing (`audited=False`: list, writing a snapshot's state.db or config elsewhere) goes on
+    when the state cannot be opened: that is how a damaged state.db is replaced from a snapshot.
+    """
     settings = _context.body_settings(workspace=args.workspace, config=args.config)
     progress = _TTYProgress()
     try:
-        with Admin.open(settings, by=_context.human()) as admin:
-            snapshotter = admin.snapshotter(exclude=exclude, progress=progress)
+        with contextlib.ExitStack() as stack:
+            try:
+                admin = stack.enter_context(_context.open_admin(settings))
+                snapshotter = admin.snapshotter(exclude=exclude, progress=progress)
+            except (StateUnusable, OSError) as exc:
+                if audited:
+                    raise
+                print(f"swarm: note: going on without the audit trail: {_errors.describe(exc)}", file=sys.stderr)
+                paths = StatePaths(home=settings.home, workspace=settings.workspace)
+                snap_settings = SnapshotSettings.for_workspace(paths, config_file=settings.config_file, exclude=exclude)
+                snapshotter = Snapshotter(snap_settings, progress=progress)
+                snapshotter.finish_interrupted()
             try:
                 return action(snapshotter)
-            except (OSError, sqlite3.Error) as exc:
-                raise SnapshotError(f"snapshot failed: {exc}") from None
+            except OSError as exc:
+                raise SnapshotError(f"snapshot failed: {_errors.describe(exc)}") from None
     finally:
         progress.clear()
 
@@ -107,7 +128,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _out(f"{info.id}  {when}  {info.files:>7} files  {_size(info.bytes):>9}{extras}  {info.reason}")
         return 0
 
-    return _run(args, show)
+    return _run(args, show, audited=False)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -125,7 +146,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         _out(f"to undo: swarm snapshot restore {result.undo_snapshot_id}")
         return 0
 
-    return _run(args, restore)
+    return _run(args, restore, audited=not args.only_extras)
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
@@ -185,14 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarm")
     add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except SwarmError as exc:
-        print(f"swarm: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("swarm: interrupted", file=sys.stderr)
-        return 130
+    return _errors.run(args.func, args)
 
 
 if __name__ == "__main__":

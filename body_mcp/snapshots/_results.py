@@ -56,7 +56,7 @@ class PruneResult:
     """False when a damaged manifest made it unsafe to delete unreferenced objects."""
 
 
-SnapshotAction = Literal["snapshot_create", "snapshot_restore", "snapshot_prune", "snapshot_drill"]
+SnapshotAction = Literal["snapshot_create", "snapshot_restore", "snapshot_recover", "snapshot_prune", "snapshot_drill"]
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -3,7 +3,8 @@
 A restore verifies every object first, snapshots the current state (its ID is returned, so the
 restore can itself be undone), builds the restored tree beside the workspace, and swaps the
 two atomically (see `_build`, `_swap`): a restore killed at any point leaves the old or the new
-tree, and the next call on that workspace finishes or rolls back what was left. The
+tree, and whatever opens the workspace next (`finish_interrupted`) finishes or rolls back what
+was left. The
 workspace directory is a new inode afterwards: whoever holds it open must re-open it
 (`on_swap`).
 """
@@ -248,12 +249,40 @@ class Snapshotter:
         return dropped
 
     def recover(self) -> Literal["rolled_back", "completed"] | None:
-        """Finish or roll back a killed restore and remove leftovers. Call with the exclusive lock held."""
-        outcome = swap.recover(self.store.journal)
+        """Finish or roll back a killed restore (audited) and remove leftovers. Call with the exclusive lock held."""
+        recovered = swap.recover(self.store.journal)
+        self.store.clean_tmp()
+        if recovered is None:
+            return None
+        outcome, journal = recovered
         if outcome == "completed" and self._on_swap is not None:
             self._on_swap(self.settings.workspace)
-        self.store.clean_tmp()
+        done = "finished" if outcome == "completed" else "rolled back"
+        detail = {"id": journal.snapshot_id, "outcome": outcome}
+        self._emit("snapshot_recover", "ok", f"{done} a restore of {journal.snapshot_id} that was interrupted", detail)
         return outcome
+
+    def finish_interrupted(self) -> Literal["rolled_back", "completed"] | None:
+        """Finish or roll back a restore that was killed part way, so no hidden copy stays beside the workspace.
+
+        For whatever opens the workspace (a body starting, `Admin.open`): one `stat` when there is nothing to
+        do, and a restore running now (its process holds the lock) is left alone.
+        """
+        if not self.store.journal.exists():
+            return None
+        with self.store.locked(wait=False) as held:
+            return self.recover() if held else None
+
+    def reinstate_workspace(self) -> bool:
+        """Put the restored tree at the workspace path if a restore was killed between its two fallback renames.
+
+        That leaves no directory at the path, so call this before checking that the workspace exists;
+        `finish_interrupted` does the rest. A restore running now is left alone.
+        """
+        if not self.store.journal.exists():
+            return False
+        with self.store.locked(wait=False) as held:
+            return held and swap.reinstate(self.store.journal)
 
     def restore_extra(self, snapshot_id: str, name: str, dest: Path) -> None:
         """Write a snapshot's copy of `state.db` or `config` to `dest`, which must not exist yet."""

@@ -67,13 +67,20 @@ class ObjectStore:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @contextmanager
-    def locked(self, *, exclusive: bool = True) -> Generator[None]:
-        """Serialise writers across processes; the kernel drops the lock if the holder is killed."""
+    def locked(self, *, exclusive: bool = True, wait: bool = True) -> Generator[bool]:
+        """Serialise writers across processes; the kernel drops the lock if the holder is killed.
+
+        Yields whether the lock is held: with `wait=False`, False at once when another process holds it.
+        """
         self.ensure()
         fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
 

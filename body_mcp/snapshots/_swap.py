@@ -153,22 +153,34 @@ def _finish(journal_path: Path, journal: Journal) -> list[str]:
     return dropped
 
 
-def recover(journal_path: Path) -> Literal["rolled_back", "completed"] | None:
+def reinstate(journal_path: Path) -> bool:
+    """Put the new tree at the workspace path if the restore was killed between the two fallback renames.
+
+    The journal stays: `recover` then finishes the restore. Returns whether anything was moved.
+    """
+    journal = read_journal(journal_path)
+    if journal is None or journal.phase != "swapping" or not journal.new_ino:
+        return False
+    if _ino(journal.workspace) is not None or _ino(journal.new_tree) != journal.new_ino:
+        return False
+    os.rename(journal.new_tree, journal.workspace)
+    fsync_dir(Path(journal.workspace).parent)
+    return True
+
+
+def recover(journal_path: Path) -> tuple[Literal["rolled_back", "completed"], Journal] | None:
     """Finish or undo a restore that was killed; None when none was in progress."""
+    reinstate(journal_path)
     journal = read_journal(journal_path)
     if journal is None:
         return None
     at_workspace = _ino(journal.workspace)
-    if journal.phase == "swapping" and journal.new_ino and at_workspace is None and _ino(journal.new_tree):
-        os.rename(journal.new_tree, journal.workspace)  # killed between the two fallback renames
-        fsync_dir(Path(journal.workspace).parent)
-        at_workspace = journal.new_ino
     if journal.phase == "swapping" and at_workspace == journal.new_ino:
         _finish(journal_path, journal)
-        return "completed"
+        return "completed", journal
     _remove_ours(journal.new_tree, journal)
     journal_path.unlink(missing_ok=True)
-    return "rolled_back"
+    return "rolled_back", journal
 
 
 def abandon(journal_path: Path, journal: Journal) -> None:

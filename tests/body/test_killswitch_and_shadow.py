@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,16 @@ async def test_shadow_mode_reports_the_diff_and_changes_nothing(workspace: Path,
         assert all(e.impact.files == 0 for e in shadow_events)
     finally:
         body.close()
+
+
+def test_a_kill_engages_even_when_the_disk_is_full(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self: Path, *_: object, **__: object) -> int:
+        self.touch()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    state = LocalKillSwitch(home / "kill.json").engage(reason="runaway", by="human:test")
+
+    assert state.engaged
+    assert LocalKillSwitch(home / "kill.json").state().engaged
+    assert sorted(p.name for p in home.iterdir()) == ["kill.json"]  # no half-written file left beside it

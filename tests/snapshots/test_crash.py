@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from body_mcp import Admin, BodySettings
+from body_mcp.state import StatePaths
+from shared_protocol.config import SwarmConfig
+
+from ..conftest import make_body
 from ._support import mutate_tree, siblings, snapshotter, tree_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +105,74 @@ def test_a_later_restore_also_cleans_up_and_then_succeeds(ws: Path, state_dir: P
 
     assert tree_state(ws) == new_state
     assert siblings(ws) == []
+
+
+def swarm(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    env.pop("SWARM_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
+# (step, nth, exchange, which tree the workspace ends with, what opens the workspace next)
+OPENERS = [
+    ("build.file", 7, True, "old", "status"),
+    ("built", 1, True, "old", "audit tail"),
+    ("swap", 1, True, "old", "snapshot list"),
+    ("swapped", 1, True, "new", "status"),
+    ("carried", 1, True, "new", "audit tail"),
+    ("build.file", 3, False, "old", "body"),
+    ("between_renames", 1, False, "new", "status"),
+    ("between_renames", 1, False, "new", "body"),
+]
+
+
+@pytest.mark.parametrize(("step", "nth", "exchange", "ends_with", "opener"), OPENERS)
+def test_any_command_that_opens_the_workspace_finishes_a_killed_restore(
+    ws: Path, home: Path, step: str, nth: int, exchange: bool, ends_with: str, opener: str
+) -> None:
+    paths = StatePaths(home=home, workspace=ws)
+    (ws / "node_modules").mkdir()
+    (ws / "node_modules" / "dep.js").write_text("kept\n")
+    new_state = tree_state(ws)
+    taken = snapshotter(ws, paths.dir, exclude=("node_modules",)).create()
+    mutate_tree(ws)
+    old_state = tree_state(ws)
+    kill_restore_at(ws, paths.dir, taken.id, step, nth, exchange)
+    assert siblings(ws) != []
+
+    if opener == "body":
+        make_body(ws, home).close()
+    else:
+        result = swarm(*opener.split(), "--workspace", str(ws), home=home)
+        assert result.returncode == 0, result.stderr
+
+    assert siblings(ws) == []
+    assert tree_state(ws) == (old_state if ends_with == "old" else new_state)  # whole: never a mix
+    with Admin.open(BodySettings(workspace=ws, home=home, config=SwarmConfig()), by="human:test") as admin:
+        recovered = [e for e in admin.tail(20) if (e.tool or "").endswith("snapshot_recover")]
+    assert len(recovered) == 1  # audited: the killed restore itself recorded nothing
+
+
+def test_opening_the_workspace_leaves_a_restore_that_is_still_running_alone(ws: Path, state_dir: Path) -> None:
+    snap = snapshotter(ws, state_dir)
+    taken = snap.create()
+    mutate_tree(ws)
+    old_state = tree_state(ws)
+    kill_restore_at(ws, state_dir, taken.id, "built", 1, True)
+
+    with snap.store.locked():  # as a restore that is still running holds it
+        assert snapshotter(ws, state_dir).finish_interrupted() is None
+        assert siblings(ws) != []
+
+    assert snapshotter(ws, state_dir).finish_interrupted() == "rolled_back"
+    assert siblings(ws) == []
+    assert tree_state(ws) == old_state
