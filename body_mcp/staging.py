@@ -1,6 +1,6 @@
 """Sorting what a sandboxed command changed, before anything is applied (PRODUCT.md, "Sandbox design").
 
-- changes under `.git/` are discarded and reported, never applied;
+- changes under `.git/` and bytecode caches (`__pycache__/`) are discarded and reported, never applied;
 - artifacts (git-ignored paths and the configured artifact names) are applied without
   counting toward the blast radius;
 - everything else counts, directories like files (created, deleted or with a new mode).
@@ -109,14 +109,32 @@ def symlink_escapes(path: str, target: str) -> bool:
     return joined == ".." or joined.startswith("../")
 
 
+CACHES = ("__pycache__",)
+"""Bytecode caches the host regenerates by itself: discarded like `.git/`, never applied (a forged `.pyc` would be
+code the host runs)."""
+
+_CODE_SUFFIXES = (
+    ".py", ".pyc", ".pyo", ".pyd", ".pth", ".so", ".dylib", ".dll", ".exe", ".js", ".mjs", ".cjs", ".ts", ".node",
+    ".sh", ".bash", ".zsh", ".fish", ".csh", ".ps1", ".bat", ".cmd", ".rb", ".pl", ".php", ".jar", ".class", ".lua",
+)  # fmt: skip
+_CODE_NAMES = ("activate", "sitecustomize", "usercustomize")
+"""Names (prefixes: `activate.fish`) a shell sources or Python runs at start-up, whatever their suffix."""
+
+
 def runs_on_the_host(change: StagedChange) -> bool:
-    """Whether a new file could be run by the host (an executable bit, a `#!` script, a `.pth` file Python
-    executes at start-up): it counts even where it would be an artifact (`.venv/bin/…`)."""
-    if change.kind == ChangeKind.DELETED or change.entry_type != EntryType.FILE:
+    """Whether a new entry could be run or loaded by the host: code it imports or sources (by suffix or name), an
+    executable bit, a `#!` script, or any symlink (it could point at anything). Such an entry counts even where it
+    would be an artifact (`.venv/…`, `node_modules/…`): installing packages is a change a human may need to see."""
+    if change.kind == ChangeKind.DELETED:
+        return False
+    if change.entry_type == EntryType.SYMLINK:
+        return True
+    if change.entry_type != EntryType.FILE:
         return False
     if change.mode is not None and change.mode & 0o111:
         return True
-    if change.path.endswith(".pth"):
+    name = change.path.rsplit("/", 1)[-1]
+    if name.endswith(_CODE_SUFFIXES) or name.startswith(_CODE_NAMES):
         return True
     if change.source is None:
         return False
@@ -145,7 +163,7 @@ def sort_changes(
             out.problems.append(StagedProblem(path=printable(change.path), kind="unrepresentable", why=why))
             continue
         parts = tuple(change.path.split("/"))
-        if ".git" in parts:
+        if ".git" in parts or any(cache in parts for cache in CACHES):
             out.discarded.append(change)
             continue
         is_dir = change.entry_type == EntryType.DIR
