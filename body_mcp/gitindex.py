@@ -3,13 +3,18 @@
 A tracked file is never a build artifact, whatever `.gitignore` says: that is what stops an
 agent from laundering changes to source files through ignore rules. The index is parsed
 here (versions 2, 3 and 4 of gitformat-index(5)), cached by the file's identity and mtime.
-A worktree's `.git` file (`gitdir: …`) is followed. Anything unreadable reads as "nothing
-tracked" only when there is no index at all; a damaged index is an error the caller sees.
+A worktree's `.git` file (`gitdir: …`) is followed, and a split index's shared part
+(`sharedindex.*`, the `link` extension) is read too; its entries and the split part's are
+united, never subtracted, so an error can only make more paths count as tracked. No index
+at all means nothing is tracked; an index that cannot be read (damaged, not a regular file,
+too large) means *everything* is: no change is an uncounted artifact then.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +23,8 @@ _HEADER = struct.Struct(">4sII")
 _ENTRY_FIXED = 62
 """ctime, mtime (2×8), dev, ino, mode, uid, gid, size (6×4), sha-1 (20), flags (2)."""
 _EXTENDED = 0x4000
+_MAX_INDEX_BYTES = 512 * 1024 * 1024
+logger = logging.getLogger(__name__)
 _NAME_MASK = 0x0FFF
 
 
@@ -42,7 +49,19 @@ def index_path(workspace: Path) -> Path | None:
 
 
 def parse_index(data: bytes) -> frozenset[str]:
-    """The paths an index tracks (`/`-separated, relative to the work tree)."""
+    """The paths an index tracks (`/`-separated, relative to the work tree); `GitIndexError` if it is damaged."""
+    return read_index(data)[0]
+
+
+def read_index(data: bytes) -> tuple[frozenset[str], str | None]:
+    """The paths an index lists, and the hex id of its shared index when it is a split one."""
+    try:
+        return _read_index(data)
+    except (ValueError, IndexError, struct.error, UnicodeError) as exc:  # (a damaged index, however it breaks)
+        raise GitIndexError(f"the index is damaged: {exc}") from None
+
+
+def _read_index(data: bytes) -> tuple[frozenset[str], str | None]:
     if len(data) < _HEADER.size:
         raise GitIndexError("the index is shorter than its header")
     signature, version, count = _HEADER.unpack_from(data)
@@ -71,7 +90,16 @@ def parse_index(data: bytes) -> frozenset[str]:
             offset += (entry_len + 7) // 8 * 8
         previous = name
         paths.append(name.decode(errors="surrogateescape"))
-    return frozenset(paths)
+    shared: str | None = None
+    while offset + 8 <= len(data) - 20:  # extensions, before the trailing checksum
+        signature = data[offset : offset + 4]
+        (size,) = struct.unpack_from(">I", data, offset + 4)
+        if signature == b"link":
+            if size < 20:
+                raise GitIndexError("a link extension too short to name its shared index")
+            shared = data[offset + 8 : offset + 28].hex()  # (SHA-1; a SHA-256 repository's is not found: fail safe)
+        offset += 8 + size
+    return frozenset(paths), shared
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:
@@ -92,6 +120,31 @@ class _Cached:
     tracked: frozenset[str]
 
 
+class _Everything(frozenset[str]):
+    """Every path: what is tracked when the index cannot be read."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+EVERYTHING: frozenset[str] = _Everything()
+
+
+def _read_regular(path: Path) -> bytes:
+    """A file's bytes, refusing anything but a regular file of sane size (a FIFO or `/dev/zero` never blocks us)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise GitIndexError(f"{path} is not a regular file")
+        if st.st_size > _MAX_INDEX_BYTES:
+            raise GitIndexError(f"{path} is larger than {_MAX_INDEX_BYTES} bytes")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(_MAX_INDEX_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 class TrackedFiles:
     """The tracked paths of one work tree, re-read only when its index changes."""
 
@@ -104,10 +157,21 @@ class TrackedFiles:
         if index is None:
             return frozenset()
         try:
-            st = os.stat(index)
+            st = os.lstat(index)
         except FileNotFoundError:
             return frozenset()  # a repository with nothing added yet
+        except OSError as exc:
+            logger.warning("cannot read the git index %s (%s): every change counts", index, exc.strerror)
+            return EVERYTHING
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         if self._cached is None or self._cached.key != key:
-            self._cached = _Cached(key=key, tracked=parse_index(index.read_bytes()))
+            try:
+                tracked, shared = read_index(_read_regular(index))
+                if shared is not None:
+                    base, _ = read_index(_read_regular(index.parent / f"sharedindex.{shared}"))
+                    tracked = tracked | base
+            except (GitIndexError, OSError) as exc:
+                logger.warning("cannot read the git index %s (%s): every change counts", index, exc)
+                return EVERYTHING
+            self._cached = _Cached(key=key, tracked=tracked)
         return self._cached.tracked

@@ -31,8 +31,10 @@ DEFAULT_READ_ONLY_PATHS = (
     ".cursor",
     ".claude",
     ".vscode",
+    "*.code-workspace",
     ".idea",
     ".devcontainer",
+    ".devcontainer.json",
     # what CI, git and the shell run or obey on the host
     ".github",
     ".gitlab-ci.yml",
@@ -43,6 +45,14 @@ DEFAULT_READ_ONLY_PATHS = (
     ".husky",
     ".envrc",
     ".gitattributes",
+    ".gitmodules",
+    # what package managers obey when the host installs or runs scripts
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".pnpmfile.cjs",
+    "pip.conf",
+    ".pypirc",
     # which paths count as build artifacts (uncounted): not the agent's to widen
     ".gitignore",
 )
