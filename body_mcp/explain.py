@@ -15,7 +15,20 @@ _OUTCOMES = {
 }
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: newlines, escape sequences and other unprintable characters the agent
+    may have put in a rationale or a name are shown escaped (`\\n`, `\\x1b`), so a line cannot be forged."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def explain_event(event: AuditEvent) -> str:
+    """An audited action as lines of text; every string the agent could choose is made printable."""
+    return "\n".join(printable(line) for line in _lines(event))
+
+
+def _lines(event: AuditEvent) -> list[str]:
     lines = [f"Action {event.id} (event #{event.seq}, {event.ts})"]
     if event.kind == "tool_call":
         lines.append(
@@ -50,7 +63,7 @@ def explain_event(event: AuditEvent) -> str:
         )
     else:
         lines.append(f"{event.kind}: {event.rationale}")
-    return "\n".join(lines)
+    return lines
 
 
 def _output_line(action_id: str, output: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import anyio
 
 from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
+from body_mcp.explain import printable
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.outputs import OutputStore
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
@@ -176,7 +177,8 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
         for event in admin.tail(args.n):
             what = event.tool or event.kind
             code = f" [{event.code}]" if event.code else ""
-            _out(f"#{event.seq} {event.ts} {event.id} {event.agent} {what} {event.outcome}{code} — {event.rationale}")
+            line = f"#{event.seq} {event.ts} {event.id} {event.agent} {what} {event.outcome}{code} — {event.rationale}"
+            _out(printable(line))
     return 0
 
 

@@ -16,7 +16,7 @@ from mcp import Client
 
 from body_mcp import Body, build_server
 
-from ..conftest import make_body, require_binary
+from ..conftest import require_binary
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
