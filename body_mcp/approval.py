@@ -7,7 +7,7 @@ a decision that was approved for at least that impact. Irreversible actions need
 approval too when `[policy] approve_irreversible` says so.
 
 Splitting work does not slip past the threshold: it also holds for the distinct files one
-agent session changed within `[policy] cumulative_window_s` (10 minutes), this action's
+body session changed within `[policy] cumulative_window_s` (10 minutes), this action's
 included. (The blast radius stays per action.)
 """
 
@@ -22,8 +22,8 @@ from shared_protocol.decisions import DEADLINE, RULES, ApprovalThresholds, Needs
 from .decisions import DecisionStore
 from .exceptions import ApprovalRequired
 
-Session = tuple[str, str]
-"""An agent and the body session it works in."""
+Session = str
+"""A body session: every client of one body process shares its count (a client chooses its own name)."""
 
 
 class ApprovalGate:
@@ -43,6 +43,8 @@ class ApprovalGate:
         self._clock = clock
         self._changed: dict[Session, dict[str, float]] = {}
         """Per session, each file it changed within the window, and when."""
+        self._used: set[str] = set()
+        """Decisions an action was carried out under: an approval is for one action (this body process's memory)."""
 
     def _recent(self, session: Session) -> dict[str, float]:
         changed = self._changed.get(session)
@@ -62,25 +64,29 @@ class ApprovalGate:
         needs = classify(impact, 1.0, self._rules)
         mine = set(paths)
         if needs == "none" and mine and session is not None and self._window_s > 0:
-            recent = self._recent(session)
-            if recent:
-                together = len(recent.keys() | mine)
-                if together >= self._rules.consensus_files:
-                    files = max(together, impact.files)
-                    why = (
-                        f"this session changed {files} distinct files within {self._window_s / 60:g} minutes, "
-                        "this action's included"
-                    )
-                    await self.require(decision_id, impact.model_copy(update={"files": files}), "consensus", why=why)
-                    return True
+            everything = self._recent(session).keys() | mine
+            together = len(everything)
+            if together >= self._rules.consensus_files:
+                files = max(together, impact.files)
+                why = (
+                    f"this session changed {files} distinct files within {self._window_s / 60:g} minutes, "
+                    "this action's included"
+                )
+                cumulative = impact.model_copy(update={"files": files})
+                await self.require(decision_id, cumulative, "consensus", why=why, paths=everything)
+                return True
         if needs == "human" or needs == "consensus":
-            await self.require(decision_id, impact, needs)
+            await self.require(decision_id, impact, needs, paths=mine)
             return True
         return False
 
-    def changed(self, session: Session, paths: Iterable[str], *, approved: bool) -> None:
+    def changed(
+        self, session: Session, paths: Iterable[str], *, approved: bool, decision_id: str | None = None
+    ) -> None:
         """Note files an action of `session` changed (counted ones, not artifacts). An approved action's files,
-        and those before it, were reviewed: the session's count starts again."""
+        and those before it, were reviewed: the session's count starts again, and its decision is used up."""
+        if approved and decision_id is not None:
+            self._used.add(decision_id)
         if self._window_s <= 0:
             return
         if approved:
@@ -97,7 +103,14 @@ class ApprovalGate:
             await self.require(decision_id, impact, "human", why=f"it is irreversible ({reason})", human_only=True)
 
     async def require(
-        self, decision_id: str | None, impact: Impact, needs: Needs, *, why: str | None = None, human_only: bool = False
+        self,
+        decision_id: str | None,
+        impact: Impact,
+        needs: Needs,
+        *,
+        why: str | None = None,
+        human_only: bool = False,
+        paths: Iterable[str] = (),
     ) -> None:
         """Refuse unless `decision_id` names a decision approved for at least `impact` (the guard's last word)."""
         how = "a human approval" if needs == "human" else "consensus (a human approval until voting exists)"
@@ -113,6 +126,12 @@ class ApprovalGate:
             raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}")
         if decision.state != "approved":
             raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}")
+        if decision_id in self._used:
+            raise ApprovalRequired(f"decision {decision_id} was used by an earlier action already; {ask}")
+        if decision.files and (outside := sorted(p for p in paths if not _named(p, decision.files))):
+            raise ApprovalRequired(
+                f"decision {decision_id} was approved for other files than {', '.join(outside[:10])}; {ask}"
+            )
         if human_only and not any(a.verdict == "approved" and a.by not in (RULES, DEADLINE) for a in decision.answers):
             raise ApprovalRequired(
                 f"decision {decision_id} was approved by the rules, not by a human; {ask} (pass irreversible=true)"
@@ -123,3 +142,8 @@ class ApprovalGate:
                 f"decision {decision_id} was approved for {d.files} files, {d.api_calls} API calls, ${d.usd:.2f}, "
                 f"less than this action: {ask}"
             )
+
+
+def _named(path: str, approved: list[str]) -> bool:
+    """Whether `path` is one of the approved paths, or below an approved directory."""
+    return any(path == a or path.startswith(a.rstrip("/") + "/") for a in approved)

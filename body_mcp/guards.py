@@ -129,9 +129,7 @@ class ApprovalGuard:
         spec = ctx.spec
         if not spec.read_only:
             ctx.changes_paths = [ctx.paths[name].rel for name, access in spec.path_fields.items() if access != "read"]
-        if await self._gate.check(
-            ctx.args.decision_id, ctx.planned, session=(ctx.agent, ctx.session), paths=ctx.changes_paths
-        ):
+        if await self._gate.check(ctx.args.decision_id, ctx.planned, session=ctx.session, paths=ctx.changes_paths):
             ctx.approved = True
         return await call_next(ctx)
 
@@ -153,7 +151,7 @@ class ExecuteGuard:
         assert ctx.args is not None
         if paths:
             ctx.changes_paths = paths
-        if await self._gate.check(ctx.args.decision_id, impact, session=(ctx.agent, ctx.session), paths=paths):
+        if await self._gate.check(ctx.args.decision_id, impact, session=ctx.session, paths=paths):
             ctx.approved = True
         if ctx.reservation is not None:
             planned = ctx.planned
@@ -198,8 +196,8 @@ class ExecuteGuard:
             result = await spec.handler(tool_ctx)
         finally:
             lock.release()
-        if ctx.mode == "live" and ctx.changes_paths:
-            self._gate.changed((ctx.agent, ctx.session), ctx.changes_paths, approved=ctx.approved)
+        if ctx.mode == "live" and (ctx.changes_paths or ctx.approved):
+            self._gate.changed(ctx.session, ctx.changes_paths, approved=ctx.approved, decision_id=ctx.args.decision_id)
         return result
 
 

@@ -138,6 +138,11 @@ class DecisionRequest(ProtocolModel):
     agent: Identifier
     body_id: Identifier
     action: str | None = Field(default=None, description="Free text of the action the decision covers.")
+    files: list[str] = Field(
+        default_factory=list[str],
+        description="The workspace paths (files or directories) the action may change; an approval covers only them.",
+        max_length=1000,
+    )
     irreversible: bool = Field(default=False, description="The action cannot be undone: a human must approve it.")
     deadline_s: int | None = Field(
         default=None, gt=0, le=30 * 24 * 3600, description="Seconds to answer; default from the brain's settings."
@@ -176,6 +181,8 @@ class Decision(ProtocolModel):
     agent: str
     body_id: str
     action: str | None
+    files: list[str] = Field(default_factory=list[str])
+    """The paths the approved action may change (a directory covers what is below it); empty: any (counts only)."""
     created_at: datetime
     deadline: datetime
     answers: list[Answer]
@@ -217,6 +224,7 @@ def new_decision(
         agent=request.agent,
         body_id=request.body_id,
         action=request.action,
+        files=request.files,
         created_at=now,
         deadline=now + timedelta(seconds=request.deadline_s or default_deadline_s),
         answers=answers,

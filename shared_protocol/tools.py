@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from ._base import ProtocolModel
 from .brain import Task
@@ -169,6 +169,13 @@ class RunCommandArgs(ToolArgs):
     timeout_s: float | None = Field(default=None, gt=0, description="Seconds before the command is killed.")
     network: bool = Field(default=False, description="Ask for network access (through the body's proxy).")
     cwd: str = Field(default=".", description="Working directory, relative to the workspace.")
+
+    @field_validator("argv")
+    @classmethod
+    def _no_nul(cls, argv: list[str]) -> list[str]:
+        if any("\x00" in arg for arg in argv):
+            raise ValueError("an argument contains a NUL byte, which no program can receive")
+        return argv
 
 
 CommandChangeClass = Literal["counted", "artifact", "discarded", "refused"]

@@ -220,7 +220,10 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
         inside = _subtree_files(ctx.deps.workspace, source)
         _check_subtree_policy(ctx.deps.policy, inside)
         moved_files = 1 + len(inside)  # the directory and everything in it, directories included
-        await ctx.check_measured(Impact(files=moved_files), [source.rel, *("/".join(p) for p in inside)])
+        below = ["/".join(p[len(source.parts) :]) for p in inside]
+        paths = [source.rel, destination.rel, *(f"{source.rel}/{b}" for b in below)]
+        paths += [f"{destination.rel}/{b}" for b in below]  # (gone from one place, new in the other)
+        await ctx.check_measured(Impact(files=moved_files), paths)
     changes: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
     if ctx.mode == "live":
         recorder = ctx.recorder()

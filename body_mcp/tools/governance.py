@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from shared_protocol import (
@@ -145,6 +146,7 @@ async def request_approval(ctx: ToolContext[RequestApprovalArgs]) -> DecisionRes
         agent=ctx.agent,
         body_id=ctx.deps.identity.body_id,
         action=", ".join(args.files[:50]) or None,
+        files=sorted({posixpath.normpath(f).removeprefix("./") for f in args.files})[:1000],
         irreversible=args.irreversible,
     )
     decision = await ctx.deps.decisions.create(request)

@@ -124,10 +124,22 @@ async def test_a_human_answers_from_the_cli_and_the_gate_honours_coverage(
         (workspace / "many" / f"f{n}.txt").write_text("x")
     refused(await call(client, "move_file", source="many", destination="moved"), "approval_required")
     too_small = ok(
-        await call(client, "request_approval", summary="move 6", confidence=0.9, files=[f"f{n}" for n in range(6)])
+        await call(
+            client,
+            "request_approval",
+            summary="move 6",
+            confidence=0.9,
+            files=["many", "moved", *(f"f{n}" for n in range(4))],
+        )
     )
     enough = ok(
-        await call(client, "request_approval", summary="move 7", confidence=0.9, files=[f"f{n}" for n in range(7)])
+        await call(
+            client,
+            "request_approval",
+            summary="move 7",
+            confidence=0.9,
+            files=["many", "moved", *(f"f{n}" for n in range(5))],
+        )
     )
     assert swarm(home, workspace, "approve", too_small["decision_id"]).returncode == 0
     # Approved for 6 files: does not cover moving a directory of 6 files (7 modifications: the directory too).

@@ -232,13 +232,13 @@ async def test_the_window_forgets_files_changed_longer_ago(body: Body) -> None:
         cumulative_window_s=600,
         clock=lambda: now[0],
     )
-    session = ("agent", "ses_1")
+    session = "ses_1"
     gate.changed(session, ["a", "b", "c", "d"], approved=False)
     with pytest.raises(ApprovalRequired):
         await gate.check(None, Impact(files=1), session=session, paths=["e"])
     now[0] += 601
     await gate.check(None, Impact(files=1), session=session, paths=["e"])
-    await gate.check(None, Impact(files=1), session=("agent", "ses_2"), paths=["e"])
+    await gate.check(None, Impact(files=1), session="ses_2", paths=["e"])
 
 
 # -- 7: held runs are capped by count and by bytes ---------------------------------------------

@@ -115,7 +115,9 @@ async def test_a_held_run_applies_what_was_measured(client: Client, body: Body, 
     assert held["refusal"]["code"] == "approval_required"
     await anyio.sleep(2)
     asked = ok(
-        await call(client, "request_approval", summary="h files", confidence=0.9, files=[f"h{i}.txt" for i in range(5)])
+        await call(
+            client, "request_approval", summary="h files", confidence=0.9, files=[f"h{i}.txt" for i in range(1, 6)]
+        )
     )
     body.admin.answer(asked["decision_id"], "approve", reason="ok")
     applied = await run(client, script, decision_id=asked["decision_id"])

@@ -15,12 +15,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_undo_restores_an_edit_a_write_a_delete_and_a_move(client: Client, body: Body, workspace: Path) -> None:
-    # Five paths change in one session (the move changes two): the fifth needs an approved decision.
-    decision = ok(
-        await call(
-            client, "request_approval", summary="four edits and a move", confidence=0.9, files=["1", "2", "3", "4", "5"]
-        )
-    )
+    # Five paths and more change in one session (a move changes both places): an approved decision names them.
+    files = ["src", "lib/src", "src/app.py", "lib/src/app.py", "deep/new/file.txt", "README.md"]
+    decision = ok(await call(client, "request_approval", summary="edits and a move", confidence=0.9, files=files))
     original = (workspace / "src/app.py").read_text()
     edit = ok(
         await call(client, "edit_file", path="src/app.py", edits=[{"old_text": "return 1", "new_text": "return 2"}])
