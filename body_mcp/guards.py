@@ -197,7 +197,7 @@ class ExecuteGuard:
         finally:
             lock.release()
         if ctx.mode == "live" and (ctx.changes_paths or ctx.approved):
-            self._gate.changed(ctx.session, ctx.changes_paths, approved=ctx.approved, decision_id=ctx.args.decision_id)
+            self._gate.changed(ctx.session, ctx.changes_paths, approved=ctx.approved, decision_id=args.decision_id)
         return result
 
 
