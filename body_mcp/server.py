@@ -10,17 +10,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import json
 import os
+import re
 import sys
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from types import TracebackType
+from typing import Any, TextIO, cast
 
 import anyio
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from shared_protocol import Refusal, ToolResult
@@ -98,6 +103,110 @@ def build_server(body: Body) -> Server[Any]:
     )
 
 
+_MAX_DEPTH = 64
+_MAX_INT = 2**63
+
+
+def _tame(value: Any, depth: int = 0) -> Any:
+    """What JSON allows and the SDK's parser does not (lone surrogates, huge integers, deep nesting), made into
+    values the guard can read and refuse: escaped text, a string of digits, a marker."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_INT <= value < _MAX_INT else str(value)
+    if depth >= _MAX_DEPTH:
+        return "<nested too deep>"
+    if isinstance(value, list):
+        return [_tame(item, depth + 1) for item in cast("list[Any]", value)]
+    if isinstance(value, dict):
+        return {_tame(k, depth + 1): _tame(v, depth + 1) for k, v in cast("dict[str, Any]", value).items()}
+    return value
+
+
+def recover_message(exc: Exception) -> SessionMessage | None:
+    """A line the SDK could not parse (its JSON parser is stricter than JSON), read with the standard library's and
+    tamed, so that a tool call in it still reaches the guard: refused and audited, never left unanswered."""
+    if not isinstance(exc, ValidationError):
+        return None
+    errors = exc.errors()
+    line = errors[0].get("input") if errors and errors[0].get("type") == "json_invalid" else None
+    if not isinstance(line, str) or len(line) > _MAX_LINE:
+        return None
+    try:
+        value = json.loads(line, parse_int=_parse_int)
+    except (ValueError, RecursionError):
+        value = _unreadable_call(line)
+        if value is None:
+            return None
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_python(_tame(value), by_name=False))
+    except ValidationError:
+        return None
+
+
+_MAX_LINE = 64 * 1024 * 1024
+_ID = re.compile(r'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")')
+_CALL = re.compile(r'"method"\s*:\s*"tools/call"')
+_NAME = re.compile(r'"name"\s*:\s*"([A-Za-z0-9_.-]{1,128})"')
+
+
+def _parse_int(text: str) -> int | str:
+    return int(text) if len(text) <= 18 else text  # (a longer one is text the guard will refuse, not a crash)
+
+
+def _unreadable_call(line: str) -> dict[str, Any] | None:
+    """A tools/call too deeply nested to parse at all: the same call with arguments the guard will refuse, so it
+    is answered and audited (found by its id and tool name; anything else stays unanswered, as JSON-RPC allows)."""
+    if not _CALL.search(line) or (ident := _ID.search(line)) is None:
+        return None
+    name = _NAME.search(line)
+    return {
+        "jsonrpc": "2.0",
+        "id": json.loads(ident.group(1)),
+        "method": "tools/call",
+        "params": {"name": name.group(1) if name else "unknown", "arguments": {"unreadable": "nested too deep"}},
+    }
+
+
+class _Recovering:
+    """The SDK's read stream, with lines it could not parse recovered where they hold a request (`recover_message`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:  # (`last_context`, which the server reads if present)
+        return getattr(self._inner, name)
+
+    async def receive(self) -> SessionMessage | Exception:
+        item = await self._inner.receive()
+        if isinstance(item, Exception) and (recovered := recover_message(item)) is not None:
+            return recovered
+        return item
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _Recovering:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _Recovering:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+
 class _ReplyWire(anyio.AsyncFile[str]):
     """The stdout the SDK writes messages to, telling the body each time one has been flushed to the client."""
 
@@ -162,7 +271,7 @@ async def serve_stdio(body: Body) -> None:
             replies.flushed = True
             try:
                 async with stdio_server(stdout=_ReplyWire(stdout, replies.run)) as (read_stream, write_stream):
-                    await server.run(read_stream, write_stream, server.create_initialization_options())
+                    await server.run(_Recovering(read_stream), write_stream, server.create_initialization_options())
             finally:
                 replies.flushed = False
                 replies.run()
