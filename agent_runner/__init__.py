@@ -1,0 +1,91 @@
+"""The agent runner: LLM agents that take tasks and work them through a body, with nobody pressing Enter.
+
+Built so far (issue #17, first layer): the provider edge (`providers`), the conversation types every provider maps
+to and from (`conversation`) and the errors (`exceptions`).
+Not yet: the loop, the wallet, the CLI. The runner imports `shared_protocol` and third-party libraries only; it
+reaches the body and the brain over the wire like any other client.
+"""
+
+from .conversation import (
+    AssistantMessage,
+    Attempt,
+    AttemptOutcome,
+    Message,
+    ModelRequest,
+    ModelTurn,
+    StopReason,
+    TokenUsage,
+    ToolCall,
+    ToolDefinition,
+    ToolResult,
+    ToolResultsMessage,
+    UserMessage,
+)
+from .exceptions import (
+    ApiKeyUnavailable,
+    ContextOverflow,
+    ModelRefused,
+    PriceUnknown,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+    ResponseGarbage,
+    RunnerError,
+    RunnerUserError,
+    ScriptExhausted,
+    ScriptInvalid,
+)
+from .providers import (
+    PROVIDERS,
+    AnthropicProvider,
+    BeforeAttempt,
+    InMemoryProvider,
+    ModelSettings,
+    OpenAIProvider,
+    Provider,
+    RetryPolicy,
+    ScriptedProvider,
+    make_provider,
+    model_settings,
+)
+
+__all__ = [
+    "PROVIDERS",
+    "AnthropicProvider",
+    "ApiKeyUnavailable",
+    "AssistantMessage",
+    "Attempt",
+    "AttemptOutcome",
+    "BeforeAttempt",
+    "ContextOverflow",
+    "InMemoryProvider",
+    "Message",
+    "ModelRefused",
+    "ModelRequest",
+    "ModelSettings",
+    "ModelTurn",
+    "OpenAIProvider",
+    "PriceUnknown",
+    "Provider",
+    "ProviderError",
+    "ProviderUnavailable",
+    "RateLimited",
+    "RequestRejected",
+    "ResponseGarbage",
+    "RetryPolicy",
+    "RunnerError",
+    "RunnerUserError",
+    "ScriptExhausted",
+    "ScriptInvalid",
+    "ScriptedProvider",
+    "StopReason",
+    "TokenUsage",
+    "ToolCall",
+    "ToolDefinition",
+    "ToolResult",
+    "ToolResultsMessage",
+    "UserMessage",
+    "make_provider",
+    "model_settings",
+]
