@@ -1,7 +1,7 @@
 """The agent runner: LLM agents that take tasks and work them through a body, with nobody pressing Enter.
 
 Built so far (issue #17, first layer): the provider edge (`providers`), the conversation types every provider maps
-to and from (`conversation`) and the errors (`exceptions`).
+to and from (`conversation`), the price arithmetic the wallet will use (`pricing`) and the errors (`exceptions`).
 Not yet: the loop, the wallet, the CLI. The runner imports `shared_protocol` and third-party libraries only; it
 reaches the body and the brain over the wire like any other client.
 """
@@ -36,6 +36,15 @@ from .exceptions import (
     ScriptExhausted,
     ScriptInvalid,
 )
+from .pricing import (
+    ModelPricing,
+    PriceOverrides,
+    cost,
+    estimate_input_tokens,
+    estimate_reservation,
+    pricing_for,
+    resolve_pricing,
+)
 from .providers import (
     PROVIDERS,
     AnthropicProvider,
@@ -61,11 +70,13 @@ __all__ = [
     "ContextOverflow",
     "InMemoryProvider",
     "Message",
+    "ModelPricing",
     "ModelRefused",
     "ModelRequest",
     "ModelSettings",
     "ModelTurn",
     "OpenAIProvider",
+    "PriceOverrides",
     "PriceUnknown",
     "Provider",
     "ProviderError",
@@ -86,6 +97,11 @@ __all__ = [
     "ToolResult",
     "ToolResultsMessage",
     "UserMessage",
+    "cost",
+    "estimate_input_tokens",
+    "estimate_reservation",
     "make_provider",
     "model_settings",
+    "pricing_for",
+    "resolve_pricing",
 ]
