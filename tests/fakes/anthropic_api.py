@@ -69,7 +69,8 @@ class FakeAnthropic(FakeLLMServer):
     def answer(self, headers: dict[str, str], body: Any) -> Answer | Held:
         keys = {headers.get("x-api-key"), headers.get("authorization", "").removeprefix("Bearer ")}
         if self.api_key is not None and self.api_key not in keys:
-            return error(401, *_STATUS_ERRORS[401])
+            # Quoting the key back, as a careless proxy does: the provider must not pass it on.
+            return error(401, "authentication_error", f"invalid x-api-key: {' '.join(sorted(k for k in keys if k))}")
         if not headers.get("anthropic-version"):
             return error(400, "invalid_request_error", "anthropic-version: header is required")
         try:

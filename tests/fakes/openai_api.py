@@ -67,7 +67,9 @@ class FakeOpenAI(FakeLLMServer):
 
     def answer(self, headers: dict[str, str], body: Any) -> Answer | Held:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return error(401, *_STATUS_ERRORS[401])
+            # Quoting the key back, as a careless proxy does (OpenAI masks it): the provider must not pass it on.
+            presented = headers.get("authorization", "").removeprefix("Bearer ")
+            return error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error", "invalid_api_key")
         try:
             request = check_request(body)
         except Invalid as invalid:
