@@ -54,4 +54,6 @@ class ModelSettings:
     script: Path | None = None
     timeout_s: float = 300.0
     """Per try: connect, send, wait for and read the whole answer."""
+    max_output_tokens: int = 8192
+    """What the loop asks of each call (`ModelRequest.max_output_tokens`), and so what the wallet reserves."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)

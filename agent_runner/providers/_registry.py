@@ -70,6 +70,7 @@ def model_settings(name: str, config: ModelConfig, *, secrets: SecretResolver, b
         api_key=api_key,
         script=(base_dir / config.script).resolve() if config.script else None,
         timeout_s=config.timeout_s,
+        max_output_tokens=config.max_output_tokens,
         retry=RetryPolicy(max_attempts=config.max_attempts, max_elapsed_s=config.retry_budget_s),
     )
 

@@ -46,6 +46,7 @@ def test_settings_read_the_key_through_its_reference_and_carry_the_retry_budget(
     assert settings.api_key is not None and settings.api_key.reveal() == "sk-openai"
     assert repr(settings.api_key) == "Secret('env:OPENAI_API_KEY')" and "sk-openai" not in repr(settings)
     assert settings.retry.max_attempts == 2 and settings.retry.max_elapsed_s == 120
+    assert settings.max_output_tokens == 8192 and settings.timeout_s == 300
 
 
 def test_a_key_that_cannot_be_read_is_an_error_naming_the_model_and_the_variable(tmp_path: Path) -> None:
