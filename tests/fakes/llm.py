@@ -50,6 +50,8 @@ class Turn:
     content: str = ""
     tool_calls: list[FakeCall] = field(default_factory=list[FakeCall])
     usage: dict[str, Any] | None = None
+    report_usage: bool = True
+    """False: no `usage` in the answer, as some OpenAI-compatible servers do."""
     stop: str | None = None
     """Override the finish/stop reason (`length`, `content_filter`; `max_tokens`, `refusal`)."""
     refusal: str | None = None

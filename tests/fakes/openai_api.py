@@ -136,19 +136,18 @@ class FakeOpenAI(FakeLLMServer):
                 "rejected_prediction_tokens": 0,
             },
         }
-        return json_answer(
-            200,
-            {
-                "id": f"chatcmpl-{secrets.token_hex(12)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": f"{request['model']}-2024-08-06",
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-                "usage": usage,
-                "service_tier": "default",
-                "system_fingerprint": "fp_fake",
-            },
-        )
+        completion: dict[str, Any] = {
+            "id": f"chatcmpl-{secrets.token_hex(12)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": f"{request['model']}-2024-08-06",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+        if turn.report_usage:
+            completion["usage"] = usage
+        return json_answer(200, completion)
 
 
 def _wire_call(call: FakeCall) -> dict[str, Any]:

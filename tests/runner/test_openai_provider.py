@@ -349,3 +349,14 @@ async def test_a_tool_call_left_unanswered_is_refused_by_the_api_as_a_400_and_no
     with anyio.fail_after(10), pytest.raises(RequestRejected) as rejected:
         await openai.complete(request)
     assert rejected.value.status == 400 and len(fake.refused) == 1 and sleeps.waits == []
+
+
+async def test_a_server_that_reports_no_usage_gives_a_turn_without_usage(
+    openai: OpenAIProvider, openai_fake: Fake
+) -> None:
+    fake, _ = openai_fake
+    fake.script(Turn(content="ok", report_usage=False))
+    with anyio.fail_after(10):
+        turn = await openai.complete(ask())
+    assert (turn.usage, turn.raw_usage) == (None, None)
+    assert [(a.outcome, a.usage) for a in turn.attempts] == [("answered", None)], "settled at its reservation"
