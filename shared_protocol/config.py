@@ -14,10 +14,11 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
-from ._base import ProtocolModel
+from ._base import NonEmpty, ProtocolModel
 from .decisions import ApprovalThresholds
-from .secrets import SECRET_LITERAL
+from .secrets import SECRET_LITERAL, SecretRef
 from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
 _DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.*")
@@ -272,6 +273,112 @@ class AuditConfig(ProtocolModel):
     retention_days: int = Field(default=90, ge=1, le=36_500, description="Days of audit events a body keeps.")
 
 
+ProviderName = Literal["openai", "anthropic", "scripted"]
+"""openai: Chat Completions (OpenAI, or any compatible server at `base_url`); anthropic: Messages; scripted: replay
+a JSONL file of model turns (no network)."""
+
+AgentRole = Literal["worker", "reviewer", "captain"]
+
+RUNNER_TOOLS = ("next_task", "report_outcome")
+"""Body tools only the runner calls: never offered to a model, so never in an agent's `tools`."""
+
+CONFIG_REFERENCE = "config_reference"
+"""The pydantic error type of a key naming an entry that does not exist (an agent's `model`); its message names
+the key itself."""
+
+CONFIG_RULE = "config_rule"
+"""The pydantic error type of a table whose keys do not fit together (a scripted model with no script)."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_HTTP_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+
+
+def _is_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
+
+
+class ModelConfig(ProtocolModel):
+    """`[models.NAME]`: one model an agent can use. Prices come from genai-prices unless set here."""
+
+    provider: ProviderName
+    model: NonEmpty = Field(
+        description="The provider's model name (for scripted: the model whose prices its turns cost)."
+    )
+    base_url: str = Field(
+        default="",
+        description="An OpenAI-compatible server (Ollama http://localhost:11434/v1, vLLM, llama.cpp) or a proxy; "
+        "empty: the provider's own API.",
+    )
+    api_key: SecretRef = Field(default="", description="env:NAME or file:/path; empty: none (a local server).")
+    script: str = Field(default="", description="scripted only: the JSONL file of turns (relative: to the config).")
+    timeout_s: float = Field(default=300.0, gt=0, description="One try of a call: connect, send, answer.")
+    max_attempts: int = Field(default=4, ge=1, le=20, description="Tries per call (429, 5xx, timeouts).")
+    retry_budget_s: float = Field(
+        default=120.0, ge=0, description="No retry wait ends later than this after the first try."
+    )
+    max_output_tokens: int = Field(default=8192, gt=0, description="Asked of every call, and reserved before it.")
+    input_usd_per_mtok: float | None = Field(default=None, ge=0, description="Overrides genai-prices' price.")
+    output_usd_per_mtok: float | None = Field(default=None, ge=0)
+    cache_read_usd_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_usd_per_mtok: float | None = Field(default=None, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _is_http(cls, url: str) -> str:
+        if url and _HTTP_URL.fullmatch(url) is None:
+            raise ValueError("not an http(s) URL")
+        return url
+
+    @model_validator(mode="after")
+    def _fits_its_provider(self) -> ModelConfig:
+        if self.provider == "scripted":
+            if not self.script:
+                raise PydanticCustomError(CONFIG_RULE, "a scripted model needs 'script' (a JSONL file of turns)")
+            if self.base_url or self.api_key:
+                raise PydanticCustomError(CONFIG_RULE, "a scripted model makes no calls: no 'base_url' or 'api_key'")
+        elif self.script:
+            raise PydanticCustomError(
+                CONFIG_RULE, "'script' is for scripted models, not {provider}", {"provider": self.provider}
+            )
+        elif not self.api_key and not self.base_url:
+            env = "OPENAI_API_KEY" if self.provider == "openai" else "ANTHROPIC_API_KEY"
+            raise PydanticCustomError(
+                CONFIG_RULE,
+                "{provider}'s own API needs 'api_key' (e.g. api_key = \"env:{env}\")",
+                {"provider": self.provider, "env": env},
+            )
+        return self
+
+
+class AgentConfig(ProtocolModel):
+    """`[[agents]]`: one autonomous agent."""
+
+    name: str = Field(description="Unique; letters, digits, '.', '_', '-'.")
+    role: AgentRole = "worker"
+    model: NonEmpty = Field(description="The NAME of a [models.NAME] entry.")
+    prompt: NonEmpty = Field(description="The system prompt.")
+    tools: list[NonEmpty] = Field(min_length=1, description="The body tools the model is offered (a subset).")
+    max_steps: int = Field(default=50, ge=1, description="Model turns per task before it ends failed.")
+    max_usd_per_task: float = Field(default=2.0, gt=0, description="LLM spend per task before it ends failed.")
+
+    @field_validator("name")
+    @classmethod
+    def _is_a_name(cls, name: str) -> str:
+        if not _is_name(name):
+            raise ValueError("an agent name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return name
+
+    @field_validator("tools")
+    @classmethod
+    def _model_tools_only(cls, tools: list[str]) -> list[str]:
+        runner_only = sorted(set(tools) & set(RUNNER_TOOLS))
+        if runner_only:
+            raise ValueError(f"{', '.join(runner_only)}: the runner's own tools are never offered to a model")
+        if len(set(tools)) != len(tools):
+            raise ValueError("a tool is listed twice")
+        return tools
+
+
 class SwarmConfig(ProtocolModel):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -285,6 +392,37 @@ class SwarmConfig(ProtocolModel):
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     ntfy: NtfyConfig = Field(default_factory=NtfyConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
+    agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for name in models:
+            if not _is_name(name):
+                raise ValueError(f"[models.{name}]: a model name is 1-64 letters, digits, '.', '_' or '-'")
+        return models
+
+    @model_validator(mode="after")
+    def _agents_name_known_models(self) -> SwarmConfig:
+        names: set[str] = set()
+        for index, agent in enumerate(self.agents):
+            if agent.name in names:
+                raise PydanticCustomError(
+                    CONFIG_REFERENCE,
+                    "agents.{index}.name: a second agent named '{name}'",
+                    {"index": index, "name": agent.name},
+                )
+            names.add(agent.name)
+            if agent.model not in self.models:
+                known = ", ".join(sorted(self.models)) or "none"
+                raise PydanticCustomError(
+                    CONFIG_REFERENCE,
+                    "agents.{index}.model: agent '{agent}' names model '{model}', but no [models.{model}] is defined "
+                    "(defined: {known})",
+                    {"index": index, "agent": agent.name, "model": agent.model, "known": known},
+                )
+        return self
 
 
 def approval_thresholds(config: SwarmConfig) -> ApprovalThresholds:
@@ -315,7 +453,9 @@ def parse_config(data: dict[str, Any], *, source: str = "swarm.toml") -> SwarmCo
             key = ".".join(str(part) for part in err["loc"])
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")
-            elif err["type"] == SECRET_LITERAL:
+            elif err["type"] == CONFIG_REFERENCE:
+                problems.append(err["msg"])
+            elif err["type"] in (SECRET_LITERAL, CONFIG_RULE):
                 problems.append(f"'{key}': {err['msg']}")
             else:
                 problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
@@ -354,17 +494,34 @@ def _toml_value(value: Any) -> str:
 
 
 def render_config(config: SwarmConfig) -> str:
-    """The config as TOML with every value written out and each key's description as a comment."""
+    """The config as TOML with every value written out and each key's description as a comment. `[models.NAME]`
+    and `[[agents]]` are written when there are any (an unset price override is left out: TOML has no null)."""
     lines = ["# Swarm configuration. Every default is written out; unknown keys are errors.", ""]
     for section_name in SwarmConfig.model_fields:
-        section: BaseModel = getattr(config, section_name)
-        lines.append(f"[{section_name}]")
-        fields: dict[str, FieldInfo] = type(section).model_fields  # pyright: ignore[reportUnknownMemberType]
-        for key, field in fields.items():
-            if field.deprecated:
-                continue  # still read, no longer written
-            if field.description:
-                lines.append(f"# {field.description}")
-            lines.append(f"{key} = {_toml_value(getattr(section, key))}")
-        lines.append("")
+        section: object = getattr(config, section_name)
+        if isinstance(section, BaseModel):
+            lines += _render_table(f"[{section_name}]", section)
+        elif isinstance(section, dict):
+            entries = cast(dict[str, BaseModel], section)
+            for name, entry in entries.items():
+                lines += _render_table(f"[{section_name}.{name}]", entry)
+        else:
+            for entry in cast(list[BaseModel], section):
+                lines += _render_table(f"[[{section_name}]]", entry)
     return "\n".join(lines)
+
+
+def _render_table(header: str, table: BaseModel) -> list[str]:
+    lines = [header]
+    fields: dict[str, FieldInfo] = type(table).model_fields  # pyright: ignore[reportUnknownMemberType]
+    for key, field in fields.items():
+        if field.deprecated:
+            continue  # still read, no longer written
+        value = getattr(table, key)
+        if value is None:
+            continue
+        if field.description:
+            lines.append(f"# {field.description}")
+        lines.append(f"{key} = {_toml_value(value)}")
+    lines.append("")
+    return lines

@@ -1,0 +1,300 @@
+"""What the fake LLM APIs (`openai_api.py`, `anthropic_api.py`) share: scripted replies, a tokenizer, a prompt
+cache and the bill.
+
+The fakes keep their own bill from the tokens they actually served, counted from the request and the reply text
+with their own tokenizer (4 bytes a token) and their own prompt cache, never from the usage they report; so a
+benchmark can hold the wallet's figure against the server's. A scripted `Turn(usage=…)` overrides what is
+reported, and the bill still counts what was served: that is how a lying or miscounting provider is modelled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import anyio
+
+BYTES_PER_TOKEN = 4
+FRAMING_TOKENS = 4
+"""Per message (and for the tool list), like the role markers real tokenizers add."""
+
+
+def count_tokens(text: str) -> int:
+    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(kw_only=True)
+class FakeCall:
+    """A tool call in a scripted turn. `raw_arguments` sends that text instead of `arguments` as JSON (OpenAI's
+    arguments are a string: a model can send broken JSON); for Anthropic, `raw_input` replaces the input object."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict[str, Any])
+    raw_arguments: str | None = None
+    raw_input: Any = None
+
+
+@dataclass(kw_only=True)
+class Turn:
+    """A model turn to answer with. `usage`: report this usage object instead of the counted one."""
+
+    content: str = ""
+    tool_calls: list[FakeCall] = field(default_factory=list[FakeCall])
+    usage: dict[str, Any] | None = None
+    report_usage: bool = True
+    """False: no `usage` in the answer, as some OpenAI-compatible servers do."""
+    stop: str | None = None
+    """Override the finish/stop reason (`length`, `content_filter`; `max_tokens`, `refusal`)."""
+    refusal: str | None = None
+    """OpenAI: the message's `refusal` field; Anthropic: `stop_reason: refusal` with this explanation."""
+
+
+@dataclass(kw_only=True)
+class Fail:
+    """Answer with an HTTP error in the provider's shape (429, 500, 503, 529, 401, 404 …)."""
+
+    status: int
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
+
+
+@dataclass(kw_only=True)
+class Overflow:
+    """The provider's context-overflow 400, in its real shape."""
+
+
+@dataclass(kw_only=True)
+class Hang:
+    """Read the request, then send nothing until the client goes away (or the fake is closed)."""
+
+
+@dataclass(kw_only=True)
+class Garbage:
+    """A 200 whose body is this (not the response shape)."""
+
+    body: bytes = b"<html><body>502 Bad Gateway</body></html>"
+    content_type: str = "text/html"
+
+
+Reply = Turn | Fail | Overflow | Hang | Garbage
+
+
+@dataclass(kw_only=True)
+class Served:
+    """One request as the fake served it: the tokens it processed, whatever it reported."""
+
+    status: int
+    completed: bool
+    """False for a request the client abandoned (hung, timed out, cancelled)."""
+    input_tokens: int = 0
+    """Every input token, cached ones included."""
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(kw_only=True)
+class Rates:
+    """USD per million tokens, for `Bill.usd`."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+
+
+@dataclass
+class Bill:
+    """Every request served, in order."""
+
+    served: list[Served] = field(default_factory=list[Served])
+
+    def total(self, key: Literal["input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"]) -> int:
+        return sum(getattr(entry, key) for entry in self.served)
+
+    def usd(self, rates: Rates, *, include_abandoned: bool = True) -> Decimal:
+        """What the served tokens cost: uncached input at the input rate, cache reads and writes at theirs (the
+        input rate when not given), output at the output rate. `include_abandoned`: bill the input of requests
+        the client abandoned, as a provider may."""
+        total = Decimal(0)
+        for entry in self.served:
+            if not entry.completed and not include_abandoned:
+                continue
+            uncached = entry.input_tokens - entry.cache_read_tokens - entry.cache_write_tokens
+            total += uncached * rates.input
+            total += entry.cache_read_tokens * (rates.cache_read if rates.cache_read is not None else rates.input)
+            total += entry.cache_write_tokens * (rates.cache_write if rates.cache_write is not None else rates.input)
+            total += entry.output_tokens * rates.output
+        return total / 1_000_000
+
+
+class PromptCache:
+    """Prefix caching over a request's blocks (tools, system, each message): a prefix served (OpenAI) or written
+    (Anthropic) before is read from the cache. Prefixes shorter than `min_tokens` are never cached, like the
+    real ones (1024 tokens)."""
+
+    def __init__(self, *, min_tokens: int = 1024) -> None:
+        self.min_tokens = min_tokens
+        self._prefixes: dict[str, int] = {}
+
+    def prefixes(self, blocks: Sequence[Any]) -> list[tuple[str, int]]:
+        """(hash, cumulative tokens) for each prefix of `blocks`."""
+        digest = hashlib.sha256()
+        tokens = 0
+        out: list[tuple[str, int]] = []
+        for block in blocks:
+            text = canonical(block)
+            digest.update(text.encode())
+            tokens += count_tokens(text) + FRAMING_TOKENS
+            out.append((digest.copy().hexdigest(), tokens))
+        return out
+
+    def read(self, prefixes: list[tuple[str, int]]) -> int:
+        """Tokens of the longest prefix in the cache."""
+        found = [tokens for key, tokens in prefixes if key in self._prefixes]
+        return max(found, default=0)
+
+    def write(self, prefixes: list[tuple[str, int]]) -> None:
+        for key, tokens in prefixes:
+            if tokens >= self.min_tokens:
+                self._prefixes[key] = tokens
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(kw_only=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict[str, str])
+
+
+def json_answer(status: int, payload: Any, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status=status, body=json.dumps(payload).encode(), headers=headers or {})
+
+
+@dataclass(kw_only=True)
+class Held:
+    """A request the fake holds without answering (`Hang`); `served` is billed when the client goes away."""
+
+    served: Served
+
+
+class FakeLLMServer:
+    """The ASGI plumbing of a fake LLM API: one POST route, scripted replies in order (then `default`), requests
+    recorded, hung requests held until the client disconnects. Subclasses check and answer (`answer`)."""
+
+    route = "/"
+
+    def __init__(self, *, api_key: str | None, cache_min_tokens: int = 1024, context_window: int | None = None):
+        self.api_key = api_key
+        self.context_window = context_window
+        """Answer the overflow 400 to a prompt longer than this (tokens), as the real API does."""
+        self.cache = PromptCache(min_tokens=cache_min_tokens)
+        self.replies: list[Reply] = []
+        self.default: Reply = Turn(content="ok")
+        self.requests: list[dict[str, Any]] = []
+        """Every request body that passed the shape check, in order."""
+        self.refused: list[Answer] = []
+        """The 4xx answers to requests that failed it (an SDK change would show up here)."""
+        self.headers: list[dict[str, str]] = []
+        self.bill = Bill()
+        self._events: dict[str, anyio.Event] = {}  # made on first use, inside the event loop
+
+    def script(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def _event(self, name: str) -> anyio.Event:
+        if name not in self._events:
+            self._events[name] = anyio.Event()
+        return self._events[name]
+
+    @property
+    def hanging(self) -> anyio.Event:
+        """Set when a request starts hanging."""
+        return self._event("hanging")
+
+    @property
+    def disconnected(self) -> anyio.Event:
+        """Set when the client of a hanging request went away."""
+        return self._event("disconnected")
+
+    def close(self) -> None:
+        """Let go of hanging requests (they get a 503), so the server can stop."""
+        self._event("closing").set()
+
+    def next_reply(self) -> Reply:
+        return self.replies.pop(0) if self.replies else self.default
+
+    def answer(self, headers: dict[str, str], body: Any) -> Answer | Held:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {name.decode().lower(): value.decode() for name, value in scope["headers"]}
+        self.headers.append(headers)
+        if scope["method"] != "POST" or scope["path"] != self.route:
+            await self._send(send, json_answer(404, {"error": {"message": f"no route {scope['path']}"}}))
+            return
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        result = self.answer(headers, body)
+        if isinstance(result, Held):
+            await self._hold(result, receive, send)
+            return
+        if 400 <= result.status < 500 and result.status != 429:
+            self.refused.append(result)
+        await self._send(send, result)
+
+    async def _hold(self, held: Held, receive: Receive, send: Send) -> None:
+        gone = False
+        self.hanging.set()
+        async with anyio.create_task_group() as group:
+
+            async def until_disconnect() -> None:
+                nonlocal gone
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            async def until_closed() -> None:
+                await self._event("closing").wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(until_disconnect)
+            group.start_soon(until_closed)
+        self.bill.served.append(held.served)
+        if gone:
+            self.disconnected.set()
+        else:
+            await self._send(send, json_answer(503, {"error": {"message": "fake closing"}}))
+
+    @staticmethod
+    async def _send(send: Send, answer: Answer) -> None:
+        headers = [(b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.body)).encode())]
+        headers += [(name.encode(), value.encode()) for name, value in answer.headers.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
