@@ -13,6 +13,7 @@ from shared_protocol import Impact, RefusalCode
 from shared_protocol.refusals import Rule
 
 from .approval import ApprovalGate
+from .audit import escape_string
 from .confinement import Workspace
 from .exceptions import InvalidArguments, KillSwitchEngaged, ToolRefused
 from .killswitch import KillSwitch
@@ -50,6 +51,8 @@ class KillSwitchGuard:
 
 
 class ValidationGuard:
+    """The tool exists, and its arguments are what its model says, every string of them valid Unicode."""
+
     def __init__(self, tools: Mapping[str, ToolSpec]) -> None:
         self._tools = tools
 
@@ -57,9 +60,23 @@ class ValidationGuard:
         spec = self._tools.get(ctx.tool)
         if spec is None:
             raise ToolRefused(
-                f"there is no tool named '{ctx.tool}'", code=RefusalCode.UNKNOWN_TOOL, rule=Rule.TOOL_NAME
+                f"there is no tool named '{escape_string(ctx.tool)}'",
+                code=RefusalCode.UNKNOWN_TOOL,
+                rule=Rule.TOOL_NAME,
             )
         ctx.spec = spec
+        for name, value in ctx.raw_arguments.items():
+            # A lone surrogate (JSON "\udcff") names no file and cannot be written as UTF-8: refused before any tool
+            # sees it. (The usual argument is an ASCII string: one O(1) check.)
+            if (type(value) is str and value.isascii()) or _encodable(value):
+                if name.isascii() or _encodable(name):
+                    continue
+                name = escape_string(name)
+            raise InvalidArguments(
+                f"argument '{name}' holds a string that is not valid Unicode (a lone surrogate, U+D800 to U+DFFF); "
+                "nothing ran",
+                rule=Rule.INPUT_UNICODE,
+            )
         try:
             ctx.args = spec.args_model.model_validate(ctx.raw_arguments)
         except ValidationError as exc:
@@ -199,6 +216,21 @@ class ExecuteGuard:
         if ctx.mode == "live" and (ctx.changes_paths or ctx.approved):
             self._gate.changed(ctx.session, ctx.changes_paths, approved=ctx.approved, decision_id=args.decision_id)
         return result
+
+
+def _encodable(value: object) -> bool:
+    """Whether every string in `value` (keys included) can be encoded as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    if isinstance(value, list):
+        return all(_encodable(item) for item in value)  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    return True
 
 
 def default_guards(

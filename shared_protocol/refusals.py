@@ -76,6 +76,7 @@ class Rule(StrEnum):
     CANCELLED = "guard.cancelled"
     TOOL_NAME = "input.tool_name"
     VALIDATION = "input.validation"
+    INPUT_UNICODE = "input.unicode"
     KILL_SWITCH = "kill_switch"
     BRAIN_FAILSAFE = "brain.failsafe"
     BRAIN_LINK = "brain.link"

@@ -19,7 +19,7 @@ What is where:
     _retention  pruning through a checkpoint, and keep_retention for a serving body
 """
 
-from ._chain import canonical_json
+from ._chain import canonical_json, escape_string, unescape_string
 from ._event import Appended, EventDraft, new_action_id, redact_arguments
 from ._retention import keep_retention
 from ._store import AuditStore
@@ -31,7 +31,9 @@ __all__ = [
     "EventDraft",
     "VerifyReport",
     "canonical_json",
+    "escape_string",
     "keep_retention",
     "new_action_id",
     "redact_arguments",
+    "unescape_string",
 ]

@@ -3,14 +3,22 @@
 Each event's `mac` is HMAC-SHA-256, keyed with `audit.key` (never in the database), over the canonical
 JSON of the event, which holds the previous event's `mac` (`prev_mac`); the first event's `prev_mac` is
 the chain's genesis, a MAC of the body's id. Editing, inserting, deleting or reordering an event breaks
-the chain (`_verify`). The journal's records are tagged with the same key (`_journal`).
+the chain (`_verify`). The journal's records, the anchor and the verified-through checkpoint are tagged with
+the same key (`_journal`, `_anchor`), each under a prefix of its own so that no tag passes for another.
+
+An event is always writable: a string that UTF-8 cannot encode (a lone surrogate, from a JSON `"\\udcff"`
+or a file name that is not UTF-8) would otherwise fail the append after the call ran. Such an event is
+stored with every string escaped (`escape_strings`): each backslash doubled, each byte a name could not
+decode (U+DC80..U+DCFF, as `os.fsdecode` gives it) as `\\xNN`, any other lone surrogate as `\\uNNNN`; and
+`detail["strings_escaped"]` set, so that `unescape_string` gives back exactly what was sent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .. import _json
 
@@ -27,6 +35,56 @@ def with_mac(signed: str, mac: str) -> str:
     at = signed.rfind(',"message":')
     assert at > 0, "an event payload always has a message key"
     return f'{signed[:at]},"mac":"{mac}"{signed[at:]}'
+
+
+ESCAPED = "strings_escaped"
+"""The `detail` key of an event stored with its strings escaped."""
+
+_LONE_SURROGATE = re.compile(r"[\\\ud800-\udfff]")  # (and the backslash, doubled to keep it reversible)
+_ESCAPED = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4})")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    point = ord(char)
+    return f"\\x{point - 0xDC00:02x}" if 0xDC80 <= point <= 0xDCFF else f"\\u{point:04x}"
+
+
+def _unescape_char(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code == "\\":
+        return "\\"
+    return chr(0xDC00 + int(code[1:], 16)) if code[0] == "x" else chr(int(code[1:], 16))
+
+
+def escape_string(text: str) -> str:
+    """`text` with backslashes doubled and lone surrogates written out: encodable, and reversible."""
+    return _LONE_SURROGATE.sub(_escape_char, text)
+
+
+def unescape_string(text: str) -> str:
+    """What `escape_string` was given."""
+    return _ESCAPED.sub(_unescape_char, text)
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_string(value)
+    if isinstance(value, dict):
+        return {escape_string(str(k)): _escaped(v) for k, v in cast(dict[Any, Any], value).items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item) for item in cast(list[Any], value)]
+    return value
+
+
+def escape_strings(payload: dict[str, Any]) -> None:
+    """Escape every string of an event's payload in place (its top-level values replaced, nothing the caller
+    holds changed), and mark it in `detail`."""
+    for key, value in payload.items():
+        payload[key] = _escaped(value)
+    payload["detail"] = {**payload.get("detail", {}), ESCAPED: True}
 
 
 class HmacSha256:
@@ -71,9 +129,18 @@ class Chain:
         return self._hmac.hexdigest(canonical_json(payload).encode())
 
     def sign(self, payload: dict[str, Any]) -> tuple[str, str]:
-        """The event as stored (its canonical JSON with its `mac`), and its `mac` (hot path)."""
+        """The event as stored (its canonical JSON with its `mac`), and its `mac` (hot path).
+
+        A payload holding a string UTF-8 cannot encode has its strings escaped first, in place (`escape_strings`).
+        """
         signed = _json.canonical(payload)
-        mac = self._hmac.hexdigest(signed.encode())
+        try:
+            data = signed.encode()
+        except UnicodeEncodeError:  # (rare: tried after the fast path, not before it)
+            escape_strings(payload)
+            signed = _json.canonical(payload)
+            data = signed.encode()
+        mac = self._hmac.hexdigest(data)
         return with_mac(signed, mac), mac
 
     def rechain(self, payload: dict[str, Any], head: tuple[int, str]) -> tuple[int, str, str, str | None, str, str]:

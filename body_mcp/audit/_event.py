@@ -33,7 +33,7 @@ def redact_arguments(value: Any) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
             if key in _REDACTED_KEYS and isinstance(item, str):
-                data = item.encode()
+                data = _utf8(item)
                 out[str(key)] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # pyright: ignore[reportUnknownArgumentType]
             elif type(item) is str:  # pyright: ignore[reportUnknownArgumentType]  (most values: no call)
                 out[str(key)] = item  # pyright: ignore[reportUnknownArgumentType]
@@ -43,6 +43,13 @@ def redact_arguments(value: Any) -> Any:
     if isinstance(value, list):
         return [redact_arguments(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
     return value
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # lone surrogates (refused by validation): still hashed, as their UTF-8 would be
+        return text.encode(errors="surrogatepass")
 
 
 @dataclass(kw_only=True)

@@ -200,9 +200,20 @@ class AuditStore:
         payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
         payload["prev_mac"] = prev_mac
         body, mac = self._chain.sign(payload)
-        record = _journal.encode(
-            seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
-        )
+        try:
+            record = _journal.encode(
+                seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
+            )
+        except UnicodeEncodeError:
+            # A statement holds a string UTF-8 cannot encode (no tool records such a name: validation and staging
+            # refuse them). The event must still be written: it is, saying its statements could not be kept.
+            logger.error("audit event %s: its undo records hold a name that is not UTF-8; kept without them", seq)
+            payload["detail"] = {**payload["detail"], "writes_dropped": len(writes.statements) if writes else 0}
+            writes = None
+            body, mac = self._chain.sign(payload)
+            record = _journal.encode(
+                seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
+            )
         at = self._journal_end
         try:
             _write_all(self._journal_fd, record, at)

@@ -14,12 +14,12 @@ import pytest
 from mcp import Client
 
 from body_mcp import Body
-from body_mcp.audit import canonical_json, keep_retention
+from body_mcp.audit import canonical_json, keep_retention, redact_arguments
 from body_mcp.audit._chain import with_mac
 from shared_protocol.config import parse_config
 
 from ..conftest import make_body, require_binary
-from .helpers import call, ok
+from .helpers import call, ok, refused
 
 pytestmark = pytest.mark.anyio
 
@@ -365,3 +365,70 @@ def test_an_append_after_close_raises_and_writes_nothing(body: Body) -> None:
             body.record_human(action="note", rationale="after close")
         assert reused.read(16) == b"SQLite format 3\x00"
     assert body.paths.anchor.read_text() == f"{event.seq:020d} {event.mac}\n"
+
+
+# -- strings UTF-8 cannot encode ---------------------------------------------------------------
+
+
+def test_an_event_holding_strings_utf8_cannot_encode_is_written_escaped_and_verifies(body: Body) -> None:
+    from body_mcp.audit import EventDraft, new_action_id, unescape_string
+
+    sent = {"path": "bad\udcff\\x41.txt", "k\ud800": ["\udc80"], "content": "text \udcff"}
+    appended = body.audit.append(
+        EventDraft(
+            id=new_action_id(),
+            kind="tool_call",
+            agent="a",
+            session="s",
+            rationale="why \udcfe",
+            outcome="refused",
+            tool="write\udcff",
+            arguments=redact_arguments(sent),
+            files=["bad\udcff"],
+        )
+    )
+    report = body.audit.verify()
+    assert report.ok and report.events == 1, report.summary()
+    stored = body.audit.get(appended.id)
+    assert stored is not None and stored.detail["strings_escaped"] is True
+    assert unescape_string(stored.arguments["path"]) == sent["path"]  # lossless: a literal "\x41" stays itself
+    assert {unescape_string(k) for k in stored.arguments} == set(sent)
+    assert unescape_string(stored.rationale) == "why \udcfe" and unescape_string(stored.files[0]) == "bad\udcff"
+    assert stored.arguments["content"]["size"] == len("text \udcff".encode(errors="surrogatepass"))
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"path": "bad\udcff.txt", "content": "x"},
+        {"path": "ok.txt", "content": "x\ud800"},
+        {"path": "ok.txt", "content": "x", "extra\udcff": 1},
+    ],
+    ids=["path", "content", "argument-name"],
+)
+async def test_a_write_whose_arguments_are_not_valid_unicode_is_a_refused_audited_result_and_writes_nothing(
+    client: Client, body: Body, workspace: Path, arguments: dict[str, object]
+) -> None:
+    before = sorted(p.name for p in workspace.rglob("*"))
+    result = await call(client, "write_file", **arguments)
+    data = refused(result, "invalid_arguments")
+    event = body.audit.get(data["action_id"])
+    assert event is not None and event.outcome == "refused" and event.code == "invalid_arguments"
+    assert body.audit.verify().ok
+    assert sorted(p.name for p in workspace.rglob("*")) == before
+    ok(await call(client, "write_file", path="after.txt", content="the body goes on"))
+
+
+def test_statements_holding_a_name_utf8_cannot_encode_never_stop_the_event_being_written(body: Body) -> None:
+    from body_mcp._db import Writes
+    from body_mcp.audit import EventDraft, new_action_id
+
+    writes = Writes()
+    writes.add("INSERT INTO blobs (sha256, data) VALUES (?, ?)", ("name \udcff", b"x"))
+    appended = body.audit.append(
+        EventDraft(id=new_action_id(), kind="tool_call", agent="a", session="s", rationale="r", outcome="ok"),
+        writes=writes,
+    )
+    stored = body.audit.get(appended.id)
+    assert stored is not None and stored.detail["writes_dropped"] == 1
+    assert body.audit.verify().ok
