@@ -166,6 +166,8 @@ class StateDB:
     def __init__(self, path: Path, *, durability: Durability = "power_loss") -> None:
         self.path = path
         self.durability: Durability = durability
+        self.created = not path.exists()
+        """The file did not exist: this opened it afresh (the audit store tells a new chain from a lost one)."""
         try:
             self.conn = _connect(path, "FULL" if durability == "power_loss" else "NORMAL")
         except sqlite3.DatabaseError as exc:

@@ -23,23 +23,43 @@ from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.decisions import AnswerKind
 from shared_protocol.tools import Budget
 
-from ._db import StateDB, Writes
+from ._db import Durability, StateDB, Writes
 from ._limits_table import BreakerState
 from .audit import Appended, AuditStore, EventDraft, VerifyReport, new_action_id
 from .confinement import Workspace
 from .decisions import LocalDecisionStore
-from .exceptions import UserError
+from .exceptions import StateUnusable, UserError
 from .explain import explain_event
 from .killswitch import KillState, LocalKillSwitch
 from .limits import Limits
 from .settings import BodySettings
 from .snapshots import Progress, SnapshotEvent, SnapshotSettings, Snapshotter
-from .state import StatePaths, load_or_create_identity, load_or_create_key
+from .state import StatePaths, load_or_create_identity
 from .undo import UndoStore
 
 
 def new_session() -> str:
     return f"ses_{time.time_ns():x}{secrets.token_hex(2)}"
+
+
+def open_trail(paths: StatePaths, body_id: str, *, durability: Durability) -> tuple[StateDB, AuditStore]:
+    """The workspace's state database and its audit chain; a damaged database's error says how to set it aside."""
+    try:
+        db = StateDB(paths.db, durability=durability)
+    except StateUnusable as exc:
+        if not exc.damaged:
+            raise
+        raise StateUnusable(
+            paths.db,
+            f"{exc.reason}; the audit chain in it cannot be verified: `swarm audit reset --reason TEXT` sets it "
+            "aside as evidence and starts a new one",
+            damaged=True,
+        ) from None
+    try:
+        return db, AuditStore(db, files=paths.audit, body_id=body_id)
+    except BaseException:
+        db.close()
+        raise
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -89,18 +109,7 @@ class Admin:
             raise UserError(f"the workspace {settings.workspace} is not a directory")
         identity = load_or_create_identity(paths)
         config = settings.config
-        db = StateDB(paths.db, durability=config.audit.durability)
-        try:
-            audit = AuditStore(
-                db,
-                key=load_or_create_key(paths.audit_key),
-                anchor_path=paths.anchor,
-                journal_path=paths.journal,
-                body_id=identity.body_id,
-            )
-        except BaseException:
-            db.close()
-            raise
+        db, audit = open_trail(paths, identity.body_id, durability=config.audit.durability)
         try:
             audit.recover()
         except BaseException:

@@ -25,10 +25,9 @@ from shared_protocol.config import approval_thresholds
 from shared_protocol.refusals import Rule
 from shared_protocol.tools import BrainState
 
-from ._db import StateDB
-from .admin import Admin, new_session
+from .admin import Admin, new_session, open_trail
 from .approval import ApprovalGate
-from .audit import Appended, AuditStore, EventDraft, keep_retention, new_action_id
+from .audit import Appended, EventDraft, keep_retention, new_action_id
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
@@ -44,7 +43,7 @@ from .policy import PathPolicy
 from .scan import WorkspaceScanner
 from .settings import BodySettings
 from .snapshots import SnapshotEvent, SnapshotSettings, Snapshotter, run_hourly
-from .state import Identity, StatePaths, load_or_create_identity, load_or_create_key
+from .state import Identity, StatePaths, load_or_create_identity
 from .tools import ALL_TOOLS
 from .tools._spec import ReportProgress, ToolDeps, ToolSpec
 from .undo import UndoStore
@@ -74,16 +73,16 @@ class Body:
         config = settings.config
         self.paths = StatePaths(home=settings.home, workspace=settings.workspace)
         self.identity: Identity = load_or_create_identity(self.paths)
-        self.db = StateDB(self.paths.db, durability=config.audit.durability)
-        self.audit = AuditStore(
-            self.db,
-            key=load_or_create_key(self.paths.audit_key),
-            anchor_path=self.paths.anchor,
-            journal_path=self.paths.journal,
-            body_id=self.identity.body_id,
-        )
+        self.db, self.audit = open_trail(self.paths, self.identity.body_id, durability=config.audit.durability)
         try:
             self.audit.recover()  # what a body that died after a reply left uncommitted
+            # From the last verified point: a body on a chain that does not verify refuses mutating calls.
+            if not self.audit.check().ok:
+                logger.error(
+                    "the audit chain does not verify (%s): mutating calls are refused until "
+                    "`swarm audit reset --reason TEXT` starts a new chain",
+                    self.audit.broken,
+                )
         except BaseException:
             self.audit.close()
             self.db.close()

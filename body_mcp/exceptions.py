@@ -153,16 +153,19 @@ class StateUnusable(SwarmError):
     The message is one line that names the file and says which.
     """
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path, reason: str, *, damaged: bool = False) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
+        self.reason = reason
+        self.damaged = damaged
+        """The file's contents are damaged (not a full disk, not permissions)."""
 
     @classmethod
     def from_sqlite(cls, path: Path, exc: sqlite3.DatabaseError) -> StateUnusable:
         """The database at `path` raised `exc`: damaged, full, or otherwise unusable."""
         name = getattr(exc, "sqlite_errorname", "")
         if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
-            return cls(path, f"damaged ({exc}); `swarm snapshot list` shows the copies kept in snapshots")
+            return cls(path, f"damaged ({exc}); `swarm snapshot list` shows the copies kept in snapshots", damaged=True)
         if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) and _nearly_full(path.parent):
             return cls(path, f"cannot be written, the disk is full ({exc})")
         return cls(path, f"cannot be used ({exc})")

@@ -8,8 +8,11 @@
         state.db                  audit chain, undo records (SQLite, WAL)
         limits-v3                 limit windows, breaker, calls in flight (mapped by every body, flock)
         audit.key                 HMAC key of the audit chain (0600; never in the database)
-        audit.anchor              head of the chain, written after each commit
+        audit.anchor              head of the chain, written after each commit, tagged with the key
         audit.journal             events durable before their commit (replayed after a crash)
+        audit.verified            how far the chain was verified (start-up verifies from there), tagged
+        audit.lock                held by every open audit store; `swarm audit reset` takes it alone
+        audit-reset-<time>/       a chain set aside by `swarm audit reset`, kept as evidence
         blobs/                    large pre-images, content-addressed
         outputs/                  commands' large outputs, by action id (`outputs.py`)
 
@@ -28,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ._limits_table import FILE_NAME as LIMITS_FILE
+from .audit import AuditFiles
 from .exceptions import StateUnusable, UserError
 
 
@@ -80,16 +84,21 @@ class StatePaths:
         return self.dir / LIMITS_FILE
 
     @property
+    def audit(self) -> AuditFiles:
+        """The audit chain's files besides the database."""
+        return AuditFiles.in_dir(self.dir)
+
+    @property
     def audit_key(self) -> Path:
-        return self.dir / "audit.key"
+        return self.audit.key
 
     @property
     def anchor(self) -> Path:
-        return self.dir / "audit.anchor"
+        return self.audit.anchor
 
     @property
     def journal(self) -> Path:
-        return self.dir / "audit.journal"
+        return self.audit.journal
 
     @property
     def blobs(self) -> Path:
@@ -166,26 +175,3 @@ def load_or_create_identity(paths: StatePaths) -> Identity:
         return load_or_create_identity(paths)
     tmp.unlink()
     return identity
-
-
-def load_or_create_key(path: Path) -> bytes:
-    """A 32-byte secret in an owner-only file, created once (atomically: no reader sees it half-written)."""
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-        key = path.read_bytes()
-    if len(key) != 32:
-        raise UserError(f"{path} is damaged (expected 32 bytes, found {len(key)})")
-    return key

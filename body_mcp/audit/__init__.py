@@ -4,9 +4,10 @@ Every tool call, refusal, human action and snapshot operation is one event in th
 `state.db`. Each event's MAC covers the one before it, so editing, inserting, deleting or
 reordering an event breaks the chain, and truncating its tail disagrees with the anchor.
 
-    store = AuditStore(db, key=key, anchor_path=..., journal_path=..., body_id=body_id)
+    store = AuditStore(db, files=AuditFiles.in_dir(state_dir), body_id=body_id)
+    store.check()                                                      # a body's start: since the last check
     store.append(EventDraft(id=new_action_id(), kind="human", ...))   # -> Appended(id, seq, mac)
-    store.verify().summary()
+    store.verify().summary()                                           # the whole chain
 
 What is where:
 
@@ -21,19 +22,23 @@ What is where:
 
 from ._chain import canonical_json, escape_string, unescape_string
 from ._event import Appended, EventDraft, new_action_id, redact_arguments
+from ._files import AuditFiles, held_exclusively, set_aside
 from ._retention import keep_retention
 from ._store import AuditStore
 from ._verify import VerifyReport
 
 __all__ = [
     "Appended",
+    "AuditFiles",
     "AuditStore",
     "EventDraft",
     "VerifyReport",
     "canonical_json",
     "escape_string",
+    "held_exclusively",
     "keep_retention",
     "new_action_id",
     "redact_arguments",
+    "set_aside",
     "unescape_string",
 ]

@@ -17,23 +17,27 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hmac
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from shared_protocol import AuditEvent
 
 from .._db import StateDB, Writes
+from ..exceptions import AuditIntegrityError
 from . import _anchor, _journal
+from ._anchor import Head
 from ._chain import Chain
-from ._event import Appended, EventDraft
+from ._event import Appended, EventDraft, new_action_id
+from ._files import AuditFiles, KeyDamaged, create_key, hold_shared, read_key, sync_dir, upgrade_key
 from ._retention import prune_trail
-from ._verify import VerifyReport, verify_trail
+from ._verify import BROKEN, VerifyReport, broken, verify_trail
 
 logger = logging.getLogger("body_mcp.audit")  # the package's name, not this private module's
 
@@ -58,16 +62,27 @@ _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES
 class AuditStore:
     """The chain for one body identity, in the workspace's `state.db`."""
 
-    def __init__(self, db: StateDB, *, key: bytes, anchor_path: Path, journal_path: Path, body_id: str) -> None:
+    def __init__(self, db: StateDB, *, files: AuditFiles, body_id: str) -> None:
+        """Open the chain's files (held shared against `swarm audit reset`) and its key: created for a new
+        chain only. What makes the chain unverifiable before reading it (no key, no database) is noted in
+        `broken`, and `sealed` when nothing can be appended; `check()` verifies the rest."""
         self._db = db
-        self._chain = Chain(key, body_id)
-        self._anchor_path = anchor_path
+        self._files = files
         self.body_id = body_id
-        self._anchor_fd = os.open(anchor_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.broken: str | None = None
+        """Why the chain does not verify against its anchor and key, as far as checked (None: it does)."""
+        self.sealed = False
+        """Nothing can be appended (the key is missing or damaged, the database unreadable): `append` raises."""
+        self._lock_fd = hold_shared(files.lock)
         try:
-            self._journal_fd = os.open(journal_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._anchor_fd = os.open(files.anchor, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self._journal_fd = os.open(files.journal, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except BaseException:
+                os.close(self._anchor_fd)
+                raise
         except BaseException:
-            os.close(self._anchor_fd)
+            os.close(self._lock_fd)
             raise
         # flock orders appends between processes; this orders them between this process's threads (retention
         # runs in a worker thread), so that the anchor is always written in commit order.
@@ -93,8 +108,51 @@ class AuditStore:
         self._locked = False
         """This store holds the anchor's flock between appends (something is owed after a reply)."""
         self._closed = False
+        self._recorded_broken = False
+        self._legacy_key = False
+        """The key file is from before anchors were tagged: an untagged anchor is read, until a check upgrades."""
+        self._key = self._open_key()
+        self._chain = Chain(self._key, body_id)
         if db.durability == "power_loss":  # (a record in a file whose name is not yet on disk is not durable)
-            _fsync_dir(journal_path.parent)
+            sync_dir(files.journal.parent)
+        if self.broken is not None and not self.sealed:
+            # (A database created afresh beside an existing key: recorded in it, so it does not pass for new.)
+            self._record_broken(self.broken)
+
+    def _open_key(self) -> bytes:
+        """The key; created when the chain is new. Without one for an existing chain, a random key stands in
+        (never written anywhere) and the store is sealed: nothing signed with it could ever be verified."""
+        files = self._files
+        try:
+            found = read_key(files.key)
+            if found is not None:
+                self._legacy_key = found.legacy
+                if self._db.created and (self._has_written() or files.checkpoint.exists()):
+                    # (A key alone is what a first start leaves before its first event, or beside a body starting
+                    # at the same moment: no event can have been lost.)
+                    self.broken = "state.db was missing while the chain's anchor, journal or checkpoint existed"
+                return found.key
+            with self._db.read() as conn:
+                has_events = conn.execute("SELECT 1 FROM audit_events LIMIT 1").fetchone() is not None
+        except KeyDamaged as exc:
+            self._seal(str(exc))
+            return secrets.token_bytes(32)
+        except sqlite3.DatabaseError as exc:
+            self._seal(f"state.db cannot be read ({exc})")
+            return secrets.token_bytes(32)
+        if has_events or self._has_written():
+            self._seal(f"{files.key.name} is missing: the chain's events cannot be verified or appended to")
+            return secrets.token_bytes(32)
+        return create_key(files.key)  # a new chain
+
+    def _has_written(self) -> bool:
+        """An anchor or a journal record has been written: the chain is not new."""
+        return bool(os.fstat(self._anchor_fd).st_size or os.fstat(self._journal_fd).st_size)
+
+    def _seal(self, problem: str) -> None:
+        self.broken = problem
+        self.sealed = True
+        self._anchor_kept = True
 
     def close(self) -> None:
         """Commit and anchor what is owed and let go of the files (idempotent); appending afterwards raises
@@ -106,6 +164,7 @@ class AuditStore:
                 self._closed = True
                 os.close(self._anchor_fd)
                 os.close(self._journal_fd)
+                os.close(self._lock_fd)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -128,6 +187,8 @@ class AuditStore:
         with self._thread_lock:
             if self._closed:
                 raise RuntimeError("the audit store is closed")
+            if self.sealed:
+                raise AuditIntegrityError(f"the audit trail cannot be written: {self.broken}")
             self._lock()
             try:
                 unpaid = False
@@ -180,6 +241,8 @@ class AuditStore:
         with self._thread_lock:
             if self._closed:
                 raise RuntimeError("the audit store is closed")
+            if self.sealed:
+                return 0  # (a journal tagged with a key that is gone cannot be read)
             self._lock()
             try:
                 self._pay()
@@ -387,12 +450,13 @@ class AuditStore:
             fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
-        _write_all(self._anchor_fd, _anchor.encode(seq, mac), 0)
+        _write_all(self._anchor_fd, _anchor.encode(seq, mac, self._chain.anchor_tag), 0)
         if self._db.durability == "power_loss":
             os.fdatasync(self._anchor_fd)
 
-    def _read_anchor(self) -> tuple[int, str] | None:
-        return _anchor.decode(os.pread(self._anchor_fd, _anchor.LEN, 0))
+    def _read_anchor(self) -> Head | None:
+        data = os.pread(self._anchor_fd, _anchor.LEN, 0)
+        return _anchor.decode(data, self._chain.anchor_tag, untagged_ok=self._legacy_key)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -415,9 +479,120 @@ class AuditStore:
         died after its reply left in the journal, if the files can be written)."""
         with contextlib.suppress(OSError, sqlite3.Error):
             self.recover()
-        with self._db.read() as conn:
-            rows = conn.execute("SELECT seq, id, body, mac FROM audit_events ORDER BY seq").fetchall()
-        return verify_trail(rows, chain=self._chain, read_anchor=self._read_anchor)
+        return self._settle(self._verify(incremental=False))
+
+    def check(self) -> VerifyReport:
+        """Verify the chain from the last verified point to its head and anchor: a body's start, and daily.
+
+        Start-up thus grows with what was appended since, not with the log (`swarm audit verify` reads it
+        all). A chain found broken sets `broken` (a body refuses mutating calls), gets a `BROKEN` event that
+        keeps it so, and its anchor is never written over again; one that verifies moves the checkpoint on.
+        """
+        report = self._settle(self._verify(incremental=True))
+        if not report.ok and not self.sealed and not self._recorded_broken:
+            with contextlib.suppress(OSError, sqlite3.Error):
+                self._record_broken(report.summary())
+        return report
+
+    def _verify(self, *, incremental: bool) -> VerifyReport:
+        if self.sealed:
+            assert self.broken is not None
+            return broken(self.broken)
+        anchor = self._read_anchor()  # (first: whatever it names is committed by the time the rows are read)
+        verified = self._read_checkpoint()
+        try:
+            with self._db.read() as conn:
+                # The checkpoint is evidence too: the database must still hold the event it names (or have pruned it).
+                problem = _against_checkpoint(conn, verified) if verified is not None else None
+                start: Head | None = None
+                if incremental and verified is not None:
+                    if problem is not None:
+                        return broken(problem, first_bad_seq=verified[0])
+                    if _holds(conn, verified[0]):
+                        start = verified
+                rows = conn.execute(
+                    "SELECT seq, id, body, mac FROM audit_events WHERE seq > ? ORDER BY seq",
+                    (start[0] if start is not None else 0,),
+                ).fetchall()
+
+                def lookup(seq: int) -> str | None:
+                    row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (seq,)).fetchone()
+                    return None if row is None else str(row[0])
+
+                report = verify_trail(rows, chain=self._chain, anchor=anchor, start=start, lookup=lookup)
+        except sqlite3.DatabaseError as exc:
+            return broken(f"state.db cannot be read ({exc})")
+        if report.ok and problem is not None:  # (the whole chain read: its own first bad event said first)
+            assert verified is not None
+            return broken(problem, first_bad_seq=verified[0])
+        if self.broken is not None and report.ok:  # (found when opening: a database created afresh)
+            return broken(self.broken)
+        return report
+
+    def _settle(self, report: VerifyReport) -> VerifyReport:
+        """Keep what a check found: broken (the anchor frozen as evidence), or verified (the checkpoint moved on,
+        and a legacy anchor and key upgraded)."""
+        if not report.ok:
+            self.broken = report.problem or report.summary()
+            with self._thread_lock:
+                self._anchor_kept = True
+            return report
+        with self._thread_lock:
+            if self._closed:
+                return report
+            if report.head is not None:  # (what it verified: not a head appended since)
+                with contextlib.suppress(OSError):
+                    self._write_checkpoint(*report.head)
+            if self._legacy_key:
+                with contextlib.suppress(OSError):
+                    self._upgrade_legacy()
+        return report
+
+    def _upgrade_legacy(self) -> None:
+        """The anchor it verified, written tagged; then the key file's header, after which only a tagged
+        anchor is read (thread lock held)."""
+        self._lock()
+        try:
+            anchored = self._read_anchor()
+            if anchored is not None and anchored != _anchor.NOT_AUTHENTIC and not self._anchor_kept:
+                self._write_anchor(*anchored)
+            upgrade_key(self._files.key, self._key)
+            self._legacy_key = False
+            logger.warning("the audit anchor is now tagged with the key (%s upgraded)", self._files.key.name)
+        finally:
+            self._unlock()
+
+    def _record_broken(self, problem: str) -> None:
+        """A `BROKEN` event: the chain stays broken, whatever is appended to it later, until a reset (one per
+        store: a body's start, and the CLI's finding of a database created afresh)."""
+        self._recorded_broken = True
+        self.append(
+            EventDraft(
+                id=new_action_id(),
+                kind="system",
+                agent="swarm",
+                session="audit",
+                rationale="the audit chain does not verify: mutating calls are refused until `swarm audit reset`",
+                outcome="failed",
+                tool=BROKEN,
+                detail={"problem": problem},
+            )
+        )
+
+    def _read_checkpoint(self) -> Head | None:
+        try:
+            data = self._files.checkpoint.read_bytes()[: _anchor.LEN]
+        except FileNotFoundError:
+            return None
+        found = _anchor.decode(data, self._chain.checkpoint_tag)
+        return None if found == _anchor.NOT_AUTHENTIC else found  # (unreadable: verify from the start)
+
+    def _write_checkpoint(self, seq: int, mac: str) -> None:
+        fd = os.open(self._files.checkpoint, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, _anchor.encode(seq, mac, self._chain.checkpoint_tag), 0)
+        finally:
+            os.close(fd)
 
     def prune(
         self,
@@ -450,9 +625,25 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _holds(conn: sqlite3.Connection, seq: int) -> bool:
+    return conn.execute("SELECT 1 FROM audit_events WHERE seq = ?", (seq,)).fetchone() is not None
+
+
+def _against_checkpoint(conn: sqlite3.Connection, verified: Head) -> str | None:
+    """What is wrong with the database, given that a check verified it through `verified` before (None: nothing;
+    retention may have pruned that event since)."""
+    seq, mac = verified
+    row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (seq,)).fetchone()
+    if row is not None:
+        if hmac.compare_digest(str(row[0]), mac):
+            return None
+        return f"event {seq} is not the one verified earlier (the database was replaced or edited)"
+    first, last = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
+    if last is None or seq > last:
+        return (
+            f"the database ends before event {seq}, verified earlier (events truncated, the database deleted, or "
+            "an older copy of it restored)"
+        )
+    if seq < first:
+        return None  # pruned by retention
+    return f"event {seq}, verified earlier, is missing"

@@ -364,7 +364,7 @@ def test_an_append_after_close_raises_and_writes_nothing(body: Body) -> None:
         with pytest.raises(RuntimeError, match="closed"):
             body.record_human(action="note", rationale="after close")
         assert reused.read(16) == b"SQLite format 3\x00"
-    assert body.paths.anchor.read_text() == f"{event.seq:020d} {event.mac}\n"
+    assert body.paths.anchor.read_text().split()[:2] == [f"{event.seq:020d}", event.mac]
 
 
 # -- strings UTF-8 cannot encode ---------------------------------------------------------------
@@ -432,3 +432,53 @@ def test_statements_holding_a_name_utf8_cannot_encode_never_stop_the_event_being
     stored = body.audit.get(appended.id)
     assert stored is not None and stored.detail["writes_dropped"] == 1
     assert body.audit.verify().ok
+
+
+# -- the anchor cannot be written from the database alone ------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["none", "the-old-anchor's", "made-up"])
+async def test_cutting_the_tail_and_writing_the_anchor_from_the_database_is_detected_without_the_key(
+    client: Client, body: Body, workspace: Path, home: Path, tag: str
+) -> None:
+    await _fill(client, 5)
+    old_tag = body.paths.anchor.read_text().split()[2]
+    # All an attacker without the key can do: cut the tail, name the new head in the anchor, empty the journal.
+    cut = _sqlite(body.paths.db, "DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE seq > 3;")
+    assert cut.returncode == 0, cut.stderr
+    head = body.audit.tail(1)[0]
+    forged = {"none": "", "the-old-anchor's": f" {old_tag}", "made-up": " " + "0" * 64}[tag]
+    body.paths.anchor.write_text(f"{head.seq:020d} {head.mac}{forged}\n")
+    body.paths.journal.write_bytes(b"")
+    report = body.audit.verify()
+    assert not report.ok and report.anchor == "forged", report.summary()
+    cli = _verify_cli(workspace, home)
+    assert cli.returncode == 1 and cli.stderr.count("\n") == 1
+
+
+def test_an_untagged_anchor_from_before_tags_is_upgraded_in_place_and_refused_after(
+    workspace: Path, home: Path
+) -> None:
+    from body_mcp.audit._files import KEY_HEADER
+
+    old = make_body(workspace, home)
+    for n in range(3):
+        old.record_human(action="note", rationale=f"{n}")
+    head = old.audit.tail(1)[0]
+    paths = old.paths
+    old.close()
+    # What a workspace from before anchors were tagged holds: a bare 32-byte key, an untagged anchor.
+    paths.audit_key.write_bytes(paths.audit_key.read_bytes()[-32:])
+    paths.anchor.write_text(f"{head.seq:020d} {head.mac}\n")
+    paths.audit.checkpoint.unlink(missing_ok=True)
+    body = make_body(workspace, home)
+    try:
+        assert body.audit.broken is None
+        assert paths.audit_key.read_bytes().startswith(KEY_HEADER) and len(paths.anchor.read_text().split()) == 3
+        body.record_human(action="note", rationale="after the upgrade")
+        assert body.audit.verify().ok
+        head = body.audit.tail(1)[0]
+        paths.anchor.write_text(f"{head.seq:020d} {head.mac}\n")  # untagged, now that the key file says otherwise
+        assert body.audit.verify().anchor == "forged"
+    finally:
+        body.close()
