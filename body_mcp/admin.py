@@ -10,9 +10,11 @@ Every action is audited under `by`, the acting human, resolved once at the entry
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -25,7 +27,7 @@ from shared_protocol.tools import Budget
 
 from ._db import Durability, StateDB, Writes
 from ._limits_table import BreakerState
-from .audit import Appended, AuditStore, EventDraft, VerifyReport, new_action_id
+from .audit import Appended, AuditStore, EventDraft, VerifyReport, held_exclusively, new_action_id, set_aside
 from .confinement import Workspace
 from .decisions import LocalDecisionStore
 from .exceptions import StateUnusable, UserError
@@ -261,3 +263,82 @@ class Admin:
 
     def record_snapshot(self, event: SnapshotEvent) -> Appended:
         return self.record(action=event.action, rationale=event.rationale, detail=event.detail, outcome=event.outcome)
+
+
+# -- a new chain -----------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True, frozen=True)
+class ResetResult:
+    set_aside: Path
+    """Where the old chain is kept: its database, key, anchor, journal, checkpoint, identity and blobs."""
+    previous_body_id: str
+    previous_head: str
+    body_id: str
+    """A new chain is a new body identity: a linked body's brain keeps the old one's chain as it was."""
+    event: Appended
+    """The new chain's first event, recording the reset."""
+
+
+def reset_trail(settings: BodySettings, *, reason: str, by: str) -> ResetResult:
+    """Set the workspace's audit chain aside as evidence and start a new one (`swarm audit reset`).
+
+    Refused while any body or command has the chain open. Works whatever state the old chain is in
+    (no key, a database SQLite cannot open): it is moved, never read through a store, never changed.
+    """
+    if not reason.strip():
+        raise UserError("a reset needs a reason (--reason TEXT): it is the new chain's first event")
+    paths = StatePaths(home=settings.home, workspace=settings.workspace)
+    previous_body_id = load_or_create_identity(paths).body_id
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = paths.dir / f"audit-reset-{stamp}"
+    try:
+        with held_exclusively(paths.audit.lock) as held:
+            previous_head = _head_of(paths.db)
+            anchor = _first_line(paths.anchor)
+            wal = [paths.db.with_name(paths.db.name + suffix) for suffix in ("-wal", "-shm")]
+            set_aside([paths.db, *wal, *paths.audit.chain, paths.identity, paths.blobs], aside)
+            held.share()  # (the new chain's store takes it shared as well; no other reset can start meanwhile)
+            with Admin.open(settings, by=by) as admin:
+                event = admin.record(
+                    action="audit.reset",
+                    rationale=reason,
+                    detail={
+                        "previous_body_id": previous_body_id,
+                        "previous_chain": str(aside),
+                        "previous_head": previous_head,
+                        "previous_anchor": anchor,
+                    },
+                )
+                body_id = admin.audit.body_id
+    except BlockingIOError:
+        raise UserError(
+            "a body or another swarm command has this workspace's audit trail open: stop it (the IDE's session "
+            "of `swarm body`) and run the reset again"
+        ) from None
+    return ResetResult(
+        set_aside=aside, previous_body_id=previous_body_id, previous_head=previous_head, body_id=body_id, event=event
+    )
+
+
+def _head_of(db: Path) -> str:
+    """The last event a database holds, read without writing to it (it is evidence)."""
+    if not db.exists():
+        return "no database"
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"unreadable ({exc})"
+    return "no events" if row is None else f"event {row[0]} (mac {row[1]})"
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(256).decode(errors="backslashreplace").split("\n")[0]
+    except FileNotFoundError:
+        return "no anchor"

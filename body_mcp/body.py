@@ -180,6 +180,7 @@ class Body:
         guards = default_guards(
             tools=self.tools,
             kill_switch=self.kill_switch,
+            audit=self.audit,
             workspace=self.workspace,
             policy=self.policy,
             limits=self.limits,
@@ -314,6 +315,15 @@ class Body:
         if self.replies:
             self.replies.run()
         action_id = new_action_id()
+        if self.audit.sealed:
+            # No key, or a database that cannot be read: nothing can be recorded, so nothing runs (read-only
+            # tools included: a call that cannot be audited is denied).
+            message = (
+                f"the audit trail cannot be written ({self.audit.broken}); nothing ran. A human starts a new chain "
+                "with `swarm audit reset`"
+            )
+            refusal = ToolRefused(message, code=RefusalCode.AUDIT_BROKEN, rule=Rule.AUDIT_INTEGRITY)
+            return refused_outcome(refusal, action_id, audited=False)
         if self.audit.owed:
             # Committing or anchoring an earlier call's event failed after its reply. Until it works, nothing
             # runs: the trail could not be kept whole, so this refusal cannot be audited either.

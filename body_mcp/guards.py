@@ -13,7 +13,7 @@ from shared_protocol import Impact, RefusalCode
 from shared_protocol.refusals import Rule
 
 from .approval import ApprovalGate
-from .audit import escape_string
+from .audit import AuditStore, escape_string
 from .confinement import Workspace
 from .exceptions import InvalidArguments, KillSwitchEngaged, ToolRefused
 from .killswitch import KillSwitch
@@ -46,6 +46,28 @@ class KillSwitchGuard:
                 raise KillSwitchEngaged(
                     f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "
                     "mutating tools are refused until a human resumes. Read-only tools still work."
+                )
+        return await call_next(ctx)
+
+
+class AuditTrailGuard:
+    """While the audit chain does not verify against its anchor and key, mutating tools are refused; read-only
+    tools keep working (and are audited: `check()` keeps the chain's evidence as it is)."""
+
+    def __init__(self, audit: AuditStore, tools: Mapping[str, ToolSpec]) -> None:
+        self._audit = audit
+        self._tools = tools
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        problem = self._audit.broken
+        if problem is not None:
+            spec = self._tools.get(ctx.tool)
+            if spec is None or not spec.read_only:
+                raise ToolRefused(
+                    f"the audit trail does not verify ({problem}); mutating tools are refused until a human starts a "
+                    "new chain with `swarm audit reset`. Read-only tools still work.",
+                    code=RefusalCode.AUDIT_BROKEN,
+                    rule=Rule.AUDIT_INTEGRITY,
                 )
         return await call_next(ctx)
 
@@ -237,6 +259,7 @@ def default_guards(
     *,
     tools: Mapping[str, ToolSpec],
     kill_switch: KillSwitch,
+    audit: AuditStore,
     workspace: Workspace,
     policy: PathPolicy,
     limits: Limits,
@@ -247,6 +270,7 @@ def default_guards(
 ) -> list[Guard]:
     return [
         KillSwitchGuard(kill_switch, tools),
+        AuditTrailGuard(audit, tools),
         ValidationGuard(tools),
         ConfinementGuard(workspace, policy),
         LimitsGuard(limits),

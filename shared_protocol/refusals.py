@@ -60,6 +60,9 @@ class RefusalCode(StrEnum):
     """The command asked for network access, which policy or the missing proxy refuses."""
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     """No sandbox backend can isolate commands here; commands are never run unsandboxed."""
+    AUDIT_BROKEN = "audit_broken"
+    """The body's audit chain does not verify against its anchor and key (edited, truncated, its database or key
+    missing): mutating tools are refused until a human starts a new chain with `swarm audit reset`."""
     IO_ERROR = "io_error"
     """The operating system refused the operation."""
     INTERNAL_ERROR = "internal_error"
@@ -102,6 +105,7 @@ class Rule(StrEnum):
     COMMAND_OUTPUT_INTEGRITY = "command_output.integrity"
     AUDIT = "audit"
     AUDIT_WRITE = "audit.write"
+    AUDIT_INTEGRITY = "audit.integrity"
     SNAPSHOTS_RESTORE = "snapshots.restore"
     TASKS_CLAIM = "tasks.claim"
     SANDBOX_BACKEND = "sandbox.backend"

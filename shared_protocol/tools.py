@@ -337,6 +337,12 @@ class StatusResult(ToolResult):
         "body's token: revoked, or bound to another body), or standalone (no brain)."
     )
     circuit_breaker: Literal["closed", "open", "half_open"]
+    audit: Literal["ok", "broken"] = Field(
+        default="ok",
+        description="broken: the audit chain does not verify, and mutating tools are refused (audit_broken) until "
+        "a human runs `swarm audit reset`.",
+    )
+    audit_problem: str | None = None
     workspace: str
     body_id: str
     session: str

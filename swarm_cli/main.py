@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 
 from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
+from body_mcp.admin import reset_trail
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
 from body_mcp.explain import printable
 from body_mcp.killswitch import LocalKillSwitch
@@ -109,7 +110,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         _out(f"circuit breaker: {status.breaker}")
         for budget in status.budgets:
             _out(f"budget {budget.name}: {budget.used:g} of {budget.limit:g} used")
-        _out(admin.verify().summary())
+        report = admin.audit.verify()
+        _out(report.summary())
+        if not report.ok:
+            _out(
+                "audit: BROKEN — mutating calls are refused (audit_broken); `swarm audit reset --reason TEXT` sets "
+                "this chain aside as evidence and starts a new one"
+            )
     return 0
 
 
@@ -169,6 +176,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(report.summary(), file=sys.stderr)
         return 1
     _out(report.summary())
+    return 0
+
+
+def cmd_audit_reset(args: argparse.Namespace) -> int:
+    settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
+    result = reset_trail(settings, reason=args.reason, by=_context.human())
+    _out(f"the old audit chain (body {result.previous_body_id}, {result.previous_head}) is kept in {result.set_aside}")
+    _out(f"a new chain starts with event {result.event.id}, recording the reset; the body is now {result.body_id}")
     return 0
 
 
@@ -358,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     p = audit_sub.add_parser("verify", help="recompute the keyed chain and check it against its anchor")
     p.set_defaults(func=cmd_audit_verify)
+    _workspace_arg(p)
+    p = audit_sub.add_parser(
+        "reset", help="set a chain that does not verify aside as evidence and start a new one (audited)"
+    )
+    p.set_defaults(func=cmd_audit_reset)
+    p.add_argument("--reason", required=True, help="why (the new chain's first event)")
     _workspace_arg(p)
     p = audit_sub.add_parser("tail", help="the latest events")
     p.set_defaults(func=cmd_audit_tail)

@@ -3,7 +3,8 @@
 A prune appends a `checkpoint` event naming the last event it deletes (`through_seq`) and that event's
 MAC (`mac_at`), and deletes them in the checkpoint's transaction; verify then starts the chain from that
 MAC (`_verify`). The database's delete trigger lets only such a delete through, by a mark written in the
-same transaction. `keep_retention` prunes at a serving body's start and then daily.
+same transaction. `keep_retention` prunes at a serving body's start and then daily, and checks the chain
+each time (`AuditStore.check`).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ async def keep_retention(
     through_at_most: Callable[[], int | None] = lambda: None,
     on_error: Callable[[Exception], object] | None = None,
 ) -> None:
-    """Prune past the retention at start and then every `interval_s` until `stop`; for a serving body's lifespan.
+    """Prune past the retention at start and then every `interval_s` until `stop`, and check the chain after each
+    prune; for a serving body's lifespan.
 
     Each prune that deletes anything leaves its checkpoint event; one with nothing to delete writes nothing.
     `through_at_most` is asked each time (a linked body: what its brain holds). A failure goes to `on_error`
@@ -83,6 +85,9 @@ async def keep_retention(
 
     def prune() -> None:
         store.prune(retention_days=retention_days, now=now(), through_at_most=through_at_most())
+        # And what was appended since the last check is verified: the next start has that much less to read, and
+        # a chain tampered with while the body runs is found (its mutating calls refused from then on).
+        store.check()
 
     while not stop.is_set():
         try:

@@ -65,6 +65,8 @@ async def status(ctx: ToolContext[StatusArgs]) -> StatusResult:
         mode="shadow" if ctx.deps.shadow else "live",
         brain=ctx.deps.brain_state,
         circuit_breaker=ctx.deps.limits.breaker_state(),
+        audit="ok" if ctx.deps.audit.broken is None else "broken",
+        audit_problem=ctx.deps.audit.broken,
         workspace=str(ctx.deps.workspace.root),
         body_id=ctx.deps.identity.body_id,
         session=ctx.deps.session,
@@ -98,7 +100,8 @@ _CORE_TOOLS = [
     ),
     ToolSpec(
         name="status",
-        description="Kill switch, mode (shadow/live), brain link, circuit breaker and remaining budgets.",
+        description="Kill switch, mode (shadow/live), brain link, circuit breaker, audit chain health and remaining "
+        "budgets.",
         args_model=StatusArgs,
         result_model=StatusResult,
         handler=status,
