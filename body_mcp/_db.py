@@ -197,6 +197,16 @@ class StateDB:
         with self._lock:
             yield self.conn
 
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's `integrity_check` finds wrong with the file's pages and indexes, one line each."""
+        try:
+            with self.read() as conn:
+                rows = conn.execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [f"state.db cannot be checked: {exc}"]
+        found = [str(row[0]) for row in rows]
+        return [] if found == ["ok"] else [f"state.db: {line}" for line in found]
+
     def close(self) -> None:
         with self._lock:
             self.conn.close()

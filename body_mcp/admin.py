@@ -9,6 +9,7 @@ Every action is audited under `by`, the acting human, resolved once at the entry
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sqlite3
 import time
@@ -82,6 +83,7 @@ class Admin:
         self,
         *,
         paths: StatePaths,
+        db: StateDB,
         audit: AuditStore,
         undo: UndoStore,
         decisions: LocalDecisionStore,
@@ -92,6 +94,7 @@ class Admin:
         owned: Sequence[StateDB | AuditStore | Workspace] = (),
     ) -> None:
         self.paths = paths
+        self.db = db
         self.audit = audit
         self.undo_store = undo
         self.decisions = decisions
@@ -120,6 +123,7 @@ class Admin:
             raise
         admin = cls(
             paths=paths,
+            db=db,
             audit=audit,
             undo=UndoStore(db, blob_dir=paths.blobs),
             decisions=LocalDecisionStore(
@@ -182,7 +186,11 @@ class Admin:
     # -- the audit trail ----------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        return self.audit.verify()
+        """The whole chain against its anchor and key, then the rest of the state it vouches for: the database's
+        pages and indexes (`integrity_check`) and every undo pre-image against its hash."""
+        report = self.audit.verify()
+        damage = (*self.db.integrity_problems(), *self.undo_store.check())
+        return dataclasses.replace(report, ok=False, damage=damage) if damage else report
 
     def tail(self, count: int = 20) -> list[AuditEvent]:
         return self.audit.tail(count)

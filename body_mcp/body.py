@@ -129,6 +129,7 @@ class Body:
         )
         self.admin = Admin(
             paths=self.paths,
+            db=self.db,
             audit=self.audit,
             undo=self.undo,
             decisions=self.local_decisions,

@@ -150,12 +150,66 @@ class UndoStore:
         os.replace(tmp, path)
 
     def load_blob(self, sha: str) -> bytes:
+        """A pre-image, checked against its hash (`UndoRefused`, `undo_damaged`, if it is missing or damaged)."""
         with self._db.read() as conn:
             row = conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha,)).fetchone()
-        data = bytes(row[0]) if row is not None else (self._blob_dir / sha[:2] / sha).read_bytes()
+        try:
+            data = bytes(row[0]) if row is not None else self._blob_path(sha).read_bytes()
+        except FileNotFoundError:
+            raise _damaged(f"pre-image {sha[:12]} is missing") from None
         if hashlib.sha256(data).hexdigest() != sha:
-            raise UndoRefused(f"pre-image {sha[:12]} is damaged", rule=Rule.UNDO_BLOBS)
+            raise _damaged(f"pre-image {sha[:12]} does not match its hash")
         return data
+
+    def _check_pre_image(self, sha: str) -> None:
+        """`load_blob` without keeping the bytes (a file is hashed as it is read): undo checks every pre-image
+        before it changes anything."""
+        with self._db.read() as conn:
+            row = conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha,)).fetchone()
+        if row is not None:
+            found = hashlib.sha256(row[0]).hexdigest()
+        else:
+            try:
+                found = _file_sha256(self._blob_path(sha))
+            except FileNotFoundError:
+                raise _damaged(f"pre-image {sha[:12]} is missing") from None
+        if found != sha:
+            raise _damaged(f"pre-image {sha[:12]} does not match its hash")
+
+    def _blob_path(self, sha: str) -> Path:
+        return self._blob_dir / sha[:2] / sha
+
+    def check(self) -> list[str]:
+        """What is wrong with the undo data, one line each: pre-images that do not match their hash, pending
+        records that cannot be read or whose pre-image is missing (`swarm audit verify`)."""
+        problems: list[str] = []
+        stored: set[str] = set()
+        with self._db.read() as conn:
+            for sha, data in conn.execute("SELECT sha256, data FROM blobs"):
+                stored.add(str(sha))
+                if hashlib.sha256(data).hexdigest() != sha:
+                    problems.append(f"undo pre-image {str(sha)[:12]} in state.db does not match its hash")
+            rows = conn.execute(
+                "SELECT id, action_id, before FROM undo_records WHERE undone_by IS NULL ORDER BY id"
+            ).fetchall()
+        if self._blob_dir.is_dir():
+            for path in sorted(self._blob_dir.glob("??/*")):
+                if path.name.startswith("."):
+                    continue  # (a write in progress)
+                stored.add(path.name)
+                if _file_sha256(path) != path.name:
+                    problems.append(
+                        f"undo pre-image file {path.relative_to(self._blob_dir.parent)} does not match its hash"
+                    )
+        for row_id, action_id, before_json in rows:
+            try:
+                before = EntryState.from_json(json.loads(before_json))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                problems.append(f"undo record {row_id} of {action_id} cannot be read")
+                continue
+            if before.type == "file" and before.sha256 is not None and before.sha256 not in stored:
+                problems.append(f"undo record {row_id} of {action_id}: its pre-image {before.sha256[:12]} is missing")
+        return problems
 
     def recorder(self, ws: Workspace) -> Recorder:
         return Recorder(store=self, ws=ws)
@@ -170,22 +224,20 @@ class UndoStore:
             ).fetchall()
         out: list[StoredRecord] = []
         for row_id, action_id, step, path, before_json, after_json in rows:
-            before = json.loads(before_json)
-            after = json.loads(after_json)
-            out.append(
-                StoredRecord(
-                    row_id=int(row_id),
-                    action_id=str(action_id),
-                    record=UndoRecord(
-                        step=int(step),
-                        op=after.pop("op", "state"),
-                        path=str(path),
-                        source=before.pop("source", None),
-                        before=EntryState.from_json(before),
-                        after=EntryState.from_json(after),
-                    ),
+            try:
+                before = json.loads(before_json)
+                after = json.loads(after_json)
+                record = UndoRecord(
+                    step=int(step),
+                    op=after.pop("op", "state"),
+                    path=str(path),
+                    source=before.pop("source", None),
+                    before=EntryState.from_json(before),
+                    after=EntryState.from_json(after),
                 )
-            )
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise _damaged(f"undo record {row_id} of {action_id} cannot be read") from None
+            out.append(StoredRecord(row_id=int(row_id), action_id=str(action_id), record=record))
         return out
 
     def reverse(
@@ -216,6 +268,12 @@ class UndoStore:
                 simulated[rec.path] = ABSENT
             else:
                 simulated[rec.path] = rec.before
+        # Every pre-image is checked against its hash before anything is restored: damaged undo data is refused
+        # whole, never restored in part or as garbage.
+        for item in stored:
+            rec = item.record
+            if rec.op == "state" and rec.before.type == "file" and rec.before.sha256 is not None:
+                self._check_pre_image(rec.before.sha256)
         if conflicts and not force:
             raise UndoRefused(
                 "undo would overwrite changes made since: " + ", ".join(conflicts) + ". Undo with force to overwrite.",
@@ -264,6 +322,22 @@ class UndoStore:
     def mark_undone(writes: Writes, row_ids: list[int], undo_action_id: str) -> None:
         for row_id in row_ids:
             writes.add("UPDATE undo_records SET undone_by = ? WHERE id = ?", (undo_action_id, row_id))
+
+
+def _damaged(what: str) -> UndoRefused:
+    return UndoRefused(
+        f"the undo data is damaged: {what}; nothing was restored (`swarm audit verify` lists what is wrong)",
+        code=RefusalCode.UNDO_DAMAGED,
+        rule=Rule.UNDO_INTEGRITY,
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _same(a: EntryState, b: EntryState) -> bool:

@@ -63,6 +63,9 @@ class RefusalCode(StrEnum):
     AUDIT_BROKEN = "audit_broken"
     """The body's audit chain does not verify against its anchor and key (edited, truncated, its database or key
     missing): mutating tools are refused until a human starts a new chain with `swarm audit reset`."""
+    UNDO_DAMAGED = "undo_damaged"
+    """The recorded undo data (a pre-image or an undo record) is missing or does not match its hash; nothing was
+    restored."""
     IO_ERROR = "io_error"
     """The operating system refused the operation."""
     INTERNAL_ERROR = "internal_error"
@@ -100,7 +103,7 @@ class Rule(StrEnum):
     DECISIONS = "decisions"
     UNDO = "undo"
     UNDO_CONFLICT = "undo.conflict"
-    UNDO_BLOBS = "undo.blobs"
+    UNDO_INTEGRITY = "undo.integrity"
     COMMAND_OUTPUT = "command_output"
     COMMAND_OUTPUT_INTEGRITY = "command_output.integrity"
     AUDIT = "audit"

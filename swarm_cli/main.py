@@ -173,7 +173,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     with _open_admin(args) as admin:
         report = admin.verify()
     if not report.ok:
-        print(report.summary(), file=sys.stderr)
+        for line in (report.summary(), *report.damage):  # one line per problem
+            print(line, file=sys.stderr)
         return 1
     _out(report.summary())
     return 0

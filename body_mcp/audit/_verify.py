@@ -40,6 +40,8 @@ class VerifyReport:
     anchor: AnchorState = "match"
     head: tuple[int, str] | None = None
     """The last event verified (seq, mac), when it verified."""
+    damage: tuple[str, ...] = ()
+    """What is wrong besides the chain (the database's pages, undo data), one line each (`Admin.verify`)."""
 
     def summary(self) -> str:
         """One line for a human."""
@@ -49,6 +51,8 @@ class VerifyReport:
                 "behind": " (anchor behind the verified chain: its writes failed, not tampering)",
             }
             return f"audit chain OK: {self.events} events verified" + notes.get(self.anchor, "")
+        if self.problem is None and self.damage:
+            return f"audit chain OK: {self.events} events verified; other state DAMAGED ({len(self.damage)} problems)"
         where = f" at event seq {self.first_bad_seq}" if self.first_bad_seq is not None else ""
         return f"audit chain BROKEN{where}: {self.problem}"
 

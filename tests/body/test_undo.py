@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +14,7 @@ from mcp import Client
 
 from body_mcp import Body
 
+from ..conftest import make_body
 from .helpers import call, ok, refused
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +97,71 @@ async def test_a_large_pre_image_is_kept_as_a_blob_file_and_restored(
     assert any(body.paths.blobs.rglob("*"))
     ok(await call(client, "undo", id=action["action_id"]))
     assert (workspace / "big.txt").read_text() == big
+
+
+def _flip_blob(body: Body, sha: str) -> None:
+    path = body.paths.blobs / sha[:2] / sha
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _sql(body: Body, sql: str, params: tuple[object, ...] = ()) -> None:
+    conn = sqlite3.connect(body.paths.db)
+    try:
+        with conn:
+            conn.execute(sql, params)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("damage", ["pre-image file", "pre-image in the database", "undo record"])
+async def test_damaged_undo_data_is_refused_whole_restores_nothing_and_verify_names_it(
+    client: Client, body: Body, workspace: Path, damage: str
+) -> None:
+    big = "x" * (300 * 1024)
+    (workspace / "big.txt").write_text(big)
+    ok(await call(client, "write_file", path="big.txt", content="small", decision_id="dec_9"))  # its pre-image: a file
+    ok(await call(client, "write_file", path="README.md", content="changed\n", decision_id="dec_9"))  # inline
+    big_sha = hashlib.sha256(big.encode()).hexdigest()
+    small_sha = hashlib.sha256(b"# sample\n").hexdigest()
+    if damage == "pre-image file":
+        _flip_blob(body, big_sha)  # restored last (newest first): the other must not be restored before it
+    elif damage == "pre-image in the database":
+        _sql(body, "UPDATE blobs SET data = ? WHERE sha256 = ?", (b"# sampl3\n", small_sha))
+    else:
+        _sql(body, "UPDATE undo_records SET before = '{not json' WHERE path = 'big.txt'")
+    refused(await call(client, "undo", id="dec_9"), "undo_damaged")
+    assert (workspace / "README.md").read_text() == "changed\n" and (workspace / "big.txt").read_text() == "small"
+    report = body.admin.verify()
+    assert not report.ok and report.problem is None and len(report.damage) == 1, report
+
+
+def test_verify_checks_the_database_pages_and_indexes_too(workspace: Path, home: Path) -> None:
+    body = make_body(workspace, home)
+    try:
+        for n in range(50):
+            body.record_human(action="note", rationale=f"event {n}")
+        db = body.paths.db
+    finally:
+        body.close()  # (its pages are all in the file now, none in the WAL)
+    conn = sqlite3.connect(db)
+    try:
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'audit_events_id'").fetchone()
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    finally:
+        conn.close()
+    data = bytearray(db.read_bytes())
+    data[root * page_size - 20] ^= 0xFF  # a flipped bit in the index's last cell
+    db.write_bytes(bytes(data))
+    result = subprocess.run(
+        [sys.executable, "-m", "swarm_cli", "audit", "verify", "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SWARM_HOME": str(home)},
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("audit chain OK") and any(line.startswith("state.db: ") for line in lines[1:])
