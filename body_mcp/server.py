@@ -107,11 +107,12 @@ _MAX_DEPTH = 64
 _MAX_INT = 2**63
 
 
-def _tame(value: Any, depth: int = 0) -> Any:
+def _tame(value: Any, depth: int = 0, *, text: bool = False) -> Any:
     """What JSON allows and the SDK's parser does not (lone surrogates, huge integers, deep nesting), made into
-    values the guard can read and refuse: escaped text, a string of digits, a marker."""
+    values the guard can read and refuse: escaped text (or, with `text`, the text as sent), a string of digits,
+    a marker."""
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+        return value if text else value.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return value
     if isinstance(value, int):
@@ -119,10 +120,22 @@ def _tame(value: Any, depth: int = 0) -> Any:
     if depth >= _MAX_DEPTH:
         return "<nested too deep>"
     if isinstance(value, list):
-        return [_tame(item, depth + 1) for item in cast("list[Any]", value)]
+        return [_tame(item, depth + 1, text=text) for item in cast("list[Any]", value)]
     if isinstance(value, dict):
-        return {_tame(k, depth + 1): _tame(v, depth + 1) for k, v in cast("dict[str, Any]", value).items()}
+        items = cast("dict[str, Any]", value).items()
+        return {_tame(k, depth + 1, text=text): _tame(v, depth + 1, text=text) for k, v in items}
     return value
+
+
+def _tame_message(value: Any) -> Any:
+    """`_tame`, except a tool call's arguments keep their text as sent: a lone surrogate there is the guard's to
+    refuse (`invalid_arguments`), never quietly made into another name (the reply does not echo it)."""
+    tamed = _tame(value)
+    if isinstance(value, dict) and value.get("method") == "tools/call":  # pyright: ignore[reportUnknownMemberType]
+        params = cast("dict[str, Any]", value).get("params")
+        if isinstance(params, dict) and isinstance(arguments := cast("dict[str, Any]", params).get("arguments"), dict):
+            tamed["params"]["arguments"] = _tame(arguments, 2, text=True)
+    return tamed
 
 
 def recover_message(exc: Exception) -> SessionMessage | None:
@@ -141,7 +154,7 @@ def recover_message(exc: Exception) -> SessionMessage | None:
         if value is None:
             return None
     try:
-        return SessionMessage(types.jsonrpc_message_adapter.validate_python(_tame(value), by_name=False))
+        return SessionMessage(types.jsonrpc_message_adapter.validate_python(_tame_message(value), by_name=False))
     except ValidationError:
         return None
 

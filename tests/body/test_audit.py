@@ -419,6 +419,58 @@ async def test_a_write_whose_arguments_are_not_valid_unicode_is_a_refused_audite
     ok(await call(client, "write_file", path="after.txt", content="the body goes on"))
 
 
+def test_over_stdio_a_write_whose_path_is_not_valid_unicode_is_refused_audited_and_writes_nothing(
+    workspace: Path, home: Path
+) -> None:
+    import json
+    import os
+    import select
+
+    before = sorted(p.name for p in workspace.rglob("*"))
+    body = subprocess.Popen(
+        [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "SWARM_HOME": str(home)},
+    )
+    assert body.stdin is not None and body.stdout is not None
+
+    def send(raw: bytes) -> None:
+        assert body.stdin is not None
+        body.stdin.write(raw + b"\n")
+        body.stdin.flush()
+
+    def reply() -> dict[str, object]:
+        assert body.stdout is not None
+        ready, _, _ = select.select([body.stdout], [], [], 30)
+        assert ready, "no reply"
+        return json.loads(body.stdout.readline())
+
+    try:
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}).encode())
+        reply()
+        send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        # As a client's JSON.stringify sends a name it read from a directory that is not UTF-8: a lone surrogate.
+        arguments = b'{"path":"bad\\udcff.txt","content":"x","rationale":"r"}'
+        send(
+            b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write_file","arguments":'
+            + arguments
+            + b"}}"
+        )
+        answer = reply()
+    finally:
+        body.kill()
+        body.wait()
+    result = answer["result"]
+    assert isinstance(result, dict) and result["isError"] is True
+    assert result["structuredContent"]["code"] == "invalid_arguments"
+    assert sorted(p.name for p in workspace.rglob("*")) == before  # nothing written, under any name
+    verify = _verify_cli(workspace, home)
+    assert verify.returncode == 0 and "OK: 1 events" in verify.stdout, verify.stderr
+
+
 def test_statements_holding_a_name_utf8_cannot_encode_never_stop_the_event_being_written(body: Body) -> None:
     from body_mcp._db import Writes
     from body_mcp.audit import EventDraft, new_action_id
