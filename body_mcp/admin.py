@@ -297,7 +297,10 @@ def reset_trail(settings: BodySettings, *, reason: str, by: str) -> ResetResult:
     if not reason.strip():
         raise UserError("a reset needs a reason (--reason TEXT): it is the new chain's first event")
     paths = StatePaths(home=settings.home, workspace=settings.workspace)
-    previous_body_id = load_or_create_identity(paths).body_id
+    try:
+        previous_body_id = load_or_create_identity(paths).body_id
+    except StateUnusable:  # (set aside with the rest: the new chain gets a new identity)
+        previous_body_id = "unreadable"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     aside = paths.dir / f"audit-reset-{stamp}"
     try:

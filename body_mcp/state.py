@@ -159,7 +159,12 @@ def load_or_create_identity(paths: StatePaths) -> Identity:
         pass
     except (ValueError, LookupError, TypeError):
         # Not minted afresh: the body id names this workspace's audit chain and its brain registration.
-        raise StateUnusable(paths.identity, "damaged: not the identity Swarm wrote (it holds the body id)") from None
+        raise StateUnusable(
+            paths.identity,
+            "damaged: not the identity Swarm wrote (it holds the body id, which names the audit chain); "
+            "`swarm audit reset --reason TEXT` sets it aside with the chain and starts a new one",
+            damaged=True,
+        ) from None
     identity = Identity(
         body_id=f"body_{secrets.token_hex(8)}",
         workspace=str(paths.workspace),

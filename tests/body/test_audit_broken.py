@@ -135,6 +135,7 @@ def test_a_database_sqlite_cannot_open_stops_the_body_in_one_line_and_a_reset_se
 ) -> None:
     paths = _trail_of(workspace, home, 200)
     os.truncate(paths.db, paths.db.stat().st_size // 2)
+    paths.identity.write_text("{")  # (damaged as well: the reset sets it aside with the rest)
     body = _swarm(home, "body", "--workspace", str(workspace))
     assert body.returncode == 1 and body.stderr.count("\n") == 1 and "swarm audit reset" in body.stderr
     reset = _swarm(home, "audit", "reset", "--reason", "disk damage", "--workspace", str(workspace))
