@@ -51,7 +51,7 @@ def test_a_path_whose_type_changed_counts_once() -> None:
     assert sorted_.counted_files == 1
 
 
-def test_artifact_directories_stay_uncounted_and_git_directories_discarded() -> None:
+def test_artifact_directories_stay_uncounted_and_git_and_bytecode_cache_directories_discarded() -> None:
     sorted_ = sort(
         [
             change("node_modules", ChangeKind.CREATED, EntryType.DIR),
@@ -61,7 +61,8 @@ def test_artifact_directories_stay_uncounted_and_git_directories_discarded() -> 
         ]
     )
     assert sorted_.counted_files == 0
-    assert len(sorted_.artifacts) == 3 and [c.path for c in sorted_.discarded] == [".git/refs/new"]
+    assert len(sorted_.artifacts) == 2
+    assert [c.path for c in sorted_.discarded] == ["src/__pycache__", ".git/refs/new"]
 
 
 def test_the_sorted_set_names_each_path_whose_special_mode_bits_were_stripped() -> None:
