@@ -60,6 +60,7 @@ from .exceptions import (
     NothingToReverse,
     NotPending,
     ReverseConflict,
+    StateBroken,
     UnknownBody,
 )
 from .settings import BrainSettings
@@ -253,6 +254,8 @@ class Brain:
         known = {b.body_id for b in await self.state.bodies()}
         try:
             await self._raise_event_alerts([e for e in flagged if e.body_id in known])
+        except StateBroken:
+            raise
         except Exception:  # the batch is committed; failing the request would only make the body resend it
             logger.exception("could not raise an alert for audit events of body %s", flagged[0].body_id)
 
@@ -582,6 +585,8 @@ class Brain:
         while True:
             try:
                 await self.prune_audit()
+            except StateBroken:
+                return  # the daemon stops
             except Exception:  # top of a daemon loop: the brain keeps serving; the events stay until next time
                 logger.exception("audit retention failed; trying again in %.0f s", interval_s)
             await anyio.sleep(interval_s)
@@ -591,6 +596,8 @@ class Brain:
         while True:
             try:
                 await self.sweep()
+            except StateBroken:
+                return  # the daemon stops
             except Exception:  # top of the daemon loop: log and retry; pending never means approved meanwhile
                 logger.exception("sweep failed; retrying")
             await anyio.sleep(self.settings.sweep_interval_s)

@@ -46,7 +46,8 @@ class BrainErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     """401: no bearer token, one the brain does not know, or a revoked one."""
     FORBIDDEN = "forbidden"
-    """403: the token's role may not do this, or a body token named a body other than the one it is bound to."""
+    """403: the token's role may not do this, or a body token named a body other than the one it is bound to, or a
+    body bound to another token."""
     NOT_FOUND = "not_found"
     """404: no such route, decision or task."""
     UNKNOWN_BODY = "unknown_body"
@@ -75,6 +76,12 @@ class BrainErrorCode(StrEnum):
     """409: a task changed since the action being reversed; nothing was reversed. Send `force` to overwrite."""
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     """409: an `Idempotency-Key` came back with another request than the one it first came with."""
+    REBIND_REFUSED = "rebind_refused"
+    """409: the token a rebind names cannot take the body (revoked, not a body token, or bound to another body)."""
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    """413: the request body is over the route's cap (64 KB, 1 MB for audit batches, unless configured)."""
+    STATE_UNAVAILABLE = "state_unavailable"
+    """503: the brain's database is unusable (damaged, disk full, deleted); the brain is stopping."""
     INTERNAL_ERROR = "internal_error"
     """500: an unexpected error; nothing was changed by the failed request."""
 

@@ -31,7 +31,7 @@ from brain_server import (
     revoke_token,
     serve,
 )
-from brain_server.exceptions import ConfigError, NoDatabase
+from brain_server.exceptions import ConfigError, NoDatabase, StateBroken
 from brain_server.state import engine_kind, open_engine, sqlite_path, sqlite_url
 from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
 from shared_protocol.brain import Role
@@ -233,12 +233,13 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _guarded(command: Command) -> Command:
-    """Brain errors become one line on stderr and exit code 1, like every other `swarm` command."""
+    """Brain errors become one line on stderr and exit code 1, like every other `swarm` command: a database that
+    cannot be used too (`swarm brain serve` then exits, for its supervisor to start it again)."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return int(command(args))
-        except UserError as exc:
+        except (UserError, StateBroken) as exc:
             print(f"swarm: {exc}", file=sys.stderr)
             return 1
 

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import anyio
+
 from shared_protocol import AuditEvent
 from shared_protocol.brain import Decision, KillState
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
-from ..exceptions import NoDatabase
+from ..exceptions import NoDatabase, StateBroken
 from ..wake.records import OPEN_STATES, AnswerToken, Escalation
 from ._memory_tasks import MemoryTasks
 from ._protocols import Durability, EngineKind, StateEngine
@@ -45,6 +47,14 @@ class MemoryStateEngine(MemoryTasks):
 
     async def close(self) -> None:
         return None
+
+    @property
+    def broken(self) -> StateBroken | None:
+        return None  # nothing to damage: it is only memory
+
+    async def wait_broken(self) -> StateBroken:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
 
     # -- tokens and the log ----------------------------------------------------------------
 

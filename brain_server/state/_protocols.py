@@ -19,6 +19,7 @@ from shared_protocol.brain import Decision, KillState, Task, TaskOutcome, TaskSt
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend
+from ..exceptions import StateBroken
 from ..wake.records import AnswerToken, Escalation
 from ._records import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey, TokenRecord
 
@@ -284,6 +285,17 @@ class StateEngine(
     """Everything the brain knows, in one object. Implementations serialise writers; every method is atomic."""
 
     async def close(self) -> None: ...
+
+    @property
+    def broken(self) -> StateBroken | None:
+        """Why the engine's storage cannot be used any more (a malformed, truncated or deleted file, a full disk),
+        once it found out; every method raises that `StateBroken` from then on. None while it works."""
+        ...
+
+    async def wait_broken(self) -> StateBroken:
+        """Wait until the engine finds its storage unusable, and return why (the daemon stops then); an engine
+        whose storage cannot break (memory://) never returns."""
+        ...
 
 
 class EngineOpener(Protocol):

@@ -38,7 +38,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from shared_protocol.brain import Decision
 from shared_protocol.wake import EscalationConfig, parse_target
 
-from ..exceptions import NothingToAcknowledge
+from ..exceptions import NothingToAcknowledge, StateBroken
 from ..state import LogEntry, StateEngine
 from .base import Channel, ChannelError, Delivery, Page, PageLinks
 from .records import AnswerToken, AnswerVerb, Escalation, hash_answer_token
@@ -245,6 +245,8 @@ class Escalator:
         while True:
             try:
                 await self.tick()
+            except StateBroken:
+                return  # the daemon stops
             except Exception:  # one bad tick must not end waking humans; the next tick tries again
                 logger.exception("escalation tick failed")
             with anyio.move_on_after(interval_s):
@@ -259,11 +261,14 @@ class Escalator:
         async def advance(escalation: Escalation) -> None:
             try:
                 delivered.append(await self._advance(escalation))
+            except StateBroken:
+                return  # the engine keeps it, and the daemon stops; raised here, the task group would wrap it
             except Exception:  # logged; the others go on, and this one is tried again next tick
                 logger.exception("escalation %s failed this tick", escalation.id)
 
+        due = await self.state.due_escalations(self._now())
         async with anyio.create_task_group() as group:
-            for escalation in await self.state.due_escalations(self._now()):
+            for escalation in due:
                 group.start_soon(advance, escalation)
         return sum(delivered)
 

@@ -66,3 +66,9 @@ async def test_a_heartbeat_touches_only_a_registered_body(engine: StateEngine) -
     assert await engine.touch_body("body-a", later) is True
     assert await engine.touch_body("body-unknown", later) is False
     assert [(b.body_id, b.registered_at, b.last_heartbeat) for b in await engine.bodies()] == [("body-a", NOW, later)]
+
+
+async def test_an_engine_whose_storage_works_reports_nothing_broken(engine: StateEngine) -> None:
+    await engine.upsert_body(body("body-a"))
+    await engine.set_kill_state(KillState(engaged=True, reason="drill", by="alice", at=NOW), entry("kill"))
+    assert await engine.bodies() and engine.broken is None

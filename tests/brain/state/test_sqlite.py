@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from brain_server import SchemaTooNew, SqliteStateEngine
+from brain_server import SchemaTooNew, SqliteStateEngine, StateBroken
 from brain_server.auth import BODY, authenticate, hash_token
 from brain_server.state import ClaimGrant
 from brain_server.state._rules import iso
@@ -189,3 +189,33 @@ async def test_first_uses_from_two_connections_bind_exactly_one_body(tmp_path: P
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_file_deleted_under_the_engine_breaks_it_for_good_and_says_so_once(tmp_path: Path) -> None:
+    path = tmp_path / "brain.db"
+    engine = await SqliteStateEngine.open(path)
+    try:
+        await engine.add_token(token_record(1), entry("token_create"))
+        path.unlink()
+        with pytest.raises(StateBroken) as first:
+            await engine.token_by_hash("hash_1")
+        with anyio.fail_after(1):
+            assert await engine.wait_broken() is first.value
+        with pytest.raises(StateBroken) as again:
+            await engine.add_token(token_record(2), entry("token_create"))
+        assert again.value is first.value and engine.broken is first.value
+        assert first.value.status == 503 and first.value.code == "state_unavailable"
+    finally:
+        await engine.close()
+
+
+async def test_opening_a_damaged_file_closes_what_it_opened_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "brain.db"
+    path.write_bytes(b"not a database at all, " * 200)
+    with pytest.raises(StateBroken):
+        await SqliteStateEngine.open(path)
+    assert not path.with_name("brain.db-wal").exists()
+    path.write_bytes(b"")
+    with pytest.raises(StateBroken):
+        await SqliteStateEngine.open(path)
+    assert path.read_bytes() == b"", "an empty file is not taken for a new database"
