@@ -63,10 +63,11 @@ class BrainClient:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, model: type[M], body: BaseModel | None = None) -> M:
+        # Sent as the model's own JSON, so its size is what `len(model_dump_json())` says (the brain caps it).
+        content = None if body is None else body.model_dump_json().encode()
+        headers = None if body is None else {"Content-Type": "application/json"}
         try:
-            response = await self._http.request(
-                method, path, json=body.model_dump(mode="json") if body is not None else None
-            )
+            response = await self._http.request(method, path, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise BrainUnavailable(f"brain unreachable: {exc!r}") from exc
         if response.status_code >= 400:

@@ -27,6 +27,7 @@ from shared_protocol.brain import (
     DecisionRequest,
     KillState,
     RegisterRequest,
+    Registration,
     RenewRequest,
 )
 from shared_protocol.tools import LinkState
@@ -39,6 +40,9 @@ from .killswitch import KillState as BodyKillState
 logger = logging.getLogger(__name__)
 
 _BATCH = 500
+_DEFAULT_BATCH_BYTES = 1024 * 1024
+_ENVELOPE_BYTES = 1024
+"""Room in a batch's bytes for what is around its events (the body id, the keys)."""
 
 
 @dataclass
@@ -67,6 +71,8 @@ class BrainLink:
         self.workspace = workspace
         self.failsafe_s = failsafe_s
         self.heartbeat_s = 2.0
+        self.max_batch_bytes = _DEFAULT_BATCH_BYTES
+        """The largest audit batch the brain reads (it says so when the body registers)."""
         self._clock = clock
         self._last_heard = clock()  # a grace period of `failsafe_s` from start, then fail closed
         self._brain_kill = KillState(engaged=False)
@@ -124,16 +130,7 @@ class BrainLink:
         delay = 0.2
         while True:
             try:
-                registration = await self.client.register(
-                    RegisterRequest(
-                        body_id=self.body_id, workspace=self.workspace, hostname=socket.gethostname(), version="0.1.0"
-                    )
-                )
-                self._refused = None
-                self.failsafe_s = registration.failsafe_s
-                self.heartbeat_s = registration.heartbeat_interval_s
-                self._set_kill(registration.kill)
-                self._ever_connected = True
+                await self.register()
                 delay = 0.2
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._listen)
@@ -153,6 +150,22 @@ class BrainLink:
                 logger.warning("brain link: %s; retrying in %.1fs", lost, delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def register(self) -> Registration:
+        """Register with the brain (again), and take its timings, kill state and audit batch cap."""
+        registration = await self.client.register(
+            RegisterRequest(
+                body_id=self.body_id, workspace=self.workspace, hostname=socket.gethostname(), version="0.1.0"
+            )
+        )
+        self._refused = None
+        self.failsafe_s = registration.failsafe_s
+        self.heartbeat_s = registration.heartbeat_interval_s
+        if registration.max_audit_request_bytes is not None:
+            self.max_batch_bytes = registration.max_audit_request_bytes
+        self._set_kill(registration.kill)
+        self._ever_connected = True
+        return registration
 
     def _note_refusal(self, errors: Sequence[BaseException]) -> None:
         """A 401 or 403 means the brain refuses this body's token: remembered until a registration succeeds."""
@@ -244,7 +257,7 @@ class BrainLink:
                 start, head = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
             if not rows:
                 return through
-            events = [AuditEvent.model_validate_json(body) for (body,) in rows]
+            events = self._fitting([AuditEvent.model_validate_json(body) for (body,) in rows])
             batch = AuditBatch(body_id=self.body_id, events=events, log_start_seq=int(start))
             try:
                 ack = await self.client.ship(batch)
@@ -259,6 +272,16 @@ class BrainLink:
                     raise
                 through = held  # the brain holds more (or less) than we thought: resume there
             self._set_shipped(through)
+
+    def _fitting(self, events: list[AuditEvent]) -> list[AuditEvent]:
+        """The first events that fit in one batch under the brain's cap (at least one: an event too large on its
+        own is sent alone, and the brain's refusal of it is logged and retried like any other)."""
+        room = self.max_batch_bytes - _ENVELOPE_BYTES
+        for count, event in enumerate(events):
+            room -= len(event.model_dump_json().encode()) + 1
+            if room < 0:
+                return events[: max(count, 1)]
+        return events
 
 
 class BrainDecisionStore:

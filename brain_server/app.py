@@ -2,9 +2,10 @@
 
 The route table below is the contract: method, path, the roles allowed, the handler. Every
 request is authenticated before its body is read (401 for a missing, unknown or revoked
-token, 403 for a wrong role), then validated whole before anything is written (422 naming
-the field). A body handler then checks, before anything else, that the token speaks for
-the body the request names (`_Api.as_body`: 403, or the token's binding on first use).
+token, 403 for a wrong role), its body is read no further than its route's cap (413,
+`_payload`), then validated whole before anything is written (422 naming the field). A
+body handler then checks, before anything else, that the token speaks for the body the
+request names (`_Api.as_body`: 403, or the token's binding on first use).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from shared_protocol.brain import (
 )
 from shared_protocol.decisions import AnswerKind
 
+from ._payload import declared_too_large, read_body
 from ._sse import EventStreamResponse
 from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate, own_body, speak_for
 from .exceptions import ApiError, InvalidRequest
@@ -64,8 +66,11 @@ def error_response(body: ErrorBody, status: int) -> Response:
 
 
 async def parse(request: Request, model: type[M]) -> M:
-    """The request body as `model`, or `InvalidRequest` naming the first bad field. An empty body is `{}`."""
-    raw = await request.body()
+    """The request body as `model`, or `InvalidRequest` naming the first bad field. An empty body is `{}`.
+
+    Read up to the route's cap (`request.state.max_bytes`, set by `_route`): `PayloadTooLarge` beyond it.
+    """
+    raw = await read_body(request, request.state.max_bytes)
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
@@ -219,9 +224,17 @@ def _wake_routes(brain: Brain) -> list[Route]:
     ]
 
 
-def _route(brain: Brain, method: str, path: str, allowed: frozenset[Role], handler: Handler) -> Route:
+def _route(
+    brain: Brain, method: str, path: str, allowed: frozenset[Role], handler: Handler, *, max_bytes: int | None = None
+) -> Route:
+    """A bearer-token route whose request body is capped at `max_bytes` (default `[brain] max_request_bytes`)."""
+    cap = brain.settings.max_request_bytes if max_bytes is None else max_bytes
+
     async def endpoint(request: Request) -> Response:
         who = await authenticate(brain.state, request.headers.get("authorization"), allowed)
+        if (too_large := declared_too_large(request, cap)) is not None:
+            raise too_large  # (whether or not the handler reads a body: nothing over the cap is taken)
+        request.state.max_bytes = cap
         return await handler(request, who)
 
     return Route(path, endpoint, methods=[method], name=f"{method} {path}")
@@ -255,7 +268,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
         _route(brain, "GET", "/v1/events", BODY, api.events),
-        _route(brain, "POST", "/v1/audit", BODY, api.audit),
+        _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
         _route(brain, "GET", "/v1/decisions/{decision_id}", ANY_ROLE, api.decision),
         _route(brain, "POST", "/v1/decisions/{decision_id}/approve", APPROVERS, api.answer("approve")),

@@ -171,6 +171,7 @@ class Brain:
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             failsafe_s=self.settings.failsafe_s,
             kill=await self.state.kill_state(),
+            max_audit_request_bytes=self.settings.max_audit_request_bytes,
         )
 
     async def heartbeat(self, body_id: str) -> HeartbeatResponse:

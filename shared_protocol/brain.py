@@ -140,6 +140,8 @@ class Registration(ProtocolModel):
     failsafe_s: float
     """A body that has not heard from its brain for this long behaves as killed until it reconnects."""
     kill: KillState
+    max_audit_request_bytes: int | None = None
+    """The largest `POST /v1/audit` body the brain reads: ship batches under it (None: a brain that does not say)."""
 
 
 class HeartbeatResponse(ProtocolModel):

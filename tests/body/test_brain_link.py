@@ -441,3 +441,18 @@ async def test_a_claim_whose_lease_ran_out_is_reported_lost(tmp_path: Path, home
             assert "was lost" in late.structured["message"], late.structured["message"]
         finally:
             body.close()
+
+
+async def test_a_linked_body_ships_its_audit_chain_in_batches_under_the_brains_cap(tmp_path: Path, home: Path) -> None:
+    async with brain_with_captain(tmp_path, max_audit_request_bytes=4096) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            registration = await body.link.register()
+            assert registration.max_audit_request_bytes == 4096
+            for n in range(12):  # ~1 KB each: three times the cap in all
+                body.record_human(action="note", rationale=f"event {n} " + "r" * 800)
+            head = body.audit.tail(1)[0].seq
+            assert await body.link.ship_pending() == head, "every event stored, in batches the brain took"
+        finally:
+            body.close()
