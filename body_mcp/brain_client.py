@@ -22,6 +22,8 @@ from shared_protocol.brain import (
     KillRequest,
     KillState,
     OutcomeRequest,
+    RebindRequest,
+    RebindResult,
     RegisterRequest,
     Registration,
     RenewRequest,
@@ -92,6 +94,11 @@ class BrainClient:
 
     async def ship(self, batch: AuditBatch) -> AuditAck:
         return await self._call("POST", "/v1/audit", AuditAck, batch)
+
+    async def rebind(self, body_id: str, token_id: str, reason: str) -> RebindResult:
+        """A captain gives `body_id` to the body token `token_id` (the token that held it is revoked)."""
+        request = RebindRequest(token_id=token_id, reason=reason)
+        return await self._call("POST", f"/v1/bodies/{body_id}/rebind", RebindResult, request)
 
     async def kill(self, reason: str) -> KillState:
         return await self._call("POST", "/v1/kill", KillState, KillRequest(reason=reason))

@@ -31,6 +31,7 @@ from shared_protocol.brain import (
     ErrorBody,
     KillRequest,
     OutcomeRequest,
+    RebindRequest,
     RegisterRequest,
     RenewRequest,
     ResumeRequest,
@@ -43,7 +44,7 @@ from shared_protocol.decisions import AnswerKind
 from ._payload import declared_too_large, read_body
 from ._sse import EventStreamResponse
 from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate, own_body, speak_for
-from .exceptions import ApiError, InvalidRequest
+from .exceptions import ApiError, Forbidden, InvalidRequest
 from .service import Brain
 from .wake.answers import answer_link, twilio_gather
 from .wake.intake import RefusalLog
@@ -88,12 +89,21 @@ async def parse(request: Request, model: type[M]) -> M:
 class _Api:
     """Handlers: each parses, calls the brain once, and answers with a model."""
 
-    def __init__(self, brain: Brain) -> None:
+    def __init__(self, brain: Brain, refusals: RefusalLog) -> None:
         self.brain = brain
+        self.refusals = refusals
 
     async def as_body(self, who: Principal, body_id: str) -> None:
-        """The one body-id check of every body handler: `who` may act as `body_id` (see `auth.speak_for`)."""
-        await speak_for(self.brain.state, who, body_id, at=self.brain.now())
+        """The one body-id check of every body handler: `who` may act as `body_id` (see `auth.speak_for`).
+
+        A refusal (a token naming a body not its own, or one another token holds) changes nothing but the brain's
+        log, where it is written at a bounded rate."""
+        try:
+            await speak_for(self.brain.state, who, body_id, at=self.brain.now())
+        except Forbidden as refused:
+            entry = who.entry("body_refused", at=self.brain.now(), reason=refused.message, target=body_id)
+            await self.refusals.record(entry)
+            raise
 
     async def status(self, request: Request, who: Principal) -> Response:
         return json_response(await self.brain.status(for_body=who.sees_only))
@@ -110,6 +120,10 @@ class _Api:
         payload = await parse(request, RegisterRequest)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.register(payload))
+
+    async def rebind(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, RebindRequest)
+        return json_response(await self.brain.rebind(who, request.path_params["body_id"], payload))
 
     async def heartbeat(self, request: Request, who: Principal) -> Response:
         body_id = request.path_params["body_id"]
@@ -203,9 +217,8 @@ class _Api:
         return json_response(result)
 
 
-def _wake_routes(brain: Brain) -> list[Route]:
+def _wake_routes(brain: Brain, refusals: RefusalLog) -> list[Route]:
     """Endpoints called by Discord, Twilio and the links in pages: each checks its own proof, not a bearer token."""
-    refusals = RefusalLog(brain.state, brain.now)
     interactions = DiscordInteractions(brain, refusals)
 
     async def discord(request: Request) -> Response:
@@ -260,13 +273,15 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def build_app(brain: Brain) -> Starlette:
     """The ASGI app for a brain that is running (`async with brain.running():`)."""
-    api = _Api(brain)
+    refusals = RefusalLog(brain.state, brain.now)
+    api = _Api(brain, refusals)
     routes = [
         _route(brain, "GET", "/v1/status", ANY_ROLE, api.status),
         _route(brain, "POST", "/v1/kill", CAPTAIN, api.kill),
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
+        _route(brain, "POST", "/v1/bodies/{body_id}/rebind", CAPTAIN, api.rebind),
         _route(brain, "GET", "/v1/events", BODY, api.events),
         _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
@@ -280,7 +295,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
-        *_wake_routes(brain),
+        *_wake_routes(brain, refusals),
     ]
     return Starlette(
         routes=routes,

@@ -37,6 +37,8 @@ from shared_protocol.brain import (
     HeartbeatResponse,
     KillState,
     OutcomeRequest,
+    RebindRequest,
+    RebindResult,
     RegisterRequest,
     Registration,
     RenewRequest,
@@ -49,7 +51,7 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import AnswerKind
 from shared_protocol.exceptions import AnswerRefusal, AnswerRefused
 
-from .auth import Principal
+from .auth import Principal, rebind_body
 from .events import BrainEvent, EventHub, kill_event
 from .exceptions import (
     AlreadyFinal,
@@ -172,6 +174,14 @@ class Brain:
             failsafe_s=self.settings.failsafe_s,
             kill=await self.state.kill_state(),
             max_audit_request_bytes=self.settings.max_audit_request_bytes,
+        )
+
+    async def rebind(self, by: Principal, body_id: str, request: RebindRequest) -> RebindResult:
+        """A captain moves `body_id` to another body token; the token that held it is revoked (its streams end)."""
+        moved = await rebind_body(self.state, body_id, request.token_id, reason=request.reason, at=self.now(), by=by)
+        previous = moved.previous
+        return RebindResult(
+            body_id=body_id, token_id=moved.token.id, revoked_token_id=None if previous is None else previous.id
         )
 
     async def heartbeat(self, body_id: str) -> HeartbeatResponse:

@@ -150,6 +150,24 @@ class HeartbeatResponse(ProtocolModel):
     kill: KillState
 
 
+class RebindRequest(ProtocolModel):
+    """`POST /v1/bodies/{id}/rebind` (captain): give the body to another body token, revoking the one that holds it.
+
+    The one way a body id changes tokens (a lost or leaked token: create a new one, then rebind to it)."""
+
+    token_id: Identifier
+    """The body token to hold the body: live, and unbound or bound to this body already."""
+    reason: NonEmpty
+
+
+class RebindResult(ProtocolModel):
+    """The answer to a rebind: the token that holds the body now, and the one revoked to free it (if any)."""
+
+    body_id: str
+    token_id: str
+    revoked_token_id: str | None = None
+
+
 class BodyStatus(ProtocolModel):
     """One registered body, as `GET /v1/status` reports it."""
 

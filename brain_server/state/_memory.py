@@ -22,8 +22,8 @@ from ..exceptions import NoDatabase, StateBroken
 from ..wake.records import OPEN_STATES, AnswerToken, Escalation
 from ._memory_tasks import MemoryTasks
 from ._protocols import Durability, EngineKind, StateEngine
-from ._records import BodyRecord, LogEntry, TokenRecord
-from ._rules import iso, same_question
+from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
+from ._rules import iso, rebind_refusal, same_question
 
 KILL_RELEASED = KillState(engaged=False)
 
@@ -75,10 +75,31 @@ class MemoryStateEngine(MemoryTasks):
         token = self._token_by_id(token_id)
         if token is None or token.role != "body" or token.body_id is not None or token.revoked_at is not None:
             return token
+        if any(t.body_id == body_id for t in self._tokens.values()):
+            return token  # another token's body: only a rebind moves it
         bound = replace(token, body_id=body_id)
         self._tokens[token.token_hash] = bound
         self._log.append(log)
         return bound
+
+    async def rebind_body(
+        self, body_id: str, token_id: str, *, at: datetime, log: LogEntry, revoke_log: LogEntry
+    ) -> Rebinding:
+        token = self._token_by_id(token_id)
+        if (refusal := rebind_refusal(token, body_id)) is not None:
+            raise refusal
+        assert token is not None
+        holder = next(
+            (t for t in self._tokens.values() if t.body_id == body_id and t.revoked_at is None and t.id != token_id),
+            None,
+        )
+        if holder is not None:
+            self._tokens[holder.token_hash] = replace(holder, revoked_at=at)
+            self._log.append(replace(revoke_log, target=holder.id))
+        bound = replace(token, body_id=body_id)
+        self._tokens[token.token_hash] = bound
+        self._log.append(log)
+        return Rebinding(token=bound, previous=holder)
 
     async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
         token = self._token_by_id(token_id)

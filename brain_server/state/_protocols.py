@@ -21,7 +21,17 @@ from shared_protocol.decisions import DecisionState
 from ..audit import AuditAppend
 from ..exceptions import StateBroken
 from ..wake.records import AnswerToken, Escalation
-from ._records import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey, TokenRecord
+from ._records import (
+    BodyRecord,
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    LogEntry,
+    Rebinding,
+    Reversal,
+    TaskKey,
+    TokenRecord,
+)
 
 Durability = Literal["power_loss", "crash"]
 """What a committed write survives: `power_loss` (synchronous=FULL) or only a crash of the process (NORMAL)."""
@@ -41,9 +51,21 @@ class TokenStore(Protocol):
     async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
         """Bind an unbound, unrevoked body token to `body_id` (and write `log`); the token as stored afterwards.
 
+        Only a body id no token has named yet is bound this way (trust on first use): a body id that another
+        token holds, or held before it was revoked, moves only by `rebind_body`, and the token comes back unbound.
         Atomic: of two first uses naming different bodies, exactly one binds, and the other gets back the
-        token bound to the winner's body. A bound, revoked or non-body token is returned unchanged, with no log.
-        None if there is no such token.
+        token bound to the winner's body; of two tokens naming one body, exactly one gets it. A bound, revoked or
+        non-body token is returned unchanged, with no log. None if there is no such token.
+        """
+        ...
+
+    async def rebind_body(
+        self, body_id: str, token_id: str, *, at: datetime, log: LogEntry, revoke_log: LogEntry
+    ) -> Rebinding:
+        """Give `body_id` to the token `token_id` (a live body token, unbound or bound to it already), and revoke at
+        `at` the live token that holds it now, if another: one transaction, with `log` (and `revoke_log`, its target
+        the revoked token's id, when one is revoked). `NotFound` (no such token) or `RebindRefused` (see
+        `rebind_refusal`), writing nothing.
         """
         ...
 

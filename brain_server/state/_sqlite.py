@@ -26,8 +26,8 @@ from shared_protocol.decisions import DecisionState
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
-from ._records import BodyRecord, LogEntry, TokenRecord
-from ._rules import iso, parse_time, same_question
+from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
+from ._rules import iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate
 from ._sqlite_db import canonical, close_quietly, connect, unusable
 from ._sqlite_tasks import SqliteTasks
@@ -111,8 +111,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
         async with self._write() as conn:
             async with conn.execute(
                 "UPDATE tokens SET body_id = ? "
-                "WHERE id = ? AND role = 'body' AND body_id IS NULL AND revoked_at IS NULL",
-                (body_id, token_id),
+                "WHERE id = ? AND role = 'body' AND body_id IS NULL AND revoked_at IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM tokens AS other WHERE other.body_id = ?)",
+                (body_id, token_id, body_id),
             ) as cursor:
                 bound = cursor.rowcount == 1
             if bound:
@@ -120,6 +121,29 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
             async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
                 row = await cursor.fetchone()
         return None if row is None else self._token(row)
+
+    async def rebind_body(
+        self, body_id: str, token_id: str, *, at: datetime, log: LogEntry, revoke_log: LogEntry
+    ) -> Rebinding:
+        async with self._write() as conn:
+            async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
+                row = await cursor.fetchone()
+            token = None if row is None else self._token(row)
+            if (refusal := rebind_refusal(token, body_id)) is not None:
+                raise refusal
+            assert token is not None
+            async with conn.execute(
+                "SELECT * FROM tokens WHERE body_id = ? AND revoked_at IS NULL AND id != ?", (body_id, token_id)
+            ) as cursor:
+                held = await cursor.fetchone()
+            holder = None if held is None else self._token(held)
+            if holder is not None:
+                # First: a body is held by one live token at a time (a unique index says so too).
+                await conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (iso(at), holder.id))
+                await self._log(conn, replace(revoke_log, target=holder.id))
+            await conn.execute("UPDATE tokens SET body_id = ? WHERE id = ?", (body_id, token_id))
+            await self._log(conn, log)
+        return Rebinding(token=replace(token, body_id=body_id), previous=holder)
 
     async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
         async with self._write() as conn:
