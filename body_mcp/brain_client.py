@@ -17,6 +17,7 @@ from shared_protocol.brain import (
     ClaimResponse,
     Decision,
     DecisionRequest,
+    Deregistration,
     ErrorBody,
     HeartbeatResponse,
     KillRequest,
@@ -91,6 +92,10 @@ class BrainClient:
 
     async def heartbeat(self, body_id: str) -> HeartbeatResponse:
         return await self._call("POST", f"/v1/bodies/{body_id}/heartbeat", HeartbeatResponse)
+
+    async def deregister(self, body_id: str) -> Deregistration:
+        """A clean exit: the brain marks the body gone (no `body_lost` alert)."""
+        return await self._call("POST", f"/v1/bodies/{body_id}/deregister", Deregistration)
 
     async def ship(self, batch: AuditBatch) -> AuditAck:
         return await self._call("POST", "/v1/audit", AuditAck, batch)

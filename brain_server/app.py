@@ -121,6 +121,11 @@ class _Api:
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.register(payload))
 
+    async def deregister(self, request: Request, who: Principal) -> Response:
+        body_id = request.path_params["body_id"]
+        await self.as_body(who, body_id)
+        return json_response(await self.brain.deregister(who, body_id))
+
     async def rebind(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RebindRequest)
         return json_response(await self.brain.rebind(who, request.path_params["body_id"], payload))
@@ -281,6 +286,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
+        _route(brain, "POST", "/v1/bodies/{body_id}/deregister", BODY, api.deregister),
         _route(brain, "POST", "/v1/bodies/{body_id}/rebind", CAPTAIN, api.rebind),
         _route(brain, "GET", "/v1/events", BODY, api.events),
         _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),

@@ -178,7 +178,16 @@ class BodyStatus(ProtocolModel):
     registered_at: datetime
     last_heartbeat: datetime
     connected: bool
-    """Holds the event stream open, or heartbeated within the failsafe time."""
+    """Holds the event stream open, or heartbeated within the failsafe time (never once it left)."""
+    left_at: datetime | None = None
+    """When it deregistered (a clean exit: gone, not lost); None while registered."""
+
+
+class Deregistration(ProtocolModel):
+    """The answer to `POST /v1/bodies/{id}/deregister`: the body is gone as of `left_at`, and nobody is alerted."""
+
+    body_id: str
+    left_at: datetime
 
 
 class BrainStatus(ProtocolModel):

@@ -122,29 +122,22 @@ class MemoryStateEngine(MemoryTasks):
 
     async def upsert_body(self, body: BodyRecord) -> None:
         known = self._bodies.get(body.body_id)
-        if known is not None:
-            body = BodyRecord(
-                body_id=body.body_id,
-                workspace=body.workspace,
-                hostname=body.hostname,
-                version=body.version,
-                registered_at=known.registered_at,
-                last_heartbeat=body.last_heartbeat,
-            )
-        self._bodies[body.body_id] = body
+        registered_at = body.registered_at if known is None else known.registered_at
+        self._bodies[body.body_id] = replace(body, registered_at=registered_at, left_at=None)
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:
         known = self._bodies.get(body_id)
         if known is None:
             return False
-        self._bodies[body_id] = BodyRecord(
-            body_id=known.body_id,
-            workspace=known.workspace,
-            hostname=known.hostname,
-            version=known.version,
-            registered_at=known.registered_at,
-            last_heartbeat=at,
-        )
+        self._bodies[body_id] = replace(known, last_heartbeat=at)
+        return True
+
+    async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
+        known = self._bodies.get(body_id)
+        if known is None:
+            return False
+        self._bodies[body_id] = replace(known, left_at=at)
+        self._log.append(log)
         return True
 
     async def bodies(self) -> list[BodyRecord]:

@@ -101,7 +101,12 @@ class BodyStore(Protocol):
     """The bodies that registered, and when each was last heard from."""
 
     async def upsert_body(self, body: BodyRecord) -> None:
-        """Register a body, or update a known one (keeping its first `registered_at`)."""
+        """Register a body, or update a known one (keeping its first `registered_at`, and clearing its `left_at`)."""
+        ...
+
+    async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
+        """Mark a registered body gone at `at` (a clean exit) and write `log`; False, and nothing written, if it
+        never registered. A heartbeat does not bring it back; registering again does."""
         ...
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:

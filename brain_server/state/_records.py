@@ -95,12 +95,16 @@ class TaskKey:
 
 @dataclass(kw_only=True, frozen=True)
 class BodyRecord:
+    """A body that registered: where it runs, and when it was last heard from (or left)."""
+
     body_id: str
     workspace: str
     hostname: str
     version: str
     registered_at: datetime
     last_heartbeat: datetime
+    left_at: datetime | None = None
+    """When it deregistered (a clean exit: it is gone, not lost); None while it is registered."""
 
 
 @dataclass(kw_only=True, frozen=True)

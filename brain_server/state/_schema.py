@@ -252,6 +252,10 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX IF NOT EXISTS tokens_one_live_per_body ON tokens (body_id)
         WHERE body_id IS NOT NULL AND revoked_at IS NULL;
     """,
+    # v9: a body that exits cleanly deregisters: gone, not lost (no alert)
+    """
+    ALTER TABLE bodies ADD COLUMN left_at TEXT;
+    """,
 ]
 
 

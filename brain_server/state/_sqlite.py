@@ -199,7 +199,8 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
             await conn.execute(
                 "INSERT INTO bodies (body_id, workspace, hostname, version, registered_at, last_heartbeat) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (body_id) DO UPDATE SET workspace = excluded.workspace, "
-                "hostname = excluded.hostname, version = excluded.version, last_heartbeat = excluded.last_heartbeat",
+                "hostname = excluded.hostname, version = excluded.version, last_heartbeat = excluded.last_heartbeat, "
+                "left_at = NULL",
                 (
                     body.body_id,
                     body.workspace,
@@ -217,6 +218,14 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
         ):
             return cursor.rowcount == 1
 
+    async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
+        async with self._write() as conn:
+            async with conn.execute("UPDATE bodies SET left_at = ? WHERE body_id = ?", (iso(at), body_id)) as cursor:
+                known = cursor.rowcount == 1
+            if known:
+                await self._log(conn, log)
+        return known
+
     async def bodies(self) -> list[BodyRecord]:
         rows = await self._rows("SELECT * FROM bodies ORDER BY body_id")
         return [
@@ -227,6 +236,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
                 version=row["version"],
                 registered_at=datetime.fromisoformat(row["registered_at"]),
                 last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
+                left_at=parse_time(row["left_at"]),
             )
             for row in rows
         ]
