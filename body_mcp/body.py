@@ -38,6 +38,7 @@ from .guards import default_guards
 from .held import HeldRuns
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
+from .link_state import forget_link_record
 from .pipeline import AfterReply, CallAuditor, CallContext, CallOutcome, Guard, Pipeline, refused_outcome
 from .policy import PathPolicy
 from .scan import WorkspaceScanner
@@ -93,7 +94,14 @@ class Body:
             if not settings.brain_token:
                 raise UserError("a linked body needs its brain token: set SWARM_TOKEN (or pass --token)")
             client = BrainClient(settings.brain_url, settings.brain_token, transport=brain_transport)
-            self.link = BrainLink(client, self.db, body_id=self.identity.body_id, workspace=str(settings.workspace))
+            self.link = BrainLink(
+                client,
+                self.db,
+                body_id=self.identity.body_id,
+                workspace=str(settings.workspace),
+                record=self.paths.link_state,
+                brain_url=settings.brain_url,
+            )
             self.link.on_kill = self._kill_running_commands
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.kill_switch: KillSwitch = local_kill if self.link is None else CombinedKillSwitch(local_kill, self.link)
@@ -253,6 +261,8 @@ class Body:
         """What a serving body runs besides answering calls: the brain link, hourly snapshots, audit retention."""
         stop = anyio.Event()
         interval = self.settings.config.snapshots.interval_s
+        if self.link is None:
+            forget_link_record(self.paths.link_state)  # (a linked body's old record says nothing of this one)
         try:
             async with anyio.create_task_group() as tg:
                 if self.link is not None:
@@ -281,6 +291,11 @@ class Body:
                     )
         finally:
             stop.set()
+
+    async def leave(self) -> None:
+        """A clean exit (the client closed stdin): a linked body deregisters, so its brain pages nobody about it."""
+        if self.link is not None:
+            await self.link.leave()
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None, *, client: str | None = None) -> CallOutcome:
         if self.replies:

@@ -10,6 +10,7 @@
         audit.key                 HMAC key of the audit chain (0600; never in the database)
         audit.anchor              head of the chain, written after each commit
         audit.journal             events durable before their commit (replayed after a crash)
+        brain-link.json           a linked body's last known view of its brain (`swarm status` reads it)
         blobs/                    large pre-images, content-addressed
 
 Nothing here is ever inside the workspace: a body refuses to start when it would be.
@@ -89,6 +90,11 @@ class StatePaths:
     @property
     def journal(self) -> Path:
         return self.dir / "audit.journal"
+
+    @property
+    def link_state(self) -> Path:
+        """What a serving linked body knows of its brain (`link_state`), for `swarm status`."""
+        return self.dir / "brain-link.json"
 
     @property
     def blobs(self) -> Path:

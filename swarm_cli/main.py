@@ -16,6 +16,7 @@ from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
 from body_mcp.exceptions import ToolRefused
 from body_mcp.killswitch import LocalKillSwitch
+from body_mcp.link_state import describe as describe_link
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
 from shared_protocol.config import SwarmConfig, render_config
@@ -94,12 +95,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         _out(f"workspace:       {status.workspace}")
         _out(f"body:            {status.body_id}")
         kill = status.kill
+        brain, stale = ("standalone", "") if status.link is None else describe_link(status.link)
+        by = f", by {kill.by}" if kill.by else ""
         _out(
             f"kill switch:     {'ENGAGED' if kill.engaged else 'released'}"
-            + (f" ({kill.reason}, by {kill.by})" if kill.engaged else "")
+            + (f" ({kill.source}: {kill.reason}{by})" if kill.engaged else "")
+            + stale
         )
         _out(f"mode:            {status.mode}")
-        _out(f"brain:           {status.brain}")
+        _out(f"brain:           {brain}")
         _out(f"circuit breaker: {status.breaker}")
         for budget in status.budgets:
             _out(f"budget {budget.name}: {budget.used:g} of {budget.limit:g} used")

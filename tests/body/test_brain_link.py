@@ -497,3 +497,16 @@ def linked_body_again(tmp_path: Path, home: Path, n: int, url: str, token: str) 
         workspace=(tmp_path / f"ws{n}").resolve(), home=home, config=parse_config({}), brain_url=url, brain_token=token
     )
     return Body(settings)
+
+
+async def test_every_call_one_failsafe_refuses_names_when_it_began(tmp_path: Path, home: Path) -> None:
+    body = linked_body(tmp_path, home, 0, f"http://127.0.0.1:{_free_port()}", "swb_unused")
+    try:
+        assert body.link is not None
+        body.link.failsafe_s = 0  # (nothing heard since start: the failsafe holds at once)
+        assert [await write(body, name) for name in ("a.txt", "b.txt")] == [(True, "brain_unreachable")] * 2
+        refusals = [e for e in body.audit.tail(5) if e.code == "brain_unreachable"]
+        since = {e.detail["failsafe_since"] for e in refusals}
+        assert len(refusals) == 2 and len(since) == 1 and None not in since
+    finally:
+        body.close()
