@@ -255,6 +255,7 @@ class BrainLink:
             except (BrainUnavailable, BrainRejected) as exc:
                 logger.warning("brain link: could not deregister on the way out: %s", exc)
         self._note(serving=False, left=told)
+        self._record_path = None  # the last word: nothing this process does after it is recorded
         return told
 
     async def register(self) -> Registration:
