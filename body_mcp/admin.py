@@ -24,7 +24,7 @@ from shared_protocol import AuditEvent, Impact
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.decisions import AnswerKind
-from shared_protocol.tools import Budget
+from shared_protocol.tools import BrainState, Budget
 
 from ._db import Durability, StateDB, Writes
 from ._limits_table import BreakerState
@@ -35,6 +35,7 @@ from .exceptions import StateUnusable, UserError
 from .explain import explain_event
 from .killswitch import KillState, LocalKillSwitch
 from .limits import Limits
+from .link_state import LinkView, view_link_record
 from .settings import BodySettings
 from .snapshots import Progress, SnapshotEvent, SnapshotSettings, Snapshotter
 from .state import StatePaths, load_or_create_identity
@@ -72,10 +73,13 @@ class WorkspaceStatus:
     workspace: Path
     body_id: str
     kill: KillState
+    """What the body obeys: the local kill, else (linked) the brain's kill or its failsafe, as last recorded."""
     mode: Literal["live", "shadow"]
-    brain: str
+    brain: BrainState
     breaker: BreakerState
     budgets: list[Budget]
+    link: LinkView | None = None
+    """A linked body's record of its brain, with how old it is and whether the body still runs; None: standalone."""
 
 
 class Admin:
@@ -173,14 +177,17 @@ class Admin:
             breaker, budgets = limits.breaker_state(), limits.budgets()
         finally:
             limits.close()
+        local = LocalKillSwitch(self.paths.kill_file).state()
+        link = view_link_record(self.paths.link_state, now=time.time())
         return WorkspaceStatus(
             workspace=self.paths.workspace,
             body_id=load_or_create_identity(self.paths).body_id,
-            kill=LocalKillSwitch(self.paths.kill_file).state(),
+            kill=local if local.engaged or link is None else link.record.kill(),
             mode=config.policy.mode,
-            brain="standalone",
+            brain="standalone" if link is None else link.record.link,
             breaker=breaker,
             budgets=budgets,
+            link=link,
         )
 
     # -- the audit trail ----------------------------------------------------------------

@@ -37,6 +37,7 @@ from .guards import default_guards
 from .held import HeldRuns
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
+from .link_state import forget_link_record
 from .outputs import OutputStore, keep_outputs_pruned
 from .pipeline import AfterReply, CallAuditor, CallContext, CallOutcome, Guard, Pipeline, refused_outcome
 from .policy import PathPolicy
@@ -97,7 +98,13 @@ class Body:
                 raise UserError("a linked body needs its brain token: set SWARM_TOKEN (or pass --token)")
             client = BrainClient(settings.brain_url, settings.brain_token, transport=brain_transport)
             self.link = BrainLink(
-                client, self.db, body_id=self.identity.body_id, workspace=str(settings.workspace), clock=link_clock
+                client,
+                self.db,
+                body_id=self.identity.body_id,
+                workspace=str(settings.workspace),
+                clock=link_clock,
+                record=self.paths.link_state,
+                brain_url=settings.brain_url,
             )
             self.link.on_kill = self._kill_running_commands
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
@@ -265,6 +272,8 @@ class Body:
         (commands' kept output with it)."""
         stop = anyio.Event()
         interval = self.settings.config.snapshots.interval_s
+        if self.link is None:
+            forget_link_record(self.paths.link_state)  # (a linked body's old record says nothing of this one)
         retention_days = self.settings.config.audit.retention_days
         try:
             async with anyio.create_task_group() as tg:
@@ -303,6 +312,11 @@ class Body:
                     )
         finally:
             stop.set()
+
+    async def leave(self) -> None:
+        """A clean exit (the client closed stdin): a linked body deregisters, so its brain pages nobody about it."""
+        if self.link is not None:
+            await self.link.leave()
 
     async def call_tool(
         self,

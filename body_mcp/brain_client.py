@@ -17,11 +17,14 @@ from shared_protocol.brain import (
     ClaimResponse,
     Decision,
     DecisionRequest,
+    Deregistration,
     ErrorBody,
     HeartbeatResponse,
     KillRequest,
     KillState,
     OutcomeRequest,
+    RebindRequest,
+    RebindResult,
     RegisterRequest,
     Registration,
     RenewRequest,
@@ -63,10 +66,11 @@ class BrainClient:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, model: type[M], body: BaseModel | None = None) -> M:
+        # Sent as the model's own JSON, so its size is what `len(model_dump_json())` says (the brain caps it).
+        content = None if body is None else body.model_dump_json().encode()
+        headers = None if body is None else {"Content-Type": "application/json"}
         try:
-            response = await self._http.request(
-                method, path, json=body.model_dump(mode="json") if body is not None else None
-            )
+            response = await self._http.request(method, path, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise BrainUnavailable(f"brain unreachable: {exc!r}") from exc
         if response.status_code >= 400:
@@ -89,8 +93,17 @@ class BrainClient:
     async def heartbeat(self, body_id: str) -> HeartbeatResponse:
         return await self._call("POST", f"/v1/bodies/{body_id}/heartbeat", HeartbeatResponse)
 
+    async def deregister(self, body_id: str) -> Deregistration:
+        """A clean exit: the brain marks the body gone (no `body_lost` alert)."""
+        return await self._call("POST", f"/v1/bodies/{body_id}/deregister", Deregistration)
+
     async def ship(self, batch: AuditBatch) -> AuditAck:
         return await self._call("POST", "/v1/audit", AuditAck, batch)
+
+    async def rebind(self, body_id: str, token_id: str, reason: str) -> RebindResult:
+        """A captain gives `body_id` to the body token `token_id` (the token that held it is revoked)."""
+        request = RebindRequest(token_id=token_id, reason=reason)
+        return await self._call("POST", f"/v1/bodies/{body_id}/rebind", RebindResult, request)
 
     async def kill(self, reason: str) -> KillState:
         return await self._call("POST", "/v1/kill", KillState, KillRequest(reason=reason))

@@ -6,16 +6,23 @@ outbox (`brain_outbox.shipped_through`): batches are re-sent until acknowledged,
 brain stores each (body, seq) once, so nothing is lost or duplicated when the brain is
 down, restarts, or the body is killed. `state()` is engaged when the brain's kill is, or
 when nothing has been heard from the brain for `failsafe_s` (fail closed); reconnecting
-lifts the failsafe unless the brain is killed.
+lifts the failsafe unless the brain is killed. `leave()` is a clean exit: the brain is told
+(`POST /v1/bodies/{id}/deregister`), so it marks the body gone instead of paging about it.
+
+With a `record` path, what the link knows is written there whenever it changes
+(`link_state`), for `swarm status` in another process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 import anyio
 
@@ -27,6 +34,7 @@ from shared_protocol.brain import (
     DecisionRequest,
     KillState,
     RegisterRequest,
+    Registration,
     RenewRequest,
 )
 from shared_protocol.tools import LinkState
@@ -35,10 +43,14 @@ from ._db import StateDB
 from .brain_client import BrainClient, BrainRejected, BrainUnavailable, kill_state_from
 from .killswitch import RELEASED
 from .killswitch import KillState as BodyKillState
+from .link_state import REFRESH_S, LinkRecord, now_iso, write_link_record
 
 logger = logging.getLogger(__name__)
 
 _BATCH = 500
+_DEFAULT_BATCH_BYTES = 1024 * 1024
+_ENVELOPE_BYTES = 1024
+"""Room in a batch's bytes for what is around its events (the body id, the keys)."""
 
 
 @dataclass
@@ -60,13 +72,19 @@ class BrainLink:
         workspace: str,
         failsafe_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        record: Path | None = None,
+        brain_url: str = "",
     ) -> None:
+        """`clock` measures silence; `wall` dates what is recorded at `record` (None: nothing is)."""
         self.client = client
         self._db = db
         self.body_id = body_id
         self.workspace = workspace
         self.failsafe_s = failsafe_s
         self.heartbeat_s = 2.0
+        self.max_batch_bytes = _DEFAULT_BATCH_BYTES
+        """The largest audit batch the brain reads (it says so when the body registers)."""
         self._clock = clock
         self._last_heard = clock()  # a grace period of `failsafe_s` from start, then fail closed
         self._brain_kill = KillState(engaged=False)
@@ -80,20 +98,36 @@ class BrainLink:
         self.lost_claims: dict[str, str] = {}
         """Tasks whose claim the brain no longer honours (by id), and why."""
         self._claims_changed = anyio.Event()
+        self._wall = wall
+        self._started_wall = wall()
+        self._heard_wall: float | None = None
+        """When the brain was last heard from, on the wall clock (None: not yet)."""
+        self._refused_since: float | None = None
+        self._record_path = record
+        self._recorded: LinkRecord | None = None
+        self._brain_url = brain_url
+        self._scope: anyio.CancelScope | None = None
 
     # -- kill-switch source ------------------------------------------------------------
 
     def _heard(self) -> None:
         self._last_heard = self._clock()
+        self._heard_wall = self._wall()
 
     def _set_kill(self, state: KillState) -> None:
         was = self._brain_kill.engaged
         self._brain_kill = state
         self._heard()
+        self._note()
         if state.engaged and not was and self.on_kill is not None:
             self.on_kill()
 
     def state(self) -> BodyKillState:
+        found = self._current()
+        self._note(found)
+        return found
+
+    def _current(self) -> BodyKillState:
         kill = self._brain_kill
         if kill.engaged:
             at = kill.at.isoformat() if kill.at is not None else None
@@ -101,12 +135,16 @@ class BrainLink:
         if self._refused is not None:
             # The brain answers but will not take this body (its token revoked, or bound to another body):
             # fail closed at once, saying why, rather than after `failsafe_s` of "no word from the brain".
-            return BodyKillState(engaged=True, reason=self._refused, source="failsafe")
+            since = now_iso(self._refused_since or self._wall())
+            return BodyKillState(engaged=True, reason=self._refused, at=since, source="failsafe")
         silent = self._clock() - self._last_heard
         if silent > self.failsafe_s:
+            # `at`: since when nothing was heard, the same for every call this failsafe refuses (one episode).
+            since = now_iso(self._heard_wall if self._heard_wall is not None else self._started_wall)
             return BodyKillState(
                 engaged=True,
                 reason=f"no word from the brain for {silent:.0f}s (failsafe {self.failsafe_s:.0f}s)",
+                at=since,
                 source="failsafe",
             )
         return RELEASED
@@ -117,23 +155,65 @@ class BrainLink:
             return "refused"
         return "connected" if self._clock() - self._last_heard <= self.failsafe_s else "unreachable"
 
+    # -- what `swarm status` reads -------------------------------------------------------
+
+    def _note(self, found: BodyKillState | None = None, *, serving: bool = True, left: bool = False) -> None:
+        """Write the link's state to `record` if it changed since last written (or only its last word from the
+        brain did, `REFRESH_S` ago). Never fails a call: a record that cannot be written is logged."""
+        if self._record_path is None:
+            return
+        current = self._current() if found is None else found
+        failsafe = current if current.source == "failsafe" else None
+        kill = self._brain_kill
+        record = LinkRecord(
+            brain_url=self._brain_url,
+            link=self.status,
+            brain_kill=kill.engaged,
+            kill_reason=kill.reason,
+            kill_by=kill.by,
+            kill_at=None if kill.at is None else kill.at.isoformat(),
+            failsafe=failsafe is not None,
+            failsafe_reason=None
+            if failsafe is None
+            else (self._refused or f"no word from the brain ({self.failsafe_s:g}s failsafe)"),
+            failsafe_since=None if failsafe is None else failsafe.at,
+            failsafe_s=self.failsafe_s,
+            last_heard=None if self._heard_wall is None else now_iso(self._heard_wall),
+            recorded_at=now_iso(self._wall()),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            serving=serving,
+            left=left,
+        )
+        previous = self._recorded
+        if previous is not None and previous.same_state(record) and not self._heard_moved_on(previous):
+            return
+        try:
+            write_link_record(self._record_path, record)
+        except OSError as exc:
+            logger.warning("could not record the brain link's state in %s: %s", self._record_path, exc)
+            return
+        self._recorded = record
+
+    def _heard_moved_on(self, previous: LinkRecord) -> bool:
+        if self._heard_wall is None or previous.last_heard is None:
+            return self._heard_wall is not None
+        return self._heard_wall - datetime.fromisoformat(previous.last_heard).timestamp() >= REFRESH_S
+
     # -- the loops ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Stay linked until cancelled, reconnecting with backoff."""
+        """Stay linked until cancelled or `leave()`, reconnecting with backoff; record what changes meanwhile."""
+        with anyio.CancelScope() as self._scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._record_forever)
+                await self._stay_linked()
+
+    async def _stay_linked(self) -> None:
         delay = 0.2
         while True:
             try:
-                registration = await self.client.register(
-                    RegisterRequest(
-                        body_id=self.body_id, workspace=self.workspace, hostname=socket.gethostname(), version="0.1.0"
-                    )
-                )
-                self._refused = None
-                self.failsafe_s = registration.failsafe_s
-                self.heartbeat_s = registration.heartbeat_interval_s
-                self._set_kill(registration.kill)
-                self._ever_connected = True
+                await self.register()
                 delay = 0.2
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._listen)
@@ -154,6 +234,47 @@ class BrainLink:
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    async def _record_forever(self) -> None:
+        """Going unreachable is only time passing: look every second (writing only what changed)."""
+        while self._record_path is not None:
+            self._note()
+            await anyio.sleep(1.0)
+
+    async def leave(self, *, timeout_s: float = 3.0) -> bool:
+        """A clean exit: stop the link, ship what the brain lacks of the audit chain, and deregister, so the brain
+        marks this body gone rather than lost (nobody is paged). Within `timeout_s`: an unreachable brain is not
+        waited for (it will report the body lost). Returns whether the brain was told."""
+        if self._scope is not None:
+            self._scope.cancel()
+        told = False
+        with anyio.move_on_after(timeout_s):
+            try:
+                await self.ship_pending()
+                await self.client.deregister(self.body_id)
+                told = True
+            except (BrainUnavailable, BrainRejected) as exc:
+                logger.warning("brain link: could not deregister on the way out: %s", exc)
+        self._note(serving=False, left=told)
+        self._record_path = None  # the last word: nothing this process does after it is recorded
+        return told
+
+    async def register(self) -> Registration:
+        """Register with the brain (again), and take its timings, kill state and audit batch cap."""
+        registration = await self.client.register(
+            RegisterRequest(
+                body_id=self.body_id, workspace=self.workspace, hostname=socket.gethostname(), version="0.1.0"
+            )
+        )
+        self._refused = None
+        self.failsafe_s = registration.failsafe_s
+        self.heartbeat_s = registration.heartbeat_interval_s
+        if registration.max_audit_request_bytes is not None:
+            self.max_batch_bytes = registration.max_audit_request_bytes
+        self._refused_since = None
+        self._set_kill(registration.kill)
+        self._ever_connected = True
+        return registration
+
     def _note_refusal(self, errors: Sequence[BaseException]) -> None:
         """A 401 or 403 means the brain refuses this body's token: remembered until a registration succeeds."""
         for error in errors:
@@ -161,7 +282,10 @@ class BrainLink:
                 self._refused = f"the brain refuses this body's token ({error.status} {error.error.code.value}: " + (
                     f"{error.error.message}); ask a captain for a valid body token"
                 )
-                return
+                if self._refused_since is None:
+                    self._refused_since = self._wall()
+                break
+        self._note()
 
     async def _listen(self) -> None:
         async for event, data in self.client.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
@@ -244,7 +368,7 @@ class BrainLink:
                 start, head = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
             if not rows:
                 return through
-            events = [AuditEvent.model_validate_json(body) for (body,) in rows]
+            events = self._fitting([AuditEvent.model_validate_json(body) for (body,) in rows])
             batch = AuditBatch(body_id=self.body_id, events=events, log_start_seq=int(start))
             try:
                 ack = await self.client.ship(batch)
@@ -259,6 +383,16 @@ class BrainLink:
                     raise
                 through = held  # the brain holds more (or less) than we thought: resume there
             self._set_shipped(through)
+
+    def _fitting(self, events: list[AuditEvent]) -> list[AuditEvent]:
+        """The first events that fit in one batch under the brain's cap (at least one: an event too large on its
+        own is sent alone, and the brain's refusal of it is logged and retried like any other)."""
+        room = self.max_batch_bytes - _ENVELOPE_BYTES
+        for count, event in enumerate(events):
+            room -= len(event.model_dump_json().encode()) + 1
+            if room < 0:
+                return events[: max(count, 1)]
+        return events
 
 
 class BrainDecisionStore:

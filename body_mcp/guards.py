@@ -35,6 +35,8 @@ class KillSwitchGuard:
         if spec is None or not spec.read_only:
             state = self._kill_switch.state()
             if state.engaged and state.source == "failsafe":
+                # Every call this failsafe refuses names the moment it began: the brain alerts once per episode.
+                ctx.effects.detail["failsafe_since"] = state.at
                 raise KillSwitchEngaged(
                     f"{state.reason}; mutating tools are refused until the body reconnects. "
                     "Read-only tools still work.",

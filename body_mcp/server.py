@@ -288,6 +288,7 @@ async def serve_stdio(body: Body) -> None:
             finally:
                 replies.flushed = False
                 replies.run()
+        await body.leave()  # (reached on a clean exit only: stdin closed)
         background.cancel_scope.cancel()
 
 

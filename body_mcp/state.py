@@ -13,6 +13,7 @@
         audit.verified            how far the chain was verified (start-up verifies from there), tagged
         audit.lock                held by every open audit store; `swarm audit reset` takes it alone
         audit-reset-<time>/       a chain set aside by `swarm audit reset`, kept as evidence
+        brain-link.json           a linked body's last known view of its brain (`swarm status` reads it)
         blobs/                    large pre-images, content-addressed
         outputs/                  commands' large outputs, by action id (`outputs.py`)
 
@@ -99,6 +100,11 @@ class StatePaths:
     @property
     def journal(self) -> Path:
         return self.audit.journal
+
+    @property
+    def link_state(self) -> Path:
+        """What a serving linked body knows of its brain (`link_state`), for `swarm status`."""
+        return self.dir / "brain-link.json"
 
     @property
     def blobs(self) -> Path:

@@ -11,7 +11,7 @@ The brain imports `shared_protocol` only; bodies speak to it through those model
 
 from .app import build_app
 from .auth import Principal, hash_token, issue_token, revoke_token
-from .daemon import run, serve
+from .daemon import run, serve, serve_brain
 from .events import BrainEvent, EventHub
 from .exceptions import (
     AlreadyFinal,
@@ -31,6 +31,7 @@ from .exceptions import (
     NotPending,
     SchemaTooNew,
     StaleClaim,
+    StateBroken,
     Unauthorized,
     UnknownBody,
     UnknownToken,
@@ -66,6 +67,7 @@ __all__ = [
     "SchemaTooNew",
     "SqliteStateEngine",
     "StaleClaim",
+    "StateBroken",
     "StateEngine",
     "SweepReport",
     "TokenRecord",
@@ -80,4 +82,5 @@ __all__ = [
     "revoke_token",
     "run",
     "serve",
+    "serve_brain",
 ]

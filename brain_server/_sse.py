@@ -53,6 +53,8 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
         with self._hub.subscribe(self._body_id) as events:
+            # Read before the task group: a state that cannot be read is then a plain error answer (503).
+            first = kill_event(await self._kill_state()).encode()
             async with anyio.create_task_group() as group:
 
                 async def watch_disconnect() -> None:
@@ -65,7 +67,7 @@ class EventStreamResponse(Response):
 
                 group.start_soon(watch_disconnect)
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-                await chunk(_RETRY + kill_event(await self._kill_state()).encode())
+                await chunk(_RETRY + first)
                 check_at = anyio.current_time() + self._keepalive_s
                 while True:
                     data = KEEPALIVE

@@ -2,9 +2,10 @@
 
 The route table below is the contract: method, path, the roles allowed, the handler. Every
 request is authenticated before its body is read (401 for a missing, unknown or revoked
-token, 403 for a wrong role), then validated whole before anything is written (422 naming
-the field). A body handler then checks, before anything else, that the token speaks for
-the body the request names (`_Api.as_body`: 403, or the token's binding on first use).
+token, 403 for a wrong role), its body is read no further than its route's cap (413,
+`_payload`), then validated whole before anything is written (422 naming the field). A
+body handler then checks, before anything else, that the token speaks for the body the
+request names (`_Api.as_body`: 403, or the token's binding on first use).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from shared_protocol.brain import (
     ErrorBody,
     KillRequest,
     OutcomeRequest,
+    RebindRequest,
     RegisterRequest,
     RenewRequest,
     ResumeRequest,
@@ -39,9 +41,10 @@ from shared_protocol.brain import (
 )
 from shared_protocol.decisions import AnswerKind
 
+from ._payload import declared_too_large, read_body
 from ._sse import EventStreamResponse
 from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate, own_body, speak_for
-from .exceptions import ApiError, InvalidRequest
+from .exceptions import ApiError, Forbidden, InvalidRequest
 from .service import Brain
 from .wake.answers import answer_link, twilio_gather
 from .wake.intake import RefusalLog
@@ -64,8 +67,11 @@ def error_response(body: ErrorBody, status: int) -> Response:
 
 
 async def parse(request: Request, model: type[M]) -> M:
-    """The request body as `model`, or `InvalidRequest` naming the first bad field. An empty body is `{}`."""
-    raw = await request.body()
+    """The request body as `model`, or `InvalidRequest` naming the first bad field. An empty body is `{}`.
+
+    Read up to the route's cap (`request.state.max_bytes`, set by `_route`): `PayloadTooLarge` beyond it.
+    """
+    raw = await read_body(request, request.state.max_bytes)
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
@@ -83,12 +89,21 @@ async def parse(request: Request, model: type[M]) -> M:
 class _Api:
     """Handlers: each parses, calls the brain once, and answers with a model."""
 
-    def __init__(self, brain: Brain) -> None:
+    def __init__(self, brain: Brain, refusals: RefusalLog) -> None:
         self.brain = brain
+        self.refusals = refusals
 
     async def as_body(self, who: Principal, body_id: str) -> None:
-        """The one body-id check of every body handler: `who` may act as `body_id` (see `auth.speak_for`)."""
-        await speak_for(self.brain.state, who, body_id, at=self.brain.now())
+        """The one body-id check of every body handler: `who` may act as `body_id` (see `auth.speak_for`).
+
+        A refusal (a token naming a body not its own, or one another token holds) changes nothing but the brain's
+        log, where it is written at a bounded rate."""
+        try:
+            await speak_for(self.brain.state, who, body_id, at=self.brain.now())
+        except Forbidden as refused:
+            entry = who.entry("body_refused", at=self.brain.now(), reason=refused.message, target=body_id)
+            await self.refusals.record(entry)
+            raise
 
     async def status(self, request: Request, who: Principal) -> Response:
         return json_response(await self.brain.status(for_body=who.sees_only))
@@ -105,6 +120,15 @@ class _Api:
         payload = await parse(request, RegisterRequest)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.register(payload))
+
+    async def deregister(self, request: Request, who: Principal) -> Response:
+        body_id = request.path_params["body_id"]
+        await self.as_body(who, body_id)
+        return json_response(await self.brain.deregister(who, body_id))
+
+    async def rebind(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, RebindRequest)
+        return json_response(await self.brain.rebind(who, request.path_params["body_id"], payload))
 
     async def heartbeat(self, request: Request, who: Principal) -> Response:
         body_id = request.path_params["body_id"]
@@ -198,9 +222,8 @@ class _Api:
         return json_response(result)
 
 
-def _wake_routes(brain: Brain) -> list[Route]:
+def _wake_routes(brain: Brain, refusals: RefusalLog) -> list[Route]:
     """Endpoints called by Discord, Twilio and the links in pages: each checks its own proof, not a bearer token."""
-    refusals = RefusalLog(brain.state, brain.now)
     interactions = DiscordInteractions(brain, refusals)
 
     async def discord(request: Request) -> Response:
@@ -219,9 +242,17 @@ def _wake_routes(brain: Brain) -> list[Route]:
     ]
 
 
-def _route(brain: Brain, method: str, path: str, allowed: frozenset[Role], handler: Handler) -> Route:
+def _route(
+    brain: Brain, method: str, path: str, allowed: frozenset[Role], handler: Handler, *, max_bytes: int | None = None
+) -> Route:
+    """A bearer-token route whose request body is capped at `max_bytes` (default `[brain] max_request_bytes`)."""
+    cap = brain.settings.max_request_bytes if max_bytes is None else max_bytes
+
     async def endpoint(request: Request) -> Response:
         who = await authenticate(brain.state, request.headers.get("authorization"), allowed)
+        if (too_large := declared_too_large(request, cap)) is not None:
+            raise too_large  # (whether or not the handler reads a body: nothing over the cap is taken)
+        request.state.max_bytes = cap
         return await handler(request, who)
 
     return Route(path, endpoint, methods=[method], name=f"{method} {path}")
@@ -247,15 +278,18 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def build_app(brain: Brain) -> Starlette:
     """The ASGI app for a brain that is running (`async with brain.running():`)."""
-    api = _Api(brain)
+    refusals = RefusalLog(brain.state, brain.now)
+    api = _Api(brain, refusals)
     routes = [
         _route(brain, "GET", "/v1/status", ANY_ROLE, api.status),
         _route(brain, "POST", "/v1/kill", CAPTAIN, api.kill),
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
+        _route(brain, "POST", "/v1/bodies/{body_id}/deregister", BODY, api.deregister),
+        _route(brain, "POST", "/v1/bodies/{body_id}/rebind", CAPTAIN, api.rebind),
         _route(brain, "GET", "/v1/events", BODY, api.events),
-        _route(brain, "POST", "/v1/audit", BODY, api.audit),
+        _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
         _route(brain, "GET", "/v1/decisions/{decision_id}", ANY_ROLE, api.decision),
         _route(brain, "POST", "/v1/decisions/{decision_id}/approve", APPROVERS, api.answer("approve")),
@@ -267,7 +301,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
-        *_wake_routes(brain),
+        *_wake_routes(brain, refusals),
     ]
     return Starlette(
         routes=routes,

@@ -8,9 +8,12 @@ and label), which is what the brain records as "who". Roles:
     approver  read status and decisions, approve and deny, queue tasks
     captain   everything an approver may, plus kill, resume and override
 
-A body token speaks for one body: the first body id it names is bound to it (trust on first
-use, stored on the token), and from then on a request naming another body is refused
-(`speak_for`). A revoked token is refused everywhere from the next request on. Tokens are
+A body token speaks for one body, and a body id is held by one live token: the first body id
+a token names is bound to it (trust on first use, stored on the token) if no token has named
+that body before; from then on a request naming another body is refused, and so is another
+token naming this body (`speak_for`). Only a captain's rebind (`rebind_body`, audited) moves a
+body to another token, revoking the one that held it. A revoked token is refused everywhere
+from the next request on, and does not free its body. Tokens are
 read from the state engine on every request, so a change made by the CLI in another
 process counts at once.
 """
@@ -25,8 +28,8 @@ from typing import Any
 
 from shared_protocol.brain import Role
 
-from .exceptions import BodyMismatch, Forbidden, Unauthorized, UnknownToken
-from .state import LogAction, LogEntry, TokenRecord, TokenStore
+from .exceptions import BodyMismatch, BodyTaken, Forbidden, Unauthorized, UnknownToken
+from .state import LogAction, LogEntry, Rebinding, TokenRecord, TokenStore
 
 TOKEN_PREFIX = "swb_"
 
@@ -115,9 +118,9 @@ async def authenticate(tokens: TokenStore, authorization: str | None, allowed: f
 async def speak_for(state: TokenStore, who: Principal, body_id: str, *, at: datetime) -> None:
     """Check that `who` may act as `body_id`, binding an unbound body token to it (its first use).
 
-    Raises `BodyMismatch` (403) naming the bound body if the token is bound to another one, and writes
-    nothing then. Approver and captain tokens are never bound. Call it after the request is validated and
-    before anything else is written.
+    Raises `BodyMismatch` (403) naming the bound body if the token is bound to another one, and `BodyTaken` (403)
+    if `body_id` is another token's; it writes nothing then. Approver and captain tokens are never bound. Call it
+    after the request is validated and before anything else is written.
     """
     if who.role != "body" or who.body_id == body_id:
         return
@@ -128,6 +131,11 @@ async def speak_for(state: TokenStore, who: Principal, body_id: str, *, at: date
             raise Unauthorized(f"this token ({who.token_id}) was revoked")
         if record.body_id == body_id:
             return
+        if record.body_id is None:
+            raise BodyTaken(
+                f"body '{body_id}' is held by another token; a captain can move it to this one ({who.token_id}): "
+                f"swarm brain body rebind {body_id} --token-id {who.token_id} --reason …"
+            )
         bound = record.body_id
     else:
         bound = who.body_id
@@ -165,3 +173,21 @@ async def revoke_token(state: TokenStore, token_id: str, *, reason: str, at: dat
     if before is None:
         raise UnknownToken(f"no token '{token_id}' in this brain (see `swarm brain token list`)")
     return before
+
+
+async def rebind_body(
+    state: TokenStore, body_id: str, token_id: str, *, reason: str, at: datetime, by: Principal | None = None
+) -> Rebinding:
+    """Move `body_id` to the body token `token_id`, revoking the token that held it (both logged, with `reason`):
+    the one way a body changes tokens. `by`: the captain asking over HTTP; None: the host's CLI.
+
+    `NotFound` for a token the brain does not have; `RebindRefused` for one that cannot take the body.
+    """
+    detail = {"body_id": body_id, "token_id": token_id}
+    if by is None:
+        log = LogEntry(at=at, action="body_rebind", by="cli", reason=reason, target=body_id, detail=detail)
+        revoke = LogEntry(at=at, action="token_revoke", by="cli", reason=f"body {body_id} rebound: {reason}")
+    else:
+        log = by.entry("body_rebind", at=at, reason=reason, target=body_id, detail=detail)
+        revoke = by.entry("token_revoke", at=at, reason=f"body {body_id} rebound: {reason}")
+    return await state.rebind_body(body_id, token_id, at=at, log=log, revoke_log=revoke)

@@ -6,6 +6,12 @@ it says otherwise), committed before any answer, so a restart (after a crash, a 
 tasks keep their leases (`memory://` keeps nothing across a restart). SIGTERM and SIGINT
 stop it cleanly: event streams are ended (bodies reconnect to the next brain), requests in
 flight finish, the database is closed.
+
+A database that cannot be used stops it too, with that reason (`StateBroken`, one line): at
+start (malformed, truncated, unreadable, a full disk) before it listens, and while serving as
+soon as the state engine finds out (requests meanwhile get 503 `state_unavailable`). The
+process then exits non-zero, so its supervisor (systemd's `Restart=always`) starts it again,
+rather than leaving a process that neither serves nor exits.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import uvicorn
 
 from .app import build_app
 from .backup import run_backups
-from .exceptions import ConfigError
+from .exceptions import ConfigError, StateBroken
 from .service import Brain, Clock
 from .settings import BrainSettings
 from .state import open_engine, sqlite_path
@@ -94,19 +100,42 @@ async def run(
             "BrainSettings.database_url is required to serve (the entry point defaults it to "
             "sqlite:///$SWARM_HOME/brain.db)"
         )
-    sock = bind(settings.host, settings.port)
-    host, port = sock.getsockname()[:2]
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    state = await open_engine(settings.database_url, durability=settings.durability)
+    sock = bind(settings.host, settings.port)  # (a port in use stops it before the database is opened or created)
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
-            setup = wake(http) if callable(wake) else wake
-            brain = Brain(settings, state=state, wake=setup, clock=clock)
-            await _serve(brain, sock, url, on_ready=on_ready, stop=stop, handle_signals=handle_signals)
+        state = await open_engine(settings.database_url, durability=settings.durability)
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
+                setup = wake(http) if callable(wake) else wake
+                brain = Brain(settings, state=state, wake=setup, clock=clock)
+                await serve_brain(brain, on_ready=on_ready, stop=stop, handle_signals=handle_signals, sock=sock)
+        finally:
+            await state.close()
+            logger.info("brain stopped")
     finally:
         sock.close()
-        await state.close()
-        logger.info("brain stopped")
+
+
+async def serve_brain(
+    brain: Brain,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    stop: anyio.Event | None = None,
+    handle_signals: bool = False,
+    loops: bool = True,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve a `Brain` on its settings' host and port until `stop`, a signal (`handle_signals`), or its state breaks
+    (then `StateBroken` is raised once the server has stopped). `loops=False` runs no sweeper, retention, paging or
+    backups: a test drives those itself (`brain.sweep()`, `brain.escalator.tick()`) on an injected clock. `sock`:
+    a socket bound already (default: bound here)."""
+    settings = brain.settings
+    sock = sock or bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    try:
+        await _serve(brain, sock, url, on_ready=on_ready, stop=stop, handle_signals=handle_signals, loops=loops)
+    finally:
+        sock.close()
 
 
 async def _serve(
@@ -117,16 +146,18 @@ async def _serve(
     on_ready: Callable[[str], None] | None,
     stop: anyio.Event | None,
     handle_signals: bool,
+    loops: bool,
 ) -> None:
     settings = brain.settings
-    db_file = sqlite_path(settings.database_url)  # backups copy a SQLite file; other engines have their own
+    db_file = sqlite_path(settings.database_url) if settings.database_url else None  # backups copy a SQLite file
+    broken: list[StateBroken] = []
     async with brain.running():
         config = uvicorn.Config(
             build_app(brain), lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5
         )
 
         def started() -> None:
-            logger.info("brain listening on %s (state %s)", url, settings.database_url)
+            logger.info("brain listening on %s (state %s)", url, settings.database_url or "given")
             if on_ready is not None:
                 on_ready(url)
 
@@ -142,26 +173,35 @@ async def _serve(
             await event.wait()
             server.should_exit = True
 
+        async def exit_when_broken() -> None:
+            broken.append(await brain.state.wait_broken())
+            logger.error("brain stopping: %s", broken[0].reason)
+            server.should_exit = True
+
         async with anyio.create_task_group() as group:
             if handle_signals and threading.current_thread() is threading.main_thread():
                 group.start_soon(exit_on_signal)
             if stop is not None:
                 group.start_soon(exit_on_stop, stop)
-            group.start_soon(brain.run_sweeper)
-            group.start_soon(brain.run_retention)
-            group.start_soon(partial(brain.escalator.run, interval_s=settings.sweep_interval_s))
-            if settings.backup_interval_s > 0 and db_file is not None:
-                group.start_soon(
-                    partial(
-                        run_backups,
-                        db_file,
-                        db_file.parent / "backups",
-                        interval_s=settings.backup_interval_s,
-                        keep=settings.backup_keep,
+            group.start_soon(exit_when_broken)
+            if loops:
+                group.start_soon(brain.run_sweeper)
+                group.start_soon(brain.run_retention)
+                group.start_soon(partial(brain.escalator.run, interval_s=settings.sweep_interval_s))
+                if settings.backup_interval_s > 0 and db_file is not None:
+                    group.start_soon(
+                        partial(
+                            run_backups,
+                            db_file,
+                            db_file.parent / "backups",
+                            interval_s=settings.backup_interval_s,
+                            keep=settings.backup_keep,
+                        )
                     )
-                )
             await server.serve(sockets=[sock])
             group.cancel_scope.cancel()
+    if broken:
+        raise broken[0]
 
 
 def serve(

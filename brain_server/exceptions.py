@@ -4,27 +4,33 @@
     ├── ApiError              a refusal the client reads: an `ErrorBody` with an HTTP status
     │   ├── Unauthorized      401: no token, an unknown one, or a revoked one
     │   ├── Forbidden         403: the token's role may not do this
-    │   │   └── BodyMismatch  a body token naming a body other than the one it is bound to
+    │   │   ├── BodyMismatch  a body token naming a body other than the one it is bound to
+    │   │   └── BodyTaken     a body id bound to another token (only a captain's rebind moves it)
     │   ├── NotFound          404
     │   │   ├── UnknownBody   a heartbeat from a body that never registered
     │   │   └── NothingToReverse  undo an id with no unreversed compensating record
     │   ├── InvalidRequest    422: bad JSON, or a field missing or wrong (names the field)
-    │   └── Conflict          409
-    │       ├── ChainBroken   audit events that do not continue the stored chain
-    │       │   ├── ChainGap
-    │       │   └── ChainMismatch
-    │       ├── NotPending    approve or deny a decision that is no longer pending
-    │       ├── AlreadyFinal  override a decision that is denied, expired or overridden
-    │       ├── NothingToAcknowledge  acknowledge something no ladder is climbing for
-    │       ├── StaleClaim    a task outcome with a claim token that is no longer current
-    │       └── ReverseConflict  undo (without force) of an update whose task changed since
+    │   ├── Conflict          409
+    │   │   ├── ChainBroken   audit events that do not continue the stored chain
+    │   │   │   ├── ChainGap
+    │   │   │   └── ChainMismatch
+    │   │   ├── NotPending    approve or deny a decision that is no longer pending
+    │   │   ├── AlreadyFinal  override a decision that is denied, expired or overridden
+    │   │   ├── NothingToAcknowledge  acknowledge something no ladder is climbing for
+    │   │   ├── StaleClaim    a task outcome with a claim token that is no longer current
+    │   │   ├── ReverseConflict  undo (without force) of an update whose task changed since
+    │   │   └── RebindRefused  a rebind to a token that cannot take the body (revoked, not a body token, bound
+    │   │                     to another body)
+    │   ├── PayloadTooLarge   413: a request body over its route's cap (nothing past the cap is read)
+    │   └── StateBroken       503: the state's storage is unusable (malformed, truncated, full disk, unreadable,
+    │                         deleted); every later call raises it too, and the daemon stops
     ├── BackupFailed          a database backup could not be written or did not verify
     └── UserError             misuse by a human or developer: the message says how to fix it
         ├── ConfigError       a bad setting, flag or `[brain]` key (named)
         │   └── BadDatabaseUrl  a `[brain] database_url` no state engine takes (unknown scheme, relative path)
         ├── NoDatabase        a database that must exist does not (`swarm brain token list|revoke`)
         ├── SchemaTooNew      the database was written by a newer brain
-        └── UnknownToken      a token id the brain does not have (`swarm brain token revoke`)
+        └── UnknownToken      a token id the brain does not have (`swarm brain token revoke`, rebind)
 
 An `ApiError` is raised before anything is written, or after a transaction that is
 complete on its own (an audit batch keeps the events before the bad one).
@@ -69,6 +75,10 @@ class Forbidden(ApiError):
 
 class BodyMismatch(Forbidden):
     """A body token speaks for the one body it was bound to on first use; this request named another."""
+
+
+class BodyTaken(Forbidden):
+    """The body id is bound to another token (live or revoked): a captain's rebind is the only way to move it."""
 
 
 class NotFound(ApiError):
@@ -145,6 +155,34 @@ class ReverseConflict(Conflict):
     def __init__(self, message: str, *, conflicts: list[str]) -> None:
         super().__init__(message)
         self.conflicts = conflicts
+
+
+class RebindRefused(Conflict):
+    """The token a rebind names cannot take the body: it is revoked, not a body token, or bound to another body."""
+
+    default_code = BrainErrorCode.REBIND_REFUSED
+
+
+class PayloadTooLarge(ApiError):
+    """413: the request body is over the cap of its route (`[brain] max_request_bytes`, `max_audit_request_bytes`)."""
+
+    status = 413
+    default_code = BrainErrorCode.PAYLOAD_TOO_LARGE
+
+
+class StateBroken(ApiError):
+    """503: the state engine found its storage unusable; `reason` says how, in one line.
+
+    Sticky: the engine raises it from every call after the first, and the daemon stops (a supervisor restarts it,
+    and a brain that cannot open its database exits at once with this reason).
+    """
+
+    status = 503
+    default_code = BrainErrorCode.STATE_UNAVAILABLE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class UserError(BrainError):

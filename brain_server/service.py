@@ -34,9 +34,12 @@ from shared_protocol.brain import (
     ClaimResponse,
     Decision,
     DecisionRequest,
+    Deregistration,
     HeartbeatResponse,
     KillState,
     OutcomeRequest,
+    RebindRequest,
+    RebindResult,
     RegisterRequest,
     Registration,
     RenewRequest,
@@ -49,7 +52,7 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import AnswerKind
 from shared_protocol.exceptions import AnswerRefusal, AnswerRefused
 
-from .auth import Principal
+from .auth import Principal, rebind_body
 from .events import BrainEvent, EventHub, kill_event
 from .exceptions import (
     AlreadyFinal,
@@ -60,6 +63,7 @@ from .exceptions import (
     NothingToReverse,
     NotPending,
     ReverseConflict,
+    StateBroken,
     UnknownBody,
 )
 from .settings import BrainSettings
@@ -104,8 +108,8 @@ class Brain:
         self._background: TaskGroup | None = None
         self.wake = wake or WakeSetup()
         self.escalator = Escalator(state, self.wake, now=self.now)
-        self._lost_bodies: set[str] | None = None
-        """Bodies already reported lost (None until the first sweep, which takes the silent ones as known)."""
+        self._started: datetime | None = None
+        """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
     def now(self) -> datetime:
         """The brain's clock, as an aware UTC datetime."""
@@ -119,6 +123,7 @@ class Brain:
     @asynccontextmanager
     async def running(self) -> AsyncGenerator[Brain]:
         """Background work runs while inside; leaving ends every event stream."""
+        self._started = self.now()
         try:
             async with anyio.create_task_group() as group:
                 self._background = group
@@ -170,7 +175,24 @@ class Brain:
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             failsafe_s=self.settings.failsafe_s,
             kill=await self.state.kill_state(),
+            max_audit_request_bytes=self.settings.max_audit_request_bytes,
         )
+
+    async def rebind(self, by: Principal, body_id: str, request: RebindRequest) -> RebindResult:
+        """A captain moves `body_id` to another body token; the token that held it is revoked (its streams end)."""
+        moved = await rebind_body(self.state, body_id, request.token_id, reason=request.reason, at=self.now(), by=by)
+        previous = moved.previous
+        return RebindResult(
+            body_id=body_id, token_id=moved.token.id, revoked_token_id=None if previous is None else previous.id
+        )
+
+    async def deregister(self, by: Principal, body_id: str) -> Deregistration:
+        """A body exiting cleanly: it is gone, not lost (no `body_lost` alert), until it registers again."""
+        now = self.now()
+        log = by.entry("body_deregister", at=now, reason="clean exit", target=body_id)
+        if not await self.state.deregister_body(body_id, at=now, log=log):
+            raise UnknownBody(f"body '{body_id}' is not registered")
+        return Deregistration(body_id=body_id, left_at=now)
 
     async def heartbeat(self, body_id: str) -> HeartbeatResponse:
         """Record a body's heartbeat and answer with the kill state; `UnknownBody` if it never registered."""
@@ -195,7 +217,8 @@ class Brain:
                 version=b.version,
                 registered_at=b.registered_at,
                 last_heartbeat=b.last_heartbeat,
-                connected=b.body_id in streaming or b.last_heartbeat >= recent,
+                connected=b.left_at is None and (b.body_id in streaming or b.last_heartbeat >= recent),
+                left_at=b.left_at,
             )
             for b in await self.state.bodies()
             if for_body is None or b.body_id == for_body
@@ -253,6 +276,8 @@ class Brain:
         known = {b.body_id for b in await self.state.bodies()}
         try:
             await self._raise_event_alerts([e for e in flagged if e.body_id in known])
+        except StateBroken:
+            raise
         except Exception:  # the batch is committed; failing the request would only make the body resend it
             logger.exception("could not raise an alert for audit events of body %s", flagged[0].body_id)
 
@@ -267,21 +292,34 @@ class Brain:
                     facts={"Agent": event.agent, "Event": event.id, "At": event.ts},
                 )
             elif event.code == RefusalCode.BRAIN_UNREACHABLE:
+                # Every call refused while the failsafe held is one event: the body says since when it held.
+                since = event.detail.get("failsafe_since")
                 await self.raise_alert(
                     kind="failsafe",
                     body_id=event.body_id,
                     title=f"Body {event.body_id} stopped itself: it could not reach the brain",
                     summary="The body's failsafe engaged its kill switch automatically (brain unreachable).",
-                    facts={"Agent": event.agent, "Event": event.id, "At": event.ts},
+                    facts={"Agent": event.agent, "Event": event.id, "At": event.ts, "Since": str(since or "?")},
+                    episode=str(since) if since else f"session {event.session}",
                 )
 
     # -- waking humans ---------------------------------------------------------------------
 
     async def raise_alert(
-        self, *, kind: str, body_id: str, title: str, summary: str, facts: dict[str, str] | None = None
+        self,
+        *,
+        kind: str,
+        body_id: str,
+        title: str,
+        summary: str,
+        facts: dict[str, str] | None = None,
+        episode: str | None = None,
     ) -> Escalation | None:
-        """Page humans about something wrong (deduplicated per kind and body while one is open); None: no channel."""
-        return await self.escalator.raise_alert(kind=kind, body_id=body_id, title=title, summary=summary, facts=facts)
+        """Page humans about something wrong (deduplicated per kind and body while one is open, and for good per
+        `episode` when given); None: no channel."""
+        return await self.escalator.raise_alert(
+            kind=kind, body_id=body_id, title=title, summary=summary, facts=facts, episode=episode
+        )
 
     async def acknowledge(self, by: Principal, subject_id: str, reason: str = "") -> Escalation:
         """Someone is on it: stop paging about `subject_id` (a decision still needs its answer)."""
@@ -290,26 +328,26 @@ class Brain:
         )
 
     async def _watch_bodies(self, now: datetime) -> None:
-        """Raise a `body_lost` alert once when a body that was heartbeating goes silent past the failsafe time."""
+        """Raise a `body_lost` alert when a registered body goes silent past the failsafe time: once per loss (its
+        last heartbeat names the episode), however long it stays lost, across restarts of the brain. A body that
+        deregistered left; a body silent since before this brain started gets the failsafe time to reconnect."""
+        started = self._started or now
         silent_since = now - timedelta(seconds=self.settings.failsafe_s)
         streaming = self.hub.connected()
-        silent = {
-            b.body_id
-            for b in await self.state.bodies()
-            if b.last_heartbeat < silent_since and b.body_id not in streaming
-        }
-        if self._lost_bodies is None:
-            self._lost_bodies = silent  # silent before this brain started: not news
-            return
-        for body_id in sorted(silent - self._lost_bodies):
+        for body in await self.state.bodies():
+            if body.left_at is not None or body.body_id in streaming:
+                continue
+            if max(body.last_heartbeat, started) >= silent_since:
+                continue
             await self.raise_alert(
                 kind="body_lost",
-                body_id=body_id,
-                title=f"Body {body_id} is lost",
+                body_id=body.body_id,
+                title=f"Body {body.body_id} is lost",
                 summary=f"No heartbeat for more than {self.settings.failsafe_s:g} s; the body has failed closed "
-                "(its failsafe refuses every call) or stopped.",
+                "(its failsafe refuses every call) or stopped without saying so.",
+                facts={"Last heartbeat": body.last_heartbeat.isoformat(timespec="seconds")},
+                episode=body.last_heartbeat.isoformat(),
             )
-        self._lost_bodies = silent
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -582,6 +620,8 @@ class Brain:
         while True:
             try:
                 await self.prune_audit()
+            except StateBroken:
+                return  # the daemon stops
             except Exception:  # top of a daemon loop: the brain keeps serving; the events stay until next time
                 logger.exception("audit retention failed; trying again in %.0f s", interval_s)
             await anyio.sleep(interval_s)
@@ -591,6 +631,8 @@ class Brain:
         while True:
             try:
                 await self.sweep()
+            except StateBroken:
+                return  # the daemon stops
             except Exception:  # top of the daemon loop: log and retry; pending never means approved meanwhile
                 logger.exception("sweep failed; retrying")
             await anyio.sleep(self.settings.sweep_interval_s)

@@ -50,6 +50,12 @@ class BrainSettings(BaseModel):
         le=36_500,
         description="Days of the bodies' audit events the brain keeps (each body's newest stays).",
     )
+    max_request_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="The largest request body the API reads (413 beyond it)."
+    )
+    max_audit_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="The largest audit batch a body may ship at once (413 beyond it)."
+    )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)
 
     @field_validator("database_url")

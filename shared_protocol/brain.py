@@ -46,7 +46,8 @@ class BrainErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     """401: no bearer token, one the brain does not know, or a revoked one."""
     FORBIDDEN = "forbidden"
-    """403: the token's role may not do this, or a body token named a body other than the one it is bound to."""
+    """403: the token's role may not do this, or a body token named a body other than the one it is bound to, or a
+    body bound to another token."""
     NOT_FOUND = "not_found"
     """404: no such route, decision or task."""
     UNKNOWN_BODY = "unknown_body"
@@ -75,6 +76,12 @@ class BrainErrorCode(StrEnum):
     """409: a task changed since the action being reversed; nothing was reversed. Send `force` to overwrite."""
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     """409: an `Idempotency-Key` came back with another request than the one it first came with."""
+    REBIND_REFUSED = "rebind_refused"
+    """409: the token a rebind names cannot take the body (revoked, not a body token, or bound to another body)."""
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    """413: the request body is over the route's cap (64 KB, 1 MB for audit batches, unless configured)."""
+    STATE_UNAVAILABLE = "state_unavailable"
+    """503: the brain's database is unusable (damaged, disk full, deleted); the brain is stopping."""
     INTERNAL_ERROR = "internal_error"
     """500: an unexpected error; nothing was changed by the failed request."""
 
@@ -133,12 +140,32 @@ class Registration(ProtocolModel):
     failsafe_s: float
     """A body that has not heard from its brain for this long behaves as killed until it reconnects."""
     kill: KillState
+    max_audit_request_bytes: int | None = None
+    """The largest `POST /v1/audit` body the brain reads: ship batches under it (None: a brain that does not say)."""
 
 
 class HeartbeatResponse(ProtocolModel):
     """The answer to `POST /v1/bodies/{id}/heartbeat`."""
 
     kill: KillState
+
+
+class RebindRequest(ProtocolModel):
+    """`POST /v1/bodies/{id}/rebind` (captain): give the body to another body token, revoking the one that holds it.
+
+    The one way a body id changes tokens (a lost or leaked token: create a new one, then rebind to it)."""
+
+    token_id: Identifier
+    """The body token to hold the body: live, and unbound or bound to this body already."""
+    reason: NonEmpty
+
+
+class RebindResult(ProtocolModel):
+    """The answer to a rebind: the token that holds the body now, and the one revoked to free it (if any)."""
+
+    body_id: str
+    token_id: str
+    revoked_token_id: str | None = None
 
 
 class BodyStatus(ProtocolModel):
@@ -151,7 +178,16 @@ class BodyStatus(ProtocolModel):
     registered_at: datetime
     last_heartbeat: datetime
     connected: bool
-    """Holds the event stream open, or heartbeated within the failsafe time."""
+    """Holds the event stream open, or heartbeated within the failsafe time (never once it left)."""
+    left_at: datetime | None = None
+    """When it deregistered (a clean exit: gone, not lost); None while registered."""
+
+
+class Deregistration(ProtocolModel):
+    """The answer to `POST /v1/bodies/{id}/deregister`: the body is gone as of `left_at`, and nobody is alerted."""
+
+    body_id: str
+    left_at: datetime
 
 
 class BrainStatus(ProtocolModel):

@@ -235,6 +235,13 @@ class BrainConfig(ProtocolModel):
         default=90, ge=1, le=36_500, description="Days of the bodies' audit events the brain keeps."
     )
 
+    max_request_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="The largest request body the brain's API reads (413 beyond it)."
+    )
+    max_audit_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="The largest audit batch a body may ship at once (413 beyond it)."
+    )
+
     public_url: str = Field(
         default="",
         description="The brain's address as the outside sees it (https://brain.example.com): Twilio callbacks and "

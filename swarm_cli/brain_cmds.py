@@ -21,6 +21,8 @@ from typing import Any, Protocol, TypeVar, cast, get_args
 import anyio
 from pydantic import ValidationError
 
+from body_mcp.brain_client import BrainClient
+from body_mcp.exceptions import SwarmError
 from body_mcp.state import resolve_home
 from brain_server import (
     BrainSettings,
@@ -31,13 +33,15 @@ from brain_server import (
     revoke_token,
     serve,
 )
-from brain_server.exceptions import ConfigError, NoDatabase
-from brain_server.state import engine_kind, open_engine, sqlite_path, sqlite_url
+from brain_server.auth import rebind_body
+from brain_server.exceptions import ApiError, ConfigError, NoDatabase, StateBroken
+from brain_server.state import Rebinding, engine_kind, open_engine, sqlite_path, sqlite_url
 from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
-from shared_protocol.brain import Role
+from shared_protocol.brain import RebindResult, Role
 from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.secrets import Secrets
 
+from . import _context
 from ._context import config_path, load
 
 
@@ -229,16 +233,46 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_body_rebind(args: argparse.Namespace) -> int:
+    """Give a body to another body token (the one that holds it is revoked): on the brain with `--brain URL` (a
+    captain's token), else on its database beside it, as `token revoke` does."""
+    url = _context.brain_url(args.brain)
+    if url is not None:
+        client = BrainClient(url, _context.token(args.token))
+
+        async def over_http() -> RebindResult:
+            try:
+                return await client.rebind(args.body_id, args.token_id, args.reason)
+            finally:
+                await client.aclose()
+
+        result = anyio.run(over_http)
+        revoked = result.revoked_token_id
+    else:
+        settings = _database(args)
+
+        async def on_database(state: StateEngine) -> Rebinding:
+            return await rebind_body(state, args.body_id, args.token_id, reason=args.reason, at=datetime.now(UTC))
+
+        moved = _on_state(settings, on_database)
+        revoked = None if moved.previous is None else moved.previous.id
+    print(f"body {args.body_id} is now held by token {args.token_id}", flush=True)
+    if revoked is not None:
+        print(f"revoked token {revoked}, which held it (refused from its next request)", flush=True)
+    return 0
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
 def _guarded(command: Command) -> Command:
-    """Brain errors become one line on stderr and exit code 1, like every other `swarm` command."""
+    """Brain errors become one line on stderr and exit code 1, like every other `swarm` command: a database that
+    cannot be used too (`swarm brain serve` then exits, for its supervisor to start it again)."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return int(command(args))
-        except UserError as exc:
+        except (UserError, StateBroken, ApiError, SwarmError) as exc:
             print(f"swarm: {exc}", file=sys.stderr)
             return 1
 
@@ -276,6 +310,20 @@ def add_parsers(sub: _Subparsers) -> None:
     p.set_defaults(func=_guarded(cmd_token_revoke))
     p.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…), as `token list` shows it")
     p.add_argument("--reason", default="", help="why; recorded in the brain's log")
+    _database_args(p)
+
+    body = brain_sub.add_parser("body", help="the bodies a brain knows")
+    body_sub = body.add_subparsers(dest="body_command", required=True, metavar="SUBCOMMAND")
+    p = body_sub.add_parser(
+        "rebind",
+        help="give a body to another body token, revoking the one that holds it (the only way a body changes tokens)",
+    )
+    p.set_defaults(func=_guarded(cmd_body_rebind))
+    p.add_argument("body_id", metavar="BODY_ID", help="the body (body_…), as `swarm status` or `token list` shows it")
+    p.add_argument("--token-id", required=True, help="the body token (tok_…) to hold it: unbound, or bound to it")
+    p.add_argument("--reason", required=True, help="why; recorded in the brain's log")
+    p.add_argument("--brain", metavar="URL", help="ask that brain (captain token), not its database")
+    p.add_argument("--token", help="with --brain: a captain's bearer token (default: $SWARM_TOKEN)")
     _database_args(p)
 
 

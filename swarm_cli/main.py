@@ -18,6 +18,7 @@ from body_mcp.admin import reset_trail
 from body_mcp.brain_client import BrainClient, BrainRejected, BrainUnavailable
 from body_mcp.explain import printable
 from body_mcp.killswitch import LocalKillSwitch
+from body_mcp.link_state import describe as describe_link
 from body_mcp.outputs import OutputStore
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
@@ -101,12 +102,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         _out(f"workspace:       {status.workspace}")
         _out(f"body:            {status.body_id}")
         kill = status.kill
+        brain, stale = ("standalone", "") if status.link is None else describe_link(status.link)
+        by = f", by {kill.by}" if kill.by else ""
         _out(
             f"kill switch:     {'ENGAGED' if kill.engaged else 'released'}"
-            + (f" ({kill.reason}, by {kill.by})" if kill.engaged else "")
+            + (f" ({kill.source}: {kill.reason}{by})" if kill.engaged else "")
+            + stale
         )
         _out(f"mode:            {status.mode}")
-        _out(f"brain:           {status.brain}")
+        _out(f"brain:           {brain}")
         _out(f"circuit breaker: {status.breaker}")
         for budget in status.budgets:
             _out(f"budget {budget.name}: {budget.used:g} of {budget.limit:g} used")

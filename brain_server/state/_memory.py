@@ -11,17 +11,19 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import anyio
+
 from shared_protocol import AuditEvent
 from shared_protocol.brain import Decision, KillState
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
-from ..exceptions import NoDatabase
+from ..exceptions import NoDatabase, StateBroken
 from ..wake.records import OPEN_STATES, AnswerToken, Escalation
 from ._memory_tasks import MemoryTasks
 from ._protocols import Durability, EngineKind, StateEngine
-from ._records import BodyRecord, LogEntry, TokenRecord
-from ._rules import iso, same_question
+from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
+from ._rules import iso, rebind_refusal, same_question
 
 KILL_RELEASED = KillState(engaged=False)
 
@@ -46,6 +48,14 @@ class MemoryStateEngine(MemoryTasks):
     async def close(self) -> None:
         return None
 
+    @property
+    def broken(self) -> StateBroken | None:
+        return None  # nothing to damage: it is only memory
+
+    async def wait_broken(self) -> StateBroken:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
     # -- tokens and the log ----------------------------------------------------------------
 
     async def add_token(self, record: TokenRecord, log: LogEntry) -> None:
@@ -65,10 +75,31 @@ class MemoryStateEngine(MemoryTasks):
         token = self._token_by_id(token_id)
         if token is None or token.role != "body" or token.body_id is not None or token.revoked_at is not None:
             return token
+        if any(t.body_id == body_id for t in self._tokens.values()):
+            return token  # another token's body: only a rebind moves it
         bound = replace(token, body_id=body_id)
         self._tokens[token.token_hash] = bound
         self._log.append(log)
         return bound
+
+    async def rebind_body(
+        self, body_id: str, token_id: str, *, at: datetime, log: LogEntry, revoke_log: LogEntry
+    ) -> Rebinding:
+        token = self._token_by_id(token_id)
+        if (refusal := rebind_refusal(token, body_id)) is not None:
+            raise refusal
+        assert token is not None
+        holder = next(
+            (t for t in self._tokens.values() if t.body_id == body_id and t.revoked_at is None and t.id != token_id),
+            None,
+        )
+        if holder is not None:
+            self._tokens[holder.token_hash] = replace(holder, revoked_at=at)
+            self._log.append(replace(revoke_log, target=holder.id))
+        bound = replace(token, body_id=body_id)
+        self._tokens[token.token_hash] = bound
+        self._log.append(log)
+        return Rebinding(token=bound, previous=holder)
 
     async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
         token = self._token_by_id(token_id)
@@ -91,29 +122,22 @@ class MemoryStateEngine(MemoryTasks):
 
     async def upsert_body(self, body: BodyRecord) -> None:
         known = self._bodies.get(body.body_id)
-        if known is not None:
-            body = BodyRecord(
-                body_id=body.body_id,
-                workspace=body.workspace,
-                hostname=body.hostname,
-                version=body.version,
-                registered_at=known.registered_at,
-                last_heartbeat=body.last_heartbeat,
-            )
-        self._bodies[body.body_id] = body
+        registered_at = body.registered_at if known is None else known.registered_at
+        self._bodies[body.body_id] = replace(body, registered_at=registered_at, left_at=None)
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:
         known = self._bodies.get(body_id)
         if known is None:
             return False
-        self._bodies[body_id] = BodyRecord(
-            body_id=known.body_id,
-            workspace=known.workspace,
-            hostname=known.hostname,
-            version=known.version,
-            registered_at=known.registered_at,
-            last_heartbeat=at,
-        )
+        self._bodies[body_id] = replace(known, last_heartbeat=at)
+        return True
+
+    async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
+        known = self._bodies.get(body_id)
+        if known is None:
+            return False
+        self._bodies[body_id] = replace(known, left_at=at)
+        self._log.append(log)
         return True
 
     async def bodies(self) -> list[BodyRecord]:

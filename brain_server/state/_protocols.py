@@ -19,8 +19,19 @@ from shared_protocol.brain import Decision, KillState, Task, TaskOutcome, TaskSt
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend
+from ..exceptions import StateBroken
 from ..wake.records import AnswerToken, Escalation
-from ._records import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey, TokenRecord
+from ._records import (
+    BodyRecord,
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    LogEntry,
+    Rebinding,
+    Reversal,
+    TaskKey,
+    TokenRecord,
+)
 
 Durability = Literal["power_loss", "crash"]
 """What a committed write survives: `power_loss` (synchronous=FULL) or only a crash of the process (NORMAL)."""
@@ -40,9 +51,21 @@ class TokenStore(Protocol):
     async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
         """Bind an unbound, unrevoked body token to `body_id` (and write `log`); the token as stored afterwards.
 
+        Only a body id no token has named yet is bound this way (trust on first use): a body id that another
+        token holds, or held before it was revoked, moves only by `rebind_body`, and the token comes back unbound.
         Atomic: of two first uses naming different bodies, exactly one binds, and the other gets back the
-        token bound to the winner's body. A bound, revoked or non-body token is returned unchanged, with no log.
-        None if there is no such token.
+        token bound to the winner's body; of two tokens naming one body, exactly one gets it. A bound, revoked or
+        non-body token is returned unchanged, with no log. None if there is no such token.
+        """
+        ...
+
+    async def rebind_body(
+        self, body_id: str, token_id: str, *, at: datetime, log: LogEntry, revoke_log: LogEntry
+    ) -> Rebinding:
+        """Give `body_id` to the token `token_id` (a live body token, unbound or bound to it already), and revoke at
+        `at` the live token that holds it now, if another: one transaction, with `log` (and `revoke_log`, its target
+        the revoked token's id, when one is revoked). `NotFound` (no such token) or `RebindRefused` (see
+        `rebind_refusal`), writing nothing.
         """
         ...
 
@@ -78,7 +101,12 @@ class BodyStore(Protocol):
     """The bodies that registered, and when each was last heard from."""
 
     async def upsert_body(self, body: BodyRecord) -> None:
-        """Register a body, or update a known one (keeping its first `registered_at`)."""
+        """Register a body, or update a known one (keeping its first `registered_at`, and clearing its `left_at`)."""
+        ...
+
+    async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
+        """Mark a registered body gone at `at` (a clean exit) and write `log`; False, and nothing written, if it
+        never registered. A heartbeat does not bring it back; registering again does."""
         ...
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:
@@ -284,6 +312,17 @@ class StateEngine(
     """Everything the brain knows, in one object. Implementations serialise writers; every method is atomic."""
 
     async def close(self) -> None: ...
+
+    @property
+    def broken(self) -> StateBroken | None:
+        """Why the engine's storage cannot be used any more (a malformed, truncated or deleted file, a full disk),
+        once it found out; every method raises that `StateBroken` from then on. None while it works."""
+        ...
+
+    async def wait_broken(self) -> StateBroken:
+        """Wait until the engine finds its storage unusable, and return why (the daemon stops then); an engine
+        whose storage cannot break (memory://) never returns."""
+        ...
 
 
 class EngineOpener(Protocol):

@@ -17,6 +17,9 @@ LogAction = Literal[
     "token_create",
     "token_bind",
     "token_revoke",
+    "body_rebind",
+    "body_refused",
+    "body_deregister",
     "kill",
     "resume",
     "decision_create",
@@ -66,9 +69,19 @@ class TokenRecord:
     label: str
     created_at: datetime
     body_id: str | None = None
-    """A body token's body, bound on its first use of a body id and never changed; always None for other roles."""
+    """A body token's body, bound on its first use of a body id no token had named (or by a rebind), never changed;
+    always None for other roles."""
     revoked_at: datetime | None = None
     """Once set, the token is refused everywhere; it is never unset."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class Rebinding:
+    """What `TokenStore.rebind_body` did: the token that holds the body now, and the one it took it from."""
+
+    token: TokenRecord
+    previous: TokenRecord | None
+    """The token that held the body (as it was before: live), revoked by the rebind; None if none was live."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -82,12 +95,16 @@ class TaskKey:
 
 @dataclass(kw_only=True, frozen=True)
 class BodyRecord:
+    """A body that registered: where it runs, and when it was last heard from (or left)."""
+
     body_id: str
     workspace: str
     hostname: str
     version: str
     registered_at: datetime
     last_heartbeat: datetime
+    left_at: datetime | None = None
+    """When it deregistered (a clean exit: it is gone, not lost); None while it is registered."""
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -12,8 +12,8 @@ from typing import Any
 
 from shared_protocol.brain import Claimant, Decision, Task
 
-from ..exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, StaleClaim
-from ._records import Compensation, TaskKey
+from ..exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, RebindRefused, StaleClaim
+from ._records import Compensation, TaskKey, TokenRecord
 
 TASK_ROW_FIELDS = (
     "id",
@@ -43,6 +43,20 @@ def iso(at: datetime) -> str:
 def parse_time(value: object) -> datetime | None:
     """A stored time (see `iso`) back, or None."""
     return None if value is None else datetime.fromisoformat(str(value))
+
+
+def rebind_refusal(token: TokenRecord | None, body_id: str) -> NotFound | RebindRefused | None:
+    """Why `token` may not take `body_id` by a rebind, or None: it must be a live body token, unbound or bound to
+    that body already (a token's body never changes)."""
+    if token is None:
+        return NotFound("no such token (see `swarm brain token list`)")
+    if token.role != "body":
+        return RebindRefused(f"token {token.id} is a {token.role} token: only a body token speaks for a body")
+    if token.revoked_at is not None:
+        return RebindRefused(f"token {token.id} is revoked: create a new body token and rebind to that")
+    if token.body_id is not None and token.body_id != body_id:
+        return RebindRefused(f"token {token.id} speaks for body '{token.body_id}' already, and for no other")
+    return None
 
 
 def task_row(task: Task, claim_token: str | None) -> dict[str, Any]:

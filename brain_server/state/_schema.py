@@ -231,6 +231,31 @@ MIGRATIONS: list[str] = [
             OR NEW.before IS NOT OLD.before OR NEW.after IS NOT OLD.after OR NEW.created_at IS NOT OLD.created_at
         BEGIN SELECT RAISE(ABORT, 'a compensation only gains its reversal, once'); END;
     """,
+    # v8: a body id is held by one live token. Where two live tokens were bound to one body (trust on first use
+    # bound tokens, not bodies), the first bound keeps it and the others are revoked, each with a log line.
+    """
+    CREATE TEMP TABLE v8_second_binds AS
+        SELECT t.id, t.body_id FROM tokens AS t
+        WHERE t.body_id IS NOT NULL AND t.revoked_at IS NULL AND t.id != (
+            SELECT first.id FROM tokens AS first
+            LEFT JOIN brain_log AS bind ON bind.action = 'token_bind' AND bind.target = first.id
+            WHERE first.body_id = t.body_id AND first.revoked_at IS NULL
+            ORDER BY bind.id IS NULL, bind.id, first.created_at, first.rowid LIMIT 1
+        );
+    INSERT INTO brain_log (at, action, by, token_id, role, reason, target, detail)
+        SELECT strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'), 'token_revoke', 'migration', NULL, NULL,
+            'body ' || body_id || ' is held by one token: this one was bound to it after another', id, '{}'
+        FROM v8_second_binds;
+    UPDATE tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now')
+        WHERE id IN (SELECT id FROM v8_second_binds);
+    DROP TABLE v8_second_binds;
+    CREATE UNIQUE INDEX IF NOT EXISTS tokens_one_live_per_body ON tokens (body_id)
+        WHERE body_id IS NOT NULL AND revoked_at IS NULL;
+    """,
+    # v9: a body that exits cleanly deregisters: gone, not lost (no alert)
+    """
+    ALTER TABLE bodies ADD COLUMN left_at TEXT;
+    """,
 ]
 
 

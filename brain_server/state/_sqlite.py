@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+import aiosqlite
 import anyio
 
 from shared_protocol import AuditEvent
@@ -23,12 +24,12 @@ from shared_protocol.brain import Decision, KillState, Role
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
-from ..exceptions import NoDatabase
+from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
-from ._records import BodyRecord, LogEntry, TokenRecord
-from ._rules import iso, parse_time, same_question
+from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
+from ._rules import iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate
-from ._sqlite_db import canonical, connect
+from ._sqlite_db import canonical, close_quietly, connect, unusable
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_wake import SqliteWake
 
@@ -38,24 +39,42 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
 
     @classmethod
     async def open(cls, path: Path, *, durability: Durability = "power_loss") -> SqliteStateEngine:
-        """Open (creating and migrating if needed) the state file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await connect(path, "FULL" if durability == "power_loss" else "NORMAL")
+        """Open (creating and migrating if needed) the state file, after checking it whole (`PRAGMA quick_check`).
+
+        `StateBroken`, with every connection closed again, when the file cannot be used: malformed, truncated
+        (an empty file too: a new database is only ever created where there is none), unreadable, or the disk
+        full. Nothing is created then.
+        """
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file() and path.stat().st_size == 0:
+                raise StateBroken(
+                    f"the brain database {path} is unusable: the file is empty (truncated?); move it away to start "
+                    "a new, empty brain, or restore a backup"
+                )
+        except OSError as exc:
+            raise unusable(exc, path) or exc from None
+        writer: aiosqlite.Connection | None = None
+        try:
+            writer = await connect(path, "FULL" if durability == "power_loss" else "NORMAL")
+            await _check_whole(writer, path)
             await migrate(writer)
             reader = await connect(path, "NORMAL")
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await writer.close()
-            raise
-        return cls(writer, reader)
+        except BaseException as exc:
+            if writer is not None:
+                await close_quietly(writer)
+            broken = unusable(exc, path)
+            if broken is None:
+                raise
+            raise broken from None
+        return cls(writer, reader, path=path)
 
     async def close(self) -> None:
         """Close both connections, even when the caller is being cancelled (their threads would outlive it)."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
-                await self._writer.close()
-                await self._reader.close()
+                await close_quietly(self._writer)
+                await close_quietly(self._reader)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -92,8 +111,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
         async with self._write() as conn:
             async with conn.execute(
                 "UPDATE tokens SET body_id = ? "
-                "WHERE id = ? AND role = 'body' AND body_id IS NULL AND revoked_at IS NULL",
-                (body_id, token_id),
+                "WHERE id = ? AND role = 'body' AND body_id IS NULL AND revoked_at IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM tokens AS other WHERE other.body_id = ?)",
+                (body_id, token_id, body_id),
             ) as cursor:
                 bound = cursor.rowcount == 1
             if bound:
@@ -101,6 +121,29 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
             async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
                 row = await cursor.fetchone()
         return None if row is None else self._token(row)
+
+    async def rebind_body(
+        self, body_id: str, token_id: str, *, at: datetime, log: LogEntry, revoke_log: LogEntry
+    ) -> Rebinding:
+        async with self._write() as conn:
+            async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
+                row = await cursor.fetchone()
+            token = None if row is None else self._token(row)
+            if (refusal := rebind_refusal(token, body_id)) is not None:
+                raise refusal
+            assert token is not None
+            async with conn.execute(
+                "SELECT * FROM tokens WHERE body_id = ? AND revoked_at IS NULL AND id != ?", (body_id, token_id)
+            ) as cursor:
+                held = await cursor.fetchone()
+            holder = None if held is None else self._token(held)
+            if holder is not None:
+                # First: a body is held by one live token at a time (a unique index says so too).
+                await conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (iso(at), holder.id))
+                await self._log(conn, replace(revoke_log, target=holder.id))
+            await conn.execute("UPDATE tokens SET body_id = ? WHERE id = ?", (body_id, token_id))
+            await self._log(conn, log)
+        return Rebinding(token=replace(token, body_id=body_id), previous=holder)
 
     async def revoke_token(self, token_id: str, *, at: datetime, log: LogEntry) -> TokenRecord | None:
         async with self._write() as conn:
@@ -156,7 +199,8 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
             await conn.execute(
                 "INSERT INTO bodies (body_id, workspace, hostname, version, registered_at, last_heartbeat) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (body_id) DO UPDATE SET workspace = excluded.workspace, "
-                "hostname = excluded.hostname, version = excluded.version, last_heartbeat = excluded.last_heartbeat",
+                "hostname = excluded.hostname, version = excluded.version, last_heartbeat = excluded.last_heartbeat, "
+                "left_at = NULL",
                 (
                     body.body_id,
                     body.workspace,
@@ -174,6 +218,14 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
         ):
             return cursor.rowcount == 1
 
+    async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
+        async with self._write() as conn:
+            async with conn.execute("UPDATE bodies SET left_at = ? WHERE body_id = ?", (iso(at), body_id)) as cursor:
+                known = cursor.rowcount == 1
+            if known:
+                await self._log(conn, log)
+        return known
+
     async def bodies(self) -> list[BodyRecord]:
         rows = await self._rows("SELECT * FROM bodies ORDER BY body_id")
         return [
@@ -184,6 +236,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
                 version=row["version"],
                 registered_at=datetime.fromisoformat(row["registered_at"]),
                 last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
+                left_at=parse_time(row["left_at"]),
             )
             for row in rows
         ]
@@ -299,6 +352,14 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
     async def count_pending_decisions(self, now: datetime) -> int:
         row = await self._row("SELECT COUNT(*) FROM decisions WHERE state = 'pending' AND deadline > ?", (iso(now),))
         return 0 if row is None else int(row[0])
+
+
+async def _check_whole(conn: aiosqlite.Connection, path: Path) -> None:
+    """`StateBroken` naming the first problem `PRAGMA quick_check` finds (a truncated or damaged file)."""
+    rows = await conn.execute_fetchall("PRAGMA quick_check(1)")
+    verdict = str(next(iter(rows))[0]) if rows else "no verdict"
+    if verdict != "ok":
+        raise StateBroken(f"the brain database {path} is unusable: it is malformed ({' '.join(verdict.split())})")
 
 
 def _location_problem(location: str) -> str | None:

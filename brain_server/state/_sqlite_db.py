@@ -5,11 +5,18 @@ this process and by SQLite's write lock across processes (the CLI creating a tok
 daemon runs); reads use the other, which sees only committed data. A write transaction is
 shielded from cancellation, so a disconnecting client or a shutdown never leaves one half-done:
 it commits whole or rolls back whole.
+
+Storage that fails (a malformed or truncated file, a full disk, a failed read or write, the file
+deleted or replaced under the engine) is `StateBroken`, for good: the first such error is kept
+and every later call raises it, so a broken database is never half-used (`unusable` decides
+what counts; a busy lock or a constraint is an ordinary error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import asynccontextmanager
@@ -18,9 +25,42 @@ from typing import Any
 
 import aiosqlite
 import anyio
+import anyio.to_thread
 
+from ..exceptions import StateBroken
 from ._records import LogEntry
 from ._rules import iso
+
+_UNUSABLE = {
+    "SQLITE_CORRUPT": "it is malformed",
+    "SQLITE_NOTADB": "it is not a SQLite database",
+    "SQLITE_FULL": "the disk is full",
+    "SQLITE_IOERR": "reading or writing it failed",
+    "SQLITE_CANTOPEN": "it cannot be opened",
+    "SQLITE_READONLY": "it cannot be written",
+    "SQLITE_PERM": "permission denied",
+    "SQLITE_NOMEM": "out of memory",
+}
+"""What an SQLite error means for the file, by its result code (extended codes share their primary code's prefix)."""
+
+
+def unusable(exc: BaseException, path: Path) -> StateBroken | None:
+    """`exc` as the one-line reason the database at `path` cannot be used, or None if it says nothing about the
+    storage (a busy lock, a constraint, a bug in a query)."""
+    if isinstance(exc, StateBroken):
+        return exc
+    if isinstance(exc, OSError):
+        return StateBroken(f"the brain database {path} is unusable: {exc.strerror or exc}")
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    why = next((text for prefix, text in _UNUSABLE.items() if name.startswith(prefix)), None)
+    if why is None and name == "SQLITE_ERROR" and str(exc).startswith(("no such table", "no such column")):
+        why = "its schema is damaged"
+    if why is None:
+        return None
+    detail = " ".join(str(exc).split())
+    return StateBroken(f"the brain database {path} is unusable: {why} ({detail})")
 
 
 def canonical(value: Any) -> str:
@@ -29,37 +69,115 @@ def canonical(value: Any) -> str:
 
 
 async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
-    """A connection in WAL mode, in autocommit (transactions are explicit), waiting up to 30 s for a lock."""
+    """A connection in WAL mode, in autocommit (transactions are explicit), waiting up to 30 s for a lock.
+
+    Closed again if setting it up fails (its thread would otherwise keep the process from exiting).
+    """
+    # A file that cannot be opened at all fails here, in a plain thread: aiosqlite, failing to open, leaves its
+    # own thread to finish after the caller has gone (and to report to an event loop that may be closed by then).
+    await anyio.to_thread.run_sync(_can_open, path)
     conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
-    conn.row_factory = sqlite3.Row
-    await conn.execute("PRAGMA busy_timeout = 30000")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute(f"PRAGMA synchronous = {synchronous}")
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA busy_timeout = 30000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {synchronous}")
+    except BaseException:
+        await close_quietly(conn)
+        raise
     return conn
+
+
+def _can_open(path: Path) -> None:
+    sqlite3.connect(path).close()
+
+
+async def close_quietly(conn: aiosqlite.Connection) -> None:
+    """Close a connection whatever state its file is in, even while being cancelled."""
+    with anyio.CancelScope(shield=True), contextlib.suppress(sqlite3.Error, ValueError):
+        await conn.close()
+
+
+def file_identity(path: Path) -> tuple[int, int]:
+    """The device and inode of the database file: another pair later means it was replaced."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 class SqliteDatabase:
     """A writer and a reader on one file, and the lock that serialises this process's writers."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, path: Path) -> None:
         self._writer = writer
         self._reader = reader
         self._lock = anyio.Lock()
+        self._path = path
+        self._identity = file_identity(path)
+        self._broken: StateBroken | None = None
+        self._broken_event = anyio.Event()
+
+    @property
+    def broken(self) -> StateBroken | None:
+        return self._broken
+
+    async def wait_broken(self) -> StateBroken:
+        await self._broken_event.wait()
+        assert self._broken is not None
+        return self._broken
+
+    def _check(self) -> None:
+        """Refuse to use a database found broken, or whose file is gone or replaced (its writes would be lost)."""
+        if self._broken is not None:
+            raise self._broken
+        try:
+            same = file_identity(self._path) == self._identity
+        except FileNotFoundError:
+            raise self._fail(StateBroken(f"the brain database {self._path} was deleted while in use")) from None
+        except OSError as exc:
+            raise self._fail(unusable(exc, self._path) or StateBroken(str(exc))) from None
+        if not same:
+            raise self._fail(StateBroken(f"the brain database {self._path} was replaced while in use"))
+
+    def _fail(self, broken: StateBroken) -> StateBroken:
+        if self._broken is None:
+            self._broken = broken
+            self._broken_event.set()
+        return self._broken
+
+    def _broken_by(self, exc: BaseException) -> StateBroken | None:
+        found = unusable(exc, self._path)
+        return None if found is None else self._fail(found)
 
     @asynccontextmanager
     async def _write(self) -> AsyncGenerator[aiosqlite.Connection]:
         with anyio.CancelScope(shield=True):
             async with self._lock:
-                await self._writer.execute("BEGIN IMMEDIATE")
+                self._check()
                 try:
-                    yield self._writer
-                except BaseException:
-                    await self._writer.execute("ROLLBACK")
-                    raise
-                await self._writer.execute("COMMIT")
+                    await self._writer.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._writer
+                    except BaseException:
+                        # (SQLite may have rolled back by itself already: a full disk, a failed write.)
+                        with contextlib.suppress(sqlite3.Error):
+                            await self._writer.execute("ROLLBACK")
+                        raise
+                    await self._writer.execute("COMMIT")
+                except (sqlite3.Error, OSError) as exc:
+                    broken = self._broken_by(exc)
+                    if broken is None:
+                        raise
+                    raise broken from exc
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        self._check()
+        try:
+            return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        except (sqlite3.Error, OSError) as exc:
+            broken = self._broken_by(exc)
+            if broken is None:
+                raise
+            raise broken from exc
 
     async def _row(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self._rows(sql, params)

@@ -24,6 +24,7 @@ topic, none).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -38,7 +39,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from shared_protocol.brain import Decision
 from shared_protocol.wake import EscalationConfig, parse_target
 
-from ..exceptions import NothingToAcknowledge
+from ..exceptions import NothingToAcknowledge, StateBroken
 from ..state import LogEntry, StateEngine
 from .base import Channel, ChannelError, Delivery, Page, PageLinks
 from .records import AnswerToken, AnswerVerb, Escalation, hash_answer_token
@@ -105,6 +106,8 @@ class Escalator:
         self.setup = setup
         self._now = now
         self._wake = anyio.Event()
+        self._logged_episodes: set[str] = set()
+        """Episodes already logged as alerts nobody could be paged about (no channel)."""
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -160,29 +163,37 @@ class Escalator:
         )
 
     async def raise_alert(
-        self, *, kind: str, body_id: str, title: str, summary: str, facts: Mapping[str, str] | None = None
+        self,
+        *,
+        kind: str,
+        body_id: str,
+        title: str,
+        summary: str,
+        facts: Mapping[str, str] | None = None,
+        episode: str | None = None,
     ) -> Escalation | None:
         """Page about something that went wrong; an open alert of the same kind for the same body absorbs it.
 
-        None (and only a log line) when no channel is configured."""
+        With `episode` (what makes this occurrence one event: the heartbeat a lost body was last heard at, the time
+        a body's failsafe engaged), there is one alert per episode, ever: raising it again changes nothing, even
+        after its ladder ended or the brain restarted (its id is made from the episode), and without a channel it
+        is logged once. None (and only a log line) when no channel is configured."""
+        key = f"{kind}:{body_id}"
         if not self.can_page:
-            logger.warning("alert %s on body %s: %s (no wake-up channel is configured)", kind, body_id, title)
+            once = f"{key}:{episode}"
+            if episode is None or once not in self._logged_episodes:
+                logger.warning("alert %s on body %s: %s (no wake-up channel is configured)", kind, body_id, title)
+            if episode is not None:
+                self._logged_episodes.add(once)
             return None
         now = self._now()
-        key = f"{kind}:{body_id}"
-        recent = now - timedelta(seconds=self.setup.escalation.dedup_window_s)
-        # A ladder still climbing absorbs it whatever its age; one someone acknowledged, only for a while
-        # (after that, the same trouble again is news).
-        while (open_ := await self.state.open_escalation(key, since=_EPOCH)) is not None and (
-            open_.state == "active" or open_.created_at >= recent
-        ):
-            joined = open_.model_copy(
-                update={"occurrences": open_.occurrences + 1, "version": open_.version + 1, "updated_at": now}
-            )
-            if await self.state.replace_escalation(joined):
-                return joined
+        alert_id = f"alr_{time.time_ns():x}{secrets.token_hex(3)}"
+        if episode is not None:
+            alert_id = "alr_" + hashlib.sha256(f"{key}:{episode}".encode()).hexdigest()[:24]
+            if (known := await self.state.escalation(alert_id)) is not None:
+                return known  # this episode was alerted already (or joined another alert)
         alert = Escalation(
-            id=f"alr_{time.time_ns():x}{secrets.token_hex(3)}",
+            id=alert_id,
             kind="alert",
             title=_clip(title, 200),
             summary=summary,
@@ -193,7 +204,24 @@ class Escalator:
             next_at=now,
             updated_at=now,
         )
-        await self._start(alert, by="rules")
+        recent = now - timedelta(seconds=self.setup.escalation.dedup_window_s)
+        # A ladder still climbing absorbs it whatever its age; one someone acknowledged, only for a while
+        # (after that, the same trouble again is news).
+        while (open_ := await self.state.open_escalation(key, since=_EPOCH)) is not None and (
+            open_.state == "active" or open_.created_at >= recent
+        ):
+            joined = open_.model_copy(
+                update={"occurrences": open_.occurrences + 1, "version": open_.version + 1, "updated_at": now}
+            )
+            if await self.state.replace_escalation(joined):
+                if episode is not None:  # kept, closed, so that this episode is never raised again
+                    closed = alert.model_copy(
+                        update={"state": "resolved", "next_at": None, "dedup_key": None, "closed_by": "rules"}
+                    )
+                    await self._start(closed.model_copy(update={"closed_reason": f"joined {open_.id}"}), by="rules")
+                return joined
+        if not await self._start(alert, by="rules"):
+            return await self.state.escalation(alert_id)  # (the same episode, raised at the same moment)
         return alert
 
     async def acknowledge(self, subject_id: str, *, by: LogEntry) -> Escalation:
@@ -245,6 +273,8 @@ class Escalator:
         while True:
             try:
                 await self.tick()
+            except StateBroken:
+                return  # the daemon stops
             except Exception:  # one bad tick must not end waking humans; the next tick tries again
                 logger.exception("escalation tick failed")
             with anyio.move_on_after(interval_s):
@@ -259,25 +289,35 @@ class Escalator:
         async def advance(escalation: Escalation) -> None:
             try:
                 delivered.append(await self._advance(escalation))
+            except StateBroken:
+                return  # the engine keeps it, and the daemon stops; raised here, the task group would wrap it
             except Exception:  # logged; the others go on, and this one is tried again next tick
                 logger.exception("escalation %s failed this tick", escalation.id)
 
+        due = await self.state.due_escalations(self._now())
         async with anyio.create_task_group() as group:
-            for escalation in await self.state.due_escalations(self._now()):
+            for escalation in due:
                 group.start_soon(advance, escalation)
         return sum(delivered)
 
-    async def _start(self, escalation: Escalation, *, by: str) -> None:
+    async def _start(self, escalation: Escalation, *, by: str) -> bool:
+        """Store and log a new escalation; False (nothing written) if one with its id exists."""
         log = LogEntry(
             at=escalation.created_at,
             action="alert" if escalation.kind == "alert" else "escalate",
             by=by,
             reason=escalation.title,
             target=escalation.id,
-            detail={"escalation": "started", "kind": escalation.kind, "levels": len(self.setup.escalation.levels)},
+            detail={
+                "escalation": "started" if escalation.state == "active" else escalation.closed_reason,
+                "kind": escalation.kind,
+                "levels": len(self.setup.escalation.levels),
+            },
         )
-        if await self.state.insert_escalation(escalation, log):
-            self._wake.set()
+        if not await self.state.insert_escalation(escalation, log):
+            return False
+        self._wake.set()
+        return True
 
     async def _advance(self, escalation: Escalation) -> int:
         """Page the due step (claimed first); if nobody was reached, climb straight to the next one."""

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 
 from starlette.requests import Request
 
+from .._payload import read_body as read_capped
+from ..exceptions import PayloadTooLarge
 from ..state import BrainLog, LogEntry
 
 logger = logging.getLogger(__name__)
@@ -26,23 +28,13 @@ MAX_BODY_BYTES = 64 * 1024
 """Far above any interaction or Twilio callback (Discord's are a few KB)."""
 
 
-class BodyTooLarge(Exception):
-    """The request body is over `MAX_BODY_BYTES`; nothing was read past it."""
+BodyTooLarge = PayloadTooLarge
+"""The request body is over `MAX_BODY_BYTES`; nothing was read past it."""
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The raw body, refusing (`BodyTooLarge`) as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {declared} bytes is over {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_capped(request, limit)
 
 
 class RefusalLog:

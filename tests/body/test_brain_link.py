@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from body_mcp import Body, BodySettings
+from body_mcp.brain_client import BrainRejected
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_url
 from shared_protocol.config import parse_config
@@ -470,3 +471,71 @@ async def test_a_claim_whose_lease_ran_out_is_reported_lost(tmp_path: Path, home
             assert "was lost" in late.structured["message"], late.structured["message"]
         finally:
             body.close()
+
+
+async def test_a_linked_body_ships_its_audit_chain_in_batches_under_the_brains_cap(tmp_path: Path, home: Path) -> None:
+    async with brain_with_captain(tmp_path, max_audit_request_bytes=4096) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            registration = await body.link.register()
+            assert registration.max_audit_request_bytes == 4096
+            for n in range(12):  # ~1 KB each: three times the cap in all
+                body.record_human(action="note", rationale=f"event {n} " + "r" * 800)
+            head = body.audit.tail(1)[0].seq
+            assert await body.link.ship_pending() == head, "every event stored, in batches the brain took"
+        finally:
+            body.close()
+
+
+async def test_a_body_moves_to_a_new_token_only_by_a_captains_rebind(tmp_path: Path, home: Path) -> None:
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        body_id = body.identity.body_id
+        try:
+            assert body.link is not None
+            await body.link.register()
+        finally:
+            body.close()
+        db = tmp_path / "brain.db"
+        new_token = await issue_in(db, "body", "new laptop")
+        moved = linked_body_again(tmp_path, home, 0, brain.url, new_token)
+        try:
+            assert moved.link is not None and moved.identity.body_id == body_id
+            with pytest.raises(BrainRejected) as refused:
+                await moved.link.register()
+            assert (refused.value.status, refused.value.error.code) == (403, "forbidden")
+
+            listed = await anyio.to_thread.run_sync(lambda: run_swarm(home, "brain", "token", "list", "--db", str(db)))
+            new_id = next(line.split()[0] for line in listed.stdout.splitlines() if "label=new laptop" in line)
+            captain = ["--brain", brain.url, "--token", brain.tokens["captain"]]
+            rebound = await anyio.to_thread.run_sync(
+                lambda: run_swarm(
+                    home, "brain", "body", "rebind", body_id, "--token-id", new_id, "--reason", "new laptop", *captain
+                )
+            )
+            assert rebound.returncode == 0, rebound.stderr
+            assert (await moved.link.register()).body_id == body_id
+        finally:
+            moved.close()
+
+
+def linked_body_again(tmp_path: Path, home: Path, n: int, url: str, token: str) -> Body:
+    """The body of workspace `n` (already made by `linked_body`), started again with another token."""
+    settings = BodySettings(
+        workspace=(tmp_path / f"ws{n}").resolve(), home=home, config=parse_config({}), brain_url=url, brain_token=token
+    )
+    return Body(settings)
+
+
+async def test_every_call_one_failsafe_refuses_names_when_it_began(tmp_path: Path, home: Path) -> None:
+    body = linked_body(tmp_path, home, 0, f"http://127.0.0.1:{_free_port()}", "swb_unused")
+    try:
+        assert body.link is not None
+        body.link.failsafe_s = 0  # (nothing heard since start: the failsafe holds at once)
+        assert [await write(body, name) for name in ("a.txt", "b.txt")] == [(True, "brain_unreachable")] * 2
+        refusals = [e for e in body.audit.tail(5) if e.code == "brain_unreachable"]
+        since = {e.detail["failsafe_since"] for e in refusals}
+        assert len(refusals) == 2 and len(since) == 1 and None not in since
+    finally:
+        body.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import anyio
 import pytest
 
 from brain_server import Brain, Principal, SqliteStateEngine, UnknownToken, hash_token, revoke_token
@@ -18,14 +19,19 @@ pytestmark = pytest.mark.anyio
 
 
 async def snapshot(brain: Brain, decision_id: str) -> tuple[Any, ...]:
-    """Everything a refused request could have changed."""
+    """Everything a refused request could have changed (the log but for its lines of refused body requests)."""
     decision = await brain.state.decision(decision_id)
     return (
         await brain.state.kill_state(),
         decision,
         await brain.state.count_tasks(),
-        len(await brain.state.log_entries(limit=10_000)),
+        len([e for e in await brain.state.log_entries(limit=10_000) if e.action != "body_refused"]),
     )
+
+
+async def refusals_logged(brain: Brain) -> list[str | None]:
+    """The bodies named by the refused body requests in the brain's log."""
+    return [e.target for e in await brain.state.log_entries(limit=10_000) if e.action == "body_refused"]
 
 
 @pytest.fixture
@@ -247,6 +253,8 @@ async def test_a_bound_body_token_naming_another_body_is_403_and_changes_nothing
     assert "body-a" in data["message"], "the refusal names the bound body"
     assert await everything(brain, pending_id) == before
     assert await bound_body(brain, api, "body") == "body-a"
+    if "{task}" not in path:  # (an outcome or renewal names no body: refused by the task's claim, not logged)
+        assert await refusals_logged(brain) == ["body-b"]
 
 
 async def test_a_first_use_that_is_refused_binds_nothing(api: BrainClient, brain: Brain) -> None:
@@ -311,3 +319,90 @@ async def test_a_body_token_sees_only_its_own_body_in_the_status(api: BrainClien
     assert ok(await api.get("/v1/status", as_="unbound"))["bodies"] == []
     for role in ("approver", "captain"):
         assert sorted(b["body_id"] for b in ok(await api.get("/v1/status", as_=role))["bodies"]) == ["body-a", "body-b"]
+
+
+SECOND_TOKEN_REQUESTS = [
+    ("POST", "/v1/bodies/register", REGISTER_A),
+    ("POST", "/v1/bodies/body-a/heartbeat", None),
+    ("GET", "/v1/events?body_id=body-a", None),
+    ("POST", "/v1/audit", batch("body-a", audit_chain("body-a", 2))),
+    ("POST", "/v1/decisions", decision_request("body-a")),
+    ("POST", "/v1/tasks/claim", {"body_id": "body-a", "agent": "a"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), SECOND_TOKEN_REQUESTS)
+async def test_a_second_token_naming_a_body_another_token_holds_is_403_and_changes_nothing(
+    api: BrainClient, brain: Brain, pending_id: str, method: str, path: str, body: Any
+) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    await api.add_token("second")
+    before = await everything(brain, pending_id)
+    with anyio.fail_after(10):  # (an event stream it were allowed to open would never end)
+        response = await api.client.request(method, path, json=body, headers=api.headers("second"))
+    refused(response, 403, "forbidden")
+    assert await everything(brain, pending_id) == before
+    assert await bound_body(brain, api, "second") is None
+    assert await refusals_logged(brain) == ["body-a"]
+    # Unbound, it reads none of body-a's decisions either.
+    refused(await api.get(f"/v1/decisions/{pending_id}", as_="second"), 404, "not_found")
+
+
+async def test_revoking_a_bodys_token_does_not_free_the_body_for_a_new_token_a_rebind_does(
+    api: BrainClient, brain: Brain
+) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    await revoke_token(brain.state, await token_id(brain, api, "body"), reason="laptop stolen", at=brain.now())
+    await api.add_token("new")
+    refused(await api.post("/v1/bodies/register", REGISTER_A, as_="new"), 403, "forbidden")
+    new_id = await token_id(brain, api, "new")
+    moved = ok(await api.post("/v1/bodies/body-a/rebind", {"token_id": new_id, "reason": "new laptop"}, as_="captain"))
+    assert moved == {"body_id": "body-a", "token_id": new_id, "revoked_token_id": None}
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="new"))
+    ok(await api.post("/v1/bodies/body-a/heartbeat", as_="new"))
+    (line,) = [e for e in await brain.state.log_entries() if e.action == "body_rebind"]
+    assert (line.by, line.role, line.reason, line.target) == ("captain-1", "captain", "new laptop", "body-a")
+
+
+async def test_a_rebind_revokes_the_token_that_held_the_body(api: BrainClient, brain: Brain) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    await api.add_token("new")
+    old_id, new_id = await token_id(brain, api, "body"), await token_id(brain, api, "new")
+    moved = ok(await api.post("/v1/bodies/body-a/rebind", {"token_id": new_id, "reason": "rotate"}, as_="captain"))
+    assert moved["revoked_token_id"] == old_id
+    refused(await api.post("/v1/bodies/body-a/heartbeat", as_="body"), 401, "unauthorized")
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="new"))
+    revocation = [e for e in await brain.state.log_entries() if e.action == "token_revoke"]
+    assert [(e.target, e.by) for e in revocation] == [(old_id, "captain-1")]
+
+
+@pytest.mark.parametrize(
+    ("as_", "target", "status", "code"),
+    [
+        ("approver", "new", 403, "forbidden"),
+        ("body", "new", 403, "forbidden"),
+        ("captain", "approver", 409, "rebind_refused"),
+        ("captain", "elsewhere", 409, "rebind_refused"),
+        ("captain", "tok_unknown", 404, "not_found"),
+    ],
+)
+async def test_a_rebind_by_anyone_but_a_captain_or_to_a_token_that_cannot_take_the_body_changes_nothing(
+    api: BrainClient, brain: Brain, pending_id: str, as_: str, target: str, status: int, code: str
+) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    await api.add_token("new")
+    await api.add_token("elsewhere")
+    ok(await api.post("/v1/bodies/register", {**REGISTER_A, "body_id": "body-b"}, as_="elsewhere"))
+    target_id = target if target.startswith("tok_") else await token_id(brain, api, target)
+    before = await everything(brain, pending_id)
+    response = await api.post("/v1/bodies/body-a/rebind", {"token_id": target_id, "reason": "r"}, as_=as_)
+    refused(response, status, code)
+    assert await everything(brain, pending_id) == before
+
+
+async def test_refused_body_requests_are_logged_at_a_bounded_rate(api: BrainClient, brain: Brain) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER_A, as_="body"))
+    await api.add_token("second")
+    for _ in range(50):
+        refused(await api.post("/v1/bodies/body-a/heartbeat", as_="second"), 403, "forbidden")
+    assert 1 <= len(await refusals_logged(brain)) <= 20

@@ -292,3 +292,37 @@ async def test_the_brain_takes_its_approval_rules_from_limits_and_policy_as_its_
     config.write_text("[policy]\nhuman_above_usd = -1\n")
     with pytest.raises(CliConfigError, match="human_above_usd"):
         serve_settings(config=str(config))
+
+
+def test_body_rebind_gives_the_body_to_the_new_token_revokes_the_old_and_logs_why(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(2):
+        assert main(["brain", "token", "create", "--role", "body"]) == 0
+    db = home / "brain.db"
+    (old_id, _, _, _), (new_id, _, _, _) = token_rows(db)
+    bind(db, old_id, "body-a")
+    capsys.readouterr()
+    assert main(["brain", "body", "rebind", "body-a", "--token-id", new_id, "--reason", "new laptop"]) == 0
+    out = capsys.readouterr().out
+    assert new_id in out and old_id in out
+    (_, _, old_body, old_revoked), (_, _, new_body, new_revoked) = token_rows(db)
+    assert (old_body, new_body, new_revoked) == ("body-a", "body-a", None) and old_revoked is not None
+    assert [(a, t) for a, _, t in log_actions(db)][-2:] == [("token_revoke", old_id), ("body_rebind", "body-a")]
+
+
+def test_body_rebind_to_a_token_that_cannot_take_the_body_exits_non_zero_and_changes_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["brain", "token", "create", "--role", "body"]) == 0
+    assert main(["brain", "token", "create", "--role", "approver"]) == 0
+    db = home / "brain.db"
+    (body_id, _, _, _), (approver_id, _, _, _) = token_rows(db)
+    bind(db, body_id, "body-a")
+    rows, log = token_rows(db), log_actions(db)
+    capsys.readouterr()
+    for target in (approver_id, "tok_nope"):
+        assert main(["brain", "body", "rebind", "body-a", "--token-id", target, "--reason", "r"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("swarm: ") and err.count("\n") == 1
+    assert (token_rows(db), log_actions(db)) == (rows, log)

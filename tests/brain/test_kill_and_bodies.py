@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from brain_server import Brain
+from brain_server.wake.memory import MemoryChannel
 
 from .helpers import BrainClient, Clock, ok, refused
 
@@ -81,3 +82,33 @@ async def test_re_registering_keeps_the_first_registration_time(api: BrainClient
 async def test_unknown_routes_and_methods_answer_in_json(api: BrainClient) -> None:
     refused(await api.get("/v1/nothing", as_="captain"), 404, "not_found")
     refused(await api.get("/v1/kill", as_="captain"), 405, "method_not_allowed")
+
+
+async def test_a_body_that_deregisters_is_gone_not_lost_and_is_back_when_it_registers(
+    api: BrainClient, brain: Brain, clock: Clock, pages: MemoryChannel
+) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER, as_="body"))
+    await brain.sweep()
+    left = ok(await api.post("/v1/bodies/body-a/deregister", as_="body"))
+    assert left["body_id"] == "body-a" and left["left_at"] is not None
+    (body,) = ok(await api.get("/v1/status", as_="captain"))["bodies"]
+    assert (body["connected"], body["left_at"]) == (False, left["left_at"])
+    clock.advance(brain.settings.failsafe_s * 10)
+    await brain.sweep()
+    await brain.escalator.tick()
+    assert pages.pages == [], "a clean exit pages nobody"
+    assert [e.action for e in await brain.state.log_entries()].count("body_deregister") == 1
+    ok(await api.post("/v1/bodies/register", REGISTER, as_="body"))
+    (back,) = ok(await api.get("/v1/status", as_="captain"))["bodies"]
+    assert (back["connected"], back["left_at"]) == (True, None)
+
+
+async def test_only_the_bodys_own_token_deregisters_it(api: BrainClient, brain: Brain) -> None:
+    ok(await api.post("/v1/bodies/register", REGISTER, as_="body"))
+    await api.add_token("other")
+    refused(await api.post("/v1/bodies/body-a/deregister", as_="other"), 403, "forbidden")
+    refused(await api.post("/v1/bodies/body-a/deregister", as_="captain"), 403, "forbidden")
+    (body,) = await brain.state.bodies()
+    assert body.left_at is None
+    await api.add_token("fresh")
+    refused(await api.post("/v1/bodies/body-b/deregister", as_="fresh"), 404, "unknown_body")

@@ -14,6 +14,7 @@ from brain_server.auth import Principal
 from brain_server.exceptions import NothingToAcknowledge
 from brain_server.wake.base import Channel, ChannelError, Delivery, Page
 from brain_server.wake.escalator import ladder_step, redact
+from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.records import hash_answer_token
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
@@ -407,5 +408,61 @@ async def test_a_retry_waits_what_the_service_asked_within_what_the_backoff_woul
             assert bool(channels["sms"].pages) is delivered
             failed = [e for e in await state.log_entries() if e.action == "page_failed"]
             assert bool(failed) is not delivered
+    finally:
+        await state.close()
+
+
+async def test_one_failsafe_episode_pages_once_however_many_calls_it_refused_and_however_they_arrive(
+    tmp_path: Path,
+) -> None:
+    pages = MemoryChannel()
+    clock = Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    brain = Brain(BrainSettings(failsafe_s=10), state=state, clock=clock, wake=WakeSetup.paging(pages))
+    try:
+        async with brain.running():
+            await brain.register(RegisterRequest(body_id="body-a", workspace="/w", hostname="h", version="1"))
+            chain = audit_chain("body-a", 6)
+            first = [
+                AuditEvent.model_validate({**e.model_dump(), "code": "brain_unreachable", "detail": detail})
+                for e, detail in zip(chain, [{"failsafe_since": "2030-01-01T00:00:00+00:00"}] * 3, strict=False)
+            ]
+            for event in first:  # three batches; the one-level ladder of the first page ends before the next
+                await brain.ingest_audit(AuditBatch(body_id="body-a", events=[event]))
+                await brain.escalator.tick()
+            assert len(pages.pages) == 1
+            # A brain restarted on the same database pages no more for it.
+            again = Brain(BrainSettings(failsafe_s=10), state=state, clock=clock, wake=WakeSetup.paging(pages))
+            async with again.running():
+                await again._raise_event_alerts(first)  # pyright: ignore[reportPrivateUsage]
+                await again.escalator.tick()
+            assert len(pages.pages) == 1
+            # The next time the failsafe engages is news.
+            second = AuditEvent.model_validate(
+                {**chain[3].model_dump(), "code": "brain_unreachable", "detail": {"failsafe_since": "later"}}
+            )
+            await brain.ingest_audit(AuditBatch(body_id="body-a", events=[second]))
+            await brain.escalator.tick()
+            assert len(pages.pages) == 2
+            assert [e.action for e in await state.log_entries(limit=1000)].count("alert") == 2
+    finally:
+        await state.close()
+
+
+async def test_without_a_channel_one_failsafe_episode_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    brain = Brain(BrainSettings(), state=state, clock=Clock(), wake=WakeSetup())
+    try:
+        async with brain.running():
+            await brain.register(RegisterRequest(body_id="body-a", workspace="/w", hostname="h", version="1"))
+            for event in audit_chain("body-a", 3):
+                refusal = AuditEvent.model_validate(
+                    {**event.model_dump(), "code": "brain_unreachable", "detail": {"failsafe_since": "t0"}}
+                )
+                await brain.ingest_audit(AuditBatch(body_id="body-a", events=[refusal]))
+        alerts = [r for r in caplog.records if r.getMessage().startswith("alert failsafe on body body-a")]
+        assert len(alerts) == 1
     finally:
         await state.close()

@@ -66,3 +66,25 @@ async def test_a_heartbeat_touches_only_a_registered_body(engine: StateEngine) -
     assert await engine.touch_body("body-a", later) is True
     assert await engine.touch_body("body-unknown", later) is False
     assert [(b.body_id, b.registered_at, b.last_heartbeat) for b in await engine.bodies()] == [("body-a", NOW, later)]
+
+
+async def test_an_engine_whose_storage_works_reports_nothing_broken(engine: StateEngine) -> None:
+    await engine.upsert_body(body("body-a"))
+    await engine.set_kill_state(KillState(engaged=True, reason="drill", by="alice", at=NOW), entry("kill"))
+    assert await engine.bodies() and engine.broken is None
+
+
+async def test_a_body_that_deregisters_is_gone_until_it_registers_again(engine: StateEngine) -> None:
+    await engine.upsert_body(body("body-a"))
+    later = NOW + timedelta(seconds=30)
+    assert await engine.deregister_body("body-a", at=later, log=entry("body_deregister")) is True
+    assert await engine.deregister_body("body-unknown", at=later, log=entry("body_deregister")) is False
+    assert [e.action for e in await engine.log_entries()] == ["body_deregister"]
+    (gone,) = await engine.bodies()
+    assert gone.left_at == later
+    assert await engine.touch_body("body-a", later + timedelta(seconds=1))
+    (still,) = await engine.bodies()
+    assert still.left_at == later, "a late heartbeat does not bring it back"
+    await engine.upsert_body(body("body-a", at=later + timedelta(seconds=2)))
+    (back,) = await engine.bodies()
+    assert (back.left_at, back.registered_at) == (None, NOW)

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from brain_server import SchemaTooNew, SqliteStateEngine
+from brain_server import SchemaTooNew, SqliteStateEngine, StateBroken
 from brain_server.auth import BODY, authenticate, hash_token
 from brain_server.state import ClaimGrant
 from brain_server.state._rules import iso
@@ -186,6 +186,103 @@ async def test_first_uses_from_two_connections_bind_exactly_one_body(tmp_path: P
             assert len(seen) == 4 and len(set(seen)) == 1, f"every use of tok_{n} sees the one winner: {seen}"
         binds = [e for e in await one.log_entries(limit=1000) if e.action == "token_bind"]
         assert len(binds) == 10, "one bind logged per token"
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_file_deleted_under_the_engine_breaks_it_for_good_and_says_so_once(tmp_path: Path) -> None:
+    path = tmp_path / "brain.db"
+    engine = await SqliteStateEngine.open(path)
+    try:
+        await engine.add_token(token_record(1), entry("token_create"))
+        path.unlink()
+        with pytest.raises(StateBroken) as first:
+            await engine.token_by_hash("hash_1")
+        with anyio.fail_after(1):
+            assert await engine.wait_broken() is first.value
+        with pytest.raises(StateBroken) as again:
+            await engine.add_token(token_record(2), entry("token_create"))
+        assert again.value is first.value and engine.broken is first.value
+        assert first.value.status == 503 and first.value.code == "state_unavailable"
+    finally:
+        await engine.close()
+
+
+async def test_opening_a_damaged_file_closes_what_it_opened_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "brain.db"
+    path.write_bytes(b"not a database at all, " * 200)
+    with pytest.raises(StateBroken):
+        await SqliteStateEngine.open(path)
+    assert not path.with_name("brain.db-wal").exists()
+    path.write_bytes(b"")
+    with pytest.raises(StateBroken):
+        await SqliteStateEngine.open(path)
+    assert path.read_bytes() == b"", "an empty file is not taken for a new database"
+
+
+async def test_a_database_with_two_live_tokens_on_one_body_keeps_the_first_bound_and_revokes_the_other(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "brain.db"
+    conn = sqlite3.connect(path)
+    try:
+        for migration in MIGRATIONS[:7]:  # before a body id was held by one token
+            for statement in split_statements(migration):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 7")
+        for n in range(1, 5):
+            conn.execute(
+                "INSERT INTO tokens (id, token_hash, role, label, created_at) VALUES (?, ?, 'body', '', ?)",
+                (f"tok_{n}", f"hash_{n}", iso(NOW + timedelta(seconds=10 - n))),  # created in reverse order
+            )
+        for n, body_id in ((2, "body-a"), (3, "body-b"), (1, "body-a"), (4, "body-a")):  # tok_2 bound first
+            conn.execute("UPDATE tokens SET body_id = ? WHERE id = ?", (body_id, f"tok_{n}"))
+            conn.execute(
+                "INSERT INTO brain_log (at, action, by, reason, target, detail) "
+                "VALUES (?, 'token_bind', 'test', 'first use', ?, '{}')",
+                (iso(NOW), f"tok_{n}"),
+            )
+        conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = 'tok_4'", (iso(NOW),))
+        conn.commit()
+    finally:
+        conn.close()
+
+    state = await SqliteStateEngine.open(path)
+    try:
+        live = {t.id: t.body_id for t in await state.tokens() if t.revoked_at is None}
+        assert live == {"tok_2": "body-a", "tok_3": "body-b"}
+        revoked = [e.target for e in await state.log_entries() if e.action == "token_revoke"]
+        assert revoked == ["tok_1"], "one line per token revoked; tok_4 was revoked already"
+    finally:
+        await state.close()
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "INSERT INTO tokens (id, token_hash, role, label, created_at) VALUES ('tok_5', 'hash_5', 'body', '', ?)",
+            (iso(NOW),),
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute("UPDATE tokens SET body_id = 'body-a' WHERE id = 'tok_5'")
+    finally:
+        conn.close()
+
+
+async def test_first_uses_of_one_body_by_two_tokens_from_two_connections_bind_exactly_one(tmp_path: Path) -> None:
+    path = tmp_path / "brain.db"
+    one, two = await SqliteStateEngine.open(path), await SqliteStateEngine.open(path)
+    try:
+        for n in range(8):
+            await one.add_token(token_record(n), entry("token_create"))
+
+        async def first_use(state: SqliteStateEngine, n: int) -> None:
+            await state.bind_token(f"tok_{n}", "body-a", entry("token_bind"))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                for n in range(8):
+                    group.start_soon(first_use, one if n % 2 else two, n)
+        assert len([t for t in await one.tokens() if t.body_id == "body-a"]) == 1
     finally:
         await one.close()
         await two.close()
