@@ -331,13 +331,13 @@ class Brain:
         """Raise a `body_lost` alert when a registered body goes silent past the failsafe time: once per loss (its
         last heartbeat names the episode), however long it stays lost, across restarts of the brain. A body that
         deregistered left; a body silent since before this brain started gets the failsafe time to reconnect."""
-        started = self._started or now
         silent_since = now - timedelta(seconds=self.settings.failsafe_s)
         streaming = self.hub.connected()
         for body in await self.state.bodies():
             if body.left_at is not None or body.body_id in streaming:
                 continue
-            if max(body.last_heartbeat, started) >= silent_since:
+            heard = body.last_heartbeat if self._started is None else max(body.last_heartbeat, self._started)
+            if heard >= silent_since:
                 continue
             await self.raise_alert(
                 kind="body_lost",

@@ -466,3 +466,36 @@ async def test_without_a_channel_one_failsafe_episode_is_logged_once(
         assert len(alerts) == 1
     finally:
         await state.close()
+
+
+async def test_a_lost_body_is_given_the_failsafe_time_after_a_restart_and_paged_once_across_restarts(
+    tmp_path: Path,
+) -> None:
+    pages, clock = MemoryChannel(), Clock()
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+
+    def brain() -> Brain:
+        return Brain(BrainSettings(failsafe_s=10), state=state, clock=clock, wake=WakeSetup.paging(pages))
+
+    async def sweep_at(b: Brain, seconds: float) -> int:
+        clock.now = START + seconds
+        await b.sweep()
+        await b.escalator.tick()
+        return len(pages.pages)
+
+    try:
+        first = brain()
+        async with first.running():
+            await first.register(RegisterRequest(body_id="body-a", workspace="/w", hostname="h", version="1"))
+            assert await sweep_at(first, 5) == 0
+        clock.now = START + 100  # the brain was down: the body could not heartbeat
+        second = brain()
+        async with second.running():
+            assert await sweep_at(second, 105) == 0, "it may not have reconnected yet"
+            assert await sweep_at(second, 111) == 1
+        clock.now = START + 200
+        third = brain()
+        async with third.running():
+            assert await sweep_at(third, 300) == 1, "the same loss, paged already"
+    finally:
+        await state.close()
