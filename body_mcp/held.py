@@ -73,8 +73,3 @@ class HeldRuns:
     async def discard_expired(self, now: float) -> None:
         for key in [k for k, v in self._runs.items() if v.expires <= now]:
             await self._runs.pop(key).staged.aclose()
-
-    async def aclose(self) -> None:
-        while self._runs:
-            _, run = self._runs.popitem()
-            await run.staged.aclose()
