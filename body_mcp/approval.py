@@ -18,9 +18,13 @@ from collections.abc import Callable, Iterable
 
 from shared_protocol import Impact
 from shared_protocol.decisions import DEADLINE, RULES, ApprovalThresholds, Needs, classify, covers
+from shared_protocol.refusals import ApprovalAsk
 
 from .decisions import DecisionStore
 from .exceptions import ApprovalRequired
+
+_ASK_FILES = 200
+"""An approval refusal names at most this many files (its count says how many there are)."""
 
 Session = str
 """A body session: every client of one body process shares its count (a client chooses its own name)."""
@@ -119,28 +123,39 @@ class ApprovalGate:
             f"this action needs {how} because {reason}. "
             "Call request_approval describing it, then retry with its decision_id once approved"
         )
+        wanted = ApprovalAsk(
+            needs="human" if needs == "human" else "consensus",
+            files=sorted(paths)[:_ASK_FILES],
+            file_count=impact.files,
+            api_calls=impact.api_calls,
+            usd=impact.usd,
+            irreversible=human_only,
+        )
         if decision_id is None:
-            raise ApprovalRequired(ask)
+            raise ApprovalRequired(ask, ask=wanted)
         decision = await self._decisions.get(decision_id)
         if decision is None:
-            raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}")
+            raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}", ask=wanted)
         if decision.state != "approved":
-            raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}")
+            raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}", ask=wanted)
         if decision_id in self._used:
-            raise ApprovalRequired(f"decision {decision_id} was used by an earlier action already; {ask}")
+            raise ApprovalRequired(f"decision {decision_id} was used by an earlier action already; {ask}", ask=wanted)
         if decision.files and (outside := sorted(p for p in paths if not _named(p, decision.files))):
             raise ApprovalRequired(
-                f"decision {decision_id} was approved for other files than {', '.join(outside[:10])}; {ask}"
+                f"decision {decision_id} was approved for other files than {', '.join(outside[:10])}; {ask}",
+                ask=wanted,
             )
         if human_only and not any(a.verdict == "approved" and a.by not in (RULES, DEADLINE) for a in decision.answers):
             raise ApprovalRequired(
-                f"decision {decision_id} was approved by the rules, not by a human; {ask} (pass irreversible=true)"
+                f"decision {decision_id} was approved by the rules, not by a human; {ask} (pass irreversible=true)",
+                ask=wanted,
             )
         if not covers(decision.impact, impact):
             d = decision.impact
             raise ApprovalRequired(
                 f"decision {decision_id} was approved for {d.files} files, {d.api_calls} API calls, ${d.usd:.2f}, "
-                f"less than this action: {ask}"
+                f"less than this action: {ask}",
+                ask=wanted,
             )
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from shared_protocol import RefusalCode, ToolResult
-from shared_protocol.refusals import Rule
+from shared_protocol.refusals import ApprovalAsk, Rule
 
 
 class SwarmError(Exception):
@@ -48,11 +48,15 @@ class ToolRefused(SwarmError):
     default_code: ClassVar[RefusalCode] = RefusalCode.INTERNAL_ERROR
     default_rule: ClassVar[Rule] = Rule.GUARD
 
-    def __init__(self, message: str, *, code: RefusalCode | None = None, rule: Rule | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: RefusalCode | None = None, rule: Rule | None = None, ask: ApprovalAsk | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.rule = rule or self.default_rule
+        self.ask = ask
+        """For an approval refusal: what to ask approval for (in the refusal's structured content)."""
 
 
 class KillSwitchEngaged(ToolRefused):

@@ -82,9 +82,9 @@ class CallOutcome:
 
 def refused_outcome(refusal: ToolRefused, action_id: str, *, audited: bool = True) -> CallOutcome:
     """A refusal as the client sees it: `{code, rule, message, action_id}`, and the same as text (a line, then JSON)."""
-    data = Refusal(code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=action_id).model_dump(
-        mode="json"
-    )
+    data = Refusal(
+        code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=action_id, ask=refusal.ask
+    ).model_dump(mode="json", exclude_none=True)
     where = f"action {action_id}" if audited else f"action {action_id}, not audited"
     # The JSON in the text too: a client that reads only text (or drops structured content) still sees the code.
     return CallOutcome(

@@ -7,6 +7,9 @@ A refusal reaches the agent as an MCP `is_error` result whose structured content
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
 
 from ._base import ProtocolModel
 
@@ -121,6 +124,18 @@ class Rule(StrEnum):
     IDE_HOOKS = "ide.hooks"
 
 
+class ApprovalAsk(ProtocolModel):
+    """What an `approval_required` refusal needs approved: pass these to `request_approval` (the runner does)."""
+
+    needs: Literal["human", "consensus"]
+    files: list[str] = Field(default_factory=list[str])
+    """The files the refused action would change (or the session's recent files with it, for a cumulative ask)."""
+    file_count: int = 0
+    api_calls: int = 0
+    usd: float = 0.0
+    irreversible: bool = False
+
+
 class Refusal(ProtocolModel):
     """The structured content of every refused tool call."""
 
@@ -131,3 +146,5 @@ class Refusal(ProtocolModel):
     """A sentence for the agent: what was refused, the numbers, and what to do instead."""
     action_id: str
     """The audit event recording this refusal."""
+    ask: ApprovalAsk | None = None
+    """With `approval_required`: what to ask approval for."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -91,6 +92,9 @@ def cmd_body(args: argparse.Namespace) -> int:
     settings = _context.body_settings(
         workspace=args.workspace, config=args.config, brain=url, brain_token=_context.token(args.token) if url else None
     )
+    if args.no_network:
+        sandbox = settings.config.sandbox.model_copy(update={"allowed_domains": []})
+        settings = dataclasses.replace(settings, config=settings.config.model_copy(update={"sandbox": sandbox}))
     run_stdio(Body(settings))
     return 0
 
@@ -331,7 +335,7 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import brain_cmds, snapshot_cmds, wake_cmds
+    from . import agent_cmds, brain_cmds, snapshot_cmds, wake_cmds
 
     def cmd_demo(args: argparse.Namespace) -> int:
         from . import demo  # imports the MCP client: only `swarm demo` pays for it
@@ -363,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("body", cmd_body, "the MCP server over stdio (launched by the IDE)")
     _workspace_arg(p)
     _brain_args(p)
+    p.add_argument(
+        "--no-network", action="store_true", help="refuse network=true to every command (a shadow agent's body)"
+    )
 
     p = add("status", cmd_status, "kill switch, mode, breaker, budgets and audit health of a workspace")
     _workspace_arg(p)
@@ -414,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     brain_cmds.add_parsers(sub)  # type: ignore[arg-type]
     ide_cmds.add_parsers(sub)  # type: ignore[arg-type]
     wake_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    agent_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(
         "undo",

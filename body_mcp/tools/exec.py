@@ -171,7 +171,7 @@ class _Measured:
 
     def refused(self, ctx: ToolContext[RunCommandArgs], exc: ToolRefused) -> RefusedWithResult:
         ctx.effects.files = [printable(c.path) for c in self.staged.changes]
-        refusal = Refusal(code=exc.code, rule=exc.rule, message=exc.message, action_id=ctx.action_id)
+        refusal = Refusal(code=exc.code, rule=exc.rule, message=exc.message, action_id=ctx.action_id, ask=exc.ask)
         return RefusedWithResult(exc, self.result(ctx, applied=False, refusal=refusal))
 
 

@@ -1,0 +1,460 @@
+"""An agent at work: take a task from the brain, work it through a body of its own, report the outcome, repeat.
+
+    runner = AgentRunner(profile=..., provider=..., brain=..., body_id=..., launch=..., wallet=..., workdir=...)
+    code = await runner.run(once=True, wait_s=30)     # 0: a task was worked; 3: none came
+
+The runner listens to the brain's event stream for as long as it runs: `kill` engages its gate (every model call in
+flight is cancelled, nothing new starts), `resume` releases it, a stream lost for longer than `failsafe_s` engages
+it too (failsafe); `task_available` wakes it when it waits for work (there is no polling loop); `decision` wakes a
+parked task; `task_cancelled` stops the task it names.
+
+Each task gets a body started on the task's workspace (`launch(workspace, shadow)`): in shadow, a throwaway copy of
+the task's repository with no network, so what the agent does is real and nothing of it leaves the copy; the
+outcome is recorded as a shadow run and the task stays queued for live work. The agent's identity, audit chain,
+limit windows and kill state are the body's, per agent (`swarm body --agent NAME`), whatever the workspace.
+
+Success counts only when verified: the task's acceptance command re-run by the body as the runner's own call, its
+exit code recorded with the outcome. Without an acceptance command, success is the model's word and recorded as
+self-reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+import anyio
+
+from shared_protocol.brain import (
+    ClaimRequest,
+    ClaimResponse,
+    Decision,
+    OutcomeRequest,
+    ParkRequest,
+    RenewRequest,
+    RenewResponse,
+    ResumeTaskRequest,
+    Task,
+    TaskOutcome,
+    TaskSpend,
+    Verification,
+)
+
+from .body import BodyFailed, BodyLaunch, BodySession, ToolReply, open_body
+from .conversation import ToolCall
+from .exceptions import RunnerError
+from .gate import KillGate
+from .loop import AgentProfile, Failed, Finished, LoopEnd, Parked, Spending, TaskRun, first_message, offered, work
+from .providers import Provider
+
+Mode = Literal["shadow", "live"]
+
+EXIT_WORKED = 0
+EXIT_ERROR = 1
+EXIT_NO_TASK = 3
+
+
+class TaskBrain(Protocol):
+    """The brain's task routes, as the runner uses them (`body_mcp.brain_client.BrainClient` is one)."""
+
+    async def claim(self, request: ClaimRequest) -> ClaimResponse: ...
+    async def renew(self, task_id: str, request: RenewRequest) -> RenewResponse: ...
+    async def outcome(self, task_id: str, request: OutcomeRequest) -> Task: ...
+    async def park(self, task_id: str, request: ParkRequest) -> Task: ...
+    async def resume_task(self, task_id: str, request: ResumeTaskRequest) -> RenewResponse: ...
+    async def decision(self, decision_id: str) -> Decision | None: ...
+    def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]: ...
+
+
+class TaskWallets(Protocol):
+    """The agent's wallet: one `Spending` per task, and what a task spent."""
+
+    def task(self, task_id: str) -> Spending: ...
+    def spent(self, task_id: str) -> TaskSpend: ...
+
+
+@dataclass(kw_only=True)
+class _Held:
+    """A parked task: its run, its claim, and where it works."""
+
+    task: Task
+    run: TaskRun
+    claim_token: str
+    workspace: Path
+    shadow_copy: bool
+    active_s: float
+
+
+@dataclass(kw_only=True)
+class _Current:
+    task_id: str
+    scope: anyio.CancelScope
+    cancelled: bool = False
+    lost: str = ""
+
+
+@dataclass(kw_only=True)
+class AgentRunner:
+    profile: AgentProfile
+    provider: Provider
+    brain: TaskBrain
+    body_id: str
+    launch: Callable[[Path, bool], BodyLaunch]
+    """The body command for a workspace (`shadow`: no network)."""
+    wallet: TaskWallets
+    workdir: Path
+    """The agent's own directory outside $SWARM_HOME: shadow copies and transcripts."""
+    mode: Mode = "shadow"
+    failsafe_s: float = 30.0
+    acceptance_timeout_s: float = 600.0
+    say: Callable[[str], None] = lambda line: None
+    """Progress lines for a human (the CLI prints them to stderr)."""
+    gate: KillGate = field(default_factory=KillGate)
+    _wake: anyio.Event = field(default_factory=anyio.Event)
+    _connected: anyio.Event = field(default_factory=anyio.Event)
+    _parked: dict[str, _Held] = field(default_factory=dict[str, _Held])
+    _current: _Current | None = None
+    worked: list[Task] = field(default_factory=list[Task])
+    """The tasks this runner finished (or parked), with the brain's record of each."""
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, *, once: bool = False, wait_s: float = 0.0) -> int:
+        """Work tasks until cancelled (or, `once`, one task to an outcome: 0; none within `wait_s`: 3)."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._listen)
+            with anyio.fail_after(max(self.failsafe_s, 10.0)):
+                await self._connected.wait()
+            try:
+                code = await self._loop(once=once, wait_s=wait_s)
+            finally:
+                group.cancel_scope.cancel()
+        return code
+
+    async def _loop(self, *, once: bool, wait_s: float) -> int:
+        deadline = time.monotonic() + wait_s
+        while True:
+            await self.gate.released()
+            self._wake = anyio.Event()
+            if await self._resume_parked() or await self._take_one():
+                if once and not self._parked:
+                    return EXIT_WORKED
+                continue
+            if once and not self._parked and time.monotonic() >= deadline:
+                return EXIT_NO_TASK
+            timeout = max(deadline - time.monotonic(), 0.0) if once and not self._parked else None
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
+
+    async def _take_one(self) -> bool:
+        request = ClaimRequest(
+            body_id=self.body_id, agent=self.profile.name, logic_version=self.profile.logic_version, mode=self.mode
+        )
+        claim = await self.brain.claim(request)
+        if claim.task is None or claim.claim_token is None:
+            return False
+        task = claim.task
+        self.say(f"claimed task {task.id}: {task.title} ({self.mode})")
+        try:
+            workspace, copied = self._workspace(task)
+        except RunnerError as exc:
+            await self._finish(task, claim.claim_token, "failed", str(exc), run=None)
+            return True
+        run = TaskRun(task_id=task.id, title=task.title, workspace=workspace)
+        run.messages.append(first_message(task.title, task.description, task.acceptance))
+        held = _Held(
+            task=task, run=run, claim_token=claim.claim_token, workspace=workspace, shadow_copy=copied, active_s=0
+        )
+        await self._work(held, lease_s=claim.lease_s or 60)
+        return True
+
+    async def _resume_parked(self) -> bool:
+        for task_id, held in list(self._parked.items()):
+            decision_id = held.run.decision_id
+            decision = await self.brain.decision(decision_id) if decision_id else None
+            state = decision.state if decision is not None else "expired"
+            if state == "pending":
+                continue
+            del self._parked[task_id]
+            if state not in ("approved", "overridden") or (
+                decision is not None and state == "overridden" and decision.verdict != "approved"
+            ):
+                self.say(f"task {task_id}: decision {decision_id} is {state}: dropping the task")
+                await self._finish(
+                    held.task, held.claim_token, "abandoned", f"approval {decision_id} was {state}", run=held.run
+                )
+                self._cleanup(held)
+                return True
+            renewed = await self.brain.resume_task(task_id, ResumeTaskRequest(claim_token=held.claim_token))
+            self.say(f"task {task_id}: decision {decision_id} approved: resuming")
+            held.run.approved = True
+            await self._work(held, lease_s=renewed.lease_s)
+            return True
+        return False
+
+    # -- one task -----------------------------------------------------------------------------
+
+    async def _work(self, held: _Held, *, lease_s: float) -> None:
+        task, run = held.task, held.run
+        budget = self.profile.task_timeout_s - held.active_s
+        started = time.monotonic()
+        end: LoopEnd = Failed(reason=f"wall-clock limit: {self.profile.task_timeout_s:g} s")
+        verification: Verification | None = None
+        async with anyio.create_task_group() as group:
+            current = _Current(task_id=task.id, scope=group.cancel_scope)
+            self._current = current
+            group.start_soon(self._renew, task.id, held.claim_token, lease_s, current)
+            with anyio.move_on_after(budget):
+                try:
+                    async with open_body(self.launch(held.workspace, self.mode == "shadow")) as body:
+                        if missing := offered(body.tools, self.profile):
+                            raise RunnerError(
+                                f"agent '{self.profile.name}' lists tools its body does not offer: {', '.join(missing)}"
+                            )
+                        end = await work(
+                            run,
+                            profile=self.profile,
+                            provider=self.provider,
+                            body=body,
+                            spending=self.wallet.task(task.id),
+                            gate=self.gate,
+                            ask_approval=functools.partial(self._ask_approval, body),
+                        )
+                        if isinstance(end, Finished):
+                            verification = await self._verify(body, task)
+                except BodyFailed as exc:
+                    end = Failed(reason=str(exc))
+            group.cancel_scope.cancel()
+        self._current = None
+        held.active_s += time.monotonic() - started
+        self._save_transcript(run)
+        if current.cancelled:
+            self.say(f"task {task.id} was cancelled: {current.lost}")
+            self._cleanup(held)
+            return
+        if current.lost:
+            self.say(f"task {task.id}: the claim was lost ({current.lost}); dropping it")
+            self._cleanup(held)
+            return
+        if isinstance(end, Parked):
+            await self.brain.park(
+                task.id, ParkRequest(claim_token=held.claim_token, decision_id=end.decision_id, reason=end.reason)
+            )
+            self._parked[task.id] = held
+            self.say(f"task {task.id} parked: {end.reason} (decision {end.decision_id})")
+            return
+        if isinstance(end, Finished):
+            outcome, summary = self._judge(end, verification)
+        else:
+            outcome, summary = "failed", end.reason
+        await self._finish(task, held.claim_token, outcome, summary, run=run, verification=verification)
+        self._cleanup(held)
+
+    def _judge(self, end: Finished, verification: Verification | None) -> tuple[TaskOutcome, str]:
+        if verification is None:
+            return "succeeded", f"{end.summary} (self-reported: the task has no acceptance command)"
+        if verification.verified:
+            return "succeeded", end.summary
+        code = "no exit code" if verification.exit_code is None else f"exit code {verification.exit_code}"
+        return "failed", f"the acceptance command did not pass ({code}); the model said: {end.summary}"
+
+    async def _verify(self, body: BodySession, task: Task) -> Verification | None:
+        if not task.acceptance.strip():
+            return None
+        try:
+            argv = shlex.split(task.acceptance)
+        except ValueError as exc:
+            return Verification(
+                command=task.acceptance, exit_code=None, action_id=None, verified=False, detail=str(exc)
+            )
+        with self.gate.watch():
+            reply = await body.call(
+                "run_command",
+                {
+                    "argv": argv,
+                    "timeout_s": self.acceptance_timeout_s,
+                    "rationale": f"verify task {task.id}: re-run its acceptance command",
+                },
+            )
+        exit_code = reply.structured.get("exit_code")
+        code = exit_code if isinstance(exit_code, int) and not reply.is_error else None
+        return Verification(
+            command=task.acceptance,
+            exit_code=code,
+            action_id=reply.action_id,
+            verified=code == 0,
+            detail=reply.text[-2000:] if code != 0 else "",
+        )
+
+    async def _ask_approval(self, body: BodySession, run: TaskRun, call: ToolCall, reply: ToolReply) -> str | None:
+        """The body refused `call` for want of approval: ask for it, as the runner (not the model)."""
+        raw = reply.refusal.get("ask")
+        ask: dict[str, Any] = dict(cast(dict[str, Any], raw)) if isinstance(raw, dict) else {}
+        arguments: dict[str, Any] = {
+            "summary": f"agent {self.profile.name}, task '{run.title}': {call.name} "
+            f"{json.dumps(dict(call.arguments), default=str)[:500]}",
+            "confidence": 1.0,
+            "files": [str(p) for p in ask.get("files", [])],
+            "impact_usd": float(ask.get("usd", 0.0)),
+            "api_calls": int(ask.get("api_calls", 0)),
+            "irreversible": bool(ask.get("irreversible", False)),
+            "rationale": f"the body asks approval for {call.name}: {reply.text[:300]}",
+        }
+        answer = await body.call("request_approval", arguments)
+        decision = answer.structured.get("decision_id")
+        if answer.is_error or not isinstance(decision, str):
+            return None
+        if answer.structured.get("state") == "approved":
+            run.decision_id, run.approved = decision, True
+            return None
+        return decision
+
+    async def _finish(
+        self,
+        task: Task,
+        claim_token: str,
+        outcome: TaskOutcome,
+        summary: str,
+        *,
+        run: TaskRun | None,
+        verification: Verification | None = None,
+    ) -> None:
+        evidence: dict[str, str] = {"mode": self.mode}
+        if run is not None:
+            evidence |= {
+                "files_changed": ", ".join(sorted(run.files)) or "none",
+                "steps": str(run.steps),
+                "tool_calls": str(run.tool_calls),
+                "refusals": str(run.refusals),
+                "transcript": str(self._transcript_path(task.id)),
+            }
+        request = OutcomeRequest(
+            claim_token=claim_token,
+            outcome=outcome,
+            summary=summary[:4000],
+            verification=verification,
+            evidence=evidence,
+            spend=self.wallet.spent(task.id),
+            logic_version=self.profile.logic_version,
+            mode=self.mode,
+        )
+        recorded = await self.brain.outcome(task.id, request)
+        self.worked.append(recorded)
+        self.say(f"task {task.id} {outcome}: {summary[:200]}")
+
+    async def _renew(self, task_id: str, claim_token: str, lease_s: float, current: _Current) -> None:
+        while True:
+            await anyio.sleep(max(lease_s / 3, 0.5))
+            try:
+                renewed = await self.brain.renew(task_id, RenewRequest(claim_token=claim_token))
+            except Exception as exc:  # a refusal (cancelled, lease lost) or the brain out of reach
+                if _is_refusal(exc):
+                    current.lost = str(exc)
+                    current.scope.cancel()
+                    return
+                continue
+            lease_s = renewed.lease_s
+
+    # -- workspaces ----------------------------------------------------------------------------
+
+    def _workspace(self, task: Task) -> tuple[Path, bool]:
+        if not task.repo:
+            scratch = self.workdir / "tasks" / task.id
+            scratch.mkdir(parents=True, exist_ok=True)
+            return scratch, True
+        repo = Path(task.repo)
+        if not repo.is_dir():
+            raise RunnerError(f"task {task.id} names repository {repo}, which does not exist on this host")
+        if self.mode == "live":
+            return repo, False
+        copy = self.workdir / "shadow" / task.id
+        if copy.exists():
+            shutil.rmtree(copy)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(repo, copy, symlinks=True)
+        return copy, True
+
+    def _cleanup(self, held: _Held) -> None:
+        if held.shadow_copy and held.workspace.is_relative_to(self.workdir):
+            shutil.rmtree(held.workspace, ignore_errors=True)
+
+    def _transcript_path(self, task_id: str) -> Path:
+        return self.workdir / "transcripts" / f"{task_id}.jsonl"
+
+    def _save_transcript(self, run: TaskRun) -> None:
+        path = self._transcript_path(run.task_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as out:
+            for entry in run.transcript:
+                out.write(json.dumps(entry, default=str) + "\n")
+
+    # -- the brain's events ----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Hold the brain's event stream open for as long as the runner runs, reconnecting; failsafe past
+        `failsafe_s` without it."""
+        lost_at: float | None = None
+        while True:
+            try:
+                async for name, data in self.brain.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
+                    lost_at = None
+                    self.gate.release("failsafe")
+                    self._on_event(name, data)
+                    self._connected.set()
+            except Exception as exc:  # the stream ended or was refused: reconnect; failsafe after a while
+                if not _is_transient(exc):
+                    raise
+            now = time.monotonic()
+            lost_at = now if lost_at is None else lost_at
+            if now - lost_at >= self.failsafe_s:
+                self.gate.engage("failsafe", f"the brain has been out of reach for {now - lost_at:.0f} s")
+                self._connected.set()
+            await anyio.sleep(0.5)
+
+    def _on_event(self, name: str, data: str) -> None:
+        if name == "kill":
+            reason = _field(data, "reason") or "kill switch engaged"
+            self.gate.engage("brain", reason)
+            self.say(f"kill switch engaged: {reason}")
+        elif name == "resume":
+            if self.gate.engaged:
+                self.say("kill switch released")
+            self.gate.release("brain")
+            self._wake.set()
+        elif name in ("task_available", "decision"):
+            self._wake.set()
+        elif name == "task_cancelled":
+            task_id = _field(data, "task_id")
+            current = self._current
+            if current is not None and task_id == current.task_id:
+                current.cancelled = True
+                current.lost = "cancelled by a human"
+                current.scope.cancel()
+            self._parked.pop(task_id or "", None)
+
+
+def _field(data: str, key: str) -> str | None:
+    try:
+        value = json.loads(data).get(key)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _is_refusal(exc: Exception) -> bool:
+    status = getattr(exc, "status", None)
+    return isinstance(status, int) and 400 <= status < 500
+
+
+def _is_transient(exc: Exception) -> bool:
+    return not _is_refusal(exc) or getattr(exc, "status", None) in (408, 429)
+
+
+RunnerFactory = Callable[[], Awaitable[AgentRunner]]

@@ -1,0 +1,238 @@
+"""`swarm agent run` (one agent) and `swarm agents up` (every configured agent, supervised).
+
+This is where the runner is wired to the rest: the agent's body identity (`swarm body --agent NAME` keeps one per
+agent), its wallet on that body's limits file (the same `[limits]` money windows the body enforces), the brain
+client with the agent's own body token, and the command that starts its body for each task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+from agent_runner import RunnerError, RunnerUserError, make_provider, model_settings, pricing_for
+from agent_runner.body import BodyLaunch
+from agent_runner.loop import AgentProfile
+from agent_runner.runner import EXIT_ERROR, AgentRunner, Mode
+from agent_runner.wallet import Wallet
+from body_mcp import UserError
+from body_mcp.brain_client import BrainClient
+from body_mcp.state import StatePaths, load_or_create_identity, resolve_home
+from shared_protocol.agents import find_agent, logic_version
+from shared_protocol.config import AgentConfig, SwarmConfig
+from shared_protocol.secrets import SecretResolver, SecretUnavailable
+
+from . import _context
+from ._wallet import LimitsLedger
+
+
+def _say(line: str) -> None:
+    print(f"swarm agent: {line}", file=sys.stderr, flush=True)
+
+
+def work_root(home: Path) -> Path:
+    """Where agents keep shadow copies and transcripts: beside `$SWARM_HOME`, never inside it (a workspace may not
+    be inside it)."""
+    return home.with_name(f"{home.name}-work")
+
+
+def agent_token(agent: AgentConfig, flag: str | None, secrets: SecretResolver) -> str:
+    """The agent's body token: `[[agents]] token` (env:/file:), else `--token`/`$SWARM_TOKEN`."""
+    if agent.token:
+        try:
+            return secrets.resolve(agent.token).reveal()
+        except SecretUnavailable as exc:
+            raise RunnerUserError(f"agent '{agent.name}' token: {exc}") from None
+    return _context.token(flag)
+
+
+def profile_for(config: SwarmConfig, agent: AgentConfig) -> AgentProfile:
+    model = config.models[agent.model]
+    return AgentProfile(
+        name=agent.name,
+        logic_version=logic_version(agent, model),
+        system_prompt=agent.prompt,
+        tools=tuple(agent.tools),
+        max_steps=agent.max_steps,
+        max_usd_per_task=agent.max_usd_per_task,
+        max_output_tokens=model.max_output_tokens,
+        task_timeout_s=agent.max_task_s,
+    )
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    try:
+        return _agent_run(args)
+    except RunnerError as exc:  # the runner's own errors are the CLI's one-line errors
+        raise UserError(str(exc)) from None
+
+
+def _agent_run(args: argparse.Namespace) -> int:
+    home = resolve_home()
+    config_file = _context.config_path(args.config, home)
+    config = _context.load(args.config, home)
+    agent = find_agent(config, args.agent)
+    url = _context.brain_url(args.brain)
+    if url is None:
+        raise RunnerUserError("an agent takes its tasks from a brain: pass --brain URL or set SWARM_BRAIN_URL")
+    secrets = SecretResolver()
+    token = agent_token(agent, args.token, secrets)
+    model_cfg = config.models[agent.model]
+    base_dir = config_file.parent if config_file is not None else Path.cwd()
+    provider = make_provider(model_settings(agent.model, model_cfg, secrets=secrets, base_dir=base_dir))
+    pricing = pricing_for(model_cfg)
+    profile = profile_for(config, agent)
+    mode: Mode = "live" if args.live else "shadow"
+    paths = StatePaths.for_agent(home, agent.name)
+    paths.ensure()
+    body_id = load_or_create_identity(paths).body_id
+    workdir = work_root(home) / agent.name
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def launch(workspace: Path, shadow: bool) -> BodyLaunch:
+        argv = [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace), "--agent", agent.name]
+        argv += ["--brain", url]
+        if config_file is not None:
+            argv += ["--config", str(config_file)]
+        if shadow:
+            argv.append("--no-network")
+        env = {**os.environ, "SWARM_HOME": str(home), "SWARM_TOKEN": token, "SWARM_AGENT": agent.name}
+        return BodyLaunch(argv=argv, env=env)
+
+    async def run() -> int:
+        brain = BrainClient(url, token)
+        ledger = LimitsLedger(paths.limits, config.limits)
+        try:
+            wallet = Wallet(
+                ledger,
+                pricing,
+                agent=agent.name,
+                logic_version=profile.logic_version,
+                model=model_cfg.model,
+                provider=model_cfg.provider,
+                max_usd_per_task=agent.max_usd_per_task,
+                sink=brain.post_usage,
+            )
+            runner = AgentRunner(
+                profile=profile,
+                provider=provider,
+                brain=brain,
+                body_id=body_id,
+                launch=launch,
+                wallet=wallet,
+                workdir=workdir,
+                mode=mode,
+                failsafe_s=config.brain.failsafe_s,
+                say=_say,
+            )
+            _say(f"{agent.name} ({profile.logic_version}, {mode}) works for {url} as body {body_id}")
+            return await runner.run(once=args.once, wait_s=args.wait)
+        finally:
+            ledger.close()
+            await provider.aclose()
+            await brain.aclose()
+
+    return anyio.run(run)
+
+
+def cmd_agents_up(args: argparse.Namespace) -> int:
+    try:
+        return _agents_up(args)
+    except RunnerError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _agents_up(args: argparse.Namespace) -> int:
+    """Run every configured worker agent as its own `swarm agent run` process; restart any that dies (with a
+    growing pause), until SIGTERM or Ctrl-C stops them all."""
+    home = resolve_home()
+    config = _context.load(args.config, home)
+    agents = [a for a in config.agents if a.role == "worker"]
+    if not agents:
+        raise RunnerUserError("no [[agents]] with role 'worker' in the config: nothing to run")
+    base = [sys.executable, "-m", "swarm_cli", "agent", "run"]
+    extra: list[str] = []
+    if args.config:
+        extra += ["--config", args.config]
+    if args.brain:
+        extra += ["--brain", args.brain]
+    if args.live:
+        extra.append("--live")
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    pause: dict[str, float] = {a.name: 1.0 for a in agents}
+    next_start: dict[str, float] = {a.name: 0.0 for a in agents}
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping:
+            now = time.monotonic()
+            for agent in agents:
+                child = children.get(agent.name)
+                if child is not None and child.poll() is None:
+                    continue
+                if child is not None:
+                    _say(f"{agent.name} exited with {child.returncode}; restarting in {pause[agent.name]:g} s")
+                    next_start[agent.name] = now + pause[agent.name]
+                    pause[agent.name] = min(pause[agent.name] * 2, 60.0)
+                    del children[agent.name]
+                    continue
+                if now >= next_start[agent.name]:
+                    children[agent.name] = subprocess.Popen([*base, "--agent", agent.name, *extra])
+                    _say(f"started {agent.name} (pid {children[agent.name].pid})")
+            time.sleep(0.2)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 10
+        for child in children.values():
+            try:
+                child.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # pyright: ignore[reportPrivateUsage]
+    agent = sub.add_parser("agent", help="run one autonomous agent")
+    agent_sub = agent.add_subparsers(dest="agent_command", required=True, metavar="SUBCOMMAND")
+    p = agent_sub.add_parser(
+        "run",
+        help="take tasks from the brain and work them through the agent's body (shadow unless --live)",
+        description="Run one agent: it takes a task from the brain, works it with its model through its own body, "
+        "reports a verified outcome, and takes the next. --once: one task, then exit 0 (3: none came within --wait).",
+    )
+    p.set_defaults(func=cmd_agent_run)
+    p.add_argument("--agent", required=True, metavar="NAME", help="an [[agents]] name from swarm.toml")
+    p.add_argument("--once", action="store_true", help="work one task to an outcome, then exit")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="with --once: wait this long for a task")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--shadow", action="store_true", help="work in throwaway copies, apply nothing (the default)")
+    mode.add_argument("--live", action="store_true", help="work for real (the brain refuses it until readiness passes)")
+    p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
+    p.add_argument("--token", help="the agent's body token, if its [[agents]] entry names none (default: $SWARM_TOKEN)")
+    p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+
+    up = sub.add_parser("agents", help="run every configured agent")
+    up_sub = up.add_subparsers(dest="agents_command", required=True, metavar="SUBCOMMAND")
+    p = up_sub.add_parser("up", help="run every [[agents]] worker, restarting any that dies, until stopped")
+    p.set_defaults(func=cmd_agents_up)
+    p.add_argument("--live", action="store_true", help="work for real (the brain refuses it until readiness passes)")
+    p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
+    p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+
+
+__all__ = ["EXIT_ERROR", "add_parsers", "cmd_agent_run", "cmd_agents_up", "work_root"]
