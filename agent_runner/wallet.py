@@ -264,7 +264,7 @@ class TaskWallet:
         if committed + reservation > limit:
             raise BudgetRefused(
                 f"{what} refused: the task has spent or holds ${committed:.4f} of its max_usd_per_task "
-                f"${limit:.2f}; this call needs ${reservation:.4f}",
+                f"${limit:.4f}; this call needs ${reservation:.4f}",
                 code=TASK_BUDGET,
             )
 
