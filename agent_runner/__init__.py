@@ -1,9 +1,9 @@
 """The agent runner: LLM agents that take tasks and work them through a body, with nobody pressing Enter.
 
-Built so far (issue #17, first layer): the provider edge (`providers`), the conversation types every provider maps
-to and from (`conversation`), the price arithmetic the wallet will use (`pricing`) and the errors (`exceptions`).
-Not yet: the loop, the wallet, the CLI. The runner imports `shared_protocol` and third-party libraries only; it
-reaches the body and the brain over the wire like any other client.
+Built so far (issue #17): the provider edge (`providers`), the conversation types every provider maps to and from
+(`conversation`), the price arithmetic (`pricing`), the wallet that reserves and settles every model call's money
+(`wallet`) and the errors (`exceptions`). Not yet: the loop, the CLI. The runner imports `shared_protocol` and
+third-party libraries only; it reaches the body and the brain over the wire like any other client.
 """
 
 from .conversation import (
@@ -23,6 +23,7 @@ from .conversation import (
 )
 from .exceptions import (
     ApiKeyUnavailable,
+    BudgetRefused,
     ContextOverflow,
     ModelRefused,
     PriceUnknown,
@@ -58,6 +59,18 @@ from .providers import (
     make_provider,
     model_settings,
 )
+from .wallet import (
+    Hold,
+    Ledger,
+    MemoryLedger,
+    Spend,
+    TaskSpend,
+    TaskWallet,
+    UsageRecord,
+    UsageSink,
+    Wallet,
+    WalletCall,
+)
 
 __all__ = [
     "PROVIDERS",
@@ -67,8 +80,12 @@ __all__ = [
     "Attempt",
     "AttemptOutcome",
     "BeforeAttempt",
+    "BudgetRefused",
     "ContextOverflow",
+    "Hold",
     "InMemoryProvider",
+    "Ledger",
+    "MemoryLedger",
     "Message",
     "ModelPricing",
     "ModelRefused",
@@ -90,13 +107,20 @@ __all__ = [
     "ScriptExhausted",
     "ScriptInvalid",
     "ScriptedProvider",
+    "Spend",
     "StopReason",
+    "TaskSpend",
+    "TaskWallet",
     "TokenUsage",
     "ToolCall",
     "ToolDefinition",
     "ToolResult",
     "ToolResultsMessage",
+    "UsageRecord",
+    "UsageSink",
     "UserMessage",
+    "Wallet",
+    "WalletCall",
     "cost",
     "estimate_input_tokens",
     "estimate_reservation",

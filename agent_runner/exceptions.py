@@ -9,6 +9,7 @@
     │   ├── ModelRefused         the model refused, or the provider's content filter stopped the answer
     │   ├── ResponseGarbage      a response that cannot be read, or tool arguments that are not a JSON object
     │   └── ScriptExhausted      the scripted provider has no turn left
+    ├── BudgetRefused            the wallet refused to reserve a model call: the task's or the limits' money
     └── RunnerUserError          misuse or bad configuration, found before any money is spent
         ├── ApiKeyUnavailable    a model's `api_key` reference cannot be read (names it: which env var)
         ├── ScriptInvalid        a script line that is not a model turn; names the file and line
@@ -93,6 +94,20 @@ class ResponseGarbage(ProviderError):
 
 class ScriptExhausted(ProviderError):
     """The scripted provider replayed its last line; the task ends `failed` with "script exhausted"."""
+
+
+class BudgetRefused(RunnerError):
+    """The wallet would not reserve the next attempt of a model call: it would take the task past its
+    `max_usd_per_task` (`code` "max_usd_per_task"), or the agent's [limits] refuse the money (`code` the limit's
+    rule: "limits.usd_per_hour", "limits.blast_radius", "limits.calls_in_flight"). Nothing was sent; the task
+    ends `failed` with `reason`, which names the limit and the numbers."""
+
+    def __init__(self, reason: str, *, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.attempts: tuple[Attempt, ...] = ()
+        """The call's attempts made before this refusal (filled in by the retry loop), for the wallet to settle."""
 
 
 class RunnerUserError(RunnerError):

@@ -17,7 +17,8 @@ cannot fault a write through the mapping):
   step if a process dies halfway through an update;
 - the times of the last `BREACHES` limit breaches;
 - `SLOTS` calls in flight: an occupancy byte each, then (token, expires, files, API calls,
-  micro-dollars, trial, pid, process start time). A slot whose process is gone (the pid is free,
+  micro-dollars, flags, pid, process start time); flags: 1 the breaker's trial, 2 money only (a
+  model call's spend: counted in the money window, never as a tool call). A slot whose process is gone (the pid is free,
   or now names a process started at another time; failing that, once its expiry has passed) is
   reclaimed by the next reader and counted as done with everything it had reserved.
 
@@ -41,13 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-FILE_NAME = "limits-v3"
+FILE_NAME = "limits-v4"
 """The layout's version is in the name: bodies of two versions never map one file two ways."""
 SLOTS = 256
 BREACHES = 256
 LOCK_TIMEOUT_S = 10.0
 _WINDOW = 60
-_MAGIC = b"SWLIMIT3"
+_MAGIC = b"SWLIMIT4"
 _UNSET = -(1 << 62)
 _Q = struct.Struct("<q")
 _D = struct.Struct("<d")
@@ -68,6 +69,9 @@ _FREE = b"\x00"
 
 BreakerState = Literal["closed", "open", "half_open"]
 _STATES: tuple[BreakerState, ...] = ("closed", "open", "half_open")
+_TRIAL = 1
+_SPEND_ONLY = 2
+"""Slot flags (see the module docstring)."""
 
 
 def _start_time(pid: int) -> int:
@@ -194,11 +198,11 @@ class LimitsTable:
         index = m.find(_USED, _OCCUPANCY_AT, _SLOTS_AT)
         while index >= 0:
             slot = index - _OCCUPANCY_AT
-            _, expires, f, a, u, trial, pid, started = _SLOT.unpack_from(m, _SLOTS_AT + slot * _SLOT.size)
+            _, expires, f, a, u, flags, pid, started = _SLOT.unpack_from(m, _SLOTS_AT + slot * _SLOT.size)
             if expires < now or not self._alive(pid, started):
-                self._reclaim(slot, now, f, a, u, trial)
+                self._reclaim(slot, now, f, a, u, flags)
             else:
-                calls, files, usd = calls + 1, files + f, usd + u
+                calls, files, usd = calls + (0 if flags & _SPEND_ONLY else 1), files + f, usd + u
             index = m.find(_USED, index + 1, _SLOTS_AT)
         buckets = _BUCKETS.unpack_from
         return Usage(
@@ -299,15 +303,18 @@ class LimitsTable:
 
     # -- calls in flight ---------------------------------------------------------------
 
-    def take(self, *, expires: float, files: int, api_calls: int, usd_micro: int, trial: bool) -> tuple[int, int]:
-        """Claim a free slot for this process; returns (slot, token)."""
+    def take(
+        self, *, expires: float, files: int, api_calls: int, usd_micro: int, trial: bool, spend_only: bool = False
+    ) -> tuple[int, int]:
+        """Claim a free slot for this process; returns (slot, token). `spend_only`: it holds money, not a call."""
         m = self._map
         index = m.find(_FREE, _OCCUPANCY_AT, _SLOTS_AT)
         if index < 0:
             raise TooManyInFlight(f"{SLOTS} calls are already in flight in this workspace")
         slot = index - _OCCUPANCY_AT
         token = self._random.getrandbits(62) + 1
-        record = (token, expires, files, api_calls, usd_micro, int(trial), self._pid, self._started)
+        flags = (_TRIAL if trial else 0) | (_SPEND_ONLY if spend_only else 0)
+        record = (token, expires, files, api_calls, usd_micro, flags, self._pid, self._started)
         _SLOT.pack_into(m, _SLOTS_AT + slot * _SLOT.size, *record)
         m[index] = 1
         return slot, token
@@ -322,8 +329,8 @@ class LimitsTable:
         if not self.holds(slot, token):
             return False
         at = _SLOTS_AT + slot * _SLOT.size
-        _, expires, f, a, u, trial, pid, started = _SLOT.unpack_from(self._map, at)
-        _SLOT.pack_into(self._map, at, token, expires, f + files, a + api_calls, u + usd_micro, trial, pid, started)
+        _, expires, f, a, u, flags, pid, started = _SLOT.unpack_from(self._map, at)
+        _SLOT.pack_into(self._map, at, token, expires, f + files, a + api_calls, u + usd_micro, flags, pid, started)
         return True
 
     def free(self, slot: int, token: int) -> bool:
@@ -347,9 +354,10 @@ class LimitsTable:
         # The pid is taken: by the slot's process, or by a later one (a restarted container's pid 1).
         return _start_time(pid) in (started, 0)
 
-    def _reclaim(self, slot: int, now: float, files: int, api_calls: int, usd_micro: int, trial: int) -> None:
+    def _reclaim(self, slot: int, now: float, files: int, api_calls: int, usd_micro: int, flags: int) -> None:
         """A call whose body died: count all it reserved as done, then free it; a lost trial re-opens."""
-        self.count(now, second=int(now), calls=1, files=files, api_calls=api_calls, usd_micro=usd_micro)
-        if trial:
+        calls = 0 if flags & _SPEND_ONLY else 1
+        self.count(now, second=int(now), calls=calls, files=files, api_calls=api_calls, usd_micro=usd_micro)
+        if flags & _TRIAL:
             self.set_breaker(state="open", opened_at=now)
         self._map[_OCCUPANCY_AT + slot] = 0

@@ -9,7 +9,8 @@ behind by a body that died is reclaimed (its process is gone; at the latest afte
 counted as done with everything it had reserved.
 
 What the windows count (PRODUCT.md): calls (every tool call, per minute), file
-modifications (per hour), money (per hour). Calls that are refused before reserving do
+modifications (per hour), money (per hour: tool calls' and, through `reserve_spend`, the
+agent's model calls', one window). Calls that are refused before reserving do
 not consume budget; refusals by a limit are breaches, and repeated breaches or
 consecutive failures open the breaker, which refuses mutating calls until a cool-down
 passes, then lets one trial call through (half-open). Hour windows move at minute
@@ -120,6 +121,44 @@ class Limits:
                 table.set_breaker(state="open", opened_at=now)
             self._breach(now)
         raise RateLimited(f"rate limit: {problem[1]}. Wait for the window to move on.", rule=problem[0])
+
+    def reserve_spend(self, usd: float) -> Reservation:
+        """Reserve money that is not a tool call (a model call made for this workspace's agent): held to the
+        blast radius per action (`max_usd_per_action`) and the money window (`usd_per_hour`), like a tool call's
+        money, but counted in neither calls per minute nor the breaker's trial. Settle it with `settle_spend`, or
+        give it back with `release`; a holder that dies is counted as having spent it all."""
+        self.check_blast_radius(Impact(usd=usd))
+        now = self._clock()
+        c = self.config
+        with self._table as table:
+            used = table.usage(now)
+            if usd and used.usd + usd > c.usd_per_hour:
+                self._breach(now)
+                message = f"${used.usd:.2f} of ${c.usd_per_hour:.2f} spent in the last hour; this call needs ${usd:.2f}"
+                raise RateLimited(f"rate limit: {message}. Wait for the window to move on.", rule=Rule.USD_PER_HOUR)
+            try:
+                slot, token = table.take(
+                    expires=now + _RESERVATION_TTL_S,
+                    files=0,
+                    api_calls=0,
+                    usd_micro=micro_usd(usd),
+                    trial=False,
+                    spend_only=True,
+                )
+            except TooManyInFlight as exc:
+                raise RateLimited(f"{exc}; wait for some to finish.", rule=Rule.CALLS_IN_FLIGHT) from None
+        return Reservation(slot=slot, token=token, second=int(now), trial=False)
+
+    def settle_spend(self, reservation: Reservation, usd: float) -> None:
+        """A `reserve_spend` is done: count what it cost (more or less than reserved) in the money window instead
+        of what it held. The breaker is not fed: a model call's failure is not a tool call's."""
+        now = self._clock()
+        with self._table as table:
+            table.move_to(now)
+            # Counted before the slot is freed, as `settle` does: dying in between counts it twice, never zero times.
+            if usd > 0:
+                table.count(now, second=reservation.second, calls=0, files=0, api_calls=0, usd_micro=micro_usd(usd))
+            table.free(reservation.slot, reservation.token)
 
     def _admit_through_breaker(self, now: float) -> bool:
         if self._table.breaker_closed():

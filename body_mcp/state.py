@@ -6,7 +6,7 @@
       workspaces/<key>/
         identity.json             the body's stable identity for this workspace
         state.db                  audit chain, undo records (SQLite, WAL)
-        limits-v3                 limit windows, breaker, calls in flight (mapped by every body, flock)
+        limits-v4                 limit windows, breaker, calls in flight (mapped by every body, flock)
         audit.key                 HMAC key of the audit chain (0600; never in the database)
         audit.anchor              head of the chain, written after each commit, tagged with the key
         audit.journal             events durable before their commit (replayed after a crash)

@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from ..conversation import Attempt, AttemptOutcome, ModelTurn, TokenUsage
-from ..exceptions import ProviderError
+from ..exceptions import BudgetRefused, ProviderError
 
 BeforeAttempt = Callable[[int], Awaitable[None]]
 """Called with the attempt's number (1, 2, …) before each try, retries included: the wallet reserves there. What
@@ -96,7 +96,11 @@ async def call_with_retries(
     async def one_try() -> ModelTurn:
         number = len(attempts) + 1
         if before_attempt is not None:
-            await before_attempt(number)
+            try:
+                await before_attempt(number)
+            except BudgetRefused as refused:
+                refused.attempts = tuple(attempts)  # the tries before it, for the wallet to settle
+                raise
         try:
             turn = await attempt()
         except AttemptFailed as failed:
