@@ -36,7 +36,7 @@ from .conversation import (
     UserMessage,
 )
 from .exceptions import BudgetRefused, ProviderError
-from .providers import BeforeAttempt, Provider
+from .providers import Provider
 
 WRITE_TOOLS = ("write_file", "edit_file", "create_directory", "move_file", "delete_file")
 """Tools whose `path` (or `destination`) names the file they change: the task's evidence lists them."""
@@ -59,18 +59,11 @@ class AgentProfile:
 
 
 class Spending(Protocol):
-    """The task's wallet, as the loop uses it."""
+    """The task's wallet, as the loop uses it (`wallet.TaskWallet`)."""
 
-    def before_attempt(self, request: ModelRequest) -> BeforeAttempt:
-        """The hook reserving each attempt of the call for `request` (raises `BudgetRefused`)."""
-        ...
-
-    async def settle_turn(self, turn: ModelTurn) -> None: ...
-
-    async def settle_failure(self, error: ProviderError) -> None: ...
-
-    async def abort(self) -> None:
-        """Settle a call cancelled midway (kill, timeout) at its reservation."""
+    async def complete(self, provider: Provider, request: ModelRequest) -> ModelTurn:
+        """`provider.complete(request)` with each attempt reserved before it and settled after, whatever happens
+        (a cancelled call at its reservation); `BudgetRefused` when the money is not there."""
         ...
 
 
@@ -180,21 +173,17 @@ async def work(
             max_output_tokens=profile.max_output_tokens,
         )
         turn: ModelTurn | None = None
-        with gate.watch() as scope:
+        with gate.watch():
             try:
-                turn = await provider.complete(request, before_attempt=spending.before_attempt(request))
+                turn = await spending.complete(provider, request)
             except BudgetRefused as refused:
                 return Failed(reason=f"money budget: {refused}")
             except ProviderError as error:
-                await spending.settle_failure(error)
                 return Failed(reason=f"the model call failed: {error}")
         if turn is None:
-            # Cut off by the kill switch (or failsafe): the attempt is settled at its reservation; the step is
-            # taken again once the gate is released.
-            if scope.cancelled_caught:
-                await spending.abort()
+            # Cut off by the kill switch (or failsafe): the wallet settled the attempt at its reservation; the
+            # step is taken again once the gate is released.
             continue
-        await spending.settle_turn(turn)
         run.steps += 1
         run.messages.append(turn.as_message())
         run.transcript.append(

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import anyio
+from shared_protocol.agents import find_agent, logic_version
 
 from agent_runner import RunnerError, RunnerUserError, make_provider, model_settings, pricing_for
 from agent_runner.body import BodyLaunch
@@ -25,7 +26,6 @@ from agent_runner.wallet import Wallet
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.state import StatePaths, load_or_create_identity, resolve_home
-from shared_protocol.agents import find_agent, logic_version
 from shared_protocol.config import AgentConfig, SwarmConfig
 from shared_protocol.secrets import SecretResolver, SecretUnavailable
 
