@@ -230,7 +230,7 @@ async def _call(body: BodySession, call: ToolCall, meta: TurnMeta) -> ToolReply:
         return await body.call(call.name, call.arguments, turn=meta)
     except BodyFailed:
         raise
-    except Exception as exc:  # an argument the SDK cannot send: the model's mistake, shown to it
+    except Exception as exc:  # noqa: BLE001 - an argument the SDK cannot send: the model's mistake, shown to it
         return ToolReply(text=f"the call could not be sent: {exc}", is_error=True)
 
 

@@ -290,7 +290,6 @@ class AgentRunner:
             exit_code=code,
             action_id=reply.action_id,
             verified=code == 0,
-            detail=reply.text[-2000:] if code != 0 else "",
         )
 
     async def _ask_approval(self, body: BodySession, run: TaskRun, call: ToolCall, reply: ToolReply) -> str | None:
