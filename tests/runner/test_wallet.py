@@ -18,6 +18,7 @@ from agent_runner import (
     ProviderUnavailable,
     RateLimited,
     RetryPolicy,
+    RunnerUserError,
     TokenUsage,
     UsageRecord,
     UserMessage,
@@ -298,3 +299,9 @@ async def test_the_sink_gets_every_attempt_and_the_totals_add_up(
         finally:
             await provider.aclose()
     assert [r.outcome for r in sink.records[-4:]] == ["rejected"] * 4
+
+
+@pytest.mark.parametrize("budget", [0.0, -1.0, float("nan")])
+def test_a_wallet_without_a_positive_task_budget_is_refused_naming_it(budget: float) -> None:
+    with pytest.raises(RunnerUserError, match="max_usd_per_task must be more than 0"):
+        make_wallet(MemoryLedger(), Sink(), max_usd_per_task=budget)
