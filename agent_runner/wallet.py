@@ -137,7 +137,8 @@ class UsageRecord:
 
 
 UsageSink = Callable[[UsageRecord], Awaitable[None]]
-"""Gets every record; awaited in a shielded scope, so it should be quick (queue, and post in the background)."""
+"""Gets every record, once; awaited in a shielded scope, so it should be quick (queue, and post in the background).
+What it raises goes up from the settle (the money is counted by then)."""
 
 
 @dataclass(kw_only=True, frozen=True)
