@@ -182,8 +182,10 @@ class Body:
         gate = ApprovalGate(
             self.decisions,
             approval_thresholds(config),
+            self.db,
             approve_irreversible=config.policy.approve_irreversible,
             cumulative_window_s=config.policy.cumulative_window_s,
+            clock=clock,
         )
         guards = default_guards(
             tools=self.tools,
