@@ -102,8 +102,9 @@ class PolicyConfig(ProtocolModel):
     cumulative_window_s: int = Field(
         default=600,
         ge=0,
-        description="The approval threshold also holds for the distinct files one agent session changed within "
-        "this window, so work split into small actions needs the approval one action would; 0: per action only.",
+        description="The approval threshold also holds for the distinct files the body changed within this "
+        "window (any of its processes or clients, across restarts), so work split into small actions needs the "
+        "approval one action would; 0: per action only.",
     )
 
 
