@@ -71,6 +71,7 @@ from .auth import Principal, rebind_body
 from .events import BrainEvent, EventHub, kill_event
 from .exceptions import (
     AlreadyFinal,
+    BodyMismatch,
     ChainGap,
     ChainMismatch,
     InvalidRequest,
@@ -604,6 +605,14 @@ class Brain:
 
     async def park_task(self, by: Principal, task_id: str, request: ParkRequest, *, holder: str) -> Task:
         """The holder waits for a decision of its own body: no lease (the sweeper leaves it), the claim kept."""
+        task = await self.state.task(task_id)
+        if task is None:
+            raise NotFound(f"no task '{task_id}'")
+        claimant = task.claimed_by
+        if claimant is not None and claimant.body_id != holder:
+            raise BodyMismatch(
+                f"this token is bound to body '{holder}'; task '{task_id}' was claimed by body '{claimant.body_id}'"
+            )
         decision = await self.state.decision(request.decision_id)
         if decision is None or decision.body_id != holder:
             raise InvalidRequest(f"no decision '{request.decision_id}' of this body", field="decision_id")

@@ -423,19 +423,21 @@ class ClaimRequest(_CausedBy):
 
     body_id: Identifier
     agent: Identifier
-    logic_version: str = Field(default="", max_length=200)
-    """The agent's logic version (`lv-…`); needed for shadow and live claims."""
     mode: ClaimMode = "ide"
     """live is refused (403 `not_ready`) unless readiness passed or a captain overrode it for this agent and logic
     version; a shadow claim never takes a task this agent and logic version shadowed already."""
+    logic_version: str = Field(default="", max_length=200, validate_default=True)
+    """The agent's logic version (`lv-…`); needed for shadow and live claims."""
     task_id: Identifier | None = None
     """Claim this task only (null in the answer when it is not queued, or shadowed already)."""
 
-    @model_validator(mode="after")
-    def _agents_name_their_logic(self) -> ClaimRequest:
-        if self.mode != "ide" and not self.logic_version.strip():
-            raise ValueError(f"a {self.mode} claim needs the agent's logic_version")
-        return self
+    @field_validator("logic_version")
+    @classmethod
+    def _agents_name_their_logic(cls, logic_version: str, info: ValidationInfo) -> str:
+        mode = info.data.get("mode", "ide")
+        if mode != "ide" and not logic_version.strip():
+            raise ValueError(f"a {mode} claim needs the agent's logic_version")
+        return logic_version
 
 
 class ClaimResponse(ProtocolModel):
