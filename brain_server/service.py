@@ -258,6 +258,7 @@ class Brain:
             pending_decisions=await self.state.count_pending_decisions(now),
             queued_tasks=tasks.get("queued", 0),
             claimed_tasks=tasks.get("claimed", 0),
+            waiting_tasks=tasks.get("waiting_approval", 0),
         )
 
     # -- audit -----------------------------------------------------------------------------

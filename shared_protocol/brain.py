@@ -228,6 +228,8 @@ class BrainStatus(ProtocolModel):
     pending_decisions: int
     queued_tasks: int
     claimed_tasks: int
+    waiting_tasks: int = 0
+    """Parked: waiting for a decision (waiting_approval)."""
 
 
 # --- audit -----------------------------------------------------------------------------

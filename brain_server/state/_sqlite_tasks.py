@@ -100,11 +100,8 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         return task
 
     async def task(self, task_id: str) -> Task | None:
-        row = await self._row(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
-        if row is None:
-            return None
-        events = await self._rows("SELECT event FROM task_events WHERE task_id = ? ORDER BY id", (task_id,))
-        return task_from_row(dict(row), [TaskEvent.model_validate_json(e["event"]) for e in events])
+        found = await self._read("WHERE id = ?", [task_id])
+        return found[0] if found else None
 
     async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
         where: list[str] = []
@@ -115,31 +112,25 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         if agent is not None:
             where.append("claimed_agent = ?")
             params.append(agent)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        self._check()
-        try:
-            # One read transaction, so the rows and their histories agree.
-            await self._reader.execute("BEGIN")
-            try:
-                rows = await self._reader.execute_fetchall(
-                    f"SELECT {_ROW_COLUMNS} FROM tasks {clause} ORDER BY seq", tuple(params)
-                )
-                events = await self._reader.execute_fetchall(
-                    f"SELECT task_id, event FROM task_events WHERE task_id IN (SELECT id FROM tasks {clause}) "
-                    "ORDER BY id",
-                    tuple(params),
-                )
-            finally:
-                await self._reader.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
-            broken = self._broken_by(exc)
-            if broken is None:
-                raise
-            raise broken from exc
+        return await self._read(f"WHERE {' AND '.join(where)}" if where else "", params)
+
+    async def _read(self, clause: str, params: list[Any]) -> list[Task]:
+        """The tasks `clause` selects, oldest first, with their histories."""
+        columns = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+        # One statement, so the rows and their histories are read from one snapshot.
+        rows = await self._rows(
+            f"SELECT {columns}, e.event AS event FROM (SELECT * FROM tasks {clause}) AS t "
+            "LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY t.seq, e.id",
+            params,
+        )
+        found: dict[str, dict[str, Any]] = {}
         history: dict[str, list[TaskEvent]] = {}
-        for row in events:
-            history.setdefault(row["task_id"], []).append(TaskEvent.model_validate_json(row["event"]))
-        return [task_from_row(dict(row), history.get(row["id"], [])) for row in rows]
+        for row in rows:
+            found.setdefault(row["id"], {name: row[name] for name in TASK_ROW_FIELDS})
+            events = history.setdefault(row["id"], [])
+            if row["event"] is not None:
+                events.append(TaskEvent.model_validate_json(row["event"]))
+        return [task_from_row(found[task_id], history[task_id]) for task_id in found]
 
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None

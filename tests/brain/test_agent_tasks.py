@@ -248,6 +248,8 @@ async def test_a_parked_task_waits_without_a_lease_and_resumes_or_finishes_with_
     )
     clock.advance(brain.settings.lease_s * 10)
     assert (await brain.sweep()).requeued == [], "no lease to run out"
+    status = ok(await api.get("/v1/status", as_="captain"))
+    assert (status["queued_tasks"], status["claimed_tasks"], status["waiting_tasks"]) == (0, 0, 1)
     refused(await api.post(f"/v1/tasks/{task_id}/renew", {"claim_token": token}, as_="body"), 409, "invalid_transition")
     refused(await api.post(f"/v1/tasks/{task_id}/park", park, as_="body"), 409, "invalid_transition")
     resumed = ok(await api.post(f"/v1/tasks/{task_id}/resume", {"claim_token": token}, as_="body"))
