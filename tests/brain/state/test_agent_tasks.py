@@ -3,6 +3,7 @@ evidence and spend, cancel, the history of it all; and `UsageStore` and `Readine
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
@@ -13,6 +14,8 @@ import pytest
 from brain_server import NotFound, StaleClaim
 from brain_server.exceptions import InvalidRequest, InvalidTransition, KeyReused, TaskCancelled
 from brain_server.state import OutcomeReport, SqliteStateEngine, StateEngine, created
+from brain_server.state._rules import TASK_ROW_FIELDS, iso, task_row
+from brain_server.state._schema import MIGRATIONS, split_statements
 from shared_protocol.brain import (
     ReadinessItem,
     ReadinessOverride,
@@ -300,3 +303,61 @@ async def test_task_history_and_overrides_are_append_only_in_the_file(tmp_path: 
                 conn.execute(statement)
     finally:
         conn.close()
+
+
+@pytest.mark.sqlite
+async def test_a_database_from_before_agents_keeps_its_tasks_and_reverses_their_old_records(tmp_path: Path) -> None:
+    """A v9 file: its tasks read with the new fields' defaults and an empty history, work on as any task, and a
+    compensating record written before v10 (whose rows lack the new fields) reverses without a false conflict."""
+    path = tmp_path / "brain.db"
+    conn = sqlite3.connect(path)
+    try:
+        for migration in MIGRATIONS[:9]:  # before autonomous agents
+            for statement in split_statements(migration):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 9")
+        old_fields = TASK_ROW_FIELDS[: TASK_ROW_FIELDS.index("finished_at") + 1]
+        queued = {name: value for name, value in task_row(task(1), None).items() if name in old_fields}
+        claimed = {
+            **queued,
+            "state": "claimed",
+            "claimed_body": "body-a",
+            "claimed_agent": "a",
+            "claimed_at": iso(NOW),
+            "lease_expires": iso(LATER),
+            "claim_token": "clm_old",
+            "attempts": 1,
+        }
+        conn.execute(
+            f"INSERT INTO tasks ({', '.join(old_fields)}) VALUES ({', '.join('?' for _ in old_fields)})",
+            tuple(claimed[name] for name in old_fields),
+        )
+        conn.execute(
+            "INSERT INTO compensations (action_id, body_id, kind, target, before, after, created_at) "
+            "VALUES ('act_old', 'body-a', 'task_claim', 'task_1', ?, ?, ?)",
+            (json.dumps(queued), json.dumps(claimed), iso(NOW)),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+    state = await SqliteStateEngine.open(path)
+    try:
+        old = await state.task("task_1")
+        assert old is not None and (old.state, old.acceptance, old.repo, old.history, old.shadow_runs) == (
+            "claimed",
+            "",
+            "",
+            [],
+            [],
+        )
+        assert (old.claim_mode, old.verified, old.evidence, old.spend) == (None, False, {}, None)
+        reversal = await state.reverse("act_old", force=False, at=LATER, log=lambda c: entry("reverse"))
+        assert reversal.conflicts == [] and len(reversal.reversed) == 1
+        back = await state.task("task_1")
+        assert back is not None and (back.state, back.claimed_by) == ("queued", None)
+        assert [e.kind for e in back.history] == ["reversed"]
+        again = await claim(state, "clm_new", mode="shadow", logic_version=LV)
+        assert (again.state, again.claim_mode, again.attempts) == ("claimed", "shadow", 1)
+    finally:
+        await state.close()
