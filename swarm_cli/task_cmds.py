@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
+from body_mcp.explain import printable
 from shared_protocol.brain import Task, TaskRequest, TaskState
 
 from . import _context
@@ -108,7 +109,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not tasks:
         _out("no tasks" + (f" {args.state}" if args.state else ""))
     for task in tasks:
-        _out(_summary_line(task))
+        _out(printable(_summary_line(task)))
     return 0
 
 
@@ -180,13 +181,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         _out(task.model_dump_json(indent=2))
         return 0
     for line in describe(task):
-        _out(line)
+        _out(printable(line))  # (an agent's summary or evidence cannot forge a line or send escapes)
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     task = _on_brain(args, lambda client: client.cancel_task(args.id, args.reason))
-    _out(f"task {task.id} is cancelled: {task.title} ({args.reason})")
+    _out(printable(f"task {task.id} is cancelled: {task.title} ({args.reason})"))
     return 0
 
 
