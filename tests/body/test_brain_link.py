@@ -575,3 +575,31 @@ async def test_every_call_one_failsafe_refuses_names_when_it_began(tmp_path: Pat
         assert since[0] == since[1] and since[2] == since[3] and since[1] < since[2], since
     finally:
         body.close()
+
+
+async def test_a_linked_body_ignores_task_events_and_still_hears_the_next_kill(tmp_path: Path, home: Path) -> None:
+    """`task_available` and `task_cancelled` are for runners: a body's link passes over them (as over any event
+    name it does not know) and keeps its stream, so the brain's next kill still reaches it. Heartbeats are a
+    minute apart here, so a kill or a resume reaches the body through its stream only."""
+    async with brain_with_captain(tmp_path, heartbeat_interval_s=60) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(body.link.run)
+                await brain.captain.post("/v1/kill", json={"reason": "before"})
+                await wait_until(lambda: body.kill_switch.state().engaged)
+                await brain.captain.post("/v1/resume", json={"reason": "the stream is open"})
+                await wait_until(lambda: not body.kill_switch.state().engaged)
+                queued = (await brain.captain.post("/v1/tasks", json={"title": "t"})).json()
+                took = await body.call_tool("next_task", {"rationale": "work"})
+                assert took.structured["task"]["id"] == queued["id"], took.structured
+                cancelled = await brain.captain.post(f"/v1/tasks/{queued['id']}/cancel", json={"reason": "dup"})
+                assert cancelled.status_code == 200, cancelled.text
+                assert await write(body, "after-events.txt") == (False, None)
+                await brain.captain.post("/v1/kill", json={"reason": "stop"})
+                await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
+                assert await write(body, "killed.txt") == (True, "kill_switch_engaged")
+                tg.cancel_scope.cancel()
+        finally:
+            body.close()
