@@ -86,7 +86,11 @@ def build_server(body: Body) -> Server[Any]:
         # The SDK sends a progress notification only when the caller asked for one: a progress token on the wire,
         # a callback in process (where no token is visible to us); otherwise reporting is a no-op.
         outcome = await body.call_tool(
-            params.name, params.arguments, client=client, progress=ctx.session.report_progress
+            params.name,
+            params.arguments,
+            client=client,
+            progress=ctx.session.report_progress,
+            meta=cast("dict[str, Any] | None", params.meta),
         )
         return types.CallToolResult(
             content=[types.TextContent(text=outcome.text)],

@@ -16,7 +16,9 @@ AGENT = {"name": "w1", "model": "fast", "prompt": "You fix failing tests.", "too
 
 
 def config(*, model: dict[str, Any] | None = None, agent: dict[str, Any] | None = None, **extra: Any) -> SwarmConfig:
-    return parse_config({"models": {"fast": {**MODEL, **(model or {})}}, "agents": [{**AGENT, **(agent or {})}], **extra})
+    return parse_config(
+        {"models": {"fast": {**MODEL, **(model or {})}}, "agents": [{**AGENT, **(agent or {})}], **extra}
+    )
 
 
 def version(cfg: SwarmConfig) -> str:
@@ -27,7 +29,8 @@ def test_the_logic_version_is_lv_and_sixteen_hex_digits_and_the_same_in_another_
     here = version(config())
     assert here.startswith("lv-") and len(here) == 19 and int(here[3:], 16) >= 0
     code = (
-        "from shared_protocol.agents import logic_version; from shared_protocol.config import AgentConfig, ModelConfig; "
+        "from shared_protocol.agents import logic_version\n"
+        "from shared_protocol.config import AgentConfig, ModelConfig\n"
         f"print(logic_version(AgentConfig.model_validate({AGENT!r}), ModelConfig.model_validate({MODEL!r})))"
     )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
