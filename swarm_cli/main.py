@@ -39,6 +39,8 @@ def _state_settings(args: argparse.Namespace) -> BodySettings:
     """The state a command reads: the workspace's (`--workspace`, default the current directory) or the agent's
     (`--agent NAME`, whatever workspace its tasks worked in)."""
     agent = getattr(args, "agent", None)
+    if agent is not None and args.workspace is not None:
+        raise UserError("give --workspace DIR or --agent NAME, not both: an agent's state is not a workspace's")
     return _context.body_settings(
         workspace=args.workspace, config=getattr(args, "config", None), agent=agent, agent_state_only=agent is not None
     )
@@ -359,9 +361,8 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 
 def _state_arg(parser: argparse.ArgumentParser) -> None:
     """`--workspace DIR` or `--agent NAME`: whose state (an agent's body keeps one for all its tasks)."""
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
-    which.add_argument("--agent", metavar="NAME", help="an [[agents]] entry's state instead of a workspace's")
+    parser.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
+    parser.add_argument("--agent", metavar="NAME", help="an [[agents]] entry's state, instead of --workspace")
     parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
 
