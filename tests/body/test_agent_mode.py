@@ -207,3 +207,19 @@ async def test_outside_agent_mode_events_carry_no_logic_version_and_model_calls_
         body.close()
     assert event is not None and event.logic_version is None and event.turn is not None
     assert "logic_version" not in event.signed_payload()
+
+
+def test_an_agents_snapshots_are_kept_apart_per_workspace(tmp_path: Path, home: Path) -> None:
+    config = agent_config()
+    first, second = task_dir(tmp_path, "task-1"), task_dir(tmp_path, "task-2")
+    (second / "only-here.txt").write_text("2\n")
+    made: list[str] = []
+    for ws in (first, second):
+        body = agent_body(ws, home, config)
+        try:
+            made.append(body.snapshotter.create(reason="test").id)
+            assert [s.id for s in body.snapshotter.list_snapshots()] == [made[-1]]  # (not the other task's)
+        finally:
+            body.close()
+    roots = {StatePaths.for_agent(home, "w1", ws).snapshot_root for ws in (first, second)}
+    assert len(roots) == 2 and all(root.is_relative_to(StatePaths.for_agent(home, "w1").dir) for root in roots)
