@@ -191,7 +191,10 @@ class Admin:
             return self.workspace
         where = self.undo_store.workspaces_of(target_id)
         if not where:
-            return self.workspace if self.paths.workspace is not None else _no_workspace(self.paths, target_id)
+            raise UndoRefused(
+                f"nothing to undo for '{target_id}' in agent {self.paths.agent}'s trail (unknown id, read-only "
+                "action, or already undone)"
+            )
         if len(where) > 1:
             raise UserError(
                 f"'{target_id}' changed files in {len(where)} workspaces ({', '.join(sorted(where))}); "
@@ -316,12 +319,6 @@ class Admin:
 
     def record_snapshot(self, event: SnapshotEvent) -> Appended:
         return self.record(action=event.action, rationale=event.rationale, detail=event.detail, outcome=event.outcome)
-
-
-def _no_workspace(paths: StatePaths, target_id: str) -> Workspace:
-    raise UndoRefused(
-        f"nothing to undo for '{target_id}' in agent '{paths.agent}' (unknown id, read-only action, or already undone)"
-    )
 
 
 # -- a new chain -----------------------------------------------------------------------------
