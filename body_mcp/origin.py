@@ -16,6 +16,10 @@ from pydantic import ValidationError
 
 from shared_protocol.audit import MAX_TURN_TEXT, ORIGIN_META_KEY, TURN_META_KEY, ModelTurn
 
+UNREADABLE_META_KEY = "swarm/unreadable_meta"
+"""Put by the server in place of a `_meta` that is not an object (the SDK would reject the whole request unseen):
+its value says what was sent, and the call is refused and audited."""
+
 Origin = Literal["model", "runner"]
 ORIGINS: tuple[Origin, ...] = ("model", "runner")
 
@@ -35,7 +39,11 @@ NO_ORIGIN = CallOrigin()
 
 def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
     """The origin and turn in a request's `_meta`, or the problem with them (never raises)."""
-    if not meta or (ORIGIN_META_KEY not in meta and TURN_META_KEY not in meta):
+    if not meta:
+        return NO_ORIGIN
+    if UNREADABLE_META_KEY in meta:
+        return CallOrigin(problem=f"_meta must be an object, not {meta[UNREADABLE_META_KEY]}")
+    if ORIGIN_META_KEY not in meta and TURN_META_KEY not in meta:
         return NO_ORIGIN
     origin: Origin | None = None
     if ORIGIN_META_KEY in meta:
@@ -62,6 +70,14 @@ def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
             )
             return CallOrigin(problem=f"_meta '{TURN_META_KEY}' is not a model turn ({problems})")
     return CallOrigin(origin=origin, turn=turn)
+
+
+def flag_unreadable_meta(params: dict[str, Any]) -> None:
+    """A `tools/call`'s params as received: a `_meta` that is not an object becomes one naming the problem, so that
+    the call reaches the guard and is refused there, audited, rather than rejected by the SDK unseen."""
+    meta = params.get("_meta")
+    if meta is not None and not isinstance(meta, dict):
+        params["_meta"] = {UNREADABLE_META_KEY: _shown(meta)}
 
 
 def _shown(value: object) -> str:

@@ -31,6 +31,7 @@ from pydantic.json_schema import models_json_schema
 from shared_protocol import Refusal, ToolResult
 
 from .body import Body
+from .origin import flag_unreadable_meta
 from .tools._spec import ToolSpec
 
 INSTRUCTIONS = (
@@ -199,7 +200,11 @@ class _Recovering:
     async def receive(self) -> SessionMessage | Exception:
         item = await self._inner.receive()
         if isinstance(item, Exception) and (recovered := recover_message(item)) is not None:
-            return recovered
+            item = recovered
+        if isinstance(item, SessionMessage):
+            message = item.message
+            if isinstance(message, types.JSONRPCRequest) and message.method == "tools/call" and message.params:
+                flag_unreadable_meta(message.params)
         return item
 
     async def aclose(self) -> None:

@@ -118,3 +118,44 @@ async def test_a_chain_written_before_logic_versions_verifies_and_grows_with_new
         newest = admin.tail(1)[0]
     assert report.ok and report.events == 4, report.summary()
     assert newest.turn is not None and newest.turn.text == "I will fix it."
+
+
+def test_a_meta_that_is_not_an_object_is_refused_and_audited_over_raw_stdio(workspace: Path, home: Path) -> None:
+    """The SDK would reject such a request whole (a protocol error the agent never reads): it is a refusal."""
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+
+    def exchange(message: dict[str, object]) -> dict[str, object]:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(message) + "\n")
+        process.stdin.flush()
+        return json.loads(process.stdout.readline())
+
+    try:
+        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+        exchange({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        answers = []
+        for number, meta in enumerate(("garbage", [1, 2], 7), start=2):
+            params = {"name": "read_text_file", "arguments": {"path": "README.md", "rationale": "x"}, "_meta": meta}
+            answers.append(exchange({"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": params}))
+    finally:
+        process.stdin.close()
+        assert process.wait(timeout=30) == 0
+    for answer in answers:
+        result = answer["result"]
+        assert isinstance(result, dict) and result["isError"] is True
+        refusal = result["structuredContent"]
+        assert refusal["code"] == "invalid_arguments" and refusal["rule"] == "input.meta"
+    with Admin.open(BodySettings(workspace=workspace, home=home, config=SwarmConfig()), by="human:test") as admin:
+        events = [e for e in admin.tail(10) if e.kind == "tool_call"]
+        assert admin.verify().ok
+    assert [e.rule for e in events] == ["input.meta"] * 3 and "'garbage'" in (events[0].message or "")
