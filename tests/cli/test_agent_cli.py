@@ -96,3 +96,18 @@ def test_an_unknown_agent_or_both_flags_is_a_one_line_error(
     assert "not both" in one_line_error(both)
     body = swarm("body", "--agent", "nobody", "--workspace", str(workspace), home=home)
     assert "no agent named 'nobody'" in one_line_error(body) and "none" in one_line_error(body)
+
+
+async def test_an_agents_chain_is_reset_by_name_and_gets_a_new_body_id(
+    tmp_path: Path, home: Path, config_env: dict[str, str]
+) -> None:
+    task = tmp_path / "task"
+    task.mkdir()
+    await _one_write(task.resolve(), home)
+    code, before, err = run("status", "--agent", "w1", home=home, env=config_env)
+    assert code == 0, err
+    code, out, err = run("audit", "reset", "--agent", "w1", "--reason", "drill", home=home, env=config_env)
+    assert code == 0 and "a new chain starts" in out, err
+    code, after, err = run("status", "--agent", "w1", home=home, env=config_env)
+    body_line = next(line for line in before.splitlines() if line.startswith("body:"))
+    assert code == 0 and body_line not in after and "audit chain OK: 1 events verified" in after, err
