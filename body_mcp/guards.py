@@ -10,6 +10,7 @@ import anyio.lowlevel
 from pydantic import ValidationError
 
 from shared_protocol import Impact, RefusalCode
+from shared_protocol.config import RUNNER_TOOLS
 from shared_protocol.refusals import Rule
 
 from .approval import ApprovalGate
@@ -20,6 +21,7 @@ from .killswitch import KillSwitch
 from .limits import Limits
 from .pipeline import CallContext, Guard, Next
 from .policy import PathPolicy
+from .settings import AgentProfile
 from .tools._spec import ToolContext, ToolDeps, ToolOutput, ToolSpec
 
 
@@ -71,6 +73,34 @@ class AuditTrailGuard:
                     code=RefusalCode.AUDIT_BROKEN,
                     rule=Rule.AUDIT_INTEGRITY,
                 )
+        return await call_next(ctx)
+
+
+class CallOriginGuard:
+    """A call's `_meta` origin and turn are well formed; in agent mode, a call the runner makes for its model
+    (`swarm/origin` = model) names a tool of the agent's subset, never one only the runner calls."""
+
+    def __init__(self, agent: AgentProfile | None) -> None:
+        self._agent = agent
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        origin = ctx.origin
+        if origin.problem is not None:
+            raise ToolRefused(
+                f"{origin.problem}; nothing ran", code=RefusalCode.INVALID_ARGUMENTS, rule=Rule.INPUT_META
+            )
+        agent = self._agent
+        if agent is not None and origin.origin == "model" and not agent.model_may_call(ctx.tool):
+            why = (
+                "only the runner calls it"
+                if ctx.tool in RUNNER_TOOLS
+                else f"it is not one of agent '{agent.name}''s tools ({', '.join(sorted(agent.tools))})"
+            )
+            raise ToolRefused(
+                f"the model may not call '{escape_string(ctx.tool)}': {why}; nothing ran",
+                code=RefusalCode.TOOL_NOT_ALLOWED,
+                rule=Rule.AGENT_TOOLS,
+            )
         return await call_next(ctx)
 
 
@@ -284,10 +314,12 @@ def default_guards(
     deps: ToolDeps,
     workspace_lock: anyio.Lock,
     shadow: bool,
+    agent: AgentProfile | None = None,
 ) -> list[Guard]:
     return [
         KillSwitchGuard(kill_switch, tools),
         AuditTrailGuard(audit, tools),
+        CallOriginGuard(agent),
         ValidationGuard(tools),
         ConfinementGuard(workspace, policy),
         LimitsGuard(limits),

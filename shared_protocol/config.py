@@ -369,6 +369,10 @@ class AgentConfig(ProtocolModel):
     tools: list[NonEmpty] = Field(min_length=1, description="The body tools the model is offered (a subset).")
     max_steps: int = Field(default=50, ge=1, description="Model turns per task before it ends failed.")
     max_usd_per_task: float = Field(default=2.0, gt=0, description="LLM spend per task before it ends failed.")
+    token: SecretRef = Field(
+        default="",
+        description="The agent's body token for the brain (env:NAME or file:/path); empty: SWARM_TOKEN.",
+    )
 
     @field_validator("name")
     @classmethod
