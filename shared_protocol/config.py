@@ -202,6 +202,21 @@ class SnapshotsConfig(ProtocolModel):
     )
 
 
+class RolloutConfig(ProtocolModel):
+    """`[rollout]`: how long a logic version works in shadow before it may go live, and how fresh readiness must be."""
+
+    shadow_days: float = Field(
+        default=7.0, ge=0, description="Days since a logic version's first shadow task before it may go live..."
+    )
+    min_shadow_tasks: int = Field(default=20, ge=0, description="...and the tasks it must have shadowed by then.")
+    readiness_max_age_s: int = Field(
+        default=86400, gt=0, description="The brain refuses live claims when its latest readiness report is older."
+    )
+    drill_max_age_s: int = Field(
+        default=7 * 86400, gt=0, description="`swarm readiness` fails a kill or restore drill older than this."
+    )
+
+
 class BrainConfig(ProtocolModel):
     """`[brain]`: read by `swarm brain serve` (the brain's own settings model checks the same names)."""
 
@@ -393,6 +408,7 @@ class SwarmConfig(ProtocolModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     brain: BrainConfig = Field(default_factory=BrainConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)

@@ -331,7 +331,7 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import brain_cmds, snapshot_cmds, wake_cmds
+    from . import brain_cmds, readiness_cmds, snapshot_cmds, wake_cmds
 
     def cmd_demo(args: argparse.Namespace) -> int:
         from . import demo  # imports the MCP client: only `swarm demo` pays for it
@@ -414,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     brain_cmds.add_parsers(sub)  # type: ignore[arg-type]
     ide_cmds.add_parsers(sub)  # type: ignore[arg-type]
     wake_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    readiness_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(
         "undo",
