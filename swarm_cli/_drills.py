@@ -35,7 +35,6 @@ import httpx
 
 from body_mcp import Admin, SwarmError
 from body_mcp.snapshots import SnapshotError
-from body_mcp.state import StatePaths
 from shared_protocol.config import SwarmConfig
 from shared_protocol.refusals import RefusalCode
 from shared_protocol.secrets import SecretResolver
@@ -220,11 +219,11 @@ async def send_test_page(config: SwarmConfig, secrets: SecretResolver, http: htt
     return DrillRecord(at=at, ok=True, seconds=seconds, detail=f"level 0 paged: {', '.join(sent)}")
 
 
-def restore_drill(paths: StatePaths, open_admin: Callable[[StatePaths], AbstractContextManager[Admin]]) -> DrillRecord:
+def restore_drill(workspace: Path, open_admin: Callable[[Path], AbstractContextManager[Admin]]) -> DrillRecord:
     """`swarm snapshot drill` on one workspace (audited in its trail): the newest snapshot restored and checked."""
     at = _now()
     try:
-        with open_admin(paths) as admin:
+        with open_admin(workspace) as admin:
             report = admin.snapshotter().drill()
     except (SnapshotError, SwarmError, OSError) as exc:
         from ._errors import describe

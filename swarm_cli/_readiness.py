@@ -75,25 +75,47 @@ def _age(then: datetime, now: datetime) -> str:
 
 
 @dataclass(kw_only=True, frozen=True)
+class WorkspaceState:
+    workspace: Path
+    paths: StatePaths
+
+
+OpenAdmin = Callable[[Path], AbstractContextManager[Admin]]
+"""Opens a workspace's trail for the human running the command (`_context.open_admin`)."""
+
+
+@dataclass(kw_only=True, frozen=True)
 class LocalStates:
     """The bodies' state directories readiness looks at, and the ones it could not."""
 
-    found: list[StatePaths]
+    found: list[WorkspaceState]
     problems: list[str]
     """State that cannot be checked: an unreadable identity, agent state this build cannot open."""
     skipped: int = 0
     """Workspace states whose workspace directory is gone (nothing left to snapshot or serve)."""
 
 
+def _present(workspace: Path | None) -> Path | None:
+    """The workspace if its directory is there (issue 17 B makes a state's workspace optional)."""
+    return workspace if workspace is not None and workspace.is_dir() else None
+
+
 def local_states(home: Path) -> LocalStates:
     found, unreadable = all_workspace_states(home)
-    live = [paths for paths in found if paths.workspace.is_dir()]
+    live: list[WorkspaceState] = []
+    agents = 0
+    for paths in found:
+        if getattr(paths, "agent", None) is not None:  # issue 17 B's per-agent state
+            agents += 1
+            continue
+        if (workspace := _present(paths.workspace)) is not None:
+            live.append(WorkspaceState(workspace=workspace, paths=paths))
     problems = [f"{ident.parent}: its {ident.name} is unreadable or damaged" for ident in unreadable]
-    agents = home / "agents"
-    if agents.is_dir() and any(agents.iterdir()):
-        # Per-agent state (issue 17 B) is opened by `StatePaths.for_agent`, not on this branch yet: fail closed.
-        problems.append(f"{agents}: agents' state is not checked by this build yet")
-    return LocalStates(found=live, problems=problems, skipped=len(found) - len(live))
+    root = home / "agents"
+    if agents or (root.is_dir() and any(root.iterdir())):
+        # LEAD: once issue 17 B is merged, open these with BodySettings(agent_profile=...) and verify them too.
+        problems.append(f"{root}: agents' state is not checked by this build yet")
+    return LocalStates(found=live, problems=problems, skipped=len(found) - agents - len(live))
 
 
 def _none_found(name: str, states: LocalStates) -> ReadinessItem | None:
@@ -107,21 +129,19 @@ def _none_found(name: str, states: LocalStates) -> ReadinessItem | None:
     )
 
 
-def check_audit_chains(
-    states: LocalStates, open_admin: Callable[[StatePaths], AbstractContextManager[Admin]]
-) -> ReadinessItem:
+def check_audit_chains(states: LocalStates, open_admin: OpenAdmin) -> ReadinessItem:
     if (empty := _none_found("audit_chains", states)) is not None:
         return empty
     failed = list(states.problems)
-    for paths in states.found:
+    for state in states.found:
         try:
-            with open_admin(paths) as admin:
+            with open_admin(state.workspace) as admin:
                 verified = admin.verify()
         except (SwarmError, OSError) as exc:
-            failed.append(f"{paths.workspace}: {_describe(exc)}")
+            failed.append(f"{state.workspace}: {_describe(exc)}")
             continue
         if not verified.ok:
-            failed.append(f"{paths.workspace}: {verified.summary()}")
+            failed.append(f"{state.workspace}: {verified.summary()}")
     if failed:
         return _item(
             "audit_chains",
@@ -148,16 +168,16 @@ def check_snapshots(states: LocalStates, *, now: datetime) -> ReadinessItem:
     if (empty := _none_found("snapshots", states)) is not None:
         return empty
     stale: list[str] = []
-    for paths in states.found:
+    for state in states.found:
         try:
-            newest = _newest_snapshot(paths)
+            newest = _newest_snapshot(state.paths)
         except (SnapshotError, OSError) as exc:
-            stale.append(f"{paths.workspace}: {_describe(exc)}")
+            stale.append(f"{state.workspace}: {_describe(exc)}")
             continue
         if newest is None:
-            stale.append(f"{paths.workspace}: no snapshot")
+            stale.append(f"{state.workspace}: no snapshot")
         elif (now - newest).total_seconds() >= SNAPSHOT_MAX_AGE_S:
-            stale.append(f"{paths.workspace}: newest is {_age(newest, now)} old")
+            stale.append(f"{state.workspace}: newest is {_age(newest, now)} old")
     if stale:
         return _item(
             "snapshots",
@@ -202,11 +222,11 @@ def check_restore_drill(
         return empty
     failed: list[str] = []
     slowest = 0.0
-    for paths in states.found:
-        record = records.restore.get(str(paths.workspace))
+    for state in states.found:
+        record = records.restore.get(str(state.workspace))
         problem = _drill_problem(record, limit_s=RESTORE_MAX_S, now=now, max_age_s=max_age_s)
         if problem is not None:
-            failed.append(f"{paths.workspace}: {problem}")
+            failed.append(f"{state.workspace}: {problem}")
         elif record is not None and record.seconds is not None:
             slowest = max(slowest, record.seconds)
     if failed:

@@ -30,7 +30,7 @@ import httpx
 
 from body_mcp import Admin, BodySettings, UserError
 from body_mcp.brain_client import BrainClient
-from body_mcp.state import StatePaths, resolve_home
+from body_mcp.state import resolve_home
 from shared_protocol.config import SwarmConfig
 from shared_protocol.readiness import MAX_OVERRIDE_S, ReadinessOverride, ReadinessOverrideRequest, ReadinessReport
 from shared_protocol.secrets import Secrets
@@ -92,8 +92,8 @@ async def _check(
 ) -> ReadinessReport:
     states = _readiness.local_states(home)
 
-    def open_admin(paths: StatePaths) -> AbstractContextManager[Admin]:
-        return _context.open_admin(BodySettings(workspace=paths.workspace, home=home, config=config))
+    def open_admin(workspace: Path) -> AbstractContextManager[Admin]:
+        return _context.open_admin(BodySettings(workspace=workspace, home=home, config=config))
 
     secrets = Secrets.from_environ(os.environ)
     async with httpx.AsyncClient(timeout=20) as http:
@@ -129,7 +129,7 @@ async def _run_drills(
     home: Path,
     config: SwarmConfig,
     states: _readiness.LocalStates,
-    open_admin: Any,
+    open_admin: _readiness.OpenAdmin,
     http: httpx.AsyncClient,
     *,
     quiet: bool,
@@ -150,11 +150,11 @@ async def _run_drills(
         say(f"drill: test page {'sent' if page.ok else 'FAILED'}: {page.detail}")
     else:
         say("drill: no wake-up channel is configured: no test page sent")
-    for paths in states.found:
-        restore = _drills.restore_drill(paths, open_admin)
-        _drill_records.record_restore(home, paths.workspace, restore)
+    for state in states.found:
+        restore = _drills.restore_drill(state.workspace, open_admin)
+        _drill_records.record_restore(home, state.workspace, restore)
         timing = f" in {restore.seconds:.2f} s" if restore.seconds is not None else ""
-        say(f"drill: restore of {paths.workspace} {'passed' if restore.ok else 'FAILED'}{timing}: {restore.detail}")
+        say(f"drill: restore of {state.workspace} {'passed' if restore.ok else 'FAILED'}{timing}: {restore.detail}")
 
 
 async def _post(url: str, token: str, report: ReadinessReport) -> None:

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 def _open(home: Path, config: SwarmConfig | None = None) -> Any:
-    def open_admin(paths: Any) -> Any:
-        return _context.open_admin(BodySettings(workspace=paths.workspace, home=home, config=config or SwarmConfig()))
+    def open_admin(workspace: Path) -> Any:
+        return _context.open_admin(BodySettings(workspace=workspace, home=home, config=config or SwarmConfig()))
 
     return open_admin
 
@@ -54,9 +55,9 @@ def _trail(home: Path, workspace: Path, *, events: int = 3) -> Admin:
 
 
 @pytest.fixture
-def trail(home: Path, workspace: Path) -> Admin:
+def trail(home: Path, workspace: Path) -> Iterator[Admin]:
     admin = _trail(home, workspace)
-    yield admin  # type: ignore[misc]
+    yield admin
     admin.close()
 
 
@@ -96,13 +97,20 @@ def test_a_tampered_audit_chain_fails_the_item_and_names_the_workspace(
     intact = _readiness.check_audit_chains(states, _open(home))
     assert intact.ok and "2 audit chain(s)" in intact.detail
 
-    db = next(p for p in states.found if p.workspace == workspace).db
+    db = next(s for s in states.found if s.workspace == workspace).paths.db
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER audit_events_no_update")
         conn.execute("UPDATE audit_events SET body = replace(body, 'event 1', 'event X') WHERE seq = 2")
     broken = _readiness.check_audit_chains(states, _open(home))
     assert not broken.ok and str(workspace) in broken.detail and str(other) not in broken.detail
     assert "swarm audit" in broken.fix
+
+
+def test_agents_state_this_build_cannot_open_fails_the_audit_item(home: Path, workspace: Path, trail: Admin) -> None:
+    (home / "agents" / "w1-0123").mkdir(parents=True)
+    (home / "agents" / "w1-0123" / "state.db").write_bytes(b"")
+    item = _readiness.check_audit_chains(_readiness.local_states(home), _open(home))
+    assert not item.ok and str(home / "agents") in item.detail
 
 
 def test_limits_looser_than_the_specification_fail_and_tighter_ones_hold() -> None:
@@ -304,7 +312,7 @@ def test_the_drill_kills_a_drill_body_through_a_throwaway_brain_and_records_it(h
     ok = {item["name"]: item["ok"] for item in after["items"]}
     assert ok["kill_drill"] and ok["restore_drill"] and ok["audit_chains"] and ok["snapshots"]
     # The drill ran on its own brain and home: this machine's state holds only the workspace's trail.
-    assert [p.workspace for p in _readiness.local_states(home).found] == [workspace]
+    assert [s.workspace for s in _readiness.local_states(home).found] == [workspace]
 
 
 class FakeBrain:
