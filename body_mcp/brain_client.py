@@ -34,7 +34,7 @@ from shared_protocol.brain import (
     Task,
     UndoRequest,
 )
-from shared_protocol.readiness import ReadinessOverride, ReadinessOverrideRequest, ReadinessReport, ReadinessState
+from shared_protocol.readiness import OverrideRequest, ReadinessOverride, ReadinessRequest, ReadinessStatus
 
 from .exceptions import SwarmError
 
@@ -66,8 +66,7 @@ class BrainClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, method: str, path: str, body: BaseModel | None = None) -> bytes:
-        """The response body of a request the brain accepted; its errors raised as `BrainRejected`."""
+    async def _call(self, method: str, path: str, model: type[M], body: BaseModel | None = None) -> M:
         # Sent as the model's own JSON, so its size is what `len(model_dump_json())` says (the brain caps it).
         content = None if body is None else body.model_dump_json().encode()
         headers = None if body is None else {"Content-Type": "application/json"}
@@ -81,12 +80,8 @@ class BrainClient:
             except ValidationError:
                 raise BrainUnavailable(f"brain answered {response.status_code} without an error body") from None
             raise BrainRejected(response.status_code, error)
-        return response.content
-
-    async def _call(self, method: str, path: str, model: type[M], body: BaseModel | None = None) -> M:
-        content = await self._send(method, path, body)
         try:
-            return model.model_validate_json(content)
+            return model.model_validate_json(response.content)
         except ValidationError as exc:
             raise BrainUnavailable(f"brain answered something that is not a {model.__name__}") from exc
 
@@ -148,14 +143,14 @@ class BrainClient:
         request = UndoRequest(reason=reason, force=force, dry_run=dry_run, as_action=as_action)
         return await self._call("POST", f"/v1/undo/{target_id}", ReversalResult, request)
 
-    async def report_readiness(self, report: ReadinessReport) -> None:
+    async def report_readiness(self, report: ReadinessRequest) -> ReadinessStatus:
         """`POST /v1/readiness` (captain): the latest checklist, which gates live claims."""
-        await self._send("POST", "/v1/readiness", report)
+        return await self._call("POST", "/v1/readiness", ReadinessStatus, report)
 
-    async def readiness(self) -> ReadinessState:
-        return await self._call("GET", "/v1/readiness", ReadinessState)
+    async def readiness(self) -> ReadinessStatus:
+        return await self._call("GET", "/v1/readiness", ReadinessStatus)
 
-    async def override_readiness(self, request: ReadinessOverrideRequest) -> ReadinessOverride:
+    async def override_readiness(self, request: OverrideRequest) -> ReadinessOverride:
         """`POST /v1/readiness/overrides` (a human captain): one agent's logic version may go live for a while."""
         return await self._call("POST", "/v1/readiness/overrides", ReadinessOverride, request)
 

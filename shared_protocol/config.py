@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -202,21 +203,6 @@ class SnapshotsConfig(ProtocolModel):
     )
 
 
-class RolloutConfig(ProtocolModel):
-    """`[rollout]`: how long a logic version works in shadow before it may go live, and how fresh readiness must be."""
-
-    shadow_days: float = Field(
-        default=7.0, ge=0, description="Days since a logic version's first shadow task before it may go live..."
-    )
-    min_shadow_tasks: int = Field(default=20, ge=0, description="...and the tasks it must have shadowed by then.")
-    readiness_max_age_s: int = Field(
-        default=86400, gt=0, description="The brain refuses live claims when its latest readiness report is older."
-    )
-    drill_max_age_s: int = Field(
-        default=7 * 86400, gt=0, description="`swarm readiness` fails a kill or restore drill older than this."
-    )
-
-
 class BrainConfig(ProtocolModel):
     """`[brain]`: read by `swarm brain serve` (the brain's own settings model checks the same names)."""
 
@@ -401,6 +387,37 @@ class AgentConfig(ProtocolModel):
         return tools
 
 
+class RolloutConfig(ProtocolModel):
+    """`[rollout]`: how an agent's logic version goes from shadow to live (readiness, canary steps)."""
+
+    shadow_days: int = Field(
+        default=7, ge=0, description="Days a logic version works in shadow before readiness can pass for it."
+    )
+    min_shadow_tasks: int = Field(default=20, ge=0, description="...and the shadow runs it must have completed.")
+    readiness_max_age_s: int = Field(
+        default=86_400,
+        gt=0,
+        description="The brain lets live work through for this long after a passing `swarm readiness` report.",
+    )
+    steps: list[int] = Field(
+        default_factory=lambda: [1, 10, 50, 100],
+        min_length=1,
+        description="Canary steps: the percent of operations a new logic version takes, step by step.",
+    )
+    min_tasks_per_step: int = Field(default=20, ge=1, description="Tasks at a step before it can be promoted.")
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, steps: list[int]) -> list[int]:
+        if any(step <= 0 or step > 100 for step in steps):
+            raise ValueError("each step is a percent from 1 to 100")
+        if any(later <= earlier for earlier, later in pairwise(steps)):
+            raise ValueError("steps must rise")
+        if steps[-1] != 100:
+            raise ValueError("the last step is 100 (every operation)")
+        return steps
+
+
 class SwarmConfig(ProtocolModel):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -408,13 +425,13 @@ class SwarmConfig(ProtocolModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     brain: BrainConfig = Field(default_factory=BrainConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     ntfy: NtfyConfig = Field(default_factory=NtfyConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])
 

@@ -1,13 +1,16 @@
 """Phase 0's readiness gate on the wire: the checklist `swarm readiness` computes, and a captain's override.
 
-    POST /v1/readiness             (captain)  ReadinessReport: the latest report; live claims need a ready one
-    GET  /v1/readiness             (any)      ReadinessState: that report and the overrides in force
-    POST /v1/readiness/overrides   (captain)  ReadinessOverrideRequest -> ReadinessOverride (audited, expiring)
+    POST /v1/readiness             (captain)  ReadinessRequest -> ReadinessStatus
+    GET  /v1/readiness             (any)      ReadinessStatus: the latest report and the overrides in force
+    POST /v1/readiness/overrides   (captain)  OverrideRequest -> ReadinessOverride (audited, expiring)
 
 `swarm readiness --json` prints `{"ready", "items": [{"name", "ok", "detail", "fix"}]}`: the
-report without `drill_at`. An item's `name` is stable (`kill_drill`, `audit_chains`,
+request without `drill_at`. An item's `name` is stable (`kill_drill`, `audit_chains`,
 `snapshots`, `restore_drill`, `limits`, `sandbox`, `escalation`, `consensus`, and
 `shadow_period:<agent>` for each configured agent); scripts branch on names, not on `detail`.
+
+LEAD: these classes are the same, field for field, as issue 17 A's in `shared_protocol/brain.py`
+(branch h-brain17); once that is merged, delete this module and import them from `brain`.
 """
 
 from __future__ import annotations
@@ -18,47 +21,55 @@ from pydantic import Field, model_validator
 
 from ._base import Identifier, NonEmpty, ProtocolModel
 
-MAX_OVERRIDE_S = 30 * 86400
-"""The longest a readiness override may run (30 days): it is a stopgap, never a standing exception."""
+MAX_OVERRIDE_S = 30 * 86_400
+"""The longest a readiness override may run (30 days): a stopgap, never a standing exception."""
 
 
 class ReadinessItem(ProtocolModel):
-    """One item of the checklist: whether it holds, what was found, and how to make it hold."""
-
     name: NonEmpty
     ok: bool
-    detail: str
+    detail: str = ""
     fix: str = ""
-    """Empty when `ok`."""
 
 
-class ReadinessReport(ProtocolModel):
-    """The whole checklist. `ready` holds exactly when every item does (a report that says otherwise is refused)."""
+class ReadinessRequest(ProtocolModel):
+    """`POST /v1/readiness` (captain): the result of `swarm readiness`; `ready` must be every item's `ok`."""
 
     ready: bool
-    items: list[ReadinessItem] = Field(min_length=1)
+    items: list[ReadinessItem] = Field(min_length=1, max_length=200)
     drill_at: datetime | None = None
-    """When the kill drill this report relies on ran (None: never)."""
 
     @model_validator(mode="after")
-    def _ready_means_every_item(self) -> ReadinessReport:
-        if self.ready != all(item.ok for item in self.items):
-            raise ValueError("ready must be true exactly when every item is ok")
+    def _ready_means_every_item(self) -> ReadinessRequest:
+        failing = [item.name for item in self.items if not item.ok]
+        if self.ready and failing:
+            raise ValueError(f"ready is true but these items fail: {', '.join(failing)}")
+        if not self.ready and not failing:
+            raise ValueError("ready is false but every item holds")
         return self
 
 
-class ReadinessOverrideRequest(ProtocolModel):
-    """A human captain lets one agent's logic version go live while readiness fails, for a while, with a reason."""
+class ReadinessReport(ProtocolModel):
+    """A stored readiness report: the request, who sent it and when."""
+
+    at: datetime
+    by: str
+    ready: bool
+    items: list[ReadinessItem]
+    drill_at: datetime | None = None
+
+
+class OverrideRequest(ProtocolModel):
+    """`POST /v1/readiness/overrides` (captain: a human): allow live work for one agent and logic version."""
 
     agent: Identifier
-    logic_version: NonEmpty
+    logic_version: Identifier
     reason: NonEmpty
-    for_s: int = Field(gt=0, le=MAX_OVERRIDE_S)
+    for_s: int = Field(default=86_400, gt=0, le=MAX_OVERRIDE_S, description="How long it holds (at most 30 days).")
 
 
 class ReadinessOverride(ProtocolModel):
-    """An override as the brain keeps it: bound to (agent, logic_version), void after `expires_at`."""
-
+    id: str
     agent: str
     logic_version: str
     reason: str
@@ -67,9 +78,11 @@ class ReadinessOverride(ProtocolModel):
     expires_at: datetime
 
 
-class ReadinessState(ProtocolModel):
-    """`GET /v1/readiness`: the latest report (None: none yet), when it came, and the overrides in force."""
+class ReadinessStatus(ProtocolModel):
+    """`GET /v1/readiness`: the latest report, whether it lets live work through now, and the overrides in force."""
 
-    report: ReadinessReport | None = None
-    reported_at: datetime | None = None
-    overrides: list[ReadinessOverride] = Field(default_factory=list[ReadinessOverride])
+    report: ReadinessReport | None
+    live_ready: bool
+    """The latest report is ready and younger than `[rollout] readiness_max_age_s`."""
+    max_age_s: int
+    overrides: list[ReadinessOverride]

@@ -1,7 +1,7 @@
 """The readiness checklist: Phase 0 against this machine and its brain, one function per item.
 
 Each `check_*` returns a `ReadinessItem` (name, ok, detail, fix); `report(items)` makes the
-`ReadinessReport`. The items and what makes each hold:
+`ReadinessRequest` (what `POST /v1/readiness` takes). The items and what makes each hold:
 
     kill_drill           the last kill drill (`swarm readiness --drill`) refused a write within 5 s, recently
     audit_chains         every body's audit chain on this machine verifies (`swarm audit verify`)
@@ -14,7 +14,7 @@ Each `check_*` returns a `ReadinessItem` (name, ok, detail, fix); `report(items)
     shadow_period:NAME   agent NAME's logic version shadowed `[rollout] min_shadow_tasks` tasks over
                          `[rollout] shadow_days` since its first shadow task (from the brain's tasks)
 
-"Recently" is `[rollout] drill_max_age_s` (default 7 days). Checks read state; none changes it,
+"Recently" is within `DRILL_MAX_AGE_S` (7 days). Checks read state; none changes it,
 except that opening a workspace's trail finishes what a killed restore left (as every command does).
 """
 
@@ -37,7 +37,7 @@ from body_mcp import Admin, SwarmError
 from body_mcp.snapshots import SnapshotError, SnapshotSettings, Snapshotter
 from body_mcp.state import StatePaths, all_workspace_states
 from shared_protocol.config import AgentConfig, ModelConfig, SwarmConfig
-from shared_protocol.readiness import ReadinessItem, ReadinessReport
+from shared_protocol.readiness import ReadinessItem, ReadinessRequest
 from shared_protocol.secrets import SecretResolver
 
 from ._drill_records import DrillRecord, DrillRecords
@@ -48,6 +48,8 @@ RESTORE_MAX_S = 300.0
 """The specification: a restore takes under 5 minutes."""
 SNAPSHOT_MAX_AGE_S = 3600.0
 """The specification: snapshots hourly."""
+DRILL_MAX_AGE_S = 7 * 86400.0
+"""A kill or restore drill, or a test page, older than this no longer counts: run `swarm readiness --drill` weekly."""
 
 OVERRIDE_HINT = "or a human captain runs `swarm readiness override --agent NAME --reason TEXT`"
 
@@ -56,8 +58,8 @@ def _item(name: str, ok: bool, detail: str, fix: str = "") -> ReadinessItem:
     return ReadinessItem(name=name, ok=ok, detail=detail, fix="" if ok else fix)
 
 
-def report(items: Sequence[ReadinessItem], *, drill_at: datetime | None) -> ReadinessReport:
-    return ReadinessReport(ready=all(item.ok for item in items), items=list(items), drill_at=drill_at)
+def report(items: Sequence[ReadinessItem], *, drill_at: datetime | None) -> ReadinessRequest:
+    return ReadinessRequest(ready=all(item.ok for item in items), items=list(items), drill_at=drill_at)
 
 
 def _age(then: datetime, now: datetime) -> str:

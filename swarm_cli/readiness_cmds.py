@@ -32,7 +32,13 @@ from body_mcp import Admin, BodySettings, UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.state import resolve_home
 from shared_protocol.config import SwarmConfig
-from shared_protocol.readiness import MAX_OVERRIDE_S, ReadinessOverride, ReadinessOverrideRequest, ReadinessReport
+from shared_protocol.readiness import (
+    MAX_OVERRIDE_S,
+    OverrideRequest,
+    ReadinessOverride,
+    ReadinessRequest,
+    ReadinessStatus,
+)
 from shared_protocol.secrets import Secrets
 
 from . import _context, _drill_records, _drills, _readiness
@@ -70,11 +76,13 @@ def cmd_readiness(args: argparse.Namespace) -> int:
     config = _context.load(args.config, home)
     url = _context.brain_url(args.brain)
     token = _context.token(args.token) if url else None
-    report = anyio.run(lambda: _check(args, home, config, url, token))
+    report, status = anyio.run(lambda: _check(args, home, config, url, token))
     if args.json:
         _out(json.dumps(report.model_dump(mode="json", include={"ready", "items"}), indent=2))
     else:
         _print_table(report)
+        if status is not None:
+            _print_status(status)
     failing = [item.name for item in report.items if not item.ok]
     if failing:
         print(
@@ -89,7 +97,8 @@ def cmd_readiness(args: argparse.Namespace) -> int:
 
 async def _check(
     args: argparse.Namespace, home: Path, config: SwarmConfig, url: str | None, token: str | None
-) -> ReadinessReport:
+) -> tuple[ReadinessRequest, ReadinessStatus | None]:
+    """The report, and with a brain what the brain made of it once posted."""
     states = _readiness.local_states(home)
 
     def open_admin(workspace: Path) -> AbstractContextManager[Admin]:
@@ -101,7 +110,7 @@ async def _check(
             await _run_drills(home, config, states, open_admin, http, quiet=args.json)
         records = _drill_records.load_records(home)
         now = datetime.now(UTC)
-        max_age = config.rollout.drill_max_age_s
+        max_age = _readiness.DRILL_MAX_AGE_S
         items = [
             _readiness.check_kill_drill(records, now=now, max_age_s=max_age),
             _readiness.check_audit_chains(states, open_admin),
@@ -120,9 +129,9 @@ async def _check(
             runs = await _readiness.shadow_runs(http, url, token)
         items += _readiness.check_shadow_periods(config, runs, now=now)
     report = _readiness.report(items, drill_at=records.kill.at if records.kill is not None else None)
-    if url is not None and token is not None:
-        await _post(url, token, report)
-    return report
+    if url is None or token is None:
+        return report, None
+    return report, await _post(url, token, report)
 
 
 async def _run_drills(
@@ -157,15 +166,26 @@ async def _run_drills(
         say(f"drill: restore of {state.workspace} {'passed' if restore.ok else 'FAILED'}{timing}: {restore.detail}")
 
 
-async def _post(url: str, token: str, report: ReadinessReport) -> None:
+async def _post(url: str, token: str, report: ReadinessRequest) -> ReadinessStatus:
     client = BrainClient(url, token)
     try:
-        await client.report_readiness(report)
+        return await client.report_readiness(report)
     finally:
         await client.aclose()
 
 
-def _print_table(report: ReadinessReport) -> None:
+def _print_status(status: ReadinessStatus) -> None:
+    gate = "allowed" if status.live_ready else "refused (except where an override below is in force)"
+    _out(f"brain: report recorded; live work is {gate}")
+    for override in status.overrides:
+        until = override.expires_at.astimezone(UTC).isoformat(timespec="seconds")
+        _out(
+            f"brain: override in force for agent {override.agent} ({override.logic_version}) until {until}, "
+            f"by {override.by}: {override.reason}"
+        )
+
+
+def _print_table(report: ReadinessRequest) -> None:
     width = max(len(item.name) for item in report.items)
     for item in report.items:
         _out(f"{'ok  ' if item.ok else 'FAIL'}  {item.name:<{width}}  {item.detail}")
@@ -187,7 +207,7 @@ def cmd_override(args: argparse.Namespace) -> int:
     url = _context.brain_url(args.brain)
     if url is None:
         raise UserError("an override is kept by the brain, which enforces it: pass --brain URL or set SWARM_BRAIN_URL")
-    request = ReadinessOverrideRequest(
+    request = OverrideRequest(
         agent=agent.name,
         logic_version=_readiness.logic_version(agent, config.models[agent.model]),
         reason=args.reason,

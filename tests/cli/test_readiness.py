@@ -23,7 +23,13 @@ from starlette.routing import Route
 
 from body_mcp import Admin, BodySettings
 from shared_protocol.config import SwarmConfig, parse_config
-from shared_protocol.readiness import ReadinessOverrideRequest, ReadinessReport
+from shared_protocol.readiness import (
+    OverrideRequest,
+    ReadinessOverride,
+    ReadinessReport,
+    ReadinessRequest,
+    ReadinessStatus,
+)
 from shared_protocol.secrets import Secrets
 from swarm_cli import _context, _drill_records, _drills, _readiness
 from swarm_cli._drill_records import DrillRecord, DrillRecords
@@ -316,13 +322,14 @@ def test_the_drill_kills_a_drill_body_through_a_throwaway_brain_and_records_it(h
 
 
 class FakeBrain:
-    """The readiness routes of issue 17 A as its contract states them, recording what they were sent.
+    """The readiness routes of issue 17 A (branch h-brain17: `GET /v1/tasks` -> TaskList, `POST /v1/readiness` ->
+    ReadinessStatus, `POST /v1/readiness/overrides` -> ReadinessOverride), recording what they were sent.
 
     LEAD: replace with the real brain (`brain_server.run`) once issue 17 A's routes are merged."""
 
     def __init__(self, *, shadow_runs: list[dict[str, Any]]) -> None:
-        self.reports: list[ReadinessReport] = []
-        self.overrides: list[ReadinessOverrideRequest] = []
+        self.reports: list[ReadinessRequest] = []
+        self.overrides: list[OverrideRequest] = []
         self.tasks = [{"id": "t1", "title": "x", "shadow_runs": shadow_runs}]
         routes = [
             Route("/v1/tasks", self._tasks, methods=["GET"]),
@@ -332,23 +339,29 @@ class FakeBrain:
         self.app = Starlette(routes=routes)
 
     async def _tasks(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.tasks)
+        return JSONResponse({"tasks": self.tasks})
 
     async def _report(self, request: Request) -> JSONResponse:
-        self.reports.append(ReadinessReport.model_validate_json(await request.body()))
-        return JSONResponse({}, status_code=200)
+        posted = ReadinessRequest.model_validate_json(await request.body())
+        self.reports.append(posted)
+        stored = ReadinessReport(at=datetime.now(UTC), by="captain", **posted.model_dump())
+        status = ReadinessStatus(report=stored, live_ready=posted.ready, max_age_s=86400, overrides=[])
+        return JSONResponse(status.model_dump(mode="json"), status_code=201)
 
     async def _override(self, request: Request) -> JSONResponse:
-        override = ReadinessOverrideRequest.model_validate_json(await request.body())
+        override = OverrideRequest.model_validate_json(await request.body())
         self.overrides.append(override)
         at = datetime.now(UTC)
-        body = {
-            **override.model_dump(exclude={"for_s"}),
-            "by": "human:captain",
-            "at": at.isoformat(),
-            "expires_at": (at + timedelta(seconds=override.for_s)).isoformat(),
-        }
-        return JSONResponse(body, status_code=201)
+        kept = ReadinessOverride(
+            id="ovr_1",
+            agent=override.agent,
+            logic_version=override.logic_version,
+            reason=override.reason,
+            by="captain",
+            at=at,
+            expires_at=at + timedelta(seconds=override.for_s),
+        )
+        return JSONResponse(kept.model_dump(mode="json"), status_code=201)
 
 
 async def _swarm(*args: str, home: Path, config: Path, token: str = "cap") -> subprocess.CompletedProcess[str]:
@@ -382,6 +395,12 @@ async def test_readiness_posts_its_report_and_reads_the_shadow_runs_from_the_bra
     assert posted.model_dump(mode="json", include={"ready", "items"}) == printed
     shadow = next(item for item in printed["items"] if item["name"] == "shadow_period:w1")
     assert shadow["ok"], shadow
+    assert posted.drill_at is None  # no kill drill has run here
+
+    async with serve_app(brain.app) as url:
+        table = await _swarm("readiness", "--brain", url, home=home, config=config_path)
+    assert table.returncode == 1 and "brain: report recorded; live work is refused" in table.stdout
+    assert len(brain.reports) == 2
 
 
 async def test_override_sends_the_agents_logic_version_and_duration_to_the_brain(home: Path, tmp_path: Path) -> None:
