@@ -33,7 +33,6 @@ from body_mcp.brain_client import BrainClient
 from body_mcp.state import resolve_home
 from shared_protocol.config import SwarmConfig
 from shared_protocol.readiness import (
-    MAX_OVERRIDE_S,
     OverrideRequest,
     ReadinessOverride,
     ReadinessRequest,
@@ -52,6 +51,8 @@ def _out(line: str = "") -> None:
     print(line, flush=True)
 
 
+MAX_OVERRIDE_S = 30 * 86_400
+"""`OverrideRequest.for_s`'s bound: an override is a stopgap, never a standing exception."""
 DEFAULT_OVERRIDE = "24h"
 _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -76,12 +77,15 @@ def cmd_readiness(args: argparse.Namespace) -> int:
     config = _context.load(args.config, home)
     url = _context.brain_url(args.brain)
     token = _context.token(args.token) if url else None
-    report, status = anyio.run(lambda: _check(args, home, config, url, token))
+    report = anyio.run(lambda: _check(args, home, config, url, token))
     if args.json:
         _out(json.dumps(report.model_dump(mode="json", include={"ready", "items"}), indent=2))
     else:
         _print_table(report)
-        if status is not None:
+    if url is not None and token is not None:
+        # Printed first, so a brain that refuses it (a wrong token) still leaves the report to read.
+        status = anyio.run(lambda: _post(url, token, report))
+        if not args.json:
             _print_status(status)
     failing = [item.name for item in report.items if not item.ok]
     if failing:
@@ -97,8 +101,7 @@ def cmd_readiness(args: argparse.Namespace) -> int:
 
 async def _check(
     args: argparse.Namespace, home: Path, config: SwarmConfig, url: str | None, token: str | None
-) -> tuple[ReadinessRequest, ReadinessStatus | None]:
-    """The report, and with a brain what the brain made of it once posted."""
+) -> ReadinessRequest:
     states = _readiness.local_states(home)
 
     def open_admin(workspace: Path) -> AbstractContextManager[Admin]:
@@ -128,10 +131,7 @@ async def _check(
         else:
             runs = await _readiness.shadow_runs(http, url, token)
         items += _readiness.check_shadow_periods(config, runs, now=now)
-    report = _readiness.report(items, drill_at=records.kill.at if records.kill is not None else None)
-    if url is None or token is None:
-        return report, None
-    return report, await _post(url, token, report)
+    return _readiness.report(items, drill_at=records.kill.at if records.kill is not None else None)
 
 
 async def _run_drills(

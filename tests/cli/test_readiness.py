@@ -22,6 +22,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from body_mcp import Admin, BodySettings
+from brain_server import BrainSettings
+from brain_server.state import sqlite_url
+from shared_protocol import brain as brain_protocol
 from shared_protocol.config import SwarmConfig, parse_config
 from shared_protocol.readiness import (
     OverrideRequest,
@@ -36,6 +39,7 @@ from swarm_cli._drill_records import DrillRecord, DrillRecords
 from swarm_cli._readiness import ShadowFact
 from swarm_cli.readiness_cmds import parse_duration
 
+from ..brain.helpers import live_brain
 from ..fakes.ntfy import FakeNtfy
 from ..fakes.serve import serve_app
 from ..wake.test_wake_cli import public_key_hex
@@ -372,12 +376,12 @@ async def _swarm(*args: str, home: Path, config: Path, token: str = "cap") -> su
     return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
-def _agents_toml(tmp_path: Path) -> Path:
+def _agents_toml(tmp_path: Path, *, shadow_days: int = 7) -> Path:
     path = tmp_path / "swarm.toml"
     path.write_text(
         '[models.m]\nprovider = "openai"\nmodel = "gpt-4.1"\napi_key = "env:OPENAI_API_KEY"\n'
         '[[agents]]\nname = "w1"\nmodel = "m"\nprompt = "work"\ntools = ["read_text_file", "write_file"]\n'
-        "[rollout]\nshadow_days = 7\nmin_shadow_tasks = 1\n"
+        f"[rollout]\nshadow_days = {shadow_days}\nmin_shadow_tasks = 1\n"
     )
     return path
 
@@ -440,3 +444,51 @@ def test_override_refuses_bad_input_in_one_line_naming_it(
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800)])
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
+
+
+_BRAIN_HAS_READINESS = hasattr(brain_protocol, "ReadinessStatus")
+
+
+@pytest.mark.skipif(not _BRAIN_HAS_READINESS, reason="issue 17 A's readiness routes are not on this branch yet")
+async def test_against_the_real_brain_the_report_gates_live_claims_until_a_captains_override(
+    home: Path, tmp_path: Path
+) -> None:
+    config_path = _agents_toml(tmp_path, shadow_days=0)
+    version = _version(parse_config(AGENTS))
+    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), durability="crash")
+    async with live_brain(settings) as brain, httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
+
+        def as_(role: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {brain.tokens[role]}"}
+
+        async def claim(mode: str, logic_version: str = version) -> httpx.Response:
+            body = {"body_id": "body-a", "agent": "w1", "mode": mode, "logic_version": logic_version}
+            return await http.post("/v1/tasks/claim", json=body, headers=as_("body"))
+
+        task = (await http.post("/v1/tasks", json={"title": "t"}, headers=as_("approver"))).json()
+        shadow = (await claim("shadow")).json()
+        outcome = {"claim_token": shadow["claim_token"], "outcome": "succeeded", "mode": "shadow"}
+        outcome["logic_version"] = version
+        ran = await http.post(f"/v1/tasks/{task['id']}/outcome", json=outcome, headers=as_("body"))
+        assert ran.status_code == 200, ran.text
+
+        captain = brain.tokens["captain"]
+        wrong = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token="x")
+        assert json.loads(wrong.stdout)["ready"] is False and "401" in one_line_error(wrong)
+        result = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token=captain)
+        assert result.returncode == 1, result.stderr  # consensus cannot hold yet
+        assert result.stdout, result.stderr
+        items = {item["name"]: item for item in json.loads(result.stdout)["items"]}
+        assert items["shadow_period:w1"]["ok"], items["shadow_period:w1"]
+        stored = (await http.get("/v1/readiness", headers=as_("body"))).json()
+        assert stored["report"]["ready"] is False and stored["live_ready"] is False
+        refused = await claim("live")
+        assert (refused.status_code, refused.json()["code"]) == (403, "not_ready")
+
+        args = ("readiness", "override", "--agent", "w1", "--reason", "reviewed by hand", "--for", "1h")
+        made = await _swarm(*args, "--brain", brain.url, home=home, config=config_path, token=captain)
+        assert made.returncode == 0, made.stderr
+        live = await claim("live")
+        assert live.status_code == 200 and live.json()["task"]["id"] == task["id"], live.text
+        other = await claim("live", logic_version="lv-another")
+        assert other.status_code == 403, "the override is bound to the logic version"
