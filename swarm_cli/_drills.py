@@ -5,7 +5,8 @@ global (`POST /v1/kill` stops every linked body; the brain has no per-body kill)
 on the production brain would stop the production agents. Instead the drill starts a throwaway
 brain in this process on 127.0.0.1 (an ephemeral port, a temporary SQLite database and tokens of
 its own) and a drill body: a real `swarm body` subprocess on a temporary workspace with a
-temporary `SWARM_HOME`, linked to that brain, driven as an MCP client over stdio. It measures
+temporary `SWARM_HOME` (whose config raises the rate limits, so writes meet the kill and not a
+limit), linked to that brain, driven as an MCP client over stdio. It measures
 the whole path — `POST /v1/kill` → the brain → its event stream → the body process → a real
 `write_file` refused with `kill_switch_engaged` — with the same code, on this host. What it does
 not measure is the production brain's network path (a remote VPS, a TLS proxy); the kill's
@@ -35,7 +36,7 @@ import httpx
 
 from body_mcp import Admin, SwarmError
 from body_mcp.snapshots import SnapshotError
-from shared_protocol.config import SwarmConfig
+from shared_protocol.config import SwarmConfig, parse_config, render_config
 from shared_protocol.refusals import RefusalCode
 from shared_protocol.secrets import SecretResolver
 
@@ -97,6 +98,9 @@ async def _kill_drill(root: Path) -> float:
     home, workspace = root / "home", root / "workspace"
     home.mkdir(mode=0o700)
     workspace.mkdir()
+    # Its own limits, raised like a benchmark's, so the drill measures the kill and not a rate limit.
+    unlimited = {"calls_per_minute": 1_000_000, "file_mods_per_hour": 1_000_000}
+    (home / "swarm.toml").write_text(render_config(parse_config({"limits": unlimited})))
     (workspace / "README.md").write_text("A drill body's workspace: written to, then refused after the kill.\n")
     database_url = sqlite_url(root / "brain.db")
     state = await open_engine(database_url)
