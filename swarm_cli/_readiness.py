@@ -372,7 +372,7 @@ def logic_version(agent: AgentConfig, model: ModelConfig) -> str:
     """The agent's logic version: `shared_protocol.agents.logic_version` (issue 17 B) where it exists.
 
     LEAD: once issue 17 B is merged, import it directly and delete `_placeholder_logic_version`; until then this
-    stand-in hashes the same fields, but not necessarily byte for byte as B does.
+    stand-in hashes the same fields the same way as B's (h-body17) does.
     """
     try:
         agents = importlib.import_module("shared_protocol.agents")
@@ -393,7 +393,8 @@ def _placeholder_logic_version(agent: AgentConfig, model: ModelConfig) -> str:
         "max_usd_per_task": agent.max_usd_per_task,
         "max_output_tokens": model.max_output_tokens,
     }
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"lv-{digest[:16]}"
 
 
