@@ -14,13 +14,14 @@ body refuses a model call outside the agent's tool subset, and `swarm audit expl
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp_types import TextContent
 
 from .conversation import ToolDefinition
 from .exceptions import RunnerError
@@ -111,16 +112,17 @@ class BodySession:
                 read_timeout_seconds=timeout_s,
                 meta=turn.as_meta() if turn is not None else None,  # pyright: ignore[reportArgumentType]
             )
-        except Exception as exc:  # the SDK raises its own errors, and OS errors of a dead pipe
+        except Exception as exc:
             raise BodyFailed(f"the body did not answer {name}: {exc}") from exc
-        texts = [block.text for block in result.content if getattr(block, "type", "") == "text"]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-        structured: dict[str, Any] = dict(result.structured_content or {})
-        text = "\n".join(str(t) for t in texts) or json.dumps(structured)  # pyright: ignore[reportUnknownArgumentType]
+        texts = [block.text for block in result.content if isinstance(block, TextContent)]
+        raw = result.structured_content
+        structured: dict[str, Any] = dict(cast(dict[str, Any], raw)) if isinstance(raw, dict) else {}
+        text = "\n".join(texts) or json.dumps(structured)
         return ToolReply(text=text, is_error=bool(result.is_error), structured=structured)
 
 
 @asynccontextmanager
-async def open_body(launch: BodyLaunch) -> AsyncIterator[BodySession]:
+async def open_body(launch: BodyLaunch) -> AsyncGenerator[BodySession]:
     """Start the body, list its tools, and stop it (closing its stdin: a clean exit) when the block ends."""
     params = StdioServerParameters(command=launch.argv[0], args=list(launch.argv[1:]), env=dict(launch.env))
     try:
@@ -131,8 +133,10 @@ async def open_body(launch: BodyLaunch) -> AsyncIterator[BodySession]:
     try:
         listed = await client.list_tools()
         tools = [
-            ToolDefinition.from_mcp({"name": t.name, "description": t.description, "inputSchema": t.input_schema})
-            for t in listed.tools
+            ToolDefinition.from_mcp(
+                {"name": tool.name, "description": tool.description, "inputSchema": tool.input_schema}
+            )
+            for tool in listed.tools
         ]
         yield BodySession(client, tools)
     finally:

@@ -8,7 +8,7 @@ same loop iteration (an in-flight model request is aborted, no retry follows), a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 
 import anyio
@@ -43,7 +43,7 @@ class KillGate:
             self._released.set()
 
     @contextmanager
-    def watch(self) -> Iterator[anyio.CancelScope]:
+    def watch(self) -> Generator[anyio.CancelScope]:
         """A cancel scope cancelled the moment the gate engages (at once if it is engaged already)."""
         with anyio.CancelScope() as scope:
             self._scopes.add(scope)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 
@@ -172,15 +172,14 @@ async def work(
             tools=tools,
             max_output_tokens=profile.max_output_tokens,
         )
-        turn: ModelTurn | None = None
-        with gate.watch():
+        with gate.watch() as scope:
             try:
                 turn = await spending.complete(provider, request)
             except BudgetRefused as refused:
                 return Failed(reason=f"money budget: {refused}")
             except ProviderError as error:
                 return Failed(reason=f"the model call failed: {error}")
-        if turn is None:
+        if scope.cancelled_caught:
             # Cut off by the kill switch (or failsafe): the wallet settled the attempt at its reservation; the
             # step is taken again once the gate is released.
             continue
@@ -246,8 +245,9 @@ def _note(run: TaskRun, call: ToolCall, reply: ToolReply) -> None:
                 run.files.add(value)
     changes = reply.structured.get("changes")
     if isinstance(changes, list) and reply.structured.get("applied", True):
-        for change in changes:  # pyright: ignore[reportUnknownVariableType]
-            if isinstance(change, Mapping) and isinstance(path := change.get("path"), str):  # pyright: ignore[reportUnknownMemberType]
+        for change in cast(list[object], changes):
+            path = cast(Mapping[str, object], change).get("path") if isinstance(change, Mapping) else None
+            if isinstance(path, str):
                 run.files.add(path)
 
 

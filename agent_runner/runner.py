@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol, cast
 import anyio
 
 from shared_protocol.brain import (
+    MAX_USAGE_BATCH,
     ClaimRequest,
     ClaimResponse,
     Decision,
@@ -44,6 +45,9 @@ from shared_protocol.brain import (
     Task,
     TaskOutcome,
     TaskSpend,
+    UsageAck,
+    UsageBatch,
+    UsageRecord,
     Verification,
 )
 
@@ -51,8 +55,10 @@ from .body import BodyFailed, BodyLaunch, BodySession, ToolReply, open_body
 from .conversation import ToolCall
 from .exceptions import RunnerError
 from .gate import KillGate
-from .loop import AgentProfile, Failed, Finished, LoopEnd, Parked, Spending, TaskRun, first_message, offered, work
+from .loop import AgentProfile, Failed, Finished, LoopEnd, Parked, TaskRun, first_message, offered, work
 from .providers import Provider
+from .wallet import TaskWallet, Wallet
+from .wallet import UsageRecord as WalletRecord
 
 Mode = Literal["shadow", "live"]
 
@@ -69,15 +75,58 @@ class TaskBrain(Protocol):
     async def outcome(self, task_id: str, request: OutcomeRequest) -> Task: ...
     async def park(self, task_id: str, request: ParkRequest) -> Task: ...
     async def resume_task(self, task_id: str, request: ResumeTaskRequest) -> RenewResponse: ...
-    async def decision(self, decision_id: str) -> Decision | None: ...
+    async def get_decision(self, decision_id: str) -> Decision | None: ...
     def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]: ...
+    async def post_usage(self, batch: UsageBatch) -> UsageAck: ...
 
 
-class TaskWallets(Protocol):
-    """The agent's wallet: one `Spending` per task, and what a task spent."""
+class UsageQueue:
+    """The wallet's sink: settled calls are queued at once (the wallet awaits the sink in a shielded scope) and
+    posted to the brain in batches by `run`; what could not be posted yet is posted by the next batch."""
 
-    def task(self, task_id: str) -> Spending: ...
-    def spent(self, task_id: str) -> TaskSpend: ...
+    def __init__(self, brain: TaskBrain, body_id: str) -> None:
+        self._brain = brain
+        self._body_id = body_id
+        self._pending: list[UsageRecord] = []
+        self._more = anyio.Event()
+        self.posted = 0
+
+    async def put(self, record: WalletRecord) -> None:
+        self._pending.append(
+            UsageRecord(
+                id=record.id,
+                at=record.at,
+                agent=record.agent,
+                logic_version=record.logic_version,
+                task_id=record.task_id,
+                provider=record.provider,
+                model=record.model,
+                input_tokens=record.input_tokens,
+                output_tokens=record.output_tokens,
+                cache_read_tokens=record.cache_read_tokens,
+                cache_write_tokens=record.cache_write_tokens,
+                usd=float(record.usd),
+                outcome=record.outcome,
+            )
+        )
+        self._more.set()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = self._pending[:MAX_USAGE_BATCH]
+            await self._brain.post_usage(UsageBatch(records=batch, body_id=self._body_id))
+            del self._pending[: len(batch)]
+            self.posted += len(batch)
+
+    async def run(self) -> None:
+        while True:
+            await self._more.wait()
+            self._more = anyio.Event()
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - the brain out of reach: kept, posted with the next batch
+                await anyio.sleep(1.0)
+                self._more.set()
 
 
 @dataclass(kw_only=True)
@@ -90,6 +139,7 @@ class _Held:
     workspace: Path
     shadow_copy: bool
     active_s: float
+    spending: TaskWallet
 
 
 @dataclass(kw_only=True)
@@ -108,9 +158,11 @@ class AgentRunner:
     body_id: str
     launch: Callable[[Path, bool], BodyLaunch]
     """The body command for a workspace (`shadow`: no network)."""
-    wallet: TaskWallets
+    wallet: Wallet
     workdir: Path
     """The agent's own directory outside $SWARM_HOME: shadow copies and transcripts."""
+    usage: UsageQueue | None = None
+    """Where the wallet's records go to the brain (the wallet's sink is `usage.put`)."""
     mode: Mode = "shadow"
     failsafe_s: float = 30.0
     acceptance_timeout_s: float = 600.0
@@ -128,13 +180,19 @@ class AgentRunner:
 
     async def run(self, *, once: bool = False, wait_s: float = 0.0) -> int:
         """Work tasks until cancelled (or, `once`, one task to an outcome: 0; none within `wait_s`: 3)."""
+        code = EXIT_ERROR
         async with anyio.create_task_group() as group:
             group.start_soon(self._listen)
+            if self.usage is not None:
+                group.start_soon(self.usage.run)
             with anyio.fail_after(max(self.failsafe_s, 10.0)):
                 await self._connected.wait()
             try:
                 code = await self._loop(once=once, wait_s=wait_s)
             finally:
+                if self.usage is not None:
+                    with anyio.move_on_after(10, shield=True):
+                        await self.usage.flush()
                 group.cancel_scope.cancel()
         return code
 
@@ -165,12 +223,18 @@ class AgentRunner:
         try:
             workspace, copied = self._workspace(task)
         except RunnerError as exc:
-            await self._finish(task, claim.claim_token, "failed", str(exc), run=None)
+            await self._finish(task, claim.claim_token, "failed", str(exc), held=None)
             return True
         run = TaskRun(task_id=task.id, title=task.title, workspace=workspace)
         run.messages.append(first_message(task.title, task.description, task.acceptance))
         held = _Held(
-            task=task, run=run, claim_token=claim.claim_token, workspace=workspace, shadow_copy=copied, active_s=0
+            task=task,
+            run=run,
+            claim_token=claim.claim_token,
+            workspace=workspace,
+            shadow_copy=copied,
+            active_s=0,
+            spending=self.wallet.task(task.id),
         )
         await self._work(held, lease_s=claim.lease_s or 60)
         return True
@@ -178,17 +242,15 @@ class AgentRunner:
     async def _resume_parked(self) -> bool:
         for task_id, held in list(self._parked.items()):
             decision_id = held.run.decision_id
-            decision = await self.brain.decision(decision_id) if decision_id else None
+            decision = await self.brain.get_decision(decision_id) if decision_id else None
             state = decision.state if decision is not None else "expired"
             if state == "pending":
                 continue
             del self._parked[task_id]
-            if state not in ("approved", "overridden") or (
-                decision is not None and state == "overridden" and decision.verdict != "approved"
-            ):
+            if state != "approved":
                 self.say(f"task {task_id}: decision {decision_id} is {state}: dropping the task")
                 await self._finish(
-                    held.task, held.claim_token, "abandoned", f"approval {decision_id} was {state}", run=held.run
+                    held.task, held.claim_token, "abandoned", f"approval {decision_id} was {state}", held=held
                 )
                 self._cleanup(held)
                 return True
@@ -207,8 +269,9 @@ class AgentRunner:
         started = time.monotonic()
         end: LoopEnd = Failed(reason=f"wall-clock limit: {self.profile.task_timeout_s:g} s")
         verification: Verification | None = None
+        current = _Current(task_id=task.id, scope=anyio.CancelScope())
         async with anyio.create_task_group() as group:
-            current = _Current(task_id=task.id, scope=group.cancel_scope)
+            current.scope = group.cancel_scope
             self._current = current
             group.start_soon(self._renew, task.id, held.claim_token, lease_s, current)
             with anyio.move_on_after(budget):
@@ -223,7 +286,7 @@ class AgentRunner:
                             profile=self.profile,
                             provider=self.provider,
                             body=body,
-                            spending=self.wallet.task(task.id),
+                            spending=held.spending,
                             gate=self.gate,
                             ask_approval=functools.partial(self._ask_approval, body),
                         )
@@ -254,7 +317,7 @@ class AgentRunner:
             outcome, summary = self._judge(end, verification)
         else:
             outcome, summary = "failed", end.reason
-        await self._finish(task, held.claim_token, outcome, summary, run=run, verification=verification)
+        await self._finish(task, held.claim_token, outcome, summary, held=held, verification=verification)
         self._cleanup(held)
 
     def _judge(self, end: Finished, verification: Verification | None) -> tuple[TaskOutcome, str]:
@@ -271,10 +334,9 @@ class AgentRunner:
         try:
             argv = shlex.split(task.acceptance)
         except ValueError as exc:
-            return Verification(
-                command=task.acceptance, exit_code=None, action_id=None, verified=False, detail=str(exc)
-            )
-        with self.gate.watch():
+            self.say(f"task {task.id}: its acceptance command cannot be split into arguments: {exc}")
+            return Verification(command=task.acceptance, exit_code=None, action_id=None, verified=False)
+        with self.gate.watch() as scope:
             reply = await body.call(
                 "run_command",
                 {
@@ -283,6 +345,8 @@ class AgentRunner:
                     "rationale": f"verify task {task.id}: re-run its acceptance command",
                 },
             )
+        if scope.cancelled_caught:  # killed while the command ran: not verified
+            return Verification(command=task.acceptance, exit_code=None, action_id=None, verified=False)
         exit_code = reply.structured.get("exit_code")
         code = exit_code if isinstance(exit_code, int) and not reply.is_error else None
         return Verification(
@@ -322,11 +386,22 @@ class AgentRunner:
         outcome: TaskOutcome,
         summary: str,
         *,
-        run: TaskRun | None,
+        held: _Held | None,
         verification: Verification | None = None,
     ) -> None:
         evidence: dict[str, str] = {"mode": self.mode}
-        if run is not None:
+        spend: TaskSpend | None = None
+        if held is not None:
+            run = held.run
+            spent = held.spending.spend()
+            spend = TaskSpend(
+                usd=float(spent.usd),
+                input_tokens=spent.input_tokens,
+                output_tokens=spent.output_tokens,
+                cache_read_tokens=spent.cache_read_tokens,
+                steps=run.steps,
+                model=spent.model,
+            )
             evidence |= {
                 "files_changed": ", ".join(sorted(run.files)) or "none",
                 "steps": str(run.steps),
@@ -340,7 +415,7 @@ class AgentRunner:
             summary=summary[:4000],
             verification=verification,
             evidence=evidence,
-            spend=self.wallet.spent(task.id),
+            spend=spend,
             logic_version=self.profile.logic_version,
             mode=self.mode,
         )
@@ -353,7 +428,7 @@ class AgentRunner:
             await anyio.sleep(max(lease_s / 3, 0.5))
             try:
                 renewed = await self.brain.renew(task_id, RenewRequest(claim_token=claim_token))
-            except Exception as exc:  # a refusal (cancelled, lease lost) or the brain out of reach
+            except Exception as exc:  # noqa: BLE001 - a refusal (cancelled, lease lost) or the brain out of reach
                 if _is_refusal(exc):
                     current.lost = str(exc)
                     current.scope.cancel()

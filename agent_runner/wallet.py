@@ -38,7 +38,7 @@ from typing import Protocol, Self
 import anyio
 
 from .conversation import Attempt, AttemptOutcome, ModelRequest, ModelTurn, TokenUsage
-from .exceptions import BudgetRefused, ProviderError
+from .exceptions import BudgetRefused, ProviderError, RunnerUserError
 from .pricing import ModelPricing, cost, estimate_reservation
 from .providers import Provider
 
@@ -137,7 +137,8 @@ class UsageRecord:
 
 
 UsageSink = Callable[[UsageRecord], Awaitable[None]]
-"""Gets every record; awaited in a shielded scope, so it should be quick (queue, and post in the background)."""
+"""Gets every record, once; awaited in a shielded scope, so it should be quick (queue, and post in the background).
+What it raises goes up from the settle (the money is counted by then)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -188,6 +189,8 @@ class Wallet:
         sink: UsageSink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        if not max_usd_per_task > 0:
+            raise RunnerUserError(f"max_usd_per_task must be more than 0, not {max_usd_per_task!r}")
         self.ledger = ledger
         self.pricing = pricing
         self.provider = provider

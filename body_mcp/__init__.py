@@ -16,6 +16,7 @@ from .exceptions import (
     ToolRefused,
     UserError,
 )
+from .settings import AgentProfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Admin",
+    "AgentProfile",
     "AuditIntegrityError",
     "Body",
     "BodySettings",

@@ -1,7 +1,8 @@
 """The body's SQLite state file: one per workspace, WAL, versioned migrations.
 
 It holds the audit chain (append-only, enforced by triggers), the undo records and their
-pre-images, commands' output, and a standalone body's decisions. The limits are not here
+pre-images, commands' output, a standalone body's decisions, and what the approval gate
+remembers (decisions used up, files changed recently). The limits are not here
 (`_limits_table.py`): a guarded call commits once, with its audit event. One connection,
 committing with the configured durability; one, not two: in WAL mode a write by another
 connection empties this one's page cache.
@@ -144,6 +145,13 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (action_id, stream)
     );
     CREATE INDEX command_outputs_ts ON command_outputs(ts);
+    """,
+    # v7: what the approval gate must remember across restarts and between processes (`approval.py`): the
+    # decisions actions were carried out under (one action each), and the files changed within the window
+    """
+    CREATE TABLE decision_uses (decision_id TEXT PRIMARY KEY, action_id TEXT NOT NULL, at REAL NOT NULL);
+    CREATE TABLE recent_changes (path TEXT PRIMARY KEY, at REAL NOT NULL);
+    CREATE INDEX recent_changes_at ON recent_changes(at);
     """,
 ]
 

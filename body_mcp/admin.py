@@ -31,7 +31,7 @@ from ._limits_table import BreakerState
 from .audit import Appended, AuditStore, EventDraft, VerifyReport, held_exclusively, new_action_id, set_aside
 from .confinement import Workspace
 from .decisions import LocalDecisionStore
-from .exceptions import StateUnusable, UserError
+from .exceptions import StateUnusable, UndoRefused, UserError
 from .explain import explain_event
 from .killswitch import KillState, LocalKillSwitch
 from .limits import Limits
@@ -46,7 +46,9 @@ def new_session() -> str:
     return f"ses_{time.time_ns():x}{secrets.token_hex(2)}"
 
 
-def open_trail(paths: StatePaths, body_id: str, *, durability: Durability) -> tuple[StateDB, AuditStore]:
+def open_trail(
+    paths: StatePaths, body_id: str, *, durability: Durability, logic_version: str | None = None
+) -> tuple[StateDB, AuditStore]:
     """The workspace's state database and its audit chain; a damaged database's error says how to set it aside."""
     try:
         db = StateDB(paths.db, durability=durability)
@@ -60,7 +62,7 @@ def open_trail(paths: StatePaths, body_id: str, *, durability: Durability) -> tu
             damaged=True,
         ) from None
     try:
-        return db, AuditStore(db, files=paths.audit, body_id=body_id)
+        return db, AuditStore(db, files=paths.audit, body_id=body_id, logic_version=logic_version)
     except BaseException:
         db.close()
         raise
@@ -68,9 +70,10 @@ def open_trail(paths: StatePaths, body_id: str, *, durability: Durability) -> tu
 
 @dataclass(kw_only=True, frozen=True)
 class WorkspaceStatus:
-    """What `swarm status` shows of a workspace's body."""
+    """What `swarm status` shows of a workspace's (or an agent's) body."""
 
-    workspace: Path
+    workspace: Path | None
+    agent: str | None
     body_id: str
     kill: KillState
     """What the body obeys: the local kill, else (linked) the brain's kill or its failsafe, as last recorded."""
@@ -111,14 +114,22 @@ class Admin:
     @classmethod
     def open(cls, settings: BodySettings, *, by: str) -> Admin:
         """The workspace's state, for a human named `by` (e.g. `human:alice`)."""
-        paths = StatePaths(home=settings.home, workspace=settings.workspace)
-        # A restore killed between its two renames leaves no directory here; `finish_interrupted` below does the rest.
-        Snapshotter(SnapshotSettings.for_workspace(paths)).reinstate_workspace()
-        if not settings.workspace.is_dir():
-            raise UserError(f"the workspace {settings.workspace} is not a directory")
+        paths = settings.paths
+        if settings.workspace is not None:
+            # A restore killed between its two renames leaves no directory here; `finish_interrupted` below does
+            # the rest.
+            Snapshotter(SnapshotSettings.for_workspace(paths)).reinstate_workspace()
+            if not settings.workspace.is_dir():
+                raise UserError(f"the workspace {settings.workspace} is not a directory")
         identity = load_or_create_identity(paths)
         config = settings.config
-        db, audit = open_trail(paths, identity.body_id, durability=config.audit.durability)
+        profile = settings.agent_profile
+        db, audit = open_trail(
+            paths,
+            identity.body_id,
+            durability=config.audit.durability,
+            logic_version=profile.logic_version if profile is not None else None,
+        )
         try:
             audit.recover()
         except BaseException:
@@ -142,7 +153,8 @@ class Admin:
             owned=[audit, db],
         )
         try:
-            admin.snapshotter().finish_interrupted()  # a restore killed part way: finished or rolled back, audited
+            if settings.workspace is not None:
+                admin.snapshotter().finish_interrupted()  # a restore killed part way: finished or rolled back, audited
         except BaseException:
             admin.close()
             raise
@@ -150,8 +162,9 @@ class Admin:
 
     def close(self) -> None:
         owned, self._owned = self._owned, []
-        if self._workspace is not None and self._workspace in owned:
-            self._workspace.close()
+        for part in owned:  # (the workspaces first)
+            if isinstance(part, Workspace):
+                part.close()
         for part in owned:
             if not isinstance(part, Workspace):
                 part.close()
@@ -167,9 +180,34 @@ class Admin:
     @property
     def workspace(self) -> Workspace:
         if self._workspace is None:
-            self._workspace = Workspace(self.paths.workspace)
+            self._workspace = Workspace(self.paths.require_workspace())
             self._owned.append(self._workspace)
         return self._workspace
+
+    def _undo_workspace(self, target_id: str) -> Workspace:
+        """Where `target_id` changed files: this workspace, or for an agent's state without one (the CLI), the
+        workspace its task worked in, which must still be there."""
+        if self.paths.agent is None or self.paths.workspace is not None:
+            return self.workspace
+        where = self.undo_store.workspaces_of(target_id)
+        if not where:
+            raise UndoRefused(
+                f"nothing to undo for '{target_id}' in agent {self.paths.agent}'s trail (unknown id, read-only "
+                "action, or already undone)"
+            )
+        if len(where) > 1:
+            raise UserError(
+                f"'{target_id}' changed files in {len(where)} workspaces ({', '.join(sorted(where))}); "
+                "undo its actions one by one"
+            )
+        (path,) = where
+        if not Path(path).is_dir():
+            raise UserError(
+                f"'{target_id}' changed files in the workspace {path}, which no longer exists; nothing was undone"
+            )
+        workspace = Workspace(Path(path))
+        self._owned.append(workspace)
+        return workspace
 
     def status(self, config: SwarmConfig) -> WorkspaceStatus:
         limits = Limits(self.paths.limits, config.limits)
@@ -181,6 +219,7 @@ class Admin:
         link = view_link_record(self.paths.link_state, now=time.time())
         return WorkspaceStatus(
             workspace=self.paths.workspace,
+            agent=self.paths.agent,
             body_id=load_or_create_identity(self.paths).body_id,
             kill=local if local.engaged or link is None else link.record.kill(),
             mode=config.policy.mode,
@@ -245,7 +284,9 @@ class Admin:
 
     def undo(self, target_id: str, *, force: bool) -> tuple[Appended, list[str]]:
         """Reverse an action or decision; works even while killed, and is audited."""
-        recorder, actions, changes, rows = self.undo_store.reverse(self.workspace, target_id, force=force)
+        recorder, actions, changes, rows = self.undo_store.reverse(
+            self._undo_workspace(target_id), target_id, force=force
+        )
         action_id = new_action_id()
         writes = Writes()
         recorder.flush(writes, action_id=action_id, decision_id=None)
@@ -303,7 +344,7 @@ def reset_trail(settings: BodySettings, *, reason: str, by: str) -> ResetResult:
     """
     if not reason.strip():
         raise UserError("a reset needs a reason (--reason TEXT): it is the new chain's first event")
-    paths = StatePaths(home=settings.home, workspace=settings.workspace)
+    paths = settings.paths
     try:
         previous_body_id = load_or_create_identity(paths).body_id
     except StateUnusable:  # (set aside with the rest: the new chain gets a new identity)

@@ -6,9 +6,18 @@ moved): an impact that needs a human or consensus (PRODUCT.md, "Approval rules")
 a decision that was approved for at least that impact. Irreversible actions need a human's
 approval too when `[policy] approve_irreversible` says so.
 
-Splitting work does not slip past the threshold: it also holds for the distinct files one
-body session changed within `[policy] cumulative_window_s` (10 minutes), this action's
-included. (The blast radius stays per action.)
+A decision grants one action: the first action carried out under it uses it up, for this
+body identity for good. The use is claimed in `state.db` before the action runs (one write
+transaction, so of two processes of the same body racing with one decision, exactly one
+gets it), kept once the action is carried out, and given back when it is refused or only
+shadowed; a call that fails or is cancelled part way keeps it (it may have changed files).
+
+Splitting work does not slip past the threshold: it also holds for the distinct files this
+body identity changed within `[policy] cumulative_window_s` (10 minutes), this action's
+included, whichever of its processes or clients changed them and across restarts (they are
+in `state.db`, dated on the wall clock, written with each call's audit event). An approved
+action's files, and those before it, were reviewed: the count starts again after it. (The
+blast radius stays per action.)
 """
 
 from __future__ import annotations
@@ -20,14 +29,12 @@ from shared_protocol import Impact
 from shared_protocol.decisions import DEADLINE, RULES, ApprovalThresholds, Needs, classify, covers
 from shared_protocol.refusals import ApprovalAsk
 
+from ._db import StateDB, Writes
 from .decisions import DecisionStore
 from .exceptions import ApprovalRequired
 
 _ASK_FILES = 200
 """An approval refusal names at most this many files (its count says how many there are)."""
-
-Session = str
-"""A body session: every client of one body process shares its count (a client chooses its own name)."""
 
 
 class ApprovalGate:
@@ -35,76 +42,100 @@ class ApprovalGate:
         self,
         decisions: DecisionStore,
         rules: ApprovalThresholds,
+        db: StateDB,
         *,
         approve_irreversible: bool,
         cumulative_window_s: float = 0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`db` keeps what outlives a process: the decisions used up, and the files changed within the window
+        (dated with `clock`, the wall clock: the dates must mean the same to the next process)."""
         self._decisions = decisions
         self._rules = rules
+        self._db = db
         self._approve_irreversible = approve_irreversible
         self._window_s = cumulative_window_s
         self._clock = clock
-        self._changed: dict[Session, dict[str, float]] = {}
-        """Per session, each file it changed within the window, and when."""
-        self._used: set[str] = set()
-        """Decisions an action was carried out under: an approval is for one action (this body process's memory)."""
+        self._claims: dict[str, str] = {}
+        """Decision each running action of this process claimed (by action id), until the action ends."""
 
-    def _recent(self, session: Session) -> dict[str, float]:
-        changed = self._changed.get(session)
-        if not changed:
-            return {}
+    def _recent(self) -> set[str]:
+        """The files changed within the window (by any process of this body identity)."""
         cutoff = self._clock() - self._window_s
-        if any(at < cutoff for at in changed.values()):
-            changed = {path: at for path, at in changed.items() if at >= cutoff}
-            self._changed[session] = changed
-        return changed
+        with self._db.read() as conn:
+            return {path for (path,) in conn.execute("SELECT path FROM recent_changes WHERE at >= ?", (cutoff,))}
 
     async def check(
-        self, decision_id: str | None, impact: Impact, *, session: Session | None = None, paths: Iterable[str] = ()
+        self, decision_id: str | None, impact: Impact, *, action_id: str, paths: Iterable[str] = ()
     ) -> bool:
-        """Refuse an impact that needs a human or consensus unless `decision_id` grants it; with `session`, the
-        files it changed recently count together with `paths`, this action's. True when a decision granted it."""
+        """Refuse an impact that needs a human or consensus unless `decision_id` grants it; the files changed
+        recently count together with `paths`, this action's. True when a decision granted it (and the action
+        `action_id` holds it from then on: `settle` says what became of the action)."""
         needs = classify(impact, 1.0, self._rules)
         mine = set(paths)
-        if needs == "none" and mine and session is not None and self._window_s > 0:
-            everything = self._recent(session).keys() | mine
+        if needs == "none" and mine and self._window_s > 0:
+            everything = self._recent() | mine
             together = len(everything)
             if together >= self._rules.consensus_files:
                 files = max(together, impact.files)
-                why = (
-                    f"this session changed {files} distinct files within {self._window_s / 60:g} minutes, "
-                    "this action's included"
-                )
+                minutes = f"{self._window_s / 60:g}"
+                why = f"{files} distinct files were changed within {minutes} minutes, this action's included"
                 cumulative = impact.model_copy(update={"files": files})
-                await self.require(decision_id, cumulative, "consensus", why=why, paths=everything)
+                await self.require(decision_id, cumulative, "consensus", action_id=action_id, why=why, paths=everything)
                 return True
         if needs == "human" or needs == "consensus":
-            await self.require(decision_id, impact, needs, paths=mine)
+            await self.require(decision_id, impact, needs, action_id=action_id, paths=mine)
             return True
         return False
 
-    def changed(
-        self, session: Session, paths: Iterable[str], *, approved: bool, decision_id: str | None = None
-    ) -> None:
-        """Note files an action of `session` changed (counted ones, not artifacts). An approved action's files,
-        and those before it, were reviewed: the session's count starts again, and its decision is used up."""
-        if approved and decision_id is not None:
-            self._used.add(decision_id)
+    def changed(self, writes: Writes, paths: Iterable[str], *, approved: bool) -> None:
+        """Note files a carried-out action changed (counted ones, not artifacts), in its audit transaction
+        (`writes`). An approved action's files, and those before it, were reviewed: the count starts again."""
         if self._window_s <= 0:
             return
-        if approved:
-            self._changed.pop(session, None)
-            return
         now = self._clock()
-        recent = self._changed.setdefault(session, {})
+        if approved:
+            # Every file noted before this commits (whatever its date: the clock may have been set back).
+            writes.add("DELETE FROM recent_changes")
+            return
+        writes.add("DELETE FROM recent_changes WHERE at < ?", (now - self._window_s,))
         for path in paths:
-            recent[path] = now
+            writes.add(
+                "INSERT INTO recent_changes (path, at) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET at = excluded.at",
+                (path, now),
+            )
 
-    async def check_irreversible(self, decision_id: str | None, impact: Impact, reason: str) -> None:
-        """An action undo cannot take back needs a human's approval, when the policy says so."""
-        if self._approve_irreversible:
-            await self.require(decision_id, impact, "human", why=f"it is irreversible ({reason})", human_only=True)
+    def settle(self, writes: Writes, action_id: str, *, carried_out: bool | None) -> None:
+        """The end of action `action_id`: the decision it claimed stays used if it was `carried_out` or may
+        have been (None: it failed or was cancelled part way); if it was not (refused, or only shadowed), it
+        is given back, in the action's audit transaction (`writes`)."""
+        decision_id = self._claims.pop(action_id, None)
+        if decision_id is not None and carried_out is False:
+            writes.add("DELETE FROM decision_uses WHERE decision_id = ? AND action_id = ?", (decision_id, action_id))
+
+    def _claim(self, decision_id: str, action_id: str) -> bool:
+        """Take `decision_id` for `action_id` (atomically, against every process of this body); False if an
+        earlier action has it."""
+        with self._db.write() as conn:
+            row = conn.execute("SELECT action_id FROM decision_uses WHERE decision_id = ?", (decision_id,)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO decision_uses (decision_id, action_id, at) VALUES (?, ?, ?)",
+                    (decision_id, action_id, self._clock()),
+                )
+            elif row[0] != action_id:
+                return False
+        self._claims[action_id] = decision_id
+        return True
+
+    async def check_irreversible(self, decision_id: str | None, impact: Impact, reason: str, *, action_id: str) -> bool:
+        """An action undo cannot take back needs a human's approval, when the policy says so. True when a
+        decision granted it (`check`)."""
+        if not self._approve_irreversible:
+            return False
+        why = f"it is irreversible ({reason})"
+        await self.require(decision_id, impact, "human", action_id=action_id, why=why, human_only=True)
+        return True
 
     async def require(
         self,
@@ -112,11 +143,13 @@ class ApprovalGate:
         impact: Impact,
         needs: Needs,
         *,
+        action_id: str,
         why: str | None = None,
         human_only: bool = False,
         paths: Iterable[str] = (),
     ) -> None:
-        """Refuse unless `decision_id` names a decision approved for at least `impact` (the guard's last word)."""
+        """Refuse unless `decision_id` names a decision approved for at least `impact` and not used by another
+        action than `action_id` (the guard's last word); then `action_id` holds it."""
         how = "a human approval" if needs == "human" else "consensus (a human approval until voting exists)"
         reason = why or f"it measures {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}"
         ask = (
@@ -138,8 +171,6 @@ class ApprovalGate:
             raise ApprovalRequired(f"decision '{decision_id}' does not exist; {ask}", ask=wanted)
         if decision.state != "approved":
             raise ApprovalRequired(f"decision {decision_id} is {decision.state}, not approved; {ask}", ask=wanted)
-        if decision_id in self._used:
-            raise ApprovalRequired(f"decision {decision_id} was used by an earlier action already; {ask}", ask=wanted)
         if decision.files and (outside := sorted(p for p in paths if not _named(p, decision.files))):
             raise ApprovalRequired(
                 f"decision {decision_id} was approved for other files than {', '.join(outside[:10])}; {ask}",
@@ -157,6 +188,8 @@ class ApprovalGate:
                 f"less than this action: {ask}",
                 ask=wanted,
             )
+        if not self._claim(decision_id, action_id):
+            raise ApprovalRequired(f"decision {decision_id} was used by an earlier action already; {ask}", ask=wanted)
 
 
 def _named(path: str, approved: list[str]) -> bool:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from .held import HeldRuns
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
 from .link_state import forget_link_record
+from .origin import read_meta
 from .outputs import OutputStore, keep_outputs_pruned
 from .pipeline import AfterReply, CallAuditor, CallContext, CallOutcome, Guard, Pipeline, refused_outcome
 from .policy import PathPolicy
@@ -72,9 +73,15 @@ class Body:
         and lease renewals (tests drive it instead of waiting)."""
         self.settings = settings
         config = settings.config
-        self.paths = StatePaths(home=settings.home, workspace=settings.workspace)
+        profile = settings.agent_profile
+        self.logic_version: str | None = profile.logic_version if profile is not None else None
+        """Recorded on every audit event this body writes (None outside agent mode)."""
+        self.paths: StatePaths = settings.paths
+        workspace = self.paths.require_workspace()
         self.identity: Identity = load_or_create_identity(self.paths)
-        self.db, self.audit = open_trail(self.paths, self.identity.body_id, durability=config.audit.durability)
+        self.db, self.audit = open_trail(
+            self.paths, self.identity.body_id, durability=config.audit.durability, logic_version=self.logic_version
+        )
         try:
             self.audit.recover()  # what a body that died after a reply left uncommitted
             # From the last verified point: a body on a chain that does not verify refuses mutating calls.
@@ -101,7 +108,7 @@ class Body:
                 client,
                 self.db,
                 body_id=self.identity.body_id,
-                workspace=str(settings.workspace),
+                workspace=str(workspace),
                 clock=link_clock,
                 record=self.paths.link_state,
                 brain_url=settings.brain_url,
@@ -112,8 +119,8 @@ class Body:
         snap = config.snapshots
         self.snapshotter = Snapshotter(
             SnapshotSettings(
-                workspace=settings.workspace.resolve(),
-                state_dir=self.paths.dir,
+                workspace=workspace.resolve(),
+                state_dir=self.paths.snapshot_root,
                 state_db=self.paths.db,
                 config_file=settings.config_file,
                 exclude=tuple(snap.exclude),
@@ -125,7 +132,7 @@ class Body:
         # A restore killed part way: finish it or roll it back (no hidden copy left) before holding the workspace.
         self.snapshotter.reinstate_workspace()
         self.snapshotter.finish_interrupted()
-        self.workspace = Workspace(settings.workspace)
+        self.workspace = Workspace(workspace)
         self.policy = PathPolicy(denied=config.policy.denied_paths, read_only=config.policy.read_only_paths)
         self.shadow = config.policy.mode == "shadow"
         self.local_decisions = LocalDecisionStore(
@@ -182,8 +189,10 @@ class Body:
         gate = ApprovalGate(
             self.decisions,
             approval_thresholds(config),
+            self.db,
             approve_irreversible=config.policy.approve_irreversible,
             cumulative_window_s=config.policy.cumulative_window_s,
+            clock=clock,
         )
         guards = default_guards(
             tools=self.tools,
@@ -196,6 +205,7 @@ class Body:
             deps=deps,
             workspace_lock=self.workspace_lock,
             shadow=self.shadow,
+            agent=settings.agent_profile,
         )
         on_event = self.link.new_events.set if self.link is not None else None
         self.pipeline = Pipeline(
@@ -325,8 +335,10 @@ class Body:
         *,
         client: str | None = None,
         progress: ReportProgress | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> CallOutcome:
-        """One `tools/call`; `progress` is the caller's progress channel (`ToolContext.progress`)."""
+        """One `tools/call`; `progress` is the caller's progress channel (`ToolContext.progress`), `meta` its
+        request's `_meta` (where the agent runner says a call is its model's, `origin.py`)."""
         if self.replies:
             self.replies.run()
         action_id = new_action_id()
@@ -360,6 +372,8 @@ class Body:
             agent=self.settings.agent or client or "unknown",
             session=self.session,
             progress=progress,
+            origin=read_meta(meta),
+            logic_version=self.logic_version,
         )
         return await self.pipeline.call(ctx)
 

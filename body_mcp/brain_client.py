@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -13,6 +14,7 @@ from shared_protocol.brain import (
     AuditAck,
     AuditBatch,
     BrainStatus,
+    CancelRequest,
     ClaimRequest,
     ClaimResponse,
     Decision,
@@ -23,6 +25,11 @@ from shared_protocol.brain import (
     KillRequest,
     KillState,
     OutcomeRequest,
+    OverrideRequest,
+    ParkRequest,
+    ReadinessOverride,
+    ReadinessRequest,
+    ReadinessStatus,
     RebindRequest,
     RebindResult,
     RegisterRequest,
@@ -30,9 +37,15 @@ from shared_protocol.brain import (
     RenewRequest,
     RenewResponse,
     ResumeRequest,
+    ResumeTaskRequest,
     ReversalResult,
     Task,
+    TaskList,
+    TaskRequest,
     UndoRequest,
+    UsageAck,
+    UsageBatch,
+    UsageTotals,
 )
 
 from .exceptions import SwarmError
@@ -133,6 +146,46 @@ class BrainClient:
 
     async def renew(self, task_id: str, request: RenewRequest) -> RenewResponse:
         return await self._call("POST", f"/v1/tasks/{task_id}/renew", RenewResponse, request)
+
+    async def park(self, task_id: str, request: ParkRequest) -> Task:
+        """An agent's task waits for a decision: no lease, the claim token stays good for `resume_task`."""
+        return await self._call("POST", f"/v1/tasks/{quote(task_id, safe='')}/park", Task, request)
+
+    async def resume_task(self, task_id: str, request: ResumeTaskRequest) -> RenewResponse:
+        return await self._call("POST", f"/v1/tasks/{quote(task_id, safe='')}/resume", RenewResponse, request)
+
+    async def post_usage(self, batch: UsageBatch) -> UsageAck:
+        return await self._call("POST", "/v1/usage", UsageAck, batch)
+
+    async def create_task(self, request: TaskRequest) -> Task:
+        return await self._call("POST", "/v1/tasks", Task, request)
+
+    async def tasks(self, *, state: str | None = None, agent: str | None = None) -> list[Task]:
+        """`GET /v1/tasks` (approver or captain), oldest first."""
+        query = "&".join(f"{key}={quote(value)}" for key, value in (("state", state), ("agent", agent)) if value)
+        return (await self._call("GET", "/v1/tasks" + (f"?{query}" if query else ""), TaskList)).tasks
+
+    async def task(self, task_id: str) -> Task:
+        return await self._call("GET", f"/v1/tasks/{quote(task_id, safe='')}", Task)
+
+    async def cancel_task(self, task_id: str, reason: str) -> Task:
+        return await self._call(
+            "POST", f"/v1/tasks/{quote(task_id, safe='')}/cancel", Task, CancelRequest(reason=reason)
+        )
+
+    async def readiness(self) -> ReadinessStatus:
+        return await self._call("GET", "/v1/readiness", ReadinessStatus)
+
+    async def record_readiness(self, request: ReadinessRequest) -> ReadinessStatus:
+        """A captain keeps a `swarm readiness` report on the brain (the newest gates live work)."""
+        return await self._call("POST", "/v1/readiness", ReadinessStatus, request)
+
+    async def override_readiness(self, request: OverrideRequest) -> ReadinessOverride:
+        """A human captain lets one agent's logic version work live without a passing report, until it expires."""
+        return await self._call("POST", "/v1/readiness/overrides", ReadinessOverride, request)
+
+    async def usage(self) -> UsageTotals:
+        return await self._call("GET", "/v1/usage", UsageTotals)
 
     async def undo(
         self, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False, as_action: str | None = None

@@ -4,9 +4,10 @@
 arrives there within milliseconds), heartbeats, and ships the audit chain from the local
 outbox (`brain_outbox.shipped_through`): batches are re-sent until acknowledged, and the
 brain stores each (body, seq) once, so nothing is lost or duplicated when the brain is
-down, restarts, or the body is killed. `state()` is engaged when the brain's kill is, or
-when nothing has been heard from the brain for `failsafe_s` (fail closed); reconnecting
-lifts the failsafe unless the brain is killed. `leave()` is a clean exit: the brain is told
+down, restarts, or the body is killed. `state()` is engaged when the brain's kill is, until
+the first registration succeeds (a body that never reached its brain could not hear its
+kill), and when nothing has been heard from the brain for `failsafe_s` (fail closed);
+reconnecting lifts the failsafe unless the brain is killed. `leave()` is a clean exit: the brain is told
 (`POST /v1/bodies/{id}/deregister`), so it marks the body gone instead of paging about it.
 
 With a `record` path, what the link knows is written there whenever it changes
@@ -51,6 +52,7 @@ _BATCH = 500
 _DEFAULT_BATCH_BYTES = 1024 * 1024
 _ENVELOPE_BYTES = 1024
 """Room in a batch's bytes for what is around its events (the body id, the keys)."""
+_NEVER_REACHED = "the brain has not been reached since this body started"
 
 
 @dataclass
@@ -86,7 +88,7 @@ class BrainLink:
         self.max_batch_bytes = _DEFAULT_BATCH_BYTES
         """The largest audit batch the brain reads (it says so when the body registers)."""
         self._clock = clock
-        self._last_heard = clock()  # a grace period of `failsafe_s` from start, then fail closed
+        self._last_heard = clock()  # (until the first registration, the body fails closed anyway)
         self._brain_kill = KillState(engaged=False)
         self._ever_connected = False
         self.new_events = anyio.Event()
@@ -137,6 +139,15 @@ class BrainLink:
             # fail closed at once, saying why, rather than after `failsafe_s` of "no word from the brain".
             since = now_iso(self._refused_since or self._wall())
             return BodyKillState(engaged=True, reason=self._refused, at=since, source="failsafe")
+        if not self._ever_connected:
+            # Never reached since this body started: it cannot hear a kill, so it behaves as killed until its
+            # first registration succeeds (no grace of `failsafe_s` in which a killed brain goes unheard).
+            return BodyKillState(
+                engaged=True,
+                reason=_NEVER_REACHED,
+                at=now_iso(self._started_wall),
+                source="failsafe",
+            )
         silent = self._clock() - self._last_heard
         if silent > self.failsafe_s:
             # `at`: since when nothing was heard, the same for every call this failsafe refuses (one episode).
@@ -153,6 +164,8 @@ class BrainLink:
     def status(self) -> LinkState:
         if self._refused is not None:
             return "refused"
+        if not self._ever_connected:
+            return "unreachable"
         return "connected" if self._clock() - self._last_heard <= self.failsafe_s else "unreachable"
 
     # -- what `swarm status` reads -------------------------------------------------------
@@ -175,7 +188,14 @@ class BrainLink:
             failsafe=failsafe is not None,
             failsafe_reason=None
             if failsafe is None
-            else (self._refused or f"no word from the brain ({self.failsafe_s:g}s failsafe)"),
+            else (
+                self._refused
+                or (
+                    _NEVER_REACHED
+                    if not self._ever_connected
+                    else f"no word from the brain ({self.failsafe_s:g}s failsafe)"
+                )
+            ),
             failsafe_since=None if failsafe is None else failsafe.at,
             failsafe_s=self.failsafe_s,
             last_heard=None if self._heard_wall is None else now_iso(self._heard_wall),
@@ -271,8 +291,8 @@ class BrainLink:
         if registration.max_audit_request_bytes is not None:
             self.max_batch_bytes = registration.max_audit_request_bytes
         self._refused_since = None
+        self._ever_connected = True  # (before the kill is set, so the state it notes is the brain's)
         self._set_kill(registration.kill)
-        self._ever_connected = True
         return registration
 
     def _note_refusal(self, errors: Sequence[BaseException]) -> None:

@@ -31,11 +31,17 @@ def explain_event(event: AuditEvent) -> str:
 def _lines(event: AuditEvent) -> list[str]:
     lines = [f"Action {event.id} (event #{event.seq}, {event.ts})"]
     if event.kind == "tool_call":
+        version = f", logic version {event.logic_version}" if event.logic_version else ""
         lines.append(
-            f"Context: agent '{event.agent}', session {event.session}, body {event.body_id}, mode {event.mode}."
+            f"Context: agent '{event.agent}'{version}, session {event.session}, body {event.body_id}, "
+            f"mode {event.mode}."
         )
+        if event.turn is not None:
+            turn = event.turn
+            lines.append(f"Model turn: step {turn.step} — {turn.text or '(no text)'}")
         args = json.dumps(event.arguments, sort_keys=True)
-        lines.append(f"Asked: {event.tool} {args if len(args) < 600 else args[:600] + '…'}")
+        call = f" (tool call {event.turn.tool_call_id})" if event.turn is not None and event.turn.tool_call_id else ""
+        lines.append(f"Asked: {event.tool} {args if len(args) < 600 else args[:600] + '…'}{call}")
         lines.append(f"Why (agent's rationale): {event.rationale or '(none given)'}")
         if event.decision_id:
             lines.append(f"Under decision: {event.decision_id}")
@@ -54,6 +60,8 @@ def _lines(event: AuditEvent) -> list[str]:
         )
     elif event.kind == "human":
         lines.append(f"A human ({event.agent}) did '{event.tool}': {event.rationale}")
+        if event.logic_version:
+            lines.append(f"On the body of an agent at logic version {event.logic_version}.")
         if event.detail:
             lines.append(f"Details: {json.dumps(event.detail, sort_keys=True)}")
     elif event.kind == "checkpoint":

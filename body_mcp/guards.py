@@ -10,6 +10,7 @@ import anyio.lowlevel
 from pydantic import ValidationError
 
 from shared_protocol import Impact, RefusalCode
+from shared_protocol.config import RUNNER_TOOLS
 from shared_protocol.refusals import Rule
 
 from .approval import ApprovalGate
@@ -20,6 +21,7 @@ from .killswitch import KillSwitch
 from .limits import Limits
 from .pipeline import CallContext, Guard, Next
 from .policy import PathPolicy
+from .settings import AgentProfile
 from .tools._spec import ToolContext, ToolDeps, ToolOutput, ToolSpec
 
 
@@ -71,6 +73,34 @@ class AuditTrailGuard:
                     code=RefusalCode.AUDIT_BROKEN,
                     rule=Rule.AUDIT_INTEGRITY,
                 )
+        return await call_next(ctx)
+
+
+class CallOriginGuard:
+    """A call's `_meta` origin and turn are well formed; in agent mode, a call the runner makes for its model
+    (`swarm/origin` = model) names a tool of the agent's subset, never one only the runner calls."""
+
+    def __init__(self, agent: AgentProfile | None) -> None:
+        self._agent = agent
+
+    async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
+        origin = ctx.origin
+        if origin.problem is not None:
+            raise ToolRefused(
+                f"{origin.problem}; nothing ran", code=RefusalCode.INVALID_ARGUMENTS, rule=Rule.INPUT_META
+            )
+        agent = self._agent
+        if agent is not None and origin.origin == "model" and not agent.model_may_call(ctx.tool):
+            why = (
+                "only the runner calls it"
+                if ctx.tool in RUNNER_TOOLS
+                else f"it is not one of agent '{agent.name}''s tools ({', '.join(sorted(agent.tools))})"
+            )
+            raise ToolRefused(
+                f"the model may not call '{escape_string(ctx.tool)}': {why}; nothing ran",
+                code=RefusalCode.TOOL_NOT_ALLOWED,
+                rule=Rule.AGENT_TOOLS,
+            )
         return await call_next(ctx)
 
 
@@ -155,24 +185,39 @@ class LimitsGuard:
 
 
 class ApprovalGuard:
-    """A mutating call whose planned impact needs approval must name a decision approved for at least that."""
+    """A mutating call whose planned impact needs approval must name a decision approved for at least that.
+
+    The decision an action claims (here, or for its measured impact further in) is used up once the action
+    is carried out, and given back if it is refused or only shadowed (`ApprovalGate.settle`)."""
 
     def __init__(self, gate: ApprovalGate) -> None:
         self._gate = gate
 
     async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
         assert ctx.args is not None and ctx.spec is not None
-        reason = ctx.spec.irreversible(ctx.args)
-        if reason is not None:
-            # Recorded when proposed, whatever happens next: undo will not be able to take it back.
-            ctx.effects.detail["irreversible"] = reason
-            await self._gate.check_irreversible(ctx.args.decision_id, ctx.planned, reason)
-        spec = ctx.spec
-        if not spec.read_only:
-            ctx.changes_paths = [ctx.paths[name].rel for name, access in spec.path_fields.items() if access != "read"]
-        if await self._gate.check(ctx.args.decision_id, ctx.planned, session=ctx.session, paths=ctx.changes_paths):
-            ctx.approved = True
-        return await call_next(ctx)
+        gate, writes = self._gate, ctx.effects.writes
+        try:
+            reason = ctx.spec.irreversible(ctx.args)
+            if reason is not None:
+                # Recorded when proposed, whatever happens next: undo will not be able to take it back.
+                ctx.effects.detail["irreversible"] = reason
+                await gate.check_irreversible(ctx.args.decision_id, ctx.planned, reason, action_id=ctx.action_id)
+            spec = ctx.spec
+            if not spec.read_only:
+                ctx.changes_paths = [
+                    ctx.paths[name].rel for name, access in spec.path_fields.items() if access != "read"
+                ]
+            if await gate.check(ctx.args.decision_id, ctx.planned, action_id=ctx.action_id, paths=ctx.changes_paths):
+                ctx.approved = True
+            result = await call_next(ctx)
+        except ToolRefused:
+            gate.settle(writes, ctx.action_id, carried_out=False)
+            raise
+        except BaseException:
+            gate.settle(writes, ctx.action_id, carried_out=None)  # (part of it may have happened)
+            raise
+        gate.settle(writes, ctx.action_id, carried_out=ctx.mode == "live")
+        return result
 
 
 class ExecuteGuard:
@@ -192,7 +237,7 @@ class ExecuteGuard:
         assert ctx.args is not None
         if paths:
             ctx.changes_paths = paths
-        if await self._gate.check(ctx.args.decision_id, impact, session=ctx.session, paths=paths):
+        if await self._gate.check(ctx.args.decision_id, impact, action_id=ctx.action_id, paths=paths):
             ctx.approved = True
         if ctx.reservation is not None:
             planned = ctx.planned
@@ -238,7 +283,7 @@ class ExecuteGuard:
         finally:
             lock.release()
         if ctx.mode == "live" and (ctx.changes_paths or ctx.approved):
-            self._gate.changed(ctx.session, ctx.changes_paths, approved=ctx.approved, decision_id=args.decision_id)
+            self._gate.changed(ctx.effects.writes, ctx.changes_paths, approved=ctx.approved)
         return result
 
 
@@ -269,10 +314,12 @@ def default_guards(
     deps: ToolDeps,
     workspace_lock: anyio.Lock,
     shadow: bool,
+    agent: AgentProfile | None = None,
 ) -> list[Guard]:
     return [
         KillSwitchGuard(kill_switch, tools),
         AuditTrailGuard(audit, tools),
+        CallOriginGuard(agent),
         ValidationGuard(tools),
         ConfinementGuard(workspace, policy),
         LimitsGuard(limits),

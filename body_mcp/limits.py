@@ -125,8 +125,9 @@ class Limits:
     def reserve_spend(self, usd: float) -> Reservation:
         """Reserve money that is not a tool call (a model call made for this workspace's agent): held to the
         blast radius per action (`max_usd_per_action`) and the money window (`usd_per_hour`), like a tool call's
-        money, but counted in neither calls per minute nor the breaker's trial. Settle it with `settle_spend`, or
-        give it back with `release`; a holder that dies is counted as having spent it all."""
+        money, but counted in neither calls per minute nor the breaker's trial (a refusal is a breach, as a tool
+        call's is). Settle it with `settle_spend`, or give it back with `release`; a holder that dies is counted as
+        having spent it all."""
         self.check_blast_radius(Impact(usd=usd))
         now = self._clock()
         c = self.config

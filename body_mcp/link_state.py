@@ -40,7 +40,8 @@ class LinkRecord:
     kill_by: str | None = None
     kill_at: str | None = None
     failsafe: bool = False
-    """The body behaves as killed on its own: no word from the brain for `failsafe_s`, or its token refused."""
+    """The body behaves as killed on its own: the brain not reached yet since it started, no word from it for
+    `failsafe_s`, or its token refused."""
     failsafe_reason: str | None = None
     failsafe_since: str | None = None
     failsafe_s: float

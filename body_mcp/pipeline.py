@@ -29,6 +29,7 @@ from .audit import Appended, AuditStore, EventDraft, redact_arguments
 from .confinement import WorkspacePath
 from .exceptions import RefusedWithResult, ToolRefused
 from .limits import Limits, Reservation
+from .origin import NO_ORIGIN, CallOrigin
 from .tools._spec import Effects, Mode, ReportProgress, ToolOutput, ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ class CallContext:
     effects: Effects = field(default_factory=Effects)
     progress: ReportProgress | None = None
     """The client's progress channel for this call (`ToolContext.progress`)."""
+    origin: CallOrigin = NO_ORIGIN
+    """What the request's `_meta` says of the call (`origin.py`); its turn goes on the audit event."""
+    logic_version: str | None = None
+    """The agent's logic version (agent mode), recorded on the audit event."""
 
     @property
     def mutating(self) -> bool:
@@ -188,6 +193,8 @@ class CallAuditor:
             impact=effects.impact,
             duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
             detail=effects.detail,
+            logic_version=ctx.logic_version,
+            turn=ctx.origin.turn,
         )
         reservation, recorder = ctx.reservation, effects.recorder
         if recorder is not None and recorder.records:

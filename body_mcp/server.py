@@ -31,6 +31,7 @@ from pydantic.json_schema import models_json_schema
 from shared_protocol import Refusal, ToolResult
 
 from .body import Body
+from .origin import flag_unreadable_meta
 from .tools._spec import ToolSpec
 
 INSTRUCTIONS = (
@@ -86,7 +87,11 @@ def build_server(body: Body) -> Server[Any]:
         # The SDK sends a progress notification only when the caller asked for one: a progress token on the wire,
         # a callback in process (where no token is visible to us); otherwise reporting is a no-op.
         outcome = await body.call_tool(
-            params.name, params.arguments, client=client, progress=ctx.session.report_progress
+            params.name,
+            params.arguments,
+            client=client,
+            progress=ctx.session.report_progress,
+            meta=cast("dict[str, Any] | None", params.meta),
         )
         return types.CallToolResult(
             content=[types.TextContent(text=outcome.text)],
@@ -195,7 +200,11 @@ class _Recovering:
     async def receive(self) -> SessionMessage | Exception:
         item = await self._inner.receive()
         if isinstance(item, Exception) and (recovered := recover_message(item)) is not None:
-            return recovered
+            item = recovered
+        if isinstance(item, SessionMessage):
+            message = item.message
+            if isinstance(message, types.JSONRPCRequest) and message.method == "tools/call" and message.params:
+                flag_unreadable_meta(message.params)
         return item
 
     async def aclose(self) -> None:

@@ -1,10 +1,12 @@
-"""Where a body keeps its state: `$SWARM_HOME`, one directory per workspace.
+"""Where a body keeps its state: `$SWARM_HOME`, one directory per workspace, or per agent.
 
     $SWARM_HOME/
       kill.json                   the machine's local kill switch (present = engaged)
       swarm.toml                  default config
+      agents/<key>/               an agent's body (`swarm body --agent NAME`), whatever workspace a task gives it:
+                                  the same files as below, and workspaces/<key>/snapshots/ per task workspace
       workspaces/<key>/
-        identity.json             the body's stable identity for this workspace
+        identity.json             the body's stable identity for this workspace (or agent)
         state.db                  audit chain, undo records (SQLite, WAL)
         limits-v4                 limit windows, breaker, calls in flight (mapped by every body, flock)
         audit.key                 HMAC key of the audit chain (0600; never in the database)
@@ -66,14 +68,50 @@ def workspace_key(workspace: Path) -> str:
     return f"{stem}-{digest}"
 
 
+def agent_key(name: str) -> str:
+    """A stable directory name for an agent: its name made safe, plus a hash of it (names differing only in case
+    stay apart on a case-insensitive file system)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40] or "agent"
+    return f"{stem}-{digest}"
+
+
 @dataclass(kw_only=True, frozen=True)
 class StatePaths:
+    """Where one body's state is: a workspace's (`StatePaths(home=, workspace=)`), or an agent's
+    (`StatePaths.for_agent`), which stays the same whatever workspace each of its tasks works in."""
+
     home: Path
-    workspace: Path
+    workspace: Path | None
+    """The directory the tools work in; None: an agent's state read without a task (the CLI)."""
+    agent: str | None = None
+    """The agent whose state this is; None: the workspace's."""
+
+    @classmethod
+    def for_agent(cls, home: Path, name: str, workspace: Path | None = None) -> StatePaths:
+        """An agent's state: `$SWARM_HOME/agents/<key>/`, its identity, audit chain, limit windows and kept data
+        shared by every workspace it works in (removing a task's directory removes none of it)."""
+        return cls(home=home, workspace=workspace, agent=name)
 
     @property
     def dir(self) -> Path:
-        return self.home / "workspaces" / workspace_key(self.workspace)
+        if self.agent is not None:
+            return self.home / "agents" / agent_key(self.agent)
+        return self.home / "workspaces" / workspace_key(self.require_workspace())
+
+    def require_workspace(self) -> Path:
+        if self.workspace is None:
+            whose = f"agent '{self.agent}'" if self.agent is not None else "this state"
+            raise UserError(f"{whose}: this needs a workspace (--workspace DIR)")
+        return self.workspace
+
+    @property
+    def snapshot_root(self) -> Path:
+        """The directory whose `snapshots/` holds this workspace's snapshots: an agent keeps each workspace's apart,
+        so that one is never restored over another."""
+        if self.agent is None:
+            return self.dir
+        return self.dir / "workspaces" / workspace_key(self.require_workspace())
 
     @property
     def db(self) -> Path:
@@ -130,21 +168,28 @@ class StatePaths:
 
 
 def all_workspace_states(home: Path) -> tuple[list[StatePaths], list[Path]]:
-    """Every workspace this machine's bodies have state for, and the state directories whose identity (which
-    names their workspace) cannot be read."""
-    root = home / "workspaces"
+    """Every workspace and agent this machine's bodies have state for (workspaces first), and the state
+    directories whose identity (which names their workspace or agent) cannot be read."""
     found: list[StatePaths] = []
     unreadable: list[Path] = []
-    if not root.is_dir():
-        return found, unreadable
-    for entry in sorted(root.iterdir()):
-        ident = entry / "identity.json"
-        try:
-            found.append(StatePaths(home=home, workspace=Path(json.loads(ident.read_text())["workspace"])))
-        except FileNotFoundError:
-            continue  # (not a body's state, or one being created this moment)
-        except (OSError, ValueError, LookupError, TypeError):
-            unreadable.append(ident)
+    for kind in ("workspaces", "agents"):
+        root = home / kind
+        if not root.is_dir():
+            continue
+        for entry in sorted(root.iterdir()):
+            ident = entry / "identity.json"
+            try:
+                data = json.loads(ident.read_text())
+                if kind == "agents":
+                    paths = StatePaths.for_agent(home, str(data["agent"]))
+                else:
+                    paths = StatePaths(home=home, workspace=Path(data["workspace"]))
+            except FileNotFoundError:
+                continue  # (not a body's state, or one being created this moment)
+            except (OSError, ValueError, LookupError, TypeError):
+                unreadable.append(ident)
+                continue
+            found.append(paths)
     return found, unreadable
 
 
@@ -152,15 +197,22 @@ def all_workspace_states(home: Path) -> tuple[list[StatePaths], list[Path]]:
 class Identity:
     body_id: str
     workspace: str
+    """The workspace it was created for ("" for an agent's)."""
     created_at: str
+    agent: str | None = None
 
 
 def load_or_create_identity(paths: StatePaths) -> Identity:
-    """The body's identity for this workspace: created on first start, kept across restarts."""
+    """The body's identity for this workspace or agent: created on first start, kept across restarts."""
     paths.ensure()
     try:
         data = json.loads(paths.identity.read_text())
-        return Identity(body_id=data["body_id"], workspace=data["workspace"], created_at=data["created_at"])
+        return Identity(
+            body_id=data["body_id"],
+            workspace=data["workspace"],
+            created_at=data["created_at"],
+            agent=data.get("agent"),
+        )
     except FileNotFoundError:
         pass
     except (ValueError, LookupError, TypeError):
@@ -173,11 +225,13 @@ def load_or_create_identity(paths: StatePaths) -> Identity:
         ) from None
     identity = Identity(
         body_id=f"body_{secrets.token_hex(8)}",
-        workspace=str(paths.workspace),
+        workspace=str(paths.workspace) if paths.agent is None else "",
         created_at=datetime.now(UTC).isoformat(),
+        agent=paths.agent,
     )
+    fields = {key: value for key, value in identity.__dict__.items() if value is not None}
     tmp = paths.identity.with_suffix(".tmp")
-    tmp.write_text(json.dumps(identity.__dict__, indent=2))
+    tmp.write_text(json.dumps(fields, indent=2))
     try:
         # Two bodies starting at once: the first link wins, the other reads it.
         os.link(tmp, paths.identity)

@@ -113,7 +113,8 @@ class Recorder:
             writes.add("INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?, ?)", (sha, data))
         for record in self.records:
             before = record.before.to_json() | ({"source": record.source} if record.source else {})
-            after = record.after.to_json() | {"op": record.op}
+            # Where it happened: an agent's body keeps one undo store for the many workspaces its tasks work in.
+            after = record.after.to_json() | {"op": record.op, "workspace": str(self.ws.root)}
             writes.add(
                 "INSERT INTO undo_records (action_id, decision_id, step, path, before, after) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -126,6 +127,8 @@ class StoredRecord:
     row_id: int
     action_id: str
     record: UndoRecord
+    workspace: str | None = None
+    """The workspace the change was made in (None: recorded before bodies noted it)."""
 
 
 class UndoStore:
@@ -227,6 +230,7 @@ class UndoStore:
             try:
                 before = json.loads(before_json)
                 after = json.loads(after_json)
+                workspace = after.pop("workspace", None)
                 record = UndoRecord(
                     step=int(step),
                     op=after.pop("op", "state"),
@@ -237,8 +241,19 @@ class UndoStore:
                 )
             except (ValueError, TypeError, KeyError, AttributeError):
                 raise _damaged(f"undo record {row_id} of {action_id} cannot be read") from None
-            out.append(StoredRecord(row_id=int(row_id), action_id=str(action_id), record=record))
+            out.append(
+                StoredRecord(
+                    row_id=int(row_id),
+                    action_id=str(action_id),
+                    record=record,
+                    workspace=workspace if isinstance(workspace, str) else None,
+                )
+            )
         return out
+
+    def workspaces_of(self, target_id: str) -> set[str]:
+        """The workspaces where `target_id`'s not-yet-undone changes were made (as far as recorded)."""
+        return {item.workspace for item in self.pending_records(target_id) if item.workspace is not None}
 
     def reverse(
         self, ws: Workspace, target_id: str, *, force: bool
@@ -247,6 +262,13 @@ class UndoStore:
         stored = self.pending_records(target_id)
         if not stored:
             raise UndoRefused(f"nothing to undo for '{target_id}' (unknown id, read-only action, or already undone)")
+        here = str(ws.root)
+        elsewhere = sorted({item.workspace for item in stored if item.workspace is not None and item.workspace != here})
+        if elsewhere:
+            raise UndoRefused(
+                f"'{target_id}' changed files in another workspace ({', '.join(elsewhere)}), not in {ws.root}; "
+                "nothing was undone"
+            )
         # Walk newest first over a simulated workspace: each record must find what it left,
         # as seen after the newer records of the same target have been reversed.
         conflicts: list[str] = []

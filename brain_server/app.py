@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast, get_args
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -26,18 +26,26 @@ from shared_protocol.brain import (
     AnswerRequest,
     AuditBatch,
     BrainErrorCode,
+    CancelRequest,
     ClaimRequest,
     DecisionRequest,
     ErrorBody,
     KillRequest,
     OutcomeRequest,
+    OverrideRequest,
+    ParkRequest,
+    ReadinessRequest,
     RebindRequest,
     RegisterRequest,
     RenewRequest,
     ResumeRequest,
+    ResumeTaskRequest,
     Role,
+    TaskList,
     TaskRequest,
+    TaskState,
     UndoRequest,
+    UsageBatch,
 )
 from shared_protocol.decisions import AnswerKind
 
@@ -213,6 +221,59 @@ class _Api:
         task_id = request.path_params["task_id"]
         return json_response(await self.brain.renew_lease(task_id, payload, holder=own_body(who)))
 
+    async def tasks(self, request: Request, who: Principal) -> Response:
+        state = request.query_params.get("state") or None
+        if state is not None and state not in get_args(TaskState):
+            raise InvalidRequest(
+                f"state must be one of {', '.join(get_args(TaskState))} (got {state!r})", field="state"
+            )
+        agent = request.query_params.get("agent") or None
+        tasks = await self.brain.tasks(state=cast(TaskState | None, state), agent=agent)
+        return json_response(TaskList(tasks=tasks))
+
+    async def task(self, request: Request, who: Principal) -> Response:
+        # A body reads the tasks it claimed only: others are not found, not forbidden.
+        return json_response(await self.brain.task(request.path_params["task_id"], for_body=who.sees_only))
+
+    async def park(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, ParkRequest)
+        task_id = request.path_params["task_id"]
+        return json_response(await self.brain.park_task(who, task_id, payload, holder=own_body(who)))
+
+    async def resume_task(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, ResumeTaskRequest)
+        task_id = request.path_params["task_id"]
+        return json_response(await self.brain.resume_task(who, task_id, payload, holder=own_body(who)))
+
+    async def cancel(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, CancelRequest)
+        return json_response(await self.brain.cancel_task(who, request.path_params["task_id"], payload))
+
+    async def record_usage(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, UsageBatch)
+        if payload.body_id is not None:
+            await self.as_body(who, payload.body_id)
+            body_id = payload.body_id
+        else:
+            body_id = own_body(who)
+        return json_response(await self.brain.record_usage(body_id, payload))
+
+    async def usage(self, request: Request, who: Principal) -> Response:
+        agent = request.query_params.get("agent") or None
+        task_id = request.query_params.get("task_id") or None
+        return json_response(await self.brain.usage(for_body=who.sees_only, agent=agent, task_id=task_id))
+
+    async def record_readiness(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, ReadinessRequest)
+        return json_response(await self.brain.record_readiness(who, payload), 201)
+
+    async def readiness(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.readiness())
+
+    async def override_readiness(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, OverrideRequest)
+        return json_response(await self.brain.override_readiness(who, payload), 201)
+
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)
         target_id = request.path_params["target_id"]
@@ -296,9 +357,19 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/decisions/{decision_id}/deny", APPROVERS, api.answer("deny")),
         _route(brain, "POST", "/v1/decisions/{decision_id}/override", CAPTAIN, api.answer("override")),
         _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
+        _route(brain, "GET", "/v1/tasks", APPROVERS, api.tasks),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
+        _route(brain, "GET", "/v1/tasks/{task_id}", ANY_ROLE, api.task),
         _route(brain, "POST", "/v1/tasks/{task_id}/renew", BODY, api.renew),
+        _route(brain, "POST", "/v1/tasks/{task_id}/park", BODY, api.park),
+        _route(brain, "POST", "/v1/tasks/{task_id}/resume", BODY, api.resume_task),
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
+        _route(brain, "POST", "/v1/tasks/{task_id}/cancel", APPROVERS, api.cancel),
+        _route(brain, "POST", "/v1/usage", BODY, api.record_usage, max_bytes=brain.settings.max_audit_request_bytes),
+        _route(brain, "GET", "/v1/usage", ANY_ROLE, api.usage),
+        _route(brain, "POST", "/v1/readiness", CAPTAIN, api.record_readiness),
+        _route(brain, "GET", "/v1/readiness", ANY_ROLE, api.readiness),
+        _route(brain, "POST", "/v1/readiness/overrides", CAPTAIN, api.override_readiness),
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
         *_wake_routes(brain, refusals),

@@ -4,9 +4,10 @@ A token is shown once, when created, and stored only as its SHA-256: the databas
 holds one in clear. Each request's token resolves to a `Principal` (the token's id, role
 and label), which is what the brain records as "who". Roles:
 
-    body      the body endpoints (register, heartbeat, events, audit, decisions, tasks)
-    approver  read status and decisions, approve and deny, queue tasks
-    captain   everything an approver may, plus kill, resume and override
+    body      the body endpoints (register, heartbeat, events, audit, decisions, tasks, usage); reads its own
+              body's decisions, tasks and usage only
+    approver  read status, decisions, tasks, usage and readiness; approve and deny; queue and cancel tasks
+    captain   everything an approver may, plus kill, resume, override, readiness reports and their overrides
 
 A body token speaks for one body, and a body id is held by one live token: the first body id
 a token names is bound to it (trust on first use, stored on the token) if no token has named

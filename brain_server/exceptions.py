@@ -5,7 +5,8 @@
     │   ├── Unauthorized      401: no token, an unknown one, or a revoked one
     │   ├── Forbidden         403: the token's role may not do this
     │   │   ├── BodyMismatch  a body token naming a body other than the one it is bound to
-    │   │   └── BodyTaken     a body id bound to another token (only a captain's rebind moves it)
+    │   │   ├── BodyTaken     a body id bound to another token (only a captain's rebind moves it)
+    │   │   └── NotReady      a live claim without a fresh ready readiness report or an override
     │   ├── NotFound          404
     │   │   ├── UnknownBody   a heartbeat from a body that never registered
     │   │   └── NothingToReverse  undo an id with no unreversed compensating record
@@ -18,6 +19,8 @@
     │   │   ├── AlreadyFinal  override a decision that is denied, expired or overridden
     │   │   ├── NothingToAcknowledge  acknowledge something no ladder is climbing for
     │   │   ├── StaleClaim    a task outcome with a claim token that is no longer current
+    │   │   ├── TaskCancelled  renew, park, resume or an outcome of a cancelled task
+    │   │   ├── InvalidTransition  a task step its state does not allow (resume a claimed task, cancel a final one)
     │   │   ├── ReverseConflict  undo (without force) of an update whose task changed since
     │   │   └── RebindRefused  a rebind to a token that cannot take the body (revoked, not a body token, bound
     │   │                     to another body)
@@ -79,6 +82,12 @@ class BodyMismatch(Forbidden):
 
 class BodyTaken(Forbidden):
     """The body id is bound to another token (live or revoked): a captain's rebind is the only way to move it."""
+
+
+class NotReady(Forbidden):
+    """403: live work is refused until readiness passes (or a human captain overrides it for the agent)."""
+
+    default_code = BrainErrorCode.NOT_READY
 
 
 class NotFound(ApiError):
@@ -145,6 +154,18 @@ class NothingToAcknowledge(Conflict):
 
 class StaleClaim(Conflict):
     default_code = BrainErrorCode.STALE_CLAIM
+
+
+class TaskCancelled(Conflict):
+    """The task was cancelled: its claim is gone and nothing more is accepted for it."""
+
+    default_code = BrainErrorCode.TASK_CANCELLED
+
+
+class InvalidTransition(Conflict):
+    """The task's state does not allow the step asked for; the message names the state."""
+
+    default_code = BrainErrorCode.INVALID_TRANSITION
 
 
 class ReverseConflict(Conflict):

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -30,6 +31,7 @@ from shared_protocol.brain import (
     AuditBatch,
     BodyStatus,
     BrainStatus,
+    CancelRequest,
     ClaimRequest,
     ClaimResponse,
     Decision,
@@ -38,16 +40,29 @@ from shared_protocol.brain import (
     HeartbeatResponse,
     KillState,
     OutcomeRequest,
+    OverrideRequest,
+    ParkRequest,
+    ReadinessOverride,
+    ReadinessReport,
+    ReadinessRequest,
+    ReadinessStatus,
     RebindRequest,
     RebindResult,
     RegisterRequest,
     Registration,
     RenewRequest,
     RenewResponse,
+    ResumeTaskRequest,
     ReversalResult,
     ReversedUpdate,
     Task,
+    TaskAvailable,
+    TaskCancelled,
     TaskRequest,
+    TaskState,
+    UsageAck,
+    UsageBatch,
+    UsageTotals,
 )
 from shared_protocol.decisions import AnswerKind
 from shared_protocol.exceptions import AnswerRefusal, AnswerRefused
@@ -56,18 +71,31 @@ from .auth import Principal, rebind_body
 from .events import BrainEvent, EventHub, kill_event
 from .exceptions import (
     AlreadyFinal,
+    BodyMismatch,
     ChainGap,
     ChainMismatch,
     InvalidRequest,
     NotFound,
     NothingToReverse,
     NotPending,
+    NotReady,
     ReverseConflict,
     StateBroken,
     UnknownBody,
 )
+from .rollout import live_ready, live_refusal, usage_totals
 from .settings import BrainSettings
-from .state import BodyRecord, ClaimGrant, Compensation, CompensationDraft, LogEntry, StateEngine, TaskKey
+from .state import (
+    BodyRecord,
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    LogEntry,
+    OutcomeReport,
+    StateEngine,
+    TaskKey,
+    created,
+)
 from .wake.escalator import Escalator
 from .wake.records import Escalation
 from .wake.setup import WakeSetup
@@ -230,6 +258,7 @@ class Brain:
             pending_decisions=await self.state.count_pending_decisions(now),
             queued_tasks=tasks.get("queued", 0),
             claimed_tasks=tasks.get("claimed", 0),
+            waiting_tasks=tasks.get("waiting_approval", 0),
         )
 
     # -- audit -----------------------------------------------------------------------------
@@ -433,6 +462,26 @@ class Brain:
 
     # -- tasks -----------------------------------------------------------------------------
 
+    def _task_available(self, task_id: str, reason: Literal["created", "requeued", "resumed"]) -> None:
+        """Wake the runners waiting on the event stream (after the commit, like every event)."""
+        data = TaskAvailable(task_id=task_id, reason=reason).model_dump_json()
+        self.hub.publish(BrainEvent(name="task_available", data=data))
+
+    async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
+        """Every task (in `state`, last claimed by `agent`), oldest first; leases past their end requeued first."""
+        await self._requeue_expired(self.now())
+        return await self.state.tasks(state=state, agent=agent)
+
+    async def task(self, task_id: str, *, for_body: str | None = None) -> Task:
+        """One task; with `for_body` (a body token asking), only a task that body claimed (now or last): another
+        is `NotFound`, as if it did not exist."""
+        await self._requeue_expired(self.now())
+        task = await self.state.task(task_id)
+        holder = None if task is None else task.claimed_by
+        if task is None or (for_body is not None and (holder is None or holder.body_id != for_body)):
+            raise NotFound(f"no task '{task_id}'")
+        return task
+
     async def create_task(self, by: Principal, request: TaskRequest) -> Task:
         """Queue a task."""
         return (await self.queue_task(by, request))[0]
@@ -443,14 +492,18 @@ class Brain:
         """`create_task`, and whether it created the task: the same `idempotency_key` from the same token returns
         the task its first request created (`KeyReused` if this request differs)."""
         now = self.now()
-        task = Task(
-            id=f"task_{time.time_ns():x}{secrets.token_hex(4)}",
-            title=request.title,
-            description=request.description,
-            value_usd=request.value_usd,
-            state="queued",
-            created_at=now,
-            created_by=by.name,
+        task = created(
+            Task(
+                id=f"task_{time.time_ns():x}{secrets.token_hex(4)}",
+                title=request.title,
+                description=request.description,
+                value_usd=request.value_usd,
+                state="queued",
+                created_at=now,
+                created_by=by.name,
+                acceptance=request.acceptance,
+                repo=request.repo,
+            )
         )
         log = by.entry("task_create", at=now, reason=task.title, target=task.id)
         key = None
@@ -458,24 +511,45 @@ class Brain:
             digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
             key = TaskKey(token_id=by.token_id, key=idempotency_key, request_sha256=digest)
         stored = await self.state.insert_task(task, log, key=key)
+        if stored.id == task.id:
+            self._task_available(task.id, "created")
         return stored, stored.id == task.id
 
     async def claim_task(self, by: Principal, request: ClaimRequest) -> ClaimResponse:
-        """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged."""
+        """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged.
+
+        A live claim is refused (`NotReady`) unless readiness passed or a captain overrode it for the agent and its
+        logic version; a shadow claim skips the tasks this agent and logic version shadowed already; with
+        `task_id`, only that task (`NotFound` if there is none).
+        """
+        if request.mode == "live":
+            await self._check_live(request.agent, request.logic_version)
         if (await self.state.kill_state()).engaged:
             return ClaimResponse(task=None)
         now = self.now()
         await self._requeue_expired(now)
+        if request.task_id is not None and await self.state.task(request.task_id) is None:
+            raise NotFound(f"no task '{request.task_id}'")
         grant = ClaimGrant(
             body_id=request.body_id,
             agent=request.agent,
             claim_token=f"clm_{secrets.token_urlsafe(24)}",
             at=now,
             lease_expires=now + timedelta(seconds=self.settings.lease_s),
+            mode=request.mode,
+            logic_version=request.logic_version,
+            task_id=request.task_id,
+            by=by.name,
         )
 
         def log(task: Task) -> LogEntry:
-            detail = {"body_id": request.body_id, "agent": request.agent, "attempt": task.attempts}
+            detail = {
+                "body_id": request.body_id,
+                "agent": request.agent,
+                "attempt": task.attempts,
+                "mode": request.mode,
+                "logic_version": request.logic_version or None,
+            }
             return by.entry("task_claim", at=now, target=task.id, detail=detail)
 
         task = await self.state.claim_task(grant, log, compensation=self._caused_by(request, body_id=request.body_id))
@@ -503,9 +577,19 @@ class Brain:
         With `holder`, a task claimed by another body is refused (`BodyMismatch`) in the same transaction.
         """
         now = self.now()
-        detail = {"outcome": request.outcome}
+        await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
+        verified = request.verification is not None and request.verification.verified
+        detail = {"outcome": request.outcome, "verified": verified}
         log = by.entry("task_outcome", at=now, reason=request.summary, target=task_id, detail=detail)
-        return await self.state.finish_task(
+        report = OutcomeReport(
+            by=by.name,
+            verification=request.verification,
+            evidence=request.evidence,
+            spend=request.spend,
+            logic_version=request.logic_version,
+            mode=request.mode,
+        )
+        task = await self.state.finish_task(
             task_id,
             claim_token=request.claim_token,
             outcome=request.outcome,
@@ -514,6 +598,141 @@ class Brain:
             log=log,
             compensation=self._caused_by(request, body_id=None),
             holder=holder,
+            report=report,
+        )
+        if task.state == "queued":  # a shadow run: the task is there to be worked for real
+            self._task_available(task.id, "requeued")
+        return task
+
+    async def park_task(self, by: Principal, task_id: str, request: ParkRequest, *, holder: str) -> Task:
+        """The holder waits for a decision of its own body: no lease (the sweeper leaves it), the claim kept."""
+        task = await self.state.task(task_id)
+        if task is None:
+            raise NotFound(f"no task '{task_id}'")
+        claimant = task.claimed_by
+        if claimant is not None and claimant.body_id != holder:
+            raise BodyMismatch(
+                f"this token is bound to body '{holder}'; task '{task_id}' was claimed by body '{claimant.body_id}'"
+            )
+        decision = await self.state.decision(request.decision_id)
+        if decision is None or decision.body_id != holder:
+            raise InvalidRequest(f"no decision '{request.decision_id}' of this body", field="decision_id")
+        now = self.now()
+        await self._requeue_expired(now)
+        detail = {"decision_id": request.decision_id}
+        log = by.entry("task_park", at=now, reason=request.reason, target=task_id, detail=detail)
+        return await self.state.park_task(
+            task_id,
+            claim_token=request.claim_token,
+            decision_id=request.decision_id,
+            reason=request.reason,
+            at=now,
+            log=log,
+            holder=holder,
+        )
+
+    async def resume_task(
+        self, by: Principal, task_id: str, request: ResumeTaskRequest, *, holder: str
+    ) -> RenewResponse:
+        """A parked task is claimed again by its holder, under a new lease."""
+        now = self.now()
+        log = by.entry("task_resume", at=now, target=task_id)
+        task = await self.state.resume_task(
+            task_id,
+            claim_token=request.claim_token,
+            lease_expires=now + timedelta(seconds=self.settings.lease_s),
+            at=now,
+            log=log,
+            holder=holder,
+        )
+        self._task_available(task.id, "resumed")
+        return RenewResponse(task=task, lease_s=self.settings.lease_s)
+
+    async def cancel_task(self, by: Principal, task_id: str, request: CancelRequest) -> Task:
+        """Cancel a task not finished (final): its holder hears `task_cancelled` and its claim token goes stale."""
+        now = self.now()
+        log = by.entry("task_cancel", at=now, reason=request.reason, target=task_id)
+        task = await self.state.cancel_task(task_id, reason=request.reason, at=now, log=log)
+        data = TaskCancelled(task_id=task.id, reason=request.reason, by=by.name).model_dump_json()
+        self.hub.publish(BrainEvent(name="task_cancelled", data=data))
+        return task
+
+    # -- autonomous agents: the live gate, readiness, usage --------------------------------
+
+    async def _check_live(self, agent: str, logic_version: str) -> None:
+        now = self.now()
+        refusal = live_refusal(
+            await self.state.readiness_report(),
+            await self.state.readiness_overrides(at=now),
+            agent=agent,
+            logic_version=logic_version,
+            now=now,
+            max_age_s=self.settings.readiness_max_age_s,
+        )
+        if refusal is not None:
+            raise NotReady(refusal)
+
+    async def record_readiness(self, by: Principal, request: ReadinessRequest) -> ReadinessStatus:
+        """Keep a readiness report (the newest counts); logged with who sent it."""
+        now = self.now()
+        report = ReadinessReport(
+            at=now, by=by.name, ready=request.ready, items=request.items, drill_at=request.drill_at
+        )
+        failing = [item.name for item in request.items if not item.ok]
+        log = by.entry(
+            "readiness_report",
+            at=now,
+            reason="ready" if request.ready else "not ready: " + ", ".join(failing),
+            detail={"ready": request.ready, "failing": failing},
+        )
+        await self.state.add_readiness_report(report, log)
+        return await self.readiness()
+
+    async def readiness(self) -> ReadinessStatus:
+        now = self.now()
+        report = await self.state.readiness_report()
+        max_age_s = self.settings.readiness_max_age_s
+        return ReadinessStatus(
+            report=report,
+            live_ready=live_ready(report, now=now, max_age_s=max_age_s),
+            max_age_s=max_age_s,
+            overrides=await self.state.readiness_overrides(at=now),
+        )
+
+    async def override_readiness(self, by: Principal, request: OverrideRequest) -> ReadinessOverride:
+        """A human captain lets one agent's logic version work live without a passing report, until it expires;
+        written to the brain's log like every captain's action."""
+        now = self.now()
+        override = ReadinessOverride(
+            id=f"ovr_{time.time_ns():x}{secrets.token_hex(4)}",
+            agent=request.agent,
+            logic_version=request.logic_version,
+            reason=request.reason,
+            by=by.name,
+            at=now,
+            expires_at=now + timedelta(seconds=request.for_s),
+        )
+        detail = {
+            "id": override.id,
+            "logic_version": override.logic_version,
+            "expires_at": override.expires_at.isoformat(),
+        }
+        log = by.entry("readiness_override", at=now, reason=request.reason, target=request.agent, detail=detail)
+        await self.state.add_readiness_override(override, log)
+        return override
+
+    async def record_usage(self, body_id: str, batch: UsageBatch) -> UsageAck:
+        """Keep a body's usage records (idempotent by record id)."""
+        stored, duplicates = await self.state.record_usage(body_id, batch.records)
+        return UsageAck(stored=stored, duplicates=duplicates)
+
+    async def usage(
+        self, *, for_body: str | None = None, agent: str | None = None, task_id: str | None = None
+    ) -> UsageTotals:
+        """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only."""
+        records = await self.state.usage(body_id=for_body)
+        return usage_totals(
+            r for r in records if (agent is None or r.agent == agent) and (task_id is None or r.task_id == task_id)
         )
 
     @staticmethod
@@ -535,7 +754,10 @@ class Brain:
                 detail={} if holder is None else {"body_id": holder.body_id, "agent": holder.agent},
             )
 
-        return await self.state.requeue_expired(now, log)
+        requeued = await self.state.requeue_expired(now, log)
+        for task in requeued:
+            self._task_available(task.id, "requeued")
+        return requeued
 
     # -- reversal --------------------------------------------------------------------------
 

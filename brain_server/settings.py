@@ -56,6 +56,9 @@ class BrainSettings(BaseModel):
     max_audit_request_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="The largest audit batch a body may ship at once (413 beyond it)."
     )
+    readiness_max_age_s: int = Field(
+        default=86_400, gt=0, description="A readiness report lets live work through for this long ([rollout])."
+    )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)
 
     @field_validator("database_url")

@@ -28,6 +28,28 @@ NO_IMPACT = Impact()
 """Nothing done (models are immutable, so one instance serves everywhere)."""
 
 
+TURN_META_KEY = "swarm/turn"
+ORIGIN_META_KEY = "swarm/origin"
+"""The MCP request `_meta` keys the agent runner sends with the tool calls it makes for its model:
+`{"swarm/origin": "model", "swarm/turn": {"step": 3, "text": "...", "tool_call_id": "call_1"}}`."""
+
+MAX_TURN_TEXT = 4096
+"""What an audit event keeps of the model's text for its turn (characters; the rest is cut, marked)."""
+
+
+class ModelTurn(ProtocolModel):
+    """The model turn a call came from (`_meta` `swarm/turn`): its stated reasoning and the tool call's id."""
+
+    step: int = Field(ge=0, description="The turn's number in the task (0 first).")
+    text: str = Field(default="", description="What the model said with the call, cut to MAX_TURN_TEXT.")
+    tool_call_id: str = Field(default="", description="The provider's id of the tool call.")
+
+
+SIGNED_WHEN_SET = ("logic_version", "turn")
+"""Fields added after chains were written: an event's MAC covers them only when they are set, so that events
+written before them (and those outside agent mode) sign and verify as they always did."""
+
+
 class AuditEvent(ProtocolModel):
     seq: int = Field(ge=1)
     id: str
@@ -49,9 +71,17 @@ class AuditEvent(ProtocolModel):
     impact: Impact = Field(default_factory=Impact)
     duration_ms: float = 0.0
     detail: dict[str, Any] = Field(default_factory=dict)
+    logic_version: str | None = Field(
+        default=None, description="The agent's logic version (`swarm body --agent`); None outside agent mode."
+    )
+    turn: ModelTurn | None = Field(default=None, description="The model turn a runner's call came from.")
     prev_mac: str
     mac: str
 
     def signed_payload(self) -> dict[str, Any]:
-        """Every field the MAC covers: all but `mac` itself."""
-        return self.model_dump(mode="json", exclude={"mac"})
+        """Every field the MAC covers: all but `mac` itself, and the `SIGNED_WHEN_SET` ones only when set."""
+        payload = self.model_dump(mode="json", exclude={"mac"})
+        for key in SIGNED_WHEN_SET:
+            if payload[key] is None:
+                del payload[key]
+        return payload

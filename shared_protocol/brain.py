@@ -6,7 +6,11 @@ error is an `ErrorBody` with a stable `code` (clients branch on it, never on `me
 
     event: kill | resume    data: KillState   (the first event of every stream: the current kill state)
     event: decision         data: Decision    (a decision changed state)
+    event: task_available   data: TaskAvailable  (a task was created, requeued or resumed: a waiting runner wakes)
+    event: task_cancelled   data: TaskCancelled  (stop working on it: its claim is gone)
     event: policy           reserved: no payload defined yet
+
+A client ignores an event name it does not know (names are added over time).
 
 Times are UTC, ISO 8601.
 """
@@ -15,9 +19,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ._base import Identifier, NonEmpty, ProtocolModel
 from .audit import AuditEvent
@@ -29,9 +33,27 @@ from .decisions import DecisionRequest as DecisionRequest
 from .decisions import Role as Role
 from .decisions import Verdict as Verdict
 
-BrainEventName = Literal["kill", "resume", "decision", "policy"]
-TaskState = Literal["queued", "claimed", "succeeded", "failed", "abandoned"]
+BrainEventName = Literal["kill", "resume", "decision", "task_available", "task_cancelled", "policy"]
+TaskState = Literal["queued", "claimed", "waiting_approval", "succeeded", "failed", "abandoned", "cancelled"]
+"""queued → claimed (under a lease) ⇄ waiting_approval (parked on a decision, no lease) → succeeded | failed |
+abandoned; any state before those → cancelled. The last four are final."""
+FINAL_TASK_STATES: frozenset[str] = frozenset({"succeeded", "failed", "abandoned", "cancelled"})
 TaskOutcome = Literal["succeeded", "failed", "abandoned"]
+ClaimMode = Literal["ide", "shadow", "live"]
+"""ide: a body's `next_task` in an IDE session; shadow: an agent working in a throwaway copy (its outcome is
+recorded as a shadow run, the task goes back to the queue); live: an agent's real work (gated on readiness)."""
+TaskEventKind = Literal[
+    "created",
+    "claimed",
+    "lease_lost",
+    "parked",
+    "resumed",
+    "outcome",
+    "shadow_run",
+    "cancelled",
+    "reversed",
+]
+UsageOutcome = Literal["answered", "rejected", "aborted"]
 CompensationKind = Literal["task_claim", "task_outcome", "reversal"]
 """The brain updates a body action can make, each recorded with what undoes it; and a reversal's own put-back of a
 task row, recorded the same way so that undoing the reversal redoes what it undid."""
@@ -70,6 +92,14 @@ class BrainErrorCode(StrEnum):
     """409: nothing is paging about that id (never paged, or already answered, expired or exhausted)."""
     STALE_CLAIM = "stale_claim"
     """409: the claim token is not the task's current one (its lease ran out and it was requeued, or it finished)."""
+    TASK_CANCELLED = "task_cancelled"
+    """409: the task was cancelled (by an approver or captain): stop working on it; nothing more is accepted."""
+    INVALID_TRANSITION = "invalid_transition"
+    """409: the task's state does not allow this (park a parked task, resume one not waiting, cancel a finished
+    one); `message` says which state it is in."""
+    NOT_READY = "not_ready"
+    """403: live work is refused: no fresh ready readiness report and no override for this agent and logic version.
+    Run `swarm readiness`, or have a human captain run `swarm readiness override --agent NAME --reason …`."""
     NOTHING_TO_REVERSE = "nothing_to_reverse"
     """404: the brain holds no unreversed update of that action or decision (unknown id, or reversed already)."""
     REVERSE_CONFLICT = "reverse_conflict"
@@ -198,6 +228,8 @@ class BrainStatus(ProtocolModel):
     pending_decisions: int
     queued_tasks: int
     claimed_tasks: int
+    waiting_tasks: int = 0
+    """Parked: waiting for a decision (waiting_approval)."""
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -236,6 +268,23 @@ class TaskRequest(ProtocolModel):
     title: NonEmpty
     description: str = ""
     value_usd: float = Field(default=0.0, ge=0, description="Estimated value; higher-value tasks are claimed first.")
+    acceptance: str = Field(
+        default="",
+        description="The command line that decides success (split with shlex by the runner, re-run by the body); "
+        "empty: none, so success is self-reported.",
+    )
+    repo: str = Field(
+        default="",
+        description="The absolute directory on the agents' host the task works in (a git repository); empty: none. "
+        "The brain cannot see that host: `swarm task add` checks it exists.",
+    )
+
+    @field_validator("repo")
+    @classmethod
+    def _absolute(cls, repo: str) -> str:
+        if repo and not repo.startswith("/"):
+            raise ValueError("repo must be an absolute path (or empty)")
+        return repo
 
 
 class Claimant(ProtocolModel):
@@ -245,8 +294,60 @@ class Claimant(ProtocolModel):
     agent: str
 
 
+class TaskEvent(ProtocolModel):
+    """One line of a task's history: what happened to it, when, by whom, and for which agent and logic version."""
+
+    at: datetime
+    kind: TaskEventKind
+    by: str
+    """A token's label or id, or `lease` when the brain requeued it by itself."""
+    agent: str | None = None
+    logic_version: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict[str, Any])
+
+
+class Verification(ProtocolModel):
+    """The body re-ran the task's acceptance command at the end: `verified` only if it exited 0."""
+
+    command: str
+    exit_code: int | None = None
+    action_id: str | None = None
+    """The body's audit event of the re-run (`swarm audit explain ID`)."""
+    verified: bool = False
+
+    @model_validator(mode="after")
+    def _verified_means_exit_0(self) -> Verification:
+        if self.verified and (self.exit_code != 0 or not self.action_id):
+            raise ValueError("verified needs exit_code 0 and the action_id of the body's re-run")
+        return self
+
+
+class TaskSpend(ProtocolModel):
+    """What a task cost in LLM calls (the wallet's per-task totals)."""
+
+    usd: float = Field(default=0.0, ge=0)
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    steps: int = Field(default=0, ge=0)
+    model: str = ""
+
+
+class ShadowRun(ProtocolModel):
+    """An outcome of a shadow claim: the work was done in a throwaway copy, the task itself went back to the queue."""
+
+    at: datetime
+    agent: str
+    logic_version: str
+    outcome: TaskOutcome
+    summary: str = ""
+    verification: Verification | None = None
+    spend: TaskSpend | None = None
+
+
 class Task(ProtocolModel):
-    """A unit of work: queued, claimed under a lease, then succeeded, failed or abandoned (all final)."""
+    """A unit of work: queued, claimed under a lease (or parked waiting for approval), then succeeded, failed or
+    abandoned; or cancelled (all four final)."""
 
     id: str
     title: str
@@ -262,6 +363,45 @@ class Task(ProtocolModel):
     """How many times the task was claimed (a requeued task is claimed again)."""
     outcome_summary: str | None = None
     finished_at: datetime | None = None
+    acceptance: str = ""
+    repo: str = ""
+    claim_mode: ClaimMode | None = None
+    """The mode of the current (or last) claim."""
+    logic_version: str | None = None
+    """The logic version of the agent of the current (or last) claim; None for an IDE claim."""
+    parked_decision_id: str | None = None
+    """While waiting_approval: the decision it waits for."""
+    verification: Verification | None = None
+    verified: bool = False
+    """Succeeded and verified by the body's re-run of the acceptance command; False: self-reported (or not a
+    success)."""
+    evidence: dict[str, str] = Field(default_factory=dict[str, str])
+    """What the outcome points at: branch, commit, tests run, files changed…"""
+    spend: TaskSpend | None = None
+    shadow_runs: list[ShadowRun] = Field(default_factory=list[ShadowRun])
+    history: list[TaskEvent] = Field(default_factory=list[TaskEvent])
+    """Every claim, lease lost, park, resume, outcome, shadow run, cancel and reversal, oldest first."""
+
+
+class TaskList(ProtocolModel):
+    """`GET /v1/tasks?state=&agent=` (approver or captain): oldest first."""
+
+    tasks: list[Task]
+
+
+class TaskAvailable(ProtocolModel):
+    """The data of a `task_available` event."""
+
+    task_id: str
+    reason: Literal["created", "requeued", "resumed"]
+
+
+class TaskCancelled(ProtocolModel):
+    """The data of a `task_cancelled` event."""
+
+    task_id: str
+    reason: str
+    by: str
 
 
 class _CausedBy(ProtocolModel):
@@ -285,6 +425,21 @@ class ClaimRequest(_CausedBy):
 
     body_id: Identifier
     agent: Identifier
+    mode: ClaimMode = "ide"
+    """live is refused (403 `not_ready`) unless readiness passed or a captain overrode it for this agent and logic
+    version; a shadow claim never takes a task this agent and logic version shadowed already."""
+    logic_version: str = Field(default="", max_length=200, validate_default=True)
+    """The agent's logic version (`lv-…`); needed for shadow and live claims."""
+    task_id: Identifier | None = None
+    """Claim this task only (null in the answer when it is not queued, or shadowed already)."""
+
+    @field_validator("logic_version")
+    @classmethod
+    def _agents_name_their_logic(cls, logic_version: str, info: ValidationInfo) -> str:
+        mode = info.data.get("mode", "ide")
+        if mode != "ide" and not logic_version.strip():
+            raise ValueError(f"a {mode} claim needs the agent's logic_version")
+        return logic_version
 
 
 class ClaimResponse(ProtocolModel):
@@ -309,11 +464,166 @@ class RenewResponse(ProtocolModel):
 
 
 class OutcomeRequest(_CausedBy):
-    """`POST /v1/tasks/{id}/outcome` (body), with the claim token the claim returned."""
+    """`POST /v1/tasks/{id}/outcome` (body), with the claim token the claim returned (claimed or waiting_approval).
+
+    A success without `verification.verified` is kept as self-reported (`Task.verified` False). The outcome of a
+    shadow claim is kept in `task.shadow_runs`, and the task goes back to the queue."""
 
     claim_token: NonEmpty
     outcome: TaskOutcome
     summary: str = ""
+    verification: Verification | None = None
+    evidence: dict[str, str] = Field(default_factory=dict[str, str])
+    spend: TaskSpend | None = None
+    logic_version: str | None = None
+    """If given, the claim's own (a mismatch is refused)."""
+    mode: ClaimMode | None = None
+    """If given, the claim's own (a mismatch is refused)."""
+
+
+class ParkRequest(ProtocolModel):
+    """`POST /v1/tasks/{id}/park` (body): wait for a decision without a lease; the claim token stays valid."""
+
+    claim_token: NonEmpty
+    decision_id: Identifier
+    reason: NonEmpty
+
+
+class ResumeTaskRequest(ProtocolModel):
+    """`POST /v1/tasks/{id}/resume` (body): back to claimed under a new lease."""
+
+    claim_token: NonEmpty
+
+
+class CancelRequest(ProtocolModel):
+    """`POST /v1/tasks/{id}/cancel` (approver or captain): final; its claim, if any, goes stale at once."""
+
+    reason: NonEmpty
+
+
+# --- usage -----------------------------------------------------------------------------
+
+
+class UsageRecord(ProtocolModel):
+    """One LLM call's provider-reported usage and cost, as the runner's wallet settled it."""
+
+    id: Identifier
+    """Unique per call: resending a record is harmless."""
+    at: datetime
+    agent: Identifier
+    logic_version: str = ""
+    task_id: str | None = None
+    provider: str
+    model: str
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    usd: float = Field(default=0.0, ge=0)
+    outcome: UsageOutcome = "answered"
+
+
+MAX_USAGE_BATCH = 1000
+"""Records per `POST /v1/usage`."""
+
+
+class UsageBatch(ProtocolModel):
+    """`POST /v1/usage` (body): records are kept as the posting body's (idempotent by record id)."""
+
+    records: list[UsageRecord] = Field(max_length=MAX_USAGE_BATCH)
+    body_id: Identifier | None = None
+    """The body posting (bound to the token on first use); default: the token's bound body."""
+
+
+class UsageAck(ProtocolModel):
+    stored: int
+    """New records."""
+    duplicates: int
+    """Records the brain had already (same id, same record)."""
+
+
+class UsageTotal(ProtocolModel):
+    calls: int = 0
+    usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+class UsageTotals(ProtocolModel):
+    """`GET /v1/usage`: humans see every body's records, a body its own. `by_task` leaves out calls outside a task."""
+
+    total: UsageTotal
+    by_agent: dict[str, UsageTotal]
+    by_task: dict[str, UsageTotal]
+    by_model: dict[str, UsageTotal]
+
+
+# --- readiness -------------------------------------------------------------------------
+
+
+class ReadinessItem(ProtocolModel):
+    name: NonEmpty
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+
+
+class ReadinessRequest(ProtocolModel):
+    """`POST /v1/readiness` (captain): the result of `swarm readiness`; `ready` must be every item's `ok`."""
+
+    ready: bool
+    items: list[ReadinessItem] = Field(min_length=1, max_length=200)
+    drill_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _ready_means_every_item(self) -> ReadinessRequest:
+        failing = [item.name for item in self.items if not item.ok]
+        if self.ready and failing:
+            raise ValueError(f"ready is true but these items fail: {', '.join(failing)}")
+        if not self.ready and not failing:
+            raise ValueError("ready is false but every item holds")
+        return self
+
+
+class ReadinessReport(ProtocolModel):
+    """A stored readiness report: the request, who sent it and when."""
+
+    at: datetime
+    by: str
+    ready: bool
+    items: list[ReadinessItem]
+    drill_at: datetime | None = None
+
+
+class OverrideRequest(ProtocolModel):
+    """`POST /v1/readiness/overrides` (captain: a human): allow live work for one agent and logic version."""
+
+    agent: Identifier
+    logic_version: Identifier
+    reason: NonEmpty
+    for_s: int = Field(default=86_400, gt=0, le=30 * 86_400, description="How long it holds (at most 30 days).")
+
+
+class ReadinessOverride(ProtocolModel):
+    id: str
+    agent: str
+    logic_version: str
+    reason: str
+    by: str
+    at: datetime
+    expires_at: datetime
+
+
+class ReadinessStatus(ProtocolModel):
+    """`GET /v1/readiness`: the latest report, whether it lets live work through now, and the overrides in force."""
+
+    report: ReadinessReport | None
+    live_ready: bool
+    """The latest report is ready and younger than `[rollout] readiness_max_age_s`."""
+    max_age_s: int
+    overrides: list[ReadinessOverride]
 
 
 # --- reversal --------------------------------------------------------------------------

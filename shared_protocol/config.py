@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -102,8 +103,9 @@ class PolicyConfig(ProtocolModel):
     cumulative_window_s: int = Field(
         default=600,
         ge=0,
-        description="The approval threshold also holds for the distinct files one agent session changed within "
-        "this window, so work split into small actions needs the approval one action would; 0: per action only.",
+        description="The approval threshold also holds for the distinct files the body changed within this "
+        "window (any of its processes or clients, across restarts), so work split into small actions needs the "
+        "approval one action would; 0: per action only.",
     )
 
 
@@ -367,6 +369,13 @@ class AgentConfig(ProtocolModel):
     tools: list[NonEmpty] = Field(min_length=1, description="The body tools the model is offered (a subset).")
     max_steps: int = Field(default=50, ge=1, description="Model turns per task before it ends failed.")
     max_usd_per_task: float = Field(default=2.0, gt=0, description="LLM spend per task before it ends failed.")
+    max_task_s: float = Field(
+        default=1800.0, gt=0, le=86_400, description="Wall-clock seconds a task may take (parked time not counted)."
+    )
+    token: SecretRef = Field(
+        default="",
+        description="The agent's body token for the brain (env:NAME or file:/path); empty: SWARM_TOKEN.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -386,6 +395,37 @@ class AgentConfig(ProtocolModel):
         return tools
 
 
+class RolloutConfig(ProtocolModel):
+    """`[rollout]`: how an agent's logic version goes from shadow to live (readiness, canary steps)."""
+
+    shadow_days: int = Field(
+        default=7, ge=0, description="Days a logic version works in shadow before readiness can pass for it."
+    )
+    min_shadow_tasks: int = Field(default=20, ge=0, description="...and the shadow runs it must have completed.")
+    readiness_max_age_s: int = Field(
+        default=86_400,
+        gt=0,
+        description="The brain lets live work through for this long after a passing `swarm readiness` report.",
+    )
+    steps: list[int] = Field(
+        default_factory=lambda: [1, 10, 50, 100],
+        min_length=1,
+        description="Canary steps: the percent of operations a new logic version takes, step by step.",
+    )
+    min_tasks_per_step: int = Field(default=20, ge=1, description="Tasks at a step before it can be promoted.")
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, steps: list[int]) -> list[int]:
+        if any(step <= 0 or step > 100 for step in steps):
+            raise ValueError("each step is a percent from 1 to 100")
+        if any(later <= earlier for earlier, later in pairwise(steps)):
+            raise ValueError("steps must rise")
+        if steps[-1] != 100:
+            raise ValueError("the last step is 100 (every operation)")
+        return steps
+
+
 class SwarmConfig(ProtocolModel):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -399,6 +439,7 @@ class SwarmConfig(ProtocolModel):
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     ntfy: NtfyConfig = Field(default_factory=NtfyConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])
 

@@ -25,6 +25,9 @@ class RefusalCode(StrEnum):
     """Arguments missing, of the wrong type, or not allowed (e.g. an empty rationale)."""
     UNKNOWN_TOOL = "unknown_tool"
     """No tool of that name."""
+    TOOL_NOT_ALLOWED = "tool_not_allowed"
+    """An agent's model called a tool outside its `tools` subset, or one only the runner calls (next_task,
+    report_outcome)."""
     PATH_OUTSIDE_WORKSPACE = "path_outside_workspace"
     """The path resolves outside the workspace (absolute elsewhere, `..`, a symlink leading out)."""
     INVALID_PATH = "invalid_path"
@@ -86,6 +89,8 @@ class Rule(StrEnum):
     TOOL_NAME = "input.tool_name"
     VALIDATION = "input.validation"
     INPUT_UNICODE = "input.unicode"
+    INPUT_META = "input.meta"
+    AGENT_TOOLS = "agents.tools"
     KILL_SWITCH = "kill_switch"
     BRAIN_FAILSAFE = "brain.failsafe"
     BRAIN_LINK = "brain.link"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 from collections.abc import Generator
@@ -10,8 +11,10 @@ from pathlib import Path
 
 from body_mcp import Admin, BodySettings
 from body_mcp.exceptions import ConfigError, StateUnusable
+from body_mcp.settings import AgentProfile
 from body_mcp.snapshots import SnapshotSettings, Snapshotter
 from body_mcp.state import StatePaths, resolve_home, validate_workspace
+from shared_protocol.agents import UnknownAgent, find_agent, logic_version
 from shared_protocol.config import ConfigInvalid, SwarmConfig, load_config
 
 
@@ -55,32 +58,61 @@ def token(flag: str | None) -> str:
     return found
 
 
+def agent_profile(config: SwarmConfig, name: str) -> AgentProfile:
+    """The `[[agents]]` entry `name` as a body serves it (`ConfigError` naming the configured agents if none)."""
+    try:
+        agent = find_agent(config, name)
+    except UnknownAgent as exc:
+        raise ConfigError(str(exc)) from None
+    return AgentProfile(
+        name=agent.name, logic_version=logic_version(agent, config.models[agent.model]), tools=frozenset(agent.tools)
+    )
+
+
 def body_settings(
-    *, workspace: str | None, config: str | None, brain: str | None = None, brain_token: str | None = None
+    *,
+    workspace: str | None,
+    config: str | None,
+    brain: str | None = None,
+    brain_token: str | None = None,
+    agent: str | None = None,
+    agent_state_only: bool = False,
 ) -> BodySettings:
+    """What a body (or the admin API) is given. `agent`: the agent's state (`--agent NAME`); with
+    `agent_state_only` (the CLI reading an agent's state, `--agent` instead of `--workspace`) there is no workspace."""
     home = resolve_home()
     cfg = load(config, home)
     source = config_path(config, home)
-    raw = workspace or cfg.workspace.path or os.getcwd()
-    candidate = Path(raw).expanduser().resolve()
-    if not candidate.exists():
-        # A restore killed between its two renames leaves nothing at the workspace path: put its tree there.
-        Snapshotter(SnapshotSettings.for_workspace(StatePaths(home=home, workspace=candidate))).reinstate_workspace()
-    return BodySettings(
-        workspace=validate_workspace(raw, home=home),
+    profile = agent_profile(cfg, agent) if agent is not None else None
+    settings = BodySettings(
+        workspace=None,
         home=home,
         config=cfg,
-        agent=os.environ.get("SWARM_AGENT") or None,
+        agent=profile.name if profile is not None else os.environ.get("SWARM_AGENT") or None,
+        agent_profile=profile,
         brain_url=brain,
         brain_token=brain_token,
         config_file=source.resolve() if source is not None else None,
     )
+    if profile is not None and agent_state_only:
+        return settings
+    raw = workspace or cfg.workspace.path or os.getcwd()
+    candidate = Path(raw).expanduser().resolve()
+    if not candidate.exists():
+        # A restore killed between its two renames leaves nothing at the workspace path: put its tree there.
+        paths = (
+            StatePaths.for_agent(home, profile.name, candidate)
+            if profile is not None
+            else StatePaths(home=home, workspace=candidate)
+        )
+        Snapshotter(SnapshotSettings.for_workspace(paths)).reinstate_workspace()
+    return dataclasses.replace(settings, workspace=validate_workspace(raw, home=home))
 
 
 @contextmanager
 def open_admin(settings: BodySettings) -> Generator[Admin]:
     """`Admin.open` for the human running this command; a database error while it is open names the database."""
-    db = StatePaths(home=settings.home, workspace=settings.workspace).db
+    db = settings.paths.db
     try:
         with Admin.open(settings, by=human()) as admin:
             yield admin

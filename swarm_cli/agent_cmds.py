@@ -16,18 +16,18 @@ import time
 from pathlib import Path
 
 import anyio
-from shared_protocol.agents import find_agent, logic_version
 
 from agent_runner import RunnerError, RunnerUserError, make_provider, model_settings, pricing_for
 from agent_runner.body import BodyLaunch
 from agent_runner.loop import AgentProfile
-from agent_runner.runner import EXIT_ERROR, AgentRunner, Mode
+from agent_runner.runner import EXIT_ERROR, AgentRunner, Mode, UsageQueue
 from agent_runner.wallet import Wallet
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.state import StatePaths, load_or_create_identity, resolve_home
+from shared_protocol.agents import find_agent, logic_version
 from shared_protocol.config import AgentConfig, SwarmConfig
-from shared_protocol.secrets import SecretResolver, SecretUnavailable
+from shared_protocol.secrets import SecretResolver, Secrets, SecretUnavailable
 
 from . import _context
 from ._wallet import LimitsLedger
@@ -82,7 +82,7 @@ def _agent_run(args: argparse.Namespace) -> int:
     url = _context.brain_url(args.brain)
     if url is None:
         raise RunnerUserError("an agent takes its tasks from a brain: pass --brain URL or set SWARM_BRAIN_URL")
-    secrets = SecretResolver()
+    secrets = Secrets.from_environ(os.environ)
     token = agent_token(agent, args.token, secrets)
     model_cfg = config.models[agent.model]
     base_dir = config_file.parent if config_file is not None else Path.cwd()
@@ -110,15 +110,15 @@ def _agent_run(args: argparse.Namespace) -> int:
         brain = BrainClient(url, token)
         ledger = LimitsLedger(paths.limits, config.limits)
         try:
+            usage = UsageQueue(brain, body_id)
             wallet = Wallet(
                 ledger,
                 pricing,
                 agent=agent.name,
                 logic_version=profile.logic_version,
-                model=model_cfg.model,
                 provider=model_cfg.provider,
                 max_usd_per_task=agent.max_usd_per_task,
-                sink=brain.post_usage,
+                sink=usage.put,
             )
             runner = AgentRunner(
                 profile=profile,
@@ -128,6 +128,7 @@ def _agent_run(args: argparse.Namespace) -> int:
                 launch=launch,
                 wallet=wallet,
                 workdir=workdir,
+                usage=usage,
                 mode=mode,
                 failsafe_s=config.brain.failsafe_s,
                 say=_say,

@@ -123,10 +123,12 @@ def serve_settings(
     *, config: str | None, host: str | None = None, port: int | None = None, db: str | None = None
 ) -> tuple[BrainSettings, SwarmConfig]:
     """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
-    `[policy]` its bodies read (so both classify a decision alike); every section of the file is checked."""
+    `[policy]` its bodies read (so both classify a decision alike), and `[rollout] readiness_max_age_s`; every
+    section of the file is checked."""
     settings = load_settings(config=config, host=host, port=port, db=db)
     swarm = load(config, swarm_home())
-    return settings.model_copy(update={"thresholds": approval_thresholds(swarm)}), swarm
+    update = {"thresholds": approval_thresholds(swarm), "readiness_max_age_s": swarm.rollout.readiness_max_age_s}
+    return settings.model_copy(update=update), swarm
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

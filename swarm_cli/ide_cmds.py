@@ -195,7 +195,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     settings = _context.body_settings(workspace=args.workspace, config=args.config)
     ides = _selected(args.ide) if args.ide else []
-    launch = _launch(settings.workspace)
+    launch = _launch(settings.paths.require_workspace())
     machine = _machine(args.config)
     findings = anyio.run(lambda: run_doctor(ides, launch, machine, timeout_s=args.timeout))
     findings += anyio.run(lambda: _wake_findings(args.config))

@@ -21,6 +21,7 @@ from body_mcp.explain import printable
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.link_state import describe as describe_link
 from body_mcp.outputs import OutputStore
+from body_mcp.settings import AgentProfile
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
 from shared_protocol.config import SwarmConfig, render_config
@@ -35,10 +36,21 @@ def _out(line: str = "") -> None:
     print(line, flush=True)
 
 
+def _state_settings(args: argparse.Namespace) -> BodySettings:
+    """The state a command reads: the workspace's (`--workspace`, default the current directory) or the agent's
+    (`--agent NAME`, whatever workspace its tasks worked in)."""
+    agent = getattr(args, "agent", None)
+    if agent is not None and args.workspace is not None:
+        raise UserError("give --workspace DIR or --agent NAME, not both: an agent's state is not a workspace's")
+    return _context.body_settings(
+        workspace=args.workspace, config=getattr(args, "config", None), agent=agent, agent_state_only=agent is not None
+    )
+
+
 def _open_admin(args: argparse.Namespace) -> AbstractContextManager[Admin]:
-    """The workspace's state for the human running this command (no serving body: no limits, pipeline or link)."""
-    settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
-    return _context.open_admin(settings)
+    """The workspace's (or agent's) state for the human running this command (no serving body: no limits,
+    pipeline or link)."""
+    return _context.open_admin(_state_settings(args))
 
 
 def swarm_command() -> list[str]:
@@ -75,13 +87,11 @@ def cmd_init(args: argparse.Namespace) -> int:
             tmp.unlink(missing_ok=True)  # (a full disk: no half-written file left behind)
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         _out(f"wrote {path}")
-    settings = _context.body_settings(workspace=args.workspace, config=str(path))
+    workspace = _context.body_settings(workspace=args.workspace, config=str(path)).paths.require_workspace()
     if args.ide:
-        return ide_cmds.init_ide(
-            args.ide, settings.workspace, managed=args.managed, assume_yes=args.yes, config=str(path)
-        )
+        return ide_cmds.init_ide(args.ide, workspace, managed=args.managed, assume_yes=args.yes, config=str(path))
     _out("Add this to your IDE's MCP configuration (mcp.json):")
-    _out(json.dumps(mcp_snippet(settings.workspace), indent=2))
+    _out(json.dumps(mcp_snippet(workspace), indent=2))
     return 0
 
 
@@ -90,7 +100,11 @@ def cmd_body(args: argparse.Namespace) -> int:
 
     url = _context.brain_url(args.brain)
     settings = _context.body_settings(
-        workspace=args.workspace, config=args.config, brain=url, brain_token=_context.token(args.token) if url else None
+        workspace=args.workspace,
+        config=args.config,
+        brain=url,
+        brain_token=_context.token(args.token) if url else None,
+        agent=args.agent,
     )
     if args.no_network:
         sandbox = settings.config.sandbox.model_copy(update={"allowed_domains": []})
@@ -100,10 +114,13 @@ def cmd_body(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
+    settings = _state_settings(args)
     with _context.open_admin(settings) as admin:
         status = admin.status(settings.config)
-        _out(f"workspace:       {status.workspace}")
+        if settings.agent_profile is not None:
+            _out(f"agent:           {settings.agent_profile.name} ({settings.agent_profile.logic_version})")
+        else:
+            _out(f"workspace:       {status.workspace}")
         _out(f"body:            {status.body_id}")
         kill = status.kill
         brain, stale = ("standalone", "") if status.link is None else describe_link(status.link)
@@ -134,13 +151,24 @@ def _each_workspace(action: Callable[[Admin], object], *, done: str) -> None:
     found, unreadable = all_workspace_states(home)
     failed = [f"{ident.parent} (its {ident.name} is unreadable or damaged)" for ident in unreadable]
     for paths in found:
-        if not paths.workspace.is_dir():
+        if paths.agent is not None:
+            settings = BodySettings(
+                workspace=None,
+                home=home,
+                config=SwarmConfig(),
+                agent_profile=AgentProfile(name=paths.agent, logic_version=None),
+            )
+            where = f"agent {paths.agent}"
+        elif paths.workspace is not None and paths.workspace.is_dir():
+            settings = BodySettings(workspace=paths.workspace, home=home, config=SwarmConfig())
+            where = str(paths.workspace)
+        else:
             continue
         try:
-            with _context.open_admin(BodySettings(workspace=paths.workspace, home=home, config=SwarmConfig())) as admin:
+            with _context.open_admin(settings) as admin:
                 action(admin)
         except (SwarmError, OSError) as exc:
-            failed.append(f"{paths.workspace} ({_errors.describe(exc)})")
+            failed.append(f"{where} ({_errors.describe(exc)})")
     if failed:
         raise SwarmError(f"{done}, but it is not in the audit trail of {len(failed)} workspace(s): {'; '.join(failed)}")
 
@@ -189,7 +217,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_reset(args: argparse.Namespace) -> int:
-    settings = _context.body_settings(workspace=args.workspace, config=getattr(args, "config", None))
+    settings = _state_settings(args)
     result = reset_trail(settings, reason=args.reason, by=_context.human())
     _out(f"the old audit chain (body {result.previous_body_id}, {result.previous_head}) is kept in {result.set_aside}")
     _out(f"a new chain starts with event {result.event.id}, recording the reset; the body is now {result.body_id}")
@@ -210,7 +238,8 @@ def cmd_audit_explain(args: argparse.Namespace) -> int:
     with _open_admin(args) as admin:
         explanation = admin.explain(args.id)
     if explanation is None:
-        raise UserError(f"no audit event with id '{args.id}' in this workspace's trail")
+        whose = f"agent {args.agent}'s" if getattr(args, "agent", None) else "this workspace's"
+        raise UserError(f"no audit event with id '{args.id}' in {whose} trail")
     _out(explanation)
     return 0
 
@@ -334,8 +363,15 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
 
+def _state_arg(parser: argparse.ArgumentParser) -> None:
+    """`--workspace DIR` or `--agent NAME`: whose state (an agent's body keeps one for all its tasks)."""
+    parser.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
+    parser.add_argument("--agent", metavar="NAME", help="an [[agents]] entry's state, instead of --workspace")
+    parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from . import agent_cmds, brain_cmds, snapshot_cmds, wake_cmds
+    from . import agent_cmds, brain_cmds, readiness_cmds, snapshot_cmds, task_cmds, wake_cmds
 
     def cmd_demo(args: argparse.Namespace) -> int:
         from . import demo  # imports the MCP client: only `swarm demo` pays for it
@@ -366,13 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("body", cmd_body, "the MCP server over stdio (launched by the IDE)")
     _workspace_arg(p)
+    p.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="serve an [[agents]] entry: its identity, audit chain and limits, whatever the workspace",
+    )
     _brain_args(p)
     p.add_argument(
         "--no-network", action="store_true", help="refuse network=true to every command (a shadow agent's body)"
     )
 
-    p = add("status", cmd_status, "kill switch, mode, breaker, budgets and audit health of a workspace")
-    _workspace_arg(p)
+    p = add("status", cmd_status, "kill switch, mode, breaker, budgets and audit health of a workspace or agent")
+    _state_arg(p)
 
     p = add("kill", cmd_kill, "engage the kill switch: this machine's bodies, or with --brain every linked body")
     p.add_argument("--reason", default="manual kill", help="why (audited)")
@@ -385,26 +426,26 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     p = audit_sub.add_parser("verify", help="recompute the keyed chain and check it against its anchor")
     p.set_defaults(func=cmd_audit_verify)
-    _workspace_arg(p)
+    _state_arg(p)
     p = audit_sub.add_parser(
         "reset", help="set a chain that does not verify aside as evidence and start a new one (audited)"
     )
     p.set_defaults(func=cmd_audit_reset)
     p.add_argument("--reason", required=True, help="why (the new chain's first event)")
-    _workspace_arg(p)
+    _state_arg(p)
     p = audit_sub.add_parser("tail", help="the latest events")
     p.set_defaults(func=cmd_audit_tail)
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
-    _workspace_arg(p)
+    _state_arg(p)
     p = audit_sub.add_parser("explain", help="a readable explanation of one event")
     p.set_defaults(func=cmd_audit_explain)
     p.add_argument("id")
-    _workspace_arg(p)
+    _state_arg(p)
     p = audit_sub.add_parser("output", help="all that was kept of a run_command's output (its action id)")
     p.set_defaults(func=cmd_audit_output)
     p.add_argument("id")
     p.add_argument("--stream", choices=("stdout", "stderr"), default="stdout", help="which stream (default stdout)")
-    _workspace_arg(p)
+    _state_arg(p)
 
     for kind, help_text in (
         ("approve", "approve a pending decision"),
@@ -414,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(kind, _answer(kind), help_text)  # type: ignore[arg-type]
         p.add_argument("id", help="the decision id")
         p.add_argument("--reason", default=f"{kind} from the command line", help="why (audited)")
-        _workspace_arg(p)
+        _state_arg(p)
         _brain_args(p)
 
     snapshot_cmds.add_parsers(sub)  # type: ignore[arg-type]
@@ -422,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     ide_cmds.add_parsers(sub)  # type: ignore[arg-type]
     wake_cmds.add_parsers(sub)  # type: ignore[arg-type]
     agent_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    task_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    readiness_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(
         "undo",
@@ -431,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--force", action="store_true", help="overwrite files (and, with --brain, tasks) changed since")
     p.add_argument("--reason", default="undo from the command line", help="why (recorded by the brain)")
-    _workspace_arg(p)
+    _state_arg(p)
     _brain_args(p)
     return parser
 

@@ -2,7 +2,8 @@
 
 Wired into `swarm` by `add_parsers(sub)`; `python -m swarm_cli.snapshot_cmds snapshot ...` runs
 the same commands on their own. Each command audits what it did in the workspace's trail as a
-human event. `create` prints the new snapshot's ID as its last line; `drill` is for cron.
+human event. `create` prints the new snapshot's ID as its last line; `drill` is for cron
+(its result is also recorded for `swarm readiness`, with its time).
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from body_mcp.exceptions import StateUnusable
 from body_mcp.snapshots import SnapshotError, SnapshotSettings, Snapshotter
-from body_mcp.state import StatePaths
+from body_mcp.state import StatePaths, resolve_home
 
 from . import _context, _errors
+from ._drill_records import DrillRecord, record_restore
+from ._drills import drill_record
 
 
 class _Subparsers(Protocol):
@@ -152,8 +156,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_drill(args: argparse.Namespace) -> int:
     def drill(snapshotter: Snapshotter) -> int:
         scratch = Path(args.scratch).expanduser() if args.scratch else None
-        report = snapshotter.drill(scratch)
+        home, workspace, at = resolve_home(), snapshotter.settings.workspace, datetime.now(UTC)
+        try:
+            report = snapshotter.drill(scratch)
+        except SnapshotError as exc:  # recorded for `swarm readiness`, then reported as any failure is
+            record_restore(home, workspace, DrillRecord(at=at, ok=False, detail=_errors.describe(exc)))
+            raise
         total = report.verify_s + report.restore_s + report.check_s
+        record_restore(home, workspace, drill_record(at, report.snapshot_id, total))
         extras = f", {' and '.join(report.extras)} checked" if report.extras else ""
         _out(
             f"drill OK: {report.snapshot_id}, {report.files} files, {_size(report.bytes)}{extras};"

@@ -30,7 +30,8 @@ def with_mac(signed: str, mac: str) -> str:
     """`canonical_json` of an event's signed payload plus its `mac`, without encoding it all again (hot path).
 
     Keys are sorted, so `mac` goes right before the top-level `message`. That is the last `,"message":` in
-    the text: every key after it holds a string, a number or null, where a quote is escaped.
+    the text: every key after it holds a string, a number or null, where a quote is escaped, or (`turn`) an
+    object whose keys are fixed and none of them `message`.
     """
     at = signed.rfind(',"message":')
     assert at > 0, "an event payload always has a message key"

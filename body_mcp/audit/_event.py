@@ -73,6 +73,10 @@ class EventDraft:
     impact: Impact = NO_IMPACT
     duration_ms: float = 0.0
     detail: dict[str, Any] = field(default_factory=empty_dict)
+    logic_version: str | None = None
+    """The agent's logic version (agent mode); signed only when set (`SIGNED_WHEN_SET`)."""
+    turn: dict[str, Any] | None = None
+    """The model turn a call came from (`ModelTurn`, as JSON); signed only when set."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared_protocol import AuditEvent
+from shared_protocol.audit import SIGNED_WHEN_SET
 
 from .._db import StateDB, Writes
 from ..exceptions import AuditIntegrityError
@@ -62,13 +63,15 @@ _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES
 class AuditStore:
     """The chain for one body identity, in the workspace's `state.db`."""
 
-    def __init__(self, db: StateDB, *, files: AuditFiles, body_id: str) -> None:
+    def __init__(self, db: StateDB, *, files: AuditFiles, body_id: str, logic_version: str | None = None) -> None:
         """Open the chain's files (held shared against `swarm audit reset`) and its key: created for a new
         chain only. What makes the chain unverifiable before reading it (no key, no database) is noted in
-        `broken`, and `sealed` when nothing can be appended; `check()` verifies the rest."""
+        `broken`, and `sealed` when nothing can be appended; `check()` verifies the rest. `logic_version` (an
+        agent's body) is recorded on every event appended that names none."""
         self._db = db
         self._files = files
         self.body_id = body_id
+        self.logic_version = logic_version
         self.broken: str | None = None
         """Why the chain does not verify against its anchor and key, as far as checked (None: it does)."""
         self.sealed = False
@@ -258,6 +261,11 @@ class AuditStore:
         seq += 1
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
         payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
+        if payload["logic_version"] is None:
+            payload["logic_version"] = self.logic_version
+        for key in SIGNED_WHEN_SET:
+            if payload[key] is None:
+                del payload[key]
         impact = draft.impact
         payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
         payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)

@@ -46,7 +46,8 @@ class SnapshotSettings:
 
     workspace: Path
     state_dir: Path
-    """`$SWARM_HOME/workspaces/<key>`; snapshots live in its `snapshots/`."""
+    """`$SWARM_HOME/workspaces/<key>` (an agent's: `agents/<key>/workspaces/<key>`); snapshots live in its
+    `snapshots/`."""
     state_db: Path | None = None
     """Backed up into every snapshot when it exists."""
     config_file: Path | None = None
@@ -62,8 +63,8 @@ class SnapshotSettings:
         cls, paths: StatePaths, *, config_file: Path | None = None, exclude: Sequence[str] = ()
     ) -> SnapshotSettings:
         return cls(
-            workspace=paths.workspace,
-            state_dir=paths.dir,
+            workspace=paths.require_workspace(),
+            state_dir=paths.snapshot_root,
             state_db=paths.db,
             config_file=config_file,
             exclude=tuple(exclude),

@@ -1,7 +1,7 @@
 """The state engine: everything the brain knows, behind one small `Protocol` per kind of record.
 
     TokenStore  BrainLog  KillStore  BodyStore  AuditEventStore  DecisionStore
-    TaskStore  CompensationStore  EscalationStore  AnswerTokenStore  InteractionStore
+    TaskStore  UsageStore  ReadinessStore  CompensationStore  EscalationStore  AnswerTokenStore  InteractionStore
         └──────────────── all of them: `StateEngine` (what `Brain` takes) ────────────────┘
 
     open_engine(url) ─▶ ENGINES[scheme] ─▶ sqlite:///ABSOLUTE/PATH  `SqliteStateEngine` (the daemon's default)
@@ -28,9 +28,11 @@ from ._protocols import (
     EscalationStore,
     InteractionStore,
     KillStore,
+    ReadinessStore,
     StateEngine,
     TaskStore,
     TokenStore,
+    UsageStore,
 )
 from ._records import (
     BodyRecord,
@@ -46,6 +48,7 @@ from ._records import (
 )
 from ._registry import ENGINES, engine_kind, open_engine, sqlite_path, sqlite_url
 from ._sqlite import SqliteStateEngine
+from ._transitions import OutcomeReport, StoredTask, created
 
 __all__ = [
     "ENGINES",
@@ -68,14 +71,19 @@ __all__ = [
     "LogAction",
     "LogEntry",
     "MemoryStateEngine",
+    "OutcomeReport",
+    "ReadinessStore",
     "Rebinding",
     "Reversal",
     "SqliteStateEngine",
     "StateEngine",
+    "StoredTask",
     "TaskKey",
     "TaskStore",
     "TokenRecord",
     "TokenStore",
+    "UsageStore",
+    "created",
     "engine_kind",
     "open_engine",
     "sqlite_path",

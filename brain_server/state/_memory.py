@@ -20,6 +20,7 @@ from shared_protocol.decisions import DecisionState
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
 from ..wake.records import OPEN_STATES, AnswerToken, Escalation
+from ._memory_autonomy import MemoryAutonomy
 from ._memory_tasks import MemoryTasks
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
@@ -28,11 +29,12 @@ from ._rules import iso, rebind_refusal, same_question
 KILL_RELEASED = KillState(engaged=False)
 
 
-class MemoryStateEngine(MemoryTasks):
+class MemoryStateEngine(MemoryTasks, MemoryAutonomy):
     """The brain's state in memory: lost when the process ends."""
 
     def __init__(self) -> None:
-        super().__init__()
+        MemoryTasks.__init__(self)
+        MemoryAutonomy.__init__(self)
         self._tokens: dict[str, TokenRecord] = {}
         self._log: list[LogEntry] = []
         self._kill: KillState = KILL_RELEASED

@@ -9,23 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from shared_protocol.brain import Claimant, CompensationKind, Task, TaskOutcome, TaskState
+from shared_protocol.brain import CompensationKind, Task, TaskState
 
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
-from ._rules import (
-    check_holder,
-    check_key,
-    conflicts_of,
-    not_current_claim,
-    reversal_id_taken,
-    task_from_row,
-    task_row,
-)
+from ._rules import check_key, conflicts_of, reversal_id_taken, task_from_row, task_row
+from ._transitions import Step, StoredTask, TaskTransitions, claim, claimable, lose_lease, reversal_event
 
 
-class MemoryTasks:
+class MemoryTasks(TaskTransitions):
     """Tasks, their claim tokens and keys, and their compensating records, in dictionaries."""
 
     _log: list[LogEntry]
@@ -53,83 +46,72 @@ class MemoryTasks:
     async def task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
+    async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
+        return [
+            t
+            for t in self._tasks.values()
+            if (state is None or t.state == state)
+            and (agent is None or (t.claimed_by is not None and t.claimed_by.agent == agent))
+        ]
+
+    def _stored(self, task_id: str) -> StoredTask | None:
+        task = self._tasks.get(task_id)
+        return None if task is None else StoredTask(task=task, claim_token=self._claim_tokens.get(task_id))
+
+    def _put(self, stored: StoredTask) -> None:
+        self._tasks[stored.task.id] = stored.task
+        if stored.claim_token is None:
+            self._claim_tokens.pop(stored.task.id, None)
+        else:
+            self._claim_tokens[stored.task.id] = stored.claim_token
+
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:
         order = list(self._tasks)
-        queued = [t for t in self._tasks.values() if t.state == "queued"]
-        if not queued:
+        candidates = [t for t in self._tasks.values() if claimable(t, grant) and grant.task_id in (None, t.id)]
+        if not candidates:
             return None
-        best = min(queued, key=lambda t: (-t.value_usd, order.index(t.id)))
+        best = min(candidates, key=lambda t: (-t.value_usd, order.index(t.id)))
         before = self._row(best.id)
-        claimed = best.model_copy(
-            update={
-                "state": "claimed",
-                "claimed_by": Claimant(body_id=grant.body_id, agent=grant.agent),
-                "claimed_at": grant.at,
-                "lease_expires": grant.lease_expires,
-                "attempts": best.attempts + 1,
-            }
-        )
-        self._tasks[claimed.id] = claimed
-        self._claim_tokens[claimed.id] = grant.claim_token
+        stored = self._stored(best.id)
+        assert stored is not None
+        after = claim(stored, grant)
+        self._put(after)
         if compensation is not None:
             self._compensate(compensation, "task_claim", before, grant.at)
-        self._log.append(log(claimed))
-        return claimed
+        self._log.append(log(after.task))
+        return after.task
 
-    async def finish_task(
+    async def _change(
         self,
         task_id: str,
+        step: Step,
         *,
-        claim_token: str,
-        outcome: TaskOutcome,
-        summary: str,
-        at: datetime,
-        log: LogEntry,
-        compensation: CompensationDraft | None = None,
-        holder: str | None = None,
+        log: LogEntry | None = None,
+        compensation: tuple[CompensationDraft, str] | None = None,
+        at: datetime | None = None,
     ) -> Task:
-        task = self._current_claim(task_id, claim_token, holder)
+        stored = self._stored(task_id)
+        after = step(stored)
         before = self._row(task_id)
-        finished = task.model_copy(
-            update={"state": outcome, "outcome_summary": summary, "finished_at": at, "lease_expires": None}
-        )
-        self._tasks[task_id] = finished
-        del self._claim_tokens[task_id]
+        self._put(after)
         if compensation is not None:
-            self._compensate(compensation, "task_outcome", before, at)
-        self._log.append(log)
-        return finished
-
-    def _current_claim(self, task_id: str, claim_token: str, holder: str | None) -> Task:
-        """The task, if `claim_token` is its current claim (and `holder`'s, when given)."""
-        row = self._row(task_id) if task_id in self._tasks else None
-        check_holder(task_id, row, holder)
-        task = self._tasks.get(task_id)
-        if task is None or task.state != "claimed" or self._claim_tokens.get(task_id) != claim_token:
-            raise not_current_claim(task_id, row)
-        return task
-
-    async def renew_lease(
-        self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
-    ) -> Task:
-        task = self._current_claim(task_id, claim_token, holder)
-        renewed = task.model_copy(update={"lease_expires": lease_expires})
-        self._tasks[task_id] = renewed
-        return renewed
+            draft, kind = compensation
+            assert at is not None, "a compensation is kept at a time"
+            self._compensate(draft, cast(CompensationKind, kind), before, at)
+        if log is not None:
+            self._log.append(log)
+        return after.task
 
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
         requeued: list[Task] = []
         for task in list(self._tasks.values()):
             if task.state == "claimed" and task.lease_expires is not None and task.lease_expires <= now:
-                back = task.model_copy(
-                    update={"state": "queued", "claimed_by": None, "claimed_at": None, "lease_expires": None}
-                )
-                self._tasks[task.id] = back
-                self._claim_tokens.pop(task.id, None)
+                back = lose_lease(StoredTask(task=task), at=now)
+                self._put(back)
                 self._log.append(log(task))
-                requeued.append(back)
+                requeued.append(back.task)
         return requeued
 
     async def count_tasks(self) -> dict[TaskState, int]:
@@ -190,7 +172,10 @@ class MemoryTasks:
         done: list[Compensation] = []
         for record, entry in zip(pending, entries, strict=True):
             overwritten = self._row(record.target) if record.target in self._tasks else None
-            self._tasks[record.target] = task_from_row(record.before)
+            history = self._tasks[record.target].history if record.target in self._tasks else []
+            if overwritten is not None:
+                history = [*history, reversal_event(record, at=at, by=entry.by, undo_id=as_action)]
+            self._tasks[record.target] = task_from_row(record.before, history)
             token = record.before["claim_token"]
             if token is None:
                 self._claim_tokens.pop(record.target, None)

@@ -15,7 +15,16 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Decision, KillState, Task, TaskOutcome, TaskState
+from shared_protocol.brain import (
+    Decision,
+    KillState,
+    ReadinessOverride,
+    ReadinessReport,
+    Task,
+    TaskOutcome,
+    TaskState,
+    UsageRecord,
+)
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend
@@ -32,6 +41,7 @@ from ._records import (
     TaskKey,
     TokenRecord,
 )
+from ._transitions import OutcomeReport
 
 Durability = Literal["power_loss", "crash"]
 """What a committed write survives: `power_loss` (synchronous=FULL) or only a crash of the process (NORMAL)."""
@@ -179,10 +189,15 @@ class TaskStore(Protocol):
 
     async def task(self, task_id: str) -> Task | None: ...
 
+    async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
+        """Every task (in `state`, last claimed by `agent`, when given), oldest first, with its history."""
+        ...
+
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:
-        """Atomically move the most valuable queued task (oldest first among equals) to `claimed`.
+        """Atomically move the most valuable queued task (oldest first among equals) to `claimed`: only
+        `grant.task_id` when given, and for a shadow grant none this agent and logic version shadowed already.
 
         With `compensation`, a `task_claim` record of the row before and after is written in the same transaction.
         """
@@ -199,12 +214,46 @@ class TaskStore(Protocol):
         log: LogEntry,
         compensation: CompensationDraft | None = None,
         holder: str | None = None,
+        report: OutcomeReport | None = None,
     ) -> Task:
-        """Record a claimed task's outcome. Raises `NotFound`, or `StaleClaim` if the token is not the current one.
+        """Record the outcome of a claimed (or waiting_approval) task, with `report`'s verification, evidence and
+        spend; a shadow claim's outcome is kept as a shadow run and the task is queued again. Raises `NotFound`,
+        `TaskCancelled`, or `StaleClaim` if the token is not the current one (see `_transitions.finish`).
 
         With `holder`, a task claimed (now or last) by another body raises `BodyMismatch`, checked in the same
         transaction. With `compensation`, a `task_outcome` record of the row before and after is written in it too.
         """
+        ...
+
+    async def park_task(
+        self,
+        task_id: str,
+        *,
+        claim_token: str,
+        decision_id: str,
+        reason: str,
+        at: datetime,
+        log: LogEntry,
+        holder: str | None = None,
+    ) -> Task:
+        """A claimed task waits for `decision_id`: waiting_approval, no lease, the claim token still valid."""
+        ...
+
+    async def resume_task(
+        self,
+        task_id: str,
+        *,
+        claim_token: str,
+        lease_expires: datetime,
+        at: datetime,
+        log: LogEntry,
+        holder: str | None = None,
+    ) -> Task:
+        """A waiting_approval task is claimed again by its holder, under a lease to `lease_expires`."""
+        ...
+
+    async def cancel_task(self, task_id: str, *, reason: str, at: datetime, log: LogEntry) -> Task:
+        """Cancel a task not finished yet (final; its claim token goes stale). `NotFound`, `InvalidTransition`."""
         ...
 
     async def renew_lease(
@@ -220,6 +269,35 @@ class TaskStore(Protocol):
         ...
 
     async def count_tasks(self) -> dict[TaskState, int]: ...
+
+
+class UsageStore(Protocol):
+    """The LLM usage runners report, per body; records are never changed."""
+
+    async def record_usage(self, body_id: str, records: Sequence[UsageRecord]) -> tuple[int, int]:
+        """Keep `records` as `body_id`'s: (new, duplicates). A record whose id is stored already is a duplicate if it
+        is the same record of the same body, else `KeyReused` and nothing of the batch is written."""
+        ...
+
+    async def usage(self, *, body_id: str | None = None) -> list[UsageRecord]:
+        """Every record (of `body_id`, when given), in the order they were stored."""
+        ...
+
+
+class ReadinessStore(Protocol):
+    """Readiness reports (the newest counts) and captains' overrides (they expire, never change)."""
+
+    async def add_readiness_report(self, report: ReadinessReport, log: LogEntry) -> None: ...
+
+    async def readiness_report(self) -> ReadinessReport | None:
+        """The newest report stored."""
+        ...
+
+    async def add_readiness_override(self, override: ReadinessOverride, log: LogEntry) -> None: ...
+
+    async def readiness_overrides(self, *, at: datetime) -> list[ReadinessOverride]:
+        """The overrides in force at `at` (not expired), oldest first."""
+        ...
 
 
 class CompensationStore(Protocol):
@@ -303,6 +381,8 @@ class StateEngine(
     AuditEventStore,
     DecisionStore,
     TaskStore,
+    UsageStore,
+    ReadinessStore,
     CompensationStore,
     EscalationStore,
     AnswerTokenStore,

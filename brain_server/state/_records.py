@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from shared_protocol.brain import CompensationKind, Role
+from shared_protocol.brain import ClaimMode, CompensationKind, Role
 
 LogAction = Literal[
     "token_create",
@@ -31,6 +31,11 @@ LogAction = Literal[
     "task_claim",
     "task_outcome",
     "task_requeue",
+    "task_park",
+    "task_resume",
+    "task_cancel",
+    "readiness_report",
+    "readiness_override",
     "reverse",
     "escalate",
     "page",
@@ -116,6 +121,12 @@ class ClaimGrant:
     claim_token: str
     at: datetime
     lease_expires: datetime
+    mode: ClaimMode = "ide"
+    logic_version: str = ""
+    task_id: str | None = None
+    """Only this task (if it is claimable)."""
+    by: str = ""
+    """Who claims, for the task's history (a token's label or id)."""
 
 
 @dataclass(kw_only=True, frozen=True)

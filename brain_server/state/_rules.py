@@ -6,14 +6,19 @@ Pure functions over records and rows; an engine calls them between its reads and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from shared_protocol.brain import Claimant, Decision, Task
+from pydantic import BaseModel
 
-from ..exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, RebindRefused, StaleClaim
+from shared_protocol.brain import Claimant, Decision, ShadowRun, Task, TaskEvent, TaskSpend, UsageRecord, Verification
+
+from ..exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, RebindRefused, StaleClaim, TaskCancelled
 from ._records import Compensation, TaskKey, TokenRecord
+
+M = TypeVar("M", bound=BaseModel)
 
 TASK_ROW_FIELDS = (
     "id",
@@ -31,8 +36,29 @@ TASK_ROW_FIELDS = (
     "attempts",
     "outcome_summary",
     "finished_at",
+    "acceptance",
+    "repo",
+    "claim_mode",
+    "logic_version",
+    "parked_decision_id",
+    "verification",
+    "verified",
+    "evidence",
+    "spend",
+    "shadow_runs",
 )
-"""A task as stored, claim token included: the shape of a compensation's snapshots in every engine."""
+"""A task as stored, claim token included, its history not (an append-only table of its own): the shape of a
+compensation's snapshots in every engine. Structured fields are canonical JSON text. Snapshots taken before a field
+existed lack it: it is neither compared nor put back."""
+
+
+def canonical(value: Any) -> str:
+    """JSON as stored: sorted keys, no spaces, so that equal values are equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_of(model: BaseModel | None) -> str | None:
+    return None if model is None else canonical(model.model_dump(mode="json"))
 
 
 def iso(at: datetime) -> str:
@@ -78,11 +104,21 @@ def task_row(task: Task, claim_token: str | None) -> dict[str, Any]:
         "attempts": task.attempts,
         "outcome_summary": task.outcome_summary,
         "finished_at": None if task.finished_at is None else iso(task.finished_at),
+        "acceptance": task.acceptance,
+        "repo": task.repo,
+        "claim_mode": task.claim_mode,
+        "logic_version": task.logic_version,
+        "parked_decision_id": task.parked_decision_id,
+        "verification": _json_of(task.verification),
+        "verified": int(task.verified),
+        "evidence": canonical(task.evidence),
+        "spend": _json_of(task.spend),
+        "shadow_runs": canonical([run.model_dump(mode="json") for run in task.shadow_runs]),
     }
 
 
-def task_from_row(row: Mapping[str, Any]) -> Task:
-    """The `Task` a stored row describes (its claim token is not part of it)."""
+def task_from_row(row: Mapping[str, Any], history: Sequence[TaskEvent] = ()) -> Task:
+    """The `Task` a stored row describes (its claim token is not part of it), with its `history`."""
     claimed_by = (
         None if row["claimed_body"] is None else Claimant(body_id=row["claimed_body"], agent=row["claimed_agent"] or "")
     )
@@ -100,7 +136,22 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
         attempts=int(row["attempts"]),
         outcome_summary=row["outcome_summary"],
         finished_at=parse_time(row["finished_at"]),
+        acceptance=row.get("acceptance") or "",
+        repo=row.get("repo") or "",
+        claim_mode=row.get("claim_mode"),
+        logic_version=row.get("logic_version"),
+        parked_decision_id=row.get("parked_decision_id"),
+        verification=_parsed(Verification, row.get("verification")),
+        verified=bool(row.get("verified") or 0),
+        evidence=json.loads(row.get("evidence") or "{}"),
+        spend=_parsed(TaskSpend, row.get("spend")),
+        shadow_runs=[ShadowRun.model_validate(run) for run in json.loads(row.get("shadow_runs") or "[]")],
+        history=list(history),
     )
+
+
+def _parsed(model: type[M], text: str | None) -> M | None:
+    return None if text is None else model.model_validate_json(text)
 
 
 def conflicts_of(pending: Sequence[Compensation], current: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
@@ -115,12 +166,12 @@ def conflicts_of(pending: Sequence[Compensation], current: Mapping[str, Mapping[
         now = rows.get(record.target)
         if now is None:
             conflicts.append(f"task {record.target} no longer exists")
-        elif dict(now) != record.after:
+        elif {name: now.get(name) for name in record.after} != record.after:
             conflicts.append(
                 f"task {record.target} changed since {record.action_id} "
                 f"(it left it {_describe(record.after)}; it is {_describe(now)} now)"
             )
-        rows[record.target] = record.before
+        rows[record.target] = {**now, **record.before} if now is not None else record.before
     return conflicts
 
 
@@ -154,10 +205,12 @@ def check_key(key: TaskKey, first_request_sha256: str) -> None:
         raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
 
 
-def not_current_claim(task_id: str, row: Mapping[str, Any] | None) -> NotFound | StaleClaim:
-    """What to raise when a claim token is not the task's current one: the task is gone, or its claim is."""
+def not_current_claim(task_id: str, row: Mapping[str, Any] | None) -> NotFound | StaleClaim | TaskCancelled:
+    """What to raise when a claim token is not the task's current one: the task is gone, cancelled, or its claim is."""
     if row is None:
         return NotFound(f"no task '{task_id}'")
+    if row["state"] == "cancelled":
+        return TaskCancelled(f"task '{task_id}' was cancelled: stop working on it")
     return StaleClaim(f"task '{task_id}' is {row['state']} and this claim token is not its current one")
 
 
@@ -173,3 +226,9 @@ def check_holder(task_id: str, row: Mapping[str, Any] | None, holder: str | None
 def _describe(row: Mapping[str, Any]) -> str:
     holder = f" by {row['claimed_body']}" if row.get("state") == "claimed" and row.get("claimed_body") else ""
     return f"{row.get('state')}{holder}, attempt {row.get('attempts')}"
+
+
+def check_usage_record(record: UsageRecord, body_id: str, stored: UsageRecord, stored_body: str) -> None:
+    """A usage record id seen before is a harmless resend only as the same record of the same body."""
+    if stored_body != body_id or stored != record:
+        raise KeyReused(f"usage record '{record.id}' was recorded before with different content")

@@ -256,6 +256,61 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE bodies ADD COLUMN left_at TEXT;
     """,
+    # v10: autonomous agents. A task gains its acceptance command, repository, claim mode and logic version, its
+    # verification, evidence and spend, its shadow runs, and an append-only history; the brain keeps LLM usage
+    # (idempotent by record id), readiness reports and the captains' overrides of them (never deleted).
+    """
+    ALTER TABLE tasks ADD COLUMN acceptance TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN repo TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN claim_mode TEXT;
+    ALTER TABLE tasks ADD COLUMN logic_version TEXT;
+    ALTER TABLE tasks ADD COLUMN parked_decision_id TEXT;
+    ALTER TABLE tasks ADD COLUMN verification TEXT;
+    ALTER TABLE tasks ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN evidence TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE tasks ADD COLUMN spend TEXT;
+    ALTER TABLE tasks ADD COLUMN shadow_runs TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX tasks_agent ON tasks (claimed_agent);
+
+    CREATE TABLE task_events (
+        id INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        event TEXT NOT NULL
+    );
+    CREATE INDEX task_events_task ON task_events (task_id, id);
+    CREATE TRIGGER task_events_no_update BEFORE UPDATE ON task_events
+        BEGIN SELECT RAISE(ABORT, 'task_events is append-only'); END;
+    CREATE TRIGGER task_events_no_delete BEFORE DELETE ON task_events
+        BEGIN SELECT RAISE(ABORT, 'task_events is append-only'); END;
+
+    CREATE TABLE usage_records (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        body_id TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX usage_records_body ON usage_records (body_id, seq);
+    CREATE TRIGGER usage_records_no_update BEFORE UPDATE ON usage_records
+        BEGIN SELECT RAISE(ABORT, 'usage_records is append-only'); END;
+
+    CREATE TABLE readiness_reports (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        report TEXT NOT NULL
+    );
+    CREATE TABLE readiness_overrides (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        logic_version TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        override TEXT NOT NULL
+    );
+    CREATE INDEX readiness_overrides_agent ON readiness_overrides (agent, logic_version, expires_at);
+    CREATE TRIGGER readiness_overrides_no_update BEFORE UPDATE ON readiness_overrides
+        BEGIN SELECT RAISE(ABORT, 'readiness overrides are never changed: they expire'); END;
+    CREATE TRIGGER readiness_overrides_no_delete BEFORE DELETE ON readiness_overrides
+        BEGIN SELECT RAISE(ABORT, 'readiness overrides are never deleted: they expire'); END;
+    """,
 ]
 
 

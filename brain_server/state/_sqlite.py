@@ -27,14 +27,15 @@ from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
-from ._rules import iso, parse_time, rebind_refusal, same_question
+from ._rules import canonical, iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate
-from ._sqlite_db import canonical, close_quietly, connect, unusable
+from ._sqlite_autonomy import SqliteAutonomy
+from ._sqlite_db import close_quietly, connect, unusable
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_wake import SqliteWake
 
 
-class SqliteStateEngine(SqliteTasks, SqliteWake):
+class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
     """The brain's state in `path`. Open with `await SqliteStateEngine.open(path)`; close when done."""
 
     @classmethod

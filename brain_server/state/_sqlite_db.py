@@ -15,7 +15,6 @@ what counts; a busy lock or a constraint is an ordinary error).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Iterable
@@ -29,7 +28,7 @@ import anyio.to_thread
 
 from ..exceptions import StateBroken
 from ._records import LogEntry
-from ._rules import iso
+from ._rules import canonical, iso
 
 _UNUSABLE = {
     "SQLITE_CORRUPT": "it is malformed",
@@ -61,11 +60,6 @@ def unusable(exc: BaseException, path: Path) -> StateBroken | None:
         return None
     detail = " ".join(str(exc).split())
     return StateBroken(f"the brain database {path} is unusable: {why} ({detail})")
-
-
-def canonical(value: Any) -> str:
-    """JSON as stored: sorted keys, no spaces, so that equal values are equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:

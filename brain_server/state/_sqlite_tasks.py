@@ -8,32 +8,32 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
 import aiosqlite
 
-from shared_protocol.brain import CompensationKind, Task, TaskOutcome, TaskState
+from shared_protocol.brain import CompensationKind, Task, TaskEvent, TaskState
 
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
     TASK_ROW_FIELDS,
-    check_holder,
+    canonical,
     check_key,
     conflicts_of,
     iso,
-    not_current_claim,
     parse_time,
     reversal_id_taken,
     task_from_row,
+    task_row,
 )
-from ._sqlite_db import SqliteDatabase, canonical
+from ._sqlite_db import SqliteDatabase
+from ._transitions import Step, StoredTask, TaskTransitions, claim, claimable, lose_lease, reversal_event
 
 _ROW_COLUMNS = ", ".join(TASK_ROW_FIELDS)
-_TASK_COLUMNS = ", ".join(name for name in TASK_ROW_FIELDS if name != "claim_token")
-"""What a `Task` is read from: the stored row without its claim token."""
+_SET_COLUMNS = ", ".join(f"{name} = ?" for name in TASK_ROW_FIELDS if name != "id")
 
 
 def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
@@ -41,12 +41,37 @@ def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
     return {name: row[name] for name in TASK_ROW_FIELDS}
 
 
-class SqliteTasks(SqliteDatabase):
-    """Tasks and their compensating records in `tasks` and `compensations`."""
+class SqliteTasks(SqliteDatabase, TaskTransitions):
+    """Tasks in `tasks` (and their history in `task_events`), their compensating records in `compensations`."""
 
     @staticmethod
-    def _task(row: sqlite3.Row) -> Task:
-        return task_from_row(dict(row))
+    async def _history(conn: aiosqlite.Connection, task_id: str) -> list[TaskEvent]:
+        rows = await conn.execute_fetchall("SELECT event FROM task_events WHERE task_id = ? ORDER BY id", (task_id,))
+        return [TaskEvent.model_validate_json(row[0]) for row in rows]
+
+    async def _load(self, conn: aiosqlite.Connection, task_id: str) -> StoredTask | None:
+        async with conn.execute(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id = ?", (task_id,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        task = task_from_row(dict(row), await self._history(conn, task_id))
+        return StoredTask(task=task, claim_token=row["claim_token"])
+
+    @staticmethod
+    async def _store(conn: aiosqlite.Connection, before: StoredTask, after: StoredTask) -> None:
+        """Write `after` over the row, and the history events it adds to `before`'s."""
+        row = task_row(after.task, after.claim_token)
+        values = [row[name] for name in TASK_ROW_FIELDS if name != "id"]
+        await conn.execute(f"UPDATE tasks SET {_SET_COLUMNS} WHERE id = ?", (*values, after.task.id))
+        await SqliteTasks._append_events(conn, after.task.id, after.task.history[len(before.task.history) :])
+
+    @staticmethod
+    async def _append_events(conn: aiosqlite.Connection, task_id: str, events: Sequence[TaskEvent]) -> None:
+        for line in events:
+            await conn.execute(
+                "INSERT INTO task_events (task_id, event) VALUES (?, ?)",
+                (task_id, canonical(line.model_dump(mode="json"))),
+            )
 
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
         async with self._write() as conn:
@@ -58,126 +83,124 @@ class SqliteTasks(SqliteDatabase):
                     seen = await cursor.fetchone()
                 if seen is not None:
                     check_key(key, seen[0])
-                    async with conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (seen[1],)) as cursor:
-                        row = await cursor.fetchone()
-                    assert row is not None, "a keyed task is never deleted"
-                    return self._task(row)
+                    stored = await self._load(conn, seen[1])
+                    assert stored is not None, "a keyed task is never deleted"
+                    return stored.task
                 await conn.execute(
                     "INSERT INTO task_keys (token_id, key, request_sha256, task_id) VALUES (?, ?, ?, ?)",
                     (key.token_id, key.key, key.request_sha256, task.id),
                 )
+            row = task_row(task, None)
             await conn.execute(
-                "INSERT INTO tasks (id, title, description, value_usd, state, created_at, created_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    task.id,
-                    task.title,
-                    task.description,
-                    task.value_usd,
-                    task.state,
-                    iso(task.created_at),
-                    task.created_by,
-                ),
+                f"INSERT INTO tasks ({_ROW_COLUMNS}) VALUES ({', '.join('?' for _ in TASK_ROW_FIELDS)})",
+                tuple(row[name] for name in TASK_ROW_FIELDS),
             )
+            await self._append_events(conn, task.id, task.history)
             await self._log(conn, log)
         return task
 
     async def task(self, task_id: str) -> Task | None:
-        row = await self._row(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
-        return None if row is None else self._task(row)
+        found = await self._read("WHERE id = ?", [task_id])
+        return found[0] if found else None
+
+    async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if agent is not None:
+            where.append("claimed_agent = ?")
+            params.append(agent)
+        return await self._read(f"WHERE {' AND '.join(where)}" if where else "", params)
+
+    async def _read(self, clause: str, params: list[Any]) -> list[Task]:
+        """The tasks `clause` selects, oldest first, with their histories."""
+        columns = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+        # One statement, so the rows and their histories are read from one snapshot.
+        rows = await self._rows(
+            f"SELECT {columns}, e.event AS event FROM (SELECT * FROM tasks {clause}) AS t "
+            "LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY t.seq, e.id",
+            params,
+        )
+        found: dict[str, dict[str, Any]] = {}
+        history: dict[str, list[TaskEvent]] = {}
+        for row in rows:
+            found.setdefault(row["id"], {name: row[name] for name in TASK_ROW_FIELDS})
+            events = history.setdefault(row["id"], [])
+            if row["event"] is not None:
+                events.append(TaskEvent.model_validate_json(row["event"]))
+        return [task_from_row(found[task_id], history[task_id]) for task_id in found]
 
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:
+        where = ["state = 'queued'"]
+        params: list[Any] = []
+        if grant.task_id is not None:
+            where.append("id = ?")
+            params.append(grant.task_id)
+        if grant.mode == "shadow":
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM json_each(tasks.shadow_runs) AS run "
+                "WHERE json_extract(run.value, '$.agent') = ? AND json_extract(run.value, '$.logic_version') = ?)"
+            )
+            params += [grant.agent, grant.logic_version]
         async with self._write() as conn:
             # BEGIN IMMEDIATE holds the write lock from the start: no other claimer can take the row between the
             # read of its "before" and the update.
             async with conn.execute(
-                f"SELECT seq, {_ROW_COLUMNS} FROM tasks WHERE state = 'queued' ORDER BY value_usd DESC, seq LIMIT 1"
+                f"SELECT id FROM tasks WHERE {' AND '.join(where)} ORDER BY value_usd DESC, seq LIMIT 1", tuple(params)
             ) as cursor:
-                before = await cursor.fetchone()
-            if before is None:
+                found = await cursor.fetchone()
+            if found is None:
                 return None
-            async with conn.execute(
-                "UPDATE tasks SET state = 'claimed', claimed_body = ?, claimed_agent = ?, claimed_at = ?, "
-                "lease_expires = ?, claim_token = ?, attempts = attempts + 1 "
-                f"WHERE seq = ? AND state = 'queued' RETURNING {_TASK_COLUMNS}",
-                (grant.body_id, grant.agent, iso(grant.at), iso(grant.lease_expires), grant.claim_token, before["seq"]),
-            ) as cursor:
-                row = await cursor.fetchone()
-            assert row is not None, "read queued in this transaction"
-            task = self._task(row)
+            before = await self._load(conn, found["id"])
+            assert before is not None and claimable(before.task, grant), "read queued in this transaction"
+            snapshot = task_row(before.task, before.claim_token)
+            after = claim(before, grant)
+            await self._store(conn, before, after)
             if compensation is not None:
-                await self._compensate(conn, compensation, "task_claim", _snapshot(before), grant.at)
-            await self._log(conn, log(task))
-        return task
+                await self._compensate(conn, compensation, "task_claim", snapshot, grant.at)
+            await self._log(conn, log(after.task))
+        return after.task
 
-    async def finish_task(
+    async def _change(
         self,
         task_id: str,
+        step: Step,
         *,
-        claim_token: str,
-        outcome: TaskOutcome,
-        summary: str,
-        at: datetime,
-        log: LogEntry,
-        compensation: CompensationDraft | None = None,
-        holder: str | None = None,
+        log: LogEntry | None = None,
+        compensation: tuple[CompensationDraft, str] | None = None,
+        at: datetime | None = None,
     ) -> Task:
         async with self._write() as conn:
-            before = await self._task_row(conn, task_id)
-            check_holder(task_id, before, holder)
-            async with conn.execute(
-                "UPDATE tasks SET state = ?, outcome_summary = ?, finished_at = ?, lease_expires = NULL, "
-                f"claim_token = NULL WHERE id = ? AND state = 'claimed' AND claim_token = ? RETURNING {_TASK_COLUMNS}",
-                (outcome, summary, iso(at), task_id, claim_token),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                raise not_current_claim(task_id, before)
-            assert before is not None, "updated in this transaction"
-            task = self._task(row)
+            before = await self._load(conn, task_id)
+            after = step(before)
+            assert before is not None, "a step refuses a task that does not exist"
+            snapshot = task_row(before.task, before.claim_token)
+            await self._store(conn, before, after)
             if compensation is not None:
-                await self._compensate(conn, compensation, "task_outcome", before, at)
-            await self._log(conn, log)
-        return task
-
-    async def renew_lease(
-        self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None
-    ) -> Task:
-        async with self._write() as conn:
-            before = await self._task_row(conn, task_id)
-            check_holder(task_id, before, holder)
-            async with conn.execute(
-                f"UPDATE tasks SET lease_expires = ? WHERE id = ? AND state = 'claimed' AND claim_token = ? "
-                f"RETURNING {_TASK_COLUMNS}",
-                (iso(lease_expires), task_id, claim_token),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                raise not_current_claim(task_id, before)
-        return self._task(row)
+                draft, kind = compensation
+                assert at is not None, "a compensation is kept at a time"
+                await self._compensate(conn, draft, cast(CompensationKind, kind), snapshot, at)
+            if log is not None:
+                await self._log(conn, log)
+        return after.task
 
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
         async with self._write() as conn:
-            expired = [
-                self._task(row)
-                for row in await conn.execute_fetchall(
-                    f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state = 'claimed' AND lease_expires <= ? ORDER BY seq",
-                    (iso(now),),
-                )
-            ]
+            expired = await conn.execute_fetchall(
+                "SELECT id FROM tasks WHERE state = 'claimed' AND lease_expires <= ? ORDER BY seq", (iso(now),)
+            )
             requeued: list[Task] = []
-            for task in expired:
-                async with conn.execute(
-                    "UPDATE tasks SET state = 'queued', claimed_body = NULL, claimed_agent = NULL, claimed_at = NULL, "
-                    f"lease_expires = NULL, claim_token = NULL WHERE id = ? RETURNING {_TASK_COLUMNS}",
-                    (task.id,),
-                ) as cursor:
-                    row = await cursor.fetchone()
-                assert row is not None, "selected in this transaction"
-                await self._log(conn, log(task))
-                requeued.append(self._task(row))
+            for row in expired:
+                before = await self._load(conn, row["id"])
+                assert before is not None, "selected in this transaction"
+                after = lose_lease(before, at=now)
+                await self._store(conn, before, after)
+                await self._log(conn, log(before.task))
+                requeued.append(after.task)
         return requeued
 
     async def count_tasks(self) -> dict[TaskState, int]:
@@ -278,11 +301,14 @@ class SqliteTasks(SqliteDatabase):
             for record in pending:
                 entry = log(record)
                 overwritten = await self._task_row(conn, record.target)
-                columns = [name for name in TASK_ROW_FIELDS if name != "id"]
+                columns = [name for name in TASK_ROW_FIELDS if name != "id" and name in record.before]
                 await conn.execute(
                     f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?",
                     (*(record.before[name] for name in columns), record.target),
                 )
+                if overwritten is not None:
+                    line = reversal_event(record, at=at, by=entry.by, undo_id=as_action)
+                    await self._append_events(conn, record.target, [line])
                 if as_action is not None and overwritten is not None:
                     draft = CompensationDraft(action_id=as_action, body_id=record.body_id)
                     await self._compensate(conn, draft, "reversal", overwritten, at)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp import Client
 from mcp_types import CallToolResult
+
+from body_mcp import Body
+from shared_protocol.brain import Registration
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> CallToolResult:
@@ -26,3 +32,25 @@ def refused(result: CallToolResult, code: str) -> dict[str, Any]:
     assert data["code"] == code, data
     assert data["rule"] and data["action_id"].startswith("act_")
     return data  # pyright: ignore[reportUnknownVariableType]
+
+
+async def reach_brain(body: Body) -> Registration:
+    """A linked body's first registration with its brain: until one succeeds it behaves as killed (failsafe),
+    so a test that calls its tools without running its link registers it once first."""
+    assert body.link is not None, "not a linked body"
+    return await body.link.register()
+
+
+@asynccontextmanager
+async def linked_up(*bodies: Body, timeout_s: float = 10) -> AsyncIterator[None]:
+    """Run each linked body's link (register, stream events, heartbeat, ship) for the block, from when every one
+    is connected; stopped after."""
+    async with anyio.create_task_group() as tg:
+        for body in bodies:
+            assert body.link is not None, "not a linked body"
+            tg.start_soon(body.link.run)
+        with anyio.fail_after(timeout_s):
+            while not all(body.brain_state == "connected" for body in bodies):
+                await anyio.sleep(0.01)
+        yield
+        tg.cancel_scope.cancel()

@@ -22,6 +22,7 @@ from body_mcp.brain_client import BrainRejected
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_url
 from shared_protocol.config import parse_config
+from tests.body.helpers import linked_up, reach_brain
 from tests.brain.helpers import issue_in
 
 pytestmark = pytest.mark.anyio
@@ -142,11 +143,7 @@ async def test_a_brain_kill_reaches_eight_bodies_and_resume_lifts_it(tmp_path: P
     async with brain_on(port, db):
         bodies = [linked_body(tmp_path, home, n, url, body_tokens[n]) for n in range(8)]
         try:
-            async with anyio.create_task_group() as tg:
-                for body in bodies:
-                    assert body.link is not None
-                    tg.start_soon(body.link.run)
-                await wait_until(lambda: all(b.brain_state == "connected" for b in bodies))
+            async with linked_up(*bodies):
                 assert [await write(b, "before.txt") for b in bodies] == [(False, None)] * 8
                 async with httpx.AsyncClient(base_url=url) as captain:
                     headers = {"Authorization": f"Bearer {tokens['captain']}"}
@@ -168,7 +165,6 @@ async def test_a_brain_kill_reaches_eight_bodies_and_resume_lifts_it(tmp_path: P
                         head = b.audit.tail(1)[0].seq
                         assert await b.link.ship_pending() == head
                         assert await b.link.ship_pending() == head
-                tg.cancel_scope.cancel()
         finally:
             for body in bodies:
                 body.close()
@@ -208,6 +204,7 @@ async def test_decisions_of_a_linked_body_are_the_brains(tmp_path: Path, home: P
     async with brain_on(port, db):
         body = linked_body(tmp_path, home, 0, url, tokens["body"])
         try:
+            await reach_brain(body)
             asked = await body.call_tool(
                 "request_approval", {"summary": "big refactor", "confidence": 0.5, "rationale": "unsure"}
             )
@@ -251,6 +248,7 @@ async def test_the_cli_kills_resumes_and_answers_on_the_brain(tmp_path: Path, ho
         assert (await api.get("/v1/status")).json()["kill"]["engaged"] is False
         body = linked_body(tmp_path, home, 0, url, tokens["body"])
         try:
+            await reach_brain(body)
             asked = await body.call_tool("request_approval", {"summary": "s", "confidence": 0.2, "rationale": "r"})
             decision_id = asked.structured["decision_id"]
         finally:
@@ -270,6 +268,7 @@ async def test_swarm_undo_of_a_decision_reverses_its_files_and_its_task_updates(
         queued = (await api.post("/v1/tasks", json={"title": "ship it", "description": "d"})).json()
         body = linked_body(tmp_path, home, 0, url, tokens["body"])
         try:
+            await reach_brain(body)
             under = {"decision_id": await approved_decision(body, api), "rationale": "the approved plan"}
             wrote = await body.call_tool("write_file", {"path": "f.txt", "content": "changed\n", **under})
             took = await body.call_tool("next_task", under)
@@ -353,6 +352,7 @@ async def test_swarm_undo_touches_nothing_when_the_brain_would_refuse(tmp_path: 
         queued = (await api.post("/v1/tasks", json={"title": "t", "description": "d"})).json()
         body = linked_body(tmp_path, home, 0, url, tokens["body"])
         try:
+            await reach_brain(body)
             under = {"decision_id": await approved_decision(body, api), "rationale": "plan"}
             assert not (await body.call_tool("write_file", {"path": "f.txt", "content": "new\n", **under})).is_error
             assert not (await body.call_tool("next_task", under)).is_error
@@ -393,10 +393,7 @@ async def test_a_body_whose_token_is_revoked_fails_closed_at_once_and_says_why(t
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
-            assert body.link is not None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(body.link.run)
-                await wait_until(lambda: body.brain_state == "connected")
+            async with linked_up(body):
                 assert await write(body, "before.txt") == (False, None)
 
                 db = str(tmp_path / "brain.db")
@@ -418,7 +415,6 @@ async def test_a_body_whose_token_is_revoked_fails_closed_at_once_and_says_why(t
                 assert not read.is_error
                 status = await body.call_tool("status", {"rationale": "why refused?"})
                 assert status.structured["brain"] == "refused" and status.structured["kill_switch"] == "engaged"
-                tg.cancel_scope.cancel()
         finally:
             body.close()
 
@@ -430,8 +426,7 @@ async def test_a_linked_body_renews_the_lease_of_a_task_it_holds(tmp_path: Path,
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"], link_clock=clock)
         try:
             assert body.link is not None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(body.link.run)
+            async with linked_up(body):
                 took = await body.call_tool("next_task", {"rationale": "work"})
                 assert took.structured["task"]["id"] == queued["id"], took.structured
                 claim = body.link.claims[queued["id"]]
@@ -447,7 +442,6 @@ async def test_a_linked_body_renews_the_lease_of_a_task_it_holds(tmp_path: Path,
                 )
                 assert not done.is_error, done.structured
                 assert done.structured["task"]["attempts"] == 1, "never requeued"
-                tg.cancel_scope.cancel()
         finally:
             body.close()
 
@@ -458,7 +452,8 @@ async def test_a_claim_whose_lease_ran_out_is_reported_lost(tmp_path: Path, home
         queued = (await brain.captain.post("/v1/tasks", json={"title": "t"})).json()
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"], link_clock=clock)
         try:
-            assert body.link is not None  # not running: nothing renews (still within the failsafe's grace)
+            assert body.link is not None
+            await reach_brain(body)  # registered once, not running: nothing renews
             took = await body.call_tool("next_task", {"rationale": "work"})
             assert took.structured["task"]["id"] == queued["id"], took.structured
             clock.now += 1.5  # past the lease, for the brain and the body both
@@ -528,14 +523,83 @@ def linked_body_again(tmp_path: Path, home: Path, n: int, url: str, token: str) 
     return Body(settings)
 
 
-async def test_every_call_one_failsafe_refuses_names_when_it_began(tmp_path: Path, home: Path) -> None:
-    body = linked_body(tmp_path, home, 0, f"http://127.0.0.1:{_free_port()}", "swb_unused")
+async def test_a_linked_body_that_never_reached_its_brain_refuses_mutating_calls_until_it_does(
+    tmp_path: Path, home: Path
+) -> None:
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    url = f"http://127.0.0.1:{port}"
+    body = linked_body(tmp_path, home, 0, url, tokens["body"])  # the brain is not up yet
     try:
-        assert body.link is not None
-        body.link.failsafe_s = 0  # (nothing heard since start: the failsafe holds at once)
-        assert [await write(body, name) for name in ("a.txt", "b.txt")] == [(True, "brain_unreachable")] * 2
-        refusals = [e for e in body.audit.tail(5) if e.code == "brain_unreachable"]
-        since = {e.detail["failsafe_since"] for e in refusals}
-        assert len(refusals) == 2 and len(since) == 1 and None not in since
+        assert body.link is not None and body.link.failsafe_s == 10, "well within the failsafe time since start"
+        refused = await body.call_tool("write_file", {"path": "a.txt", "content": "y", "rationale": "too early"})
+        assert refused.is_error and refused.structured["code"] == "brain_unreachable"
+        assert "not been reached" in refused.structured["message"], refused.structured["message"]
+        assert not (tmp_path / "ws0" / "a.txt").exists()
+        assert not (await body.call_tool("read_text_file", {"path": "f.txt", "rationale": "reads work"})).is_error
+        status = await body.call_tool("status", {"rationale": "why refused?"})
+        assert (status.structured["brain"], status.structured["kill_switch"]) == ("unreachable", "engaged")
+
+        shown = await anyio.to_thread.run_sync(lambda: run_swarm(home, "status", "--workspace", str(tmp_path / "ws0")))
+        assert shown.returncode == 0, shown.stderr
+        lines = {
+            label.strip(): value.strip() for label, _, value in (x.partition(":") for x in shown.stdout.splitlines())
+        }
+        assert lines["kill switch"].startswith("ENGAGED (failsafe: the brain has not been reached"), lines
+        assert lines["brain"].startswith(f"unreachable to {url} (never heard from"), lines
+
+        async with brain_on(port, db), linked_up(body):
+            assert await write(body, "a.txt") == (False, None)
+            status = await body.call_tool("status", {"rationale": "now?"})
+            assert (status.structured["brain"], status.structured["kill_switch"]) == ("connected", "released")
     finally:
         body.close()
+
+
+async def test_every_call_one_failsafe_refuses_names_when_it_began(tmp_path: Path, home: Path) -> None:
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    body = linked_body(tmp_path, home, 0, f"http://127.0.0.1:{port}", tokens["body"])
+    try:
+        assert body.link is not None
+        # Before the brain was ever reached: one episode, since the body started.
+        assert [await write(body, name) for name in ("a.txt", "b.txt")] == [(True, "brain_unreachable")] * 2
+        async with brain_on(port, db):
+            await reach_brain(body)
+        body.link.failsafe_s = 0  # (the brain is gone: its silence is past the failsafe at once)
+        # After it was heard: another episode, since it was last heard.
+        assert [await write(body, name) for name in ("c.txt", "d.txt")] == [(True, "brain_unreachable")] * 2
+        refusals = [e for e in body.audit.tail(10) if e.code == "brain_unreachable"]
+        since = [e.detail["failsafe_since"] for e in refusals]
+        assert len(refusals) == 4 and None not in since
+        assert since[0] == since[1] and since[2] == since[3] and since[1] < since[2], since
+    finally:
+        body.close()
+
+
+async def test_a_linked_body_ignores_task_events_and_still_hears_the_next_kill(tmp_path: Path, home: Path) -> None:
+    """`task_available` and `task_cancelled` are for runners: a body's link passes over them (as over any event
+    name it does not know) and keeps its stream, so the brain's next kill still reaches it. Heartbeats are a
+    minute apart here, so a kill or a resume reaches the body through its stream only."""
+    async with brain_with_captain(tmp_path, heartbeat_interval_s=60) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(body.link.run)
+                await brain.captain.post("/v1/kill", json={"reason": "before"})
+                await wait_until(lambda: body.kill_switch.state().engaged)
+                await brain.captain.post("/v1/resume", json={"reason": "the stream is open"})
+                await wait_until(lambda: not body.kill_switch.state().engaged)
+                queued = (await brain.captain.post("/v1/tasks", json={"title": "t"})).json()
+                took = await body.call_tool("next_task", {"rationale": "work"})
+                assert took.structured["task"]["id"] == queued["id"], took.structured
+                cancelled = await brain.captain.post(f"/v1/tasks/{queued['id']}/cancel", json={"reason": "dup"})
+                assert cancelled.status_code == 200, cancelled.text
+                assert await write(body, "after-events.txt") == (False, None)
+                await brain.captain.post("/v1/kill", json={"reason": "stop"})
+                await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
+                assert await write(body, "killed.txt") == (True, "kill_switch_engaged")
+                tg.cancel_scope.cancel()
+        finally:
+            body.close()

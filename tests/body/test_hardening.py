@@ -219,6 +219,7 @@ async def test_a_zero_window_holds_the_threshold_per_action_only(workspace: Path
 
 
 async def test_the_window_forgets_files_changed_longer_ago(body: Body) -> None:
+    from body_mcp._db import Writes
     from body_mcp.approval import ApprovalGate
     from body_mcp.exceptions import ApprovalRequired
     from shared_protocol import Impact
@@ -228,17 +229,22 @@ async def test_the_window_forgets_files_changed_longer_ago(body: Body) -> None:
     gate = ApprovalGate(
         body.local_decisions,
         DEFAULT_THRESHOLDS,
+        body.db,
         approve_irreversible=False,
         cumulative_window_s=600,
         clock=lambda: now[0],
     )
-    session = "ses_1"
-    gate.changed(session, ["a", "b", "c", "d"], approved=False)
+    writes = Writes()
+    gate.changed(writes, ["a", "b", "c", "d"], approved=False)
+    with body.db.write() as conn:
+        writes.run(conn)
     with pytest.raises(ApprovalRequired):
-        await gate.check(None, Impact(files=1), session=session, paths=["e"])
-    now[0] += 601
-    await gate.check(None, Impact(files=1), session=session, paths=["e"])
-    await gate.check(None, Impact(files=1), session="ses_2", paths=["e"])
+        await gate.check(None, Impact(files=1), action_id="act_1", paths=["e"])
+    now[0] += 599
+    with pytest.raises(ApprovalRequired):
+        await gate.check(None, Impact(files=1), action_id="act_2", paths=["e"])
+    now[0] += 2
+    await gate.check(None, Impact(files=1), action_id="act_3", paths=["e"])
 
 
 # -- 7: held runs are capped by count and by bytes ---------------------------------------------

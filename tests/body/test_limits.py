@@ -541,3 +541,57 @@ def test_opening_a_table_held_too_long_by_another_process_refuses_instead_of_han
             LimitsTable(tmp_path / "limits")
     finally:
         os.close(holder)
+
+
+def test_money_alone_is_held_in_the_money_window_and_never_counted_as_a_tool_call(workspace: Path, home: Path) -> None:
+    clock = Clock()
+    config = {"limits": {"usd_per_hour": 1, "max_usd_per_action": 0.7, "calls_per_minute": 1, "breaker_breaches": 10}}
+    body = make_body(workspace, home, config, clock=clock)
+    try:
+        held = body.limits.reserve_spend(0.6)
+        used = {b.name: b.used for b in body.limits.budgets()}
+        assert used["usd_per_hour"] == pytest.approx(0.6) and used["calls_per_minute"] == 0
+        with pytest.raises(RateLimited, match=r"\$0.60 of \$1.00 spent in the last hour; this call needs \$0.50") as e:
+            body.limits.reserve_spend(0.5)
+        assert e.value.rule == "limits.usd_per_hour"
+        with pytest.raises(BlastRadiusExceeded, match=r"\$0.71 \(limit \$0.70\)"):
+            body.limits.reserve_spend(0.71)
+        # The one tool call a minute is still there: money holds took none of it.
+        body.limits.settle(body.limits.reserve(Impact(), mutating=False), Impact(), failed=False)
+        body.limits.settle_spend(held, 0.25)  # cost less than held: the window counts what it cost
+        used = {b.name: b.used for b in body.limits.budgets()}
+        assert used["usd_per_hour"] == pytest.approx(0.25) and used["calls_per_minute"] == 1
+        body.limits.release(body.limits.reserve_spend(0.7))  # given back: counts for nothing
+        assert {b.name: b.used for b in body.limits.budgets()}["usd_per_hour"] == pytest.approx(0.25)
+        assert body.limits.breaker_state() == "closed"
+        clock.now += 3660
+        assert {b.name: b.used for b in body.limits.budgets()}["usd_per_hour"] == 0
+    finally:
+        body.close()
+
+
+def _hold_money_and_die(workspace: str, home: str, now: float) -> None:
+    """A runner that holds money on the workspace's limits and dies without settling."""
+    from body_mcp import Body, BodySettings
+    from shared_protocol.config import SwarmConfig
+
+    body = Body(BodySettings(workspace=Path(workspace), home=Path(home), config=SwarmConfig()), clock=lambda: now)
+    body.limits.reserve_spend(0.4)
+    os._exit(0)
+
+
+def test_money_held_by_a_process_that_died_is_counted_as_spent_but_not_as_a_call(workspace: Path, home: Path) -> None:
+    clock = Clock()
+    make_body(workspace, home).close()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_hold_money_and_die, args=(str(workspace), str(home), clock.now)
+    )
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+    body = make_body(workspace, home, clock=clock)
+    try:
+        used = {b.name: b.used for b in body.limits.budgets()}
+        assert used["usd_per_hour"] == pytest.approx(0.4) and used["calls_per_minute"] == 0
+    finally:
+        body.close()

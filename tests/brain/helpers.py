@@ -19,7 +19,7 @@ from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_path, sqlite_url
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Role
+from shared_protocol.brain import Role, Task
 
 START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 
@@ -212,3 +212,8 @@ async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) 
             yield LiveBrain(url=urls[0], db=db, tokens=tokens, stop=stop)
         finally:
             stop.set()
+
+
+def row_of(task: Task | None) -> Task | None:
+    """`task` without its history (which only grows: a reversal adds to it, never takes from it)."""
+    return None if task is None else task.model_copy(update={"history": []})

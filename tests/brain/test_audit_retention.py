@@ -136,8 +136,23 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
     await old.close()
     conn = sqlite3.connect(path)  # back to the schema before retention (v5): its delete trigger, no marks
     try:
+        v10_columns = [
+            "acceptance",
+            "repo",
+            "claim_mode",
+            "logic_version",
+            "parked_decision_id",
+            "verification",
+            "verified",
+            "evidence",
+            "spend",
+            "shadow_runs",
+        ]
         conn.executescript(
-            "ALTER TABLE bodies DROP COLUMN left_at; DROP INDEX tokens_one_live_per_body; "  # (v9, v8)
+            "DROP INDEX tasks_agent; DROP TABLE task_events; DROP TABLE usage_records; DROP TABLE readiness_reports; "
+            "DROP TABLE readiness_overrides; "
+            + "".join(f"ALTER TABLE tasks DROP COLUMN {column}; " for column in v10_columns)  # (v10)
+            + "ALTER TABLE bodies DROP COLUMN left_at; DROP INDEX tokens_one_live_per_body; "  # (v9, v8)
             "DROP TABLE audit_prune_marks; DROP TRIGGER audit_events_no_delete; "
             "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
             "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END; PRAGMA user_version = 5;"

@@ -294,6 +294,16 @@ async def test_the_brain_takes_its_approval_rules_from_limits_and_policy_as_its_
         serve_settings(config=str(config))
 
 
+def test_the_brain_takes_the_age_a_readiness_report_holds_from_rollout(home: Path, tmp_path: Path) -> None:
+    assert serve_settings(config=None)[0].readiness_max_age_s == 86_400
+    config = tmp_path / "swarm.toml"
+    config.write_text("[rollout]\nreadiness_max_age_s = 600\n")
+    assert serve_settings(config=str(config))[0].readiness_max_age_s == 600
+    config.write_text("[rollout]\nreadiness_max_age_s = 0\n")
+    with pytest.raises(CliConfigError, match="readiness_max_age_s"):
+        serve_settings(config=str(config))
+
+
 def test_body_rebind_gives_the_body_to_the_new_token_revokes_the_old_and_logs_why(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -43,6 +43,11 @@ ROUTES = [
     ("/v1/tasks", "approver", {"title": OVER_64_KB}),
     ("/v1/tasks/claim", "body", {"body_id": "body-a", "agent": OVER_64_KB}),
     ("/v1/tasks/task_x/outcome", "body", {"claim_token": OVER_64_KB, "outcome": "failed"}),
+    ("/v1/tasks/task_x/park", "body", {"claim_token": OVER_64_KB, "decision_id": "d", "reason": "r"}),
+    ("/v1/tasks/task_x/resume", "body", {"claim_token": OVER_64_KB}),
+    ("/v1/tasks/task_x/cancel", "approver", {"reason": OVER_64_KB}),
+    ("/v1/readiness", "captain", {"ready": False, "items": [{"name": OVER_64_KB, "ok": False}]}),
+    ("/v1/readiness/overrides", "captain", {"agent": "w1", "logic_version": "lv-1", "reason": OVER_64_KB}),
     ("/v1/undo/act_x", "captain", {"reason": OVER_64_KB}),
     ("/v1/escalations/dec_x/acknowledge", "approver", {"reason": OVER_64_KB}),
 ]

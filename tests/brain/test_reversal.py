@@ -12,7 +12,7 @@ import pytest
 from brain_server import Brain, SqliteStateEngine
 from brain_server.state import Compensation, LogEntry, sqlite_path
 
-from .helpers import BrainClient, Clock, ok, refused
+from .helpers import BrainClient, Clock, ok, refused, row_of
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,15 @@ async def test_undoing_a_decision_reverses_its_outcome_then_its_claim(api: Brain
         ("task_outcome", task_id, "act_done"),
         ("task_claim", task_id, "act_claim"),
     ]
-    assert await brain.state.task(task_id) == queued, "the task is exactly as it was before the decision"
+    back = await brain.state.task(task_id)
+    assert row_of(back) == row_of(queued), "the task is exactly as it was before the decision"
+    assert back is not None and [e.kind for e in back.history] == [
+        "created",
+        "claimed",
+        "outcome",
+        "reversed",
+        "reversed",
+    ]
     records = await brain.state.compensations("dec_1")
     assert [r.action_id for r in records] == ["act_claim", "act_done"]
     assert all(r.reversed_at == brain.now() and r.reversed_by == "approver-1" for r in records)
@@ -176,16 +184,16 @@ async def test_undoing_a_reversal_redoes_it_and_undoing_that_reverses_again(api:
     dry = ok(await api.post("/v1/undo/dec_1", {"reason": "look", "dry_run": True}, as_="approver"))
     assert dry["undo_id"] is None
     first = ok(await api.post("/v1/undo/dec_1", {"reason": "wrong turn", "as_action": "act_undo"}, as_="approver"))
-    assert first["undo_id"] == "act_undo" and await brain.state.task(task_id) == queued
+    assert first["undo_id"] == "act_undo" and row_of(await brain.state.task(task_id)) == row_of(queued)
 
     redo = ok(await undo(api, "act_undo"))  # the reversal's own records: the task as the decision left it
     assert [(r["kind"], r["action_id"]) for r in redo["reversed"]] == [("reversal", "act_undo")] * 2
-    assert await brain.state.task(task_id) == done
+    assert row_of(await brain.state.task(task_id)) == row_of(done)
     assert redo["undo_id"].startswith("rev_")
     refused(await undo(api, "act_undo"), 404, "nothing_to_reverse")
 
     ok(await undo(api, redo["undo_id"]))
-    assert await brain.state.task(task_id) == queued
+    assert row_of(await brain.state.task(task_id)) == row_of(queued)
     # Each put-back was kept as the row it overwrote and the row it wrote: outcome undone first, then the claim.
     records = await brain.state.compensations("act_undo")
     (claimed,), (finished,) = await brain.state.compensations("act_claim"), await brain.state.compensations("act_done")

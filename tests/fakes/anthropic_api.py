@@ -26,6 +26,7 @@ from .llm import (
     Held,
     Overflow,
     Served,
+    Slow,
     Turn,
     canonical,
     count_tokens,
@@ -108,9 +109,14 @@ class FakeAnthropic(FakeLLMServer):
         if isinstance(reply, Garbage):
             self.bill.served.append(served)
             return Answer(status=200, body=reply.body, content_type=reply.content_type)
-        return self._message(request, reply, served)
+        if isinstance(reply, Slow):
+            return Held(served=served, answer=self._message(request, reply.turn, served), generate_s=reply.seconds)
+        answer = self._message(request, reply, served)
+        self.bill.served.append(served)
+        return answer
 
     def _message(self, request: dict[str, Any], turn: Turn, served: Served) -> Answer:
+        """The answer to send; sets `served.output_tokens` (the caller bills it)."""
         content: list[dict[str, Any]] = [{"type": "text", "text": turn.content}] if turn.content else []
         content += [_tool_use(call) for call in turn.tool_calls]
         output = sum(count_tokens(canonical(block)) for block in content) or 1  # (never 0, as the API says)
@@ -118,7 +124,6 @@ class FakeAnthropic(FakeLLMServer):
         if output > request["max_tokens"]:
             output, stop = request["max_tokens"], "max_tokens"
         served.output_tokens = output
-        self.bill.served.append(served)
         uncached = served.input_tokens - served.cache_read_tokens - served.cache_write_tokens
         usage = turn.usage or {
             "input_tokens": uncached,

@@ -78,6 +78,16 @@ class Hang:
 
 
 @dataclass(kw_only=True)
+class Slow:
+    """Answer `turn`, but only after `seconds` of generating it. A client that goes away first (a timeout, a
+    cancellation) is billed, as by a real provider, its input and the output generated so far: the turn's output
+    tokens × the fraction of `seconds` that passed."""
+
+    turn: Turn = field(default_factory=Turn)
+    seconds: float
+
+
+@dataclass(kw_only=True)
 class Garbage:
     """A 200 whose body is this (not the response shape)."""
 
@@ -85,7 +95,7 @@ class Garbage:
     content_type: str = "text/html"
 
 
-Reply = Turn | Fail | Overflow | Hang | Garbage
+Reply = Turn | Fail | Overflow | Hang | Slow | Garbage
 
 
 @dataclass(kw_only=True)
@@ -188,9 +198,12 @@ def json_answer(status: int, payload: Any, headers: dict[str, str] | None = None
 
 @dataclass(kw_only=True)
 class Held:
-    """A request the fake holds without answering (`Hang`); `served` is billed when the client goes away."""
+    """A request the fake holds without answering (`Hang`); `served` is billed when the client goes away. With an
+    `answer` (`Slow`), that is sent after `generate_s` unless the client went away first."""
 
     served: Served
+    answer: Answer | None = None
+    generate_s: float = 0.0
 
 
 class FakeLLMServer:
@@ -269,9 +282,19 @@ class FakeLLMServer:
         await self._send(send, result)
 
     async def _hold(self, held: Held, receive: Receive, send: Send) -> None:
-        gone = False
+        gone = generated = False
+        started = anyio.current_time()
         self.hanging.set()
         async with anyio.create_task_group() as group:
+
+            async def until_generated() -> None:
+                nonlocal generated
+                await anyio.sleep(held.generate_s)
+                generated = True
+                group.cancel_scope.cancel()
+
+            if held.answer is not None:
+                group.start_soon(until_generated)
 
             async def until_disconnect() -> None:
                 nonlocal gone
@@ -286,7 +309,16 @@ class FakeLLMServer:
 
             group.start_soon(until_disconnect)
             group.start_soon(until_closed)
-        self.bill.served.append(held.served)
+        served = held.served
+        if generated and held.answer is not None:
+            self.bill.served.append(served)
+            await self._send(send, held.answer)
+            return
+        if held.answer is not None:  # gone halfway through generating: the output so far is billed
+            fraction = min((anyio.current_time() - started) / held.generate_s, 1.0) if held.generate_s else 1.0
+            served.output_tokens = math.floor(served.output_tokens * fraction)
+            served.status, served.completed = 0, False
+        self.bill.served.append(served)
         if gone:
             self.disconnected.set()
         else:

@@ -26,6 +26,7 @@ from .llm import (
     Held,
     Overflow,
     Served,
+    Slow,
     Turn,
     canonical,
     count_tokens,
@@ -102,9 +103,14 @@ class FakeOpenAI(FakeLLMServer):
         if isinstance(reply, Garbage):
             self.bill.served.append(Served(status=200, completed=True, input_tokens=prompt, cache_read_tokens=cached))
             return Answer(status=200, body=reply.body, content_type=reply.content_type)
-        return self._completion(request, reply, prompt=prompt, cached=cached)
+        if isinstance(reply, Slow):
+            answer, served = self._completion(request, reply.turn, prompt=prompt, cached=cached)
+            return Held(served=served, answer=answer, generate_s=reply.seconds)
+        answer, served = self._completion(request, reply, prompt=prompt, cached=cached)
+        self.bill.served.append(served)
+        return answer
 
-    def _completion(self, request: dict[str, Any], turn: Turn, *, prompt: int, cached: int) -> Answer:
+    def _completion(self, request: dict[str, Any], turn: Turn, *, prompt: int, cached: int) -> tuple[Answer, Served]:
         calls = [_wire_call(call) for call in turn.tool_calls]
         output = count_tokens(turn.content) + sum(count_tokens(canonical(call)) for call in calls)
         if turn.refusal:
@@ -113,9 +119,7 @@ class FakeOpenAI(FakeLLMServer):
         finish = turn.stop or ("tool_calls" if calls else "stop")
         if limit and output > limit:
             output, finish = limit, "length"
-        self.bill.served.append(
-            Served(status=200, completed=True, input_tokens=prompt, cache_read_tokens=cached, output_tokens=output)
-        )
+        served = Served(status=200, completed=True, input_tokens=prompt, cache_read_tokens=cached, output_tokens=output)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": turn.content if (turn.content or not calls) and not turn.refusal else None,
@@ -147,7 +151,7 @@ class FakeOpenAI(FakeLLMServer):
         }
         if turn.report_usage:
             completion["usage"] = usage
-        return json_answer(200, completion)
+        return json_answer(200, completion), served
 
 
 def _wire_call(call: FakeCall) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from agent_runner import (
     ProviderUnavailable,
     RateLimited,
     RetryPolicy,
+    RunnerUserError,
     TokenUsage,
     UsageRecord,
     UserMessage,
@@ -27,7 +28,7 @@ from agent_runner import (
 )
 from agent_runner.pricing import ModelPricing
 from shared_protocol.secrets import Secret
-from tests.fakes.llm import Fail, FakeLLMServer, Hang, Rates, Turn
+from tests.fakes.llm import Bill, Fail, FakeLLMServer, Hang, Rates, Served, Slow, Turn
 from tests.fakes.openai_api import API_KEY as OPENAI_KEY
 from tests.fakes.openai_api import FakeOpenAI
 
@@ -298,3 +299,40 @@ async def test_the_sink_gets_every_attempt_and_the_totals_add_up(
         finally:
             await provider.aclose()
     assert [r.outcome for r in sink.records[-4:]] == ["rejected"] * 4
+
+
+@pytest.mark.parametrize("budget", [0.0, -1.0, float("nan")])
+def test_a_wallet_without_a_positive_task_budget_is_refused_naming_it(budget: float) -> None:
+    with pytest.raises(RunnerUserError, match="max_usd_per_task must be more than 0"):
+        make_wallet(MemoryLedger(), Sink(), max_usd_per_task=budget)
+
+
+async def test_a_slow_answer_is_billed_whole_and_one_abandoned_halfway_for_the_output_generated_so_far(
+    openai_fake: tuple[FakeOpenAI, str], sleeps: Sleeps
+) -> None:
+    fake, url = openai_fake
+    essay = "word " * 400  # 500 output tokens by the fake's count
+    fake.script(Slow(turn=Turn(content=essay), seconds=0.05), Slow(turn=Turn(content=essay), seconds=1.0))
+    ledger, sink = MemoryLedger(), Sink()
+    task = make_wallet(ledger, sink).task("t-9")
+    provider = openai_on(url, sleeps, timeout_s=0.5, retry=RetryPolicy(max_attempts=1))
+    try:
+        turn = await task.complete(provider, ask(max_output_tokens=1000))
+        assert turn.content == essay
+        with pytest.raises(ProviderUnavailable):
+            await task.complete(provider, ask(max_output_tokens=1000))
+        with anyio.fail_after(5):
+            await fake.disconnected.wait()
+    finally:
+        await provider.aclose()
+
+    whole, abandoned = fake.bill.served
+    assert whole.completed and whole.output_tokens == 500
+    assert not abandoned.completed and 200 <= abandoned.output_tokens <= 300  # about half of it, at 0.5 s of 1 s
+    assert sink.records[0].usd == served_usd(fake) - _usd(abandoned)
+    assert sink.records[1].outcome == "aborted" and sink.records[1].usd > _usd(abandoned)
+
+
+def _usd(entry: Served) -> Decimal:
+    bill = Bill(served=[entry])
+    return bill.usd(RATES)

@@ -22,6 +22,7 @@ from brain_server.wake import interactions
 from brain_server.wake.intake import MAX_BODY_BYTES, RefusalLog
 from brain_server.wake.interactions import DiscordAccess
 from brain_server.wake.setup import WakeSetup
+from tests.body.helpers import linked_up
 from tests.body.test_brain_link import linked_body, wait_until, write
 from tests.brain.helpers import LiveBrain, decision_request, live_brain, ok
 from tests.fakes.discord import APP_ID, FakeDiscord
@@ -239,16 +240,11 @@ async def test_a_signed_kill_autonomous_stops_every_connected_body(
     tokens = [await live.add_token(f"body-{n}") for n in range(3)]  # a body token speaks for one body
     bodies = [linked_body(tmp_path, home, n, live.url, tokens[n]) for n in range(3)]
     try:
-        async with anyio.create_task_group() as group:
-            for body in bodies:
-                assert body.link is not None
-                group.start_soon(body.link.run)
-            await wait_until(lambda: all(b.brain_state == "connected" for b in bodies))
+        async with linked_up(*bodies):
             assert [await write(b, "before.txt") for b in bodies] == [(False, None)] * 3
             ok(await discord.send(discord.command("kill-autonomous", CAPTAIN, reason="stop")))
             await wait_until(lambda: all(b.kill_switch.state().engaged for b in bodies), timeout=5)
             assert [await write(b, "after.txt") for b in bodies] == [(True, "kill_switch_engaged")] * 3
-            group.cancel_scope.cancel()
     finally:
         for body in bodies:
             body.close()

@@ -106,3 +106,8 @@ def answer_token(n: int, *, expires_at: datetime = LATER) -> AnswerToken:
         created_at=NOW,
         expires_at=expires_at,
     )
+
+
+def row_of(task: Task | None) -> Task | None:
+    """`task` without its history (which only grows: a reversal adds to it, never takes from it)."""
+    return None if task is None else task.model_copy(update={"history": []})

@@ -10,7 +10,7 @@ import pytest
 from brain_server import InvalidRequest
 from brain_server.state import CompensationDraft, StateEngine
 
-from .records import LATER, NOW, entry, grant, task
+from .records import LATER, NOW, entry, grant, row_of, task
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +53,8 @@ async def test_reversing_a_decision_puts_its_rows_back_newest_first_and_marks_an
     assert done.conflicts == [] and [c.action_id for c in done.reversed] == ["act_done", "act_claim"]
     assert all(c.reversed_at == LATER and c.reversed_by == "test" for c in done.reversed)
     back = await engine.task("task_1")
-    assert back == task(1), "queued again, as before the claim"
+    assert row_of(back) == task(1), "queued again, as before the claim"
+    assert back is not None and [e.kind for e in back.history][-2:] == ["reversed", "reversed"], "history only grows"
     assert [c.reversed_at for c in await engine.compensations("dec_1")] == [LATER, LATER]
     assert [e.reason for e in await engine.log_entries() if e.action == "reverse"] == ["act_done", "act_claim"]
     again = await engine.reverse("dec_1", force=False, at=LATER, log=lambda c: entry("reverse"))
@@ -87,7 +88,7 @@ async def test_a_task_changed_by_someone_else_is_a_conflict_and_nothing_changes_
 
     forced = await engine.reverse("act_claim", force=True, at=LATER, log=lambda c: entry("reverse"))
     assert len(forced.reversed) == 1 and forced.conflicts == refused.conflicts
-    assert await engine.task("task_1") == task(1)
+    assert row_of(await engine.task("task_1")) == task(1)
 
 
 async def test_a_dry_run_returns_what_would_be_reversed_and_changes_nothing(engine: StateEngine) -> None:
@@ -106,7 +107,7 @@ async def test_a_reversal_kept_under_its_own_id_is_redone_by_reversing_that_id(e
     kept = await engine.compensations("act_undo")
     assert [c.kind for c in kept] == ["reversal", "reversal"] and kept[0].body_id == "body-a"
     redo = await engine.reverse("act_undo", force=False, at=LATER, log=lambda c: entry("reverse"))
-    assert redo.conflicts == [] and await engine.task("task_1") == finished
+    assert redo.conflicts == [] and row_of(await engine.task("task_1")) == row_of(finished)
 
 
 async def test_a_reversal_is_never_kept_under_an_id_that_names_updates_already(engine: StateEngine) -> None:

@@ -1,0 +1,486 @@
+"""The readiness checklist: Phase 0 against this machine and its brain, one function per item.
+
+Each `check_*` returns a `ReadinessItem` (name, ok, detail, fix); `report(items)` makes the
+`ReadinessRequest` (what `POST /v1/readiness` takes). The items and what makes each hold:
+
+    kill_drill           the last kill drill (`swarm readiness --drill`) refused a write within 5 s, recently
+    audit_chains         every body's audit chain on this machine verifies (`swarm audit verify`)
+    snapshots            every workspace has a snapshot under an hour old
+    restore_drill        every workspace's last restore drill passed in under 5 minutes, recently
+    limits               [limits], [policy], [audit], [snapshots] no looser than the specification's defaults
+    sandbox              the configured sandbox backend can isolate a command here
+    escalation           a wake-up channel is configured (`swarm doctor`'s checks) and a test page went out
+    consensus            [consensus] is configured (fails until issue #19 adds voting)
+    shadow_period:NAME   agent NAME's logic version shadowed `[rollout] min_shadow_tasks` tasks over
+                         `[rollout] shadow_days` since its first shadow task (from the brain's tasks)
+
+"Recently" is within `DRILL_MAX_AGE_S` (7 days). Checks read state; none changes it,
+except that opening a workspace's trail finishes what a killed restore left (as every command does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from body_mcp import Admin, SwarmError
+from body_mcp.snapshots import SnapshotError, SnapshotSettings, Snapshotter
+from body_mcp.state import StatePaths, all_workspace_states
+from shared_protocol.brain import ReadinessItem, ReadinessRequest
+from shared_protocol.config import AgentConfig, ModelConfig, SwarmConfig
+from shared_protocol.secrets import SecretResolver
+
+from ._drill_records import DrillRecord, DrillRecords
+
+KILL_DRILL_MAX_S = 5.0
+"""The specification: a kill takes effect end to end in under 5 s."""
+RESTORE_MAX_S = 300.0
+"""The specification: a restore takes under 5 minutes."""
+SNAPSHOT_MAX_AGE_S = 3600.0
+"""The specification: snapshots hourly."""
+DRILL_MAX_AGE_S = 7 * 86400.0
+"""A kill or restore drill, or a test page, older than this no longer counts: run `swarm readiness --drill` weekly."""
+
+OVERRIDE_HINT = "or a human captain runs `swarm readiness override --agent NAME --reason TEXT`"
+
+
+def _item(name: str, ok: bool, detail: str, fix: str = "") -> ReadinessItem:
+    return ReadinessItem(name=name, ok=ok, detail=detail, fix="" if ok else fix)
+
+
+def report(items: Sequence[ReadinessItem], *, drill_at: datetime | None) -> ReadinessRequest:
+    return ReadinessRequest(ready=all(item.ok for item in items), items=list(items), drill_at=drill_at)
+
+
+def _age(then: datetime, now: datetime) -> str:
+    seconds = max((now - then).total_seconds(), 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+# -- the bodies' state on this machine ---------------------------------------------------------
+
+
+@dataclass(kw_only=True, frozen=True)
+class WorkspaceState:
+    workspace: Path
+    paths: StatePaths
+
+
+OpenAdmin = Callable[[Path], AbstractContextManager[Admin]]
+"""Opens a workspace's trail for the human running the command (`_context.open_admin`)."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class LocalStates:
+    """The bodies' state directories readiness looks at, and the ones it could not."""
+
+    found: list[WorkspaceState]
+    problems: list[str]
+    """State that cannot be checked: an unreadable identity, agent state this build cannot open."""
+    skipped: int = 0
+    """Workspace states whose workspace directory is gone (nothing left to snapshot or serve)."""
+
+
+def _present(workspace: Path | None) -> Path | None:
+    """The workspace if its directory is there (issue 17 B makes a state's workspace optional)."""
+    return workspace if workspace is not None and workspace.is_dir() else None
+
+
+def local_states(home: Path) -> LocalStates:
+    found, unreadable = all_workspace_states(home)
+    live: list[WorkspaceState] = []
+    agents = 0
+    for paths in found:
+        if getattr(paths, "agent", None) is not None:  # issue 17 B's per-agent state
+            agents += 1
+            continue
+        if (workspace := _present(paths.workspace)) is not None:
+            live.append(WorkspaceState(workspace=workspace, paths=paths))
+    problems = [f"{ident.parent}: its {ident.name} is unreadable or damaged" for ident in unreadable]
+    root = home / "agents"
+    if agents or (root.is_dir() and any(root.iterdir())):
+        # LEAD: once issue 17 B is merged, open these with BodySettings(agent_profile=...) and verify them too.
+        problems.append(f"{root}: agents' state is not checked by this build yet")
+    return LocalStates(found=live, problems=problems, skipped=len(found) - agents - len(live))
+
+
+def _none_found(name: str, states: LocalStates) -> ReadinessItem | None:
+    if states.found or states.problems:
+        return None
+    return _item(
+        name,
+        False,
+        "no body has state on this machine: nothing to check",
+        "run `swarm readiness` where the agents' bodies run (the same SWARM_HOME)",
+    )
+
+
+def check_audit_chains(states: LocalStates, open_admin: OpenAdmin) -> ReadinessItem:
+    if (empty := _none_found("audit_chains", states)) is not None:
+        return empty
+    failed = list(states.problems)
+    for state in states.found:
+        try:
+            with open_admin(state.workspace) as admin:
+                verified = admin.verify()
+        except (SwarmError, OSError) as exc:
+            failed.append(f"{state.workspace}: {_describe(exc)}")
+            continue
+        if not verified.ok:
+            failed.append(f"{state.workspace}: {verified.summary()}")
+    if failed:
+        return _item(
+            "audit_chains",
+            False,
+            f"{len(failed)} of {len(states.found) + len(states.problems)} trails do not verify: {'; '.join(failed)}",
+            "see `swarm audit verify --workspace DIR`; a broken chain is set aside with `swarm audit reset --reason`",
+        )
+    return _item("audit_chains", True, f"{len(states.found)} audit chain(s) verified")
+
+
+def _describe(exc: BaseException) -> str:
+    from ._errors import describe
+
+    return describe(exc)
+
+
+def _newest_snapshot(paths: StatePaths) -> datetime | None:
+    infos = Snapshotter(SnapshotSettings.for_workspace(paths)).list_snapshots()
+    intact = [info.created_at for info in infos if info.damaged is None]
+    return max(intact) if intact else None
+
+
+def check_snapshots(states: LocalStates, *, now: datetime) -> ReadinessItem:
+    if (empty := _none_found("snapshots", states)) is not None:
+        return empty
+    stale: list[str] = []
+    for state in states.found:
+        try:
+            newest = _newest_snapshot(state.paths)
+        except (SnapshotError, OSError) as exc:
+            stale.append(f"{state.workspace}: {_describe(exc)}")
+            continue
+        if newest is None:
+            stale.append(f"{state.workspace}: no snapshot")
+        elif (now - newest).total_seconds() >= SNAPSHOT_MAX_AGE_S:
+            stale.append(f"{state.workspace}: newest is {_age(newest, now)} old")
+    if stale:
+        return _item(
+            "snapshots",
+            False,
+            f"{len(stale)} workspace(s) without a snapshot under an hour old: {'; '.join(stale)}",
+            "a serving body snapshots hourly ([snapshots] interval_s); or `swarm snapshot create --workspace DIR`",
+        )
+    return _item("snapshots", True, f"{len(states.found)} workspace(s) have a snapshot under an hour old")
+
+
+def _drill_problem(record: DrillRecord | None, *, limit_s: float, now: datetime, max_age_s: float) -> str | None:
+    if record is None:
+        return "never drilled"
+    if not record.ok:
+        return f"failed {_age(record.at, now)} ago: {record.detail}"
+    if record.seconds is not None and record.seconds >= limit_s:
+        return f"took {record.seconds:.2f} s (must be under {limit_s:g} s), {_age(record.at, now)} ago"
+    if (now - record.at).total_seconds() > max_age_s:
+        return f"last passed {_age(record.at, now)} ago (older than {_age(now - timedelta(seconds=max_age_s), now)})"
+    return None
+
+
+def check_kill_drill(records: DrillRecords, *, now: datetime, max_age_s: float) -> ReadinessItem:
+    record = records.kill
+    problem = _drill_problem(record, limit_s=KILL_DRILL_MAX_S, now=now, max_age_s=max_age_s)
+    if problem is not None or record is None:
+        return _item(
+            "kill_drill",
+            False,
+            f"kill drill: {problem}",
+            "run `swarm readiness --drill` (a throwaway brain and drill body; production agents are not stopped)",
+        )
+    return _item(
+        "kill_drill", True, f"a write was refused {record.seconds:.3f} s after the kill, {_age(record.at, now)} ago"
+    )
+
+
+def check_restore_drill(
+    states: LocalStates, records: DrillRecords, *, now: datetime, max_age_s: float
+) -> ReadinessItem:
+    if (empty := _none_found("restore_drill", states)) is not None:
+        return empty
+    failed: list[str] = []
+    slowest = 0.0
+    for state in states.found:
+        record = records.restore.get(str(state.workspace))
+        problem = _drill_problem(record, limit_s=RESTORE_MAX_S, now=now, max_age_s=max_age_s)
+        if problem is not None:
+            failed.append(f"{state.workspace}: {problem}")
+        elif record is not None and record.seconds is not None:
+            slowest = max(slowest, record.seconds)
+    if failed:
+        return _item(
+            "restore_drill",
+            False,
+            f"{len(failed)} workspace(s) without a passing restore drill: {'; '.join(failed)}",
+            "run `swarm readiness --drill` (or `swarm snapshot drill --workspace DIR`; it needs a snapshot)",
+        )
+    return _item("restore_drill", True, f"{len(states.found)} restore drill(s) passed, the slowest in {slowest:.2f} s")
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+Bound = Literal["at_most", "at_least"]
+
+SPEC_LIMITS: tuple[tuple[str, float, Bound], ...] = (
+    ("limits.max_files_per_action", 10, "at_most"),
+    ("limits.max_api_calls_per_action", 1000, "at_most"),
+    ("limits.max_usd_per_action", 100, "at_most"),
+    ("limits.calls_per_minute", 100, "at_most"),
+    ("limits.usd_per_hour", 10, "at_most"),
+    ("limits.file_mods_per_hour", 50, "at_most"),
+    ("policy.approval_min_files", 5, "at_most"),
+    ("policy.approval_min_usd", 50, "at_most"),
+    ("policy.human_above_usd", 50, "at_most"),
+    ("policy.human_below_confidence", 0.70, "at_least"),
+    ("policy.decision_deadline_s", 3600, "at_most"),
+    ("brain.decision_deadline_s", 3600, "at_most"),
+    ("audit.retention_days", 90, "at_least"),
+    ("brain.audit_retention_days", 90, "at_least"),
+    ("snapshots.interval_s", 3600, "at_most"),
+)
+"""The specification's defaults ("Defaults from the specification" in the product brief) and which way is
+tighter. Configurable, never looser: a limit of 0 allows nothing, which is tighter still."""
+
+
+def _setting(config: SwarmConfig, key: str) -> float:
+    section, name = key.split(".")
+    value: object = getattr(getattr(config, section), name)
+    assert isinstance(value, int | float)
+    return float(value)
+
+
+def check_limits(config: SwarmConfig) -> ReadinessItem:
+    looser: list[str] = []
+    for key, spec, bound in SPEC_LIMITS:
+        value = _setting(config, key)
+        if key == "snapshots.interval_s" and value == 0:
+            looser.append(f"{key} = 0 (never; the specification: hourly)")
+        elif (value > spec) if bound == "at_most" else (value < spec):
+            word = "at most" if bound == "at_most" else "at least"
+            looser.append(f"{key} = {value:g} (the specification: {word} {spec:g})")
+    if looser:
+        return _item(
+            "limits",
+            False,
+            f"{len(looser)} setting(s) looser than the specification: {'; '.join(looser)}",
+            "set them in swarm.toml to the specification's value or tighter (`swarm init --force` writes the defaults)",
+        )
+    return _item("limits", True, f"{len(SPEC_LIMITS)} settings within the specification")
+
+
+def check_sandbox(config: SwarmConfig) -> ReadinessItem:
+    """`swarm doctor`'s sandbox check, for the backend swarm.toml chooses: a probe command runs through it."""
+    from sandbox import NoIsolationAvailable, select_sandbox
+
+    try:
+        backend = select_sandbox(config.sandbox.backend)
+    except NoIsolationAvailable as exc:
+        return _item(
+            "sandbox",
+            False,
+            f"no sandbox can isolate commands here, so run_command refuses them: {exc}",
+            "install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces",
+        )
+    return _item("sandbox", True, f"commands run in {backend.name}")
+
+
+async def check_escalation(
+    config: SwarmConfig,
+    secrets: SecretResolver,
+    http: httpx.AsyncClient,
+    records: DrillRecords,
+    *,
+    now: datetime,
+    max_age_s: float,
+) -> ReadinessItem:
+    """Configured: `swarm doctor`'s wake-up checks pass and at least one channel is filled in. Tested: the test page
+    of `swarm readiness --drill` reached the first level of the ladder, recently."""
+    from brain_server.wake.doctor import check_wake
+    from brain_server.wake.registry import CHANNELS
+
+    fix_config = (
+        "configure a channel ([discord], [twilio], [ntfy] or [email]) and [escalation] levels; see `swarm doctor`"
+    )
+    if not any(factory.filled_in(config) for factory in CHANNELS.factories.values()):
+        return _item("escalation", False, "no wake-up channel is configured: nobody would be paged", fix_config)
+    problems = [f"{f.subject}: {f.message}" for f in await check_wake(config, secrets, http) if not f.ok]
+    if problems:
+        return _item("escalation", False, f"wake-up is not ready: {'; '.join(problems)}", fix_config)
+    problem = _drill_problem(records.escalation, limit_s=float("inf"), now=now, max_age_s=max_age_s)
+    if problem is not None or records.escalation is None:
+        return _item(
+            "escalation",
+            False,
+            f"configured, but the test page: {problem}",
+            "run `swarm readiness --drill` (it sends one test page to the ladder's first level)",
+        )
+    return _item(
+        "escalation",
+        True,
+        f"configured; a test page went out {_age(records.escalation.at, now)} ago ({records.escalation.detail})",
+    )
+
+
+def check_consensus(config: SwarmConfig) -> ReadinessItem:
+    del config  # [consensus] does not exist yet: nothing in the config can make this item hold
+    return _item(
+        "consensus",
+        False,
+        "consensus is not configured: [consensus] (panel, quorum, deadline_s) and voting arrive with issue #19",
+        f"wait for issue #19, {OVERRIDE_HINT}",
+    )
+
+
+# -- the shadow period --------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True, frozen=True)
+class ShadowFact:
+    """One shadow run the brain recorded: which agent and logic version worked which task, when."""
+
+    task_id: str
+    agent: str
+    logic_version: str
+    at: datetime
+
+
+def logic_version(agent: AgentConfig, model: ModelConfig) -> str:
+    """The agent's logic version: `shared_protocol.agents.logic_version` (issue 17 B) where it exists.
+
+    LEAD: once issue 17 B is merged, import it directly and delete `_placeholder_logic_version`; until then this
+    stand-in hashes the same fields the same way as B's (h-body17) does.
+    """
+    try:
+        agents = importlib.import_module("shared_protocol.agents")
+    except ModuleNotFoundError:
+        return _placeholder_logic_version(agent, model)
+    return str(agents.logic_version(agent, model))
+
+
+def _placeholder_logic_version(agent: AgentConfig, model: ModelConfig) -> str:
+    fields = {
+        "provider": model.provider,
+        "model": model.model,
+        "base_url": model.base_url,
+        "prompt": agent.prompt,
+        "tools": sorted(agent.tools),
+        "role": agent.role,
+        "max_steps": agent.max_steps,
+        "max_usd_per_task": agent.max_usd_per_task,
+        "max_output_tokens": model.max_output_tokens,
+    }
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"lv-{digest[:16]}"
+
+
+class _ShadowRunView(BaseModel):
+    """What readiness reads of a `ShadowRun` (issue 17 A's `Task.shadow_runs`); other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    at: datetime
+    agent: str
+    logic_version: str | None = None
+
+
+class _TaskView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    shadow_runs: list[_ShadowRunView] = Field(default_factory=list[_ShadowRunView])
+
+
+class _TaskListView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    tasks: list[_TaskView]
+
+
+_TASKS = TypeAdapter(list[_TaskView] | _TaskListView)
+
+
+async def shadow_runs(http: httpx.AsyncClient, url: str, token: str) -> list[ShadowFact] | str:
+    """Every shadow run on the brain (`GET /v1/tasks`), or why they could not be read (the shadow items then fail).
+
+    Read with views of only the fields it needs, so a brain that adds fields to its tasks does not break it.
+    """
+    try:
+        response = await http.get(f"{url.rstrip('/')}/v1/tasks", headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        return f"the brain is unreachable ({type(exc).__name__}): its shadow runs could not be read"
+    if response.status_code != 200:
+        return f"the brain answered GET /v1/tasks with {response.status_code}: its shadow runs could not be read"
+    try:
+        parsed = _TASKS.validate_json(response.content)
+    except ValidationError:
+        return "the brain's GET /v1/tasks answer is not a list of tasks: its shadow runs could not be read"
+    tasks = parsed.tasks if isinstance(parsed, _TaskListView) else parsed
+    return [
+        ShadowFact(task_id=task.id, agent=run.agent, logic_version=run.logic_version or "", at=run.at)
+        for task in tasks
+        for run in task.shadow_runs
+    ]
+
+
+def check_shadow_periods(
+    config: SwarmConfig, runs: Sequence[ShadowFact] | str, *, now: datetime
+) -> list[ReadinessItem]:
+    """One item per configured agent. `runs` is every shadow run the brain holds, or why they could not be read."""
+    rollout = config.rollout
+    if not config.agents:
+        return [
+            _item(
+                "shadow_period",
+                False,
+                "no agent is configured ([[agents]]): no logic version has shadowed anything",
+                "configure [[agents]] and run them in shadow (`swarm agent run --agent NAME --shadow`)",
+            )
+        ]
+    items: list[ReadinessItem] = []
+    for agent in config.agents:
+        name = f"shadow_period:{agent.name}"
+        version = logic_version(agent, config.models[agent.model])
+        if isinstance(runs, str):
+            items.append(_item(name, False, f"{version}: {runs}", "pass --brain URL (or SWARM_BRAIN_URL) and a token"))
+            continue
+        mine = [run for run in runs if run.agent == agent.name and run.logic_version == version]
+        tasks = len({run.task_id for run in mine})
+        first = min((run.at for run in mine), default=None)
+        days = 0.0 if first is None else (now - first).total_seconds() / 86400
+        needs = f"needs {rollout.min_shadow_tasks} tasks over {rollout.shadow_days:g} days"
+        if tasks >= rollout.min_shadow_tasks and days >= rollout.shadow_days:
+            items.append(_item(name, True, f"{version}: {tasks} shadow tasks over {days:.1f} days ({needs})"))
+            continue
+        since = "none yet" if first is None else f"the first {days:.1f} days ago"
+        items.append(
+            _item(
+                name,
+                False,
+                f"{version}: {tasks} shadow tasks, {since}; {needs}",
+                f"let agent {agent.name} work in shadow (`swarm agent run --agent {agent.name} --shadow`), "
+                f"{OVERRIDE_HINT}",
+            )
+        )
+    return items

@@ -1,0 +1,230 @@
+"""`swarm task add|list|show|cancel`: the brain's task queue, for the humans who fill it (approver or captain token).
+
+Like `swarm approve`, they act on the brain `--brain URL` (or `$SWARM_BRAIN_URL`) names, with `--token` (or
+`$SWARM_TOKEN`). A task's `--repo` is a directory on the agents' host: the brain cannot see it, so it is checked
+here, where the command runs (on that host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, get_args
+
+import anyio
+from pydantic import ValidationError
+
+from body_mcp import UserError
+from body_mcp.brain_client import BrainClient
+from body_mcp.explain import printable
+from shared_protocol.brain import Task, TaskRequest, TaskState
+
+from . import _context
+
+T = TypeVar("T")
+
+
+class _Subparsers(Protocol):
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def _out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def _on_brain(args: argparse.Namespace, call: Callable[[BrainClient], Awaitable[T]]) -> T:
+    url = _context.brain_url(args.brain)
+    if url is None:
+        raise UserError("swarm task works on a brain: pass --brain URL or set SWARM_BRAIN_URL")
+    client = BrainClient(url, _context.token(args.token))
+
+    async def run() -> T:
+        try:
+            return await call(client)
+        finally:
+            await client.aclose()
+
+    return anyio.run(run)
+
+
+def _repo(raw: str) -> str:
+    """`--repo` as an absolute directory that exists here, or a `UserError` saying what is wrong with it."""
+    path = Path(raw).expanduser()
+    try:
+        resolved = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise UserError(f"--repo {raw}: no such directory") from None
+    except OSError as exc:
+        raise UserError(f"--repo {raw}: {exc.strerror or exc}") from None
+    if not resolved.is_dir():
+        raise UserError(f"--repo {raw}: not a directory")
+    return str(resolved)
+
+
+def _when(at: datetime | None) -> str:
+    return "-" if at is None else at.isoformat(timespec="seconds")
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    if args.value_usd < 0:
+        raise UserError(f"--value-usd must be 0 or more (got {args.value_usd:g})")
+    if not args.title.strip():
+        raise UserError("--title must not be empty")
+    try:
+        request = TaskRequest(
+            title=args.title,
+            description=args.description,
+            value_usd=args.value_usd,
+            acceptance=args.acceptance,
+            repo=_repo(args.repo) if args.repo else "",
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    task = _on_brain(args, lambda client: client.create_task(request))
+    _out(f"queued: {task.title} (value ${task.value_usd:g})")
+    if task.acceptance:
+        _out(f"acceptance: {task.acceptance}")
+    if task.repo:
+        _out(f"repo: {task.repo}")
+    _out(task.id)
+    return 0
+
+
+def _summary_line(task: Task) -> str:
+    holder = task.claimed_by
+    by = f" [{holder.agent}]" if holder is not None else ""
+    verified = " verified" if task.verified else ""
+    return f"{task.id}  {task.state}{verified}{by}  ${task.value_usd:g}  {task.title}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    tasks = _on_brain(args, lambda client: client.tasks(state=args.state, agent=args.agent))
+    if args.json:
+        _out(json.dumps([t.model_dump(mode="json") for t in tasks], indent=2))
+        return 0
+    if not tasks:
+        _out("no tasks" + (f" {args.state}" if args.state else ""))
+    for task in tasks:
+        _out(printable(_summary_line(task)))
+    return 0
+
+
+def describe(task: Task) -> list[str]:
+    """`task` as `swarm task show` prints it: what, where, who holds it, how it ended, and its history."""
+    lines = [
+        f"task:         {task.id}",
+        f"title:        {task.title}",
+        f"state:        {task.state}"
+        + (f" (waiting for decision {task.parked_decision_id})" if task.parked_decision_id else ""),
+        f"value:        ${task.value_usd:g}",
+        f"created:      {_when(task.created_at)} by {task.created_by}",
+        f"acceptance:   {task.acceptance or '(none: success is self-reported)'}",
+        f"repo:         {task.repo or '(none)'}",
+        f"attempts:     {task.attempts}",
+    ]
+    if task.description:
+        lines.append(f"description:  {task.description}")
+    holder = task.claimed_by
+    if holder is not None:
+        mode = f", {task.claim_mode}" if task.claim_mode else ""
+        version = f", {task.logic_version}" if task.logic_version else ""
+        lease = f", lease until {_when(task.lease_expires)}" if task.lease_expires else ""
+        lines.append(f"claimed by:   {holder.agent} on body {holder.body_id}{mode}{version}{lease}")
+    if task.finished_at is not None:
+        lines.append(
+            f"finished:     {_when(task.finished_at)}" + (f": {task.outcome_summary}" if task.outcome_summary else "")
+        )
+    check = task.verification
+    if check is not None:
+        exit_code = "-" if check.exit_code is None else str(check.exit_code)
+        lines.append(
+            f"verification: {'VERIFIED' if task.verified else 'not verified'} — `{check.command}` exited {exit_code}"
+            + (f" (audit {check.action_id})" if check.action_id else "")
+        )
+    elif task.state == "succeeded":
+        lines.append("verification: none (self-reported)")
+    if task.evidence:
+        lines.append("evidence:")
+        lines += [f"  {key}: {value}" for key, value in sorted(task.evidence.items())]
+    spend = task.spend
+    if spend is not None:
+        lines.append(
+            f"spend:        ${spend.usd:.4f}, {spend.steps} steps, {spend.input_tokens} in / {spend.output_tokens} out"
+            f" / {spend.cache_read_tokens} cached tokens" + (f", {spend.model}" if spend.model else "")
+        )
+    if task.shadow_runs:
+        lines.append("shadow runs:")
+        for run in task.shadow_runs:
+            verified = " verified" if run.verification is not None and run.verification.verified else ""
+            cost = f", ${run.spend.usd:.4f}" if run.spend is not None else ""
+            lines.append(
+                f"  {_when(run.at)} {run.agent} {run.logic_version}: {run.outcome}{verified}{cost}"
+                + (f" — {run.summary}" if run.summary else "")
+            )
+    lines.append("history:")
+    for event in task.history:
+        who = (
+            f" [{event.agent}" + (f" {event.logic_version}" if event.logic_version else "") + "]" if event.agent else ""
+        )
+        detail = ", ".join(f"{key}={value}" for key, value in event.detail.items() if value not in (None, ""))
+        lines.append(f"  {_when(event.at)} {event.kind} by {event.by}{who}" + (f": {detail}" if detail else ""))
+    return lines
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    task = _on_brain(args, lambda client: client.task(args.id))
+    if args.json:
+        _out(task.model_dump_json(indent=2))
+        return 0
+    for line in describe(task):
+        _out(printable(line))  # (an agent's summary or evidence cannot forge a line or send escapes)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    task = _on_brain(args, lambda client: client.cancel_task(args.id, args.reason))
+    _out(printable(f"task {task.id} is cancelled: {task.title} ({args.reason})"))
+    return 0
+
+
+def _brain_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
+    parser.add_argument("--token", help="an approver's or captain's bearer token (default: $SWARM_TOKEN)")
+
+
+def add_parsers(sub: _Subparsers) -> None:
+    """Register `swarm task add|list|show|cancel` on the `swarm` subcommands."""
+    task = sub.add_parser("task", help="the brain's task queue", description="the brain's task queue")
+    task_sub = task.add_subparsers(dest="task_command", required=True, metavar="SUBCOMMAND")
+
+    p = task_sub.add_parser("add", help="queue a task (prints its id as the last line)")
+    p.set_defaults(func=cmd_add)
+    p.add_argument("--title", required=True, help="what to do, in a line")
+    p.add_argument("--description", default="", help="more detail for the agent")
+    p.add_argument("--acceptance", default="", help="the command that decides success (e.g. 'pytest -q')")
+    p.add_argument("--value-usd", type=float, default=0.0, help="estimated value; higher is claimed first")
+    p.add_argument("--repo", metavar="DIR", help="the repository the task works in (a directory on this host)")
+    _brain_args(p)
+
+    p = task_sub.add_parser("list", help="the tasks, oldest first")
+    p.set_defaults(func=cmd_list)
+    p.add_argument("--state", choices=list(get_args(TaskState)), help="only tasks in this state")
+    p.add_argument("--agent", help="only tasks claimed (now or last) by this agent")
+    p.add_argument("--json", action="store_true", help="the tasks as JSON")
+    _brain_args(p)
+
+    p = task_sub.add_parser("show", help="one task: its history, verification, evidence and spend")
+    p.set_defaults(func=cmd_show)
+    p.add_argument("id", help="the task id")
+    p.add_argument("--json", action="store_true", help="the task as JSON")
+    _brain_args(p)
+
+    p = task_sub.add_parser("cancel", help="cancel a task not finished (its agent is told to stop)")
+    p.set_defaults(func=cmd_cancel)
+    p.add_argument("id", help="the task id")
+    p.add_argument("--reason", default="cancelled from the command line", help="why (recorded by the brain)")
+    _brain_args(p)

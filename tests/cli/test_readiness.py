@@ -1,0 +1,494 @@
+"""`swarm readiness`: each item against real state, the drills against a real brain and body, the report and
+overrides on the wire, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from body_mcp import Admin, BodySettings
+from brain_server import BrainSettings
+from brain_server.state import sqlite_url
+from shared_protocol import brain as brain_protocol
+from shared_protocol.brain import (
+    OverrideRequest,
+    ReadinessOverride,
+    ReadinessReport,
+    ReadinessRequest,
+    ReadinessStatus,
+)
+from shared_protocol.config import SwarmConfig, parse_config
+from shared_protocol.secrets import Secrets
+from swarm_cli import _context, _drill_records, _drills, _readiness
+from swarm_cli._drill_records import DrillRecord, DrillRecords
+from swarm_cli._readiness import ShadowFact
+from swarm_cli.readiness_cmds import parse_duration
+
+from ..brain.helpers import live_brain
+from ..fakes.ntfy import FakeNtfy
+from ..fakes.serve import serve_app
+from ..wake.test_wake_cli import public_key_hex
+from .test_cli import one_line_error, swarm
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def _open(home: Path, config: SwarmConfig | None = None) -> Any:
+    def open_admin(workspace: Path) -> Any:
+        return _context.open_admin(BodySettings(workspace=workspace, home=home, config=config or SwarmConfig()))
+
+    return open_admin
+
+
+def _trail(home: Path, workspace: Path, *, events: int = 3) -> Admin:
+    admin = Admin.open(BodySettings(workspace=workspace, home=home, config=SwarmConfig()), by="human:test")
+    for n in range(events):
+        admin.record(action="note", rationale=f"event {n}")
+    return admin
+
+
+@pytest.fixture
+def trail(home: Path, workspace: Path) -> Iterator[Admin]:
+    admin = _trail(home, workspace)
+    yield admin
+    admin.close()
+
+
+# -- items against real state -------------------------------------------------------------------
+
+
+def test_a_fresh_snapshot_holds_and_one_over_an_hour_old_fails(home: Path, workspace: Path, trail: Admin) -> None:
+    states = _readiness.local_states(home)
+    missing = _readiness.check_snapshots(states, now=datetime.now(UTC))
+    assert not missing.ok and "no snapshot" in missing.detail and str(workspace) in missing.detail and missing.fix
+
+    info = trail.snapshotter().create(reason="test")
+    fresh = _readiness.check_snapshots(states, now=info.created_at + timedelta(minutes=59))
+    assert fresh.ok and fresh.fix == ""
+    old = _readiness.check_snapshots(states, now=info.created_at + timedelta(minutes=61))
+    assert not old.ok and str(workspace) in old.detail and "swarm snapshot create" in old.fix
+
+
+def test_nothing_to_check_fails_rather_than_passing_vacuously(home: Path) -> None:
+    states = _readiness.local_states(home)
+    for item in (
+        _readiness.check_snapshots(states, now=NOW),
+        _readiness.check_audit_chains(states, _open(home)),
+        _readiness.check_restore_drill(states, DrillRecords(), now=NOW, max_age_s=86400),
+    ):
+        assert not item.ok and item.fix
+
+
+def test_a_tampered_audit_chain_fails_the_item_and_names_the_workspace(
+    home: Path, workspace: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    for ws in (workspace, other):
+        _trail(home, ws).close()
+    states = _readiness.local_states(home)
+    intact = _readiness.check_audit_chains(states, _open(home))
+    assert intact.ok and "2 audit chain(s)" in intact.detail
+
+    db = next(s for s in states.found if s.workspace == workspace).paths.db
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER audit_events_no_update")
+        conn.execute("UPDATE audit_events SET body = replace(body, 'event 1', 'event X') WHERE seq = 2")
+    broken = _readiness.check_audit_chains(states, _open(home))
+    assert not broken.ok and str(workspace) in broken.detail and str(other) not in broken.detail
+    assert "swarm audit" in broken.fix
+
+
+def test_agents_state_this_build_cannot_open_fails_the_audit_item(home: Path, workspace: Path, trail: Admin) -> None:
+    (home / "agents" / "w1-0123").mkdir(parents=True)
+    (home / "agents" / "w1-0123" / "state.db").write_bytes(b"")
+    item = _readiness.check_audit_chains(_readiness.local_states(home), _open(home))
+    assert not item.ok and str(home / "agents") in item.detail
+
+
+def test_limits_looser_than_the_specification_fail_and_tighter_ones_hold() -> None:
+    assert _readiness.check_limits(SwarmConfig()).ok
+    tighter = parse_config({"limits": {"max_files_per_action": 3, "usd_per_hour": 0}, "audit": {"retention_days": 365}})
+    assert _readiness.check_limits(tighter).ok
+    looser = parse_config(
+        {
+            "limits": {"max_files_per_action": 11, "usd_per_hour": 10.5},
+            "policy": {"human_below_confidence": 0.5},
+            "snapshots": {"interval_s": 0},
+        }
+    )
+    item = _readiness.check_limits(looser)
+    assert not item.ok and item.detail.startswith("4 setting(s)")
+    for key in ("limits.max_files_per_action", "limits.usd_per_hour", "policy.human_below_confidence", "interval_s"):
+        assert key in item.detail
+
+
+def test_consensus_fails_until_it_can_be_configured() -> None:
+    item = _readiness.check_consensus(SwarmConfig())
+    assert not item.ok and "#19" in item.detail and "override" in item.fix
+
+
+@pytest.mark.parametrize(
+    ("record", "ok"),
+    [
+        (None, False),
+        (DrillRecord(at=NOW - timedelta(hours=1), ok=True, seconds=0.02), True),
+        (DrillRecord(at=NOW - timedelta(hours=1), ok=True, seconds=5.0), False),
+        (DrillRecord(at=NOW - timedelta(days=8), ok=True, seconds=0.02), False),
+        (DrillRecord(at=NOW - timedelta(hours=1), ok=False, detail="no refusal"), False),
+    ],
+)
+def test_the_kill_drill_item_needs_a_recent_drill_under_five_seconds(record: DrillRecord | None, ok: bool) -> None:
+    item = _readiness.check_kill_drill(DrillRecords(kill=record), now=NOW, max_age_s=7 * 86400)
+    assert item.ok is ok and item.name == "kill_drill" and bool(item.fix) is not ok
+
+
+def test_swarm_snapshot_drill_records_its_result_for_readiness(home: Path, workspace: Path, trail: Admin) -> None:
+    states = _readiness.local_states(home)
+    failed = swarm("snapshot", "drill", "--workspace", str(workspace), home=home)
+    one_line_error(failed)  # no snapshot yet: the drill fails, and that is recorded too
+    item = _readiness.check_restore_drill(
+        states, _drill_records.load_records(home), now=datetime.now(UTC), max_age_s=86400
+    )
+    assert not item.ok and "failed" in item.detail
+
+    trail.snapshotter().create(reason="test")
+    assert swarm("snapshot", "drill", "--workspace", str(workspace), home=home).returncode == 0
+    records = _drill_records.load_records(home)
+    assert records.restore[str(workspace)].ok
+    assert _readiness.check_restore_drill(states, records, now=datetime.now(UTC), max_age_s=86400).ok
+    later = datetime.now(UTC) + timedelta(days=2)
+    assert not _readiness.check_restore_drill(states, records, now=later, max_age_s=86400).ok
+
+
+def test_damaged_drill_records_are_an_error_naming_the_file(home: Path) -> None:
+    path = _drill_records.records_file(home)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    error = one_line_error(swarm("readiness", home=home))
+    assert str(path) in error
+
+
+# -- the shadow period --------------------------------------------------------------------------
+
+AGENTS: dict[str, Any] = {
+    "models": {"m": {"provider": "openai", "model": "gpt-4.1", "api_key": "env:OPENAI_API_KEY"}},
+    "agents": [{"name": "w1", "model": "m", "prompt": "work", "tools": ["read_text_file", "write_file"]}],
+    "rollout": {"shadow_days": 7, "min_shadow_tasks": 3},
+}
+
+
+def _version(config: SwarmConfig) -> str:
+    agent = config.agents[0]
+    return _readiness.logic_version(agent, config.models[agent.model])
+
+
+def _runs(version: str, *, tasks: int, first: datetime, agent: str = "w1") -> list[ShadowFact]:
+    return [
+        ShadowFact(task_id=f"t{n}", agent=agent, logic_version=version, at=first + timedelta(hours=n))
+        for n in range(tasks)
+    ]
+
+
+def test_the_shadow_period_needs_both_the_days_and_the_tasks_of_this_logic_version() -> None:
+    config = parse_config(AGENTS)
+    version = _version(config)
+    (done,) = _readiness.check_shadow_periods(config, _runs(version, tasks=3, first=NOW - timedelta(days=8)), now=NOW)
+    assert done.ok and done.name == "shadow_period:w1" and version in done.detail
+    (few,) = _readiness.check_shadow_periods(config, _runs(version, tasks=2, first=NOW - timedelta(days=8)), now=NOW)
+    assert not few.ok and "2 shadow tasks" in few.detail and "override" in few.fix
+    (short,) = _readiness.check_shadow_periods(config, _runs(version, tasks=5, first=NOW - timedelta(days=6)), now=NOW)
+    assert not short.ok
+    others = _runs("lv-another", tasks=9, first=NOW - timedelta(days=30)) + _runs(
+        version, tasks=9, first=NOW - timedelta(days=30), agent="w2"
+    )
+    (not_mine,) = _readiness.check_shadow_periods(config, others, now=NOW)
+    assert not not_mine.ok and "0 shadow tasks" in not_mine.detail
+
+
+def test_a_changed_prompt_is_a_new_logic_version_that_starts_its_shadow_period_again() -> None:
+    config = parse_config(AGENTS)
+    runs = _runs(_version(config), tasks=3, first=NOW - timedelta(days=8))
+    changed = parse_config({**AGENTS, "agents": [{**AGENTS["agents"][0], "prompt": "work harder"}]})
+    assert _version(changed) != _version(config)
+    (item,) = _readiness.check_shadow_periods(changed, runs, now=NOW)
+    assert not item.ok
+
+
+def test_without_a_brain_or_agents_the_shadow_items_fail() -> None:
+    (no_brain,) = _readiness.check_shadow_periods(parse_config(AGENTS), "no brain given", now=NOW)
+    assert not no_brain.ok and "no brain given" in no_brain.detail
+    (no_agents,) = _readiness.check_shadow_periods(SwarmConfig(), [], now=NOW)
+    assert not no_agents.ok and no_agents.name == "shadow_period"
+
+
+# -- escalation: configured and tested -----------------------------------------------------------
+
+
+def _ntfy_config(server: str) -> SwarmConfig:
+    return parse_config(
+        {
+            "brain": {"public_url": "https://brain.example.com"},
+            "escalation": {"levels": [{"after_s": 0, "targets": ["ntfy"]}]},
+            "discord": {"public_key": public_key_hex(), "application_id": "1", "user_ids": ["200"]},
+            "ntfy": {"server": server, "topic": "env:SWARM_TEST_TOPIC"},
+        }
+    )
+
+
+async def test_escalation_holds_once_configured_and_a_test_page_went_out() -> None:
+    ntfy = FakeNtfy()
+    secrets = Secrets.from_environ({"SWARM_TEST_TOPIC": "swarm-ops-7f3a"})
+    async with serve_app(ntfy.app) as base, httpx.AsyncClient() as http:
+        config = _ntfy_config(base)
+        unconfigured = await _readiness.check_escalation(
+            SwarmConfig(), secrets, http, DrillRecords(), now=NOW, max_age_s=1
+        )
+        assert not unconfigured.ok and "no wake-up channel" in unconfigured.detail
+        untested = await _readiness.check_escalation(config, secrets, http, DrillRecords(), now=NOW, max_age_s=86400)
+        assert not untested.ok and "never drilled" in untested.detail and "--drill" in untested.fix
+
+        record = await _drills.send_test_page(config, secrets, http)
+        assert record.ok and "ntfy" in record.detail and "swarm-ops-7f3a" not in record.detail
+        (published,) = ntfy.published
+        assert published["topic"] == "swarm-ops-7f3a" and "drill" in published["title"].lower()
+        tested = await _readiness.check_escalation(
+            config, secrets, http, DrillRecords(escalation=record), now=record.at, max_age_s=86400
+        )
+        assert tested.ok
+
+
+async def test_a_test_page_the_channel_refuses_is_a_failed_drill() -> None:
+    ntfy = FakeNtfy(token="right")
+    secrets = Secrets.from_environ({"SWARM_TEST_TOPIC": "swarm-ops-7f3a"})
+    async with serve_app(ntfy.app) as base, httpx.AsyncClient() as http:
+        record = await _drills.send_test_page(_ntfy_config(base), secrets, http)
+    assert not record.ok and "ntfy" in record.detail and ntfy.published == []
+
+
+# -- the CLI, the drills and the brain ----------------------------------------------------------
+
+
+def test_readiness_json_has_exactly_the_specified_shape_and_exits_1_when_an_item_fails(home: Path) -> None:
+    result = swarm("readiness", "--json", home=home)
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert set(data) == {"ready", "items"} and data["ready"] is False
+    assert all(set(item) == {"name", "ok", "detail", "fix"} for item in data["items"])
+    names = [item["name"] for item in data["items"]]
+    expected = ["kill_drill", "audit_chains", "snapshots", "restore_drill", "limits", "sandbox", "escalation"]
+    assert names == [*expected, "consensus", "shadow_period"]
+    failing = [item["name"] for item in data["items"] if not item["ok"]]
+    line = one_line_error(result)
+    assert line.startswith("swarm: not ready:") and all(name in line for name in failing)
+
+
+def test_the_table_shows_each_failing_item_with_its_fix(home: Path) -> None:
+    result = swarm("readiness", home=home)
+    assert result.returncode == 1
+    assert "FAIL  consensus" in result.stdout and "fix: " in result.stdout
+    assert "ok    limits" in result.stdout
+
+
+def test_the_drill_kills_a_drill_body_through_a_throwaway_brain_and_records_it(home: Path, workspace: Path) -> None:
+    trail = _trail(home, workspace)
+    trail.snapshotter().create(reason="test")
+    trail.close()
+    result = swarm("readiness", "--drill", home=home)
+    assert result.returncode == 1  # consensus and the shadow period cannot hold yet
+    assert "drill: kill passed" in result.stdout, result.stdout + result.stderr
+    records = _drill_records.load_records(home)
+    assert records.kill is not None and records.kill.ok and records.kill.seconds is not None
+    assert 0 < records.kill.seconds < _readiness.KILL_DRILL_MAX_S
+    assert records.restore[str(workspace)].ok
+    after = json.loads(swarm("readiness", "--json", home=home).stdout)
+    ok = {item["name"]: item["ok"] for item in after["items"]}
+    assert ok["kill_drill"] and ok["restore_drill"] and ok["audit_chains"] and ok["snapshots"]
+    # The drill ran on its own brain and home: this machine's state holds only the workspace's trail.
+    assert [s.workspace for s in _readiness.local_states(home).found] == [workspace]
+
+
+class FakeBrain:
+    """The readiness routes of issue 17 A (branch h-brain17: `GET /v1/tasks` -> TaskList, `POST /v1/readiness` ->
+    ReadinessStatus, `POST /v1/readiness/overrides` -> ReadinessOverride), recording what they were sent.
+
+    LEAD: replace with the real brain (`brain_server.run`) once issue 17 A's routes are merged."""
+
+    def __init__(self, *, shadow_runs: list[dict[str, Any]]) -> None:
+        self.reports: list[ReadinessRequest] = []
+        self.overrides: list[OverrideRequest] = []
+        self.tasks = [{"id": "t1", "title": "x", "shadow_runs": shadow_runs}]
+        routes = [
+            Route("/v1/tasks", self._tasks, methods=["GET"]),
+            Route("/v1/readiness", self._report, methods=["POST"]),
+            Route("/v1/readiness/overrides", self._override, methods=["POST"]),
+        ]
+        self.app = Starlette(routes=routes)
+
+    async def _tasks(self, request: Request) -> JSONResponse:
+        return JSONResponse({"tasks": self.tasks})
+
+    async def _report(self, request: Request) -> JSONResponse:
+        posted = ReadinessRequest.model_validate_json(await request.body())
+        self.reports.append(posted)
+        stored = ReadinessReport(at=datetime.now(UTC), by="captain", **posted.model_dump())
+        status = ReadinessStatus(report=stored, live_ready=posted.ready, max_age_s=86400, overrides=[])
+        return JSONResponse(status.model_dump(mode="json"), status_code=201)
+
+    async def _override(self, request: Request) -> JSONResponse:
+        override = OverrideRequest.model_validate_json(await request.body())
+        self.overrides.append(override)
+        at = datetime.now(UTC)
+        kept = ReadinessOverride(
+            id="ovr_1",
+            agent=override.agent,
+            logic_version=override.logic_version,
+            reason=override.reason,
+            by="captain",
+            at=at,
+            expires_at=at + timedelta(seconds=override.for_s),
+        )
+        return JSONResponse(kept.model_dump(mode="json"), status_code=201)
+
+
+async def _swarm(*args: str, home: Path, config: Path, token: str = "cap") -> subprocess.CompletedProcess[str]:
+    """`swarm` in a subprocess, without blocking the event loop that serves the fake brain."""
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config), "SWARM_TOKEN": token}
+    env.pop("SWARM_BRAIN_URL", None)
+    done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args], env=env, check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def _agents_toml(tmp_path: Path, *, shadow_days: int = 7) -> Path:
+    path = tmp_path / "swarm.toml"
+    path.write_text(
+        '[models.m]\nprovider = "openai"\nmodel = "gpt-4.1"\napi_key = "env:OPENAI_API_KEY"\n'
+        '[[agents]]\nname = "w1"\nmodel = "m"\nprompt = "work"\ntools = ["read_text_file", "write_file"]\n'
+        f"[rollout]\nshadow_days = {shadow_days}\nmin_shadow_tasks = 1\n"
+    )
+    return path
+
+
+async def test_readiness_posts_its_report_and_reads_the_shadow_runs_from_the_brain(home: Path, tmp_path: Path) -> None:
+    config_path = _agents_toml(tmp_path)
+    version = _version(parse_config(AGENTS))
+    first = (datetime.now(UTC) - timedelta(days=8)).isoformat()
+    brain = FakeBrain(shadow_runs=[{"at": first, "agent": "w1", "logic_version": version, "outcome": "succeeded"}])
+    async with serve_app(brain.app) as url:
+        result = await _swarm("readiness", "--json", "--brain", url, home=home, config=config_path)
+    assert result.returncode == 1
+    printed = json.loads(result.stdout)
+    (posted,) = brain.reports
+    assert posted.model_dump(mode="json", include={"ready", "items"}) == printed
+    shadow = next(item for item in printed["items"] if item["name"] == "shadow_period:w1")
+    assert shadow["ok"], shadow
+    assert posted.drill_at is None  # no kill drill has run here
+
+    async with serve_app(brain.app) as url:
+        table = await _swarm("readiness", "--brain", url, home=home, config=config_path)
+    assert table.returncode == 1 and "brain: report recorded; live work is refused" in table.stdout
+    assert len(brain.reports) == 2
+
+
+async def test_override_sends_the_agents_logic_version_and_duration_to_the_brain(home: Path, tmp_path: Path) -> None:
+    config_path = _agents_toml(tmp_path)
+    brain = FakeBrain(shadow_runs=[])
+    async with serve_app(brain.app) as url:
+        args = ("readiness", "override", "--agent", "w1", "--reason", "launch", "--for", "12h", "--brain", url)
+        result = await _swarm(*args, home=home, config=config_path)
+    assert result.returncode == 0, result.stderr
+    (sent,) = brain.overrides
+    assert (sent.agent, sent.logic_version, sent.reason, sent.for_s) == (
+        "w1",
+        _version(parse_config(AGENTS)),
+        "launch",
+        43200,
+    )
+    assert "w1" in result.stdout and sent.logic_version in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (("--agent", "w1", "--reason", "r", "--for", "12x"), "--for"),
+        (("--agent", "w1", "--reason", "r", "--for", "31d"), "--for"),
+        (("--agent", "nobody", "--reason", "r"), "nobody"),
+        (("--agent", "w1", "--reason", "r"), "--brain"),
+    ],
+)
+def test_override_refuses_bad_input_in_one_line_naming_it(
+    home: Path, tmp_path: Path, args: tuple[str, ...], names: str
+) -> None:
+    config_path = _agents_toml(tmp_path)
+    result = swarm("readiness", "override", *args, "--config", str(config_path), home=home)
+    assert names in one_line_error(result)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+_BRAIN_HAS_READINESS = hasattr(brain_protocol, "ReadinessStatus")
+
+
+@pytest.mark.skipif(not _BRAIN_HAS_READINESS, reason="issue 17 A's readiness routes are not on this branch yet")
+async def test_against_the_real_brain_the_report_gates_live_claims_until_a_captains_override(
+    home: Path, tmp_path: Path
+) -> None:
+    config_path = _agents_toml(tmp_path, shadow_days=0)
+    version = _version(parse_config(AGENTS))
+    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), durability="crash")
+    async with live_brain(settings) as brain, httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
+
+        def as_(role: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {brain.tokens[role]}"}
+
+        async def claim(mode: str, logic_version: str = version) -> httpx.Response:
+            body = {"body_id": "body-a", "agent": "w1", "mode": mode, "logic_version": logic_version}
+            return await http.post("/v1/tasks/claim", json=body, headers=as_("body"))
+
+        task = (await http.post("/v1/tasks", json={"title": "t"}, headers=as_("approver"))).json()
+        shadow = (await claim("shadow")).json()
+        outcome = {"claim_token": shadow["claim_token"], "outcome": "succeeded", "mode": "shadow"}
+        outcome["logic_version"] = version
+        ran = await http.post(f"/v1/tasks/{task['id']}/outcome", json=outcome, headers=as_("body"))
+        assert ran.status_code == 200, ran.text
+
+        captain = brain.tokens["captain"]
+        wrong = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token="x")
+        assert json.loads(wrong.stdout)["ready"] is False and "401" in one_line_error(wrong)
+        result = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token=captain)
+        assert result.returncode == 1, result.stderr  # consensus cannot hold yet
+        assert result.stdout, result.stderr
+        items = {item["name"]: item for item in json.loads(result.stdout)["items"]}
+        assert items["shadow_period:w1"]["ok"], items["shadow_period:w1"]
+        stored = (await http.get("/v1/readiness", headers=as_("body"))).json()
+        assert stored["report"]["ready"] is False and stored["live_ready"] is False
+        refused = await claim("live")
+        assert (refused.status_code, refused.json()["code"]) == (403, "not_ready")
+
+        args = ("readiness", "override", "--agent", "w1", "--reason", "reviewed by hand", "--for", "1h")
+        made = await _swarm(*args, "--brain", brain.url, home=home, config=config_path, token=captain)
+        assert made.returncode == 0, made.stderr
+        live = await claim("live")
+        assert live.status_code == 200 and live.json()["task"]["id"] == task["id"], live.text
+        other = await claim("live", logic_version="lv-another")
+        assert other.status_code == 403, "the override is bound to the logic version"
