@@ -180,6 +180,12 @@ class AgentRunner:
 
     async def run(self, *, once: bool = False, wait_s: float = 0.0) -> int:
         """Work tasks until cancelled (or, `once`, one task to an outcome: 0; none within `wait_s`: 3)."""
+        try:
+            return await self._run(once=once, wait_s=wait_s)
+        except BaseExceptionGroup as group:  # one failure of the runner's tasks: that one, as it was raised
+            raise _first(group) from None
+
+    async def _run(self, *, once: bool, wait_s: float) -> int:
         code = EXIT_ERROR
         async with anyio.create_task_group() as group:
             group.start_soon(self._listen)
@@ -512,6 +518,11 @@ class AgentRunner:
                 current.lost = "cancelled by a human"
                 current.scope.cancel()
             self._parked.pop(task_id or "", None)
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _field(data: str, key: str) -> str | None:
