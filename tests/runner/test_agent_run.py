@@ -106,7 +106,7 @@ async def stack(tmp_path: Path) -> AsyncGenerator[Stack]:
     config.write_text(
         '[models.scripted]\nprovider = "scripted"\nmodel = "gpt-4o-mini"\nscript = "script.jsonl"\n\n'
         '[[agents]]\nname = "worker-1"\nmodel = "scripted"\nprompt = "You fix small bugs."\n'
-        f"tools = {json.dumps(TOOLS)}\ntoken = \"env:WORKER_TOKEN\"\n"
+        f'tools = {json.dumps(TOOLS)}\ntoken = "env:WORKER_TOKEN"\n'
     )
     urls: list[str] = []
     ready, stop = anyio.Event(), anyio.Event()
