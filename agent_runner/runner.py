@@ -521,8 +521,8 @@ class AgentRunner:
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+    first: BaseException = group.exceptions[0]
+    return _first(cast(BaseExceptionGroup[BaseException], first)) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _field(data: str, key: str) -> str | None:
