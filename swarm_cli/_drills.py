@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 import httpx
 
-from body_mcp import Admin, SwarmError
+from body_mcp import Admin, BodySettings, SwarmError
 from body_mcp.snapshots import SnapshotError
 from shared_protocol.config import SwarmConfig, parse_config, render_config
 from shared_protocol.refusals import RefusalCode
@@ -223,11 +223,13 @@ async def send_test_page(config: SwarmConfig, secrets: SecretResolver, http: htt
     return DrillRecord(at=at, ok=True, seconds=seconds, detail=f"level 0 paged: {', '.join(sent)}")
 
 
-def restore_drill(workspace: Path, open_admin: Callable[[Path], AbstractContextManager[Admin]]) -> DrillRecord:
+def restore_drill(
+    settings: BodySettings, open_admin: Callable[[BodySettings], AbstractContextManager[Admin]]
+) -> DrillRecord:
     """`swarm snapshot drill` on one workspace (audited in its trail): the newest snapshot restored and checked."""
     at = _now()
     try:
-        with open_admin(workspace) as admin:
+        with open_admin(settings) as admin:
             report = admin.snapshotter().drill()
     except (SnapshotError, SwarmError, OSError) as exc:
         from ._errors import describe

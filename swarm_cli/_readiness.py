@@ -4,7 +4,8 @@ Each `check_*` returns a `ReadinessItem` (name, ok, detail, fix); `report(items)
 `ReadinessRequest` (what `POST /v1/readiness` takes). The items and what makes each hold:
 
     kill_drill           the last kill drill (`swarm readiness --drill`) refused a write within 5 s, recently
-    audit_chains         every body's audit chain on this machine verifies (`swarm audit verify`)
+    audit_chains         every body's audit chain on this machine verifies, each workspace's and each agent's
+                         (`swarm audit verify --workspace DIR` / `--agent NAME`)
     snapshots            every workspace has a snapshot under an hour old
     restore_drill        every workspace's last restore drill passed in under 5 minutes, recently
     limits               [limits], [policy], [audit], [snapshots] no looser than the specification's defaults
@@ -20,12 +21,9 @@ except that opening a workspace's trail finishes what a killed restore left (as 
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -33,13 +31,16 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from body_mcp import Admin, SwarmError
+from body_mcp import Admin, BodySettings, SwarmError
+from body_mcp.settings import AgentProfile
 from body_mcp.snapshots import SnapshotError, SnapshotSettings, Snapshotter
 from body_mcp.state import StatePaths, all_workspace_states
+from shared_protocol.agents import logic_version
 from shared_protocol.brain import ReadinessItem, ReadinessRequest
-from shared_protocol.config import AgentConfig, ModelConfig, SwarmConfig
+from shared_protocol.config import SwarmConfig
 from shared_protocol.secrets import SecretResolver
 
+from ._context import agent_profile
 from ._drill_records import DrillRecord, DrillRecords
 
 KILL_DRILL_MAX_S = 5.0
@@ -80,10 +81,28 @@ def _age(then: datetime, now: datetime) -> str:
 class WorkspaceState:
     workspace: Path
     paths: StatePaths
+    settings: BodySettings
+    """How `swarm audit verify --workspace DIR` opens it."""
 
 
-OpenAdmin = Callable[[Path], AbstractContextManager[Admin]]
-"""Opens a workspace's trail for the human running the command (`_context.open_admin`)."""
+@dataclass(kw_only=True, frozen=True)
+class AgentState:
+    """An agent's body state (`$SWARM_HOME/agents/<key>/`), named by its identity file."""
+
+    name: str
+    paths: StatePaths
+    settings: BodySettings
+    """How `swarm audit verify --agent NAME` opens it (without a logic version if the agent is no longer configured)."""
+    configured: bool
+    """Whether `[[agents]]` still has an agent of this name."""
+
+    @property
+    def where(self) -> str:
+        return f"agent {self.name}" if self.configured else f"agent {self.name} (no longer in [[agents]])"
+
+
+OpenAdmin = Callable[[BodySettings], AbstractContextManager[Admin]]
+"""Opens a body's state for the human running the command (`_context.open_admin`)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -91,37 +110,47 @@ class LocalStates:
     """The bodies' state directories readiness looks at, and the ones it could not."""
 
     found: list[WorkspaceState]
-    problems: list[str]
-    """State that cannot be checked: an unreadable identity, agent state this build cannot open."""
+    agents: list[AgentState] = field(default_factory=list[AgentState])
+    problems: list[str] = field(default_factory=list[str])
+    """State that cannot be checked: an unreadable or damaged identity."""
     skipped: int = 0
     """Workspace states whose workspace directory is gone (nothing left to snapshot or serve)."""
 
 
 def _present(workspace: Path | None) -> Path | None:
-    """The workspace if its directory is there (issue 17 B makes a state's workspace optional)."""
+    """The workspace if its directory is there."""
     return workspace if workspace is not None and workspace.is_dir() else None
 
 
-def local_states(home: Path) -> LocalStates:
+def _agent_profile(config: SwarmConfig, name: str) -> tuple[AgentProfile, bool]:
+    """The agent as `swarm audit verify --agent NAME` opens it, and whether the config still has it; an agent
+    removed from the config is still opened by the name its identity records (as `swarm kill` does)."""
+    if all(agent.name != name for agent in config.agents):
+        return AgentProfile(name=name, logic_version=None), False
+    return agent_profile(config, name), True
+
+
+def local_states(home: Path, config: SwarmConfig) -> LocalStates:
     found, unreadable = all_workspace_states(home)
     live: list[WorkspaceState] = []
-    agents = 0
+    agents: list[AgentState] = []
+    skipped = 0
     for paths in found:
-        if getattr(paths, "agent", None) is not None:  # issue 17 B's per-agent state
-            agents += 1
-            continue
-        if (workspace := _present(paths.workspace)) is not None:
-            live.append(WorkspaceState(workspace=workspace, paths=paths))
+        if paths.agent is not None:
+            profile, configured = _agent_profile(config, paths.agent)
+            settings = BodySettings(workspace=None, home=home, config=config, agent_profile=profile)
+            agents.append(AgentState(name=paths.agent, paths=paths, settings=settings, configured=configured))
+        elif (workspace := _present(paths.workspace)) is not None:
+            settings = BodySettings(workspace=workspace, home=home, config=config)
+            live.append(WorkspaceState(workspace=workspace, paths=paths, settings=settings))
+        else:
+            skipped += 1
     problems = [f"{ident.parent}: its {ident.name} is unreadable or damaged" for ident in unreadable]
-    root = home / "agents"
-    if agents or (root.is_dir() and any(root.iterdir())):
-        # LEAD: once issue 17 B is merged, open these with BodySettings(agent_profile=...) and verify them too.
-        problems.append(f"{root}: agents' state is not checked by this build yet")
-    return LocalStates(found=live, problems=problems, skipped=len(found) - agents - len(live))
+    return LocalStates(found=live, agents=agents, problems=problems, skipped=skipped)
 
 
 def _none_found(name: str, states: LocalStates) -> ReadinessItem | None:
-    if states.found or states.problems:
+    if states.found or states.agents or states.problems:
         return None
     return _item(
         name,
@@ -135,23 +164,29 @@ def check_audit_chains(states: LocalStates, open_admin: OpenAdmin) -> ReadinessI
     if (empty := _none_found("audit_chains", states)) is not None:
         return empty
     failed = list(states.problems)
-    for state in states.found:
+    trails = [(str(state.workspace), state.settings) for state in states.found]
+    trails += [(state.where, state.settings) for state in states.agents]
+    for where, settings in trails:
         try:
-            with open_admin(state.workspace) as admin:
+            with open_admin(settings) as admin:
                 verified = admin.verify()
         except (SwarmError, OSError) as exc:
-            failed.append(f"{state.workspace}: {_describe(exc)}")
+            failed.append(f"{where}: {_describe(exc)}")
             continue
         if not verified.ok:
-            failed.append(f"{state.workspace}: {verified.summary()}")
+            failed.append(f"{where}: {verified.summary()}")
     if failed:
         return _item(
             "audit_chains",
             False,
-            f"{len(failed)} of {len(states.found) + len(states.problems)} trails do not verify: {'; '.join(failed)}",
-            "see `swarm audit verify --workspace DIR`; a broken chain is set aside with `swarm audit reset --reason`",
+            f"{len(failed)} of {len(trails) + len(states.problems)} trails do not verify: {'; '.join(failed)}",
+            "see `swarm audit verify --workspace DIR` (or `--agent NAME`); a broken chain is set aside with "
+            "`swarm audit reset --reason TEXT`",
         )
-    return _item("audit_chains", True, f"{len(states.found)} audit chain(s) verified")
+    detail = f"{len(trails)} audit chain(s) verified"
+    if states.agents:
+        detail += f" ({len(states.found)} workspace(s); {', '.join(state.where for state in states.agents)})"
+    return _item("audit_chains", True, detail)
 
 
 def _describe(exc: BaseException) -> str:
@@ -366,36 +401,6 @@ class ShadowFact:
     agent: str
     logic_version: str
     at: datetime
-
-
-def logic_version(agent: AgentConfig, model: ModelConfig) -> str:
-    """The agent's logic version: `shared_protocol.agents.logic_version` (issue 17 B) where it exists.
-
-    LEAD: once issue 17 B is merged, import it directly and delete `_placeholder_logic_version`; until then this
-    stand-in hashes the same fields the same way as B's (h-body17) does.
-    """
-    try:
-        agents = importlib.import_module("shared_protocol.agents")
-    except ModuleNotFoundError:
-        return _placeholder_logic_version(agent, model)
-    return str(agents.logic_version(agent, model))
-
-
-def _placeholder_logic_version(agent: AgentConfig, model: ModelConfig) -> str:
-    fields = {
-        "provider": model.provider,
-        "model": model.model,
-        "base_url": model.base_url,
-        "prompt": agent.prompt,
-        "tools": sorted(agent.tools),
-        "role": agent.role,
-        "max_steps": agent.max_steps,
-        "max_usd_per_task": agent.max_usd_per_task,
-        "max_output_tokens": model.max_output_tokens,
-    }
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return f"lv-{digest[:16]}"
 
 
 class _ShadowRunView(BaseModel):

@@ -20,7 +20,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,9 +27,10 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from body_mcp import Admin, BodySettings, UserError
+from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.state import resolve_home
+from shared_protocol.agents import UnknownAgent, find_agent, logic_version
 from shared_protocol.brain import (
     OverrideRequest,
     ReadinessOverride,
@@ -102,11 +102,8 @@ def cmd_readiness(args: argparse.Namespace) -> int:
 async def _check(
     args: argparse.Namespace, home: Path, config: SwarmConfig, url: str | None, token: str | None
 ) -> ReadinessRequest:
-    states = _readiness.local_states(home)
-
-    def open_admin(workspace: Path) -> AbstractContextManager[Admin]:
-        return _context.open_admin(BodySettings(workspace=workspace, home=home, config=config))
-
+    states = _readiness.local_states(home, config)
+    open_admin = _context.open_admin
     secrets = Secrets.from_environ(os.environ)
     async with httpx.AsyncClient(timeout=20) as http:
         if args.drill:
@@ -160,7 +157,7 @@ async def _run_drills(
     else:
         say("drill: no wake-up channel is configured: no test page sent")
     for state in states.found:
-        restore = _drills.restore_drill(state.workspace, open_admin)
+        restore = _drills.restore_drill(state.settings, open_admin)
         _drill_records.record_restore(home, state.workspace, restore)
         timing = f" in {restore.seconds:.2f} s" if restore.seconds is not None else ""
         say(f"drill: restore of {state.workspace} {'passed' if restore.ok else 'FAILED'}{timing}: {restore.detail}")
@@ -200,16 +197,16 @@ def cmd_override(args: argparse.Namespace) -> int:
     for_s = parse_duration(args.for_)
     home = resolve_home()
     config = _context.load(args.config, home)
-    agent = next((a for a in config.agents if a.name == args.agent), None)
-    if agent is None:
-        known = ", ".join(a.name for a in config.agents) or "none: add [[agents]] to swarm.toml"
-        raise UserError(f"--agent {args.agent!r}: no such agent in [[agents]] (configured: {known})")
+    try:
+        agent = find_agent(config, args.agent)
+    except UnknownAgent as exc:
+        raise UserError(f"--agent: {exc}") from None
     url = _context.brain_url(args.brain)
     if url is None:
         raise UserError("an override is kept by the brain, which enforces it: pass --brain URL or set SWARM_BRAIN_URL")
     request = OverrideRequest(
         agent=agent.name,
-        logic_version=_readiness.logic_version(agent, config.models[agent.model]),
+        logic_version=logic_version(agent, config.models[agent.model]),
         reason=args.reason,
         for_s=for_s,
     )

@@ -8,7 +8,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,22 +17,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from body_mcp import Admin, BodySettings
+from body_mcp.settings import AgentProfile
+from body_mcp.state import StatePaths
 from brain_server import BrainSettings
 from brain_server.state import sqlite_url
-from shared_protocol import brain as brain_protocol
-from shared_protocol.brain import (
-    OverrideRequest,
-    ReadinessOverride,
-    ReadinessReport,
-    ReadinessRequest,
-    ReadinessStatus,
-)
+from shared_protocol.agents import agent_logic_version
+from shared_protocol.brain import ReadinessStatus
 from shared_protocol.config import SwarmConfig, parse_config
 from shared_protocol.secrets import Secrets
 from swarm_cli import _context, _drill_records, _drills, _readiness
@@ -39,7 +32,7 @@ from swarm_cli._drill_records import DrillRecord, DrillRecords
 from swarm_cli._readiness import ShadowFact
 from swarm_cli.readiness_cmds import parse_duration
 
-from ..brain.helpers import live_brain
+from ..brain.helpers import LiveBrain, live_brain
 from ..fakes.ntfy import FakeNtfy
 from ..fakes.serve import serve_app
 from ..wake.test_wake_cli import public_key_hex
@@ -48,13 +41,6 @@ from .test_cli import one_line_error, swarm
 pytestmark = pytest.mark.anyio
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-
-
-def _open(home: Path, config: SwarmConfig | None = None) -> Any:
-    def open_admin(workspace: Path) -> Any:
-        return _context.open_admin(BodySettings(workspace=workspace, home=home, config=config or SwarmConfig()))
-
-    return open_admin
 
 
 def _trail(home: Path, workspace: Path, *, events: int = 3) -> Admin:
@@ -75,7 +61,7 @@ def trail(home: Path, workspace: Path) -> Iterator[Admin]:
 
 
 def test_a_fresh_snapshot_holds_and_one_over_an_hour_old_fails(home: Path, workspace: Path, trail: Admin) -> None:
-    states = _readiness.local_states(home)
+    states = _readiness.local_states(home, SwarmConfig())
     missing = _readiness.check_snapshots(states, now=datetime.now(UTC))
     assert not missing.ok and "no snapshot" in missing.detail and str(workspace) in missing.detail and missing.fix
 
@@ -87,10 +73,10 @@ def test_a_fresh_snapshot_holds_and_one_over_an_hour_old_fails(home: Path, works
 
 
 def test_nothing_to_check_fails_rather_than_passing_vacuously(home: Path) -> None:
-    states = _readiness.local_states(home)
+    states = _readiness.local_states(home, SwarmConfig())
     for item in (
         _readiness.check_snapshots(states, now=NOW),
-        _readiness.check_audit_chains(states, _open(home)),
+        _readiness.check_audit_chains(states, _context.open_admin),
         _readiness.check_restore_drill(states, DrillRecords(), now=NOW, max_age_s=86400),
     ):
         assert not item.ok and item.fix
@@ -103,24 +89,74 @@ def test_a_tampered_audit_chain_fails_the_item_and_names_the_workspace(
     other.mkdir()
     for ws in (workspace, other):
         _trail(home, ws).close()
-    states = _readiness.local_states(home)
-    intact = _readiness.check_audit_chains(states, _open(home))
+    states = _readiness.local_states(home, SwarmConfig())
+    intact = _readiness.check_audit_chains(states, _context.open_admin)
     assert intact.ok and "2 audit chain(s)" in intact.detail
 
     db = next(s for s in states.found if s.workspace == workspace).paths.db
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER audit_events_no_update")
         conn.execute("UPDATE audit_events SET body = replace(body, 'event 1', 'event X') WHERE seq = 2")
-    broken = _readiness.check_audit_chains(states, _open(home))
+    broken = _readiness.check_audit_chains(states, _context.open_admin)
     assert not broken.ok and str(workspace) in broken.detail and str(other) not in broken.detail
     assert "swarm audit" in broken.fix
 
 
-def test_agents_state_this_build_cannot_open_fails_the_audit_item(home: Path, workspace: Path, trail: Admin) -> None:
-    (home / "agents" / "w1-0123").mkdir(parents=True)
-    (home / "agents" / "w1-0123" / "state.db").write_bytes(b"")
-    item = _readiness.check_audit_chains(_readiness.local_states(home), _open(home))
-    assert not item.ok and str(home / "agents") in item.detail
+def _agent_trail(home: Path, config: SwarmConfig, name: str, *, events: int = 2) -> StatePaths:
+    """An agent's chain as its body keeps it (`swarm body --agent NAME`); `name` need not be in `config`."""
+    if any(agent.name == name for agent in config.agents):
+        profile = _context.agent_profile(config, name)
+    else:
+        profile = AgentProfile(name=name, logic_version=None)
+    settings = BodySettings(workspace=None, home=home, config=config, agent_profile=profile)
+    with Admin.open(settings, by="human:test") as admin:
+        for n in range(events):
+            admin.record(action="note", rationale=f"event {n}")
+    return settings.paths
+
+
+def _tamper(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER audit_events_no_update")
+        conn.execute("UPDATE audit_events SET body = replace(body, 'event 1', 'event X') WHERE seq = 2")
+
+
+def test_agents_chains_are_verified_too_and_a_tampered_one_fails_the_item_naming_the_agent(
+    home: Path, trail: Admin
+) -> None:
+    config = parse_config(AGENTS)
+    w1 = _agent_trail(home, config, "w1")
+    gone = _agent_trail(home, config, "retired")  # its state stays after it is taken out of [[agents]]
+    states = _readiness.local_states(home, config)
+    assert [(a.name, a.configured) for a in states.agents] == [("retired", False), ("w1", True)]
+    intact = _readiness.check_audit_chains(states, _context.open_admin)
+    assert intact.ok and "3 audit chain(s)" in intact.detail, intact.detail
+    assert "agent w1" in intact.detail and "agent retired (no longer in [[agents]])" in intact.detail
+
+    _tamper(w1.db)
+    broken = _readiness.check_audit_chains(states, _context.open_admin)
+    assert not broken.ok and broken.detail.startswith("1 of 3 trails do not verify: agent w1: "), broken.detail
+    assert "retired" not in broken.detail and "--agent NAME" in broken.fix
+    _tamper(gone.db)
+    both = _readiness.check_audit_chains(states, _context.open_admin)
+    assert not both.ok and "2 of 3" in both.detail and "agent retired (no longer in [[agents]]): " in both.detail
+
+
+def test_swarm_readiness_fails_on_a_tampered_agent_chain(home: Path, tmp_path: Path) -> None:
+    config_path = _agents_toml(tmp_path)
+    _tamper(_agent_trail(home, parse_config(AGENTS), "w1").db)
+    result = swarm("readiness", "--json", "--config", str(config_path), home=home)
+    items = {item["name"]: item for item in json.loads(result.stdout)["items"]}
+    assert not items["audit_chains"]["ok"] and "agent w1" in items["audit_chains"]["detail"]
+    assert "audit_chains" in one_line_error(result)
+
+
+def test_an_agent_state_whose_identity_is_damaged_fails_the_audit_item(home: Path, trail: Admin) -> None:
+    state = home / "agents" / "w1-0123"
+    state.mkdir(parents=True)
+    (state / "identity.json").write_text("{not json")
+    item = _readiness.check_audit_chains(_readiness.local_states(home, SwarmConfig()), _context.open_admin)
+    assert not item.ok and str(state) in item.detail and "unreadable or damaged" in item.detail
 
 
 def test_limits_looser_than_the_specification_fail_and_tighter_ones_hold() -> None:
@@ -161,7 +197,7 @@ def test_the_kill_drill_item_needs_a_recent_drill_under_five_seconds(record: Dri
 
 
 def test_swarm_snapshot_drill_records_its_result_for_readiness(home: Path, workspace: Path, trail: Admin) -> None:
-    states = _readiness.local_states(home)
+    states = _readiness.local_states(home, SwarmConfig())
     failed = swarm("snapshot", "drill", "--workspace", str(workspace), home=home)
     one_line_error(failed)  # no snapshot yet: the drill fails, and that is recorded too
     item = _readiness.check_restore_drill(
@@ -196,8 +232,7 @@ AGENTS: dict[str, Any] = {
 
 
 def _version(config: SwarmConfig) -> str:
-    agent = config.agents[0]
-    return _readiness.logic_version(agent, config.models[agent.model])
+    return agent_logic_version(config, config.agents[0].name)
 
 
 def _runs(version: str, *, tasks: int, first: datetime, agent: str = "w1") -> list[ShadowFact]:
@@ -322,54 +357,11 @@ def test_the_drill_kills_a_drill_body_through_a_throwaway_brain_and_records_it(h
     ok = {item["name"]: item["ok"] for item in after["items"]}
     assert ok["kill_drill"] and ok["restore_drill"] and ok["audit_chains"] and ok["snapshots"]
     # The drill ran on its own brain and home: this machine's state holds only the workspace's trail.
-    assert [s.workspace for s in _readiness.local_states(home).found] == [workspace]
-
-
-class FakeBrain:
-    """The readiness routes of issue 17 A (branch h-brain17: `GET /v1/tasks` -> TaskList, `POST /v1/readiness` ->
-    ReadinessStatus, `POST /v1/readiness/overrides` -> ReadinessOverride), recording what they were sent.
-
-    LEAD: replace with the real brain (`brain_server.run`) once issue 17 A's routes are merged."""
-
-    def __init__(self, *, shadow_runs: list[dict[str, Any]]) -> None:
-        self.reports: list[ReadinessRequest] = []
-        self.overrides: list[OverrideRequest] = []
-        self.tasks = [{"id": "t1", "title": "x", "shadow_runs": shadow_runs}]
-        routes = [
-            Route("/v1/tasks", self._tasks, methods=["GET"]),
-            Route("/v1/readiness", self._report, methods=["POST"]),
-            Route("/v1/readiness/overrides", self._override, methods=["POST"]),
-        ]
-        self.app = Starlette(routes=routes)
-
-    async def _tasks(self, request: Request) -> JSONResponse:
-        return JSONResponse({"tasks": self.tasks})
-
-    async def _report(self, request: Request) -> JSONResponse:
-        posted = ReadinessRequest.model_validate_json(await request.body())
-        self.reports.append(posted)
-        stored = ReadinessReport(at=datetime.now(UTC), by="captain", **posted.model_dump())
-        status = ReadinessStatus(report=stored, live_ready=posted.ready, max_age_s=86400, overrides=[])
-        return JSONResponse(status.model_dump(mode="json"), status_code=201)
-
-    async def _override(self, request: Request) -> JSONResponse:
-        override = OverrideRequest.model_validate_json(await request.body())
-        self.overrides.append(override)
-        at = datetime.now(UTC)
-        kept = ReadinessOverride(
-            id="ovr_1",
-            agent=override.agent,
-            logic_version=override.logic_version,
-            reason=override.reason,
-            by="captain",
-            at=at,
-            expires_at=at + timedelta(seconds=override.for_s),
-        )
-        return JSONResponse(kept.model_dump(mode="json"), status_code=201)
+    assert [s.workspace for s in _readiness.local_states(home, SwarmConfig()).found] == [workspace]
 
 
 async def _swarm(*args: str, home: Path, config: Path, token: str = "cap") -> subprocess.CompletedProcess[str]:
-    """`swarm` in a subprocess, without blocking the event loop that serves the fake brain."""
+    """`swarm` in a subprocess, without blocking the event loop that serves the brain."""
     env = {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config), "SWARM_TOKEN": token}
     env.pop("SWARM_BRAIN_URL", None)
     done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args], env=env, check=False)
@@ -386,42 +378,76 @@ def _agents_toml(tmp_path: Path, *, shadow_days: int = 7) -> Path:
     return path
 
 
-async def test_readiness_posts_its_report_and_reads_the_shadow_runs_from_the_brain(home: Path, tmp_path: Path) -> None:
-    config_path = _agents_toml(tmp_path)
+@asynccontextmanager
+async def _brain_with_a_shadow_run(tmp_path: Path) -> AsyncGenerator[tuple[LiveBrain, str]]:
+    """The real brain (`brain_server.run` on 127.0.0.1) where agent w1's current logic version has worked one task
+    in shadow, through the routes its runner uses; also the task's id."""
     version = _version(parse_config(AGENTS))
-    first = (datetime.now(UTC) - timedelta(days=8)).isoformat()
-    brain = FakeBrain(shadow_runs=[{"at": first, "agent": "w1", "logic_version": version, "outcome": "succeeded"}])
-    async with serve_app(brain.app) as url:
-        result = await _swarm("readiness", "--json", "--brain", url, home=home, config=config_path)
-    assert result.returncode == 1
-    printed = json.loads(result.stdout)
-    (posted,) = brain.reports
-    assert posted.model_dump(mode="json", include={"ready", "items"}) == printed
-    shadow = next(item for item in printed["items"] if item["name"] == "shadow_period:w1")
-    assert shadow["ok"], shadow
-    assert posted.drill_at is None  # no kill drill has run here
+    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), durability="crash")
+    async with live_brain(settings) as brain, httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
+        task = (await http.post("/v1/tasks", json={"title": "t"}, headers=_as(brain, "approver"))).json()
+        body = {"body_id": "body-a", "agent": "w1", "mode": "shadow", "logic_version": version}
+        claimed = (await http.post("/v1/tasks/claim", json=body, headers=_as(brain, "body"))).json()
+        outcome = {"claim_token": claimed["claim_token"], "outcome": "succeeded", "mode": "shadow"}
+        ran = await http.post(
+            f"/v1/tasks/{task['id']}/outcome", json={**outcome, "logic_version": version}, headers=_as(brain, "body")
+        )
+        assert ran.status_code == 200, ran.text
+        yield brain, task["id"]
 
-    async with serve_app(brain.app) as url:
-        table = await _swarm("readiness", "--brain", url, home=home, config=config_path)
-    assert table.returncode == 1 and "brain: report recorded; live work is refused" in table.stdout
-    assert len(brain.reports) == 2
+
+def _as(brain: LiveBrain, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {brain.tokens[role]}"}
+
+
+async def _stored(brain: LiveBrain) -> ReadinessStatus:
+    async with httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
+        answer = await http.get("/v1/readiness", headers=_as(brain, "body"))
+    assert answer.status_code == 200, answer.text
+    return ReadinessStatus.model_validate_json(answer.content)
+
+
+async def test_readiness_posts_its_report_and_reads_the_shadow_runs_from_the_brain(home: Path, tmp_path: Path) -> None:
+    version = _version(parse_config(AGENTS))
+    async with _brain_with_a_shadow_run(tmp_path) as (brain, _):
+        captain = brain.tokens["captain"]
+        # A week's shadow period: the brain's one shadow task (just now) is counted, but the period has not passed.
+        week = _agents_toml(tmp_path, shadow_days=7)
+        result = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=week, token=captain)
+        assert result.returncode == 1, result.stderr
+        printed = json.loads(result.stdout)
+        shadow = next(item for item in printed["items"] if item["name"] == "shadow_period:w1")
+        assert not shadow["ok"] and f"{version}: 1 shadow tasks, the first 0.0 days ago" in shadow["detail"], shadow
+        stored = await _stored(brain)
+        assert (
+            stored.report is not None and stored.report.model_dump(mode="json", include={"ready", "items"}) == printed
+        )
+        assert stored.report.drill_at is None and not stored.live_ready  # no kill drill has run here
+
+        # No shadow days needed: the one task is enough; the table says what the brain made of the report.
+        now = _agents_toml(tmp_path, shadow_days=0)
+        table = await _swarm("readiness", "--brain", brain.url, home=home, config=now, token=captain)
+        assert table.returncode == 1 and "brain: report recorded; live work is refused" in table.stdout, table.stderr
+        assert "ok    shadow_period:w1" in table.stdout and f"{version}: 1 shadow tasks" in table.stdout
+        newer = await _stored(brain)
+        assert newer.report is not None and newer.report.at > stored.report.at
+        assert next(item for item in newer.report.items if item.name == "shadow_period:w1").ok
 
 
 async def test_override_sends_the_agents_logic_version_and_duration_to_the_brain(home: Path, tmp_path: Path) -> None:
     config_path = _agents_toml(tmp_path)
-    brain = FakeBrain(shadow_runs=[])
-    async with serve_app(brain.app) as url:
-        args = ("readiness", "override", "--agent", "w1", "--reason", "launch", "--for", "12h", "--brain", url)
-        result = await _swarm(*args, home=home, config=config_path)
-    assert result.returncode == 0, result.stderr
-    (sent,) = brain.overrides
-    assert (sent.agent, sent.logic_version, sent.reason, sent.for_s) == (
-        "w1",
-        _version(parse_config(AGENTS)),
-        "launch",
-        43200,
-    )
-    assert "w1" in result.stdout and sent.logic_version in result.stdout
+    version = _version(parse_config(AGENTS))
+    async with _brain_with_a_shadow_run(tmp_path) as (brain, _):
+        args = ("readiness", "override", "--agent", "w1", "--reason", "launch", "--for", "12h", "--brain", brain.url)
+        refused = await _swarm(*args, home=home, config=config_path, token=brain.tokens["approver"])
+        assert "403" in one_line_error(refused)  # only a captain may override
+        before = datetime.now(UTC)
+        result = await _swarm(*args, home=home, config=config_path, token=brain.tokens["captain"])
+        assert result.returncode == 0, result.stderr
+        (kept,) = (await _stored(brain)).overrides
+    assert (kept.agent, kept.logic_version, kept.reason) == ("w1", version, "launch")
+    assert timedelta(hours=12) <= kept.expires_at - before <= timedelta(hours=12, minutes=1)
+    assert "w1" in result.stdout and version in result.stdout and kept.by in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -446,49 +472,36 @@ def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-_BRAIN_HAS_READINESS = hasattr(brain_protocol, "ReadinessStatus")
-
-
-@pytest.mark.skipif(not _BRAIN_HAS_READINESS, reason="issue 17 A's readiness routes are not on this branch yet")
 async def test_against_the_real_brain_the_report_gates_live_claims_until_a_captains_override(
     home: Path, tmp_path: Path
 ) -> None:
     config_path = _agents_toml(tmp_path, shadow_days=0)
     version = _version(parse_config(AGENTS))
-    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), durability="crash")
-    async with live_brain(settings) as brain, httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
-
-        def as_(role: str) -> dict[str, str]:
-            return {"Authorization": f"Bearer {brain.tokens[role]}"}
+    async with (
+        _brain_with_a_shadow_run(tmp_path) as (brain, shadowed),
+        httpx.AsyncClient(base_url=brain.url, timeout=10) as http,
+    ):
 
         async def claim(mode: str, logic_version: str = version) -> httpx.Response:
             body = {"body_id": "body-a", "agent": "w1", "mode": mode, "logic_version": logic_version}
-            return await http.post("/v1/tasks/claim", json=body, headers=as_("body"))
-
-        task = (await http.post("/v1/tasks", json={"title": "t"}, headers=as_("approver"))).json()
-        shadow = (await claim("shadow")).json()
-        outcome = {"claim_token": shadow["claim_token"], "outcome": "succeeded", "mode": "shadow"}
-        outcome["logic_version"] = version
-        ran = await http.post(f"/v1/tasks/{task['id']}/outcome", json=outcome, headers=as_("body"))
-        assert ran.status_code == 200, ran.text
+            return await http.post("/v1/tasks/claim", json=body, headers=_as(brain, "body"))
 
         captain = brain.tokens["captain"]
         wrong = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token="x")
         assert json.loads(wrong.stdout)["ready"] is False and "401" in one_line_error(wrong)
         result = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token=captain)
         assert result.returncode == 1, result.stderr  # consensus cannot hold yet
-        assert result.stdout, result.stderr
         items = {item["name"]: item for item in json.loads(result.stdout)["items"]}
         assert items["shadow_period:w1"]["ok"], items["shadow_period:w1"]
-        stored = (await http.get("/v1/readiness", headers=as_("body"))).json()
-        assert stored["report"]["ready"] is False and stored["live_ready"] is False
+        stored = await _stored(brain)
+        assert stored.report is not None and not stored.report.ready and not stored.live_ready
         refused = await claim("live")
         assert (refused.status_code, refused.json()["code"]) == (403, "not_ready")
 
         args = ("readiness", "override", "--agent", "w1", "--reason", "reviewed by hand", "--for", "1h")
         made = await _swarm(*args, "--brain", brain.url, home=home, config=config_path, token=captain)
         assert made.returncode == 0, made.stderr
-        live = await claim("live")
-        assert live.status_code == 200 and live.json()["task"]["id"] == task["id"], live.text
+        live = await claim("live")  # (a shadow run leaves its task queued for live work)
+        assert live.status_code == 200 and live.json()["task"]["id"] == shadowed, live.text
         other = await claim("live", logic_version="lv-another")
         assert other.status_code == 403, "the override is bound to the logic version"
