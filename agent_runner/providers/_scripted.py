@@ -7,7 +7,8 @@ It is the demo's embedded default and the loop's end-to-end test double: no keys
      "tool_calls": [{"name": "read_text_file", "arguments": {"path": "src/app.py", "rationale": "…"}}],
      "usage": {"input_tokens": 1200, "output_tokens": 40, "cache_read_tokens": 1000}}
 
-Every key is optional; unknown keys are errors. `tool_calls[].id` defaults to `call_<line>_<n>`; `usage` absent
+Every key is optional; unknown keys are errors. `"delay_s": 5` makes that turn take 5 s to come (a slow model, to
+show a kill cutting a call short). `tool_calls[].id` defaults to `call_<line>_<n>`; `usage` absent
 means none reported (the wallet settles at its reservation); `stop_reason` defaults to `tool_use` when there are
 calls, else `end_turn`. `"error": "rate_limited"` (or `unavailable`, `context_overflow`, `rejected`, `refused`,
 `garbage`) makes that line fail as a provider would, so the loop's error paths can be scripted too. Blank lines
@@ -68,6 +69,8 @@ class _ScriptedLine(_Strict):
     usage: _ScriptedUsage | None = None
     stop_reason: StopReason | None = None
     error: ScriptedError | None = None
+    delay_s: float = Field(default=0.0, ge=0, le=3600)
+    """How long the "model" takes to answer (a kill or a timeout cuts it short; the line is then not used up)."""
 
 
 _ERRORS: Mapping[ScriptedError, tuple[Callable[..., ProviderError], int | None]] = {
@@ -82,20 +85,24 @@ _ERRORS: Mapping[ScriptedError, tuple[Callable[..., ProviderError], int | None]]
 
 def load_script(path: Path) -> list[ModelTurn | ScriptedError]:
     """Every line of the script, checked: a turn, or the error that line stands for."""
+    return [entry for entry, _ in _load(path)]
+
+
+def _load(path: Path) -> list[tuple[ModelTurn | ScriptedError, float]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScriptInvalid(f"cannot read the script: {exc.strerror}", path=str(path)) from None
     except UnicodeDecodeError:
         raise ScriptInvalid("the script is not UTF-8 text", path=str(path)) from None
-    entries: list[ModelTurn | ScriptedError] = []
+    entries: list[tuple[ModelTurn | ScriptedError, float]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if raw.strip():
             entries.append(_entry(raw, path=str(path), number=number))
     return entries
 
 
-def _entry(raw: str, *, path: str, number: int) -> ModelTurn | ScriptedError:
+def _entry(raw: str, *, path: str, number: int) -> tuple[ModelTurn | ScriptedError, float]:
     try:
         line = _ScriptedLine.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
@@ -105,19 +112,20 @@ def _entry(raw: str, *, path: str, number: int) -> ModelTurn | ScriptedError:
         where = ".".join(str(part) for part in first["loc"]) or "the line"
         raise ScriptInvalid(f"{where}: {first['msg']}", path=path, line=number) from None
     if line.error is not None:
-        return line.error
+        return line.error, line.delay_s
     calls = tuple(
         ToolCall(id=call.id or f"call_{number}_{index}", name=call.name, arguments=call.arguments)
         for index, call in enumerate(line.tool_calls)
     )
     usage = TokenUsage(**line.usage.model_dump()) if line.usage is not None else None
-    return ModelTurn(
+    turn = ModelTurn(
         content=line.content,
         tool_calls=calls,
         stop_reason=line.stop_reason or ("tool_use" if calls else "end_turn"),
         usage=usage,
         raw_usage=line.usage.model_dump() if line.usage is not None else None,
     )
+    return turn, line.delay_s
 
 
 class ScriptedProvider:
@@ -126,7 +134,9 @@ class ScriptedProvider:
     def __init__(self, script: Path, *, model: str) -> None:
         self._model = model
         self._path = script
-        self._entries = load_script(script)
+        loaded = _load(script)
+        self._entries: list[ModelTurn | ScriptedError] = [entry for entry, _ in loaded]
+        self._delays = [delay for _, delay in loaded]
         self._next = 0
         self.requests: list[ModelRequest] = []
         """Every request received, in order (the loop's tests look at what the model was shown)."""
@@ -146,6 +156,8 @@ class ScriptedProvider:
 
     async def complete(self, request: ModelRequest, *, before_attempt: BeforeAttempt | None = None) -> ModelTurn:
         async def attempt() -> ModelTurn:
+            if self._next < len(self._delays) and self._delays[self._next] > 0:
+                await anyio.sleep(self._delays[self._next])
             return self._replay(request)
 
         return await call_with_retries(attempt, policy=_ONE_TRY, before_attempt=before_attempt, sleep=anyio.sleep)
