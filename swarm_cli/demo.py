@@ -33,6 +33,8 @@ from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.setup import WakeSetup
 from shared_protocol.config import load_config, parse_config, render_config
 
+from . import _context, demo_agents
+
 _SAMPLE = {
     "README.md": "# Acme shop\n\nA tiny sample project for the Swarm demo.\n",
     "shop/prices.py": (
@@ -66,21 +68,24 @@ def _free_port() -> int:
 async def _tokens(database_url: str) -> dict[str, str]:
     state = await open_engine(database_url)
     try:
-        return {
+        tokens = {
             r: await issue_token(state, role=r, label=f"demo-{r}", at=datetime.now(UTC)) for r in ("body", "captain")
         }
+        for agent in ("worker-1", "worker-2"):
+            tokens[agent] = await issue_token(state, role="body", label=agent, at=datetime.now(UTC))
+        return tokens
     finally:
         await state.close()
 
 
-async def _loop(home: Path, workspace: Path) -> dict[str, str]:
+async def _loop(home: Path, workspace: Path) -> dict[str, Any]:
     """A brain on 127.0.0.1, a body linked to it over stdio, and a scripted agent doing a day's work."""
     db, port = home / "brain.db", _free_port()
     database_url = sqlite_url(db)
     tokens = await _tokens(database_url)
     url = f"http://127.0.0.1:{port}"
     stop, ready = anyio.Event(), anyio.Event()
-    ids: dict[str, str] = {}
+    ids: dict[str, Any] = {}
     settings = BrainSettings(host="127.0.0.1", port=port, database_url=database_url, durability="crash")
     async with anyio.create_task_group() as tg:
         tg.start_soon(
@@ -104,6 +109,8 @@ async def _loop(home: Path, workspace: Path) -> dict[str, str]:
             assert (await captain.post("/v1/tasks", json=task)).status_code == 201
             _say("brain", "the captain queues a task: 'Lift gadget conversion'")
             ids = await _agent(home, workspace, url, tokens["body"], captain)
+            print("\nAutonomy: agents take tasks from the brain, with nobody typing\n", flush=True)
+            ids["autonomy"] = await demo_agents.autonomy(home.parent, home, url, captain, tokens, _SAMPLE)
         stop.set()
         tg.cancel_scope.cancel()
     return ids
@@ -243,6 +250,16 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
     return ids
 
 
+def _agent_chain(home: Path, agent: str) -> str:
+    """What `swarm audit verify --agent NAME` says of an agent's own chain (its identity and state are per agent)."""
+    config = load_config(home / "swarm.toml")
+    settings = BodySettings(
+        workspace=None, home=home.resolve(), config=config, agent_profile=_context.agent_profile(config, agent)
+    )
+    with Admin.open(settings, by="swarm:demo") as admin:
+        return f"{agent}'s audit chain: {admin.verify().summary()}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="swarm-demo-"))
     home, workspace = root / "home", root / "workspace"
@@ -253,9 +270,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # The demo's own config: a small hourly file budget so the agent meets it.
     config = parse_config({"limits": {"file_mods_per_hour": 14}})
     (home / "swarm.toml").write_text(render_config(config))
+    demo_agents.write_agents_config(home)
     print(f"Swarm demo — sample workspace {workspace}\n", flush=True)
     try:
-        anyio.run(_loop, home, workspace)
+        found = anyio.run(_loop, home, workspace)
+        agents: dict[str, Any] = found.get("autonomy", {})
         settings = BodySettings(
             workspace=workspace.resolve(), home=home.resolve(), config=load_config(home / "swarm.toml")
         )
@@ -273,6 +292,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print("\nOne event explained:\n" + "\n".join("  " + line for line in explain_event(edit).splitlines()))
             price = (workspace / "shop/prices.py").read_text()
             print(f"\nAfter undo, shop/prices.py has the old price again: {'gadget' in price and '25' in price}")
+        chains = [_agent_chain(home, name) for name in ("worker-1", "worker-2")]
+        print(
+            "\nAutonomy summary:\n"
+            f"  worker-1 went live on a readiness override a captain recorded for its logic version "
+            f"{agents.get('override')} (the brain refuses --live without one until `swarm readiness` passes)\n"
+            f"  its task: {agents.get('task_state')}, verified by the body: {agents.get('verified')}, "
+            f"spend ${agents.get('usd', 0):.5f}\n"
+            f"  worker-2 was stopped mid model call by the kill switch in {agents.get('kill_ms', 0):.0f} ms\n"
+            + "".join(f"  {line}\n" for line in chains),
+            flush=True,
+        )
         print(
             "\nWhere to look next:\n"
             + (
@@ -283,7 +313,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             + "  swarm init                                   write swarm.toml and get the mcp.json snippet\n"
             "  README.md                                    IDE setup, the guard, what is not finished yet"
         )
-        return 0 if report.ok else 1
+        return 0 if report.ok and all("OK" in line for line in chains) else 1
     finally:
         if args.keep:
             print(f"\n(kept {root})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from ..conftest import make_body
 
 
 def swarm(
-    *args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout_s: float = 60
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "SWARM_HOME": str(home), **(env or {})}
     full_env.pop("SWARM_CONFIG", None)
@@ -29,7 +30,7 @@ def swarm(
         env=full_env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
-        timeout=60,
+        timeout=timeout_s,
         check=False,
     )
 
@@ -129,7 +130,7 @@ def test_undo_from_the_cli_works_while_killed_and_errors_cleanly(home: Path, wor
 
 
 def test_demo_runs_the_whole_loop(home: Path) -> None:
-    result = swarm("demo", home=home)
+    result = swarm("demo", home=home, timeout_s=240)  # several processes: slow on a loaded 2-core machine
     assert result.returncode == 0, result.stderr
     for expected in (
         "next_task claims 'Lift gadget conversion'",
@@ -146,3 +147,17 @@ def test_demo_runs_the_whole_loop(home: Path) -> None:
         assert "the same command with the decision: ok" in result.stdout
     else:
         assert "commands are refused, never run bare" in result.stdout
+    # Autonomy: two agents in their own processes, nobody typing.
+    out = result.stdout
+    assert "claimed task" in out and "Bulk discount (live)" in out
+    assert "worker-1 went live on a readiness override a captain recorded for its logic version lv-" in out
+    if shutil.which("bwrap"):
+        assert "task succeeded; verified by the body re-running the acceptance command: True (exit code 0)" in out
+    else:
+        assert "the body cannot run the acceptance command" in out
+    kill = re.search(
+        r"the kill reached worker-2 in (\d+) ms; its model call was cancelled and it made 0 model calls", out
+    )
+    assert kill is not None and int(kill.group(1)) < 1000, out
+    assert "worker-1's audit chain: audit chain OK" in out and "worker-2's audit chain: audit chain OK" in out
+    assert re.search(r"model spend recorded by the brain: worker-1 \$0\.\d+", out)
