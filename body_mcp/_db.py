@@ -186,10 +186,20 @@ class StateDB:
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             raise StateUnusable.from_sqlite(path, exc) from None
+        except StateUnusable:
+            self.conn.close()
+            raise
 
     def _migrate(self) -> None:
         with self.write() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(_MIGRATIONS):
+                # A newer swarm's file: its tables, triggers and rules are not this code's to use or to write.
+                raise StateUnusable(
+                    self.path,
+                    f"written by a newer swarm (schema version {version}, this one knows {len(_MIGRATIONS)}): "
+                    "upgrade swarm",
+                )
             for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
                 for statement in _split(script):
                     conn.execute(statement)
