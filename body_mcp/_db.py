@@ -153,6 +153,12 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE recent_changes (path TEXT PRIMARY KEY, at REAL NOT NULL);
     CREATE INDEX recent_changes_at ON recent_changes(at);
     """,
+    # v8: a file an action is about to change is counted from when its approval is checked (the action's id marks
+    # it until the action is carried out, and takes it back if it is not): processes racing see each other's
+    """
+    ALTER TABLE recent_changes ADD COLUMN action_id TEXT;
+    CREATE INDEX recent_changes_action ON recent_changes(action_id) WHERE action_id IS NOT NULL;
+    """,
 ]
 
 

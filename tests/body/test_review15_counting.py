@@ -113,3 +113,22 @@ async def test_body_processes_of_one_workspace_writing_at_once_are_held_to_the_c
                 tg.start_soon(partial(call, client, "write_file", path=f"many/race{i}.txt", content="x"))
     written = sorted(p.name for p in (workspace / "many").iterdir())
     assert len(written) < 5, f"{len(written)} files written without approval in one window: {written}"
+
+
+async def test_files_of_an_action_refused_after_its_count_do_not_count(workspace: Path, home: Path) -> None:
+    """A file is counted from when its action is checked, and given back when that action is refused further in
+    (here: an edit whose old text is not found), so failed attempts do not use up the window."""
+    for name in ("e0.txt", "e1.txt"):
+        (workspace / name).write_text("text\n")
+    body = make_body(workspace, home)
+    try:
+        async with Client(build_server(body)) as client:
+            for n in range(3):
+                ok(await call(client, "write_file", path=f"f{n}.txt", content="x"))
+            for name in ("e0.txt", "e1.txt"):
+                edit = [{"old_text": "absent", "new_text": "y"}]
+                refused(await call(client, "edit_file", path=name, edits=edit), "edit_mismatch")
+            ok(await call(client, "write_file", path="f3.txt", content="x"))  # four files changed: under five
+            refused(await call(client, "write_file", path="f4.txt", content="x"), "approval_required")
+    finally:
+        body.close()
