@@ -132,3 +132,28 @@ async def test_files_of_an_action_refused_after_its_count_do_not_count(workspace
             refused(await call(client, "write_file", path="f4.txt", content="x"), "approval_required")
     finally:
         body.close()
+
+
+async def test_the_agent_cannot_redo_an_approved_change_a_human_undid_without_approval(
+    workspace: Path, home: Path
+) -> None:
+    """A human approved six files (one action), then took them back with `swarm undo`; the agent's `undo` of that
+    undo puts the six files back: the same impact as the approved action, so it needs a decision of its own (the
+    first was used up), as writing them again would."""
+    body = make_body(workspace, home)
+    files = [f"six/f{n}.txt" for n in range(6)]
+    try:
+        async with Client(build_server(body)) as client:
+            script = " && ".join(f"echo x > {f}" for f in files)
+            asked = ok(await call(client, "request_approval", summary="six files", confidence=0.9, files=files))
+            body.admin.answer(asked["decision_id"], "approve", reason="reviewed")
+            (workspace / "six").mkdir()
+            argv = ["sh", "-c", script]
+            done = ok(await call(client, "run_command", argv=argv, decision_id=asked["decision_id"]))
+            assert all((workspace / f).exists() for f in files)
+            undone, _ = body.admin.undo(done["action_id"], force=False)  # the human takes it back
+            assert not any((workspace / f).exists() for f in files)
+            refused(await call(client, "undo", id=undone.id), "approval_required")
+    finally:
+        body.close()
+    assert not any((workspace / f).exists() for f in files)
