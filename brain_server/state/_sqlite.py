@@ -214,7 +214,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
     async def touch_body(self, body_id: str, at: datetime) -> bool:
         async with (
             self._write() as conn,
-            conn.execute("UPDATE bodies SET last_heartbeat = ? WHERE body_id = ?", (iso(at), body_id)) as cursor,
+            conn.execute(
+                "UPDATE bodies SET last_heartbeat = ? WHERE body_id = ? AND left_at IS NULL", (iso(at), body_id)
+            ) as cursor,
         ):
             return cursor.rowcount == 1
 
