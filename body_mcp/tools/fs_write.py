@@ -253,8 +253,8 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
     else:
         parents = await _count_parents(ctx, destination.parts, moved_files, [source.rel, destination.rel])
     moved_files += len(parents)
-    changes: list[tuple[str, ChangeKind]] = [(parent, "created") for parent in parents]
-    changes += [(source.rel, "moved"), (destination.rel, "created")]
+    moved: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
+    changes: list[tuple[str, ChangeKind]] = [*((parent, "created") for parent in parents), *moved]
     if ctx.mode == "live":
         recorder = ctx.recorder()
         recorder.make_parents(destination.parts)
