@@ -28,7 +28,7 @@ from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
 from ._rules import iso, parse_time, rebind_refusal, same_question
-from ._schema import migrate
+from ._schema import migrate, refuse_foreign
 from ._sqlite_db import canonical, close_quietly, connect, unusable
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_wake import SqliteWake
@@ -54,6 +54,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake):
                 )
         except OSError as exc:
             raise unusable(exc, path) or exc from None
+        await anyio.to_thread.run_sync(refuse_foreign, path)
         writer: aiosqlite.Connection | None = None
         try:
             writer = await connect(path, "FULL" if durability == "power_loss" else "NORMAL")
