@@ -30,4 +30,3 @@ async def test_a_database_of_another_application_is_refused_and_left_as_it_was(a
     assert_one_line_reason(decoded(result))
     assert "not a brain" in decoded(result) and "notes" in decoded(result), decoded(result)
     assert tables(db) == ["notes"] and db.read_bytes() == before
-
