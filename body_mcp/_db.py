@@ -153,6 +153,12 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE recent_changes (path TEXT PRIMARY KEY, at REAL NOT NULL);
     CREATE INDEX recent_changes_at ON recent_changes(at);
     """,
+    # v8: a file an action is about to change is counted from when its approval is checked (the action's id marks
+    # it until the action is carried out, and takes it back if it is not): processes racing see each other's
+    """
+    ALTER TABLE recent_changes ADD COLUMN action_id TEXT;
+    CREATE INDEX recent_changes_action ON recent_changes(action_id) WHERE action_id IS NOT NULL;
+    """,
 ]
 
 
@@ -186,10 +192,20 @@ class StateDB:
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             raise StateUnusable.from_sqlite(path, exc) from None
+        except StateUnusable:
+            self.conn.close()
+            raise
 
     def _migrate(self) -> None:
         with self.write() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(_MIGRATIONS):
+                # A newer swarm's file: its tables, triggers and rules are not this code's to use or to write.
+                raise StateUnusable(
+                    self.path,
+                    f"written by a newer swarm (schema version {version}, this one knows {len(_MIGRATIONS)}): "
+                    "upgrade swarm",
+                )
             for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
                 for statement in _split(script):
                     conn.execute(statement)

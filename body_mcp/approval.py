@@ -15,7 +15,10 @@ shadowed; a call that fails or is cancelled part way keeps it (it may have chang
 Splitting work does not slip past the threshold: it also holds for the distinct files this
 body identity changed within `[policy] cumulative_window_s` (10 minutes), this action's
 included, whichever of its processes or clients changed them and across restarts (they are
-in `state.db`, dated on the wall clock, written with each call's audit event). An approved
+in `state.db`, dated on the wall clock, written with each call's audit event). An action's
+files count from the moment they are checked (noted in the same transaction as the count,
+marked with its action id, and taken back if it is refused or only shadowed), so body
+processes acting at the same moment each count the others'. An approved
 action's files, and those before it, were reviewed: the count starts again after it. (The
 blast radius stays per action.)
 """
@@ -74,7 +77,7 @@ class ApprovalGate:
         needs = classify(impact, 1.0, self._rules)
         mine = set(paths)
         if needs == "none" and mine and self._window_s > 0:
-            everything = self._recent() | mine
+            everything = self._count_in(mine, action_id)
             together = len(everything)
             if together >= self._rules.consensus_files:
                 files = max(together, impact.files)
@@ -87,6 +90,23 @@ class ApprovalGate:
             await self.require(decision_id, impact, needs, action_id=action_id, paths=mine)
             return True
         return False
+
+    def _count_in(self, mine: set[str], action_id: str) -> set[str]:
+        """The files changed within the window with `mine` among them. Under the threshold, `mine` are noted at once
+        as `action_id`'s, in the same write transaction as the count (so of processes racing, each counts the
+        others'); `settle` takes them back if the action is not carried out."""
+        now = self._clock()
+        cutoff = now - self._window_s
+        with self._db.write() as conn:
+            recent = {path for (path,) in conn.execute("SELECT path FROM recent_changes WHERE at >= ?", (cutoff,))}
+            everything = recent | mine
+            if len(everything) < self._rules.consensus_files:
+                conn.execute("DELETE FROM recent_changes WHERE at < ?", (cutoff,))
+                conn.executemany(
+                    "INSERT INTO recent_changes (path, at, action_id) VALUES (?, ?, ?) ON CONFLICT (path) DO NOTHING",
+                    [(path, now, action_id) for path in sorted(mine - recent)],
+                )
+        return everything
 
     def changed(self, writes: Writes, paths: Iterable[str], *, approved: bool) -> None:
         """Note files a carried-out action changed (counted ones, not artifacts), in its audit transaction
@@ -101,7 +121,8 @@ class ApprovalGate:
         writes.add("DELETE FROM recent_changes WHERE at < ?", (now - self._window_s,))
         for path in paths:
             writes.add(
-                "INSERT INTO recent_changes (path, at) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET at = excluded.at",
+                "INSERT INTO recent_changes (path, at) VALUES (?, ?) "
+                "ON CONFLICT (path) DO UPDATE SET at = excluded.at, action_id = NULL",
                 (path, now),
             )
 
@@ -112,6 +133,11 @@ class ApprovalGate:
         decision_id = self._claims.pop(action_id, None)
         if decision_id is not None and carried_out is False:
             writes.add("DELETE FROM decision_uses WHERE decision_id = ? AND action_id = ?", (decision_id, action_id))
+        if self._window_s > 0:
+            if carried_out is False:  # (the files it was about to change: not changed after all)
+                writes.add("DELETE FROM recent_changes WHERE action_id = ?", (action_id,))
+            else:  # (changed, or may have been: they count, from when they were checked)
+                writes.add("UPDATE recent_changes SET action_id = NULL WHERE action_id = ?", (action_id,))
 
     def _claim(self, decision_id: str, action_id: str) -> bool:
         """Take `decision_id` for `action_id` (atomically, against every process of this body); False if an

@@ -44,7 +44,7 @@ from ._db import StateDB
 from .brain_client import BrainClient, BrainRejected, BrainUnavailable, kill_state_from
 from .killswitch import RELEASED
 from .killswitch import KillState as BodyKillState
-from .link_state import REFRESH_S, LinkRecord, now_iso, write_link_record
+from .link_state import REFRESH_S, LinkRecord, now_iso, read_link_record, write_link_record
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +170,12 @@ class BrainLink:
 
     # -- what `swarm status` reads -------------------------------------------------------
 
-    def _note(self, found: BodyKillState | None = None, *, serving: bool = True, left: bool = False) -> None:
+    def _note(
+        self, found: BodyKillState | None = None, *, serving: bool = True, left: bool = False, overwritten: bool = False
+    ) -> None:
         """Write the link's state to `record` if it changed since last written (or only its last word from the
-        brain did, `REFRESH_S` ago). Never fails a call: a record that cannot be written is logged."""
+        brain did, `REFRESH_S` ago, or another process wrote over it: `overwritten`). Never fails a call: a record
+        that cannot be written is logged."""
         if self._record_path is None:
             return
         current = self._current() if found is None else found
@@ -206,7 +209,12 @@ class BrainLink:
             left=left,
         )
         previous = self._recorded
-        if previous is not None and previous.same_state(record) and not self._heard_moved_on(previous):
+        if (
+            previous is not None
+            and previous.same_state(record)
+            and not self._heard_moved_on(previous)
+            and not overwritten
+        ):
             return
         try:
             write_link_record(self._record_path, record)
@@ -255,10 +263,18 @@ class BrainLink:
             delay = min(delay * 2, 5.0)
 
     async def _record_forever(self) -> None:
-        """Going unreachable is only time passing: look every second (writing only what changed)."""
+        """Going unreachable is only time passing: look every second (writing only what changed, or what another
+        process of this workspace's body wrote over it as it stopped: this one still serves)."""
         while self._record_path is not None:
-            self._note()
+            self._note(overwritten=self._stopped_over(self._record_path))
             await anyio.sleep(1.0)
+
+    def _stopped_over(self, path: Path) -> bool:
+        """Whether the record at `path` is another process's saying it stopped, while this one serves."""
+        if self._recorded is None:
+            return False
+        found = read_link_record(path)
+        return found is not None and found.pid != self._recorded.pid and not found.serving
 
     async def leave(self, *, timeout_s: float = 3.0) -> bool:
         """A clean exit: stop the link, ship what the brain lacks of the audit chain, and deregister, so the brain

@@ -3,9 +3,10 @@
 The route table below is the contract: method, path, the roles allowed, the handler. Every
 request is authenticated before its body is read (401 for a missing, unknown or revoked
 token, 403 for a wrong role), its body is read no further than its route's cap (413,
-`_payload`), then validated whole before anything is written (422 naming the field). A
-body handler then checks, before anything else, that the token speaks for the body the
-request names (`_Api.as_body`: 403, or the token's binding on first use).
+`_payload`; read before the handler runs, whether or not the handler takes a body), then
+validated whole before anything is written (422 naming the field). A body handler then
+checks, before anything else, that the token speaks for the body the request names
+(`_Api.as_body`: 403, or the token's binding on first use).
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ def error_response(body: ErrorBody, status: int) -> Response:
 async def parse(request: Request, model: type[M]) -> M:
     """The request body as `model`, or `InvalidRequest` naming the first bad field. An empty body is `{}`.
 
-    Read up to the route's cap (`request.state.max_bytes`, set by `_route`): `PayloadTooLarge` beyond it.
+    The body was read by `_route`, up to the route's cap (`PayloadTooLarge` beyond it).
     """
-    raw = await read_body(request, request.state.max_bytes)
+    raw: bytes = request.state.body
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
@@ -313,7 +314,9 @@ def _route(
         who = await authenticate(brain.state, request.headers.get("authorization"), allowed)
         if (too_large := declared_too_large(request, cap)) is not None:
             raise too_large  # (whether or not the handler reads a body: nothing over the cap is taken)
-        request.state.max_bytes = cap
+        # Read here, whether or not the handler parses it: a streamed body (no Content-Length) over the cap is
+        # refused before the handler acts, on a route that takes no body (a heartbeat) as on any other.
+        request.state.body = await read_body(request, cap)
         return await handler(request, who)
 
     return Route(path, endpoint, methods=[method], name=f"{method} {path}")

@@ -33,6 +33,7 @@
         │   └── BadDatabaseUrl  a `[brain] database_url` no state engine takes (unknown scheme, relative path)
         ├── NoDatabase        a database that must exist does not (`swarm brain token list|revoke`)
         ├── SchemaTooNew      the database was written by a newer brain
+        ├── NotABrainDatabase  a database that holds another application's tables (never written into)
         └── UnknownToken      a token id the brain does not have (`swarm brain token revoke`, rebind)
 
 An `ApiError` is raised before anything is written, or after a transaction that is
@@ -229,6 +230,11 @@ class NoDatabase(UserError):
 
 class SchemaTooNew(UserError):
     """The database's schema version is newer than this brain knows: upgrade the brain, never downgrade."""
+
+
+class NotABrainDatabase(UserError):
+    """The file is an SQLite database, but not a brain's: it has tables and no brain schema version (a `--db` typo
+    naming another application's file). The brain writes nothing into it."""
 
 
 class UnknownToken(UserError):

@@ -223,9 +223,13 @@ class Brain:
         return Deregistration(body_id=body_id, left_at=now)
 
     async def heartbeat(self, body_id: str) -> HeartbeatResponse:
-        """Record a body's heartbeat and answer with the kill state; `UnknownBody` if it never registered."""
+        """Record a body's heartbeat and answer with the kill state; `UnknownBody` if it never registered, or
+        deregistered since: a process of it still running (one of two on a workspace, the other left) registers
+        again on that answer, so the brain knows the body is there and pages if it is lost."""
         if not await self.state.touch_body(body_id, self.now()):
-            raise UnknownBody(f"body '{body_id}' is not registered: POST /v1/bodies/register first")
+            raise UnknownBody(
+                f"body '{body_id}' is not registered (or deregistered since): POST /v1/bodies/register first"
+            )
         return HeartbeatResponse(kill=await self.state.kill_state())
 
     async def status(self, *, for_body: str | None = None) -> BrainStatus:

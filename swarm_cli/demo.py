@@ -198,7 +198,7 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
                     "request_approval",
                     summary="write ten drafts",
                     confidence=0.9,
-                    files=drafts,
+                    files=["drafts", *drafts[: n + 1]],  # the burst so far, the directory it made included
                     rationale="many small writes need the approval one big write would",
                 )
                 approval = {"decision_id": r.structured_content["decision_id"]}

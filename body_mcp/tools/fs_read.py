@@ -27,6 +27,7 @@ from shared_protocol.refusals import Rule
 from shared_protocol.tools import EntryKind
 
 from .. import _fsops
+from ..audit import escape_string
 from ..exceptions import InvalidArguments, SpecialFile, ToolRefused
 from ._spec import ToolContext, ToolSpec
 
@@ -95,6 +96,18 @@ def _scan(fd: int) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name)
 
 
+def shown(name: str) -> str:
+    """A name as a result shows it: as it is, unless it holds bytes that are not UTF-8 (a checkout, a file a human
+    made), which no reply could encode: then escaped as the audit trail escapes it (`\\xff`)."""
+    if name.isascii():
+        return name
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return escape_string(name)
+    return name
+
+
 def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
     return _kind(entry.stat(follow_symlinks=False).st_mode)
 
@@ -102,7 +115,7 @@ def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
 async def list_directory(ctx: ToolContext[PathArgs]) -> ListDirectoryResult:
     path = ctx.paths["path"]
     with ctx.deps.workspace.open_dir(path.parts) as fd:
-        entries = [DirectoryEntry(name=e.name, type=_entry_kind(e)) for e in _scan(fd)]
+        entries = [DirectoryEntry(name=shown(e.name), type=_entry_kind(e)) for e in _scan(fd)]
     return ListDirectoryResult(action_id=ctx.action_id, path=path.rel, entries=entries)
 
 
@@ -142,7 +155,7 @@ async def directory_tree(ctx: ToolContext[DirectoryTreeArgs]) -> DirectoryTreeRe
             count += 1
             kind = _entry_kind(entry)
             children = build(child) if child is not None else ([] if kind == "directory" else None)
-            nodes.append(TreeNode(name=rel, type=kind, children=children))
+            nodes.append(TreeNode(name=shown(rel), type=kind, children=children))
         return nodes
 
     with ctx.deps.workspace.open_dir(path.parts) as fd:
@@ -166,7 +179,7 @@ async def search_files(ctx: ToolContext[SearchFilesArgs]) -> SearchFilesResult:
                 if len(matches) >= args.max_results:
                     truncated = True
                     return
-                matches.append(base + rel)
+                matches.append(shown(base + rel))
             if child is not None:
                 visit(child, rel + "/")
 

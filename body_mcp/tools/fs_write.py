@@ -61,6 +61,28 @@ def _result(ctx: ToolContext[Any], changes: list[tuple[str, ChangeKind]], diff: 
     return MutationResult.as_json(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
 
 
+def _missing_parents(ctx: ToolContext[Any], parts: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The ancestors of `parts` that do not exist yet (shallowest first): writing there creates each of them, and
+    each counts like a file (blast radius, approval, the hourly limit), as `create_directory`'s do."""
+    workspace = ctx.deps.workspace
+    if len(parts) <= 1 or workspace.is_dir(parts[:-1]):
+        return []
+    for end in range(1, len(parts)):
+        state, _ = _fsops.read_entry(workspace, parts[:end])
+        if state.type == "absent":
+            return [parts[:stop] for stop in range(end, len(parts))]
+    return []
+
+
+async def _count_parents(ctx: ToolContext[Any], parts: tuple[str, ...], files: int, paths: list[str]) -> list[str]:
+    """Hold an action that changes `files` entries at `paths`, plus the missing ancestors of `parts` it creates, to
+    the rules (its measured impact); the ancestors' paths."""
+    missing = ["/".join(p) for p in _missing_parents(ctx, parts)]
+    if missing:
+        await ctx.check_measured(Impact(files=files + len(missing)), [*missing, *paths])
+    return missing
+
+
 def _existing_text(ctx: ToolContext[Any], path: WorkspacePath, *, must_exist: bool) -> tuple[EntryState, str | None]:
     state, data = _fsops.read_entry(ctx.deps.workspace, path.parts, max_bytes=ctx.deps.files.max_read_bytes)
     if state.type == "absent":
@@ -112,12 +134,14 @@ async def write_file(ctx: ToolContext[WriteFileArgs]) -> dict[str, Any]:
             code=RefusalCode.TOO_LARGE,
             rule=Rule.MAX_WRITE_BYTES,
         )
+    parents = await _count_parents(ctx, path.parts, 1, [path.rel])
     if ctx.mode == "shadow":
         state, old = _existing_text(ctx, path, must_exist=False)
         diff = unified_diff(path.rel, old if state.type != "absent" else None, args.content)
     else:
         state, diff = _write(ctx, path, data), ""
-    return _result(ctx, [(path.rel, "created" if state.type == "absent" else "modified")], diff)
+    created: list[tuple[str, ChangeKind]] = [(parent, "created") for parent in parents]
+    return _result(ctx, [*created, (path.rel, "created" if state.type == "absent" else "modified")], diff)
 
 
 async def edit_file(ctx: ToolContext[EditFileArgs]) -> dict[str, Any]:
@@ -223,8 +247,14 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
         below = ["/".join(p[len(source.parts) :]) for p in inside]
         paths = [source.rel, destination.rel, *(f"{source.rel}/{b}" for b in below)]
         paths += [f"{destination.rel}/{b}" for b in below]  # (gone from one place, new in the other)
-        await ctx.check_measured(Impact(files=moved_files), paths)
-    changes: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
+        parents = await _count_parents(ctx, destination.parts, moved_files, paths)
+        if not parents:
+            await ctx.check_measured(Impact(files=moved_files), paths)
+    else:
+        parents = await _count_parents(ctx, destination.parts, moved_files, [source.rel, destination.rel])
+    moved_files += len(parents)
+    moved: list[tuple[str, ChangeKind]] = [(source.rel, "moved"), (destination.rel, "created")]
+    changes: list[tuple[str, ChangeKind]] = [*((parent, "created") for parent in parents), *moved]
     if ctx.mode == "live":
         recorder = ctx.recorder()
         recorder.make_parents(destination.parts)

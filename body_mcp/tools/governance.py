@@ -24,14 +24,20 @@ from shared_protocol.refusals import Rule
 
 from ..exceptions import ToolRefused, UndoRefused
 from ..explain import explain_event
-from ..undo import UndoStore
+from ..undo import StoredRecord, UndoStore
 from ._spec import ToolContext, ToolSpec
 
 
 async def undo(ctx: ToolContext[UndoArgs]) -> UndoResult:
     args = ctx.args
+    pending = ctx.deps.undo.pending_records(args.id)
+    if _redoes(ctx, pending):
+        # Undoing an undo applies the changes it took back again: held to the rules as making them was (blast
+        # radius, approval, the cumulative window), so the agent cannot redo, with no decision, an approved change
+        # a human undid (its decision was used up).
+        paths = {item.record.path for item in pending} | {s for item in pending if (s := item.record.source)}
+        await ctx.check_measured(Impact(files=len(paths)), sorted(paths))
     if ctx.mode == "shadow":
-        pending = ctx.deps.undo.pending_records(args.id)
         changes = [FileChange(path=item.record.path, kind="modified") for item in pending]
         ctx.effects.files = [c.path for c in changes]
         return UndoResult(action_id=ctx.action_id, undone=[], changes=changes)
@@ -48,6 +54,15 @@ async def undo(ctx: ToolContext[UndoArgs]) -> UndoResult:
     UndoStore.mark_undone(ctx.effects.writes, rows, ctx.action_id)
     kept = [f"{aid}: {reason}" for aid in actions if (reason := _irreversible(ctx, aid)) is not None]
     return UndoResult(action_id=ctx.action_id, undone=actions, changes=changes, irreversible=kept)
+
+
+def _redoes(ctx: ToolContext[Any], pending: list[StoredRecord]) -> bool:
+    """Whether any of the actions these records belong to was itself an undo (the agent's or a human's)."""
+    for action_id in {item.action_id for item in pending}:
+        event = ctx.deps.audit.get(action_id)
+        if event is not None and event.tool == "undo":
+            return True
+    return False
 
 
 def _irreversible(ctx: ToolContext[Any], action_id: str) -> str | None:

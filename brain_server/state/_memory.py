@@ -129,7 +129,7 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy):
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:
         known = self._bodies.get(body_id)
-        if known is None:
+        if known is None or known.left_at is not None:
             return False
         self._bodies[body_id] = replace(known, last_heartbeat=at)
         return True

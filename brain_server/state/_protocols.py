@@ -116,11 +116,13 @@ class BodyStore(Protocol):
 
     async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
         """Mark a registered body gone at `at` (a clean exit) and write `log`; False, and nothing written, if it
-        never registered. A heartbeat does not bring it back; registering again does."""
+        never registered. A heartbeat does not bring it back (`touch_body` is False for it); registering again
+        does."""
         ...
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:
-        """Record a heartbeat; False if the body never registered."""
+        """Record a heartbeat; False if the body never registered, or deregistered since it last registered (a
+        late heartbeat of a process that left, or another process of the same body that must register again)."""
         ...
 
     async def bodies(self) -> list[BodyRecord]:

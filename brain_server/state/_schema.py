@@ -9,10 +9,11 @@ as UTC ISO 8601 text with microseconds, one format everywhere, so text order is 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import aiosqlite
 
-from ..exceptions import SchemaTooNew
+from ..exceptions import NotABrainDatabase, SchemaTooNew
 
 MIGRATIONS: list[str] = [
     # v1
@@ -337,6 +338,29 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
+
+
+def refuse_foreign(path: Path) -> None:
+    """`NotABrainDatabase` if the SQLite file at `path` holds tables but no brain schema version: another
+    application's database (a `--db` typo), which the brain must not write into, not even to switch it to WAL.
+    Read-only; a file SQLite cannot read is left to the checks that follow."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) != 0:
+                return
+            found = [str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return
+    if found:
+        raise NotABrainDatabase(
+            f"{path} is not a brain database: it holds another application's tables ({', '.join(sorted(found)[:5])}) "
+            "and no brain schema version; is --db (or [brain] database_url) the right file? Nothing was written"
+        )
 
 
 def split_statements(script: str) -> list[str]:

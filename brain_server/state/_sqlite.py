@@ -28,7 +28,7 @@ from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
 from ._rules import canonical, iso, parse_time, rebind_refusal, same_question
-from ._schema import migrate
+from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
 from ._sqlite_db import close_quietly, connect, unusable
 from ._sqlite_tasks import SqliteTasks
@@ -55,6 +55,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
                 )
         except OSError as exc:
             raise unusable(exc, path) or exc from None
+        await anyio.to_thread.run_sync(refuse_foreign, path)
         writer: aiosqlite.Connection | None = None
         try:
             writer = await connect(path, "FULL" if durability == "power_loss" else "NORMAL")
@@ -215,7 +216,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
     async def touch_body(self, body_id: str, at: datetime) -> bool:
         async with (
             self._write() as conn,
-            conn.execute("UPDATE bodies SET last_heartbeat = ? WHERE body_id = ?", (iso(at), body_id)) as cursor,
+            conn.execute(
+                "UPDATE bodies SET last_heartbeat = ? WHERE body_id = ? AND left_at IS NULL", (iso(at), body_id)
+            ) as cursor,
         ):
             return cursor.rowcount == 1
 

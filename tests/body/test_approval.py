@@ -176,7 +176,7 @@ async def test_a_state_database_from_before_the_approval_tables_is_migrated(work
             ok(await call(client, "create_directory", path=TREE, decision_id=decision))
             ok(await call(client, "write_file", path="g.txt", content="x"))
         with body.db.read() as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
             assert conn.execute("SELECT decision_id FROM decision_uses").fetchall() == [(decision,)]
             assert conn.execute("SELECT path FROM recent_changes").fetchall() == [("g.txt",)]
     finally:

@@ -425,7 +425,9 @@ async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_an
     error: str,
 ) -> None:
     hold = _HoldCalls("b.txt")
-    body = make_body(workspace, home, outer_guards=[hold])
+    # (No cumulative window: with one, B's files are noted in a transaction of their own before its tool runs, and a
+    # trail broken by then stops B before it changes anything; here B's tool must run on.)
+    body = make_body(workspace, home, {"policy": {"cumulative_window_s": 0}}, outer_guards=[hold])
     try:
         body.replies.flushed = True
         failure: list[BaseException] = []

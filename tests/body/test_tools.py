@@ -59,7 +59,11 @@ async def test_list_tree_search_and_info(client: Client, workspace: Path) -> Non
 
 async def test_write_file_creates_parents_and_overwrites_atomically(client: Client, workspace: Path) -> None:
     data = ok(await call(client, "write_file", path="docs/new/guide.md", content="hello\n"))
-    assert data["changes"] == [{"path": "docs/new/guide.md", "kind": "created"}]
+    assert data["changes"] == [  # every directory it creates is a change, and counts like a file
+        {"path": "docs", "kind": "created"},
+        {"path": "docs/new", "kind": "created"},
+        {"path": "docs/new/guide.md", "kind": "created"},
+    ]
     assert (workspace / "docs/new/guide.md").read_text() == "hello\n"
     data = ok(await call(client, "write_file", path="docs/new/guide.md", content="bye\n"))
     assert data["changes"] == [{"path": "docs/new/guide.md", "kind": "modified"}]

@@ -22,13 +22,13 @@ pytestmark = pytest.mark.anyio
 
 async def test_undo_restores_an_edit_a_write_a_delete_and_a_move(client: Client, body: Body, workspace: Path) -> None:
     # Five paths and more change in one session (a move changes both places): an approved decision names them.
-    files = ["src", "lib/src", "src/app.py", "lib/src/app.py", "deep/new/file.txt", "README.md"]
+    files = ["src", "lib", "lib/src", "src/app.py", "lib/src/app.py", "deep", "deep/file.txt", "README.md"]
     decision = ok(await call(client, "request_approval", summary="edits and a move", confidence=0.9, files=files))
     original = (workspace / "src/app.py").read_text()
     edit = ok(
         await call(client, "edit_file", path="src/app.py", edits=[{"old_text": "return 1", "new_text": "return 2"}])
     )
-    new = ok(await call(client, "write_file", path="deep/new/file.txt", content="new\n"))
+    new = ok(await call(client, "write_file", path="deep/file.txt", content="new\n"))
     gone = ok(await call(client, "delete_file", path="README.md"))
     moved = refused(await call(client, "move_file", source="src", destination="lib/src"), "approval_required")
     body.admin.answer(decision["decision_id"], "approve", reason="fine")

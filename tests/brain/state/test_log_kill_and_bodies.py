@@ -82,9 +82,9 @@ async def test_a_body_that_deregisters_is_gone_until_it_registers_again(engine: 
     assert [e.action for e in await engine.log_entries()] == ["body_deregister"]
     (gone,) = await engine.bodies()
     assert gone.left_at == later
-    assert await engine.touch_body("body-a", later + timedelta(seconds=1))
+    assert not await engine.touch_body("body-a", later + timedelta(seconds=1)), "told to register again"
     (still,) = await engine.bodies()
-    assert still.left_at == later, "a late heartbeat does not bring it back"
+    assert (still.left_at, still.last_heartbeat) == (later, NOW), "a late heartbeat does not bring it back"
     await engine.upsert_body(body("body-a", at=later + timedelta(seconds=2)))
     (back,) = await engine.bodies()
     assert (back.left_at, back.registered_at) == (None, NOW)

@@ -1,0 +1,65 @@
+"""Review of issue 15 (item 2: every failure is a tool result, never a protocol error): a workspace holding a name
+that is not valid UTF-8 (a checkout, a file a human made) is listed, its name escaped, by a real `swarm body`
+process over stdio; the body does not die on the reply it cannot encode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from .helpers import call, ok
+
+pytestmark = pytest.mark.anyio
+
+RAW = b"bad\xff\xfename.txt"
+
+
+def _stdio(workspace: Path, home: Path) -> StdioServerParameters:
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "swarm_cli", "body", "--workspace", str(workspace)], env=env
+    )
+
+
+async def test_listing_a_name_that_is_not_utf8_is_a_result_and_the_body_serves_on(workspace: Path, home: Path) -> None:
+    with open(os.fsencode(workspace / "src") + b"/" + RAW, "wb") as fh:
+        fh.write(b"x")
+    shown = "bad\\xff\\xfename.txt"  # (as the audit trail escapes it)
+    async with Client(_stdio(workspace, home)) as client:
+        with anyio.fail_after(30):
+            listed = ok(await call(client, "list_directory", path="src"))
+            assert shown in [e["name"] for e in listed["entries"]], listed
+            tree = ok(await call(client, "directory_tree", path="."))
+            src = next(node for node in tree["tree"] if node["name"] == "src")
+            assert shown in [child["name"] for child in src["children"]], src
+            found = ok(await call(client, "search_files", path=".", pattern="bad*"))
+            assert found["matches"] == [f"src/{shown}"], found
+            assert ok(await call(client, "read_text_file", path="README.md"))["content"] == "# sample\n"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the snapshot manifest cannot hold a name that is not UTF-8 (UnicodeEncodeError): such a workspace gets no "
+    "snapshot at all, hourly or by `swarm snapshot create`; fix: write names escaped (audit's escape_string) under a "
+    "manifest format flag, unescaped on restore",
+)
+def test_a_workspace_holding_a_name_that_is_not_utf8_can_be_snapshotted(workspace: Path, home: Path) -> None:
+    with open(os.fsencode(workspace / "src") + b"/" + RAW, "wb") as fh:
+        fh.write(b"x")
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "swarm_cli", "snapshot", "create", "--workspace", str(workspace)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
