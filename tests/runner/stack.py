@@ -26,7 +26,7 @@ import httpx
 
 from brain_server import Brain, BrainSettings, MemoryStateEngine, issue_token, serve_brain
 from shared_protocol.agents import agent_logic_version
-from shared_protocol.config import load_config
+from shared_protocol.config import approval_thresholds, load_config
 from tests.brain.helpers import Clock
 
 TOOLS = ["read_text_file", "write_file", "edit_file", "list_directory", "run_command", "request_approval"]
@@ -155,14 +155,17 @@ async def stack(
     extra_toml: str = "",
     extra_env: dict[str, str] | None = None,
 ) -> AsyncGenerator[Stack]:
-    state = MemoryStateEngine()
-    brain = Brain(BrainSettings(host="127.0.0.1", port=0, database_url="memory://"), state=state, clock=Clock())
-    captain_token = await issue_token(state, role="captain", label="captain", at=brain.now())
-    tokens = {name: await issue_token(state, role="body", label=name, at=brain.now()) for name in agents}
     home = tmp_path / "home"
     home.mkdir()
     config = tmp_path / "swarm.toml"
     config.write_text(models + extra_toml + agents_toml(agents, model=model))
+    # The brain classifies decisions by the same [policy] and [limits] as the bodies, as in a deployment.
+    thresholds = approval_thresholds(load_config(config))
+    settings = BrainSettings(host="127.0.0.1", port=0, database_url="memory://", thresholds=thresholds)
+    state = MemoryStateEngine()
+    brain = Brain(settings, state=state, clock=Clock())
+    captain_token = await issue_token(state, role="captain", label="captain", at=brain.now())
+    tokens = {name: await issue_token(state, role="body", label=name, at=brain.now()) for name in agents}
     urls: list[str] = []
     ready, stop = anyio.Event(), anyio.Event()
 

@@ -118,26 +118,27 @@ async def test_the_kill_switch_cuts_an_agent_off_mid_llm_call_and_resume_lets_it
             fake.close()
 
 
-async def test_an_agent_whose_brain_is_out_of_reach_makes_no_model_call(tmp_path: Path) -> None:
+async def test_an_agent_whose_brain_is_out_of_reach_pauses_and_makes_no_model_call(tmp_path: Path) -> None:
     fake = FakeOpenAI()
     fake.script(*FIX)
     async with serve_app(fake) as fake_url:
         try:
             async with stack(
-                tmp_path,
-                models=openai_model(fake_url),
-                agents=["worker-1"],
-                model="fake",
-                extra_toml="[brain]\nfailsafe_s = 1\n",
-                extra_env={"FAKE_OPENAI_KEY": API_KEY},
+                tmp_path, models=openai_model(fake_url), model="fake", extra_env={"FAKE_OPENAI_KEY": API_KEY}
             ) as s:
                 env = s.env() | {"SWARM_BRAIN_URL": "http://127.0.0.1:9"}  # nothing listens there
-                agent = await anyio.open_process(s.argv("worker-1", "--once", "--wait", "5"), env=env)
-                async with agent:
-                    await anyio.sleep(8)
-                    assert agent.returncode is None, "it waits for its brain (failsafe), neither working nor exiting"
-                    agent.terminate()
-                    await agent.wait()
+                with s.log("worker-1").open("w") as log:
+                    agent = await anyio.open_process(s.argv("worker-1", "--once", "--wait", "5"), env=env, stderr=log)
+                    async with agent:
+                        # [brain] failsafe_s (10 s by default) without the brain: paused, saying so.
+                        with anyio.fail_after(90):
+                            while "failsafe" not in s.log("worker-1").read_text():
+                                assert agent.returncode is None, s.log("worker-1").read_text()
+                                await anyio.sleep(0.2)
+                        await anyio.sleep(1)
+                        assert agent.returncode is None, "paused: neither working nor exiting"
+                        agent.terminate()
+                        await agent.wait()
                 assert fake.requests == [] and fake.headers == [], "a model call was made without a brain"
         finally:
             fake.close()
