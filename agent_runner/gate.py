@@ -26,6 +26,11 @@ class KillGate:
         return bool(self._reasons)
 
     @property
+    def reasons(self) -> frozenset[str]:
+        """The sources holding it engaged ("brain", "failsafe")."""
+        return frozenset(self._reasons)
+
+    @property
     def reason(self) -> str:
         return "; ".join(f"{source}: {why}" for source, why in sorted(self._reasons.items()))
 

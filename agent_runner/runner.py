@@ -191,8 +191,9 @@ class AgentRunner:
             group.start_soon(self._listen)
             if self.usage is not None:
                 group.start_soon(self.usage.run)
-            with anyio.fail_after(max(self.failsafe_s, 10.0)):
-                await self._connected.wait()
+            # Set by `_listen` once the stream is open, or once failsafe engaged (the brain out of reach for
+            # `failsafe_s`): then the loop waits, paused, for the brain to come back, taking nothing.
+            await self._connected.wait()
             try:
                 code = await self._loop(once=once, wait_s=wait_s)
             finally:
@@ -485,6 +486,8 @@ class AgentRunner:
             try:
                 async for name, data in self.brain.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
                     lost_at = None
+                    if "failsafe" in self.gate.reasons:
+                        self.say("the brain is back: failsafe released")
                     self.gate.release("failsafe")
                     self._on_event(name, data)
                     self._connected.set()
@@ -494,6 +497,10 @@ class AgentRunner:
             now = time.monotonic()
             lost_at = now if lost_at is None else lost_at
             if now - lost_at >= self.failsafe_s:
+                if "failsafe" not in self.gate.reasons:
+                    self.say(
+                        f"failsafe: the brain has been out of reach for {now - lost_at:.0f} s; paused until it is back"
+                    )
                 self.gate.engage("failsafe", f"the brain has been out of reach for {now - lost_at:.0f} s")
                 self._connected.set()
             await anyio.sleep(0.5)

@@ -14,14 +14,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
-from agent_runner import RunnerError, RunnerUserError, make_provider, model_settings, pricing_for
-from agent_runner.body import BodyLaunch
-from agent_runner.loop import AgentProfile
-from agent_runner.runner import EXIT_ERROR, AgentRunner, Mode, UsageQueue
-from agent_runner.wallet import Wallet
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.state import StatePaths, load_or_create_identity, resolve_home
@@ -30,7 +26,13 @@ from shared_protocol.config import AgentConfig, SwarmConfig
 from shared_protocol.secrets import SecretResolver, Secrets, SecretUnavailable
 
 from . import _context
-from ._wallet import LimitsLedger
+
+if TYPE_CHECKING:
+    from agent_runner.loop import AgentProfile
+
+# `agent_runner` (with the openai and anthropic SDKs, seconds of imports) is imported by the commands that run an
+# agent, not here: every `swarm` command builds this parser, the `swarm body` an agent starts per task included.
+EXIT_ERROR = 1
 
 
 def _say(line: str) -> None:
@@ -45,6 +47,8 @@ def work_root(home: Path) -> Path:
 
 def agent_token(agent: AgentConfig, flag: str | None, secrets: SecretResolver) -> str:
     """The agent's body token: `[[agents]] token` (env:/file:), else `--token`/`$SWARM_TOKEN`."""
+    from agent_runner import RunnerUserError
+
     if agent.token:
         try:
             return secrets.resolve(agent.token).reveal()
@@ -54,6 +58,8 @@ def agent_token(agent: AgentConfig, flag: str | None, secrets: SecretResolver) -
 
 
 def profile_for(config: SwarmConfig, agent: AgentConfig) -> AgentProfile:
+    from agent_runner.loop import AgentProfile
+
     model = config.models[agent.model]
     return AgentProfile(
         name=agent.name,
@@ -68,6 +74,8 @@ def profile_for(config: SwarmConfig, agent: AgentConfig) -> AgentProfile:
 
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
+    from agent_runner import RunnerError
+
     try:
         return _agent_run(args)
     except RunnerError as exc:  # the runner's own errors are the CLI's one-line errors
@@ -75,6 +83,13 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
 
 
 def _agent_run(args: argparse.Namespace) -> int:
+    from agent_runner import RunnerUserError, make_provider, model_settings, pricing_for
+    from agent_runner.body import BodyLaunch
+    from agent_runner.runner import AgentRunner, Mode, UsageQueue
+    from agent_runner.wallet import Wallet
+
+    from ._wallet import LimitsLedger
+
     home = resolve_home()
     config_file = _context.config_path(args.config, home)
     config = _context.load(args.config, home)
@@ -144,6 +159,8 @@ def _agent_run(args: argparse.Namespace) -> int:
 
 
 def cmd_agents_up(args: argparse.Namespace) -> int:
+    from agent_runner import RunnerError
+
     try:
         return _agents_up(args)
     except RunnerError as exc:
@@ -153,6 +170,8 @@ def cmd_agents_up(args: argparse.Namespace) -> int:
 def _agents_up(args: argparse.Namespace) -> int:
     """Run every configured worker agent as its own `swarm agent run` process; restart any that dies (with a
     growing pause), until SIGTERM or Ctrl-C stops them all."""
+    from agent_runner import RunnerUserError
+
     home = resolve_home()
     config = _context.load(args.config, home)
     agents = [a for a in config.agents if a.role == "worker"]

@@ -1,0 +1,185 @@
+"""A real brain on 127.0.0.1 and a swarm.toml of agents, for end-to-end runner tests that start the real CLI.
+
+    async with stack(tmp_path, agents=["worker-1", "worker-2"]) as s:
+        s.script(FIX)
+        task = await s.add_task(repo=s.repo_with_bug("one"))
+        await s.override("worker-1")                    # a captain's readiness override: --live is allowed
+        done = await s.agent("worker-1", "--once", "--live")
+
+Each agent has its own body token (`[[agents]] token = "env:<NAME>_TOKEN"`); the brain's clock stands still.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from brain_server import Brain, BrainSettings, MemoryStateEngine, issue_token, serve_brain
+from shared_protocol.agents import agent_logic_version
+from shared_protocol.config import approval_thresholds, load_config
+from tests.brain.helpers import Clock
+
+TOOLS = ["read_text_file", "write_file", "edit_file", "list_directory", "run_command", "request_approval"]
+FIX: list[dict[str, Any]] = [
+    {
+        "content": "Read the code first.",
+        "tool_calls": [{"name": "read_text_file", "arguments": {"path": "app.py", "rationale": "see the bug"}}],
+        "usage": {"input_tokens": 900, "output_tokens": 30},
+    },
+    {
+        "content": "main() must return 2.",
+        "tool_calls": [
+            {
+                "name": "edit_file",
+                "arguments": {
+                    "path": "app.py",
+                    "edits": [{"old_text": "return 1", "new_text": "return 2"}],
+                    "rationale": "the task asks for 2",
+                },
+            }
+        ],
+        "usage": {"input_tokens": 1000, "output_tokens": 60, "cache_read_tokens": 800},
+    },
+    {"content": "main() returns 2 now.", "usage": {"input_tokens": 1100, "output_tokens": 12}},
+]
+ACCEPTANCE = "python3 -c 'import app, sys; sys.exit(0 if app.main() == 2 else 1)'"
+SCRIPTED = '[models.scripted]\nprovider = "scripted"\nmodel = "gpt-4o-mini"\nscript = "script.jsonl"\n'
+
+
+def token_var(agent: str) -> str:
+    return agent.upper().replace("-", "_").replace(".", "_") + "_TOKEN"
+
+
+@dataclass
+class Stack:
+    url: str
+    captain: httpx.AsyncClient
+    tokens: dict[str, str]
+    """Each agent's body token, by agent name."""
+    home: Path
+    config: Path
+    tmp: Path
+    extra_env: dict[str, str]
+    captain_token: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SWARM_HOME": str(self.home),
+            "SWARM_CONFIG": str(self.config),
+            "SWARM_BRAIN_URL": self.url,
+            **{token_var(name): token for name, token in self.tokens.items()},
+            **self.extra_env,
+        }
+
+    def script(self, turns: list[dict[str, Any]], name: str = "script.jsonl") -> None:
+        (self.tmp / name).write_text("".join(json.dumps(t) + "\n" for t in turns))
+
+    def repo_with_bug(self, name: str = "repo") -> Path:
+        repo = self.tmp / name
+        repo.mkdir()
+        (repo / "app.py").write_text("def main():\n    return 1\n")
+        return repo
+
+    def argv(self, agent: str, *args: str) -> list[str]:
+        return self.cli_argv("agent", "run", "--agent", agent, *args)
+
+    def log(self, name: str) -> Path:
+        """A file for a process's stderr (read it once the process is done)."""
+        return self.tmp / f"{name}.stderr"
+
+    async def agent(self, agent: str, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        argv = self.argv(agent, *args)
+        with anyio.fail_after(timeout_s):
+            done = await anyio.run_process(argv, env=self.env(), check=False)
+        return subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+    def cli_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "swarm_cli", *args]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.cli_argv(*args), env=self.env(), capture_output=True, text=True, check=False)
+
+    async def add_task(self, **fields: Any) -> dict[str, Any]:
+        body = {"title": "make main() return 2", "acceptance": ACCEPTANCE} | fields
+        answer = await self.captain.post("/v1/tasks", json=body)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        answer = await self.captain.get(f"/v1/tasks/{task_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    async def override(self, agent: str) -> None:
+        """A captain's readiness override for the agent's logic version: the brain allows its --live claims."""
+        version = agent_logic_version(load_config(self.config), agent)
+        answer = await self.captain.post(
+            "/v1/readiness/overrides",
+            json={"agent": agent, "logic_version": version, "reason": "end-to-end test", "for_s": 600},
+        )
+        assert answer.status_code in (200, 201), answer.text
+
+    async def wait_for(self, task_id: str, state: str, *, timeout_s: float = 60) -> dict[str, Any]:
+        with anyio.fail_after(timeout_s):
+            while (task := await self.task(task_id))["state"] != state:
+                await anyio.sleep(0.1)
+        return task
+
+
+def agents_toml(agents: Sequence[str], *, model: str = "scripted", extra: str = "") -> str:
+    return "".join(
+        f'\n[[agents]]\nname = "{name}"\nmodel = "{model}"\nprompt = "You fix small bugs."\n'
+        f'tools = {json.dumps(TOOLS)}\ntoken = "env:{token_var(name)}"\n{extra}'
+        for name in agents
+    )
+
+
+@asynccontextmanager
+async def stack(
+    tmp_path: Path,
+    *,
+    agents: Sequence[str] = ("worker-1",),
+    models: str = SCRIPTED,
+    model: str = "scripted",
+    extra_toml: str = "",
+    extra_env: dict[str, str] | None = None,
+) -> AsyncGenerator[Stack]:
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "swarm.toml"
+    config.write_text(models + extra_toml + agents_toml(agents, model=model))
+    # The brain classifies decisions by the same [policy] and [limits] as the bodies, as in a deployment.
+    thresholds = approval_thresholds(load_config(config))
+    settings = BrainSettings(host="127.0.0.1", port=0, database_url="memory://", thresholds=thresholds)
+    state = MemoryStateEngine()
+    brain = Brain(settings, state=state, clock=Clock())
+    captain_token = await issue_token(state, role="captain", label="captain", at=brain.now())
+    tokens = {name: await issue_token(state, role="body", label=name, at=brain.now()) for name in agents}
+    urls: list[str] = []
+    ready, stop = anyio.Event(), anyio.Event()
+
+    def on_ready(url: str) -> None:
+        urls.append(url)
+        ready.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: serve_brain(brain, on_ready=on_ready, stop=stop, loops=False))
+        with anyio.fail_after(10):
+            await ready.wait()
+        headers = {"Authorization": f"Bearer {captain_token}"}
+        async with httpx.AsyncClient(base_url=urls[0], headers=headers, timeout=30) as captain:
+            try:
+                yield Stack(urls[0], captain, tokens, home, config, tmp_path, extra_env or {}, captain_token)
+            finally:
+                stop.set()

@@ -1,0 +1,80 @@
+"""8 agents against one brain work distinct tasks with nothing lost: 8 `swarm agent run --once --live` processes
+at once (each with its own body token, body and audit chain), 8 tasks each in its own repository.
+
+What is checked is the brain's record and each agent's audit chain, never the runners' word.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.runner.stack import ACCEPTANCE, FIX, stack
+
+pytestmark = pytest.mark.anyio
+
+AGENTS = [f"worker-{n}" for n in range(1, 9)]
+
+
+async def test_eight_agents_against_one_brain_work_distinct_tasks_with_nothing_lost(tmp_path: Path) -> None:
+    async with stack(tmp_path, agents=AGENTS) as s:
+        s.script(FIX)
+        repos = {f"repo-{n}": s.repo_with_bug(f"repo-{n}") for n in range(1, 9)}
+        tasks = [await s.add_task(title=f"fix {name}", repo=str(repo)) for name, repo in repos.items()]
+        for agent in AGENTS:
+            await s.override(agent)
+
+        codes: dict[str, tuple[int, str]] = {}
+
+        async def one(agent: str) -> None:
+            done = await s.agent(agent, "--once", "--live", "--wait", "60", timeout_s=240)
+            codes[agent] = (done.returncode, done.stderr)
+
+        started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            for agent in AGENTS:
+                group.start_soon(one, agent)
+        elapsed = time.monotonic() - started
+        print(f"8 agents, 8 tasks: {elapsed:.1f} s")
+        for agent, (code, stderr) in codes.items():
+            assert code == 0, f"{agent}: {stderr}"
+
+        usage = (await s.captain.get("/v1/usage")).json()
+        workers: set[str] = set()
+        for task in tasks:
+            after = await s.task(task["id"])
+            assert after["state"] == "succeeded" and after["verified"] is True, after
+            assert after["verification"]["command"] == ACCEPTANCE and after["verification"]["exit_code"] == 0
+            assert (Path(after["repo"]) / "app.py").read_text() == "def main():\n    return 2\n"
+            kinds = [e["kind"] for e in after["history"]]
+            # Claimed once, finished once: nobody else held it in between (no lease lost, no second claim).
+            assert kinds == ["created", "claimed", "outcome"], kinds
+            claim = after["history"][1]
+            assert after["history"][2]["agent"] == claim["agent"]
+            workers.add(claim["agent"])
+            spend = after["spend"]
+            assert spend["steps"] == 3 and spend["usd"] > 0
+            # The usage the runner posted call by call adds up to the spend reported with the outcome.
+            assert usage["by_task"][task["id"]]["calls"] == 3
+            assert usage["by_task"][task["id"]]["usd"] == pytest.approx(spend["usd"])
+            assert usage["by_agent"][claim["agent"]]["usd"] == pytest.approx(spend["usd"])
+            assert usage["by_agent"][claim["agent"]]["input_tokens"] == spend["input_tokens"]
+        assert workers == set(AGENTS), "each agent worked one task, each task one agent"
+        assert usage["total"]["calls"] == 24
+
+        # Each agent's own audit chain verifies (its identity and chain are per agent, whatever the workspace).
+        verified: dict[str, tuple[int, str]] = {}
+
+        async def verify(agent: str) -> None:
+            argv = s.cli_argv("audit", "verify", "--agent", agent)
+            done = await anyio.run_process(argv, env=s.env(), check=False)
+            verified[agent] = (done.returncode, done.stdout.decode() + done.stderr.decode())
+
+        async with anyio.create_task_group() as group:
+            for agent in AGENTS:
+                group.start_soon(verify, agent)
+        for agent, (code, said) in verified.items():
+            assert code == 0, f"{agent}: {said}"
