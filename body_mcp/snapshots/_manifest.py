@@ -6,12 +6,19 @@ ctime_ns]` that lets the next snapshot skip rereading an unchanged file), `skipp
 files, excluded paths), `extras` (the state database and the config file, stored as chunks)
 and `manifest_sha256`, the sha256 of the canonical JSON of everything else, so damage to the
 manifest itself is detected.
+
+Names are kept as Python reads them from the filesystem: bytes that are not UTF-8 become lone
+surrogates (`os.fsdecode`'s surrogateescape), which `os.fsencode` turns back into the same bytes.
+Format 2 writes the canonical JSON ASCII-only, so such a surrogate is written as its `\\udcff`
+escape and read back unchanged; format 1 (non-ASCII written as UTF-8, so it could not hold them)
+is still read, its hash checked against its own canonical form.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -20,7 +27,9 @@ from .exceptions import SnapshotDamaged
 EntryType = Literal["file", "dir", "symlink"]
 SkipReason = Literal["excluded", "special", "unreadable"]
 StatKey = tuple[int, int, int, int]
-_FORMAT = 1
+_FORMAT = 2
+_FORMAT_UTF8 = 1
+"""Written before names that are not UTF-8 could be kept: readable, never written."""
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -81,8 +90,9 @@ class Manifest:
         return next((x for x in self.extras if x.name == name), None)
 
 
-def _canonical(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def _canonical(value: object, *, version: int = _FORMAT) -> bytes:
+    ascii_only = version != _FORMAT_UTF8
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only).encode()
 
 
 def manifest_to_json(manifest: Manifest) -> bytes:
@@ -121,10 +131,14 @@ def manifest_from_json(data: bytes, *, expected_id: str) -> Manifest:
         raise damaged
     body = cast(dict[str, Any], raw)
     claimed = body.pop("manifest_sha256", None)
-    if claimed != hashlib.sha256(_canonical(body)).hexdigest():
+    version = body.get("format")
+    if (
+        version not in (_FORMAT, _FORMAT_UTF8)
+        or claimed != hashlib.sha256(_canonical(body, version=version)).hexdigest()
+    ):
         raise damaged
     try:
-        if body["format"] != _FORMAT or body["id"] != expected_id:
+        if body["id"] != expected_id:
             raise damaged
         manifest = Manifest(
             id=str(body["id"]),
@@ -176,6 +190,15 @@ def _extra(raw: dict[str, Any]) -> Extra:
     )
 
 
+def _encodable(name: str) -> bool:
+    """A name `os.fsencode` can turn into bytes (a surrogate outside the escape range cannot be)."""
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_paths(manifest: Manifest, damaged: SnapshotDamaged) -> None:
     """Every path relative and normalised, unique, under a directory entry: a restore cannot escape."""
     dirs: set[tuple[str, ...]] = {()}
@@ -183,6 +206,8 @@ def _check_paths(manifest: Manifest, damaged: SnapshotDamaged) -> None:
     for entry in sorted(manifest.entries, key=lambda e: e.parts):
         parts = entry.parts
         if entry.path in seen or any(p in ("", ".", "..") or "\x00" in p for p in parts):
+            raise damaged
+        if not _encodable(entry.path) or (entry.target is not None and not _encodable(entry.target)):
             raise damaged
         if parts[:-1] not in dirs:
             raise damaged

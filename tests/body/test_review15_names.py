@@ -44,22 +44,37 @@ async def test_listing_a_name_that_is_not_utf8_is_a_result_and_the_body_serves_o
             assert ok(await call(client, "read_text_file", path="README.md"))["content"] == "# sample\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the snapshot manifest cannot hold a name that is not UTF-8 (UnicodeEncodeError): such a workspace gets no "
-    "snapshot at all, hourly or by `swarm snapshot create`; fix: write names escaped (audit's escape_string) under a "
-    "manifest format flag, unescaped on restore",
-)
-def test_a_workspace_holding_a_name_that_is_not_utf8_can_be_snapshotted(workspace: Path, home: Path) -> None:
-    with open(os.fsencode(workspace / "src") + b"/" + RAW, "wb") as fh:
-        fh.write(b"x")
+def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SWARM_HOME": str(home)}
-    done = subprocess.run(
-        [sys.executable, "-m", "swarm_cli", "snapshot", "create", "--workspace", str(workspace)],
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_cli", "snapshot", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_workspace_holding_a_name_that_is_not_utf8_can_be_snapshotted(workspace: Path, home: Path) -> None:
+    src = os.fsencode(workspace / "src")
+    with open(src + b"/" + RAW, "wb") as fh:
+        fh.write(b"x")
+    os.symlink(RAW, src + b"/link-" + RAW)
+    done = _swarm(home, "create", "--workspace", str(workspace))
     assert done.returncode == 0, done.stderr
+    snapshot_id = done.stdout.splitlines()[-1]
+    # Changed and gone after the snapshot: the restore must bring back the very bytes of the name.
+    with open(src + b"/" + RAW, "wb") as fh:
+        fh.write(b"changed")
+    os.rename(src + b"/" + RAW, src + b"/renamed.txt")
+    os.unlink(src + b"/link-" + RAW)
+    restored = _swarm(home, "restore", snapshot_id, "--workspace", str(workspace))
+    assert restored.returncode == 0, restored.stderr
+    names = os.listdir(src)
+    assert RAW in names and b"renamed.txt" not in names, names
+    with open(src + b"/" + RAW, "rb") as fh:
+        assert fh.read() == b"x"
+    assert os.readlink(src + b"/link-" + RAW) == RAW
+    drill = _swarm(home, "drill", "--workspace", str(workspace))
+    assert drill.returncode == 0, drill.stderr

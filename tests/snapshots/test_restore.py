@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +131,50 @@ def test_a_corrupted_manifest_is_detected_before_the_workspace_is_touched(
         snap.restore(taken.id)
     assert tree_state(ws) == before
     assert [i.id for i in snap.list_snapshots() if i.damaged] == [taken.id]
+
+
+def _rehash(doc: dict[str, Any], *, ascii_only: bool) -> bytes:
+    """A manifest's canonical JSON with its hash, as format 1 (UTF-8) or format 2 (ASCII-only) writes it."""
+    doc.pop("manifest_sha256", None)
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+    doc["manifest_sha256"] = hashlib.sha256(canonical).hexdigest()
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+
+
+def test_a_manifest_written_in_the_first_format_is_still_read_and_restored(ws: Path, state_dir: Path) -> None:
+    (ws / "café.txt").write_text("non-ASCII, valid UTF-8\n")
+    snap = snapshotter(ws, state_dir)
+    state_b = tree_state(ws)
+    taken = snap.create()
+    path = snap.store.manifest_path(taken.id)
+    doc = json.loads(path.read_bytes())
+    assert doc["format"] == 2 and b"caf\\u00e9.txt" in path.read_bytes()
+    # Rewritten as format 1 wrote it: non-ASCII as UTF-8 bytes, hashed in that form.
+    doc["format"] = 1
+    path.write_bytes(_rehash(doc, ascii_only=False))
+    assert "café.txt".encode() in path.read_bytes()
+    mutate_tree(ws)
+    (ws / "café.txt").unlink()
+
+    snap.restore(taken.id)
+
+    assert tree_state(ws) == state_b
+    assert not [i.id for i in snap.list_snapshots() if i.damaged]
+
+
+def test_a_manifest_naming_a_path_no_filesystem_name_decodes_to_is_damaged(ws: Path, state_dir: Path) -> None:
+    snap = snapshotter(ws, state_dir)
+    taken = snap.create()
+    path = snap.store.manifest_path(taken.id)
+    doc = json.loads(path.read_bytes())
+    entry = next(e for e in doc["entries"] if e["type"] == "file" and "/" not in e["path"])
+    entry["path"] = "\ud800.txt"  # a lone surrogate outside surrogateescape's range: no bytes give it
+    path.write_bytes(_rehash(doc, ascii_only=True))
+    before = tree_state(ws)
+
+    with pytest.raises(SnapshotDamaged):
+        snap.restore(taken.id)
+    assert tree_state(ws) == before
 
 
 @pytest.mark.parametrize("bad_id", ["snap-20990101T000000.000000Z-abcd", "../../etc", "nope"])
