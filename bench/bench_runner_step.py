@@ -42,7 +42,7 @@ from agent_runner.conversation import ToolCall, ToolDefinition
 from agent_runner.gate import KillGate
 from agent_runner.loop import AgentProfile, Failed, Finished, TaskRun, first_message, work
 from body_mcp import Body, BodySettings, build_server
-from shared_protocol.config import LimitsConfig, SwarmConfig
+from shared_protocol.config import LimitsConfig, parse_config
 from shared_protocol.secrets import Secret
 from swarm_cli._wallet import LimitsLedger
 from tests.fakes.llm import Answer, FakeCall, Held, Turn
@@ -109,7 +109,9 @@ async def main(rounds: int, steps: int) -> None:
         workspace.mkdir()
         home.mkdir()
         (workspace / "app.py").write_text("def main():\n    return 1\n")
-        body = Body(BodySettings(workspace=workspace, home=home, config=SwarmConfig()))
+        # The default 100 tool calls a minute would refuse a benchmark's pace: raised, nothing else changed.
+        config = parse_config({"limits": {"calls_per_minute": 1_000_000}})
+        body = Body(BodySettings(workspace=workspace, home=home, config=config))
         ledger = LimitsLedger(root / "agent" / "limits", LimitsConfig())
         wallet = Wallet(
             ledger,
@@ -120,6 +122,8 @@ async def main(rounds: int, steps: int) -> None:
             max_usd_per_task=1000,
         )
         runner_steps: list[list[float]] = []
+        sizes: dict[str, int] = {}
+        """The last request of a task, in bytes, per side: both sides must send the same conversation."""
         bare_steps: list[list[float]] = []
         try:
             async with serve_app(fake) as url, Client(build_server(body)) as client:
@@ -211,6 +215,7 @@ async def main(rounds: int, steps: int) -> None:
                         await task(r)
                         measured = _steps(fake.arrivals[start:])
                         (runner_steps if name == "runner" else bare_steps).append(measured)
+                        sizes[name] = len(json.dumps(fake.requests[-1]))
                 tokens = await _tokens_per_task(fake, session, tools, provider, wallet, workspace)
                 await provider.aclose()
                 await sdk.close()
@@ -218,6 +223,7 @@ async def main(rounds: int, steps: int) -> None:
             body.close()
             ledger.close()
     _report(runner_steps, bare_steps, steps, tokens)
+    print(f"  (last request of a task: runner {sizes['runner']} bytes, bare {sizes['bare']} bytes)")
 
 
 async def _tokens_per_task(
