@@ -1,6 +1,6 @@
 """Runner overhead per LLM step: the agent loop against the same work done bare, on a fake model that answers at once.
 
-    uv run python bench/bench_runner_step.py [--rounds 7] [--steps 25]
+    uv run python bench/bench_runner_step.py [--rounds 9] [--steps 25]
 
 Subject: `agent_runner.loop.work` with the real `OpenAIProvider` (the official SDK) against the fake OpenAI API of
 tests/fakes on 127.0.0.1, each call reserved and settled by a real `Wallet` on a real limits file, and a real body
@@ -313,7 +313,7 @@ def _report(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=25)
     args = parser.parse_args()
     anyio.run(main, args.rounds, args.steps)
