@@ -27,7 +27,9 @@ class _Server(uvicorn.Server):
 @asynccontextmanager
 async def serve_app(app: Any) -> AsyncGenerator[str]:
     """Yield the base URL (`http://127.0.0.1:PORT`) while `app` is served; stopped on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP. Without it every
+    # answer sent in two writes (headers, body) waits out a 40 ms delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
