@@ -1,0 +1,65 @@
+"""Adversarial review of #17, the runner's side: a shadow agent's work must stay in its throwaway copy, whatever the
+model does with its tools (a real brain on 127.0.0.1, the real CLI and body processes, the scripted provider)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .test_agent_run import stack
+
+pytestmark = pytest.mark.anyio
+
+ORIGINAL = "def main():\n    return 1\n"
+
+
+def turn(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "content": "try to reach the real repository",
+        "tool_calls": [{"name": name, "arguments": {**arguments, "rationale": "escape"}}],
+        "usage": {"input_tokens": 100, "output_tokens": 10},
+    }
+
+
+async def test_review17_a_shadow_agent_cannot_write_the_real_repository_by_its_absolute_path(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        target = s.repo / "app.py"
+        s.script(
+            [
+                turn("write_file", {"path": str(target), "content": "PWNED = 1\n"}),
+                turn("run_command", {"argv": ["sh", "-c", f"echo 'PWNED = 2' > {target}"]}),
+                turn("run_command", {"argv": ["python3", "-c", f"open({str(target)!r}, 'w').write('PWNED = 3')"]}),
+                {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
+            ]
+        )
+        await s.add_task()
+        done = await s.agent("--once", "--wait", "10")
+        assert done.returncode == 0, done.stderr
+        assert target.read_text() == ORIGINAL, "a shadow agent wrote the real repository"
+
+
+async def test_review17_a_symlink_in_the_repository_does_not_lead_a_shadow_agent_out_of_its_copy(
+    tmp_path: Path,
+) -> None:
+    async with stack(tmp_path) as s:
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "secret.txt").write_text("keep\n")
+        (s.repo / "absolute").symlink_to(s.repo)  # the copy keeps this link: it points at the live repository
+        (s.repo / "escape").symlink_to(outside)
+        s.script(
+            [
+                turn("write_file", {"path": "absolute/app.py", "content": "PWNED = 1\n"}),
+                turn("edit_file", {"path": "escape/secret.txt", "edits": [{"old_text": "keep", "new_text": "gone"}]}),
+                turn("run_command", {"argv": ["sh", "-c", "echo 'PWNED = 2' > absolute/app.py"]}),
+                turn("run_command", {"argv": ["sh", "-c", "echo gone > escape/secret.txt"]}),
+                {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
+            ]
+        )
+        await s.add_task()
+        done = await s.agent("--once", "--wait", "10")
+        assert done.returncode == 0, done.stderr
+        assert (s.repo / "app.py").read_text() == ORIGINAL, "a shadow agent wrote the real repository via a symlink"
+        assert (outside / "secret.txt").read_text() == "keep\n", "a shadow agent wrote outside via a symlink"
