@@ -119,9 +119,7 @@ async def test_review17_a_body_cannot_bill_usage_to_another_agent_or_a_task_it_n
 ) -> None:
     other = await queue(api, "w2's task")
     ok(await api.post("/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "ide"}, as_="body"))
-    await api.post(
-        "/v1/usage", {"body_id": "agent-w1", "records": [usage(1, agent="w2", task_id=None)]}, as_="body"
-    )
+    await api.post("/v1/usage", {"body_id": "agent-w1", "records": [usage(1, agent="w2", task_id=None)]}, as_="body")
     await api.post(
         "/v1/usage", {"body_id": "agent-w1", "records": [usage(2, agent="w1", task_id="task_nope")]}, as_="body"
     )

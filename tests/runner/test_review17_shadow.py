@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
 
 from .test_agent_run import stack
@@ -63,3 +65,55 @@ async def test_review17_a_symlink_in_the_repository_does_not_lead_a_shadow_agent
         assert done.returncode == 0, done.stderr
         assert (s.repo / "app.py").read_text() == ORIGINAL, "a shadow agent wrote the real repository via a symlink"
         assert (outside / "secret.txt").read_text() == "keep\n", "a shadow agent wrote outside via a symlink"
+
+
+async def test_review17_a_shadow_agent_has_no_network_not_even_loopback(tmp_path: Path) -> None:
+    connections: list[str] = []
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+        async def handle(client: anyio.abc.SocketStream) -> None:
+            connections.append("connected")
+            await client.aclose()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.serve, handle)
+            async with stack(tmp_path) as s:
+                dial = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3).close()"
+                s.script(
+                    [
+                        turn("run_command", {"argv": ["python3", "-c", dial]}),
+                        {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
+                    ]
+                )
+                await s.add_task()
+                done = await s.agent("--once", "--wait", "10")
+                assert done.returncode == 0, done.stderr
+            group.cancel_scope.cancel()
+    assert connections == [], "a shadow agent's command reached the network"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hole: verification re-runs the acceptance command in the workspace the model just edited, so a model that "
+        "rewrites the command's own inputs (here the check script; equally a conftest.py or the tests) gets "
+        "verified=true without doing the task. Fix: before the re-run, restore the files the acceptance command "
+        "reads that the task does not ask to change (e.g. the repository's tracked test files, or the whole tree at "
+        "the base commit with only the diff of non-test paths applied), or refuse and flag any edit to them."
+    ),
+)
+async def test_review17_a_model_that_rewrites_the_acceptance_check_is_not_verified(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        (s.repo / "check.py").write_text("import app, sys\nsys.exit(0 if app.main() == 2 else 1)\n")
+        s.script(
+            [
+                turn("write_file", {"path": "check.py", "content": "import sys\nsys.exit(0)\n"}),
+                {"content": "all green", "usage": {"input_tokens": 100, "output_tokens": 5}},
+            ]
+        )
+        task = await s.add_task(acceptance="python3 check.py")
+        done = await s.agent("--once", "--wait", "10")
+        assert done.returncode == 0, done.stderr
+        (run,) = (await s.task(task["id"]))["shadow_runs"]
+        assert not run["verification"]["verified"], "verified without the task done: main() still returns 1"
