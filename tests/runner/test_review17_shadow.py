@@ -3,6 +3,8 @@ model does with its tools (a real brain on 127.0.0.1, the real CLI and body proc
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +119,34 @@ async def test_review17_a_model_that_rewrites_the_acceptance_check_is_not_verifi
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert not run["verification"]["verified"], "verified without the task done: main() still returns 1"
+
+
+async def test_review17_the_models_commands_cannot_touch_the_agents_own_state_wallet_or_audit(tmp_path: Path) -> None:
+    """The wallet's reservations and the audit chain live under $SWARM_HOME/agents/: a command the model runs in its
+    workspace must not reset the money windows or cut the chain (here it tries to wipe the whole home)."""
+    async with stack(tmp_path) as s:
+        s.script(
+            [
+                {
+                    "content": "look",
+                    "tool_calls": [{"name": "list_directory", "arguments": {"path": ".", "rationale": "look"}}],
+                    "usage": {"input_tokens": 100, "output_tokens": 5},
+                },
+                turn("run_command", {"argv": ["sh", "-c", f"find {s.home} -type f -exec truncate -s 0 {{}} +"]}),
+                turn("run_command", {"argv": ["sh", "-c", f"rm -rf {s.home}/*"]}),
+                {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
+            ]
+        )
+        await s.add_task()
+        done = await s.agent("--once", "--wait", "10")
+        assert done.returncode == 0, done.stderr
+        files = [p for p in s.home.rglob("*") if p.is_file()]
+        assert files and all(p.stat().st_size > 0 for p in files if p.suffix in (".sqlite", ".db", ".jsonl")), files
+        verify = subprocess.run(
+            [sys.executable, "-m", "swarm_cli", "audit", "verify", "--agent", "worker-1"],
+            env=s.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert verify.returncode == 0, verify.stderr + verify.stdout
