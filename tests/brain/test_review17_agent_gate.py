@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from .helpers import BrainClient, Clock, ok, refused
+from brain_server import Brain
+
+from .helpers import BrainClient, Clock, decision_request, ok, refused
 
 pytestmark = pytest.mark.anyio
 
@@ -147,3 +149,29 @@ async def test_review17_a_verified_outcome_needs_the_bodys_audited_rerun(api: Br
     response = await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="body")
     verified = response.status_code == 200 and response.json()["verified"]
     assert not verified, "a verification no body audited counted as verified"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hole: a parked task is only ever finished by its runner, which keeps it in memory (Runner._parked). A runner "
+        "that dies or is restarted (`swarm agents up` restarts it) while a task waits leaves it waiting_approval "
+        "forever: no lease, the sweeper skips it, and its decision expiring changes nothing. Fix: when the decision "
+        "a task is parked on expires or is denied, the brain itself (sweep / answer) ends the task `abandoned` (or "
+        "requeues it), in the same transaction; the runner then finds its claim stale and drops it."
+    ),
+)
+async def test_review17_a_parked_task_whose_decision_expires_is_not_stuck_forever(
+    api: BrainClient, brain: Brain, clock: Clock
+) -> None:
+    task = await queue(api)
+    claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1"}, as_="body"))
+    decision = ok(await api.post("/v1/decisions", decision_request("body-a", confidence=0.5), as_="body"), 201)
+    park = {"claim_token": claimed["claim_token"], "decision_id": decision["id"], "reason": "needs a human"}
+    ok(await api.post(f"/v1/tasks/{task['id']}/park", park, as_="body"))
+    # The runner dies here. The decision runs to its deadline and expires (silence is never consent).
+    clock.advance(7 * 24 * 3600)
+    report = await brain.sweep()
+    assert decision["id"] in report.expired
+    after = ok(await api.get(f"/v1/tasks/{task['id']}", as_="captain"))
+    assert after["state"] != "waiting_approval", "a parked task outlived its decision with nobody to finish it"
