@@ -107,28 +107,43 @@ def usage(n: int, *, agent: str, task_id: str | None) -> dict[str, Any]:
     }
 
 
+async def test_review17_a_body_cannot_bill_usage_to_a_task_it_never_held_or_as_another_agent_of_it(
+    api: BrainClient,
+) -> None:
+    """Fixed: a record for a task needs this body's claim of it as the record's agent (422 otherwise, nothing kept)."""
+    mine = await queue(api, "w1's task")
+    other = await queue(api, "nobody's task")
+    claim = {"body_id": "agent-w1", "agent": "w1", "mode": "ide", "task_id": mine["id"]}
+    ok(await api.post("/v1/tasks/claim", claim, as_="body"))
+    for n, forged in enumerate(
+        [usage(1, agent="w1", task_id=other["id"]), usage(2, agent="w2", task_id=mine["id"])],
+    ):
+        batch = {"body_id": "agent-w1", "records": [usage(10 + n, agent="w1", task_id=mine["id"]), forged]}
+        error = refused(await api.post("/v1/usage", batch, as_="body"), 422, "invalid_request")
+        assert error["field"] == "records.1.task_id" and "never claimed" in error["message"]
+    refused(
+        await api.post("/v1/usage", {"records": [usage(3, agent="w1", task_id="task_nope")]}, as_="body"),
+        422,
+        "invalid_request",
+    )
+    assert ok(await api.get("/v1/usage", as_="captain"))["total"]["calls"] == 0, "nothing of a refused batch kept"
+    ok(await api.post("/v1/usage", {"records": [usage(4, agent="w1", task_id=mine["id"])]}, as_="body"))
+    assert ok(await api.get("/v1/usage", as_="captain"))["by_task"][mine["id"]]["calls"] == 1
+
+
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "hole: a usage record's `agent` and `task_id` are the poster's word. Body token of agent w1 bills $500 to "
-        "agent w2 and to a task w1 never claimed; GET /v1/usage totals it under w2 and that task. Fix: in "
-        "record_usage, refuse (422, field records.N.agent / task_id) a record whose agent is not the posting body's "
-        "agent, or whose task_id is not a task that body claimed (claims are kept in the task's history)."
+        "hole (remaining): a usage record outside a task is attributed to whatever `agent` it names. Body token of "
+        "agent w1 bills $500 to agent w2; GET /v1/usage totals it under w2. Fix: with the agent bound to its body "
+        "(see the claim test above), refuse (422, field records.N.agent) a record naming another agent."
     ),
 )
-async def test_review17_a_body_cannot_bill_usage_to_another_agent_or_a_task_it_never_held(
-    api: BrainClient,
-) -> None:
-    other = await queue(api, "w2's task")
+async def test_review17_a_body_cannot_bill_usage_outside_a_task_to_another_agent(api: BrainClient) -> None:
     ok(await api.post("/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "ide"}, as_="body"))
     await api.post("/v1/usage", {"body_id": "agent-w1", "records": [usage(1, agent="w2", task_id=None)]}, as_="body")
-    await api.post(
-        "/v1/usage", {"body_id": "agent-w1", "records": [usage(2, agent="w1", task_id="task_nope")]}, as_="body"
-    )
-    del other
     totals = ok(await api.get("/v1/usage", as_="captain"))
     assert "w2" not in totals["by_agent"], "spend billed to an agent by another agent's token"
-    assert "task_nope" not in totals["by_task"], "spend billed to a task the body never held"
 
 
 @pytest.mark.xfail(
