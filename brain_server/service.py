@@ -726,7 +726,26 @@ class Brain:
         return override
 
     async def record_usage(self, body_id: str, batch: UsageBatch) -> UsageAck:
-        """Keep a body's usage records (idempotent by record id)."""
+        """Keep a body's usage records (idempotent by record id).
+
+        A record for a task is refused (`InvalidRequest`, nothing of the batch kept) unless this body claimed that
+        task as the record's agent: a body does not bill another agent's work, nor a task it never held."""
+        claims: dict[str, set[str]] = {}
+        for n, record in enumerate(batch.records):
+            if record.task_id is None:
+                continue
+            if record.task_id not in claims:
+                task = await self.state.task(record.task_id)
+                events = task.history if task is not None else []
+                claims[record.task_id] = {
+                    e.agent or "" for e in events if e.kind == "claimed" and e.detail.get("body_id") == body_id
+                }
+            if record.agent not in claims[record.task_id]:
+                raise InvalidRequest(
+                    f"usage record '{record.id}' is for task '{record.task_id}', which body '{body_id}' never claimed "
+                    f"as agent '{record.agent}'",
+                    field=f"records.{n}.task_id",
+                )
         stored, duplicates = await self.state.record_usage(body_id, batch.records)
         return UsageAck(stored=stored, duplicates=duplicates)
 

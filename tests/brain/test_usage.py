@@ -14,7 +14,7 @@ pytestmark = pytest.mark.anyio
 
 
 def record(
-    n: int, *, agent: str = "w1", task_id: str | None = "task_1", model: str = "gpt", **changes: Any
+    n: int, *, agent: str = "w1", task_id: str | None = None, model: str = "gpt", **changes: Any
 ) -> dict[str, Any]:
     return {
         "id": f"use_{agent}_{n}",
@@ -36,7 +36,10 @@ def record(
 
 async def test_usage_is_idempotent_by_record_id_and_totalled_by_agent_task_and_model(api: BrainClient) -> None:
     await api.add_token("body-b")
-    mine = [record(1), record(2, task_id=None), record(3, task_id="task_2", model="claude")]
+    task_1, task_2 = [ok(await api.post("/v1/tasks", {"title": t}, as_="approver"), 201)["id"] for t in "ab"]
+    for task_id in (task_1, task_2):
+        ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1", "task_id": task_id}, as_="body"))
+    mine = [record(1, task_id=task_1), record(2), record(3, task_id=task_2, model="claude")]
     assert ok(await api.post("/v1/usage", {"body_id": "body-a", "records": mine}, as_="body")) == {
         "stored": 3,
         "duplicates": 0,
@@ -55,12 +58,12 @@ async def test_usage_is_idempotent_by_record_id_and_totalled_by_agent_task_and_m
         "cache_write_tokens": 4,
     }
     assert {agent: t["calls"] for agent, t in every["by_agent"].items()} == {"w1": 3, "w2": 1}
-    assert {task: t["calls"] for task, t in every["by_task"].items()} == {"task_1": 2, "task_2": 1}
+    assert {task: t["calls"] for task, t in every["by_task"].items()} == {task_1: 1, task_2: 1}
     assert {model: t["usd"] for model, t in every["by_model"].items()} == {"gpt": 0.75, "claude": 0.25}
     own = ok(await api.get("/v1/usage", as_="body"))
     assert own["total"]["calls"] == 3 and set(own["by_agent"]) == {"w1"}, "a body sees its own usage only"
     assert ok(await api.get("/v1/usage?agent=w2", as_="captain"))["total"]["calls"] == 1
-    assert ok(await api.get("/v1/usage?task_id=task_2", as_="captain"))["total"]["calls"] == 1
+    assert ok(await api.get(f"/v1/usage?task_id={task_2}", as_="captain"))["total"]["calls"] == 1
 
 
 async def test_a_reused_record_id_or_another_bodys_name_is_refused_and_nothing_of_the_batch_is_kept(

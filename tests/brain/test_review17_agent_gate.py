@@ -1,0 +1,192 @@
+"""Adversarial review of #17, the brain's side: what a body token (an agent's runner, compromised or confused) may
+claim, report and bill. Each hole found is a strict xfail naming the fix; what holds is asserted plainly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from brain_server import Brain
+
+from .helpers import BrainClient, Clock, decision_request, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+LV_A = "lv-aaaaaaaaaaaaaaaa"
+LV_B = "lv-bbbbbbbbbbbbbbbb"
+
+
+async def queue(api: BrainClient, title: str = "ship it", **fields: Any) -> dict[str, Any]:
+    return ok(await api.post("/v1/tasks", {"title": title, **fields}, as_="approver"), 201)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hole: a claim's mode is the caller's word. An autonomous agent's body token claims mode 'ide' (the default) "
+        "and gets live work with no readiness and no override, then reports it succeeded for real. Fix: bind a body "
+        "token to an agent when it is created (`swarm brain token create --role body --agent NAME`) and refuse an "
+        "'ide' claim from an agent's token (403 not_ready/forbidden), so only IDE bodies claim 'ide'."
+    ),
+)
+async def test_review17_an_agents_token_cannot_skip_the_live_gate_by_claiming_ide(api: BrainClient) -> None:
+    task = await queue(api)
+    # The agent's runner is refused live work (no readiness report, no override) ...
+    refused(
+        await api.post(
+            "/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "live", "logic_version": LV_A}, as_="body"
+        ),
+        403,
+        "not_ready",
+    )
+    # ... so it claims the same task as an IDE body would, with the same token.
+    sneaky = await api.post(
+        "/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "ide", "logic_version": LV_A}, as_="body"
+    )
+    if sneaky.status_code == 200 and sneaky.json()["task"] is not None:
+        done = {"claim_token": sneaky.json()["claim_token"], "outcome": "succeeded", "summary": "done, live"}
+        finished = ok(await api.post(f"/v1/tasks/{task['id']}/outcome", done, as_="body"))
+        assert finished["state"] != "succeeded", "live work finished by an agent that never passed the gate"
+    assert sneaky.status_code == 403
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hole: a claim's `agent` is the caller's word, not bound to the token or its body. Agent w1's token claims "
+        "live as agent w2 with w2's logic version (GET /v1/readiness shows it in w2's override) and gets live work "
+        "through w2's override. Fix: bind the agent name to the body (at token creation or first claim, like the "
+        "body id) and refuse a claim naming another agent (403 forbidden)."
+    ),
+)
+async def test_review17_an_override_for_one_agent_does_not_let_another_agents_token_claim_live(
+    api: BrainClient,
+) -> None:
+    await queue(api, "first")
+    await queue(api, "second")
+    override = {"agent": "w2", "logic_version": LV_B, "reason": "w2 reviewed by hand", "for_s": 600}
+    ok(await api.post("/v1/readiness/overrides", override, as_="captain"), 201)
+    # w1's token (bound to body agent-w1 on first use) learns w2's logic version from the readiness listing.
+    ok(await api.post("/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "ide"}, as_="body"))
+    listed = ok(await api.get("/v1/readiness", as_="body"))
+    (shown,) = listed["overrides"]
+    impostor = {"body_id": "agent-w1", "agent": "w2", "mode": "live", "logic_version": shown["logic_version"]}
+    response = await api.post("/v1/tasks/claim", impostor, as_="body")
+    granted = response.status_code == 200 and response.json()["task"] is not None
+    assert not granted, f"w1's token got live work as w2: {response.text}"
+    assert response.status_code == 403, response.text
+
+
+async def test_review17_an_expired_override_and_one_for_another_logic_version_do_not_open_the_gate(
+    api: BrainClient, clock: Clock
+) -> None:
+    """Holds: the override is bound to its logic version and ends at its expiry."""
+    await queue(api)
+    override = {"agent": "w1", "logic_version": LV_A, "reason": "reviewed", "for_s": 60}
+    ok(await api.post("/v1/readiness/overrides", override, as_="captain"), 201)
+    live = {"body_id": "agent-w1", "agent": "w1", "mode": "live"}
+    refused(await api.post("/v1/tasks/claim", {**live, "logic_version": LV_B}, as_="body"), 403, "not_ready")
+    clock.advance(60)
+    refused(await api.post("/v1/tasks/claim", {**live, "logic_version": LV_A}, as_="body"), 403, "not_ready")
+
+
+def usage(n: int, *, agent: str, task_id: str | None) -> dict[str, Any]:
+    return {
+        "id": f"use_forged_{n}",
+        "at": "2030-01-01T00:00:00Z",
+        "agent": agent,
+        "logic_version": LV_A,
+        "task_id": task_id,
+        "provider": "openai",
+        "model": "gpt",
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "usd": 500.0,
+        "outcome": "answered",
+    }
+
+
+async def test_review17_a_body_cannot_bill_usage_to_a_task_it_never_held_or_as_another_agent_of_it(
+    api: BrainClient,
+) -> None:
+    """Fixed: a record for a task needs this body's claim of it as the record's agent (422 otherwise, nothing kept)."""
+    mine = await queue(api, "w1's task")
+    other = await queue(api, "nobody's task")
+    claim = {"body_id": "agent-w1", "agent": "w1", "mode": "ide", "task_id": mine["id"]}
+    ok(await api.post("/v1/tasks/claim", claim, as_="body"))
+    for n, forged in enumerate(
+        [usage(1, agent="w1", task_id=other["id"]), usage(2, agent="w2", task_id=mine["id"])],
+    ):
+        batch = {"body_id": "agent-w1", "records": [usage(10 + n, agent="w1", task_id=mine["id"]), forged]}
+        error = refused(await api.post("/v1/usage", batch, as_="body"), 422, "invalid_request")
+        assert error["field"] == "records.1.task_id" and "never claimed" in error["message"]
+    refused(
+        await api.post("/v1/usage", {"records": [usage(3, agent="w1", task_id="task_nope")]}, as_="body"),
+        422,
+        "invalid_request",
+    )
+    assert ok(await api.get("/v1/usage", as_="captain"))["total"]["calls"] == 0, "nothing of a refused batch kept"
+    ok(await api.post("/v1/usage", {"records": [usage(4, agent="w1", task_id=mine["id"])]}, as_="body"))
+    assert ok(await api.get("/v1/usage", as_="captain"))["by_task"][mine["id"]]["calls"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hole (remaining): a usage record outside a task is attributed to whatever `agent` it names. Body token of "
+        "agent w1 bills $500 to agent w2; GET /v1/usage totals it under w2. Fix: with the agent bound to its body "
+        "(see the claim test above), refuse (422, field records.N.agent) a record naming another agent."
+    ),
+)
+async def test_review17_a_body_cannot_bill_usage_outside_a_task_to_another_agent(api: BrainClient) -> None:
+    ok(await api.post("/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "ide"}, as_="body"))
+    await api.post("/v1/usage", {"body_id": "agent-w1", "records": [usage(1, agent="w2", task_id=None)]}, as_="body")
+    totals = ok(await api.get("/v1/usage", as_="captain"))
+    assert "w2" not in totals["by_agent"], "spend billed to an agent by another agent's token"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hole: `verification` is the runner's word. A runner (or any body token holding the claim) sends "
+        "verified=true with exit_code 0 and an action_id its body never wrote, and the task counts as verified. "
+        "The brain ingests each body's audit chain (POST /v1/audit): fix by accepting verified=true only when that "
+        "action_id is an ingested run_command event of the claiming body with exit code 0 and the task's acceptance "
+        "argv (or keep it 'pending verification' until the event arrives)."
+    ),
+)
+async def test_review17_a_verified_outcome_needs_the_bodys_audited_rerun(api: BrainClient) -> None:
+    task = await queue(api, acceptance="pytest -q")
+    claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "ide"}, as_="body"))
+    forged = {"command": "pytest -q", "exit_code": 0, "action_id": "act_never_ran", "verified": True}
+    outcome = {"claim_token": claimed["claim_token"], "outcome": "succeeded", "verification": forged}
+    response = await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="body")
+    verified = response.status_code == 200 and response.json()["verified"]
+    assert not verified, "a verification no body audited counted as verified"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hole: a parked task is only ever finished by its runner, which keeps it in memory (Runner._parked). A runner "
+        "that dies or is restarted (`swarm agents up` restarts it) while a task waits leaves it waiting_approval "
+        "forever: no lease, the sweeper skips it, and its decision expiring changes nothing. Fix: when the decision "
+        "a task is parked on expires or is denied, the brain itself (sweep / answer) ends the task `abandoned` (or "
+        "requeues it), in the same transaction; the runner then finds its claim stale and drops it."
+    ),
+)
+async def test_review17_a_parked_task_whose_decision_expires_is_not_stuck_forever(
+    api: BrainClient, brain: Brain, clock: Clock
+) -> None:
+    task = await queue(api)
+    claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1"}, as_="body"))
+    decision = ok(await api.post("/v1/decisions", decision_request("body-a", confidence=0.5), as_="body"), 201)
+    park = {"claim_token": claimed["claim_token"], "decision_id": decision["id"], "reason": "needs a human"}
+    ok(await api.post(f"/v1/tasks/{task['id']}/park", park, as_="body"))
+    # The runner dies here. The decision runs to its deadline and expires (silence is never consent).
+    clock.advance(7 * 24 * 3600)
+    report = await brain.sweep()
+    assert decision["id"] in report.expired
+    after = ok(await api.get(f"/v1/tasks/{task['id']}", as_="captain"))
+    assert after["state"] != "waiting_approval", "a parked task outlived its decision with nobody to finish it"
