@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_agent_run import Stack, stack
+from tests.runner.stack import Stack, stack
 
 pytestmark = pytest.mark.anyio
 
@@ -23,6 +23,7 @@ def audit(s: Stack) -> str:
 
 async def test_review17_the_model_cannot_call_the_runners_tools_or_tools_outside_its_subset(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
         s.script(
             [
                 {
@@ -37,8 +38,8 @@ async def test_review17_the_model_cannot_call_the_runners_tools_or_tools_outside
                 {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
             ]
         )
-        task = await s.add_task()
-        done = await s.agent("--once", "--wait", "10")
+        task = await s.add_task(repo=str(repo))
+        done = await s.agent("worker-1", "--once", "--wait", "10")
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert run["outcome"] == "failed", "the acceptance command still fails: nothing the model said made it pass"
@@ -49,6 +50,7 @@ async def test_review17_the_model_cannot_call_the_runners_tools_or_tools_outside
 
 async def test_review17_a_model_reporting_huge_usage_is_stopped_at_the_task_budget(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
         s.config.write_text(s.config.read_text() + "max_usd_per_task = 0.05\n")
         heavy = {"input_tokens": 5_000_000, "output_tokens": 10}  # gpt-4o-mini: $0.75 a call
         s.script(
@@ -61,8 +63,8 @@ async def test_review17_a_model_reporting_huge_usage_is_stopped_at_the_task_budg
             ]
             * 5
         )
-        task = await s.add_task()
-        done = await s.agent("--once", "--wait", "10")
+        task = await s.add_task(repo=str(repo))
+        done = await s.agent("worker-1", "--once", "--wait", "10")
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert run["outcome"] == "failed" and "max_usd_per_task" in run["summary"], run
@@ -72,9 +74,10 @@ async def test_review17_a_model_reporting_huge_usage_is_stopped_at_the_task_budg
 
 async def test_review17_garbage_in_the_script_fails_the_task_with_a_clear_reason(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
         (s.tmp / "script.jsonl").write_text('{"content": "ok", "tool_calls": "not a list"}\n{not json\n')
-        task = await s.add_task()
-        done = await s.agent("--once", "--wait", "10")
+        task = await s.add_task(repo=str(repo))
+        done = await s.agent("worker-1", "--once", "--wait", "10")
         assert "Traceback" not in done.stderr, done.stderr
         after = await s.task(task["id"])
         runs = after["shadow_runs"]

@@ -12,7 +12,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from .test_agent_run import stack
+from tests.runner.stack import stack
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,8 @@ def turn(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 async def test_review17_a_shadow_agent_cannot_write_the_real_repository_by_its_absolute_path(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        target = s.repo / "app.py"
+        repo = s.repo_with_bug()
+        target = repo / "app.py"
         s.script(
             [
                 turn("write_file", {"path": str(target), "content": "PWNED = 1\n"}),
@@ -38,8 +39,8 @@ async def test_review17_a_shadow_agent_cannot_write_the_real_repository_by_its_a
                 {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
             ]
         )
-        await s.add_task()
-        done = await s.agent("--once", "--wait", "10")
+        await s.add_task(repo=str(repo))
+        done = await s.agent("worker-1", "--once", "--wait", "10")
         assert done.returncode == 0, done.stderr
         assert target.read_text() == ORIGINAL, "a shadow agent wrote the real repository"
 
@@ -48,11 +49,12 @@ async def test_review17_a_symlink_in_the_repository_does_not_lead_a_shadow_agent
     tmp_path: Path,
 ) -> None:
     async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
         outside = tmp_path / "outside"
         outside.mkdir()
         (outside / "secret.txt").write_text("keep\n")
-        (s.repo / "absolute").symlink_to(s.repo)  # the copy keeps this link: it points at the live repository
-        (s.repo / "escape").symlink_to(outside)
+        (repo / "absolute").symlink_to(repo)  # the copy keeps this link: it points at the live repository
+        (repo / "escape").symlink_to(outside)
         s.script(
             [
                 turn("write_file", {"path": "absolute/app.py", "content": "PWNED = 1\n"}),
@@ -62,10 +64,10 @@ async def test_review17_a_symlink_in_the_repository_does_not_lead_a_shadow_agent
                 {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
             ]
         )
-        await s.add_task()
-        done = await s.agent("--once", "--wait", "10")
+        await s.add_task(repo=str(repo))
+        done = await s.agent("worker-1", "--once", "--wait", "10")
         assert done.returncode == 0, done.stderr
-        assert (s.repo / "app.py").read_text() == ORIGINAL, "a shadow agent wrote the real repository via a symlink"
+        assert (repo / "app.py").read_text() == ORIGINAL, "a shadow agent wrote the real repository via a symlink"
         assert (outside / "secret.txt").read_text() == "keep\n", "a shadow agent wrote outside via a symlink"
 
 
@@ -81,6 +83,7 @@ async def test_review17_a_shadow_agent_has_no_network_not_even_loopback(tmp_path
         async with anyio.create_task_group() as group:
             group.start_soon(listener.serve, handle)
             async with stack(tmp_path) as s:
+                repo = s.repo_with_bug()
                 dial = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3).close()"
                 s.script(
                     [
@@ -88,8 +91,8 @@ async def test_review17_a_shadow_agent_has_no_network_not_even_loopback(tmp_path
                         {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
                     ]
                 )
-                await s.add_task()
-                done = await s.agent("--once", "--wait", "10")
+                await s.add_task(repo=str(repo))
+                done = await s.agent("worker-1", "--once", "--wait", "10")
                 assert done.returncode == 0, done.stderr
             group.cancel_scope.cancel()
     assert connections == [], "a shadow agent's command reached the network"
@@ -107,15 +110,16 @@ async def test_review17_a_shadow_agent_has_no_network_not_even_loopback(tmp_path
 )
 async def test_review17_a_model_that_rewrites_the_acceptance_check_is_not_verified(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        (s.repo / "check.py").write_text("import app, sys\nsys.exit(0 if app.main() == 2 else 1)\n")
+        repo = s.repo_with_bug()
+        (repo / "check.py").write_text("import app, sys\nsys.exit(0 if app.main() == 2 else 1)\n")
         s.script(
             [
                 turn("write_file", {"path": "check.py", "content": "import sys\nsys.exit(0)\n"}),
                 {"content": "all green", "usage": {"input_tokens": 100, "output_tokens": 5}},
             ]
         )
-        task = await s.add_task(acceptance="python3 check.py")
-        done = await s.agent("--once", "--wait", "10")
+        task = await s.add_task(repo=str(repo), acceptance="python3 check.py")
+        done = await s.agent("worker-1", "--once", "--wait", "10")
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert not run["verification"]["verified"], "verified without the task done: main() still returns 1"
@@ -125,6 +129,7 @@ async def test_review17_the_models_commands_cannot_touch_the_agents_own_state_wa
     """The wallet's reservations and the audit chain live under $SWARM_HOME/agents/: a command the model runs in its
     workspace must not reset the money windows or cut the chain (here it tries to wipe the whole home)."""
     async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
         s.script(
             [
                 {
@@ -137,8 +142,8 @@ async def test_review17_the_models_commands_cannot_touch_the_agents_own_state_wa
                 {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}},
             ]
         )
-        await s.add_task()
-        done = await s.agent("--once", "--wait", "10")
+        await s.add_task(repo=str(repo))
+        done = await s.agent("worker-1", "--once", "--wait", "10")
         assert done.returncode == 0, done.stderr
         files = [p for p in s.home.rglob("*") if p.is_file()]
         assert files and all(p.stat().st_size > 0 for p in files if p.suffix in (".sqlite", ".db", ".jsonl")), files
