@@ -8,9 +8,9 @@ as it passes the cap.
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from .exceptions import PayloadTooLarge
+from .exceptions import InvalidRequest, PayloadTooLarge
 
 
 def declared_too_large(request: Request, limit: int) -> PayloadTooLarge | None:
@@ -27,9 +27,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away mid-body (a body killed while shipping its audit): a refusal nobody reads, not
+        # a server error with a traceback in the brain's log. Nothing was parsed, so nothing was written.
+        raise InvalidRequest(f"the client disconnected after {size} bytes of its request body") from None
     return b"".join(chunks)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Message, Scope
 
 from brain_server import Brain, BrainSettings, MemoryStateEngine, build_app, issue_token
 from shared_protocol.brain import Role
@@ -112,3 +113,45 @@ async def test_the_caps_are_set_in_the_brain_section() -> None:
             assert len(json.dumps(batch("body-a", chain))) > 8 * KB
             refused(await api.post("/v1/audit", batch("body-a", chain), as_="body"), 413, "payload_too_large")
             ok(await api.post("/v1/audit", batch("body-a", chain[:5]), as_="body"))
+
+
+async def test_a_client_that_disconnects_mid_body_gets_a_refusal_not_a_server_error(
+    brain: Brain, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body killed while shipping its audit leaves the brain with half a request: nothing is parsed or kept, and
+    no traceback lands in the brain's log (it is the client's doing, not a server error)."""
+    token = await issue_token(brain.state, role="body", label="body", at=brain.now())
+    app = build_app(brain)
+    sent: list[Message] = []
+    chunks: list[Message] = [
+        {"type": "http.request", "body": b'{"body_id": "body-a", "events": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/audit",
+        "raw_path": b"/v1/audit",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {token}".encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    (start,) = [m for m in sent if m["type"] == "http.response.start"]
+    assert start["status"] == 422
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert json.loads(body)["code"] == "invalid_request" and b"disconnected" in body
+    assert await brain.state.audit_events("body-a") == []
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
