@@ -83,8 +83,8 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
     async def add_token(self, record: TokenRecord, log: LogEntry) -> None:
         async with self._write() as conn:
             await conn.execute(
-                "INSERT INTO tokens (id, token_hash, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.token_hash, record.role, record.label, iso(record.created_at)),
+                "INSERT INTO tokens (id, token_hash, role, label, created_at, agent) VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, record.token_hash, record.role, record.label, iso(record.created_at), record.agent),
             )
             await self._log(conn, log)
 
@@ -97,6 +97,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
             label=row["label"],
             created_at=datetime.fromisoformat(row["created_at"]),
             body_id=row["body_id"],
+            agent=row["agent"],
             revoked_at=parse_time(row["revoked_at"]),
         )
 
