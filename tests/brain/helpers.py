@@ -187,7 +187,9 @@ class LiveBrain:
     async def client(self) -> AsyncGenerator[BrainClient]:
         """A client on its own connection pool."""
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
-            yield BrainClient(client, self.tokens, issue=lambda role, label, agent: issue_in(self.db, role, label, agent))
+            yield BrainClient(
+                client, self.tokens, issue=lambda role, label, agent: issue_in(self.db, role, label, agent)
+            )
 
 
 @asynccontextmanager
