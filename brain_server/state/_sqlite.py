@@ -132,7 +132,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
             async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
                 row = await cursor.fetchone()
             token = None if row is None else self._token(row)
-            if (refusal := rebind_refusal(token, body_id)) is not None:
+            async with conn.execute("SELECT * FROM tokens WHERE body_id = ?", (body_id,)) as cursor:
+                held_by = [self._token(r) for r in await cursor.fetchall()]
+            if (refusal := rebind_refusal(token, body_id, held_by)) is not None:
                 raise refusal
             assert token is not None
             async with conn.execute(
