@@ -5,7 +5,8 @@ request is authenticated before its body is read (401 for a missing, unknown or 
 token, 403 for a wrong role), its body is read no further than its route's cap (413,
 `_payload`; read before the handler runs, whether or not the handler takes a body), then
 validated whole before anything is written (422 naming the field). A body handler then
-checks, before anything else, that the token speaks for the body the request names
+checks, before anything else, that the token may act as the agent the request names (`_Api.as_agent`,
+`auth.claim_agent`/`acting_agent`: 403; usage records: `auth.usage_agents`, 422) and speaks for the body it names
 (`_Api.as_body`: 403, or the token's binding on first use).
 """
 
