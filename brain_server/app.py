@@ -5,7 +5,8 @@ request is authenticated before its body is read (401 for a missing, unknown or 
 token, 403 for a wrong role), its body is read no further than its route's cap (413,
 `_payload`; read before the handler runs, whether or not the handler takes a body), then
 validated whole before anything is written (422 naming the field). A body handler then
-checks, before anything else, that the token speaks for the body the request names
+checks, before anything else, that the token may act as the agent the request names (`_Api.as_agent`,
+`auth.claim_agent`/`acting_agent`: 403; usage records: `auth.usage_agents`, 422) and speaks for the body it names
 (`_Api.as_body`: 403, or the token's binding on first use).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast, get_args
+from typing import Any, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -52,7 +53,19 @@ from shared_protocol.decisions import AnswerKind
 
 from ._payload import declared_too_large, read_body
 from ._sse import EventStreamResponse
-from .auth import ANY_ROLE, APPROVERS, BODY, CAPTAIN, Principal, authenticate, own_body, speak_for
+from .auth import (
+    ANY_ROLE,
+    APPROVERS,
+    BODY,
+    CAPTAIN,
+    Principal,
+    acting_agent,
+    authenticate,
+    claim_agent,
+    own_body,
+    speak_for,
+    usage_agents,
+)
 from .exceptions import ApiError, Forbidden, InvalidRequest
 from .service import Brain
 from .wake.answers import answer_link, twilio_gather
@@ -110,9 +123,24 @@ class _Api:
         try:
             await speak_for(self.brain.state, who, body_id, at=self.brain.now())
         except Forbidden as refused:
-            entry = who.entry("body_refused", at=self.brain.now(), reason=refused.message, target=body_id)
-            await self.refusals.record(entry)
+            await self._refused(who, refused, target=body_id)
             raise
+
+    async def as_agent(self, who: Principal, agent: str, awaitable: Awaitable[str]) -> str:
+        """The agent check of a body handler (`awaitable`: `auth.claim_agent` or `auth.acting_agent`), before
+        `as_body` (it writes nothing): the agent the request acts as. A refusal is logged like a body refusal, at a
+        bounded rate."""
+        try:
+            return await awaitable
+        except Forbidden as refused:
+            await self._refused(who, refused, target=who.body_id, detail={"agent": agent, "bound": who.agent})
+            raise
+
+    async def _refused(
+        self, who: Principal, refused: Forbidden, *, target: str | None, detail: dict[str, Any] | None = None
+    ) -> None:
+        entry = who.entry("body_refused", at=self.brain.now(), reason=refused.message, target=target, detail=detail)
+        await self.refusals.record(entry)
 
     async def status(self, request: Request, who: Principal) -> Response:
         return json_response(await self.brain.status(for_body=who.sees_only))
@@ -178,6 +206,7 @@ class _Api:
 
     async def request_decision(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, DecisionRequest)
+        await self.as_agent(who, payload.agent, acting_agent(self.brain.state, who, payload.agent, doing="ask"))
         await self.as_body(who, payload.body_id)
         decision, created = await self.brain.ask(who, payload)
         return json_response(decision, 201 if created else 200)
@@ -209,6 +238,8 @@ class _Api:
 
     async def claim_task(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, ClaimRequest)
+        claim = claim_agent(self.brain.state, who, agent=payload.agent, mode=payload.mode)
+        payload = payload.model_copy(update={"agent": await self.as_agent(who, payload.agent, claim)})
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.claim_task(who, payload))
 
@@ -252,6 +283,7 @@ class _Api:
 
     async def record_usage(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UsageBatch)
+        usage_agents(who, payload.records)
         if payload.body_id is not None:
             await self.as_body(who, payload.body_id)
             body_id = payload.body_id

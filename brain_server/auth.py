@@ -13,7 +13,13 @@ A body token speaks for one body, and a body id is held by one live token: the f
 a token names is bound to it (trust on first use, stored on the token) if no token has named
 that body before; from then on a request naming another body is refused, and so is another
 token naming this body (`speak_for`). Only a captain's rebind (`rebind_body`, audited) moves a
-body to another token, revoking the one that held it. A revoked token is refused everywhere
+body to another token, revoking the one that held it.
+
+A token may also be bound to one agent when it is created (`swarm brain token create --role body --agent NAME`):
+an autonomous agent's token. It then acts as that agent only: its claims are that agent's, shadow or live, never
+IDE work (`claim_agent`); its usage records and decisions name that agent (`usage_agents`, `acting_agent`). A
+body token bound to no agent is an IDE body's: it claims IDE work only, under its IDE's name, which may not be the
+name of an agent with a token of its own, and it bills no usage. A revoked token is refused everywhere
 from the next request on, and does not free its body. Tokens are
 read from the state engine on every request, so a change made by the CLI in another
 process counts at once.
@@ -27,9 +33,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared_protocol.brain import Role
+from shared_protocol.brain import ClaimMode, Role, UsageRecord
+from shared_protocol.config import AGENT_NAME_RULE, is_agent_name
 
-from .exceptions import BodyMismatch, BodyTaken, Forbidden, Unauthorized, UnknownToken
+from .exceptions import (
+    AgentMismatch,
+    BodyMismatch,
+    BodyTaken,
+    ConfigError,
+    Forbidden,
+    InvalidRequest,
+    Unauthorized,
+    UnknownToken,
+)
 from .state import LogAction, LogEntry, Rebinding, TokenRecord, TokenStore
 
 TOKEN_PREFIX = "swb_"
@@ -38,6 +54,14 @@ ANY_ROLE: frozenset[Role] = frozenset({"body", "approver", "captain"})
 BODY: frozenset[Role] = frozenset({"body"})
 APPROVERS: frozenset[Role] = frozenset({"approver", "captain"})
 CAPTAIN: frozenset[Role] = frozenset({"captain"})
+AGENT_ROLES: frozenset[Role] = frozenset({"body"})
+"""The roles of a token that may be bound to an agent (an agent's body; later its reviewer's vote); a human's
+role (approver, captain) never is."""
+
+
+def agent_token_command(agent: str) -> str:
+    """The command that creates `agent`'s own token: what a refusal tells its runner's operator to run."""
+    return f"swarm brain token create --role body --agent {agent} --label {agent}"
 
 
 def new_token() -> str:
@@ -59,6 +83,8 @@ class Principal:
     label: str
     body_id: str | None = None
     """The body a body token was bound to when the request was authenticated (None: not bound yet)."""
+    agent: str | None = None
+    """The agent the token was created for (None: no agent's: an IDE body's token, or a human's)."""
 
     @property
     def sees_only(self) -> str | None:
@@ -113,7 +139,9 @@ async def authenticate(tokens: TokenStore, authorization: str | None, allowed: f
         raise Unauthorized(f"this token ({record.id}) was revoked at {record.revoked_at.isoformat()}")
     if record.role not in allowed:
         raise Forbidden(f"a {record.role} token may not do this (needs: {', '.join(sorted(allowed))})")
-    return Principal(token_id=record.id, role=record.role, label=record.label, body_id=record.body_id)
+    return Principal(
+        token_id=record.id, role=record.role, label=record.label, body_id=record.body_id, agent=record.agent
+    )
 
 
 async def speak_for(state: TokenStore, who: Principal, body_id: str, *, at: datetime) -> None:
@@ -153,15 +181,112 @@ def own_body(who: Principal) -> str:
     return who.body_id
 
 
-async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime) -> str:
-    """Create a token, store its hash (and a log line saying so), and return the token: the only time it is seen."""
+def check_token_agent(role: Role, agent: str) -> None:
+    """`ConfigError` unless a `role` token may be bound to `agent`: a name `[[agents]] name` takes, and a role an
+    agent holds (`AGENT_ROLES`)."""
+    if not is_agent_name(agent):
+        raise ConfigError(f"--agent {agent!r}: {AGENT_NAME_RULE}")
+    if role not in AGENT_ROLES:
+        raise ConfigError(
+            f"--agent {agent}: a {role} token is a human's and is never bound to an agent "
+            f"(an agent's token: --role {' or '.join(sorted(AGENT_ROLES))})"
+        )
+
+
+async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime, agent: str | None = None) -> str:
+    """Create a token, store its hash (and a log line saying so), and return the token: the only time it is seen.
+
+    With `agent`, the token is that agent's for good (`ConfigError` for a name `[[agents]] name` would refuse, or
+    a role no agent holds); nothing is written then."""
+    if agent is not None:
+        check_token_agent(role, agent)
     token = new_token()
     record = TokenRecord(
-        id=f"tok_{secrets.token_hex(6)}", token_hash=hash_token(token), role=role, label=label, created_at=at
+        id=f"tok_{secrets.token_hex(6)}",
+        token_hash=hash_token(token),
+        role=role,
+        label=label,
+        created_at=at,
+        agent=agent,
     )
-    log = LogEntry(at=at, action="token_create", by="cli", reason=f"{role} token created", target=record.id)
+    reason = f"{role} token created" + ("" if agent is None else f" for agent {agent}")
+    log = LogEntry(
+        at=at,
+        action="token_create",
+        by="cli",
+        reason=reason,
+        target=record.id,
+        detail={} if agent is None else {"agent": agent},
+    )
     await state.add_token(record, log)
     return token
+
+
+async def acting_agent(state: TokenStore, who: Principal, agent: str, *, doing: str) -> str:
+    """The agent a body token's request acts as, given the name it gives (`agent`, "" for none), or
+    `AgentMismatch` (403) naming the fix; writes nothing. `doing` says what, for the refusal ("claim", ...).
+
+    A token bound to agent X acts as X only (no name: X). A token bound to no agent (an IDE body's) acts under the
+    name its IDE gives, which may not be that of an agent with a token of its own. Other roles are not checked."""
+    if who.role != "body":
+        return agent
+    if who.agent is not None:
+        if agent and agent != who.agent:
+            raise AgentMismatch(
+                f"this token is bound to agent '{who.agent}' and may not {doing} as agent '{agent}': each agent "
+                f"has its own token ({agent_token_command(agent)})"
+            )
+        return who.agent
+    if agent and any(t.agent == agent for t in await state.tokens()):
+        raise AgentMismatch(
+            f"'{agent}' is an agent with a token of its own; this body token is bound to no agent and may not "
+            f"{doing} as it: the agent's runner uses its own token (or create one: {agent_token_command(agent)})"
+        )
+    return agent
+
+
+async def claim_agent(state: TokenStore, who: Principal, *, agent: str, mode: ClaimMode) -> str:
+    """The agent a body token's claim is made for (see `acting_agent`), or `AgentMismatch` (403) naming the fix.
+
+    An agent's token claims shadow or live work, never IDE work: IDE work skips the live gate, which is for agents.
+    A token bound to no agent is an IDE body's: it claims IDE work only, and names its IDE."""
+    if who.role != "body":
+        return agent
+    if who.agent is not None and mode == "ide":
+        raise AgentMismatch(
+            f"an agent's token claims shadow or live work, not ide (this token is bound to agent '{who.agent}'): "
+            f"its runner claims with `swarm agent run --agent {who.agent} [--live]`; an IDE body needs a body "
+            "token bound to no agent (swarm brain token create --role body)"
+        )
+    if who.agent is None and mode != "ide":
+        name = agent or "NAME"
+        raise AgentMismatch(
+            f"this body token is bound to no agent, so it claims IDE work only, not {mode} work: an agent's runner "
+            f"claims with a token bound to it ({agent_token_command(name)}, set as the [[agents]] token of "
+            f"agent '{name}')"
+        )
+    acting = await acting_agent(state, who, agent, doing="claim")
+    if not acting:
+        raise InvalidRequest("an IDE body's claim names its agent (the IDE's name)", field="agent")
+    return acting
+
+
+def usage_agents(who: Principal, records: list[UsageRecord]) -> None:
+    """`InvalidRequest` (422, field `records.N.agent`) unless every record bills the token's agent: a body token
+    bound to no agent (an IDE body's) bills no agent's spend, and an agent's token bills none but its own."""
+    for n, record in enumerate(records):
+        if who.agent is None:
+            raise InvalidRequest(
+                f"usage record '{record.id}' bills agent '{record.agent}', but this token is bound to no agent: "
+                f"usage is an agent's, posted with its own token ({agent_token_command(record.agent)})",
+                field=f"records.{n}.agent",
+            )
+        if record.agent != who.agent:
+            raise InvalidRequest(
+                f"usage record '{record.id}' bills agent '{record.agent}', but this token is bound to agent "
+                f"'{who.agent}' and bills its own spend only",
+                field=f"records.{n}.agent",
+            )
 
 
 async def revoke_token(state: TokenStore, token_id: str, *, reason: str, at: datetime) -> TokenRecord:

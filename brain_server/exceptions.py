@@ -6,6 +6,8 @@
     │   ├── Forbidden         403: the token's role may not do this
     │   │   ├── BodyMismatch  a body token naming a body other than the one it is bound to
     │   │   ├── BodyTaken     a body id bound to another token (only a captain's rebind moves it)
+    │   │   ├── AgentMismatch  a token bound to one agent acting as another; an IDE body's token doing an
+    │   │   │                 agent's work (shadow or live claims, usage); an agent's token claiming IDE work
     │   │   └── NotReady      a live claim without a fresh ready readiness report or an override
     │   ├── NotFound          404
     │   │   ├── UnknownBody   a heartbeat from a body that never registered
@@ -83,6 +85,11 @@ class BodyMismatch(Forbidden):
 
 class BodyTaken(Forbidden):
     """The body id is bound to another token (live or revoked): a captain's rebind is the only way to move it."""
+
+
+class AgentMismatch(Forbidden):
+    """A token bound to one agent named another; an unbound (IDE) body token did an agent's work; an agent's token
+    claimed IDE work. The message names the fix (often: `swarm brain token create --role body --agent NAME`)."""
 
 
 class NotReady(Forbidden):

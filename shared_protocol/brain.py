@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from ._base import Identifier, NonEmpty, ProtocolModel
 from .audit import AuditEvent
@@ -424,7 +424,9 @@ class ClaimRequest(_CausedBy):
     """`POST /v1/tasks/claim` (body)."""
 
     body_id: Identifier
-    agent: Identifier
+    agent: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+    """Who claims: an agent's token may leave it empty (the brain uses the agent the token is bound to, and refuses
+    another name); an IDE body names its IDE."""
     mode: ClaimMode = "ide"
     """live is refused (403 `not_ready`) unless readiness passed or a captain overrode it for this agent and logic
     version; a shadow claim never takes a task this agent and logic version shadowed already."""

@@ -302,8 +302,18 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HTTP_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 
 
+AGENT_NAME_RULE = "an agent name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+"""What `is_agent_name` checks, said to whoever gave a bad one (`[[agents]] name`, `swarm brain token create
+--agent`)."""
+
+
 def _is_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
+
+
+def is_agent_name(name: str) -> bool:
+    """Whether `name` may name an agent: `[[agents]] name`, and the agent a brain token is bound to."""
+    return _is_name(name)
 
 
 class ModelConfig(ProtocolModel):
@@ -380,8 +390,8 @@ class AgentConfig(ProtocolModel):
     @field_validator("name")
     @classmethod
     def _is_a_name(cls, name: str) -> str:
-        if not _is_name(name):
-            raise ValueError("an agent name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        if not is_agent_name(name):
+            raise ValueError(AGENT_NAME_RULE)
         return name
 
     @field_validator("tools")

@@ -33,7 +33,7 @@ from brain_server import (
     revoke_token,
     serve,
 )
-from brain_server.auth import rebind_body
+from brain_server.auth import check_token_agent, rebind_body
 from brain_server.exceptions import ApiError, ConfigError, NoDatabase, StateBroken
 from brain_server.state import Rebinding, engine_kind, open_engine, sqlite_path, sqlite_url
 from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
@@ -183,12 +183,13 @@ def _when(at: datetime) -> str:
 
 
 def describe_token(token: TokenRecord) -> str:
-    """One line about a token, never its secret or its hash: id, role, created, bound body, revoked, label last."""
+    """One line about a token, never its secret or its hash: id, role, created, bound agent and body, revoked,
+    label last."""
     body = "-" if token.body_id is None else token.body_id
     revoked = "no" if token.revoked_at is None else _when(token.revoked_at)
     return (
-        f"{token.id}  role={token.role}  created={_when(token.created_at)}  body={body}  revoked={revoked}  "
-        f"label={token.label or '-'}"
+        f"{token.id}  role={token.role}  created={_when(token.created_at)}  agent={token.agent or '-'}  "
+        f"body={body}  revoked={revoked}  label={token.label or '-'}"
     )
 
 
@@ -197,11 +198,14 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     role = cast(Role, args.role)
 
     async def create(state: StateEngine) -> str:
-        return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC))
+        return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC), agent=args.agent)
 
+    if args.agent is not None:
+        check_token_agent(role, args.agent)  # before the database is created or opened
     token = _on_state(settings, create, create=True)
     print(token, flush=True)
-    print(f"created a {role} token in {_where(settings)} (shown once: store it now)", file=sys.stderr)
+    whose = "" if args.agent is None else f" for agent {args.agent}"
+    print(f"created a {role} token{whose} in {_where(settings)} (shown once: store it now)", file=sys.stderr)
     return 0
 
 
@@ -300,10 +304,16 @@ def add_parsers(sub: _Subparsers) -> None:
     p.set_defaults(func=_guarded(cmd_token_create))
     p.add_argument("--role", required=True, choices=list(get_args(Role)), help="body, approver or captain")
     p.add_argument("--label", default="", help="who holds it; recorded as 'who' with everything it does")
+    p.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="bind it to this agent for good (an autonomous agent's body token, its [[agents]] token): it then "
+        "claims shadow or live work as that agent only; without it, a body token is an IDE body's",
+    )
     _database_args(p)
 
     p = token_sub.add_parser(
-        "list", help="one line per token: id, role, created, bound body, revoked, label (never the token)"
+        "list", help="one line per token: id, role, created, agent, bound body, revoked, label (never the token)"
     )
     p.set_defaults(func=_guarded(cmd_token_list))
     _database_args(p)

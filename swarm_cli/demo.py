@@ -72,7 +72,7 @@ async def _tokens(database_url: str) -> dict[str, str]:
             r: await issue_token(state, role=r, label=f"demo-{r}", at=datetime.now(UTC)) for r in ("body", "captain")
         }
         for agent in ("worker-1", "worker-2"):
-            tokens[agent] = await issue_token(state, role="body", label=agent, at=datetime.now(UTC))
+            tokens[agent] = await issue_token(state, role="body", label=agent, at=datetime.now(UTC), agent=agent)
         return tokens
     finally:
         await state.close()

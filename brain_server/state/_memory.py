@@ -88,7 +88,8 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy):
         self, body_id: str, token_id: str, *, at: datetime, log: LogEntry, revoke_log: LogEntry
     ) -> Rebinding:
         token = self._token_by_id(token_id)
-        if (refusal := rebind_refusal(token, body_id)) is not None:
+        held_by = [t for t in self._tokens.values() if t.body_id == body_id]
+        if (refusal := rebind_refusal(token, body_id, held_by)) is not None:
             raise refusal
         assert token is not None
         holder = next(

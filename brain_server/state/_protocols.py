@@ -48,7 +48,8 @@ Durability = Literal["power_loss", "crash"]
 
 
 class TokenStore(Protocol):
-    """The brain's bearer tokens, kept as hashes; never deleted, only bound to a body and revoked, once each."""
+    """The brain's bearer tokens, kept as hashes; never deleted, only bound to a body and revoked, once each.
+    A token's agent (`TokenRecord.agent`) is given when it is added and never changes."""
 
     async def add_token(self, record: TokenRecord, log: LogEntry) -> None: ...
 

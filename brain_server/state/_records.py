@@ -76,6 +76,9 @@ class TokenRecord:
     body_id: str | None = None
     """A body token's body, bound on its first use of a body id no token had named (or by a rebind), never changed;
     always None for other roles."""
+    agent: str | None = None
+    """The one agent this token speaks for, set when it is created and never changed (`swarm brain token create
+    --agent NAME`): an autonomous agent's runner and body. None: no agent's (an IDE body's token, a human's)."""
     revoked_at: datetime | None = None
     """Once set, the token is refused everywhere; it is never unset."""
 

@@ -71,9 +71,12 @@ def parse_time(value: object) -> datetime | None:
     return None if value is None else datetime.fromisoformat(str(value))
 
 
-def rebind_refusal(token: TokenRecord | None, body_id: str) -> NotFound | RebindRefused | None:
+def rebind_refusal(
+    token: TokenRecord | None, body_id: str, held_by: Sequence[TokenRecord] = ()
+) -> NotFound | RebindRefused | None:
     """Why `token` may not take `body_id` by a rebind, or None: it must be a live body token, unbound or bound to
-    that body already (a token's body never changes)."""
+    that body already (a token's body never changes), and of the agent the body's tokens so far (`held_by`, live
+    or revoked) were of: a body keeps its agent."""
     if token is None:
         return NotFound("no such token (see `swarm brain token list`)")
     if token.role != "body":
@@ -82,7 +85,18 @@ def rebind_refusal(token: TokenRecord | None, body_id: str) -> NotFound | Rebind
         return RebindRefused(f"token {token.id} is revoked: create a new body token and rebind to that")
     if token.body_id is not None and token.body_id != body_id:
         return RebindRefused(f"token {token.id} speaks for body '{token.body_id}' already, and for no other")
+    for other in held_by:
+        if other.id != token.id and other.agent != token.agent:
+            flag = "no --agent" if other.agent is None else f"--agent {other.agent}"
+            return RebindRefused(
+                f"body '{body_id}' belongs to {_owner(other.agent)}, token {token.id} to {_owner(token.agent)}: a "
+                f"body keeps its agent (create its new token with {flag})"
+            )
     return None
+
+
+def _owner(agent: str | None) -> str:
+    return "no agent (an IDE body)" if agent is None else f"agent '{agent}'"
 
 
 def task_row(task: Task, claim_token: str | None) -> dict[str, Any]:

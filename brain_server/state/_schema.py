@@ -312,6 +312,19 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER readiness_overrides_no_delete BEFORE DELETE ON readiness_overrides
         BEGIN SELECT RAISE(ABORT, 'readiness overrides are never deleted: they expire'); END;
     """,
+    # v11: a token may be bound to one agent when it is created (an agent's runner and body: `swarm brain token
+    # create --role body --agent NAME`), and that never changes; tokens from before are bound to no agent.
+    """
+    ALTER TABLE tokens ADD COLUMN agent TEXT;
+    DROP TRIGGER IF EXISTS tokens_bound_and_revoked_once;
+    CREATE TRIGGER tokens_bound_and_revoked_once BEFORE UPDATE ON tokens
+        WHEN NEW.id IS NOT OLD.id OR NEW.token_hash IS NOT OLD.token_hash OR NEW.role IS NOT OLD.role
+            OR NEW.label IS NOT OLD.label OR NEW.created_at IS NOT OLD.created_at OR NEW.agent IS NOT OLD.agent
+            OR (OLD.body_id IS NOT NULL AND NEW.body_id IS NOT OLD.body_id)
+            OR (NEW.body_id IS NOT NULL AND NEW.role IS NOT 'body')
+            OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS NOT OLD.revoked_at)
+        BEGIN SELECT RAISE(ABORT, 'a token only gains its body (body tokens) and its revocation, once each'); END;
+    """,
 ]
 
 

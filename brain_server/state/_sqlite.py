@@ -83,8 +83,8 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
     async def add_token(self, record: TokenRecord, log: LogEntry) -> None:
         async with self._write() as conn:
             await conn.execute(
-                "INSERT INTO tokens (id, token_hash, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.token_hash, record.role, record.label, iso(record.created_at)),
+                "INSERT INTO tokens (id, token_hash, role, label, created_at, agent) VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, record.token_hash, record.role, record.label, iso(record.created_at), record.agent),
             )
             await self._log(conn, log)
 
@@ -97,6 +97,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
             label=row["label"],
             created_at=datetime.fromisoformat(row["created_at"]),
             body_id=row["body_id"],
+            agent=row["agent"],
             revoked_at=parse_time(row["revoked_at"]),
         )
 
@@ -131,7 +132,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
             async with conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
                 row = await cursor.fetchone()
             token = None if row is None else self._token(row)
-            if (refusal := rebind_refusal(token, body_id)) is not None:
+            async with conn.execute("SELECT * FROM tokens WHERE body_id = ?", (body_id,)) as cursor:
+                held_by = [self._token(r) for r in await cursor.fetchall()]
+            if (refusal := rebind_refusal(token, body_id, held_by)) is not None:
                 raise refusal
             assert token is not None
             async with conn.execute(

@@ -65,5 +65,9 @@ async def api(brain: Brain) -> AsyncIterator[BrainClient]:
     }
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(brain)), base_url="http://brain") as c:
         yield BrainClient(
-            c, tokens, issue=lambda role, label: issue_token(brain.state, role=role, label=label, at=brain.now())
+            c,
+            tokens,
+            issue=lambda role, label, agent: issue_token(
+                brain.state, role=role, label=label, at=brain.now(), agent=agent
+            ),
         )

@@ -48,8 +48,8 @@ class Clock:
         self.now += seconds
 
 
-Issuer = Callable[[Role, str], Awaitable[str]]
-"""Issues a token of a role with a label, and returns it."""
+Issuer = Callable[[Role, str, str | None], Awaitable[str]]
+"""Issues a token of a role with a label (bound to an agent, if one is named), and returns it."""
 
 
 class BrainClient:
@@ -60,10 +60,11 @@ class BrainClient:
         self.tokens = tokens
         self._issue = issue
 
-    async def add_token(self, name: str, role: Role = "body") -> str:
-        """Another token, sent with `as_=name` (a second body needs its own: a body token speaks for one body)."""
+    async def add_token(self, name: str, role: Role = "body", *, agent: str | None = None) -> str:
+        """Another token, sent with `as_=name` (a second body needs its own: a body token speaks for one body);
+        with `agent`, bound to that agent (an autonomous agent's token: it claims shadow or live work as it)."""
         assert self._issue is not None, "this client cannot issue tokens"
-        self.tokens[name] = await self._issue(role, name)
+        self.tokens[name] = await self._issue(role, name, agent)
         return self.tokens[name]
 
     def headers(self, as_: str | None) -> dict[str, str]:
@@ -160,11 +161,11 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
             name, data = "message", ""
 
 
-async def issue_in(db: Path, role: Role, label: str) -> str:
+async def issue_in(db: Path, role: Role, label: str, agent: str | None = None) -> str:
     """A token issued through an engine of its own on `db`, as the CLI does while a brain serves the file."""
     state = await SqliteStateEngine.open(db)
     try:
-        return await issue_token(state, role=role, label=label, at=datetime.now(UTC))
+        return await issue_token(state, role=role, label=label, at=datetime.now(UTC), agent=agent)
     finally:
         await state.close()
 
@@ -177,16 +178,18 @@ class LiveBrain:
     stop: anyio.Event
     """Set it to shut the brain down as SIGTERM would."""
 
-    async def add_token(self, name: str, role: Role = "body") -> str:
-        """Another token (labelled `name`), in `tokens[name]` for every client of this brain."""
-        self.tokens[name] = await issue_in(self.db, role, name)
+    async def add_token(self, name: str, role: Role = "body", *, agent: str | None = None) -> str:
+        """Another token (labelled `name`, bound to `agent` if given), in `tokens[name]` for every client."""
+        self.tokens[name] = await issue_in(self.db, role, name, agent)
         return self.tokens[name]
 
     @asynccontextmanager
     async def client(self) -> AsyncGenerator[BrainClient]:
         """A client on its own connection pool."""
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
-            yield BrainClient(client, self.tokens, issue=lambda role, label: issue_in(self.db, role, label))
+            yield BrainClient(
+                client, self.tokens, issue=lambda role, label, agent: issue_in(self.db, role, label, agent)
+            )
 
 
 @asynccontextmanager

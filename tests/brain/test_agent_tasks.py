@@ -23,7 +23,20 @@ async def queue(api: BrainClient, title: str = "fix the flaky test", **fields: A
     return ok(await api.post("/v1/tasks", {"title": title, **fields}, as_="approver"), 201)
 
 
-async def claiming(api: BrainClient, *, as_: str = "body", body_id: str = "body-a", **fields: Any) -> httpx.Response:
+async def agent_token(api: BrainClient, agent: str = "w1") -> str:
+    """The name (for `as_=`) of agent `agent`'s own body token, made on first use: only it claims shadow or live
+    work as that agent."""
+    if agent not in api.tokens:
+        await api.add_token(agent, agent=agent)
+    return agent
+
+
+async def claiming(
+    api: BrainClient, *, as_: str | None = None, body_id: str = "body-a", **fields: Any
+) -> httpx.Response:
+    """A claim as agent w1: shadow and live claims with w1's own token, IDE claims with an IDE body's."""
+    if as_ is None:
+        as_ = await agent_token(api) if fields.get("mode") in ("shadow", "live") else "body"
     return await api.post("/v1/tasks/claim", {"body_id": body_id, "agent": "w1", **fields}, as_=as_)
 
 
@@ -153,10 +166,11 @@ async def test_an_agents_claim_needs_its_logic_version_and_a_claim_for_one_task_
         assert error["field"] == "logic_version"
     rich = await queue(api, "rich", value_usd=100)
     cheap = await queue(api, "cheap", value_usd=1)
-    assert (await claim(api, task_id=cheap["id"]))["task"]["id"] == cheap["id"]
-    assert (await claim(api, task_id=cheap["id"]))["task"] is None, "not queued any more"
-    refused(await claiming(api, task_id="task_nope"), 404, "not_found")
-    assert (await claim(api))["task"]["id"] == rich["id"]
+    shadow = {"mode": "shadow", "logic_version": LV}
+    assert (await claim(api, task_id=cheap["id"], **shadow))["task"]["id"] == cheap["id"]
+    assert (await claim(api, task_id=cheap["id"], **shadow))["task"] is None, "not queued any more"
+    refused(await claiming(api, task_id="task_nope", **shadow), 404, "not_found")
+    assert (await claim(api, **shadow))["task"]["id"] == rich["id"]
 
 
 async def test_a_shadow_outcome_is_kept_as_a_shadow_run_and_the_task_goes_back_to_the_queue(
@@ -174,7 +188,7 @@ async def test_a_shadow_outcome_is_kept_as_a_shadow_run_and_the_task_goes_back_t
         "mode": "shadow",
         "logic_version": LV,
     }
-    back = ok(await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="body"))
+    back = ok(await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="w1"))
     assert (back["state"], back["verified"], back["claimed_by"], back["spend"]) == ("queued", False, None, None)
     (run,) = back["shadow_runs"]
     assert (run["agent"], run["logic_version"], run["outcome"], run["verification"]) == (

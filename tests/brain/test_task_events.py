@@ -32,15 +32,16 @@ async def _next_task_event(events: AsyncIterator[SseEvent]) -> SseEvent:
 
 
 async def test_a_runner_hears_tasks_created_requeued_resumed_and_cancelled(live: LiveBrain) -> None:
+    await live.add_token("w1", agent="w1")  # the runner of agent w1, with its own token
     async with live.client() as api:
         ok(
             await api.post(
                 "/v1/bodies/register",
                 {"body_id": "body-a", "workspace": "/w", "hostname": "h", "version": "1"},
-                as_="body",
+                as_="w1",
             )
         )
-        stream = api.client.stream("GET", "/v1/events", params={"body_id": "body-a"}, headers=api.headers("body"))
+        stream = api.client.stream("GET", "/v1/events", params={"body_id": "body-a"}, headers=api.headers("w1"))
         async with stream as response:
             events = sse_events(response)
             with anyio.fail_after(10):
@@ -51,21 +52,23 @@ async def test_a_runner_hears_tasks_created_requeued_resumed_and_cancelled(live:
                 )
 
                 claim = {"body_id": "body-a", "agent": "w1", "mode": "shadow", "logic_version": "lv-1"}
-                shadow = ok(await api.post("/v1/tasks/claim", claim, as_="body"))
+                shadow = ok(await api.post("/v1/tasks/claim", claim, as_="w1"))
                 outcome = {"claim_token": shadow["claim_token"], "outcome": "failed", "summary": "in the copy"}
-                ok(await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="body"))
+                ok(await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="w1"))
                 assert await _next_task_event(events) == SseEvent(
                     name="task_available", data={"task_id": task["id"], "reason": "requeued"}
                 )
 
-                claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1"}, as_="body"))
+                again = {**claim, "logic_version": "lv-2"}
+                claimed = ok(await api.post("/v1/tasks/claim", again, as_="w1"))
                 token = claimed["claim_token"]
                 decision = ok(
-                    await api.post("/v1/decisions", decision_request("body-a", confidence=0.5), as_="body"), 201
+                    await api.post("/v1/decisions", decision_request("body-a", confidence=0.5, agent="w1"), as_="w1"),
+                    201,
                 )
                 park = {"claim_token": token, "decision_id": decision["id"], "reason": "needs a human"}
-                ok(await api.post(f"/v1/tasks/{task['id']}/park", park, as_="body"))
-                ok(await api.post(f"/v1/tasks/{task['id']}/resume", {"claim_token": token}, as_="body"))
+                ok(await api.post(f"/v1/tasks/{task['id']}/park", park, as_="w1"))
+                ok(await api.post(f"/v1/tasks/{task['id']}/resume", {"claim_token": token}, as_="w1"))
                 assert await _next_task_event(events) == SseEvent(
                     name="task_available", data={"task_id": task["id"], "reason": "resumed"}
                 )

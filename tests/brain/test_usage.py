@@ -35,16 +35,23 @@ def record(
 
 
 async def test_usage_is_idempotent_by_record_id_and_totalled_by_agent_task_and_model(api: BrainClient) -> None:
-    await api.add_token("body-b")
+    await api.add_token("w1", agent="w1")  # agent w1's runner posts its usage with its own token
+    await api.add_token("body-b", agent="w2")
     task_1, task_2 = [ok(await api.post("/v1/tasks", {"title": t}, as_="approver"), 201)["id"] for t in "ab"]
     for task_id in (task_1, task_2):
-        ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1", "task_id": task_id}, as_="body"))
+        ok(
+            await api.post(
+                "/v1/tasks/claim",
+                {"body_id": "body-a", "agent": "w1", "task_id": task_id, "mode": "shadow", "logic_version": "lv-1"},
+                as_="w1",
+            )
+        )
     mine = [record(1, task_id=task_1), record(2), record(3, task_id=task_2, model="claude")]
-    assert ok(await api.post("/v1/usage", {"body_id": "body-a", "records": mine}, as_="body")) == {
+    assert ok(await api.post("/v1/usage", {"body_id": "body-a", "records": mine}, as_="w1")) == {
         "stored": 3,
         "duplicates": 0,
     }
-    assert ok(await api.post("/v1/usage", {"records": mine[:2]}, as_="body")) == {"stored": 0, "duplicates": 2}
+    assert ok(await api.post("/v1/usage", {"records": mine[:2]}, as_="w1")) == {"stored": 0, "duplicates": 2}
     theirs = [record(1, agent="w2")]
     ok(await api.post("/v1/usage", {"body_id": "body-b", "records": theirs}, as_="body-b"))
 
@@ -60,7 +67,7 @@ async def test_usage_is_idempotent_by_record_id_and_totalled_by_agent_task_and_m
     assert {agent: t["calls"] for agent, t in every["by_agent"].items()} == {"w1": 3, "w2": 1}
     assert {task: t["calls"] for task, t in every["by_task"].items()} == {task_1: 1, task_2: 1}
     assert {model: t["usd"] for model, t in every["by_model"].items()} == {"gpt": 0.75, "claude": 0.25}
-    own = ok(await api.get("/v1/usage", as_="body"))
+    own = ok(await api.get("/v1/usage", as_="w1"))
     assert own["total"]["calls"] == 3 and set(own["by_agent"]) == {"w1"}, "a body sees its own usage only"
     assert ok(await api.get("/v1/usage?agent=w2", as_="captain"))["total"]["calls"] == 1
     assert ok(await api.get(f"/v1/usage?task_id={task_2}", as_="captain"))["total"]["calls"] == 1
@@ -69,9 +76,10 @@ async def test_usage_is_idempotent_by_record_id_and_totalled_by_agent_task_and_m
 async def test_a_reused_record_id_or_another_bodys_name_is_refused_and_nothing_of_the_batch_is_kept(
     api: BrainClient, brain: Brain
 ) -> None:
-    await api.add_token("body-b")
-    await api.add_token("unbound")
-    ok(await api.post("/v1/usage", {"body_id": "body-a", "records": [record(1)]}, as_="body"))
+    await api.add_token("w1", agent="w1")
+    await api.add_token("body-b", agent="w1")
+    await api.add_token("unbound", agent="w1")
+    ok(await api.post("/v1/usage", {"body_id": "body-a", "records": [record(1)]}, as_="w1"))
     ok(
         await api.post(
             "/v1/bodies/register",
@@ -80,16 +88,16 @@ async def test_a_reused_record_id_or_another_bodys_name_is_refused_and_nothing_o
         )
     )
     changed = {"body_id": "body-a", "records": [record(2), record(1, usd=9.0)]}
-    refused(await api.post("/v1/usage", changed, as_="body"), 409, "idempotency_key_reused")
-    refused(await api.post("/v1/usage", {"body_id": "body-b", "records": [record(5)]}, as_="body"), 403, "forbidden")
+    refused(await api.post("/v1/usage", changed, as_="w1"), 409, "idempotency_key_reused")
+    refused(await api.post("/v1/usage", {"body_id": "body-b", "records": [record(5)]}, as_="w1"), 403, "forbidden")
     refused(await api.post("/v1/usage", {"records": [record(6)]}, as_="unbound"), 403, "forbidden")
     refused(await api.post("/v1/usage", {"records": [record(7)]}, as_="approver"), 403, "forbidden")
-    bad = refused(await api.post("/v1/usage", {"records": [record(8, usd=-1)]}, as_="body"), 422, "invalid_request")
+    bad = refused(await api.post("/v1/usage", {"records": [record(8, usd=-1)]}, as_="w1"), 422, "invalid_request")
     assert bad["field"] == "records.0.usd"
     bad = refused(
-        await api.post("/v1/usage", {"records": [record(9, outcome="maybe")]}, as_="body"), 422, "invalid_request"
+        await api.post("/v1/usage", {"records": [record(9, outcome="maybe")]}, as_="w1"), 422, "invalid_request"
     )
     assert bad["field"] == "records.0.outcome"
     too_many = {"records": [record(n) for n in range(1001)]}
-    refused(await api.post("/v1/usage", too_many, as_="body"), 422, "invalid_request")
+    refused(await api.post("/v1/usage", too_many, as_="w1"), 422, "invalid_request")
     assert [r.id for r in await brain.state.usage()] == ["use_w1_1"]

@@ -386,11 +386,12 @@ async def _brain_with_a_shadow_run(tmp_path: Path) -> AsyncGenerator[tuple[LiveB
     settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), durability="crash")
     async with live_brain(settings) as brain, httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
         task = (await http.post("/v1/tasks", json={"title": "t"}, headers=_as(brain, "approver"))).json()
+        await brain.add_token("w1", agent="w1")  # agent w1's own token, as its runner has
         body = {"body_id": "body-a", "agent": "w1", "mode": "shadow", "logic_version": version}
-        claimed = (await http.post("/v1/tasks/claim", json=body, headers=_as(brain, "body"))).json()
+        claimed = (await http.post("/v1/tasks/claim", json=body, headers=_as(brain, "w1"))).json()
         outcome = {"claim_token": claimed["claim_token"], "outcome": "succeeded", "mode": "shadow"}
         ran = await http.post(
-            f"/v1/tasks/{task['id']}/outcome", json={**outcome, "logic_version": version}, headers=_as(brain, "body")
+            f"/v1/tasks/{task['id']}/outcome", json={**outcome, "logic_version": version}, headers=_as(brain, "w1")
         )
         assert ran.status_code == 200, ran.text
         yield brain, task["id"]
@@ -484,7 +485,7 @@ async def test_against_the_real_brain_the_report_gates_live_claims_until_a_capta
 
         async def claim(mode: str, logic_version: str = version) -> httpx.Response:
             body = {"body_id": "body-a", "agent": "w1", "mode": mode, "logic_version": logic_version}
-            return await http.post("/v1/tasks/claim", json=body, headers=_as(brain, "body"))
+            return await http.post("/v1/tasks/claim", json=body, headers=_as(brain, "w1"))
 
         captain = brain.tokens["captain"]
         wrong = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token="x")

@@ -6,7 +6,8 @@
         await s.override("worker-1")                    # a captain's readiness override: --live is allowed
         done = await s.agent("worker-1", "--once", "--live")
 
-Each agent has its own body token (`[[agents]] token = "env:<NAME>_TOKEN"`); the brain's clock stands still.
+Each agent has its own body token, bound to it (`swarm brain token create --role body --agent NAME`; in the config
+`[[agents]] token = "env:<NAME>_TOKEN"`); the brain's clock stands still.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ async def stack(
     model: str = "scripted",
     extra_toml: str = "",
     extra_env: dict[str, str] | None = None,
+    bind_tokens: bool = True,
 ) -> AsyncGenerator[Stack]:
     home = tmp_path / "home"
     home.mkdir()
@@ -165,7 +167,10 @@ async def stack(
     state = MemoryStateEngine()
     brain = Brain(settings, state=state, clock=Clock())
     captain_token = await issue_token(state, role="captain", label="captain", at=brain.now())
-    tokens = {name: await issue_token(state, role="body", label=name, at=brain.now()) for name in agents}
+    tokens = {
+        name: await issue_token(state, role="body", label=name, at=brain.now(), agent=name if bind_tokens else None)
+        for name in agents
+    }
     urls: list[str] = []
     ready, stop = anyio.Event(), anyio.Event()
 

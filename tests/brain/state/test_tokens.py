@@ -153,3 +153,23 @@ async def test_the_revocation_a_rebind_makes_is_logged_against_the_token_it_revo
     revoke, rebind = (await engine.log_entries())[-2:]
     assert (revoke.action, revoke.target) == ("token_revoke", "tok_1")
     assert rebind == entry("body_rebind")
+
+
+async def test_a_rebind_keeps_a_bodys_agent(engine: StateEngine) -> None:
+    """A body moves only to a token of the agent its tokens so far were of (live or revoked): an agent's body never
+    becomes another agent's, nor an IDE body's; a new token of the same agent takes it."""
+    await engine.add_token(replace(token_record(1), agent="w1"), entry("token_create"))
+    await engine.add_token(replace(token_record(2), agent="w2"), entry("token_create"))
+    await engine.add_token(token_record(3), entry("token_create"))
+    await engine.add_token(replace(token_record(4), agent="w1"), entry("token_create"))
+    await engine.bind_token("tok_1", "body-a", entry("token_bind"))
+    await engine.revoke_token("tok_1", at=NOW, log=entry("token_revoke"))
+    for other, owner in (("tok_2", "agent 'w2'"), ("tok_3", "no agent \\(an IDE body\\)")):
+        with pytest.raises(RebindRefused, match=f"belongs to agent 'w1', token {other} to {owner}: a body keeps its"):
+            await engine.rebind_body(
+                "body-a", other, at=LATER, log=entry("body_rebind"), revoke_log=entry("token_revoke")
+            )
+    moved = await engine.rebind_body(
+        "body-a", "tok_4", at=LATER, log=entry("body_rebind"), revoke_log=entry("token_revoke")
+    )
+    assert (moved.token.id, moved.token.agent, moved.token.body_id) == ("tok_4", "w1", "body-a")
