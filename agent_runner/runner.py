@@ -6,7 +6,14 @@
 The runner listens to the brain's event stream for as long as it runs: `kill` engages its gate (every model call in
 flight is cancelled, nothing new starts), `resume` releases it, a stream lost for longer than `failsafe_s` engages
 it too (failsafe); `task_available` wakes it when it waits for work (there is no polling loop); `decision` wakes a
-parked task; `task_cancelled` stops the task it names.
+parked task; `task_cancelled` stops the task it names, and `task_ended` drops a parked task the brain ended (its
+decision denied, expired or overridden).
+
+A parked task's state (conversation, held call, claim, spend) is saved under the agent's work dir
+(`parked.save_parked`) before the brain is told, so a runner that restarts (`swarm agents up` restarts a dead one)
+takes its parked tasks up again: it asks the brain for the tasks its body has waiting for approval and waits for
+their decisions as before; one whose saved state is missing or corrupt is given up to the brain with that reason.
+A task dropped (cancelled, ended by the brain, finished) leaves nothing behind: no shadow copy, no saved state.
 
 Each task gets a body started on the task's workspace (`launch(workspace, shadow)`): in shadow, a throwaway copy of
 the task's repository with no network, so what the agent does is real and nothing of it leaves the copy; the
@@ -56,6 +63,7 @@ from .conversation import ToolCall
 from .exceptions import RunnerError
 from .gate import KillGate
 from .loop import AgentProfile, Failed, Finished, LoopEnd, Parked, TaskRun, first_message, offered, work
+from .parked import ParkedStateBroken, SavedPark, load_parked, parked_path, remove_parked, save_parked, saved_task_ids
 from .providers import Provider
 from .wallet import TaskWallet, Wallet
 from .wallet import UsageRecord as WalletRecord
@@ -76,6 +84,9 @@ class TaskBrain(Protocol):
     async def park(self, task_id: str, request: ParkRequest) -> Task: ...
     async def resume_task(self, task_id: str, request: ResumeTaskRequest) -> RenewResponse: ...
     async def get_decision(self, decision_id: str) -> Decision | None: ...
+    async def tasks(self, *, state: str | None = None, agent: str | None = None) -> list[Task]: ...
+    async def task(self, task_id: str) -> Task: ...
+    async def abandon_parked(self, task_id: str, reason: str) -> Task: ...
     def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]: ...
     async def post_usage(self, batch: UsageBatch) -> UsageAck: ...
 
@@ -131,7 +142,7 @@ class UsageQueue:
 
 @dataclass(kw_only=True)
 class _Held:
-    """A parked task: its run, its claim, and where it works."""
+    """A task being worked or parked: its run, its claim, and where it works."""
 
     task: Task
     run: TaskRun
@@ -140,6 +151,7 @@ class _Held:
     shadow_copy: bool
     active_s: float
     spending: TaskWallet
+    mode: Mode
 
 
 @dataclass(kw_only=True)
@@ -173,6 +185,9 @@ class AgentRunner:
     _connected: anyio.Event = field(default_factory=anyio.Event)
     _parked: dict[str, _Held] = field(default_factory=dict[str, _Held])
     _current: _Current | None = None
+    _took: bool = False
+    """A task was taken (claimed, or a parked one taken up again): `run(once=True)` ends once none is parked."""
+    _reloaded: bool = False
     worked: list[Task] = field(default_factory=list[Task])
     """The tasks this runner finished (or parked), with the brain's record of each."""
 
@@ -208,9 +223,18 @@ class AgentRunner:
         while True:
             await self.gate.released()
             self._wake = anyio.Event()
-            if await self._resume_parked() or await self._take_one():
-                if once and not self._parked:
-                    return EXIT_WORKED
+            if not self._reloaded:
+                await self._reload_parked()
+                self._reloaded = True
+            if once and self._took and not self._parked:
+                return EXIT_WORKED
+            if await self._resume_parked():
+                continue
+            if once and self._took:  # (one task is enough: wait for its decision)
+                await self._wake.wait()
+                continue
+            if await self._take_one():
+                self._took = True
                 continue
             if once and not self._parked and time.monotonic() >= deadline:
                 return EXIT_NO_TASK
@@ -242,6 +266,7 @@ class AgentRunner:
             shadow_copy=copied,
             active_s=0,
             spending=self.wallet.task(task.id),
+            mode=self.mode,
         )
         await self._work(held, lease_s=claim.lease_s or 60)
         return True
@@ -250,23 +275,69 @@ class AgentRunner:
         for task_id, held in list(self._parked.items()):
             decision_id = held.run.decision_id
             decision = await self.brain.get_decision(decision_id) if decision_id else None
-            state = decision.state if decision is not None else "expired"
+            state = decision.state if decision is not None else "missing"
             if state == "pending":
                 continue
-            del self._parked[task_id]
+            if self._parked.pop(task_id, None) is None:
+                return True  # dropped meanwhile (its `task_ended` or `task_cancelled` came while we asked)
             if state != "approved":
+                # The brain ended the task with its decision (denied, expired, overridden); a decision it does
+                # not know ends nothing there, so the task is given up here.
                 self.say(f"task {task_id}: decision {decision_id} is {state}: dropping the task")
-                await self._finish(
-                    held.task, held.claim_token, "abandoned", f"approval {decision_id} was {state}", held=held
-                )
+                if (await self.brain.task(task_id)).state == "waiting_approval":
+                    await self.brain.abandon_parked(task_id, f"decision {decision_id} is {state}")
                 self._cleanup(held)
                 return True
-            renewed = await self.brain.resume_task(task_id, ResumeTaskRequest(claim_token=held.claim_token))
+            try:
+                renewed = await self.brain.resume_task(task_id, ResumeTaskRequest(claim_token=held.claim_token))
+            except Exception as exc:
+                if not _is_refusal(exc):
+                    self._parked[task_id] = held  # the brain out of reach: asked again on the next wake
+                    raise
+                self.say(f"task {task_id}: the brain refused to resume it ({exc}); dropping it")
+                self._cleanup(held)
+                return True
             self.say(f"task {task_id}: decision {decision_id} approved: resuming")
+            remove_parked(parked_path(self.workdir, task_id))
             held.run.approved = True
             await self._work(held, lease_s=renewed.lease_s)
             return True
         return False
+
+    async def _reload_parked(self) -> None:
+        """Take up again the tasks this agent's body has parked in the brain (a runner restarted), from their saved
+        states; give up to the brain those whose state is missing or broken; forget saved states of tasks the brain
+        no longer has waiting for this body (ended, cancelled while the runner was away)."""
+        waiting = await self.brain.tasks(state="waiting_approval", agent=self.profile.name)
+        mine = {t.id: t for t in waiting if t.claimed_by is not None and t.claimed_by.body_id == self.body_id}
+        for task_id in saved_task_ids(self.workdir):
+            if task_id not in mine and task_id not in self._parked:
+                self._forget(task_id)
+        for task_id, task in mine.items():
+            if task_id in self._parked:
+                continue
+            try:
+                saved = load_parked(parked_path(self.workdir, task_id))
+                if saved.task.id != task_id:
+                    raise ParkedStateBroken(f"its saved state names task {saved.task.id}")
+            except ParkedStateBroken as exc:
+                reason = f"the runner restarted and cannot take up the parked task: {exc}"
+                self.say(f"task {task_id}: {reason}; giving it up")
+                await self.brain.abandon_parked(task_id, reason[:4000])
+                self._forget(task_id)
+                continue
+            self._parked[task_id] = _Held(
+                task=task,
+                run=saved.run,
+                claim_token=saved.claim_token,
+                workspace=saved.workspace,
+                shadow_copy=saved.shadow_copy,
+                active_s=saved.active_s,
+                spending=self.wallet.task(task_id, spent=saved.spend),
+                mode=saved.mode,
+            )
+            self._took = True
+            self.say(f"task {task_id}: parked before a restart, waiting for decision {saved.run.decision_id}")
 
     # -- one task -----------------------------------------------------------------------------
 
@@ -283,7 +354,7 @@ class AgentRunner:
             group.start_soon(self._renew, task.id, held.claim_token, lease_s, current)
             with anyio.move_on_after(budget):
                 try:
-                    async with open_body(self.launch(held.workspace, self.mode == "shadow")) as body:
+                    async with open_body(self.launch(held.workspace, held.mode == "shadow")) as body:
                         if missing := offered(body.tools, self.profile):
                             raise RunnerError(
                                 f"agent '{self.profile.name}' lists tools its body does not offer: {', '.join(missing)}"
@@ -314,6 +385,8 @@ class AgentRunner:
             self._cleanup(held)
             return
         if isinstance(end, Parked):
+            # Saved first: a runner that dies once the brain knows the task is parked takes it up again.
+            self._save_parked(held)
             await self.brain.park(
                 task.id, ParkRequest(claim_token=held.claim_token, decision_id=end.decision_id, reason=end.reason)
             )
@@ -396,7 +469,8 @@ class AgentRunner:
         held: _Held | None,
         verification: Verification | None = None,
     ) -> None:
-        evidence: dict[str, str] = {"mode": self.mode}
+        mode = held.mode if held is not None else self.mode
+        evidence: dict[str, str] = {"mode": mode}
         spend: TaskSpend | None = None
         if held is not None:
             run = held.run
@@ -424,7 +498,7 @@ class AgentRunner:
             evidence=evidence,
             spend=spend,
             logic_version=self.profile.logic_version,
-            mode=self.mode,
+            mode=mode,
         )
         recorded = await self.brain.outcome(task.id, request)
         self.worked.append(recorded)
@@ -462,9 +536,34 @@ class AgentRunner:
         shutil.copytree(repo, copy, symlinks=True)
         return copy, True
 
-    def _cleanup(self, held: _Held) -> None:
+    def _cleanup(self, held: _Held | SavedPark) -> None:
+        """The task is done with here: its shadow copy and saved state go."""
+        self._remove_copy(held)
+        remove_parked(parked_path(self.workdir, held.task.id))
+
+    def _remove_copy(self, held: _Held | SavedPark) -> None:
         if held.shadow_copy and held.workspace.is_relative_to(self.workdir):
             shutil.rmtree(held.workspace, ignore_errors=True)
+
+    def _forget(self, task_id: str) -> None:
+        """Remove what a task whose saved state cannot be trusted may have left: the copies the runner makes for a
+        task (`_workspace`) and the saved state."""
+        for copy in (self.workdir / "shadow" / task_id, self.workdir / "tasks" / task_id):
+            shutil.rmtree(copy, ignore_errors=True)
+        remove_parked(parked_path(self.workdir, task_id))
+
+    def _save_parked(self, held: _Held) -> None:
+        saved = SavedPark(
+            task=held.task,
+            run=held.run,
+            claim_token=held.claim_token,
+            workspace=held.workspace,
+            shadow_copy=held.shadow_copy,
+            active_s=held.active_s,
+            mode=held.mode,
+            spend=held.spending.spend(),
+        )
+        save_parked(parked_path(self.workdir, held.task.id), saved)
 
     def _transcript_path(self, task_id: str) -> Path:
         return self.workdir / "transcripts" / f"{task_id}.jsonl"
@@ -517,14 +616,19 @@ class AgentRunner:
             self._wake.set()
         elif name in ("task_available", "decision"):
             self._wake.set()
-        elif name == "task_cancelled":
+        elif name in ("task_cancelled", "task_ended"):
             task_id = _field(data, "task_id")
+            why = "cancelled by a human" if name == "task_cancelled" else _field(data, "reason") or "ended by the brain"
             current = self._current
             if current is not None and task_id == current.task_id:
                 current.cancelled = True
-                current.lost = "cancelled by a human"
+                current.lost = why
                 current.scope.cancel()
-            self._parked.pop(task_id or "", None)
+            held = self._parked.pop(task_id or "", None)
+            if held is not None:
+                self.say(f"task {task_id} was parked and is dropped: {why}")
+                self._cleanup(held)
+                self._wake.set()
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -201,8 +201,10 @@ class Wallet:
         self.clock = clock
         self._by_model: dict[str, Spend] = {}
 
-    def task(self, task_id: str) -> TaskWallet:
-        return TaskWallet(self, task_id)
+    def task(self, task_id: str, *, spent: TaskSpend | None = None) -> TaskWallet:
+        """The task's wallet; `spent`: what the task spent before (a parked task taken up again after a restart),
+        which counts against its budget."""
+        return TaskWallet(self, task_id, spent=spent)
 
     def spend_by_model(self) -> dict[str, Spend]:
         """Settled totals per model, over every task of this wallet."""
@@ -217,10 +219,10 @@ class Wallet:
 class TaskWallet:
     """One task's budget (`max_usd_per_task`) and totals. Calls may run concurrently; each has its own holds."""
 
-    def __init__(self, wallet: Wallet, task_id: str) -> None:
+    def __init__(self, wallet: Wallet, task_id: str, *, spent: TaskSpend | None = None) -> None:
         self.wallet = wallet
         self.task_id = task_id
-        self._spend = TaskSpend(task_id=task_id, model=wallet.pricing.model)
+        self._spend = spent if spent is not None else TaskSpend(task_id=task_id, model=wallet.pricing.model)
         self._open: set[WalletCall] = set()
 
     @property

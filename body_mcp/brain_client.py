@@ -10,6 +10,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from shared_protocol.brain import (
+    AbandonRequest,
     AnswerRequest,
     AuditAck,
     AuditBatch,
@@ -154,6 +155,11 @@ class BrainClient:
     async def resume_task(self, task_id: str, request: ResumeTaskRequest) -> RenewResponse:
         return await self._call("POST", f"/v1/tasks/{quote(task_id, safe='')}/resume", RenewResponse, request)
 
+    async def abandon_parked(self, task_id: str, reason: str) -> Task:
+        """The body gives up a parked task of its own without its claim token (its runner lost the task's state)."""
+        request = AbandonRequest(reason=reason)
+        return await self._call("POST", f"/v1/tasks/{quote(task_id, safe='')}/abandon", Task, request)
+
     async def post_usage(self, batch: UsageBatch) -> UsageAck:
         return await self._call("POST", "/v1/usage", UsageAck, batch)
 
@@ -161,7 +167,7 @@ class BrainClient:
         return await self._call("POST", "/v1/tasks", Task, request)
 
     async def tasks(self, *, state: str | None = None, agent: str | None = None) -> list[Task]:
-        """`GET /v1/tasks` (approver or captain), oldest first."""
+        """`GET /v1/tasks`, oldest first (a body token: the tasks its body claimed, now or last, only)."""
         query = "&".join(f"{key}={quote(value)}" for key, value in (("state", state), ("agent", agent)) if value)
         return (await self._call("GET", "/v1/tasks" + (f"?{query}" if query else ""), TaskList)).tasks
 

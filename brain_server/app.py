@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shared_protocol.brain import (
+    AbandonRequest,
     AnswerRequest,
     AuditBatch,
     BrainErrorCode,
@@ -260,7 +261,8 @@ class _Api:
                 f"state must be one of {', '.join(get_args(TaskState))} (got {state!r})", field="state"
             )
         agent = request.query_params.get("agent") or None
-        tasks = await self.brain.tasks(state=cast(TaskState | None, state), agent=agent)
+        # A body lists the tasks it claimed (now or last) only, as it reads them one by one.
+        tasks = await self.brain.tasks(state=cast(TaskState | None, state), agent=agent, for_body=who.sees_only)
         return json_response(TaskList(tasks=tasks))
 
     async def task(self, request: Request, who: Principal) -> Response:
@@ -276,6 +278,11 @@ class _Api:
         payload = await parse(request, ResumeTaskRequest)
         task_id = request.path_params["task_id"]
         return json_response(await self.brain.resume_task(who, task_id, payload, holder=own_body(who)))
+
+    async def abandon(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, AbandonRequest)
+        task_id = request.path_params["task_id"]
+        return json_response(await self.brain.abandon_parked_task(who, task_id, payload, holder=own_body(who)))
 
     async def cancel(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, CancelRequest)
@@ -392,13 +399,14 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/decisions/{decision_id}/deny", APPROVERS, api.answer("deny")),
         _route(brain, "POST", "/v1/decisions/{decision_id}/override", CAPTAIN, api.answer("override")),
         _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
-        _route(brain, "GET", "/v1/tasks", APPROVERS, api.tasks),
+        _route(brain, "GET", "/v1/tasks", ANY_ROLE, api.tasks),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
         _route(brain, "GET", "/v1/tasks/{task_id}", ANY_ROLE, api.task),
         _route(brain, "POST", "/v1/tasks/{task_id}/renew", BODY, api.renew),
         _route(brain, "POST", "/v1/tasks/{task_id}/park", BODY, api.park),
         _route(brain, "POST", "/v1/tasks/{task_id}/resume", BODY, api.resume_task),
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
+        _route(brain, "POST", "/v1/tasks/{task_id}/abandon", BODY, api.abandon),
         _route(brain, "POST", "/v1/tasks/{task_id}/cancel", APPROVERS, api.cancel),
         _route(brain, "POST", "/v1/usage", BODY, api.record_usage, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "GET", "/v1/usage", ANY_ROLE, api.usage),

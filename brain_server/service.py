@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from shared_protocol import AuditEvent, RefusalCode, decisions
 from shared_protocol.brain import (
+    AbandonRequest,
     AuditAck,
     AuditBatch,
     BodyStatus,
@@ -58,6 +59,7 @@ from shared_protocol.brain import (
     Task,
     TaskAvailable,
     TaskCancelled,
+    TaskEnded,
     TaskRequest,
     TaskState,
     UsageAck,
@@ -437,8 +439,10 @@ class Brain:
                 raise _ANSWER_REFUSED[refused.code](refused.message) from None
             detail = {"from": current.state, "to": updated.state}
             log = by.entry(verb, at=now, reason=reason, target=decision_id, detail=detail)
-            if await self.state.replace_decision(updated, expected=current.state, log=log):
+            replaced = await self.state.replace_decision(updated, expected=current.state, log=log)
+            if replaced is not None:
                 self._published(updated)
+                self._tasks_ended(replaced.ended, by=by.name)
                 await self.escalator.resolve(decision_id, by=by.name, reason=f"{verb}: {reason}")
                 return updated
             # Someone else changed it between our read and write: judge the answer again on what is there now.
@@ -455,14 +459,30 @@ class Brain:
         expired = decisions.expire(decision, now)
         by, reason = decisions.DEADLINE, decisions.EXPIRED_AT_DEADLINE
         log = LogEntry(at=now, action="expire", by=by, reason=reason, target=decision.id)
-        if await self.state.replace_decision(expired, expected="pending", log=log):
+        replaced = await self.state.replace_decision(expired, expected="pending", log=log)
+        if replaced is not None:
             self._published(expired)
+            self._tasks_ended(replaced.ended, by=by)
             await self.escalator.resolve(decision.id, by=by, reason=reason)
             return expired
         return await self._load(decision.id)
 
     def _published(self, decision: Decision) -> None:
         self.hub.publish(BrainEvent(name="decision", data=decision.model_dump_json()), body_id=decision.body_id)
+
+    def _tasks_ended(self, ended: Sequence[Task], *, by: str, reason: str | None = None) -> None:
+        """Tell the holders of parked tasks the brain ended (a decision denied, expired or overridden) to drop them;
+        a shadow claim's task is back in the queue, for the runners waiting for work."""
+        for task in ended:
+            # (a shadow claim's task is unclaimed again: its holder is the one its last claim names)
+            claimed = next((e.detail.get("body_id") for e in reversed(task.history) if e.kind == "claimed"), None)
+            body_id = claimed if isinstance(claimed, str) else None
+            last = task.history[-1] if task.history else None
+            why = reason or (str(last.detail.get("summary", "")) if last is not None else "")
+            data = TaskEnded(task_id=task.id, state=task.state, reason=why, by=by, body_id=body_id)
+            self.hub.publish(BrainEvent(name="task_ended", data=data.model_dump_json()), body_id=body_id)
+            if task.state == "queued":
+                self._task_available(task.id, "requeued")
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -471,10 +491,16 @@ class Brain:
         data = TaskAvailable(task_id=task_id, reason=reason).model_dump_json()
         self.hub.publish(BrainEvent(name="task_available", data=data))
 
-    async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
-        """Every task (in `state`, last claimed by `agent`), oldest first; leases past their end requeued first."""
+    async def tasks(
+        self, *, state: TaskState | None = None, agent: str | None = None, for_body: str | None = None
+    ) -> list[Task]:
+        """Every task (in `state`, last claimed by `agent`), oldest first; leases past their end requeued first.
+        With `for_body` (a body token asking), only the tasks that body claimed (now or last)."""
         await self._requeue_expired(self.now())
-        return await self.state.tasks(state=state, agent=agent)
+        tasks = await self.state.tasks(state=state, agent=agent)
+        if for_body is None:
+            return tasks
+        return [t for t in tasks if t.claimed_by is not None and t.claimed_by.body_id == for_body]
 
     async def task(self, task_id: str, *, for_body: str | None = None) -> Task:
         """One task; with `for_body` (a body token asking), only a task that body claimed (now or last): another
@@ -651,6 +677,15 @@ class Brain:
         )
         self._task_available(task.id, "resumed")
         return RenewResponse(task=task, lease_s=self.settings.lease_s)
+
+    async def abandon_parked_task(self, by: Principal, task_id: str, request: AbandonRequest, *, holder: str) -> Task:
+        """The body holding a parked task gives it up without its claim token (its runner lost the task's saved
+        state): abandoned with the reason, as if its decision had been denied."""
+        now = self.now()
+        log = by.entry("task_outcome", at=now, reason=request.reason, target=task_id, detail={"outcome": "abandoned"})
+        task = await self.state.abandon_parked_task(task_id, reason=request.reason, at=now, log=log, holder=holder)
+        self._tasks_ended([task], by=by.name, reason=request.reason)
+        return task
 
     async def cancel_task(self, by: Principal, task_id: str, request: CancelRequest) -> Task:
         """Cancel a task not finished (final): its holder hears `task_cancelled` and its claim token goes stale."""

@@ -8,6 +8,7 @@ from ._base import ProtocolModel
 from .audit import NO_IMPACT, AuditEvent, AuditOutcome, Impact
 from .brain import (
     MAX_AUDIT_BATCH,
+    AbandonRequest,
     AnswerRequest,
     AuditAck,
     AuditBatch,
@@ -42,6 +43,7 @@ from .brain import (
     Task,
     TaskAvailable,
     TaskCancelled,
+    TaskEnded,
     TaskEvent,
     TaskEventKind,
     TaskList,
@@ -126,6 +128,7 @@ __all__ = [
     "MAX_AUDIT_BATCH",
     "NO_IMPACT",
     "RULES_VERSION",
+    "AbandonRequest",
     "Answer",
     "AnswerKind",
     "AnswerRefusal",
@@ -215,6 +218,7 @@ __all__ = [
     "Task",
     "TaskAvailable",
     "TaskCancelled",
+    "TaskEnded",
     "TaskEvent",
     "TaskEventKind",
     "TaskList",

@@ -8,6 +8,8 @@ error is an `ErrorBody` with a stable `code` (clients branch on it, never on `me
     event: decision         data: Decision    (a decision changed state)
     event: task_available   data: TaskAvailable  (a task was created, requeued or resumed: a waiting runner wakes)
     event: task_cancelled   data: TaskCancelled  (stop working on it: its claim is gone)
+    event: task_ended       data: TaskEnded  (the brain ended a parked task itself: its decision was denied, expired
+                                              or overridden; its holder drops it, its claim is gone)
     event: policy           reserved: no payload defined yet
 
 A client ignores an event name it does not know (names are added over time).
@@ -33,7 +35,7 @@ from .decisions import DecisionRequest as DecisionRequest
 from .decisions import Role as Role
 from .decisions import Verdict as Verdict
 
-BrainEventName = Literal["kill", "resume", "decision", "task_available", "task_cancelled", "policy"]
+BrainEventName = Literal["kill", "resume", "decision", "task_available", "task_cancelled", "task_ended", "policy"]
 TaskState = Literal["queued", "claimed", "waiting_approval", "succeeded", "failed", "abandoned", "cancelled"]
 """queued → claimed (under a lease) ⇄ waiting_approval (parked on a decision, no lease) → succeeded | failed |
 abandoned; any state before those → cancelled. The last four are final."""
@@ -402,6 +404,26 @@ class TaskCancelled(ProtocolModel):
     task_id: str
     reason: str
     by: str
+
+
+class TaskEnded(ProtocolModel):
+    """The data of a `task_ended` event: a parked task the brain ended because its decision came to an end without
+    approval (`state` abandoned; queued again for a shadow claim, whose shadow run records it)."""
+
+    task_id: str
+    state: TaskState
+    reason: str
+    """`decision dec_… denied|expired|overridden`, or the holder's own reason when it gave the task up."""
+    by: str
+    body_id: str | None = None
+    """The body whose claim ended."""
+
+
+class AbandonRequest(ProtocolModel):
+    """`POST /v1/tasks/{id}/abandon` (body): the body holding a parked task gives it up without its claim token (its
+    runner lost the task's saved state): abandoned with `reason`."""
+
+    reason: NonEmpty
 
 
 class _CausedBy(ProtocolModel):

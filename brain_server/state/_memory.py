@@ -23,7 +23,7 @@ from ..wake.records import OPEN_STATES, AnswerToken, Escalation
 from ._memory_autonomy import MemoryAutonomy
 from ._memory_tasks import MemoryTasks
 from ._protocols import Durability, EngineKind, StateEngine
-from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
+from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
 from ._rules import iso, rebind_refusal, same_question
 
 KILL_RELEASED = KillState(engaged=False)
@@ -203,13 +203,15 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy):
     async def decision(self, decision_id: str) -> Decision | None:
         return self._decisions.get(decision_id)
 
-    async def replace_decision(self, decision: Decision, *, expected: DecisionState, log: LogEntry) -> bool:
+    async def replace_decision(
+        self, decision: Decision, *, expected: DecisionState, log: LogEntry
+    ) -> DecisionReplaced | None:
         current = self._decisions.get(decision.id)
         if current is None or current.state != expected:
-            return False
+            return None
         self._decisions[decision.id] = decision
         self._log.append(log)
-        return True
+        return DecisionReplaced(ended=self._end_parked(decision, log))
 
     async def due_decisions(self, now: datetime) -> list[Decision]:
         return [d for d in self._decisions.values() if d.state == "pending" and d.deadline <= now]

@@ -11,11 +11,21 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from shared_protocol.brain import CompensationKind, Task, TaskState
+from shared_protocol.brain import CompensationKind, Decision, Task, TaskState
 
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
-from ._rules import check_key, conflicts_of, reversal_id_taken, task_from_row, task_row
-from ._transitions import Step, StoredTask, TaskTransitions, claim, claimable, lose_lease, reversal_event
+from ._rules import check_key, conflicts_of, ended_log, reversal_id_taken, task_from_row, task_row
+from ._transitions import (
+    ENDS_PARKED,
+    Step,
+    StoredTask,
+    TaskTransitions,
+    claim,
+    claimable,
+    end_parked,
+    lose_lease,
+    reversal_event,
+)
 
 
 class MemoryTasks(TaskTransitions):
@@ -113,6 +123,21 @@ class MemoryTasks(TaskTransitions):
                 self._log.append(log(task))
                 requeued.append(back.task)
         return requeued
+
+    def _end_parked(self, decision: Decision, log: LogEntry) -> list[Task]:
+        """End the tasks parked on `decision`, if it came to an end without approval (see `replace_decision`)."""
+        if decision.state not in ENDS_PARKED:
+            return []
+        ended: list[Task] = []
+        for task in list(self._tasks.values()):
+            if task.state == "waiting_approval" and task.parked_decision_id == decision.id:
+                stored = self._stored(task.id)
+                assert stored is not None
+                after = end_parked(stored, decision, at=log.at, by=log.by)
+                self._put(after)
+                self._log.append(ended_log(after.task, decision, log))
+                ended.append(after.task)
+        return ended
 
     async def count_tasks(self) -> dict[TaskState, int]:
         counts: dict[TaskState, int] = {}

@@ -35,6 +35,7 @@ from ._records import (
     ClaimGrant,
     Compensation,
     CompensationDraft,
+    DecisionReplaced,
     LogEntry,
     Rebinding,
     Reversal,
@@ -166,8 +167,15 @@ class DecisionStore(Protocol):
 
     async def decision(self, decision_id: str) -> Decision | None: ...
 
-    async def replace_decision(self, decision: Decision, *, expected: DecisionState, log: LogEntry) -> bool:
-        """Store the new version of a decision if it is still in `expected`; False if someone changed it first."""
+    async def replace_decision(
+        self, decision: Decision, *, expected: DecisionState, log: LogEntry
+    ) -> DecisionReplaced | None:
+        """Store the new version of a decision if it is still in `expected`; None if someone changed it first.
+
+        In the same transaction, a decision come to an end without approval (`_transitions.ENDS_PARKED`) ends the
+        tasks parked on it (`_transitions.end_parked`: abandoned, or a shadow run and back to the queue), each with
+        its history event and a `task_outcome` log line by `log.by`; they are returned in `DecisionReplaced.ended`.
+        """
         ...
 
     async def due_decisions(self, now: datetime) -> list[Decision]:
@@ -257,6 +265,12 @@ class TaskStore(Protocol):
 
     async def cancel_task(self, task_id: str, *, reason: str, at: datetime, log: LogEntry) -> Task:
         """Cancel a task not finished yet (final; its claim token goes stale). `NotFound`, `InvalidTransition`."""
+        ...
+
+    async def abandon_parked_task(self, task_id: str, *, reason: str, at: datetime, log: LogEntry, holder: str) -> Task:
+        """The body holding a parked task gives it up without its claim token (its runner lost the task's state):
+        abandoned with `reason` (a shadow claim: a shadow run, back to the queue). `NotFound`, `BodyMismatch`
+        (another body's), `TaskCancelled`, `InvalidTransition` (not waiting for approval)."""
         ...
 
     async def renew_lease(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from shared_protocol.brain import ClaimMode, CompensationKind, Role
+from shared_protocol.brain import ClaimMode, CompensationKind, Role, Task
 
 LogAction = Literal[
     "token_create",
@@ -171,3 +171,11 @@ class Reversal:
 
     reversed: list[Compensation]
     conflicts: list[str]
+
+
+@dataclass(kw_only=True, frozen=True)
+class DecisionReplaced:
+    """What `DecisionStore.replace_decision` wrote besides the decision: the tasks parked on it that ended with it
+    (its new state denied, expired or overridden), as written in the same transaction."""
+
+    ended: list[Task] = field(default_factory=list[Task])

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from shared_protocol.brain import Claimant, Decision, ShadowRun, Task, TaskEvent, TaskSpend, UsageRecord, Verification
 
 from ..exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, RebindRefused, StaleClaim, TaskCancelled
-from ._records import Compensation, TaskKey, TokenRecord
+from ._records import Compensation, LogEntry, TaskKey, TokenRecord
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -246,3 +246,17 @@ def check_usage_record(record: UsageRecord, body_id: str, stored: UsageRecord, s
     """A usage record id seen before is a harmless resend only as the same record of the same body."""
     if stored_body != body_id or stored != record:
         raise KeyReused(f"usage record '{record.id}' was recorded before with different content")
+
+
+def ended_log(task: Task, decision: Decision, log: LogEntry) -> LogEntry:
+    """The log line of a parked task ended by its decision (`log`: the decision's own line)."""
+    return LogEntry(
+        at=log.at,
+        action="task_outcome",
+        by=log.by,
+        token_id=log.token_id,
+        role=log.role,
+        reason=task.outcome_summary or f"decision {decision.id} {decision.state}",
+        target=task.id,
+        detail={"outcome": "abandoned", "decision_id": decision.id, "decision_state": decision.state, "to": task.state},
+    )

@@ -26,7 +26,7 @@ from shared_protocol.decisions import DecisionState
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
-from ._records import BodyRecord, LogEntry, Rebinding, TokenRecord
+from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
 from ._rules import canonical, iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
@@ -339,16 +339,19 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
         row = await self._row("SELECT decision FROM decisions WHERE id = ?", (decision_id,))
         return None if row is None else Decision.model_validate_json(row["decision"])
 
-    async def replace_decision(self, decision: Decision, *, expected: DecisionState, log: LogEntry) -> bool:
+    async def replace_decision(
+        self, decision: Decision, *, expected: DecisionState, log: LogEntry
+    ) -> DecisionReplaced | None:
         async with self._write() as conn:
             async with conn.execute(
                 "UPDATE decisions SET state = ?, decision = ? WHERE id = ? AND state = ?",
                 (decision.state, decision.model_dump_json(), decision.id, expected),
             ) as cursor:
                 changed = cursor.rowcount == 1
-            if changed:
-                await self._log(conn, log)
-        return changed
+            if not changed:
+                return None
+            await self._log(conn, log)
+            return DecisionReplaced(ended=await self._end_parked(conn, decision, log))
 
     async def due_decisions(self, now: datetime) -> list[Decision]:
         rows = await self._rows(

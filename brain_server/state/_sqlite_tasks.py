@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import aiosqlite
 
-from shared_protocol.brain import CompensationKind, Task, TaskEvent, TaskState
+from shared_protocol.brain import CompensationKind, Decision, Task, TaskEvent, TaskState
 
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
@@ -23,6 +23,7 @@ from ._rules import (
     canonical,
     check_key,
     conflicts_of,
+    ended_log,
     iso,
     parse_time,
     reversal_id_taken,
@@ -30,7 +31,17 @@ from ._rules import (
     task_row,
 )
 from ._sqlite_db import SqliteDatabase
-from ._transitions import Step, StoredTask, TaskTransitions, claim, claimable, lose_lease, reversal_event
+from ._transitions import (
+    ENDS_PARKED,
+    Step,
+    StoredTask,
+    TaskTransitions,
+    claim,
+    claimable,
+    end_parked,
+    lose_lease,
+    reversal_event,
+)
 
 _ROW_COLUMNS = ", ".join(TASK_ROW_FIELDS)
 _SET_COLUMNS = ", ".join(f"{name} = ?" for name in TASK_ROW_FIELDS if name != "id")
@@ -202,6 +213,24 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                 await self._log(conn, log(before.task))
                 requeued.append(after.task)
         return requeued
+
+    async def _end_parked(self, conn: aiosqlite.Connection, decision: Decision, log: LogEntry) -> list[Task]:
+        """In the decision's transaction: end the tasks parked on it, if it came to an end without approval."""
+        if decision.state not in ENDS_PARKED:
+            return []
+        rows = await conn.execute_fetchall(
+            "SELECT id FROM tasks WHERE state = 'waiting_approval' AND parked_decision_id = ? ORDER BY seq",
+            (decision.id,),
+        )
+        ended: list[Task] = []
+        for row in rows:
+            before = await self._load(conn, row["id"])
+            assert before is not None, "selected in this transaction"
+            after = end_parked(before, decision, at=log.at, by=log.by)
+            await self._store(conn, before, after)
+            await self._log(conn, ended_log(after.task, decision, log))
+            ended.append(after.task)
+        return ended
 
     async def count_tasks(self) -> dict[TaskState, int]:
         rows = await self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")

@@ -10,6 +10,7 @@ refuse and record alike.
     queued ─claim─▶ claimed ─park─▶ waiting_approval ─resume─▶ claimed
        ▲              │ └── lease ran out (lease_lost) ──▶ queued
        │              └── outcome ─▶ succeeded | failed | abandoned     (from waiting_approval too)
+       │                 waiting_approval ─its decision denied, expired or overridden─▶ abandoned
        └── shadow outcome (a shadow run is kept; the task's own state is untouched)
     queued | claimed | waiting_approval ─cancel─▶ cancelled
 """
@@ -21,9 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared_protocol import decisions
 from shared_protocol.brain import (
     FINAL_TASK_STATES,
     Claimant,
+    Decision,
     ShadowRun,
     Task,
     TaskEvent,
@@ -37,6 +40,10 @@ from shared_protocol.brain import (
 from ..exceptions import InvalidRequest, InvalidTransition, NotFound, StaleClaim, TaskCancelled
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry
 from ._rules import check_holder, task_row
+
+ENDS_PARKED = decisions.FINAL_STATES
+"""A task parked on a decision that comes to one of these ends with it (`end_parked`): its runner would wait for
+an approval that cannot come, and a runner that died would leave it waiting for ever."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -234,6 +241,27 @@ def resume(stored: StoredTask, *, lease_expires: datetime, at: datetime, by: str
     return StoredTask(task=event(task, "resumed", at=at, by=by, detail=detail), claim_token=stored.claim_token)
 
 
+def end_parked(stored: StoredTask, decision: Decision, *, at: datetime, by: str) -> StoredTask:
+    """A task parked on `decision`, which came to an end without approval: abandoned (a shadow claim: a shadow run,
+    and back to the queue), as an outcome would, with the decision named; its claim token goes stale."""
+    reason = f"decision {decision.id} {decision.state}"
+    return finish(stored, outcome="abandoned", summary=reason, at=at, report=OutcomeReport(by=by))
+
+
+def parked_by(task_id: str, stored: StoredTask | None, holder: str) -> StoredTask:
+    """The task, if it waits for approval under `holder`'s claim (the holder gives it up without its claim token:
+    its runner lost it)."""
+    if stored is None:
+        raise NotFound(f"no task '{task_id}'")
+    task = stored.task
+    check_holder(task_id, task_row(task, stored.claim_token), holder)
+    if task.state == "cancelled":
+        raise TaskCancelled(f"task '{task_id}' was cancelled: stop working on it")
+    if task.state != "waiting_approval" or task.claimed_by is None:
+        raise InvalidTransition(f"task '{task_id}' is {task.state}: only a parked task is given up this way")
+    return stored
+
+
 def cancel(task_id: str, stored: StoredTask | None, *, reason: str, at: datetime, by: str) -> StoredTask:
     if stored is None:
         raise NotFound(f"no task '{task_id}'")
@@ -344,6 +372,13 @@ class TaskTransitions:
         def step(stored: StoredTask | None) -> StoredTask:
             current = held(task_id, stored, claim_token, holder, states=("waiting_approval",), doing="resume it")
             return resume(current, lease_expires=lease_expires, at=at, by=log.by)
+
+        return await self._change(task_id, step, log=log)
+
+    async def abandon_parked_task(self, task_id: str, *, reason: str, at: datetime, log: LogEntry, holder: str) -> Task:
+        def step(stored: StoredTask | None) -> StoredTask:
+            current = parked_by(task_id, stored, holder)
+            return finish(current, outcome="abandoned", summary=reason, at=at, report=OutcomeReport(by=log.by))
 
         return await self._change(task_id, step, log=log)
 

@@ -3,14 +3,21 @@ live gate), park and resume, outcomes with verification, evidence and spend, and
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import pytest
 
 from brain_server import Brain
 
 from .helpers import BrainClient, Clock, decision_request, ok, refused
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
+    from brain_server.events import BrainEvent
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +80,9 @@ async def test_tasks_are_listed_by_state_and_agent_and_read_one_by_one(api: Brai
     assert ok(await api.get("/v1/tasks?state=claimed&agent=nobody", as_="approver"))["tasks"] == []
     bad = refused(await api.get("/v1/tasks?state=done", as_="approver"), 422, "invalid_request")
     assert bad["field"] == "state"
-    refused(await api.get("/v1/tasks", as_="body"), 403, "forbidden")
+    mine = ok(await api.get("/v1/tasks", as_="body"))["tasks"]
+    assert [t["id"] for t in mine] == [first["id"]], "a body lists the tasks it claimed only"
+    assert ok(await api.get("/v1/tasks?state=queued", as_="body"))["tasks"] == []
     one = ok(await api.get(f"/v1/tasks/{first['id']}", as_="approver"))
     assert one == claimed["task"]
     assert ok(await api.get(f"/v1/tasks/{first['id']}", as_="body")) == one, "a body reads the task it claimed"
@@ -337,3 +346,133 @@ async def test_a_cancelled_task_tells_its_holder_to_stop_and_cannot_be_cancelled
     (line,) = [e for e in await brain.state.log_entries() if e.action == "task_cancel"]
     assert (line.by, line.target, line.reason) == ("approver-1", task_id, "duplicate of #12")
     assert (await brain.state.task(task_id)) == (await brain.state.tasks(state="cancelled"))[0]
+
+
+async def parked_on_a_decision(api: BrainClient, *, mode: str = "ide") -> tuple[str, str, str]:
+    """A task claimed by body-a and parked on a pending decision: (task id, claim token, decision id)."""
+    task = await queue(api)
+    claimed = await claim(api, mode=mode, logic_version=LV)
+    decision = ok(await api.post("/v1/decisions", decision_request("body-a", confidence=0.5), as_="body"), 201)
+    assert decision["state"] == "pending"
+    park = {"claim_token": claimed["claim_token"], "decision_id": decision["id"], "reason": "needs a human"}
+    ok(await api.post(f"/v1/tasks/{task['id']}/park", park, as_="body"))
+    return task["id"], claimed["claim_token"], decision["id"]
+
+
+def task_events(events: MemoryObjectReceiveStream[BrainEvent]) -> list[tuple[str, dict[str, Any]]]:
+    """The task events published so far (the stream is not waited on: they are published with the commit)."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    while True:
+        try:
+            event = events.receive_nowait()
+        except anyio.WouldBlock:
+            return seen
+        if event.name.startswith("task_"):
+            seen.append((event.name, json.loads(event.data)))
+
+
+@pytest.mark.parametrize(
+    ("answer", "as_", "verdict"),
+    [("deny", "approver", "denied"), ("override", "captain", "overridden"), ("expire", None, "expired")],
+)
+async def test_a_parked_task_ends_abandoned_with_its_decision_when_that_is_denied_overridden_or_expires(
+    api: BrainClient, brain: Brain, clock: Clock, answer: str, as_: str | None, verdict: str
+) -> None:
+    task_id, token, decision_id = await parked_on_a_decision(api)
+    with brain.hub.subscribe("body-a") as events:
+        if as_ is None:
+            clock.advance(7 * 24 * 3600)
+            assert (await brain.sweep()).expired == [decision_id]
+        else:
+            ok(await api.post(f"/v1/decisions/{decision_id}/{answer}", {"reason": "no"}, as_=as_))
+        published = task_events(events)
+    after = ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))
+    reason = f"decision {decision_id} {verdict}"
+    assert (after["state"], after["outcome_summary"], after["parked_decision_id"], after["verified"]) == (
+        "abandoned",
+        reason,
+        None,
+        False,
+    )
+    by = {"approver": "approver-1", "captain": "captain-1", None: "deadline"}[as_]
+    last = after["history"][-1]
+    assert [e["kind"] for e in after["history"]] == ["created", "claimed", "parked", "outcome"]
+    assert (last["by"], last["agent"], last["detail"]["outcome"], last["detail"]["summary"]) == (
+        by,
+        "w1",
+        "abandoned",
+        reason,
+    )
+    assert published == [
+        ("task_ended", {"task_id": task_id, "state": "abandoned", "reason": reason, "by": by, "body_id": "body-a"})
+    ]
+    (line,) = [e for e in await brain.state.log_entries() if e.action == "task_outcome"]
+    assert (line.by, line.target, line.reason, line.detail["decision_state"]) == (by, task_id, reason, verdict)
+    # The runner's claim is gone: resuming or finishing with it is refused, and nothing changes.
+    refused(await api.post(f"/v1/tasks/{task_id}/resume", {"claim_token": token}, as_="body"), 409, "stale_claim")
+    done = {"claim_token": token, "outcome": "succeeded", "summary": "late"}
+    refused(await api.post(f"/v1/tasks/{task_id}/outcome", done, as_="body"), 409, "stale_claim")
+    assert ok(await api.get(f"/v1/tasks/{task_id}", as_="captain")) == after
+
+
+async def test_an_approved_decision_leaves_its_parked_task_to_its_runner_until_a_captain_vetoes_it(
+    api: BrainClient, brain: Brain
+) -> None:
+    task_id, _, decision_id = await parked_on_a_decision(api)
+    with brain.hub.subscribe("body-a") as events:
+        ok(await api.post(f"/v1/decisions/{decision_id}/approve", {"reason": "fine"}, as_="approver"))
+        assert task_events(events) == [], "nothing ends: the runner resumes it"
+    assert ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))["state"] == "waiting_approval"
+    # A captain's veto before the runner resumed ends it after all; once resumed, the task is the runner's again.
+    ok(await api.post(f"/v1/decisions/{decision_id}/override", {"reason": "not now"}, as_="captain"))
+    vetoed = ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))
+    assert (vetoed["state"], vetoed["outcome_summary"]) == ("abandoned", f"decision {decision_id} overridden")
+    other, other_token, other_decision = await parked_on_a_decision(api)
+    ok(await api.post(f"/v1/decisions/{other_decision}/approve", {"reason": "fine"}, as_="approver"))
+    ok(await api.post(f"/v1/tasks/{other}/resume", {"claim_token": other_token}, as_="body"))
+    ok(await api.post(f"/v1/decisions/{other_decision}/override", {"reason": "too late"}, as_="captain"))
+    assert ok(await api.get(f"/v1/tasks/{other}", as_="captain"))["state"] == "claimed"
+
+
+async def test_a_shadow_task_parked_on_a_denied_decision_is_a_shadow_run_and_back_in_the_queue(
+    api: BrainClient, brain: Brain
+) -> None:
+    task_id, _, decision_id = await parked_on_a_decision(api, mode="shadow")
+    with brain.hub.subscribe("body-a") as events:
+        ok(await api.post(f"/v1/decisions/{decision_id}/deny", {"reason": "no"}, as_="approver"))
+        published = task_events(events)
+    after = ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))
+    assert (after["state"], after["claimed_by"]) == ("queued", None)
+    (run,) = after["shadow_runs"]
+    assert (run["agent"], run["outcome"], run["summary"]) == ("w1", "abandoned", f"decision {decision_id} denied")
+    assert [name for name, _ in published] == ["task_ended", "task_available"]
+    assert published[0][1]["state"] == "queued" and published[0][1]["body_id"] == "body-a"
+
+
+async def test_the_body_holding_a_parked_task_gives_it_up_without_its_claim_token(
+    api: BrainClient, brain: Brain
+) -> None:
+    task_id, _, _ = await parked_on_a_decision(api)
+    await api.add_token("body-b")
+    ok(await api.post("/v1/tasks/claim", {"body_id": "body-b", "agent": "w2"}, as_="body-b"))  # binds body-b
+    why = {"reason": "the runner lost its saved state of the parked task"}
+    refused(await api.post(f"/v1/tasks/{task_id}/abandon", why, as_="body-b"), 403, "forbidden")
+    refused(await api.post(f"/v1/tasks/{task_id}/abandon", why, as_="approver"), 403, "forbidden")
+    refused(await api.post(f"/v1/tasks/{task_id}/abandon", {"reason": ""}, as_="body"), 422, "invalid_request")
+    refused(await api.post("/v1/tasks/task_nope/abandon", why, as_="body"), 404, "not_found")
+    assert ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))["state"] == "waiting_approval"
+    with brain.hub.subscribe("body-a") as events:
+        given_up = ok(await api.post(f"/v1/tasks/{task_id}/abandon", why, as_="body"))
+        published = task_events(events)
+    assert (given_up["state"], given_up["outcome_summary"]) == ("abandoned", why["reason"])
+    assert [e["kind"] for e in given_up["history"]][-1] == "outcome"
+    assert published == [
+        (
+            "task_ended",
+            {"task_id": task_id, "state": "abandoned", "reason": why["reason"], "by": "body-1", "body_id": "body-a"},
+        )
+    ]
+    refused(await api.post(f"/v1/tasks/{task_id}/abandon", why, as_="body"), 409, "invalid_transition")
+    claimed = await queue(api, "claimed, not parked")
+    ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1", "task_id": claimed["id"]}, as_="body"))
+    refused(await api.post(f"/v1/tasks/{claimed['id']}/abandon", why, as_="body"), 409, "invalid_transition")

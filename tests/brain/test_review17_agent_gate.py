@@ -170,16 +170,6 @@ async def test_review17_a_verified_outcome_needs_the_bodys_audited_rerun(api: Br
     assert not verified, "a verification no body audited counted as verified"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hole: a parked task is only ever finished by its runner, which keeps it in memory (Runner._parked). A runner "
-        "that dies or is restarted (`swarm agents up` restarts it) while a task waits leaves it waiting_approval "
-        "forever: no lease, the sweeper skips it, and its decision expiring changes nothing. Fix: when the decision "
-        "a task is parked on expires or is denied, the brain itself (sweep / answer) ends the task `abandoned` (or "
-        "requeues it), in the same transaction; the runner then finds its claim stale and drops it."
-    ),
-)
 async def test_review17_a_parked_task_whose_decision_expires_is_not_stuck_forever(
     api: BrainClient, brain: Brain, clock: Clock
 ) -> None:
@@ -194,3 +184,5 @@ async def test_review17_a_parked_task_whose_decision_expires_is_not_stuck_foreve
     assert decision["id"] in report.expired
     after = ok(await api.get(f"/v1/tasks/{task['id']}", as_="captain"))
     assert after["state"] != "waiting_approval", "a parked task outlived its decision with nobody to finish it"
+    # Fixed: the brain ends it with its decision, in the same transaction, and says why.
+    assert (after["state"], after["outcome_summary"]) == ("abandoned", f"decision {decision['id']} expired")

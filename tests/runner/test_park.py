@@ -2,18 +2,21 @@
 files. The body holds the command back for approval; the runner asks for it (`request_approval`, its own call) and
 parks the task in the brain (`waiting_approval`, no lease). A captain answers the decision in the brain: approved,
 the runner resumes the task with a fresh body, replays the held command with the decision, verifies and succeeds;
-denied, the task ends abandoned.
+denied, the brain ends the task abandoned and the runner drops it. A runner killed while a task is parked takes it
+up again when it starts (its saved state under the agent's work dir); a cancelled parked task leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from swarm_cli.agent_cmds import work_root
 from tests.runner.stack import Stack, stack
 
 pytestmark = pytest.mark.anyio
@@ -86,3 +89,65 @@ async def test_a_denied_decision_abandons_the_parked_task(tmp_path: Path) -> Non
         assert not (repo / "a.txt").exists() and not (repo / "b.txt").exists()
         kinds = [e["kind"] for e in after["history"]]
         assert kinds == ["created", "claimed", "parked", "outcome"], kinds
+        assert after["history"][-1]["by"] == "captain", "the brain ended it with the decision, not the runner"
+        assert "dropping the task" in stderr or "is dropped" in stderr, stderr
+        assert not (work_root(s.home) / "worker-1" / "parked" / f"{after['id']}.json").exists()
+
+
+async def park_one(s: Stack, name: str, *args: str) -> tuple[str, str, anyio.abc.Process]:
+    """Queue a task and start the agent (shadow) until it parks it: (task id, decision id, the agent)."""
+    task = await s.add_task(title=name, acceptance=BOTH, repo=str(s.repo_with_bug(name)))
+    log = s.log(name).open("w")
+    agent = await anyio.open_process(s.argv("worker-1", *args), env=s.env(), stderr=log)
+    log.close()
+    return task["id"], await parked(s, task["id"], agent), agent
+
+
+async def test_a_restarted_runner_takes_up_its_parked_tasks_and_a_cancelled_one_leaves_nothing(tmp_path: Path) -> None:
+    async with stack(tmp_path, extra_toml=POLICY) as s:
+        work = work_root(s.home) / "worker-1"
+        s.script(SCRIPT[:1] * 2)
+        # Not --once: the runner parks the first task, goes on to the second and parks it too.
+        broken = (await s.add_task(title="broken", acceptance=BOTH, repo=str(s.repo_with_bug("broken"))))["id"]
+        first, first_decision, agent = await park_one(s, "first")
+        await parked(s, broken, agent)
+        copy, saved = work / "shadow" / first, work / "parked" / f"{first}.json"
+        assert copy.is_dir() and saved.is_file(), "the shadow copy and the parked state are kept on disk"
+        agent.send_signal(signal.SIGKILL)  # the runner dies while the tasks wait for their decisions
+        await agent.wait()
+        await agent.aclose()
+        (work / "parked" / f"{broken}.json").write_text('{"format": 1, "task": ')  # cut off mid-write
+        answered = await s.captain.post(f"/v1/decisions/{first_decision}/approve", json={"reason": "go on"})
+        assert answered.status_code == 200, answered.text
+
+        # Started again (as `swarm agents up` restarts it), it finds both in the brain and its saved states.
+        s.script(SCRIPT[1:])  # (the model's turns after the approval)
+        done = await s.agent("worker-1", "--once")
+        assert done.returncode == 0, done.stderr
+        assert "parked before a restart" in done.stderr and "approved: resuming" in done.stderr, done.stderr
+        after = await s.task(first)
+        (run,) = after["shadow_runs"]
+        assert (run["outcome"], run["verification"]["verified"]) == ("succeeded", True), json.dumps(after, indent=1)
+        assert [e["kind"] for e in after["history"]][-3:] == ["parked", "resumed", "shadow_run"]
+        assert not copy.exists() and not saved.exists(), "the finished task left its copy or state behind"
+        assert not (tmp_path / "first" / "a.txt").exists(), "shadow: the held call ran in the copy only"
+        given_up = await s.task(broken)
+        (lost,) = given_up["shadow_runs"]
+        assert (given_up["state"], lost["outcome"]) == ("queued", "abandoned"), json.dumps(given_up, indent=1)
+        assert "saved state" in lost["summary"] and "corrupt" in lost["summary"], lost["summary"]
+        assert not (work / "shadow" / broken).exists() and not (work / "parked" / f"{broken}.json").exists()
+
+        # A parked task cancelled by a human: the runner drops it, and its shadow copy and saved state go.
+        s.script(SCRIPT[:1])
+        third, _, agent = await park_one(s, "third", "--once")
+        async with agent:
+            assert (work / "shadow" / third).is_dir()
+            argv = ["task", "cancel", third, "--reason", "not needed any more"]
+            cancelled = await anyio.run_process(s.cli_argv(*argv), env=s.env() | {"SWARM_TOKEN": s.captain_token})
+            assert cancelled.returncode == 0
+            with anyio.fail_after(60):
+                code = await agent.wait()
+        assert code == 0, s.log("third").read_text()
+        assert (await s.task(third))["state"] == "cancelled"
+        assert not (work / "shadow" / third).exists(), "a cancelled parked task's shadow copy was left on disk"
+        assert not (work / "parked" / f"{third}.json").exists()

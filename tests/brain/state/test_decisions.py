@@ -25,11 +25,11 @@ async def test_a_decision_is_stored_whole_with_its_log_line(engine: StateEngine)
 async def test_a_decision_is_replaced_only_from_the_state_its_writer_saw(engine: StateEngine) -> None:
     await engine.insert_decision(decision(1), entry("decision_create"))
     approved = decision(1, state="approved")
-    assert await engine.replace_decision(approved, expected="pending", log=entry("approve")) is True
+    assert await engine.replace_decision(approved, expected="pending", log=entry("approve")) is not None
     denied = decision(1, state="denied")
-    assert await engine.replace_decision(denied, expected="pending", log=entry("deny")) is False
+    assert await engine.replace_decision(denied, expected="pending", log=entry("deny")) is None
     assert await engine.decision("dec_1") == approved
-    assert await engine.replace_decision(decision(2), expected="pending", log=entry("deny")) is False
+    assert await engine.replace_decision(decision(2), expected="pending", log=entry("deny")) is None
     assert [e.action for e in await engine.log_entries()] == ["decision_create", "approve"]
 
 
