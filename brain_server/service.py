@@ -85,6 +85,7 @@ from .exceptions import (
 )
 from .rollout import live_ready, live_refusal, usage_totals
 from .settings import BrainSettings
+from .verification import pending
 from .state import (
     BodyRecord,
     ClaimGrant,
@@ -582,12 +583,28 @@ class Brain:
         """
         now = self.now()
         await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
-        verified = request.verification is not None and request.verification.verified
-        detail = {"outcome": request.outcome, "verified": verified}
+        verification = request.verification
+        claimant: str | None = None
+        if verification is not None:
+            # The runner's `verified` is a claim: pending until the claiming body's audit event of the re-run is
+            # here (now, or when POST /v1/audit brings it). The claim read here is the one the token must hold:
+            # the outcome's transaction refuses any other.
+            current = await self.state.task(task_id)
+            holder_of = None if current is None else current.claimed_by
+            if current is not None and holder_of is not None and current.claimed_at is not None:
+                claimant = holder_of.body_id
+                verification = pending(verification, body_id=claimant, since=current.claimed_at)
+            else:
+                verification = pending(verification.model_copy(update={"verified": False}), body_id="", since=now)
+        detail = {
+            "outcome": request.outcome,
+            "verified": False if verification is None else verification.verified,
+            "verification": None if verification is None else verification.status,
+        }
         log = by.entry("task_outcome", at=now, reason=request.summary, target=task_id, detail=detail)
         report = OutcomeReport(
             by=by.name,
-            verification=request.verification,
+            verification=verification,
             evidence=request.evidence,
             spend=request.spend,
             logic_version=request.logic_version,
@@ -604,6 +621,10 @@ class Brain:
             holder=holder,
             report=report,
         )
+        if claimant is not None and verification is not None and verification.status == "pending":
+            # The body may have shipped the event already (it ships as it writes, and on its way out).
+            settled = await self.state.settle_verifications(claimant, at=now)
+            task = next((t for t in settled if t.id == task.id), task)
         if task.state == "queued":  # a shadow run: the task is there to be worked for real
             self._task_available(task.id, "requeued")
         return task

@@ -52,6 +52,7 @@ TaskEventKind = Literal[
     "shadow_run",
     "cancelled",
     "reversed",
+    "verification",
 ]
 UsageOutcome = Literal["answered", "rejected", "aborted"]
 CompensationKind = Literal["task_claim", "task_outcome", "reversal"]
@@ -306,14 +307,31 @@ class TaskEvent(ProtocolModel):
     detail: dict[str, Any] = Field(default_factory=dict[str, Any])
 
 
+VerificationStatus = Literal["pending", "confirmed", "refuted"]
+
+
 class Verification(ProtocolModel):
-    """The body re-ran the task's acceptance command at the end: `verified` only if it exited 0."""
+    """The body re-ran the task's acceptance command at the end: `verified` only if it exited 0, and only once the
+    brain has checked the claim against the claiming body's audit event it ingested (`status`).
+
+    A runner's `verified=true` is a claim: the brain keeps it `pending` (verified false) until the body's audit
+    event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
+    `detail` says why): a `run_command` of the claiming body, not the model's, written after the claim, in the
+    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0."""
 
     command: str
     exit_code: int | None = None
     action_id: str | None = None
     """The body's audit event of the re-run (`swarm audit explain ID`)."""
     verified: bool = False
+    status: VerificationStatus | None = None
+    """Set by the brain: `pending`, `confirmed` or `refuted`; None when nothing was claimed verified."""
+    detail: str = ""
+    """Set by the brain: what it waits for, or why the claim was refuted."""
+    body_id: str | None = None
+    """Set by the brain: the claiming body, whose audit event decides."""
+    since: datetime | None = None
+    """Set by the brain: when the claim began (the re-run must be written after it)."""
 
     @model_validator(mode="after")
     def _verified_means_exit_0(self) -> Verification:

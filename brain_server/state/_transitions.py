@@ -159,6 +159,8 @@ def finish(
         )
     verified = outcome == "succeeded" and verification is not None and verification.verified
     detail: dict[str, Any] = {"outcome": outcome, "summary": summary, "verified": verified}
+    if verification is not None and verification.status is not None:
+        detail["verification"] = verification.status
     if task.claim_mode == "shadow":
         holder = task.claimed_by
         run = ShadowRun(
