@@ -111,6 +111,16 @@ _ANSWER_REFUSED: dict[AnswerRefusal, type[NotPending | AlreadyFinal]] = {
 }
 
 
+def _claim_audit_seq(task: Task) -> int:
+    """The claiming body's audit chain head the brain held when it granted the task's current claim (its `claimed`
+    history line); a claim recorded before the brain noted it: every event after seq 0."""
+    for line in reversed(task.history):
+        if line.kind == "claimed":
+            seq = line.detail.get("audit_seq")
+            return seq if isinstance(seq, int) else 0
+    return 0
+
+
 @dataclass(kw_only=True, frozen=True)
 class SweepReport:
     """What one sweep did: decisions expired and tasks requeued, by id."""
@@ -591,11 +601,11 @@ class Brain:
             # the outcome's transaction refuses any other.
             current = await self.state.task(task_id)
             holder_of = None if current is None else current.claimed_by
-            if current is not None and holder_of is not None and current.claimed_at is not None:
+            if current is not None and holder_of is not None:
                 claimant = holder_of.body_id
-                verification = pending(verification, body_id=claimant, since=current.claimed_at)
-            else:
-                verification = pending(verification.model_copy(update={"verified": False}), body_id="", since=now)
+                verification = pending(verification, body_id=claimant, after_seq=_claim_audit_seq(current))
+            else:  # (refused by the outcome's transaction: no claim to report on)
+                verification = pending(verification.model_copy(update={"verified": False}), body_id="", after_seq=0)
         detail = {
             "outcome": request.outcome,
             "verified": False if verification is None else verification.verified,

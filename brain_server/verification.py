@@ -3,8 +3,9 @@
 A runner reports `verified=true` with the `action_id` of its body's re-run of the task's acceptance command. That is
 the runner's word; the body's audit event is the evidence. The brain keeps the claim `pending` (verified false) until
 it holds that event of the claiming body (POST /v1/audit), then settles it: `confirmed` when the event is a
-`run_command` the runner made (not one of the model's calls), written after the claim, in the workspace root, with
-the task's acceptance argv, that ran and exited 0; `refuted` (with the reason) otherwise.
+`run_command` the runner made (not one of the model's calls), after the claim in the body's chain (its seq above the
+chain head the brain held when it granted the claim: the brain's own order, never the body's clock), in the workspace
+root, with the task's acceptance argv, that ran and exited 0; `refuted` (with the reason) otherwise.
 
 Pure functions: the state engines call `settle_task` inside the transaction that stores the event (or, right after
 an outcome, the one that looks the event up), so a claim and its evidence are never missed between two writes.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared_protocol import AuditEvent
@@ -23,18 +24,18 @@ from shared_protocol.brain import Task, TaskEvent, Verification
 AWAITING = "awaiting the body's audit event"
 
 
-def pending(verification: Verification, *, body_id: str, since: datetime) -> Verification:
+def pending(verification: Verification, *, body_id: str, after_seq: int) -> Verification:
     """A runner's verification as the brain first keeps it: a claim of `verified` is pending until checked; anything
     else is kept as the runner's report (no status)."""
     if not verification.verified:
-        return verification.model_copy(update={"status": None, "detail": "", "body_id": None, "since": None})
+        return verification.model_copy(update={"status": None, "detail": "", "body_id": None, "after_seq": None})
     return verification.model_copy(
         update={
             "verified": False,
             "status": "pending",
             "detail": f"{AWAITING} {verification.action_id} (body {body_id})",
             "body_id": body_id,
-            "since": since,
+            "after_seq": after_seq,
         }
     )
 
@@ -51,8 +52,11 @@ def refutation(verification: Verification, event: AuditEvent, acceptance: str) -
         return f"audit event {event.id} is not a run_command (it is {event.tool or event.kind})"
     if event.turn is not None:
         return f"audit event {event.id} is a call the model made, not the runner's re-run"
-    if verification.since is not None and _time(event.ts) < verification.since:
-        return f"audit event {event.id} was written at {event.ts}, before the claim ({verification.since.isoformat()})"
+    if verification.after_seq is not None and event.seq <= verification.after_seq:
+        return (
+            f"audit event {event.id} (seq {event.seq}) came before the claim: the brain held the body's chain through "
+            f"seq {verification.after_seq} when it granted the claim"
+        )
     arguments: dict[str, Any] = event.arguments
     try:
         expected = shlex.split(acceptance)
@@ -141,11 +145,3 @@ def awaited(task: Task) -> set[tuple[str, str]]:
         if verification is not None and is_pending(verification) and verification.body_id and verification.action_id:
             found.add((verification.body_id, verification.action_id))
     return found
-
-
-def _time(ts: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(ts)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)  # (an unreadable time proves nothing: before any claim)
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

@@ -316,7 +316,7 @@ class Verification(ProtocolModel):
 
     A runner's `verified=true` is a claim: the brain keeps it `pending` (verified false) until the body's audit
     event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
-    `detail` says why): a `run_command` of the claiming body, not the model's, written after the claim, in the
+    `detail` says why): a `run_command` of the claiming body, not the model's, after the claim in its chain, in the
     workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0."""
 
     command: str
@@ -330,8 +330,9 @@ class Verification(ProtocolModel):
     """Set by the brain: what it waits for, or why the claim was refuted."""
     body_id: str | None = None
     """Set by the brain: the claiming body, whose audit event decides."""
-    since: datetime | None = None
-    """Set by the brain: when the claim began (the re-run must be written after it)."""
+    after_seq: int | None = None
+    """Set by the brain: the claiming body's audit chain head the brain held when it granted the claim (the re-run
+    must come after it in the chain: the brain's own order, not the body's clock)."""
 
     @model_validator(mode="after")
     def _verified_means_exit_0(self) -> Verification:

@@ -79,7 +79,7 @@ class MemoryTasks(TaskTransitions):
         before = self._row(best.id)
         stored = self._stored(best.id)
         assert stored is not None
-        after = claim(stored, grant)
+        after = claim(stored, replace(grant, audit_seq=self._audit_head(grant.body_id)))
         self._put(after)
         if compensation is not None:
             self._compensate(compensation, "task_claim", before, grant.at)
@@ -118,6 +118,10 @@ class MemoryTasks(TaskTransitions):
         return requeued
 
     # -- verification ----------------------------------------------------------------------
+
+    def _audit_head(self, body_id: str) -> int:
+        """The highest seq of the body's chain stored (0: none)."""
+        raise NotImplementedError
 
     def _audit_event(self, body_id: str, action_id: str) -> AuditEvent | None:
         """The body's stored audit event `action_id` (the engine this is part of keeps the chains)."""

@@ -160,6 +160,11 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                 return None
             before = await self._load(conn, found["id"])
             assert before is not None and claimable(before.task, grant), "read queued in this transaction"
+            async with conn.execute(
+                "SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (grant.body_id,)
+            ) as cursor:
+                head = await cursor.fetchone()
+            grant = replace(grant, audit_seq=int(head[0]) if head is not None and head[0] is not None else 0)
             snapshot = task_row(before.task, before.claim_token)
             after = claim(before, grant)
             await self._store(conn, before, after)

@@ -100,7 +100,7 @@ def claim(stored: StoredTask, grant: ClaimGrant) -> StoredTask:
             "parked_decision_id": None,
         }
     )
-    detail = {"body_id": grant.body_id, "mode": grant.mode, "attempt": task.attempts}
+    detail = {"body_id": grant.body_id, "mode": grant.mode, "attempt": task.attempts, "audit_seq": grant.audit_seq}
     return StoredTask(
         task=event(task, "claimed", at=grant.at, by=grant.by, detail=detail), claim_token=grant.claim_token
     )

@@ -84,13 +84,12 @@ async def test_an_event_shipped_before_the_outcome_confirms_it_at_once(api: Brai
         ({"tool": "write_file"}, "not a run_command"),
         ({"outcome": "refused", "code": "protected_path"}, "was refused"),
         ({"turn": ModelTurn(step=2, text="all green", tool_call_id="c1")}, "the model made"),
-        ({"before_claim": True}, "before the claim"),
+        ({"arguments": {"argv": ARGV, "cwd": "tests", "rationale": "verify"}}, "not the workspace root"),
     ],
 )
 async def test_an_event_that_contradicts_the_claim_refutes_it_with_the_reason(
     api: BrainClient, clock: Clock, changes: dict[str, Any], reason: str
 ) -> None:
-    claim_at = clock.now
     task_id, token = await claimed_task(api)
     clock.advance(30)
     done = await report(api, task_id, token)
@@ -98,13 +97,30 @@ async def test_an_event_that_contradicts_the_claim_refutes_it_with_the_reason(
     changes = dict(changes)  # (shared by every engine's run of this case)
     argv = changes.pop("argv", ARGV)
     exit_code = changes.pop("exit_code", 0)
-    at = claim_at - 60 if changes.pop("before_claim", False) else clock.now
-    event = rerun_event("body-a", 1, GENESIS, action_id="act_rerun", at=at, argv=argv, exit_code=exit_code, **changes)
+    event = rerun_event(
+        "body-a", 1, GENESIS, action_id="act_rerun", at=clock.now, argv=argv, exit_code=exit_code, **changes
+    )
     await ship(api, event)
     after = ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))
     assert (after["state"], after["verified"], after["verification"]["status"]) == ("succeeded", False, "refuted")
     assert reason in after["verification"]["detail"], after["verification"]["detail"]
     assert after["history"][-1]["kind"] == "verification" and after["history"][-1]["detail"]["verified"] is False
+
+
+async def test_a_rerun_the_brain_held_before_the_claim_does_not_verify_it(api: BrainClient, clock: Clock) -> None:
+    """"After the claim" is the brain's own order of the body's chain, never the body's clock (which may lie)."""
+    old = rerun_event("body-a", 1, GENESIS, action_id="act_old", at=clock.now + 3600, argv=ARGV)
+    await ship(api, old)
+    task_id, token = await claimed_task(api)
+    claimed = ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))["history"][-1]
+    assert (claimed["kind"], claimed["detail"]["audit_seq"]) == ("claimed", 1)
+    done = await report(api, task_id, token, action_id="act_old")
+    assert (done["verified"], done["verification"]["status"]) == (False, "refuted")
+    assert "came before the claim" in done["verification"]["detail"]
+    task_id, token = await claimed_task(api)
+    await ship(api, rerun_event("body-a", 2, old.mac, action_id="act_new", at=clock.now - 3600, argv=ARGV))
+    done = await report(api, task_id, token, action_id="act_new")
+    assert (done["verified"], done["verification"]["status"]) == (True, "confirmed")
 
 
 async def test_another_bodys_event_of_that_id_refutes_the_claim(api: BrainClient, clock: Clock) -> None:
