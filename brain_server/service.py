@@ -85,7 +85,6 @@ from .exceptions import (
 )
 from .rollout import live_ready, live_refusal, usage_totals
 from .settings import BrainSettings
-from .verification import pending
 from .state import (
     BodyRecord,
     ClaimGrant,
@@ -97,6 +96,7 @@ from .state import (
     TaskKey,
     created,
 )
+from .verification import pending
 from .wake.escalator import Escalator
 from .wake.records import Escalation
 from .wake.setup import WakeSetup

@@ -15,7 +15,6 @@ from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Task, TaskState
 
 from ..verification import awaited, settle_task
-
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import check_key, conflicts_of, reversal_id_taken, task_from_row, task_row
 from ._transitions import Step, StoredTask, TaskTransitions, claim, claimable, lose_lease, reversal_event

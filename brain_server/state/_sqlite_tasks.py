@@ -19,7 +19,6 @@ from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Task, TaskEvent, TaskState
 
 from ..verification import awaited, settle_task
-
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
     TASK_ROW_FIELDS,
@@ -160,9 +159,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                 return None
             before = await self._load(conn, found["id"])
             assert before is not None and claimable(before.task, grant), "read queued in this transaction"
-            async with conn.execute(
-                "SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (grant.body_id,)
-            ) as cursor:
+            async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (grant.body_id,)) as cursor:
                 head = await cursor.fetchone()
             grant = replace(grant, audit_seq=int(head[0]) if head is not None and head[0] is not None else 0)
             snapshot = task_row(before.task, before.claim_token)
@@ -228,8 +225,8 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         """In this transaction: settle the verifications pending on `new` events (by id, whatever body wrote them:
         another body's is a refutation), or else on events of `body_id` stored already."""
         rows = await conn.execute_fetchall(
-            "SELECT id FROM tasks WHERE verification LIKE '%\"status\":\"pending\"%' "
-            "OR shadow_runs LIKE '%\"status\":\"pending\"%' ORDER BY seq"
+            'SELECT id FROM tasks WHERE verification LIKE \'%"status":"pending"%\' '
+            'OR shadow_runs LIKE \'%"status":"pending"%\' ORDER BY seq'
         )
         changed: list[Task] = []
         for row in rows:
@@ -251,7 +248,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                     found[(body, action_id)] = AuditEvent.model_validate_json(event[0])
             if not found:
                 continue
-            task = settle_task(before.task, lambda body, action_id: found.get((body, action_id)), at=at)
+            task = settle_task(before.task, lambda body, action_id, found=found: found.get((body, action_id)), at=at)
             if task is not None:
                 after = StoredTask(task=task, claim_token=before.claim_token)
                 await self._store(conn, before, after)

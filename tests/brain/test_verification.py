@@ -108,7 +108,7 @@ async def test_an_event_that_contradicts_the_claim_refutes_it_with_the_reason(
 
 
 async def test_a_rerun_the_brain_held_before_the_claim_does_not_verify_it(api: BrainClient, clock: Clock) -> None:
-    """"After the claim" is the brain's own order of the body's chain, never the body's clock (which may lie)."""
+    """ "After the claim" is the brain's own order of the body's chain, never the body's clock (which may lie)."""
     old = rerun_event("body-a", 1, GENESIS, action_id="act_old", at=clock.now + 3600, argv=ARGV)
     await ship(api, old)
     task_id, token = await claimed_task(api)
