@@ -518,6 +518,7 @@ class Brain:
                 created_by=by.name,
                 acceptance=request.acceptance,
                 repo=request.repo,
+                acceptance_inputs=request.acceptance_inputs,
             )
         )
         log = by.entry("task_create", at=now, reason=task.title, target=task.id)

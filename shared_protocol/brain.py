@@ -263,6 +263,28 @@ class AnswerRequest(ProtocolModel):
 # --- tasks -----------------------------------------------------------------------------
 
 
+DEFAULT_ACCEPTANCE_INPUTS = ("tests/**", "**/test_*.py", "**/*_test.py", "**/conftest.py")
+"""What the model may not change when a task does not say (`acceptance_inputs` unset), besides the files its
+acceptance command names: the tests the command reads."""
+MAX_ACCEPTANCE_INPUTS = 100
+
+
+def check_acceptance_input(pattern: str) -> str:
+    """A glob of files relative to the repository (`*`, `?`, `[...]` within a name, `**` any directories); raises
+    ValueError naming the problem."""
+    if not pattern.strip():
+        raise ValueError("an acceptance input must not be empty")
+    if len(pattern) > 500:
+        raise ValueError(f"acceptance input {pattern[:40]!r}… is longer than 500 characters")
+    if "\0" in pattern or "\\" in pattern:
+        raise ValueError(f"acceptance input {pattern!r} holds a NUL byte or a backslash")
+    if pattern.startswith("/"):
+        raise ValueError(f"acceptance input {pattern!r} must be relative to the repository, not absolute")
+    if ".." in pattern.split("/"):
+        raise ValueError(f"acceptance input {pattern!r} must stay inside the repository (no '..')")
+    return pattern
+
+
 class TaskRequest(ProtocolModel):
     """`POST /v1/tasks` (approver or captain)."""
 
@@ -279,6 +301,18 @@ class TaskRequest(ProtocolModel):
         description="The absolute directory on the agents' host the task works in (a git repository); empty: none. "
         "The brain cannot see that host: `swarm task add` checks it exists.",
     )
+    acceptance_inputs: list[str] | None = Field(
+        default=None,
+        max_length=MAX_ACCEPTANCE_INPUTS,
+        description="Globs (relative to the repository) of the files the acceptance command reads, which the model "
+        "may not change (its body refuses them: `acceptance_input`); unset: the files the acceptance command names "
+        "and DEFAULT_ACCEPTANCE_INPUTS; [] lets the model change them.",
+    )
+
+    @field_validator("acceptance_inputs")
+    @classmethod
+    def _globs(cls, inputs: list[str] | None) -> list[str] | None:
+        return None if inputs is None else [check_acceptance_input(p) for p in inputs]
 
     @field_validator("repo")
     @classmethod
@@ -384,6 +418,8 @@ class Task(ProtocolModel):
     finished_at: datetime | None = None
     acceptance: str = ""
     repo: str = ""
+    acceptance_inputs: list[str] | None = None
+    """What the model may not change (globs relative to the repository); None: the default (see TaskRequest)."""
     claim_mode: ClaimMode | None = None
     """The mode of the current (or last) claim."""
     logic_version: str | None = None

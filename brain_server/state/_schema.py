@@ -312,6 +312,10 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER readiness_overrides_no_delete BEFORE DELETE ON readiness_overrides
         BEGIN SELECT RAISE(ABORT, 'readiness overrides are never deleted: they expire'); END;
     """,
+    # v11: a task names the files its acceptance command reads, which the model may not change (NULL: the default)
+    """
+    ALTER TABLE tasks ADD COLUMN acceptance_inputs TEXT;
+    """,
 ]
 
 
