@@ -396,6 +396,7 @@ class AgentRunner:
             # killed it): nothing is decided by that run. Wait for the release and run the check again, as the loop
             # does for a model call the kill switch cut off.
             await self.gate.released()
+            self.say(f"task {task.id}: verifying: the body re-runs `{task.acceptance}`")
             with self.gate.watch() as scope:
                 reply = await body.call("run_command", arguments)
             if scope.cancelled_caught:
