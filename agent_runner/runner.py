@@ -14,7 +14,10 @@ outcome is recorded as a shadow run and the task stays queued for live work. The
 limit windows and kill state are the body's, per agent (`swarm body --agent NAME`), whatever the workspace.
 
 Success counts only when verified: the task's acceptance command re-run by the body as the runner's own call, its
-exit code recorded with the outcome. Without an acceptance command, success is the model's word and recorded as
+exit code and audit event recorded with the outcome (the brain confirms it against that event, which the body ships
+to it). The model cannot rewrite the check: the body is started with the task's acceptance inputs
+(`acceptance_inputs`), which it refuses to let the model change. A kill during the re-run decides nothing: the
+check runs again once released. Without an acceptance command, success is the model's word and recorded as
 self-reported.
 """
 
