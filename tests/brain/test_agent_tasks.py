@@ -332,3 +332,22 @@ async def test_a_cancelled_task_tells_its_holder_to_stop_and_cannot_be_cancelled
     (line,) = [e for e in await brain.state.log_entries() if e.action == "task_cancel"]
     assert (line.by, line.target, line.reason) == ("approver-1", task_id, "duplicate of #12")
     assert (await brain.state.task(task_id)) == (await brain.state.tasks(state="cancelled"))[0]
+
+
+async def test_a_task_keeps_its_acceptance_inputs_and_a_bad_glob_is_refused_naming_it(
+    api: BrainClient, brain: Brain
+) -> None:
+    named = await queue(api, acceptance="python3 check.py", acceptance_inputs=["check.py", "data/**"])
+    assert named["acceptance_inputs"] == ["check.py", "data/**"]
+    assert (await queue(api, acceptance="pytest -q"))["acceptance_inputs"] is None, "unset: the runner's default"
+    assert (await queue(api, acceptance="pytest -q", acceptance_inputs=[]))["acceptance_inputs"] == []
+    for bad in (["/etc/passwd"], ["a/../../b"], [""], ["x" * 501]):
+        error = refused(
+            await api.post("/v1/tasks", {"title": "t", "acceptance_inputs": bad}, as_="approver"),
+            422,
+            "invalid_request",
+        )
+        assert error["field"].startswith("acceptance_inputs"), error
+    stored = await brain.state.task(named["id"])
+    assert stored is not None and stored.acceptance_inputs == ["check.py", "data/**"]
+    assert len(await brain.state.tasks()) == 3
