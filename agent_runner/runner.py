@@ -21,7 +21,10 @@ outcome is recorded as a shadow run and the task stays queued for live work. The
 limit windows and kill state are the body's, per agent (`swarm body --agent NAME`), whatever the workspace.
 
 Success counts only when verified: the task's acceptance command re-run by the body as the runner's own call, its
-exit code recorded with the outcome. Without an acceptance command, success is the model's word and recorded as
+exit code and audit event recorded with the outcome (the brain confirms it against that event, which the body ships
+to it). The model cannot rewrite the check: the body is started with the task's acceptance inputs
+(`acceptance_inputs`), which it refuses to let the model change. A kill during the re-run decides nothing: the
+check runs again once released. Without an acceptance command, success is the model's word and recorded as
 self-reported.
 """
 
@@ -32,14 +35,16 @@ import json
 import shlex
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import anyio
 
+from shared_protocol import RefusalCode
 from shared_protocol.brain import (
+    DEFAULT_ACCEPTANCE_INPUTS,
     MAX_USAGE_BATCH,
     ClaimRequest,
     ClaimResponse,
@@ -73,6 +78,45 @@ Mode = Literal["shadow", "live"]
 EXIT_WORKED = 0
 EXIT_ERROR = 1
 EXIT_NO_TASK = 3
+
+_KILLED = (RefusalCode.KILL_SWITCH_ENGAGED.value, RefusalCode.BRAIN_UNREACHABLE.value)
+_BODY_KILL_RETRY_S = 0.5
+
+
+def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
+    """The globs (from the workspace root) of the files the task's acceptance command reads, which the model may not
+    change: the task's own `acceptance_inputs` when it sets them (`[]`: none); else the files and directories its
+    acceptance command names that exist in the workspace, and `DEFAULT_ACCEPTANCE_INPUTS` (the tests)."""
+    if task.acceptance_inputs is not None:
+        return list(task.acceptance_inputs)
+    if not task.acceptance.strip():
+        return []
+    try:
+        argv = shlex.split(task.acceptance)
+    except ValueError:
+        argv = []
+    root = workspace.resolve()
+    named: list[str] = []
+    for arg in argv:
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if not value or value.startswith("-") or "\0" in value:
+            continue
+        try:
+            found = (root / value).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if found == root or not found.is_relative_to(root) or not found.exists():
+            continue
+        rel = _glob_escaped(found.relative_to(root).as_posix())
+        pattern = f"{rel}/**" if found.is_dir() else rel
+        if pattern not in named:
+            named.append(pattern)
+    return [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
+
+
+def _glob_escaped(path: str) -> str:
+    """`path` as a glob that matches only itself (`*`, `?` and `[` in a name become one-character classes)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
 
 
 class TaskBrain(Protocol):
@@ -168,8 +212,9 @@ class AgentRunner:
     provider: Provider
     brain: TaskBrain
     body_id: str
-    launch: Callable[[Path, bool], BodyLaunch]
-    """The body command for a workspace (`shadow`: no network)."""
+    launch: Callable[[Path, bool, Sequence[str]], BodyLaunch]
+    """The body command for a workspace (`shadow`: no network), protecting the task's acceptance inputs (globs) from
+    the model (`swarm body --protect GLOB`)."""
     wallet: Wallet
     workdir: Path
     """The agent's own directory outside $SWARM_HOME: shadow copies and transcripts."""
@@ -354,7 +399,8 @@ class AgentRunner:
             group.start_soon(self._renew, task.id, held.claim_token, lease_s, current)
             with anyio.move_on_after(budget):
                 try:
-                    async with open_body(self.launch(held.workspace, held.mode == "shadow")) as body:
+                    protect = acceptance_inputs(task, held.workspace)
+                    async with open_body(self.launch(held.workspace, held.mode == "shadow", protect)) as body:
                         if missing := offered(body.tools, self.profile):
                             raise RunnerError(
                                 f"agent '{self.profile.name}' lists tools its body does not offer: {', '.join(missing)}"
@@ -416,17 +462,29 @@ class AgentRunner:
         except ValueError as exc:
             self.say(f"task {task.id}: its acceptance command cannot be split into arguments: {exc}")
             return Verification(command=task.acceptance, exit_code=None, action_id=None, verified=False)
-        with self.gate.watch() as scope:
-            reply = await body.call(
-                "run_command",
-                {
-                    "argv": argv,
-                    "timeout_s": self.acceptance_timeout_s,
-                    "rationale": f"verify task {task.id}: re-run its acceptance command",
-                },
-            )
-        if scope.cancelled_caught:  # killed while the command ran: not verified
-            return Verification(command=task.acceptance, exit_code=None, action_id=None, verified=False)
+        arguments = {
+            "argv": argv,
+            "timeout_s": self.acceptance_timeout_s,
+            "rationale": f"verify task {task.id}: re-run its acceptance command",
+        }
+        while True:
+            # Killed while the command ran (the gate cut the call off, or the body's own kill switch refused or
+            # killed it): nothing is decided by that run. Wait for the release and run the check again, as the loop
+            # does for a model call the kill switch cut off.
+            await self.gate.released()
+            self.say(f"task {task.id}: verifying: the body re-runs `{task.acceptance}`")
+            with self.gate.watch() as scope:
+                reply = await body.call("run_command", arguments)
+            if scope.cancelled_caught:
+                self.say(f"task {task.id}: the kill switch stopped the acceptance re-run; it runs again once released")
+                continue
+            if reply.refusal_code in _KILLED:
+                self.say(
+                    f"task {task.id}: the body's kill switch refused the acceptance re-run; retrying once released"
+                )
+                await anyio.sleep(_BODY_KILL_RETRY_S)  # (the body hears the resume on its own link)
+                continue
+            break
         exit_code = reply.structured.get("exit_code")
         code = exit_code if isinstance(exit_code, int) and not reply.is_error else None
         return Verification(

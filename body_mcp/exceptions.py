@@ -9,6 +9,7 @@
     │   │   ├── InvalidPath
     │   │   ├── SpecialFile
     │   │   └── ProtectedPath
+    │   │       └── AcceptanceInput  a model's change to a file its task's acceptance command reads
     │   ├── LimitExceeded
     │   │   ├── BlastRadiusExceeded
     │   │   ├── RateLimited
@@ -88,6 +89,13 @@ class SpecialFile(PathRefused):
 class ProtectedPath(PathRefused):
     default_code = RefusalCode.PROTECTED_PATH
     default_rule = Rule.PROTECTED_PATHS
+
+
+class AcceptanceInput(ProtectedPath):
+    """A model-origin change to a file the task's acceptance command reads."""
+
+    default_code = RefusalCode.ACCEPTANCE_INPUT
+    default_rule = Rule.ACCEPTANCE_INPUTS
 
 
 class LimitExceeded(ToolRefused):

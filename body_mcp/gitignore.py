@@ -29,7 +29,8 @@ class Rule:
     dir_only: bool
 
 
-def _glob_to_regex(glob: str) -> str:
+def glob_to_regex(glob: str) -> str:
+    """A gitignore glob as a regex (unanchored at both ends): `*`, `?`, `[...]` within a name, `**/` any directories."""
     out: list[str] = []
     i = 0
     while i < len(glob):
@@ -82,7 +83,7 @@ def parse(text: str, base: str = "") -> list[Rule]:
             continue
         anchored = "/" in line
         line = line.lstrip("/")
-        pattern = _glob_to_regex(line)
+        pattern = glob_to_regex(line)
         regex = re.compile(("" if anchored else "(?:.*/)?") + pattern + r"\Z", re.DOTALL)
         rules.append(Rule(base=base, regex=regex, negate=negate, dir_only=dir_only))
     return rules

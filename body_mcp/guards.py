@@ -142,21 +142,26 @@ class ValidationGuard:
 
 
 class ConfinementGuard:
-    """Resolves every path argument inside the workspace and applies the path policy."""
+    """Resolves every path argument inside the workspace and applies the path policy (for a call the runner makes
+    for its model, `model_policy`: its task's acceptance inputs protected too)."""
 
-    def __init__(self, workspace: Workspace, policy: PathPolicy) -> None:
+    def __init__(self, workspace: Workspace, policy: PathPolicy, model_policy: PathPolicy | None = None) -> None:
         self._workspace = workspace
         self._policy = policy
+        self._model_policy = model_policy
 
     async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
         assert ctx.spec is not None and ctx.args is not None
+        policy = self._policy
+        if self._model_policy is not None and ctx.origin.origin == "model":
+            policy = ctx.policy = self._model_policy
         for name, access in ctx.spec.path_fields.items():
             raw = getattr(ctx.args, name)
             path = self._workspace.resolve(raw, follow_last=access != "write_nofollow")
             if access == "read":
-                self._policy.check_read(path)
+                policy.check_read(path)
             else:
-                self._policy.check_write(path)
+                policy.check_write(path)
             ctx.paths[name] = path
         return await call_next(ctx)
 
@@ -263,6 +268,7 @@ class ExecuteGuard:
             effects=ctx.effects,
             check_measured=partial(self._check_measured, ctx),
             progress=ctx.progress,
+            policy=ctx.policy,
         )
         if spec.read_only:
             return await spec.handler(tool_ctx)
@@ -316,12 +322,14 @@ def default_guards(
     shadow: bool,
     agent: AgentProfile | None = None,
 ) -> list[Guard]:
+    protected = agent.protected if agent is not None else ()
+    model_policy = policy.with_acceptance_inputs(protected) if protected else None
     return [
         KillSwitchGuard(kill_switch, tools),
         AuditTrailGuard(audit, tools),
         CallOriginGuard(agent),
         ValidationGuard(tools),
-        ConfinementGuard(workspace, policy),
+        ConfinementGuard(workspace, policy, model_policy),
         LimitsGuard(limits),
         ApprovalGuard(gate),
         ExecuteGuard(deps, limits=limits, gate=gate, workspace_lock=workspace_lock, shadow=shadow),

@@ -30,6 +30,7 @@ from .confinement import WorkspacePath
 from .exceptions import RefusedWithResult, ToolRefused
 from .limits import Limits, Reservation
 from .origin import NO_ORIGIN, CallOrigin
+from .policy import PathPolicy
 from .tools._spec import Effects, Mode, ReportProgress, ToolOutput, ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class CallContext:
     """What the request's `_meta` says of the call (`origin.py`); its turn goes on the audit event."""
     logic_version: str | None = None
     """The agent's logic version (agent mode), recorded on the audit event."""
+    policy: PathPolicy | None = None
+    """The path policy of this call when it is not the body's (a model's call: its task's acceptance inputs)."""
 
     @property
     def mutating(self) -> bool:

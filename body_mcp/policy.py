@@ -5,6 +5,13 @@ A pattern without `/` matches any path component at any depth (`.env*` protects
 matches from the workspace root (`.vscode/mcp.json`). A directory's protection covers
 everything below it. Both the canonical path and the path as written are checked, so a
 symlink cannot launder a protected name in either direction.
+
+An agent's body also protects its task's *acceptance inputs* (`swarm body --protect GLOB`, from the task's
+`acceptance_inputs`) from the model: the policy for a call the runner makes for its model
+(`with_acceptance_inputs`) classifies them `acceptance_input`, which a write is refused for (`AcceptanceInput`);
+the runner's own calls (the acceptance re-run) use the policy without them. Those globs are anchored at the
+workspace root, gitignore-style: `*`, `?`, `[...]` within a name, `**` any directories (`tests/**`,
+`**/conftest.py`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from functools import lru_cache
 from typing import Literal
 
 from .confinement import WorkspacePath
-from .exceptions import ProtectedPath
+from .exceptions import AcceptanceInput, ProtectedPath
+from .gitignore import glob_to_regex
 
-Protection = Literal["none", "read_only", "denied"]
-_RANK: dict[Protection, int] = {"none": 0, "read_only": 1, "denied": 2}
+Protection = Literal["none", "acceptance_input", "read_only", "denied"]
+_RANK: dict[Protection, int] = {"none": 0, "acceptance_input": 1, "read_only": 2, "denied": 3}
 
 
 def _any_component(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -28,12 +36,27 @@ def _any_component(patterns: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(simple)) if simple else None
 
 
+def protected_by(pattern: str, parts: tuple[str, ...], regex: re.Pattern[str]) -> bool:
+    """Whether an acceptance-input glob (compiled: `regex`) covers the path `parts` or a directory above it."""
+    return any(regex.match("/".join(parts[:end])) for end in range(1, len(parts) + 1))
+
+
 class PathPolicy:
-    def __init__(self, *, denied: Sequence[str], read_only: Sequence[str]) -> None:
+    def __init__(
+        self, *, denied: Sequence[str], read_only: Sequence[str], acceptance_inputs: Sequence[str] = ()
+    ) -> None:
         self.denied = tuple(denied)
         self.read_only = tuple(read_only)
+        self.acceptance_inputs = tuple(acceptance_inputs)
+        self._inputs = [
+            (p, re.compile(glob_to_regex(p.strip("/")) + r"\Z", re.DOTALL)) for p in self.acceptance_inputs if p
+        ]
         self._quick = {self.denied: _any_component(self.denied), self.read_only: _any_component(self.read_only)}
         self.classify_parts = lru_cache(maxsize=4096)(self._classify_parts)
+
+    def with_acceptance_inputs(self, patterns: Sequence[str]) -> PathPolicy:
+        """This policy, protecting `patterns` (globs from the workspace root) too: the policy of a model's calls."""
+        return PathPolicy(denied=self.denied, read_only=self.read_only, acceptance_inputs=patterns)
 
     def _matches(self, patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
         quick = self._quick[patterns]
@@ -55,6 +78,9 @@ class PathPolicy:
             return "denied", hit
         if (hit := self._matches(self.read_only, parts)) is not None:
             return "read_only", hit
+        for pattern, regex in self._inputs:
+            if protected_by(pattern, parts, regex):
+                return "acceptance_input", pattern
         return "none", None
 
     def classify(self, path: WorkspacePath) -> tuple[Protection, str | None]:
@@ -73,3 +99,13 @@ class PathPolicy:
             raise ProtectedPath(f"'{path.rel}' is protected (matches '{pattern}'): no tool may read or write it")
         if level == "read_only":
             raise ProtectedPath(f"'{path.rel}' is read-only (matches '{pattern}'): tools may read it but not change it")
+        if level == "acceptance_input":
+            raise AcceptanceInput(acceptance_input_message(path.rel, pattern))
+
+
+def acceptance_input_message(rel: str, pattern: str | None) -> str:
+    return (
+        f"'{rel}' is an input of the task's acceptance check (matches '{pattern}'): you may read it but not change "
+        "it, since the runner re-runs that check as the task set it. Make the change the check looks for in the "
+        "code under test instead; if the check itself is wrong, say so in your answer for a human to fix"
+    )

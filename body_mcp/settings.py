@@ -20,6 +20,9 @@ class AgentProfile:
     e.g. the machine-wide kill switch recorded in every agent's trail)."""
     tools: frozenset[str] = frozenset()
     """The tools its model may call (a call the runner makes for the model, `_meta` `swarm/origin` = model)."""
+    protected: tuple[str, ...] = ()
+    """Globs (from the workspace root) of the task's acceptance inputs, which the model's calls may not change
+    (`swarm body --protect GLOB`; refused `acceptance_input`); the runner's own calls may."""
 
     def model_may_call(self, tool: str) -> bool:
         return tool in self.tools and tool not in RUNNER_TOOLS

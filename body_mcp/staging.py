@@ -4,8 +4,9 @@
 - artifacts (git-ignored paths and the configured artifact names) are applied without
   counting toward the blast radius;
 - everything else counts, directories like files (created, deleted or with a new mode).
-If any change touches a protected path, is a special file, or is a symlink leading outside
-the workspace, nothing at all is applied; nor when the command used up a write or `/tmp`
+If any change touches a protected path (or, for a model's command, an input of its task's
+acceptance check), is a special file, or is a symlink leading outside the workspace,
+nothing at all is applied; nor when the command used up a write or `/tmp`
 quota (`quota_refusal`).
 """
 
@@ -24,11 +25,12 @@ from .exceptions import ToolRefused
 from .gitignore import GitIgnore
 from .policy import PathPolicy
 
-ProblemKind = Literal["unrepresentable", "protected", "symlink_escape", "special_file"]
+ProblemKind = Literal["unrepresentable", "protected", "acceptance_input", "symlink_escape", "special_file"]
 
 _CODES: dict[ProblemKind, RefusalCode] = {
     "unrepresentable": RefusalCode.INVALID_PATH,
     "protected": RefusalCode.PROTECTED_PATH,
+    "acceptance_input": RefusalCode.ACCEPTANCE_INPUT,
     "symlink_escape": RefusalCode.PATH_OUTSIDE_WORKSPACE,
     "special_file": RefusalCode.SPECIAL_FILE,
 }
@@ -65,8 +67,8 @@ class SortedChanges:
 
     @property
     def refusal_code(self) -> RefusalCode:
-        """The code of the gravest problem: a name that cannot be recorded, a protected path, then a way out of the
-        workspace, then a special file."""
+        """The code of the gravest problem: a name that cannot be recorded, a protected path, an acceptance input,
+        then a way out of the workspace, then a special file."""
         kinds = {p.kind for p in self.problems}
         return next(_CODES[kind] for kind in _CODES if kind in kinds)
 
@@ -168,6 +170,10 @@ def sort_changes(
             continue
         is_dir = change.entry_type == EntryType.DIR
         level, pattern = policy.classify_parts(parts)
+        if level == "acceptance_input":
+            why = f"{change.kind.value}; an input of the task's acceptance check ('{pattern}'): not yours to change"
+            out.problems.append(StagedProblem(path=change.path, kind="acceptance_input", why=why))
+            continue
         if level != "none":
             why = f"{change.kind.value}; protected by '{pattern}'"
             out.problems.append(StagedProblem(path=change.path, kind="protected", why=why))

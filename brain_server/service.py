@@ -98,6 +98,7 @@ from .state import (
     TaskKey,
     created,
 )
+from .verification import pending
 from .wake.escalator import Escalator
 from .wake.records import Escalation
 from .wake.setup import WakeSetup
@@ -110,6 +111,16 @@ _ANSWER_REFUSED: dict[AnswerRefusal, type[NotPending | AlreadyFinal]] = {
     "not_pending": NotPending,
     "already_final": AlreadyFinal,
 }
+
+
+def _claim_audit_seq(task: Task) -> int:
+    """The claiming body's audit chain head the brain held when it granted the task's current claim (its `claimed`
+    history line); a claim recorded before the brain noted it: every event after seq 0."""
+    for line in reversed(task.history):
+        if line.kind == "claimed":
+            seq = line.detail.get("audit_seq")
+            return seq if isinstance(seq, int) else 0
+    return 0
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -533,6 +544,7 @@ class Brain:
                 created_by=by.name,
                 acceptance=request.acceptance,
                 repo=request.repo,
+                acceptance_inputs=request.acceptance_inputs,
             )
         )
         log = by.entry("task_create", at=now, reason=task.title, target=task.id)
@@ -608,12 +620,28 @@ class Brain:
         """
         now = self.now()
         await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
-        verified = request.verification is not None and request.verification.verified
-        detail = {"outcome": request.outcome, "verified": verified}
+        verification = request.verification
+        claimant: str | None = None
+        if verification is not None:
+            # The runner's `verified` is a claim: pending until the claiming body's audit event of the re-run is
+            # here (now, or when POST /v1/audit brings it). The claim read here is the one the token must hold:
+            # the outcome's transaction refuses any other.
+            current = await self.state.task(task_id)
+            holder_of = None if current is None else current.claimed_by
+            if current is not None and holder_of is not None:
+                claimant = holder_of.body_id
+                verification = pending(verification, body_id=claimant, after_seq=_claim_audit_seq(current))
+            else:  # (refused by the outcome's transaction: no claim to report on)
+                verification = pending(verification.model_copy(update={"verified": False}), body_id="", after_seq=0)
+        detail = {
+            "outcome": request.outcome,
+            "verified": False if verification is None else verification.verified,
+            "verification": None if verification is None else verification.status,
+        }
         log = by.entry("task_outcome", at=now, reason=request.summary, target=task_id, detail=detail)
         report = OutcomeReport(
             by=by.name,
-            verification=request.verification,
+            verification=verification,
             evidence=request.evidence,
             spend=request.spend,
             logic_version=request.logic_version,
@@ -630,6 +658,10 @@ class Brain:
             holder=holder,
             report=report,
         )
+        if claimant is not None and verification is not None and verification.status == "pending":
+            # The body may have shipped the event already (it ships as it writes, and on its way out).
+            settled = await self.state.settle_verifications(claimant, at=now)
+            task = next((t for t in settled if t.id == task.id), task)
         if task.state == "queued":  # a shadow run: the task is there to be worked for real
             self._task_available(task.id, "requeued")
         return task

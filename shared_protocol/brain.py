@@ -54,6 +54,7 @@ TaskEventKind = Literal[
     "shadow_run",
     "cancelled",
     "reversed",
+    "verification",
 ]
 UsageOutcome = Literal["answered", "rejected", "aborted"]
 CompensationKind = Literal["task_claim", "task_outcome", "reversal"]
@@ -264,6 +265,28 @@ class AnswerRequest(ProtocolModel):
 # --- tasks -----------------------------------------------------------------------------
 
 
+DEFAULT_ACCEPTANCE_INPUTS = ("tests/**", "**/test_*.py", "**/*_test.py", "**/conftest.py")
+"""What the model may not change when a task does not say (`acceptance_inputs` unset), besides the files its
+acceptance command names: the tests the command reads."""
+MAX_ACCEPTANCE_INPUTS = 100
+
+
+def check_acceptance_input(pattern: str) -> str:
+    """A glob of files relative to the repository (`*`, `?`, `[...]` within a name, `**` any directories); raises
+    ValueError naming the problem."""
+    if not pattern.strip():
+        raise ValueError("an acceptance input must not be empty")
+    if len(pattern) > 500:
+        raise ValueError(f"acceptance input {pattern[:40]!r}… is longer than 500 characters")
+    if "\0" in pattern or "\\" in pattern:
+        raise ValueError(f"acceptance input {pattern!r} holds a NUL byte or a backslash")
+    if pattern.startswith("/"):
+        raise ValueError(f"acceptance input {pattern!r} must be relative to the repository, not absolute")
+    if ".." in pattern.split("/"):
+        raise ValueError(f"acceptance input {pattern!r} must stay inside the repository (no '..')")
+    return pattern
+
+
 class TaskRequest(ProtocolModel):
     """`POST /v1/tasks` (approver or captain)."""
 
@@ -280,6 +303,18 @@ class TaskRequest(ProtocolModel):
         description="The absolute directory on the agents' host the task works in (a git repository); empty: none. "
         "The brain cannot see that host: `swarm task add` checks it exists.",
     )
+    acceptance_inputs: list[str] | None = Field(
+        default=None,
+        max_length=MAX_ACCEPTANCE_INPUTS,
+        description="Globs (relative to the repository) of the files the acceptance command reads, which the model "
+        "may not change (its body refuses them: `acceptance_input`); unset: the files the acceptance command names "
+        "and DEFAULT_ACCEPTANCE_INPUTS; [] lets the model change them.",
+    )
+
+    @field_validator("acceptance_inputs")
+    @classmethod
+    def _globs(cls, inputs: list[str] | None) -> list[str] | None:
+        return None if inputs is None else [check_acceptance_input(p) for p in inputs]
 
     @field_validator("repo")
     @classmethod
@@ -308,14 +343,32 @@ class TaskEvent(ProtocolModel):
     detail: dict[str, Any] = Field(default_factory=dict[str, Any])
 
 
+VerificationStatus = Literal["pending", "confirmed", "refuted"]
+
+
 class Verification(ProtocolModel):
-    """The body re-ran the task's acceptance command at the end: `verified` only if it exited 0."""
+    """The body re-ran the task's acceptance command at the end: `verified` only if it exited 0, and only once the
+    brain has checked the claim against the claiming body's audit event it ingested (`status`).
+
+    A runner's `verified=true` is a claim: the brain keeps it `pending` (verified false) until the body's audit
+    event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
+    `detail` says why): a `run_command` of the claiming body, not the model's, after the claim in its chain, in the
+    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0."""
 
     command: str
     exit_code: int | None = None
     action_id: str | None = None
     """The body's audit event of the re-run (`swarm audit explain ID`)."""
     verified: bool = False
+    status: VerificationStatus | None = None
+    """Set by the brain: `pending`, `confirmed` or `refuted`; None when nothing was claimed verified."""
+    detail: str = ""
+    """Set by the brain: what it waits for, or why the claim was refuted."""
+    body_id: str | None = None
+    """Set by the brain: the claiming body, whose audit event decides."""
+    after_seq: int | None = None
+    """Set by the brain: the claiming body's audit chain head the brain held when it granted the claim (the re-run
+    must come after it in the chain: the brain's own order, not the body's clock)."""
 
     @model_validator(mode="after")
     def _verified_means_exit_0(self) -> Verification:
@@ -367,6 +420,8 @@ class Task(ProtocolModel):
     finished_at: datetime | None = None
     acceptance: str = ""
     repo: str = ""
+    acceptance_inputs: list[str] | None = None
+    """What the model may not change (globs relative to the repository); None: the default (see TaskRequest)."""
     claim_mode: ClaimMode | None = None
     """The mode of the current (or last) claim."""
     logic_version: str | None = None

@@ -36,6 +36,9 @@ class RefusalCode(StrEnum):
     """Device files, FIFOs and sockets are never read or written."""
     PROTECTED_PATH = "protected_path"
     """Policy protects this path (secrets, `.git/`, Swarm or IDE config)."""
+    ACCEPTANCE_INPUT = "acceptance_input"
+    """An agent's model tried to change a file its task's acceptance command reads (the task's `acceptance_inputs`,
+    `swarm body --protect`): the check the runner re-runs must stay as the task set it. The runner's own calls may."""
     NOT_FOUND = "not_found"
     """The path does not exist."""
     ALREADY_EXISTS = "already_exists"
@@ -96,6 +99,7 @@ class Rule(StrEnum):
     BRAIN_LINK = "brain.link"
     CONFINEMENT = "confinement"
     PROTECTED_PATHS = "policy.protected_paths"
+    ACCEPTANCE_INPUTS = "task.acceptance_inputs"
     FS = "fs"
     MAX_READ_BYTES = "workspace.max_read_bytes"
     MAX_WRITE_BYTES = "workspace.max_write_bytes"

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,9 +112,11 @@ def _agent_run(args: argparse.Namespace) -> int:
     workdir = work_root(home) / agent.name
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def launch(workspace: Path, shadow: bool) -> BodyLaunch:
+    def launch(workspace: Path, shadow: bool, protect: Sequence[str]) -> BodyLaunch:
         argv = [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace), "--agent", agent.name]
         argv += ["--brain", url]
+        for pattern in protect:
+            argv += ["--protect", pattern]
         if config_file is not None:
             argv += ["--config", str(config_file)]
         if shadow:

@@ -23,7 +23,7 @@ from body_mcp.link_state import describe as describe_link
 from body_mcp.outputs import OutputStore
 from body_mcp.settings import AgentProfile
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
-from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult
+from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult, check_acceptance_input
 from shared_protocol.config import SwarmConfig, render_config
 from shared_protocol.decisions import AnswerKind
 
@@ -99,6 +99,14 @@ def cmd_body(args: argparse.Namespace) -> int:
     from body_mcp.server import run_stdio
 
     url = _context.brain_url(args.brain)
+    protect: list[str] = args.protect or []
+    if protect and args.agent is None:
+        raise UserError("--protect protects a task's acceptance inputs from an agent's model: it needs --agent NAME")
+    for pattern in protect:
+        try:
+            check_acceptance_input(pattern)
+        except ValueError as exc:
+            raise UserError(f"--protect: {exc}") from None
     settings = _context.body_settings(
         workspace=args.workspace,
         config=args.config,
@@ -106,6 +114,9 @@ def cmd_body(args: argparse.Namespace) -> int:
         brain_token=_context.token(args.token) if url else None,
         agent=args.agent,
     )
+    if protect and settings.agent_profile is not None:
+        profile = dataclasses.replace(settings.agent_profile, protected=tuple(protect))
+        settings = dataclasses.replace(settings, agent_profile=profile)
     if args.no_network:
         sandbox = settings.config.sandbox.model_copy(update={"allowed_domains": []})
         settings = dataclasses.replace(settings, config=settings.config.model_copy(update={"sandbox": sandbox}))
@@ -410,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     _brain_args(p)
     p.add_argument(
         "--no-network", action="store_true", help="refuse network=true to every command (a shadow agent's body)"
+    )
+    p.add_argument(
+        "--protect",
+        action="append",
+        metavar="GLOB",
+        help="with --agent: a file of the task's acceptance check the model may not change (repeatable; "
+        "globs from the workspace root, `**` any directories)",
     )
 
     p = add("status", cmd_status, "kill switch, mode, breaker, budgets and audit health of a workspace or agent")

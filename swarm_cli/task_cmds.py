@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.explain import printable
-from shared_protocol.brain import Task, TaskRequest, TaskState
+from shared_protocol.brain import Task, TaskRequest, TaskState, check_acceptance_input
 
 from . import _context
 
@@ -73,6 +73,18 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise UserError(f"--value-usd must be 0 or more (got {args.value_usd:g})")
     if not args.title.strip():
         raise UserError("--title must not be empty")
+    inputs: list[str] | None = args.acceptance_input
+    if args.no_acceptance_inputs:
+        if inputs:
+            raise UserError("give --acceptance-input GLOB or --no-acceptance-inputs, not both")
+        inputs = []
+    if inputs and not args.acceptance:
+        raise UserError("--acceptance-input names the files an acceptance command reads: give --acceptance too")
+    for pattern in inputs or []:
+        try:
+            check_acceptance_input(pattern)
+        except ValueError as exc:
+            raise UserError(f"--acceptance-input: {exc}") from None
     try:
         request = TaskRequest(
             title=args.title,
@@ -80,6 +92,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             value_usd=args.value_usd,
             acceptance=args.acceptance,
             repo=_repo(args.repo) if args.repo else "",
+            acceptance_inputs=inputs,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -90,6 +103,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         _out(f"acceptance: {task.acceptance}")
     if task.repo:
         _out(f"repo: {task.repo}")
+    if task.acceptance_inputs is not None:
+        _out(f"acceptance inputs: {', '.join(task.acceptance_inputs) or '(none: the model may change them)'}")
     _out(task.id)
     return 0
 
@@ -123,6 +138,12 @@ def describe(task: Task) -> list[str]:
         f"value:        ${task.value_usd:g}",
         f"created:      {_when(task.created_at)} by {task.created_by}",
         f"acceptance:   {task.acceptance or '(none: success is self-reported)'}",
+        "inputs:       "
+        + (
+            "(default: the files the acceptance command names, and the tests)"
+            if task.acceptance_inputs is None
+            else ", ".join(task.acceptance_inputs) or "(none: the model may change them)"
+        ),
         f"repo:         {task.repo or '(none)'}",
         f"attempts:     {task.attempts}",
     ]
@@ -145,6 +166,8 @@ def describe(task: Task) -> list[str]:
             f"verification: {'VERIFIED' if task.verified else 'not verified'} — `{check.command}` exited {exit_code}"
             + (f" (audit {check.action_id})" if check.action_id else "")
         )
+        if check.status is not None:
+            lines.append(f"              {check.status}: {check.detail}")
     elif task.state == "succeeded":
         lines.append("verification: none (self-reported)")
     if task.evidence:
@@ -208,6 +231,18 @@ def add_parsers(sub: _Subparsers) -> None:
     p.add_argument("--acceptance", default="", help="the command that decides success (e.g. 'pytest -q')")
     p.add_argument("--value-usd", type=float, default=0.0, help="estimated value; higher is claimed first")
     p.add_argument("--repo", metavar="DIR", help="the repository the task works in (a directory on this host)")
+    p.add_argument(
+        "--acceptance-input",
+        action="append",
+        metavar="GLOB",
+        help="a file the acceptance command reads, which the agent's model may not change (repeatable; globs from "
+        "the repository root, `**` any directories; default: the files the command names, and the tests)",
+    )
+    p.add_argument(
+        "--no-acceptance-inputs",
+        action="store_true",
+        help="let the model change every file, the acceptance command's inputs included",
+    )
     _brain_args(p)
 
     p = task_sub.add_parser("list", help="the tasks, oldest first")

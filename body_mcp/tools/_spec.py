@@ -125,6 +125,14 @@ class ToolContext(Generic[ArgsT]):
     progress: ReportProgress | None = None
     """The caller's progress channel, for a long tool to report through: set by the MCP server (the SDK sends
     only what a client that asked for progress, with a token or a callback, receives); None without one."""
+    policy: PathPolicy | None = None
+    """The path policy of this call when it is not the body's (a model's call protects its task's acceptance
+    inputs too)."""
+
+    @property
+    def path_policy(self) -> PathPolicy:
+        """The path policy this call's changes are held to."""
+        return self.policy if self.policy is not None else self.deps.policy
 
     def recorder(self) -> Recorder:
         """The call's undo recorder, created on first use."""

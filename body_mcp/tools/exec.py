@@ -179,7 +179,7 @@ def _measure(ctx: ToolContext[RunCommandArgs], staged: StagedRun, scan: ScanResu
     run = staged.result
     sorted_ = sort_changes(
         staged.changes,
-        policy=ctx.deps.policy,
+        policy=ctx.path_policy,
         gitignore=scan.gitignore,
         artifact_names=ctx.deps.sandbox_config.artifact_paths,
         tracked=scan.tracked,

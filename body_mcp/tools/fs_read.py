@@ -197,7 +197,7 @@ async def get_file_info(ctx: ToolContext[PathArgs]) -> GetFileInfoResult:
     st = ctx.deps.workspace.lstat(path)
     if st is None:
         raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
-    protection, _ = ctx.deps.policy.classify(path)
+    protection, _ = ctx.path_policy.classify(path)
     birth = getattr(st, "st_birthtime", None)
     return GetFileInfoResult(
         action_id=ctx.action_id,
@@ -208,7 +208,7 @@ async def get_file_info(ctx: ToolContext[PathArgs]) -> GetFileInfoResult:
         modified=_iso(st.st_mtime),
         accessed=_iso(st.st_atime),
         created=_iso(birth) if isinstance(birth, float) else None,
-        protected=protection,
+        protected="read_only" if protection == "acceptance_input" else protection,  # (to the model it is)
     )
 
 

@@ -29,8 +29,8 @@ from shared_protocol.tools import ChangeKind
 from .. import _fsops
 from .._fsops import EntryState
 from ..confinement import Descriptor, Workspace, WorkspacePath
-from ..exceptions import ProtectedPath, ToolRefused
-from ..policy import PathPolicy
+from ..exceptions import AcceptanceInput, ProtectedPath, ToolRefused
+from ..policy import PathPolicy, acceptance_input_message
 from ._spec import ToolContext, ToolSpec
 from .fs_read import decode_text
 
@@ -220,6 +220,8 @@ def _subtree_files(workspace: Workspace, path: WorkspacePath) -> list[tuple[str,
 def _check_subtree_policy(policy: PathPolicy, entries: list[tuple[str, ...]]) -> None:
     for parts in entries:
         level, pattern = policy.classify_parts(parts)
+        if level == "acceptance_input":
+            raise AcceptanceInput(acceptance_input_message("/".join(parts), pattern))
         if level != "none":
             raise ProtectedPath(f"'{'/'.join(parts)}' inside it is protected (matches '{pattern}')")
 
@@ -242,7 +244,7 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
     moved_files = 1
     if state.type == "dir":
         inside = _subtree_files(ctx.deps.workspace, source)
-        _check_subtree_policy(ctx.deps.policy, inside)
+        _check_subtree_policy(ctx.path_policy, inside)
         moved_files = 1 + len(inside)  # the directory and everything in it, directories included
         below = ["/".join(p[len(source.parts) :]) for p in inside]
         paths = [source.rel, destination.rel, *(f"{source.rel}/{b}" for b in below)]

@@ -160,7 +160,15 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy):
         for event in plan.new:
             chain[event.seq] = event
             received[event.seq] = iso(at or datetime.now(UTC))
+        if any(e.kind == "tool_call" for e in plan.new):  # (a re-run a verification may wait for)
+            self._settle_pending(at or datetime.now(UTC), new={e.id: e for e in plan.new})
         return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
+
+    def _audit_head(self, body_id: str) -> int:
+        return max(self._audit.get(body_id, {}), default=0)
+
+    def _audit_event(self, body_id: str, action_id: str) -> AuditEvent | None:
+        return next((e for e in self._audit.get(body_id, {}).values() if e.id == action_id), None)
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         chain = self._audit.get(body_id, {})

@@ -6,13 +6,15 @@ task row (`task_row`) as the SQLite engine stores it, so both engines compare an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
+from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Decision, Task, TaskState
 
+from ..verification import awaited, settle_task
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import check_key, conflicts_of, ended_log, reversal_id_taken, task_from_row, task_row
 from ._transitions import (
@@ -86,7 +88,7 @@ class MemoryTasks(TaskTransitions):
         before = self._row(best.id)
         stored = self._stored(best.id)
         assert stored is not None
-        after = claim(stored, grant)
+        after = claim(stored, replace(grant, audit_seq=self._audit_head(grant.body_id)))
         self._put(after)
         if compensation is not None:
             self._compensate(compensation, "task_claim", before, grant.at)
@@ -138,6 +140,42 @@ class MemoryTasks(TaskTransitions):
                 self._log.append(ended_log(after.task, decision, log))
                 ended.append(after.task)
         return ended
+
+    # -- verification ----------------------------------------------------------------------
+
+    def _audit_head(self, body_id: str) -> int:
+        """The highest seq of the body's chain stored (0: none)."""
+        raise NotImplementedError
+
+    def _audit_event(self, body_id: str, action_id: str) -> AuditEvent | None:
+        """The body's stored audit event `action_id` (the engine this is part of keeps the chains)."""
+        raise NotImplementedError
+
+    async def settle_verifications(self, body_id: str, *, at: datetime) -> list[Task]:
+        return self._settle_pending(at, body_id=body_id)
+
+    def _settle_pending(
+        self, at: datetime, *, body_id: str | None = None, new: Mapping[str, AuditEvent] | None = None
+    ) -> list[Task]:
+        """Settle the verifications pending on `new` events (by id, whatever body wrote them), or else on events of
+        `body_id` stored already."""
+
+        def find(body: str, action_id: str) -> AuditEvent | None:
+            if new is not None:
+                return new.get(action_id)
+            return self._audit_event(body, action_id) if body == body_id else None
+
+        changed: list[Task] = []
+        for task_id in list(self._tasks):
+            stored = self._stored(task_id)
+            assert stored is not None
+            if not awaited(stored.task):
+                continue
+            task = settle_task(stored.task, find, at=at)
+            if task is not None:
+                self._put(StoredTask(task=task, claim_token=stored.claim_token))
+                changed.append(task)
+        return changed
 
     async def count_tasks(self) -> dict[TaskState, int]:
         counts: dict[TaskState, int] = {}

@@ -139,7 +139,16 @@ class AuditEventStore(Protocol):
         self, body_id: str, events: Sequence[AuditEvent], *, log_start_seq: int = 1, at: datetime | None = None
     ) -> AuditAppend:
         """Store the events of a batch that link to the body's chain (see `audit.link_batch`), as received `at`
-        (default now): retention goes by when the brain received an event, never by the body's own clock."""
+        (default now): retention goes by when the brain received an event, never by the body's own clock.
+
+        In the same transaction, a task's verification pending on one of the new events is settled
+        (`verification.settle_task`, a `verification` history line)."""
+        ...
+
+    async def settle_verifications(self, body_id: str, *, at: datetime) -> list[Task]:
+        """Settle, in one transaction, every verification pending on an event of `body_id` the brain holds already
+        (called right after an outcome, so an event stored just before it is not missed); returns the tasks
+        changed."""
         ...
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:

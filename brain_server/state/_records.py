@@ -130,6 +130,9 @@ class ClaimGrant:
     """Only this task (if it is claimable)."""
     by: str = ""
     """Who claims, for the task's history (a token's label or id)."""
+    audit_seq: int = 0
+    """The claiming body's audit chain head the brain held when the claim was granted (set by the engine, in the
+    claim's transaction): a verification's re-run must come after it."""
 
 
 @dataclass(kw_only=True, frozen=True)

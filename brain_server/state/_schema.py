@@ -325,6 +325,10 @@ MIGRATIONS: list[str] = [
             OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS NOT OLD.revoked_at)
         BEGIN SELECT RAISE(ABORT, 'a token only gains its body (body tokens) and its revocation, once each'); END;
     """,
+    # v12: a task names the files its acceptance command reads, which the model may not change (NULL: the default)
+    """
+    ALTER TABLE tasks ADD COLUMN acceptance_inputs TEXT;
+    """,
 ]
 
 

@@ -281,6 +281,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy):
                         for e in plan.new
                     ],
                 )
+                if any(e.kind == "tool_call" for e in plan.new):  # (a re-run a verification may wait for)
+                    new = {e.id: e for e in plan.new}
+                    await self._settle_pending(conn, at or datetime.now(UTC), new=new)
         return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:

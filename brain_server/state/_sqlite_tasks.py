@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
 import aiosqlite
 
+from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Decision, Task, TaskEvent, TaskState
 
+from ..verification import awaited, settle_task
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
     TASK_ROW_FIELDS,
@@ -168,6 +170,9 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                 return None
             before = await self._load(conn, found["id"])
             assert before is not None and claimable(before.task, grant), "read queued in this transaction"
+            async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (grant.body_id,)) as cursor:
+                head = await cursor.fetchone()
+            grant = replace(grant, audit_seq=int(head[0]) if head is not None and head[0] is not None else 0)
             snapshot = task_row(before.task, before.claim_token)
             after = claim(before, grant)
             await self._store(conn, before, after)
@@ -231,6 +236,53 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
             await self._log(conn, ended_log(after.task, decision, log))
             ended.append(after.task)
         return ended
+
+    # -- verification ----------------------------------------------------------------------
+
+    async def settle_verifications(self, body_id: str, *, at: datetime) -> list[Task]:
+        async with self._write() as conn:
+            return await self._settle_pending(conn, at, body_id=body_id)
+
+    async def _settle_pending(
+        self,
+        conn: aiosqlite.Connection,
+        at: datetime,
+        *,
+        body_id: str | None = None,
+        new: Mapping[str, AuditEvent] | None = None,
+    ) -> list[Task]:
+        """In this transaction: settle the verifications pending on `new` events (by id, whatever body wrote them:
+        another body's is a refutation), or else on events of `body_id` stored already."""
+        rows = await conn.execute_fetchall(
+            'SELECT id FROM tasks WHERE verification LIKE \'%"status":"pending"%\' '
+            'OR shadow_runs LIKE \'%"status":"pending"%\' ORDER BY seq'
+        )
+        changed: list[Task] = []
+        for row in rows:
+            before = await self._load(conn, row["id"])
+            assert before is not None, "selected in this transaction"
+            found: dict[tuple[str, str], AuditEvent] = {}
+            for body, action_id in awaited(before.task):
+                if new is not None:
+                    if action_id in new:
+                        found[(body, action_id)] = new[action_id]
+                    continue
+                if body != body_id:
+                    continue
+                async with conn.execute(
+                    "SELECT event FROM audit_events WHERE body_id = ? AND id = ?", (body, action_id)
+                ) as cursor:
+                    event = await cursor.fetchone()
+                if event is not None:
+                    found[(body, action_id)] = AuditEvent.model_validate_json(event[0])
+            if not found:
+                continue
+            task = settle_task(before.task, lambda body, action_id, found=found: found.get((body, action_id)), at=at)
+            if task is not None:
+                after = StoredTask(task=task, claim_token=before.claim_token)
+                await self._store(conn, before, after)
+                changed.append(task)
+        return changed
 
     async def count_tasks(self) -> dict[TaskState, int]:
         rows = await self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")

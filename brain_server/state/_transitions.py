@@ -107,7 +107,7 @@ def claim(stored: StoredTask, grant: ClaimGrant) -> StoredTask:
             "parked_decision_id": None,
         }
     )
-    detail = {"body_id": grant.body_id, "mode": grant.mode, "attempt": task.attempts}
+    detail = {"body_id": grant.body_id, "mode": grant.mode, "attempt": task.attempts, "audit_seq": grant.audit_seq}
     return StoredTask(
         task=event(task, "claimed", at=grant.at, by=grant.by, detail=detail), claim_token=grant.claim_token
     )
@@ -166,6 +166,8 @@ def finish(
         )
     verified = outcome == "succeeded" and verification is not None and verification.verified
     detail: dict[str, Any] = {"outcome": outcome, "summary": summary, "verified": verified}
+    if verification is not None and verification.status is not None:
+        detail["verification"] = verification.status
     if task.claim_mode == "shadow":
         holder = task.claimed_by
         run = ShadowRun(

@@ -112,6 +112,32 @@ def audit_event(body_id: str, seq: int, prev_mac: str, *, salt: str = "") -> Aud
     )
 
 
+def rerun_event(
+    body_id: str,
+    seq: int,
+    prev_mac: str,
+    *,
+    action_id: str,
+    at: float,
+    argv: list[str],
+    exit_code: int = 0,
+    **changes: Any,
+) -> AuditEvent:
+    """A body's audit event of a `run_command` (the runner's re-run of an acceptance command, unless `changes` say
+    otherwise), written at `at` (a timestamp)."""
+    event = audit_event(body_id, seq, prev_mac, salt=action_id).model_copy(
+        update={
+            "id": action_id,
+            "ts": datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds"),
+            "agent": "w1",
+            "tool": "run_command",
+            "arguments": {"argv": argv, "rationale": "verify"},
+            "detail": {"exit_code": exit_code, "timed_out": False},
+        }
+    )
+    return event.model_copy(update=changes)
+
+
 def audit_chain(body_id: str, count: int) -> list[AuditEvent]:
     events: list[AuditEvent] = []
     prev = "genesis-" + body_id

@@ -12,7 +12,7 @@ import pytest
 
 from brain_server import Brain
 
-from .helpers import BrainClient, Clock, decision_request, ok, refused
+from .helpers import BrainClient, Clock, batch, decision_request, ok, refused, rerun_event
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -24,6 +24,12 @@ pytestmark = pytest.mark.anyio
 LV = "lv-0123456789abcdef"
 READY = {"ready": True, "items": [{"name": "kill drill", "ok": True, "detail": "0.1 s", "fix": ""}]}
 VERIFIED = {"command": "pytest -q", "exit_code": 0, "action_id": "act_9", "verified": True}
+
+
+async def ship_rerun(api: BrainClient, clock: Clock, action_id: str = "act_9") -> None:
+    """body-a's audit event of its re-run of `pytest -q`, which makes a claimed verification count."""
+    event = rerun_event("body-a", 1, "genesis", action_id=action_id, at=clock.now, argv=["pytest", "-q"])
+    ok(await api.post("/v1/audit", batch("body-a", [event]), as_="body"))
 
 
 async def queue(api: BrainClient, title: str = "fix the flaky test", **fields: Any) -> dict[str, Any]:
@@ -183,10 +189,11 @@ async def test_an_agents_claim_needs_its_logic_version_and_a_claim_for_one_task_
 
 
 async def test_a_shadow_outcome_is_kept_as_a_shadow_run_and_the_task_goes_back_to_the_queue(
-    api: BrainClient,
+    api: BrainClient, clock: Clock
 ) -> None:
     task = await queue(api, acceptance="pytest -q")
     shadow = await claim(api, mode="shadow", logic_version=LV)
+    await ship_rerun(api, clock)
     assert shadow["task"]["claim_mode"] == "shadow"
     outcome = {
         "claim_token": shadow["claim_token"],
@@ -200,23 +207,25 @@ async def test_a_shadow_outcome_is_kept_as_a_shadow_run_and_the_task_goes_back_t
     back = ok(await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="w1"))
     assert (back["state"], back["verified"], back["claimed_by"], back["spend"]) == ("queued", False, None, None)
     (run,) = back["shadow_runs"]
-    assert (run["agent"], run["logic_version"], run["outcome"], run["verification"]) == (
+    assert (run["agent"], run["logic_version"], run["outcome"], run["verification"]["status"]) == (
         "w1",
         LV,
         "succeeded",
-        VERIFIED,
+        "confirmed",
     )
-    assert [e["kind"] for e in back["history"]] == ["created", "claimed", "shadow_run"]
+    assert {key: run["verification"][key] for key in VERIFIED} == VERIFIED
+    assert [e["kind"] for e in back["history"]] == ["created", "claimed", "shadow_run", "verification"]
     assert (await claim(api, mode="shadow", logic_version=LV))["task"] is None, "shadowed by this version already"
     assert (await claim(api, mode="shadow", logic_version="lv-next"))["task"]["id"] == task["id"]
 
 
 async def test_a_verified_success_keeps_its_evidence_and_spend_and_an_unverified_one_is_self_reported(
-    api: BrainClient,
+    api: BrainClient, clock: Clock
 ) -> None:
     first = await queue(api, "first", acceptance="pytest -q", value_usd=2)
     second = await queue(api, "second", acceptance="pytest -q", value_usd=1)
     claimed = await claim(api)
+    await ship_rerun(api, clock)
     outcome = {
         "claim_token": claimed["claim_token"],
         "outcome": "succeeded",
@@ -476,3 +485,22 @@ async def test_the_body_holding_a_parked_task_gives_it_up_without_its_claim_toke
     claimed = await queue(api, "claimed, not parked")
     ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1", "task_id": claimed["id"]}, as_="body"))
     refused(await api.post(f"/v1/tasks/{claimed['id']}/abandon", why, as_="body"), 409, "invalid_transition")
+
+
+async def test_a_task_keeps_its_acceptance_inputs_and_a_bad_glob_is_refused_naming_it(
+    api: BrainClient, brain: Brain
+) -> None:
+    named = await queue(api, acceptance="python3 check.py", acceptance_inputs=["check.py", "data/**"])
+    assert named["acceptance_inputs"] == ["check.py", "data/**"]
+    assert (await queue(api, acceptance="pytest -q"))["acceptance_inputs"] is None, "unset: the runner's default"
+    assert (await queue(api, acceptance="pytest -q", acceptance_inputs=[]))["acceptance_inputs"] == []
+    for bad in (["/etc/passwd"], ["a/../../b"], [""], ["x" * 501]):
+        error = refused(
+            await api.post("/v1/tasks", {"title": "t", "acceptance_inputs": bad}, as_="approver"),
+            422,
+            "invalid_request",
+        )
+        assert error["field"].startswith("acceptance_inputs"), error
+    stored = await brain.state.task(named["id"])
+    assert stored is not None and stored.acceptance_inputs == ["check.py", "data/**"]
+    assert len(await brain.state.tasks()) == 3

@@ -150,17 +150,9 @@ async def test_review17_a_body_cannot_bill_usage_outside_a_task_to_another_agent
     assert "w2" not in totals["by_agent"], "spend billed to an agent by another agent's token"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hole: `verification` is the runner's word. A runner (or any body token holding the claim) sends "
-        "verified=true with exit_code 0 and an action_id its body never wrote, and the task counts as verified. "
-        "The brain ingests each body's audit chain (POST /v1/audit): fix by accepting verified=true only when that "
-        "action_id is an ingested run_command event of the claiming body with exit code 0 and the task's acceptance "
-        "argv (or keep it 'pending verification' until the event arrives)."
-    ),
-)
 async def test_review17_a_verified_outcome_needs_the_bodys_audited_rerun(api: BrainClient) -> None:
+    """Fixed: a claimed verification stays pending (verified false) until the claiming body's audit event of the
+    re-run arrives, and is refuted if that event is not one (tests/brain/test_verification.py)."""
     task = await queue(api, acceptance="pytest -q")
     claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "agent-w1", "agent": "w1", "mode": "ide"}, as_="body"))
     forged = {"command": "pytest -q", "exit_code": 0, "action_id": "act_never_ran", "verified": True}
@@ -168,6 +160,7 @@ async def test_review17_a_verified_outcome_needs_the_bodys_audited_rerun(api: Br
     response = await api.post(f"/v1/tasks/{task['id']}/outcome", outcome, as_="body")
     verified = response.status_code == 200 and response.json()["verified"]
     assert not verified, "a verification no body audited counted as verified"
+    assert response.json()["verification"]["status"] == "pending"
 
 
 async def test_review17_a_parked_task_whose_decision_expires_is_not_stuck_forever(

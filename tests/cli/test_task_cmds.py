@@ -13,7 +13,7 @@ import pytest
 
 from brain_server import BrainSettings
 from brain_server.state import sqlite_url
-from tests.brain.helpers import LiveBrain, live_brain, ok
+from tests.brain.helpers import LiveBrain, batch, live_brain, ok, rerun_event
 
 pytestmark = pytest.mark.anyio
 
@@ -71,6 +71,8 @@ async def test_a_task_is_added_listed_shown_with_its_outcome_and_cancelled(live:
     async with live.client() as api:
         claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1"}, as_="body"))
         assert claimed["task"]["id"] == task_id
+        rerun = rerun_event("body-a", 1, "genesis", action_id="act_42", at=0, argv=["pytest", "-q"])
+        ok(await api.post("/v1/audit", batch("body-a", [rerun]), as_="body"))  # the body's own record of it
         outcome = {
             "claim_token": claimed["claim_token"],
             "outcome": "succeeded",
@@ -88,7 +90,8 @@ async def test_a_task_is_added_listed_shown_with_its_outcome_and_cancelled(live:
     assert "commit: abc123" in out and "branch: swarm/flaky" in out
     assert "$0.7500, 6 steps, 5000 in / 400 out" in out and "gpt-4o" in out
     history = out[out.index("history:") :].splitlines()[1:]
-    assert [line.split()[1] for line in history] == ["created", "claimed", "outcome"]
+    assert [line.split()[1] for line in history] == ["created", "claimed", "outcome", "verification"]
+    assert "confirmed: the body's audit event act_42 shows the acceptance command exited 0" in out
     code, out, _ = await swarm(live, "task", "list", "--state", "succeeded", home=tmp_path)
     assert [line.split()[:3] for line in out.splitlines()] == [[task_id, "succeeded", "verified"]]
 
@@ -120,3 +123,40 @@ async def test_task_commands_fail_in_one_line_naming_the_problem_and_change_noth
     code, _, _ = await swarm(live, "task", "cancel", queued["id"], home=tmp_path)
     assert code == 0
     assert "invalid_transition" in one_line(*(await swarm(live, "task", "cancel", queued["id"], home=tmp_path))[::2])
+
+
+async def test_a_task_names_its_acceptance_inputs_or_none_and_bad_ones_are_one_clear_line(
+    live: LiveBrain, tmp_path: Path
+) -> None:
+    code, out, err = await swarm(
+        live,
+        "task", "add", "--title", "t", "--acceptance", "python3 check.py",
+        "--acceptance-input", "check.py", "--acceptance-input", "fixtures/**", home=tmp_path,
+    )  # fmt: skip
+    assert code == 0 and "acceptance inputs: check.py, fixtures/**" in out, err
+    task_id = out.strip().splitlines()[-1]
+    code, out, err = await swarm(live, "task", "show", task_id, "--json", home=tmp_path)
+    assert code == 0 and json.loads(out)["acceptance_inputs"] == ["check.py", "fixtures/**"], err
+    code, out, err = await swarm(
+        live, "task", "add", "--title", "u", "--acceptance", "pytest -q", "--no-acceptance-inputs", home=tmp_path
+    )
+    assert code == 0, err
+    code, out, _ = await swarm(live, "task", "show", out.strip().splitlines()[-1], home=tmp_path)
+    assert "inputs:       (none: the model may change them)" in out
+    code, out, _ = await swarm(live, "task", "add", "--title", "v", "--acceptance", "pytest -q", home=tmp_path)
+    code, out, _ = await swarm(live, "task", "show", out.strip().splitlines()[-1], home=tmp_path)
+    assert "inputs:       (default: the files the acceptance command names, and the tests)" in out
+    for args, problem in [
+        (["--acceptance-input", "/etc/passwd"], "must be relative to the repository"),
+        (["--acceptance-input", "a/../../b"], "must stay inside the repository"),
+        (["--acceptance-input", ""], "must not be empty"),
+        (["--acceptance-input", "x.py", "--no-acceptance-inputs"], "not both"),
+    ]:
+        code, _, err = await swarm(
+            live, "task", "add", "--title", "w", "--acceptance", "pytest -q", *args, home=tmp_path
+        )
+        assert problem in one_line(code, err), err
+    code, _, err = await swarm(live, "task", "add", "--title", "w", "--acceptance-input", "x.py", home=tmp_path)
+    assert "give --acceptance too" in one_line(code, err)
+    code, out, _ = await swarm(live, "task", "list", "--json", home=tmp_path)
+    assert len(json.loads(out)) == 3, "nothing of a refused task was queued"

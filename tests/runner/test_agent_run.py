@@ -32,7 +32,7 @@ async def test_a_shadow_agent_works_a_task_in_a_copy_and_the_brain_records_a_ver
         assert after["state"] == "queued", "a shadow run leaves the task for live work"
         (run,) = after["shadow_runs"]
         assert run["agent"] == "worker-1" and run["logic_version"].startswith("lv-")
-        assert run["outcome"] == "succeeded" and run["verification"]["verified"] is True
+        assert run["outcome"] == "succeeded" and run["verification"]["verified"] is True, str(run["verification"])
         assert run["verification"]["exit_code"] == 0 and run["verification"]["command"] == ACCEPTANCE
         assert run["spend"]["usd"] > 0 and run["spend"]["steps"] == 3
         assert (repo / "app.py").read_text() == "def main():\n    return 1\n", "nothing left the copy"

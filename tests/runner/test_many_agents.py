@@ -51,7 +51,7 @@ async def test_eight_agents_against_one_brain_work_distinct_tasks_with_nothing_l
             assert (Path(after["repo"]) / "app.py").read_text() == "def main():\n    return 2\n"
             kinds = [e["kind"] for e in after["history"]]
             # Claimed once, finished once: nobody else held it in between (no lease lost, no second claim).
-            assert kinds == ["created", "claimed", "outcome"], kinds
+            assert kinds == ["created", "claimed", "outcome", "verification"], kinds
             claim = after["history"][1]
             assert after["history"][2]["agent"] == claim["agent"]
             workers.add(claim["agent"])

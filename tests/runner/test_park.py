@@ -74,7 +74,7 @@ async def test_an_approved_decision_resumes_the_parked_task_which_succeeds(tmp_p
         assert after["state"] == "succeeded" and after["verified"] is True, json.dumps(after, indent=1)
         assert (repo / "a.txt").read_text() == "a" and (repo / "b.txt").read_text() == "b"
         kinds = [e["kind"] for e in after["history"]]
-        assert kinds == ["created", "claimed", "parked", "resumed", "outcome"], kinds
+        assert kinds == ["created", "claimed", "parked", "resumed", "outcome", "verification"], kinds
         assert after["spend"]["steps"] == 2
         assert "parked" in stderr and "approved: resuming" in stderr
 

@@ -98,17 +98,9 @@ async def test_review17_a_shadow_agent_has_no_network_not_even_loopback(tmp_path
     assert connections == [], "a shadow agent's command reached the network"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hole: verification re-runs the acceptance command in the workspace the model just edited, so a model that "
-        "rewrites the command's own inputs (here the check script; equally a conftest.py or the tests) gets "
-        "verified=true without doing the task. Fix: before the re-run, restore the files the acceptance command "
-        "reads that the task does not ask to change (e.g. the repository's tracked test files, or the whole tree at "
-        "the base commit with only the diff of non-test paths applied), or refuse and flag any edit to them."
-    ),
-)
 async def test_review17_a_model_that_rewrites_the_acceptance_check_is_not_verified(tmp_path: Path) -> None:
+    """Fixed: the files the acceptance command names (and the tests) are the task's acceptance inputs, which the
+    agent's body refuses to let the model change (`acceptance_input`); the runner's re-run runs the check as set."""
     async with stack(tmp_path) as s:
         repo = s.repo_with_bug()
         (repo / "check.py").write_text("import app, sys\nsys.exit(0 if app.main() == 2 else 1)\n")
@@ -123,6 +115,7 @@ async def test_review17_a_model_that_rewrites_the_acceptance_check_is_not_verifi
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert not run["verification"]["verified"], "verified without the task done: main() still returns 1"
+        assert "acceptance_input" in done.stderr or run["verification"]["exit_code"] == 1, done.stderr
 
 
 async def test_review17_the_models_commands_cannot_touch_the_agents_own_state_wallet_or_audit(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ async def test_a_claim_records_its_mode_and_logic_version_in_the_task_and_its_hi
     assert (won.claim_mode, won.logic_version, won.attempts) == ("live", LV, 1)
     last = won.history[-1]
     assert (last.kind, last.by, last.agent, last.logic_version) == ("claimed", "body-1", "a", LV)
-    assert last.detail == {"body_id": "body-a", "mode": "live", "attempt": 1}
+    assert last.detail == {"body_id": "body-a", "mode": "live", "attempt": 1, "audit_seq": 0}
     assert await engine.task("task_1") == won
 
 

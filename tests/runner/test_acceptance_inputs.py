@@ -1,0 +1,43 @@
+"""What the runner protects from the model: the task's own acceptance inputs, or by default the files and
+directories its acceptance command names in the workspace, and the tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent_runner.runner import acceptance_inputs
+from shared_protocol.brain import DEFAULT_ACCEPTANCE_INPUTS, Task
+
+
+def task(acceptance: str, inputs: list[str] | None = None) -> Task:
+    return Task(
+        id="task_1",
+        title="t",
+        description="",
+        value_usd=0,
+        state="claimed",
+        created_at=datetime(2030, 1, 1, tzinfo=UTC),
+        created_by="approver",
+        acceptance=acceptance,
+        acceptance_inputs=inputs,
+    )
+
+
+def test_by_default_the_files_the_command_names_and_the_tests_are_protected(tmp_path: Path) -> None:
+    (tmp_path / "check.py").write_text("")
+    (tmp_path / "fixtures").mkdir()
+    (tmp_path / "we[i]rd*.sh").write_text("")
+    (tmp_path.parent / "outside.py").write_text("")
+    found = acceptance_inputs(
+        task("python3 check.py --data=fixtures ../outside.py missing.py ./we[i]rd*.sh -q ."), tmp_path
+    )
+    assert found == ["check.py", "fixtures/**", "we[[]i]rd[*].sh", *DEFAULT_ACCEPTANCE_INPUTS]
+
+
+def test_a_tasks_own_inputs_win_and_none_means_none(tmp_path: Path) -> None:
+    (tmp_path / "check.py").write_text("")
+    assert acceptance_inputs(task("python3 check.py", ["data/**"]), tmp_path) == ["data/**"]
+    assert acceptance_inputs(task("python3 check.py", []), tmp_path) == []
+    assert acceptance_inputs(task(""), tmp_path) == []
+    assert acceptance_inputs(task("python3 'unclosed"), tmp_path) == list(DEFAULT_ACCEPTANCE_INPUTS)

@@ -1,0 +1,47 @@
+"""A kill while the body re-runs the acceptance command does not fail the task: the runner waits for the release and
+runs the check again (the real `swarm agent run` process, its body and the brain on 127.0.0.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.runner.stack import FIX, stack
+
+pytestmark = pytest.mark.anyio
+
+SLOW_CHECK = "python3 -c 'import time, app, sys; time.sleep(4); sys.exit(0 if app.main() == 2 else 1)'"
+VERIFYING = "verifying: the body re-runs"
+
+
+async def test_a_kill_during_the_acceptance_rerun_waits_for_the_release_and_runs_the_check_again(
+    tmp_path: Path,
+) -> None:
+    async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
+        s.script(FIX)
+        task = await s.add_task(repo=str(repo), acceptance=SLOW_CHECK)
+        log_path = s.log("worker-1")
+        with log_path.open("w") as log:
+            agent = await anyio.open_process(s.argv("worker-1", "--once", "--wait", "30"), env=s.env(), stderr=log)
+            async with agent:
+                with anyio.fail_after(90):
+                    while VERIFYING not in log_path.read_text():
+                        await anyio.sleep(0.1)
+                await anyio.sleep(1.0)  # (the check sleeps 4 s: the kill lands while it runs)
+                killed = await s.captain.post("/v1/kill", json={"reason": "stop mid-check"})
+                assert killed.status_code == 200, killed.text
+                await anyio.sleep(2.0)
+                assert (await s.task(task["id"]))["shadow_runs"] == [], "no outcome while killed"
+                resumed = await s.captain.post("/v1/resume", json={"reason": "carry on"})
+                assert resumed.status_code == 200, resumed.text
+                with anyio.fail_after(90):
+                    code = await agent.wait()
+        said = log_path.read_text()
+        assert code == 0, said
+        assert "kill switch" in said and "runs again" in said, said
+        assert said.count(VERIFYING) >= 2, said
+        (run,) = (await s.task(task["id"]))["shadow_runs"]
+        assert run["outcome"] == "succeeded" and run["verification"]["verified"] is True, run["verification"]
