@@ -6,6 +6,11 @@ Built so far (issue #17): the provider edge (`providers`), the conversation type
 third-party libraries only; it reaches the body and the brain over the wire like any other client.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import providers
 from .conversation import (
     AssistantMessage,
     Attempt,
@@ -48,11 +53,9 @@ from .pricing import (
 )
 from .providers import (
     PROVIDERS,
-    AnthropicProvider,
     BeforeAttempt,
     InMemoryProvider,
     ModelSettings,
-    OpenAIProvider,
     Provider,
     RetryPolicy,
     ScriptedProvider,
@@ -71,6 +74,20 @@ from .wallet import (
     Wallet,
     WalletCall,
 )
+
+if TYPE_CHECKING:
+    from .providers import AnthropicProvider, OpenAIProvider
+
+
+def __getattr__(name: str) -> object:
+    """`AnthropicProvider` and `OpenAIProvider` on first use: their vendor SDKs take seconds to import, and a runner
+    with a scripted model (or any other `swarm` command) needs neither."""
+    if name in ("AnthropicProvider", "OpenAIProvider"):
+        value = getattr(providers, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PROVIDERS",

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, get_args
 
 import anyio
 from pydantic import ValidationError
@@ -24,25 +24,20 @@ from pydantic import ValidationError
 from body_mcp.brain_client import BrainClient
 from body_mcp.exceptions import SwarmError
 from body_mcp.state import resolve_home
-from brain_server import (
-    BrainSettings,
-    StateEngine,
-    TokenRecord,
-    UserError,
-    issue_token,
-    revoke_token,
-    serve,
-)
-from brain_server.auth import check_token_agent, rebind_body
-from brain_server.exceptions import ApiError, ConfigError, NoDatabase, StateBroken
-from brain_server.state import Rebinding, engine_kind, open_engine, sqlite_path, sqlite_url
-from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
 from shared_protocol.brain import RebindResult, Role
 from shared_protocol.config import SwarmConfig, approval_thresholds
 from shared_protocol.secrets import Secrets
 
 from . import _context
 from ._context import config_path, load
+
+if TYPE_CHECKING:
+    from brain_server import BrainSettings, StateEngine, TokenRecord
+    from brain_server.state import Rebinding
+
+# `brain_server` (the web app, its state engines, the wake channels) is imported by the commands that use it, not
+# with this module: `swarm_cli.main` registers these parsers for every command, `swarm body` and
+# `swarm agent run` included, which never touch it.
 
 
 class _Subparsers(Protocol):
@@ -57,6 +52,8 @@ swarm_home = resolve_home
 
 def brain_section(path: Path | None) -> dict[str, Any]:
     """The `[brain]` table of the config file (empty if there is no file or no section)."""
+    from brain_server.exceptions import ConfigError
+
     if path is None:
         return {}
     try:
@@ -79,6 +76,10 @@ def load_settings(
     db: str | None = None,
 ) -> BrainSettings:
     """The brain's settings: `[brain]` from the config file, overridden by flags; the database defaults under home."""
+    from brain_server import BrainSettings
+    from brain_server.exceptions import ConfigError
+    from brain_server.state import sqlite_url
+
     home = swarm_home()
     path = config_path(config, home)
     data = brain_section(path)
@@ -105,6 +106,9 @@ def load_settings(
 def _database_url(data: dict[str, Any], *, home: Path, source: Path | None) -> Any:
     """The file's `[brain] database_url` (checked with the other keys), else its `db` (a path: the key before
     URLs), else `$SWARM_HOME/brain.db`. Takes `db` out of `data`."""
+    from brain_server.exceptions import ConfigError
+    from brain_server.state import sqlite_url
+
     legacy = data.pop("db", "")
     url = data.get("database_url", "")
     if not isinstance(legacy, str):
@@ -132,6 +136,9 @@ def serve_settings(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from brain_server import serve
+    from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
+
     settings, config = serve_settings(config=args.config, host=args.host, port=args.port, db=args.db)
     # A secret that cannot be read, or a ladder naming no known channel, stops it before it starts.
     parts = prepare_wake(config, Secrets.from_environ(os.environ))
@@ -143,6 +150,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _database(args: argparse.Namespace) -> BrainSettings:
     """The settings naming the brain's database (`--db`, `--config`, else `$SWARM_HOME/brain.db`), which must be
     one that outlives this command."""
+    from brain_server.exceptions import ConfigError
+    from brain_server.state import engine_kind
+
     settings = load_settings(config=args.config, db=args.db)
     if not engine_kind(settings.database_url).durable:
         raise ConfigError(
@@ -154,6 +164,8 @@ def _database(args: argparse.Namespace) -> BrainSettings:
 
 def _where(settings: BrainSettings) -> str:
     """The database, as a person looks for it: a SQLite file's path, else the URL."""
+    from brain_server.state import sqlite_path
+
     return str(sqlite_path(settings.database_url) or settings.database_url)
 
 
@@ -164,6 +176,8 @@ def _on_state(settings: BrainSettings, work: Callable[[StateEngine], Awaitable[T
     SQLite's write lock serialises the two, and the brain reads tokens on every request, so what is written
     here counts from the brain's next request.
     """
+    from brain_server.exceptions import NoDatabase
+    from brain_server.state import open_engine
 
     async def run() -> T:
         try:
@@ -194,6 +208,9 @@ def describe_token(token: TokenRecord) -> str:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
+    from brain_server import issue_token
+    from brain_server.auth import check_token_agent
+
     settings = _database(args)
     role = cast(Role, args.role)
 
@@ -224,6 +241,8 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from brain_server import revoke_token
+
     settings = _database(args)
 
     async def revoke(state: StateEngine) -> TokenRecord:
@@ -255,6 +274,8 @@ def cmd_body_rebind(args: argparse.Namespace) -> int:
         result = anyio.run(over_http)
         revoked = result.revoked_token_id
     else:
+        from brain_server.auth import rebind_body
+
         settings = _database(args)
 
         async def on_database(state: StateEngine) -> Rebinding:
@@ -276,6 +297,9 @@ def _guarded(command: Command) -> Command:
     cannot be used too (`swarm brain serve` then exits, for its supervisor to start it again)."""
 
     def run(args: argparse.Namespace) -> int:
+        from brain_server import UserError
+        from brain_server.exceptions import ApiError, StateBroken
+
         try:
             return int(command(args))
         except (UserError, StateBroken, ApiError, SwarmError) as exc:

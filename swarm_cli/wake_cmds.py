@@ -11,10 +11,6 @@ import anyio
 import httpx
 
 from body_mcp.state import resolve_home
-from brain_server import UserError
-from brain_server.exceptions import ConfigError
-from brain_server.wake.base import ChannelError, read_secret
-from brain_server.wake.discord import register_commands
 from shared_protocol.secrets import Secrets
 
 from . import _context
@@ -24,7 +20,14 @@ class _Subparsers(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
+# `brain_server` is imported by the command, not with this module (which every `swarm` command loads).
+
+
 def cmd_discord_register(args: argparse.Namespace) -> int:
+    from brain_server.exceptions import ConfigError
+    from brain_server.wake.base import ChannelError, read_secret
+    from brain_server.wake.discord import register_commands
+
     config = _context.load(args.config, resolve_home())
     discord = config.discord
     if not discord.application_id or not discord.bot_token:
@@ -55,6 +58,8 @@ def cmd_discord_register(args: argparse.Namespace) -> int:
 
 
 def _guarded(args: argparse.Namespace) -> int:
+    from brain_server import UserError
+
     try:
         return cmd_discord_register(args)
     except UserError as exc:

@@ -8,13 +8,34 @@
 `InMemoryProvider` stands in for a model in unit tests of the loop and the wallet.
 """
 
-from ._anthropic import AnthropicProvider
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from ._base import ModelSettings, Provider
 from ._memory import InMemoryProvider, Reply
-from ._openai import MaxTokensField, OpenAIProvider
 from ._registry import PROVIDERS, ProviderFactory, make_provider, model_settings
 from ._retry import BeforeAttempt, RetryPolicy, Sleep, retry_after_s
 from ._scripted import ScriptedError, ScriptedProvider, load_script
+
+if TYPE_CHECKING:
+    from ._anthropic import AnthropicProvider
+    from ._openai import MaxTokensField, OpenAIProvider
+
+_SDK_MODULES = {"AnthropicProvider": "._anthropic", "MaxTokensField": "._openai", "OpenAIProvider": "._openai"}
+"""Names whose modules import a vendor SDK (the `anthropic` SDK alone takes about a second to import): loaded on
+first use, so a runner with a scripted model, and every `swarm` command, starts without them."""
+
+
+def __getattr__(name: str) -> object:
+    module = _SDK_MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PROVIDERS",

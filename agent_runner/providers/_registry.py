@@ -9,16 +9,19 @@ from shared_protocol.config import ModelConfig, ProviderName
 from shared_protocol.secrets import SecretResolver, SecretUnavailable
 
 from ..exceptions import ApiKeyUnavailable, RunnerUserError
-from ._anthropic import AnthropicProvider
 from ._base import ModelSettings, Provider
-from ._openai import OpenAIProvider
 from ._retry import RetryPolicy
 from ._scripted import ScriptedProvider
 
 ProviderFactory = Callable[[ModelSettings], Provider]
 
 
+# The SDK providers are imported when one is built: a scripted runner never loads the vendor SDKs.
+
+
 def _openai(settings: ModelSettings) -> Provider:
+    from ._openai import OpenAIProvider
+
     return OpenAIProvider(
         model=settings.model,
         api_key=settings.api_key,
@@ -29,6 +32,8 @@ def _openai(settings: ModelSettings) -> Provider:
 
 
 def _anthropic(settings: ModelSettings) -> Provider:
+    from ._anthropic import AnthropicProvider
+
     return AnthropicProvider(
         model=settings.model,
         api_key=settings.api_key,

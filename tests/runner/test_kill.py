@@ -124,13 +124,17 @@ async def test_an_agent_whose_brain_is_out_of_reach_pauses_and_makes_no_model_ca
     async with serve_app(fake) as fake_url:
         try:
             async with stack(
-                tmp_path, models=openai_model(fake_url), model="fake", extra_env={"FAKE_OPENAI_KEY": API_KEY}
+                tmp_path,
+                models=openai_model(fake_url),
+                model="fake",
+                extra_env={"FAKE_OPENAI_KEY": API_KEY},
+                extra_toml="[brain]\nfailsafe_s = 2\n",  # (10 s by default; the test need not wait that long)
             ) as s:
                 env = s.env() | {"SWARM_BRAIN_URL": "http://127.0.0.1:9"}  # nothing listens there
                 with s.log("worker-1").open("w") as log:
                     agent = await anyio.open_process(s.argv("worker-1", "--once", "--wait", "5"), env=env, stderr=log)
                     async with agent:
-                        # [brain] failsafe_s (10 s by default) without the brain: paused, saying so.
+                        # [brain] failsafe_s without the brain: paused, saying so.
                         with anyio.fail_after(90):
                             while "failsafe" not in s.log("worker-1").read_text():
                                 assert agent.returncode is None, s.log("worker-1").read_text()
