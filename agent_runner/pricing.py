@@ -38,9 +38,12 @@ CHARS_PER_TOKEN = 3
 per token on English and a little under on code and JSON, so this over-reserves a little, as a reservation
 should; a call that costs more than its reservation is still settled at what it cost."""
 
-FRAMING_TOKENS = 10
-"""Added per message, per tool, per tool call and per tool result, for the role markers, ids and separators the
-provider wraps around them."""
+FRAMING_TOKENS = 20
+"""Added per message, per tool and per tool result (and once for the request), for what the provider wraps around
+them: role markers and separators, or Anthropic's content-block JSON (about 15 tokens around a short message)."""
+
+TOOL_CALL_TOKENS = 20
+"""Added per tool call of an assistant message: its id, type and function wrapper take more than a message's."""
 
 Anchor = tuple[ModelRequest, int]
 """An earlier request and the input tokens the provider reported for it."""
@@ -172,7 +175,8 @@ def cost(usage: TokenUsage, pricing: ModelPricing, *, at: datetime | None = None
 def estimate_input_tokens(request: ModelRequest, *, after: Anchor | None = None) -> int:
     """Input tokens `request` will cost at most, from its size: every character of the system prompt, the
     messages (text, tool-call arguments as JSON, tool results) and the tool definitions (name, description,
-    schema as JSON) at `CHARS_PER_TOKEN`, plus `FRAMING_TOKENS` per message, tool, tool call and tool result.
+    schema as JSON) at `CHARS_PER_TOKEN`, plus `FRAMING_TOKENS` per message, tool and tool result and
+    `TOOL_CALL_TOKENS` per tool call.
 
     `after`: an earlier request of the same conversation and the input tokens the provider reported for it. When
     `request` is that request with messages added (same system prompt and tools, its messages first), the
@@ -206,7 +210,7 @@ def _message_size(messages: Sequence[Message]) -> tuple[int, int]:
                 chars += len(content)
             case AssistantMessage(content=content, tool_calls=calls):
                 chars += len(content) + sum(len(c.id) + len(c.name) + len(_json(c.arguments)) for c in calls)
-                framing += FRAMING_TOKENS * len(calls)
+                framing += TOOL_CALL_TOKENS * len(calls)
             case ToolResultsMessage(results=results):
                 chars += sum(len(result.call_id) + len(result.content) for result in results)
                 framing += FRAMING_TOKENS * len(results)

@@ -122,6 +122,7 @@ class FakeAnthropic(FakeLLMServer):
             streamed = self._streamed(request, turn, served)
             carrying = sum(1 for _, tokens in streamed.events if tokens)
             streamed.pace_s = seconds / carrying if carrying else 0.0
+            streamed.first_token_s = reply.first_token_s if isinstance(reply, Slow) else 0.0
             return streamed
         if isinstance(reply, Slow):
             return Held(served=served, answer=self._message(request, reply.turn, served), generate_s=reply.seconds)
@@ -160,7 +161,6 @@ class FakeAnthropic(FakeLLMServer):
         if turn.refusal:
             message["stop_details"] = {"type": "refusal", "category": "cyber", "explanation": turn.refusal}
         return json_answer(200, message)
-
 
     def _streamed(self, request: dict[str, Any], turn: Turn, served: Served) -> Streamed:
         """The streamed answer; stops at `max_tokens` (stop reason `max_tokens`)."""
@@ -223,8 +223,10 @@ class FakeAnthropic(FakeLLMServer):
                 cut = True
                 break
             events.append(
-                (sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start"),
-                 name_tokens)
+                (
+                    sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start"),
+                    name_tokens,
+                )
             )
             output += name_tokens
             if block["type"] == "text":
@@ -234,7 +236,11 @@ class FakeAnthropic(FakeLLMServer):
             events.append((sse({"type": "content_block_stop", "index": index}, "content_block_stop"), 0))
         floor = 0 if output else 1  # never 0 output tokens, as the API says: the stop is one
         output += floor
-        stop = "max_tokens" if cut else turn.stop or ("refusal" if turn.refusal else "tool_use" if turn.tool_calls else "end_turn")
+        stop = (
+            "max_tokens"
+            if cut
+            else turn.stop or ("refusal" if turn.refusal else "tool_use" if turn.tool_calls else "end_turn")
+        )
         delta: dict[str, Any] = {"stop_reason": stop, "stop_sequence": None}
         if turn.refusal:
             delta["stop_details"] = {"type": "refusal", "category": "cyber", "explanation": turn.refusal}

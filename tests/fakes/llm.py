@@ -99,6 +99,9 @@ class Slow:
 
     turn: Turn = field(default_factory=Turn)
     seconds: float
+    first_token_s: float = 0.0
+    """Streamed: nothing at all is sent (not even the headers) for this long first, as while a model reads a long
+    prompt."""
 
 
 @dataclass(kw_only=True)
@@ -219,6 +222,8 @@ class Streamed:
     served: Served
     events: list[tuple[bytes, int]]
     pace_s: float = 0.0
+    first_token_s: float = 0.0
+    """Nothing sent before this (the headers included)."""
 
 
 def sse(data: Any, event: str | None = None) -> bytes:
@@ -371,11 +376,12 @@ class FakeLLMServer:
         self.bill.served.append(served)
         finished = gone = False
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
         async with anyio.create_task_group() as group:
 
             async def write() -> None:
                 nonlocal finished
+                await anyio.sleep(streamed.first_token_s)
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
                 if not streamed.pace_s:
                     served.output_tokens = sum(tokens for _, tokens in streamed.events)
                     served.completed = True

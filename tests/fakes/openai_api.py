@@ -115,6 +115,7 @@ class FakeOpenAI(FakeLLMServer):
             streamed = self._chunks(request, turn, prompt=prompt, cached=cached)
             carrying = sum(1 for _, tokens in streamed.events if tokens)
             streamed.pace_s = seconds / carrying if carrying else 0.0
+            streamed.first_token_s = reply.first_token_s if isinstance(reply, Slow) else 0.0
             return streamed
         if isinstance(reply, Slow):
             answer, served = self._completion(request, reply.turn, prompt=prompt, cached=cached)
@@ -166,7 +167,6 @@ class FakeOpenAI(FakeLLMServer):
             completion["usage"] = usage
         return json_answer(200, completion), served
 
-
     def _chunks(self, request: dict[str, Any], turn: Turn, *, prompt: int, cached: int) -> Streamed:
         """The streamed answer: one chunk per output token; stops at the output limit (finish `length`)."""
         base: dict[str, Any] = {
@@ -210,7 +210,10 @@ class FakeOpenAI(FakeLLMServer):
                 break
             events.append((chunk({"tool_calls": [head]}), count_tokens(name)))
             output += count_tokens(name)
-            emit(wire["function"]["arguments"], lambda p, i=index: {"tool_calls": [{"index": i, "function": {"arguments": p}}]})
+            emit(
+                wire["function"]["arguments"],
+                lambda p, i=index: {"tool_calls": [{"index": i, "function": {"arguments": p}}]},
+            )
         finish = "length" if cut else turn.stop or ("tool_calls" if turn.tool_calls else "stop")
         events.append((chunk({}, finish), 0))
         if with_usage and turn.report_usage:
@@ -254,7 +257,9 @@ def check_request(body: Any) -> dict[str, Any]:
     options = request.get("stream_options")
     if options is not None and not stream:
         raise Invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
-    if options is not None and (not isinstance(options, dict) or set(cast(dict[str, Any], options)) - {"include_usage"}):
+    if options is not None and (
+        not isinstance(options, dict) or set(cast(dict[str, Any], options)) - {"include_usage"}
+    ):
         raise Invalid("Invalid 'stream_options': only include_usage is known", "stream_options")
     limits = [key for key in ("max_completion_tokens", "max_tokens") if key in request]
     if len(limits) != 1:

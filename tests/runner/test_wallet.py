@@ -53,13 +53,13 @@ def priced(model: str = "gpt-4o") -> ModelPricing:
 
 
 def small_request() -> ModelRequest:
-    """30 + 60 characters: ceil(90 / 3) = 30 tokens, plus 10 framing tokens for the request and 10 for its one
-    message = 50 input tokens; with 100 output tokens, reserved at the dearer cache-write rate:
-    (50 × 2.5 + 100 × 10) / 1e6 = $0.001125."""
+    """30 + 60 characters: ceil(90 / 3) = 30 tokens, plus 20 framing tokens for the request and 20 for its one
+    message = 70 input tokens; with 100 output tokens, reserved at the dearer cache-write rate:
+    (70 × 2.5 + 100 × 10) / 1e6 = $0.001175."""
     return ModelRequest(system="S" * 30, messages=[UserMessage(content="U" * 60)], max_output_tokens=100)
 
 
-SMALL_RESERVATION = Decimal("0.001125")
+SMALL_RESERVATION = Decimal("0.001175")
 
 
 class Sink:
@@ -124,7 +124,7 @@ async def test_a_reservation_that_would_pass_the_task_budget_is_refused_before_a
     task = make_wallet(ledger, sink, max_usd_per_task=0.002).task("t-2")
     usage = TokenUsage(input_tokens=50, output_tokens=20)  # (50 × 2 + 20 × 10) / 1e6 = $0.0003 a call
     provider = InMemoryProvider([ModelTurn(content="ok", usage=usage)] * 4)
-    for _ in range(3):  # $0.0009 spent: the next needs 0.0009 + 0.001125 > 0.002
+    for _ in range(3):  # $0.0009 spent: the next needs 0.0009 + 0.001175 > 0.002
         await task.complete(provider, small_request())
     with pytest.raises(BudgetRefused) as refused:
         await task.complete(provider, small_request())
