@@ -13,7 +13,7 @@ come back with their arguments already parsed, and a turn's parallel calls keep 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "other"]
@@ -127,6 +127,61 @@ class Attempt:
     outcome: AttemptOutcome
     status: int | None = None
     usage: TokenUsage | None = None
+    observed: Observed | None = None
+    """What a streamed answer had delivered when it was cut off or ended without usage (None: nothing came)."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class Observed:
+    """What one attempt's streamed answer delivered before it ended: the wallet settles an attempt cut off
+    mid-answer (or answered without usage) from this rather than at its reservation.
+
+    `input` is the provider's own input count when it sent one before the end (Anthropic's `message_start`;
+    OpenAI reports usage only in its last chunk); its `output_tokens` are not used. `output_tokens` is the
+    provider's running output count when it sent one (Anthropic's `message_delta`), else 0; `output_chars` and
+    `output_chunks` are the text, refusal and tool-argument characters received and the stream events that
+    carried them."""
+
+    input: TokenUsage | None = None
+    output_tokens: int = 0
+    output_chars: int = 0
+    output_chunks: int = 0
+
+
+class Meter:
+    """Kept by a streaming provider while one attempt's answer comes in (the wallet hands one out per attempt
+    from `before_attempt`, and reads it if the attempt is cancelled). `observed` is None until the answer began
+    (a 2xx and its first event): then the provider has read the prompt, and bills it."""
+
+    def __init__(self) -> None:
+        self.observed: Observed | None = None
+
+    def began(self) -> None:
+        if self.observed is None:
+            self.observed = Observed()
+
+    def reported_input(self, usage: TokenUsage) -> None:
+        self.began()
+        self.observed = replace(self._seen, input=usage)
+
+    def reported_output(self, tokens: int) -> None:
+        self.began()
+        self.observed = replace(self._seen, output_tokens=max(tokens, self._seen.output_tokens))
+
+    def received(self, text: str) -> None:
+        """One stream event carrying `text` of the answer (content, refusal or tool-call arguments)."""
+        self.began()
+        if text:
+            seen = self._seen
+            self.observed = replace(
+                seen, output_chars=seen.output_chars + len(text), output_chunks=seen.output_chunks + 1
+            )
+
+    @property
+    def _seen(self) -> Observed:
+        if self.observed is None:
+            raise RuntimeError("the answer has not begun")
+        return self.observed
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -2,6 +2,7 @@
 
     pricing = resolve_pricing("gpt-4o", provider="openai")        # once, when an agent starts: PriceUnknown here
     estimate_reservation(request, pricing)  # before a call: reserve this (the wallet)
+    estimate_input_tokens(request, after=(earlier_request, its_reported_input_tokens))  # tighter, same bound
     cost(turn.usage, pricing)               # after it: settle with this
 
 Prices come from the maintained genai-prices package, the table bundled with the installed version (its
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +30,7 @@ from genai_prices.types import ModelInfo, ModelPrice, Usage
 from shared_protocol.config import ModelConfig, ProviderName
 
 from ._price_data import bundled_snapshot
-from .conversation import AssistantMessage, ModelRequest, TokenUsage, ToolResultsMessage, UserMessage
+from .conversation import AssistantMessage, Message, ModelRequest, TokenUsage, ToolResultsMessage, UserMessage
 from .exceptions import PriceUnknown
 
 CHARS_PER_TOKEN = 3
@@ -36,8 +38,15 @@ CHARS_PER_TOKEN = 3
 per token on English and a little under on code and JSON, so this over-reserves a little, as a reservation
 should; a call that costs more than its reservation is still settled at what it cost."""
 
-FRAMING_TOKENS = 10
-"""Added per message and per tool, for the role markers and separators the provider wraps around them."""
+FRAMING_TOKENS = 20
+"""Added per message, per tool and per tool result (and once for the request), for what the provider wraps around
+them: role markers and separators, or Anthropic's content-block JSON (about 15 tokens around a short message)."""
+
+TOOL_CALL_TOKENS = 20
+"""Added per tool call of an assistant message: its id, type and function wrapper take more than a message's."""
+
+Anchor = tuple[ModelRequest, int]
+"""An earlier request and the input tokens the provider reported for it."""
 
 PriceKey = Literal["input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"]
 
@@ -163,29 +172,58 @@ def cost(usage: TokenUsage, pricing: ModelPricing, *, at: datetime | None = None
     )
 
 
-def estimate_input_tokens(request: ModelRequest) -> int:
+def estimate_input_tokens(request: ModelRequest, *, after: Anchor | None = None) -> int:
     """Input tokens `request` will cost at most, from its size: every character of the system prompt, the
     messages (text, tool-call arguments as JSON, tool results) and the tool definitions (name, description,
-    schema as JSON) at `CHARS_PER_TOKEN`, plus `FRAMING_TOKENS` per message and per tool."""
-    chars = len(request.system)
-    for message in request.messages:
+    schema as JSON) at `CHARS_PER_TOKEN`, plus `FRAMING_TOKENS` per message, tool and tool result and
+    `TOOL_CALL_TOKENS` per tool call.
+
+    `after`: an earlier request of the same conversation and the input tokens the provider reported for it. When
+    `request` is that request with messages added (same system prompt and tools, its messages first), the
+    estimate is those reported tokens plus the added messages' estimate: the provider's own count for all but the
+    newest messages, so the bound tightens as a conversation grows instead of drifting with its length."""
+    if after is not None:
+        earlier, reported = after
+        known = len(earlier.messages)
+        if (
+            earlier.system == request.system
+            and tuple(earlier.tools) == tuple(request.tools)
+            and tuple(request.messages[:known]) == tuple(earlier.messages)
+        ):
+            chars, framing = _message_size(request.messages[known:])
+            return reported + math.ceil(chars / CHARS_PER_TOKEN) + framing
+    chars, framing = _message_size(request.messages)
+    chars += len(request.system)
+    for tool in request.tools:
+        chars += len(tool.name) + len(tool.description) + len(_json(tool.input_schema))
+    framing += FRAMING_TOKENS * (1 + len(request.tools))
+    return math.ceil(chars / CHARS_PER_TOKEN) + framing
+
+
+def _message_size(messages: Sequence[Message]) -> tuple[int, int]:
+    """The characters of `messages` and their framing tokens."""
+    chars = 0
+    framing = FRAMING_TOKENS * len(messages)
+    for message in messages:
         match message:
             case UserMessage(content=content):
                 chars += len(content)
             case AssistantMessage(content=content, tool_calls=calls):
                 chars += len(content) + sum(len(c.id) + len(c.name) + len(_json(c.arguments)) for c in calls)
+                framing += TOOL_CALL_TOKENS * len(calls)
             case ToolResultsMessage(results=results):
                 chars += sum(len(result.call_id) + len(result.content) for result in results)
-    for tool in request.tools:
-        chars += len(tool.name) + len(tool.description) + len(_json(tool.input_schema))
-    framing = FRAMING_TOKENS * (1 + len(request.messages) + len(request.tools))
-    return math.ceil(chars / CHARS_PER_TOKEN) + framing
+                framing += FRAMING_TOKENS * len(results)
+    return chars, framing
 
 
-def estimate_reservation(request: ModelRequest, pricing: ModelPricing, *, at: datetime | None = None) -> Decimal:
-    """What to reserve before sending `request`: its estimated input plus its full `max_output_tokens`, the input
-    priced at the dearer of the input and cache-write rates (a call may write its whole prompt to the cache)."""
-    tokens = estimate_input_tokens(request)
+def estimate_reservation(
+    request: ModelRequest, pricing: ModelPricing, *, at: datetime | None = None, input_tokens: int | None = None
+) -> Decimal:
+    """What to reserve before sending `request`: its estimated input (`input_tokens`, else
+    `estimate_input_tokens(request)`) plus its full `max_output_tokens`, the input priced at the dearer of the
+    input and cache-write rates (a call may write its whole prompt to the cache)."""
+    tokens = estimate_input_tokens(request) if input_tokens is None else input_tokens
     fresh = Usage(input_tokens=tokens, output_tokens=request.max_output_tokens)
     written = Usage(input_tokens=tokens, cache_write_tokens=tokens, output_tokens=request.max_output_tokens)
     return max(_price(fresh, pricing, at=at), _price(written, pricing, at=at))

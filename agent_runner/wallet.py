@@ -10,16 +10,26 @@
 `call.settle_turn(turn)`, `call.settle_error(error)`, `call.abort()`; a loop that needs the steps apart uses them.
 
 Before each attempt (retries included) the wallet reserves `estimate_reservation(request)`: the request's size
-plus its whole `max_output_tokens`, priced. A reservation that would take the task's money (settled plus held)
+plus its whole `max_output_tokens`, priced. The size is estimated at 3 characters a token (plus framing), or,
+when the request extends the task's last one the provider counted, as that count plus the new messages' estimate
+(`estimate_input_tokens(after=…)`). A reservation that would take the task's money (settled plus held)
 past `max_usd_per_task` is refused with `BudgetRefused` (code "max_usd_per_task") and nothing is sent; so is
 one the `Ledger` (the agent's [limits]: $ per action, $ per hour) refuses. When the call ends, each attempt is
 settled once, at:
 
     answered, usage reported   cost(usage): input, output, cache reads and writes × the price table
-    answered, no usage         its reservation (some local servers report none)
     rejected (429, 5xx, 4xx)   0: nothing was generated
-    aborted (timeout, dropped) its reservation: the provider may have worked, and billed, all of it
-    cancelled mid-attempt      its reservation, recorded as `aborted` (the settling is shielded)
+    cut off mid-answer         cost(what was observed), recorded as `aborted`: a timeout, a dropped stream, or a
+      (or answered, no usage)  cancellation (the kill switch; the settling is shielded) once the streamed answer
+                               began (see `observed_usage`)
+    nothing observed           its reservation (`aborted`; `answered` for a 2xx that was not an answer): the
+                               provider may have worked, and billed, all of it
+
+What was observed (`Observed`, kept by the provider in the attempt's `Meter`): the input as the provider reported
+it when it did before the end (Anthropic's `message_start`, cache reads and writes included), else the input
+estimate (all at the input rate); the output as the provider's running count when it sent one, else the larger of
+the stream events carrying text (OpenAI and most compatible servers send a token an event) and the characters
+received at 3 a token.
 
 Each settled attempt becomes a `UsageRecord`, awaited into `sink` (the runner posts them to the brain's
 `POST /v1/usage`) in a shielded scope, so a cancelled task still reports what it spent. Amounts are `Decimal`
@@ -28,6 +38,7 @@ Each settled attempt becomes a `UsageRecord`, awaited into `sink` (the runner po
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -37,9 +48,16 @@ from typing import Protocol, Self
 
 import anyio
 
-from .conversation import Attempt, AttemptOutcome, ModelRequest, ModelTurn, TokenUsage
+from .conversation import Attempt, AttemptOutcome, Meter, ModelRequest, ModelTurn, Observed, TokenUsage
 from .exceptions import BudgetRefused, ProviderError, RunnerUserError
-from .pricing import ModelPricing, cost, estimate_reservation
+from .pricing import (
+    CHARS_PER_TOKEN,
+    Anchor,
+    ModelPricing,
+    cost,
+    estimate_input_tokens,
+    estimate_reservation,
+)
 from .providers import Provider
 
 ZERO = Decimal(0)
@@ -116,10 +134,27 @@ def _key(hold: Hold) -> int:
     return hold.ref
 
 
+def observed_usage(observed: Observed, *, estimated_input: int) -> TokenUsage:
+    """The usage to settle an attempt at from what it was seen to receive: the input the provider reported (else
+    `estimated_input`, all uncached), and the output tokens received (the provider's running count, else the larger
+    of the text-carrying events and the characters at `CHARS_PER_TOKEN`)."""
+    output = max(observed.output_tokens, observed.output_chunks, math.ceil(observed.output_chars / CHARS_PER_TOKEN))
+    reported = observed.input
+    if reported is None:
+        return TokenUsage(input_tokens=estimated_input, output_tokens=output)
+    return TokenUsage(
+        input_tokens=reported.input_tokens,
+        output_tokens=output,
+        cache_read_tokens=reported.cache_read_tokens,
+        cache_write_tokens=reported.cache_write_tokens,
+    )
+
+
 @dataclass(kw_only=True, frozen=True)
 class UsageRecord:
     """One settled attempt, as the brain stores it (`POST /v1/usage`, idempotent by `id`). Tokens are what the
-    provider reported (0 when it reported none); `usd` is what the wallet settled it at."""
+    provider reported, or for an attempt settled from what was observed, those it was settled at (0 for one settled
+    at its reservation); `usd` is what the wallet settled it at."""
 
     id: str
     at: datetime
@@ -224,6 +259,8 @@ class TaskWallet:
         self.task_id = task_id
         self._spend = spent if spent is not None else TaskSpend(task_id=task_id, model=wallet.pricing.model)
         self._open: set[WalletCall] = set()
+        self.anchor: Anchor | None = None
+        """The task's last request whose input the provider counted, and that count (see `estimate_input_tokens`)."""
 
     @property
     def held_usd(self) -> Decimal:
@@ -292,6 +329,8 @@ class WalletCall:
         self.task = task
         self.request = request
         self._holds: dict[int, tuple[Hold, Decimal]] = {}
+        self._meters: dict[int, Meter] = {}
+        self._input_tokens = 0
         self._reservation: Decimal | None = None
         self._done = False
 
@@ -299,17 +338,21 @@ class WalletCall:
     def held_usd(self) -> Decimal:
         return sum((reserved for _, reserved in self._holds.values()), ZERO)
 
-    async def before_attempt(self, number: int) -> None:
-        """The provider's `BeforeAttempt`: reserve this attempt, or raise `BudgetRefused`."""
+    async def before_attempt(self, number: int) -> Meter:
+        """The provider's `BeforeAttempt`: reserve this attempt, or raise `BudgetRefused`; the `Meter` returned is
+        where a streaming provider records what the attempt receives."""
         wallet = self.task.wallet
         if self._done:
             raise RuntimeError("this wallet call is already settled")
         if self._reservation is None:
-            self._reservation = estimate_reservation(self.request, wallet.pricing)
+            self._input_tokens = estimate_input_tokens(self.request, after=self.task.anchor)
+            self._reservation = estimate_reservation(self.request, wallet.pricing, input_tokens=self._input_tokens)
         what = f"{wallet.provider} {wallet.pricing.model} call for task {self.task.task_id}, attempt {number}"
         self.task.check(self._reservation, what)
         hold = wallet.ledger.reserve(float(self._reservation), what=what)
         self._holds[number] = (hold, self._reservation)
+        meter = self._meters[number] = Meter()
+        return meter
 
     async def settle_turn(self, turn: ModelTurn) -> None:
         await self._settle(turn.attempts)
@@ -318,7 +361,8 @@ class WalletCall:
         await self._settle(error.attempts)
 
     async def abort(self) -> None:
-        """Settle every hold at its reservation (as `aborted`): the call was cancelled or its end is unknown."""
+        """Settle every hold as `aborted`: from what its attempt was observed to receive, else at its reservation
+        (the call was cancelled or its end is unknown)."""
         await self._settle(())
 
     async def _settle(self, attempts: tuple[Attempt, ...]) -> None:
@@ -339,12 +383,20 @@ class WalletCall:
         holds, self._holds = self._holds, {}
         for number, (hold, reserved) in sorted(holds.items()):
             attempt = attempts.get(number)
+            meter = self._meters.get(number)
             outcome: AttemptOutcome = attempt.outcome if attempt is not None else "aborted"
             usage = attempt.usage if attempt is not None else None
+            observed = attempt.observed if attempt is not None else meter.observed if meter is not None else None
             if outcome == "rejected":
-                usd = ZERO
+                usage, usd = None, ZERO
             elif usage is not None:
                 usd = cost(usage, wallet.pricing)
+                self.task.anchor = (self.request, usage.input_tokens)
+            elif observed is not None:
+                usage = observed_usage(observed, estimated_input=self._input_tokens)
+                usd = cost(usage, wallet.pricing)
+                if observed.input is not None:
+                    self.task.anchor = (self.request, observed.input.input_tokens)
             else:
                 usd = reserved
             if usd:

@@ -8,9 +8,10 @@ tests/fakes on 127.0.0.1, each call reserved and settled by a real `Wallet` on a
 one `read_text_file` call; a task is `--steps` turns (the step budget ends it).
 
 Baseline, alternating task by task in the same run: the same work done bare. The same conversation, grown the same
-way, sent with a direct `AsyncOpenAI(...).chat.completions.create` to the same fake, and the same tool call made
-with a direct MCP `call_tool` on the same body session. So both sides pay for the fake, the HTTP round trip, the
-body's guard and audit; the difference is the runner (request building, provider mapping, wallet, gate, loop).
+way, sent with a direct `AsyncOpenAI(...).chat.completions.create` to the same fake (streamed, as the provider
+asks), and the same tool call made with a direct MCP `call_tool` on the same body session. So both sides pay for
+the fake, the HTTP round trip, the body's guard and audit; the difference is the runner (request building,
+provider mapping, wallet, gate, loop).
 
 A step is timed where both are seen the same way: between consecutive requests arriving at the fake (a model
 answer, its tool call, and building the next request). Prints median and p90 per step for both, the overhead
@@ -173,35 +174,45 @@ async def main(rounds: int, steps: int) -> None:
                         {"role": "user", "content": first.content},
                     ]
                     for _ in range(steps):
-                        completion = await sdk.chat.completions.create(
+                        stream = await sdk.chat.completions.create(
                             model=MODEL,
                             messages=cast(Any, messages),
                             tools=cast(Any, wire_tools),
                             max_completion_tokens=256,
+                            stream=True,  # as the runner's provider asks
+                            stream_options={"include_usage": True},
                         )
-                        message = completion.choices[0].message
-                        calls = message.tool_calls or []
+                        content = ""
+                        calls: dict[int, dict[str, str]] = {}
+                        async for chunk in stream:
+                            for choice in chunk.choices:
+                                content += choice.delta.content or ""
+                                for part in choice.delta.tool_calls or []:
+                                    entry = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                                    entry["id"] = part.id or entry["id"]
+                                    if part.function is not None:
+                                        entry["name"] += part.function.name or ""
+                                        entry["arguments"] += part.function.arguments or ""
+                        ordered = [calls[index] for index in sorted(calls)]
                         messages.append(
                             {
                                 "role": "assistant",
-                                "content": message.content,
+                                "content": content or None,
                                 "tool_calls": [
                                     {
-                                        "id": c.id,
+                                        "id": c["id"],
                                         "type": "function",
-                                        "function": {"name": c.function.name, "arguments": c.function.arguments},
+                                        "function": {"name": c["name"], "arguments": c["arguments"]},
                                     }
-                                    for c in calls
-                                    if c.type == "function"
+                                    for c in ordered
                                 ],
                             }
                         )
-                        for c in calls:
-                            assert c.type == "function"
-                            result = await client.call_tool(c.function.name, json.loads(c.function.arguments))
+                        for c in ordered:
+                            result = await client.call_tool(c["name"], json.loads(c["arguments"]))
                             assert not result.is_error, result
                             text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
-                            messages.append({"role": "tool", "tool_call_id": c.id, "content": text})
+                            messages.append({"role": "tool", "tool_call_id": c["id"], "content": text})
 
                 # One untimed task each first (imports, connection pools, the body's first audit write).
                 await runner_task(-1)

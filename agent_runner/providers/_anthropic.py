@@ -1,7 +1,12 @@
 """Anthropic Messages through the official `anthropic` SDK: tool_use and tool_result blocks, prompt caching.
 
-    ModelRequest ──to_anthropic_messages / to_anthropic_tools──▶ POST {base_url}/v1/messages
-    ModelTurn ◀──turn_from_anthropic── the response JSON, validated against the SDK's `Message`
+    ModelRequest ──to_anthropic_messages / to_anthropic_tools──▶ POST {base_url}/v1/messages  (stream: true)
+    ModelTurn ◀──turn_from_anthropic── the streamed events (each validated against the SDK's
+                                       `RawMessageStreamEvent`), put together as a `Message`
+
+The answer is streamed so that a try cut off mid-answer (a timeout, the kill switch) leaves a record of what it
+received (its `Meter`): `message_start` carries the input usage, cache reads and writes included, and the
+wallet settles such a try from it and the output received instead of at its whole reservation.
 
 The conversation is sent with top-level `cache_control` (automatic prompt caching): an agent resends its whole
 growing conversation every step, and reading it back from the cache costs a tenth of fresh input. The SDK's
@@ -17,22 +22,25 @@ from typing import Any, cast
 
 import anthropic
 import anyio
+import httpx2
 from anthropic import AsyncAnthropic
 from anthropic.types import (
     ContentBlockParam,
     Message,
     MessageParam,
+    RawMessageStreamEvent,
     TextBlockParam,
     ToolParam,
     ToolResultBlockParam,
     ToolUseBlockParam,
 )
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from shared_protocol.secrets import Secret
 
 from ..conversation import (
     AssistantMessage,
+    Meter,
     ModelRequest,
     ModelTurn,
     StopReason,
@@ -115,10 +123,11 @@ def to_anthropic_tools(tools: Sequence[ToolDefinition]) -> list[ToolParam]:
     ]
 
 
-def turn_from_anthropic(body: bytes, *, provider: str, model: str) -> ModelTurn:
-    """A response body as a turn, or `AttemptFailed` (garbage, refusal) for the retry loop."""
+def turn_from_anthropic(body: bytes | Mapping[str, Any], *, provider: str, model: str) -> ModelTurn:
+    """A response (its body, or the JSON already read) as a turn, or `AttemptFailed` (garbage, refusal) for the
+    retry loop."""
     try:
-        payload: Any = json.loads(body)
+        payload: Any = json.loads(body) if isinstance(body, bytes) else body
         message = Message.model_validate(payload)
     except (ValueError, ValidationError) as exc:
         raise garbage(
@@ -152,8 +161,110 @@ def turn_from_anthropic(body: bytes, *, provider: str, model: str) -> ModelTurn:
     )
 
 
+_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
+
+
+class EventReader:
+    """Puts a streamed message back together, one `data:` line at a time, recording what came in `meter`."""
+
+    def __init__(self, meter: Meter, *, provider: str, model: str) -> None:
+        self.meter = meter
+        self.provider = provider
+        self.model = model
+        self.done = False
+        """`message_stop` came."""
+        self._message: dict[str, Any] | None = None
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._json: dict[int, list[str]] = {}
+
+    def line(self, line: str) -> None:
+        """One line of the event stream (`AttemptFailed` for an error event or an event that is not one)."""
+        if not line.startswith("data:"):
+            return  # blank separators, `event:` lines (the data says its type too)
+        try:
+            payload: Any = json.loads(line.removeprefix("data:").strip())
+        except ValueError:
+            raise self._garbage("a stream event is not JSON") from None
+        kind = cast(dict[str, Any], payload).get("type") if isinstance(payload, dict) else None
+        if kind == "ping":
+            return
+        if kind == "error":
+            error = cast(dict[str, Any], payload).get("error")
+            found = cast(dict[str, Any], error) if isinstance(error, dict) else {}
+            reason = ": ".join(str(part) for part in (found.get("type"), found.get("message")) if part)
+            raise no_answer(
+                provider=self.provider, model=self.model, reason=f"the answer broke off: {detail(reason or 'error')}"
+            )
+        try:
+            event = _EVENT.validate_python(payload)
+        except ValidationError as exc:
+            raise self._garbage(f"a stream event is not a message event: {unreadable(exc)}") from None
+        self._take(event, cast(dict[str, Any], payload))
+
+    def _take(self, event: RawMessageStreamEvent, payload: dict[str, Any]) -> None:
+        if event.type == "message_start":
+            self._message = dict(cast(dict[str, Any], payload["message"]))
+            self._message["usage"] = dict(cast(dict[str, Any], self._message["usage"]))
+            try:
+                self.meter.reported_input(token_usage(self._message["usage"], flavor="anthropic"))
+            except ValueError as exc:
+                raise self._garbage(f"unreadable usage: {exc}") from None
+            return
+        if self._message is None:
+            raise self._garbage(f"a {event.type} event before message_start")
+        match event.type:
+            case "content_block_start":
+                block = dict(cast(dict[str, Any], payload["content_block"]))
+                self._blocks[event.index] = block
+                if event.content_block.type == "tool_use":
+                    self._json[event.index] = []
+                    self.meter.received(event.content_block.name)
+                else:
+                    self.meter.received(str(block.get("text") or ""))
+            case "content_block_delta":
+                block = self._blocks.get(event.index)
+                if block is None:
+                    raise self._garbage(f"a delta for content block {event.index}, never started")
+                delta = event.delta
+                if delta.type == "text_delta":
+                    block["text"] = str(block.get("text") or "") + delta.text
+                    self.meter.received(delta.text)
+                elif delta.type == "input_json_delta":
+                    self._json.setdefault(event.index, []).append(delta.partial_json)
+                    self.meter.received(delta.partial_json)
+                # thinking, signature and citation deltas: never asked for, nothing to act on
+            case "content_block_stop":
+                parts = self._json.pop(event.index, None)
+                if parts is not None and event.index in self._blocks:
+                    text = "".join(parts)
+                    try:
+                        self._blocks[event.index]["input"] = json.loads(text) if text.strip() else {}
+                    except ValueError:
+                        self._blocks[event.index]["input"] = text  # not an object: garbage, said below
+            case "message_delta":
+                for key, value in cast(dict[str, Any], payload["delta"]).items():
+                    self._message[key] = value
+                usage = cast(dict[str, Any], self._message["usage"])
+                usage.update({k: v for k, v in cast(dict[str, Any], payload["usage"]).items() if v is not None})
+                self.meter.reported_output(event.usage.output_tokens)
+            case "message_stop":
+                self.done = True
+
+    def turn(self) -> ModelTurn:
+        """The turn the stream made (`AttemptFailed` if it was not a stream, or stopped before its end)."""
+        if self._message is None:
+            raise self._garbage("the answer is not a message stream")
+        if not self.done:
+            raise no_answer(provider=self.provider, model=self.model, reason="the answer stopped before its end")
+        message = {**self._message, "content": [block for _, block in sorted(self._blocks.items())]}
+        return turn_from_anthropic(message, provider=self.provider, model=self.model)
+
+    def _garbage(self, reason: str) -> AttemptFailed:
+        return garbage(provider=self.provider, model=self.model, reason=reason)
+
+
 class AnthropicProvider:
-    """Messages, non-streaming."""
+    """Messages, streamed."""
 
     def __init__(
         self,
@@ -188,26 +299,31 @@ class AnthropicProvider:
         messages = to_anthropic_messages(request.messages)
         tools = to_anthropic_tools(request.tools)
 
-        async def attempt() -> ModelTurn:
-            return await self._attempt(request.system, messages, tools, request.max_output_tokens)
+        async def attempt(meter: Meter) -> ModelTurn:
+            return await self._attempt(request.system, messages, tools, request.max_output_tokens, meter)
 
         return await call_with_retries(attempt, policy=self._retry, before_attempt=before_attempt, sleep=self._sleep)
 
     async def _attempt(
-        self, system: str, messages: list[MessageParam], tools: list[ToolParam], limit: int
+        self, system: str, messages: list[MessageParam], tools: list[ToolParam], limit: int, meter: Meter
     ) -> ModelTurn:
+        reader = EventReader(meter, provider="anthropic", model=self._model)
         try:
             # One deadline for the whole try, whatever the SDK's timeouts cover.
             with anyio.fail_after(self._timeout_s):
-                raw = await self._client.messages.with_raw_response.create(
+                async with self._client.messages.with_streaming_response.create(
                     model=self._model,
                     max_tokens=limit,
                     messages=messages,
                     system=system if system else anthropic.omit,
                     tools=tools if tools else anthropic.omit,
                     cache_control={"type": "ephemeral"} if self._prompt_caching else anthropic.omit,
-                )
-                body = await raw.http_response.aread()
+                    stream=True,
+                ) as response:
+                    async for line in response.iter_lines():
+                        reader.line(line)
+                        if reader.done:
+                            break
         except TimeoutError:
             raise no_answer(
                 provider="anthropic", model=self._model, reason=f"no answer within {self._timeout_s:g} s"
@@ -219,7 +335,10 @@ class AnthropicProvider:
             raise no_answer(provider="anthropic", model=self._model, reason=reason) from None
         except anthropic.APIStatusError as exc:
             raise self._status_failure(exc) from None
-        return turn_from_anthropic(body, provider="anthropic", model=self._model)
+        except httpx2.HTTPError as exc:  # reading the stream, past the SDK
+            reason = f"the answer broke off: {detail(str(exc) or type(exc).__name__, secret=self._key)}"
+            raise no_answer(provider="anthropic", model=self._model, reason=reason) from None
+        return reader.turn()
 
     def _status_failure(self, exc: anthropic.APIStatusError) -> AttemptFailed:
         message = exc.api_message or exc.message

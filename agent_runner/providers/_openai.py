@@ -1,8 +1,13 @@
 """OpenAI Chat Completions through the official `openai` SDK. A `base_url` makes the same code serve any
 compatible server: Ollama, vLLM, a llama.cpp server, a proxy.
 
-    ModelRequest ──to_openai_messages / to_openai_tools──▶ POST {base_url}/chat/completions
-    ModelTurn ◀──turn_from_openai── the response JSON, validated against the SDK's `ChatCompletion`
+    ModelRequest ──to_openai_messages / to_openai_tools──▶ POST {base_url}/chat/completions  (stream: true)
+    ModelTurn ◀──turn_from_openai── the streamed chunks (each validated against the SDK's `ChatCompletionChunk`),
+                                    put together as a `ChatCompletion`
+
+The answer is streamed (`stream_options.include_usage`: the usage comes in a last chunk) so that a try cut off
+mid-answer (a timeout, the kill switch) leaves a record of what it received (its `Meter`): OpenAI sends one
+token a chunk, and the wallet settles such a try from it instead of at its whole reservation.
 
 The SDK's retries are off (`max_retries=0`); `call_with_retries` does them. The client is always given its base
 URL and key explicitly, so `OPENAI_BASE_URL` and `OPENAI_API_KEY` in the environment cannot redirect the runner
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import anyio
@@ -21,6 +27,7 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import (
     ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionFunctionToolParam,
     ChatCompletionMessageFunctionToolCallParam,
     ChatCompletionMessageParam,
@@ -32,6 +39,7 @@ from shared_protocol.secrets import Secret
 from ..conversation import (
     AssistantMessage,
     Message,
+    Meter,
     ModelRequest,
     ModelTurn,
     StopReason,
@@ -107,10 +115,11 @@ def to_openai_tools(tools: Sequence[ToolDefinition]) -> list[ChatCompletionFunct
     ]
 
 
-def turn_from_openai(body: bytes, *, provider: str, model: str) -> ModelTurn:
-    """A response body as a turn, or `AttemptFailed` (garbage, refusal, content filter) for the retry loop."""
+def turn_from_openai(body: bytes | Mapping[str, Any], *, provider: str, model: str) -> ModelTurn:
+    """A response (its body, or the JSON already read) as a turn, or `AttemptFailed` (garbage, refusal, content
+    filter) for the retry loop."""
     try:
-        payload: Any = json.loads(body)
+        payload: Any = json.loads(body) if isinstance(body, bytes) else body
         completion = ChatCompletion.model_validate(payload)
     except (ValueError, ValidationError) as exc:
         raise garbage(
@@ -160,8 +169,111 @@ def _arguments(text: str) -> dict[str, Any] | None:
     return cast(dict[str, Any], value) if isinstance(value, dict) else None
 
 
+@dataclass
+class _Call:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list[str])
+
+
+class ChunkReader:
+    """Puts a streamed chat completion back together, one `data:` line at a time, recording what came in `meter`."""
+
+    def __init__(self, meter: Meter, *, provider: str, model: str) -> None:
+        self.meter = meter
+        self.provider = provider
+        self.model = model
+        self.done = False
+        """`data: [DONE]` came."""
+        self._first: dict[str, Any] | None = None
+        self._content: list[str] = []
+        self._refusal: list[str] = []
+        self._calls: dict[int, _Call] = {}
+        self._finish: str | None = None
+        self._usage: Any = None
+
+    def line(self, line: str) -> None:
+        """One line of the event stream (`AttemptFailed` for an error event or a chunk that is not one)."""
+        if not line.startswith("data:"):
+            return  # blank separators, comments, `event:` lines
+        data = line.removeprefix("data:").strip()
+        if data == "[DONE]":
+            self.done = True
+            return
+        try:
+            payload: Any = json.loads(data)
+        except ValueError:
+            raise self._garbage("a stream event is not JSON") from None
+        if isinstance(payload, dict) and "error" in payload:
+            error = _error_object(cast(dict[str, Any], payload)["error"])
+            reason = f"the answer broke off with an error: {detail(str(error.get('message') or error))}"
+            raise no_answer(provider=self.provider, model=self.model, reason=reason)
+        try:
+            chunk = ChatCompletionChunk.model_validate(payload)
+        except ValidationError as exc:
+            raise self._garbage(f"a stream event is not a chat completion chunk: {unreadable(exc)}") from None
+        self.meter.began()
+        if self._first is None:
+            self._first = cast(dict[str, Any], payload)
+        if chunk.usage is not None:
+            self._usage = cast(dict[str, Any], payload)["usage"]
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            if delta.content:
+                self._content.append(delta.content)
+                self.meter.received(delta.content)
+            if delta.refusal:
+                self._refusal.append(delta.refusal)
+                self.meter.received(delta.refusal)
+            for part in delta.tool_calls or []:
+                call = self._calls.setdefault(part.index, _Call())
+                call.id = part.id or call.id
+                if part.function is not None:
+                    call.name += part.function.name or ""
+                    call.arguments.append(part.function.arguments or "")
+                    self.meter.received((part.function.name or "") + (part.function.arguments or ""))
+            if choice.finish_reason is not None:
+                self._finish = choice.finish_reason
+
+    def turn(self) -> ModelTurn:
+        """The turn the stream made (`AttemptFailed` if it was not a stream, or stopped before its end)."""
+        if self._first is None:
+            raise self._garbage("the answer is not a chat completion stream")
+        if not self.done and self._finish is None:
+            raise no_answer(provider=self.provider, model=self.model, reason="the answer stopped before its end")
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self._content) or None,
+            "refusal": "".join(self._refusal) or None,
+        }
+        if self._calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": "".join(call.arguments)},
+                }
+                for _, call in sorted(self._calls.items())
+            ]
+        completion: dict[str, Any] = {
+            "id": self._first.get("id"),
+            "object": "chat.completion",
+            "created": self._first.get("created"),
+            "model": self._first.get("model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": self._finish or "stop", "logprobs": None}],
+        }
+        if self._usage is not None:
+            completion["usage"] = self._usage
+        return turn_from_openai(completion, provider=self.provider, model=self.model)
+
+    def _garbage(self, reason: str) -> AttemptFailed:
+        return garbage(provider=self.provider, model=self.model, reason=reason)
+
+
 class OpenAIProvider:
-    """Chat Completions, non-streaming, one choice."""
+    """Chat Completions, streamed, one choice."""
 
     def __init__(
         self,
@@ -200,27 +312,37 @@ class OpenAIProvider:
         messages = to_openai_messages(request.system, request.messages)
         tools = to_openai_tools(request.tools)
 
-        async def attempt() -> ModelTurn:
-            return await self._attempt(messages, tools, request.max_output_tokens)
+        async def attempt(meter: Meter) -> ModelTurn:
+            return await self._attempt(messages, tools, request.max_output_tokens, meter)
 
         return await call_with_retries(attempt, policy=self._retry, before_attempt=before_attempt, sleep=self._sleep)
 
     async def _attempt(
-        self, messages: list[ChatCompletionMessageParam], tools: list[ChatCompletionFunctionToolParam], limit: int
+        self,
+        messages: list[ChatCompletionMessageParam],
+        tools: list[ChatCompletionFunctionToolParam],
+        limit: int,
+        meter: Meter,
     ) -> ModelTurn:
         completion_limit = limit if self._max_tokens_field == "max_completion_tokens" else openai.omit
         legacy_limit = limit if self._max_tokens_field == "max_tokens" else openai.omit
+        reader = ChunkReader(meter, provider="openai", model=self._model)
         try:
             # One deadline for the whole try, whatever the SDK's timeouts cover.
             with anyio.fail_after(self._timeout_s):
-                raw = await self._client.chat.completions.with_raw_response.create(
+                async with self._client.chat.completions.with_streaming_response.create(
                     model=self._model,
                     messages=messages,
                     tools=tools if tools else openai.omit,
                     max_completion_tokens=completion_limit,
                     max_tokens=legacy_limit,
-                )
-                body = await raw.http_response.aread()
+                    stream=True,
+                    stream_options={"include_usage": True},
+                ) as response:
+                    async for line in response.iter_lines():
+                        reader.line(line)
+                        if reader.done:
+                            break
         except TimeoutError:
             raise no_answer(
                 provider="openai", model=self._model, reason=f"no answer within {self._timeout_s:g} s"
@@ -232,7 +354,10 @@ class OpenAIProvider:
             raise no_answer(provider="openai", model=self._model, reason=reason) from None
         except openai.APIStatusError as exc:
             raise self._status_failure(exc) from None
-        return turn_from_openai(body, provider="openai", model=self._model)
+        except httpx2.HTTPError as exc:  # reading the stream, past the SDK
+            reason = f"the answer broke off: {detail(str(exc) or type(exc).__name__, secret=self._key)}"
+            raise no_answer(provider="openai", model=self._model, reason=reason) from None
+        return reader.turn()
 
     def _status_failure(self, exc: openai.APIStatusError) -> AttemptFailed:
         body = _error_object(exc.body)

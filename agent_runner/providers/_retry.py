@@ -14,12 +14,13 @@ from email.utils import parsedate_to_datetime
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from ..conversation import Attempt, AttemptOutcome, ModelTurn, TokenUsage
+from ..conversation import Attempt, AttemptOutcome, Meter, ModelTurn, TokenUsage
 from ..exceptions import BudgetRefused, ProviderError
 
-BeforeAttempt = Callable[[int], Awaitable[None]]
-"""Called with the attempt's number (1, 2, …) before each try, retries included: the wallet reserves there. What
-it raises stops the call at once (nothing is sent) and goes up unchanged."""
+BeforeAttempt = Callable[[int], Awaitable[Meter | None]]
+"""Called with the attempt's number (1, 2, …) before each try, retries included: the wallet reserves there, and
+may return the `Meter` the try's streamed answer is to be recorded in (so a try cancelled mid-answer can be
+settled from what it received). What it raises stops the call at once (nothing is sent) and goes up unchanged."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -80,14 +81,15 @@ class AttemptFailed(Exception):
 
 
 async def call_with_retries(
-    attempt: Callable[[], Awaitable[ModelTurn]],
+    attempt: Callable[[Meter], Awaitable[ModelTurn]],
     *,
     policy: RetryPolicy,
     before_attempt: BeforeAttempt | None,
     sleep: Sleep,
 ) -> ModelTurn:
     """Run `attempt` until it returns a turn, fails for good, or the budget is spent; the turn (or the
-    `ProviderError`, on `.attempts`) records every try."""
+    `ProviderError`, on `.attempts`) records every try, with what a streamed try had received (its `Meter`)
+    when it ended without usage."""
     attempts: list[Attempt] = []
     backoff = wait_exponential_jitter(
         multiplier=policy.initial_backoff_s, max=policy.max_backoff_s, jitter=policy.initial_backoff_s
@@ -95,20 +97,30 @@ async def call_with_retries(
 
     async def one_try() -> ModelTurn:
         number = len(attempts) + 1
+        meter: Meter | None = None
         if before_attempt is not None:
             try:
-                await before_attempt(number)
+                meter = await before_attempt(number)
             except BudgetRefused as refused:
                 refused.attempts = tuple(attempts)  # the tries before it, for the wallet to settle
                 raise
+        meter = meter or Meter()
         try:
-            turn = await attempt()
+            turn = await attempt(meter)
         except AttemptFailed as failed:
+            observed = meter.observed if failed.usage is None else None
             attempts.append(
-                Attempt(number=number, outcome=failed.outcome, status=failed.error.status, usage=failed.usage)
+                Attempt(
+                    number=number,
+                    outcome=failed.outcome,
+                    status=failed.error.status,
+                    usage=failed.usage,
+                    observed=observed,
+                )
             )
             raise
-        attempts.append(Attempt(number=number, outcome="answered", status=200, usage=turn.usage))
+        observed = meter.observed if turn.usage is None else None
+        attempts.append(Attempt(number=number, outcome="answered", status=200, usage=turn.usage, observed=observed))
         return replace(turn, attempts=tuple(attempts))
 
     def wait(state: RetryCallState) -> float:

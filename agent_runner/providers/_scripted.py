@@ -26,7 +26,7 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..conversation import ModelRequest, ModelTurn, StopReason, TokenUsage, ToolCall
+from ..conversation import Meter, ModelRequest, ModelTurn, StopReason, TokenUsage, ToolCall
 from ..exceptions import (
     ContextOverflow,
     ModelRefused,
@@ -155,7 +155,7 @@ class ScriptedProvider:
         return len(self._entries) - self._next
 
     async def complete(self, request: ModelRequest, *, before_attempt: BeforeAttempt | None = None) -> ModelTurn:
-        async def attempt() -> ModelTurn:
+        async def attempt(_meter: Meter) -> ModelTurn:
             if self._next < len(self._delays) and self._delays[self._next] > 0:
                 await anyio.sleep(self._delays[self._next])
             return self._replay(request)

@@ -43,7 +43,8 @@ ANSWER = ModelTurn(content="ok", usage=TokenUsage(input_tokens=50, output_tokens
 
 
 def request() -> ModelRequest:
-    return ModelRequest(system="S" * 30, messages=[UserMessage(content="U" * 60)], max_output_tokens=100)
+    """30 characters: 10 tokens at 3 a token, plus 20 framing tokens for the request and 20 for its message: 50."""
+    return ModelRequest(system="S" * 10, messages=[UserMessage(content="U" * 20)], max_output_tokens=100)
 
 
 def limits_config(**limits: Any) -> dict[str, Any]:

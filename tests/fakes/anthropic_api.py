@@ -7,7 +7,10 @@ non-empty text, every `tool_use` answered by a `tool_result` at the start of the
 `tool_result` without its `tool_use`, tool definitions with an object `input_schema`. It answers with scripted
 replies (see `llm.py`) in the real response shape; with `cache_control` in the request it caches the prompt and
 reports `cache_creation_input_tokens` and `cache_read_input_tokens` (and `cache_creation.ephemeral_5m_input_tokens`),
-and it bills what it served (`bill`).
+and it bills what it served (`bill`). With `"stream": true` it answers in Messages streaming events:
+`message_start` (the input usage, `output_tokens` 1), a `ping`, per content block `content_block_start`, its
+`text_delta` or `input_json_delta` events (three output tokens each, as Anthropic sends several tokens an event)
+and `content_block_stop`, then `message_delta` (stop reason and the cumulative usage) and `message_stop`.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ from .llm import (
     Overflow,
     Served,
     Slow,
+    Streamed,
     Turn,
     canonical,
     count_tokens,
     json_answer,
+    pieces,
+    sse,
 )
+
+TOKENS_PER_DELTA = 3
 
 API_KEY = "sk-ant-fake-0123456789abcdef"
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -67,7 +75,7 @@ class FakeAnthropic(FakeLLMServer):
     ) -> None:
         super().__init__(api_key=api_key, cache_min_tokens=cache_min_tokens, context_window=context_window)
 
-    def answer(self, headers: dict[str, str], body: Any) -> Answer | Held:
+    def answer(self, headers: dict[str, str], body: Any) -> Answer | Held | Streamed:
         keys = {headers.get("x-api-key"), headers.get("authorization", "").removeprefix("Bearer ")}
         if self.api_key is not None and self.api_key not in keys:
             # Quoting the key back, as a careless proxy does: the provider must not pass it on.
@@ -109,6 +117,13 @@ class FakeAnthropic(FakeLLMServer):
         if isinstance(reply, Garbage):
             self.bill.served.append(served)
             return Answer(status=200, body=reply.body, content_type=reply.content_type)
+        if request.get("stream"):
+            turn, seconds = (reply.turn, reply.seconds) if isinstance(reply, Slow) else (reply, 0.0)
+            streamed = self._streamed(request, turn, served)
+            carrying = sum(1 for _, tokens in streamed.events if tokens)
+            streamed.pace_s = seconds / carrying if carrying else 0.0
+            streamed.first_token_s = reply.first_token_s if isinstance(reply, Slow) else 0.0
+            return streamed
         if isinstance(reply, Slow):
             return Held(served=served, answer=self._message(request, reply.turn, served), generate_s=reply.seconds)
         answer = self._message(request, reply, served)
@@ -147,6 +162,93 @@ class FakeAnthropic(FakeLLMServer):
             message["stop_details"] = {"type": "refusal", "category": "cyber", "explanation": turn.refusal}
         return json_answer(200, message)
 
+    def _streamed(self, request: dict[str, Any], turn: Turn, served: Served) -> Streamed:
+        """The streamed answer; stops at `max_tokens` (stop reason `max_tokens`)."""
+        limit: int = request["max_tokens"]
+        uncached = served.input_tokens - served.cache_read_tokens - served.cache_write_tokens
+        input_usage = {
+            "input_tokens": uncached,
+            "cache_creation_input_tokens": served.cache_write_tokens,
+            "cache_read_input_tokens": served.cache_read_tokens,
+        }
+        start = {
+            "id": f"msg_{secrets.token_hex(12)}",
+            "type": "message",
+            "role": "assistant",
+            "model": request["model"],
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                **input_usage,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": served.cache_write_tokens,
+                    "ephemeral_1h_input_tokens": 0,
+                },
+                "output_tokens": 1,
+                "service_tier": "standard",
+            },
+        }
+        events: list[tuple[bytes, int]] = [
+            (sse({"type": "message_start", "message": start}, "message_start"), 0),
+            (sse({"type": "ping"}, "ping"), 0),
+        ]
+        output = 0
+        cut = False
+
+        def emit(index: int, text: str, delta: str, field: str) -> None:
+            nonlocal output, cut
+            for piece, tokens in pieces(text, TOKENS_PER_DELTA):
+                if output + tokens > limit:
+                    piece, tokens = piece[: (limit - output) * 4], limit - output
+                    cut = True
+                if tokens:
+                    event = {"type": "content_block_delta", "index": index, "delta": {"type": delta, field: piece}}
+                    events.append((sse(event, "content_block_delta"), tokens))
+                    output += tokens
+                if cut:
+                    return
+
+        blocks: list[tuple[dict[str, Any], str]] = []
+        if turn.content and not turn.refusal:
+            blocks.append(({"type": "text", "text": ""}, turn.content))
+        for call in turn.tool_calls:
+            use = _tool_use(call)
+            blocks.append(({**use, "input": {}}, canonical(use["input"])))
+        for index, (block, text) in enumerate(blocks):
+            if cut:
+                break
+            name_tokens = count_tokens(block["name"]) if block["type"] == "tool_use" else 0
+            if output + name_tokens > limit:
+                cut = True
+                break
+            events.append(
+                (
+                    sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start"),
+                    name_tokens,
+                )
+            )
+            output += name_tokens
+            if block["type"] == "text":
+                emit(index, text, "text_delta", "text")
+            else:
+                emit(index, text, "input_json_delta", "partial_json")
+            events.append((sse({"type": "content_block_stop", "index": index}, "content_block_stop"), 0))
+        floor = 0 if output else 1  # never 0 output tokens, as the API says: the stop is one
+        output += floor
+        stop = (
+            "max_tokens"
+            if cut
+            else turn.stop or ("refusal" if turn.refusal else "tool_use" if turn.tool_calls else "end_turn")
+        )
+        delta: dict[str, Any] = {"stop_reason": stop, "stop_sequence": None}
+        if turn.refusal:
+            delta["stop_details"] = {"type": "refusal", "category": "cyber", "explanation": turn.refusal}
+        usage = turn.usage or {**input_usage, "output_tokens": output}
+        events.append((sse({"type": "message_delta", "delta": delta, "usage": usage}, "message_delta"), floor))
+        events.append((sse({"type": "message_stop"}, "message_stop"), 0))
+        return Streamed(served=served, events=events)
+
 
 def _tool_use(call: FakeCall) -> dict[str, Any]:
     tool_input = call.raw_input if call.raw_input is not None else call.arguments
@@ -163,8 +265,8 @@ def check_request(body: Any) -> dict[str, Any]:
     limit = request.get("max_tokens")
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise Invalid("max_tokens: Field required (a positive integer)")
-    if request.get("stream"):
-        raise Invalid("stream: this fake does not stream")
+    if not isinstance(request.get("stream", False), bool):
+        raise Invalid("stream: Input should be a valid boolean")
     system = request.get("system", "")
     if not isinstance(system, str) and not (isinstance(system, list) and all(_is_text(b) for b in system)):
         raise Invalid("system: Input should be a valid string or a list of text blocks")

@@ -5,6 +5,11 @@ The fakes keep their own bill from the tokens they actually served, counted from
 with their own tokenizer (4 bytes a token) and their own prompt cache, never from the usage they report; so a
 benchmark can hold the wallet's figure against the server's. A scripted `Turn(usage=…)` overrides what is
 reported, and the bill still counts what was served: that is how a lying or miscounting provider is modelled.
+
+Both fakes stream when asked (`"stream": true`), in their API's real event shapes (OpenAI's `chat.completion.chunk`
+lines then `[DONE]`; Anthropic's `message_start` … `message_stop` events), one event per output piece (`pieces`):
+the bill then counts the output tokens of the events actually written to the socket, so an answer the client
+abandons midway is billed its input and what was sent before the client went away.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ FRAMING_TOKENS = 4
 
 def count_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
+
+
+def pieces(text: str, tokens_each: int = 1) -> list[tuple[str, int]]:
+    """`text` cut into stream pieces of `tokens_each` tokens (a token: 4 characters, the last may be shorter), with
+    the tokens in each: how the fakes stream an answer."""
+    step = BYTES_PER_TOKEN * tokens_each
+    cut = [text[start : start + step] for start in range(0, len(text), step)]
+    return [(piece, math.ceil(len(piece) / BYTES_PER_TOKEN)) for piece in cut]
 
 
 def canonical(value: Any) -> str:
@@ -79,12 +92,16 @@ class Hang:
 
 @dataclass(kw_only=True)
 class Slow:
-    """Answer `turn`, but only after `seconds` of generating it. A client that goes away first (a timeout, a
-    cancellation) is billed, as by a real provider, its input and the output generated so far: the turn's output
-    tokens × the fraction of `seconds` that passed."""
+    """Answer `turn`, taking `seconds` to generate it. Not streamed: the answer comes after `seconds`, and a client
+    that goes away first (a timeout, a cancellation) is billed, as by a real provider, its input and the output
+    generated so far (the turn's output tokens × the fraction of `seconds` that passed). Streamed: its output
+    events are spread evenly over `seconds`, and a client that goes away is billed those written so far."""
 
     turn: Turn = field(default_factory=Turn)
     seconds: float
+    first_token_s: float = 0.0
+    """Streamed: nothing at all is sent (not even the headers) for this long first, as while a model reads a long
+    prompt."""
 
 
 @dataclass(kw_only=True)
@@ -197,6 +214,25 @@ def json_answer(status: int, payload: Any, headers: dict[str, str] | None = None
 
 
 @dataclass(kw_only=True)
+class Streamed:
+    """A 200 event stream: `events` (the bytes of each, and the output tokens it carries) written one by one,
+    `pace_s` apart before each event that carries tokens (0: all at once). `served.output_tokens` counts the
+    tokens of the events written; the client going away ends it there."""
+
+    served: Served
+    events: list[tuple[bytes, int]]
+    pace_s: float = 0.0
+    first_token_s: float = 0.0
+    """Nothing sent before this (the headers included)."""
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event: `data` as JSON (or as it is, a str), after an `event:` line when named."""
+    text = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
+
+
+@dataclass(kw_only=True)
 class Held:
     """A request the fake holds without answering (`Hang`); `served` is billed when the client goes away. With an
     `answer` (`Slow`), that is sent after `generate_s` unless the client went away first."""
@@ -241,6 +277,11 @@ class FakeLLMServer:
         return self._event("hanging")
 
     @property
+    def streaming(self) -> anyio.Event:
+        """Set when a streamed answer has written its first output token."""
+        return self._event("streaming")
+
+    @property
     def disconnected(self) -> anyio.Event:
         """Set when the client of a hanging request went away."""
         return self._event("disconnected")
@@ -252,7 +293,7 @@ class FakeLLMServer:
     def next_reply(self) -> Reply:
         return self.replies.pop(0) if self.replies else self.default
 
-    def answer(self, headers: dict[str, str], body: Any) -> Answer | Held:
+    def answer(self, headers: dict[str, str], body: Any) -> Answer | Held | Streamed:
         raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -276,6 +317,9 @@ class FakeLLMServer:
         result = self.answer(headers, body)
         if isinstance(result, Held):
             await self._hold(result, receive, send)
+            return
+        if isinstance(result, Streamed):
+            await self._stream(result, receive, send)
             return
         if 400 <= result.status < 500 and result.status != 429:
             self.refused.append(result)
@@ -323,6 +367,56 @@ class FakeLLMServer:
             self.disconnected.set()
         else:
             await self._send(send, json_answer(503, {"error": {"message": "fake closing"}}))
+
+    async def _stream(self, streamed: Streamed, receive: Receive, send: Send) -> None:
+        # Billed as it goes (the entry is in the bill from the start and counts each event as it is written), and
+        # complete before the last event goes out: a client that has the whole answer finds it billed.
+        served = streamed.served
+        served.output_tokens, served.completed = 0, False
+        self.bill.served.append(served)
+        finished = gone = False
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        async with anyio.create_task_group() as group:
+
+            async def write() -> None:
+                nonlocal finished
+                await anyio.sleep(streamed.first_token_s)
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                if not streamed.pace_s:
+                    served.output_tokens = sum(tokens for _, tokens in streamed.events)
+                    served.completed = True
+                    await send({"type": "http.response.body", "body": b"".join(e for e, _ in streamed.events)})
+                else:
+                    started, carried = anyio.current_time(), 0
+                    for number, (data, tokens) in enumerate(streamed.events, 1):
+                        if tokens:  # on a fixed schedule: the sleeps' overshoot does not add up
+                            carried += 1
+                            await anyio.sleep(max(started + carried * streamed.pace_s - anyio.current_time(), 0))
+                        served.output_tokens += tokens
+                        served.completed = number == len(streamed.events)
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                        if tokens:
+                            self.streaming.set()
+                    await send({"type": "http.response.body", "body": b""})
+                finished = True
+                group.cancel_scope.cancel()
+
+            async def until_disconnect() -> None:
+                nonlocal gone
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            async def until_closed() -> None:
+                await self._event("closing").wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(write)
+            group.start_soon(until_disconnect)
+            group.start_soon(until_closed)
+        if gone and not finished:
+            self.disconnected.set()
 
     @staticmethod
     async def _send(send: Send, answer: Answer) -> None:

@@ -6,7 +6,10 @@
 `tool` message right after it, tool definitions, exactly one output limit. It answers with scripted replies
 (`script(Turn(…), Fail(status=429, retry_after="2"), Overflow(), Hang(), Garbage())`, then `default`) in the
 real response shape, with usage counted by its own tokenizer and prompt cache (`prompt_tokens_details.
-cached_tokens`), and bills what it served (`bill`).
+cached_tokens`), and bills what it served (`bill`). With `"stream": true` it answers in `chat.completion.chunk`
+lines, one output token a chunk as OpenAI does (the role first; content, refusal or each tool call's name then
+its arguments; the finish reason; with `stream_options.include_usage` a last chunk with no choices and the
+usage), then `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from .llm import (
@@ -27,10 +31,13 @@ from .llm import (
     Overflow,
     Served,
     Slow,
+    Streamed,
     Turn,
     canonical,
     count_tokens,
     json_answer,
+    pieces,
+    sse,
 )
 
 API_KEY = "sk-fake-openai-0123456789abcdef"
@@ -66,7 +73,7 @@ class FakeOpenAI(FakeLLMServer):
     ) -> None:
         super().__init__(api_key=api_key, cache_min_tokens=cache_min_tokens, context_window=context_window)
 
-    def answer(self, headers: dict[str, str], body: Any) -> Answer | Held:
+    def answer(self, headers: dict[str, str], body: Any) -> Answer | Held | Streamed:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             # Quoting the key back, as a careless proxy does (OpenAI masks it): the provider must not pass it on.
             presented = headers.get("authorization", "").removeprefix("Bearer ")
@@ -103,6 +110,13 @@ class FakeOpenAI(FakeLLMServer):
         if isinstance(reply, Garbage):
             self.bill.served.append(Served(status=200, completed=True, input_tokens=prompt, cache_read_tokens=cached))
             return Answer(status=200, body=reply.body, content_type=reply.content_type)
+        if request.get("stream"):
+            turn, seconds = (reply.turn, reply.seconds) if isinstance(reply, Slow) else (reply, 0.0)
+            streamed = self._chunks(request, turn, prompt=prompt, cached=cached)
+            carrying = sum(1 for _, tokens in streamed.events if tokens)
+            streamed.pace_s = seconds / carrying if carrying else 0.0
+            streamed.first_token_s = reply.first_token_s if isinstance(reply, Slow) else 0.0
+            return streamed
         if isinstance(reply, Slow):
             answer, served = self._completion(request, reply.turn, prompt=prompt, cached=cached)
             return Held(served=served, answer=answer, generate_s=reply.seconds)
@@ -153,6 +167,73 @@ class FakeOpenAI(FakeLLMServer):
             completion["usage"] = usage
         return json_answer(200, completion), served
 
+    def _chunks(self, request: dict[str, Any], turn: Turn, *, prompt: int, cached: int) -> Streamed:
+        """The streamed answer: one chunk per output token; stops at the output limit (finish `length`)."""
+        base: dict[str, Any] = {
+            "id": f"chatcmpl-{secrets.token_hex(12)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": f"{request['model']}-2024-08-06",
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+        with_usage = bool(cast(dict[str, Any], request.get("stream_options") or {}).get("include_usage"))
+        limit = int(request.get("max_completion_tokens") or request.get("max_tokens") or 0) or None
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse({**base, "choices": [choice], **({"usage": None} if with_usage else {})})
+
+        events: list[tuple[bytes, int]] = [(chunk({"role": "assistant", "content": "", "refusal": None}), 0)]
+        output = 0
+        cut = False
+
+        def emit(text: str, delta: Callable[[str], dict[str, Any]]) -> None:
+            nonlocal output, cut
+            for piece, tokens in pieces(text):
+                if limit is not None and output + tokens > limit:
+                    cut = True
+                    return
+                events.append((chunk(delta(piece)), tokens))
+                output += tokens
+
+        if turn.refusal:
+            emit(turn.refusal, lambda piece: {"refusal": piece})
+        elif turn.content:
+            emit(turn.content, lambda piece: {"content": piece})
+        for index, call in enumerate(turn.tool_calls):
+            wire = _wire_call(call)
+            name = wire["function"]["name"]
+            head = {"index": index, "id": wire["id"], "type": "function", "function": {"name": name, "arguments": ""}}
+            if cut or (limit is not None and output + count_tokens(name) > limit):
+                cut = True
+                break
+            events.append((chunk({"tool_calls": [head]}), count_tokens(name)))
+            output += count_tokens(name)
+            emit(
+                wire["function"]["arguments"],
+                lambda p, i=index: {"tool_calls": [{"index": i, "function": {"arguments": p}}]},
+            )
+        finish = "length" if cut else turn.stop or ("tool_calls" if turn.tool_calls else "stop")
+        events.append((chunk({}, finish), 0))
+        if with_usage and turn.report_usage:
+            usage = turn.usage or {
+                "prompt_tokens": prompt,
+                "completion_tokens": output,
+                "total_tokens": prompt + output,
+                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            }
+            events.append((sse({**base, "choices": [], "usage": usage}), 0))
+        events.append((sse("[DONE]"), 0))
+        served = Served(status=200, completed=False, input_tokens=prompt, cache_read_tokens=cached)
+        return Streamed(served=served, events=events)
+
 
 def _wire_call(call: FakeCall) -> dict[str, Any]:
     arguments = call.raw_arguments if call.raw_arguments is not None else canonical(call.arguments)
@@ -170,8 +251,16 @@ def check_request(body: Any) -> dict[str, Any]:
     request = cast(dict[str, Any], body)
     if not isinstance(request.get("model"), str) or not request["model"]:
         raise Invalid("you must provide a model parameter", "model")
-    if request.get("stream"):
-        raise Invalid("this fake does not stream", "stream")
+    stream = request.get("stream", False)
+    if not isinstance(stream, bool):
+        raise Invalid("Invalid type for 'stream': expected a boolean", "stream")
+    options = request.get("stream_options")
+    if options is not None and not stream:
+        raise Invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+    if options is not None and (
+        not isinstance(options, dict) or set(cast(dict[str, Any], options)) - {"include_usage"}
+    ):
+        raise Invalid("Invalid 'stream_options': only include_usage is known", "stream_options")
     limits = [key for key in ("max_completion_tokens", "max_tokens") if key in request]
     if len(limits) != 1:
         raise Invalid("set exactly one of max_completion_tokens and max_tokens", limits[-1] if limits else None)

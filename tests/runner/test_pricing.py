@@ -94,16 +94,16 @@ def test_the_bundled_table_is_used_even_if_genai_prices_global_one_is_swapped() 
 
 def test_input_is_estimated_at_three_characters_a_token_plus_framing() -> None:
     request = ModelRequest(system="abc", messages=[UserMessage(content="hello!")], max_output_tokens=100)
-    # 9 characters / 3 = 3 tokens, + 10 framing tokens for the system prompt and for the one message
-    assert estimate_input_tokens(request) == 23
+    # 9 characters / 3 = 3 tokens, + 20 framing tokens for the system prompt and for the one message
+    assert estimate_input_tokens(request) == 43
 
 
 def test_a_reservation_is_the_estimated_input_plus_the_full_output_at_the_dearer_input_rate() -> None:
     request = ModelRequest(system="abc", messages=[UserMessage(content="hello!")], max_output_tokens=100)
-    # gpt-4o has no cache-write price: 23 × 2.50 + 100 × 10 = 1,057.5 µ$
-    assert estimate_reservation(request, GPT_4O) == Decimal("0.0010575")
-    # Sonnet may write the prompt to its cache: 23 × 3.75 + 100 × 15 = 1,586.25 µ$
-    assert estimate_reservation(request, SONNET) == Decimal("0.00158625")
+    # gpt-4o has no cache-write price: 43 × 2.50 + 100 × 10 = 1,107.5 µ$
+    assert estimate_reservation(request, GPT_4O) == Decimal("0.0011075")
+    # Sonnet may write the prompt to its cache: 43 × 3.75 + 100 × 15 = 1,661.25 µ$
+    assert estimate_reservation(request, SONNET) == Decimal("0.00166125")
 
 
 @pytest.mark.anyio

@@ -23,6 +23,7 @@ from agent_runner import (
     UsageRecord,
     UserMessage,
     Wallet,
+    estimate_input_tokens,
     estimate_reservation,
     resolve_pricing,
 )
@@ -52,13 +53,13 @@ def priced(model: str = "gpt-4o") -> ModelPricing:
 
 
 def small_request() -> ModelRequest:
-    """30 + 60 characters: ceil(90 / 3) = 30 tokens, plus 10 framing tokens for the request and 10 for its one
-    message = 50 input tokens; with 100 output tokens, reserved at the dearer cache-write rate:
-    (50 × 2.5 + 100 × 10) / 1e6 = $0.001125."""
+    """30 + 60 characters: ceil(90 / 3) = 30 tokens, plus 20 framing tokens for the request and 20 for its one
+    message = 70 input tokens; with 100 output tokens, reserved at the dearer cache-write rate:
+    (70 × 2.5 + 100 × 10) / 1e6 = $0.001175."""
     return ModelRequest(system="S" * 30, messages=[UserMessage(content="U" * 60)], max_output_tokens=100)
 
 
-SMALL_RESERVATION = Decimal("0.001125")
+SMALL_RESERVATION = Decimal("0.001175")
 
 
 class Sink:
@@ -123,7 +124,7 @@ async def test_a_reservation_that_would_pass_the_task_budget_is_refused_before_a
     task = make_wallet(ledger, sink, max_usd_per_task=0.002).task("t-2")
     usage = TokenUsage(input_tokens=50, output_tokens=20)  # (50 × 2 + 20 × 10) / 1e6 = $0.0003 a call
     provider = InMemoryProvider([ModelTurn(content="ok", usage=usage)] * 4)
-    for _ in range(3):  # $0.0009 spent: the next needs 0.0009 + 0.001125 > 0.002
+    for _ in range(3):  # $0.0009 spent: the next needs 0.0009 + 0.001175 > 0.002
         await task.complete(provider, small_request())
     with pytest.raises(BudgetRefused) as refused:
         await task.complete(provider, small_request())
@@ -195,7 +196,7 @@ async def test_a_budget_refused_retry_settles_the_rejected_attempts_before_it(
     assert len(fake.requests) == 1 and not ledger.holds and task.spend().usd == 0
 
 
-async def test_an_aborted_attempt_and_an_answer_without_usage_settle_at_their_reservation(
+async def test_a_hung_attempt_settles_at_its_reservation_and_an_answer_without_usage_from_what_it_streamed(
     openai_fake: tuple[FakeOpenAI, str], sleeps: Sleeps
 ) -> None:
     fake, url = openai_fake
@@ -211,9 +212,14 @@ async def test_an_aborted_attempt_and_an_answer_without_usage_settle_at_their_re
     finally:
         await provider.aclose()
 
-    assert [(r.outcome, r.usd) for r in sink.records] == [("aborted", reservation), ("answered", reservation)]
-    assert task.spend().usd == 2 * reservation and (task.spend().calls, task.spend().attempts) == (2, 2)
-    # Over-reserved, never under: the server billed less than the wallet counted for both.
+    # Nothing came back from the hung one: its reservation. The other streamed 13 characters in 4 chunks: the
+    # request's estimate as input, and max(4 chunks, ceil(13 / 3)) = 5 output tokens.
+    estimated = (estimate_input_tokens(ask()) * 2 + 5 * 10) / MTOK
+    assert [(r.outcome, r.usd) for r in sink.records] == [("aborted", reservation), ("answered", estimated)]
+    assert (sink.records[1].input_tokens, sink.records[1].output_tokens) == (estimate_input_tokens(ask()), 5)
+    assert task.spend().usd == reservation + estimated and (task.spend().calls, task.spend().attempts) == (2, 2)
+    # Over-counted, never under: the server billed less than the wallet counted for both.
+    assert _usd(fake.bill.served[1]) < estimated < reservation
     assert served_usd(fake) < task.spend().usd
     assert not ledger.holds
 
@@ -330,7 +336,11 @@ async def test_a_slow_answer_is_billed_whole_and_one_abandoned_halfway_for_the_o
     assert whole.completed and whole.output_tokens == 500
     assert not abandoned.completed and 200 <= abandoned.output_tokens <= 300  # about half of it, at 0.5 s of 1 s
     assert sink.records[0].usd == served_usd(fake) - _usd(abandoned)
-    assert sink.records[1].outcome == "aborted" and sink.records[1].usd > _usd(abandoned)
+    # Settled from what it streamed before the timeout (not at its reservation): over the bill, by the input
+    # estimate's margin and 3 characters a token against the fake's 4.
+    reservation = estimate_reservation(ask(max_output_tokens=1000), priced())
+    assert sink.records[1].outcome == "aborted" and _usd(abandoned) < sink.records[1].usd < reservation / 2
+    assert sink.records[1].output_tokens >= abandoned.output_tokens - 1
 
 
 def _usd(entry: Served) -> Decimal:
