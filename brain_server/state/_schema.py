@@ -312,6 +312,19 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER readiness_overrides_no_delete BEFORE DELETE ON readiness_overrides
         BEGIN SELECT RAISE(ABORT, 'readiness overrides are never deleted: they expire'); END;
     """,
+    # ---------------------------------------------------------------------------------------------------------
+    # v11 (telemetry, #20): the minutes the brain and each body were seen up, for the uptime KPIs; pruned by
+    # `[brain] telemetry_retention_days`. Everything else the KPIs and /metrics read is derived from the tables
+    # above (usage_records, tasks, decisions, audit_events), not copied.
+    # (Written as v11 while another branch adds its own v11: whichever merges second renumbers.)
+    """
+    CREATE TABLE telemetry_presence (
+        subject TEXT NOT NULL,
+        minute TEXT NOT NULL,
+        PRIMARY KEY (subject, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX telemetry_presence_minute ON telemetry_presence (minute);
+    """,
 ]
 
 
