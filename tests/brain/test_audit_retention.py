@@ -149,6 +149,7 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TABLE telemetry_presence; "  # (v11)
             "DROP INDEX tasks_agent; DROP TABLE task_events; DROP TABLE usage_records; DROP TABLE readiness_reports; "
             "DROP TABLE readiness_overrides; "
             + "".join(f"ALTER TABLE tasks DROP COLUMN {column}; " for column in v10_columns)  # (v10)

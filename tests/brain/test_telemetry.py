@@ -6,6 +6,8 @@ controls; each KPI is checked against the number computed by hand in the comment
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -337,3 +339,18 @@ async def test_presence_older_than_the_retention_is_pruned_and_logged(
     assert [e.action for e in await brain.state.log_entries()][-1] == "telemetry_prune"
     assert await brain.telemetry.prune() == 0, "nothing older is left: nothing pruned, nothing logged"
     assert [e.action for e in await brain.state.log_entries()].count("telemetry_prune") == 1
+
+
+async def test_the_grafana_dashboard_names_only_metrics_the_brain_exposes(api: BrainClient) -> None:
+    await seed(api)
+    ok(await api.post("/v1/audit", batch("body-a", audit_chain("body-a", 1)), as_="body"))
+    exposed = set(families((await api.get("/metrics", as_="approver")).text))
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana-swarm.json").read_text())
+    named = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bswarm_[a-z_]+", target["expr"])
+    }
+    assert len(named) >= 10
+    assert named <= exposed, named - exposed
