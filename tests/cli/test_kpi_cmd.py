@@ -70,7 +70,7 @@ async def test_kpi_needs_a_brain_and_a_human_token(live: LiveBrain, tmp_path: Pa
     code, _, err = await swarm(live, "kpi", home=tmp_path, brain=False)
     assert "--brain" in one_line(code, err)
     code, _, err = await swarm(live, "kpi", home=tmp_path, as_="body")
-    assert "403" in one_line(code, err) or "approver" in one_line(code, err)
+    assert "(403 forbidden)" in one_line(code, err)
 
 
 @pytest.fixture
