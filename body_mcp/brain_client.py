@@ -48,6 +48,7 @@ from shared_protocol.brain import (
     UsageBatch,
     UsageTotals,
 )
+from shared_protocol.telemetry import KpiReport
 
 from .exceptions import SwarmError
 
@@ -192,6 +193,11 @@ class BrainClient:
 
     async def usage(self) -> UsageTotals:
         return await self._call("GET", "/v1/usage", UsageTotals)
+
+    async def kpi(self, *, since_s: int | None = None) -> KpiReport:
+        """The KPIs over the last `since_s` seconds (default: the brain's, 7 days)."""
+        query = "" if since_s is None else f"?since_s={since_s}"
+        return await self._call("GET", f"/v1/kpi{query}", KpiReport)
 
     async def undo(
         self, target_id: str, reason: str, *, force: bool = False, dry_run: bool = False, as_action: str | None = None

@@ -51,6 +51,7 @@ from shared_protocol.brain import (
     UsageBatch,
 )
 from shared_protocol.decisions import AnswerKind
+from shared_protocol.telemetry import DEFAULT_KPI_WINDOW_S, MAX_KPI_WINDOW_S
 
 from ._payload import declared_too_large, read_body
 from ._sse import EventStreamResponse
@@ -67,7 +68,8 @@ from .auth import (
     speak_for,
     usage_agents,
 )
-from .exceptions import ApiError, Forbidden, InvalidRequest
+from .exceptions import ApiError, Forbidden, InvalidRequest, StateBroken
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .service import Brain
 from .wake.answers import answer_link, twilio_gather
 from .wake.intake import RefusalLog
@@ -314,6 +316,21 @@ class _Api:
         payload = await parse(request, OverrideRequest)
         return json_response(await self.brain.override_readiness(who, payload), 201)
 
+    async def kpi(self, request: Request, who: Principal) -> Response:
+        raw = request.query_params.get("since_s")
+        window_s = DEFAULT_KPI_WINDOW_S
+        if raw is not None:
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
+                raise InvalidRequest(
+                    f"since_s must be a whole number of seconds from 1 to {MAX_KPI_WINDOW_S} (got {raw!r})",
+                    field="since_s",
+                )
+            window_s = int(raw)
+        return json_response(await self.brain.telemetry.kpi(window_s=window_s))
+
+    async def metrics(self, request: Request, who: Principal) -> Response:
+        return Response(await self.brain.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)
         target_id = request.path_params["target_id"]
@@ -321,6 +338,29 @@ class _Api:
             who, target_id, payload.reason, force=payload.force, dry_run=payload.dry_run, as_action=payload.as_action
         )
         return json_response(result)
+
+
+def _open_routes(brain: Brain, api: _Api) -> list[Route]:
+    """`GET /healthz` (no token: liveness and nothing else), and `GET /metrics` without a token when the brain is
+    configured so (`[metrics] public`)."""
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await brain.state.kill_state()  # (a read: a database deleted, replaced or damaged is found here)
+        except StateBroken:
+            return Response('{"ok":false}', status_code=503, media_type="application/json")
+        return Response('{"ok":true}', media_type="application/json")
+
+    routes = [Route("/healthz", healthz, methods=["GET"])]
+    if brain.settings.metrics_public:
+
+        async def metrics(request: Request) -> Response:
+            return Response(await brain.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+        routes.append(Route("/metrics", metrics, methods=["GET"]))
+    else:
+        routes.append(_route(brain, "GET", "/metrics", APPROVERS, api.metrics))
+    return routes
 
 
 def _wake_routes(brain: Brain, refusals: RefusalLog) -> list[Route]:
@@ -415,6 +455,8 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/readiness/overrides", CAPTAIN, api.override_readiness),
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
+        _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),
+        *_open_routes(brain, api),
         *_wake_routes(brain, refusals),
     ]
     return Starlette(

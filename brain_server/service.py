@@ -85,6 +85,7 @@ from .exceptions import (
     StateBroken,
     UnknownBody,
 )
+from .metrics import BrainMetrics
 from .rollout import live_ready, live_refusal, usage_totals
 from .settings import BrainSettings
 from .state import (
@@ -98,6 +99,7 @@ from .state import (
     TaskKey,
     created,
 )
+from .telemetry import Telemetry
 from .verification import pending
 from .wake.escalator import Escalator
 from .wake.records import Escalation
@@ -149,6 +151,8 @@ class Brain:
         self._background: TaskGroup | None = None
         self.wake = wake or WakeSetup()
         self.escalator = Escalator(state, self.wake, now=self.now)
+        self.telemetry = Telemetry(state, settings=settings, hub=self.hub, now=self.now)
+        self.metrics = BrainMetrics(state, settings=settings, hub=self.hub, now=self.now)
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -293,7 +297,9 @@ class Brain:
         )
         if result.stored:
             first_new = result.stored_through - result.stored
-            await self._alert_on_events([e for e in batch.events if first_new < e.seq <= result.stored_through])
+            stored = [e for e in batch.events if first_new < e.seq <= result.stored_through]
+            self.metrics.observe_audit(stored)
+            await self._alert_on_events(stored)
         problem = result.problem
         if problem is None:
             return AuditAck(stored_through=result.stored_through)
@@ -915,6 +921,7 @@ class Brain:
                 expired.append(decision.id)
         requeued = await self._requeue_expired(now)
         await self._watch_bodies(now)
+        await self.telemetry.tick(now)
         return SweepReport(expired=expired, requeued=[t.id for t in requeued])
 
     async def prune_audit(self) -> dict[str, int]:
@@ -928,10 +935,12 @@ class Brain:
         return pruned
 
     async def run_retention(self, *, interval_s: float = 86_400.0) -> None:
-        """Prune at start and then every `interval_s` (a day), forever; a failure is logged and tried next time."""
+        """Prune (audit events, then telemetry) at start and then every `interval_s` (a day), forever; a failure is
+        logged and tried next time."""
         while True:
             try:
                 await self.prune_audit()
+                await self.telemetry.prune()
             except StateBroken:
                 return  # the daemon stops
             except Exception:  # top of a daemon loop: the brain keeps serving; the events stay until next time

@@ -50,6 +50,15 @@ class BrainSettings(BaseModel):
         le=36_500,
         description="Days of the bodies' audit events the brain keeps (each body's newest stays).",
     )
+    telemetry_retention_days: int = Field(
+        default=30, ge=1, le=36_500, description="Days of telemetry (the uptime minutes) the brain keeps."
+    )
+    metrics_public: bool = Field(
+        default=False, description="GET /metrics without a token ([metrics] public); else an approver's or captain's."
+    )
+    usd_per_hour: float | None = Field(
+        default=None, ge=0, description="The [limits] usd_per_hour, for /metrics' budget gauges; None: unknown."
+    )
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="The largest request body the API reads (413 beyond it)."
     )

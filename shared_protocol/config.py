@@ -236,6 +236,9 @@ class BrainConfig(ProtocolModel):
     audit_retention_days: int = Field(
         default=90, ge=1, le=36_500, description="Days of the bodies' audit events the brain keeps."
     )
+    telemetry_retention_days: int = Field(
+        default=30, ge=1, le=36_500, description="Days of telemetry (uptime minutes) the brain keeps for its KPIs."
+    )
 
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="The largest request body the brain's API reads (413 beyond it)."
@@ -436,6 +439,16 @@ class RolloutConfig(ProtocolModel):
         return steps
 
 
+class MetricsConfig(ProtocolModel):
+    """`[metrics]`: the brain's Prometheus endpoint, `GET /metrics`."""
+
+    public: bool = Field(
+        default=False,
+        description="Serve GET /metrics without a token (for a scraper on a private network); "
+        "false: an approver's or captain's token.",
+    )
+
+
 class SwarmConfig(ProtocolModel):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -450,6 +463,7 @@ class SwarmConfig(ProtocolModel):
     ntfy: NtfyConfig = Field(default_factory=NtfyConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])
 

@@ -127,11 +127,16 @@ def serve_settings(
     *, config: str | None, host: str | None = None, port: int | None = None, db: str | None = None
 ) -> tuple[BrainSettings, SwarmConfig]:
     """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
-    `[policy]` its bodies read (so both classify a decision alike), and `[rollout] readiness_max_age_s`; every
-    section of the file is checked."""
+    `[policy]` its bodies read (so both classify a decision alike), `[rollout] readiness_max_age_s`, `[metrics]
+    public` and `[limits] usd_per_hour` (the budget gauges of /metrics); every section of the file is checked."""
     settings = load_settings(config=config, host=host, port=port, db=db)
     swarm = load(config, swarm_home())
-    update = {"thresholds": approval_thresholds(swarm), "readiness_max_age_s": swarm.rollout.readiness_max_age_s}
+    update = {
+        "thresholds": approval_thresholds(swarm),
+        "readiness_max_age_s": swarm.rollout.readiness_max_age_s,
+        "metrics_public": swarm.metrics.public,
+        "usd_per_hour": swarm.limits.usd_per_hour,
+    }
     return settings.model_copy(update=update), swarm
 
 

@@ -58,14 +58,14 @@ _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> int:
-    """`30m`, `12h`, `7d` (also `90s`) in seconds; `UserError` naming `--for` for anything else or over 30 days."""
+def parse_duration(text: str, *, flag: str = "--for", max_s: int = MAX_OVERRIDE_S, what: str = "an override") -> int:
+    """`30m`, `12h`, `7d` (also `90s`) in seconds; `UserError` naming `flag` for anything else or over `max_s`."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise UserError(f"--for {text!r}: a duration is a whole number and a unit: 30m, 12h or 7d (s, m, h, d)")
+        raise UserError(f"{flag} {text!r}: a duration is a whole number and a unit: 30m, 12h or 7d (s, m, h, d)")
     seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds > MAX_OVERRIDE_S:
-        raise UserError(f"--for {text!r}: an override lasts at most {MAX_OVERRIDE_S // 86400}d")
+    if seconds > max_s:
+        raise UserError(f"{flag} {text!r}: {what} lasts at most {max_s // 86400}d")
     return seconds
 
 

@@ -2,6 +2,7 @@
 
     TokenStore  BrainLog  KillStore  BodyStore  AuditEventStore  DecisionStore
     TaskStore  UsageStore  ReadinessStore  CompensationStore  EscalationStore  AnswerTokenStore  InteractionStore
+    TelemetryStore
         └──────────────── all of them: `StateEngine` (what `Brain` takes) ────────────────┘
 
     open_engine(url) ─▶ ENGINES[scheme] ─▶ sqlite:///ABSOLUTE/PATH  `SqliteStateEngine` (the daemon's default)
@@ -31,6 +32,7 @@ from ._protocols import (
     ReadinessStore,
     StateEngine,
     TaskStore,
+    TelemetryStore,
     TokenStore,
     UsageStore,
 )
@@ -42,10 +44,13 @@ from ._records import (
     DecisionReplaced,
     LogAction,
     LogEntry,
+    Presence,
     Rebinding,
     Reversal,
     TaskKey,
+    TaskTiming,
     TokenRecord,
+    UsageSummary,
 )
 from ._registry import ENGINES, engine_kind, open_engine, sqlite_path, sqlite_url
 from ._sqlite import SqliteStateEngine
@@ -74,6 +79,7 @@ __all__ = [
     "LogEntry",
     "MemoryStateEngine",
     "OutcomeReport",
+    "Presence",
     "ReadinessStore",
     "Rebinding",
     "Reversal",
@@ -82,9 +88,12 @@ __all__ = [
     "StoredTask",
     "TaskKey",
     "TaskStore",
+    "TaskTiming",
+    "TelemetryStore",
     "TokenRecord",
     "TokenStore",
     "UsageStore",
+    "UsageSummary",
     "created",
     "engine_kind",
     "open_engine",

@@ -22,6 +22,7 @@ from ..exceptions import NoDatabase, StateBroken
 from ..wake.records import OPEN_STATES, AnswerToken, Escalation
 from ._memory_autonomy import MemoryAutonomy
 from ._memory_tasks import MemoryTasks
+from ._memory_telemetry import MemoryTelemetry
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
 from ._rules import iso, rebind_refusal, same_question
@@ -29,12 +30,13 @@ from ._rules import iso, rebind_refusal, same_question
 KILL_RELEASED = KillState(engaged=False)
 
 
-class MemoryStateEngine(MemoryTasks, MemoryAutonomy):
+class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry):
     """The brain's state in memory: lost when the process ends."""
 
     def __init__(self) -> None:
         MemoryTasks.__init__(self)
         MemoryAutonomy.__init__(self)
+        MemoryTelemetry.__init__(self)
         self._tokens: dict[str, TokenRecord] = {}
         self._log: list[LogEntry] = []
         self._kill: KillState = KILL_RELEASED

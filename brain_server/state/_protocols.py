@@ -37,10 +37,13 @@ from ._records import (
     CompensationDraft,
     DecisionReplaced,
     LogEntry,
+    Presence,
     Rebinding,
     Reversal,
     TaskKey,
+    TaskTiming,
     TokenRecord,
+    UsageSummary,
 )
 from ._transitions import OutcomeReport
 
@@ -399,6 +402,39 @@ class InteractionStore(Protocol):
         ...
 
 
+class TelemetryStore(Protocol):
+    """What the KPIs and `/metrics` read: presence minutes (kept under retention) and cheap summaries of what the
+    other stores keep (usage, decisions, finished tasks), so that a scrape never loads whole records."""
+
+    async def mark_presence(self, subjects: Sequence[str], minute: datetime) -> None:
+        """Record each subject (`brain`, `body:<id>`) as up during `minute` (its start); marking twice is harmless."""
+        ...
+
+    async def presence(self, *, since: datetime) -> list[Presence]:
+        """Per subject seen at or after `since`: its minutes up since then and its first minute kept."""
+        ...
+
+    async def prune_telemetry(self, before: datetime, log: LogEntry) -> int:
+        """Delete the presence minutes before `before` (logged once with `log` if any went); how many went."""
+        ...
+
+    async def decisions(self) -> list[Decision]:
+        """Every decision, oldest first."""
+        ...
+
+    async def count_decisions(self) -> dict[DecisionState, int]:
+        """Decisions by stored state (a pending one past its deadline still counts as pending until swept)."""
+        ...
+
+    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
+        """Usage records (made at or after `since`, when given) summed by agent, model and outcome."""
+        ...
+
+    async def task_timings(self) -> list[TaskTiming]:
+        """Every finished task's final state, creation and finish times."""
+        ...
+
+
 class StateEngine(
     TokenStore,
     BrainLog,
@@ -413,6 +449,7 @@ class StateEngine(
     EscalationStore,
     AnswerTokenStore,
     InteractionStore,
+    TelemetryStore,
     Protocol,
 ):
     """Everything the brain knows, in one object. Implementations serialise writers; every method is atomic."""

@@ -45,6 +45,7 @@ LogAction = Literal[
     "answer_refused",
     "interaction_refused",
     "audit_prune",
+    "telemetry_prune",
 ]
 
 
@@ -182,3 +183,37 @@ class DecisionReplaced:
     (its new state denied, expired or overridden), as written in the same transaction."""
 
     ended: list[Task] = field(default_factory=list[Task])
+
+
+@dataclass(kw_only=True, frozen=True)
+class Presence:
+    """The minutes a subject (`brain`, or `body:<id>`) was seen up, as `TelemetryStore.presence` counts them."""
+
+    subject: str
+    minutes: int
+    first: datetime
+    """Its first minute seen (within what retention kept)."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class UsageSummary:
+    """LLM usage summed by agent, model and outcome (`TelemetryStore.usage_summary`)."""
+
+    agent: str
+    model: str
+    outcome: str
+    calls: int
+    usd: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+
+@dataclass(kw_only=True, frozen=True)
+class TaskTiming:
+    """A finished task's final state and times (`TelemetryStore.task_timings`)."""
+
+    state: str
+    created_at: datetime
+    finished_at: datetime

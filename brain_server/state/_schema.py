@@ -329,6 +329,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN acceptance_inputs TEXT;
     """,
+    # v13 (telemetry, #20): the minutes the brain and each body were seen up, for the uptime KPIs; pruned by
+    # `[brain] telemetry_retention_days`. Everything else the KPIs and /metrics read is derived from the tables
+    # above (usage_records, tasks, decisions, audit_events), not copied.
+    """
+    CREATE TABLE telemetry_presence (
+        subject TEXT NOT NULL,
+        minute TEXT NOT NULL,
+        PRIMARY KEY (subject, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX telemetry_presence_minute ON telemetry_presence (minute);
+    """,
 ]
 
 

@@ -1,0 +1,199 @@
+"""`GET /metrics`: the brain's Prometheus metrics, in the text exposition format, from its own registry.
+
+Each brain builds its own `CollectorRegistry` (never the process-global one), holding:
+
+- counted as the brain ingests them (reset when it restarts, as Prometheus counters may be):
+  `swarm_tool_calls_total{agent,logic_version,tool,outcome,code}` and
+  `swarm_tool_call_duration_seconds{tool,outcome}` (histogram), from the bodies' audit events;
+- read from the state at each scrape (`BrainMetrics.render` takes one snapshot, then writes it out):
+  `swarm_llm_calls_total{agent,model,outcome}`, `swarm_llm_tokens_total{agent,model,kind}`,
+  `swarm_llm_cost_usd_total{agent,model}` (usage records are never deleted: these only grow),
+  `swarm_tasks{state}`, `swarm_task_duration_seconds{state}` (histogram: created to finished),
+  `swarm_decisions{state}`, `swarm_decisions_pending`, `swarm_kill_switch_engaged`, `swarm_bodies_connected`,
+  `swarm_spend_usd_last_hour`, `swarm_spend_limit_usd_per_hour` and `swarm_budget_used_ratio` (when the brain
+  knows the `[limits] usd_per_hour` it serves under).
+
+The metric names are the contract of `deploy/grafana-swarm.json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import get_args
+
+import anyio
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from shared_protocol import AuditEvent
+from shared_protocol.brain import TaskState
+from shared_protocol.decisions import DecisionState
+
+from .events import EventHub
+from .settings import BrainSettings
+from .state import StateEngine, TaskTiming, UsageSummary
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""What `generate_latest` writes: the classic text format (every Prometheus reads it)."""
+
+TOOL_CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+TASK_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86_400.0, 7 * 86_400.0)
+
+
+@dataclass(kw_only=True)
+class _Snapshot:
+    """What one scrape read from the state."""
+
+    usage: Sequence[UsageSummary] = ()
+    timings: Sequence[TaskTiming] = ()
+    tasks: dict[TaskState, int] = field(default_factory=dict[TaskState, int])
+    decisions: dict[DecisionState, int] = field(default_factory=dict[DecisionState, int])
+    pending: int = 0
+    killed: bool = False
+    connected: int = 0
+    hour_usd: float = 0.0
+
+
+class _StateCollector:
+    """Writes out the snapshot `BrainMetrics.render` took (a collector's `collect` cannot await the state)."""
+
+    def __init__(self, limit_usd_per_hour: float | None) -> None:
+        self.snapshot = _Snapshot()
+        self._limit = limit_usd_per_hour
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.snapshot
+        calls = CounterMetricFamily(
+            "swarm_llm_calls", "LLM calls reported by runners", labels=["agent", "model", "outcome"]
+        )
+        tokens = CounterMetricFamily(
+            "swarm_llm_tokens", "LLM tokens reported by runners", labels=["agent", "model", "kind"]
+        )
+        usd = CounterMetricFamily("swarm_llm_cost_usd", "LLM money spent (USD)", labels=["agent", "model"])
+        # (one sample per label set: outcomes are summed into the token and cost series)
+        cost: dict[tuple[str, str], float] = {}
+        counted: dict[tuple[str, str, str], float] = {}
+        for row in s.usage:
+            calls.add_metric([row.agent, row.model, row.outcome], row.calls)
+            cost[(row.agent, row.model)] = cost.get((row.agent, row.model), 0.0) + row.usd
+            for kind, n in (
+                ("input", row.input_tokens),
+                ("output", row.output_tokens),
+                ("cache_read", row.cache_read_tokens),
+                ("cache_write", row.cache_write_tokens),
+            ):
+                key = (row.agent, row.model, kind)
+                counted[key] = counted.get(key, 0.0) + n
+        for key in sorted(cost):
+            usd.add_metric(list(key), cost[key])
+        for key in sorted(counted):
+            tokens.add_metric(list(key), counted[key])
+        yield calls
+        yield tokens
+        yield usd
+
+        tasks = GaugeMetricFamily("swarm_tasks", "Tasks by state", labels=["state"])
+        for state in get_args(TaskState):
+            tasks.add_metric([state], s.tasks.get(state, 0))
+        yield tasks
+        yield _histogram(
+            "swarm_task_duration_seconds",
+            "Finished tasks: seconds from created to finished",
+            [(t.state, (t.finished_at - t.created_at).total_seconds()) for t in s.timings],
+        )
+        decisions = GaugeMetricFamily("swarm_decisions", "Decisions by state", labels=["state"])
+        for state in get_args(DecisionState):
+            decisions.add_metric([state], s.decisions.get(state, 0))
+        yield decisions
+        yield GaugeMetricFamily("swarm_decisions_pending", "Decisions waiting for an answer", value=s.pending)
+        yield GaugeMetricFamily(
+            "swarm_kill_switch_engaged", "1 while the brain's kill switch is engaged", value=s.killed
+        )
+        yield GaugeMetricFamily("swarm_bodies_connected", "Bodies connected to the brain", value=s.connected)
+        yield GaugeMetricFamily("swarm_spend_usd_last_hour", "LLM money spent in the last hour (USD)", value=s.hour_usd)
+        if self._limit is not None:
+            yield GaugeMetricFamily(
+                "swarm_spend_limit_usd_per_hour", "The [limits] usd_per_hour the brain serves under", value=self._limit
+            )
+            if self._limit > 0:
+                yield GaugeMetricFamily(
+                    "swarm_budget_used_ratio",
+                    "Spend in the last hour over the hourly limit",
+                    value=s.hour_usd / self._limit,
+                )
+
+
+def _histogram(name: str, documentation: str, observations: Sequence[tuple[str, float]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=["state"])
+    for state in sorted({label for label, _ in observations}):
+        values = [v for label, v in observations if label == state]
+        buckets = [(str(bound), float(sum(1 for v in values if v <= bound))) for bound in TASK_BUCKETS]
+        buckets.append(("+Inf", float(len(values))))
+        family.add_metric([state], buckets, sum_value=sum(values))
+    return family
+
+
+class BrainMetrics:
+    """One brain's registry: tool-call counters fed by `observe_audit`, the rest read from the state by `render`."""
+
+    def __init__(
+        self, state: StateEngine, *, settings: BrainSettings, hub: EventHub, now: Callable[[], datetime]
+    ) -> None:
+        self._state = state
+        self._settings = settings
+        self._hub = hub
+        self._now = now
+        self._lock = anyio.Lock()
+        self.registry = CollectorRegistry()
+        self._tool_calls = Counter(
+            "swarm_tool_calls",
+            "Tool calls of the bodies, by outcome and refusal code (from their audit events)",
+            ["agent", "logic_version", "tool", "outcome", "code"],
+            registry=self.registry,
+        )
+        self._tool_seconds = Histogram(
+            "swarm_tool_call_duration_seconds",
+            "Tool call duration as the body measured it",
+            ["tool", "outcome"],
+            buckets=TOOL_CALL_BUCKETS,
+            registry=self.registry,
+        )
+        self._collector = _StateCollector(settings.usd_per_hour)
+        self.registry.register(self._collector)
+
+    def observe_audit(self, events: Iterable[AuditEvent]) -> None:
+        """Count the tool calls among newly stored audit events (a resent event is not stored twice, so not counted
+        twice)."""
+        for event in events:
+            if event.kind != "tool_call":
+                continue
+            tool = event.tool or ""
+            self._tool_calls.labels(event.agent, event.logic_version or "", tool, event.outcome, event.code or "").inc()
+            self._tool_seconds.labels(tool, event.outcome).observe(max(event.duration_ms, 0.0) / 1000)
+
+    async def render(self) -> bytes:
+        """The text exposition of every metric, read from the state now."""
+        state = self._state
+        now = self._now()
+        recent = now - timedelta(seconds=self._settings.failsafe_s)
+        streaming = self._hub.connected()
+        snapshot = _Snapshot(
+            usage=await state.usage_summary(),
+            timings=await state.task_timings(),
+            tasks=await state.count_tasks(),
+            decisions=await state.count_decisions(),
+            pending=await state.count_pending_decisions(now),
+            killed=(await state.kill_state()).engaged,
+            connected=sum(
+                1
+                for b in await state.bodies()
+                if b.left_at is None and (b.body_id in streaming or b.last_heartbeat >= recent)
+            ),
+            hour_usd=sum(row.usd for row in await state.usage_summary(since=now - timedelta(hours=1))),
+        )
+        async with self._lock:  # (one snapshot written out at a time)
+            self._collector.snapshot = snapshot
+            return generate_latest(self.registry)

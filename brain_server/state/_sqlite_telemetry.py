@@ -1,0 +1,104 @@
+"""The SQLite engine's telemetry: presence minutes (`telemetry_presence`, schema v11) and summaries computed in
+SQL from the tables the other stores keep, so that a `/metrics` scrape never parses whole records in Python."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
+
+from shared_protocol.brain import Decision
+from shared_protocol.decisions import DecisionState
+
+from ._records import LogEntry, Presence, TaskTiming, UsageSummary
+from ._rules import iso, parse_time
+from ._sqlite_db import SqliteDatabase
+
+_USAGE_SUMMARY = """
+    SELECT json_extract(record, '$.agent') AS agent, json_extract(record, '$.model') AS model,
+        COALESCE(json_extract(record, '$.outcome'), 'answered') AS outcome, COUNT(*) AS calls,
+        TOTAL(json_extract(record, '$.usd')) AS usd,
+        TOTAL(json_extract(record, '$.input_tokens')) AS input_tokens,
+        TOTAL(json_extract(record, '$.output_tokens')) AS output_tokens,
+        TOTAL(json_extract(record, '$.cache_read_tokens')) AS cache_read_tokens,
+        TOTAL(json_extract(record, '$.cache_write_tokens')) AS cache_write_tokens
+    FROM usage_records {where}
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+
+
+class SqliteTelemetry(SqliteDatabase):
+    """Presence minutes, and the summaries `/metrics` and the KPIs read."""
+
+    async def mark_presence(self, subjects: Sequence[str], minute: datetime) -> None:
+        async with self._write() as conn:
+            await conn.executemany(
+                "INSERT OR IGNORE INTO telemetry_presence (subject, minute) VALUES (?, ?)",
+                [(subject, iso(minute)) for subject in subjects],
+            )
+
+    async def presence(self, *, since: datetime) -> list[Presence]:
+        rows = await self._rows(
+            "SELECT subject, COUNT(*) AS minutes, (SELECT MIN(minute) FROM telemetry_presence AS p "
+            "WHERE p.subject = t.subject) AS first FROM telemetry_presence AS t WHERE minute >= ? "
+            "GROUP BY subject ORDER BY subject",
+            (iso(since),),
+        )
+        return [
+            Presence(
+                subject=row["subject"], minutes=int(row["minutes"]), first=cast(datetime, parse_time(row["first"]))
+            )
+            for row in rows
+        ]
+
+    async def prune_telemetry(self, before: datetime, log: LogEntry) -> int:
+        async with self._write() as conn:
+            cursor = await conn.execute("DELETE FROM telemetry_presence WHERE minute < ?", (iso(before),))
+            pruned = cursor.rowcount
+            if pruned:
+                await self._log(conn, log)
+        return pruned
+
+    async def decisions(self) -> list[Decision]:
+        rows = await self._rows("SELECT decision FROM decisions")
+        return sorted((Decision.model_validate_json(row[0]) for row in rows), key=lambda d: d.created_at)
+
+    async def count_decisions(self) -> dict[DecisionState, int]:
+        rows = await self._rows("SELECT state, COUNT(*) FROM decisions GROUP BY state")
+        return {cast(DecisionState, row[0]): int(row[1]) for row in rows}
+
+    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
+        if since is None:
+            rows = await self._rows(_USAGE_SUMMARY.format(where=""))
+        else:
+            # (julianday reads any offset the record was written with; text order would not)
+            where = "WHERE julianday(json_extract(record, '$.at')) >= julianday(?)"
+            rows = await self._rows(_USAGE_SUMMARY.format(where=where), (iso(since),))
+        return [
+            UsageSummary(
+                agent=str(row["agent"]),
+                model=str(row["model"]),
+                outcome=str(row["outcome"]),
+                calls=int(row["calls"]),
+                usd=float(row["usd"]),
+                input_tokens=int(row["input_tokens"]),
+                output_tokens=int(row["output_tokens"]),
+                cache_read_tokens=int(row["cache_read_tokens"]),
+                cache_write_tokens=int(row["cache_write_tokens"]),
+            )
+            for row in rows
+        ]
+
+    async def task_timings(self) -> list[TaskTiming]:
+        rows = await self._rows(
+            "SELECT state, created_at, finished_at FROM tasks "
+            "WHERE finished_at IS NOT NULL AND state IN ('succeeded', 'failed', 'abandoned', 'cancelled')"
+        )
+        return [
+            TaskTiming(
+                state=str(row["state"]),
+                created_at=cast(datetime, parse_time(row["created_at"])),
+                finished_at=cast(datetime, parse_time(row["finished_at"])),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,84 @@
+"""Telemetry: the minutes the brain and its bodies are seen up, their retention, and the KPIs over a window.
+
+Most of what the KPIs read the brain keeps already (tasks with their history, usage records, decisions and their
+compensating records); only presence is recorded here, once a minute by the sweep (`tick`): the brain is up in a
+minute its sweep ran, a body when it was connected then (streaming, or a heartbeat within the failsafe time).
+Presence older than `[brain] telemetry_retention_days` is pruned with the audit events (`prune`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from shared_protocol.telemetry import KpiReport
+
+from . import kpi
+from .events import EventHub
+from .settings import BrainSettings
+from .state import LogEntry, StateEngine
+
+
+class Telemetry:
+    """Presence ticks, their retention, and `kpi`; one per brain."""
+
+    def __init__(
+        self, state: StateEngine, *, settings: BrainSettings, hub: EventHub, now: Callable[[], datetime]
+    ) -> None:
+        self._state = state
+        self._settings = settings
+        self._hub = hub
+        self._now = now
+        self._marked: datetime | None = None
+
+    async def tick(self, now: datetime) -> None:
+        """Mark this minute up for the brain and every connected body (one write a minute, whatever the sweeps)."""
+        minute = kpi.minute_of(now)
+        if minute == self._marked:
+            return
+        streaming = self._hub.connected()
+        recent = now - timedelta(seconds=self._settings.failsafe_s)
+        subjects = [kpi.BRAIN] + [
+            kpi.body_subject(b.body_id)
+            for b in await self._state.bodies()
+            if b.left_at is None and (b.body_id in streaming or b.last_heartbeat >= recent)
+        ]
+        await self._state.mark_presence(subjects, minute)
+        self._marked = minute
+
+    async def prune(self) -> int:
+        """Delete presence older than `telemetry_retention_days`; how many minutes went."""
+        now = self._now()
+        days = self._settings.telemetry_retention_days
+        log = LogEntry(at=now, action="telemetry_prune", by="retention", reason=f"telemetry older than {days} days")
+        return await self._state.prune_telemetry(now - timedelta(days=days), log)
+
+    async def kpi(self, *, window_s: int) -> KpiReport:
+        """The KPIs of the last `window_s` seconds."""
+        until = self._now()
+        since = until - timedelta(seconds=window_s)
+        state = self._state
+        tasks = await state.tasks()
+        decisions = await state.decisions()
+        updates: dict[str, set[str]] = {}
+        undone: set[str] = set()
+        for decision in decisions:
+            if decision.state != "approved" or decision.created_at < since:
+                continue
+            for record in await state.compensations(decision.id):
+                if record.decision_id != decision.id:
+                    continue
+                updates.setdefault(decision.id, set()).add(record.target)
+                if record.reversed_at is not None:
+                    undone.add(decision.id)
+        return kpi.compute(
+            since=since,
+            until=until,
+            tasks=tasks,
+            usage=await state.usage(),
+            decisions=decisions,
+            presence=await state.presence(since=kpi.minute_of(since)),
+            body_left={b.body_id: b.left_at for b in await state.bodies()},
+            decision_updates=updates,
+            undone_decisions=undone,
+        )
