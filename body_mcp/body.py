@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import httpx
 
-from sandbox import NoIsolationAvailable, Sandbox, select_sandbox
+from sandbox import NoIsolationAvailable, Sandbox, ToolchainNotFound, select_sandbox
 from shared_protocol import RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import approval_thresholds
@@ -32,7 +32,7 @@ from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
 from .confinement import Workspace
 from .decisions import DecisionStore, LocalDecisionStore
-from .exceptions import ToolRefused, UserError
+from .exceptions import ConfigError, ToolRefused, UserError
 from .guards import default_guards
 from .held import HeldRuns
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
@@ -48,6 +48,7 @@ from .snapshots import SnapshotEvent, SnapshotSettings, Snapshotter, run_hourly
 from .state import Identity, StatePaths, load_or_create_identity
 from .tools import ALL_TOOLS
 from .tools._spec import ReportProgress, ToolDeps, ToolSpec
+from .tools.exec import configured_toolchains
 from .undo import UndoStore
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class Body:
         """Recorded on every audit event this body writes (None outside agent mode)."""
         self.paths: StatePaths = settings.paths
         workspace = self.paths.require_workspace()
+        try:
+            configured_toolchains(config.sandbox, workspace)  # before anything is created
+        except ToolchainNotFound as exc:
+            raise ConfigError(f"{exc} (`swarm doctor` lists the toolchains found here)") from None
         self.identity: Identity = load_or_create_identity(self.paths)
         self.db, self.audit = open_trail(
             self.paths, self.identity.body_id, durability=config.audit.durability, logic_version=self.logic_version
@@ -176,6 +181,8 @@ class Body:
             session=self.session,
             shadow=self.shadow,
             home=settings.home,
+            env_root=self.paths.env,
+            cache_root=self.paths.cache,
             files=config.workspace,
             sandbox_config=config.sandbox,
             max_api_calls_per_action=config.limits.max_api_calls_per_action,

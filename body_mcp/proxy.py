@@ -6,6 +6,12 @@ each TCP connection to the unix socket this proxy listens on (`sandbox.ProxyNetw
 against the budget, recorded, and only then sent on. TLS is tunnelled, never intercepted, so an HTTPS
 client's requests are counted by tunnel.
 
+Where a request goes is decided here, not by the command: the host is resolved by the proxy, and a name
+or literal that leads to a loopback, private, link-local or otherwise non-public address is refused (a
+command must not reach the host's own services, or the cloud's metadata endpoint, through an allowed name
+that resolves there). `pinned_hosts` is the exception: a host pinned to an address is connected to that
+address, with no DNS, whatever kind of address it is (a local package index).
+
     async with CountingProxy(allowed_domains=["pypi.org", "*.pythonhosted.org"], max_requests=1000) as proxy:
         spec = SandboxSpec(..., network=ProxyNetwork(socket_path=proxy.socket_path))
         ...
@@ -22,7 +28,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -34,6 +40,8 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteStream
+
+from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, expand_domains, split_host_port
 
 from .exceptions import ConfigError, UserError
 
@@ -76,12 +84,17 @@ class AllowList:
     """Where commands may connect: `host` exactly, `*.domain` for its subdomains only, either with `:port`.
 
     Matching ignores case and a trailing dot. IP literals match only an identical listed literal, never a
-    wildcard. An empty list allows nothing.
+    wildcard. `preset:NAME` stands for a package registry's hosts (`DOMAIN_PRESETS`). An empty list allows
+    nothing.
     """
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._rules: list[tuple[str, bool, int | None]] = []
-        for raw in patterns:
+        unknown = [p for p in patterns if p.startswith(PRESET_PREFIX) and p[len(PRESET_PREFIX) :] not in DOMAIN_PRESETS]
+        if unknown:
+            known = ", ".join(PRESET_PREFIX + name for name in DOMAIN_PRESETS)
+            raise ConfigError(f"network allow-list entry {unknown[0]!r}: unknown preset (known: {known})")
+        for raw in expand_domains(list(patterns)):
             text = raw.strip().lower()
             wildcard = text.startswith("*.")
             try:
@@ -101,6 +114,36 @@ class AllowList:
         return False
 
 
+class PinnedHosts:
+    """Host (or host:port) -> the address the proxy connects to for it, without DNS (`[sandbox] pinned_hosts`)."""
+
+    def __init__(self, pins: Mapping[str, str]) -> None:
+        self._pins: dict[tuple[str, int | None], tuple[str, int | None]] = {}
+        for host, address in pins.items():
+            try:
+                key = _split_host_port(host.strip().lower())
+                ip, port = split_host_port(address)
+                ip = ipaddress.ip_address(ip).compressed
+            except (_BadMessage, ValueError) as exc:
+                raise ConfigError(f"pinned host {host!r} = {address!r}: {exc}") from None
+            self._pins[key] = (ip, port)
+
+    def lookup(self, host: str, port: int) -> tuple[str, int] | None:
+        """Where to connect for `host:port` when it is pinned (the pin's port, else the request's)."""
+        pinned = self._pins.get((host, port)) or self._pins.get((host, None))
+        if pinned is None:
+            return None
+        return pinned[0], pinned[1] or port
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an IP address is a public one: not loopback, private, link-local, shared, reserved or multicast."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
 @dataclass(kw_only=True, frozen=True)
 class _Request:
     method: str
@@ -116,7 +159,8 @@ class CountingProxy:
     """An HTTP(S) proxy on a private unix socket for the duration of one command; counts and limits requests.
 
     `max_requests` is the budget of API calls (requests sent on); the request that would exceed it gets 429.
-    A host off the allow-list gets 403; malformed requests 400. `on_request` sees each request once its
+    A host off the allow-list gets 403, and so does one that resolves to no public address (unless pinned);
+    one that does not resolve 502; malformed requests 400. `on_request` sees each request once its
     outcome is known. Nothing a client does raises here: a broken connection is logged and dropped.
     """
 
@@ -125,12 +169,14 @@ class CountingProxy:
         *,
         allowed_domains: Sequence[str],
         max_requests: int,
+        pinned_hosts: Mapping[str, str] | None = None,
         connect_timeout_s: float = 10,
         on_request: Callable[[ProxyRequest], None] | None = None,
     ) -> None:
         if max_requests < 0 or connect_timeout_s <= 0:
             raise UserError("max_requests must be >= 0 and connect_timeout_s > 0")
         self._allow = AllowList(allowed_domains)
+        self._pins = PinnedHosts(pinned_hosts or {})
         self._max_requests = max_requests
         self._connect_timeout_s = connect_timeout_s
         self._on_request = on_request
@@ -233,11 +279,16 @@ class CountingProxy:
             return
         ts = time.time()
         refusal = self._refusal(request)
+        destinations: list[tuple[str, int]] = []
+        if refusal is None:
+            destinations, refusal = await self._destinations(request)
+        # (checked again after the await above: the budget must hold when we count)
+        refusal = refusal or self._refusal(request)
         if refusal is not None:
             self._record(request, ts, allowed=False, status=refusal[0])
             await _answer(client, *refusal)
             return
-        self._counted += 1  # before any await, so concurrent requests cannot overrun the budget
+        self._counted += 1  # no await since the budget check, so concurrent requests cannot overrun it
         recorded = False
 
         def finish(status: int | None) -> None:
@@ -247,7 +298,7 @@ class CountingProxy:
                 self._record(request, ts, allowed=True, status=status)
 
         try:
-            upstream = await self._connect(client, request, finish)
+            upstream = await self._connect(client, request, destinations, finish)
             if upstream is None:
                 return
             async with upstream:
@@ -271,6 +322,31 @@ class CountingProxy:
             return 429, f"the budget of {self._max_requests} API calls for this command is spent"
         return None
 
+    async def _destinations(self, request: _Request) -> tuple[list[tuple[str, int]], tuple[int, str] | None]:
+        """The addresses to connect to for an allowed request: its pin, else its public addresses. Resolved here
+        and connected to by address, so a name cannot resolve to a public address now and a private one later."""
+        pinned = self._pins.lookup(request.host, request.port)
+        if pinned is not None:
+            return [pinned], None
+        where = f"{request.host}:{request.port}"
+        if _is_ip(request.host):
+            addresses = [request.host]
+        else:
+            try:
+                with anyio.fail_after(self._connect_timeout_s):
+                    infos = await anyio.getaddrinfo(request.host, request.port, type=socket.SOCK_STREAM)
+            except (OSError, TimeoutError) as exc:
+                return [], (502, f"cannot resolve {where}: {exc}")
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        public = [address for address in addresses if is_public_address(address)]
+        if not public:
+            return [], (
+                403,
+                f"{where} leads to a loopback, private or link-local address ({', '.join(addresses)}); "
+                "only a host pinned in [sandbox] pinned_hosts may",
+            )
+        return [(address, request.port) for address in public], None
+
     def _record(self, request: _Request, ts: float, *, allowed: bool, status: int | None) -> None:
         record = ProxyRequest(
             method=request.method, host=request.host, port=request.port, allowed=allowed, status=status, ts=ts
@@ -285,15 +361,22 @@ class CountingProxy:
             self._failed = True
 
     async def _connect(
-        self, client: BufferedByteStream, request: _Request, finish: Callable[[int], None]
+        self,
+        client: BufferedByteStream,
+        request: _Request,
+        destinations: Sequence[tuple[str, int]],
+        finish: Callable[[int], None],
     ) -> anyio.abc.SocketStream | None:
+        status, text = 502, f"cannot connect to {request.host}:{request.port}"
         try:
             with anyio.fail_after(self._connect_timeout_s):
-                return await anyio.connect_tcp(request.host, request.port)
+                for address, port in destinations:
+                    try:
+                        return await anyio.connect_tcp(address, port)
+                    except OSError as exc:
+                        text = f"cannot connect to {request.host}:{request.port}: {exc}"
         except TimeoutError:
             status, text = 504, f"connecting to {request.host}:{request.port} timed out"
-        except OSError as exc:
-            status, text = 502, f"cannot connect to {request.host}:{request.port}: {exc}"
         finish(status)
         await _answer(client, status, text)
         return None
@@ -477,4 +560,4 @@ def _is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, (*_DISCONNECTS, _BadMessage))
 
 
-__all__ = ["AllowList", "CountingProxy", "ProxyRequest"]
+__all__ = ["AllowList", "CountingProxy", "PinnedHosts", "ProxyRequest", "is_public_address"]

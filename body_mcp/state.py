@@ -18,6 +18,9 @@
         brain-link.json           a linked body's last known view of its brain (`swarm status` reads it)
         blobs/                    large pre-images, content-addressed
         outputs/                  commands' large outputs, by action id (`outputs.py`)
+        env/                      what commands install (`.venv`, `node_modules`), mounted into the workspace
+                                  for commands only (an agent's: per task workspace, under workspaces/<key>/)
+        cache/                    package caches (uv, pip, npm) of this body's commands: never ~/.cache
 
 Nothing here is ever inside the workspace: a body refuses to start when it would be.
 """
@@ -151,6 +154,17 @@ class StatePaths:
     @property
     def outputs(self) -> Path:
         return self.dir / "outputs"
+
+    @property
+    def env(self) -> Path:
+        """What the workspace's commands install (a virtualenv, node_modules): outside the workspace, per workspace
+        (an agent's, per task workspace), so it is never applied to the workspace nor counted."""
+        return self.snapshot_root / "env"
+
+    @property
+    def cache(self) -> Path:
+        """Package caches of this body's commands (per workspace, or per agent): Swarm's own, never ~/.cache."""
+        return self.dir / "cache"
 
     @property
     def identity(self) -> Path:

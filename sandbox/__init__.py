@@ -12,8 +12,11 @@ body decides what to apply, through its own guarded writer, then closes the `Sta
 """
 
 from ._copy_backend import CopyStagingSandbox
+from ._detect import Declared, Toolchain, ToolchainPlan, find_toolchains, plan_toolchains, read_declared
 from ._interface import (
     PROXY_URL,
+    SANDBOX_BIN_DIR,
+    SANDBOX_RUN_DIR,
     Availability,
     ChangeKind,
     EntryType,
@@ -25,25 +28,32 @@ from ._interface import (
     SandboxSpec,
     StagedChange,
     StagedRun,
+    WritableMount,
 )
 from ._memory_backend import InMemorySandbox, ScriptedChange, scripted_result
 from ._overlay_backend import BwrapOverlaySandbox
 from ._select import SandboxPreference, select_sandbox
-from ._toolchain import default_toolchain_paths, minimal_path
+from ._task_env import SANDBOX_CACHE_DIR, TaskEnvironment, task_environment
+from ._toolchain import check_toolchain_paths, default_toolchain_paths, minimal_path
 from .exceptions import (
     InvalidSandboxSpec,
     NoIsolationAvailable,
     SandboxError,
     SandboxSetupFailed,
     StagedChangesUnreadable,
+    ToolchainNotFound,
 )
 
 __all__ = [
     "PROXY_URL",
+    "SANDBOX_BIN_DIR",
+    "SANDBOX_CACHE_DIR",
+    "SANDBOX_RUN_DIR",
     "Availability",
     "BwrapOverlaySandbox",
     "ChangeKind",
     "CopyStagingSandbox",
+    "Declared",
     "EntryType",
     "InMemorySandbox",
     "InvalidSandboxSpec",
@@ -61,8 +71,18 @@ __all__ = [
     "StagedChange",
     "StagedChangesUnreadable",
     "StagedRun",
+    "TaskEnvironment",
+    "Toolchain",
+    "ToolchainNotFound",
+    "ToolchainPlan",
+    "WritableMount",
+    "check_toolchain_paths",
     "default_toolchain_paths",
+    "find_toolchains",
     "minimal_path",
+    "plan_toolchains",
+    "read_declared",
     "scripted_result",
     "select_sandbox",
+    "task_environment",
 ]

@@ -20,16 +20,27 @@ Facts measured on the target machines (bubblewrap 0.8, kernel 6.x, running as ro
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ._interface import PROXY_ENV_NAMES, PROXY_LISTEN_HOST, PROXY_LISTEN_PORT, PROXY_URL, SandboxSpec
+from ._interface import (
+    PROXY_ENV_NAMES,
+    PROXY_LISTEN_HOST,
+    PROXY_LISTEN_PORT,
+    PROXY_URL,
+    SANDBOX_BIN_DIR,
+    SANDBOX_RUN_DIR,
+    SandboxSpec,
+    WritableMount,
+)
 from ._toolchain import ToolchainMount, is_exposed
 from .exceptions import InvalidSandboxSpec
 
 #: Where the body's proxy socket appears inside the sandbox.
-SANDBOX_PROXY_SOCKET = "/run/swarm/proxy.sock"
+SANDBOX_PROXY_SOCKET = str(SANDBOX_RUN_DIR / "proxy.sock")
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 _HOSTNAME = "swarm-sandbox"
 
 
@@ -60,6 +71,10 @@ class BwrapLayout:
     proxy_socket: Path | None = None
     forwarder: Sequence[str] = ()
     """When proxying: the argv prefix that starts the forwarder, which then runs the command."""
+    writable: Sequence[WritableMount] = ()
+    """Bound read-write after the workspace, parents first."""
+    commands: Mapping[str, Path] | None = None
+    """Linked into `/run/swarm/bin`."""
 
 
 def resolve_cwd(spec: SandboxSpec) -> Path:
@@ -70,6 +85,49 @@ def resolve_cwd(spec: SandboxSpec) -> Path:
     if not (resolved == spec.workspace or spec.workspace in resolved.parents) or not resolved.is_dir():
         raise InvalidSandboxSpec(f"cwd {spec.cwd!r} is not a directory inside the workspace")
     return resolved
+
+
+def plan_writable(spec: SandboxSpec, toolchain: Sequence[ToolchainMount]) -> list[WritableMount]:
+    """Check the writable mounts and order them parents first. A target inside the workspace must be a real
+    directory there or absent (bwrap would follow a symlink), a target outside it lies under `/run/swarm`."""
+    planned: dict[Path, WritableMount] = {}
+    reserved = (SANDBOX_RUN_DIR, SANDBOX_BIN_DIR, Path(SANDBOX_PROXY_SOCKET))
+    for mount in spec.writable_mounts:
+        source, target = mount.source, Path(os.path.normpath(mount.target))
+        if not source.is_absolute() or source.resolve() != source or not source.is_dir():
+            raise InvalidSandboxSpec(f"writable mount source must be an existing resolved directory: {source}")
+        if _within(source, spec.workspace) or _within(spec.workspace, source) or is_exposed(source, toolchain):
+            raise InvalidSandboxSpec(f"writable mount source {source} overlaps the workspace or the toolchain")
+        if not target.is_absolute() or target != mount.target:
+            raise InvalidSandboxSpec(f"writable mount target must be absolute and normalised: {mount.target}")
+        if _within(target, spec.workspace) and target != spec.workspace:
+            _check_workspace_target(target, spec.workspace)
+        elif target in reserved or not _within(target, SANDBOX_RUN_DIR) or _within(target, SANDBOX_BIN_DIR):
+            raise InvalidSandboxSpec(
+                f"writable mount target {target} is neither inside the workspace nor under /run/swarm"
+            )
+        if target in planned:
+            raise InvalidSandboxSpec(f"two writable mounts at {target}")
+        planned[target] = WritableMount(source=source, target=target)
+    return sorted(planned.values(), key=lambda m: (len(m.target.parts), str(m.target)))
+
+
+def _check_workspace_target(target: Path, workspace: Path) -> None:
+    path = workspace
+    for part in target.relative_to(workspace).parts:
+        path = path / part
+        if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
+            raise InvalidSandboxSpec(f"writable mount target {target}: {path} is not a directory")
+
+
+def check_commands(spec: SandboxSpec, toolchain: Sequence[ToolchainMount]) -> dict[str, Path]:
+    """The sandbox-only commands, each a plain name leading to an executable the toolchain exposes."""
+    for name, target in spec.commands.items():
+        if not _COMMAND_NAME.fullmatch(name):
+            raise InvalidSandboxSpec(f"command name {name!r} must be a plain file name")
+        if not target.is_absolute() or not is_exposed(target, toolchain) or not os.access(target, os.X_OK):
+            raise InvalidSandboxSpec(f"command {name!r} -> {target}: not an executable the toolchain exposes")
+    return dict(spec.commands)
 
 
 def plan_hidden(
@@ -84,6 +142,9 @@ def plan_hidden(
     candidates.extend(spec.extra_hidden_abs)
     candidates.extend(also)
     targets: dict[Path, HiddenTarget] = {}
+    # What lives in a writable mount is not the workspace's: its own files are what the command sees there.
+    mounted = [m.target for m in spec.writable_mounts]
+    candidates = [c for c in candidates if not any(_within(c, m) for m in mounted)]
     for candidate in candidates:
         if not candidate.is_absolute():
             raise InvalidSandboxSpec(f"extra hidden path must be absolute: {candidate}")
@@ -146,7 +207,11 @@ def bwrap_options(layout: BwrapLayout) -> list[str]:
     if layout.proxy_socket is not None:
         # connect() needs no write access to the mount, so read-only is enough.
         args += ["--ro-bind", str(layout.proxy_socket), SANDBOX_PROXY_SOCKET]
+    for name, target in (layout.commands or {}).items():
+        args += ["--symlink", str(target), str(SANDBOX_BIN_DIR / name)]
     args += ["--bind", str(layout.workspace_source), str(layout.workspace)]
+    for mount in layout.writable:
+        args += ["--bind", str(mount.source), str(mount.target)]
     for target in layout.hidden:
         if target.is_dir:
             args += ["--tmpfs", str(target.path), "--remount-ro", str(target.path)]
@@ -162,6 +227,10 @@ def bwrap_options(layout: BwrapLayout) -> list[str]:
 def sandboxed_command(layout: BwrapLayout, argv: Sequence[str]) -> list[str]:
     """What bwrap runs: the command, behind the proxy forwarder when there is one."""
     return [*layout.forwarder, *argv]
+
+
+def _within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
 
 
 def _relative(raw: str, *, what: str) -> PurePosixPath:

@@ -33,13 +33,24 @@ from ._bwrap import (
     BwrapLayout,
     HiddenTarget,
     bwrap_options,
+    check_commands,
     forwarder_prefix,
     plan_hidden,
+    plan_writable,
     proxy_env,
     resolve_cwd,
     sandboxed_command,
 )
-from ._interface import Availability, ProxyNetwork, Quota, RunResult, SandboxSpec, StagedChange
+from ._interface import (
+    SANDBOX_BIN_DIR,
+    Availability,
+    ProxyNetwork,
+    Quota,
+    RunResult,
+    SandboxSpec,
+    StagedChange,
+    WritableMount,
+)
 from ._limits import (
     SANDBOX_OVERHEAD_PROCESSES,
     PidsCgroup,
@@ -97,6 +108,8 @@ class _Plan:
     env: dict[str, str]
     proxy_socket: Path | None = None
     forwarder: list[str] = field(default_factory=list[str])
+    writable: list[WritableMount] = field(default_factory=list[WritableMount])
+    commands: dict[str, Path] = field(default_factory=dict[str, Path])
 
 
 @dataclass(kw_only=True)
@@ -177,6 +190,7 @@ class BwrapBackend(ABC):
             changes: list[StagedChange] = []
             if areas.started and areas.write_fd is not None:
                 changes = await anyio.to_thread.run_sync(prepared.collect, areas.write_path)
+                changes = _outside_mounts(changes, spec.workspace, plan.writable)
             staged_run = StagedDirRun(
                 result=_result(outcome, status, quotas=quotas, staged_bytes=staged_bytes),
                 changes=changes,
@@ -230,11 +244,14 @@ class BwrapBackend(ABC):
         """Check the spec and decide the mounts, before anything is created (misuse fails fast)."""
         _check_spec(spec, self._staging_root)
         toolchain = plan_toolchain(spec.toolchain_paths, workspace=spec.workspace)
+        writable = plan_writable(spec, toolchain)
         plan = _Plan(
             toolchain=toolchain,
             hidden=plan_hidden(spec, toolchain, also=[self._staging_root]),
             cwd=resolve_cwd(spec),
-            env=_sandbox_env(spec, toolchain),
+            env=_sandbox_env(spec, toolchain, writable),
+            writable=writable,
+            commands=check_commands(spec, toolchain),
         )
         if isinstance(spec.network, ProxyNetwork):
             python = find_python(toolchain, self._forwarder_python)
@@ -269,6 +286,8 @@ class BwrapBackend(ABC):
                 status_fd=status_fd,
                 proxy_socket=plan.proxy_socket,
                 forwarder=plan.forwarder,
+                writable=plan.writable,
+                commands=plan.commands,
             )
             args_path = staging / "bwrap.args"
             args_path.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
@@ -395,18 +414,34 @@ def _check_spec(spec: SandboxSpec, staging_root: Path) -> None:
         raise InvalidSandboxSpec(f"the staging root {staging_root} must be outside the workspace")
 
 
-def _sandbox_env(spec: SandboxSpec, toolchain: Sequence[ToolchainMount]) -> dict[str, str]:
+def _sandbox_env(
+    spec: SandboxSpec, toolchain: Sequence[ToolchainMount], writable: Sequence[WritableMount]
+) -> dict[str, str]:
     """The command's environment: `spec.env`, with a `PATH` that names only directories the command can see.
 
     A caller passing the host's `PATH` would otherwise tell the command about home-directory toolchains it
-    cannot reach; an empty or relative entry would make it run programs from its working directory.
+    cannot reach; an empty or relative entry would make it run programs from its working directory. The
+    sandbox's own directories (the command links, the writable mounts, e.g. a virtualenv's `bin`) count as
+    seen whether or not they exist yet.
     """
     env = dict(spec.env)
     if "PATH" in env:
-        env["PATH"] = visible_path(env["PATH"], toolchain, workspace=spec.workspace) or minimal_path(
+        own = [m.target for m in writable] + ([SANDBOX_BIN_DIR] if spec.commands else [])
+        env["PATH"] = visible_path(env["PATH"], toolchain, workspace=spec.workspace, also=own) or minimal_path(
             [m.path for m in toolchain]
         )
     return env
+
+
+def _outside_mounts(
+    changes: list[StagedChange], workspace: Path, writable: Sequence[WritableMount]
+) -> list[StagedChange]:
+    """The staged changes without the writable mounts' mount points (bwrap creates a missing one in the staged
+    workspace): what the command wrote there went to the mount's source, not to the workspace."""
+    mounted = [m.target.relative_to(workspace).as_posix() for m in writable if workspace in m.target.parents]
+    if not mounted:
+        return changes
+    return [c for c in changes if not any(c.path == m or c.path.startswith(m + "/") for m in mounted)]
 
 
 def _read_status(path: Path) -> dict[str, Any]:

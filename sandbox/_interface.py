@@ -14,6 +14,10 @@ from typing import Literal, Protocol, Self
 PROXY_LISTEN_HOST = "127.0.0.1"
 PROXY_LISTEN_PORT = 3128
 PROXY_URL = f"http://{PROXY_LISTEN_HOST}:{PROXY_LISTEN_PORT}"
+#: Swarm's own directory inside the sandbox (no host path): the proxy socket, the command links, caches.
+SANDBOX_RUN_DIR = Path("/run/swarm")
+#: Where `SandboxSpec.commands` appear: put it on `PATH` to use them.
+SANDBOX_BIN_DIR = SANDBOX_RUN_DIR / "bin"
 PROXY_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
@@ -52,6 +56,20 @@ class ProxyNetwork:
 
 
 @dataclass(kw_only=True, frozen=True)
+class WritableMount:
+    """A host directory bound read-write inside the sandbox, beside the staged workspace rather than in it.
+
+    What the command writes there lands in `source` at once: it is never a staged change, never applied
+    to the workspace, never counted (a virtualenv at the workspace's `.venv`, a package cache).
+    """
+
+    source: Path
+    """An existing host directory (absolute, resolved), outside the workspace."""
+    target: Path
+    """Where the command sees it: inside the workspace (not the workspace itself), or under `/run/swarm`."""
+
+
+@dataclass(kw_only=True, frozen=True)
 class SandboxSpec:
     """One command to run against a staged view of `workspace`."""
 
@@ -76,6 +94,11 @@ class SandboxSpec:
     prints it: for reporting progress. Called on the event loop; it must not block."""
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     network: Literal["none"] | ProxyNetwork = "none"
+    writable_mounts: Sequence[WritableMount] = ()
+    """Host directories the command may write outside the staged change set (see `WritableMount`)."""
+    commands: Mapping[str, Path] = field(default_factory=dict[str, Path])
+    """Sandbox-only commands: NAME -> an executable the toolchain exposes, linked as `/run/swarm/bin/NAME`
+    (`python` -> the interpreter, where the system has only `python3`). `PATH` entries there are kept."""
 
 
 class Quota(StrEnum):

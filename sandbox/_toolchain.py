@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .exceptions import InvalidSandboxSpec
+from .exceptions import InvalidSandboxSpec, ToolchainNotFound
 
 # Directories every Linux toolchain needs. Missing ones are skipped.
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -49,6 +49,18 @@ def default_toolchain_paths(*extra: Path) -> list[Path]:
         candidates.append(base)
     candidates.extend(extra)
     return [p for p in dict.fromkeys(candidates) if os.path.lexists(p)]
+
+
+def check_toolchain_paths(paths: Iterable[str], *, key: str) -> list[Path]:
+    """Configured toolchain paths as paths, each absolute and present (`ToolchainNotFound` names the first
+    that is not: a toolchain the config asks for must not silently go missing)."""
+    checked: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_absolute() or not os.path.lexists(path):
+            raise ToolchainNotFound(path.name or raw, f"{key}: {raw!r} is not an absolute path on this machine")
+        checked.append(path)
+    return checked
 
 
 def home_directories() -> frozenset[Path]:
@@ -136,13 +148,18 @@ def minimal_path(toolchain_paths: Sequence[Path]) -> str:
     return ":".join(kept)
 
 
-def visible_path(path_value: str, mounts: Sequence[ToolchainMount], *, workspace: Path) -> str:
+def visible_path(
+    path_value: str, mounts: Sequence[ToolchainMount], *, workspace: Path, also: Sequence[Path] = ()
+) -> str:
     """`path_value` (a `PATH`) without the entries a command cannot see: relative or empty ones, and
-    directories neither exposed by `mounts` nor inside the workspace. Empty when none is left."""
+    directories neither exposed by `mounts` nor inside the workspace nor under one of `also` (the sandbox's
+    own directories, kept as they are). Empty when none is left."""
     kept: list[str] = []
     for entry in path_value.split(":"):
         path = Path(os.path.normpath(entry)) if entry else None
-        if path is not None and path.is_absolute() and _visible_dir(path, mounts, workspace=workspace):
+        if path is None or not path.is_absolute():
+            continue
+        if any(_is_within(path, own) for own in also) or _visible_dir(path, mounts, workspace=workspace):
             kept.append(str(path))
     return ":".join(kept)
 

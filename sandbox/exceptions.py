@@ -4,6 +4,7 @@
     SandboxError
     ├── NoIsolationAvailable     no backend can isolate commands on this machine (commands never run bare)
     ├── InvalidSandboxSpec       the spec cannot be honoured safely (developer or config misuse)
+    ├── ToolchainNotFound        a toolchain the config names is not on this machine
     ├── SandboxSetupFailed       the sandbox could not be set up; the command did not start
     └── StagedChangesUnreadable  the staging area holds something we cannot interpret; nothing may be applied
 
@@ -28,6 +29,15 @@ class NoIsolationAvailable(SandboxError):
 
 class InvalidSandboxSpec(SandboxError):
     """The spec asks for something the sandbox refuses to do (a home directory as toolchain, a bad cwd...)."""
+
+
+class ToolchainNotFound(SandboxError):
+    """A toolchain the config names (`[sandbox] python`, a toolchain path) is not on this machine. `name` says
+    which tool, the message which key and value."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
 
 
 class SandboxSetupFailed(SandboxError):

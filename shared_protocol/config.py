@@ -7,6 +7,7 @@ section names where to read them (`env:NAME`, `file:/path`; see `secrets`).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from itertools import pairwise
@@ -124,6 +125,7 @@ DEFAULT_ARTIFACT_PATHS = (
     "target",
     ".coverage",
 )
+DEFAULT_ENV_DIRS = (".venv", "node_modules")
 DEFAULT_SANDBOX_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "SOURCE_DATE_EPOCH")
 
 
@@ -189,8 +191,110 @@ class SandboxConfig(ProtocolModel):
     allowed_domains: list[str] = Field(
         default_factory=list[str],
         description="Hosts a command with network=true may reach through the body's proxy ('*.x' for subdomains, "
-        "'host:port' to pin a port); empty: commands get no network.",
+        "'host:port' to pin a port, 'preset:pypi' or 'preset:npm' for a package registry's hosts); empty: commands "
+        "get no network.",
     )
+    pinned_hosts: dict[str, str] = Field(
+        default_factory=dict[str, str],
+        description="Host (or host:port) -> the address (IP or IP:port) the proxy connects to for it, without DNS. "
+        "The only way to reach a loopback, private or link-local address (a local package index); the host must "
+        "also be allowed by allowed_domains.",
+    )
+    python: str = Field(
+        default="",
+        description="What `python` and `python3` run in the sandbox: a version ('3.12', from pyenv's or the "
+        "system's) or an absolute path; empty: what the workspace declares (.python-version, requires-python), "
+        "else the system's python3.",
+    )
+    env_dirs: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ENV_DIRS),
+        description="Workspace directories that hold installed dependencies (a virtualenv, node_modules): each "
+        "lives in Swarm's state, outside the workspace, mounted there read-write for commands; what a command "
+        "writes in it is never applied to the workspace nor counted.",
+    )
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _known_presets(cls, domains: list[str]) -> list[str]:
+        for entry in domains:
+            if entry.startswith(PRESET_PREFIX) and entry.removeprefix(PRESET_PREFIX) not in DOMAIN_PRESETS:
+                known = ", ".join(PRESET_PREFIX + name for name in DOMAIN_PRESETS)
+                raise ValueError(f"unknown preset {entry!r} (known: {known})")
+        return domains
+
+    @field_validator("pinned_hosts")
+    @classmethod
+    def _pins_are_addresses(cls, pins: dict[str, str]) -> dict[str, str]:
+        for host, address in pins.items():
+            name, _ = split_host_port(host)
+            if not _HOST_NAME.fullmatch(name):
+                raise ValueError(f"{host!r} is not a host name or address (with an optional :port)")
+            ip, _ = split_host_port(address)
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ValueError(f"{host!r}: {address!r} is not an IP address (or IP:port)") from None
+        return pins
+
+    @field_validator("env_dirs")
+    @classmethod
+    def _plain_relative_dirs(cls, dirs: list[str]) -> list[str]:
+        for entry in dirs:
+            parts = entry.split("/")
+            if not entry or entry.startswith("/") or any(part in ("", ".", "..") for part in parts):
+                raise ValueError(f"{entry!r} is not a relative directory inside the workspace (no '..')")
+        return dirs
+
+    @model_validator(mode="after")
+    def _pinned_hosts_are_allowed(self) -> SandboxConfig:
+        allowed = [split_host_port(pattern)[0] for pattern in expand_domains(self.allowed_domains)]
+        for host in self.pinned_hosts:
+            name = split_host_port(host)[0]
+            if not any(name == p or (p.startswith("*.") and name.endswith(p[1:])) for p in allowed):
+                raise PydanticCustomError(
+                    CONFIG_REFERENCE,
+                    "sandbox.pinned_hosts: '{host}' is pinned but no allowed_domains entry allows it",
+                    {"host": host},
+                )
+        return self
+
+
+PRESET_PREFIX = "preset:"
+DOMAIN_PRESETS: dict[str, tuple[str, ...]] = {
+    "pypi": ("pypi.org", "files.pythonhosted.org"),
+    "npm": ("registry.npmjs.org",),
+}
+"""`allowed_domains = ["preset:pypi"]`: the hosts a package registry's installs need, so nobody types them."""
+
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|[0-9a-f:.]+")
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6 literal -> (lower-case host without a trailing dot, port);
+    raises `ValueError` on a bad port."""
+    text = text.strip().lower()
+    port_text = ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":") if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host = text
+    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ValueError(f"bad port in {text!r}")
+    return host.removesuffix("."), int(port_text) if port_text else None
+
+
+def expand_domains(domains: list[str]) -> list[str]:
+    """`allowed_domains` with each `preset:NAME` replaced by its hosts (an unknown preset raises `KeyError`)."""
+    expanded: list[str] = []
+    for entry in domains:
+        if entry.startswith(PRESET_PREFIX):
+            expanded += DOMAIN_PRESETS[entry.removeprefix(PRESET_PREFIX)]
+        else:
+            expanded.append(entry)
+    return expanded
 
 
 class SnapshotsConfig(ProtocolModel):

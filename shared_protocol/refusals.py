@@ -69,6 +69,8 @@ class RefusalCode(StrEnum):
     """The command asked for network access, which policy or the missing proxy refuses."""
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     """No sandbox backend can isolate commands here; commands are never run unsandboxed."""
+    TOOLCHAIN_NOT_FOUND = "toolchain_not_found"
+    """A toolchain the config names (`[sandbox] python`, a toolchain path) is not on this machine."""
     AUDIT_BROKEN = "audit_broken"
     """The body's audit chain does not verify against its anchor and key (edited, truncated, its database or key
     missing): mutating tools are refused until a human starts a new chain with `swarm audit reset`."""
@@ -125,6 +127,7 @@ class Rule(StrEnum):
     TASKS_CLAIM = "tasks.claim"
     SANDBOX_BACKEND = "sandbox.backend"
     SANDBOX_ALLOWED_DOMAINS = "sandbox.allowed_domains"
+    SANDBOX_TOOLCHAINS = "sandbox.toolchains"
     SANDBOX_STAGED_CHANGES = "sandbox.staged_changes"
     SANDBOX_MAX_WRITE_MB = "sandbox.max_write_mb"
     SANDBOX_MAX_WRITE_INODES = "sandbox.max_write_inodes"

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import cast
 
+from shared_protocol.config import SandboxConfig
+
 from .configs import (
     CLAUDE_CODE_LEGACY_ALLOWED,
     CLAUDE_CODE_PERSONAL,
@@ -406,3 +408,27 @@ def check_sandbox() -> Finding:
     return Finding(
         ide="-", check=DoctorCheck.SANDBOX, ok=True, subject="sandbox", message=f"commands run in {backend.name}"
     )
+
+
+def check_toolchains(config: SandboxConfig, workspace: Path) -> list[Finding]:
+    """What commands in `workspace` get: the toolchains found here, the interpreter `python` runs, what the
+    workspace declares that this machine lacks; a toolchain the config names but this machine lacks fails."""
+    from sandbox import ToolchainNotFound
+
+    from ..tools.exec import configured_toolchains
+
+    def finding(ok: bool, subject: str, message: str, fix: str | None = None) -> Finding:
+        return Finding(ide="-", check=DoctorCheck.TOOLCHAINS, ok=ok, subject=subject, message=message, fix=fix)
+
+    try:
+        _, plan = configured_toolchains(config, workspace)
+    except ToolchainNotFound as exc:
+        fix = "install it, or change or remove that key in swarm.toml ([sandbox])"
+        return [finding(False, f"toolchain {exc.name}", str(exc), fix)]
+    found = ", ".join(
+        f"{t.name} {t.version} ({t.executable})".replace("  ", " ") for t in plan.found if t != plan.python
+    )
+    python = f"{plan.python.executable} ({plan.python.version})" if plan.python is not None else "none"
+    findings = [finding(True, "toolchains", f"python in the sandbox runs {python}; also found: {found or 'nothing'}")]
+    findings += [finding(True, "toolchains", f"declared but not here: {note}") for note in plan.notes]
+    return findings

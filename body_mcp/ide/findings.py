@@ -20,6 +20,7 @@ class DoctorCheck(StrEnum):
     BUILTIN_TOOLS = "builtin_tools"
     BODY_STARTS = "body_starts"
     SANDBOX = "sandbox"
+    TOOLCHAINS = "toolchains"
     WAKE = "wake"
 
 

@@ -69,6 +69,10 @@ class ToolDeps:
     shadow: bool
     home: Path
     """`$SWARM_HOME`: hidden from every command."""
+    env_root: Path
+    """Where the workspace's installed dependencies live (`StatePaths.env`), mounted for commands."""
+    cache_root: Path
+    """The package caches of this body's commands (`StatePaths.cache`)."""
     files: WorkspaceConfig
     """Read and write size caps."""
     sandbox_config: SandboxConfig

@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 
 from sandbox import (
+    SANDBOX_BIN_DIR,
     ChangeKind,
     EntryType,
     ProxyNetwork,
@@ -28,10 +29,16 @@ from sandbox import (
     SandboxSpec,
     StagedChange,
     StagedRun,
+    ToolchainNotFound,
+    ToolchainPlan,
+    check_toolchain_paths,
     default_toolchain_paths,
     minimal_path,
+    plan_toolchains,
+    task_environment,
 )
 from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunCommandArgs, RunCommandResult
+from shared_protocol.config import SandboxConfig
 from shared_protocol.refusals import Rule
 from shared_protocol.tools import CommandChangeClass
 
@@ -49,22 +56,43 @@ from .output import ShownOutput, keep_output
 _KILL_POLL_S = 0.05
 
 
+def configured_toolchains(cfg: SandboxConfig, workspace: Path) -> tuple[list[Path], ToolchainPlan]:
+    """The toolchain paths the config names (or the default) and the toolchains for `workspace`'s commands;
+    `ToolchainNotFound` names a configured one this machine does not have (the body checks at start)."""
+    toolchain = check_toolchain_paths(cfg.toolchain_paths, key="[sandbox] toolchain_paths") or default_toolchain_paths()
+    toolchain += check_toolchain_paths(cfg.extra_toolchain_paths, key="[sandbox] extra_toolchain_paths")
+    # What the machine has and the workspace declares: `python` is the interpreter the project expects.
+    return toolchain, plan_toolchains(workspace, python=cfg.python)
+
+
 def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> SandboxSpec:
     args, deps = ctx.args, ctx.deps
     cfg = deps.sandbox_config
     env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ}
     # Home directories are never mounted; give tools a writable, throwaway one.
     env["HOME"] = "/tmp"
-    toolchain = [Path(p) for p in cfg.toolchain_paths] or default_toolchain_paths()
-    toolchain += [Path(p) for p in cfg.extra_toolchain_paths]
-    env["PATH"] = minimal_path(toolchain)  # (the host's PATH names directories the sandbox does not mount)
+    root = deps.workspace.root
+    try:
+        toolchain, tools = configured_toolchains(cfg, root)
+    except ToolchainNotFound as exc:
+        raise ToolRefused(str(exc), code=RefusalCode.TOOLCHAIN_NOT_FOUND, rule=Rule.SANDBOX_TOOLCHAINS) from None
+    task_env = task_environment(
+        workspace=root, env_root=deps.env_root, cache_root=deps.cache_root, env_dirs=cfg.env_dirs
+    )
+    env.update(task_env.variables)
+    # Exactly these directories, in this order (the host's PATH names directories the sandbox does not mount).
+    path = [*map(str, task_env.path_dirs), *([str(SANDBOX_BIN_DIR)] if tools.commands else [])]
+    path += [*map(str, tools.bin_dirs), *minimal_path(toolchain).split(":")]
+    env["PATH"] = ":".join(dict.fromkeys(path))
     timeout = min(args.timeout_s or cfg.default_timeout_s, cfg.max_timeout_s)
     return SandboxSpec(
-        workspace=deps.workspace.root,
+        workspace=root,
         argv=args.argv,
         cwd=cwd,
         env=env,
-        toolchain_paths=toolchain,
+        toolchain_paths=[*toolchain, *tools.expose],
+        writable_mounts=task_env.mounts,
+        commands=tools.commands,
         hidden_paths=hidden,
         extra_hidden_abs=[deps.home],
         timeout_s=timeout,
@@ -130,7 +158,9 @@ async def _run(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
     # Every request goes through the body's proxy: counted as an API call, checked against the allow-list,
     # audited by method and host; the command's network namespace stays closed.
     allowed = deps.sandbox_config.allowed_domains
-    async with CountingProxy(allowed_domains=allowed, max_requests=deps.max_api_calls_per_action) as proxy:
+    pins = deps.sandbox_config.pinned_hosts
+    proxy = CountingProxy(allowed_domains=allowed, pinned_hosts=pins, max_requests=deps.max_api_calls_per_action)
+    async with proxy:
         spec = dataclasses.replace(spec, network=ProxyNetwork(socket_path=proxy.socket_path))
         staged = await _run_watching(ctx, sandbox, spec)
     requests: list[ProxyRequest] = proxy.requests

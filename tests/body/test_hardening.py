@@ -119,14 +119,15 @@ async def test_tracked_files_count_even_when_ignored(repo: Path, home: Path) -> 
 async def test_an_executable_or_script_under_an_artifact_directory_counts(
     client: Client, body: Body, workspace: Path
 ) -> None:
+    # (.tox: the workspace's .venv is an env dir, which never reaches the workspace; this is one that does)
     script = (
-        "mkdir -p .venv/bin .venv/lib && printf '#!/bin/sh\\n' > .venv/bin/tool && chmod 755 .venv/bin/tool"
-        " && printf 'import os\\n' > .venv/lib/evil.pth && printf 'x' > .venv/lib/data.txt"
+        "mkdir -p .tox/py/bin .tox/py/lib && printf '#!/bin/sh\\n' > .tox/py/bin/tool && chmod 755 .tox/py/bin/tool"
+        " && printf 'import os\\n' > .tox/py/lib/evil.pth && printf 'x' > .tox/py/lib/data.txt"
     )
     data = await run(client, script)
     categories = {c["path"]: c["category"] for c in data["changes"]}
-    assert categories[".venv/bin/tool"] == "counted" and categories[".venv/lib/evil.pth"] == "counted"
-    assert categories[".venv/lib/data.txt"] == "artifact"
+    assert categories[".tox/py/bin/tool"] == "counted" and categories[".tox/py/lib/evil.pth"] == "counted"
+    assert categories[".tox/py/lib/data.txt"] == "artifact"
 
 
 def test_the_index_parser_reads_what_git_tracks_in_every_index_version(tmp_path: Path) -> None:

