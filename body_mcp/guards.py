@@ -252,7 +252,9 @@ class ExecuteGuard:
     async def _require_human(self, ctx: CallContext, impact: Impact, paths: Sequence[str], why: str) -> None:
         self._limits.check_blast_radius(impact)
         assert ctx.args is not None
-        await self._gate.require(ctx.args.decision_id, impact, "human", action_id=ctx.action_id, why=why, paths=paths)
+        await self._gate.require(
+            ctx.args.decision_id, impact, "human", action_id=ctx.action_id, why=why, paths=paths, human_only=True
+        )
         ctx.approved = True
 
     async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:

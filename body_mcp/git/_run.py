@@ -15,7 +15,8 @@ an askpass, credential helpers, ssh and proxy commands, signing programs, a remo
   includes): hooks from an empty directory, no fsmonitor, no pager, no editor, no askpass, no
   credential helper, no signing, no submodule recursion; and for each filter and remote the
   repository's config names (listed first, by `git config --list`, which runs nothing), the
-  filter's commands emptied and not required, the remote's pack programs reset and mirroring off;
+  filter's commands emptied and not required, and mirroring off for each remote (a push also names
+  `--receive-pack` itself: for that key git keeps the first value it reads, the repository's);
 - only the `file`, `https` and `ssh` transports (`GIT_ALLOW_PROTOCOL`: no `ext::`);
 - on each diff-producing command `--no-ext-diff --no-textconv` (the callers pass them).
 """
@@ -188,8 +189,6 @@ class GitSession:
             for key, value in (("clean", ""), ("smudge", ""), ("process", ""), ("required", "false")):
                 out += ["-c", f"filter.{name}.{key}={value}"]
         for name in sorted(remotes):
-            for key, value in (("receivepack", "git-receive-pack"), ("uploadpack", "git-upload-pack")):
-                out += ["-c", f"remote.{name}.{key}={value}"]
             out += ["-c", f"remote.{name}.mirror=false"]
         self.remotes = remotes
         return out

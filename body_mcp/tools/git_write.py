@@ -210,6 +210,8 @@ async def git_push(ctx: ToolContext[GitPushArgs]) -> GitPushResult:
                 "--no-follow-tags",
                 "--no-recurse-submodules",
                 "--no-verify",
+                # (git keeps the first receivepack it reads, and .git/config comes before -c: only this overrides it)
+                "--receive-pack=git-receive-pack",
                 remote,
                 f"{ref}:{ref}",
                 what=f"pushing {branch} to {remote}",

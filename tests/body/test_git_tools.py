@@ -66,9 +66,7 @@ async def test_status_diff_and_log_show_the_repository_but_never_the_env_file(gc
 
 async def test_commit_holds_only_the_bodys_audited_changes_with_their_action_ids(gc: Client, repo: Path) -> None:
     parent = head(repo)
-    edit = ok(
-        await call(gc, "edit_file", path="src/app.py", edits=[{"old_text": "return 1", "new_text": "return 2"}])
-    )
+    edit = ok(await call(gc, "edit_file", path="src/app.py", edits=[{"old_text": "return 1", "new_text": "return 2"}]))
     new = ok(await call(gc, "write_file", path="src/new.py", content="x = 1\n"))
     (repo / "README.md").write_text("a human's unfinished edit\n")  # not the body's: never committed
     (repo / "human.txt").write_text("untracked, by a human\n")
