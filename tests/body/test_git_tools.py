@@ -3,11 +3,15 @@ protected files never shown, undo, and a clear refusal for each bad case."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from body_mcp import Body, build_server
 
@@ -214,3 +218,26 @@ async def test_shadow_mode_plans_the_commit_and_makes_none(repo: Path, home: Pat
     finally:
         shadow.close()
     assert result["commit"] is None and result["files"] == ["a.txt"] and head(repo) == before
+
+
+async def test_git_tools_over_stdio_and_swarm_undo_from_the_command_line(repo: Path, home: Path) -> None:
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_AGENT": "stdio-test", "SWARM_TOKEN": "must-not-reach-git"}
+    command = [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(repo)]
+    parent = head(repo)
+    async with Client(StdioServerParameters(command=command[0], args=command[1:], env=env)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"git_status", "git_diff", "git_log", "git_commit", "git_push"} <= names
+        ok(await call(client, "write_file", path="a.txt", content="a\n"))
+        assert [e["path"] for e in ok(await call(client, "git_status"))["entries"]] == ["a.txt"]
+        commit = ok(await call(client, "git_commit", message="over stdio"))
+        refused(await call(client, "git_push"), "push_disabled")
+    assert head(repo) == commit["commit"]
+    undone = subprocess.run(
+        [sys.executable, "-m", "swarm_cli", "undo", commit["action_id"], "--workspace", str(repo)],
+        env={k: v for k, v in env.items() if k not in ("SWARM_BRAIN_URL", "SWARM_TOKEN")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert undone.returncode == 0, undone.stderr
+    assert head(repo) == parent
