@@ -43,7 +43,9 @@ def _same(a: EntryState, b: EntryState) -> bool:
     return True
 
 
-def commit_plan(ctx: ToolContext[Any], git: GitSession) -> CommitPlan:
+def body_changes(ctx: ToolContext[Any], git: GitSession) -> tuple[dict[str, str], list[str]]:
+    """The paths holding a change of this body's not yet committed (each with the action that made it), and what
+    was left out and why. Reads only: nothing is written to the repository."""
     deps = ctx.deps
     records = deps.undo.workspace_records(str(deps.workspace.root))
     committed = {action for item in records if item.record.op == "git_ref" for action in item.record.after_actions}
@@ -55,7 +57,7 @@ def commit_plan(ctx: ToolContext[Any], git: GitSession) -> CommitPlan:
         if rec.op == "rename" and rec.source is not None:
             last[rec.source] = (ABSENT, item.action_id)
         last[rec.path] = (rec.after, item.action_id)
-    plan = CommitPlan()
+    skipped: list[str] = []
     candidates: dict[str, str] = {}
     for path, (after, action) in last.items():
         if action in committed or after.type == "dir":
@@ -63,20 +65,26 @@ def commit_plan(ctx: ToolContext[Any], git: GitSession) -> CommitPlan:
         parts = tuple(path.split("/"))
         level, pattern = deps.policy.classify_parts(parts)
         if level != "none":
-            plan.skipped.append(f"{path}: protected (matches '{pattern}')")
+            skipped.append(f"{path}: protected (matches '{pattern}')")
             continue
         now, _ = _fsops.read_entry(deps.workspace, parts)
         if now.type == "dir" and after.type == "absent":
             continue  # (a file the body deleted, a directory made there since: nothing of the body's to commit)
         if not _same(now, after):
-            plan.skipped.append(f"{path}: changed since {action} (not by this body)")
+            skipped.append(f"{path}: changed since {action} (not by this body)")
             continue
         candidates[path] = action
-    if not candidates:
-        return plan
-    ignored = git.run("check-ignore", "-z", "--stdin", stdin="\0".join(candidates).encode() + b"\0")
-    for path in ignored.text.split("\0"):
-        candidates.pop(path, None)
+    if candidates:
+        ignored = git.run("check-ignore", "-z", "--stdin", stdin="\0".join(candidates).encode() + b"\0")
+        for path in ignored.text.split("\0"):
+            candidates.pop(path, None)
+    return candidates, skipped
+
+
+def commit_plan(ctx: ToolContext[Any], git: GitSession) -> CommitPlan:
+    """`body_changes` staged over HEAD in a temporary index: the tree to commit, and which of them it changes."""
+    candidates, skipped = body_changes(ctx, git)
+    plan = CommitPlan(skipped=skipped)
     if not candidates:
         return plan
     index = git.scratch / "index"

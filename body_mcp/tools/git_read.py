@@ -24,7 +24,7 @@ from shared_protocol.tools import (
 
 from ..git import COMMIT_MARK, Git, GitSession, denied_check, exclude_pathspecs, filter_patch
 from ._spec import ToolContext, ToolSpec
-from .git_plan import commit_plan
+from .git_plan import body_changes
 
 _MAX_UNTRACKED_DIFFS = 200
 _DIFF_FLAGS = ("--no-ext-diff", "--no-textconv", "--no-color", "--src-prefix=a/", "--dst-prefix=b/")
@@ -53,7 +53,7 @@ def _status(ctx: ToolContext[GitStatusArgs]) -> GitStatusResult:
             *_excludes(ctx),
             what="git status",
         )
-        committable = set(commit_plan(ctx, git).files)
+        committable = set(body_changes(ctx, git)[0])
         branch, head = git.branch(), git.head()
     entries: list[GitStatusEntry] = []
     tokens = out.text.split("\0")

@@ -14,6 +14,7 @@ human's approval. It is irreversible: undo cannot take a published commit back.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio.to_thread
@@ -22,13 +23,14 @@ from shared_protocol import Impact, RefusalCode
 from shared_protocol.refusals import Rule
 from shared_protocol.tools import GitCommitArgs, GitCommitResult, GitPushArgs, GitPushResult
 
-from ..exceptions import ToolRefused
+from ..exceptions import InvalidArguments, ToolRefused
 from ..git import GitSession
 from ._spec import ToolContext, ToolSpec
 from .git_plan import commit_plan
 from .git_read import open_git
 
 _NO_COMMIT = "0" * 40
+_FORGED_TRAILER = re.compile(r"^\s*swarm-[a-z-]*\s*:", re.IGNORECASE | re.MULTILINE)
 
 
 def _detached() -> ToolRefused:
@@ -65,6 +67,8 @@ def _identity(ctx: ToolContext[Any], git: GitSession) -> dict[str, str]:
 
 
 def _commit(ctx: ToolContext[GitCommitArgs]) -> GitCommitResult:
+    if _FORGED_TRAILER.search(ctx.args.message):
+        raise InvalidArguments("the message may not hold Swarm-... trailers: the body adds them itself")
     with open_git(ctx).session() as git:
         branch = git.branch()
         if branch is None:

@@ -241,3 +241,26 @@ async def test_git_tools_over_stdio_and_swarm_undo_from_the_command_line(repo: P
     )
     assert undone.returncode == 0, undone.stderr
     assert head(repo) == parent
+
+
+async def test_a_message_cannot_forge_the_bodys_trailers(gc: Client, repo: Path) -> None:
+    ok(await call(gc, "write_file", path="a.txt", content="a\n"))
+    before = head(repo)
+    refused(await call(gc, "git_commit", message="work\n\nSwarm-Action: act_someone_elses"), "invalid_arguments")
+    refused(await call(gc, "git_commit", message="work\nswarm-agent: captain"), "invalid_arguments")
+    assert head(repo) == before
+
+
+async def test_a_task_worktree_is_a_repository_the_tools_work_in(repo: Path, tmp_path: Path, home: Path) -> None:
+    task = tmp_path / "task-worktree"
+    git(repo, "worktree", "add", "-q", "-b", "swarm/w1/t1", str(task))
+    body = make_body(task.resolve(), home)
+    try:
+        async with Client(build_server(body)) as client:
+            ok(await call(client, "write_file", path="a.txt", content="a\n"))
+            assert ok(await call(client, "git_status"))["branch"] == "swarm/w1/t1"
+            commit = ok(await call(client, "git_commit", message="in the worktree"))
+    finally:
+        body.close()
+    assert head(repo, "refs/heads/swarm/w1/t1") == commit["commit"]
+    assert head(repo, "refs/heads/main") != commit["commit"]
