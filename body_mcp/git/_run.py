@@ -165,6 +165,9 @@ class GitSession:
         hooks = scratch / "hooks"
         hooks.mkdir()
         self.env = git.base_env(scratch)
+        probe = self._run(["rev-parse", "--git-dir"], config=False)
+        if probe.code != 0:
+            raise not_a_repository(git.root)
         self.remotes: set[str] = set()
         """The remotes the repository's config names."""
         self._config: list[str] = ["-c", f"core.hooksPath={hooks}"]

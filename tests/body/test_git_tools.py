@@ -159,13 +159,22 @@ async def test_bad_input_is_refused_clearly(gc: Client, repo: Path, tmp_path: Pa
 
     plain = tmp_path / "plain"
     plain.mkdir()
-    body = make_body(plain.resolve(), home)
-    try:
-        async with Client(build_server(body)) as client:
-            for tool, args in (("git_status", {}), ("git_diff", {}), ("git_log", {}), ("git_commit", {"message": "m"})):
-                refused(await call(client, tool, **args), "not_a_git_repository")
-    finally:
-        body.close()
+    broken = tmp_path / "broken"
+    (broken / ".git").mkdir(parents=True)
+    (broken / ".git" / "config").write_text("[core]\n")  # a .git that is no repository
+    for where in (plain, broken):
+        body = make_body(where.resolve(), home)
+        try:
+            async with Client(build_server(body)) as client:
+                for tool, args in (
+                    ("git_status", {}),
+                    ("git_diff", {}),
+                    ("git_log", {}),
+                    ("git_commit", {"message": "m"}),
+                ):
+                    refused(await call(client, tool, **args), "not_a_git_repository")
+        finally:
+            body.close()
 
 
 async def test_a_first_commit_on_an_unborn_branch_and_its_undo(tmp_path: Path, home: Path) -> None:
