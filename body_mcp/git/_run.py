@@ -72,7 +72,6 @@ _SAFE_CONFIG: tuple[tuple[str, str], ...] = (
 
 _FILTER_KEY = re.compile(r"filter\.(.+)\.[a-z]+", re.IGNORECASE)
 _REMOTE_KEY = re.compile(r"remote\.(.+)\.[a-z]+", re.IGNORECASE)
-_ENV_KEEP = ("PATH",)
 ALLOWED_PROTOCOLS = "file:https:ssh"
 
 
