@@ -192,6 +192,8 @@ class Body:
             held_runs=self.held_runs,
             outputs=self.outputs,
             notify_human=self._notify_human,
+            git=config.git,
+            agent_profile=settings.agent_profile,
         )
         gate = ApprovalGate(
             self.decisions,

@@ -254,6 +254,14 @@ class ExecuteGuard:
             if extra != Impact():
                 self._limits.extend(ctx.reservation, extra)
 
+    async def _require_human(self, ctx: CallContext, impact: Impact, paths: Sequence[str], why: str) -> None:
+        self._limits.check_blast_radius(impact)
+        assert ctx.args is not None
+        await self._gate.require(
+            ctx.args.decision_id, impact, "human", action_id=ctx.action_id, why=why, paths=paths, human_only=True
+        )
+        ctx.approved = True
+
     async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
         spec, args = ctx.spec, ctx.args
         assert spec is not None and args is not None
@@ -267,6 +275,7 @@ class ExecuteGuard:
             deps=self._deps,
             effects=ctx.effects,
             check_measured=partial(self._check_measured, ctx),
+            require_human=partial(self._require_human, ctx),
             progress=ctx.progress,
             policy=ctx.policy,
         )

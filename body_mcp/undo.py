@@ -28,6 +28,7 @@ from ._factories import empty_dict, empty_list
 from ._fsops import ABSENT, EntryState
 from .confinement import Workspace
 from .exceptions import ToolRefused, UndoRefused
+from .git import move_ref, read_ref
 
 INLINE_MAX = 256 * 1024
 
@@ -35,12 +36,16 @@ INLINE_MAX = 256 * 1024
 @dataclass(kw_only=True)
 class UndoRecord:
     step: int
-    op: Literal["state", "rename"]
+    op: Literal["state", "rename", "git_ref"]
     path: str
+    """A workspace path; for `git_ref`, the ref moved (`refs/heads/B`)."""
     before: EntryState
     after: EntryState
     source: str | None = None
     """For a rename: where the entry came from (`path` is where it went)."""
+    before_actions: tuple[str, ...] = ()
+    after_actions: tuple[str, ...] = ()
+    """For `git_ref`: the audited actions whose changes the commit at `before`/`after` newly holds (git_commit)."""
 
 
 @dataclass(kw_only=True)
@@ -107,6 +112,28 @@ class Recorder:
             )
         )
 
+    def ref_moved(
+        self,
+        ref: str,
+        *,
+        before: str | None,
+        after: str | None,
+        before_actions: tuple[str, ...] = (),
+        after_actions: tuple[str, ...] = (),
+    ) -> None:
+        """Note a git ref moved from commit `before` to `after` (None: the ref did not exist / no longer does)."""
+        self.records.append(
+            UndoRecord(
+                step=len(self.records),
+                op="git_ref",
+                path=ref,
+                before=ref_state(before),
+                after=ref_state(after),
+                before_actions=before_actions,
+                after_actions=after_actions,
+            )
+        )
+
     def flush(self, writes: Writes, *, action_id: str, decision_id: str | None) -> None:
         """Add this action's records and pre-images to what its audit event commits."""
         for sha, data in self.blobs.items():
@@ -115,6 +142,8 @@ class Recorder:
             before = record.before.to_json() | ({"source": record.source} if record.source else {})
             # Where it happened: an agent's body keeps one undo store for the many workspaces its tasks work in.
             after = record.after.to_json() | {"op": record.op, "workspace": str(self.ws.root)}
+            if record.op == "git_ref":
+                before["actions"], after["actions"] = list(record.before_actions), list(record.after_actions)
             writes.add(
                 "INSERT INTO undo_records (action_id, decision_id, step, path, before, after) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -225,31 +254,17 @@ class UndoStore:
                 "WHERE (action_id = ? OR decision_id = ?) AND undone_by IS NULL ORDER BY id DESC",
                 (target_id, target_id),
             ).fetchall()
-        out: list[StoredRecord] = []
-        for row_id, action_id, step, path, before_json, after_json in rows:
-            try:
-                before = json.loads(before_json)
-                after = json.loads(after_json)
-                workspace = after.pop("workspace", None)
-                record = UndoRecord(
-                    step=int(step),
-                    op=after.pop("op", "state"),
-                    path=str(path),
-                    source=before.pop("source", None),
-                    before=EntryState.from_json(before),
-                    after=EntryState.from_json(after),
-                )
-            except (ValueError, TypeError, KeyError, AttributeError):
-                raise _damaged(f"undo record {row_id} of {action_id} cannot be read") from None
-            out.append(
-                StoredRecord(
-                    row_id=int(row_id),
-                    action_id=str(action_id),
-                    record=record,
-                    workspace=workspace if isinstance(workspace, str) else None,
-                )
-            )
-        return out
+        return [_stored(*row) for row in rows]
+
+    def workspace_records(self, workspace: str) -> list[StoredRecord]:
+        """Every not-yet-undone record of changes made in `workspace`, oldest first (what git_commit may commit)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT id, action_id, step, path, before, after FROM undo_records "
+                "WHERE undone_by IS NULL AND json_extract(after, '$.workspace') = ? ORDER BY id",
+                (workspace,),
+            ).fetchall()
+        return [_stored(*row) for row in rows]
 
     def workspaces_of(self, target_id: str) -> set[str]:
         """The workspaces where `target_id`'s not-yet-undone changes were made (as far as recorded)."""
@@ -279,8 +294,11 @@ class UndoStore:
                 simulated[path] = _fsops.read_entry(ws, tuple(path.split("/")))[0]
             return simulated[path]
 
+        _check_refs(ws, [item for item in stored if item.record.op == "git_ref"])
         for item in stored:
             rec = item.record
+            if rec.op == "git_ref":
+                continue
             if not _same(now(rec.path), rec.after):
                 conflicts.append(f"{rec.path} (changed since {item.action_id})")
             if rec.op == "rename" and rec.source is not None:
@@ -306,6 +324,16 @@ class UndoStore:
         changes: list[FileChange] = []
         for item in stored:
             rec = item.record
+            if rec.op == "git_ref":
+                move_ref(ws.root, rec.path, expected=rec.after.target, to=rec.before.target)
+                recorder.ref_moved(
+                    rec.path,
+                    before=rec.after.target,
+                    after=rec.before.target,
+                    before_actions=rec.after_actions,
+                    after_actions=rec.before_actions,
+                )
+                continue
             parts = tuple(rec.path.split("/"))
             if rec.op == "rename" and rec.source is not None:
                 source = tuple(rec.source.split("/"))
@@ -344,6 +372,52 @@ class UndoStore:
     def mark_undone(writes: Writes, row_ids: list[int], undo_action_id: str) -> None:
         for row_id in row_ids:
             writes.add("UPDATE undo_records SET undone_by = ? WHERE id = ?", (undo_action_id, row_id))
+
+
+def _stored(row_id: int, action_id: str, step: int, path: str, before_json: str, after_json: str) -> StoredRecord:
+    try:
+        before = json.loads(before_json)
+        after = json.loads(after_json)
+        workspace = after.pop("workspace", None)
+        record = UndoRecord(
+            step=int(step),
+            op=after.pop("op", "state"),
+            path=str(path),
+            source=before.pop("source", None),
+            before_actions=tuple(str(a) for a in before.pop("actions", ())),
+            after_actions=tuple(str(a) for a in after.pop("actions", ())),
+            before=EntryState.from_json(before),
+            after=EntryState.from_json(after),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise _damaged(f"undo record {row_id} of {action_id} cannot be read") from None
+    return StoredRecord(
+        row_id=int(row_id),
+        action_id=str(action_id),
+        record=record,
+        workspace=workspace if isinstance(workspace, str) else None,
+    )
+
+
+def _check_refs(ws: Workspace, items: list[StoredRecord]) -> None:
+    """A commit is undone only while its ref still names it: moving it back past later commits would drop them
+    (refused even with force; undo those first)."""
+    for item in items:
+        rec = item.record
+        now = read_ref(ws.root, rec.path)
+        if now != rec.after.target:
+            where = f"it now names {now[:12]}" if now is not None else "it no longer exists"
+            raise UndoRefused(
+                f"{rec.path} moved since {item.action_id} ({where}): undoing it would drop what came after; "
+                "nothing was undone",
+                code=RefusalCode.UNDO_CONFLICT,
+                rule=Rule.UNDO_CONFLICT,
+            )
+
+
+def ref_state(commit: str | None) -> EntryState:
+    """A git ref's value as an undo record keeps it: the commit it names, or absent."""
+    return ABSENT if commit is None else EntryState(type="file", target=commit)
 
 
 def _damaged(what: str) -> UndoRefused:

@@ -308,6 +308,18 @@ class SnapshotsConfig(ProtocolModel):
     )
 
 
+class GitConfig(ProtocolModel):
+    """`[git]`: the body's git tools (git_status, git_diff, git_log, git_commit, git_push)."""
+
+    push: bool = Field(default=False, description="Allow git_push at all; off: nothing leaves the machine.")
+    branch_prefix: str = Field(
+        default="swarm",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="git_push pushes only the agent's own branch, `<branch_prefix>/<agent>/...`.",
+    )
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="How long one git command may take.")
+
+
 class BrainConfig(ProtocolModel):
     """`[brain]`: read by `swarm brain serve` (the brain's own settings model checks the same names)."""
 
@@ -560,6 +572,7 @@ class SwarmConfig(ProtocolModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    git: GitConfig = Field(default_factory=GitConfig)
     brain: BrainConfig = Field(default_factory=BrainConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)

@@ -77,6 +77,20 @@ class RefusalCode(StrEnum):
     UNDO_DAMAGED = "undo_damaged"
     """The recorded undo data (a pre-image or an undo record) is missing or does not match its hash; nothing was
     restored."""
+    NOT_A_GIT_REPOSITORY = "not_a_git_repository"
+    """The workspace is not the top of a git repository (no `.git` at its root)."""
+    NOTHING_TO_COMMIT = "nothing_to_commit"
+    """No change the body made (and audited) in this workspace is left to commit."""
+    DETACHED_HEAD = "detached_head"
+    """HEAD names no branch: git_commit and git_push work on a branch."""
+    PUSH_DISABLED = "push_disabled"
+    """`[git] push` is off (the default): nothing leaves the machine."""
+    NO_REMOTE = "no_remote"
+    """The repository has no remote of that name."""
+    BRANCH_NOT_ALLOWED = "branch_not_allowed"
+    """A push names a branch that is not the agent's own (`swarm/<agent>/...`)."""
+    GIT_FAILED = "git_failed"
+    """git itself failed (its message says why); nothing was changed."""
     IO_ERROR = "io_error"
     """The operating system refused the operation."""
     INTERNAL_ERROR = "internal_error"
@@ -134,6 +148,10 @@ class Rule(StrEnum):
     SANDBOX_MAX_TMP_MB = "sandbox.max_tmp_mb"
     SANDBOX_MAX_TMP_INODES = "sandbox.max_tmp_inodes"
     IDE_HOOKS = "ide.hooks"
+    GIT = "git"
+    GIT_COMMIT = "git.commit"
+    GIT_PUSH = "git.push"
+    GIT_PUSH_BRANCH = "git.push_branch"
 
 
 class ApprovalAsk(ProtocolModel):

@@ -250,6 +250,84 @@ class ReadCommandOutputResult(ToolResult):
     )
 
 
+# --- git tools --------------------------------------------------------------------------
+
+
+class GitStatusArgs(ToolArgs):
+    pass
+
+
+class GitStatusEntry(ProtocolModel):
+    path: str
+    index: str = Field(description="The index's status letter (porcelain v2: '.' unchanged, M, A, D, R, ?, ...).")
+    worktree: str = Field(description="The working tree's status letter.")
+    original_path: str | None = Field(default=None, description="For a rename or copy: where it came from.")
+    committable: bool = Field(
+        default=False, description="The body made this change (audited) and git_commit would commit it."
+    )
+
+
+class GitStatusResult(ToolResult):
+    branch: str | None = Field(description="The checked-out branch; null when HEAD is detached.")
+    head: str | None = Field(description="The commit HEAD names; null on a branch with no commit yet.")
+    entries: list[GitStatusEntry]
+
+
+class GitDiffArgs(ToolArgs):
+    staged: bool = Field(default=False, description="The index against HEAD; default: the working tree against HEAD.")
+    paths: list[str] = Field(default_factory=list[str], description="Only these workspace paths.")
+
+
+class GitDiffResult(ToolResult):
+    diff: str
+    truncated: bool = False
+
+
+class GitLogArgs(ToolArgs):
+    max_count: int = Field(default=20, ge=1, le=500, description="The newest N commits.")
+    patch: bool = Field(default=False, description="Each commit's diff too.")
+
+
+class GitCommitInfo(ProtocolModel):
+    commit: str
+    parents: list[str]
+    author: str
+    date: str
+    message: str
+    patch: str | None = None
+
+
+class GitLogResult(ToolResult):
+    commits: list[GitCommitInfo]
+    truncated: bool = False
+
+
+class GitCommitArgs(ToolArgs):
+    message: NonEmpty = Field(description="The commit message (the body adds the Swarm-Action trailers).")
+
+
+class GitCommitResult(ToolResult):
+    commit: str | None = Field(description="The new commit; null in shadow mode.")
+    branch: str
+    files: list[str] = Field(description="The paths committed.")
+    actions: list[str] = Field(description="The audited actions whose changes it commits.")
+    skipped: list[str] = Field(
+        default_factory=list[str], description="Changes left out, and why (changed by someone else since, ignored)."
+    )
+    message: str = Field(description="The full message, trailers included.")
+
+
+class GitPushArgs(ToolArgs):
+    remote: str = Field(default="origin", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class GitPushResult(ToolResult):
+    remote: str
+    branch: str
+    commit: str | None = Field(description="The commit pushed; null in shadow mode.")
+    files: list[str] = Field(description="The paths the pushed commits change (not yet on the remote).")
+
+
 # --- governance tools -------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from sandbox import Sandbox
 from shared_protocol import NO_IMPACT, Impact, ToolArgs, ToolResult
 from shared_protocol.brain import Decision
-from shared_protocol.config import SandboxConfig, WorkspaceConfig
+from shared_protocol.config import GitConfig, SandboxConfig, WorkspaceConfig
 from shared_protocol.tools import BrainState
 
 from .._db import Writes
@@ -35,6 +35,7 @@ from ..limits import Limits
 from ..outputs import OutputStore
 from ..policy import PathPolicy
 from ..scan import WorkspaceScanner
+from ..settings import AgentProfile
 from ..state import Identity
 from ..undo import Recorder, UndoStore
 
@@ -86,6 +87,9 @@ class ToolDeps:
     outputs: OutputStore
     """Commands' output, kept with their audit events to be read back."""
     notify_human: Callable[[Decision], None]
+    git: GitConfig = field(default_factory=GitConfig)
+    agent_profile: AgentProfile | None = None
+    """Agent mode: the agent served (its name and logic version go into its commits' trailers)."""
 
     @property
     def brain_state(self) -> BrainState:
@@ -112,6 +116,16 @@ class MeasuredCheck(Protocol):
         ...
 
 
+class HumanCheck(Protocol):
+    async def __call__(self, impact: Impact, paths: Sequence[str], why: str) -> None:
+        """Refuse (`approval_required`) unless the call names a decision a human approved for it."""
+        ...
+
+
+async def _no_human_check(impact: Impact, paths: Sequence[str], why: str) -> None:
+    raise AssertionError("this ToolContext was built without a human check")
+
+
 @dataclass(kw_only=True, frozen=True, slots=True)
 class ToolContext(Generic[ArgsT]):
     """One call as its tool sees it."""
@@ -126,6 +140,8 @@ class ToolContext(Generic[ArgsT]):
     check_measured: MeasuredCheck
     """Holds an impact measured while executing (a command's staged diff, a directory moved) to the rules the
     planned one passed: blast radius, approval, budgets. Raises `ToolRefused` to refuse."""
+    require_human: HumanCheck = _no_human_check
+    """Holds the call to a human's approval whatever its size (a push touching CI- or IDE-executed paths)."""
     progress: ReportProgress | None = None
     """The caller's progress channel, for a long tool to report through: set by the MCP server (the SDK sends
     only what a client that asked for progress, with a token or a callback, receives); None without one."""
