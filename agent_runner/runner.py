@@ -72,6 +72,7 @@ from .parked import ParkedStateBroken, SavedPark, load_parked, parked_path, remo
 from .providers import Provider
 from .wallet import TaskWallet, Wallet
 from .wallet import UsageRecord as WalletRecord
+from .worktrees import DEFAULT_BRANCH_PREFIX, Handover, Workspace, WorkspaceError, Worktrees, describe
 
 Mode = Literal["shadow", "live"]
 
@@ -196,6 +197,8 @@ class _Held:
     active_s: float
     spending: TaskWallet
     mode: Mode
+    space: Workspace | None = None
+    """Where it works (a live worktree and branch, a shadow clone, a scratch directory)."""
 
 
 @dataclass(kw_only=True)
@@ -217,7 +220,9 @@ class AgentRunner:
     the model (`swarm body --protect GLOB`)."""
     wallet: Wallet
     workdir: Path
-    """The agent's own directory outside $SWARM_HOME: shadow copies and transcripts."""
+    """The agent's own directory outside $SWARM_HOME: task worktrees, shadow clones, transcripts, parked state."""
+    branch_prefix: str = DEFAULT_BRANCH_PREFIX
+    """A live task works on branch `<prefix>/<agent>/<task>` (`[git] branch_prefix`)."""
     usage: UsageQueue | None = None
     """Where the wallet's records go to the brain (the wallet's sink is `usage.put`)."""
     mode: Mode = "shadow"
@@ -235,6 +240,10 @@ class AgentRunner:
     _reloaded: bool = False
     worked: list[Task] = field(default_factory=list[Task])
     """The tasks this runner finished (or parked), with the brain's record of each."""
+    spaces: Worktrees = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spaces = Worktrees(root=self.workdir, agent=self.profile.name, branch_prefix=self.branch_prefix)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -270,6 +279,7 @@ class AgentRunner:
             self._wake = anyio.Event()
             if not self._reloaded:
                 await self._reload_parked()
+                self._report_leftovers()
                 self._reloaded = True
             if once and self._took and not self._parked:
                 return EXIT_WORKED
@@ -297,21 +307,26 @@ class AgentRunner:
         task = claim.task
         self.say(f"claimed task {task.id}: {task.title} ({self.mode})")
         try:
-            workspace, copied = self._workspace(task)
+            space = self.spaces.prepare(task.id, task.repo, shadow=self.mode == "shadow")
         except RunnerError as exc:
             await self._finish(task, claim.claim_token, "failed", str(exc), held=None)
             return True
-        run = TaskRun(task_id=task.id, title=task.title, workspace=workspace)
+        if space.resumed:
+            self.say(f"task {task.id}: taking up its worktree from an earlier run at {space.path} ({space.branch})")
+        elif space.branch is not None:
+            self.say(f"task {task.id}: works in {space.path} on branch {space.branch}")
+        run = TaskRun(task_id=task.id, title=task.title, workspace=space.path)
         run.messages.append(first_message(task.title, task.description, task.acceptance))
         held = _Held(
             task=task,
             run=run,
             claim_token=claim.claim_token,
-            workspace=workspace,
-            shadow_copy=copied,
+            workspace=space.path,
+            shadow_copy=space.kind != "worktree",
             active_s=0,
             spending=self.wallet.task(task.id),
             mode=self.mode,
+            space=space,
         )
         await self._work(held, lease_s=claim.lease_s or 60)
         return True
@@ -371,6 +386,14 @@ class AgentRunner:
                 await self.brain.abandon_parked(task_id, reason[:4000])
                 self._forget(task_id)
                 continue
+            try:
+                space = self.spaces.reopen(task_id, saved.workspace)
+            except WorkspaceError as exc:
+                reason = f"the runner restarted and cannot find the parked task's workspace: {exc}"
+                self.say(f"task {task_id}: {reason}; giving it up")
+                await self.brain.abandon_parked(task_id, reason[:4000])
+                self._forget(task_id)
+                continue
             self._parked[task_id] = _Held(
                 task=task,
                 run=saved.run,
@@ -380,6 +403,7 @@ class AgentRunner:
                 active_s=saved.active_s,
                 spending=self.wallet.task(task_id, spent=saved.spend),
                 mode=saved.mode,
+                space=space,
             )
             self._took = True
             self.say(f"task {task_id}: parked before a restart, waiting for decision {saved.run.decision_id}")
@@ -416,6 +440,8 @@ class AgentRunner:
                         )
                         if isinstance(end, Finished):
                             verification = await self._verify(body, task)
+                        if not isinstance(end, Parked):
+                            await self._commit(body, held, end)
                 except BodyFailed as exc:
                     end = Failed(reason=str(exc))
             group.cancel_scope.cancel()
@@ -443,7 +469,10 @@ class AgentRunner:
             outcome, summary = self._judge(end, verification)
         else:
             outcome, summary = "failed", end.reason
-        await self._finish(task, held.claim_token, outcome, summary, held=held, verification=verification)
+        handed = self._hand_over(held)
+        await self._finish(
+            task, held.claim_token, outcome, summary, held=held, verification=verification, handover=handed
+        )
         self._cleanup(held)
 
     def _judge(self, end: Finished, verification: Verification | None) -> tuple[TaskOutcome, str]:
@@ -526,9 +555,22 @@ class AgentRunner:
         *,
         held: _Held | None,
         verification: Verification | None = None,
+        handover: Handover | None = None,
     ) -> None:
         mode = held.mode if held is not None else self.mode
         evidence: dict[str, str] = {"mode": mode}
+        if handover is not None:
+            evidence |= {
+                "branch": handover.branch,
+                "commit": handover.commit,
+                "base": handover.base,
+                "commits": str(handover.commits),
+            }
+            if handover.kept is not None:
+                evidence["worktree"] = f"{handover.kept} (kept: uncommitted changes in it)"
+        if verification is not None:
+            evidence["acceptance"] = verification.command
+            evidence["acceptance_exit_code"] = "none" if verification.exit_code is None else str(verification.exit_code)
         spend: TaskSpend | None = None
         if held is not None:
             run = held.run
@@ -577,31 +619,56 @@ class AgentRunner:
 
     # -- workspaces ----------------------------------------------------------------------------
 
-    def _workspace(self, task: Task) -> tuple[Path, bool]:
-        if not task.repo:
-            scratch = self.workdir / "tasks" / task.id
-            scratch.mkdir(parents=True, exist_ok=True)
-            return scratch, True
-        repo = Path(task.repo)
-        if not repo.is_dir():
-            raise RunnerError(f"task {task.id} names repository {repo}, which does not exist on this host")
-        if self.mode == "live":
-            return repo, False
-        copy = self.workdir / "shadow" / task.id
-        if copy.exists():
-            shutil.rmtree(copy)
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(repo, copy, symlinks=True)
-        return copy, True
+    async def _commit(self, body: BodySession, held: _Held, end: LoopEnd) -> None:
+        """A live task's work goes on its branch: the body commits the changes it made and audited (its own call,
+        the action ids as trailers), whatever the outcome, so nothing of the attempt is lost."""
+        space = held.space
+        if space is None or space.kind != "worktree":
+            return
+        said = end.summary if isinstance(end, Finished) else f"(unfinished: {end.reason})"
+        message = f"{held.task.title}\n\n{said}\n\n(task {held.task.id})"
+        reply = await body.call(
+            "git_commit",
+            {"message": message[:8000], "rationale": f"hand over task {held.task.id}'s work on {space.branch}"},
+        )
+        if reply.is_error and reply.refusal_code != RefusalCode.NOTHING_TO_COMMIT:
+            self.say(f"task {held.task.id}: its work could not be committed ({reply.text[:300]}); the worktree stays")
+
+    def _hand_over(self, held: _Held) -> Handover | None:
+        """The branch and commit a live task leaves; its worktree goes unless uncommitted work is left in it."""
+        if held.space is None or held.space.kind != "worktree" or not held.space.path.exists():
+            return None
+        try:
+            handed = self.spaces.handover(held.space)
+        except WorkspaceError as exc:
+            self.say(f"task {held.task.id}: {exc}; its worktree stays at {held.space.path}")
+            return None
+        if handed is not None and handed.kept is not None:
+            self.say(f"task {held.task.id}: uncommitted work left in {handed.kept}: the worktree stays")
+        held.space = None  # handed over: nothing more to do with it here
+        return handed
 
     def _cleanup(self, held: _Held | SavedPark) -> None:
-        """The task is done with here: its shadow copy and saved state go."""
+        """The task is done with here: its shadow clone or scratch directory and saved state go (a live worktree is
+        handed over, or kept when work is left in it)."""
+        if isinstance(held, _Held):
+            self._hand_over(held)
         self._remove_copy(held)
         remove_parked(parked_path(self.workdir, held.task.id))
 
     def _remove_copy(self, held: _Held | SavedPark) -> None:
         if held.shadow_copy and held.workspace.is_relative_to(self.workdir):
             shutil.rmtree(held.workspace, ignore_errors=True)
+
+    def _report_leftovers(self) -> None:
+        """Say what earlier runs of this agent left (a runner that died mid-task): worktrees are kept for the task
+        to be taken up again or for a human; shadow clones of tasks not parked are thrown away."""
+        holding = [*self._parked, *saved_task_ids(self.workdir)]
+        for left in self.spaces.leftovers(holding=holding):
+            if left.kind == "clone":
+                shutil.rmtree(left.path, ignore_errors=True)
+                continue
+            self.say(describe(left) + ": kept (taken up again if the task comes back to this agent)")
 
     def _forget(self, task_id: str) -> None:
         """Remove what a task whose saved state cannot be trusted may have left: the copies the runner makes for a

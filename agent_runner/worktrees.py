@@ -33,7 +33,7 @@ from typing import Literal
 from .exceptions import RunnerUserError
 
 Kind = Literal["scratch", "worktree", "clone"]
-DEFAULT_BRANCH_TEMPLATE = "swarm/{agent}/{task}"
+DEFAULT_BRANCH_PREFIX = "swarm"
 _GIT_TIMEOUT_S = 120.0
 _SAFE_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
@@ -103,7 +103,8 @@ class Worktrees:
 
     root: Path
     agent: str
-    branch_template: str = DEFAULT_BRANCH_TEMPLATE
+    branch_prefix: str = DEFAULT_BRANCH_PREFIX
+    """Branches are `<prefix>/<agent>/<task>` (`[git] branch_prefix`: the body pushes only such branches)."""
 
     def __post_init__(self) -> None:
         self._empty = self.root / "git-empty"
@@ -124,10 +125,26 @@ class Worktrees:
         return self._worktree(task_id, source, branch)
 
     def branch_for(self, task_id: str) -> str:
-        branch = self.branch_template.format(agent=self.agent, task=task_id)
-        if not _SAFE_BRANCH.match(branch) or ".." in branch or branch.endswith((".lock", "/", ".")):
-            raise WorkspaceError(f"branch name {branch!r} (from {self.branch_template!r}) is not a usable branch name")
+        branch = f"{self.branch_prefix}/{self.agent}/{task_id}"
+        if not _SAFE_BRANCH.match(branch) or ".." in branch or "//" in branch or branch.endswith((".lock", "/", ".")):
+            raise WorkspaceError(f"{branch!r} ([git] branch_prefix {self.branch_prefix!r}) is not a usable branch name")
         return branch
+
+    def reopen(self, task_id: str, path: Path) -> Workspace:
+        """The workspace of a task taken up again after a restart, from where it is (what `prepare` made)."""
+        if path == self.root / "tasks" / task_id:
+            return Workspace(task_id=task_id, path=path, kind="scratch")
+        if path == self.root / "shadow" / task_id:
+            return Workspace(task_id=task_id, path=path, kind="clone")
+        if path != self.root / "worktrees" / task_id or not path.is_dir():
+            raise WorkspaceError(f"{path} is not a workspace this agent made for task {task_id}")
+        common = self._git(path, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()
+        repo = Path(common).parent
+        branch = self._git(path, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip()
+        base = self._git(repo, "merge-base", branch, self._default_branch(repo)[0], check=False).stdout.strip()
+        return Workspace(
+            task_id=task_id, path=path, kind="worktree", repo=repo, branch=branch, base=base or None, resumed=True
+        )
 
     def _repository(self, repo: Path, task_id: str) -> Path:
         if not repo.is_dir():

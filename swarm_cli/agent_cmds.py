@@ -146,6 +146,7 @@ def _agent_run(args: argparse.Namespace) -> int:
                 launch=launch,
                 wallet=wallet,
                 workdir=workdir,
+                branch_prefix=config.git.branch_prefix,
                 usage=usage,
                 mode=mode,
                 failsafe_s=config.brain.failsafe_s,

@@ -29,7 +29,13 @@ VERIFIED = {"command": "pytest -q", "exit_code": 0, "action_id": "act_9", "verif
 async def ship_rerun(api: BrainClient, clock: Clock, action_id: str = "act_9") -> None:
     """body-a's audit event of its re-run of `pytest -q`, which makes a claimed verification count."""
     event = rerun_event("body-a", 1, "genesis", action_id=action_id, at=clock.now, argv=["pytest", "-q"])
-    ok(await api.post("/v1/audit", batch("body-a", [event]), as_="body"))
+    ok(await api.post("/v1/audit", batch("body-a", [event]), as_=holder(api)))
+
+
+def holder(api: BrainClient) -> str:
+    """The token that holds body-a: agent w1's own once it exists (it claimed shadow or live work with body-a), else
+    the IDE body's."""
+    return "w1" if "w1" in api.tokens else "body"
 
 
 async def queue(api: BrainClient, title: str = "fix the flaky test", **fields: Any) -> dict[str, Any]:
@@ -361,10 +367,12 @@ async def parked_on_a_decision(api: BrainClient, *, mode: str = "ide") -> tuple[
     """A task claimed by body-a and parked on a pending decision: (task id, claim token, decision id)."""
     task = await queue(api)
     claimed = await claim(api, mode=mode, logic_version=LV)
-    decision = ok(await api.post("/v1/decisions", decision_request("body-a", confidence=0.5), as_="body"), 201)
+    who = holder(api)
+    asked = decision_request("body-a", confidence=0.5, agent="w1")
+    decision = ok(await api.post("/v1/decisions", asked, as_=who), 201)
     assert decision["state"] == "pending"
     park = {"claim_token": claimed["claim_token"], "decision_id": decision["id"], "reason": "needs a human"}
-    ok(await api.post(f"/v1/tasks/{task['id']}/park", park, as_="body"))
+    ok(await api.post(f"/v1/tasks/{task['id']}/park", park, as_=who))
     return task["id"], claimed["claim_token"], decision["id"]
 
 

@@ -57,6 +57,12 @@ ACCEPTANCE = "python3 -c 'import app, sys; sys.exit(0 if app.main() == 2 else 1)
 SCRIPTED = '[models.scripted]\nprovider = "scripted"\nmodel = "gpt-4o-mini"\nscript = "script.jsonl"\n'
 
 
+def git(repo: Path, *args: str) -> str:
+    """git in a test's repository, as its user (a fixed identity, no hooks of the host's config)."""
+    argv = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args]
+    return subprocess.run(argv, cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
 def token_var(agent: str) -> str:
     return agent.upper().replace("-", "_").replace(".", "_") + "_TOKEN"
 
@@ -87,9 +93,13 @@ class Stack:
         (self.tmp / name).write_text("".join(json.dumps(t) + "\n" for t in turns))
 
     def repo_with_bug(self, name: str = "repo") -> Path:
+        """A git repository whose main() returns 1, committed on `main`."""
         repo = self.tmp / name
         repo.mkdir()
         (repo / "app.py").write_text("def main():\n    return 1\n")
+        git(repo, "init", "--quiet", "-b", "main")
+        git(repo, "add", "app.py")
+        git(repo, "commit", "--quiet", "-m", "main() returns 1")
         return repo
 
     def argv(self, agent: str, *args: str) -> list[str]:

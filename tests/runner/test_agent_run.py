@@ -11,9 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
-from tests.runner.stack import ACCEPTANCE, FIX, stack, token_var
+from tests.runner.stack import ACCEPTANCE, FIX, git, stack, token_var
 
 pytestmark = pytest.mark.anyio
 
@@ -76,8 +77,27 @@ async def test_live_is_refused_by_the_brain_until_readiness_or_an_override(tmp_p
         after = await s.task(task["id"])
         assert after["state"] == "succeeded" and after["verified"] is True
         assert after["verification"]["exit_code"] == 0
-        assert "app.py" in after["evidence"]["files_changed"]
-        assert (repo / "app.py").read_text() == "def main():\n    return 2\n"
+        evidence = after["evidence"]
+        assert "app.py" in evidence["files_changed"]
+        # The work is on the task's own branch, committed by the body; the user's checkout is untouched and the
+        # worktree, handed over, is gone.
+        branch = f"swarm/worker-1/{task['id']}"
+        assert (evidence["branch"], evidence["commits"], evidence["acceptance_exit_code"]) == (branch, "1", "0"), (
+            done.stderr
+        )
+        assert evidence["acceptance"] == ACCEPTANCE and "worktree" not in evidence
+        assert git(repo, "rev-parse", branch).strip() == evidence["commit"]
+        assert git(repo, "show", f"{branch}:app.py") == "def main():\n    return 2\n"
+        assert (repo / "app.py").read_text() == "def main():\n    return 1\n"
+        assert git(repo, "status", "--porcelain") == ""
+        message = git(repo, "log", "-1", "--format=%an%n%B", branch)
+        assert message.startswith("swarm agent worker-1\nmake main() return 2\n"), message
+        assert "main() returns 2 now." in message and f"(task {task['id']})" in message
+        assert "Swarm-Agent: worker-1" in message and "Swarm-Logic-Version: lv-" in message
+        assert "Swarm-Action: act_" in message
+        assert not list((s.home.parent / "home-work" / "worker-1" / "worktrees").glob("*"))
+        shown = await anyio.run_process(s.cli_argv("task", "show", task["id"], "--token", s.captain_token), env=s.env())
+        assert branch in shown.stdout.decode() and evidence["commit"] in shown.stdout.decode()
 
 
 async def test_outcomes_that_do_not_verify_are_failures(tmp_path: Path) -> None:

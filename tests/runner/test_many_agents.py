@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.runner.stack import ACCEPTANCE, FIX, stack
+from tests.runner.stack import ACCEPTANCE, FIX, git, stack
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,9 @@ async def test_eight_agents_against_one_brain_work_distinct_tasks_with_nothing_l
             after = await s.task(task["id"])
             assert after["state"] == "succeeded" and after["verified"] is True, after
             assert after["verification"]["command"] == ACCEPTANCE and after["verification"]["exit_code"] == 0
-            assert (Path(after["repo"]) / "app.py").read_text() == "def main():\n    return 2\n"
+            repo, branch = Path(after["repo"]), after["evidence"]["branch"]
+            assert git(repo, "show", f"{branch}:app.py") == "def main():\n    return 2\n"
+            assert branch == f"swarm/{after['history'][1]['agent']}/{task['id']}"
             kinds = [e["kind"] for e in after["history"]]
             # Claimed once, finished once: nobody else held it in between (no lease lost, no second claim).
             assert kinds == ["created", "claimed", "outcome", "verification"], kinds

@@ -96,10 +96,16 @@ def test_a_branch_that_exists_is_refused(repo: Path, spaces: Worktrees) -> None:
     assert not (spaces.root / "worktrees" / "task_1").exists()
 
 
-def test_a_branch_template_that_makes_no_branch_name_is_refused(repo: Path, tmp_path: Path) -> None:
-    bad = Worktrees(root=tmp_path / "w", agent="worker-1", branch_template="swarm/{agent}/../{task}")
-    with pytest.raises(WorkspaceError, match="not a usable branch name"):
-        bad.prepare("task_1", str(repo), shadow=False)
+def test_the_branch_prefix_is_configurable_and_one_that_makes_no_branch_name_is_refused(
+    repo: Path, tmp_path: Path
+) -> None:
+    mine = Worktrees(root=tmp_path / "w1", agent="worker-1", branch_prefix="agents")
+    assert mine.prepare("task_1", str(repo), shadow=False).branch == "agents/worker-1/task_1"
+    for prefix in ("swarm/..", "", "a b", "x/"):
+        bad = Worktrees(root=tmp_path / "w2", agent="worker-1", branch_prefix=prefix)
+        with pytest.raises(WorkspaceError, match="not a usable branch name"):
+            bad.prepare("task_2", str(repo), shadow=False)
+    assert not (tmp_path / "w2" / "worktrees").exists()
 
 
 def test_nothing_the_repository_plants_runs_when_the_workspace_is_made(
@@ -168,6 +174,12 @@ def test_a_worktree_with_uncommitted_work_is_kept_and_found_again_after_a_crash(
     again = spaces.prepare("task_1", str(repo), shadow=False)
     assert again.resumed and again.path == space.path and again.branch == space.branch
     assert (again.path / "app.py").read_text() == "def main():\n    return 2\n"
+    # A runner restarted with the task parked finds the same workspace from its path alone.
+    reopened = spaces.reopen("task_1", space.path)
+    assert (reopened.repo, reopened.branch, reopened.base) == (repo, space.branch, space.base)
+    assert reopened.kind == "worktree"
+    with pytest.raises(WorkspaceError, match="not a workspace this agent made"):
+        spaces.reopen("task_1", repo)
 
 
 def test_a_task_without_a_repository_works_in_a_scratch_directory(spaces: Worktrees) -> None:
