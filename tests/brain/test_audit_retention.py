@@ -150,6 +150,7 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
         ]
         conn.executescript(
             "DROP TABLE telemetry_presence; "  # (v13)
+            "ALTER TABLE tasks DROP COLUMN acceptance_inputs; "  # (v12)
             "DROP TRIGGER tokens_bound_and_revoked_once; ALTER TABLE tokens DROP COLUMN agent; "  # (v11)
             "DROP INDEX tasks_agent; DROP TABLE task_events; DROP TABLE usage_records; DROP TABLE readiness_reports; "
             "DROP TABLE readiness_overrides; "

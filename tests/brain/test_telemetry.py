@@ -20,8 +20,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from brain_server import Brain, BrainSettings, build_app, issue_token
 from brain_server.state import SqliteStateEngine, open_engine
+from shared_protocol import AuditEvent
 
-from .helpers import START, BrainClient, Clock, audit_chain, batch, decision_request, engine_url, ok, refused
+from .helpers import (
+    START,
+    BrainClient,
+    Clock,
+    audit_chain,
+    batch,
+    decision_request,
+    engine_url,
+    ok,
+    refused,
+    rerun_event,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -54,41 +66,59 @@ class Seeded:
     decisions: dict[str, str]
 
 
+LV = "lv-1"
+LIVE = {"mode": "live", "logic_version": LV}
+
+
 async def add_task(api: BrainClient, title: str, value: float) -> str:
-    return ok(await api.post("/v1/tasks", {"title": title, "value_usd": value}, as_="approver"), 201)["id"]
+    task = {"title": title, "value_usd": value, "acceptance": "pytest -q"}
+    return ok(await api.post("/v1/tasks", task, as_="approver"), 201)["id"]
+
+
+async def agent_w1(api: BrainClient) -> None:
+    """Agent w1's own token (`as_="w1"`, it holds body-a) and a captain's override letting it work live."""
+    await api.add_token("w1", agent="w1")
+    override = {"agent": "w1", "logic_version": LV, "reason": "telemetry test", "for_s": 30 * 86400}
+    ok(await api.post("/v1/readiness/overrides", override, as_="captain"), 201)
+    register = {"body_id": "body-a", "workspace": "/w", "hostname": "h", "version": "1"}
+    ok(await api.post("/v1/bodies/register", register, as_="w1"))
 
 
 async def claim(api: BrainClient, task_id: str) -> str:
-    claimed = ok(
-        await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1", "task_id": task_id}, as_="body")
-    )
-    return claimed["claim_token"]
+    claim = {"body_id": "body-a", "agent": "w1", "task_id": task_id, **LIVE}
+    return ok(await api.post("/v1/tasks/claim", claim, as_="w1"))["claim_token"]
 
 
-async def finish(api: BrainClient, task_id: str, token: str, outcome: str, *, verified: bool) -> None:
-    body: dict[str, Any] = {"claim_token": token, "outcome": outcome}
-    if verified:
-        body["verification"] = {"command": "pytest -q", "exit_code": 0, "action_id": f"act_v_{token}", "verified": True}
-    ok(await api.post(f"/v1/tasks/{task_id}/outcome", body, as_="body"))
+def rerun(seq: int, prev: str = "genesis") -> AuditEvent:
+    """body-a's audited re-run of `pytest -q` (the tasks' acceptance command): what makes a verification count."""
+    return rerun_event("body-a", seq, prev, action_id=f"act_v_{seq}", at=START, argv=["pytest", "-q"])
+
+
+async def finish(api: BrainClient, task_id: str, token: str, outcome: str, *, verified_by: AuditEvent | None) -> None:
+    """The outcome; `verified_by`: the body's re-run, shipped first (the brain checks a verification against it)."""
+    body: dict[str, Any] = {"claim_token": token, "outcome": outcome, **LIVE}
+    if verified_by is not None:
+        ok(await api.post("/v1/audit", batch("body-a", [verified_by]), as_="w1"))
+        body["verification"] = {"command": "pytest -q", "exit_code": 0, "action_id": verified_by.id, "verified": True}
+    ok(await api.post(f"/v1/tasks/{task_id}/outcome", body, as_="w1"))
 
 
 async def ask(api: BrainClient, confidence: float, summary: str) -> str:
-    request = decision_request("body-a", confidence=confidence, summary=summary)
-    return ok(await api.post("/v1/decisions", request, as_="body"), 201)["id"]
+    request = decision_request("body-a", confidence=confidence, summary=summary, agent="w1")
+    return ok(await api.post("/v1/decisions", request, as_="w1"), 201)["id"]
 
 
 async def park_and_resume(api: BrainClient, task_id: str, token: str, decision_id: str) -> None:
     park = {"claim_token": token, "decision_id": decision_id, "reason": "needs a human"}
-    ok(await api.post(f"/v1/tasks/{task_id}/park", park, as_="body"))
-    ok(await api.post(f"/v1/tasks/{task_id}/resume", {"claim_token": token}, as_="body"))
+    ok(await api.post(f"/v1/tasks/{task_id}/park", park, as_="w1"))
+    ok(await api.post(f"/v1/tasks/{task_id}/resume", {"claim_token": token}, as_="w1"))
 
 
 async def seed(api: BrainClient) -> Seeded:
     """At T0: five tasks (T1 verified success, T2 self-reported success, T3 failed, T4 cancelled, T5 queued), four
     decisions (D1 approved, T1 parked on it; D2 approved, T3 parked on it; D3 approved by the rules, linked to no
     task; D4 denied), five usage records (one ten days old)."""
-    register = {"body_id": "body-a", "workspace": "/w", "hostname": "h", "version": "1"}
-    ok(await api.post("/v1/bodies/register", register, as_="body"))
+    await agent_w1(api)
     t1, t2, t3 = await add_task(api, "T1", 100), await add_task(api, "T2", 50), await add_task(api, "T3", 30)
     t4, t5 = await add_task(api, "T4", 10), await add_task(api, "T5", 5)
     d1, d2 = await ask(api, 0.5, "D1"), await ask(api, 0.5, "D2")
@@ -106,10 +136,10 @@ async def seed(api: BrainClient) -> Seeded:
         usage(4, task_id=None, usd=1.00, tokens=(100, 50)),
         usage(5, task_id=None, usd=5.00, tokens=(9, 9), at=T0 - timedelta(days=10)),
     ]
-    ok(await api.post("/v1/usage", {"body_id": "body-a", "records": records}, as_="body"))
-    await finish(api, t1, k1, "succeeded", verified=True)
-    await finish(api, t2, k2, "succeeded", verified=False)
-    await finish(api, t3, k3, "failed", verified=False)
+    ok(await api.post("/v1/usage", {"body_id": "body-a", "records": records}, as_="w1"))
+    await finish(api, t1, k1, "succeeded", verified_by=rerun(1))
+    await finish(api, t2, k2, "succeeded", verified_by=None)
+    await finish(api, t3, k3, "failed", verified_by=None)
     ok(await api.post(f"/v1/tasks/{t4}/cancel", {"reason": "not needed"}, as_="approver"))
     return Seeded(tasks={"T1": t1, "T2": t2, "T3": t3, "T5": t5}, decisions={"D1": d1, "D2": d2, "D3": d3})
 
@@ -165,25 +195,28 @@ async def test_every_kpi_matches_the_hand_computed_value(api: BrainClient, brain
 
 async def test_an_undone_decision_is_not_accurate(api: BrainClient, brain: Brain) -> None:
     """An approved decision whose task update was reversed (`swarm undo DECISION`) counts as judged, not accurate."""
-    register = {"body_id": "body-a", "workspace": "/w", "hostname": "h", "version": "1"}
-    ok(await api.post("/v1/bodies/register", register, as_="body"))
+    await agent_w1(api)
     task_id = await add_task(api, "T", 10)
     decision_id = await ask(api, 0.5, "D")
     ok(await api.post(f"/v1/decisions/{decision_id}/approve", {"reason": "ok"}, as_="approver"))
     token = await claim(api, task_id)
+    first = rerun(1)
+    ok(await api.post("/v1/audit", batch("body-a", [first]), as_="w1"))
     body = {
         "claim_token": token,
         "outcome": "succeeded",
-        "verification": {"command": "true", "exit_code": 0, "action_id": "act_v", "verified": True},
+        "verification": {"command": "pytest -q", "exit_code": 0, "action_id": first.id, "verified": True},
         "action_id": "act_1",
         "decision_id": decision_id,
+        **LIVE,
     }
-    ok(await api.post(f"/v1/tasks/{task_id}/outcome", body, as_="body"))
+    ok(await api.post(f"/v1/tasks/{task_id}/outcome", body, as_="w1"))
     before = ok(await api.get("/v1/kpi", as_="approver"))
     assert (before["decisions_approved_judged"], before["decisions_approved_accurate"]) == (1, 1)
-    ok(await api.post(f"/v1/undo/{decision_id}", {"reason": "wrong"}, as_="captain"))
+    # (force: the brain's verification settled on the task after the outcome's action, which undo sees as a change)
+    ok(await api.post(f"/v1/undo/{decision_id}", {"reason": "wrong", "force": True}, as_="captain"))
     # (the reversal put the task back to claimed: finish it again, successfully, under no decision)
-    await finish(api, task_id, token, "succeeded", verified=True)
+    await finish(api, task_id, token, "succeeded", verified_by=rerun(2, first.mac))
     after = ok(await api.get("/v1/kpi", as_="approver"))
     assert (after["decisions_approved_judged"], after["decisions_approved_accurate"]) == (1, 0)
     assert after["decision_accuracy"] == 0.0
@@ -224,11 +257,11 @@ async def test_metrics_parse_and_count_tool_calls_llm_usage_tasks_decisions_and_
     api: BrainClient, brain: Brain, clock: Clock
 ) -> None:
     seeded = await seed(api)
-    events = audit_chain("body-a", 3)
+    events = audit_chain("body-b", 3)  # an IDE body's (body-a is agent w1's)
     events[1] = events[1].model_copy(update={"outcome": "refused", "code": "rate_limited", "duration_ms": 2.0})
     events[2] = events[2].model_copy(update={"duration_ms": 300.0})
-    ok(await api.post("/v1/audit", batch("body-a", events), as_="body"))
-    ok(await api.post("/v1/audit", batch("body-a", events), as_="body"))  # resent: stored once, counted once
+    ok(await api.post("/v1/audit", batch("body-b", events), as_="body"))
+    ok(await api.post("/v1/audit", batch("body-b", events), as_="body"))  # resent: stored once, counted once
     pending = await ask(api, 0.5, "D5")
     clock.advance(30)
 
@@ -245,7 +278,8 @@ async def test_metrics_parse_and_count_tool_calls_llm_usage_tasks_decisions_and_
         ("outcome", "refused"),
         ("tool", "write_file"),
     )
-    assert calls == {ok_labels: 2, refused_labels: 1}
+    rerun_labels = (("agent", "w1"), ("code", ""), ("logic_version", ""), ("outcome", "ok"), ("tool", "run_command"))
+    assert calls == {ok_labels: 2, refused_labels: 1, rerun_labels: 1}, "T1's verified re-run is a tool call too"
     # durations 0 ms and 300 ms (ok), 2 ms (refused): bucket le=0.25 holds the first only
     ok_hist = (("le", "0.25"), ("outcome", "ok"), ("tool", "write_file"))
     assert m["swarm_tool_call_duration_seconds_bucket"][ok_hist] == 1
@@ -343,7 +377,7 @@ async def test_presence_older_than_the_retention_is_pruned_and_logged(
 
 async def test_the_grafana_dashboard_names_only_metrics_the_brain_exposes(api: BrainClient) -> None:
     await seed(api)
-    ok(await api.post("/v1/audit", batch("body-a", audit_chain("body-a", 1)), as_="body"))
+    ok(await api.post("/v1/audit", batch("body-b", audit_chain("body-b", 1)), as_="body"))
     exposed = set(families((await api.get("/metrics", as_="approver")).text))
     dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana-swarm.json").read_text())
     named = {

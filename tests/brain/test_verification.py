@@ -23,18 +23,22 @@ GENESIS = "genesis"
 async def claimed_task(api: BrainClient, *, mode: str = "ide", body_id: str = "body-a") -> tuple[str, str]:
     task = ok(await api.post("/v1/tasks", {"title": "fix it", "acceptance": ACCEPTANCE}, as_="approver"), 201)
     claim = {"body_id": body_id, "agent": "w1", "mode": mode, "task_id": task["id"]}
-    if mode == "shadow":
+    who = "body"
+    if mode == "shadow":  # an agent's work: claimed with agent w1's own token, which then holds body_id
         claim["logic_version"] = "lv-0123456789abcdef"
-    claimed = ok(await api.post("/v1/tasks/claim", claim, as_="body"))
+        if "w1" not in api.tokens:
+            await api.add_token("w1", agent="w1")
+        who = "w1"
+    claimed = ok(await api.post("/v1/tasks/claim", claim, as_=who))
     return task["id"], claimed["claim_token"]
 
 
 async def report(
-    api: BrainClient, task_id: str, token: str, action_id: str = "act_rerun", **fields: Any
+    api: BrainClient, task_id: str, token: str, action_id: str = "act_rerun", as_: str = "body", **fields: Any
 ) -> dict[str, Any]:
     verification = {"command": ACCEPTANCE, "exit_code": 0, "action_id": action_id, "verified": True}
     outcome = {"claim_token": token, "outcome": "succeeded", "summary": "fixed", "verification": verification}
-    return ok(await api.post(f"/v1/tasks/{task_id}/outcome", {**outcome, **fields}, as_="body"))
+    return ok(await api.post(f"/v1/tasks/{task_id}/outcome", {**outcome, **fields}, as_=as_))
 
 
 async def ship(api: BrainClient, *events: AuditEvent, as_: str = "body", body_id: str = "body-a") -> None:
@@ -138,14 +142,14 @@ async def test_another_bodys_event_of_that_id_refutes_the_claim(api: BrainClient
 async def test_a_shadow_runs_verification_is_settled_the_same_way(api: BrainClient, clock: Clock) -> None:
     task_id, token = await claimed_task(api, mode="shadow")
     clock.advance(5)
-    back = await report(api, task_id, token)
+    back = await report(api, task_id, token, as_="w1", mode="shadow", logic_version="lv-0123456789abcdef")
     (run,) = back["shadow_runs"]
     assert (back["state"], run["verification"]["status"], run["verification"]["verified"]) == (
         "queued",
         "pending",
         False,
     )
-    await ship(api, rerun_event("body-a", 1, GENESIS, action_id="act_rerun", at=clock.now, argv=ARGV))
+    await ship(api, rerun_event("body-a", 1, GENESIS, action_id="act_rerun", at=clock.now, argv=ARGV), as_="w1")
     after = ok(await api.get(f"/v1/tasks/{task_id}", as_="captain"))
     (run,) = after["shadow_runs"]
     assert (run["verification"]["status"], run["verification"]["verified"]) == ("confirmed", True)
