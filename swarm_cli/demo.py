@@ -298,7 +298,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  worker-1 went live on a readiness override a captain recorded for its logic version "
             f"{agents.get('override')} (the brain refuses --live without one until `swarm readiness` passes)\n"
             f"  its task: {agents.get('task_state')}, verified by the body: {agents.get('verified')}, "
-            f"spend ${agents.get('usd', 0):.5f}\n"
+            f"spend ${agents.get('usd', 0):.5f}; its work: branch {agents.get('branch') or '(none)'}, "
+            f"commit {str(agents.get('commit', ''))[:12] or '(none)'}\n"
             f"  worker-2 was stopped mid model call by the kill switch in {agents.get('kill_ms', 0):.0f} ms\n"
             + "".join(f"  {line}\n" for line in chains),
             flush=True,

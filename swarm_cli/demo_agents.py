@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,13 +99,28 @@ def write_agents_config(home: Path) -> Path:
 
 
 def make_repo(root: Path, sample: dict[str, str]) -> Path:
+    """The sample shop as a git repository with one commit on `main`: an agent's live work goes on a branch of it."""
     repo = root / "shop-repo"
     for rel, text in sample.items():
         if rel == ".env":
             continue
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text)
+    _git(repo, "init", "--quiet", "-b", "main")
+    _git(repo, "add", "--all")
+    _git(repo, "commit", "--quiet", "-m", "the sample shop")
     return repo
+
+
+def _git(repo: Path, *args: str) -> str:
+    """git in the demo's own repository (a fixed identity; no hooks, no global or system config)."""
+    argv = ["git", "-c", "user.name=Swarm demo", "-c", "user.email=demo@swarm.invalid"]
+    argv += ["-c", "core.hooksPath=/dev/null"]
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    done = subprocess.run([*argv, *args], cwd=repo, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {args[0]} in {repo}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
 
 
 def _env(home: Path, url: str, tokens: dict[str, str]) -> dict[str, str]:
@@ -165,13 +181,19 @@ async def autonomy(
     done: dict[str, Any] = (await captain.get(f"/v1/tasks/{created['id']}")).json()
     verification: dict[str, Any] = done.get("verification") or {}
     spend: dict[str, Any] = done.get("spend") or {}
+    evidence: dict[str, str] = done.get("evidence") or {}
+    branch, commit = evidence.get("branch", ""), evidence.get("commit", "")
+    on_branch = _git(repo, "show", f"{branch}:shop/prices.py") if branch else ""
     found |= {
         "worker1_exit": code,
         "task_state": done["state"],
         "verified": done.get("verified"),
         "exit_code": verification.get("exit_code"),
         "usd": spend.get("usd", 0.0),
-        "price_changed": _NEW_TOTAL in (repo / "shop/prices.py").read_text(),
+        "price_changed": _NEW_TOTAL in on_branch,
+        "branch": branch,
+        "commit": commit,
+        "checkout_untouched": _NEW_TOTAL not in (repo / "shop/prices.py").read_text(),
     }
     _say(
         "outcome",
@@ -179,6 +201,9 @@ async def autonomy(
         f"(exit code {verification.get('exit_code')}); spend ${spend.get('usd', 0):.5f} over {spend.get('steps')} "
         "model turns",
     )
+    if branch:
+        subject = _git(repo, "log", "-1", "--format=%an: %s", branch).strip()
+        _say("outcome", f"its work is on branch {branch}, commit {commit[:12]} ({subject}); main is untouched")
     if not done.get("verified") and shutil.which("bwrap") is None:
         _say("outcome", "(no bubblewrap here: the body cannot run the acceptance command, so nothing is verified)")
 

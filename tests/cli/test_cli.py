@@ -153,6 +153,8 @@ def test_demo_runs_the_whole_loop(home: Path) -> None:
     assert "worker-1 went live on a readiness override a captain recorded for its logic version lv-" in out
     if shutil.which("bwrap"):
         assert "task succeeded; verified by the body re-running the acceptance command: True (exit code 0)" in out
+        handed = r"its work is on branch swarm/worker-1/task_\w+, commit [0-9a-f]{12} \(swarm agent worker-1: Bulk"
+        assert re.search(handed, out)
     else:
         assert "the body cannot run the acceptance command" in out
     kill = re.search(
