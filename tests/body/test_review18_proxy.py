@@ -53,3 +53,30 @@ async def test_a_host_header_cannot_redirect_an_absolute_uri_request() -> None:
         request = b"GET http://pkgs.test:%d/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port)
         assert await status_of(proxy, request) == 502  # (pkgs.test resolves nowhere; 127.0.0.1 is not tried)
     assert [(r.host, r.status) for r in proxy.requests] == [("pkgs.test", 502)]
+
+
+async def test_a_pin_with_a_port_reaches_only_that_port() -> None:
+    async with hello_server() as port, hello_server() as other:
+        pins = {"pkgs.test": f"127.0.0.1:{port}"}
+        async with CountingProxy(allowed_domains=["pkgs.test"], pinned_hosts=pins, max_requests=10) as proxy:
+            # Whatever port the request names, the pinned one is where it goes (the other service is never reached).
+            assert await status_of(proxy, b"GET http://pkgs.test:%d/ HTTP/1.1\r\n\r\n" % other) == 200
+            # The pinned address itself, asked for directly, is a private address like any other: refused.
+            allowed_ip = CountingProxy(allowed_domains=["pkgs.test"], pinned_hosts=pins, max_requests=10)
+            async with allowed_ip as direct:
+                assert await status_of(direct, b"GET http://127.0.0.1:%d/ HTTP/1.1\r\n\r\n" % other) == 403
+    assert proxy.counted == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='HOLE (low, config footgun): a pin without a port (`pkgs.internal = "10.0.0.5"`, which the README '
+    "allows) with an allow-list entry without one (`pkgs.internal`) lets a command reach every port of that "
+    "private address (ssh, redis, an admin API), not just the registry. Fix: a pin without a port serves only "
+    "80 and 443 (or a port-less pin is a config error: pinned_hosts must name IP:port).",
+)
+async def test_a_pin_without_a_port_does_not_open_every_port_of_a_private_address() -> None:
+    async with hello_server() as other_service:
+        pins = {"pkgs.test": "127.0.0.1"}
+        async with CountingProxy(allowed_domains=["pkgs.test"], pinned_hosts=pins, max_requests=10) as proxy:
+            assert await status_of(proxy, b"GET http://pkgs.test:%d/ HTTP/1.1\r\n\r\n" % other_service) == 403
