@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from body_mcp import build_server
 from body_mcp.state import StatePaths
 
-from ..conftest import require_binary
+from ..conftest import make_body, require_binary
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +77,24 @@ async def test_a_symlink_planted_in_the_env_dir_is_never_followed_on_the_host(
         # (then it went through the guard like any write: staged, listed, applied)
         assert "keep.txt" in [c["path"] for c in wrote["changes"]]
     assert "root:" not in wrote["stdout"]
+
+
+async def test_one_workspaces_cache_and_env_dir_are_not_anothers(tmp_path: Path, home: Path) -> None:
+    """A command that poisons its package cache and env dir poisons only its own workspace's."""
+    require_binary("bwrap", "bubblewrap")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    bodies = [make_body(first, home), make_body(second, home)]
+    try:
+        async with Client(build_server(bodies[0])) as a:
+            planted = await run(
+                a, 'mkdir -p "$UV_CACHE_DIR" .venv && echo evil > "$UV_CACHE_DIR/wheel" && echo evil > .venv/x'
+            )
+            assert planted["exit_code"] == 0, planted["stderr"]
+        async with Client(build_server(bodies[1])) as b:
+            seen = await run(b, 'cat "$UV_CACHE_DIR/wheel" .venv/x 2>/dev/null || echo clean')
+        assert seen["stdout"] == "clean\n"
+    finally:
+        for body in bodies:
+            body.close()
