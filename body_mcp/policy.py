@@ -2,7 +2,8 @@
 
 A pattern without `/` matches any path component at any depth (`.env*` protects
 `config/.env.local`; `.git` protects everything under any `.git/`). A pattern with `/`
-matches from the workspace root (`.vscode/mcp.json`). A directory's protection covers
+matches from the workspace root (`.vscode/mcp.json`). Matching ignores case (a case-insensitive file system
+opens `.env` as `.ENV`). A directory's protection covers
 everything below it. Both the canonical path and the path as written are checked, so a
 symlink cannot launder a protected name in either direction.
 
