@@ -36,6 +36,8 @@ Kind = Literal["scratch", "worktree", "clone"]
 DEFAULT_BRANCH_PREFIX = "swarm"
 _GIT_TIMEOUT_S = 120.0
 _SAFE_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_SAFE_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A task id names a directory under the agent's work directory: one plain name (no `/`, no `..`, not absolute)."""
 
 
 class WorkspaceError(RunnerUserError):
@@ -114,6 +116,8 @@ class Worktrees:
 
     def prepare(self, task_id: str, repo: str, *, shadow: bool) -> Workspace:
         """The task's workspace: created, or (a worktree of this agent's for this task) taken up again."""
+        if not _SAFE_TASK_ID.fullmatch(task_id) or ".." in task_id:
+            raise WorkspaceError(f"task id {task_id!r} is not a plain name: it cannot name a workspace directory")
         if not repo:
             scratch = self.root / "tasks" / task_id
             scratch.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 A pattern without `/` matches any path component at any depth (`.env*` protects
 `config/.env.local`; `.git` protects everything under any `.git/`). A pattern with `/`
-matches from the workspace root (`.vscode/mcp.json`). A directory's protection covers
+matches from the workspace root (`.vscode/mcp.json`). Matching ignores case (a case-insensitive file system
+opens `.env` as `.ENV`). A directory's protection covers
 everything below it. Both the canonical path and the path as written are checked, so a
 symlink cannot launder a protected name in either direction.
 
@@ -32,7 +33,7 @@ _RANK: dict[Protection, int] = {"none": 0, "acceptance_input": 1, "read_only": 2
 
 def _any_component(patterns: Sequence[str]) -> re.Pattern[str] | None:
     """One regex for all component patterns: the common case is a miss, decided in one match per component."""
-    simple = [translate(p) for p in patterns if "/" not in p]
+    simple = [translate(p.casefold()) for p in patterns if "/" not in p]
     return re.compile("|".join(simple)) if simple else None
 
 
@@ -49,7 +50,9 @@ class PathPolicy:
         self.read_only = tuple(read_only)
         self.acceptance_inputs = tuple(acceptance_inputs)
         self._inputs = [
-            (p, re.compile(glob_to_regex(p.strip("/")) + r"\Z", re.DOTALL)) for p in self.acceptance_inputs if p
+            (p, re.compile(glob_to_regex(p.strip("/").casefold()) + r"\Z", re.DOTALL))
+            for p in self.acceptance_inputs
+            if p
         ]
         self._quick = {self.denied: _any_component(self.denied), self.read_only: _any_component(self.read_only)}
         self.classify_parts = lru_cache(maxsize=4096)(self._classify_parts)
@@ -65,15 +68,18 @@ class PathPolicy:
             return None
         for pattern in patterns:
             if "/" in pattern:
-                anchored = pattern.strip("/")
+                anchored = pattern.strip("/").casefold()
                 for end in range(1, len(parts) + 1):
                     if fnmatchcase("/".join(parts[:end]), anchored):
                         return pattern
-            elif any(fnmatchcase(part, pattern) for part in parts):
+            elif any(fnmatchcase(part, pattern.casefold()) for part in parts):
                 return pattern
         return None
 
     def _classify_parts(self, parts: tuple[str, ...]) -> tuple[Protection, str | None]:
+        # Case-insensitively: on a case-insensitive file system (macOS, Windows) `.ENV` is `.env` and `.GIT/config`
+        # is `.git/config`; on the others, protecting both spellings costs nothing.
+        parts = tuple(part.casefold() for part in parts)
         if (hit := self._matches(self.denied, parts)) is not None:
             return "denied", hit
         if (hit := self._matches(self.read_only, parts)) is not None:

@@ -139,9 +139,23 @@ class PinnedHosts:
 def is_public_address(address: str) -> bool:
     """Whether an IP address is a public one: not loopback, private, link-local, shared, reserved or multicast."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            return is_public_address(str(ip.sixtofour))
+        elif ip in _NAT64:
+            # (a NAT64 gateway turns it into the IPv4 address it carries: public only if that one is)
+            return is_public_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+        elif any(ip in net for net in _EMBEDS_IPV4) or ip.is_site_local:
+            # (IPv4-compatible, IPv4-translated and local-use NAT64 forms carry an IPv4 address a translator or
+            # an old stack may turn back into 127.0.0.1 or 10.x; site-local is private in all but name)
+            return False
     return ip.is_global and not ip.is_multicast
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_EMBEDS_IPV4 = tuple(ipaddress.IPv6Network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48"))
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -32,14 +32,15 @@ def denied_check(policy: PathPolicy) -> IsDenied:
 
 
 def exclude_pathspecs(denied: Sequence[str]) -> list[str]:
-    """`:(exclude)` pathspecs for the denied patterns (and everything below a matching directory)."""
+    """`:(exclude)` pathspecs for the denied patterns (and everything below a matching directory), ignoring case
+    like the policy."""
     specs: list[str] = []
     for pattern in denied:
         if "/" in pattern:
             anchored = pattern.strip("/")
-            specs += [f":(exclude,glob){anchored}", f":(exclude,glob){anchored}/**"]
+            specs += [f":(exclude,glob,icase){anchored}", f":(exclude,glob,icase){anchored}/**"]
         else:
-            specs += [f":(exclude,glob)**/{pattern}", f":(exclude,glob)**/{pattern}/**"]
+            specs += [f":(exclude,glob,icase)**/{pattern}", f":(exclude,glob,icase)**/{pattern}/**"]
     return specs
 
 

@@ -48,8 +48,8 @@ def test_a_log_keeps_its_commit_lines_around_dropped_sections() -> None:
 
 def test_exclusions_cover_any_depth_and_everything_below() -> None:
     assert exclude_pathspecs([".env*", "secrets/keys"]) == [
-        ":(exclude,glob)**/.env*",
-        ":(exclude,glob)**/.env*/**",
-        ":(exclude,glob)secrets/keys",
-        ":(exclude,glob)secrets/keys/**",
+        ":(exclude,glob,icase)**/.env*",
+        ":(exclude,glob,icase)**/.env*/**",
+        ":(exclude,glob,icase)secrets/keys",
+        ":(exclude,glob,icase)secrets/keys/**",
     ]
