@@ -278,6 +278,7 @@ class ExecuteGuard:
             require_human=partial(self._require_human, ctx),
             progress=ctx.progress,
             policy=ctx.policy,
+            from_model=ctx.origin.origin == "model",
         )
         if spec.read_only:
             return await spec.handler(tool_ctx)

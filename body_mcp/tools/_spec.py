@@ -148,6 +148,8 @@ class ToolContext(Generic[ArgsT]):
     policy: PathPolicy | None = None
     """The path policy of this call when it is not the body's (a model's call protects its task's acceptance
     inputs too)."""
+    from_model: bool = False
+    """The runner made this call for its model (`_meta` origin "model"), not for itself."""
 
     @property
     def path_policy(self) -> PathPolicy:

@@ -76,9 +76,14 @@ def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
         toolchain, tools = configured_toolchains(cfg, root)
     except ToolchainNotFound as exc:
         raise ToolRefused(str(exc), code=RefusalCode.TOOLCHAIN_NOT_FOUND, rule=Rule.SANDBOX_TOOLCHAINS) from None
-    task_env = task_environment(
-        workspace=root, env_root=deps.env_root, cache_root=deps.cache_root, env_dirs=cfg.env_dirs
-    )
+    # An agent's own check (the runner's re-run of the acceptance command, not a call of its model) runs on what the
+    # workspace holds, never on the env dirs its model's commands wrote: nothing there is staged or reviewed, so a
+    # planted `.venv/bin/pytest` or `.pth` must not be what verifies a task. They are left out and hidden.
+    checking = deps.agent_profile is not None and not ctx.from_model
+    env_dirs = [] if checking else cfg.env_dirs
+    if checking:
+        hidden = [*hidden, *cfg.env_dirs]
+    task_env = task_environment(workspace=root, env_root=deps.env_root, cache_root=deps.cache_root, env_dirs=env_dirs)
     env.update(task_env.variables)
     # Exactly these directories, in this order (the host's PATH names directories the sandbox does not mount).
     path = [*map(str, task_env.path_dirs), *([str(SANDBOX_BIN_DIR)] if tools.commands else [])]

@@ -13,6 +13,7 @@ from body_mcp import build_server
 from body_mcp.state import StatePaths
 
 from ..conftest import make_body, require_binary
+from .agent_helpers import AGENT, TOOLS, agent_body, agent_config, model_meta
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -31,24 +32,32 @@ chmod +x .venv/bin/pytest .venv/bin/python3
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high, autonomy integrity): the env dir is written by the model's commands, never staged, diffed, "
-    "counted or shown, and every later command of the workspace runs with its bin first on PATH (VIRTUAL_ENV set) "
-    "- the runner's acceptance re-run included. A model can plant .venv/bin/pytest (or a .pth / sitecustomize.py "
-    "in site-packages) that exits 0, and the verified success is forged though the acceptance inputs are "
-    "protected. Fix: run the acceptance check with the env dirs rebuilt from the project's lock file (or mounted "
-    "read-only from a copy the model never wrote, and with .venv/bin not first on PATH), or hash the env dir "
-    "after each install by a known installer and refuse to activate one that changed otherwise.",
-)
-async def test_what_one_command_plants_in_the_env_dir_is_not_what_a_later_command_runs(client: Client) -> None:
+async def test_what_the_models_commands_plant_in_the_env_dir_is_not_what_the_runners_check_runs(
+    tmp_path: Path, home: Path
+) -> None:
+    """Fixed (was high): the env dir is written by the model's commands and never staged, diffed or counted, so a
+    model could plant `.venv/bin/pytest` (or a `.pth`) that exits 0 and forge the verified success. The runner's own
+    calls in agent mode (its acceptance re-run) run without the env dirs: not mounted, hidden, not on PATH. The
+    model's own later commands do use the venv its commands built — that is what it is for."""
     require_binary("bwrap", "bubblewrap")
-    planted = await run(client, _PLANT)
-    assert planted["exit_code"] == 0, planted["stderr"]
-    assert planted["changes"] == []  # nothing staged, nothing to review: the plant is invisible to the guard
-    later = await run(client, "pytest -q; python3 -c 'import sys; sys.exit(3)'")
-    assert "planted-by-an-earlier-command" not in later["stdout"]
-    assert later["exit_code"] == 3
+    config = agent_config(agents=[{**AGENT, "tools": [*TOOLS, "run_command"]}])
+    workspace = tmp_path / "task"
+    workspace.mkdir()
+    body = agent_body(workspace, home, config)
+    try:
+        async with Client(build_server(body)) as client:
+            plant = {"argv": ["/bin/sh", "-ec", _PLANT], "timeout_s": 120, "rationale": "set up"}
+            planted = ok(await client.call_tool("run_command", plant, meta=model_meta()))
+            assert planted["exit_code"] == 0, planted["stderr"]
+            check = "pytest -q -p no:cacheprovider; python3 -c 'import sys; sys.exit(3)'"
+            later = {"argv": ["/bin/sh", "-c", check], "timeout_s": 120, "rationale": "a later model command"}
+            by_model = ok(await client.call_tool("run_command", later, meta=model_meta(step=2)))
+            assert "planted-by-an-earlier-command" in by_model["stdout"], "the model's venv is the model's to use"
+            by_runner = ok(await call(client, "run_command", argv=["/bin/sh", "-c", check], timeout_s=120))
+            assert "planted-by-an-earlier-command" not in by_runner["stdout"], by_runner
+            assert by_runner["exit_code"] == 3
+    finally:
+        body.close()
 
 
 async def test_a_symlink_planted_in_the_env_dir_is_never_followed_on_the_host(
