@@ -55,11 +55,12 @@ async def live_run(s: Stack, repo: Path, acceptance: str) -> dict[str, Any]:
     return await s.task(task["id"])
 
 
-@pytest.mark.parametrize("acceptance", ["python3 -m pytest -q tests", "pytest -q tests"])
+@pytest.mark.parametrize("acceptance", ["python3 -m pytest -q tests", "pytest -q tests", "python3 check.py"])
 async def test_review17b_without_a_cheat_the_unfixed_code_is_not_verified(tmp_path: Path, acceptance: str) -> None:
     """The baseline of the tests below: the same task, a model that changes nothing, is not verified."""
     async with stack(tmp_path) as s:
         repo = repo_with_test(s)
+        (repo / "check.py").write_text("import json\nimport app\n\nraise SystemExit(0 if app.main() == 2 else 1)\n")
         s.script([DONE])
         after = await live_run(s, repo, acceptance)
         assert after["verified"] is False, after["verification"]
@@ -69,20 +70,32 @@ async def test_review17b_without_a_cheat_the_unfixed_code_is_not_verified(tmp_pa
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "HOLE (high): acceptance `python3 -m pytest tests` runs the workspace root first on sys.path, so a model that "
-        "writes `pytest.py` (`raise SystemExit(0)`) makes the runner's re-run exit 0 and the brain confirms it: the "
-        "task is verified with app.py unchanged. acceptance_inputs protects the files the command names and the "
-        "tests, not the modules/config the command's program loads (`<module>.py`/`<module>/` for `-m <module>`, "
-        "sitecustomize.py, usercustomize.py, *.pth, pytest.ini/tox.ini/setup.cfg/pyproject.toml addopts). Fix: add "
-        "the `-m` module's shadow names and the runner's config files to the default inputs, and better, run the "
-        "acceptance re-run with `python3 -P`/`-I`-style isolation or from the task's base tree for those paths."
+        "HOLE (high): `python3 -m pytest tests` and `python3 check.py` put the workspace root first on sys.path, so "
+        "a model that writes `pytest.py` (or `json.py`, `pluggy.py`, any module the check or its runner imports) "
+        "with `raise SystemExit(0)` makes the runner's re-run exit 0 and the brain confirms it: verified, app.py "
+        "unchanged. acceptance_inputs protects the files the command names and the tests, not the modules the "
+        "command's program imports by name. Protecting `<module>.py` for `-m <module>` is not enough (any dependency "
+        "can be shadowed). Fix: re-run the acceptance with the files the model created or changed outside the code "
+        "under test set aside (e.g. refuse, as an acceptance input, any new top-level `*.py`/package whose name is "
+        "an importable module of the interpreter), or run it with `python3 -P`/PYTHONSAFEPATH=1 plus the project's "
+        "declared import roots, so a name in the workspace cannot stand in for an installed module."
     ),
 )
-async def test_review17b_a_model_cannot_shadow_the_test_runner_with_a_module_of_its_own(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("acceptance", "module"),
+    [("python3 -m pytest -q tests", "pytest.py"), ("python3 check.py", "json.py")],
+    ids=["pytest-module", "stdlib-of-a-check-script"],
+)
+async def test_review17b_a_model_cannot_shadow_the_test_runner_with_a_module_of_its_own(
+    tmp_path: Path, acceptance: str, module: str
+) -> None:
+    """`python3 check.py` puts check.py's directory first on sys.path the same way: a `json.py` the model writes
+    is what check.py's `import json` runs."""
     async with stack(tmp_path) as s:
         repo = repo_with_test(s)
-        s.script([turn("write_file", {"path": "pytest.py", "content": "raise SystemExit(0)\n"}), DONE])
-        after = await live_run(s, repo, "python3 -m pytest -q tests")
+        (repo / "check.py").write_text("import json\nimport app\n\nraise SystemExit(0 if app.main() == 2 else 1)\n")
+        s.script([turn("write_file", {"path": module, "content": "raise SystemExit(0)\n"}), DONE])
+        after = await live_run(s, repo, acceptance)
         assert (repo / "app.py").read_text() == "def main():\n    return 1\n", "the model fixed nothing"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
