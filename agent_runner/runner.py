@@ -97,7 +97,7 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
         argv = []
     root = workspace.resolve()
     named: list[str] = []
-    for arg in argv:
+    for arg in _with_shell_words(argv):
         value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
         if not value or value.startswith("-") or "\0" in value:
             continue
@@ -112,6 +112,19 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
         if pattern not in named:
             named.append(pattern)
     return [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
+
+
+def _with_shell_words(argv: list[str]) -> list[str]:
+    """`argv` and, for an argument that is a command line itself (`sh -c 'python3 check.py'`, `--cmd="make
+    test"`), the words of that line too: the files a wrapped command names are inputs as well."""
+    words = list(argv)
+    for arg in argv:
+        if any(c.isspace() for c in arg):
+            try:
+                words += shlex.split(arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg)
+            except ValueError:
+                continue
+    return words
 
 
 def _glob_escaped(path: str) -> str:
