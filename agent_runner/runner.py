@@ -98,7 +98,7 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
         argv = []
     root = workspace.resolve()
     named: list[str] = []
-    for arg in argv:
+    for arg in _with_shell_words(argv):
         value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
         if not value or value.startswith("-") or "\0" in value:
             continue
@@ -113,6 +113,19 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
         if pattern not in named:
             named.append(pattern)
     return [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
+
+
+def _with_shell_words(argv: list[str]) -> list[str]:
+    """`argv` and, for an argument that is a command line itself (`sh -c 'python3 check.py'`, `--cmd="make
+    test"`), the words of that line too: the files a wrapped command names are inputs as well."""
+    words = list(argv)
+    for arg in argv:
+        if any(c.isspace() for c in arg):
+            try:
+                words += shlex.split(arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg)
+            except ValueError:
+                continue
+    return words
 
 
 def _glob_escaped(path: str) -> str:
@@ -380,6 +393,7 @@ class AgentRunner:
                 saved = load_parked(parked_path(self.workdir, task_id))
                 if saved.task.id != task_id:
                     raise ParkedStateBroken(f"its saved state names task {saved.task.id}")
+                self._check_saved(task, saved)
             except ParkedStateBroken as exc:
                 reason = f"the runner restarted and cannot take up the parked task: {exc}"
                 self.say(f"task {task_id}: {reason}; giving it up")
@@ -407,6 +421,18 @@ class AgentRunner:
             )
             self._took = True
             self.say(f"task {task_id}: parked before a restart, waiting for decision {saved.run.decision_id}")
+
+    def _check_saved(self, task: Task, saved: SavedPark) -> None:
+        """A saved state is the runner's own file, but what it says decides where the held call runs: its mode must
+        be the brain's claim's, and its workspace one this runner makes for the task in that mode (under the
+        agent's work dir), never a path an edited file names (the real repository, for a shadow claim)."""
+        claimed = next((line.detail.get("mode") for line in reversed(task.history) if line.kind == "claimed"), None)
+        if claimed in ("shadow", "live") and claimed != saved.mode:
+            raise ParkedStateBroken(f"its saved state says {saved.mode}, but the brain's claim is {claimed}")
+        kinds = ("shadow", "tasks") if saved.mode == "shadow" else ("worktrees", "tasks")
+        places = {(self.workdir / kind / task.id).resolve() for kind in kinds}
+        if saved.workspace.resolve() not in places or saved.run.workspace.resolve() != saved.workspace.resolve():
+            raise ParkedStateBroken(f"its saved state names workspace {saved.workspace}, not this agent's for the task")
 
     # -- one task -----------------------------------------------------------------------------
 
