@@ -63,6 +63,13 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(argv, cwd=repo, capture_output=True, text=True, check=True).stdout
 
 
+def commit_all(repo: Path) -> None:
+    """Commit whatever the test wrote into its repository since (nothing: nothing is committed)."""
+    git(repo, "add", "--all")
+    if git(repo, "status", "--porcelain"):
+        git(repo, "commit", "--quiet", "-m", "the test's files")
+
+
 def token_var(agent: str) -> str:
     return agent.upper().replace("-", "_").replace(".", "_") + "_TOKEN"
 
@@ -121,7 +128,11 @@ class Stack:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.cli_argv(*args), env=self.env(), capture_output=True, text=True, check=False)
 
-    async def add_task(self, **fields: Any) -> dict[str, Any]:
+    async def add_task(self, *, dirty: bool = False, **fields: Any) -> dict[str, Any]:
+        """Queue a task; its `repo`, as a user hands one over, has what the test wrote into it committed (unless
+        `dirty`: an agent refuses a repository with uncommitted changes)."""
+        if fields.get("repo") and not dirty and (Path(fields["repo"]) / ".git").is_dir():
+            commit_all(Path(fields["repo"]))
         body = {"title": "make main() return 2", "acceptance": ACCEPTANCE} | fields
         answer = await self.captain.post("/v1/tasks", json=body)
         assert answer.status_code == 201, answer.text

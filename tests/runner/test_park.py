@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from swarm_cli.agent_cmds import work_root
-from tests.runner.stack import Stack, stack
+from tests.runner.stack import Stack, git, stack
 
 pytestmark = pytest.mark.anyio
 
@@ -72,7 +72,9 @@ async def test_an_approved_decision_resumes_the_parked_task_which_succeeds(tmp_p
         after, code, stderr, repo = await run_to_the_decision(s, "approve")
         assert code == 0, stderr
         assert after["state"] == "succeeded" and after["verified"] is True, json.dumps(after, indent=1)
-        assert (repo / "a.txt").read_text() == "a" and (repo / "b.txt").read_text() == "b"
+        branch = after["evidence"]["branch"]  # the work is on the task's branch (the checkout is untouched)
+        assert git(repo, "show", f"{branch}:a.txt") == "a" and git(repo, "show", f"{branch}:b.txt") == "b"
+        assert not (repo / "a.txt").exists()
         kinds = [e["kind"] for e in after["history"]]
         assert kinds == ["created", "claimed", "parked", "resumed", "outcome", "verification"], kinds
         assert after["spend"]["steps"] == 2
@@ -128,7 +130,8 @@ async def test_a_restarted_runner_takes_up_its_parked_tasks_and_a_cancelled_one_
         after = await s.task(first)
         (run,) = after["shadow_runs"]
         assert (run["outcome"], run["verification"]["verified"]) == ("succeeded", True), json.dumps(after, indent=1)
-        assert [e["kind"] for e in after["history"]][-3:] == ["parked", "resumed", "shadow_run"]
+        # (the shadow run's verification is settled by the brain once the body's re-run event is in)
+        assert [e["kind"] for e in after["history"]][-4:] == ["parked", "resumed", "shadow_run", "verification"]
         assert not copy.exists() and not saved.exists(), "the finished task left its copy or state behind"
         assert not (tmp_path / "first" / "a.txt").exists(), "shadow: the held call ran in the copy only"
         given_up = await s.task(broken)

@@ -4,6 +4,7 @@ body and sandbox, the scripted provider playing the model."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -124,19 +125,9 @@ def test_review17b_the_test_runners_config_is_an_acceptance_input(tmp_path: Path
     assert open_to_the_model == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (high): the task's `.venv` lives in Swarm's state, bound read-write into every command of the body, "
-        "the model's and the runner's acceptance re-run alike, and its `bin` goes on PATH once `pyvenv.cfg` exists. "
-        "A model command that writes `.venv/pyvenv.cfg` and an executable `.venv/bin/pytest` (`exit 0`) - never "
-        "staged, never checked against the acceptance inputs - makes the re-run of `pytest -q tests` run the "
-        "model's script: verified, nothing fixed. Fix: run the acceptance re-run without the env dirs the model "
-        "wrote (a fresh env, or the env dirs read-only and off PATH unless the task opts in), or snapshot the env "
-        "dir at claim time and refuse a re-run whose env dir changed in anything PATH or python's startup reads."
-    ),
-)
 async def test_review17b_a_model_cannot_plant_the_test_runner_in_the_tasks_venv(tmp_path: Path) -> None:
+    """Fixed (was high): the runner's re-run in an agent's body runs without the env dirs its model's commands
+    wrote (not mounted, hidden, off PATH), so a planted `.venv/bin/pytest` is not what runs."""
     async with stack(tmp_path) as s:
         repo = repo_with_test(s)
         plant = (
@@ -180,8 +171,10 @@ async def test_review17b_a_models_command_cannot_read_the_agents_token(tmp_path:
             f">> dump.txt; cat {s.home}/* {s.home}/*/* {s.config} >> dump.txt 2>/dev/null; true"
         )
         s.script([turn("run_command", {"argv": ["sh", "-c", dump]}), DONE])
-        await live_run(s, repo, "python3 -m pytest -q tests")
-        dumped = (repo / "dump.txt").read_text() if (repo / "dump.txt").exists() else ""
+        after = await live_run(s, repo, "python3 -m pytest -q tests")
+        branch = after["evidence"].get("branch", "")  # the live work is committed on the task's branch
+        shown = subprocess.run(["git", "show", f"{branch}:dump.txt"], cwd=repo, capture_output=True, text=True)
+        dumped = shown.stdout if shown.returncode == 0 else ""
         assert "PATH=" in dumped, "the command's output was not kept: the test shows nothing"
         assert s.tokens["worker-1"] not in dumped
         assert s.captain_token not in dumped
