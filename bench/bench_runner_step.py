@@ -17,7 +17,7 @@ A step is timed where both are seen the same way: between consecutive requests a
 answer, its tool call, and building the next request). Prints median and p90 per step for both, the overhead
 (runner - bare) per round as min/median/max, and the ratio. Target (issue #17): overhead < 10 ms median.
 
-Then tokens per task for the scripted tasks of tests/runner/test_agent_run.py (there are no scripted agent tasks
+Then tokens per task for the scripted tasks of tests/runner/stack.py (there are no scripted agent tasks
 in `swarm demo`), their turns replayed by the fake through the same loop, counted by the fake's own tokenizer.
 """
 
@@ -49,7 +49,7 @@ from swarm_cli._wallet import LimitsLedger
 from tests.fakes.llm import Answer, FakeCall, Held, Turn
 from tests.fakes.openai_api import API_KEY, FakeOpenAI
 from tests.fakes.serve import serve_app
-from tests.runner import test_agent_run as agent_run_tests
+from tests.runner import stack as agent_run_tests
 
 MODEL = "gpt-4o-mini"
 SYSTEM = "You fix small bugs. Work only through your tools."
@@ -313,7 +313,7 @@ def _report(
         f"  runner / bare, median step ratio: {statistics.median(runner_all) / statistics.median(bare_all):.2f}x"
         f"   (target: overhead < {TARGET_MS:g} ms median)"
     )
-    print("tokens per task, the scripted tasks of tests/runner/test_agent_run.py replayed through the real provider")
+    print("tokens per task, the scripted tasks of tests/runner/stack.py replayed through the real provider")
     print("  (counted by the fake from what it served: 4 bytes a token; 'scripted' is the usage the script claims)")
     for name, n, inp, cached, out, scripted in tokens:
         print(
