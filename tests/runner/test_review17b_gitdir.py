@@ -5,7 +5,6 @@ and sandbox)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,7 @@ REACH = (
 
 async def test_review17b_a_live_models_command_cannot_write_the_real_repositorys_git_directory(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        repo = s.repo_with_bug()
-        git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
-        for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "start"]):
-            subprocess.run([*git, *args], check=True, capture_output=True)
+        repo = s.repo_with_bug()  # a git repository with one commit (a live task works in a worktree of it)
         config_before = (repo / ".git" / "config").read_text()
         hooks_before = sorted(p.name for p in (repo / ".git" / "hooks").iterdir())
         direct = f"echo pwned > {repo}/.git/hooks/pre-commit; echo pwned >> {repo}/.git/config; true"
@@ -51,4 +47,6 @@ async def test_review17b_a_live_models_command_cannot_write_the_real_repositorys
         trail = s.cli("audit", "tail", "--agent", "worker-1", "-n", "50").stdout
         action = next(line.split()[2] for line in trail.splitlines() if line.endswith("cheat"))
         shown = s.cli("audit", "output", action, "--agent", "worker-1")
-        assert shown.returncode == 0 and "gitdir=\n" in shown.stdout, shown.stdout + shown.stderr
+        # A worktree's `.git` is a file naming the real gitdir; inside the sandbox that directory is not there.
+        out = shown.stdout
+        assert shown.returncode == 0 and ("gitdir=\n" in out or "No such file or directory" in out), out
