@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import anyio
+from anyio.abc import TaskGroup
 
 BYTES_PER_TOKEN = 4
 FRAMING_TOKENS = 4
@@ -326,7 +327,7 @@ class FakeLLMServer:
         await self._send(send, result)
 
     async def _hold(self, held: Held, receive: Receive, send: Send) -> None:
-        gone = generated = False
+        generated = False
         started = anyio.current_time()
         self.hanging.set()
         async with anyio.create_task_group() as group:
@@ -340,19 +341,8 @@ class FakeLLMServer:
             if held.answer is not None:
                 group.start_soon(until_generated)
 
-            async def until_disconnect() -> None:
-                nonlocal gone
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                gone = True
-                group.cancel_scope.cancel()
-
-            async def until_closed() -> None:
-                await self._event("closing").wait()
-                group.cancel_scope.cancel()
-
-            group.start_soon(until_disconnect)
-            group.start_soon(until_closed)
+            watched = self._watch(group, receive)
+        gone = watched.gone
         served = held.served
         if generated and held.answer is not None:
             self.bill.served.append(served)
@@ -368,13 +358,31 @@ class FakeLLMServer:
         else:
             await self._send(send, json_answer(503, {"error": {"message": "fake closing"}}))
 
+    def _watch(self, group: TaskGroup, receive: Receive) -> _Watched:
+        """End `group` when the client disconnects (`gone`) or the fake is closing."""
+        watched = _Watched()
+
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            watched.gone = True
+            group.cancel_scope.cancel()
+
+        async def until_closed() -> None:
+            await self._event("closing").wait()
+            group.cancel_scope.cancel()
+
+        group.start_soon(until_disconnect)
+        group.start_soon(until_closed)
+        return watched
+
     async def _stream(self, streamed: Streamed, receive: Receive, send: Send) -> None:
         # Billed as it goes (the entry is in the bill from the start and counts each event as it is written), and
         # complete before the last event goes out: a client that has the whole answer finds it billed.
         served = streamed.served
         served.output_tokens, served.completed = 0, False
         self.bill.served.append(served)
-        finished = gone = False
+        finished = False
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
         async with anyio.create_task_group() as group:
 
@@ -401,21 +409,9 @@ class FakeLLMServer:
                 finished = True
                 group.cancel_scope.cancel()
 
-            async def until_disconnect() -> None:
-                nonlocal gone
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                gone = True
-                group.cancel_scope.cancel()
-
-            async def until_closed() -> None:
-                await self._event("closing").wait()
-                group.cancel_scope.cancel()
-
             group.start_soon(write)
-            group.start_soon(until_disconnect)
-            group.start_soon(until_closed)
-        if gone and not finished:
+            watched = self._watch(group, receive)
+        if watched.gone and not finished:
             self.disconnected.set()
 
     @staticmethod
@@ -424,3 +420,9 @@ class FakeLLMServer:
         headers += [(name.encode(), value.encode()) for name, value in answer.headers.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
+
+
+@dataclass
+class _Watched:
+    gone: bool = False
+    """The client disconnected before the answer was done."""
