@@ -40,7 +40,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _served(settings: BrainSettings, clock: Clock) -> AsyncIterator[tuple[Brain, BrainClient]]:
+async def served_brain(settings: BrainSettings, clock: Clock) -> AsyncIterator[tuple[Brain, BrainClient]]:
     state = await open_engine(settings.database_url)
     brain = Brain(settings, state=state, clock=clock)
     try:
@@ -67,14 +67,14 @@ async def _served(settings: BrainSettings, clock: Clock) -> AsyncIterator[tuple[
 @pytest.fixture
 async def live(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[Brain, BrainClient]]:
     settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), usd_per_hour=10.0)
-    async for served in _served(settings, clock):
+    async for served in served_brain(settings, clock):
         yield served
 
 
 @pytest.fixture
 async def public(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[Brain, BrainClient]]:
     settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), metrics_public=True)
-    async for served in _served(settings, clock):
+    async for served in served_brain(settings, clock):
         yield served
 
 
