@@ -267,3 +267,26 @@ async def test_an_infinite_task_value_is_refused(live: tuple[Brain, BrainClient]
     headers = {**api.headers("approver"), "content-type": "application/json"}
     response = await api.client.post("/v1/tasks", content='{"title": "t", "value_usd": 1e999}', headers=headers)
     assert refused(response, 422, "invalid_request")["field"] == "value_usd"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium): the KPIs' spend is the usage whose `at` falls in the window, and `at` is whatever the "
+        "runner says: an agent that dates its records in the future (or far back) is billed for nothing in "
+        "`spend_usd`, so its ROI and cost per decision look better than they are ($5 spent, ROI 20 reported as "
+        "'n/a' here, since the $5 falls in no window). Reproduce: this test. Fix: refuse records dated beyond "
+        "now + a small skew (422 naming records.N.at), and count spend by the time the brain received it"
+    ),
+)
+async def test_future_dated_spend_is_not_hidden_from_the_kpis(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await agent_w1(api)
+    task_id = await add_task(api, "worth $100", 100)
+    token = await claim(api, task_id)
+    future = {**usage(1, task_id=None, usd=5.0, tokens=(1, 1)), "at": "2100-01-01T00:00:00+00:00"}
+    response = await api.post("/v1/usage", {"body_id": "body-a", "records": [future]}, as_="w1")
+    await finish(api, task_id, token, "succeeded", verified_by=rerun(1))
+    report = ok(await api.get("/v1/kpi", as_="approver"))
+    assert response.status_code == 422 or (report["spend_usd"], report["roi"]) == (5.0, 20.0), report
+    assert response.status_code == 422
