@@ -219,7 +219,7 @@ async def test_an_agent_cannot_post_tool_calls_as_another_agent(live: tuple[Brai
         "HOLE (high): every label of swarm_tool_calls_total / swarm_tool_call_duration_seconds (agent, "
         "logic_version, tool, code) is whatever a body's audit event says, of any length, kept in memory until the "
         "brain restarts: one body token and one 1 MB POST of 1000 events with made-up tool names make 1000 new "
-        "series (each histogram 16 more); 5000 events made /metrics 19 MB in a probe. Prometheus cardinality "
+        "series (and ~18 histogram samples each); 5000 events made /metrics 19 MB in a probe. Prometheus cardinality "
         "explosion and unbounded brain memory. Reproduce: this test. Fix: label only known values (the body's tool "
         "names, the refusal codes of the protocol, agents with a token), fold the rest into `other`, cap length"
     ),
