@@ -1,0 +1,608 @@
+"""Adversarial review of issue #20 (telemetry, `/metrics`, `/healthz`): a real brain on 127.0.0.1 over HTTP (uvicorn),
+on a SQLite file, with a clock the test controls.
+
+A strict xfail is a hole found (its reason says how bad, how to reproduce it and the fix); a plain test is an attack
+the brain withstands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from brain_server import Brain, BrainSettings, build_app, issue_token, revoke_token
+from brain_server.state import open_engine, sqlite_path, sqlite_url
+from shared_protocol import AuditEvent
+from tests.fakes.serve import serve_app
+
+from .helpers import START, BrainClient, Clock, audit_chain, audit_event, batch, ok, refused
+from .test_telemetry import LIVE, add_task, agent_w1, claim, finish, rerun
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime.fromtimestamp(START, UTC)
+REGISTER = {"body_id": "body-a", "workspace": "/w", "hostname": "h", "version": "1"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def served_brain(settings: BrainSettings, clock: Clock) -> AsyncIterator[tuple[Brain, BrainClient]]:
+    state = await open_engine(settings.database_url)
+    brain = Brain(settings, state=state, clock=clock)
+    try:
+        async with brain.running():
+            tokens = {
+                role: await issue_token(brain.state, role=role, label=f"{role}-1", at=brain.now())
+                for role in ("body", "approver", "captain")
+            }
+            async with serve_app(build_app(brain)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+                yield (
+                    brain,
+                    BrainClient(
+                        client,
+                        tokens,
+                        issue=lambda role, label, agent: issue_token(
+                            brain.state, role=role, label=label, at=brain.now(), agent=agent
+                        ),
+                    ),
+                )
+    finally:
+        await state.close()
+
+
+@pytest.fixture
+async def live(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[Brain, BrainClient]]:
+    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), usd_per_hour=10.0)
+    async for served in served_brain(settings, clock):
+        yield served
+
+
+@pytest.fixture
+async def public(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[Brain, BrainClient]]:
+    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), metrics_public=True)
+    async for served in served_brain(settings, clock):
+        yield served
+
+
+def families(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def scrape(api: BrainClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    response = await api.get("/metrics", as_="approver")
+    assert response.status_code == 200, (response.status_code, response.text[:300])
+    return families(response.text)
+
+
+async def w1_body(api: BrainClient) -> None:
+    """Agent w1's token (`as_="w1"`), holding body-a."""
+    await api.add_token("w1", agent="w1")
+    ok(await api.post("/v1/bodies/register", REGISTER, as_="w1"))
+
+
+async def post_raw(api: BrainClient, path: str, raw: str | bytes, *, as_: str) -> httpx.Response:
+    headers = {**api.headers(as_), "content-type": "application/json"}
+    return await api.client.post(path, content=raw, headers=headers)
+
+
+def usage_json(record_id: str, **fields: str) -> str:
+    """A usage record of agent w1 as raw JSON, with `fields` spliced in verbatim (numbers JSON cannot round-trip)."""
+    base = {"id": record_id, "at": T0.isoformat(), "agent": "w1", "provider": "openai", "model": "gpt"}
+    text = json.dumps(base)[:-1] + "".join(f', "{k}": {v}' for k, v in fields.items()) + "}"
+    return '{"body_id": "body-a", "records": [' + text + "]}"
+
+
+# -- numbers a body controls -------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (high): POST /v1/usage takes `usd: 1e999` (infinity passes `ge=0`); the record is stored as the JSON "
+        "text `Infinity`, which SQLite's json_extract calls malformed, so every GET /metrics is a 500 from then on "
+        "(usage records are never deleted), /v1/kpi and /v1/usage answer `spend_usd: null`/`usd: null` (not a float). "
+        "Any agent token can blind the operators. Reproduce: this test. Fix: `usd: float = Field(ge=0, "
+        "allow_inf_nan=False)` (and a sane upper bound) on UsageRecord, refused with 422 naming records.N.usd"
+    ),
+)
+async def test_an_infinite_cost_is_refused_and_metrics_keep_answering(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await w1_body(api)
+    response = await post_raw(api, "/v1/usage", usage_json("u_inf", usd="1e999"), as_="w1")
+    try:
+        assert refused(response, 422, "invalid_request")["field"] == "records.0.usd"
+    finally:
+        assert (await api.get("/metrics", as_="approver")).status_code == 200
+        spend = ok(await api.get("/v1/kpi", as_="approver"))["spend_usd"]
+        assert isinstance(spend, float) and math.isfinite(spend)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (high): POST /v1/usage takes `input_tokens` of 400 digits (int, `ge=0`, no upper bound); SQLite's "
+        "TOTAL of it is inf and `int(inf)` raises OverflowError in usage_summary: every GET /metrics is a 500 for "
+        "good. Reproduce: this test. Fix: bound every token count (`le=10**12` or so) on UsageRecord, refused with "
+        "422 naming the field"
+    ),
+)
+async def test_an_absurd_token_count_is_refused_and_metrics_keep_answering(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await w1_body(api)
+    response = await post_raw(api, "/v1/usage", usage_json("u_big", input_tokens="9" * 400), as_="w1")
+    try:
+        assert refused(response, 422, "invalid_request")["field"] == "records.0.input_tokens"
+    finally:
+        assert (await api.get("/metrics", as_="approver")).status_code == 200
+
+
+async def test_nan_and_negative_costs_are_refused_and_nothing_is_stored(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await w1_body(api)
+    for n, bad in enumerate(("NaN", "-Infinity", "-0.01")):
+        response = await post_raw(api, "/v1/usage", usage_json(f"u_bad_{n}", usd=bad), as_="w1")
+        assert refused(response, 422, "invalid_request")["field"] == "records.0.usd", bad
+    response = await post_raw(api, "/v1/usage", usage_json("u_neg", output_tokens="-1"), as_="w1")
+    assert refused(response, 422, "invalid_request")["field"] == "records.0.output_tokens"
+    assert ok(await api.get("/v1/usage", as_="approver"))["total"]["calls"] == 0
+    assert "swarm_llm_calls_total" not in {k for k, v in (await scrape(api)).items() if v}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium): a usage record dated in the future (`at` = 2100) is stored as is, and "
+        "`swarm_spend_usd_last_hour` (usage_summary(since=now-1h): no upper bound) counts it in every scrape until "
+        "then: `swarm_budget_used_ratio` stays inflated for 70 years (and a back-dated record escapes it). "
+        "Reproduce: this test (the gauge still holds the $5 thirty days later). Fix: refuse records whose `at` is "
+        "beyond now + a small skew (422 naming records.N.at), and bound the last-hour window at now"
+    ),
+)
+async def test_a_usage_record_from_the_future_does_not_haunt_the_last_hour(
+    live: tuple[Brain, BrainClient], clock: Clock
+) -> None:
+    _, api = live
+    await w1_body(api)
+    record = {"id": "u_future", "at": "2100-01-01T00:00:00+00:00", "agent": "w1", "provider": "p", "model": "m"}
+    await api.post("/v1/usage", {"body_id": "body-a", "records": [{**record, "usd": 5.0}]}, as_="w1")
+    clock.advance(30 * 86400)
+    assert (await scrape(api))["swarm_spend_usd_last_hour"][()] == 0
+
+
+# -- what a body puts in its audit events -------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium): POST /v1/audit checks each event's body_id against the token but not its `agent`: agent "
+        "w1's token posts tool calls (refusals, say) labelled agent w2, and /metrics counts them as w2's "
+        '(`swarm_tool_calls_total{agent="w2"}`): a body can frame or flatter another agent (and will feed the '
+        "anomaly detector of point 6 with another agent's numbers). Reproduce: this test. Fix: in ingest_audit, an "
+        "agent-bound token's events must carry its agent (422 naming events.N.agent), as usage_agents does for usage"
+    ),
+)
+async def test_an_agent_cannot_post_tool_calls_as_another_agent(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await w1_body(api)
+    forged = [
+        e.model_copy(update={"agent": "w2", "outcome": "refused", "code": "rate_limited"})
+        for e in audit_chain("body-a", 3)
+    ]
+    response = await api.post("/v1/audit", batch("body-a", forged), as_="w1")
+    calls = (await scrape(api)).get("swarm_tool_calls_total", {})
+    assert not [labels for labels in calls if ("agent", "w2") in labels], calls
+    assert response.status_code == 422
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (high): every label of swarm_tool_calls_total / swarm_tool_call_duration_seconds (agent, "
+        "logic_version, tool, code) is whatever a body's audit event says, of any length, kept in memory until the "
+        "brain restarts: one body token and one 1 MB POST of 1000 events with made-up tool names make 1000 new "
+        "series (and ~18 histogram samples each); 5000 events made /metrics 19 MB in a probe. Prometheus cardinality "
+        "explosion and unbounded brain memory. Reproduce: this test. Fix: label only known values (the body's tool "
+        "names, the refusal codes of the protocol, agents with a token), fold the rest into `other`, cap length"
+    ),
+)
+async def test_made_up_tool_names_do_not_explode_the_series(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    events: list[AuditEvent] = []
+    prev = "genesis-body-z"
+    for seq in range(1, 1001):
+        event = audit_event("body-z", seq, prev).model_copy(update={"tool": f"tool_{seq}_" + "x" * 200})
+        events.append(event)
+        prev = event.mac
+    ok(await api.post("/v1/audit", batch("body-z", events), as_="body"))
+    m = await scrape(api)
+    assert len(m["swarm_tool_calls_total"]) <= 50
+    assert all(len(dict(labels)["tool"]) <= 64 for labels in m["swarm_tool_calls_total"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium): an audit event's `duration_ms` is an unconstrained float; NaN passes "
+        "`max(duration_ms, 0.0)` (max keeps the NaN) and `swarm_tool_call_duration_seconds_sum` is NaN for that "
+        "tool until the brain restarts (and `Infinity` makes it inf). Reproduce: this test. Fix: "
+        "`duration_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)` on AuditEvent, or skip non-finite "
+        "values in observe_audit"
+    ),
+)
+async def test_a_nan_duration_does_not_poison_the_latency_histogram(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    body = batch("body-z", audit_chain("body-z", 2))
+    body["events"][0]["duration_ms"] = float("nan")  # (json.dumps writes NaN, which the brain's parser reads)
+    body["events"][1]["duration_ms"] = 40.0
+    await post_raw(api, "/v1/audit", json.dumps(body), as_="body")
+    total = (await scrape(api))["swarm_tool_call_duration_seconds_sum"][(("outcome", "ok"), ("tool", "write_file"))]
+    assert math.isfinite(total)
+
+
+async def test_a_negative_duration_counts_as_zero_and_the_buckets_stay_cumulative(
+    live: tuple[Brain, BrainClient],
+) -> None:
+    _, api = live
+    body = batch("body-z", audit_chain("body-z", 3))
+    for event, ms in zip(body["events"], (-5000.0, 7.0, 400.0), strict=True):
+        event["duration_ms"] = ms
+    ok(await api.post("/v1/audit", body, as_="body"))
+    m = await scrape(api)
+    key = (("outcome", "ok"), ("tool", "write_file"))
+    assert m["swarm_tool_call_duration_seconds_sum"][key] == pytest.approx(0.407)
+    assert m["swarm_tool_call_duration_seconds_count"][key] == 3
+    buckets = sorted(
+        (float(dict(labels)["le"]), v)
+        for labels, v in m["swarm_tool_call_duration_seconds_bucket"].items()
+        if dict(labels)["tool"] == "write_file"
+    )
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts) and counts[-1] == 3
+    assert (
+        dict(buckets)[0.005] == 1 and dict(buckets)[0.01] == 2 and dict(buckets)[0.25] == 2 and dict(buckets)[0.5] == 3
+    )
+
+
+async def test_quotes_newlines_and_braces_in_labels_cannot_forge_a_series(live: tuple[Brain, BrainClient]) -> None:
+    """A body names its agent and tool with exposition syntax: the parser reads back the exact strings, and no
+    series the body did not make appears (no `swarm_kill_switch_engaged 0` smuggled in)."""
+    _, api = live
+    evil_agent = 'x"} 1\nswarm_kill_switch_engaged 0\n#'
+    evil_tool = 't\\"\n{le="+Inf"}'
+    events = [e.model_copy(update={"agent": evil_agent, "tool": evil_tool}) for e in audit_chain("body-z", 1)]
+    ok(await api.post("/v1/audit", batch("body-z", events), as_="body"))
+    ok(await api.post("/v1/kill", {"reason": "drill"}, as_="captain"))
+    m = await scrape(api)
+    assert m["swarm_kill_switch_engaged"] == {(): 1.0}
+    (labels,) = m["swarm_tool_calls_total"]
+    assert dict(labels)["agent"] == evil_agent and dict(labels)["tool"] == evil_tool
+
+
+async def test_bytes_that_are_not_utf8_or_a_lone_surrogate_are_refused_and_nothing_counted(
+    live: tuple[Brain, BrainClient],
+) -> None:
+    _, api = live
+    await w1_body(api)
+    raw = usage_json("u_latin1").replace('"gpt"', '"gpt\xe9"').encode("latin-1")
+    refused(await post_raw(api, "/v1/usage", raw, as_="w1"), 422, "invalid_json")
+    refused(
+        await post_raw(api, "/v1/usage", usage_json("u_sur").replace('"gpt"', '"\\ud800"'), as_="w1"),
+        422,
+        "invalid_json",
+    )
+    text = json.dumps(batch("body-z", audit_chain("body-z", 1))).replace('"write_file"', '"\\udfff"')
+    refused(await post_raw(api, "/v1/audit", text, as_="body"), 422, "invalid_json")
+    m = await scrape(api)
+    assert "swarm_tool_calls_total" not in m or not m["swarm_tool_calls_total"]
+    assert ok(await api.get("/v1/usage", as_="approver"))["total"]["calls"] == 0
+
+
+# -- metrics that lie ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (low): `swarm_task_duration_seconds{state}` is a histogram (its buckets and _count are counters to "
+        "Prometheus) rebuilt at each scrape from the tasks' current state; `swarm undo` puts a succeeded task back "
+        "to claimed and its _count goes down, which Prometheus reads as a counter reset (rate/increase then "
+        "invent a spike). Reproduce: this test. Fix: observe durations when a task finishes (a real Histogram, "
+        "reset only by a restart), or expose it as a gauge histogram (`GaugeHistogramMetricFamily`)"
+    ),
+)
+async def test_the_task_duration_histogram_never_goes_down(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await agent_w1(api)
+    task_id = await add_task(api, "T", 10)
+    token = await claim(api, task_id)
+    first = rerun(1)
+    ok(await api.post("/v1/audit", batch("body-a", [first]), as_="w1"))
+    body = {
+        "claim_token": token,
+        "outcome": "succeeded",
+        "action_id": "act_out",
+        "verification": {"command": "pytest -q", "exit_code": 0, "action_id": first.id, "verified": True},
+        **LIVE,
+    }
+    ok(await api.post(f"/v1/tasks/{task_id}/outcome", body, as_="w1"))
+    key = (("state", "succeeded"),)
+    before = (await scrape(api))["swarm_task_duration_seconds_count"][key]
+    assert before == 1
+    ok(await api.post("/v1/undo/act_out", {"reason": "wrong", "force": True}, as_="captain"))
+    after = (await scrape(api)).get("swarm_task_duration_seconds_count", {}).get(key, 0.0)
+    assert after >= before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (low): /metrics cannot tell a verified success from a self-reported one (`swarm_tasks{state}` only), "
+        "so the Grafana panel 'Task success rate' divides every `succeeded` task, self-reported included, while "
+        "the KPI of the issue counts verified ones only: the dashboard shows a better rate than `swarm kpi`. "
+        "Reproduce: this test (one verified, one self-reported success). Fix: a `verified` label on swarm_tasks "
+        "(or a swarm_tasks_verified_succeeded gauge) and the panel dividing that"
+    ),
+)
+async def test_the_grafana_success_rate_counts_verified_successes_only(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await agent_w1(api)
+    t1, t2 = await add_task(api, "T1", 1), await add_task(api, "T2", 1)
+    k1, k2 = await claim(api, t1), await claim(api, t2)
+    await finish(api, t1, k1, "succeeded", verified_by=rerun(1))
+    await finish(api, t2, k2, "succeeded", verified_by=None)
+    kpi = ok(await api.get("/v1/kpi", as_="approver"))["task_success_rate"]
+    assert kpi == 0.5
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana-swarm.json").read_text())
+    (panel,) = [p for p in dashboard["panels"] if p["title"].startswith("Task success rate")]
+    expr = panel["targets"][0]["expr"]
+    m = await scrape(api)
+    # the panel's numerator, as Prometheus would compute it from this scrape
+    assert 'state="succeeded"' in expr and "verified" in expr, expr
+    assert any("verified" in dict(labels) for labels in m["swarm_tasks"])
+
+
+# -- who can read what --------------------------------------------------------------------------------------------
+
+
+async def test_revoked_and_body_tokens_cannot_read_metrics_or_kpis(live: tuple[Brain, BrainClient]) -> None:
+    brain, api = live
+    await api.add_token("w1", agent="w1")
+    await api.add_token("approver-2", role="approver")
+    for path in ("/metrics", "/v1/kpi"):
+        assert (await api.get(path, as_="approver-2")).status_code == 200
+        refused(await api.get(path, as_="w1"), 403, "forbidden")  # (an agent's token is a body token)
+        refused(await api.get(path, as_="body"), 403, "forbidden")
+        refused(await api.get(path, as_="not-a-token"), 401, "unauthorized")
+    (record,) = [t for t in await brain.state.tokens() if t.label == "approver-2"]
+    await revoke_token(brain.state, record.id, reason="left the team", at=brain.now())
+    for path in ("/metrics", "/v1/kpi"):
+        refused(await api.get(path, as_="approver-2"), 401, "unauthorized")
+
+
+async def test_public_metrics_open_metrics_only(public: tuple[Brain, BrainClient]) -> None:
+    """`[metrics] public = true` opens GET /metrics and nothing else: every other read still wants its token, and
+    /metrics answers no other method."""
+    _, api = public
+    assert "swarm_kill_switch_engaged" in families((await api.get("/metrics", as_=None)).text)
+    for path in ("/v1/kpi", "/v1/status", "/v1/usage", "/v1/tasks", "/v1/readiness", "/v1/decisions/dec_x"):
+        refused(await api.get(path, as_=None), 401, "unauthorized")
+    assert (await api.post("/metrics", {}, as_=None)).status_code == 405
+    # (a body token on a public /metrics reads what anyone reads, and nothing more)
+    assert (await api.get("/metrics", as_="body")).status_code == 200
+    refused(await api.get("/v1/kpi", as_="body"), 403, "forbidden")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium): a Prometheus that scrapes a non-public /metrics must hold an approver's or captain's "
+        "token, the same one that approves decisions, cancels and creates tasks and undoes updates: whoever "
+        "reads the scraper's config (a shared monitoring box) can approve what an agent asks. Reproduce: there is "
+        "no role that reads /metrics and nothing else (this test asks for one named `metrics`). Fix: a read-only "
+        "`metrics` token role (GET /metrics only; or /v1/kpi too), issued by `swarm brain token issue --role metrics`"
+    ),
+)
+async def test_a_scraper_token_reads_metrics_and_cannot_approve(live: tuple[Brain, BrainClient]) -> None:
+    brain, api = live
+    scraper = await issue_token(brain.state, role="metrics", label="prometheus", at=brain.now())  # type: ignore[arg-type]
+    assert (await api.get("/metrics", as_=scraper)).status_code == 200
+    refused(await api.post("/v1/tasks", {"title": "t", "value_usd": 1}, as_=scraper), 403, "forbidden")
+
+
+# -- /healthz -----------------------------------------------------------------------------------------------------
+
+
+async def test_healthz_says_the_same_few_bytes_whatever_the_brain_holds(live: tuple[Brain, BrainClient]) -> None:
+    """Liveness and nothing else: no token needed, the same body and headers with the kill switch engaged, bodies
+    registered and decisions pending; no version, no counts, nothing a token would be needed for."""
+    _, api = live
+    quiet = await api.get("/healthz", as_=None)
+    assert (quiet.status_code, quiet.content) == (200, b'{"ok":true}')
+    await w1_body(api)
+    ok(await api.post("/v1/kill", {"reason": "drill"}, as_="captain"))
+    busy = await api.get("/healthz", as_=None)
+    assert (busy.status_code, busy.content) == (200, b'{"ok":true}')
+    assert {k.lower() for k in busy.headers} <= {"content-type", "content-length", "date", "server"}
+    assert busy.headers.get("server", "uvicorn") == "uvicorn"
+    assert (await api.get("/healthz?verbose=1", as_="captain")).content == b'{"ok":true}'
+    assert (await api.post("/healthz", {}, as_=None)).status_code == 405
+
+
+# -- bad query parameters -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (low): GET /v1/kpi?since_s=² (any Unicode digit str.isdigit() accepts and int() does not: "
+        "superscripts) is a 500 internal_error with a traceback in the brain's log, not a 422 naming since_s. "
+        "Reproduce: this test. Fix: check `raw.isascii() and raw.isdigit()` (or a regex `[0-9]+`) in _Api.kpi"
+    ),
+)
+async def test_a_superscript_window_is_refused_naming_since_s(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    assert (
+        refused(await api.get("/v1/kpi?since_s=%C2%B2", as_="approver"), 422, "invalid_request")["field"] == "since_s"
+    )
+
+
+# -- what a scrape costs the kill switch --------------------------------------------------------------------------
+
+
+def _seed_usage(db: Path, count: int) -> None:
+    """`count` usage records of agent w1 over the last days, written straight into the brain's SQLite table (as
+    the brain would have after a busy week; through the API this takes minutes)."""
+    rows: list[tuple[str, str, str]] = []
+    for n in range(count):
+        at = (T0 - timedelta(seconds=5 * n)).isoformat().replace("+00:00", "Z")
+        record: dict[str, Any] = {
+            "id": f"use_{n}",
+            "at": at,
+            "agent": "w1",
+            "logic_version": "lv-1",
+            "task_id": None,
+            "provider": "openai",
+            "model": f"gpt-{n % 4}",
+            "input_tokens": 1000,
+            "output_tokens": 100,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "usd": 0.001,
+            "outcome": "answered",
+        }
+        rows.append((str(record["id"]), "body-a", json.dumps(record, sort_keys=True, separators=(",", ":"))))
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.executemany("INSERT INTO usage_records (id, body_id, record) VALUES (?, ?, ?)", rows)
+    finally:
+        conn.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (high): a scrape re-reads every usage record ever kept (two full json_extract scans per GET /metrics, "
+        "on the one reader connection) and GET /v1/kpi parses them all in the event loop; with 100k records (a week "
+        "of 8 busy agents) a kill sent during a scrape waited 0.8 s (3 s during /v1/kpi, which blocked the loop 2 s) "
+        "in a probe, and a public /metrics lets anyone repeat it. The issue asks for the kill p99 within 10%. "
+        "Reproduce: this test. Fix: keep running totals (per agent/model/outcome) updated on insert, or an index on "
+        "`at` plus a summary table; compute /v1/kpi in SQL over the window, off the event loop"
+    ),
+)
+async def test_a_kill_sent_during_a_scrape_is_not_held_up(live: tuple[Brain, BrainClient], tmp_path: Path) -> None:
+    brain, api = live
+    db = sqlite_path(brain.settings.database_url)
+    assert db is not None
+    _seed_usage(db, 100_000)
+    for path in ("/metrics", "/v1/kpi"):
+        waited = 0.0
+        async with anyio.create_task_group() as group:
+
+            async def read(path: str = path) -> None:
+                assert (await api.get(path, as_="approver")).status_code == 200
+
+            group.start_soon(read)
+            await anyio.sleep(0.05)
+            started = time.perf_counter()
+            ok(await api.post("/v1/kill", {"reason": "drill"}, as_="captain"))
+            waited = time.perf_counter() - started
+        ok(await api.post("/v1/resume", {"reason": "drill over"}, as_="captain"))
+        assert waited < 0.25, (path, waited)
+
+
+# -- what the issue asked for and /metrics does not carry ---------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium, a gap against point 1): the issue asks for latency per LLM call and per decision; a usage "
+        "record has no duration (ProtocolModel forbids the field: 422), and nothing measures how long a decision "
+        "waited for its answer, so /metrics has neither histogram and no KPI can use them. Reproduce: this test. "
+        "Fix: `duration_ms` on UsageRecord (the runner times the call) feeding a `swarm_llm_call_duration_seconds"
+        "{agent,model,outcome}` histogram, and a `swarm_decision_answer_seconds{state}` histogram observed when a "
+        "decision is answered or expires"
+    ),
+)
+async def test_llm_call_and_decision_latencies_are_exposed(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await w1_body(api)
+    record = {"id": "u_t", "at": T0.isoformat(), "agent": "w1", "provider": "p", "model": "m", "duration_ms": 850.0}
+    ok(await api.post("/v1/usage", {"body_id": "body-a", "records": [record]}, as_="w1"))
+    request = {
+        "summary": "s",
+        "rationale": "r",
+        "confidence": 0.5,
+        "impact": {"files": 1, "api_calls": 0, "usd": 0},
+        "options": ["a", "b"],
+        "agent": "w1",
+        "body_id": "body-a",
+    }
+    decision_id = ok(await api.post("/v1/decisions", request, as_="w1"), 201)["id"]
+    ok(await api.post(f"/v1/decisions/{decision_id}/approve", {"reason": "ok"}, as_="approver"))
+    names = set(await scrape(api))
+    assert any("llm" in n and n.endswith("seconds_count") for n in names), sorted(names)
+    assert any("decision" in n and n.endswith("seconds_count") for n in names), sorted(names)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (low): deploy/grafana-swarm.json defines a `$job` variable but only the 'Brain up' panel uses it; "
+        "every swarm_* panel sums whatever Prometheus holds, so with two brains (staging and production) scraped "
+        'the kill switch, spend and budget panels mix them. Reproduce: this test. Fix: `{job=~"$job"}` on every '
+        "swarm_* selector in the dashboard"
+    ),
+)
+def test_every_grafana_panel_follows_the_job_variable() -> None:
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana-swarm.json").read_text())
+    unfiltered = [
+        target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        if "swarm_" in target["expr"] and "$job" not in target["expr"]
+    ]
+    assert unfiltered == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (high): a usage record's `model` (and `provider`) is any string of any length, and /metrics labels "
+        "swarm_llm_calls_total / swarm_llm_tokens_total / swarm_llm_cost_usd_total by it, read from usage records "
+        "that are never deleted: one agent token, one POST of 1000 records with made-up model names, and the brain "
+        "serves 6000 more series on every scrape for ever (a restart does not help, unlike the tool-call labels). "
+        "Reproduce: this test. Fix: a length and charset bound on `model` (an Identifier-like type), and label "
+        "only the models of the brain's `[models.*]` (or the first N seen), the rest as `other`"
+    ),
+)
+async def test_made_up_model_names_do_not_explode_the_llm_series(live: tuple[Brain, BrainClient]) -> None:
+    _, api = live
+    await w1_body(api)
+    records = [
+        {"id": f"u_{n}", "at": T0.isoformat(), "agent": "w1", "provider": "p", "model": f"m{n}-" + "z" * 300}
+        for n in range(1000)
+    ]
+    response = await api.post("/v1/usage", {"body_id": "body-a", "records": records}, as_="w1")
+    m = await scrape(api)
+    assert len(m.get("swarm_llm_calls_total", {})) <= 50, (response.status_code, len(m["swarm_llm_calls_total"]))
