@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from ._base import NonEmpty, ProtocolModel
 from .decisions import ApprovalThresholds
-from .secrets import SECRET_LITERAL, SecretRef
+from .secrets import SECRET_FIELD, SECRET_LITERAL, SecretRef, SecretsConfig, is_credential_variable
 from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
 _DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.*")
@@ -221,6 +221,17 @@ class SandboxConfig(ProtocolModel):
                 known = ", ".join(PRESET_PREFIX + name for name in DOMAIN_PRESETS)
                 raise ValueError(f"unknown preset {entry!r} (known: {known})")
         return domains
+
+    @field_validator("env_allow")
+    @classmethod
+    def _no_credentials(cls, names: list[str]) -> list[str]:
+        credentials = [name for name in names if is_credential_variable(name)]
+        if credentials:
+            raise ValueError(
+                f"{', '.join(credentials)}: a secret provider's credentials are never passed to commands "
+                "(VAULT_*, AWS_*, SWARM_TOKEN)"
+            )
+        return names
 
     @field_validator("pinned_hosts")
     @classmethod
@@ -581,6 +592,7 @@ class SwarmConfig(ProtocolModel):
     email: EmailConfig = Field(default_factory=EmailConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])
 
@@ -591,6 +603,19 @@ class SwarmConfig(ProtocolModel):
             if not _is_name(name):
                 raise ValueError(f"[models.{name}]: a model name is 1-64 letters, digits, '.', '_' or '-'")
         return models
+
+    @model_validator(mode="after")
+    def _secrets_stay_out_of_commands(self) -> SwarmConfig:
+        named = {ref.removeprefix("env:") for _, ref in secret_references(self) if ref.startswith("env:")}
+        for name in self.sandbox.env_allow:
+            if name in named:
+                raise PydanticCustomError(
+                    CONFIG_REFERENCE,
+                    "sandbox.env_allow: '{name}' holds a secret this config reads (env:{name}); it is never passed "
+                    "to commands",
+                    {"name": name},
+                )
+        return self
 
     @model_validator(mode="after")
     def _agents_name_known_models(self) -> SwarmConfig:
@@ -612,6 +637,30 @@ class SwarmConfig(ProtocolModel):
                     {"index": index, "agent": agent.name, "model": agent.model, "known": known},
                 )
         return self
+
+
+def secret_references(config: BaseModel, prefix: str = "") -> list[tuple[str, str]]:
+    """Every secret key set in `config` (or a section of it) and its reference, as `(key, ref)`: `models.fast.api_key`,
+    `secrets.vault.token`, ... (found by `SECRET_FIELD` in the field's type, so a new secret key is found too)."""
+    found: list[tuple[str, str]] = []
+    fields: dict[str, FieldInfo] = type(config).model_fields  # pyright: ignore[reportUnknownMemberType]
+    for name, info in fields.items():
+        value: object = getattr(config, name)
+        key = f"{prefix}{name}"
+        if SECRET_FIELD in info.metadata:
+            if isinstance(value, str) and value:
+                found.append((key, value))
+        elif isinstance(value, BaseModel):
+            found += secret_references(value, f"{key}.")
+        elif isinstance(value, dict):
+            for entry, item in cast(dict[str, object], value).items():
+                if isinstance(item, BaseModel):
+                    found += secret_references(item, f"{key}.{entry}.")
+        elif isinstance(value, list):
+            for index, item in enumerate(cast(list[object], value)):
+                if isinstance(item, BaseModel):
+                    found += secret_references(item, f"{key}.{index}.")
+    return found
 
 
 def approval_thresholds(config: SwarmConfig) -> ApprovalThresholds:

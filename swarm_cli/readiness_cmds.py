@@ -104,7 +104,7 @@ async def _check(
 ) -> ReadinessRequest:
     states = _readiness.local_states(home, config)
     open_admin = _context.open_admin
-    secrets = Secrets.from_environ(os.environ)
+    secrets = Secrets.from_environ(os.environ, config=config.secrets)
     async with httpx.AsyncClient(timeout=20) as http:
         if args.drill:
             await _run_drills(home, config, states, open_admin, http, quiet=args.json)
@@ -151,7 +151,7 @@ async def _run_drills(
     from brain_server.wake.registry import CHANNELS
 
     if any(factory.filled_in(config) for factory in CHANNELS.factories.values()):
-        page = await _drills.send_test_page(config, Secrets.from_environ(os.environ), http)
+        page = await _drills.send_test_page(config, Secrets.from_environ(os.environ, config=config.secrets), http)
         _drill_records.record_escalation(home, page)
         say(f"drill: test page {'sent' if page.ok else 'FAILED'}: {page.detail}")
     else:

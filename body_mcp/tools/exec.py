@@ -40,6 +40,7 @@ from sandbox import (
 from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunCommandArgs, RunCommandResult
 from shared_protocol.config import SandboxConfig
 from shared_protocol.refusals import Rule
+from shared_protocol.secrets import is_credential_variable
 from shared_protocol.tools import CommandChangeClass
 
 from .. import _fsops
@@ -68,7 +69,8 @@ def configured_toolchains(cfg: SandboxConfig, workspace: Path) -> tuple[list[Pat
 def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> SandboxSpec:
     args, deps = ctx.args, ctx.deps
     cfg = deps.sandbox_config
-    env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ}
+    # (the config refuses credential variables in env_allow; filtered here too, whatever built the config)
+    env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ and not is_credential_variable(name)}
     # Home directories are never mounted; give tools a writable, throwaway one.
     env["HOME"] = "/tmp"
     root = deps.workspace.root
