@@ -645,6 +645,8 @@ def secret_references(config: BaseModel, prefix: str = "") -> list[tuple[str, st
     found: list[tuple[str, str]] = []
     fields: dict[str, FieldInfo] = type(config).model_fields  # pyright: ignore[reportUnknownMemberType]
     for name, info in fields.items():
+        if info.deprecated:
+            continue  # (a replaced key: it holds no secret)
         value: object = getattr(config, name)
         key = f"{prefix}{name}"
         if SECRET_FIELD in info.metadata:
