@@ -308,6 +308,54 @@ def expand_domains(domains: list[str]) -> list[str]:
     return expanded
 
 
+class DomainTerms(ProtocolModel):
+    """`[compliance.domains."HOST"]`: what a site's terms say about automated access (HOST, or `*.domain`)."""
+
+    allowed: bool = Field(default=True, description="false: commands may not reach this host at all.")
+    automated_access: bool = Field(
+        default=True, description="false: the site's terms forbid automated access (\"no bots\"): refused."
+    )
+    max_requests_per_minute: int = Field(
+        default=0, ge=0, description="Requests (HTTP requests and HTTPS tunnels) per minute, body-wide; 0: no cap."
+    )
+    terms_url: str = Field(default="", description="Where the terms say so (shown in a refusal).")
+
+
+class ComplianceConfig(ProtocolModel):
+    """`[compliance]`: what the body's proxy checks beyond the allow-list before a command's request goes out."""
+
+    robots: bool = Field(
+        default=True,
+        description="Check every plain-HTTP request's path against the host's robots.txt (RFC 9309) for user_agent; "
+        "package-registry presets (preset:pypi, preset:npm) are APIs and skip it.",
+    )
+    user_agent: str = Field(
+        default="SwarmBot", pattern=r"^[A-Za-z_-]+$", description="The product token robots.txt rules are matched to."
+    )
+    robots_ttl_s: int = Field(default=3600, ge=0, le=86_400, description="How long a host's robots.txt is kept.")
+    robots_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Fetching one robots.txt.")
+    max_exchanges_per_tunnel: int = Field(
+        default=100,
+        ge=2,
+        description="An HTTPS tunnel counts as one API call; it is cut after this many exchanges (the client "
+        "speaking again after the server answered; a TLS handshake takes about two), so one keep-alive connection "
+        "cannot carry unlimited requests.",
+    )
+    max_tunnel_s: float = Field(default=300.0, gt=0, description="...and after this many seconds.")
+    domains: dict[str, DomainTerms] = Field(
+        default_factory=dict[str, DomainTerms],
+        description="Per host (or `*.domain`): its terms (allowed, automated_access, max_requests_per_minute).",
+    )
+
+    @field_validator("domains")
+    @classmethod
+    def _host_names(cls, domains: dict[str, DomainTerms]) -> dict[str, DomainTerms]:
+        for name in domains:
+            if not _HOST_NAME.fullmatch(name.removeprefix("*.")):
+                raise ValueError(f"{name!r} is not a host name or '*.domain'")
+        return domains
+
+
 class SnapshotsConfig(ProtocolModel):
     interval_s: int = Field(
         default=3600, ge=0, description="A running body snapshots its workspace this often; 0: never."
@@ -581,6 +629,7 @@ class SwarmConfig(ProtocolModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
     git: GitConfig = Field(default_factory=GitConfig)
