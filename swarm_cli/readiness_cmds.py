@@ -41,6 +41,7 @@ from shared_protocol.config import SwarmConfig
 from shared_protocol.secrets import Secrets
 
 from . import _context, _drill_records, _drills, _readiness
+from .secrets_cmds import check_references
 
 
 class _Subparsers(Protocol):
@@ -120,6 +121,8 @@ async def _check(
             _readiness.check_sandbox(config),
             await _readiness.check_escalation(config, secrets, http, records, now=now, max_age_s=max_age),
             _readiness.check_consensus(config),
+            _readiness.check_secrets(config, await anyio.to_thread.run_sync(check_references, config, secrets)),
+            _readiness.check_robots_gate(config),
         ]
         if url is None or token is None:
             runs: Sequence[_readiness.ShadowFact] | str = (
