@@ -313,7 +313,7 @@ class DomainTerms(ProtocolModel):
 
     allowed: bool = Field(default=True, description="false: commands may not reach this host at all.")
     automated_access: bool = Field(
-        default=True, description="false: the site's terms forbid automated access (\"no bots\"): refused."
+        default=True, description="false: the site's terms forbid automated access (no bots): refused."
     )
     max_requests_per_minute: int = Field(
         default=0, ge=0, description="Requests (HTTP requests and HTTPS tunnels) per minute, body-wide; 0: no cap."
