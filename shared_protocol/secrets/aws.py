@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +33,19 @@ _AUTH = frozenset(
     }
 )
 _DENIED = frozenset({"AccessDeniedException", "AccessDenied"})
+
+
+class _NoResponseBodies(logging.Filter):
+    """botocore logs every response body at DEBUG (`botocore.parsers`): a secret's value must never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+def _quiet_botocore() -> None:
+    parsers = logging.getLogger("botocore.parsers")
+    if not any(isinstance(f, _NoResponseBodies) for f in parsers.filters):
+        parsers.addFilter(_NoResponseBodies())
 
 
 class AwsSecrets:
@@ -68,6 +82,7 @@ class AwsSecrets:
 
     def _boto(self) -> Any:
         if self._client is None:
+            _quiet_botocore()
             # (imported when an aws: reference is first read: most processes never need it; boto3 has no types)
             session: Any = importlib.import_module("boto3.session").Session()
             config_type: Any = importlib.import_module("botocore.config").Config

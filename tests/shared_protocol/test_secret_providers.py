@@ -5,6 +5,7 @@ client). Every error says why (not found, auth failed, denied, unreachable, fiel
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -215,3 +216,29 @@ async def test_an_unreachable_aws_endpoint_is_said_to_be_unreachable(monkeypatch
         {"secrets": {"aws": {"region": "eu-west-1", "endpoint_url": f"http://127.0.0.1:{port}", "timeout_s": 2}}}
     ).secrets
     assert (await refused(Secrets.from_environ({}, config=config), "aws:x")).reason == "unreachable"
+
+
+async def test_no_secret_value_is_logged_even_at_debug(
+    moto_url: str, vault: tuple[FakeVault, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """botocore logs response bodies at DEBUG, urllib3 its requests: a read at DEBUG leaves no value in any log."""
+    fake, url = vault
+    value, token = planted(), "hvs." + secrets.token_hex(8)
+    fake.tokens[token] = None
+    fake.secrets["secret/app"] = {"key": value + "-v"}
+    sm = boto3.client("secretsmanager", region_name="eu-west-1", endpoint_url=moto_url)
+    sm.create_secret(Name="app", SecretString=json.dumps({"key": value}))
+    config = parse_config(
+        {
+            "secrets": {
+                "vault": {"address": url, "token": "env:VAULT_TOKEN"},
+                "aws": {"region": "eu-west-1", "endpoint_url": moto_url},
+            }
+        }
+    ).secrets
+    resolver = Secrets.from_environ({"VAULT_TOKEN": token}, config=config)
+    with caplog.at_level(logging.DEBUG):
+        assert await resolve(resolver, "aws:app#key") == value
+        assert await resolve(resolver, "vault:app#key") == value + "-v"
+    assert caplog.records, "something was logged at DEBUG (the check is not vacuous)"
+    assert value not in caplog.text and token not in caplog.text
