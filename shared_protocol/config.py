@@ -802,6 +802,7 @@ def render_config(config: SwarmConfig) -> str:
 
 def _render_table(header: str, table: BaseModel) -> list[str]:
     lines = [header]
+    subtables: list[str] = []
     fields: dict[str, FieldInfo] = type(table).model_fields  # pyright: ignore[reportUnknownMemberType]
     for key, field in fields.items():
         if field.deprecated:
@@ -809,8 +810,11 @@ def _render_table(header: str, table: BaseModel) -> list[str]:
         value = getattr(table, key)
         if value is None:
             continue
+        if isinstance(value, BaseModel):  # (`[secrets.vault]`: a table of its own, after the parent's keys)
+            subtables += _render_table(f"{header[:-1]}.{key}]", value)
+            continue
         if field.description:
             lines.append(f"# {field.description}")
         lines.append(f"{key} = {_toml_value(value)}")
     lines.append("")
-    return lines
+    return lines + subtables

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import boto3
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -29,6 +30,8 @@ def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
+        # moto's accounts live in this process, whichever server serves them: every test starts from none.
+        httpx.post(f"http://{host}:{port}/moto-api/reset").raise_for_status()
         yield f"http://{host}:{port}"
     finally:
         server.stop()

@@ -8,16 +8,18 @@ import json
 import logging
 import secrets
 import socket
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import boto3
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from shared_protocol.config import ConfigInvalid, parse_config
+from shared_protocol.config import ConfigInvalid, parse_config, render_config
 from shared_protocol.secrets import Secrets, SecretsConfig, SecretUnavailable, VaultSecrets, VaultSettings
 
 from ..fakes.serve import serve_app
@@ -170,6 +172,8 @@ def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
+        # moto's accounts live in this process, whichever server serves them: every test starts from none.
+        httpx.post(f"http://{host}:{port}/moto-api/reset").raise_for_status()
         yield f"http://{host}:{port}"
     finally:
         server.stop()
@@ -242,3 +246,10 @@ async def test_no_secret_value_is_logged_even_at_debug(
         assert await resolve(resolver, "vault:app#key") == value + "-v"
     assert caplog.records, "something was logged at DEBUG (the check is not vacuous)"
     assert value not in caplog.text and token not in caplog.text
+
+
+def test_swarm_init_writes_the_providers_settings_as_their_own_tables_and_reads_them_back() -> None:
+    config = parse_config({"secrets": {"vault": {"address": "https://vault.example:8200", "token": "env:VAULT_TOKEN"}}})
+    text = render_config(config)
+    assert "[secrets.vault]" in text and "[secrets.aws]" in text
+    assert parse_config(tomllib.loads(text)) == config
