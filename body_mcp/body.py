@@ -30,6 +30,7 @@ from .approval import ApprovalGate
 from .audit import Appended, EventDraft, keep_retention, new_action_id
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
+from .compliance import Compliance, preset_hosts
 from .confinement import Workspace
 from .decisions import DecisionStore, LocalDecisionStore
 from .exceptions import ConfigError, ToolRefused, UserError
@@ -193,6 +194,7 @@ class Body:
             outputs=self.outputs,
             notify_human=self._notify_human,
             git=config.git,
+            compliance=Compliance(config.compliance, exempt_hosts=preset_hosts(config.sandbox.allowed_domains)),
             agent_profile=settings.agent_profile,
         )
         gate = ApprovalGate(

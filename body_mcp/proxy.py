@@ -2,9 +2,12 @@
 
 A command run with network sees `HTTP(S)_PROXY` pointing at a forwarder inside its sandbox, which relays
 each TCP connection to the unix socket this proxy listens on (`sandbox.ProxyNetwork`). Every request, each
-`CONNECT` tunnel and each plain HTTP request, is one API call: checked against the domain allow-list, then
-against the budget, recorded, and only then sent on. TLS is tunnelled, never intercepted, so an HTTPS
-client's requests are counted by tunnel.
+`CONNECT` tunnel and each plain HTTP request, is one API call: checked against the domain allow-list, the
+compliance gate (`compliance.Compliance`: a site's terms, its per-minute cap, and for plain HTTP its
+robots.txt), then against the budget, recorded, and only then sent on. TLS is tunnelled, never intercepted,
+so an HTTPS client's requests are counted by tunnel; a tunnel is cut after `max_exchanges_per_tunnel`
+exchanges (the client speaking again after the server answered) or `max_tunnel_s`, so one keep-alive
+connection cannot carry unlimited requests past the budget.
 
 Where a request goes is decided here, not by the command: the host is resolved by the proxy, and a name
 or literal that leads to a loopback, private, link-local or otherwise non-public address is refused (a
@@ -43,6 +46,7 @@ from anyio.streams.buffered import BufferedByteStream
 
 from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, expand_domains, split_host_port
 
+from .compliance import Compliance
 from .exceptions import ConfigError, UserError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +68,8 @@ _DISCONNECTS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndO
 
 @dataclass(kw_only=True, frozen=True)
 class ProxyRequest:
-    """One request a command made through the proxy. No bodies, paths or query strings are kept."""
+    """One request a command made through the proxy. No bodies or query strings are kept; a path only when
+    robots.txt refused it (what was refused)."""
 
     method: str
     host: str
@@ -74,6 +79,15 @@ class ProxyRequest:
     status: int | None
     """What the client was answered (the upstream status for plain HTTP); None if it left before an answer."""
     ts: float
+    rule: str | None = None
+    """What refused it or cut it: `allow_list`, `address`, `resolve`, `budget`, `terms`, `rate`, `robots`,
+    `proxy`; `tunnel_cap` for a tunnel cut after its exchanges or lifetime (recorded as a second entry)."""
+    path: str | None = None
+    """The refused path (without its query), for a robots.txt refusal."""
+
+
+_Refusal = tuple[int, str, str]
+"""(status, the reason answered to the command, the rule: `ProxyRequest.rule`)."""
 
 
 class _BadMessage(Exception):
@@ -165,6 +179,8 @@ class _Request:
     port: int
     upstream_head: bytes = b""
     """For plain HTTP: the head to send upstream (origin-form, hop-by-hop headers dropped)."""
+    path: str = ""
+    """For plain HTTP: the origin-form target (path and query)."""
     content_length: int = 0
     chunked: bool = False
 
@@ -174,8 +190,10 @@ class CountingProxy:
 
     `max_requests` is the budget of API calls (requests sent on); the request that would exceed it gets 429.
     A host off the allow-list gets 403, and so does one that resolves to no public address (unless pinned);
-    one that does not resolve 502; malformed requests 400. `on_request` sees each request once its
-    outcome is known. Nothing a client does raises here: a broken connection is logged and dropped.
+    one that does not resolve 502; malformed requests 400. With `compliance`, its refusals too (403 for terms
+    and robots.txt, 429 for a per-minute cap), each answered with the reason as body. `on_request` sees each
+    request once its outcome is known. Nothing a client does raises here: a broken connection is logged and
+    dropped.
     """
 
     def __init__(
@@ -186,9 +204,17 @@ class CountingProxy:
         pinned_hosts: Mapping[str, str] | None = None,
         connect_timeout_s: float = 10,
         on_request: Callable[[ProxyRequest], None] | None = None,
+        compliance: Compliance | None = None,
+        max_exchanges_per_tunnel: int = 100,
+        max_tunnel_s: float = 300,
     ) -> None:
-        if max_requests < 0 or connect_timeout_s <= 0:
-            raise UserError("max_requests must be >= 0 and connect_timeout_s > 0")
+        if max_requests < 0 or connect_timeout_s <= 0 or max_exchanges_per_tunnel < 1 or max_tunnel_s <= 0:
+            raise UserError(
+                "max_requests must be >= 0, max_exchanges_per_tunnel >= 1, connect_timeout_s and max_tunnel_s > 0"
+            )
+        self._compliance = compliance
+        self._max_exchanges = max_exchanges_per_tunnel
+        self._max_tunnel_s = max_tunnel_s
         self._allow = AllowList(allowed_domains)
         self._pins = PinnedHosts(pinned_hosts or {})
         self._max_requests = max_requests
@@ -296,11 +322,15 @@ class CountingProxy:
         destinations: list[tuple[str, int]] = []
         if refusal is None:
             destinations, refusal = await self._destinations(request)
-        # (checked again after the await above: the budget must hold when we count)
-        refusal = refusal or self._refusal(request)
+        if refusal is None:
+            refusal = await self._robots(request, destinations)
+        # (checked again after the awaits above: the budget must hold when we count)
+        refusal = refusal or self._refusal(request) or self._admit(request)
         if refusal is not None:
-            self._record(request, ts, allowed=False, status=refusal[0])
-            await _answer(client, *refusal)
+            status, text, rule = refusal
+            path = request.path.split("?")[0] if rule == "robots" else None
+            self._record(request, ts, allowed=False, status=status, rule=rule, path=path)
+            await _answer(client, status, text)
             return
         self._counted += 1  # no await since the budget check, so concurrent requests cannot overrun it
         recorded = False
@@ -319,24 +349,72 @@ class CountingProxy:
                 if request.method == "CONNECT":
                     await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
                     finish(200)
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(_pipe, client, upstream)
-                        group.start_soon(_pipe, upstream, client)
+                    await self._tunnel(client, upstream, request)
                 else:
                     await self._forward(client, request, BufferedByteStream(upstream), finish)
         finally:
             finish(None)
 
-    def _refusal(self, request: _Request) -> tuple[int, str] | None:
+    def _refusal(self, request: _Request) -> _Refusal | None:
         if self._failed:
-            return 503, "the proxy stopped forwarding after an internal error"
+            return 503, "the proxy stopped forwarding after an internal error", "proxy"
         if not self._allow.allows(request.host, request.port):
-            return 403, f"{request.host}:{request.port} is not on the network allow-list"
+            return 403, f"{request.host}:{request.port} is not on the network allow-list", "allow_list"
+        if self._compliance is not None and (verdict := self._compliance.terms(request.host)) is not None:
+            return verdict.status, verdict.reason, verdict.rule
         if self._counted >= self._max_requests:
-            return 429, f"the budget of {self._max_requests} API calls for this command is spent"
+            return 429, f"the budget of {self._max_requests} API calls for this command is spent", "budget"
         return None
 
-    async def _destinations(self, request: _Request) -> tuple[list[tuple[str, int]], tuple[int, str] | None]:
+    def _admit(self, request: _Request) -> _Refusal | None:
+        """The last check, counted when it passes: the host's per-minute cap."""
+        if self._compliance is not None and (verdict := self._compliance.admit(request.host)) is not None:
+            return verdict.status, verdict.reason, verdict.rule
+        return None
+
+    async def _robots(self, request: _Request, destinations: Sequence[tuple[str, int]]) -> _Refusal | None:
+        if self._compliance is None or request.method == "CONNECT":
+            return None
+        verdict = await self._compliance.robots(request.host, request.port, request.path or "/", destinations)
+        return None if verdict is None else (verdict.status, verdict.reason, verdict.rule)
+
+    async def _tunnel(self, client: BufferedByteStream, upstream: anyio.abc.SocketStream, request: _Request) -> None:
+        """Relay a tunnel both ways until either side closes, it has carried `max_exchanges_per_tunnel` exchanges,
+        or it has lived `max_tunnel_s`: then it is cut, and the cut recorded."""
+        exchanges = 0
+        answered = True  # (the client's first bytes start the first exchange)
+        cut = False
+
+        async def up(scope: anyio.CancelScope) -> None:
+            nonlocal exchanges, answered, cut
+            async for chunk in client:
+                if answered:
+                    answered = False
+                    exchanges += 1
+                    if exchanges > self._max_exchanges:
+                        cut = True
+                        scope.cancel()
+                        return
+                await upstream.send(chunk)
+            await upstream.send_eof()
+
+        async def down() -> None:
+            nonlocal answered
+            async for chunk in upstream:
+                answered = True
+                await client.send(chunk)
+            await client.send_eof()
+
+        with anyio.move_on_after(self._max_tunnel_s) as lifetime:
+            async with anyio.create_task_group() as group:
+                group.start_soon(up, group.cancel_scope)
+                group.start_soon(down)
+        if cut or lifetime.cancelled_caught:
+            why = f"{self._max_exchanges} exchanges" if cut else f"{self._max_tunnel_s:g} s"
+            logger.info("proxy: tunnel to %s:%d cut after %s", request.host, request.port, why)
+            self._record(request, time.time(), allowed=False, status=None, rule="tunnel_cap")
+
+    async def _destinations(self, request: _Request) -> tuple[list[tuple[str, int]], _Refusal | None]:
         """The addresses to connect to for an allowed request: its pin, else its public addresses. Resolved here
         and connected to by address, so a name cannot resolve to a public address now and a private one later."""
         pinned = self._pins.lookup(request.host, request.port)
@@ -350,7 +428,7 @@ class CountingProxy:
                 with anyio.fail_after(self._connect_timeout_s):
                     infos = await anyio.getaddrinfo(request.host, request.port, type=socket.SOCK_STREAM)
             except (OSError, TimeoutError) as exc:
-                return [], (502, f"cannot resolve {where}: {exc}")
+                return [], (502, f"cannot resolve {where}: {exc}", "resolve")
             addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         public = [address for address in addresses if is_public_address(address)]
         if not public:
@@ -358,12 +436,29 @@ class CountingProxy:
                 403,
                 f"{where} leads to a loopback, private or link-local address ({', '.join(addresses)}); "
                 "only a host pinned in [sandbox] pinned_hosts may",
+                "address",
             )
         return [(address, request.port) for address in public], None
 
-    def _record(self, request: _Request, ts: float, *, allowed: bool, status: int | None) -> None:
+    def _record(
+        self,
+        request: _Request,
+        ts: float,
+        *,
+        allowed: bool,
+        status: int | None,
+        rule: str | None = None,
+        path: str | None = None,
+    ) -> None:
         record = ProxyRequest(
-            method=request.method, host=request.host, port=request.port, allowed=allowed, status=status, ts=ts
+            method=request.method,
+            host=request.host,
+            port=request.port,
+            allowed=allowed,
+            status=status,
+            ts=ts,
+            rule=rule,
+            path=path,
         )
         self._requests.append(record)
         if self._on_request is None:
@@ -500,6 +595,7 @@ def _parse_request(head: bytes) -> _Request:
         host=host,
         port=port,
         upstream_head=out.encode("latin-1"),
+        path=path,
         content_length=int(next(iter(lengths))) if lengths else 0,
         chunked=bool(encodings),
     )
@@ -542,13 +638,6 @@ async def _copy_exactly(source: BufferedByteStream, sink: anyio.abc.ByteSendStre
         chunk = await source.receive(min(size, 65536))
         size -= len(chunk)
         await sink.send(chunk)
-
-
-async def _pipe(source: anyio.abc.ByteReceiveStream, sink: anyio.abc.ByteStream) -> None:
-    async for chunk in source:
-        await sink.send(chunk)
-    # Pass the half-close on: the other direction may still be talking.
-    await sink.send_eof()
 
 
 async def _answer(client: anyio.abc.ByteSendStream, status: int, text: str) -> None:

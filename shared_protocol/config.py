@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from ._base import NonEmpty, ProtocolModel
 from .decisions import ApprovalThresholds
-from .secrets import SECRET_LITERAL, SecretRef
+from .secrets import SECRET_FIELD, SECRET_LITERAL, SecretRef, SecretsConfig, is_credential_variable
 from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
 _DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.*")
@@ -222,6 +222,17 @@ class SandboxConfig(ProtocolModel):
                 raise ValueError(f"unknown preset {entry!r} (known: {known})")
         return domains
 
+    @field_validator("env_allow")
+    @classmethod
+    def _no_credentials(cls, names: list[str]) -> list[str]:
+        credentials = [name for name in names if is_credential_variable(name)]
+        if credentials:
+            raise ValueError(
+                f"{', '.join(credentials)}: a secret provider's credentials are never passed to commands "
+                "(VAULT_*, AWS_*, SWARM_TOKEN)"
+            )
+        return names
+
     @field_validator("pinned_hosts")
     @classmethod
     def _pins_are_addresses(cls, pins: dict[str, str]) -> dict[str, str]:
@@ -295,6 +306,54 @@ def expand_domains(domains: list[str]) -> list[str]:
         else:
             expanded.append(entry)
     return expanded
+
+
+class DomainTerms(ProtocolModel):
+    """`[compliance.domains."HOST"]`: what a site's terms say about automated access (HOST, or `*.domain`)."""
+
+    allowed: bool = Field(default=True, description="false: commands may not reach this host at all.")
+    automated_access: bool = Field(
+        default=True, description="false: the site's terms forbid automated access (no bots): refused."
+    )
+    max_requests_per_minute: int = Field(
+        default=0, ge=0, description="Requests (HTTP requests and HTTPS tunnels) per minute, body-wide; 0: no cap."
+    )
+    terms_url: str = Field(default="", description="Where the terms say so (shown in a refusal).")
+
+
+class ComplianceConfig(ProtocolModel):
+    """`[compliance]`: what the body's proxy checks beyond the allow-list before a command's request goes out."""
+
+    robots: bool = Field(
+        default=True,
+        description="Check every plain-HTTP request's path against the host's robots.txt (RFC 9309) for user_agent; "
+        "package-registry presets (preset:pypi, preset:npm) are APIs and skip it.",
+    )
+    user_agent: str = Field(
+        default="SwarmBot", pattern=r"^[A-Za-z_-]+$", description="The product token robots.txt rules are matched to."
+    )
+    robots_ttl_s: int = Field(default=3600, ge=0, le=86_400, description="How long a host's robots.txt is kept.")
+    robots_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Fetching one robots.txt.")
+    max_exchanges_per_tunnel: int = Field(
+        default=100,
+        ge=2,
+        description="An HTTPS tunnel counts as one API call; it is cut after this many exchanges (the client "
+        "speaking again after the server answered; a TLS handshake takes about two), so one keep-alive connection "
+        "cannot carry unlimited requests.",
+    )
+    max_tunnel_s: float = Field(default=300.0, gt=0, description="...and after this many seconds.")
+    domains: dict[str, DomainTerms] = Field(
+        default_factory=dict[str, DomainTerms],
+        description="Per host (or `*.domain`): its terms (allowed, automated_access, max_requests_per_minute).",
+    )
+
+    @field_validator("domains")
+    @classmethod
+    def _host_names(cls, domains: dict[str, DomainTerms]) -> dict[str, DomainTerms]:
+        for name in domains:
+            if not _HOST_NAME.fullmatch(name.removeprefix("*.")):
+                raise ValueError(f"{name!r} is not a host name or '*.domain'")
+        return domains
 
 
 class SnapshotsConfig(ProtocolModel):
@@ -570,6 +629,7 @@ class SwarmConfig(ProtocolModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
     git: GitConfig = Field(default_factory=GitConfig)
@@ -581,6 +641,7 @@ class SwarmConfig(ProtocolModel):
     email: EmailConfig = Field(default_factory=EmailConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])
 
@@ -591,6 +652,19 @@ class SwarmConfig(ProtocolModel):
             if not _is_name(name):
                 raise ValueError(f"[models.{name}]: a model name is 1-64 letters, digits, '.', '_' or '-'")
         return models
+
+    @model_validator(mode="after")
+    def _secrets_stay_out_of_commands(self) -> SwarmConfig:
+        named = {ref.removeprefix("env:") for _, ref in secret_references(self) if ref.startswith("env:")}
+        for name in self.sandbox.env_allow:
+            if name in named:
+                raise PydanticCustomError(
+                    CONFIG_REFERENCE,
+                    "sandbox.env_allow: '{name}' holds a secret this config reads (env:{name}); it is never passed "
+                    "to commands",
+                    {"name": name},
+                )
+        return self
 
     @model_validator(mode="after")
     def _agents_name_known_models(self) -> SwarmConfig:
@@ -612,6 +686,32 @@ class SwarmConfig(ProtocolModel):
                     {"index": index, "agent": agent.name, "model": agent.model, "known": known},
                 )
         return self
+
+
+def secret_references(config: BaseModel, prefix: str = "") -> list[tuple[str, str]]:
+    """Every secret key set in `config` (or a section of it) and its reference, as `(key, ref)`: `models.fast.api_key`,
+    `secrets.vault.token`, ... (found by `SECRET_FIELD` in the field's type, so a new secret key is found too)."""
+    found: list[tuple[str, str]] = []
+    fields: dict[str, FieldInfo] = type(config).model_fields  # pyright: ignore[reportUnknownMemberType]
+    for name, info in fields.items():
+        if info.deprecated:
+            continue  # (a replaced key: it holds no secret)
+        value: object = getattr(config, name)
+        key = f"{prefix}{name}"
+        if SECRET_FIELD in info.metadata:
+            if isinstance(value, str) and value:
+                found.append((key, value))
+        elif isinstance(value, BaseModel):
+            found += secret_references(value, f"{key}.")
+        elif isinstance(value, dict):
+            for entry, item in cast(dict[str, object], value).items():
+                if isinstance(item, BaseModel):
+                    found += secret_references(item, f"{key}.{entry}.")
+        elif isinstance(value, list):
+            for index, item in enumerate(cast(list[object], value)):
+                if isinstance(item, BaseModel):
+                    found += secret_references(item, f"{key}.{index}.")
+    return found
 
 
 def approval_thresholds(config: SwarmConfig) -> ApprovalThresholds:
@@ -702,6 +802,7 @@ def render_config(config: SwarmConfig) -> str:
 
 def _render_table(header: str, table: BaseModel) -> list[str]:
     lines = [header]
+    subtables: list[str] = []
     fields: dict[str, FieldInfo] = type(table).model_fields  # pyright: ignore[reportUnknownMemberType]
     for key, field in fields.items():
         if field.deprecated:
@@ -709,8 +810,11 @@ def _render_table(header: str, table: BaseModel) -> list[str]:
         value = getattr(table, key)
         if value is None:
             continue
+        if isinstance(value, BaseModel):  # (`[secrets.vault]`: a table of its own, after the parent's keys)
+            subtables += _render_table(f"{header[:-1]}.{key}]", value)
+            continue
         if field.description:
             lines.append(f"# {field.description}")
         lines.append(f"{key} = {_toml_value(value)}")
     lines.append("")
-    return lines
+    return lines + subtables

@@ -12,6 +12,9 @@ Each `check_*` returns a `ReadinessItem` (name, ok, detail, fix); `report(items)
     sandbox              the configured sandbox backend can isolate a command here
     escalation           a wake-up channel is configured (`swarm doctor`'s checks) and a test page went out
     consensus            [consensus] is configured (fails until issue #19 adds voting)
+    secrets              no secret in the config is a raw value: every secret key is a reference that resolves
+                         (`swarm secrets check`), no `file:` secret is readable by others, no URL carries a password
+    robots_gate          the compliance gate's robots.txt check is on when an agent can use the network
     shadow_period:NAME   agent NAME's logic version shadowed `[rollout] min_shadow_tasks` tasks over
                          `[rollout] shadow_days` since its first shadow task (from the brain's tasks)
 
@@ -21,12 +24,13 @@ except that opening a workspace's trail finishes what a killed restore left (as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -42,6 +46,7 @@ from shared_protocol.secrets import SecretResolver
 
 from ._context import agent_profile
 from ._drill_records import DrillRecord, DrillRecords
+from .secrets_cmds import ReferenceCheck
 
 KILL_DRILL_MAX_S = 5.0
 """The specification: a kill takes effect end to end in under 5 s."""
@@ -377,6 +382,66 @@ async def check_escalation(
         "escalation",
         True,
         f"configured; a test page went out {_age(records.escalation.at, now)} ago ({records.escalation.detail})",
+    )
+
+
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
+
+
+def _strings(value: object, key: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(key, value)]
+    if isinstance(value, dict):
+        items = cast(dict[str, object], value).items()
+        return [found for name, item in items for found in _strings(item, f"{key}.{name}" if key else name)]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(cast(list[object], value)) for found in _strings(item, f"{key}.{i}")]
+    return []
+
+
+def check_secrets(config: SwarmConfig, checks: Sequence[ReferenceCheck]) -> ReadinessItem:
+    """`checks`: `secrets_cmds.check_references(config, ...)`, each secret reference resolved."""
+    problems = [f"{c.key} = {c.ref} ({c.reason})" for c in checks if not c.ok]
+    for check in checks:
+        if check.ok and check.ref.startswith("file:"):
+            try:
+                mode = Path(check.ref.removeprefix("file:")).stat().st_mode
+            except OSError:
+                continue
+            if mode & 0o077:
+                problems.append(f"{check.key}: {check.ref} is readable by others (mode {mode & 0o777:o})")
+    problems += [
+        f"{key}: a URL with a password in it"
+        for key, value in _strings(config.model_dump(mode="json"))
+        if _URL_PASSWORD.search(value)
+    ]
+    if problems:
+        return _item(
+            "secrets",
+            False,
+            f"{len(problems)} secret problem(s): {'; '.join(problems)}",
+            "run `swarm secrets check`; keep secrets in env:/file: (chmod 600)/vault:/aws: references only",
+        )
+    return _item("secrets", True, f"{len(checks)} secret reference(s), all resolve; none written in clear")
+
+
+def check_robots_gate(config: SwarmConfig) -> ReadinessItem:
+    """Agents that can reach the network (run_command offered, [sandbox] allowed_domains set) do so through the
+    robots.txt check."""
+    networked = [a.name for a in config.agents if "run_command" in a.tools] if config.sandbox.allowed_domains else []
+    if not networked:
+        return _item("robots_gate", True, "no agent can use the network ([sandbox] allowed_domains or run_command)")
+    if not config.compliance.robots:
+        return _item(
+            "robots_gate",
+            False,
+            f"agents with network ({', '.join(networked)}) are not held to robots.txt ([compliance] robots = false)",
+            "set [compliance] robots = true",
+        )
+    return _item(
+        "robots_gate",
+        True,
+        f"agents with network ({', '.join(networked)}) are held to robots.txt as {config.compliance.user_agent}",
     )
 
 

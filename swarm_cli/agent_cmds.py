@@ -98,7 +98,7 @@ def _agent_run(args: argparse.Namespace) -> int:
     url = _context.brain_url(args.brain)
     if url is None:
         raise RunnerUserError("an agent takes its tasks from a brain: pass --brain URL or set SWARM_BRAIN_URL")
-    secrets = Secrets.from_environ(os.environ)
+    secrets = Secrets.from_environ(os.environ, config=config.secrets)
     token = agent_token(agent, args.token, secrets)
     model_cfg = config.models[agent.model]
     base_dir = config_file.parent if config_file is not None else Path.cwd()

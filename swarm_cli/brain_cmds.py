@@ -146,7 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings, config = serve_settings(config=args.config, host=args.host, port=args.port, db=args.db)
     # A secret that cannot be read, or a ladder naming no known channel, stops it before it starts.
-    parts = prepare_wake(config, Secrets.from_environ(os.environ))
+    parts = prepare_wake(config, Secrets.from_environ(os.environ, config=config.secrets))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve(settings, wake=lambda http: log_wake_problems(config, build_wake(config, http, parts)))
     return 0

@@ -223,7 +223,7 @@ async def _wake_findings(config_flag: str | None) -> list[Finding]:
 
     config = _context.load(config_flag, resolve_home())
     async with httpx.AsyncClient(timeout=10) as http:
-        results = await check_wake(config, Secrets.from_environ(os.environ), http)
+        results = await check_wake(config, Secrets.from_environ(os.environ, config=config.secrets), http)
     return [
         IdeFinding(ide="-", check=DoctorCheck.WAKE, ok=r.ok, subject=r.subject, message=r.message, fix=r.fix)
         for r in results

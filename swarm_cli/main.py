@@ -382,7 +382,16 @@ def _state_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import agent_cmds, brain_cmds, kpi_cmds, readiness_cmds, snapshot_cmds, task_cmds, wake_cmds
+    from . import (
+        agent_cmds,
+        brain_cmds,
+        kpi_cmds,
+        readiness_cmds,
+        secrets_cmds,
+        snapshot_cmds,
+        task_cmds,
+        wake_cmds,
+    )
 
     def cmd_demo(args: argparse.Namespace) -> int:
         from . import demo  # imports the MCP client: only `swarm demo` pays for it
@@ -484,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     task_cmds.add_parsers(sub)  # type: ignore[arg-type]
     readiness_cmds.add_parsers(sub)  # type: ignore[arg-type]
     kpi_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    secrets_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(
         "undo",

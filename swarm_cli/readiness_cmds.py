@@ -41,6 +41,7 @@ from shared_protocol.config import SwarmConfig
 from shared_protocol.secrets import Secrets
 
 from . import _context, _drill_records, _drills, _readiness
+from .secrets_cmds import check_references
 
 
 class _Subparsers(Protocol):
@@ -104,7 +105,7 @@ async def _check(
 ) -> ReadinessRequest:
     states = _readiness.local_states(home, config)
     open_admin = _context.open_admin
-    secrets = Secrets.from_environ(os.environ)
+    secrets = Secrets.from_environ(os.environ, config=config.secrets)
     async with httpx.AsyncClient(timeout=20) as http:
         if args.drill:
             await _run_drills(home, config, states, open_admin, http, quiet=args.json)
@@ -120,6 +121,8 @@ async def _check(
             _readiness.check_sandbox(config),
             await _readiness.check_escalation(config, secrets, http, records, now=now, max_age_s=max_age),
             _readiness.check_consensus(config),
+            _readiness.check_secrets(config, await anyio.to_thread.run_sync(check_references, config, secrets)),
+            _readiness.check_robots_gate(config),
         ]
         if url is None or token is None:
             runs: Sequence[_readiness.ShadowFact] | str = (
@@ -151,7 +154,7 @@ async def _run_drills(
     from brain_server.wake.registry import CHANNELS
 
     if any(factory.filled_in(config) for factory in CHANNELS.factories.values()):
-        page = await _drills.send_test_page(config, Secrets.from_environ(os.environ), http)
+        page = await _drills.send_test_page(config, Secrets.from_environ(os.environ, config=config.secrets), http)
         _drill_records.record_escalation(home, page)
         say(f"drill: test page {'sent' if page.ok else 'FAILED'}: {page.detail}")
     else:

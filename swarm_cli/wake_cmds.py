@@ -32,7 +32,7 @@ def cmd_discord_register(args: argparse.Namespace) -> int:
     discord = config.discord
     if not discord.application_id or not discord.bot_token:
         raise ConfigError("set [discord] application_id and bot_token (env:NAME or file:/path) to register commands")
-    token = read_secret(Secrets.from_environ(os.environ), discord.bot_token)
+    token = read_secret(Secrets.from_environ(os.environ, config=config.secrets), discord.bot_token)
     assert token is not None  # (bot_token is set: checked just above)
 
     async def register() -> list[str]:

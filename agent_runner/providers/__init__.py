@@ -1,6 +1,7 @@
 """The provider edge: a language model behind an API, one `Provider.complete` call per model turn.
 
-    settings = model_settings("fast", config.models["fast"], secrets=Secrets.from_environ(os.environ), base_dir=…)
+    secrets = Secrets.from_environ(os.environ, config=config.secrets)
+    settings = model_settings("fast", config.models["fast"], secrets=secrets, base_dir=…)
     provider = make_provider(settings)          # OpenAIProvider, AnthropicProvider or ScriptedProvider
     turn = await provider.complete(request, before_attempt=wallet_reserve)
     await provider.aclose()

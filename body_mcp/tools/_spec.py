@@ -27,6 +27,7 @@ from .._db import Writes
 from .._factories import empty_dict, empty_list
 from ..audit import AuditStore
 from ..brain_link import BrainLink
+from ..compliance import Compliance
 from ..confinement import Workspace, WorkspacePath
 from ..decisions import DecisionStore
 from ..held import HeldRuns
@@ -88,6 +89,9 @@ class ToolDeps:
     """Commands' output, kept with their audit events to be read back."""
     notify_human: Callable[[Decision], None]
     git: GitConfig = field(default_factory=GitConfig)
+    compliance: Compliance | None = None
+    """The proxy's compliance gate (terms, rates, robots.txt, tunnel caps), one per body; None: the allow-list
+    and the proxy's default tunnel caps only."""
     agent_profile: AgentProfile | None = None
     """Agent mode: the agent served (its name and logic version go into its commits' trailers)."""
 

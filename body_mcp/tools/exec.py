@@ -40,6 +40,7 @@ from sandbox import (
 from shared_protocol import CommandChange, Impact, Refusal, RefusalCode, RunCommandArgs, RunCommandResult
 from shared_protocol.config import SandboxConfig
 from shared_protocol.refusals import Rule
+from shared_protocol.secrets import is_credential_variable
 from shared_protocol.tools import CommandChangeClass
 
 from .. import _fsops
@@ -68,7 +69,8 @@ def configured_toolchains(cfg: SandboxConfig, workspace: Path) -> tuple[list[Pat
 def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> SandboxSpec:
     args, deps = ctx.args, ctx.deps
     cfg = deps.sandbox_config
-    env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ}
+    # (the config refuses credential variables in env_allow; filtered here too, whatever built the config)
+    env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ and not is_credential_variable(name)}
     # Home directories are never mounted; give tools a writable, throwaway one.
     env["HOME"] = "/tmp"
     root = deps.workspace.root
@@ -164,14 +166,26 @@ async def _run(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
     # audited by method and host; the command's network namespace stays closed.
     allowed = deps.sandbox_config.allowed_domains
     pins = deps.sandbox_config.pinned_hosts
-    proxy = CountingProxy(allowed_domains=allowed, pinned_hosts=pins, max_requests=deps.max_api_calls_per_action)
+    compliance = deps.compliance
+    proxy = CountingProxy(
+        allowed_domains=allowed,
+        pinned_hosts=pins,
+        max_requests=deps.max_api_calls_per_action,
+        compliance=compliance,
+        max_exchanges_per_tunnel=compliance.config.max_exchanges_per_tunnel if compliance else 100,
+        max_tunnel_s=compliance.config.max_tunnel_s if compliance else 300.0,
+    )
     async with proxy:
         spec = dataclasses.replace(spec, network=ProxyNetwork(socket_path=proxy.socket_path))
         staged = await _run_watching(ctx, sandbox, spec)
     requests: list[ProxyRequest] = proxy.requests
     if requests:
+        # Metadata only (never a body or a query string): why a request was refused or a tunnel cut, and the path
+        # robots.txt refused.
         ctx.effects.detail["requests"] = [
             {"method": r.method, "host": r.host, "port": r.port, "allowed": r.allowed, "status": r.status}
+            | ({"rule": r.rule} if r.rule else {})
+            | ({"path": r.path} if r.path else {})
             for r in requests[:1000]
         ]
     # Requests already happened: they count whatever becomes of the files.

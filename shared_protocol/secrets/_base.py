@@ -5,7 +5,31 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ._settings import SecretsConfig
+
+SECRET_LITERAL = "secret_literal"
+"""The pydantic error type of a secret key holding something other than a reference (`parse_config` never echoes
+its value)."""
+
+
+class _SecretField:
+    """Marks a config field as holding a secret reference (`swarm secrets check` finds them all by it)."""
+
+    def __repr__(self) -> str:
+        return "SECRET_FIELD"
+
+
+SECRET_FIELD = _SecretField()
+"""In a field's `Annotated[...]` metadata: this key names a secret."""
+
+UnavailableReason = Literal["not_set", "not_found", "auth_failed", "denied", "unreachable", "field_missing", "invalid"]
+"""Why a secret could not be read: the variable or file is absent or empty (`not_set`), the provider has no such
+secret (`not_found`), its credentials were refused (`auth_failed`) or may not read it (`denied`), it did not answer
+(`unreachable`), the secret has no such field (`field_missing`), or the reference or the settings are wrong
+(`invalid`)."""
 
 
 class Secret:
@@ -41,10 +65,11 @@ class SecretUnavailable(Exception):
     all. The message names the reference, never a value; a value that is not a reference is not shown either (it may
     be a secret written where a reference belongs)."""
 
-    def __init__(self, message: str, *, ref: str | None = None) -> None:
+    def __init__(self, message: str, *, ref: str | None = None, reason: UnavailableReason = "not_set") -> None:
         super().__init__(message)
         self.ref = ref
         """The reference, when it was one; None for a value that is not a reference."""
+        self.reason: UnavailableReason = reason
 
 
 class SecretProvider(Protocol):
@@ -74,5 +99,5 @@ class SecretScheme:
     """How a reference reads, for messages: `env:NAME`."""
     syntax: re.Pattern[str]
     """What may follow `name:`, matched in full when `swarm.toml` is read, before anything is resolved."""
-    provider: Callable[[Mapping[str, str]], SecretProvider]
-    """Makes the provider from the process environment (read only at an entry point), e.g. `EnvSecrets`."""
+    provider: Callable[[SecretsConfig, Mapping[str, str]], SecretProvider]
+    """Makes the provider from `[secrets]` and the process environment (read only at an entry point)."""

@@ -8,21 +8,22 @@ from typing import Annotated
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from . import env, file
-from ._base import Secret, SecretProvider, SecretScheme, SecretUnavailable
+from . import aws, env, file, vault
+from ._base import SECRET_FIELD, SECRET_LITERAL, Secret, SecretProvider, SecretScheme, SecretUnavailable
+from ._settings import SecretsConfig
 
 SCHEMES: Mapping[str, SecretScheme] = {
     scheme.name: scheme
     for scheme in (
         env.SCHEME,
         file.SCHEME,
+        vault.SCHEME,
+        aws.SCHEME,
     )
 }
 """Every scheme a reference may use, by name: adding one is one module and one line above."""
 
-SECRET_LITERAL = "secret_literal"
-"""The pydantic error type of a secret key holding something other than a reference (`parse_config` never echoes
-its value)."""
+__all__ = ["SCHEMES", "SECRET_LITERAL", "SecretRef", "Secrets", "is_reference"]
 
 
 def _forms(schemes: Mapping[str, SecretScheme]) -> str:
@@ -46,9 +47,9 @@ def _secret_ref(value: str) -> str:
     return value
 
 
-SecretRef = Annotated[str, AfterValidator(_secret_ref)]
-"""A `swarm.toml` value naming a secret (`env:NAME`, `file:/path`, … any registered scheme), or empty (not
-configured). Anything else is refused without being echoed."""
+SecretRef = Annotated[str, AfterValidator(_secret_ref), SECRET_FIELD]
+"""A `swarm.toml` value naming a secret (`env:NAME`, `file:/path`, `vault:path#field`, `aws:name#field`), or empty
+(not configured). Anything else is refused without being echoed."""
 
 
 class Secrets:
@@ -63,22 +64,30 @@ class Secrets:
         self._schemes = schemes
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], *, schemes: Mapping[str, SecretScheme] = SCHEMES) -> Secrets:
-        """Every registered scheme's provider, made from `environ` (pass `os.environ`: only entry points read it)."""
-        return cls({name: scheme.provider(environ) for name, scheme in schemes.items()}, schemes=schemes)
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        config: SecretsConfig | None = None,
+        schemes: Mapping[str, SecretScheme] = SCHEMES,
+    ) -> Secrets:
+        """Every registered scheme's provider, made from `[secrets]` (`config`; None: its defaults) and `environ`
+        (pass `os.environ`: only entry points read it). Nothing is fetched until a reference is resolved."""
+        settings = config or SecretsConfig()
+        return cls({name: scheme.provider(settings, environ) for name, scheme in schemes.items()}, schemes=schemes)
 
     def resolve(self, ref: str) -> Secret:
         """The secret `ref` names; `SecretUnavailable` naming `ref` (never a value) if it cannot be read."""
         if not is_reference(ref, self._schemes):
             raise SecretUnavailable(
-                f"a secret reference is one of {_forms(self._schemes)}; this value is not (not shown)"
+                f"a secret reference is one of {_forms(self._schemes)}; this value is not (not shown)", reason="invalid"
             )
         name, _, rest = ref.partition(":")
         provider = self._providers.get(name)
         if provider is None:
-            raise SecretUnavailable(f"secret {ref}: no {name}: provider is set up here", ref=ref)
+            raise SecretUnavailable(f"secret {ref}: no {name}: provider is set up here", ref=ref, reason="invalid")
         try:
             value = provider.read(rest)
         except SecretUnavailable as exc:
-            raise SecretUnavailable(f"secret {ref}: {exc}", ref=ref) from None
+            raise SecretUnavailable(f"secret {ref}: {exc}", ref=ref, reason=exc.reason) from None
         return Secret(value, source=ref)

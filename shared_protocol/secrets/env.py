@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 
 from ._base import SecretScheme, SecretUnavailable
+from ._settings import SecretsConfig
 
 
 class EnvSecrets:
@@ -21,4 +22,8 @@ class EnvSecrets:
         return value
 
 
-SCHEME = SecretScheme(name="env", form="env:NAME", syntax=re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), provider=EnvSecrets)
+def _env_secrets(_config: SecretsConfig, environ: Mapping[str, str]) -> EnvSecrets:
+    return EnvSecrets(environ)
+
+
+SCHEME = SecretScheme(name="env", form="env:NAME", syntax=re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), provider=_env_secrets)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ._base import SecretScheme, SecretUnavailable
+from ._settings import SecretsConfig
 
 
 class FileSecrets:
@@ -25,7 +26,7 @@ class FileSecrets:
         return value
 
 
-def _file_secrets(_environ: Mapping[str, str]) -> FileSecrets:
+def _file_secrets(_config: SecretsConfig, _environ: Mapping[str, str]) -> FileSecrets:
     return FileSecrets()
 
 

@@ -55,7 +55,9 @@ def test_an_unreadable_reference_is_refused_naming_it(tmp_path: Path, ref: str) 
     assert refused.value.ref == ref and ref in str(refused.value)
 
 
-@pytest.mark.parametrize("value", [TOKEN, f"env:{TOKEN}-x", "vault:kv/ops#token", f"file:relative/{TOKEN}"])
+@pytest.mark.parametrize(
+    "value", [TOKEN, f"env:{TOKEN}-x", "gcp:kv/ops#token", "vault:no-field", f"file:relative/{TOKEN}"]
+)
 def test_a_value_that_is_not_a_reference_is_refused_without_being_shown(value: str) -> None:
     with pytest.raises(SecretUnavailable) as refused:
         Secrets.from_environ({}).resolve(value)
@@ -72,29 +74,29 @@ def test_a_literal_secret_in_swarm_toml_is_refused_by_its_own_error_type_without
     assert TypeAdapter(SecretRef).validate_python("") == "", "empty: not configured"
 
 
-def vault_scheme(values: Mapping[str, str]) -> SecretScheme:
-    """A scheme as the compliance issue will add one, reading from memory here."""
+def gcp_scheme(values: Mapping[str, str]) -> SecretScheme:
+    """A scheme as a later issue may add one, reading from memory here."""
     return SecretScheme(
-        name="vault",
-        form="vault:path#field",
+        name="gcp",
+        form="gcp:path#field",
         syntax=re.compile(r"[^#]+#.+"),
-        provider=lambda _env: MemorySecrets(values),
+        provider=lambda _config, _env: MemorySecrets(values),
     )
 
 
 def test_a_scheme_added_to_the_registry_is_accepted_by_config_and_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
-    schemes = {**SCHEMES, "vault": vault_scheme({"kv/ops#token": TOKEN})}
-    assert not is_reference("vault:kv/ops#token") and is_reference("vault:kv/ops#token", schemes)
-    assert Secrets.from_environ({}, schemes=schemes).resolve("vault:kv/ops#token").reveal() == TOKEN
+    schemes = {**SCHEMES, "gcp": gcp_scheme({"kv/ops#token": TOKEN})}
+    assert not is_reference("gcp:kv/ops#token") and is_reference("gcp:kv/ops#token", schemes)
+    assert Secrets.from_environ({}, schemes=schemes).resolve("gcp:kv/ops#token").reveal() == TOKEN
     monkeypatch.setattr("shared_protocol.secrets._registry.SCHEMES", schemes)  # the one registry line
-    assert parse_config({"ntfy": {"token": "vault:kv/ops#token"}}).ntfy.token == "vault:kv/ops#token"
-    with pytest.raises(ConfigInvalid, match="vault:path#field"):
-        parse_config({"ntfy": {"token": "vault:no-field"}})
+    assert parse_config({"ntfy": {"token": "gcp:kv/ops#token"}}).ntfy.token == "gcp:kv/ops#token"
+    with pytest.raises(ConfigInvalid, match="gcp:path#field"):
+        parse_config({"ntfy": {"token": "gcp:no-field"}})
 
 
 def test_a_provider_for_a_scheme_that_is_not_registered_is_a_developer_error() -> None:
     with pytest.raises(ValueError):
-        Secrets({"vault": MemorySecrets()})
+        Secrets({"gcp": MemorySecrets()})
 
 
 def test_the_secrets_registry_imports_nothing_beyond_pydantic_and_the_standard_library() -> None:
@@ -104,3 +106,5 @@ def test_the_secrets_registry_imports_nothing_beyond_pydantic_and_the_standard_l
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
     assert not loaded & {"brain_server", "body_mcp", "sandbox", "swarm_cli", "httpx", "anyio"}
+    # The network providers' clients load when a vault: or aws: reference is first read, not before.
+    assert not loaded & {"hvac", "requests", "boto3", "botocore"}

@@ -1,0 +1,212 @@
+"""The compliance gate: what the counting proxy checks, beyond the allow-list, before a command's request goes out.
+
+    [compliance]                                   (shared_protocol.config.ComplianceConfig)
+    robots = true                                  plain HTTP: the path checked against the host's robots.txt
+    user_agent = "SwarmBot"
+    [compliance.domains."api.example.com"]         a site's terms
+    automated_access = false                       "no automated access": refused
+    max_requests_per_minute = 30
+
+`Compliance` lives as long as the body (one per body, shared by its commands' proxies), so the per-minute windows
+and the robots.txt cache span commands. Its checks, in the proxy's order:
+
+1. `terms(host)`: a host whose rule says `allowed = false` or `automated_access = false` is refused (403); the rule
+   is the host's own entry, else the longest `*.domain` entry that covers it.
+2. `robots(host, port, path, destinations)`: plain HTTP only (HTTPS is a tunnel: its paths are never seen), not for
+   package-registry presets (they are APIs, not crawls). robots.txt is fetched once per host and kept
+   `robots_ttl_s`, from the address the proxy resolved (so it goes where the request would), and matched with
+   `protego` (RFC 9309: longest match, `*` and `$`). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
+   everything; 5xx or no answer disallows everything (kept a minute, then asked again); a redirect is not followed
+   and counts as none.
+3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide).
+
+A refusal is a `Verdict` (status, reason, rule); the proxy answers it to the command as an HTTP error with the reason
+as body and records it (`ProxyRequest.rule`), which `run_command` puts in its audit event.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+import anyio
+from protego import Protego
+
+from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, ComplianceConfig, DomainTerms
+
+_MAX_ROBOTS = 512 * 1024
+"""RFC 9309: a parser must read at least 500 KiB; what is beyond it is ignored."""
+_UNREACHABLE_TTL_S = 60.0
+_MINUTE_S = 60.0
+
+
+@dataclass(kw_only=True, frozen=True)
+class Verdict:
+    """A request refused by the gate: what the command is answered, and the rule that refused it."""
+
+    status: int
+    reason: str
+    rule: str
+    """`terms`, `rate` or `robots`."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class _Robots:
+    parser: Protego | None
+    """None: nothing to match (no robots.txt: all allowed, unless `disallow_all`)."""
+    disallow_all: bool
+    expires: float
+    note: str
+
+
+class Compliance:
+    """The gate's rules and state for one body (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ComplianceConfig,
+        *,
+        exempt_hosts: Collection[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._exempt = frozenset(host.lower() for host in exempt_hosts)
+        self._clock = clock
+        self._hits: dict[str, collections.deque[float]] = {}
+        self._robots: dict[tuple[str, int], _Robots] = {}
+        self._locks: dict[tuple[str, int], anyio.Lock] = {}
+
+    @property
+    def config(self) -> ComplianceConfig:
+        return self._config
+
+    def rule_for(self, host: str) -> tuple[str, DomainTerms] | None:
+        """The host's own `[compliance.domains]` entry, else the longest `*.domain` one covering it."""
+        domains = self._config.domains
+        if host in domains:
+            return host, domains[host]
+        covering = [name for name in domains if name.startswith("*.") and host.endswith(name[1:])]
+        if not covering:
+            return None
+        name = max(covering, key=len)
+        return name, domains[name]
+
+    def terms(self, host: str) -> Verdict | None:
+        """Refuse a host its terms rule closes (`allowed = false`, `automated_access = false`)."""
+        found = self.rule_for(host)
+        if found is None:
+            return None
+        name, rule = found
+        where = f" ({rule.terms_url})" if rule.terms_url else ""
+        if not rule.allowed:
+            return Verdict(
+                status=403, reason=f"{host}: [compliance.domains] {name} is not allowed{where}", rule="terms"
+            )
+        if not rule.automated_access:
+            return Verdict(status=403, reason=f"{host}: the site's terms forbid automated access{where}", rule="terms")
+        return None
+
+    def admit(self, host: str) -> Verdict | None:
+        """Count one request against its host rule's per-minute cap; a refusal when the cap is reached."""
+        found = self.rule_for(host)
+        if found is None or found[1].max_requests_per_minute == 0:
+            return None
+        name, rule = found
+        now = self._clock()
+        hits = self._hits.setdefault(name, collections.deque())
+        while hits and hits[0] <= now - _MINUTE_S:
+            hits.popleft()
+        if len(hits) >= rule.max_requests_per_minute:
+            return Verdict(
+                status=429,
+                reason=f"{host}: [compliance.domains] {name} allows {rule.max_requests_per_minute} requests a minute",
+                rule="rate",
+            )
+        hits.append(now)
+        return None
+
+    def checks_robots(self, host: str) -> bool:
+        """Whether a plain-HTTP request to `host` is checked against robots.txt (not for registry presets)."""
+        return self._config.robots and host not in self._exempt
+
+    async def robots(self, host: str, port: int, path: str, destinations: Sequence[tuple[str, int]]) -> Verdict | None:
+        """Refuse `path` if the host's robots.txt disallows it for our user agent (fetched from `destinations`)."""
+        if not self.checks_robots(host):
+            return None
+        key = (host, port)
+        lock = self._locks.setdefault(key, anyio.Lock())
+        async with lock:  # (one fetch per host, however many requests wait for it)
+            robots = self._robots.get(key)
+            if robots is None or self._clock() >= robots.expires:
+                robots = await self._fetch(host, port, destinations)
+                self._robots[key] = robots
+        agent = self._config.user_agent
+        if robots.disallow_all:
+            return Verdict(status=403, reason=f"{host}: {robots.note}: every path is disallowed", rule="robots")
+        authority = host if port == 80 else f"{host}:{port}"
+        if robots.parser is not None and not robots.parser.can_fetch(f"http://{authority}{path}", agent):
+            return Verdict(
+                status=403, reason=f"{host}'s robots.txt disallows {path.split('?')[0]} for {agent}", rule="robots"
+            )
+        return None
+
+    async def _fetch(self, host: str, port: int, destinations: Sequence[tuple[str, int]]) -> _Robots:
+        now = self._clock()
+        ttl = float(self._config.robots_ttl_s)
+        try:
+            with anyio.fail_after(self._config.robots_timeout_s):
+                status, body = await _get_robots(host, port, destinations, self._config.user_agent)
+        except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, ValueError) as exc:
+            note = f"robots.txt could not be fetched ({type(exc).__name__})"
+            return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
+        if 200 <= status < 300:
+            parser = Protego.parse(body[:_MAX_ROBOTS].decode("utf-8", errors="replace"))
+            return _Robots(parser=parser, disallow_all=False, expires=now + ttl, note="robots.txt")
+        if status >= 500:
+            note = f"robots.txt is unreachable (HTTP {status})"
+            return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
+        return _Robots(parser=None, disallow_all=False, expires=now + ttl, note=f"no robots.txt (HTTP {status})")
+
+
+def preset_hosts(allowed_domains: Sequence[str]) -> frozenset[str]:
+    """The hosts `allowed_domains` allows through a package-registry preset (`preset:pypi`): APIs, not crawls, so
+    robots.txt is not asked."""
+    hosts: set[str] = set()
+    for entry in allowed_domains:
+        if entry.startswith(PRESET_PREFIX):
+            hosts.update(DOMAIN_PRESETS.get(entry.removeprefix(PRESET_PREFIX), ()))
+    return frozenset(hosts)
+
+
+async def _get_robots(
+    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str
+) -> tuple[int, bytes]:
+    """`GET /robots.txt` (HTTP/1.0: no chunking, closed when done) from the first destination that answers."""
+    error: OSError | None = None
+    for address, dest_port in destinations:
+        try:
+            stream = await anyio.connect_tcp(address, dest_port)
+        except OSError as exc:
+            error = exc
+            continue
+        async with stream:
+            authority = host if port == 80 else f"{host}:{port}"
+            request = f"GET /robots.txt HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            await stream.send(request.encode("ascii"))
+            received = bytearray()
+            try:
+                while len(received) < _MAX_ROBOTS + 64 * 1024:
+                    received += await stream.receive()
+            except anyio.EndOfStream:
+                pass
+        head, _, body = bytes(received).partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or not status_line[1].isdigit():
+            raise ValueError("not an HTTP response")
+        return int(status_line[1]), body
+    raise error or OSError("no address to connect to")
+
+
+__all__ = ["Compliance", "Verdict", "preset_hosts"]
