@@ -211,18 +211,17 @@ async def session_principal(
     if session is None:
         raise Unauthorized("this dashboard session is unknown or has ended: log in again")
     record = await state.token_by_hash(session.token_hash)
+    if record is None or record.revoked_at is not None or record.role not in HUMANS:
+        # (kept, so that every request of it says why; the token is revoked for good)
+        raise Unauthorized("the token this dashboard session was opened with was revoked: the session has ended")
     ended: str | None = None
     if at - session.created_at >= timedelta(seconds=rules.max_s):
         ended = f"this dashboard session has expired (a session lasts at most {rules.max_s:g} s): log in again"
     elif at - session.last_seen >= timedelta(seconds=rules.idle_s):
         ended = f"this dashboard session has expired (idle for more than {rules.idle_s:g} s): log in again"
-    elif record is None or record.revoked_at is not None:
-        ended = "the token this dashboard session was opened with was revoked: the session has ended"
-    elif record.role not in HUMANS:
-        ended = "this dashboard session's token is not a human's"
-    if ended is not None or record is None:
-        await end_session(state, session, at=at, reason=ended or "token gone")
-        raise Unauthorized(ended or "this dashboard session has ended: log in again")
+    if ended is not None:
+        await end_session(state, session, at=at, reason=ended)
+        raise Unauthorized(ended)
     if credentials.changes_state:
         if credentials.origin is None or credentials.origin not in credentials.own_origins:
             raise Forbidden(

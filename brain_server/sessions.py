@@ -192,8 +192,6 @@ def session_routes(brain: Brain) -> list[Route]:
                 media_type="application/json",
                 headers=SECURITY_HEADERS,
             )
-            if isinstance(exc, Unauthorized) and request.method != "POST":
-                response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
             return response
 
     return [Route("/session", endpoint, methods=["GET", "POST", "DELETE"])]

@@ -142,14 +142,17 @@ async def test_a_session_has_its_tokens_role_and_never_a_bodys_routes(brain: Bra
 
 
 async def test_a_session_ends_when_its_token_is_revoked(brain: Brain, web: httpx.AsyncClient) -> None:
-    await login(web, await token(brain, "captain", "leaving"))
+    session = await login(web, await token(brain, "captain", "leaving"))
     assert ok(await web.get("/v1/status"))
     record = next(t for t in await brain.state.tokens() if t.label == "leaving")
     await revoke_token(brain.state, record.id, reason="left the team", at=brain.now())
-    answer = refused(await web.get("/v1/status"), 401, "unauthorized")
-    assert "revoked" in answer["message"]
-    assert "swarm_session" not in web.cookies or refused(await web.get("/session"), 401, "unauthorized")
-    assert any(e.action == "session_end" for e in await brain.state.log_entries(limit=10))
+    for response in (
+        await web.get("/v1/status"),
+        await web.get("/session"),
+        await web.post("/v1/kill", json={"reason": "r"}, headers=changes(session)),
+    ):
+        assert "was revoked" in refused(response, 401, "unauthorized")["message"]
+    assert (await brain.kill_state()).engaged is False
 
 
 async def test_a_session_ends_after_its_idle_and_absolute_timeouts(
@@ -163,7 +166,8 @@ async def test_a_session_ends_after_its_idle_and_absolute_timeouts(
     assert ok(await web.get("/v1/status"))
     clock.advance(idle)
     assert "idle" in refused(await web.get("/v1/status"), 401, "unauthorized")["message"]
-    refused(await web.get("/v1/status"), 401, "unauthorized")  # gone for good
+    assert "has ended" in refused(await web.get("/v1/status"), 401, "unauthorized")["message"]  # gone for good
+    assert [e.reason for e in await brain.state.log_entries(limit=5) if e.action == "session_end"]
 
     await login(web, await token(brain, "approver"))
     for _ in range(most // (idle // 2) + 1):

@@ -67,6 +67,8 @@
   // -- login ----------------------------------------------------------------------------
 
   function showLogin(message) {
+    // Several requests may find the session ended at once: the first one says why.
+    if (!$("login-view").hidden && message && message.startsWith("Your session has ended")) return;
     stopStream();
     state.session = null;
     $("dashboard-view").hidden = true;
@@ -381,7 +383,10 @@
       text("live", "reconnecting");
       if (source.readyState === EventSource.CLOSED) {
         // Refused (a session that ended): the login form says why.
-        api("GET", "/session").then(() => setTimeout(startStream, 2000), (err) => { if (err.status !== 401) setTimeout(startStream, 2000); });
+        api("GET", "/session").then(() => setTimeout(startStream, 2000), (err) => {
+          if (err.status === 401) showLogin("Your session has ended: " + err.message);
+          else setTimeout(startStream, 2000);
+        });
       }
     });
     for (const name of ["kill", "resume"]) source.addEventListener(name, (ev) => { const k = parse(ev); if (k) renderKill(k); });
