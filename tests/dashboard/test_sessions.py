@@ -4,6 +4,7 @@ and Origin every state-changing request needs, and how a session ends (logout, t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,3 +213,23 @@ async def test_pending_decisions_are_listed_with_what_they_are_about(brain: Brai
     refused(await web.get("/v1/decisions?state=pending", headers=bearer), 403, "forbidden")
     ok(await web.post(f"/v1/decisions/{pending['id']}/approve", json={"reason": "go"}, headers=changes(session)))
     assert ok(await web.get("/v1/decisions?state=pending"))["decisions"] == []
+
+
+def test_the_session_keys_of_the_brain_section_are_checked(tmp_path: Path, home: Path) -> None:
+    from brain_server.exceptions import ConfigError
+    from shared_protocol.config import parse_config
+    from swarm_cli.brain_cmds import load_settings
+
+    config = tmp_path / "swarm.toml"
+    config.write_text('[brain]\nsession_idle_s = 60\nsession_max_s = 600\nsession_cookie_secure = "always"\n')
+    settings = load_settings(config=str(config))
+    assert (settings.session_idle_s, settings.session_max_s, settings.session_cookie_secure) == (60, 600, "always")
+    assert parse_config({"brain": {"session_idle_s": 60}}).brain.session_idle_s == 60
+    for bad, key in (
+        ("session_idle_s = 0", "session_idle_s"),
+        ("session_max_s = -5", "session_max_s"),
+        ('session_cookie_secure = "sometimes"', "session_cookie_secure"),
+    ):
+        config.write_text(f"[brain]\n{bad}\n")
+        with pytest.raises(ConfigError, match=rf"'brain\.{key}'"):
+            load_settings(config=str(config))
