@@ -242,9 +242,12 @@ async def session_principal(
     return Principal(token_id=record.id, role=record.role, label=record.label)
 
 
-async def open_session(state: TokensAndSessions, token: str, *, at: datetime) -> tuple[str, SessionRecord]:
+async def open_session(
+    state: TokensAndSessions, token: str, *, at: datetime, rules: SessionRules
+) -> tuple[str, SessionRecord]:
     """Log a human in with an approver's or captain's `token`: a new session (cookie value, and its record, whose
-    `csrf` the page is given). 401 for an unknown or revoked token, 403 for a body's (or any non-human's)."""
+    `csrf` the page is given), after deleting the sessions whose timeouts have passed. 401 for an unknown or
+    revoked token, 403 for a body's (or any non-human's)."""
     record = await state.token_by_hash(hash_token(token.strip()))
     if record is None:
         raise Unauthorized("unknown token: paste an approver's or captain's token (swarm brain token create)")
@@ -255,6 +258,9 @@ async def open_session(state: TokensAndSessions, token: str, *, at: datetime) ->
             f"a {record.role} token cannot log in to the dashboard: it is an agent's; log in with an approver's or "
             "captain's token"
         )
+    await state.prune_sessions(
+        idle_before=at - timedelta(seconds=rules.idle_s), created_before=at - timedelta(seconds=rules.max_s)
+    )
     cookie = "sws_" + secrets.token_urlsafe(32)
     session = SessionRecord(
         session_hash=hash_token(cookie),

@@ -87,7 +87,7 @@ def request_credentials(request: Request, settings: BrainSettings) -> Credential
         authorization=request.headers.get("authorization"),
         session=request.cookies.get(SESSION_COOKIE) or None,
         csrf=request.headers.get(CSRF_HEADER),
-        origin=request.headers.get("origin"),
+        origin=(request.headers.get("origin") or "").lower() or None,
         own_origins=own_origins(request, settings),
         changes_state=request.method not in _SAFE_METHODS,
     )
@@ -139,7 +139,7 @@ def session_routes(brain: Brain) -> list[Route]:
                 f'log in with JSON {{"token": "<an approver\'s or captain\'s token>"}}: {first["msg"]}',
                 field="token",
             ) from None
-        cookie, session = await open_session(brain.state, payload.token, at=brain.now())
+        cookie, session = await open_session(brain.state, payload.token, at=brain.now(), rules=session_rules(settings))
         token = await brain.state.token_by_hash(session.token_hash)
         assert token is not None
         response = _json(info(token.role, token.label, token.id, session.csrf), 201)

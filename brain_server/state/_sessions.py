@@ -44,6 +44,11 @@ class SessionStore(Protocol):
         """Delete the session (and write `log`); False, and nothing written, if there was none."""
         ...
 
+    async def prune_sessions(self, *, idle_before: datetime, created_before: datetime) -> int:
+        """Delete the sessions last seen before `idle_before` or created before `created_before` (ended by their
+        timeouts, never used again); how many went. Nothing is logged: each was logged when it started."""
+        ...
+
 
 class MemorySessions:
     """`SessionStore` in a dictionary, for the memory engine."""
@@ -70,3 +75,9 @@ class MemorySessions:
             return False
         self._log.append(log)
         return True
+
+    async def prune_sessions(self, *, idle_before: datetime, created_before: datetime) -> int:
+        stale = [key for key, s in self._sessions.items() if s.last_seen < idle_before or s.created_at < created_before]
+        for key in stale:
+            del self._sessions[key]
+        return len(stale)

@@ -54,3 +54,11 @@ class SqliteSessions(SqliteDatabase):
                 return False
             await self._log(conn, log)
         return True
+
+    async def prune_sessions(self, *, idle_before: datetime, created_before: datetime) -> int:
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM dashboard_sessions WHERE last_seen < ? OR created_at < ?",
+                (iso(idle_before), iso(created_before)),
+            )
+            return cursor.rowcount

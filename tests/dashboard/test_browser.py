@@ -163,6 +163,8 @@ async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: P
             ),
         )
         assert asked.status_code == 201, asked.text
+        claimed = await agent.post("/v1/tasks/claim", json={"body_id": "body-x", "agent": "claude"})
+        assert claimed.json()["task"]["title"] == "title " + PAYLOAD
         events = audit_chain("body-x", 1)
         planted = events[0].model_copy(
             update={
@@ -170,16 +172,24 @@ async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: P
                 "decision_id": asked.json()["id"],
                 "detail": {"diff": "--- a/x\n+++ b/x\n+" + PAYLOAD + "\n"},
                 "arguments": {"path": PAYLOAD},
+                "outcome": "refused",
+                "code": "protected_path",
+                "rule": "paths.protected",
+                "message": "message " + PAYLOAD,
             }
         )
         page = await chrome.new_page()
         dialogs: list[Dialog] = []
         page.on("dialog", lambda d: dialogs.append(d))
         await log_in(page, url, approver)
+        await expect(page.locator("#kill-button")).to_be_hidden()  # (a captain's)
         assert (await agent.post("/v1/audit", json=batch("body-x", [planted]))).status_code == 200
 
-        # Every view that shows what the agent wrote: tasks, pending decisions, the audit stream, its explanation.
+        # Every view that shows what the agent wrote: tasks, active agents, pending decisions, errors, the audit
+        # stream, an action's explanation.
         await expect(page.locator("#tasks .task-title")).to_have_text("title " + PAYLOAD)
+        await expect(page.locator("#agents tr[data-agent='claude']")).to_contain_text("title " + PAYLOAD)
+        await expect(page.locator("#errors")).to_contain_text("message " + PAYLOAD)
         item = page.locator("#decisions li.decision")
         await expect(item.locator(".summary")).to_have_text("summary " + PAYLOAD)
         await expect(item).to_contain_text("why " + PAYLOAD)
@@ -190,6 +200,7 @@ async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: P
         explanation = page.locator("#explanation")
         await expect(explanation.locator("pre.diff")).to_have_text("--- a/x\n+++ b/x\n+" + PAYLOAD + "\n")
         await expect(explanation).to_contain_text("because " + PAYLOAD)
+        await expect(explanation).to_contain_text("message " + PAYLOAD)
         await expect(explanation.locator(".options li")).to_have_text([PAYLOAD])
         assert json.loads(await explanation.locator("pre.arguments").text_content() or "{}") == {"path": PAYLOAD}
         await screenshot(page, "dashboard-planted-markup")

@@ -233,3 +233,20 @@ def test_the_session_keys_of_the_brain_section_are_checked(tmp_path: Path, home:
         config.write_text(f"[brain]\n{bad}\n")
         with pytest.raises(ConfigError, match=rf"'brain\.{key}'"):
             load_settings(config=str(config))
+
+
+async def test_a_login_deletes_the_sessions_whose_timeouts_passed(
+    brain: Brain, web: httpx.AsyncClient, clock: Clock
+) -> None:
+    from brain_server.auth import hash_token
+
+    await login(web, await token(brain, "approver"))
+    abandoned = hash_token(web.cookies["swarm_session"])
+    clock.advance(brain.settings.session_idle_s - 1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(brain)), base_url=ORIGIN) as other:
+        await login(other, await token(brain, "approver", "other"))
+        assert await brain.state.session_by_hash(abandoned) is not None  # not idle long enough yet
+        clock.advance(2)
+        await login(other, await token(brain, "approver", "third"))
+        assert await brain.state.session_by_hash(abandoned) is None
+        assert await brain.state.session_by_hash(hash_token(other.cookies["swarm_session"])) is not None

@@ -94,7 +94,9 @@
     $("dashboard-view").hidden = false;
     $("logout").hidden = false;
     text("who", s.label + " (" + s.role + ")");
-    $("kill-button").hidden = s.role !== "captain";
+    // Kill and resume are a captain's (the brain refuses anyone else's too).
+    for (const id of ["kill-button", "resume-button", "kill-reason", "kill-reason-label"]) $(id).hidden = s.role !== "captain";
+    text("kill-note", s.role === "captain" ? "" : "Kill and resume are a captain's.");
     text("action-error", "");
     refreshAll();
     startStream();
