@@ -239,16 +239,12 @@ def cmd_audit_reset(args: argparse.Namespace) -> int:
 
 
 def _tail_settings(args: argparse.Namespace) -> tuple[BodySettings, str | None]:
-    """Whose trail `swarm audit tail` reads, and the agent to keep (None: every event): `--agent NAME` of an
-    `[[agents]]` entry (without --workspace) reads that agent's own state, all of it; any other `--agent NAME`
-    keeps that agent's events of the workspace's trail (`--workspace`, default the current directory)."""
-    agent = args.agent
-    if agent is not None and args.workspace is None:
-        config = _context.load(args.config, resolve_home())
-        if any(entry.name == agent for entry in config.agents):
-            return _state_settings(args), None
-    settings = _context.body_settings(workspace=args.workspace, config=args.config)
-    return settings, agent
+    """Whose trail `swarm audit tail` reads, and the agent to keep (None: every event): `--agent NAME` alone reads
+    that `[[agents]]` entry's own state, all of it (an unknown name is an error, as for every command);
+    `--workspace DIR --agent NAME` keeps NAME's events of the workspace's trail (an IDE's agent, say)."""
+    if args.agent is not None and args.workspace is not None:
+        return _context.body_settings(workspace=args.workspace, config=args.config), args.agent
+    return _state_settings(args), None
 
 
 def _tail_line(event: AuditEvent, *, as_json: bool) -> str:
@@ -517,8 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = audit_sub.add_parser(
         "tail",
         help="the latest events; --follow: then each new one until Ctrl-C",
-        description="The latest events of a workspace's (or an [[agents]] entry's) audit trail. --agent NAME of an "
-        "[[agents]] entry reads that agent's state; any other NAME keeps that agent's events of the workspace's "
+        description="The latest events of a workspace's (or an [[agents]] entry's) audit trail. --agent NAME "
+        "alone reads that [[agents]] entry's state; with --workspace DIR it keeps NAME's events of the workspace's "
         "trail. Follows the local trail, on this machine (the brain's copy of every body's trail is on its "
         "dashboard, GET / and /v1/dashboard/stream).",
     )
