@@ -63,14 +63,18 @@ from .auth import (
     Principal,
     acting_agent,
     authenticate,
+    authenticate_request,
     claim_agent,
     own_body,
     speak_for,
     usage_agents,
 )
+from .dashboard.api import DashboardApi
+from .dashboard.pages import page_routes
 from .exceptions import ApiError, Forbidden, InvalidRequest, StateBroken
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .service import Brain
+from .sessions import request_credentials, session_routes, session_rules
 from .wake.answers import answer_link, twilio_gather
 from .wake.intake import RefusalLog
 from .wake.interactions import DiscordInteractions
@@ -390,7 +394,11 @@ def _route(
     cap = brain.settings.max_request_bytes if max_bytes is None else max_bytes
 
     async def endpoint(request: Request) -> Response:
-        who = await authenticate(brain.state, request.headers.get("authorization"), allowed)
+        # A bearer token, or (the human roles only) a dashboard session with its CSRF header: `auth`.
+        credentials = request_credentials(request, brain.settings)
+        who = await authenticate_request(
+            brain.state, credentials, allowed, at=brain.now(), rules=session_rules(brain.settings)
+        )
         if (too_large := declared_too_large(request, cap)) is not None:
             raise too_large  # (whether or not the handler reads a body: nothing over the cap is taken)
         # Read here, whether or not the handler parses it: a streamed body (no Content-Length) over the cap is
@@ -423,6 +431,7 @@ def build_app(brain: Brain) -> Starlette:
     """The ASGI app for a brain that is running (`async with brain.running():`)."""
     refusals = RefusalLog(brain.state, brain.now)
     api = _Api(brain, refusals)
+    dashboard = DashboardApi(brain)
     routes = [
         _route(brain, "GET", "/v1/status", ANY_ROLE, api.status),
         _route(brain, "POST", "/v1/kill", CAPTAIN, api.kill),
@@ -456,6 +465,10 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
         _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),
+        _route(brain, "GET", "/v1/decisions", APPROVERS, dashboard.decisions),
+        _route(brain, "GET", "/v1/dashboard/stream", APPROVERS, dashboard.stream),
+        *session_routes(brain),
+        *page_routes(),
         *_open_routes(brain, api),
         *_wake_routes(brain, refusals),
     ]

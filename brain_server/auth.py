@@ -28,10 +28,11 @@ process counts at once.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from shared_protocol.brain import ClaimMode, Role, UsageRecord
 from shared_protocol.config import AGENT_NAME_RULE, is_agent_name
@@ -46,7 +47,7 @@ from .exceptions import (
     Unauthorized,
     UnknownToken,
 )
-from .state import LogAction, LogEntry, Rebinding, TokenRecord, TokenStore
+from .state import LogAction, LogEntry, Rebinding, SessionRecord, SessionStore, TokenRecord, TokenStore
 
 TOKEN_PREFIX = "swb_"
 
@@ -54,6 +55,8 @@ ANY_ROLE: frozenset[Role] = frozenset({"body", "approver", "captain"})
 BODY: frozenset[Role] = frozenset({"body"})
 APPROVERS: frozenset[Role] = frozenset({"approver", "captain"})
 CAPTAIN: frozenset[Role] = frozenset({"captain"})
+HUMANS: frozenset[Role] = APPROVERS
+"""The roles of a token a human may log in to the dashboard with (`session_principal`): never a body's."""
 AGENT_ROLES: frozenset[Role] = frozenset({"body"})
 """The roles of a token that may be bound to an agent (an agent's body; later its reviewer's vote); a human's
 role (approver, captain) never is."""
@@ -142,6 +145,140 @@ async def authenticate(tokens: TokenStore, authorization: str | None, allowed: f
     return Principal(
         token_id=record.id, role=record.role, label=record.label, body_id=record.body_id, agent=record.agent
     )
+
+
+SESSION_COOKIE = "swarm_session"
+"""The dashboard's session cookie (HttpOnly, SameSite=Strict, Path=/; Secure over https)."""
+CSRF_HEADER = "X-Swarm-CSRF"
+"""The header a dashboard session's state-changing request carries its session's CSRF token in."""
+
+
+class TokensAndSessions(TokenStore, SessionStore, Protocol):
+    """What `authenticate_request` reads: the tokens, and the dashboard's sessions."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class SessionRules:
+    """How long a dashboard session lasts (`[brain] session_idle_s`, `session_max_s`)."""
+
+    idle_s: float
+    max_s: float
+
+
+@dataclass(kw_only=True, frozen=True)
+class Credentials:
+    """What a request carries to say who sends it: a bearer token, or a dashboard session (cookie, CSRF header,
+    Origin). `own_origins`: the origins the dashboard is served from (this request's, and `[brain] public_url`'s)."""
+
+    authorization: str | None
+    session: str | None = None
+    csrf: str | None = None
+    origin: str | None = None
+    own_origins: frozenset[str] = frozenset()
+    changes_state: bool = True
+
+
+async def authenticate_request(
+    state: TokensAndSessions,
+    credentials: Credentials,
+    allowed: frozenset[Role],
+    *,
+    at: datetime,
+    rules: SessionRules,
+) -> Principal:
+    """The one check of every `/v1` request: a bearer token (`authenticate`) when the request has an Authorization
+    header or no session cookie; else the dashboard session of its cookie (`session_principal`), for the human
+    roles only."""
+    if credentials.authorization is not None or credentials.session is None:
+        return await authenticate(state, credentials.authorization, allowed)
+    return await session_principal(state, credentials, allowed, at=at, rules=rules)
+
+
+async def session_principal(
+    state: TokensAndSessions,
+    credentials: Credentials,
+    allowed: frozenset[Role],
+    *,
+    at: datetime,
+    rules: SessionRules,
+) -> Principal:
+    """The human behind a dashboard session cookie: 401 for a session unknown, ended, past its idle or absolute
+    timeout, or whose token was revoked (the session is deleted then); 403 for a state-changing request without
+    the session's CSRF header or from another origin, or a role `allowed` does not hold."""
+    assert credentials.session is not None
+    session_hash = hash_token(credentials.session)
+    session = await state.session_by_hash(session_hash)
+    if session is None:
+        raise Unauthorized("this dashboard session is unknown or has ended: log in again")
+    record = await state.token_by_hash(session.token_hash)
+    if record is None or record.revoked_at is not None or record.role not in HUMANS:
+        # (kept, so that every request of it says why; the token is revoked for good)
+        raise Unauthorized("the token this dashboard session was opened with was revoked: the session has ended")
+    ended: str | None = None
+    if at - session.created_at >= timedelta(seconds=rules.max_s):
+        ended = f"this dashboard session has expired (a session lasts at most {rules.max_s:g} s): log in again"
+    elif at - session.last_seen >= timedelta(seconds=rules.idle_s):
+        ended = f"this dashboard session has expired (idle for more than {rules.idle_s:g} s): log in again"
+    if ended is not None:
+        await end_session(state, session, at=at, reason=ended)
+        raise Unauthorized(ended)
+    if credentials.changes_state:
+        if credentials.origin is None or credentials.origin not in credentials.own_origins:
+            raise Forbidden(
+                f"a dashboard request that changes something must come from the dashboard's own page "
+                f"(Origin {credentials.origin or 'missing'}; expected {' or '.join(sorted(credentials.own_origins))})",
+                field="Origin",
+            )
+        if not credentials.csrf or not hmac.compare_digest(credentials.csrf.encode(), session.csrf.encode()):
+            raise Forbidden(
+                f"a dashboard request that changes something needs its session's CSRF token in the {CSRF_HEADER} "
+                f"header ({'wrong' if credentials.csrf else 'missing'})",
+                field=CSRF_HEADER,
+            )
+    if record.role not in allowed:
+        raise Forbidden(f"a {record.role} may not do this (needs: {', '.join(sorted(allowed))})")
+    if at - session.last_seen >= timedelta(seconds=min(5.0, rules.idle_s / 10)):
+        await state.touch_session(session_hash, at)
+    return Principal(token_id=record.id, role=record.role, label=record.label)
+
+
+async def open_session(
+    state: TokensAndSessions, token: str, *, at: datetime, rules: SessionRules
+) -> tuple[str, SessionRecord]:
+    """Log a human in with an approver's or captain's `token`: a new session (cookie value, and its record, whose
+    `csrf` the page is given), after deleting the sessions whose timeouts have passed. 401 for an unknown or
+    revoked token, 403 for a body's (or any non-human's)."""
+    record = await state.token_by_hash(hash_token(token.strip()))
+    if record is None:
+        raise Unauthorized("unknown token: paste an approver's or captain's token (swarm brain token create)")
+    if record.revoked_at is not None:
+        raise Unauthorized(f"this token ({record.id}) was revoked at {record.revoked_at.isoformat()}")
+    if record.role not in HUMANS:
+        raise Forbidden(
+            f"a {record.role} token cannot log in to the dashboard: it is an agent's; log in with an approver's or "
+            "captain's token"
+        )
+    await state.prune_sessions(
+        idle_before=at - timedelta(seconds=rules.idle_s), created_before=at - timedelta(seconds=rules.max_s)
+    )
+    cookie = "sws_" + secrets.token_urlsafe(32)
+    session = SessionRecord(
+        session_hash=hash_token(cookie),
+        token_hash=record.token_hash,
+        token_id=record.id,
+        csrf=secrets.token_urlsafe(32),
+        created_at=at,
+        last_seen=at,
+    )
+    who = Principal(token_id=record.id, role=record.role, label=record.label)
+    await state.add_session(session, who.entry("session_start", at=at, reason="dashboard login", target=record.id))
+    return cookie, session
+
+
+async def end_session(state: TokensAndSessions, session: SessionRecord, *, at: datetime, reason: str) -> None:
+    """Delete a dashboard session (logout, timeout, its token revoked), with a log line saying why."""
+    log = LogEntry(at=at, action="session_end", by=session.token_id, token_id=session.token_id, reason=reason)
+    await state.end_session(session.session_hash, log)
 
 
 async def speak_for(state: TokenStore, who: Principal, body_id: str, *, at: datetime) -> None:

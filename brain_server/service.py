@@ -70,6 +70,7 @@ from shared_protocol.decisions import AnswerKind
 from shared_protocol.exceptions import AnswerRefusal, AnswerRefused
 
 from .auth import Principal, rebind_body
+from .dashboard.feed import AuditFeed
 from .events import BrainEvent, EventHub, kill_event
 from .exceptions import (
     AlreadyFinal,
@@ -153,6 +154,8 @@ class Brain:
         self.escalator = Escalator(state, self.wake, now=self.now)
         self.telemetry = Telemetry(state, settings=settings, hub=self.hub, now=self.now)
         self.metrics = BrainMetrics(state, settings=settings, hub=self.hub, now=self.now)
+        self.audit_feed = AuditFeed()
+        """The audit events stored since the brain started, for the dashboard's live audit stream."""
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -299,6 +302,7 @@ class Brain:
             first_new = result.stored_through - result.stored
             stored = [e for e in batch.events if first_new < e.seq <= result.stored_through]
             self.metrics.observe_audit(stored)
+            self.audit_feed.publish(stored)
             await self._alert_on_events(stored)
         problem = result.problem
         if problem is None:

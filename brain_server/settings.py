@@ -6,6 +6,8 @@ flags, `$SWARM_HOME` and the `[brain]` section of `swarm.toml`, and builds this.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared_protocol.decisions import ApprovalThresholds
@@ -67,6 +69,17 @@ class BrainSettings(BaseModel):
     )
     readiness_max_age_s: int = Field(
         default=86_400, gt=0, description="A readiness report lets live work through for this long ([rollout])."
+    )
+    session_idle_s: int = Field(
+        default=1800, gt=0, le=86_400, description="A dashboard session unused this long ends (log in again)."
+    )
+    session_max_s: int = Field(
+        default=12 * 3600, gt=0, le=30 * 86_400, description="A dashboard session ends this long after its login."
+    )
+    session_cookie_secure: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="The session cookie's Secure flag: auto: when the page was served over https (or public_url "
+        "is https); always; never (plain http beyond 127.0.0.1 is not advised).",
     )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)
 

@@ -414,6 +414,15 @@ class BrainConfig(ProtocolModel):
     telemetry_retention_days: int = Field(
         default=30, ge=1, le=36_500, description="Days of telemetry (uptime minutes) the brain keeps for its KPIs."
     )
+    session_idle_s: int = Field(
+        default=1800, gt=0, le=86_400, description="A dashboard login session unused this long ends."
+    )
+    session_max_s: int = Field(
+        default=12 * 3600, gt=0, le=30 * 86_400, description="A dashboard login session ends this long after login."
+    )
+    session_cookie_secure: Literal["auto", "always", "never"] = Field(
+        default="auto", description="The dashboard cookie's Secure flag; auto: when served over https."
+    )
 
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="The largest request body the brain's API reads (413 beyond it)."

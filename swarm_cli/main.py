@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import sys
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -23,6 +25,7 @@ from body_mcp.link_state import describe as describe_link
 from body_mcp.outputs import OutputStore
 from body_mcp.settings import AgentProfile
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
+from shared_protocol import AuditEvent
 from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult, check_acceptance_input
 from shared_protocol.config import SwarmConfig, render_config
 from shared_protocol.decisions import AnswerKind
@@ -235,14 +238,70 @@ def cmd_audit_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tail_settings(args: argparse.Namespace) -> tuple[BodySettings, str | None]:
+    """Whose trail `swarm audit tail` reads, and the agent to keep (None: every event): `--agent NAME` alone reads
+    that `[[agents]]` entry's own state, all of it (an unknown name is an error, as for every command);
+    `--workspace DIR --agent NAME` keeps NAME's events of the workspace's trail (an IDE's agent, say)."""
+    if args.agent is not None and args.workspace is not None:
+        return _context.body_settings(workspace=args.workspace, config=args.config), args.agent
+    return _state_settings(args), None
+
+
+def _tail_line(event: AuditEvent, *, as_json: bool) -> str:
+    if as_json:
+        return event.model_dump_json()  # (JSON escapes every control character: one event, one line)
+    what = event.tool or event.kind
+    code = f" [{event.code}]" if event.code else ""
+    return printable(
+        f"#{event.seq} {event.ts} {event.id} {event.agent} {what} {event.outcome}{code} — {event.rationale}"
+    )
+
+
 def cmd_audit_tail(args: argparse.Namespace) -> int:
-    with _open_admin(args) as admin:
-        for event in admin.tail(args.n):
-            what = event.tool or event.kind
-            code = f" [{event.code}]" if event.code else ""
-            line = f"#{event.seq} {event.ts} {event.id} {event.agent} {what} {event.outcome}{code} — {event.rationale}"
-            _out(printable(line))
-    return 0
+    """The last `-n` events (that pass the filters); with `--follow`, then every new one as the body writes it,
+    until Ctrl-C (exit 0)."""
+    if args.n < 0:
+        raise UserError(f"-n must be 0 or more (got {args.n})")
+    if args.interval <= 0:
+        raise UserError(f"--interval must be more than 0 seconds (got {args.interval})")
+    settings, agent = _tail_settings(args)
+
+    def wanted(event: AuditEvent) -> bool:
+        if agent is not None and event.agent != agent:
+            return False
+        if args.code is not None and event.code != args.code:
+            return False
+        return args.task is None or args.task in (event.detail.get("task_id"), event.arguments.get("task_id"))
+
+    filtered = agent is not None or args.code is not None or args.task is not None
+    with _context.open_admin(settings) as admin:
+        trail = admin.audit
+        if filtered:
+            last: deque[AuditEvent] = deque(maxlen=args.n)
+            seq = 0
+            while batch := trail.after(seq):
+                last.extend(e for e in batch if wanted(e))
+                seq = batch[-1].seq
+        else:
+            last = deque(trail.tail(args.n) if args.n else [])
+            head = trail.tail(1)
+            seq = head[0].seq if head else 0
+        for event in last:
+            _out(_tail_line(event, as_json=args.json))
+        if not args.follow:
+            return 0
+        try:
+            while True:
+                batch = trail.after(seq)
+                if not batch:
+                    time.sleep(args.interval)
+                    continue
+                for event in batch:
+                    if wanted(event):
+                        _out(_tail_line(event, as_json=args.json))
+                seq = batch[-1].seq
+        except KeyboardInterrupt:
+            return 0  # Ctrl-C is how a follow ends
 
 
 def cmd_audit_explain(args: argparse.Namespace) -> int:
@@ -460,9 +519,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit_reset)
     p.add_argument("--reason", required=True, help="why (the new chain's first event)")
     _state_arg(p)
-    p = audit_sub.add_parser("tail", help="the latest events")
+    p = audit_sub.add_parser(
+        "tail",
+        help="the latest events; --follow: then each new one until Ctrl-C",
+        description="The latest events of a workspace's (or an [[agents]] entry's) audit trail. --agent NAME "
+        "alone reads that [[agents]] entry's state; with --workspace DIR it keeps NAME's events of the workspace's "
+        "trail. Follows the local trail, on this machine (the brain's copy of every body's trail is on its "
+        "dashboard, GET / and /v1/dashboard/stream).",
+    )
     p.set_defaults(func=cmd_audit_tail)
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--follow", "-f", action="store_true", help="then print each new event, until Ctrl-C (exit 0)")
+    p.add_argument("--json", action="store_true", help="one JSON object per event and line (the AuditEvent)")
+    p.add_argument("--task", metavar="TASK_ID", help="only the events of this task (next_task, report_outcome...)")
+    p.add_argument("--code", metavar="CODE", help="only the events with this refusal code (kill_switch_engaged...)")
+    p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     _state_arg(p)
     p = audit_sub.add_parser("explain", help="a readable explanation of one event")
     p.set_defaults(func=cmd_audit_explain)

@@ -480,6 +480,14 @@ class AuditStore:
             rows = conn.execute("SELECT body FROM audit_events ORDER BY seq DESC LIMIT ?", (count,)).fetchall()
         return [AuditEvent.model_validate_json(body) for (body,) in reversed(rows)]
 
+    def after(self, seq: int, limit: int = 1000) -> list[AuditEvent]:
+        """The events after `seq`, oldest first, at most `limit` (what `swarm audit tail --follow` reads next)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT body FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            ).fetchall()
+        return [AuditEvent.model_validate_json(body) for (body,) in rows]
+
     # -- verification and retention ----------------------------------------------------
 
     def verify(self) -> VerifyReport:

@@ -53,6 +53,7 @@ from ._records import (
     UsageSummary,
 )
 from ._registry import ENGINES, engine_kind, open_engine, sqlite_path, sqlite_url
+from ._sessions import SessionRecord, SessionStore
 from ._sqlite import SqliteStateEngine
 from ._transitions import OutcomeReport, StoredTask, created
 
@@ -83,6 +84,8 @@ __all__ = [
     "ReadinessStore",
     "Rebinding",
     "Reversal",
+    "SessionRecord",
+    "SessionStore",
     "SqliteStateEngine",
     "StateEngine",
     "StoredTask",

@@ -26,17 +26,19 @@ from ._memory_telemetry import MemoryTelemetry
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
 from ._rules import iso, rebind_refusal, same_question
+from ._sessions import MemorySessions
 
 KILL_RELEASED = KillState(engaged=False)
 
 
-class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry):
+class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySessions):
     """The brain's state in memory: lost when the process ends."""
 
     def __init__(self) -> None:
         MemoryTasks.__init__(self)
         MemoryAutonomy.__init__(self)
         MemoryTelemetry.__init__(self)
+        MemorySessions.__init__(self)
         self._tokens: dict[str, TokenRecord] = {}
         self._log: list[LogEntry] = []
         self._kill: KillState = KILL_RELEASED

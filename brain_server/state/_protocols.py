@@ -45,6 +45,7 @@ from ._records import (
     TokenRecord,
     UsageSummary,
 )
+from ._sessions import SessionStore
 from ._transitions import OutcomeReport
 
 Durability = Literal["power_loss", "crash"]
@@ -450,6 +451,7 @@ class StateEngine(
     AnswerTokenStore,
     InteractionStore,
     TelemetryStore,
+    SessionStore,
     Protocol,
 ):
     """Everything the brain knows, in one object. Implementations serialise writers; every method is atomic."""

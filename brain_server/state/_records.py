@@ -44,6 +44,8 @@ LogAction = Literal[
     "alert",
     "answer_refused",
     "interaction_refused",
+    "session_start",
+    "session_end",
     "audit_prune",
     "telemetry_prune",
 ]

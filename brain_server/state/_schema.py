@@ -340,6 +340,18 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX telemetry_presence_minute ON telemetry_presence (minute);
     """,
+    # v14 (dashboard, #20): the dashboard's login sessions, by the SHA-256 of their cookie; a row goes when its
+    # session ends (logout, an idle or absolute timeout, its token revoked).
+    """
+    CREATE TABLE dashboard_sessions (
+        session_hash TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        token_id TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -1,0 +1,149 @@
+"""The routes the dashboard needs beyond the existing `/v1` ones: the decisions waiting for an answer, and one
+live stream of what changes (the kill switch, decisions, tasks, audit events)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import cast, get_args
+
+import anyio
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from shared_protocol import AuditEvent
+from shared_protocol.brain import Decision
+from shared_protocol.decisions import DecisionState
+
+from ..auth import APPROVERS, Principal, authenticate_request
+from ..events import KEEPALIVE, kill_event
+from ..exceptions import ApiError, InvalidRequest
+from ..service import Brain
+from ..sessions import request_credentials, session_rules
+
+_RETRY = b"retry: 2000\n\n"
+
+
+def _audit_event(event: AuditEvent) -> bytes:
+    """An `audit` server-sent event (a dashboard stream's own name: bodies' streams never carry it)."""
+    return f"event: audit\ndata: {event.model_dump_json()}\n\n".encode()
+
+
+class DecisionList(BaseModel):
+    """`GET /v1/decisions?state=STATE`: the decisions in that state, oldest first."""
+
+    decisions: list[Decision]
+
+
+async def list_decisions(brain: Brain, state: DecisionState | None) -> list[Decision]:
+    """The decisions in `state` (None: all), oldest first; a pending one past its deadline is expired by the next
+    sweep, so it is not listed as pending."""
+    now = brain.now()
+    found = await brain.state.decisions()
+    if state is None:
+        return found
+    if state == "pending":
+        return [d for d in found if d.state == "pending" and d.deadline > now]
+    return [d for d in found if d.state == state]
+
+
+class DashboardApi:
+    def __init__(self, brain: Brain) -> None:
+        self.brain = brain
+
+    async def decisions(self, request: Request, who: Principal) -> Response:
+        raw = request.query_params.get("state") or None
+        if raw is not None and raw not in get_args(DecisionState):
+            raise InvalidRequest(
+                f"state must be one of {', '.join(get_args(DecisionState))} (got {raw!r})", field="state"
+            )
+        listed = DecisionList(decisions=await list_decisions(self.brain, cast(DecisionState | None, raw)))
+        return Response(listed.model_dump_json(), media_type="application/json")
+
+    async def stream(self, request: Request, who: Principal) -> Response:
+        credentials = request_credentials(request, self.brain.settings)
+
+        async def authorized() -> bool:
+            try:
+                await authenticate_request(
+                    self.brain.state,
+                    credentials,
+                    APPROVERS,
+                    at=self.brain.now(),
+                    rules=session_rules(self.brain.settings),
+                )
+            except ApiError:
+                return False
+            return True
+
+        return DashboardStream(self.brain, authorized=authorized)
+
+
+class DashboardStream(Response):
+    """`GET /v1/dashboard/stream`: server-sent events for an open dashboard.
+
+        event: kill | resume   data: KillState   (first, then on every change)
+        event: decision | task_available | task_cancelled | task_ended   (as `GET /v1/events` sends them)
+        event: audit           data: AuditEvent  (the newest ones stored since the brain started, then each new one)
+
+    Its credentials are checked again every `keepalive_s`: a session that ended (logout, timeout, its token
+    revoked) ends the stream. A page that does not read is cut off (it reconnects)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, brain: Brain, *, authorized: Callable[[], Awaitable[bool]]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._brain = brain
+        self._authorized = authorized
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        brain = self._brain
+        lock = anyio.Lock()
+        disconnected = False
+
+        async def chunk(data: bytes) -> None:
+            async with lock:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        with brain.hub.subscribe(None) as events, brain.audit_feed.subscribe() as audits:
+            first = kill_event(await brain.kill_state()).encode()
+            backlog = b"".join(_audit_event(e) for e in brain.audit_feed.recent())
+            async with anyio.create_task_group() as group:
+
+                async def watch_disconnect() -> None:
+                    nonlocal disconnected
+                    message: Message = {"type": ""}
+                    while message["type"] != "http.disconnect":
+                        message = await receive()
+                    disconnected = True
+                    group.cancel_scope.cancel()
+
+                async def forward_events() -> None:
+                    async for event in events:
+                        await chunk(event.encode())
+                    group.cancel_scope.cancel()  # cut off, or the brain is stopping: the page reconnects
+
+                async def forward_audit() -> None:
+                    async for event in audits:
+                        await chunk(_audit_event(event))
+                    group.cancel_scope.cancel()
+
+                async def keepalive() -> None:
+                    while True:
+                        await anyio.sleep(brain.settings.keepalive_s)
+                        if not await self._authorized():
+                            group.cancel_scope.cancel()
+                            return
+                        await chunk(KEEPALIVE)
+
+                group.start_soon(watch_disconnect)
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                await chunk(_RETRY + first + backlog)
+                group.start_soon(forward_events)
+                group.start_soon(forward_audit)
+                group.start_soon(keepalive)
+        if not disconnected:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
