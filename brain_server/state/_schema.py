@@ -340,6 +340,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX telemetry_presence_minute ON telemetry_presence (minute);
     """,
+    # v14: a task's setup command, which builds its environment (for the model, and afresh for the acceptance re-run)
+    """
+    ALTER TABLE tasks ADD COLUMN setup TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
