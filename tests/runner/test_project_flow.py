@@ -181,3 +181,32 @@ async def test_a_setup_that_fails_fails_the_task_before_the_model_and_leaves_no_
     assert subprocess.run(["git", "branch", "--list", "swarm/*"], cwd=repo, capture_output=True, text=True).stdout == ""
     assert not list((tmp_path / "home-work").glob("**/worktrees/*"))
     assert after["spend"]["steps"] == 0  # the model was never asked
+
+
+async def test_what_the_model_planted_in_its_env_is_not_what_the_check_runs_on(tmp_path: Path) -> None:
+    """The model rewrites pytest in its own env so that any run passes; the runner's check is built afresh by the
+    setup, from the index, and fails on the unfixed code."""
+    require_binary("bwrap", "bubblewrap")
+    require_binary("uv", "uv")
+    plant = "for f in .venv/lib/python3*/site-packages/pytest/__main__.py; do echo 'raise SystemExit(0)' > $f; done"
+    script = [
+        turn("Make every run pass.", "run_command", run(["sh", "-c", plant], "cheat")),
+        turn("See: it passes.", "run_command", run(["sh", "-c", TESTS], "show the cheat works here")),
+        {"content": "The tests pass.", "usage": {"input_tokens": 600, "output_tokens": 12}},
+    ]
+    with project_index(tmp_path) as index:
+        async with stack(tmp_path, extra_toml=SANDBOX_TOML.format(host=INDEX_HOST, port=index.port)) as s:
+            repo = make_project(tmp_path / "calc", index.port)
+            s.script(script)
+            task = await s.add_task(repo=str(repo), acceptance=TESTS, setup=SETUP)
+            await s.override("worker-1")
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600)
+            assert done.returncode == 0, done.stderr
+            after = await s.task(task["id"])
+    ran = outputs(s)
+    shown = ran["show the cheat works here"]
+    assert "passed" not in shown and "failed" not in shown, shown  # (the planted pytest ran no test)
+    assert after["state"] == "failed" and after["verified"] is False
+    assert after["verification"]["exit_code"] == 1
+    verify = next(r for r in ran if "re-run its acceptance command" in r)
+    assert "1 failed, 2 passed" in ran[verify]
