@@ -49,7 +49,7 @@ def greeting() -> str:
 def slow(rounds: int) -> int:
     """About a second of work for `rounds` = 1: a test run long enough to time."""
     found = 0
-    for number in range(rounds * 2_500_000):
+    for number in range(rounds * 5_000_000):
         found ^= number * 7
     return found
 '''
