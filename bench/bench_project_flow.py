@@ -5,10 +5,10 @@ commit.
 
 Subject: a real body (`Body` + its tools, the machine's sandbox backend: bubblewrap) on a fresh clone of the small
 Python project of tests/runner/project.py, each round with a fresh `$SWARM_HOME` (cold package cache):
-`run_command(uv venv -q .venv)`, `run_command(uv pip install -q -r requirements.txt, network=true)` through the
-body's counting proxy to a package index on 127.0.0.1 (its name pinned in `[sandbox] pinned_hosts`),
-`run_command(python -m pytest -q -p no:cacheprovider tests)` (a test run of over a second), then the fix made with
-`edit_file` and committed with `git_commit`.
+`run_command(uv venv -q --python /usr/bin/python3 .venv)`, `run_command(uv pip install -q -r requirements.txt,
+network=true)` through the body's counting proxy to a package index on 127.0.0.1 (its name pinned in `[sandbox]
+pinned_hosts`), `run_command(python -m pytest -q -p no:cacheprovider tests)` (a test run of over a second), then
+the fix made with `edit_file` and committed with `git_commit`.
 
 Baseline, in the same run, alternating round by round (sandboxed first in even rounds, bare first in odd ones): the
 same commands as plain subprocesses in another fresh clone, with a fresh uv cache, the index by its address, and
@@ -34,6 +34,8 @@ from shared_protocol.config import DEFAULT_SANDBOX_ENV, parse_config
 from tests.runner.project import BUGGY, FIXED, INDEX_HOST, TESTS, make_project, project_index
 
 TARGET = 1.5
+VENV = ["uv", "venv", "-q", "--python", "/usr/bin/python3", ".venv"]
+"""The same interpreter on both sides (the sandbox's `python3` is the system's; bare, uv would find pyenv's first)."""
 STEPS = ("env create", "install", "test run", "commit")
 
 
@@ -62,7 +64,7 @@ async def sandboxed(root: Path, port: int) -> dict[str, float]:
     body = _body(ws, root / "home", port)
     try:
         return {
-            "env create": await _timed(body, "run_command", {"argv": ["uv", "venv", "-q", ".venv"]}),
+            "env create": await _timed(body, "run_command", {"argv": VENV}),
             "install": await _timed(
                 body,
                 "run_command",
@@ -97,7 +99,7 @@ def bare(root: Path, port: int) -> dict[str, float]:
         return time.perf_counter() - start
 
     found = {
-        "env create": timed(["uv", "venv", "-q", ".venv"]),
+        "env create": timed(VENV),
         "install": timed(["uv", "pip", "install", "-q", "-r", "requirements.txt"]),
         "test run": timed(["sh", "-c", TESTS]),
     }
