@@ -54,8 +54,10 @@ async def _timed(body: Body, tool: str, args: dict[str, Any]) -> float:
     outcome = await body.call_tool(tool, {**args, "rationale": "bench"})
     took = time.perf_counter() - start
     assert not outcome.is_error, outcome.structured
-    exit_code = outcome.structured.get("exit_code", 0)
-    assert exit_code == 0 or (tool == "run_command" and "pytest" in str(args)), outcome.structured
+    if "pytest" in str(args):  # (the project's bug: one test fails, on both sides)
+        assert "1 failed, 2 passed" in str(outcome.structured.get("stdout")), outcome.structured
+    else:
+        assert outcome.structured.get("exit_code", 0) == 0, outcome.structured
     return took
 
 
@@ -95,7 +97,7 @@ def bare(root: Path, port: int) -> dict[str, float]:
     def timed(argv: list[str]) -> float:
         start = time.perf_counter()
         done = subprocess.run(argv, cwd=repo, env=env, check=False, capture_output=True, text=True)
-        assert done.returncode == 0 or "pytest" in str(argv), done.stderr
+        assert ("1 failed, 2 passed" in done.stdout) if "pytest" in str(argv) else done.returncode == 0, done.stderr
         return time.perf_counter() - start
 
     found = {
