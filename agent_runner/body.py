@@ -17,7 +17,7 @@ import json
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -28,6 +28,8 @@ from .exceptions import RunnerError
 
 ORIGIN_KEY = "swarm/origin"
 TURN_KEY = "swarm/turn"
+ENV_KEY = "swarm/env"
+FRESH_ENV_KEY = "swarm/fresh_env"
 TURN_TEXT_CAP = 4096
 """The model's reasoning sent with a call is cut to this many characters (the body caps it too)."""
 
@@ -57,6 +59,18 @@ class TurnMeta:
             ORIGIN_KEY: "model",
             TURN_KEY: {"step": self.step, "text": self.text[:TURN_TEXT_CAP], "tool_call_id": self.tool_call_id},
         }
+
+
+@dataclass(kw_only=True, frozen=True)
+class EnvMeta:
+    """The env dirs the runner's own `run_command` runs with, in its `_meta`: the task's (`task`, which its model's
+    commands write) or the check's own (`check`, which no model command sees; `fresh`: emptied first)."""
+
+    env: Literal["task", "check"]
+    fresh: bool = False
+
+    def as_meta(self) -> dict[str, Any]:
+        return {ENV_KEY: self.env, FRESH_ENV_KEY: self.fresh}
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -101,16 +115,26 @@ class BodySession:
         return any(tool.name == name for tool in self.tools)
 
     async def call(
-        self, name: str, arguments: Mapping[str, Any], *, turn: TurnMeta | None = None, timeout_s: float | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        turn: TurnMeta | None = None,
+        timeout_s: float | None = None,
+        env: EnvMeta | None = None,
     ) -> ToolReply:
         """Call `name`; with `turn` as the model's call (the body checks it against the agent's tool subset),
-        without as the runner's own. A refusal is a reply (`is_error`), not an exception."""
+        without as the runner's own (`env`: the env dirs the runner's own command runs with). A refusal is a reply
+        (`is_error`), not an exception."""
+        if turn is not None and env is not None:
+            raise ValueError("a model's call runs with the task's env dirs: it names no `env`")
+        meta = turn.as_meta() if turn is not None else env.as_meta() if env is not None else None
         try:
             result = await self._client.call_tool(
                 name,
                 dict(arguments),
                 read_timeout_seconds=timeout_s,
-                meta=turn.as_meta() if turn is not None else None,  # pyright: ignore[reportArgumentType]
+                meta=meta,  # pyright: ignore[reportArgumentType]
             )
         except Exception as exc:
             raise BodyFailed(f"the body did not answer {name}: {exc}") from exc

@@ -134,12 +134,18 @@ LoopEnd = Finished | Failed | Parked
 Record = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
-def first_message(title: str, description: str, acceptance: str) -> UserMessage:
+def first_message(title: str, description: str, acceptance: str, setup: str = "") -> UserMessage:
     lines = [f"Task: {title}"]
     if description:
         lines += ["", description]
     if acceptance:
         lines += ["", f"It is done when this command exits 0 in the workspace: {acceptance}"]
+    if setup:
+        lines += [
+            "",
+            f"The task's environment was built with `{setup}` before you start; it is built again, afresh, from the "
+            "files it reads before that check runs.",
+        ]
     lines += [
         "",
         "Work through the tools you are given; every call needs a `rationale` saying why. Paths are relative to the "

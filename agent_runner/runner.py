@@ -63,7 +63,7 @@ from shared_protocol.brain import (
     Verification,
 )
 
-from .body import BodyFailed, BodyLaunch, BodySession, ToolReply, open_body
+from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_body
 from .conversation import ToolCall
 from .exceptions import RunnerError
 from .gate import KillGate
@@ -87,13 +87,44 @@ _BODY_KILL_RETRY_S = 0.5
 def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
     """The globs (from the workspace root) of the files the task's acceptance command reads, which the model may not
     change: the task's own `acceptance_inputs` when it sets them (`[]`: none); else the files and directories its
-    acceptance command names that exist in the workspace, and `DEFAULT_ACCEPTANCE_INPUTS` (the tests)."""
+    acceptance command names that exist in the workspace, `DEFAULT_ACCEPTANCE_INPUTS` (the tests), and what its
+    setup reads (`setup_inputs`)."""
     if task.acceptance_inputs is not None:
         return list(task.acceptance_inputs)
     if not task.acceptance.strip():
         return []
+    named = _named_inputs(task.acceptance, workspace)
+    found = [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
+    return [*found, *(p for p in setup_inputs(task, workspace) if p not in found)]
+
+
+SETUP_INPUTS = (
+    "pyproject.toml",
+    "uv.lock",
+    "requirements*.txt",
+    "setup.py",
+    "setup.cfg",
+    "package.json",
+    "package-lock.json",
+)
+"""What a task's setup command reads besides the files it names: the project's declared dependencies and how to
+build it. The setup is run again, afresh, before the acceptance re-run, so these decide what the check runs with."""
+
+
+def setup_inputs(task: Task, workspace: Path) -> list[str]:
+    """The globs of the files the task's setup reads (none without a setup): the files and directories it names
+    that exist in the workspace, and `SETUP_INPUTS`. Part of the default acceptance inputs."""
+    if not task.setup.strip():
+        return []
+    named = _named_inputs(task.setup, workspace)
+    return [*named, *(p for p in SETUP_INPUTS if p not in named)]
+
+
+def _named_inputs(command: str, workspace: Path) -> list[str]:
+    """The files and directories (as globs) a command line names that exist in the workspace, the workspace itself
+    excepted."""
     try:
-        argv = shlex.split(task.acceptance)
+        argv = shlex.split(command)
     except ValueError:
         argv = []
     root = workspace.resolve()
@@ -112,7 +143,7 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
         pattern = f"{rel}/**" if found.is_dir() else rel
         if pattern not in named:
             named.append(pattern)
-    return [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
+    return named
 
 
 def _with_shell_words(argv: list[str]) -> list[str]:
@@ -329,7 +360,7 @@ class AgentRunner:
         elif space.branch is not None:
             self.say(f"task {task.id}: works in {space.path} on branch {space.branch}")
         run = TaskRun(task_id=task.id, title=task.title, workspace=space.path)
-        run.messages.append(first_message(task.title, task.description, task.acceptance))
+        run.messages.append(first_message(task.title, task.description, task.acceptance, task.setup))
         held = _Held(
             task=task,
             run=run,
@@ -442,6 +473,8 @@ class AgentRunner:
         started = time.monotonic()
         end: LoopEnd = Failed(reason=f"wall-clock limit: {self.profile.task_timeout_s:g} s")
         verification: Verification | None = None
+        setup_failed: str | None = None
+        unstarted = False  # (the task's setup failed before its model did anything)
         current = _Current(task_id=task.id, scope=anyio.CancelScope())
         async with anyio.create_task_group() as group:
             current.scope = group.cancel_scope
@@ -455,19 +488,25 @@ class AgentRunner:
                             raise RunnerError(
                                 f"agent '{self.profile.name}' lists tools its body does not offer: {', '.join(missing)}"
                             )
-                        end = await work(
-                            run,
-                            profile=self.profile,
-                            provider=self.provider,
-                            body=body,
-                            spending=held.spending,
-                            gate=self.gate,
-                            ask_approval=functools.partial(self._ask_approval, body),
-                        )
-                        if isinstance(end, Finished):
-                            verification = await self._verify(body, task)
-                        if not isinstance(end, Parked):
-                            await self._commit(body, held, end)
+                        # A task's setup builds the model's environment before its first step (not again when a
+                        # parked task resumes: that environment is still there).
+                        failed = await self._setup(body, task, check=False) if run.steps == 0 else None
+                        if failed is not None:
+                            end, unstarted = Failed(reason=failed), True
+                        else:
+                            end = await work(
+                                run,
+                                profile=self.profile,
+                                provider=self.provider,
+                                body=body,
+                                spending=held.spending,
+                                gate=self.gate,
+                                ask_approval=functools.partial(self._ask_approval, body),
+                            )
+                            if isinstance(end, Finished):
+                                verification, setup_failed = await self._verify(body, task)
+                            if not isinstance(end, Parked):
+                                await self._commit(body, held, end)
                 except BodyFailed as exc:
                     end = Failed(reason=str(exc))
             group.cancel_scope.cancel()
@@ -491,8 +530,10 @@ class AgentRunner:
             self._parked[task.id] = held
             self.say(f"task {task.id} parked: {end.reason} (decision {end.decision_id})")
             return
+        if unstarted:
+            self._abandon_space(held)
         if isinstance(end, Finished):
-            outcome, summary = self._judge(end, verification)
+            outcome, summary = self._judge(end, verification, setup_failed)
         else:
             outcome, summary = "failed", end.reason
         handed = self._hand_over(held)
@@ -501,45 +542,42 @@ class AgentRunner:
         )
         self._cleanup(held)
 
-    def _judge(self, end: Finished, verification: Verification | None) -> tuple[TaskOutcome, str]:
+    def _judge(
+        self, end: Finished, verification: Verification | None, setup_failed: str | None = None
+    ) -> tuple[TaskOutcome, str]:
         if verification is None:
             return "succeeded", f"{end.summary} (self-reported: the task has no acceptance command)"
         if verification.verified:
             return "succeeded", end.summary
+        if setup_failed is not None:
+            return "failed", f"{setup_failed}: the acceptance command was not run; the model said: {end.summary}"
         code = "no exit code" if verification.exit_code is None else f"exit code {verification.exit_code}"
         return "failed", f"the acceptance command did not pass ({code}); the model said: {end.summary}"
 
-    async def _verify(self, body: BodySession, task: Task) -> Verification | None:
+    async def _verify(self, body: BodySession, task: Task) -> tuple[Verification | None, str | None]:
+        """The acceptance command re-run by the body as the runner's own call, and why it could not run (its setup
+        failed). With a setup, the setup runs first into fresh env dirs of the check's own, and the acceptance
+        command runs with them: never with what the model's commands installed."""
         if not task.acceptance.strip():
-            return None
+            return None, None
         try:
             argv = shlex.split(task.acceptance)
         except ValueError as exc:
             self.say(f"task {task.id}: its acceptance command cannot be split into arguments: {exc}")
-            return Verification(command=task.acceptance, exit_code=None, action_id=None, verified=False)
+            return Verification(command=task.acceptance, exit_code=None, action_id=None, verified=False), None
+        env: EnvMeta | None = None
+        if task.setup.strip():
+            if (failed := await self._setup(body, task, check=True)) is not None:
+                return Verification(command=task.acceptance, exit_code=None, action_id=None, verified=False), failed
+            env = EnvMeta(env="check")
         arguments = {
             "argv": argv,
             "timeout_s": self.acceptance_timeout_s,
             "rationale": f"verify task {task.id}: re-run its acceptance command",
         }
-        while True:
-            # Killed while the command ran (the gate cut the call off, or the body's own kill switch refused or
-            # killed it): nothing is decided by that run. Wait for the release and run the check again, as the loop
-            # does for a model call the kill switch cut off.
-            await self.gate.released()
-            self.say(f"task {task.id}: verifying: the body re-runs `{task.acceptance}`")
-            with self.gate.watch() as scope:
-                reply = await body.call("run_command", arguments)
-            if scope.cancelled_caught:
-                self.say(f"task {task.id}: the kill switch stopped the acceptance re-run; it runs again once released")
-                continue
-            if reply.refusal_code in _KILLED:
-                self.say(
-                    f"task {task.id}: the body's kill switch refused the acceptance re-run; retrying once released"
-                )
-                await anyio.sleep(_BODY_KILL_RETRY_S)  # (the body hears the resume on its own link)
-                continue
-            break
+        reply = await self._own_command(
+            body, task, arguments, env=env, what=f"verifying: the body re-runs `{task.acceptance}`"
+        )
         exit_code = reply.structured.get("exit_code")
         code = exit_code if isinstance(exit_code, int) and not reply.is_error else None
         return Verification(
@@ -547,7 +585,79 @@ class AgentRunner:
             exit_code=code,
             action_id=reply.action_id,
             verified=code == 0,
-        )
+        ), None
+
+    async def _setup(self, body: BodySession, task: Task, *, check: bool) -> str | None:
+        """Run the task's setup, the runner's own call: into the model's env dirs (`check` False: at the start of
+        the task), or into fresh ones of the check's own (before the acceptance re-run). Network as the body's
+        config allows (`[sandbox] allowed_domains`: package installs go through its proxy); none if it allows none.
+        Returns why it failed, or None (done, or no setup)."""
+        if not task.setup.strip():
+            return None
+        try:
+            argv = shlex.split(task.setup)
+        except ValueError as exc:
+            return f"the task's setup `{task.setup}` cannot be split into arguments: {exc}"
+        if not argv:
+            return None
+        purpose = "the acceptance re-run, into fresh env dirs" if check else "the model, into the task's env dirs"
+        arguments: dict[str, Any] = {
+            "argv": argv,
+            "timeout_s": self.acceptance_timeout_s,
+            "network": True,
+            "rationale": f"set up task {task.id}'s environment for {purpose}",
+        }
+        env = EnvMeta(env="check", fresh=True) if check else EnvMeta(env="task")
+        what = f"setting up its environment for {purpose}: `{task.setup}`"
+        reply = await self._own_command(body, task, arguments, env=env, what=what)
+        if reply.refusal_code == RefusalCode.NETWORK_NOT_ALLOWED.value:  # (a body with no network: shadow, or none)
+            arguments["network"] = False
+            reply = await self._own_command(body, task, arguments, env=env, what=what + " (no network)")
+        exit_code = reply.structured.get("exit_code")
+        if not reply.is_error and exit_code == 0:
+            return None
+        if reply.is_error and reply.refusal_code is not None:
+            detail = f"the body refused it ({reply.refusal_code}): {reply.text[:500]}"
+        else:
+            stderr = str(reply.structured.get("stderr") or reply.structured.get("stdout") or "").strip()
+            tail = stderr.splitlines()[-5:] if stderr else []
+            detail = f"exit code {exit_code}" + (": " + " / ".join(line[:200] for line in tail) if tail else "")
+        where = "for the acceptance re-run" if check else "at the start of the task"
+        action = f" (audit {reply.action_id})" if reply.action_id else ""
+        return f"the task's setup `{task.setup}` failed {where}{action}: {detail}"
+
+    async def _own_command(
+        self, body: BodySession, task: Task, arguments: dict[str, Any], *, env: EnvMeta | None, what: str
+    ) -> ToolReply:
+        """A `run_command` of the runner's own. Killed while it ran (the gate cut the call off, or the body's own
+        kill switch refused or killed it): nothing is decided by that run. Wait for the release and run it again,
+        as the loop does for a model call the kill switch cut off."""
+        while True:
+            await self.gate.released()
+            self.say(f"task {task.id}: {what}")
+            with self.gate.watch() as scope:
+                reply = await body.call("run_command", arguments, env=env)
+            if scope.cancelled_caught:
+                self.say(f"task {task.id}: the kill switch stopped the command; it runs again once released")
+                continue
+            if reply.refusal_code in _KILLED:
+                self.say(f"task {task.id}: the body's kill switch refused the command; retrying once released")
+                await anyio.sleep(_BODY_KILL_RETRY_S)  # (the body hears the resume on its own link)
+                continue
+            return reply
+
+    def _abandon_space(self, held: _Held) -> None:
+        """The task failed before its model did anything (its setup failed): its worktree and branch go, nothing
+        of them is left half-made (the setup's env dirs are outside the repository)."""
+        space = held.space
+        if space is None or space.kind != "worktree":
+            return
+        try:
+            self.spaces.abandon(space)
+        except WorkspaceError as exc:
+            self.say(f"task {held.task.id}: {exc}; its worktree stays at {space.path}")
+            return
+        held.space = None
 
     async def _ask_approval(self, body: BodySession, run: TaskRun, call: ToolCall, reply: ToolReply) -> str | None:
         """The body refused `call` for want of approval: ask for it, as the runner (not the model)."""

@@ -245,6 +245,16 @@ class Worktrees:
             kept = None
         return Handover(branch=space.branch, commit=head, base=base, commits=int(counted or 0), kept=kept)
 
+    def abandon(self, space: Workspace) -> None:
+        """Remove a task's worktree, and its branch while it holds no commit of its own: the task failed before its
+        work began (its setup failed), so nothing of it is left half-made. A branch with commits stays."""
+        if space.kind != "worktree" or space.repo is None or space.branch is None or space.resumed:
+            return  # (a worktree taken up again may hold an earlier run's work: it stays)
+        head = self._git(space.path, "rev-parse", "HEAD").stdout.strip()
+        self._git(space.repo, "worktree", "remove", "--force", str(space.path))
+        if space.base is not None and head == space.base:
+            self._git(space.repo, "branch", "--delete", "--force", space.branch)
+
     def discard(self, space: Workspace) -> None:
         """Throw a shadow clone or a scratch directory away (a live worktree is never thrown away: see handover)."""
         if space.kind in ("clone", "scratch") and space.path.is_relative_to(self.root):

@@ -184,6 +184,7 @@ class Body:
             home=settings.home,
             env_root=self.paths.env,
             cache_root=self.paths.cache,
+            check_root=self.paths.check,
             files=config.workspace,
             sandbox_config=config.sandbox,
             max_api_calls_per_action=config.limits.max_api_calls_per_action,

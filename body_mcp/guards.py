@@ -279,6 +279,8 @@ class ExecuteGuard:
             progress=ctx.progress,
             policy=ctx.policy,
             from_model=ctx.origin.origin == "model",
+            env=ctx.origin.env,
+            fresh_env=ctx.origin.fresh_env,
         )
         if spec.read_only:
             return await spec.handler(tool_ctx)

@@ -2,7 +2,9 @@
 
 The agent runner is an MCP client of its agent's body. The calls it makes for its model carry
 `{"swarm/origin": "model", "swarm/turn": {"step": N, "text": "...", "tool_call_id": "..."}}`; its own
-calls (the acceptance command, next_task, report_outcome) carry neither. Other `_meta` keys (a progress
+calls (the acceptance command, next_task, report_outcome) carry neither; the runner's own `run_command` may name
+the env dirs it runs with (`"swarm/env": "task" | "check"`, `"swarm/fresh_env": true`), which a model's call never
+does. Other `_meta` keys (a progress
 token, the protocol's reserved keys) are not ours and are left alone.
 """
 
@@ -14,13 +16,22 @@ from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
-from shared_protocol.audit import MAX_TURN_TEXT, ORIGIN_META_KEY, TURN_META_KEY, ModelTurn
+from shared_protocol.audit import (
+    ENV_CHOICES,
+    ENV_META_KEY,
+    FRESH_ENV_META_KEY,
+    MAX_TURN_TEXT,
+    ORIGIN_META_KEY,
+    TURN_META_KEY,
+    ModelTurn,
+)
 
 UNREADABLE_META_KEY = "swarm/unreadable_meta"
 """Put by the server in place of a `_meta` that is not an object (the SDK would reject the whole request unseen):
 its value says what was sent, and the call is refused and audited."""
 
 Origin = Literal["model", "runner"]
+EnvChoice = Literal["task", "check"]
 ORIGINS: tuple[Origin, ...] = ("model", "runner")
 
 
@@ -32,6 +43,10 @@ class CallOrigin:
     turn: dict[str, Any] | None = None
     """A valid `ModelTurn` as JSON, its text cut to `MAX_TURN_TEXT`."""
     problem: str | None = None
+    env: EnvChoice | None = None
+    """The env dirs the runner's own command runs with (`swarm/env`); None: none."""
+    fresh_env: bool = False
+    """The check's env dirs are emptied before the command (`swarm/fresh_env`)."""
 
 
 NO_ORIGIN = CallOrigin()
@@ -43,14 +58,19 @@ def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
         return NO_ORIGIN
     if UNREADABLE_META_KEY in meta:
         return CallOrigin(problem=f"_meta must be an object, not {meta[UNREADABLE_META_KEY]}")
+    env, problem = _env(meta)
+    if problem is not None:
+        return CallOrigin(problem=problem)
     if ORIGIN_META_KEY not in meta and TURN_META_KEY not in meta:
-        return NO_ORIGIN
+        return NO_ORIGIN if env is None else CallOrigin(env=env, fresh_env=meta.get(FRESH_ENV_META_KEY) is True)
     origin: Origin | None = None
     if ORIGIN_META_KEY in meta:
         raw = meta[ORIGIN_META_KEY]
         if raw not in ORIGINS:
             return CallOrigin(problem=f'_meta \'{ORIGIN_META_KEY}\' must be "model" or "runner", not {_shown(raw)}')
         origin = raw
+    if env is not None and (origin == "model" or TURN_META_KEY in meta):
+        return CallOrigin(problem=f"_meta '{ENV_META_KEY}' is for the runner's own commands, not a model's call")
     turn: dict[str, Any] | None = None
     if TURN_META_KEY in meta:
         raw_turn = meta[TURN_META_KEY]
@@ -69,7 +89,24 @@ def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
                 f"{'.'.join(str(p) for p in err['loc']) or 'turn'}: {err['msg']}" for err in exc.errors()
             )
             return CallOrigin(problem=f"_meta '{TURN_META_KEY}' is not a model turn ({problems})")
-    return CallOrigin(origin=origin, turn=turn)
+    return CallOrigin(
+        origin=origin, turn=turn, env=env, fresh_env=env is not None and meta.get(FRESH_ENV_META_KEY) is True
+    )
+
+
+def _env(meta: Mapping[str, Any]) -> tuple[EnvChoice | None, str | None]:
+    """The `swarm/env` choice and `swarm/fresh_env` flag, or the problem with them."""
+    fresh = meta.get(FRESH_ENV_META_KEY)
+    if FRESH_ENV_META_KEY in meta and not isinstance(fresh, bool):
+        return None, f"_meta '{FRESH_ENV_META_KEY}' must be true or false, not {_shown(fresh)}"
+    if ENV_META_KEY not in meta:
+        return None, (f"_meta '{FRESH_ENV_META_KEY}' needs '{ENV_META_KEY}': \"check\"" if fresh else None)
+    raw = meta[ENV_META_KEY]
+    if raw not in ENV_CHOICES:
+        return None, f'_meta \'{ENV_META_KEY}\' must be "task" or "check", not {_shown(raw)}'
+    if fresh and raw != "check":
+        return None, f"_meta '{FRESH_ENV_META_KEY}' empties the check's env dirs: it needs '{ENV_META_KEY}': \"check\""
+    return raw, None
 
 
 def flag_unreadable_meta(params: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ Where a request goes is decided here, not by the command: the host is resolved b
 or literal that leads to a loopback, private, link-local or otherwise non-public address is refused (a
 command must not reach the host's own services, or the cloud's metadata endpoint, through an allowed name
 that resolves there). `pinned_hosts` is the exception: a host pinned to an address is connected to that
-address, with no DNS, whatever kind of address it is (a local package index).
+address, with no DNS, whatever kind of address it is (a local package index); a pin that names no port serves
+ports 80 and 443 only.
 
     async with CountingProxy(allowed_domains=["pypi.org", "*.pythonhosted.org"], max_requests=1000) as proxy:
         spec = SandboxSpec(..., network=ProxyNetwork(socket_path=proxy.socket_path))
@@ -128,6 +129,10 @@ class AllowList:
         return False
 
 
+PINNED_DEFAULT_PORTS = (80, 443)
+"""The ports a pin without one (on either side) serves."""
+
+
 class PinnedHosts:
     """Host (or host:port) -> the address the proxy connects to for it, without DNS (`[sandbox] pinned_hosts`)."""
 
@@ -148,6 +153,14 @@ class PinnedHosts:
         if pinned is None:
             return None
         return pinned[0], pinned[1] or port
+
+    def refuses_port(self, host: str, port: int) -> bool:
+        """A pin that names no port on either side (`pkgs.internal = "10.0.0.5"`) serves the web's ports only
+        (`PINNED_DEFAULT_PORTS`): it must not open every port of a private address (ssh, redis, an admin API)."""
+        if (host, port) in self._pins:
+            return False
+        pinned = self._pins.get((host, None))
+        return pinned is not None and pinned[1] is None and port not in PINNED_DEFAULT_PORTS
 
 
 def is_public_address(address: str) -> bool:
@@ -417,6 +430,13 @@ class CountingProxy:
     async def _destinations(self, request: _Request) -> tuple[list[tuple[str, int]], _Refusal | None]:
         """The addresses to connect to for an allowed request: its pin, else its public addresses. Resolved here
         and connected to by address, so a name cannot resolve to a public address now and a private one later."""
+        if self._pins.refuses_port(request.host, request.port):
+            return [], (
+                403,
+                f"{request.host} is pinned without a port: it serves ports "
+                f"{' and '.join(map(str, PINNED_DEFAULT_PORTS))} only, not {request.port} "
+                "(pin host:port or IP:port in [sandbox] pinned_hosts for another)",
+            )
         pinned = self._pins.lookup(request.host, request.port)
         if pinned is not None:
             return [pinned], None

@@ -20,6 +20,8 @@
         outputs/                  commands' large outputs, by action id (`outputs.py`)
         env/                      what commands install (`.venv`, `node_modules`), mounted into the workspace
                                   for commands only (an agent's: per task workspace, under workspaces/<key>/)
+        check/                    an agent's: the env dirs and caches its runner's acceptance check is built in
+                                  (per task workspace, emptied for each check; no model command ever sees it)
         cache/                    package caches (uv, pip, npm) of this body's commands: never ~/.cache
 
 Nothing here is ever inside the workspace: a body refuses to start when it would be.
@@ -160,6 +162,13 @@ class StatePaths:
         """What the workspace's commands install (a virtualenv, node_modules): outside the workspace, per workspace
         (an agent's, per task workspace), so it is never applied to the workspace nor counted."""
         return self.snapshot_root / "env"
+
+    @property
+    def check(self) -> Path:
+        """The env dirs (`check/env`) and package caches (`check/cache`) the runner's acceptance check is built in:
+        per workspace, apart from what the model's commands wrote, so nothing the model installed or cached is what
+        verifies its task."""
+        return self.snapshot_root / "check"
 
     @property
     def cache(self) -> Path:

@@ -555,6 +555,7 @@ class Brain:
                 acceptance=request.acceptance,
                 repo=request.repo,
                 acceptance_inputs=request.acceptance_inputs,
+                setup=request.setup,
             )
         )
         log = by.entry("task_create", at=now, reason=task.title, target=task.id)

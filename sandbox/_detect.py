@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -109,23 +110,42 @@ def find_toolchains(*, pyenv: Path | None = None) -> list[Toolchain]:
     return found
 
 
+_MAX_DECLARING_BYTES = 1024 * 1024
+
+
+def _read_own_file(path: Path) -> str:
+    """A workspace file's text, read on the host only if it is a regular file of the workspace: never through a
+    symlink (a `.python-version` leading to a file outside), never a FIFO or device (which would block), never more
+    than `_MAX_DECLARING_BYTES`. `OSError` otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_DECLARING_BYTES:
+            raise OSError(f"{path.name} is not a small regular file")
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            return stream.read(_MAX_DECLARING_BYTES).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def read_declared(workspace: Path) -> Declared:
-    """What the workspace declares; unreadable or malformed files declare nothing."""
+    """What the workspace declares; unreadable or malformed files, and files that are not the workspace's own
+    regular files (a symlink, a FIFO), declare nothing."""
     python_version = requires = node = None
     try:
-        first = (workspace / ".python-version").read_text(encoding="utf-8").strip().splitlines()
+        first = _read_own_file(workspace / ".python-version").strip().splitlines()
         python_version = first[0].strip() if first else None
     except (OSError, UnicodeDecodeError):
         pass
     try:
-        project = tomllib.loads((workspace / "pyproject.toml").read_text(encoding="utf-8")).get("project")
+        project = tomllib.loads(_read_own_file(workspace / "pyproject.toml")).get("project")
         if isinstance(project, dict):
             value = project.get("requires-python")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
             requires = value if isinstance(value, str) else None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         pass
     try:
-        package: object = json.loads((workspace / "package.json").read_text(encoding="utf-8"))
+        package: object = json.loads(_read_own_file(workspace / "package.json"))
         engines = cast(dict[str, object], package).get("engines") if isinstance(package, dict) else None
         wanted = cast(dict[str, object], engines).get("node") if isinstance(engines, dict) else None
         node = wanted if isinstance(wanted, str) else None

@@ -33,6 +33,13 @@ ORIGIN_META_KEY = "swarm/origin"
 """The MCP request `_meta` keys the agent runner sends with the tool calls it makes for its model:
 `{"swarm/origin": "model", "swarm/turn": {"step": 3, "text": "...", "tool_call_id": "call_1"}}`."""
 
+ENV_META_KEY = "swarm/env"
+FRESH_ENV_META_KEY = "swarm/fresh_env"
+"""The `_meta` keys of the runner's own `run_command` calls in an agent's body that name the env dirs the command
+gets: `"task"` (the model's, which its commands wrote), `"check"` (the check's own, which no model command ever
+sees; with `"swarm/fresh_env": true` emptied first). Without them the runner's call gets none (hidden)."""
+ENV_CHOICES = ("task", "check")
+
 MAX_TURN_TEXT = 4096
 """What an audit event keeps of the model's text for its turn (characters; the rest is cut, marked)."""
 

@@ -269,6 +269,17 @@ DEFAULT_ACCEPTANCE_INPUTS = ("tests/**", "**/test_*.py", "**/*_test.py", "**/con
 """What the model may not change when a task does not say (`acceptance_inputs` unset), besides the files its
 acceptance command names: the tests the command reads."""
 MAX_ACCEPTANCE_INPUTS = 100
+MAX_SETUP_CHARS = 4000
+
+
+def check_setup(setup: str) -> str:
+    """A task's setup command line: one line, no NUL, at most `MAX_SETUP_CHARS`; raises ValueError naming the
+    problem (whether it splits into arguments is the runner's to say, as for the acceptance command)."""
+    if len(setup) > MAX_SETUP_CHARS:
+        raise ValueError(f"setup is longer than {MAX_SETUP_CHARS} characters")
+    if "\0" in setup or "\n" in setup or "\r" in setup:
+        raise ValueError("setup must be one command line (no newline or NUL byte)")
+    return setup.strip()
 
 
 def check_acceptance_input(pattern: str) -> str:
@@ -303,6 +314,12 @@ class TaskRequest(ProtocolModel):
         description="The absolute directory on the agents' host the task works in (a git repository); empty: none. "
         "The brain cannot see that host: `swarm task add` checks it exists.",
     )
+    setup: str = Field(
+        default="",
+        description="The command line that builds the task's environment (e.g. `uv sync`): run by the runner, as its "
+        "own call, at the start of the task into the model's env dirs and again into fresh ones before the acceptance "
+        "re-run, which then runs with them; empty: none (the re-run sees no installed dependencies).",
+    )
     acceptance_inputs: list[str] | None = Field(
         default=None,
         max_length=MAX_ACCEPTANCE_INPUTS,
@@ -315,6 +332,11 @@ class TaskRequest(ProtocolModel):
     @classmethod
     def _globs(cls, inputs: list[str] | None) -> list[str] | None:
         return None if inputs is None else [check_acceptance_input(p) for p in inputs]
+
+    @field_validator("setup")
+    @classmethod
+    def _setup(cls, setup: str) -> str:
+        return check_setup(setup)
 
     @field_validator("repo")
     @classmethod
@@ -422,6 +444,8 @@ class Task(ProtocolModel):
     repo: str = ""
     acceptance_inputs: list[str] | None = None
     """What the model may not change (globs relative to the repository); None: the default (see TaskRequest)."""
+    setup: str = ""
+    """The command line that builds the task's environment (see TaskRequest); empty: none."""
     claim_mode: ClaimMode | None = None
     """The mode of the current (or last) claim."""
     logic_version: str | None = None

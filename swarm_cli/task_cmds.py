@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.explain import printable
-from shared_protocol.brain import Task, TaskRequest, TaskState, check_acceptance_input
+from shared_protocol.brain import Task, TaskRequest, TaskState, check_acceptance_input, check_setup
 
 from . import _context
 
@@ -64,6 +65,16 @@ def _repo(raw: str) -> str:
     return str(resolved)
 
 
+def _setup(raw: str) -> str:
+    """`--setup` as one command line that splits into arguments, or a `UserError` saying what is wrong with it."""
+    try:
+        setup = check_setup(raw)
+        shlex.split(setup)
+    except ValueError as exc:
+        raise UserError(f"--setup: {exc}") from None
+    return setup
+
+
 def _when(at: datetime | None) -> str:
     return "-" if at is None else at.isoformat(timespec="seconds")
 
@@ -85,6 +96,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             check_acceptance_input(pattern)
         except ValueError as exc:
             raise UserError(f"--acceptance-input: {exc}") from None
+    setup = _setup(args.setup)
     try:
         request = TaskRequest(
             title=args.title,
@@ -93,6 +105,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             acceptance=args.acceptance,
             repo=_repo(args.repo) if args.repo else "",
             acceptance_inputs=inputs,
+            setup=setup,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -103,6 +116,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         _out(f"acceptance: {task.acceptance}")
     if task.repo:
         _out(f"repo: {task.repo}")
+    if task.setup:
+        _out(f"setup: {task.setup}")
     if task.acceptance_inputs is not None:
         _out(f"acceptance inputs: {', '.join(task.acceptance_inputs) or '(none: the model may change them)'}")
     _out(task.id)
@@ -144,6 +159,7 @@ def describe(task: Task) -> list[str]:
             if task.acceptance_inputs is None
             else ", ".join(task.acceptance_inputs) or "(none: the model may change them)"
         ),
+        f"setup:        {task.setup or '(none)'}",
         f"repo:         {task.repo or '(none)'}",
         f"attempts:     {task.attempts}",
     ]
@@ -229,6 +245,13 @@ def add_parsers(sub: _Subparsers) -> None:
     p.add_argument("--title", required=True, help="what to do, in a line")
     p.add_argument("--description", default="", help="more detail for the agent")
     p.add_argument("--acceptance", default="", help="the command that decides success (e.g. 'pytest -q')")
+    p.add_argument(
+        "--setup",
+        default="",
+        metavar="CMD",
+        help="the command that builds the task's environment (e.g. 'uv sync'): run by the runner at the start of the "
+        "task and again, into fresh env dirs, before the acceptance re-run",
+    )
     p.add_argument("--value-usd", type=float, default=0.0, help="estimated value; higher is claimed first")
     p.add_argument("--repo", metavar="DIR", help="the repository the task works in (a directory on this host)")
     p.add_argument(

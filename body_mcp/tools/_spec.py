@@ -33,6 +33,7 @@ from ..decisions import DecisionStore
 from ..held import HeldRuns
 from ..killswitch import KillSwitch
 from ..limits import Limits
+from ..origin import EnvChoice
 from ..outputs import OutputStore
 from ..policy import PathPolicy
 from ..scan import WorkspaceScanner
@@ -75,6 +76,8 @@ class ToolDeps:
     """Where the workspace's installed dependencies live (`StatePaths.env`), mounted for commands."""
     cache_root: Path
     """The package caches of this body's commands (`StatePaths.cache`)."""
+    check_root: Path
+    """Where the runner's acceptance check gets its own env dirs and caches (`StatePaths.check`)."""
     files: WorkspaceConfig
     """Read and write size caps."""
     sandbox_config: SandboxConfig
@@ -154,6 +157,11 @@ class ToolContext(Generic[ArgsT]):
     inputs too)."""
     from_model: bool = False
     """The runner made this call for its model (`_meta` origin "model"), not for itself."""
+    env: EnvChoice | None = None
+    """The env dirs the runner's own command runs with (`_meta` `swarm/env`): the task's (its model's), the
+    check's, or (None) none."""
+    fresh_env: bool = False
+    """Empty the check's env dirs and caches first (`_meta` `swarm/fresh_env`)."""
 
     @property
     def path_policy(self) -> PathPolicy:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -66,6 +67,26 @@ def configured_toolchains(cfg: SandboxConfig, workspace: Path) -> tuple[list[Pat
     return toolchain, plan_toolchains(workspace, python=cfg.python)
 
 
+def _env_roots(ctx: ToolContext[RunCommandArgs]) -> tuple[Path, Path, bool]:
+    """Where the command's env dirs and package caches come from, and whether its env dirs are mounted.
+
+    The model's commands (and a body that serves no agent) get the task's. An agent's own check (the runner's
+    re-run of the acceptance command, not a call of its model) never runs on the env dirs its model's commands
+    wrote: nothing there is staged or reviewed, so a planted `.venv/bin/pytest` or `.pth`, or a poisoned wheel in
+    the cache, must not be what verifies a task. Without `swarm/env` it gets none (they are hidden); with
+    `swarm/env: check` it gets the check's own, which its setup built afresh (`swarm/fresh_env`); with
+    `swarm/env: task` (the runner's setup at the start of a task) the model's."""
+    deps = ctx.deps
+    if deps.agent_profile is None or ctx.from_model or ctx.env == "task":
+        return deps.env_root, deps.cache_root, True
+    if ctx.env == "check":
+        if ctx.fresh_env:
+            shutil.rmtree(deps.check_root, ignore_errors=True)
+        ctx.effects.detail["env"] = "check (fresh)" if ctx.fresh_env else "check"
+        return deps.check_root / "env", deps.check_root / "cache", True
+    return deps.env_root, deps.cache_root, False
+
+
 def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> SandboxSpec:
     args, deps = ctx.args, ctx.deps
     cfg = deps.sandbox_config
@@ -78,14 +99,11 @@ def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
         toolchain, tools = configured_toolchains(cfg, root)
     except ToolchainNotFound as exc:
         raise ToolRefused(str(exc), code=RefusalCode.TOOLCHAIN_NOT_FOUND, rule=Rule.SANDBOX_TOOLCHAINS) from None
-    # An agent's own check (the runner's re-run of the acceptance command, not a call of its model) runs on what the
-    # workspace holds, never on the env dirs its model's commands wrote: nothing there is staged or reviewed, so a
-    # planted `.venv/bin/pytest` or `.pth` must not be what verifies a task. They are left out and hidden.
-    checking = deps.agent_profile is not None and not ctx.from_model
-    env_dirs = [] if checking else cfg.env_dirs
-    if checking:
+    env_root, cache_root, mounted = _env_roots(ctx)
+    env_dirs = cfg.env_dirs if mounted else []
+    if not mounted:
         hidden = [*hidden, *cfg.env_dirs]
-    task_env = task_environment(workspace=root, env_root=deps.env_root, cache_root=deps.cache_root, env_dirs=env_dirs)
+    task_env = task_environment(workspace=root, env_root=env_root, cache_root=cache_root, env_dirs=env_dirs)
     env.update(task_env.variables)
     # Exactly these directories, in this order (the host's PATH names directories the sandbox does not mount).
     path = [*map(str, task_env.path_dirs), *([str(SANDBOX_BIN_DIR)] if tools.commands else [])]

@@ -47,6 +47,7 @@ TASK_ROW_FIELDS = (
     "spend",
     "shadow_runs",
     "acceptance_inputs",
+    "setup",
 )
 """A task as stored, claim token included, its history not (an append-only table of its own): the shape of a
 compensation's snapshots in every engine. Structured fields are canonical JSON text. Snapshots taken before a field
@@ -130,6 +131,7 @@ def task_row(task: Task, claim_token: str | None) -> dict[str, Any]:
         "spend": _json_of(task.spend),
         "shadow_runs": canonical([run.model_dump(mode="json") for run in task.shadow_runs]),
         "acceptance_inputs": None if task.acceptance_inputs is None else canonical(task.acceptance_inputs),
+        "setup": task.setup,
     }
 
 
@@ -163,6 +165,7 @@ def task_from_row(row: Mapping[str, Any], history: Sequence[TaskEvent] = ()) -> 
         spend=_parsed(TaskSpend, row.get("spend")),
         shadow_runs=[ShadowRun.model_validate(run) for run in json.loads(row.get("shadow_runs") or "[]")],
         acceptance_inputs=None if row.get("acceptance_inputs") is None else json.loads(row["acceptance_inputs"]),
+        setup=row.get("setup") or "",
         history=list(history),
     )
 

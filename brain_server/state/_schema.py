@@ -352,6 +352,11 @@ MIGRATIONS: list[str] = [
         last_seen TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # v15 (#18): a task's setup command, which builds its environment (for the model, and afresh for the
+    # acceptance re-run)
+    """
+    ALTER TABLE tasks ADD COLUMN setup TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

@@ -11,8 +11,10 @@ from mcp import Client
 
 from body_mcp import Admin, UserError, build_server
 from body_mcp.state import StatePaths, all_workspace_states
+from shared_protocol.config import parse_config
 
-from .agent_helpers import agent_body, agent_config, agent_settings, model_meta, profile
+from ..conftest import require_binary
+from .agent_helpers import AGENT, MODEL, TOOLS, agent_body, agent_config, agent_settings, model_meta, profile
 from .helpers import call, ok, refused
 
 pytestmark = pytest.mark.anyio
@@ -173,6 +175,12 @@ async def test_the_model_turn_is_kept_on_the_event_cut_to_a_cap_and_explained(re
         {"swarm/turn": {"step": 1, "text": ["x"], "tool_call_id": "c"}},
         {"swarm/turn": {"step": 1, "text": "x", "tool_call_id": "c", "extra": 1}},
         {"swarm/origin": "model", "swarm/turn": [1, "x", "c"]},
+        {"swarm/env": "elsewhere"},
+        {"swarm/env": "task", "swarm/fresh_env": True},
+        {"swarm/env": "check", "swarm/fresh_env": "yes"},
+        {"swarm/fresh_env": True},
+        {"swarm/origin": "model", "swarm/env": "check"},
+        {"swarm/env": "check", "swarm/turn": {"step": 1, "text": "x", "tool_call_id": "c"}},
     ],
 )
 async def test_a_malformed_swarm_meta_is_a_clear_audited_refusal(
@@ -223,3 +231,34 @@ def test_an_agents_snapshots_are_kept_apart_per_workspace(tmp_path: Path, home: 
             body.close()
     roots = {StatePaths.for_agent(home, "w1", ws).snapshot_root for ws in (first, second)}
     assert len(roots) == 2 and all(root.is_relative_to(StatePaths.for_agent(home, "w1").dir) for root in roots)
+
+
+async def test_the_runners_own_command_gets_the_models_env_the_checks_fresh_one_or_none(
+    workspace: Path, home: Path
+) -> None:
+    """`swarm/env: task` (the runner's setup at the start of a task) writes where the model's commands do;
+    `swarm/env: check` is the check's own, which no model command sees, emptied by `swarm/fresh_env`; without
+    `swarm/env` the runner's command sees neither."""
+    require_binary("bwrap", "bubblewrap")
+    config = parse_config({"models": {"fast": MODEL}, "agents": [{**AGENT, "tools": [*TOOLS, "run_command"]}]})
+    body = agent_body(workspace, home, config)
+    show = ["sh", "-c", "cat .venv/mark 2>/dev/null || echo none"]
+    try:
+        async with Client(build_server(body)) as client:
+
+            async def run(argv: list[str], meta: dict[str, object]) -> str:
+                args = {"argv": argv, "rationale": "env"}
+                result = ok(await client.call_tool("run_command", args, meta=meta))
+                assert result["exit_code"] == 0, result["stderr"]
+                return result["stdout"].strip()
+
+            await run(["sh", "-c", "echo task > .venv/mark"], {"swarm/env": "task"})
+            assert await run(show, model_meta()) == "task"
+            await run(["sh", "-c", "echo check > .venv/mark"], {"swarm/env": "check"})
+            assert await run(show, {"swarm/env": "check"}) == "check"
+            assert await run(show, model_meta(step=2)) == "task"  # (the model never sees the check's)
+            assert await run(show, {"swarm/env": "check", "swarm/fresh_env": True}) == "none"
+            assert await run(show, {}) == "none"
+    finally:
+        body.close()
+    assert not (workspace / ".venv").exists()

@@ -81,9 +81,12 @@ def get(port: int, path: str = "/", extra: bytes = b"") -> bytes:
     return b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (port, path.encode(), extra)
 
 
-def proxy_for(*, max_requests: int = 100, on_request: Callable[[ProxyRequest], None] | None = None) -> CountingProxy:
-    # A loopback address is refused unless pinned: these tests' servers are all on 127.0.0.1.
-    pins = {"127.0.0.1": "127.0.0.1"}
+def proxy_for(
+    *ports: int, max_requests: int = 100, on_request: Callable[[ProxyRequest], None] | None = None
+) -> CountingProxy:
+    # A loopback address is refused unless pinned: these tests' servers are all on 127.0.0.1, each port pinned (a
+    # pin without a port serves 80 and 443 only).
+    pins = {f"127.0.0.1:{port}": "127.0.0.1" for port in ports}
     return CountingProxy(
         allowed_domains=["127.0.0.1"], pinned_hosts=pins, max_requests=max_requests, on_request=on_request
     )
@@ -121,7 +124,7 @@ def test_an_invalid_allow_list_entry_is_a_config_error(pattern: str) -> None:
 async def test_allowed_plain_http_is_forwarded_in_origin_form_and_counted() -> None:
     origin = Origin()
     seen: list[ProxyRequest] = []
-    async with serving(origin.handle) as port, proxy_for(on_request=seen.append) as proxy:
+    async with serving(origin.handle) as port, proxy_for(port, on_request=seen.append) as proxy:
         extra = b"Proxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\nX-Kept: yes\r\n"
         status, answer = await exchange(proxy, get(port, "/simple?q=1", extra))
     assert status == 200
@@ -142,7 +145,7 @@ async def test_allowed_plain_http_is_forwarded_in_origin_form_and_counted() -> N
 )
 async def test_a_request_body_is_forwarded_exactly(headers: bytes, body: bytes) -> None:
     origin = Origin()
-    async with serving(origin.handle) as port, proxy_for() as proxy:
+    async with serving(origin.handle) as port, proxy_for(port) as proxy:
         request = b"POST http://127.0.0.1:%d/up HTTP/1.1\r\n%s\r\n%s" % (port, headers, body)
         status, answer = await exchange(proxy, request)
     assert status == 200
@@ -151,7 +154,7 @@ async def test_a_request_body_is_forwarded_exactly(headers: bytes, body: bytes) 
 
 
 async def test_connect_to_an_allowed_host_relays_bytes_both_ways() -> None:
-    async with serving(echo) as port, proxy_for() as proxy:
+    async with serving(echo) as port, proxy_for(port) as proxy:
         with anyio.fail_after(5):
             async with await anyio.connect_unix(proxy.socket_path) as stream:
                 reader = BufferedByteReceiveStream(stream)
@@ -170,7 +173,7 @@ async def test_connect_to_an_allowed_host_relays_bytes_both_ways() -> None:
 
 async def test_hosts_off_the_allow_list_get_403_and_are_recorded_as_refused() -> None:
     origin = Origin()
-    async with serving(origin.handle) as port, proxy_for() as proxy:
+    async with serving(origin.handle) as port, proxy_for(port) as proxy:
         assert (await exchange(proxy, b"CONNECT pypi.org:443 HTTP/1.1\r\n\r\n"))[0] == 403
         # localhost is 127.0.0.1, but only names on the list count.
         assert (await exchange(proxy, b"GET http://localhost:%d/ HTTP/1.1\r\n\r\n" % port))[0] == 403
@@ -184,7 +187,7 @@ async def test_hosts_off_the_allow_list_get_403_and_are_recorded_as_refused() ->
 
 async def test_the_request_past_the_budget_gets_429() -> None:
     origin = Origin()
-    async with serving(origin.handle) as port, proxy_for(max_requests=2) as proxy:
+    async with serving(origin.handle) as port, proxy_for(port, max_requests=2) as proxy:
         statuses = [(await exchange(proxy, get(port)))[0] for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert len(origin.heads) == 2
@@ -216,7 +219,7 @@ async def test_an_unreachable_upstream_gets_502_and_still_counts() -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     await listener.aclose()
-    async with proxy_for() as proxy:
+    async with proxy_for(port) as proxy:
         assert (await exchange(proxy, get(port)))[0] == 502
     assert [(r.allowed, r.status) for r in proxy.requests] == [(True, 502)]
     assert proxy.counted == 1
@@ -227,7 +230,7 @@ async def test_a_failing_on_request_callback_makes_the_proxy_refuse_the_rest() -
         raise RuntimeError("the audit store is gone")
 
     origin = Origin()
-    async with serving(origin.handle) as port, proxy_for(on_request=fail) as proxy:
+    async with serving(origin.handle) as port, proxy_for(port, on_request=fail) as proxy:
         statuses = [(await exchange(proxy, get(port)))[0] for _ in range(2)]
     assert statuses == [200, 503]
     assert len(origin.heads) == 1
@@ -236,7 +239,7 @@ async def test_a_failing_on_request_callback_makes_the_proxy_refuse_the_rest() -
 async def test_broken_clients_are_dropped_and_open_tunnels_closed_on_exit() -> None:
     origin = Origin()
     async with serving(echo) as echo_port, serving(origin.handle) as port:
-        proxy = proxy_for()
+        proxy = proxy_for(echo_port, port)
         async with proxy:
             async with await anyio.connect_unix(proxy.socket_path) as stream:
                 await stream.send(b"GET http://127.0.0.1/ HTT")  # then vanish mid-head
@@ -292,7 +295,7 @@ async def test_a_sandboxed_command_reaches_allowed_hosts_only_through_the_proxy(
     # The venv's interpreter lives under the repository, which the sandbox does not expose; the base one does.
     python = str(Path(sys.base_prefix) / "bin" / "python3")
     origin = Origin()
-    async with serving(origin.handle) as port, serving(echo) as echo_port, proxy_for() as proxy:
+    async with serving(origin.handle) as port, serving(echo) as echo_port, proxy_for(port, echo_port) as proxy:
         spec = SandboxSpec(
             workspace=workspace.resolve(),
             argv=[python, "-c", FETCH, str(port), str(echo_port)],

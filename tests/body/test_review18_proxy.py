@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from body_mcp.proxy import CountingProxy, is_public_address
+from body_mcp.proxy import CountingProxy, PinnedHosts, is_public_address
 
 from .test_proxy_destinations import hello_server, status_of
 
@@ -68,15 +68,17 @@ async def test_a_pin_with_a_port_reaches_only_that_port() -> None:
     assert proxy.counted == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='HOLE (low, config footgun): a pin without a port (`pkgs.internal = "10.0.0.5"`, which the README '
-    "allows) with an allow-list entry without one (`pkgs.internal`) lets a command reach every port of that "
-    "private address (ssh, redis, an admin API), not just the registry. Fix: a pin without a port serves only "
-    "80 and 443 (or a port-less pin is a config error: pinned_hosts must name IP:port).",
-)
 async def test_a_pin_without_a_port_does_not_open_every_port_of_a_private_address() -> None:
+    """Fixed (was low, a config footgun): a pin that names no port (`pkgs.internal = "10.0.0.5"`) with an allow-list
+    entry without one serves ports 80 and 443 only, not ssh, redis or an admin API on that private address."""
     async with hello_server() as other_service:
         pins = {"pkgs.test": "127.0.0.1"}
         async with CountingProxy(allowed_domains=["pkgs.test"], pinned_hosts=pins, max_requests=10) as proxy:
             assert await status_of(proxy, b"GET http://pkgs.test:%d/ HTTP/1.1\r\n\r\n" % other_service) == 403
+            assert await status_of(proxy, b"CONNECT pkgs.test:%d HTTP/1.1\r\n\r\n" % other_service) == 403
+    assert proxy.counted == 0
+    assert PinnedHosts(pins).lookup("pkgs.test", 443) == ("127.0.0.1", 443)
+    assert not PinnedHosts(pins).refuses_port("pkgs.test", 80)
+    # A pin that names the port on either side reaches that port, as before.
+    assert not PinnedHosts({"pkgs.test:8080": "127.0.0.1"}).refuses_port("pkgs.test", 8080)
+    assert PinnedHosts({"pkgs.test": "127.0.0.1:8080"}).lookup("pkgs.test", 9999) == ("127.0.0.1", 8080)

@@ -260,7 +260,7 @@ async def test_network_on_reaches_an_allowed_host_through_the_counting_proxy_onl
         "    except urllib.error.HTTPError as exc:\n"
         "        print(url, exc.code)\n"
     )
-    pinned = {"allowed_domains": ["127.0.0.1"], "pinned_hosts": {"127.0.0.1": "127.0.0.1"}}
+    pinned = {"allowed_domains": ["127.0.0.1"], "pinned_hosts": {f"127.0.0.1:{port}": "127.0.0.1"}}
     body = make_body(workspace, home, {"sandbox": pinned})
     try:
         async with Client(build_server(body)) as client:
@@ -299,7 +299,7 @@ async def test_network_commands_are_recorded_irreversible_and_policy_can_demand_
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     code = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/'); open('out.txt', 'w').write('x')"
-    pinned = {"allowed_domains": ["127.0.0.1"], "pinned_hosts": {"127.0.0.1": "127.0.0.1"}}
+    pinned = {"allowed_domains": ["127.0.0.1"], "pinned_hosts": {f"127.0.0.1:{port}": "127.0.0.1"}}
     config = {"sandbox": pinned, "policy": {"approve_irreversible": True}}
     body = make_body(workspace, home, config)
     try:

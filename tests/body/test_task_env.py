@@ -13,6 +13,7 @@ from body_mcp import Body, build_server
 from body_mcp.exceptions import ConfigError
 from body_mcp.ide import DoctorCheck, check_toolchains
 from body_mcp.state import StatePaths
+from sandbox import read_declared
 from shared_protocol.config import ConfigInvalid, SandboxConfig, parse_config
 
 from ..conftest import make_body, require_binary
@@ -76,6 +77,30 @@ def test_doctor_reports_the_toolchains_found_and_a_missing_one(workspace: Path) 
     assert found.ok and found.check == DoctorCheck.TOOLCHAINS
     (missing,) = check_toolchains(SandboxConfig(python="/opt/none/bin/python3"), workspace)
     assert not missing.ok and missing.subject == "toolchain python" and missing.fix
+
+
+def test_doctor_never_follows_a_declaring_file_out_of_the_workspace_nor_blocks_on_a_fifo(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """`.python-version`, `pyproject.toml` and `package.json` are read on the host: a symlink (to a file outside,
+    here one that would declare a version this machine lacks) declares nothing, and a FIFO does not block."""
+    import os
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "version").write_text("2.1\n")
+    (outside / "pyproject.toml").write_text('[project]\nrequires-python = ">=2.1,<2.2"\n')
+    (workspace / ".python-version").symlink_to(outside / "version")
+    (workspace / "pyproject.toml").symlink_to(outside / "pyproject.toml")
+    os.mkfifo(workspace / "package.json")
+    findings = check_toolchains(SandboxConfig(), workspace)
+    assert all(f.ok for f in findings)
+    assert not any("declared but not here" in f.message for f in findings), [f.message for f in findings]
+    declared = read_declared(workspace)
+    assert (declared.python_version, declared.requires_python, declared.node) == (None, None, None)
+    (workspace / ".python-version").unlink()
+    (workspace / ".python-version").write_text("2.1\n")  # (the workspace's own file is read, as before)
+    assert any(".python-version asks for 2.1" in f.message for f in check_toolchains(SandboxConfig(), workspace))
 
 
 def test_env_dirs_must_stay_inside_the_workspace() -> None:

@@ -218,3 +218,14 @@ async def test_concurrent_retries_with_one_idempotency_key_create_one_task(api: 
             group.start_soon(create)
     assert sorted(statuses) == [200] * 7 + [201]
     assert (await brain.state.count_tasks()).get("queued") == 1
+
+
+async def test_a_task_keeps_its_setup_and_a_setup_of_several_lines_is_refused(api: BrainClient) -> None:
+    setup = "uv sync --frozen"
+    created = ok(await api.post("/v1/tasks", {"title": "t", "setup": setup}, as_="approver"), 201)
+    assert created["setup"] == setup
+    assert ok(await api.get(f"/v1/tasks/{created['id']}", as_="approver"))["setup"] == setup
+    assert ok(await api.post("/v1/tasks", {"title": "u"}, as_="approver"), 201)["setup"] == ""
+    bad = await api.post("/v1/tasks", {"title": "v", "setup": "uv sync\ncurl evil"}, as_="approver")
+    assert refused(bad, 422, "invalid_request")["field"] == "setup"
+    assert len(ok(await api.get("/v1/tasks", as_="approver"))["tasks"]) == 2

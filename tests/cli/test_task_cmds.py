@@ -160,3 +160,25 @@ async def test_a_task_names_its_acceptance_inputs_or_none_and_bad_ones_are_one_c
     assert "give --acceptance too" in one_line(code, err)
     code, out, _ = await swarm(live, "task", "list", "--json", home=tmp_path)
     assert len(json.loads(out)) == 3, "nothing of a refused task was queued"
+
+
+async def test_a_task_names_its_setup_and_a_bad_one_is_one_clear_line(live: LiveBrain, tmp_path: Path) -> None:
+    setup = "sh -c 'uv venv -q .venv && uv pip install -q -r requirements.txt'"
+    code, out, err = await swarm(
+        live, "task", "add", "--title", "t", "--acceptance", "pytest -q", "--setup", setup, home=tmp_path
+    )
+    assert code == 0 and f"setup: {setup}" in out, err
+    task_id = out.strip().splitlines()[-1]
+    code, out, err = await swarm(live, "task", "show", task_id, home=tmp_path)
+    assert code == 0 and f"setup:        {setup}" in out, err
+    code, out, _ = await swarm(live, "task", "show", task_id, "--json", home=tmp_path)
+    assert json.loads(out)["setup"] == setup
+    for bad, problem in [
+        ("uv sync\nrm -rf /", "one command line"),
+        ("sh -c 'unclosed", "quotation"),
+        ("x" * 4001, "longer"),
+    ]:
+        code, _, err = await swarm(live, "task", "add", "--title", "w", "--setup", bad, home=tmp_path)
+        assert problem in one_line(code, err), err
+    code, out, _ = await swarm(live, "task", "list", "--json", home=tmp_path)
+    assert len(json.loads(out)) == 1, "nothing of a refused task was queued"

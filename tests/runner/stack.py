@@ -159,10 +159,12 @@ class Stack:
         return task
 
 
-def agents_toml(agents: Sequence[str], *, model: str = "scripted", extra: str = "") -> str:
+def agents_toml(
+    agents: Sequence[str], *, model: str = "scripted", extra: str = "", tools: Sequence[str] = TOOLS
+) -> str:
     return "".join(
         f'\n[[agents]]\nname = "{name}"\nmodel = "{model}"\nprompt = "You fix small bugs."\n'
-        f'tools = {json.dumps(TOOLS)}\ntoken = "env:{token_var(name)}"\n{extra}'
+        f'tools = {json.dumps(list(tools))}\ntoken = "env:{token_var(name)}"\n{extra}'
         for name in agents
     )
 
@@ -177,11 +179,12 @@ async def stack(
     extra_toml: str = "",
     extra_env: dict[str, str] | None = None,
     bind_tokens: bool = True,
+    tools: Sequence[str] = TOOLS,
 ) -> AsyncGenerator[Stack]:
     home = tmp_path / "home"
     home.mkdir()
     config = tmp_path / "swarm.toml"
-    config.write_text(models + extra_toml + agents_toml(agents, model=model))
+    config.write_text(models + extra_toml + agents_toml(agents, model=model, tools=tools))
     # The brain classifies decisions by the same [policy] and [limits] as the bodies, as in a deployment.
     thresholds = approval_thresholds(load_config(config))
     settings = BrainSettings(host="127.0.0.1", port=0, database_url="memory://", thresholds=thresholds)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent_runner.runner import acceptance_inputs
+from agent_runner.runner import SETUP_INPUTS, acceptance_inputs, setup_inputs
 from shared_protocol.brain import DEFAULT_ACCEPTANCE_INPUTS, Task
 
 
-def task(acceptance: str, inputs: list[str] | None = None) -> Task:
+def task(acceptance: str, inputs: list[str] | None = None, setup: str = "") -> Task:
     return Task(
         id="task_1",
         title="t",
@@ -21,6 +21,7 @@ def task(acceptance: str, inputs: list[str] | None = None) -> Task:
         created_by="approver",
         acceptance=acceptance,
         acceptance_inputs=inputs,
+        setup=setup,
     )
 
 
@@ -41,3 +42,18 @@ def test_a_tasks_own_inputs_win_and_none_means_none(tmp_path: Path) -> None:
     assert acceptance_inputs(task("python3 check.py", []), tmp_path) == []
     assert acceptance_inputs(task(""), tmp_path) == []
     assert acceptance_inputs(task("python3 'unclosed"), tmp_path) == list(DEFAULT_ACCEPTANCE_INPUTS)
+
+
+def test_what_the_setup_reads_is_protected_too_since_the_check_is_built_with_it(tmp_path: Path) -> None:
+    """The runner builds the check's environment with the task's setup: the files it names and the project's
+    declared dependencies decide what the check runs with, so the model may not change them."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "setup.sh").write_text("")
+    with_setup = task("pytest -q", setup="sh -c 'sh scripts/setup.sh && uv pip install -r requirements-dev.txt'")
+    assert setup_inputs(with_setup, tmp_path) == ["scripts/setup.sh", *SETUP_INPUTS]
+    found = acceptance_inputs(with_setup, tmp_path)
+    assert found[: len(DEFAULT_ACCEPTANCE_INPUTS)] == list(DEFAULT_ACCEPTANCE_INPUTS)
+    assert {"scripts/setup.sh", "pyproject.toml", "uv.lock", "requirements*.txt", "package-lock.json"} <= set(found)
+    assert len(found) == len(set(found))
+    assert setup_inputs(task("pytest -q"), tmp_path) == []
+    assert acceptance_inputs(task("pytest -q", ["t.py"], setup="uv sync"), tmp_path) == ["t.py"]  # (the task's own)
