@@ -436,6 +436,7 @@ class CountingProxy:
                 f"{request.host} is pinned without a port: it serves ports "
                 f"{' and '.join(map(str, PINNED_DEFAULT_PORTS))} only, not {request.port} "
                 "(pin host:port or IP:port in [sandbox] pinned_hosts for another)",
+                "address",
             )
         pinned = self._pins.lookup(request.host, request.port)
         if pinned is not None:
