@@ -62,6 +62,7 @@ from shared_protocol.brain import (
     UsageRecord,
     Verification,
 )
+from shared_protocol.imports import import_roots, interpreter_module_names, shadowing_files
 
 from .body import BodyFailed, BodyLaunch, BodySession, ToolReply, open_body
 from .conversation import ToolCall
@@ -112,7 +113,28 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
         pattern = f"{rel}/**" if found.is_dir() else rel
         if pattern not in named:
             named.append(pattern)
+    for module in _run_modules(argv):  # `python3 -m pytest`: a `pytest.py` of the model's would be what runs
+        if not any((root / f"{module}{kind}").exists() for kind in ("", ".py")):
+            named += [p for p in (f"{module}.*", f"{module}/__init__.*") if p not in named]
     return [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
+
+
+def _run_modules(argv: list[str]) -> list[str]:
+    """The top-level modules an acceptance command runs with `-m` (`python3 -m pytest`, `-mpytest`), which a module
+    file of that name in the workspace root would stand in for (the project's own, present already, is not)."""
+    words = _with_shell_words(argv)
+    found: list[str] = []
+    for i, arg in enumerate(words):
+        if arg == "-m":
+            module = words[i + 1] if i + 1 < len(words) else ""
+        elif arg.startswith("-m") and not arg.startswith("--"):
+            module = arg[2:]
+        else:
+            continue
+        top = module.split(".", 1)[0]
+        if top.isidentifier() and top not in found:
+            found.append(top)
+    return found
 
 
 def _with_shell_words(argv: list[str]) -> list[str]:
@@ -212,6 +234,8 @@ class _Held:
     mode: Mode
     space: Workspace | None = None
     """Where it works (a live worktree and branch, a shadow clone, a scratch directory)."""
+    unverified: str = ""
+    """Why a passing acceptance re-run is not a verified one (`_shadowing`); "" when nothing says so."""
 
 
 @dataclass(kw_only=True)
@@ -466,6 +490,13 @@ class AgentRunner:
                         )
                         if isinstance(end, Finished):
                             verification = await self._verify(body, task)
+                            if (
+                                verification is not None
+                                and verification.verified
+                                and (why := self._shadowing(held, protect))
+                            ):
+                                verification = verification.model_copy(update={"verified": False})
+                                held.unverified = why
                         if not isinstance(end, Parked):
                             await self._commit(body, held, end)
                 except BodyFailed as exc:
@@ -492,7 +523,7 @@ class AgentRunner:
             self.say(f"task {task.id} parked: {end.reason} (decision {end.decision_id})")
             return
         if isinstance(end, Finished):
-            outcome, summary = self._judge(end, verification)
+            outcome, summary = self._judge(end, verification, held.unverified)
         else:
             outcome, summary = "failed", end.reason
         handed = self._hand_over(held)
@@ -501,13 +532,38 @@ class AgentRunner:
         )
         self._cleanup(held)
 
-    def _judge(self, end: Finished, verification: Verification | None) -> tuple[TaskOutcome, str]:
+    def _judge(self, end: Finished, verification: Verification | None, unverified: str = "") -> tuple[TaskOutcome, str]:
         if verification is None:
             return "succeeded", f"{end.summary} (self-reported: the task has no acceptance command)"
         if verification.verified:
             return "succeeded", end.summary
+        if unverified:
+            return (
+                "failed",
+                f"the acceptance command passed, but not verified: {unverified}; the model said: {end.summary}",
+            )
         code = "no exit code" if verification.exit_code is None else f"exit code {verification.exit_code}"
         return "failed", f"the acceptance command did not pass ({code}); the model said: {end.summary}"
+
+    def _shadowing(self, held: _Held, protect: Sequence[str]) -> str:
+        """Before a pass is reported verified: the files the work adds (since the task's base commit) that would
+        stand in for a module the check's Python imports (`shared_protocol.imports`), said as the reason it is not;
+        "" when there are none. The body refuses the model such files; this catches them however they came."""
+        if not protect:  # (the task lets the model change what the check reads: `--no-acceptance-inputs`)
+            return ""
+        found = shadowing_files(held.workspace, import_roots(held.workspace, protect), interpreter_module_names())
+        if not found:
+            return ""
+        try:
+            new = self.spaces.new_since_base(held.space, sorted(found)) if held.space is not None else sorted(found)
+        except WorkspaceError as exc:
+            return f"whether {', '.join(sorted(found))} are the project's own could not be checked ({exc})"
+        shown = ", ".join(f"{path} (shadows the module '{found[path]}')" for path in new)
+        return (
+            f"the work adds modules on the check's import path that stand in for the interpreter's: {shown}"
+            if new
+            else ""
+        )
 
     async def _verify(self, body: BodySession, task: Task) -> Verification | None:
         if not task.acceptance.strip():
