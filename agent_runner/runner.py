@@ -23,7 +23,10 @@ limit windows and kill state are the body's, per agent (`swarm body --agent NAME
 Success counts only when verified: the task's acceptance command re-run by the body as the runner's own call, its
 exit code and audit event recorded with the outcome (the brain confirms it against that event, which the body ships
 to it). The model cannot rewrite the check: the body is started with the task's acceptance inputs
-(`acceptance_inputs`), which it refuses to let the model change. A kill during the re-run decides nothing: the
+(`acceptance_inputs`), which it refuses to let the model change, nor add a module the check would import instead of
+the interpreter's (`pytest.py`, `json.py`: `shared_protocol.imports`); and before a pass is reported verified the
+runner looks for such a module the work added since the task's base commit, however it came (`_shadowing`): one
+makes the outcome failed, with the reason. A kill during the re-run decides nothing: the
 check runs again once released. Without an acceptance command, success is the model's word and recorded as
 self-reported.
 """
@@ -551,7 +554,9 @@ class AgentRunner:
         "" when there are none. The body refuses the model such files; this catches them however they came."""
         if not protect:  # (the task lets the model change what the check reads: `--no-acceptance-inputs`)
             return ""
-        found = shadowing_files(held.workspace, import_roots(held.workspace, protect), interpreter_module_names())
+        named = acceptance_inputs(held.task.model_copy(update={"acceptance_inputs": None}), held.workspace)
+        roots = import_roots(held.workspace, [*protect, *named])  # (the scripts the command runs, whatever protects)
+        found = shadowing_files(held.workspace, roots, interpreter_module_names())
         if not found:
             return ""
         try:
@@ -672,6 +677,8 @@ class AgentRunner:
                 "refusals": str(run.refusals),
                 "transcript": str(self._transcript_path(task.id)),
             }
+            if held.unverified:
+                evidence["unverified"] = held.unverified
         request = OutcomeRequest(
             claim_token=claim_token,
             outcome=outcome,
