@@ -34,6 +34,7 @@ from shared_protocol.imports import (
     Parts,
     import_roots,
     interpreter_module_names,
+    modules_at,
     modules_in,
     shadowed_module,
     venv_site_dirs,
@@ -62,6 +63,8 @@ class ImportShadow:
     own: Callable[[str], bool]
 
     def module(self, parts: tuple[str, ...]) -> str | None:
+        if not modules_at(parts, self.roots):  # (most paths: decided without reading the names or the index)
+            return None
         module = shadowed_module(parts, self.roots, self.names())
         return None if module is None or self.own("/".join(parts)) else module
 

@@ -50,10 +50,11 @@ def module_of(name: str) -> str | None:
     return module if _IDENTIFIER.fullmatch(module) else None
 
 
-def shadowed_module(parts: Parts, roots: Iterable[Parts], names: frozenset[str]) -> str | None:
-    """The interpreter's module (in `names`, or a start-up module) that a file at `parts` (workspace-relative) would
-    stand in for, being on the import path (`roots`): `X.py`, `X.pyc`, `X.*.so` or `X/__init__.*` right in a root.
-    None when it shadows nothing. A directory `X/` alone does not shadow: a namespace package yields to a module."""
+def modules_at(parts: Parts, roots: Iterable[Parts]) -> list[str]:
+    """The top-level modules a file at `parts` (workspace-relative) would be imported as, being on the import path
+    (`roots`): `X.py`, `X.pyc`, `X.*.so` or `X/__init__.*` right in a root. A directory `X/` alone is none: a
+    namespace package yields to a module."""
+    found: list[str] = []
     for root in roots:
         if len(parts) <= len(root) or parts[: len(root)] != root:
             continue
@@ -61,12 +62,18 @@ def shadowed_module(parts: Parts, roots: Iterable[Parts], names: frozenset[str])
         if len(rest) == 1:
             module = module_of(rest[0])
         elif len(rest) == 2 and module_of(rest[1]) == "__init__":
-            module = rest[0]
+            module = rest[0] if _IDENTIFIER.fullmatch(rest[0]) else None
         else:
             continue
-        if module is not None and (module in names or module in STARTUP_MODULES):
-            return module
-    return None
+        if module is not None:
+            found.append(module)
+    return found
+
+
+def shadowed_module(parts: Parts, roots: Iterable[Parts], names: frozenset[str]) -> str | None:
+    """The interpreter's module (in `names`, or a start-up module) that a file at `parts` would stand in for
+    (`modules_at`); None when it shadows nothing."""
+    return next((m for m in modules_at(parts, roots) if m in names or m in STARTUP_MODULES), None)
 
 
 def import_roots(workspace: Path, protected: Sequence[str] = ()) -> tuple[Parts, ...]:

@@ -15,7 +15,9 @@ from tests.runner.stack import FIX, Stack, stack
 
 pytestmark = pytest.mark.anyio
 
-CHECK = "import sys\n\nsys.path.append('.')\nimport json  # noqa\nimport app\n\nraise SystemExit(0 if app.main() == 2 else 1)\n"
+CHECK = "import sys\n\nsys.path.append('.')\nimport json  # noqa\nimport app\n\n" + (
+    "raise SystemExit(0 if app.main() == 2 else 1)\n"
+)
 
 
 def turn(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
