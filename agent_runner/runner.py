@@ -23,7 +23,10 @@ limit windows and kill state are the body's, per agent (`swarm body --agent NAME
 Success counts only when verified: the task's acceptance command re-run by the body as the runner's own call, its
 exit code and audit event recorded with the outcome (the brain confirms it against that event, which the body ships
 to it). The model cannot rewrite the check: the body is started with the task's acceptance inputs
-(`acceptance_inputs`), which it refuses to let the model change. A kill during the re-run decides nothing: the
+(`acceptance_inputs`), which it refuses to let the model change, nor add a module the check would import instead of
+the interpreter's (`pytest.py`, `json.py`: `shared_protocol.imports`); and before a pass is reported verified the
+runner looks for such a module the work added since the task's base commit, however it came (`_shadowing`): one
+makes the outcome failed, with the reason. A kill during the re-run decides nothing: the
 check runs again once released. Without an acceptance command, success is the model's word and recorded as
 self-reported.
 """
@@ -62,6 +65,7 @@ from shared_protocol.brain import (
     UsageRecord,
     Verification,
 )
+from shared_protocol.imports import import_roots, interpreter_module_names, shadowing_files
 
 from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_body
 from .conversation import ToolCall
@@ -94,6 +98,7 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
     if not task.acceptance.strip():
         return []
     named = _named_inputs(task.acceptance, workspace)
+    named += [p for p in _module_inputs(task.acceptance, workspace) if p not in named]
     found = [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
     return [*found, *(p for p in setup_inputs(task, workspace) if p not in found)]
 
@@ -144,6 +149,40 @@ def _named_inputs(command: str, workspace: Path) -> list[str]:
         if pattern not in named:
             named.append(pattern)
     return named
+
+
+def _module_inputs(command: str, workspace: Path) -> list[str]:
+    """`python3 -m pytest`: a `pytest.py` (or `pytest/__init__.py`) the model put in the workspace root would be
+    what runs, so those names are inputs, unless the project has that module already (then it is the code under
+    test)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return []
+    root = workspace.resolve()
+    named: list[str] = []
+    for module in _run_modules(argv):
+        if not any((root / f"{module}{kind}").exists() for kind in ("", ".py")):
+            named += [p for p in (f"{module}.*", f"{module}/__init__.*") if p not in named]
+    return named
+
+
+def _run_modules(argv: list[str]) -> list[str]:
+    """The top-level modules an acceptance command runs with `-m` (`python3 -m pytest`, `-mpytest`), which a module
+    file of that name in the workspace root would stand in for (the project's own, present already, is not)."""
+    words = _with_shell_words(argv)
+    found: list[str] = []
+    for i, arg in enumerate(words):
+        if arg == "-m":
+            module = words[i + 1] if i + 1 < len(words) else ""
+        elif arg.startswith("-m") and not arg.startswith("--"):
+            module = arg[2:]
+        else:
+            continue
+        top = module.split(".", 1)[0]
+        if top.isidentifier() and top not in found:
+            found.append(top)
+    return found
 
 
 def _with_shell_words(argv: list[str]) -> list[str]:
@@ -243,6 +282,8 @@ class _Held:
     mode: Mode
     space: Workspace | None = None
     """Where it works (a live worktree and branch, a shadow clone, a scratch directory)."""
+    unverified: str = ""
+    """Why a passing acceptance re-run is not a verified one (`_shadowing`); "" when nothing says so."""
 
 
 @dataclass(kw_only=True)
@@ -505,6 +546,13 @@ class AgentRunner:
                             )
                             if isinstance(end, Finished):
                                 verification, setup_failed = await self._verify(body, task)
+                                if (
+                                    verification is not None
+                                    and verification.verified
+                                    and (why := self._shadowing(held, protect))
+                                ):
+                                    verification = verification.model_copy(update={"verified": False})
+                                    held.unverified = why
                             if not isinstance(end, Parked):
                                 await self._commit(body, held, end)
                 except BodyFailed as exc:
@@ -533,7 +581,7 @@ class AgentRunner:
         if unstarted:
             self._abandon_space(held)
         if isinstance(end, Finished):
-            outcome, summary = self._judge(end, verification, setup_failed)
+            outcome, summary = self._judge(end, verification, setup_failed, held.unverified)
         else:
             outcome, summary = "failed", end.reason
         handed = self._hand_over(held)
@@ -543,7 +591,7 @@ class AgentRunner:
         self._cleanup(held)
 
     def _judge(
-        self, end: Finished, verification: Verification | None, setup_failed: str | None = None
+        self, end: Finished, verification: Verification | None, setup_failed: str | None = None, unverified: str = ""
     ) -> tuple[TaskOutcome, str]:
         if verification is None:
             return "succeeded", f"{end.summary} (self-reported: the task has no acceptance command)"
@@ -551,8 +599,35 @@ class AgentRunner:
             return "succeeded", end.summary
         if setup_failed is not None:
             return "failed", f"{setup_failed}: the acceptance command was not run; the model said: {end.summary}"
+        if unverified:
+            return (
+                "failed",
+                f"the acceptance command passed, but not verified: {unverified}; the model said: {end.summary}",
+            )
         code = "no exit code" if verification.exit_code is None else f"exit code {verification.exit_code}"
         return "failed", f"the acceptance command did not pass ({code}); the model said: {end.summary}"
+
+    def _shadowing(self, held: _Held, protect: Sequence[str]) -> str:
+        """Before a pass is reported verified: the files the work adds (since the task's base commit) that would
+        stand in for a module the check's Python imports (`shared_protocol.imports`), said as the reason it is not;
+        "" when there are none. The body refuses the model such files; this catches them however they came."""
+        if not protect:  # (the task lets the model change what the check reads: `--no-acceptance-inputs`)
+            return ""
+        named = acceptance_inputs(held.task.model_copy(update={"acceptance_inputs": None}), held.workspace)
+        roots = import_roots(held.workspace, [*protect, *named])  # (the scripts the command runs, whatever protects)
+        found = shadowing_files(held.workspace, roots, interpreter_module_names())
+        if not found:
+            return ""
+        try:
+            new = self.spaces.new_since_base(held.space, sorted(found)) if held.space is not None else sorted(found)
+        except WorkspaceError as exc:
+            return f"whether {', '.join(sorted(found))} are the project's own could not be checked ({exc})"
+        shown = ", ".join(f"{path} (shadows the module '{found[path]}')" for path in new)
+        return (
+            f"the work adds modules on the check's import path that stand in for the interpreter's: {shown}"
+            if new
+            else ""
+        )
 
     async def _verify(self, body: BodySession, task: Task) -> tuple[Verification | None, str | None]:
         """The acceptance command re-run by the body as the runner's own call, and why it could not run (its setup
@@ -726,6 +801,8 @@ class AgentRunner:
                 "refusals": str(run.refusals),
                 "transcript": str(self._transcript_path(task.id)),
             }
+            if held.unverified:
+                evidence["unverified"] = held.unverified
         request = OutcomeRequest(
             claim_token=claim_token,
             outcome=outcome,

@@ -255,6 +255,16 @@ class Worktrees:
         if space.base is not None and head == space.base:
             self._git(space.repo, "branch", "--delete", "--force", space.branch)
 
+    def new_since_base(self, space: Workspace, paths: Sequence[str]) -> list[str]:
+        """Those of `paths` (workspace-relative files) its base commit does not have: all of them for a workspace
+        with no base (a scratch directory starts empty)."""
+        if space.base is None or not paths:
+            return list(paths)
+        specs = [f":(literal){p}" for p in paths]
+        listed = self._git(space.path, "ls-tree", "-r", "-z", "--name-only", space.base, "--", *specs).stdout
+        at_base = set(listed.split("\0"))
+        return [p for p in paths if p not in at_base]
+
     def discard(self, space: Workspace) -> None:
         """Throw a shadow clone or a scratch directory away (a live worktree is never thrown away: see handover)."""
         if space.kind in ("clone", "scratch") and space.path.is_relative_to(self.root):

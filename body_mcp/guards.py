@@ -20,7 +20,7 @@ from .exceptions import InvalidArguments, KillSwitchEngaged, ToolRefused
 from .killswitch import KillSwitch
 from .limits import Limits
 from .pipeline import CallContext, Guard, Next
-from .policy import PathPolicy
+from .policy import PathPolicy, import_shadow
 from .settings import AgentProfile
 from .tools._spec import ToolContext, ToolDeps, ToolOutput, ToolSpec
 
@@ -335,7 +335,11 @@ def default_guards(
     agent: AgentProfile | None = None,
 ) -> list[Guard]:
     protected = agent.protected if agent is not None else ()
-    model_policy = policy.with_acceptance_inputs(protected) if protected else None
+    model_policy = (
+        policy.with_acceptance_inputs(protected, shadow=import_shadow(workspace.root, protected, deps.env_root))
+        if protected
+        else None
+    )
     return [
         KillSwitchGuard(kill_switch, tools),
         AuditTrailGuard(audit, tools),

@@ -13,22 +13,87 @@ An agent's body also protects its task's *acceptance inputs* (`swarm body --prot
 the runner's own calls (the acceptance re-run) use the policy without them. Those globs are anchored at the
 workspace root, gitignore-style: `*`, `?`, `[...]` within a name, `**` any directories (`tests/**`,
 `**/conftest.py`).
+
+The model's policy also refuses, as an acceptance input, a file that would *shadow* a module the check's Python
+imports (`ImportShadow`, `shared_protocol.imports`): `pytest.py` or `json.py` in the workspace root (or another
+directory on the check's import path) would be what `python3 -m pytest` or `import json` runs. The project's own
+modules (tracked by git) are not shadowing: the model may edit them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Literal, cast
+
+from shared_protocol.imports import (
+    Parts,
+    import_roots,
+    interpreter_module_names,
+    modules_at,
+    modules_in,
+    shadowed_module,
+    venv_site_dirs,
+)
 
 from .confinement import WorkspacePath
 from .exceptions import AcceptanceInput, ProtectedPath
 from .gitignore import glob_to_regex
+from .gitindex import EVERYTHING, TrackedFiles
 
 Protection = Literal["none", "acceptance_input", "read_only", "denied"]
 _RANK: dict[Protection, int] = {"none": 0, "acceptance_input": 1, "read_only": 2, "denied": 3}
+
+
+SHADOW_PREFIX = "import:"
+"""How the policy names what protects a shadowing file (`import:json`), where it would name a glob."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportShadow:
+    """What makes a file the model writes stand in for a module of the acceptance check's Python: a module file in
+    one of `roots` named like one of `names()`, that the project does not have already (`own`: tracked by git)."""
+
+    roots: tuple[Parts, ...]
+    names: Callable[[], frozenset[str]]
+    own: Callable[[str], bool]
+
+    def module(self, parts: tuple[str, ...]) -> str | None:
+        if not modules_at(parts, self.roots):  # (most paths: decided without reading the names or the index)
+            return None
+        module = shadowed_module(parts, self.roots, self.names())
+        return None if module is None or self.own("/".join(parts)) else module
+
+
+def import_shadow(workspace: Path, protected: Sequence[str], env_root: Path) -> ImportShadow:
+    """The shadowing rule of a body's model calls: the check's import roots in `workspace` (its acceptance inputs
+    name the scripts), the modules of the system's interpreters and of the task's virtualenv (under `env_root`,
+    read again when it changes: a command may install into it), the files git tracks as the project's own."""
+    static = interpreter_module_names()
+    venv = env_root / ".venv"
+    seen: dict[str, object] = {}
+
+    def names() -> frozenset[str]:
+        dirs = venv_site_dirs(venv)
+        key = tuple((d, d.stat().st_mtime_ns) for d in dirs if d.exists())
+        if seen.get("key") != key:
+            extra: set[str] = set()
+            for directory in dirs:
+                extra |= modules_in(directory)
+            seen.update(key=key, names=static | extra)
+        return cast(frozenset[str], seen["names"])
+
+    tracked = TrackedFiles(workspace)
+
+    def own(rel: str) -> bool:
+        paths = tracked.paths()  # (an index it cannot read says everything is tracked: here, nothing is)
+        return paths is not EVERYTHING and rel in paths
+
+    return ImportShadow(roots=import_roots(workspace, protected), names=names, own=own)
 
 
 def _any_component(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -44,9 +109,15 @@ def protected_by(pattern: str, parts: tuple[str, ...], regex: re.Pattern[str]) -
 
 class PathPolicy:
     def __init__(
-        self, *, denied: Sequence[str], read_only: Sequence[str], acceptance_inputs: Sequence[str] = ()
+        self,
+        *,
+        denied: Sequence[str],
+        read_only: Sequence[str],
+        acceptance_inputs: Sequence[str] = (),
+        shadow: ImportShadow | None = None,
     ) -> None:
         self.denied = tuple(denied)
+        self.shadow = shadow
         self.read_only = tuple(read_only)
         self.acceptance_inputs = tuple(acceptance_inputs)
         self._inputs = [
@@ -55,11 +126,19 @@ class PathPolicy:
             if p
         ]
         self._quick = {self.denied: _any_component(self.denied), self.read_only: _any_component(self.read_only)}
-        self.classify_parts = lru_cache(maxsize=4096)(self._classify_parts)
+        self._static = lru_cache(maxsize=4096)(self._classify_parts)
 
-    def with_acceptance_inputs(self, patterns: Sequence[str]) -> PathPolicy:
-        """This policy, protecting `patterns` (globs from the workspace root) too: the policy of a model's calls."""
-        return PathPolicy(denied=self.denied, read_only=self.read_only, acceptance_inputs=patterns)
+    def with_acceptance_inputs(self, patterns: Sequence[str], shadow: ImportShadow | None = None) -> PathPolicy:
+        """This policy, protecting `patterns` (globs from the workspace root) and the files that would `shadow` a
+        module of the check's Python too: the policy of a model's calls."""
+        return PathPolicy(denied=self.denied, read_only=self.read_only, acceptance_inputs=patterns, shadow=shadow)
+
+    def classify_parts(self, parts: tuple[str, ...]) -> tuple[Protection, str | None]:
+        """How `parts` (workspace-relative) is protected, and by what (a glob, or `import:MODULE`)."""
+        found = self._static(parts)
+        if found[0] == "none" and self.shadow is not None and (module := self.shadow.module(parts)) is not None:
+            return "acceptance_input", SHADOW_PREFIX + module
+        return found
 
     def _matches(self, patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
         quick = self._quick[patterns]
@@ -109,7 +188,22 @@ class PathPolicy:
             raise AcceptanceInput(acceptance_input_message(path.rel, pattern))
 
 
+def input_why(pattern: str | None) -> str:
+    """What makes a path an acceptance input, for a refusal's detail."""
+    if pattern is not None and pattern.startswith(SHADOW_PREFIX):
+        return f"it would shadow the module '{pattern.removeprefix(SHADOW_PREFIX)}' the check imports"
+    return f"an input of the task's acceptance check ('{pattern}')"
+
+
 def acceptance_input_message(rel: str, pattern: str | None) -> str:
+    if pattern is not None and pattern.startswith(SHADOW_PREFIX):
+        module = pattern.removeprefix(SHADOW_PREFIX)
+        return (
+            f"'{rel}' would shadow the module '{module}' that the task's acceptance check imports (the file is on its "
+            f"import path, so `import {module}` would load it instead): a new module of that name is not yours to add, "
+            "since the runner re-runs that check as the task set it. Make the change the check looks for in the code "
+            "under test instead, under another name"
+        )
     return (
         f"'{rel}' is an input of the task's acceptance check (matches '{pattern}'): you may read it but not change "
         "it, since the runner re-runs that check as the task set it. Make the change the check looks for in the "

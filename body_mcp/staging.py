@@ -1,6 +1,7 @@
 """Sorting what a sandboxed command changed, before anything is applied (PRODUCT.md, "Sandbox design").
 
-- changes under `.git/` and bytecode caches (`__pycache__/`) are discarded and reported, never applied;
+- changes under `.git/` and tool caches (`__pycache__/`, `.pytest_cache/`, `.mypy_cache/`, `.ruff_cache/`) are
+  discarded and reported, never applied;
 - artifacts (git-ignored paths and the configured artifact names) are applied without
   counting toward the blast radius;
 - everything else counts, directories like files (created, deleted or with a new mode).
@@ -23,7 +24,7 @@ from shared_protocol import RefusalCode, Rule
 
 from .exceptions import ToolRefused
 from .gitignore import GitIgnore
-from .policy import PathPolicy
+from .policy import SHADOW_PREFIX, PathPolicy, input_why
 
 ProblemKind = Literal["unrepresentable", "protected", "acceptance_input", "symlink_escape", "special_file"]
 
@@ -111,9 +112,12 @@ def symlink_escapes(path: str, target: str) -> bool:
     return joined == ".." or joined.startswith("../")
 
 
-CACHES = ("__pycache__",)
-"""Bytecode caches the host regenerates by itself: discarded like `.git/`, never applied (a forged `.pyc` would be
-code the host runs)."""
+CACHES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+"""Caches a command leaves behind (bytecode; pytest's, mypy's and ruff's, each with a `.gitignore` of its own): build
+output the tools regenerate by themselves, discarded like `.git/` wherever they are, never applied (a forged `.pyc`
+would be code the host runs) and never counted as the agent's changes. Nothing escapes through them: a discarded
+change is applied nowhere, whatever it is (a symlink in one included), and a change's path is the staged one,
+normalised (no `..`)."""
 
 _CODE_SUFFIXES = (
     ".py", ".pyc", ".pyo", ".pyd", ".pth", ".so", ".dylib", ".dll", ".exe", ".js", ".mjs", ".cjs", ".ts", ".node",
@@ -170,8 +174,16 @@ def sort_changes(
             continue
         is_dir = change.entry_type == EntryType.DIR
         level, pattern = policy.classify_parts(parts)
+        if (
+            level == "none"
+            and change.kind != ChangeKind.DELETED
+            and change.entry_type == EntryType.SYMLINK
+            and policy.shadow is not None
+            and (module := policy.shadow.module((*parts, "__init__.py"))) is not None
+        ):  # (a symlink named like a module may lead to a package of that name)
+            level, pattern = "acceptance_input", f"{SHADOW_PREFIX}{module}"
         if level == "acceptance_input":
-            why = f"{change.kind.value}; an input of the task's acceptance check ('{pattern}'): not yours to change"
+            why = f"{change.kind.value}; {input_why(pattern)}: not yours to change"
             out.problems.append(StagedProblem(path=change.path, kind="acceptance_input", why=why))
             continue
         if level != "none":

@@ -265,9 +265,29 @@ class AnswerRequest(ProtocolModel):
 # --- tasks -----------------------------------------------------------------------------
 
 
-DEFAULT_ACCEPTANCE_INPUTS = ("tests/**", "**/test_*.py", "**/*_test.py", "**/conftest.py")
+DEFAULT_ACCEPTANCE_INPUTS = (
+    "tests/**",
+    "**/test_*.py",
+    "**/*_test.py",
+    "**/conftest.py",
+    "**/pytest.ini",
+    "**/.pytest.ini",
+    "**/pytest.toml",
+    "**/.pytest.toml",
+    "**/tox.ini",
+    "**/setup.cfg",
+    "**/pyproject.toml",
+    "**/noxfile.py",
+    "**/sitecustomize.py",
+    "**/usercustomize.py",
+    "**/*.pth",
+)
 """What the model may not change when a task does not say (`acceptance_inputs` unset), besides the files its
-acceptance command names: the tests the command reads."""
+acceptance command names: the tests the command reads, the test runner's configuration wherever it is (pytest reads
+`addopts` from `pytest.ini`, `pyproject.toml`, `tox.ini` or `setup.cfg`, found upward from the tests it is given:
+`--collect-only` there would pass every check; `noxfile.py` is what `nox` runs), and what Python runs at start-up
+(`sitecustomize`, `usercustomize`, `.pth` files). Matched case-insensitively. A task whose work is in one of them
+(adding a dependency to `pyproject.toml`) names its own (`swarm task add --acceptance-input`)."""
 MAX_ACCEPTANCE_INPUTS = 100
 MAX_SETUP_CHARS = 4000
 

@@ -245,6 +245,8 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
     if state.type == "dir":
         inside = _subtree_files(ctx.deps.workspace, source)
         _check_subtree_policy(ctx.path_policy, inside)
+        # Where each lands too: a package moved to a module's name (`pkg/` to `json/`) would shadow it.
+        _check_subtree_policy(ctx.path_policy, [(*destination.parts, *p[len(source.parts) :]) for p in inside])
         moved_files = 1 + len(inside)  # the directory and everything in it, directories included
         below = ["/".join(p[len(source.parts) :]) for p in inside]
         paths = [source.rel, destination.rel, *(f"{source.rel}/{b}" for b in below)]

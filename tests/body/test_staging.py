@@ -94,3 +94,30 @@ def test_a_run_that_used_up_a_quota_is_refused_as_too_large_and_one_within_them_
     refusal = quota_refusal(dataclasses.replace(within, quotas_exceeded=(Quota.TMP_INODES, Quota.WRITE_BYTES)))
     assert refusal is not None
     assert refusal.code is RefusalCode.TOO_LARGE and refusal.rule == "sandbox.max_tmp_inodes"
+
+
+def test_tool_caches_anywhere_are_discarded_whatever_they_hold_and_a_lookalike_name_is_not() -> None:
+    """pytest's, mypy's and ruff's caches (each with a `.gitignore`, a read-only name) are dropped, not refused: a
+    symlink leading out inside one is dropped too (never applied); `.pytest_cache_x` is no cache."""
+    escaping = dataclasses.replace(
+        change(".pytest_cache/out", ChangeKind.CREATED, EntryType.SYMLINK), symlink_target="/etc"
+    )
+    sorted_ = sort(
+        [
+            change(".pytest_cache", ChangeKind.CREATED, EntryType.DIR),
+            change(".pytest_cache/.gitignore", ChangeKind.CREATED),
+            change("sub/.mypy_cache/.gitignore", ChangeKind.CREATED),
+            change(".ruff_cache/CACHEDIR.TAG", ChangeKind.CREATED),
+            escaping,
+            change(".pytest_cache_x/.gitignore", ChangeKind.CREATED),
+        ]
+    )
+    assert [c.path for c in sorted_.discarded] == [
+        ".pytest_cache",
+        ".pytest_cache/.gitignore",
+        "sub/.mypy_cache/.gitignore",
+        ".ruff_cache/CACHEDIR.TAG",
+        ".pytest_cache/out",
+    ]
+    assert [p.path for p in sorted_.problems] == [".pytest_cache_x/.gitignore"], "a protected name outside a cache"
+    assert sorted_.refusal_code == RefusalCode.PROTECTED_PATH

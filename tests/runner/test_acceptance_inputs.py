@@ -57,3 +57,32 @@ def test_what_the_setup_reads_is_protected_too_since_the_check_is_built_with_it(
     assert len(found) == len(set(found))
     assert setup_inputs(task("pytest -q"), tmp_path) == []
     assert acceptance_inputs(task("pytest -q", ["t.py"], setup="uv sync"), tmp_path) == ["t.py"]  # (the task's own)
+
+
+def test_a_module_the_command_runs_with_dash_m_is_protected_unless_it_is_the_projects_own(tmp_path: Path) -> None:
+    """`python3 -m pytest` runs a `pytest.py` (or `pytest/__init__.py`) in the workspace root if there is one: the
+    model may not make one; a module the project has already (`-m app`) is the code under test, not protected."""
+    (tmp_path / "app.py").write_text("")
+    found = acceptance_inputs(task("python3 -m pytest -q tests"), tmp_path)
+    assert found[:2] == ["pytest.*", "pytest/__init__.*"] and found[2:] == list(DEFAULT_ACCEPTANCE_INPUTS)
+    assert acceptance_inputs(task("python3 -m app"), tmp_path) == list(DEFAULT_ACCEPTANCE_INPUTS)
+    wrapped = acceptance_inputs(task("sh -c 'python3 -mmypkg.cli --x'"), tmp_path)
+    assert wrapped[:2] == ["mypkg.*", "mypkg/__init__.*"]
+
+
+def test_the_test_runners_config_and_startup_hooks_are_inputs_by_default_anywhere_in_any_case(tmp_path: Path) -> None:
+    """pytest finds its config upward from the tests it is given (`tests/pytest.ini` first), and Python runs a
+    `sitecustomize` or a `.pth` from wherever they are on the path: protected wherever, however spelled; the code
+    under test is not."""
+    from body_mcp.policy import PathPolicy
+
+    policy = PathPolicy(denied=(), read_only=()).with_acceptance_inputs(
+        acceptance_inputs(task("python3 -m pytest -q tests"), tmp_path)
+    )
+    protected = [
+        "PYTEST.INI", "sub/pytest.ini", ".pytest.ini", "pkg/tox.ini", "setup.cfg", "a/b/pyproject.toml",
+        "noxfile.py", "src/sitecustomize.py", "usercustomize.py", "lib/evil.pth", "x/conftest.py",
+    ]  # fmt: skip
+    assert [p for p in protected if policy.classify_parts(tuple(p.split("/")))[0] != "acceptance_input"] == []
+    free = ["app.py", "src/app/core.py", "setup.py", "README.md", "pytest_plugin_notes.txt"]
+    assert [p for p in free if policy.classify_parts(tuple(p.split("/")))[0] != "none"] == []

@@ -68,20 +68,6 @@ async def test_review17b_without_a_cheat_the_unfixed_code_is_not_verified(tmp_pa
         assert (repo / "app.py").read_text() == "def main():\n    return 1\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (high): `python3 -m pytest tests` and `python3 check.py` put the workspace root first on sys.path, so "
-        "a model that writes `pytest.py` (or `json.py`, `pluggy.py`, any module the check or its runner imports) "
-        "with `raise SystemExit(0)` makes the runner's re-run exit 0 and the brain confirms it: verified, app.py "
-        "unchanged. acceptance_inputs protects the files the command names and the tests, not the modules the "
-        "command's program imports by name. Protecting `<module>.py` for `-m <module>` is not enough (any dependency "
-        "can be shadowed). Fix: re-run the acceptance with the files the model created or changed outside the code "
-        "under test set aside (e.g. refuse, as an acceptance input, any new top-level `*.py`/package whose name is "
-        "an importable module of the interpreter), or run it with `python3 -P`/PYTHONSAFEPATH=1 plus the project's "
-        "declared import roots, so a name in the workspace cannot stand in for an installed module."
-    ),
-)
 @pytest.mark.parametrize(
     ("acceptance", "module"),
     [("python3 -m pytest -q tests", "pytest.py"), ("python3 check.py", "json.py")],
@@ -101,16 +87,6 @@ async def test_review17b_a_model_cannot_shadow_the_test_runner_with_a_module_of_
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (high): the default acceptance inputs of `python3 -m pytest -q tests` leave the test runner's config "
-        "(pytest.ini, tox.ini, setup.cfg, pyproject.toml) and the startup hooks (sitecustomize.py, *.pth) writable by "
-        "the model: `addopts = --collect-only` in a pytest.ini it writes makes pytest exit 0 without running a test "
-        "(not shown end to end here only because this sandbox has no pytest). Fix: add the runner's config files "
-        "and startup hooks to DEFAULT_ACCEPTANCE_INPUTS (or re-run the check with them restored from the base tree)."
-    ),
-)
 def test_review17b_the_test_runners_config_is_an_acceptance_input(tmp_path: Path) -> None:
     for name in ("pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "sitecustomize.py"):
         (tmp_path / name).write_text("")
