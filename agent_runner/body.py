@@ -28,6 +28,9 @@ from .exceptions import RunnerError
 
 ORIGIN_KEY = "swarm/origin"
 TURN_KEY = "swarm/turn"
+TASK_KEY = "swarm/task"
+"""Names the task of the runner's own call (its acceptance re-run), kept on the body's audit event: the brain takes
+that re-run as the evidence of that task only."""
 TURN_TEXT_CAP = 4096
 """The model's reasoning sent with a call is cut to this many characters (the body caps it too)."""
 
@@ -101,16 +104,28 @@ class BodySession:
         return any(tool.name == name for tool in self.tools)
 
     async def call(
-        self, name: str, arguments: Mapping[str, Any], *, turn: TurnMeta | None = None, timeout_s: float | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        turn: TurnMeta | None = None,
+        timeout_s: float | None = None,
+        task_id: str | None = None,
     ) -> ToolReply:
         """Call `name`; with `turn` as the model's call (the body checks it against the agent's tool subset),
-        without as the runner's own. A refusal is a reply (`is_error`), not an exception."""
+        without as the runner's own (`task_id`: for that task). A refusal is a reply (`is_error`), not an
+        exception."""
+        meta: dict[str, Any] | None = None
+        if turn is not None:
+            meta = turn.as_meta()
+        elif task_id is not None:
+            meta = {ORIGIN_KEY: "runner", TASK_KEY: task_id}
         try:
             result = await self._client.call_tool(
                 name,
                 dict(arguments),
                 read_timeout_seconds=timeout_s,
-                meta=turn.as_meta() if turn is not None else None,  # pyright: ignore[reportArgumentType]
+                meta=meta,  # pyright: ignore[reportArgumentType]
             )
         except Exception as exc:
             raise BodyFailed(f"the body did not answer {name}: {exc}") from exc

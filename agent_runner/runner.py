@@ -529,7 +529,7 @@ class AgentRunner:
             await self.gate.released()
             self.say(f"task {task.id}: verifying: the body re-runs `{task.acceptance}`")
             with self.gate.watch() as scope:
-                reply = await body.call("run_command", arguments)
+                reply = await body.call("run_command", arguments, task_id=task.id)
             if scope.cancelled_caught:
                 self.say(f"task {task.id}: the kill switch stopped the acceptance re-run; it runs again once released")
                 continue

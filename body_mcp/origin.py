@@ -2,7 +2,9 @@
 
 The agent runner is an MCP client of its agent's body. The calls it makes for its model carry
 `{"swarm/origin": "model", "swarm/turn": {"step": N, "text": "...", "tool_call_id": "..."}}`; its own
-calls (the acceptance command, next_task, report_outcome) carry neither. Other `_meta` keys (a progress
+calls carry no turn, and its re-run of a task's acceptance command names the task (`{"swarm/origin": "runner",
+"swarm/task": "task_…"}`), kept on the audit event, so that the brain takes that re-run as the evidence of that task
+only. Other `_meta` keys (a progress
 token, the protocol's reserved keys) are not ours and are left alone.
 """
 
@@ -14,7 +16,7 @@ from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
-from shared_protocol.audit import MAX_TURN_TEXT, ORIGIN_META_KEY, TURN_META_KEY, ModelTurn
+from shared_protocol.audit import MAX_TURN_TEXT, ORIGIN_META_KEY, TASK_META_KEY, TURN_META_KEY, ModelTurn
 
 UNREADABLE_META_KEY = "swarm/unreadable_meta"
 """Put by the server in place of a `_meta` that is not an object (the SDK would reject the whole request unseen):
@@ -31,7 +33,12 @@ class CallOrigin:
     origin: Origin | None = None
     turn: dict[str, Any] | None = None
     """A valid `ModelTurn` as JSON, its text cut to `MAX_TURN_TEXT`."""
+    task_id: str | None = None
+    """The task a runner's own call is for (`swarm/task`)."""
     problem: str | None = None
+
+
+MAX_TASK_ID = 200
 
 
 NO_ORIGIN = CallOrigin()
@@ -43,7 +50,7 @@ def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
         return NO_ORIGIN
     if UNREADABLE_META_KEY in meta:
         return CallOrigin(problem=f"_meta must be an object, not {meta[UNREADABLE_META_KEY]}")
-    if ORIGIN_META_KEY not in meta and TURN_META_KEY not in meta:
+    if ORIGIN_META_KEY not in meta and TURN_META_KEY not in meta and TASK_META_KEY not in meta:
         return NO_ORIGIN
     origin: Origin | None = None
     if ORIGIN_META_KEY in meta:
@@ -69,7 +76,18 @@ def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
                 f"{'.'.join(str(p) for p in err['loc']) or 'turn'}: {err['msg']}" for err in exc.errors()
             )
             return CallOrigin(problem=f"_meta '{TURN_META_KEY}' is not a model turn ({problems})")
-    return CallOrigin(origin=origin, turn=turn)
+    task_id: str | None = None
+    if TASK_META_KEY in meta:
+        raw_task = meta[TASK_META_KEY]
+        if not isinstance(raw_task, str) or not raw_task or len(raw_task) > MAX_TASK_ID:
+            return CallOrigin(
+                problem=f"_meta '{TASK_META_KEY}' must be a task id (1 to {MAX_TASK_ID} characters), not "
+                f"{_shown(raw_task)}"
+            )
+        if origin == "model" or turn is not None:
+            return CallOrigin(problem=f"_meta '{TASK_META_KEY}' names the task of a runner's own call, not a model's")
+        task_id = raw_task
+    return CallOrigin(origin=origin, turn=turn, task_id=task_id)
 
 
 def flag_unreadable_meta(params: dict[str, Any]) -> None:

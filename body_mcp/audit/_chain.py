@@ -16,9 +16,12 @@ decode (U+DC80..U+DCFF, as `os.fsdecode` gives it) as `\\xNN`, any other lone su
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from typing import Any, cast
+
+from shared_protocol.audit import AuditEvent, attestation, attestation_key
 
 from .. import _json
 
@@ -164,3 +167,22 @@ class Chain:
         payload = {**payload, "seq": head[0] + 1, "prev_mac": head[1]}
         body, mac = self.sign(payload)
         return (head[0] + 1, payload["id"], payload["ts"], payload["decision_id"], body, mac)
+
+
+class Attester:
+    """What a body vouches for to its brain: its shipped events, each attested (`shared_protocol.audit.attestation`)
+    under a key derived from the audit key (`verify_key`, sent when the body registers), once its chain MAC is found
+    to be the key's: the body attests only what its own chain signed, never a row someone wrote into its database.
+
+    Done as events are shipped, off the call's hot path (two HMACs per shipped event)."""
+
+    def __init__(self, chain: Chain, key: bytes, body_id: str) -> None:
+        self._chain = chain
+        self.verify_key = attestation_key(key, body_id)
+        """The key the brain checks attestations with (hex): derived, so the brain never holds the audit key."""
+
+    def attest(self, event: AuditEvent) -> AuditEvent:
+        """`event` with its attestation; as it is (no `attest`) when its MAC is not this chain's."""
+        if not hmac.compare_digest(self._chain.mac(event.signed_payload()), event.mac):
+            return event
+        return event.model_copy(update={"attest": attestation(self.verify_key, event)})
