@@ -343,10 +343,11 @@ MIGRATIONS: list[str] = [
     # v14: verifications checked without table scans, one audited re-run per verification, and the key each body
     # attests its events with (trust on first use). `verification_waits` lists the (action id, body) each task's
     # pending verification waits for, kept with the task row; `verification_uses` which event confirmed which
-    # verification (never changed, never deleted); an index finds a body's event by its action id.
+    # verification (never changed, never deleted); an index finds a body's event by its action id (on `id`: an index
+    # of a WITHOUT ROWID table ends with its key, so it holds (id, body_id, seq)).
     """
     ALTER TABLE bodies ADD COLUMN verify_key TEXT;
-    CREATE INDEX audit_events_action ON audit_events (body_id, id);
+    CREATE INDEX audit_events_action ON audit_events (id);
     CREATE TABLE verification_waits (
         action_id TEXT NOT NULL,
         task_id TEXT NOT NULL,

@@ -11,7 +11,7 @@ from brain_server import Brain
 from shared_protocol import AuditEvent
 from shared_protocol.audit import ModelTurn
 
-from .helpers import BrainClient, Clock, batch, ok, registration, rerun_event
+from .helpers import BrainClient, Clock, batch, ok, refused, registration, rerun_event, verify_key
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +187,35 @@ async def test_an_unverified_report_is_kept_as_it_is_and_its_brain_fields_are_no
     assert (done["verified"], done["verification"]["status"], done["verification"]["detail"]) == (False, None, "")
     stored = await brain.state.task(task_id)
     assert stored is not None and stored.verification is not None and stored.verification.status is None
+
+
+async def test_a_body_keeps_the_verification_key_it_first_registered(api: BrainClient, brain: Brain) -> None:
+    """Trust on first use: the first key is kept (and logged), the same one or none changes nothing, another is
+    refused (409, naming the captain's reset) with nothing changed, and a malformed one is a 422 naming the field."""
+    ok(await api.post("/v1/bodies/register", registration("body-a"), as_="body"))
+    ok(await api.post("/v1/bodies/register", registration("body-a", workspace="/again"), as_="body"))
+    ok(await api.post("/v1/bodies/register", registration("body-a", verify_key=None), as_="body"))
+    other = registration("body-a", workspace="/elsewhere", verify_key="cd" * 32)
+    error = refused(await api.post("/v1/bodies/register", other, as_="body"), 409, "body_key_mismatch")
+    assert "swarm brain body rebind body-a" in error["message"]
+    for bad in ("AB" * 32, "ab" * 31, "zz" * 32, 7, ""):
+        error = refused(
+            await api.post("/v1/bodies/register", registration("body-b", verify_key=bad), as_="body"),
+            422,
+            "invalid_request",
+        )
+        assert error["field"] == "verify_key", error
+    (body,) = [b for b in await brain.state.bodies() if b.body_id == "body-a"]
+    assert (body.verify_key, body.workspace) == (verify_key("body-a"), "/w"), "the refused registration changed it"
+    assert "body-b" not in {b.body_id for b in await brain.state.bodies()}
+    keyed = [e for e in await brain.state.log_entries() if e.action == "body_key"]
+    assert [(e.target, e.by) for e in keyed] == [("body-a", "body-1")]
+
+
+async def test_a_captains_rebind_of_a_body_forgets_its_key(api: BrainClient, brain: Brain) -> None:
+    ok(await api.post("/v1/bodies/register", registration("body-a"), as_="body"))
+    (token,) = [t for t in await brain.state.tokens() if t.body_id == "body-a"]
+    ok(await api.post("/v1/bodies/body-a/rebind", {"token_id": token.id, "reason": "reinstalled"}, as_="captain"))
+    ok(await api.post("/v1/bodies/register", registration("body-a", verify_key="cd" * 32), as_="body"))
+    (body,) = [b for b in await brain.state.bodies() if b.body_id == "body-a"]
+    assert body.verify_key == "cd" * 32
