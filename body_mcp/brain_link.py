@@ -422,9 +422,13 @@ class BrainLink:
                 start, head = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
             if not rows:
                 return through
-            events = [AuditEvent.model_validate_json(body) for (body,) in rows]
-            if self.attester is not None:
-                events = [self.attester.attest(event) for event in events]
+            attester = self.attester
+            events = [
+                AuditEvent.model_validate_json(body)
+                if attester is None
+                else attester.attest(AuditEvent.model_validate_json(body), stored=body)
+                for (body,) in rows
+            ]
             events = self._fitting(events)
             batch = AuditBatch(body_id=self.body_id, events=events, log_start_seq=int(start))
             try:

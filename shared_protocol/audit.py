@@ -111,11 +111,17 @@ def attestation_key(audit_key: bytes, body_id: str) -> str:
     return hmac.new(audit_key, ATTEST_KEY_LABEL + body_id.encode(), hashlib.sha256).hexdigest()
 
 
+def attestation_message(signed: bytes, mac: str) -> bytes:
+    """What an attestation signs: the canonical JSON of an event's `signed_payload()` (as its chain MAC signs it),
+    a NUL, and its `mac`."""
+    return signed + b"\0" + mac.encode()
+
+
 def attestation(key: str, event: AuditEvent) -> str:
-    """An event's attestation under `key` (`attestation_key`): HMAC-SHA-256 over what its chain MAC signs (the
-    canonical JSON of `signed_payload()`, which holds `prev_mac`, so its place in the chain) and its `mac`."""
+    """An event's attestation under `key` (`attestation_key`): HMAC-SHA-256 over what its chain MAC signs (which
+    holds `prev_mac`, so its place in the chain) and its `mac` (`attestation_message`)."""
     signed = json.dumps(event.signed_payload(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    message = signed.encode(errors="surrogatepass") + b"\0" + event.mac.encode()
+    message = attestation_message(signed.encode(errors="surrogatepass"), event.mac)
     return hmac.new(bytes.fromhex(key), message, hashlib.sha256).hexdigest()
 
 
