@@ -360,8 +360,10 @@ class Verification(ProtocolModel):
 
     A runner's `verified=true` is a claim: the brain keeps it `pending` (verified false) until the body's audit
     event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
-    `detail` says why): a `run_command` of the claiming body, not the model's, after the claim in its chain, in the
-    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0."""
+    `detail` says why): a `run_command` of the claiming body, not the model's, naming this task (`task_id`),
+    attested under the verification key the body registered (`attest`), after the claim in its chain, in the
+    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, and that confirmed no
+    other verification."""
 
     command: str
     exit_code: int | None = None
