@@ -30,6 +30,9 @@ ORIGIN_KEY = "swarm/origin"
 TURN_KEY = "swarm/turn"
 ENV_KEY = "swarm/env"
 FRESH_ENV_KEY = "swarm/fresh_env"
+TASK_KEY = "swarm/task"
+"""Names the task of the runner's own call (its acceptance re-run), kept on the body's audit event: the brain takes
+that re-run as the evidence of that task only."""
 TURN_TEXT_CAP = 4096
 """The model's reasoning sent with a call is cut to this many characters (the body caps it too)."""
 
@@ -122,13 +125,21 @@ class BodySession:
         turn: TurnMeta | None = None,
         timeout_s: float | None = None,
         env: EnvMeta | None = None,
+        task_id: str | None = None,
     ) -> ToolReply:
         """Call `name`; with `turn` as the model's call (the body checks it against the agent's tool subset),
-        without as the runner's own (`env`: the env dirs the runner's own command runs with). A refusal is a reply
-        (`is_error`), not an exception."""
-        if turn is not None and env is not None:
-            raise ValueError("a model's call runs with the task's env dirs: it names no `env`")
-        meta = turn.as_meta() if turn is not None else env.as_meta() if env is not None else None
+        without as the runner's own (`env`: the env dirs the runner's own command runs with; `task_id`: the task it
+        is for, kept on the audit event). A refusal is a reply (`is_error`), not an exception."""
+        if turn is not None and (env is not None or task_id is not None):
+            raise ValueError("a model's call runs with the task's env dirs for the task at hand: it names neither")
+        meta: dict[str, Any] | None = None
+        if turn is not None:
+            meta = turn.as_meta()
+        elif env is not None or task_id is not None:
+            meta = {
+                **(env.as_meta() if env is not None else {}),
+                **({ORIGIN_KEY: "runner", TASK_KEY: task_id} if task_id is not None else {}),
+            }
         try:
             result = await self._client.call_tool(
                 name,

@@ -651,7 +651,7 @@ class AgentRunner:
             "rationale": f"verify task {task.id}: re-run its acceptance command",
         }
         reply = await self._own_command(
-            body, task, arguments, env=env, what=f"verifying: the body re-runs `{task.acceptance}`"
+            body, task, arguments, env=env, task_id=task.id, what=f"verifying: the body re-runs `{task.acceptance}`"
         )
         exit_code = reply.structured.get("exit_code")
         code = exit_code if isinstance(exit_code, int) and not reply.is_error else None
@@ -702,7 +702,14 @@ class AgentRunner:
         return f"the task's setup `{task.setup}` failed {where}{action}: {detail}"
 
     async def _own_command(
-        self, body: BodySession, task: Task, arguments: dict[str, Any], *, env: EnvMeta | None, what: str
+        self,
+        body: BodySession,
+        task: Task,
+        arguments: dict[str, Any],
+        *,
+        env: EnvMeta | None,
+        what: str,
+        task_id: str | None = None,
     ) -> ToolReply:
         """A `run_command` of the runner's own. Killed while it ran (the gate cut the call off, or the body's own
         kill switch refused or killed it): nothing is decided by that run. Wait for the release and run it again,
@@ -711,7 +718,7 @@ class AgentRunner:
             await self.gate.released()
             self.say(f"task {task.id}: {what}")
             with self.gate.watch() as scope:
-                reply = await body.call("run_command", arguments, env=env)
+                reply = await body.call("run_command", arguments, env=env, task_id=task_id)
             if scope.cancelled_caught:
                 self.say(f"task {task.id}: the kill switch stopped the command; it runs again once released")
                 continue

@@ -10,6 +10,10 @@ kill), and when nothing has been heard from the brain for `failsafe_s` (fail clo
 reconnecting lifts the failsafe unless the brain is killed. `leave()` is a clean exit: the brain is told
 (`POST /v1/bodies/{id}/deregister`), so it marks the body gone instead of paging about it.
 
+With an `attester` (the audit store's), the body registers its verification key (derived from its audit key) and
+attests every event it ships, so that the brain can tell the body's own events from hand-made ones before it
+confirms a task's verification with one.
+
 With a `record` path, what the link knows is written there whenever it changes
 (`link_state`), for `swarm status` in another process.
 """
@@ -41,6 +45,7 @@ from shared_protocol.brain import (
 from shared_protocol.tools import LinkState
 
 from ._db import StateDB
+from .audit import Attester
 from .brain_client import BrainClient, BrainRejected, BrainUnavailable, kill_state_from
 from .killswitch import RELEASED
 from .killswitch import KillState as BodyKillState
@@ -77,9 +82,12 @@ class BrainLink:
         wall: Callable[[], float] = time.time,
         record: Path | None = None,
         brain_url: str = "",
+        attester: Attester | None = None,
     ) -> None:
-        """`clock` measures silence; `wall` dates what is recorded at `record` (None: nothing is)."""
+        """`clock` measures silence; `wall` dates what is recorded at `record` (None: nothing is); `attester`
+        attests the shipped events (None: they go unattested, and the brain confirms no verification of this body)."""
         self.client = client
+        self.attester = attester
         self._db = db
         self.body_id = body_id
         self.workspace = workspace
@@ -298,7 +306,11 @@ class BrainLink:
         """Register with the brain (again), and take its timings, kill state and audit batch cap."""
         registration = await self.client.register(
             RegisterRequest(
-                body_id=self.body_id, workspace=self.workspace, hostname=socket.gethostname(), version="0.1.0"
+                body_id=self.body_id,
+                workspace=self.workspace,
+                hostname=socket.gethostname(),
+                version="0.1.0",
+                verify_key=None if self.attester is None else self.attester.verify_key,
             )
         )
         self._refused = None
@@ -312,8 +324,14 @@ class BrainLink:
         return registration
 
     def _note_refusal(self, errors: Sequence[BaseException]) -> None:
-        """A 401 or 403 means the brain refuses this body's token: remembered until a registration succeeds."""
+        """A 401 or 403 means the brain refuses this body's token, a 409 `body_key_mismatch` its verification key:
+        remembered until a registration succeeds."""
         for error in errors:
+            if isinstance(error, BrainRejected) and error.error.code == BrainErrorCode.BODY_KEY_MISMATCH:
+                self._refused = f"the brain refuses this body's verification key: {error.error.message}"
+                if self._refused_since is None:
+                    self._refused_since = self._wall()
+                break
             if isinstance(error, BrainRejected) and error.status in (401, 403):
                 self._refused = f"the brain refuses this body's token ({error.status} {error.error.code.value}: " + (
                     f"{error.error.message}); ask a captain for a valid body token"
@@ -404,7 +422,14 @@ class BrainLink:
                 start, head = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
             if not rows:
                 return through
-            events = self._fitting([AuditEvent.model_validate_json(body) for (body,) in rows])
+            attester = self.attester
+            events = [
+                AuditEvent.model_validate_json(body)
+                if attester is None
+                else attester.attest(AuditEvent.model_validate_json(body), stored=body)
+                for (body,) in rows
+            ]
+            events = self._fitting(events)
             batch = AuditBatch(body_id=self.body_id, events=events, log_start_seq=int(start))
             try:
                 ack = await self.client.ship(batch)

@@ -2,9 +2,11 @@
 
 The agent runner is an MCP client of its agent's body. The calls it makes for its model carry
 `{"swarm/origin": "model", "swarm/turn": {"step": N, "text": "...", "tool_call_id": "..."}}`; its own
-calls (the acceptance command, next_task, report_outcome) carry neither; the runner's own `run_command` may name
+calls (the acceptance command, next_task, report_outcome) carry no turn; the runner's own `run_command` may name
 the env dirs it runs with (`"swarm/env": "task" | "check"`, `"swarm/fresh_env": true`), which a model's call never
-does. Other `_meta` keys (a progress
+does, and its re-run of a task's acceptance command names the task (`{"swarm/origin": "runner", "swarm/task":
+"task_…"}`), kept on the audit event, so that the brain takes that re-run as the evidence of that task only. Other
+`_meta` keys (a progress
 token, the protocol's reserved keys) are not ours and are left alone.
 """
 
@@ -22,6 +24,7 @@ from shared_protocol.audit import (
     FRESH_ENV_META_KEY,
     MAX_TURN_TEXT,
     ORIGIN_META_KEY,
+    TASK_META_KEY,
     TURN_META_KEY,
     ModelTurn,
 )
@@ -42,11 +45,16 @@ class CallOrigin:
     origin: Origin | None = None
     turn: dict[str, Any] | None = None
     """A valid `ModelTurn` as JSON, its text cut to `MAX_TURN_TEXT`."""
+    task_id: str | None = None
+    """The task a runner's own call is for (`swarm/task`)."""
     problem: str | None = None
     env: EnvChoice | None = None
     """The env dirs the runner's own command runs with (`swarm/env`); None: none."""
     fresh_env: bool = False
     """The check's env dirs are emptied before the command (`swarm/fresh_env`)."""
+
+
+MAX_TASK_ID = 200
 
 
 NO_ORIGIN = CallOrigin()
@@ -61,7 +69,7 @@ def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
     env, problem = _env(meta)
     if problem is not None:
         return CallOrigin(problem=problem)
-    if ORIGIN_META_KEY not in meta and TURN_META_KEY not in meta:
+    if ORIGIN_META_KEY not in meta and TURN_META_KEY not in meta and TASK_META_KEY not in meta:
         return NO_ORIGIN if env is None else CallOrigin(env=env, fresh_env=meta.get(FRESH_ENV_META_KEY) is True)
     origin: Origin | None = None
     if ORIGIN_META_KEY in meta:
@@ -89,8 +97,23 @@ def read_meta(meta: Mapping[str, Any] | None) -> CallOrigin:
                 f"{'.'.join(str(p) for p in err['loc']) or 'turn'}: {err['msg']}" for err in exc.errors()
             )
             return CallOrigin(problem=f"_meta '{TURN_META_KEY}' is not a model turn ({problems})")
+    task_id: str | None = None
+    if TASK_META_KEY in meta:
+        raw_task = meta[TASK_META_KEY]
+        if not isinstance(raw_task, str) or not raw_task or len(raw_task) > MAX_TASK_ID:
+            return CallOrigin(
+                problem=f"_meta '{TASK_META_KEY}' must be a task id (1 to {MAX_TASK_ID} characters), not "
+                f"{_shown(raw_task)}"
+            )
+        if origin == "model" or turn is not None:
+            return CallOrigin(problem=f"_meta '{TASK_META_KEY}' names the task of a runner's own call, not a model's")
+        task_id = raw_task
     return CallOrigin(
-        origin=origin, turn=turn, env=env, fresh_env=env is not None and meta.get(FRESH_ENV_META_KEY) is True
+        origin=origin,
+        turn=turn,
+        task_id=task_id,
+        env=env,
+        fresh_env=env is not None and meta.get(FRESH_ENV_META_KEY) is True,
     )
 
 

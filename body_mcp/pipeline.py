@@ -198,6 +198,7 @@ class CallAuditor:
             detail=effects.detail,
             logic_version=ctx.logic_version,
             turn=ctx.origin.turn,
+            task_id=ctx.origin.task_id,
         )
         reservation, recorder = ctx.reservation, effects.recorder
         if recorder is not None and recorder.records:

@@ -163,7 +163,7 @@ class _Api:
     async def register(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RegisterRequest)
         await self.as_body(who, payload.body_id)
-        return json_response(await self.brain.register(payload))
+        return json_response(await self.brain.register(payload, by=who))
 
     async def deregister(self, request: Request, who: Principal) -> Response:
         body_id = request.path_params["body_id"]

@@ -1,6 +1,7 @@
 """Linking shipped audit events to the chain the brain already holds for a body.
 
-The brain has no body's HMAC key, so it cannot recompute a `mac`; it checks linkage:
+The brain has no body's HMAC key, so it cannot recompute a `mac` (an event's `attest`, under the verification key
+the body registered, is checked only where an event is taken as evidence: `verification`); it checks linkage:
 each new event's seq is the next one, and its `prev_mac` is the stored `mac` of the event
 before it. The first event the brain holds for a body links to something only the body can
 check (seq 1 to its genesis; or, when the body pruned its older events before they were ever

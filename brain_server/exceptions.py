@@ -24,8 +24,9 @@
     │   │   ├── TaskCancelled  renew, park, resume or an outcome of a cancelled task
     │   │   ├── InvalidTransition  a task step its state does not allow (resume a claimed task, cancel a final one)
     │   │   ├── ReverseConflict  undo (without force) of an update whose task changed since
-    │   │   └── RebindRefused  a rebind to a token that cannot take the body (revoked, not a body token, bound
-    │   │                     to another body)
+    │   │   ├── RebindRefused  a rebind to a token that cannot take the body (revoked, not a body token, bound
+    │   │   │                 to another body)
+    │   │   └── BodyKeyMismatch  a registration with another verification key than the body's first
     │   ├── PayloadTooLarge   413: a request body over its route's cap (nothing past the cap is read)
     │   └── StateBroken       503: the state's storage is unusable (malformed, truncated, full disk, unreadable,
     │                         deleted); every later call raises it too, and the daemon stops
@@ -190,6 +191,13 @@ class RebindRefused(Conflict):
     """The token a rebind names cannot take the body: it is revoked, not a body token, or bound to another body."""
 
     default_code = BrainErrorCode.REBIND_REFUSED
+
+
+class BodyKeyMismatch(Conflict):
+    """A body registers with another verification key than the one it first registered with (trust on first use):
+    nothing is changed. A captain's rebind of the body forgets its key."""
+
+    default_code = BrainErrorCode.BODY_KEY_MISMATCH
 
 
 class PayloadTooLarge(ApiError):

@@ -206,8 +206,11 @@ class Brain:
 
     # -- bodies ----------------------------------------------------------------------------
 
-    async def register(self, request: RegisterRequest) -> Registration:
-        """Register (or re-register) a body; the answer tells it how often to heartbeat and the kill state."""
+    async def register(self, request: RegisterRequest, *, by: Principal | None = None) -> Registration:
+        """Register (or re-register) a body; the answer tells it how often to heartbeat and the kill state.
+
+        The first verification key a body id registers is kept (trust on first use, logged); another one is refused
+        (`BodyKeyMismatch`, 409), nothing changed: a captain's rebind of the body forgets it."""
         now = self.now()
         body = BodyRecord(
             body_id=request.body_id,
@@ -216,8 +219,15 @@ class Brain:
             version=request.version,
             registered_at=now,
             last_heartbeat=now,
+            verify_key=request.verify_key,
         )
-        await self.state.upsert_body(body)
+        reason = "first registration with a verification key (trust on first use)"
+        key_log = (
+            LogEntry(at=now, action="body_key", by="body", reason=reason, target=request.body_id)
+            if by is None
+            else by.entry("body_key", at=now, reason=reason, target=request.body_id)
+        )
+        await self.state.upsert_body(body, key_log=key_log)
         return Registration(
             body_id=request.body_id,
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
@@ -632,16 +642,14 @@ class Brain:
         now = self.now()
         await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
         verification = request.verification
-        claimant: str | None = None
         if verification is not None:
             # The runner's `verified` is a claim: pending until the claiming body's audit event of the re-run is
-            # here (now, or when POST /v1/audit brings it). The claim read here is the one the token must hold:
-            # the outcome's transaction refuses any other.
+            # here (already: settled in the outcome's own transaction; or when POST /v1/audit brings it). The claim
+            # read here is the one the token must hold: the outcome's transaction refuses any other.
             current = await self.state.task(task_id)
             holder_of = None if current is None else current.claimed_by
             if current is not None and holder_of is not None:
-                claimant = holder_of.body_id
-                verification = pending(verification, body_id=claimant, after_seq=_claim_audit_seq(current))
+                verification = pending(verification, body_id=holder_of.body_id, after_seq=_claim_audit_seq(current))
             else:  # (refused by the outcome's transaction: no claim to report on)
                 verification = pending(verification.model_copy(update={"verified": False}), body_id="", after_seq=0)
         detail = {
@@ -669,10 +677,6 @@ class Brain:
             holder=holder,
             report=report,
         )
-        if claimant is not None and verification is not None and verification.status == "pending":
-            # The body may have shipped the event already (it ships as it writes, and on its way out).
-            settled = await self.state.settle_verifications(claimant, at=now)
-            task = next((t for t in settled if t.id == task.id), task)
         if task.state == "queued":  # a shadow run: the task is there to be worked for real
             self._task_available(task.id, "requeued")
         return task

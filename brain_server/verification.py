@@ -3,22 +3,26 @@
 A runner reports `verified=true` with the `action_id` of its body's re-run of the task's acceptance command. That is
 the runner's word; the body's audit event is the evidence. The brain keeps the claim `pending` (verified false) until
 it holds that event of the claiming body (POST /v1/audit), then settles it: `confirmed` when the event is a
-`run_command` the runner made (not one of the model's calls), after the claim in the body's chain (its seq above the
-chain head the brain held when it granted the claim: the brain's own order, never the body's clock), in the workspace
-root, with the task's acceptance argv, that ran and exited 0; `refuted` (with the reason) otherwise.
+`run_command` the runner made (not one of the model's calls) for this task (`task_id`, from the call's `_meta`),
+attested by the body (`attest`, under the verification key the body registered first: a hand-made event POSTed with
+a body token alone is not), after the claim in the body's chain (its seq above the chain head the brain held when it
+granted the claim: the brain's own order, never the body's clock), in the workspace root, with the task's acceptance
+argv, that ran and exited 0, and that confirmed no other verification (one re-run is the evidence of one task's
+claim: the brain records which event confirmed which, `Evidence.uses`); `refuted` (with the reason) otherwise.
 
-Pure functions: the state engines call `settle_task` inside the transaction that stores the event (or, right after
-an outcome, the one that looks the event up), so a claim and its evidence are never missed between two writes.
+Pure functions: the state engines call `settle_task` inside the transaction that stores the event, or the outcome's
+own, so a claim and its evidence are never missed between two writes.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from shared_protocol import AuditEvent
+from shared_protocol.audit import attested
 from shared_protocol.brain import Task, TaskEvent, Verification
 
 AWAITING = "awaiting the body's audit event"
@@ -44,14 +48,63 @@ def is_pending(verification: Verification | None) -> bool:
     return verification is not None and verification.status == "pending"
 
 
-def refutation(verification: Verification, event: AuditEvent, acceptance: str) -> str | None:
-    """Why `event` does not prove `verification` (None: it does)."""
+EventKey = tuple[str, str]
+"""An audit event of a body: (body id, action id)."""
+
+
+@dataclass(kw_only=True)
+class Evidence:
+    """What settling a task's verifications reads, looked up by the state engine in its transaction."""
+
+    events: dict[EventKey, AuditEvent] = field(default_factory=dict[EventKey, AuditEvent])
+    """The audit events awaited, by the (body id, action id) a verification names."""
+    keys: dict[str, str | None] = field(default_factory=dict[str, str | None])
+    """The verification key each claiming body registered (None: none)."""
+    uses: dict[EventKey, str] = field(default_factory=dict[EventKey, str])
+    """The verification (`slot`) each event already confirmed, by the event's own (body id, id)."""
+    new_uses: list[tuple[EventKey, str, str]] = field(default_factory=list[tuple[EventKey, str, str]])
+    """What `settle_task` confirmed here: (event, task id, slot), for the engine to record in the same transaction."""
+
+
+def slot(task_id: str, *, shadow_of: tuple[str, str] | None = None) -> str:
+    """Names one verification: a task's own, or a shadow run's (agent, logic version)."""
+    return task_id if shadow_of is None else f"{task_id} shadow {shadow_of[0]} {shadow_of[1]}"
+
+
+def refutation(
+    verification: Verification,
+    event: AuditEvent,
+    acceptance: str,
+    *,
+    task_id: str,
+    key: str | None,
+    used_by: str | None = None,
+    own: str | None = None,
+) -> str | None:
+    """Why `event` does not prove `verification` of task `task_id` (None: it does). `key`: the claiming body's
+    verification key; `used_by`: the verification the event confirmed already (None: none), `own` this one's."""
     if event.body_id != verification.body_id:
         return f"audit event {event.id} is body '{event.body_id}''s, not the claiming body's"
+    if key is None:
+        return (
+            f"body '{event.body_id}' registered no verification key, so its audit events cannot be told from "
+            "hand-made ones (a body registers its key when it links to the brain)"
+        )
+    if not attested(key, event):
+        what = "carries no attestation" if event.attest is None else "has an attestation that is not the body's"
+        return (
+            f"audit event {event.id} {what}: it was not shipped by the body whose verification key the brain holds "
+            "(a hand-made or altered event)"
+        )
     if event.kind != "tool_call" or event.tool != "run_command":
         return f"audit event {event.id} is not a run_command (it is {event.tool or event.kind})"
     if event.turn is not None:
         return f"audit event {event.id} is a call the model made, not the runner's re-run"
+    if event.task_id != task_id:
+        named = "names no task" if event.task_id is None else f"was for task {event.task_id!r}"
+        return f"audit event {event.id} {named}, not this one ({task_id!r}): a re-run is the evidence of its own task"
+    if used_by is not None and used_by != own:
+        return f"audit event {event.id} confirmed another verification already ({used_by}): one re-run verifies one"
     if verification.after_seq is not None and event.seq <= verification.after_seq:
         return (
             f"audit event {event.id} (seq {event.seq}) came before the claim: the brain held the body's chain through "
@@ -74,9 +127,18 @@ def refutation(verification: Verification, event: AuditEvent, acceptance: str) -
     return None
 
 
-def settled(verification: Verification, event: AuditEvent, acceptance: str) -> Verification:
+def settled(
+    verification: Verification,
+    event: AuditEvent,
+    acceptance: str,
+    *,
+    task_id: str,
+    key: str | None,
+    used_by: str | None = None,
+    own: str | None = None,
+) -> Verification:
     """A pending verification, settled by the body's audit event it names."""
-    why = refutation(verification, event, acceptance)
+    why = refutation(verification, event, acceptance, task_id=task_id, key=key, used_by=used_by, own=own)
     if why is None:
         exit_code = event.detail.get("exit_code")
         return verification.model_copy(
@@ -90,14 +152,14 @@ def settled(verification: Verification, event: AuditEvent, acceptance: str) -> V
     return verification.model_copy(update={"verified": False, "status": "refuted", "detail": why})
 
 
-def settle_task(task: Task, find: Callable[[str, str], AuditEvent | None], *, at: datetime) -> Task | None:
-    """`task` with every pending verification (its own, its shadow runs') that `find(body_id, action_id)` can
-    settle now, and a history line for each; None when none could be."""
+def settle_task(task: Task, evidence: Evidence, *, at: datetime) -> Task | None:
+    """`task` with every pending verification (its own, its shadow runs') that `evidence` can settle now, and a
+    history line for each; None when none could be. What it confirms goes on `evidence.uses` and `new_uses`."""
     lines: list[TaskEvent] = []
     update: dict[str, Any] = {}
     own = task.verification
     if own is not None and is_pending(own):
-        done = _settle_one(own, find, task.acceptance)
+        done = _settle_one(own, evidence, task, slot(task.id))
         if done is not None:
             update["verification"] = done
             update["verified"] = done.verified and task.state == "succeeded"
@@ -106,7 +168,7 @@ def settle_task(task: Task, find: Callable[[str, str], AuditEvent | None], *, at
     for index, run in enumerate(runs):
         if run.verification is None or not is_pending(run.verification):
             continue
-        done = _settle_one(run.verification, find, task.acceptance)
+        done = _settle_one(run.verification, evidence, task, slot(task.id, shadow_of=(run.agent, run.logic_version)))
         if done is not None:
             runs[index] = run.model_copy(update={"verification": done})
             update["shadow_runs"] = runs
@@ -116,13 +178,26 @@ def settle_task(task: Task, find: Callable[[str, str], AuditEvent | None], *, at
     return task.model_copy(update={**update, "history": [*task.history, *lines]})
 
 
-def _settle_one(
-    verification: Verification, find: Callable[[str, str], AuditEvent | None], acceptance: str
-) -> Verification | None:
+def _settle_one(verification: Verification, evidence: Evidence, task: Task, own: str) -> Verification | None:
     if verification.body_id is None or verification.action_id is None:
         return None
-    event = find(verification.body_id, verification.action_id)
-    return None if event is None else settled(verification, event, acceptance)
+    event = evidence.events.get((verification.body_id, verification.action_id))
+    if event is None:
+        return None
+    used = (event.body_id, event.id)
+    done = settled(
+        verification,
+        event,
+        task.acceptance,
+        task_id=task.id,
+        key=evidence.keys.get(verification.body_id),
+        used_by=evidence.uses.get(used),
+        own=own,
+    )
+    if done.verified and used not in evidence.uses:
+        evidence.uses[used] = own
+        evidence.new_uses.append((used, task.id, own))
+    return done
 
 
 def _line(

@@ -109,6 +109,9 @@ class BrainErrorCode(StrEnum):
     """409: a task changed since the action being reversed; nothing was reversed. Send `force` to overwrite."""
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     """409: an `Idempotency-Key` came back with another request than the one it first came with."""
+    BODY_KEY_MISMATCH = "body_key_mismatch"
+    """409: a registration names another verification key than the one the body first registered with; nothing
+    was changed. A captain resets it (`swarm brain body rebind BODY --token-id TOKEN_ID --reason …`)."""
     REBIND_REFUSED = "rebind_refused"
     """409: the token a rebind names cannot take the body (revoked, not a body token, or bound to another body)."""
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -163,6 +166,11 @@ class RegisterRequest(ProtocolModel):
     workspace: str
     hostname: str
     version: str
+    verify_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """The key (64 lowercase hex digits) the body attests its shipped audit events with
+    (`shared_protocol.audit.attestation_key`). The brain keeps the first one a body id registers with (trust on
+    first use) and refuses another (409 `body_key_mismatch`); None changes nothing. A body with no key kept has
+    no verification confirmed."""
 
 
 class Registration(ProtocolModel):
@@ -394,8 +402,10 @@ class Verification(ProtocolModel):
 
     A runner's `verified=true` is a claim: the brain keeps it `pending` (verified false) until the body's audit
     event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
-    `detail` says why): a `run_command` of the claiming body, not the model's, after the claim in its chain, in the
-    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0."""
+    `detail` says why): a `run_command` of the claiming body, not the model's, naming this task (`task_id`),
+    attested under the verification key the body registered (`attest`), after the claim in its chain, in the
+    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, and that confirmed no
+    other verification."""
 
     command: str
     exit_code: int | None = None

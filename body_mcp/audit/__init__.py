@@ -20,7 +20,7 @@ What is where:
     _retention  pruning through a checkpoint, and keep_retention for a serving body
 """
 
-from ._chain import canonical_json, escape_string, unescape_string
+from ._chain import Attester, canonical_json, escape_string, unescape_string
 from ._event import Appended, EventDraft, new_action_id, redact_arguments
 from ._files import AuditFiles, held_exclusively, set_aside
 from ._retention import keep_retention
@@ -29,6 +29,7 @@ from ._verify import VerifyReport
 
 __all__ = [
     "Appended",
+    "Attester",
     "AuditFiles",
     "AuditStore",
     "EventDraft",

@@ -77,6 +77,8 @@ class EventDraft:
     """The agent's logic version (agent mode); signed only when set (`SIGNED_WHEN_SET`)."""
     turn: dict[str, Any] | None = None
     """The model turn a call came from (`ModelTurn`, as JSON); signed only when set."""
+    task_id: str | None = None
+    """The task a runner's own call was for (`_meta` `swarm/task`); signed only when set."""
 
 
 @dataclass(frozen=True, slots=True)

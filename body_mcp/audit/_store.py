@@ -34,7 +34,7 @@ from .._db import StateDB, Writes
 from ..exceptions import AuditIntegrityError
 from . import _anchor, _journal
 from ._anchor import Head
-from ._chain import Chain
+from ._chain import Attester, Chain
 from ._event import Appended, EventDraft, new_action_id
 from ._files import AuditFiles, KeyDamaged, create_key, hold_shared, read_key, sync_dir, upgrade_key
 from ._retention import prune_trail
@@ -233,6 +233,11 @@ class AuditStore:
                 self._pay()
             finally:
                 self._unlock()
+
+    def attester(self) -> Attester | None:
+        """What attests this chain's events to a brain; None for a sealed store (its key is gone: a stand-in key's
+        attestations would vouch for nothing)."""
+        return None if self.sealed else Attester(self._chain, self._key, self.body_id)
 
     @property
     def owed(self) -> bool:

@@ -25,7 +25,7 @@ from ._memory_tasks import MemoryTasks
 from ._memory_telemetry import MemoryTelemetry
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
-from ._rules import iso, rebind_refusal, same_question
+from ._rules import body_key_change, iso, rebind_refusal, same_question
 from ._sessions import MemorySessions
 
 KILL_RELEASED = KillState(engaged=False)
@@ -45,6 +45,8 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         self._bodies: dict[str, BodyRecord] = {}
         self._audit: dict[str, dict[int, AuditEvent]] = {}
         self._audit_floor: dict[str, int] = {}
+        self._audit_ids: dict[tuple[str, str], int] = {}
+        """Each stored event's seq by (body id, action id)."""
         self._audit_received: dict[str, dict[int, str]] = {}
         self._decisions: dict[str, Decision] = {}
         self._escalations: dict[str, Escalation] = {}
@@ -105,6 +107,9 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
             self._log.append(replace(revoke_log, target=holder.id))
         bound = replace(token, body_id=body_id)
         self._tokens[token.token_hash] = bound
+        known = self._bodies.get(body_id)
+        if known is not None:
+            self._bodies[body_id] = replace(known, verify_key=None)
         self._log.append(log)
         return Rebinding(token=bound, previous=holder)
 
@@ -127,10 +132,16 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         self._kill = state
         self._log.append(log)
 
-    async def upsert_body(self, body: BodyRecord) -> None:
+    async def upsert_body(self, body: BodyRecord, *, key_log: LogEntry | None = None) -> None:
         known = self._bodies.get(body.body_id)
+        kept = None if known is None else known.verify_key
+        key_is_new = body_key_change(body.body_id, kept, body.verify_key)
         registered_at = body.registered_at if known is None else known.registered_at
-        self._bodies[body.body_id] = replace(body, registered_at=registered_at, left_at=None)
+        self._bodies[body.body_id] = replace(
+            body, registered_at=registered_at, left_at=None, verify_key=kept or body.verify_key
+        )
+        if key_is_new and key_log is not None:
+            self._log.append(key_log)
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:
         known = self._bodies.get(body_id)
@@ -164,15 +175,23 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         for event in plan.new:
             chain[event.seq] = event
             received[event.seq] = iso(at or datetime.now(UTC))
-        if any(e.kind == "tool_call" for e in plan.new):  # (a re-run a verification may wait for)
-            self._settle_pending(at or datetime.now(UTC), new={e.id: e for e in plan.new})
+        for event in plan.new:
+            self._audit_ids.setdefault((body_id, event.id), event.seq)  # (an id twice: the first one)
+        new = {e.id: e for e in plan.new if e.kind == "tool_call"}  # (a re-run a verification may wait for)
+        if new:
+            self._settle_new(at or datetime.now(UTC), new)
         return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
 
     def _audit_head(self, body_id: str) -> int:
         return max(self._audit.get(body_id, {}), default=0)
 
     def _audit_event(self, body_id: str, action_id: str) -> AuditEvent | None:
-        return next((e for e in self._audit.get(body_id, {}).values() if e.id == action_id), None)
+        seq = self._audit_ids.get((body_id, action_id))
+        return None if seq is None else self._audit.get(body_id, {}).get(seq)
+
+    def _verify_key(self, body_id: str) -> str | None:
+        known = self._bodies.get(body_id)
+        return None if known is None else known.verify_key
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         chain = self._audit.get(body_id, {})
@@ -189,6 +208,8 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
                 continue
             gone = [seq for seq in chain if seq <= through]
             for seq in gone:
+                if self._audit_ids.get((body_id, chain[seq].id)) == seq:
+                    del self._audit_ids[(body_id, chain[seq].id)]
                 del chain[seq]
                 received.pop(seq, None)
             self._audit_floor[body_id] = through

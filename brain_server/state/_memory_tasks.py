@@ -14,7 +14,7 @@ from typing import Any, cast
 from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Decision, Task, TaskState
 
-from ..verification import awaited, settle_task
+from ..verification import Evidence, awaited, settle_task
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import check_key, conflicts_of, ended_log, reversal_id_taken, task_from_row, task_row
 from ._transitions import (
@@ -41,6 +41,8 @@ class MemoryTasks(TaskTransitions):
         self._claim_tokens: dict[str, str] = {}
         self._task_keys: dict[tuple[str, str], tuple[str, str]] = {}
         self._compensations: list[Compensation] = []
+        self._verification_uses: dict[tuple[str, str], str] = {}
+        """Which verification each audit event (body id, action id) confirmed (never changed)."""
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -103,9 +105,13 @@ class MemoryTasks(TaskTransitions):
         log: LogEntry | None = None,
         compensation: tuple[CompensationDraft, str] | None = None,
         at: datetime | None = None,
+        settle: bool = False,
     ) -> Task:
         stored = self._stored(task_id)
         after = step(stored)
+        if settle:
+            assert at is not None, "a verification is settled at a time"
+            after = self._settled(after, at)
         before = self._row(task_id)
         self._put(after)
         if compensation is not None:
@@ -151,30 +157,46 @@ class MemoryTasks(TaskTransitions):
         """The body's stored audit event `action_id` (the engine this is part of keeps the chains)."""
         raise NotImplementedError
 
-    async def settle_verifications(self, body_id: str, *, at: datetime) -> list[Task]:
-        return self._settle_pending(at, body_id=body_id)
+    def _verify_key(self, body_id: str) -> str | None:
+        """The verification key `body_id` registered (the engine this is part of keeps the bodies)."""
+        raise NotImplementedError
 
-    def _settle_pending(
-        self, at: datetime, *, body_id: str | None = None, new: Mapping[str, AuditEvent] | None = None
-    ) -> list[Task]:
-        """Settle the verifications pending on `new` events (by id, whatever body wrote them), or else on events of
-        `body_id` stored already."""
+    def _settled(self, stored: StoredTask, at: datetime, *, new: Mapping[str, AuditEvent] | None = None) -> StoredTask:
+        """`stored` with the verifications it waits for settled, as far as the evidence allows: the `new` events (by
+        id, whatever body wrote them: another body's is a refutation), or else the claiming bodies' events stored
+        already. What it confirms is recorded in `_verification_uses`."""
+        evidence = Evidence()
+        for body_id, action_id in awaited(stored.task):
+            found = new.get(action_id) if new is not None else self._audit_event(body_id, action_id)
+            if found is None:
+                continue
+            evidence.events[(body_id, action_id)] = found
+            evidence.keys[body_id] = self._verify_key(body_id)
+            use = self._verification_uses.get((found.body_id, found.id))
+            if use is not None:
+                evidence.uses[(found.body_id, found.id)] = use
+        if not evidence.events:
+            return stored
+        task = settle_task(stored.task, evidence, at=at)
+        if task is None:
+            return stored
+        for event, _task_id, slot in evidence.new_uses:
+            assert event not in self._verification_uses, "one verification per event"
+            self._verification_uses[event] = slot
+        return StoredTask(task=task, claim_token=stored.claim_token)
 
-        def find(body: str, action_id: str) -> AuditEvent | None:
-            if new is not None:
-                return new.get(action_id)
-            return self._audit_event(body, action_id) if body == body_id else None
-
+    def _settle_new(self, at: datetime, new: Mapping[str, AuditEvent]) -> list[Task]:
+        """Settle the verifications that wait for the `new` events (by action id), oldest task first."""
         changed: list[Task] = []
         for task_id in list(self._tasks):
             stored = self._stored(task_id)
             assert stored is not None
-            if not awaited(stored.task):
+            if not any(action_id in new for _, action_id in awaited(stored.task)):
                 continue
-            task = settle_task(stored.task, find, at=at)
-            if task is not None:
-                self._put(StoredTask(task=task, claim_token=stored.claim_token))
-                changed.append(task)
+            after = self._settled(stored, at, new=new)
+            if after is not stored:
+                self._put(after)
+                changed.append(after.task)
         return changed
 
     async def count_tasks(self) -> dict[TaskState, int]:

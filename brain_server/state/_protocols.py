@@ -80,8 +80,9 @@ class TokenStore(Protocol):
     ) -> Rebinding:
         """Give `body_id` to the token `token_id` (a live body token, unbound or bound to it already), and revoke at
         `at` the live token that holds it now, if another: one transaction, with `log` (and `revoke_log`, its target
-        the revoked token's id, when one is revoked). `NotFound` (no such token) or `RebindRefused` (see
-        `rebind_refusal`), writing nothing.
+        the revoked token's id, when one is revoked). The body's verification key is forgotten: its next registration
+        sets it again (the reset of a body whose audit key changed). `NotFound` (no such token) or `RebindRefused`
+        (see `rebind_refusal`), writing nothing.
         """
         ...
 
@@ -116,8 +117,11 @@ class KillStore(Protocol):
 class BodyStore(Protocol):
     """The bodies that registered, and when each was last heard from."""
 
-    async def upsert_body(self, body: BodyRecord) -> None:
-        """Register a body, or update a known one (keeping its first `registered_at`, and clearing its `left_at`)."""
+    async def upsert_body(self, body: BodyRecord, *, key_log: LogEntry | None = None) -> None:
+        """Register a body, or update a known one (keeping its first `registered_at`, and clearing its `left_at`).
+
+        `body.verify_key`: kept if the body has none yet (trust on first use, with `key_log`); the same one changes
+        nothing; another raises `BodyKeyMismatch`, writing nothing; None leaves the kept one as it is."""
         ...
 
     async def deregister_body(self, body_id: str, *, at: datetime, log: LogEntry) -> bool:
@@ -147,12 +151,6 @@ class AuditEventStore(Protocol):
 
         In the same transaction, a task's verification pending on one of the new events is settled
         (`verification.settle_task`, a `verification` history line)."""
-        ...
-
-    async def settle_verifications(self, body_id: str, *, at: datetime) -> list[Task]:
-        """Settle, in one transaction, every verification pending on an event of `body_id` the brain holds already
-        (called right after an outcome, so an event stored just before it is not missed); returns the tasks
-        changed."""
         ...
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:

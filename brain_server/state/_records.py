@@ -18,6 +18,7 @@ LogAction = Literal[
     "token_bind",
     "token_revoke",
     "body_rebind",
+    "body_key",
     "body_refused",
     "body_deregister",
     "kill",
@@ -116,6 +117,8 @@ class BodyRecord:
     last_heartbeat: datetime
     left_at: datetime | None = None
     """When it deregistered (a clean exit: it is gone, not lost); None while it is registered."""
+    verify_key: str | None = None
+    """The key its shipped audit events are attested with, as it first registered it (None: none yet)."""
 
 
 @dataclass(kw_only=True, frozen=True)

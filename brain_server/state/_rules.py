@@ -15,7 +15,16 @@ from pydantic import BaseModel
 
 from shared_protocol.brain import Claimant, Decision, ShadowRun, Task, TaskEvent, TaskSpend, UsageRecord, Verification
 
-from ..exceptions import BodyMismatch, InvalidRequest, KeyReused, NotFound, RebindRefused, StaleClaim, TaskCancelled
+from ..exceptions import (
+    BodyKeyMismatch,
+    BodyMismatch,
+    InvalidRequest,
+    KeyReused,
+    NotFound,
+    RebindRefused,
+    StaleClaim,
+    TaskCancelled,
+)
 from ._records import Compensation, LogEntry, TaskKey, TokenRecord
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,6 +104,21 @@ def rebind_refusal(
                 f"body keeps its agent (create its new token with {flag})"
             )
     return None
+
+
+def body_key_change(body_id: str, kept: str | None, given: str | None) -> bool:
+    """Whether a registration naming `given` sets the body's verification key (it has none kept yet); `kept` and
+    None change nothing; another key is refused (`BodyKeyMismatch`): trust on first use."""
+    if given is None or given == kept:
+        return False
+    if kept is None:
+        return True
+    raise BodyKeyMismatch(
+        f"body '{body_id}' registered another verification key before (its audit key changed, or this is not that "
+        f"body); nothing was changed. If the body was set up again on purpose, a captain resets it: swarm brain "
+        f"body rebind {body_id} --token-id TOKEN_ID --reason … (TOKEN_ID: its body token, `swarm brain token list`) "
+        "forgets the key, and the body's next registration sets it"
+    )
 
 
 def _owner(agent: str | None) -> str:

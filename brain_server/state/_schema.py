@@ -357,6 +357,50 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN setup TEXT NOT NULL DEFAULT '';
     """,
+    # v16 (#17): verifications checked without table scans, one audited re-run per verification, and the key each body
+    # attests its events with (trust on first use). `verification_waits` lists the (action id, body) each task's
+    # pending verification waits for, kept with the task row; `verification_uses` which event confirmed which
+    # verification (never changed, never deleted); an index finds a body's event by its action id (on `id`: an index
+    # of a WITHOUT ROWID table ends with its key, so it holds (id, body_id, seq)).
+    """
+    ALTER TABLE bodies ADD COLUMN verify_key TEXT;
+    CREATE INDEX audit_events_action ON audit_events (id);
+    CREATE TABLE verification_waits (
+        action_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        body_id TEXT NOT NULL,
+        PRIMARY KEY (action_id, task_id, body_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX verification_waits_task ON verification_waits (task_id);
+    INSERT OR IGNORE INTO verification_waits (action_id, task_id, body_id)
+        SELECT json_extract(verification, '$.action_id'), id, json_extract(verification, '$.body_id') FROM tasks
+        WHERE json_extract(verification, '$.status') = 'pending'
+            AND json_extract(verification, '$.action_id') IS NOT NULL
+            AND json_extract(verification, '$.body_id') IS NOT NULL;
+    INSERT OR IGNORE INTO verification_waits (action_id, task_id, body_id)
+        SELECT json_extract(run.value, '$.verification.action_id'), tasks.id,
+            json_extract(run.value, '$.verification.body_id')
+        FROM tasks, json_each(tasks.shadow_runs) AS run
+        WHERE json_extract(run.value, '$.verification.status') = 'pending'
+            AND json_extract(run.value, '$.verification.action_id') IS NOT NULL
+            AND json_extract(run.value, '$.verification.body_id') IS NOT NULL;
+    CREATE TABLE verification_uses (
+        body_id TEXT NOT NULL,
+        action_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (body_id, action_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO verification_uses (body_id, action_id, task_id, slot, at)
+        SELECT json_extract(verification, '$.body_id'), json_extract(verification, '$.action_id'), id, id,
+            COALESCE(finished_at, created_at)
+        FROM tasks WHERE json_extract(verification, '$.status') = 'confirmed' ORDER BY seq;
+    CREATE TRIGGER verification_uses_no_update BEFORE UPDATE ON verification_uses
+        BEGIN SELECT RAISE(ABORT, 'verification_uses is append-only'); END;
+    CREATE TRIGGER verification_uses_no_delete BEFORE DELETE ON verification_uses
+        BEGIN SELECT RAISE(ABORT, 'verification_uses is append-only'); END;
+    """,
 ]
 
 

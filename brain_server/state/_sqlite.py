@@ -27,7 +27,7 @@ from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
-from ._rules import canonical, iso, parse_time, rebind_refusal, same_question
+from ._rules import body_key_change, canonical, iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
 from ._sqlite_db import close_quietly, connect, unusable
@@ -149,6 +149,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
                 await conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (iso(at), holder.id))
                 await self._log(conn, replace(revoke_log, target=holder.id))
             await conn.execute("UPDATE tokens SET body_id = ? WHERE id = ?", (body_id, token_id))
+            await conn.execute("UPDATE bodies SET verify_key = NULL WHERE body_id = ?", (body_id,))
             await self._log(conn, log)
         return Rebinding(token=replace(token, body_id=body_id), previous=holder)
 
@@ -201,13 +202,17 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
             )
             await self._log(conn, log)
 
-    async def upsert_body(self, body: BodyRecord) -> None:
+    async def upsert_body(self, body: BodyRecord, *, key_log: LogEntry | None = None) -> None:
         async with self._write() as conn:
+            async with conn.execute("SELECT verify_key FROM bodies WHERE body_id = ?", (body.body_id,)) as cursor:
+                row = await cursor.fetchone()
+            kept = None if row is None else row[0]
+            key_is_new = body_key_change(body.body_id, kept, body.verify_key)
             await conn.execute(
-                "INSERT INTO bodies (body_id, workspace, hostname, version, registered_at, last_heartbeat) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (body_id) DO UPDATE SET workspace = excluded.workspace, "
+                "INSERT INTO bodies (body_id, workspace, hostname, version, registered_at, last_heartbeat, verify_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (body_id) DO UPDATE SET workspace = excluded.workspace, "
                 "hostname = excluded.hostname, version = excluded.version, last_heartbeat = excluded.last_heartbeat, "
-                "left_at = NULL",
+                "left_at = NULL, verify_key = COALESCE(bodies.verify_key, excluded.verify_key)",
                 (
                     body.body_id,
                     body.workspace,
@@ -215,8 +220,11 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
                     body.version,
                     iso(body.registered_at),
                     iso(body.last_heartbeat),
+                    body.verify_key,
                 ),
             )
+            if key_is_new and key_log is not None:
+                await self._log(conn, key_log)
 
     async def touch_body(self, body_id: str, at: datetime) -> bool:
         async with (
@@ -246,6 +254,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
                 registered_at=datetime.fromisoformat(row["registered_at"]),
                 last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
                 left_at=parse_time(row["left_at"]),
+                verify_key=row["verify_key"],
             )
             for row in rows
         ]
@@ -283,9 +292,9 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
                         for e in plan.new
                     ],
                 )
-                if any(e.kind == "tool_call" for e in plan.new):  # (a re-run a verification may wait for)
-                    new = {e.id: e for e in plan.new}
-                    await self._settle_pending(conn, at or datetime.now(UTC), new=new)
+                new = {e.id: e for e in plan.new if e.kind == "tool_call"}  # (a re-run a verification may wait for)
+                if new:
+                    await self._settle_new(conn, at or datetime.now(UTC), new)
         return AuditAppend(stored_through=plan.through(head), problem=plan.problem, stored=len(plan.new))
 
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:

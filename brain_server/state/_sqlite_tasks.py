@@ -18,7 +18,7 @@ import aiosqlite
 from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Decision, Task, TaskEvent, TaskState
 
-from ..verification import awaited, settle_task
+from ..verification import EventKey, Evidence, awaited, settle_task
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
     TASK_ROW_FIELDS,
@@ -72,11 +72,25 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
 
     @staticmethod
     async def _store(conn: aiosqlite.Connection, before: StoredTask, after: StoredTask) -> None:
-        """Write `after` over the row, and the history events it adds to `before`'s."""
+        """Write `after` over the row, the history events it adds to `before`'s, and what it waits for."""
         row = task_row(after.task, after.claim_token)
         values = [row[name] for name in TASK_ROW_FIELDS if name != "id"]
         await conn.execute(f"UPDATE tasks SET {_SET_COLUMNS} WHERE id = ?", (*values, after.task.id))
         await SqliteTasks._append_events(conn, after.task.id, after.task.history[len(before.task.history) :])
+        await SqliteTasks._sync_waits(conn, after.task, had=awaited(before.task))
+
+    @staticmethod
+    async def _sync_waits(conn: aiosqlite.Connection, task: Task, *, had: set[EventKey] | None = None) -> None:
+        """Keep `verification_waits` listing the events `task`'s pending verifications wait for (`had`: what it
+        listed before, when known: nothing is written if that has not changed)."""
+        now = awaited(task)
+        if had is not None and now == had:
+            return
+        await conn.execute("DELETE FROM verification_waits WHERE task_id = ?", (task.id,))
+        await conn.executemany(
+            "INSERT OR IGNORE INTO verification_waits (action_id, task_id, body_id) VALUES (?, ?, ?)",
+            [(action_id, task.id, body_id) for body_id, action_id in sorted(now)],
+        )
 
     @staticmethod
     async def _append_events(conn: aiosqlite.Connection, task_id: str, events: Sequence[TaskEvent]) -> None:
@@ -189,11 +203,15 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         log: LogEntry | None = None,
         compensation: tuple[CompensationDraft, str] | None = None,
         at: datetime | None = None,
+        settle: bool = False,
     ) -> Task:
         async with self._write() as conn:
             before = await self._load(conn, task_id)
             after = step(before)
             assert before is not None, "a step refuses a task that does not exist"
+            if settle:
+                assert at is not None, "a verification is settled at a time"
+                after = await self._settled(conn, after, at)
             snapshot = task_row(before.task, before.claim_token)
             await self._store(conn, before, after)
             if compensation is not None:
@@ -239,49 +257,73 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
 
     # -- verification ----------------------------------------------------------------------
 
-    async def settle_verifications(self, body_id: str, *, at: datetime) -> list[Task]:
-        async with self._write() as conn:
-            return await self._settle_pending(conn, at, body_id=body_id)
-
-    async def _settle_pending(
+    async def _settled(
         self,
         conn: aiosqlite.Connection,
+        stored: StoredTask,
         at: datetime,
         *,
-        body_id: str | None = None,
         new: Mapping[str, AuditEvent] | None = None,
-    ) -> list[Task]:
-        """In this transaction: settle the verifications pending on `new` events (by id, whatever body wrote them:
-        another body's is a refutation), or else on events of `body_id` stored already."""
-        rows = await conn.execute_fetchall(
-            'SELECT id FROM tasks WHERE verification LIKE \'%"status":"pending"%\' '
-            'OR shadow_runs LIKE \'%"status":"pending"%\' ORDER BY seq'
-        )
-        changed: list[Task] = []
-        for row in rows:
-            before = await self._load(conn, row["id"])
-            assert before is not None, "selected in this transaction"
-            found: dict[tuple[str, str], AuditEvent] = {}
-            for body, action_id in awaited(before.task):
-                if new is not None:
-                    if action_id in new:
-                        found[(body, action_id)] = new[action_id]
-                    continue
-                if body != body_id:
-                    continue
+    ) -> StoredTask:
+        """In this transaction: `stored` with the verifications it waits for settled, as far as the evidence allows:
+        the `new` events (by id, whatever body wrote them: another body's is a refutation), or else the claiming
+        bodies' events stored already. What it confirms is recorded in `verification_uses`."""
+        waits = awaited(stored.task)
+        if not waits:
+            return stored
+        evidence = Evidence()
+        for body_id, action_id in waits:
+            if new is not None:
+                found = new.get(action_id)
+            else:
                 async with conn.execute(
-                    "SELECT event FROM audit_events WHERE body_id = ? AND id = ?", (body, action_id)
+                    "SELECT event FROM audit_events WHERE body_id = ? AND id = ? ORDER BY seq LIMIT 1",
+                    (body_id, action_id),
                 ) as cursor:
-                    event = await cursor.fetchone()
-                if event is not None:
-                    found[(body, action_id)] = AuditEvent.model_validate_json(event[0])
-            if not found:
+                    row = await cursor.fetchone()
+                found = None if row is None else AuditEvent.model_validate_json(row[0])
+            if found is None:
                 continue
-            task = settle_task(before.task, lambda body, action_id, found=found: found.get((body, action_id)), at=at)
-            if task is not None:
-                after = StoredTask(task=task, claim_token=before.claim_token)
-                await self._store(conn, before, after)
-                changed.append(task)
+            evidence.events[(body_id, action_id)] = found
+            async with conn.execute("SELECT verify_key FROM bodies WHERE body_id = ?", (body_id,)) as cursor:
+                key = await cursor.fetchone()
+            evidence.keys[body_id] = None if key is None else key[0]
+            async with conn.execute(
+                "SELECT slot FROM verification_uses WHERE body_id = ? AND action_id = ?", (found.body_id, found.id)
+            ) as cursor:
+                use = await cursor.fetchone()
+            if use is not None:
+                evidence.uses[(found.body_id, found.id)] = str(use[0])
+        if not evidence.events:
+            return stored
+        task = settle_task(stored.task, evidence, at=at)
+        if task is None:
+            return stored
+        # (the primary key holds one verification per event, whatever a bug above might let through)
+        await conn.executemany(
+            "INSERT INTO verification_uses (body_id, action_id, task_id, slot, at) VALUES (?, ?, ?, ?, ?)",
+            [(body_id, action_id, task_id, slot, iso(at)) for (body_id, action_id), task_id, slot in evidence.new_uses],
+        )
+        return StoredTask(task=task, claim_token=stored.claim_token)
+
+    async def _settle_new(self, conn: aiosqlite.Connection, at: datetime, new: Mapping[str, AuditEvent]) -> list[Task]:
+        """In the transaction that stores `new` events: settle the verifications that wait for them (by action id)."""
+        ids = sorted(new)
+        changed: list[Task] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await conn.execute_fetchall(
+                "SELECT w.task_id FROM verification_waits AS w JOIN tasks AS t ON t.id = w.task_id "
+                f"WHERE w.action_id IN ({', '.join('?' * len(chunk))}) GROUP BY w.task_id ORDER BY MIN(t.seq)",
+                chunk,
+            )
+            for row in rows:
+                before = await self._load(conn, row[0])
+                assert before is not None, "selected in this transaction"
+                after = await self._settled(conn, before, at, new=new)
+                if after is not before:
+                    await self._store(conn, before, after)
+                    changed.append(after.task)
         return changed
 
     async def count_tasks(self) -> dict[TaskState, int]:
@@ -387,6 +429,9 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                     f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?",
                     (*(record.before[name] for name in columns), record.target),
                 )
+                restored = await self._load(conn, record.target)
+                if restored is not None:
+                    await self._sync_waits(conn, restored.task)
                 if overwritten is not None:
                     line = reversal_event(record, at=at, by=entry.by, undo_id=as_action)
                     await self._append_events(conn, record.target, [line])

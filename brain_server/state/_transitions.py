@@ -306,9 +306,11 @@ class TaskTransitions:
         log: LogEntry | None = None,
         compensation: tuple[CompensationDraft, str] | None = None,
         at: datetime | None = None,
+        settle: bool = False,
     ) -> Task:
-        """In one transaction: read the task, `step` it, write it, its new history events, the compensating record
-        (draft and kind, at `at`) and `log`. Returns the task as written."""
+        """In one transaction: read the task, `step` it, (with `settle`) settle the verifications it then waits for
+        against the audit events stored already, write it, its new history events, the compensating record (draft
+        and kind, at `at`) and `log`. Returns the task as written."""
         raise NotImplementedError
 
     async def finish_task(
@@ -333,7 +335,9 @@ class TaskTransitions:
             return finish(current, outcome=outcome, summary=summary, at=at, report=outcome_of)
 
         kept = None if compensation is None else (compensation, "task_outcome")
-        return await self._change(task_id, step, log=log, compensation=kept, at=at)
+        # (settled in the outcome's transaction: the body may have shipped its re-run already, and the compensating
+        # record then holds the settled row, so undoing the outcome finds nothing changed since)
+        return await self._change(task_id, step, log=log, compensation=kept, at=at, settle=True)
 
     async def renew_lease(
         self, task_id: str, *, claim_token: str, lease_expires: datetime, holder: str | None = None

@@ -163,6 +163,25 @@ async def test_the_model_turn_is_kept_on_the_event_cut_to_a_cap_and_explained(re
     assert "(tool call toolu_42)" in explained and profile(config).logic_version in explained
 
 
+async def test_the_task_a_runners_own_call_names_is_kept_on_its_event_and_signed(readme: Path, home: Path) -> None:
+    """The runner's re-run of a task's acceptance command names the task (`swarm/task`): the brain takes the event as
+    the evidence of that task only."""
+    body = agent_body(readme, home, agent_config())
+    try:
+        async with Client(build_server(body)) as client:
+            meta = {"swarm/origin": "runner", "swarm/task": "task_42"}
+            result = await client.call_tool("read_text_file", {"path": "README.md", "rationale": "look"}, meta=meta)
+            named = ok(result)["action_id"]
+            plain = ok(await client.call_tool("read_text_file", {"path": "README.md", "rationale": "look"}))
+        event, other = body.audit.get(named), body.audit.get(plain["action_id"])
+        assert event is not None and (event.task_id, event.turn) == ("task_42", None)
+        assert other is not None and other.task_id is None
+        assert "task_id" not in other.signed_payload(), "events naming no task sign as they always did"
+        assert body.audit.verify().ok
+    finally:
+        body.close()
+
+
 @pytest.mark.parametrize(
     "meta",
     [
@@ -181,6 +200,11 @@ async def test_the_model_turn_is_kept_on_the_event_cut_to_a_cap_and_explained(re
         {"swarm/fresh_env": True},
         {"swarm/origin": "model", "swarm/env": "check"},
         {"swarm/env": "check", "swarm/turn": {"step": 1, "text": "x", "tool_call_id": "c"}},
+        {"swarm/origin": "runner", "swarm/task": ""},
+        {"swarm/origin": "runner", "swarm/task": 7},
+        {"swarm/origin": "runner", "swarm/task": "t" * 201},
+        {"swarm/origin": "model", "swarm/task": "task_1"},
+        {"swarm/task": "task_1", "swarm/turn": {"step": 1, "text": "x", "tool_call_id": "c"}},
     ],
 )
 async def test_a_malformed_swarm_meta_is_a_clear_audited_refusal(

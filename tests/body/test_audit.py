@@ -16,6 +16,9 @@ from mcp import Client
 from body_mcp import Body
 from body_mcp.audit import canonical_json, keep_retention, redact_arguments
 from body_mcp.audit._chain import with_mac
+from body_mcp.audit._files import read_key
+from shared_protocol import AuditEvent
+from shared_protocol.audit import attestation_key, attested
 from shared_protocol.config import parse_config
 
 from ..conftest import make_body, require_binary
@@ -534,3 +537,24 @@ def test_an_untagged_anchor_from_before_tags_is_upgraded_in_place_and_refused_af
         assert body.audit.verify().anchor == "forged"
     finally:
         body.close()
+
+
+async def test_the_body_attests_only_what_its_chain_signed(client: Client, body: Body) -> None:
+    """What a linked body ships carries an attestation the brain checks under the body's verification key: the
+    same from the stored text as from the event; none for a row someone wrote into the database with another MAC."""
+    await _fill(client, 2)
+    body.record_human(action="note", rationale="with\\backslash and \u00e9")
+    attester = body.audit.attester()
+    key = read_key(body.paths.audit.key)
+    assert attester is not None and key is not None
+    assert attester.verify_key == attestation_key(key.key, body.identity.body_id), "derived: never the audit key"
+    with sqlite3.connect(body.paths.db) as conn:
+        stored = [row[0] for row in conn.execute("SELECT body FROM audit_events ORDER BY seq")]
+    for text in stored:
+        event = AuditEvent.model_validate_json(text)
+        fast, slow = attester.attest(event, stored=text), attester.attest(event)
+        assert fast.attest is not None and fast.attest == slow.attest
+        assert attested(attester.verify_key, fast), "the brain's check agrees"
+        assert not attested("ab" * 32, fast)
+    forged = AuditEvent.model_validate_json(stored[-1]).model_copy(update={"rationale": "edited"})
+    assert attester.attest(forged).attest is None, "a row the chain's key did not sign is not attested"

@@ -21,6 +21,7 @@ from body_mcp import Body, BodySettings
 from body_mcp.brain_client import BrainRejected
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_url
+from shared_protocol.audit import attestation
 from shared_protocol.config import parse_config
 from tests.body.helpers import linked_up, reach_brain
 from tests.brain.helpers import issue_in
@@ -603,3 +604,56 @@ async def test_a_linked_body_ignores_task_events_and_still_hears_the_next_kill(t
                 tg.cancel_scope.cancel()
         finally:
             body.close()
+
+
+async def test_a_linked_body_registers_its_verification_key_and_attests_what_it_ships(
+    tmp_path: Path, home: Path
+) -> None:
+    """The brain learns the body's key at its first registration (derived from its audit key, never the audit key
+    itself) and holds every shipped event attested under it; a registration with another key is refused (409) and the
+    body fails closed saying why, until a captain's rebind of the body forgets the key."""
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        body_id = body.identity.body_id
+        attester = body.audit.attester()
+        assert attester is not None
+        try:
+            # Someone holding the body's token registered the body's id first, with a key of their own.
+            squatter = {"body_id": body_id, "workspace": "/w", "hostname": "h", "version": "1", "verify_key": "ab" * 32}
+            headers = {"Authorization": f"Bearer {brain.tokens['body']}"}
+            assert (await brain.captain.post("/v1/bodies/register", json=squatter, headers=headers)).status_code == 200
+            assert body.link is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(body.link.run)
+                await wait_until(lambda: body.brain_state == "refused")
+                status = await body.call_tool("status", {"rationale": "why refused?"})
+                assert status.structured["kill_switch"] == "engaged"
+                tg.cancel_scope.cancel()
+            with pytest.raises(BrainRejected) as refused:
+                await body.link.register()
+            assert (refused.value.status, refused.value.error.code) == (409, "body_key_mismatch")
+            assert f"swarm brain body rebind {body_id}" in refused.value.error.message
+
+            db = str(tmp_path / "brain.db")
+            listed = await anyio.to_thread.run_sync(lambda: run_swarm(home, "brain", "token", "list", "--db", db))
+            token_id = next(line.split()[0] for line in listed.stdout.splitlines() if "role=body" in line)
+            captain = ["--brain", brain.url, "--token", brain.tokens["captain"]]
+            reset = await anyio.to_thread.run_sync(
+                lambda: run_swarm(
+                    home, "brain", "body", "rebind", body_id, "--token-id", token_id, "--reason", "key reset", *captain
+                )
+            )
+            assert reset.returncode == 0, reset.stderr
+            async with linked_up(body):
+                assert await write(body, "after.txt") == (False, None)
+                await body.link.ship_pending()
+        finally:
+            body.close()
+        state = await SqliteStateEngine.open(tmp_path / "brain.db")
+        try:
+            (known,) = [b for b in await state.bodies() if b.body_id == body_id]
+            assert known.verify_key == attester.verify_key
+            events = await state.audit_events(body_id)
+            assert events and all(e.attest == attestation(attester.verify_key, e) for e in events)
+        finally:
+            await state.close()

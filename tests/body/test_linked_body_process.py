@@ -62,8 +62,8 @@ class WatchedState(MemoryStateEngine):
         self.registered = 0
         self.heartbeats = 0
 
-    async def upsert_body(self, body: BodyRecord) -> None:
-        await super().upsert_body(body)
+    async def upsert_body(self, body: BodyRecord, *, key_log: LogEntry | None = None) -> None:
+        await super().upsert_body(body, key_log=key_log)
         self.registered += 1
         self.changes.changed()
 

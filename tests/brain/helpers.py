@@ -19,6 +19,7 @@ from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_path, sqlite_url
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
+from shared_protocol.audit import attestation, attestation_key
 from shared_protocol.brain import Role, Task
 
 START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
@@ -112,6 +113,17 @@ def audit_event(body_id: str, seq: int, prev_mac: str, *, salt: str = "") -> Aud
     )
 
 
+def verify_key(body_id: str) -> str:
+    """The verification key a test's body `body_id` registers (derived from a stand-in audit key, as a body's is)."""
+    return attestation_key(f"audit key of {body_id}".encode(), body_id)
+
+
+def registration(body_id: str, **changes: Any) -> dict[str, Any]:
+    """A `POST /v1/bodies/register` body of `body_id`, with its verification key."""
+    body = {"body_id": body_id, "workspace": "/w", "hostname": "h", "version": "1", "verify_key": verify_key(body_id)}
+    return {**body, **changes}
+
+
 def rerun_event(
     body_id: str,
     seq: int,
@@ -121,10 +133,12 @@ def rerun_event(
     at: float,
     argv: list[str],
     exit_code: int = 0,
+    task_id: str | None = None,
+    attest: bool = True,
     **changes: Any,
 ) -> AuditEvent:
-    """A body's audit event of a `run_command` (the runner's re-run of an acceptance command, unless `changes` say
-    otherwise), written at `at` (a timestamp)."""
+    """A body's audit event of a `run_command` (the runner's re-run of task `task_id`'s acceptance command, unless
+    `changes` say otherwise), written at `at` (a timestamp), attested under the body's `verify_key` (`attest`)."""
     event = audit_event(body_id, seq, prev_mac, salt=action_id).model_copy(
         update={
             "id": action_id,
@@ -133,9 +147,11 @@ def rerun_event(
             "tool": "run_command",
             "arguments": {"argv": argv, "rationale": "verify"},
             "detail": {"exit_code": exit_code, "timed_out": False},
+            "task_id": task_id,
         }
     )
-    return event.model_copy(update=changes)
+    event = event.model_copy(update=changes)
+    return event.model_copy(update={"attest": attestation(verify_key(body_id), event)}) if attest else event
 
 
 def audit_chain(body_id: str, count: int) -> list[AuditEvent]:

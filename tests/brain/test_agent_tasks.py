@@ -12,7 +12,7 @@ import pytest
 
 from brain_server import Brain
 
-from .helpers import BrainClient, Clock, batch, decision_request, ok, refused, rerun_event
+from .helpers import BrainClient, Clock, batch, decision_request, ok, refused, registration, rerun_event
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -26,9 +26,13 @@ READY = {"ready": True, "items": [{"name": "kill drill", "ok": True, "detail": "
 VERIFIED = {"command": "pytest -q", "exit_code": 0, "action_id": "act_9", "verified": True}
 
 
-async def ship_rerun(api: BrainClient, clock: Clock, action_id: str = "act_9") -> None:
-    """body-a's audit event of its re-run of `pytest -q`, which makes a claimed verification count."""
-    event = rerun_event("body-a", 1, "genesis", action_id=action_id, at=clock.now, argv=["pytest", "-q"])
+async def ship_rerun(api: BrainClient, clock: Clock, task_id: str, action_id: str = "act_9") -> None:
+    """body-a (registered with its verification key) ships its audit event of its re-run of `pytest -q` for
+    `task_id`, which makes a claimed verification count."""
+    ok(await api.post("/v1/bodies/register", registration("body-a"), as_=holder(api)))
+    event = rerun_event(
+        "body-a", 1, "genesis", action_id=action_id, at=clock.now, argv=["pytest", "-q"], task_id=task_id
+    )
     ok(await api.post("/v1/audit", batch("body-a", [event]), as_=holder(api)))
 
 
@@ -199,7 +203,7 @@ async def test_a_shadow_outcome_is_kept_as_a_shadow_run_and_the_task_goes_back_t
 ) -> None:
     task = await queue(api, acceptance="pytest -q")
     shadow = await claim(api, mode="shadow", logic_version=LV)
-    await ship_rerun(api, clock)
+    await ship_rerun(api, clock, task["id"])
     assert shadow["task"]["claim_mode"] == "shadow"
     outcome = {
         "claim_token": shadow["claim_token"],
@@ -231,7 +235,7 @@ async def test_a_verified_success_keeps_its_evidence_and_spend_and_an_unverified
     first = await queue(api, "first", acceptance="pytest -q", value_usd=2)
     second = await queue(api, "second", acceptance="pytest -q", value_usd=1)
     claimed = await claim(api)
-    await ship_rerun(api, clock)
+    await ship_rerun(api, clock, first["id"])
     outcome = {
         "claim_token": claimed["claim_token"],
         "outcome": "succeeded",

@@ -149,6 +149,8 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TABLE verification_uses; DROP TABLE verification_waits; DROP INDEX audit_events_action; "
+            "ALTER TABLE bodies DROP COLUMN verify_key; "  # (v16)
             "ALTER TABLE tasks DROP COLUMN setup; "  # (v15)
             "DROP TABLE dashboard_sessions; "  # (v14)
             "DROP TABLE telemetry_presence; "  # (v13)

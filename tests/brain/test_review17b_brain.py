@@ -1,6 +1,7 @@
 """Adversarial review of #17 (second pass), the brain's side: odd JSON at every route, one audited re-run used
-as the evidence of two tasks, a verification forged with nothing but a body token. A hole is a strict xfail naming
-the fix; what holds is asserted plainly."""
+as the evidence of two tasks, a verification forged with nothing but a body token. The holes it found are fixed
+(the re-run names its task and confirms one verification; the body attests its events under the key it first
+registered); what holds is asserted plainly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from .helpers import BrainClient, Clock, batch, ok, rerun_event
+from shared_protocol.audit import attestation
+
+from .helpers import BrainClient, Clock, batch, ok, refused, registration, rerun_event, verify_key
 
 pytestmark = pytest.mark.anyio
 
@@ -111,50 +114,82 @@ async def report(api: BrainClient, task_id: str, claim_token: str, action_id: st
     return ok(await api.post(f"/v1/tasks/{task_id}/outcome", outcome, as_="body"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (low: needs a lying runner, not a model): a body holding two claims with the same acceptance command "
-        "can report both verified with the action id of ONE re-run, and the brain confirms both, though each task "
-        "ran in its own workspace. Fix: bind an audit event to one verification (the brain records the action ids "
-        "it has confirmed and refutes a second use), and have the re-run's arguments name the task (e.g. the "
-        "runner passes the task id in the run_command's _meta, kept on the event, compared by `refutation`)."
-    ),
-)
 async def test_review17b_one_audited_rerun_does_not_verify_two_tasks(api: BrainClient, clock: Clock) -> None:
+    """Fixed: the re-run names its task (the runner's `_meta` `swarm/task`, kept on the event), and the brain records
+    which event confirmed which verification."""
+    ok(await api.post("/v1/bodies/register", registration("body-a"), as_="body"))
     first, first_claim = await claimed(api, "one", body_id="body-a")
     second, second_claim = await claimed(api, "two", body_id="body-a")
     clock.advance(5)
-    ok(
-        await api.post(
-            "/v1/audit",
-            batch("body-a", [rerun_event("body-a", 1, "g", action_id="act_1", at=clock.now, argv=ARGV)]),
-            as_="body",
-        )
-    )
+    rerun = rerun_event("body-a", 1, "g", action_id="act_1", at=clock.now, argv=ARGV, task_id=first)
+    ok(await api.post("/v1/audit", batch("body-a", [rerun]), as_="body"))
     assert (await report(api, first, first_claim, "act_1"))["verified"] is True
     again = await report(api, second, second_claim, "act_1")
     assert again["verified"] is False, "one re-run counted as the evidence of two tasks"
+    assert again["verification"]["status"] == "refuted"
+    assert f"was for task {first!r}" in again["verification"]["detail"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (medium, by design today): the brain checks an audit event's link to the body's chain, never its "
-        "MAC, so anyone holding a body token (an IDE body's token, which the IDE's own assistant can usually read "
-        "from its MCP config) can register a fresh body, claim an `ide` task, POST one hand-made run_command event "
-        "(turn null, the acceptance argv, exit 0) and get the task confirmed verified without running anything. "
-        "Fix: a per-body MAC key the brain learns at registration (or a brain-issued key the body keeps out of the "
-        "workspace) and `refutation` recomputing the event's MAC; until then say in the docs that `verified` proves "
-        "the token holder's word plus an audit trail, not a run."
-    ),
-)
+async def test_review17b_one_rerun_confirms_one_shadow_run_of_a_task_not_two(api: BrainClient, clock: Clock) -> None:
+    """Two shadow runs of one task by one body (its agent's logic version changed in between), both pending on one
+    re-run that arrives late: it confirms the first, and the second is refuted (`verification_uses`)."""
+    await api.add_token("w1", agent="w1")
+    ok(await api.post("/v1/bodies/register", registration("body-a"), as_="w1"))
+    task = ok(await api.post("/v1/tasks", {"title": "one", "acceptance": ACCEPTANCE}, as_="approver"), 201)
+    for logic_version in ("lv-1111111111111111", "lv-2222222222222222"):
+        claim = {"body_id": "body-a", "agent": "w1", "mode": "shadow", "task_id": task["id"]}
+        got = ok(await api.post("/v1/tasks/claim", {**claim, "logic_version": logic_version}, as_="w1"))
+        verification = {"command": ACCEPTANCE, "exit_code": 0, "action_id": "act_1", "verified": True}
+        outcome = {"claim_token": got["claim_token"], "outcome": "succeeded", "verification": verification}
+        ok(await api.post(f"/v1/tasks/{task['id']}/outcome", {**outcome, "mode": "shadow"}, as_="w1"))
+    clock.advance(5)
+    rerun = rerun_event("body-a", 1, "g", action_id="act_1", at=clock.now, argv=ARGV, task_id=task["id"])
+    ok(await api.post("/v1/audit", batch("body-a", [rerun]), as_="w1"))
+    runs = ok(await api.get(f"/v1/tasks/{task['id']}", as_="captain"))["shadow_runs"]
+    assert [r["verification"]["status"] for r in runs] == ["confirmed", "refuted"]
+    assert "confirmed another verification already" in runs[1]["verification"]["detail"]
+
+
 async def test_review17b_a_body_token_alone_cannot_forge_a_confirmed_verification(
     api: BrainClient, clock: Clock
 ) -> None:
+    """Fixed: a verification is confirmed only by an event the body attested under the key it first registered."""
     task_id, claim_token = await claimed(api, "forged", body_id="body-forger")
     clock.advance(5)
-    forged = rerun_event("body-forger", 1, "anything", action_id="act_forged", at=clock.now, argv=ARGV)
+    forged = rerun_event(
+        "body-forger", 1, "anything", action_id="act_forged", at=clock.now, argv=ARGV, task_id=task_id, attest=False
+    )
     ok(await api.post("/v1/audit", batch("body-forger", [forged]), as_="body"))
     done = await report(api, task_id, claim_token, "act_forged")
     assert done["verified"] is False, "a hand-made audit event confirmed a verification"
+    assert "registered no verification key" in done["verification"]["detail"]
+
+
+async def test_review17b_an_ide_bodys_token_cannot_forge_its_bodys_verification(api: BrainClient, clock: Clock) -> None:
+    """The IDE body registered its key with its token; whoever else holds the token (the IDE's assistant reading
+    the MCP config) cannot register a fresh body with it, cannot change the body's key, and its hand-made events
+    (unattested, or attested under a key of its own) do not confirm the body's task."""
+    ok(await api.post("/v1/bodies/register", registration("body-ide"), as_="body"))
+    fresh = registration("body-fresh", verify_key=verify_key("forger"))
+    refused(await api.post("/v1/bodies/register", fresh, as_="body"), 403, "forbidden")
+    mismatch = refused(
+        await api.post("/v1/bodies/register", registration("body-ide", verify_key=verify_key("forger")), as_="body"),
+        409,
+        "body_key_mismatch",
+    )
+    assert "swarm brain body rebind body-ide" in mismatch["message"]
+    task_id, claim_token = await claimed(api, "forged", body_id="body-ide")
+    clock.advance(5)
+    unattested = rerun_event(
+        "body-ide", 1, "g", action_id="act_a", at=clock.now, argv=ARGV, task_id=task_id, attest=False
+    )
+    own_key = rerun_event("body-ide", 2, unattested.mac, action_id="act_b", at=clock.now, argv=ARGV, task_id=task_id)
+    own_key = own_key.model_copy(update={"attest": attestation(verify_key("forger"), own_key)})
+    ok(await api.post("/v1/audit", batch("body-ide", [unattested, own_key]), as_="body"))
+    done = await report(api, task_id, claim_token, "act_a")
+    assert (done["verified"], done["verification"]["status"]) == (False, "refuted")
+    assert "carries no attestation" in done["verification"]["detail"]
+    task_id, claim_token = await claimed(api, "forged again", body_id="body-ide")
+    done = await report(api, task_id, claim_token, "act_b")
+    assert (done["verified"], done["verification"]["status"]) == (False, "refuted")
+    assert "not the body's" in done["verification"]["detail"]

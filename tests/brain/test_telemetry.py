@@ -32,6 +32,7 @@ from .helpers import (
     engine_url,
     ok,
     refused,
+    registration,
     rerun_event,
 )
 
@@ -80,8 +81,7 @@ async def agent_w1(api: BrainClient) -> None:
     await api.add_token("w1", agent="w1")
     override = {"agent": "w1", "logic_version": LV, "reason": "telemetry test", "for_s": 30 * 86400}
     ok(await api.post("/v1/readiness/overrides", override, as_="captain"), 201)
-    register = {"body_id": "body-a", "workspace": "/w", "hostname": "h", "version": "1"}
-    ok(await api.post("/v1/bodies/register", register, as_="w1"))
+    ok(await api.post("/v1/bodies/register", registration("body-a"), as_="w1"))
 
 
 async def claim(api: BrainClient, task_id: str) -> str:
@@ -89,9 +89,10 @@ async def claim(api: BrainClient, task_id: str) -> str:
     return ok(await api.post("/v1/tasks/claim", claim, as_="w1"))["claim_token"]
 
 
-def rerun(seq: int, prev: str = "genesis") -> AuditEvent:
-    """body-a's audited re-run of `pytest -q` (the tasks' acceptance command): what makes a verification count."""
-    return rerun_event("body-a", seq, prev, action_id=f"act_v_{seq}", at=START, argv=["pytest", "-q"])
+def rerun(seq: int, task_id: str, prev: str = "genesis") -> AuditEvent:
+    """body-a's audited re-run of `pytest -q` (the tasks' acceptance command) for `task_id`: what makes a
+    verification count."""
+    return rerun_event("body-a", seq, prev, action_id=f"act_v_{seq}", at=START, argv=["pytest", "-q"], task_id=task_id)
 
 
 async def finish(api: BrainClient, task_id: str, token: str, outcome: str, *, verified_by: AuditEvent | None) -> None:
@@ -137,7 +138,7 @@ async def seed(api: BrainClient) -> Seeded:
         usage(5, task_id=None, usd=5.00, tokens=(9, 9), at=T0 - timedelta(days=10)),
     ]
     ok(await api.post("/v1/usage", {"body_id": "body-a", "records": records}, as_="w1"))
-    await finish(api, t1, k1, "succeeded", verified_by=rerun(1))
+    await finish(api, t1, k1, "succeeded", verified_by=rerun(1, t1))
     await finish(api, t2, k2, "succeeded", verified_by=None)
     await finish(api, t3, k3, "failed", verified_by=None)
     ok(await api.post(f"/v1/tasks/{t4}/cancel", {"reason": "not needed"}, as_="approver"))
@@ -200,7 +201,7 @@ async def test_an_undone_decision_is_not_accurate(api: BrainClient, brain: Brain
     decision_id = await ask(api, 0.5, "D")
     ok(await api.post(f"/v1/decisions/{decision_id}/approve", {"reason": "ok"}, as_="approver"))
     token = await claim(api, task_id)
-    first = rerun(1)
+    first = rerun(1, task_id)
     ok(await api.post("/v1/audit", batch("body-a", [first]), as_="w1"))
     body = {
         "claim_token": token,
@@ -213,10 +214,10 @@ async def test_an_undone_decision_is_not_accurate(api: BrainClient, brain: Brain
     ok(await api.post(f"/v1/tasks/{task_id}/outcome", body, as_="w1"))
     before = ok(await api.get("/v1/kpi", as_="approver"))
     assert (before["decisions_approved_judged"], before["decisions_approved_accurate"]) == (1, 1)
-    # (force: the brain's verification settled on the task after the outcome's action, which undo sees as a change)
-    ok(await api.post(f"/v1/undo/{decision_id}", {"reason": "wrong", "force": True}, as_="captain"))
+    # (no force: the verification was settled in the outcome's own transaction, so nothing changed since)
+    ok(await api.post(f"/v1/undo/{decision_id}", {"reason": "wrong"}, as_="captain"))
     # (the reversal put the task back to claimed: finish it again, successfully, under no decision)
-    await finish(api, task_id, token, "succeeded", verified_by=rerun(2, first.mac))
+    await finish(api, task_id, token, "succeeded", verified_by=rerun(2, task_id, first.mac))
     after = ok(await api.get("/v1/kpi", as_="approver"))
     assert (after["decisions_approved_judged"], after["decisions_approved_accurate"]) == (1, 0)
     assert after["decision_accuracy"] == 0.0

@@ -14,7 +14,7 @@ from brain_server import BrainSettings
 from brain_server.exceptions import ConfigError
 from brain_server.state import sqlite_url
 from swarm_cli.brain_cmds import load_settings, serve_settings
-from tests.brain.helpers import LiveBrain, batch, live_brain, ok, rerun_event
+from tests.brain.helpers import LiveBrain, batch, live_brain, ok, registration, rerun_event
 from tests.cli.test_task_cmds import one_line, swarm
 
 pytestmark = pytest.mark.anyio
@@ -37,8 +37,9 @@ async def test_kpi_prints_the_report_and_its_json(live: LiveBrain, tmp_path: Pat
         task_id = ok(await api.post("/v1/tasks", task, as_="approver"), 201)["id"]
         claim = {"body_id": "body-a", "agent": "w1", "task_id": task_id}
         token = ok(await api.post("/v1/tasks/claim", claim, as_="body"))["claim_token"]
+        ok(await api.post("/v1/bodies/register", registration("body-a"), as_="body"))
         # The body's audited re-run of the acceptance command, which the brain checks the verification against.
-        rerun = rerun_event("body-a", 1, "genesis", action_id="act_v", at=time.time(), argv=["true"])
+        rerun = rerun_event("body-a", 1, "genesis", action_id="act_v", at=time.time(), argv=["true"], task_id=task_id)
         ok(await api.post("/v1/audit", batch("body-a", [rerun]), as_="body"))
         verification = {"command": "true", "exit_code": 0, "action_id": "act_v", "verified": True}
         outcome = {"claim_token": token, "outcome": "succeeded", "verification": verification}

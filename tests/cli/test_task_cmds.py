@@ -13,7 +13,7 @@ import pytest
 
 from brain_server import BrainSettings
 from brain_server.state import sqlite_url
-from tests.brain.helpers import LiveBrain, batch, live_brain, ok, rerun_event
+from tests.brain.helpers import LiveBrain, batch, live_brain, ok, registration, rerun_event
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +71,8 @@ async def test_a_task_is_added_listed_shown_with_its_outcome_and_cancelled(live:
     async with live.client() as api:
         claimed = ok(await api.post("/v1/tasks/claim", {"body_id": "body-a", "agent": "w1"}, as_="body"))
         assert claimed["task"]["id"] == task_id
-        rerun = rerun_event("body-a", 1, "genesis", action_id="act_42", at=0, argv=["pytest", "-q"])
+        ok(await api.post("/v1/bodies/register", registration("body-a"), as_="body"))
+        rerun = rerun_event("body-a", 1, "genesis", action_id="act_42", at=0, argv=["pytest", "-q"], task_id=task_id)
         ok(await api.post("/v1/audit", batch("body-a", [rerun]), as_="body"))  # the body's own record of it
         outcome = {
             "claim_token": claimed["claim_token"],

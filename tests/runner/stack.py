@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import httpx
 
-from brain_server import Brain, BrainSettings, MemoryStateEngine, issue_token, serve_brain
+from brain_server import Brain, BrainSettings, MemoryStateEngine, StateEngine, issue_token, serve_brain
 from shared_protocol.agents import agent_logic_version
 from shared_protocol.config import approval_thresholds, load_config
 from tests.brain.helpers import Clock
@@ -180,7 +180,9 @@ async def stack(
     extra_env: dict[str, str] | None = None,
     bind_tokens: bool = True,
     tools: Sequence[str] = TOOLS,
+    state: StateEngine | None = None,
 ) -> AsyncGenerator[Stack]:
+    """`state`: the brain's state engine (default: a new memory one)."""
     home = tmp_path / "home"
     home.mkdir()
     config = tmp_path / "swarm.toml"
@@ -188,7 +190,7 @@ async def stack(
     # The brain classifies decisions by the same [policy] and [limits] as the bodies, as in a deployment.
     thresholds = approval_thresholds(load_config(config))
     settings = BrainSettings(host="127.0.0.1", port=0, database_url="memory://", thresholds=thresholds)
-    state = MemoryStateEngine()
+    state = MemoryStateEngine() if state is None else state
     brain = Brain(settings, state=state, clock=Clock())
     captain_token = await issue_token(state, role="captain", label="captain", at=brain.now())
     tokens = {
