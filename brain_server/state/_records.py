@@ -26,6 +26,8 @@ LogAction = Literal[
     "approve",
     "deny",
     "override",
+    "vote",
+    "deadlock",
     "expire",
     "task_create",
     "task_claim",
