@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared_protocol.config import ConsensusConfig
 from shared_protocol.decisions import ApprovalThresholds
 
 from .exceptions import BadDatabaseUrl
@@ -69,6 +70,14 @@ class BrainSettings(BaseModel):
         default=86_400, gt=0, description="A readiness report lets live work through for this long ([rollout])."
     )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)
+    consensus: ConsensusConfig = Field(
+        default_factory=ConsensusConfig, description="[consensus]: the panel, quorum and deadline of consensus."
+    )
+    captain_agents: list[str] = Field(
+        default_factory=list[str],
+        description="The [[agents]] whose role is captain: their reviewer tokens veto, and break a deadlock on a "
+        "decision that needs no human.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -32,6 +32,7 @@ from .audit import AuditEvent
 from .decisions import Answer as Answer
 from .decisions import Decision as Decision
 from .decisions import DecisionRequest as DecisionRequest
+from .decisions import OverrideAction as OverrideAction
 from .decisions import Role as Role
 from .decisions import Verdict as Verdict
 from .decisions import Vote as Vote
@@ -272,10 +273,6 @@ class VoteRequest(ProtocolModel):
     logic_version: str | None = Field(
         default=None, max_length=200, description="A reviewer agent's logic version, recorded with its vote."
     )
-
-
-OverrideAction = Literal["veto", "force"]
-"""A captain's override: `veto` (overridden, even an approved decision) or `force` (approved; a human captain's)."""
 
 
 class DecisionOverrideRequest(ProtocolModel):

@@ -163,8 +163,12 @@ class DecisionRequest(ProtocolModel):
         return impact
 
 
+OverrideAction = Literal["veto", "force"]
+"""A captain's override: `veto` (overridden, even an approved decision) or `force` (approved; a human captain's)."""
+
+
 class Answer(ProtocolModel):
-    """Who moved a decision to `verdict`, and why. `by` is `rules` or `deadline` when no human did."""
+    """Who moved a decision to `verdict`, and why. `by` is `rules`, `deadline` or `panel` when no person did."""
 
     verdict: Verdict
     by: str
@@ -172,6 +176,8 @@ class Answer(ProtocolModel):
     token_id: str | None = None
     reason: str
     at: datetime
+    override: OverrideAction | None = None
+    """Set when a captain's override gave this verdict (a human captain's, or the captain agent's veto)."""
 
 
 class Vote(ProtocolModel):
