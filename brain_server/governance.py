@@ -59,6 +59,9 @@ PROTECTED_PATTERNS: tuple[str, ...] = (
 )
 """Paths the `rules:paths` reviewer will not approve a change to (matched against each path and its name)."""
 
+CONFIDENT = 0.8
+"""The stated confidence the `rules:confidence` reviewer approves from."""
+
 HUMAN_ROLES: frozenset[Role] = frozenset({"approver", "captain"})
 
 
@@ -106,9 +109,7 @@ def rule_vote(
     if seat == "rules:cost":  # cost-conservative
         if impact.usd <= t.consensus_usd / 2:
             return "approve", f"${impact.usd:.2f} is at most half the consensus threshold (${t.consensus_usd:.2f})"
-        if impact.usd <= t.human_usd:
-            return "abstain", f"${impact.usd:.2f}: neither cheap nor over the human threshold (${t.human_usd:.2f})"
-        return "deny", f"${impact.usd:.2f} is over the human threshold (${t.human_usd:.2f})"
+        return "deny", f"${impact.usd:.2f} is over half the consensus threshold (${t.consensus_usd:.2f})"
     if seat == "rules:files":  # file-count
         limit = (t.consensus_files + t.blocked_files) / 2
         if impact.files < limit:
@@ -122,11 +123,9 @@ def rule_vote(
             return "deny", f"touches sensitive paths: {', '.join(sorted(touchy)[:5])}"
         return "approve", f"none of its {len(decision.files)} paths is sensitive"
     if seat == "rules:confidence":  # confidence-based
-        if decision.confidence >= 0.85:
-            return "approve", f"stated confidence {decision.confidence:.2f} is at least 0.85"
-        if decision.confidence < t.human_confidence:
-            return "deny", f"stated confidence {decision.confidence:.2f} is under {t.human_confidence:.2f}"
-        return "abstain", f"stated confidence {decision.confidence:.2f}: neither high nor low"
+        if decision.confidence >= CONFIDENT:
+            return "approve", f"stated confidence {decision.confidence:.2f} is at least {CONFIDENT:.2f}"
+        return "deny", f"stated confidence {decision.confidence:.2f} is under {CONFIDENT:.2f}"
     if seat == "rules:value":  # value-vs-cost
         if task_value is None or task_value <= 0:
             return "abstain", "no task value known to weigh the cost against"

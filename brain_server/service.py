@@ -497,8 +497,15 @@ class Brain:
                 value = task.value_usd if value is None else max(value, task.value_usd)
         return governance.Context(captain_agents=bool(self.settings.captain_agents), priority=value)
 
-    async def vote(self, by: Principal, decision_id: str, request: VoteRequest) -> Decision:
-        """A vote by `by`'s token (reviewer, approver or captain), audited, and whatever it settles.
+    async def vote(
+        self,
+        by: Principal,
+        decision_id: str,
+        request: VoteRequest,
+        *,
+        action: Literal["vote", "approve", "deny"] = "vote",
+    ) -> Decision:
+        """A vote by `by`'s token (reviewer, approver or captain), audited (as `action`), and whatever it settles.
 
         `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it."""
         voter = self._voter(by)
@@ -514,7 +521,7 @@ class Brain:
                 context=context,
                 logic_version=request.logic_version,
             ),
-            action="vote",
+            action=action,
             reason=request.reason,
             detail={"value": request.value, "voter": voter.seat},
         )
@@ -539,7 +546,7 @@ class Brain:
         """
         if verb == "override":
             return await self.override(by, decision_id, "veto", reason)
-        return await self.vote(by, decision_id, VoteRequest(value=verb, reason=reason))
+        return await self.vote(by, decision_id, VoteRequest(value=verb, reason=reason), action=verb)
 
     async def _change(
         self,
@@ -547,7 +554,7 @@ class Brain:
         decision_id: str,
         step: Callable[[Decision, datetime, governance.Context], Decision],
         *,
-        action: Literal["vote", "override"],
+        action: Literal["vote", "approve", "deny", "override"],
         reason: str,
         detail: dict[str, object],
     ) -> Decision:
