@@ -75,7 +75,9 @@ async def test_a_six_file_change_goes_to_the_panel_and_three_approvals_apply_it(
     assert (answer["verdict"], answer["by"]) == ("approved", "panel")
     assert "3 approve" in answer["reason"]
     logged = [
-        (e.action, e.by, e.detail["value"], e.detail["to"]) for e in await brain.state.log_entries() if e.action == "vote"
+        (e.action, e.by, e.detail["value"], e.detail["to"])
+        for e in await brain.state.log_entries()
+        if e.action == "vote"
     ]
     assert logged == [
         ("vote", "rev-a", "approve", "pending"),
