@@ -563,7 +563,7 @@ class ConsensusConfig(ProtocolModel):
         default_factory=lambda: list(RULE_REVIEWERS),
         min_length=1,
         description="The seats: the brain's rule reviewers (rules:cost, rules:files, rules:paths, rules:confidence, "
-        "rules:value), [[agents]] names whose role is reviewer or captain, and human:LABEL (a human's token label).",
+        "rules:value), the names of agents whose role is reviewer or captain, and human:LABEL (a human's token label).",
     )
     quorum: int = Field(
         default=DEFAULT_QUORUM, ge=1, description="Approvals (or denials) that settle it: more than half the panel."
