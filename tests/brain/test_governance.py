@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from brain_server import Brain, BrainSettings
@@ -305,3 +306,50 @@ async def test_a_vote_read_before_another_was_written_is_judged_again_not_lost(
     log = LogEntry(at=brain.now(), action="vote", by="test")
     assert await brain.state.replace_decision(late, expected="pending", log=log, previous=stale) is None
     assert [v["voter"] for v in (await vote(panel, decision["id"], "rev-b"))["votes"]] == ["rev-a", "rev-b"]
+
+
+async def test_concurrent_votes_are_all_counted(panel: BrainClient, brain: Brain) -> None:
+    decision = await propose(panel)
+
+    async def one(name: str, value: str) -> None:
+        await vote(panel, decision["id"], name, value)
+
+    async with anyio.create_task_group() as group:  # (2 approve, 2 deny: no order of them settles it)
+        for name, value in zip(REVIEWERS[:4], ["approve", "deny", "approve", "deny"], strict=True):
+            group.start_soon(one, name, value)
+    stored = await brain.decision(decision["id"])
+    assert sorted(v.voter for v in stored.votes) == REVIEWERS[:4]
+    assert len([e for e in await brain.state.log_entries() if e.action == "vote"]) == 4
+
+
+async def test_the_task_value_orders_the_inbox_and_is_the_priority_step_never_an_approval(
+    panel: BrainClient, brain: Brain
+) -> None:
+    cheap_request = decision_request("body-a", agent="ide", impact={"files": 6, "api_calls": 0, "usd": 0})
+    cheap = ok(await panel.post("/v1/decisions", cheap_request, as_="body"), 201)  # another body, holding no task
+    ok(await panel.post("/v1/tasks", {"title": "valuable", "value_usd": 500}, as_="captain"), 201)
+    claim = {"body_id": "body-c", "agent": "claude", "mode": "shadow", "logic_version": "v1"}
+    claimed = ok(await panel.post("/v1/tasks/claim", claim, as_="claude-body"))
+    assert claimed["task"]["value_usd"] == 500
+    valuable = await propose(panel, summary="valuable", confidence=0.6)
+    listed = (await panel.get("/v1/decisions?state=pending", as_="approver")).json()
+    assert [d["id"] for d in listed] == [valuable["id"], cheap["id"]]
+    for name, value in (("rev-a", "approve"), ("rev-b", "approve"), ("rev-c", "deny"), ("rev-d", "deny")):
+        await vote(panel, valuable["id"], name, value)
+    tied = await vote(panel, valuable["id"], "rev-e", "abstain")
+    assert tied["state"] == "pending" and "task value $500.00" in tied["ladder"][1]["reason"]
+
+
+async def test_a_discord_or_link_override_is_a_veto_and_a_body_never_votes_through_the_brain(
+    panel: BrainClient, brain: Brain
+) -> None:
+    from brain_server.auth import Principal
+    from brain_server.exceptions import Forbidden
+
+    decision = await propose(panel)
+    body = Principal(token_id="tok_b", role="body", label="b", body_id="body-c", agent="claude")
+    with pytest.raises(Forbidden):
+        await brain.answer(body, decision["id"], "approve", "mine")
+    captain = Principal(token_id="tok_c", role="captain", label="on-call")
+    vetoed = await brain.answer(captain, decision["id"], "override", "Discord /captain-override")
+    assert (vetoed.state, vetoed.answers[-1].override) == ("overridden", "veto")
