@@ -10,7 +10,9 @@ save what they return. The rules, from the specification (the first matching row
 | > $50, or a stated confidence < 0.70             | `human`     |
 | otherwise                                        | `none`      |
 
-Until voting exists, a human approval stands in for consensus. A decision's life:
+A standalone body has no panel: a human approval stands in for consensus there. The brain gives a consensus
+decision a panel and counts votes (`shared_protocol.consensus`, `brain_server.governance`); every verdict is still
+an `Answer`. A decision's life:
 
     created ──rules──▶ approved (needs none) | denied (blocked) | pending (human, consensus)
     pending ──approve──▶ approved      pending ──deny──▶ denied
