@@ -19,6 +19,8 @@ from shared_protocol.brain import (
     ClaimRequest,
     ClaimResponse,
     Decision,
+    DecisionList,
+    DecisionOverrideRequest,
     DecisionRequest,
     Deregistration,
     ErrorBody,
@@ -47,6 +49,7 @@ from shared_protocol.brain import (
     UsageAck,
     UsageBatch,
     UsageTotals,
+    VoteRequest,
 )
 from shared_protocol.telemetry import KpiReport
 
@@ -139,6 +142,19 @@ class BrainClient:
 
     async def answer(self, decision_id: str, kind: str, reason: str) -> Decision:
         return await self._call("POST", f"/v1/decisions/{decision_id}/{kind}", Decision, AnswerRequest(reason=reason))
+
+    async def vote(self, decision_id: str, request: VoteRequest) -> Decision:
+        """`POST /v1/decisions/{id}/votes`: the voter is the token's (a reviewer's agent, or a human)."""
+        return await self._call("POST", f"/v1/decisions/{quote(decision_id, safe='')}/votes", Decision, request)
+
+    async def override(self, decision_id: str, request: DecisionOverrideRequest) -> Decision:
+        """A captain's veto or force."""
+        return await self._call("POST", f"/v1/decisions/{quote(decision_id, safe='')}/override", Decision, request)
+
+    async def decisions(self, *, state: str | None = None) -> list[Decision]:
+        """`GET /v1/decisions` (`state=pending`: the inbox, most valuable task first)."""
+        query = f"?state={quote(state)}" if state else ""
+        return (await self._call("GET", f"/v1/decisions{query}", DecisionList)).root
 
     async def claim(self, request: ClaimRequest) -> ClaimResponse:
         return await self._call("POST", "/v1/tasks/claim", ClaimResponse, request)

@@ -31,6 +31,8 @@ from shared_protocol.brain import (
     BrainErrorCode,
     CancelRequest,
     ClaimRequest,
+    DecisionList,
+    DecisionOverrideRequest,
     DecisionRequest,
     ErrorBody,
     KillRequest,
@@ -49,8 +51,9 @@ from shared_protocol.brain import (
     TaskState,
     UndoRequest,
     UsageBatch,
+    VoteRequest,
 )
-from shared_protocol.decisions import AnswerKind
+from shared_protocol.decisions import AnswerKind, DecisionState
 from shared_protocol.telemetry import DEFAULT_KPI_WINDOW_S, MAX_KPI_WINDOW_S
 
 from ._payload import declared_too_large, read_body
@@ -60,6 +63,8 @@ from .auth import (
     APPROVERS,
     BODY,
     CAPTAIN,
+    OVERRIDERS,
+    VOTERS,
     Principal,
     acting_agent,
     authenticate,
@@ -223,12 +228,32 @@ class _Api:
         return json_response(await self.brain.decision(request.path_params["decision_id"], for_body=who.sees_only))
 
     def answer(self, verb: AnswerKind) -> Handler:
+        """`approve` and `deny`: a human's vote."""
+
         async def handler(request: Request, who: Principal) -> Response:
             payload = await parse(request, AnswerRequest)
             decision_id = request.path_params["decision_id"]
             return json_response(await self.brain.answer(who, decision_id, verb, payload.reason))
 
         return handler
+
+    async def override(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, DecisionOverrideRequest)
+        decision_id = request.path_params["decision_id"]
+        return json_response(await self.brain.override(who, decision_id, payload.action, payload.reason))
+
+    async def vote(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, VoteRequest)
+        return json_response(await self.brain.vote(who, request.path_params["decision_id"], payload))
+
+    async def decisions(self, request: Request, who: Principal) -> Response:
+        state = request.query_params.get("state") or None
+        if state is not None and state not in get_args(DecisionState):
+            raise InvalidRequest(
+                f"state must be one of {', '.join(get_args(DecisionState))} (got {state!r})", field="state"
+            )
+        found = await self.brain.decisions(state=cast(DecisionState | None, state), for_body=who.sees_only)
+        return json_response(DecisionList(found))
 
     async def acknowledge(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, AnswerRequest)
@@ -443,10 +468,12 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "GET", "/v1/events", BODY, api.events),
         _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
+        _route(brain, "GET", "/v1/decisions", ANY_ROLE, api.decisions),
         _route(brain, "GET", "/v1/decisions/{decision_id}", ANY_ROLE, api.decision),
+        _route(brain, "POST", "/v1/decisions/{decision_id}/votes", VOTERS, api.vote),
         _route(brain, "POST", "/v1/decisions/{decision_id}/approve", APPROVERS, api.answer("approve")),
         _route(brain, "POST", "/v1/decisions/{decision_id}/deny", APPROVERS, api.answer("deny")),
-        _route(brain, "POST", "/v1/decisions/{decision_id}/override", CAPTAIN, api.answer("override")),
+        _route(brain, "POST", "/v1/decisions/{decision_id}/override", OVERRIDERS, api.override),
         _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
         _route(brain, "GET", "/v1/tasks", ANY_ROLE, api.tasks),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
@@ -465,7 +492,6 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
         _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),
-        _route(brain, "GET", "/v1/decisions", APPROVERS, dashboard.decisions),
         _route(brain, "GET", "/v1/dashboard/stream", APPROVERS, dashboard.stream),
         *session_routes(brain),
         *page_routes(),

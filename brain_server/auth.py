@@ -5,7 +5,9 @@ holds one in clear. Each request's token resolves to a `Principal` (the token's 
 and label), which is what the brain records as "who". Roles:
 
     body      the body endpoints (register, heartbeat, events, audit, decisions, tasks, usage); reads its own
-              body's decisions, tasks and usage only
+              body's decisions, tasks and usage only; never votes
+    reviewer  an agent's vote (bound to that one agent, `--agent NAME`): read status, decisions and tasks, vote on
+              the decisions its panel seat lets it (a captain agent's: veto any, break a deadlock needing no human)
     approver  read status, decisions, tasks, usage and readiness; approve and deny; queue and cancel tasks
     captain   everything an approver may, plus kill, resume, override, readiness reports and their overrides
 
@@ -51,15 +53,21 @@ from .state import LogAction, LogEntry, Rebinding, SessionRecord, SessionStore, 
 
 TOKEN_PREFIX = "swb_"
 
-ANY_ROLE: frozenset[Role] = frozenset({"body", "approver", "captain"})
+ANY_ROLE: frozenset[Role] = frozenset({"body", "reviewer", "approver", "captain"})
 BODY: frozenset[Role] = frozenset({"body"})
 APPROVERS: frozenset[Role] = frozenset({"approver", "captain"})
+VOTERS: frozenset[Role] = frozenset({"reviewer", "approver", "captain"})
 CAPTAIN: frozenset[Role] = frozenset({"captain"})
 HUMANS: frozenset[Role] = APPROVERS
-"""The roles of a token a human may log in to the dashboard with (`session_principal`): never a body's."""
-AGENT_ROLES: frozenset[Role] = frozenset({"body"})
-"""The roles of a token that may be bound to an agent (an agent's body; later its reviewer's vote); a human's
-role (approver, captain) never is."""
+"""The roles of a token a human may log in to the dashboard with (`session_principal`): never a body's or a
+reviewer's."""
+OVERRIDERS: frozenset[Role] = frozenset({"reviewer", "captain"})
+"""Who reaches the override route: human captains, and reviewer tokens (only the captain agent's may veto)."""
+AGENT_ROLES: frozenset[Role] = frozenset({"body", "reviewer"})
+"""The roles of a token that may be bound to an agent (an agent's body, its reviewer's vote); a human's role
+(approver, captain) never is."""
+AGENT_ONLY: frozenset[Role] = frozenset({"reviewer"})
+"""The roles of a token that must be bound to an agent: a reviewer votes as one agent, taken from its token."""
 
 
 def agent_token_command(agent: str) -> str:
@@ -318,9 +326,13 @@ def own_body(who: Principal) -> str:
     return who.body_id
 
 
-def check_token_agent(role: Role, agent: str) -> None:
+def check_token_agent(role: Role, agent: str | None) -> None:
     """`ConfigError` unless a `role` token may be bound to `agent`: a name `[[agents]] name` takes, and a role an
-    agent holds (`AGENT_ROLES`)."""
+    agent holds (`AGENT_ROLES`); a reviewer token must name its agent (`AGENT_ONLY`)."""
+    if agent is None:
+        if role in AGENT_ONLY:
+            raise ConfigError(f"a {role} token votes as one agent: give --agent NAME (an [[agents]] reviewer)")
+        return
     if not is_agent_name(agent):
         raise ConfigError(f"--agent {agent!r}: {AGENT_NAME_RULE}")
     if role not in AGENT_ROLES:
@@ -335,8 +347,7 @@ async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime
 
     With `agent`, the token is that agent's for good (`ConfigError` for a name `[[agents]] name` would refuse, or
     a role no agent holds); nothing is written then."""
-    if agent is not None:
-        check_token_agent(role, agent)
+    check_token_agent(role, agent)
     token = new_token()
     record = TokenRecord(
         id=f"tok_{secrets.token_hex(6)}",

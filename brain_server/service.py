@@ -65,22 +65,22 @@ from shared_protocol.brain import (
     UsageAck,
     UsageBatch,
     UsageTotals,
+    VoteRequest,
 )
-from shared_protocol.decisions import AnswerKind
-from shared_protocol.exceptions import AnswerRefusal, AnswerRefused
+from shared_protocol.decisions import AnswerKind, DecisionState, OverrideAction
 
+from . import governance
 from .auth import Principal, rebind_body
 from .dashboard.feed import AuditFeed
 from .events import BrainEvent, EventHub, kill_event
 from .exceptions import (
-    AlreadyFinal,
     BodyMismatch,
     ChainGap,
     ChainMismatch,
+    Forbidden,
     InvalidRequest,
     NotFound,
     NothingToReverse,
-    NotPending,
     NotReady,
     ReverseConflict,
     StateBroken,
@@ -109,11 +109,6 @@ from .wake.setup import WakeSetup
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-_ANSWER_REFUSED: dict[AnswerRefusal, type[NotPending | AlreadyFinal]] = {
-    "not_pending": NotPending,
-    "already_final": AlreadyFinal,
-}
 
 
 def _claim_audit_seq(task: Task) -> int:
@@ -423,7 +418,10 @@ class Brain:
 
     async def ask(self, by: Principal, request: DecisionRequest) -> tuple[Decision, bool]:
         """`request_decision`, and whether it created the decision: the same question still pending from the
-        same body (a retry) gets that decision back, and nobody is paged again."""
+        same body (a retry) gets that decision back, and nobody is paged again.
+
+        A decision at the consensus thresholds gets its panel (`governance.open_panel`): the rule reviewers vote at
+        once, and may settle it."""
         now = self.now()
         decision = decisions.new_decision(
             request,
@@ -432,13 +430,28 @@ class Brain:
             default_deadline_s=self.settings.decision_deadline_s,
             thresholds=self.settings.thresholds,
         )
-        detail = {"needs": decision.needs, "state": decision.state, "agent": request.agent}
+        thresholds = self.settings.thresholds
+        needs_human = governance.human_required(
+            request.impact.usd, request.confidence, request.irreversible, thresholds
+        )
+        context = await self._governance_context(decision)
+        decision = governance.open_panel(
+            decision,
+            consensus=self.settings.consensus,
+            needs_human=needs_human,
+            thresholds=thresholds,
+            context=context,
+            now=now,
+        )
+        detail: dict[str, object] = {"needs": decision.needs, "state": decision.state, "agent": request.agent}
+        if decision.panel:
+            detail["votes"] = {vote.voter: vote.value for vote in decision.votes}
         log = by.entry("decision_create", at=now, reason=request.summary, target=decision.id, detail=detail)
         stored = await self.state.insert_decision(decision, log, reuse_pending=True)
         if stored.id != decision.id:
             return stored, False
         self._published(decision)
-        if decision.state == "pending":
+        if decision.state == "pending" and (decision.needs == "human" or needs_human or decision.ladder):
             await self.escalator.start_decision(decision)
         return decision, True
 
@@ -454,29 +467,156 @@ class Brain:
             decision = await self._expire(decision)
         return decision
 
+    async def decisions(self, *, state: DecisionState | None = None, for_body: str | None = None) -> list[Decision]:
+        """Decisions (in `state`, when given; a body token: its own only). Pending ones come most valuable task
+        first (the priority orders the inbox, it never approves), then by deadline; others oldest first."""
+        if state == "pending":
+            found = [d for d in await self.state.pending_decisions() if not decisions.is_due(d, self.now())]
+        else:
+            found = [d for d in await self.state.decisions() if state is None or d.state == state]
+        if for_body is not None:
+            found = [d for d in found if d.body_id == for_body]
+        if state != "pending":
+            return found
+        values = {d.id: (await self._governance_context(d)).priority or 0.0 for d in found}
+        return sorted(found, key=lambda d: (-values[d.id], d.deadline, d.id))
+
+    def _voter(self, who: Principal) -> governance.Voter:
+        """Who votes, from the token alone: a reviewer token's agent, or a human's label."""
+        if who.role == "reviewer":
+            if who.agent is None:  # (the schema and `issue_token` never make one; refuse rather than guess)
+                raise Forbidden(f"reviewer token {who.token_id} is bound to no agent: it cannot vote")
+            captain = who.agent in self.settings.captain_agents
+            return governance.Voter(
+                seat=who.agent,
+                name=who.name,
+                role=who.role,
+                token_id=who.token_id,
+                agent=who.agent,
+                captain_agent=captain,
+            )
+        if who.role in governance.HUMAN_ROLES:
+            return governance.Voter(
+                seat=governance.human_seat(who.name), name=who.name, role=who.role, token_id=who.token_id
+            )
+        raise Forbidden("a body token cannot vote: votes come from reviewer, approver and captain tokens")
+
+    async def _governance_context(self, decision: Decision) -> governance.Context:
+        """The captain agents, and the value of the task the proposing body holds (its priority), if any."""
+        value: float | None = None
+        for task in await self.state.tasks(agent=decision.agent):
+            holder = task.claimed_by
+            held = task.state in ("claimed", "waiting_approval") and holder is not None
+            if held and holder is not None and holder.body_id == decision.body_id:
+                value = task.value_usd if value is None else max(value, task.value_usd)
+        return governance.Context(captain_agents=bool(self.settings.captain_agents), priority=value)
+
+    async def vote(
+        self,
+        by: Principal,
+        decision_id: str,
+        request: VoteRequest,
+        *,
+        action: Literal["vote", "approve", "deny"] = "vote",
+    ) -> Decision:
+        """A vote by `by`'s token (reviewer, approver or captain), audited (as `action`), and whatever it settles.
+
+        `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it."""
+        voter = self._voter(by)
+        return await self._change(
+            by,
+            decision_id,
+            lambda current, now, context: governance.cast(
+                current,
+                voter,
+                request.value,
+                reason=request.reason,
+                now=now,
+                context=context,
+                logic_version=request.logic_version,
+            ),
+            action=action,
+            reason=request.reason,
+            detail={"value": request.value, "voter": voter.seat},
+        )
+
+    async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
+        """A captain's veto or force (see `governance.override`): at once, audited, with its reason."""
+        voter = self._voter(by)
+        return await self._change(
+            by,
+            decision_id,
+            lambda current, now, _context: governance.override(current, action, voter, reason=reason, now=now),
+            action="override",
+            reason=reason,
+            detail={"override": action},
+        )
+
     async def answer(self, by: Principal, decision_id: str, verb: AnswerKind, reason: str) -> Decision:
-        """A human's approve, deny or override: recorded with who and why, and pushed to the decision's body.
+        """A human's approve or deny (a vote: `vote`), or a captain's override (a veto: `override`), as the CLI's
+        `swarm approve|deny|override`, Discord's buttons and the answer links give them.
 
         `NotPending` (approve, deny) or `AlreadyFinal` (override) when the decision's state no longer allows it.
         """
+        if verb == "override":
+            return await self.override(by, decision_id, "veto", reason)
+        return await self.vote(by, decision_id, VoteRequest(value=verb, reason=reason), action=verb)
+
+    async def _change(
+        self,
+        by: Principal,
+        decision_id: str,
+        step: Callable[[Decision, datetime, governance.Context], Decision],
+        *,
+        action: Literal["vote", "approve", "deny", "override"],
+        reason: str,
+        detail: dict[str, object],
+    ) -> Decision:
+        """Read the decision, `step` it, compare-and-set it (again on a lost race), then tell whom it concerns."""
         while True:
             current = await self.decision(decision_id)
             now = self.now()
-            try:
-                updated = decisions.answer(
-                    current, verb, by=by.name, role=by.role, token_id=by.token_id, reason=reason, now=now
-                )
-            except AnswerRefused as refused:
-                raise _ANSWER_REFUSED[refused.code](refused.message) from None
-            detail = {"from": current.state, "to": updated.state}
-            log = by.entry(verb, at=now, reason=reason, target=decision_id, detail=detail)
-            replaced = await self.state.replace_decision(updated, expected=current.state, log=log)
+            updated = step(current, now, await self._governance_context(current))
+            entry = {**detail, "from": current.state, "to": updated.state}
+            if updated.ladder != current.ladder:
+                entry["ladder"] = [s.kind for s in updated.ladder[len(current.ladder) :]]
+            log = by.entry(action, at=now, reason=reason, target=decision_id, detail=entry)
+            replaced = await self.state.replace_decision(updated, expected=current.state, log=log, previous=current)
             if replaced is not None:
-                self._published(updated)
-                self._tasks_ended(replaced.ended, by=by.name)
-                await self.escalator.resolve(decision_id, by=by.name, reason=f"{verb}: {reason}")
+                await self._after_change(current, updated, replaced.ended, by=by.name, reason=f"{action}: {reason}")
                 return updated
-            # Someone else changed it between our read and write: judge the answer again on what is there now.
+            # Someone else changed it between our read and write: judge the change again on what is there now.
+
+    async def _after_change(
+        self, before: Decision, after: Decision, ended: Sequence[Task], *, by: str, reason: str
+    ) -> None:
+        self._published(after)
+        self._tasks_ended(ended, by=by)
+        if after.state != "pending":
+            await self.escalator.resolve(after.id, by=by, reason=reason)
+        elif governance.stage(after) == "human_captain" and governance.stage(before) != "human_captain":
+            await self.escalator.start_decision(after)
+
+    async def _advance(self, decision: Decision) -> Decision | None:
+        """Take a pending decision's due ladder step (`governance.advance`); what is stored after, or None."""
+        now = self.now()
+        stepped = governance.advance(decision, now, context=await self._governance_context(decision))
+        if stepped is None:
+            return None
+        steps = stepped.ladder[len(decision.ladder) :]
+        log = LogEntry(
+            at=now,
+            action="deadlock",
+            by=decisions.DEADLINE,
+            reason=steps[0].reason,
+            target=decision.id,
+            detail={"ladder": [s.kind for s in steps]},
+        )
+        replaced = await self.state.replace_decision(stepped, expected="pending", log=log, previous=decision)
+        if replaced is None:
+            return None
+        await self._after_change(decision, stepped, replaced.ended, by=decisions.DEADLINE, reason=steps[0].reason)
+        return stepped
 
     async def _load(self, decision_id: str) -> Decision:
         decision = await self.state.decision(decision_id)
@@ -487,7 +627,7 @@ class Brain:
     async def _expire(self, decision: Decision) -> Decision:
         """Expire a due decision; returns what is stored afterwards (expired, or whatever beat us to it)."""
         now = self.now()
-        expired = decisions.expire(decision, now)
+        expired = governance.expire(decision, now)
         by, reason = decisions.DEADLINE, decisions.EXPIRED_AT_DEADLINE
         log = LogEntry(at=now, action="expire", by=by, reason=reason, target=decision.id)
         replaced = await self.state.replace_decision(expired, expected="pending", log=log)
@@ -922,12 +1062,14 @@ class Brain:
     # -- the daemon loop -------------------------------------------------------------------
 
     async def sweep(self) -> SweepReport:
-        """Expire due decisions and requeue tasks whose lease ran out."""
+        """Expire due decisions, take the deadlock ladder's due steps, and requeue tasks whose lease ran out."""
         now = self.now()
         expired: list[str] = []
         for decision in await self.state.due_decisions(now):
             if (await self._expire(decision)).state == "expired":
                 expired.append(decision.id)
+        for decision in await self.state.pending_decisions():
+            await self._advance(decision)
         requeued = await self._requeue_expired(now)
         await self._watch_bodies(now)
         await self.telemetry.tick(now)

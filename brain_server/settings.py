@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared_protocol.config import ConsensusConfig
 from shared_protocol.decisions import ApprovalThresholds
 
 from .exceptions import BadDatabaseUrl
@@ -82,6 +83,14 @@ class BrainSettings(BaseModel):
         "is https); always; never (plain http beyond 127.0.0.1 is not advised).",
     )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)
+    consensus: ConsensusConfig = Field(
+        default_factory=ConsensusConfig, description="[consensus]: the panel, quorum and deadline of consensus."
+    )
+    captain_agents: list[str] = Field(
+        default_factory=list[str],
+        description="The [[agents]] whose role is captain: their reviewer tokens veto, and break a deadlock on a "
+        "decision that needs no human.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import Field, RootModel, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from ._base import Identifier, NonEmpty, ProtocolModel
 from .audit import AuditEvent
@@ -32,8 +32,11 @@ from .audit import AuditEvent
 from .decisions import Answer as Answer
 from .decisions import Decision as Decision
 from .decisions import DecisionRequest as DecisionRequest
+from .decisions import OverrideAction as OverrideAction
 from .decisions import Role as Role
 from .decisions import Verdict as Verdict
+from .decisions import Vote as Vote
+from .decisions import VoteValue as VoteValue
 
 BrainEventName = Literal["kill", "resume", "decision", "task_available", "task_cancelled", "task_ended", "policy"]
 TaskState = Literal["queued", "claimed", "waiting_approval", "succeeded", "failed", "abandoned", "cancelled"]
@@ -265,9 +268,30 @@ class AuditAck(ProtocolModel):
 
 
 class AnswerRequest(ProtocolModel):
-    """`approve`, `deny` and `override`: the reason is recorded with who gave it."""
+    """`approve` and `deny` (a human's vote): the reason is recorded with who gave it."""
 
     reason: NonEmpty
+
+
+class VoteRequest(ProtocolModel):
+    """`POST /v1/decisions/{id}/votes`: a vote, its voter taken from the token (never from here)."""
+
+    value: VoteValue
+    reason: NonEmpty
+    logic_version: str | None = Field(
+        default=None, max_length=200, description="A reviewer agent's logic version, recorded with its vote."
+    )
+
+
+class DecisionOverrideRequest(ProtocolModel):
+    """`POST /v1/decisions/{id}/override`: a captain's veto (the default) or a human captain's force, with why."""
+
+    reason: NonEmpty
+    action: OverrideAction = "veto"
+
+
+class DecisionList(RootModel[list[Decision]]):
+    """`GET /v1/decisions`: a JSON list of decisions (the inbox: `?state=pending`, most valuable task first)."""
 
 
 # --- tasks -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from ._base import NonEmpty, ProtocolModel
+from .consensus import DEFAULT_DEADLINE_S, DEFAULT_QUORUM, HUMAN_SEAT, RULE_REVIEWERS, valid_quorum
 from .decisions import ApprovalThresholds
 from .secrets import SECRET_FIELD, SECRET_LITERAL, SecretRef, SecretsConfig, is_credential_variable
 from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
@@ -623,6 +624,53 @@ class RolloutConfig(ProtocolModel):
         return steps
 
 
+class ConsensusConfig(ProtocolModel):
+    """`[consensus]`: who votes on a decision at the consensus thresholds, and how many settle it."""
+
+    panel: list[str] = Field(
+        default_factory=lambda: list(RULE_REVIEWERS),
+        min_length=1,
+        description="The seats: the brain's rule reviewers (rules:cost, rules:files, rules:paths, rules:confidence, "
+        "rules:value), the names of agents whose role is reviewer or captain, and human:LABEL (a human's token label).",
+    )
+    quorum: int = Field(
+        default=DEFAULT_QUORUM, ge=1, description="Approvals (or denials) that settle it: more than half the panel."
+    )
+    deadline_s: int = Field(
+        default=DEFAULT_DEADLINE_S,
+        gt=0,
+        le=7 * 86_400,
+        description="Seconds the panel has; then each step of the deadlock ladder (captain agent, human captain) "
+        "has as long again, and no answer means denied.",
+    )
+
+    @field_validator("panel")
+    @classmethod
+    def _known_seats(cls, panel: list[str]) -> list[str]:
+        for seat in panel:
+            if seat.startswith("rules:"):
+                if seat not in RULE_REVIEWERS:
+                    raise ValueError(f"{seat!r}: no such rule reviewer (known: {', '.join(RULE_REVIEWERS)})")
+            elif seat.startswith(HUMAN_SEAT):
+                if not seat[len(HUMAN_SEAT) :].strip():
+                    raise ValueError(f"{seat!r}: a human seat names a token label (human:LABEL)")
+            elif not is_agent_name(seat):
+                raise ValueError(f"{seat!r}: {AGENT_NAME_RULE}")
+        if len(set(panel)) != len(panel):
+            raise ValueError("a seat is listed twice")
+        return panel
+
+    @model_validator(mode="after")
+    def _quorum_settles_one_way(self) -> ConsensusConfig:
+        if not valid_quorum(len(self.panel), self.quorum):
+            raise PydanticCustomError(
+                CONFIG_REFERENCE,
+                "consensus.quorum: {quorum} must be more than half the panel's {seats} seats and at most all of them",
+                {"quorum": self.quorum, "seats": len(self.panel)},
+            )
+        return self
+
+
 class MetricsConfig(ProtocolModel):
     """`[metrics]`: the brain's Prometheus endpoint, `GET /metrics`."""
 
@@ -649,6 +697,7 @@ class SwarmConfig(ProtocolModel):
     ntfy: NtfyConfig = Field(default_factory=NtfyConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
@@ -693,6 +742,18 @@ class SwarmConfig(ProtocolModel):
                     "agents.{index}.model: agent '{agent}' names model '{model}', but no [models.{model}] is defined "
                     "(defined: {known})",
                     {"index": index, "agent": agent.name, "model": agent.model, "known": known},
+                )
+        roles = {agent.name: agent.role for agent in self.agents}
+        for index, seat in enumerate(self.consensus.panel):
+            if seat.startswith(("rules:", HUMAN_SEAT)):
+                continue
+            if roles.get(seat) not in ("reviewer", "captain"):
+                why = "no [[agents]] entry has that name" if seat not in roles else f"its role is {roles[seat]}"
+                raise PydanticCustomError(
+                    CONFIG_REFERENCE,
+                    "consensus.panel.{index}: '{seat}' may not sit on the panel ({why}): a seat is an agent whose "
+                    "role is reviewer or captain",
+                    {"index": index, "seat": seat, "why": why},
                 )
         return self
 

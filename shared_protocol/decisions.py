@@ -10,7 +10,9 @@ save what they return. The rules, from the specification (the first matching row
 | > $50, or a stated confidence < 0.70             | `human`     |
 | otherwise                                        | `none`      |
 
-Until voting exists, a human approval stands in for consensus. A decision's life:
+A standalone body has no panel: a human approval stands in for consensus there. The brain gives a consensus
+decision a panel and counts votes (`shared_protocol.consensus`, `brain_server.governance`); every verdict is still
+an `Answer`. A decision's life:
 
     created ──rules──▶ approved (needs none) | denied (blocked) | pending (human, consensus)
     pending ──approve──▶ approved      pending ──deny──▶ denied
@@ -50,9 +52,16 @@ Verdict = Literal["approved", "denied", "overridden", "expired"]
 FINAL_STATES: frozenset[DecisionState] = frozenset({"denied", "expired", "overridden"})
 """No answer moves a decision out of these; `approved` is not final, as a captain may still veto it."""
 
-Role = Literal["body", "approver", "captain"]
-"""A brain token's role, recorded with its answers. body: the body endpoints; approver: read status, approve and
-deny; captain: an approver who may also kill, resume and override."""
+Role = Literal["body", "reviewer", "approver", "captain"]
+"""A brain token's role, recorded with its answers. body: the body endpoints; reviewer: an agent's vote on the
+decisions its panel seat (or its captain agent's powers) lets it answer, bound to that one agent; approver: read
+status, approve and deny (a human's vote); captain: an approver who may also kill, resume and override."""
+
+VoteValue = Literal["approve", "deny", "abstain"]
+"""A voter's answer to a decision before any verdict; only the voter's latest vote counts."""
+
+LadderStepKind = Literal["deadlock", "captain_agent", "priority", "human_captain", "denied"]
+"""The steps a consensus decision takes when its panel reaches no quorum in time (or ties): recorded on it."""
 
 AnswerKind = Literal["approve", "deny", "override"]
 """What a person answers: approve or deny a pending decision, or override (veto) one not yet final."""
@@ -156,8 +165,12 @@ class DecisionRequest(ProtocolModel):
         return impact
 
 
+OverrideAction = Literal["veto", "force"]
+"""A captain's override: `veto` (overridden, even an approved decision) or `force` (approved; a human captain's)."""
+
+
 class Answer(ProtocolModel):
-    """Who moved a decision to `verdict`, and why. `by` is `rules` or `deadline` when no human did."""
+    """Who moved a decision to `verdict`, and why. `by` is `rules`, `deadline` or `panel` when no person did."""
 
     verdict: Verdict
     by: str
@@ -165,6 +178,35 @@ class Answer(ProtocolModel):
     token_id: str | None = None
     reason: str
     at: datetime
+    override: OverrideAction | None = None
+    """Set when a captain's override gave this verdict (a human captain's, or the captain agent's veto)."""
+
+
+class Vote(ProtocolModel):
+    """One voter's vote on a decision, as the brain recorded it: who (from the token, never the request), what, why,
+    when. A later vote of the same `voter` replaces this one in the count; both stay on the decision."""
+
+    voter: str
+    """The seat it counts for: `rules:<policy>` (the brain's rule reviewers), an agent's name (its reviewer token),
+    or `human:<label>` (a human's approver or captain token)."""
+    value: VoteValue
+    rationale: str
+    at: datetime
+    role: Role | None = None
+    """The token's role (None: the brain's own rule reviewers)."""
+    token_id: str | None = None
+    agent: str | None = None
+    """The agent that voted (a reviewer token's), else None."""
+    logic_version: str | None = None
+    """The rule reviewers' rules version, or the logic version an agent reviewer stated."""
+
+
+class LadderStep(ProtocolModel):
+    """One step of a deadlock's ladder, as it happened: `captain_agent` → `priority` → `human_captain` → `denied`."""
+
+    kind: LadderStepKind
+    at: datetime
+    reason: str
 
 
 class Decision(ProtocolModel):
@@ -187,6 +229,18 @@ class Decision(ProtocolModel):
     deadline: datetime
     answers: list[Answer]
     rules_version: str
+    panel: list[str] = Field(default_factory=list[str])
+    """The seats whose votes count toward the quorum (a consensus decision's; empty: no panel)."""
+    quorum: int = 0
+    """Approvals (or denials) of `panel` seats that settle it; 0: no panel."""
+    human_required: bool = False
+    """It also needs a human's approval besides the quorum (over the human thresholds, or irreversible)."""
+    votes: list[Vote] = Field(default_factory=list[Vote])
+    """Every vote, oldest first (a replaced one stays: the record of the change)."""
+    quorum_deadline: datetime | None = None
+    """When the panel's time runs out (a deadlock from then on); None: no panel."""
+    ladder: list[LadderStep] = Field(default_factory=list[LadderStep])
+    """The deadlock's steps so far, oldest first."""
 
 
 # --- its life --------------------------------------------------------------------------

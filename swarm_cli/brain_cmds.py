@@ -127,12 +127,15 @@ def serve_settings(
     *, config: str | None, host: str | None = None, port: int | None = None, db: str | None = None
 ) -> tuple[BrainSettings, SwarmConfig]:
     """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
-    `[policy]` its bodies read (so both classify a decision alike), `[rollout] readiness_max_age_s`, `[metrics]
+    `[policy]` its bodies read (so both classify a decision alike), `[consensus]` and the captain agents,
+    `[rollout] readiness_max_age_s`, `[metrics]
     public` and `[limits] usd_per_hour` (the budget gauges of /metrics); every section of the file is checked."""
     settings = load_settings(config=config, host=host, port=port, db=db)
     swarm = load(config, swarm_home())
     update = {
         "thresholds": approval_thresholds(swarm),
+        "consensus": swarm.consensus,
+        "captain_agents": [agent.name for agent in swarm.agents if agent.role == "captain"],
         "readiness_max_age_s": swarm.rollout.readiness_max_age_s,
         "metrics_public": swarm.metrics.public,
         "usd_per_hour": swarm.limits.usd_per_hour,
@@ -222,13 +225,29 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     async def create(state: StateEngine) -> str:
         return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC), agent=args.agent)
 
-    if args.agent is not None:
-        check_token_agent(role, args.agent)  # before the database is created or opened
+    check_token_agent(role, args.agent)  # before the database is created or opened
+    if role == "reviewer":
+        _check_reviewer(args.config, args.agent)
     token = _on_state(settings, create, create=True)
     print(token, flush=True)
     whose = "" if args.agent is None else f" for agent {args.agent}"
     print(f"created a {role} token{whose} in {_where(settings)} (shown once: store it now)", file=sys.stderr)
     return 0
+
+
+def _check_reviewer(config: str | None, agent: str) -> None:
+    """A reviewer token votes as an agent the config has, whose role is reviewer or captain (`ConfigError`)."""
+    from brain_server.exceptions import ConfigError
+
+    roles = {entry.name: entry.role for entry in load(config, swarm_home()).agents}
+    if agent not in roles:
+        known = ", ".join(sorted(roles)) or "none"
+        raise ConfigError(f"--agent {agent}: no [[agents]] entry has that name (configured: {known})")
+    if roles[agent] not in ("reviewer", "captain"):
+        raise ConfigError(
+            f"--agent {agent}: its [[agents]] role is {roles[agent]}; a reviewer token is a reviewer's or the "
+            'captain agent\'s (role = "reviewer" or "captain")'
+        )
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
@@ -331,7 +350,12 @@ def add_parsers(sub: _Subparsers) -> None:
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="SUBCOMMAND")
     p = token_sub.add_parser("create", help="create a token and print it alone on stdout (shown once)")
     p.set_defaults(func=_guarded(cmd_token_create))
-    p.add_argument("--role", required=True, choices=list(get_args(Role)), help="body, approver or captain")
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=list(get_args(Role)),
+        help="body, reviewer (an agent's vote: needs --agent), approver or captain",
+    )
     p.add_argument("--label", default="", help="who holds it; recorded as 'who' with everything it does")
     p.add_argument(
         "--agent",

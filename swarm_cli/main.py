@@ -26,7 +26,13 @@ from body_mcp.outputs import OutputStore
 from body_mcp.settings import AgentProfile
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol import AuditEvent
-from shared_protocol.brain import BrainErrorCode, Decision, ReversalResult, check_acceptance_input
+from shared_protocol.brain import (
+    BrainErrorCode,
+    Decision,
+    DecisionOverrideRequest,
+    ReversalResult,
+    check_acceptance_input,
+)
 from shared_protocol.config import SwarmConfig, render_config
 from shared_protocol.decisions import AnswerKind
 
@@ -393,8 +399,17 @@ def _brain_undo(args: argparse.Namespace, *, dry_run: bool, as_action: str | Non
 
 def _answer(kind: AnswerKind) -> Command:
     def run(args: argparse.Namespace) -> int:
+        force = kind == "override" and args.force
+        if not args.reason.strip():
+            raise UserError("--reason must not be empty: it is recorded with the answer")
+        if force and not _context.brain_url(args.brain):
+            raise UserError("--force is a brain's human captain's: pass --brain URL (a standalone body only vetoes)")
         if _context.brain_url(args.brain):
-            answered = _on_brain(args, lambda client: client.answer(args.id, kind, args.reason))
+            if kind == "override":
+                request = DecisionOverrideRequest(reason=args.reason, action="force" if force else "veto")
+                answered = _on_brain(args, lambda client: client.override(args.id, request))
+            else:
+                answered = _on_brain(args, lambda client: client.answer(args.id, kind, args.reason))
             assert isinstance(answered, Decision)
             _out(f"decision {answered.id} is now {answered.state}: {answered.summary}")
             return 0
@@ -444,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import (
         agent_cmds,
         brain_cmds,
+        decision_cmds,
         kpi_cmds,
         readiness_cmds,
         secrets_cmds,
@@ -546,13 +562,19 @@ def build_parser() -> argparse.ArgumentParser:
     _state_arg(p)
 
     for kind, help_text in (
-        ("approve", "approve a pending decision"),
-        ("deny", "deny a pending decision"),
-        ("override", "captain's veto: overrides a decision, even an approved one"),
+        ("approve", "approve a pending decision (with a brain: a human's vote)"),
+        ("deny", "deny a pending decision (with a brain: a human's vote, which denies it)"),
+        ("override", "captain's veto (default) or, with --force, approval of any decision; audited, with its reason"),
     ):
         p = add(kind, _answer(kind), help_text)  # type: ignore[arg-type]
         p.add_argument("id", help="the decision id")
         p.add_argument("--reason", default=f"{kind} from the command line", help="why (audited)")
+        if kind == "override":
+            how = p.add_mutually_exclusive_group()
+            how.add_argument("--veto", action="store_true", help="overridden, even an approved decision (default)")
+            how.add_argument(
+                "--force", action="store_true", help="approved, whatever its votes (a brain's human captain only)"
+            )
         _state_arg(p)
         _brain_args(p)
 
@@ -562,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     wake_cmds.add_parsers(sub)  # type: ignore[arg-type]
     agent_cmds.add_parsers(sub)  # type: ignore[arg-type]
     task_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    decision_cmds.add_parsers(sub)  # type: ignore[arg-type]
     readiness_cmds.add_parsers(sub)  # type: ignore[arg-type]
     kpi_cmds.add_parsers(sub)  # type: ignore[arg-type]
     secrets_cmds.add_parsers(sub)  # type: ignore[arg-type]

@@ -1,24 +1,20 @@
-"""The routes the dashboard needs beyond the existing `/v1` ones: the decisions waiting for an answer, and one
-live stream of what changes (the kill switch, decisions, tasks, audit events)."""
+"""The route the dashboard needs beyond the existing `/v1` ones (the decisions inbox is governance's
+`GET /v1/decisions`): one live stream of what changes (the kill switch, decisions, tasks, audit events)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import cast, get_args
 
 import anyio
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Decision
-from shared_protocol.decisions import DecisionState
 
 from ..auth import APPROVERS, Principal, authenticate_request
 from ..events import KEEPALIVE, kill_event
-from ..exceptions import ApiError, InvalidRequest
+from ..exceptions import ApiError
 from ..service import Brain
 from ..sessions import request_credentials, session_rules
 
@@ -30,36 +26,9 @@ def _audit_event(event: AuditEvent) -> bytes:
     return f"event: audit\ndata: {event.model_dump_json()}\n\n".encode()
 
 
-class DecisionList(BaseModel):
-    """`GET /v1/decisions?state=STATE`: the decisions in that state, oldest first."""
-
-    decisions: list[Decision]
-
-
-async def list_decisions(brain: Brain, state: DecisionState | None) -> list[Decision]:
-    """The decisions in `state` (None: all), oldest first; a pending one past its deadline is expired by the next
-    sweep, so it is not listed as pending."""
-    now = brain.now()
-    found = await brain.state.decisions()
-    if state is None:
-        return found
-    if state == "pending":
-        return [d for d in found if d.state == "pending" and d.deadline > now]
-    return [d for d in found if d.state == state]
-
-
 class DashboardApi:
     def __init__(self, brain: Brain) -> None:
         self.brain = brain
-
-    async def decisions(self, request: Request, who: Principal) -> Response:
-        raw = request.query_params.get("state") or None
-        if raw is not None and raw not in get_args(DecisionState):
-            raise InvalidRequest(
-                f"state must be one of {', '.join(get_args(DecisionState))} (got {raw!r})", field="state"
-            )
-        listed = DecisionList(decisions=await list_decisions(self.brain, cast(DecisionState | None, raw)))
-        return Response(listed.model_dump_json(), media_type="application/json")
 
     async def stream(self, request: Request, who: Principal) -> Response:
         credentials = request_credentials(request, self.brain.settings)

@@ -25,7 +25,7 @@ from ._memory_tasks import MemoryTasks
 from ._memory_telemetry import MemoryTelemetry
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
-from ._rules import body_key_change, iso, rebind_refusal, same_question
+from ._rules import body_key_change, decision_mark, iso, rebind_refusal, same_question
 from ._sessions import MemorySessions
 
 KILL_RELEASED = KillState(engaged=False)
@@ -237,10 +237,12 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         return self._decisions.get(decision_id)
 
     async def replace_decision(
-        self, decision: Decision, *, expected: DecisionState, log: LogEntry
+        self, decision: Decision, *, expected: DecisionState, log: LogEntry, previous: Decision | None = None
     ) -> DecisionReplaced | None:
         current = self._decisions.get(decision.id)
         if current is None or current.state != expected:
+            return None
+        if previous is not None and decision_mark(current) != decision_mark(previous):
             return None
         self._decisions[decision.id] = decision
         self._log.append(log)
@@ -248,6 +250,10 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
 
     async def due_decisions(self, now: datetime) -> list[Decision]:
         return [d for d in self._decisions.values() if d.state == "pending" and d.deadline <= now]
+
+    async def pending_decisions(self) -> list[Decision]:
+        pending = [d for d in self._decisions.values() if d.state == "pending"]
+        return sorted(pending, key=lambda d: (d.deadline, d.id))
 
     async def count_pending_decisions(self, now: datetime) -> int:
         return sum(1 for d in self._decisions.values() if d.state == "pending" and d.deadline > now)

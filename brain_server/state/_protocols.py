@@ -179,9 +179,10 @@ class DecisionStore(Protocol):
     async def decision(self, decision_id: str) -> Decision | None: ...
 
     async def replace_decision(
-        self, decision: Decision, *, expected: DecisionState, log: LogEntry
+        self, decision: Decision, *, expected: DecisionState, log: LogEntry, previous: Decision | None = None
     ) -> DecisionReplaced | None:
-        """Store the new version of a decision if it is still in `expected`; None if someone changed it first.
+        """Store the new version of a decision if it is still in `expected` (and, with `previous`, still as it was
+        then: `decision_mark`, so a vote is never lost); None if someone changed it first.
 
         In the same transaction, a decision come to an end without approval (`_transitions.ENDS_PARKED`) ends the
         tasks parked on it (`_transitions.end_parked`: abandoned, or a shadow run and back to the queue), each with
@@ -191,6 +192,10 @@ class DecisionStore(Protocol):
 
     async def due_decisions(self, now: datetime) -> list[Decision]:
         """Pending decisions whose deadline has passed."""
+        ...
+
+    async def pending_decisions(self) -> list[Decision]:
+        """Every pending decision (due ones included, until swept), by deadline."""
         ...
 
     async def count_pending_decisions(self, now: datetime) -> int:

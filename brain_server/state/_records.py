@@ -27,6 +27,8 @@ LogAction = Literal[
     "approve",
     "deny",
     "override",
+    "vote",
+    "deadlock",
     "expire",
     "task_create",
     "task_claim",

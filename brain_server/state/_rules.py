@@ -243,6 +243,13 @@ def same_question(a: Decision, b: Decision) -> bool:
     )
 
 
+def decision_mark(decision: Decision) -> tuple[str, int, int, int]:
+    """What a decision's compare-and-set compares (`replace_decision(previous=...)`): its state and how many answers,
+    votes and ladder steps it has. Each only grows, so two writers who read the same mark cannot both write: a vote
+    is never lost to another written between a read and a write."""
+    return (decision.state, len(decision.answers), len(decision.votes), len(decision.ladder))
+
+
 def check_key(key: TaskKey, first_request_sha256: str) -> None:
     """`KeyReused` unless `key` comes with the request it first came with."""
     if first_request_sha256 != key.request_sha256:

@@ -401,6 +401,35 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER verification_uses_no_delete BEFORE DELETE ON verification_uses
         BEGIN SELECT RAISE(ABORT, 'verification_uses is append-only'); END;
     """,
+    # v17 (governance, #19): a `reviewer` token role (an agent's vote, bound to that one agent). SQLite cannot widen
+    # a CHECK in place, so the table is rebuilt the way SQLite documents, with its triggers and its index.
+    """
+    CREATE TABLE tokens_v14 (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('body', 'reviewer', 'approver', 'captain')),
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        body_id TEXT,
+        revoked_at TEXT,
+        agent TEXT
+    );
+    INSERT INTO tokens_v14 (rowid, id, token_hash, role, label, created_at, body_id, revoked_at, agent)
+        SELECT rowid, id, token_hash, role, label, created_at, body_id, revoked_at, agent FROM tokens;
+    DROP TABLE tokens;
+    ALTER TABLE tokens_v14 RENAME TO tokens;
+    CREATE TRIGGER tokens_no_delete BEFORE DELETE ON tokens
+        BEGIN SELECT RAISE(ABORT, 'tokens are never deleted: revoke them'); END;
+    CREATE TRIGGER tokens_bound_and_revoked_once BEFORE UPDATE ON tokens
+        WHEN NEW.id IS NOT OLD.id OR NEW.token_hash IS NOT OLD.token_hash OR NEW.role IS NOT OLD.role
+            OR NEW.label IS NOT OLD.label OR NEW.created_at IS NOT OLD.created_at OR NEW.agent IS NOT OLD.agent
+            OR (OLD.body_id IS NOT NULL AND NEW.body_id IS NOT OLD.body_id)
+            OR (NEW.body_id IS NOT NULL AND NEW.role IS NOT 'body')
+            OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS NOT OLD.revoked_at)
+        BEGIN SELECT RAISE(ABORT, 'a token only gains its body (body tokens) and its revocation, once each'); END;
+    CREATE UNIQUE INDEX tokens_one_live_per_body ON tokens (body_id)
+        WHERE body_id IS NOT NULL AND revoked_at IS NULL;
+    """,
 ]
 
 

@@ -27,7 +27,7 @@ from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
-from ._rules import body_key_change, canonical, iso, parse_time, rebind_refusal, same_question
+from ._rules import body_key_change, canonical, decision_mark, iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
 from ._sqlite_db import close_quietly, connect, unusable
@@ -354,9 +354,14 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
         return None if row is None else Decision.model_validate_json(row["decision"])
 
     async def replace_decision(
-        self, decision: Decision, *, expected: DecisionState, log: LogEntry
+        self, decision: Decision, *, expected: DecisionState, log: LogEntry, previous: Decision | None = None
     ) -> DecisionReplaced | None:
         async with self._write() as conn:
+            if previous is not None:
+                async with conn.execute("SELECT decision FROM decisions WHERE id = ?", (decision.id,)) as cursor:
+                    row = await cursor.fetchone()
+                if row is None or decision_mark(Decision.model_validate_json(row[0])) != decision_mark(previous):
+                    return None
             async with conn.execute(
                 "UPDATE decisions SET state = ?, decision = ? WHERE id = ? AND state = ?",
                 (decision.state, decision.model_dump_json(), decision.id, expected),
@@ -371,6 +376,10 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
         rows = await self._rows(
             "SELECT decision FROM decisions WHERE state = 'pending' AND deadline <= ? ORDER BY deadline", (iso(now),)
         )
+        return [Decision.model_validate_json(row["decision"]) for row in rows]
+
+    async def pending_decisions(self) -> list[Decision]:
+        rows = await self._rows("SELECT decision FROM decisions WHERE state = 'pending' ORDER BY deadline, id")
         return [Decision.model_validate_json(row["decision"]) for row in rows]
 
     async def count_pending_decisions(self, now: datetime) -> int:

@@ -138,7 +138,7 @@ class Escalator:
             return
         facts = {
             "Decision": decision.id,
-            "Needs": "a human" if decision.needs == "human" else f"{decision.needs} (a human stands in)",
+            "Needs": _needs(decision),
             "Agent": decision.agent,
             "Body": decision.body_id,
             "Confidence": f"{decision.confidence:.2f}",
@@ -150,7 +150,7 @@ class Escalator:
             Escalation(
                 id=decision.id,
                 kind="decision",
-                title=_clip(f"Decision needs a human: {decision.summary}", 200),
+                title=_clip(f"Decision needs a {'captain' if decision.ladder else 'human'}: {decision.summary}", 200),
                 summary=summary,
                 facts=facts,
                 body_id=decision.body_id,
@@ -514,3 +514,12 @@ class Escalator:
 def _clip(text: str, limit: int) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _needs(decision: Decision) -> str:
+    """What a page says a decision needs of the human it wakes."""
+    if decision.needs != "consensus":
+        return "a human"
+    if decision.ladder:
+        return f"consensus: deadlocked ({decision.ladder[0].reason}); a human captain decides"
+    return f"consensus ({decision.quorum} of {len(decision.panel)}) and a human's approval"

@@ -149,6 +149,18 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            # (v17: the tokens table as v13 left it, without the reviewer role, its triggers and index again)
+            "CREATE TABLE tokens_v13 (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL "
+            "CHECK (role IN ('body', 'approver', 'captain')), label TEXT NOT NULL, created_at TEXT NOT NULL, "
+            "body_id TEXT, revoked_at TEXT, agent TEXT); "
+            "INSERT INTO tokens_v13 SELECT id, token_hash, role, label, created_at, body_id, revoked_at, agent "
+            "FROM tokens; DROP TABLE tokens; ALTER TABLE tokens_v13 RENAME TO tokens; "
+            "CREATE TRIGGER tokens_no_delete BEFORE DELETE ON tokens "
+            "BEGIN SELECT RAISE(ABORT, 'tokens are never deleted: revoke them'); END; "
+            "CREATE TRIGGER tokens_bound_and_revoked_once BEFORE UPDATE ON tokens WHEN NEW.id IS NOT OLD.id "
+            "BEGIN SELECT RAISE(ABORT, 'a token only gains its body and its revocation, once each'); END; "
+            "CREATE UNIQUE INDEX tokens_one_live_per_body ON tokens (body_id) "
+            "WHERE body_id IS NOT NULL AND revoked_at IS NULL; "
             "DROP TABLE verification_uses; DROP TABLE verification_waits; DROP INDEX audit_events_action; "
             "ALTER TABLE bodies DROP COLUMN verify_key; "  # (v16)
             "ALTER TABLE tasks DROP COLUMN setup; "  # (v15)
@@ -176,5 +188,9 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "body-a": 3
         }
         assert [e.seq for e in await state.audit_events("body-a")] == [4]
+        from brain_server import issue_token
+
+        await issue_token(state, role="reviewer", label="rev", at=cutoff, agent="rev")  # (v14 again: the role exists)
+        assert [(t.role, t.agent) for t in await state.tokens()] == [("reviewer", "rev")]
     finally:
         await state.close()

@@ -40,9 +40,10 @@ async def test_an_action_that_needs_a_human_is_pending_and_a_human_is_paged(
     api: BrainClient, pages: MemoryChannel, brain: Brain
 ) -> None:
     human = await create(api, confidence=0.6, action="rm -rf build/")
-    consensus = await create(api, impact={"files": 5})
+    # 5 files: consensus; the rule panel approves (cost, files, paths), and confidence 0.6 also needs a human
+    consensus = await create(api, impact={"files": 5}, confidence=0.6, files=["src/a.py"])
     assert (human["state"], human["needs"]) == ("pending", "human")
-    assert (consensus["state"], consensus["needs"]) == ("pending", "consensus")
+    assert (consensus["state"], consensus["needs"], consensus["human_required"]) == ("pending", "consensus", True)
     assert human["action"] == "rm -rf build/"
     await brain.escalator.tick()
     sent = pages.pages
@@ -57,7 +58,7 @@ async def test_an_action_that_needs_a_human_is_pending_and_a_human_is_paged(
     )
     assert page.deadline == brain.now() + timedelta(seconds=3600)
     (stand_in,) = (p for p in sent if p.subject_id == consensus["id"])
-    assert stand_in.facts["Needs"] == "consensus (a human stands in)"
+    assert stand_in.facts["Needs"] == "consensus (3 of 5) and a human's approval"
 
 
 async def test_the_deadline_defaults_from_settings_and_can_be_given(api: BrainClient) -> None:

@@ -187,9 +187,17 @@ async def stack(
     home.mkdir()
     config = tmp_path / "swarm.toml"
     config.write_text(models + extra_toml + agents_toml(agents, model=model, tools=tools))
-    # The brain classifies decisions by the same [policy] and [limits] as the bodies, as in a deployment.
-    thresholds = approval_thresholds(load_config(config))
-    settings = BrainSettings(host="127.0.0.1", port=0, database_url="memory://", thresholds=thresholds)
+    # The brain classifies decisions by the same [policy] and [limits] as the bodies, as in a deployment, and takes
+    # their [consensus].
+    swarm = load_config(config)
+    settings = BrainSettings(
+        host="127.0.0.1",
+        port=0,
+        database_url="memory://",
+        thresholds=approval_thresholds(swarm),
+        consensus=swarm.consensus,
+        captain_agents=[a.name for a in swarm.agents if a.role == "captain"],
+    )
     state = MemoryStateEngine() if state is None else state
     brain = Brain(settings, state=state, clock=Clock())
     captain_token = await issue_token(state, role="captain", label="captain", at=brain.now())

@@ -33,7 +33,8 @@ SCRIPT: list[dict[str, Any]] = [
     },
     {"content": "a.txt and b.txt are written.", "usage": {"input_tokens": 900, "output_tokens": 10}},
 ]
-POLICY = "[policy]\napproval_min_files = 2\n"
+POLICY = '[policy]\napproval_min_files = 2\n\n[consensus]\npanel = ["human:captain"]\nquorum = 1\n'
+"""Two files need consensus; the panel is the captain alone (its token's label), so its vote settles it."""
 
 
 async def parked(s: Stack, task_id: str, agent: anyio.abc.Process) -> str:

@@ -212,8 +212,8 @@
     const list = await api("GET", "/v1/decisions?state=pending");
     const ol = $("decisions");
     clear(ol);
-    $("no-decisions").hidden = list.decisions.length > 0;
-    for (const d of list.decisions) {
+    $("no-decisions").hidden = list.length > 0;
+    for (const d of list) {
       state.decisionCache[d.id] = d;
       ol.appendChild(renderDecision(d));
     }

@@ -1,0 +1,118 @@
+"""`swarm decisions list [--pending] [--json]` (the inbox) and `swarm vote ID approve|deny|abstain --reason TEXT`.
+
+They act on the brain `--brain URL` (or `$SWARM_BRAIN_URL`) names, with `--token` (or `$SWARM_TOKEN`): a human's
+approver or captain token, or an agent's reviewer token. The voter is whoever the token is: never a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar, get_args
+
+import anyio
+from pydantic import ValidationError
+
+from body_mcp import UserError
+from body_mcp.brain_client import BrainClient
+from body_mcp.explain import printable
+from shared_protocol.brain import Decision, VoteRequest, VoteValue
+
+from . import _context
+
+T = TypeVar("T")
+
+
+class _Subparsers(Protocol):
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def _out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def _on_brain(args: argparse.Namespace, call: Callable[[BrainClient], Awaitable[T]]) -> T:
+    url = _context.brain_url(args.brain)
+    if url is None:
+        raise UserError(f"swarm {args.command} works on a brain: pass --brain URL or set SWARM_BRAIN_URL")
+    client = BrainClient(url, _context.token(args.token))
+
+    async def run() -> T:
+        try:
+            return await call(client)
+        finally:
+            await client.aclose()
+
+    return anyio.run(run)
+
+
+def explain(decision: Decision) -> list[str]:
+    """A decision as the inbox shows it: what, its impact, files and confidence, where it stands, and the votes."""
+    impact = decision.impact
+    lines = [
+        f"{decision.id}  {decision.state}  needs {decision.needs}  by {decision.agent} on {decision.body_id}",
+        f"  summary:    {decision.summary}",
+        f"  why:        {decision.rationale}",
+        f"  impact:     {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}; "
+        f"confidence {decision.confidence:.2f}",
+        f"  files:      {', '.join(decision.files) if decision.files else '(not named)'}",
+        f"  deadline:   {decision.deadline.isoformat(timespec='seconds')}",
+    ]
+    if decision.panel:
+        human = " + a human" if decision.human_required else ""
+        lines.append(f"  panel:      {decision.quorum} of {', '.join(decision.panel)}{human}")
+    for vote in decision.votes:
+        who = vote.voter + (f" ({vote.logic_version})" if vote.agent and vote.logic_version else "")
+        lines.append(f"  vote:       {who}: {vote.value} — {vote.rationale}")
+    for step in decision.ladder:
+        lines.append(f"  ladder:     {step.kind}: {step.reason}")
+    for answer in decision.answers:
+        lines.append(f"  answer:     {answer.verdict} by {answer.by}: {answer.reason}")
+    return lines
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    found = _on_brain(args, lambda client: client.decisions(state="pending" if args.pending else None))
+    if args.json:
+        _out(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
+        return 0
+    if not found:
+        _out("no pending decisions" if args.pending else "no decisions")
+    for decision in found:
+        for line in explain(decision):
+            _out(printable(line))  # (an agent's summary cannot forge a line or send escapes)
+    return 0
+
+
+def cmd_vote(args: argparse.Namespace) -> int:
+    try:
+        request = VoteRequest(value=args.value, reason=args.reason)
+    except ValidationError:
+        raise UserError("--reason must not be empty: a vote says why") from None
+    decision = _on_brain(args, lambda client: client.vote(args.id, request))
+    _out(printable(f"voted {args.value} on {decision.id}: it is {decision.state} ({decision.summary})"))
+    return 0
+
+
+def _brain_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
+    parser.add_argument("--token", help="a reviewer's, approver's or captain's bearer token (default: $SWARM_TOKEN)")
+
+
+def add_parsers(sub: _Subparsers) -> None:
+    """Register `swarm decisions list` and `swarm vote` on the `swarm` subcommands."""
+    decisions = sub.add_parser("decisions", help="the brain's decisions", description="the brain's decisions")
+    decisions_sub = decisions.add_subparsers(dest="decisions_command", required=True, metavar="SUBCOMMAND")
+    p = decisions_sub.add_parser("list", help="decisions with their explanation and votes (--pending: the inbox)")
+    p.set_defaults(func=cmd_list)
+    p.add_argument("--pending", action="store_true", help="only pending ones, most valuable task first")
+    p.add_argument("--json", action="store_true", help="the decisions as a JSON list")
+    _brain_args(p)
+
+    p = sub.add_parser("vote", help="vote on a pending decision (the voter is the token's)")
+    p.set_defaults(func=cmd_vote)
+    p.add_argument("id", help="the decision id")
+    p.add_argument("value", choices=list(get_args(VoteValue)), help="approve, deny or abstain")
+    p.add_argument("--reason", required=True, help="why (recorded with the vote)")
+    _brain_args(p)

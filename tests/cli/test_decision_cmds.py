@@ -1,0 +1,182 @@
+"""`swarm decisions list`, `swarm vote`, `swarm override --veto|--force` and reviewer tokens, run as the operator runs
+them (a process) against a real brain on 127.0.0.1 with a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from brain_server import BrainSettings
+from brain_server.state import sqlite_url
+from shared_protocol.config import ConsensusConfig
+from tests.brain.helpers import LiveBrain, decision_request, live_brain, ok
+
+pytestmark = pytest.mark.anyio
+
+REVIEWERS = ["rev-a", "rev-b", "rev-c", "rev-d", "rev-e"]
+CONFIG = """
+[models.demo]
+provider = "scripted"
+model = "claude-sonnet-4-5"
+script = "turns.jsonl"
+
+[[agents]]
+name = "rev-a"
+role = "reviewer"
+model = "demo"
+prompt = "You review."
+tools = ["read_text_file"]
+
+[[agents]]
+name = "w1"
+model = "demo"
+prompt = "You work."
+tools = ["read_text_file"]
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
+    settings = BrainSettings(
+        database_url=sqlite_url(tmp_path / "brain.db"),
+        consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600),
+    )
+    async with live_brain(settings) as brain:
+        for name in REVIEWERS:
+            await brain.add_token(name, "reviewer", agent=name)
+        await brain.add_token("captain-2", "captain")
+        await brain.add_token("claude-body", "body", agent="claude")
+        yield brain
+
+
+async def swarm(live: LiveBrain | None, *args: str, home: Path, as_: str = "approver") -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SWARM_CONFIG", "SWARM_TOKEN", "SWARM_BRAIN_URL")}
+    env["SWARM_HOME"] = str(home)
+    flags: list[str] = []
+    if live is not None:
+        env["SWARM_TOKEN"] = live.tokens[as_]
+        flags = ["--brain", live.url]
+    done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args, *flags], env=env, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+def one_line(code: int, stderr: str) -> str:
+    assert code != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+async def propose(live: LiveBrain, **changes: Any) -> dict[str, Any]:
+    request = decision_request(
+        "body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py", "src/b.py"], **changes
+    )
+    async with live.client() as api:
+        return ok(await api.post("/v1/decisions", request, as_="claude-body"), 201)
+
+
+async def test_the_inbox_shows_the_explanation_and_three_cli_votes_approve(live: LiveBrain, tmp_path: Path) -> None:
+    decision = await propose(live)
+    code, out, err = await swarm(live, "decisions", "list", "--pending", home=tmp_path)
+    assert code == 0, err
+    assert decision["id"] in out and "rewrite the billing module" in out
+    assert "6 files" in out and "confidence 0.90" in out and "src/a.py, src/b.py" in out
+    assert "3 of rev-a, rev-b, rev-c, rev-d, rev-e" in out
+
+    for name in ("rev-a", "rev-b"):
+        code, out, err = await swarm(
+            live, "vote", decision["id"], "approve", "--reason", "fine", home=tmp_path, as_=name
+        )
+        assert code == 0, err
+        assert "pending" in out
+    code, out, err = await swarm(
+        live, "vote", decision["id"], "approve", "--reason", "tests cover it", home=tmp_path, as_="rev-c"
+    )
+    assert code == 0 and "it is approved" in out, err
+
+    code, out, err = await swarm(live, "decisions", "list", "--json", home=tmp_path)
+    assert code == 0, err
+    (listed,) = json.loads(out)
+    assert listed["state"] == "approved"
+    assert [(v["voter"], v["rationale"]) for v in listed["votes"]][-1] == ("rev-c", "tests cover it")
+    code, out, err = await swarm(live, "decisions", "list", "--pending", "--json", home=tmp_path)
+    assert (code, json.loads(out)) == (0, [])
+    code, out, _ = await swarm(live, "decisions", "list", "--pending", home=tmp_path)
+    assert (code, out.strip()) == (0, "no pending decisions")
+
+    # a vote on a settled decision: one line, nothing written
+    code, _, err = await swarm(live, "vote", decision["id"], "deny", "--reason", "late", home=tmp_path, as_="rev-d")
+    assert "not_pending" in one_line(code, err) or "not pending" in one_line(code, err)
+
+
+async def test_bad_votes_are_refused_in_one_line(live: LiveBrain, tmp_path: Path) -> None:
+    decision = await propose(live)
+    code, _, err = await swarm(live, "vote", decision["id"], "approve", "--reason", "  ", home=tmp_path)
+    assert "--reason" in one_line(code, err)
+    code, _, err = await swarm(live, "vote", "dec_nope", "approve", "--reason", "x", home=tmp_path)
+    assert "dec_nope" in one_line(code, err)
+    code, _, err = await swarm(live, "vote", decision["id"], "approve", "--reason", "x", home=tmp_path, as_="body")
+    assert "cannot vote" in one_line(code, err) or "may not" in one_line(code, err)
+    code, _, err = await swarm(None, "vote", decision["id"], "approve", "--reason", "x", home=tmp_path)
+    assert "--brain" in one_line(code, err)
+    code, _, err = await swarm(live, "vote", decision["id"], "maybe", "--reason", "x", home=tmp_path)
+    assert code != 0 and "invalid choice" in err
+    async with live.client() as api:
+        assert ok(await api.get(f"/v1/decisions/{decision['id']}", as_="approver"))["votes"] == []
+
+
+async def test_a_captain_vetoes_and_another_captain_forces_from_the_command_line(
+    live: LiveBrain, tmp_path: Path
+) -> None:
+    decision = await propose(live)
+    code, out, err = await swarm(
+        live, "override", decision["id"], "--veto", "--reason", "freeze week", home=tmp_path, as_="captain"
+    )
+    assert code == 0 and "overridden" in out, err
+    code, _, err = await swarm(
+        live, "override", decision["id"], "--force", "--reason", "undo mine", home=tmp_path, as_="captain"
+    )
+    assert "another human captain" in one_line(code, err)
+    code, out, err = await swarm(
+        live, "override", decision["id"], "--force", "--reason", "release", home=tmp_path, as_="captain-2"
+    )
+    assert code == 0 and "approved" in out, err
+    code, _, err = await swarm(live, "override", decision["id"], "--reason", "", home=tmp_path, as_="captain")
+    assert "--reason" in one_line(code, err)
+    code, _, err = await swarm(None, "override", decision["id"], "--force", "--reason", "x", home=tmp_path)
+    assert "--brain" in one_line(code, err)
+
+
+async def test_a_reviewer_token_is_bound_to_a_configured_reviewer_agent(tmp_path: Path) -> None:
+    home, db = tmp_path / "home", tmp_path / "brain.db"
+    config = tmp_path / "swarm.toml"
+    config.write_text(CONFIG)
+    base = ["brain", "token", "create", "--db", str(db), "--config", str(config)]
+    code, out, err = await swarm(None, *base, "--role", "reviewer", "--agent", "rev-a", home=home)
+    assert code == 0 and out.strip().startswith("swb_"), err
+    for flags, says in (
+        (["--role", "reviewer"], "--agent"),
+        (["--role", "reviewer", "--agent", "ghost"], "ghost"),
+        (["--role", "reviewer", "--agent", "w1"], "worker"),
+        (["--role", "approver", "--agent", "rev-a"], "human"),
+    ):
+        code, _, err = await swarm(None, *base, *flags, home=home)
+        assert says in one_line(code, err), (flags, err)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT role, agent FROM tokens").fetchall() == [("reviewer", "rev-a")]
+    finally:
+        conn.close()
