@@ -46,6 +46,8 @@ LogAction = Literal[
     "interaction_refused",
     "audit_prune",
     "telemetry_prune",
+    "agent_pause",
+    "agent_resume",
 ]
 
 

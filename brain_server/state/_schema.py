@@ -340,6 +340,14 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX telemetry_presence_minute ON telemetry_presence (minute);
     """,
+    # v14 (anomaly detection, #20): agents paused (a kill switch scoped to one agent's bodies) until a human resumes
+    # them; a row per paused agent, deleted on resume (the brain's log keeps the history).
+    """
+    CREATE TABLE agent_pauses (
+        agent TEXT PRIMARY KEY,
+        pause TEXT NOT NULL
+    );
+    """,
 ]
 
 

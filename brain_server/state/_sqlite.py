@@ -31,12 +31,13 @@ from ._rules import canonical, iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
 from ._sqlite_db import close_quietly, connect, unusable
+from ._sqlite_pauses import SqlitePauses
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_telemetry import SqliteTelemetry
 from ._sqlite_wake import SqliteWake
 
 
-class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry):
+class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry, SqlitePauses):
     """The brain's state in `path`. Open with `await SqliteStateEngine.open(path)`; close when done."""
 
     @classmethod

@@ -149,6 +149,7 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TABLE agent_pauses; "  # (v14)
             "DROP TABLE telemetry_presence; "  # (v13)
             "ALTER TABLE tasks DROP COLUMN acceptance_inputs; "  # (v12)
             "DROP TRIGGER tokens_bound_and_revoked_once; ALTER TABLE tokens DROP COLUMN agent; "  # (v11)
