@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-
-from pathlib import Path
 
 from brain_server import Brain, BrainSettings, SqliteStateEngine, StateEngine
 from brain_server.state import LogEntry, sqlite_url
@@ -58,7 +57,11 @@ async def two_agents(api: BrainClient) -> None:
     await api.add_token("w1-body", agent="w1")
     await api.add_token("w2-body", agent="w2")
     for name, body in (("w1-body", "body-1"), ("w2-body", "body-2")):
-        ok(await api.post("/v1/bodies/register", {"body_id": body, "workspace": "/w", "hostname": "h", "version": "1"}, as_=name))
+        ok(
+            await api.post(
+                "/v1/bodies/register", {"body_id": body, "workspace": "/w", "hostname": "h", "version": "1"}, as_=name
+            )
+        )
 
 
 async def test_pausing_an_agent_kills_its_bodies_only_and_resume_lifts_it(live: LiveBrain) -> None:
@@ -147,14 +150,16 @@ async def test_an_ide_body_bound_to_no_agent_hears_no_pause(live: LiveBrain) -> 
 
 async def ide_body(api: BrainClient) -> None:
     await two_agents(api)
-    ok(await api.post("/v1/bodies/register", {"body_id": "ide", "workspace": "/w", "hostname": "h", "version": "1"}, as_="body"))
+    ok(
+        await api.post(
+            "/v1/bodies/register", {"body_id": "ide", "workspace": "/w", "hostname": "h", "version": "1"}, as_="body"
+        )
+    )
     async with stream(api, "body", "ide") as ide:
         await next_event(ide)
         ok(await api.post("/v1/agents/w1/pause", {"reason": "x"}, as_="captain"), 201)
         ok(await api.post("/v1/kill", {"reason": "marker"}, as_="captain"))
         assert (await next_event(ide)).data["reason"] == "marker"
-
-
 
 
 async def test_both_engines_keep_one_pause_per_agent_and_log_each_change(state: StateEngine) -> None:
