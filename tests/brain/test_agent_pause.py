@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ async def log_actions(db: Path) -> list[str]:
 
 
 @asynccontextmanager
-async def stream(api: BrainClient, as_: str, body_id: str) -> AsyncIterator[AsyncIterator[SseEvent]]:
+async def stream(api: BrainClient, as_: str, body_id: str) -> AsyncGenerator[AsyncIterator[SseEvent]]:
     """A body's event stream, without keepalive comments; its first event (the kill state) is left to the test."""
     async with api.client.stream("GET", f"/v1/events?body_id={body_id}", headers=api.headers(as_)) as response:
         assert response.status_code == 200
@@ -53,15 +53,15 @@ async def next_event(events: AsyncIterator[SseEvent]) -> SseEvent:
         return await anext(events)
 
 
+def register(body_id: str) -> dict[str, str]:
+    return {"body_id": body_id, "workspace": "/w", "hostname": "h", "version": "1"}
+
+
 async def two_agents(api: BrainClient) -> None:
     await api.add_token("w1-body", agent="w1")
     await api.add_token("w2-body", agent="w2")
     for name, body in (("w1-body", "body-1"), ("w2-body", "body-2")):
-        ok(
-            await api.post(
-                "/v1/bodies/register", {"body_id": body, "workspace": "/w", "hostname": "h", "version": "1"}, as_=name
-            )
-        )
+        ok(await api.post("/v1/bodies/register", register(body), as_=name))
 
 
 async def test_pausing_an_agent_kills_its_bodies_only_and_resume_lifts_it(live: LiveBrain) -> None:
@@ -150,11 +150,7 @@ async def test_an_ide_body_bound_to_no_agent_hears_no_pause(live: LiveBrain) -> 
 
 async def ide_body(api: BrainClient) -> None:
     await two_agents(api)
-    ok(
-        await api.post(
-            "/v1/bodies/register", {"body_id": "ide", "workspace": "/w", "hostname": "h", "version": "1"}, as_="body"
-        )
-    )
+    ok(await api.post("/v1/bodies/register", register("ide"), as_="body"))
     async with stream(api, "body", "ide") as ide:
         await next_event(ide)
         ok(await api.post("/v1/agents/w1/pause", {"reason": "x"}, as_="captain"), 201)
