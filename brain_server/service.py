@@ -70,6 +70,7 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import AnswerKind
 from shared_protocol.exceptions import AnswerRefusal, AnswerRefused
 
+from .anomaly_watch import AnomalyWatch
 from .auth import Principal, agent_token_command, rebind_body
 from .events import BrainEvent, EventHub
 from .exceptions import (
@@ -156,6 +157,9 @@ class Brain:
         self.telemetry = Telemetry(state, settings=settings, hub=self.hub, now=self.now)
         self.metrics = BrainMetrics(state, settings=settings, hub=self.hub, now=self.now)
         self.pauses = AgentPauses(state, hub=self.hub, lock=anyio.Lock(), now=self.now)
+        self.anomaly = AnomalyWatch(
+            state, config=settings.anomaly, pauses=self.pauses, alert=self.raise_alert, now=self.now
+        )
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 

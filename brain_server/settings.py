@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared_protocol.config import AnomalyConfig
 from shared_protocol.decisions import ApprovalThresholds
 
 from .exceptions import BadDatabaseUrl
@@ -69,6 +70,8 @@ class BrainSettings(BaseModel):
         default=86_400, gt=0, description="A readiness report lets live work through for this long ([rollout])."
     )
     thresholds: ApprovalThresholds = Field(default_factory=ApprovalThresholds)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    """`[anomaly]`: the detector that pauses an agent leaving its baseline (`anomaly_watch.py`)."""
 
     @field_validator("database_url")
     @classmethod

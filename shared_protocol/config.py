@@ -583,10 +583,10 @@ class AnomalyFloors(ProtocolModel):
     tool_calls_per_min: float = Field(default=20.0, gt=0, description="Tool calls a minute above the median.")
     refusals_per_min: float = Field(default=5.0, gt=0, description="Refused tool calls a minute above the median.")
     file_changes_per_min: float = Field(default=10.0, gt=0, description="Files changed a minute above the median.")
-    spend_usd_per_hour: float = Field(default=5.0, gt=0, description="US dollars an hour above the median.")
+    spend_usd_per_hour: float = Field(default=10.0, gt=0, description="US dollars an hour above the median.")
     llm_errors_per_min: float = Field(default=2.0, gt=0, description="Failed model calls a minute above the median.")
     task_failure_rate: float = Field(
-        default=0.6, gt=0, le=1, description="Failed share of the agent's last tasks above the median."
+        default=0.7, gt=0, le=1, description="Failed share of the agent's last tasks above the median."
     )
 
 

@@ -136,6 +136,7 @@ def serve_settings(
         "readiness_max_age_s": swarm.rollout.readiness_max_age_s,
         "metrics_public": swarm.metrics.public,
         "usd_per_hour": swarm.limits.usd_per_hour,
+        "anomaly": swarm.anomaly,
     }
     return settings.model_copy(update=update), swarm
 
