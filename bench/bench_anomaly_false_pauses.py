@@ -33,8 +33,10 @@ def main() -> None:
     days = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     for name, profile in (("quiet", QUIET), ("busy", BUSY), ("hot", HOT)):
         rate, by_metric, samples = measure(profile, days, AnomalyConfig())
-        print(f"{name}: {rate:.3f} days with a false pause per agent-day over {days} days, {samples} samples judged; "
-              f"findings by metric: {dict(by_metric)}")
+        print(
+            f"{name}: {rate:.3f} days with a false pause per agent-day over {days} days, {samples} samples judged; "
+            f"findings by metric: {dict(by_metric)}"
+        )
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ class Finding:
     def describe(self) -> str:
         return (
             f"{self.metric} = {self.value:.4g} (baseline median {self.median:.4g}, robust sigma {self.scale:.4g}, "
-            f"threshold {self.threshold:.4g}, over {self.samples} samples) in {self.bin_start:%H:%M}-{self.bin_end:%H:%M}"
+            f"threshold {self.threshold:.4g}, over {self.samples} samples) "
+            f"in {self.bin_start:%H:%M}-{self.bin_end:%H:%M} UTC"
         )
 
 
