@@ -128,7 +128,8 @@ def serve_settings(
 ) -> tuple[BrainSettings, SwarmConfig]:
     """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
     `[policy]` its bodies read (so both classify a decision alike), `[rollout] readiness_max_age_s`, `[metrics]
-    public` and `[limits] usd_per_hour` (the budget gauges of /metrics); every section of the file is checked."""
+    public`, `[limits] usd_per_hour` (the budget gauges of /metrics) and `[anomaly]` (the detector that pauses an
+    agent); every section of the file is checked."""
     settings = load_settings(config=config, host=host, port=port, db=db)
     swarm = load(config, swarm_home())
     update = {
