@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared_protocol.brain import (
     AbandonRequest,
+    AgentPause,
     AnswerRequest,
     AuditAck,
     AuditBatch,
@@ -30,6 +31,7 @@ from shared_protocol.brain import (
     OutcomeRequest,
     OverrideRequest,
     ParkRequest,
+    PauseRequest,
     ReadinessOverride,
     ReadinessRequest,
     ReadinessStatus,
@@ -128,6 +130,18 @@ class BrainClient:
 
     async def resume(self, reason: str) -> KillState:
         return await self._call("POST", "/v1/resume", KillState, ResumeRequest(reason=reason))
+
+    async def pause_agent(self, agent: str, reason: str) -> AgentPause:
+        """A captain pauses one agent: the bodies of its tokens refuse as if killed until it is resumed."""
+        return await self._call(
+            "POST", f"/v1/agents/{quote(agent, safe='')}/pause", AgentPause, PauseRequest(reason=reason)
+        )
+
+    async def resume_agent(self, agent: str, reason: str) -> KillState:
+        """A captain (a human) resumes a paused agent; the kill state its bodies obey now."""
+        return await self._call(
+            "POST", f"/v1/agents/{quote(agent, safe='')}/resume", KillState, PauseRequest(reason=reason)
+        )
 
     async def create_decision(self, request: DecisionRequest) -> Decision:
         return await self._call("POST", "/v1/decisions", Decision, request)

@@ -1,8 +1,9 @@
 """The `GET /v1/events` response: a server-sent event stream held open until either side ends it.
 
 It subscribes before reading the kill state, so a kill that lands in between is sent (twice
-at worst, never missed); then sends that state as the first event, then every event the
-hub publishes, and a keepalive comment whenever the stream has been quiet for
+at worst, never missed); then sends that state (for an agent-bound token: the effective one,
+its agent's pause included, `pauses.py`) as the first event, then every event the hub
+publishes to it, and a keepalive comment whenever the stream has been quiet for
 `keepalive_s`. A client disconnect ends it at once and unsubscribes. With `authorized`,
 the stream's token is checked again at most every `keepalive_s` (after an event is sent,
 never before, so a kill is not delayed): a stream whose token was revoked ends.
@@ -32,6 +33,7 @@ class EventStreamResponse(Response):
         *,
         hub: EventHub,
         body_id: str | None,
+        agent: str | None = None,
         kill_state: Callable[[], Awaitable[KillState]],
         keepalive_s: float,
         authorized: Callable[[], Awaitable[bool]] | None = None,
@@ -42,6 +44,7 @@ class EventStreamResponse(Response):
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._hub = hub
         self._body_id = body_id
+        self._agent = agent
         self._kill_state = kill_state
         self._keepalive_s = keepalive_s
         self._authorized = authorized
@@ -52,7 +55,7 @@ class EventStreamResponse(Response):
         async def chunk(data: bytes) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
-        with self._hub.subscribe(self._body_id) as events:
+        with self._hub.subscribe(self._body_id, agent=self._agent) as events:
             # Read before the task group: a state that cannot be read is then a plain error answer (503).
             first = kill_event(await self._kill_state()).encode()
             async with anyio.create_task_group() as group:

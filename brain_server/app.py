@@ -39,6 +39,7 @@ from shared_protocol.brain import (
     OutcomeRequest,
     OverrideRequest,
     ParkRequest,
+    PauseRequest,
     ReadinessRequest,
     RebindRequest,
     RegisterRequest,
@@ -53,6 +54,7 @@ from shared_protocol.brain import (
     UsageBatch,
     VoteRequest,
 )
+from shared_protocol.config import AGENT_NAME_RULE, is_agent_name
 from shared_protocol.decisions import AnswerKind, DecisionState
 from shared_protocol.telemetry import DEFAULT_KPI_WINDOW_S, MAX_KPI_WINDOW_S
 
@@ -120,6 +122,14 @@ async def parse(request: Request, model: type[M]) -> M:
         raise InvalidRequest(f"invalid request: {problems}", field=field) from None
 
 
+def _agent_name(request: Request) -> str:
+    """The `{name}` of an agent route, or `InvalidRequest` for a name no agent can have."""
+    name: str = request.path_params["name"]
+    if not is_agent_name(name):
+        raise InvalidRequest(f"agent name {name!r}: {AGENT_NAME_RULE}", field="name")
+    return name
+
+
 class _Api:
     """Handlers: each parses, calls the brain once, and answers with a model."""
 
@@ -155,7 +165,7 @@ class _Api:
         await self.refusals.record(entry)
 
     async def status(self, request: Request, who: Principal) -> Response:
-        return json_response(await self.brain.status(for_body=who.sees_only))
+        return json_response(await self.brain.status(for_body=who.sees_only, agent=who.agent))
 
     async def kill(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, KillRequest)
@@ -165,10 +175,21 @@ class _Api:
         payload = await parse(request, ResumeRequest)
         return json_response(await self.brain.set_kill(who, engaged=False, reason=payload.reason))
 
+    async def pause_agent(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, PauseRequest)
+        pause, created = await self.brain.pause_agent(who, agent, payload.reason)
+        return json_response(pause, 201 if created else 200)
+
+    async def resume_agent(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, PauseRequest)
+        return json_response(await self.brain.resume_agent(who, agent, payload.reason))
+
     async def register(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RegisterRequest)
         await self.as_body(who, payload.body_id)
-        return json_response(await self.brain.register(payload, by=who))
+        return json_response(await self.brain.register(payload, by=who, agent=who.agent))
 
     async def deregister(self, request: Request, who: Principal) -> Response:
         body_id = request.path_params["body_id"]
@@ -182,7 +203,7 @@ class _Api:
     async def heartbeat(self, request: Request, who: Principal) -> Response:
         body_id = request.path_params["body_id"]
         await self.as_body(who, body_id)
-        return json_response(await self.brain.heartbeat(body_id))
+        return json_response(await self.brain.heartbeat(body_id, agent=who.agent))
 
     async def events(self, request: Request, who: Principal) -> Response:
         # A bound token that names no body hears its own body's events, never every body's; an unbound one
@@ -206,7 +227,8 @@ class _Api:
         return EventStreamResponse(
             hub=self.brain.hub,
             body_id=body_id,
-            kill_state=self.brain.kill_state,
+            agent=who.agent,
+            kill_state=lambda: self.brain.kill_state(who.agent),
             keepalive_s=self.brain.settings.keepalive_s,
             authorized=authorized,
         )
@@ -461,6 +483,8 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "GET", "/v1/status", ANY_ROLE, api.status),
         _route(brain, "POST", "/v1/kill", CAPTAIN, api.kill),
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
+        _route(brain, "POST", "/v1/agents/{name}/pause", CAPTAIN, api.pause_agent),
+        _route(brain, "POST", "/v1/agents/{name}/resume", CAPTAIN, api.resume_agent),
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
         _route(brain, "POST", "/v1/bodies/{body_id}/deregister", BODY, api.deregister),

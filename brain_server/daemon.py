@@ -187,6 +187,8 @@ async def _serve(
             if loops:
                 group.start_soon(brain.run_sweeper)
                 group.start_soon(brain.run_retention)
+                if settings.anomaly.enabled:
+                    group.start_soon(brain.anomaly.run)
                 group.start_soon(partial(brain.escalator.run, interval_s=settings.sweep_interval_s))
                 if settings.backup_interval_s > 0 and db_file is not None:
                     group.start_soon(

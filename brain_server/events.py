@@ -42,6 +42,7 @@ def kill_event(state: KillState) -> BrainEvent:
 @dataclass(kw_only=True, eq=False)
 class _Subscriber:
     body_id: str | None
+    agent: str | None
     send: MemoryObjectSendStream[BrainEvent]
 
 
@@ -54,10 +55,13 @@ class EventHub:
         self._closed = False
 
     @contextmanager
-    def subscribe(self, body_id: str | None = None) -> Generator[MemoryObjectReceiveStream[BrainEvent]]:
-        """A stream of every event published from now on; it ends when the hub closes or cuts it off."""
+    def subscribe(
+        self, body_id: str | None = None, *, agent: str | None = None
+    ) -> Generator[MemoryObjectReceiveStream[BrainEvent]]:
+        """A stream of every event published from now on; it ends when the hub closes or cuts it off. `agent`: the
+        agent the stream's token is bound to, which hears that agent's pause and resume."""
         send, receive = anyio.create_memory_object_stream[BrainEvent](self._buffer)
-        subscriber = _Subscriber(body_id=body_id, send=send)
+        subscriber = _Subscriber(body_id=body_id, agent=agent, send=send)
         if self._closed:
             send.close()
         else:
@@ -69,10 +73,22 @@ class EventHub:
             self._subscribers.discard(subscriber)
             send.close()
 
-    def publish(self, event: BrainEvent, *, body_id: str | None = None) -> None:
-        """Deliver to every subscriber, or only to `body_id`'s (and those that did not say who they are)."""
+    def publish(
+        self,
+        event: BrainEvent,
+        *,
+        body_id: str | None = None,
+        agent: str | None = None,
+        except_agents: frozenset[str] = frozenset(),
+    ) -> None:
+        """Deliver to every subscriber, or only to `body_id`'s (and those that did not say who they are); with
+        `agent`, only to the streams of that agent's tokens; never to the streams of `except_agents`."""
         for subscriber in list(self._subscribers):
             if body_id is not None and subscriber.body_id not in (None, body_id):
+                continue
+            if agent is not None and subscriber.agent != agent:
+                continue
+            if subscriber.agent is not None and subscriber.agent in except_agents:
                 continue
             try:
                 subscriber.send.send_nowait(event)

@@ -28,6 +28,7 @@ from anyio.abc import TaskGroup
 from shared_protocol import AuditEvent, RefusalCode, decisions
 from shared_protocol.brain import (
     AbandonRequest,
+    AgentPause,
     AuditAck,
     AuditBatch,
     BodyStatus,
@@ -70,9 +71,10 @@ from shared_protocol.brain import (
 from shared_protocol.decisions import AnswerKind, DecisionState, OverrideAction
 
 from . import governance
-from .auth import Principal, rebind_body
+from .anomaly_watch import AnomalyWatch
+from .auth import Principal, agent_token_command, rebind_body
 from .dashboard.feed import AuditFeed
-from .events import BrainEvent, EventHub, kill_event
+from .events import BrainEvent, EventHub
 from .exceptions import (
     BodyMismatch,
     ChainGap,
@@ -87,6 +89,7 @@ from .exceptions import (
     UnknownBody,
 )
 from .metrics import BrainMetrics
+from .pauses import AgentPauses
 from .rollout import live_ready, live_refusal, usage_totals
 from .settings import BrainSettings
 from .state import (
@@ -151,6 +154,10 @@ class Brain:
         self.metrics = BrainMetrics(state, settings=settings, hub=self.hub, now=self.now)
         self.audit_feed = AuditFeed()
         """The audit events stored since the brain started, for the dashboard's live audit stream."""
+        self.pauses = AgentPauses(state, hub=self.hub, lock=anyio.Lock(), now=self.now)
+        self.anomaly = AnomalyWatch(
+            state, config=settings.anomaly, pauses=self.pauses, alert=self.raise_alert, now=self.now
+        )
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -185,23 +192,46 @@ class Brain:
 
     # -- kill switch -----------------------------------------------------------------------
 
-    async def kill_state(self) -> KillState:
-        """The brain's kill switch as stored."""
-        return await self.state.kill_state()
+    async def kill_state(self, agent: str | None = None) -> KillState:
+        """The kill switch a body of `agent` obeys (`pauses.py`): the brain's, or its agent's pause."""
+        return await self.pauses.kill_state(agent)
 
     async def set_kill(self, by: Principal, *, engaged: bool, reason: str) -> KillState:
         """Engage or release the brain's kill switch; every event stream hears of it at once."""
-        now = self.now()
-        state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
-        log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
-        await self.state.set_kill_state(state, log)
-        # Nothing is awaited between the commit and the publish, so events leave in commit order.
-        self.hub.publish(kill_event(state))
+        async with self.pauses.lock:  # (kill-state changes in commit order, pauses included)
+            now = self.now()
+            state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
+            log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
+            await self.state.set_kill_state(state, log)
+            await self.pauses.publish_brain_kill(state)
         return state
+
+    async def pause_agent(self, by: Principal, agent: str, reason: str) -> tuple[AgentPause, bool]:
+        """A captain pauses one agent: its bodies refuse as if killed until a human resumes it. An agent no token
+        is bound to is `NotFound` (a typo would pause nothing); one paused already keeps its first pause."""
+        await self._known_agent(agent)
+        now = self.now()
+        pause = AgentPause(agent=agent, reason=reason, by=by.name, source="captain", at=now)
+        return await self.pauses.pause(pause, by.entry("agent_pause", at=now, reason=reason, target=agent))
+
+    async def resume_agent(self, by: Principal, agent: str, reason: str) -> KillState:
+        """A human resumes a paused agent (never the detector); the kill state its bodies obey now."""
+        now = self.now()
+        log = by.entry("agent_resume", at=now, reason=reason, target=agent)
+        state = await self.pauses.resume(agent, by=by.name, reason=reason, log=log)
+        if state is None:
+            raise NotFound(f"agent '{agent}' is not paused")
+        return state
+
+    async def _known_agent(self, agent: str) -> None:
+        if not any(t.agent == agent for t in await self.state.tokens()):
+            raise NotFound(f"no token is bound to agent '{agent}' ({agent_token_command(agent)} makes one)")
 
     # -- bodies ----------------------------------------------------------------------------
 
-    async def register(self, request: RegisterRequest, *, by: Principal | None = None) -> Registration:
+    async def register(
+        self, request: RegisterRequest, *, by: Principal | None = None, agent: str | None = None
+    ) -> Registration:
         """Register (or re-register) a body; the answer tells it how often to heartbeat and the kill state.
 
         The first verification key a body id registers is kept (trust on first use, logged); another one is refused
@@ -227,7 +257,7 @@ class Brain:
             body_id=request.body_id,
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             failsafe_s=self.settings.failsafe_s,
-            kill=await self.state.kill_state(),
+            kill=await self.kill_state(agent),
             max_audit_request_bytes=self.settings.max_audit_request_bytes,
         )
 
@@ -247,7 +277,7 @@ class Brain:
             raise UnknownBody(f"body '{body_id}' is not registered")
         return Deregistration(body_id=body_id, left_at=now)
 
-    async def heartbeat(self, body_id: str) -> HeartbeatResponse:
+    async def heartbeat(self, body_id: str, *, agent: str | None = None) -> HeartbeatResponse:
         """Record a body's heartbeat and answer with the kill state; `UnknownBody` if it never registered, or
         deregistered since: a process of it still running (one of two on a workspace, the other left) registers
         again on that answer, so the brain knows the body is there and pages if it is lost."""
@@ -255,13 +285,13 @@ class Brain:
             raise UnknownBody(
                 f"body '{body_id}' is not registered (or deregistered since): POST /v1/bodies/register first"
             )
-        return HeartbeatResponse(kill=await self.state.kill_state())
+        return HeartbeatResponse(kill=await self.kill_state(agent))
 
-    async def status(self, *, for_body: str | None = None) -> BrainStatus:
+    async def status(self, *, for_body: str | None = None, agent: str | None = None) -> BrainStatus:
         """Kill state, bodies (connected: streaming, or heartbeated within the failsafe time), counts.
 
         With `for_body` (a body token asking), the bodies listed are that one only: a body does not learn where
-        the others run.
+        the others run, and the paused agents listed are its own agent only (`agent`).
         """
         now = self.now()
         streaming = self.hub.connected()
@@ -288,6 +318,11 @@ class Brain:
             queued_tasks=tasks.get("queued", 0),
             claimed_tasks=tasks.get("claimed", 0),
             waiting_tasks=tasks.get("waiting_approval", 0),
+            paused_agents=[
+                p
+                for p in await self.state.agent_pauses()
+                if for_body is None or (agent is not None and p.agent == agent)
+            ],
         )
 
     # -- audit -----------------------------------------------------------------------------

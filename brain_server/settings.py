@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared_protocol.config import ConsensusConfig
+from shared_protocol.config import AnomalyConfig, ConsensusConfig
 from shared_protocol.decisions import ApprovalThresholds
 
 from .exceptions import BadDatabaseUrl
@@ -91,6 +91,8 @@ class BrainSettings(BaseModel):
         description="The [[agents]] whose role is captain: their reviewer tokens veto, and break a deadlock on a "
         "decision that needs no human.",
     )
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    """`[anomaly]`: the detector that pauses an agent leaving its baseline (`anomaly_watch.py`)."""
 
     @field_validator("database_url")
     @classmethod

@@ -148,6 +148,8 @@ class KillState(ProtocolModel):
     reason: str | None = None
     by: str | None = None
     at: datetime | None = None
+    agent: str | None = None
+    """Set when the kill is one agent's pause (`POST /v1/agents/{name}/pause`), not the brain's global switch."""
 
 
 class KillRequest(ProtocolModel):
@@ -158,6 +160,28 @@ class KillRequest(ProtocolModel):
 
 class ResumeRequest(ProtocolModel):
     """`POST /v1/resume` (captain): release it. A body's local kill is lifted only locally."""
+
+    reason: NonEmpty
+
+
+PauseSource = Literal["captain", "anomaly"]
+
+
+class AgentPause(ProtocolModel):
+    """One agent paused: a kill switch scoped to the bodies whose tokens are bound to that agent."""
+
+    agent: str
+    reason: str
+    by: str
+    """The captain's token label, or `anomaly` when the detector paused it."""
+    source: PauseSource
+    at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict[str, Any])
+    """For an anomaly: the metric, the value, the baseline median and scale, the threshold."""
+
+
+class PauseRequest(ProtocolModel):
+    """`POST /v1/agents/{name}/pause` (captain) and `/resume` (captain; a human's only)."""
 
     reason: NonEmpty
 
@@ -244,6 +268,8 @@ class BrainStatus(ProtocolModel):
     claimed_tasks: int
     waiting_tasks: int = 0
     """Parked: waiting for a decision (waiting_approval)."""
+    paused_agents: list[AgentPause] = Field(default_factory=list[AgentPause])
+    """Agents paused (their bodies refuse as if killed) until a human resumes them; a body token sees its own."""
 
 
 # --- audit -----------------------------------------------------------------------------

@@ -681,6 +681,59 @@ class MetricsConfig(ProtocolModel):
     )
 
 
+AnomalyMetric = Literal[
+    "tool_calls_per_min",
+    "refusals_per_min",
+    "file_changes_per_min",
+    "spend_usd_per_hour",
+    "llm_errors_per_min",
+    "task_failure_rate",
+]
+"""What the brain's anomaly detector watches, per agent (README "Anomaly detection" says where each comes from)."""
+
+
+class AnomalyFloors(ProtocolModel):
+    """`[anomaly.floors]`: how far above its baseline median a metric must be, at least, before it counts, in the
+    metric's own unit: a flat (or quiet) baseline has a spread near zero, and noise must not page anyone."""
+
+    tool_calls_per_min: float = Field(default=20.0, gt=0, description="Tool calls a minute above the median.")
+    refusals_per_min: float = Field(default=5.0, gt=0, description="Refused tool calls a minute above the median.")
+    file_changes_per_min: float = Field(default=10.0, gt=0, description="Files changed a minute above the median.")
+    spend_usd_per_hour: float = Field(default=10.0, gt=0, description="US dollars an hour above the median.")
+    llm_errors_per_min: float = Field(default=2.0, gt=0, description="Failed model calls a minute above the median.")
+    task_failure_rate: float = Field(
+        default=0.7, gt=0, le=1, description="Failed share of the agent's last tasks above the median."
+    )
+
+
+class AnomalyConfig(ProtocolModel):
+    """`[anomaly]`: the brain pauses an agent whose activity leaves its own rolling baseline."""
+
+    enabled: bool = Field(default=True, description="Run the detector (false: agents are paused by humans only).")
+    sigma: float = Field(
+        default=3.0, gt=0, description="A value this many robust standard deviations above its median pauses."
+    )
+    interval_s: float = Field(
+        default=300.0, ge=1, description="Seconds per sample: the detector closes a bin and evaluates this often."
+    )
+    window: int = Field(default=48, ge=3, description="Samples (of an agent's active intervals) in the baseline.")
+    min_samples: int = Field(default=12, ge=3, description="No verdict on a metric until its baseline has this many.")
+    failure_rate_tasks: int = Field(
+        default=10, ge=2, description="The task failure rate is over the agent's last this many finished tasks."
+    )
+    floors: AnomalyFloors = Field(default_factory=AnomalyFloors)
+
+    @model_validator(mode="after")
+    def _enough_window(self) -> AnomalyConfig:
+        if self.min_samples > self.window:
+            raise PydanticCustomError(
+                CONFIG_RULE,
+                "min_samples ({min}) is more than window ({window})",
+                {"min": self.min_samples, "window": self.window},
+            )
+        return self
+
+
 class SwarmConfig(ProtocolModel):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -700,6 +753,7 @@ class SwarmConfig(ProtocolModel):
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])
 

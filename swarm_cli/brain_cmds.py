@@ -129,7 +129,8 @@ def serve_settings(
     """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
     `[policy]` its bodies read (so both classify a decision alike), `[consensus]` and the captain agents,
     `[rollout] readiness_max_age_s`, `[metrics]
-    public` and `[limits] usd_per_hour` (the budget gauges of /metrics); every section of the file is checked."""
+    public`, `[limits] usd_per_hour` (the budget gauges of /metrics) and `[anomaly]` (the detector that pauses an
+    agent); every section of the file is checked."""
     settings = load_settings(config=config, host=host, port=port, db=db)
     swarm = load(config, swarm_home())
     update = {
@@ -139,6 +140,7 @@ def serve_settings(
         "readiness_max_age_s": swarm.rollout.readiness_max_age_s,
         "metrics_public": swarm.metrics.public,
         "usd_per_hour": swarm.limits.usd_per_hour,
+        "anomaly": swarm.anomaly,
     }
     return settings.model_copy(update=update), swarm
 

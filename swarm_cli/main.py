@@ -193,7 +193,20 @@ def _each_workspace(action: Callable[[Admin], object], *, done: str) -> None:
         raise SwarmError(f"{done}, but it is not in the audit trail of {len(failed)} workspace(s): {'; '.join(failed)}")
 
 
+def _agent_on_brain(args: argparse.Namespace) -> bool:
+    """`--agent NAME` pauses or resumes that agent on the brain: there is no such thing on this machine alone."""
+    if args.agent is None:
+        return False
+    if not _context.brain_url(args.brain):
+        raise UserError("--agent pauses or resumes an agent on the brain: give --brain URL (or set SWARM_BRAIN_URL)")
+    return True
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
+    if _agent_on_brain(args):
+        _on_brain(args, lambda client: client.pause_agent(args.agent, args.reason))
+        _out(f"agent {args.agent} PAUSED on the brain: its bodies refuse mutating calls ({args.reason})")
+        return 0
     if _context.brain_url(args.brain):
         _on_brain(args, lambda client: client.kill(args.reason))
         _out(f"kill switch ENGAGED on the brain: every linked body refuses mutating calls ({args.reason})")
@@ -209,6 +222,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if _agent_on_brain(args):
+        _on_brain(args, lambda client: client.resume_agent(args.agent, args.reason))
+        _out(f"agent {args.agent} resumed on the brain")
+        return 0
     if _context.brain_url(args.brain):
         _on_brain(args, lambda client: client.resume(args.reason))
         _out("kill switch released on the brain")
@@ -519,9 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("kill", cmd_kill, "engage the kill switch: this machine's bodies, or with --brain every linked body")
     p.add_argument("--reason", default="manual kill", help="why (audited)")
+    p.add_argument("--agent", metavar="NAME", help="pause only this agent's bodies, on the brain (needs --brain)")
     _brain_args(p)
     p = add("resume", cmd_resume, "lift the kill switch (local, or the brain's with --brain)")
     p.add_argument("--reason", default="manual resume", help="why (audited)")
+    p.add_argument("--agent", metavar="NAME", help="resume this paused agent, on the brain (needs --brain)")
     _brain_args(p)
 
     audit = sub.add_parser("audit", help="verify, tail or explain the audit trail, or read a command's output")

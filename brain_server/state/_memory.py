@@ -21,6 +21,7 @@ from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
 from ..wake.records import OPEN_STATES, AnswerToken, Escalation
 from ._memory_autonomy import MemoryAutonomy
+from ._memory_pauses import MemoryPauses
 from ._memory_tasks import MemoryTasks
 from ._memory_telemetry import MemoryTelemetry
 from ._protocols import Durability, EngineKind, StateEngine
@@ -31,7 +32,7 @@ from ._sessions import MemorySessions
 KILL_RELEASED = KillState(engaged=False)
 
 
-class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySessions):
+class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySessions, MemoryPauses):
     """The brain's state in memory: lost when the process ends."""
 
     def __init__(self) -> None:
@@ -39,6 +40,7 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         MemoryAutonomy.__init__(self)
         MemoryTelemetry.__init__(self)
         MemorySessions.__init__(self)
+        MemoryPauses.__init__(self)
         self._tokens: dict[str, TokenRecord] = {}
         self._log: list[LogEntry] = []
         self._kill: KillState = KILL_RELEASED

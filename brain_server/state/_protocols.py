@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 
 from shared_protocol import AuditEvent
 from shared_protocol.brain import (
+    AgentPause,
     Decision,
     KillState,
     ReadinessOverride,
@@ -439,6 +440,22 @@ class TelemetryStore(Protocol):
         ...
 
 
+class PauseStore(Protocol):
+    """Agents paused (a kill switch scoped to one agent's bodies) until a human resumes them."""
+
+    async def agent_pauses(self) -> list[AgentPause]:
+        """Every paused agent, by name."""
+        ...
+
+    async def pause_agent(self, pause: AgentPause, log: LogEntry) -> bool:
+        """Pause `pause.agent` (logged with `log`); False, and nothing written, if it is paused already."""
+        ...
+
+    async def resume_agent(self, agent: str, log: LogEntry) -> AgentPause | None:
+        """Lift `agent`'s pause (logged with `log`) and return it; None, and nothing written, if it was not paused."""
+        ...
+
+
 class StateEngine(
     TokenStore,
     BrainLog,
@@ -455,6 +472,7 @@ class StateEngine(
     InteractionStore,
     TelemetryStore,
     SessionStore,
+    PauseStore,
     Protocol,
 ):
     """Everything the brain knows, in one object. Implementations serialise writers; every method is atomic."""

@@ -51,6 +51,8 @@ LogAction = Literal[
     "session_end",
     "audit_prune",
     "telemetry_prune",
+    "agent_pause",
+    "agent_resume",
 ]
 
 

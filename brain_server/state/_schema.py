@@ -430,6 +430,14 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX tokens_one_live_per_body ON tokens (body_id)
         WHERE body_id IS NOT NULL AND revoked_at IS NULL;
     """,
+    # v18 (anomaly detection, #20): agents paused (a kill switch scoped to one agent's bodies) until a human resumes
+    # them; a row per paused agent, deleted on resume (the brain's log keeps the history).
+    """
+    CREATE TABLE agent_pauses (
+        agent TEXT PRIMARY KEY,
+        pause TEXT NOT NULL
+    );
+    """,
 ]
 
 

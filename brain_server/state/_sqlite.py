@@ -31,13 +31,14 @@ from ._rules import body_key_change, canonical, decision_mark, iso, parse_time, 
 from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
 from ._sqlite_db import close_quietly, connect, unusable
+from ._sqlite_pauses import SqlitePauses
 from ._sqlite_sessions import SqliteSessions
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_telemetry import SqliteTelemetry
 from ._sqlite_wake import SqliteWake
 
 
-class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry, SqliteSessions):
+class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry, SqliteSessions, SqlitePauses):
     """The brain's state in `path`. Open with `await SqliteStateEngine.open(path)`; close when done."""
 
     @classmethod

@@ -149,6 +149,7 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TABLE agent_pauses; "  # (v18)
             # (v17: the tokens table as v13 left it, without the reviewer role, its triggers and index again)
             "CREATE TABLE tokens_v13 (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL "
             "CHECK (role IN ('body', 'approver', 'captain')), label TEXT NOT NULL, created_at TEXT NOT NULL, "

@@ -19,7 +19,7 @@ async def test_registration_returns_the_timing_and_the_kill_state(api: BrainClie
     assert data["body_id"] == "body-a"
     assert data["heartbeat_interval_s"] == brain.settings.heartbeat_interval_s
     assert data["failsafe_s"] == brain.settings.failsafe_s
-    assert data["kill"] == {"engaged": False, "reason": None, "by": None, "at": None}
+    assert data["kill"] == {"engaged": False, "reason": None, "by": None, "at": None, "agent": None}
 
 
 async def test_kill_is_recorded_with_who_and_why_and_reported_to_bodies(api: BrainClient, brain: Brain) -> None:
