@@ -62,6 +62,7 @@ from .auth import (
     CAPTAIN,
     Principal,
     acting_agent,
+    audit_agents,
     authenticate,
     claim_agent,
     own_body,
@@ -204,6 +205,7 @@ class _Api:
 
     async def audit(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, AuditBatch)
+        audit_agents(who, payload.events)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.ingest_audit(payload))
 
@@ -320,7 +322,7 @@ class _Api:
         raw = request.query_params.get("since_s")
         window_s = DEFAULT_KPI_WINDOW_S
         if raw is not None:
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
                 raise InvalidRequest(
                     f"since_s must be a whole number of seconds from 1 to {MAX_KPI_WINDOW_S} (got {raw!r})",
                     field="since_s",

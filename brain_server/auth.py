@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared_protocol import AuditEvent
 from shared_protocol.brain import ClaimMode, Role, UsageRecord
 from shared_protocol.config import AGENT_NAME_RULE, is_agent_name
 
@@ -269,6 +271,21 @@ async def claim_agent(state: TokenStore, who: Principal, *, agent: str, mode: Cl
     if not acting:
         raise InvalidRequest("an IDE body's claim names its agent (the IDE's name)", field="agent")
     return acting
+
+
+def audit_agents(who: Principal, events: Sequence[AuditEvent]) -> None:
+    """`InvalidRequest` (422, field `events.N.agent`, nothing stored) unless an agent's token posts its own agent's
+    events only: a body does not put its tool calls in another agent's numbers. A token bound to no agent (an IDE
+    body's, a plain body token) names whatever agent its events say, as before."""
+    if who.agent is None:
+        return
+    for n, event in enumerate(events):
+        if event.agent != who.agent:
+            raise InvalidRequest(
+                f"audit event seq {event.seq} names agent '{event.agent}', but this token is bound to agent "
+                f"'{who.agent}' and posts its own events only",
+                field=f"events.{n}.agent",
+            )
 
 
 def usage_agents(who: Principal, records: list[UsageRecord]) -> None:

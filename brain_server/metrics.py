@@ -192,7 +192,7 @@ class BrainMetrics:
                 for b in await state.bodies()
                 if b.left_at is None and (b.body_id in streaming or b.last_heartbeat >= recent)
             ),
-            hour_usd=sum(row.usd for row in await state.usage_summary(since=now - timedelta(hours=1))),
+            hour_usd=sum(row.usd for row in await state.usage_summary(since=now - timedelta(hours=1), until=now)),
         )
         async with self._lock:  # (one snapshot written out at a time)
             self._collector.snapshot = snapshot

@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from shared_protocol import AuditEvent, RefusalCode, decisions
 from shared_protocol.brain import (
+    MAX_USAGE_AHEAD_S,
     AbandonRequest,
     AuditAck,
     AuditBatch,
@@ -803,6 +804,14 @@ class Brain:
 
         A record for a task is refused (`InvalidRequest`, nothing of the batch kept) unless this body claimed that
         task as the record's agent: a body does not bill another agent's work, nor a task it never held."""
+        latest = self.now() + timedelta(seconds=MAX_USAGE_AHEAD_S)
+        for n, record in enumerate(batch.records):
+            if record.at > latest:
+                raise InvalidRequest(
+                    f"usage record '{record.id}' is dated {record.at.isoformat()}, more than {MAX_USAGE_AHEAD_S} s "
+                    "past the brain's clock: date records when the call was made (check the runner's clock)",
+                    field=f"records.{n}.at",
+                )
         claims: dict[str, set[str]] = {}
         for n, record in enumerate(batch.records):
             if record.task_id is None:

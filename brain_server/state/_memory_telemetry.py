@@ -55,10 +55,12 @@ class MemoryTelemetry:
             counts[decision.state] = counts.get(decision.state, 0) + 1
         return counts
 
-    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
+    async def usage_summary(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageSummary]:
         sums: dict[tuple[str, str, str], UsageSummary] = {}
         for _, r in self._usage.values():
-            if since is not None and r.at < since:
+            if (since is not None and r.at < since) or (until is not None and r.at > until):
                 continue
             key = (r.agent, r.model, r.outcome)
             seen = sums.get(key)

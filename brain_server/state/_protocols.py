@@ -426,8 +426,10 @@ class TelemetryStore(Protocol):
         """Decisions by stored state (a pending one past its deadline still counts as pending until swept)."""
         ...
 
-    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
-        """Usage records (made at or after `since`, when given) summed by agent, model and outcome."""
+    async def usage_summary(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageSummary]:
+        """Usage records (made at or after `since`, at or before `until`, when given) by agent, model, outcome."""
         ...
 
     async def task_timings(self) -> list[TaskTiming]:

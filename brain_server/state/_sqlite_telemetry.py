@@ -67,13 +67,20 @@ class SqliteTelemetry(SqliteDatabase):
         rows = await self._rows("SELECT state, COUNT(*) FROM decisions GROUP BY state")
         return {cast(DecisionState, row[0]): int(row[1]) for row in rows}
 
-    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
-        if since is None:
-            rows = await self._rows(_USAGE_SUMMARY.format(where=""))
-        else:
-            # (julianday reads any offset the record was written with; text order would not)
-            where = "WHERE julianday(json_extract(record, '$.at')) >= julianday(?)"
-            rows = await self._rows(_USAGE_SUMMARY.format(where=where), (iso(since),))
+    async def usage_summary(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageSummary]:
+        # (julianday reads any offset the record was written with; text order would not)
+        clauses: list[str] = []
+        params: list[str] = []
+        if since is not None:
+            clauses.append("julianday(json_extract(record, '$.at')) >= julianday(?)")
+            params.append(iso(since))
+        if until is not None:
+            clauses.append("julianday(json_extract(record, '$.at')) <= julianday(?)")
+            params.append(iso(until))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._rows(_USAGE_SUMMARY.format(where=where), tuple(params))
         return [
             UsageSummary(
                 agent=str(row["agent"]),

@@ -47,18 +47,6 @@ def register(body_id: str) -> dict[str, str]:
     return {"body_id": body_id, "workspace": "/w", "hostname": "h", "version": "1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (medium): a body that crashed (never deregistered) and was last seen before the window has uptime "
-        "`null` (n/a) and is left out of `agent_uptime`, so a swarm with one healthy body and one dead for a week "
-        "reports agent uptime 100%: presence() returns only subjects with minutes in the window, and kpi.uptime() "
-        "gives None without a row. The README says observed runs from the window's start (or the first minute "
-        "kept) to now for a body that did not leave. Reproduce: this test. Fix: for every registered body not "
-        "left, observed = the window (from its first kept minute, or its registration, if later), up = its minutes "
-        "in the window (0 when none)"
-    ),
-)
 async def test_a_body_dead_for_the_whole_window_counts_as_down(live: tuple[Brain, BrainClient], clock: Clock) -> None:
     brain, api = live
     await api.add_token("a", agent="wa")
@@ -75,15 +63,6 @@ async def test_a_body_dead_for_the_whole_window_counts_as_down(live: tuple[Brain
     assert report["agent_uptime"] == 0.5  # (1.0 + 0.0) / 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (low): brain uptime counts the minutes its sweep ran, but `[brain] sweep_interval_s` may be anything "
-        "over 0: at 120 s the brain, up the whole time, reports 5 of 9 minutes up (56%). Reproduce: this test. "
-        "Fix: bound sweep_interval_s to at most 60 s, or mark every minute since the previous mark when the sweeper "
-        "ran without a gap (the process never stopped)"
-    ),
-)
 async def test_brain_uptime_does_not_depend_on_the_sweep_interval(
     slow_sweeps: tuple[Brain, BrainClient], clock: Clock
 ) -> None:
@@ -97,17 +76,6 @@ async def test_brain_uptime_does_not_depend_on_the_sweep_interval(
     assert uptime["ratio"] == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (low): decision accuracy counts an approved decision as judged once any task is parked on it, and "
-        "the brain lets a body park a task on a decision that was answered long before (even one the rules "
-        "approved on their own): an agent can pick its easy, verified task and link it to its unjudged approved "
-        "decisions, turning them all into 'accurate'. Reproduce: this test (accuracy goes from n/a to 100%). Fix: "
-        "refuse to park on a decision that is no longer pending (409), or link a decision only to the task it was "
-        "asked for (a task_id on the decision request)"
-    ),
-)
 async def test_an_agent_cannot_link_its_task_to_an_already_approved_decision(live: tuple[Brain, BrainClient]) -> None:
     _, api = live
     await agent_w1(api)
@@ -252,16 +220,6 @@ async def test_retention_prunes_presence_only_and_keeps_what_the_kpis_read(
     assert T0 and LV  # (the seeded clock and logic version of test_telemetry, which these helpers use)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (low: an approver's fat finger, not an attack): POST /v1/tasks takes `value_usd: 1e999` (infinity "
-        "passes `ge=0`); the task answers `value_usd: null` everywhere (claims included, which a body cannot "
-        "parse as a Task) and once it succeeds verified, /v1/kpi reports `value_delivered_usd: null`, which "
-        "`swarm kpi` cannot read. Reproduce: this test. Fix: `allow_inf_nan=False` (and an upper bound) on "
-        "TaskRequest.value_usd, refused with 422 naming value_usd"
-    ),
-)
 async def test_an_infinite_task_value_is_refused(live: tuple[Brain, BrainClient]) -> None:
     _, api = live
     headers = {**api.headers("approver"), "content-type": "application/json"}
@@ -269,16 +227,6 @@ async def test_an_infinite_task_value_is_refused(live: tuple[Brain, BrainClient]
     assert refused(response, 422, "invalid_request")["field"] == "value_usd"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (medium): the KPIs' spend is the usage whose `at` falls in the window, and `at` is whatever the "
-        "runner says: an agent that dates its records in the future (or far back) is billed for nothing in "
-        "`spend_usd`, so its ROI and cost per decision look better than they are ($5 spent, ROI 20 reported as "
-        "'n/a' here, since the $5 falls in no window). Reproduce: this test. Fix: refuse records dated beyond "
-        "now + a small skew (422 naming records.N.at), and count spend by the time the brain received it"
-    ),
-)
 async def test_future_dated_spend_is_not_hidden_from_the_kpis(live: tuple[Brain, BrainClient]) -> None:
     _, api = live
     await agent_w1(api)
