@@ -299,7 +299,8 @@ class Brain:
         if result.stored:
             first_new = result.stored_through - result.stored
             stored = [e for e in batch.events if first_new < e.seq <= result.stored_through]
-            self.metrics.observe_audit(stored)
+            agents = {t.agent for t in await self.state.tokens() if t.agent is not None and t.revoked_at is None}
+            self.metrics.observe_audit(stored, agents=agents)
             await self._alert_on_events(stored)
         problem = result.problem
         if problem is None:
