@@ -76,6 +76,7 @@ class _Snapshot:
     usage: Sequence[UsageSummary] = ()
     timings: Sequence[TaskTiming] = ()
     tasks: dict[TaskState, int] = field(default_factory=dict[TaskState, int])
+    verified_succeeded: int = 0
     decisions: dict[DecisionState, int] = field(default_factory=dict[DecisionState, int])
     pending: int = 0
     killed: bool = False
@@ -90,6 +91,9 @@ class _StateCollector:
         self.snapshot = _Snapshot()
         self._limit = limit_usd_per_hour
         self._models = _LabelValues()
+        self._finished: dict[str, tuple[str, float]] = {}
+        """Task id: the state and duration it was first seen finished with (this process): observed once, so that
+        the histogram never goes down (a finished task put back by an undo stays counted)."""
 
     def collect(self) -> Iterable[Metric]:
         s = self.snapshot
@@ -128,14 +132,23 @@ class _StateCollector:
         yield tokens
         yield usd
 
-        tasks = GaugeMetricFamily("swarm_tasks", "Tasks by state", labels=["state"])
+        tasks = GaugeMetricFamily(
+            "swarm_tasks", "Tasks by state; verified: succeeded with a verified outcome", labels=["state", "verified"]
+        )
         for state in get_args(TaskState):
-            tasks.add_metric([state], s.tasks.get(state, 0))
+            count = s.tasks.get(state, 0)
+            if state == "succeeded":
+                tasks.add_metric([state, "true"], s.verified_succeeded)
+                count -= s.verified_succeeded
+            tasks.add_metric([state, "false"], count)
         yield tasks
+        for t in s.timings:
+            if t.task_id not in self._finished:
+                self._finished[t.task_id] = (t.state, max((t.finished_at - t.created_at).total_seconds(), 0.0))
         yield _histogram(
             "swarm_task_duration_seconds",
-            "Finished tasks: seconds from created to finished",
-            [(t.state, (t.finished_at - t.created_at).total_seconds()) for t in s.timings],
+            "Finished tasks: seconds from created to finished (each task once, as first seen finished)",
+            list(self._finished.values()),
         )
         decisions = GaugeMetricFamily("swarm_decisions", "Decisions by state", labels=["state"])
         for state in get_args(DecisionState):
@@ -228,6 +241,7 @@ class BrainMetrics:
             usage=await state.usage_summary(),
             timings=await state.task_timings(),
             tasks=await state.count_tasks(),
+            verified_succeeded=await state.count_verified_succeeded(),
             decisions=await state.count_decisions(),
             pending=await state.count_pending_decisions(now),
             killed=(await state.kill_state()).engaged,

@@ -134,6 +134,25 @@ class SweepReport:
     requeued: list[str]
 
 
+PARK_AFTER_ANSWER_S = 600
+"""How long after a human (or the deadline) answered a decision a task may still be parked on it: the runner parks
+once its run stops, and the answer may come first. Decision accuracy judges a decision by the tasks parked on it."""
+
+
+def _check_park_decision(decision: decisions.Decision, now: datetime) -> None:
+    """`NotPending` (409) unless a task parked on `decision` waits for it: pending, or answered moments ago by a
+    human or its deadline. Linking an easy task to a decision answered long before (or by the rules on the spot,
+    which nobody waits for) would make that decision look accurate."""
+    if decision.state == "pending":
+        return
+    last = decision.answers[-1] if decision.answers else None
+    if last is None or last.by == decisions.RULES or now - last.at > timedelta(seconds=PARK_AFTER_ANSWER_S):
+        raise NotPending(
+            f"decision '{decision.id}' was answered ({decision.state}) before this park: a task is parked on a "
+            "decision it waits for (ask a new one)"
+        )
+
+
 class Brain:
     """The brain's operations on one state engine. Use inside `async with brain.running():`."""
 
@@ -688,6 +707,7 @@ class Brain:
         if decision is None or decision.body_id != holder:
             raise InvalidRequest(f"no decision '{request.decision_id}' of this body", field="decision_id")
         now = self.now()
+        _check_park_decision(decision, now)
         await self._requeue_expired(now)
         detail = {"decision_id": request.decision_id}
         log = by.entry("task_park", at=now, reason=request.reason, target=task_id, detail=detail)

@@ -79,7 +79,7 @@ class MemoryTelemetry:
 
     async def task_timings(self) -> list[TaskTiming]:
         return [
-            TaskTiming(state=t.state, created_at=t.created_at, finished_at=t.finished_at)
+            TaskTiming(task_id=t.id, state=t.state, created_at=t.created_at, finished_at=t.finished_at)
             for t in self._tasks.values()
             if t.state in FINAL_TASK_STATES and t.finished_at is not None
         ]

@@ -299,6 +299,10 @@ class TaskStore(Protocol):
 
     async def count_tasks(self) -> dict[TaskState, int]: ...
 
+    async def count_verified_succeeded(self) -> int:
+        """Tasks succeeded with a verified outcome (the body re-ran the acceptance check)."""
+        ...
+
 
 class UsageStore(Protocol):
     """The LLM usage runners report, per body; records are never changed."""

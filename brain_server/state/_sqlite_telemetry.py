@@ -98,11 +98,12 @@ class SqliteTelemetry(SqliteDatabase):
 
     async def task_timings(self) -> list[TaskTiming]:
         rows = await self._rows(
-            "SELECT state, created_at, finished_at FROM tasks "
+            "SELECT id, state, created_at, finished_at FROM tasks "
             "WHERE finished_at IS NOT NULL AND state IN ('succeeded', 'failed', 'abandoned', 'cancelled')"
         )
         return [
             TaskTiming(
+                task_id=str(row["id"]),
                 state=str(row["state"]),
                 created_at=cast(datetime, parse_time(row["created_at"])),
                 finished_at=cast(datetime, parse_time(row["finished_at"])),
