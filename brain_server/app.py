@@ -60,6 +60,7 @@ from .auth import (
     APPROVERS,
     BODY,
     CAPTAIN,
+    METRICS_READERS,
     Principal,
     acting_agent,
     audit_agents,
@@ -361,7 +362,7 @@ def _open_routes(brain: Brain, api: _Api) -> list[Route]:
 
         routes.append(Route("/metrics", metrics, methods=["GET"]))
     else:
-        routes.append(_route(brain, "GET", "/metrics", APPROVERS, api.metrics))
+        routes.append(_route(brain, "GET", "/metrics", METRICS_READERS, api.metrics))
     return routes
 
 

@@ -56,6 +56,9 @@ ANY_ROLE: frozenset[Role] = frozenset({"body", "approver", "captain"})
 BODY: frozenset[Role] = frozenset({"body"})
 APPROVERS: frozenset[Role] = frozenset({"approver", "captain"})
 CAPTAIN: frozenset[Role] = frozenset({"captain"})
+METRICS_READERS: frozenset[Role] = frozenset({"approver", "captain", "metrics"})
+"""Who reads `GET /metrics`: approvers and captains, and the read-only `metrics` role (a Prometheus scraper's
+token, which can approve nothing)."""
 AGENT_ROLES: frozenset[Role] = frozenset({"body"})
 """The roles of a token that may be bound to an agent (an agent's body; later its reviewer's vote); a human's
 role (approver, captain) never is."""

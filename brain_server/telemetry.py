@@ -86,7 +86,11 @@ class Telemetry:
             since=since,
             until=until,
             tasks=tasks,
-            usage=await state.usage(),
+            usage=await state.usage_for_kpi(
+                since=since,
+                until=until,
+                task_ids={t.id for t in tasks if t.state in kpi.FINISHED and t.finished_at is not None},
+            ),
             decisions=decisions,
             presence=await state.presence(since=kpi.minute_of(since)),
             body_left={b.body_id: b.left_at for b in bodies},

@@ -50,9 +50,10 @@ Verdict = Literal["approved", "denied", "overridden", "expired"]
 FINAL_STATES: frozenset[DecisionState] = frozenset({"denied", "expired", "overridden"})
 """No answer moves a decision out of these; `approved` is not final, as a captain may still veto it."""
 
-Role = Literal["body", "approver", "captain"]
+Role = Literal["body", "approver", "captain", "metrics"]
 """A brain token's role, recorded with its answers. body: the body endpoints; approver: read status, approve and
-deny; captain: an approver who may also kill, resume and override."""
+deny; captain: an approver who may also kill, resume and override; metrics: a scraper's, GET /metrics and nothing
+else (never answers)."""
 
 AnswerKind = Literal["approve", "deny", "override"]
 """What a person answers: approve or deny a pending decision, or override (veto) one not yet final."""

@@ -331,7 +331,12 @@ def add_parsers(sub: _Subparsers) -> None:
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="SUBCOMMAND")
     p = token_sub.add_parser("create", help="create a token and print it alone on stdout (shown once)")
     p.set_defaults(func=_guarded(cmd_token_create))
-    p.add_argument("--role", required=True, choices=list(get_args(Role)), help="body, approver or captain")
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=list(get_args(Role)),
+        help="body, approver, captain or metrics (reads GET /metrics only: a scraper's)",
+    )
     p.add_argument("--label", default="", help="who holds it; recorded as 'who' with everything it does")
     p.add_argument(
         "--agent",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from shared_protocol.brain import FINAL_TASK_STATES, Decision, Task, UsageRecord
@@ -54,6 +54,9 @@ class MemoryTelemetry:
         for decision in self._decisions.values():
             counts[decision.state] = counts.get(decision.state, 0) + 1
         return counts
+
+    async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
+        return [r for _, r in self._usage.values() if since <= r.at <= until or r.task_id in task_ids]
 
     async def usage_summary(
         self, *, since: datetime | None = None, until: datetime | None = None

@@ -9,7 +9,7 @@ its `StateEngine` plus an `EngineKind`: how its database URL is checked and open
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -428,6 +428,11 @@ class TelemetryStore(Protocol):
 
     async def count_decisions(self) -> dict[DecisionState, int]:
         """Decisions by stored state (a pending one past its deadline still counts as pending until swept)."""
+        ...
+
+    async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
+        """The records made in [since, until], and those billed to `task_ids` (whenever made): what the KPIs of that
+        window read, without the rest."""
         ...
 
     async def usage_summary(

@@ -149,6 +149,8 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TRIGGER usage_records_totals; DROP TABLE usage_totals; DROP INDEX usage_records_at; "  # (v14)
+            "DROP INDEX usage_records_task; "
             "DROP TABLE telemetry_presence; "  # (v13)
             "ALTER TABLE tasks DROP COLUMN acceptance_inputs; "  # (v12)
             "DROP TRIGGER tokens_bound_and_revoked_once; ALTER TABLE tokens DROP COLUMN agent; "  # (v11)
