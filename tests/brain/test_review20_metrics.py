@@ -450,6 +450,17 @@ async def test_a_scrape_and_the_kpis_never_scan_every_usage_record(
 # -- what the issue asked for and /metrics does not carry ---------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium, a gap against point 1): the issue asks for latency per LLM call and per decision; a usage "
+        "record has no duration (ProtocolModel forbids the field: 422), and nothing measures how long a decision "
+        "waited for its answer, so /metrics has neither histogram and no KPI can use them. Reproduce: this test. "
+        "Fix: `duration_ms` on UsageRecord (the runner times the call) feeding a `swarm_llm_call_duration_seconds"
+        "{agent,model,outcome}` histogram, and a `swarm_decision_answer_seconds{state}` histogram observed when a "
+        "decision is answered or expires"
+    ),
+)
 async def test_llm_call_and_decision_latencies_are_exposed(live: tuple[Brain, BrainClient]) -> None:
     _, api = live
     await w1_body(api)
