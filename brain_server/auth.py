@@ -279,11 +279,12 @@ async def claim_agent(state: TokenStore, who: Principal, *, agent: str, mode: Cl
 def audit_agents(who: Principal, events: Sequence[AuditEvent]) -> None:
     """`InvalidRequest` (422, field `events.N.agent`, nothing stored) unless an agent's token posts its own agent's
     events only: a body does not put its tool calls in another agent's numbers. A token bound to no agent (an IDE
-    body's, a plain body token) names whatever agent its events say, as before."""
+    body's, a plain body token) names whatever agent its events say, as before; so do the body's own events under a
+    name no agent can have (`swarm:snapshots`)."""
     if who.agent is None:
         return
     for n, event in enumerate(events):
-        if event.agent != who.agent:
+        if event.agent != who.agent and is_agent_name(event.agent):
             raise InvalidRequest(
                 f"audit event seq {event.seq} names agent '{event.agent}', but this token is bound to agent "
                 f"'{who.agent}' and posts its own events only",

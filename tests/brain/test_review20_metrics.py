@@ -170,6 +170,10 @@ async def test_an_agent_cannot_post_tool_calls_as_another_agent(live: tuple[Brai
     calls = (await scrape(api)).get("swarm_tool_calls_total", {})
     assert not [labels for labels in calls if ("agent", "w2") in labels], calls
     assert response.status_code == 422
+    assert response.json()["field"] == "events.0.agent"
+    # (the body's own events, under a name no agent can have, still go up with the agent's token)
+    own = [e.model_copy(update={"agent": "swarm:snapshots"}) for e in audit_chain("body-a", 1)]
+    ok(await api.post("/v1/audit", batch("body-a", own), as_="w1"))
 
 
 async def test_made_up_tool_names_do_not_explode_the_series(live: tuple[Brain, BrainClient]) -> None:
