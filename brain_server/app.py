@@ -65,10 +65,12 @@ from .auth import (
     APPROVERS,
     BODY,
     CAPTAIN,
+    METRICS_READERS,
     OVERRIDERS,
     VOTERS,
     Principal,
     acting_agent,
+    audit_agents,
     authenticate,
     authenticate_request,
     claim_agent,
@@ -235,6 +237,7 @@ class _Api:
 
     async def audit(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, AuditBatch)
+        audit_agents(who, payload.events)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.ingest_audit(payload))
 
@@ -371,7 +374,7 @@ class _Api:
         raw = request.query_params.get("since_s")
         window_s = DEFAULT_KPI_WINDOW_S
         if raw is not None:
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
                 raise InvalidRequest(
                     f"since_s must be a whole number of seconds from 1 to {MAX_KPI_WINDOW_S} (got {raw!r})",
                     field="since_s",
@@ -410,7 +413,7 @@ def _open_routes(brain: Brain, api: _Api) -> list[Route]:
 
         routes.append(Route("/metrics", metrics, methods=["GET"]))
     else:
-        routes.append(_route(brain, "GET", "/metrics", APPROVERS, api.metrics))
+        routes.append(_route(brain, "GET", "/metrics", METRICS_READERS, api.metrics))
     return routes
 
 

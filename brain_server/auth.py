@@ -32,10 +32,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from shared_protocol import AuditEvent
 from shared_protocol.brain import ClaimMode, Role, UsageRecord
 from shared_protocol.config import AGENT_NAME_RULE, is_agent_name
 
@@ -68,6 +70,9 @@ AGENT_ROLES: frozenset[Role] = frozenset({"body", "reviewer"})
 (approver, captain) never is."""
 AGENT_ONLY: frozenset[Role] = frozenset({"reviewer"})
 """The roles of a token that must be bound to an agent: a reviewer votes as one agent, taken from its token."""
+METRICS_READERS: frozenset[Role] = frozenset({"approver", "captain", "metrics"})
+"""Who reads `GET /metrics`: approvers and captains, and the read-only `metrics` role (a Prometheus scraper's
+token, which can approve nothing)."""
 
 
 def agent_token_command(agent: str) -> str:
@@ -417,6 +422,22 @@ async def claim_agent(state: TokenStore, who: Principal, *, agent: str, mode: Cl
     if not acting:
         raise InvalidRequest("an IDE body's claim names its agent (the IDE's name)", field="agent")
     return acting
+
+
+def audit_agents(who: Principal, events: Sequence[AuditEvent]) -> None:
+    """`InvalidRequest` (422, field `events.N.agent`, nothing stored) unless an agent's token posts its own agent's
+    events only: a body does not put its tool calls in another agent's numbers. A token bound to no agent (an IDE
+    body's, a plain body token) names whatever agent its events say, as before; so do the body's own events under a
+    name no agent can have (`swarm:snapshots`)."""
+    if who.agent is None:
+        return
+    for n, event in enumerate(events):
+        if event.agent != who.agent and is_agent_name(event.agent):
+            raise InvalidRequest(
+                f"audit event seq {event.seq} names agent '{event.agent}', but this token is bound to agent "
+                f"'{who.agent}' and posts its own events only",
+                field=f"events.{n}.agent",
+            )
 
 
 def usage_agents(who: Principal, records: list[UsageRecord]) -> None:

@@ -45,12 +45,23 @@ def ratio(part: float, whole: float) -> float | None:
 
 
 def uptime(
-    subject: str, presence: Presence | None, *, since: datetime, until: datetime, agents: Sequence[str] = ()
+    subject: str,
+    presence: Presence | None,
+    *,
+    since: datetime,
+    until: datetime,
+    agents: Sequence[str] = (),
+    registered: datetime | None = None,
 ) -> Uptime:
-    """Minutes up / minutes observed, counted in whole minutes (both ends included)."""
+    """Minutes up / minutes observed, counted in whole minutes (both ends included). A subject not seen in the
+    window is observed from its `registered` time (or the window's start, if later) and up in none of it: a body
+    that died without leaving counts as down; without `registered` (the brain, never seen) there is nothing to
+    observe."""
     name = subject.removeprefix("body:")
     if presence is None:
-        return Uptime(subject=name, agents=list(agents), up_minutes=0, observed_minutes=0, ratio=None)
+        if registered is None:
+            return Uptime(subject=name, agents=list(agents), up_minutes=0, observed_minutes=0, ratio=None)
+        presence = Presence(subject=subject, minutes=0, first=minute_of(registered))
     start = max(minute_of(since), presence.first)
     end = minute_of(until)
     observed = max(0, int((end - start) / timedelta(minutes=1)) + 1)
@@ -88,13 +99,15 @@ def compute(
     decisions: Sequence[Decision],
     presence: Sequence[Presence],
     body_left: Mapping[str, datetime | None],
+    body_registered: Mapping[str, datetime] | None = None,
     decision_updates: Mapping[str, Iterable[str]],
     undone_decisions: Iterable[str],
 ) -> KpiReport:
     """The KPIs of [since, until] (see the module docstring).
 
     `body_left`: every registered body, with when it left cleanly (None: registered). `decision_updates`: the tasks
-    each decision's compensating records updated; `undone_decisions`: decisions whose updates were reversed.
+    each decision's compensating records updated;
+    `body_registered`: when each body registered; `undone_decisions`: decisions whose updates were reversed.
     """
     by_subject = {p.subject: p for p in presence}
     agents_of: dict[str, set[str]] = {}
@@ -113,6 +126,7 @@ def compute(
             since=since,
             until=end,
             agents=sorted(agents_of.get(body_id, ())),
+            registered=(body_registered or {}).get(body_id),
         )
         bodies.append(found)
     body_ratios = [b.ratio for b in bodies if b.ratio is not None]

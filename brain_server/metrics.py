@@ -18,7 +18,7 @@ The metric names are the contract of `deploy/grafana-swarm.json`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import get_args
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from shared_protocol import AuditEvent
+from shared_protocol import AuditEvent, RefusalCode
 from shared_protocol.brain import TaskState
 from shared_protocol.decisions import DecisionState
 
@@ -38,6 +38,32 @@ from .state import StateEngine, TaskTiming, UsageSummary
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """What `generate_latest` writes: the classic text format (every Prometheus reads it)."""
+
+MAX_LABEL_LENGTH = 64
+"""A label value a body chose (agent, logic version, tool, refusal code, model) is kept only up to this long."""
+MAX_NEW_LABEL_VALUES = 20
+"""Values per label that the brain does not know beforehand (a tool name, a logic version, a made-up code) kept
+as themselves in one brain process; the rest are counted under `other`."""
+OTHER = "other"
+
+
+class _LabelValues:
+    """The values one label may take: the `known` ones, and the first `MAX_NEW_LABEL_VALUES` others not longer than
+    `MAX_LABEL_LENGTH`, admitted for the life of the process (so a series never moves into `other` and back); every
+    other value is `other`. This bounds the series a body can make, whatever its events say."""
+
+    def __init__(self, known: Iterable[str] = ()) -> None:
+        self._known = set(known)
+        self._admitted: set[str] = set()
+
+    def __call__(self, value: str, *, known: Container[str] = ()) -> str:
+        if value in self._known or value in known or value in self._admitted:
+            return value
+        if len(value) > MAX_LABEL_LENGTH or len(self._admitted) >= MAX_NEW_LABEL_VALUES:
+            return OTHER
+        self._admitted.add(value)
+        return value
+
 
 TOOL_CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 TASK_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86_400.0, 7 * 86_400.0)
@@ -50,6 +76,7 @@ class _Snapshot:
     usage: Sequence[UsageSummary] = ()
     timings: Sequence[TaskTiming] = ()
     tasks: dict[TaskState, int] = field(default_factory=dict[TaskState, int])
+    verified_succeeded: int = 0
     decisions: dict[DecisionState, int] = field(default_factory=dict[DecisionState, int])
     pending: int = 0
     killed: bool = False
@@ -63,6 +90,10 @@ class _StateCollector:
     def __init__(self, limit_usd_per_hour: float | None) -> None:
         self.snapshot = _Snapshot()
         self._limit = limit_usd_per_hour
+        self._models = _LabelValues()
+        self._finished: dict[str, tuple[str, float]] = {}
+        """Task id: the state and duration it was first seen finished with (this process): observed once, so that
+        the histogram never goes down (a finished task put back by an undo stays counted)."""
 
     def collect(self) -> Iterable[Metric]:
         s = self.snapshot
@@ -76,17 +107,23 @@ class _StateCollector:
         # (one sample per label set: outcomes are summed into the token and cost series)
         cost: dict[tuple[str, str], float] = {}
         counted: dict[tuple[str, str, str], float] = {}
+        called: dict[tuple[str, str, str], float] = {}
         for row in s.usage:
-            calls.add_metric([row.agent, row.model, row.outcome], row.calls)
-            cost[(row.agent, row.model)] = cost.get((row.agent, row.model), 0.0) + row.usd
+            # (agents are bound to the tokens that posted their usage; a made-up model name is folded)
+            model = self._models(row.model)
+            key3 = (row.agent, model, row.outcome)
+            called[key3] = called.get(key3, 0.0) + row.calls
+            cost[(row.agent, model)] = cost.get((row.agent, model), 0.0) + row.usd
             for kind, n in (
                 ("input", row.input_tokens),
                 ("output", row.output_tokens),
                 ("cache_read", row.cache_read_tokens),
                 ("cache_write", row.cache_write_tokens),
             ):
-                key = (row.agent, row.model, kind)
+                key = (row.agent, model, kind)
                 counted[key] = counted.get(key, 0.0) + n
+        for key in sorted(called):
+            calls.add_metric(list(key), called[key])
         for key in sorted(cost):
             usd.add_metric(list(key), cost[key])
         for key in sorted(counted):
@@ -95,14 +132,23 @@ class _StateCollector:
         yield tokens
         yield usd
 
-        tasks = GaugeMetricFamily("swarm_tasks", "Tasks by state", labels=["state"])
+        tasks = GaugeMetricFamily(
+            "swarm_tasks", "Tasks by state; verified: succeeded with a verified outcome", labels=["state", "verified"]
+        )
         for state in get_args(TaskState):
-            tasks.add_metric([state], s.tasks.get(state, 0))
+            count = s.tasks.get(state, 0)
+            if state == "succeeded":
+                tasks.add_metric([state, "true"], s.verified_succeeded)
+                count -= s.verified_succeeded
+            tasks.add_metric([state, "false"], count)
         yield tasks
+        for t in s.timings:
+            if t.task_id not in self._finished:
+                self._finished[t.task_id] = (t.state, max((t.finished_at - t.created_at).total_seconds(), 0.0))
         yield _histogram(
             "swarm_task_duration_seconds",
-            "Finished tasks: seconds from created to finished",
-            [(t.state, (t.finished_at - t.created_at).total_seconds()) for t in s.timings],
+            "Finished tasks: seconds from created to finished (each task once, as first seen finished)",
+            list(self._finished.values()),
         )
         decisions = GaugeMetricFamily("swarm_decisions", "Decisions by state", labels=["state"])
         for state in get_args(DecisionState):
@@ -161,17 +207,28 @@ class BrainMetrics:
             buckets=TOOL_CALL_BUCKETS,
             registry=self.registry,
         )
+        self._agents = _LabelValues()
+        self._logic_versions = _LabelValues([""])
+        self._tools = _LabelValues([""])
+        self._codes = _LabelValues(["", *(code.value for code in RefusalCode)])
         self._collector = _StateCollector(settings.usd_per_hour)
         self.registry.register(self._collector)
 
-    def observe_audit(self, events: Iterable[AuditEvent]) -> None:
+    def observe_audit(self, events: Iterable[AuditEvent], *, agents: Container[str] = ()) -> None:
         """Count the tool calls among newly stored audit events (a resent event is not stored twice, so not counted
-        twice)."""
+        twice). Labels a body chose are bounded (`_LabelValues`): `agents` (those with a token) and the protocol's
+        refusal codes always pass, a few other values are kept, the rest count as `other`."""
         for event in events:
             if event.kind != "tool_call":
                 continue
-            tool = event.tool or ""
-            self._tool_calls.labels(event.agent, event.logic_version or "", tool, event.outcome, event.code or "").inc()
+            tool = self._tools(event.tool or "")
+            self._tool_calls.labels(
+                self._agents(event.agent, known=agents),
+                self._logic_versions(event.logic_version or ""),
+                tool,
+                event.outcome,
+                self._codes(event.code or ""),
+            ).inc()
             self._tool_seconds.labels(tool, event.outcome).observe(max(event.duration_ms, 0.0) / 1000)
 
     async def render(self) -> bytes:
@@ -184,6 +241,7 @@ class BrainMetrics:
             usage=await state.usage_summary(),
             timings=await state.task_timings(),
             tasks=await state.count_tasks(),
+            verified_succeeded=await state.count_verified_succeeded(),
             decisions=await state.count_decisions(),
             pending=await state.count_pending_decisions(now),
             killed=(await state.kill_state()).engaged,
@@ -192,7 +250,7 @@ class BrainMetrics:
                 for b in await state.bodies()
                 if b.left_at is None and (b.body_id in streaming or b.last_heartbeat >= recent)
             ),
-            hour_usd=sum(row.usd for row in await state.usage_summary(since=now - timedelta(hours=1))),
+            hour_usd=sum(row.usd for row in await state.usage_summary(since=now - timedelta(hours=1), until=now)),
         )
         async with self._lock:  # (one snapshot written out at a time)
             self._collector.snapshot = snapshot

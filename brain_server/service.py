@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from shared_protocol import AuditEvent, RefusalCode, decisions
 from shared_protocol.brain import (
+    MAX_USAGE_AHEAD_S,
     AbandonRequest,
     AgentPause,
     AuditAck,
@@ -83,6 +84,7 @@ from .exceptions import (
     InvalidRequest,
     NotFound,
     NothingToReverse,
+    NotPending,
     NotReady,
     ReverseConflict,
     StateBroken,
@@ -130,6 +132,25 @@ class SweepReport:
 
     expired: list[str]
     requeued: list[str]
+
+
+PARK_AFTER_ANSWER_S = 600
+"""How long after a human (or the deadline) answered a decision a task may still be parked on it: the runner parks
+once its run stops, and the answer may come first. Decision accuracy judges a decision by the tasks parked on it."""
+
+
+def _check_park_decision(decision: decisions.Decision, now: datetime) -> None:
+    """`NotPending` (409) unless a task parked on `decision` waits for it: pending, or answered moments ago by a
+    human or its deadline. Linking an easy task to a decision answered long before (or by the rules on the spot,
+    which nobody waits for) would make that decision look accurate."""
+    if decision.state == "pending":
+        return
+    last = decision.answers[-1] if decision.answers else None
+    if last is None or last.by == decisions.RULES or now - last.at > timedelta(seconds=PARK_AFTER_ANSWER_S):
+        raise NotPending(
+            f"decision '{decision.id}' was answered ({decision.state}) before this park: a task is parked on a "
+            "decision it waits for (ask a new one)"
+        )
 
 
 class Brain:
@@ -341,7 +362,8 @@ class Brain:
         if result.stored:
             first_new = result.stored_through - result.stored
             stored = [e for e in batch.events if first_new < e.seq <= result.stored_through]
-            self.metrics.observe_audit(stored)
+            agents = {t.agent for t in await self.state.tokens() if t.agent is not None and t.revoked_at is None}
+            self.metrics.observe_audit(stored, agents=agents)
             self.audit_feed.publish(stored)
             await self._alert_on_events(stored)
         problem = result.problem
@@ -870,6 +892,7 @@ class Brain:
         if decision is None or decision.body_id != holder:
             raise InvalidRequest(f"no decision '{request.decision_id}' of this body", field="decision_id")
         now = self.now()
+        _check_park_decision(decision, now)
         await self._requeue_expired(now)
         detail = {"decision_id": request.decision_id}
         log = by.entry("task_park", at=now, reason=request.reason, target=task_id, detail=detail)
@@ -987,6 +1010,14 @@ class Brain:
 
         A record for a task is refused (`InvalidRequest`, nothing of the batch kept) unless this body claimed that
         task as the record's agent: a body does not bill another agent's work, nor a task it never held."""
+        latest = self.now() + timedelta(seconds=MAX_USAGE_AHEAD_S)
+        for n, record in enumerate(batch.records):
+            if record.at > latest:
+                raise InvalidRequest(
+                    f"usage record '{record.id}' is dated {record.at.isoformat()}, more than {MAX_USAGE_AHEAD_S} s "
+                    "past the brain's clock: date records when the call was made (check the runner's clock)",
+                    field=f"records.{n}.at",
+                )
         claims: dict[str, set[str]] = {}
         for n, record in enumerate(batch.records):
             if record.task_id is None:

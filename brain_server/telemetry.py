@@ -2,7 +2,8 @@
 
 Most of what the KPIs read the brain keeps already (tasks with their history, usage records, decisions and their
 compensating records); only presence is recorded here, once a minute by the sweep (`tick`): the brain is up in a
-minute its sweep ran, a body when it was connected then (streaming, or a heartbeat within the failsafe time).
+minute its sweep ran (and in the minutes between two runs no further apart than the sweep interval), a body when it
+was connected then (streaming, or a heartbeat within the failsafe time).
 Presence older than `[brain] telemetry_retention_days` is pruned with the audit events (`prune`).
 """
 
@@ -44,6 +45,15 @@ class Telemetry:
             if b.left_at is None and (b.body_id in streaming or b.last_heartbeat >= recent)
         ]
         await self._state.mark_presence(subjects, minute)
+        previous = self._marked
+        if previous is not None and previous < minute:
+            # (the sweeper of this process ran at `previous` and now, no later than its interval allows: the brain
+            # served the minutes between, however long `[brain] sweep_interval_s` is; a longer gap is a stall)
+            gap = (minute - previous).total_seconds()
+            if gap <= self._settings.sweep_interval_s + 60:
+                between = [previous + timedelta(minutes=n) for n in range(1, int(gap // 60))]
+                for skipped in between:
+                    await self._state.mark_presence([kpi.BRAIN], skipped)
         self._marked = minute
 
     async def prune(self) -> int:
@@ -60,6 +70,7 @@ class Telemetry:
         state = self._state
         tasks = await state.tasks()
         decisions = await state.decisions()
+        bodies = await state.bodies()
         updates: dict[str, set[str]] = {}
         undone: set[str] = set()
         for decision in decisions:
@@ -75,10 +86,15 @@ class Telemetry:
             since=since,
             until=until,
             tasks=tasks,
-            usage=await state.usage(),
+            usage=await state.usage_for_kpi(
+                since=since,
+                until=until,
+                task_ids={t.id for t in tasks if t.state in kpi.FINISHED and t.finished_at is not None},
+            ),
             decisions=decisions,
             presence=await state.presence(since=kpi.minute_of(since)),
-            body_left={b.body_id: b.left_at for b in await state.bodies()},
+            body_left={b.body_id: b.left_at for b in bodies},
+            body_registered={b.body_id: b.registered_at for b in bodies},
             decision_updates=updates,
             undone_decisions=undone,
         )

@@ -63,6 +63,11 @@ SIGNED_WHEN_SET = ("logic_version", "turn", "task_id")
 written before them (and those outside agent mode) sign and verify as they always did."""
 
 
+MAX_DURATION_MS = 1e12
+"""An audit event's `duration_ms` (about 30 years): a body measures it with a monotonic clock, so it is always finite;
+a negative one (never written by a body) is accepted and counted as zero, as chains signed before the bound were."""
+
+
 class AuditEvent(ProtocolModel):
     seq: int = Field(ge=1)
     id: str
@@ -82,7 +87,7 @@ class AuditEvent(ProtocolModel):
     message: str | None = None
     files: list[str] = Field(default_factory=list)
     impact: Impact = Field(default_factory=Impact)
-    duration_ms: float = 0.0
+    duration_ms: float = Field(default=0.0, le=MAX_DURATION_MS, allow_inf_nan=False)
     detail: dict[str, Any] = Field(default_factory=dict)
     logic_version: str | None = Field(
         default=None, description="The agent's logic version (`swarm body --agent`); None outside agent mode."

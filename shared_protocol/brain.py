@@ -376,12 +376,22 @@ def check_acceptance_input(pattern: str) -> str:
     return pattern
 
 
+MAX_TASK_VALUE_USD = 1e12
+"""A task's estimated value (USD): finite, so that value delivered and ROI stay numbers."""
+
+
 class TaskRequest(ProtocolModel):
     """`POST /v1/tasks` (approver or captain)."""
 
     title: NonEmpty
     description: str = ""
-    value_usd: float = Field(default=0.0, ge=0, description="Estimated value; higher-value tasks are claimed first.")
+    value_usd: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_TASK_VALUE_USD,
+        allow_inf_nan=False,
+        description="Estimated value; higher-value tasks are claimed first.",
+    )
     acceptance: str = Field(
         default="",
         description="The command line that decides success (split with shlex by the runner, re-run by the body); "
@@ -687,6 +697,16 @@ class CancelRequest(ProtocolModel):
 # --- usage -----------------------------------------------------------------------------
 
 
+MAX_USAGE_TOKENS = 10**12
+"""Tokens of one kind in one LLM call: far above any context window, far below what sums overflow."""
+MAX_USAGE_USD = 1_000_000.0
+"""Cost of one LLM call (USD): a finite ceiling, so that no record can turn a total into infinity."""
+MAX_USAGE_AHEAD_S = 300
+"""How far past the brain's clock a usage record's `at` may be (clock skew); further is refused."""
+MAX_LABEL_TEXT = 200
+"""Length of a provider or model name in a usage record."""
+
+
 class UsageRecord(ProtocolModel):
     """One LLM call's provider-reported usage and cost, as the runner's wallet settled it."""
 
@@ -696,13 +716,13 @@ class UsageRecord(ProtocolModel):
     agent: Identifier
     logic_version: str = ""
     task_id: str | None = None
-    provider: str
-    model: str
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
-    usd: float = Field(default=0.0, ge=0)
+    provider: str = Field(max_length=MAX_LABEL_TEXT)
+    model: str = Field(max_length=MAX_LABEL_TEXT)
+    input_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+    output_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+    usd: float = Field(default=0.0, ge=0, le=MAX_USAGE_USD, allow_inf_nan=False)
     outcome: UsageOutcome = "answered"
 
 

@@ -52,10 +52,11 @@ Verdict = Literal["approved", "denied", "overridden", "expired"]
 FINAL_STATES: frozenset[DecisionState] = frozenset({"denied", "expired", "overridden"})
 """No answer moves a decision out of these; `approved` is not final, as a captain may still veto it."""
 
-Role = Literal["body", "reviewer", "approver", "captain"]
+Role = Literal["body", "reviewer", "approver", "captain", "metrics"]
 """A brain token's role, recorded with its answers. body: the body endpoints; reviewer: an agent's vote on the
 decisions its panel seat (or its captain agent's powers) lets it answer, bound to that one agent; approver: read
-status, approve and deny (a human's vote); captain: an approver who may also kill, resume and override."""
+status, approve and deny (a human's vote); captain: an approver who may also kill, resume and override; metrics: a
+scraper's, GET /metrics and nothing else (never answers)."""
 
 VoteValue = Literal["approve", "deny", "abstain"]
 """A voter's answer to a decision before any verdict; only the voter's latest vote counts."""

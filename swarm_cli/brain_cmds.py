@@ -356,7 +356,8 @@ def add_parsers(sub: _Subparsers) -> None:
         "--role",
         required=True,
         choices=list(get_args(Role)),
-        help="body, reviewer (an agent's vote: needs --agent), approver or captain",
+        help="body, reviewer (an agent's vote: needs --agent), approver, captain or metrics (reads GET /metrics only: "
+        "a scraper's)",
     )
     p.add_argument("--label", default="", help="who holds it; recorded as 'who' with everything it does")
     p.add_argument(

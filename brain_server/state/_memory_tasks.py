@@ -205,6 +205,9 @@ class MemoryTasks(TaskTransitions):
             counts[task.state] = counts.get(task.state, 0) + 1
         return counts
 
+    async def count_verified_succeeded(self) -> int:
+        return sum(1 for task in self._tasks.values() if task.state == "succeeded" and task.verified)
+
     # -- reversal --------------------------------------------------------------------------
 
     def _row(self, task_id: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from shared_protocol.brain import FINAL_TASK_STATES, Decision, Task, UsageRecord
@@ -55,10 +55,15 @@ class MemoryTelemetry:
             counts[decision.state] = counts.get(decision.state, 0) + 1
         return counts
 
-    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
+    async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
+        return [r for _, r in self._usage.values() if since <= r.at <= until or r.task_id in task_ids]
+
+    async def usage_summary(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageSummary]:
         sums: dict[tuple[str, str, str], UsageSummary] = {}
         for _, r in self._usage.values():
-            if since is not None and r.at < since:
+            if (since is not None and r.at < since) or (until is not None and r.at > until):
                 continue
             key = (r.agent, r.model, r.outcome)
             seen = sums.get(key)
@@ -77,7 +82,7 @@ class MemoryTelemetry:
 
     async def task_timings(self) -> list[TaskTiming]:
         return [
-            TaskTiming(state=t.state, created_at=t.created_at, finished_at=t.finished_at)
+            TaskTiming(task_id=t.id, state=t.state, created_at=t.created_at, finished_at=t.finished_at)
             for t in self._tasks.values()
             if t.state in FINAL_TASK_STATES and t.finished_at is not None
         ]

@@ -9,7 +9,7 @@ its `StateEngine` plus an `EngineKind`: how its database URL is checked and open
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -304,6 +304,10 @@ class TaskStore(Protocol):
 
     async def count_tasks(self) -> dict[TaskState, int]: ...
 
+    async def count_verified_succeeded(self) -> int:
+        """Tasks succeeded with a verified outcome (the body re-ran the acceptance check)."""
+        ...
+
 
 class UsageStore(Protocol):
     """The LLM usage runners report, per body; records are never changed."""
@@ -431,8 +435,15 @@ class TelemetryStore(Protocol):
         """Decisions by stored state (a pending one past its deadline still counts as pending until swept)."""
         ...
 
-    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
-        """Usage records (made at or after `since`, when given) summed by agent, model and outcome."""
+    async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
+        """The records made in [since, until], and those billed to `task_ids` (whenever made): what the KPIs of that
+        window read, without the rest."""
+        ...
+
+    async def usage_summary(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageSummary]:
+        """Usage records (made at or after `since`, at or before `until`, when given) by agent, model, outcome."""
         ...
 
     async def task_timings(self) -> list[TaskTiming]:

@@ -223,6 +223,7 @@ class UsageSummary:
 class TaskTiming:
     """A finished task's final state and times (`TelemetryStore.task_timings`)."""
 
+    task_id: str
     state: str
     created_at: datetime
     finished_at: datetime

@@ -438,6 +438,72 @@ MIGRATIONS: list[str] = [
         pause TEXT NOT NULL
     );
     """,
+    # v19 (review of #20): a read-only `metrics` token role (a scraper's: GET /metrics and nothing else), which
+    # widens the tokens table's CHECK (a table rebuild, its index and triggers recreated as they were); and what a
+    # scrape reads without scanning every usage record: running totals kept by a trigger on insert (usage records
+    # are append-only), and indexes on the records' time (the last hour, a KPI window) and task (cost per task).
+    """
+    CREATE TABLE tokens_v19 (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('body', 'reviewer', 'approver', 'captain', 'metrics')),
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        body_id TEXT,
+        revoked_at TEXT,
+        agent TEXT
+    );
+    INSERT INTO tokens_v19 (rowid, id, token_hash, role, label, created_at, body_id, revoked_at, agent)
+        SELECT rowid, id, token_hash, role, label, created_at, body_id, revoked_at, agent FROM tokens;
+    DROP TABLE tokens;
+    ALTER TABLE tokens_v19 RENAME TO tokens;
+    CREATE TRIGGER tokens_no_delete BEFORE DELETE ON tokens
+        BEGIN SELECT RAISE(ABORT, 'tokens are never deleted: revoke them'); END;
+    CREATE UNIQUE INDEX tokens_one_live_per_body ON tokens (body_id)
+        WHERE body_id IS NOT NULL AND revoked_at IS NULL;
+    CREATE TRIGGER tokens_bound_and_revoked_once BEFORE UPDATE ON tokens
+        WHEN NEW.id IS NOT OLD.id OR NEW.token_hash IS NOT OLD.token_hash OR NEW.role IS NOT OLD.role
+            OR NEW.label IS NOT OLD.label OR NEW.created_at IS NOT OLD.created_at OR NEW.agent IS NOT OLD.agent
+            OR (OLD.body_id IS NOT NULL AND NEW.body_id IS NOT OLD.body_id)
+            OR (NEW.body_id IS NOT NULL AND NEW.role IS NOT 'body')
+            OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS NOT OLD.revoked_at)
+        BEGIN SELECT RAISE(ABORT, 'a token only gains its body (body tokens) and its revocation, once each'); END;
+
+    CREATE INDEX usage_records_at ON usage_records (julianday(json_extract(record, '$.at')));
+    CREATE INDEX usage_records_task ON usage_records (json_extract(record, '$.task_id'));
+    CREATE TABLE usage_totals (
+        agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        usd REAL NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        PRIMARY KEY (agent, model, outcome)
+    ) WITHOUT ROWID;
+    INSERT INTO usage_totals
+        SELECT json_extract(record, '$.agent'), json_extract(record, '$.model'),
+            COALESCE(json_extract(record, '$.outcome'), 'answered'), COUNT(*),
+            TOTAL(json_extract(record, '$.usd')), TOTAL(json_extract(record, '$.input_tokens')),
+            TOTAL(json_extract(record, '$.output_tokens')), TOTAL(json_extract(record, '$.cache_read_tokens')),
+            TOTAL(json_extract(record, '$.cache_write_tokens'))
+        FROM usage_records GROUP BY 1, 2, 3;
+    CREATE TRIGGER usage_records_totals AFTER INSERT ON usage_records BEGIN
+        INSERT INTO usage_totals VALUES (
+            json_extract(NEW.record, '$.agent'), json_extract(NEW.record, '$.model'),
+            COALESCE(json_extract(NEW.record, '$.outcome'), 'answered'), 1,
+            COALESCE(json_extract(NEW.record, '$.usd'), 0), COALESCE(json_extract(NEW.record, '$.input_tokens'), 0),
+            COALESCE(json_extract(NEW.record, '$.output_tokens'), 0),
+            COALESCE(json_extract(NEW.record, '$.cache_read_tokens'), 0),
+            COALESCE(json_extract(NEW.record, '$.cache_write_tokens'), 0))
+        ON CONFLICT (agent, model, outcome) DO UPDATE SET calls = calls + 1, usd = usd + excluded.usd,
+            input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+            cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens;
+    END;
+    """,
 ]
 
 

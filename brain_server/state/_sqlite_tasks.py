@@ -330,6 +330,10 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         rows = await self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
         return {cast(TaskState, row["state"]): int(row["n"]) for row in rows}
 
+    async def count_verified_succeeded(self) -> int:
+        rows = await self._rows("SELECT COUNT(*) FROM tasks WHERE state = 'succeeded' AND verified = 1")
+        return int(rows[0][0])
+
     # -- reversal --------------------------------------------------------------------------
 
     @staticmethod

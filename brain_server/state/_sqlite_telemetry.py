@@ -3,11 +3,12 @@ SQL from the tables the other stores keep, so that a `/metrics` scrape never par
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import cast
 
-from shared_protocol.brain import Decision
+from shared_protocol.brain import Decision, UsageRecord
 from shared_protocol.decisions import DecisionState
 
 from ._records import LogEntry, Presence, TaskTiming, UsageSummary
@@ -25,6 +26,13 @@ _USAGE_SUMMARY = """
     FROM usage_records {where}
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
+
+_USAGE_TOTALS = """
+    SELECT agent, model, outcome, calls, usd, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
+    FROM usage_totals ORDER BY 1, 2, 3
+"""
+_AT = "julianday(json_extract(record, '$.at'))"
+"""A usage record's time, as the index `usage_records_at` holds it."""
 
 
 class SqliteTelemetry(SqliteDatabase):
@@ -67,13 +75,33 @@ class SqliteTelemetry(SqliteDatabase):
         rows = await self._rows("SELECT state, COUNT(*) FROM decisions GROUP BY state")
         return {cast(DecisionState, row[0]): int(row[1]) for row in rows}
 
-    async def usage_summary(self, *, since: datetime | None = None) -> list[UsageSummary]:
-        if since is None:
-            rows = await self._rows(_USAGE_SUMMARY.format(where=""))
+    async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
+        # (both sides of the OR on an index of schema v14: usage_records_at and usage_records_task)
+        rows = await self._rows(
+            f"SELECT record FROM usage_records WHERE ({_AT} >= julianday(?) AND {_AT} <= julianday(?)) "
+            "OR json_extract(record, '$.task_id') IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            (iso(since), iso(until), json.dumps(sorted(task_ids))),
+        )
+        return [UsageRecord.model_validate_json(row["record"]) for row in rows]
+
+    async def usage_summary(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageSummary]:
+        if since is None and until is None:
+            # (the running totals the insert trigger keeps, schema v14: no scan of the records)
+            rows = await self._rows(_USAGE_TOTALS)
         else:
-            # (julianday reads any offset the record was written with; text order would not)
-            where = "WHERE julianday(json_extract(record, '$.at')) >= julianday(?)"
-            rows = await self._rows(_USAGE_SUMMARY.format(where=where), (iso(since),))
+            # (julianday reads any offset the record was written with, text order would not; the index
+            # usage_records_at is on this very expression)
+            clauses: list[str] = []
+            params: list[str] = []
+            if since is not None:
+                clauses.append(f"{_AT} >= julianday(?)")
+                params.append(iso(since))
+            if until is not None:
+                clauses.append(f"{_AT} <= julianday(?)")
+                params.append(iso(until))
+            rows = await self._rows(_USAGE_SUMMARY.format(where=f"WHERE {' AND '.join(clauses)}"), tuple(params))
         return [
             UsageSummary(
                 agent=str(row["agent"]),
@@ -91,11 +119,12 @@ class SqliteTelemetry(SqliteDatabase):
 
     async def task_timings(self) -> list[TaskTiming]:
         rows = await self._rows(
-            "SELECT state, created_at, finished_at FROM tasks "
+            "SELECT id, state, created_at, finished_at FROM tasks "
             "WHERE finished_at IS NOT NULL AND state IN ('succeeded', 'failed', 'abandoned', 'cancelled')"
         )
         return [
             TaskTiming(
+                task_id=str(row["id"]),
                 state=str(row["state"]),
                 created_at=cast(datetime, parse_time(row["created_at"])),
                 finished_at=cast(datetime, parse_time(row["finished_at"])),

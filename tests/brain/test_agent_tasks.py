@@ -314,7 +314,8 @@ async def test_a_bad_park_or_resume_is_refused_and_changes_nothing(api: BrainCli
     token, task_id = claimed["claim_token"], task["id"]
     await api.add_token("body-b")
     theirs = ok(await api.post("/v1/decisions", decision_request("body-b"), as_="body-b"), 201)
-    mine = ok(await api.post("/v1/decisions", decision_request("body-a"), as_="body"), 201)
+    # (pending: a task is parked on a decision it waits for, never one the rules answered on the spot)
+    mine = ok(await api.post("/v1/decisions", decision_request("body-a", confidence=0.5), as_="body"), 201)
     before = await brain.state.task(task_id)
     for decision_id in ("dec_nope", theirs["id"]):
         park = {"claim_token": token, "decision_id": decision_id, "reason": "r"}

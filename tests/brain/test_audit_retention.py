@@ -149,6 +149,9 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            # (v19: the usage totals and their indexes; its tokens rebuild is undone with v17's, below)
+            "DROP TRIGGER usage_records_totals; DROP TABLE usage_totals; DROP INDEX usage_records_at; "
+            "DROP INDEX usage_records_task; "
             "DROP TABLE agent_pauses; "  # (v18)
             # (v17: the tokens table as v13 left it, without the reviewer role, its triggers and index again)
             "CREATE TABLE tokens_v13 (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL "

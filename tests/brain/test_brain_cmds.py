@@ -41,6 +41,21 @@ def test_token_create_prints_the_token_alone_and_stores_only_its_hash(
     assert rows == [("captain", "alice", hash_token(token))]
 
 
+def test_token_create_makes_a_metrics_token_bound_to_no_agent(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--role metrics`: a scraper's read-only token (GET /metrics only, see test_review20_metrics); an agent cannot
+    hold one (nothing written)."""
+    assert main(["brain", "token", "create", "--role", "metrics", "--label", "prometheus"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert main(["brain", "token", "create", "--role", "metrics", "--agent", "w1"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    conn = sqlite3.connect(home / "brain.db")
+    try:
+        rows = conn.execute("SELECT role, label, agent, token_hash FROM tokens").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("metrics", "prometheus", None, hash_token(token))]
+
+
 def test_token_create_takes_a_db_path_and_refuses_an_unknown_role(
     home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -47,18 +47,6 @@ def register(body_id: str) -> dict[str, str]:
     return {"body_id": body_id, "workspace": "/w", "hostname": "h", "version": "1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (medium): a body that crashed (never deregistered) and was last seen before the window has uptime "
-        "`null` (n/a) and is left out of `agent_uptime`, so a swarm with one healthy body and one dead for a week "
-        "reports agent uptime 100%: presence() returns only subjects with minutes in the window, and kpi.uptime() "
-        "gives None without a row. The README says observed runs from the window's start (or the first minute "
-        "kept) to now for a body that did not leave. Reproduce: this test. Fix: for every registered body not "
-        "left, observed = the window (from its first kept minute, or its registration, if later), up = its minutes "
-        "in the window (0 when none)"
-    ),
-)
 async def test_a_body_dead_for_the_whole_window_counts_as_down(live: tuple[Brain, BrainClient], clock: Clock) -> None:
     brain, api = live
     await api.add_token("a", agent="wa")
@@ -75,15 +63,6 @@ async def test_a_body_dead_for_the_whole_window_counts_as_down(live: tuple[Brain
     assert report["agent_uptime"] == 0.5  # (1.0 + 0.0) / 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (low): brain uptime counts the minutes its sweep ran, but `[brain] sweep_interval_s` may be anything "
-        "over 0: at 120 s the brain, up the whole time, reports 5 of 9 minutes up (56%). Reproduce: this test. "
-        "Fix: bound sweep_interval_s to at most 60 s, or mark every minute since the previous mark when the sweeper "
-        "ran without a gap (the process never stopped)"
-    ),
-)
 async def test_brain_uptime_does_not_depend_on_the_sweep_interval(
     slow_sweeps: tuple[Brain, BrainClient], clock: Clock
 ) -> None:
@@ -97,17 +76,6 @@ async def test_brain_uptime_does_not_depend_on_the_sweep_interval(
     assert uptime["ratio"] == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (low): decision accuracy counts an approved decision as judged once any task is parked on it, and "
-        "the brain lets a body park a task on a decision that was answered long before (even one the rules "
-        "approved on their own): an agent can pick its easy, verified task and link it to its unjudged approved "
-        "decisions, turning them all into 'accurate'. Reproduce: this test (accuracy goes from n/a to 100%). Fix: "
-        "refuse to park on a decision that is no longer pending (409), or link a decision only to the task it was "
-        "asked for (a task_id on the decision request)"
-    ),
-)
 async def test_an_agent_cannot_link_its_task_to_an_already_approved_decision(live: tuple[Brain, BrainClient]) -> None:
     _, api = live
     await agent_w1(api)
@@ -121,7 +89,7 @@ async def test_an_agent_cannot_link_its_task_to_an_already_approved_decision(liv
     response = await api.post(f"/v1/tasks/{task_id}/park", park, as_="w1")
     if response.status_code == 200:
         ok(await api.post(f"/v1/tasks/{task_id}/resume", {"claim_token": token}, as_="w1"))
-        await finish(api, task_id, token, "succeeded", verified_by=rerun(1))
+        await finish(api, task_id, token, "succeeded", verified_by=rerun(1, task_id))
     after = ok(await api.get("/v1/kpi", as_="approver"))
     assert after["decisions_approved_judged"] == 0, after
     assert response.status_code in (409, 422)
@@ -152,7 +120,7 @@ async def test_usage_cannot_be_billed_to_a_task_another_agent_holds(live: tuple[
         "/v1/usage", {"body_id": "body-a", "records": [usage(4, task_id=None, usd=9, tokens=(1, 1))]}, as_="w2"
     )
     assert response.status_code in (403, 409, 422)
-    await finish(api, task_id, token, "succeeded", verified_by=rerun(1))
+    await finish(api, task_id, token, "succeeded", verified_by=rerun(1, task_id))
     report = ok(await api.get("/v1/kpi", as_="approver"))
     # billed to the one finished task: w1's $0.20 and 15 tokens; spent in the window: $0.20 (w2's $0.10 was refused
     # with its batch)
@@ -169,7 +137,7 @@ async def test_roi_is_none_without_spend_and_zero_without_value(live: tuple[Brai
     await agent_w1(api)
     task_id = await add_task(api, "worth $80", 80)
     token = await claim(api, task_id)
-    await finish(api, task_id, token, "succeeded", verified_by=rerun(1))
+    await finish(api, task_id, token, "succeeded", verified_by=rerun(1, task_id))
     report = ok(await api.get("/v1/kpi", as_="approver"))
     # $80 delivered, $0 spent: no ROI (not infinity), and no cost per decision with no decision
     assert (report["value_delivered_usd"], report["spend_usd"], report["roi"]) == (80, 0, None)
@@ -211,7 +179,7 @@ async def test_a_decision_linked_to_a_success_and_a_failure_is_judged_not_accura
         verified_by = None
         if outcome == "succeeded":
             seq += 1
-            verified_by = rerun(seq, prev)
+            verified_by = rerun(seq, task_id, prev)
             prev = verified_by.mac
         await finish(api, task_id, token, outcome, verified_by=verified_by)
     report = ok(await api.get("/v1/kpi", as_="approver"))
@@ -236,7 +204,7 @@ async def test_retention_prunes_presence_only_and_keeps_what_the_kpis_read(
             "/v1/usage", {"body_id": "body-a", "records": [usage(1, task_id=task_id, usd=0.5, tokens=(7, 3))]}, as_="w1"
         )
     )
-    await finish(api, task_id, token, "succeeded", verified_by=rerun(1))
+    await finish(api, task_id, token, "succeeded", verified_by=rerun(1, task_id))
     await brain.sweep()  # minute 0 (T0): brain and body-a
     clock.advance(20 * DAY)
     await brain.sweep()  # day 20: the brain (body-a silent since T0)
@@ -252,16 +220,6 @@ async def test_retention_prunes_presence_only_and_keeps_what_the_kpis_read(
     assert T0 and LV  # (the seeded clock and logic version of test_telemetry, which these helpers use)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (low: an approver's fat finger, not an attack): POST /v1/tasks takes `value_usd: 1e999` (infinity "
-        "passes `ge=0`); the task answers `value_usd: null` everywhere (claims included, which a body cannot "
-        "parse as a Task) and once it succeeds verified, /v1/kpi reports `value_delivered_usd: null`, which "
-        "`swarm kpi` cannot read. Reproduce: this test. Fix: `allow_inf_nan=False` (and an upper bound) on "
-        "TaskRequest.value_usd, refused with 422 naming value_usd"
-    ),
-)
 async def test_an_infinite_task_value_is_refused(live: tuple[Brain, BrainClient]) -> None:
     _, api = live
     headers = {**api.headers("approver"), "content-type": "application/json"}
@@ -269,16 +227,6 @@ async def test_an_infinite_task_value_is_refused(live: tuple[Brain, BrainClient]
     assert refused(response, 422, "invalid_request")["field"] == "value_usd"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (medium): the KPIs' spend is the usage whose `at` falls in the window, and `at` is whatever the "
-        "runner says: an agent that dates its records in the future (or far back) is billed for nothing in "
-        "`spend_usd`, so its ROI and cost per decision look better than they are ($5 spent, ROI 20 reported as "
-        "'n/a' here, since the $5 falls in no window). Reproduce: this test. Fix: refuse records dated beyond "
-        "now + a small skew (422 naming records.N.at), and count spend by the time the brain received it"
-    ),
-)
 async def test_future_dated_spend_is_not_hidden_from_the_kpis(live: tuple[Brain, BrainClient]) -> None:
     _, api = live
     await agent_w1(api)
@@ -286,7 +234,7 @@ async def test_future_dated_spend_is_not_hidden_from_the_kpis(live: tuple[Brain,
     token = await claim(api, task_id)
     future = {**usage(1, task_id=None, usd=5.0, tokens=(1, 1)), "at": "2100-01-01T00:00:00+00:00"}
     response = await api.post("/v1/usage", {"body_id": "body-a", "records": [future]}, as_="w1")
-    await finish(api, task_id, token, "succeeded", verified_by=rerun(1))
+    await finish(api, task_id, token, "succeeded", verified_by=rerun(1, task_id))
     report = ok(await api.get("/v1/kpi", as_="approver"))
     assert response.status_code == 422 or (report["spend_usd"], report["roi"]) == (5.0, 20.0), report
     assert response.status_code == 422

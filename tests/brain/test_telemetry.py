@@ -292,8 +292,11 @@ async def test_metrics_parse_and_count_tool_calls_llm_usage_tasks_decisions_and_
     assert m["swarm_llm_tokens_total"][(("agent", "w1"), ("kind", "input"), ("model", "gpt"))] == 3609
     assert m["swarm_llm_tokens_total"][(("agent", "w1"), ("kind", "output"), ("model", "gpt"))] == 659
 
-    tasks = m["swarm_tasks"]
-    assert {labels[0][1]: v for labels, v in tasks.items() if v} == {
+    tasks: dict[str, float] = {}
+    for labels, v in m["swarm_tasks"].items():  # (by state, whether verified or not)
+        if v:
+            tasks[dict(labels)["state"]] = tasks.get(dict(labels)["state"], 0) + v
+    assert tasks == {
         "succeeded": 2,
         "failed": 1,
         "cancelled": 1,

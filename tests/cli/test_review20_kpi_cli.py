@@ -37,15 +37,6 @@ async def agent_body(live: LiveBrain, agent: str, body_id: str) -> None:
         ok(await api.post("/v1/bodies/register", register, as_=agent))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (high, the CLI side of the infinite-cost hole): after one agent posts a usage record with "
-        "`usd: 1e999`, GET /v1/kpi answers `spend_usd: null` (pydantic writes inf as null) and `swarm kpi` cannot "
-        "read the report it asked for: the operator gets no KPIs at all. Reproduce: this test. Fix: refuse "
-        "non-finite usd at POST /v1/usage (allow_inf_nan=False), so the report stays a valid KpiReport"
-    ),
-)
 async def test_kpi_still_reports_after_an_agent_posts_an_infinite_cost(live: LiveBrain, tmp_path: Path) -> None:
     await agent_body(live, "w1", "body-a")
     now = datetime.now(UTC).isoformat()
