@@ -87,9 +87,11 @@ class WatchedHub(EventHub):
         self.changes = changes
 
     @contextmanager
-    def subscribe(self, body_id: str | None = None) -> Generator[MemoryObjectReceiveStream[BrainEvent]]:
+    def subscribe(
+        self, body_id: str | None = None, *, agent: str | None = None
+    ) -> Generator[MemoryObjectReceiveStream[BrainEvent]]:
         try:
-            with super().subscribe(body_id) as events:
+            with super().subscribe(body_id, agent=agent) as events:
                 self.changes.changed()
                 yield events
         finally:
