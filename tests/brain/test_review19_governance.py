@@ -97,6 +97,18 @@ async def vote(h: Http, decision_id: str, as_: str, value: str = "approve") -> h
     return await h.post(f"/v1/decisions/{decision_id}/votes", {"value": value, "reason": f"{as_}: {value}"}, as_=as_)
 
 
+async def tie(h: Http, decision_id: str) -> dict[str, Any]:
+    """2 approve, 2 deny, 1 abstain: a deadlock. The decision after the last vote."""
+    last: dict[str, Any] = {}
+    for name, value in zip(REVIEWERS, ["approve", "approve", "deny", "deny", "abstain"], strict=True):
+        last = ok(await vote(h, decision_id, name, value))
+    return last
+
+
+def kinds(decision: dict[str, Any]) -> list[str]:
+    return [str(step["kind"]) for step in decision["ladder"]]
+
+
 async def override(h: Http, decision_id: str, as_: str, action: str) -> httpx.Response:
     return await h.post(f"/v1/decisions/{decision_id}/override", {"action": action, "reason": "because"}, as_=as_)
 
@@ -206,9 +218,8 @@ async def test_a_human_captains_override_is_reversed_by_another_human_captain_on
 )
 async def test_the_captain_agent_cannot_veto_what_a_human_captain_approved(http: Http) -> None:
     decision = await propose(http, irreversible=True)
-    for name, value in zip(REVIEWERS, ["approve", "approve", "deny", "deny", "abstain"], strict=True):
-        last = ok(await vote(http, decision["id"], name, value))
-    assert [s["kind"] for s in last["ladder"]] == ["deadlock", "priority", "human_captain"]
+    last = await tie(http, decision["id"])
+    assert kinds(last) == ["deadlock", "priority", "human_captain"]
     approved = ok(await http.post(f"/v1/decisions/{decision['id']}/approve", {"reason": "ok"}, as_="captain"))
     assert approved["state"] == "approved" and approved["answers"][-1]["role"] == "captain"
     refused(await override(http, decision["id"], "cap", "veto"), 403, "forbidden")
@@ -219,9 +230,8 @@ async def test_the_captain_agent_cannot_veto_what_a_human_captain_approved(http:
 
 async def test_a_tie_needing_a_human_skips_the_captain_agent_and_silence_denies(http: Http, clock: Clock) -> None:
     decision = await propose(http, irreversible=True)
-    for name, value in zip(REVIEWERS, ["approve", "approve", "deny", "deny", "abstain"], strict=True):
-        last = ok(await vote(http, decision["id"], name, value))
-    assert [s["kind"] for s in last["ladder"]] == ["deadlock", "priority", "human_captain"]
+    last = await tie(http, decision["id"])
+    assert kinds(last) == ["deadlock", "priority", "human_captain"]
     # The captain agent has no seat and may not break a deadlock on a decision that needs a human.
     refused(await vote(http, decision["id"], "cap", "approve"), 403, "forbidden")
     # A plain approver's approval is not a human captain's: it does not break the deadlock.
@@ -233,9 +243,8 @@ async def test_a_tie_needing_a_human_skips_the_captain_agent_and_silence_denies(
 
 async def test_a_captain_agents_deadlock_break_and_silence_past_it(http: Http, clock: Clock) -> None:
     decision = await propose(http)
-    for name, value in zip(REVIEWERS, ["approve", "approve", "deny", "deny", "abstain"], strict=True):
-        last = ok(await vote(http, decision["id"], name, value))
-    assert [s["kind"] for s in last["ladder"]] == ["deadlock", "captain_agent"]
+    last = await tie(http, decision["id"])
+    assert kinds(last) == ["deadlock", "captain_agent"]
     clock.now = datetime.fromisoformat(decision["deadline"]).timestamp() + 1  # nobody answers, the captain agent
     final = ok(await http.get(f"/v1/decisions/{decision['id']}", as_="approver"))
     assert final["state"] == "expired"
