@@ -430,3 +430,18 @@ async def test_the_watch_never_pauses_an_ide_bodys_own_name(http: Http, clock: C
     assert await http.brain.state.agent_pauses() == []
     again = ok(await http.post("/v1/bodies/register", registration("ide-2"), as_="ide-body"))
     assert again["kill"]["engaged"] is False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (low-medium): an agent's body hides its own burst from the anomaly watch by naming no agent. "
+    "`auth.audit_agents` lets a token bound to w1 post events whose `agent` is not an agent name (meant for the "
+    "body's own `swarm:snapshots`), and the watch counts events by `event.agent`: 200 tool calls a minute posted "
+    "as agent 'swarm:x' by w1's body count for nobody, so w1 is never paused. Fix: the watch counts every "
+    "tool_call a body token bound to an agent posts for that agent (whatever `event.agent` says), or "
+    "`audit_agents` allows the non-agent name only for the body's own kinds (not tool_call).",
+)
+async def test_an_agents_body_cannot_hide_its_burst_under_a_name_no_agent_has(http: Http, clock: Clock) -> None:
+    answer = await _forge_a_burst(http, clock, as_="w1-body", body_id="w1-b", agent="swarm:x")
+    if answer.status_code != 422:
+        assert [p.agent for p in await http.brain.state.agent_pauses()] == ["w1"]
