@@ -1,0 +1,100 @@
+"""Adversarial review of #19's deadlock ladder as a paged human meets it: a tie on a decision that needs a human goes
+to the `human_captain` step and the wake-up ladder pages; the page's answer links act as an approver, over real HTTP
+on 127.0.0.1 and a real SQLite file, on a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from brain_server import Brain, BrainSettings, SqliteStateEngine, build_app, issue_token
+from shared_protocol.config import ConsensusConfig
+from tests.fakes.serve import serve_app
+from tests.wake.test_escalation import Recorder, setup
+
+from .helpers import Clock, decision_request, ok
+
+pytestmark = pytest.mark.anyio
+
+REVIEWERS = ["rev-a", "rev-b", "rev-c", "rev-d", "rev-e"]
+
+
+@dataclass
+class Paged:
+    brain: Brain
+    clock: Clock
+    sms: Recorder
+    client: httpx.AsyncClient
+    tokens: dict[str, str]
+
+    async def post(self, path: str, body: Any, *, as_: str) -> httpx.Response:
+        return await self.client.post(path, json=body, headers={"Authorization": f"Bearer {self.tokens[as_]}"})
+
+
+@pytest.fixture
+async def paged(tmp_path: Path) -> AsyncIterator[Paged]:
+    clock = Clock()
+    channels = {name: Recorder(name) for name in ("discord", "sms", "call")}
+    state = await SqliteStateEngine.open(tmp_path / "brain.db")
+    settings = BrainSettings(consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600))
+    brain = Brain(settings, state=state, clock=clock, wake=setup(channels))
+    try:
+        async with brain.running(), serve_app(build_app(brain)) as url, httpx.AsyncClient(base_url=url) as client:
+            tokens = {
+                name: await issue_token(state, role="reviewer", label=name, at=brain.now(), agent=name)
+                for name in REVIEWERS
+            }
+            tokens["claude-body"] = await issue_token(state, role="body", label="cb", at=brain.now(), agent="claude")
+            yield Paged(brain, clock, channels["sms"], client, tokens)
+    finally:
+        await state.close()
+
+
+async def _deadlocked(p: Paged) -> dict[str, Any]:
+    request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py"])
+    request["irreversible"] = True
+    decision = ok(await p.post("/v1/decisions", request, as_="claude-body"), 201)
+    last: dict[str, Any] = {}
+    for name, value in zip(REVIEWERS, ["approve", "approve", "deny", "deny", "abstain"], strict=True):
+        last = ok(await p.post(f"/v1/decisions/{decision['id']}/votes", {"value": value, "reason": "r"}, as_=name))
+    assert [s["kind"] for s in last["ladder"]] == ["deadlock", "priority", "human_captain"]
+    start = p.clock.now
+    for offset in (0, 300):
+        p.clock.now = start + offset
+        await p.brain.sweep()
+        await p.brain.escalator.tick()
+    return decision
+
+
+async def test_the_paged_humans_deny_link_settles_the_deadlock(paged: Paged) -> None:
+    decision = await _deadlocked(paged)
+    [page] = [pg for pg in paged.sms.pages if pg.subject_id == decision["id"]]
+    assert page.links is not None and page.links.deny is not None
+    answer = await paged.client.post(httpx.URL(page.links.deny).path)
+    assert answer.status_code == 200, answer.text
+    assert (await paged.brain.decision(decision["id"])).state == "denied"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (low-medium): at the ladder's human_captain step the human paged gets an Approve link that cannot "
+    "approve. The link's principal is an approver (`wake.answers._principal`), and only a captain's vote breaks "
+    "the deadlock (`governance._breaker`), so POSTing the SMS/e-mail Approve link records a vote, says 'Done: "
+    "decision ... is now pending' and leaves it to be denied by silence at the deadline: the woken human believes "
+    "they approved. Reproduce: 5 reviewer seats tie (2/2/1) on an irreversible 6-file decision, advance 300 s, "
+    "POST the sms page's approve link. Fix: a page sent for the human_captain step either carries no Approve link "
+    "(it says: approve with a captain's token, `swarm approve`), or the link refuses with a clear 403 page; never "
+    "a 'Done' that changed nothing.",
+)
+async def test_the_paged_humans_approve_link_does_not_claim_success_while_nothing_changes(paged: Paged) -> None:
+    decision = await _deadlocked(paged)
+    [page] = [pg for pg in paged.sms.pages if pg.subject_id == decision["id"]]
+    assert page.links is not None and page.links.approve is not None
+    answer = await paged.client.post(httpx.URL(page.links.approve).path)
+    state = (await paged.brain.decision(decision["id"])).state
+    assert state == "approved" or answer.status_code >= 400, (answer.status_code, answer.text, state)
