@@ -12,7 +12,7 @@ import pytest
 from agent_runner.runner import acceptance_inputs
 from body_mcp.policy import PathPolicy
 from shared_protocol.brain import Task
-from tests.runner.stack import Stack, stack
+from tests.runner.stack import ACCEPTANCE, Stack, stack
 from tests.runner.test_review17b_acceptance import DONE, TASK, live_run, repo_with_test, turn
 
 pytestmark = pytest.mark.anyio
@@ -158,5 +158,23 @@ async def _fixed_copy_beside_the_tests(tmp_path: Path, acceptance: str) -> None:
         (repo / ".python-version").write_text(PYTEST_PYTHON + "\n")
         s.script([turn("write_file", {"path": "test/app.py", "content": "def main():\n    return 2\n"}), DONE])
         after = await live_run(s, repo, acceptance)
+        assert (repo / "app.py").read_text() == UNFIXED, "the model fixed nothing"
+        assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (high): a package beats a module of the same name in one directory (FileFinder tries "
+    "`X/__init__.py` before `X.py`): a model writes `app/__init__.py` with a fixed `main()`, the check's `import app` "
+    "loads it, the task is verified (confirmed by the brain) and the project's `app.py` stays broken. The shadowing "
+    "rule only looks at the interpreter's module names, not the project's own. Fix: on an import root, a new "
+    "`X/__init__.*` or `X.*` whose module name the project already has in another form (`X.py` vs `X/`, `.py` vs "
+    "`.so`/`.pyc`) is an acceptance input (body) and a reason not to verify (`_shadowing` against the base commit).",
+)
+async def test_review17c_a_package_shadowing_the_projects_own_module_does_not_verify(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
+        s.script([turn("write_file", {"path": "app/__init__.py", "content": "def main():\n    return 2\n"}), DONE])
+        after = await live_run(s, repo, ACCEPTANCE)
         assert (repo / "app.py").read_text() == UNFIXED, "the model fixed nothing"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
