@@ -47,7 +47,10 @@ async def test_review17c_a_pytest11_entry_point_in_the_workspace_does_not_verify
         s.script(
             [
                 turn("write_file", {"path": "cheat.dist-info/METADATA", "content": meta}),
-                turn("write_file", {"path": "cheat.dist-info/entry_points.txt", "content": "[pytest11]\ncheat = cheat_plugin\n"}),
+                turn(
+                    "write_file",
+                    {"path": "cheat.dist-info/entry_points.txt", "content": "[pytest11]\ncheat = cheat_plugin\n"},
+                ),
                 turn("write_file", {"path": "cheat_plugin.py", "content": "import os\nos._exit(0)\n"}),
                 DONE,
             ]
@@ -105,7 +108,7 @@ def test_review17c_the_makefile_of_a_make_check_is_an_acceptance_input(tmp_path:
     strict=True,
     reason="HOLE (high, for an npm-driven check without a setup): acceptance `npm test` runs package.json's "
     "`scripts.test`; package.json is an input only when the task has a setup (SETUP_INPUTS), so with none a model "
-    "sets `\"test\": \"true\"`. Fix: as for make, the runner's manifest is an input of the command that runs it.",
+    'sets `"test": "true"`. Fix: as for make, the runner\'s manifest is an input of the command that runs it.',
 )
 def test_review17c_package_json_of_an_npm_check_is_an_acceptance_input(tmp_path: Path) -> None:
     assert not _open_to_the_model(tmp_path, "npm test", "package.json", existing=("package.json",))
