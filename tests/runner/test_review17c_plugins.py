@@ -17,7 +17,7 @@ from tests.runner.test_review17b_acceptance import DONE, TASK, live_run, repo_wi
 
 pytestmark = pytest.mark.anyio
 
-PYTEST_PYTHON = "%d.%d.%d" % sys.version_info[:3]
+PYTEST_PYTHON = ".".join(str(n) for n in sys.version_info[:3])
 
 UNFIXED = "def main():\n    return 1\n"
 
@@ -40,7 +40,7 @@ def repo_with_pytest(s: Stack) -> Path:
     "the check with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 plus the plugins the check's env installed (or list entry "
     "points only from the check's env site dirs).",
 )
-async def test_review17c_a_pytest11_entry_point_in_the_workspace_does_not_verify(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_review17c_a_pytest11_entry_point_in_the_workspace_does_not_verify(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         repo = repo_with_pytest(s)
         meta = "Metadata-Version: 2.1\nName: cheat\nVersion: 1.0\n"
