@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent_runner.runner import acceptance_inputs
 from body_mcp.policy import PathPolicy
 from shared_protocol.brain import Task
-from tests.runner.stack import ACCEPTANCE, Stack, stack
+from tests.runner.stack import ACCEPTANCE, Stack, git, stack
 from tests.runner.test_review17b_acceptance import DONE, TASK, live_run, repo_with_test, turn
 
 pytestmark = pytest.mark.anyio
@@ -20,6 +21,11 @@ pytestmark = pytest.mark.anyio
 PYTEST_PYTHON = ".".join(str(n) for n in sys.version_info[:3])
 
 UNFIXED = "def main():\n    return 1\n"
+
+
+def committed(repo: Path, after: dict[str, Any], path: str) -> str:
+    """`path` as the task's branch has it (the work's commit, `evidence.commit`)."""
+    return git(repo, "show", f"{after['evidence']['commit']}:{path}")
 
 
 def repo_with_pytest(s: Stack) -> Path:
@@ -56,7 +62,7 @@ async def test_review17c_a_pytest11_entry_point_in_the_workspace_does_not_verify
             ]
         )
         after = await live_run(s, repo, "python3 -m pytest -q tests")
-        assert (repo / "app.py").read_text() == UNFIXED, "the model fixed nothing"
+        assert committed(repo, after, "app.py") == UNFIXED, "the task's branch keeps the bug"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
 
@@ -161,7 +167,7 @@ async def _fixed_copy_beside_the_tests(tmp_path: Path, acceptance: str) -> None:
         (repo / ".python-version").write_text(PYTEST_PYTHON + "\n")
         s.script([turn("write_file", {"path": "test/app.py", "content": "def main():\n    return 2\n"}), DONE])
         after = await live_run(s, repo, acceptance)
-        assert (repo / "app.py").read_text() == UNFIXED, "the model fixed nothing"
+        assert committed(repo, after, "app.py") == UNFIXED, "the task's branch keeps the bug"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
 
@@ -179,7 +185,7 @@ async def test_review17c_a_package_shadowing_the_projects_own_module_does_not_ve
         repo = s.repo_with_bug()
         s.script([turn("write_file", {"path": "app/__init__.py", "content": "def main():\n    return 2\n"}), DONE])
         after = await live_run(s, repo, ACCEPTANCE)
-        assert (repo / "app.py").read_text() == UNFIXED, "the model fixed nothing"
+        assert committed(repo, after, "app.py") == UNFIXED, "the task's branch keeps the bug"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
 
@@ -213,3 +219,27 @@ async def test_review17c_a_symlink_named_like_a_stdlib_module_does_not_verify(tm
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
         assert after["evidence"]["files_changed"] == "none", "the planted symlink reached the worktree"
         assert after["verification"]["exit_code"] == 1, "the check ran the real test"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (critical, by construction): the code under test runs inside the process whose exit code is the "
+    "verdict. A model leaves `main()` returning 1 and adds `atexit.register(os._exit, 0)` to app.py: the check's "
+    "`sys.exit(1)` runs the handler, the process exits 0, the body records 0 and the brain confirms it. The same "
+    "works under pytest (a conftest is protected, but the module the tests import is not: it can exit 0 at import, "
+    "at exit, or patch pytest's report). Every guard so far protects what the check reads; none protects the verdict "
+    "from the code it judges. Fix (mitigations, none complete in-process): take the verdict from a channel the "
+    "tested code cannot reach (pytest run with `--junitxml` to a path outside the sandbox's writable view and "
+    "`-p no:cacheprovider`, the report parsed by the runner: passed == collected > 0, not just exit 0); refuse or "
+    "flag for review a diff that adds process-exit or interpreter hooks (`os._exit`, `atexit`, `sys.exit` at module "
+    "level, `sys.modules`/`builtins` patching, `faulthandler`, signal handlers); and never count `verified` as more "
+    "than 'the check passed' without a reviewer (#19's panel) on the diff.",
+)
+async def test_review17c_the_code_under_test_cannot_forge_the_checks_exit_code(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
+        forged = "import atexit\nimport os\n\natexit.register(os._exit, 0)\n\n\ndef main():\n    return 1\n"
+        s.script([turn("write_file", {"path": "app.py", "content": forged}), DONE])
+        after = await live_run(s, repo, ACCEPTANCE)
+        assert "return 1" in committed(repo, after, "app.py"), "main() still returns 1 on the task's branch"
+        assert after["verified"] is False, f"verified without the fix: {after['verification']}"
