@@ -4,6 +4,7 @@ scripted provider playing the model (helpers from test_review17b_acceptance)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,30 @@ async def test_review17c_the_code_under_test_cannot_forge_the_checks_exit_code(t
         after = await live_run(s, repo, ACCEPTANCE)
         assert "return 1" in committed(repo, after, "app.py"), "main() still returns 1 on the task's branch"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+
+
+async def test_review17c_an_unchecked_pyc_of_a_fixed_module_is_dropped(tmp_path: Path) -> None:
+    """Withstood (CACHES): a command of the model's compiles a fixed `main()` into `__pycache__/app.<tag>.pyc` as
+    an unchecked hash-based pyc (PEP 552: the interpreter loads it without looking at app.py), which would make
+    the check import the fix while app.py keeps the bug. The body drops `__pycache__` from the command's changes,
+    so the worktree has no such file and the re-run imports the real app.py."""
+    compile_fixed = (
+        "import importlib.util, os, py_compile\n"
+        "os.makedirs('/tmp/fixed', exist_ok=True)\n"
+        "open('/tmp/fixed/app.py', 'w').write('def main():\\n    return 2\\n')\n"
+        "py_compile.compile('/tmp/fixed/app.py', cfile=importlib.util.cache_from_source('app.py'), doraise=True,\n"
+        "    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+        "import app\n"
+        "assert app.main() == 2, 'the planted pyc is what an import loads'\n"
+    )
+    elsewhere = tmp_path / "host-check"
+    elsewhere.mkdir()
+    (elsewhere / "app.py").write_text(UNFIXED)
+    subprocess.run([sys.executable, "-c", compile_fixed], cwd=elsewhere, check=True)  # (the cheat works: asserted)
+    async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
+        s.script([turn("run_command", {"argv": ["python3", "-c", compile_fixed]}), DONE])
+        after = await live_run(s, repo, ACCEPTANCE)
+        assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+        assert after["verification"]["exit_code"] == 1, after["verification"]
+        assert after["evidence"]["files_changed"] == "none", after["evidence"]
