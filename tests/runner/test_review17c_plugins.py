@@ -123,10 +123,12 @@ def test_review17c_package_json_of_an_npm_check_is_an_acceptance_input(tmp_path:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="HOLE (medium): `.python-version` picks the interpreter the sandbox's `python3` is "
-    "(sandbox/_detect.read_declared) for the re-run too, and it is no acceptance input: a model switches the check to "
-    "another installed Python (one without the test's dependency, one whose semantics differ: 2.7's integer "
-    "division) instead of fixing the code. Fix: `.python-version` (and `[project] requires-python` is in "
+    reason="HOLE (medium): `.python-version` picks the interpreter the sandbox's `python3` is, planned per "
+    "command (exec.configured_toolchains → sandbox read_declared), so for the re-run too, and it is no acceptance "
+    "input: a model switches the check to another installed Python 3 (the live tests here show the switch: their "
+    "`.python-version` is what gives the check a pytest) — one on which the failing test is skipped "
+    "(`skipif(sys.version_info …)`) or behaves otherwise — instead of fixing the code (only 3.x with a `python3` are "
+    "selectable: 2.7 is not). Fix: `.python-version` (and `[project] requires-python` is in "
     "pyproject.toml, already protected) in DEFAULT_ACCEPTANCE_INPUTS, or the re-run picks the interpreter from the "
     "base commit's declaration.",
 )
