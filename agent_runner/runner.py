@@ -49,6 +49,7 @@ from shared_protocol import RefusalCode
 from shared_protocol.brain import (
     DEFAULT_ACCEPTANCE_INPUTS,
     MAX_USAGE_BATCH,
+    MAX_USAGE_DURATION_MS,
     ClaimRequest,
     ClaimResponse,
     Decision,
@@ -246,6 +247,7 @@ class UsageQueue:
                 cache_write_tokens=record.cache_write_tokens,
                 usd=float(record.usd),
                 outcome=record.outcome,
+                duration_ms=None if record.duration_ms is None else min(record.duration_ms, MAX_USAGE_DURATION_MS),
             )
         )
         self._more.set()

@@ -701,6 +701,8 @@ MAX_USAGE_TOKENS = 10**12
 """Tokens of one kind in one LLM call: far above any context window, far below what sums overflow."""
 MAX_USAGE_USD = 1_000_000.0
 """Cost of one LLM call (USD): a finite ceiling, so that no record can turn a total into infinity."""
+MAX_USAGE_DURATION_MS = 86_400_000.0
+"""How long one LLM call may say it took (a day, in milliseconds): a finite ceiling for the latency histogram."""
 MAX_USAGE_AHEAD_S = 300
 """How far past the brain's clock a usage record's `at` may be (clock skew); further is refused."""
 MAX_LABEL_TEXT = 200
@@ -724,6 +726,8 @@ class UsageRecord(ProtocolModel):
     cache_write_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
     usd: float = Field(default=0.0, ge=0, le=MAX_USAGE_USD, allow_inf_nan=False)
     outcome: UsageOutcome = "answered"
+    duration_ms: float | None = Field(default=None, ge=0, le=MAX_USAGE_DURATION_MS, allow_inf_nan=False)
+    """How long the attempt took as the runner timed it (None: not timed): `swarm_llm_call_duration_seconds`."""
 
 
 MAX_USAGE_BATCH = 1000
