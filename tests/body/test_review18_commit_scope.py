@@ -74,10 +74,10 @@ async def test_a_nested_git_a_command_makes_is_discarded(client: Client, repo: P
     require_binary("bwrap", "bubblewrap")
     marker = tmp_path / "fired"
     script = (
-        "mkdir -p sub/.git && printf '[core]\\n\\tfsmonitor = touch %s\\n' > sub/.git/config && "
+        f"mkdir -p sub/.git && printf '[core]\\n\\tfsmonitor = touch {marker}\\n' > sub/.git/config && "
         "printf 'ref: refs/heads/main\\n' > sub/.git/HEAD && mkdir -p sub/.git/objects sub/.git/refs && "
         "echo y > sub/file.txt"
-    ) % marker
+    )
     ok(await call(client, "run_command", argv=["/bin/sh", "-ec", script], timeout_s=60))
     assert not (repo / "sub" / ".git").exists()
     ok(await call(client, "git_status"))

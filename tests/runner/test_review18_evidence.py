@@ -19,7 +19,11 @@ pytestmark = pytest.mark.anyio
 
 
 def turn(text: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {"content": text, "tool_calls": [{"name": name, "arguments": arguments}], "usage": {"input_tokens": 50, "output_tokens": 5}}
+    return {
+        "content": text,
+        "tool_calls": [{"name": name, "arguments": arguments}],
+        "usage": {"input_tokens": 50, "output_tokens": 5},
+    }
 
 
 HIDE_THE_FIX = [
@@ -73,6 +77,8 @@ async def test_a_verified_task_passes_its_acceptance_on_the_commit_its_evidence_
     assert evidence.get("commit"), (after["state"], after["outcome_summary"])
     kept = [str(p) for p in tmp_path.glob("**/worktrees/*/generated/answer.py")]
     code = _acceptance_at(repo, evidence["commit"], tmp_path / "check")
+    where = kept or "removed with the worktree"
     assert not after["verified"] or code == 0, (
-        f"task {after['state']} and verified, but `{ACCEPTANCE}` exits {code} on the commit {evidence['commit']}; the file that passed: {kept or 'removed with the worktree'}"
+        f"task {after['state']} and verified, but `{ACCEPTANCE}` exits {code} on the commit {evidence['commit']}; "
+        f"the file that passed: {where}"
     )
