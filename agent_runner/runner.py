@@ -66,6 +66,7 @@ from shared_protocol.brain import (
     Verification,
 )
 from shared_protocol.imports import import_roots, interpreter_module_names, shadowing_files
+from shared_protocol.verdict import CheckReport, pytest_start
 
 from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_body
 from .conversation import ToolCall
@@ -605,6 +606,11 @@ class AgentRunner:
                 f"the acceptance command passed, but not verified: {unverified}; the model said: {end.summary}",
             )
         code = "no exit code" if verification.exit_code is None else f"exit code {verification.exit_code}"
+        if (report := verification.report) is not None and report.verdict != "passed":
+            return (
+                "failed",
+                f"the acceptance command did not pass: {report.reason} ({code}); the model said: {end.summary}",
+            )
         return "failed", f"the acceptance command did not pass ({code}); the model said: {end.summary}"
 
     def _shadowing(self, held: _Held, protect: Sequence[str]) -> str:
@@ -655,11 +661,13 @@ class AgentRunner:
         )
         exit_code = reply.structured.get("exit_code")
         code = exit_code if isinstance(exit_code, int) and not reply.is_error else None
+        report = _report(reply, argv, code)
         return Verification(
             command=task.acceptance,
             exit_code=code,
             action_id=reply.action_id,
-            verified=code == 0,
+            verified=code == 0 and (report is None or report.verdict == "passed"),
+            report=report,
         ), None
 
     async def _setup(self, body: BodySession, task: Task, *, check: bool) -> str | None:
@@ -789,6 +797,13 @@ class AgentRunner:
         if verification is not None:
             evidence["acceptance"] = verification.command
             evidence["acceptance_exit_code"] = "none" if verification.exit_code is None else str(verification.exit_code)
+            if (report := verification.report) is not None:
+                evidence["acceptance_verdict"] = (
+                    f"pytest report: {report.verdict}, {report.passed} of {report.collected} collected passed"
+                    + (f" ({report.reason})" if report.reason else "")
+                )
+            else:
+                evidence["acceptance_verdict"] = "exit code (not a pytest run: the code under test can set it)"
         spend: TaskSpend | None = None
         if held is not None:
             run = held.run
@@ -974,6 +989,24 @@ class AgentRunner:
                 self.say(f"task {task_id} was parked and is dropped: {why}")
                 self._cleanup(held)
                 self._wake.set()
+
+
+def _report(reply: ToolReply, argv: Sequence[str], exit_code: int | None) -> CheckReport | None:
+    """The verdict of a pytest check, from the body's reporter (`shared_protocol.verdict`); None for a check whose
+    verdict is its exit code. A pytest check whose re-run brought no readable report is a failed one."""
+    if pytest_start(argv) is None:
+        return None
+    raw = reply.structured.get("report")
+    if raw is None and reply.is_error:
+        return None  # (refused or killed: nothing ran, the exit code says so)
+    try:
+        return CheckReport.model_validate(raw)
+    except ValueError:
+        return CheckReport(
+            verdict="failed",
+            reason="the body sent no report of the pytest check (a body older than its runner?)",
+            exit_code=exit_code,
+        )
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -226,7 +226,7 @@ class BwrapBackend(ABC):
                     env=_LAUNCH_ENV,
                     timeout_s=spec.timeout_s,
                     max_output_bytes=spec.max_output_bytes,
-                    pass_fds=launch.pass_fds,
+                    pass_fds=[*launch.pass_fds, *spec.pass_fds],
                     control=control,
                     kill_rest=cgroup.kill_all if cgroup is not None else _nothing,
                     admit=admit,
