@@ -136,7 +136,7 @@ def rerun_event(
     exit_code: int = 0,
     task_id: str | None = None,
     attest: bool = True,
-    report: CheckReport | None | Literal["as_the_body"] = "as_the_body",
+    report: CheckReport | Literal["as_the_body"] | None = "as_the_body",
     **changes: Any,
 ) -> AuditEvent:
     """A body's audit event of a `run_command` (the runner's re-run of task `task_id`'s acceptance command, unless
