@@ -404,7 +404,7 @@ def _check_spec(spec: SandboxSpec, staging_root: Path) -> None:
     for name, value in spec.env.items():
         if not name or "=" in name or "\0" in name or "\0" in value:
             raise InvalidSandboxSpec(f"invalid environment variable {name!r}: no '=' in names, no NUL anywhere")
-    if any(isinstance(fd, bool) or not isinstance(fd, int) or fd < 3 for fd in spec.pass_fds):
+    if any(type(fd) is not int or fd < 3 for fd in spec.pass_fds):  # (a bool is an int too)
         raise InvalidSandboxSpec(f"pass_fds must be open descriptors above 2 (not stdio): {list(spec.pass_fds)!r}")
     if spec.timeout_s <= 0 or spec.max_output_bytes < 0:
         raise InvalidSandboxSpec("timeout_s must be positive and max_output_bytes not negative")
