@@ -22,7 +22,10 @@ limit windows and kill state are the body's, per agent (`swarm body --agent NAME
 
 Success counts only when verified: the task's acceptance command re-run by the body as the runner's own call, its
 exit code and audit event recorded with the outcome (the brain confirms it against that event, which the body ships
-to it). The model cannot rewrite the check: the body is started with the task's acceptance inputs
+to it). A pytest check's verdict is its report, which the body's reporter streamed out of the check's process as
+the tests ran (`shared_protocol.verdict`; the exit code, which the code under test can set, is kept as evidence);
+any other check's is its exit code.
+The model cannot rewrite the check: the body is started with the task's acceptance inputs
 (`acceptance_inputs`), which it refuses to let the model change, nor add a module the check would import instead of
 the interpreter's (`pytest.py`, `json.py`: `shared_protocol.imports`); and before a pass is reported verified the
 runner looks for such a module the work added since the task's base commit, however it came (`_shadowing`): one
