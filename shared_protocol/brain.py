@@ -37,6 +37,7 @@ from .decisions import Role as Role
 from .decisions import Verdict as Verdict
 from .decisions import Vote as Vote
 from .decisions import VoteValue as VoteValue
+from .verdict import CheckReport
 
 BrainEventName = Literal["kill", "resume", "decision", "task_available", "task_cancelled", "task_ended", "policy"]
 TaskState = Literal["queued", "claimed", "waiting_approval", "succeeded", "failed", "abandoned", "cancelled"]
@@ -464,8 +465,8 @@ class Verification(ProtocolModel):
     event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
     `detail` says why): a `run_command` of the claiming body, not the model's, naming this task (`task_id`),
     attested under the verification key the body registered (`attest`), after the claim in its chain, in the
-    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, and that confirmed no
-    other verification."""
+    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, whose pytest report (for
+    a pytest check: `report`) says every collected test passed, and that confirmed no other verification."""
 
     command: str
     exit_code: int | None = None
@@ -481,11 +482,16 @@ class Verification(ProtocolModel):
     after_seq: int | None = None
     """Set by the brain: the claiming body's audit chain head the brain held when it granted the claim (the re-run
     must come after it in the chain: the brain's own order, not the body's clock)."""
+    report: CheckReport | None = None
+    """A pytest check (`shared_protocol.verdict.pytest_start`): what the body's reporter saw of the re-run, whose
+    verdict is the check's (the exit code is kept as evidence); None for a check whose verdict is its exit code."""
 
     @model_validator(mode="after")
     def _verified_means_exit_0(self) -> Verification:
         if self.verified and (self.exit_code != 0 or not self.action_id):
             raise ValueError("verified needs exit_code 0 and the action_id of the body's re-run")
+        if self.verified and self.report is not None and self.report.verdict != "passed":
+            raise ValueError("verified needs the check's report to say passed")
         return self
 
 
