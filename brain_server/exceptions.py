@@ -26,7 +26,8 @@
     │   │   ├── ReverseConflict  undo (without force) of an update whose task changed since
     │   │   ├── RebindRefused  a rebind to a token that cannot take the body (revoked, not a body token, bound
     │   │   │                 to another body)
-    │   │   └── BodyKeyMismatch  a registration with another verification key than the body's first
+    │   │   ├── BodyKeyMismatch  a registration with another verification key than the body's first
+    │   │   └── AgentPaused   a paused agent's reviewer token votes or overrides
     │   ├── PayloadTooLarge   413: a request body over its route's cap (nothing past the cap is read)
     │   └── StateBroken       503: the state's storage is unusable (malformed, truncated, full disk, unreadable,
     │                         deleted); every later call raises it too, and the daemon stops
@@ -198,6 +199,12 @@ class BodyKeyMismatch(Conflict):
     nothing is changed. A captain's rebind of the body forgets its key."""
 
     default_code = BrainErrorCode.BODY_KEY_MISMATCH
+
+
+class AgentPaused(Conflict):
+    """409: a paused agent's reviewer token voted or overrode: a paused agent steers nothing until it is resumed."""
+
+    default_code = BrainErrorCode.AGENT_PAUSED
 
 
 class PayloadTooLarge(ApiError):

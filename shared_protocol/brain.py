@@ -117,6 +117,9 @@ class BrainErrorCode(StrEnum):
     was changed. A captain resets it (`swarm brain body rebind BODY --token-id TOKEN_ID --reason …`)."""
     REBIND_REFUSED = "rebind_refused"
     """409: the token a rebind names cannot take the body (revoked, not a body token, or bound to another body)."""
+    AGENT_PAUSED = "agent_paused"
+    """409: the agent this token is bound to is paused (by a captain or the anomaly watch): it votes and overrides
+    nothing until a human captain resumes it (`swarm resume --agent NAME`)."""
     PAYLOAD_TOO_LARGE = "payload_too_large"
     """413: the request body is over the route's cap (64 KB, 1 MB for audit batches, unless configured)."""
     STATE_UNAVAILABLE = "state_unavailable"

@@ -206,23 +206,25 @@ async def test_a_human_captains_override_is_reversed_by_another_human_captain_on
     refused(await override(http, decision["id"], "captain-2", "force"), 403, "forbidden")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): the captain agent reverses a human captain's answer. A tie on a decision that needs a "
-    "human goes up the ladder to human_captain; a human captain approves with `swarm approve` / the dashboard's "
-    "Approve (a vote, which `_breaker` makes settle it); then the captain agent's reviewer token POSTs override "
-    "veto and the decision is overridden. The issue: 'reversing a human captain stay[s] with human captains'. "
-    "`governance.override` only protects answers with `override` set. Fix: in `override`, treat the latest answer "
-    "whose role is captain (a human captain's vote that settled it, not only an override) as a human captain's, "
-    "so the captain agent gets 403.",
-)
 async def test_the_captain_agent_cannot_veto_what_a_human_captain_approved(http: Http) -> None:
     decision = await propose(http, irreversible=True)
     last = await tie(http, decision["id"])
     assert kinds(last) == ["deadlock", "priority", "human_captain"]
     approved = ok(await http.post(f"/v1/decisions/{decision['id']}/approve", {"reason": "ok"}, as_="captain"))
     assert approved["state"] == "approved" and approved["answers"][-1]["role"] == "captain"
+    answer = refused(await override(http, decision["id"], "cap", "veto"), 403, "forbidden")
+    assert "only another human captain" in answer["message"]
+    assert ok(await http.get(f"/v1/decisions/{decision['id']}", as_="approver"))["state"] == "approved"
+    assert ok(await override(http, decision["id"], "captain-2", "veto"))["state"] == "overridden"
+
+
+async def test_the_captain_agent_cannot_veto_a_human_captains_standing_approval(http: Http) -> None:
+    """A human captain's approving vote on a decision still pending (the quorum not reached) is theirs too."""
+    decision = await propose(http, irreversible=True)
+    assert ok(await vote(http, decision["id"], "captain"))["state"] == "pending"
     refused(await override(http, decision["id"], "cap", "veto"), 403, "forbidden")
+    ok(await vote(http, decision["id"], "captain", "abstain"))  # withdrawn: the captain agent may veto again
+    assert ok(await override(http, decision["id"], "cap", "veto"))["state"] == "overridden"
 
 
 # --- the deadlock ladder ---------------------------------------------------------------------------------------
@@ -265,16 +267,6 @@ def test_a_quorum_that_settles_both_ways_or_a_panel_of_duplicates_is_refused() -
         ConsensusConfig(panel=["rev-a", "rev-a", "rev-a", "rev-b", "rev-c"], quorum=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): the default rule panel approves a 6-file change whose paths it never saw. A body POSTs "
-    "a decision with impact.files=6, usd=0, confidence 0.9 and no `files`: rules:cost, rules:files and "
-    "rules:confidence approve (every input the proposer's own claim), rules:paths abstains ('names no paths') and "
-    "rules:value abstains, so 3 of 5 approve at creation and the decision is approved with no human or agent "
-    "looking; and an approval with no files covers any path. Fix: rules:paths denies when the request names fewer "
-    "paths than impact.files (unnamed paths cannot be judged safe), or open_panel refuses a consensus request "
-    "without files.",
-)
 async def test_the_rule_panel_does_not_approve_a_change_whose_paths_are_unnamed(tmp_path: Path, clock: Clock) -> None:
     settings = BrainSettings(database_url=engine_url("sqlite", tmp_path))  # the embedded default panel
     state = await open_engine(settings.database_url)
@@ -284,9 +276,22 @@ async def test_the_rule_panel_does_not_approve_a_change_whose_paths_are_unnamed(
             h = Http(client, brain)
             await h.token("claude-body", "body", agent="claude")
             request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, confidence=0.9)
+            # No paths at all: refused on creation, naming the field; nothing is stored.
+            answer = refused(await h.post("/v1/decisions", request, as_="claude-body"), 422, "invalid_request")
+            assert answer["field"] == "files" and "name them" in answer["message"]
+            assert await brain.state.decisions() == []
+            # One path named of six: the paths seat denies, the files seat abstains: never approved.
+            request["files"] = ["src/a.py"]
             decision = ok(await h.post("/v1/decisions", request, as_="claude-body"), 201)
             assert decision["needs"] == "consensus"
             assert decision["state"] != "approved", decision["answers"]
+            seats = {v["voter"]: v["value"] for v in decision["votes"]}
+            assert seats["rules:paths"] == "deny" and seats["rules:files"] == "abstain"
+            # All six named, none sensitive: the same panel approves.
+            request["files"] = [f"src/m{n}.py" for n in range(6)]
+            request["summary"] = "the same change, its paths named"
+            named = ok(await h.post("/v1/decisions", request, as_="claude-body"), 201)
+            assert named["state"] == "approved", named["votes"]
     finally:
         await state.close()
 
@@ -311,14 +316,6 @@ async def _queue_task(h: Http) -> None:
     ok(await h.post("/v1/tasks", {"title": "some work"}, as_="approver"), 201)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): a paused agent still gets tasks. A captain (or the anomaly watch) pauses agent w1; w1's "
-    "runner POSTs /v1/tasks/claim (mode shadow) with its token and is handed the queued task, though under the "
-    "global kill switch the same claim gets none. The misbehaving agent the pause is for keeps claiming work and "
-    "spending on its model. Fix: `Brain.claim_task` checks `self.kill_state(by.agent)` (the effective kill) "
-    "instead of `state.kill_state()`.",
-)
 async def test_a_paused_agent_claims_no_task(http: Http) -> None:
     await _queue_task(http)
     ok(await http.post("/v1/agents/w1/pause", {"reason": "look"}, as_="captain"), 201)
@@ -334,17 +331,33 @@ async def test_under_the_global_kill_no_agent_claims_a_task(http: Http) -> None:
     assert ok(await http.post("/v1/tasks/claim", claim, as_="w1-body"))["task"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): a paused reviewer agent still votes. A captain pauses agent rev-a (or the anomaly watch "
-    "does); rev-a's reviewer token POSTs /v1/decisions/{id}/votes and its vote counts toward the quorum, so a "
-    "paused agent still steers what the swarm does (the captain agent, paused, still vetoes). Fix: "
-    "`Brain._voter` (or `cast`) refuses a reviewer token whose agent is paused, 403 naming the pause.",
-)
 async def test_a_paused_reviewer_agent_does_not_vote(http: Http) -> None:
+    """Was a hole: a paused reviewer's vote counted. Now 409 `agent_paused`, naming the pause; after a human captain
+    resumes it, it votes again."""
     ok(await http.post("/v1/agents/rev-a/pause", {"reason": "odd votes"}, as_="captain"), 201)
     decision = await propose(http)
-    refused(await vote(http, decision["id"], "rev-a"), 403, "forbidden")
+    answer = refused(await vote(http, decision["id"], "rev-a"), 409, "agent_paused")
+    assert "paused" in answer["message"] and "odd votes" in answer["message"]
+    stored = ok(await http.get(f"/v1/decisions/{decision['id']}", as_="approver"))
+    assert stored["votes"] == []
+    ok(await http.post("/v1/agents/rev-a/resume", {"reason": "fine"}, as_="captain"))
+    assert [v["voter"] for v in ok(await vote(http, decision["id"], "rev-a"))["votes"]] == ["rev-a"]
+
+
+async def test_a_paused_captain_agent_does_not_veto(http: Http) -> None:
+    ok(await http.post("/v1/agents/cap/pause", {"reason": "odd vetoes"}, as_="captain"), 201)
+    decision = await propose(http)
+    refused(await override(http, decision["id"], "cap", "veto"), 409, "agent_paused")
+    assert ok(await http.get(f"/v1/decisions/{decision['id']}", as_="approver"))["state"] == "pending"
+
+
+async def test_a_paused_agent_is_handed_no_task_even_naming_it(http: Http) -> None:
+    """The claim names its task: a paused agent gets none either, and the task stays queued for others."""
+    task = ok(await http.post("/v1/tasks", {"title": "some work"}, as_="approver"), 201)
+    ok(await http.post("/v1/agents/w1/pause", {"reason": "look"}, as_="captain"), 201)
+    claim = {"body_id": "w1-b", "mode": "shadow", "logic_version": "lv-1", "task_id": task["id"]}
+    assert ok(await http.post("/v1/tasks/claim", claim, as_="w1-body"))["task"] is None
+    assert ok(await http.get(f"/v1/tasks/{task['id']}", as_="approver"))["state"] == "queued"
 
 
 # --- the anomaly watch and forged events ---------------------------------------------------------------------
