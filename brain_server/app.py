@@ -237,7 +237,7 @@ class _Api:
 
     async def audit(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, AuditBatch)
-        audit_agents(who, payload.events)
+        await audit_agents(self.brain.state, who, payload.events)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.ingest_audit(payload))
 

@@ -424,18 +424,31 @@ async def claim_agent(state: TokenStore, who: Principal, *, agent: str, mode: Cl
     return acting
 
 
-def audit_agents(who: Principal, events: Sequence[AuditEvent]) -> None:
-    """`InvalidRequest` (422, field `events.N.agent`, nothing stored) unless an agent's token posts its own agent's
-    events only: a body does not put its tool calls in another agent's numbers. A token bound to no agent (an IDE
-    body's, a plain body token) names whatever agent its events say, as before; so do the body's own events under a
-    name no agent can have (`swarm:snapshots`)."""
-    if who.agent is None:
+async def audit_agents(state: TokenStore, who: Principal, events: Sequence[AuditEvent]) -> None:
+    """`InvalidRequest` (422, field `events.N.agent`, nothing stored) unless a body token posts events in its own
+    name only: a token bound to an agent posts that agent's events (and the body's own under a name no agent can
+    have, `swarm:snapshots`); a token bound to no agent (an IDE body's) names its IDE, never an agent with a token
+    of its own (as `acting_agent` refuses its claims and decisions). Whatever an event names, the anomaly watch
+    counts it for the agent of the token holding its body (`anomaly_watch.body_agents`)."""
+    if who.role != "body":
         return
+    if who.agent is not None:
+        for n, event in enumerate(events):
+            if event.agent != who.agent and is_agent_name(event.agent):
+                raise InvalidRequest(
+                    f"audit event seq {event.seq} names agent '{event.agent}', but this token is bound to agent "
+                    f"'{who.agent}' and posts its own events only",
+                    field=f"events.{n}.agent",
+                )
+        return
+    named = {event.agent for event in events}
+    agents = {t.agent for t in await state.tokens() if t.agent is not None and t.agent in named}
     for n, event in enumerate(events):
-        if event.agent != who.agent and is_agent_name(event.agent):
+        if event.agent in agents:
             raise InvalidRequest(
-                f"audit event seq {event.seq} names agent '{event.agent}', but this token is bound to agent "
-                f"'{who.agent}' and posts its own events only",
+                f"audit event seq {event.seq} names agent '{event.agent}', an agent with a token of its own; this "
+                "body token is bound to no agent and posts its IDE's events only (the agent's runner posts its own, "
+                f"with its token: {agent_token_command(event.agent)})",
                 field=f"events.{n}.agent",
             )
 

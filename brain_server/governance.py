@@ -161,9 +161,7 @@ def _protected(path: str) -> bool:
 def paths_required(request: DecisionRequest, thresholds: ApprovalThresholds) -> None:
     """`InvalidRequest` (422, field `files`) for a request that needs consensus for its file count and names none
     of its paths: its panel judges the paths, and an approval covers only those named."""
-    needs = decisions.classify(
-        request.impact, request.confidence, thresholds, irreversible=request.irreversible
-    )
+    needs = decisions.classify(request.impact, request.confidence, thresholds, irreversible=request.irreversible)
     if needs == "consensus" and request.impact.files >= thresholds.consensus_files and not request.files:
         raise InvalidRequest(
             f"a change of {request.impact.files} files needs the consensus panel, which judges its paths: name "

@@ -414,20 +414,37 @@ async def _forge_a_burst(h: Http, clock: Clock, *, as_: str, body_id: str, agent
     return answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): any body token bound to no agent (an IDE's) gets another agent paused. It posts audit "
-    "events naming agent w1 (auth.audit_agents lets an unbound token name any agent): a steady baseline, then a "
-    "burst of 200 tool calls in a minute; the anomaly watch counts them as w1's (it reads `event.agent`) and "
-    "pauses w1, whose real bodies then refuse everything until a human resumes it. Fix: the watch attributes an "
-    "event to the agent its *body's token* is bound to (events of an unbound body count for no agent), or "
-    "`audit_agents` refuses an unbound token's events that name an agent some token is bound to.",
-)
 async def test_forged_audit_events_from_an_ide_body_do_not_pause_another_agent(http: Http, clock: Clock) -> None:
-    await _forge_a_burst(http, clock, as_="ide-body", body_id="ide-1", agent="w1")
+    """Was a hole (high). Now the IDE body's events naming an agent with a token are refused (422, nothing stored),
+    and the watch counts a body's events for its token's agent whatever they name."""
+    answer = await _forge_a_burst(http, clock, as_="ide-body", body_id="ide-1", agent="w1")
+    assert refused(answer, 422, "invalid_request")["field"] == "events.0.agent"
+    assert await http.brain.state.audit_events("ide-1") == []
     assert await http.brain.state.agent_pauses() == []
     beat = ok(await http.post("/v1/bodies/register", registration("w1-b"), as_="w1-body"))
     assert beat["kill"]["engaged"] is False
+
+
+async def test_an_ide_bodys_burst_under_a_name_that_later_gets_a_token_pauses_no_agent(
+    http: Http, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The events an IDE body posted under 'w9' (no token then) count as that body's, not w9's: once w9 has a token
+    of its own, the burst still pauses nobody (the watch reads the body's token, not the events' names)."""
+    clock.now -= clock.now % 60
+    ok(await http.post("/v1/bodies/register", registration("ide-9"), as_="ide-body"))
+    trail = Trail("ide-9")
+    for n in range(13):
+        calls = 200 if n == 12 else 3 + n % 3
+        events = trail.calls("w9", clock.now + 1, calls)
+        ok(await http.post("/v1/audit", {"body_id": "ide-9", "events": events}, as_="ide-body"))
+        clock.advance(60)
+        if n < 12:
+            assert await http.brain.anomaly.evaluate() == []
+    await http.token("w9-body", "body", agent="w9")
+    with caplog.at_level("WARNING", logger="brain_server.anomaly_watch"):
+        assert await http.brain.anomaly.evaluate() == []
+    assert await http.brain.state.agent_pauses() == []
+    assert "anomaly for body:ide-9, which no token is bound to" in caplog.text
 
 
 async def test_an_agents_body_cannot_post_events_in_another_agents_name(http: Http, clock: Clock) -> None:
@@ -445,16 +462,9 @@ async def test_the_watch_never_pauses_an_ide_bodys_own_name(http: Http, clock: C
     assert again["kill"]["engaged"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low-medium): an agent's body hides its own burst from the anomaly watch by naming no agent. "
-    "`auth.audit_agents` lets a token bound to w1 post events whose `agent` is not an agent name (meant for the "
-    "body's own `swarm:snapshots`), and the watch counts events by `event.agent`: 200 tool calls a minute posted "
-    "as agent 'swarm:x' by w1's body count for nobody, so w1 is never paused. Fix: the watch counts every "
-    "tool_call a body token bound to an agent posts for that agent (whatever `event.agent` says), or "
-    "`audit_agents` allows the non-agent name only for the body's own kinds (not tool_call).",
-)
 async def test_an_agents_body_cannot_hide_its_burst_under_a_name_no_agent_has(http: Http, clock: Clock) -> None:
+    """Was a hole: the watch read the events' names. Now every tool call a body posts counts for its token's agent."""
     answer = await _forge_a_burst(http, clock, as_="w1-body", body_id="w1-b", agent="swarm:x")
-    if answer.status_code != 422:
-        assert [p.agent for p in await http.brain.state.agent_pauses()] == ["w1"]
+    assert answer.status_code == 200, answer.text
+    [pause] = await http.brain.state.agent_pauses()
+    assert (pause.agent, pause.source) == ("w1", "anomaly") and "tool_calls_per_min" in pause.reason
