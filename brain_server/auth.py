@@ -48,12 +48,14 @@ from .exceptions import (
     ConfigError,
     Forbidden,
     InvalidRequest,
+    PairingRequired,
     Unauthorized,
     UnknownToken,
 )
 from .state import LogAction, LogEntry, Rebinding, SessionRecord, SessionStore, TokenRecord, TokenStore
 
 TOKEN_PREFIX = "swb_"
+PAIRING_PREFIX = "swp_"
 
 ANY_ROLE: frozenset[Role] = frozenset({"body", "reviewer", "approver", "captain"})
 BODY: frozenset[Role] = frozenset({"body"})
@@ -85,6 +87,11 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def new_pairing() -> str:
+    """A fresh pairing secret (`swarm brain token create --pair`): 256 random bits."""
+    return PAIRING_PREFIX + secrets.token_urlsafe(32)
+
+
 def hash_token(token: str) -> str:
     """What the database keeps instead of the token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -101,6 +108,8 @@ class Principal:
     """The body a body token was bound to when the request was authenticated (None: not bound yet)."""
     agent: str | None = None
     """The agent the token was created for (None: no agent's: an IDE body's token, or a human's)."""
+    pairing_hash: str | None = None
+    """The SHA-256 of the token's pairing secret (None: an unpaired token): see `check_pairing`."""
 
     @property
     def sees_only(self) -> str | None:
@@ -156,7 +165,12 @@ async def authenticate(tokens: TokenStore, authorization: str | None, allowed: f
     if record.role not in allowed:
         raise Forbidden(f"a {record.role} token may not do this (needs: {', '.join(sorted(allowed))})")
     return Principal(
-        token_id=record.id, role=record.role, label=record.label, body_id=record.body_id, agent=record.agent
+        token_id=record.id,
+        role=record.role,
+        label=record.label,
+        body_id=record.body_id,
+        agent=record.agent,
+        pairing_hash=record.pairing_hash,
     )
 
 
@@ -347,12 +361,17 @@ def check_token_agent(role: Role, agent: str | None) -> None:
         )
 
 
-async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime, agent: str | None = None) -> str:
+async def issue_token(
+    state: TokenStore, *, role: Role, label: str, at: datetime, agent: str | None = None, pairing: str | None = None
+) -> str:
     """Create a token, store its hash (and a log line saying so), and return the token: the only time it is seen.
 
     With `agent`, the token is that agent's for good (`ConfigError` for a name `[[agents]] name` would refuse, or
-    a role no agent holds); nothing is written then."""
+    a role no agent holds); nothing is written then. With `pairing` (a body token's, from `new_pairing`), the token
+    is paired: its body proves the secret whenever it registers a verification key (`check_pairing`)."""
     check_token_agent(role, agent)
+    if pairing is not None and role != "body":
+        raise ConfigError(f"--pair pairs a body token with its body's key; a {role} token registers no body")
     token = new_token()
     record = TokenRecord(
         id=f"tok_{secrets.token_hex(6)}",
@@ -361,8 +380,10 @@ async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime
         label=label,
         created_at=at,
         agent=agent,
+        pairing_hash=None if pairing is None else hash_token(pairing),
     )
     reason = f"{role} token created" + ("" if agent is None else f" for agent {agent}")
+    reason += "" if pairing is None else ", paired"
     log = LogEntry(
         at=at,
         action="token_create",
@@ -373,6 +394,28 @@ async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime
     )
     await state.add_token(record, log)
     return token
+
+
+def check_pairing(who: Principal, verify_key: str | None, pairing: str | None) -> None:
+    """`PairingRequired` (403, field `pairing`; nothing written) unless a paired token's registration naming a
+    verification key carries the token's pairing secret. Call it before the token is bound to the body.
+
+    Trust on first use lets whoever registers a body id first set its key: a holder of a fresh agent token (a shell
+    that exported it, a CI log) could register a key of its own before the real body and have its hand-made re-runs
+    confirmed. A paired token's secret is given to the body's operator apart from the token (`swarm brain token
+    create --pair`, then `[[agents]] pairing` or `$SWARM_PAIRING`), so the key is the body's. A registration without
+    a key, and any registration with an unpaired token, are not checked (trust on first use, as before)."""
+    if who.pairing_hash is None or verify_key is None:
+        return
+    if pairing is not None and hmac.compare_digest(hash_token(pairing), who.pairing_hash):
+        return
+    said = "no pairing secret" if pairing is None else "another pairing secret"
+    raise PairingRequired(
+        f"this token ({who.token_id}) is paired: a registration naming a verification key must carry its pairing "
+        f"secret (printed by `swarm brain token create --pair`; the body reads $SWARM_PAIRING, the runner "
+        f"[[agents]] pairing), and this one has {said}; nothing was changed",
+        field="pairing",
+    )
 
 
 async def acting_agent(state: TokenStore, who: Principal, agent: str, *, doing: str) -> str:

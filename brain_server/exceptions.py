@@ -8,7 +8,8 @@
     │   │   ├── BodyTaken     a body id bound to another token (only a captain's rebind moves it)
     │   │   ├── AgentMismatch  a token bound to one agent acting as another; an IDE body's token doing an
     │   │   │                 agent's work (shadow or live claims, usage); an agent's token claiming IDE work
-    │   │   └── NotReady      a live claim without a fresh ready readiness report or an override
+    │   │   ├── NotReady      a live claim without a fresh ready readiness report or an override
+    │   │   └── PairingRequired  a paired token's registration of a key without its pairing secret
     │   ├── NotFound          404
     │   │   ├── UnknownBody   a heartbeat from a body that never registered
     │   │   └── NothingToReverse  undo an id with no unreversed compensating record
@@ -92,6 +93,12 @@ class BodyTaken(Forbidden):
 class AgentMismatch(Forbidden):
     """A token bound to one agent named another; an unbound (IDE) body token did an agent's work; an agent's token
     claimed IDE work. The message names the fix (often: `swarm brain token create --role body --agent NAME`)."""
+
+
+class PairingRequired(Forbidden):
+    """403: a paired token's registration named a verification key without the token's pairing secret."""
+
+    default_code = BrainErrorCode.PAIRING_REQUIRED
 
 
 class NotReady(Forbidden):

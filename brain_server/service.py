@@ -256,7 +256,8 @@ class Brain:
     ) -> Registration:
         """Register (or re-register) a body; the answer tells it how often to heartbeat and the kill state.
 
-        The first verification key a body id registers is kept (trust on first use, logged); another one is refused
+        The first verification key a body id registers is kept (trust on first use, logged; a paired token's
+        registration proved its pairing secret first, `auth.check_pairing`); another one is refused
         (`BodyKeyMismatch`, 409), nothing changed: a captain's rebind of the body forgets it."""
         now = self.now()
         body = BodyRecord(
@@ -268,7 +269,12 @@ class Brain:
             last_heartbeat=now,
             verify_key=request.verify_key,
         )
-        reason = "first registration with a verification key (trust on first use)"
+        paired = by is not None and by.pairing_hash is not None  # (`auth.check_pairing` checked the secret)
+        reason = (
+            "first registration with a verification key, proven by its token's pairing secret"
+            if paired
+            else "first registration with a verification key (trust on first use)"
+        )
         key_log = (
             LogEntry(at=now, action="body_key", by="body", reason=reason, target=request.body_id)
             if by is None
