@@ -96,3 +96,22 @@ async def test_the_paged_humans_approve_link_does_not_claim_success_while_nothin
     assert page.links.deny is not None
     assert (await paged.client.post(httpx.URL(page.links.deny).path)).status_code == 200
     assert (await paged.brain.decision(decision["id"])).state == "denied"
+
+
+async def test_an_approve_link_that_only_votes_says_the_decision_is_still_pending(paged: Paged) -> None:
+    """Before a quorum, the paged human's approval is the human part of the consensus: recorded, and said to be
+    a vote on a decision still pending, never "Done"."""
+    request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py"])
+    request["irreversible"] = True
+    decision = ok(await paged.post("/v1/decisions", request, as_="claude-body"), 201)
+    start = paged.clock.now
+    for offset in (0, 300):  # (discord first, then the sms level)
+        paged.clock.now = start + offset
+        await paged.brain.sweep()
+        await paged.brain.escalator.tick()
+    [page] = [pg for pg in paged.sms.pages if pg.subject_id == decision["id"]]
+    assert page.links is not None and page.links.approve is not None
+    answer = await paged.client.post(httpx.URL(page.links.approve).path)
+    assert answer.status_code == 200 and "Recorded, still pending" in answer.text and "Done" not in answer.text
+    stored = await paged.brain.decision(decision["id"])
+    assert stored.state == "pending" and [v.role for v in stored.votes] == ["approver"]
