@@ -249,6 +249,11 @@ def cast(
         if voter.seat not in decision.panel and not breaking:
             seats = ", ".join(decision.panel) or "none: it needs a human, not a panel"
             raise Forbidden(f"agent '{voter.agent}' has no seat on decision {decision.id}'s panel (seats: {seats})")
+        if breaking and value == "deny" and (word := human_captains_word(decision)) is not None:
+            raise Forbidden(
+                f"decision {decision.id} was {word}: the captain agent does not deny it; only another human captain "
+                "reverses it"
+            )
     vote = Vote(
         voter=voter.seat,
         value=value,

@@ -218,6 +218,17 @@ async def test_the_captain_agent_cannot_veto_what_a_human_captain_approved(http:
     assert ok(await override(http, decision["id"], "captain-2", "veto"))["state"] == "overridden"
 
 
+async def test_the_captain_agents_deadlock_break_does_not_deny_a_human_captains_approval(http: Http) -> None:
+    """At the captain agent's step, a human captain's approving vote stands: the captain agent cannot deny it by
+    breaking the deadlock (403), and nothing changes; its approval still may."""
+    decision = await propose(http)
+    ok(await vote(http, decision["id"], "captain"))
+    assert kinds(await tie(http, decision["id"])) == ["deadlock", "captain_agent"]
+    answer = refused(await vote(http, decision["id"], "cap", "deny"), 403, "forbidden")
+    assert "only another human captain" in answer["message"]
+    assert ok(await vote(http, decision["id"], "cap", "approve"))["state"] == "approved"
+
+
 async def test_the_captain_agent_cannot_veto_a_human_captains_standing_approval(http: Http) -> None:
     """A human captain's approving vote on a decision still pending (the quorum not reached) is theirs too."""
     decision = await propose(http, irreversible=True)
