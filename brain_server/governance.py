@@ -14,9 +14,9 @@ quorum; the brain's rule reviewers on it vote as it is created. Then:
                  → denied (the decision's deadline: silence is never consent)
 
 The rule reviewers never approve what they were not shown: `rules:paths` denies a change naming fewer paths than
-its `impact.files` (the unnamed cannot be judged safe) and `rules:files` abstains on a count it cannot check, so a
-request whose paths are missing is never approved by the proposer's own numbers (`cost`, `confidence`) alone; and
-a request that needs consensus for its file count must name its paths (`paths_required`, checked on creation).
+its `impact.files` (the unnamed cannot be judged safe) and `rules:files` abstains on a count it cannot check; and
+such a decision also needs a human's approval (`paths_unnamed`), so seats judging the proposer's own numbers
+(`cost`, `confidence`, `value`) never approve it alone: the unknown goes to a human, and silence denies.
 
 A decision that needs a human and no panel is settled by the first human's approve or deny, as before votes.
 A captain's override (`override`) takes any decision: a human captain vetoes or forces it; the captain agent may
@@ -37,7 +37,6 @@ from shared_protocol.decisions import (
     Answer,
     ApprovalThresholds,
     Decision,
-    DecisionRequest,
     DecisionState,
     LadderStep,
     LadderStepKind,
@@ -48,7 +47,7 @@ from shared_protocol.decisions import (
     VoteValue,
 )
 
-from .exceptions import AlreadyFinal, Forbidden, InvalidRequest, NotPending
+from .exceptions import AlreadyFinal, Forbidden, NotPending
 
 PANEL: str = "panel"
 """`Answer.by` when the panel's count settled a decision."""
@@ -158,16 +157,11 @@ def _protected(path: str) -> bool:
     return any(fnmatch(path, pattern) or fnmatch(name, pattern) for pattern in PROTECTED_PATTERNS)
 
 
-def paths_required(request: DecisionRequest, thresholds: ApprovalThresholds) -> None:
-    """`InvalidRequest` (422, field `files`) for a request that needs consensus for its file count and names none
-    of its paths: its panel judges the paths, and an approval covers only those named."""
-    needs = decisions.classify(request.impact, request.confidence, thresholds, irreversible=request.irreversible)
-    if needs == "consensus" and request.impact.files >= thresholds.consensus_files and not request.files:
-        raise InvalidRequest(
-            f"a change of {request.impact.files} files needs the consensus panel, which judges its paths: name "
-            "them in `files` (each file; an approval covers only the paths named)",
-            field="files",
-        )
+def paths_unnamed(decision: Decision) -> bool:
+    """Whether a decision names fewer paths than the files it changes (`impact.files`): what its rule reviewers
+    cannot judge. A consensus decision like that also needs a human's approval (`open_panel`): a command's paths,
+    say, are known only once it ran, and the unknown is never approved by numbers alone."""
+    return len(set(decision.files)) < decision.impact.files
 
 
 def human_required(impact_usd: float, confidence: float, irreversible: bool, thresholds: ApprovalThresholds) -> bool:
@@ -188,6 +182,7 @@ def open_panel(
     settle; any other decision is returned as it is."""
     if decision.needs != "consensus":
         return decision
+    needs_human = needs_human or paths_unnamed(decision)
     step = timedelta(seconds=consensus.deadline_s)
     votes = [
         Vote(voter=seat, value=value, rationale=why, at=now, logic_version=decisions.RULES_VERSION)

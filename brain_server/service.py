@@ -485,9 +485,8 @@ class Brain:
         same body (a retry) gets that decision back, and nobody is paged again.
 
         A decision at the consensus thresholds gets its panel (`governance.open_panel`): the rule reviewers vote at
-        once, and may settle it. `InvalidRequest` (field `files`) for one needing consensus for its file count that
-        names no paths (`governance.paths_required`); nothing is stored then."""
-        governance.paths_required(request, self.settings.thresholds)
+        once, and may settle it; one naming fewer paths than it changes files also needs a human
+        (`governance.paths_unnamed`)."""
         now = self.now()
         decision = decisions.new_decision(
             request,
@@ -517,7 +516,7 @@ class Brain:
         if stored.id != decision.id:
             return stored, False
         self._published(decision)
-        if decision.state == "pending" and (decision.needs == "human" or needs_human or decision.ladder):
+        if decision.state == "pending" and (decision.needs == "human" or decision.human_required or decision.ladder):
             await self.escalator.start_decision(decision)
         return decision, True
 

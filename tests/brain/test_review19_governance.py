@@ -279,6 +279,9 @@ def test_a_quorum_that_settles_both_ways_or_a_panel_of_duplicates_is_refused() -
 
 
 async def test_the_rule_panel_does_not_approve_a_change_whose_paths_are_unnamed(tmp_path: Path, clock: Clock) -> None:
+    """Was a hole: three of the five rule seats approved a 6-file change they were never shown. Now a change naming
+    fewer paths than its files is also a human's to approve: the paths seat denies, the files seat abstains, and the
+    numbers seats (cost, confidence, and value when the body holds a valuable task) never carry it alone."""
     settings = BrainSettings(database_url=engine_url("sqlite", tmp_path))  # the embedded default panel
     state = await open_engine(settings.database_url)
     brain = Brain(settings, state=state, clock=clock, wake=WakeSetup.paging(MemoryChannel()))
@@ -286,23 +289,28 @@ async def test_the_rule_panel_does_not_approve_a_change_whose_paths_are_unnamed(
         async with brain.running(), serve_app(build_app(brain)) as url, httpx.AsyncClient(base_url=url) as client:
             h = Http(client, brain)
             await h.token("claude-body", "body", agent="claude")
+            await h.token("approver", "approver")
             request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, confidence=0.9)
-            # No paths at all: refused on creation, naming the field; nothing is stored.
-            answer = refused(await h.post("/v1/decisions", request, as_="claude-body"), 422, "invalid_request")
-            assert answer["field"] == "files" and "name them" in answer["message"]
-            assert await brain.state.decisions() == []
-            # One path named of six: the paths seat denies, the files seat abstains: never approved.
-            request["files"] = ["src/a.py"]
             decision = ok(await h.post("/v1/decisions", request, as_="claude-body"), 201)
-            assert decision["needs"] == "consensus"
+            assert decision["needs"] == "consensus" and decision["human_required"] is True
             assert decision["state"] != "approved", decision["answers"]
             seats = {v["voter"]: v["value"] for v in decision["votes"]}
             assert seats["rules:paths"] == "deny" and seats["rules:files"] == "abstain"
-            # All six named, none sensitive: the same panel approves.
-            request["files"] = [f"src/m{n}.py" for n in range(6)]
-            request["summary"] = "the same change, its paths named"
+            # The body holds a valuable task: cost, confidence and value approve (the quorum), and still a human
+            # must approve: one path of six named is no better.
+            ok(await h.post("/v1/tasks", {"title": "valuable", "value_usd": 500}, as_="approver"), 201)
+            claim = {"body_id": "body-c", "mode": "shadow", "logic_version": "lv-1"}
+            assert ok(await h.post("/v1/tasks/claim", claim, as_="claude-body"))["task"] is not None
+            request.update(files=["src/a.py"], summary="the same change, one path named")
+            held = ok(await h.post("/v1/decisions", request, as_="claude-body"), 201)
+            assert [v["value"] for v in held["votes"]].count("approve") == 3
+            assert (held["state"], held["human_required"]) == ("pending", True), held["answers"]
+            answered = ok(await h.post(f"/v1/decisions/{held['id']}/approve", {"reason": "seen"}, as_="approver"))
+            assert answered["state"] == "approved"
+            # All six named, none sensitive: the same panel approves on its own.
+            request.update(files=[f"src/m{n}.py" for n in range(6)], summary="the same change, its paths named")
             named = ok(await h.post("/v1/decisions", request, as_="claude-body"), 201)
-            assert named["state"] == "approved", named["votes"]
+            assert (named["state"], named["human_required"]) == ("approved", False), named["votes"]
     finally:
         await state.close()
 
