@@ -15,8 +15,9 @@ quorum; the brain's rule reviewers on it vote as it is created. Then:
 
 The rule reviewers never approve what they were not shown: `rules:paths` denies a change naming fewer paths than
 its `impact.files` (the unnamed cannot be judged safe) and `rules:files` abstains on a count it cannot check; and
-such a decision also needs a human's approval (`paths_unnamed`), so seats judging the proposer's own numbers
-(`cost`, `confidence`, `value`) never approve it alone: the unknown goes to a human, and silence denies.
+such a decision, when rule reviewers sit on its panel, also needs a human's approval (`paths_unnamed`), so seats
+judging the proposer's own numbers (`cost`, `confidence`, `value`) never approve it alone: the unknown goes to a
+human, and silence denies.
 
 A decision that needs a human and no panel is settled by the first human's approve or deny, as before votes.
 A captain's override (`override`) takes any decision: a human captain vetoes or forces it; the captain agent may
@@ -159,8 +160,9 @@ def _protected(path: str) -> bool:
 
 def paths_unnamed(decision: Decision) -> bool:
     """Whether a decision names fewer paths than the files it changes (`impact.files`): what its rule reviewers
-    cannot judge. A consensus decision like that also needs a human's approval (`open_panel`): a command's paths,
-    say, are known only once it ran, and the unknown is never approved by numbers alone."""
+    cannot judge. A consensus decision like that, on a panel where rule reviewers sit, also needs a human's approval
+    (`open_panel`): a command's paths, say, are known only once it ran, and the unknown is never approved by numbers
+    alone. (Reviewer agents and humans on a panel read the proposal and its diff: their votes are their own.)"""
     return len(set(decision.files)) < decision.impact.files
 
 
@@ -182,7 +184,8 @@ def open_panel(
     settle; any other decision is returned as it is."""
     if decision.needs != "consensus":
         return decision
-    needs_human = needs_human or paths_unnamed(decision)
+    rules_sit = any(seat.startswith("rules:") for seat in consensus.panel)
+    needs_human = needs_human or (rules_sit and paths_unnamed(decision))
     step = timedelta(seconds=consensus.deadline_s)
     votes = [
         Vote(voter=seat, value=value, rationale=why, at=now, logic_version=decisions.RULES_VERSION)
