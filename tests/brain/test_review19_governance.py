@@ -3,8 +3,8 @@ file, with a clock the test moves: votes twice, as the proposer, with a body tok
 racing; captains (agent and human) overriding; the deadlock ladder; config that would make quorum trivial; a paused
 agent's claims and votes; forged audit events steering the anomaly watch.
 
-Each `xfail(strict=True)` is a hole found: it asserts the behaviour the issue asks for, and says how to reproduce and
-fix it. The plain tests are attacks the code withstood."""
+The holes it found (each was a strict xfail) are fixed: their tests say "Was a hole" and assert the behaviour the issue
+asks for. The other tests are attacks the code withstood."""
 
 from __future__ import annotations
 
