@@ -73,6 +73,7 @@ from .auth import (
     audit_agents,
     authenticate,
     authenticate_request,
+    check_pairing,
     claim_agent,
     own_body,
     speak_for,
@@ -190,6 +191,7 @@ class _Api:
 
     async def register(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RegisterRequest)
+        check_pairing(who, payload.verify_key, payload.pairing)  # (before the token is bound to the body)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.register(payload, by=who, agent=who.agent))
 
@@ -237,7 +239,7 @@ class _Api:
 
     async def audit(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, AuditBatch)
-        audit_agents(who, payload.events)
+        await audit_agents(self.brain.state, who, payload.events)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.ingest_audit(payload))
 

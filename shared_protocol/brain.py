@@ -118,6 +118,12 @@ class BrainErrorCode(StrEnum):
     was changed. A captain resets it (`swarm brain body rebind BODY --token-id TOKEN_ID --reason …`)."""
     REBIND_REFUSED = "rebind_refused"
     """409: the token a rebind names cannot take the body (revoked, not a body token, or bound to another body)."""
+    AGENT_PAUSED = "agent_paused"
+    """409: the agent this token is bound to is paused (by a captain or the anomaly watch): it votes and overrides
+    nothing until a human captain resumes it (`swarm resume --agent NAME`)."""
+    PAIRING_REQUIRED = "pairing_required"
+    """403: the token is paired (`swarm brain token create --pair`): a registration naming a verification key must
+    carry its pairing secret (`$SWARM_PAIRING`, `[[agents]] pairing`); it had none, or another. Nothing was changed."""
     PAYLOAD_TOO_LARGE = "payload_too_large"
     """413: the request body is over the route's cap (64 KB, 1 MB for audit batches, unless configured)."""
     STATE_UNAVAILABLE = "state_unavailable"
@@ -195,6 +201,10 @@ class RegisterRequest(ProtocolModel):
     hostname: str
     version: str
     verify_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    pairing: Annotated[str, StringConstraints(pattern=r"^swp_[A-Za-z0-9_-]{20,100}$")] | None = None
+    """The pairing secret of a paired token (`swarm brain token create --pair`, `$SWARM_PAIRING`): a paired token's
+    registration naming a verification key must carry it (403 `pairing_required` otherwise), so a key is the body's
+    whose operator was given the secret, never that of whoever holds the token alone."""
     """The key (64 lowercase hex digits) the body attests its shipped audit events with
     (`shared_protocol.audit.attestation_key`). The brain keeps the first one a body id registers with (trust on
     first use) and refuses another (409 `body_key_mismatch`); None changes nothing. A body with no key kept has

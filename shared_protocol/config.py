@@ -574,6 +574,11 @@ class AgentConfig(ProtocolModel):
         default="",
         description="The agent's body token for the brain (env:NAME or file:/path); empty: SWARM_TOKEN.",
     )
+    pairing: SecretRef = Field(
+        default="",
+        description="The pairing secret of a paired token (`swarm brain token create --pair`; env:NAME or "
+        "file:/path), given to the agent's bodies as SWARM_PAIRING; empty: SWARM_PAIRING, if set.",
+    )
 
     @field_validator("name")
     @classmethod

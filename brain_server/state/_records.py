@@ -89,6 +89,9 @@ class TokenRecord:
     --agent NAME`): an autonomous agent's runner and body. None: no agent's (an IDE body's token, a human's)."""
     revoked_at: datetime | None = None
     """Once set, the token is refused everywhere; it is never unset."""
+    pairing_hash: str | None = None
+    """The SHA-256 of the token's pairing secret (`swarm brain token create --pair`), set when it is created and
+    never changed; None: not paired (its body's first key is trusted on first use)."""
 
 
 @dataclass(kw_only=True, frozen=True)
