@@ -504,6 +504,14 @@ MIGRATIONS: list[str] = [
             cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens;
     END;
     """,
+    # v20 (#19, rollout): each agent's rollout — its live logic version and the candidate's stage (shadow, canary
+    # step) — one row per agent, the `RolloutState` as JSON, replaced whole (the brain's log keeps each change).
+    """
+    CREATE TABLE rollouts (
+        agent TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );
+    """,
 ]
 
 
