@@ -47,6 +47,7 @@ from shared_protocol.brain import (
     ResumeRequest,
     ResumeTaskRequest,
     Role,
+    RolloutAction,
     TaskList,
     TaskRequest,
     TaskState,
@@ -188,6 +189,19 @@ class _Api:
         agent = _agent_name(request)
         payload = await parse(request, PauseRequest)
         return json_response(await self.brain.resume_agent(who, agent, payload.reason))
+
+    async def rollout(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.rollouts.report(_agent_name(request)))
+
+    async def rollout_promote(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, RolloutAction)
+        return json_response(await self.brain.rollouts.promote(who, agent, payload.reason))
+
+    async def rollout_rollback(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, RolloutAction)
+        return json_response(await self.brain.rollouts.rollback(who, agent, payload.reason))
 
     async def register(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RegisterRequest)
@@ -490,6 +504,9 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/agents/{name}/pause", CAPTAIN, api.pause_agent),
         _route(brain, "POST", "/v1/agents/{name}/resume", CAPTAIN, api.resume_agent),
+        _route(brain, "GET", "/v1/agents/{name}/rollout", ANY_ROLE, api.rollout),
+        _route(brain, "POST", "/v1/agents/{name}/rollout/promote", CAPTAIN, api.rollout_promote),
+        _route(brain, "POST", "/v1/agents/{name}/rollout/rollback", CAPTAIN, api.rollout_rollback),
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
         _route(brain, "POST", "/v1/bodies/{body_id}/deregister", BODY, api.deregister),

@@ -94,6 +94,7 @@ from .exceptions import (
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
 from .rollout import live_ready, live_refusal, usage_totals
+from .rollouts import Rollouts
 from .settings import BrainSettings
 from .state import (
     BodyRecord,
@@ -180,6 +181,8 @@ class Brain:
         self.anomaly = AnomalyWatch(
             state, config=settings.anomaly, pauses=self.pauses, alert=self.raise_alert, now=self.now
         )
+        self.rollouts = Rollouts(state, config=settings.rollout, alert=self.raise_alert, now=self.now)
+        """Each agent's rollout of a new logic version: shadow, canary steps, live (`rollouts.py`)."""
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -812,6 +815,10 @@ class Brain:
         await self._requeue_expired(now)
         if request.task_id is not None and await self.state.task(request.task_id) is None:
             raise NotFound(f"no task '{request.task_id}'")
+        # The agent's rollout decides which version may take which live task (the canary's share, by task id).
+        if request.agent and request.mode != "ide":
+            await self.rollouts.tick(request.agent)
+        buckets = await self.rollouts.route(request.agent, request.logic_version, request.mode)
         grant = ClaimGrant(
             body_id=request.body_id,
             agent=request.agent,
@@ -822,6 +829,7 @@ class Brain:
             logic_version=request.logic_version,
             task_id=request.task_id,
             by=by.name,
+            buckets=buckets,
         )
 
         def log(task: Task) -> LogEntry:
@@ -898,6 +906,8 @@ class Brain:
         )
         if task.state == "queued":  # a shadow run: the task is there to be worked for real
             self._task_available(task.id, "requeued")
+        if task.claimed_by is not None and task.claim_mode in ("shadow", "live"):
+            await self.rollouts.tick(task.claimed_by.agent)  # (a failing metric rolls back at once)
         return task
 
     async def park_task(self, by: Principal, task_id: str, request: ParkRequest, *, holder: str) -> Task:

@@ -849,6 +849,73 @@ class ReadinessStatus(ProtocolModel):
     overrides: list[ReadinessOverride]
 
 
+# --- rollout: shadow, then canary ------------------------------------------------------
+
+RolloutStage = Literal["shadow", "canary"]
+"""Where a candidate logic version is: `shadow` (its work recorded, never applied), `canary` (a share of live
+tasks, by `[rollout] steps`). Past the last step it is the live version."""
+
+
+class RolloutState(ProtocolModel):
+    """An agent's rollout as the brain keeps it: the live logic version and the candidate on its way."""
+
+    agent: str
+    live_version: str | None = None
+    """None until a version of the agent first works live."""
+    live_since: datetime | None = None
+    candidate: str | None = None
+    stage: RolloutStage | None = None
+    """The candidate's stage; None without a candidate."""
+    step: int = 0
+    """In canary: the index in `[rollout] steps` (0 is the first step)."""
+    candidate_since: datetime | None = None
+    stage_since: datetime | None = None
+    """When the candidate reached its stage (in canary: its step)."""
+    canary_since: datetime | None = None
+    rolled_back: list[str] = Field(default_factory=list[str])
+    """Versions rolled back: never a candidate again (change the agent's logic for a new version)."""
+
+
+class RolloutMetric(ProtocolModel):
+    """One metric, candidate and live side by side, with its test (see `brain_server.canary`)."""
+
+    name: str
+    candidate: str
+    live: str
+    test: str
+    holds: bool
+
+
+class RolloutReport(ProtocolModel):
+    """`GET /v1/agents/{name}/rollout`: the rollout, the compared tasks, each metric and what the next step needs."""
+
+    state: RolloutState
+    percent: int
+    """The share of live tasks the candidate takes now (0 in shadow or without a candidate)."""
+    steps: list[int]
+    candidate_tasks: int
+    """The candidate's compared tasks (shadow runs in shadow, live tasks since the canary began)."""
+    live_tasks: int
+    """The live version's compared tasks."""
+    stage_tasks: int
+    """The candidate's tasks at its present stage or step."""
+    shadow_tasks: int
+    shadow_days: float
+    """Days since the candidate's first shadow run."""
+    metrics: list[RolloutMetric]
+    holds: bool
+    test: str
+    """The statistical test, stated."""
+    next: str
+    """What the next step needs (or why there is none)."""
+
+
+class RolloutAction(ProtocolModel):
+    """`POST /v1/agents/{name}/rollout/promote|rollback` (a human captain): move the candidate on, or drop it."""
+
+    reason: NonEmpty
+
+
 # --- reversal --------------------------------------------------------------------------
 
 

@@ -479,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         decision_cmds,
         kpi_cmds,
         readiness_cmds,
+        rollout_cmds,
         secrets_cmds,
         snapshot_cmds,
         task_cmds,
@@ -606,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     decision_cmds.add_parsers(sub)  # type: ignore[arg-type]
     readiness_cmds.add_parsers(sub)  # type: ignore[arg-type]
     kpi_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    rollout_cmds.add_parsers(sub)  # type: ignore[arg-type]
     secrets_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(

@@ -53,6 +53,10 @@ LogAction = Literal[
     "telemetry_prune",
     "agent_pause",
     "agent_resume",
+    "rollout_candidate",
+    "rollout_promote",
+    "rollout_rollback",
+    "rollout_live",
 ]
 
 
@@ -143,6 +147,8 @@ class ClaimGrant:
     """Only this task (if it is claimable)."""
     by: str = ""
     """Who claims, for the task's history (a token's label or id)."""
+    buckets: tuple[int, int] | None = None
+    """Only a task whose canary bucket (`canary.bucket`) is in [low, high): a rollout's share of live tasks."""
     audit_seq: int = 0
     """The claiming body's audit chain head the brain held when the claim was granted (set by the engine, in the
     claim's transaction): a verification's re-run must come after it."""

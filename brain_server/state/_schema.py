@@ -511,6 +511,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tokens ADD COLUMN pairing_hash TEXT;
     """,
+    # v21 (#19, rollout): each agent's rollout — its live logic version and the candidate's stage (shadow, canary
+    # step) — one row per agent, the `RolloutState` as JSON, replaced whole (the brain's log keeps each change).
+    """
+    CREATE TABLE rollouts (
+        agent TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );
+    """,
 ]
 
 

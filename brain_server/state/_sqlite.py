@@ -32,13 +32,16 @@ from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
 from ._sqlite_db import close_quietly, connect, unusable
 from ._sqlite_pauses import SqlitePauses
+from ._sqlite_rollouts import SqliteRollouts
 from ._sqlite_sessions import SqliteSessions
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_telemetry import SqliteTelemetry
 from ._sqlite_wake import SqliteWake
 
 
-class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry, SqliteSessions, SqlitePauses):
+class SqliteStateEngine(
+    SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry, SqliteSessions, SqlitePauses, SqliteRollouts
+):
     """The brain's state in `path`. Open with `await SqliteStateEngine.open(path)`; close when done."""
 
     @classmethod
