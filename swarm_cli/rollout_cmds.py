@@ -90,11 +90,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser, token_help: str) -> None:
+def _common(parser: argparse.ArgumentParser, token_of: str) -> None:
     parser.add_argument("agent", metavar="AGENT", help="the agent ([[agents]] name)")
     parser.add_argument("--json", action="store_true", help="the brain's report as JSON")
-    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
-    parser.add_argument("--token", help=f"{token_help} (default: $SWARM_TOKEN)")
+    _context.brain_options(parser, token_of=token_of)
     parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
 
@@ -104,13 +103,13 @@ def add_parsers(sub: _Subparsers) -> None:
     rollout = sub.add_parser("rollout", help=help_text, description=help_text)
     commands = rollout.add_subparsers(dest="rollout_command", metavar="SUBCOMMAND", required=True)
     status = commands.add_parser("status", help="stage, tasks per version, metrics side by side, what's next")
-    _common(status, "a token for the brain")
+    _common(status, "any")
     for name, what in (
         ("promote", "move the candidate one stage on, whatever its metrics (a human captain)"),
         ("rollback", "drop the candidate: the live version takes every task again (a human captain)"),
     ):
         p = commands.add_parser(name, help=what)
-        _common(p, "a human captain's bearer token")
+        _common(p, "a human captain's")
         p.add_argument("--reason", required=True, help="why (kept in the brain's log)")
         p.set_defaults(func=cmd_rollout)
     status.set_defaults(func=cmd_rollout)
