@@ -113,6 +113,7 @@ def _cli_peak_rss_kb(workspace: Path, home: Path, checkout: str | None = None) -
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        cwd=home,  # (not the checkout: `-m` puts the working directory first on the path)
     )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
