@@ -4,8 +4,9 @@
 
 Two real brains (`swarm brain serve`, SQLite, each its own process) on 127.0.0.1: one with 32 linked bodies, the
 other with 8. Every body is a real `swarm body --workspace … --brain URL` process, driven by the official MCP
-client over stdio. A trial, on one brain: every body's client starts calling `write_file` (mutating) in a loop
-while `POST /v1/kill` goes out; a body's time is from just before that POST to the reply of its first call
+client over stdio. A trial, on one brain: every body's client starts calling `write_file` (mutating) in a loop,
+`--pace-ms` apart (an agent's pace; 0 hammers every body at once and measures a machine flat out), while
+`POST /v1/kill` goes out; a body's time is from just before that POST to the reply of its first call
 refused with `kill_switch_engaged` (the guard refusing a call, not a flag read in this process). Then `POST
 /v1/resume`, and each body writes again before the next trial. Trials alternate between the two brains, so the
 machine's slow moments fall on both alike.
@@ -24,12 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -72,7 +73,7 @@ async def _write(client: Client, n: int) -> str | None:
     return str(data.get("code"))
 
 
-async def _until_refused(client: Client, start: float, out: list[float], deadline_s: float) -> None:
+async def _until_refused(client: Client, start: float, out: list[float], deadline_s: float, pace_s: float) -> None:
     n = 0
     with anyio.fail_after(deadline_s):
         while True:
@@ -83,6 +84,7 @@ async def _until_refused(client: Client, start: float, out: list[float], deadlin
                 return
             if code is not None:
                 raise RuntimeError(f"refused for another reason: {code}")
+            await anyio.sleep(pace_s)
 
 
 async def _until_writing(client: Client, deadline_s: float) -> None:
@@ -93,12 +95,12 @@ async def _until_writing(client: Client, deadline_s: float) -> None:
             await anyio.sleep(0.01)
 
 
-async def trial(fleet: Fleet, deadline_s: float = 60.0) -> list[float]:
+async def trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> list[float]:
     times: list[float] = []
     start = time.perf_counter()
     async with anyio.create_task_group() as group:
         for client in fleet.clients:
-            group.start_soon(_until_refused, client, start, times, deadline_s)
+            group.start_soon(_until_refused, client, start, times, deadline_s, pace_s)
         (await fleet.captain.post("/v1/kill", json={"reason": "bench"})).raise_for_status()
     (await fleet.captain.post("/v1/resume", json={"reason": "bench"})).raise_for_status()
     async with anyio.create_task_group() as group:
@@ -108,7 +110,7 @@ async def trial(fleet: Fleet, deadline_s: float = 60.0) -> list[float]:
 
 
 @asynccontextmanager
-async def fleet(root: Path, name: str, size: int, python: str) -> AsyncIterator[Fleet]:
+async def fleet(root: Path, name: str, size: int, python: str) -> AsyncGenerator[Fleet]:
     """A brain process and `size` body processes linked to it, each with its MCP client."""
     root.mkdir()
     db, port = root / "brain.db", _free_port()
@@ -155,7 +157,7 @@ async def fleet(root: Path, name: str, size: int, python: str) -> AsyncIterator[
                     clients.append(await stack.enter_async_context(Client(params)))
                 the_fleet = Fleet(name=name, captain=http, clients=clients)
                 # Linked and obeying: one kill and resume each, not measured.
-                await trial(the_fleet, deadline_s=120)
+                await trial(the_fleet, 0.01, deadline_s=120)
                 yield the_fleet
     finally:
         brain.terminate()
@@ -167,8 +169,12 @@ def _line(name: str, ms: list[float]) -> str:
     return f"{name}: p50 {statistics.median(ms):6.1f}  p99 {_pct(ms, 0.99):6.1f}  max {max(ms):6.1f} ms ({len(ms)})"
 
 
-async def main(runs: int, trials: int, large: int, small: int) -> None:
-    print(f"load average {os.getloadavg()[0]:.1f}; {large} and {small} real body processes, two brains", flush=True)
+async def main(runs: int, trials: int, large: int, small: int, pace_ms: float) -> None:
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; {large} and {small} real body processes, two brains; "
+        f"calls {pace_ms:g} ms apart",
+        flush=True,
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-kill-") as tmp:
         root = Path(tmp)
@@ -183,7 +189,7 @@ async def main(runs: int, trials: int, large: int, small: int) -> None:
                 samples: dict[str, list[float]] = {big.name: [], few.name: []}
                 for _ in range(trials):
                     for side in (big, few):
-                        samples[side.name] += [t * 1000 for t in await trial(side)]
+                        samples[side.name] += [t * 1000 for t in await trial(side, pace_ms / 1000)]
                 for name, ms in samples.items():
                     p99s[name].append(_pct(ms, 0.99))
                 ratio = _pct(samples[big.name], 0.99) / _pct(samples[few.name], 0.99)
@@ -203,10 +209,28 @@ async def main(runs: int, trials: int, large: int, small: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--large", type=int, default=32)
     parser.add_argument("--small", type=int, default=8)
+    parser.add_argument(
+        "--pace-ms",
+        type=float,
+        default=10.0,
+        help="pause between a body's calls (0: back to back, the machine flat out)",
+    )
     args = parser.parse_args()
-    anyio.run(main, args.runs, args.trials, args.large, args.small)
+    try:
+        anyio.run(main, args.runs, args.trials, args.large, args.small, args.pace_ms)
+    except BaseExceptionGroup as group:  # (the MCP clients nest task groups deeper than a traceback shows)
+        leaves: list[BaseException] = []
+        pending: list[BaseException] = [group]
+        while pending:
+            exc = pending.pop()
+            inner: Any = getattr(exc, "exceptions", None)  # (a group's)
+            if inner is not None:
+                pending.extend(cast("tuple[BaseException, ...]", inner))
+            else:
+                leaves.append(exc)
+        raise SystemExit("bench failed: " + "; ".join(f"{type(e).__name__}: {e}" for e in leaves)) from None
