@@ -623,8 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run one `swarm` command. `parser`: one `build_parser()` made already (the warm hook server builds it once;
+    argparse takes tens of milliseconds to build this many commands)."""
+    args = (parser or build_parser()).parse_args(argv)
     return _errors.run(args.func, args)
 
 
