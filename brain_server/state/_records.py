@@ -53,6 +53,7 @@ LogAction = Literal[
     "telemetry_prune",
     "agent_pause",
     "agent_resume",
+    "privacy_erase",
 ]
 
 

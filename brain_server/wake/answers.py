@@ -134,8 +134,9 @@ async def answer_link(brain: Brain, request: Request, refusals: RefusalLog) -> R
     label = _LABELS[verb]
     if request.method == "GET":
         escalation = await brain.state.escalation(token.subject_id)
-        about = "" if escalation is None else f"<p><b>{html.escape(escalation.title)}</b></p>"
-        about += "" if escalation is None else f"<p>{html.escape(escalation.summary)}</p>"
+        redact = brain.privacy.redact  # (a page to a human: personal data redacted, never decrypted)
+        about = "" if escalation is None else f"<p><b>{html.escape(redact(escalation.title))}</b></p>"
+        about += "" if escalation is None else f"<p>{html.escape(redact(escalation.summary))}</p>"
         form = (
             f"<form method=post><button style='font-size:1.5em'>{label} {html.escape(token.subject_id)}</button></form>"
         )

@@ -11,6 +11,7 @@ What is where:
     _detect   Detector: the spans of personal data in a text, each with its normalised subject; parse_subject
     _keys     SubjectKeys: a key per subject in a SQLite file of its own (secure_delete, WAL truncated on erase)
     _protect  Protector: protect / redact / reveal / held, and the token format
+    _wire     the brain's privacy routes' request and replies
     exceptions  PrivacyError and its subclasses
 
 Shared by the body and the brain (each has its own key store), so it imports pydantic, `phonenumbers`,
@@ -21,6 +22,7 @@ from ._config import BUILTIN_KINDS, PrivacyConfig
 from ._detect import Detector, Span, Subject, luhn_ok
 from ._keys import KEY_STORE_FILE, MemorySubjectKeys, SqliteSubjectKeys, SubjectKeys
 from ._protect import TOKEN, HeldValue, Protector, redact_tokens
+from ._wire import HeldItem, PrivacyErasure, PrivacyExport, PrivacyRequest
 from .exceptions import KeyStoreUnusable, MalformedSubject, PrivacyError, UnknownSubject
 
 __all__ = [
@@ -28,12 +30,16 @@ __all__ = [
     "KEY_STORE_FILE",
     "TOKEN",
     "Detector",
+    "HeldItem",
     "HeldValue",
     "KeyStoreUnusable",
     "MalformedSubject",
     "MemorySubjectKeys",
     "PrivacyConfig",
+    "PrivacyErasure",
     "PrivacyError",
+    "PrivacyExport",
+    "PrivacyRequest",
     "Protector",
     "Span",
     "SqliteSubjectKeys",

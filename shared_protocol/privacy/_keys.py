@@ -53,6 +53,8 @@ class SubjectKeys(Protocol):
         """Destroy the subject's key; its id, or None if none was held."""
         ...
 
+    def close(self) -> None: ...
+
 
 def new_subject_id() -> str:
     return "s" + secrets.token_hex(8)
@@ -82,6 +84,9 @@ class MemorySubjectKeys:
         if sid is not None:
             del self._keys[sid]
         return sid
+
+    def close(self) -> None:
+        pass
 
 
 class SqliteSubjectKeys:
@@ -123,9 +128,7 @@ class SqliteSubjectKeys:
                         "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) VALUES (?, ?, ?, ?, ?)",
                         (lookup, sid, kind, key, time.time()),
                     )
-                    row = self._conn.execute(
-                        "SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)
-                    ).fetchone()
+                    row = self._conn.execute("SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
             except sqlite3.Error as exc:
                 raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
         return str(row[0]), bytes(row[1])

@@ -3,8 +3,9 @@
     [pii:email:s1f2e3d4c5b6a7980:<base64url(nonce + AES-GCM ciphertext)>]    encrypted: readable while the key exists
     [pii:email]                                                               redacted: gone
 
-`Protector.protect` encrypts (a record that must keep the value: a rationale, a task's text), `redact` drops
-(a page to a human, telemetry). Tokens are never detected again, so protecting twice changes nothing. `reveal`
+`Protector.protect` encrypts (a record that must keep the value: a rationale, a task's text), `redact` drops (a
+page to a human, telemetry). Encryption is deterministic per subject key (a synthetic nonce): the same text gives
+the same tokens. Tokens are never detected again, so protecting twice changes nothing. `reveal`
 puts back what a key still opens (an erased subject's tokens read `[pii:email:erased]`), `held` lists one
 subject's values for `swarm privacy export`. The same functions walk JSON values (`protect_value`).
 """
@@ -12,8 +13,9 @@ subject's values for `swarm privacy export`. The same functions walk JSON values
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +59,9 @@ class Protector:
         self.config = config
         self.detector = Detector(config)
         self.keys = keys
+
+    def close(self) -> None:
+        self.keys.close()
 
     @property
     def enabled(self) -> bool:
@@ -102,8 +107,12 @@ class Protector:
 
     def _encrypt(self, span: Span, value: str) -> str:
         sid, key = self.keys.key_for(span.kind, span.subject)
-        nonce = secrets.token_bytes(_NONCE)
-        sealed = AESGCM(key).encrypt(nonce, value.encode("utf-8", "surrogatepass"), f"{span.kind}:{sid}".encode())
+        plain, aad = value.encode("utf-8", "surrogatepass"), f"{span.kind}:{sid}".encode()
+        # A synthetic nonce (a MAC of the value under the subject's key): the same value gives the same token, so
+        # a retried request still compares equal to its first (a decision's `same_question`), and a nonce is
+        # never used with two different values.
+        nonce = hmac.new(key, b"nonce\0" + aad + b"\0" + plain, hashlib.sha256).digest()[:_NONCE]
+        sealed = AESGCM(key).encrypt(nonce, plain, aad)
         return f"[pii:{span.kind}:{sid}:{_b64(nonce + sealed)}]"
 
     # -- reading ----------------------------------------------------------------------
@@ -143,8 +152,10 @@ class Protector:
             return None
         try:
             raw = _unb64(sealed)
-            return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], f"{kind}:{sid}".encode()).decode(
-                "utf-8", "surrogatepass"
+            return (
+                AESGCM(key)
+                .decrypt(raw[:_NONCE], raw[_NONCE:], f"{kind}:{sid}".encode())
+                .decode("utf-8", "surrogatepass")
             )
         except (InvalidTag, ValueError):
             return None

@@ -1,9 +1,9 @@
 """Privacy errors.
 
-    PrivacyError
-    ├── MalformedSubject     what was named is not an email, phone number, card, IP, SSN, name or pattern
-    ├── UnknownSubject       nothing is held about that subject here (no key: never seen, or erased)
-    └── KeyStoreUnusable     the subject key store cannot be opened or written
+PrivacyError
+├── MalformedSubject     what was named is not an email, phone number, card, IP, SSN, name or pattern
+├── UnknownSubject       nothing is held about that subject here (no key: never seen, or erased)
+└── KeyStoreUnusable     the subject key store cannot be opened or written
 """
 
 from __future__ import annotations
