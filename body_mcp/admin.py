@@ -31,6 +31,7 @@ from shared_protocol.privacy import (
     PrivacyExport,
     Protector,
     Subject,
+    UnknownSubject,
 )
 from shared_protocol.tools import BrainState, Budget
 
@@ -317,13 +318,13 @@ class Admin:
     def privacy_erase(self, subject: str, *, reason: str = "") -> PrivacyErasure:
         """Destroy a subject's key (crypto-shredding): what this body's trail, kept outputs and snapshots hold of
         them, and what it shipped to its brain, can no longer be read. Audited (`privacy.erase`, naming the
-        subject's random id, never the subject); `UserError` when no key is held."""
+        subject's random id, never the subject); `UnknownSubject` when no key is held."""
         protector, owned = self._protector()
         try:
             found = self._subject(protector, subject)
             subject_id = protector.keys.erase(found.kind, found.value)
             if subject_id is None:
-                raise UserError(f"no data about that {found.kind} is held by this body (never seen, or erased already)")
+                raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
             why = f": {protector.redact(reason)}" if reason else ""
             self.record(
                 action="privacy.erase",
@@ -336,14 +337,14 @@ class Admin:
                 protector.close()
 
     def privacy_export(self, subject: str) -> PrivacyExport:
-        """What this body's trail and kept outputs hold about a subject, decrypted; `UserError` when no key is
+        """What this body's trail and kept outputs hold about a subject, decrypted; `UnknownSubject` when no key is
         held."""
         protector, owned = self._protector()
         try:
             found = self._subject(protector, subject)
             held = held_about(self.db, protector, found)
             if held is None:
-                raise UserError(f"no data about that {found.kind} is held by this body (never seen, or erased)")
+                raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
             return PrivacyExport(kind=found.kind, held=held)
         finally:
             if owned:

@@ -478,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         brain_cmds,
         decision_cmds,
         kpi_cmds,
+        privacy_cmds,
         readiness_cmds,
         secrets_cmds,
         snapshot_cmds,
@@ -607,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     readiness_cmds.add_parsers(sub)  # type: ignore[arg-type]
     kpi_cmds.add_parsers(sub)  # type: ignore[arg-type]
     secrets_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    privacy_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(
         "undo",
