@@ -34,7 +34,7 @@ def held_about(db: StateDB, protector: Protector, subject: Subject) -> list[Held
     with db.read() as conn:
         rows = conn.execute("SELECT id, body FROM audit_events WHERE body LIKE ? ORDER BY seq", (needle,)).fetchall()
         outputs = conn.execute(
-            "SELECT action_id, stream, data FROM command_outputs WHERE data LIKE CAST(? AS BLOB)", (needle,)
+            "SELECT action_id, stream, data FROM command_outputs WHERE instr(data, ?) > 0", (f":{sid}:".encode(),)
         ).fetchall()
     for event_id, body in rows:
         for field, text in _strings(json.loads(body)):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from shared_protocol.brain import (
@@ -465,9 +465,10 @@ def _route(
         # refused before the handler acts, on a route that takes no body (a heartbeat) as on any other.
         request.state.body = await read_body(request, cap)
         response = await handler(request, who)
-        if not isinstance(response, StreamingResponse) and b"[pii:" in response.body:
+        body: bytes | memoryview = getattr(response, "body", b"")  # (an event stream has none)
+        if b"[pii:" in body:
             # What the brain stores protected reads as written by those allowed to read it (`privacy.py`).
-            response.body = reveal_reply(brain.privacy, bytes(response.body))
+            response.body = reveal_reply(brain.privacy, bytes(body))
             response.headers["content-length"] = str(len(response.body))
         return response
 

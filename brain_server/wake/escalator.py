@@ -130,7 +130,7 @@ class Escalator:
             decision.id,
             "a human" if decision.needs == "human" else decision.needs,
             decision.deadline.isoformat(timespec="seconds"),
-            decision.summary,
+            self._redact(decision.summary),
             decision.agent,
             decision.body_id,
             decision.confidence,
