@@ -849,6 +849,7 @@ class Brain:
 
         With `holder`, a task claimed by another body is refused (`BodyMismatch`) in the same transaction.
         """
+        request = request.model_copy(update={"summary": self.privacy.protect(request.summary)})  # ([privacy])
         now = self.now()
         await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
         verification = request.verification
@@ -893,6 +894,7 @@ class Brain:
 
     async def park_task(self, by: Principal, task_id: str, request: ParkRequest, *, holder: str) -> Task:
         """The holder waits for a decision of its own body: no lease (the sweeper leaves it), the claim kept."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         task = await self.state.task(task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}'")
@@ -939,6 +941,7 @@ class Brain:
     async def abandon_parked_task(self, by: Principal, task_id: str, request: AbandonRequest, *, holder: str) -> Task:
         """The body holding a parked task gives it up without its claim token (its runner lost the task's saved
         state): abandoned with the reason, as if its decision had been denied."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         log = by.entry("task_outcome", at=now, reason=request.reason, target=task_id, detail={"outcome": "abandoned"})
         task = await self.state.abandon_parked_task(task_id, reason=request.reason, at=now, log=log, holder=holder)
@@ -947,6 +950,7 @@ class Brain:
 
     async def cancel_task(self, by: Principal, task_id: str, request: CancelRequest) -> Task:
         """Cancel a task not finished (final): its holder hears `task_cancelled` and its claim token goes stale."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         log = by.entry("task_cancel", at=now, reason=request.reason, target=task_id)
         task = await self.state.cancel_task(task_id, reason=request.reason, at=now, log=log)
