@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import anyio
@@ -15,9 +16,9 @@ from tests.brain.helpers import live_brain
 from tests.privacy.plant import plant
 
 
-def _one_line_failure(done: object) -> str:
-    assert getattr(done, "returncode") != 0
-    lines = str(getattr(done, "stderr")).strip().splitlines()
+def _one_line_failure(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     return lines[0]
 
