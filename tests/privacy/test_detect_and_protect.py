@@ -18,7 +18,7 @@ from shared_protocol.privacy import (
     SqliteSubjectKeys,
 )
 
-from .plant import leaks, plant
+from .plant import encodings, leaks, plant
 
 
 def _kinds(text: str, config: PrivacyConfig | None = None) -> list[tuple[str, str]]:
@@ -121,3 +121,11 @@ def test_an_erased_key_is_nowhere_in_the_key_store_files(tmp_path: Path) -> None
     assert reopened.find(subject.kind, subject.value) is None
     assert reopened.find("phone", p.phone_e164) is not None
     reopened.close()
+
+
+def test_the_leak_search_finds_a_value_in_each_encoding(tmp_path: Path) -> None:
+    p = plant()
+    for n, form in enumerate(sorted(encodings(p.email))):
+        (tmp_path / f"f{n}").write_bytes(b"prefix " + form + b" suffix")
+    found = leaks([tmp_path], [p.email])
+    assert len({line.split(":")[0] for line in found}) == len(encodings(p.email))
