@@ -27,6 +27,9 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.[0-9])")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[0-9.]{7,15})?(?![\w:])")
 _CARD = re.compile(r"(?<![\w-])[0-9](?:[ -]?[0-9]){12,18}(?![\w-])")
+_CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
+"""Issuer prefixes of the card networks (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay, ...): a long
+number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a card."""
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
 _DIGITS_FOR_PHONE = re.compile(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
 
@@ -90,7 +93,7 @@ class Detector:
         if any(c.isdigit() for c in text):
             for m in _CARD.finditer(text):
                 digits = re.sub(r"[ -]", "", m.group())
-                if 13 <= len(digits) <= 19 and luhn_ok(digits):
+                if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits):
                     found.append(Span(m.start(), m.end(), "card", digits))
             found += [Span(m.start(), m.end(), "ssn", m.group().replace("-", "")) for m in _SSN.finditer(text)]
             for m in _IPV4.finditer(text):

@@ -16,6 +16,7 @@ from shared_protocol.privacy import (
     PrivacyConfig,
     Protector,
     SqliteSubjectKeys,
+    luhn_ok,
 )
 
 from .plant import encodings, leaks, plant
@@ -129,3 +130,10 @@ def test_the_leak_search_finds_a_value_in_each_encoding(tmp_path: Path) -> None:
         (tmp_path / f"f{n}").write_bytes(b"prefix " + form + b" suffix")
     found = leaks([tmp_path], [p.email])
     assert len({line.split(":")[0] for line in found}) == len(encodings(p.email))
+
+
+def test_a_long_number_that_merely_passes_luhn_is_not_a_card() -> None:
+    stamps = [str(1_796_586_018_458_371_000 + n) for n in range(100)]
+    assert any(luhn_ok(s) for s in stamps)
+    assert _kinds(" ".join(stamps)) == []
+    assert _kinds("amex 3782 822463 10005") == [("card", "378282246310005")]
