@@ -55,6 +55,7 @@ from shared_protocol.brain import (
     UsageTotals,
     VoteRequest,
 )
+from shared_protocol.privacy import PrivacyErasure, PrivacyExport, PrivacyRequest
 from shared_protocol.telemetry import KpiReport
 
 from .exceptions import SwarmError
@@ -132,6 +133,16 @@ class BrainClient:
 
     async def resume(self, reason: str) -> KillState:
         return await self._call("POST", "/v1/resume", KillState, ResumeRequest(reason=reason))
+
+    async def privacy_erase(self, subject: str, reason: str) -> PrivacyErasure:
+        """A captain destroys a data subject's key on the brain (the subject goes in the body, never the URL)."""
+        return await self._call(
+            "POST", "/v1/privacy/erase", PrivacyErasure, PrivacyRequest(subject=subject, reason=reason)
+        )
+
+    async def privacy_export(self, subject: str) -> PrivacyExport:
+        """A captain reads what the brain holds about a data subject, decrypted."""
+        return await self._call("POST", "/v1/privacy/export", PrivacyExport, PrivacyRequest(subject=subject))
 
     async def pause_agent(self, agent: str, reason: str) -> AgentPause:
         """A captain pauses one agent: the bodies of its tokens refuse as if killed until it is resumed."""

@@ -70,6 +70,7 @@ from shared_protocol.brain import (
     VoteRequest,
 )
 from shared_protocol.decisions import AnswerKind, DecisionState, OverrideAction
+from shared_protocol.privacy import HeldItem, MalformedSubject, PrivacyErasure, PrivacyExport, PrivacyRequest, Subject
 
 from . import governance
 from .anomaly_watch import AnomalyWatch
@@ -93,6 +94,7 @@ from .exceptions import (
 )
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
+from .privacy import held_in, open_protector
 from .rollout import live_ready, live_refusal, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
@@ -172,7 +174,9 @@ class Brain:
         self._clock = clock
         self._background: TaskGroup | None = None
         self.wake = wake or WakeSetup()
-        self.escalator = Escalator(state, self.wake, now=self.now)
+        self.privacy = open_protector(settings)
+        """`[privacy]`: the brain's subject keys; what it stores from requests is protected with them."""
+        self.escalator = Escalator(state, self.wake, now=self.now, redact=self.privacy.redact)
         self.telemetry = Telemetry(state, settings=settings, hub=self.hub, now=self.now)
         self.metrics = BrainMetrics(state, settings=settings, hub=self.hub, now=self.now)
         self.audit_feed = AuditFeed()
@@ -490,6 +494,15 @@ class Brain:
         A decision at the consensus thresholds gets its panel (`governance.open_panel`): the rule reviewers vote at
         once, and may settle it; one naming fewer paths than it changes files also needs a human
         (`governance.paths_unnamed`)."""
+        protect = self.privacy.protect  # (what a body sent is protected under its keys already: kept as it is)
+        request = request.model_copy(
+            update={
+                "summary": protect(request.summary),
+                "rationale": protect(request.rationale),
+                "options": [protect(option) for option in request.options],
+                "action": None if request.action is None else protect(request.action),
+            }
+        )
         now = self.now()
         decision = decisions.new_decision(
             request,
@@ -777,8 +790,8 @@ class Brain:
         task = created(
             Task(
                 id=f"task_{time.time_ns():x}{secrets.token_hex(4)}",
-                title=request.title,
-                description=request.description,
+                title=self.privacy.protect(request.title),
+                description=self.privacy.protect(request.description),
                 value_usd=request.value_usd,
                 state="queued",
                 created_at=now,
@@ -866,6 +879,7 @@ class Brain:
 
         With `holder`, a task claimed by another body is refused (`BodyMismatch`) in the same transaction.
         """
+        request = request.model_copy(update={"summary": self.privacy.protect(request.summary)})  # ([privacy])
         now = self.now()
         await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
         verification = request.verification
@@ -912,6 +926,7 @@ class Brain:
 
     async def park_task(self, by: Principal, task_id: str, request: ParkRequest, *, holder: str) -> Task:
         """The holder waits for a decision of its own body: no lease (the sweeper leaves it), the claim kept."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         task = await self.state.task(task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}'")
@@ -958,6 +973,7 @@ class Brain:
     async def abandon_parked_task(self, by: Principal, task_id: str, request: AbandonRequest, *, holder: str) -> Task:
         """The body holding a parked task gives it up without its claim token (its runner lost the task's saved
         state): abandoned with the reason, as if its decision had been denied."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         log = by.entry("task_outcome", at=now, reason=request.reason, target=task_id, detail={"outcome": "abandoned"})
         task = await self.state.abandon_parked_task(task_id, reason=request.reason, at=now, log=log, holder=holder)
@@ -966,6 +982,7 @@ class Brain:
 
     async def cancel_task(self, by: Principal, task_id: str, request: CancelRequest) -> Task:
         """Cancel a task not finished (final): its holder hears `task_cancelled` and its claim token goes stale."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         log = by.entry("task_cancel", at=now, reason=request.reason, target=task_id)
         task = await self.state.cancel_task(task_id, reason=request.reason, at=now, log=log)
@@ -1066,11 +1083,15 @@ class Brain:
                     f"as agent '{record.agent}'",
                     field=f"records.{n}.task_id",
                 )
-        stored, duplicates = await self.state.record_usage(body_id, batch.records)
+        redact = self.privacy.redact  # (telemetry's labels: personal data never kept, not even encrypted)
+        records = [
+            r.model_copy(update={"provider": redact(r.provider), "model": redact(r.model)}) for r in batch.records
+        ]
+        stored, duplicates = await self.state.record_usage(body_id, records)
         if stored:
             # (the engine does not say which records were new: the metrics count each record id once)
             agents = {t.agent for t in await self.state.tokens() if t.agent is not None and t.revoked_at is None}
-            self.metrics.observe_usage(batch.records, agents=agents)
+            self.metrics.observe_usage(records, agents=agents)
         return UsageAck(stored=stored, duplicates=duplicates)
 
     async def usage(
@@ -1210,3 +1231,53 @@ class Brain:
             except Exception:  # top of the daemon loop: log and retry; pending never means approved meanwhile
                 logger.exception("sweep failed; retrying")
             await anyio.sleep(self.settings.sweep_interval_s)
+
+    # -- privacy -----------------------------------------------------------------------------
+
+    def _subject(self, text: str) -> Subject:
+        try:
+            return self.privacy.parse_subject(text)
+        except MalformedSubject as exc:
+            raise InvalidRequest(str(exc), field="subject") from None
+
+    async def erase_subject(self, by: Principal, request: PrivacyRequest) -> PrivacyErasure:
+        """Crypto-shredding: destroy the subject's key, so every copy of their data the brain holds (tasks,
+        decisions, the log, its backups) is unreadable; the erasure is a log entry naming the subject's random id,
+        never the subject. `NotFound` when no key is held (never seen here, or erased already)."""
+        subject = self._subject(request.subject)
+        subject_id = self.privacy.keys.erase(subject.kind, subject.value)
+        if subject_id is None:
+            raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased already)")
+        log = by.entry(
+            "privacy_erase",
+            at=self.now(),
+            reason=self.privacy.redact(request.reason),
+            target=subject_id,
+            detail={"kind": subject.kind},
+        )
+        await self.state.append_log(log)
+        return PrivacyErasure(kind=subject.kind, erased=True)
+
+    async def export_subject(self, request: PrivacyRequest) -> PrivacyExport:
+        """What the brain holds about the subject, decrypted: in tasks, decisions and the log. `NotFound` when no
+        key is held."""
+        subject = self._subject(request.subject)
+        subject_id = self.privacy.keys.find(subject.kind, subject.value)
+        if subject_id is None:
+            raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased)")
+        held: list[HeldItem] = []
+        for task in await self.state.tasks():
+            held += held_in(
+                self.privacy, subject_id, f"task {task.id}", [("title", task.title), ("description", task.description)]
+            )
+        for decision in await self.state.decisions():
+            texts = [("summary", decision.summary), ("rationale", decision.rationale)]
+            texts += [(f"options[{n}]", option) for n, option in enumerate(decision.options)]
+            if decision.action is not None:
+                texts.append(("action", decision.action))
+            held += held_in(self.privacy, subject_id, f"decision {decision.id}", texts)
+        for entry in await self.state.log_entries(limit=100_000):
+            held += held_in(
+                self.privacy, subject_id, f"log {entry.at.isoformat()} {entry.action}", [("reason", entry.reason)]
+            )
+        return PrivacyExport(kind=subject.kind, held=held)

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from ._base import NonEmpty, ProtocolModel
 from .consensus import DEFAULT_DEADLINE_S, DEFAULT_QUORUM, HUMAN_SEAT, RULE_REVIEWERS, valid_quorum
 from .decisions import ApprovalThresholds
+from .privacy import PrivacyConfig
 from .secrets import SECRET_FIELD, SECRET_LITERAL, SecretRef, SecretsConfig, is_credential_variable
 from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
@@ -761,6 +762,7 @@ class SwarmConfig(ProtocolModel):
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])

@@ -16,6 +16,8 @@ Each `check_*` returns a `ReadinessItem` (name, ok, detail, fix); `report(items)
     secrets              no secret in the config is a raw value: every secret key is a reference that resolves
                          (`swarm secrets check`), no `file:` secret is readable by others, no URL carries a password
     robots_gate          the compliance gate's robots.txt check is on when an agent can use the network
+    pii_redaction        personal data is detected and kept only encrypted per subject or redacted ([privacy]
+                         redaction)
     shadow_period:NAME   the logic version of agent NAME going live (the configured one) shadowed `[rollout]
                          min_shadow_tasks` tasks over `[rollout] shadow_days` since its first shadow task (from the
                          brain's tasks), or is the brain's live version of NAME already (its rollout); one the brain
@@ -446,6 +448,22 @@ def check_robots_gate(config: SwarmConfig) -> ReadinessItem:
         "robots_gate",
         True,
         f"agents with network ({', '.join(networked)}) are held to robots.txt as {config.compliance.user_agent}",
+    )
+
+
+def check_pii_redaction(config: SwarmConfig) -> ReadinessItem:
+    """`[privacy] redaction` is on: personal data is kept only encrypted per subject, or redacted."""
+    if not config.privacy.redaction:
+        return _item(
+            "pii_redaction",
+            False,
+            "[privacy] redaction = false: personal data in audit events, tasks and decisions is kept in clear",
+            "set [privacy] redaction = true",
+        )
+    return _item(
+        "pii_redaction",
+        True,
+        "personal data is encrypted per subject in what bodies and the brain keep, and redacted in pages",
     )
 
 

@@ -129,8 +129,8 @@ def serve_settings(
     """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
     `[policy]` its bodies read (so both classify a decision alike), `[consensus]` and the captain agents,
     `[rollout]` (readiness_max_age_s, and the shadow and canary steps), `[metrics]
-    public`, `[limits] usd_per_hour` (the budget gauges of /metrics) and `[anomaly]` (the detector that pauses an
-    agent); every section of the file is checked."""
+    public`, `[limits] usd_per_hour` (the budget gauges of /metrics), `[anomaly]` (the detector that pauses an
+    agent) and `[privacy]`; every section of the file is checked."""
     settings = load_settings(config=config, host=host, port=port, db=db)
     swarm = load(config, swarm_home())
     update = {
@@ -142,6 +142,7 @@ def serve_settings(
         "usd_per_hour": swarm.limits.usd_per_hour,
         "anomaly": swarm.anomaly,
         "rollout": swarm.rollout,
+        "privacy": swarm.privacy,
     }
     return settings.model_copy(update=update), swarm
 

@@ -478,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         brain_cmds,
         decision_cmds,
         kpi_cmds,
+        privacy_cmds,
         readiness_cmds,
         rollout_cmds,
         secrets_cmds,
@@ -609,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     kpi_cmds.add_parsers(sub)  # type: ignore[arg-type]
     rollout_cmds.add_parsers(sub)  # type: ignore[arg-type]
     secrets_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    privacy_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(
         "undo",

@@ -123,6 +123,7 @@ async def _check(
             _readiness.check_consensus(config),
             _readiness.check_secrets(config, await anyio.to_thread.run_sync(check_references, config, secrets)),
             _readiness.check_robots_gate(config),
+            _readiness.check_pii_redaction(config),
         ]
         rollouts: dict[str, _readiness.RolloutFact] = {}
         if url is None or token is None:

@@ -29,13 +29,14 @@ from typing import Any
 
 from shared_protocol import AuditEvent
 from shared_protocol.audit import SIGNED_WHEN_SET
+from shared_protocol.privacy import Protector
 
 from .._db import StateDB, Writes
 from ..exceptions import AuditIntegrityError
 from . import _anchor, _journal
 from ._anchor import Head
 from ._chain import Attester, Chain
-from ._event import Appended, EventDraft, new_action_id
+from ._event import Appended, EventDraft, new_action_id, protect_draft
 from ._files import AuditFiles, KeyDamaged, create_key, hold_shared, read_key, sync_dir, upgrade_key
 from ._retention import prune_trail
 from ._verify import BROKEN, VerifyReport, broken, verify_trail
@@ -63,12 +64,23 @@ _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES
 class AuditStore:
     """The chain for one body identity, in the workspace's `state.db`."""
 
-    def __init__(self, db: StateDB, *, files: AuditFiles, body_id: str, logic_version: str | None = None) -> None:
+    def __init__(
+        self,
+        db: StateDB,
+        *,
+        files: AuditFiles,
+        body_id: str,
+        logic_version: str | None = None,
+        privacy: Protector | None = None,
+    ) -> None:
         """Open the chain's files (held shared against `swarm audit reset`) and its key: created for a new
         chain only. What makes the chain unverifiable before reading it (no key, no database) is noted in
         `broken`, and `sealed` when nothing can be appended; `check()` verifies the rest. `logic_version` (an
-        agent's body) is recorded on every event appended that names none."""
+        agent's body) is recorded on every event appended that names none. `privacy` (`[privacy] redaction`)
+        encrypts the personal data in every event before it is journaled (`protect_draft`): the chain signs
+        ciphertext, so erasing a subject's key leaves it verifiable."""
         self._db = db
+        self.privacy = privacy
         self._files = files
         self.body_id = body_id
         self.logic_version = logic_version
@@ -168,6 +180,8 @@ class AuditStore:
                 os.close(self._anchor_fd)
                 os.close(self._journal_fd)
                 os.close(self._lock_fd)
+                if self.privacy is not None:
+                    self.privacy.close()
 
     # -- writing -----------------------------------------------------------------------
 
@@ -262,6 +276,8 @@ class AuditStore:
 
     def _journal(self, draft: EventDraft, writes: Writes | None) -> Appended:
         """Chain `draft` onto the head and make it durable in the journal (flock held)."""
+        if self.privacy is not None:
+            draft = protect_draft(self.privacy, draft)
         seq, prev_mac = self._current_head()
         seq += 1
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.

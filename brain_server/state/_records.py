@@ -57,6 +57,7 @@ LogAction = Literal[
     "rollout_promote",
     "rollout_rollback",
     "rollout_live",
+    "privacy_erase",
 ]
 
 

@@ -166,8 +166,9 @@ async def answer_link(brain: Brain, request: Request, refusals: RefusalLog) -> R
         return _page("Needs a human captain", f"<p>{html.escape(why)}</p>", 403)
     if request.method == "GET":
         escalation = await brain.state.escalation(token.subject_id)
-        about = "" if escalation is None else f"<p><b>{html.escape(escalation.title)}</b></p>"
-        about += "" if escalation is None else f"<p>{html.escape(escalation.summary)}</p>"
+        redact = brain.privacy.redact  # (a page to a human: personal data redacted, never decrypted)
+        about = "" if escalation is None else f"<p><b>{html.escape(redact(escalation.title))}</b></p>"
+        about += "" if escalation is None else f"<p>{html.escape(redact(escalation.summary))}</p>"
         form = (
             f"<form method=post><button style='font-size:1.5em'>{label} {html.escape(token.subject_id)}</button></form>"
         )

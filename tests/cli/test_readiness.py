@@ -361,7 +361,7 @@ def test_readiness_json_has_exactly_the_specified_shape_and_exits_1_when_an_item
     assert all(set(item) == {"name", "ok", "detail", "fix"} for item in data["items"])
     names = [item["name"] for item in data["items"]]
     expected = ["kill_drill", "audit_chains", "snapshots", "restore_drill", "limits", "sandbox", "escalation"]
-    assert names == [*expected, "consensus", "secrets", "robots_gate", "shadow_period"]
+    assert names == [*expected, "consensus", "secrets", "robots_gate", "pii_redaction", "shadow_period"]
     failing = [item["name"] for item in data["items"] if not item["ok"]]
     line = one_line_error(result)
     assert line.startswith("swarm: not ready:") and all(name in line for name in failing)
