@@ -255,7 +255,7 @@ async def test_captain_override_with_bad_options_says_what_is_wrong_and_changes_
 ) -> None:
     async with live.client() as api:
         decision = ok(await api.post("/v1/decisions", decision_request(confidence=0.4), as_="body"), 201)
-    sent = {k: (decision["id"] if v == "DEC" else v) for k, v in options.items()}
+    sent: dict[str, str] = {k: (str(decision["id"]) if v == "DEC" else v) for k, v in options.items()}
     answer = ok(await discord.send(discord.command("captain-override", CAPTAIN, **sent)))
     assert answer["data"]["flags"] == 64 and problem in answer["data"]["content"]
     async with live.client() as api:
