@@ -43,6 +43,9 @@ class Discord:
         self._next = 1000
 
     def command(self, name: str, user: str, roles: list[str] | None = None, **options: str) -> dict[str, Any]:
+        return self.with_options(name, user, roles, options)
+
+    def with_options(self, name: str, user: str, roles: list[str] | None, options: dict[str, str]) -> dict[str, Any]:
         return self._interaction(
             2,
             user,
@@ -256,7 +259,7 @@ async def test_captain_override_with_bad_options_says_what_is_wrong_and_changes_
     async with live.client() as api:
         decision = ok(await api.post("/v1/decisions", decision_request(confidence=0.4), as_="body"), 201)
     sent: dict[str, str] = {k: (str(decision["id"]) if v == "DEC" else v) for k, v in options.items()}
-    answer = ok(await discord.send(discord.command("captain-override", CAPTAIN, **sent)))
+    answer = ok(await discord.send(discord.with_options("captain-override", CAPTAIN, None, sent)))
     assert answer["data"]["flags"] == 64 and problem in answer["data"]["content"]
     async with live.client() as api:
         stored = ok(await api.get(f"/v1/decisions/{decision['id']}", as_="captain"))
