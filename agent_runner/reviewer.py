@@ -37,11 +37,11 @@ from shared_protocol.brain import Decision, UsageAck, UsageBatch, VoteRequest
 from shared_protocol.decisions import VoteValue
 
 from .conversation import ModelRequest, UserMessage
-from .exceptions import BudgetRefused, ProviderError
+from .exceptions import BudgetRefused, ProviderError, RunnerUserError
 from .gate import KillGate
 from .loop import AgentProfile
 from .providers import Provider
-from .runner import EXIT_NO_TASK, EXIT_WORKED, UsageQueue
+from .runner import EXIT_NO_TASK, EXIT_WORKED, UsageQueue, _first  # pyright: ignore[reportPrivateUsage]
 from .wallet import Wallet
 
 VOTES: tuple[VoteValue, ...] = ("approve", "deny", "abstain")
@@ -141,13 +141,16 @@ class ReviewerRunner:
     async def run(self, *, once: bool = False, wait_s: float = 0.0) -> int:
         """Review decisions until cancelled (or, `once`, one decision: 0; none within `wait_s`: 3)."""
         code = EXIT_NO_TASK
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._listen)
-            await self._connected.wait()
-            try:
-                code = await self._loop(once=once, wait_s=wait_s)
-            finally:
-                group.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._listen)
+                await self._connected.wait()
+                try:
+                    code = await self._loop(once=once, wait_s=wait_s)
+                finally:
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # one failure of the reviewer's tasks: that one, as it was raised
+            raise _first(group) from None
         return code
 
     async def _loop(self, *, once: bool, wait_s: float) -> int:
@@ -244,9 +247,12 @@ class ReviewerRunner:
                     self.gate.release("failsafe")
                     self._on_event(name, data)
                     self._connected.set()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the stream ended (reconnect) or was refused (say why)
                 if _is_refusal(exc) and getattr(exc, "status", None) not in (408, 429):
-                    raise
+                    raise RunnerUserError(
+                        f"the brain refused agent {self.profile.name}'s event stream ({exc}): a reviewer runs with "
+                        f"its reviewer token (swarm brain token create --role reviewer --agent {self.profile.name})"
+                    ) from None
             now = time.monotonic()
             lost_at = now if lost_at is None else lost_at
             if now - lost_at >= self.failsafe_s:

@@ -54,8 +54,7 @@ def reviewers_toml() -> str:
 async def reviewer_tokens(state: MemoryStateEngine) -> dict[str, str]:
     now = datetime.now(UTC)
     return {
-        token_var(name): await issue_token(state, role="reviewer", label=name, at=now, agent=name)
-        for name in REVIEWERS
+        token_var(name): await issue_token(state, role="reviewer", label=name, at=now, agent=name) for name in REVIEWERS
     }
 
 
@@ -73,11 +72,13 @@ async def panel_run(
         done = await s.agent(name, "--once", "--wait", "90", timeout_s=150)
         results.append((done.returncode, done.stderr))
 
+    workers: list[tuple[int, str]] = []
     async with anyio.create_task_group() as group:
         for name in REVIEWERS:
             group.start_soon(reviewer, name)
         worker = await s.agent("worker-1", "--once", "--live", timeout_s=150)
-    assert worker.returncode == 0, worker.stderr
+        workers.append((worker.returncode, worker.stderr))
+    assert workers[0][0] == 0, workers[0][1]
     after = await s.task(task["id"])
     decision_id = next(e["detail"]["decision_id"] for e in after["history"] if e["kind"] == "parked")
     decision = (await s.captain.get(f"/v1/decisions/{decision_id}")).json()
