@@ -224,11 +224,17 @@ class TaskBrain(Protocol):
     async def post_usage(self, batch: UsageBatch) -> UsageAck: ...
 
 
+class UsagePoster(Protocol):
+    async def post_usage(self, batch: UsageBatch) -> UsageAck: ...
+
+
 class UsageQueue:
     """The wallet's sink: settled calls are queued at once (the wallet awaits the sink in a shielded scope) and
-    posted to the brain in batches by `run`; what could not be posted yet is posted by the next batch."""
+    posted to the brain in batches by `run`; what could not be posted yet is posted by the next batch. `body_id`
+    None: a reviewer's records (the brain charges them to the proposing task's body); a record's empty task id is
+    none."""
 
-    def __init__(self, brain: TaskBrain, body_id: str) -> None:
+    def __init__(self, brain: UsagePoster, body_id: str | None) -> None:
         self._brain = brain
         self._body_id = body_id
         self._pending: list[UsageRecord] = []
@@ -242,7 +248,7 @@ class UsageQueue:
                 at=record.at,
                 agent=record.agent,
                 logic_version=record.logic_version,
-                task_id=record.task_id,
+                task_id=record.task_id or None,
                 provider=record.provider,
                 model=record.model,
                 input_tokens=record.input_tokens,
