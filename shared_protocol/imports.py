@@ -13,7 +13,7 @@ Three more ways to stand in for a module are caught the same way: a file on an i
 of a namespace package the interpreter has (`nsp/real/__init__.py` in the workspace, no `nsp/__init__.py`, is what
 `import nsp.real` loads ahead of the installed portion: the names hold `nsp/real` for it, `portions_at`); and the test
 directories pytest puts first on `sys.path` (`prepend` import mode: the first directory above a test file without an
-`__init__.py`, `test_roots`) are import roots, so a fixed copy `test/app.py` beside the tests shadows `app`.
+`__init__.py`, `prepended_test_roots`) are import roots, so a fixed copy `test/app.py` beside the tests shadows `app`.
 
 The interpreter is never run for this: its names are read from its installation (the sandbox's Python is a
 read-only system one), and the host's own `sys.stdlib_module_names` are added (one version's standard library is
@@ -109,7 +109,7 @@ def import_roots(workspace: Path, protected: Sequence[str] = (), *, tests: bool 
     root): the root (`python3 -m …` puts the working directory first), `src/` when it exists, the directory of each
     Python file the check names (its acceptance inputs without wildcards: `python3 scripts/check.py` puts
     `scripts/` first), the `pythonpath` the project's pytest configuration declares, and (`tests`) the directories
-    pytest puts first for the project's test files (`test_roots`)."""
+    pytest puts first for the project's test files (`prepended_test_roots`)."""
     roots: list[Parts] = [()]
 
     def add(rel: str) -> None:
@@ -126,7 +126,7 @@ def import_roots(workspace: Path, protected: Sequence[str] = (), *, tests: bool 
             add(pattern.rsplit("/", 1)[0] if "/" in pattern else "")
     for rel in pytest_pythonpath(workspace):
         add(rel)
-    for parts in test_roots(workspace) if tests else ():
+    for parts in prepended_test_roots(workspace) if tests else ():
         add("/".join(parts))
     return tuple(roots)
 
@@ -136,7 +136,7 @@ TEST_FILES = re.compile(r"(test_.*|.*_test|conftest)\.py\Z")
 _NOT_SOURCE = frozenset({"node_modules", "__pycache__", "site-packages", "dist-packages"})
 
 
-def test_roots(workspace: Path) -> list[Parts]:
+def prepended_test_roots(workspace: Path) -> list[Parts]:
     """The directories pytest's default (`prepend`) import mode puts first on `sys.path` for the workspace's test
     files (`TEST_FILES`): for each, the first directory above it without an `__init__.py` (`test/` for
     `test/test_app.py`; the root for `pkg/tests/test_x.py` when `pkg/` and `pkg/tests/` are packages). A module

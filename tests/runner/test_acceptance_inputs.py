@@ -84,7 +84,7 @@ def test_a_pytest_plugin_the_command_loads_by_name_is_protected(tmp_path: Path) 
     """`pytest -p checks` imports `checks` (its file is part of the judge); `-p no:cacheprovider` loads nothing, and
     `-p` of another program (`mkdir -p out`) is no plugin."""
     found = acceptance_inputs(task("python3 -m pytest -p checks -pno:cacheprovider -p no:warnings -q"), tmp_path)
-    assert ["checks.*", "checks/__init__.*"] == [p for p in found if p.startswith("checks")]
+    assert [p for p in found if p.startswith("checks")] == ["checks.*", "checks/__init__.*"]
     assert not [p for p in found if p.startswith("no")]
     assert not [p for p in acceptance_inputs(task("sh -c 'mkdir -p out && make'"), tmp_path) if "out" in p]
 
@@ -117,3 +117,47 @@ def test_the_test_runners_config_and_startup_hooks_are_inputs_by_default_anywher
     assert [p for p in protected if policy.classify_parts(tuple(p.split("/")))[0] != "acceptance_input"] == []
     free = ["app.py", "src/app/core.py", "setup.py", "README.md", "pytest_plugin_notes.txt"]
     assert [p for p in free if policy.classify_parts(tuple(p.split("/")))[0] != "none"] == []
+
+
+def test_the_default_inputs_leave_the_code_under_test_and_new_modules_to_the_model(tmp_path: Path) -> None:
+    """What the default inputs and the shadowing rule protect is the check, not the work: the model may edit the
+    code under test, its non-test helpers, add modules of fresh names (in the root, in a package, beside the tests in
+    a directory not named like one), and data files; each refusal that does come names its rule."""
+    from body_mcp.policy import PathPolicy, acceptance_input_message, import_shadow
+
+    for rel in ("app.py", "spec/test_app.py", "src/pkg/__init__.py", "src/pkg/util.py", "pkg/helpers.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    inputs = acceptance_inputs(task("python3 -m pytest -q"), tmp_path)
+    env = tmp_path / "env"
+    env.mkdir()
+    policy = PathPolicy(denied=(), read_only=()).with_acceptance_inputs(
+        inputs, shadow=import_shadow(tmp_path, inputs, env)
+    )
+    for rel in (
+        "app.py",
+        "newmod.py",
+        "src/pkg/util.py",
+        "src/pkg/app.py",
+        "pkg/helpers.py",
+        "spec/fixtures_more.py",
+        "docs/tests.md",
+        "src/pkg/testing_utils.py",
+        "data/contest.json",
+    ):
+        assert policy.classify_parts(tuple(rel.split("/"))) == ("none", None), rel
+    refused = {
+        "pkg/tests/helpers.py": "**/tests/**",
+        "testing/data.json": "**/testing/**",
+        "x.dist-info/entry_points.txt": "**/*.dist-info/**",
+        ".python-version": ".python-version",
+        "spec/app.py": "import:app=app.py",
+        "app/__init__.py": "import:app=app.py",
+        "src/json.py": "import:json",
+    }
+    for rel, why in refused.items():
+        level, pattern = policy.classify_parts(tuple(rel.split("/")))
+        assert (level, pattern) == ("acceptance_input", why), rel
+        assert (why.split("=")[0].removeprefix("import:") if why.startswith("import:") else why) in (
+            acceptance_input_message(rel, pattern)
+        ), rel

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from body_mcp.policy import PathPolicy, import_shadow
 from shared_protocol.imports import import_roots, interpreter_module_names, shadowing_files
 

@@ -37,16 +37,6 @@ def repo_with_pytest(s: Stack) -> Path:
     return repo
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (critical): `python3 -m pytest` puts the workspace first on sys.path, and importlib.metadata finds "
-    "distributions there: a model writes `cheat.dist-info/{METADATA,entry_points.txt}` with a `[pytest11]` entry "
-    "point naming `cheat_plugin.py` (`import os; os._exit(0)`), none of which shadows an interpreter module or "
-    "matches DEFAULT_ACCEPTANCE_INPUTS; pytest autoloads the plugin and the check exits 0 without the fix. Fix: "
-    "refuse `*.dist-info/**` and `*.egg-info/**` on an import root (body policy and runner `_shadowing`), and run "
-    "the check with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 plus the plugins the check's env installed (or list entry "
-    "points only from the check's env site dirs).",
-)
 async def test_review17c_a_pytest11_entry_point_in_the_workspace_does_not_verify(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         repo = repo_with_pytest(s)
