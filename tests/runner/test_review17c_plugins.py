@@ -94,6 +94,10 @@ def test_review17c_the_makefile_of_a_make_check_is_an_acceptance_input(tmp_path:
     (make: Makefile, makefile, GNUmakefile, *.mk; npm/yarn/pnpm: package.json; just: justfile; task:
     Taskfile.yml)."""
     assert not _open_to_the_model(tmp_path, "make test", "Makefile", existing=("Makefile",))
+    for rel in ("makefile", "GNUmakefile", "build/rules.mk", "sub/Makefile"):
+        assert not _open_to_the_model(tmp_path, "sh -c 'make -s test'", rel), rel
+    assert not _open_to_the_model(tmp_path, "just test", "Justfile")
+    assert _open_to_the_model(tmp_path, "python3 -m pytest -q tests", "Makefile"), "a check that runs no make"
 
 
 def test_review17c_package_json_of_an_npm_check_is_an_acceptance_input(tmp_path: Path) -> None:
@@ -101,6 +105,8 @@ def test_review17c_package_json_of_an_npm_check_is_an_acceptance_input(tmp_path:
     `scripts.test`; package.json is an input only when the task has a setup (SETUP_INPUTS), so with none a model
     sets `"test": "true"`. Fix: as for make, the runner's manifest is an input of the command that runs it."""
     assert not _open_to_the_model(tmp_path, "npm test", "package.json", existing=("package.json",))
+    for acceptance, rel in (("npm test", ".npmrc"), ("yarn test", "yarn.lock"), ("pnpm test", "pnpm-lock.yaml")):
+        assert not _open_to_the_model(tmp_path, acceptance, rel), (acceptance, rel)
 
 
 def test_review17c_python_version_is_an_acceptance_input(tmp_path: Path) -> None:
