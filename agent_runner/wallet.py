@@ -169,6 +169,8 @@ class UsageRecord:
     cache_write_tokens: int
     usd: Decimal
     outcome: AttemptOutcome
+    duration_ms: float | None = None
+    """From the attempt's reservation to the next attempt's (a retry's wait included) or to the settlement."""
 
 
 UsageSink = Callable[[UsageRecord], Awaitable[None]]
@@ -330,6 +332,7 @@ class WalletCall:
         self.request = request
         self._holds: dict[int, tuple[Hold, Decimal]] = {}
         self._meters: dict[int, Meter] = {}
+        self._started: dict[int, datetime] = {}
         self._input_tokens = 0
         self._reservation: Decimal | None = None
         self._done = False
@@ -351,6 +354,7 @@ class WalletCall:
         self.task.check(self._reservation, what)
         hold = wallet.ledger.reserve(float(self._reservation), what=what)
         self._holds[number] = (hold, self._reservation)
+        self._started[number] = wallet.clock()
         meter = self._meters[number] = Meter()
         return meter
 
@@ -381,6 +385,9 @@ class WalletCall:
         wallet = self.task.wallet
         records: list[UsageRecord] = []
         holds, self._holds = self._holds, {}
+        now = wallet.clock()
+        starts = sorted(self._started.items())
+        ends = {number: (starts[n + 1][1] if n + 1 < len(starts) else now) for n, (number, _) in enumerate(starts)}
         for number, (hold, reserved) in sorted(holds.items()):
             attempt = attempts.get(number)
             meter = self._meters.get(number)
@@ -403,11 +410,15 @@ class WalletCall:
                 wallet.ledger.settle(hold, float(usd))
             else:
                 wallet.ledger.release(hold)
-            records.append(self._record(outcome, usage, usd))
+            started = self._started.get(number)
+            took = None if started is None else max((ends[number] - started).total_seconds() * 1000, 0.0)
+            records.append(self._record(outcome, usage, usd, took))
         self.task.settled(self, records)
         return records
 
-    def _record(self, outcome: AttemptOutcome, usage: TokenUsage | None, usd: Decimal) -> UsageRecord:
+    def _record(
+        self, outcome: AttemptOutcome, usage: TokenUsage | None, usd: Decimal, duration_ms: float | None
+    ) -> UsageRecord:
         wallet = self.task.wallet
         tokens = usage or TokenUsage(input_tokens=0, output_tokens=0)
         return UsageRecord(
@@ -424,4 +435,5 @@ class WalletCall:
             cache_write_tokens=tokens.cache_write_tokens,
             usd=usd,
             outcome=outcome,
+            duration_ms=duration_ms,
         )

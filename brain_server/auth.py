@@ -249,7 +249,11 @@ async def session_principal(
                 field=CSRF_HEADER,
             )
     if record.role not in allowed:
-        raise Forbidden(f"a {record.role} may not do this (needs: {', '.join(sorted(allowed))})")
+        article = "an" if record.role[0] in "aeiou" else "a"
+        raise Forbidden(
+            f"{record.label} is logged in as {article} {record.role}, who may not do this "
+            f"(needs: {', '.join(sorted(allowed))})"
+        )
     if at - session.last_seen >= timedelta(seconds=min(5.0, rules.idle_s / 10)):
         await state.touch_session(session_hash, at)
     return Principal(token_id=record.id, role=record.role, label=record.label)

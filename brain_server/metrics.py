@@ -5,10 +5,14 @@ Each brain builds its own `CollectorRegistry` (never the process-global one), ho
 - counted as the brain ingests them (reset when it restarts, as Prometheus counters may be):
   `swarm_tool_calls_total{agent,logic_version,tool,outcome,code}` and
   `swarm_tool_call_duration_seconds{tool,outcome}` (histogram), from the bodies' audit events;
+  `swarm_llm_call_duration_seconds{agent,model,outcome}` (histogram), from the runners' usage records that carry a
+  `duration_ms` (each record once per process: a record resent after a restart, or after `USAGE_IDS_KEPT` newer
+  ones, is observed again);
 - read from the state at each scrape (`BrainMetrics.render` takes one snapshot, then writes it out):
   `swarm_llm_calls_total{agent,model,outcome}`, `swarm_llm_tokens_total{agent,model,kind}`,
   `swarm_llm_cost_usd_total{agent,model}` (usage records are never deleted: these only grow),
   `swarm_tasks{state}`, `swarm_task_duration_seconds{state}` (histogram: created to finished),
+  `swarm_decision_answer_seconds{state}` (histogram: created to its first answer, by the state it ended in),
   `swarm_decisions{state}`, `swarm_decisions_pending`, `swarm_kill_switch_engaged`, `swarm_bodies_connected`,
   `swarm_spend_usd_last_hour`, `swarm_spend_limit_usd_per_hour` and `swarm_budget_used_ratio` (when the brain
   knows the `[limits] usd_per_hour` it serves under).
@@ -18,6 +22,7 @@ The metric names are the contract of `deploy/grafana-swarm.json`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,12 +34,12 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from shared_protocol import AuditEvent, RefusalCode
-from shared_protocol.brain import TaskState
+from shared_protocol.brain import TaskState, UsageRecord
 from shared_protocol.decisions import DecisionState
 
 from .events import EventHub
 from .settings import BrainSettings
-from .state import StateEngine, TaskTiming, UsageSummary
+from .state import DecisionTiming, StateEngine, TaskTiming, UsageSummary
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """What `generate_latest` writes: the classic text format (every Prometheus reads it)."""
@@ -67,6 +72,10 @@ class _LabelValues:
 
 TOOL_CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 TASK_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86_400.0, 7 * 86_400.0)
+LLM_CALL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+DECISION_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86_400.0)
+USAGE_IDS_KEPT = 20_000
+"""Usage record ids remembered as observed, so that a batch resent (with new records after the old) counts once."""
 
 
 @dataclass(kw_only=True)
@@ -75,6 +84,7 @@ class _Snapshot:
 
     usage: Sequence[UsageSummary] = ()
     timings: Sequence[TaskTiming] = ()
+    decision_timings: Sequence[DecisionTiming] = ()
     tasks: dict[TaskState, int] = field(default_factory=dict[TaskState, int])
     verified_succeeded: int = 0
     decisions: dict[DecisionState, int] = field(default_factory=dict[DecisionState, int])
@@ -87,13 +97,16 @@ class _Snapshot:
 class _StateCollector:
     """Writes out the snapshot `BrainMetrics.render` took (a collector's `collect` cannot await the state)."""
 
-    def __init__(self, limit_usd_per_hour: float | None) -> None:
+    def __init__(self, limit_usd_per_hour: float | None, *, models: _LabelValues) -> None:
         self.snapshot = _Snapshot()
         self._limit = limit_usd_per_hour
-        self._models = _LabelValues()
+        self._models = models
         self._finished: dict[str, tuple[str, float]] = {}
         """Task id: the state and duration it was first seen finished with (this process): observed once, so that
         the histogram never goes down (a finished task put back by an undo stays counted)."""
+        self._answered: dict[str, tuple[str, float]] = {}
+        """Decision id: the state and seconds to its first answer, as first seen answered (this process), likewise
+        (a decision vetoed after its approval stays counted as approved)."""
 
     def collect(self) -> Iterable[Metric]:
         s = self.snapshot
@@ -149,6 +162,17 @@ class _StateCollector:
             "swarm_task_duration_seconds",
             "Finished tasks: seconds from created to finished (each task once, as first seen finished)",
             list(self._finished.values()),
+            TASK_BUCKETS,
+        )
+        for d in s.decision_timings:
+            if d.decision_id not in self._answered:
+                self._answered[d.decision_id] = (d.state, max((d.answered_at - d.created_at).total_seconds(), 0.0))
+        yield _histogram(
+            "swarm_decision_answer_seconds",
+            "Answered decisions: seconds from created to the first answer (rules, a person, the panel or the "
+            "deadline), by the state first seen",
+            list(self._answered.values()),
+            DECISION_BUCKETS,
         )
         decisions = GaugeMetricFamily("swarm_decisions", "Decisions by state", labels=["state"])
         for state in get_args(DecisionState):
@@ -172,11 +196,13 @@ class _StateCollector:
                 )
 
 
-def _histogram(name: str, documentation: str, observations: Sequence[tuple[str, float]]) -> HistogramMetricFamily:
+def _histogram(
+    name: str, documentation: str, observations: Sequence[tuple[str, float]], bounds: Sequence[float]
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=["state"])
     for state in sorted({label for label, _ in observations}):
         values = [v for label, v in observations if label == state]
-        buckets = [(str(bound), float(sum(1 for v in values if v <= bound))) for bound in TASK_BUCKETS]
+        buckets = [(str(bound), float(sum(1 for v in values if v <= bound))) for bound in bounds]
         buckets.append(("+Inf", float(len(values))))
         family.add_metric([state], buckets, sum_value=sum(values))
     return family
@@ -207,11 +233,20 @@ class BrainMetrics:
             buckets=TOOL_CALL_BUCKETS,
             registry=self.registry,
         )
+        self._llm_seconds = Histogram(
+            "swarm_llm_call_duration_seconds",
+            "LLM call (attempt) duration as the runner timed it (from its usage records)",
+            ["agent", "model", "outcome"],
+            buckets=LLM_CALL_BUCKETS,
+            registry=self.registry,
+        )
         self._agents = _LabelValues()
         self._logic_versions = _LabelValues([""])
         self._tools = _LabelValues([""])
         self._codes = _LabelValues(["", *(code.value for code in RefusalCode)])
-        self._collector = _StateCollector(settings.usd_per_hour)
+        self._models = _LabelValues()
+        self._usage_seen: OrderedDict[str, None] = OrderedDict()
+        self._collector = _StateCollector(settings.usd_per_hour, models=self._models)
         self.registry.register(self._collector)
 
     def observe_audit(self, events: Iterable[AuditEvent], *, agents: Container[str] = ()) -> None:
@@ -231,6 +266,22 @@ class BrainMetrics:
             ).inc()
             self._tool_seconds.labels(tool, event.outcome).observe(max(event.duration_ms, 0.0) / 1000)
 
+    def observe_usage(self, records: Iterable[UsageRecord], *, agents: Container[str] = ()) -> None:
+        """Time the LLM calls among stored usage records that carry a `duration_ms`, each record id once (of the
+        last `USAGE_IDS_KEPT`). Labels are bounded as `observe_audit`'s (agents with a token pass, models are folded
+        past `MAX_NEW_LABEL_VALUES`)."""
+        for record in records:
+            if record.id in self._usage_seen:
+                continue
+            self._usage_seen[record.id] = None
+            if len(self._usage_seen) > USAGE_IDS_KEPT:
+                self._usage_seen.popitem(last=False)
+            if record.duration_ms is None:
+                continue
+            self._llm_seconds.labels(
+                self._agents(record.agent, known=agents), self._models(record.model), record.outcome
+            ).observe(record.duration_ms / 1000)
+
     async def render(self) -> bytes:
         """The text exposition of every metric, read from the state now."""
         state = self._state
@@ -240,6 +291,7 @@ class BrainMetrics:
         snapshot = _Snapshot(
             usage=await state.usage_summary(),
             timings=await state.task_timings(),
+            decision_timings=await state.decision_timings(),
             tasks=await state.count_tasks(),
             verified_succeeded=await state.count_verified_succeeded(),
             decisions=await state.count_decisions(),

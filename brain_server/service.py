@@ -1035,6 +1035,10 @@ class Brain:
                     field=f"records.{n}.task_id",
                 )
         stored, duplicates = await self.state.record_usage(body_id, batch.records)
+        if stored:
+            # (the engine does not say which records were new: the metrics count each record id once)
+            agents = {t.agent for t in await self.state.tokens() if t.agent is not None and t.revoked_at is None}
+            self.metrics.observe_usage(batch.records, agents=agents)
         return UsageAck(stored=stored, duplicates=duplicates)
 
     async def usage(

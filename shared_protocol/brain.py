@@ -37,6 +37,7 @@ from .decisions import Role as Role
 from .decisions import Verdict as Verdict
 from .decisions import Vote as Vote
 from .decisions import VoteValue as VoteValue
+from .verdict import CheckReport
 
 BrainEventName = Literal["kill", "resume", "decision", "task_available", "task_cancelled", "task_ended", "policy"]
 TaskState = Literal["queued", "claimed", "waiting_approval", "succeeded", "failed", "abandoned", "cancelled"]
@@ -474,8 +475,8 @@ class Verification(ProtocolModel):
     event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
     `detail` says why): a `run_command` of the claiming body, not the model's, naming this task (`task_id`),
     attested under the verification key the body registered (`attest`), after the claim in its chain, in the
-    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, and that confirmed no
-    other verification."""
+    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, whose pytest report (for
+    a pytest check: `report`) says every collected test passed, and that confirmed no other verification."""
 
     command: str
     exit_code: int | None = None
@@ -491,11 +492,16 @@ class Verification(ProtocolModel):
     after_seq: int | None = None
     """Set by the brain: the claiming body's audit chain head the brain held when it granted the claim (the re-run
     must come after it in the chain: the brain's own order, not the body's clock)."""
+    report: CheckReport | None = None
+    """A pytest check (`shared_protocol.verdict.pytest_start`): what the body's reporter saw of the re-run, whose
+    verdict is the check's (the exit code is kept as evidence); None for a check whose verdict is its exit code."""
 
     @model_validator(mode="after")
     def _verified_means_exit_0(self) -> Verification:
         if self.verified and (self.exit_code != 0 or not self.action_id):
             raise ValueError("verified needs exit_code 0 and the action_id of the body's re-run")
+        if self.verified and self.report is not None and self.report.verdict != "passed":
+            raise ValueError("verified needs the check's report to say passed")
         return self
 
 
@@ -711,6 +717,8 @@ MAX_USAGE_TOKENS = 10**12
 """Tokens of one kind in one LLM call: far above any context window, far below what sums overflow."""
 MAX_USAGE_USD = 1_000_000.0
 """Cost of one LLM call (USD): a finite ceiling, so that no record can turn a total into infinity."""
+MAX_USAGE_DURATION_MS = 86_400_000.0
+"""How long one LLM call may say it took (a day, in milliseconds): a finite ceiling for the latency histogram."""
 MAX_USAGE_AHEAD_S = 300
 """How far past the brain's clock a usage record's `at` may be (clock skew); further is refused."""
 MAX_LABEL_TEXT = 200
@@ -734,6 +742,8 @@ class UsageRecord(ProtocolModel):
     cache_write_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
     usd: float = Field(default=0.0, ge=0, le=MAX_USAGE_USD, allow_inf_nan=False)
     outcome: UsageOutcome = "answered"
+    duration_ms: float | None = Field(default=None, ge=0, le=MAX_USAGE_DURATION_MS, allow_inf_nan=False)
+    """How long the attempt took as the runner timed it (None: not timed): `swarm_llm_call_duration_seconds`."""
 
 
 MAX_USAGE_BATCH = 1000

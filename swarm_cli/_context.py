@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sqlite3
@@ -38,6 +39,12 @@ def load(flag: str | None, home: Path) -> SwarmConfig:
 def brain_url(flag: str | None) -> str | None:
     """`--brain URL`, else `$SWARM_BRAIN_URL`."""
     return flag or os.environ.get("SWARM_BRAIN_URL") or None
+
+
+def brain_options(parser: argparse.ArgumentParser, *, token_of: str) -> None:
+    """`--brain URL` and `--token` for a command that asks the brain over HTTP; `token_of`: whose token it takes."""
+    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
+    parser.add_argument("--token", help=f"{token_of} bearer token (default: $SWARM_TOKEN)")
 
 
 def human() -> str:

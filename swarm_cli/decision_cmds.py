@@ -95,11 +95,6 @@ def cmd_vote(args: argparse.Namespace) -> int:
     return 0
 
 
-def _brain_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
-    parser.add_argument("--token", help="a reviewer's, approver's or captain's bearer token (default: $SWARM_TOKEN)")
-
-
 def add_parsers(sub: _Subparsers) -> None:
     """Register `swarm decisions list` and `swarm vote` on the `swarm` subcommands."""
     decisions = sub.add_parser("decisions", help="the brain's decisions", description="the brain's decisions")
@@ -108,11 +103,11 @@ def add_parsers(sub: _Subparsers) -> None:
     p.set_defaults(func=cmd_list)
     p.add_argument("--pending", action="store_true", help="only pending ones, most valuable task first")
     p.add_argument("--json", action="store_true", help="the decisions as a JSON list")
-    _brain_args(p)
+    _context.brain_options(p, token_of="a reviewer's, approver's or captain's")
 
     p = sub.add_parser("vote", help="vote on a pending decision (the voter is the token's)")
     p.set_defaults(func=cmd_vote)
     p.add_argument("id", help="the decision id")
     p.add_argument("value", choices=list(get_args(VoteValue)), help="approve, deny or abstain")
     p.add_argument("--reason", required=True, help="why (recorded with the vote)")
-    _brain_args(p)
+    _context.brain_options(p, token_of="a reviewer's, approver's or captain's")

@@ -97,5 +97,4 @@ def add_parsers(sub: _Subparsers) -> None:
     p.set_defaults(func=cmd_kpi)
     p.add_argument("--since", default=DEFAULT_SINCE, metavar="DURATION", help="the window: 30m, 12h, 7d (default 7d)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
-    p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
-    p.add_argument("--token", help="an approver's or captain's bearer token (default: $SWARM_TOKEN)")
+    _context.brain_options(p, token_of="an approver's or captain's")

@@ -234,8 +234,7 @@ def cmd_override(args: argparse.Namespace) -> int:
 
 
 def _brain_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
-    parser.add_argument("--token", help="a captain's bearer token for the brain (default: $SWARM_TOKEN)")
+    _context.brain_options(parser, token_of="a captain's")
     parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
 

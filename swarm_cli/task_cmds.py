@@ -230,11 +230,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _brain_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
-    parser.add_argument("--token", help="an approver's or captain's bearer token (default: $SWARM_TOKEN)")
-
-
 def add_parsers(sub: _Subparsers) -> None:
     """Register `swarm task add|list|show|cancel` on the `swarm` subcommands."""
     task = sub.add_parser("task", help="the brain's task queue", description="the brain's task queue")
@@ -266,23 +261,23 @@ def add_parsers(sub: _Subparsers) -> None:
         action="store_true",
         help="let the model change every file, the acceptance command's inputs included",
     )
-    _brain_args(p)
+    _context.brain_options(p, token_of="an approver's or captain's")
 
     p = task_sub.add_parser("list", help="the tasks, oldest first")
     p.set_defaults(func=cmd_list)
     p.add_argument("--state", choices=list(get_args(TaskState)), help="only tasks in this state")
     p.add_argument("--agent", help="only tasks claimed (now or last) by this agent")
     p.add_argument("--json", action="store_true", help="the tasks as JSON")
-    _brain_args(p)
+    _context.brain_options(p, token_of="an approver's or captain's")
 
     p = task_sub.add_parser("show", help="one task: its history, verification, evidence and spend")
     p.set_defaults(func=cmd_show)
     p.add_argument("id", help="the task id")
     p.add_argument("--json", action="store_true", help="the task as JSON")
-    _brain_args(p)
+    _context.brain_options(p, token_of="an approver's or captain's")
 
     p = task_sub.add_parser("cancel", help="cancel a task not finished (its agent is told to stop)")
     p.set_defaults(func=cmd_cancel)
     p.add_argument("id", help="the task id")
     p.add_argument("--reason", default="cancelled from the command line", help="why (recorded by the brain)")
-    _brain_args(p)
+    _context.brain_options(p, token_of="an approver's or captain's")

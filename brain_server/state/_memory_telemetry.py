@@ -8,7 +8,7 @@ from datetime import datetime
 from shared_protocol.brain import FINAL_TASK_STATES, Decision, Task, UsageRecord
 from shared_protocol.decisions import DecisionState
 
-from ._records import LogEntry, Presence, TaskTiming, UsageSummary
+from ._records import DecisionTiming, LogEntry, Presence, TaskTiming, UsageSummary
 
 
 class MemoryTelemetry:
@@ -85,4 +85,11 @@ class MemoryTelemetry:
             TaskTiming(task_id=t.id, state=t.state, created_at=t.created_at, finished_at=t.finished_at)
             for t in self._tasks.values()
             if t.state in FINAL_TASK_STATES and t.finished_at is not None
+        ]
+
+    async def decision_timings(self) -> list[DecisionTiming]:
+        return [
+            DecisionTiming(decision_id=d.id, state=d.state, created_at=d.created_at, answered_at=d.answers[0].at)
+            for d in self._decisions.values()
+            if d.state != "pending" and d.answers
         ]

@@ -37,6 +37,7 @@ from ._records import (
     Compensation,
     CompensationDraft,
     DecisionReplaced,
+    DecisionTiming,
     LogEntry,
     Presence,
     Rebinding,
@@ -448,6 +449,10 @@ class TelemetryStore(Protocol):
 
     async def task_timings(self) -> list[TaskTiming]:
         """Every finished task's final state, creation and finish times."""
+        ...
+
+    async def decision_timings(self) -> list[DecisionTiming]:
+        """Every decision no longer pending: its state, creation time and its first answer's time."""
         ...
 
 

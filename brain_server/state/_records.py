@@ -227,3 +227,14 @@ class TaskTiming:
     state: str
     created_at: datetime
     finished_at: datetime
+
+
+@dataclass(kw_only=True, frozen=True)
+class DecisionTiming:
+    """An answered decision's state and times (`TelemetryStore.decision_timings`): `answered_at` is its first
+    answer's (the rules', a person's, the panel's or the deadline's), whatever overrode it later."""
+
+    decision_id: str
+    state: str
+    created_at: datetime
+    answered_at: datetime

@@ -11,7 +11,7 @@ from typing import cast
 from shared_protocol.brain import Decision, UsageRecord
 from shared_protocol.decisions import DecisionState
 
-from ._records import LogEntry, Presence, TaskTiming, UsageSummary
+from ._records import DecisionTiming, LogEntry, Presence, TaskTiming, UsageSummary
 from ._rules import iso, parse_time
 from ._sqlite_db import SqliteDatabase
 
@@ -128,6 +128,22 @@ class SqliteTelemetry(SqliteDatabase):
                 state=str(row["state"]),
                 created_at=cast(datetime, parse_time(row["created_at"])),
                 finished_at=cast(datetime, parse_time(row["finished_at"])),
+            )
+            for row in rows
+        ]
+
+    async def decision_timings(self) -> list[DecisionTiming]:
+        rows = await self._rows(
+            "SELECT id, state, json_extract(decision, '$.created_at') AS created_at, "
+            "json_extract(decision, '$.answers[0].at') AS answered_at FROM decisions "
+            "WHERE state != 'pending' AND json_extract(decision, '$.answers[0].at') IS NOT NULL"
+        )
+        return [
+            DecisionTiming(
+                decision_id=str(row["id"]),
+                state=str(row["state"]),
+                created_at=cast(datetime, parse_time(row["created_at"])),
+                answered_at=cast(datetime, parse_time(row["answered_at"])),
             )
             for row in rows
         ]

@@ -4,8 +4,6 @@ tunnel carries. Real HTTP servers on 127.0.0.1, reached through the proxy by a p
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ from body_mcp import build_server
 from body_mcp.compliance import Compliance, preset_hosts
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig, ConfigInvalid, parse_config
+from tests.fakes.static_http import Reply, serve_static
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -32,33 +31,14 @@ ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /private/open\n\nUser-agen
 def site(robots: bytes | int = ROBOTS) -> Iterator[tuple[int, list[str]]]:
     """An HTTP/1.1 server (keep-alive) on 127.0.0.1: `/robots.txt` is `robots` (or that status), every other path
     200 with the path as body; yields its port and the paths asked, in order."""
-    asked: list[str] = []
 
-    class Site(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(path: str) -> Reply:
+        if path == "/robots.txt":
+            return Reply(robots) if isinstance(robots, int) else Reply(200, robots)
+        return Reply(200, path.encode())
 
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            status, body = 200, self.path.encode()
-            if self.path == "/robots.txt":
-                status, body = (robots, b"") if isinstance(robots, int) else (200, robots)
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], asked
-    finally:
-        server.shutdown()
-        thread.join()
+    with serve_static(answer, keep_alive=True) as served:
+        yield served.port, served.asked
 
 
 async def get(proxy: CountingProxy, url: str) -> tuple[int, bytes]:

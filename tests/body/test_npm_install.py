@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from mcp import Client
 
 from body_mcp import build_server
 from body_mcp.state import StatePaths
+from tests.fakes.static_http import Reply, routes, serve_static
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -62,32 +61,12 @@ def registry() -> Iterator[tuple[int, list[str]]]:
             "versions": {VERSION: {"name": PACKAGE, "version": VERSION, "dist": dist}},
         }
     ).encode()
-    asked: list[str] = []
-
-    class Registry(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            body, kind = {
-                f"/{PACKAGE}": (packument, "application/json"),
-                f"/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz": (content, "application/octet-stream"),
-            }.get(self.path, (b"", "text/plain"))
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], asked
-    finally:
-        server.shutdown()
-        thread.join()
+    table = {
+        f"/{PACKAGE}": Reply(200, packument, "application/json"),
+        f"/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz": Reply(200, content, "application/octet-stream"),
+    }
+    with serve_static(routes(table)) as served:
+        yield served.port, served.asked
 
 
 async def test_npm_installs_from_a_pinned_local_registry_through_the_proxy(

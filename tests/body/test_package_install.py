@@ -4,11 +4,6 @@ package lands in the task's environment, nothing in the workspace changes, and e
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import http.server
-import threading
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +12,8 @@ from mcp import Client
 
 from body_mcp import build_server
 from body_mcp.state import StatePaths
+from tests.fakes.pkgindex import pure_wheel, serve_index
+from tests.fakes.static_http import Site
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -25,70 +22,16 @@ pytestmark = pytest.mark.anyio
 
 PROJECT = "swarm-tinypkg"
 MODULE = "swarm_tinypkg"
-WHEEL = f"{MODULE}-0.1-py3-none-any.whl"
+WHEEL = f"{MODULE}-0.1-py3-none-any.whl"  # (the name pure_wheel gives it)
 GREETING = "hello from the local index"
 
 
-def build_wheel(directory: Path) -> Path:
-    """A pure-Python wheel, written by hand (a wheel is a zip with METADATA, WHEEL and RECORD)."""
-    dist_info = f"{MODULE}-0.1.dist-info"
-    files = {
-        f"{MODULE}/__init__.py": f"GREETING = {GREETING!r}\n".encode(),
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {PROJECT}\nVersion: 0.1\n".encode(),
-        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: swarm-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = ""
-    for name, content in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
-        record += f"{name},sha256={digest},{len(content)}\n"
-    files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
-    path = directory / WHEEL
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return path
-
-
 @pytest.fixture
-def index(tmp_path: Path) -> Iterator[tuple[int, list[str]]]:
-    """A PEP 503 simple index on 127.0.0.1 serving the wheel; yields its port and the paths it was asked for."""
-    wheel = build_wheel(tmp_path)
-    content = wheel.read_bytes()
-    sha = hashlib.sha256(content).hexdigest()
-    page = f'<html><body><a href="/files/{WHEEL}#sha256={sha}">{WHEEL}</a></body></html>'.encode()
-    asked: list[str] = []
-
-    class Index(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            self.wfile.write(self._head())
-
-        def do_HEAD(self) -> None:  # (uv asks before it fetches a wheel)
-            self._head()
-
-        def _head(self) -> bytes:
-            body, kind = {
-                f"/simple/{PROJECT}/": (page, "text/html"),
-                f"/files/{WHEEL}": (content, "application/octet-stream"),
-            }.get(self.path, (b"", ""))
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", kind or "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "max-age=600")  # (so that pip caches what it fetched)
-            self.end_headers()
-            return body
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], asked
-    finally:
-        server.shutdown()
-        thread.join()
+def index(tmp_path: Path) -> Iterator[Site]:
+    """A PEP 503 simple index on 127.0.0.1 serving one pure-Python wheel the test builds."""
+    wheel = pure_wheel(tmp_path, PROJECT, {f"{MODULE}/__init__.py": f"GREETING = {GREETING!r}\n"})
+    with serve_index([wheel]) as site:
+        yield site
 
 
 INSTALLERS = {
@@ -99,11 +42,11 @@ INSTALLERS = {
 
 @pytest.mark.parametrize("installer", ["pip", "uv"])
 async def test_a_package_installs_from_a_pinned_local_index_through_the_proxy(
-    workspace: Path, home: Path, index: tuple[int, list[str]], installer: str
+    workspace: Path, home: Path, index: Site, installer: str
 ) -> None:
     require_binary("bwrap", "bubblewrap")
     require_binary("python3", "python3-venv")
-    port, asked = index
+    port, asked = index.port, index.asked
     sandbox = {"allowed_domains": ["pkgs.test"], "pinned_hosts": {"pkgs.test": f"127.0.0.1:{port}"}}
     body = make_body(workspace, home, {"sandbox": sandbox})
     install = [*INSTALLERS[installer], "pkgs.test", "--index-url", "http://pkgs.test/simple/", PROJECT]
@@ -133,11 +76,9 @@ async def test_a_package_installs_from_a_pinned_local_index_through_the_proxy(
     assert any((state.cache / installer).iterdir())  # the installer's cache is Swarm's, not ~/.cache
 
 
-async def test_a_loopback_index_that_is_not_pinned_is_refused(
-    workspace: Path, home: Path, index: tuple[int, list[str]]
-) -> None:
+async def test_a_loopback_index_that_is_not_pinned_is_refused(workspace: Path, home: Path, index: Site) -> None:
     require_binary("bwrap", "bubblewrap")
-    port, asked = index
+    port, asked = index.port, index.asked
     body = make_body(workspace, home, {"sandbox": {"allowed_domains": ["127.0.0.1", "localhost"]}})
     code = (
         "import urllib.request, urllib.error\n"

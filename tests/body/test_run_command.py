@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from mcp import Client
 
 from body_mcp import Body, build_server
 from body_mcp.killswitch import LocalKillSwitch
+from tests.fakes.static_http import Reply, serve_static
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok, refused
@@ -236,22 +238,8 @@ async def test_without_any_isolation_commands_are_refused_never_run_bare(workspa
 
 
 async def test_network_on_reaches_an_allowed_host_through_the_counting_proxy_only(workspace: Path, home: Path) -> None:
-    import http.server
-    import threading
-
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "5")
-            self.end_headers()
-            self.wfile.write(b"hello")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = contextlib.ExitStack()
+    port = server.enter_context(serve_static(lambda _: Reply(200, b"hello"))).port
     code = (
         "import urllib.request, urllib.error\n"
         f"for url in ('http://127.0.0.1:{port}/', 'http://localhost:{port}/'):\n"
@@ -278,26 +266,14 @@ async def test_network_on_reaches_an_allowed_host_through_the_counting_proxy_onl
             assert " 200" not in off["stdout"]
     finally:
         body.close()
-        server.shutdown()
+        server.close()
 
 
 async def test_network_commands_are_recorded_irreversible_and_policy_can_demand_approval(
     workspace: Path, home: Path
 ) -> None:
-    import http.server
-    import threading
-
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = contextlib.ExitStack()
+    port = server.enter_context(serve_static(lambda _: Reply(204))).port
     code = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/'); open('out.txt', 'w').write('x')"
     pinned = {"allowed_domains": ["127.0.0.1"], "pinned_hosts": {f"127.0.0.1:{port}": "127.0.0.1"}}
     config = {"sandbox": pinned, "policy": {"approve_irreversible": True}}
@@ -331,7 +307,7 @@ async def test_network_commands_are_recorded_irreversible_and_policy_can_demand_
             assert undone["irreversible"] == [f"{ran['action_id']}: its network requests cannot be undone"]
     finally:
         body.close()
-        server.shutdown()
+        server.close()
 
 
 async def test_directories_a_command_creates_count_toward_the_blast_radius(client: Client, workspace: Path) -> None:

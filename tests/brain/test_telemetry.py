@@ -305,6 +305,8 @@ async def test_metrics_parse_and_count_tool_calls_llm_usage_tasks_decisions_and_
     assert m["swarm_task_duration_seconds_count"][(("state", "succeeded"),)] == 2
     decisions = {labels[0][1]: v for labels, v in m["swarm_decisions"].items() if v}
     assert decisions == {"approved": 3, "denied": 1, "pending": 1}
+    answered = {labels[0][1]: v for labels, v in m["swarm_decision_answer_seconds_count"].items()}
+    assert answered == {"approved": 3, "denied": 1}  # (the pending one is not answered yet)
     assert m["swarm_decisions_pending"][()] == 1
     assert m["swarm_kill_switch_engaged"][()] == 0
     # spend in the last hour: the four records made at T0 (the fifth is ten days old); limit $10/hour
@@ -382,6 +384,8 @@ async def test_presence_older_than_the_retention_is_pruned_and_logged(
 async def test_the_grafana_dashboard_names_only_metrics_the_brain_exposes(api: BrainClient) -> None:
     await seed(api)
     ok(await api.post("/v1/audit", batch("body-b", audit_chain("body-b", 1)), as_="body"))
+    timed = {**usage(90, task_id=None, usd=0.0, tokens=(1, 1)), "duration_ms": 1200.0}
+    ok(await api.post("/v1/usage", {"records": [timed]}, as_="w1"))
     exposed = set(families((await api.get("/metrics", as_="approver")).text))
     dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana-swarm.json").read_text())
     named = {

@@ -136,12 +136,31 @@ async def _nothing_ran(page: Page, dialogs: list[Dialog]) -> None:
     assert await page.locator("main img, main b, main script").count() == 0
 
 
+async def _pause_in(db: Path, agent: str, reason: str, detail: dict[str, Any]) -> None:
+    """Agent `agent` paused by the anomaly detector, written through an engine of its own on `db`."""
+    from datetime import UTC, datetime
+
+    from brain_server import SqliteStateEngine
+    from brain_server.state import LogEntry
+    from shared_protocol.brain import AgentPause
+
+    at = datetime.now(UTC)
+    state = await SqliteStateEngine.open(db)
+    try:
+        pause = AgentPause(agent=agent, reason=reason, by="anomaly", source="anomaly", at=at, detail=detail)
+        log = LogEntry(at=at, action="agent_pause", by="anomaly", reason=reason, target=agent, detail=detail)
+        assert await state.pause_agent(pause, log)
+    finally:
+        await state.close()
+
+
 async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: Path) -> None:
     chromium()
     db, port = tmp_path / "brain.db", _free_port()
     url = f"http://127.0.0.1:{port}"
     approver = await issue_in(db, "approver", "approver-bo")
     body = await issue_in(db, "body", "body-x")
+    await _pause_in(db, "w9", "paused " + PAYLOAD, {"metric " + PAYLOAD: {"value": PAYLOAD}})
     async with (
         brain_on(port, db),
         httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {body}"}) as agent,
@@ -185,8 +204,9 @@ async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: P
         await expect(page.locator("#kill-button")).to_be_hidden()  # (a captain's)
         assert (await agent.post("/v1/audit", json=batch("body-x", [planted]))).status_code == 200
 
-        # Every view that shows what the agent wrote: tasks, active agents, pending decisions, errors, the audit
-        # stream, an action's explanation.
+        # Every view that shows what the agent wrote: tasks, active agents, pending decisions, paused agents (the
+        # reason and numbers of an anomaly pause), errors, the audit stream, an action's explanation. (Votes'
+        # rationales: test_review20b_browser.)
         await expect(page.locator("#tasks .task-title")).to_have_text("title " + PAYLOAD)
         await expect(page.locator("#agents tr[data-agent='claude']")).to_contain_text("title " + PAYLOAD)
         await expect(page.locator("#errors")).to_contain_text("message " + PAYLOAD)
@@ -194,6 +214,9 @@ async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: P
         await expect(item.locator(".summary")).to_have_text("summary " + PAYLOAD)
         await expect(item).to_contain_text("why " + PAYLOAD)
         await expect(item.locator(".options li")).to_have_text([PAYLOAD])
+        paused = page.locator("#paused li.paused-agent[data-agent='w9']")
+        await expect(paused).to_contain_text("paused " + PAYLOAD)
+        await expect(paused.locator(".numbers li")).to_have_text([f"metric {PAYLOAD}: value {PAYLOAD}"])
         audit = page.locator("#audit li.audit-item")
         await expect(audit).to_contain_text("because " + PAYLOAD)
         await audit.click()

@@ -13,19 +13,17 @@ console scripts left for the installer to make from `entry_points.txt`), with it
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import http.server
 import importlib.metadata
 import re
-import threading
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import Requirement
+
+from .static_http import Reply, Site, routes, serve_static
 
 _SKIPPED = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json")
 
@@ -86,61 +84,22 @@ def installed_wheels(directory: Path, name: str, *, seen: set[str] | None = None
     return wheels
 
 
-@dataclass
-class Index:
-    port: int
-    asked: list[str] = field(default_factory=list[str])
-    """The paths requested, in order."""
+CACHEABLE = {"Cache-Control": "max-age=600"}  # (so that pip caches what it fetched, as from a real index)
 
 
 @contextmanager
-def serve_index(wheels: Sequence[Path]) -> Iterator[Index]:
+def serve_index(wheels: Sequence[Path]) -> Iterator[Site]:
     """Serve `wheels` as a PEP 503 index (`/simple/<project>/`, files under `/files/`) on 127.0.0.1."""
-    files = {wheel.name: wheel.read_bytes() for wheel in wheels}
+    table: dict[str, Reply] = {}
     projects: dict[str, list[str]] = {}
     for wheel in wheels:
+        table[f"/files/{wheel.name}"] = Reply(200, wheel.read_bytes(), "application/octet-stream", CACHEABLE)
         projects.setdefault(normalized(wheel.name.split("-")[0]), []).append(wheel.name)
-    pages: dict[str, bytes] = {}
     for project, names in projects.items():
         links = "".join(
-            f'<a href="/files/{n}#sha256={hashlib.sha256(files[n]).hexdigest()}">{n}</a><br/>' for n in names
+            f'<a href="/files/{n}#sha256={hashlib.sha256(table[f"/files/{n}"].body).hexdigest()}">{n}</a><br/>'
+            for n in names
         )
-        pages[f"/simple/{project}/"] = f"<html><body>{links}</body></html>".encode()
-    index = Index(port=0)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            index.asked.append(self.path)
-            body = self._head()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # (an installer that hung up)
-                self.wfile.write(body)
-
-        def do_HEAD(self) -> None:  # (uv asks before it fetches a wheel)
-            self._head()
-
-        def _head(self) -> bytes:
-            path = self.path.split("?")[0]
-            if path in pages:
-                body, kind = pages[path], "text/html"
-            elif path.startswith("/files/") and path.removeprefix("/files/") in files:
-                body, kind = files[path.removeprefix("/files/")], "application/octet-stream"
-            else:
-                body, kind = b"", "text/plain"
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            return body
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    index.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield index
-    finally:
-        server.shutdown()
-        thread.join()
+        table[f"/simple/{project}/"] = Reply(200, f"<html><body>{links}</body></html>".encode(), "text/html")
+    with serve_static(routes(table)) as site:
+        yield site

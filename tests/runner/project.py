@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.fakes.pkgindex import Index, installed_wheels, pure_wheel, serve_index
+from tests.fakes.pkgindex import installed_wheels, pure_wheel, serve_index
+from tests.fakes.static_http import Site
 
 INDEX_HOST = "pkgs.test"
 DEPENDENCY = "swarm-tinypkg"
@@ -95,7 +96,7 @@ def make_project(repo: Path, port: int, *, host: str = INDEX_HOST) -> Path:
 
 
 @contextmanager
-def project_index(directory: Path) -> Iterator[Index]:
+def project_index(directory: Path) -> Iterator[Site]:
     """The index serving the project's dependency and pytest (with what pytest needs)."""
     wheels = directory / "wheels"
     wheels.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import anyio
@@ -346,3 +347,28 @@ async def test_a_slow_answer_is_billed_whole_and_one_abandoned_halfway_for_the_o
 def _usd(entry: Served) -> Decimal:
     bill = Bill(served=[entry])
     return bill.usd(RATES)
+
+
+async def test_each_attempt_is_timed_by_the_wallets_clock_for_the_latency_histogram() -> None:
+    """`duration_ms`: from the attempt's reservation to the next attempt's, or to the settlement (a record the brain
+    observes in `swarm_llm_call_duration_seconds`)."""
+    now = [datetime(2030, 1, 1, tzinfo=UTC)]
+    ledger, sink = MemoryLedger(), Sink()
+    wallet = Wallet(
+        ledger,
+        priced(),
+        provider="openai",
+        agent="coder",
+        logic_version="lv-0123456789abcdef",
+        max_usd_per_task=2.0,
+        sink=sink,
+        clock=lambda: now[0],
+    )
+
+    async def answer(request: ModelRequest) -> ModelTurn:
+        now[0] += timedelta(milliseconds=2500)  # the model thinks for 2.5 s
+        return ModelTurn(content="done", usage=TokenUsage(input_tokens=10, output_tokens=1))
+
+    await wallet.task("t-9").complete(InMemoryProvider([answer]), small_request())
+    [record] = sink.records
+    assert record.duration_ms == pytest.approx(2500.0)

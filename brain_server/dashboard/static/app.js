@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const state = { session: null, stream: null, audit: [], errors: [], decisionCache: {}, refreshTimer: null };
+  const state = { session: null, stream: null, audit: [], errors: [], decisionCache: {}, refreshTimer: null, paused: new Set() };
   const AUDIT_KEEP = 200;
 
   function $(id) { return document.getElementById(id); }
@@ -145,6 +145,7 @@
   async function refreshStatus() {
     const status = await api("GET", "/v1/status");
     renderKill(status.kill);
+    renderPaused(status.paused_agents || []);
     const body = $("bodies").tBodies[0];
     clear(body);
     for (const b of status.bodies) {
@@ -179,7 +180,8 @@
     for (const a of agents.values()) {
       const doing = a.tasks.map((t) => t.state + ": " + t.title + " (" + t.id + ")").join("; ");
       const states = Array.from(new Set(a.tasks.map((t) => t.state === "claimed" ? "working" : "waiting for approval"))).join(", ");
-      const row = el("tr", "agent-row", el("td", "agent-name", a.agent), el("td", null, states), el("td", null, doing), el("td", null, Array.from(a.bodies).join(", ")));
+      const paused = state.paused.has(a.agent) ? " (PAUSED)" : "";
+      const row = el("tr", "agent-row", el("td", "agent-name", a.agent), el("td", null, states + paused), el("td", null, doing), el("td", null, Array.from(a.bodies).join(", ")));
       row.dataset.agent = a.agent;
       agentBody.appendChild(row);
     }
@@ -234,6 +236,7 @@
     item.dataset.decisionId = d.id;
     item.appendChild(el("div", "summary", d.summary));
     const options = d.options.length ? el("ul", "options", ...d.options.map((o) => el("li", null, o))) : "(none given)";
+    const panel = d.panel || [];
     item.appendChild(facts([
       ["Agent", d.agent + " on body " + d.body_id],
       ["Why (agent's rationale)", d.rationale],
@@ -244,6 +247,9 @@
       ["Action", d.action || ""],
       ["Files", d.files.join(", ")],
       ["Deadline", when(d.deadline) + " (silence is a denial)"],
+      ["Panel", panel.length ? renderPanel(d) : ""],
+      ["Votes", (d.votes || []).length ? renderVotes(d) : (panel.length ? "no votes yet" : "")],
+      ["Deadlock ladder", (d.ladder || []).length ? el("ol", "ladder", ...d.ladder.map((s) => el("li", "ladder-step", when(s.at) + " " + s.kind + ": " + s.reason))) : ""],
     ]));
     const reason = el("input", "reason");
     reason.type = "text";
@@ -254,7 +260,88 @@
     approve.addEventListener("click", () => answer(d.id, "approve", reason.value));
     deny.addEventListener("click", () => answer(d.id, "deny", reason.value));
     item.appendChild(el("div", null, reason, approve, deny));
+    // A vote with its reason (the brain records it under this session's token: human:<label>).
+    const value = el("select", "vote-value", ...["approve", "deny", "abstain"].map((v) => { const o = el("option", null, v); o.value = v; return o; }));
+    const why = el("input", "vote-reason");
+    why.type = "text";
+    why.placeholder = "why (a vote needs a reason)";
+    const vote = el("button", "vote", "Vote");
+    vote.type = "button";
+    vote.addEventListener("click", () => castVote(d.id, value.value, why.value));
+    item.appendChild(el("div", "vote-form", value, why, vote));
+    item.appendChild(el("p", "hint vote-note", voteNote(d)));
     return item;
+  }
+
+  // The panel's count as the brain makes it (shared_protocol.consensus.count): each seat's latest vote.
+  function panelCount(d) {
+    const latest = {};
+    for (const v of d.votes || []) latest[v.voter] = v;
+    const seats = new Set(d.panel);
+    let approvals = 0, denials = 0, abstentions = 0;
+    for (const seat of seats) {
+      const v = latest[seat];
+      if (!v) continue;
+      if (v.value === "approve") approvals++; else if (v.value === "deny") denials++; else abstentions++;
+    }
+    const missing = seats.size - approvals - denials - abstentions;
+    let outcome = "open: waiting for votes";
+    if (approvals >= d.quorum) outcome = d.human_required ? "quorum reached: waiting for a human's approval" : "approved";
+    else if (denials >= d.quorum) outcome = "denied";
+    else if (approvals + missing < d.quorum) outcome = approvals === denials && approvals > 0 ? "tie: a deadlock" : "cannot reach the quorum";
+    return { approvals, denials, abstentions, missing, outcome };
+  }
+
+  function renderPanel(d) {
+    const c = panelCount(d);
+    return el("div", "panel-state",
+      el("div", "quorum", "quorum " + d.quorum + " of " + d.panel.length + ": " + c.approvals + " approve, " + c.denials + " deny, " + c.abstentions + " abstain, " + c.missing + " not voted (" + c.outcome + ")"),
+      el("div", null, "seats: " + d.panel.join(", ")),
+      el("div", null, "a human's approval is " + (d.human_required ? "required too" : "not required")),
+      d.quorum_deadline ? el("div", null, "the panel has until " + when(d.quorum_deadline) + ", then the deadlock ladder") : null);
+  }
+
+  function renderVotes(d) {
+    const latest = {};
+    for (const v of d.votes) latest[v.voter] = v;
+    const seats = new Set(d.panel || []);
+    return el("ol", "votes", ...d.votes.map((v) => {
+      const notes = [];
+      if (latest[v.voter] !== v) notes.push("replaced by a later vote");
+      if (seats.size && !seats.has(v.voter)) notes.push("no seat on the panel");
+      const by = v.voter + (v.role ? " (" + v.role + ")" : "") + (v.logic_version ? " [" + v.logic_version + "]" : "");
+      const li = el("li", "vote-item", el("span", "when", when(v.at) + " "), el("span", "voter", by), ": ",
+        el("span", "value", v.value), " — ", el("span", "rationale", v.rationale), notes.length ? " (" + notes.join("; ") + ")" : null);
+      li.dataset.voter = v.voter;
+      return li;
+    }));
+  }
+
+  // What this human's Approve, Deny or vote does to this decision (governance.settle's rules, in words).
+  function voteNote(d) {
+    const s = state.session;
+    const seat = "human:" + s.label;
+    const panel = d.panel || [];
+    const ladder = d.ladder || [];
+    const last = ladder.length ? ladder[ladder.length - 1].kind : null;
+    if (!panel.length) return "Approve, Deny or a vote answer it at once.";
+    if (last === "human_captain" && s.role === "captain") return "The deadlock is at the human captain's step: your vote (or Approve / Deny) decides it.";
+    const lines = [];
+    if (panel.includes(seat)) lines.push("You hold the seat " + seat + ": your vote counts toward the quorum.");
+    else lines.push("You (" + seat + ") hold no seat on this panel: an approval does not count toward its quorum" + (d.human_required ? ", but it is the human approval it also requires." : "; it settles nothing."));
+    lines.push("A deny from you denies it at once.");
+    if (last === "human_captain") lines.push("The deadlock waits for a human captain.");
+    return lines.join(" ");
+  }
+
+  async function castVote(id, value, reason) {
+    if (!reason.trim()) { text("action-error", "a vote needs a reason: say why you vote " + value); return; }
+    try {
+      await api("POST", "/v1/decisions/" + encodeURIComponent(id) + "/votes", { value, reason });
+      text("action-error", "");
+    } catch (err) { reportError(err); }
+    refreshDecisions().catch(reportErrorQuietly);
+    refreshTasks().catch(reportErrorQuietly);
   }
 
   async function answer(id, verb, reason) {
@@ -279,6 +366,66 @@
       text("action-error", "");
     } catch (err) { reportError(err); }
   });
+
+  // -- paused agents (a kill switch scoped to one agent: the anomaly detector's or a captain's) ----------------
+
+  function pauseNumbers(detail) {
+    // An anomaly's numbers per metric (value, baseline median, robust sigma, threshold, samples), as text.
+    const lines = [];
+    for (const key of Object.keys(detail || {}).sort()) {
+      const v = detail[key];
+      if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+        const parts = Object.keys(v).map((k) => k + " " + (typeof v[k] === "number" ? Number(v[k].toFixed(3)) : String(v[k])));
+        lines.push(key + ": " + parts.join(", "));
+      } else {
+        lines.push(key + ": " + (typeof v === "string" ? v : JSON.stringify(v)));
+      }
+    }
+    return lines;
+  }
+
+  function renderPaused(pauses) {
+    state.paused = new Set(pauses.map((p) => p.agent));
+    const ol = $("paused");
+    clear(ol);
+    $("no-paused").hidden = pauses.length > 0;
+    const captain = state.session && state.session.role === "captain";
+    for (const p of pauses) {
+      const item = el("li", "paused-agent");
+      item.dataset.agent = p.agent;
+      const who = p.source === "anomaly" ? "the anomaly detector" : p.by;
+      item.appendChild(el("div", "summary", p.agent));
+      const numbers = pauseNumbers(p.detail);
+      item.appendChild(facts([
+        ["Paused by", who + " (" + p.source + ")"],
+        ["Since", when(p.at)],
+        ["Why", p.reason],
+        ["Numbers", numbers.length ? el("ul", "numbers", ...numbers.map((n) => el("li", null, n))) : ""],
+      ]));
+      const reason = el("input", "reason");
+      reason.type = "text";
+      reason.placeholder = "reason (optional)";
+      const resume = el("button", "resume-agent", "Resume " + p.agent);
+      resume.type = "button";
+      // A captain's: an approver sees it but cannot press it (the brain refuses anyone else's too, 403).
+      resume.disabled = !captain;
+      if (!captain) resume.title = "Resuming a paused agent is a captain's";
+      resume.addEventListener("click", () => resumeAgent(p.agent, reason.value));
+      item.appendChild(el("div", null, reason, resume, captain ? null : el("span", "hint", " Resuming a paused agent is a captain's.")));
+      ol.appendChild(item);
+    }
+  }
+
+  async function resumeAgent(agent, reason) {
+    try {
+      await api("POST", "/v1/agents/" + encodeURIComponent(agent) + "/resume", { reason: reason || "resumed from the dashboard" });
+      text("action-error", "");
+    } catch (err) {
+      reportError(err.status === 403 ? new Error("resuming agent " + agent + " was refused: " + err.message) : err);
+    }
+    refreshStatus().catch(reportErrorQuietly);
+    refreshTasks().catch(reportErrorQuietly);
+  }
 
   function renderErrors() {
     const ol = $("errors");

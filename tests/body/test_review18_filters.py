@@ -1,0 +1,85 @@
+"""Review #18 (round 2): the body's host git neutralises each filter driver the repository's config names with a
+`-c filter.<name>.<key>=` switch, and git splits a `-c` argument at its first `=`. A driver whose name holds `=`
+(`[filter "a=b"]`, which git's config and attribute parsers both accept) is therefore never switched off: its clean
+command runs on the host when the body stages, diffs or commits."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body, build_server
+
+from ..conftest import make_body
+from .git_repos import git, make_repo
+from .helpers import call, ok
+
+pytestmark = pytest.mark.anyio
+
+
+def _trap(tmp_path: Path, name: str) -> tuple[str, Path]:
+    marker = tmp_path / "markers" / name
+    marker.parent.mkdir(exist_ok=True)
+    script = tmp_path / f"{name}.sh"
+    script.write_text(f"#!/bin/sh\ntouch '{marker}'\ncat\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script), marker
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+async def client(repo: Path, home: Path) -> AsyncIterator[Client]:
+    body: Body = make_body(repo, home, {"git": {"timeout_s": 15}})
+    try:
+        async with Client(build_server(body)) as c:
+            yield c
+    finally:
+        body.close()
+
+
+async def _stage_diff_commit(client: Client) -> None:
+    ok(await call(client, "edit_file", path="src/app.py", edits=[{"old_text": "return 1", "new_text": "return 2"}]))
+    ok(await call(client, "write_file", path="new.py", content="y = 2\n"))
+    ok(await call(client, "git_status"))
+    ok(await call(client, "git_diff"))
+    ok(await call(client, "git_log", patch=True))
+    ok(await call(client, "git_commit", message="with a filter around"))
+
+
+async def test_a_filter_with_an_ordinary_name_stays_off(client: Client, repo: Path, tmp_path: Path) -> None:
+    """The control: the same trap under a plain driver name never fires (the mechanism works for it)."""
+    script, marker = _trap(tmp_path, "plain")
+    git(repo, "config", "--local", "filter.plain.clean", script)
+    git(repo, "config", "--local", "filter.plain.smudge", script)
+    (repo / ".git" / "info").mkdir(exist_ok=True)
+    (repo / ".git" / "info" / "attributes").write_text("* filter=plain\n")
+    await _stage_diff_commit(client)
+    assert not marker.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (high): a filter driver whose name holds '=' ([filter \"a=b\"], named by .git/info/attributes or "
+    "any .gitattributes) is never switched off: body_mcp/git/_run.py passes `-c filter.a=b.clean=`, which git reads "
+    "as key `filter.a` = `b.clean=`, so the repository's clean command runs on the host during git_status/git_diff/"
+    "git_commit. Fix: pass the overrides through GIT_CONFIG_COUNT/GIT_CONFIG_KEY_n/GIT_CONFIG_VALUE_n (keys may hold "
+    "'='), or refuse a repository whose config names a filter (or remote) with '=' in its name",
+)
+async def test_a_filter_whose_name_holds_an_equals_sign_never_runs(client: Client, repo: Path, tmp_path: Path) -> None:
+    script, marker = _trap(tmp_path, "equals")
+    git(repo, "config", "--local", "filter.a=b.clean", script)
+    git(repo, "config", "--local", "filter.a=b.smudge", script)
+    git(repo, "config", "--local", "filter.a=b.process", script)
+    (repo / ".git" / "info").mkdir(exist_ok=True)
+    (repo / ".git" / "info" / "attributes").write_text("* filter=a=b\n")
+    await _stage_diff_commit(client)
+    assert not marker.exists(), f"the repository's filter ran on the host: {sorted(os.listdir(marker.parent))}"

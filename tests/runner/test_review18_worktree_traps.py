@@ -1,0 +1,107 @@
+"""Review #18 (round 2): the runner's own host git (agent_runner/worktrees.py) against a repository that plants
+things, and against a `git worktree add` that fails half-way. Real git, real repositories in tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent_runner.worktrees import WorkspaceError, Worktrees
+
+from .test_worktrees import git, make_repo
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def spaces(tmp_path: Path) -> Worktrees:
+    return Worktrees(root=tmp_path / "work" / "worker-1", agent="worker-1")
+
+
+def _trap(tmp_path: Path, fired: Path) -> str:
+    script = tmp_path / "trap.sh"
+    script.write_text(f"#!/bin/sh\necho \"$0 $*\" >> '{fired}'\ncat\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (high): Worktrees._filters_off switches a filter off with `-c filter.<name>.smudge=cat`, and git "
+    "splits -c at the first '=': a driver named `a=b` (config [filter \"a=b\"], attributes `filter=a=b`) keeps its "
+    "smudge command, which `git worktree add`'s checkout runs on the host when the runner prepares a task. Fix: "
+    "GIT_CONFIG_COUNT/KEY/VALUE environment pairs for the overrides (or refuse such a repository before anything)",
+)
+def test_a_filter_named_with_an_equals_sign_does_not_run_when_a_worktree_is_made(
+    repo: Path, spaces: Worktrees, tmp_path: Path
+) -> None:
+    fired = tmp_path / "fired"
+    (repo / ".gitattributes").write_text("*.py filter=a=b\n")
+    git(repo, "add", ".gitattributes")
+    git(repo, "commit", "--quiet", "-m", "attributes")
+    script = _trap(tmp_path, fired)
+    git(repo, "config", "filter.a=b.smudge", script)
+    git(repo, "config", "filter.a=b.clean", script)
+    space = spaces.prepare("task_1", str(repo), shadow=False)
+    (space.path / "app.py").write_text("def main():\n    return 2\n")
+    spaces.handover(space)
+    assert not fired.exists(), fired.read_text()
+
+
+def test_program_keys_of_the_repository_do_not_run_through_the_runners_git(
+    repo: Path, spaces: Worktrees, tmp_path: Path
+) -> None:
+    """Pager, external diff, editor, ssh command, and the same planted through an include: the runner's status,
+    rev-list, worktree add/remove run none of them."""
+    fired = tmp_path / "fired"
+    script = _trap(tmp_path, fired)
+    included = tmp_path / "included.conf"
+    included.write_text(f"[core]\n\tfsmonitor = {script}\n\thooksPath = {tmp_path}\n[diff]\n\texternal = {script}\n")
+    (tmp_path / "post-checkout").write_text(f"#!/bin/sh\necho hook >> '{fired}'\n")
+    (tmp_path / "post-checkout").chmod(0o755)
+    for key in ("core.pager", "diff.external", "core.editor", "core.sshCommand", "sequence.editor", "core.askPass"):
+        git(repo, "config", key, script)
+    git(repo, "config", "include.path", str(included))
+    git(repo, "config", f"includeIf.gitdir:{repo}/.git.path", str(included))
+    space = spaces.prepare("task_1", str(repo), shadow=False)
+    (space.path / "app.py").write_text("def main():\n    return 2\n")
+    handed = spaces.handover(space)
+    assert handed is not None and handed.kept == space.path
+    assert spaces.leftovers()[0].changes == 1
+    assert not fired.exists(), fired.read_text()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (low): `git worktree add -b BRANCH PATH` makes the branch before it checks PATH; when it then fails "
+    "(here a dangling symlink at the worktree's path, which Path.exists() reports as absent), Worktrees._worktree "
+    "leaves the branch behind, and the next attempt is refused as 'branch exists already': half-created. Fix: "
+    "check with os.path.lexists, and on any failure of `worktree add` delete the branch it made (it still names "
+    "the base commit)",
+)
+def test_a_failed_worktree_add_leaves_no_branch_behind(repo: Path, spaces: Worktrees) -> None:
+    target = spaces.root / "worktrees" / "task_1"
+    target.parent.mkdir(parents=True)
+    os.symlink(spaces.root / "gone", target)
+    with pytest.raises(WorkspaceError):
+        spaces.prepare("task_1", str(repo), shadow=False)
+    assert git(repo, "branch", "--list", spaces.branch_for("task_1")) == ""
+
+
+def test_a_dirty_or_non_repository_is_refused_before_any_branch_or_directory(
+    repo: Path, spaces: Worktrees, tmp_path: Path
+) -> None:
+    (repo / "untracked.txt").write_text("mine\n")
+    with pytest.raises(WorkspaceError, match="uncommitted change"):
+        spaces.prepare("task_1", str(repo), shadow=False)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(WorkspaceError, match="not a git repository"):
+        spaces.prepare("task_2", str(plain), shadow=False)
+    assert git(repo, "branch", "--list", "swarm/*") == ""
+    assert not (spaces.root / "worktrees").exists()
