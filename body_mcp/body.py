@@ -119,6 +119,7 @@ class Body:
                 record=self.paths.link_state,
                 brain_url=settings.brain_url,
                 attester=self.audit.attester(),
+                pairing=settings.brain_pairing,
             )
             self.link.on_kill = self._kill_running_commands
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -44,6 +44,8 @@ from shared_protocol.brain import (
     ResumeRequest,
     ResumeTaskRequest,
     ReversalResult,
+    RolloutAction,
+    RolloutReport,
     Task,
     TaskList,
     TaskRequest,
@@ -142,6 +144,15 @@ class BrainClient:
         return await self._call(
             "POST", f"/v1/agents/{quote(agent, safe='')}/resume", KillState, PauseRequest(reason=reason)
         )
+
+    async def rollout(self, agent: str) -> RolloutReport:
+        """An agent's rollout: its live and candidate logic versions, the candidate's stage and metrics."""
+        return await self._call("GET", f"/v1/agents/{quote(agent, safe='')}/rollout", RolloutReport)
+
+    async def rollout_change(self, agent: str, change: Literal["promote", "rollback"], reason: str) -> RolloutReport:
+        """A human captain promotes the candidate one stage, or rolls it back."""
+        path = f"/v1/agents/{quote(agent, safe='')}/rollout/{change}"
+        return await self._call("POST", path, RolloutReport, RolloutAction(reason=reason))
 
     async def create_decision(self, request: DecisionRequest) -> Decision:
         return await self._call("POST", "/v1/decisions", Decision, request)

@@ -47,6 +47,7 @@ from shared_protocol.brain import (
     ResumeRequest,
     ResumeTaskRequest,
     Role,
+    RolloutAction,
     TaskList,
     TaskRequest,
     TaskState,
@@ -73,6 +74,7 @@ from .auth import (
     audit_agents,
     authenticate,
     authenticate_request,
+    check_pairing,
     claim_agent,
     own_body,
     speak_for,
@@ -188,8 +190,22 @@ class _Api:
         payload = await parse(request, PauseRequest)
         return json_response(await self.brain.resume_agent(who, agent, payload.reason))
 
+    async def rollout(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.rollouts.report(_agent_name(request)))
+
+    async def rollout_promote(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, RolloutAction)
+        return json_response(await self.brain.rollouts.promote(who, agent, payload.reason))
+
+    async def rollout_rollback(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, RolloutAction)
+        return json_response(await self.brain.rollouts.rollback(who, agent, payload.reason))
+
     async def register(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RegisterRequest)
+        check_pairing(who, payload.verify_key, payload.pairing)  # (before the token is bound to the body)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.register(payload, by=who, agent=who.agent))
 
@@ -237,7 +253,7 @@ class _Api:
 
     async def audit(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, AuditBatch)
-        audit_agents(who, payload.events)
+        await audit_agents(self.brain.state, who, payload.events)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.ingest_audit(payload))
 
@@ -488,6 +504,9 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/agents/{name}/pause", CAPTAIN, api.pause_agent),
         _route(brain, "POST", "/v1/agents/{name}/resume", CAPTAIN, api.resume_agent),
+        _route(brain, "GET", "/v1/agents/{name}/rollout", ANY_ROLE, api.rollout),
+        _route(brain, "POST", "/v1/agents/{name}/rollout/promote", CAPTAIN, api.rollout_promote),
+        _route(brain, "POST", "/v1/agents/{name}/rollout/rollback", CAPTAIN, api.rollout_rollback),
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
         _route(brain, "POST", "/v1/bodies/{body_id}/deregister", BODY, api.deregister),

@@ -77,6 +77,7 @@ from .auth import Principal, agent_token_command, rebind_body
 from .dashboard.feed import AuditFeed
 from .events import BrainEvent, EventHub
 from .exceptions import (
+    AgentPaused,
     BodyMismatch,
     ChainGap,
     ChainMismatch,
@@ -93,6 +94,7 @@ from .exceptions import (
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
 from .rollout import live_ready, live_refusal, usage_totals
+from .rollouts import Rollouts
 from .settings import BrainSettings
 from .state import (
     BodyRecord,
@@ -179,6 +181,8 @@ class Brain:
         self.anomaly = AnomalyWatch(
             state, config=settings.anomaly, pauses=self.pauses, alert=self.raise_alert, now=self.now
         )
+        self.rollouts = Rollouts(state, config=settings.rollout, alert=self.raise_alert, now=self.now)
+        """Each agent's rollout of a new logic version: shadow, canary steps, live (`rollouts.py`)."""
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -255,7 +259,8 @@ class Brain:
     ) -> Registration:
         """Register (or re-register) a body; the answer tells it how often to heartbeat and the kill state.
 
-        The first verification key a body id registers is kept (trust on first use, logged); another one is refused
+        The first verification key a body id registers is kept (trust on first use, logged; a paired token's
+        registration proved its pairing secret first, `auth.check_pairing`); another one is refused
         (`BodyKeyMismatch`, 409), nothing changed: a captain's rebind of the body forgets it."""
         now = self.now()
         body = BodyRecord(
@@ -267,7 +272,12 @@ class Brain:
             last_heartbeat=now,
             verify_key=request.verify_key,
         )
-        reason = "first registration with a verification key (trust on first use)"
+        paired = by is not None and by.pairing_hash is not None  # (`auth.check_pairing` checked the secret)
+        reason = (
+            "first registration with a verification key, proven by its token's pairing secret"
+            if paired
+            else "first registration with a verification key (trust on first use)"
+        )
         key_log = (
             LogEntry(at=now, action="body_key", by="body", reason=reason, target=request.body_id)
             if by is None
@@ -478,7 +488,8 @@ class Brain:
         same body (a retry) gets that decision back, and nobody is paged again.
 
         A decision at the consensus thresholds gets its panel (`governance.open_panel`): the rule reviewers vote at
-        once, and may settle it."""
+        once, and may settle it; one naming fewer paths than it changes files also needs a human
+        (`governance.paths_unnamed`)."""
         now = self.now()
         decision = decisions.new_decision(
             request,
@@ -508,7 +519,7 @@ class Brain:
         if stored.id != decision.id:
             return stored, False
         self._published(decision)
-        if decision.state == "pending" and (decision.needs == "human" or needs_human or decision.ladder):
+        if decision.state == "pending" and (decision.needs == "human" or decision.human_required or decision.ladder):
             await self.escalator.start_decision(decision)
         return decision, True
 
@@ -558,6 +569,19 @@ class Brain:
             )
         raise Forbidden("a body token cannot vote: votes come from reviewer, approver and captain tokens")
 
+    async def _unpaused(self, voter: governance.Voter, *, doing: str) -> governance.Voter:
+        """`voter`, unless it is a paused agent's (`AgentPaused`, 409): a paused agent steers nothing, neither by its
+        panel seat nor as the captain agent, until a human resumes it."""
+        if voter.agent is None:
+            return voter
+        pause = await self.pauses.pause_of(voter.agent)
+        if pause is None:
+            return voter
+        raise AgentPaused(
+            f"agent '{voter.agent}' is paused ({pause.reason}, by {pause.by}): it may not {doing} until a human "
+            f"captain resumes it (swarm resume --agent {voter.agent})"
+        )
+
     async def _governance_context(self, decision: Decision) -> governance.Context:
         """The captain agents, and the value of the task the proposing body holds (its priority), if any."""
         value: float | None = None
@@ -579,7 +603,7 @@ class Brain:
         """A vote by `by`'s token (reviewer, approver or captain), audited (as `action`), and whatever it settles.
 
         `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it."""
-        voter = self._voter(by)
+        voter = await self._unpaused(self._voter(by), doing="vote")
         return await self._change(
             by,
             decision_id,
@@ -599,7 +623,7 @@ class Brain:
 
     async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
         """A captain's veto or force (see `governance.override`): at once, audited, with its reason."""
-        voter = self._voter(by)
+        voter = await self._unpaused(self._voter(by), doing="override")
         return await self._change(
             by,
             decision_id,
@@ -776,7 +800,8 @@ class Brain:
         return stored, stored.id == task.id
 
     async def claim_task(self, by: Principal, request: ClaimRequest) -> ClaimResponse:
-        """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged.
+        """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged or the claiming
+        agent is paused.
 
         A live claim is refused (`NotReady`) unless readiness passed or a captain overrode it for the agent and its
         logic version; a shadow claim skips the tasks this agent and logic version shadowed already; with
@@ -784,12 +809,16 @@ class Brain:
         """
         if request.mode == "live":
             await self._check_live(request.agent, request.logic_version)
-        if (await self.state.kill_state()).engaged:
+        if (await self.kill_state(request.agent or None)).engaged:  # the brain's kill switch, or the agent's pause
             return ClaimResponse(task=None)
         now = self.now()
         await self._requeue_expired(now)
         if request.task_id is not None and await self.state.task(request.task_id) is None:
             raise NotFound(f"no task '{request.task_id}'")
+        # The agent's rollout decides which version may take which live task (the canary's share, by task id).
+        if request.agent and request.mode != "ide":
+            await self.rollouts.tick(request.agent)
+        buckets = await self.rollouts.route(request.agent, request.logic_version, request.mode)
         grant = ClaimGrant(
             body_id=request.body_id,
             agent=request.agent,
@@ -800,6 +829,7 @@ class Brain:
             logic_version=request.logic_version,
             task_id=request.task_id,
             by=by.name,
+            buckets=buckets,
         )
 
         def log(task: Task) -> LogEntry:
@@ -876,6 +906,8 @@ class Brain:
         )
         if task.state == "queued":  # a shadow run: the task is there to be worked for real
             self._task_available(task.id, "requeued")
+        if task.claimed_by is not None and task.claim_mode in ("shadow", "live"):
+            await self.rollouts.tick(task.claimed_by.agent)  # (a failing metric rolls back at once)
         return task
 
     async def park_task(self, by: Principal, task_id: str, request: ParkRequest, *, holder: str) -> Task:

@@ -574,6 +574,11 @@ class AgentConfig(ProtocolModel):
         default="",
         description="The agent's body token for the brain (env:NAME or file:/path); empty: SWARM_TOKEN.",
     )
+    pairing: SecretRef = Field(
+        default="",
+        description="The pairing secret of a paired token (`swarm brain token create --pair`; env:NAME or "
+        "file:/path), given to the agent's bodies as SWARM_PAIRING; empty: SWARM_PAIRING, if set.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -596,8 +601,11 @@ class AgentConfig(ProtocolModel):
 class RolloutConfig(ProtocolModel):
     """`[rollout]`: how an agent's logic version goes from shadow to live (readiness, canary steps)."""
 
-    shadow_days: int = Field(
-        default=7, ge=0, description="Days a logic version works in shadow before readiness can pass for it."
+    shadow_days: float = Field(
+        default=7,
+        ge=0,
+        description="Days a logic version works in shadow (from its first shadow task) before it may go on: "
+        "readiness for it, and its first canary step (a fraction is fine: 0.001 is 86.4 s).",
     )
     min_shadow_tasks: int = Field(default=20, ge=0, description="...and the shadow runs it must have completed.")
     readiness_max_age_s: int = Field(

@@ -531,16 +531,22 @@ class AuditStore:
                         return broken(problem, first_bad_seq=verified[0])
                     if _holds(conn, verified[0]):
                         start = verified
+                # A cursor: one row at a time, whatever the log's size.
                 rows = conn.execute(
                     "SELECT seq, id, body, mac FROM audit_events WHERE seq > ? ORDER BY seq",
                     (start[0] if start is not None else 0,),
-                ).fetchall()
+                )
 
                 def lookup(seq: int) -> str | None:
                     row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (seq,)).fetchone()
                     return None if row is None else str(row[0])
 
-                report = verify_trail(rows, chain=self._chain, anchor=anchor, start=start, lookup=lookup)
+                def checkpoint(through_seq: int) -> str | None:
+                    return _checkpoint_mac(conn, through_seq)
+
+                report = verify_trail(
+                    rows, chain=self._chain, anchor=anchor, start=start, lookup=lookup, checkpoint=checkpoint
+                )
         except sqlite3.DatabaseError as exc:
             return broken(f"state.db cannot be read ({exc})")
         if report.ok and problem is not None:  # (the whole chain read: its own first bad event said first)
@@ -668,3 +674,16 @@ def _against_checkpoint(conn: sqlite3.Connection, verified: Head) -> str | None:
     if seq < first:
         return None  # pruned by retention
     return f"event {seq}, verified earlier, is missing"
+
+
+def _checkpoint_mac(conn: sqlite3.Connection, through_seq: int) -> str | None:
+    """The `mac_at` of the last checkpoint event that names `through_seq` (a pruned chain resumes after it)."""
+    found: str | None = None
+    for (body,) in conn.execute('SELECT body FROM audit_events WHERE body LIKE \'%"kind":"checkpoint"%\' ORDER BY seq'):
+        try:
+            event = AuditEvent.model_validate_json(body)
+        except ValueError:
+            continue  # (verify reports it when it reaches it)
+        if event.kind == "checkpoint" and int(event.detail.get("through_seq", 0)) == through_seq:
+            found = str(event.detail.get("mac_at", ""))
+    return found
