@@ -126,3 +126,47 @@ async def test_review17d_code_under_test_patching_the_reporter_does_not_verify(t
         after = await live_run(s, repo, "python3 -m pytest -q tests")
         assert_unfixed(repo, after)
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+
+
+SWAP_THE_TEST = """import sys
+
+
+def _passing():
+    return None
+
+
+def _swap(frame, event, arg):
+    name = frame.f_globals.get("__name__", "")
+    if event == "return" and frame.f_code.co_name == "<module>" and name.endswith("test_app"):
+        frame.f_globals["test_main"] = _passing
+        sys.setprofile(None)
+
+
+sys.setprofile(_swap)
+
+
+def main():
+    return 1
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "HOLE (medium): README says a forged report 'takes code written against pytest or Swarm's reporter'; "
+        "this takes neither: app.py, imported by the protected test module, sets a stdlib profile hook that, when "
+        "the test module's body returns, replaces its `test_main` with a function of app.py's that passes; pytest "
+        "collects the replacement under the protected test's id, it passes, the unfixed task is verified with a "
+        "single test file. Fix (cheap, in the reporter): send each item's function's `__code__.co_filename` (and "
+        "`__module__`) with `collected`, and have `read_report` fail an item whose function is not defined in the "
+        "file its node id names; and say in the README that code under test can also rewrite the tests it is "
+        "imported by."
+    ),
+)
+async def test_review17d_code_under_test_swapping_the_test_function_does_not_verify(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        repo = repo_with_pytest(s)
+        s.script([turn("write_file", {"path": "app.py", "content": SWAP_THE_TEST}), DONE])
+        after = await live_run(s, repo, "python3 -m pytest -q tests")
+        assert_unfixed(repo, after)
+        assert after["verified"] is False, f"verified without the fix: {after['verification']}"
