@@ -170,3 +170,19 @@ async def test_review17d_code_under_test_swapping_the_test_function_does_not_ver
         after = await live_run(s, repo, "python3 -m pytest -q tests")
         assert_unfixed(repo, after)
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+
+
+EXIT_AT_RUN = "import pytest\n\n\ndef main():\n    pytest.exit('done', returncode=0)\n"
+EXIT_AT_IMPORT = "raise SystemExit(0)\n\n\ndef main():\n    return 1\n"
+
+
+@pytest.mark.parametrize("content", [EXIT_AT_RUN, EXIT_AT_IMPORT], ids=["pytest.exit-at-run", "SystemExit-at-import"])
+async def test_review17d_ending_the_session_from_the_code_does_not_verify(tmp_path: Path, content: str) -> None:
+    """Withstood: `pytest.exit(returncode=0)` from the code a test calls ends the session with status 0 before the
+    test's call is reported (no pass for it), and `SystemExit(0)` at import fails the test module's collection."""
+    async with stack(tmp_path) as s:
+        repo = repo_with_two_tests(s)
+        s.script([turn("write_file", {"path": "app.py", "content": content}), DONE])
+        after = await live_run(s, repo, "python3 -m pytest -q tests")
+        assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+        assert after["verification"]["report"]["verdict"] == "failed", after["verification"]
