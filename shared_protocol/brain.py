@@ -355,6 +355,11 @@ DEFAULT_ACCEPTANCE_INPUTS = (
     "**/*.pth",
     "**/*.dist-info/**",
     "**/*.egg-info/**",
+    "**/pyvenv.cfg",
+    "**/conda-meta/**",
+    "**/testdata/**",
+    "**/test_data/**",
+    "**/fixtures/**",
     ".python-version",
 )
 """What the model may not change when a task does not say (`acceptance_inputs` unset), besides the files its
@@ -364,7 +369,9 @@ acceptance command names: the tests the command reads (a test directory anywhere
 there would pass every check; `noxfile.py` is what `nox` runs), what Python runs at start-up (`sitecustomize`,
 `usercustomize`, `.pth` files), the distribution metadata an import root offers (`*.dist-info/`, `*.egg-info/`:
 `importlib.metadata` reads them from the workspace, and an `entry_points.txt` there declares plugins pytest loads),
-and `.python-version` (it picks the interpreter the sandbox's `python3` is). Matched case-insensitively. A task
+the virtualenv markers that make pytest skip a whole directory unreported (`pyvenv.cfg`, `conda-meta/`), the
+conventional test-data directories (`testdata/`, `test_data/`, `fixtures/`: expected values a test reads), and
+`.python-version` (it picks the interpreter the sandbox's `python3` is). Matched case-insensitively. A task
 whose work is in one of them (adding a dependency to `pyproject.toml`) names its own (`swarm task add
 --acceptance-input`)."""
 MAX_ACCEPTANCE_INPUTS = 100

@@ -148,6 +148,7 @@ def read_report(data: bytes, *, exit_code: int | None, truncated: bool = False) 
 def _judge(events: list[dict[str, Any]], exit_code: int | None, code: str) -> CheckReport:
     collected: list[str] | None = None
     collect_errors = 0
+    collect_skips: list[str] = []
     outcomes: dict[str, list[tuple[str, str, bool]]] = {}
     status: int | None = None
     for index, event in enumerate(events):
@@ -165,6 +166,9 @@ def _judge(events: list[dict[str, Any]], exit_code: int | None, code: str) -> Ch
                 )
         elif kind == "collect_error":
             collect_errors += 1
+        elif kind == "collect_skip":
+            nodeid = event.get("nodeid")
+            collect_skips.append(nodeid if isinstance(nodeid, str) else "?")
         elif kind == "collected":
             ids: object = event.get("ids")
             if collected is not None or not isinstance(ids, list):
@@ -200,11 +204,17 @@ def _judge(events: list[dict[str, Any]], exit_code: int | None, code: str) -> Ch
         "passed": len(passed),
         "failed": len(failed),
         "errors": errors,
-        "skipped": len(skipped),
+        "skipped": len(skipped) + len(collect_skips),
         "session_status": status,
         "exit_code": exit_code,
         "finished": status is not None,
     }
+    if collect_skips:
+        reason = (
+            f"pytest skipped {collect_skips[0]!r} while collecting it ({len(collect_skips)} skipped at collection): "
+            "its tests never ran, and a skip proves nothing"
+        )
+        return CheckReport(verdict="failed", reason=reason, **counts)
     reason = _why_not(ids, passed, failed, errors, skipped, outcomes, collected is not None, status, exit_code, code)
     return CheckReport(verdict="failed" if reason else "passed", reason=reason, **counts)
 

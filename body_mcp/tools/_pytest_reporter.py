@@ -2,9 +2,10 @@
 
 The body copies this file, under a module name drawn afresh for the re-run, into a directory of its own mounted in
 the sandbox, and gives the pytest run a pipe (`SWARM_VERDICT_FD`). Each event is written to the pipe as it happens,
-one JSON object a line: `start`, `collect_error`, `collected` (the test ids), `report` (each phase of each test),
-`finish` (the session's exit status). The body reads the pipe and judges (`shared_protocol.verdict.read_report`):
-whatever the process's exit code, what pytest reported is already out of the process.
+one JSON object a line: `start`, `collect_error`, `collect_skip` (a module skipped as it was collected), `collected`
+(the test ids), `report` (each phase of each test), `finish` (the session's exit status). The body reads the pipe
+and judges (`shared_protocol.verdict.read_report`): whatever the process's exit code, what pytest reported is
+already out of the process.
 
 Runs on the check's interpreter, not Swarm's: the standard library only, and no syntax newer than Python 3.8.
 """
@@ -57,6 +58,8 @@ def pytest_configure(config: Any) -> None:
 def pytest_collectreport(report: Any) -> None:
     if report.failed:
         _send({"event": "collect_error", "nodeid": report.nodeid})
+    elif report.skipped:  # (a module skipped as it was imported: its tests never become items)
+        _send({"event": "collect_skip", "nodeid": report.nodeid})
 
 
 def pytest_collection_finish(session: Any) -> None:

@@ -22,18 +22,6 @@ READS_DATA = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (medium): `tests/test_app.py` is protected, but the expected value it reads lives in "
-        "`testdata/expected.txt` (Go's and many Python projects' convention; also `fixtures/`, `test_data/`, "
-        "`data/`): no default input covers it, the acceptance command does not name it, so the model writes `1` "
-        "there and the unfixed task is verified. Fix: `**/testdata/**`, `**/test_data/**`, `**/fixtures/**` in "
-        "DEFAULT_ACCEPTANCE_INPUTS, and the README telling task authors that data a test reads outside the test "
-        "directories must be listed in `acceptance_inputs` (or: every file under the base commit that the "
-        "protected tests open is an input — record the files the base-commit run of the check opens)."
-    ),
-)
 async def test_review17d_expected_values_outside_the_test_directory_do_not_verify(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         repo = repo_with_pytest(s)

@@ -39,18 +39,6 @@ async def test_review17d_without_a_cheat_nested_tests_do_not_verify(tmp_path: Pa
         assert (report["collected"], report["failed"]) == (2, 1), report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (high): the model writes an empty `pkg/pyvenv.cfg`; pytest (`_in_venv`, unless "
-        "--collect-in-virtualenv) ignores the whole `pkg/` directory without any collect report, so the protected "
-        "`pkg/tests/test_app.py` is never collected, the verdict sees 1 collected / 1 passed and the unfixed task "
-        "is verified. `pyvenv.cfg` (and `conda-meta/`) is in no acceptance-input glob. Fix: `**/pyvenv.cfg` and "
-        "`**/conda-meta/**` in DEFAULT_ACCEPTANCE_INPUTS (any ancestor directory of a protected test), or instrument "
-        "with `--collect-in-virtualenv`; more generally, compare the collected ids with the same command's at the "
-        "base commit (every test collected there must be collected and pass)."
-    ),
-)
 @pytest.mark.parametrize("marker", ["pkg/pyvenv.cfg", "pkg/conda-meta/history"])
 async def test_review17d_a_virtualenv_marker_above_the_tests_does_not_verify(tmp_path: Path, marker: str) -> None:
     async with stack(tmp_path) as s:

@@ -46,19 +46,6 @@ async def test_review17d_without_a_cheat_two_test_files_do_not_verify(tmp_path: 
 SKIP_AT_IMPORT = 'import unittest\n\nraise unittest.SkipTest("needs a display")\n\n\ndef main():\n    return 1\n'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (high): the code under test raises unittest.SkipTest (or pytest.skip(allow_module_level=True)) at "
-        "import; pytest then skips the whole test module that imports it *at collection*: its tests are never "
-        "items, the reporter sends a collect report only when it failed (`pytest_collectreport`: `if "
-        "report.failed`), so the verdict sees 1 collected, 1 passed and verifies the unfixed task. No Swarm or "
-        "pytest internals involved: two lines in app.py. Fix: the reporter sends every collect report (skipped "
-        "ones too) and `read_report` fails on any skipped collector like on a skipped test; better, compare the "
-        "collected ids with those of the same command at the task's base commit (a test that existed there must "
-        "be collected and pass)."
-    ),
-)
 async def test_review17d_a_module_skipped_at_import_does_not_verify(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         repo = repo_with_two_tests(s)

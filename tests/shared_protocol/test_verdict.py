@@ -31,7 +31,7 @@ TEST = "import app\n\n\ndef test_main():\n    assert app.main() == 2\n\n\ndef te
 def run_reported(tmp_path: Path, app: str, test: str = TEST, *args: str) -> tuple[CheckReport, int]:
     """`python -m pytest -q tests` in a project holding `app`, with the reporter: its verdict, and the exit code."""
     project = tmp_path / "project"
-    (project / "tests").mkdir(parents=True)
+    (project / "tests").mkdir(parents=True, exist_ok=True)
     (project / "app.py").write_text(app)
     (project / "tests" / "test_app.py").write_text(test)
     plugin_dir = tmp_path / "reporter"
@@ -100,6 +100,20 @@ def test_a_skipped_test_is_no_pass(tmp_path: Path) -> None:
     report, code = run_reported(tmp_path, skipping)
     assert code == 0
     assert (report.verdict, report.skipped, report.passed) == ("failed", 1, 1), report
+
+
+def test_a_module_skipped_while_it_is_collected_is_no_pass(tmp_path: Path) -> None:
+    """The code under test skips at import: pytest skips the test module that imports it at collection, so its
+    tests never become items; with another test file passing, only the collection skip tells."""
+    skip_at_import = 'import unittest\n\nraise unittest.SkipTest("no display")\n'
+    project_test = TEST.replace("def test_other():\n    assert True\n", "")
+    other = tmp_path / "project" / "tests" / "test_other.py"
+    other.parent.mkdir(parents=True)
+    other.write_text("def test_elsewhere():\n    assert True\n")
+    report, code = run_reported(tmp_path, skip_at_import, project_test)
+    assert code == 0  # (pytest itself calls this run a success)
+    assert (report.verdict, report.collected, report.passed, report.skipped) == ("failed", 1, 1, 1), report
+    assert "skipped 'tests/test_app.py' while collecting it" in report.reason
 
 
 def test_a_collection_error_is_no_pass(tmp_path: Path) -> None:
