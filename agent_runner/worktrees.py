@@ -274,6 +274,17 @@ class Worktrees:
         at_base = set(listed.split("\0"))
         return [p for p in paths if p not in at_base]
 
+    def not_committed(self, space: Workspace, *, ignored: bool) -> list[str]:
+        """The files of a worktree its HEAD commit does not hold as they are: changed or untracked ones, or
+        (`ignored`) the git-ignored ones, which no commit takes. Other workspaces: none."""
+        if space.kind != "worktree":
+            return []
+        args = ["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all"]
+        listed = self._git(space.path, *args, "--ignored=traditional" if ignored else "--ignored=no").stdout
+        return sorted(
+            entry[3:] for entry in listed.split("\0") if len(entry) > 3 and (entry.startswith("!! ") == ignored)
+        )
+
     def discard(self, space: Workspace) -> None:
         """Throw a shadow clone or a scratch directory away (a live worktree is never thrown away: see handover)."""
         if space.kind in ("clone", "scratch") and space.path.is_relative_to(self.root):
