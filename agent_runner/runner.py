@@ -22,7 +22,10 @@ limit windows and kill state are the body's, per agent (`swarm body --agent NAME
 
 Success counts only when verified: the task's acceptance command re-run by the body as the runner's own call, its
 exit code and audit event recorded with the outcome (the brain confirms it against that event, which the body ships
-to it). The model cannot rewrite the check: the body is started with the task's acceptance inputs
+to it). A pytest check's verdict is its report, which the body's reporter streamed out of the check's process as
+the tests ran (`shared_protocol.verdict`; the exit code, which the code under test can set, is kept as evidence);
+any other check's is its exit code.
+The model cannot rewrite the check: the body is started with the task's acceptance inputs
 (`acceptance_inputs`), which it refuses to let the model change, nor add a module the check would import instead of
 the interpreter's (`pytest.py`, `json.py`: `shared_protocol.imports`); and before a pass is reported verified the
 runner looks for such a module the work added since the task's base commit, however it came (`_shadowing`): one
@@ -69,6 +72,7 @@ from shared_protocol.brain import (
 )
 from shared_protocol.config import DEFAULT_ARTIFACT_PATHS
 from shared_protocol.imports import import_roots, interpreter_module_names, shadowing_files
+from shared_protocol.verdict import CheckReport, pytest_start
 
 from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_body
 from .conversation import ToolCall
@@ -622,6 +626,11 @@ class AgentRunner:
                 f"the acceptance command passed, but not verified: {unverified}; the model said: {end.summary}",
             )
         code = "no exit code" if verification.exit_code is None else f"exit code {verification.exit_code}"
+        if (report := verification.report) is not None and report.verdict != "passed":
+            return (
+                "failed",
+                f"the acceptance command did not pass: {report.reason} ({code}); the model said: {end.summary}",
+            )
         return "failed", f"the acceptance command did not pass ({code}); the model said: {end.summary}"
 
     def _shadowing(self, held: _Held, protect: Sequence[str]) -> str:
@@ -704,11 +713,13 @@ class AgentRunner:
         )
         exit_code = reply.structured.get("exit_code")
         code = exit_code if isinstance(exit_code, int) and not reply.is_error else None
+        report = _report(reply, argv, code)
         return Verification(
             command=task.acceptance,
             exit_code=code,
             action_id=reply.action_id,
-            verified=code == 0,
+            verified=code == 0 and (report is None or report.verdict == "passed"),
+            report=report,
         ), None
 
     async def _setup(self, body: BodySession, task: Task, *, check: bool) -> str | None:
@@ -838,6 +849,13 @@ class AgentRunner:
         if verification is not None:
             evidence["acceptance"] = verification.command
             evidence["acceptance_exit_code"] = "none" if verification.exit_code is None else str(verification.exit_code)
+            if (report := verification.report) is not None:
+                evidence["acceptance_verdict"] = (
+                    f"pytest report: {report.verdict}, {report.passed} of {report.collected} collected passed"
+                    + (f" ({report.reason})" if report.reason else "")
+                )
+            else:
+                evidence["acceptance_verdict"] = "exit code (not a pytest run: the code under test can set it)"
         spend: TaskSpend | None = None
         if held is not None:
             run = held.run
@@ -1026,6 +1044,24 @@ class AgentRunner:
                 self.say(f"task {task_id} was parked and is dropped: {why}")
                 self._cleanup(held)
                 self._wake.set()
+
+
+def _report(reply: ToolReply, argv: Sequence[str], exit_code: int | None) -> CheckReport | None:
+    """The verdict of a pytest check, from the body's reporter (`shared_protocol.verdict`); None for a check whose
+    verdict is its exit code. A pytest check whose re-run brought no readable report is a failed one."""
+    if pytest_start(argv) is None:
+        return None
+    raw = reply.structured.get("report")
+    if raw is None and reply.is_error:
+        return None  # (refused or killed: nothing ran, the exit code says so)
+    try:
+        return CheckReport.model_validate(raw)
+    except ValueError:
+        return CheckReport(
+            verdict="failed",
+            reason="the body sent no report of the pytest check (a body older than its runner?)",
+            exit_code=exit_code,
+        )
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

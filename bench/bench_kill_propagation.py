@@ -12,6 +12,10 @@ guard would refuse a mutating call (its kill switch engaged), then resumes. Two 
   target p99 < 200 ms (issue #5).
 
 Prints p50/p99/max per way, and the discord/api ratio of medians (the cost of verification).
+
+What this does not measure (issue #22): the bodies run in this process with the brain, and a trial ends when
+each body's kill switch reads engaged, a flag, not a refused call. `bench_kill_fanout.py` measures the kill
+reaching real body processes as each one's first refused `write_file`.
 """
 
 from __future__ import annotations

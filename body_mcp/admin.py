@@ -22,8 +22,17 @@ from typing import Any, Literal, Self
 
 from shared_protocol import AuditEvent, Impact
 from shared_protocol.brain import Decision
-from shared_protocol.config import SwarmConfig, approval_thresholds
+from shared_protocol.config import PrivacyConfig, SwarmConfig, approval_thresholds
 from shared_protocol.decisions import AnswerKind
+from shared_protocol.privacy import (
+    MalformedSubject,
+    PrivacyErasure,
+    PrivacyError,
+    PrivacyExport,
+    Protector,
+    Subject,
+    UnknownSubject,
+)
 from shared_protocol.tools import BrainState, Budget
 
 from ._db import Durability, StateDB, Writes
@@ -36,6 +45,7 @@ from .explain import explain_event
 from .killswitch import KillState, LocalKillSwitch
 from .limits import Limits
 from .link_state import LinkView, view_link_record
+from .privacy import held_about, open_protector
 from .settings import BodySettings
 from .snapshots import Progress, SnapshotEvent, SnapshotSettings, Snapshotter
 from .state import StatePaths, load_or_create_identity
@@ -47,9 +57,15 @@ def new_session() -> str:
 
 
 def open_trail(
-    paths: StatePaths, body_id: str, *, durability: Durability, logic_version: str | None = None
+    paths: StatePaths,
+    body_id: str,
+    *,
+    durability: Durability,
+    logic_version: str | None = None,
+    privacy: PrivacyConfig | None = None,
 ) -> tuple[StateDB, AuditStore]:
-    """The workspace's state database and its audit chain; a damaged database's error says how to set it aside."""
+    """The workspace's state database and its audit chain; a damaged database's error says how to set it aside.
+    With `privacy` (`[privacy]`), every event's personal data is encrypted under the body's subject keys."""
     try:
         db = StateDB(paths.db, durability=durability)
     except StateUnusable as exc:
@@ -62,8 +78,15 @@ def open_trail(
             damaged=True,
         ) from None
     try:
-        return db, AuditStore(db, files=paths.audit, body_id=body_id, logic_version=logic_version)
+        protector = open_protector(paths, privacy) if privacy is not None and privacy.redaction else None
+    except PrivacyError:
+        db.close()
+        raise
+    try:
+        return db, AuditStore(db, files=paths.audit, body_id=body_id, logic_version=logic_version, privacy=protector)
     except BaseException:
+        if protector is not None:
+            protector.close()
         db.close()
         raise
 
@@ -129,6 +152,7 @@ class Admin:
             identity.body_id,
             durability=config.audit.durability,
             logic_version=profile.logic_version if profile is not None else None,
+            privacy=config.privacy,
         )
         try:
             audit.recover()
@@ -276,6 +300,55 @@ class Admin:
             detail=detail or {},
         )
         return self.audit.append(draft, writes=writes) if writes is not None else self.audit.append(draft)
+
+    # -- privacy ------------------------------------------------------------------------
+
+    def _protector(self) -> tuple[Protector, bool]:
+        """The chain's protector, else (`[privacy] redaction` off) one over the same key store: (it, owned)."""
+        if self.audit.privacy is not None:
+            return self.audit.privacy, False
+        return open_protector(self.paths, PrivacyConfig()), True
+
+    def _subject(self, protector: Protector, text: str) -> Subject:
+        try:
+            return protector.parse_subject(text)
+        except MalformedSubject as exc:
+            raise UserError(str(exc)) from None
+
+    def privacy_erase(self, subject: str, *, reason: str = "") -> PrivacyErasure:
+        """Destroy a subject's key (crypto-shredding): what this body's trail, kept outputs and snapshots hold of
+        them, and what it shipped to its brain, can no longer be read. Audited (`privacy.erase`, naming the
+        subject's random id, never the subject); `UnknownSubject` when no key is held."""
+        protector, owned = self._protector()
+        try:
+            found = self._subject(protector, subject)
+            subject_id = protector.keys.erase(found.kind, found.value)
+            if subject_id is None:
+                raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
+            why = f": {protector.redact(reason)}" if reason else ""
+            self.record(
+                action="privacy.erase",
+                rationale=f"a data subject's key was destroyed ({found.kind}){why}",
+                detail={"kind": found.kind, "subject_id": subject_id},
+            )
+            return PrivacyErasure(kind=found.kind, erased=True)
+        finally:
+            if owned:
+                protector.close()
+
+    def privacy_export(self, subject: str) -> PrivacyExport:
+        """What this body's trail and kept outputs hold about a subject, decrypted; `UnknownSubject` when no key is
+        held."""
+        protector, owned = self._protector()
+        try:
+            found = self._subject(protector, subject)
+            held = held_about(self.db, protector, found)
+            if held is None:
+                raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
+            return PrivacyExport(kind=found.kind, held=held)
+        finally:
+            if owned:
+                protector.close()
 
     # -- undo ---------------------------------------------------------------------------
 

@@ -86,7 +86,11 @@ class Body:
             raise ConfigError(f"{exc} (`swarm doctor` lists the toolchains found here)") from None
         self.identity: Identity = load_or_create_identity(self.paths)
         self.db, self.audit = open_trail(
-            self.paths, self.identity.body_id, durability=config.audit.durability, logic_version=self.logic_version
+            self.paths,
+            self.identity.body_id,
+            durability=config.audit.durability,
+            logic_version=self.logic_version,
+            privacy=config.privacy,
         )
         try:
             self.audit.recover()  # what a body that died after a reply left uncommitted
@@ -103,7 +107,7 @@ class Body:
             raise
         self.session = new_session()
         self.undo = UndoStore(self.db, blob_dir=self.paths.blobs)
-        self.outputs = OutputStore(self.db, directory=self.paths.outputs)
+        self.outputs = OutputStore(self.db, directory=self.paths.outputs, privacy=self.audit.privacy)
         self.limits = Limits(self.paths.limits, config.limits, clock=clock)
         self.link: BrainLink | None = None
         if settings.brain_url:
@@ -119,6 +123,7 @@ class Body:
                 record=self.paths.link_state,
                 brain_url=settings.brain_url,
                 attester=self.audit.attester(),
+                pairing=settings.brain_pairing,
             )
             self.link.on_kill = self._kill_running_commands
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)

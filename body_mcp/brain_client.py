@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -44,6 +44,8 @@ from shared_protocol.brain import (
     ResumeRequest,
     ResumeTaskRequest,
     ReversalResult,
+    RolloutAction,
+    RolloutReport,
     Task,
     TaskList,
     TaskRequest,
@@ -53,6 +55,7 @@ from shared_protocol.brain import (
     UsageTotals,
     VoteRequest,
 )
+from shared_protocol.privacy import PrivacyErasure, PrivacyExport, PrivacyRequest
 from shared_protocol.telemetry import KpiReport
 
 from .exceptions import SwarmError
@@ -131,6 +134,16 @@ class BrainClient:
     async def resume(self, reason: str) -> KillState:
         return await self._call("POST", "/v1/resume", KillState, ResumeRequest(reason=reason))
 
+    async def privacy_erase(self, subject: str, reason: str) -> PrivacyErasure:
+        """A captain destroys a data subject's key on the brain (the subject goes in the body, never the URL)."""
+        return await self._call(
+            "POST", "/v1/privacy/erase", PrivacyErasure, PrivacyRequest(subject=subject, reason=reason)
+        )
+
+    async def privacy_export(self, subject: str) -> PrivacyExport:
+        """A captain reads what the brain holds about a data subject, decrypted."""
+        return await self._call("POST", "/v1/privacy/export", PrivacyExport, PrivacyRequest(subject=subject))
+
     async def pause_agent(self, agent: str, reason: str) -> AgentPause:
         """A captain pauses one agent: the bodies of its tokens refuse as if killed until it is resumed."""
         return await self._call(
@@ -142,6 +155,15 @@ class BrainClient:
         return await self._call(
             "POST", f"/v1/agents/{quote(agent, safe='')}/resume", KillState, PauseRequest(reason=reason)
         )
+
+    async def rollout(self, agent: str) -> RolloutReport:
+        """An agent's rollout: its live and candidate logic versions, the candidate's stage and metrics."""
+        return await self._call("GET", f"/v1/agents/{quote(agent, safe='')}/rollout", RolloutReport)
+
+    async def rollout_change(self, agent: str, change: Literal["promote", "rollback"], reason: str) -> RolloutReport:
+        """A human captain promotes the candidate one stage, or rolls it back."""
+        path = f"/v1/agents/{quote(agent, safe='')}/rollout/{change}"
+        return await self._call("POST", path, RolloutReport, RolloutAction(reason=reason))
 
     async def create_decision(self, request: DecisionRequest) -> Decision:
         return await self._call("POST", "/v1/decisions", Decision, request)

@@ -83,11 +83,14 @@ class BrainLink:
         record: Path | None = None,
         brain_url: str = "",
         attester: Attester | None = None,
+        pairing: str | None = None,
     ) -> None:
         """`clock` measures silence; `wall` dates what is recorded at `record` (None: nothing is); `attester`
-        attests the shipped events (None: they go unattested, and the brain confirms no verification of this body)."""
+        attests the shipped events (None: they go unattested, and the brain confirms no verification of this body);
+        `pairing`: a paired token's secret (`$SWARM_PAIRING`), sent with the key when the body registers."""
         self.client = client
         self.attester = attester
+        self._pairing = pairing
         self._db = db
         self.body_id = body_id
         self.workspace = workspace
@@ -311,6 +314,7 @@ class BrainLink:
                 hostname=socket.gethostname(),
                 version="0.1.0",
                 verify_key=None if self.attester is None else self.attester.verify_key,
+                pairing=self._pairing,
             )
         )
         self._refused = None

@@ -281,6 +281,7 @@ class ExecuteGuard:
             from_model=ctx.origin.origin == "model",
             env=ctx.origin.env,
             fresh_env=ctx.origin.fresh_env,
+            task_id=ctx.origin.task_id,
         )
         if spec.read_only:
             return await spec.handler(tool_ctx)

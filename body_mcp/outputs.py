@@ -10,6 +10,7 @@ are kept as long as audit events are (`[audit] retention_days`), then pruned.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -23,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from shared_protocol import OutputStream
+from shared_protocol.privacy import KEY_STORE_FILE, PrivacyConfig, Protector, SqliteSubjectKeys
 
 from ._db import StateDB, Writes
 from .exceptions import OutputDamaged, OutputUnavailable
@@ -51,21 +53,29 @@ class KeptOutput:
 class OutputStore:
     """The kept outputs of one workspace's commands, in its `state.db` and `outputs/`."""
 
-    def __init__(self, db: StateDB, *, directory: Path) -> None:
+    def __init__(self, db: StateDB, *, directory: Path, privacy: Protector | None = None) -> None:
+        """`privacy`: personal data in what is kept is encrypted per subject (`[privacy]`), and decrypted again
+        when read back while its subject's key exists."""
         self._db = db
         self._dir = directory
         self._owns_db = False
+        self._privacy = privacy if privacy is not None and privacy.enabled else None
+        self._owns_privacy = False
 
     @classmethod
-    def open(cls, paths: StatePaths) -> OutputStore:
+    def open(cls, paths: StatePaths, privacy: PrivacyConfig | None = None) -> OutputStore:
         """A store with a database connection of its own (the CLI's); `close` it, or use it as a context manager."""
-        store = cls(StateDB(paths.db), directory=paths.outputs)
+        protector = Protector(privacy, SqliteSubjectKeys(paths.dir / KEY_STORE_FILE)) if privacy is not None else None
+        store = cls(StateDB(paths.db), directory=paths.outputs, privacy=protector)
         store._owns_db = True
+        store._owns_privacy = protector is not None
         return store
 
     def close(self) -> None:
         if self._owns_db:
             self._db.close()
+        if self._owns_privacy and self._privacy is not None:
+            self._privacy.close()
 
     def __enter__(self) -> Self:
         return self
@@ -83,7 +93,10 @@ class OutputStore:
         printed: int,
         truncated: bool,
     ) -> KeptOutput:
-        """Store one stream with the call's audit event (`writes` are committed with it)."""
+        """Store one stream with the call's audit event (`writes` are committed with it); what is kept has its
+        personal data encrypted (`size` and `sha256` are of what is kept)."""
+        if self._privacy is not None:
+            data = self._privacy.protect(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
         sha = hashlib.sha256(data).hexdigest()
         inline: bytes | None = data
         if len(data) > INLINE_MAX:
@@ -125,6 +138,9 @@ class OutputStore:
             raise OutputDamaged(f"the kept {stream} of {action_id} is missing from the state directory") from None
         if hashlib.sha256(data).hexdigest() != kept.sha256:
             raise OutputDamaged(f"the kept {stream} of {action_id} does not match its recorded hash: it is not served")
+        if self._privacy is not None and b"[pii:" in data:
+            data = self._privacy.reveal(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+            kept = dataclasses.replace(kept, size=len(data))
         return kept, data
 
     def prune(self, *, older_than: float) -> int:

@@ -44,6 +44,8 @@ class BodySettings:
     """Link to this brain (`--brain`); None: a standalone body."""
     brain_token: str | None = None
     """The body's bearer token for the brain (`SWARM_TOKEN`)."""
+    brain_pairing: str | None = None
+    """The pairing secret of a paired token (`SWARM_PAIRING`), proven when the body registers its key."""
     config_file: Path | None = None
     """Where `config` came from, so snapshots can keep a copy of it."""
 

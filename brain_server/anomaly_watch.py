@@ -3,7 +3,7 @@ interval_s`, and pauses an agent that leaves its baseline, wakes a human with th
 
 Where each metric comes from (nothing is recorded twice for it):
 
-    tool_calls_per_min    the bodies' audit events (`POST /v1/audit`): kind tool_call, by the event's agent and time
+    tool_calls_per_min    the bodies' audit events (`POST /v1/audit`): kind tool_call, by the body's agent and time
     refusals_per_min      the same events with outcome refused
     file_changes_per_min  the same events with outcome ok: their measured `impact.files`
     spend_usd_per_hour    the runners' usage records (`POST /v1/usage`): usd, by the record's agent and time
@@ -13,6 +13,13 @@ Where each metric comes from (nothing is recorded twice for it):
 Each body's events are read after the last sequence number read (from the start of its retained chain when the brain
 starts, which rebuilds the baselines; findings about bins that ended before the watch started are not acted on).
 Only an agent some token is bound to is paused; the watch never resumes one: a human does.
+
+An audit event counts for the agent the token holding its *body* is bound to (`body_agents`), never for the name in
+the event, which the body wrote: an agent's body cannot hide a burst under another name (`swarm:x`), and a body
+whose token is bound to no agent (an IDE's) cannot put its calls in an agent's numbers and get that agent paused.
+Such a body's events count under `body:<body_id>` (`unbound_key`), which is no agent's name: it is watched and
+logged when it leaves its baseline, and pauses nobody. (Usage records and task outcomes already carry the agent the
+brain checked against the token: `auth.usage_agents`, `auth.claim_agent`.)
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from shared_protocol.config import AnomalyConfig
 from .anomaly import Detector, Finding
 from .exceptions import StateBroken
 from .pauses import AgentPauses
-from .state import LogEntry, StateEngine
+from .state import LogEntry, StateEngine, TokenRecord
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,26 @@ Alert = Callable[..., Awaitable[object]]
 """`Brain.raise_alert`."""
 
 _PAGE = 1000
+
+UNBOUND_PREFIX = "body:"
+
+
+def unbound_key(body_id: str) -> str:
+    """The detector's key for the events of a body no agent's token holds: no agent's name (a ':' is in none)."""
+    return f"{UNBOUND_PREFIX}{body_id}"
+
+
+def body_agents(tokens: list[TokenRecord]) -> dict[str, str]:
+    """Each body id's agent: the agent of the token holding it (its live token, else the last that held it). A body
+    held by a token bound to no agent, or by none, is absent: its events are no agent's."""
+    held: dict[str, TokenRecord] = {}
+    for token in tokens:  # oldest first: a later (or the live) holder wins
+        if token.role != "body" or token.body_id is None:
+            continue
+        before = held.get(token.body_id)
+        if before is None or before.revoked_at is not None or token.revoked_at is None:
+            held[token.body_id] = token
+    return {body: token.agent for body, token in held.items() if token.agent is not None}
 
 
 class AnomalyWatch:
@@ -66,7 +93,9 @@ class AnomalyWatch:
     async def collect(self) -> None:
         """Feed the detector what arrived since the last call."""
         detector = self.detector
+        owners = body_agents(await self._state.tokens())
         for body in await self._state.bodies():
+            agent = owners.get(body.body_id) or unbound_key(body.body_id)
             after = self._audit_seq.get(body.body_id, 0)
             while True:
                 events = await self._state.audit_events(body.body_id, after_seq=after, limit=_PAGE)
@@ -74,11 +103,11 @@ class AnomalyWatch:
                     if event.kind != "tool_call":
                         continue
                     at = datetime.fromisoformat(event.ts)
-                    detector.record(event.agent, "tool_calls_per_min", at)
+                    detector.record(agent, "tool_calls_per_min", at)
                     if event.outcome == "refused":
-                        detector.record(event.agent, "refusals_per_min", at)
+                        detector.record(agent, "refusals_per_min", at)
                     elif event.outcome == "ok":
-                        detector.record(event.agent, "file_changes_per_min", at, float(event.impact.files))
+                        detector.record(agent, "file_changes_per_min", at, float(event.impact.files))
                 if events:
                     after = events[-1].seq
                 if len(events) < _PAGE:

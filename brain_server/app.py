@@ -47,6 +47,7 @@ from shared_protocol.brain import (
     ResumeRequest,
     ResumeTaskRequest,
     Role,
+    RolloutAction,
     TaskList,
     TaskRequest,
     TaskState,
@@ -56,6 +57,7 @@ from shared_protocol.brain import (
 )
 from shared_protocol.config import AGENT_NAME_RULE, is_agent_name
 from shared_protocol.decisions import AnswerKind, DecisionState
+from shared_protocol.privacy import PrivacyRequest
 from shared_protocol.telemetry import DEFAULT_KPI_WINDOW_S, MAX_KPI_WINDOW_S
 
 from ._payload import declared_too_large, read_body
@@ -73,6 +75,7 @@ from .auth import (
     audit_agents,
     authenticate,
     authenticate_request,
+    check_pairing,
     claim_agent,
     own_body,
     speak_for,
@@ -82,6 +85,7 @@ from .dashboard.api import DashboardApi
 from .dashboard.pages import page_routes
 from .exceptions import ApiError, Forbidden, InvalidRequest, StateBroken
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .privacy import reveal_reply
 from .service import Brain
 from .sessions import request_credentials, session_routes, session_rules
 from .wake.answers import answer_link, twilio_gather
@@ -188,8 +192,22 @@ class _Api:
         payload = await parse(request, PauseRequest)
         return json_response(await self.brain.resume_agent(who, agent, payload.reason))
 
+    async def rollout(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.rollouts.report(_agent_name(request)))
+
+    async def rollout_promote(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, RolloutAction)
+        return json_response(await self.brain.rollouts.promote(who, agent, payload.reason))
+
+    async def rollout_rollback(self, request: Request, who: Principal) -> Response:
+        agent = _agent_name(request)
+        payload = await parse(request, RolloutAction)
+        return json_response(await self.brain.rollouts.rollback(who, agent, payload.reason))
+
     async def register(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RegisterRequest)
+        check_pairing(who, payload.verify_key, payload.pairing)  # (before the token is bound to the body)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.register(payload, by=who, agent=who.agent))
 
@@ -237,7 +255,7 @@ class _Api:
 
     async def audit(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, AuditBatch)
-        audit_agents(who, payload.events)
+        await audit_agents(self.brain.state, who, payload.events)
         await self.as_body(who, payload.body_id)
         return json_response(await self.brain.ingest_audit(payload))
 
@@ -385,6 +403,14 @@ class _Api:
     async def metrics(self, request: Request, who: Principal) -> Response:
         return Response(await self.brain.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    async def privacy_erase(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, PrivacyRequest)
+        return json_response(await self.brain.erase_subject(who, payload))
+
+    async def privacy_export(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, PrivacyRequest)
+        return json_response(await self.brain.export_subject(payload))
+
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)
         target_id = request.path_params["target_id"]
@@ -454,7 +480,13 @@ def _route(
         # Read here, whether or not the handler parses it: a streamed body (no Content-Length) over the cap is
         # refused before the handler acts, on a route that takes no body (a heartbeat) as on any other.
         request.state.body = await read_body(request, cap)
-        return await handler(request, who)
+        response = await handler(request, who)
+        body: bytes | memoryview = getattr(response, "body", b"")  # (an event stream has none)
+        if b"[pii:" in body:
+            # What the brain stores protected reads as written by those allowed to read it (`privacy.py`).
+            response.body = reveal_reply(brain.privacy, bytes(body))
+            response.headers["content-length"] = str(len(response.body))
+        return response
 
     return Route(path, endpoint, methods=[method], name=f"{method} {path}")
 
@@ -488,6 +520,9 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/agents/{name}/pause", CAPTAIN, api.pause_agent),
         _route(brain, "POST", "/v1/agents/{name}/resume", CAPTAIN, api.resume_agent),
+        _route(brain, "GET", "/v1/agents/{name}/rollout", ANY_ROLE, api.rollout),
+        _route(brain, "POST", "/v1/agents/{name}/rollout/promote", CAPTAIN, api.rollout_promote),
+        _route(brain, "POST", "/v1/agents/{name}/rollout/rollback", CAPTAIN, api.rollout_rollback),
         _route(brain, "POST", "/v1/bodies/register", BODY, api.register),
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
         _route(brain, "POST", "/v1/bodies/{body_id}/deregister", BODY, api.deregister),
@@ -518,6 +553,8 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/readiness/overrides", CAPTAIN, api.override_readiness),
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
+        _route(brain, "POST", "/v1/privacy/erase", CAPTAIN, api.privacy_erase),
+        _route(brain, "POST", "/v1/privacy/export", CAPTAIN, api.privacy_export),
         _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),
         _route(brain, "GET", "/v1/dashboard/stream", APPROVERS, dashboard.stream),
         *session_routes(brain),

@@ -48,12 +48,14 @@ from .exceptions import (
     ConfigError,
     Forbidden,
     InvalidRequest,
+    PairingRequired,
     Unauthorized,
     UnknownToken,
 )
 from .state import LogAction, LogEntry, Rebinding, SessionRecord, SessionStore, TokenRecord, TokenStore
 
 TOKEN_PREFIX = "swb_"
+PAIRING_PREFIX = "swp_"
 
 ANY_ROLE: frozenset[Role] = frozenset({"body", "reviewer", "approver", "captain"})
 BODY: frozenset[Role] = frozenset({"body"})
@@ -85,6 +87,11 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def new_pairing() -> str:
+    """A fresh pairing secret (`swarm brain token create --pair`): 256 random bits."""
+    return PAIRING_PREFIX + secrets.token_urlsafe(32)
+
+
 def hash_token(token: str) -> str:
     """What the database keeps instead of the token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -101,6 +108,8 @@ class Principal:
     """The body a body token was bound to when the request was authenticated (None: not bound yet)."""
     agent: str | None = None
     """The agent the token was created for (None: no agent's: an IDE body's token, or a human's)."""
+    pairing_hash: str | None = None
+    """The SHA-256 of the token's pairing secret (None: an unpaired token): see `check_pairing`."""
 
     @property
     def sees_only(self) -> str | None:
@@ -156,7 +165,12 @@ async def authenticate(tokens: TokenStore, authorization: str | None, allowed: f
     if record.role not in allowed:
         raise Forbidden(f"a {record.role} token may not do this (needs: {', '.join(sorted(allowed))})")
     return Principal(
-        token_id=record.id, role=record.role, label=record.label, body_id=record.body_id, agent=record.agent
+        token_id=record.id,
+        role=record.role,
+        label=record.label,
+        body_id=record.body_id,
+        agent=record.agent,
+        pairing_hash=record.pairing_hash,
     )
 
 
@@ -351,12 +365,17 @@ def check_token_agent(role: Role, agent: str | None) -> None:
         )
 
 
-async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime, agent: str | None = None) -> str:
+async def issue_token(
+    state: TokenStore, *, role: Role, label: str, at: datetime, agent: str | None = None, pairing: str | None = None
+) -> str:
     """Create a token, store its hash (and a log line saying so), and return the token: the only time it is seen.
 
     With `agent`, the token is that agent's for good (`ConfigError` for a name `[[agents]] name` would refuse, or
-    a role no agent holds); nothing is written then."""
+    a role no agent holds); nothing is written then. With `pairing` (a body token's, from `new_pairing`), the token
+    is paired: its body proves the secret whenever it registers a verification key (`check_pairing`)."""
     check_token_agent(role, agent)
+    if pairing is not None and role != "body":
+        raise ConfigError(f"--pair pairs a body token with its body's key; a {role} token registers no body")
     token = new_token()
     record = TokenRecord(
         id=f"tok_{secrets.token_hex(6)}",
@@ -365,8 +384,10 @@ async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime
         label=label,
         created_at=at,
         agent=agent,
+        pairing_hash=None if pairing is None else hash_token(pairing),
     )
     reason = f"{role} token created" + ("" if agent is None else f" for agent {agent}")
+    reason += "" if pairing is None else ", paired"
     log = LogEntry(
         at=at,
         action="token_create",
@@ -377,6 +398,28 @@ async def issue_token(state: TokenStore, *, role: Role, label: str, at: datetime
     )
     await state.add_token(record, log)
     return token
+
+
+def check_pairing(who: Principal, verify_key: str | None, pairing: str | None) -> None:
+    """`PairingRequired` (403, field `pairing`; nothing written) unless a paired token's registration naming a
+    verification key carries the token's pairing secret. Call it before the token is bound to the body.
+
+    Trust on first use lets whoever registers a body id first set its key: a holder of a fresh agent token (a shell
+    that exported it, a CI log) could register a key of its own before the real body and have its hand-made re-runs
+    confirmed. A paired token's secret is given to the body's operator apart from the token (`swarm brain token
+    create --pair`, then `[[agents]] pairing` or `$SWARM_PAIRING`), so the key is the body's. A registration without
+    a key, and any registration with an unpaired token, are not checked (trust on first use, as before)."""
+    if who.pairing_hash is None or verify_key is None:
+        return
+    if pairing is not None and hmac.compare_digest(hash_token(pairing), who.pairing_hash):
+        return
+    said = "no pairing secret" if pairing is None else "another pairing secret"
+    raise PairingRequired(
+        f"this token ({who.token_id}) is paired: a registration naming a verification key must carry its pairing "
+        f"secret (printed by `swarm brain token create --pair`; the body reads $SWARM_PAIRING, the runner "
+        f"[[agents]] pairing), and this one has {said}; nothing was changed",
+        field="pairing",
+    )
 
 
 async def acting_agent(state: TokenStore, who: Principal, agent: str, *, doing: str) -> str:
@@ -428,18 +471,31 @@ async def claim_agent(state: TokenStore, who: Principal, *, agent: str, mode: Cl
     return acting
 
 
-def audit_agents(who: Principal, events: Sequence[AuditEvent]) -> None:
-    """`InvalidRequest` (422, field `events.N.agent`, nothing stored) unless an agent's token posts its own agent's
-    events only: a body does not put its tool calls in another agent's numbers. A token bound to no agent (an IDE
-    body's, a plain body token) names whatever agent its events say, as before; so do the body's own events under a
-    name no agent can have (`swarm:snapshots`)."""
-    if who.agent is None:
+async def audit_agents(state: TokenStore, who: Principal, events: Sequence[AuditEvent]) -> None:
+    """`InvalidRequest` (422, field `events.N.agent`, nothing stored) unless a body token posts events in its own
+    name only: a token bound to an agent posts that agent's events (and the body's own under a name no agent can
+    have, `swarm:snapshots`); a token bound to no agent (an IDE body's) names its IDE, never an agent with a token
+    of its own (as `acting_agent` refuses its claims and decisions). Whatever an event names, the anomaly watch
+    counts it for the agent of the token holding its body (`anomaly_watch.body_agents`)."""
+    if who.role != "body":
         return
+    if who.agent is not None:
+        for n, event in enumerate(events):
+            if event.agent != who.agent and is_agent_name(event.agent):
+                raise InvalidRequest(
+                    f"audit event seq {event.seq} names agent '{event.agent}', but this token is bound to agent "
+                    f"'{who.agent}' and posts its own events only",
+                    field=f"events.{n}.agent",
+                )
+        return
+    named = {event.agent for event in events}
+    agents = {t.agent for t in await state.tokens() if t.agent is not None and t.agent in named}
     for n, event in enumerate(events):
-        if event.agent != who.agent and is_agent_name(event.agent):
+        if event.agent in agents:
             raise InvalidRequest(
-                f"audit event seq {event.seq} names agent '{event.agent}', but this token is bound to agent "
-                f"'{who.agent}' and posts its own events only",
+                f"audit event seq {event.seq} names agent '{event.agent}', an agent with a token of its own; this "
+                "body token is bound to no agent and posts its IDE's events only (the agent's runner posts its own, "
+                f"with its token: {agent_token_command(event.agent)})",
                 field=f"events.{n}.agent",
             )
 

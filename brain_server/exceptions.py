@@ -8,7 +8,8 @@
     │   │   ├── BodyTaken     a body id bound to another token (only a captain's rebind moves it)
     │   │   ├── AgentMismatch  a token bound to one agent acting as another; an IDE body's token doing an
     │   │   │                 agent's work (shadow or live claims, usage); an agent's token claiming IDE work
-    │   │   └── NotReady      a live claim without a fresh ready readiness report or an override
+    │   │   ├── NotReady      a live claim without a fresh ready readiness report or an override
+    │   │   └── PairingRequired  a paired token's registration of a key without its pairing secret
     │   ├── NotFound          404
     │   │   ├── UnknownBody   a heartbeat from a body that never registered
     │   │   └── NothingToReverse  undo an id with no unreversed compensating record
@@ -26,7 +27,8 @@
     │   │   ├── ReverseConflict  undo (without force) of an update whose task changed since
     │   │   ├── RebindRefused  a rebind to a token that cannot take the body (revoked, not a body token, bound
     │   │   │                 to another body)
-    │   │   └── BodyKeyMismatch  a registration with another verification key than the body's first
+    │   │   ├── BodyKeyMismatch  a registration with another verification key than the body's first
+    │   │   └── AgentPaused   a paused agent's reviewer token votes or overrides
     │   ├── PayloadTooLarge   413: a request body over its route's cap (nothing past the cap is read)
     │   └── StateBroken       503: the state's storage is unusable (malformed, truncated, full disk, unreadable,
     │                         deleted); every later call raises it too, and the daemon stops
@@ -91,6 +93,12 @@ class BodyTaken(Forbidden):
 class AgentMismatch(Forbidden):
     """A token bound to one agent named another; an unbound (IDE) body token did an agent's work; an agent's token
     claimed IDE work. The message names the fix (often: `swarm brain token create --role body --agent NAME`)."""
+
+
+class PairingRequired(Forbidden):
+    """403: a paired token's registration named a verification key without the token's pairing secret."""
+
+    default_code = BrainErrorCode.PAIRING_REQUIRED
 
 
 class NotReady(Forbidden):
@@ -198,6 +206,12 @@ class BodyKeyMismatch(Conflict):
     nothing is changed. A captain's rebind of the body forgets its key."""
 
     default_code = BrainErrorCode.BODY_KEY_MISMATCH
+
+
+class AgentPaused(Conflict):
+    """409: a paused agent's reviewer token voted or overrode: a paused agent steers nothing until it is resumed."""
+
+    default_code = BrainErrorCode.AGENT_PAUSED
 
 
 class PayloadTooLarge(ApiError):

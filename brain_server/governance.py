@@ -13,9 +13,16 @@ quorum; the brain's rule reviewers on it vote as it is created. Then:
                  → human_captain (paged; a human captain's approve or deny settles it)
                  → denied (the decision's deadline: silence is never consent)
 
+The rule reviewers never approve what they were not shown: `rules:paths` denies a change naming fewer paths than
+its `impact.files` (the unnamed cannot be judged safe) and `rules:files` abstains on a count it cannot check; and
+such a decision, when rule reviewers sit on its panel, also needs a human's approval (`paths_unnamed`), so seats
+judging the proposer's own numbers (`cost`, `confidence`, `value`) never approve it alone: the unknown goes to a
+human, and silence denies.
+
 A decision that needs a human and no panel is settled by the first human's approve or deny, as before votes.
 A captain's override (`override`) takes any decision: a human captain vetoes or forces it; the captain agent may
-veto only; a human captain's override is reversed only by another human captain.
+veto only, and never what a human captain said (an override, an answer that settled it, an approving vote):
+that is reversed only by another human captain.
 """
 
 from __future__ import annotations
@@ -111,16 +118,25 @@ def rule_vote(
             return "approve", f"${impact.usd:.2f} is at most half the consensus threshold (${t.consensus_usd:.2f})"
         return "deny", f"${impact.usd:.2f} is over half the consensus threshold (${t.consensus_usd:.2f})"
     if seat == "rules:files":  # file-count
+        named = len(set(decision.files))
+        if named < impact.files:
+            return "abstain", (
+                f"the request names {named} of the {impact.files} paths it claims to change: the count is the "
+                "proposer's word, unchecked"
+            )
         limit = (t.consensus_files + t.blocked_files) / 2
         if impact.files < limit:
             return "approve", f"{impact.files} files: under {limit:g}, midway to the blast radius ({t.blocked_files})"
         return "deny", f"{impact.files} files: at least {limit:g}, too near the blast radius ({t.blocked_files})"
     if seat == "rules:paths":  # protected-path-averse
-        if not decision.files:
-            return "abstain", "the request names no paths, so none can be judged"
         touchy = [path for path in decision.files if _protected(path)]
         if touchy:
             return "deny", f"touches sensitive paths: {', '.join(sorted(touchy)[:5])}"
+        named = len(set(decision.files))
+        if named < impact.files:  # unnamed paths cannot be judged safe: the unknown never approves
+            return "deny", f"names {named} of the {impact.files} paths it changes: the unnamed cannot be judged safe"
+        if not decision.files:
+            return "abstain", "the request names no paths and changes no file, so there is nothing to judge"
         return "approve", f"none of its {len(decision.files)} paths is sensitive"
     if seat == "rules:confidence":  # confidence-based
         if decision.confidence >= CONFIDENT:
@@ -142,6 +158,14 @@ def _protected(path: str) -> bool:
     return any(fnmatch(path, pattern) or fnmatch(name, pattern) for pattern in PROTECTED_PATTERNS)
 
 
+def paths_unnamed(decision: Decision) -> bool:
+    """Whether a decision names fewer paths than the files it changes (`impact.files`): what its rule reviewers
+    cannot judge. A consensus decision like that, on a panel where rule reviewers sit, also needs a human's approval
+    (`open_panel`): a command's paths, say, are known only once it ran, and the unknown is never approved by numbers
+    alone. (Reviewer agents and humans on a panel read the proposal and its diff: their votes are their own.)"""
+    return len(set(decision.files)) < decision.impact.files
+
+
 def human_required(impact_usd: float, confidence: float, irreversible: bool, thresholds: ApprovalThresholds) -> bool:
     """Whether a decision needs a human's approval (besides any quorum): the spec's human row."""
     return impact_usd > thresholds.human_usd or confidence < thresholds.human_confidence or irreversible
@@ -160,6 +184,8 @@ def open_panel(
     settle; any other decision is returned as it is."""
     if decision.needs != "consensus":
         return decision
+    rules_sit = any(seat.startswith("rules:") for seat in consensus.panel)
+    needs_human = needs_human or (rules_sit and paths_unnamed(decision))
     step = timedelta(seconds=consensus.deadline_s)
     votes = [
         Vote(voter=seat, value=value, rationale=why, at=now, logic_version=decisions.RULES_VERSION)
@@ -221,6 +247,11 @@ def cast(
         if voter.seat not in decision.panel and not breaking:
             seats = ", ".join(decision.panel) or "none: it needs a human, not a panel"
             raise Forbidden(f"agent '{voter.agent}' has no seat on decision {decision.id}'s panel (seats: {seats})")
+        if breaking and value == "deny" and (word := human_captains_word(decision)) is not None:
+            raise Forbidden(
+                f"decision {decision.id} was {word}: the captain agent does not deny it; only another human captain "
+                "reverses it"
+            )
     vote = Vote(
         voter=voter.seat,
         value=value,
@@ -358,11 +389,26 @@ def expire(decision: Decision, now: datetime) -> Decision:
 # --- captains -----------------------------------------------------------------------------
 
 
+def human_captains_word(decision: Decision) -> str | None:
+    """What a human captain said that stands on `decision` (None: nothing): the last answer when a human captain
+    gave it (an override, or a vote that settled it), or a human captain's latest vote approving it. The captain
+    agent never reverses it; another human captain may."""
+    last = decision.answers[-1] if decision.answers else None
+    if last is not None and last.role == "captain":
+        how = f"{last.override}d" if last.override is not None else last.verdict
+        return f"{how} by human captain {last.by}"
+    for vote in latest(decision.votes).values():
+        if vote.role == "captain" and vote.value == "approve":
+            return f"approved by human captain {vote.voter.removeprefix(HUMAN_SEAT)} (a vote)"
+    return None
+
+
 def override(decision: Decision, action: OverrideAction, voter: Voter, *, reason: str, now: datetime) -> Decision:
     """A captain's veto (overridden) or force (approved), at once, recorded with why.
 
     A human captain vetoes a pending or approved decision and forces any not approved; the captain agent only
-    vetoes, and never a human captain's override. A human captain's override is reversed only by another human
+    vetoes, and never what a human captain said (`human_captains_word`: an override, an approval or denial that
+    settled it, or an approving vote still standing). A human captain's override is reversed only by another human
     captain. `Forbidden` or `AlreadyFinal` (409) otherwise; nothing changes then."""
     state: DecisionState = "expired" if decisions.is_due(decision, now) else decision.state
     previous = next((a for a in reversed(decision.answers) if a.override is not None), None)
@@ -377,10 +423,8 @@ def override(decision: Decision, action: OverrideAction, voter: Voter, *, reason
         raise Forbidden("only a human captain, or the captain agent's reviewer token, overrides a decision")
     elif action == "force":
         raise Forbidden("the captain agent may veto, never force: forcing a decision stays with human captains")
-    elif by_human_captain:
-        raise Forbidden(
-            f"decision {decision.id} was overridden by a human captain: only another human captain reverses it"
-        )
+    elif (word := human_captains_word(decision)) is not None:
+        raise Forbidden(f"decision {decision.id} was {word}: only another human captain reverses it")
     if action == "veto" and state not in ("pending", "approved"):
         raise AlreadyFinal(f"decision {decision.id} is already {state}: nothing to veto")
     if action == "force" and state == "approved":

@@ -1,15 +1,46 @@
-"""What autonomous agents may do, decided from what the brain stores: the live gate, and usage totals.
+"""What autonomous agents may do, decided from what the brain stores: the live gate, the rollout of a new logic
+version (shadow, then canary steps, then live), and usage totals.
 
-Pure functions: the brain reads the latest readiness report, the overrides in force and the usage
-records, and asks these.
+Pure functions: the brain reads the latest readiness report, the overrides in force, the rollout states, tasks,
+decisions and refusals, and asks these (`rollouts.py` does the reading, writing and paging).
+
+A rollout, per agent (`RolloutState`): the live logic version, and at most one candidate.
+
+    a version the brain has not seen claims           → the candidate, in shadow (its work recorded, not applied)
+    shadow done ([rollout] shadow_days since its first
+    shadow run, and min_shadow_tasks shadow runs) and
+    its metrics hold against the live version's        → canary, step 0 (`[rollout] steps`, 1% by default)
+    min_tasks_per_step live tasks at a step and the
+    metrics hold                                       → the next step; past the last (100%), the live version
+    a metric fails (shadow or canary)                  → rolled back at once (never a candidate again), paged
+    no live version yet                                → the first version readiness lets work live becomes it
+
+At a canary step of P percent a live task goes to the candidate when its bucket (`canary.bucket`, by task id) is
+under P, to the live version otherwise: decided at claim time, the other version's claims do not see it.
+Compared: the candidate's work (shadow runs in shadow; its live tasks since the canary began) against the live
+version's live tasks, on the kinds of task (repository and acceptance command) both have worked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
-from shared_protocol.brain import ReadinessOverride, ReadinessReport, UsageRecord, UsageTotal, UsageTotals
+from shared_protocol.brain import (
+    Decision,
+    ReadinessOverride,
+    ReadinessReport,
+    RolloutState,
+    Task,
+    UsageRecord,
+    UsageTotal,
+    UsageTotals,
+)
+from shared_protocol.config import RolloutConfig
+
+from .canary import ALPHA, MAX_COST_RATIO, Comparison, Sample, compare
 
 
 def live_ready(report: ReadinessReport | None, *, now: datetime, max_age_s: int) -> bool:
@@ -70,3 +101,285 @@ def usage_totals(records: Iterable[UsageRecord]) -> UsageTotals:
             by_task[record.task_id] = _add(by_task.get(record.task_id, UsageTotal()), record)
         by_model[record.model] = _add(by_model.get(record.model, UsageTotal()), record)
     return UsageTotals(total=total, by_agent=by_agent, by_task=by_task, by_model=by_model)
+
+
+# -- rollout ---------------------------------------------------------------------------------
+
+TaskKind = tuple[str, str]
+"""A kind of task: its repository and acceptance command."""
+
+TEST_STATEMENT = (
+    f"candidate vs live on the kinds of task both worked: verified success and approval rate by one-sided Fisher "
+    f"exact test, refusals per task by a one-sided exact Poisson-rate test (fail: p < {ALPHA}); cost per task: "
+    f"fail when over {MAX_COST_RATIO}x the live mean (once a step's minimum of tasks is in)"
+)
+
+DAY_S = 86_400.0
+
+
+@dataclass(kw_only=True, frozen=True)
+class Run:
+    """A finished piece of a version's work, as compared: a live task, or a shadow run."""
+
+    task_id: str
+    kind: TaskKind
+    at: datetime
+    claimed_at: datetime
+    """When its claim was granted (a step counts the tasks claimed at it)."""
+    verified: bool
+    """Succeeded with the body's re-run of the acceptance command confirmed (never a self-report)."""
+    usd: float
+
+
+@dataclass(kw_only=True, frozen=True)
+class Refusal:
+    """A call a body of `agent` at `logic_version` refused, at `at` (an audit event's time)."""
+
+    agent: str
+    logic_version: str
+    at: datetime
+
+
+def kind(task: Task) -> TaskKind:
+    return (task.repo, task.acceptance)
+
+
+def live_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
+    """The live tasks `agent` at `version` finished (succeeded, failed, abandoned)."""
+    runs: list[Run] = []
+    for task in tasks:
+        holder = task.claimed_by
+        if task.claim_mode != "live" or task.logic_version != version or holder is None or holder.agent != agent:
+            continue
+        if task.state not in ("succeeded", "failed", "abandoned") or task.finished_at is None:
+            continue
+        confirmed = task.verification is not None and task.verification.status == "confirmed"
+        usd = 0.0 if task.spend is None else task.spend.usd
+        runs.append(
+            Run(
+                task_id=task.id,
+                kind=kind(task),
+                at=task.finished_at,
+                claimed_at=task.claimed_at or task.finished_at,
+                verified=task.state == "succeeded" and confirmed,
+                usd=usd,
+            )
+        )
+    return runs
+
+
+def shadow_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
+    """The shadow runs of `agent` at `version`."""
+    runs: list[Run] = []
+    for task in tasks:
+        for run in task.shadow_runs:
+            if run.agent != agent or run.logic_version != version:
+                continue
+            confirmed = run.verification is not None and run.verification.status == "confirmed"
+            usd = 0.0 if run.spend is None else run.spend.usd
+            runs.append(
+                Run(
+                    task_id=task.id,
+                    kind=kind(task),
+                    at=run.at,
+                    claimed_at=run.at,
+                    verified=run.outcome == "succeeded" and confirmed,
+                    usd=usd,
+                )
+            )
+    return runs
+
+
+def answered(
+    tasks: Iterable[Task], decisions: Mapping[str, Decision], agent: str, version: str, *, since: datetime | None
+) -> tuple[int, int]:
+    """(answered, approved): the decisions the tasks of `agent` at `version` waited on (parked) since `since`."""
+    seen: set[str] = set()
+    approved = 0
+    for task in tasks:
+        for line in task.history:
+            if line.kind != "parked" or line.agent != agent or line.logic_version != version:
+                continue
+            if since is not None and line.at < since:
+                continue
+            decision = decisions.get(str(line.detail.get("decision_id", "")))
+            if decision is None or decision.state == "pending" or decision.id in seen:
+                continue
+            seen.add(decision.id)
+            approved += decision.state == "approved"
+    return len(seen), approved
+
+
+def _sample(runs: Sequence[Run], decided: tuple[int, int], refusals: int, refusal_tasks: int) -> Sample:
+    return Sample(
+        tasks=len(runs),
+        verified=sum(run.verified for run in runs),
+        decided=decided[0],
+        approved=decided[1],
+        refusals=refusals,
+        refusal_tasks=refusal_tasks,
+        usd=sum(run.usd for run in runs),
+    )
+
+
+RolloutAction = Literal["hold", "promote", "rollback"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class Evaluation:
+    """A candidate against the live version now, and what that means for its rollout."""
+
+    comparison: Comparison
+    candidate_tasks: int
+    live_tasks: int
+    stage_tasks: int
+    shadow_tasks: int
+    shadow_days: float
+    action: RolloutAction
+    next: str
+
+
+def percent(state: RolloutState | None, steps: Sequence[int]) -> int:
+    """The share of live tasks the candidate takes now."""
+    if state is None or state.candidate is None or state.stage != "canary":
+        return 0
+    return steps[min(state.step, len(steps) - 1)]
+
+
+def evaluate(
+    state: RolloutState,
+    *,
+    tasks: Sequence[Task],
+    decisions: Mapping[str, Decision],
+    refusals: Sequence[Refusal],
+    config: RolloutConfig,
+    now: datetime,
+) -> Evaluation | None:
+    """The candidate of `state` against its live version (None: no candidate)."""
+    candidate, live = state.candidate, state.live_version
+    if candidate is None:
+        return None
+    agent = state.agent
+    shadow = shadow_runs(tasks, agent, candidate)
+    shadow_tasks = len({run.task_id for run in shadow})
+    first = min((run.at for run in shadow), default=None)
+    days = 0.0 if first is None else (now - first).total_seconds() / DAY_S
+    in_canary = state.stage == "canary"
+    since = state.canary_since if in_canary else state.candidate_since
+    mine = (
+        [r for r in live_runs(tasks, agent, candidate) if since is None or r.claimed_at >= since]
+        if in_canary
+        else shadow
+    )
+    theirs = [] if live is None else live_runs(tasks, agent, live)
+    kinds = {r.kind for r in mine} & {r.kind for r in theirs}
+    mine_compared = [r for r in mine if r.kind in kinds]
+    theirs_compared = [r for r in theirs if r.kind in kinds]
+    c_refusals = sum(
+        1 for r in refusals if r.agent == agent and r.logic_version == candidate and (since is None or r.at >= since)
+    )
+    l_refusals = sum(1 for r in refusals if r.agent == agent and r.logic_version == live)
+    # refusals per task: the version's refused calls over all its runs in the same window (calls name no kind)
+    c_sample = _sample(mine_compared, answered(tasks, decisions, agent, candidate, since=since), c_refusals, len(mine))
+    l_sample = _sample(
+        theirs_compared, answered(tasks, decisions, agent, live or "", since=None), l_refusals, len(theirs)
+    )
+    comparison = compare(c_sample, l_sample, min_tasks=config.min_tasks_per_step)
+    stage_since = state.stage_since
+    stage_tasks = (
+        len([r for r in mine if stage_since is None or r.claimed_at >= stage_since]) if in_canary else shadow_tasks
+    )
+    action: RolloutAction = "hold"
+    if live is not None and not comparison.holds:
+        action = "rollback"
+        next_step = f"rolled back: {', '.join(comparison.failing)} failed the test"
+    elif in_canary:
+        steps = config.steps
+        step = min(state.step, len(steps) - 1)
+        to = "live" if step == len(steps) - 1 else f"{steps[step + 1]}%"
+        if stage_tasks >= config.min_tasks_per_step:
+            action = "promote"
+            next_step = f"promoted to {to}: {stage_tasks} tasks at {steps[step]}% and every metric held"
+        else:
+            next_step = (
+                f"{config.min_tasks_per_step - stage_tasks} more live tasks at {steps[step]}% "
+                f"(min_tasks_per_step={config.min_tasks_per_step}) with every metric holding, then {to}"
+            )
+    else:
+        done = shadow_tasks >= config.min_shadow_tasks and days >= config.shadow_days
+        if live is None:
+            next_step = (
+                "no live version yet: this one becomes live when readiness lets its first live claim through "
+                f"(shadow: {shadow_tasks}/{config.min_shadow_tasks} tasks, {days:.2f}/{config.shadow_days:g} days)"
+            )
+        elif done:
+            action = "promote"
+            next_step = f"shadow done ({shadow_tasks} tasks over {days:.2f} days): canary at {config.steps[0]}%"
+        else:
+            next_step = (
+                f"shadow: {max(config.min_shadow_tasks - shadow_tasks, 0)} more shadow tasks "
+                f"(min_shadow_tasks={config.min_shadow_tasks}) and {max(config.shadow_days - days, 0):.2f} more days "
+                f"(shadow_days={config.shadow_days:g}), every metric holding; then canary at {config.steps[0]}%"
+            )
+    return Evaluation(
+        comparison=comparison,
+        candidate_tasks=len(mine_compared),
+        live_tasks=len(theirs_compared),
+        stage_tasks=stage_tasks,
+        shadow_tasks=shadow_tasks,
+        shadow_days=days,
+        action=action,
+        next=next_step,
+    )
+
+
+def promoted(state: RolloutState, *, steps: Sequence[int], now: datetime) -> RolloutState:
+    """`state` one stage on: shadow → the first canary step (straight to live without a live version), a step →
+    the next, the last step → live."""
+    assert state.candidate is not None, "only a candidate is promoted"
+    if state.stage == "shadow" and state.live_version is not None:
+        return state.model_copy(update={"stage": "canary", "step": 0, "stage_since": now, "canary_since": now})
+    if state.stage == "canary" and state.step + 1 < len(steps):
+        return state.model_copy(update={"step": state.step + 1, "stage_since": now})
+    return state.model_copy(
+        update={
+            "live_version": state.candidate,
+            "live_since": now,
+            "candidate": None,
+            "stage": None,
+            "step": 0,
+            "candidate_since": None,
+            "stage_since": None,
+            "canary_since": None,
+        }
+    )
+
+
+def rolled_back(state: RolloutState) -> RolloutState:
+    """`state` without its candidate, which is never a candidate again."""
+    assert state.candidate is not None, "only a candidate is rolled back"
+    return state.model_copy(
+        update={
+            "candidate": None,
+            "stage": None,
+            "step": 0,
+            "candidate_since": None,
+            "stage_since": None,
+            "canary_since": None,
+            "rolled_back": [*state.rolled_back, state.candidate],
+        }
+    )
+
+
+def with_candidate(state: RolloutState, version: str, *, now: datetime) -> RolloutState:
+    """`state` with `version` as its candidate, in shadow (replacing any other candidate)."""
+    return state.model_copy(
+        update={
+            "candidate": version,
+            "stage": "shadow",
+            "step": 0,
+            "candidate_since": now,
+            "stage_since": now,
+            "canary_since": None,
+        }
+    )

@@ -70,6 +70,7 @@ from shared_protocol.brain import (
     VoteRequest,
 )
 from shared_protocol.decisions import AnswerKind, DecisionState, OverrideAction
+from shared_protocol.privacy import HeldItem, MalformedSubject, PrivacyErasure, PrivacyExport, PrivacyRequest, Subject
 
 from . import governance
 from .anomaly_watch import AnomalyWatch
@@ -77,6 +78,7 @@ from .auth import Principal, agent_token_command, rebind_body
 from .dashboard.feed import AuditFeed
 from .events import BrainEvent, EventHub
 from .exceptions import (
+    AgentPaused,
     BodyMismatch,
     ChainGap,
     ChainMismatch,
@@ -92,7 +94,9 @@ from .exceptions import (
 )
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
+from .privacy import held_in, open_protector
 from .rollout import live_ready, live_refusal, usage_totals
+from .rollouts import Rollouts
 from .settings import BrainSettings
 from .state import (
     BodyRecord,
@@ -170,7 +174,9 @@ class Brain:
         self._clock = clock
         self._background: TaskGroup | None = None
         self.wake = wake or WakeSetup()
-        self.escalator = Escalator(state, self.wake, now=self.now)
+        self.privacy = open_protector(settings)
+        """`[privacy]`: the brain's subject keys; what it stores from requests is protected with them."""
+        self.escalator = Escalator(state, self.wake, now=self.now, redact=self.privacy.redact)
         self.telemetry = Telemetry(state, settings=settings, hub=self.hub, now=self.now)
         self.metrics = BrainMetrics(state, settings=settings, hub=self.hub, now=self.now)
         self.audit_feed = AuditFeed()
@@ -179,6 +185,8 @@ class Brain:
         self.anomaly = AnomalyWatch(
             state, config=settings.anomaly, pauses=self.pauses, alert=self.raise_alert, now=self.now
         )
+        self.rollouts = Rollouts(state, config=settings.rollout, alert=self.raise_alert, now=self.now)
+        """Each agent's rollout of a new logic version: shadow, canary steps, live (`rollouts.py`)."""
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -255,7 +263,8 @@ class Brain:
     ) -> Registration:
         """Register (or re-register) a body; the answer tells it how often to heartbeat and the kill state.
 
-        The first verification key a body id registers is kept (trust on first use, logged); another one is refused
+        The first verification key a body id registers is kept (trust on first use, logged; a paired token's
+        registration proved its pairing secret first, `auth.check_pairing`); another one is refused
         (`BodyKeyMismatch`, 409), nothing changed: a captain's rebind of the body forgets it."""
         now = self.now()
         body = BodyRecord(
@@ -267,7 +276,12 @@ class Brain:
             last_heartbeat=now,
             verify_key=request.verify_key,
         )
-        reason = "first registration with a verification key (trust on first use)"
+        paired = by is not None and by.pairing_hash is not None  # (`auth.check_pairing` checked the secret)
+        reason = (
+            "first registration with a verification key, proven by its token's pairing secret"
+            if paired
+            else "first registration with a verification key (trust on first use)"
+        )
         key_log = (
             LogEntry(at=now, action="body_key", by="body", reason=reason, target=request.body_id)
             if by is None
@@ -478,7 +492,17 @@ class Brain:
         same body (a retry) gets that decision back, and nobody is paged again.
 
         A decision at the consensus thresholds gets its panel (`governance.open_panel`): the rule reviewers vote at
-        once, and may settle it."""
+        once, and may settle it; one naming fewer paths than it changes files also needs a human
+        (`governance.paths_unnamed`)."""
+        protect = self.privacy.protect  # (what a body sent is protected under its keys already: kept as it is)
+        request = request.model_copy(
+            update={
+                "summary": protect(request.summary),
+                "rationale": protect(request.rationale),
+                "options": [protect(option) for option in request.options],
+                "action": None if request.action is None else protect(request.action),
+            }
+        )
         now = self.now()
         decision = decisions.new_decision(
             request,
@@ -508,7 +532,7 @@ class Brain:
         if stored.id != decision.id:
             return stored, False
         self._published(decision)
-        if decision.state == "pending" and (decision.needs == "human" or needs_human or decision.ladder):
+        if decision.state == "pending" and (decision.needs == "human" or decision.human_required or decision.ladder):
             await self.escalator.start_decision(decision)
         return decision, True
 
@@ -558,6 +582,19 @@ class Brain:
             )
         raise Forbidden("a body token cannot vote: votes come from reviewer, approver and captain tokens")
 
+    async def _unpaused(self, voter: governance.Voter, *, doing: str) -> governance.Voter:
+        """`voter`, unless it is a paused agent's (`AgentPaused`, 409): a paused agent steers nothing, neither by its
+        panel seat nor as the captain agent, until a human resumes it."""
+        if voter.agent is None:
+            return voter
+        pause = await self.pauses.pause_of(voter.agent)
+        if pause is None:
+            return voter
+        raise AgentPaused(
+            f"agent '{voter.agent}' is paused ({pause.reason}, by {pause.by}): it may not {doing} until a human "
+            f"captain resumes it (swarm resume --agent {voter.agent})"
+        )
+
     async def _governance_context(self, decision: Decision) -> governance.Context:
         """The captain agents, and the value of the task the proposing body holds (its priority), if any."""
         value: float | None = None
@@ -579,7 +616,7 @@ class Brain:
         """A vote by `by`'s token (reviewer, approver or captain), audited (as `action`), and whatever it settles.
 
         `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it."""
-        voter = self._voter(by)
+        voter = await self._unpaused(self._voter(by), doing="vote")
         return await self._change(
             by,
             decision_id,
@@ -599,7 +636,7 @@ class Brain:
 
     async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
         """A captain's veto or force (see `governance.override`): at once, audited, with its reason."""
-        voter = self._voter(by)
+        voter = await self._unpaused(self._voter(by), doing="override")
         return await self._change(
             by,
             decision_id,
@@ -753,8 +790,8 @@ class Brain:
         task = created(
             Task(
                 id=f"task_{time.time_ns():x}{secrets.token_hex(4)}",
-                title=request.title,
-                description=request.description,
+                title=self.privacy.protect(request.title),
+                description=self.privacy.protect(request.description),
                 value_usd=request.value_usd,
                 state="queued",
                 created_at=now,
@@ -776,7 +813,8 @@ class Brain:
         return stored, stored.id == task.id
 
     async def claim_task(self, by: Principal, request: ClaimRequest) -> ClaimResponse:
-        """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged.
+        """The most valuable queued task, claimed for `lease_s`; none while the kill switch is engaged or the claiming
+        agent is paused.
 
         A live claim is refused (`NotReady`) unless readiness passed or a captain overrode it for the agent and its
         logic version; a shadow claim skips the tasks this agent and logic version shadowed already; with
@@ -784,12 +822,16 @@ class Brain:
         """
         if request.mode == "live":
             await self._check_live(request.agent, request.logic_version)
-        if (await self.state.kill_state()).engaged:
+        if (await self.kill_state(request.agent or None)).engaged:  # the brain's kill switch, or the agent's pause
             return ClaimResponse(task=None)
         now = self.now()
         await self._requeue_expired(now)
         if request.task_id is not None and await self.state.task(request.task_id) is None:
             raise NotFound(f"no task '{request.task_id}'")
+        # The agent's rollout decides which version may take which live task (the canary's share, by task id).
+        if request.agent and request.mode != "ide":
+            await self.rollouts.tick(request.agent)
+        buckets = await self.rollouts.route(request.agent, request.logic_version, request.mode)
         grant = ClaimGrant(
             body_id=request.body_id,
             agent=request.agent,
@@ -800,6 +842,7 @@ class Brain:
             logic_version=request.logic_version,
             task_id=request.task_id,
             by=by.name,
+            buckets=buckets,
         )
 
         def log(task: Task) -> LogEntry:
@@ -836,6 +879,7 @@ class Brain:
 
         With `holder`, a task claimed by another body is refused (`BodyMismatch`) in the same transaction.
         """
+        request = request.model_copy(update={"summary": self.privacy.protect(request.summary)})  # ([privacy])
         now = self.now()
         await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
         verification = request.verification
@@ -876,10 +920,13 @@ class Brain:
         )
         if task.state == "queued":  # a shadow run: the task is there to be worked for real
             self._task_available(task.id, "requeued")
+        if task.claimed_by is not None and task.claim_mode in ("shadow", "live"):
+            await self.rollouts.tick(task.claimed_by.agent)  # (a failing metric rolls back at once)
         return task
 
     async def park_task(self, by: Principal, task_id: str, request: ParkRequest, *, holder: str) -> Task:
         """The holder waits for a decision of its own body: no lease (the sweeper leaves it), the claim kept."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         task = await self.state.task(task_id)
         if task is None:
             raise NotFound(f"no task '{task_id}'")
@@ -926,6 +973,7 @@ class Brain:
     async def abandon_parked_task(self, by: Principal, task_id: str, request: AbandonRequest, *, holder: str) -> Task:
         """The body holding a parked task gives it up without its claim token (its runner lost the task's saved
         state): abandoned with the reason, as if its decision had been denied."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         log = by.entry("task_outcome", at=now, reason=request.reason, target=task_id, detail={"outcome": "abandoned"})
         task = await self.state.abandon_parked_task(task_id, reason=request.reason, at=now, log=log, holder=holder)
@@ -934,6 +982,7 @@ class Brain:
 
     async def cancel_task(self, by: Principal, task_id: str, request: CancelRequest) -> Task:
         """Cancel a task not finished (final): its holder hears `task_cancelled` and its claim token goes stale."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         log = by.entry("task_cancel", at=now, reason=request.reason, target=task_id)
         task = await self.state.cancel_task(task_id, reason=request.reason, at=now, log=log)
@@ -1034,11 +1083,15 @@ class Brain:
                     f"as agent '{record.agent}'",
                     field=f"records.{n}.task_id",
                 )
-        stored, duplicates = await self.state.record_usage(body_id, batch.records)
+        redact = self.privacy.redact  # (telemetry's labels: personal data never kept, not even encrypted)
+        records = [
+            r.model_copy(update={"provider": redact(r.provider), "model": redact(r.model)}) for r in batch.records
+        ]
+        stored, duplicates = await self.state.record_usage(body_id, records)
         if stored:
             # (the engine does not say which records were new: the metrics count each record id once)
             agents = {t.agent for t in await self.state.tokens() if t.agent is not None and t.revoked_at is None}
-            self.metrics.observe_usage(batch.records, agents=agents)
+            self.metrics.observe_usage(records, agents=agents)
         return UsageAck(stored=stored, duplicates=duplicates)
 
     async def usage(
@@ -1178,3 +1231,53 @@ class Brain:
             except Exception:  # top of the daemon loop: log and retry; pending never means approved meanwhile
                 logger.exception("sweep failed; retrying")
             await anyio.sleep(self.settings.sweep_interval_s)
+
+    # -- privacy -----------------------------------------------------------------------------
+
+    def _subject(self, text: str) -> Subject:
+        try:
+            return self.privacy.parse_subject(text)
+        except MalformedSubject as exc:
+            raise InvalidRequest(str(exc), field="subject") from None
+
+    async def erase_subject(self, by: Principal, request: PrivacyRequest) -> PrivacyErasure:
+        """Crypto-shredding: destroy the subject's key, so every copy of their data the brain holds (tasks,
+        decisions, the log, its backups) is unreadable; the erasure is a log entry naming the subject's random id,
+        never the subject. `NotFound` when no key is held (never seen here, or erased already)."""
+        subject = self._subject(request.subject)
+        subject_id = self.privacy.keys.erase(subject.kind, subject.value)
+        if subject_id is None:
+            raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased already)")
+        log = by.entry(
+            "privacy_erase",
+            at=self.now(),
+            reason=self.privacy.redact(request.reason),
+            target=subject_id,
+            detail={"kind": subject.kind},
+        )
+        await self.state.append_log(log)
+        return PrivacyErasure(kind=subject.kind, erased=True)
+
+    async def export_subject(self, request: PrivacyRequest) -> PrivacyExport:
+        """What the brain holds about the subject, decrypted: in tasks, decisions and the log. `NotFound` when no
+        key is held."""
+        subject = self._subject(request.subject)
+        subject_id = self.privacy.keys.find(subject.kind, subject.value)
+        if subject_id is None:
+            raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased)")
+        held: list[HeldItem] = []
+        for task in await self.state.tasks():
+            held += held_in(
+                self.privacy, subject_id, f"task {task.id}", [("title", task.title), ("description", task.description)]
+            )
+        for decision in await self.state.decisions():
+            texts = [("summary", decision.summary), ("rationale", decision.rationale)]
+            texts += [(f"options[{n}]", option) for n, option in enumerate(decision.options)]
+            if decision.action is not None:
+                texts.append(("action", decision.action))
+            held += held_in(self.privacy, subject_id, f"decision {decision.id}", texts)
+        for entry in await self.state.log_entries(limit=100_000):
+            held += held_in(
+                self.privacy, subject_id, f"log {entry.at.isoformat()} {entry.action}", [("reason", entry.reason)]
+            )
+        return PrivacyExport(kind=subject.kind, held=held)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared_protocol.config import AnomalyConfig, ConsensusConfig
+from shared_protocol.config import AnomalyConfig, ConsensusConfig, PrivacyConfig, RolloutConfig
 from shared_protocol.decisions import ApprovalThresholds
 
 from .exceptions import BadDatabaseUrl
@@ -92,6 +92,15 @@ class BrainSettings(BaseModel):
         "decision that needs no human.",
     )
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    """`[rollout]`: shadow, then canary steps, for an agent's new logic version (`rollouts.py`)."""
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    """`[privacy]`: personal data in tasks and decisions is kept encrypted per subject, and redacted in pages."""
+    privacy_key_store: str = Field(
+        default="",
+        description="The subject key store's file; empty: privacy.db beside a SQLite database (never in its "
+        "backups), in memory for another engine.",
+    )
     """`[anomaly]`: the detector that pauses an agent leaving its baseline (`anomaly_watch.py`)."""
 
     @field_validator("database_url")

@@ -7,8 +7,10 @@ it holds that event of the claiming body (POST /v1/audit), then settles it: `con
 attested by the body (`attest`, under the verification key the body registered first: a hand-made event POSTed with
 a body token alone is not), after the claim in the body's chain (its seq above the chain head the brain held when it
 granted the claim: the brain's own order, never the body's clock), in the workspace root, with the task's acceptance
-argv, that ran and exited 0, and that confirmed no other verification (one re-run is the evidence of one task's
-claim: the brain records which event confirmed which, `Evidence.uses`); `refuted` (with the reason) otherwise.
+argv, that ran and exited 0 (and, for a pytest check, whose report from the body's pytest reporter says every
+collected test passed: `shared_protocol.verdict`), and that confirmed no other verification (one re-run is the
+evidence of one task's claim: the brain records which event confirmed which, `Evidence.uses`); `refuted` (with the
+reason) otherwise.
 
 Pure functions: the state engines call `settle_task` inside the transaction that stores the event, or the outcome's
 own, so a claim and its evidence are never missed between two writes.
@@ -24,6 +26,7 @@ from typing import Any
 from shared_protocol import AuditEvent
 from shared_protocol.audit import attested
 from shared_protocol.brain import Task, TaskEvent, Verification
+from shared_protocol.verdict import event_report, pytest_start
 
 AWAITING = "awaiting the body's audit event"
 
@@ -124,6 +127,15 @@ def refutation(
     exit_code = event.detail.get("exit_code")
     if exit_code != 0 or event.detail.get("timed_out"):
         return f"audit event {event.id} exited with {exit_code!r}, not 0"
+    if pytest_start(expected) is not None:
+        report = event_report(event.detail)
+        if report is None:
+            return (
+                f"audit event {event.id} carries no pytest report: the acceptance command is a pytest run, whose "
+                "verdict is what pytest reported to the body, not the exit code"
+            )
+        if report.verdict != "passed":
+            return f"audit event {event.id} exited 0, but its pytest report is no pass: {report.reason}"
     return None
 
 
@@ -146,7 +158,12 @@ def settled(
                 "verified": True,
                 "exit_code": exit_code if isinstance(exit_code, int) else verification.exit_code,
                 "status": "confirmed",
-                "detail": f"the body's audit event {event.id} shows the acceptance command exited 0",
+                "detail": f"the body's audit event {event.id} shows the acceptance command exited 0"
+                + (
+                    f" and pytest reported all {report.collected} collected tests passed"
+                    if (report := event_report(event.detail)) is not None
+                    else ""
+                ),
             }
         )
     return verification.model_copy(update={"verified": False, "status": "refuted", "detail": why})

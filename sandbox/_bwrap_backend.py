@@ -226,7 +226,7 @@ class BwrapBackend(ABC):
                     env=_LAUNCH_ENV,
                     timeout_s=spec.timeout_s,
                     max_output_bytes=spec.max_output_bytes,
-                    pass_fds=launch.pass_fds,
+                    pass_fds=[*launch.pass_fds, *spec.pass_fds],
                     control=control,
                     kill_rest=cgroup.kill_all if cgroup is not None else _nothing,
                     admit=admit,
@@ -404,6 +404,8 @@ def _check_spec(spec: SandboxSpec, staging_root: Path) -> None:
     for name, value in spec.env.items():
         if not name or "=" in name or "\0" in name or "\0" in value:
             raise InvalidSandboxSpec(f"invalid environment variable {name!r}: no '=' in names, no NUL anywhere")
+    if any(type(fd) is not int or fd < 3 for fd in spec.pass_fds):  # (a bool is an int too)
+        raise InvalidSandboxSpec(f"pass_fds must be open descriptors above 2 (not stdio): {list(spec.pass_fds)!r}")
     if spec.timeout_s <= 0 or spec.max_output_bytes < 0:
         raise InvalidSandboxSpec("timeout_s must be positive and max_output_bytes not negative")
     limits = spec.limits

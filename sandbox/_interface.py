@@ -99,6 +99,9 @@ class SandboxSpec:
     commands: Mapping[str, Path] = field(default_factory=dict[str, Path])
     """Sandbox-only commands: NAME -> an executable the toolchain exposes, linked as `/run/swarm/bin/NAME`
     (`python` -> the interpreter, where the system has only `python3`). `PATH` entries there are kept."""
+    pass_fds: Sequence[int] = ()
+    """Open file descriptors of the caller the command inherits under the same numbers (a pipe the caller reads
+    while the command runs: the body's pytest reporter). The caller keeps and closes them."""
 
 
 class Quota(StrEnum):

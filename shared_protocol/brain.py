@@ -37,6 +37,7 @@ from .decisions import Role as Role
 from .decisions import Verdict as Verdict
 from .decisions import Vote as Vote
 from .decisions import VoteValue as VoteValue
+from .verdict import CheckReport
 
 BrainEventName = Literal["kill", "resume", "decision", "task_available", "task_cancelled", "task_ended", "policy"]
 TaskState = Literal["queued", "claimed", "waiting_approval", "succeeded", "failed", "abandoned", "cancelled"]
@@ -117,6 +118,12 @@ class BrainErrorCode(StrEnum):
     was changed. A captain resets it (`swarm brain body rebind BODY --token-id TOKEN_ID --reason …`)."""
     REBIND_REFUSED = "rebind_refused"
     """409: the token a rebind names cannot take the body (revoked, not a body token, or bound to another body)."""
+    AGENT_PAUSED = "agent_paused"
+    """409: the agent this token is bound to is paused (by a captain or the anomaly watch): it votes and overrides
+    nothing until a human captain resumes it (`swarm resume --agent NAME`)."""
+    PAIRING_REQUIRED = "pairing_required"
+    """403: the token is paired (`swarm brain token create --pair`): a registration naming a verification key must
+    carry its pairing secret (`$SWARM_PAIRING`, `[[agents]] pairing`); it had none, or another. Nothing was changed."""
     PAYLOAD_TOO_LARGE = "payload_too_large"
     """413: the request body is over the route's cap (64 KB, 1 MB for audit batches, unless configured)."""
     STATE_UNAVAILABLE = "state_unavailable"
@@ -194,6 +201,10 @@ class RegisterRequest(ProtocolModel):
     hostname: str
     version: str
     verify_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    pairing: Annotated[str, StringConstraints(pattern=r"^swp_[A-Za-z0-9_-]{20,100}$")] | None = None
+    """The pairing secret of a paired token (`swarm brain token create --pair`, `$SWARM_PAIRING`): a paired token's
+    registration naming a verification key must carry it (403 `pairing_required` otherwise), so a key is the body's
+    whose operator was given the secret, never that of whoever holds the token alone."""
     """The key (64 lowercase hex digits) the body attests its shipped audit events with
     (`shared_protocol.audit.attestation_key`). The brain keeps the first one a body id registers with (trust on
     first use) and refuses another (409 `body_key_mismatch`); None changes nothing. A body with no key kept has
@@ -464,8 +475,8 @@ class Verification(ProtocolModel):
     event `action_id` arrives (POST /v1/audit), then `confirmed` (verified true) or `refuted` (verified false,
     `detail` says why): a `run_command` of the claiming body, not the model's, naming this task (`task_id`),
     attested under the verification key the body registered (`attest`), after the claim in its chain, in the
-    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, and that confirmed no
-    other verification."""
+    workspace root, with the task's acceptance argv (`shlex.split`), that ran and exited 0, whose pytest report (for
+    a pytest check: `report`) says every collected test passed, and that confirmed no other verification."""
 
     command: str
     exit_code: int | None = None
@@ -481,11 +492,16 @@ class Verification(ProtocolModel):
     after_seq: int | None = None
     """Set by the brain: the claiming body's audit chain head the brain held when it granted the claim (the re-run
     must come after it in the chain: the brain's own order, not the body's clock)."""
+    report: CheckReport | None = None
+    """A pytest check (`shared_protocol.verdict.pytest_start`): what the body's reporter saw of the re-run, whose
+    verdict is the check's (the exit code is kept as evidence); None for a check whose verdict is its exit code."""
 
     @model_validator(mode="after")
     def _verified_means_exit_0(self) -> Verification:
         if self.verified and (self.exit_code != 0 or not self.action_id):
             raise ValueError("verified needs exit_code 0 and the action_id of the body's re-run")
+        if self.verified and self.report is not None and self.report.verdict != "passed":
+            raise ValueError("verified needs the check's report to say passed")
         return self
 
 
@@ -831,6 +847,73 @@ class ReadinessStatus(ProtocolModel):
     """The latest report is ready and younger than `[rollout] readiness_max_age_s`."""
     max_age_s: int
     overrides: list[ReadinessOverride]
+
+
+# --- rollout: shadow, then canary ------------------------------------------------------
+
+RolloutStage = Literal["shadow", "canary"]
+"""Where a candidate logic version is: `shadow` (its work recorded, never applied), `canary` (a share of live
+tasks, by `[rollout] steps`). Past the last step it is the live version."""
+
+
+class RolloutState(ProtocolModel):
+    """An agent's rollout as the brain keeps it: the live logic version and the candidate on its way."""
+
+    agent: str
+    live_version: str | None = None
+    """None until a version of the agent first works live."""
+    live_since: datetime | None = None
+    candidate: str | None = None
+    stage: RolloutStage | None = None
+    """The candidate's stage; None without a candidate."""
+    step: int = 0
+    """In canary: the index in `[rollout] steps` (0 is the first step)."""
+    candidate_since: datetime | None = None
+    stage_since: datetime | None = None
+    """When the candidate reached its stage (in canary: its step)."""
+    canary_since: datetime | None = None
+    rolled_back: list[str] = Field(default_factory=list[str])
+    """Versions rolled back: never a candidate again (change the agent's logic for a new version)."""
+
+
+class RolloutMetric(ProtocolModel):
+    """One metric, candidate and live side by side, with its test (see `brain_server.canary`)."""
+
+    name: str
+    candidate: str
+    live: str
+    test: str
+    holds: bool
+
+
+class RolloutReport(ProtocolModel):
+    """`GET /v1/agents/{name}/rollout`: the rollout, the compared tasks, each metric and what the next step needs."""
+
+    state: RolloutState
+    percent: int
+    """The share of live tasks the candidate takes now (0 in shadow or without a candidate)."""
+    steps: list[int]
+    candidate_tasks: int
+    """The candidate's compared tasks (shadow runs in shadow, live tasks since the canary began)."""
+    live_tasks: int
+    """The live version's compared tasks."""
+    stage_tasks: int
+    """The candidate's tasks at its present stage or step."""
+    shadow_tasks: int
+    shadow_days: float
+    """Days since the candidate's first shadow run."""
+    metrics: list[RolloutMetric]
+    holds: bool
+    test: str
+    """The statistical test, stated."""
+    next: str
+    """What the next step needs (or why there is none)."""
+
+
+class RolloutAction(ProtocolModel):
+    """`POST /v1/agents/{name}/rollout/promote|rollback` (a human captain): move the candidate on, or drop it."""
+
+    reason: NonEmpty
 
 
 # --- reversal --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from ._base import NonEmpty, ProtocolModel
 from .consensus import DEFAULT_DEADLINE_S, DEFAULT_QUORUM, HUMAN_SEAT, RULE_REVIEWERS, valid_quorum
 from .decisions import ApprovalThresholds
+from .privacy import PrivacyConfig
 from .secrets import SECRET_FIELD, SECRET_LITERAL, SecretRef, SecretsConfig, is_credential_variable
 from .wake import DiscordConfig, EmailConfig, EscalationConfig, NtfyConfig, TwilioConfig
 
@@ -595,6 +596,11 @@ class AgentConfig(ProtocolModel):
         default="",
         description="The agent's body token for the brain (env:NAME or file:/path); empty: SWARM_TOKEN.",
     )
+    pairing: SecretRef = Field(
+        default="",
+        description="The pairing secret of a paired token (`swarm brain token create --pair`; env:NAME or "
+        "file:/path), given to the agent's bodies as SWARM_PAIRING; empty: SWARM_PAIRING, if set.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -617,8 +623,11 @@ class AgentConfig(ProtocolModel):
 class RolloutConfig(ProtocolModel):
     """`[rollout]`: how an agent's logic version goes from shadow to live (readiness, canary steps)."""
 
-    shadow_days: int = Field(
-        default=7, ge=0, description="Days a logic version works in shadow before readiness can pass for it."
+    shadow_days: float = Field(
+        default=7,
+        ge=0,
+        description="Days a logic version works in shadow (from its first shadow task) before it may go on: "
+        "readiness for it, and its first canary step (a fraction is fine: 0.001 is 86.4 s).",
     )
     min_shadow_tasks: int = Field(default=20, ge=0, description="...and the shadow runs it must have completed.")
     readiness_max_age_s: int = Field(
@@ -774,6 +783,7 @@ class SwarmConfig(ProtocolModel):
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     agents: list[AgentConfig] = Field(default_factory=list[AgentConfig])

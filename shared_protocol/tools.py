@@ -17,6 +17,7 @@ from ._base import ProtocolModel
 from .brain import Task
 from .decisions import DecisionState, Needs
 from .refusals import Refusal
+from .verdict import CheckReport
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -229,6 +230,10 @@ class RunCommandResult(ToolResult):
     changes: list[CommandChange]
     applied: bool = Field(description="Whether the changes were applied to the workspace (all or nothing).")
     refusal: Refusal | None = Field(default=None, description="Why the changes were not applied.")
+    report: CheckReport | None = Field(
+        default=None,
+        description="A runner's pytest acceptance re-run: what the body's reporter saw of it, and the verdict.",
+    )
 
 
 class ReadCommandOutputArgs(ToolArgs):

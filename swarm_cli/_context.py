@@ -99,6 +99,7 @@ def body_settings(
         agent_profile=profile,
         brain_url=brain,
         brain_token=brain_token,
+        brain_pairing=(os.environ.get("SWARM_PAIRING") or None) if brain_token else None,
         config_file=source.resolve() if source is not None else None,
     )
     if profile is not None and agent_state_only:

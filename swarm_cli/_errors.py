@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from body_mcp import SwarmError, ToolRefused
 from body_mcp.state import resolve_home
+from shared_protocol.privacy import PrivacyError
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -24,7 +25,7 @@ def describe(exc: BaseException) -> str:
     """`exc` as one line that says what failed and, where known, on which file."""
     if isinstance(exc, ToolRefused):
         message = exc.message
-    elif isinstance(exc, SwarmError):
+    elif isinstance(exc, SwarmError | PrivacyError):
         message = str(exc)
     elif isinstance(exc, OSError):
         message = _os_error(exc)

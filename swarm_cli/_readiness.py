@@ -11,12 +11,17 @@ Each `check_*` returns a `ReadinessItem` (name, ok, detail, fix); `report(items)
     limits               [limits], [policy], [audit], [snapshots] no looser than the specification's defaults
     sandbox              the configured sandbox backend can isolate a command here
     escalation           a wake-up channel is configured (`swarm doctor`'s checks) and a test page went out
-    consensus            [consensus] is configured (fails until issue #19 adds voting)
+    consensus            [consensus] has a panel that can reach its quorum (rule reviewers, reviewer agents,
+                         humans; the embedded default is five rule reviewers, quorum 3)
     secrets              no secret in the config is a raw value: every secret key is a reference that resolves
                          (`swarm secrets check`), no `file:` secret is readable by others, no URL carries a password
     robots_gate          the compliance gate's robots.txt check is on when an agent can use the network
-    shadow_period:NAME   agent NAME's logic version shadowed `[rollout] min_shadow_tasks` tasks over
-                         `[rollout] shadow_days` since its first shadow task (from the brain's tasks)
+    pii_redaction        personal data is detected and kept only encrypted per subject or redacted ([privacy]
+                         redaction)
+    shadow_period:NAME   the logic version of agent NAME going live (the configured one) shadowed `[rollout]
+                         min_shadow_tasks` tasks over `[rollout] shadow_days` since its first shadow task (from the
+                         brain's tasks), or is the brain's live version of NAME already (its rollout); one the brain
+                         rolled back fails
 
 "Recently" is within `DRILL_MAX_AGE_S` (7 days). Checks read state; none changes it,
 except that opening a workspace's trail finishes what a killed restore left (as every command does).
@@ -25,7 +30,7 @@ except that opening a workspace's trail finishes what a killed restore left (as 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +47,7 @@ from body_mcp.state import StatePaths, all_workspace_states
 from shared_protocol.agents import logic_version
 from shared_protocol.brain import ReadinessItem, ReadinessRequest
 from shared_protocol.config import SwarmConfig
+from shared_protocol.consensus import HUMAN_SEAT, valid_quorum
 from shared_protocol.secrets import SecretResolver
 
 from ._context import agent_profile
@@ -445,14 +451,46 @@ def check_robots_gate(config: SwarmConfig) -> ReadinessItem:
     )
 
 
-def check_consensus(config: SwarmConfig) -> ReadinessItem:
-    del config  # [consensus] does not exist yet: nothing in the config can make this item hold
+def check_pii_redaction(config: SwarmConfig) -> ReadinessItem:
+    """`[privacy] redaction` is on: personal data is kept only encrypted per subject, or redacted."""
+    if not config.privacy.redaction:
+        return _item(
+            "pii_redaction",
+            False,
+            "[privacy] redaction = false: personal data in audit events, tasks and decisions is kept in clear",
+            "set [privacy] redaction = true",
+        )
     return _item(
-        "consensus",
-        False,
-        "consensus is not configured: [consensus] (panel, quorum, deadline_s) and voting arrive with issue #19",
-        f"wait for issue #19, {OVERRIDE_HINT}",
+        "pii_redaction",
+        True,
+        "personal data is encrypted per subject in what bodies and the brain keep, and redacted in pages",
     )
+
+
+def check_consensus(config: SwarmConfig) -> ReadinessItem:
+    """`[consensus]` has a panel that can reach its quorum: rule reviewers (always vote), agents configured with
+    the reviewer or captain role, human seats; a quorum over half the panel and no more than the seats that vote."""
+    consensus = config.consensus
+    roles = {agent.name: agent.role for agent in config.agents}
+    rules = [seat for seat in consensus.panel if seat.startswith("rules:")]
+    humans = [seat for seat in consensus.panel if seat.startswith(HUMAN_SEAT)]
+    agents = [seat for seat in consensus.panel if roles.get(seat) in ("reviewer", "captain")]
+    unseated = [seat for seat in consensus.panel if seat not in rules + humans + agents]
+    voters = len(rules) + len(humans) + len(agents)
+    seats = (
+        f"panel of {len(consensus.panel)} ({len(rules)} rule reviewers, {len(agents)} reviewer agents, "
+        f"{len(humans)} humans), quorum {consensus.quorum}, deadline {consensus.deadline_s} s"
+    )
+    if unseated or not valid_quorum(len(consensus.panel), consensus.quorum) or voters < consensus.quorum:
+        why = f"; no reviewer or captain agent for {', '.join(unseated)}" if unseated else ""
+        return _item(
+            "consensus",
+            False,
+            f"[consensus] cannot reach its quorum: {seats}{why}",
+            "set [consensus] panel to seats that vote (rules:…, reviewer agents, human:LABEL) and quorum to more "
+            f"than half of them, {OVERRIDE_HINT}",
+        )
+    return _item("consensus", True, seats)
 
 
 # -- the shadow period --------------------------------------------------------------------------
@@ -514,10 +552,51 @@ async def shadow_runs(http: httpx.AsyncClient, url: str, token: str) -> list[Sha
     ]
 
 
+@dataclass(kw_only=True, frozen=True)
+class RolloutFact:
+    """What the brain's rollout of an agent says (`GET /v1/agents/{name}/rollout`)."""
+
+    live_version: str | None
+    rolled_back: tuple[str, ...] = ()
+
+
+class _RolloutStateView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    live_version: str | None = None
+    rolled_back: list[str] = Field(default_factory=list[str])
+
+
+class _RolloutView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    state: _RolloutStateView
+
+
+async def rollouts(http: httpx.AsyncClient, url: str, token: str, agents: Sequence[str]) -> dict[str, RolloutFact]:
+    """The brain's rollout of each of `agents` that has one (an agent none of whose versions claimed has none; a
+    brain that cannot say leaves the agent out: its shadow item then goes by the shadow runs alone)."""
+    found: dict[str, RolloutFact] = {}
+    for agent in agents:
+        try:
+            response = await http.get(
+                f"{url.rstrip('/')}/v1/agents/{agent}/rollout", headers={"Authorization": f"Bearer {token}"}
+            )
+            view = _RolloutView.model_validate_json(response.content) if response.status_code == 200 else None
+        except (httpx.HTTPError, ValidationError):
+            view = None
+        if view is not None:
+            found[agent] = RolloutFact(live_version=view.state.live_version, rolled_back=tuple(view.state.rolled_back))
+    return found
+
+
 def check_shadow_periods(
-    config: SwarmConfig, runs: Sequence[ShadowFact] | str, *, now: datetime
+    config: SwarmConfig,
+    runs: Sequence[ShadowFact] | str,
+    *,
+    now: datetime,
+    rollouts: Mapping[str, RolloutFact] | None = None,
 ) -> list[ReadinessItem]:
-    """One item per configured agent. `runs` is every shadow run the brain holds, or why they could not be read."""
+    """One item per configured agent, for the logic version going live (the configured one). `runs` is every
+    shadow run the brain holds, or why they could not be read; `rollouts` the brain's rollout of each agent."""
     rollout = config.rollout
     if not config.agents:
         return [
@@ -532,6 +611,20 @@ def check_shadow_periods(
     for agent in config.agents:
         name = f"shadow_period:{agent.name}"
         version = logic_version(agent, config.models[agent.model])
+        fact = (rollouts or {}).get(agent.name)
+        if fact is not None and fact.live_version == version:
+            items.append(_item(name, True, f"{version}: the brain's live version of agent {agent.name} (rolled out)"))
+            continue
+        if fact is not None and version in fact.rolled_back:
+            items.append(
+                _item(
+                    name,
+                    False,
+                    f"{version}: the brain rolled this logic version back (`swarm rollout status {agent.name}`)",
+                    f"change agent {agent.name}'s logic (a new version starts its shadow period), {OVERRIDE_HINT}",
+                )
+            )
+            continue
         if isinstance(runs, str):
             items.append(_item(name, False, f"{version}: {runs}", "pass --brain URL (or SWARM_BRAIN_URL) and a token"))
             continue

@@ -58,6 +58,19 @@ def agent_token(agent: AgentConfig, flag: str | None, secrets: SecretResolver) -
     return _context.token(flag)
 
 
+def agent_pairing(agent: AgentConfig, secrets: SecretResolver) -> str | None:
+    """The pairing secret of the agent's paired token: `[[agents]] pairing` (env:/file:), else `$SWARM_PAIRING`
+    (None: the token is not paired)."""
+    from agent_runner import RunnerUserError
+
+    if agent.pairing:
+        try:
+            return secrets.resolve(agent.pairing).reveal()
+        except SecretUnavailable as exc:
+            raise RunnerUserError(f"agent '{agent.name}' pairing: {exc}") from None
+    return os.environ.get("SWARM_PAIRING") or None
+
+
 def profile_for(config: SwarmConfig, agent: AgentConfig) -> AgentProfile:
     from agent_runner.loop import AgentProfile
 
@@ -100,6 +113,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         raise RunnerUserError("an agent takes its tasks from a brain: pass --brain URL or set SWARM_BRAIN_URL")
     secrets = Secrets.from_environ(os.environ, config=config.secrets)
     token = agent_token(agent, args.token, secrets)
+    pairing = agent_pairing(agent, secrets)
     model_cfg = config.models[agent.model]
     base_dir = config_file.parent if config_file is not None else Path.cwd()
     provider = make_provider(model_settings(agent.model, model_cfg, secrets=secrets, base_dir=base_dir))
@@ -122,6 +136,9 @@ def _agent_run(args: argparse.Namespace) -> int:
         if shadow:
             argv.append("--no-network")
         env = {**os.environ, "SWARM_HOME": str(home), "SWARM_TOKEN": token, "SWARM_AGENT": agent.name}
+        env.pop("SWARM_PAIRING", None)
+        if pairing is not None:
+            env["SWARM_PAIRING"] = pairing
         return BodyLaunch(argv=argv, env=env)
 
     async def run() -> int:

@@ -128,9 +128,9 @@ def serve_settings(
 ) -> tuple[BrainSettings, SwarmConfig]:
     """What `swarm brain serve` runs with: `load_settings`, and the approval rules from the same `[limits]` and
     `[policy]` its bodies read (so both classify a decision alike), `[consensus]` and the captain agents,
-    `[rollout] readiness_max_age_s`, `[metrics]
-    public`, `[limits] usd_per_hour` (the budget gauges of /metrics) and `[anomaly]` (the detector that pauses an
-    agent); every section of the file is checked."""
+    `[rollout]` (readiness_max_age_s, and the shadow and canary steps), `[metrics]
+    public`, `[limits] usd_per_hour` (the budget gauges of /metrics), `[anomaly]` (the detector that pauses an
+    agent) and `[privacy]`; every section of the file is checked."""
     settings = load_settings(config=config, host=host, port=port, db=db)
     swarm = load(config, swarm_home())
     update = {
@@ -141,6 +141,8 @@ def serve_settings(
         "metrics_public": swarm.metrics.public,
         "usd_per_hour": swarm.limits.usd_per_hour,
         "anomaly": swarm.anomaly,
+        "rollout": swarm.rollout,
+        "privacy": swarm.privacy,
     }
     return settings.model_copy(update=update), swarm
 
@@ -224,16 +226,33 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     settings = _database(args)
     role = cast(Role, args.role)
 
-    async def create(state: StateEngine) -> str:
-        return await issue_token(state, role=role, label=args.label, at=datetime.now(UTC), agent=args.agent)
+    from brain_server.auth import new_pairing
+    from brain_server.exceptions import ConfigError
 
+    pairing = new_pairing() if args.pair else None
+
+    async def create(state: StateEngine) -> str:
+        return await issue_token(
+            state, role=role, label=args.label, at=datetime.now(UTC), agent=args.agent, pairing=pairing
+        )
+
+    if args.pair and role != "body":  # (like the checks below: before the database is created or opened)
+        raise ConfigError(f"--pair pairs a body token with its body's key; a {role} token registers no body")
     check_token_agent(role, args.agent)  # before the database is created or opened
     if role == "reviewer":
         _check_reviewer(args.config, args.agent)
     token = _on_state(settings, create, create=True)
     print(token, flush=True)
+    if pairing is not None:
+        print(pairing, flush=True)
     whose = "" if args.agent is None else f" for agent {args.agent}"
     print(f"created a {role} token{whose} in {_where(settings)} (shown once: store it now)", file=sys.stderr)
+    if pairing is not None:
+        print(
+            "its pairing secret is the second line: give it to the body apart from the token ([[agents]] pairing "
+            "or $SWARM_PAIRING); a registration of a key without it is refused",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -365,6 +384,12 @@ def add_parsers(sub: _Subparsers) -> None:
         metavar="NAME",
         help="bind it to this agent for good (an autonomous agent's body token, its [[agents]] token): it then "
         "claims shadow or live work as that agent only; without it, a body token is an IDE body's",
+    )
+    p.add_argument(
+        "--pair",
+        action="store_true",
+        help="a body token only: also print a pairing secret (a second line), which its body must present with its "
+        "verification key ([[agents]] pairing or $SWARM_PAIRING); keep it apart from the token",
     )
     _database_args(p)
 

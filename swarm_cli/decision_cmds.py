@@ -1,4 +1,5 @@
-"""`swarm decisions list [--pending] [--json]` (the inbox) and `swarm vote ID approve|deny|abstain --reason TEXT`.
+"""`swarm decisions list [--pending] [--json]` (the inbox: each decision ends with the commands that answer it, `answer
+with:` lines; `answer_with` in JSON) and `swarm vote ID approve|deny|abstain --reason TEXT`.
 
 They act on the brain `--brain URL` (or `$SWARM_BRAIN_URL`) names, with `--token` (or `$SWARM_TOKEN`): a human's
 approver or captain token, or an agent's reviewer token. The voter is whoever the token is: never a flag.
@@ -72,16 +73,50 @@ def explain(decision: Decision) -> list[str]:
     return lines
 
 
+def how_to_answer(decision: Decision) -> list[str]:
+    """The commands that answer `decision` as it stands, each with whose token it takes (none once it is final,
+    except a human captain's veto of an approved one)."""
+    i = decision.id
+    veto = f"swarm override {i} --veto --reason …   (a human captain, or the captain agent's reviewer token)"
+    if decision.state == "approved":
+        return [veto + ": reverses the approval"]
+    if decision.state != "pending":
+        return []
+    lines: list[str] = []
+    at = decision.ladder[-1].kind if decision.ladder else None
+    if at == "human_captain":
+        lines.append(f"swarm approve {i} --reason …   (a human captain's token: breaks the deadlock)")
+        lines.append(f"swarm deny {i} --reason …      (any human's: denies it)")
+    elif decision.panel:
+        voted = {v.voter for v in decision.votes}
+        open_seats = [seat for seat in decision.panel if seat not in voted]
+        seats = ", ".join(open_seats) if open_seats else "every seat voted; a seat may change its vote"
+        lines.append(f"swarm vote {i} approve|deny|abstain --reason …   (a reviewer token with a seat: {seats})")
+        if at == "captain_agent":
+            lines.append(f"swarm vote {i} approve|deny --reason …   (the captain agent's reviewer token: breaks it)")
+        if decision.human_required:
+            lines.append(f"swarm approve {i} --reason …   (a human's approver or captain token: also required)")
+        lines.append(f"swarm deny {i} --reason …      (a human's approver or captain token: denies it)")
+    else:
+        lines.append(f"swarm approve {i} --reason … | swarm deny {i} --reason …   (an approver's or captain's token)")
+    lines.append(veto)
+    lines.append(f"swarm override {i} --force --reason …   (a human captain only: approves it, whatever the votes)")
+    return lines
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     found = _on_brain(args, lambda client: client.decisions(state="pending" if args.pending else None))
     if args.json:
-        _out(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
+        listed = [{**d.model_dump(mode="json"), "answer_with": how_to_answer(d)} for d in found]
+        _out(json.dumps(listed, indent=2))
         return 0
     if not found:
         _out("no pending decisions" if args.pending else "no decisions")
     for decision in found:
         for line in explain(decision):
             _out(printable(line))  # (an agent's summary cannot forge a line or send escapes)
+        for line in how_to_answer(decision):
+            _out(printable(f"  answer with: {line}"))
     return 0
 
 

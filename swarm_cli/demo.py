@@ -28,6 +28,7 @@ from mcp.client.stdio import StdioServerParameters
 from body_mcp import Admin, BodySettings
 from body_mcp.explain import explain_event
 from brain_server import BrainSettings, issue_token, run
+from brain_server.auth import new_pairing
 from brain_server.state import open_engine, sqlite_url
 from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.setup import WakeSetup
@@ -71,8 +72,11 @@ async def _tokens(database_url: str) -> dict[str, str]:
         tokens = {
             r: await issue_token(state, role=r, label=f"demo-{r}", at=datetime.now(UTC)) for r in ("body", "captain")
         }
-        for agent in ("worker-1", "worker-2"):
-            tokens[agent] = await issue_token(state, role="body", label=agent, at=datetime.now(UTC), agent=agent)
+        for agent in ("worker-1", "worker-2"):  # paired: each agent's body proves its secret with its key
+            tokens[f"{agent}:pairing"] = pairing = new_pairing()
+            tokens[agent] = await issue_token(
+                state, role="body", label=agent, at=datetime.now(UTC), agent=agent, pairing=pairing
+            )
         return tokens
     finally:
         await state.close()

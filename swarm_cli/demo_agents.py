@@ -90,7 +90,8 @@ def write_agents_config(home: Path) -> Path:
         blocks.append(
             f'\n[[agents]]\nname = "worker-{n}"\nmodel = "demo-{n}"\n'
             'prompt = "You are a careful engineer on the Acme shop. Change only what the task asks."\n'
-            f'tools = {json.dumps(_TOOLS)}\ntoken = "env:SWARM_DEMO_TOKEN_{n}"\nmax_usd_per_task = 0.5\n'
+            f'tools = {json.dumps(_TOOLS)}\ntoken = "env:SWARM_DEMO_TOKEN_{n}"\n'
+            f'pairing = "env:SWARM_DEMO_PAIRING_{n}"\nmax_usd_per_task = 0.5\n'
         )
     with config.open("a") as out:
         out.write("".join(blocks))
@@ -126,7 +127,9 @@ def _git(repo: Path, *args: str) -> str:
 def _env(home: Path, url: str, tokens: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(home / "swarm.toml"), "SWARM_BRAIN_URL": url}
     env |= {"SWARM_DEMO_TOKEN_1": tokens["worker-1"], "SWARM_DEMO_TOKEN_2": tokens["worker-2"]}
+    env |= {"SWARM_DEMO_PAIRING_1": tokens["worker-1:pairing"], "SWARM_DEMO_PAIRING_2": tokens["worker-2:pairing"]}
     env.pop("SWARM_TOKEN", None)
+    env.pop("SWARM_PAIRING", None)
     return env
 
 

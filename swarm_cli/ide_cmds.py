@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .entry import HOOK_IDES
+
 if TYPE_CHECKING:
     from body_mcp import BodySettings
     from body_mcp.ide import Environment, Finding, Launch, SetupIde
 
 IDE_CHOICES = ("cursor", "claude-code", "claude-desktop", "vscode", "all")
 """What `swarm init --ide` and `swarm doctor --ide` accept."""
-HOOK_IDES = ("claude-code", "cursor")
 _PINNED_ENV = ("SWARM_HOME", "SWARM_CONFIG")
 """Set when `swarm init` runs, these are written into the IDE's commands so its processes share the CLI's state."""
 

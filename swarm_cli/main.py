@@ -478,7 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
         brain_cmds,
         decision_cmds,
         kpi_cmds,
+        privacy_cmds,
         readiness_cmds,
+        rollout_cmds,
         secrets_cmds,
         snapshot_cmds,
         task_cmds,
@@ -606,7 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     decision_cmds.add_parsers(sub)  # type: ignore[arg-type]
     readiness_cmds.add_parsers(sub)  # type: ignore[arg-type]
     kpi_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    rollout_cmds.add_parsers(sub)  # type: ignore[arg-type]
     secrets_cmds.add_parsers(sub)  # type: ignore[arg-type]
+    privacy_cmds.add_parsers(sub)  # type: ignore[arg-type]
 
     p = add(
         "undo",
@@ -621,8 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run one `swarm` command. `parser`: one `build_parser()` made already (the warm hook server builds it once;
+    argparse takes tens of milliseconds to build this many commands)."""
+    args = (parser or build_parser()).parse_args(argv)
     return _errors.run(args.func, args)
 
 

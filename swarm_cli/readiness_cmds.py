@@ -123,14 +123,17 @@ async def _check(
             _readiness.check_consensus(config),
             _readiness.check_secrets(config, await anyio.to_thread.run_sync(check_references, config, secrets)),
             _readiness.check_robots_gate(config),
+            _readiness.check_pii_redaction(config),
         ]
+        rollouts: dict[str, _readiness.RolloutFact] = {}
         if url is None or token is None:
             runs: Sequence[_readiness.ShadowFact] | str = (
                 "no brain given (--brain URL or SWARM_BRAIN_URL): the shadow runs are kept by the brain"
             )
         else:
             runs = await _readiness.shadow_runs(http, url, token)
-        items += _readiness.check_shadow_periods(config, runs, now=now)
+            rollouts = await _readiness.rollouts(http, url, token, [agent.name for agent in config.agents])
+        items += _readiness.check_shadow_periods(config, runs, now=now, rollouts=rollouts)
     return _readiness.report(items, drill_at=records.kill.at if records.kill is not None else None)
 
 

@@ -6,6 +6,7 @@ The caller (the guard, the IDE hook, the CLI) fills in a draft; `AuditStore.appe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from shared_protocol import NO_IMPACT, Impact
 from shared_protocol.audit import AuditKind, AuditOutcome
+from shared_protocol.privacy import Protector
 
 from .._factories import empty_dict, empty_list
 
@@ -88,3 +90,19 @@ class Appended:
     id: str
     seq: int
     mac: str
+
+
+def protect_draft(privacy: Protector, draft: EventDraft) -> EventDraft:
+    """`draft` with the personal data in what people and models wrote (its rationale, message, arguments, files,
+    detail and model turn) encrypted per subject (`shared_protocol.privacy`). A checkpoint holds none."""
+    if not privacy.enabled or draft.kind == "checkpoint":
+        return draft
+    return dataclasses.replace(
+        draft,
+        rationale=privacy.protect(draft.rationale),
+        message=None if draft.message is None else privacy.protect(draft.message),
+        arguments=privacy.protect_value(draft.arguments),
+        files=[privacy.protect(name) for name in draft.files],
+        detail=privacy.protect_value(draft.detail),
+        turn=None if draft.turn is None else privacy.protect_value(draft.turn),
+    )

@@ -29,13 +29,14 @@ from typing import Any
 
 from shared_protocol import AuditEvent
 from shared_protocol.audit import SIGNED_WHEN_SET
+from shared_protocol.privacy import Protector
 
 from .._db import StateDB, Writes
 from ..exceptions import AuditIntegrityError
 from . import _anchor, _journal
 from ._anchor import Head
 from ._chain import Attester, Chain
-from ._event import Appended, EventDraft, new_action_id
+from ._event import Appended, EventDraft, new_action_id, protect_draft
 from ._files import AuditFiles, KeyDamaged, create_key, hold_shared, read_key, sync_dir, upgrade_key
 from ._retention import prune_trail
 from ._verify import BROKEN, VerifyReport, broken, verify_trail
@@ -63,12 +64,23 @@ _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES
 class AuditStore:
     """The chain for one body identity, in the workspace's `state.db`."""
 
-    def __init__(self, db: StateDB, *, files: AuditFiles, body_id: str, logic_version: str | None = None) -> None:
+    def __init__(
+        self,
+        db: StateDB,
+        *,
+        files: AuditFiles,
+        body_id: str,
+        logic_version: str | None = None,
+        privacy: Protector | None = None,
+    ) -> None:
         """Open the chain's files (held shared against `swarm audit reset`) and its key: created for a new
         chain only. What makes the chain unverifiable before reading it (no key, no database) is noted in
         `broken`, and `sealed` when nothing can be appended; `check()` verifies the rest. `logic_version` (an
-        agent's body) is recorded on every event appended that names none."""
+        agent's body) is recorded on every event appended that names none. `privacy` (`[privacy] redaction`)
+        encrypts the personal data in every event before it is journaled (`protect_draft`): the chain signs
+        ciphertext, so erasing a subject's key leaves it verifiable."""
         self._db = db
+        self.privacy = privacy
         self._files = files
         self.body_id = body_id
         self.logic_version = logic_version
@@ -168,6 +180,8 @@ class AuditStore:
                 os.close(self._anchor_fd)
                 os.close(self._journal_fd)
                 os.close(self._lock_fd)
+                if self.privacy is not None:
+                    self.privacy.close()
 
     # -- writing -----------------------------------------------------------------------
 
@@ -262,6 +276,8 @@ class AuditStore:
 
     def _journal(self, draft: EventDraft, writes: Writes | None) -> Appended:
         """Chain `draft` onto the head and make it durable in the journal (flock held)."""
+        if self.privacy is not None:
+            draft = protect_draft(self.privacy, draft)
         seq, prev_mac = self._current_head()
         seq += 1
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
@@ -531,16 +547,22 @@ class AuditStore:
                         return broken(problem, first_bad_seq=verified[0])
                     if _holds(conn, verified[0]):
                         start = verified
+                # A cursor: one row at a time, whatever the log's size.
                 rows = conn.execute(
                     "SELECT seq, id, body, mac FROM audit_events WHERE seq > ? ORDER BY seq",
                     (start[0] if start is not None else 0,),
-                ).fetchall()
+                )
 
                 def lookup(seq: int) -> str | None:
                     row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (seq,)).fetchone()
                     return None if row is None else str(row[0])
 
-                report = verify_trail(rows, chain=self._chain, anchor=anchor, start=start, lookup=lookup)
+                def checkpoint(through_seq: int) -> str | None:
+                    return _checkpoint_mac(conn, through_seq)
+
+                report = verify_trail(
+                    rows, chain=self._chain, anchor=anchor, start=start, lookup=lookup, checkpoint=checkpoint
+                )
         except sqlite3.DatabaseError as exc:
             return broken(f"state.db cannot be read ({exc})")
         if report.ok and problem is not None:  # (the whole chain read: its own first bad event said first)
@@ -668,3 +690,16 @@ def _against_checkpoint(conn: sqlite3.Connection, verified: Head) -> str | None:
     if seq < first:
         return None  # pruned by retention
     return f"event {seq}, verified earlier, is missing"
+
+
+def _checkpoint_mac(conn: sqlite3.Connection, through_seq: int) -> str | None:
+    """The `mac_at` of the last checkpoint event that names `through_seq` (a pruned chain resumes after it)."""
+    found: str | None = None
+    for (body,) in conn.execute('SELECT body FROM audit_events WHERE body LIKE \'%"kind":"checkpoint"%\' ORDER BY seq'):
+        try:
+            event = AuditEvent.model_validate_json(body)
+        except ValueError:
+            continue  # (verify reports it when it reaches it)
+        if event.kind == "checkpoint" and int(event.detail.get("through_seq", 0)) == through_seq:
+            found = str(event.detail.get("mac_at", ""))
+    return found

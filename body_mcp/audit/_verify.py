@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,84 +61,163 @@ def broken(problem: str, *, first_bad_seq: int | None = None, anchor: AnchorStat
     return VerifyReport(ok=False, events=0, first_bad_seq=first_bad_seq, problem=problem, anchor=anchor)
 
 
+@dataclass(slots=True)
+class _Row:
+    """What the chain checks read of one event."""
+
+    seq: int
+    prev_mac: str
+    mac: str
+    kind: str
+    """Read from a signed text only for the `BROKEN` tool (the one case the checks ask): else ""."""
+    tool: str | None
+
+
+def _authentic(chain: Chain, body: str, mac: str) -> tuple[int, str, _Row] | None:
+    """(seq, id, fields) of a stored event read from its text, when that text less its `mac` is what the key
+    signed: `with_mac` put the `mac` right before the last `,"message":`, so the text without it is the canonical
+    JSON the MAC covers, byte for byte, as a verify that parses the event and encodes it again computes. None
+    otherwise (another layout, an edit, another key, a value this does not read): the caller then does exactly
+    that.
+
+    Read from a text the key signed, a field cannot be faked by a value the text holds: a `,"` is never inside a
+    JSON string, and the last such key is the top-level one (after `message` only `turn` is an object, its keys
+    `step`, `text`, `tool_call_id`; after `id` and `kind`, only `impact`, with fixed keys, and strings).
+    (The hot loop of `swarm audit verify`: string searches from the end, no parsing.)"""
+    at = body.rfind(',"message":')
+    needle = ',"mac":"' + mac + '"'
+    begin = at - len(needle)
+    if at < 0 or begin < 0 or not body.startswith(needle, begin):
+        return None
+    try:
+        signed = (body[:begin] + body[at:]).encode()
+    except UnicodeEncodeError:
+        return None
+    if not hmac.compare_digest(chain.mac_of(signed), mac):
+        return None
+    i = body.rfind(',"id":"', 0, begin) + 7
+    j = body.find('"', i)
+    p = body.rfind(',"prev_mac":"', at) + 13
+    q = body.find('"', p)
+    s = body.rfind(',"seq":', at) + 7
+    e = body.find(",", s)
+    t = body.rfind(',"tool":', at) + 8
+    if i < 7 or p < 13 or s < 7 or t < 8 or j < 0 or q < 0 or e < 0:
+        return None
+    action_id, prev_mac, seq_text = body[i:j], body[p:q], body[s:e]
+    if body.startswith("null", t):
+        tool = None
+    elif body.startswith('"', t):
+        tool = body[t + 1 : body.find('"', t + 1)]
+    else:
+        return None
+    if not seq_text.isdigit() or "\\" in action_id or "\\" in prev_mac or (tool is not None and "\\" in tool):
+        return None  # (an escape: the text is not the value)
+    kind = ""
+    if tool == BROKEN:  # (the one kind the checks ask about, of the one tool it matters for)
+        k = body.rfind(',"kind":"', 0, begin) + 9
+        kind = body[k : body.find('"', k)] if k >= 9 else ""
+    seq = int(seq_text)
+    return seq, action_id, _Row(seq=seq, prev_mac=prev_mac, mac=mac, kind=kind, tool=tool)
+
+
+def _parsed(body: str) -> AuditEvent | None:
+    try:
+        return AuditEvent.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
 def verify_trail(
-    rows: list[Any],
+    rows: Iterable[Any],
     *,
     chain: Chain,
     anchor: Head | None,
     start: Head | None = None,
     lookup: Callable[[int], str | None] = lambda seq: None,
+    checkpoint: Callable[[int], str | None] = lambda through_seq: None,
 ) -> VerifyReport:
     """Check the rows `(seq, id, body, mac)` in seq order (all of them, or those after `start`, a head verified
-    before), then the anchor (read before the rows: a writer anchors only what it has committed)."""
-    events: list[AuditEvent] = []
+    before), then the anchor (read before the rows: a writer anchors only what it has committed).
+
+    One row at a time, keeping none (`swarm audit verify` reads the whole log in constant memory): the first
+    problem in seq order is reported. `lookup(seq)`: the MAC of the event at `seq`, for an anchor before the
+    rows. `checkpoint(through_seq)`: for a chain whose first event is not seq 1 (pruned), the `mac_at` of the
+    last checkpoint event that names `through_seq` (where the chain resumes), if any."""
+    count = 0
+    first_seq: int | None = None
+    head: Head | None = start
+    expected_seq, expected_prev = (start[0] + 1, start[1]) if start is not None else (1, chain.genesis())
+    at_anchor: str | None = None
+    """The MAC of the event the anchor names, when it was among the rows."""
+    found_broken: tuple[int, str] | None = None
     for seq, action_id, body, mac in rows:
-        try:
-            event = AuditEvent.model_validate_json(body)
-        except ValidationError:
-            return VerifyReport(ok=False, events=len(events), first_bad_seq=int(seq), problem="event body unreadable")
-        if event.seq != seq or event.id != action_id or event.mac != mac:
+        fast = _authentic(chain, body, mac)
+        event: AuditEvent | None = None
+        if fast is not None:
+            body_seq, body_id, row = fast
+        else:
+            event = _parsed(body)
+            if event is None:
+                return VerifyReport(ok=False, events=count, first_bad_seq=int(seq), problem="event body unreadable")
+            body_seq, body_id = event.seq, event.id
+            row = _Row(seq=event.seq, prev_mac=event.prev_mac, mac=event.mac, kind=event.kind, tool=event.tool)
+        if body_seq != seq or body_id != action_id or row.mac != mac:
             return VerifyReport(
-                ok=False, events=len(events), first_bad_seq=int(seq), problem="indexed columns disagree with event"
+                ok=False, events=count, first_bad_seq=int(seq), problem="indexed columns disagree with event"
             )
-        events.append(event)
-    if start is not None:
-        expected_seq, expected_prev = start[0] + 1, start[1]
-    else:
-        expected_prev = chain.genesis()
-        expected_seq = 1
-        if events and events[0].seq != 1:
-            checkpoints = {
-                int(e.detail.get("through_seq", 0)): str(e.detail.get("mac_at", ""))
-                for e in events
-                if e.kind == "checkpoint"
-            }
-            expected_seq = events[0].seq
-            expected_prev = checkpoints.get(events[0].seq - 1, "")
-            if not expected_prev:
-                return broken("events missing from the start of the chain", first_bad_seq=events[0].seq)
-    found_broken: AuditEvent | None = None
-    for index, event in enumerate(events):
-        if event.seq != expected_seq:
+        if first_seq is None:
+            first_seq = row.seq
+            if start is None and row.seq != 1:
+                expected_seq, expected_prev = row.seq, checkpoint(row.seq - 1) or ""
+                if not expected_prev:
+                    return broken("events missing from the start of the chain", first_bad_seq=row.seq)
+        if row.seq != expected_seq:
             return VerifyReport(
                 ok=False,
-                events=index,
-                first_bad_seq=event.seq,
-                problem=f"sequence gap: expected {expected_seq}, found {event.seq} (events deleted or reordered)",
+                events=count,
+                first_bad_seq=row.seq,
+                problem=f"sequence gap: expected {expected_seq}, found {row.seq} (events deleted or reordered)",
             )
-        if event.prev_mac != expected_prev:
+        if row.prev_mac != expected_prev:
             return VerifyReport(
-                ok=False,
-                events=index,
-                first_bad_seq=event.seq,
-                problem="chain link broken (event inserted or deleted)",
+                ok=False, events=count, first_bad_seq=row.seq, problem="chain link broken (event inserted or deleted)"
             )
-        if not hmac.compare_digest(chain.mac(event.signed_payload()), event.mac):
-            return VerifyReport(ok=False, events=index, first_bad_seq=event.seq, problem="MAC mismatch (event edited)")
-        if found_broken is None and event.kind == "system" and event.tool == BROKEN:
-            found_broken = event
-        expected_prev = event.mac
+        if event is not None and not hmac.compare_digest(chain.mac(event.signed_payload()), event.mac):
+            return VerifyReport(ok=False, events=count, first_bad_seq=row.seq, problem="MAC mismatch (event edited)")
+        if found_broken is None and row.kind == "system" and row.tool == BROKEN:
+            parsed = event or _parsed(body)
+            why = parsed.detail.get("problem") if parsed is not None else None
+            found_broken = (row.seq, str(why or "see that event"))
+        if anchor is not None and anchor != NOT_AUTHENTIC and row.seq == anchor[0]:
+            at_anchor = row.mac
+        head = (row.seq, row.mac)
+        expected_prev = row.mac
         expected_seq += 1
-    report = _check_anchor(events, anchor, start, lookup)
-    if report.ok and (events or start is not None):
-        report = dataclasses.replace(report, head=(events[-1].seq, events[-1].mac) if events else start)
+        count += 1
+    report = _check_anchor(count, first_seq, head, at_anchor, anchor, start, lookup)
+    if report.ok and head is not None:
+        report = dataclasses.replace(report, head=head)
     if report.ok and found_broken is not None:
-        why = found_broken.detail.get("problem") or "see that event"
         return VerifyReport(
             ok=False,
-            events=len(events),
-            first_bad_seq=found_broken.seq,
-            problem=f"this chain was found broken before ({why}); `swarm audit reset` starts a new one",
+            events=count,
+            first_bad_seq=found_broken[0],
+            problem=f"this chain was found broken before ({found_broken[1]}); `swarm audit reset` starts a new one",
             anchor=report.anchor,
         )
     return report
 
 
 def _check_anchor(
-    events: list[AuditEvent], anchor: Head | None, start: Head | None, lookup: Callable[[int], str | None]
+    count: int,
+    first_seq: int | None,
+    head: Head | None,
+    at_anchor: str | None,
+    anchor: Head | None,
+    start: Head | None,
+    lookup: Callable[[int], str | None],
 ) -> VerifyReport:
-    count = len(events)
-    head: Head | None = (events[-1].seq, events[-1].mac) if events else start
     if anchor == NOT_AUTHENTIC:
         return VerifyReport(
             ok=False,
@@ -149,7 +228,7 @@ def _check_anchor(
     if anchor is None:
         if head is None:
             return VerifyReport(ok=True, events=0, anchor="empty")
-        if start is None and count == 1 and events[0].seq == 1:  # the first event ever, its anchor not written yet
+        if start is None and count == 1 and first_seq == 1:  # the first event ever, its anchor not written yet
             return VerifyReport(ok=True, events=1, anchor="one_behind")
         return VerifyReport(ok=False, events=count, problem="anchor file missing or empty", anchor="missing")
     seq, mac = anchor
@@ -159,7 +238,7 @@ def _check_anchor(
     # with the key (a crash before the anchor write, or anchor writes that failed), not forged.
     if head is not None and seq < head[0]:
         # (At or before the verified start, the database says what it is.)
-        behind = events[seq - events[0].seq].mac if events and events[0].seq <= seq else lookup(seq) or ""
+        behind = (at_anchor or "") if first_seq is not None and first_seq <= seq else lookup(seq) or ""
         if behind and hmac.compare_digest(mac, behind):
             return VerifyReport(ok=True, events=count, anchor="one_behind" if seq == head[0] - 1 else "behind")
     last = head[0] if head is not None else 0

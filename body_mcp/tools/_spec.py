@@ -162,6 +162,8 @@ class ToolContext(Generic[ArgsT]):
     check's, or (None) none."""
     fresh_env: bool = False
     """Empty the check's env dirs and caches first (`_meta` `swarm/fresh_env`)."""
+    task_id: str | None = None
+    """The task a runner's own call is for (`_meta` `swarm/task`): its acceptance re-run."""
 
     @property
     def path_policy(self) -> PathPolicy:

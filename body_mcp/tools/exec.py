@@ -43,6 +43,7 @@ from shared_protocol.config import SandboxConfig
 from shared_protocol.refusals import Rule
 from shared_protocol.secrets import is_credential_variable
 from shared_protocol.tools import CommandChangeClass
+from shared_protocol.verdict import event_report
 
 from .. import _fsops
 from .._fsops import ABSENT, EntryState
@@ -53,6 +54,7 @@ from ..scan import ScanResult
 from ..staging import SortedChanges, printable, quota_refusal, sort_changes
 from ._progress import OutputMeter, report_progress
 from ._spec import ToolContext, ToolSpec
+from ._verdict import pytest_report, reports_verdict
 from .output import ShownOutput, keep_output
 
 _KILL_POLL_S = 0.05
@@ -180,10 +182,21 @@ async def _run_watching(ctx: ToolContext[RunCommandArgs], sandbox: Sandbox, spec
 
 
 async def _run(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> StagedRun:
+    """Run the command in the sandbox (a runner's pytest check with the body's reporter: `_verdict`)."""
+    spec = build_spec(ctx, cwd, hidden)
+    if not reports_verdict(ctx):
+        return await _run_spec(ctx, spec)
+    async with pytest_report(ctx.deps.check_root, spec) as report:
+        staged = await _run_spec(ctx, report.spec)
+    verdict = report.judge(staged.result.exit_code)
+    ctx.effects.detail["report"] = verdict.model_dump(mode="json")
+    return staged
+
+
+async def _run_spec(ctx: ToolContext[RunCommandArgs], spec: SandboxSpec) -> StagedRun:
     """Run the command in the sandbox, its network (if any) through the body's counting proxy."""
     deps, args = ctx.deps, ctx.args
     sandbox = deps.sandbox()
-    spec = build_spec(ctx, cwd, hidden)
     ctx.effects.detail["sandbox"] = sandbox.name
     if not args.network:
         return await _run_watching(ctx, sandbox, spec)
@@ -385,6 +398,7 @@ def command_result(
     refusal: Refusal | None = None,
 ) -> RunCommandResult:
     return RunCommandResult(
+        report=event_report(ctx.effects.detail),
         action_id=ctx.action_id,
         mode=ctx.mode,
         exit_code=run.exit_code,

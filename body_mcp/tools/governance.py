@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from typing import Any
 
 from shared_protocol import (
@@ -155,15 +156,19 @@ def _decision_result(ctx: ToolContext[Any], decision: Decision) -> DecisionResul
 
 async def request_approval(ctx: ToolContext[RequestApprovalArgs]) -> DecisionResult:
     args = ctx.args
+    # What is stored and shipped to the brain holds personal data encrypted under this body's keys (`[privacy]`).
+    privacy = ctx.deps.audit.privacy
+    protect: Callable[[str], str] = privacy.protect if privacy is not None else str
+    action = ", ".join(args.files[:50]) or None
     request = DecisionRequest(
-        summary=args.summary,
-        rationale=args.rationale,
+        summary=protect(args.summary),
+        rationale=protect(args.rationale),
         confidence=args.confidence,
         impact=Impact(files=len(set(args.files)), api_calls=args.api_calls, usd=args.impact_usd),
-        options=args.options,
+        options=[protect(option) for option in args.options],
         agent=ctx.agent,
         body_id=ctx.deps.identity.body_id,
-        action=", ".join(args.files[:50]) or None,
+        action=protect(action) if action is not None else None,
         files=sorted({posixpath.normpath(f).removeprefix("./") for f in args.files})[:1000],
         irreversible=args.irreversible,
     )

@@ -22,6 +22,7 @@ from ..exceptions import NoDatabase, StateBroken
 from ..wake.records import OPEN_STATES, AnswerToken, Escalation
 from ._memory_autonomy import MemoryAutonomy
 from ._memory_pauses import MemoryPauses
+from ._memory_rollouts import MemoryRollouts
 from ._memory_tasks import MemoryTasks
 from ._memory_telemetry import MemoryTelemetry
 from ._protocols import Durability, EngineKind, StateEngine
@@ -32,7 +33,7 @@ from ._sessions import MemorySessions
 KILL_RELEASED = KillState(engaged=False)
 
 
-class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySessions, MemoryPauses):
+class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySessions, MemoryPauses, MemoryRollouts):
     """The brain's state in memory: lost when the process ends."""
 
     def __init__(self) -> None:
@@ -41,6 +42,7 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         MemoryTelemetry.__init__(self)
         MemorySessions.__init__(self)
         MemoryPauses.__init__(self)
+        MemoryRollouts.__init__(self)
         self._tokens: dict[str, TokenRecord] = {}
         self._log: list[LogEntry] = []
         self._kill: KillState = KILL_RELEASED

@@ -21,6 +21,7 @@ from shared_protocol.brain import (
     KillState,
     ReadinessOverride,
     ReadinessReport,
+    RolloutState,
     Task,
     TaskOutcome,
     TaskState,
@@ -472,6 +473,20 @@ class PauseStore(Protocol):
         ...
 
 
+class RolloutStore(Protocol):
+    """Each agent's rollout (`RolloutState`): replaced whole, with the log line that says why, in one write."""
+
+    async def rollouts(self) -> list[RolloutState]:
+        """Every agent's rollout, by agent name."""
+        ...
+
+    async def rollout(self, agent: str) -> RolloutState | None: ...
+
+    async def put_rollout(self, state: RolloutState, log: LogEntry) -> None:
+        """Store `state` as its agent's rollout, and `log`, together."""
+        ...
+
+
 class StateEngine(
     TokenStore,
     BrainLog,
@@ -489,6 +504,7 @@ class StateEngine(
     TelemetryStore,
     SessionStore,
     PauseStore,
+    RolloutStore,
     Protocol,
 ):
     """Everything the brain knows, in one object. Implementations serialise writers; every method is atomic."""

@@ -53,6 +53,11 @@ LogAction = Literal[
     "telemetry_prune",
     "agent_pause",
     "agent_resume",
+    "rollout_candidate",
+    "rollout_promote",
+    "rollout_rollback",
+    "rollout_live",
+    "privacy_erase",
 ]
 
 
@@ -89,6 +94,9 @@ class TokenRecord:
     --agent NAME`): an autonomous agent's runner and body. None: no agent's (an IDE body's token, a human's)."""
     revoked_at: datetime | None = None
     """Once set, the token is refused everywhere; it is never unset."""
+    pairing_hash: str | None = None
+    """The SHA-256 of the token's pairing secret (`swarm brain token create --pair`), set when it is created and
+    never changed; None: not paired (its body's first key is trusted on first use)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -140,6 +148,8 @@ class ClaimGrant:
     """Only this task (if it is claimable)."""
     by: str = ""
     """Who claims, for the task's history (a token's label or id)."""
+    buckets: tuple[int, int] | None = None
+    """Only a task whose canary bucket (`canary.bucket`) is in [low, high): a rollout's share of live tasks."""
     audit_seq: int = 0
     """The claiming body's audit chain head the brain held when the claim was granted (set by the engine, in the
     claim's transaction): a verification's re-run must come after it."""

@@ -504,6 +504,21 @@ MIGRATIONS: list[str] = [
             cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens;
     END;
     """,
+    # v20 (review of #17, key pairing): a body token may be paired when it is created (`swarm brain token create
+    # --pair`): the SHA-256 of its pairing secret, which a registration naming a verification key must carry. Set on
+    # insert only (the update trigger's list of frozen columns is not widened: nothing updates it); tokens from
+    # before are unpaired.
+    """
+    ALTER TABLE tokens ADD COLUMN pairing_hash TEXT;
+    """,
+    # v21 (#19, rollout): each agent's rollout — its live logic version and the candidate's stage (shadow, canary
+    # step) — one row per agent, the `RolloutState` as JSON, replaced whole (the brain's log keeps each change).
+    """
+    CREATE TABLE rollouts (
+        agent TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -32,13 +32,16 @@ from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
 from ._sqlite_db import close_quietly, connect, unusable
 from ._sqlite_pauses import SqlitePauses
+from ._sqlite_rollouts import SqliteRollouts
 from ._sqlite_sessions import SqliteSessions
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_telemetry import SqliteTelemetry
 from ._sqlite_wake import SqliteWake
 
 
-class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry, SqliteSessions, SqlitePauses):
+class SqliteStateEngine(
+    SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry, SqliteSessions, SqlitePauses, SqliteRollouts
+):
     """The brain's state in `path`. Open with `await SqliteStateEngine.open(path)`; close when done."""
 
     @classmethod
@@ -86,8 +89,17 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
     async def add_token(self, record: TokenRecord, log: LogEntry) -> None:
         async with self._write() as conn:
             await conn.execute(
-                "INSERT INTO tokens (id, token_hash, role, label, created_at, agent) VALUES (?, ?, ?, ?, ?, ?)",
-                (record.id, record.token_hash, record.role, record.label, iso(record.created_at), record.agent),
+                "INSERT INTO tokens (id, token_hash, role, label, created_at, agent, pairing_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.token_hash,
+                    record.role,
+                    record.label,
+                    iso(record.created_at),
+                    record.agent,
+                    record.pairing_hash,
+                ),
             )
             await self._log(conn, log)
 
@@ -102,6 +114,7 @@ class SqliteStateEngine(SqliteTasks, SqliteWake, SqliteAutonomy, SqliteTelemetry
             body_id=row["body_id"],
             agent=row["agent"],
             revoked_at=parse_time(row["revoked_at"]),
+            pairing_hash=row["pairing_hash"],
         )
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:

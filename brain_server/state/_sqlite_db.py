@@ -26,6 +26,7 @@ import aiosqlite
 import anyio
 import anyio.to_thread
 
+from ..canary import bucket
 from ..exceptions import StateBroken
 from ._records import LogEntry
 from ._rules import canonical, iso
@@ -76,6 +77,9 @@ async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
         await conn.execute("PRAGMA busy_timeout = 30000")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute(f"PRAGMA synchronous = {synchronous}")
+        await conn.create_function(  # pyright: ignore[reportUnknownMemberType]
+            "swarm_bucket", 1, bucket, deterministic=True
+        )  # (a rollout's canary share, by task id)
     except BaseException:
         await close_quietly(conn)
         raise

@@ -167,6 +167,9 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         if grant.task_id is not None:
             where.append("id = ?")
             params.append(grant.task_id)
+        if grant.buckets is not None:
+            where.append("swarm_bucket(id) >= ? AND swarm_bucket(id) < ?")
+            params += list(grant.buckets)
         if grant.mode == "shadow":
             where.append(
                 "NOT EXISTS (SELECT 1 FROM json_each(tasks.shadow_runs) AS run "

@@ -37,6 +37,7 @@ from shared_protocol.brain import (
     Verification,
 )
 
+from ..canary import bucket
 from ..exceptions import InvalidRequest, InvalidTransition, NotFound, StaleClaim, TaskCancelled
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry
 from ._rules import check_holder, task_row
@@ -116,6 +117,8 @@ def claim(stored: StoredTask, grant: ClaimGrant) -> StoredTask:
 def claimable(task: Task, grant: ClaimGrant) -> bool:
     """Whether `grant` may take `task`: queued, and for a shadow claim not shadowed by this agent and version."""
     if task.state != "queued":
+        return False
+    if grant.buckets is not None and not grant.buckets[0] <= bucket(task.id) < grant.buckets[1]:
         return False
     if grant.mode != "shadow":
         return True

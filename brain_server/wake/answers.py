@@ -9,7 +9,9 @@ again. The answer is TwiML read to the caller.
 (so a mail scanner that follows links changes nothing); POST does it (ntfy's `http` actions
 POST directly). Each token is single-use, expires with its decision, and answers only the
 one subject it was made for. Who answered is recorded as the channel and redacted target it
-was sent to.
+was sent to. Both act as an approver (a paged human proves no more than holding the phone): at a deadlock's
+`human_captain` step, where only a human captain's approval counts, Approve records nothing and says so (403 page,
+the link left unused); an approval that is only a vote (the panel's quorum still missing) says it is still pending.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from .. import governance
 from ..auth import Principal
 from ..exceptions import ApiError
 from ..state import LogEntry
@@ -44,6 +47,26 @@ def _principal(brain: Brain, token: AnswerToken) -> Principal:
     return Principal(token_id=f"page:{token.page_id}", role="approver", label=label)
 
 
+async def _cannot(brain: Brain, token: AnswerToken, verb: LinkVerb) -> str | None:
+    """Why this answer would change nothing, said before the link is used up (None: it can act). An answer link or
+    call approves as an approver, whoever was paged: at a deadlock's `human_captain` step only a human captain's
+    approval breaks it, so its Approve says so and records nothing (its Deny still denies)."""
+    if verb != "approve":
+        return None
+    try:
+        decision = await brain.decision(token.subject_id)
+    except ApiError:
+        return None  # (not a decision, or gone: `_perform` says why)
+    if decision.state != "pending" or governance.stage(decision) != "human_captain":
+        return None
+    return (
+        f"Nothing was recorded: decision {decision.id} is deadlocked and waits for a human captain, and this link "
+        "approves as an approver, which does not break a deadlock. A human captain approves it with their own "
+        f"token: swarm approve {decision.id} --reason … (or the dashboard's Approve). The Deny link still denies it; "
+        "with no answer it is denied at its deadline."
+    )
+
+
 async def _perform(brain: Brain, token: AnswerToken, verb: LinkVerb, reason: str) -> str:
     """Do what the answer says; the sentence to tell the human. `ApiError` when it comes too late."""
     who = _principal(brain, token)
@@ -51,6 +74,11 @@ async def _perform(brain: Brain, token: AnswerToken, verb: LinkVerb, reason: str
         await brain.acknowledge(who, token.subject_id, reason)
         return f"Acknowledged {token.subject_id}: paging stops."
     decision = await brain.answer(who, token.subject_id, verb, reason)
+    if decision.state == "pending":  # a vote that settled nothing: say so, never "done"
+        return (
+            f"Your {verb} was recorded as a vote, but decision {decision.id} is still pending: it also needs its "
+            "panel's quorum (see swarm decisions list --pending)."
+        )
     return f"Decision {decision.id} is now {decision.state}."
 
 
@@ -97,6 +125,8 @@ async def twilio_gather(brain: Brain, request: Request, refusals: RefusalLog) ->
     verb = choices.get(digits)
     if verb is None:
         return _xml("That key is not an answer. Nothing was recorded; answer on Discord or wait for the next call.")
+    if (why := await _cannot(brain, token, verb)) is not None:
+        return _xml(why)
     used = await brain.state.use_answer_token(token_hash, brain.now())
     if used is None:
         await _refuse(refusals, brain, "gather token already used or expired", channel="call", target=token.subject_id)
@@ -132,10 +162,13 @@ async def answer_link(brain: Brain, request: Request, refusals: RefusalLog) -> R
         return _page("Link used or expired", "<p>This link was already used, or its deadline has passed.</p>", 410)
     verb: LinkVerb = token.verb  # type: ignore[assignment]  # gather was handled above
     label = _LABELS[verb]
+    if (why := await _cannot(brain, token, verb)) is not None:  # (the link stays unused: nothing happened)
+        return _page("Needs a human captain", f"<p>{html.escape(why)}</p>", 403)
     if request.method == "GET":
         escalation = await brain.state.escalation(token.subject_id)
-        about = "" if escalation is None else f"<p><b>{html.escape(escalation.title)}</b></p>"
-        about += "" if escalation is None else f"<p>{html.escape(escalation.summary)}</p>"
+        redact = brain.privacy.redact  # (a page to a human: personal data redacted, never decrypted)
+        about = "" if escalation is None else f"<p><b>{html.escape(redact(escalation.title))}</b></p>"
+        about += "" if escalation is None else f"<p>{html.escape(redact(escalation.summary))}</p>"
         form = (
             f"<form method=post><button style='font-size:1.5em'>{label} {html.escape(token.subject_id)}</button></form>"
         )
@@ -147,4 +180,4 @@ async def answer_link(brain: Brain, request: Request, refusals: RefusalLog) -> R
         said = await _perform(brain, used, verb, f"{label.lower()} link from {used.channel}")
     except ApiError as exc:
         return _page("Nothing changed", f"<p>{html.escape(exc.message)}</p>", exc.status)
-    return _page("Done", f"<p>{html.escape(said)}</p>")
+    return _page("Recorded, still pending" if "still pending" in said else "Done", f"<p>{html.escape(said)}</p>")

@@ -37,6 +37,7 @@ import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from shared_protocol.brain import Decision
+from shared_protocol.privacy import redact_tokens
 from shared_protocol.wake import EscalationConfig, parse_target
 
 from ..exceptions import NothingToAcknowledge, StateBroken
@@ -101,10 +102,14 @@ Clock = Callable[[], datetime]
 class Escalator:
     """Runs escalations on one state engine. `run()` is its loop; `start_*`, `acknowledge`, `resolve` its inputs."""
 
-    def __init__(self, state: StateEngine, setup: WakeSetup, *, now: Clock) -> None:
+    def __init__(
+        self, state: StateEngine, setup: WakeSetup, *, now: Clock, redact: Callable[[str], str] = redact_tokens
+    ) -> None:
+        """`redact`: what a page's text goes through before it leaves (`[privacy]`: personal data is never paged)."""
         self.state = state
         self.setup = setup
         self._now = now
+        self._redact = redact
         self._wake = anyio.Event()
         self._logged_episodes: set[str] = set()
         """Episodes already logged as alerts nobody could be paged about (no channel)."""
@@ -125,7 +130,7 @@ class Escalator:
             decision.id,
             "a human" if decision.needs == "human" else decision.needs,
             decision.deadline.isoformat(timespec="seconds"),
-            decision.summary,
+            self._redact(decision.summary),
             decision.agent,
             decision.body_id,
             decision.confidence,
@@ -383,9 +388,9 @@ class Escalator:
             page_id=page_id,
             kind=escalation.kind,
             subject_id=escalation.id,
-            title=escalation.title,
-            summary=escalation.summary,
-            facts=dict(escalation.facts),
+            title=self._redact(escalation.title),
+            summary=self._redact(escalation.summary),
+            facts={label: self._redact(value) for label, value in escalation.facts.items()},
             level=step.level,
             attempt=step.attempt,
             deadline=escalation.deadline,

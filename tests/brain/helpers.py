@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -21,6 +21,7 @@ from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
 from shared_protocol.audit import attestation, attestation_key
 from shared_protocol.brain import Role, Task
+from shared_protocol.verdict import CheckReport, pytest_start
 
 START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 
@@ -135,10 +136,29 @@ def rerun_event(
     exit_code: int = 0,
     task_id: str | None = None,
     attest: bool = True,
+    report: CheckReport | Literal["as_the_body"] | None = "as_the_body",
     **changes: Any,
 ) -> AuditEvent:
     """A body's audit event of a `run_command` (the runner's re-run of task `task_id`'s acceptance command, unless
-    `changes` say otherwise), written at `at` (a timestamp), attested under the body's `verify_key` (`attest`)."""
+    `changes` say otherwise), written at `at` (a timestamp), attested under the body's `verify_key` (`attest`).
+    `report`: the pytest report in its `detail` (by default, for a pytest argv, the one a body's reporter gives a
+    run of one test that ends with `exit_code`; None: none)."""
+    if report == "as_the_body":
+        report = None
+        if pytest_start(argv) is not None:
+            report = CheckReport(
+                verdict="passed" if exit_code == 0 else "failed",
+                reason="" if exit_code == 0 else "1 failed and 0 errors of 1 collected",
+                collected=1,
+                passed=1 if exit_code == 0 else 0,
+                failed=0 if exit_code == 0 else 1,
+                session_status=exit_code,
+                exit_code=exit_code,
+                finished=True,
+            )
+    detail: dict[str, Any] = {"exit_code": exit_code, "timed_out": False}
+    if report is not None:
+        detail["report"] = report.model_dump(mode="json")
     event = audit_event(body_id, seq, prev_mac, salt=action_id).model_copy(
         update={
             "id": action_id,
@@ -146,7 +166,7 @@ def rerun_event(
             "agent": "w1",
             "tool": "run_command",
             "arguments": {"argv": argv, "rationale": "verify"},
-            "detail": {"exit_code": exit_code, "timed_out": False},
+            "detail": detail,
             "task_id": task_id,
         }
     )

@@ -13,6 +13,7 @@ import pytest
 
 from brain_server import Brain, BrainSettings, StateEngine, issue_token
 from brain_server.auth import Principal
+from brain_server.state import LogEntry
 from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.setup import WakeSetup
 from shared_protocol import AuditEvent
@@ -32,14 +33,23 @@ async def brain(state: StateEngine, pages: MemoryChannel, clock: Clock) -> Async
     b = Brain(BrainSettings(anomaly=CONFIG), state=state, clock=clock, wake=WakeSetup.paging(pages))
     async with b.running():
         await issue_token(state, role="body", label="w1", at=b.now(), agent="w1")
+        await _held(state, "body-1", agent="w1")
         await b.register(RegisterRequest(body_id="body-1", workspace="/w", hostname="h", version="1"))
         yield b
+
+
+async def _held(state: StateEngine, body_id: str, *, agent: str) -> None:
+    """`agent`'s token holds `body_id`, as its first request over HTTP would make it (`auth.speak_for`)."""
+    [token] = [t for t in await state.tokens() if t.agent == agent]
+    log = LogEntry(at=datetime.now(UTC), action="token_bind", by="test", target=token.id)
+    assert await state.bind_token(token.id, body_id, log) is not None
 
 
 class Trail:
     """A body's audit chain, written as the test says."""
 
-    def __init__(self) -> None:
+    def __init__(self, body_id: str = "body-1") -> None:
+        self.body_id = body_id
         self.seq = 0
         self.mac = "genesis"
 
@@ -55,7 +65,7 @@ class Trail:
                     id=f"act_{self.seq}",
                     ts=ts,
                     kind="tool_call",
-                    body_id="body-1",
+                    body_id=self.body_id,
                     agent=agent,
                     session="s",
                     tool="write_file",
@@ -72,11 +82,16 @@ class Trail:
 async def minute(brain: Brain, clock: Clock, trail: Trail, *, calls: int, usd: float, agent: str = "w1") -> None:
     """A minute of `agent`'s work, shipped as it happens; the clock moves to the minute's end."""
     at = clock.now + 1
-    await brain.ingest_audit(AuditBatch(body_id="body-1", events=trail.calls(agent, at, calls)))
+    await brain.ingest_audit(AuditBatch(body_id=trail.body_id, events=trail.calls(agent, at, calls)))
     record = UsageRecord(
-        id=f"u{trail.seq}", at=datetime.fromtimestamp(at, UTC), agent=agent, provider="p", model="m", usd=usd
+        id=f"{trail.body_id}-u{trail.seq}",
+        at=datetime.fromtimestamp(at, UTC),
+        agent=agent,
+        provider="p",
+        model="m",
+        usd=usd,
     )
-    await brain.record_usage("body-1", UsageBatch(records=[record]))
+    await brain.record_usage(trail.body_id, UsageBatch(records=[record]))
     clock.advance(60)
 
 
@@ -128,8 +143,14 @@ async def test_a_spend_burst_is_caught_from_the_usage_records(brain: Brain, cloc
 
 
 async def test_an_agent_no_token_is_bound_to_is_never_paused(brain: Brain, clock: Clock) -> None:
+    """An IDE body (its token bound to no agent) calling itself 'claude': its burst is its body's, and pauses none."""
+    await issue_token(brain.state, role="body", label="ide", at=brain.now())
+    [ide] = [t for t in await brain.state.tokens() if t.label == "ide"]
+    log = LogEntry(at=brain.now(), action="token_bind", by="test", target=ide.id)
+    assert await brain.state.bind_token(ide.id, "body-2", log) is not None
+    await brain.register(RegisterRequest(body_id="body-2", workspace="/w", hostname="h", version="1"))
     clock.now -= clock.now % 60
-    trail = Trail()
+    trail = Trail("body-2")
     for n in range(8):
         await minute(brain, clock, trail, calls=3 + n % 2, usd=0.1, agent="claude")
         await brain.anomaly.evaluate()

@@ -149,6 +149,8 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TABLE rollouts; "  # (v21)
+            "ALTER TABLE tokens DROP COLUMN pairing_hash; "  # (v20)
             # (v19: the usage totals and their indexes; its tokens rebuild is undone with v17's, below)
             "DROP TRIGGER usage_records_totals; DROP TABLE usage_totals; DROP INDEX usage_records_at; "
             "DROP INDEX usage_records_task; "

@@ -56,6 +56,28 @@ def test_token_create_makes_a_metrics_token_bound_to_no_agent(home: Path, capsys
     assert rows == [("metrics", "prometheus", None, hash_token(token))]
 
 
+def test_token_create_pair_prints_a_pairing_secret_and_stores_only_its_hash(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--pair`: a second stdout line, the pairing secret its body must prove with its key (see
+    test_review17c_keys); only its hash is stored. Bad input: --pair on a token that registers no body is one line
+    on stderr, exit 1, nothing written."""
+    assert main(["brain", "token", "create", "--role", "body", "--agent", "w1", "--label", "w1", "--pair"]) == 0
+    captured = capsys.readouterr()
+    token, pairing = captured.out.splitlines()
+    assert token.startswith("swb_") and pairing.startswith("swp_") and "pairing secret" in captured.err
+    for role in ("captain", "reviewer"):
+        assert main(["brain", "token", "create", "--role", role, "--agent", "w2", "--pair"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--pair" in err[0]
+    conn = sqlite3.connect(home / "brain.db")
+    try:
+        rows = conn.execute("SELECT role, agent, token_hash, pairing_hash FROM tokens").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("body", "w1", hash_token(token), hash_token(pairing))]
+
+
 def test_token_create_takes_a_db_path_and_refuses_an_unknown_role(
     home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,7 +41,8 @@ async def test_an_action_that_needs_a_human_is_pending_and_a_human_is_paged(
 ) -> None:
     human = await create(api, confidence=0.6, action="rm -rf build/")
     # 5 files: consensus; the rule panel approves (cost, files, paths), and confidence 0.6 also needs a human
-    consensus = await create(api, impact={"files": 5}, confidence=0.6, files=["src/a.py"])
+    named = [f"src/m{n}.py" for n in range(5)]
+    consensus = await create(api, impact={"files": 5}, confidence=0.6, files=named)
     assert (human["state"], human["needs"]) == ("pending", "human")
     assert (consensus["state"], consensus["needs"], consensus["human_required"]) == ("pending", "consensus", True)
     assert human["action"] == "rm -rf build/"

@@ -325,7 +325,9 @@ async def test_concurrent_votes_are_all_counted(panel: BrainClient, brain: Brain
 async def test_the_task_value_orders_the_inbox_and_is_the_priority_step_never_an_approval(
     panel: BrainClient, brain: Brain
 ) -> None:
-    cheap_request = decision_request("body-a", agent="ide", impact={"files": 6, "api_calls": 0, "usd": 0})
+    cheap_request = decision_request(
+        "body-a", agent="ide", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/b.py"]
+    )
     cheap = ok(await panel.post("/v1/decisions", cheap_request, as_="body"), 201)  # another body, holding no task
     ok(await panel.post("/v1/tasks", {"title": "valuable", "value_usd": 500}, as_="captain"), 201)
     claim = {"body_id": "body-c", "agent": "claude", "mode": "shadow", "logic_version": "v1"}

@@ -21,6 +21,10 @@ CAPTAIN = Context(captain_agents=True, priority=120.0)
 AGENTS = ConsensusConfig(panel=["a", "b", "c", "d", "e"], quorum=3, deadline_s=600)
 
 
+def _named(count: int) -> list[str]:
+    return [f"src/m{n}.py" for n in range(count)]
+
+
 def request(**changes: Any) -> DecisionRequest:
     fields: dict[str, Any] = {
         "summary": "s",
@@ -67,11 +71,15 @@ def cast(decision: Decision, voter: Voter, value: str, *, at: float = 1, context
     [
         ("rules:cost", {"impact": {"files": 6, "usd": 25}}, "approve"),
         ("rules:cost", {"impact": {"files": 6, "usd": 26}}, "deny"),
-        ("rules:files", {"impact": {"files": 7}}, "approve"),
-        ("rules:files", {"impact": {"files": 8}}, "deny"),
-        ("rules:paths", {}, "abstain"),
-        ("rules:paths", {"files": ["src/a.py", "docs/"]}, "approve"),
-        ("rules:paths", {"files": ["src/a.py", "config/.env.prod"]}, "deny"),
+        ("rules:files", {"impact": {"files": 7}, "files": _named(7)}, "approve"),
+        ("rules:files", {"impact": {"files": 8}, "files": _named(8)}, "deny"),
+        ("rules:files", {"impact": {"files": 7}, "files": _named(6)}, "abstain"),  # a count it cannot check
+        ("rules:files", {"impact": {"files": 7}}, "abstain"),
+        ("rules:paths", {"impact": {"files": 0, "usd": 60}}, "abstain"),  # no file: nothing to judge
+        ("rules:paths", {}, "deny"),  # six files, none named: the unnamed cannot be judged safe
+        ("rules:paths", {"files": ["src/a.py", "docs/"]}, "deny"),  # two named of six
+        ("rules:paths", {"impact": {"files": 2}, "files": ["src/a.py", "docs/"]}, "approve"),
+        ("rules:paths", {"files": [*_named(5), "config/.env.prod"]}, "deny"),
         ("rules:paths", {"files": ["db/migrations/0003.sql"]}, "deny"),
         ("rules:confidence", {"confidence": 0.8}, "approve"),
         ("rules:confidence", {"confidence": 0.79}, "deny"),
@@ -102,11 +110,11 @@ def test_the_value_reviewer_weighs_the_tasks_value_against_the_cost(
 
 def test_the_default_panel_of_rule_reviewers_settles_at_creation_both_ways() -> None:
     default = ConsensusConfig()
-    approved = new(default, files=["src/a.py"], context=Context(captain_agents=False, priority=50.0))
+    approved = new(default, files=_named(6), context=Context(captain_agents=False, priority=50.0))
     assert approved.state == "approved" and approved.answers[-1].by == governance.PANEL
     assert {v.voter: v.value for v in approved.votes} == dict.fromkeys(default.panel, "approve")
     assert all(v.rationale and v.logic_version == decisions.RULES_VERSION and v.role is None for v in approved.votes)
-    denied = new(default, impact={"files": 9, "usd": 40}, confidence=0.75)
+    denied = new(default, impact={"files": 9, "usd": 40}, confidence=0.75, files=_named(9))
     assert denied.state == "denied" and "the panel denied" in denied.answers[-1].reason
     assert denied.deadline == T0 + timedelta(seconds=3 * default.deadline_s)  # three steps of the ladder, at least
 

@@ -3,6 +3,7 @@ list` showing what an agent wrote, run as processes against a real brain on 127.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -47,17 +48,33 @@ async def test_swarm_decisions_list_shows_an_agents_text_without_forging_lines(l
     assert not any(line.startswith("  vote:") for line in out.splitlines())  # the forged vote line stays inline
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low, a gap against #20 point 5): `swarm decisions list --pending` shows what each decision is "
-    "about but not how to answer it (#20: 'showing what each decision is about and how to answer it'): no "
-    "`swarm vote ID approve|deny|abstain --reason …` / `swarm approve ID` / `swarm override` line, and for a panel "
-    "decision no word on whether the reader's token holds a seat. Fix: `decision_cmds.explain` ends each pending "
-    "decision with the commands that answer it.",
-)
 async def test_swarm_decisions_list_says_how_to_answer_each_pending_decision(live: LiveBrain, home: Path) -> None:
     decision = await _propose(live)
     code, out, err = await swarm(live, "decisions", "list", "--pending", home=home)
     assert code == 0, err
     assert decision in out
-    assert f"swarm vote {decision}" in out or f"swarm approve {decision}" in out
+    answers = [line for line in out.splitlines() if line.startswith("  answer with: ")]
+    assert any(f"swarm vote {decision} approve|deny|abstain --reason" in line for line in answers), out
+    assert any(f"swarm override {decision} --veto" in line for line in answers), out
+    assert any("rev-a" in line for line in answers)  # the seats still open
+    code, out, err = await swarm(live, "decisions", "list", "--pending", "--json", home=home)
+    assert code == 0, err
+    (listed,) = json.loads(out)
+    assert any(line.startswith(f"swarm vote {decision} ") for line in listed["answer_with"])
+    assert any(line.startswith(f"swarm deny {decision} ") for line in listed["answer_with"])
+
+
+async def test_swarm_decisions_list_says_how_to_answer_one_needing_a_human(live: LiveBrain, home: Path) -> None:
+    """A decision that needs a human and no panel: approve or deny; once final, no way to answer is offered."""
+    request = decision_request("body-c", impact={"files": 1, "api_calls": 0, "usd": 0}, confidence=0.5)
+    async with live.client() as client:
+        decision = str(ok(await client.post("/v1/decisions", request, as_="claude-body"), 201)["id"])
+    code, out, err = await swarm(live, "decisions", "list", "--pending", home=home)
+    assert code == 0, err
+    assert f"  answer with: swarm approve {decision} --reason … | swarm deny {decision} --reason …" in out
+    code, _, err = await swarm(live, "deny", decision, "--reason", "no", home=home)
+    assert code == 0, err
+    code, out, err = await swarm(live, "decisions", "list", "--json", home=home)
+    assert code == 0, err
+    (listed,) = json.loads(out)
+    assert (listed["state"], listed["answer_with"]) == ("denied", [])

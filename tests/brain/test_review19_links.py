@@ -80,21 +80,38 @@ async def test_the_paged_humans_deny_link_settles_the_deadlock(paged: Paged) -> 
     assert (await paged.brain.decision(decision["id"])).state == "denied"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low-medium): at the ladder's human_captain step the human paged gets an Approve link that cannot "
-    "approve. The link's principal is an approver (`wake.answers._principal`), and only a captain's vote breaks "
-    "the deadlock (`governance._breaker`), so POSTing the SMS/e-mail Approve link records a vote, says 'Done: "
-    "decision ... is now pending' and leaves it to be denied by silence at the deadline: the woken human believes "
-    "they approved. Reproduce: 5 reviewer seats tie (2/2/1) on an irreversible 6-file decision, advance 300 s, "
-    "POST the sms page's approve link. Fix: a page sent for the human_captain step either carries no Approve link "
-    "(it says: approve with a captain's token, `swarm approve`), or the link refuses with a clear 403 page; never "
-    "a 'Done' that changed nothing.",
-)
 async def test_the_paged_humans_approve_link_does_not_claim_success_while_nothing_changes(paged: Paged) -> None:
     decision = await _deadlocked(paged)
     [page] = [pg for pg in paged.sms.pages if pg.subject_id == decision["id"]]
     assert page.links is not None and page.links.approve is not None
+    path = httpx.URL(page.links.approve).path
+    shown = await paged.client.get(path)  # what the link would do: it says it cannot, and offers no button
+    assert shown.status_code == 403 and "human captain" in shown.text and "<form" not in shown.text
+    answer = await paged.client.post(path)
+    stored = await paged.brain.decision(decision["id"])
+    assert stored.state == "pending" and answer.status_code == 403, (answer.status_code, answer.text)
+    assert "Nothing was recorded" in answer.text and f"swarm approve {decision['id']}" in answer.text
+    assert [v.voter for v in stored.votes if v.role is not None and v.role != "reviewer"] == []
+    # The Deny link of the same page still works: the link refused above was not used up either.
+    assert page.links.deny is not None
+    assert (await paged.client.post(httpx.URL(page.links.deny).path)).status_code == 200
+    assert (await paged.brain.decision(decision["id"])).state == "denied"
+
+
+async def test_an_approve_link_that_only_votes_says_the_decision_is_still_pending(paged: Paged) -> None:
+    """Before a quorum, the paged human's approval is the human part of the consensus: recorded, and said to be
+    a vote on a decision still pending, never "Done"."""
+    request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py"])
+    request["irreversible"] = True
+    decision = ok(await paged.post("/v1/decisions", request, as_="claude-body"), 201)
+    start = paged.clock.now
+    for offset in (0, 300):  # (discord first, then the sms level)
+        paged.clock.now = start + offset
+        await paged.brain.sweep()
+        await paged.brain.escalator.tick()
+    [page] = [pg for pg in paged.sms.pages if pg.subject_id == decision["id"]]
+    assert page.links is not None and page.links.approve is not None
     answer = await paged.client.post(httpx.URL(page.links.approve).path)
-    state = (await paged.brain.decision(decision["id"])).state
-    assert state == "approved" or answer.status_code >= 400, (answer.status_code, answer.text, state)
+    assert answer.status_code == 200 and "Recorded, still pending" in answer.text and "Done" not in answer.text
+    stored = await paged.brain.decision(decision["id"])
+    assert stored.state == "pending" and [v.role for v in stored.votes] == ["approver"]

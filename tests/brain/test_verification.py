@@ -10,12 +10,23 @@ import pytest
 from brain_server import Brain
 from shared_protocol import AuditEvent
 from shared_protocol.audit import ModelTurn
+from shared_protocol.verdict import CheckReport
 
 from .helpers import BrainClient, Clock, batch, ok, refused, registration, rerun_event, verify_key
 
 pytestmark = pytest.mark.anyio
 
 ARGV = ["pytest", "-q", "tests/test_app.py"]
+FORGED = CheckReport(
+    verdict="failed",
+    reason="1 failed and 0 errors of 1 collected though the process exited 0",
+    collected=1,
+    failed=1,
+    session_status=1,
+    exit_code=0,
+    finished=True,
+)
+"""A pytest re-run whose process exited 0 while pytest reported a failure (the code under test ended it)."""
 ACCEPTANCE = "pytest -q tests/test_app.py"
 GENESIS = "genesis"
 
@@ -65,6 +76,7 @@ async def test_a_claimed_verification_is_pending_until_the_bodys_event_arrives_t
         "confirmed",
         True,
     )
+    assert "pytest reported all 1 collected tests passed" in after["verification"]["detail"]
     line = after["history"][-1]
     assert (line["kind"], line["by"], line["detail"]["action_id"], line["detail"]["verified"]) == (
         "verification",
@@ -95,7 +107,10 @@ async def test_an_event_shipped_before_the_outcome_confirms_it_at_once(api: Brai
         ({"task_id": None}, "names no task"),
         ({"task_id": "task_other"}, "was for task 'task_other'"),
         ({"attest": False}, "carries no attestation"),
+        ({"report": None}, "carries no pytest report"),
+        ({"report": FORGED}, "exited 0, but its pytest report is no pass: 1 failed"),
     ],
+    ids=lambda value: str(value)[:40] if isinstance(value, dict) else None,
 )
 async def test_an_event_that_contradicts_the_claim_refutes_it_with_the_reason(
     api: BrainClient, clock: Clock, changes: dict[str, Any], reason: str

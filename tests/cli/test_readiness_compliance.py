@@ -1,5 +1,5 @@
 """Readiness items of #21: no secret in the config is a raw value (`secrets`), and agents with network are held to
-robots.txt (`robots_gate`)."""
+robots.txt (`robots_gate`), personal data is redacted (`pii_redaction`)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,9 @@ def test_the_robots_gate_item_fails_only_for_agents_with_network_and_robots_off(
     assert not off.ok and "w1" in off.detail and off.fix
     no_exec = {**networked, "agents": [{**AGENT, "tools": ["read_file"]}], "compliance": {"robots": False}}
     assert _readiness.check_robots_gate(parse_config(no_exec)).ok
+
+
+def test_pii_redaction_passes_only_while_privacy_redaction_is_on() -> None:
+    assert _readiness.check_pii_redaction(parse_config({})).ok
+    off = _readiness.check_pii_redaction(parse_config({"privacy": {"redaction": False}}))
+    assert not off.ok and off.name == "pii_redaction" and "redaction = true" in off.fix

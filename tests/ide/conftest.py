@@ -68,7 +68,8 @@ def swarm(
     *args: str, home: Path, stdin: bytes | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The real CLI, as an IDE or a human runs it (stdin is never a terminal here)."""
-    full_env = {**os.environ, "SWARM_HOME": str(home), **(env or {})}
+    # (A hook call starts a warm hook server for the next one: here it leaves after 20 idle seconds.)
+    full_env = {**os.environ, "SWARM_HOME": str(home), "SWARM_HOOK_IDLE_S": "20", **(env or {})}
     full_env.pop("SWARM_CONFIG", None)
     return subprocess.run(
         [sys.executable, "-m", "swarm_cli", *args],

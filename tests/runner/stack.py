@@ -197,6 +197,7 @@ async def stack(
         thresholds=approval_thresholds(swarm),
         consensus=swarm.consensus,
         captain_agents=[a.name for a in swarm.agents if a.role == "captain"],
+        rollout=swarm.rollout,
     )
     state = MemoryStateEngine() if state is None else state
     brain = Brain(settings, state=state, clock=Clock())

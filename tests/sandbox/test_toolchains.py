@@ -22,7 +22,7 @@ from sandbox import (
 )
 from sandbox._bwrap_backend import BwrapBackend
 
-from ._support import sh, snapshot
+from ._support import make_spec, sh, snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -164,3 +164,24 @@ async def test_writable_mounts_that_could_escape_are_refused(backend: BwrapBacke
         await backend.run(replace(base, commands={"python": tmp_path / "not-exposed"}))
     with pytest.raises(InvalidSandboxSpec):
         await backend.run(replace(base, commands={"../python": SYSTEM_PYTHON}))
+
+
+async def test_a_passed_descriptor_reaches_the_command_under_its_number(backend: BwrapBackend, ws: Path) -> None:
+    """`pass_fds`: the command writes to the caller's pipe as it runs (the body's pytest reporter does); the caller
+    keeps its end. Stdio and non-numbers are refused."""
+    read_fd, write_fd = os.pipe()
+    try:
+        argv = [str(SYSTEM_PYTHON), "-c", f"import os; os.write({write_fd}, b'reported\\n')"]
+        async with await backend.run(make_spec(ws, argv, pass_fds=[write_fd])) as staged:
+            assert staged.result.exit_code == 0, staged.result.stderr
+        os.close(write_fd)
+        write_fd = -1
+        assert os.read(read_fd, 100) == b"reported\n"
+        assert os.read(read_fd, 100) == b"", "no process of the run holds the pipe once it has ended"
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+    for bad in ([1], [True], [-1]):
+        with pytest.raises(InvalidSandboxSpec, match="pass_fds"):
+            await backend.run(sh(ws, "true", pass_fds=bad))

@@ -53,10 +53,11 @@ async def test_a_database_from_before_v16_gets_its_verifications_indexed(tmp_pat
     conn = sqlite3.connect(path)
     try:
         conn.executescript(
+            "ALTER TABLE tokens DROP COLUMN pairing_hash; "  # (v20)
             "DROP TABLE verification_uses; DROP TABLE verification_waits; DROP INDEX audit_events_action; "
             "ALTER TABLE bodies DROP COLUMN verify_key; DROP TABLE agent_pauses; DROP TRIGGER usage_records_totals; "
             "DROP TABLE usage_totals; DROP INDEX usage_records_at; DROP INDEX usage_records_task; "
-            "PRAGMA user_version = 15;"
+            "DROP TABLE rollouts; PRAGMA user_version = 15;"
         )
         rows = [("task_p", json.dumps(pending), "[]"), ("task_c", json.dumps(confirmed), json.dumps(shadow))]
         conn.executemany(

@@ -1,0 +1,236 @@
+"""Kill fan-out to real body processes, measured as a refused mutating call: 32 bodies against 8.
+
+    uv run python bench/bench_kill_fanout.py [--runs 3] [--trials 10] [--large 32] [--small 8]
+
+Two real brains (`swarm brain serve`, SQLite, each its own process) on 127.0.0.1: one with 32 linked bodies, the
+other with 8. Every body is a real `swarm body --workspace … --brain URL` process, driven by the official MCP
+client over stdio. A trial, on one brain: every body's client starts calling `write_file` (mutating) in a loop,
+`--pace-ms` apart (an agent's pace; 0 hammers every body at once and measures a machine flat out), while
+`POST /v1/kill` goes out; a body's time is from just before that POST to the reply of its first call
+refused with `kill_switch_engaged` (the guard refusing a call, not a flag read in this process). Then `POST
+/v1/resume`, and each body writes again before the next trial. Trials alternate between the two brains, so the
+machine's slow moments fall on both alike.
+
+Prints per run p50/p99/max of each fleet and p99(32)/p99(8); then min/median/max over the runs.
+Target (issue #22): p99 < 100 ms to 32 bodies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import httpx
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from brain_server import SqliteStateEngine, issue_token
+
+KILLED = "kill_switch_engaged"
+LIMITS = "[limits]\ncalls_per_minute = 1000000\nfile_mods_per_hour = 1000000\n[policy]\napproval_min_files = 1000000\n"
+TARGET_MS = 100.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Fleet:
+    name: str
+    captain: httpx.AsyncClient
+    clients: list[Client]
+
+
+async def _write(client: Client, n: int) -> str | None:
+    """One `write_file`; None when it was done, else the refusal's code."""
+    result = await client.call_tool(
+        "write_file", {"path": f"bench/{n % 4}.txt", "content": f"v{n}", "rationale": "bench kill fan-out"}
+    )
+    if not result.is_error:
+        return None
+    data: Any = result.structured_content or {}
+    return str(data.get("code"))
+
+
+async def _until_refused(client: Client, start: float, out: list[float], deadline_s: float, pace_s: float) -> None:
+    n = 0
+    with anyio.fail_after(deadline_s):
+        while True:
+            code = await _write(client, n)
+            n += 1
+            if code == KILLED:
+                out.append(time.perf_counter() - start)
+                return
+            if code is not None:
+                raise RuntimeError(f"refused for another reason: {code}")
+            await anyio.sleep(pace_s)
+
+
+async def _until_writing(client: Client, deadline_s: float) -> None:
+    n = 0
+    with anyio.fail_after(deadline_s):
+        while await _write(client, n) is not None:
+            n += 1
+            await anyio.sleep(0.01)
+
+
+async def trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> list[float]:
+    times: list[float] = []
+    start = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for client in fleet.clients:
+            group.start_soon(_until_refused, client, start, times, deadline_s, pace_s)
+        (await fleet.captain.post("/v1/kill", json={"reason": "bench"})).raise_for_status()
+    (await fleet.captain.post("/v1/resume", json={"reason": "bench"})).raise_for_status()
+    async with anyio.create_task_group() as group:
+        for client in fleet.clients:
+            group.start_soon(_until_writing, client, deadline_s)
+    return times
+
+
+@asynccontextmanager
+async def fleet(root: Path, name: str, size: int, python: str) -> AsyncGenerator[Fleet]:
+    """A brain process and `size` body processes linked to it, each with its MCP client."""
+    root.mkdir()
+    db, port = root / "brain.db", _free_port()
+    state = await SqliteStateEngine.open(db)
+    now = datetime.now(UTC)
+    captain = await issue_token(state, role="captain", label="captain", at=now)
+    tokens = [await issue_token(state, role="body", label=f"body {n}", at=now) for n in range(size)]
+    await state.close()
+    config = root / "swarm.toml"  # (limits raised: this measures the kill, not budgets)
+    config.write_text(LIMITS)
+    env = {**os.environ, "SWARM_HOME": str(root / "home"), "SWARM_CONFIG": str(config)}
+    for key in ("SWARM_BRAIN_URL", "SWARM_TOKEN"):
+        env.pop(key, None)
+    log = (root / "brain.log").open("wb")
+    brain = subprocess.Popen(
+        [python, "-m", "swarm_cli", "brain", "serve", "--db", str(db), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {captain}"}) as http:
+            with anyio.fail_after(120):
+                while True:
+                    try:
+                        if (await http.get("/v1/status")).status_code < 500:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await anyio.sleep(0.2)
+            async with AsyncExitStack() as stack:
+                clients: list[Client] = []
+                for n in range(size):
+                    ws = root / f"ws{n}"
+                    ws.mkdir()
+                    params = StdioServerParameters(
+                        command=python,
+                        args=["-m", "swarm_cli", "body", "--workspace", str(ws)],
+                        env={**env, "SWARM_BRAIN_URL": url, "SWARM_TOKEN": tokens[n]},
+                        cwd=str(root),
+                    )
+                    clients.append(await stack.enter_async_context(Client(params)))
+                the_fleet = Fleet(name=name, captain=http, clients=clients)
+                # Linked and obeying: one kill and resume each, not measured.
+                await trial(the_fleet, 0.01, deadline_s=120)
+                yield the_fleet
+    finally:
+        brain.terminate()
+        brain.wait(timeout=30)
+        log.close()
+
+
+def _line(name: str, ms: list[float]) -> str:
+    return f"{name}: p50 {statistics.median(ms):6.1f}  p99 {_pct(ms, 0.99):6.1f}  max {max(ms):6.1f} ms ({len(ms)})"
+
+
+async def main(runs: int, trials: int, large: int, small: int, pace_ms: float) -> None:
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; {large} and {small} real body processes, two brains; "
+        f"calls {pace_ms:g} ms apart",
+        flush=True,
+    )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-kill-") as tmp:
+        root = Path(tmp)
+        async with (
+            fleet(root / "large", f"{large} bodies", large, sys.executable) as big,
+            fleet(root / "small", f"{small} bodies", small, sys.executable) as few,
+        ):
+            print(f"fleets up in {time.perf_counter() - started:.0f} s", flush=True)
+            ratios: list[float] = []
+            p99s: dict[str, list[float]] = {big.name: [], few.name: []}
+            for run in range(runs):
+                samples: dict[str, list[float]] = {big.name: [], few.name: []}
+                for _ in range(trials):
+                    for side in (big, few):
+                        samples[side.name] += [t * 1000 for t in await trial(side, pace_ms / 1000)]
+                for name, ms in samples.items():
+                    p99s[name].append(_pct(ms, 0.99))
+                ratio = _pct(samples[big.name], 0.99) / _pct(samples[few.name], 0.99)
+                ratios.append(ratio)
+                print(
+                    f"run {run + 1}: {_line(big.name, samples[big.name])}; {_line(few.name, samples[few.name])}; "
+                    f"p99({large})/p99({small}) {ratio:.2f}",
+                    flush=True,
+                )
+            print(f"over {runs} runs, min/median/max:")
+            for name, values in p99s.items():
+                print(f"  p99 {name}: {min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f} ms")
+            print(
+                f"  p99({large})/p99({small}): {min(ratios):.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f}"
+            )
+            print(f"target: p99 < {TARGET_MS:.0f} ms to {large} bodies; load average after {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--large", type=int, default=32)
+    parser.add_argument("--small", type=int, default=8)
+    parser.add_argument(
+        "--pace-ms",
+        type=float,
+        default=10.0,
+        help="pause between a body's calls (0: back to back, the machine flat out)",
+    )
+    args = parser.parse_args()
+    try:
+        anyio.run(main, args.runs, args.trials, args.large, args.small, args.pace_ms)
+    except BaseExceptionGroup as group:  # (the MCP clients nest task groups deeper than a traceback shows)
+        leaves: list[BaseException] = []
+        pending: list[BaseException] = [group]
+        while pending:
+            exc = pending.pop()
+            inner: Any = getattr(exc, "exceptions", None)  # (a group's)
+            if inner is not None:
+                pending.extend(cast("tuple[BaseException, ...]", inner))
+            else:
+                leaves.append(exc)
+        raise SystemExit("bench failed: " + "; ".join(f"{type(e).__name__}: {e}" for e in leaves)) from None

@@ -1,0 +1,63 @@
+"""The brain's side of `[privacy]`: its subject keys, protecting what it stores, and erasure and export.
+
+What the brain writes from a request — a task's title and description, a decision's summary, rationale,
+options and action — is protected before it is stored (`Brain.queue_task`, `Brain.ask`): personal data
+encrypted under the brain's subject keys. Audit events arrive already protected by their body (under the
+body's keys). API replies are revealed on their way out (`reveal_reply`: a token the brain holds a key for is
+decrypted, any other is redacted), so a runner reads its task as it was written; pages to humans are redacted
+(`wake/escalator.py`), never decrypted. The keys are in `privacy.db` beside a SQLite database: never in its
+`backups/`, which copy the database only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from shared_protocol.privacy import (
+    KEY_STORE_FILE,
+    TOKEN,
+    HeldItem,
+    MemorySubjectKeys,
+    Protector,
+    SqliteSubjectKeys,
+    SubjectKeys,
+)
+
+from .settings import BrainSettings
+from .state import sqlite_path
+
+
+def open_protector(settings: BrainSettings) -> Protector:
+    """The brain's protector: `privacy_key_store`, else `privacy.db` beside a SQLite database, else in memory."""
+    keys: SubjectKeys
+    if settings.privacy_key_store:
+        keys = SqliteSubjectKeys(Path(settings.privacy_key_store))
+    elif settings.database_url and (db := sqlite_path(settings.database_url)) is not None:
+        keys = SqliteSubjectKeys(db.parent / KEY_STORE_FILE)
+    else:
+        keys = MemorySubjectKeys()
+    return Protector(settings.privacy, keys)
+
+
+def reveal_reply(privacy: Protector, body: bytes) -> bytes:
+    """A JSON reply with every token the brain holds a key for decrypted (JSON-escaped), any other redacted."""
+    text = body.decode()
+
+    def one(match: re.Match[str]) -> str:
+        revealed = privacy.reveal(match.group())
+        if revealed.startswith("[pii:"):
+            return f"[pii:{match.group(1)}]"  # (erased, or a body's key: redacted)
+        return json.dumps(revealed)[1:-1]
+
+    return TOKEN.sub(one, text).encode()
+
+
+def held_in(privacy: Protector, subject_id: str, where: str, texts: list[tuple[str, str]]) -> list[HeldItem]:
+    """The values of `subject_id` in `texts` (field, text) of the record `where`, decrypted."""
+    return [
+        HeldItem(where=f"{where} {field}", kind=held.kind, value=held.value)
+        for field, text in texts
+        for held in privacy.held(text, subject_id)
+    ]

@@ -1,0 +1,292 @@
+"""`Rollouts`: each agent's rollout kept, routed, evaluated and moved on (the rules: `rollout.py`, the test:
+`canary.py`).
+
+A claim asks `route` which tasks it may take (a refusal, or a share of the canary buckets); the brain evaluates
+an agent's candidate before each of its claims, after each of its outcomes, on every sweep and when its report is
+read, promotes it step by step while its metrics hold and rolls it back the moment one fails — with a line in the
+brain's log and a page to a human through the wake-up ladder. Human captains promote or roll back by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import anyio
+
+from shared_protocol.brain import ClaimMode, RolloutMetric, RolloutReport, RolloutState
+from shared_protocol.config import RolloutConfig
+
+from .auth import Principal
+from .exceptions import InvalidTransition, NotFound, NotReady
+from .rollout import (
+    TEST_STATEMENT,
+    Evaluation,
+    Refusal,
+    evaluate,
+    percent,
+    promoted,
+    rolled_back,
+    with_candidate,
+)
+from .state import LogAction, LogEntry, StateEngine
+from .wake.records import Escalation
+
+AUTOMATIC = "rollout"
+"""Who the brain's own rollout changes are logged as."""
+MAX_BUCKET = 100
+
+
+def _parse_ts(ts: str) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+class Alert(Protocol):
+    def __call__(
+        self,
+        *,
+        kind: str,
+        body_id: str,
+        title: str,
+        summary: str,
+        facts: dict[str, str] | None = None,
+        episode: str | None = None,
+    ) -> Awaitable[Escalation | None]: ...
+
+
+class Rollouts:
+    """The brain's rollouts over its state engine; changes are serialised by one lock."""
+
+    def __init__(self, state: StateEngine, *, config: RolloutConfig, alert: Alert, now: Callable[[], datetime]) -> None:
+        self._state = state
+        self.config = config
+        self._alert = alert
+        self._now = now
+        self._lock = anyio.Lock()
+
+    # -- claims ------------------------------------------------------------------------------
+
+    async def route(self, agent: str, version: str, mode: ClaimMode) -> tuple[int, int] | None:
+        """The canary buckets a claim by `agent` at `version` may take (None: any task), or `NotReady`.
+
+        A version the brain has not seen becomes the candidate (in shadow); a live claim by a candidate in shadow,
+        by a version rolled back or by a new one is refused; the first version of an agent to work live becomes
+        its live version (readiness let it through: the caller checked)."""
+        if mode == "ide" or not agent or not version:
+            return None
+        async with self._lock:
+            now = self._now()
+            state = await self._state.rollout(agent) or RolloutState(agent=agent)
+            if version in state.rolled_back:
+                if mode == "shadow":
+                    return None
+                raise NotReady(
+                    f"logic version {version} of agent '{agent}' was rolled back: it never works live again "
+                    f"(change the agent's logic for a new version; `swarm rollout status {agent}` says why)"
+                )
+            if version not in (state.live_version, state.candidate):
+                if mode == "live" and state.live_version is None:
+                    await self._put(
+                        promoted(with_candidate(state, version, now=now), steps=self.config.steps, now=now),
+                        "rollout_live",
+                        f"the first live version of agent '{agent}' (readiness let it through)",
+                        {"version": version},
+                    )
+                    return None
+                replaced = state.candidate
+                await self._put(
+                    with_candidate(state, version, now=now),
+                    "rollout_candidate",
+                    f"a new logic version of agent '{agent}' starts in shadow"
+                    + (f" (replacing candidate {replaced})" if replaced else ""),
+                    {"version": version, "replaced": replaced},
+                )
+                state = await self._state.rollout(agent) or state
+            if mode == "shadow":
+                return None
+            if version == state.live_version:
+                share = percent(state, self.config.steps)
+                return None if share == 0 else (share, MAX_BUCKET)
+            if state.stage == "canary":
+                return (0, percent(state, self.config.steps))
+            if state.live_version is None:  # (the candidate of an agent with no live version yet)
+                await self._put(
+                    promoted(state, steps=self.config.steps, now=now),
+                    "rollout_live",
+                    f"the first live version of agent '{agent}' (readiness let it through)",
+                    {"version": version},
+                )
+                return None
+            raise NotReady(
+                f"logic version {version} of agent '{agent}' is in shadow (live: {state.live_version}): it works "
+                f"live only from its first canary step. Run it with --shadow; `swarm rollout status {agent}` says what "
+                f"the next step needs, or a human captain runs `swarm rollout promote {agent} --reason ...`"
+            )
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    async def _evaluation(self, state: RolloutState) -> Evaluation | None:
+        if state.candidate is None:
+            return None
+        tasks = await self._state.tasks()
+        decisions = {d.id: d for d in await self._state.decisions()}
+        return evaluate(
+            state,
+            tasks=tasks,
+            decisions=decisions,
+            refusals=await self._refusals(state.agent),
+            config=self.config,
+            now=self._now(),
+        )
+
+    async def _refusals(self, agent: str) -> list[Refusal]:
+        found: list[Refusal] = []
+        for body in await self._state.bodies():
+            after = 0
+            while True:
+                events = await self._state.audit_events(body.body_id, after_seq=after)
+                if not events:
+                    break
+                for event in events:
+                    if event.agent == agent and event.outcome == "refused" and event.logic_version:
+                        at = _parse_ts(event.ts)
+                        if at is not None:
+                            found.append(Refusal(agent=agent, logic_version=event.logic_version, at=at))
+                after = events[-1].seq
+        return found
+
+    async def tick(self, agent: str) -> Evaluation | None:
+        """Evaluate `agent`'s candidate and act on it: promote one step, roll it back (and page), or hold."""
+        async with self._lock:
+            state = await self._state.rollout(agent)
+            if state is None:
+                return None
+            found = await self._evaluation(state)
+            if found is None or found.action == "hold":
+                return found
+            detail: dict[str, Any] = {
+                "version": state.candidate,
+                "stage": state.stage,
+                "percent": percent(state, self.config.steps),
+                "metrics": {
+                    m.name: {"candidate": m.candidate, "live": m.live, "test": m.test} for m in found.comparison.metrics
+                },
+            }
+            if found.action == "promote":
+                await self._put(
+                    promoted(state, steps=self.config.steps, now=self._now()), "rollout_promote", found.next, detail
+                )
+                return found
+            await self._put(rolled_back(state), "rollout_rollback", found.next, detail)
+        await self._alert(
+            kind="rollout_rollback",
+            body_id=f"agent:{agent}",
+            title=f"Agent {agent}: logic version {state.candidate} rolled back",
+            summary=f"{found.next}. The live version {state.live_version} takes every task again. "
+            f"See `swarm rollout status {agent}`.",
+            facts={m.name: f"candidate {m.candidate}, live {m.live}, {m.test}" for m in found.comparison.metrics},
+            episode=f"rollback {agent}@{state.candidate}",
+        )
+        return found
+
+    async def sweep(self) -> None:
+        """Evaluate every candidate (a shadow period ends with time, not only with work)."""
+        for state in await self._state.rollouts():
+            if state.candidate is not None:
+                await self.tick(state.agent)
+
+    # -- the report, and human captains ------------------------------------------------------
+
+    async def report(self, agent: str) -> RolloutReport:
+        """`agent`'s rollout, evaluated now (acting on it first, as every read of a deadline does)."""
+        await self.tick(agent)
+        state = await self._state.rollout(agent)
+        if state is None:
+            raise NotFound(
+                f"agent '{agent}' has no rollout: none of its logic versions has claimed a task in shadow or live"
+            )
+        found = await self._evaluation(state)
+        steps = list(self.config.steps)
+        if found is None:
+            return RolloutReport(
+                state=state,
+                percent=0,
+                steps=steps,
+                candidate_tasks=0,
+                live_tasks=0,
+                stage_tasks=0,
+                shadow_tasks=0,
+                shadow_days=0.0,
+                metrics=[],
+                holds=True,
+                test=TEST_STATEMENT,
+                next="no candidate: a new logic version of the agent starts in shadow when it first claims a task",
+            )
+        return RolloutReport(
+            state=state,
+            percent=percent(state, steps),
+            steps=steps,
+            candidate_tasks=found.candidate_tasks,
+            live_tasks=found.live_tasks,
+            stage_tasks=found.stage_tasks,
+            shadow_tasks=found.shadow_tasks,
+            shadow_days=found.shadow_days,
+            metrics=[
+                RolloutMetric(name=m.name, candidate=m.candidate, live=m.live, test=m.test, holds=m.holds)
+                for m in found.comparison.metrics
+            ],
+            holds=found.comparison.holds,
+            test=TEST_STATEMENT,
+            next=found.next,
+        )
+
+    async def promote(self, by: Principal, agent: str, reason: str) -> RolloutReport:
+        """A human captain moves the candidate one stage on, whatever its metrics say (logged with the reason)."""
+        async with self._lock:
+            state = await self._candidate(agent, "promote")
+            detail = {"version": state.candidate, "stage": state.stage, "percent": percent(state, self.config.steps)}
+            await self._put(
+                promoted(state, steps=self.config.steps, now=self._now()), "rollout_promote", reason, detail, by=by
+            )
+        return await self.report(agent)
+
+    async def rollback(self, by: Principal, agent: str, reason: str) -> RolloutReport:
+        """A human captain drops the candidate: the live version takes every task again (logged with the reason)."""
+        async with self._lock:
+            state = await self._candidate(agent, "roll back")
+            detail = {"version": state.candidate, "stage": state.stage, "percent": percent(state, self.config.steps)}
+            await self._put(rolled_back(state), "rollout_rollback", reason, detail, by=by)
+        return await self.report(agent)
+
+    async def _candidate(self, agent: str, doing: str) -> RolloutState:
+        state = await self._state.rollout(agent)
+        if state is None:
+            raise NotFound(
+                f"agent '{agent}' has no rollout: none of its logic versions has claimed a task in shadow or live"
+            )
+        if state.candidate is None:
+            raise InvalidTransition(
+                f"agent '{agent}' has no candidate logic version to {doing} (live: {state.live_version or 'none'})"
+            )
+        return state
+
+    async def _put(
+        self,
+        state: RolloutState,
+        action: LogAction,
+        reason: str,
+        detail: dict[str, Any],
+        *,
+        by: Principal | None = None,
+    ) -> None:
+        now = self._now()
+        if by is None:
+            log = LogEntry(at=now, action=action, by=AUTOMATIC, reason=reason, target=state.agent, detail=detail)
+        else:
+            log = by.entry(action, at=now, reason=reason, target=state.agent, detail=detail)
+        await self._state.put_rollout(state, log)

@@ -1,0 +1,164 @@
+"""Finding personal data in text, offline: validated patterns, `phonenumbers`, and `[privacy]`'s own.
+
+Each span found names its kind and its data subject, a normalised identifier: the lower-cased email, the
+E.164 phone number, the card's digits, the IP address in its canonical form, the SSN's digits, the name
+lower-cased, a configured pattern's match as it is. `parse_subject` reads what a human types into
+`swarm privacy erase|export` the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import phonenumbers
+
+from .._base import ProtocolModel
+from ._config import PrivacyConfig
+from .exceptions import MalformedSubject
+
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])"
+)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.[0-9])")
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[0-9.]{7,15})?(?![\w:])")
+_CARD = re.compile(r"(?<![\w-])[0-9](?:[ -]?[0-9]){12,18}(?![\w-])")
+_CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
+"""Issuer prefixes of the card networks (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay, ...): a long
+number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a card."""
+_SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
+_DIGITS_FOR_PHONE = re.compile(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
+
+
+class Subject(ProtocolModel):
+    """A data subject: what their data is encrypted under."""
+
+    kind: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    kind: str
+    subject: str
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _public_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return not (address.is_loopback or address.is_unspecified or address.is_multicast)
+
+
+class Detector:
+    """The detector for one `[privacy]` section."""
+
+    def __init__(self, config: PrivacyConfig) -> None:
+        self.config = config
+
+    @cached_property
+    def _names(self) -> re.Pattern[str] | None:
+        if not self.config.names:
+            return None
+        alternatives = "|".join(re.escape(n.strip()) for n in sorted(self.config.names, key=len, reverse=True))
+        return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+    @cached_property
+    def _patterns(self) -> list[tuple[str, re.Pattern[str]]]:
+        return [(kind, re.compile(pattern)) for kind, pattern in self.config.patterns.items()]
+
+    def find(self, text: str) -> list[Span]:
+        """The spans of personal data in `text`, in order, none overlapping (the longer one wins)."""
+        found: list[Span] = []
+        if "@" in text:
+            found += [Span(m.start(), m.end(), "email", m.group().lower()) for m in _EMAIL.finditer(text)]
+        if any(c.isdigit() for c in text):
+            for m in _CARD.finditer(text):
+                digits = re.sub(r"[ -]", "", m.group())
+                if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits):
+                    found.append(Span(m.start(), m.end(), "card", digits))
+            found += [Span(m.start(), m.end(), "ssn", m.group().replace("-", "")) for m in _SSN.finditer(text)]
+            for m in _IPV4.finditer(text):
+                v4 = ipaddress.IPv4Address(m.group())
+                if _public_ip(v4):
+                    found.append(Span(m.start(), m.end(), "ip", str(v4)))
+            if _DIGITS_FOR_PHONE.search(text):
+                found += self._phones(text)
+        if text.count(":") >= 2:
+            for m in _IPV6_CANDIDATE.finditer(text):
+                try:
+                    v6 = ipaddress.IPv6Address(m.group())
+                except ValueError:
+                    continue
+                if _public_ip(v6):
+                    found.append(Span(m.start(), m.end(), "ip", str(v6)))
+        if self._names is not None:
+            found += [Span(m.start(), m.end(), "name", m.group().lower()) for m in self._names.finditer(text)]
+        for kind, pattern in self._patterns:
+            found += [Span(m.start(), m.end(), kind, m.group()) for m in pattern.finditer(text) if m.end() > m.start()]
+        return _disjoint(found)
+
+    def _phones(self, text: str) -> list[Span]:
+        spans: list[Span] = []
+        matcher = phonenumbers.PhoneNumberMatcher(
+            text, self.config.default_region, leniency=phonenumbers.Leniency.VALID
+        )
+        for match in matcher:
+            e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            spans.append(Span(match.start, match.end, "phone", e164))
+        return spans
+
+    def parse_subject(self, text: str) -> Subject:
+        """What a human names as a subject, normalised as the detector normalises what it finds."""
+        raw = text.strip()
+        if not raw:
+            raise MalformedSubject("a subject is an email, a phone number, a card number, an IP address or an SSN")
+        spans = self.find(raw)
+        if len(spans) == 1 and spans[0].start == 0 and spans[0].end == len(raw):
+            return Subject(kind=spans[0].kind, value=spans[0].subject)
+        try:  # a phone number written without its formatting, or in another region's form
+            number = phonenumbers.parse(raw, self.config.default_region)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None and phonenumbers.is_valid_number(number):
+            return Subject(kind="phone", value=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+        for parse in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+            try:
+                return Subject(kind="ip", value=str(parse(raw)))
+            except ValueError:
+                pass
+        raise MalformedSubject(
+            f"{_shown(raw)} is not a subject: give an email, a phone number (E.164, or in region "
+            f"{self.config.default_region}), a Luhn-valid card number, an IP address, an SSN (123-45-6789) or a "
+            "name or pattern [privacy] configures"
+        )
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:37] + "...")
+
+
+def _disjoint(spans: list[Span]) -> list[Span]:
+    kept: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
+        if all(span.end <= k.start or span.start >= k.end for k in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)

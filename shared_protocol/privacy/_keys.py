@@ -1,0 +1,169 @@
+"""Subject keys: one AES-256 key per data subject, in a SQLite file of their own.
+
+The store is kept apart from everything it protects (never in the audit database, never in a snapshot or a
+backup), so destroying a key makes every copy of that subject's ciphertext unreadable: crypto-shredding. A
+subject is looked up by a keyed hash (the store's own secret), never kept in clear; ids are random. Rows are
+deleted under `PRAGMA secure_delete=ON` (freed pages are zeroed) and the WAL is checkpointed and truncated
+after each erasure, so no copy of an erased key survives in the file or its journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from .exceptions import KeyStoreUnusable
+
+KEY_STORE_FILE = "privacy.db"
+"""Its name in a body's state directory and beside a brain's database."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_secret (one INTEGER PRIMARY KEY CHECK (one = 1), secret BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS subject_keys (
+    lookup BLOB PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    key BLOB NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+class SubjectKeys(Protocol):
+    """Where subject keys are: `SqliteSubjectKeys`, or `MemorySubjectKeys` in tests."""
+
+    def key_for(self, kind: str, subject: str) -> tuple[str, bytes]:
+        """The subject's (id, key), created on first use."""
+        ...
+
+    def find(self, kind: str, subject: str) -> str | None:
+        """The subject's id, or None: never seen, or erased."""
+        ...
+
+    def key_by_id(self, subject_id: str) -> bytes | None: ...
+
+    def erase(self, kind: str, subject: str) -> str | None:
+        """Destroy the subject's key; its id, or None if none was held."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def new_subject_id() -> str:
+    return "s" + secrets.token_hex(8)
+
+
+class MemorySubjectKeys:
+    def __init__(self) -> None:
+        self._by_subject: dict[tuple[str, str], str] = {}
+        self._keys: dict[str, bytes] = {}
+
+    def key_for(self, kind: str, subject: str) -> tuple[str, bytes]:
+        sid = self._by_subject.get((kind, subject))
+        if sid is None:
+            sid = new_subject_id()
+            self._by_subject[(kind, subject)] = sid
+            self._keys[sid] = secrets.token_bytes(32)
+        return sid, self._keys[sid]
+
+    def find(self, kind: str, subject: str) -> str | None:
+        return self._by_subject.get((kind, subject))
+
+    def key_by_id(self, subject_id: str) -> bytes | None:
+        return self._keys.get(subject_id)
+
+    def erase(self, kind: str, subject: str) -> str | None:
+        sid = self._by_subject.pop((kind, subject), None)
+        if sid is not None:
+            del self._keys[sid]
+        return sid
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteSubjectKeys:
+    """The subject keys of one body or brain, in `path` (created 0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.close(fd)
+            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA secure_delete = ON")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO store_secret (one, secret) VALUES (1, ?)", (secrets.token_bytes(32),)
+            )
+            (self._secret,) = self._conn.execute("SELECT secret FROM store_secret").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise KeyStoreUnusable(f"the subject key store {path} cannot be opened: {exc}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _lookup(self, kind: str, subject: str) -> bytes:
+        return hmac.new(self._secret, f"{kind}\0{subject}".encode(), hashlib.sha256).digest()
+
+    def key_for(self, kind: str, subject: str) -> tuple[str, bytes]:
+        lookup = self._lookup(kind, subject)
+        with self._lock:
+            try:
+                row = self._conn.execute("SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
+                if row is None:
+                    sid, key = new_subject_id(), secrets.token_bytes(32)
+                    self._conn.execute(
+                        "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) VALUES (?, ?, ?, ?, ?)",
+                        (lookup, sid, kind, key, time.time()),
+                    )
+                    row = self._conn.execute("SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
+            except sqlite3.Error as exc:
+                raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
+        return str(row[0]), bytes(row[1])
+
+    def find(self, kind: str, subject: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id FROM subject_keys WHERE lookup = ?", (self._lookup(kind, subject),)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def key_by_id(self, subject_id: str) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT key FROM subject_keys WHERE id = ?", (subject_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def erase(self, kind: str, subject: str) -> str | None:
+        lookup = self._lookup(kind, subject)
+        with self._lock:
+            try:
+                row = self._conn.execute("SELECT id FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
+                if row is None:
+                    return None
+                self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
+                # No copy of the key left: freed pages were zeroed (secure_delete), the WAL is folded in and emptied.
+                for _ in range(50):
+                    busy, _log, _done = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    if not busy:
+                        break
+                    time.sleep(0.1)  # (another process reading the store: its snapshot ends with its read)
+                else:
+                    raise KeyStoreUnusable(
+                        f"the subject key store {self.path}: the key is deleted, but its WAL could not be emptied "
+                        "while another process reads it; run the erasure again"
+                    )
+            except sqlite3.Error as exc:
+                raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
+        return str(row[0])

@@ -1,0 +1,32 @@
+"""`POST /v1/privacy/erase` and `POST /v1/privacy/export` (captain): the subject goes in the body, never a URL."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .._base import NonEmpty, ProtocolModel
+
+
+class PrivacyRequest(ProtocolModel):
+    subject: NonEmpty = Field(max_length=320, description="An email, phone number, card, IP address, SSN or name.")
+    reason: str = Field(default="", max_length=2000, description="Why (erase only); kept encrypted like any text.")
+
+
+class HeldItem(ProtocolModel):
+    """One value held about a subject: where (a record's id and field), its kind, and the value decrypted."""
+
+    where: str
+    kind: str
+    value: str
+
+
+class PrivacyErasure(ProtocolModel):
+    kind: str
+    """The subject's kind (email, phone, ...); the subject itself is never echoed into a log."""
+    erased: bool
+    """False: nothing was held about the subject here (never seen, or erased before)."""
+
+
+class PrivacyExport(ProtocolModel):
+    kind: str
+    held: list[HeldItem] = Field(default_factory=list[HeldItem])

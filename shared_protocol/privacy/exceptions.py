@@ -1,0 +1,25 @@
+"""Privacy errors.
+
+PrivacyError
+├── MalformedSubject     what was named is not an email, phone number, card, IP, SSN, name or pattern
+├── UnknownSubject       nothing is held about that subject here (no key: never seen, or erased)
+└── KeyStoreUnusable     the subject key store cannot be opened or written
+"""
+
+from __future__ import annotations
+
+
+class PrivacyError(Exception):
+    """Something about personal data could not be done; the message says what."""
+
+
+class MalformedSubject(PrivacyError, ValueError):
+    pass
+
+
+class UnknownSubject(PrivacyError):
+    pass
+
+
+class KeyStoreUnusable(PrivacyError):
+    pass

@@ -1,0 +1,148 @@
+"""`swarm privacy erase SUBJECT` and `swarm privacy export SUBJECT`: a data subject's right to erasure and access.
+
+A subject is an email, a phone number (E.164, or in `[privacy] default_region`), a card number, an IP address, an
+SSN, or a name or pattern `[privacy]` configures; it is normalised as the detector normalises what it finds.
+`erase` destroys the subject's key on this workspace's (or `--agent`'s) body and, with `--brain URL` (or
+`$SWARM_BRAIN_URL`) and a captain's token, on the brain: crypto-shredding, audited on each (`privacy.erase`,
+naming the subject's random id, never the subject). `export` lists what each holds about the subject, decrypted.
+Exit 0 when something was erased (or found), 1 when nothing is held anywhere asked, or on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Protocol
+
+import anyio
+
+from body_mcp import UserError
+from body_mcp.brain_client import BrainClient, BrainRejected
+from body_mcp.explain import printable
+from shared_protocol.privacy import HeldItem, UnknownSubject
+
+from . import _context
+
+
+class _Subparsers(Protocol):
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    if args.agent is not None and args.workspace is not None:
+        raise UserError("give --workspace DIR or --agent NAME, not both: an agent's state is not a workspace's")
+    return _context.body_settings(
+        workspace=args.workspace, config=args.config, agent=args.agent, agent_state_only=args.agent is not None
+    )
+
+
+def _brain(args: argparse.Namespace) -> BrainClient | None:
+    url = _context.brain_url(args.brain)
+    return None if url is None else BrainClient(url, _context.token(args.token))
+
+
+def _not_held(exc: BrainRejected) -> bool:
+    return exc.status == 404
+
+
+def cmd_privacy_erase(args: argparse.Namespace) -> int:
+    results: dict[str, str] = {}
+    with _context.open_admin(_settings(args)) as admin:
+        try:
+            erasure = admin.privacy_erase(args.subject, reason=args.reason)
+        except UnknownSubject:
+            results["body"] = "nothing held"
+        else:
+            results["body"] = f"erased ({erasure.kind})"
+    client = _brain(args)
+    if client is not None:
+
+        async def erase_on_brain() -> str:
+            try:
+                erased = await client.privacy_erase(args.subject, args.reason)
+            except BrainRejected as exc:
+                if _not_held(exc):
+                    return "nothing held"
+                raise
+            finally:
+                await client.aclose()
+            return f"erased ({erased.kind})"
+
+        results["brain"] = anyio.run(erase_on_brain)
+    if args.json:
+        print(json.dumps({"erased": [k for k, v in results.items() if v != "nothing held"], "results": results}))
+    else:
+        for where, what in results.items():
+            print(f"{where}: {what}")
+    if all(what == "nothing held" for what in results.values()):
+        print("swarm privacy erase: nothing is held about that subject here", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_privacy_export(args: argparse.Namespace) -> int:
+    held: dict[str, list[HeldItem] | None] = {}
+    with _context.open_admin(_settings(args)) as admin:
+        try:
+            held["body"] = admin.privacy_export(args.subject).held
+        except UnknownSubject:
+            held["body"] = None
+    client = _brain(args)
+    if client is not None:
+
+        async def export_from_brain() -> list[HeldItem] | None:
+            try:
+                return (await client.privacy_export(args.subject)).held
+            except BrainRejected as exc:
+                if _not_held(exc):
+                    return None
+                raise
+            finally:
+                await client.aclose()
+
+        held["brain"] = anyio.run(export_from_brain)
+    if args.json:
+        print(
+            json.dumps(
+                {where: None if items is None else [i.model_dump() for i in items] for where, items in held.items()}
+            )
+        )
+    else:
+        for where, items in held.items():
+            if items is None:
+                print(f"{where}: nothing held")
+                continue
+            print(f"{where}: {len(items)} value(s) held")
+            for item in items:
+                print(f"  {printable(item.where)}  {item.kind}  {printable(item.value)}")
+    if all(items is None for items in held.values()):
+        print("swarm privacy export: nothing is held about that subject here", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    raise UserError("swarm privacy: give a command: erase SUBJECT, export SUBJECT")
+
+
+def add_parsers(sub: _Subparsers) -> None:
+    """Register `swarm privacy erase|export` on the `swarm` subcommands."""
+    privacy = sub.add_parser("privacy", help="a data subject's personal data: erase it (crypto-shredding) or export it")
+    privacy.set_defaults(func=cmd_privacy)
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND")
+    for name, func, text in (
+        ("erase", cmd_privacy_erase, "destroy the subject's key on this body (and the brain's, with --brain)"),
+        ("export", cmd_privacy_export, "list what this body (and the brain, with --brain) holds about the subject"),
+    ):
+        p = privacy_sub.add_parser(name, help=text)
+        p.set_defaults(func=func)
+        p.add_argument("subject", metavar="SUBJECT", help="an email, phone number, card, IP address, SSN or name")
+        p.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
+        p.add_argument("--agent", metavar="NAME", help="an [[agents]] entry's state, instead of --workspace")
+        p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+        p.add_argument("--brain", metavar="URL", help="also on the brain (default: $SWARM_BRAIN_URL); a captain token")
+        p.add_argument("--token", help="bearer token for the brain (default: $SWARM_TOKEN)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "erase":
+            p.add_argument("--reason", default="", help="why (audited, personal data redacted)")

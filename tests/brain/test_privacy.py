@@ -1,0 +1,61 @@
+"""The brain's side of `[privacy]` over its HTTP API, on every state engine: what it stores from requests is
+protected, what it serves is revealed to who may read it, pages are redacted, and erase/export are a captain's."""
+
+from __future__ import annotations
+
+import pytest
+
+from brain_server import Brain
+from brain_server.wake.memory import MemoryChannel
+from tests.privacy.plant import plant
+
+from .helpers import BrainClient, decision_request, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_task_and_a_decision_are_stored_protected_and_served_as_written(
+    api: BrainClient, brain: Brain, pages: MemoryChannel
+) -> None:
+    p = plant()
+    task = ok(await api.post("/v1/tasks", {"title": f"refund {p.email}", "description": p.text()}, as_="captain"), 201)
+    assert task["title"] == f"refund {p.email}" and task["description"] == p.text()
+    stored = await brain.state.task(task["id"])
+    assert stored is not None and p.email not in stored.title and p.phone not in stored.description
+    asked = decision_request(summary=f"mail {p.email}", rationale=f"from {p.ip}", confidence=0.5)
+    decision = ok(await api.post("/v1/decisions", asked, as_="body"), 201)
+    assert decision["summary"] == f"mail {p.email}"
+    kept = await brain.state.decision(decision["id"])
+    assert kept is not None and p.email not in kept.summary and p.ip not in kept.rationale
+    assert p.email not in str([e.reason for e in await brain.state.log_entries(limit=100)])
+    await brain.escalator.tick()
+    (page,) = pages.pages
+    assert page.summary == "mail [pii:email]\n\nWhy: from [pii:ip]" and p.email not in page.title
+
+
+async def test_erasure_is_a_captains_and_leaves_the_subject_unreadable(api: BrainClient, brain: Brain) -> None:
+    p = plant()
+    task = ok(await api.post("/v1/tasks", {"title": f"refund {p.email}", "description": p.phone}, as_="captain"), 201)
+    held = ok(await api.post("/v1/privacy/export", {"subject": p.email}, as_="captain"))
+    assert held["kind"] == "email" and {i["value"] for i in held["held"]} == {p.email}
+    assert {i["where"].split()[0] for i in held["held"]} == {"task", "log"}  # (the task_create entry names its title)
+    for role in ("approver", "body"):
+        refused(await api.post("/v1/privacy/erase", {"subject": p.email}, as_=role), 403, "forbidden")
+        refused(await api.post("/v1/privacy/export", {"subject": p.email}, as_=role), 403, "forbidden")
+    erased = ok(
+        await api.post("/v1/privacy/erase", {"subject": p.email.upper(), "reason": f"by {p.email}"}, as_="captain")
+    )
+    assert erased == {"kind": "email", "erased": True}
+    after = ok(await api.get(f"/v1/tasks/{task['id']}", as_="captain"))
+    assert after["title"] == "refund [pii:email]" and after["description"] == p.phone
+    refused(await api.post("/v1/privacy/erase", {"subject": p.email}, as_="captain"), 404, "not_found")
+    refused(await api.post("/v1/privacy/export", {"subject": p.email}, as_="captain"), 404, "not_found")
+    (entry,) = [e for e in await brain.state.log_entries(limit=100) if e.action == "privacy_erase"]
+    assert entry.detail == {"kind": "email"} and p.email not in entry.reason and entry.target
+
+
+async def test_a_malformed_subject_is_refused_naming_the_field(api: BrainClient) -> None:
+    for body in ({"subject": "nobody in particular"}, {"subject": "4111 1111 1111 1112"}):
+        problem = refused(await api.post("/v1/privacy/erase", body, as_="captain"), 422, "invalid_request")
+        assert problem["field"] == "subject"
+    refused(await api.post("/v1/privacy/export", {}, as_="captain"), 422, "invalid_request")

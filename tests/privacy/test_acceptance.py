@@ -1,0 +1,188 @@
+"""Acceptance (#21, PII): random personal data planted through every entry point — tool arguments, rationales,
+model turns and command output over a real `swarm body` on stdio, an approval request it ships, and a task's text
+over the brain's HTTP API — is found in clear, base64, hex, percent- or JSON-escaped form in no file under the
+body's and the brain's state (SQLite files, WAL, journals, kept outputs, snapshots, backups). Export reads it back;
+`swarm privacy erase` makes it unreadable on both, and both chains still verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from brain_server import BrainSettings
+from brain_server.backup import backup_database
+from brain_server.state import sqlite_url
+from tests.body.helpers import ok
+from tests.body.test_brain_link import run_swarm
+from tests.brain.helpers import LiveBrain, live_brain
+
+from .plant import Planted, leaks, plant
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
+    state = tmp_path / "brain-state"
+    state.mkdir()
+    settings = BrainSettings(database_url=sqlite_url(state / "brain.db"), keepalive_s=0.2)
+    async with live_brain(settings) as brain:
+        yield brain
+
+
+def _body(workspace: Path, home: Path, url: str, token: str) -> StdioServerParameters:
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_BRAIN_URL": url, "SWARM_TOKEN": token}
+    env.pop("SWARM_AGENT", None)
+    args = ["-m", "swarm_cli", "body", "--workspace", str(workspace)]
+    return StdioServerParameters(command=sys.executable, args=args, env=env)
+
+
+def _turn(text: str) -> dict[str, Any]:
+    return {"swarm/origin": "model", "swarm/turn": {"step": 1, "text": text, "tool_call_id": "call_1"}}
+
+
+# (The user's own file contents are out of scope: a file the agent writes holds no planted data here, or its
+# snapshot copy would hold it, as the workspace does.)
+
+
+def _shipped(db: Path, action_id: str) -> bool:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM audit_events WHERE id = ?", (action_id,)).fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+async def _plant_through_the_body(client: Client, p: Planted) -> str:
+    """Every body entry point; returns the last call's action id."""
+    with anyio.fail_after(20):  # a linked body refuses (failsafe) until it has registered: refusals are audited too
+        while (
+            await client.call_tool("write_file", {"path": "notes.txt", "content": "a note\n", "rationale": p.text()})
+        ).is_error:
+            await anyio.sleep(0.05)
+    ran = await client.call_tool(
+        "run_command",
+        {"argv": ["sh", "-c", f"echo '{p.text()}'; echo '{p.email}' >&2"], "rationale": f"greet {p.email}"},
+        meta=_turn(f"I will mail {p.email} and call {p.phone}"),
+    )
+    shown = ok(ran)
+    assert p.email in json.dumps(shown)  # the agent itself sees its command's output as it was
+    page = ok(
+        await client.call_tool(
+            "read_command_output", {"action_id": shown["action_id"], "stream": "stdout", "rationale": "read it back"}
+        )
+    )
+    assert p.card in json.dumps(page)  # kept encrypted, served decrypted while the key exists
+    asked = ok(
+        await client.call_tool(
+            "request_approval",
+            {
+                "summary": f"email {p.email} the invoice",
+                "rationale": f"they called from {p.ip}",
+                "confidence": 0.5,
+                "options": [f"call {p.phone}"],
+            },
+        )
+    )
+    return str(asked["action_id"])
+
+
+async def test_planted_personal_data_is_kept_nowhere_in_clear_and_erasure_shreds_it(
+    tmp_path: Path, home: Path, live: LiveBrain
+) -> None:
+    p = plant()
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    token = await live.add_token("ws-body")
+    captain = live.tokens["captain"]
+    async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+        created = await http.post(
+            "/v1/tasks",
+            json={"title": f"Refund {p.email}", "description": p.text(), "value_usd": 1},
+            headers={"Authorization": f"Bearer {captain}"},
+        )
+        assert created.status_code == 201, created.text
+        task = created.json()
+        assert task["title"] == f"Refund {p.email}"  # served as written (decrypted for who may read it)
+        async with Client(_body(workspace, home, live.url, token)) as client:
+            last = await _plant_through_the_body(client, p)
+            with anyio.fail_after(20):
+                while not _shipped(live.db, last):
+                    await anyio.sleep(0.1)
+        decisions = (await http.get("/v1/decisions", headers={"Authorization": f"Bearer {captain}"})).json()
+        assert any(p.email not in d["summary"] and "[pii:email]" in d["summary"] for d in decisions)
+
+        snap = await anyio.to_thread.run_sync(
+            lambda: run_swarm(home, "snapshot", "create", "--workspace", str(workspace))
+        )
+        assert snap.returncode == 0, snap.stderr
+        backup_database(live.db, live.db.parent / "backups", keep=2)
+
+        state_roots = [home, live.db.parent]
+        assert leaks(state_roots, p.values()) == []
+
+        scope = ["--workspace", str(workspace), "--brain", live.url, "--token", captain]
+        exported = await anyio.to_thread.run_sync(
+            lambda: run_swarm(home, "privacy", "export", p.email, *scope, "--json")
+        )
+        assert exported.returncode == 0, exported.stderr
+        held = json.loads(exported.stdout)
+        assert {i["value"] for i in held["body"]} == {p.email}
+        assert {i["value"] for i in held["brain"]} == {p.email}
+        assert any(i["where"].startswith("audit ") for i in held["body"])
+        assert any(i["where"].startswith("output ") for i in held["body"])
+        assert any(i["where"].startswith(f"task {task['id']}") for i in held["brain"])
+
+        erased = await anyio.to_thread.run_sync(
+            lambda: run_swarm(home, "privacy", "erase", p.email.upper(), *scope, "--reason", f"asked by {p.email}")
+        )
+        assert erased.returncode == 0, erased.stderr
+        assert erased.stdout.splitlines() == ["body: erased (email)", "brain: erased (email)"]
+
+        again = await anyio.to_thread.run_sync(lambda: run_swarm(home, "privacy", "export", p.email, *scope))
+        assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+        task_after = (await http.get(f"/v1/tasks/{task['id']}", headers={"Authorization": f"Bearer {captain}"})).json()
+        assert task_after["title"] == "Refund [pii:email]"
+        assert p.phone in task_after["description"]  # another subject's data is untouched
+
+        verified = await anyio.to_thread.run_sync(
+            lambda: run_swarm(home, "audit", "verify", "--workspace", str(workspace))
+        )
+        assert verified.returncode == 0, verified.stderr
+        output = await anyio.to_thread.run_sync(
+            lambda: run_swarm(home, "audit", "tail", "--workspace", str(workspace), "--json", "-n", "50")
+        )
+        assert output.returncode == 0, output.stderr
+        assert "privacy.erase" in output.stdout
+        assert leaks(state_roots, p.values()) == []
+    _brain_chain_links(live.db)
+
+
+def _brain_chain_links(db: Path) -> None:
+    """The brain's copy of each body's chain still links event to event (it holds ciphertext: erasure changed
+    nothing in it)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT body_id, seq, mac, event FROM audit_events ORDER BY body_id, seq").fetchall()
+    finally:
+        conn.close()
+    assert rows
+    last: dict[str, tuple[int, str]] = {}
+    for body_id, seq, mac, body in rows:
+        event = json.loads(body)
+        if body_id in last:
+            prev_seq, prev_mac = last[body_id]
+            assert seq == prev_seq + 1 and event["prev_mac"] == prev_mac
+        last[body_id] = (seq, mac)

@@ -1,0 +1,80 @@
+"""A new logic version of an agent end to end: the real CLI's runner, its body, the scripted provider and a real
+brain. The live version works live; a changed prompt is a new version that shadows (nothing applied), then takes
+its canary share by task-id bucket, and is promoted to live on verified successes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from brain_server.canary import bucket
+from shared_protocol.agents import agent_logic_version
+from shared_protocol.config import load_config
+from tests.runner.stack import FIX, Stack, stack
+
+pytestmark = pytest.mark.anyio
+
+ROLLOUT = "[rollout]\nshadow_days = 0\nmin_shadow_tasks = 1\nsteps = [50, 100]\nmin_tasks_per_step = 1\n"
+
+
+async def _rollout(s: Stack) -> dict[str, object]:
+    answer = await s.captain.get("/v1/agents/worker-1/rollout")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def _task_in(s: Stack, repo: Path, low: int, high: int) -> str:
+    while True:
+        task = await s.add_task(repo=str(repo))
+        if low <= bucket(task["id"]) < high:
+            return task["id"]
+        cancelled = await s.captain.post(f"/v1/tasks/{task['id']}/cancel", json={"reason": "not in this bucket"})
+        assert cancelled.status_code == 200, cancelled.text
+
+
+async def test_a_changed_prompt_shadows_then_is_promoted_through_the_canary_to_live(tmp_path: Path) -> None:
+    async with stack(tmp_path, extra_toml=ROLLOUT) as s:
+        repo = s.repo_with_bug()
+        s.script(FIX)
+        old = agent_logic_version(load_config(s.config), "worker-1")
+        first = await s.add_task(repo=str(repo))
+        await s.override("worker-1")
+        done = await s.agent("worker-1", "--once", "--live")
+        assert done.returncode == 0, done.stderr
+        assert (await s.task(first["id"]))["verified"] is True
+        assert (await _rollout(s))["state"]["live_version"] == old  # type: ignore[index]
+
+        # A new prompt: a new logic version, which starts in shadow; its live claims are refused.
+        s.config.write_text(s.config.read_text().replace("You fix small bugs.", "You fix small bugs, carefully."))
+        new = agent_logic_version(load_config(s.config), "worker-1")
+        assert new != old
+        await s.override("worker-1")  # (readiness for the new version; the rollout still decides)
+        shadowed = await s.add_task(repo=str(repo))
+        refused = await s.agent("worker-1", "--once", "--live")
+        assert refused.returncode == 1 and "shadow" in refused.stderr, refused.stderr
+        done = await s.agent("worker-1", "--once", "--shadow")
+        assert done.returncode == 0, done.stderr
+        (run,) = (await s.task(shadowed["id"]))["shadow_runs"]
+        assert run["logic_version"] == new and run["verification"]["verified"] is True
+        assert (repo / "app.py").read_text() == "def main():\n    return 1\n", "nothing applied in shadow"
+        cancelled = await s.captain.post(f"/v1/tasks/{shadowed['id']}/cancel", json={"reason": "done with it"})
+        assert cancelled.status_code == 200
+
+        # Shadow done (one task, no days) and the metrics hold: canary at 50%, then 100%, then live.
+        report = await _rollout(s)
+        assert (report["state"]["stage"], report["percent"]) == ("canary", 50), report  # type: ignore[index]
+        for low, high in ((0, 50), (0, 100)):
+            task_id = await _task_in(s, repo, low, high)
+            done = await s.agent("worker-1", "--once", "--live")
+            assert done.returncode == 0, done.stderr
+            after = await s.task(task_id)
+            assert after["logic_version"] == new and after["verified"] is True, after
+        final = await _rollout(s)
+        assert final["state"]["live_version"] == new and final["state"]["candidate"] is None, final  # type: ignore[index]
+        argv = s.cli_argv("rollout", "status", "worker-1", "--json", "--token", s.captain_token)
+        shown = await anyio.run_process(argv, env=s.env(), check=False)  # (the brain serves from this event loop)
+        assert shown.returncode == 0, shown.stderr.decode()
+        assert json.loads(shown.stdout)["state"]["live_version"] == new
