@@ -94,3 +94,26 @@ def test_a_dirty_or_non_repository_is_refused_before_any_branch_or_directory(
         spaces.prepare("task_2", str(plain), shadow=False)
     assert git(repo, "branch", "--list", "swarm/*") == ""
     assert not (spaces.root / "worktrees").exists()
+
+
+def test_what_a_commit_leaves_out_is_listed_ignored_files_apart(repo: Path, spaces: Worktrees) -> None:
+    """`not_committed`: the uncommitted files of a worktree, or (`ignored`) each git-ignored file, one by one inside
+    an ignored directory (the runner refuses to call a pass verified while either holds something of the work)."""
+    (repo / ".gitignore").write_text("generated/\n*.log\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "--quiet", "-m", "ignore")
+    space = spaces.prepare("task_1", str(repo), shadow=False)
+    assert spaces.not_committed(space, ignored=True) == []
+    assert spaces.not_committed(space, ignored=False) == []
+    (space.path / "generated" / "deep").mkdir(parents=True)
+    (space.path / "generated" / "deep" / "answer.py").write_text("x = 2\n")
+    (space.path / "run.log").write_text("log\n")
+    (space.path / "app.py").write_text("def main():\n    return 2\n")
+    (space.path / "new.py").write_text("y = 1\n")
+    assert spaces.not_committed(space, ignored=True) == ["generated/deep/answer.py", "run.log"]
+    assert spaces.not_committed(space, ignored=False) == ["app.py", "new.py"]
+    git(space.path, "add", "app.py", "new.py")
+    git(space.path, "commit", "--quiet", "-m", "work")
+    assert spaces.not_committed(space, ignored=False) == []
+    scratch = spaces.prepare("task_2", "", shadow=False)
+    assert spaces.not_committed(scratch, ignored=True) == []
