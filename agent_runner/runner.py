@@ -71,7 +71,7 @@ from shared_protocol.brain import (
     Verification,
 )
 from shared_protocol.config import DEFAULT_ARTIFACT_PATHS
-from shared_protocol.imports import import_roots, interpreter_module_names, shadowing_files
+from shared_protocol.imports import import_roots, interpreter_module_names, project_modules, shadowing_files
 from shared_protocol.verdict import CheckReport, pytest_start
 
 from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_body
@@ -98,14 +98,16 @@ _BODY_KILL_RETRY_S = 0.5
 def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
     """The globs (from the workspace root) of the files the task's acceptance command reads, which the model may not
     change: the task's own `acceptance_inputs` when it sets them (`[]`: none); else the files and directories its
-    acceptance command names that exist in the workspace, `DEFAULT_ACCEPTANCE_INPUTS` (the tests), and what its
-    setup reads (`setup_inputs`)."""
+    acceptance command names that exist in the workspace, the files of the modules it runs or loads by name
+    (`_module_inputs`), the files the tools it runs read by themselves (`_tool_inputs`: `make` its Makefile),
+    `DEFAULT_ACCEPTANCE_INPUTS` (the tests), and what its setup reads (`setup_inputs`)."""
     if task.acceptance_inputs is not None:
         return list(task.acceptance_inputs)
     if not task.acceptance.strip():
         return []
     named = _named_inputs(task.acceptance, workspace)
-    named += [p for p in _module_inputs(task.acceptance, workspace) if p not in named]
+    named += [p for p in _module_inputs(task.acceptance, workspace, named) if p not in named]
+    named += [p for p in _tool_inputs(task.acceptance) if p not in named]
     found = [*named, *(p for p in DEFAULT_ACCEPTANCE_INPUTS if p not in named)]
     return [*found, *(p for p in setup_inputs(task, workspace) if p not in found)]
 
@@ -122,17 +124,94 @@ SETUP_INPUTS = (
     "setup.cfg",
     "package.json",
     "package-lock.json",
+    "uv.toml",
+    "pip.conf",
+    "pip.ini",
+    "constraints*.txt",
+    "requirements*.in",
+    "Pipfile",
+    "Pipfile.lock",
+    "poetry.lock",
+    "poetry.toml",
+    ".python-version",
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".yarn/**",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "npm-shrinkwrap.json",
+    "bunfig.toml",
+    "bun.lock",
+    "bun.lockb",
 )
 """What a task's setup command reads besides the files it names: the project's declared dependencies and how to
-build it. The setup is run again, afresh, before the acceptance re-run, so these decide what the check runs with."""
+build it, and the setup tools' own configuration in the project (`uv.toml`: an index or `find-links` of the model's
+wheels; `pip.conf`; `.npmrc`: `script-shell`, a registry; `.yarnrc*`, the `.yarn/` release yarn runs; `bunfig.toml`;
+the lockfiles; `.python-version`, the interpreter). The setup is run again, afresh, before the acceptance re-run, so
+these decide what the check runs with (and runs with `UV_NO_CONFIG=1`, `PIP_CONFIG_FILE=/dev/null`)."""
+
+_NPM = (
+    "package.json",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "pnpm-workspace.yaml",
+    ".pnpmfile.cjs",
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".yarn/**",
+    ".nvmrc",
+    ".node-version",
+)
+TOOL_INPUTS: dict[str, tuple[str, ...]] = {
+    "make": ("Makefile", "GNUmakefile", "**/Makefile", "**/GNUmakefile", "**/*.mk"),
+    "gmake": ("Makefile", "GNUmakefile", "**/Makefile", "**/GNUmakefile", "**/*.mk"),
+    "npm": _NPM,
+    "npx": _NPM,
+    "yarn": _NPM,
+    "pnpm": _NPM,
+    "just": ("justfile", ".justfile", "**/*.just"),
+    "task": ("Taskfile.yml", "Taskfile.yaml", "Taskfile.dist.yml", "Taskfile.dist.yaml"),
+    "tox": ("tox.ini",),
+    "nox": ("noxfile.py",),
+    "uv": ("uv.lock", "uv.toml"),
+    "poetry": ("poetry.lock", "poetry.toml"),
+    "hatch": ("hatch.toml",),
+    "cargo": ("Cargo.toml", "**/Cargo.toml", "Cargo.lock", "**/build.rs", ".cargo/**", "rust-toolchain*"),
+    "go": ("go.mod", "go.sum", "go.work", "go.work.sum"),
+}
+"""What a tool an acceptance (or setup) command runs reads by itself, without the command naming it (matched
+case-insensitively, so `Makefile` is `makefile` too): `make test` runs the Makefile's recipe, `npm test` the
+`scripts.test` of `package.json` (with the shell `.npmrc` names), `just`/`task` their own files; a model that
+changed them would change what the check does."""
+
+
+def _tool_inputs(command: str) -> list[str]:
+    """The files the tools a command line runs read by themselves (`TOOL_INPUTS`), for each word of it (a wrapped
+    `sh -c 'make test'` too) that names one (`/usr/bin/make` is `make`)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return []
+    found: list[str] = []
+    for word in _with_shell_words(argv):
+        for pattern in TOOL_INPUTS.get(word.rsplit("/", 1)[-1], ()):
+            if pattern not in found:
+                found.append(pattern)
+    return found
 
 
 def setup_inputs(task: Task, workspace: Path) -> list[str]:
     """The globs of the files the task's setup reads (none without a setup): the files and directories it names
-    that exist in the workspace, and `SETUP_INPUTS`. Part of the default acceptance inputs."""
+    that exist in the workspace, what the tools it runs read (`TOOL_INPUTS`), and `SETUP_INPUTS`. Part of the
+    default acceptance inputs."""
     if not task.setup.strip():
         return []
     named = _named_inputs(task.setup, workspace)
+    named += [p for p in _tool_inputs(task.setup) if p not in named]
     return [*named, *(p for p in SETUP_INPUTS if p not in named)]
 
 
@@ -162,37 +241,50 @@ def _named_inputs(command: str, workspace: Path) -> list[str]:
     return named
 
 
-def _module_inputs(command: str, workspace: Path) -> list[str]:
-    """`python3 -m pytest`: a `pytest.py` (or `pytest/__init__.py`) the model put in the workspace root would be
-    what runs, so those names are inputs, unless the project has that module already (then it is the code under
-    test)."""
+def _module_inputs(command: str, workspace: Path, named: Sequence[str] = ()) -> list[str]:
+    """The files of the modules a command runs (`python3 -m check`, `-m scripts.check`) or has pytest load by name
+    (`-p checks`), on each directory the check imports from (`import_roots`): the module's own file or package
+    (`check.*`, `check/__init__.*`, `check/__main__.*`: what runs) and its parent packages' `__init__` (run at
+    import). Whether the module is there or not: the project's own is the judge (a task whose fix is in the module
+    its check runs names its own inputs), and a `pytest.py` the model put in the workspace root would be what
+    `python3 -m pytest` runs."""
     try:
         argv = shlex.split(command)
     except ValueError:
         return []
-    root = workspace.resolve()
-    named: list[str] = []
-    for module in _run_modules(argv):
-        if not any((root / f"{module}{kind}").exists() for kind in ("", ".py")):
-            named += [p for p in (f"{module}.*", f"{module}/__init__.*") if p not in named]
-    return named
-
-
-def _run_modules(argv: list[str]) -> list[str]:
-    """The top-level modules an acceptance command runs with `-m` (`python3 -m pytest`, `-mpytest`), which a module
-    file of that name in the workspace root would stand in for (the project's own, present already, is not)."""
-    words = _with_shell_words(argv)
+    roots = import_roots(workspace, named, tests=False)
     found: list[str] = []
+    for module, run in _run_modules(argv):
+        path = module.split(".")
+        for root in roots:
+            base = "".join(f"{_glob_escaped(p)}/" for p in root)
+            tail = "/".join(path)
+            wanted = [f"{base}{tail}.*", f"{base}{tail}/__init__.*"]
+            wanted += [f"{base}{tail}/__main__.*"] if run else []
+            for end in range(1, len(path)):  # (its packages: `scripts.*` would beat a namespace `scripts/`)
+                wanted += [f"{base}{'/'.join(path[:end])}.*", f"{base}{'/'.join(path[:end])}/__init__.*"]
+            found += [p for p in wanted if p not in found]
+    return found
+
+
+def _run_modules(argv: list[str]) -> list[tuple[str, bool]]:
+    """The modules an acceptance command runs with `-m` (`python3 -m pytest`, `-mpytest`, `-m scripts.check`: run,
+    True) or, when it runs pytest, loads as a plugin with `-p` (`-p checks`, `-pchecks`; not `-p no:NAME`: False)."""
+    words = _with_shell_words(argv)
+    pytest = any(w.rsplit("/", 1)[-1] in ("pytest", "py.test") for w in words)
+    found: list[tuple[str, bool]] = []
     for i, arg in enumerate(words):
-        if arg == "-m":
-            module = words[i + 1] if i + 1 < len(words) else ""
-        elif arg.startswith("-m") and not arg.startswith("--"):
-            module = arg[2:]
-        else:
-            continue
-        top = module.split(".", 1)[0]
-        if top.isidentifier() and top not in found:
-            found.append(top)
+        for flag, run in (("-m", True), ("-p", False)):
+            if flag == "-p" and not pytest:
+                continue
+            if arg == flag:
+                module = words[i + 1] if i + 1 < len(words) else ""
+            elif arg.startswith(flag) and not arg.startswith("--"):
+                module = arg[2:]
+            else:
+                continue
+            if all(p.isidentifier() for p in module.split(".")) and (module, run) not in found:
+                found.append((module, run))
     return found
 
 
@@ -230,11 +322,17 @@ class TaskBrain(Protocol):
     async def post_usage(self, batch: UsageBatch) -> UsageAck: ...
 
 
+class UsagePoster(Protocol):
+    async def post_usage(self, batch: UsageBatch) -> UsageAck: ...
+
+
 class UsageQueue:
     """The wallet's sink: settled calls are queued at once (the wallet awaits the sink in a shielded scope) and
-    posted to the brain in batches by `run`; what could not be posted yet is posted by the next batch."""
+    posted to the brain in batches by `run`; what could not be posted yet is posted by the next batch. `body_id`
+    None: a reviewer's records (the brain charges them to the proposing task's body); a record's empty task id is
+    none."""
 
-    def __init__(self, brain: TaskBrain, body_id: str) -> None:
+    def __init__(self, brain: UsagePoster, body_id: str | None) -> None:
         self._brain = brain
         self._body_id = body_id
         self._pending: list[UsageRecord] = []
@@ -248,7 +346,7 @@ class UsageQueue:
                 at=record.at,
                 agent=record.agent,
                 logic_version=record.logic_version,
-                task_id=record.task_id,
+                task_id=record.task_id or None,
                 provider=record.provider,
                 model=record.model,
                 input_tokens=record.input_tokens,
@@ -641,16 +739,24 @@ class AgentRunner:
             return ""
         named = acceptance_inputs(held.task.model_copy(update={"acceptance_inputs": None}), held.workspace)
         roots = import_roots(held.workspace, [*protect, *named])  # (the scripts the command runs, whatever protects)
-        found = shadowing_files(held.workspace, roots, interpreter_module_names())
+        interpreter = interpreter_module_names()
+        # A module the roots offer twice: one of them shadows the other (`app/__init__.py` and `app.py`).
+        twice = {m for m, paths in project_modules(held.workspace, roots).items() if len(paths) > 1}
+        found = shadowing_files(held.workspace, roots, interpreter | twice)
         if not found:
             return ""
         try:
             new = self.spaces.new_since_base(held.space, sorted(found)) if held.space is not None else sorted(found)
         except WorkspaceError as exc:
             return f"whether {', '.join(sorted(found))} are the project's own could not be checked ({exc})"
-        shown = ", ".join(f"{path} (shadows the module '{found[path]}')" for path in new)
+        projects = twice - interpreter
+        shown = ", ".join(
+            f"{path} (shadows the {'project module' if found[path] in projects else 'module'} '{found[path]}')"
+            for path in new
+        )
         return (
-            f"the work adds modules on the check's import path that stand in for the interpreter's: {shown}"
+            f"the work adds modules on the check's import path that stand in for the interpreter's or the project's: "
+            f"{shown}"
             if new
             else ""
         )

@@ -260,10 +260,12 @@ class BrainClient:
         return await self._call("POST", f"/v1/undo/{target_id}", ReversalResult, request)
 
     async def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]:
-        """Server-sent events as (event, data); a keepalive comment yields ("keepalive", "")."""
+        """Server-sent events as (event, data); a keepalive comment yields ("keepalive", ""). `body_id` "": a
+        reviewer's stream, which names no body."""
         timeout = httpx.Timeout(read_timeout_s, connect=5.0)
+        params = {"body_id": body_id} if body_id else None
         try:
-            async with self._http.stream("GET", "/v1/events", params={"body_id": body_id}, timeout=timeout) as response:
+            async with self._http.stream("GET", "/v1/events", params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise BrainRejected(response.status_code, ErrorBody.model_validate_json(response.content))

@@ -16,12 +16,17 @@ workspace root, gitignore-style: `*`, `?`, `[...]` within a name, `**` any direc
 
 The model's policy also refuses, as an acceptance input, a file that would *shadow* a module the check's Python
 imports (`ImportShadow`, `shared_protocol.imports`): `pytest.py` or `json.py` in the workspace root (or another
-directory on the check's import path) would be what `python3 -m pytest` or `import json` runs. The project's own
-modules (tracked by git) are not shadowing: the model may edit them.
+directory on the check's import path: `src/`, the scripts' directories, a test directory pytest puts first) would be
+what `python3 -m pytest` or `import json` runs (`import:json`); a new file there that is a module the project has
+already on the import path in another form or place (`app/__init__.py` beats `app.py`; `test/app.py` beside the tests
+beats the root's `app.py`) shadows the project's own (`import:app=app.py`); a new portion of a namespace package the
+interpreter has (`nsp/real/__init__.py`) comes before the installed one (`import:nsp.real`). The project's own
+modules (tracked by git) are not shadowing: the model may edit them, and add modules of fresh names.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +41,8 @@ from shared_protocol.imports import (
     interpreter_module_names,
     modules_at,
     modules_in,
+    portions_at,
+    project_modules,
     shadowed_module,
     venv_site_dirs,
 )
@@ -50,23 +57,44 @@ _RANK: dict[Protection, int] = {"none": 0, "acceptance_input": 1, "read_only": 2
 
 
 SHADOW_PREFIX = "import:"
-"""How the policy names what protects a shadowing file (`import:json`), where it would name a glob."""
+"""How the policy names what protects a shadowing file (`import:json`; `import:app=app.py`: the project's module
+`app`, which `app.py` is), where it would name a glob."""
+
+
+def _no_project() -> dict[str, list[str]]:
+    return {}
 
 
 @dataclass(frozen=True, kw_only=True)
 class ImportShadow:
     """What makes a file the model writes stand in for a module of the acceptance check's Python: a module file in
-    one of `roots` named like one of `names()`, that the project does not have already (`own`: tracked by git)."""
+    one of `roots` named like one of `names()` (the interpreter's), or like a module another path on the roots
+    offers (`project()`: the project's), or a portion of an interpreter's namespace package, that the project does
+    not have already (`own`: tracked by git)."""
 
     roots: tuple[Parts, ...]
     names: Callable[[], frozenset[str]]
     own: Callable[[str], bool]
+    project: Callable[[], dict[str, list[str]]] = _no_project
 
     def module(self, parts: tuple[str, ...]) -> str | None:
-        if not modules_at(parts, self.roots):  # (most paths: decided without reading the names or the index)
+        """What `parts` would shadow: `json`, `nsp.real`, or `app=app.py` (the project's module and its file)."""
+        modules = modules_at(parts, self.roots)
+        if not modules and not portions_at(parts, self.roots):  # (most paths: decided without reading anything)
             return None
-        module = shadowed_module(parts, self.roots, self.names())
-        return None if module is None or self.own("/".join(parts)) else module
+        rel = "/".join(parts)
+        if self.own(rel):
+            return None
+        if (module := shadowed_module(parts, self.roots, self.names())) is not None:
+            return module
+        if not modules:
+            return None
+        offered = self.project()
+        for module in modules:
+            other = next((p for p in offered.get(module, ()) if p != rel and not rel.startswith(f"{p}/")), None)
+            if other is not None:
+                return f"{module}={other}"
+        return None
 
 
 def import_shadow(workspace: Path, protected: Sequence[str], env_root: Path) -> ImportShadow:
@@ -93,7 +121,8 @@ def import_shadow(workspace: Path, protected: Sequence[str], env_root: Path) -> 
         paths = tracked.paths()  # (an index it cannot read says everything is tracked: here, nothing is)
         return paths is not EVERYTHING and rel in paths
 
-    return ImportShadow(roots=import_roots(workspace, protected), names=names, own=own)
+    roots = import_roots(workspace, protected)
+    return ImportShadow(roots=roots, names=names, own=own, project=functools.partial(project_modules, workspace, roots))
 
 
 def _any_component(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -191,13 +220,24 @@ class PathPolicy:
 def input_why(pattern: str | None) -> str:
     """What makes a path an acceptance input, for a refusal's detail."""
     if pattern is not None and pattern.startswith(SHADOW_PREFIX):
-        return f"it would shadow the module '{pattern.removeprefix(SHADOW_PREFIX)}' the check imports"
+        module, _, other = pattern.removeprefix(SHADOW_PREFIX).partition("=")
+        if other:
+            return f"it would shadow the project's module '{module}' ('{other}') the check imports"
+        return f"it would shadow the module '{module}' the check imports"
     return f"an input of the task's acceptance check ('{pattern}')"
 
 
 def acceptance_input_message(rel: str, pattern: str | None) -> str:
     if pattern is not None and pattern.startswith(SHADOW_PREFIX):
-        module = pattern.removeprefix(SHADOW_PREFIX)
+        module, _, other = pattern.removeprefix(SHADOW_PREFIX).partition("=")
+        if other:
+            return (
+                f"'{rel}' would shadow the project's module '{module}' ('{other}'): both are on the task's acceptance "
+                f"check's import path (the workspace root, src/, the scripts' and tests' directories), so `import "
+                f"{module}` would load one instead of the other, and a copy beside the tests or a package of that "
+                f"name would be tested in place of the code. Change '{other}' itself, or give a new module a name of "
+                "its own"
+            )
         return (
             f"'{rel}' would shadow the module '{module}' that the task's acceptance check imports (the file is on its "
             f"import path, so `import {module}` would load it instead): a new module of that name is not yours to add, "

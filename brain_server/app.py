@@ -67,8 +67,10 @@ from .auth import (
     APPROVERS,
     BODY,
     CAPTAIN,
+    LISTENERS,
     METRICS_READERS,
     OVERRIDERS,
+    USAGE_POSTERS,
     VOTERS,
     Principal,
     acting_agent,
@@ -229,7 +231,15 @@ class _Api:
         # A bound token that names no body hears its own body's events, never every body's; an unbound one
         # must name its body (and is bound to it).
         body_id = request.query_params.get("body_id") or who.body_id
-        if body_id is not None:
+        if who.role == "reviewer":
+            # A reviewer agent waits for decisions to review: it hears every body's `decision` events (it reads
+            # every decision already) and the kill switch, and speaks for no body.
+            if request.query_params.get("body_id"):
+                raise InvalidRequest(
+                    "a reviewer token speaks for no body: GET /v1/events without body_id", field="body_id"
+                )
+            body_id = None
+        elif body_id is not None:
             await self.as_body(who, body_id)
         elif who.role == "body":
             raise InvalidRequest(
@@ -239,7 +249,7 @@ class _Api:
 
         async def authorized() -> bool:
             try:
-                await authenticate(self.brain.state, authorization, BODY)
+                await authenticate(self.brain.state, authorization, LISTENERS)
             except ApiError:
                 return False
             return True
@@ -365,6 +375,8 @@ class _Api:
     async def record_usage(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UsageBatch)
         usage_agents(who, payload.records)
+        if who.role == "reviewer":
+            return json_response(await self.brain.record_review_usage(who, payload))
         if payload.body_id is not None:
             await self.as_body(who, payload.body_id)
             body_id = payload.body_id
@@ -527,7 +539,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/bodies/{body_id}/heartbeat", BODY, api.heartbeat),
         _route(brain, "POST", "/v1/bodies/{body_id}/deregister", BODY, api.deregister),
         _route(brain, "POST", "/v1/bodies/{body_id}/rebind", CAPTAIN, api.rebind),
-        _route(brain, "GET", "/v1/events", BODY, api.events),
+        _route(brain, "GET", "/v1/events", LISTENERS, api.events),
         _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
         _route(brain, "GET", "/v1/decisions", ANY_ROLE, api.decisions),
@@ -546,7 +558,14 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/tasks/{task_id}/outcome", BODY, api.outcome),
         _route(brain, "POST", "/v1/tasks/{task_id}/abandon", BODY, api.abandon),
         _route(brain, "POST", "/v1/tasks/{task_id}/cancel", APPROVERS, api.cancel),
-        _route(brain, "POST", "/v1/usage", BODY, api.record_usage, max_bytes=brain.settings.max_audit_request_bytes),
+        _route(
+            brain,
+            "POST",
+            "/v1/usage",
+            USAGE_POSTERS,
+            api.record_usage,
+            max_bytes=brain.settings.max_audit_request_bytes,
+        ),
         _route(brain, "GET", "/v1/usage", ANY_ROLE, api.usage),
         _route(brain, "POST", "/v1/readiness", CAPTAIN, api.record_readiness),
         _route(brain, "GET", "/v1/readiness", ANY_ROLE, api.readiness),

@@ -7,7 +7,9 @@ and label), which is what the brain records as "who". Roles:
     body      the body endpoints (register, heartbeat, events, audit, decisions, tasks, usage); reads its own
               body's decisions, tasks and usage only; never votes
     reviewer  an agent's vote (bound to that one agent, `--agent NAME`): read status, decisions and tasks, vote on
-              the decisions its panel seat lets it (a captain agent's: veto any, break a deadlock needing no human)
+              the decisions its panel seat lets it (a captain agent's: veto any, break a deadlock needing no human);
+              hear the event stream (every decision's events), post its LLM usage on a review (charged to the
+              proposing task)
     approver  read status, decisions, tasks, usage and readiness; approve and deny; queue and cancel tasks
     captain   everything an approver may, plus kill, resume, override, readiness reports and their overrides
 
@@ -72,6 +74,12 @@ AGENT_ROLES: frozenset[Role] = frozenset({"body", "reviewer"})
 (approver, captain) never is."""
 AGENT_ONLY: frozenset[Role] = frozenset({"reviewer"})
 """The roles of a token that must be bound to an agent: a reviewer votes as one agent, taken from its token."""
+LISTENERS: frozenset[Role] = frozenset({"body", "reviewer"})
+"""Who holds `GET /v1/events` open: bodies (their own body's events), and reviewer agents (every `decision` event,
+to review the ones their panel seat waits for, and the kill switch)."""
+USAGE_POSTERS: frozenset[Role] = frozenset({"body", "reviewer"})
+"""Who posts LLM usage: an agent's body token, and a reviewer agent's token (its spend on a review, charged to the
+proposing task)."""
 METRICS_READERS: frozenset[Role] = frozenset({"approver", "captain", "metrics"})
 """Who reads `GET /metrics`: approvers and captains, and the read-only `metrics` role (a Prometheus scraper's
 token, which can approve nothing)."""

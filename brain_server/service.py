@@ -66,6 +66,7 @@ from shared_protocol.brain import (
     TaskState,
     UsageAck,
     UsageBatch,
+    UsageRecord,
     UsageTotals,
     VoteRequest,
 )
@@ -511,6 +512,9 @@ class Brain:
             default_deadline_s=self.settings.decision_deadline_s,
             thresholds=self.settings.thresholds,
         )
+        held = await self._held_task(decision)
+        if held is not None:
+            decision = decision.model_copy(update={"task_id": held.id})
         thresholds = self.settings.thresholds
         needs_human = governance.human_required(
             request.impact.usd, request.confidence, request.irreversible, thresholds
@@ -604,6 +608,49 @@ class Brain:
             if held and holder is not None and holder.body_id == decision.body_id:
                 value = task.value_usd if value is None else max(value, task.value_usd)
         return governance.Context(captain_agents=bool(self.settings.captain_agents), priority=value)
+
+    async def _held_task(self, decision: Decision) -> Task | None:
+        """The task the proposing body holds as the decision's agent (the most valuable, if it holds several)."""
+        held = [
+            task
+            for task in await self.state.tasks(agent=decision.agent)
+            if task.state in ("claimed", "waiting_approval")
+            and task.claimed_by is not None
+            and task.claimed_by.body_id == decision.body_id
+        ]
+        return max(held, key=lambda task: (task.value_usd, task.id)) if held else None
+
+    async def record_review_usage(self, by: Principal, batch: UsageBatch) -> UsageAck:
+        """A reviewer agent's LLM spend on the decisions it reviews, charged to the proposing task: each record
+        bills the reviewer's own agent (checked by the route) and names the `task_id` of a decision on whose panel
+        that agent sits (or, for the captain agent, any decision); it is kept under the proposing body's id, so the
+        task's and that body's spend include it. A record of a review of a decision made outside any task (no
+        `task_id`) is kept under `reviewer:<agent>`. `InvalidRequest` (nothing of the batch kept) otherwise."""
+        if batch.body_id is not None:
+            raise InvalidRequest(
+                "a reviewer's usage is charged to the proposing task's body: give no body_id", field="body_id"
+            )
+        agent = by.agent or ""
+        captain = agent in self.settings.captain_agents
+        bodies: dict[str, str] = {}
+        for d in await self.state.decisions():
+            if d.task_id is not None and (captain or agent in d.panel) and d.agent != agent:
+                bodies.setdefault(d.task_id, d.body_id)
+        by_body: dict[str, list[UsageRecord]] = {}
+        for n, record in enumerate(batch.records):
+            body_id = f"reviewer:{agent}" if record.task_id is None else bodies.get(record.task_id)
+            if body_id is None:
+                raise InvalidRequest(
+                    f"usage record '{record.id}' names task '{record.task_id}': a reviewer's spend is charged to "
+                    f"the task of a decision on whose panel agent '{agent}' sits",
+                    field=f"records.{n}.task_id",
+                )
+            by_body.setdefault(body_id, []).append(record)
+        stored = duplicates = 0
+        for body_id, records in by_body.items():
+            ack = await self.record_usage(body_id, UsageBatch(records=records), billed_by_reviewer=True)
+            stored, duplicates = stored + ack.stored, duplicates + ack.duplicates
+        return UsageAck(stored=stored, duplicates=duplicates)
 
     async def vote(
         self,
@@ -1054,11 +1101,12 @@ class Brain:
         await self.state.add_readiness_override(override, log)
         return override
 
-    async def record_usage(self, body_id: str, batch: UsageBatch) -> UsageAck:
+    async def record_usage(self, body_id: str, batch: UsageBatch, *, billed_by_reviewer: bool = False) -> UsageAck:
         """Keep a body's usage records (idempotent by record id).
 
         A record for a task is refused (`InvalidRequest`, nothing of the batch kept) unless this body claimed that
-        task as the record's agent: a body does not bill another agent's work, nor a task it never held."""
+        task as the record's agent: a body does not bill another agent's work, nor a task it never held.
+        (`billed_by_reviewer`: a reviewer's records, whose task `record_review_usage` checked.)"""
         latest = self.now() + timedelta(seconds=MAX_USAGE_AHEAD_S)
         for n, record in enumerate(batch.records):
             if record.at > latest:
@@ -1069,7 +1117,7 @@ class Brain:
                 )
         claims: dict[str, set[str]] = {}
         for n, record in enumerate(batch.records):
-            if record.task_id is None:
+            if record.task_id is None or billed_by_reviewer:
                 continue
             if record.task_id not in claims:
                 task = await self.state.task(record.task_id)

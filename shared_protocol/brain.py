@@ -336,6 +336,9 @@ class DecisionList(RootModel[list[Decision]]):
 
 DEFAULT_ACCEPTANCE_INPUTS = (
     "tests/**",
+    "**/tests/**",
+    "**/test/**",
+    "**/testing/**",
     "**/test_*.py",
     "**/*_test.py",
     "**/conftest.py",
@@ -350,13 +353,20 @@ DEFAULT_ACCEPTANCE_INPUTS = (
     "**/sitecustomize.py",
     "**/usercustomize.py",
     "**/*.pth",
+    "**/*.dist-info/**",
+    "**/*.egg-info/**",
+    ".python-version",
 )
 """What the model may not change when a task does not say (`acceptance_inputs` unset), besides the files its
-acceptance command names: the tests the command reads, the test runner's configuration wherever it is (pytest reads
-`addopts` from `pytest.ini`, `pyproject.toml`, `tox.ini` or `setup.cfg`, found upward from the tests it is given:
-`--collect-only` there would pass every check; `noxfile.py` is what `nox` runs), and what Python runs at start-up
-(`sitecustomize`, `usercustomize`, `.pth` files). Matched case-insensitively. A task whose work is in one of them
-(adding a dependency to `pyproject.toml`) names its own (`swarm task add --acceptance-input`)."""
+acceptance command names: the tests the command reads (a test directory anywhere, with the helpers its tests import:
+`pkg/tests/`, `test/`, `testing/`), the test runner's configuration wherever it is (pytest reads `addopts` from
+`pytest.ini`, `pyproject.toml`, `tox.ini` or `setup.cfg`, found upward from the tests it is given: `--collect-only`
+there would pass every check; `noxfile.py` is what `nox` runs), what Python runs at start-up (`sitecustomize`,
+`usercustomize`, `.pth` files), the distribution metadata an import root offers (`*.dist-info/`, `*.egg-info/`:
+`importlib.metadata` reads them from the workspace, and an `entry_points.txt` there declares plugins pytest loads),
+and `.python-version` (it picks the interpreter the sandbox's `python3` is). Matched case-insensitively. A task
+whose work is in one of them (adding a dependency to `pyproject.toml`) names its own (`swarm task add
+--acceptance-input`)."""
 MAX_ACCEPTANCE_INPUTS = 100
 MAX_SETUP_CHARS = 4000
 

@@ -594,7 +594,8 @@ class AgentConfig(ProtocolModel):
     )
     token: SecretRef = Field(
         default="",
-        description="The agent's body token for the brain (env:NAME or file:/path); empty: SWARM_TOKEN.",
+        description="The agent's token for the brain (env:NAME or file:/path): a worker's body token, a reviewer's or "
+        "captain's reviewer token; empty: SWARM_TOKEN.",
     )
     pairing: SecretRef = Field(
         default="",

@@ -242,6 +242,9 @@ class Decision(ProtocolModel):
     """When the panel's time runs out (a deadlock from then on); None: no panel."""
     ladder: list[LadderStep] = Field(default_factory=list[LadderStep])
     """The deadlock's steps so far, oldest first."""
+    task_id: str | None = None
+    """The task the proposing body held (claimed or parked) as its agent when it asked, if any: the task whose
+    value is its priority, and to which reviewer agents' LLM spend on it is charged."""
 
 
 # --- its life --------------------------------------------------------------------------

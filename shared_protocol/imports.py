@@ -8,6 +8,13 @@ interpreter already has (`interpreter_module_names`: its standard library and th
 it) shadows that module (`shadowed_module`). The body refuses a model's change that makes one (unless the project
 has the file already: its own module), and the runner looks for one before it reports a task verified.
 
+Three more ways to stand in for a module are caught the same way: a file on an import root named like one of the
+*project's* modules on another (a new `app/__init__.py` beats the project's `app.py`: `project_modules`); a portion
+of a namespace package the interpreter has (`nsp/real/__init__.py` in the workspace, no `nsp/__init__.py`, is what
+`import nsp.real` loads ahead of the installed portion: the names hold `nsp/real` for it, `portions_at`); and the test
+directories pytest puts first on `sys.path` (`prepend` import mode: the first directory above a test file without an
+`__init__.py`, `prepended_test_roots`) are import roots, so a fixed copy `test/app.py` beside the tests shadows `app`.
+
 The interpreter is never run for this: its names are read from its installation (the sandbox's Python is a
 read-only system one), and the host's own `sys.stdlib_module_names` are added (one version's standard library is
 almost another's).
@@ -70,17 +77,39 @@ def modules_at(parts: Parts, roots: Iterable[Parts]) -> list[str]:
     return found
 
 
+def portions_at(parts: Parts, roots: Iterable[Parts]) -> list[tuple[str, str]]:
+    """The namespace portions a file at `parts` would be part of, on the import path (`roots`): `(X, Y)` for a
+    module file `X/Y.py` or anywhere under `X/Y/` right in a root (`X/__init__.*` makes `X` a regular package: not a
+    portion, `modules_at`)."""
+    found: list[tuple[str, str]] = []
+    for root in roots:
+        if len(parts) <= len(root) + 1 or parts[: len(root)] != root:
+            continue
+        rest = parts[len(root) :]
+        if not _IDENTIFIER.fullmatch(rest[0]) or module_of(rest[-1]) is None:
+            continue
+        sub = module_of(rest[1]) if len(rest) == 2 else rest[1]
+        if sub is not None and sub != "__init__" and _IDENTIFIER.fullmatch(sub):
+            found.append((rest[0], sub))
+    return found
+
+
 def shadowed_module(parts: Parts, roots: Iterable[Parts], names: frozenset[str]) -> str | None:
     """The interpreter's module (in `names`, or a start-up module) that a file at `parts` would stand in for
-    (`modules_at`); None when it shadows nothing."""
-    return next((m for m in modules_at(parts, roots) if m in names or m in STARTUP_MODULES), None)
+    (`modules_at`), or the installed portion of a namespace package it would come before (`X.Y` when `names` holds
+    `X/Y`: `portions_at`); None when it shadows nothing."""
+    found = next((m for m in modules_at(parts, roots) if m in names or m in STARTUP_MODULES), None)
+    if found is None:
+        found = next((f"{x}.{y}" for x, y in portions_at(parts, roots) if f"{x}/{y}" in names), None)
+    return found
 
 
-def import_roots(workspace: Path, protected: Sequence[str] = ()) -> tuple[Parts, ...]:
+def import_roots(workspace: Path, protected: Sequence[str] = (), *, tests: bool = True) -> tuple[Parts, ...]:
     """The workspace directories the acceptance check's Python may import from, workspace-relative (`()`: the
     root): the root (`python3 -m …` puts the working directory first), `src/` when it exists, the directory of each
     Python file the check names (its acceptance inputs without wildcards: `python3 scripts/check.py` puts
-    `scripts/` first), and the `pythonpath` the project's pytest configuration declares."""
+    `scripts/` first), the `pythonpath` the project's pytest configuration declares, and (`tests`) the directories
+    pytest puts first for the project's test files (`prepended_test_roots`)."""
     roots: list[Parts] = [()]
 
     def add(rel: str) -> None:
@@ -97,7 +126,38 @@ def import_roots(workspace: Path, protected: Sequence[str] = ()) -> tuple[Parts,
             add(pattern.rsplit("/", 1)[0] if "/" in pattern else "")
     for rel in pytest_pythonpath(workspace):
         add(rel)
+    for parts in prepended_test_roots(workspace) if tests else ():
+        add("/".join(parts))
     return tuple(roots)
+
+
+TEST_FILES = re.compile(r"(test_.*|.*_test|conftest)\.py\Z")
+"""The files pytest collects by default (`test_*.py`, `*_test.py`) and the `conftest.py` it loads."""
+_NOT_SOURCE = frozenset({"node_modules", "__pycache__", "site-packages", "dist-packages"})
+
+
+def prepended_test_roots(workspace: Path) -> list[Parts]:
+    """The directories pytest's default (`prepend`) import mode puts first on `sys.path` for the workspace's test
+    files (`TEST_FILES`): for each, the first directory above it without an `__init__.py` (`test/` for
+    `test/test_app.py`; the root for `pkg/tests/test_x.py` when `pkg/` and `pkg/tests/` are packages). A module
+    there is importable by its bare name in every test. Hidden directories, virtualenvs (`pyvenv.cfg`) and
+    `node_modules` are not looked in."""
+    found: list[Parts] = []
+    for directory, dirs, files in os.walk(workspace):
+        here = Path(directory)
+        if "pyvenv.cfg" in files:
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _NOT_SOURCE)
+        if not any(TEST_FILES.match(name) for name in files):
+            continue
+        base = here
+        while base != workspace and any((base / f"__init__{kind}").exists() for kind in (".py", ".pyc")):
+            base = base.parent
+        parts = base.relative_to(workspace).parts
+        if parts not in found:
+            found.append(parts)
+    return found
 
 
 def pytest_pythonpath(workspace: Path) -> list[str]:
@@ -200,11 +260,63 @@ def modules_in(directory: Path) -> set[str]:
             try:
                 if entry.is_dir():
                     names.add(name)
+                    names |= _portions(Path(entry.path))
             except OSError:
                 continue
         elif (module := module_of(name)) is not None:
             names.add(module)
     return names
+
+
+def _portions(directory: Path) -> set[str]:
+    """For a namespace package (a directory without `__init__`) `X`: `X/Y` for each module or package `Y` it holds
+    (a workspace portion `X/Y` would be imported before it); nothing for a regular package."""
+    if any((directory / f"__init__{kind}").exists() for kind in _MODULE_SUFFIXES):
+        return set()
+    found: set[str] = set()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return found
+    for entry in entries:
+        sub = module_of(entry.name) or entry.name
+        if _IDENTIFIER.fullmatch(sub) and sub not in ("__pycache__", "__init__"):
+            found.add(f"{directory.name}/{sub}")
+    return found
+
+
+def project_modules(workspace: Path, roots: Iterable[Parts]) -> dict[str, list[str]]:
+    """The top-level modules the workspace's import roots offer, each with the paths (workspace-relative) that offer
+    it: a module file (`app.py`), a package (`app/__init__.py`), or a namespace directory holding a module or a
+    package (`app`). A module offered twice is shadowed by one of them (a package beats a module in one directory, an
+    earlier root beats a later one)."""
+    found: dict[str, list[str]] = {}
+    for root in roots:
+        directory = workspace.joinpath(*root)
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = "/".join((*root, entry.name))
+            try:
+                if entry.is_dir() and _IDENTIFIER.fullmatch(entry.name) and entry.name != "__pycache__":
+                    with os.scandir(entry.path) as inside:
+                        listed = list(inside)
+                    init = next((e.name for e in listed if module_of(e.name) == "__init__"), None)
+                    if init is not None:
+                        found.setdefault(entry.name, []).append(f"{rel}/{init}")
+                    elif any(module_of(e.name) is not None or (e.is_dir() and _has_init(e.path)) for e in listed):
+                        found.setdefault(entry.name, []).append(rel)
+                elif (module := module_of(entry.name)) is not None and module != "__init__":
+                    found.setdefault(module, []).append(rel)
+            except OSError:
+                continue
+    return found
+
+
+def _has_init(directory: str) -> bool:
+    return any(os.path.exists(os.path.join(directory, f"__init__{kind}")) for kind in (".py", ".pyc"))
 
 
 def _top_level(info: Path) -> set[str]:
@@ -217,9 +329,10 @@ def _top_level(info: Path) -> set[str]:
 
 def shadowing_files(workspace: Path, roots: Iterable[Parts], names: frozenset[str]) -> dict[str, str]:
     """The files (workspace-relative path → the module it shadows) in the workspace's import roots that stand in
-    for one of `names`, found by listing each root: a module file, a package's `__init__`, or a symlink named like a
-    module (it may lead to a package)."""
+    for one of `names`, found by listing each root: a module file, a package's `__init__`, a symlink named like a
+    module (it may lead to a package), or a module file in a portion of a namespace package `names` has (`X/Y`)."""
     found: dict[str, str] = {}
+    portions = {name for name in names if "/" in name}
     for root in roots:
         directory = workspace.joinpath(*root)
         try:
@@ -238,9 +351,21 @@ def shadowing_files(workspace: Path, roots: Iterable[Parts], names: frozenset[st
                     candidates = [(rel, (*rel, "__init__.py"))]  # (a symlink to a directory: a package)
                 else:
                     candidates = [(rel, rel)]
+                if entry.is_dir(follow_symlinks=False) and any(n.startswith(f"{entry.name}/") for n in portions):
+                    candidates += [(p, p) for p in _module_files(workspace, rel)]
             except OSError:
                 continue
             for path, as_module in candidates:
                 if (module := shadowed_module(as_module, [root], names)) is not None:
                     found["/".join(path)] = module
+    return found
+
+
+def _module_files(workspace: Path, rel: Parts) -> list[Parts]:
+    """The module files under a directory (workspace-relative), caches aside."""
+    found: list[Parts] = []
+    for directory, dirs, files in os.walk(workspace.joinpath(*rel)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        here = Path(directory).relative_to(workspace).parts
+        found += [(*here, name) for name in sorted(files) if module_of(name) is not None]
     return found

@@ -116,6 +116,12 @@ def _agent_run(args: argparse.Namespace) -> int:
     pairing = agent_pairing(agent, secrets)
     model_cfg = config.models[agent.model]
     base_dir = config_file.parent if config_file is not None else Path.cwd()
+    if agent.role != "worker":
+        if args.live:
+            raise RunnerUserError(
+                f"agent '{agent.name}' is a {agent.role}: it reviews decisions, so --live means nothing"
+            )
+        return _review_run(args, config, agent, url=url, token=token, secrets=secrets, base_dir=base_dir)
     provider = make_provider(model_settings(agent.model, model_cfg, secrets=secrets, base_dir=base_dir))
     pricing = pricing_for(model_cfg)
     profile = profile_for(config, agent)
@@ -171,6 +177,66 @@ def _agent_run(args: argparse.Namespace) -> int:
             )
             _say(f"{agent.name} ({profile.logic_version}, {mode}) works for {url} as body {body_id}")
             return await runner.run(once=args.once, wait_s=args.wait)
+        finally:
+            ledger.close()
+            await provider.aclose()
+            await brain.aclose()
+
+    return anyio.run(run)
+
+
+def _review_run(
+    args: argparse.Namespace,
+    config: SwarmConfig,
+    agent: AgentConfig,
+    *,
+    url: str,
+    token: str,
+    secrets: SecretResolver,
+    base_dir: Path,
+) -> int:
+    """A reviewer (or the captain agent) reviews instead of taking tasks: it waits for the decisions its panel seat
+    waits for, asks its model for a vote and casts it with its reviewer token (`agent_runner.reviewer`). Its spend
+    goes through its wallet, on its own limits file, and is charged to the proposing task."""
+    from agent_runner import make_provider, model_settings, pricing_for
+    from agent_runner.reviewer import ReviewerRunner
+    from agent_runner.runner import UsageQueue
+    from agent_runner.wallet import Wallet
+
+    from ._wallet import LimitsLedger
+
+    home = resolve_home()
+    model_cfg = config.models[agent.model]
+    provider = make_provider(model_settings(agent.model, model_cfg, secrets=secrets, base_dir=base_dir))
+    profile = profile_for(config, agent)
+    paths = StatePaths.for_agent(home, agent.name)
+    paths.ensure()
+
+    async def run() -> int:
+        brain = BrainClient(url, token)
+        ledger = LimitsLedger(paths.limits, config.limits)
+        try:
+            usage = UsageQueue(brain, None)
+            wallet = Wallet(
+                ledger,
+                pricing_for(model_cfg),
+                agent=agent.name,
+                logic_version=profile.logic_version,
+                provider=model_cfg.provider,
+                max_usd_per_task=agent.max_usd_per_task,
+                sink=usage.put,
+            )
+            reviewer = ReviewerRunner(
+                profile=profile,
+                provider=provider,
+                brain=brain,
+                wallet=wallet,
+                usage=usage,
+                failsafe_s=config.brain.failsafe_s,
+                say=_say,
+            )
+            _say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions for {url}")
+            return await reviewer.run(once=args.once, wait_s=args.wait)
         finally:
             ledger.close()
             await provider.aclose()
@@ -254,7 +320,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "run",
         help="take tasks from the brain and work them through the agent's body (shadow unless --live)",
         description="Run one agent: it takes a task from the brain, works it with its model through its own body, "
-        "reports a verified outcome, and takes the next. --once: one task, then exit 0 (3: none came within --wait).",
+        "reports a verified outcome, and takes the next. --once: one task, then exit 0 (3: none came within --wait). "
+        "An agent whose role is reviewer (or captain) reviews instead: it waits for the decisions its panel seat "
+        "waits for, asks its model for a vote and casts it with its reviewer token (--once: one decision).",
     )
     p.set_defaults(func=cmd_agent_run)
     p.add_argument("--agent", required=True, metavar="NAME", help="an [[agents]] name from swarm.toml")

@@ -422,9 +422,19 @@ class CommandOption:
     name: str
     description: str
     required: bool = False
+    choices: tuple[str, ...] = ()
+    """The only values Discord lets the user pick (none: free text)."""
 
     def to_json(self) -> dict[str, object]:
-        return {"type": _STRING_OPTION, "name": self.name, "description": self.description, "required": self.required}
+        option: dict[str, object] = {
+            "type": _STRING_OPTION,
+            "name": self.name,
+            "description": self.description,
+            "required": self.required,
+        }
+        if self.choices:
+            option["choices"] = [{"name": choice, "value": choice} for choice in self.choices]
+        return option
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -455,8 +465,17 @@ COMMANDS: tuple[SlashCommand, ...] = (
     ),
     SlashCommand(
         name="captain-override",
-        description="Veto a pending or approved decision (captains only)",
-        options=(CommandOption(name="decision_id", description="The decision's id (dec_…)", required=True), _REASON),
+        description="Veto or force a decision at once, as `swarm override` (human captains only)",
+        options=(
+            CommandOption(name="decision_id", description="The decision's id (dec_…)", required=True),
+            CommandOption(
+                name="action",
+                description="veto (overridden) or force (approved)",
+                required=True,
+                choices=("veto", "force"),
+            ),
+            CommandOption(name="reason", description="Why (recorded in the audit log)", required=True),
+        ),
     ),
     SlashCommand(
         name="approve",

@@ -12,6 +12,12 @@ Order of checks, each refusal logged (`interaction_refused`) and changing nothin
    stopping is always safe); `/resume` and `/captain-override` are for captains only. An
    unlisted user gets an ephemeral "not allowed" (the request itself is genuine Discord).
 
+`/captain-override <decision_id> veto|force <reason>` is `swarm override` for a human captain listed in
+`[discord] captain_ids`: at once, audited with its reason (`override` in the brain's log, by
+`discord:<username>`), and reversed only by another human captain (another Discord captain, or a captain's
+token). A missing id, an action other than veto or force, or an empty reason gets an ephemeral answer naming
+the problem, and changes nothing.
+
 Discord wants an answer within 3 seconds. Every action is one SQLite transaction (milliseconds),
 but if one takes longer than `DEFER_AFTER_S`, the endpoint answers "deferred" and edits the
 original response through Discord's REST API when the action finishes.
@@ -34,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shared_protocol.brain import Role
+from shared_protocol.decisions import OverrideAction
 
 from ..auth import Principal
 from ..exceptions import ApiError, ConfigError
@@ -227,6 +234,23 @@ class DiscordInteractions:
 
             return run
 
+        async def captain_override() -> dict[str, Any]:
+            action = options.get("action", "").strip().lower()
+            problem = (
+                "give the decision's id (decision_id)"
+                if not subject.strip()
+                else f"action must be veto or force, not {action!r}"
+                if action not in ("veto", "force")
+                else "give a reason: a captain's override is audited with why"
+                if not reason.strip()
+                else None
+            )
+            if problem is not None:
+                return _message(f"/captain-override: {problem}. Nothing was changed.", ephemeral=True)
+            verb: OverrideAction = "veto" if action == "veto" else "force"
+            decision = await brain.override(who, subject.strip(), verb, reason.strip())
+            return _message(f"Decision {decision.id} is now **{decision.state}** ({action} by {mention}: {reason}).")
+
         async def acknowledge() -> dict[str, Any]:
             await brain.acknowledge(who, subject, reason or "Discord acknowledge")
             return _message(f"👀 {mention} acknowledged {subject}: paging stops (it still needs an answer).")
@@ -248,7 +272,7 @@ class DiscordInteractions:
         actions: dict[str, Action] = {
             "kill-autonomous": kill,
             "resume": resume,
-            "captain-override": answer("override"),
+            "captain-override": captain_override,
             "approve": answer("approve"),
             "deny": answer("deny"),
             "acknowledge": acknowledge,

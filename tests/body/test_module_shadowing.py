@@ -216,3 +216,36 @@ async def test_a_real_pytest_run_in_the_sandbox_is_applied(home: Path, repo: Pat
         assert done["exit_code"] == 0 and done["applied"] is True, done
         assert any(c["path"] == ".pytest_cache/.gitignore" for c in done["changes"]), done["changes"]
     assert not (repo / ".pytest_cache").exists()
+
+
+async def test_a_model_cannot_add_a_second_copy_of_a_project_module_on_the_import_path(
+    home: Path, repo: Path, config_file: Path
+) -> None:
+    """The project's own modules can be shadowed too: a package `app/__init__.py` beats the project's `app.py` in the
+    same directory, and `spec/app.py` beside tests in `spec/` (no `__init__.py`: pytest puts `spec/` first on
+    `sys.path`) is what `import app` in those tests loads. Refused `acceptance_input` naming the project's module
+    and its file, whatever tool makes it; editing `app.py`, a module of a fresh name (in the root or beside the
+    tests), or a submodule of a package stays the model's work."""
+    require_binary("bwrap", "bubblewrap")
+    (repo / "spec").mkdir()
+    (repo / "spec" / "test_app.py").write_text("import app\n\n\ndef test_main():\n    assert app.main() == 2\n")
+    _git(repo, "add", "--all")
+    _git(repo, "commit", "--quiet", "-m", "tests in spec/")
+    fixed = "def main():\n    return 2\n"
+    async with Client(_params(repo, home, config_file, "check.py")) as client:
+        model = model_meta()
+        for path in ("app/__init__.py", "spec/app.py", "src/app.py", "app.pyc"):
+            result = await client.call_tool(
+                "write_file", {"path": path, "content": fixed, "rationale": "x"}, meta=model
+            )
+            data = refused(result, "acceptance_input")
+            assert "shadow the project's module 'app' ('app.py')" in data["message"], data
+        argv = ["/bin/sh", "-c", "mkdir app && cp app.py app/__init__.py"]
+        result = await client.call_tool("run_command", {"argv": argv, "rationale": "x"}, meta=model)
+        assert result.is_error and result.structured_content is not None, result
+        data = result.structured_content["refusal"]
+        assert data["code"] == "acceptance_input" and "project's module 'app'" in data["message"], data
+        for path in ("app.py", "newmod.py", "spec/fixtures_extra.py", "src/pkg/app.py"):  # (4: 5 files need approval)
+            ok(await client.call_tool("write_file", {"path": path, "content": fixed, "rationale": "x"}, meta=model))
+    assert not (repo / "app").exists() and not (repo / "spec" / "app.py").exists()
+    assert (repo / "app.py").read_text() == fixed and (repo / "spec" / "fixtures_extra.py").exists()

@@ -50,7 +50,8 @@ def test_what_the_setup_reads_is_protected_too_since_the_check_is_built_with_it(
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "setup.sh").write_text("")
     with_setup = task("pytest -q", setup="sh -c 'sh scripts/setup.sh && uv pip install -r requirements-dev.txt'")
-    assert setup_inputs(with_setup, tmp_path) == ["scripts/setup.sh", *SETUP_INPUTS]
+    uv = ["uv.lock", "uv.toml"]  # (what `uv` reads by itself: TOOL_INPUTS)
+    assert setup_inputs(with_setup, tmp_path) == ["scripts/setup.sh", *uv, *(p for p in SETUP_INPUTS if p not in uv)]
     found = acceptance_inputs(with_setup, tmp_path)
     assert found[: len(DEFAULT_ACCEPTANCE_INPUTS)] == list(DEFAULT_ACCEPTANCE_INPUTS)
     assert {"scripts/setup.sh", "pyproject.toml", "uv.lock", "requirements*.txt", "package-lock.json"} <= set(found)
@@ -59,15 +60,45 @@ def test_what_the_setup_reads_is_protected_too_since_the_check_is_built_with_it(
     assert acceptance_inputs(task("pytest -q", ["t.py"], setup="uv sync"), tmp_path) == ["t.py"]  # (the task's own)
 
 
-def test_a_module_the_command_runs_with_dash_m_is_protected_unless_it_is_the_projects_own(tmp_path: Path) -> None:
+def test_a_module_the_command_runs_with_dash_m_is_protected_whether_the_project_has_it_or_not(tmp_path: Path) -> None:
     """`python3 -m pytest` runs a `pytest.py` (or `pytest/__init__.py`) in the workspace root if there is one: the
-    model may not make one; a module the project has already (`-m app`) is the code under test, not protected."""
-    (tmp_path / "app.py").write_text("")
+    model may not make one; a module the project has already (`-m check`) is the judge the command runs: protected
+    too, with its packages' `__init__` (run at import), on each import root (`src/`)."""
+    (tmp_path / "check.py").write_text("")
+    run = ["pytest.*", "pytest/__init__.*", "pytest/__main__.*"]
     found = acceptance_inputs(task("python3 -m pytest -q tests"), tmp_path)
-    assert found[:2] == ["pytest.*", "pytest/__init__.*"] and found[2:] == list(DEFAULT_ACCEPTANCE_INPUTS)
-    assert acceptance_inputs(task("python3 -m app"), tmp_path) == list(DEFAULT_ACCEPTANCE_INPUTS)
+    assert found[:3] == run and found[3:] == list(DEFAULT_ACCEPTANCE_INPUTS)
+    assert acceptance_inputs(task("python3 -m check"), tmp_path)[:3] == [
+        "check.*",
+        "check/__init__.*",
+        "check/__main__.*",
+    ]
+    (tmp_path / "src").mkdir()
     wrapped = acceptance_inputs(task("sh -c 'python3 -mmypkg.cli --x'"), tmp_path)
-    assert wrapped[:2] == ["mypkg.*", "mypkg/__init__.*"]
+    assert wrapped[:5] == ["mypkg/cli.*", "mypkg/cli/__init__.*", "mypkg/cli/__main__.*", "mypkg.*", "mypkg/__init__.*"]
+    assert wrapped[5:10] == [f"src/{p}" for p in wrapped[:5]]
+    assert "git.*" not in acceptance_inputs(task("git commit -m 'a message'"), tmp_path), "not a module name"
+
+
+def test_a_pytest_plugin_the_command_loads_by_name_is_protected(tmp_path: Path) -> None:
+    """`pytest -p checks` imports `checks` (its file is part of the judge); `-p no:cacheprovider` loads nothing, and
+    `-p` of another program (`mkdir -p out`) is no plugin."""
+    found = acceptance_inputs(task("python3 -m pytest -p checks -pno:cacheprovider -p no:warnings -q"), tmp_path)
+    assert [p for p in found if p.startswith("checks")] == ["checks.*", "checks/__init__.*"]
+    assert not [p for p in found if p.startswith("no")]
+    assert not [p for p in acceptance_inputs(task("sh -c 'mkdir -p out && make'"), tmp_path) if "out" in p]
+
+
+def test_the_files_a_tool_the_command_runs_reads_are_protected(tmp_path: Path) -> None:
+    """`make test` runs the Makefile's recipe, `npm test` package.json's script (through `.npmrc`'s shell), `just`
+    its justfile: inputs of the command that runs the tool, wrapped or by path; a command that runs none of them
+    protects none of them."""
+    assert {"Makefile", "GNUmakefile", "**/*.mk"} <= set(acceptance_inputs(task("/usr/bin/make -j2 test"), tmp_path))
+    for tool in ("npm test", "yarn test", "pnpm run test", "sh -c 'npx jest'"):
+        assert {"package.json", ".npmrc", "package-lock.json"} <= set(acceptance_inputs(task(tool), tmp_path)), tool
+    assert "justfile" in acceptance_inputs(task("just test"), tmp_path)
+    plain = acceptance_inputs(task("python3 -m pytest -q"), tmp_path)
+    assert not {"Makefile", "package.json", ".npmrc", "justfile"} & set(plain)
 
 
 def test_the_test_runners_config_and_startup_hooks_are_inputs_by_default_anywhere_in_any_case(tmp_path: Path) -> None:
@@ -86,3 +117,47 @@ def test_the_test_runners_config_and_startup_hooks_are_inputs_by_default_anywher
     assert [p for p in protected if policy.classify_parts(tuple(p.split("/")))[0] != "acceptance_input"] == []
     free = ["app.py", "src/app/core.py", "setup.py", "README.md", "pytest_plugin_notes.txt"]
     assert [p for p in free if policy.classify_parts(tuple(p.split("/")))[0] != "none"] == []
+
+
+def test_the_default_inputs_leave_the_code_under_test_and_new_modules_to_the_model(tmp_path: Path) -> None:
+    """What the default inputs and the shadowing rule protect is the check, not the work: the model may edit the
+    code under test, its non-test helpers, add modules of fresh names (in the root, in a package, beside the tests in
+    a directory not named like one), and data files; each refusal that does come names its rule."""
+    from body_mcp.policy import PathPolicy, acceptance_input_message, import_shadow
+
+    for rel in ("app.py", "spec/test_app.py", "src/pkg/__init__.py", "src/pkg/util.py", "pkg/helpers.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    inputs = acceptance_inputs(task("python3 -m pytest -q"), tmp_path)
+    env = tmp_path / "env"
+    env.mkdir()
+    policy = PathPolicy(denied=(), read_only=()).with_acceptance_inputs(
+        inputs, shadow=import_shadow(tmp_path, inputs, env)
+    )
+    for rel in (
+        "app.py",
+        "newmod.py",
+        "src/pkg/util.py",
+        "src/pkg/app.py",
+        "pkg/helpers.py",
+        "spec/fixtures_more.py",
+        "docs/tests.md",
+        "src/pkg/testing_utils.py",
+        "data/contest.json",
+    ):
+        assert policy.classify_parts(tuple(rel.split("/"))) == ("none", None), rel
+    refused = {
+        "pkg/tests/helpers.py": "**/tests/**",
+        "testing/data.json": "**/testing/**",
+        "x.dist-info/entry_points.txt": "**/*.dist-info/**",
+        ".python-version": ".python-version",
+        "spec/app.py": "import:app=app.py",
+        "app/__init__.py": "import:app=app.py",
+        "src/json.py": "import:json",
+    }
+    for rel, why in refused.items():
+        level, pattern = policy.classify_parts(tuple(rel.split("/")))
+        assert (level, pattern) == ("acceptance_input", why), rel
+        assert (why.split("=")[0].removeprefix("import:") if why.startswith("import:") else why) in (
+            acceptance_input_message(rel, pattern)
+        ), rel

@@ -57,6 +57,24 @@ async def test_a_shadowing_module_the_body_let_through_makes_a_pass_unverified(t
         assert (repo / "app.py").read_text() == "def main():\n    return 1\n"
 
 
+async def test_a_copy_of_a_project_module_the_body_let_through_makes_a_pass_unverified(tmp_path: Path) -> None:
+    """As above for the project's own module: with the task's own inputs the body does not know `scripts/` is on
+    the check's import path, so `scripts/app.py` (a fixed copy of `app.py`) gets through and `python3
+    scripts/check.py` imports it: the runner sees `app` offered twice on the check's import path, the copy new since
+    the base commit: failed, not verified, naming the project module."""
+    async with stack(tmp_path) as s:
+        repo = s.repo_with_bug()
+        (repo / "scripts").mkdir()
+        (repo / "scripts" / "check.py").write_text(CHECK)
+        s.script([turn("write_file", {"path": "scripts/app.py", "content": "def main():\n    return 2\n"}), DONE])
+        after = await live_run(s, repo=str(repo), acceptance="python3 scripts/check.py", acceptance_inputs=["tests/**"])
+        assert after["verification"]["exit_code"] == 0, "the re-run passed: the copy got past the body"
+        assert after["verified"] is False and after["state"] == "failed", after
+        reason = after["evidence"]["unverified"]
+        assert "scripts/app.py (shadows the project module 'app')" in reason, reason
+        assert (repo / "app.py").read_text() == "def main():\n    return 1\n"
+
+
 async def test_the_projects_own_module_of_a_stdlib_name_is_not_shadowing(tmp_path: Path) -> None:
     """A project module named like a stdlib one, there at the base commit (`scripts/json.py` of its own): the
     model's fix is verified."""

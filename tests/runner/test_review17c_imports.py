@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from body_mcp.policy import PathPolicy, import_shadow
 from shared_protocol.imports import import_roots, interpreter_module_names, shadowing_files
 
@@ -32,18 +30,15 @@ def imported_value(workspace: Path, site: Path, module: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium: needs a check that imports a namespace package, e.g. google.protobuf, zope.*, "
-    "sphinxcontrib.*): namespace portions merge in sys.path order, so a workspace `nsp/real/__init__.py` (no "
-    "`nsp/__init__.py`) is what `import nsp.real` loads, ahead of the installed `nsp/real`. `modules_at` calls a "
-    "bare directory 'none' (\"a namespace package yields to a module\"), true only when the installed one is a "
-    "regular package. Fix: where the interpreter's `nsp` is itself a namespace package (a site dir holds `nsp/` "
-    "without `__init__`), a new `nsp/` on an import root shadows it (body and `_shadowing`).",
-)
 def test_review17c_a_namespace_portion_in_the_workspace_shadows_an_installed_namespace_package(
     tmp_path: Path,
 ) -> None:
+    """Was a hole (medium: needs a check that imports a namespace package, e.g. google.protobuf, zope.*,
+    sphinxcontrib.*): namespace portions merge in sys.path order, so a workspace `nsp/real/__init__.py` (no
+    `nsp/__init__.py`) is what `import nsp.real` loads, ahead of the installed `nsp/real`. `modules_at` calls a
+    bare directory 'none' ("a namespace package yields to a module"), true only when the installed one is a
+    regular package. Fix: where the interpreter's `nsp` is itself a namespace package (a site dir holds `nsp/`
+    without `__init__`), a new `nsp/` on an import root shadows it (body and `_shadowing`)."""
     site, workspace = tmp_path / "site", tmp_path / "ws"
     write(site / "nsp" / "real" / "__init__.py", "VALUE = 'installed'\n")
     write(workspace / "nsp" / "real" / "__init__.py", "VALUE = 'planted'\n")

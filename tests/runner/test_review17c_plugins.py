@@ -81,51 +81,46 @@ def _open_to_the_model(tmp_path: Path, acceptance: str, rel: str, *, existing: t
     return policy.classify_parts(tuple(rel.split("/")))[0] != "acceptance_input"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): `cheat.dist-info/entry_points.txt` (or `*.egg-info/entry_points.txt`) in the workspace root "
-    "is read by pytest's plugin autoload under `python3 -m pytest`, and nothing protects it: the model can write it "
-    "(see the live test above). Fix: add `*.dist-info/**` and `*.egg-info/**` (at any import root) to the inputs the "
-    "body refuses, or disable plugin autoload for the re-run.",
-)
 def test_review17c_distribution_metadata_on_the_import_path_is_an_acceptance_input(tmp_path: Path) -> None:
+    """Was a hole (high): `cheat.dist-info/entry_points.txt` (or `*.egg-info/entry_points.txt`) in the workspace
+    root is read by pytest's plugin autoload under `python3 -m pytest`, and nothing protects it: the model can
+    write it (see the live test above). Fix: add `*.dist-info/**` and `*.egg-info/**` (at any import root) to
+    the inputs the body refuses, or disable plugin autoload for the re-run."""
     assert not _open_to_the_model(tmp_path, "python3 -m pytest -q tests", "cheat.dist-info/entry_points.txt")
     assert not _open_to_the_model(tmp_path, "python3 -m pytest -q tests", "cheat.egg-info/entry_points.txt")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high, for a make-driven check): acceptance `make test` names only the words `make` and `test`; the "
-    "Makefile it runs is neither named nor a default input, so a model rewrites its `test:` recipe to `true` and the "
-    "re-run exits 0. Fix: the files a known runner reads are inputs of the command that runs it (make: Makefile, "
-    "makefile, GNUmakefile, *.mk; npm/yarn/pnpm: package.json; just: justfile; task: Taskfile.yml).",
-)
 def test_review17c_the_makefile_of_a_make_check_is_an_acceptance_input(tmp_path: Path) -> None:
+    """Was a hole (high, for a make-driven check): acceptance `make test` names only the words `make` and
+    `test`; the Makefile it runs is neither named nor a default input, so a model rewrites its `test:` recipe to
+    `true` and the re-run exits 0. Fix: the files a known runner reads are inputs of the command that runs it
+    (make: Makefile, makefile, GNUmakefile, *.mk; npm/yarn/pnpm: package.json; just: justfile; task:
+    Taskfile.yml)."""
     assert not _open_to_the_model(tmp_path, "make test", "Makefile", existing=("Makefile",))
+    for rel in ("makefile", "GNUmakefile", "build/rules.mk", "sub/Makefile"):
+        assert not _open_to_the_model(tmp_path, "sh -c 'make -s test'", rel), rel
+    assert not _open_to_the_model(tmp_path, "just test", "Justfile")
+    assert _open_to_the_model(tmp_path, "python3 -m pytest -q tests", "Makefile"), "a check that runs no make"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high, for an npm-driven check without a setup): acceptance `npm test` runs package.json's "
-    "`scripts.test`; package.json is an input only when the task has a setup (SETUP_INPUTS), so with none a model "
-    'sets `"test": "true"`. Fix: as for make, the runner\'s manifest is an input of the command that runs it.',
-)
 def test_review17c_package_json_of_an_npm_check_is_an_acceptance_input(tmp_path: Path) -> None:
+    """Was a hole (high, for an npm-driven check without a setup): acceptance `npm test` runs package.json's
+    `scripts.test`; package.json is an input only when the task has a setup (SETUP_INPUTS), so with none a model
+    sets `"test": "true"`. Fix: as for make, the runner's manifest is an input of the command that runs it."""
     assert not _open_to_the_model(tmp_path, "npm test", "package.json", existing=("package.json",))
+    for acceptance, rel in (("npm test", ".npmrc"), ("yarn test", "yarn.lock"), ("pnpm test", "pnpm-lock.yaml")):
+        assert not _open_to_the_model(tmp_path, acceptance, rel), (acceptance, rel)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): `.python-version` picks the interpreter the sandbox's `python3` is, planned per "
-    "command (exec.configured_toolchains → sandbox read_declared), so for the re-run too, and it is no acceptance "
-    "input: a model switches the check to another installed Python 3 (the live tests here show the switch: their "
-    "`.python-version` is what gives the check a pytest) — one on which the failing test is skipped "
-    "(`skipif(sys.version_info …)`) or behaves otherwise — instead of fixing the code (only 3.x with a `python3` are "
-    "selectable: 2.7 is not). Fix: `.python-version` (and `[project] requires-python` is in "
-    "pyproject.toml, already protected) in DEFAULT_ACCEPTANCE_INPUTS, or the re-run picks the interpreter from the "
-    "base commit's declaration.",
-)
 def test_review17c_python_version_is_an_acceptance_input(tmp_path: Path) -> None:
+    """Was a hole (medium): `.python-version` picks the interpreter the sandbox's `python3` is, planned per
+    command (exec.configured_toolchains → sandbox read_declared), so for the re-run too, and it is no acceptance
+    input: a model switches the check to another installed Python 3 (the live tests here show the switch: their
+    `.python-version` is what gives the check a pytest) — one on which the failing test is skipped
+    (`skipif(sys.version_info …)`) or behaves otherwise — instead of fixing the code (only 3.x with a `python3`
+    are selectable: 2.7 is not). Fix: `.python-version` (and `[project] requires-python` is in pyproject.toml,
+    already protected) in DEFAULT_ACCEPTANCE_INPUTS, or the re-run picks the interpreter from the base commit's
+    declaration."""
     assert not _open_to_the_model(tmp_path, "python3 -m pytest -q tests", ".python-version")
 
 
@@ -135,18 +130,15 @@ def test_review17c_the_test_runners_config_stays_protected_in_any_case_and_depth
         assert not _open_to_the_model(tmp_path, "python3 -m pytest -q tests", rel), rel
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): pytest (`prepend` import mode) puts the first directory above a test file without an "
-    "`__init__.py` first on sys.path: with tests in `test/` (not `tests/`), a model writes `test/app.py` holding a "
-    "fixed copy of the code under test; under `python3 -m pytest -q` (which names no directory) `import app` in the "
-    "test loads it, the check passes (confirmed by the brain) and the project's "
-    "`app.py` stays broken. `test/app.py` is no default input (only `tests/**` and `test_*.py`) and shadows no "
-    "interpreter module, so neither the body nor `_shadowing` sees it. Fix: every directory holding a protected test "
-    "file is an import root (`import_roots`), and a new module there named like one of the project's own modules "
-    "(or any new module there) is an acceptance input; or protect the whole directory of each test file.",
-)
 async def test_review17c_a_fixed_copy_beside_the_tests_does_not_verify(tmp_path: Path) -> None:
+    """Was a hole (high): pytest (`prepend` import mode) puts the first directory above a test file without an
+    `__init__.py` first on sys.path: with tests in `test/` (not `tests/`), a model writes `test/app.py` holding
+    a fixed copy of the code under test; under `python3 -m pytest -q` (which names no directory) `import app` in
+    the test loads it, the check passes (confirmed by the brain) and the project's `app.py` stays broken.
+    `test/app.py` is no default input (only `tests/**` and `test_*.py`) and shadows no interpreter module, so
+    neither the body nor `_shadowing` sees it. Fix: every directory holding a protected test file is an import
+    root (`import_roots`), and a new module there named like one of the project's own modules (or any new module
+    there) is an acceptance input; or protect the whole directory of each test file."""
     await _fixed_copy_beside_the_tests(tmp_path, "python3 -m pytest -q")
 
 
@@ -167,16 +159,14 @@ async def _fixed_copy_beside_the_tests(tmp_path: Path, acceptance: str) -> None:
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): a package beats a module of the same name in one directory (FileFinder tries "
-    "`X/__init__.py` before `X.py`): a model writes `app/__init__.py` with a fixed `main()`, the check's `import app` "
-    "loads it, the task is verified (confirmed by the brain) and the project's `app.py` stays broken. The shadowing "
-    "rule only looks at the interpreter's module names, not the project's own. Fix: on an import root, a new "
-    "`X/__init__.*` or `X.*` whose module name the project already has in another form (`X.py` vs `X/`, `.py` vs "
-    "`.so`/`.pyc`) is an acceptance input (body) and a reason not to verify (`_shadowing` against the base commit).",
-)
 async def test_review17c_a_package_shadowing_the_projects_own_module_does_not_verify(tmp_path: Path) -> None:
+    """Was a hole (high): a package beats a module of the same name in one directory (FileFinder tries
+    `X/__init__.py` before `X.py`): a model writes `app/__init__.py` with a fixed `main()`, the check's `import
+    app` loads it, the task is verified (confirmed by the brain) and the project's `app.py` stays broken. The
+    shadowing rule only looks at the interpreter's module names, not the project's own. Fix: on an import root,
+    a new `X/__init__.*` or `X.*` whose module name the project already has in another form (`X.py` vs `X/`,
+    `.py` vs `.so`/`.pyc`) is an acceptance input (body) and a reason not to verify (`_shadowing` against the
+    base commit)."""
     async with stack(tmp_path) as s:
         repo = s.repo_with_bug()
         s.script([turn("write_file", {"path": "app/__init__.py", "content": "def main():\n    return 2\n"}), DONE])
@@ -185,15 +175,13 @@ async def test_review17c_a_package_shadowing_the_projects_own_module_does_not_ve
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): `tests/**` is anchored at the repository root, so a test directory anywhere else "
-    "(`pkg/tests/`, `test/`, `testing/`) has only its `test_*.py` and `conftest.py` protected: the helpers its "
-    "tests import (`pkg/tests/helpers.py` with the expected values, `pkg/tests/__init__.py` run at import) are open "
-    "to the model, which changes what the test expects instead of the code. Fix: `**/tests/**`, `**/test/**`, "
-    "`**/testing/**` in DEFAULT_ACCEPTANCE_INPUTS (and the directories holding a test file the check collects).",
-)
 def test_review17c_helpers_of_a_nested_test_directory_are_acceptance_inputs(tmp_path: Path) -> None:
+    """Was a hole (medium): `tests/**` is anchored at the repository root, so a test directory anywhere else
+    (`pkg/tests/`, `test/`, `testing/`) has only its `test_*.py` and `conftest.py` protected: the helpers its
+    tests import (`pkg/tests/helpers.py` with the expected values, `pkg/tests/__init__.py` run at import) are
+    open to the model, which changes what the test expects instead of the code. Fix: `**/tests/**`,
+    `**/test/**`, `**/testing/**` in DEFAULT_ACCEPTANCE_INPUTS (and the directories holding a test file the
+    check collects)."""
     open_ = [
         rel
         for rel in ("pkg/tests/helpers.py", "pkg/tests/__init__.py", "test/helpers.py", "src/pkg/tests/data.json")
@@ -283,16 +271,14 @@ async def test_review17c_an_unchecked_pyc_of_a_fixed_module_is_dropped(tmp_path:
         assert after["evidence"]["files_changed"] == "none", after["evidence"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): a check run as a module (`python3 -m check`, `python3 -m scripts.check`) names a module, "
-    "not a file: `_named_inputs` finds no file `check` or `scripts.check`, `_module_inputs` only guards the module "
-    "against shadowing, so `check.py` itself (the judge) is open: the model rewrites it to `raise SystemExit(0)` and "
-    "the task is verified with the bug in place. Same for a pytest plugin the check loads by name (`-p checks`: "
-    "`checks.py`). Fix: resolve `-m NAME` and `-p NAME` to the files they load on the import roots (`NAME.py`, "
-    "`NAME/__init__.py`, `NAME/__main__.py`, dotted: `a/b.py`) and make those acceptance inputs.",
-)
 async def test_review17c_a_check_run_as_a_module_is_an_acceptance_input(tmp_path: Path) -> None:
+    """Was a hole (high): a check run as a module (`python3 -m check`, `python3 -m scripts.check`) names a
+    module, not a file: `_named_inputs` finds no file `check` or `scripts.check`, `_module_inputs` only guards
+    the module against shadowing, so `check.py` itself (the judge) is open: the model rewrites it to `raise
+    SystemExit(0)` and the task is verified with the bug in place. Same for a pytest plugin the check loads by
+    name (`-p checks`: `checks.py`). Fix: resolve `-m NAME` and `-p NAME` to the files they load on the import
+    roots (`NAME.py`, `NAME/__init__.py`, `NAME/__main__.py`, dotted: `a/b.py`) and make those acceptance
+    inputs."""
     async with stack(tmp_path) as s:
         repo = s.repo_with_bug()
         (repo / "check.py").write_text("import app\n\nraise SystemExit(0 if app.main() == 2 else 1)\n")
@@ -302,8 +288,8 @@ async def test_review17c_a_check_run_as_a_module_is_an_acceptance_input(tmp_path
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (high): as above, dotted `-m` modules and `-p` plugins (unit level).")
 def test_review17c_modules_and_plugins_a_check_names_are_acceptance_inputs(tmp_path: Path) -> None:
+    """Was a hole (high): as above, dotted `-m` modules and `-p` plugins (unit level)."""
     cases = [
         ("python3 -m scripts.check", "scripts/check.py", ("scripts/check.py", "scripts/__init__.py")),
         ("python3 -m pytest -p checks -q tests", "checks.py", ("checks.py",)),
@@ -324,16 +310,14 @@ def test_review17c_unittest_targets_are_protected(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium, not shown live: needs uv's index or npm in the sandbox): the config files the setup tool "
-    "and the runner read from the project directory are not inputs: `uv.toml` (uv sync: `find-links`/`index-url` to "
-    "a directory of the model's wheels, `override-dependencies` that re-lock; the fresh check env is built from them) "
-    "and `.npmrc` (`npm test`: `script-shell=./sh.sh` runs the model's script in place of the test script). "
-    "SETUP_INPUTS has pyproject/uv.lock/requirements/setup.py/package.json only. Fix: add `uv.toml`, `.npmrc`, "
-    "`.yarnrc*`, `pip.conf`, `.python-version` to SETUP_INPUTS (and `.npmrc` to the inputs of an npm check).",
-)
 def test_review17c_the_setup_tools_own_config_is_an_input(tmp_path: Path) -> None:
+    """Was a hole (medium, not shown live: needs uv's index or npm in the sandbox): the config files the setup
+    tool and the runner read from the project directory are not inputs: `uv.toml` (uv sync:
+    `find-links`/`index-url` to a directory of the model's wheels, `override-dependencies` that re-lock; the
+    fresh check env is built from them) and `.npmrc` (`npm test`: `script-shell=./sh.sh` runs the model's script
+    in place of the test script). SETUP_INPUTS has pyproject/uv.lock/requirements/setup.py/package.json only.
+    Fix: add `uv.toml`, `.npmrc`, `.yarnrc*`, `pip.conf`, `.python-version` to SETUP_INPUTS (and `.npmrc` to the
+    inputs of an npm check)."""
     task = Task(**TASK, acceptance="python3 -m pytest -q tests", setup="uv sync")
     npm = Task(**TASK, acceptance="npm test", setup="npm ci")
     policy = PathPolicy(denied=(), read_only=()).with_acceptance_inputs(acceptance_inputs(task, tmp_path))

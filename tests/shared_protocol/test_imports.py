@@ -13,6 +13,9 @@ from shared_protocol.imports import (
     library_dirs,
     module_of,
     modules_in,
+    portions_at,
+    prepended_test_roots,
+    project_modules,
     shadowed_module,
     shadowing_files,
     venv_site_dirs,
@@ -101,3 +104,63 @@ def test_shadowing_files_are_found_by_listing_the_roots(tmp_path: Path) -> None:
     (tmp_path / "scripts" / "json.py").write_text("")
     assert shadowing_files(tmp_path, [()], NAMES) == {"json.py": "json", "pytest/__init__.py": "pytest", "yaml": "yaml"}
     assert shadowing_files(tmp_path, [("scripts",), ("missing",)], NAMES) == {"scripts/json.py": "json"}
+
+
+def _touch(root: Path, *paths: str) -> None:
+    for rel in paths:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+
+
+def test_test_directories_pytest_puts_first_are_import_roots(tmp_path: Path) -> None:
+    """pytest's `prepend` mode inserts, for each test file, the first directory above it without an `__init__.py`:
+    `spec/` for `spec/test_a.py`, `pkg` for `pkg/tests/test_b.py` (a package in a namespace `pkg/`), the root for
+    `lib/tests/x_test.py` when `lib/` and `lib/tests/` are packages. Hidden directories, virtualenvs and
+    `node_modules` are not test directories; `tests=False` leaves them out."""
+    _touch(tmp_path, "spec/test_a.py", "pkg/tests/__init__.py", "pkg/tests/test_b.py", "lib/__init__.py")
+    _touch(tmp_path, "lib/tests/__init__.py", "lib/tests/x_test.py", "conftest.py", "checks/conftest.py")
+    _touch(tmp_path, ".tox/py/test_x.py", "node_modules/m/test_y.py", "venv/pyvenv.cfg", "venv/lib/test_z.py")
+    _touch(tmp_path, "docs/testing.py", "scripts/tests.py")
+    assert prepended_test_roots(tmp_path) == [(), ("checks",), ("pkg",), ("spec",)]
+    assert import_roots(tmp_path) == ((), ("checks",), ("pkg",), ("spec",))
+    assert import_roots(tmp_path, tests=False) == ((),)
+
+
+def test_a_module_the_project_offers_twice_on_the_import_path(tmp_path: Path) -> None:
+    """`project_modules`: each top-level module the roots offer, with every path that offers it (a module, a
+    package's `__init__`, a namespace directory holding Python); one offered twice is shadowed by one of them."""
+    _touch(tmp_path, "app.py", "app/__init__.py", "spec/app.py", "spec/test_app.py", "util/__init__.py")
+    _touch(tmp_path, "scripts/run.py", "docs/index.md", "data/sub/x.json", "ns/inner/__init__.py", "__init__.py")
+    found = project_modules(tmp_path, [(), ("spec",)])
+    assert sorted(found["app"]) == ["app.py", "app/__init__.py", "spec/app.py"]
+    assert found["util"] == ["util/__init__.py"] and found["scripts"] == ["scripts"] and found["ns"] == ["ns"]
+    assert "docs" not in found and "data" not in found and "__init__" not in found
+    twice = {m for m, paths in found.items() if len(paths) > 1}
+    assert shadowing_files(tmp_path, [(), ("spec",)], NAMES | twice) == {
+        "app.py": "app",
+        "app/__init__.py": "app",
+        "spec/app.py": "app",
+    }
+
+
+def test_a_portion_of_an_installed_namespace_package_is_found(tmp_path: Path) -> None:
+    """A site directory's namespace package (`nsp/`, no `__init__`) offers `nsp/real`; a regular package offers no
+    portions. A workspace `nsp/real.py` or anything under `nsp/real/` comes before it (`nsp.real`); a new portion
+    `nsp/mine/` shadows nothing installed, and a module inside a regular package is no portion."""
+    site = tmp_path / "site"
+    _touch(site, "nsp/real/__init__.py", "nsp/other.py", "regular/__init__.py", "regular/sub/__init__.py")
+    assert modules_in(site) == {"nsp", "nsp/real", "nsp/other", "regular"}
+    names = frozenset({"nsp/real", "nsp/other"})
+    assert portions_at(("nsp", "real", "__init__.py"), [()]) == [("nsp", "real")]
+    assert portions_at(("nsp", "__init__.py"), [()]) == [], "a regular package: modules_at's"
+    assert shadowed_module(("nsp", "real", "deep", "m.py"), [()], names) == "nsp.real"
+    assert shadowed_module(("nsp", "other.py"), [()], names) == "nsp.other"
+    assert shadowed_module(("src", "nsp", "other.py"), [(), ("src",)], names) == "nsp.other"
+    assert shadowed_module(("nsp", "mine", "__init__.py"), [()], names) is None
+    assert shadowed_module(("nsp", "real.txt"), [()], names) is None
+    workspace = tmp_path / "ws"
+    _touch(workspace, "nsp/real/__init__.py", "nsp/real/sub/m.py", "nsp/mine.py", "nsp/real/README.md")
+    assert shadowing_files(workspace, [()], names) == {
+        "nsp/real/__init__.py": "nsp.real",
+        "nsp/real/sub/m.py": "nsp.real",
+    }

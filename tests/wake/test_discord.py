@@ -409,7 +409,12 @@ def test_the_commands_are_the_six_swarm_answers_to() -> None:
         "status",
     ]
     options = {command.name: [(o.name, o.required) for o in command.options] for command in COMMANDS}
-    assert options["captain-override"][0] == ("decision_id", True)
+    assert options["captain-override"] == [("decision_id", True), ("action", True), ("reason", True)]
+    override = next(c for c in COMMANDS if c.name == "captain-override").to_json()
+    assert override["options"][1]["choices"] == [  # type: ignore[index]
+        {"name": "veto", "value": "veto"},
+        {"name": "force", "value": "force"},
+    ]
     assert options["approve"][0] == ("id", True)
     assert options["deny"] == [("id", True), ("reason", False)]
     assert options["kill-autonomous"] == options["resume"] == [("reason", False)]

@@ -43,6 +43,9 @@ class Discord:
         self._next = 1000
 
     def command(self, name: str, user: str, roles: list[str] | None = None, **options: str) -> dict[str, Any]:
+        return self.with_options(name, user, roles, options)
+
+    def with_options(self, name: str, user: str, roles: list[str] | None, options: dict[str, str]) -> dict[str, Any]:
         return self._interaction(
             2,
             user,
@@ -190,8 +193,86 @@ async def test_resume_and_captain_override_are_for_captains_only(live: LiveBrain
         await discord.send(discord.command("captain-override", ROLE_MEMBER, [ROLE], decision_id=decision["id"]))
     )
     assert "captain" in refused["data"]["content"]
-    done = ok(await discord.send(discord.command("captain-override", CAPTAIN, decision_id=decision["id"])))
+    done = ok(
+        await discord.send(
+            discord.command("captain-override", CAPTAIN, decision_id=decision["id"], action="veto", reason="no")
+        )
+    )
     assert "overridden" in done["data"]["content"]
+
+
+async def test_captain_override_forces_and_vetoes_at_once_audited_and_reversed_only_by_another_captain(
+    live: LiveBrain, discord: Discord, tmp_path: Path
+) -> None:
+    async with live.client() as api:
+        decision = ok(await api.post("/v1/decisions", decision_request(confidence=0.4), as_="body"), 201)
+    forced = ok(
+        await discord.send(
+            discord.command(
+                "captain-override", CAPTAIN, decision_id=decision["id"], action="force", reason="ship it tonight"
+            )
+        )
+    )
+    assert "flags" not in forced["data"] and "approved" in forced["data"]["content"]
+    async with live.client() as api:
+        stored = ok(await api.get(f"/v1/decisions/{decision['id']}", as_="captain"))
+    last = stored["answers"][-1]
+    assert stored["state"] == "approved"
+    assert (last["override"], last["by"], last["role"], last["reason"]) == (
+        "force",
+        f"discord:user{CAPTAIN}",
+        "captain",
+        "ship it tonight",
+    )
+    with sqlite3.connect(tmp_path / "brain.db") as conn:
+        logged = conn.execute(
+            "SELECT by, reason FROM brain_log WHERE action = 'override' AND target = ?", (decision["id"],)
+        ).fetchall()
+    assert logged == [(f"discord:user{CAPTAIN}", "ship it tonight")]
+
+    # the same captain cannot undo their own override; another human captain (a captain's token) can
+    again = ok(
+        await discord.send(
+            discord.command("captain-override", CAPTAIN, decision_id=decision["id"], action="veto", reason="oops")
+        )
+    )
+    assert again["data"]["flags"] == 64 and "another human captain" in again["data"]["content"]
+    async with live.client() as api:
+        vetoed = await api.post(
+            f"/v1/decisions/{decision['id']}/override", {"action": "veto", "reason": "not tonight"}, as_="captain"
+        )
+        assert ok(vetoed)["state"] == "overridden"
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"action": "veto", "reason": "r"}, "decision_id"),
+        ({"decision_id": "DEC", "action": "nuke", "reason": "r"}, "veto or force"),
+        ({"decision_id": "DEC", "action": "force"}, "reason"),
+        ({"decision_id": "DEC", "action": "force", "reason": "  "}, "reason"),
+    ],
+)
+async def test_captain_override_with_bad_options_says_what_is_wrong_and_changes_nothing(
+    live: LiveBrain, discord: Discord, options: dict[str, str], problem: str
+) -> None:
+    async with live.client() as api:
+        decision = ok(await api.post("/v1/decisions", decision_request(confidence=0.4), as_="body"), 201)
+    sent: dict[str, str] = {k: (str(decision["id"]) if v == "DEC" else v) for k, v in options.items()}
+    answer = ok(await discord.send(discord.with_options("captain-override", CAPTAIN, None, sent)))
+    assert answer["data"]["flags"] == 64 and problem in answer["data"]["content"]
+    async with live.client() as api:
+        stored = ok(await api.get(f"/v1/decisions/{decision['id']}", as_="captain"))
+    assert stored["state"] == "pending" and stored["answers"] == []
+
+
+async def test_captain_override_of_an_unknown_decision_is_refused(discord: Discord) -> None:
+    answer = ok(
+        await discord.send(
+            discord.command("captain-override", CAPTAIN, decision_id="dec_nope", action="veto", reason="r")
+        )
+    )
+    assert answer["data"]["flags"] == 64 and "dec_nope" in answer["data"]["content"]
 
 
 async def test_the_approve_button_of_a_role_member_answers_the_decision_and_clears_the_buttons(
