@@ -43,6 +43,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
@@ -69,6 +70,7 @@ from shared_protocol.brain import (
     UsageRecord,
     Verification,
 )
+from shared_protocol.config import DEFAULT_ARTIFACT_PATHS
 from shared_protocol.imports import import_roots, interpreter_module_names, project_modules, shadowing_files
 from shared_protocol.verdict import CheckReport, pytest_start
 
@@ -110,6 +112,10 @@ def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
     return [*found, *(p for p in setup_inputs(task, workspace) if p not in found)]
 
 
+_REGENERATED = DEFAULT_ARTIFACT_PATHS
+"""Git-ignored names the acceptance check may run with though no commit holds them: caches and build metadata that
+any checkout regenerates."""
+
 SETUP_INPUTS = (
     "pyproject.toml",
     "uv.lock",
@@ -135,12 +141,15 @@ SETUP_INPUTS = (
     "yarn.lock",
     "pnpm-lock.yaml",
     "npm-shrinkwrap.json",
+    "bunfig.toml",
+    "bun.lock",
+    "bun.lockb",
 )
 """What a task's setup command reads besides the files it names: the project's declared dependencies and how to
 build it, and the setup tools' own configuration in the project (`uv.toml`: an index or `find-links` of the model's
-wheels; `pip.conf`; `.npmrc`: `script-shell`, a registry; `.yarnrc*`, the `.yarn/` release yarn runs; the lockfiles;
-`.python-version`, the interpreter). The setup is run again, afresh, before the acceptance re-run, so these decide
-what the check runs with."""
+wheels; `pip.conf`; `.npmrc`: `script-shell`, a registry; `.yarnrc*`, the `.yarn/` release yarn runs; `bunfig.toml`;
+the lockfiles; `.python-version`, the interpreter). The setup is run again, afresh, before the acceptance re-run, so
+these decide what the check runs with (and runs with `UV_NO_CONFIG=1`, `PIP_CONFIG_FILE=/dev/null`)."""
 
 _NPM = (
     "package.json",
@@ -384,7 +393,8 @@ class _Held:
     space: Workspace | None = None
     """Where it works (a live worktree and branch, a shadow clone, a scratch directory)."""
     unverified: str = ""
-    """Why a passing acceptance re-run is not a verified one (`_shadowing`); "" when nothing says so."""
+    """Why a passing acceptance re-run is not a verified one (`_shadowing`, `_ignored_work`, `_left_out`); "" when
+    nothing says so."""
 
 
 @dataclass(kw_only=True)
@@ -646,16 +656,24 @@ class AgentRunner:
                                 ask_approval=functools.partial(self._ask_approval, body),
                             )
                             if isinstance(end, Finished):
+                                ignored = self._ignored_work(held)  # (before the check: what the work left)
                                 verification, setup_failed = await self._verify(body, task)
                                 if (
                                     verification is not None
                                     and verification.verified
-                                    and (why := self._shadowing(held, protect))
+                                    and (why := self._shadowing(held, protect) or ignored)
                                 ):
                                     verification = verification.model_copy(update={"verified": False})
                                     held.unverified = why
                             if not isinstance(end, Parked):
-                                await self._commit(body, held, end)
+                                skipped = await self._commit(body, held, end)
+                                if (
+                                    verification is not None
+                                    and verification.verified
+                                    and (why := self._left_out(held, skipped))
+                                ):
+                                    verification = verification.model_copy(update={"verified": False})
+                                    held.unverified = why
                 except BodyFailed as exc:
                     end = Failed(reason=str(exc))
             group.cancel_scope.cancel()
@@ -742,6 +760,38 @@ class AgentRunner:
             if new
             else ""
         )
+
+    def _ignored_work(self, held: _Held) -> str:
+        """Before the acceptance re-run: the git-ignored files the work left in the task's worktree (a fresh
+        checkout has none), which the check would read and no commit holds, said as the reason a pass is not
+        verified; "" when there are none. Regenerated artifacts (`DEFAULT_ARTIFACT_PATHS`: caches, `*.egg-info`)
+        do not count."""
+        if held.space is None:
+            return ""
+        try:
+            found = self.spaces.not_committed(held.space, ignored=True)
+        except WorkspaceError as exc:
+            return f"what the work left outside git could not be listed ({exc})"
+        found = [p for p in found if not any(fnmatchcase(part, n) for part in p.split("/") for n in _REGENERATED)]
+        if not found:
+            return ""
+        shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        return f"the check ran with git-ignored files the commit cannot hold: {shown}"
+
+    def _left_out(self, held: _Held, skipped: Sequence[str]) -> str:
+        """After the commit: the changes in the worktree the commit leaves out (git_commit's `skipped`, and any
+        other uncommitted file), said as the reason a pass is not verified; "" when the commit is what was checked."""
+        if held.space is None or held.space.kind != "worktree":
+            return ""
+        try:
+            dirty = self.spaces.not_committed(held.space, ignored=False)
+        except WorkspaceError as exc:
+            return f"whether the commit holds what was checked could not be told ({exc})"
+        found = [*skipped, *dirty]
+        if not found:
+            return ""
+        shown = "; ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        return f"the commit leaves out changes the check ran with: {shown}"
 
     async def _verify(self, body: BodySession, task: Task) -> tuple[Verification | None, str | None]:
         """The acceptance command re-run by the body as the runner's own call, and why it could not run (its setup
@@ -962,12 +1012,13 @@ class AgentRunner:
 
     # -- workspaces ----------------------------------------------------------------------------
 
-    async def _commit(self, body: BodySession, held: _Held, end: LoopEnd) -> None:
+    async def _commit(self, body: BodySession, held: _Held, end: LoopEnd) -> list[str]:
         """A live task's work goes on its branch: the body commits the changes it made and audited (its own call,
-        the action ids as trailers), whatever the outcome, so nothing of the attempt is lost."""
+        the action ids as trailers), whatever the outcome, so nothing of the attempt is lost. Returns what the
+        commit left out, and why (git_commit's `skipped`)."""
         space = held.space
         if space is None or space.kind != "worktree":
-            return
+            return []
         said = end.summary if isinstance(end, Finished) else f"(unfinished: {end.reason})"
         message = f"{held.task.title}\n\n{said}\n\n(task {held.task.id})"
         reply = await body.call(
@@ -976,6 +1027,8 @@ class AgentRunner:
         )
         if reply.is_error and reply.refusal_code != RefusalCode.NOTHING_TO_COMMIT:
             self.say(f"task {held.task.id}: its work could not be committed ({reply.text[:300]}); the worktree stays")
+        skipped = reply.structured.get("skipped") if not reply.is_error else None
+        return [str(s) for s in cast(list[object], skipped)] if isinstance(skipped, list) else []
 
     def _hand_over(self, held: _Held) -> Handover | None:
         """The branch and commit a live task leaves; its worktree goes unless uncommitted work is left in it."""

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from shared_protocol.gitconfig import config_env
+
 from .exceptions import RunnerUserError
 
 Kind = Literal["scratch", "worktree", "clone"]
@@ -180,7 +182,7 @@ class Worktrees:
 
     def _worktree(self, task_id: str, repo: Path, branch: str) -> Workspace:
         path = self.root / "worktrees" / task_id
-        existing = self._registered(repo).get(path.resolve()) if path.exists() else None
+        existing = self._registered(repo).get(path.resolve()) if path.exists() else None  # (follows a symlink)
         if existing is not None:
             if existing != branch:
                 raise WorkspaceError(f"{path} holds branch {existing}, not this task's {branch}: resolve it by hand")
@@ -188,7 +190,7 @@ class Worktrees:
             return Workspace(
                 task_id=task_id, path=path, kind="worktree", repo=repo, branch=branch, base=base or None, resumed=True
             )
-        if path.exists():
+        if os.path.lexists(path):  # (a dangling symlink too: `worktree add` would fail on it)
             raise WorkspaceError(f"{path} exists and is not a worktree of {repo}: move it away and try again")
         self._refuse_dirty(repo, task_id)
         if self._branch_exists(repo, branch):
@@ -198,7 +200,14 @@ class Worktrees:
             )
         _, base = self._default_branch(repo)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._git(repo, "worktree", "add", "--quiet", "-b", branch, str(path), base)
+        try:
+            self._git(repo, "worktree", "add", "--quiet", "-b", branch, str(path), base)
+        except WorkspaceError:
+            # `worktree add -b` makes the branch before it checks out: nothing half-created is left behind
+            self._git(repo, "worktree", "prune", check=False)
+            if self._branch_exists(repo, branch) and not self._registered_branch(repo, branch):
+                self._git(repo, "branch", "--delete", "--force", branch, check=False)
+            raise
         return Workspace(task_id=task_id, path=path, kind="worktree", repo=repo, branch=branch, base=base)
 
     def _clone(self, task_id: str, repo: Path, branch: str) -> Workspace:
@@ -265,6 +274,17 @@ class Worktrees:
         at_base = set(listed.split("\0"))
         return [p for p in paths if p not in at_base]
 
+    def not_committed(self, space: Workspace, *, ignored: bool) -> list[str]:
+        """The files of a worktree its HEAD commit does not hold as they are: changed or untracked ones, or
+        (`ignored`) the git-ignored ones, which no commit takes. Other workspaces: none."""
+        if space.kind != "worktree":
+            return []
+        args = ["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all"]
+        listed = self._git(space.path, *args, "--ignored=traditional" if ignored else "--ignored=no").stdout
+        return sorted(
+            entry[3:] for entry in listed.split("\0") if len(entry) > 3 and (entry.startswith("!! ") == ignored)
+        )
+
     def discard(self, space: Workspace) -> None:
         """Throw a shadow clone or a scratch directory away (a live worktree is never thrown away: see handover)."""
         if space.kind in ("clone", "scratch") and space.path.is_relative_to(self.root):
@@ -310,39 +330,47 @@ class Worktrees:
                 found[path] = line.removeprefix("branch refs/heads/")
         return found
 
-    def _filters_off(self, repo: Path) -> list[str]:
-        """`-c` switches that turn off every filter driver the repository's config names (a checkout runs them)."""
+    def _registered_branch(self, repo: Path, branch: str) -> bool:
+        """Whether a worktree of the repository has `branch` checked out."""
+        return branch in self._registered(repo).values()
+
+    def _filters_off(self, repo: Path) -> list[tuple[str, str]]:
+        """Config that turns off every filter driver the repository's config names (a checkout runs them). A
+        driver's name may hold `=` or `.`: the key is cut at its last `.`, and passed apart from its value."""
         listed = self._git(
-            repo, "config", "--get-regexp", r"^filter\..*\.(clean|smudge|process|required)$", check=False
+            repo,
+            "config",
+            "-z",
+            "--name-only",
+            "--get-regexp",
+            r"^filter\..*\.(clean|smudge|process|required)$",
+            check=False,
         )
-        names = {line.split(" ", 1)[0].rsplit(".", 1)[0] for line in listed.stdout.splitlines() if line.strip()}
-        switches: list[str] = []
+        names = {key.rsplit(".", 1)[0] for key in listed.stdout.split("\0") if key.strip()}
+        overrides: list[tuple[str, str]] = []
         for name in sorted(names):
-            switches += ["-c", f"{name}.clean=cat", "-c", f"{name}.smudge=cat", "-c", f"{name}.process="]
-            switches += ["-c", f"{name}.required=false"]
-        return switches
+            overrides += [(f"{name}.clean", "cat"), (f"{name}.smudge", "cat"), (f"{name}.process", "")]
+            overrides.append((f"{name}.required", "false"))
+        return overrides
 
     def _git(self, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # command-line-scope config through the environment: `-c` splits at the first `=`, and a filter's name may
+        # hold one (shared_protocol.gitconfig)
         safety = [
-            "-c",
-            f"core.hooksPath={self._empty}",
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "core.untrackedCache=false",
-            "-c",
-            "protocol.ext.allow=never",
-            "-c",
-            "safe.directory=*",
+            ("core.hooksPath", str(self._empty)),
+            ("core.fsmonitor", "false"),
+            ("core.untrackedCache", "false"),
+            ("protocol.ext.allow", "never"),
+            ("safe.directory", "*"),
         ]
         if args[0] != "config" and cwd != self.root:  # a checkout, a status, a diff run filter drivers
             safety += self._filters_off(cwd)
-        argv = ["git", *safety, *args]
+        argv = ["git", *args]
         try:
             done = subprocess.run(
                 argv,
                 cwd=cwd,
-                env=git_env(self._empty),
+                env={**git_env(self._empty), **config_env(safety)},
                 capture_output=True,
                 text=True,
                 timeout=_GIT_TIMEOUT_S,

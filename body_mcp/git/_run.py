@@ -11,9 +11,11 @@ an askpass, credential helpers, ssh and proxy commands, signing programs, a remo
 - no system and no global config (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`),
   discovery stopped at the workspace (`GIT_CEILING_DIRECTORIES`, `GIT_WORK_TREE`, so a
   `core.worktree` in `.git/config` cannot point git elsewhere);
-- command-line config, which outranks the repository's (`.git/config` and whatever it
-  includes): hooks from an empty directory, no fsmonitor, no pager, no editor, no askpass, no
-  credential helper, no signing, no submodule recursion; and for each filter and remote the
+- command-line-scope config, which outranks the repository's (`.git/config` and whatever it
+  includes), passed as `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` (not `-c`, which
+  splits at the first `=` and so misreads a filter named `a=b`): hooks from an empty directory,
+  no fsmonitor, no pager, no editor, no askpass, no credential helper, no signing, no submodule
+  recursion; and for each filter and remote the
   repository's config names (listed first, by `git config --list`, which runs nothing), the
   filter's commands emptied and not required, and mirroring off for each remote (a push also names
   `--receive-pack` itself: for that key git keeps the first value it reads, the repository's);
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared_protocol import RefusalCode
+from shared_protocol.gitconfig import config_env
 from shared_protocol.refusals import Rule
 
 from ..exceptions import ToolRefused
@@ -169,12 +172,9 @@ class GitSession:
             raise not_a_repository(git.root)
         self.remotes: set[str] = set()
         """The remotes the repository's config names."""
-        self._config: list[str] = ["-c", f"core.hooksPath={hooks}"]
-        for key, value in _SAFE_CONFIG:
-            self._config += ["-c", f"{key}={value}"]
-        self._config += self._repository_overrides()
+        self._config = config_env([("core.hooksPath", str(hooks)), *_SAFE_CONFIG, *self._repository_overrides()])
 
-    def _repository_overrides(self) -> list[str]:
+    def _repository_overrides(self) -> list[tuple[str, str]]:
         """Neutralise the filters and remotes the repository's config names (`git config --list` runs nothing)."""
         listed = self._run(["config", "--list", "--name-only", "-z"], config=False)
         if listed.code != 0:
@@ -186,12 +186,12 @@ class GitSession:
                 filters.add(match.group(1))
             elif (match := _REMOTE_KEY.fullmatch(key)) is not None:
                 remotes.add(match.group(1))
-        out: list[str] = []
+        out: list[tuple[str, str]] = []
         for name in sorted(filters):
             for key, value in (("clean", ""), ("smudge", ""), ("process", ""), ("required", "false")):
-                out += ["-c", f"filter.{name}.{key}={value}"]
+                out.append((f"filter.{name}.{key}", value))
         for name in sorted(remotes):
-            out += ["-c", f"remote.{name}.mirror=false"]
+            out.append((f"remote.{name}.mirror", "false"))
         self.remotes = remotes
         return out
 
@@ -203,12 +203,12 @@ class GitSession:
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
     ) -> GitOutput:
-        command = ["git", "--no-pager", *(self._config if config else ()), *args]
+        command = ["git", "--no-pager", *args]
         try:
             done = subprocess.run(
                 command,
                 cwd=self.git.root,
-                env={**self.env, **(env or {})},
+                env={**self.env, **(self._config if config else config_env(())), **(env or {})},
                 input=stdin,
                 stdin=None if stdin is not None else subprocess.DEVNULL,
                 capture_output=True,

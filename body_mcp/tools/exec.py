@@ -69,6 +69,11 @@ def configured_toolchains(cfg: SandboxConfig, workspace: Path) -> tuple[list[Pat
     return toolchain, plan_toolchains(workspace, python=cfg.python)
 
 
+CHECK_INSTALLER_VARIABLES = {"UV_NO_CONFIG": "1", "PIP_CONFIG_FILE": os.devnull}
+"""The runner's own check (its setup and the acceptance re-run) runs with the installers' project config off: a
+`uv.toml` or `pip.conf` the model wrote in the workspace does not choose what the check installs."""
+
+
 def _env_roots(ctx: ToolContext[RunCommandArgs]) -> tuple[Path, Path, bool]:
     """Where the command's env dirs and package caches come from, and whether its env dirs are mounted.
 
@@ -107,6 +112,8 @@ def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
         hidden = [*hidden, *cfg.env_dirs]
     task_env = task_environment(workspace=root, env_root=env_root, cache_root=cache_root, env_dirs=env_dirs)
     env.update(task_env.variables)
+    if deps.agent_profile is not None and not ctx.from_model and ctx.env == "check":
+        env.update(CHECK_INSTALLER_VARIABLES)
     # Exactly these directories, in this order (the host's PATH names directories the sandbox does not mount).
     path = [*map(str, task_env.path_dirs), *([str(SANDBOX_BIN_DIR)] if tools.commands else [])]
     path += [*map(str, tools.bin_dirs), *minimal_path(toolchain).split(":")]

@@ -102,7 +102,11 @@ def _write(ctx: ToolContext[Any], path: WorkspacePath, data: bytes, before: Entr
             before = recorder.before_at(parent, path.parts)
         _check_writable(path, before)
         _fsops.write_at(parent, path.name, data, mode=before.mode if before.type == "file" else None)
-    recorder.changed(path.parts, before, after=EntryState(type="file", sha256=hashlib.sha256(data).hexdigest()))
+        # (the mode written, through the same descriptor: git_commit compares it, an executable bit included)
+        mode = stat.S_IMODE(os.stat(path.name, dir_fd=parent, follow_symlinks=False).st_mode)
+    recorder.changed(
+        path.parts, before, after=EntryState(type="file", sha256=hashlib.sha256(data).hexdigest(), mode=mode)
+    )
     return before
 
 

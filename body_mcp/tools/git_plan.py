@@ -10,6 +10,7 @@ temporary index (the user's index is not touched), so the tree holds HEAD plus t
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ def _same(a: EntryState, b: EntryState) -> bool:
     if a.type != b.type:
         return False
     if a.type == "file":
-        return a.sha256 == b.sha256
+        # git records one bit of the mode, the owner's executable bit: a change of it is a change (an older undo
+        # record without a mode compares by content only)
+        return a.sha256 == b.sha256 and (a.mode is None or b.mode is None or (a.mode ^ b.mode) & stat.S_IXUSR == 0)
     if a.type == "symlink":
         return a.target == b.target
     return True

@@ -8,8 +8,9 @@ the branch still names the commit.
 
 git_push is off unless `[git] push = true`; then it pushes only the checked-out branch, and
 only when that is the agent's own (`<branch_prefix>/<agent>/...`), never forced; a push whose
-new commits touch a read-only path (CI, IDE and git config: what a host executes) needs a
-human's approval. It is irreversible: undo cannot take a published commit back.
+new commits touch a protected path (CI, IDE and git config: what a host executes) needs a
+human's approval; so does one touching a default read-only path (`DEFAULT_READ_ONLY_PATHS`) whatever
+`[policy] read_only_paths` says. It is irreversible: undo cannot take a published commit back.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from typing import Any
 import anyio.to_thread
 
 from shared_protocol import Impact, RefusalCode
+from shared_protocol.config import DEFAULT_DENIED_PATHS, DEFAULT_READ_ONLY_PATHS
 from shared_protocol.refusals import Rule
 from shared_protocol.tools import GitCommitArgs, GitCommitResult, GitPushArgs, GitPushResult
 
 from ..exceptions import InvalidArguments, ToolRefused
 from ..git import GitSession
+from ..policy import PathPolicy
 from ._spec import ToolContext, ToolSpec
 from .git_plan import commit_plan
 from .git_read import open_git
@@ -194,8 +197,7 @@ async def git_push(ctx: ToolContext[GitPushArgs]) -> GitPushResult:
     remote = ctx.args.remote
     with open_git(ctx).session() as git:
         branch, head, files = await anyio.to_thread.run_sync(_push_plan, ctx, git)
-        policy = ctx.deps.policy
-        executed = [p for p in files if policy.classify_parts(tuple(p.split("/")))[0] != "none"]
+        executed = [p for p in files if _host_executed(ctx.deps.policy, p)]
         if executed:
             await ctx.require_human(
                 Impact(files=len(files)),
@@ -222,6 +224,15 @@ async def git_push(ctx: ToolContext[GitPushArgs]) -> GitPushResult:
             )
         )
     return GitPushResult(action_id=ctx.action_id, remote=remote, branch=branch, commit=head, files=files)
+
+
+_BUILT_IN = PathPolicy(denied=DEFAULT_DENIED_PATHS, read_only=DEFAULT_READ_ONLY_PATHS)
+"""The paths a host or CI runs or obeys by default: a push of one asks a human whatever `[policy]` says."""
+
+
+def _host_executed(policy: PathPolicy, path: str) -> bool:
+    parts = tuple(path.split("/"))
+    return policy.classify_parts(parts)[0] != "none" or _BUILT_IN.classify_parts(parts)[0] != "none"
 
 
 def _irreversible_push(_args: GitPushArgs) -> str:

@@ -286,3 +286,27 @@ async def test_the_runners_own_command_gets_the_models_env_the_checks_fresh_one_
     finally:
         body.close()
     assert not (workspace / ".venv").exists()
+
+
+async def test_the_checks_commands_run_with_the_installers_project_config_off(workspace: Path, home: Path) -> None:
+    """The runner's own check (`swarm/env: check`: its setup and the acceptance re-run) gets `UV_NO_CONFIG=1` and
+    `PIP_CONFIG_FILE=/dev/null`, so a `uv.toml` or `pip.conf` of the model's does not choose what it installs; the
+    model's commands and the task's setup keep the project's config."""
+    require_binary("bwrap", "bubblewrap")
+    config = parse_config({"models": {"fast": MODEL}, "agents": [{**AGENT, "tools": [*TOOLS, "run_command"]}]})
+    body = agent_body(workspace, home, config)
+    show = ["sh", "-c", 'echo "${UV_NO_CONFIG:-unset} ${PIP_CONFIG_FILE:-unset}"']
+    try:
+        async with Client(build_server(body)) as client:
+
+            async def run(meta: dict[str, object]) -> str:
+                result = ok(await client.call_tool("run_command", {"argv": show, "rationale": "env"}, meta=meta))
+                assert result["exit_code"] == 0, result["stderr"]
+                return result["stdout"].strip()
+
+            assert await run({"swarm/env": "check", "swarm/fresh_env": True}) == "1 /dev/null"
+            assert await run({"swarm/env": "check"}) == "1 /dev/null"
+            assert await run({"swarm/env": "task"}) == "unset unset"
+            assert await run(model_meta()) == "unset unset"
+    finally:
+        body.close()

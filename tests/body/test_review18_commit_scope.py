@@ -44,14 +44,9 @@ async def test_content_changed_by_someone_else_is_left_out(client: Client, repo:
     assert any(s.startswith("tool.sh: changed since") for s in done["skipped"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): git_plan._same compares a file's type and sha256, not its mode: a file the body wrote 0644 "
-    "that someone else (another process, a human) then made executable is committed as 100755, a change the body "
-    "neither made nor audited (and a script the host may now run). Fix: compare the executable bit too (EntryState "
-    "has `mode`), skipping the path as 'changed since' like a content change",
-)
 async def test_an_executable_bit_set_by_someone_else_is_not_committed(client: Client, repo: Path) -> None:
+    """Was a hole: git_plan._same compared content only, so an executable bit someone else set was committed as
+    100755; the mode the body wrote is recorded and compared, and the path is skipped as changed since."""
     ok(await call(client, "write_file", path="tool.sh", content="echo hi\n"))
     script = repo / "tool.sh"
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -85,3 +80,18 @@ async def test_a_nested_git_a_command_makes_is_discarded(client: Client, repo: P
     ok(await call(client, "git_commit", message="sub"))
     assert not marker.exists()
     assert git(repo, "ls-tree", "-r", "--name-only", "HEAD", "sub").split() == ["sub/file.txt"]
+
+
+async def test_an_executable_file_the_body_edits_is_committed_executable(client: Client, repo: Path) -> None:
+    """The body keeps an executable file's mode when it rewrites it: that mode is its own, and committed."""
+    script = repo / "run.sh"
+    script.write_text("echo one\n")
+    script.chmod(0o755)
+    git(repo, "add", "run.sh")
+    git(repo, "commit", "-q", "-m", "a script")
+    ok(await call(client, "edit_file", path="run.sh", edits=[{"old_text": "one", "new_text": "two"}]))
+    ok(await call(client, "write_file", path="plain.sh", content="echo three\n"))
+    done = ok(await call(client, "git_commit", message="two scripts"))
+    assert sorted(done["files"]) == ["plain.sh", "run.sh"] and done["skipped"] == []
+    assert git(repo, "ls-tree", "HEAD", "run.sh").split()[0] == "100755"
+    assert git(repo, "ls-tree", "HEAD", "plain.sh").split()[0] == "100644"

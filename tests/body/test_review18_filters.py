@@ -66,15 +66,9 @@ async def test_a_filter_with_an_ordinary_name_stays_off(client: Client, repo: Pa
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): a filter driver whose name holds '=' ([filter \"a=b\"], named by .git/info/attributes or "
-    "any .gitattributes) is never switched off: body_mcp/git/_run.py passes `-c filter.a=b.clean=`, which git reads "
-    "as key `filter.a` = `b.clean=`, so the repository's clean command runs on the host during git_status/git_diff/"
-    "git_commit. Fix: pass the overrides through GIT_CONFIG_COUNT/GIT_CONFIG_KEY_n/GIT_CONFIG_VALUE_n (keys may hold "
-    "'='), or refuse a repository whose config names a filter (or remote) with '=' in its name",
-)
 async def test_a_filter_whose_name_holds_an_equals_sign_never_runs(client: Client, repo: Path, tmp_path: Path) -> None:
+    """Was a hole: `-c filter.a=b.clean=` is read by git as key `filter.a`, so the driver `a=b` ran on the host; the
+    overrides now travel as GIT_CONFIG_COUNT/KEY/VALUE pairs, which keep key and value apart."""
     script, marker = _trap(tmp_path, "equals")
     git(repo, "config", "--local", "filter.a=b.clean", script)
     git(repo, "config", "--local", "filter.a=b.smudge", script)

@@ -50,17 +50,9 @@ def _acceptance_at(repo: Path, commit: str, where: Path) -> int:
     return subprocess.run(["/bin/sh", "-c", ACCEPTANCE], cwd=where, capture_output=True, check=False).returncode
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): the acceptance re-run checks the worktree, and the runner then commits only the body's "
-    "audited, not-ignored changes (git_plan: .gitignore'd files, protected files and files 'changed since' are "
-    "left out); a fix the model writes under an ignored path (generated/) passes the check, is not on the branch, "
-    "and handover removes the worktree (status shows no ignored file) with it: the task is VERIFIED with evidence "
-    "naming a commit on which the acceptance command fails. Fix: commit first, then run the acceptance check on "
-    "the commit (a clean checkout of it, or `git stash -u`-free: a fresh worktree at the commit), or refuse to "
-    "verify while the worktree differs from the commit (`status --ignored` included)",
-)
 async def test_a_verified_task_passes_its_acceptance_on_the_commit_its_evidence_names(tmp_path: Path) -> None:
+    """Was a hole: the fix lived in a .gitignore'd file, passed the check in the worktree, was left out of the commit
+    and the task was VERIFIED; the git-ignored files the work leaves make a pass unverified."""
     require_binary("bwrap", "bubblewrap")
     async with stack(tmp_path) as s:
         repo = s.repo_with_bug()

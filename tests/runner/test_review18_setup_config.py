@@ -57,17 +57,9 @@ CHEAT = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): SETUP_INPUTS (agent_runner/runner.py) protects pyproject.toml, uv.lock, requirements*.txt, "
-    "setup.py/cfg, package.json/-lock but not the other files the setup's tools obey: the model writes uv.toml "
-    "([pip] find-links to a wheel it built in the workspace), and the fresh check env's `uv pip install -r "
-    "requirements.txt` installs the model's pytest 99.0 from it: the unfixed code is VERIFIED. Fix: add uv.toml, "
-    ".python-version, pip.conf/pip.ini, .npmrc-like files (.yarnrc*, bunfig.toml), constraints*.txt, Pipfile*, "
-    "poetry.lock, pnpm-lock.yaml/yarn.lock to SETUP_INPUTS, and run the check's setup with UV_NO_CONFIG=1 / "
-    "PIP_CONFIG_FILE=/dev/null (config the setup reads must come from the task, not the workspace)",
-)
 async def test_a_uv_toml_the_model_adds_does_not_choose_what_the_check_installs(tmp_path: Path) -> None:
+    """Was a hole: the model's uv.toml decided what the fresh check env installed. uv.toml is a setup input now (the
+    body refuses the write), and the check's commands run with UV_NO_CONFIG=1 and PIP_CONFIG_FILE=/dev/null."""
     require_binary("bwrap", "bubblewrap")
     require_binary("uv", "uv")
     with project_index(tmp_path) as index:

@@ -30,16 +30,11 @@ def _trap(tmp_path: Path, fired: Path) -> str:
     return str(script)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): Worktrees._filters_off switches a filter off with `-c filter.<name>.smudge=cat`, and git "
-    "splits -c at the first '=': a driver named `a=b` (config [filter \"a=b\"], attributes `filter=a=b`) keeps its "
-    "smudge command, which `git worktree add`'s checkout runs on the host when the runner prepares a task. Fix: "
-    "GIT_CONFIG_COUNT/KEY/VALUE environment pairs for the overrides (or refuse such a repository before anything)",
-)
 def test_a_filter_named_with_an_equals_sign_does_not_run_when_a_worktree_is_made(
     repo: Path, spaces: Worktrees, tmp_path: Path
 ) -> None:
+    """Was a hole: Worktrees._filters_off's `-c filter.a=b.smudge=cat` left the driver `a=b` running during
+    `git worktree add`'s checkout; the overrides now travel as GIT_CONFIG_COUNT/KEY/VALUE pairs."""
     fired = tmp_path / "fired"
     (repo / ".gitattributes").write_text("*.py filter=a=b\n")
     git(repo, "add", ".gitattributes")
@@ -76,15 +71,9 @@ def test_program_keys_of_the_repository_do_not_run_through_the_runners_git(
     assert not fired.exists(), fired.read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): `git worktree add -b BRANCH PATH` makes the branch before it checks PATH; when it then fails "
-    "(here a dangling symlink at the worktree's path, which Path.exists() reports as absent), Worktrees._worktree "
-    "leaves the branch behind, and the next attempt is refused as 'branch exists already': half-created. Fix: "
-    "check with os.path.lexists, and on any failure of `worktree add` delete the branch it made (it still names "
-    "the base commit)",
-)
 def test_a_failed_worktree_add_leaves_no_branch_behind(repo: Path, spaces: Worktrees) -> None:
+    """Was a hole: `git worktree add -b` makes the branch before it checks the path, and a dangling symlink there
+    (absent to Path.exists) failed the add and left the branch, so the next attempt was refused: half-created."""
     target = spaces.root / "worktrees" / "task_1"
     target.parent.mkdir(parents=True)
     os.symlink(spaces.root / "gone", target)
@@ -105,3 +94,26 @@ def test_a_dirty_or_non_repository_is_refused_before_any_branch_or_directory(
         spaces.prepare("task_2", str(plain), shadow=False)
     assert git(repo, "branch", "--list", "swarm/*") == ""
     assert not (spaces.root / "worktrees").exists()
+
+
+def test_what_a_commit_leaves_out_is_listed_ignored_files_apart(repo: Path, spaces: Worktrees) -> None:
+    """`not_committed`: the uncommitted files of a worktree, or (`ignored`) each git-ignored file, one by one inside
+    an ignored directory (the runner refuses to call a pass verified while either holds something of the work)."""
+    (repo / ".gitignore").write_text("generated/\n*.log\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "--quiet", "-m", "ignore")
+    space = spaces.prepare("task_1", str(repo), shadow=False)
+    assert spaces.not_committed(space, ignored=True) == []
+    assert spaces.not_committed(space, ignored=False) == []
+    (space.path / "generated" / "deep").mkdir(parents=True)
+    (space.path / "generated" / "deep" / "answer.py").write_text("x = 2\n")
+    (space.path / "run.log").write_text("log\n")
+    (space.path / "app.py").write_text("def main():\n    return 2\n")
+    (space.path / "new.py").write_text("y = 1\n")
+    assert spaces.not_committed(space, ignored=True) == ["generated/deep/answer.py", "run.log"]
+    assert spaces.not_committed(space, ignored=False) == ["app.py", "new.py"]
+    git(space.path, "add", "app.py", "new.py")
+    git(space.path, "commit", "--quiet", "-m", "work")
+    assert spaces.not_committed(space, ignored=False) == []
+    scratch = spaces.prepare("task_2", "", shadow=False)
+    assert spaces.not_committed(scratch, ignored=True) == []
