@@ -48,6 +48,7 @@ from shared_protocol.brain import (
     RolloutReport,
     Task,
     TaskList,
+    TaskProposals,
     TaskRequest,
     UndoRequest,
     UsageAck,
@@ -226,6 +227,10 @@ class BrainClient:
 
     async def task(self, task_id: str) -> Task:
         return await self._call("GET", f"/v1/tasks/{quote(task_id, safe='')}", Task)
+
+    async def task_proposals(self, task_id: str) -> TaskProposals:
+        """`GET /v1/tasks/{id}/proposals`: the task's decisions ranked (approval voting, Borda count)."""
+        return await self._call("GET", f"/v1/tasks/{quote(task_id, safe='')}/proposals", TaskProposals)
 
     async def cancel_task(self, task_id: str, reason: str) -> Task:
         return await self._call(

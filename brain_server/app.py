@@ -353,6 +353,9 @@ class _Api:
         # A body reads the tasks it claimed only: others are not found, not forbidden.
         return json_response(await self.brain.task(request.path_params["task_id"], for_body=who.sees_only))
 
+    async def proposals(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.proposals(request.path_params["task_id"]))
+
     async def park(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, ParkRequest)
         task_id = request.path_params["task_id"]
@@ -552,6 +555,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "GET", "/v1/tasks", ANY_ROLE, api.tasks),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
         _route(brain, "GET", "/v1/tasks/{task_id}", ANY_ROLE, api.task),
+        _route(brain, "GET", "/v1/tasks/{task_id}/proposals", VOTERS, api.proposals),
         _route(brain, "POST", "/v1/tasks/{task_id}/renew", BODY, api.renew),
         _route(brain, "POST", "/v1/tasks/{task_id}/park", BODY, api.park),
         _route(brain, "POST", "/v1/tasks/{task_id}/resume", BODY, api.resume_task),

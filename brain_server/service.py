@@ -25,7 +25,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from shared_protocol import AuditEvent, RefusalCode, decisions
+from shared_protocol import AuditEvent, RefusalCode, decisions, ranking
 from shared_protocol.brain import (
     MAX_USAGE_AHEAD_S,
     AbandonRequest,
@@ -45,6 +45,7 @@ from shared_protocol.brain import (
     OutcomeRequest,
     OverrideRequest,
     ParkRequest,
+    ProposalStanding,
     ReadinessOverride,
     ReadinessReport,
     ReadinessRequest,
@@ -62,6 +63,7 @@ from shared_protocol.brain import (
     TaskAvailable,
     TaskCancelled,
     TaskEnded,
+    TaskProposals,
     TaskRequest,
     TaskState,
     UsageAck,
@@ -70,6 +72,7 @@ from shared_protocol.brain import (
     UsageTotals,
     VoteRequest,
 )
+from shared_protocol.consensus import latest
 from shared_protocol.decisions import AnswerKind, DecisionState, OverrideAction
 from shared_protocol.privacy import HeldItem, MalformedSubject, PrivacyErasure, PrivacyExport, PrivacyRequest, Subject
 
@@ -565,6 +568,36 @@ class Brain:
             return found
         values = {d.id: (await self._governance_context(d)).priority or 0.0 for d in found}
         return sorted(found, key=lambda d: (-values[d.id], d.deadline, d.id))
+
+    async def proposals(self, task_id: str) -> TaskProposals:
+        """The task's decisions (any state) ranked as competing proposals: approval voting (`[consensus] quorum`
+        approvals make one acceptable), Borda count over ballots derived from each seat's latest votes, and the
+        documented tie-break (`shared_protocol.ranking`). `NotFound` for an unknown task."""
+        task = await self.task(task_id)
+        found = [d for d in await self.decisions() if d.task_id == task.id]
+        votes = {d.id: {seat: vote.value for seat, vote in latest(d.votes).items()} for d in found}
+        ids = [d.id for d in found]
+        ballots = ranking.ballots_from_votes(ids, votes)
+        candidates = [ranking.Candidate(id=d.id, proposed_at=d.created_at, priority=task.value_usd) for d in found]
+        quorum = self.settings.consensus.quorum
+        result = ranking.rank(candidates, ballots, quorum=quorum)
+        by_id = {d.id: d for d in found}
+        standings = [
+            ProposalStanding(
+                rank=place,
+                decision_id=s.id,
+                summary=by_id[s.id].summary,
+                agent=by_id[s.id].agent,
+                state=by_id[s.id].state,
+                approvals=s.approvals,
+                borda=s.borda,
+                acceptable=s.acceptable,
+            )
+            for place, s in enumerate([*result.ranked, *result.rejected], start=1)
+        ]
+        return TaskProposals(
+            task_id=task.id, quorum=quorum, voters=len(ballots), winner=result.winner, proposals=standings
+        )
 
     def _voter(self, who: Principal) -> governance.Voter:
         """Who votes, from the token alone: a reviewer token's agent, or a human's label."""

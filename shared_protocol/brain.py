@@ -32,6 +32,7 @@ from .audit import AuditEvent
 from .decisions import Answer as Answer
 from .decisions import Decision as Decision
 from .decisions import DecisionRequest as DecisionRequest
+from .decisions import DecisionState as DecisionState
 from .decisions import OverrideAction as OverrideAction
 from .decisions import Role as Role
 from .decisions import Verdict as Verdict
@@ -329,6 +330,42 @@ class DecisionOverrideRequest(ProtocolModel):
 
 class DecisionList(RootModel[list[Decision]]):
     """`GET /v1/decisions`: a JSON list of decisions (the inbox: `?state=pending`, most valuable task first)."""
+
+
+TIE_BREAK = "Borda score, then more approvals, then the task's value, then the earlier proposal, then the smaller id"
+"""`TaskProposals.tie_break`: the order `shared_protocol.ranking.rank` applies."""
+
+
+class ProposalStanding(ProtocolModel):
+    """One competing proposal (a decision for the task) and where the panel's votes put it."""
+
+    rank: int
+    """1 is the best; acceptable proposals come before every other."""
+    decision_id: str
+    summary: str
+    agent: str
+    state: DecisionState
+    approvals: int
+    borda: float
+    acceptable: bool
+    """Approved by at least `quorum` voters."""
+
+
+class TaskProposals(ProtocolModel):
+    """`GET /v1/tasks/{id}/proposals`: the task's decisions ranked by approval voting and Borda count."""
+
+    task_id: str
+    quorum: int
+    """The approvals that make a proposal acceptable (`[consensus] quorum`)."""
+    voters: int
+    """How many seats have a ballot (voted on any of the proposals)."""
+    ballots: str = (
+        "each voter's latest votes: approved above abstained or not voted above denied; ties get averaged points"
+    )
+    tie_break: str = TIE_BREAK
+    winner: str | None = None
+    """The best acceptable proposal's decision id (none: no proposal is acceptable)."""
+    proposals: list[ProposalStanding] = Field(default_factory=list[ProposalStanding])
 
 
 # --- tasks -----------------------------------------------------------------------------

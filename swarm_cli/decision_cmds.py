@@ -1,5 +1,7 @@
 """`swarm decisions list [--pending] [--json]` (the inbox: each decision ends with the commands that answer it, `answer
-with:` lines; `answer_with` in JSON) and `swarm vote ID approve|deny|abstain --reason TEXT`.
+with:` lines; `answer_with` in JSON), `swarm decisions list --task ID [--json]` (the task's competing decisions
+ranked: approval voting for the acceptable ones, a Borda count over ballots derived from the votes, the tie-break)
+and `swarm vote ID approve|deny|abstain --reason TEXT`.
 
 They act on the brain `--brain URL` (or `$SWARM_BRAIN_URL`) names, with `--token` (or `$SWARM_TOKEN`): a human's
 approver or captain token, or an agent's reviewer token. The voter is whoever the token is: never a flag.
@@ -18,7 +20,7 @@ from pydantic import ValidationError
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.explain import printable
-from shared_protocol.brain import Decision, VoteRequest, VoteValue
+from shared_protocol.brain import Decision, TaskProposals, VoteRequest, VoteValue
 
 from . import _context
 
@@ -104,7 +106,37 @@ def how_to_answer(decision: Decision) -> list[str]:
     return lines
 
 
+def ranked(proposals: TaskProposals) -> list[str]:
+    """A task's competing decisions as `swarm decisions list --task` shows them, best first."""
+    lines = [
+        f"task {proposals.task_id}: {len(proposals.proposals)} proposals, {proposals.voters} voters, "
+        f"acceptable at {proposals.quorum} approvals",
+        f"  ballots:    {proposals.ballots}",
+        f"  tie-break:  {proposals.tie_break}",
+    ]
+    if not proposals.proposals:
+        lines.append("  no decisions for this task")
+    for p in proposals.proposals:
+        verdict = "acceptable" if p.acceptable else "not acceptable"
+        lines.append(
+            f"  #{p.rank}  {p.decision_id}  borda {p.borda:g}  {p.approvals} approvals  {verdict}  {p.state}  "
+            f"by {p.agent}: {p.summary}"
+        )
+    lines.append(f"  winner:     {proposals.winner or 'none (no proposal is acceptable)'}")
+    return lines
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.task is not None:
+        if args.pending:
+            raise UserError("--task ranks all the task's decisions: it does not take --pending")
+        proposals = _on_brain(args, lambda client: client.task_proposals(args.task))
+        if args.json:
+            _out(proposals.model_dump_json(indent=2))
+            return 0
+        for line in ranked(proposals):
+            _out(printable(line))  # (an agent's summary cannot forge a line or send escapes)
+        return 0
     found = _on_brain(args, lambda client: client.decisions(state="pending" if args.pending else None))
     if args.json:
         listed = [{**d.model_dump(mode="json"), "answer_with": how_to_answer(d)} for d in found]
@@ -138,6 +170,11 @@ def add_parsers(sub: _Subparsers) -> None:
     p.set_defaults(func=cmd_list)
     p.add_argument("--pending", action="store_true", help="only pending ones, most valuable task first")
     p.add_argument("--json", action="store_true", help="the decisions as a JSON list")
+    p.add_argument(
+        "--task",
+        metavar="ID",
+        help="the task's competing decisions ranked: approval voting, Borda count, the tie-break",
+    )
     _context.brain_options(p, token_of="a reviewer's, approver's or captain's")
 
     p = sub.add_parser("vote", help="vote on a pending decision (the voter is the token's)")

@@ -180,3 +180,53 @@ async def test_a_reviewer_token_is_bound_to_a_configured_reviewer_agent(tmp_path
         assert conn.execute("SELECT role, agent FROM tokens").fetchall() == [("reviewer", "rev-a")]
     finally:
         conn.close()
+
+
+async def test_decisions_list_task_ranks_the_competing_proposals(live: LiveBrain, tmp_path: Path) -> None:
+    async with live.client() as c:
+        task = ok(await c.post("/v1/tasks", {"title": "fix refunds", "value_usd": 40}, as_="approver"), 201)
+        claim = {"body_id": "body-c", "agent": "claude", "mode": "shadow", "logic_version": "lv-1"}
+        assert ok(await c.post("/v1/tasks/claim", claim, as_="claude-body"))["task"]["id"] == task["id"]
+        ids: list[str] = []
+        for name in ("A", "B", "C"):
+            request = decision_request("body-c", summary=f"plan {name}", impact={"files": 6, "api_calls": 0, "usd": 0})
+            ids.append(ok(await c.post("/v1/decisions", request, as_="claude-body"), 201)["id"])
+    a, b, c_id = ids
+    said = {
+        a: {"rev-a": "approve", "rev-b": "approve", "rev-c": "deny", "rev-d": "approve"},
+        b: {"rev-a": "approve", "rev-b": "deny", "rev-c": "approve", "rev-d": "abstain", "rev-e": "approve"},
+        c_id: {"rev-a": "deny", "rev-b": "approve", "rev-c": "approve", "rev-d": "deny"},
+    }
+    for decision_id, votes in said.items():
+        for seat, value in votes.items():
+            code, _, err = await swarm(live, "vote", decision_id, value, "--reason", "r", home=tmp_path, as_=seat)
+            assert code == 0, err
+    # the ballots (approved > abstained or silent > denied, ties averaged) give A 5.5, B 6, C 3.5; C has 2 approvals
+    code, out, err = await swarm(live, "decisions", "list", "--task", task["id"], "--json", home=tmp_path)
+    assert code == 0, err
+    ranked = json.loads(out)
+    assert ranked["winner"] == b
+    assert [(p["rank"], p["decision_id"], p["borda"], p["acceptable"]) for p in ranked["proposals"]] == [
+        (1, b, 6.0, True),
+        (2, a, 5.5, True),
+        (3, c_id, 3.5, False),
+    ]
+    code, out, err = await swarm(live, "decisions", "list", "--task", task["id"], home=tmp_path, as_="rev-a")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"task {task['id']}: 3 proposals, 5 voters, acceptable at 3 approvals"
+    assert "tie-break:" in out and "approved above abstained or not voted above denied" in out
+    assert [line.split()[:5] for line in lines if line.lstrip().startswith("#")] == [
+        ["#1", b, "borda", "6", "3"],
+        ["#2", a, "borda", "5.5", "3"],
+        ["#3", c_id, "borda", "3.5", "2"],
+    ]
+    assert "not acceptable  pending  by claude: plan C" in out
+    assert f"winner:     {b}" in out
+
+    code, _, err = await swarm(live, "decisions", "list", "--task", "task_nope", home=tmp_path)
+    assert "task_nope" in one_line(code, err)
+    code, _, err = await swarm(live, "decisions", "list", "--task", task["id"], home=tmp_path, as_="claude-body")
+    assert "403" in one_line(code, err) or "forbidden" in one_line(code, err).lower()
+    code, _, err = await swarm(live, "decisions", "list", "--task", task["id"], "--pending", home=tmp_path)
+    assert "--pending" in one_line(code, err)

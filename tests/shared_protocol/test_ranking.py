@@ -4,12 +4,13 @@ computed by hand)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared_protocol.ranking import Ballot, BallotError, Candidate, approvals, borda, rank
+from shared_protocol.ranking import Ballot, BallotError, Candidate, approvals, ballots_from_votes, borda, rank
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -139,3 +140,62 @@ def test_bad_ballots_and_quorums_are_refused() -> None:
         rank([cand("A"), cand("A")], [], quorum=1)
     with pytest.raises(ValueError, match="quorum"):
         rank([cand("A")], [], quorum=0)
+
+
+@st.composite
+def tied_elections(draw: st.DrawFn) -> tuple[list[Candidate], list[Ballot]]:
+    """Candidates, and ballots ranking a subset of them in groups of ties (any split of a permutation)."""
+    m = draw(st.integers(min_value=1, max_value=6))
+    candidates = [cand(f"dec_{n}", n) for n in range(m)]
+    ballots: list[Ballot] = []
+    for v in range(draw(st.integers(min_value=1, max_value=5))):
+        order = draw(st.permutations([c.id for c in candidates]))[: draw(st.integers(min_value=1, max_value=m))]
+        cuts = sorted(set(draw(st.lists(st.integers(min_value=1, max_value=len(order)), max_size=len(order)))))
+        bounds = [0, *[c for c in cuts if c < len(order)], len(order)]
+        groups = tuple(frozenset(order[i:j]) for i, j in pairwise(bounds))
+        ballots.append(Ballot(voter=f"r{v}", tiers=groups))
+    return candidates, ballots
+
+
+@given(tied_elections())
+def test_averaged_points_for_ties_keep_the_borda_sum_and_give_tied_proposals_equal_points(
+    case: tuple[list[Candidate], list[Ballot]],
+) -> None:
+    candidates, ballots = case
+    m = len(candidates)
+    for ballot in ballots:
+        scores = borda(candidates, [ballot])
+        k = sum(len(g) for g in ballot.tiers)
+        # the points of the k places the ballot fills, shared out: the same sum as an order without ties
+        assert sum(scores.values()) == sum(m - 1 - i for i in range(k))
+        for group in ballot.tiers:
+            assert len({scores[cid] for cid in group}) == 1
+        # a group's members outscore every member of a later group
+        for better, worse in pairwise(ballot.tiers):
+            assert min(scores[c] for c in better) > max(scores[c] for c in worse)
+    # an order without ties scores the same as its groups of one
+    plain = [Ballot(voter=b.voter, order=tuple(c for g in b.tiers for c in sorted(g))) for b in ballots]
+    singles = [Ballot(voter=p.voter, tiers=tuple(frozenset({c}) for c in p.order)) for p in plain]
+    assert borda(candidates, plain) == borda(candidates, singles)
+
+
+def test_ballots_from_votes_put_approved_above_abstained_or_silent_above_denied() -> None:
+    a, b, c = cand("A", 0), cand("B", 1), cand("C", 2)
+    votes = {"A": {"r1": "approve", "r2": "deny"}, "B": {"r1": "approve", "r2": "abstain"}, "C": {"r1": "deny"}}
+    r1, r2 = ballots_from_votes(["A", "B", "C"], votes)
+    assert r1 == Ballot(voter="r1", approve=frozenset({"A", "B"}), tiers=(frozenset({"A", "B"}), frozenset({"C"})))
+    # r2 did not vote on C: it sits with B, which r2 abstained on
+    assert r2 == Ballot(voter="r2", tiers=(frozenset({"B", "C"}), frozenset({"A"})))
+    # r1: A and B share places 0 and 1 (2 and 1 points): 1.5 each, C 0; r2: B, C 1.5 each, A 0
+    assert borda([a, b, c], [r1, r2]) == {"A": 1.5, "B": 3.0, "C": 1.5}
+    with pytest.raises(BallotError, match="maybe"):
+        ballots_from_votes(["A"], {"A": {"r1": "maybe"}})
+
+
+def test_ballots_with_bad_tiers_are_refused() -> None:
+    with pytest.raises(BallotError, match="both"):
+        borda([cand("A")], [Ballot(voter="r", order=("A",), tiers=(frozenset({"A"}),))])
+    with pytest.raises(BallotError, match="empty"):
+        borda([cand("A")], [Ballot(voter="r", tiers=(frozenset(),))])
+    with pytest.raises(BallotError, match="twice"):
+        borda([cand("A"), cand("B")], [Ballot(voter="r", tiers=(frozenset({"A"}), frozenset({"A", "B"})))])
