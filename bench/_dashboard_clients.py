@@ -5,13 +5,15 @@
 Each page logs in as the page does (`POST /session` with the token and the page's own Origin, the session cookie
 kept), holds `GET /v1/dashboard/stream` (the page's EventSource) open and reads it, and polls what the page polls
 every 5 s (status, tasks, pending decisions, the two KPI windows, usage). Prints `ready` once every page has its
-stream open and its first polls answered, then one line of the bytes read when terminated (SIGTERM).
+stream open and its first polls answered, then one line when terminated (SIGTERM): the stream bytes read and the
+slowest round of polls.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import time
 
 import anyio
 import httpx
@@ -20,7 +22,7 @@ POLLS = ("/v1/status", "/v1/tasks", "/v1/decisions?state=pending", "/v1/kpi", "/
 POLL_EVERY_S = 5.0
 
 
-async def page(url: str, token: str, ready: list[int], received: list[int]) -> None:
+async def page(url: str, token: str, ready: list[int], received: list[int], slowest: list[float]) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=None) as web:
         (await web.post("/session", json={"token": token}, headers={"Origin": url})).raise_for_status()
         async with web.stream("GET", "/v1/dashboard/stream") as stream:
@@ -29,8 +31,10 @@ async def page(url: str, token: str, ready: list[int], received: list[int]) -> N
             async def poll() -> None:
                 first = True
                 while True:
+                    start = time.perf_counter()
                     for path in POLLS:
                         (await web.get(path)).raise_for_status()
+                    slowest[0] = max(slowest[0], time.perf_counter() - start)
                     if first:
                         ready[0] += 1
                         first = False
@@ -44,10 +48,10 @@ async def page(url: str, token: str, ready: list[int], received: list[int]) -> N
 
 
 async def main(url: str, tokens: list[str]) -> None:
-    ready, received = [0], [0]
+    ready, received, slowest = [0], [0], [0.0]
     async with anyio.create_task_group() as group:
         for token in tokens:
-            group.start_soon(page, url, token, ready, received)
+            group.start_soon(page, url, token, ready, received, slowest)
         while ready[0] < len(tokens):
             await anyio.sleep(0.05)
         print("ready", flush=True)
@@ -55,7 +59,7 @@ async def main(url: str, tokens: list[str]) -> None:
             async for _ in signals:
                 break
         group.cancel_scope.cancel()
-    print(f"read {received[0]} stream bytes", flush=True)
+    print(f"read {received[0]} stream bytes; slowest poll round {slowest[0] * 1000:.0f} ms", flush=True)
 
 
 if __name__ == "__main__":
