@@ -25,9 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -60,6 +60,9 @@ class Fleet:
     name: str
     captain: httpx.AsyncClient
     clients: list[Client]
+    url: str = ""
+    approvers: list[str] = field(default_factory=list[str])
+    """Approver tokens issued with the fleet (`fleet(approvers=...)`), for dashboard logins."""
 
 
 async def _write(client: Client, n: int) -> str | None:
@@ -110,14 +113,18 @@ async def trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> list[f
 
 
 @asynccontextmanager
-async def fleet(root: Path, name: str, size: int, python: str) -> AsyncGenerator[Fleet]:
-    """A brain process and `size` body processes linked to it, each with its MCP client."""
+async def fleet(root: Path, name: str, size: int, python: str, approvers: int = 0) -> AsyncGenerator[Fleet]:
+    """A brain process and `size` body processes linked to it, each with its MCP client (and `approvers`
+    approver tokens, issued before the brain starts)."""
     root.mkdir()
     db, port = root / "brain.db", _free_port()
     state = await SqliteStateEngine.open(db)
     now = datetime.now(UTC)
     captain = await issue_token(state, role="captain", label="captain", at=now)
     tokens = [await issue_token(state, role="body", label=f"body {n}", at=now) for n in range(size)]
+    approver_tokens = [
+        await issue_token(state, role="approver", label=f"approver {n}", at=now) for n in range(approvers)
+    ]
     await state.close()
     config = root / "swarm.toml"  # (limits raised: this measures the kill, not budgets)
     config.write_text(LIMITS)
@@ -155,8 +162,12 @@ async def fleet(root: Path, name: str, size: int, python: str) -> AsyncGenerator
                         cwd=str(root),
                     )
                     clients.append(await stack.enter_async_context(Client(params)))
-                the_fleet = Fleet(name=name, captain=http, clients=clients)
-                # Linked and obeying: one kill and resume each, not measured.
+                the_fleet = Fleet(name=name, captain=http, clients=clients, url=url, approvers=approver_tokens)
+                # Linked (a body refuses a write, `brain_unreachable`, until its link is up) and obeying: writes
+                # done, then one kill and resume each, not measured.
+                async with anyio.create_task_group() as group:
+                    for client in clients:
+                        group.start_soon(_until_writing, client, 120)
                 await trial(the_fleet, 0.01, deadline_s=120)
                 yield the_fleet
     finally:
@@ -208,6 +219,23 @@ async def main(runs: int, trials: int, large: int, small: int, pace_ms: float) -
             print(f"target: p99 < {TARGET_MS:.0f} ms to {large} bodies; load average after {os.getloadavg()[0]:.1f}")
 
 
+def run_bench(main: Callable[..., Awaitable[None]], *args: object) -> None:
+    """`anyio.run(main, *args)`, a failure printed as one line (the leaves of the task groups' exceptions)."""
+    try:
+        anyio.run(main, *args)
+    except BaseExceptionGroup as group:  # (the MCP clients nest task groups deeper than a traceback shows)
+        leaves: list[BaseException] = []
+        pending: list[BaseException] = [group]
+        while pending:
+            exc = pending.pop()
+            inner: Any = getattr(exc, "exceptions", None)  # (a group's)
+            if inner is not None:
+                pending.extend(cast("tuple[BaseException, ...]", inner))
+            else:
+                leaves.append(exc)
+        raise SystemExit("bench failed: " + "; ".join(f"{type(e).__name__}: {e}" for e in leaves)) from None
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -221,16 +249,4 @@ if __name__ == "__main__":
         help="pause between a body's calls (0: back to back, the machine flat out)",
     )
     args = parser.parse_args()
-    try:
-        anyio.run(main, args.runs, args.trials, args.large, args.small, args.pace_ms)
-    except BaseExceptionGroup as group:  # (the MCP clients nest task groups deeper than a traceback shows)
-        leaves: list[BaseException] = []
-        pending: list[BaseException] = [group]
-        while pending:
-            exc = pending.pop()
-            inner: Any = getattr(exc, "exceptions", None)  # (a group's)
-            if inner is not None:
-                pending.extend(cast("tuple[BaseException, ...]", inner))
-            else:
-                leaves.append(exc)
-        raise SystemExit("bench failed: " + "; ".join(f"{type(e).__name__}: {e}" for e in leaves)) from None
+    run_bench(main, args.runs, args.trials, args.large, args.small, args.pace_ms)
