@@ -6,11 +6,15 @@ import argparse
 import dataclasses
 import os
 import sqlite3
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from body_mcp import Admin, BodySettings
+import anyio
+
+from body_mcp import Admin, BodySettings, UserError
+from body_mcp.brain_client import BrainClient
 from body_mcp.exceptions import ConfigError, StateUnusable
 from body_mcp.settings import AgentProfile
 from body_mcp.snapshots import SnapshotSettings, Snapshotter
@@ -45,6 +49,26 @@ def brain_options(parser: argparse.ArgumentParser, *, token_of: str) -> None:
     """`--brain URL` and `--token` for a command that asks the brain over HTTP; `token_of`: whose token it takes."""
     parser.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
     parser.add_argument("--token", help=f"{token_of} bearer token (default: $SWARM_TOKEN)")
+
+
+T = TypeVar("T")
+
+
+def on_brain(args: argparse.Namespace, call: Callable[[BrainClient], Awaitable[T]], *, command: str) -> T:
+    """Run `call` with a client of the brain `--brain`/`--token` name (or their environment variables), closed
+    after; `command` (e.g. "task") names what needs the brain in the error when none is given."""
+    url = brain_url(args.brain)
+    if url is None:
+        raise UserError(f"swarm {command} works on a brain: pass --brain URL or set SWARM_BRAIN_URL")
+    client = BrainClient(url, token(args.token))
+
+    async def run() -> T:
+        try:
+            return await call(client)
+        finally:
+            await client.aclose()
+
+    return anyio.run(run)
 
 
 def human() -> str:

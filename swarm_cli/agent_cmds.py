@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,9 @@ from . import _context
 
 if TYPE_CHECKING:
     from agent_runner.loop import AgentProfile
+    from agent_runner.providers import Provider
+    from agent_runner.runner import UsageQueue
+    from agent_runner.wallet import Wallet
 
 # `agent_runner` (with the openai and anthropic SDKs, seconds of imports) is imported by the commands that run an
 # agent, not here: every `swarm` command builds this parser, the `swarm body` an agent starts per task included.
@@ -96,13 +100,52 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
 
 
-def _agent_run(args: argparse.Namespace) -> int:
-    from agent_runner import RunnerUserError, make_provider, model_settings, pricing_for
-    from agent_runner.body import BodyLaunch
-    from agent_runner.runner import AgentRunner, Mode, UsageQueue
+@asynccontextmanager
+async def _agent_wallet(
+    config: SwarmConfig,
+    agent: AgentConfig,
+    profile: AgentProfile,
+    provider: Provider,
+    *,
+    paths: StatePaths,
+    url: str,
+    token: str,
+    body_id: str | None,
+) -> AsyncGenerator[tuple[BrainClient, UsageQueue, Wallet]]:
+    """What a worker and a reviewer both spend through: the brain's client, the usage queue that ships the wallet's
+    records to it (`body_id` None: a reviewer's, billed to the proposing task) and the wallet on the agent's own
+    limits file; closed with the provider on the way out."""
+    from agent_runner import pricing_for
+    from agent_runner.runner import UsageQueue
     from agent_runner.wallet import Wallet
 
     from ._wallet import LimitsLedger
+
+    model_cfg = config.models[agent.model]
+    brain = BrainClient(url, token)
+    ledger = LimitsLedger(paths.limits, config.limits)
+    try:
+        usage = UsageQueue(brain, body_id)
+        wallet = Wallet(
+            ledger,
+            pricing_for(model_cfg),
+            agent=agent.name,
+            logic_version=profile.logic_version,
+            provider=model_cfg.provider,
+            max_usd_per_task=agent.max_usd_per_task,
+            sink=usage.put,
+        )
+        yield brain, usage, wallet
+    finally:
+        ledger.close()
+        await provider.aclose()
+        await brain.aclose()
+
+
+def _agent_run(args: argparse.Namespace) -> int:
+    from agent_runner import RunnerUserError, make_provider, model_settings
+    from agent_runner.body import BodyLaunch
+    from agent_runner.runner import AgentRunner, Mode
 
     home = resolve_home()
     config_file = _context.config_path(args.config, home)
@@ -123,7 +166,6 @@ def _agent_run(args: argparse.Namespace) -> int:
             )
         return _review_run(args, config, agent, url=url, token=token, secrets=secrets, base_dir=base_dir)
     provider = make_provider(model_settings(agent.model, model_cfg, secrets=secrets, base_dir=base_dir))
-    pricing = pricing_for(model_cfg)
     profile = profile_for(config, agent)
     mode: Mode = "live" if args.live else "shadow"
     paths = StatePaths.for_agent(home, agent.name)
@@ -148,19 +190,9 @@ def _agent_run(args: argparse.Namespace) -> int:
         return BodyLaunch(argv=argv, env=env)
 
     async def run() -> int:
-        brain = BrainClient(url, token)
-        ledger = LimitsLedger(paths.limits, config.limits)
-        try:
-            usage = UsageQueue(brain, body_id)
-            wallet = Wallet(
-                ledger,
-                pricing,
-                agent=agent.name,
-                logic_version=profile.logic_version,
-                provider=model_cfg.provider,
-                max_usd_per_task=agent.max_usd_per_task,
-                sink=usage.put,
-            )
+        async with _agent_wallet(
+            config, agent, profile, provider, paths=paths, url=url, token=token, body_id=body_id
+        ) as (brain, usage, wallet):
             runner = AgentRunner(
                 profile=profile,
                 provider=provider,
@@ -177,10 +209,6 @@ def _agent_run(args: argparse.Namespace) -> int:
             )
             _say(f"{agent.name} ({profile.logic_version}, {mode}) works for {url} as body {body_id}")
             return await runner.run(once=args.once, wait_s=args.wait)
-        finally:
-            ledger.close()
-            await provider.aclose()
-            await brain.aclose()
 
     return anyio.run(run)
 
@@ -198,12 +226,8 @@ def _review_run(
     """A reviewer (or the captain agent) reviews instead of taking tasks: it waits for the decisions its panel seat
     waits for, asks its model for a vote and casts it with its reviewer token (`agent_runner.reviewer`). Its spend
     goes through its wallet, on its own limits file, and is charged to the proposing task."""
-    from agent_runner import make_provider, model_settings, pricing_for
+    from agent_runner import make_provider, model_settings
     from agent_runner.reviewer import ReviewerRunner
-    from agent_runner.runner import UsageQueue
-    from agent_runner.wallet import Wallet
-
-    from ._wallet import LimitsLedger
 
     home = resolve_home()
     model_cfg = config.models[agent.model]
@@ -213,19 +237,11 @@ def _review_run(
     paths.ensure()
 
     async def run() -> int:
-        brain = BrainClient(url, token)
-        ledger = LimitsLedger(paths.limits, config.limits)
-        try:
-            usage = UsageQueue(brain, None)
-            wallet = Wallet(
-                ledger,
-                pricing_for(model_cfg),
-                agent=agent.name,
-                logic_version=profile.logic_version,
-                provider=model_cfg.provider,
-                max_usd_per_task=agent.max_usd_per_task,
-                sink=usage.put,
-            )
+        async with _agent_wallet(config, agent, profile, provider, paths=paths, url=url, token=token, body_id=None) as (
+            brain,
+            usage,
+            wallet,
+        ):
             reviewer = ReviewerRunner(
                 profile=profile,
                 provider=provider,
@@ -237,10 +253,6 @@ def _review_run(
             )
             _say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions for {url}")
             return await reviewer.run(once=args.once, wait_s=args.wait)
-        finally:
-            ledger.close()
-            await provider.aclose()
-            await brain.aclose()
 
     return anyio.run(run)
 

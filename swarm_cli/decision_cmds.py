@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, get_args
+from typing import Any, Protocol, get_args
 
-import anyio
 from pydantic import ValidationError
 
 from body_mcp import UserError
-from body_mcp.brain_client import BrainClient
 from body_mcp.explain import printable
 from shared_protocol.brain import Decision, TaskProposals, VoteRequest, VoteValue
 
 from . import _context
-
-T = TypeVar("T")
 
 
 class _Subparsers(Protocol):
@@ -33,21 +28,6 @@ class _Subparsers(Protocol):
 
 def _out(line: str = "") -> None:
     print(line, flush=True)
-
-
-def _on_brain(args: argparse.Namespace, call: Callable[[BrainClient], Awaitable[T]]) -> T:
-    url = _context.brain_url(args.brain)
-    if url is None:
-        raise UserError(f"swarm {args.command} works on a brain: pass --brain URL or set SWARM_BRAIN_URL")
-    client = BrainClient(url, _context.token(args.token))
-
-    async def run() -> T:
-        try:
-            return await call(client)
-        finally:
-            await client.aclose()
-
-    return anyio.run(run)
 
 
 def explain(decision: Decision) -> list[str]:
@@ -130,14 +110,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.task is not None:
         if args.pending:
             raise UserError("--task ranks all the task's decisions: it does not take --pending")
-        proposals = _on_brain(args, lambda client: client.task_proposals(args.task))
+        proposals = _context.on_brain(args, command=args.command, call=lambda client: client.task_proposals(args.task))
         if args.json:
             _out(proposals.model_dump_json(indent=2))
             return 0
         for line in ranked(proposals):
             _out(printable(line))  # (an agent's summary cannot forge a line or send escapes)
         return 0
-    found = _on_brain(args, lambda client: client.decisions(state="pending" if args.pending else None))
+    found = _context.on_brain(
+        args, command=args.command, call=lambda client: client.decisions(state="pending" if args.pending else None)
+    )
     if args.json:
         listed = [{**d.model_dump(mode="json"), "answer_with": how_to_answer(d)} for d in found]
         _out(json.dumps(listed, indent=2))
@@ -157,7 +139,7 @@ def cmd_vote(args: argparse.Namespace) -> int:
         request = VoteRequest(value=args.value, reason=args.reason)
     except ValidationError:
         raise UserError("--reason must not be empty: a vote says why") from None
-    decision = _on_brain(args, lambda client: client.vote(args.id, request))
+    decision = _context.on_brain(args, command=args.command, call=lambda client: client.vote(args.id, request))
     _out(printable(f"voted {args.value} on {decision.id}: it is {decision.state} ({decision.summary})"))
     return 0
 

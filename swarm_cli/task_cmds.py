@@ -10,22 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, get_args
+from typing import Any, Protocol, get_args
 
-import anyio
 from pydantic import ValidationError
 
 from body_mcp import UserError
-from body_mcp.brain_client import BrainClient
 from body_mcp.explain import printable
 from shared_protocol.brain import Task, TaskRequest, TaskState, check_acceptance_input, check_setup
 
 from . import _context
-
-T = TypeVar("T")
 
 
 class _Subparsers(Protocol):
@@ -34,21 +29,6 @@ class _Subparsers(Protocol):
 
 def _out(line: str = "") -> None:
     print(line, flush=True)
-
-
-def _on_brain(args: argparse.Namespace, call: Callable[[BrainClient], Awaitable[T]]) -> T:
-    url = _context.brain_url(args.brain)
-    if url is None:
-        raise UserError("swarm task works on a brain: pass --brain URL or set SWARM_BRAIN_URL")
-    client = BrainClient(url, _context.token(args.token))
-
-    async def run() -> T:
-        try:
-            return await call(client)
-        finally:
-            await client.aclose()
-
-    return anyio.run(run)
 
 
 def _repo(raw: str) -> str:
@@ -110,7 +90,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    task = _on_brain(args, lambda client: client.create_task(request))
+    task = _context.on_brain(args, command="task", call=lambda client: client.create_task(request))
     _out(f"queued: {task.title} (value ${task.value_usd:g})")
     if task.acceptance:
         _out(f"acceptance: {task.acceptance}")
@@ -132,7 +112,9 @@ def _summary_line(task: Task) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    tasks = _on_brain(args, lambda client: client.tasks(state=args.state, agent=args.agent))
+    tasks = _context.on_brain(
+        args, command="task", call=lambda client: client.tasks(state=args.state, agent=args.agent)
+    )
     if args.json:
         _out(json.dumps([t.model_dump(mode="json") for t in tasks], indent=2))
         return 0
@@ -215,7 +197,7 @@ def describe(task: Task) -> list[str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    task = _on_brain(args, lambda client: client.task(args.id))
+    task = _context.on_brain(args, command="task", call=lambda client: client.task(args.id))
     if args.json:
         _out(task.model_dump_json(indent=2))
         return 0
@@ -225,7 +207,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    task = _on_brain(args, lambda client: client.cancel_task(args.id, args.reason))
+    task = _context.on_brain(args, command="task", call=lambda client: client.cancel_task(args.id, args.reason))
     _out(printable(f"task {task.id} is cancelled: {task.title} ({args.reason})"))
     return 0
 
