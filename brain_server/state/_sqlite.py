@@ -81,6 +81,8 @@ class SqliteStateEngine(
         """Close both connections, even when the caller is being cancelled (their threads would outlive it)."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
+                if self._batch is not None:  # (writers waiting for their commit: theirs is done first)
+                    await self._end(self._batch)
                 await close_quietly(self._writer)
                 await close_quietly(self._reader)
 

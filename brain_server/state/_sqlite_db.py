@@ -4,7 +4,9 @@ Writes go through one connection, in `BEGIN IMMEDIATE` transactions serialised b
 this process and by SQLite's write lock across processes (the CLI creating a token while the
 daemon runs); reads use the other, which sees only committed data. A write transaction is
 shielded from cancellation, so a disconnecting client or a shutdown never leaves one half-done:
-it commits whole or rolls back whole.
+it commits whole or rolls back whole. Writers queued behind one another share a transaction (group
+commit: each in its own savepoint, one commit and one sync for all), and each returns only once it is
+committed.
 
 Storage that fails (a malformed or truncated file, a full disk, a failed read or write, the file
 deleted or replaced under the engine) is `StateBroken`, for good: the first such error is kept
@@ -19,6 +21,7 @@ import os
 import sqlite3
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +99,19 @@ async def close_quietly(conn: aiosqlite.Connection) -> None:
         await conn.close()
 
 
+_MAX_BATCH = 64
+"""Writers that share one transaction at most (a bound on how long the first of them waits for its commit)."""
+
+
+@dataclass(eq=False)
+class _Batch:
+    """The open transaction writers share: how many did their work in it, and whether it was lost."""
+
+    members: int = 0
+    lost: BaseException | None = None
+    committed: anyio.Event = field(default_factory=anyio.Event)
+
+
 def file_identity(path: Path) -> tuple[int, int]:
     """The device and inode of the database file: another pair later means it was replaced."""
     st = os.stat(path)
@@ -109,6 +125,7 @@ class SqliteDatabase:
         self._writer = writer
         self._reader = reader
         self._lock = anyio.Lock()
+        self._batch: _Batch | None = None
         self._path = path
         self._identity = file_identity(path)
         self._broken: StateBroken | None = None
@@ -148,24 +165,69 @@ class SqliteDatabase:
 
     @asynccontextmanager
     async def _write(self) -> AsyncGenerator[aiosqlite.Connection]:
+        """One writer's work, in a transaction it may share with the writers queued behind it (group commit).
+
+        Each writer's work runs alone on the connection, inside its own savepoint: work that raises is rolled back
+        to its savepoint (the others' stays). The writer that finds no one queued behind it (or the batch full)
+        commits the transaction for everyone in it; a writer returns only once its work is committed, so a reply
+        is never sent before its write is durable, and one sync carries a burst of concurrent writes.
+        """
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 self._check()
+                batch = self._batch
                 try:
-                    await self._writer.execute("BEGIN IMMEDIATE")
+                    if batch is None:
+                        await self._writer.execute("BEGIN IMMEDIATE")
+                        batch = self._batch = _Batch()
+                    batch.members += 1
+                    await self._writer.execute("SAVEPOINT swarm_write")
                     try:
                         yield self._writer
                     except BaseException:
-                        # (SQLite may have rolled back by itself already: a full disk, a failed write.)
                         with contextlib.suppress(sqlite3.Error):
-                            await self._writer.execute("ROLLBACK")
+                            await self._writer.execute("ROLLBACK TO swarm_write")
+                            await self._writer.execute("RELEASE swarm_write")
                         raise
-                    await self._writer.execute("COMMIT")
+                    await self._writer.execute("RELEASE swarm_write")
                 except (sqlite3.Error, OSError) as exc:
                     broken = self._broken_by(exc)
                     if broken is None:
                         raise
                     raise broken from exc
+                finally:
+                    if batch is not None:
+                        if batch.lost is None and (self._broken is not None or not self._writer.in_transaction):
+                            # (SQLite rolled the whole transaction back by itself: a full disk, a failed write.)
+                            batch.lost = self._broken or StateBroken(
+                                f"a write to the brain database {self._path} was rolled back"
+                            )
+                        if (
+                            batch.lost is not None
+                            or batch.members >= _MAX_BATCH
+                            or not self._lock.statistics().tasks_waiting
+                        ):
+                            await self._end(batch)
+            assert batch is not None, "a writer that got this far joined a batch"
+            await batch.committed.wait()
+            if batch.lost is not None:
+                raise batch.lost
+
+    async def _end(self, batch: _Batch) -> None:
+        """Commit `batch` (or roll it back, when a member's failure lost it) and wake its members."""
+        self._batch = None
+        try:
+            if batch.lost is None:
+                await self._writer.execute("COMMIT")
+            else:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._writer.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            batch.lost = self._broken_by(exc) or exc
+            with contextlib.suppress(sqlite3.Error):
+                await self._writer.execute("ROLLBACK")
+        finally:
+            batch.committed.set()
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         self._check()

@@ -1,0 +1,370 @@
+"""The brain under load: audit ingest from 8 bodies at once and task claims by 8 claimers, each against a bare
+SQLite commit loop of the same row sizes, measured in the same run.
+
+    uv run python bench/bench_brain.py [--runs 3] [--bodies 8] [--batch 50] [--batches 20] [--tasks 400]
+
+One real brain (`swarm brain serve`, SQLite, default durability `power_loss`: WAL, synchronous=FULL) on 127.0.0.1,
+its own process. Its peers are in this process: a bare loop over a SQLite file with the same pragmas, the same
+table shape and rows of the same size, with no HTTP, no validation, no chain linkage and no task state machine.
+
+- Ingest: every body posts `--batches` batches of `--batch` chained events (`POST /v1/audit`), the 8 at once;
+  the bare loop inserts the same number of rows of the same JSON size, one transaction per batch. Figure:
+  events/s, and brain/bare.
+- Claims: `--tasks` queued tasks, 8 claimers (`POST /v1/tasks/claim`, each its own body token) claiming until the
+  queue is empty; the bare loop does the same claims as `BEGIN IMMEDIATE; SELECT … LIMIT 1; UPDATE; COMMIT` on a
+  table of rows of the same size. Figures: claims/s, brain/bare, and the brain's claim latency p50/p99 (the
+  target: p99 < 20 ms with 8 claimers).
+
+The subject and the baseline alternate within each run (the machine's speed drifts); min/median/max of each ratio
+over the runs. The ratio says what the brain's per-request work costs over the storage it must do anyway: an HTTP
+round trip, pydantic validation, the audit chain's linkage check (each batch reads the stored head and the seqs it
+links to) and, for a claim, loading the task, its history and the audit head, the state machine, a log entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from brain_server import SqliteStateEngine, issue_token
+from shared_protocol import AuditEvent
+
+CLAIM_P99_TARGET_MS = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _event(body_id: str, seq: int, prev_mac: str) -> AuditEvent:
+    """A tool call event shaped like a body's write (the brain checks linkage; it never recomputes a body's MAC)."""
+    mac = hashlib.sha256(f"{body_id}|{seq}|{prev_mac}".encode()).hexdigest()
+    return AuditEvent(
+        seq=seq,
+        id=f"act_{body_id}_{seq}",
+        ts=datetime.now(UTC).isoformat(timespec="microseconds"),
+        kind="tool_call",
+        body_id=body_id,
+        agent="bench",
+        session="ses_bench",
+        tool="write_file",
+        arguments={"path": f"src/module_{seq % 50}.py", "content_sha256": mac, "content_bytes": 1800},
+        rationale="bench: the brain's ingest from several bodies at once",
+        outcome="ok",
+        files=[f"src/module_{seq % 50}.py"],
+        duration_ms=1.5,
+        prev_mac=prev_mac,
+        mac=mac,
+    )
+
+
+@dataclass
+class Chain:
+    """One body's chain, shipped batch by batch."""
+
+    body_id: str
+    token: str
+    seq: int = 0
+    mac: str = ""
+
+    def next_batch(self, size: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for _ in range(size):
+            self.seq += 1
+            event = _event(self.body_id, self.seq, self.mac or f"genesis-{self.body_id}")
+            self.mac = event.mac
+            out.append(event.model_dump(mode="json"))
+        return out
+
+
+@dataclass
+class Brain:
+    url: str
+    captain: str
+    chains: list[Chain]
+
+
+@asynccontextmanager
+async def brain(root: Path, bodies: int) -> AsyncGenerator[Brain]:
+    db, port = root / "brain.db", _free_port()
+    state = await SqliteStateEngine.open(db)
+    now = datetime.now(UTC)
+    captain = await issue_token(state, role="captain", label="captain", at=now)
+    chains = [
+        Chain(f"body-{n}", await issue_token(state, role="body", label=f"body {n}", at=now)) for n in range(bodies)
+    ]
+    await state.close()
+    env = {**os.environ, "SWARM_HOME": str(root / "home")}
+    for key in ("SWARM_BRAIN_URL", "SWARM_TOKEN", "SWARM_CONFIG"):
+        env.pop(key, None)
+    (root / "swarm.toml").write_text("")
+    env["SWARM_CONFIG"] = str(root / "swarm.toml")
+    log = (root / "brain.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "swarm_cli", "brain", "serve", "--db", str(db), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            with anyio.fail_after(120):
+                while True:
+                    try:
+                        if (await http.get("/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await anyio.sleep(0.2)
+            for chain in chains:
+                registration = {"body_id": chain.body_id, "workspace": f"/w/{chain.body_id}", "hostname": "bench"}
+                response = await http.post(
+                    "/v1/bodies/register",
+                    json={**registration, "version": "bench"},
+                    headers={"Authorization": f"Bearer {chain.token}"},
+                )
+                response.raise_for_status()
+        yield Brain(url=url, captain=captain, chains=chains)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _check(response: httpx.Response) -> None:
+    if response.status_code != 200:
+        request = response.request
+        raise RuntimeError(f"{request.method} {request.url.path}: {response.status_code} {response.text}")
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+async def brain_ingest(target: Brain, batch: int, batches: int) -> tuple[float, int]:
+    """All bodies ship their batches at once; (events/s, JSON bytes of one event)."""
+    payloads = {chain.body_id: [chain.next_batch(batch) for _ in range(batches)] for chain in target.chains}
+    size = len(json.dumps(payloads[target.chains[0].body_id][0][0], separators=(",", ":")))
+
+    async def ship(chain: Chain, http: httpx.AsyncClient) -> None:
+        for events in payloads[chain.body_id]:
+            response = await http.post(
+                "/v1/audit",
+                json={"body_id": chain.body_id, "events": events},
+                headers={"Authorization": f"Bearer {chain.token}"},
+            )
+            _check(response)
+            stored = response.json()["stored_through"]
+            if stored != events[-1]["seq"]:
+                raise RuntimeError(f"{chain.body_id}: stored through {stored}, sent {events[-1]['seq']}")
+
+    limits = httpx.Limits(max_connections=len(target.chains))
+    async with httpx.AsyncClient(base_url=target.url, limits=limits, timeout=60) as http:
+        start = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for chain in target.chains:
+                group.start_soon(ship, chain, http)
+        elapsed = time.perf_counter() - start
+    return len(target.chains) * batch * batches / elapsed, size
+
+
+def _bare_db(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def bare_ingest(path: Path, bodies: int, batch: int, batches: int, size: int, round_: int) -> float:
+    """The same rows (same JSON size), one transaction per batch, bodies interleaved; events/s."""
+    conn = _bare_db(path)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS audit_events (body_id TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, "
+        "ts TEXT NOT NULL, mac TEXT NOT NULL, event TEXT NOT NULL, received_at TEXT NOT NULL, "
+        "PRIMARY KEY (body_id, seq))"
+    )
+    payload = "x" * size
+    start = time.perf_counter()
+    for b in range(batches):
+        for body in range(bodies):
+            first = (round_ * batches + b) * batch + 1
+            rows = [
+                (f"body-{body}", seq, f"act_{body}_{seq}", "2026-12-06T00:00:00.000000+00:00", "m" * 64, payload, "t")
+                for seq in range(first, first + batch)
+            ]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return bodies * batch * batches / elapsed
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+async def queue_tasks(target: Brain, count: int) -> int:
+    """Queue `count` tasks (not timed); the JSON size of one task row as the brain returns it."""
+    size = 0
+    async with httpx.AsyncClient(
+        base_url=target.url, headers={"Authorization": f"Bearer {target.captain}"}, timeout=60
+    ) as http:
+        for n in range(count):
+            response = await http.post(
+                "/v1/tasks",
+                json={
+                    "title": f"bench task {n}",
+                    "description": "fix the failing refund test in billing/refunds.py",
+                    "value_usd": float(n % 7),
+                    "acceptance": "python3 -m pytest -q tests/test_refunds.py",
+                },
+            )
+            response.raise_for_status()
+            size = len(json.dumps(response.json(), separators=(",", ":")))
+    return size
+
+
+async def brain_claims(target: Brain, count: int) -> tuple[float, list[float]]:
+    """The bodies claim until the queue is empty; (claims/s, each claim's latency in ms)."""
+    latencies: list[float] = []
+    claimed: set[str] = set()
+
+    async def claimer(chain: Chain, http: httpx.AsyncClient) -> None:
+        while True:
+            began = time.perf_counter()
+            response = await http.post(
+                "/v1/tasks/claim",
+                json={"body_id": chain.body_id, "agent": f"agent-{chain.body_id}"},
+                headers={"Authorization": f"Bearer {chain.token}"},
+            )
+            latencies.append((time.perf_counter() - began) * 1000)
+            _check(response)
+            task = response.json()["task"]
+            if task is None:
+                return
+            if task["id"] in claimed:
+                raise RuntimeError(f"task {task['id']} claimed twice")
+            claimed.add(task["id"])
+
+    limits = httpx.Limits(max_connections=len(target.chains))
+    async with httpx.AsyncClient(base_url=target.url, limits=limits, timeout=60) as http:
+        start = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for chain in target.chains:
+                group.start_soon(claimer, chain, http)
+        elapsed = time.perf_counter() - start
+    if len(claimed) != count:
+        raise RuntimeError(f"claimed {len(claimed)} of {count} tasks")
+    return count / elapsed, latencies[: -len(target.chains)] or latencies  # (not the empty-queue answers)
+
+
+def bare_claims(path: Path, count: int, size: int) -> float:
+    """The same claims on a bare table of rows of the same size: claims/s."""
+    conn = _bare_db(path)
+    conn.execute("DROP TABLE IF EXISTS tasks")
+    conn.execute(
+        "CREATE TABLE tasks (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, state TEXT NOT NULL, "
+        "value_usd REAL NOT NULL, body TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX tasks_state ON tasks (state, value_usd)")
+    payload = "x" * size
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO tasks (id, state, value_usd, body) VALUES (?, 'queued', ?, ?)",
+        [(f"tsk_{n}", float(n % 7), payload) for n in range(count)],
+    )
+    conn.execute("COMMIT")
+    start = time.perf_counter()
+    for _ in range(count):
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute(
+            "SELECT id, body FROM tasks WHERE state = 'queued' ORDER BY value_usd DESC, seq LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE tasks SET state = 'claimed', body = ? WHERE id = ?", (row[1], row[0]))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return count / elapsed
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+async def main(runs: int, bodies: int, batch: int, batches: int, tasks: int) -> None:
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; one brain process, {bodies} bodies shipping {batches} batches of "
+        f"{batch} events each, {bodies} claimers over {tasks} tasks; {runs} runs",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-brain-") as tmp:
+        root = Path(tmp)
+        (root / "brain").mkdir()
+        ingest_ratios: list[float] = []
+        claim_ratios: list[float] = []
+        p99s: list[float] = []
+        async with brain(root / "brain", bodies) as target:
+            for run in range(runs):
+                subject, size = await brain_ingest(target, batch, batches)
+                bare = await anyio.to_thread.run_sync(bare_ingest, root / "bare.db", bodies, batch, batches, size, run)
+                ingest_ratios.append(subject / bare)
+                task_size = await queue_tasks(target, tasks)
+                claims, latencies = await brain_claims(target, tasks)
+                bare_rate = await anyio.to_thread.run_sync(bare_claims, root / "bare.db", tasks, task_size)
+                claim_ratios.append(claims / bare_rate)
+                p99s.append(_pct(latencies, 0.99))
+                print(
+                    f"run {run + 1}: ingest brain {subject:7.0f} events/s, bare {bare:7.0f} ({size} B rows), "
+                    f"ratio {subject / bare:.3f}; claims brain {claims:6.0f}/s (p50 "
+                    f"{statistics.median(latencies):.1f} ms, p99 {p99s[-1]:.1f} ms), bare {bare_rate:6.0f}/s "
+                    f"({task_size} B rows), ratio {claims / bare_rate:.3f}",
+                    flush=True,
+                )
+        print(f"over {runs} runs, min/median/max:")
+        print(f"  ingest brain/bare: {_spread(ingest_ratios)}")
+        print(f"  claims brain/bare: {_spread(claim_ratios)}")
+        print(f"  claim p99 (ms):    {_spread(p99s)}   target < {CLAIM_P99_TARGET_MS:.0f} ms")
+        print(f"load average after {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--bodies", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--tasks", type=int, default=400)
+    args = parser.parse_args()
+    for name in ("runs", "bodies", "batch", "batches", "tasks"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.batch > 1000:
+        parser.error("--batch must be at most 1000 (the brain's MAX_AUDIT_BATCH)")
+    anyio.run(main, args.runs, args.bodies, args.batch, args.batches, args.tasks)
