@@ -14,13 +14,13 @@ import pytest
 
 from brain_server import Brain, BrainSettings
 from brain_server.canary import bucket
+from shared_protocol import AuditEvent
 
 from .helpers import BrainClient, Clock, batch, engine_url, ok, refused, registration, rerun_event
 from .test_rollout import (
     ACCEPTANCE,
     AGENT,
     CONFIG,
-    READY,
     SHADOW_S,
     V1,
     V2,
@@ -53,7 +53,7 @@ async def queue_other(api: BrainClient) -> str:
 
 async def work_late(
     v: Version, mode: str, *, task_id: str | None = None, exit_code: int = 0, sent: bool = True
-) -> tuple[dict[str, Any], Any]:
+) -> tuple[dict[str, Any], AuditEvent]:
     """Claim and finish a task as `v`, reported verified, but with the outcome in before the body's audit event of
     the re-run (the body ships its chain on its own: it may arrive a moment later). Returns the outcome and the
     event, unsent (`sent=False`: one that will never be, so the body's chain goes on without it)."""
@@ -114,7 +114,8 @@ async def test_a_version_changed_after_readiness_passed_does_not_go_live_without
         await v1.work("shadow")
     clock.advance(SHADOW_S)
     item = {"name": f"shadow_period:{AGENT}", "ok": True, "detail": f"{V1}: 3 shadow tasks over 1 days", "fix": ""}
-    ok(await api.post("/v1/readiness", {"ready": True, "items": [*READY["items"], item]}, as_="captain"), 201)
+    drill = {"name": "kill_drill", "ok": True, "detail": "0.1 s", "fix": ""}
+    ok(await api.post("/v1/readiness", {"ready": True, "items": [drill, item]}, as_="captain"), 201)
     await queue(api)
     refused(await v2.claim("live"), 403, "not_ready")
 
@@ -228,7 +229,7 @@ async def test_an_outcome_in_before_its_audit_event_is_not_a_failure(api: BrainC
     evaluation, so two such shadow runs of a good candidate (0/2 against 8/8: p = 1/45) rolled it back for good.
     Fixed by `rollout.live_runs`/`shadow_runs`: an unsettled run is neither until its evidence is in."""
     _, v2 = await live_with_history(api, clock, tasks=8)
-    late = []
+    late: list[AuditEvent] = []
     for _ in range(2):
         await queue(api)
         _, event = await work_late(v2, "shadow")
