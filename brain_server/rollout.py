@@ -20,7 +20,8 @@ At a canary step of P percent a live task goes to the candidate when its bucket 
 under P, to the live version otherwise: decided at claim time, the other version's claims do not see it.
 Compared: the candidate's work (shadow runs in shadow; its live tasks since the canary began) against the live
 version's live tasks, on the kinds of task (repository and acceptance command) both have worked; a run whose
-verification the brain has not settled yet (the body's audit event not in) is neither, until it is.
+verification the brain has not settled yet (the body's audit event not in) is neither, until it is or until
+UNSETTLED_GRACE_S have passed (then a failure).
 """
 
 from __future__ import annotations
@@ -147,14 +148,22 @@ def kind(task: Task) -> TaskKind:
     return (task.repo, task.acceptance)
 
 
-def _unsettled(verification: Verification | None) -> bool:
-    """A claim of `verified` the brain has not checked against the body's audit event yet (it may arrive a moment
-    after the outcome): neither a success nor a failure until then, so the run is not compared or counted yet."""
-    return verification is not None and verification.status == "pending"
+UNSETTLED_GRACE_S = 300.0
+"""How long a run's claim of `verified` may wait for the body's audit event before it counts as not verified."""
 
 
-def live_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
-    """The live tasks `agent` at `version` finished (succeeded, failed, abandoned), their verification settled."""
+def _unsettled(verification: Verification | None, at: datetime, now: datetime | None) -> bool:
+    """A claim of `verified` the brain has not checked against the body's audit event yet (the body ships its chain
+    on its own: the event may arrive a moment after the outcome): neither a success nor a failure for
+    UNSETTLED_GRACE_S after the outcome at `at`, so the run is not compared or counted yet; past that, a failure
+    (evidence never sent does not hide one). `now` None: no grace."""
+    pending = verification is not None and verification.status == "pending"
+    return pending and now is not None and (now - at).total_seconds() < UNSETTLED_GRACE_S
+
+
+def live_runs(tasks: Iterable[Task], agent: str, version: str, *, now: datetime | None = None) -> list[Run]:
+    """The live tasks `agent` at `version` finished (succeeded, failed, abandoned), but for those whose verification
+    is unsettled at `now` (`_unsettled`)."""
     runs: list[Run] = []
     for task in tasks:
         holder = task.claimed_by
@@ -162,7 +171,7 @@ def live_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
             continue
         if task.state not in ("succeeded", "failed", "abandoned") or task.finished_at is None:
             continue
-        if _unsettled(task.verification):
+        if _unsettled(task.verification, task.finished_at, now):
             continue
         confirmed = task.verification is not None and task.verification.status == "confirmed"
         usd = 0.0 if task.spend is None else task.spend.usd
@@ -179,12 +188,12 @@ def live_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
     return runs
 
 
-def shadow_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
-    """The shadow runs of `agent` at `version`, their verification settled."""
+def shadow_runs(tasks: Iterable[Task], agent: str, version: str, *, now: datetime | None = None) -> list[Run]:
+    """The shadow runs of `agent` at `version`, but for those whose verification is unsettled at `now`."""
     runs: list[Run] = []
     for task in tasks:
         for run in task.shadow_runs:
-            if run.agent != agent or run.logic_version != version or _unsettled(run.verification):
+            if run.agent != agent or run.logic_version != version or _unsettled(run.verification, run.at, now):
                 continue
             confirmed = run.verification is not None and run.verification.status == "confirmed"
             usd = 0.0 if run.spend is None else run.spend.usd
@@ -271,18 +280,18 @@ def evaluate(
     if candidate is None:
         return None
     agent = state.agent
-    shadow = shadow_runs(tasks, agent, candidate)
+    shadow = shadow_runs(tasks, agent, candidate, now=now)
     shadow_tasks = len({run.task_id for run in shadow})
     first = min((run.at for run in shadow), default=None)
     days = 0.0 if first is None else (now - first).total_seconds() / DAY_S
     in_canary = state.stage == "canary"
     since = state.canary_since if in_canary else state.candidate_since
     mine = (
-        [r for r in live_runs(tasks, agent, candidate) if since is None or r.claimed_at >= since]
+        [r for r in live_runs(tasks, agent, candidate, now=now) if since is None or r.claimed_at >= since]
         if in_canary
         else shadow
     )
-    theirs = [] if live is None else live_runs(tasks, agent, live)
+    theirs = [] if live is None else live_runs(tasks, agent, live, now=now)
     kinds = {r.kind for r in mine} & {r.kind for r in theirs}
     mine_compared = [r for r in mine if r.kind in kinds]
     theirs_compared = [r for r in theirs if r.kind in kinds]

@@ -14,6 +14,7 @@ import pytest
 
 from brain_server import Brain, BrainSettings
 from brain_server.canary import bucket
+from brain_server.rollout import UNSETTLED_GRACE_S
 from shared_protocol import AuditEvent
 
 from .helpers import BrainClient, Clock, batch, engine_url, ok, refused, registration, rerun_event
@@ -173,19 +174,27 @@ async def test_shadow_tasks_count_once_per_task_and_only_for_their_own_agent_and
     assert report["shadow_tasks"] == 2
 
 
-async def test_shadow_successes_the_runner_only_claims_never_count_and_refuted_ones_are_failures(
+async def test_shadow_successes_the_runner_only_claims_never_count_and_unsent_evidence_is_a_failure(
     api: BrainClient, clock: Clock
 ) -> None:
-    """Withstood: shadow runs reported verified with no audit event of the re-run stay unsettled and count for
-    nothing (the shadow period is not done on them); re-runs whose event shows a failure are refuted, so failures,
-    and the candidate is rolled back."""
+    """Withstood: shadow runs reported verified with no audit event of the re-run count for nothing while the event
+    may still come (UNSETTLED_GRACE_S), and as failures after: evidence never sent hides no failure, and the
+    candidate (0/3 against 8/8) is rolled back."""
     _, v2 = await live_with_history(api, clock, tasks=8)
     for _ in range(3):
         await queue(api)
         await work_late(v2, "shadow", sent=False)  # (the runner's word only)
-    clock.advance(SHADOW_S)
     report = await status(api)
-    assert report["state"]["stage"] == "shadow" and report["shadow_tasks"] == 0, report
+    assert report["state"]["candidate"] == V2 and report["shadow_tasks"] == 0, report
+    clock.advance(UNSETTLED_GRACE_S)
+    after = await status(api)
+    assert after["state"]["rolled_back"] == [V2], after
+
+
+async def test_shadow_runs_whose_re_run_failed_are_failures(api: BrainClient, clock: Clock) -> None:
+    """Withstood: a runner's verified claim refuted by the body's own event of the re-run (exit 1) is a failure: two
+    of them (0/2 against 8/8) roll the candidate back."""
+    _, v2 = await live_with_history(api, clock, tasks=8)
     for _ in range(2):
         await queue(api)
         _, failing = await work_late(v2, "shadow", exit_code=1)
@@ -227,7 +236,8 @@ async def test_an_outcome_in_before_its_audit_event_is_not_a_failure(api: BrainC
     """Was a hole (medium): a run whose verification was still pending (the outcome posted, the body's audit event of
     the re-run a moment behind it, as the body ships its chain on its own) counted as a failure at the outcome's
     evaluation, so two such shadow runs of a good candidate (0/2 against 8/8: p = 1/45) rolled it back for good.
-    Fixed by `rollout.live_runs`/`shadow_runs`: an unsettled run is neither until its evidence is in."""
+    Fixed by `rollout.live_runs`/`shadow_runs`: an unsettled run is neither until its evidence is in, for
+    UNSETTLED_GRACE_S (then a failure: see the test above)."""
     _, v2 = await live_with_history(api, clock, tasks=8)
     late: list[AuditEvent] = []
     for _ in range(2):
