@@ -10,14 +10,15 @@ away is missed). There is no polling loop.
 
 A review is one model call through the wallet, charged to the proposing task (`Decision.task_id`: the usage
 records carry it; the brain keeps them under the proposing body). The model is shown the proposal (summary,
-rationale, action, paths, cost, confidence), the panel and the rules it votes under, and must answer with one JSON
-object and nothing else:
+rationale, action, paths, cost, confidence; what the proposing agent wrote is quoted as JSON strings, so it cannot
+forge a line of the brain's), the panel and the rules it votes under, and must answer with one JSON object and
+nothing else:
 
     {"vote": "approve" | "deny" | "abstain", "rationale": "why, in a sentence or two"}
 
-Anything else — prose, a fenced block, another key, an empty rationale, a model error, a refused budget — is an
-abstention whose rationale says what was wrong: a broken answer never approves. The vote is posted with the
-agent's logic version (`POST /v1/decisions/{id}/votes`); the brain takes the voter from the token.
+Anything else — prose, a fenced block, another key or one key twice, an empty rationale, a model error, a refused
+budget — is an abstention whose rationale says what was wrong: a broken answer never approves. The vote is posted
+with the agent's logic version (`POST /v1/decisions/{id}/votes`); the brain takes the voter from the token.
 
 The kill switch holds the reviewer as it holds a worker: no model call starts while it is engaged, and one in
 flight is cut off (the wallet settles it); the review is taken up again once released.
@@ -80,16 +81,24 @@ def awaits(decision: Decision, agent: str) -> bool:
     )
 
 
+def _quoted(text: str) -> str:
+    """The proposer's own text as one JSON string: its newlines and quotes escaped, so it cannot forge a line of the
+    prompt (a second "Panel:" or "Impact:") that the model would take for the brain's."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def review_prompt(decision: Decision) -> str:
-    """What the model is shown of a decision: the proposal, its cost, the panel and the rules it is under."""
+    """What the model is shown of a decision: the proposal, its cost, the panel and the rules it is under. What the
+    proposing agent wrote (summary, rationale, action, paths) is quoted; the rest is the brain's."""
     impact = decision.impact
-    paths = "\n".join(f"  - {path}" for path in decision.files[:200]) or "  (none named: counts only)"
+    paths = "\n".join(f"  - {_quoted(path)}" for path in decision.files[:200]) or "  (none named: counts only)"
     more = f"\n  … and {len(decision.files) - 200} more" if len(decision.files) > 200 else ""
     return (
         f"Decision {decision.id}, proposed by agent {decision.agent}"
         + (f" for task {decision.task_id}" if decision.task_id else "")
-        + f".\nSummary: {decision.summary}\nRationale: {decision.rationale}\n"
-        + (f"Action: {decision.action}\n" if decision.action else "")
+        + f".\nThe proposing agent's own words are quoted (JSON strings).\nSummary: {_quoted(decision.summary)}\n"
+        f"Rationale: {_quoted(decision.rationale)}\n"
+        + (f"Action: {_quoted(decision.action)}\n" if decision.action else "")
         + f"Impact: {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}; "
         f"stated confidence {decision.confidence:.2f}.\nPaths it may change:\n{paths}{more}\n"
         f"Panel: {', '.join(decision.panel)} (quorum {decision.quorum}); needs: {decision.needs}; "
@@ -97,11 +106,26 @@ def review_prompt(decision: Decision) -> str:
     )
 
 
+class _KeyTwice(ValueError):
+    """A JSON object naming a key twice (readers differ on which value wins)."""
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _KeyTwice(key)
+        found[key] = value
+    return found
+
+
 def parse_vote(text: str) -> tuple[VoteValue, str]:
     """The model's answer as a vote and rationale; anything but the one JSON object asked for is an abstention
     whose rationale says what was wrong with the answer (a broken answer never approves)."""
     try:
-        answer = json.loads(text.strip())
+        answer = json.loads(text.strip(), object_pairs_hook=_once_each)
+    except _KeyTwice as twice:
+        return "abstain", f"the model's answer gave the key {str(twice)[:50]!r} twice: it is not one clear vote"
     except ValueError:
         return "abstain", f"the model's answer was not the JSON object asked for: {text.strip()[:200]!r}"
     if not isinstance(answer, dict):

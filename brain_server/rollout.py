@@ -8,17 +8,20 @@ A rollout, per agent (`RolloutState`): the live logic version, and at most one c
 
     a version the brain has not seen claims           → the candidate, in shadow (its work recorded, not applied)
     shadow done ([rollout] shadow_days since its first
-    shadow run, and min_shadow_tasks shadow runs) and
-    its metrics hold against the live version's        → canary, step 0 (`[rollout] steps`, 1% by default)
-    min_tasks_per_step live tasks at a step and the
-    metrics hold                                       → the next step; past the last (100%), the live version
+    shadow run, and min_shadow_tasks shadow runs, on
+    kinds of task the live version worked) and its
+    metrics hold against the live version's            → canary, step 0 (`[rollout] steps`, 1% by default)
+    min_tasks_per_step live tasks at a step (of kinds
+    the live version worked) and the metrics hold      → the next step; past the last (100%), the live version
     a metric fails (shadow or canary)                  → rolled back at once (never a candidate again), paged
     no live version yet                                → the first version readiness lets work live becomes it
 
 At a canary step of P percent a live task goes to the candidate when its bucket (`canary.bucket`, by task id) is
 under P, to the live version otherwise: decided at claim time, the other version's claims do not see it.
 Compared: the candidate's work (shadow runs in shadow; its live tasks since the canary began) against the live
-version's live tasks, on the kinds of task (repository and acceptance command) both have worked.
+version's live tasks, on the kinds of task (repository and acceptance command) both have worked; a run whose
+verification the brain has not settled yet (the body's audit event not in) is neither, until it is or until
+UNSETTLED_GRACE_S have passed (then a failure).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from shared_protocol.brain import (
     UsageRecord,
     UsageTotal,
     UsageTotals,
+    Verification,
 )
 from shared_protocol.config import RolloutConfig
 
@@ -144,14 +148,30 @@ def kind(task: Task) -> TaskKind:
     return (task.repo, task.acceptance)
 
 
-def live_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
-    """The live tasks `agent` at `version` finished (succeeded, failed, abandoned)."""
+UNSETTLED_GRACE_S = 300.0
+"""How long a run's claim of `verified` may wait for the body's audit event before it counts as not verified."""
+
+
+def _unsettled(verification: Verification | None, at: datetime, now: datetime | None) -> bool:
+    """A claim of `verified` the brain has not checked against the body's audit event yet (the body ships its chain
+    on its own: the event may arrive a moment after the outcome): neither a success nor a failure for
+    UNSETTLED_GRACE_S after the outcome at `at`, so the run is not compared or counted yet; past that, a failure
+    (evidence never sent does not hide one). `now` None: no grace."""
+    pending = verification is not None and verification.status == "pending"
+    return pending and now is not None and (now - at).total_seconds() < UNSETTLED_GRACE_S
+
+
+def live_runs(tasks: Iterable[Task], agent: str, version: str, *, now: datetime | None = None) -> list[Run]:
+    """The live tasks `agent` at `version` finished (succeeded, failed, abandoned), but for those whose verification
+    is unsettled at `now` (`_unsettled`)."""
     runs: list[Run] = []
     for task in tasks:
         holder = task.claimed_by
         if task.claim_mode != "live" or task.logic_version != version or holder is None or holder.agent != agent:
             continue
         if task.state not in ("succeeded", "failed", "abandoned") or task.finished_at is None:
+            continue
+        if _unsettled(task.verification, task.finished_at, now):
             continue
         confirmed = task.verification is not None and task.verification.status == "confirmed"
         usd = 0.0 if task.spend is None else task.spend.usd
@@ -168,12 +188,12 @@ def live_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
     return runs
 
 
-def shadow_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
-    """The shadow runs of `agent` at `version`."""
+def shadow_runs(tasks: Iterable[Task], agent: str, version: str, *, now: datetime | None = None) -> list[Run]:
+    """The shadow runs of `agent` at `version`, but for those whose verification is unsettled at `now`."""
     runs: list[Run] = []
     for task in tasks:
         for run in task.shadow_runs:
-            if run.agent != agent or run.logic_version != version:
+            if run.agent != agent or run.logic_version != version or _unsettled(run.verification, run.at, now):
                 continue
             confirmed = run.verification is not None and run.verification.status == "confirmed"
             usd = 0.0 if run.spend is None else run.spend.usd
@@ -260,18 +280,18 @@ def evaluate(
     if candidate is None:
         return None
     agent = state.agent
-    shadow = shadow_runs(tasks, agent, candidate)
+    shadow = shadow_runs(tasks, agent, candidate, now=now)
     shadow_tasks = len({run.task_id for run in shadow})
     first = min((run.at for run in shadow), default=None)
     days = 0.0 if first is None else (now - first).total_seconds() / DAY_S
     in_canary = state.stage == "canary"
     since = state.canary_since if in_canary else state.candidate_since
     mine = (
-        [r for r in live_runs(tasks, agent, candidate) if since is None or r.claimed_at >= since]
+        [r for r in live_runs(tasks, agent, candidate, now=now) if since is None or r.claimed_at >= since]
         if in_canary
         else shadow
     )
-    theirs = [] if live is None else live_runs(tasks, agent, live)
+    theirs = [] if live is None else live_runs(tasks, agent, live, now=now)
     kinds = {r.kind for r in mine} & {r.kind for r in theirs}
     mine_compared = [r for r in mine if r.kind in kinds]
     theirs_compared = [r for r in theirs if r.kind in kinds]
@@ -289,6 +309,20 @@ def evaluate(
     stage_tasks = (
         len([r for r in mine if stage_since is None or r.claimed_at >= stage_since]) if in_canary else shadow_tasks
     )
+    # A promotion needs its minimum of tasks on kinds the live version worked too: a metric with nothing to compare
+    # it with "holds" without evidence, and work no one can compare never promotes a version.
+    stage_compared = (
+        len([r for r in mine_compared if stage_since is None or r.claimed_at >= stage_since])
+        if in_canary
+        else len({r.task_id for r in mine_compared})
+    )
+    uncompared = stage_tasks - stage_compared
+    unmatched = (
+        f" ({uncompared} of its tasks are of kinds the live version has not finished: they are not compared "
+        "and do not count)"
+        if uncompared
+        else ""
+    )
     action: RolloutAction = "hold"
     if live is not None and not comparison.holds:
         action = "rollback"
@@ -297,16 +331,21 @@ def evaluate(
         steps = config.steps
         step = min(state.step, len(steps) - 1)
         to = "live" if step == len(steps) - 1 else f"{steps[step + 1]}%"
-        if stage_tasks >= config.min_tasks_per_step:
+        if stage_compared >= config.min_tasks_per_step:
             action = "promote"
-            next_step = f"promoted to {to}: {stage_tasks} tasks at {steps[step]}% and every metric held"
+            next_step = f"promoted to {to}: {stage_compared} compared tasks at {steps[step]}% and every metric held"
         else:
             next_step = (
-                f"{config.min_tasks_per_step - stage_tasks} more live tasks at {steps[step]}% "
-                f"(min_tasks_per_step={config.min_tasks_per_step}) with every metric holding, then {to}"
+                f"{config.min_tasks_per_step - stage_compared} more live tasks at {steps[step]}%, compared with "
+                f"the live version's (min_tasks_per_step={config.min_tasks_per_step}) with every metric holding, "
+                f"then {to}{unmatched}"
             )
     else:
-        done = shadow_tasks >= config.min_shadow_tasks and days >= config.shadow_days
+        done = (
+            shadow_tasks >= config.min_shadow_tasks
+            and stage_compared >= config.min_shadow_tasks
+            and days >= config.shadow_days
+        )
         if live is None:
             next_step = (
                 "no live version yet: this one becomes live when readiness lets its first live claim through "
@@ -317,9 +356,11 @@ def evaluate(
             next_step = f"shadow done ({shadow_tasks} tasks over {days:.2f} days): canary at {config.steps[0]}%"
         else:
             next_step = (
-                f"shadow: {max(config.min_shadow_tasks - shadow_tasks, 0)} more shadow tasks "
-                f"(min_shadow_tasks={config.min_shadow_tasks}) and {max(config.shadow_days - days, 0):.2f} more days "
-                f"(shadow_days={config.shadow_days:g}), every metric holding; then canary at {config.steps[0]}%"
+                f"shadow: {max(config.min_shadow_tasks - stage_compared, 0)} more shadow tasks compared with the "
+                f"live version's (min_shadow_tasks={config.min_shadow_tasks}) and "
+                f"{max(config.shadow_days - days, 0):.2f} more days (shadow_days={config.shadow_days:g}), "
+                f"every metric holding; then canary at {config.steps[0]}%"
+                f"{unmatched}"
             )
     return Evaluation(
         comparison=comparison,
