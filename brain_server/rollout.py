@@ -37,6 +37,7 @@ from shared_protocol.brain import (
     ReadinessReport,
     RolloutState,
     Task,
+    TaskEvent,
     UsageRecord,
     UsageTotal,
     UsageTotals,
@@ -161,11 +162,48 @@ def _unsettled(verification: Verification | None, at: datetime, now: datetime | 
     return pending and now is not None and (now - at).total_seconds() < UNSETTLED_GRACE_S
 
 
-def live_runs(tasks: Iterable[Task], agent: str, version: str, *, now: datetime | None = None) -> list[Run]:
+def ledger_usd(usage: Iterable[UsageRecord], task: Task, agent: str, version: str) -> float:
+    """What the brain's usage ledger holds for `task`, but for the calls of another version of `agent`: this version's
+    own calls and everyone else's charged to the task (the reviewers' of the decisions it asked for). Not windowed
+    by the records' `at`, which is the body's word."""
+    return sum(
+        record.usd
+        for record in usage
+        if record.task_id == task.id and not (record.agent == agent and record.logic_version != version)
+    )
+
+
+def _lost_leases(task: Task, agent: str, version: str) -> list[Run]:
+    """The live claims of `task` by `agent` at `version` that ended with their lease running out (the runner hung,
+    crashed or dropped the task): each a failed run, so a version cannot keep its canary share by losing tasks."""
+    runs: list[Run] = []
+    claimed: TaskEvent | None = None
+    for line in task.history:
+        if line.kind == "claimed":
+            claimed = line
+        elif line.kind == "lease_lost" and claimed is not None and claimed.detail.get("mode") == "live":
+            if line.agent == agent and line.logic_version == version:
+                runs.append(
+                    Run(task_id=task.id, kind=kind(task), at=line.at, claimed_at=claimed.at, verified=False, usd=0.0)
+                )
+            claimed = None
+    return runs
+
+
+def live_runs(
+    tasks: Iterable[Task],
+    agent: str,
+    version: str,
+    *,
+    now: datetime | None = None,
+    usage: Sequence[UsageRecord] = (),
+) -> list[Run]:
     """The live tasks `agent` at `version` finished (succeeded, failed, abandoned), but for those whose verification
-    is unsettled at `now` (`_unsettled`)."""
+    is unsettled at `now` (`_unsettled`). A run's cost is the larger of what its outcome reported and what the
+    brain's usage ledger holds for it (`ledger_usd`): a runner under-reporting its spend is not cheaper for it."""
     runs: list[Run] = []
     for task in tasks:
+        runs += _lost_leases(task, agent, version)
         holder = task.claimed_by
         if task.claim_mode != "live" or task.logic_version != version or holder is None or holder.agent != agent:
             continue
@@ -174,7 +212,7 @@ def live_runs(tasks: Iterable[Task], agent: str, version: str, *, now: datetime 
         if _unsettled(task.verification, task.finished_at, now):
             continue
         confirmed = task.verification is not None and task.verification.status == "confirmed"
-        usd = 0.0 if task.spend is None else task.spend.usd
+        usd = max(0.0 if task.spend is None else task.spend.usd, ledger_usd(usage, task, agent, version))
         runs.append(
             Run(
                 task_id=task.id,
@@ -274,8 +312,9 @@ def evaluate(
     refusals: Sequence[Refusal],
     config: RolloutConfig,
     now: datetime,
+    usage: Sequence[UsageRecord] = (),
 ) -> Evaluation | None:
-    """The candidate of `state` against its live version (None: no candidate)."""
+    """The candidate of `state` against its live version (None: no candidate); `usage`: the brain's usage ledger."""
     candidate, live = state.candidate, state.live_version
     if candidate is None:
         return None
@@ -287,11 +326,11 @@ def evaluate(
     in_canary = state.stage == "canary"
     since = state.canary_since if in_canary else state.candidate_since
     mine = (
-        [r for r in live_runs(tasks, agent, candidate, now=now) if since is None or r.claimed_at >= since]
+        [r for r in live_runs(tasks, agent, candidate, now=now, usage=usage) if since is None or r.claimed_at >= since]
         if in_canary
         else shadow
     )
-    theirs = [] if live is None else live_runs(tasks, agent, live, now=now)
+    theirs = [] if live is None else live_runs(tasks, agent, live, now=now, usage=usage)
     kinds = {r.kind for r in mine} & {r.kind for r in theirs}
     mine_compared = [r for r in mine if r.kind in kinds]
     theirs_compared = [r for r in theirs if r.kind in kinds]

@@ -28,6 +28,7 @@ from .rollout import (
     percent,
     promoted,
     rolled_back,
+    shadow_runs,
     with_candidate,
 )
 from .state import LogAction, LogEntry, StateEngine
@@ -91,6 +92,7 @@ class Rollouts:
                 )
             if version not in (state.live_version, state.candidate):
                 if mode == "live" and state.live_version is None:
+                    await self._first_live(agent, version, now)
                     await self._put(
                         promoted(with_candidate(state, version, now=now), steps=self.config.steps, now=now),
                         "rollout_live",
@@ -115,6 +117,7 @@ class Rollouts:
             if state.stage == "canary":
                 return (0, percent(state, self.config.steps))
             if state.live_version is None:  # (the candidate of an agent with no live version yet)
+                await self._first_live(agent, version, now)
                 await self._put(
                     promoted(state, steps=self.config.steps, now=now),
                     "rollout_live",
@@ -127,6 +130,25 @@ class Rollouts:
                 f"live only from its first canary step. Run it with --shadow; `swarm rollout status {agent}` says what "
                 f"the next step needs, or a human captain runs `swarm rollout promote {agent} --reason ...`"
             )
+
+    async def _first_live(self, agent: str, version: str, now: datetime) -> None:
+        """Refuse (`NotReady`) the first live version of `agent` unless the brain's own record shows its shadow
+        period (min_shadow_tasks shadow runs over shadow_days) or a human captain's readiness override names it:
+        a ready report was computed for the version configured when it ran, not for this one."""
+        overrides = await self._state.readiness_overrides(at=now)
+        if any(o.agent == agent and o.logic_version == version and o.expires_at > now for o in overrides):
+            return
+        runs = shadow_runs(await self._state.tasks(), agent, version, now=now)
+        tasks = len({run.task_id for run in runs})
+        days = (now - min(run.at for run in runs)).total_seconds() / 86400 if runs else 0.0
+        if tasks >= self.config.min_shadow_tasks and days >= self.config.shadow_days:
+            return
+        raise NotReady(
+            f"logic version {version} of agent '{agent}' would be its first live version, and this brain has no "
+            f"shadow period of its own for it ({tasks}/{self.config.min_shadow_tasks} shadow tasks over "
+            f"{days:.2f}/{self.config.shadow_days:g} days): run it with --shadow first, or have a human captain run "
+            f"`swarm readiness override --agent {agent} --reason ...` for this version"
+        )
 
     # -- evaluation --------------------------------------------------------------------------
 
@@ -142,6 +164,7 @@ class Rollouts:
             refusals=await self._refusals(state.agent),
             config=self.config,
             now=self._now(),
+            usage=[record for record in await self._state.usage() if record.task_id is not None],
         )
 
     async def _refusals(self, agent: str) -> list[Refusal]:

@@ -611,6 +611,16 @@ def check_shadow_periods(
     for agent in config.agents:
         name = f"shadow_period:{agent.name}"
         version = logic_version(agent, config.models[agent.model])
+        if agent.role != "worker":  # (a reviewer or captain claims no task: it has no shadow runs to count)
+            items.append(
+                _item(
+                    name,
+                    True,
+                    f"{version}: a {agent.role} agent claims no tasks, so it has no shadow period; its votes count "
+                    "from its first (its logic versions are not rolled out: see the README's Not finished)",
+                )
+            )
+            continue
         fact = (rollouts or {}).get(agent.name)
         if fact is not None and fact.live_version == version:
             items.append(_item(name, True, f"{version}: the brain's live version of agent {agent.name} (rolled out)"))

@@ -4,15 +4,17 @@ live gate), park and resume, outcomes with verification, evidence and spend, and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 import pytest
 
-from brain_server import Brain
+from brain_server import Brain, BrainSettings
+from shared_protocol.config import RolloutConfig
 
-from .helpers import BrainClient, Clock, batch, decision_request, ok, refused, registration, rerun_event
+from .helpers import BrainClient, Clock, batch, decision_request, engine_url, ok, refused, registration, rerun_event
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -24,6 +26,15 @@ pytestmark = pytest.mark.anyio
 LV = "lv-0123456789abcdef"
 READY = {"ready": True, "items": [{"name": "kill drill", "ok": True, "detail": "0.1 s", "fix": ""}]}
 VERIFIED = {"command": "pytest -q", "exit_code": 0, "action_id": "act_9", "verified": True}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> BrainSettings:
+    """No shadow period before an agent's first live version: this file tests the readiness gate and overrides (the
+    shadow period the brain also asks of a first live version is test_rollout's)."""
+    return BrainSettings(
+        database_url=engine_url("sqlite", tmp_path), rollout=RolloutConfig(shadow_days=0, min_shadow_tasks=0)
+    )
 
 
 async def ship_rerun(api: BrainClient, clock: Clock, task_id: str, action_id: str = "act_9") -> None:

@@ -125,14 +125,23 @@ async def status(api: BrainClient, as_: str = "approver") -> dict[str, Any]:
 
 
 async def live_with_history(api: BrainClient, clock: Clock, tasks: int = 8) -> tuple[Version, Version]:
-    """Readiness passed; V1 is live with `tasks` verified tasks; V2's body is registered."""
+    """Readiness passed and a captain let V1 go live first (its shadow period is another test's); V1 is live with
+    `tasks` verified tasks; V2's body is registered."""
     ok(await api.post("/v1/readiness", READY, as_="captain"), 201)
+    await let_live(api, V1)
     v1 = await Version(api, clock, V1, "v1", "body-1").start()
     v2 = await Version(api, clock, V2, "v2", "body-2").start()
     for _ in range(tasks):
         await queue(api)
         await v1.work("live")
     return v1, v2
+
+
+async def let_live(api: BrainClient, version: str) -> None:
+    """A human captain's readiness override for `version` of the agent (the first live version needs one, or its
+    shadow period on this brain)."""
+    override = {"agent": AGENT, "logic_version": version, "reason": "first version", "for_s": 86400}
+    ok(await api.post("/v1/readiness/overrides", override, as_="captain"), 201)
 
 
 async def through_shadow(api: BrainClient, clock: Clock, v2: Version) -> None:
@@ -262,6 +271,12 @@ async def test_the_first_live_version_needs_readiness_and_then_takes_every_task(
     await queue(api)
     refused(await v1.claim("live"), 403, "not_ready")  # (no readiness report)
     ok(await api.post("/v1/readiness", READY, as_="captain"), 201)
+    # A ready report was computed for the version configured when it ran: the first live version also needs its
+    # own shadow period on this brain (or a captain's override naming it).
+    refusal = refused(await v1.claim("live"), 403, "not_ready")
+    assert "no shadow period of its own" in refusal["message"] and "0/3 shadow tasks" in refusal["message"], refusal
+    await through_shadow(api, clock, v1)
+    await queue(api)
     await v1.work("live")
     report = await status(api)
     assert report["state"]["live_version"] == V1 and report["metrics"] == []

@@ -59,6 +59,8 @@ async def _brain_with_a_candidate(tmp_path: Path, version: str) -> AsyncGenerato
     async with live_brain(settings) as brain, httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
         captain = {"Authorization": f"Bearer {brain.tokens['captain']}"}
         assert (await http.post("/v1/readiness", json=READY, headers=captain)).status_code == 201
+        first = {"agent": "w1", "logic_version": OLD, "reason": "the first live version", "for_s": 3600}
+        assert (await http.post("/v1/readiness/overrides", json=first, headers=captain)).status_code == 201
         for name, body_id, mode, lv in (("old", "body-old", "live", OLD), ("new", "body-new", "shadow", version)):
             await brain.add_token(name, agent="w1")
             await http.post(
