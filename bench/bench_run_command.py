@@ -1,12 +1,14 @@
 """run_command overhead: `run_command(["true"])` through `swarm body` over stdio vs a bare `bwrap` in the same run.
 
-    uv run python bench/bench_run_command.py [--runs 3] [--calls 30] [--sizes 100,10000,100000]
+    uv run python bench/bench_run_command.py [--runs 3] [--calls 30] [--sizes 100,10000,100000] [--before DIR]
 
 For each workspace size, starts `swarm body` as a real process and talks to it with the official MCP
 client over stdio (as an IDE would). Each run alternates one `run_command(["true"])` with one bare
 `bwrap --ro-bind / / true` started from the same event loop, `--calls` of each, so that the machine's
 slow moments fall on both alike; a run's figure is the median of each. Prints, over the runs, the
-min/median/max of the ratio (subject / bwrap) and of the overhead (subject - bwrap, in ms).
+min/median/max of the ratio (subject / bwrap) and of the overhead (subject - bwrap, in ms). With `--before DIR`
+(a checkout of an earlier commit, e.g. `git archive main | tar -x -C DIR`, run with this checkout's interpreter),
+a second body from there takes its turn in each round too, on a workspace of its own.
 
 Start-up is reported apart: the body's time from spawn to an answered `initialize`, and its first
 `run_command`, which waits for the initial workspace scan (the scan that decides which secrets a
@@ -17,6 +19,7 @@ flat from 100 to 100k files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -44,7 +47,7 @@ def _workspace(root: Path, files: int) -> Path:
     return ws
 
 
-def _params(ws: Path, home: Path) -> StdioServerParameters:
+def _params(ws: Path, home: Path, root: Path) -> StdioServerParameters:
     config = home / "bench.toml"
     config.write_text(
         "[limits]\ncalls_per_minute = 1000000\nfile_mods_per_hour = 1000000\n[policy]\napproval_min_files = 1000000\n"
@@ -53,7 +56,7 @@ def _params(ws: Path, home: Path) -> StdioServerParameters:
         command=sys.executable,
         args=["-m", "swarm_cli", "body", "--workspace", str(ws), "--config", str(config)],
         env={**os.environ, "SWARM_HOME": str(home)},
-        cwd=str(ROOT),
+        cwd=str(root),  # (`-m` imports from the working directory first: that checkout's code)
     )
 
 
@@ -72,41 +75,57 @@ async def _bwrap(bwrap: str) -> float:
     return time.perf_counter() - start
 
 
-async def _size(root: Path, files: int, runs: int, calls: int, bwrap: str) -> None:
-    ws = _workspace(root, files)
-    home = root / f"home{files}"
-    home.mkdir()
-    spawned = time.perf_counter()
-    async with Client(_params(ws, home)) as client:
-        initialized = time.perf_counter() - spawned
-        first = await _command(client)
-        ratios: list[float] = []
-        overheads: list[float] = []
+async def _size(tmp: Path, files: int, runs: int, calls: int, bwrap: str, checkouts: dict[str, Path]) -> None:
+    ws = _workspace(tmp, files)
+    async with contextlib.AsyncExitStack() as stack:
+        clients: dict[str, Client] = {}
+        for name, root in checkouts.items():
+            home = tmp / f"home-{name}-{files}"
+            home.mkdir()
+            copy = ws if not clients else tmp / f"ws-{name}-{files}"
+            if copy != ws:
+                shutil.copytree(ws, copy)
+            spawned = time.perf_counter()
+            clients[name] = await stack.enter_async_context(Client(_params(copy, home, root)))
+            initialized = time.perf_counter() - spawned
+            first = await _command(clients[name])
+            print(
+                f"  {files:>6} files, {name}: start-up: initialize {initialized * 1000:.0f} ms, first run_command "
+                f"{first * 1000:.0f} ms"
+            )
+        ratios: dict[str, list[float]] = {name: [] for name in clients}
+        overheads: dict[str, list[float]] = {name: [] for name in clients}
         for _ in range(runs):
-            subject: list[float] = []
-            baseline: list[float] = []
+            times: dict[str, list[float]] = {name: [] for name in [*clients, "bwrap"]}
             for _ in range(calls):
-                subject.append(await _command(client))
-                baseline.append(await _bwrap(bwrap))
-            s, b = statistics.median(subject) * 1000, statistics.median(baseline) * 1000
-            ratios.append(s / b)
-            overheads.append(s - b)
-            print(f"    run: run_command {s:7.2f} ms   bare bwrap {b:6.2f} ms   ratio {s / b:5.2f}x   +{s - b:6.2f} ms")
-    print(
-        f"  {files:>6} files: ratio min/median/max {min(ratios):.2f}/{statistics.median(ratios):.2f}/{max(ratios):.2f}x"
-        f"   overhead min/median/max {min(overheads):+.2f}/{statistics.median(overheads):+.2f}/{max(overheads):+.2f} ms"
-    )
-    print(f"  {'':>6}        start-up: initialize {initialized * 1000:.0f} ms, first run_command {first * 1000:.0f} ms")
+                for name, client in clients.items():
+                    times[name].append(await _command(client))
+                times["bwrap"].append(await _bwrap(bwrap))
+            b = statistics.median(times["bwrap"]) * 1000
+            line = f"    run: bare bwrap {b:6.2f} ms"
+            for name in clients:
+                s = statistics.median(times[name]) * 1000
+                ratios[name].append(s / b)
+                overheads[name].append(s - b)
+                line += f"   {name} {s:7.2f} ms ({s / b:5.2f}x, {s - b:+6.2f} ms)"
+            print(line)
+    for name in clients:
+        r, o = ratios[name], overheads[name]
+        print(
+            f"  {files:>6} files, {name}: ratio min/median/max {min(r):.2f}/{statistics.median(r):.2f}/{max(r):.2f}x"
+            f"   overhead min/median/max {min(o):+.2f}/{statistics.median(o):+.2f}/{max(o):+.2f} ms"
+        )
 
 
-async def main(runs: int, calls: int, sizes: list[int]) -> None:
+async def main(runs: int, calls: int, sizes: list[int], before: Path | None) -> None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         sys.exit("bench_run_command: bwrap not found (apt-get install bubblewrap)")
     print(f"run_command(['true']) over stdio vs bare `bwrap --ro-bind / / true`: {runs} runs x {calls} calls each")
+    checkouts = {"this": ROOT} | ({"before": before} if before is not None else {})
     with tempfile.TemporaryDirectory() as tmp:
         for files in sizes:
-            await _size(Path(tmp), files, runs, calls, bwrap)
+            await _size(Path(tmp), files, runs, calls, bwrap, checkouts)
 
 
 if __name__ == "__main__":
@@ -114,7 +133,11 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--sizes", default="100,10000,100000")
+    parser.add_argument("--before", type=Path, default=None, help="a checkout of an earlier commit to run alongside")
     options = parser.parse_args()
     if options.runs < 1 or options.calls < 1:
         sys.exit("bench_run_command: --runs and --calls must be at least 1")
-    anyio.run(main, options.runs, options.calls, [int(s) for s in options.sizes.split(",")])
+    if options.before is not None and not (options.before / "swarm_cli").is_dir():
+        sys.exit(f"bench_run_command: --before {options.before} is not a checkout of this project")
+    sizes = [int(s) for s in options.sizes.split(",")]
+    anyio.run(main, options.runs, options.calls, sizes, options.before.resolve() if options.before else None)
