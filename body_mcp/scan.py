@@ -170,6 +170,9 @@ class WorkspaceScanner:
         except (WatchUnavailable, _WatchRefused) as exc:
             self._stop_watching(str(exc))
             return
+        if "" not in self._cache:
+            self._forget()  # no workspace directory to watch (yet): the next scan tries again
+            return
         self.full_scans += 1
         if self.first_scan_s is None:
             self.first_scan_s = time.perf_counter() - started
@@ -202,7 +205,7 @@ class WorkspaceScanner:
         renewed: set[str] = set()
         for event in events:
             if event.mask & (_inotify.IN_Q_OVERFLOW | _inotify.IN_UNMOUNT):
-                raise _EventsLost("the kernel's event queue overflowed")
+                raise _EventsLost("the kernel's event queue overflowed (or a filesystem went away)")
             rel = self._wds.get(event.wd)
             if rel is None:
                 continue  # from a watch already dropped

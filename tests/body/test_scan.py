@@ -140,3 +140,19 @@ def test_an_overflowed_event_queue_makes_the_next_scan_read_everything_again(tmp
     (tmp_path / "after.key").write_text("k")
     assert scanner.scan().denied == ["after.key", "flood/late.pem"], "watching again after the walk"
     scanner.close()
+
+
+def test_a_workspace_directory_swapped_for_another_is_walked_again(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".env").write_text("x")
+    scanner = _scanner(ws)
+    assert scanner.scan().denied == [".env"]
+    ws.rename(tmp_path / "old")  # as a snapshot restore swaps it
+    assert scanner.scan().denied == [], "no workspace directory: nothing to hide, nothing stale"
+    ws.mkdir()
+    (ws / "id_ed25519").write_text("k")
+    assert scanner.scan().denied == ["id_ed25519"] and scanner.watching
+    (ws / "new.pem").write_text("k")
+    assert scanner.scan().denied == ["id_ed25519", "new.pem"]
+    scanner.close()
