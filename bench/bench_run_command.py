@@ -1,86 +1,143 @@
-"""run_command overhead: `true` through the guarded body vs a plain tool call vs a bare subprocess.
+"""run_command overhead: `run_command(["true"])` through `swarm body` over stdio vs a bare `bwrap` in the same run.
 
-    uv run python bench/bench_run_command.py [--runs 60]
+    uv run python bench/bench_run_command.py [--runs 3] [--calls 30] [--sizes 100,10000,100000] [--before DIR]
 
-All in one run, on this machine's sandbox backend (bubblewrap + overlay). Then the same
-`run_command(["true"])` on workspaces of 100 and 10,000 files, to show how staging cost
-grows with workspace size. Target (issue #3): at most 30 ms median overhead, flat in
-workspace size.
+For each workspace size, starts `swarm body` as a real process and talks to it with the official MCP
+client over stdio (as an IDE would). Each run alternates one `run_command(["true"])` with one bare
+`bwrap --ro-bind / / true` started from the same event loop, `--calls` of each, so that the machine's
+slow moments fall on both alike; a run's figure is the median of each. Prints, over the runs, the
+min/median/max of the ratio (subject / bwrap) and of the overhead (subject - bwrap, in ms). With `--before DIR`
+(a checkout of an earlier commit, e.g. `git archive main | tar -x -C DIR`, run with this checkout's interpreter),
+a second body from there takes its turn in each round too, on a workspace of its own.
+
+Start-up is reported apart: the body's time from spawn to an answered `initialize`, and its first
+`run_command`, which waits for the initial workspace scan (the scan that decides which secrets a
+command's sandbox hides) when it is not done yet. Target (issue #22): at most 10 ms over bare bwrap,
+flat from 100 to 100k files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import anyio
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
-from body_mcp import Body, BodySettings
-from shared_protocol.config import parse_config
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _workspace(root: Path, files: int) -> Path:
     ws = root / f"ws{files}"
     for n in range(files):
         d = ws / f"pkg{n // 100}"
-        d.mkdir(parents=True, exist_ok=True)
+        if n % 100 == 0:
+            d.mkdir(parents=True, exist_ok=True)
         (d / f"mod{n}.py").write_text(f"X = {n}\n")
     (ws / ".gitignore").write_text("__pycache__/\n")
+    (ws / ".env").write_text("TOKEN=bench\n")  # a secret the sandbox hides
     return ws
 
 
-def _body(ws: Path, home: Path) -> Body:
-    config = parse_config({"limits": {"calls_per_minute": 1_000_000, "file_mods_per_hour": 1_000_000}})
-    return Body(BodySettings(workspace=ws.resolve(), home=home, config=config))
+def _params(ws: Path, home: Path, root: Path) -> StdioServerParameters:
+    config = home / "bench.toml"
+    config.write_text(
+        "[limits]\ncalls_per_minute = 1000000\nfile_mods_per_hour = 1000000\n[policy]\napproval_min_files = 1000000\n"
+    )
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "swarm_cli", "body", "--workspace", str(ws), "--config", str(config)],
+        env={**os.environ, "SWARM_HOME": str(home)},
+        cwd=str(root),  # (`-m` imports from the working directory first: that checkout's code)
+    )
 
 
-async def _median_ms(body: Body, tool: str, args: dict[str, object], runs: int) -> float:
-    times: list[float] = []
-    for _ in range(runs + 3):
-        start = time.perf_counter()
-        outcome = await body.call_tool(tool, {**args, "rationale": "bench"})
-        times.append(time.perf_counter() - start)
-        assert not outcome.is_error, outcome.structured
-    return statistics.median(times[3:]) * 1000
+async def _command(client: Client) -> float:
+    start = time.perf_counter()
+    result = await client.call_tool("run_command", {"argv": ["true"], "rationale": "bench"})
+    elapsed = time.perf_counter() - start
+    assert not result.is_error and isinstance(result.structured_content, dict), result.structured_content
+    assert result.structured_content["exit_code"] == 0, result.structured_content
+    return elapsed
 
 
-async def main(runs: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        bare: list[float] = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            subprocess.run(["true"], check=True)
-            bare.append(time.perf_counter() - start)
-        bare_ms = statistics.median(bare) * 1000
-        results: dict[int, tuple[float, float]] = {}
-        for files in (100, 10_000):
-            ws = _workspace(root, files)
-            home = root / f"home{files}"
+async def _bwrap(bwrap: str) -> float:
+    start = time.perf_counter()
+    await anyio.run_process([bwrap, "--ro-bind", "/", "/", "true"], check=True)
+    return time.perf_counter() - start
+
+
+async def _size(tmp: Path, files: int, runs: int, calls: int, bwrap: str, checkouts: dict[str, Path]) -> None:
+    ws = _workspace(tmp, files)
+    async with contextlib.AsyncExitStack() as stack:
+        clients: dict[str, Client] = {}
+        for name, root in checkouts.items():
+            home = tmp / f"home-{name}-{files}"
             home.mkdir()
-            body = _body(ws, home)
-            try:
-                plain = await _median_ms(body, "read_text_file", {"path": ".gitignore"}, runs)
-                command = await _median_ms(body, "run_command", {"argv": ["true"]}, runs)
-                results[files] = (plain, command)
-            finally:
-                body.close()
-        print(f"median over {runs} runs (ms), sandbox backend: bubblewrap + overlay")
-        print(f"  bare subprocess `true`                         {bare_ms:7.2f}")
-        for files, (plain, command) in results.items():
+            copy = ws if not clients else tmp / f"ws-{name}-{files}"
+            if copy != ws:
+                shutil.copytree(ws, copy)
+            spawned = time.perf_counter()
+            clients[name] = await stack.enter_async_context(Client(_params(copy, home, root)))
+            initialized = time.perf_counter() - spawned
+            first = await _command(clients[name])
             print(
-                f"  workspace of {files:>6} files: plain tool call {plain:6.2f}   run_command(['true']) {command:7.2f}"
-                f"   overhead vs bare {command - bare_ms:6.2f}  (ratio {command / bare_ms:.1f}x)"
+                f"  {files:>6} files, {name}: start-up: initialize {initialized * 1000:.0f} ms, first run_command "
+                f"{first * 1000:.0f} ms"
             )
-        small, large = results[100][1], results[10_000][1]
-        print(f"  10,000 vs 100 files: {large - small:+.2f} ms ({large / small:.2f}x)")
+        ratios: dict[str, list[float]] = {name: [] for name in clients}
+        overheads: dict[str, list[float]] = {name: [] for name in clients}
+        for _ in range(runs):
+            times: dict[str, list[float]] = {name: [] for name in [*clients, "bwrap"]}
+            for _ in range(calls):
+                for name, client in clients.items():
+                    times[name].append(await _command(client))
+                times["bwrap"].append(await _bwrap(bwrap))
+            b = statistics.median(times["bwrap"]) * 1000
+            line = f"    run: bare bwrap {b:6.2f} ms"
+            for name in clients:
+                s = statistics.median(times[name]) * 1000
+                ratios[name].append(s / b)
+                overheads[name].append(s - b)
+                line += f"   {name} {s:7.2f} ms ({s / b:5.2f}x, {s - b:+6.2f} ms)"
+            print(line)
+    for name in clients:
+        r, o = ratios[name], overheads[name]
+        print(
+            f"  {files:>6} files, {name}: ratio min/median/max {min(r):.2f}/{statistics.median(r):.2f}/{max(r):.2f}x"
+            f"   overhead min/median/max {min(o):+.2f}/{statistics.median(o):+.2f}/{max(o):+.2f} ms"
+        )
+
+
+async def main(runs: int, calls: int, sizes: list[int], before: Path | None) -> None:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        sys.exit("bench_run_command: bwrap not found (apt-get install bubblewrap)")
+    print(f"run_command(['true']) over stdio vs bare `bwrap --ro-bind / / true`: {runs} runs x {calls} calls each")
+    checkouts = {"this": ROOT} | ({"before": before} if before is not None else {})
+    with tempfile.TemporaryDirectory() as tmp:
+        for files in sizes:
+            await _size(Path(tmp), files, runs, calls, bwrap, checkouts)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=60)
-    anyio.run(main, parser.parse_args().runs)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--sizes", default="100,10000,100000")
+    parser.add_argument("--before", type=Path, default=None, help="a checkout of an earlier commit to run alongside")
+    options = parser.parse_args()
+    if options.runs < 1 or options.calls < 1:
+        sys.exit("bench_run_command: --runs and --calls must be at least 1")
+    if options.before is not None and not (options.before / "swarm_cli").is_dir():
+        sys.exit(f"bench_run_command: --before {options.before} is not a checkout of this project")
+    sizes = [int(s) for s in options.sizes.split(",")]
+    anyio.run(main, options.runs, options.calls, sizes, options.before.resolve() if options.before else None)

@@ -259,6 +259,7 @@ class Body:
 
     def close(self) -> None:
         self.replies.run()
+        self.scanner.close()
         self.workspace.close()
         self.audit.close()
         self.limits.close()
@@ -305,6 +306,8 @@ class Body:
         retention_days = self.settings.config.audit.retention_days
         try:
             async with anyio.create_task_group() as tg:
+                # First: the workspace walk that commands' sandboxes hide secrets by (a command waits for it).
+                tg.start_soon(self._first_scan)
                 if self.link is not None:
                     tg.start_soon(self.link.run)
                 tg.start_soon(
@@ -340,6 +343,14 @@ class Body:
                     )
         finally:
             stop.set()
+
+    async def _first_scan(self) -> None:
+        try:
+            await self.scanner.current()
+        except OSError as exc:
+            logger.warning("the first workspace scan failed (%s): each command scans for itself", exc)
+            return
+        logger.info("workspace scanned in %.3f s", self.scanner.first_scan_s or 0.0)
 
     async def leave(self) -> None:
         """A clean exit (the client closed stdin): a linked body deregisters, so its brain pages nobody about it."""

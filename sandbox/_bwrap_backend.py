@@ -5,7 +5,8 @@ The launcher chain, each step exec'ing the next so the outer process is bwrap it
 `unshare` (a user and mount namespace of the run's own) → `sh`, which mounts the run's quota'd areas
 (`_areas.py`) and the backend's setup (overlay: the overlay mount), says it is ready and waits at its gate
 (one line on stdin) while the body opens the areas, lets the backend fill its own (copy: the workspace's
-copy), puts it in the run's pids cgroup and sets its rlimits → `bwrap --args FD -- COMMAND`. bwrap reads
+copy) and sets its rlimits → `bwrap --args FD -- COMMAND`. Its move into the run's pids cgroup (milliseconds on
+cgroup v1) starts as soon as it is spawned, while it mounts; the gate waits for that too. bwrap reads
 its options from a file in the staging area, so that the command's environment never shows up in the
 host's process list (bwrap 0.8 takes only options that way: a `--` and command inside the file end in a
 usage error).
@@ -214,9 +215,13 @@ class BwrapBackend(ABC):
         try:
             launch = await anyio.to_thread.run_sync(self._build_launch, spec, plan, staging, cgroup)
 
+            async def confine(pid: int) -> None:
+                if cgroup is not None:
+                    await anyio.to_thread.run_sync(cgroup.add, pid)
+
             async def admit(pid: int) -> bytes:
                 gate = await anyio.to_thread.run_sync(_stage_areas, pid, staging, spec, launch.prepared, areas)
-                _admit(cgroup, launch.rlimits, pid)
+                apply_rlimits(pid, launch.rlimits)
                 areas.started = True
                 return gate
 
@@ -228,8 +233,9 @@ class BwrapBackend(ABC):
                     max_output_bytes=spec.max_output_bytes,
                     pass_fds=[*launch.pass_fds, *spec.pass_fds],
                     control=control,
-                    kill_rest=cgroup.kill_all if cgroup is not None else _nothing,
+                    kill_rest=cgroup.kill_once if cgroup is not None else _nothing,
                     admit=admit,
+                    confine=confine,
                     on_output=spec.on_output,
                 )
             finally:
@@ -375,13 +381,6 @@ def _stage_areas(pid: int, staging: Path, spec: SandboxSpec, prepared: Prepared,
         return b"go\n"
     prepared.fill(areas.write_path)
     return areas.gate_after_fill(spec.limits)
-
-
-def _admit(cgroup: PidsCgroup | None, limits: list[tuple[int, int]], pid: int) -> None:
-    """Confine the launcher waiting at its gate: into the run's cgroup first, then its rlimits."""
-    if cgroup is not None:
-        cgroup.add(pid)
-    apply_rlimits(pid, limits)
 
 
 def _create_cgroup(spec: SandboxSpec, with_forwarder: bool) -> PidsCgroup | None:

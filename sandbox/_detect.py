@@ -11,6 +11,7 @@ is a note (the workspace is the agent's to edit), what the config names but the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
+from ._host_memo import HOST_FACTS
 from .exceptions import ToolchainNotFound
 
 ToolName = Literal["python", "uv", "node", "npm"]
@@ -82,12 +84,23 @@ def pyenv_root(env: dict[str, str] | None = None) -> Path:
 
 
 def find_toolchains(*, pyenv: Path | None = None) -> list[Toolchain]:
-    """Every toolchain this machine offers, system ones first."""
+    """Every toolchain this machine offers, system ones first (remembered while the directories it looks in
+    are unchanged: `_host_memo.py`)."""
+    root = pyenv_root() if pyenv is None else pyenv
+    path_dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d.startswith("/")]
+    versions = root / "versions"
+    watched: list[Path | str] = [*_SYSTEM_BINS, root / "shims", versions, Path(sys.base_prefix) / "bin", *path_dirs]
+    with contextlib.suppress(OSError):
+        watched += [entry / "bin" for entry in versions.iterdir()]
+    key = ("find_toolchains", root, os.environ.get("PATH", ""))
+    return list(HOST_FACTS.get(key, watched, lambda: _find_toolchains(root)))
+
+
+def _find_toolchains(root: Path) -> list[Toolchain]:
     found: list[Toolchain] = []
     system = _system_python()
     if system is not None:
         found.append(system)
-    root = pyenv_root() if pyenv is None else pyenv
     versions = root / "versions"
     if versions.is_dir():
         for entry in sorted(versions.iterdir(), key=lambda p: _version_key(p.name), reverse=True):
@@ -177,7 +190,8 @@ def plan_toolchains(workspace: Path, *, python: str = "", pyenv: Path | None = N
     if uv is not None and uv.executable.parent not in _SYSTEM_BINS:
         commands["uv"] = uv.executable
     wanted = [t.expose for t in found if t.expose != Path("/usr")]
-    expose = [p for p in dict.fromkeys(wanted) if not any(o != p and o in p.parents for o in wanted)]
+    # (string prefixes: `Path.parents` cost milliseconds a command here)
+    expose = [p for p in dict.fromkeys(wanted) if not any(str(p).startswith(f"{str(o).rstrip('/')}/") for o in wanted)]
     return ToolchainPlan(
         found=found, declared=declared, python=chosen, expose=expose, commands=commands, bin_dirs=bin_dirs, notes=notes
     )

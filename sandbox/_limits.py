@@ -1,10 +1,11 @@
 # pyright: strict
 """Resource limits: rlimits, and a pids cgroup per run for the process count.
 
-Both are put on the launcher by the body right after it is spawned, while it waits at its gate (it reads
-one line from stdin before doing anything else, and exits if the line never comes), so nothing of the run
-exists outside them. Doing it from the body costs a few syscalls; a `prlimit` process and a shell to join
-the cgroup cost about 6 ms of a run (measured 2026-11-25).
+Both are put on the launcher by the body before its gate opens (it reads one line from stdin before running
+anything of the command, and exits if the line never comes), so nothing of the command exists outside them:
+the cgroup move starts right after the spawn, overlapping the launcher's mounts (whose short-lived `mount`
+children may stay outside it), the rlimits are set at the gate. Doing it from the body costs a few syscalls;
+a `prlimit` process and a shell to join the cgroup cost about 6 ms of a run (measured 2026-11-25).
 
 Measured here: as root, RLIMIT_NPROC does not bind (not even inside a user namespace), so the process count
 is held by the pids controller: cgroup v1 at /sys/fs/cgroup/pids on these machines, v2 on most servers.
@@ -32,6 +33,8 @@ _CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The outer bwrap and bwrap's init in the pid namespace (and, with a proxy, the forwarder) are not the
 # command's: the cgroup allows them on top of the command's own budget.
 SANDBOX_OVERHEAD_PROCESSES = 2
+# Between two rounds of `PidsCgroup.kill_all`: long enough not to spin, short next to a dying task's exit.
+_KILL_ROUND_S = 0.002
 
 
 def rlimits(limits: ResourceLimits, *, with_nproc: bool) -> list[tuple[int, int]]:
@@ -76,13 +79,15 @@ class PidsCgroup:
     """One run's pids cgroup. Kill it to kill every process of the run; remove it when they are gone."""
 
     path: Path
+    _has_kill_file: bool | None = None
 
     @property
     def procs_file(self) -> Path:
         return self.path / "cgroup.procs"
 
     def add(self, pid: int) -> None:
-        """Move the process `pid` (which has not forked yet) into this cgroup."""
+        """Move the process `pid` into this cgroup (its children from then on are in it too). Blocks for a few
+        milliseconds on cgroup v1 (the kernel waits for an RCU grace period): run it in a worker thread."""
         self.procs_file.write_text(str(pid))
 
     def pids(self) -> list[int]:
@@ -92,17 +97,29 @@ class PidsCgroup:
             return []
         return [int(line) for line in text.split()]
 
-    def kill_all(self, *, deadline_s: float = 1.0) -> None:
-        """SIGKILL every member until none is left (v1 has no cgroup.kill; a forking tree needs rounds)."""
-        kill_file = self.path / "cgroup.kill"
-        if kill_file.exists():
+    def kill_once(self) -> None:
+        """SIGKILL every member once, without waiting (safe on an event loop: a few syscalls).
+
+        `cgroup.kill` (v2) takes the whole tree at once; v1 has none, so each listed pid gets its SIGKILL, and
+        a child forked meanwhile is left to `kill_all`'s next round (run when the cgroup is removed)."""
+        if self._has_kill_file is None:
+            self._has_kill_file = (self.path / "cgroup.kill").exists()
+        if self._has_kill_file:
             with contextlib.suppress(OSError):
-                kill_file.write_text("1")
+                (self.path / "cgroup.kill").write_text("1")
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def kill_all(self, *, deadline_s: float = 1.0) -> None:
+        """SIGKILL every member until none is left or `deadline_s` passed, a short sleep between rounds (a
+        forking tree needs rounds; a dying task stays listed for a moment). Blocks: run it in a worker thread."""
         stop = time.monotonic() + deadline_s
-        while (pids := self.pids()) and time.monotonic() < stop:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        while True:
+            self.kill_once()
+            if not self.pids() or time.monotonic() >= stop:
+                return
+            time.sleep(_KILL_ROUND_S)
 
     def remove(self, *, deadline_s: float = 2.0) -> None:
         """Kill what is left and remove the cgroup; a dying task can hold it busy for a moment."""

@@ -112,13 +112,16 @@ async def run_contained(
     control: RunControl,
     kill_rest: Callable[[], None],
     admit: Callable[[int], Awaitable[bytes]],
+    confine: Callable[[int], Awaitable[None]] | None = None,
     on_output: Callable[[int], object] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
 
     The launcher sets up its mounts, prints `READY_LINE` and waits at its gate (one line on stdin) until
     `admit(pid)` has prepared and confined it (staging areas, cgroup, rlimits) and returned the gate line;
-    if `admit` fails, the gate is never opened and the launcher exits without running anything. A launcher
+    if `admit` fails, the gate is never opened and the launcher exits without running anything. `confine(pid)`
+    (the move into the run's cgroup, which takes milliseconds) starts as soon as the launcher is spawned, while
+    it sets up its mounts; the gate waits for it too, and its failure counts as `admit`'s. A launcher
     that ends before it is ready is left to the caller, whose status check reports why (its stderr).
     Killing the tree is SIGKILL to the outer process (the pid namespace dies with it) plus `kill_rest`
     (the run's cgroup), wired into `control` before anything is awaited so that no kill is lost.
@@ -150,8 +153,9 @@ async def run_contained(
     try:
         # Inside the try: a cancellation or an error from here on kills and reaps the tree, gate open or not.
         control.attach(kill_tree)
-        if await _wait_ready(process):
-            await _open_gate(process, admit, control)
+        ready, confine_error = await _ready_and_confined(process, confine)
+        if ready:
+            await _open_gate(process, admit, control, confine_error)
         async with anyio.create_task_group() as group:
             assert process.stdout is not None and process.stderr is not None
             group.start_soon(_drain, process.stdout, stdout)
@@ -209,11 +213,46 @@ async def _wait_ready(process: anyio.abc.Process) -> bool:
     return True
 
 
-async def _open_gate(process: anyio.abc.Process, admit: Callable[[int], Awaitable[bytes]], control: RunControl) -> None:
+async def _ready_and_confined(
+    process: anyio.abc.Process, confine: Callable[[int], Awaitable[None]] | None
+) -> tuple[bool, Exception | None]:
+    """`_wait_ready`, with `confine(pid)` running meanwhile; both done on return (the error `confine` raised)."""
+    if confine is None:
+        return await _wait_ready(process), None
+    confine_error: OSError | None = None
+    setup_error: SandboxSetupFailed | None = None
+    ready = False
+
+    async def confining() -> None:
+        nonlocal confine_error
+        try:
+            await confine(process.pid)
+        except OSError as error:  # handed to `_open_gate`, which fails the run (or finds the launcher gone)
+            confine_error = error
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(confining)
+        try:
+            ready = await _wait_ready(process)
+        except SandboxSetupFailed as error:
+            ready, setup_error = False, error
+    if setup_error is not None:
+        raise setup_error
+    return ready, confine_error
+
+
+async def _open_gate(
+    process: anyio.abc.Process,
+    admit: Callable[[int], Awaitable[bytes]],
+    control: RunControl,
+    confine_error: Exception | None = None,
+) -> None:
     """Prepare and confine the waiting launcher, then let it go on. A launcher that died already (or was
     killed meanwhile) is left to the caller."""
     assert process.stdin is not None
     try:
+        if confine_error is not None:
+            raise confine_error
         gate = await admit(process.pid)
     except ProcessLookupError:
         return  # it is gone: nothing of it can run unconfined

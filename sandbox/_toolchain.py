@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._host_memo import HOST_FACTS
 from .exceptions import InvalidSandboxSpec, ToolchainNotFound
 
 # Directories every Linux toolchain needs. Missing ones are skipped.
@@ -43,12 +44,17 @@ def default_toolchain_paths(*extra: Path) -> list[Path]:
     The running interpreter's installation (`sys.base_prefix`, e.g. under `/root/.pyenv`) is added when it is
     not under `/usr`, so that Python tools work; pass anything else (a Node or Rust toolchain) as `extra`.
     """
-    candidates = [Path(p) for p in (*_SYSTEM_DIRS, *_ETC_ENTRIES)]
-    base = Path(sys.base_prefix).resolve()
-    if not _is_within(base, Path("/usr")):
-        candidates.append(base)
-    candidates.extend(extra)
-    return [p for p in dict.fromkeys(candidates) if os.path.lexists(p)]
+    candidates = [Path(p) for p in (*_SYSTEM_DIRS, *_ETC_ENTRIES, sys.base_prefix, *extra)]
+
+    def compute() -> list[Path]:
+        found = [Path(p) for p in (*_SYSTEM_DIRS, *_ETC_ENTRIES)]
+        base = Path(sys.base_prefix).resolve()
+        if not _is_within(base, Path("/usr")):
+            found.append(base)
+        found.extend(extra)
+        return [p for p in dict.fromkeys(found) if os.path.lexists(p)]
+
+    return list(HOST_FACTS.get(("default_toolchain_paths", extra), candidates, compute))
 
 
 def check_toolchain_paths(paths: Iterable[str], *, key: str) -> list[Path]:
@@ -65,6 +71,10 @@ def check_toolchain_paths(paths: Iterable[str], *, key: str) -> list[Path]:
 
 def home_directories() -> frozenset[Path]:
     """Home directories of root and of regular users: never exposed, nor any directory containing one."""
+    return HOST_FACTS.get("home_directories", ["/etc/passwd"], _home_directories)
+
+
+def _home_directories() -> frozenset[Path]:
     homes = {Path("/root"), Path("/home")}
     for entry in pwd.getpwall():
         # System accounts have homes like /bin or /usr/sbin: only root and regular users count.
@@ -85,6 +95,12 @@ class ToolchainMount:
 
 def plan_toolchain(paths: Sequence[Path], *, workspace: Path | None) -> list[ToolchainMount]:
     """Validate the toolchain paths and order them parents first, as bwrap applies mounts in order."""
+    key = ("plan_toolchain", tuple(paths), workspace)
+    watched = [*paths, "/etc/passwd"]
+    return list(HOST_FACTS.get(key, watched, lambda: _plan_toolchain(paths, workspace=workspace)))
+
+
+def _plan_toolchain(paths: Sequence[Path], *, workspace: Path | None) -> list[ToolchainMount]:
     homes = home_directories()
     mounts: dict[Path, ToolchainMount] = {}
     for raw in paths:
@@ -129,6 +145,12 @@ def minimal_path(toolchain_paths: Sequence[Path]) -> str:
     is missing or not mounted is left out, and so is one that resolves to a directory already named (a
     merged `/usr` makes `/bin` the same as `/usr/bin`). Refuses what `SandboxSpec.toolchain_paths` refuses.
     """
+    paths = tuple(toolchain_paths)
+    watched = [*paths, *(p / sub for p in paths for sub in ("bin", "sbin")), *_SYSTEM_BIN_DIRS, "/etc/passwd"]
+    return HOST_FACTS.get(("minimal_path", paths), watched, lambda: _minimal_path(paths))
+
+
+def _minimal_path(toolchain_paths: Sequence[Path]) -> str:
     mounts = plan_toolchain(toolchain_paths, workspace=None)
     system = {Path(p) for p in _SYSTEM_DIRS}
     candidates: list[Path] = []
@@ -153,7 +175,14 @@ def visible_path(
 ) -> str:
     """`path_value` (a `PATH`) without the entries a command cannot see: relative or empty ones, and
     directories neither exposed by `mounts` nor inside the workspace nor under one of `also` (the sandbox's
-    own directories, kept as they are). Empty when none is left."""
+    own directories, kept as they are). Empty when none is left. (Remembered while each entry and its parent
+    stay as they were: a directory replaced, or one on the way relinked, gives another inode.)"""
+    watched = [entry for entry in path_value.split(":") if entry.startswith("/")]
+    key = ("visible_path", path_value, tuple(mounts), workspace, tuple(also))
+    return HOST_FACTS.get(key, watched, lambda: _visible_path(path_value, mounts, workspace=workspace, also=also))
+
+
+def _visible_path(path_value: str, mounts: Sequence[ToolchainMount], *, workspace: Path, also: Sequence[Path]) -> str:
     kept: list[str] = []
     for entry in path_value.split(":"):
         path = Path(os.path.normpath(entry)) if entry else None

@@ -444,7 +444,7 @@ async def run_command(ctx: ToolContext[RunCommandArgs]) -> RunCommandResult:
     await deps.held_runs.discard_expired(time.time())
     if args.decision_id is not None and (held := await _apply_held(ctx, key)) is not None:
         return held
-    scan = deps.scanner.scan()
+    scan = await deps.scanner.current()  # (the first waits for the body's first walk)
     staged = await _run(ctx, cwd, scan.denied)
     kept = False
     try:

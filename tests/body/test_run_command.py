@@ -57,6 +57,20 @@ async def test_reads_outside_and_of_protected_paths_fail(client: Client, outside
     assert data["stdout"].strip().endswith("end")
 
 
+async def test_a_secret_written_just_before_a_command_is_hidden_in_that_command(
+    client: Client, body: Body, workspace: Path
+) -> None:
+    # The body watches the workspace after its first walk: the next command learns of the new files from events.
+    assert ok(await call(client, "run_command", argv=["true"]))["exit_code"] == 0
+    assert body.scanner.watching and body.scanner.full_scans == 1
+    (workspace / "src" / "deep" / "er").mkdir(parents=True)
+    (workspace / "src" / "deep" / "er" / "server.pem").write_text("PRIVATE-KEY-just-written\n")
+    (workspace / ".env.local").write_text("TOKEN=written-just-before\n")
+    data = await run(client, "cat src/deep/er/server.pem .env.local; echo end")
+    assert "just" not in data["stdout"] and data["stdout"].strip().endswith("end")
+    assert body.scanner.full_scans == 1, "from the watch's events, not a new walk"
+
+
 async def test_the_bodys_environment_secrets_are_absent(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret")
     data = await run(client, "env")

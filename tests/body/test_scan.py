@@ -63,10 +63,17 @@ def test_symlink_escape_detection(path: str, target: str, escapes: bool) -> None
     assert symlink_escapes(path, target) is escapes
 
 
-def test_the_scan_sees_new_secrets_and_gitignore_edits_after_caching(tmp_path: Path) -> None:
+def _scanner(root: Path, *, watch: bool = True) -> WorkspaceScanner:
+    return WorkspaceScanner(
+        root, PathPolicy(denied=DEFAULT_DENIED_PATHS, read_only=DEFAULT_READ_ONLY_PATHS), watch=watch
+    )
+
+
+@pytest.mark.parametrize("watch", [True, False], ids=["watched", "walked"])
+def test_the_scan_sees_new_secrets_and_gitignore_edits_after_caching(tmp_path: Path, watch: bool) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / ".env").write_text("x")
-    scanner = WorkspaceScanner(tmp_path, PathPolicy(denied=DEFAULT_DENIED_PATHS, read_only=DEFAULT_READ_ONLY_PATHS))
+    scanner = _scanner(tmp_path, watch=watch)
     first = scanner.scan()
     assert first.denied == [".env"] and not first.gitignore.ignored("src/a.o")
     (tmp_path / "src" / "server.pem").write_text("k")
@@ -80,3 +87,72 @@ def test_the_scan_sees_new_secrets_and_gitignore_edits_after_caching(tmp_path: P
     assert third.gitignore.ignored("x.tmp") and not third.gitignore.ignored("a.o")
     (tmp_path / "src" / "server.pem").unlink()
     assert scanner.scan().denied == [".env"]
+    assert scanner.watching is watch and scanner.full_scans == (1 if watch else 0)
+    scanner.close()
+
+
+def test_a_watched_scan_sees_a_secret_in_a_directory_made_just_before_and_one_moved_in(tmp_path: Path) -> None:
+    ws, outside = tmp_path / "ws", tmp_path / "outside"
+    (ws / "a").mkdir(parents=True)
+    scanner = _scanner(ws)
+    assert scanner.scan().denied == [] and scanner.watching
+    # Created faster than any watch on the new directories could be added: read once watched, nothing missed.
+    (ws / "a" / "b" / "c").mkdir(parents=True)
+    (ws / "a" / "b" / "c" / "id_rsa").write_text("k")
+    (outside / "d").mkdir(parents=True)
+    (outside / "d" / ".env.prod").write_text("k")
+    (outside).rename(ws / "moved")
+    assert scanner.scan().denied == ["a/b/c/id_rsa", "moved/d/.env.prod"]
+    # Renamed inside the workspace, then replaced by a fresh directory with a secret of its own.
+    (ws / "a" / "b").rename(ws / "b2")
+    (ws / "a" / "b").mkdir()
+    (ws / "a" / "b" / "key.pem").write_text("k")
+    assert scanner.scan().denied == ["a/b/key.pem", "b2/c/id_rsa", "moved/d/.env.prod"]
+    # Gone, and a gitignore rewritten in place with the same mtime still counts (the event says so).
+    for path in (ws / "b2" / "c" / "id_rsa", ws / "b2" / "c"):
+        path.unlink() if path.is_file() else path.rmdir()
+    gitignore = ws / ".gitignore"
+    gitignore.write_text("*.o\n")
+    assert scanner.scan().gitignore.ignored("x.o")
+    mtime = gitignore.stat().st_mtime_ns
+    gitignore.write_text("*.a\n")
+    os.utime(gitignore, ns=(mtime, mtime))
+    after = scanner.scan()
+    assert after.gitignore.ignored("x.a") and not after.gitignore.ignored("x.o")
+    assert after.denied == ["a/b/key.pem", "moved/d/.env.prod"]
+    assert scanner.full_scans == 1, "all of it from events, no walk again"
+    scanner.close()
+
+
+def test_an_overflowed_event_queue_makes_the_next_scan_read_everything_again(tmp_path: Path) -> None:
+    queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if queued > 100_000:
+        pytest.skip(f"max_queued_events is {queued}: too many files to make here")
+    (tmp_path / "flood").mkdir()
+    scanner = _scanner(tmp_path)
+    assert scanner.scan().denied == [] and scanner.full_scans == 1
+    # Each file queues a create and a close-after-write: more than the kernel keeps, so the queue overflows.
+    for n in range(queued // 2 + 100):
+        (tmp_path / "flood" / f"f{n}").write_bytes(b"")
+    (tmp_path / "flood" / "late.pem").write_text("k")
+    assert scanner.scan().denied == ["flood/late.pem"]
+    assert scanner.full_scans == 2 and scanner.watching
+    (tmp_path / "after.key").write_text("k")
+    assert scanner.scan().denied == ["after.key", "flood/late.pem"], "watching again after the walk"
+    scanner.close()
+
+
+def test_a_workspace_directory_swapped_for_another_is_walked_again(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".env").write_text("x")
+    scanner = _scanner(ws)
+    assert scanner.scan().denied == [".env"]
+    ws.rename(tmp_path / "old")  # as a snapshot restore swaps it
+    assert scanner.scan().denied == [], "no workspace directory: nothing to hide, nothing stale"
+    ws.mkdir()
+    (ws / "id_ed25519").write_text("k")
+    assert scanner.scan().denied == ["id_ed25519"] and scanner.watching
+    (ws / "new.pem").write_text("k")
+    assert scanner.scan().denied == ["id_ed25519", "new.pem"]
+    scanner.close()

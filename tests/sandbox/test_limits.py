@@ -318,3 +318,33 @@ async def test_a_run_cancelled_while_its_launcher_is_confined_is_killed(tmp_path
     # write nothing later, and one still alive is what the test forbids.
     assert len(launchers) == 1 and not Path(f"/proc/{launchers[0]}").exists(), "the launcher outlived its run"
     assert not marker.exists(), "the cancelled run's launcher went on unsupervised"
+
+
+async def test_a_launcher_whose_early_confinement_fails_runs_nothing(tmp_path: Path) -> None:
+    """The cgroup move starts while the launcher sets up (`confine`); the gate opens only once it is done."""
+    marker = tmp_path / "marker"
+    confined: list[int] = []
+
+    async def refuse(pid: int) -> None:
+        confined.append(pid)
+        await anyio.sleep(0.3)  # slower than the launcher's setup: an ungated launcher would write meanwhile
+        raise PermissionError(1, "Operation not permitted")
+
+    async def admit(pid: int) -> bytes:
+        assert confined == [pid], "confine started before the gate"
+        return b"go\n"
+
+    argv = ["/bin/sh", "-c", f'{LAUNCH_GATE}echo ran > "$0"', str(marker)]
+    with pytest.raises(SandboxSetupFailed):
+        await run_contained(
+            argv,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout_s=30,
+            max_output_bytes=1000,
+            pass_fds=[],
+            control=RunControl(),
+            kill_rest=lambda: None,
+            admit=admit,
+            confine=refuse,
+        )
+    assert len(confined) == 1 and not marker.exists()
