@@ -224,8 +224,9 @@ def _review_run(
     base_dir: Path,
 ) -> int:
     """A reviewer (or the captain agent) reviews instead of taking tasks: it waits for the decisions its panel seat
-    waits for, asks its model for a vote and casts it with its reviewer token (`agent_runner.reviewer`). Its spend
-    goes through its wallet, on its own limits file, and is charged to the proposing task."""
+    waits for, asks its model for a vote and casts it with its reviewer token (`agent_runner.reviewer`); the captain
+    agent also breaks the deadlocks at the ladder's captain-agent step. Its spend goes through its wallet, on its own
+    limits file, and is charged to the proposing task."""
     from agent_runner import make_provider, model_settings
     from agent_runner.reviewer import ReviewerRunner
 
@@ -249,9 +250,11 @@ def _review_run(
                 wallet=wallet,
                 usage=usage,
                 failsafe_s=config.brain.failsafe_s,
+                captain=agent.role == "captain",
                 say=_say,
             )
-            _say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions for {url}")
+            breaks = " and breaks deadlocks" if agent.role == "captain" else ""
+            _say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions{breaks} for {url}")
             return await reviewer.run(once=args.once, wait_s=args.wait)
 
     return anyio.run(run)
@@ -267,23 +270,23 @@ def cmd_agents_up(args: argparse.Namespace) -> int:
 
 
 def _agents_up(args: argparse.Namespace) -> int:
-    """Run every configured worker agent as its own `swarm agent run` process; restart any that dies (with a
-    growing pause), until SIGTERM or Ctrl-C stops them all."""
+    """Run every configured agent (workers, reviewers and captain agents) as its own `swarm agent run` process;
+    restart any that dies (with a growing pause), until SIGTERM or Ctrl-C stops them all. `--live` is passed to the
+    workers only (a reviewer's runner has no mode)."""
     from agent_runner import RunnerUserError
 
     home = resolve_home()
     config = _context.load(args.config, home)
-    agents = [a for a in config.agents if a.role == "worker"]
+    agents = list(config.agents)
     if not agents:
-        raise RunnerUserError("no [[agents]] with role 'worker' in the config: nothing to run")
+        raise RunnerUserError("no [[agents]] in the config: nothing to run")
     base = [sys.executable, "-m", "swarm_cli", "agent", "run"]
     extra: list[str] = []
     if args.config:
         extra += ["--config", args.config]
     if args.brain:
         extra += ["--brain", args.brain]
-    if args.live:
-        extra.append("--live")
+    live = ["--live"] if args.live else []
     children: dict[str, subprocess.Popen[bytes]] = {}
     pause: dict[str, float] = {a.name: 1.0 for a in agents}
     next_start: dict[str, float] = {a.name: 0.0 for a in agents}
@@ -309,8 +312,9 @@ def _agents_up(args: argparse.Namespace) -> int:
                     del children[agent.name]
                     continue
                 if now >= next_start[agent.name]:
-                    children[agent.name] = subprocess.Popen([*base, "--agent", agent.name, *extra])
-                    _say(f"started {agent.name} (pid {children[agent.name].pid})")
+                    mode = live if agent.role == "worker" else []
+                    children[agent.name] = subprocess.Popen([*base, "--agent", agent.name, *extra, *mode])
+                    _say(f"started {agent.name} (pid {children[agent.name].pid}, {agent.role})")
             time.sleep(0.2)
     finally:
         for child in children.values():
@@ -349,7 +353,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     up = sub.add_parser("agents", help="run every configured agent")
     up_sub = up.add_subparsers(dest="agents_command", required=True, metavar="SUBCOMMAND")
-    p = up_sub.add_parser("up", help="run every [[agents]] worker, restarting any that dies, until stopped")
+    p = up_sub.add_parser(
+        "up",
+        help="run every [[agents]] entry (workers, reviewers, captain agents), restarting any that dies, until stopped",
+    )
     p.set_defaults(func=cmd_agents_up)
     p.add_argument("--live", action="store_true", help="work for real (the brain refuses it until readiness passes)")
     p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")

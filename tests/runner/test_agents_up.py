@@ -29,7 +29,7 @@ async def started(s: Stack, agent: str, *, after: int = 0, timeout_s: float = 60
     """The pid of the `after`-th (0: first) start of `agent` the supervisor announced."""
     with anyio.fail_after(timeout_s):
         while True:
-            found = re.findall(rf"started {agent} \(pid (\d+)\)", s.log("up").read_text())
+            found = re.findall(rf"started {agent} \(pid (\d+)", s.log("up").read_text())
             if len(found) > after:
                 return int(found[after])
             await anyio.sleep(0.1)
