@@ -167,7 +167,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         return _review_run(args, config, agent, url=url, token=token, secrets=secrets, base_dir=base_dir)
     provider = make_provider(model_settings(agent.model, model_cfg, secrets=secrets, base_dir=base_dir))
     profile = profile_for(config, agent)
-    mode: Mode = "live" if args.live else "shadow"
+    mode: Mode | None = "live" if args.live else "shadow" if args.shadow else None  # (None: the rollout decides)
     paths = StatePaths.for_agent(home, agent.name)
     paths.ensure()
     body_id = load_or_create_identity(paths).body_id
@@ -207,7 +207,8 @@ def _agent_run(args: argparse.Namespace) -> int:
                 failsafe_s=config.brain.failsafe_s,
                 say=_say,
             )
-            _say(f"{agent.name} ({profile.logic_version}, {mode}) works for {url} as body {body_id}")
+            how = mode or "shadow or live as its rollout says"
+            _say(f"{agent.name} ({profile.logic_version}, {how}) works for {url} as body {body_id}")
             return await runner.run(once=args.once, wait_s=args.wait)
 
     return anyio.run(run)
@@ -334,9 +335,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     agent_sub = agent.add_subparsers(dest="agent_command", required=True, metavar="SUBCOMMAND")
     p = agent_sub.add_parser(
         "run",
-        help="take tasks from the brain and work them through the agent's body (shadow unless --live)",
+        help="take tasks from the brain and work them through the agent's body (shadow or live as its rollout says)",
         description="Run one agent: it takes a task from the brain, works it with its model through its own body, "
-        "reports a verified outcome, and takes the next. --once: one task, then exit 0 (3: none came within --wait). "
+        "reports a verified outcome, and takes the next. Without --shadow or --live it claims as the agent's rollout "
+        "says, asked of the brain each time it wakes for work: live as the live version or a candidate at a canary "
+        "step, shadow otherwise (a live claim the brain refuses as not ready is taken in shadow). "
+        "--once: one task, then exit 0 (3: none came within --wait). "
         "An agent whose role is reviewer (or captain) reviews instead: it waits for the decisions its panel seat "
         "waits for, asks its model for a vote and casts it with its reviewer token (--once: one decision).",
     )
@@ -345,8 +349,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--once", action="store_true", help="work one task to an outcome, then exit")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="with --once: wait this long for a task")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--shadow", action="store_true", help="work in throwaway copies, apply nothing (the default)")
-    mode.add_argument("--live", action="store_true", help="work for real (the brain refuses it until readiness passes)")
+    mode.add_argument(
+        "--shadow", action="store_true", help="always work in throwaway copies, apply nothing (whatever the rollout)"
+    )
+    mode.add_argument(
+        "--live",
+        action="store_true",
+        help="always claim live: the brain refuses it until readiness passes and where the rollout does not allow it",
+    )
     p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
     p.add_argument("--token", help="the agent's body token, if its [[agents]] entry names none (default: $SWARM_TOKEN)")
     p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")

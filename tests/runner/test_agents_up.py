@@ -1,5 +1,5 @@
-"""`swarm agents up` supervises every configured agent (workers, reviewers, the captain agent): each runs as its own `swarm agent run` process, one that
-dies (kill -9) is restarted and says so on stderr, and SIGTERM stops them all."""
+"""`swarm agents up` supervises every configured agent (workers, reviewers, the captain agent): each runs as its own
+`swarm agent run` process, one that dies (kill -9) is restarted and says so on stderr, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -80,28 +80,32 @@ async def test_agents_up_runs_reviewers_and_the_captain_agent_too_and_restarts_t
     )
     async with stack(tmp_path, extra_toml=extra, extra_env=tokens, state=state) as s:
         s.script(FIX)
+        s.script([{"content": "{}"}], name="judge.jsonl")  # (nothing to review: no model call is made)
+        await s.override("worker-1")  # its --live claims are let through
         with s.log("up").open("w") as log:
             up = await anyio.open_process(s.cli_argv("agents", "up", "--live"), env=s.env(), stderr=log)
             async with up:
-                pids = {name: await started(s, name) for name in ("worker-1", "rev-a", "cap-1")}
-                with anyio.fail_after(60):
-                    while s.log("up").read_text().count("reviews decisions") < 2:
-                        await anyio.sleep(0.2)
-                text = s.log("up").read_text()
-                assert "worker-1 (" in text and "live) works for" in text, text
-                assert "cap-1 (" in text and "captain) reviews decisions and breaks deadlocks" in text, text
-                assert "rev-a (" in text and "reviewer) reviews decisions for" in text, text
-                for name in ("rev-a", "cap-1"):
-                    os.kill(pids[name], signal.SIGKILL)
-                again = {name: await started(s, name, after=1) for name in ("rev-a", "cap-1")}
-                assert all(again[name] != pids[name] and alive(again[name]) for name in again)
-                assert alive(pids["worker-1"])
-                with anyio.fail_after(60):
-                    while s.log("up").read_text().count("reviews decisions") < 4:
-                        await anyio.sleep(0.2)
-                up.send_signal(signal.SIGTERM)
-                with anyio.fail_after(30):
-                    code = await up.wait()
+                try:
+                    pids = {name: await started(s, name) for name in ("worker-1", "rev-a", "cap-1")}
+                    with anyio.fail_after(60):
+                        while s.log("up").read_text().count("reviews decisions") < 2:
+                            await anyio.sleep(0.2)
+                    text = s.log("up").read_text()
+                    assert "worker-1 (" in text and "live) works for" in text, text
+                    assert "cap-1 (" in text and "captain) reviews decisions and breaks deadlocks" in text, text
+                    assert "rev-a (" in text and "reviewer) reviews decisions for" in text, text
+                    for name in ("rev-a", "cap-1"):
+                        os.kill(pids[name], signal.SIGKILL)
+                    again = {name: await started(s, name, after=1) for name in ("rev-a", "cap-1")}
+                    assert all(again[name] != pids[name] and alive(again[name]) for name in again)
+                    assert alive(pids["worker-1"])
+                    with anyio.fail_after(60):
+                        while s.log("up").read_text().count("reviews decisions") < 4:
+                            await anyio.sleep(0.2)
+                finally:
+                    up.send_signal(signal.SIGTERM)
+                    with anyio.fail_after(30):
+                        code = await up.wait()
         assert code == 0, s.log("up").read_text()
         with anyio.fail_after(10):
             while any(alive(pid) for pid in [pids["worker-1"], *again.values()]):
