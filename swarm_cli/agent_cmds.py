@@ -368,7 +368,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="run every [[agents]] entry (workers, reviewers, captain agents), restarting any that dies, until stopped",
     )
     p.set_defaults(func=cmd_agents_up)
-    p.add_argument("--live", action="store_true", help="work for real (the brain refuses it until readiness passes)")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="the workers always claim live (default: as each one's rollout says); reviewers are unaffected",
+    )
     p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
     p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
