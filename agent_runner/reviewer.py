@@ -20,6 +20,15 @@ Anything else — prose, a fenced block, another key or one key twice, an empty 
 budget — is an abstention whose rationale says what was wrong: a broken answer never approves. The vote is posted
 with the agent's logic version (`POST /v1/decisions/{id}/votes`); the brain takes the voter from the token.
 
+The captain agent (`[[agents]] role = "captain"`, `captain=True`) runs the same way and also breaks deadlocks: a
+decision the brain moved to its deadlock ladder's `captain_agent` step (a tie, or no quorum by the panel's deadline,
+on a decision that needs no human: the brain's rule, `brain_server.governance`) comes to it as a `decision` event
+like any other. It asks its model with the deadlock's context (the proposal, every vote and rationale so far, the
+ladder's steps; `deadlock_prompt`, `CAPTAIN_INSTRUCTIONS`) and posts the answer as its vote on the same route: an
+approve or deny settles the decision (the brain's `breaker`), an abstention leaves it to the ladder's next step (the
+priority, a human captain, then denied). It never decides at any other step: the brain refuses it, and a decision
+that needs a human never reaches that step. Its spend is charged to the proposing task, as a reviewer's is.
+
 The kill switch holds the reviewer as it holds a worker: no model call starts while it is engaged, and one in
 flight is cut off (the wallet settles it); the review is taken up again once released.
 """
@@ -59,6 +68,16 @@ swarm.toml); deny anything you cannot verify from what is shown; abstain only wh
 Answer with exactly one JSON object and nothing else (no prose, no code fence):
 {"vote": "approve" | "deny" | "abstain", "rationale": "<why, in one or two sentences>"}"""
 
+CAPTAIN_INSTRUCTIONS = """You are the captain agent. The panel below could not settle this decision (a tie, or no
+quorum in time): it is deadlocked, and your vote breaks the deadlock. Read the proposal and the panel's votes and
+rationales, and judge it against your own policy (above, if any) and these rules: approve only a change that is in
+scope, safe, worth its cost and whose paths are not sensitive (secrets, keys, CI, deployment, migrations,
+swarm.toml); deny anything you cannot verify from what is shown. Approve or deny settles the decision at once;
+abstain passes it on to a human captain (a decision nobody settles is denied at its deadline).
+
+Answer with exactly one JSON object and nothing else (no prose, no code fence):
+{"vote": "approve" | "deny" | "abstain", "rationale": "<why, in one or two sentences>"}"""
+
 
 class ReviewBrain(Protocol):
     """The brain's routes a reviewer uses (`body_mcp.brain_client.BrainClient` is one)."""
@@ -85,6 +104,29 @@ def _quoted(text: str) -> str:
     """The proposer's own text as one JSON string: its newlines and quotes escaped, so it cannot forge a line of the
     prompt (a second "Panel:" or "Impact:") that the model would take for the brain's."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def breaks(decision: Decision, agent: str) -> bool:
+    """Whether `agent`, a captain agent, has a deadlock to break on `decision`: pending at the ladder's
+    `captain_agent` step (the brain put it there, so a captain agent may decide it), not its own proposal, and no vote
+    of its own since that step began. (Whether it may is the brain's rule; this only says what to look at.)"""
+    if decision.state != "pending" or not decision.ladder or decision.agent == agent:
+        return False
+    step = decision.ladder[-1]
+    return step.kind == "captain_agent" and all(v.voter != agent or v.at <= step.at for v in decision.votes)
+
+
+def deadlock_prompt(decision: Decision) -> str:
+    """What the captain agent is shown of a deadlocked decision: the proposal (`review_prompt`), every vote with its
+    rationale so far, and the ladder's steps."""
+    votes = "\n".join(
+        f"  - {v.voter} ({v.role or 'rule reviewer'}): {v.value}: {_quoted(v.rationale[:500])}" for v in decision.votes
+    )
+    ladder = "\n".join(f"  - {step.kind}: {_quoted(step.reason)}" for step in decision.ladder)
+    return (
+        f"{review_prompt(decision)}\nVotes so far, oldest first (a later vote by the same voter replaces its "
+        f"earlier one):\n{votes or '  (none)'}\nThe deadlock ladder so far:\n{ladder}"
+    )
 
 
 def review_prompt(decision: Decision) -> str:
@@ -152,12 +194,15 @@ class ReviewerRunner:
     """Where the wallet's records go (posted after each review, with no body id: the brain charges them to the
     proposing task's body)."""
     failsafe_s: float = 30.0
+    captain: bool = False
+    """The captain agent's runner: it also breaks the deadlocks that reach the ladder's `captain_agent` step."""
     say: Callable[[str], None] = lambda line: None
     gate: KillGate = field(default_factory=KillGate)
     reviewed: list[Decision] = field(default_factory=list[Decision])
     """The decisions as the brain returned them after each of this reviewer's votes."""
     _queue: dict[str, None] = field(default_factory=dict[str, None])
     _seen: set[str] = field(default_factory=set[str])
+    """The reviews given (`_owed`'s keys): a decision's panel seat, and each deadlock step it broke or passed on."""
     _wake: anyio.Event = field(default_factory=anyio.Event)
     _connected: anyio.Event = field(default_factory=anyio.Event)
     _catch_up: bool = True
@@ -196,8 +241,20 @@ class ReviewerRunner:
             with anyio.move_on_after(max(deadline - time.monotonic(), 0.0) if once else None):
                 await self._wake.wait()
 
+    def _owed(self, decision: Decision) -> str | None:
+        """The review this runner owes `decision`, as a key for `_seen` (None: none, or given already): a deadlock
+        to break (the captain agent) or its panel seat's vote."""
+        agent = self.profile.name
+        if self.captain and breaks(decision, agent):
+            key = f"{decision.id}@captain_agent@{decision.ladder[-1].at.isoformat()}"
+        elif awaits(decision, agent):
+            key = decision.id
+        else:
+            return None
+        return None if key in self._seen else key
+
     def _offer(self, decision: Decision) -> None:
-        if decision.id not in self._seen and awaits(decision, self.profile.name):
+        if self._owed(decision) is not None:
             self._queue[decision.id] = None
             self._wake.set()
 
@@ -205,14 +262,20 @@ class ReviewerRunner:
         """Review one queued decision and vote (True), unless it no longer awaits this reviewer (False). A kill
         while the model answers leaves it queued: it is reviewed again once released."""
         decision = await self.brain.get_decision(decision_id)
-        if decision is None or not awaits(decision, self.profile.name):
+        key = None if decision is None else self._owed(decision)
+        if decision is None or key is None:
             self._queue.pop(decision_id, None)
             return False
-        value, rationale = await self._ask(decision)
+        breaking = key != decision.id
+        if breaking:
+            self.say(f"decision {decision.id}: deadlocked at the captain agent's step; deciding it")
+            value, rationale = await self._ask(decision, deadlock_prompt(decision), CAPTAIN_INSTRUCTIONS)
+        else:
+            value, rationale = await self._ask(decision, review_prompt(decision), INSTRUCTIONS)
         if value is None:
             return False  # cut off by the kill switch: still queued
         self._queue.pop(decision_id, None)
-        self._seen.add(decision_id)
+        self._seen.add(key)
         await self._post_usage()
         try:
             voted = await self.brain.vote(
@@ -227,12 +290,13 @@ class ReviewerRunner:
         self.say(f"decision {decision_id}: voted {value} ({rationale[:200]}); it is {voted.state}")
         return True
 
-    async def _ask(self, decision: Decision) -> tuple[VoteValue | None, str]:
-        """The model's vote on `decision` (None: the kill switch cut the call off)."""
-        system = f"{self.profile.system_prompt}\n\n{INSTRUCTIONS}" if self.profile.system_prompt else INSTRUCTIONS
+    async def _ask(self, decision: Decision, prompt: str, instructions: str) -> tuple[VoteValue | None, str]:
+        """The model's vote on `decision`, shown `prompt` under `instructions` (None: the kill switch cut the call
+        off)."""
+        system = f"{self.profile.system_prompt}\n\n{instructions}" if self.profile.system_prompt else instructions
         request = ModelRequest(
             system=system,
-            messages=[UserMessage(content=review_prompt(decision))],
+            messages=[UserMessage(content=prompt)],
             max_output_tokens=min(self.profile.max_output_tokens, REVIEW_OUTPUT_TOKENS),
         )
         spending = self.wallet.task(decision.task_id or "")
@@ -312,4 +376,14 @@ def _is_refusal(exc: Exception) -> bool:
     return isinstance(status, int) and 400 <= status < 500
 
 
-__all__ = ["INSTRUCTIONS", "ReviewBrain", "ReviewerRunner", "awaits", "parse_vote", "review_prompt"]
+__all__ = [
+    "CAPTAIN_INSTRUCTIONS",
+    "INSTRUCTIONS",
+    "ReviewBrain",
+    "ReviewerRunner",
+    "awaits",
+    "breaks",
+    "deadlock_prompt",
+    "parse_vote",
+    "review_prompt",
+]

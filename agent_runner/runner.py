@@ -15,6 +15,15 @@ takes its parked tasks up again: it asks the brain for the tasks its body has wa
 their decisions as before; one whose saved state is missing or corrupt is given up to the brain with that reason.
 A task dropped (cancelled, ended by the brain, finished) leaves nothing behind: no shadow copy, no saved state.
 
+How it claims (`mode`): in shadow or live when told so (`--shadow`, `--live`: explicit, for every claim), else as
+the agent's rollout says, asked of the brain each time the runner wakes for work (`GET /v1/agents/{name}/rollout`,
+`rollout_mode`): live when its logic version is the agent's live version or a candidate at a canary step, shadow
+otherwise (a new version, one in shadow, one rolled back, an agent with no rollout yet). So a candidate switches
+from shadow to live by itself once the brain promotes it to its first canary step, and back to shadow if it is
+rolled back. A live claim the brain refuses as not ready (readiness not passed, or the rollout moved between the
+read and the claim) is taken in shadow instead, with a line saying why; with `--live` that refusal ends the run.
+The brain stays the authority either way: it routes a live claim to the version's canary share, or refuses it.
+
 Each task gets a body started on the task's workspace (`launch(workspace, shadow)`): in shadow, a throwaway copy of
 the task's repository with no network, so what the agent does is real and nothing of it leaves the copy; the
 outcome is recorded as a shadow run and the task stays queued for live work. The agent's identity, audit chain,
@@ -54,6 +63,7 @@ from shared_protocol.brain import (
     DEFAULT_ACCEPTANCE_INPUTS,
     MAX_USAGE_BATCH,
     MAX_USAGE_DURATION_MS,
+    BrainErrorCode,
     ClaimRequest,
     ClaimResponse,
     Decision,
@@ -62,6 +72,8 @@ from shared_protocol.brain import (
     RenewRequest,
     RenewResponse,
     ResumeTaskRequest,
+    RolloutReport,
+    RolloutState,
     Task,
     TaskOutcome,
     TaskSpend,
@@ -93,6 +105,16 @@ EXIT_NO_TASK = 3
 
 _KILLED = (RefusalCode.KILL_SWITCH_ENGAGED.value, RefusalCode.BRAIN_UNREACHABLE.value)
 _BODY_KILL_RETRY_S = 0.5
+
+
+def rollout_mode(state: RolloutState, version: str) -> Mode:
+    """How logic version `version` of an agent claims, by the agent's rollout: live as the live version or as the
+    candidate at a canary step; shadow as a new version, a candidate in shadow, or a version rolled back."""
+    if version in state.rolled_back:
+        return "shadow"
+    if version == state.live_version or (version == state.candidate and state.stage == "canary"):
+        return "live"
+    return "shadow"
 
 
 def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
@@ -320,6 +342,7 @@ class TaskBrain(Protocol):
     async def abandon_parked(self, task_id: str, reason: str) -> Task: ...
     def events(self, body_id: str, *, read_timeout_s: float) -> AsyncIterator[tuple[str, str]]: ...
     async def post_usage(self, batch: UsageBatch) -> UsageAck: ...
+    async def rollout(self, agent: str) -> RolloutReport: ...
 
 
 class UsagePoster(Protocol):
@@ -421,7 +444,9 @@ class AgentRunner:
     """A live task works on branch `<prefix>/<agent>/<task>` (`[git] branch_prefix`)."""
     usage: UsageQueue | None = None
     """Where the wallet's records go to the brain (the wallet's sink is `usage.put`)."""
-    mode: Mode = "shadow"
+    mode: Mode | None = None
+    """`shadow` or `live` for every claim (`--shadow`, `--live`); None: as the agent's rollout says, asked of the
+    brain each time the runner wakes for work (`rollout_mode`)."""
     failsafe_s: float = 30.0
     acceptance_timeout_s: float = 600.0
     say: Callable[[str], None] = lambda line: None
@@ -434,6 +459,8 @@ class AgentRunner:
     _took: bool = False
     """A task was taken (claimed, or a parked one taken up again): `run(once=True)` ends once none is parked."""
     _reloaded: bool = False
+    _rollout_said: Mode | None = None
+    """The mode the rollout gave last (a line is said when it changes)."""
     worked: list[Task] = field(default_factory=list[Task])
     """The tasks this runner finished (or parked), with the brain's record of each."""
     spaces: Worktrees = field(init=False)
@@ -494,18 +521,26 @@ class AgentRunner:
                 await self._wake.wait()
 
     async def _take_one(self) -> bool:
+        mode = self.mode or await self._rollout_mode()
         request = ClaimRequest(
-            body_id=self.body_id, agent=self.profile.name, logic_version=self.profile.logic_version, mode=self.mode
+            body_id=self.body_id, agent=self.profile.name, logic_version=self.profile.logic_version, mode=mode
         )
-        claim = await self.brain.claim(request)
+        try:
+            claim = await self.brain.claim(request)
+        except Exception as exc:
+            if self.mode is not None or mode == "shadow" or not _is_not_ready(exc):
+                raise
+            self.say(f"the brain refused a live claim, so this one is in shadow: {exc}")
+            mode = "shadow"
+            claim = await self.brain.claim(request.model_copy(update={"mode": mode}))
         if claim.task is None or claim.claim_token is None:
             return False
         task = claim.task
-        self.say(f"claimed task {task.id}: {task.title} ({self.mode})")
+        self.say(f"claimed task {task.id}: {task.title} ({mode})")
         try:
-            space = self.spaces.prepare(task.id, task.repo, shadow=self.mode == "shadow")
+            space = self.spaces.prepare(task.id, task.repo, shadow=mode == "shadow")
         except RunnerError as exc:
-            await self._finish(task, claim.claim_token, "failed", str(exc), held=None)
+            await self._finish(task, claim.claim_token, "failed", str(exc), held=None, mode=mode)
             return True
         if space.resumed:
             self.say(f"task {task.id}: taking up its worktree from an earlier run at {space.path} ({space.branch})")
@@ -521,11 +556,37 @@ class AgentRunner:
             shadow_copy=space.kind != "worktree",
             active_s=0,
             spending=self.wallet.task(task.id),
-            mode=self.mode,
+            mode=mode,
             space=space,
         )
         await self._work(held, lease_s=claim.lease_s or 60)
         return True
+
+    async def _rollout_mode(self) -> Mode:
+        """The mode the agent's rollout gives this logic version now (`rollout_mode`; shadow while the agent has
+        none: a first claim starts one)."""
+        try:
+            report = await self.brain.rollout(self.profile.name)
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+            mode: Mode = "shadow"
+            why = "no rollout yet"
+        else:
+            state, version = report.state, self.profile.logic_version
+            mode = rollout_mode(state, version)
+            if version in state.rolled_back:
+                why = "rolled back"
+            elif version == state.live_version:
+                why = "the live version"
+            elif version == state.candidate:
+                why = f"the candidate, {report.percent}% canary" if state.stage == "canary" else "the candidate, shadow"
+            else:
+                why = "a new version: it starts in shadow"
+        if mode != self._rollout_said:
+            self.say(f"the rollout says {mode} for logic version {self.profile.logic_version} ({why})")
+            self._rollout_said = mode
+        return mode
 
     async def _resume_parked(self) -> bool:
         for task_id, held in list(self._parked.items()):
@@ -940,8 +1001,10 @@ class AgentRunner:
         held: _Held | None,
         verification: Verification | None = None,
         handover: Handover | None = None,
+        mode: Mode = "shadow",
     ) -> None:
-        mode = held.mode if held is not None else self.mode
+        """Report `task`'s outcome (`mode`: the claim's, when no `held` says it)."""
+        mode = held.mode if held is not None else mode
         evidence: dict[str, str] = {"mode": mode}
         if handover is not None:
             evidence |= {
@@ -1186,6 +1249,12 @@ def _field(data: str, key: str) -> str | None:
 def _is_refusal(exc: Exception) -> bool:
     status = getattr(exc, "status", None)
     return isinstance(status, int) and 400 <= status < 500
+
+
+def _is_not_ready(exc: Exception) -> bool:
+    """A refusal of a live claim for want of readiness or of a canary step (`not_ready`)."""
+    code = getattr(getattr(exc, "error", None), "code", None)
+    return _is_refusal(exc) and code == BrainErrorCode.NOT_READY
 
 
 def _is_transient(exc: Exception) -> bool:

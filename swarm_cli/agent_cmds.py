@@ -167,7 +167,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         return _review_run(args, config, agent, url=url, token=token, secrets=secrets, base_dir=base_dir)
     provider = make_provider(model_settings(agent.model, model_cfg, secrets=secrets, base_dir=base_dir))
     profile = profile_for(config, agent)
-    mode: Mode = "live" if args.live else "shadow"
+    mode: Mode | None = "live" if args.live else "shadow" if args.shadow else None  # (None: the rollout decides)
     paths = StatePaths.for_agent(home, agent.name)
     paths.ensure()
     body_id = load_or_create_identity(paths).body_id
@@ -207,7 +207,8 @@ def _agent_run(args: argparse.Namespace) -> int:
                 failsafe_s=config.brain.failsafe_s,
                 say=_say,
             )
-            _say(f"{agent.name} ({profile.logic_version}, {mode}) works for {url} as body {body_id}")
+            how = mode or "shadow or live as its rollout says"
+            _say(f"{agent.name} ({profile.logic_version}, {how}) works for {url} as body {body_id}")
             return await runner.run(once=args.once, wait_s=args.wait)
 
     return anyio.run(run)
@@ -224,8 +225,9 @@ def _review_run(
     base_dir: Path,
 ) -> int:
     """A reviewer (or the captain agent) reviews instead of taking tasks: it waits for the decisions its panel seat
-    waits for, asks its model for a vote and casts it with its reviewer token (`agent_runner.reviewer`). Its spend
-    goes through its wallet, on its own limits file, and is charged to the proposing task."""
+    waits for, asks its model for a vote and casts it with its reviewer token (`agent_runner.reviewer`); the captain
+    agent also breaks the deadlocks at the ladder's captain-agent step. Its spend goes through its wallet, on its own
+    limits file, and is charged to the proposing task."""
     from agent_runner import make_provider, model_settings
     from agent_runner.reviewer import ReviewerRunner
 
@@ -249,9 +251,11 @@ def _review_run(
                 wallet=wallet,
                 usage=usage,
                 failsafe_s=config.brain.failsafe_s,
+                captain=agent.role == "captain",
                 say=_say,
             )
-            _say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions for {url}")
+            breaks = " and breaks deadlocks" if agent.role == "captain" else ""
+            _say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions{breaks} for {url}")
             return await reviewer.run(once=args.once, wait_s=args.wait)
 
     return anyio.run(run)
@@ -267,23 +271,23 @@ def cmd_agents_up(args: argparse.Namespace) -> int:
 
 
 def _agents_up(args: argparse.Namespace) -> int:
-    """Run every configured worker agent as its own `swarm agent run` process; restart any that dies (with a
-    growing pause), until SIGTERM or Ctrl-C stops them all."""
+    """Run every configured agent (workers, reviewers and captain agents) as its own `swarm agent run` process;
+    restart any that dies (with a growing pause), until SIGTERM or Ctrl-C stops them all. `--live` is passed to the
+    workers only (a reviewer's runner has no mode)."""
     from agent_runner import RunnerUserError
 
     home = resolve_home()
     config = _context.load(args.config, home)
-    agents = [a for a in config.agents if a.role == "worker"]
+    agents = list(config.agents)
     if not agents:
-        raise RunnerUserError("no [[agents]] with role 'worker' in the config: nothing to run")
+        raise RunnerUserError("no [[agents]] in the config: nothing to run")
     base = [sys.executable, "-m", "swarm_cli", "agent", "run"]
     extra: list[str] = []
     if args.config:
         extra += ["--config", args.config]
     if args.brain:
         extra += ["--brain", args.brain]
-    if args.live:
-        extra.append("--live")
+    live = ["--live"] if args.live else []
     children: dict[str, subprocess.Popen[bytes]] = {}
     pause: dict[str, float] = {a.name: 1.0 for a in agents}
     next_start: dict[str, float] = {a.name: 0.0 for a in agents}
@@ -309,8 +313,9 @@ def _agents_up(args: argparse.Namespace) -> int:
                     del children[agent.name]
                     continue
                 if now >= next_start[agent.name]:
-                    children[agent.name] = subprocess.Popen([*base, "--agent", agent.name, *extra])
-                    _say(f"started {agent.name} (pid {children[agent.name].pid})")
+                    mode = live if agent.role == "worker" else []
+                    children[agent.name] = subprocess.Popen([*base, "--agent", agent.name, *extra, *mode])
+                    _say(f"started {agent.name} (pid {children[agent.name].pid}, {agent.role})")
             time.sleep(0.2)
     finally:
         for child in children.values():
@@ -330,9 +335,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     agent_sub = agent.add_subparsers(dest="agent_command", required=True, metavar="SUBCOMMAND")
     p = agent_sub.add_parser(
         "run",
-        help="take tasks from the brain and work them through the agent's body (shadow unless --live)",
+        help="take tasks from the brain and work them through the agent's body (shadow or live as its rollout says)",
         description="Run one agent: it takes a task from the brain, works it with its model through its own body, "
-        "reports a verified outcome, and takes the next. --once: one task, then exit 0 (3: none came within --wait). "
+        "reports a verified outcome, and takes the next. Without --shadow or --live it claims as the agent's rollout "
+        "says, asked of the brain each time it wakes for work: live as the live version or a candidate at a canary "
+        "step, shadow otherwise (a live claim the brain refuses as not ready is taken in shadow). "
+        "--once: one task, then exit 0 (3: none came within --wait). "
         "An agent whose role is reviewer (or captain) reviews instead: it waits for the decisions its panel seat "
         "waits for, asks its model for a vote and casts it with its reviewer token (--once: one decision).",
     )
@@ -341,17 +349,30 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--once", action="store_true", help="work one task to an outcome, then exit")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="with --once: wait this long for a task")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--shadow", action="store_true", help="work in throwaway copies, apply nothing (the default)")
-    mode.add_argument("--live", action="store_true", help="work for real (the brain refuses it until readiness passes)")
+    mode.add_argument(
+        "--shadow", action="store_true", help="always work in throwaway copies, apply nothing (whatever the rollout)"
+    )
+    mode.add_argument(
+        "--live",
+        action="store_true",
+        help="always claim live: the brain refuses it until readiness passes and where the rollout does not allow it",
+    )
     p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
     p.add_argument("--token", help="the agent's body token, if its [[agents]] entry names none (default: $SWARM_TOKEN)")
     p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
     up = sub.add_parser("agents", help="run every configured agent")
     up_sub = up.add_subparsers(dest="agents_command", required=True, metavar="SUBCOMMAND")
-    p = up_sub.add_parser("up", help="run every [[agents]] worker, restarting any that dies, until stopped")
+    p = up_sub.add_parser(
+        "up",
+        help="run every [[agents]] entry (workers, reviewers, captain agents), restarting any that dies, until stopped",
+    )
     p.set_defaults(func=cmd_agents_up)
-    p.add_argument("--live", action="store_true", help="work for real (the brain refuses it until readiness passes)")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="the workers always claim live (default: as each one's rollout says); reviewers are unaffected",
+    )
     p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
     p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 

@@ -7,7 +7,8 @@
         done = await s.agent("worker-1", "--once", "--live")
 
 Each agent has its own body token, bound to it (`swarm brain token create --role body --agent NAME`; in the config
-`[[agents]] token = "env:<NAME>_TOKEN"`); the brain's clock stands still.
+`[[agents]] token = "env:<NAME>_TOKEN"`); the brain's clock stands still until a test moves it (`s.clock.advance`,
+then `await s.brain.sweep()` for what is due).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class Stack:
     tmp: Path
     extra_env: dict[str, str]
     captain_token: str
+    brain: Brain
+    clock: Clock
 
     def env(self) -> dict[str, str]:
         return {
@@ -200,7 +203,8 @@ async def stack(
         rollout=swarm.rollout,
     )
     state = MemoryStateEngine() if state is None else state
-    brain = Brain(settings, state=state, clock=Clock())
+    clock = Clock()
+    brain = Brain(settings, state=state, clock=clock)
     captain_token = await issue_token(state, role="captain", label="captain", at=brain.now())
     tokens = {
         name: await issue_token(state, role="body", label=name, at=brain.now(), agent=name if bind_tokens else None)
@@ -220,6 +224,8 @@ async def stack(
         headers = {"Authorization": f"Bearer {captain_token}"}
         async with httpx.AsyncClient(base_url=urls[0], headers=headers, timeout=30) as captain:
             try:
-                yield Stack(urls[0], captain, tokens, home, config, tmp_path, extra_env or {}, captain_token)
+                yield Stack(
+                    urls[0], captain, tokens, home, config, tmp_path, extra_env or {}, captain_token, brain, clock
+                )
             finally:
                 stop.set()

@@ -78,3 +78,62 @@ async def test_a_changed_prompt_shadows_then_is_promoted_through_the_canary_to_l
         shown = await anyio.run_process(argv, env=s.env(), check=False)  # (the brain serves from this event loop)
         assert shown.returncode == 0, shown.stderr.decode()
         assert json.loads(shown.stdout)["state"]["live_version"] == new
+
+
+async def test_with_no_flag_the_runner_claims_as_the_rollout_says_and_goes_live_by_itself_at_the_first_canary_step(
+    tmp_path: Path,
+) -> None:
+    """No --shadow or --live: the live version claims live; a changed prompt's runner (one process, running on)
+    shadows its first task, then, the shadow period done (no days, one task: the brain's clock does not matter), the
+    rollout's first canary step makes its next claim live, with no restart. --shadow stays shadow whatever the
+    rollout (and --live an override the brain refuses a candidate in shadow: the test above)."""
+    async with stack(tmp_path, extra_toml=ROLLOUT) as s:
+        repo = s.repo_with_bug()
+        s.script(FIX)
+        old = agent_logic_version(load_config(s.config), "worker-1")
+        first = await s.add_task(repo=str(repo))
+        fresh = await s.agent("worker-1", "--once", "--wait", "5")  # no rollout yet: shadow
+        assert fresh.returncode == 0 and "the rollout says shadow" in fresh.stderr, fresh.stderr
+        assert "(no rollout yet)" in fresh.stderr and "(shadow)" in fresh.stderr, fresh.stderr
+        assert (await s.task(first["id"]))["state"] == "queued"
+        await s.override("worker-1")
+        done = await s.agent("worker-1", "--once", "--live")  # the agent's first live version is a human's choice
+        assert done.returncode == 0, done.stderr
+        second = await _task_in(s, repo, 0, 100)
+        again = await s.agent("worker-1", "--once")
+        assert again.returncode == 0 and "the rollout says live" in again.stderr, again.stderr
+        assert "(the live version)" in again.stderr, again.stderr
+        after = await s.task(second)
+        assert after["state"] == "succeeded" and after["logic_version"] == old, after
+
+        s.config.write_text(s.config.read_text().replace("You fix small bugs.", "You fix small bugs, carefully."))
+        new = agent_logic_version(load_config(s.config), "worker-1")
+        await s.override("worker-1")
+        s.script(FIX + FIX)  # one process: its shadow run, then its live run
+        task_id = await _task_in(s, repo, 0, 50)  # in the candidate's first canary share
+        with s.log("runner").open("w") as log:
+            runner = await anyio.open_process(s.argv("worker-1"), env=s.env(), stderr=log)
+            async with runner:
+                try:
+                    after = await s.wait_for(task_id, "succeeded", timeout_s=120)
+                finally:
+                    runner.terminate()
+        text = s.log("runner").read_text()
+        assert after["logic_version"] == new and after["verified"] is True, after
+        assert after["evidence"]["mode"] == "live", after
+        said = [line for line in text.splitlines() if "the rollout says" in line]
+        assert len(said) == 2, text
+        assert "says shadow" in said[0] and "a new version: it starts in shadow" in said[0], said
+        assert "says live" in said[1] and "the candidate, 50% canary" in said[1], said
+        (run,) = after["shadow_runs"]  # its shadow run came first, by the same process
+        assert run["logic_version"] == new, run
+        report = await _rollout(s)  # (one task per step: its live success carried it on through 100%)
+        assert report["state"]["live_version"] == new, report  # type: ignore[index]
+
+        # --shadow pins shadow whatever the rollout says (here: live): the task it takes stays queued, nothing applied.
+        s.script(FIX)
+        pinned_id = await _task_in(s, repo, 0, 50)
+        pinned = await s.agent("worker-1", "--once", "--shadow")
+        assert pinned.returncode == 0 and "the rollout says" not in pinned.stderr, pinned.stderr
+        pinned_task = await s.task(pinned_id)
+        assert pinned_task["state"] == "queued" and len(pinned_task["shadow_runs"]) == 1, pinned_task
