@@ -54,6 +54,8 @@ from shared_protocol.brain import (
     DEFAULT_ACCEPTANCE_INPUTS,
     MAX_USAGE_BATCH,
     MAX_USAGE_DURATION_MS,
+    MAX_USAGE_TOKENS,
+    MAX_USAGE_USD,
     ClaimRequest,
     ClaimResponse,
     Decision,
@@ -349,11 +351,13 @@ class UsageQueue:
                 task_id=record.task_id or None,
                 provider=record.provider,
                 model=record.model,
-                input_tokens=record.input_tokens,
-                output_tokens=record.output_tokens,
-                cache_read_tokens=record.cache_read_tokens,
-                cache_write_tokens=record.cache_write_tokens,
-                usd=float(record.usd),
+                # (clamped to what the brain stores: a provider's absurd count must not stop the runner, whose
+                # wallet and ledger keep the whole figure)
+                input_tokens=min(record.input_tokens, MAX_USAGE_TOKENS),
+                output_tokens=min(record.output_tokens, MAX_USAGE_TOKENS),
+                cache_read_tokens=min(record.cache_read_tokens, MAX_USAGE_TOKENS),
+                cache_write_tokens=min(record.cache_write_tokens, MAX_USAGE_TOKENS),
+                usd=min(float(record.usd), MAX_USAGE_USD),
                 outcome=record.outcome,
                 duration_ms=None if record.duration_ms is None else min(record.duration_ms, MAX_USAGE_DURATION_MS),
             )

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared_protocol.brain import MAX_USAGE_TOKENS
 
 from ..conversation import Meter, ModelRequest, ModelTurn, StopReason, TokenUsage, ToolCall
 from ..exceptions import (
@@ -57,10 +59,17 @@ class _ScriptedCall(_Strict):
 
 
 class _ScriptedUsage(_Strict):
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
+    input_tokens: int = Field(ge=0, le=MAX_USAGE_TOKENS)
+    output_tokens: int = Field(ge=0, le=MAX_USAGE_TOKENS)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+
+    @model_validator(mode="after")
+    def _cached_within_input(self) -> _ScriptedUsage:
+        # (the cached tokens are part of the input, as the providers count them: more cannot be priced)
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError("cache_read_tokens and cache_write_tokens are part of input_tokens: no more than it")
+        return self
 
 
 class _ScriptedLine(_Strict):
