@@ -102,7 +102,7 @@ def parse_vote(text: str) -> tuple[VoteValue, str]:
     whose rationale says what was wrong with the answer (a broken answer never approves)."""
     try:
         answer = json.loads(text.strip())
-    except ValueError:
+    except (ValueError, RecursionError):  # (thousands of brackets overflow the decoder)
         return "abstain", f"the model's answer was not the JSON object asked for: {text.strip()[:200]!r}"
     if not isinstance(answer, dict):
         return "abstain", f"the model's answer was JSON but not an object: {text.strip()[:200]!r}"

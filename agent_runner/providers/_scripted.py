@@ -40,6 +40,7 @@ from ..exceptions import (
     ScriptExhausted,
     ScriptInvalid,
 )
+from ._failures import MAX_ARGUMENT_DEPTH, too_deep
 from ._retry import AttemptFailed, BeforeAttempt, RetryPolicy, call_with_retries
 
 ScriptedError = Literal["rate_limited", "unavailable", "context_overflow", "rejected", "refused", "garbage"]
@@ -116,12 +117,19 @@ def _entry(raw: str, *, path: str, number: int) -> tuple[ModelTurn | ScriptedErr
         line = _ScriptedLine.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
         raise ScriptInvalid(f"not JSON ({exc.msg})", path=path, line=number) from None
+    except RecursionError:
+        raise ScriptInvalid(f"nested more than {MAX_ARGUMENT_DEPTH} deep", path=path, line=number) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the line"
         raise ScriptInvalid(f"{where}: {first['msg']}", path=path, line=number) from None
     if line.error is not None:
         return line.error, line.delay_s
+    for call in line.tool_calls:
+        if too_deep(call.arguments):
+            raise ScriptInvalid(
+                f"the arguments of {call.name} nest more than {MAX_ARGUMENT_DEPTH} deep", path=path, line=number
+            )
     calls = tuple(
         ToolCall(id=call.id or f"call_{number}_{index}", name=call.name, arguments=call.arguments)
         for index, call in enumerate(line.tool_calls)
