@@ -52,6 +52,7 @@ import anyio
 from shared_protocol import RefusalCode
 from shared_protocol.brain import (
     DEFAULT_ACCEPTANCE_INPUTS,
+    MAX_LABEL_TEXT,
     MAX_USAGE_BATCH,
     MAX_USAGE_DURATION_MS,
     MAX_USAGE_TOKENS,
@@ -349,10 +350,10 @@ class UsageQueue:
                 agent=record.agent,
                 logic_version=record.logic_version,
                 task_id=record.task_id or None,
-                provider=record.provider,
-                model=record.model,
-                # (clamped to what the brain stores: a provider's absurd count must not stop the runner, whose
-                # wallet and ledger keep the whole figure)
+                provider=record.provider[:MAX_LABEL_TEXT],
+                model=record.model[:MAX_LABEL_TEXT],
+                # (clamped to what the brain stores: a provider's absurd count, or a configured model's long name,
+                # must not stop the runner, whose wallet and ledger keep the whole figure)
                 input_tokens=min(record.input_tokens, MAX_USAGE_TOKENS),
                 output_tokens=min(record.output_tokens, MAX_USAGE_TOKENS),
                 cache_read_tokens=min(record.cache_read_tokens, MAX_USAGE_TOKENS),

@@ -14,12 +14,15 @@ import pytest
 
 from agent_runner import (
     BudgetRefused,
+    InMemoryProvider,
     MemoryLedger,
+    ModelTurn,
     OpenAIProvider,
     PriceOverrides,
     ResponseGarbage,
     RetryPolicy,
     ScriptInvalid,
+    TokenUsage,
     Wallet,
     estimate_reservation,
     resolve_pricing,
@@ -381,3 +384,29 @@ async def test_review17e_a_kill_during_a_retry_after_wait_cuts_the_call_off_at_o
         await provider.aclose()
     assert took < 1.0 and len(fake.requests) == 1
     assert [r.outcome for r in sink.records] == ["rejected"] and task.spend().usd == 0 and not ledger.holds
+
+
+async def test_review17e_a_configured_model_with_a_long_name_does_not_crash_the_first_settle() -> None:
+    """Was a hole (low): `[models.NAME] model` has no length limit, but the brain's `UsageRecord.model` holds 200
+    characters: a self-hosted model named by a long path (priced by overrides) made `UsageQueue.put` raise a
+    ValidationError at the first settled call, killing the runner mid-task. Fixed: the queue cuts the label to what
+    the brain stores."""
+    name = "models/" + "very-long-fine-tune-name-" * 12
+    overrides = PriceOverrides(input_usd_per_mtok=Decimal(1), output_usd_per_mtok=Decimal(2))
+    pricing = resolve_pricing(name, provider="openai", base_url="http://127.0.0.1:9/v1", overrides=overrides)
+    poster = Poster()
+    queue = UsageQueue(poster, "body-1")
+    wallet = Wallet(
+        MemoryLedger(),
+        pricing,
+        provider="openai",
+        agent="coder",
+        logic_version="lv-x",
+        max_usd_per_task=1,
+        sink=queue.put,
+    )
+    answer = ModelTurn(content="ok", usage=TokenUsage(input_tokens=10, output_tokens=2))
+    await wallet.task("t-l").complete(InMemoryProvider([answer]), ask())
+    await queue.flush()
+    [record] = [r for batch in poster.batches for r in batch.records]
+    assert len(name) > 200 and record.model == name[:200]
