@@ -155,6 +155,9 @@ class Meter:
 
     def __init__(self) -> None:
         self.observed: Observed | None = None
+        self.ended: Attempt | None = None
+        """How the attempt ended, once it did (set by the retry loop): a call cut off after it (the kill switch
+        during a retry's wait) is settled from this, not at the attempt's reservation."""
 
     def began(self) -> None:
         if self.observed is None:

@@ -168,7 +168,7 @@ def parse_vote(text: str) -> tuple[VoteValue, str]:
         answer = json.loads(text.strip(), object_pairs_hook=_once_each)
     except _KeyTwice as twice:
         return "abstain", f"the model's answer gave the key {str(twice)[:50]!r} twice: it is not one clear vote"
-    except ValueError:
+    except (ValueError, RecursionError):  # (thousands of brackets overflow the decoder)
         return "abstain", f"the model's answer was not the JSON object asked for: {text.strip()[:200]!r}"
     if not isinstance(answer, dict):
         return "abstain", f"the model's answer was JSON but not an object: {text.strip()[:200]!r}"

@@ -134,6 +134,15 @@ def _key(hold: Hold) -> int:
     return hold.ref
 
 
+def _priced(usage: TokenUsage, pricing: ModelPricing) -> Decimal | None:
+    """`cost(usage)`, or None for usage the price table cannot price (genai-prices refuses cached tokens beyond the
+    input): the attempt is then settled at its reservation rather than the settle failing halfway."""
+    try:
+        return cost(usage, pricing)
+    except ValueError:
+        return None
+
+
 def observed_usage(observed: Observed, *, estimated_input: int) -> TokenUsage:
     """The usage to settle an attempt at from what it was seen to receive: the input the provider reported (else
     `estimated_input`, all uncached), and the output tokens received (the provider's running count, else the larger
@@ -389,23 +398,30 @@ class WalletCall:
         starts = sorted(self._started.items())
         ends = {number: (starts[n + 1][1] if n + 1 < len(starts) else now) for n, (number, _) in enumerate(starts)}
         for number, (hold, reserved) in sorted(holds.items()):
-            attempt = attempts.get(number)
             meter = self._meters.get(number)
+            attempt = attempts.get(number) or (meter.ended if meter is not None else None)
             outcome: AttemptOutcome = attempt.outcome if attempt is not None else "aborted"
             usage = attempt.usage if attempt is not None else None
             observed = attempt.observed if attempt is not None else meter.observed if meter is not None else None
+            usd = reserved
             if outcome == "rejected":
                 usage, usd = None, ZERO
-            elif usage is not None:
-                usd = cost(usage, wallet.pricing)
-                self.task.anchor = (self.request, usage.input_tokens)
-            elif observed is not None:
-                usage = observed_usage(observed, estimated_input=self._input_tokens)
-                usd = cost(usage, wallet.pricing)
-                if observed.input is not None:
-                    self.task.anchor = (self.request, observed.input.input_tokens)
             else:
-                usd = reserved
+                anchor: int | None = None
+                if usage is not None:
+                    anchor = usage.input_tokens
+                elif observed is not None:
+                    usage = observed_usage(observed, estimated_input=self._input_tokens)
+                    anchor = observed.input.input_tokens if observed.input is not None else None
+                priced = None if usage is None else _priced(usage, wallet.pricing)
+                if priced is None:
+                    # Nothing came back, or usage no price can be worked out from: the provider may have worked,
+                    # and billed, all of it.
+                    usage = None
+                else:
+                    usd = priced
+                    if anchor is not None:
+                        self.task.anchor = (self.request, anchor)
             if usd:
                 wallet.ledger.settle(hold, float(usd))
             else:

@@ -54,6 +54,11 @@ def find_agent(config: SwarmConfig, name: str) -> AgentConfig:
     raise UnknownAgent(name, [agent.name for agent in config.agents])
 
 
+LOGIC_VERSION_ENV = "SWARM_LOGIC_VERSION"
+"""Set by an agent's runner on the body it starts: the logic version the runner works as, which the body's own (from
+the config it reads) must be, else it refuses to start (the config changed since the runner started)."""
+
+
 def agent_logic_version(config: SwarmConfig, name: str) -> str:
     """`logic_version` of the agent named `name` with its model (the config checked that the model exists)."""
     agent = find_agent(config, name)

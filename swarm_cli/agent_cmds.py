@@ -23,7 +23,7 @@ import anyio
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.state import StatePaths, load_or_create_identity, resolve_home
-from shared_protocol.agents import find_agent, logic_version
+from shared_protocol.agents import LOGIC_VERSION_ENV, agent_logic_version, find_agent, logic_version
 from shared_protocol.config import AgentConfig, SwarmConfig
 from shared_protocol.secrets import SecretResolver, Secrets, SecretUnavailable
 
@@ -175,6 +175,15 @@ def _agent_run(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def launch(workspace: Path, shadow: bool, protect: Sequence[str]) -> BodyLaunch:
+        # The body reads the config afresh: one edited since this runner started would enforce and audit another
+        # logic version than the one the runner claims, works and reports under. The runner stops instead (its task
+        # is requeued when its lease runs out; `swarm agents up` restarts it with the config as it is now).
+        now = agent_logic_version(_context.load(args.config, home), agent.name)
+        if now != profile.logic_version:
+            raise RunnerUserError(
+                f"the config of agent '{agent.name}' changed since its runner started: its logic version is now "
+                f"{now}, the runner works as {profile.logic_version}; restart the runner (swarm agents up does)"
+            )
         argv = [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace), "--agent", agent.name]
         argv += ["--brain", url]
         for pattern in protect:
@@ -184,6 +193,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         if shadow:
             argv.append("--no-network")
         env = {**os.environ, "SWARM_HOME": str(home), "SWARM_TOKEN": token, "SWARM_AGENT": agent.name}
+        env[LOGIC_VERSION_ENV] = profile.logic_version  # (the body refuses to start as any other)
         env.pop("SWARM_PAIRING", None)
         if pairing is not None:
             env["SWARM_PAIRING"] = pairing

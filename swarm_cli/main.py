@@ -26,6 +26,7 @@ from body_mcp.outputs import OutputStore
 from body_mcp.settings import AgentProfile
 from body_mcp.state import StatePaths, all_workspace_states, resolve_home
 from shared_protocol import AuditEvent
+from shared_protocol.agents import LOGIC_VERSION_ENV
 from shared_protocol.brain import (
     BrainErrorCode,
     Decision,
@@ -123,6 +124,12 @@ def cmd_body(args: argparse.Namespace) -> int:
         brain_token=_context.token(args.token) if url else None,
         agent=args.agent,
     )
+    expected = os.environ.get(LOGIC_VERSION_ENV)
+    if expected and settings.agent_profile is not None and settings.agent_profile.logic_version != expected:
+        raise UserError(
+            f"agent '{args.agent}' is at logic version {settings.agent_profile.logic_version} in its config, but the "
+            f"runner starting this body works as {expected}: the config changed since the runner started; restart it"
+        )
     if protect and settings.agent_profile is not None:
         profile = dataclasses.replace(settings.agent_profile, protected=tuple(protect))
         settings = dataclasses.replace(settings, agent_profile=profile)

@@ -51,12 +51,14 @@ from ..conversation import (
 )
 from ..conversation import Message as ConversationMessage
 from ._failures import (
+    MAX_ARGUMENT_DEPTH,
     detail,
     garbage,
     looks_like_context_overflow,
     no_answer,
     refused,
     status_failure,
+    too_deep,
     unreadable,
 )
 from ._retry import AttemptFailed, BeforeAttempt, RetryPolicy, Sleep, call_with_retries
@@ -129,7 +131,7 @@ def turn_from_anthropic(body: bytes | Mapping[str, Any], *, provider: str, model
     try:
         payload: Any = json.loads(body) if isinstance(body, bytes) else body
         message = Message.model_validate(payload)
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, RecursionError) as exc:
         raise garbage(
             provider=provider, model=model, reason=f"the answer is not a message: {unreadable(exc)}"
         ) from None
@@ -148,6 +150,9 @@ def turn_from_anthropic(body: bytes | Mapping[str, Any], *, provider: str, model
         if block.type == "text":
             texts.append(block.text)
         elif block.type == "tool_use":
+            if too_deep(block.input):
+                reason = f"the input of tool use {block.name} nests more than {MAX_ARGUMENT_DEPTH} deep"
+                raise garbage(provider=provider, model=model, reason=reason, usage=usage)
             calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(block.input)))
         # thinking and server-tool blocks: never asked for, nothing to act on
     stop: StopReason = "tool_use" if calls else _STOP_REASONS.get(message.stop_reason or "", "other")
@@ -183,7 +188,7 @@ class EventReader:
             return  # blank separators, `event:` lines (the data says its type too)
         try:
             payload: Any = json.loads(line.removeprefix("data:").strip())
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self._garbage("a stream event is not JSON") from None
         kind = cast(dict[str, Any], payload).get("type") if isinstance(payload, dict) else None
         if kind == "ping":
@@ -239,11 +244,12 @@ class EventReader:
                     text = "".join(parts)
                     try:
                         self._blocks[event.index]["input"] = json.loads(text) if text.strip() else {}
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         self._blocks[event.index]["input"] = text  # not an object: garbage, said below
             case "message_delta":
                 for key, value in cast(dict[str, Any], payload["delta"]).items():
-                    self._message[key] = value
+                    if key != "usage":  # (the usage comes beside the delta: one in it is not a message's field)
+                        self._message[key] = value
                 usage = cast(dict[str, Any], self._message["usage"])
                 usage.update({k: v for k, v in cast(dict[str, Any], payload["usage"]).items() if v is not None})
                 self.meter.reported_output(event.usage.output_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import cast
 
 from pydantic import ValidationError
 
@@ -26,6 +27,25 @@ _CONTEXT_OVERFLOW = re.compile(
     re.IGNORECASE,
 )
 """How compatible servers (vLLM, llama.cpp, proxies) word a context overflow when they give no code for it."""
+
+
+MAX_ARGUMENT_DEPTH = 64
+"""How deeply a tool call's arguments may nest (objects in lists in objects …): far past any tool's schema. A model's
+call nested deeper is garbage, refused before it reaches what recurses over it (the JSON decoder and encoder, the
+wallet's size estimate, the MCP client), which a few thousand brackets would take past Python's recursion limit."""
+
+
+def too_deep(value: object, limit: int = MAX_ARGUMENT_DEPTH) -> bool:
+    """Whether `value` (parsed JSON) nests objects and lists more than `limit` deep (counted without recursing)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = cast(dict[object, object], item).values() if isinstance(item, dict) else cast(list[object], item)
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def looks_like_context_overflow(message: str) -> bool:

@@ -49,12 +49,14 @@ from ..conversation import (
     UserMessage,
 )
 from ._failures import (
+    MAX_ARGUMENT_DEPTH,
     detail,
     garbage,
     looks_like_context_overflow,
     no_answer,
     refused,
     status_failure,
+    too_deep,
     unreadable,
 )
 from ._retry import AttemptFailed, BeforeAttempt, RetryPolicy, Sleep, call_with_retries
@@ -121,7 +123,7 @@ def turn_from_openai(body: bytes | Mapping[str, Any], *, provider: str, model: s
     try:
         payload: Any = json.loads(body) if isinstance(body, bytes) else body
         completion = ChatCompletion.model_validate(payload)
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, RecursionError) as exc:
         raise garbage(
             provider=provider, model=model, reason=f"the answer is not a chat completion: {unreadable(exc)}"
         ) from None
@@ -144,7 +146,10 @@ def turn_from_openai(body: bytes | Mapping[str, Any], *, provider: str, model: s
             raise garbage(provider=provider, model=model, reason=f"a {call.type} tool call was never offered")
         arguments = _arguments(call.function.arguments)
         if arguments is None:
-            reason = f"the arguments of tool call {index} ({call.function.name}) are not a JSON object"
+            reason = (
+                f"the arguments of tool call {index} ({call.function.name}) are not a JSON object "
+                f"(nested at most {MAX_ARGUMENT_DEPTH} deep)"
+            )
             raise garbage(provider=provider, model=model, reason=reason, usage=usage)
         calls.append(ToolCall(id=call.id or f"call_{index}", name=call.function.name, arguments=arguments))
     # Some compatible servers say "stop" while calling tools: the calls decide.
@@ -164,9 +169,11 @@ def _arguments(text: str) -> dict[str, Any] | None:
         return {}  # a call without arguments, as some servers send it
     try:
         value: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # (a few thousand brackets overflow the decoder's stack)
         return None
-    return cast(dict[str, Any], value) if isinstance(value, dict) else None
+    if not isinstance(value, dict) or too_deep(cast(dict[str, Any], value)):
+        return None
+    return cast(dict[str, Any], value)
 
 
 @dataclass
@@ -202,7 +209,7 @@ class ChunkReader:
             return
         try:
             payload: Any = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self._garbage("a stream event is not JSON") from None
         if isinstance(payload, dict) and "error" in payload:
             error = _error_object(cast(dict[str, Any], payload)["error"])

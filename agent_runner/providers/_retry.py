@@ -109,18 +109,18 @@ async def call_with_retries(
             turn = await attempt(meter)
         except AttemptFailed as failed:
             observed = meter.observed if failed.usage is None else None
-            attempts.append(
-                Attempt(
-                    number=number,
-                    outcome=failed.outcome,
-                    status=failed.error.status,
-                    usage=failed.usage,
-                    observed=observed,
-                )
+            meter.ended = Attempt(
+                number=number,
+                outcome=failed.outcome,
+                status=failed.error.status,
+                usage=failed.usage,
+                observed=observed,
             )
+            attempts.append(meter.ended)
             raise
         observed = meter.observed if turn.usage is None else None
-        attempts.append(Attempt(number=number, outcome="answered", status=200, usage=turn.usage, observed=observed))
+        meter.ended = Attempt(number=number, outcome="answered", status=200, usage=turn.usage, observed=observed)
+        attempts.append(meter.ended)
         return replace(turn, attempts=tuple(attempts))
 
     def wait(state: RetryCallState) -> float:

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared_protocol.brain import MAX_USAGE_TOKENS
 
 from ..conversation import Meter, ModelRequest, ModelTurn, StopReason, TokenUsage, ToolCall
 from ..exceptions import (
@@ -38,6 +40,7 @@ from ..exceptions import (
     ScriptExhausted,
     ScriptInvalid,
 )
+from ._failures import MAX_ARGUMENT_DEPTH, too_deep
 from ._retry import AttemptFailed, BeforeAttempt, RetryPolicy, call_with_retries
 
 ScriptedError = Literal["rate_limited", "unavailable", "context_overflow", "rejected", "refused", "garbage"]
@@ -57,10 +60,17 @@ class _ScriptedCall(_Strict):
 
 
 class _ScriptedUsage(_Strict):
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
+    input_tokens: int = Field(ge=0, le=MAX_USAGE_TOKENS)
+    output_tokens: int = Field(ge=0, le=MAX_USAGE_TOKENS)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_USAGE_TOKENS)
+
+    @model_validator(mode="after")
+    def _cached_within_input(self) -> _ScriptedUsage:
+        # (the cached tokens are part of the input, as the providers count them: more cannot be priced)
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError("cache_read_tokens and cache_write_tokens are part of input_tokens: no more than it")
+        return self
 
 
 class _ScriptedLine(_Strict):
@@ -107,12 +117,19 @@ def _entry(raw: str, *, path: str, number: int) -> tuple[ModelTurn | ScriptedErr
         line = _ScriptedLine.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
         raise ScriptInvalid(f"not JSON ({exc.msg})", path=path, line=number) from None
+    except RecursionError:
+        raise ScriptInvalid(f"nested more than {MAX_ARGUMENT_DEPTH} deep", path=path, line=number) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the line"
         raise ScriptInvalid(f"{where}: {first['msg']}", path=path, line=number) from None
     if line.error is not None:
         return line.error, line.delay_s
+    for call in line.tool_calls:
+        if too_deep(call.arguments):
+            raise ScriptInvalid(
+                f"the arguments of {call.name} nest more than {MAX_ARGUMENT_DEPTH} deep", path=path, line=number
+            )
     calls = tuple(
         ToolCall(id=call.id or f"call_{number}_{index}", name=call.name, arguments=call.arguments)
         for index, call in enumerate(line.tool_calls)
