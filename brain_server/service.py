@@ -74,7 +74,15 @@ from shared_protocol.brain import (
 )
 from shared_protocol.consensus import latest
 from shared_protocol.decisions import AnswerKind, DecisionState, OverrideAction
-from shared_protocol.privacy import HeldItem, MalformedSubject, PrivacyErasure, PrivacyExport, PrivacyRequest, Subject
+from shared_protocol.privacy import (
+    HeldItem,
+    MalformedSubject,
+    PrivacyErasure,
+    PrivacyExport,
+    PrivacyMigration,
+    PrivacyRequest,
+    Subject,
+)
 
 from . import governance
 from .anomaly_watch import AnomalyWatch
@@ -98,7 +106,7 @@ from .exceptions import (
 )
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
-from .privacy import held_in, open_protector
+from .privacy import held_in, open_protector, protect_stored_event
 from .rollout import live_ready, live_refusal, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
@@ -1338,6 +1346,21 @@ class Brain:
         )
         await self.state.append_log(log)
         return PrivacyErasure(kind=subject.kind, erased=True)
+
+    async def migrate_privacy(self, by: Principal) -> PrivacyMigration:
+        """The one-time migration of the audit events bodies shipped before `[privacy]` (or with it off): their
+        personal data encrypted under the brain's subject keys, in one transaction, logged (`privacy_migrate`, with
+        the count per body); their seq, id, `prev_mac` and `mac` unchanged, so each body's chain links as before and
+        shipping goes on. A second run finds nothing to do."""
+        if not self.privacy.enabled:
+            raise InvalidRequest(
+                "[privacy] redaction is off on this brain: nothing to migrate to (turn it on first)", field="privacy"
+            )
+        log = by.entry("privacy_migrate", at=self.now(), reason="personal data in stored audit events encrypted")
+        events, bodies = await self.state.rewrite_audit_events(
+            lambda text: protect_stored_event(self.privacy, text), log
+        )
+        return PrivacyMigration(events=events, rewritten=sum(bodies.values()), bodies=bodies)
 
     async def export_subject(self, request: PrivacyRequest) -> PrivacyExport:
         """What the brain holds about the subject, decrypted: in tasks, decisions and the log. `NotFound` when no
