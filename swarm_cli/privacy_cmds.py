@@ -167,9 +167,9 @@ def _migrate_body(args: argparse.Namespace) -> str:
 def cmd_privacy_migrate(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise UserError(f"--batch {args.batch}: give at least 1")
-    results: dict[str, str] = {"body": _migrate_body(args)}
+    results: dict[str, str] = {}
     client = _brain(args)
-    if client is not None:
+    if client is not None:  # (first: a brain that refuses leaves the body as it was)
 
         async def migrate_on_brain() -> str:
             try:
@@ -181,6 +181,7 @@ def cmd_privacy_migrate(args: argparse.Namespace) -> int:
             return f"{done.rewritten} of {done.events} stored events rewritten"
 
         results["brain"] = anyio.run(migrate_on_brain)
+    results = {"body": _migrate_body(args), **results}
     if args.json:
         print(json.dumps(results))
     else:

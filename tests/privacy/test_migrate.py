@@ -241,6 +241,7 @@ async def test_a_linked_body_and_its_brain_are_migrated_and_shipping_goes_on(
     scope = ["--workspace", str(workspace), "--brain", live.url]
     refused = await _swarm(home, "privacy", "migrate", *scope, "--token", token)  # a body's token: not a captain
     assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert leaks([home], p.values())  # (the brain is asked first: refused, the body is left as it was)
 
     migrated = await _swarm(home, "privacy", "migrate", *scope, "--token", captain)
     assert migrated.returncode == 0, migrated.stderr
