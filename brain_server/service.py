@@ -82,6 +82,7 @@ from shared_protocol.privacy import (
     PrivacyMigration,
     PrivacyRequest,
     Subject,
+    redact_tokens,
 )
 
 from . import governance
@@ -238,25 +239,29 @@ class Brain:
         return await self.pauses.kill_state(agent)
 
     async def set_kill(self, by: Principal, *, engaged: bool, reason: str) -> KillState:
-        """Engage or release the brain's kill switch; every event stream hears of it at once."""
+        """Engage or release the brain's kill switch; every event stream hears of it at once (its reason with any
+        personal data redacted: a stream is not revealed; what is stored is protected, `[privacy]`)."""
+        reason = self.privacy.protect(reason)
         async with self.pauses.lock:  # (kill-state changes in commit order, pauses included)
             now = self.now()
             state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
             log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
             await self.state.set_kill_state(state, log)
-            await self.pauses.publish_brain_kill(state)
+            await self.pauses.publish_brain_kill(state.model_copy(update={"reason": redact_tokens(reason)}))
         return state
 
     async def pause_agent(self, by: Principal, agent: str, reason: str) -> tuple[AgentPause, bool]:
         """A captain pauses one agent: its bodies refuse as if killed until a human resumes it. An agent no token
         is bound to is `NotFound` (a typo would pause nothing); one paused already keeps its first pause."""
         await self._known_agent(agent)
+        reason = self.privacy.protect(reason)  # ([privacy])
         now = self.now()
         pause = AgentPause(agent=agent, reason=reason, by=by.name, source="captain", at=now)
         return await self.pauses.pause(pause, by.entry("agent_pause", at=now, reason=reason, target=agent))
 
     async def resume_agent(self, by: Principal, agent: str, reason: str) -> KillState:
         """A human resumes a paused agent (never the detector); the kill state its bodies obey now."""
+        reason = self.privacy.protect(reason)  # ([privacy])
         now = self.now()
         log = by.entry("agent_resume", at=now, reason=reason, target=agent)
         state = await self.pauses.resume(agent, by=by.name, reason=reason, log=log)
@@ -513,6 +518,7 @@ class Brain:
                 "rationale": protect(request.rationale),
                 "options": [protect(option) for option in request.options],
                 "action": None if request.action is None else protect(request.action),
+                "files": [protect(path) for path in request.files],
             }
         )
         now = self.now()
@@ -705,6 +711,7 @@ class Brain:
 
         `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it."""
         voter = await self._unpaused(self._voter(by), doing="vote")
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         return await self._change(
             by,
             decision_id,
@@ -725,6 +732,7 @@ class Brain:
     async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
         """A captain's veto or force (see `governance.override`): at once, audited, with its reason."""
         voter = await self._unpaused(self._voter(by), doing="override")
+        reason = self.privacy.protect(reason)  # ([privacy])
         return await self._change(
             by,
             decision_id,
@@ -884,10 +892,11 @@ class Brain:
                 state="queued",
                 created_at=now,
                 created_by=by.name,
-                acceptance=request.acceptance,
+                # Encrypted, not redacted: the runner must still run them (replies are revealed), until an erasure.
+                acceptance=self.privacy.protect(request.acceptance),
                 repo=request.repo,
                 acceptance_inputs=request.acceptance_inputs,
-                setup=request.setup,
+                setup=self.privacy.protect(request.setup),
             )
         )
         log = by.entry("task_create", at=now, reason=task.title, target=task.id)
@@ -1371,12 +1380,14 @@ class Brain:
             raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased)")
         held: list[HeldItem] = []
         for task in await self.state.tasks():
-            held += held_in(
-                self.privacy, subject_id, f"task {task.id}", [("title", task.title), ("description", task.description)]
-            )
+            texts = [("title", task.title), ("description", task.description)]
+            texts += [("acceptance", task.acceptance), ("setup", task.setup)]
+            held += held_in(self.privacy, subject_id, f"task {task.id}", texts)
         for decision in await self.state.decisions():
             texts = [("summary", decision.summary), ("rationale", decision.rationale)]
             texts += [(f"options[{n}]", option) for n, option in enumerate(decision.options)]
+            texts += [(f"files[{n}]", path) for n, path in enumerate(decision.files)]
+            texts += [(f"votes[{n}].rationale", vote.rationale) for n, vote in enumerate(decision.votes)]
             if decision.action is not None:
                 texts.append(("action", decision.action))
             held += held_in(self.privacy, subject_id, f"decision {decision.id}", texts)
