@@ -82,7 +82,6 @@ from shared_protocol.privacy import (
     PrivacyMigration,
     PrivacyRequest,
     Subject,
-    redact_tokens,
 )
 
 from . import governance
@@ -239,15 +238,15 @@ class Brain:
         return await self.pauses.kill_state(agent)
 
     async def set_kill(self, by: Principal, *, engaged: bool, reason: str) -> KillState:
-        """Engage or release the brain's kill switch; every event stream hears of it at once (its reason with any
-        personal data redacted: a stream is not revealed; what is stored is protected, `[privacy]`)."""
+        """Engage or release the brain's kill switch; every event stream hears of it at once (`kill_event`: its
+        reason's personal data redacted; what is stored is protected, `[privacy]`)."""
         reason = self.privacy.protect(reason)
         async with self.pauses.lock:  # (kill-state changes in commit order, pauses included)
             now = self.now()
             state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
             log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
             await self.state.set_kill_state(state, log)
-            await self.pauses.publish_brain_kill(state.model_copy(update={"reason": redact_tokens(reason)}))
+            await self.pauses.publish_brain_kill(state)
         return state
 
     async def pause_agent(self, by: Principal, agent: str, reason: str) -> tuple[AgentPause, bool]:

@@ -5,15 +5,22 @@ typed), export finds them, and an erasure leaves them redacted."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from brain_server import BrainSettings
-from brain_server.state import sqlite_url
-from tests.brain.helpers import LiveBrain, live_brain
+from brain_server.events import kill_event
+from brain_server.privacy import protect_stored_event
+from brain_server.state import LogEntry, MemoryStateEngine, SqliteStateEngine, StateEngine, sqlite_url
+from shared_protocol.brain import KillState
+from shared_protocol.privacy import MemorySubjectKeys, PrivacyConfig, Protector
+from tests.brain.helpers import LiveBrain, audit_event, live_brain
 
 from .plant import leaks, plant
 
@@ -66,3 +73,52 @@ async def test_reasons_and_commands_typed_on_the_brain_are_kept_protected_and_re
         after = (await http.get(f"/v1/tasks/{task['id']}")).json()
         assert after["acceptance"] == "python -m pytest -q tests --mail [pii:email]"
         assert leaks([live.db.parent], p.values()) == []
+
+
+def test_a_kill_heard_on_an_event_stream_has_its_personal_data_redacted() -> None:
+    p = plant()
+    protector = Protector(PrivacyConfig(), MemorySubjectKeys())
+    event = kill_event(KillState(engaged=True, reason=protector.protect(f"stop: {p.email}")))
+    assert json.loads(event.data)["reason"] == "stop: [pii:email]"
+
+
+@pytest.mark.parametrize("engine", ["memory", "sqlite"])
+async def test_both_engines_rewrite_stored_events_keeping_their_links_and_once_only(
+    tmp_path: Path, engine: str
+) -> None:
+    p = plant()
+    protector = Protector(PrivacyConfig(), MemorySubjectKeys())
+    state: StateEngine = (
+        MemoryStateEngine() if engine == "memory" else await SqliteStateEngine.open(tmp_path / "brain.db")
+    )
+    try:
+        first = audit_event("body-a", 1, "genesis")
+        second = audit_event("body-a", 2, first.mac).model_copy(update={"rationale": p.text()})
+        await state.append_audit("body-a", [first, second])
+        log = LogEntry(at=datetime.now(UTC), action="privacy_migrate", by="human:c", token_id=None, role="captain")
+
+        def rewrite(text: str) -> str | None:
+            return protect_stored_event(protector, text)
+
+        read, rewritten = await state.rewrite_audit_events(rewrite, log)
+        assert (read, rewritten) == (2, {"body-a": 1})
+        stored = await state.audit_events("body-a")
+        assert [(e.seq, e.id, e.prev_mac, e.mac) for e in stored] == [
+            (e.seq, e.id, e.prev_mac, e.mac) for e in (first, second)
+        ]
+        assert p.email not in stored[1].rationale and protector.reveal(stored[1].rationale) == p.text()
+        assert stored[1].detail["privacy_migrated_by_brain"] is True
+        assert await state.rewrite_audit_events(rewrite, log) == (2, {})
+        assert [e.action for e in await state.log_entries()].count("privacy_migrate") == 1
+    finally:
+        await state.close()
+    if engine == "sqlite":  # the trigger still refuses any other update, and any change of a link
+        conn = sqlite3.connect(tmp_path / "brain.db")
+        try:
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute("UPDATE audit_events SET event = 'x' WHERE seq = 1")
+            conn.execute("UPDATE audit_rewrite_gate SET open = 1")
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute("UPDATE audit_events SET mac = 'x' WHERE seq = 1")
+        finally:
+            conn.close()
