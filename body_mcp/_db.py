@@ -159,6 +159,18 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE recent_changes ADD COLUMN action_id TEXT;
     CREATE INDEX recent_changes_action ON recent_changes(action_id) WHERE action_id IS NOT NULL;
     """,
+    # v9: `swarm privacy migrate` encrypts the personal data of events written before `[privacy]`: an event's text
+    # may change only inside the transaction of the `privacy.migrate` event that records it (which opens the gate
+    # and closes it again), and never its seq, id, time, decision or MAC (the chain's links)
+    """
+    CREATE TABLE audit_rewrite_gate (id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL);
+    INSERT INTO audit_rewrite_gate (id, open) VALUES (1, 0);
+    DROP TRIGGER audit_events_no_update;
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.seq IS NOT OLD.seq OR NEW.id IS NOT OLD.id
+            OR NEW.ts IS NOT OLD.ts OR NEW.decision_id IS NOT OLD.decision_id OR NEW.mac IS NOT OLD.mac
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    """,
 ]
 
 

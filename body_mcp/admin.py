@@ -10,10 +10,11 @@ Every action is audited under `by`, the acting human, resolved once at the entry
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import secrets
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,18 @@ from shared_protocol.tools import BrainState, Budget
 
 from ._db import Durability, StateDB, Writes
 from ._limits_table import BreakerState
-from .audit import Appended, AuditStore, EventDraft, VerifyReport, held_exclusively, new_action_id, set_aside
+from .audit import (
+    MIGRATE_BATCH,
+    MIGRATED,
+    Appended,
+    AuditStore,
+    EventDraft,
+    Migration,
+    VerifyReport,
+    held_exclusively,
+    new_action_id,
+    set_aside,
+)
 from .confinement import Workspace
 from .decisions import LocalDecisionStore
 from .exceptions import StateUnusable, UndoRefused, UserError
@@ -335,6 +347,63 @@ class Admin:
         finally:
             if owned:
                 protector.close()
+
+    def privacy_migrate(
+        self, *, progress: Callable[[int, int], None] = lambda done, total: None, batch: int = MIGRATE_BATCH
+    ) -> Migration:
+        """Encrypt, per subject, the personal data of the events and kept outputs written before `[privacy]` (or
+        with it off): the one-time migration `swarm privacy migrate` runs (`audit._migrate`). The chain still
+        verifies; each batch is recorded by a `privacy.migrate` event. Freed pages are zeroed and the WAL and the
+        journal emptied afterwards, so no old text is left in the files. A second run finds nothing to do."""
+        protector = self.audit.privacy
+        if protector is None:
+            raise UserError(
+                "[privacy] redaction is off in this configuration: new events are kept as written, so there is "
+                "nothing to migrate to (turn it on first)"
+            )
+        report = self.audit.verify()
+        if not report.ok:
+            raise UserError(f"{report.summary()}: a migration rewrites only a chain that verifies")
+        with self.db.read() as conn:
+            conn.execute("PRAGMA secure_delete = ON")  # (this connection's writes zero what they free)
+
+        def record(detail: dict[str, Any], writes: Writes) -> Appended:
+            return self.record(
+                action=MIGRATED,
+                rationale=(
+                    f"personal data in {detail['rewritten']} events written before [privacy] encrypted per subject "
+                    f"(events {detail['first_seq']}-{detail['last_seq']}); their MACs and the chain's links are "
+                    "unchanged"
+                ),
+                detail=detail,
+                writes=writes,
+            )
+
+        result = self.audit.migrate_privacy(protector, record=record, progress=progress, batch=batch)
+        result.outputs = self._migrate_outputs(protector)
+        with self.db.read() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return result
+
+    def _migrate_outputs(self, protector: Protector) -> int:
+        """Kept command outputs stored inline, protected as `OutputStore.keep` protects new ones (not part of the
+        chain: their `size` and `sha256` are of what is kept). Returns how many were rewritten."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT action_id, stream, data FROM command_outputs WHERE data IS NOT NULL").fetchall()
+        changed: list[tuple[bytes, int, str, str, str]] = []
+        for action_id, stream, data in rows:
+            text = bytes(data).decode("utf-8", "surrogateescape")
+            protected = protector.protect(text)
+            if protected != text:
+                new = protected.encode("utf-8", "surrogateescape")
+                changed.append((new, len(new), hashlib.sha256(new).hexdigest(), action_id, stream))
+        if changed:
+            with self.db.write() as conn:
+                conn.executemany(
+                    "UPDATE command_outputs SET data = ?, size = ?, sha256 = ? WHERE action_id = ? AND stream = ?",
+                    changed,
+                )
+        return len(changed)
 
     def privacy_export(self, subject: str) -> PrivacyExport:
         """What this body's trail and kept outputs hold about a subject, decrypted; `UnknownSubject` when no key is

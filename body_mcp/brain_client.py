@@ -56,7 +56,7 @@ from shared_protocol.brain import (
     UsageTotals,
     VoteRequest,
 )
-from shared_protocol.privacy import PrivacyErasure, PrivacyExport, PrivacyRequest
+from shared_protocol.privacy import PrivacyErasure, PrivacyExport, PrivacyMigration, PrivacyRequest
 from shared_protocol.telemetry import KpiReport
 
 from .exceptions import SwarmError
@@ -144,6 +144,10 @@ class BrainClient:
     async def privacy_export(self, subject: str) -> PrivacyExport:
         """A captain reads what the brain holds about a data subject, decrypted."""
         return await self._call("POST", "/v1/privacy/export", PrivacyExport, PrivacyRequest(subject=subject))
+
+    async def privacy_migrate(self) -> PrivacyMigration:
+        """A captain has the brain encrypt the personal data of the audit events it stored in clear (once)."""
+        return await self._call("POST", "/v1/privacy/migrate", PrivacyMigration, None)
 
     async def pause_agent(self, agent: str, reason: str) -> AgentPause:
         """A captain pauses one agent: the bodies of its tokens refuse as if killed until it is resumed."""

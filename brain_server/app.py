@@ -426,6 +426,9 @@ class _Api:
         payload = await parse(request, PrivacyRequest)
         return json_response(await self.brain.export_subject(payload))
 
+    async def privacy_migrate(self, request: Request, who: Principal) -> Response:
+        return json_response(await self.brain.migrate_privacy(who))
+
     async def undo(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, UndoRequest)
         target_id = request.path_params["target_id"]
@@ -578,6 +581,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
         _route(brain, "POST", "/v1/privacy/erase", CAPTAIN, api.privacy_erase),
         _route(brain, "POST", "/v1/privacy/export", CAPTAIN, api.privacy_export),
+        _route(brain, "POST", "/v1/privacy/migrate", CAPTAIN, api.privacy_migrate),
         _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),
         _route(brain, "GET", "/v1/dashboard/stream", APPROVERS, dashboard.stream),
         *session_routes(brain),

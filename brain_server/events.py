@@ -17,6 +17,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from shared_protocol.brain import BrainEventName, KillState
+from shared_protocol.privacy import redact_tokens
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -35,8 +36,11 @@ KEEPALIVE = b": keepalive\n\n"
 
 
 def kill_event(state: KillState) -> BrainEvent:
-    """`kill` while engaged, `resume` once released; the data is the kill state either way."""
-    return BrainEvent(name="kill" if state.engaged else "resume", data=state.model_dump_json())
+    """`kill` while engaged, `resume` once released; the data is the kill state either way, its reason's personal
+    data redacted (a stream is not revealed as a reply is: `[privacy]`)."""
+    reason = state.reason
+    shown = state.model_copy(update={"reason": redact_tokens(reason)}) if reason and "[pii:" in reason else state
+    return BrainEvent(name="kill" if state.engaged else "resume", data=shown.model_dump_json())
 
 
 @dataclass(kw_only=True, eq=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, cast
 
 from shared_protocol.privacy import (
     KEY_STORE_FILE,
@@ -61,3 +62,29 @@ def held_in(privacy: Protector, subject_id: str, where: str, texts: list[tuple[s
         for field, text in texts
         for held in privacy.held(text, subject_id)
     ]
+
+
+MIGRATED_BY_BRAIN = "privacy_migrated_by_brain"
+"""The `detail` key of a stored event whose text the brain's migration changed (its body's MAC no longer covers it)."""
+
+_PROTECTED_FIELDS = ("rationale", "message", "arguments", "files", "detail", "turn")
+
+
+def protect_stored_event(privacy: Protector, text: str) -> str | None:
+    """A stored audit event (its JSON) with the personal data of what people and models wrote encrypted under the
+    brain's keys, as its body protects a new event; None when that changes nothing. Its seq, id, `prev_mac` and
+    `mac` stay (the chain's links); its `attest`, which covered the old text, is dropped and `detail` says why."""
+    event = json.loads(text)
+    if not isinstance(event, dict) or event.get("kind") == "checkpoint":  # pyright: ignore[reportUnknownMemberType]
+        return None
+    stored = cast(dict[str, Any], event)
+    changed = dict(stored)
+    for key in _PROTECTED_FIELDS:
+        if changed.get(key) is not None:
+            changed[key] = privacy.protect_value(changed[key])
+    if changed == stored:
+        return None
+    changed["detail"] = {**(changed.get("detail") or {}), MIGRATED_BY_BRAIN: True}
+    if "attest" in changed:
+        changed["attest"] = None
+    return json.dumps(changed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # (as stored)

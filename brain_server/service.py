@@ -74,7 +74,15 @@ from shared_protocol.brain import (
 )
 from shared_protocol.consensus import latest
 from shared_protocol.decisions import AnswerKind, DecisionState, OverrideAction
-from shared_protocol.privacy import HeldItem, MalformedSubject, PrivacyErasure, PrivacyExport, PrivacyRequest, Subject
+from shared_protocol.privacy import (
+    HeldItem,
+    MalformedSubject,
+    PrivacyErasure,
+    PrivacyExport,
+    PrivacyMigration,
+    PrivacyRequest,
+    Subject,
+)
 
 from . import governance
 from .anomaly_watch import AnomalyWatch
@@ -98,7 +106,7 @@ from .exceptions import (
 )
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
-from .privacy import held_in, open_protector
+from .privacy import held_in, open_protector, protect_stored_event
 from .rollout import live_ready, live_refusal, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
@@ -230,7 +238,9 @@ class Brain:
         return await self.pauses.kill_state(agent)
 
     async def set_kill(self, by: Principal, *, engaged: bool, reason: str) -> KillState:
-        """Engage or release the brain's kill switch; every event stream hears of it at once."""
+        """Engage or release the brain's kill switch; every event stream hears of it at once (`kill_event`: its
+        reason's personal data redacted; what is stored is protected, `[privacy]`)."""
+        reason = self.privacy.protect(reason)
         async with self.pauses.lock:  # (kill-state changes in commit order, pauses included)
             now = self.now()
             state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
@@ -243,12 +253,14 @@ class Brain:
         """A captain pauses one agent: its bodies refuse as if killed until a human resumes it. An agent no token
         is bound to is `NotFound` (a typo would pause nothing); one paused already keeps its first pause."""
         await self._known_agent(agent)
+        reason = self.privacy.protect(reason)  # ([privacy])
         now = self.now()
         pause = AgentPause(agent=agent, reason=reason, by=by.name, source="captain", at=now)
         return await self.pauses.pause(pause, by.entry("agent_pause", at=now, reason=reason, target=agent))
 
     async def resume_agent(self, by: Principal, agent: str, reason: str) -> KillState:
         """A human resumes a paused agent (never the detector); the kill state its bodies obey now."""
+        reason = self.privacy.protect(reason)  # ([privacy])
         now = self.now()
         log = by.entry("agent_resume", at=now, reason=reason, target=agent)
         state = await self.pauses.resume(agent, by=by.name, reason=reason, log=log)
@@ -505,6 +517,7 @@ class Brain:
                 "rationale": protect(request.rationale),
                 "options": [protect(option) for option in request.options],
                 "action": None if request.action is None else protect(request.action),
+                "files": [protect(path) for path in request.files],
             }
         )
         now = self.now()
@@ -697,6 +710,7 @@ class Brain:
 
         `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it."""
         voter = await self._unpaused(self._voter(by), doing="vote")
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         return await self._change(
             by,
             decision_id,
@@ -717,6 +731,7 @@ class Brain:
     async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
         """A captain's veto or force (see `governance.override`): at once, audited, with its reason."""
         voter = await self._unpaused(self._voter(by), doing="override")
+        reason = self.privacy.protect(reason)  # ([privacy])
         return await self._change(
             by,
             decision_id,
@@ -876,10 +891,11 @@ class Brain:
                 state="queued",
                 created_at=now,
                 created_by=by.name,
-                acceptance=request.acceptance,
+                # Encrypted, not redacted: the runner must still run them (replies are revealed), until an erasure.
+                acceptance=self.privacy.protect(request.acceptance),
                 repo=request.repo,
                 acceptance_inputs=request.acceptance_inputs,
-                setup=request.setup,
+                setup=self.privacy.protect(request.setup),
             )
         )
         log = by.entry("task_create", at=now, reason=task.title, target=task.id)
@@ -1339,6 +1355,21 @@ class Brain:
         await self.state.append_log(log)
         return PrivacyErasure(kind=subject.kind, erased=True)
 
+    async def migrate_privacy(self, by: Principal) -> PrivacyMigration:
+        """The one-time migration of the audit events bodies shipped before `[privacy]` (or with it off): their
+        personal data encrypted under the brain's subject keys, in one transaction, logged (`privacy_migrate`, with
+        the count per body); their seq, id, `prev_mac` and `mac` unchanged, so each body's chain links as before and
+        shipping goes on. A second run finds nothing to do."""
+        if not self.privacy.enabled:
+            raise InvalidRequest(
+                "[privacy] redaction is off on this brain: nothing to migrate to (turn it on first)", field="privacy"
+            )
+        log = by.entry("privacy_migrate", at=self.now(), reason="personal data in stored audit events encrypted")
+        events, bodies = await self.state.rewrite_audit_events(
+            lambda text: protect_stored_event(self.privacy, text), log
+        )
+        return PrivacyMigration(events=events, rewritten=sum(bodies.values()), bodies=bodies)
+
     async def export_subject(self, request: PrivacyRequest) -> PrivacyExport:
         """What the brain holds about the subject, decrypted: in tasks, decisions and the log. `NotFound` when no
         key is held."""
@@ -1348,12 +1379,14 @@ class Brain:
             raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased)")
         held: list[HeldItem] = []
         for task in await self.state.tasks():
-            held += held_in(
-                self.privacy, subject_id, f"task {task.id}", [("title", task.title), ("description", task.description)]
-            )
+            texts = [("title", task.title), ("description", task.description)]
+            texts += [("acceptance", task.acceptance), ("setup", task.setup)]
+            held += held_in(self.privacy, subject_id, f"task {task.id}", texts)
         for decision in await self.state.decisions():
             texts = [("summary", decision.summary), ("rationale", decision.rationale)]
             texts += [(f"options[{n}]", option) for n, option in enumerate(decision.options)]
+            texts += [(f"files[{n}]", path) for n, path in enumerate(decision.files)]
+            texts += [(f"votes[{n}].rationale", vote.rationale) for n, vote in enumerate(decision.votes)]
             if decision.action is not None:
                 texts.append(("action", decision.action))
             held += held_in(self.privacy, subject_id, f"decision {decision.id}", texts)

@@ -1,4 +1,5 @@
-"""`swarm privacy erase SUBJECT` and `swarm privacy export SUBJECT`: a data subject's right to erasure and access.
+"""`swarm privacy erase SUBJECT`, `swarm privacy export SUBJECT`: a data subject's right to erasure and access;
+`swarm privacy migrate`: the one-time encryption of what was written before `[privacy]`.
 
 A subject is an email, a phone number (E.164, or in `[privacy] default_region`), a card number, an IP address, an
 SSN, or a name or pattern `[privacy]` configures; it is normalised as the detector normalises what it finds.
@@ -6,6 +7,11 @@ SSN, or a name or pattern `[privacy]` configures; it is normalised as the detect
 `$SWARM_BRAIN_URL`) and a captain's token, on the brain: crypto-shredding, audited on each (`privacy.erase`,
 naming the subject's random id, never the subject). `export` lists what each holds about the subject, decrypted.
 Exit 0 when something was erased (or found), 1 when nothing is held anywhere asked, or on an error.
+
+`migrate` encrypts, per subject, the personal data of the audit events and kept outputs this body wrote before
+`[privacy]` (or with `redaction` off), keeping the chain verifiable (`body_mcp.audit._migrate`): refused while a
+body has the state open. With `--brain`, the brain does the same to the events it stores (`POST
+/v1/privacy/migrate`). Run twice, the second finds nothing to do (exit 0 both times).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Protocol
 import anyio
 
 from body_mcp import UserError
+from body_mcp.audit import MIGRATE_BATCH, held_exclusively
 from body_mcp.brain_client import BrainClient, BrainRejected
 from body_mcp.explain import printable
 from shared_protocol.privacy import HeldItem, UnknownSubject
@@ -122,8 +129,69 @@ def cmd_privacy_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate_body(args: argparse.Namespace) -> str:
+    """The body's side of `migrate`: refused while anything else has the state open (a running body holds its
+    audit trail's lock shared for as long as it runs: a migration takes it exclusively first, as a reset does)."""
+    settings = _settings(args)
+    paths = settings.paths
+    if not paths.db.exists():
+        where = f"agent {args.agent!r}" if args.agent is not None else f"workspace {settings.workspace}"
+        raise UserError(f"no body state for {where} (no {paths.db}): nothing to migrate")
+    show = args.progress or sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            print(f"migrating: {done}/{total} events read", file=sys.stderr, flush=True)
+
+    try:
+        with held_exclusively(paths.audit.lock) as held:
+            held.share()  # (the admin's own store takes it shared too; no body can have it open meanwhile)
+            with _context.open_admin(settings) as admin:
+                result = admin.privacy_migrate(progress=progress, batch=args.batch)
+    except BlockingIOError:
+        raise UserError(
+            "a body or another swarm command has this state's audit trail open: stop it (the IDE's session of "
+            "`swarm body`, `swarm agents down`) and run the migration again"
+        ) from None
+    if not result.rewritten and not result.outputs:
+        return f"nothing to migrate ({result.events} events read)"
+    events = (
+        f"{result.rewritten} of {result.events} events rewritten (events {result.first_seq}-{result.last_seq}), "
+        f"recorded by {len(result.recorded)} privacy.migrate event(s)"
+        if result.rewritten
+        else f"no event to rewrite ({result.events} read)"
+    )
+    return f"{events}; {result.outputs} kept output(s) rewritten"
+
+
+def cmd_privacy_migrate(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise UserError(f"--batch {args.batch}: give at least 1")
+    results: dict[str, str] = {}
+    client = _brain(args)
+    if client is not None:  # (first: a brain that refuses leaves the body as it was)
+
+        async def migrate_on_brain() -> str:
+            try:
+                done = await client.privacy_migrate()
+            finally:
+                await client.aclose()
+            if not done.rewritten:
+                return f"nothing to migrate ({done.events} stored events read)"
+            return f"{done.rewritten} of {done.events} stored events rewritten"
+
+        results["brain"] = anyio.run(migrate_on_brain)
+    results = {"body": _migrate_body(args), **results}
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for where, what in results.items():
+            print(f"{where}: {what}")
+    return 0
+
+
 def cmd_privacy(args: argparse.Namespace) -> int:
-    raise UserError("swarm privacy: give a command: erase SUBJECT, export SUBJECT")
+    raise UserError("swarm privacy: give a command: erase SUBJECT, export SUBJECT, migrate")
 
 
 def add_parsers(sub: _Subparsers) -> None:
@@ -146,3 +214,16 @@ def add_parsers(sub: _Subparsers) -> None:
         p.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "erase":
             p.add_argument("--reason", default="", help="why (audited, personal data redacted)")
+    p = privacy_sub.add_parser(
+        "migrate",
+        help="encrypt, once, the personal data of events written before [privacy] (and the brain's, with --brain)",
+    )
+    p.set_defaults(func=cmd_privacy_migrate)
+    p.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
+    p.add_argument("--agent", metavar="NAME", help="an [[agents]] entry's state, instead of --workspace")
+    p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+    p.add_argument("--brain", metavar="URL", help="also on the brain (default: $SWARM_BRAIN_URL); a captain token")
+    p.add_argument("--token", help="bearer token for the brain (default: $SWARM_TOKEN)")
+    p.add_argument("--batch", type=int, default=MIGRATE_BATCH, help="events per recorded batch (default: %(default)s)")
+    p.add_argument("--progress", action="store_true", help="print progress to stderr (default: when it is a TTY)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")

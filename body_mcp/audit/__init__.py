@@ -17,22 +17,27 @@ What is where:
     _anchor     the anchor file's format, and when it agrees with the database
     _store      AuditStore: journal, then database, then anchor, under one flock; recovery; reading
     _verify     VerifyReport: the whole chain recomputed and its head compared with the anchor
+    _migrate    `swarm privacy migrate`: old events' personal data encrypted, their MACs and links kept
     _retention  pruning through a checkpoint, and keep_retention for a serving body
 """
 
 from ._chain import Attester, canonical_json, escape_string, unescape_string
 from ._event import Appended, EventDraft, new_action_id, redact_arguments
 from ._files import AuditFiles, held_exclusively, set_aside
+from ._migrate import MIGRATE_BATCH, Migration
 from ._retention import keep_retention
 from ._store import AuditStore
-from ._verify import VerifyReport
+from ._verify import MIGRATED, VerifyReport
 
 __all__ = [
+    "MIGRATED",
+    "MIGRATE_BATCH",
     "Appended",
     "Attester",
     "AuditFiles",
     "AuditStore",
     "EventDraft",
+    "Migration",
     "VerifyReport",
     "canonical_json",
     "escape_string",

@@ -41,6 +41,11 @@ def with_mac(signed: str, mac: str) -> str:
     return f'{signed[:at]},"mac":"{mac}"{signed[at:]}'
 
 
+REWRITTEN = "privacy_migrated"
+"""The `detail` key of an event whose personal data a one-time migration (`swarm privacy migrate`) encrypted after
+it was signed: it holds a tag, under a key derived from the audit key, of the event as rewritten (`Chain.rewrite_tag`).
+Its `mac` (and so every link of the chain) stays what it was: it still commits to the text first written."""
+
 ESCAPED = "strings_escaped"
 """The `detail` key of an event stored with its strings escaped."""
 
@@ -127,6 +132,7 @@ class Chain:
         """Tags the anchor's head (`_anchor`)."""
         self.checkpoint_tag = self._head_tag(b"verified")
         """Tags the verified-through checkpoint's head (`_anchor`)."""
+        self._rewrite = HmacSha256(self._hmac.digest(b"swarm-audit-rewritten\0" + body_id.encode()))
 
     def _head_tag(self, what: bytes) -> Callable[[bytes], str]:
         """Tags a head as its line writes it (`_anchor.encode`): keyed BLAKE2b (RFC 7693's MAC), under a key derived
@@ -150,6 +156,23 @@ class Chain:
     def mac_of(self, signed: bytes) -> str:
         """The MAC of an event's signed payload as its canonical JSON, encoded."""
         return self._hmac.hexdigest(signed)
+
+    def rewrite_tag(self, payload: dict[str, Any]) -> str:
+        """The tag of an event rewritten by `swarm privacy migrate`: over its signed payload as rewritten, less the
+        tag itself (`REWRITTEN` in its `detail`), under a key of its own (a tag never passes for a MAC)."""
+        detail = {k: v for k, v in payload.get("detail", {}).items() if k != REWRITTEN}
+        return self._rewrite.hexdigest(canonical_json({**payload, "detail": detail}).encode())
+
+    def rewritten_ok(self, payload: dict[str, Any]) -> bool:
+        """Whether `payload` (an event's signed payload whose MAC does not match) is a rewrite the key's holder
+        tagged: its text was changed by `swarm privacy migrate`, nothing else."""
+        tag = payload.get("detail", {}).get(REWRITTEN)
+        if not isinstance(tag, str):
+            return False
+        try:
+            return hmac.compare_digest(self.rewrite_tag(payload), tag)
+        except UnicodeEncodeError:
+            return False
 
     def sign(self, payload: dict[str, Any]) -> tuple[str, str]:
         """The event as stored (its canonical JSON with its `mac`), and its `mac` (hot path).

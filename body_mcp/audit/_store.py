@@ -23,6 +23,7 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from ._anchor import Head
 from ._chain import Attester, Chain
 from ._event import Appended, EventDraft, new_action_id, protect_draft
 from ._files import AuditFiles, KeyDamaged, create_key, hold_shared, read_key, sync_dir, upgrade_key
+from ._migrate import Migration, migrate_trail, protect_payload
 from ._retention import prune_trail
 from ._verify import BROKEN, VerifyReport, broken, verify_trail
 
@@ -486,6 +488,49 @@ class AuditStore:
     def _read_anchor(self) -> Head | None:
         data = os.pread(self._anchor_fd, _anchor.LEN, 0)
         return _anchor.decode(data, self._chain.anchor_tag, untagged_ok=self._legacy_key)
+
+    # -- a privacy migration ------------------------------------------------------------
+
+    def migrate_privacy(
+        self,
+        protector: Protector,
+        *,
+        record: Callable[[dict[str, Any], Writes], Appended],
+        progress: Callable[[int, int], None] = lambda done, total: None,
+        batch: int = 2000,
+    ) -> Migration:
+        """Encrypt the personal data of every event written before `[privacy]` (`_migrate`), each batch recorded by
+        `record` (which appends its `privacy.migrate` event with the batch's `writes`); then empty the journal of
+        the records that held the old texts."""
+        if self.sealed:
+            raise AuditIntegrityError(f"the audit trail cannot be written: {self.broken}")
+        result = migrate_trail(
+            self._db,
+            self._chain,
+            change=lambda payload: protect_payload(protector, payload),
+            record=record,
+            progress=progress,
+            batch=batch,
+        )
+        if result.recorded:
+            self.scrub_journal()
+        return result
+
+    def scrub_journal(self) -> None:
+        """Empty the journal once everything in it is committed (its records may hold texts since rewritten)."""
+        with self._thread_lock:
+            if self._closed:
+                return
+            self._lock()
+            try:
+                self._pay()
+                if not self.owed:
+                    os.ftruncate(self._journal_fd, 0)
+                    os.fsync(self._journal_fd)
+                    self._journal_seen = None
+                    self._journal_tail = self._journal_end = 0
+            finally:
+                self._unlock()
 
     # -- reading -----------------------------------------------------------------------
 

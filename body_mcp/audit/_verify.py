@@ -26,6 +26,9 @@ from ._chain import Chain
 BROKEN = "audit.broken"
 """The `tool` of the system event a body appends when it finds its chain broken."""
 
+MIGRATED = "privacy.migrate"
+"""The `tool` of the event `swarm privacy migrate` appends after the events it rewrote (`Chain.rewrite_tag`)."""
+
 AnchorState = Literal["match", "one_behind", "behind", "missing", "mismatch", "empty", "forged"]
 
 
@@ -151,6 +154,8 @@ def verify_trail(
     at_anchor: str | None = None
     """The MAC of the event the anchor names, when it was among the rows."""
     found_broken: tuple[int, str] | None = None
+    unrecorded: int | None = None
+    """The first event rewritten by a privacy migration that no `MIGRATED` event after it records yet."""
     for seq, action_id, body, mac in rows:
         fast = _authentic(chain, body, mac)
         event: AuditEvent | None = None
@@ -183,8 +188,16 @@ def verify_trail(
             return VerifyReport(
                 ok=False, events=count, first_bad_seq=row.seq, problem="chain link broken (event inserted or deleted)"
             )
-        if event is not None and not hmac.compare_digest(chain.mac(event.signed_payload()), event.mac):
-            return VerifyReport(ok=False, events=count, first_bad_seq=row.seq, problem="MAC mismatch (event edited)")
+        if event is not None and not hmac.compare_digest(chain.mac(payload := event.signed_payload()), event.mac):
+            # Its text changed since it was signed: only `swarm privacy migrate`, which tags what it wrote, may.
+            if not chain.rewritten_ok(payload):
+                return VerifyReport(
+                    ok=False, events=count, first_bad_seq=row.seq, problem="MAC mismatch (event edited)"
+                )
+            if unrecorded is None:
+                unrecorded = row.seq
+        if row.tool == MIGRATED:
+            unrecorded = None
         if found_broken is None and row.kind == "system" and row.tool == BROKEN:
             parsed = event or _parsed(body)
             why = parsed.detail.get("problem") if parsed is not None else None
@@ -195,6 +208,13 @@ def verify_trail(
         expected_prev = row.mac
         expected_seq += 1
         count += 1
+    if unrecorded is not None:
+        return VerifyReport(
+            ok=False,
+            events=count,
+            first_bad_seq=unrecorded,
+            problem=f"event {unrecorded} was rewritten, and no `{MIGRATED}` event after it records a migration",
+        )
     report = _check_anchor(count, first_seq, head, at_anchor, anchor, start, lookup)
     if report.ok and head is not None:
         report = dataclasses.replace(report, head=head)

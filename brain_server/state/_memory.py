@@ -7,7 +7,7 @@ in between, so on one event loop each one is atomic without a lock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -27,7 +27,7 @@ from ._memory_tasks import MemoryTasks
 from ._memory_telemetry import MemoryTelemetry
 from ._protocols import Durability, EngineKind, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
-from ._rules import body_key_change, decision_mark, iso, rebind_refusal, same_question
+from ._rules import body_key_change, canonical, decision_mark, iso, rebind_refusal, same_question
 from ._sessions import MemorySessions
 
 KILL_RELEASED = KillState(engaged=False)
@@ -200,6 +200,25 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
     async def audit_events(self, body_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         chain = self._audit.get(body_id, {})
         return [chain[seq] for seq in sorted(chain) if seq > after_seq][:limit]
+
+    async def rewrite_audit_events(
+        self, rewrite: Callable[[str], str | None], log: LogEntry
+    ) -> tuple[int, dict[str, int]]:
+        read = 0
+        rewritten: dict[str, int] = {}
+        new_events: dict[tuple[str, int], AuditEvent] = {}
+        for body_id, chain in sorted(self._audit.items()):
+            for seq in sorted(chain):
+                read += 1
+                new = rewrite(canonical(chain[seq].model_dump(mode="json")))
+                if new is not None:
+                    new_events[(body_id, seq)] = AuditEvent.model_validate_json(new)
+                    rewritten[body_id] = rewritten.get(body_id, 0) + 1
+        for (body_id, seq), event in new_events.items():
+            self._audit[body_id][seq] = event
+        if rewritten:
+            await self.append_log(replace(log, detail={**log.detail, "rewritten": rewritten, "events": read}))
+        return read, rewritten
 
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
         cutoff = iso(before)

@@ -160,6 +160,14 @@ class AuditEventStore(Protocol):
         """The body's stored events after `after_seq`, in seq order, at most `limit`."""
         ...
 
+    async def rewrite_audit_events(
+        self, rewrite: Callable[[str], str | None], log: LogEntry
+    ) -> tuple[int, dict[str, int]]:
+        """Every stored event's text (its JSON) through `rewrite` (None: unchanged), in one transaction, its seq,
+        id, time and `mac` never changed (`swarm privacy migrate`); logged once with the count per body, if any
+        changed. Freed pages are zeroed and the WAL emptied after it. Returns (events read, rewritten per body)."""
+        ...
+
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
         """Delete each body's events received before `before` (the brain's clock: a body cannot age its own
         events by their `ts`), through the newest such seq, but never a body's newest event (the next batch links

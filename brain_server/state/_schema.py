@@ -519,6 +519,19 @@ MIGRATIONS: list[str] = [
         state TEXT NOT NULL
     );
     """,
+    # v22 (#21, `swarm privacy migrate`): a stored audit event's text may change only inside the transaction of the
+    # brain's one-time privacy migration (which opens this gate and closes it again, and is logged), and never its
+    # body, seq, id, time, MAC or arrival (the chain's links)
+    """
+    CREATE TABLE audit_rewrite_gate (id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL);
+    INSERT INTO audit_rewrite_gate (id, open) VALUES (1, 0);
+    DROP TRIGGER audit_events_no_update;
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.body_id IS NOT OLD.body_id OR NEW.seq IS NOT OLD.seq
+            OR NEW.id IS NOT OLD.id OR NEW.ts IS NOT OLD.ts OR NEW.mac IS NOT OLD.mac
+            OR NEW.received_at IS NOT OLD.received_at
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    """,
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -319,6 +319,42 @@ class SqliteStateEngine(
             (body_id, after_seq, limit),
         )
         return [AuditEvent.model_validate_json(row["event"]) for row in rows]
+
+    async def rewrite_audit_events(
+        self, rewrite: Callable[[str], str | None], log: LogEntry
+    ) -> tuple[int, dict[str, int]]:
+        read = 0
+        rewritten: dict[str, int] = {}
+        async with self._lock:  # (set before the transaction: this connection's writes zero what they free)
+            await self._writer.execute("PRAGMA secure_delete = ON")
+        async with self._write() as conn:
+            after: tuple[str, int] = ("", 0)
+            while True:  # (in pages, one transaction: all of it, or nothing)
+                rows = list(
+                    await conn.execute_fetchall(
+                        "SELECT body_id, seq, event FROM audit_events WHERE (body_id, seq) > (?, ?) "
+                        "ORDER BY body_id, seq LIMIT 1000",
+                        after,
+                    )
+                )
+                if not rows:
+                    break
+                changed = [(new, r[0], r[1]) for r in rows if (new := rewrite(str(r[2]))) is not None]
+                if changed:
+                    await conn.execute("UPDATE audit_rewrite_gate SET open = 1 WHERE id = 1")
+                    await conn.executemany("UPDATE audit_events SET event = ? WHERE body_id = ? AND seq = ?", changed)
+                    await conn.execute("UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1")
+                    for _new, body_id, _seq in changed:
+                        rewritten[str(body_id)] = rewritten.get(str(body_id), 0) + 1
+                read += len(rows)
+                last = rows[-1]
+                after = (str(last[0]), int(last[1]))
+            if rewritten:
+                await self._log(conn, replace(log, detail={**log.detail, "rewritten": rewritten, "events": read}))
+        if rewritten:
+            async with self._lock:  # (the old texts' pages out of the WAL too)
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return read, rewritten
 
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
         pruned: dict[str, int] = {}

@@ -22,7 +22,7 @@ from ._config import BUILTIN_KINDS, PrivacyConfig
 from ._detect import Detector, Span, Subject, luhn_ok
 from ._keys import KEY_STORE_FILE, MemorySubjectKeys, SqliteSubjectKeys, SubjectKeys
 from ._protect import TOKEN, HeldValue, Protector, redact_tokens
-from ._wire import HeldItem, PrivacyErasure, PrivacyExport, PrivacyRequest
+from ._wire import HeldItem, PrivacyErasure, PrivacyExport, PrivacyMigration, PrivacyRequest
 from .exceptions import KeyStoreUnusable, MalformedSubject, PrivacyError, UnknownSubject
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "PrivacyErasure",
     "PrivacyError",
     "PrivacyExport",
+    "PrivacyMigration",
     "PrivacyRequest",
     "Protector",
     "Span",

@@ -30,3 +30,14 @@ class PrivacyErasure(ProtocolModel):
 class PrivacyExport(ProtocolModel):
     kind: str
     held: list[HeldItem] = Field(default_factory=list[HeldItem])
+
+
+class PrivacyMigration(ProtocolModel):
+    """`POST /v1/privacy/migrate`: what the brain's one-time migration of its stored audit events did."""
+
+    events: int
+    """Stored events read."""
+    rewritten: int
+    """Events whose personal data was encrypted now (0: nothing to do, as on a second run)."""
+    bodies: dict[str, int] = Field(default_factory=dict[str, int])
+    """Rewritten events per body."""

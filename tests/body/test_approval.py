@@ -167,7 +167,11 @@ async def test_a_state_database_from_before_the_approval_tables_is_migrated(work
     finally:
         old.close()
     with sqlite3.connect(path) as conn:  # as a version-6 body left it
-        conn.executescript("DROP TABLE decision_uses; DROP TABLE recent_changes; PRAGMA user_version = 6;")
+        conn.executescript(
+            "DROP TABLE decision_uses; DROP TABLE recent_changes; DROP TABLE audit_rewrite_gate; "
+            "DROP TRIGGER audit_events_no_update; CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END; PRAGMA user_version = 6;"
+        )
     body = make_body(workspace, home)
     try:
         assert body.audit.broken is None
@@ -176,7 +180,7 @@ async def test_a_state_database_from_before_the_approval_tables_is_migrated(work
             ok(await call(client, "create_directory", path=TREE, decision_id=decision))
             ok(await call(client, "write_file", path="g.txt", content="x"))
         with body.db.read() as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 9
             assert conn.execute("SELECT decision_id FROM decision_uses").fetchall() == [(decision,)]
             assert conn.execute("SELECT path FROM recent_changes").fetchall() == [("g.txt",)]
     finally:

@@ -149,6 +149,9 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TABLE audit_rewrite_gate; DROP TRIGGER audit_events_no_update; "  # (v22)
+            "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END; "
             "DROP TABLE rollouts; "  # (v21)
             "ALTER TABLE tokens DROP COLUMN pairing_hash; "  # (v20)
             # (v19: the usage totals and their indexes; its tokens rebuild is undone with v17's, below)

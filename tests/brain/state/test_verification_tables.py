@@ -53,6 +53,9 @@ async def test_a_database_from_before_v16_gets_its_verifications_indexed(tmp_pat
     conn = sqlite3.connect(path)
     try:
         conn.executescript(
+            "DROP TABLE audit_rewrite_gate; DROP TRIGGER audit_events_no_update; "  # (v22)
+            "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END; "
             "ALTER TABLE tokens DROP COLUMN pairing_hash; "  # (v20)
             "DROP TABLE verification_uses; DROP TABLE verification_waits; DROP INDEX audit_events_action; "
             "ALTER TABLE bodies DROP COLUMN verify_key; DROP TABLE agent_pauses; DROP TRIGGER usage_records_totals; "
