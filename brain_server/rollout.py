@@ -34,9 +34,11 @@ from shared_protocol.brain import (
     ReadinessReport,
     RolloutState,
     Task,
+    TaskSpend,
     UsageRecord,
     UsageTotal,
     UsageTotals,
+    Verification,
 )
 from shared_protocol.config import RolloutConfig
 
@@ -153,18 +155,8 @@ def live_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
             continue
         if task.state not in ("succeeded", "failed", "abandoned") or task.finished_at is None:
             continue
-        confirmed = task.verification is not None and task.verification.status == "confirmed"
-        usd = 0.0 if task.spend is None else task.spend.usd
-        runs.append(
-            Run(
-                task_id=task.id,
-                kind=kind(task),
-                at=task.finished_at,
-                claimed_at=task.claimed_at or task.finished_at,
-                verified=task.state == "succeeded" and confirmed,
-                usd=usd,
-            )
-        )
+        claimed_at = task.claimed_at or task.finished_at
+        runs.append(_run(task, task.finished_at, claimed_at, task.state == "succeeded", task.verification, task.spend))
     return runs
 
 
@@ -175,19 +167,25 @@ def shadow_runs(tasks: Iterable[Task], agent: str, version: str) -> list[Run]:
         for run in task.shadow_runs:
             if run.agent != agent or run.logic_version != version:
                 continue
-            confirmed = run.verification is not None and run.verification.status == "confirmed"
-            usd = 0.0 if run.spend is None else run.spend.usd
-            runs.append(
-                Run(
-                    task_id=task.id,
-                    kind=kind(task),
-                    at=run.at,
-                    claimed_at=run.at,
-                    verified=run.outcome == "succeeded" and confirmed,
-                    usd=usd,
-                )
-            )
+            runs.append(_run(task, run.at, run.at, run.outcome == "succeeded", run.verification, run.spend))
     return runs
+
+
+def _run(
+    task: Task,
+    at: datetime,
+    claimed_at: datetime,
+    succeeded: bool,
+    verification: Verification | None,
+    spend: TaskSpend | None,
+) -> Run:
+    """A live task's or a shadow run's result as compared: verified only when it succeeded and the body's re-run
+    of the acceptance command confirmed it."""
+    confirmed = verification is not None and verification.status == "confirmed"
+    usd = 0.0 if spend is None else spend.usd
+    return Run(
+        task_id=task.id, kind=kind(task), at=at, claimed_at=claimed_at, verified=succeeded and confirmed, usd=usd
+    )
 
 
 def answered(
