@@ -92,3 +92,10 @@ async def swarm_as(*args: str, home: Path, config: Path, token: str) -> subproce
     env = {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config), "SWARM_TOKEN": token}
     env.pop("SWARM_BRAIN_URL", None)
     return await swarm_in_process(args, env)
+
+
+def swarm_here(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """`test_cli.swarm`'s environment (`SWARM_HOME=home`, no SWARM_CONFIG), in this process."""
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    env.pop("SWARM_CONFIG", None)
+    return run_swarm(args, env)

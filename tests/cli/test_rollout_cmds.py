@@ -18,8 +18,8 @@ from shared_protocol.brain import RolloutReport
 from shared_protocol.config import load_config
 
 from ..brain.helpers import LiveBrain, live_brain
-from .inprocess import swarm_as
-from .test_cli import one_line_error, swarm
+from .inprocess import swarm_as, swarm_here
+from .test_cli import one_line_error
 
 pytestmark = pytest.mark.anyio
 
@@ -122,5 +122,5 @@ def test_bad_input_is_one_line_naming_the_problem(
     home: Path, tmp_path: Path, args: tuple[str, ...], rollout: str, names: str
 ) -> None:
     config = _config(tmp_path, rollout)
-    result = swarm("rollout", *args, "--config", str(config), home=home)
+    result = swarm_here("rollout", *args, "--config", str(config), home=home)
     assert names in one_line_error(result)
