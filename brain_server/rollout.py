@@ -38,6 +38,7 @@ from shared_protocol.brain import (
     RolloutState,
     Task,
     TaskEvent,
+    TaskSpend,
     UsageRecord,
     UsageTotal,
     UsageTotals,
@@ -211,18 +212,10 @@ def live_runs(
             continue
         if _unsettled(task.verification, task.finished_at, now):
             continue
-        confirmed = task.verification is not None and task.verification.status == "confirmed"
-        usd = max(0.0 if task.spend is None else task.spend.usd, ledger_usd(usage, task, agent, version))
-        runs.append(
-            Run(
-                task_id=task.id,
-                kind=kind(task),
-                at=task.finished_at,
-                claimed_at=task.claimed_at or task.finished_at,
-                verified=task.state == "succeeded" and confirmed,
-                usd=usd,
-            )
-        )
+        claimed_at = task.claimed_at or task.finished_at
+        ledger = ledger_usd(usage, task, agent, version)
+        succeeded = task.state == "succeeded"
+        runs.append(_run(task, task.finished_at, claimed_at, succeeded, task.verification, task.spend, ledger=ledger))
     return runs
 
 
@@ -233,19 +226,27 @@ def shadow_runs(tasks: Iterable[Task], agent: str, version: str, *, now: datetim
         for run in task.shadow_runs:
             if run.agent != agent or run.logic_version != version or _unsettled(run.verification, run.at, now):
                 continue
-            confirmed = run.verification is not None and run.verification.status == "confirmed"
-            usd = 0.0 if run.spend is None else run.spend.usd
-            runs.append(
-                Run(
-                    task_id=task.id,
-                    kind=kind(task),
-                    at=run.at,
-                    claimed_at=run.at,
-                    verified=run.outcome == "succeeded" and confirmed,
-                    usd=usd,
-                )
-            )
+            runs.append(_run(task, run.at, run.at, run.outcome == "succeeded", run.verification, run.spend))
     return runs
+
+
+def _run(
+    task: Task,
+    at: datetime,
+    claimed_at: datetime,
+    succeeded: bool,
+    verification: Verification | None,
+    spend: TaskSpend | None,
+    *,
+    ledger: float = 0.0,
+) -> Run:
+    """A live task's or a shadow run's result as compared: verified only when it succeeded and the body's re-run
+    of the acceptance command confirmed it; its cost at least what the brain's usage ledger holds for it."""
+    confirmed = verification is not None and verification.status == "confirmed"
+    usd = max(0.0 if spend is None else spend.usd, ledger)
+    return Run(
+        task_id=task.id, kind=kind(task), at=at, claimed_at=claimed_at, verified=succeeded and confirmed, usd=usd
+    )
 
 
 def answered(

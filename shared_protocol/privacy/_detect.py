@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-import phonenumbers
-
 from .._base import ProtocolModel
 from ._config import PrivacyConfig
 from .exceptions import MalformedSubject
@@ -117,6 +115,8 @@ class Detector:
         return _disjoint(found)
 
     def _phones(self, text: str) -> list[Span]:
+        import phonenumbers  # (imported when text is scanned: every `swarm` command and body paid ~5% of its start)
+
         spans: list[Span] = []
         matcher = phonenumbers.PhoneNumberMatcher(
             text, self.config.default_region, leniency=phonenumbers.Leniency.VALID
@@ -134,6 +134,8 @@ class Detector:
         spans = self.find(raw)
         if len(spans) == 1 and spans[0].start == 0 and spans[0].end == len(raw):
             return Subject(kind=spans[0].kind, value=spans[0].subject)
+        import phonenumbers
+
         try:  # a phone number written without its formatting, or in another region's form
             number = phonenumbers.parse(raw, self.config.default_region)
         except phonenumbers.NumberParseException:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body, build_server
+
+from ..conftest import make_body
 
 GIT_ENV = {
     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -48,3 +57,43 @@ def make_repo(path: Path, *, branch: str = "main") -> Path:
 
 def head(repo: Path, ref: str = "HEAD") -> str:
     return git(repo, "rev-parse", ref).strip()
+
+
+def pushable_repo(path: Path, *, branch: str) -> Path:
+    """`make_repo` at `path` with an `origin` (a bare `remote.git` beside it) that has `main`, checked out on a new
+    `branch` (the body's agent's own)."""
+    repo = make_repo(path)
+    remote = path.parent / "remote.git"
+    git(path.parent, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "fetch", "-q", "origin")
+    git(repo, "checkout", "-q", "-b", branch)
+    return repo
+
+
+def git_fixtures(git_config: dict[str, Any] | None = None, *, push_branch: str | None = None) -> tuple[Any, Any, Any]:
+    """The `repo`, `git_body` and client fixtures the git tools' tests share (`repo, git_body, client =
+    git_fixtures()` in a module): a `make_repo` repository (with `push_branch`: a `pushable_repo` on that branch), a
+    body on it with `[git] timeout_s = 15` and `git_config` on top, and an MCP client of that body."""
+
+    @pytest.fixture
+    def repo(tmp_path: Path) -> Path:
+        if push_branch is not None:
+            return pushable_repo(tmp_path / "repo", branch=push_branch)
+        return make_repo(tmp_path / "repo")
+
+    @pytest.fixture
+    def git_body(repo: Path, home: Path) -> Iterator[Body]:
+        body = make_body(repo, home, {"git": {"timeout_s": 15, **(git_config or {})}})
+        try:
+            yield body
+        finally:
+            body.close()
+
+    @pytest.fixture
+    async def client(git_body: Body) -> AsyncIterator[Client]:
+        async with Client(build_server(git_body)) as c:
+            yield c
+
+    return repo, git_body, client

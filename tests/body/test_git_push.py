@@ -3,7 +3,6 @@ held for a human, and each bad case a clear refusal."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from mcp import Client
 from body_mcp import Body, build_server
 
 from ..conftest import make_body
-from .git_repos import git, head, make_repo
+from .git_repos import git, git_fixtures, head
 from .helpers import call, ok, refused
 
 pytestmark = pytest.mark.anyio
@@ -21,34 +20,12 @@ BRANCH = "swarm/mcp/task-1"
 """The body's agent outside agent mode is its MCP client's name (`mcp` for the SDK's client)."""
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    repo = make_repo(tmp_path / "repo")
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(repo, "remote", "add", "origin", str(remote))
-    git(repo, "push", "-q", "origin", "main")
-    git(repo, "fetch", "-q", "origin")
-    git(repo, "checkout", "-q", "-b", BRANCH)
-    return repo
+repo, git_body, pc = git_fixtures({"push": True}, push_branch=BRANCH)
 
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
     return tmp_path / "remote.git"
-
-
-@pytest.fixture
-def push_body(repo: Path, home: Path) -> Iterator[Body]:
-    body = make_body(repo, home, {"git": {"push": True, "timeout_s": 15}})
-    yield body
-    body.close()
-
-
-@pytest.fixture
-async def pc(push_body: Body) -> AsyncIterator[Client]:
-    async with Client(build_server(push_body)) as client:
-        yield client
 
 
 async def test_push_is_off_by_default(repo: Path, home: Path, remote: Path) -> None:
@@ -98,7 +75,7 @@ async def test_a_push_is_never_forced(pc: Client, repo: Path, remote: Path) -> N
     assert git(remote, "rev-parse", f"refs/heads/{BRANCH}").strip() == first["commit"]
 
 
-async def test_a_push_touching_ci_config_needs_a_human(pc: Client, push_body: Body, repo: Path, remote: Path) -> None:
+async def test_a_push_touching_ci_config_needs_a_human(pc: Client, git_body: Body, repo: Path, remote: Path) -> None:
     # The body cannot write .github/; a human's commit on the agent's branch can still carry it.
     (repo / ".github" / "workflows").mkdir(parents=True)
     (repo / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
@@ -121,16 +98,16 @@ async def test_a_push_touching_ci_config_needs_a_human(pc: Client, push_body: Bo
             irreversible=True,
         )
     )
-    push_body.admin.answer(decision["decision_id"], "approve", reason="reviewed")
+    git_body.admin.answer(decision["decision_id"], "approve", reason="reviewed")
     ok(await call(pc, "git_push", decision_id=decision["decision_id"]))
     assert git(remote, "rev-parse", f"refs/heads/{BRANCH}").strip() == head(repo)
 
 
-async def test_a_push_is_audited_as_irreversible(pc: Client, push_body: Body) -> None:
+async def test_a_push_is_audited_as_irreversible(pc: Client, git_body: Body) -> None:
     ok(await call(pc, "write_file", path="a.txt", content="a\n"))
     ok(await call(pc, "git_commit", message="a"))
     pushed = ok(await call(pc, "git_push"))
-    event = push_body.audit.get(pushed["action_id"])
+    event = git_body.audit.get(pushed["action_id"])
     assert event is not None and event.tool == "git_push" and event.outcome == "ok"
     assert "undo cannot take them back" in str(event.detail["irreversible"])
     assert event.detail["branch"] == BRANCH

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
-from body_mcp import Body, build_server
 from body_mcp.git import Git
 
-from ..conftest import make_body
-from .git_repos import git, head, make_repo
+from .git_repos import git, git_fixtures, head, make_repo
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -47,19 +44,7 @@ class Traps:
         return sorted(os.listdir(self.markers))
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
-
-
-@pytest.fixture
-async def client(repo: Path, home: Path) -> AsyncIterator[Client]:
-    body: Body = make_body(repo, home, {"git": {"push": True, "timeout_s": 15}})
-    try:
-        async with Client(build_server(body)) as c:
-            yield c
-    finally:
-        body.close()
+repo, git_body, client = git_fixtures({"push": True})
 
 
 async def _every_tool(client: Client, repo: Path) -> dict[str, object]:

@@ -4,7 +4,6 @@ unasked; what is missing from it the model writes, commits and pushes with nobod
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from mcp import Client
 from body_mcp import Body, build_server
 
 from ..conftest import make_body
-from .git_repos import git, head, make_repo
+from .git_repos import git, git_fixtures, head
 from .helpers import call, ok, refused
 
 pytestmark = pytest.mark.anyio
@@ -21,26 +20,7 @@ pytestmark = pytest.mark.anyio
 BRANCH = "swarm/mcp/task-1"
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    repo = make_repo(tmp_path / "repo")
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(repo, "remote", "add", "origin", str(remote))
-    git(repo, "push", "-q", "origin", "main")
-    git(repo, "fetch", "-q", "origin")
-    git(repo, "checkout", "-q", "-b", BRANCH)
-    return repo
-
-
-@pytest.fixture
-async def pc(repo: Path, home: Path) -> AsyncIterator[Client]:
-    body: Body = make_body(repo, home, {"git": {"push": True, "timeout_s": 15}})
-    try:
-        async with Client(build_server(body)) as client:
-            yield client
-    finally:
-        body.close()
+repo, git_body, pc = git_fixtures({"push": True}, push_branch=BRANCH)
 
 
 @pytest.mark.parametrize(

@@ -4,34 +4,19 @@ plants are not git's to enter."""
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
-from body_mcp import Body, build_server
-
-from ..conftest import make_body, require_binary
-from .git_repos import git, make_repo
+from ..conftest import require_binary
+from .git_repos import git, git_fixtures
 from .helpers import call, ok, refused
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
-
-
-@pytest.fixture
-async def client(repo: Path, home: Path) -> AsyncIterator[Client]:
-    body: Body = make_body(repo, home, {"git": {"timeout_s": 15}})
-    try:
-        async with Client(build_server(body)) as c:
-            yield c
-    finally:
-        body.close()
+repo, git_body, client = git_fixtures()
 
 
 async def test_content_changed_by_someone_else_is_left_out(client: Client, repo: Path) -> None:

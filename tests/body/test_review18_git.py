@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
-from body_mcp import Body, build_server
-
-from ..conftest import make_body
-from .git_repos import git, make_repo
+from .git_repos import git, git_fixtures
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -23,19 +19,7 @@ pytestmark = pytest.mark.anyio
 _SECRET = "hunter2"
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
-
-
-@pytest.fixture
-async def client(repo: Path, home: Path) -> AsyncIterator[Client]:
-    body: Body = make_body(repo, home, {"git": {"timeout_s": 15}})
-    try:
-        async with Client(build_server(body)) as c:
-            yield c
-    finally:
-        body.close()
+repo, git_body, client = git_fixtures()
 
 
 async def _everything(client: Client) -> str:

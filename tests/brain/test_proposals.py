@@ -3,37 +3,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from brain_server import BrainSettings
 from shared_protocol.brain import TIE_BREAK
-from shared_protocol.config import ConsensusConfig
 
-from .helpers import BrainClient, decision_request, engine_url, ok, refused
+from .helpers import BrainClient, decision_request, ok, refused
+from .panel import panel_fixtures
 
 pytestmark = pytest.mark.anyio
 
-REVIEWERS = ["rev-a", "rev-b", "rev-c", "rev-d", "rev-e"]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> BrainSettings:
-    """A panel of five reviewer agents (no rule reviewers: every vote is the test's), quorum 3."""
-    return BrainSettings(
-        database_url=engine_url("sqlite", tmp_path),
-        consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600),
-    )
-
-
-@pytest.fixture
-async def panel(api: BrainClient) -> BrainClient:
-    for name in REVIEWERS:
-        await api.add_token(name, "reviewer", agent=name)
-    await api.add_token("claude-body", "body", agent="claude")
-    return api
+settings, panel = panel_fixtures()
 
 
 async def held_task(api: BrainClient) -> dict[str, Any]:

@@ -10,32 +10,15 @@ from typing import Any
 import anyio
 import pytest
 
-from brain_server import BrainSettings
 from brain_server.state import sqlite_url
-from shared_protocol.config import ConsensusConfig
 
-from .helpers import BrainClient, decision_request, engine_url, live_brain, ok, refused, sse_events
+from .helpers import BrainClient, decision_request, live_brain, ok, refused, sse_events
+from .panel import REVIEWERS, panel_fixtures, panel_settings
 from .test_usage import record
 
 pytestmark = pytest.mark.anyio
 
-REVIEWERS = ["rev-a", "rev-b", "rev-c", "rev-d", "rev-e"]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> BrainSettings:
-    return BrainSettings(
-        database_url=engine_url("sqlite", tmp_path),
-        consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600),
-    )
-
-
-@pytest.fixture
-async def panel(api: BrainClient) -> BrainClient:
-    for name in [*REVIEWERS, "outsider"]:
-        await api.add_token(name, "reviewer", agent=name)
-    await api.add_token("claude-body", "body", agent="claude")
-    return api
+settings, panel = panel_fixtures("outsider")
 
 
 async def proposed_in_a_task(api: BrainClient) -> tuple[str, dict[str, Any]]:
@@ -90,11 +73,7 @@ async def test_a_reviewers_usage_for_a_task_it_does_not_review_is_refused_and_no
 
 
 async def test_a_reviewer_hears_every_bodys_decisions_on_the_event_stream_and_names_no_body(tmp_path: Path) -> None:
-    settings = BrainSettings(
-        database_url=sqlite_url(tmp_path / "live.db"),
-        keepalive_s=0.2,
-        consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600),
-    )
+    settings = panel_settings(sqlite_url(tmp_path / "live.db"), keepalive_s=0.2)
     async with live_brain(settings) as live, live.client() as api:
         await api.add_token("rev-a", "reviewer", agent="rev-a")
         await api.add_token("claude-body", "body", agent="claude")

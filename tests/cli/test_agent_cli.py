@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from shared_protocol.config import render_config
 
 from ..body.agent_helpers import agent_body, agent_config, model_meta, profile
 from ..body.helpers import ok
+from .inprocess import run_swarm
 from .test_cli import one_line_error, swarm
 
 pytestmark = pytest.mark.anyio
@@ -37,9 +40,16 @@ async def _one_write(workspace: Path, home: Path) -> str:
         body.close()
 
 
+def in_process(*args: str, home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`swarm ARGS --config` the agents' config, in this process (`tests/cli/inprocess.py`; SWARM_CONFIG is dropped:
+    --config says where the agents are)."""
+    full_env = {**os.environ, "SWARM_HOME": str(home)}
+    full_env.pop("SWARM_CONFIG", None)
+    return run_swarm([*args, "--config", env["SWARM_CONFIG"]], full_env)
+
+
 def run(*args: str, home: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    # (SWARM_CONFIG is dropped by `swarm`: --config says where the agents are)
-    result = swarm(*args, "--config", env["SWARM_CONFIG"], home=home)
+    result = in_process(*args, home=home, env=env)
     return result.returncode, result.stdout, result.stderr
 
 
@@ -89,8 +99,7 @@ def test_an_unknown_agent_or_both_flags_is_a_one_line_error(
     home: Path, workspace: Path, config_env: dict[str, str]
 ) -> None:
     for command in (["status"], ["audit", "verify"], ["audit", "tail"], ["undo", "act_x"]):
-        result = swarm(*command, "--agent", "nobody", "--config", config_env["SWARM_CONFIG"], home=home)
-        line = one_line_error(result)
+        line = one_line_error(in_process(*command, "--agent", "nobody", home=home, env=config_env))
         assert "no agent named 'nobody'" in line and "configured agents: w1" in line
     both = swarm("status", "--agent", "w1", "--workspace", str(workspace), home=home)
     assert "not both" in one_line_error(both)

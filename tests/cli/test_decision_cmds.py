@@ -4,20 +4,18 @@ them (a process) against a real brain on 127.0.0.1 with a real SQLite file."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from brain_server import BrainSettings
 from brain_server.state import sqlite_url
 from shared_protocol.config import ConsensusConfig
 from tests.brain.helpers import LiveBrain, decision_request, live_brain, ok
+from tests.cli.inprocess import swarm_on as swarm
 
 pytestmark = pytest.mark.anyio
 
@@ -60,17 +58,6 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
         await brain.add_token("captain-2", "captain")
         await brain.add_token("claude-body", "body", agent="claude")
         yield brain
-
-
-async def swarm(live: LiveBrain | None, *args: str, home: Path, as_: str = "approver") -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SWARM_CONFIG", "SWARM_TOKEN", "SWARM_BRAIN_URL")}
-    env["SWARM_HOME"] = str(home)
-    flags: list[str] = []
-    if live is not None:
-        env["SWARM_TOKEN"] = live.tokens[as_]
-        flags = ["--brain", live.url]
-    done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args, *flags], env=env, check=False)
-    return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
 def one_line(code: int, stderr: str) -> str:

@@ -4,17 +4,13 @@ overrides on the wire, exit codes and one-line errors."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
@@ -36,6 +32,7 @@ from ..brain.helpers import LiveBrain, live_brain
 from ..fakes.ntfy import FakeNtfy
 from ..fakes.serve import serve_app
 from ..wake.test_wake_cli import public_key_hex
+from .inprocess import swarm_as
 from .test_cli import one_line_error, swarm
 
 pytestmark = pytest.mark.anyio
@@ -393,14 +390,6 @@ def test_the_drill_kills_a_drill_body_through_a_throwaway_brain_and_records_it(h
     assert [s.workspace for s in _readiness.local_states(home, SwarmConfig()).found] == [workspace]
 
 
-async def _swarm(*args: str, home: Path, config: Path, token: str = "cap") -> subprocess.CompletedProcess[str]:
-    """`swarm` in a subprocess, without blocking the event loop that serves the brain."""
-    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config), "SWARM_TOKEN": token}
-    env.pop("SWARM_BRAIN_URL", None)
-    done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args], env=env, check=False)
-    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
-
-
 def _agents_toml(tmp_path: Path, *, shadow_days: int = 7) -> Path:
     path = tmp_path / "swarm.toml"
     path.write_text(
@@ -447,7 +436,7 @@ async def test_readiness_posts_its_report_and_reads_the_shadow_runs_from_the_bra
         captain = brain.tokens["captain"]
         # A week's shadow period: the brain's one shadow task (just now) is counted, but the period has not passed.
         week = _agents_toml(tmp_path, shadow_days=7)
-        result = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=week, token=captain)
+        result = await swarm_as("readiness", "--json", "--brain", brain.url, home=home, config=week, token=captain)
         assert result.returncode == 1, result.stderr
         printed = json.loads(result.stdout)
         shadow = next(item for item in printed["items"] if item["name"] == "shadow_period:w1")
@@ -460,7 +449,7 @@ async def test_readiness_posts_its_report_and_reads_the_shadow_runs_from_the_bra
 
         # No shadow days needed: the one task is enough; the table says what the brain made of the report.
         now = _agents_toml(tmp_path, shadow_days=0)
-        table = await _swarm("readiness", "--brain", brain.url, home=home, config=now, token=captain)
+        table = await swarm_as("readiness", "--brain", brain.url, home=home, config=now, token=captain)
         assert table.returncode == 1 and "brain: report recorded; live work is refused" in table.stdout, table.stderr
         assert "ok    shadow_period:w1" in table.stdout and f"{version}: 1 shadow tasks" in table.stdout
         newer = await _stored(brain)
@@ -473,10 +462,10 @@ async def test_override_sends_the_agents_logic_version_and_duration_to_the_brain
     version = _version(parse_config(AGENTS))
     async with _brain_with_a_shadow_run(tmp_path) as (brain, _):
         args = ("readiness", "override", "--agent", "w1", "--reason", "launch", "--for", "12h", "--brain", brain.url)
-        refused = await _swarm(*args, home=home, config=config_path, token=brain.tokens["approver"])
+        refused = await swarm_as(*args, home=home, config=config_path, token=brain.tokens["approver"])
         assert "403" in one_line_error(refused)  # only a captain may override
         before = datetime.now(UTC)
-        result = await _swarm(*args, home=home, config=config_path, token=brain.tokens["captain"])
+        result = await swarm_as(*args, home=home, config=config_path, token=brain.tokens["captain"])
         assert result.returncode == 0, result.stderr
         (kept,) = (await _stored(brain)).overrides
     assert (kept.agent, kept.logic_version, kept.reason) == ("w1", version, "launch")
@@ -521,9 +510,11 @@ async def test_against_the_real_brain_the_report_gates_live_claims_until_a_capta
             return await http.post("/v1/tasks/claim", json=body, headers=_as(brain, "w1"))
 
         captain = brain.tokens["captain"]
-        wrong = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token="x")
+        wrong = await swarm_as("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token="x")
         assert json.loads(wrong.stdout)["ready"] is False and "401" in one_line_error(wrong)
-        result = await _swarm("readiness", "--json", "--brain", brain.url, home=home, config=config_path, token=captain)
+        result = await swarm_as(
+            "readiness", "--json", "--brain", brain.url, home=home, config=config_path, token=captain
+        )
         assert result.returncode == 1, result.stderr  # no kill drill has run here
         items = {item["name"]: item for item in json.loads(result.stdout)["items"]}
         assert items["shadow_period:w1"]["ok"], items["shadow_period:w1"]
@@ -533,7 +524,7 @@ async def test_against_the_real_brain_the_report_gates_live_claims_until_a_capta
         assert (refused.status_code, refused.json()["code"]) == (403, "not_ready")
 
         args = ("readiness", "override", "--agent", "w1", "--reason", "reviewed by hand", "--for", "1h")
-        made = await _swarm(*args, "--brain", brain.url, home=home, config=config_path, token=captain)
+        made = await swarm_as(*args, "--brain", brain.url, home=home, config=config_path, token=captain)
         assert made.returncode == 0, made.stderr
         live = await claim("live")  # (a shadow run leaves its task queued for live work)
         assert live.status_code == 200 and live.json()["task"]["id"] == shadowed, live.text

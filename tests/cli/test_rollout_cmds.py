@@ -4,14 +4,10 @@ report, a human captain's promotion and rollback, and one-line errors for bad in
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 
@@ -22,7 +18,8 @@ from shared_protocol.brain import RolloutReport
 from shared_protocol.config import load_config
 
 from ..brain.helpers import LiveBrain, live_brain
-from .test_cli import one_line_error, swarm
+from .inprocess import swarm_as, swarm_here
+from .test_cli import one_line_error
 
 pytestmark = pytest.mark.anyio
 
@@ -43,13 +40,6 @@ def _config(tmp_path: Path, rollout: str = "") -> Path:
     path = tmp_path / "swarm.toml"
     path.write_text(TOML + rollout)
     return path
-
-
-async def _swarm(*args: str, home: Path, config: Path, token: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config), "SWARM_TOKEN": token}
-    env.pop("SWARM_BRAIN_URL", None)
-    done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args], env=env, check=False)
-    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 @asynccontextmanager
@@ -80,32 +70,32 @@ async def test_status_promote_and_rollback_through_the_cli(home: Path, tmp_path:
     async with _brain_with_a_candidate(tmp_path, version) as brain:
         captain, approver = brain.tokens["captain"], brain.tokens["approver"]
         url = ("--brain", brain.url)
-        shown = await _swarm("rollout", "status", "w1", *url, home=home, config=config, token=approver)
+        shown = await swarm_as("rollout", "status", "w1", *url, home=home, config=config, token=approver)
         assert shown.returncode == 0, shown.stderr
         assert f"live version:       {OLD}" in shown.stdout and f"configured here:    {version}" in shown.stdout
         assert f"candidate:          {version}: shadow" in shown.stdout and "verified_success" in shown.stdout
         assert "next:" in shown.stdout and "Fisher" in shown.stdout
 
-        denied = await _swarm(
+        denied = await swarm_as(
             "rollout", "promote", "w1", "--reason", "go", *url, home=home, config=config, token=approver
         )
         assert "403" in one_line_error(denied)
-        promoted = await _swarm(
+        promoted = await swarm_as(
             "rollout", "promote", "w1", "--reason", "reviewed", "--json", *url, home=home, config=config, token=captain
         )
         assert promoted.returncode == 0, promoted.stderr
         report = RolloutReport.model_validate_json(promoted.stdout)
         assert (report.state.stage, report.percent, report.state.candidate) == ("canary", 1, version)
 
-        back = await _swarm(
+        back = await swarm_as(
             "rollout", "rollback", "w1", "--reason", "no", *url, home=home, config=config, token=captain
         )
         assert back.returncode == 0 and "rolled back:        " + version in back.stdout, back.stderr
-        again = await _swarm(
+        again = await swarm_as(
             "rollout", "rollback", "w1", "--reason", "no", *url, home=home, config=config, token=captain
         )
         assert "no candidate" in one_line_error(again)
-        as_json = await _swarm("rollout", "status", "w1", "--json", *url, home=home, config=config, token=approver)
+        as_json = await swarm_as("rollout", "status", "w1", "--json", *url, home=home, config=config, token=approver)
         assert json.loads(as_json.stdout)["state"]["rolled_back"] == [version]
 
 
@@ -113,7 +103,7 @@ async def test_an_agent_with_no_rollout_yet_is_a_clear_error(home: Path, tmp_pat
     config = _config(tmp_path)
     settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), durability="crash")
     async with live_brain(settings) as brain:
-        result = await _swarm(
+        result = await swarm_as(
             "rollout", "status", "w1", "--brain", brain.url, home=home, config=config, token=brain.tokens["captain"]
         )
     assert "no rollout" in one_line_error(result)
@@ -134,5 +124,5 @@ def test_bad_input_is_one_line_naming_the_problem(
     home: Path, tmp_path: Path, args: tuple[str, ...], rollout: str, names: str
 ) -> None:
     config = _config(tmp_path, rollout)
-    result = swarm("rollout", *args, "--config", str(config), home=home)
+    result = swarm_here("rollout", *args, "--config", str(config), home=home)
     assert names in one_line_error(result)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from brain_server import BrainSettings
 from brain_server.state import sqlite_url
 from tests.brain.helpers import LiveBrain, batch, live_brain, ok, registration, rerun_event
+from tests.cli.inprocess import swarm_on as swarm
 
 pytestmark = pytest.mark.anyio
 
@@ -27,17 +25,6 @@ def anyio_backend() -> str:
 async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
     async with live_brain(BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"))) as brain:
         yield brain
-
-
-async def swarm(
-    live: LiveBrain, *args: str, home: Path, as_: str = "approver", brain: bool = True
-) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SWARM_CONFIG", "SWARM_TOKEN", "SWARM_BRAIN_URL")}
-    env["SWARM_HOME"] = str(home)
-    env["SWARM_TOKEN"] = live.tokens[as_]
-    flags = ["--brain", live.url] if brain else []
-    done = await anyio.run_process([sys.executable, "-m", "swarm_cli", *args, *flags], env=env, check=False)
-    return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
 def one_line(code: int, stderr: str) -> str:
