@@ -402,7 +402,11 @@ def _every_file(root: Path) -> list[str]:
     for parent, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != ".git"]
         base = Path(parent)
-        found += [(base / name).relative_to(root).as_posix() for name in files if (base / name).is_file()]
+        found += [
+            (base / name).relative_to(root).as_posix()
+            for name in files
+            if not (base / name).is_symlink() and (base / name).is_file()
+        ]
     return sorted(found)
 
 
