@@ -29,7 +29,10 @@ The model cannot rewrite the check: the body is started with the task's acceptan
 (`acceptance_inputs`), which it refuses to let the model change, nor add a module the check would import instead of
 the interpreter's (`pytest.py`, `json.py`: `shared_protocol.imports`); and before a pass is reported verified the
 runner looks for such a module the work added since the task's base commit, however it came (`_shadowing`): one
-makes the outcome failed, with the reason. A kill during the re-run decides nothing: the
+makes the outcome failed, with the reason. Every check runs the code under test in the process whose report
+or exit code is its verdict, which that code can forge: before the re-run the change is screened (`_screen`,
+`shared_protocol.tamper`), and a passing re-run of a change that uses a primitive able to forge it is held for
+review (succeeded, not verified, evidence `acceptance_screen`). A kill during the re-run decides nothing: the
 check runs again once released. Without an acceptance command, success is the model's word and recorded as
 self-reported.
 """

@@ -10,10 +10,15 @@ check passed only when every collected test (at least one) passed, nothing faile
 session with status 0 and the process exited 0. An exit code that disagrees with the report (0 with failures) is a
 failure, named as such.
 
-What this does not stop: code under test that deliberately reaches into the process it runs in (patching pytest's
-internals or the reporter, writing made-up events to the pipe before ending the process) can still forge the report.
-That needs code written against Swarm's reporter or pytest's internals, which a reviewer sees in the diff; a plain
-exit-code trick no longer verifies. Checks that are not pytest runs (make, npm, a script) keep an exit-code verdict.
+The `collected` event also says where each test's function is defined (its code's file, relative to the rootdir,
+and its module): a test whose function lives in a project file that is no test fails (`_displaced`: code under
+test put a function of its own in the test's place, as a profile hook can when the test module finishes loading).
+
+What this does not stop: the verdict is given inside the process the code under test runs in, so it is forgeable
+by construction (patching pytest's internals or the reporter, writing made-up events to the pipe before ending the
+process, rewriting the locations this module reads). A plain exit-code trick no longer verifies; deliberate code
+in the diff is what the tamper screen on the change (`shared_protocol.tamper`) holds for review, and what it does
+not recognise is the reviewer's. Checks that are not pytest runs (make, npm, a script) keep an exit-code verdict.
 
     start = pytest_start(["python3", "-m", "pytest", "-q", "tests"])   # 3: pytest's own arguments start there
     argv = instrumented(argv, "swarm_verdict_ab12")                     # [..., "pytest", "-p", "swarm_verdict_ab12", …]

@@ -119,7 +119,7 @@ FLAGGED = [
     ("import pluggy\n", "imports pluggy"),
     # patching an imported module or class
     ("import json\njson.loads = None\n", "assigns json.loads"),
-    ("import subprocess\nsubprocess.CompletedProcess.returncode = 0\n", "assigns subprocess.CompletedProcess.returncode"),
+    ("import subprocess\nsubprocess.CompletedProcess.returncode = 0\n", "assigns subprocess.CompletedProcess"),
     ("from subprocess import CompletedProcess\nCompletedProcess.returncode = 0\n", "assigns"),
     ("import json\nsetattr(json, 'loads', None)\n", "calls setattr on json"),
     ("import json\nj = json\nj.loads = None\n", "assigns json.loads"),

@@ -327,8 +327,10 @@ def test_the_shapes_pytest_collects_legitimately_pass(tmp_path: Path) -> None:
 def test_a_project_decorator_around_a_test_does_not_pass(tmp_path: Path) -> None:
     """The wrapper's code is in a project file that is no test: it is what pytest runs, whatever it wraps
     (`functools.wraps` would let code under test claim any test's place)."""
-    decorator = APP_FIXED + "\n\nimport functools\n\n\ndef wrap(f):\n    @functools.wraps(f)\n" + (
-        "    def wrapper():\n        return None\n\n    return wrapper\n"
+    decorator = (
+        APP_FIXED
+        + "\n\nimport functools\n\n\ndef wrap(f):\n    @functools.wraps(f)\n"
+        + ("    def wrapper():\n        return None\n\n    return wrapper\n")
     )
     test = "import app\n\n\n@app.wrap\ndef test_main():\n    assert app.main() == 3\n"
     report, _ = run_reported(tmp_path, decorator, test)
@@ -341,7 +343,8 @@ def collected(where: dict[str, object], ids: tuple[str, ...] = ("tests/test_a.py
 
 
 def passed(nodeid: str = "tests/test_a.py::t") -> list[dict[str, object]]:
-    return [{"event": "report", "nodeid": nodeid, "when": w, "outcome": "passed"} for w in ("setup", "call", "teardown")]
+    phases = ("setup", "call", "teardown")
+    return [{"event": "report", "nodeid": nodeid, "when": w, "outcome": "passed"} for w in phases]
 
 
 @pytest.mark.parametrize(
