@@ -93,11 +93,70 @@ SAFE_DUNDERS = frozenset(
         "__setitem__",
         "__delitem__",
         "__call__",
+        "__reversed__",
+        "__missing__",
+        "__length_hint__",
+        "__await__",
+        "__aiter__",
+        "__anext__",
+        *(
+            f"__{op}__"
+            for op in [
+                "add",
+                "sub",
+                "mul",
+                "matmul",
+                "truediv",
+                "floordiv",
+                "mod",
+                "divmod",
+                "pow",
+                "lshift",
+                "rshift",
+                "and",
+                "or",
+                "xor",
+                "neg",
+                "pos",
+                "abs",
+                "invert",
+                "int",
+                "float",
+                "complex",
+                "index",
+                "round",
+                "trunc",
+                "floor",
+                "ceil",
+                "bytes",
+                "copy",
+                "deepcopy",
+                "sizeof",
+            ]
+        ),
+        # what ordinary code reads of enums, dataclasses, models, typing and exceptions
+        "__members__",
+        "__fields__",
+        "__dataclass_fields__",
+        "__match_args__",
+        "__args__",
+        "__origin__",
+        "__parameters__",
+        "__orig_bases__",
+        "__abstractmethods__",
+        "__isabstractmethod__",
+        "__path__",
+        "__package__",
+        "__cause__",
+        "__context__",
+        "__suppress_context__",
+        "__notes__",
     )
 )
-"""Dunder attributes the screen lets pass: they name, construct or use an object through its own protocols, and
-reach nothing else. `__class__` gives only the object's type: going on from a type (`__subclasses__`, `__mro__`,
-`__bases__`, `__dict__`, `__globals__` of a method) needs a dunder that is not here. Not here on purpose:
+"""Dunder attributes the screen lets pass: they name, construct or use an object through its own protocols, or
+read what ordinary code reads of enums, dataclasses, typing and exceptions, and reach nothing else. `__class__`
+gives only the object's type: going on from a type (`__subclasses__`, `__mro__`, `__bases__`, `__dict__`,
+`__globals__` of a method) needs a dunder that is not here. Not here on purpose:
 `__dict__` (a module's namespace, written with computed names), `__globals__`, `__code__`, `__closure__`,
 `__builtins__`, `__subclasses__`, `__traceback__`, `__self__`, `__func__`, `__wrapped__`, `__loader__`, `__spec__`,
 `__reduce__`. `__getattr__`, `__getattribute__`, `__setattr__` and `__delattr__` pass when called with a constant

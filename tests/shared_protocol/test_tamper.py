@@ -300,6 +300,8 @@ def test_everyday_project_code_passes() -> None:
         "on_exit = 'on_exit'\nhandler = '__exit__'\n",
         "import sys\nsys.path.insert(0, 'src')\n",
         "import os\nos.environ['X'] = '1'\n",
+        "from enum import Enum\n\n\nclass C(Enum):\n    A = 1\n\n\nnames = list(C.__members__)\n",
+        "def f(tp, exc):\n    return tp.__origin__, tp.__args__, exc.__cause__, super().__add__(1)\n",
     ],
 )
 def test_near_misses_pass(source: str) -> None:
