@@ -332,6 +332,9 @@ _STRINGS = (
     (re.compile(r"/dev/fd"), "names /dev/fd (the process's file descriptors)"),
 )
 _FIELD = re.compile(r"\{([^{}]*)\}")
+_REDIRECTS = frozenset(("sys.stdin", "sys.stdout", "sys.stderr", "sys.argv", "sys.path"))
+"""Attributes of an imported module ordinary code sets (a redirected stream, a script's arguments, the import
+path): no way to the verdict (its pipe is none of the streams)."""
 _BUILTIN = "<builtins>"
 """The prefix of a built-in name the file does not bind (`<builtins>.exec`), apart from `builtins.exec` (an import)."""
 _EXITS = frozenset(("sys.exit", f"{_BUILTIN}.exit", f"{_BUILTIN}.quit"))
@@ -580,6 +583,8 @@ class _Screen:
             self._attribute_name(node, node.attr)
         if isinstance(node.ctx, ast.Store | ast.Del) and self._root_imported(node.value):
             shown = self.qualified(node) or node.attr
+            if shown in _REDIRECTS:
+                return
             self.hit(node, f"assigns {shown}", "patches an imported module or class at run time")
 
     def _attribute_name(self, node: ast.AST, attr: str) -> None:
@@ -611,7 +616,7 @@ class _Screen:
             self.hit(node, f"calls {qualified} on its own process", _FORGE)
         elif qualified in (f"{_BUILTIN}.open", "io.open", "io.FileIO", "os.fdopen") and node.args:
             first = node.args[0]
-            if isinstance(first, ast.Constant) and isinstance(first.value, int):
+            if isinstance(first, ast.Constant) and isinstance(first.value, int) and first.value not in (0, 1, 2):
                 self.hit(node, f"opens file descriptor {first.value}", _FDS)
             elif isinstance(first, ast.Call) and self.qualified(first.func) == f"{_BUILTIN}.int":
                 self.hit(node, "opens a file descriptor", _FDS)
@@ -681,8 +686,9 @@ class _Screen:
 
     def _import_time_exits(self) -> None:
         """`sys.exit()`, `exit()`, `raise SystemExit` in what runs when the module is imported (its body and its
-        classes' bodies, outside `if __name__ == "__main__":`): a plain check that imports it exits as it says."""
-        pending: list[ast.stmt] = list(self.tree.body)
+        classes' bodies, outside `if __name__ == "__main__":`): a plain check that imports it exits as it says.
+        A package's `__main__.py` is only ever run as the program (`python -m pkg`): its exit is the program's."""
+        pending: list[ast.stmt] = [] if PurePosixPath(self.path).name == "__main__.py" else list(self.tree.body)
         while pending:
             statement = pending.pop()
             if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):

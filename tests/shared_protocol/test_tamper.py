@@ -300,12 +300,18 @@ def test_everyday_project_code_passes() -> None:
         "on_exit = 'on_exit'\nhandler = '__exit__'\n",
         "import sys\nsys.path.insert(0, 'src')\n",
         "import os\nos.environ['X'] = '1'\n",
+        "import io, sys\nsys.stdout = io.StringIO()\nsys.argv = ['app']\nout = open(1, 'w', closefd=False)\n",
         "from enum import Enum\n\n\nclass C(Enum):\n    A = 1\n\n\nnames = list(C.__members__)\n",
         "def f(tp, exc):\n    return tp.__origin__, tp.__args__, exc.__cause__, super().__add__(1)\n",
     ],
 )
 def test_near_misses_pass(source: str) -> None:
     assert hits(source) == [], hits(source)
+
+
+def test_a_packages_main_module_exits_as_the_program() -> None:
+    assert hits("import sys\n\nfrom .cli import main\n\nsys.exit(main())\n", "pkg/__main__.py") == []
+    assert whats("import sys\n\nsys.exit(0)\n", "pkg/cli.py") == ["exits at import"]
 
 
 def test_a_test_file_may_import_the_harness() -> None:
