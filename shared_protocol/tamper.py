@@ -15,7 +15,7 @@ reads the files the change holds (never runs them) and names each use of a primi
 - looking names up or making code at run time: `__import__`, `importlib` (its `metadata` and `resources` are fine),
   `exec`/`eval`/`compile`, `getattr`/`setattr`/`delattr` with a name that is not a constant, `globals()`/
   `locals()`, `operator.attrgetter`, `pickle`/`marshal`/`shelve`, `string.Formatter`, `pydoc.locate`,
-  `pkgutil.resolve_name`, `types.CodeType`/`FunctionType`;
+  `pkgutil` (beyond `iter_modules`, `get_data`), `vars()` of an import, `types.CodeType`/`FunctionType`;
 - the test harness from code that is not a test: `pytest`, `_pytest`, `pluggy`, `unittest`, a test module;
   patching an imported module or class at run time (`json.loads = …`);
 - writing to file descriptors (`os.write`, `os.dup2`, `os.fdopen`, `open(3, "w")`, `pass_fds`) and any string that
@@ -229,7 +229,7 @@ _RULES: dict[str, str] = {
     "copyreg": _DYNAMIC,
     "string.Formatter": _DYNAMIC,
     "pydoc": _DYNAMIC,
-    "pkgutil.resolve_name": _DYNAMIC,
+    "pkgutil": _DYNAMIC,
     "zipimport": _DYNAMIC,
     "runpy": _DYNAMIC,
     "code": _DYNAMIC,
@@ -259,6 +259,8 @@ _EXCEPTIONS = frozenset(
         "gc.enable",
         "gc.disable",
         "gc.isenabled",
+        "pkgutil.iter_modules",
+        "pkgutil.get_data",
         "importlib.metadata",
         "importlib.resources",
         *(
@@ -612,6 +614,8 @@ class _Screen:
             self._lookup(node, qualified.removeprefix(f"{_BUILTIN}."))
         elif qualified == f"{_BUILTIN}.vars" and not node.args:
             self.hit(node, "calls vars() (the caller's namespace)", _DYNAMIC)
+        elif qualified == f"{_BUILTIN}.vars" and self._root_imported(node.args[0]):
+            self.hit(node, f"calls vars() on {self.qualified(node.args[0]) or 'an import'} (its namespace)", _DYNAMIC)
         elif qualified in ("os.kill", "os.killpg") and node.args and self._own_process(node.args[0]):
             self.hit(node, f"calls {qualified} on its own process", _FORGE)
         elif qualified in (f"{_BUILTIN}.open", "io.open", "io.FileIO", "os.fdopen") and node.args:
