@@ -87,7 +87,7 @@ from .parked import ParkedStateBroken, SavedPark, load_parked, parked_path, remo
 from .providers import Provider
 from .wallet import TaskWallet, Wallet
 from .wallet import UsageRecord as WalletRecord
-from .worktrees import DEFAULT_BRANCH_PREFIX, Handover, Workspace, WorkspaceError, Worktrees, describe
+from .worktrees import DEFAULT_BRANCH_PREFIX, Handover, Workspace, WorkspaceError, Worktrees, describe, every_file
 
 Mode = Literal["shadow", "live"]
 
@@ -97,6 +97,24 @@ EXIT_NO_TASK = 3
 
 _KILLED = (RefusalCode.KILL_SWITCH_ENGAGED.value, RefusalCode.BRAIN_UNREACHABLE.value)
 _BODY_KILL_RETRY_S = 0.5
+
+
+_ENVIRONMENTS = frozenset(
+    (
+        ".git",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".tox",
+        ".nox",
+        "site-packages",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+    )
+)
+"""Directories the tamper screen does not read: git's own, the interpreter's cache, installed environments."""
 
 
 def _read_head(path: Path, size: int = 256) -> bytes | None:
@@ -797,29 +815,32 @@ class AgentRunner:
         (`shared_protocol.tamper`) on the files the work changed or created since the task's base, and what to say of
         it (evidence `acceptance_screen`). The check runs the code under test in the process whose result is its
         verdict; a change using what could forge that result holds the verification for a reviewer. The acceptance
-        inputs are not among them (the model cannot change them); nor is `__pycache__` (the interpreter's cache, which
-        the body drops from the model's commands); git-ignored native or compiled files outside the regenerated
-        directories are (`app.pyc` with no `app.py` is what `import app` loads)."""
+        inputs are not among them (the model cannot change them); nor are `__pycache__` (the interpreter's cache, which
+        the body drops from the model's commands) and environments (`_ENVIRONMENTS`); git-ignored files are, a
+        `build/` too: the check runs them though no commit holds them (`app.pyc` with no `app.py` is what `import app`
+        loads)."""
         root = held.workspace
         try:
             if held.space is None:
                 paths = self.spaces.changed_since_base(Workspace(task_id=held.task.id, path=root, kind="scratch"))
             else:
                 paths = self.spaces.changed_since_base(held.space)
-                ignored = self.spaces.not_committed(held.space, ignored=True)
-                paths += [
-                    p
-                    for p in ignored
-                    if is_native(p, b"")
-                    and not any(fnmatchcase(part, n) for part in p.split("/")[:-1] for n in _REGENERATED)
-                ]
+                for entry in self.spaces.not_committed(held.space, ignored=True):
+                    entry = entry.rstrip("/")
+                    if _ENVIRONMENTS & set(entry.split("/")):
+                        continue
+                    if (root / entry).is_dir() and not (root / entry).is_symlink():  # (a directory git ignores whole)
+                        inside = every_file(root / entry)
+                        paths += [f"{entry}/{q}" for q in inside if not _ENVIRONMENTS & set(q.split("/"))]
+                    else:
+                        paths.append(entry)
         except WorkspaceError as exc:
             hit = Hit(".", 0, f"could not be listed ({exc})", "the change cannot be screened")
             return [hit], held_reason([hit])
         hits: list[Hit] = []
         screened = 0
         for rel in sorted(set(paths)):
-            if "__pycache__" in rel.split("/"):
+            if _ENVIRONMENTS & set(rel.split("/")):
                 continue
             data = _read_head(root / rel)
             if data is None or not (is_native(rel, data) or is_python(rel, data)):

@@ -279,7 +279,7 @@ class Worktrees:
         files that differ from the base (committed, staged or not) and untracked ones git does not ignore; deleted
         files are not listed. A workspace with no base (a scratch directory starts empty): every file in it."""
         if space.base is None:
-            return _every_file(space.path)
+            return every_file(space.path)
         diff = self._git(space.path, "diff", "--name-only", "-z", "--no-renames", "--diff-filter=d", space.base, "--")
         untracked = self._git(space.path, "ls-files", "-z", "--others", "--exclude-standard")
         return sorted({p for p in (diff.stdout + "\0" + untracked.stdout).split("\0") if p})
@@ -396,7 +396,7 @@ class Worktrees:
         return done
 
 
-def _every_file(root: Path) -> list[str]:
+def every_file(root: Path) -> list[str]:
     """Every regular file under `root` (symlinks are not followed), `.git` left out."""
     found: list[str] = []
     for parent, dirs, files in os.walk(root):
