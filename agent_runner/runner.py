@@ -38,7 +38,10 @@ The model cannot rewrite the check: the body is started with the task's acceptan
 (`acceptance_inputs`), which it refuses to let the model change, nor add a module the check would import instead of
 the interpreter's (`pytest.py`, `json.py`: `shared_protocol.imports`); and before a pass is reported verified the
 runner looks for such a module the work added since the task's base commit, however it came (`_shadowing`): one
-makes the outcome failed, with the reason. A kill during the re-run decides nothing: the
+makes the outcome failed, with the reason. Every check runs the code under test in the process whose report
+or exit code is its verdict, which that code can forge: before the re-run the change is screened (`_screen`,
+`shared_protocol.tamper`), and a passing re-run of a change that uses a primitive able to forge it is held for
+review (succeeded, not verified, evidence `acceptance_screen`). A kill during the re-run decides nothing: the
 check runs again once released. Without an acceptance command, success is the model's word and recorded as
 self-reported.
 """
@@ -87,6 +90,7 @@ from shared_protocol.brain import (
 )
 from shared_protocol.config import DEFAULT_ARTIFACT_PATHS
 from shared_protocol.imports import import_roots, interpreter_module_names, project_modules, shadowing_files
+from shared_protocol.tamper import MAX_SCREENED_BYTES, Hit, held_reason, is_native, is_python, screen_file
 from shared_protocol.verdict import CheckReport, pytest_start
 
 from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_body
@@ -98,7 +102,7 @@ from .parked import ParkedStateBroken, SavedPark, load_parked, parked_path, remo
 from .providers import Provider
 from .wallet import TaskWallet, Wallet
 from .wallet import UsageRecord as WalletRecord
-from .worktrees import DEFAULT_BRANCH_PREFIX, Handover, Workspace, WorkspaceError, Worktrees, describe
+from .worktrees import DEFAULT_BRANCH_PREFIX, Handover, Workspace, WorkspaceError, Worktrees, describe, every_file
 
 Mode = Literal["shadow", "live"]
 
@@ -118,6 +122,36 @@ def rollout_mode(state: RolloutState, version: str) -> Mode:
     if version == state.live_version or (version == state.candidate and state.stage == "canary"):
         return "live"
     return "shadow"
+
+
+_ENVIRONMENTS = frozenset(
+    (
+        ".git",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".tox",
+        ".nox",
+        "site-packages",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+    )
+)
+"""Directories the tamper screen does not read: git's own, the interpreter's cache, installed environments."""
+
+
+def _read_head(path: Path, size: int = 256) -> bytes | None:
+    """Up to `size` bytes of a regular file (a symlink is not followed: what it names is not the change's), or None
+    (not a regular file, gone, unreadable)."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return None
+        with path.open("rb") as f:
+            return f.read(size)
+    except OSError:
+        return None
 
 
 def acceptance_inputs(task: Task, workspace: Path) -> list[str]:
@@ -423,6 +457,10 @@ class _Held:
     unverified: str = ""
     """Why a passing acceptance re-run is not a verified one (`_shadowing`, `_ignored_work`, `_left_out`); "" when
     nothing says so."""
+    screen: str = ""
+    """What the tamper screen said of the change the acceptance re-run ran (`_screen`; evidence `acceptance_screen`)."""
+    held_for_review: str = ""
+    """Why a passing acceptance re-run is held for review (the screen's hits): not verified, not failed."""
 
 
 @dataclass(kw_only=True)
@@ -723,6 +761,7 @@ class AgentRunner:
                             )
                             if isinstance(end, Finished):
                                 ignored = self._ignored_work(held)  # (before the check: what the work left)
+                                hits, held.screen = self._screen(held)  # (before the check: what it will run)
                                 verification, setup_failed = await self._verify(body, task)
                                 if (
                                     verification is not None
@@ -731,6 +770,9 @@ class AgentRunner:
                                 ):
                                     verification = verification.model_copy(update={"verified": False})
                                     held.unverified = why
+                                if verification is not None and verification.verified and hits:
+                                    verification = verification.model_copy(update={"verified": False})
+                                    held.held_for_review = held.screen
                             if not isinstance(end, Parked):
                                 skipped = await self._commit(body, held, end)
                                 if (
@@ -766,7 +808,7 @@ class AgentRunner:
         if unstarted:
             self._abandon_space(held)
         if isinstance(end, Finished):
-            outcome, summary = self._judge(end, verification, setup_failed, held.unverified)
+            outcome, summary = self._judge(end, verification, setup_failed, held.unverified, held.held_for_review)
         else:
             outcome, summary = "failed", end.reason
         handed = self._hand_over(held)
@@ -776,7 +818,12 @@ class AgentRunner:
         self._cleanup(held)
 
     def _judge(
-        self, end: Finished, verification: Verification | None, setup_failed: str | None = None, unverified: str = ""
+        self,
+        end: Finished,
+        verification: Verification | None,
+        setup_failed: str | None = None,
+        unverified: str = "",
+        held_for_review: str = "",
     ) -> tuple[TaskOutcome, str]:
         if verification is None:
             return "succeeded", f"{end.summary} (self-reported: the task has no acceptance command)"
@@ -789,6 +836,8 @@ class AgentRunner:
                 "failed",
                 f"the acceptance command passed, but not verified: {unverified}; the model said: {end.summary}",
             )
+        if held_for_review:  # (the check passed: the work stands, unverified until a reviewer confirms it)
+            return "succeeded", f"{end.summary} (the acceptance command passed, not verified: {held_for_review})"
         code = "no exit code" if verification.exit_code is None else f"exit code {verification.exit_code}"
         if (report := verification.report) is not None and report.verdict != "passed":
             return (
@@ -826,6 +875,50 @@ class AgentRunner:
             if new
             else ""
         )
+
+    def _screen(self, held: _Held) -> tuple[list[Hit], str]:
+        """Before the acceptance re-run, whatever its kind (pytest or an exit code): the tamper screen
+        (`shared_protocol.tamper`) on the files the work changed or created since the task's base, and what to say of
+        it (evidence `acceptance_screen`). The check runs the code under test in the process whose result is its
+        verdict; a change using what could forge that result holds the verification for a reviewer. The acceptance
+        inputs are not among them (the model cannot change them); nor are `__pycache__` (the interpreter's cache, which
+        the body drops from the model's commands) and environments (`_ENVIRONMENTS`); git-ignored files are, a
+        `build/` too: the check runs them though no commit holds them (`app.pyc` with no `app.py` is what `import app`
+        loads)."""
+        root = held.workspace
+        try:
+            if held.space is None:
+                paths = self.spaces.changed_since_base(Workspace(task_id=held.task.id, path=root, kind="scratch"))
+            else:
+                paths = self.spaces.changed_since_base(held.space)
+                for entry in self.spaces.not_committed(held.space, ignored=True):
+                    entry = entry.rstrip("/")
+                    if _ENVIRONMENTS & set(entry.split("/")):
+                        continue
+                    if (root / entry).is_dir() and not (root / entry).is_symlink():  # (a directory git ignores whole)
+                        inside = every_file(root / entry)
+                        paths += [f"{entry}/{q}" for q in inside if not _ENVIRONMENTS & set(q.split("/"))]
+                    else:
+                        paths.append(entry)
+        except WorkspaceError as exc:
+            hit = Hit(".", 0, f"could not be listed ({exc})", "the change cannot be screened")
+            return [hit], held_reason([hit])
+        hits: list[Hit] = []
+        screened = 0
+        for rel in sorted(set(paths)):
+            if _ENVIRONMENTS & set(rel.split("/")):
+                continue
+            data = _read_head(root / rel)
+            if data is None or not (is_native(rel, data) or is_python(rel, data)):
+                continue
+            screened += 1
+            if not is_native(rel, data):
+                data = _read_head(root / rel, MAX_SCREENED_BYTES + 1) or b""
+            hits += screen_file(rel, data)
+        if hits:
+            return hits, held_reason(sorted(set(hits)))
+        files = "file" if len(paths) == 1 else "files"
+        return [], f"nothing held: {screened} Python or native of {len(paths)} changed {files} screened"
 
     def _ignored_work(self, held: _Held) -> str:
         """Before the acceptance re-run: the git-ignored files the work left in the task's worktree (a fresh
@@ -1051,6 +1144,8 @@ class AgentRunner:
             }
             if held.unverified:
                 evidence["unverified"] = held.unverified
+            if held.screen and verification is not None:
+                evidence["acceptance_screen"] = held.screen
         request = OutcomeRequest(
             claim_token=claim_token,
             outcome=outcome,

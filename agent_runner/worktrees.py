@@ -274,6 +274,16 @@ class Worktrees:
         at_base = set(listed.split("\0"))
         return [p for p in paths if p not in at_base]
 
+    def changed_since_base(self, space: Workspace) -> list[str]:
+        """The files the work changed or created since the task's base commit (workspace-relative, sorted): tracked
+        files that differ from the base (committed, staged or not) and untracked ones git does not ignore; deleted
+        files are not listed. A workspace with no base (a scratch directory starts empty): every file in it."""
+        if space.base is None:
+            return every_file(space.path)
+        diff = self._git(space.path, "diff", "--name-only", "-z", "--no-renames", "--diff-filter=d", space.base, "--")
+        untracked = self._git(space.path, "ls-files", "-z", "--others", "--exclude-standard")
+        return sorted({p for p in (diff.stdout + "\0" + untracked.stdout).split("\0") if p})
+
     def not_committed(self, space: Workspace, *, ignored: bool) -> list[str]:
         """The files of a worktree its HEAD commit does not hold as they are: changed or untracked ones, or
         (`ignored`) the git-ignored ones, which no commit takes. Other workspaces: none."""
@@ -384,6 +394,20 @@ class Worktrees:
             detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
             raise WorkspaceError(f"git {args[0]} in {cwd} failed: {detail[-1] if detail else done.returncode}")
         return done
+
+
+def every_file(root: Path) -> list[str]:
+    """Every regular file under `root` (symlinks are not followed), `.git` left out."""
+    found: list[str] = []
+    for parent, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        base = Path(parent)
+        found += [
+            (base / name).relative_to(root).as_posix()
+            for name in files
+            if not (base / name).is_symlink() and (base / name).is_file()
+        ]
+    return sorted(found)
 
 
 def describe(leftover: Leftover) -> str:

@@ -10,10 +10,15 @@ check passed only when every collected test (at least one) passed, nothing faile
 session with status 0 and the process exited 0. An exit code that disagrees with the report (0 with failures) is a
 failure, named as such.
 
-What this does not stop: code under test that deliberately reaches into the process it runs in (patching pytest's
-internals or the reporter, writing made-up events to the pipe before ending the process) can still forge the report.
-That needs code written against Swarm's reporter or pytest's internals, which a reviewer sees in the diff; a plain
-exit-code trick no longer verifies. Checks that are not pytest runs (make, npm, a script) keep an exit-code verdict.
+The `collected` event also says where each test's function is defined (its code's file, relative to the rootdir,
+and its module): a test whose function lives in a project file that is no test fails (`_displaced`: code under
+test put a function of its own in the test's place, as a profile hook can when the test module finishes loading).
+
+What this does not stop: the verdict is given inside the process the code under test runs in, so it is forgeable
+by construction (patching pytest's internals or the reporter, writing made-up events to the pipe before ending the
+process, rewriting the locations this module reads). A plain exit-code trick no longer verifies; deliberate code
+in the diff is what the tamper screen on the change (`shared_protocol.tamper`) holds for review, and what it does
+not recognise is the reviewer's. Checks that are not pytest runs (make, npm, a script) keep an exit-code verdict.
 
     start = pytest_start(["python3", "-m", "pytest", "-q", "tests"])   # 3: pytest's own arguments start there
     argv = instrumented(argv, "swarm_verdict_ab12")                     # [..., "pytest", "-p", "swarm_verdict_ab12", …]
@@ -31,6 +36,7 @@ from typing import Any, Literal, cast
 from pydantic import Field
 
 from ._base import ProtocolModel
+from .tamper import TEST_FILE_PATTERNS, is_test_path
 
 VERDICT_FD_VARIABLE = "SWARM_VERDICT_FD"
 """Names, in the check's environment, the pipe the reporter writes to (the reporter removes it at once)."""
@@ -147,6 +153,8 @@ def read_report(data: bytes, *, exit_code: int | None, truncated: bool = False) 
 
 def _judge(events: list[dict[str, Any]], exit_code: int | None, code: str) -> CheckReport:
     collected: list[str] | None = None
+    where: dict[str, Any] = {}
+    patterns: list[str] = list(TEST_FILE_PATTERNS)
     collect_errors = 0
     collect_skips: list[str] = []
     outcomes: dict[str, list[tuple[str, str, bool]]] = {}
@@ -176,6 +184,12 @@ def _judge(events: list[dict[str, Any]], exit_code: int | None, code: str) -> Ch
             if not all(isinstance(i, str) for i in cast(list[object], ids)):
                 return CheckReport(verdict="failed", reason="the report's collection is malformed", exit_code=exit_code)
             collected = cast(list[str], ids)
+            raw_where: object = event.get("where", {})
+            raw_patterns: object = event.get("python_files", [])
+            if not isinstance(raw_where, dict) or not isinstance(raw_patterns, list):
+                return CheckReport(verdict="failed", reason="the report's collection is malformed", exit_code=exit_code)
+            where = cast(dict[str, Any], raw_where)
+            patterns += [p for p in cast(list[object], raw_patterns) if isinstance(p, str)]
         elif kind == "report":
             nodeid, when, outcome = event.get("nodeid"), event.get("when"), event.get("outcome")
             if not (isinstance(nodeid, str) and isinstance(when, str) and isinstance(outcome, str)):
@@ -209,6 +223,8 @@ def _judge(events: list[dict[str, Any]], exit_code: int | None, code: str) -> Ch
         "exit_code": exit_code,
         "finished": status is not None,
     }
+    if displaced := _displaced(ids, where, patterns):
+        return CheckReport(verdict="failed", reason=displaced, **counts)
     if collect_skips:
         reason = (
             f"pytest skipped {collect_skips[0]!r} while collecting it ({len(collect_skips)} skipped at collection): "
@@ -217,6 +233,43 @@ def _judge(events: list[dict[str, Any]], exit_code: int | None, code: str) -> Ch
         return CheckReport(verdict="failed", reason=reason, **counts)
     reason = _why_not(ids, passed, failed, errors, skipped, outcomes, collected is not None, status, exit_code, code)
     return CheckReport(verdict="failed" if reason else "passed", reason=reason, **counts)
+
+
+def _displaced(ids: list[str], where: dict[str, Any], patterns: list[str]) -> str:
+    """Why a collected test is not the test its node id names ("" when each is): its function is defined in a
+    project file that is not a test (code under test put its own function in the test's place: a profile hook, an
+    import of the test module). A test's function may be defined in the file its id names, in another test file
+    (a base class's method, a test imported from a helper), or in a library outside the rootdir when it wraps one
+    of those (`__wrapped__`: a decorator's). An item with no function (a doctest, a plugin's item) has no location
+    to judge; a location that is malformed is one."""
+    for nodeid in ids:
+        raw: object = where.get(nodeid)
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            return f"the report's location of {nodeid!r} is malformed"
+        found = cast(dict[str, Any], raw)
+        file, module, inner = found.get("file"), found.get("module", ""), found.get("inner")
+        if not isinstance(file, str) or not isinstance(module, str) or not isinstance(inner, str | None):
+            return f"the report's location of {nodeid!r} is malformed"
+        named = nodeid.split("::", 1)[0]
+        if _test_code(file, named, patterns):
+            continue
+        if _outside(file) and inner is not None and _test_code(inner, named, patterns):
+            continue
+        return (
+            f"the test {nodeid!r} runs a function defined in {file} (module {module or '?'}), not in {named} or "
+            "another test file: code under test put it in the test's place"
+        )
+    return ""
+
+
+def _outside(file: str) -> bool:
+    return file.startswith(("/", "../")) or file == ".."
+
+
+def _test_code(file: str, named: str, patterns: list[str]) -> bool:
+    return file == named or (not _outside(file) and is_test_path(file, patterns))
 
 
 def _why_not(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from agent_runner.runner import acceptance_inputs
@@ -227,21 +228,26 @@ async def test_review17c_the_code_under_test_cannot_forge_the_checks_exit_code(t
         assert after["evidence"]["acceptance_verdict"].startswith("pytest report: failed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (critical, by construction, for a check that is no pytest run): the code under test runs inside "
-    "the process whose exit code is the verdict of a plain script check (`python3 -c …`, `python3 check.py`, make, "
-    "npm). A model leaves `main()` returning 1 and adds `atexit.register(os._exit, 0)` to app.py: the check exits 0. "
-    "Only pytest checks have a verdict from a report (`shared_protocol.verdict`); the README says the others are "
-    "exit-code verdicts. Fix: write the check as a pytest test, or a reviewer (#19's panel) on the diff.",
-)
 async def test_review17c_a_plain_script_check_is_an_exit_code_verdict(tmp_path: Path) -> None:
+    """Was a hole (critical, by construction, for a check that is no pytest run): the code under test runs inside
+    the process whose exit code is the verdict of a plain script check (`python3 -c …`, make, npm), so app.py's
+    `atexit.register(os._exit, 0)` made the unfixed check exit 0. Now held by the tamper screen on the change
+    (`shared_protocol.tamper`, the runner's `_screen`, every check kind): the check still exits 0, and the
+    verification is held for review, naming the file, the line and the primitive."""
     async with stack(tmp_path) as s:
         repo = s.repo_with_bug()
         s.script([turn("write_file", {"path": "app.py", "content": FORGED_AT_EXIT}), DONE])
         after = await live_run(s, repo, ACCEPTANCE)
         assert "return 1" in committed(repo, after, "app.py"), "main() still returns 1 on the task's branch"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+        assert after["verification"]["exit_code"] == 0, "the forged exit code is kept as evidence"
+        screen = after["evidence"]["acceptance_screen"]
+        assert screen.startswith("held for review: app.py:1 imports atexit"), screen
+        assert "app.py:4 uses os._exit" in screen, screen
+        assert (after["state"], "not verified: held for review" in after["outcome_summary"]) == ("succeeded", True)
+        argv = s.cli_argv("task", "show", after["id"], "--token", s.captain_token)
+        shown = (await anyio.run_process(argv, env=s.env())).stdout.decode()
+        assert "verification: not verified" in shown and "acceptance_screen: held for review: app.py:1" in shown
 
 
 async def test_review17c_an_unchecked_pyc_of_a_fixed_module_is_dropped(tmp_path: Path) -> None:

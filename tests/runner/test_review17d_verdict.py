@@ -93,26 +93,21 @@ def main():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (high, documented residual in shared_protocol/verdict.py): the reporter runs in the process of the "
-        "code under test; app.py finds it in sys.modules (`swarm_verdict_*`: the random name does not hide it), "
-        "replaces its `_send` to rewrite every result to passed and the session status to 0, and ends the "
-        "process with os._exit(0) at exit: the unfixed task is verified and confirmed. Fix: the verdict must come "
-        "from a process the code under test never runs in (e.g. `-p xdist -n 1` with the reporter only in the "
-        "controller, which imports no test module, reading the workers' reports; or one subprocess per test "
-        "judged by the body), and until then a diff naming `swarm_verdict`/`SWARM_VERDICT`/`_send`/`os._exit`/"
-        "`/proc/self/fd` should at least hold verification for a reviewer."
-    ),
-)
 async def test_review17d_code_under_test_patching_the_reporter_does_not_verify(tmp_path: Path) -> None:
+    """Was a hole (high): the reporter runs in the process of the code under test; app.py finds it in sys.modules,
+    replaces its `_send` to rewrite every result to passed and the session status to 0, and ends the process with
+    os._exit(0) at exit: the forged report still says passed (in-process, it cannot be made sound). Now held by the
+    tamper screen on the change: `sys.modules`, `atexit`, `os._exit` and the reporter's name are each named, and
+    the passing re-run is held for review, not verified."""
     async with stack(tmp_path) as s:
         repo = repo_with_pytest(s)
         s.script([turn("write_file", {"path": "app.py", "content": PATCH_REPORTER}), DONE])
         after = await live_run(s, repo, "python3 -m pytest -q tests")
         assert_unfixed(repo, after)
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+        screen = after["evidence"]["acceptance_screen"]
+        assert screen.startswith("held for review: app.py:1 imports atexit"), screen
+        assert "app.py:5 uses sys.modules" in screen, screen
 
 
 SWAP_THE_TEST = """import sys
@@ -137,26 +132,21 @@ def main():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "HOLE (medium): README says a forged report 'takes code written against pytest or Swarm's reporter'; "
-        "this takes neither: app.py, imported by the protected test module, sets a stdlib profile hook that, when "
-        "the test module's body returns, replaces its `test_main` with a function of app.py's that passes; pytest "
-        "collects the replacement under the protected test's id, it passes, the unfixed task is verified with a "
-        "single test file. Fix (cheap, in the reporter): send each item's function's `__code__.co_filename` (and "
-        "`__module__`) with `collected`, and have `read_report` fail an item whose function is not defined in the "
-        "file its node id names; and say in the README that code under test can also rewrite the tests it is "
-        "imported by."
-    ),
-)
 async def test_review17d_code_under_test_swapping_the_test_function_does_not_verify(tmp_path: Path) -> None:
+    """Was a hole (medium): app.py, imported by the protected test module, set a profile hook that replaced its
+    `test_main` with a function of app.py's when the module's body returned; pytest ran the replacement under the
+    test's id and it passed. Now failed by the report (the reporter says where each test's function is defined:
+    app.py is no test file) and held by the tamper screen (`sys.setprofile`, `f_globals`)."""
     async with stack(tmp_path) as s:
         repo = repo_with_pytest(s)
         s.script([turn("write_file", {"path": "app.py", "content": SWAP_THE_TEST}), DONE])
         after = await live_run(s, repo, "python3 -m pytest -q tests")
         assert_unfixed(repo, after)
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
+        report = after["verification"]["report"]
+        assert report["verdict"] == "failed", report
+        assert "'tests/test_app.py::test_main' runs a function defined in app.py (module app)" in report["reason"]
+        assert "uses sys.setprofile" in after["evidence"]["acceptance_screen"], after["evidence"]
 
 
 EXIT_AT_RUN = "import pytest\n\n\ndef main():\n    pytest.exit('done', returncode=0)\n"

@@ -29,6 +29,7 @@ async def test_an_honest_passing_pytest_run_is_verified_from_its_report(tmp_path
         assert (report["verdict"], report["collected"], report["passed"], report["exit_code"]) == ("passed", 1, 1, 0)
         assert "pytest reported all 1 collected tests passed" in verification["detail"]
         assert after["evidence"]["acceptance_verdict"] == "pytest report: passed, 1 of 1 collected passed"
+        assert after["evidence"]["acceptance_screen"] == "nothing held: 1 Python or native of 1 changed file screened"
 
 
 async def test_code_under_test_that_ends_the_process_at_import_does_not_verify(tmp_path: Path) -> None:

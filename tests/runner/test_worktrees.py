@@ -188,3 +188,33 @@ def test_a_task_without_a_repository_works_in_a_scratch_directory(spaces: Worktr
     assert spaces.handover(space) is None
     spaces.discard(space)
     assert not space.path.exists()
+
+
+def test_what_the_work_changed_since_the_base_is_listed_however_it_came(repo: Path, spaces: Worktrees) -> None:
+    """What the tamper screen reads: committed, staged and unstaged changes to tracked files and untracked files,
+    not git-ignored ones nor deletions; a scratch directory (no base) lists every file, without following links."""
+    (repo / "gone.py").write_text("x = 1\n")
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", "gone.py", ".gitignore")
+    git(repo, "commit", "--quiet", "-m", "more")
+    space = spaces.prepare("task_1", str(repo), shadow=False)
+    assert spaces.changed_since_base(space) == []
+    (space.path / "committed.py").write_text("a = 1\n")
+    git(space.path, "add", "committed.py")
+    git(space.path, "commit", "--quiet", "-m", "work")
+    (space.path / "staged.py").write_text("b = 1\n")
+    git(space.path, "add", "staged.py")
+    (space.path / "app.py").write_text("def main():\n    return 2\n")
+    (space.path / "pkg").mkdir()
+    (space.path / "pkg" / "new file.py").write_text("c = 1\n")
+    (space.path / "debug.log").write_text("ignored\n")
+    (space.path / "gone.py").unlink()
+    assert spaces.changed_since_base(space) == ["app.py", "committed.py", "pkg/new file.py", "staged.py"]
+
+    scratch = spaces.prepare("task_2", "", shadow=False)
+    (scratch.path / "sub").mkdir()
+    (scratch.path / "sub" / "a.py").write_text("x = 1\n")
+    (scratch.path / "link.py").symlink_to(repo / "app.py")
+    (scratch.path / ".git").mkdir()
+    (scratch.path / ".git" / "HEAD").write_text("ref\n")
+    assert spaces.changed_since_base(scratch) == ["sub/a.py"]

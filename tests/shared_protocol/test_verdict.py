@@ -35,7 +35,7 @@ def run_reported(tmp_path: Path, app: str, test: str = TEST, *args: str) -> tupl
     (project / "app.py").write_text(app)
     (project / "tests" / "test_app.py").write_text(test)
     plugin_dir = tmp_path / "reporter"
-    plugin_dir.mkdir()
+    plugin_dir.mkdir(exist_ok=True)
     (plugin_dir / f"{MODULE}.py").write_text(REPORTER_SOURCE)
     read_fd, write_fd = os.pipe()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
@@ -223,3 +223,173 @@ def test_the_reporter_is_loaded_first_and_a_non_pytest_command_is_refused() -> N
     assert instrumented(["python3", "-m", "pytest", "-q"], "m") == ["python3", "-m", "pytest", "-p", "m", "-q"]
     with pytest.raises(ValueError, match="not a pytest run"):
         instrumented(["make", "test"], "m")
+
+
+# -- where each collected test's function is defined ------------------------------------------------------------
+
+SWAP_THE_TEST = """import sys
+
+
+def _passing():
+    return None
+
+
+def _swap(frame, event, arg):
+    name = frame.f_globals.get("__name__", "")
+    if event == "return" and frame.f_code.co_name == "<module>" and name.endswith("test_app"):
+        frame.f_globals["test_main"] = _passing
+        sys.setprofile(None)
+
+
+sys.setprofile(_swap)
+
+
+def main():
+    return 1
+"""
+
+
+def test_code_under_test_that_swaps_the_test_function_does_not_pass(tmp_path: Path) -> None:
+    """A profile hook in app.py replaces `test_main` with its own function when the test module's body returns:
+    pytest runs app.py's function under the test's id, and it passes; the reporter says where it is defined."""
+    report, code = run_reported(tmp_path, SWAP_THE_TEST)
+    assert code == 0, "the swap works on pytest: the test shows the location is what decides"
+    assert report.verdict == "failed", report
+    assert "'tests/test_app.py::test_main' runs a function defined in app.py (module app)" in report.reason
+
+
+LEGIT_SHAPES = """import unittest
+
+import pytest
+
+import app
+from tests.base import Inherited
+from tests.helpers import test_shared
+
+
+class TestClass:
+    def test_method(self):
+        assert app.main() == 2
+
+    @pytest.mark.parametrize("n", [1, 2])
+    def test_param(self, n):
+        assert n
+
+
+class TestCase(unittest.TestCase):
+    def test_unittest(self):
+        self.assertEqual(app.main(), 2)
+
+
+class TestInherited(Inherited):
+    pass
+
+
+@pytest.fixture
+def two():
+    return 2
+
+
+def test_fixture(two):
+    assert app.main() == two
+
+
+@pytest.mark.parametrize("x", ["a", "b"])
+def test_parametrized(x):
+    assert x
+
+
+@outside.decorated
+def test_decorated():
+    assert app.main() == 2
+"""
+
+
+def test_the_shapes_pytest_collects_legitimately_pass(tmp_path: Path) -> None:
+    """Methods, parametrized tests, unittest cases, fixtures, a test method inherited from a base class in another
+    test file, a test imported from a test helper, and one wrapped by a library's decorator (outside the rootdir,
+    `functools.wraps`) are each defined where a test may be."""
+    project = tmp_path / "project" / "tests"
+    project.mkdir(parents=True)
+    (project / "__init__.py").write_text("")
+    (project / "base.py").write_text("class Inherited:\n    def test_inherited(self):\n        assert True\n")
+    (project / "helpers.py").write_text("def test_shared():\n    assert True\n")
+    (tmp_path / "reporter").mkdir()
+    (tmp_path / "reporter" / "outside.py").write_text(
+        "import functools\n\n\ndef decorated(f):\n    @functools.wraps(f)\n    def wrapper(*a, **k):\n"
+        "        return f(*a, **k)\n\n    return wrapper\n"
+    )
+    report, code = run_reported(tmp_path, APP_FIXED, "import outside\n" + LEGIT_SHAPES)
+    assert code == 0
+    assert (report.verdict, report.collected, report.passed) == ("passed", 10, 10), report
+
+
+def test_a_project_decorator_around_a_test_does_not_pass(tmp_path: Path) -> None:
+    """The wrapper's code is in a project file that is no test: it is what pytest runs, whatever it wraps
+    (`functools.wraps` would let code under test claim any test's place)."""
+    decorator = (
+        APP_FIXED
+        + "\n\nimport functools\n\n\ndef wrap(f):\n    @functools.wraps(f)\n"
+        + ("    def wrapper():\n        return None\n\n    return wrapper\n")
+    )
+    test = "import app\n\n\n@app.wrap\ndef test_main():\n    assert app.main() == 3\n"
+    report, _ = run_reported(tmp_path, decorator, test)
+    assert report.verdict == "failed"
+    assert "runs a function defined in app.py" in report.reason
+
+
+def collected(where: dict[str, object], ids: tuple[str, ...] = ("tests/test_a.py::t",)) -> dict[str, object]:
+    return {"event": "collected", "ids": list(ids), "where": where, "python_files": ["check_*.py"]}
+
+
+def passed(nodeid: str = "tests/test_a.py::t") -> list[dict[str, object]]:
+    phases = ("setup", "call", "teardown")
+    return [{"event": "report", "nodeid": nodeid, "when": w, "outcome": "passed"} for w in phases]
+
+
+@pytest.mark.parametrize(
+    ("where", "verdict"),
+    [
+        ({"file": "tests/test_a.py", "module": "tests.test_a"}, "passed"),
+        ({"file": "tests/base.py", "module": "tests.base"}, "passed"),
+        ({"file": "other/test_b.py", "module": "other.test_b"}, "passed"),
+        ({"file": "pkg/check_c.py", "module": "pkg.check_c"}, "passed"),  # (the project's `python_files`)
+        ({"file": "/usr/lib/hypothesis/core.py", "module": "x", "inner": "tests/test_a.py"}, "passed"),
+        ({"file": "../lib/deco.py", "module": "deco", "inner": "tests/conftest.py"}, "passed"),
+        ({"file": "app.py", "module": "app"}, "failed"),
+        ({"file": "src/pkg/core.py", "module": "pkg.core", "inner": "tests/test_a.py"}, "failed"),
+        ({"file": "/usr/lib/python3/logging/__init__.py", "module": "logging"}, "failed"),
+        ({"file": "/usr/lib/deco.py", "module": "deco", "inner": "app.py"}, "failed"),
+        ({"file": "../outside/test_x.py", "module": "x"}, "failed"),
+    ],
+)
+def test_a_test_defined_outside_the_tests_does_not_pass(where: dict[str, object], verdict: str) -> None:
+    data = stream(START, collected({"tests/test_a.py::t": where}), *passed(), FINISH)
+    report = read_report(data, exit_code=0)
+    assert report.verdict == verdict, report.reason
+    if verdict == "failed":
+        assert "runs a function defined in" in report.reason
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"tests/test_a.py::t": "tests/test_a.py"},
+        {"tests/test_a.py::t": {"file": 3}},
+        {"tests/test_a.py::t": {"file": "tests/test_a.py", "module": None}},
+        {"tests/test_a.py::t": {"file": "tests/test_a.py", "module": "m", "inner": 1}},
+    ],
+)
+def test_a_malformed_location_is_no_pass(where: dict[str, object]) -> None:
+    report = read_report(stream(START, collected(where), *passed(), FINISH), exit_code=0)
+    assert (report.verdict, "location" in report.reason) == ("failed", True), report.reason
+
+
+def test_a_collection_with_a_malformed_where_is_no_pass() -> None:
+    data = stream(START, {"event": "collected", "ids": ["t::a"], "where": []}, *PASSED, FINISH)
+    assert "collection is malformed" in read_report(data, exit_code=0).reason
+
+
+def test_an_item_with_no_function_is_not_judged_by_location() -> None:
+    """A doctest or a plugin's item has no function: the reporter sends no location for it."""
+    assert read_report(stream(START, collected({}), *passed(), FINISH), exit_code=0).verdict == "passed"
