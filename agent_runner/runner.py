@@ -52,6 +52,7 @@ import functools
 import json
 import shlex
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -398,6 +399,7 @@ class UsageQueue:
         self._pending: list[UsageRecord] = []
         self._more = anyio.Event()
         self.posted = 0
+        self.dropped = 0
 
     async def put(self, record: WalletRecord) -> None:
         self._pending.append(
@@ -423,11 +425,43 @@ class UsageQueue:
         self._more.set()
 
     async def flush(self) -> None:
+        """Post what is pending. A batch the brain refuses for good (a 4xx but 408/429: retrying will not change
+        it) is posted again record by record, and a record refused alone is dropped with one line on stderr (the
+        agent's local ledger keeps it, and the money limits are enforced there), so one bad record cannot hold back
+        every later one; the brain out of reach raises, and everything stays pending."""
         while self._pending:
             batch = self._pending[:MAX_USAGE_BATCH]
-            await self._brain.post_usage(UsageBatch(records=batch, body_id=self._body_id))
+            try:
+                await self._brain.post_usage(UsageBatch(records=batch, body_id=self._body_id))
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                if len(batch) == 1:
+                    self._dropped(batch[0], exc)
+                for n, record in enumerate(batch if len(batch) > 1 else []):
+                    await self._post_one(record, index=n)
+            else:
+                self.posted += len(batch)
             del self._pending[: len(batch)]
-            self.posted += len(batch)
+
+    async def _post_one(self, record: UsageRecord, *, index: int) -> None:
+        try:
+            await self._brain.post_usage(UsageBatch(records=[record], body_id=self._body_id))
+        except Exception as exc:
+            if _is_transient(exc):
+                del self._pending[:index]  # (those before it are posted or dropped)
+                raise
+            self._dropped(record, exc)
+        else:
+            self.posted += 1
+
+    def _dropped(self, record: UsageRecord, exc: Exception) -> None:
+        self.dropped += 1
+        print(
+            f"swarm agent: the brain refused usage record {record.id} ({exc}); it stays in the local ledger only",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def run(self) -> None:
         while True:
