@@ -107,9 +107,9 @@ async def test_the_captain_votes_its_seat_then_breaks_the_tie_it_left_shown_ever
         assert isinstance(message, UserMessage)
         shown = message.content
         for name, value in (("rev-a", "approve"), ("rev-b", "approve"), ("rev-c", "deny"), ("rev-d", "deny")):
-            assert f"{name} (reviewer): {value}: {name} thinks {value}" in shown
-        assert "cap (reviewer): abstain: split down the middle" in shown
-        assert "captain_agent: the captain agent may approve or deny" in shown
+            assert f'{name} (reviewer): {value}: "{name} thinks {value}"' in shown
+        assert 'cap (reviewer): abstain: "split down the middle"' in shown
+        assert 'captain_agent: "the captain agent may approve or deny' in shown
         spent = ok(await api.get(f"/v1/usage?task_id={task_id}", as_="approver"))
         assert spent["by_agent"]["cap"]["calls"] == 2
 
@@ -164,6 +164,6 @@ def test_the_deadlock_prompt_shows_the_proposal_every_vote_and_the_ladder() -> N
     ]
     shown = deadlock_prompt(decision(votes=votes, files=["a.txt"]))
     assert shown.startswith("Decision dec_1, proposed by agent worker-1")
-    assert "rules:cost (rule reviewer): deny: over half" in shown and "rev-a (reviewer): approve: fine" in shown
-    assert "  - deadlock: a tie\n  - captain_agent: the captain agent may approve or deny" in shown
+    assert 'rules:cost (rule reviewer): deny: "over half' in shown and 'rev-a (reviewer): approve: "fine"' in shown
+    assert '  - deadlock: "a tie"\n  - captain_agent: "the captain agent may approve or deny' in shown
     assert "(none)" in deadlock_prompt(decision())
