@@ -16,6 +16,7 @@ What is where:
     _journal    the journal's record format: an event durable before its reply, committed after it
     _anchor     the anchor file's format, and when it agrees with the database
     _store      AuditStore: journal, then database, then anchor, under one flock; recovery; reading
+    _writer     AuditWriter: a serving body's appends, syncs and commits in one worker thread, in order
     _verify     VerifyReport: the whole chain recomputed and its head compared with the anchor
     _retention  pruning through a checkpoint, and keep_retention for a serving body
 """
@@ -25,6 +26,7 @@ from ._event import Appended, EventDraft, new_action_id, redact_arguments
 from ._files import AuditFiles, held_exclusively, set_aside
 from ._retention import keep_retention
 from ._store import AuditStore
+from ._writer import AuditWriter
 from ._verify import VerifyReport
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Attester",
     "AuditFiles",
     "AuditStore",
+    "AuditWriter",
     "EventDraft",
     "VerifyReport",
     "canonical_json",

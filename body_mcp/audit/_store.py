@@ -7,9 +7,13 @@ anchor file held from the journal write to the anchor write, so that the chain h
 the next store to take the flock after one died in between commits what the database lacks.
 
 A serving body commits and anchors a call's event after its reply (`append(finish_later=True)`,
-then `finish()`): the event is durable in the journal before the reply, and the store keeps the
-flock until it is committed and anchored, and does that before its next append, so the journal
-is never more than that one event ahead of the database.
+then `finish()`), from a worker thread (`AuditWriter`), never on its event loop. The flock is held
+around the journal write only: the record is synced after it is let go (`sync_journal`), so that
+concurrent calls, of this process or others, share one `fdatasync`; a mutating call's reply still
+waits for that sync. A writer that takes the flock while another's records are in the journal,
+uncommitted, commits them first (as after a crash), so the chain keeps one order. A read's event
+is `lazy`: journaled (not synced) before its reply, it is committed with the next batch — the next
+mutating call's, a timer's, or at `OWED_AT_MOST` events — so reads share one commit and anchor.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ class _Uncommitted:
     """Where its record is in the journal."""
 
 
+OWED_AT_MOST = 64
+"""How many lazy events (reads') a store lets wait in the journal for one commit and one anchor write."""
+
 _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -102,6 +109,14 @@ class AuditStore:
         # flock orders appends between processes; this orders them between this process's threads (retention
         # runs in a worker thread), so that the anchor is always written in commit order.
         self._thread_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        """Held around a deferred journal sync (`sync_journal`), so that concurrent callers share one."""
+        self._journaled_seq = 0
+        """The last event this store journaled."""
+        self._synced_seq = 0
+        """The last event this store journaled that a sync has made durable since."""
+        self.failing = False
+        """Committing or anchoring what is owed failed, and has not worked since: a body refuses new calls."""
         self._head: tuple[int, str] | None = None
         """(seq, mac) of the chain's last event as this store last wrote or read it (journaled at least)."""
         self._journal_seen: bytes | None = None
@@ -192,14 +207,18 @@ class AuditStore:
         writes: Writes | None = None,
         finish_later: bool = False,
         happened: bool = False,
+        lazy: bool = False,
     ) -> Appended:
         """Append one event (and `writes`, in its transaction): durable in the journal, then committed and anchored.
 
-        Returns once the event is durable with the configured durability. With `finish_later` its commit and
-        anchor are owed until `finish()` (or the next append) does them, and the flock is held till then.
-        Whatever is owed is done first; if that fails, nothing is appended, unless what the event records has
-        `happened` already (a tool call that ran): then it is journaled all the same, and the failure raised.
-        An event whose own commit fails is taken back out of the journal, unless it `happened`.
+        Returns once the event is durable with the configured durability; with `finish_later`, once it is
+        journaled: `sync_journal(seq)` then makes it durable (calls share that sync), and its commit and anchor
+        are owed until `finish()` (or a later append) does them. The flock is let go on return, never held
+        until a reply is written. Whatever is owed is done first — unless this event is `lazy` (a read's:
+        its commit may wait, and what is owed with it, up to `OWED_AT_MOST` events) — and if that fails,
+        nothing is appended, unless what the event records has `happened` already (a tool call that ran):
+        then it is journaled all the same, and the failure raised. An event whose own commit fails is taken
+        back out of the journal, unless it `happened`.
         """
         with self._thread_lock:
             if self._closed:
@@ -209,17 +228,24 @@ class AuditStore:
             self._lock()
             try:
                 unpaid = False
-                if self._uncommitted or self._owed_anchor is not None:
+                if (self._uncommitted or self._owed_anchor is not None) and not (
+                    lazy and finish_later and len(self._uncommitted) < OWED_AT_MOST and not self.failing
+                ):
                     try:
-                        self._pay()  # never more than one event ahead
+                        self._pay()
                     except (OSError, sqlite3.Error):
+                        self.failing = True
                         if not happened:
                             raise
                         # A call that was already running when the trail broke: losing its event would be worse.
                         logger.exception("the audit trail could not commit or anchor what it owes")
                         unpaid = True
-                event = self._journal(draft, writes)
+                    else:
+                        self.failing = False
+                # (finish_later: synced by `sync_journal`, after the flock is let go, so that calls share a sync)
+                event = self._journal(draft, writes, sync=not finish_later or unpaid)
                 if finish_later and not unpaid:
+                    self._unlock()  # not held until the commit: another writer replays this record if it comes first
                     return event
                 try:
                     self._pay()
@@ -233,11 +259,26 @@ class AuditStore:
             self._unlock()
         return event
 
-    def finish(self) -> None:
-        """Commit and anchor what a `finish_later` append owes, and let other processes append again.
+    def sync_journal(self, seq: int) -> None:
+        """Make the journal durable through event `seq` (with power-loss durability; with crash durability the
+        write is enough): one `fdatasync` for every record journaled before it, this process's and any other's.
 
-        A failure is raised; what is owed stays owed (the event safe in the journal), retried by the next
-        append and by `finish()`.
+        Without the flock: a record another writer overwrote in the meantime was committed by it first, with
+        the same durability."""
+        if self._db.durability != "power_loss" or self._synced_seq >= seq:
+            return
+        with self._sync_lock:
+            if self._synced_seq >= seq:
+                return  # a sync that started after it was journaled covered it
+            through = self._journaled_seq
+            os.fdatasync(self._journal_fd)
+            self._synced_seq = max(self._synced_seq, through)
+
+    def finish(self) -> None:
+        """Commit and anchor what `finish_later` appends owe, in one transaction and one anchor write.
+
+        A failure is raised, and `failing` set until it works; what is owed stays owed (the events safe in the
+        journal), retried by the next append and by `finish()`.
         """
         with self._thread_lock:
             if self._closed or not (self._uncommitted or self._owed_anchor is not None):
@@ -245,8 +286,12 @@ class AuditStore:
             self._lock()
             try:
                 self._pay()
+            except BaseException:
+                self.failing = True
+                raise
             finally:
                 self._unlock()
+            self.failing = False
 
     def attester(self) -> Attester | None:
         """What attests this chain's events to a brain; None for a sealed store (its key is gone: a stand-in key's
@@ -274,7 +319,7 @@ class AuditStore:
                 self._unlock()
         return replayed
 
-    def _journal(self, draft: EventDraft, writes: Writes | None) -> Appended:
+    def _journal(self, draft: EventDraft, writes: Writes | None, *, sync: bool = True) -> Appended:
         """Chain `draft` onto the head and make it durable in the journal (flock held)."""
         if self.privacy is not None:
             draft = protect_draft(self.privacy, draft)
@@ -309,7 +354,7 @@ class AuditStore:
         at = self._journal_end
         try:
             _write_all(self._journal_fd, record, at)
-            if self._db.durability == "power_loss":
+            if sync and self._db.durability == "power_loss":
                 os.fdatasync(self._journal_fd)
         except BaseException:
             # Its caller is told it failed: it must never be replayed. (Should voiding fail as well, a record
@@ -323,6 +368,9 @@ class AuditStore:
             _Uncommitted(payload, (seq, draft.id, payload["ts"], draft.decision_id, body, mac), writes, at)
         )
         self._head = (seq, mac)
+        self._journaled_seq = seq
+        if sync:
+            self._synced_seq = seq
         return Appended(id=draft.id, seq=seq, mac=mac)
 
     def _take_back(self, seq: int) -> None:
