@@ -49,7 +49,9 @@ def main(root: str) -> None:
             largs = PathArgs.model_validate(params.arguments or {})
             path = ws.resolve(largs.path)
             with ws.open_dir(path.parts) as fd, os.scandir(os.dup(fd)) as it:
-                entries = [{"name": e.name, "type": "directory" if e.is_dir(follow_symlinks=False) else "file"} for e in it]
+                entries = [
+                    {"name": e.name, "type": "directory" if e.is_dir(follow_symlinks=False) else "file"} for e in it
+                ]
             data = {"action_id": "none", "path": path.rel, "entries": entries}
         else:
             rargs = ReadTextFileArgs.model_validate(params.arguments or {})

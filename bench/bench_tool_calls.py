@@ -39,7 +39,9 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 ROOT = Path(__file__).resolve().parent.parent
-NODE_SERVER = ROOT / "bench" / "node" / "node_modules" / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"
+NODE_SERVER = (
+    ROOT / "bench" / "node" / "node_modules" / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"
+)
 TOOLS = ("read_text_file", "write_file", "list_directory")
 SERVERS = ("body", "peer", "bare")
 
@@ -154,7 +156,9 @@ async def main(runs: int, calls: int, durability: str) -> int:
         print(f"    body/peer median   {_spread(got['body/peer'], '.2f')}x   (target ≤ 2.0x)")
         print(f"    body/peer p99      {_spread(got['body/peer p99'], '.2f')}x   (target ≤ 1.0x)")
         guard = "≤ +0.5 ms" if tool == "write_file" else "≤ 1.25x" if tool == "read_text_file" else "—"
-        print(f"    guard: body/bare   {_spread(got['body/bare'], '.2f')}x   body-bare {_spread(got['body-bare ms'], '+.3f')} ms   (target {guard})")
+        print(
+            f"    guard: body/bare   {_spread(got['body/bare'], '.2f')}x   body-bare {_spread(got['body-bare ms'], '+.3f')} ms   (target {guard})"
+        )
         print(f"    floor: bare/peer   {_spread(got['bare/peer'], '.2f')}x")
     return 0
 

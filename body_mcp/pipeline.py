@@ -219,10 +219,14 @@ class CallAuditor:
         # a mutating call's event is durable before its reply, a read's is journaled before it).
         lazy = not ctx.mutating and not effects.writes.statements
         writer = self._writer
+        later = self._after_reply.flushed and not cancelled
         try:
             if cancelled:
-                # (shielded: a second cancellation must not leave the call unrecorded; the thread finishes it)
-                event = await asyncio.shield(writer.append_now(draft, writes=effects.writes))
+                # Waited for here, blocking: a cancelled task cannot await (anyio cancels every await in its scope
+                # again), and the call must be recorded before the cancellation goes on. Rare; in the same order.
+                event = writer.append_blocking(draft, writes=effects.writes)
+            elif not later:  # (no transport that says when a reply is written: everything before returning)
+                event = await writer.append_now(draft, writes=effects.writes)
             else:
                 event = await writer.append(draft, writes=effects.writes, durable=not lazy, lazy=lazy)
         except BaseException:
@@ -232,12 +236,12 @@ class CallAuditor:
             raise
         if settle is not None:
             settle()
-        if self._after_reply.flushed and not cancelled:
+        if later:
             # The commit and the anchor follow the reply (a read's a little later, shared with the next ones).
             self._after_reply.defer(partial(writer.finish_soon, lazy=lazy))
             self._after_reply.soon()
-        elif not cancelled:
-            writer.finish_soon(lazy=lazy)
+        else:
+            writer.committed()
         return event
 
 

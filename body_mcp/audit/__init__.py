@@ -26,8 +26,8 @@ from ._event import Appended, EventDraft, new_action_id, redact_arguments
 from ._files import AuditFiles, held_exclusively, set_aside
 from ._retention import keep_retention
 from ._store import AuditStore
-from ._writer import AuditWriter
 from ._verify import VerifyReport
+from ._writer import AuditWriter
 
 __all__ = [
     "Appended",

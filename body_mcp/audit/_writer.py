@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from functools import partial
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar
 
 from .._db import Writes
@@ -61,6 +61,11 @@ class AuditWriter:
         """Append `draft` durable, committed and anchored (no reply to wait for)."""
         store = self._store
         return await self._run(lambda: store.append(draft, writes=writes, happened=happened))
+
+    def append_blocking(self, draft: EventDraft, *, writes: Writes | None) -> Appended:
+        """`append_now`, waited for without awaiting (a cancelled call's event), in the same order as the rest."""
+        store = self._store
+        return self._executor.submit(lambda: store.append(draft, writes=writes, happened=True)).result()
 
     def finish_soon(self, *, lazy: bool) -> None:
         """Ask for the commit and anchor owed: now (after a mutating call's reply), or a little later (a read's)."""
@@ -113,6 +118,10 @@ class AuditWriter:
         exc = future.exception()
         if exc is not None:  # (retried by the next call, which is refused until it works)
             logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
+        self._committed()
+
+    def committed(self) -> None:
+        """Tell of events committed by `append_now`."""
         self._committed()
 
     def _committed(self) -> None:
