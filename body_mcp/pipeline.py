@@ -228,7 +228,8 @@ class CallAuditor:
             elif not later:  # (no transport that says when a reply is written: everything before returning)
                 event = await writer.append_now(draft, writes=effects.writes)
             else:
-                event = await writer.append(draft, writes=effects.writes, durable=not lazy, lazy=lazy)
+                writes = effects.writes if effects.writes.statements else None
+                event = await writer.append(draft, writes=writes, durable=not lazy, lazy=lazy)
         except BaseException:
             if settle is not None:
                 settle()

@@ -259,6 +259,30 @@ class AuditStore:
             self._unlock()
         return event
 
+    def try_append_lazy(self, draft: EventDraft) -> Appended | None:
+        """Journal a `lazy` event (a read's: no statements, no sync) at once, if that needs no waiting: None when
+        another thread or process holds the locks, something must be paid or replayed first, or the trail is
+        failing or sealed (then `append` does it, from a worker thread). Cheap enough for an event loop: an
+        HMAC, a `pwrite` and two `pread`s."""
+        if not self._thread_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._closed or self.sealed or self.failing or len(self._uncommitted) >= OWED_AT_MOST:
+                return None
+            try:
+                fcntl.flock(self._anchor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            self._locked = True
+            try:
+                if not self._head_unchanged():  # (another writer appended: replaying is a write transaction)
+                    return None
+                return self._journal(draft, None, sync=False)
+            finally:
+                self._unlock()
+        finally:
+            self._thread_lock.release()
+
     def sync_journal(self, seq: int) -> None:
         """Make the journal durable through event `seq` (with power-loss durability; with crash durability the
         write is enough): one `fdatasync` for every record journaled before it, this process's and any other's.
@@ -402,17 +426,21 @@ class AuditStore:
     def _current_head(self) -> tuple[int, str]:
         """The chain's head (flock held): this store's own, unread, while the journal shows no other writer."""
         head = self._head
-        fd = self._journal_fd
-        if (
-            head is not None
-            and self._journal_seen is not None
-            and os.pread(fd, _journal.PREFIX_LEN, 0) == self._journal_seen
-            and os.pread(fd, len(_journal.END), self._journal_tail) in (_journal.END, b"")
-        ):
+        if head is not None and self._head_unchanged():
             return head
         self._recover(handoff=True)
         assert self._head is not None
         return self._head
+
+    def _head_unchanged(self) -> bool:
+        """No other writer has appended since this store last wrote or read the journal (flock held)."""
+        fd = self._journal_fd
+        return (
+            self._head is not None
+            and self._journal_seen is not None
+            and os.pread(fd, _journal.PREFIX_LEN, 0) == self._journal_seen
+            and os.pread(fd, len(_journal.END), self._journal_tail) in (_journal.END, b"")
+        )
 
     def _db_head(self, conn: sqlite3.Connection) -> tuple[int, str]:
         row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
