@@ -36,6 +36,8 @@ class AuditWriter:
         self._store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-audit")
         self._finishing: Future[None] | None = None
+        self._finishing_lazy = False
+        """`_finishing` is a batch of reads' commit (a timer's), not one a mutating call's reply asked for."""
         self._timer: asyncio.TimerHandle | None = None
         self._on_committed = on_committed
         """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
@@ -79,14 +81,15 @@ class AuditWriter:
             return
         if not lazy:
             self._cancel_timer()
-            self._submit_finish()
+            self._submit_finish(lazy=False)
         elif self._timer is None and self._loop is not None:
             self._timer = self._loop.call_later(LAZY_FINISH_S, self._lazy_due)
 
     async def settled(self) -> None:
-        """Wait for a finish already asked for (its failure shows in `AuditStore.failing`)."""
+        """Wait for a finish a mutating call's reply asked for (its failure shows in `AuditStore.failing`); not for
+        a batch of reads' (a call waiting for that would wait on a commit it does not need)."""
         finishing = self._finishing
-        if finishing is not None and not finishing.done():
+        if finishing is not None and not self._finishing_lazy and not finishing.done():
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(finishing)
 
@@ -104,18 +107,18 @@ class AuditWriter:
 
     def _lazy_due(self) -> None:
         self._timer = None
-        self._submit_finish()
+        self._submit_finish(lazy=True)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _submit_finish(self) -> None:
+    def _submit_finish(self, *, lazy: bool) -> None:
         if self._closed or not self._store.owed:
             return
         future = self._executor.submit(self._store.finish)
-        self._finishing = future
+        self._finishing, self._finishing_lazy = future, lazy
         loop = self._loop
         if loop is not None:
             future.add_done_callback(partial(_tell, loop, self._finished))
