@@ -26,7 +26,7 @@ from body_mcp._db import Writes
 from body_mcp.audit import EventDraft
 from body_mcp.audit._chain import HmacSha256
 from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
-from body_mcp.pipeline import CallContext, Next
+from body_mcp.pipeline import CallContext, CallOutcome, Next
 from body_mcp.tools._spec import ToolOutput
 
 from ..conftest import make_body
@@ -161,10 +161,14 @@ async def test_after_a_reply_the_event_is_journaled_and_committed_after_and_othe
         reopened.close()
 
 
-async def test_reads_share_one_commit_and_a_mutating_call_commits_them_with_its_own(body: Body) -> None:
+async def test_reads_share_one_commit_and_a_mutating_call_commits_them_with_its_own(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (No batch commit by the timer meanwhile, however slow the machine.)
+    monkeypatch.setattr("body_mcp.audit._writer.LAZY_FINISH_S", 60.0)
     body.replies.flushed = True
     (body.workspace.root / "r.txt").write_text("r")
-    reads = []
+    reads: list[str] = []
     for _ in range(3):
         out = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
         assert not out.is_error
@@ -179,6 +183,7 @@ async def test_reads_share_one_commit_and_a_mutating_call_commits_them_with_its_
     await _after_reply(body)
     assert _committed(body) == [*reads, write.action_id] and _anchor(body) == _head(body)
     # A read alone is committed soon all the same.
+    monkeypatch.undo()
     last = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
     await _after_reply(body)
     with anyio.fail_after(2):
@@ -200,7 +205,7 @@ async def test_concurrent_calls_share_a_journal_sync(body: Body, monkeypatch: py
 
     monkeypatch.setattr(os, "fdatasync", counting)
     body.replies.flushed = True
-    outs = []
+    outs: list[CallOutcome] = []
 
     async def one(n: int) -> None:
         outs.append(await body.call_tool("write_file", {"path": f"c{n % 2}.txt", "content": "x", "rationale": "r"}))
