@@ -79,11 +79,12 @@ class AuditWriter:
         """Ask for the commit and anchor owed: now (after a mutating call's reply), or a little later (a read's)."""
         if self._closed:
             return
-        if not lazy:
+        loop = self._loop
+        if not lazy or loop is None or loop.is_closed():  # (no loop left to time it: at once)
             self._cancel_timer()
-            self._submit_finish(lazy=False)
-        elif self._timer is None and self._loop is not None:
-            self._timer = self._loop.call_later(LAZY_FINISH_S, self._lazy_due)
+            self._submit_finish(lazy=lazy)
+        elif self._timer is None:
+            self._timer = loop.call_later(LAZY_FINISH_S, self._lazy_due)
 
     async def settled(self) -> None:
         """Wait for a finish a mutating call's reply asked for (its failure shows in `AuditStore.failing`); not for

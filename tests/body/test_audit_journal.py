@@ -9,6 +9,7 @@ the anchor's lock commits it. These tests cover the order, what other processes 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sqlite3
 import subprocess
@@ -707,3 +708,33 @@ async def test_an_append_after_the_last_events_were_deleted_keeps_the_anchor_as_
         assert not report.ok and report.anchor == "mismatch", report.summary()
     finally:
         other.close()
+
+
+async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(body: Body) -> None:
+    """Another process holds the anchor's flock: the calls wait for it in the writer's thread, while the event loop
+    goes on (it could read a kill event meanwhile); once it is let go they finish, reads and writes alike."""
+    body.replies.flushed = True
+    (body.workspace.root / "r.txt").write_text("r")
+    fd = os.open(body.paths.anchor, os.O_RDWR)
+    ticks = 0
+    outs: list[CallOutcome] = []
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another body's append would
+
+        async def call(name: str, args: dict[str, str]) -> None:
+            outs.append(await body.call_tool(name, args))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "read_text_file", {"path": "r.txt", "rationale": "r"})
+            tg.start_soon(call, "write_file", {"path": "w.txt", "content": "x", "rationale": "r"})
+            for _ in range(20):
+                await anyio.sleep(0.01)
+                ticks += 1
+            assert outs == []  # both still waiting for the lock, the loop running
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    assert ticks == 20 and len(outs) == 2 and not any(out.is_error for out in outs)
+    await _after_reply(body)
+    await body.audit_writer.finish()
+    assert body.audit.verify().ok and {o.action_id for o in outs} <= set(_committed(body))
