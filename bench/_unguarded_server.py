@@ -1,4 +1,4 @@
-"""The baseline for bench_guard.py: the same write/read tools over stdio with no guard at all.
+"""The baseline for bench_guard.py and bench_tool_calls.py: the same write/read/list tools over stdio, no guard at all.
 
 Arguments are validated and paths resolved (any file server does that much), then the file is
 written or read directly: no kill switch, policy, budgets, audit, anchor or undo record.
@@ -7,6 +7,7 @@ written or read directly: no kill switch, policy, budgets, audit, anchor or undo
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ from body_mcp import _fsops
 from body_mcp.confinement import Workspace
 from body_mcp.server import tool_definition
 from body_mcp.tools import ALL_TOOLS
-from shared_protocol import ReadTextFileArgs, WriteFileArgs
+from shared_protocol import PathArgs, ReadTextFileArgs, WriteFileArgs
 
 
 def main(root: str) -> None:
     ws = Workspace(Path(root))
-    specs = [s for s in ALL_TOOLS if s.name in ("write_file", "read_text_file")]
+    specs = [s for s in ALL_TOOLS if s.name in ("write_file", "read_text_file", "list_directory")]
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -44,6 +45,14 @@ def main(root: str) -> None:
                 "changes": [{"path": path.rel, "kind": "modified"}],
                 "diff": "",
             }
+        elif params.name == "list_directory":
+            largs = PathArgs.model_validate(params.arguments or {})
+            path = ws.resolve(largs.path)
+            with ws.open_dir(path.parts) as fd, os.scandir(os.dup(fd)) as it:
+                entries = [
+                    {"name": e.name, "type": "directory" if e.is_dir(follow_symlinks=False) else "file"} for e in it
+                ]
+            data = {"action_id": "none", "path": path.rel, "entries": entries}
         else:
             rargs = ReadTextFileArgs.model_validate(params.arguments or {})
             path = ws.resolve(rargs.path)

@@ -61,6 +61,8 @@ class ApprovalGate:
         self._clock = clock
         self._claims: dict[str, str] = {}
         """Decision each running action of this process claimed (by action id), until the action ends."""
+        self._noting: set[str] = set()
+        """Running actions of this process whose files are noted as theirs in `recent_changes` (`_count_in`)."""
 
     def _recent(self) -> set[str]:
         """The files changed within the window (by any process of this body identity)."""
@@ -106,6 +108,7 @@ class ApprovalGate:
                     "INSERT INTO recent_changes (path, at, action_id) VALUES (?, ?, ?) ON CONFLICT (path) DO NOTHING",
                     [(path, now, action_id) for path in sorted(mine - recent)],
                 )
+                self._noting.add(action_id)
         return everything
 
     def changed(self, writes: Writes, paths: Iterable[str], *, approved: bool) -> None:
@@ -133,7 +136,9 @@ class ApprovalGate:
         decision_id = self._claims.pop(action_id, None)
         if decision_id is not None and carried_out is False:
             writes.add("DELETE FROM decision_uses WHERE decision_id = ? AND action_id = ?", (decision_id, action_id))
-        if self._window_s > 0:
+        # (Only an action that noted files has rows to settle: a read's event then carries no statement.)
+        if self._window_s > 0 and action_id in self._noting:
+            self._noting.discard(action_id)
             if carried_out is False:  # (the files it was about to change: not changed after all)
                 writes.add("DELETE FROM recent_changes WHERE action_id = ?", (action_id,))
             else:  # (changed, or may have been: they count, from when they were checked)

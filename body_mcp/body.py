@@ -27,7 +27,7 @@ from shared_protocol.tools import BrainState
 
 from .admin import Admin, new_session, open_trail
 from .approval import ApprovalGate
-from .audit import Appended, EventDraft, keep_retention, new_action_id
+from .audit import Appended, AuditWriter, EventDraft, keep_retention, new_action_id
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
 from .compliance import Compliance, preset_hosts
@@ -226,8 +226,10 @@ class Body:
             agent=settings.agent_profile,
         )
         on_event = self.link.new_events.set if self.link is not None else None
+        self.audit_writer = AuditWriter(self.audit, on_committed=on_event)
+        """The tool calls' audit writes, off the event loop (in one worker thread, in order)."""
         self.pipeline = Pipeline(
-            [*outer_guards, *guards], CallAuditor(self.audit, self.limits, self.replies, on_event=on_event)
+            [*outer_guards, *guards], CallAuditor(self.audit, self.limits, self.replies, writer=self.audit_writer)
         )
 
     @property
@@ -260,6 +262,7 @@ class Body:
     def close(self) -> None:
         self.replies.run()
         self.scanner.close()
+        self.audit_writer.close()
         self.workspace.close()
         self.audit.close()
         self.limits.close()
@@ -380,11 +383,12 @@ class Body:
             )
             refusal = ToolRefused(message, code=RefusalCode.AUDIT_BROKEN, rule=Rule.AUDIT_INTEGRITY)
             return refused_outcome(refusal, action_id, audited=False)
-        if self.audit.owed:
+        await self.audit_writer.settled()  # (the commit an earlier reply asked for, if still under way)
+        if self.audit.failing:
             # Committing or anchoring an earlier call's event failed after its reply. Until it works, nothing
             # runs: the trail could not be kept whole, so this refusal cannot be audited either.
             try:
-                self.audit.finish()
+                await self.audit_writer.finish()
             except (OSError, sqlite3.Error) as exc:
                 why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
                 message = f"the audit trail cannot be written ({why}); nothing ran"

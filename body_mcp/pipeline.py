@@ -25,7 +25,7 @@ from shared_protocol.refusals import Rule
 
 from . import _json
 from ._factories import empty_dict
-from .audit import Appended, AuditStore, EventDraft, redact_arguments
+from .audit import Appended, AuditStore, AuditWriter, EventDraft, redact_arguments
 from .confinement import WorkspacePath
 from .exceptions import RefusedWithResult, ToolRefused
 from .limits import Limits, Reservation
@@ -108,7 +108,7 @@ class Guard(Protocol):
 
 
 class AfterReply:
-    """Work a call leaves for after its reply is written (its commit, anchor and budget settling).
+    """Work a call leaves for after its reply is written (asking the audit writer for its commit and anchor).
 
     A transport that says when each reply is flushed (stdio) sets `flushed` and calls `run()`
     after each write; the next call, closing, and a short timer make sure the work happens
@@ -153,7 +153,12 @@ class AfterReply:
 
 
 class CallAuditor:
-    """Writes a call's audit event with its undo records, then settles its budget."""
+    """Writes a call's audit event with its undo records, then settles its budget.
+
+    The store's writes run in the `AuditWriter`'s thread: the event loop never waits on the audit
+    lock, and concurrent calls share a journal sync. A mutating call's event is durable before its
+    reply; a read's is journaled before it and made durable with the next batch (`lazy`).
+    """
 
     def __init__(
         self,
@@ -161,15 +166,14 @@ class CallAuditor:
         limits: Limits,
         after_reply: AfterReply,
         *,
-        on_event: Callable[[], object] | None = None,
+        writer: AuditWriter,
     ) -> None:
         self._audit = audit
         self._limits = limits
         self._after_reply = after_reply
-        self._on_event = on_event
-        """Told when an event is in the database (a linked body ships it)."""
+        self._writer = writer
 
-    def record(
+    async def record(
         self, ctx: CallContext, *, outcome: Outcome, refusal: ToolRefused | None, failed: bool, cancelled: bool = False
     ) -> Appended:
         args = ctx.args
@@ -211,32 +215,34 @@ class CallAuditor:
             if reservation is None
             else partial(self._limits.settle, reservation, effects.impact, failed=failed, cancelled=cancelled)
         )
-        # With a transport that says when the reply is written, the commit, the anchor and the settling wait
-        # for it: the event is durable (journaled) before the reply, and the next call does all three first
-        # if they have not happened.
+        # A read that changed nothing: its event may wait for the next sync and commit (the design's durability:
+        # a mutating call's event is durable before its reply, a read's is journaled before it).
+        lazy = not ctx.mutating and not effects.writes.statements
+        writer = self._writer
         later = self._after_reply.flushed and not cancelled
-        on_event = self._on_event
         try:
-            event = self._audit.append(draft, writes=effects.writes, finish_later=later, happened=True)
+            if cancelled:
+                # Waited for here, blocking: a cancelled task cannot await (anyio cancels every await in its scope
+                # again), and the call must be recorded before the cancellation goes on. Rare; in the same order.
+                event = writer.append_blocking(draft, writes=effects.writes)
+            elif not later:  # (no transport that says when a reply is written: everything before returning)
+                event = await writer.append_now(draft, writes=effects.writes)
+            else:
+                writes = effects.writes if effects.writes.statements else None
+                event = await writer.append(draft, writes=writes, durable=not lazy, lazy=lazy)
         except BaseException:
             if settle is not None:
                 settle()
-            if on_event is not None:
-                on_event()  # (it may be committed: the anchor failed after)
+            writer.finish_soon(lazy=False)  # (it may be journaled: the sync or an owed commit failed)
             raise
-        if later:
-            after = self._after_reply
-            after.defer(self._audit.finish)
-            if settle is not None:
-                after.defer(settle)
-            if on_event is not None:
-                after.defer(on_event)  # (once it is in the database to ship)
-            after.soon()
-            return event
         if settle is not None:
             settle()
-        if on_event is not None:
-            on_event()
+        if later:
+            # The commit and the anchor follow the reply (a read's a little later, shared with the next ones).
+            self._after_reply.defer(partial(writer.finish_soon, lazy=lazy))
+            self._after_reply.soon()
+        else:
+            writer.committed()
         return event
 
 
@@ -283,7 +289,7 @@ class Pipeline:
                 "the call was cancelled before it finished", code=RefusalCode.CANCELLED, rule=Rule.CANCELLED
             )
             try:
-                auditor.record(ctx, outcome="failed", refusal=cancelled, failed=False, cancelled=True)
+                await auditor.record(ctx, outcome="failed", refusal=cancelled, failed=False, cancelled=True)
             except Exception:
                 logger.exception("could not record the cancelled call %s", ctx.action_id)  # the cancellation goes on
             raise
@@ -292,7 +298,7 @@ class Pipeline:
             outcome = "failed" if failed else "refused"
         else:
             outcome = "shadow" if ctx.mode == "shadow" else "ok"
-        event = auditor.record(ctx, outcome=outcome, refusal=refusal, failed=failed)
+        event = await auditor.record(ctx, outcome=outcome, refusal=refusal, failed=failed)
         if isinstance(refusal, RefusedWithResult):
             data = refusal.result.model_dump(mode="json")
             return CallOutcome(

@@ -16,6 +16,7 @@ What is where:
     _journal    the journal's record format: an event durable before its reply, committed after it
     _anchor     the anchor file's format, and when it agrees with the database
     _store      AuditStore: journal, then database, then anchor, under one flock; recovery; reading
+    _writer     AuditWriter: a serving body's appends, syncs and commits in one worker thread, in order
     _verify     VerifyReport: the whole chain recomputed and its head compared with the anchor
     _migrate    `swarm privacy migrate`: old events' personal data encrypted, their MACs and links kept
     _retention  pruning through a checkpoint, and keep_retention for a serving body
@@ -28,6 +29,7 @@ from ._migrate import MIGRATE_BATCH, Migration
 from ._retention import keep_retention
 from ._store import AuditStore
 from ._verify import MIGRATED, VerifyReport
+from ._writer import AuditWriter
 
 __all__ = [
     "MIGRATED",
@@ -36,6 +38,7 @@ __all__ = [
     "Attester",
     "AuditFiles",
     "AuditStore",
+    "AuditWriter",
     "EventDraft",
     "Migration",
     "VerifyReport",

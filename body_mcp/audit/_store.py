@@ -7,9 +7,13 @@ anchor file held from the journal write to the anchor write, so that the chain h
 the next store to take the flock after one died in between commits what the database lacks.
 
 A serving body commits and anchors a call's event after its reply (`append(finish_later=True)`,
-then `finish()`): the event is durable in the journal before the reply, and the store keeps the
-flock until it is committed and anchored, and does that before its next append, so the journal
-is never more than that one event ahead of the database.
+then `finish()`), from a worker thread (`AuditWriter`), never on its event loop. The flock is held
+around the journal write only: the record is synced after it is let go (`sync_journal`), so that
+concurrent calls, of this process or others, share one `fdatasync`; a mutating call's reply still
+waits for that sync. A writer that takes the flock while another's records are in the journal,
+uncommitted, commits them first (as after a crash), so the chain keeps one order. A read's event
+is `lazy`: journaled (not synced) before its reply, it is committed with the next batch — the next
+mutating call's, a timer's, or at `OWED_AT_MOST` events — so reads share one commit and anchor.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class _Uncommitted:
     """Where its record is in the journal."""
 
 
+OWED_AT_MOST = 64
+"""How many lazy events (reads') a store lets wait in the journal for one commit and one anchor write."""
+
 _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -104,6 +111,14 @@ class AuditStore:
         # flock orders appends between processes; this orders them between this process's threads (retention
         # runs in a worker thread), so that the anchor is always written in commit order.
         self._thread_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        """Held around a deferred journal sync (`sync_journal`), so that concurrent callers share one."""
+        self._journaled_seq = 0
+        """The last event this store journaled."""
+        self._synced_seq = 0
+        """The last event this store journaled that a sync has made durable since."""
+        self.failing = False
+        """Committing or anchoring what is owed failed, and has not worked since: a body refuses new calls."""
         self._head: tuple[int, str] | None = None
         """(seq, mac) of the chain's last event as this store last wrote or read it (journaled at least)."""
         self._journal_seen: bytes | None = None
@@ -194,14 +209,18 @@ class AuditStore:
         writes: Writes | None = None,
         finish_later: bool = False,
         happened: bool = False,
+        lazy: bool = False,
     ) -> Appended:
         """Append one event (and `writes`, in its transaction): durable in the journal, then committed and anchored.
 
-        Returns once the event is durable with the configured durability. With `finish_later` its commit and
-        anchor are owed until `finish()` (or the next append) does them, and the flock is held till then.
-        Whatever is owed is done first; if that fails, nothing is appended, unless what the event records has
-        `happened` already (a tool call that ran): then it is journaled all the same, and the failure raised.
-        An event whose own commit fails is taken back out of the journal, unless it `happened`.
+        Returns once the event is durable with the configured durability; with `finish_later`, once it is
+        journaled: `sync_journal(seq)` then makes it durable (calls share that sync), and its commit and anchor
+        are owed until `finish()` (or a later append) does them. The flock is let go on return, never held
+        until a reply is written. Whatever is owed is done first — unless this event is `lazy` (a read's:
+        its commit may wait, and what is owed with it, up to `OWED_AT_MOST` events) — and if that fails,
+        nothing is appended, unless what the event records has `happened` already (a tool call that ran):
+        then it is journaled all the same, and the failure raised. An event whose own commit fails is taken
+        back out of the journal, unless it `happened`.
         """
         with self._thread_lock:
             if self._closed:
@@ -211,17 +230,24 @@ class AuditStore:
             self._lock()
             try:
                 unpaid = False
-                if self._uncommitted or self._owed_anchor is not None:
+                if (self._uncommitted or self._owed_anchor is not None) and not (
+                    lazy and finish_later and len(self._uncommitted) < OWED_AT_MOST and not self.failing
+                ):
                     try:
-                        self._pay()  # never more than one event ahead
+                        self._pay()
                     except (OSError, sqlite3.Error):
+                        self.failing = True
                         if not happened:
                             raise
                         # A call that was already running when the trail broke: losing its event would be worse.
                         logger.exception("the audit trail could not commit or anchor what it owes")
                         unpaid = True
-                event = self._journal(draft, writes)
+                    else:
+                        self.failing = False
+                # (finish_later: synced by `sync_journal`, after the flock is let go, so that calls share a sync)
+                event = self._journal(draft, writes, sync=not finish_later or unpaid)
                 if finish_later and not unpaid:
+                    self._unlock()  # not held until the commit: another writer replays this record if it comes first
                     return event
                 try:
                     self._pay()
@@ -235,11 +261,50 @@ class AuditStore:
             self._unlock()
         return event
 
-    def finish(self) -> None:
-        """Commit and anchor what a `finish_later` append owes, and let other processes append again.
+    def try_append_lazy(self, draft: EventDraft) -> Appended | None:
+        """Journal a `lazy` event (a read's: no statements, no sync) at once, if that needs no waiting: None when
+        another thread or process holds the locks, something must be paid or replayed first, or the trail is
+        failing or sealed (then `append` does it, from a worker thread). Cheap enough for an event loop: an
+        HMAC, a `pwrite` and two `pread`s."""
+        if not self._thread_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._closed or self.sealed or self.failing or len(self._uncommitted) >= OWED_AT_MOST:
+                return None
+            try:
+                fcntl.flock(self._anchor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            self._locked = True
+            try:
+                if not self._head_unchanged():  # (another writer appended: replaying is a write transaction)
+                    return None
+                return self._journal(draft, None, sync=False)
+            finally:
+                self._unlock()
+        finally:
+            self._thread_lock.release()
 
-        A failure is raised; what is owed stays owed (the event safe in the journal), retried by the next
-        append and by `finish()`.
+    def sync_journal(self, seq: int) -> None:
+        """Make the journal durable through event `seq` (with power-loss durability; with crash durability the
+        write is enough): one `fdatasync` for every record journaled before it, this process's and any other's.
+
+        Without the flock: a record another writer overwrote in the meantime was committed by it first, with
+        the same durability."""
+        if self._db.durability != "power_loss" or self._synced_seq >= seq:
+            return
+        with self._sync_lock:
+            if self._synced_seq >= seq:
+                return  # a sync that started after it was journaled covered it
+            through = self._journaled_seq
+            os.fdatasync(self._journal_fd)
+            self._synced_seq = max(self._synced_seq, through)
+
+    def finish(self) -> None:
+        """Commit and anchor what `finish_later` appends owe, in one transaction and one anchor write.
+
+        A failure is raised, and `failing` set until it works; what is owed stays owed (the events safe in the
+        journal), retried by the next append and by `finish()`.
         """
         with self._thread_lock:
             if self._closed or not (self._uncommitted or self._owed_anchor is not None):
@@ -247,8 +312,12 @@ class AuditStore:
             self._lock()
             try:
                 self._pay()
+            except BaseException:
+                self.failing = True
+                raise
             finally:
                 self._unlock()
+            self.failing = False
 
     def attester(self) -> Attester | None:
         """What attests this chain's events to a brain; None for a sealed store (its key is gone: a stand-in key's
@@ -276,7 +345,7 @@ class AuditStore:
                 self._unlock()
         return replayed
 
-    def _journal(self, draft: EventDraft, writes: Writes | None) -> Appended:
+    def _journal(self, draft: EventDraft, writes: Writes | None, *, sync: bool = True) -> Appended:
         """Chain `draft` onto the head and make it durable in the journal (flock held)."""
         if self.privacy is not None:
             draft = protect_draft(self.privacy, draft)
@@ -311,7 +380,7 @@ class AuditStore:
         at = self._journal_end
         try:
             _write_all(self._journal_fd, record, at)
-            if self._db.durability == "power_loss":
+            if sync and self._db.durability == "power_loss":
                 os.fdatasync(self._journal_fd)
         except BaseException:
             # Its caller is told it failed: it must never be replayed. (Should voiding fail as well, a record
@@ -325,6 +394,9 @@ class AuditStore:
             _Uncommitted(payload, (seq, draft.id, payload["ts"], draft.decision_id, body, mac), writes, at)
         )
         self._head = (seq, mac)
+        self._journaled_seq = seq
+        if sync:
+            self._synced_seq = seq
         return Appended(id=draft.id, seq=seq, mac=mac)
 
     def _take_back(self, seq: int) -> None:
@@ -356,23 +428,27 @@ class AuditStore:
     def _current_head(self) -> tuple[int, str]:
         """The chain's head (flock held): this store's own, unread, while the journal shows no other writer."""
         head = self._head
+        if head is not None and self._head_unchanged():
+            return head
+        self._recover(handoff=True)
+        assert self._head is not None
+        return self._head
+
+    def _head_unchanged(self) -> bool:
+        """No other writer has appended since this store last wrote or read the journal (flock held)."""
         fd = self._journal_fd
-        if (
-            head is not None
+        return (
+            self._head is not None
             and self._journal_seen is not None
             and os.pread(fd, _journal.PREFIX_LEN, 0) == self._journal_seen
             and os.pread(fd, len(_journal.END), self._journal_tail) in (_journal.END, b"")
-        ):
-            return head
-        self._recover()
-        assert self._head is not None
-        return self._head
+        )
 
     def _db_head(self, conn: sqlite3.Connection) -> tuple[int, str]:
         row = conn.execute("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
         return (0, self._chain.genesis()) if row is None else (int(row[0]), str(row[1]))
 
-    def _recover(self) -> int:
+    def _recover(self, *, handoff: bool = False) -> int:
         """Read the head from the database, first committing the journal records it lacks (flock held).
 
         A record is replayed only where it continues the database's chain and is past the anchor: a record the
@@ -402,7 +478,9 @@ class AuditStore:
                 head = (record.seq, record.mac)
                 replayed += 1
         if replayed:
-            logger.warning("replayed %d audit event(s) a body journaled and did not commit", replayed)
+            # (A handoff: another writer's records, journaled before it let go of the flock, are committed first.)
+            log = logger.debug if handoff else logger.warning
+            log("replayed %d audit event(s) a body journaled and did not commit", replayed)
             if agrees:
                 self._owed_anchor = head
         self._uncommitted.clear()

@@ -9,6 +9,7 @@ the anchor's lock commits it. These tests cover the order, what other processes 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sqlite3
 import subprocess
@@ -26,7 +27,7 @@ from body_mcp._db import Writes
 from body_mcp.audit import EventDraft
 from body_mcp.audit._chain import HmacSha256
 from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
-from body_mcp.pipeline import CallContext, Next
+from body_mcp.pipeline import CallContext, CallOutcome, Next
 from body_mcp.tools._spec import ToolOutput
 
 from ..conftest import make_body
@@ -42,6 +43,13 @@ def _anchor(body: Body) -> str:
 def _head(body: Body) -> str:
     head = body.audit.tail(1)[0]
     return f"{head.seq:020d} {head.mac}"
+
+
+async def _after_reply(body: Body) -> None:
+    """What the transport does once a reply is written, and the commit it asks the audit writer for, done."""
+    body.replies.run()
+    await body.audit_writer.settled()
+    await anyio.sleep(0)  # (the writer tells the loop what it finished)
 
 
 def _committed(body: Body) -> list[str]:
@@ -108,7 +116,7 @@ def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_n
 # -- order and what others see -------------------------------------------------------------
 
 
-async def test_after_a_reply_the_event_is_journaled_and_committed_after_while_other_writers_wait(
+async def test_after_a_reply_the_event_is_journaled_and_committed_after_and_other_writers_do_not_wait(
     workspace: Path, home: Path
 ) -> None:
     body = make_body(workspace, home)
@@ -120,23 +128,26 @@ async def test_after_a_reply_the_event_is_journaled_and_committed_after_while_ot
         assert _committed(body) == [] and body.audit.owed
         assert first.action_id.encode() in body.paths.journal.read_bytes()
 
+        # The flock is not held until the reply is written: another writer goes on at once, committing the
+        # journaled event first, so the chain keeps one order.
         done = threading.Event()
 
         def append_elsewhere() -> None:
-            other.record_human(action="note", rationale="waits for the owed commit")
+            other.record_human(action="note", rationale="does not wait for the reply")
             done.set()
 
         thread = threading.Thread(target=append_elsewhere)
         thread.start()
-        assert not done.wait(0.3)  # the flock is held until the event is committed and anchored
-        body.replies.run()  # what the transport does once the reply is written
         assert done.wait(5)
         thread.join()
         assert _committed(body)[0] == first.action_id and len(_committed(body)) == 2
+        await _after_reply(body)  # what the transport does once the reply is written: nothing is left to commit
+        await body.audit_writer.settled()
+        assert not body.audit.owed and len(_committed(body)) == 2
         report = body.audit.verify()
         assert report.ok and report.anchor == "match", report.summary()
 
-        # A call pays what it owes before journaling its own event: never more than one event uncommitted.
+        # A mutating call pays what it owes before journaling its own event: one mutating event uncommitted.
         for n in range(3):
             out = await body.call_tool("write_file", {"path": f"b{n}.txt", "content": "x", "rationale": "r"})
             assert out.action_id not in _committed(body) and len(_committed(body)) == 2 + n
@@ -151,12 +162,72 @@ async def test_after_a_reply_the_event_is_journaled_and_committed_after_while_ot
         reopened.close()
 
 
+async def test_reads_share_one_commit_and_a_mutating_call_commits_them_with_its_own(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (No batch commit by the timer meanwhile, however slow the machine.)
+    monkeypatch.setattr("body_mcp.audit._writer.LAZY_FINISH_S", 60.0)
+    body.replies.flushed = True
+    (body.workspace.root / "r.txt").write_text("r")
+    reads: list[str] = []
+    for _ in range(3):
+        out = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
+        assert not out.is_error
+        await _after_reply(body)  # the reply is written: a read's commit waits a little, for others to share it
+        reads.append(out.action_id)
+    assert not any(action in _committed(body) for action in reads) and body.audit.owed
+    journal = body.paths.journal.read_bytes()
+    assert all(action.encode() in journal for action in reads)  # journaled before each reply
+    write = await body.call_tool("write_file", {"path": "w.txt", "content": "x", "rationale": "r"})
+    assert _committed(body) == reads  # paid before the mutating call's own event
+    assert write.action_id.encode() in body.paths.journal.read_bytes()
+    await _after_reply(body)
+    assert _committed(body) == [*reads, write.action_id] and _anchor(body) == _head(body)
+    # A read alone is committed soon all the same.
+    monkeypatch.undo()
+    last = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
+    await _after_reply(body)
+    with anyio.fail_after(2):
+        while last.action_id not in _committed(body) or _anchor(body) != _head(body):
+            await anyio.sleep(0.005)
+    assert body.audit.verify().ok
+
+
+async def test_concurrent_calls_share_a_journal_sync(body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+    if body.db.durability != "power_loss":
+        pytest.skip("crash durability syncs nothing")
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        if fd == body.audit._journal_fd:  # pyright: ignore[reportPrivateUsage]
+            synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    body.replies.flushed = True
+    outs: list[CallOutcome] = []
+
+    async def one(n: int) -> None:
+        outs.append(await body.call_tool("write_file", {"path": f"c{n % 2}.txt", "content": "x", "rationale": "r"}))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(8):
+            tg.start_soon(one, n)
+    assert len(outs) == 8 and not any(out.is_error for out in outs)
+    assert 1 <= len(synced) < 8  # each reply after its event's sync; fewer syncs than calls
+    await _after_reply(body)
+    await body.audit_writer.finish()
+    assert body.audit.verify().ok and len(_committed(body)) == 8
+
+
 async def test_an_owed_commit_happens_soon_even_when_no_reply_is_written(body: Body) -> None:
     body.replies.flushed = True
     out = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
     with anyio.fail_after(2):
         while out.action_id not in _committed(body) or _anchor(body) != _head(body):
             await anyio.sleep(0.005)
+    await body.audit_writer.settled()  # (the anchor is written before its sync returns)
     assert not body.audit.owed
 
 
@@ -302,8 +373,8 @@ async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_cal
     ok_ = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
     assert not ok_.is_error
     _break_anchor(body, monkeypatch)
-    body.replies.run()
-    assert "work left for after a reply failed" in caplog.text
+    await _after_reply(body)
+    assert "could not commit or anchor what it owes" in caplog.text
     assert body.audit.owed and _committed(body) == [ok_.action_id]  # committed; its anchor is owed
     written = _head(body)
 
@@ -323,7 +394,7 @@ async def test_an_anchor_that_cannot_be_written_after_a_reply_stops_the_next_cal
     monkeypatch.undo()
     again = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
     assert not again.is_error
-    body.replies.run()
+    await _after_reply(body)
     assert _anchor(body) == _head(body) != written
     report = body.audit.verify()
     assert report.ok and report.anchor == "match", report.summary()
@@ -335,7 +406,7 @@ async def test_a_commit_that_fails_after_a_reply_keeps_the_event_in_the_journal_
     body.replies.flushed = True
     replied = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
     _break_commits(body, monkeypatch)
-    body.replies.run()
+    await _after_reply(body)
     assert body.audit.owed and _committed(body) == []
 
     refused = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
@@ -351,7 +422,7 @@ async def test_a_commit_that_fails_after_a_reply_keeps_the_event_in_the_journal_
         other.close()
     monkeypatch.undo()
     again = await body.call_tool("write_file", {"path": "b.txt", "content": "2", "rationale": "r"})
-    body.replies.run()
+    await _after_reply(body)
     assert _committed(body) == [replied.action_id, _committed(body)[1], again.action_id]  # each once, in order
     report = body.audit.verify()
     assert report.ok and report.anchor == "match", report.summary()
@@ -375,7 +446,7 @@ async def test_a_failed_anchor_sync_is_written_and_synced_again_not_taken_from_t
             real(fd)
 
         monkeypatch.setattr(os, "fdatasync", fdatasync)
-        body.replies.run()  # the commit worked; the anchor's pwrite worked, its sync did not
+        await _after_reply(body)  # the commit worked; the anchor's pwrite worked, its sync did not
         assert calls == ["failed"] and _anchor(body) == _head(body)  # (the record is in the page cache)
         assert body.audit.owed
         body.audit.finish()
@@ -443,7 +514,7 @@ async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_an
             await hold.holding.wait()  # B is past the start of its call
             await body.call_tool("write_file", {"path": "a.txt", "content": "a", "rationale": "replied"})
             breaks(body, monkeypatch)
-            body.replies.run()  # A's commit or anchor fails after its reply
+            await _after_reply(body)  # A's commit or anchor fails after its reply
             hold.go.set()
         assert (workspace / "b.txt").read_text() == "b"
         assert failure and error in str(failure[0])  # loud, to B's caller
@@ -451,7 +522,7 @@ async def test_a_call_already_running_when_the_trail_fails_is_still_journaled_an
         monkeypatch.undo()
         again = await body.call_tool("write_file", {"path": "c.txt", "content": "c", "rationale": "r"})
         assert not again.is_error
-        body.replies.run()
+        await _after_reply(body)
         recorded = [e for e in body.audit.tail(10) if e.tool == "write_file"]
         assert [e.files for e in recorded] == [["a.txt"], ["b.txt"], ["c.txt"]]  # B's change is in the trail
         report = body.audit.verify()
@@ -467,7 +538,7 @@ async def test_while_what_is_owed_fails_only_calls_that_already_ran_are_appended
     for name in ("a.txt", "b.txt"):  # (two events: retention always keeps the newest)
         await body.call_tool("write_file", {"path": name, "content": "1", "rationale": "r"})
     _break_anchor(body, monkeypatch)
-    body.replies.run()
+    await _after_reply(body)
     before = [e.seq for e in body.audit.tail(100)]
     journal = body.paths.journal.read_bytes()
     with pytest.raises(OSError, match="Input/output error"):
@@ -637,3 +708,33 @@ async def test_an_append_after_the_last_events_were_deleted_keeps_the_anchor_as_
         assert not report.ok and report.anchor == "mismatch", report.summary()
     finally:
         other.close()
+
+
+async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(body: Body) -> None:
+    """Another process holds the anchor's flock: the calls wait for it in the writer's thread, while the event loop
+    goes on (it could read a kill event meanwhile); once it is let go they finish, reads and writes alike."""
+    body.replies.flushed = True
+    (body.workspace.root / "r.txt").write_text("r")
+    fd = os.open(body.paths.anchor, os.O_RDWR)
+    ticks = 0
+    outs: list[CallOutcome] = []
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another body's append would
+
+        async def call(name: str, args: dict[str, str]) -> None:
+            outs.append(await body.call_tool(name, args))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "read_text_file", {"path": "r.txt", "rationale": "r"})
+            tg.start_soon(call, "write_file", {"path": "w.txt", "content": "x", "rationale": "r"})
+            for _ in range(20):
+                await anyio.sleep(0.01)
+                ticks += 1
+            assert outs == []  # both still waiting for the lock, the loop running
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    assert ticks == 20 and len(outs) == 2 and not any(out.is_error for out in outs)
+    await _after_reply(body)
+    await body.audit_writer.finish()
+    assert body.audit.verify().ok and {o.action_id for o in outs} <= set(_committed(body))

@@ -1,0 +1,151 @@
+"""AuditWriter: a serving body's audit writes, in one worker thread, so the event loop never waits on the flock.
+
+Every write the store does for a tool call (the append, its journal sync, the commit and anchor
+owed after the reply) runs in the writer's one thread, in the order asked. That order is what
+shares a sync between concurrent calls: two appends queued before the first one's sync are both
+made durable by it (`AuditStore.sync_journal`), and the second sync costs nothing.
+
+The commit and anchor owed after a reply are asked for at once after a mutating call's reply
+(`finish_soon()`), or `LAZY_FINISH_S` after a read's (its event is `lazy`: reads share one commit);
+a caller that must know whether they worked awaits `settled()` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
+
+from .._db import Writes
+from ._event import Appended, EventDraft
+from ._store import AuditStore
+
+logger = logging.getLogger("body_mcp.audit")
+_T = TypeVar("_T")
+
+LAZY_FINISH_S = 0.05
+"""How long a read's commit may wait for others to share it (a mutating call's, or more reads')."""
+
+
+class AuditWriter:
+    def __init__(self, store: AuditStore, *, on_committed: Callable[[], object] | None = None) -> None:
+        self._store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-audit")
+        self._finishing: Future[None] | None = None
+        self._finishing_lazy = False
+        """`_finishing` is a batch of reads' commit (a timer's), not one a mutating call's reply asked for."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_committed = on_committed
+        """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    async def append(
+        self, draft: EventDraft, *, writes: Writes | None, durable: bool, lazy: bool, happened: bool = True
+    ) -> Appended:
+        """Journal `draft` (its commit and anchor owed), then, if `durable`, sync it: returns once the event is
+        durable with the configured durability (`durable`), or journaled (a read's, when not)."""
+        self._loop = asyncio.get_running_loop()
+        store = self._store
+        if lazy and not durable and writes is None:
+            # A read's event, when the locks are free and nothing is owed that must be paid first: journaled
+            # here, without the round trip to the thread (never waiting: else the thread does it).
+            journaled = store.try_append_lazy(draft)
+            if journaled is not None:
+                return journaled
+        event = await self._run(
+            lambda: store.append(draft, writes=writes, finish_later=True, happened=happened, lazy=lazy)
+        )
+        if durable:
+            seq = event.seq
+            await self._run(lambda: store.sync_journal(seq))
+        return event
+
+    async def append_now(self, draft: EventDraft, *, writes: Writes | None, happened: bool = True) -> Appended:
+        """Append `draft` durable, committed and anchored (no reply to wait for)."""
+        store = self._store
+        return await self._run(lambda: store.append(draft, writes=writes, happened=happened))
+
+    def append_blocking(self, draft: EventDraft, *, writes: Writes | None) -> Appended:
+        """`append_now`, waited for without awaiting (a cancelled call's event), in the same order as the rest."""
+        store = self._store
+        return self._executor.submit(lambda: store.append(draft, writes=writes, happened=True)).result()
+
+    def finish_soon(self, *, lazy: bool) -> None:
+        """Ask for the commit and anchor owed: now (after a mutating call's reply), or a little later (a read's)."""
+        if self._closed:
+            return
+        loop = self._loop
+        if not lazy or loop is None or loop.is_closed():  # (no loop left to time it: at once)
+            self._cancel_timer()
+            self._submit_finish(lazy=lazy)
+        elif self._timer is None:
+            self._timer = loop.call_later(LAZY_FINISH_S, self._lazy_due)
+
+    async def settled(self) -> None:
+        """Wait for a finish a mutating call's reply asked for (its failure shows in `AuditStore.failing`); not for
+        a batch of reads' (a call waiting for that would wait on a commit it does not need)."""
+        finishing = self._finishing
+        if finishing is not None and not self._finishing_lazy and not finishing.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(finishing)
+
+    async def finish(self) -> None:
+        """Commit and anchor what is owed, now; a failure is raised."""
+        self._cancel_timer()
+        await self._run(self._store.finish)
+        self._committed()
+
+    def close(self) -> None:
+        """Finish the queued work (the store's `close` commits what is still owed)."""
+        self._closed = True
+        self._cancel_timer()
+        self._executor.shutdown(wait=True)
+
+    def _lazy_due(self) -> None:
+        self._timer = None
+        self._submit_finish(lazy=True)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _submit_finish(self, *, lazy: bool) -> None:
+        if self._closed or not self._store.owed:
+            return
+        future = self._executor.submit(self._store.finish)
+        self._finishing, self._finishing_lazy = future, lazy
+        loop = self._loop
+        if loop is not None:
+            future.add_done_callback(partial(_tell, loop, self._finished))
+
+    def _finished(self, future: Future[None]) -> None:
+        exc = future.exception()
+        if exc is not None:  # (retried by the next call, which is refused until it works)
+            logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
+        self._committed()
+
+    def committed(self) -> None:
+        """Tell of events committed by `append_now`."""
+        self._committed()
+
+    def _committed(self) -> None:
+        if self._on_committed is not None:
+            try:
+                self._on_committed()
+            except Exception:
+                logger.exception("telling of committed audit events failed")
+
+    async def _run(self, work: Callable[[], _T]) -> _T:
+        # Cancelled while waiting, the work still goes on in the thread (an append is never half done).
+        return await asyncio.wrap_future(self._executor.submit(work))
+
+
+def _tell(loop: asyncio.AbstractEventLoop, finished: Callable[[Future[None]], None], future: Future[None]) -> None:
+    with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped tells no one)
+        loop.call_soon_threadsafe(finished, future)
