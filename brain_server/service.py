@@ -939,6 +939,9 @@ class Brain:
             task_id=request.task_id,
             by=by.name,
             buckets=buckets,
+            # The live version (whose share starts above 0) also takes a task the candidate's share left waiting
+            # longer than a lease: the canary share is a preference, never a queue that only the candidate drains.
+            waited_before=now - timedelta(seconds=self.settings.lease_s) if buckets and buckets[0] > 0 else None,
         )
 
         def log(task: Task) -> LogEntry:

@@ -150,7 +150,10 @@ class ClaimGrant:
     by: str = ""
     """Who claims, for the task's history (a token's label or id)."""
     buckets: tuple[int, int] | None = None
-    """Only a task whose canary bucket (`canary.bucket`) is in [low, high): a rollout's share of live tasks."""
+    """Only a task whose canary bucket (`canary.bucket`) is in [low, high): a rollout's share of live tasks..."""
+    waited_before: datetime | None = None
+    """...or, with buckets, any task created before this: the other version's share is a preference, not a lock
+    (a task it leaves waiting this long is taken by this claim)."""
     audit_seq: int = 0
     """The claiming body's audit chain head the brain held when the claim was granted (set by the engine, in the
     claim's transaction): a verification's re-run must come after it."""

@@ -167,7 +167,10 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         if grant.task_id is not None:
             where.append("id = ?")
             params.append(grant.task_id)
-        if grant.buckets is not None:
+        if grant.buckets is not None and grant.waited_before is not None:
+            where.append("((swarm_bucket(id) >= ? AND swarm_bucket(id) < ?) OR created_at < ?)")
+            params += [*grant.buckets, iso(grant.waited_before)]
+        elif grant.buckets is not None:
             where.append("swarm_bucket(id) >= ? AND swarm_bucket(id) < ?")
             params += list(grant.buckets)
         if grant.mode == "shadow":

@@ -118,7 +118,8 @@ def claimable(task: Task, grant: ClaimGrant) -> bool:
     """Whether `grant` may take `task`: queued, and for a shadow claim not shadowed by this agent and version."""
     if task.state != "queued":
         return False
-    if grant.buckets is not None and not grant.buckets[0] <= bucket(task.id) < grant.buckets[1]:
+    outside = grant.buckets is not None and not grant.buckets[0] <= bucket(task.id) < grant.buckets[1]
+    if outside and (grant.waited_before is None or task.created_at >= grant.waited_before):
         return False
     if grant.mode != "shadow":
         return True

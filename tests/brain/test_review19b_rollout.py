@@ -310,23 +310,16 @@ async def test_neither_version_takes_the_others_bucket_by_naming_a_task_and_no_o
     refused(chosen, 422, "invalid_request")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): a live task in the candidate's canary buckets waits for the candidate alone, however long: "
-    "the live version's claims never see it. The brain promotes a candidate to its first canary step by itself, "
-    "but its runner works live only once restarted with --live (README: the runner does not switch by itself), so "
-    "until someone does, 1% (then more, if a captain promotes) of the tasks queue forever, the most valuable "
-    "first; a candidate's runner that stops, or skips tasks by naming the ones it wants (`task_id`), starves them "
-    "the same way. Reproduce: V2 promoted to canary 10%; a task of bucket < 10 is queued; V1 claims it an hour later: "
-    "nothing. Fix: in `Rollouts.route`, give the live version the candidate's buckets for tasks queued longer "
-    "than a bound (e.g. lease_s, as a claim filter on the task's queued-since time), so the share is a preference, "
-    "not a lock; the candidate still needs its own min_tasks_per_step.",
-)
 async def test_a_task_in_the_candidates_buckets_is_not_left_queued_forever(api: BrainClient, clock: Clock) -> None:
+    """Was a hole (medium): a live task in the candidate's canary buckets waited for the candidate alone, however
+    long (a candidate's runner that stops, or names the tasks it wants, starved them). Fixed: the live version's
+    claim also takes a task of the candidate's share created more than a lease ago (`ClaimGrant.waited_before`);
+    a fresh one stays the candidate's."""
     v1, v2 = await live_with_history(api, clock, tasks=3)
     await through_shadow(api, clock, v2)
     assert (await status(api))["percent"] == 10
     waiting = await queue_in(api, 0, 10)
+    assert ok(await v1.claim("live", waiting))["task"] is None, "a fresh task of the candidate's share is its own"
     clock.advance(3600)
     claimed = ok(await v1.claim("live", waiting))
     assert claimed["task"] is not None, claimed
