@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -44,22 +43,12 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
+from bench_kill_fanout import _free_port, _pct  # pyright: ignore[reportPrivateUsage]
 
 from brain_server import SqliteStateEngine, issue_token
 from shared_protocol import AuditEvent
 
 CLAIM_P99_TARGET_MS = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _event(body_id: str, seq: int, prev_mac: str) -> AuditEvent:
