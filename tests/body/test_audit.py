@@ -470,8 +470,12 @@ def test_over_stdio_a_write_whose_path_is_not_valid_unicode_is_refused_audited_a
     assert isinstance(result, dict) and result["isError"] is True
     assert result["structuredContent"]["code"] == "invalid_arguments"
     assert sorted(p.name for p in workspace.rglob("*")) == before  # nothing written, under any name
-    verify = _verify_cli(workspace, home)
-    assert verify.returncode == 0 and "OK: 1 events" in verify.stdout, verify.stderr
+    verify = _verify_cli(workspace, home)  # (it also commits what the killed body journaled)
+    assert verify.returncode == 0 and "audit chain OK" in verify.stdout, verify.stderr
+    [db] = home.rglob("state.db")
+    events = [json.loads(row[0]) for row in sqlite3.connect(db).execute("SELECT body FROM audit_events")]
+    calls = [e for e in events if e["kind"] == "tool_call"]  # (the body's start snapshot may be there too)
+    assert [(e["tool"], e["code"]) for e in calls] == [("write_file", "invalid_arguments")], events
 
 
 def test_statements_holding_a_name_utf8_cannot_encode_never_stop_the_event_being_written(body: Body) -> None:
