@@ -229,6 +229,12 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         return after.task
 
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
+        # (every claim, outcome and renewal asks first: a read on the reader connection, so that nothing expired,
+        # the usual answer, costs no write transaction)
+        if not await self._rows(
+            "SELECT 1 FROM tasks WHERE state = 'claimed' AND lease_expires <= ? LIMIT 1", (iso(now),)
+        ):
+            return []
         async with self._write() as conn:
             expired = await conn.execute_fetchall(
                 "SELECT id FROM tasks WHERE state = 'claimed' AND lease_expires <= ? ORDER BY seq", (iso(now),)
