@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from bench_shared_workspace import _params as body_params  # pyright: ignore[reportPrivateUsage]
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -66,17 +67,7 @@ def _params(name: str, workspace: Path, home: Path, durability: str) -> StdioSer
             args=[str(ROOT / "bench" / "_unguarded_server.py"), str(workspace)],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-    config = home / "bench.toml"
-    config.write_text(
-        "[limits]\ncalls_per_minute = 1000000\nfile_mods_per_hour = 1000000\n"
-        f'[policy]\napproval_min_files = 1000000\n[audit]\ndurability = "{durability}"\n'
-    )
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "swarm_cli", "body", "--workspace", str(workspace), "--config", str(config)],
-        env={**os.environ, "SWARM_HOME": str(home)},
-        cwd=str(ROOT),
-    )
+    return body_params(workspace, home, durability)
 
 
 def _args(server: str, workspace: Path, tool: str, n: int) -> dict[str, Any]:
