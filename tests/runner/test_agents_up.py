@@ -87,8 +87,12 @@ async def test_agents_up_runs_reviewers_and_the_captain_agent_too_and_restarts_t
             async with up:
                 try:
                     pids = {name: await started(s, name) for name in ("worker-1", "rev-a", "cap-1")}
+                    # The three announce themselves in any order: wait for all of them, not the first two.
                     with anyio.fail_after(60):
-                        while s.log("up").read_text().count("reviews decisions") < 2:
+                        while (
+                            s.log("up").read_text().count("reviews decisions") < 2
+                            or "live) works for" not in s.log("up").read_text()
+                        ):
                             await anyio.sleep(0.2)
                     text = s.log("up").read_text()
                     assert "worker-1 (" in text and "live) works for" in text, text
