@@ -43,6 +43,7 @@ from .audit import (
     MIGRATED,
     Appended,
     AuditStore,
+    AuditWriter,
     EventDraft,
     Migration,
     VerifyReport,
@@ -134,7 +135,11 @@ class Admin:
         by: str,
         config_file: Path | None = None,
         owned: Sequence[StateDB | AuditStore | Workspace] = (),
+        writer: AuditWriter | None = None,
     ) -> None:
+        """`writer`: a serving body's, through which its admin events are appended (in order with its calls'
+        events, never on its event loop); without one (the CLI, a hook), on the caller's thread."""
+        self._writer = writer
         self.paths = paths
         self.db = db
         self.audit = audit
@@ -297,8 +302,43 @@ class Admin:
         action_id: str | None = None,
         outcome: str = "ok",
     ) -> Appended:
-        """Audit something a human (or Swarm itself, for `by="swarm"`) did."""
-        draft = EventDraft(
+        """Audit something a human (or Swarm itself, for `by="swarm"`) did: durable, committed and anchored when
+        it returns."""
+        draft = self.draft(
+            action=action,
+            rationale=rationale,
+            detail=detail,
+            arguments=arguments,
+            files=files,
+            impact=impact,
+            action_id=action_id,
+            outcome=outcome,
+        )
+        if self._writer is not None:
+            return self._writer.append_waiting(draft, writes=writes)
+        return self.audit.append(draft, writes=writes) if writes is not None else self.audit.append(draft)
+
+    async def record_async(self, *, action: str, rationale: str, detail: dict[str, Any] | None = None) -> Appended:
+        """`record`, from a coroutine of a serving body: appended by its writer's thread while the loop goes on."""
+        draft = self.draft(action=action, rationale=rationale, detail=detail)
+        if self._writer is None:
+            raise RuntimeError("record_async needs a serving body's audit writer")
+        return await self._writer.append_now(draft, writes=None)
+
+    def draft(
+        self,
+        *,
+        action: str,
+        rationale: str,
+        detail: dict[str, Any] | None = None,
+        arguments: dict[str, Any] | None = None,
+        files: list[str] | None = None,
+        impact: Impact | None = None,
+        action_id: str | None = None,
+        outcome: str = "ok",
+    ) -> EventDraft:
+        """The event of something a human did, as `record` appends it."""
+        return EventDraft(
             id=action_id or new_action_id(),
             kind="human",
             agent=self.by,
@@ -311,7 +351,6 @@ class Admin:
             impact=impact or Impact(),
             detail=detail or {},
         )
-        return self.audit.append(draft, writes=writes) if writes is not None else self.audit.append(draft)
 
     # -- privacy ------------------------------------------------------------------------
 

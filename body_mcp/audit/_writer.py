@@ -66,14 +66,37 @@ class AuditWriter:
         return event
 
     async def append_now(self, draft: EventDraft, *, writes: Writes | None, happened: bool = True) -> Appended:
-        """Append `draft` durable, committed and anchored (no reply to wait for)."""
+        """Append `draft` durable, committed and anchored (no reply to wait for): a cancelled call's event (its
+        caller shields the await), an admin event of a coroutine. Tells of the commit."""
+        self._loop = asyncio.get_running_loop()
         store = self._store
-        return await self._run(lambda: store.append(draft, writes=writes, happened=happened))
+        event = await self._run(lambda: store.append(draft, writes=writes, happened=happened))
+        self._committed()
+        return event
 
-    def append_blocking(self, draft: EventDraft, *, writes: Writes | None) -> Appended:
-        """`append_now`, waited for without awaiting (a cancelled call's event), in the same order as the rest."""
+    def append_waiting(self, draft: EventDraft, *, writes: Writes | None = None) -> Appended:
+        """`append_now` for a caller that is not a coroutine (a snapshot in a worker thread, an admin action):
+        in the writer's thread, in order with the calls' events, waited for; durable, committed and anchored
+        when it returns. A caller on the event loop's own thread waits there (only tests do)."""
         store = self._store
-        return self._executor.submit(lambda: store.append(draft, writes=writes, happened=True)).result()
+        event = self._executor.submit(lambda: store.append(draft, writes=writes)).result()
+        loop = self._loop
+        if loop is None:  # (no loop yet: nothing waits to be told; the next commit tells)
+            return event
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._committed()
+        else:
+            with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped tells no one)
+                loop.call_soon_threadsafe(self._committed)
+        return event
+
+    def bind(self) -> None:
+        """Remember the running event loop: what is committed from other threads is told there."""
+        self._loop = asyncio.get_running_loop()
 
     def finish_soon(self, *, lazy: bool) -> None:
         """Ask for the commit and anchor owed: now (after a mutating call's reply), or a little later (a read's)."""
@@ -128,10 +151,6 @@ class AuditWriter:
         exc = future.exception()
         if exc is not None:  # (retried by the next call, which is refused until it works)
             logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
-        self._committed()
-
-    def committed(self) -> None:
-        """Tell of events committed by `append_now`."""
         self._committed()
 
     def _committed(self) -> None:

@@ -738,3 +738,72 @@ async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(bo
     await _after_reply(body)
     await body.audit_writer.finish()
     assert body.audit.verify().ok and {o.action_id for o in outs} <= set(_committed(body))
+
+
+async def test_admin_events_and_a_cancelled_calls_event_wait_for_the_audit_lock_off_the_event_loop(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot's event (from its worker thread), an admin action of the serving body and a cancelled call's
+    event all wait for the anchor's flock in the writer's thread: the event loop goes on meanwhile, and no blocking
+    flock is ever taken on its thread."""
+    loop_thread = threading.get_ident()
+    lockers: list[int] = []
+    take = body.audit._lock  # pyright: ignore[reportPrivateUsage]
+
+    def recording_lock() -> None:  # (the store's one blocking flock; the lazy path only ever tries)
+        lockers.append(threading.get_ident())
+        take()
+
+    monkeypatch.setattr(body.audit, "_lock", recording_lock)
+    body.replies.flushed = True
+    done: list[str] = []
+    fd = os.open(body.paths.anchor, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another body's append would
+        holding, release = anyio.Event(), anyio.Event()
+
+        async def command_holding_the_workspace() -> None:
+            async with body.workspace_lock:
+                holding.set()
+                await release.wait()
+
+        async def snapshot() -> None:
+            await anyio.to_thread.run_sync(lambda: body.snapshotter.create(reason="while the lock is held"))
+            done.append("snapshot")
+
+        async def admin_action() -> None:
+            await body.admin.record_async(action="note", rationale="an admin action of the serving body")
+            done.append("admin")
+
+        async def cancelled_write(scope: anyio.CancelScope) -> None:
+            with scope:
+                await body.call_tool("write_file", {"path": "c.txt", "content": "x", "rationale": "cancelled"})
+            done.append("cancelled")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(command_holding_the_workspace)
+            with anyio.fail_after(10):
+                await holding.wait()
+            scope = anyio.CancelScope()
+            tg.start_soon(cancelled_write, scope)
+            with anyio.fail_after(10):  # queued behind the command: cancelled there, its event still to write
+                while body.workspace_lock.statistics().tasks_waiting == 0:
+                    await anyio.sleep(0.01)
+            scope.cancel()
+            tg.start_soon(snapshot)
+            tg.start_soon(admin_action)
+            ticks = 0
+            for _ in range(20):
+                await anyio.sleep(0.01)
+                ticks += 1
+            assert ticks == 20 and done == []  # all three waiting for the flock, the loop running
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            release.set()
+    finally:
+        os.close(fd)
+    assert sorted(done) == ["admin", "cancelled", "snapshot"]
+    assert lockers and loop_thread not in lockers
+    tools = [(e.tool, e.outcome, e.code) for e in body.audit.tail(10)]
+    assert ("write_file", "failed", "cancelled") in tools and ("note", "ok", None) in tools
+    assert ("snapshot.snapshot_create", "ok", None) in tools, tools
+    assert body.audit.verify().ok
