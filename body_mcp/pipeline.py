@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 import anyio
+
 from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs
 from shared_protocol.refusals import Rule
 
