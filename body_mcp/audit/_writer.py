@@ -43,6 +43,10 @@ class AuditWriter:
         """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._appends_asked = 0
+        """Calls' appends submitted (counted on the event loop's thread only)..."""
+        self._appends_begun = 0
+        """...and begun (in the writer's thread only): when they are equal, no append waits in the queue."""
 
     async def append(
         self, draft: EventDraft, *, writes: Writes | None, durable: bool, lazy: bool, happened: bool = True
@@ -57,10 +61,19 @@ class AuditWriter:
             journaled = store.try_append_lazy(draft)
             if journaled is not None:
                 return journaled
-        event = await self._run(
-            lambda: store.append(draft, writes=writes, finish_later=True, happened=happened, lazy=lazy)
-        )
-        if durable:
+        self._appends_asked += 1
+
+        def work() -> tuple[Appended, bool]:
+            self._appends_begun += 1
+            journaled = store.append(draft, writes=writes, finish_later=True, happened=happened, lazy=lazy)
+            if durable and self._appends_asked == self._appends_begun:
+                # No append waits behind this one to share its sync: synced now, without a second round trip.
+                store.sync_journal(journaled.seq)
+                return journaled, True
+            return journaled, False
+
+        event, synced = await self._run(work)
+        if durable and not synced:  # (after the appends queued behind it: one sync for them all)
             seq = event.seq
             await self._run(lambda: store.sync_journal(seq))
         return event
@@ -144,13 +157,13 @@ class AuditWriter:
         future = self._executor.submit(self._store.finish)
         self._finishing, self._finishing_lazy = future, lazy
         loop = self._loop
-        if loop is not None:
+        if loop is not None and self._on_committed is not None:
             future.add_done_callback(partial(_tell, loop, self._finished))
+        else:  # (nobody to tell: no wake-up of the event loop, a failure logged from the writer's thread)
+            future.add_done_callback(_log_failure)
 
     def _finished(self, future: Future[None]) -> None:
-        exc = future.exception()
-        if exc is not None:  # (retried by the next call, which is refused until it works)
-            logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
+        _log_failure(future)
         self._committed()
 
     def _committed(self) -> None:
@@ -163,6 +176,12 @@ class AuditWriter:
     async def _run(self, work: Callable[[], _T]) -> _T:
         # Cancelled while waiting, the work still goes on in the thread (an append is never half done).
         return await asyncio.wrap_future(self._executor.submit(work))
+
+
+def _log_failure(future: Future[None]) -> None:
+    exc = future.exception()
+    if exc is not None:  # (retried by the next call, which is refused until it works)
+        logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
 
 
 def _tell(loop: asyncio.AbstractEventLoop, finished: Callable[[Future[None]], None], future: Future[None]) -> None:
