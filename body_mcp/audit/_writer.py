@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -43,10 +44,11 @@ class AuditWriter:
         """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._counting = threading.Lock()
         self._appends_asked = 0
-        """Calls' appends submitted (counted on the event loop's thread only)..."""
+        """Calls' appends submitted..."""
         self._appends_begun = 0
-        """...and begun (in the writer's thread only): when they are equal, no append waits in the queue."""
+        """...and begun (or cancelled before they began): when they are equal, no append waits in the queue."""
 
     async def append(
         self, draft: EventDraft, *, writes: Writes | None, durable: bool, lazy: bool, happened: bool = True
@@ -61,10 +63,9 @@ class AuditWriter:
             journaled = store.try_append_lazy(draft)
             if journaled is not None:
                 return journaled
-        self._appends_asked += 1
 
         def work() -> tuple[Appended, bool]:
-            self._appends_begun += 1
+            self._begun()
             journaled = store.append(draft, writes=writes, finish_later=True, happened=happened, lazy=lazy)
             if durable and self._appends_asked == self._appends_begun:
                 # No append waits behind this one to share its sync: synced now, without a second round trip.
@@ -72,11 +73,23 @@ class AuditWriter:
                 return journaled, True
             return journaled, False
 
-        event, synced = await self._run(work)
+        with self._counting:
+            self._appends_asked += 1
+        future = self._executor.submit(work)
+        future.add_done_callback(self._begun_if_cancelled)
+        event, synced = await asyncio.shield(asyncio.wrap_future(future))
         if durable and not synced:  # (after the appends queued behind it: one sync for them all)
             seq = event.seq
             await self._run(lambda: store.sync_journal(seq))
         return event
+
+    def _begun(self) -> None:
+        with self._counting:
+            self._appends_begun += 1
+
+    def _begun_if_cancelled(self, future: Future[tuple[Appended, bool]]) -> None:
+        if future.cancelled():  # (never ran: its caller was cancelled while it waited in the queue)
+            self._begun()
 
     async def append_now(self, draft: EventDraft, *, writes: Writes | None, happened: bool = True) -> Appended:
         """Append `draft` durable, committed and anchored (no reply to wait for): a cancelled call's event (its
@@ -174,8 +187,9 @@ class AuditWriter:
                 logger.exception("telling of committed audit events failed")
 
     async def _run(self, work: Callable[[], _T]) -> _T:
-        # Cancelled while waiting, the work still goes on in the thread (an append is never half done).
-        return await asyncio.wrap_future(self._executor.submit(work))
+        # Cancelled while waiting, the work still goes on in the thread (an append is never half done, nor
+        # dropped from the queue: a call that ran keeps its event).
+        return await asyncio.shield(asyncio.wrap_future(self._executor.submit(work)))
 
 
 def _log_failure(future: Future[None]) -> None:
