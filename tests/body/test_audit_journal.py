@@ -710,9 +710,25 @@ async def test_an_append_after_the_last_events_were_deleted_keeps_the_anchor_as_
         other.close()
 
 
-async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(body: Body) -> None:
+def _record_lockers(body: Body, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads that take the store's blocking flock from now on (the lazy path only ever tries it)."""
+    lockers: list[int] = []
+    take = body.audit._lock  # pyright: ignore[reportPrivateUsage]
+
+    def recording_lock() -> None:
+        lockers.append(threading.get_ident())
+        take()
+
+    monkeypatch.setattr(body.audit, "_lock", recording_lock)
+    return lockers
+
+
+async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another process holds the anchor's flock: the calls wait for it in the writer's thread, while the event loop
     goes on (it could read a kill event meanwhile); once it is let go they finish, reads and writes alike."""
+    lockers = _record_lockers(body, monkeypatch)
     body.replies.flushed = True
     (body.workspace.root / "r.txt").write_text("r")
     fd = os.open(body.paths.anchor, os.O_RDWR)
@@ -738,6 +754,7 @@ async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(bo
     await _after_reply(body)
     await body.audit_writer.finish()
     assert body.audit.verify().ok and {o.action_id for o in outs} <= set(_committed(body))
+    assert lockers and threading.get_ident() not in lockers  # (never the event loop's thread)
 
 
 async def test_admin_events_and_a_cancelled_calls_event_wait_for_the_audit_lock_off_the_event_loop(
@@ -747,14 +764,7 @@ async def test_admin_events_and_a_cancelled_calls_event_wait_for_the_audit_lock_
     event all wait for the anchor's flock in the writer's thread: the event loop goes on meanwhile, and no blocking
     flock is ever taken on its thread."""
     loop_thread = threading.get_ident()
-    lockers: list[int] = []
-    take = body.audit._lock  # pyright: ignore[reportPrivateUsage]
-
-    def recording_lock() -> None:  # (the store's one blocking flock; the lazy path only ever tries)
-        lockers.append(threading.get_ident())
-        take()
-
-    monkeypatch.setattr(body.audit, "_lock", recording_lock)
+    lockers = _record_lockers(body, monkeypatch)
     body.replies.flushed = True
     done: list[str] = []
     fd = os.open(body.paths.anchor, os.O_RDWR)
