@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -753,8 +754,8 @@ async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(
     assert ticks == 20 and len(outs) == 2 and not any(out.is_error for out in outs)
     await _after_reply(body)
     await body.audit_writer.finish()
-    assert body.audit.verify().ok and {o.action_id for o in outs} <= set(_committed(body))
     assert lockers and threading.get_ident() not in lockers  # (never the event loop's thread)
+    assert body.audit.verify().ok and {o.action_id for o in outs} <= set(_committed(body))
 
 
 async def test_admin_events_and_a_cancelled_calls_event_wait_for_the_audit_lock_off_the_event_loop(
@@ -816,4 +817,35 @@ async def test_admin_events_and_a_cancelled_calls_event_wait_for_the_audit_lock_
     tools = [(e.tool, e.outcome, e.code) for e in body.audit.tail(10)]
     assert ("write_file", "failed", "cancelled") in tools and ("note", "ok", None) in tools
     assert ("snapshot.snapshot_create", "ok", None) in tools, tools
+    assert body.audit.verify().ok
+
+
+async def test_a_call_cancelled_while_its_event_waits_in_the_writers_queue_still_gets_its_event(body: Body) -> None:
+    """The tool ran; its append waits behind another in the writer's queue when the call is cancelled: the append
+    still happens (the trail holds every call that ran), once the flock is let go."""
+    body.replies.flushed = True
+    fd = os.open(body.paths.anchor, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another body's append would
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(body.admin.record_async, action="note", rationale="ahead in the writer's queue"))
+            scope = anyio.CancelScope()
+
+            async def write() -> None:
+                with scope:
+                    await body.call_tool("write_file", {"path": "q.txt", "content": "x", "rationale": "queued"})
+
+            tg.start_soon(write)
+            with anyio.fail_after(10):  # the tool ran, and its event waits behind the note's
+                while body.audit_writer._appends_asked == 0:  # pyright: ignore[reportPrivateUsage]
+                    await anyio.sleep(0.005)
+            assert (body.workspace.root / "q.txt").read_text() == "x"
+            scope.cancel()
+            await anyio.sleep(0.05)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    await body.audit_writer.finish()
+    tools = [(e.tool, e.outcome) for e in body.audit.tail(5)]
+    assert tools[-2:] == [("note", "ok"), ("write_file", "ok")], tools
     assert body.audit.verify().ok
