@@ -1,14 +1,19 @@
 # pyright: strict
-"""What both bubblewrap backends share: checking the spec, the launcher chain, running, probing.
+"""What both bubblewrap backends share: checking the spec, the launcher, running, probing.
 
-The launcher chain, each step exec'ing the next so the outer process is bwrap itself by the end:
-`unshare` (a user and mount namespace of the run's own) → `sh`, which mounts the run's quota'd areas
-(`_areas.py`) and the backend's setup (overlay: the overlay mount), says it is ready and waits at its gate
-(one line on stdin) while the body opens the areas, lets the backend fill its own (copy: the workspace's
-copy) and sets its rlimits → `bwrap --args FD -- COMMAND`. Its move into the run's pids cgroup (milliseconds on
-cgroup v1) starts as soon as it is spawned, while it mounts; the gate waits for that too. bwrap reads
-its options from a file in the staging area, so that the command's environment never shows up in the
-host's process list (bwrap 0.8 takes only options that way: a `--` and command inside the file end in a
+The overlay backend's launcher is the body's own fork (`_launch.py`): before it execs bwrap it joins the run's
+pids cgroup, takes a user and mount namespace of its own, mounts the run's quota'd areas (`_areas.py`) and
+the overlay, hands the areas to the body and sets its rlimits; then it is bwrap.
+
+The copy backend keeps a chain, each step exec'ing the next so the outer process is bwrap itself by the end:
+`unshare` (a user and mount namespace of the run's own) → `sh`, which mounts the run's areas, says it is
+ready and waits at its gate (one line on stdin) while the body opens the areas, fills its own with the
+workspace's copy and sets its rlimits, then remounts it to the copy's size plus the quota → `bwrap --args FD
+-- COMMAND`. Its move into the run's pids cgroup (milliseconds on cgroup v1) starts as soon as it is
+spawned, while it mounts; the gate waits for that too.
+
+bwrap reads its options from a file in the staging area, so that the command's environment never shows up in
+the host's process list (bwrap 0.8 takes only options that way: a `--` and command inside the file end in a
 usage error).
 """
 
@@ -18,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
@@ -29,7 +35,7 @@ from typing import Any, ClassVar
 import anyio
 import anyio.to_thread
 
-from ._areas import RunAreas, launch_script, wait_ready_sync
+from ._areas import RunAreas, area_options, launch_script, wait_ready_sync
 from ._bwrap import (
     BwrapLayout,
     HiddenTarget,
@@ -52,6 +58,7 @@ from ._interface import (
     StagedChange,
     WritableMount,
 )
+from ._launch import ChildMount, ForkLaunch, child_error, receive_areas
 from ._limits import (
     SANDBOX_OVERHEAD_PROCESSES,
     PidsCgroup,
@@ -95,8 +102,8 @@ class Prepared:
     workspace_source: Path
     """Bound at the workspace path, as the launcher's namespace sees it."""
     collect: Callable[[Path], list[StagedChange]]
-    setup: str = ""
-    """Shell lines run once the areas are mounted, before the gate (`$M` is mount(8)); each ends in a newline."""
+    mounts: tuple[ChildMount, ...] | None = None
+    """Made by the forked launcher once the areas are mounted (`_launch.py`); None: the shell chain and its gate."""
     fill: Callable[[Path], None] | None = None
     """Fills the write area before the gate opens; the write quota then counts on top of what it holds."""
 
@@ -120,11 +127,28 @@ class _Launch:
     status_path: Path
     prepared: Prepared
     rlimits: list[tuple[int, int]]
+    fork: ForkLaunch | None = None
+    channel: tuple[socket.socket, socket.socket] | None = None
+    """The body's and the child's ends of the socket the forked launcher hands its areas over."""
 
     def close_fds(self) -> None:
         for fd in self.pass_fds:
             os.close(fd)
         self.pass_fds = []
+        for end in self.channel or ():
+            end.close()
+        self.channel = None
+
+    def receive_areas(self, areas: RunAreas, staging: Path) -> None:
+        """Hold the areas the forked launcher handed over (queued before its exec)."""
+        assert self.channel is not None
+        areas.adopt(*receive_areas(self.channel[0]), staging)
+        areas.started = True
+
+    def failure(self, error: SandboxSetupFailed) -> SandboxSetupFailed:
+        """`error` with what the forked launcher said when it failed before its exec."""
+        said = child_error(self.channel[0]) if self.channel is not None else ""
+        return SandboxSetupFailed("the sandbox launcher failed before running anything", detail=said) if said else error
 
 
 class BwrapBackend(ABC):
@@ -225,6 +249,7 @@ class BwrapBackend(ABC):
                 areas.started = True
                 return gate
 
+            forked = launch.fork is not None
             try:
                 outcome = await run_contained(
                     launch.argv,
@@ -234,10 +259,15 @@ class BwrapBackend(ABC):
                     pass_fds=[*launch.pass_fds, *spec.pass_fds],
                     control=control,
                     kill_rest=cgroup.kill_once if cgroup is not None else _nothing,
-                    admit=admit,
-                    confine=confine,
+                    admit=None if forked else admit,
+                    confine=None if forked else confine,
                     on_output=spec.on_output,
+                    preexec=launch.fork,
+                    cwd=str(staging) if forked else None,
+                    on_spawn=lambda: launch.receive_areas(areas, staging),
                 )
+            except SandboxSetupFailed as error:
+                raise launch.failure(error) from error
             finally:
                 launch.close_fds()
         finally:
@@ -299,17 +329,27 @@ class BwrapBackend(ABC):
             args_path.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
             args_fd = os.open(args_path, os.O_RDONLY)
             on_error.callback(os.close, args_fd)
-            script = launch_script(spec.limits, setup=prepared.setup, sized_after_fill=prepared.fill is not None)
-            argv = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
-            argv += [script, str(staging), self._tool("mount"), self._tool("bwrap"), "--args", str(args_fd), "--"]
-            argv += sandboxed_command(layout, spec.argv)
+            limits = rlimits(spec.limits, with_nproc=cgroup is None)
+            if prepared.mounts is not None:
+                fork, channel = _fork_launch(spec, prepared.mounts, cgroup, limits)
+                on_error.callback(channel[0].close)
+                on_error.callback(channel[1].close)
+                argv = [self._tool("bwrap"), "--args", str(args_fd), "--", *sandboxed_command(layout, spec.argv)]
+            else:
+                fork, channel = None, None
+                script = launch_script(spec.limits, sized_after_fill=prepared.fill is not None)
+                argv = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
+                argv += [script, str(staging), self._tool("mount"), self._tool("bwrap"), "--args", str(args_fd), "--"]
+                argv += sandboxed_command(layout, spec.argv)
             on_error.pop_all()  # success: the fds now belong to the launch
         return _Launch(
             argv=argv,
             pass_fds=[args_fd, status_fd],
             status_path=status_path,
             prepared=prepared,
-            rlimits=rlimits(spec.limits, with_nproc=cgroup is None),
+            rlimits=limits,
+            fork=fork,
+            channel=channel,
         )
 
     def _probe(self) -> Availability:
@@ -340,26 +380,34 @@ class BwrapBackend(ABC):
         launch = self._build_launch(spec, self._plan(spec), staging, cgroup=None)
         areas = RunAreas()
         stderr = b""
+        forked = launch.fork is not None
         try:
             with subprocess.Popen(
                 launch.argv,
                 env=_LAUNCH_ENV,
                 pass_fds=launch.pass_fds,
-                stdin=subprocess.PIPE,
+                stdin=subprocess.DEVNULL if forked else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                cwd=staging if forked else None,
+                preexec_fn=launch.fork,
             ) as process:
                 try:
                     gate = b""  # a probe of `true` needs no limits
-                    if wait_ready_sync(process, _PROBE_TIMEOUT_S):
+                    if forked:
+                        launch.receive_areas(areas, staging)
+                    elif wait_ready_sync(process, _PROBE_TIMEOUT_S):
                         gate = _stage_areas(process.pid, staging, spec, launch.prepared, areas)
-                        if (unusable := self._unusable(areas.write_path)) is not None:
-                            process.kill()
-                            return Availability(ok=False, reason=f"{self.name} cannot isolate here: {unusable}")
-                    _, stderr = process.communicate(gate, timeout=_PROBE_TIMEOUT_S)
+                    if areas.write_fd is not None and (unusable := self._unusable(areas.write_path)) is not None:
+                        process.kill()
+                        return Availability(ok=False, reason=f"{self.name} cannot isolate here: {unusable}")
+                    _, stderr = process.communicate(None if forked else gate, timeout=_PROBE_TIMEOUT_S)
                 except BaseException:
                     process.kill()
                     raise
+        except subprocess.SubprocessError as error:
+            said = child_error(launch.channel[0]) if launch.channel is not None else ""
+            return Availability(ok=False, reason=f"{self.name} cannot isolate here: {said or error}")
         finally:
             launch.close_fds()
             areas.close()
@@ -372,6 +420,28 @@ class BwrapBackend(ABC):
 
 def _nothing() -> None:
     pass
+
+
+def _fork_launch(
+    spec: SandboxSpec, mounts: Sequence[ChildMount], cgroup: PidsCgroup | None, limits: list[tuple[int, int]]
+) -> tuple[ForkLaunch, tuple[socket.socket, socket.socket]]:
+    """The forked launcher's steps: the areas (`write`, `tmp`) then the backend's mounts, in the staging dir."""
+    write, tmp = area_options(spec.limits, sized_after_fill=False)
+    channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fork = ForkLaunch(
+        mounts=(
+            ChildMount(source="swarm-write", target="write", fstype="tmpfs", options=write),
+            ChildMount(source="swarm-tmp", target="tmp", fstype="tmpfs", options=tmp),
+            *mounts,
+        ),
+        areas=("write", "tmp"),
+        cgroup_join=cgroup.join_file if cgroup is not None else None,
+        rlimits=limits,
+        uid=os.geteuid(),
+        gid=os.getegid(),
+        areas_socket=channel[1].fileno(),
+    )
+    return fork, channel
 
 
 def _stage_areas(pid: int, staging: Path, spec: SandboxSpec, prepared: Prepared, areas: RunAreas) -> bytes:

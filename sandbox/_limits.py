@@ -85,6 +85,13 @@ class PidsCgroup:
     def procs_file(self) -> Path:
         return self.path / "cgroup.procs"
 
+    @property
+    def join_file(self) -> Path:
+        """What a task writes "0" to, to join this cgroup itself: `tasks` on v1, where moving oneself skips the
+        global lock (and its RCU wait) that moving another process takes; `cgroup.procs` on v2."""
+        tasks = self.path / "tasks"
+        return tasks if tasks.exists() else self.procs_file
+
     def add(self, pid: int) -> None:
         """Move the process `pid` into this cgroup (its children from then on are in it too). Blocks for a few
         milliseconds on cgroup v1 (the kernel waits for an RCU grace period): run it in a worker thread."""

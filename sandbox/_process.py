@@ -10,9 +10,11 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.abc
+from anyio._core._eventloop import get_async_backend  # (`anyio.open_process` passes no `preexec_fn` on)
 
 from .exceptions import SandboxSetupFailed
 
@@ -111,11 +113,19 @@ async def run_contained(
     pass_fds: Sequence[int],
     control: RunControl,
     kill_rest: Callable[[], None],
-    admit: Callable[[int], Awaitable[bytes]],
+    admit: Callable[[int], Awaitable[bytes]] | None,
     confine: Callable[[int], Awaitable[None]] | None = None,
     on_output: Callable[[int], object] | None = None,
+    preexec: Callable[[], None] | None = None,
+    cwd: str | None = None,
+    on_spawn: Callable[[], None] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
+
+    With `preexec` (`_launch.ForkLaunch`), the forked child sets itself up and confines itself before it execs
+    `argv` (bwrap itself): there is no ready line and no gate (`admit` and `confine` are None, stdin is
+    /dev/null), its failure raises `SandboxSetupFailed` with nothing exec'd, and `on_spawn()` takes what it
+    handed over once the exec is done. Otherwise:
 
     The launcher sets up its mounts, prints `READY_LINE` and waits at its gate (one line on stdin) until
     `admit(pid)` has prepared and confined it (staging areas, cgroup, rlimits) and returned the gate line;
@@ -128,17 +138,22 @@ async def run_contained(
     `on_output` is told the size of each chunk of output as it arrives (`SandboxSpec.on_output`).
     """
     started_at = time.monotonic()
+    # The asyncio backend hands extra keywords to `subprocess.Popen`.
+    extra: dict[str, Any] = {"preexec_fn": preexec} if preexec is not None else {}
     try:
-        process = await anyio.open_process(
+        # (in the event loop's thread, as `anyio.open_process` does: the launcher's parent thread is the loop's)
+        process = await get_async_backend().open_process(
             list(argv),
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if admit is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
             start_new_session=True,
             pass_fds=list(pass_fds),
+            cwd=cwd,
+            **extra,
         )
-    except OSError as error:
+    except (OSError, subprocess.SubprocessError) as error:
         raise SandboxSetupFailed("could not start the sandbox launcher", detail=str(error)) from error
 
     def kill_tree() -> None:
@@ -153,9 +168,13 @@ async def run_contained(
     try:
         # Inside the try: a cancellation or an error from here on kills and reaps the tree, gate open or not.
         control.attach(kill_tree)
-        ready, confine_error = await _ready_and_confined(process, confine)
-        if ready:
-            await _open_gate(process, admit, control, confine_error)
+        if admit is None:
+            if on_spawn is not None:
+                on_spawn()
+        else:
+            ready, confine_error = await _ready_and_confined(process, confine)
+            if ready:
+                await _open_gate(process, admit, control, confine_error)
         async with anyio.create_task_group() as group:
             assert process.stdout is not None and process.stderr is not None
             group.start_soon(_drain, process.stdout, stdout)
