@@ -1,9 +1,9 @@
 # pyright: strict
 """What both bubblewrap backends share: checking the spec, the launcher, running, probing.
 
-The overlay backend's launcher is the body's own fork (`_launch.py`): before it execs bwrap it joins the run's
-pids cgroup, takes a user and mount namespace of its own, mounts the run's quota'd areas (`_areas.py`) and
-the overlay, hands the areas to the body and sets its rlimits; then it is bwrap.
+The overlay backend's launcher is forked by a small launcher server (`_launch.py`, `_spawner.py`): before it
+execs bwrap it joins the run's pids cgroup, takes a user and mount namespace of its own, mounts the run's
+quota'd areas (`_areas.py`) and the overlay, hands the areas to the body and sets its rlimits.
 
 The copy backend keeps a chain, each step exec'ing the next so the outer process is bwrap itself by the end:
 `unshare` (a user and mount namespace of the run's own) → `sh`, which mounts the run's areas, says it is
@@ -22,10 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
-import socket
 import subprocess
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +59,15 @@ from ._interface import (
     StagedChange,
     WritableMount,
 )
-from ._launch import ChildMount, ForkLaunch, child_error, receive_areas
+from ._launch import (
+    ChildMount,
+    LaunchRequest,
+    SpawnedProcess,
+    Spawner,
+    receive_areas,
+    receive_areas_blocking,
+    start_blocking,
+)
 from ._limits import (
     SANDBOX_OVERHEAD_PROCESSES,
     PidsCgroup,
@@ -67,7 +76,7 @@ from ._limits import (
     pids_cgroup_parent,
     rlimits,
 )
-from ._process import ProcessOutcome, RunControl, run_contained
+from ._process import SETUP_TIMEOUT_S, ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_staging
 from ._toolchain import (
     ToolchainMount,
@@ -103,7 +112,7 @@ class Prepared:
     """Bound at the workspace path, as the launcher's namespace sees it."""
     collect: Callable[[Path], list[StagedChange]]
     mounts: tuple[ChildMount, ...] | None = None
-    """Made by the forked launcher once the areas are mounted (`_launch.py`); None: the shell chain and its gate."""
+    """Made by the launcher once the areas are mounted (`_launch.py`); None: the shell chain and its gate."""
     fill: Callable[[Path], None] | None = None
     """Fills the write area before the gate opens; the write quota then counts on top of what it holds."""
 
@@ -127,28 +136,14 @@ class _Launch:
     status_path: Path
     prepared: Prepared
     rlimits: list[tuple[int, int]]
-    fork: ForkLaunch | None = None
-    channel: tuple[socket.socket, socket.socket] | None = None
-    """The body's and the child's ends of the socket the forked launcher hands its areas over."""
+    request: LaunchRequest | None = None
+    """For the launcher server; None: `argv` is the shell chain."""
+    request_path: Path | None = None
 
     def close_fds(self) -> None:
         for fd in self.pass_fds:
             os.close(fd)
         self.pass_fds = []
-        for end in self.channel or ():
-            end.close()
-        self.channel = None
-
-    def receive_areas(self, areas: RunAreas, staging: Path) -> None:
-        """Hold the areas the forked launcher handed over (queued before its exec)."""
-        assert self.channel is not None
-        areas.adopt(*receive_areas(self.channel[0]), staging)
-        areas.started = True
-
-    def failure(self, error: SandboxSetupFailed) -> SandboxSetupFailed:
-        """`error` with what the forked launcher said when it failed before its exec."""
-        said = child_error(self.channel[0]) if self.channel is not None else ""
-        return SandboxSetupFailed("the sandbox launcher failed before running anything", detail=said) if said else error
 
 
 class BwrapBackend(ABC):
@@ -165,6 +160,7 @@ class BwrapBackend(ABC):
         self._tools = {name: shutil.which(name, path=_LAUNCH_ENV["PATH"]) for name in self.required_tools}
         self._availability: Availability | None = None
         self._active: set[RunControl] = set()
+        self._spawner = Spawner(self)
 
     @property
     def name(self) -> str:
@@ -249,7 +245,20 @@ class BwrapBackend(ABC):
                 areas.started = True
                 return gate
 
-            forked = launch.fork is not None
+            request, channel = launch.request, None
+
+            async def launcher() -> SpawnedProcess:
+                nonlocal channel
+                assert request is not None and launch.request_path is not None
+                started = await anyio.to_thread.run_sync(start_blocking, self._spawner, request, launch.request_path)
+                channel = started.channel
+                return SpawnedProcess(started)
+
+            async def handed_over() -> None:
+                assert channel is not None
+                areas.adopt(*await receive_areas(channel, SETUP_TIMEOUT_S), staging)
+                areas.started = True
+
             try:
                 outcome = await run_contained(
                     launch.argv,
@@ -259,17 +268,16 @@ class BwrapBackend(ABC):
                     pass_fds=[*launch.pass_fds, *spec.pass_fds],
                     control=control,
                     kill_rest=cgroup.kill_once if cgroup is not None else _nothing,
-                    admit=None if forked else admit,
-                    confine=None if forked else confine,
+                    admit=None if request is not None else admit,
+                    confine=None if request is not None else confine,
                     on_output=spec.on_output,
-                    preexec=launch.fork,
-                    cwd=str(staging) if forked else None,
-                    on_spawn=lambda: launch.receive_areas(areas, staging),
+                    launcher=launcher if request is not None else None,
+                    started=handed_over,
                 )
-            except SandboxSetupFailed as error:
-                raise launch.failure(error) from error
             finally:
                 launch.close_fds()
+                if channel is not None:
+                    channel.close()
         finally:
             if cgroup is not None:
                 with anyio.CancelScope(shield=True):
@@ -330,17 +338,14 @@ class BwrapBackend(ABC):
             args_fd = os.open(args_path, os.O_RDONLY)
             on_error.callback(os.close, args_fd)
             limits = rlimits(spec.limits, with_nproc=cgroup is None)
+            argv = [self._tool("bwrap"), "--args", str(args_fd), "--", *sandboxed_command(layout, spec.argv)]
+            request = None
             if prepared.mounts is not None:
-                fork, channel = _fork_launch(spec, prepared.mounts, cgroup, limits)
-                on_error.callback(channel[0].close)
-                on_error.callback(channel[1].close)
-                argv = [self._tool("bwrap"), "--args", str(args_fd), "--", *sandboxed_command(layout, spec.argv)]
+                request = _launch_request(spec, staging, prepared.mounts, cgroup, limits, argv, [args_fd, status_fd])
             else:
-                fork, channel = None, None
                 script = launch_script(spec.limits, sized_after_fill=prepared.fill is not None)
-                argv = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
-                argv += [script, str(staging), self._tool("mount"), self._tool("bwrap"), "--args", str(args_fd), "--"]
-                argv += sandboxed_command(layout, spec.argv)
+                chain = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
+                argv = [*chain, script, str(staging), self._tool("mount"), *argv]
             on_error.pop_all()  # success: the fds now belong to the launch
         return _Launch(
             argv=argv,
@@ -348,8 +353,8 @@ class BwrapBackend(ABC):
             status_path=status_path,
             prepared=prepared,
             rlimits=limits,
-            fork=fork,
-            channel=channel,
+            request=request,
+            request_path=staging / "launch.json",
         )
 
     def _probe(self) -> Availability:
@@ -378,70 +383,111 @@ class BwrapBackend(ABC):
 
     def _probe_once(self, spec: SandboxSpec, staging: Path) -> Availability:
         launch = self._build_launch(spec, self._plan(spec), staging, cgroup=None)
+        try:
+            if launch.request is not None:
+                return self._probe_served(launch)
+            return self._probe_chain(spec, staging, launch)
+        finally:
+            launch.close_fds()
+
+    def _probe_served(self, launch: _Launch) -> Availability:
+        assert launch.request is not None and launch.request_path is not None
+        started = start_blocking(self._spawner, launch.request, launch.request_path)
+        process = SpawnedProcess(started)
+        areas = RunAreas()
+        try:
+            try:
+                areas.adopt(*receive_areas_blocking(started.channel, _PROBE_TIMEOUT_S), launch.request_path.parent)
+            except SandboxSetupFailed as error:
+                return Availability(ok=False, reason=f"{self.name} cannot isolate here: {error}")
+            if (unusable := self._unusable(areas.write_path)) is not None:
+                process.kill()
+                return Availability(ok=False, reason=f"{self.name} cannot isolate here: {unusable}")
+            stderr = _read_to_end(started.stderr, _PROBE_TIMEOUT_S)  # (bwrap and its command are gone then)
+            said = _read_to_end(started.status, _PROBE_TIMEOUT_S)
+        finally:
+            process.kill()
+            started.channel.close()
+            for fd in (started.pidfd, started.stdout, started.stderr, started.status):
+                os.close(fd)
+            areas.close()
+        return self._probe_verdict(launch, int(said) if said else -9, stderr)
+
+    def _probe_chain(self, spec: SandboxSpec, staging: Path, launch: _Launch) -> Availability:
         areas = RunAreas()
         stderr = b""
-        forked = launch.fork is not None
         try:
             with subprocess.Popen(
                 launch.argv,
                 env=_LAUNCH_ENV,
                 pass_fds=launch.pass_fds,
-                stdin=subprocess.DEVNULL if forked else subprocess.PIPE,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=staging if forked else None,
-                preexec_fn=launch.fork,
             ) as process:
                 try:
                     gate = b""  # a probe of `true` needs no limits
-                    if forked:
-                        launch.receive_areas(areas, staging)
-                    elif wait_ready_sync(process, _PROBE_TIMEOUT_S):
+                    if wait_ready_sync(process, _PROBE_TIMEOUT_S):
                         gate = _stage_areas(process.pid, staging, spec, launch.prepared, areas)
-                    if areas.write_fd is not None and (unusable := self._unusable(areas.write_path)) is not None:
-                        process.kill()
-                        return Availability(ok=False, reason=f"{self.name} cannot isolate here: {unusable}")
-                    _, stderr = process.communicate(None if forked else gate, timeout=_PROBE_TIMEOUT_S)
+                        if (unusable := self._unusable(areas.write_path)) is not None:
+                            process.kill()
+                            return Availability(ok=False, reason=f"{self.name} cannot isolate here: {unusable}")
+                    _, stderr = process.communicate(gate, timeout=_PROBE_TIMEOUT_S)
                 except BaseException:
                     process.kill()
                     raise
-        except subprocess.SubprocessError as error:
-            said = child_error(launch.channel[0]) if launch.channel is not None else ""
-            return Availability(ok=False, reason=f"{self.name} cannot isolate here: {said or error}")
         finally:
-            launch.close_fds()
             areas.close()
+        return self._probe_verdict(launch, process.returncode, stderr)
+
+    def _probe_verdict(self, launch: _Launch, returncode: int, stderr: bytes) -> Availability:
         status = _read_status(launch.status_path)
-        if process.returncode == 0 and status.get("exit-code") == 0:
+        if returncode == 0 and status.get("exit-code") == 0:
             return Availability(ok=True, reason=f"{self.name}: namespaces and mounts work here")
         error_lines = stderr.decode("utf-8", errors="replace").strip().splitlines() or ["no output"]
         return Availability(ok=False, reason=f"{self.name} cannot isolate here: {error_lines[-1]}")
+
+
+def _read_to_end(fd: int, timeout_s: float) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0 and select.select([fd], [], [], remaining)[0]:
+        if not (chunk := os.read(fd, 65536)):
+            return data
+        data += chunk
+    raise SandboxSetupFailed("the sandbox probe did not end")
 
 
 def _nothing() -> None:
     pass
 
 
-def _fork_launch(
-    spec: SandboxSpec, mounts: Sequence[ChildMount], cgroup: PidsCgroup | None, limits: list[tuple[int, int]]
-) -> tuple[ForkLaunch, tuple[socket.socket, socket.socket]]:
-    """The forked launcher's steps: the areas (`write`, `tmp`) then the backend's mounts, in the staging dir."""
+def _launch_request(
+    spec: SandboxSpec,
+    staging: Path,
+    mounts: Sequence[ChildMount],
+    cgroup: PidsCgroup | None,
+    limits: list[tuple[int, int]],
+    argv: list[str],
+    pass_fds: list[int],
+) -> LaunchRequest:
+    """The launcher's steps: the areas (`write`, `tmp`) then the backend's mounts, in the staging directory."""
     write, tmp = area_options(spec.limits, sized_after_fill=False)
-    channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    fork = ForkLaunch(
+    return LaunchRequest(
+        argv=argv,
+        env=dict(_LAUNCH_ENV),
+        cwd=str(staging),
         mounts=(
             ChildMount(source="swarm-write", target="write", fstype="tmpfs", options=write),
             ChildMount(source="swarm-tmp", target="tmp", fstype="tmpfs", options=tmp),
             *mounts,
         ),
         areas=("write", "tmp"),
-        cgroup_join=cgroup.join_file if cgroup is not None else None,
+        cgroup_join=str(cgroup.join_file) if cgroup is not None else None,
         rlimits=limits,
         uid=os.geteuid(),
         gid=os.getegid(),
-        areas_socket=channel[1].fileno(),
+        pass_fds=[*pass_fds, *spec.pass_fds],
     )
-    return fork, channel
 
 
 def _stage_areas(pid: int, staging: Path, spec: SandboxSpec, prepared: Prepared, areas: RunAreas) -> bytes:

@@ -1,59 +1,37 @@
 # pyright: strict
-"""The overlay backend's launcher: the body's own fork, set up in `preexec_fn`, exec'ing bwrap directly.
+"""The overlay backend's launcher, body side: a request to the launcher server (`_spawner.py`), whose child sets
+itself up and confines itself with system calls, then execs bwrap.
 
-It does in one process, with system calls, what the chain `unshare` → `sh` → `mount` ×3 → `bwrap` did with
-five programs (the copy backend keeps that chain: its fill and remount need a gate inside the namespace).
-Between fork and exec, the child:
-1. joins the run's pids cgroup by writing "0" to its `tasks` file (cgroup v1; `cgroup.procs` on v2). A task
-   moving itself skips the kernel's global threadgroup lock, whose RCU wait made the body's move of the
-   launcher cost 5-20 ms (measured 2026-12-07, kernel 6.18, cgroup v1: 0.09 ms this way); nothing of the
-   command exists yet, so every process of the run is born in the cgroup;
-2. takes a user and a mount namespace of its own, maps itself to root there (`setgroups` denied) and makes
-   every mount private, as `unshare --user --map-root-user --mount` did: nothing it mounts reaches the host;
-3. mounts the run's quota'd areas (`_areas.py`) and the backend's own mounts (the overlay) with mount(2);
-4. opens both areas and hands them to the body over a socket (SCM_RIGHTS), so the body holds them before
-   anything of the command runs, and afterwards reads the staged changes through them;
-5. sets the run's rlimits.
-subprocess then closes every other descriptor and execs bwrap, which reads its options from the staging
-area's file. A step that fails raises: subprocess reports it in the body and nothing is exec'd; the reason
-goes over the socket (the child cannot print it: nobody reads its stderr yet). So no gate is left: all the
-old one waited for (cgroup, rlimits, the areas in the body's hands) is done before the exec.
-
-The child is a copy of a multi-threaded process: it only makes system calls through objects built before
-the fork (the libc functions, the paths, the limits), imports nothing and takes no lock.
+It replaces the chain `unshare` → `sh` → `mount` ×3 → `bwrap` (five programs: 15-35 ms to its ready line on
+the loaded VM) and the body's move of the launcher into the run's cgroup (5-20 ms). Forking the body itself
+(`preexec_fn`) was measured first and dropped: a fork of the body costs as much as the chain saved.
+The copy backend keeps the chain: its fill and remount need a gate inside the run's namespace.
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
+import json
 import os
-import resource
 import socket
-import stat
+import subprocess
+import sys
+import threading
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from signal import SIGKILL, SIGTERM, pidfd_send_signal
+from typing import Any
 
+import anyio
+import anyio.abc
+
+from . import _spawner
 from .exceptions import SandboxSetupFailed
 
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWUSER = 0x10000000
-_MS_NOSUID = 0x2
-_MS_NODEV = 0x4
-_MS_REC = 0x4000
-_MS_PRIVATE = 0x40000
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
-#: What the child sends with the areas' descriptors; anything else on the socket is its error.
-_AREAS_MESSAGE = b"swarm-areas"
-_MAX_ERROR_BYTES = 4096
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_unshare = _LIBC.unshare
-_unshare.argtypes = [ctypes.c_int]
-_unshare.restype = ctypes.c_int
-_mount = _LIBC.mount
-_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_mount.restype = ctypes.c_int
+_SPAWNER_PATH = Path(_spawner.__file__)
+_MAX_REPLY_BYTES = 4096
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -70,97 +48,269 @@ class ChildMount:
 
 
 @dataclass(kw_only=True, frozen=True)
-class ForkLaunch:
-    """The `preexec_fn` of the launcher: the steps of the module docstring, in the forked child."""
+class LaunchRequest:
+    """One run's launcher: what the child does before it execs `argv` (`_spawner.py`)."""
 
+    argv: Sequence[str]
+    env: dict[str, str]
+    cwd: str
+    """The staging directory: the mounts' paths are relative to it."""
     mounts: Sequence[ChildMount]
     areas: tuple[str, str]
     """The write and `/tmp` areas' mount points (among `mounts`), handed to the body in that order."""
-    cgroup_join: Path | None
+    cgroup_join: str | None
     """The run's cgroup file a task writes "0" to, to join it; None without a pids cgroup."""
     rlimits: Sequence[tuple[int, int]]
     uid: int
     gid: int
-    areas_socket: int
-    """The child's end of the socket the areas go to (close-on-exec: bwrap never sees it)."""
+    pass_fds: Sequence[int]
+    """Descriptors of the body's that bwrap gets at the same numbers (its options file, its status, the spec's)."""
 
-    def __call__(self) -> None:
-        try:
-            self._set_up()
-        except (OSError, ValueError, OverflowError) as error:
-            # Best effort: the body reads the reason when subprocess tells it the child failed.
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+class Spawner:
+    """One launcher server (`_spawner.py`), started on first use and again if it died; closed with its owner."""
+
+    def __init__(self, owner: object) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._channel: socket.socket | None = None
+        weakref.finalize(owner, self.close)
+
+    def spawn(self, request_path: Path, fds: Sequence[int]) -> tuple[int, int]:
+        """Have the server fork a launcher for the request written at `request_path`, handing it `fds`; its pid
+        and a pidfd on it. Blocks for a fork (milliseconds): call it from a worker thread."""
+        with self._lock:
+            channel = self._running()
             try:
-                os.write(self.areas_socket, f"{error}".encode(errors="replace")[:_MAX_ERROR_BYTES])
-            finally:
-                raise
+                socket.send_fds(channel, [os.fsencode(request_path)], list(fds))
+                reply, pidfds, _, _ = socket.recv_fds(channel, _MAX_REPLY_BYTES, 1)
+            except OSError as error:
+                self._stop()
+                raise SandboxSetupFailed("the sandbox launcher server failed", detail=str(error)) from error
+            answer: dict[str, Any] = json.loads(reply) if reply else {"error": "it exited"}
+            if "pid" not in answer or len(pidfds) != 1:
+                for fd in pidfds:
+                    os.close(fd)
+                if not reply:
+                    self._stop()
+                raise SandboxSetupFailed("the sandbox launcher server could not fork", detail=str(answer.get("error")))
+            return int(answer["pid"]), pidfds[0]
 
-    def _set_up(self) -> None:
-        if self.cgroup_join is not None:
-            _write(self.cgroup_join, b"0", what="join the run's pids cgroup")
-        _check(_unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "unshare a user and mount namespace")
-        _write(Path("/proc/self/setgroups"), b"deny", what="deny setgroups")
-        _write(Path("/proc/self/uid_map"), f"0 {self.uid} 1".encode(), what="map the user")
-        _write(Path("/proc/self/gid_map"), f"0 {self.gid} 1".encode(), what="map the group")
-        _check(_mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make the mounts private")
-        for mount in self.mounts:
-            for directory in mount.make_dirs:
-                os.mkdir(directory)
-            flags = _MS_NOSUID | _MS_NODEV if mount.nosuid_nodev else 0
-            source, target, fstype = mount.source.encode(), mount.target.encode(), mount.fstype.encode()
-            _check(_mount(source, target, fstype, flags, mount.options.encode()), f"mount {mount.target}")
-        host_dev = os.stat(".").st_dev
-        fds = [os.open(area, _O_DIR) for area in self.areas]
-        if any(os.fstat(fd).st_dev == host_dev for fd in fds):
-            raise OSError(f"the run's areas {self.areas} are not mounted")
-        channel = socket.socket(fileno=self.areas_socket)
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _running(self) -> socket.socket:
+        if self._process is not None and self._process.poll() is None and self._channel is not None:
+            return self._channel
+        self._stop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            socket.send_fds(channel, [_AREAS_MESSAGE], fds)
+            # -I -S: ignore the environment and site-packages (the stdlib is all it needs); no session of its
+            # own, so that a terminal's interrupt reaches it as it reaches the body.
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(_SPAWNER_PATH), str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=[theirs.fileno()],
+                env={"LC_ALL": "C"},
+            )
+        except OSError as error:
+            ours.close()
+            raise SandboxSetupFailed("could not start the sandbox launcher server", detail=str(error)) from error
         finally:
-            channel.detach()  # (the exec closes it)
-        for fd in fds:
-            os.close(fd)
-        for resource_id, value in self.rlimits:
-            resource.setrlimit(resource_id, (value, value))
+            theirs.close()
+        self._channel = ours
+        return ours
+
+    def _stop(self) -> None:
+        """Close the socket: the server exits, and every launcher it forked dies with it."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=5)
+            self._process = None
 
 
-def receive_areas(channel: socket.socket) -> tuple[int, int]:
-    """The areas the child sent before its exec (already queued once the spawn has returned)."""
+class _FdStream(anyio.abc.ByteReceiveStream):
+    """The read end of a pipe, read on the event loop."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd: int | None = fd
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while True:
+            if self._fd is None:
+                raise anyio.ClosedResourceError
+            try:
+                data = os.read(self._fd, max_bytes)
+            except BlockingIOError:
+                await anyio.wait_readable(self._fd)
+                continue
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def aclose(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class SpawnedProcess(anyio.abc.Process):
+    """A launcher the server forked: signalled through a pidfd (never a reused pid), its exit status read from
+    the run's status pipe, which the server writes when it has reaped it (closed unwritten if it died)."""
+
+    def __init__(self, started: Started) -> None:
+        self._pid, self._pidfd = started.pid, started.pidfd
+        self._stdout, self._stderr = _FdStream(started.stdout), _FdStream(started.stderr)
+        self._status = _FdStream(started.status)
+        self._returncode: int | None = None
+        self.exited = False
+
+    async def wait(self) -> int:
+        if not self.exited:
+            said = b""
+            with contextlib.suppress(anyio.EndOfStream):
+                while True:
+                    said += await self._status.receive()
+            self.exited = True
+            # (unknown when the server died first: its launchers died with it, by SIGKILL)
+            self._returncode = int(said) if said else -SIGKILL
+        assert self._returncode is not None
+        return self._returncode
+
+    def send_signal(self, signal: int) -> None:
+        if not self.exited:
+            with contextlib.suppress(ProcessLookupError):
+                pidfd_send_signal(self._pidfd, signal)
+
+    def terminate(self) -> None:
+        self.send_signal(SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(SIGKILL)
+
+    async def aclose(self) -> None:
+        await self._stdout.aclose()
+        await self._stderr.aclose()
+        await self._status.aclose()
+        os.close(self._pidfd)
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    @property
+    def stdin(self) -> anyio.abc.ByteSendStream | None:
+        return None
+
+    @property
+    def stdout(self) -> anyio.abc.ByteReceiveStream | None:
+        return self._stdout
+
+    @property
+    def stderr(self) -> anyio.abc.ByteReceiveStream | None:
+        return self._stderr
+
+
+@dataclass(kw_only=True)
+class Started:
+    """The descriptors of a launcher the server forked, before they are handed to a process object."""
+
+    pid: int
+    pidfd: int
+    stdout: int
+    stderr: int
+    status: int
+    """The read end of the run's status pipe."""
+    channel: socket.socket
+    """The body's end of the areas socket."""
+
+
+def start_blocking(spawner: Spawner, request: LaunchRequest, request_path: Path) -> Started:
+    """Have the server fork the launcher (blocks for a fork: call it from a worker thread)."""
+    request_path.write_bytes(request.to_json())
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    opened: list[int] = []
     try:
-        message, fds, _, _ = socket.recv_fds(channel, len(_AREAS_MESSAGE), 2, socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        message, fds = b"", []
-    if message != _AREAS_MESSAGE or len(fds) != 2:
-        for fd in fds:
+        out_r, out_w = os.pipe()
+        opened += [out_r, out_w]
+        err_r, err_w = os.pipe()
+        opened += [err_r, err_w]
+        status_r, status_w = os.pipe()
+        opened += [status_r, status_w]
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        opened.append(devnull)
+        fds = [devnull, out_w, err_w, theirs.fileno(), status_w, *request.pass_fds]
+        pid, pidfd = spawner.spawn(request_path, fds)
+    except BaseException:
+        for fd in opened:
             os.close(fd)
-        raise SandboxSetupFailed("the sandbox launcher did not hand over its areas")
-    for fd in fds:
-        if not stat.S_ISDIR(os.fstat(fd).st_mode):
-            for other in fds:
-                os.close(other)
-            raise SandboxSetupFailed("the sandbox launcher handed over something that is not a directory")
-    return fds[0], fds[1]
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    for fd in (out_w, err_w, status_w, devnull):
+        os.close(fd)
+    return Started(pid=pid, pidfd=pidfd, stdout=out_r, stderr=err_r, status=status_r, channel=ours)
 
 
-def child_error(channel: socket.socket) -> str:
-    """What the child said when it failed before its exec ("" when it said nothing)."""
-    try:
-        return channel.recv(_MAX_ERROR_BYTES, socket.MSG_DONTWAIT).decode(errors="replace")
-    except OSError:
-        return ""
+async def receive_areas(channel: socket.socket, timeout_s: float) -> tuple[int, int]:
+    """The areas the child hands over, once it has exec'd bwrap (the end of the socket says so); its reason
+    when it failed instead (`SandboxSetupFailed`)."""
+    channel.setblocking(False)
+    got = _Handover()
+    with anyio.move_on_after(timeout_s):
+        while not got.done:
+            await anyio.wait_readable(channel)
+            with contextlib.suppress(BlockingIOError):
+                got.read(channel)
+    return got.areas()
 
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+def receive_areas_blocking(channel: socket.socket, timeout_s: float) -> tuple[int, int]:
+    """`receive_areas` for the synchronous probe."""
+    channel.settimeout(timeout_s)
+    got = _Handover()
+    with contextlib.suppress(TimeoutError):
+        while not got.done:
+            got.read(channel)
+    return got.areas()
 
 
-def _write(path: Path, data: bytes, *, what: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-    except OSError as error:
-        raise OSError(error.errno, f"{what}: {error.strerror}") from None
+@dataclass(kw_only=True)
+class _Handover:
+    message: bytes = b""
+    fds: list[int] = field(default_factory=list[int])
+    said: bytes = b""
+    done: bool = False
+
+    def read(self, channel: socket.socket) -> None:
+        if not self.message and not self.said:
+            self.message, self.fds, _, _ = socket.recv_fds(channel, len(_spawner.AREAS_MESSAGE), 2)
+            if self.message != _spawner.AREAS_MESSAGE:
+                self.said, self.message = self.message, b""
+                self.done = not self.said
+            return
+        chunk = channel.recv(4096)
+        self.said += chunk
+        self.done = not chunk
+
+    def areas(self) -> tuple[int, int]:
+        if not self.done or self.said or self.message != _spawner.AREAS_MESSAGE or len(self.fds) != 2:
+            for fd in self.fds:
+                os.close(fd)
+            detail = self.said.decode(errors="replace") or "it ended without a word, or took too long"
+            raise SandboxSetupFailed("the sandbox launcher failed before running anything", detail=detail)
+        return self.fds[0], self.fds[1]

@@ -10,12 +10,11 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import anyio.abc
-from anyio._core._eventloop import get_async_backend  # (`anyio.open_process` passes no `preexec_fn` on)
 
+from ._launch import SpawnedProcess
 from .exceptions import SandboxSetupFailed
 
 # After the outer process exits, the pipes close as soon as the pid namespace is gone; this only bounds a
@@ -99,7 +98,9 @@ class RunControl:
 
 def kill_process(process: anyio.abc.Process) -> None:
     """SIGKILL the outer process if it still runs (never a pid that may have been reused)."""
-    if process.returncode is None:
+    if isinstance(process, SpawnedProcess):
+        process.kill()  # (through its pidfd)
+    elif process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
 
@@ -116,16 +117,14 @@ async def run_contained(
     admit: Callable[[int], Awaitable[bytes]] | None,
     confine: Callable[[int], Awaitable[None]] | None = None,
     on_output: Callable[[int], object] | None = None,
-    preexec: Callable[[], None] | None = None,
-    cwd: str | None = None,
-    on_spawn: Callable[[], None] | None = None,
+    launcher: Callable[[], Awaitable[anyio.abc.Process]] | None = None,
+    started: Callable[[], Awaitable[None]] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
 
-    With `preexec` (`_launch.ForkLaunch`), the forked child sets itself up and confines itself before it execs
-    `argv` (bwrap itself): there is no ready line and no gate (`admit` and `confine` are None, stdin is
-    /dev/null), its failure raises `SandboxSetupFailed` with nothing exec'd, and `on_spawn()` takes what it
-    handed over once the exec is done. Otherwise:
+    With `launcher` (`_launch.py`: `argv` is then unused), the launcher sets itself up and confines itself
+    before it execs bwrap: there is no ready line and no gate (`admit` and `confine` are None), and `started()`
+    waits for the exec and takes what the launcher handed over (its failure is the run's). Otherwise:
 
     The launcher sets up its mounts, prints `READY_LINE` and waits at its gate (one line on stdin) until
     `admit(pid)` has prepared and confined it (staging areas, cgroup, rlimits) and returned the gate line;
@@ -138,22 +137,20 @@ async def run_contained(
     `on_output` is told the size of each chunk of output as it arrives (`SandboxSpec.on_output`).
     """
     started_at = time.monotonic()
-    # The asyncio backend hands extra keywords to `subprocess.Popen`.
-    extra: dict[str, Any] = {"preexec_fn": preexec} if preexec is not None else {}
     try:
-        # (in the event loop's thread, as `anyio.open_process` does: the launcher's parent thread is the loop's)
-        process = await get_async_backend().open_process(
-            list(argv),
-            stdin=subprocess.PIPE if admit is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            start_new_session=True,
-            pass_fds=list(pass_fds),
-            cwd=cwd,
-            **extra,
-        )
-    except (OSError, subprocess.SubprocessError) as error:
+        if launcher is not None:
+            process = await launcher()
+        else:
+            process = await anyio.open_process(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                start_new_session=True,
+                pass_fds=list(pass_fds),
+            )
+    except OSError as error:
         raise SandboxSetupFailed("could not start the sandbox launcher", detail=str(error)) from error
 
     def kill_tree() -> None:
@@ -169,8 +166,8 @@ async def run_contained(
         # Inside the try: a cancellation or an error from here on kills and reaps the tree, gate open or not.
         control.attach(kill_tree)
         if admit is None:
-            if on_spawn is not None:
-                on_spawn()
+            if started is not None:
+                await started()
         else:
             ready, confine_error = await _ready_and_confined(process, confine)
             if ready:
