@@ -103,6 +103,11 @@ class Spawner:
         with self._lock:
             self._stop()
 
+    @property
+    def server_pid(self) -> int | None:
+        """The running server's pid (None before the first launch)."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
     def _running(self) -> socket.socket:
         if self._process is not None and self._process.poll() is None and self._channel is not None:
             return self._channel
@@ -180,8 +185,10 @@ class SpawnedProcess(anyio.abc.Process):
             with contextlib.suppress(anyio.EndOfStream):
                 while True:
                     said += await self._status.receive()
+            if not said:
+                # The server died first: its launchers die with it, by SIGKILL (the pidfd says when).
+                await anyio.wait_readable(self._pidfd)
             self.exited = True
-            # (unknown when the server died first: its launchers died with it, by SIGKILL)
             self._returncode = int(said) if said else -SIGKILL
         assert self._returncode is not None
         return self._returncode
