@@ -64,6 +64,7 @@ from ._launch import (
     LaunchRequest,
     SpawnedProcess,
     Spawner,
+    Started,
     receive_areas,
     receive_areas_blocking,
     start_blocking,
@@ -250,7 +251,13 @@ class BwrapBackend(ABC):
             async def launcher() -> SpawnedProcess:
                 nonlocal channel
                 assert request is not None and launch.request_path is not None
-                started = await anyio.to_thread.run_sync(start_blocking, self._spawner, request, launch.request_path)
+                # Shielded: a run cancelled meanwhile must get its process back, to kill it (a fork is milliseconds).
+                started: Started | None = None
+                with anyio.CancelScope(shield=True):
+                    started = await anyio.to_thread.run_sync(
+                        start_blocking, self._spawner, request, launch.request_path
+                    )
+                assert started is not None
                 channel = started.channel
                 return SpawnedProcess(started)
 

@@ -114,14 +114,15 @@ class Spawner:
         self._stop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            # -I -S: ignore the environment and site-packages (the stdlib is all it needs); no session of its
-            # own, so that a terminal's interrupt reaches it as it reaches the body.
+            # -I -S: ignore the environment and site-packages (the stdlib is all it needs). A session of its own,
+            # as the launchers had: a terminal's interrupt does not reach it; it ends when the body closes it.
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(_SPAWNER_PATH), str(theirs.fileno())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 pass_fds=[theirs.fileno()],
                 env={"LC_ALL": "C"},
+                start_new_session=True,
             )
         except OSError as error:
             ours.close()
