@@ -6,9 +6,10 @@ Measured on these machines (kernel 6.18, 2026-12-06), which shapes it:
   works with its upper and work directories on one: tmpfs has user xattrs since Linux 6.6. Where it has
   not, the overlay backend's probe says so and "auto" falls back to the copy backend.
 - A write past either limit fails inside the sandbox with ENOSPC; nothing reaches the host's disk.
-- Those mounts die with the launcher's mount namespace, but not while a descriptor holds them: the body
-  opens both through `/proc/PID/root` while the launcher waits at its gate (as root, and as a regular user
-  whose namespace it is), and afterwards reads the staged changes through `/proc/self/fd/N`. Closing the
+- Those mounts die with the launcher's mount namespace, but not while a descriptor holds them: the overlay
+  backend's launcher opens both and hands them to the body before it execs bwrap (`_spawner.py`); the copy
+  backend's body opens both through `/proc/PID/root` while the launcher waits at its gate (as root, and as a
+  regular user whose namespace it is). The body reads the staged changes through `/proc/self/fd/N`. Closing the
   descriptor frees the memory. A kernel-enforced limit beats a watcher that polls and kills: 1.5 GB is
   written between two polls.
 - A full tmpfs reports no free block (or inode) in `statvfs`: that is how a run is found over quota.
