@@ -31,6 +31,7 @@ from .rollout import (
     shadow_runs,
     with_candidate,
 )
+from .rollout_inputs import RolloutInputs
 from .state import LogAction, LogEntry, StateEngine
 from .wake.records import Escalation
 
@@ -69,6 +70,8 @@ class Rollouts:
         self._alert = alert
         self._now = now
         self._lock = anyio.Lock()
+        self.inputs = RolloutInputs(state, refusals=self._refusals)
+        """What the evaluations read, per agent."""
 
     # -- claims ------------------------------------------------------------------------------
 
@@ -155,16 +158,15 @@ class Rollouts:
     async def _evaluation(self, state: RolloutState) -> Evaluation | None:
         if state.candidate is None:
             return None
-        tasks = await self._state.tasks()
-        decisions = {d.id: d for d in await self._state.decisions()}
+        inputs = await self.inputs.of(state.agent)  # (kept while nothing it reads changed: `rollout_inputs.py`)
         return evaluate(
             state,
-            tasks=tasks,
-            decisions=decisions,
-            refusals=await self._refusals(state.agent),
+            tasks=inputs.tasks,
+            decisions=inputs.decisions,
+            refusals=inputs.refusals,
             config=self.config,
             now=self._now(),
-            usage=[record for record in await self._state.usage() if record.task_id is not None],
+            usage=inputs.usage,
         )
 
     async def _refusals(self, agent: str) -> list[Refusal]:

@@ -494,6 +494,13 @@ class RolloutStore(Protocol):
         """Store `state` as its agent's rollout, and `log`, together."""
         ...
 
+    async def rollout_inputs_generation(self) -> int | None:
+        """A number that moves whenever what a rollout's evaluation reads may have changed (a task's outcome,
+        history but for its creation and claims, verification, spend or shadow runs; a decision; usage charged to a
+        task; a refused audit event), whoever wrote it, and stays put over claims of queued tasks and renewals.
+        None: this engine keeps no such number (every evaluation reads afresh)."""
+        ...
+
 
 class StateEngine(
     TokenStore,
