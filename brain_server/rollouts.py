@@ -171,18 +171,10 @@ class Rollouts:
 
     async def _refusals(self, agent: str) -> list[Refusal]:
         found: list[Refusal] = []
-        for body in await self._state.bodies():
-            after = 0
-            while True:
-                events = await self._state.audit_events(body.body_id, after_seq=after)
-                if not events:
-                    break
-                for event in events:
-                    if event.agent == agent and event.outcome == "refused" and event.logic_version:
-                        at = _parse_ts(event.ts)
-                        if at is not None:
-                            found.append(Refusal(agent=agent, logic_version=event.logic_version, at=at))
-                after = events[-1].seq
+        for event in await self._state.refused_events(agent):
+            at = _parse_ts(event.ts)
+            if event.logic_version and at is not None:
+                found.append(Refusal(agent=agent, logic_version=event.logic_version, at=at))
         return found
 
     async def tick(self, agent: str) -> Evaluation | None:

@@ -160,6 +160,11 @@ class AuditEventStore(Protocol):
         """The body's stored events after `after_seq`, in seq order, at most `limit`."""
         ...
 
+    async def refused_events(self, agent: str) -> list[AuditEvent]:
+        """Every stored event of `agent`'s bodies whose call was refused (`outcome` "refused"), by body and seq
+        (what a rollout counts against a version; SQLite reads them by an index, not every event)."""
+        ...
+
     async def rewrite_audit_events(
         self, rewrite: Callable[[str], str | None], log: LogEntry
     ) -> tuple[int, dict[str, int]]:

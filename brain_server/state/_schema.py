@@ -536,7 +536,8 @@ MIGRATIONS: list[str] = [
     # verifications, spend and shadow runs, the decisions, the usage charged to tasks, the refused audit events —
     # moved by triggers on every change of those (whoever writes it: the CLI's process too), but not by a claim of a
     # queued task or a lease's renewal, which change nothing an evaluation counts. The brain keeps what it read and
-    # reads it again only once the number moved (`rollout_inputs.py`).
+    # reads it again only once the number moved (`rollout_inputs.py`); and the refused events by agent, indexed
+    # (what it reads of the audit events).
     """
     CREATE TABLE rollout_inputs (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);
     INSERT INTO rollout_inputs (id, generation) VALUES (1, 0);
@@ -570,6 +571,8 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER rollout_inputs_audit_prune AFTER DELETE ON audit_events
         WHEN json_extract(OLD.event, '$.outcome') = 'refused'
         BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE INDEX audit_events_refused ON audit_events (json_extract(event, '$.agent'))
+        WHERE json_extract(event, '$.outcome') = 'refused';
     """,
 ]
 

@@ -6,13 +6,16 @@ memory engine keeps nothing and reads every time)."""
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from brain_server import Brain, BrainSettings
+from brain_server import Brain, BrainSettings, StateEngine
 from brain_server.rollout import UNSETTLED_GRACE_S
+from shared_protocol import AuditEvent
 
 from .helpers import BrainClient, Clock, audit_event, batch, engine_url, ok, refused, rerun_event
 from .test_rollout import ACCEPTANCE, AGENT, CONFIG, V2, Version, live_with_history, queue, queue_in, through_shadow
@@ -124,6 +127,7 @@ async def test_the_generation_moves_on_what_an_evaluation_counts_and_not_on_clai
         pytest.skip("the memory engine keeps no generation (its evaluations read every time: the first test)")
     task_id = await queue(api)
     before = await generation()
+    assert before is not None
     claimed = ok(await v1.claim("live", task_id=task_id))
     ok(await api.post(f"/v1/tasks/{task_id}/renew", {"claim_token": claimed["claim_token"]}, as_=v1.name))
     plain = audit_event(v1.body_id, v1.seq + 1, v1.prev).model_copy(update={"agent": AGENT})
@@ -147,3 +151,38 @@ async def test_the_generation_moves_on_what_an_evaluation_counts_and_not_on_clai
     ok(await api.post(f"/v1/tasks/{task_id}/outcome", {**outcome, "logic_version": v1.version}, as_=v1.name))
     after_outcome = await generation()
     assert after_outcome is not None and after_outcome > after_usage
+
+
+async def test_refused_events_are_an_agents_refused_calls_read_by_an_index(state: StateEngine, tmp_path: Path) -> None:
+    events: list[AuditEvent] = []
+    prev = "genesis-body-a"
+    for seq, (agent, outcome) in enumerate(
+        [("w1", "ok"), ("w1", "refused"), ("w2", "refused"), ("w1", "refused"), ("w1", "error")], start=1
+    ):
+        event = audit_event("body-a", seq, prev).model_copy(
+            update={"agent": agent, "outcome": outcome, "logic_version": f"lv-{seq}"}
+        )
+        events.append(event)
+        prev = event.mac
+    other = audit_event("body-b", 1, "genesis-body-b").model_copy(update={"agent": "w1", "outcome": "refused"})
+    await state.append_audit("body-a", events, at=datetime.now(UTC))
+    await state.append_audit("body-b", [other], at=datetime.now(UTC))
+    found = await state.refused_events("w1")
+    assert [(e.body_id, e.seq) for e in found] == [("body-a", 2), ("body-a", 4), ("body-b", 1)]
+    assert [e.seq for e in await state.refused_events("w2")] == [3]
+    assert await state.refused_events("w3") == []
+    if not (tmp_path / "brain.db").exists():  # (the memory engine: no file, no index)
+        return
+    conn = sqlite3.connect(tmp_path / "brain.db")
+    try:
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT event FROM audit_events WHERE json_extract(event, '$.outcome') = 'refused' "
+                "AND json_extract(event, '$.agent') = ? ORDER BY body_id, seq",
+                ("w1",),
+            )
+        )
+    finally:
+        conn.close()
+    assert "USING INDEX audit_events_refused" in plan, plan
