@@ -201,6 +201,14 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         chain = self._audit.get(body_id, {})
         return [chain[seq] for seq in sorted(chain) if seq > after_seq][:limit]
 
+    async def refused_events(self, agent: str) -> list[AuditEvent]:
+        return [
+            chain[seq]
+            for _, chain in sorted(self._audit.items())
+            for seq in sorted(chain)
+            if chain[seq].outcome == "refused" and chain[seq].agent == agent
+        ]
+
     async def rewrite_audit_events(
         self, rewrite: Callable[[str], str | None], log: LogEntry
     ) -> tuple[int, dict[str, int]]:

@@ -160,6 +160,11 @@ class AuditEventStore(Protocol):
         """The body's stored events after `after_seq`, in seq order, at most `limit`."""
         ...
 
+    async def refused_events(self, agent: str) -> list[AuditEvent]:
+        """Every stored event of `agent`'s bodies whose call was refused (`outcome` "refused"), by body and seq
+        (what a rollout counts against a version; SQLite reads them by an index, not every event)."""
+        ...
+
     async def rewrite_audit_events(
         self, rewrite: Callable[[str], str | None], log: LogEntry
     ) -> tuple[int, dict[str, int]]:
@@ -492,6 +497,13 @@ class RolloutStore(Protocol):
 
     async def put_rollout(self, state: RolloutState, log: LogEntry) -> None:
         """Store `state` as its agent's rollout, and `log`, together."""
+        ...
+
+    async def rollout_inputs_generation(self) -> int | None:
+        """A number that moves whenever what a rollout's evaluation reads may have changed (a task's outcome,
+        history but for its creation and claims, verification, spend or shadow runs; a decision; usage charged to a
+        task; a refused audit event), whoever wrote it, and stays put over claims of queued tasks and renewals.
+        None: this engine keeps no such number (every evaluation reads afresh)."""
         ...
 
 

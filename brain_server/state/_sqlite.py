@@ -320,6 +320,14 @@ class SqliteStateEngine(
         )
         return [AuditEvent.model_validate_json(row["event"]) for row in rows]
 
+    async def refused_events(self, agent: str) -> list[AuditEvent]:
+        rows = await self._rows(  # (the partial index audit_events_refused, schema v23)
+            "SELECT event FROM audit_events WHERE json_extract(event, '$.outcome') = 'refused' "
+            "AND json_extract(event, '$.agent') = ? ORDER BY body_id, seq",
+            (agent,),
+        )
+        return [AuditEvent.model_validate_json(row["event"]) for row in rows]
+
     async def rewrite_audit_events(
         self, rewrite: Callable[[str], str | None], log: LogEntry
     ) -> tuple[int, dict[str, int]]:

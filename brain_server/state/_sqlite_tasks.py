@@ -49,6 +49,19 @@ _ROW_COLUMNS = ", ".join(TASK_ROW_FIELDS)
 _SET_COLUMNS = ", ".join(f"{name} = ?" for name in TASK_ROW_FIELDS if name != "id")
 
 
+_JOINED_COLUMNS = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+
+
+def _stored(rows: list[sqlite3.Row]) -> StoredTask | None:
+    """One task from the rows of its row joined with its history (`event`, in order); None: no rows."""
+    if not rows:
+        return None
+    first = rows[0]
+    history = [TaskEvent.model_validate_json(row["event"]) for row in rows if row["event"] is not None]
+    task = task_from_row({name: first[name] for name in TASK_ROW_FIELDS}, history)
+    return StoredTask(task=task, claim_token=first["claim_token"])
+
+
 def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
     """A task row exactly as stored, as a compensation keeps it."""
     return {name: row[name] for name in TASK_ROW_FIELDS}
@@ -57,18 +70,14 @@ def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
 class SqliteTasks(SqliteDatabase, TaskTransitions):
     """Tasks in `tasks` (and their history in `task_events`), their compensating records in `compensations`."""
 
-    @staticmethod
-    async def _history(conn: aiosqlite.Connection, task_id: str) -> list[TaskEvent]:
-        rows = await conn.execute_fetchall("SELECT event FROM task_events WHERE task_id = ? ORDER BY id", (task_id,))
-        return [TaskEvent.model_validate_json(row[0]) for row in rows]
-
     async def _load(self, conn: aiosqlite.Connection, task_id: str) -> StoredTask | None:
-        async with conn.execute(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id = ?", (task_id,)) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        task = task_from_row(dict(row), await self._history(conn, task_id))
-        return StoredTask(task=task, claim_token=row["claim_token"])
+        """The task's row and history, in one statement (one round trip)."""
+        rows = await conn.execute_fetchall(
+            f"SELECT {_JOINED_COLUMNS}, e.event AS event FROM tasks AS t "
+            "LEFT JOIN task_events AS e ON e.task_id = t.id WHERE t.id = ? ORDER BY e.id",
+            (task_id,),
+        )
+        return _stored(list(rows))
 
     @staticmethod
     async def _store(conn: aiosqlite.Connection, before: StoredTask, after: StoredTask) -> None:
@@ -94,10 +103,10 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
 
     @staticmethod
     async def _append_events(conn: aiosqlite.Connection, task_id: str, events: Sequence[TaskEvent]) -> None:
-        for line in events:
-            await conn.execute(
+        if events:  # (one round trip, in order: the ids keep the history's order)
+            await conn.executemany(
                 "INSERT INTO task_events (task_id, event) VALUES (?, ?)",
-                (task_id, canonical(line.model_dump(mode="json"))),
+                [(task_id, canonical(line.model_dump(mode="json"))) for line in events],
             )
 
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
@@ -181,18 +190,23 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
             params += [grant.agent, grant.logic_version]
         async with self._write() as conn:
             # BEGIN IMMEDIATE holds the write lock from the start: no other claimer can take the row between the
-            # read of its "before" and the update.
-            async with conn.execute(
-                f"SELECT id FROM tasks WHERE {' AND '.join(where)} ORDER BY value_usd DESC, seq LIMIT 1", tuple(params)
-            ) as cursor:
-                found = await cursor.fetchone()
-            if found is None:
+            # read of its "before" and the update. One statement finds the task and reads its row, its history and
+            # the claiming body's audit head (one round trip to the connection's thread while the lock is held).
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT {_JOINED_COLUMNS}, e.event AS event, "
+                    "(SELECT MAX(seq) FROM audit_events WHERE body_id = ?) AS audit_head "
+                    f"FROM (SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY value_usd DESC, seq LIMIT 1) "
+                    "AS t LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY e.id",
+                    (grant.body_id, *params),
+                )
+            )
+            before = _stored(rows)
+            if before is None:
                 return None
-            before = await self._load(conn, found["id"])
-            assert before is not None and claimable(before.task, grant), "read queued in this transaction"
-            async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (grant.body_id,)) as cursor:
-                head = await cursor.fetchone()
-            grant = replace(grant, audit_seq=int(head[0]) if head is not None and head[0] is not None else 0)
+            assert claimable(before.task, grant), "read queued in this transaction"
+            head = rows[0]["audit_head"]
+            grant = replace(grant, audit_seq=int(head) if head is not None else 0)
             snapshot = task_row(before.task, before.claim_token)
             after = claim(before, grant)
             await self._store(conn, before, after)
