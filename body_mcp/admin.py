@@ -10,7 +10,6 @@ Every action is audited under `by`, the acting human, resolved once at the entry
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import secrets
 import sqlite3
 import time
@@ -57,7 +56,8 @@ from .explain import explain_event
 from .killswitch import KillState, LocalKillSwitch
 from .limits import Limits
 from .link_state import LinkView, view_link_record
-from .privacy import held_about, open_protector
+from .outputs import OutputStore
+from .privacy import MIGRATED_COPIES, drop_clear_state_copies, held_about, open_protector
 from .settings import BodySettings
 from .snapshots import Progress, SnapshotEvent, SnapshotSettings, Snapshotter
 from .state import StatePaths, load_or_create_identity
@@ -380,30 +380,21 @@ class Admin:
             )
 
         result = self.audit.migrate_privacy(protector, record=record, progress=progress, batch=batch)
-        result.outputs = self._migrate_outputs(protector)
+        result.outputs = OutputStore(self.db, directory=self.paths.outputs).migrate_privacy(protector)
         with self.db.read() as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        result.snapshots = drop_clear_state_copies(self.paths, self.db, protector)
+        if result.outputs or result.snapshots:
+            self.record(
+                action=MIGRATED_COPIES,
+                rationale=(
+                    f"personal data in {result.outputs} kept output(s) written before [privacy] encrypted per "
+                    f"subject; {len(result.snapshots)} snapshot(s) taken before it lost their copy of state.db, "
+                    "which held it in clear (their workspace files are kept: they still restore)"
+                ),
+                detail={"outputs": result.outputs, "snapshots_state_db_dropped": result.snapshots},
+            )
         return result
-
-    def _migrate_outputs(self, protector: Protector) -> int:
-        """Kept command outputs stored inline, protected as `OutputStore.keep` protects new ones (not part of the
-        chain: their `size` and `sha256` are of what is kept). Returns how many were rewritten."""
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT action_id, stream, data FROM command_outputs WHERE data IS NOT NULL").fetchall()
-        changed: list[tuple[bytes, int, str, str, str]] = []
-        for action_id, stream, data in rows:
-            text = bytes(data).decode("utf-8", "surrogateescape")
-            protected = protector.protect(text)
-            if protected != text:
-                new = protected.encode("utf-8", "surrogateescape")
-                changed.append((new, len(new), hashlib.sha256(new).hexdigest(), action_id, stream))
-        if changed:
-            with self.db.write() as conn:
-                conn.executemany(
-                    "UPDATE command_outputs SET data = ?, size = ?, sha256 = ? WHERE action_id = ? AND stream = ?",
-                    changed,
-                )
-        return len(changed)
 
     def privacy_export(self, subject: str) -> PrivacyExport:
         """What this body's trail and kept outputs hold about a subject, decrypted; `UnknownSubject` when no key is
@@ -411,7 +402,8 @@ class Admin:
         protector, owned = self._protector()
         try:
             found = self._subject(protector, subject)
-            held = held_about(self.db, protector, found)
+            outputs = OutputStore(self.db, directory=self.paths.outputs).kept_texts()
+            held = held_about(self.db, protector, found, outputs)
             if held is None:
                 raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
             return PrivacyExport(kind=found.kind, held=held)

@@ -153,7 +153,7 @@ def _migrate_body(args: argparse.Namespace) -> str:
             "a body or another swarm command has this state's audit trail open: stop it (the IDE's session of "
             "`swarm body`, `swarm agents down`) and run the migration again"
         ) from None
-    if not result.rewritten and not result.outputs:
+    if not result.rewritten and not result.outputs and not result.snapshots:
         return f"nothing to migrate ({result.events} events read)"
     events = (
         f"{result.rewritten} of {result.events} events rewritten (events {result.first_seq}-{result.last_seq}), "
@@ -161,7 +161,13 @@ def _migrate_body(args: argparse.Namespace) -> str:
         if result.rewritten
         else f"no event to rewrite ({result.events} read)"
     )
-    return f"{events}; {result.outputs} kept output(s) rewritten"
+    snapshots = (
+        f"; {len(result.snapshots)} snapshot(s) taken before held state.db in clear: that copy was deleted "
+        f"({', '.join(result.snapshots)}), their workspace files kept (they still restore)"
+        if result.snapshots
+        else ""
+    )
+    return f"{events}; {result.outputs} kept output(s) rewritten{snapshots}"
 
 
 def cmd_privacy_migrate(args: argparse.Namespace) -> int:
