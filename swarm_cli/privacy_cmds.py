@@ -54,29 +54,33 @@ def _not_held(exc: BrainRejected) -> bool:
 
 
 def cmd_privacy_erase(args: argparse.Namespace) -> int:
+    """The brain is asked first: one that refuses (a token not a captain's, unreachable) leaves the body's key as
+    it was, so nothing is half-erased; once the brain has erased (or holds nothing), the body erases. Run again
+    after a failure on the body, the brain answers "nothing held" and the body finishes."""
     results: dict[str, str] = {}
-    with _context.open_admin(_settings(args)) as admin:
+    client = _brain(args)
+
+    async def erase_on_brain(client: BrainClient) -> str:
+        try:
+            erased = await client.privacy_erase(args.subject, args.reason)
+        except BrainRejected as exc:
+            if _not_held(exc):
+                return "nothing held"
+            raise
+        finally:
+            await client.aclose()
+        return f"erased ({erased.kind})"
+
+    with _context.open_admin(_settings(args)) as admin:  # (a bad --workspace or --agent: refused before the brain)
+        brain = None if client is None else anyio.run(erase_on_brain, client)
         try:
             erasure = admin.privacy_erase(args.subject, reason=args.reason)
         except UnknownSubject:
             results["body"] = "nothing held"
         else:
             results["body"] = f"erased ({erasure.kind})"
-    client = _brain(args)
-    if client is not None:
-
-        async def erase_on_brain() -> str:
-            try:
-                erased = await client.privacy_erase(args.subject, args.reason)
-            except BrainRejected as exc:
-                if _not_held(exc):
-                    return "nothing held"
-                raise
-            finally:
-                await client.aclose()
-            return f"erased ({erased.kind})"
-
-        results["brain"] = anyio.run(erase_on_brain)
+    if brain is not None:
+        results["brain"] = brain
     if args.json:
         print(json.dumps({"erased": [k for k, v in results.items() if v != "nothing held"], "results": results}))
     else:
@@ -182,9 +186,17 @@ def cmd_privacy_migrate(args: argparse.Namespace) -> int:
                 done = await client.privacy_migrate()
             finally:
                 await client.aclose()
-            if not done.rewritten:
-                return f"nothing to migrate ({done.events} stored events read)"
-            return f"{done.rewritten} of {done.events} stored events rewritten"
+            said: list[str] = []
+            if done.rewritten:
+                said.append(f"{done.rewritten} of {done.events} stored events rewritten")
+            if done.records:
+                said.append("its own records rewritten: " + ", ".join(f"{n} {k}" for k, n in done.records.items()))
+            if done.backups_deleted:
+                said.append(
+                    f"{len(done.backups_deleted)} backup(s) taken before deleted, a backup of the migrated database "
+                    f"written first ({', '.join(done.backups_deleted)})"
+                )
+            return "; ".join(said) if said else f"nothing to migrate ({done.events} stored events read)"
 
         results["brain"] = anyio.run(migrate_on_brain)
     results = {"body": _migrate_body(args), **results}
