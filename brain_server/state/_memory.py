@@ -314,6 +314,13 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         self._escalations.update(escalations)
         for n, reason in entries.items():
             self._log[n] = replace(self._log[n], reason=reason)
+        if self._kill.reason and (reason := change.reason(self._kill.reason)) is not None:
+            self._kill = self._kill.model_copy(update={"reason": reason})
+            counts["kill"] = 1
+        for agent, pause in list(self._pauses.items()):
+            if (reason := change.reason(pause.reason)) is not None:
+                self._pauses[agent] = pause.model_copy(update={"reason": reason})
+                counts["pauses"] = counts.get("pauses", 0) + 1
         counts.update(tasks=len(tasks), decisions=len(decisions), escalations=len(escalations), log=len(entries))
         counts = {kind: n for kind, n in counts.items() if n}
         if counts:

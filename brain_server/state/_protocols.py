@@ -169,11 +169,12 @@ class AuditEventStore(Protocol):
         ...
 
     async def rewrite_records(self, change: RecordRewrite, log: LogEntry) -> dict[str, int]:
-        """The brain's own records — tasks (and their history lines), decisions, escalations and the log's
-        reasons — through `change` (None: unchanged), in one transaction; a history line or a log entry changes its
-        text only (`swarm privacy migrate`, brain schema v23 lets nothing else change). Logged once with the count
-        per kind, if any changed; freed pages are zeroed and the WAL emptied after it. Returns the count per kind
-        (`tasks`, `task_events`, `decisions`, `escalations`, `log`) of what changed."""
+        """The brain's own records — tasks (and their history lines), decisions, escalations, the log's reasons,
+        the kill switch's and agents' pauses' reasons — through `change` (None: unchanged), in one transaction; a
+        history line or a log entry changes its text only (`swarm privacy migrate`; brain schema v23 lets nothing
+        else change). Logged once with the count per kind, if any changed; freed pages are zeroed and the WAL
+        emptied after it. Returns the count per kind of what changed (`tasks`, `task_events`, `decisions`,
+        `escalations`, `log`, `kill`, `pauses`)."""
         ...
 
     async def escalations(self) -> list[Escalation]:

@@ -20,7 +20,7 @@ import aiosqlite
 import anyio
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Decision, KillState, Role
+from shared_protocol.brain import AgentPause, Decision, KillState, Role
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
@@ -380,6 +380,20 @@ class SqliteStateEngine(
             ]
             await conn.executemany("UPDATE brain_log SET reason = ? WHERE id = ?", reasons)
             counts["log"] = len(reasons)
+            kill = [
+                (new,)
+                for (reason,) in await conn.execute_fetchall("SELECT reason FROM kill_state WHERE reason IS NOT NULL")
+                if (new := change.reason(str(reason))) is not None
+            ]
+            await conn.executemany("UPDATE kill_state SET reason = ? WHERE id = 1", kill)
+            counts["kill"] = len(kill)
+            pauses: list[tuple[str, str]] = []
+            for agent, text in await conn.execute_fetchall("SELECT agent, pause FROM agent_pauses"):
+                pause = AgentPause.model_validate_json(text)
+                if (new := change.reason(pause.reason)) is not None:
+                    pauses.append((pause.model_copy(update={"reason": new}).model_dump_json(), agent))
+            await conn.executemany("UPDATE agent_pauses SET pause = ? WHERE agent = ?", pauses)
+            counts["pauses"] = len(pauses)
             await conn.execute("UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1")
             counts = {kind: n for kind, n in counts.items() if n}
             if counts:
