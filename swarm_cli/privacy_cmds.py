@@ -3,15 +3,18 @@
 
 A subject is an email, a phone number (E.164, or in `[privacy] default_region`), a card number, an IP address, an
 SSN, or a name or pattern `[privacy]` configures; it is normalised as the detector normalises what it finds.
-`erase` destroys the subject's key on this workspace's (or `--agent`'s) body and, with `--brain URL` (or
-`$SWARM_BRAIN_URL`) and a captain's token, on the brain: crypto-shredding, audited on each (`privacy.erase`,
-naming the subject's random id, never the subject). `export` lists what each holds about the subject, decrypted.
-Exit 0 when something was erased (or found), 1 when nothing is held anywhere asked, or on an error.
+`erase` destroys the subject's key, with `--brain URL` (or `$SWARM_BRAIN_URL`) and a captain's token on the brain
+first (a refusal leaves the body's key as it was), then on this workspace's (or `--agent`'s) body:
+crypto-shredding, audited on each (`privacy.erase`, naming the subject's random id, never the subject).
+`export` lists what each holds about the subject, decrypted. Exit 0 when something was erased (or found), 1 when
+nothing is held anywhere asked, or on an error.
 
-`migrate` encrypts, per subject, the personal data of the audit events and kept outputs this body wrote before
-`[privacy]` (or with `redaction` off), keeping the chain verifiable (`body_mcp.audit._migrate`): refused while a
-body has the state open. With `--brain`, the brain does the same to the events it stores (`POST
-/v1/privacy/migrate`). Run twice, the second finds nothing to do (exit 0 both times).
+`migrate` encrypts, per subject, the personal data of the audit events and kept outputs (inline or in files) this
+body wrote before `[privacy]` (or with `redaction` off), keeping the chain verifiable (`body_mcp.audit._migrate`),
+and drops the clear copies of `state.db` in snapshots taken before (`body_mcp.privacy`): refused while a body has
+the state open. With `--brain`, the brain first does the same to the events it stores and to its own records, and
+replaces its backups taken before (`POST /v1/privacy/migrate`). Run twice, the second finds nothing to do (exit 0
+both times).
 """
 
 from __future__ import annotations
