@@ -394,6 +394,7 @@ class Admin:
                 ),
                 detail={"outputs": result.outputs, "snapshots_state_db_dropped": result.snapshots},
             )
+            self.audit.scrub_journal()  # (a kept output is journaled with its call's event: its old text too)
         return result
 
     def privacy_export(self, subject: str) -> PrivacyExport:

@@ -152,6 +152,8 @@ def drop_clear_state_copies(paths: StatePaths, live: StateDB, protector: Protect
     for store in snapshot_stores(paths):
         verdicts: dict[tuple[tuple[str, int], ...], bool] = {}
         with store.locked():
+            for left in store.tmp.glob("*privacy-check-*"):  # (a run killed while checking: a clear copy)
+                left.unlink(missing_ok=True)
             manifests: list[Manifest] = []
             for snapshot_id in store.ids():
                 with contextlib.suppress(SnapshotDamaged):

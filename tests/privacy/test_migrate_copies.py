@@ -43,6 +43,8 @@ async def test_outputs_in_files_and_snapshot_copies_are_migrated_exported_and_er
     assert before.returncode == 0, before.stderr
     old_id = before.stdout.strip().splitlines()[-1].split()[-1]
     (home / "swarm.toml").write_text("")  # redaction on from now on
+    (tmp,) = list(home.rglob("snapshots/tmp"))  # a copy a migration killed while checking it left behind
+    (tmp / "privacy-check-1.db").write_text(p.text())
 
     migrated = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace), "--json")
     assert migrated.returncode == 0, migrated.stderr
