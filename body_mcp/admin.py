@@ -57,7 +57,13 @@ from .killswitch import KillState, LocalKillSwitch
 from .limits import Limits
 from .link_state import LinkView, view_link_record
 from .outputs import OutputStore
-from .privacy import MIGRATED_COPIES, drop_clear_state_copies, held_about, open_protector
+from .privacy import (
+    MIGRATED_COPIES,
+    drop_clear_state_copies,
+    held_about,
+    migrate_local_decisions,
+    open_protector,
+)
 from .settings import BodySettings
 from .snapshots import Progress, SnapshotEvent, SnapshotSettings, Snapshotter
 from .state import StatePaths, load_or_create_identity
@@ -381,18 +387,24 @@ class Admin:
 
         result = self.audit.migrate_privacy(protector, record=record, progress=progress, batch=batch)
         result.outputs = OutputStore(self.db, directory=self.paths.outputs).migrate_privacy(protector)
+        result.decisions = migrate_local_decisions(self.db, protector)
         with self.db.read() as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         result.snapshots = drop_clear_state_copies(self.paths, self.db, protector)
-        if result.outputs or result.snapshots:
+        if result.outputs or result.decisions or result.snapshots:
             self.record(
                 action=MIGRATED_COPIES,
                 rationale=(
-                    f"personal data in {result.outputs} kept output(s) written before [privacy] encrypted per "
-                    f"subject; {len(result.snapshots)} snapshot(s) taken before it lost their copy of state.db, "
-                    "which held it in clear (their workspace files are kept: they still restore)"
+                    f"personal data in {result.outputs} kept output(s) and {result.decisions} approval request(s) "
+                    f"written before [privacy] encrypted per subject; {len(result.snapshots)} snapshot(s) taken "
+                    "before it lost their copy of state.db, which held it in clear (their workspace files are kept: "
+                    "they still restore)"
                 ),
-                detail={"outputs": result.outputs, "snapshots_state_db_dropped": result.snapshots},
+                detail={
+                    "outputs": result.outputs,
+                    "decisions": result.decisions,
+                    "snapshots_state_db_dropped": result.snapshots,
+                },
             )
             self.audit.scrub_journal()  # (a kept output is journaled with its call's event: its old text too)
         return result

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
+from shared_protocol.brain import Decision
 from shared_protocol.config import PrivacyConfig
 from shared_protocol.privacy import (
     KEY_STORE_FILE,
@@ -47,8 +48,8 @@ def open_protector(paths: StatePaths, config: PrivacyConfig) -> Protector:
 def held_about(
     db: StateDB, protector: Protector, subject: Subject, outputs: Iterable[tuple[str, str, str]]
 ) -> list[HeldItem] | None:
-    """What this body's trail and kept outputs (`outputs`: `OutputStore.kept_texts`, inline or in files) hold
-    about `subject`, decrypted; None when no key is held (never seen, or erased)."""
+    """What this body's trail, approval requests and kept outputs (`outputs`: `OutputStore.kept_texts`, inline or in
+    files) hold about `subject`, decrypted; None when no key is held (never seen, or erased)."""
     sid = protector.keys.find(subject.kind, subject.value)
     if sid is None:
         return None
@@ -56,12 +57,14 @@ def held_about(
     items: list[HeldItem] = []
     with db.read() as conn:
         rows = conn.execute("SELECT id, body FROM audit_events WHERE body LIKE ? ORDER BY seq", (needle,)).fetchall()
-    for event_id, body in rows:
-        for field, text in _strings(json.loads(body)):
-            items += [
-                HeldItem(where=f"audit {event_id} {field}", kind=h.kind, value=h.value)
-                for h in protector.held(text, sid)
-            ]
+        decisions = conn.execute("SELECT id, body FROM decisions WHERE body LIKE ? ORDER BY id", (needle,)).fetchall()
+    for where, found in (("audit", rows), ("decision", decisions)):
+        for record_id, body in found:
+            for field, text in _strings(json.loads(body)):
+                items += [
+                    HeldItem(where=f"{where} {record_id} {field}", kind=h.kind, value=h.value)
+                    for h in protector.held(text, sid)
+                ]
     for action_id, stream, text in outputs:
         items += [
             HeldItem(where=f"output {action_id} {stream}", kind=h.kind, value=h.value)
@@ -193,3 +196,30 @@ def _readable(store: ObjectStore, snapshot_id: str) -> bool:
     except SnapshotDamaged:
         return False
     return True
+
+
+def migrate_local_decisions(db: StateDB, protector: Protector) -> int:
+    """`swarm privacy migrate`: the approval requests this body stored before `[privacy]` (its `decisions`; with a
+    brain, the brain keeps its own copy), their summary, rationale, options, action and answers' reasons encrypted
+    as `request_approval` encrypts a new one (the files named are paths, kept as they are); the number rewritten."""
+    p = protector.protect
+    changed: list[tuple[str, str]] = []
+    with db.read() as conn:
+        rows = conn.execute("SELECT id, body FROM decisions").fetchall()
+    for decision_id, body in rows:
+        decision = Decision.model_validate_json(body)
+        new = decision.model_copy(
+            update={
+                "summary": p(decision.summary),
+                "rationale": p(decision.rationale),
+                "options": [p(option) for option in decision.options],
+                "action": None if decision.action is None else p(decision.action),
+                "answers": [answer.model_copy(update={"reason": p(answer.reason)}) for answer in decision.answers],
+            }
+        )
+        if new != decision:
+            changed.append((new.model_dump_json(), str(decision_id)))
+    if changed:
+        with db.write() as conn:
+            conn.executemany("UPDATE decisions SET body = ? WHERE id = ?", changed)
+    return len(changed)

@@ -160,7 +160,7 @@ def _migrate_body(args: argparse.Namespace) -> str:
             "a body or another swarm command has this state's audit trail open: stop it (the IDE's session of "
             "`swarm body`, `swarm agents down`) and run the migration again"
         ) from None
-    if not result.rewritten and not result.outputs and not result.snapshots:
+    if not result.rewritten and not result.outputs and not result.decisions and not result.snapshots:
         return f"nothing to migrate ({result.events} events read)"
     events = (
         f"{result.rewritten} of {result.events} events rewritten (events {result.first_seq}-{result.last_seq}), "
@@ -174,7 +174,8 @@ def _migrate_body(args: argparse.Namespace) -> str:
         if result.snapshots
         else ""
     )
-    return f"{events}; {result.outputs} kept output(s) rewritten{snapshots}"
+    decisions = f"; {result.decisions} approval request(s) rewritten" if result.decisions else ""
+    return f"{events}; {result.outputs} kept output(s) rewritten{decisions}{snapshots}"
 
 
 def cmd_privacy_migrate(args: argparse.Namespace) -> int:

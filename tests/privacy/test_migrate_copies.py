@@ -3,7 +3,8 @@
 snapshots taken before the migration, is found in no file under the state once migrated (the snapshots' objects
 included), in clear, base64, hex, percent- or JSON-escaped form. Each snapshot that held `state.db` in clear lost
 that copy only: it still restores, the migration says which and records it in the chain, which verifies. The kept
-file is exported decrypted and, once the subject is erased, read back as `[pii:…:erased]`."""
+file and an approval request stored then are exported decrypted and, once the subject is erased, the file reads back
+as `[pii:…:erased]`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ async def test_outputs_in_files_and_snapshot_copies_are_migrated_exported_and_er
     (home / "swarm.toml").write_text(OFF)
     async with Client(_body(workspace, home)) as client:
         action_id = await _plant_big_output(client, p)
+        asked = ok(
+            await client.call_tool(
+                "request_approval",
+                {"summary": f"mail {p.email}", "confidence": 0.2, "options": [f"call {p.phone}"], "rationale": "r"},
+            )
+        )
     (kept,) = [f for f in home.rglob(f"{action_id}.stdout")]
     assert p.email.encode() in kept.read_bytes()  # (kept in a file, in clear, as before #21)
     before = await _swarm(home, "snapshot", "create", "--workspace", str(workspace), "--reason", "before")
@@ -50,6 +57,7 @@ async def test_outputs_in_files_and_snapshot_copies_are_migrated_exported_and_er
     assert migrated.returncode == 0, migrated.stderr
     said = json.loads(migrated.stdout)["body"]
     assert "kept output(s) rewritten" in said and "1 snapshot(s)" in said and old_id in said, said
+    assert "1 approval request(s) rewritten" in said, said
     assert leaks([home], p.values()) == []
     _verifies(home, workspace)
     recorded = [e for e in _events(home, workspace) if e["tool"] == "privacy.migrate_copies"]
@@ -82,6 +90,7 @@ async def test_outputs_in_files_and_snapshot_copies_are_migrated_exported_and_er
     assert exported.returncode == 0, exported.stderr
     held = json.loads(exported.stdout)["body"]
     assert f"output {action_id} stdout" in {i["where"] for i in held}
+    assert f"decision {asked['decision_id']} summary" in {i["where"] for i in held}
     assert {i["value"] for i in held} == {p.email}
     erased = await _swarm(home, "privacy", "erase", p.email, "--workspace", str(workspace))
     assert erased.returncode == 0, erased.stderr
