@@ -146,9 +146,10 @@ class OutputStore:
     def migrate_privacy(self, protector: Protector) -> int:
         """`swarm privacy migrate`: every kept stream, inline or in a file, with its personal data encrypted as
         `keep` encrypts a new one; the number rewritten. A stream in a file is rewritten in three steps, each
-        safe to be killed after: the protected text is written beside it (`.NAME.migrate`, fsync'd), the row's
-        `size` and `sha256` are updated to it, then it replaces the file. A run finding a `.migrate` file whose
-        hash is the row's finishes that last step; any other is an abandoned first step, removed."""
+        safe to be killed after: the protected text is written beside it (`.NAME.migrate`, as `keep` writes a
+        file), the row's `size` and `sha256` are updated to it, then it replaces the file. A run finding a
+        `.migrate` file whose hash is the row's finishes that last step; any other is an abandoned first step,
+        removed."""
         self._finish_migrated_files()
         with self._db.read() as conn:
             rows = conn.execute("SELECT action_id, stream, sha256, data FROM command_outputs").fetchall()
