@@ -346,8 +346,8 @@ def cmd_audit_explain(args: argparse.Namespace) -> int:
 
 def cmd_audit_output(args: argparse.Namespace) -> int:
     with _open_admin(args) as admin:  # (opening commits what a body that died just after replying left journaled)
-        paths = admin.paths
-    with OutputStore.open(paths) as outputs:
+        # Decrypted while its subjects' keys exist ([privacy]), as `read_command_output` reads it.
+        outputs = OutputStore(admin.db, directory=admin.paths.outputs, privacy=admin.audit.privacy)
         _, data = outputs.get(args.id, args.stream)
     sys.stdout.flush()
     sys.stdout.buffer.write(data)

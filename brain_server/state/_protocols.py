@@ -173,6 +173,19 @@ class AuditEventStore(Protocol):
         changed. Freed pages are zeroed and the WAL emptied after it. Returns (events read, rewritten per body)."""
         ...
 
+    async def rewrite_records(self, change: RecordRewrite, log: LogEntry) -> dict[str, int]:
+        """The brain's own records — tasks (and their history lines), decisions, escalations, the log's reasons,
+        the kill switch's and agents' pauses' reasons — through `change` (None: unchanged), in one transaction; a
+        history line or a log entry changes its text only (`swarm privacy migrate`; brain schema v23 lets nothing
+        else change). Logged once with the count per kind, if any changed; freed pages are zeroed and the WAL
+        emptied after it. Returns the count per kind of what changed (`tasks`, `task_events`, `decisions`,
+        `escalations`, `log`, `kill`, `pauses`)."""
+        ...
+
+    async def escalations(self) -> list[Escalation]:
+        """Every escalation record, oldest first (`swarm privacy export`)."""
+        ...
+
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
         """Delete each body's events received before `before` (the brain's clock: a body cannot age its own
         events by their `ts`), through the newest such seq, but never a body's newest event (the next batch links
@@ -505,6 +518,18 @@ class RolloutStore(Protocol):
         task; a refused audit event), whoever wrote it, and stays put over claims of queued tasks and renewals.
         None: this engine keeps no such number (every evaluation reads afresh)."""
         ...
+
+
+class RecordRewrite(Protocol):
+    """What `rewrite_records` does to each kind of record (`brain_server.privacy.RecordProtection`)."""
+
+    def task(self, task: Task) -> Task | None: ...
+
+    def decision(self, decision: Decision) -> Decision | None: ...
+
+    def escalation(self, escalation: Escalation) -> Escalation | None: ...
+
+    def reason(self, reason: str) -> str | None: ...
 
 
 class StateEngine(

@@ -574,6 +574,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_events_refused ON audit_events (json_extract(event, '$.agent'))
         WHERE json_extract(event, '$.outcome') = 'refused';
     """,
+    # v24 (#21, `swarm privacy migrate` of the brain's own records): a log entry's reason and a task history line's
+    # text may change only inside that same gated transaction (the migration encrypting what was written before
+    # `[privacy]`), never anything else of them
+    """
+    DROP TRIGGER brain_log_no_update;
+    CREATE TRIGGER brain_log_no_update BEFORE UPDATE ON brain_log
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.at IS NOT OLD.at
+            OR NEW.action IS NOT OLD.action OR NEW.by IS NOT OLD.by OR NEW.token_id IS NOT OLD.token_id
+            OR NEW.role IS NOT OLD.role OR NEW.target IS NOT OLD.target OR NEW.detail IS NOT OLD.detail
+        BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END;
+    DROP TRIGGER task_events_no_update;
+    CREATE TRIGGER task_events_no_update BEFORE UPDATE ON task_events
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.task_id IS NOT OLD.task_id
+        BEGIN SELECT RAISE(ABORT, 'task_events is append-only'); END;
+    """,
 ]
 
 

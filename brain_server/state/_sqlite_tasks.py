@@ -79,6 +79,36 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         )
         return _stored(list(rows))
 
+    async def _rewrite_tasks(
+        self, conn: aiosqlite.Connection, change: Callable[[Task], Task | None]
+    ) -> tuple[int, int]:
+        """Each task through `change`, in the caller's transaction (its history lines' text rewritten in place, the
+        gate open: brain schema v23); (tasks, history lines) changed."""
+        ids = [str(row[0]) for row in await conn.execute_fetchall("SELECT id FROM tasks ORDER BY seq")]
+        tasks = lines = 0
+        for task_id in ids:
+            stored = await self._load(conn, task_id)
+            if stored is None:
+                continue
+            new = change(stored.task)
+            if new is None:
+                continue
+            row = task_row(new, stored.claim_token)
+            values = [row[name] for name in TASK_ROW_FIELDS if name != "id"]
+            await conn.execute(f"UPDATE tasks SET {_SET_COLUMNS} WHERE id = ?", (*values, task_id))
+            event_ids = await conn.execute_fetchall(
+                "SELECT id FROM task_events WHERE task_id = ? ORDER BY id", (task_id,)
+            )
+            for (event_id,), old, line in zip(event_ids, stored.task.history, new.history, strict=True):
+                if line != old:
+                    await conn.execute(
+                        "UPDATE task_events SET event = ? WHERE id = ?",
+                        (canonical(line.model_dump(mode="json")), event_id),
+                    )
+                    lines += 1
+            tasks += 1
+        return tasks, lines
+
     @staticmethod
     async def _store(conn: aiosqlite.Connection, before: StoredTask, after: StoredTask) -> None:
         """Write `after` over the row, the history events it adds to `before`'s, and what it waits for."""
