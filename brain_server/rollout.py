@@ -55,7 +55,6 @@ from shared_protocol.brain import (
     Verification,
 )
 from shared_protocol.config import RolloutConfig
-
 from shared_protocol.consensus import latest
 from shared_protocol.decisions import VoteValue
 

@@ -24,8 +24,8 @@ from shared_protocol.brain import ClaimMode, RolloutMetric, RolloutReport, Rollo
 from shared_protocol.config import RolloutConfig
 
 from .auth import Principal
-from .exceptions import InvalidTransition, NotFound, NotReady
 from .canary import ALPHA, bucket
+from .exceptions import InvalidTransition, NotFound, NotReady
 from .rollout import (
     TEST_STATEMENT,
     Evaluation,

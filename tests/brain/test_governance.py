@@ -72,7 +72,10 @@ async def test_a_six_file_change_goes_to_the_panel_and_three_approvals_apply_it(
     assert [(v["voter"], v["value"], v["role"], v["agent"]) for v in approved["votes"]] == [
         (name, "approve", "reviewer", name) for name in ("rev-a", "rev-b", "rev-c")
     ]
-    assert approved["votes"][0]["logic_version"] == REVIEWER_LV and approved["votes"][0]["rationale"] == "rev-a says approve"
+    assert (
+        approved["votes"][0]["logic_version"] == REVIEWER_LV
+        and approved["votes"][0]["rationale"] == "rev-a says approve"
+    )
     (answer,) = approved["answers"]
     assert (answer["verdict"], answer["by"]) == ("approved", "panel")
     assert "3 approve" in answer["reason"]
@@ -131,7 +134,9 @@ async def test_who_may_not_vote_is_refused_and_nothing_is_written(panel: BrainCl
     refused(await panel.post(path, good, as_=None), 401, "unauthorized")
     refused(await panel.post(path, {"value": "maybe", "reason": "?"}, as_="rev-a"), 422, "invalid_request")
     refused(await panel.post(path, {"value": "approve", "reason": "  "}, as_="rev-a"), 422, "invalid_request")
-    unversioned = refused(await panel.post(path, {"value": "approve", "reason": "x"}, as_="rev-a"), 422, "invalid_request")
+    unversioned = refused(
+        await panel.post(path, {"value": "approve", "reason": "x"}, as_="rev-a"), 422, "invalid_request"
+    )
     assert "logic version" in unversioned["message"], unversioned
     refused(
         await panel.post(path, {"value": "approve", "reason": "x", "voter": "rev-b"}, as_="rev-a"),

@@ -209,9 +209,7 @@ async def test_decisions_list_task_ranks_the_competing_proposals(live: LiveBrain
     }
     for decision_id, votes in said.items():
         for seat, value in votes.items():
-            code, _, err = await swarm(
-                live, "vote", decision_id, value, "--reason", "r", *LV, home=tmp_path, as_=seat
-            )
+            code, _, err = await swarm(live, "vote", decision_id, value, "--reason", "r", *LV, home=tmp_path, as_=seat)
             assert code == 0, err
     # the ballots (approved > abstained or silent > denied, ties averaged) give A 5.5, B 6, C 3.5; C has 2 approvals
     code, out, err = await swarm(live, "decisions", "list", "--task", task["id"], "--json", home=tmp_path)
