@@ -805,6 +805,9 @@ class Brain:
         self._tasks_ended(ended, by=by)
         if after.state != "pending":
             await self.escalator.resolve(after.id, by=by, reason=reason)
+            # A final decision is the reviewer agents' "outcome": each voter's candidate is judged on it now.
+            for agent in sorted({v.agent for v in after.votes if v.agent is not None and v.logic_version}):
+                await self.rollouts.tick(agent)
         elif governance.stage(after) == "human_captain" and governance.stage(before) != "human_captain":
             await self.escalator.start_decision(after)
 

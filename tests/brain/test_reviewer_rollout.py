@@ -189,7 +189,12 @@ async def test_a_candidate_agreeing_less_is_rolled_back_paged_and_then_never_cou
     panel: BrainClient, brain: Brain, pages: MemoryChannel
 ) -> None:
     await live_v1_with_history(panel, decisions=5)
-    await reviewed(panel, V2, "deny", decisions=3)  # the panel approved each: 0/2 against 5/5 is p = 1/21 < 0.05
+    await reviewed(panel, V2, "deny", decisions=1)  # the panel approved it: 0/1 against 5/5 is p = 1/6, no evidence
+    held = await brain.state.rollout("rev-a")
+    assert held is not None and held.candidate == V2
+    await reviewed(panel, V2, "deny", decisions=1, start=1)  # 0/2 against 5/5: p = 1/21 < 0.05
+    stored = await brain.state.rollout("rev-a")  # (rolled back as the decision settled: nothing read the report)
+    assert stored is not None and stored.rolled_back == [V2] and stored.candidate is None
     after = await status(panel)
     assert after["state"]["candidate"] is None and after["state"]["rolled_back"] == [V2], after
     assert after["state"]["live_version"] == V1
