@@ -19,6 +19,9 @@ such a decision, when rule reviewers sit on its panel, also needs a human's appr
 judging the proposer's own numbers (`cost`, `confidence`, `value`) never approve it alone: the unknown goes to a
 human, and silence denies.
 
+A reviewer agent's vote at a logic version that does not vote live on the decision (`Rollouts.vote`) is a shadow
+vote: kept on the decision, counted nowhere (`shared_protocol.consensus.latest` skips it), breaking no deadlock.
+
 A decision that needs a human and no panel is settled by the first human's approve or deny, as before votes.
 A captain's override (`override`) takes any decision: a human captain vetoes or forces it; the captain agent may
 veto only, and never what a human captain said (an override, an answer that settled it, an approving vote):
