@@ -18,7 +18,9 @@ nothing else:
 
 Anything else — prose, a fenced block, another key or one key twice, an empty rationale, a model error, a refused
 budget — is an abstention whose rationale says what was wrong: a broken answer never approves. The vote is posted
-with the agent's logic version (`POST /v1/decisions/{id}/votes`); the brain takes the voter from the token.
+with the agent's logic version (`POST /v1/decisions/{id}/votes`); the brain takes the voter from the token, and keeps
+the vote of a logic version that does not vote live yet in shadow (recorded on the decision, not counted: the
+brain's rollout of the agent, `swarm rollout status AGENT`); the runner says so.
 
 The captain agent (`[[agents]] role = "captain"`, `captain=True`) runs the same way and also breaks deadlocks: a
 decision the brain moved to its deadlock ladder's `captain_agent` step (a tie, or no quorum by the panel's deadline,
@@ -287,7 +289,13 @@ class ReviewerRunner:
             self.say(f"decision {decision_id}: the brain refused the vote ({exc})")
             return False
         self.reviewed.append(voted)
-        self.say(f"decision {decision_id}: voted {value} ({rationale[:200]}); it is {voted.state}")
+        mine = [v for v in voted.votes if v.agent == self.profile.name]
+        shadow = (
+            " in shadow (kept, not counted: this logic version does not vote live yet)"
+            if mine and mine[-1].shadow
+            else ""
+        )
+        self.say(f"decision {decision_id}: voted {value}{shadow} ({rationale[:200]}); it is {voted.state}")
         return True
 
     async def _ask(self, decision: Decision, prompt: str, instructions: str) -> tuple[VoteValue | None, str]:

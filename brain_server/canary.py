@@ -11,6 +11,11 @@ holds against the live version. The test, stated once (README "Rollout"):
     cost_per_task      the ratio of mean spend per task, candidate / live; fails when it exceeds MAX_COST_RATIO,
                        judged only once the candidate has the step's minimum of tasks (one costly task is noise)
 
+A reviewer or captain agent's version votes rather than works (`compare_votes`):
+
+    vote_agreement     its votes that agree with the panel's counted votes / its compared votes; the same one-sided
+                       Fisher exact test fails it (rolled back); promoted only at a rate at least the live one's
+
 A side with no tasks gives no evidence (p = 1): nothing fails on it. Exact arithmetic (`Fraction`), so hand-computed
 examples hold to the last digit.
 """
@@ -28,7 +33,7 @@ ALPHA = 0.05
 MAX_COST_RATIO = 1.5
 """The candidate may cost up to this many times the live version's mean per task."""
 
-MetricName = Literal["verified_success", "approval_rate", "refusals", "cost_per_task"]
+MetricName = Literal["verified_success", "approval_rate", "refusals", "cost_per_task", "vote_agreement"]
 
 
 def bucket(task_id: str) -> int:
@@ -189,6 +194,25 @@ def compare(candidate: Sample, live: Sample, *, min_tasks: int) -> Comparison:
                 test=("ratio=n/a" if ratio is None else f"ratio={ratio:.2f}")
                 + ("" if cost_judged else f" (judged from {min_tasks} tasks)"),
                 holds=not cost_judged or ratio is None or ratio <= MAX_COST_RATIO,
+            ),
+        )
+    )
+
+
+def compare_votes(candidate: tuple[int, int], live: tuple[int, int]) -> Comparison:
+    """A reviewer agent's candidate against its live version: (agreeing, compared) votes each (`rollout.agreement`).
+    The metric fails (a rollback) when the candidate agrees less often than chance would explain (one-sided Fisher
+    exact test, p < ALPHA); whether its rate is at least the live one's (a promotion) is the caller's rule."""
+    (k_c, n_c), (k_l, n_l) = candidate, live
+    p = fisher_worse(k_c, n_c, k_l, n_l)
+    return Comparison(
+        metrics=(
+            MetricResult(
+                name="vote_agreement",
+                candidate=_rate(k_c, n_c),
+                live=_rate(k_l, n_l),
+                test=f"p={p:.4f}",
+                holds=p >= ALPHA,
             ),
         )
     )

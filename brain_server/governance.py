@@ -19,6 +19,9 @@ such a decision, when rule reviewers sit on its panel, also needs a human's appr
 judging the proposer's own numbers (`cost`, `confidence`, `value`) never approve it alone: the unknown goes to a
 human, and silence denies.
 
+A reviewer agent's vote at a logic version that does not vote live on the decision (`Rollouts.vote`) is a shadow
+vote: kept on the decision, counted nowhere (`shared_protocol.consensus.latest` skips it), breaking no deadlock.
+
 A decision that needs a human and no panel is settled by the first human's approve or deny, as before votes.
 A captain's override (`override`) takes any decision: a human captain vetoes or forces it; the captain agent may
 veto only, and never what a human captain said (an override, an answer that settled it, an approving vote):
@@ -233,10 +236,12 @@ def cast(
     now: datetime,
     context: Context,
     logic_version: str | None = None,
+    shadow: bool = False,
 ) -> Decision:
     """`decision` with `voter`'s vote, and what it settles. `NotPending` unless it is pending (a decision past its
     deadline counts as expired); `Forbidden` for a voter who may not vote on it (the proposer, a reviewer without a
-    seat)."""
+    seat). A `shadow` vote (a reviewer agent's logic version not voting live: `Rollouts.vote`) is kept on the
+    decision and counts for nothing: no seat, no deadlock broken."""
     state: DecisionState = "expired" if decisions.is_due(decision, now) else decision.state
     if state != "pending":
         raise NotPending(f"decision {decision.id} is {state}, not pending: votes are closed")
@@ -261,8 +266,10 @@ def cast(
         token_id=voter.token_id,
         agent=voter.agent,
         logic_version=logic_version,
+        shadow=shadow,
     )
-    return settle(decision.model_copy(update={"votes": [*decision.votes, vote]}), now, context=context, by=voter)
+    voted = decision.model_copy(update={"votes": [*decision.votes, vote]})
+    return settle(voted, now, context=context, by=None if shadow else voter)
 
 
 def settle(decision: Decision, now: datetime, *, context: Context, by: Voter | None = None) -> Decision:

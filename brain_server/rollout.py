@@ -16,6 +16,16 @@ A rollout, per agent (`RolloutState`): the live logic version, and at most one c
     a metric fails (shadow or canary)                  → rolled back at once (never a candidate again), paged
     no live version yet                                → the first version readiness lets work live becomes it
 
+A reviewer or captain agent's rollout (`RolloutState.voter`) is the same machine over its votes (`evaluate_votes`):
+a version not voting live has its vote kept on the decision as a shadow vote (never counted); "tasks" are the
+decisions it voted on, and its one metric is how often its votes agree with the panel's counted ones
+(`agreement`): promoted out of shadow after min_shadow_tasks compared decisions over shadow_days and out of each
+canary step after min_tasks_per_step, each time only at an agreement rate at least the live version's; rolled back
+when the one-sided Fisher exact test says it agrees less (p < ALPHA). At a canary step of P percent its votes count
+on the decisions whose bucket (`canary.bucket`, by decision id) is under P, the live version's on the others. Its
+first version votes live once it has its shadow period (min_shadow_tasks decisions over shadow_days) or a human
+captain's readiness override names it.
+
 At a canary step of P percent a live task goes to the candidate when its bucket (`canary.bucket`, by task id) is
 under P, to the live version otherwise: decided at claim time, the other version's claims do not see it.
 Compared: the candidate's work (shadow runs in shadow; its live tasks since the canary began) against the live
@@ -45,8 +55,10 @@ from shared_protocol.brain import (
     Verification,
 )
 from shared_protocol.config import RolloutConfig
+from shared_protocol.consensus import latest
+from shared_protocol.decisions import VoteValue
 
-from .canary import ALPHA, MAX_COST_RATIO, Comparison, Sample, compare
+from .canary import ALPHA, MAX_COST_RATIO, Comparison, Sample, compare, compare_votes
 
 
 def live_ready(report: ReadinessReport | None, *, now: datetime, max_age_s: int) -> bool:
@@ -408,6 +420,124 @@ def evaluate(
         live_tasks=len(theirs_compared),
         stage_tasks=stage_tasks,
         shadow_tasks=shadow_tasks,
+        shadow_days=days,
+        action=action,
+        next=next_step,
+    )
+
+
+@dataclass(kw_only=True, frozen=True)
+class Ballot:
+    """A reviewer agent's vote at a version on one decision (its latest there), as compared."""
+
+    decision_id: str
+    at: datetime
+    shadow: bool
+    agrees: bool | None
+    """Whether it agrees with the panel's counted votes (`panel_verdict`); None: not compared."""
+
+
+def panel_verdict(decision: Decision, agent: str) -> VoteValue | None:
+    """What the panel's counted votes said on a final decision, `agent`'s own seat left out: approve or deny, by the
+    majority of the other seats' latest counted votes (None: pending, or no majority either way)."""
+    if decision.state == "pending":
+        return None
+    others = [v.value for seat, v in latest(decision.votes).items() if seat in decision.panel and seat != agent]
+    approvals, denials = others.count("approve"), others.count("deny")
+    if approvals == denials:
+        return None
+    return "approve" if approvals > denials else "deny"
+
+
+def ballots(decisions: Iterable[Decision], agent: str, version: str) -> list[Ballot]:
+    """The votes of reviewer agent `agent` at `version`, its latest per decision; an abstention never agrees."""
+    found: list[Ballot] = []
+    for decision in decisions:
+        mine = [v for v in decision.votes if v.agent == agent and v.logic_version == version]
+        if not mine:
+            continue
+        vote, verdict = mine[-1], panel_verdict(decision, agent)
+        agrees = None if verdict is None else vote.value == verdict
+        found.append(Ballot(decision_id=decision.id, at=vote.at, shadow=vote.shadow, agrees=agrees))
+    return found
+
+
+def agreement(found: Iterable[Ballot]) -> tuple[int, int]:
+    """(agreeing, compared) of `found`."""
+    compared = [b for b in found if b.agrees is not None]
+    return sum(1 for b in compared if b.agrees), len(compared)
+
+
+def shadow_period(found: Sequence[Ballot], now: datetime) -> tuple[int, float]:
+    """(decisions voted on in shadow, days since the first of those votes)."""
+    shadow = [b for b in found if b.shadow]
+    first = min((b.at for b in shadow), default=None)
+    return len(shadow), 0.0 if first is None else (now - first).total_seconds() / DAY_S
+
+
+def evaluate_votes(
+    state: RolloutState, *, decisions: Sequence[Decision], config: RolloutConfig, now: datetime
+) -> Evaluation | None:
+    """A reviewer or captain agent's candidate against its live version, by their votes (None: no candidate)."""
+    candidate, live = state.candidate, state.live_version
+    if candidate is None:
+        return None
+    agent = state.agent
+    found = ballots(decisions, agent, candidate)
+    reviewed, days = shadow_period(found, now)
+    in_canary = state.stage == "canary"
+    since = state.canary_since if in_canary else None
+    mine = [b for b in found if (since is None or b.at >= since) and (in_canary or b.shadow)]
+    k_c, n_c = agreement(mine)
+    k_l, n_l = (0, 0) if live is None else agreement(ballots(decisions, agent, live))
+    comparison = compare_votes((k_c, n_c), (k_l, n_l))
+    stage_since = state.stage_since if in_canary else None
+    stage_compared = agreement(b for b in mine if stage_since is None or b.at >= stage_since)[1]
+    as_often = n_l > 0 and k_c * n_l >= k_l * n_c
+    rates = f"agrees {k_c}/{n_c}, the live version {k_l}/{n_l}"
+    action: RolloutAction = "hold"
+    if live is not None and not comparison.holds:
+        action = "rollback"
+        next_step = f"rolled back: its votes agree with the panel's counted votes less often ({rates}; p < {ALPHA})"
+    elif live is None:
+        if reviewed >= config.min_shadow_tasks and days >= config.shadow_days:
+            action = "promote"
+            next_step = f"shadow done ({reviewed} decisions over {days:.2f} days): its votes count from now on"
+        else:
+            next_step = (
+                f"no live version yet: its votes count once it voted in shadow on {config.min_shadow_tasks} decisions "
+                f"over {config.shadow_days:g} days ({reviewed} over {days:.2f} so far), or a human captain's "
+                f"`swarm readiness override --agent {agent}` names this version, or `swarm rollout promote {agent}`"
+            )
+    elif in_canary:
+        steps = config.steps
+        step = min(state.step, len(steps) - 1)
+        to = "live" if step == len(steps) - 1 else f"{steps[step + 1]}%"
+        if stage_compared >= config.min_tasks_per_step and as_often:
+            action = "promote"
+            next_step = f"promoted to {to}: {stage_compared} compared decisions at {steps[step]}% ({rates})"
+        else:
+            next_step = (
+                f"{max(config.min_tasks_per_step - stage_compared, 0)} more compared decisions at {steps[step]}% "
+                f"(min_tasks_per_step={config.min_tasks_per_step}) with its votes agreeing with the panel's counted "
+                f"ones at least as often as the live version's ({rates}), then {to}"
+            )
+    elif n_c >= config.min_shadow_tasks and days >= config.shadow_days and as_often:
+        action = "promote"
+        next_step = f"shadow done ({reviewed} decisions over {days:.2f} days, {rates}): canary at {config.steps[0]}%"
+    else:
+        next_step = (
+            f"shadow: {max(config.min_shadow_tasks - n_c, 0)} more compared decisions "
+            f"(min_shadow_tasks={config.min_shadow_tasks}) and {max(config.shadow_days - days, 0):.2f} more days "
+            f"(shadow_days={config.shadow_days:g}), its votes agreeing with the panel's counted ones at least as often "
+            f"as the live version's ({rates}); then canary at {config.steps[0]}%"
+        )
+    return Evaluation(
+        comparison=comparison,
+        candidate_tasks=n_c,
+        live_tasks=n_l,
+        stage_tasks=stage_compared,
+        shadow_tasks=reviewed,
         shadow_days=days,
         action=action,
         next=next_step,

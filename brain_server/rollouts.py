@@ -5,6 +5,11 @@ A claim asks `route` which tasks it may take (a refusal, or a share of the canar
 an agent's candidate before each of its claims, after each of its outcomes, on every sweep and when its report is
 read, promotes it step by step while its metrics hold and rolls it back the moment one fails — with a line in the
 brain's log and a page to a human through the wake-up ladder. Human captains promote or roll back by hand.
+
+A reviewer or captain agent's versions vote rather than claim: each vote asks `vote` whether it counts (a share of
+the canary buckets by decision id, like a claim's by task id); one that does not is kept on the decision as a
+shadow vote. Its rollout is evaluated by its votes (`rollout.evaluate_votes`), and promoted, rolled back and paged
+the same way.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from shared_protocol.brain import ClaimMode, RolloutMetric, RolloutReport, Rollo
 from shared_protocol.config import RolloutConfig
 
 from .auth import Principal
+from .canary import ALPHA, bucket
 from .exceptions import InvalidTransition, NotFound, NotReady
 from .rollout import (
     TEST_STATEMENT,
     Evaluation,
     Refusal,
     evaluate,
+    evaluate_votes,
     percent,
     promoted,
     rolled_back,
@@ -35,6 +42,11 @@ from .rollout_inputs import RolloutInputs
 from .state import LogAction, LogEntry, StateEngine
 from .wake.records import Escalation
 
+VOTE_TEST_STATEMENT = (
+    "candidate vs live by their votes: how often each agrees with the panel's other counted votes on final "
+    "decisions (the majority of approve vs deny; an abstention never agrees); promoted only at a rate at least the "
+    f"live one's, rolled back when a one-sided Fisher exact test says it agrees less (p < {ALPHA})"
+)
 AUTOMATIC = "rollout"
 """Who the brain's own rollout changes are logged as."""
 MAX_BUCKET = 100
@@ -153,11 +165,71 @@ class Rollouts:
             f"`swarm readiness override --agent {agent} --reason ...` for this version"
         )
 
+    # -- votes -------------------------------------------------------------------------------
+
+    async def vote(self, agent: str, version: str, decision_id: str) -> bool:
+        """Whether a vote by reviewer or captain agent `agent` at `version` on decision `decision_id` counts (False:
+        it is kept on the decision in shadow). The candidate is evaluated first (its shadow period may end now).
+
+        A version the brain has not seen becomes the candidate and votes in shadow; so does a version rolled back. The
+        live version's votes count but on the canary's share of decisions (bucket by decision id under the step's
+        percent), where the candidate's count instead. An agent with no live version yet: its version votes live
+        once its shadow period is done (`evaluate_votes`) or a human captain's readiness override names it."""
+        await self.tick(agent)
+        async with self._lock:
+            now = self._now()
+            state = await self._state.rollout(agent) or RolloutState(agent=agent, voter=True)
+            if not state.voter:
+                raise InvalidTransition(
+                    f"agent '{agent}' has a worker's rollout (its versions claimed tasks): it cannot vote as a reviewer"
+                )
+            if version in state.rolled_back:
+                return False
+            if version not in (state.live_version, state.candidate):
+                if state.live_version is None and await self._overridden(agent, version, now):
+                    await self._put(
+                        promoted(with_candidate(state, version, now=now), steps=self.config.steps, now=now),
+                        "rollout_live",
+                        f"the first live version of reviewer agent '{agent}' (a human captain's readiness override)",
+                        {"version": version},
+                    )
+                    return True
+                replaced = state.candidate
+                await self._put(
+                    with_candidate(state, version, now=now),
+                    "rollout_candidate",
+                    f"a new logic version of reviewer agent '{agent}' votes in shadow"
+                    + (f" (replacing candidate {replaced})" if replaced else ""),
+                    {"version": version, "replaced": replaced},
+                )
+                return False
+            share = percent(state, self.config.steps)
+            if version == state.live_version:
+                return share == 0 or bucket(decision_id) >= share
+            if state.stage == "canary":
+                return bucket(decision_id) < share
+            if state.live_version is None and await self._overridden(agent, version, now):
+                await self._put(
+                    promoted(state, steps=self.config.steps, now=now),
+                    "rollout_live",
+                    f"the first live version of reviewer agent '{agent}' (a human captain's readiness override)",
+                    {"version": version},
+                )
+                return True
+            return False
+
+    async def _overridden(self, agent: str, version: str, now: datetime) -> bool:
+        """Whether a human captain's readiness override in force names `agent` at `version`."""
+        overrides = await self._state.readiness_overrides(at=now)
+        return any(o.agent == agent and o.logic_version == version and o.expires_at > now for o in overrides)
+
     # -- evaluation --------------------------------------------------------------------------
 
     async def _evaluation(self, state: RolloutState) -> Evaluation | None:
         if state.candidate is None:
             return None
+        if state.voter:
+            return evaluate_votes(state, decisions=await self._state.decisions(), config=self.config, now=self._now())
         inputs = await self.inputs.of(state.agent)  # (kept while nothing it reads changed: `rollout_inputs.py`)
         return evaluate(
             state,
@@ -241,8 +313,9 @@ class Rollouts:
                 shadow_days=0.0,
                 metrics=[],
                 holds=True,
-                test=TEST_STATEMENT,
-                next="no candidate: a new logic version of the agent starts in shadow when it first claims a task",
+                test=VOTE_TEST_STATEMENT if state.voter else TEST_STATEMENT,
+                next="no candidate: a new logic version of the agent starts in shadow when it first "
+                + ("votes" if state.voter else "claims a task"),
             )
         return RolloutReport(
             state=state,
@@ -258,7 +331,7 @@ class Rollouts:
                 for m in found.comparison.metrics
             ],
             holds=found.comparison.holds,
-            test=TEST_STATEMENT,
+            test=VOTE_TEST_STATEMENT if state.voter else TEST_STATEMENT,
             next=found.next,
         )
 

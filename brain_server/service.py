@@ -711,9 +711,30 @@ class Brain:
     ) -> Decision:
         """A vote by `by`'s token (reviewer, approver or captain), audited (as `action`), and whatever it settles.
 
-        `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it."""
+        `NotPending` if the decision is not pending; `Forbidden` for a voter who may not vote on it.
+
+        A reviewer or captain agent's vote names its logic version (`InvalidRequest` otherwise), and counts only when
+        that version votes live on this decision (`Rollouts.vote`); else it is kept on the decision as a shadow vote,
+        audited as one, and counts for nothing."""
         voter = await self._unpaused(self._voter(by), doing="vote")
         request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
+        shadow = False
+        if voter.agent is not None:
+            current = await self.decision(decision_id)
+            context = await self._governance_context(current)
+            # (refused here as the vote itself would be: no rollout moves for a vote that is never cast)
+            governance.cast(current, voter, request.value, reason=request.reason, now=self.now(), context=context)
+            version = (request.logic_version or "").strip()
+            if not version:
+                raise InvalidRequest(
+                    f"a vote by agent '{voter.agent}' names its logic version (the agent runner sends it): a new "
+                    "version of a reviewer votes in shadow first",
+                    field="logic_version",
+                )
+            shadow = not await self.rollouts.vote(voter.agent, version, decision_id)
+        detail: dict[str, object] = {"value": request.value, "voter": voter.seat}
+        if voter.agent is not None:
+            detail.update(logic_version=request.logic_version, shadow=shadow)
         return await self._change(
             by,
             decision_id,
@@ -725,10 +746,11 @@ class Brain:
                 now=now,
                 context=context,
                 logic_version=request.logic_version,
+                shadow=shadow,
             ),
             action=action,
             reason=request.reason,
-            detail={"value": request.value, "voter": voter.seat},
+            detail=detail,
         )
 
     async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
@@ -786,6 +808,9 @@ class Brain:
         self._tasks_ended(ended, by=by)
         if after.state != "pending":
             await self.escalator.resolve(after.id, by=by, reason=reason)
+            # A final decision is the reviewer agents' "outcome": each voter's candidate is judged on it now.
+            for agent in sorted({v.agent for v in after.votes if v.agent is not None and v.logic_version}):
+                await self.rollouts.tick(agent)
         elif governance.stage(after) == "human_captain" and governance.stage(before) != "human_captain":
             await self.escalator.start_decision(after)
 

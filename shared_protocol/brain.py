@@ -928,6 +928,9 @@ class RolloutState(ProtocolModel):
     canary_since: datetime | None = None
     rolled_back: list[str] = Field(default_factory=list[str])
     """Versions rolled back: never a candidate again (change the agent's logic for a new version)."""
+    voter: bool = False
+    """A reviewer or captain agent's rollout: its versions vote on decisions (a shadow vote is kept, not counted)
+    rather than work tasks, and are compared by how often their votes agree with the panel's counted ones."""
 
 
 class RolloutMetric(ProtocolModel):

@@ -1,7 +1,8 @@
 """Counting a panel's votes: pure functions, no clock, no store.
 
 A consensus decision has a panel of seats and a quorum larger than half the panel (so approval and denial cannot
-both be reached). Only each seat's latest vote counts; votes of voters without a seat are not counted here.
+both be reached). Only each seat's latest vote counts; votes of voters without a seat, and shadow votes (a reviewer
+agent's logic version not live yet), are not counted here.
 
     approvals ≥ quorum                                  → approved
     denials ≥ quorum                                    → denied
@@ -45,10 +46,12 @@ class Count:
 
 
 def latest(votes: Sequence[Vote]) -> dict[str, Vote]:
-    """Each voter's latest vote (votes are oldest first)."""
+    """Each voter's latest counted vote (votes are oldest first; a shadow vote is kept on the decision, never
+    counted: `Vote.shadow`)."""
     by_voter: dict[str, Vote] = {}
     for vote in votes:
-        by_voter[vote.voter] = vote
+        if not vote.shadow:
+            by_voter[vote.voter] = vote
     return by_voter
 
 

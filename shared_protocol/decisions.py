@@ -200,6 +200,10 @@ class Vote(ProtocolModel):
     """The agent that voted (a reviewer token's), else None."""
     logic_version: str | None = None
     """The rule reviewers' rules version, or the logic version an agent reviewer stated."""
+    shadow: bool = False
+    """Recorded, not counted: the vote of a reviewer agent's logic version that does not vote live on this decision
+    (a new version in shadow, a canary outside its share, a version rolled back; `brain_server.rollouts`). It never
+    fills a seat, replaces a counted vote or breaks a deadlock."""
 
 
 class LadderStep(ProtocolModel):

@@ -558,17 +558,22 @@ class RolloutFact:
 
     live_version: str | None
     rolled_back: tuple[str, ...] = ()
+    candidate: str | None = None
+    next: str = ""
+    """What the candidate's next step needs, as the brain says."""
 
 
 class _RolloutStateView(BaseModel):
     model_config = ConfigDict(extra="ignore")
     live_version: str | None = None
     rolled_back: list[str] = Field(default_factory=list[str])
+    candidate: str | None = None
 
 
 class _RolloutView(BaseModel):
     model_config = ConfigDict(extra="ignore")
     state: _RolloutStateView
+    next: str = ""
 
 
 async def rollouts(http: httpx.AsyncClient, url: str, token: str, agents: Sequence[str]) -> dict[str, RolloutFact]:
@@ -584,8 +589,39 @@ async def rollouts(http: httpx.AsyncClient, url: str, token: str, agents: Sequen
         except (httpx.HTTPError, ValidationError):
             view = None
         if view is not None:
-            found[agent] = RolloutFact(live_version=view.state.live_version, rolled_back=tuple(view.state.rolled_back))
+            found[agent] = RolloutFact(
+                live_version=view.state.live_version,
+                rolled_back=tuple(view.state.rolled_back),
+                candidate=view.state.candidate,
+                next=view.next,
+            )
     return found
+
+
+def _voter_item(name: str, agent: str, role: str, version: str, fact: RolloutFact | None) -> ReadinessItem:
+    """A reviewer or captain agent's shadow item: where the brain's rollout has its configured version. A version not
+    live yet holds the item (its votes are kept in shadow and count for nothing, so nothing runs on them); one
+    rolled back fails it (its votes never count again)."""
+    status = f"`swarm rollout status {agent}`"
+    if fact is not None and fact.live_version == version:
+        return _item(name, True, f"{version}: the brain's live version of {role} agent {agent}: its votes count")
+    if fact is not None and version in fact.rolled_back:
+        return _item(
+            name,
+            False,
+            f"{version}: the brain rolled this logic version of {role} agent {agent} back: its votes never count "
+            f"({status})",
+            f"change agent {agent}'s logic (a new version votes in shadow first), or a human captain runs "
+            f"`swarm readiness override --agent {agent} --reason ...` while no version of it is live",
+        )
+    if fact is not None and fact.candidate == version:
+        return _item(name, True, f"{version}: {role} agent {agent} votes in shadow, kept and not counted ({fact.next})")
+    return _item(
+        name,
+        True,
+        f"{version}: not seen by the brain yet: {role} agent {agent}'s first votes are kept in shadow, not counted, "
+        f"until its shadow period or a human captain's promotion ({status})",
+    )
 
 
 def check_shadow_periods(
@@ -611,17 +647,10 @@ def check_shadow_periods(
     for agent in config.agents:
         name = f"shadow_period:{agent.name}"
         version = logic_version(agent, config.models[agent.model])
-        if agent.role != "worker":  # (a reviewer or captain claims no task: it has no shadow runs to count)
-            items.append(
-                _item(
-                    name,
-                    True,
-                    f"{version}: a {agent.role} agent claims no tasks, so it has no shadow period; its votes count "
-                    "from its first (its logic versions are not rolled out: see the README's Not finished)",
-                )
-            )
-            continue
         fact = (rollouts or {}).get(agent.name)
+        if agent.role != "worker":  # (a reviewer or captain claims no task: its shadow period is of votes)
+            items.append(_voter_item(name, agent.name, agent.role, version, fact))
+            continue
         if fact is not None and fact.live_version == version:
             items.append(_item(name, True, f"{version}: the brain's live version of agent {agent.name} (rolled out)"))
             continue

@@ -1,7 +1,8 @@
 """`swarm decisions list [--pending] [--json]` (the inbox: each decision ends with the commands that answer it, `answer
 with:` lines; `answer_with` in JSON), `swarm decisions list --task ID [--json]` (the task's competing decisions
 ranked: approval voting for the acceptable ones, a Borda count over ballots derived from the votes, the tie-break)
-and `swarm vote ID approve|deny|abstain --reason TEXT`.
+and `swarm vote ID approve|deny|abstain --reason TEXT [--logic-version LV]` (a reviewer token's vote names its agent's
+logic version; one not live yet is kept in shadow, shown `[shadow: not counted]`).
 
 They act on the brain `--brain URL` (or `$SWARM_BRAIN_URL`) names, with `--token` (or `$SWARM_TOKEN`): a human's
 approver or captain token, or an agent's reviewer token. The voter is whoever the token is: never a flag.
@@ -47,7 +48,8 @@ def explain(decision: Decision) -> list[str]:
         lines.append(f"  panel:      {decision.quorum} of {', '.join(decision.panel)}{human}")
     for vote in decision.votes:
         who = vote.voter + (f" ({vote.logic_version})" if vote.agent and vote.logic_version else "")
-        lines.append(f"  vote:       {who}: {vote.value} — {vote.rationale}")
+        shadow = " [shadow: not counted]" if vote.shadow else ""
+        lines.append(f"  vote:       {who}: {vote.value}{shadow} — {vote.rationale}")
     for step in decision.ladder:
         lines.append(f"  ladder:     {step.kind}: {step.reason}")
     for answer in decision.answers:
@@ -70,10 +72,13 @@ def how_to_answer(decision: Decision) -> list[str]:
         lines.append(f"swarm approve {i} --reason …   (a human captain's token: breaks the deadlock)")
         lines.append(f"swarm deny {i} --reason …      (any human's: denies it)")
     elif decision.panel:
-        voted = {v.voter for v in decision.votes}
+        voted = {v.voter for v in decision.votes if not v.shadow}
         open_seats = [seat for seat in decision.panel if seat not in voted]
         seats = ", ".join(open_seats) if open_seats else "every seat voted; a seat may change its vote"
-        lines.append(f"swarm vote {i} approve|deny|abstain --reason …   (a reviewer token with a seat: {seats})")
+        lines.append(
+            f"swarm vote {i} approve|deny|abstain --reason … --logic-version LV   (a reviewer token with a seat: "
+            f"{seats})"
+        )
         if at == "captain_agent":
             lines.append(f"swarm vote {i} approve|deny --reason …   (the captain agent's reviewer token: breaks it)")
         if decision.human_required:
@@ -135,12 +140,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
+    version = (args.logic_version or "").strip() or None
     try:
-        request = VoteRequest(value=args.value, reason=args.reason)
+        request = VoteRequest(value=args.value, reason=args.reason, logic_version=version)
     except ValidationError:
         raise UserError("--reason must not be empty: a vote says why") from None
     decision = _context.on_brain(args, command=args.command, call=lambda client: client.vote(args.id, request))
-    _out(printable(f"voted {args.value} on {decision.id}: it is {decision.state} ({decision.summary})"))
+    mine = [v for v in decision.votes if v.logic_version == version and v.agent is not None] if version else []
+    shadow = " (in shadow: kept, not counted; see swarm rollout status)" if mine and mine[-1].shadow else ""
+    _out(printable(f"voted {args.value} on {decision.id}{shadow}: it is {decision.state} ({decision.summary})"))
     return 0
 
 
@@ -164,4 +172,9 @@ def add_parsers(sub: _Subparsers) -> None:
     p.add_argument("id", help="the decision id")
     p.add_argument("value", choices=list(get_args(VoteValue)), help="approve, deny or abstain")
     p.add_argument("--reason", required=True, help="why (recorded with the vote)")
+    p.add_argument(
+        "--logic-version",
+        metavar="LV",
+        help="a reviewer token's vote: the agent's logic version (a version not live yet votes in shadow)",
+    )
     _context.brain_options(p, token_of="a reviewer's, approver's or captain's")

@@ -2,7 +2,8 @@
 
 `status` prints the brain's report (`GET /v1/agents/{name}/rollout`: any token): the live and candidate logic
 versions, the stage and its share of tasks, the tasks compared per version, each metric side by side with the
-test's result, and what the next step needs. `promote` and `rollback` are a human captain's
+test's result, and what the next step needs; for a reviewer or captain agent, its shadow votes against the live
+version's (how often each agrees with the panel's counted votes). `promote` and `rollback` are a human captain's
 (`POST …/rollout/promote|rollback`, with `--reason`, in the brain's log). The agent must be one of `[[agents]]`.
 """
 
@@ -37,6 +38,16 @@ def describe(report: RolloutReport, *, configured: str) -> list[str]:
     ]
     if state.candidate is None:
         lines.append("  candidate:          none")
+    elif state.voter:  # (a reviewer or captain agent: its versions vote; a shadow vote is kept, not counted)
+        where = "shadow (its votes kept, not counted)" if state.stage == "shadow" else f"canary step {state.step + 1}"
+        lines += [
+            f"  candidate:          {state.candidate}: {where}, its votes count on {report.percent}% of decisions "
+            f"(steps {', '.join(f'{s}%' for s in report.steps)})",
+            f"  shadow votes:       on {report.shadow_tasks} decisions over {report.shadow_days:.2f} days",
+            f"  votes compared:     candidate {report.candidate_tasks}, live {report.live_tasks} (with the panel's "
+            f"counted votes on final decisions); {report.stage_tasks} at this stage",
+            "  metrics (candidate | live | test):",
+        ]
     else:
         where = "shadow (recorded, never applied)" if state.stage == "shadow" else f"canary step {state.step + 1}"
         lines += [
@@ -47,6 +58,7 @@ def describe(report: RolloutReport, *, configured: str) -> list[str]:
             f"{report.stage_tasks} at this stage",
             "  metrics (candidate | live | test):",
         ]
+    if state.candidate is not None:
         lines += [
             f"    {m.name:<17} {m.candidate} | {m.live} | {m.test} {'holds' if m.holds else 'FAILS'}"
             for m in report.metrics

@@ -87,6 +87,18 @@ def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     return response.json()
 
 
+REVIEWER_LV = "lv-reviewer000001"
+"""The logic version the tests' reviewer agents vote at (`live_reviewers` makes it live)."""
+
+
+async def live_reviewers(api: BrainClient, names: list[str], version: str = REVIEWER_LV) -> None:
+    """A human captain's readiness override for each reviewer agent of `names` at `version`, as a user sets it up
+    (`swarm readiness override --agent NAME`): its first vote counts, without a shadow period of its own."""
+    for name in names:
+        override = {"agent": name, "logic_version": version, "reason": "reviewed by hand", "for_s": 30 * 86_400}
+        ok(await api.post("/v1/readiness/overrides", override, as_="captain"), 201)
+
+
 def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.text)
     data = response.json()

@@ -10,7 +10,7 @@ import pytest
 from brain_server import BrainSettings
 from shared_protocol.config import ConsensusConfig
 
-from .helpers import BrainClient, engine_url
+from .helpers import BrainClient, engine_url, live_reviewers
 
 REVIEWERS = ["rev-a", "rev-b", "rev-c", "rev-d", "rev-e"]
 
@@ -24,7 +24,7 @@ def panel_settings(database_url: str, **changes: Any) -> BrainSettings:
 def panel_fixtures(*others: str) -> tuple[Any, Any]:
     """The `settings` and `panel` fixtures (`settings, panel = panel_fixtures()` in a module): a SQLite brain with
     the panel, and its client holding a reviewer token for each seat and each of `others`, and agent claude's body
-    token (`claude-body`)."""
+    token (`claude-body`). Each reviewer agent's `REVIEWER_LV` is live (a human captain's readiness override)."""
 
     @pytest.fixture
     def settings(tmp_path: Path) -> BrainSettings:
@@ -34,6 +34,7 @@ def panel_fixtures(*others: str) -> tuple[Any, Any]:
     async def panel(api: BrainClient) -> BrainClient:
         for name in [*REVIEWERS, *others]:
             await api.add_token(name, "reviewer", agent=name)
+        await live_reviewers(api, [*REVIEWERS, *others])
         await api.add_token("claude-body", "body", agent="claude")
         return api
 

@@ -13,7 +13,7 @@ from brain_server import Brain, BrainSettings
 from brain_server.wake.memory import MemoryChannel
 from shared_protocol.config import ConsensusConfig
 
-from .helpers import BrainClient, Clock, decision_request, engine_url, ok, refused
+from .helpers import REVIEWER_LV, BrainClient, Clock, decision_request, engine_url, live_reviewers, ok, refused
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +36,7 @@ async def panel(api: BrainClient) -> BrainClient:
     """Reviewer tokens for the five seats, the captain agent, an agent without a seat, and a second captain."""
     for name in [*REVIEWERS, "cap", "outsider", "claude"]:
         await api.add_token(name, "reviewer", agent=name)
+    await live_reviewers(api, [*REVIEWERS, "cap", "outsider", "claude"])
     await api.add_token("captain-2", "captain")
     await api.add_token("claude-body", "body", agent="claude")  # the proposing agent's own body token
     return api
@@ -49,7 +50,7 @@ async def propose(api: BrainClient, **changes: Any) -> dict[str, Any]:
 
 
 async def vote(api: BrainClient, decision_id: str, as_: str, value: str = "approve", **extra: Any) -> dict[str, Any]:
-    body = {"value": value, "reason": f"{as_} says {value}", **extra}
+    body = {"value": value, "reason": f"{as_} says {value}", "logic_version": REVIEWER_LV, **extra}
     return ok(await api.post(f"/v1/decisions/{decision_id}/votes", body, as_=as_))
 
 
@@ -64,14 +65,17 @@ async def test_a_six_file_change_goes_to_the_panel_and_three_approvals_apply_it(
         3,
     )
     assert decision["human_required"] is False and decision["votes"] == []
-    await vote(panel, decision["id"], "rev-a", logic_version="v7")
+    await vote(panel, decision["id"], "rev-a")
     await vote(panel, decision["id"], "rev-b")
     approved = await vote(panel, decision["id"], "rev-c")
     assert approved["state"] == "approved"
     assert [(v["voter"], v["value"], v["role"], v["agent"]) for v in approved["votes"]] == [
         (name, "approve", "reviewer", name) for name in ("rev-a", "rev-b", "rev-c")
     ]
-    assert approved["votes"][0]["logic_version"] == "v7" and approved["votes"][0]["rationale"] == "rev-a says approve"
+    assert (
+        approved["votes"][0]["logic_version"] == REVIEWER_LV
+        and approved["votes"][0]["rationale"] == "rev-a says approve"
+    )
     (answer,) = approved["answers"]
     assert (answer["verdict"], answer["by"]) == ("approved", "panel")
     assert "3 approve" in answer["reason"]
@@ -123,13 +127,17 @@ async def test_a_later_vote_replaces_the_first_and_both_are_kept(panel: BrainCli
 async def test_who_may_not_vote_is_refused_and_nothing_is_written(panel: BrainClient, brain: Brain) -> None:
     decision = await propose(panel)
     path = f"/v1/decisions/{decision['id']}/votes"
-    good = {"value": "approve", "reason": "fine"}
+    good = {"value": "approve", "reason": "fine", "logic_version": REVIEWER_LV}
     refused(await panel.post(path, good, as_="body"), 403, "forbidden")  # a body token never votes
     refused(await panel.post(path, good, as_="outsider"), 403, "forbidden")  # no seat
     refused(await panel.post(path, good, as_="claude"), 403, "forbidden")  # the proposer
     refused(await panel.post(path, good, as_=None), 401, "unauthorized")
     refused(await panel.post(path, {"value": "maybe", "reason": "?"}, as_="rev-a"), 422, "invalid_request")
     refused(await panel.post(path, {"value": "approve", "reason": "  "}, as_="rev-a"), 422, "invalid_request")
+    unversioned = refused(
+        await panel.post(path, {"value": "approve", "reason": "x"}, as_="rev-a"), 422, "invalid_request"
+    )
+    assert "logic version" in unversioned["message"], unversioned
     refused(
         await panel.post(path, {"value": "approve", "reason": "x", "voter": "rev-b"}, as_="rev-a"),
         422,
@@ -197,7 +205,11 @@ async def test_the_captain_agent_cannot_break_a_deadlock_that_needs_a_human(
     assert [s["kind"] for s in tied["ladder"]] == ["deadlock", "priority", "human_captain"]
     assert "never approves" in tied["ladder"][1]["reason"]
     path = f"/v1/decisions/{decision['id']}/votes"
-    refused(await panel.post(path, {"value": "approve", "reason": "go"}, as_="cap"), 403, "forbidden")
+    refused(
+        await panel.post(path, {"value": "approve", "reason": "go", "logic_version": REVIEWER_LV}, as_="cap"),
+        403,
+        "forbidden",
+    )
     # an approver's approval is the human's part, not a captain's deadlock break
     assert ok(await panel.post(path, {"value": "approve", "reason": "ok"}, as_="approver"))["state"] == "pending"
     settled = ok(await panel.post(path, {"value": "approve", "reason": "ship it"}, as_="captain"))

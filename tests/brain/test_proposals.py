@@ -9,7 +9,7 @@ import pytest
 
 from shared_protocol.brain import TIE_BREAK
 
-from .helpers import BrainClient, decision_request, ok, refused
+from .helpers import REVIEWER_LV, BrainClient, decision_request, ok, refused
 from .panel import panel_fixtures
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,7 @@ async def propose(api: BrainClient, summary: str) -> dict[str, Any]:
 
 async def votes(api: BrainClient, decision_id: str, said: dict[str, str]) -> None:
     for seat, value in said.items():
-        body = {"value": value, "reason": f"{seat} says {value}"}
+        body = {"value": value, "reason": f"{seat} says {value}", "logic_version": REVIEWER_LV}
         ok(await api.post(f"/v1/decisions/{decision_id}/votes", body, as_=seat))
 
 

@@ -27,7 +27,7 @@ from shared_protocol import AuditEvent
 from shared_protocol.config import AnomalyConfig, ConsensusConfig
 from tests.fakes.serve import serve_app
 
-from .helpers import Clock, decision_request, engine_url, ok, refused, registration
+from .helpers import REVIEWER_LV, Clock, decision_request, engine_url, ok, refused, registration
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +81,9 @@ async def http(tmp_path: Path, clock: Clock) -> AsyncIterator[Http]:
             await h.token("approver", "approver")
             await h.token("captain", "captain")
             await h.token("captain-2", "captain")
+            for name in [*REVIEWERS, "cap", "outsider", "claude"]:  # (a human captain lets their REVIEWER_LV vote)
+                override = {"agent": name, "logic_version": REVIEWER_LV, "reason": "reviewed", "for_s": 30 * 86_400}
+                ok(await h.post("/v1/readiness/overrides", override, as_="captain"), 201)
             yield h
     finally:
         await state.close()
@@ -94,7 +97,8 @@ async def propose(h: Http, **changes: Any) -> dict[str, Any]:
 
 
 async def vote(h: Http, decision_id: str, as_: str, value: str = "approve") -> httpx.Response:
-    return await h.post(f"/v1/decisions/{decision_id}/votes", {"value": value, "reason": f"{as_}: {value}"}, as_=as_)
+    body = {"value": value, "reason": f"{as_}: {value}", "logic_version": REVIEWER_LV}
+    return await h.post(f"/v1/decisions/{decision_id}/votes", body, as_=as_)
 
 
 async def tie(h: Http, decision_id: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from shared_protocol.config import ConsensusConfig
 from tests.fakes.serve import serve_app
 from tests.wake.test_escalation import Recorder, setup
 
-from .helpers import Clock, decision_request, ok
+from .helpers import REVIEWER_LV, Clock, decision_request, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +50,12 @@ async def paged(tmp_path: Path) -> AsyncIterator[Paged]:
                 for name in REVIEWERS
             }
             tokens["claude-body"] = await issue_token(state, role="body", label="cb", at=brain.now(), agent="claude")
-            yield Paged(brain, clock, channels["sms"], client, tokens)
+            tokens["captain"] = await issue_token(state, role="captain", label="captain", at=brain.now())
+            paged = Paged(brain, clock, channels["sms"], client, tokens)
+            for name in REVIEWERS:  # (a human captain lets their REVIEWER_LV vote live)
+                override = {"agent": name, "logic_version": REVIEWER_LV, "reason": "reviewed", "for_s": 86_400}
+                ok(await paged.post("/v1/readiness/overrides", override, as_="captain"), 201)
+            yield paged
     finally:
         await state.close()
 
@@ -61,7 +66,8 @@ async def _deadlocked(p: Paged) -> dict[str, Any]:
     decision = ok(await p.post("/v1/decisions", request, as_="claude-body"), 201)
     last: dict[str, Any] = {}
     for name, value in zip(REVIEWERS, ["approve", "approve", "deny", "deny", "abstain"], strict=True):
-        last = ok(await p.post(f"/v1/decisions/{decision['id']}/votes", {"value": value, "reason": "r"}, as_=name))
+        body = {"value": value, "reason": "r", "logic_version": REVIEWER_LV}
+        last = ok(await p.post(f"/v1/decisions/{decision['id']}/votes", body, as_=name))
     assert [s["kind"] for s in last["ladder"]] == ["deadlock", "priority", "human_captain"]
     start = p.clock.now
     for offset in (0, 300):

@@ -14,12 +14,13 @@ import pytest
 from brain_server import BrainSettings
 from brain_server.state import sqlite_url
 from shared_protocol.config import ConsensusConfig
-from tests.brain.helpers import LiveBrain, decision_request, live_brain, ok
+from tests.brain.helpers import REVIEWER_LV, LiveBrain, decision_request, live_brain, live_reviewers, ok
 from tests.cli.inprocess import swarm_on as swarm
 
 pytestmark = pytest.mark.anyio
 
 REVIEWERS = ["rev-a", "rev-b", "rev-c", "rev-d", "rev-e"]
+LV = ("--logic-version", REVIEWER_LV)
 CONFIG = """
 [models.demo]
 provider = "scripted"
@@ -57,6 +58,8 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
             await brain.add_token(name, "reviewer", agent=name)
         await brain.add_token("captain-2", "captain")
         await brain.add_token("claude-body", "body", agent="claude")
+        async with brain.client() as api:
+            await live_reviewers(api, REVIEWERS)  # (their REVIEWER_LV votes live: a human captain's overrides)
         yield brain
 
 
@@ -85,12 +88,12 @@ async def test_the_inbox_shows_the_explanation_and_three_cli_votes_approve(live:
 
     for name in ("rev-a", "rev-b"):
         code, out, err = await swarm(
-            live, "vote", decision["id"], "approve", "--reason", "fine", home=tmp_path, as_=name
+            live, "vote", decision["id"], "approve", "--reason", "fine", *LV, home=tmp_path, as_=name
         )
         assert code == 0, err
         assert "pending" in out
     code, out, err = await swarm(
-        live, "vote", decision["id"], "approve", "--reason", "tests cover it", home=tmp_path, as_="rev-c"
+        live, "vote", decision["id"], "approve", "--reason", "tests cover it", *LV, home=tmp_path, as_="rev-c"
     )
     assert code == 0 and "it is approved" in out, err
 
@@ -105,7 +108,9 @@ async def test_the_inbox_shows_the_explanation_and_three_cli_votes_approve(live:
     assert (code, out.strip()) == (0, "no pending decisions")
 
     # a vote on a settled decision: one line, nothing written
-    code, _, err = await swarm(live, "vote", decision["id"], "deny", "--reason", "late", home=tmp_path, as_="rev-d")
+    code, _, err = await swarm(
+        live, "vote", decision["id"], "deny", "--reason", "late", *LV, home=tmp_path, as_="rev-d"
+    )
     assert "not_pending" in one_line(code, err) or "not pending" in one_line(code, err)
 
 
@@ -121,8 +126,26 @@ async def test_bad_votes_are_refused_in_one_line(live: LiveBrain, tmp_path: Path
     assert "--brain" in one_line(code, err)
     code, _, err = await swarm(live, "vote", decision["id"], "maybe", "--reason", "x", home=tmp_path)
     assert code != 0 and "invalid choice" in err
+    code, _, err = await swarm(live, "vote", decision["id"], "approve", "--reason", "x", home=tmp_path, as_="rev-a")
+    assert "logic version" in one_line(code, err)  # a reviewer agent's vote names its version
     async with live.client() as api:
         assert ok(await api.get(f"/v1/decisions/{decision['id']}", as_="approver"))["votes"] == []
+
+
+async def test_a_vote_by_a_reviewers_new_logic_version_is_shown_in_shadow(live: LiveBrain, tmp_path: Path) -> None:
+    decision = await propose(live)
+    new = ("--logic-version", "lv-changedprompt1")
+    for name in ("rev-a", "rev-b", "rev-c"):
+        code, out, err = await swarm(
+            live, "vote", decision["id"], "approve", "--reason", "fine", *new, home=tmp_path, as_=name
+        )
+        assert code == 0, err
+        assert "in shadow: kept, not counted" in out and "it is pending" in out, out
+    code, out, err = await swarm(live, "decisions", "list", "--pending", home=tmp_path)
+    assert code == 0, err
+    votes = [line for line in out.splitlines() if line.startswith("  vote:")]
+    assert len(votes) == 3 and all("(lv-changedprompt1): approve [shadow: not counted]" in v for v in votes), out
+    assert any("rev-a, rev-b, rev-c, rev-d, rev-e" in line for line in out.splitlines() if "answer with" in line)
 
 
 async def test_a_captain_vetoes_and_another_captain_forces_from_the_command_line(
@@ -186,7 +209,7 @@ async def test_decisions_list_task_ranks_the_competing_proposals(live: LiveBrain
     }
     for decision_id, votes in said.items():
         for seat, value in votes.items():
-            code, _, err = await swarm(live, "vote", decision_id, value, "--reason", "r", home=tmp_path, as_=seat)
+            code, _, err = await swarm(live, "vote", decision_id, value, "--reason", "r", *LV, home=tmp_path, as_=seat)
             assert code == 0, err
     # the ballots (approved > abstained or silent > denied, ties averaged) give A 5.5, B 6, C 3.5; C has 2 approvals
     code, out, err = await swarm(live, "decisions", "list", "--task", task["id"], "--json", home=tmp_path)

@@ -15,9 +15,9 @@ from brain_server import BrainSettings
 from brain_server.state import sqlite_url
 from shared_protocol.agents import agent_logic_version
 from shared_protocol.brain import RolloutReport
-from shared_protocol.config import load_config
+from shared_protocol.config import ConsensusConfig, load_config
 
-from ..brain.helpers import LiveBrain, live_brain
+from ..brain.helpers import LiveBrain, decision_request, live_brain
 from .inprocess import swarm_as, swarm_here
 from .test_cli import one_line_error
 
@@ -126,3 +126,61 @@ def test_bad_input_is_one_line_naming_the_problem(
     config = _config(tmp_path, rollout)
     result = swarm_here("rollout", *args, "--config", str(config), home=home)
     assert names in one_line_error(result)
+
+
+REVIEWER_TOML = (
+    '[[agents]]\nname = "rev-a"\nrole = "reviewer"\nmodel = "m"\nprompt = "review"\ntools = ["read_text_file"]\n'
+)
+
+
+async def test_a_reviewer_agents_shadow_votes_against_the_live_ones_and_a_captains_promotion(
+    home: Path, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, REVIEWER_TOML)
+    version = agent_logic_version(load_config(config), "rev-a")
+    settings = BrainSettings(
+        database_url=sqlite_url(tmp_path / "brain.db"),
+        durability="crash",
+        consensus=ConsensusConfig(panel=["rev-a", "rules:cost", "rules:confidence"], quorum=2, deadline_s=600),
+    )
+    async with live_brain(settings) as brain, httpx.AsyncClient(base_url=brain.url, timeout=10) as http:
+        captain = {"Authorization": f"Bearer {brain.tokens['captain']}"}
+        first = {"agent": "rev-a", "logic_version": OLD, "reason": "the first live version", "for_s": 3600}
+        assert (await http.post("/v1/readiness/overrides", json=first, headers=captain)).status_code == 201
+        await brain.add_token("rev-a", "reviewer", agent="rev-a")
+        await brain.add_token("w1-body", agent="w1")
+        reviewer = {"Authorization": f"Bearer {brain.tokens['rev-a']}"}
+        for lv in (OLD, version):  # the live version votes, then the configured one (never seen: in shadow)
+            request = decision_request(
+                "body-w", agent="w1", summary=f"change by {lv}", impact={"files": 6, "api_calls": 0, "usd": 0}
+            )
+            asked = await http.post(
+                "/v1/decisions", json=request, headers={"Authorization": f"Bearer {brain.tokens['w1-body']}"}
+            )
+            assert asked.status_code == 201, asked.text
+            vote = {"value": "approve", "reason": "fine", "logic_version": lv}
+            voted = await http.post(f"/v1/decisions/{asked.json()['id']}/votes", json=vote, headers=reviewer)
+            assert voted.status_code == 200, voted.text
+        url = ("--brain", brain.url)
+        shown = await swarm_as("rollout", "status", "rev-a", *url, home=home, config=config, token=captain_token(brain))
+        assert shown.returncode == 0, shown.stderr
+        assert f"live version:       {OLD}" in shown.stdout
+        assert f"candidate:          {version}: shadow (its votes kept, not counted)" in shown.stdout, shown.stdout
+        assert "shadow votes:       on 1 decisions" in shown.stdout and "vote_agreement" in shown.stdout
+        promoted = await swarm_as(
+            "rollout",
+            "promote",
+            "rev-a",
+            "--reason",
+            "read it",
+            *url,
+            home=home,
+            config=config,
+            token=captain_token(brain),
+        )
+        assert promoted.returncode == 0, promoted.stderr
+        assert "canary step 1" in promoted.stdout and "its votes count on 1% of decisions" in promoted.stdout
+
+
+def captain_token(brain: LiveBrain) -> str:
+    return brain.tokens["captain"]

@@ -23,7 +23,7 @@ from brain_server.state import LogEntry
 from shared_protocol.brain import AgentPause
 from shared_protocol.config import ConsensusConfig
 from tests.body.test_brain_link import brain_on
-from tests.brain.helpers import decision_request, issue_in
+from tests.brain.helpers import REVIEWER_LV, decision_request, issue_in
 from tests.fakes.serve import serve_app
 
 from .browser import browser, chromium, log_in, screenshot
@@ -128,6 +128,16 @@ async def _page_post(page: Page, path: str, body: dict[str, object], *, csrf: bo
     )
 
 
+async def _reviewers_live(client: httpx.AsyncClient, captain: str, names: list[str]) -> None:
+    """A human captain lets each reviewer agent's REVIEWER_LV vote live (a readiness override naming it)."""
+    for name in names:
+        override = {"agent": name, "logic_version": REVIEWER_LV, "reason": "reviewed", "for_s": 3600}
+        made = await client.post(
+            "/v1/readiness/overrides", json=override, headers={"Authorization": f"Bearer {captain}"}
+        )
+        assert made.status_code == 201, made.text
+
+
 async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(tmp_path: Path) -> None:
     """A panel of five reviewer agents ties (2 approve, 2 deny, 1 abstains): the page shows every vote (voter, value,
     rationale, time) as text, the quorum count, the deadlock ladder's steps, and says what this approver's answer
@@ -138,6 +148,7 @@ async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(tmp_path: 
     approver = await issue_in(db, "approver", "approver-rv")
     body = await issue_in(db, "body", "claude-body", "claude")
     reviewers = {name: await issue_in(db, "reviewer", name, name) for name in REVIEWERS}
+    captain = await issue_in(db, "captain", "captain-rv")
     panel = ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600)
     votes = [
         ("rev-a", "approve", "rationale " + PAYLOAD),
@@ -152,10 +163,11 @@ async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(tmp_path: 
             asked = await client.post("/v1/decisions", json=request, headers={"Authorization": f"Bearer {body}"})
             assert asked.status_code == 201, asked.text
             decision_id = asked.json()["id"]
+            await _reviewers_live(client, captain, REVIEWERS)
             for voter, value, reason in votes:
                 voted = await client.post(
                     f"/v1/decisions/{decision_id}/votes",
-                    json={"value": value, "reason": reason},
+                    json={"value": value, "reason": reason, "logic_version": REVIEWER_LV},
                     headers={"Authorization": f"Bearer {reviewers[voter]}"},
                 )
                 assert voted.status_code == 200, voted.text
@@ -174,7 +186,7 @@ async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(tmp_path: 
         cast = item.locator(".votes li.vote-item")
         await expect(cast).to_have_count(5)
         for n, (voter, value, reason) in enumerate(votes):
-            await expect(cast.nth(n).locator(".voter")).to_have_text(f"{voter} (reviewer)")
+            await expect(cast.nth(n).locator(".voter")).to_have_text(f"{voter} (reviewer) [{REVIEWER_LV}]")
             await expect(cast.nth(n).locator(".value")).to_have_text(value)
             await expect(cast.nth(n).locator(".rationale")).to_have_text(reason)
         await expect(item.locator(".quorum")).to_have_text(
@@ -199,6 +211,7 @@ async def test_an_approver_votes_from_the_page_with_a_reason_under_its_own_ident
     approver = await issue_in(db, "approver", "approver-vo")
     body = await issue_in(db, "body", "claude-body", "claude")
     reviewer = await issue_in(db, "reviewer", "rev-a", "rev-a")
+    captain = await issue_in(db, "captain", "captain-vo")
     panel = ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600)
     async with brain_on(port, db, consensus=panel) as _stop, browser() as chrome:  # type: ignore[arg-type]
         async with httpx.AsyncClient(base_url=url) as client:
@@ -206,9 +219,10 @@ async def test_an_approver_votes_from_the_page_with_a_reason_under_its_own_ident
             asked = await client.post("/v1/decisions", json=request, headers={"Authorization": f"Bearer {body}"})
             assert asked.status_code == 201, asked.text
             decision_id = asked.json()["id"]
+            await _reviewers_live(client, captain, ["rev-a"])
             voted = await client.post(
                 f"/v1/decisions/{decision_id}/votes",
-                json={"value": "approve", "reason": "looks fine"},
+                json={"value": "approve", "reason": "looks fine", "logic_version": REVIEWER_LV},
                 headers={"Authorization": f"Bearer {reviewer}"},
             )
             assert voted.status_code == 200, voted.text

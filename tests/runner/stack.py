@@ -147,7 +147,8 @@ class Stack:
         return answer.json()
 
     async def override(self, agent: str) -> None:
-        """A captain's readiness override for the agent's logic version: the brain allows its --live claims."""
+        """A captain's readiness override for the agent's logic version: the brain allows its --live claims (a
+        reviewer or captain agent's: its first votes count, without a shadow period)."""
         version = agent_logic_version(load_config(self.config), agent)
         answer = await self.captain.post(
             "/v1/readiness/overrides",

@@ -99,6 +99,7 @@ async def test_the_captain_agents_runner_breaks_a_deadlock_and_the_change_applie
         repo = s.repo_with_bug()
         task = await s.add_task(title="write six files", acceptance=ALL_SIX, repo=str(repo))
         await s.override("worker-1")
+        await s.override(CAPTAIN)  # a human captain lets the captain agent's configured version vote live
         runs: dict[str, tuple[int, str]] = {}
 
         async def run(name: str, *args: str) -> None:

@@ -22,7 +22,7 @@ from brain_server import BrainSettings
 from brain_server.state import sqlite_url
 from shared_protocol.config import ConsensusConfig
 from shared_protocol.decisions import Decision, Impact, LadderStep, Vote
-from tests.brain.helpers import LiveBrain, live_brain, ok
+from tests.brain.helpers import REVIEWER_LV, LiveBrain, live_brain, live_reviewers, ok
 from tests.runner.test_reviewer import propose, turn
 from tests.runner.test_wallet import priced
 
@@ -70,11 +70,13 @@ async def test_the_captain_votes_its_seat_then_breaks_the_tie_it_left_shown_ever
         token = await live.add_token("cap", "reviewer", agent="cap")
         for name in SEATS[:4]:
             await api.add_token(name, "reviewer", agent=name)
+        await live_reviewers(api, SEATS[:4])
+        await live_reviewers(api, ["cap"], "lv-cap")  # (the captain agent's version votes live: a captain's override)
         await api.add_token("claude-body", "body", agent="claude")
         task_id = ok(await api.post("/v1/tasks", {"title": "six files"}, as_="approver"), 201)["id"]
         decision = await propose(api, task_id)
         for name, value in (("rev-a", "approve"), ("rev-b", "approve"), ("rev-c", "deny"), ("rev-d", "deny")):
-            body = {"value": value, "reason": f"{name} thinks {value}"}
+            body = {"value": value, "reason": f"{name} thinks {value}", "logic_version": REVIEWER_LV}
             ok(await api.post(f"/v1/decisions/{decision['id']}/votes", body, as_=name))
         provider = InMemoryProvider(
             [

@@ -273,10 +273,11 @@
     return item;
   }
 
-  // The panel's count as the brain makes it (shared_protocol.consensus.count): each seat's latest vote.
+  // The panel's count as the brain makes it (shared_protocol.consensus.count): each seat's latest counted vote (a
+  // shadow vote, by a reviewer agent's logic version not live yet, is shown but never counted).
   function panelCount(d) {
     const latest = {};
-    for (const v of d.votes || []) latest[v.voter] = v;
+    for (const v of d.votes || []) if (!v.shadow) latest[v.voter] = v;
     const seats = new Set(d.panel);
     let approvals = 0, denials = 0, abstentions = 0;
     for (const seat of seats) {
@@ -303,11 +304,12 @@
 
   function renderVotes(d) {
     const latest = {};
-    for (const v of d.votes) latest[v.voter] = v;
+    for (const v of d.votes) if (!v.shadow) latest[v.voter] = v;
     const seats = new Set(d.panel || []);
     return el("ol", "votes", ...d.votes.map((v) => {
       const notes = [];
-      if (latest[v.voter] !== v) notes.push("replaced by a later vote");
+      if (v.shadow) notes.push("shadow: this logic version does not vote live yet, not counted");
+      else if (latest[v.voter] !== v) notes.push("replaced by a later vote");
       if (seats.size && !seats.has(v.voter)) notes.push("no seat on the panel");
       const by = v.voter + (v.role ? " (" + v.role + ")" : "") + (v.logic_version ? " [" + v.logic_version + "]" : "");
       const li = el("li", "vote-item", el("span", "when", when(v.at) + " "), el("span", "voter", by), ": ",
