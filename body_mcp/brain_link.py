@@ -25,6 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -118,6 +119,8 @@ class BrainLink:
         self._refused_since: float | None = None
         self._record_path = record
         self._recorded: LinkRecord | None = None
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-link-record")
+        self._pending_record: Future[None] | None = None
         self._brain_url = brain_url
         self._scope: anyio.CancelScope | None = None
 
@@ -131,9 +134,9 @@ class BrainLink:
         was = self._brain_kill.engaged
         self._brain_kill = state
         self._heard()
-        self._note()
         if state.engaged and not was and self.on_kill is not None:
-            self.on_kill()
+            self.on_kill()  # (running commands killed first: the record can wait)
+        self._note()
 
     def state(self) -> BodyKillState:
         found = self._current()
@@ -227,12 +230,24 @@ class BrainLink:
             and not overwritten
         ):
             return
-        try:
-            write_link_record(self._record_path, record)
-        except OSError as exc:
-            logger.warning("could not record the brain link's state in %s: %s", self._record_path, exc)
-            return
+        # Written (and synced) in the recorder's one thread, in order: never on the event loop, where a kill's fsync
+        # behind a busy disk would hold up the very call the kill refuses.
         self._recorded = record
+        self._pending_record = self._recorder.submit(self._write_record, self._record_path, record)
+
+    def _write_record(self, path: Path, record: LinkRecord) -> None:
+        try:
+            write_link_record(path, record)
+        except OSError as exc:
+            logger.warning("could not record the brain link's state in %s: %s", path, exc)
+            if self._recorded is record:
+                self._recorded = None  # (written again by the next note)
+
+    def _records_written(self) -> None:
+        """Wait for the records handed to the recorder's thread to be written."""
+        pending = self._pending_record
+        if pending is not None:
+            pending.result()
 
     def _heard_moved_on(self, previous: LinkRecord) -> bool:
         if self._heard_wall is None or previous.last_heard is None:
@@ -303,6 +318,8 @@ class BrainLink:
                 logger.warning("brain link: could not deregister on the way out: %s", exc)
         self._note(serving=False, left=told)
         self._record_path = None  # the last word: nothing this process does after it is recorded
+        self._records_written()
+        self._recorder.shutdown(wait=True)
         return told
 
     async def register(self) -> Registration:
