@@ -114,4 +114,3 @@ async def test_a_kill_that_lands_while_a_call_waits_past_the_first_check_refuses
     assert not (workspace / "late.txt").exists()
     (event,) = [e for e in body.audit.tail(5) if e.tool == "write_file"]
     assert (event.outcome, event.code) == ("refused", "kill_switch_engaged")
-

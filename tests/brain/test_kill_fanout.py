@@ -62,17 +62,16 @@ async def test_a_kill_reaches_every_stream_before_its_commit_and_is_answered_aft
 async def test_a_stream_that_subscribes_while_the_kill_commits_hears_the_kill_once_it_is_durable() -> None:
     state = HeldCommit()
     brain = Brain(BrainSettings(), state=state)
-    async with brain.running():
-        async with anyio.create_task_group() as group:
-            group.start_soon(lambda: brain.set_kill(CAPTAIN, engaged=True, reason="runaway"))
+    async with brain.running(), anyio.create_task_group() as group:
+        group.start_soon(lambda: brain.set_kill(CAPTAIN, engaged=True, reason="runaway"))
+        with anyio.fail_after(5):
+            await state.writing.wait()
+        with brain.hub.subscribe("late") as late:
+            # What `GET /v1/events` sends first: the state read now, from before the commit.
+            assert (await brain.kill_state()).engaged is False
+            state.commit.set()
             with anyio.fail_after(5):
-                await state.writing.wait()
-            with brain.hub.subscribe("late") as late:
-                # What `GET /v1/events` sends first: the state read now, from before the commit.
-                assert (await brain.kill_state()).engaged is False
-                state.commit.set()
-                with anyio.fail_after(5):
-                    assert (await late.receive()).name == "kill"
+                assert (await late.receive()).name == "kill"
 
 
 async def test_a_release_is_published_only_once_committed() -> None:
