@@ -1,11 +1,11 @@
-"""`swarm audit verify` (the whole chain, from its first event): memory and speed against a bare HMAC loop.
+"""`swarm audit verify --full` (the whole chain, from its first event): memory and speed against a bare HMAC loop.
 
     uv run python bench/bench_audit_verify.py [--runs 3] [--sizes 10000,100000]
 
 For each size, a workspace's trail of that many events (tool calls of ~700 bytes, signed with the workspace's
 own key and inserted in one transaction; one event appended through the store to anchor the head). Then:
 
-- memory: the peak RSS of `swarm audit verify` as a process (`wait4`), and tracemalloc's peak in this process
+- memory: the peak RSS of `swarm audit verify --full` as a process (`wait4`), and tracemalloc's peak in this process
   around `AuditStore.verify()` alone;
 - speed, alternating pair by pair within each run: `AuditStore.verify()` (every event from the first, the
   anchor) vs a bare loop over the same rows that computes each body's HMAC-SHA-256 (`hmac.new`) and compares
@@ -110,7 +110,17 @@ def _cli_peak_rss_kb(workspace: Path, home: Path, checkout: str | None = None) -
         env["PYTHONPATH"] = checkout
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "swarm_cli", "audit", "verify", "--workspace", str(workspace)],
+        # `--full`: every event from the first (what verify does; an older checkout has no such flag, nor need)
+        [
+            sys.executable,
+            "-m",
+            "swarm_cli",
+            "audit",
+            "verify",
+            *(["--full"] if checkout is None else []),
+            "--workspace",
+            str(workspace),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -159,7 +169,7 @@ def main() -> None:
             found = read_key(settings.paths.audit.key)
             assert found is not None
             rss_kb, cli_s = _cli_peak_rss_kb(workspace, home)
-            print(f"  swarm audit verify: peak RSS {rss_kb / 1024:.0f} MB, {cli_s:.2f} s (the whole command)")
+            print(f"  swarm audit verify --full: peak RSS {rss_kb / 1024:.0f} MB, {cli_s:.2f} s (the whole command)")
             if args.before:
                 rss_kb, cli_s = _cli_peak_rss_kb(workspace, home, args.before)
                 print(f"  the same from {args.before}: peak RSS {rss_kb / 1024:.0f} MB, {cli_s:.2f} s")

@@ -4,9 +4,11 @@
 
 For each workspace size, starts `swarm body` as a real process and talks to it with the official MCP
 client over stdio (as an IDE would). Each run alternates one `run_command(["true"])` with one bare
-`bwrap --ro-bind / / true` started from the same event loop, `--calls` of each, so that the machine's
-slow moments fall on both alike; a run's figure is the median of each. Prints, over the runs, the
-min/median/max of the ratio (subject / bwrap) and of the overhead (subject - bwrap, in ms). With `--before DIR`
+`bwrap --ro-bind / / true` started from the same event loop, and one bwrap given the sandbox's own options
+for `true` on the same workspace (its namespaces, mounts and hidden paths; the default toolchain, the workspace
+bound as it is: no overlay, no launcher, no body), `--calls` of each, so that the machine's slow moments fall
+on all alike; a run's figure is the median of each. Prints, over the runs, the min/median/max of the ratio
+(subject / bwrap) and of the overhead (subject - bwrap, in ms), against each. With `--before DIR`
 (a checkout of an earlier commit, e.g. `git archive main | tar -x -C DIR`, run with this checkout's interpreter),
 a second body from there takes its turn in each round too, on a workspace of its own.
 
@@ -69,14 +71,52 @@ async def _command(client: Client) -> float:
     return elapsed
 
 
-async def _bwrap(bwrap: str) -> float:
+async def _bwrap(argv: list[str], pass_fds: tuple[int, ...] = ()) -> float:
     start = time.perf_counter()
-    await anyio.run_process([bwrap, "--ro-bind", "/", "/", "true"], check=True)
+    await anyio.run_process(argv, check=True, pass_fds=pass_fds)
     return time.perf_counter() - start
+
+
+def _sandbox_bwrap(bwrap: str, ws: Path, tmp: Path, status_fd: int) -> list[str]:
+    """The sandbox's own bwrap command line for `true` on `ws`: what bwrap itself costs for the isolation."""
+    from sandbox import BwrapOverlaySandbox, SandboxSpec, default_toolchain_paths
+    from sandbox._bwrap import BwrapLayout, bwrap_options
+
+    area = tmp / f"bwrap-{ws.name}"
+    (area / "tmp").mkdir(parents=True)
+    (area / "empty").touch(mode=0o444)
+    spec = SandboxSpec(
+        workspace=ws.resolve(),
+        argv=["true"],
+        env={"PATH": "/usr/bin:/bin"},
+        toolchain_paths=default_toolchain_paths(),
+        hidden_paths=[".env"],
+    )
+    plan = BwrapOverlaySandbox(staging_root=area / "staging")._plan(spec)
+    layout = BwrapLayout(
+        workspace=spec.workspace,
+        workspace_source=spec.workspace,
+        tmp_source=area / "tmp",
+        cwd=plan.cwd,
+        toolchain=plan.toolchain,
+        hidden=plan.hidden,
+        empty_file=area / "empty",
+        env=plan.env,
+        status_fd=status_fd,
+        writable=plan.writable,
+        commands=plan.commands,
+    )
+    return [bwrap, *bwrap_options(layout), "--", "true"]
 
 
 async def _size(tmp: Path, files: int, runs: int, calls: int, bwrap: str, checkouts: dict[str, Path]) -> None:
     ws = _workspace(tmp, files)
+    status_fd = os.open(os.devnull, os.O_WRONLY)
+    labels = {"bwrap": "bare bwrap", "options": "the sandbox's bwrap"}
+    baselines = {
+        "bwrap": ([bwrap, "--ro-bind", "/", "/", "true"], ()),
+        "options": (_sandbox_bwrap(bwrap, ws, tmp, status_fd), (status_fd,)),
+    }
     async with contextlib.AsyncExitStack() as stack:
         clients: dict[str, Client] = {}
         for name, root in checkouts.items():
@@ -93,35 +133,44 @@ async def _size(tmp: Path, files: int, runs: int, calls: int, bwrap: str, checko
                 f"  {files:>6} files, {name}: start-up: initialize {initialized * 1000:.0f} ms, first run_command "
                 f"{first * 1000:.0f} ms"
             )
-        ratios: dict[str, list[float]] = {name: [] for name in clients}
-        overheads: dict[str, list[float]] = {name: [] for name in clients}
+        ratios: dict[tuple[str, str], list[float]] = {(n, b): [] for n in clients for b in baselines}
+        overheads: dict[tuple[str, str], list[float]] = {(n, b): [] for n in clients for b in baselines}
         for _ in range(runs):
-            times: dict[str, list[float]] = {name: [] for name in [*clients, "bwrap"]}
+            times: dict[str, list[float]] = {name: [] for name in [*clients, *baselines]}
             for _ in range(calls):
                 for name, client in clients.items():
                     times[name].append(await _command(client))
-                times["bwrap"].append(await _bwrap(bwrap))
-            b = statistics.median(times["bwrap"]) * 1000
-            line = f"    run: bare bwrap {b:6.2f} ms"
+                for name, (argv, fds) in baselines.items():
+                    times[name].append(await _bwrap(argv, fds))
+            base = {b: statistics.median(times[b]) * 1000 for b in baselines}
+            line = f"    run: bare bwrap {base['bwrap']:6.2f} ms, the sandbox's bwrap {base['options']:6.2f} ms"
             for name in clients:
                 s = statistics.median(times[name]) * 1000
-                ratios[name].append(s / b)
-                overheads[name].append(s - b)
-                line += f"   {name} {s:7.2f} ms ({s / b:5.2f}x, {s - b:+6.2f} ms)"
+                line += f"   {name} {s:7.2f} ms"
+                for b, value in base.items():
+                    ratios[(name, b)].append(s / value)
+                    overheads[(name, b)].append(s - value)
+                line += f" ({s / base['bwrap']:5.2f}x, {s - base['bwrap']:+6.2f} ms over bare bwrap)"
             print(line)
+    os.close(status_fd)
     for name in clients:
-        r, o = ratios[name], overheads[name]
-        print(
-            f"  {files:>6} files, {name}: ratio min/median/max {min(r):.2f}/{statistics.median(r):.2f}/{max(r):.2f}x"
-            f"   overhead min/median/max {min(o):+.2f}/{statistics.median(o):+.2f}/{max(o):+.2f} ms"
-        )
+        for b in baselines:
+            r, o = ratios[(name, b)], overheads[(name, b)]
+            print(
+                f"  {files:>6} files, {name} vs {labels[b]}: ratio min/median/max "
+                f"{min(r):.2f}/{statistics.median(r):.2f}/{max(r):.2f}x   overhead min/median/max "
+                f"{min(o):+.2f}/{statistics.median(o):+.2f}/{max(o):+.2f} ms"
+            )
 
 
 async def main(runs: int, calls: int, sizes: list[int], before: Path | None) -> None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         sys.exit("bench_run_command: bwrap not found (apt-get install bubblewrap)")
-    print(f"run_command(['true']) over stdio vs bare `bwrap --ro-bind / / true`: {runs} runs x {calls} calls each")
+    print(
+        f"run_command(['true']) over stdio vs bare `bwrap --ro-bind / / true` and the sandbox's own bwrap: "
+        f"{runs} runs x {calls} calls each"
+    )
     checkouts = {"this": ROOT} | ({"before": before} if before is not None else {})
     with tempfile.TemporaryDirectory() as tmp:
         for files in sizes:

@@ -10,7 +10,6 @@ Every action is audited under `by`, the acting human, resolved once at the entry
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import secrets
 import sqlite3
 import time
@@ -43,6 +42,7 @@ from .audit import (
     MIGRATED,
     Appended,
     AuditStore,
+    AuditWriter,
     EventDraft,
     Migration,
     VerifyReport,
@@ -57,7 +57,14 @@ from .explain import explain_event
 from .killswitch import KillState, LocalKillSwitch
 from .limits import Limits
 from .link_state import LinkView, view_link_record
-from .privacy import held_about, open_protector
+from .outputs import OutputStore
+from .privacy import (
+    MIGRATED_COPIES,
+    drop_clear_state_copies,
+    held_about,
+    migrate_local_decisions,
+    open_protector,
+)
 from .settings import BodySettings
 from .snapshots import Progress, SnapshotEvent, SnapshotSettings, Snapshotter
 from .state import StatePaths, load_or_create_identity
@@ -134,7 +141,11 @@ class Admin:
         by: str,
         config_file: Path | None = None,
         owned: Sequence[StateDB | AuditStore | Workspace] = (),
+        writer: AuditWriter | None = None,
     ) -> None:
+        """`writer`: a serving body's, through which its admin events are appended (in order with its calls'
+        events, never on its event loop); without one (the CLI, a hook), on the caller's thread."""
+        self._writer = writer
         self.paths = paths
         self.db = db
         self.audit = audit
@@ -297,8 +308,43 @@ class Admin:
         action_id: str | None = None,
         outcome: str = "ok",
     ) -> Appended:
-        """Audit something a human (or Swarm itself, for `by="swarm"`) did."""
-        draft = EventDraft(
+        """Audit something a human (or Swarm itself, for `by="swarm"`) did: durable, committed and anchored when
+        it returns."""
+        draft = self.draft(
+            action=action,
+            rationale=rationale,
+            detail=detail,
+            arguments=arguments,
+            files=files,
+            impact=impact,
+            action_id=action_id,
+            outcome=outcome,
+        )
+        if self._writer is not None:
+            return self._writer.append_waiting(draft, writes=writes)
+        return self.audit.append(draft, writes=writes) if writes is not None else self.audit.append(draft)
+
+    async def record_async(self, *, action: str, rationale: str, detail: dict[str, Any] | None = None) -> Appended:
+        """`record`, from a coroutine of a serving body: appended by its writer's thread while the loop goes on."""
+        draft = self.draft(action=action, rationale=rationale, detail=detail)
+        if self._writer is None:
+            raise RuntimeError("record_async needs a serving body's audit writer")
+        return await self._writer.append_now(draft, writes=None)
+
+    def draft(
+        self,
+        *,
+        action: str,
+        rationale: str,
+        detail: dict[str, Any] | None = None,
+        arguments: dict[str, Any] | None = None,
+        files: list[str] | None = None,
+        impact: Impact | None = None,
+        action_id: str | None = None,
+        outcome: str = "ok",
+    ) -> EventDraft:
+        """The event of something a human did, as `record` appends it."""
+        return EventDraft(
             id=action_id or new_action_id(),
             kind="human",
             agent=self.by,
@@ -311,7 +357,6 @@ class Admin:
             impact=impact or Impact(),
             detail=detail or {},
         )
-        return self.audit.append(draft, writes=writes) if writes is not None else self.audit.append(draft)
 
     # -- privacy ------------------------------------------------------------------------
 
@@ -380,30 +425,28 @@ class Admin:
             )
 
         result = self.audit.migrate_privacy(protector, record=record, progress=progress, batch=batch)
-        result.outputs = self._migrate_outputs(protector)
+        result.outputs = OutputStore(self.db, directory=self.paths.outputs).migrate_privacy(protector)
+        result.decisions = migrate_local_decisions(self.db, protector)
         with self.db.read() as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        result.snapshots = drop_clear_state_copies(self.paths, self.db, protector)
+        if result.outputs or result.decisions or result.snapshots:
+            self.record(
+                action=MIGRATED_COPIES,
+                rationale=(
+                    f"personal data in {result.outputs} kept output(s) and {result.decisions} approval request(s) "
+                    f"written before [privacy] encrypted per subject; {len(result.snapshots)} snapshot(s) taken "
+                    "before it lost their copy of state.db, which held it in clear (their workspace files are kept: "
+                    "they still restore)"
+                ),
+                detail={
+                    "outputs": result.outputs,
+                    "decisions": result.decisions,
+                    "snapshots_state_db_dropped": result.snapshots,
+                },
+            )
+            self.audit.scrub_journal()  # (a kept output is journaled with its call's event: its old text too)
         return result
-
-    def _migrate_outputs(self, protector: Protector) -> int:
-        """Kept command outputs stored inline, protected as `OutputStore.keep` protects new ones (not part of the
-        chain: their `size` and `sha256` are of what is kept). Returns how many were rewritten."""
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT action_id, stream, data FROM command_outputs WHERE data IS NOT NULL").fetchall()
-        changed: list[tuple[bytes, int, str, str, str]] = []
-        for action_id, stream, data in rows:
-            text = bytes(data).decode("utf-8", "surrogateescape")
-            protected = protector.protect(text)
-            if protected != text:
-                new = protected.encode("utf-8", "surrogateescape")
-                changed.append((new, len(new), hashlib.sha256(new).hexdigest(), action_id, stream))
-        if changed:
-            with self.db.write() as conn:
-                conn.executemany(
-                    "UPDATE command_outputs SET data = ?, size = ?, sha256 = ? WHERE action_id = ? AND stream = ?",
-                    changed,
-                )
-        return len(changed)
 
     def privacy_export(self, subject: str) -> PrivacyExport:
         """What this body's trail and kept outputs hold about a subject, decrypted; `UnknownSubject` when no key is
@@ -411,7 +454,8 @@ class Admin:
         protector, owned = self._protector()
         try:
             found = self._subject(protector, subject)
-            held = held_about(self.db, protector, found)
+            outputs = OutputStore(self.db, directory=self.paths.outputs).kept_texts()
+            held = held_about(self.db, protector, found, outputs)
             if held is None:
                 raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
             return PrivacyExport(kind=found.kind, held=held)

@@ -126,6 +126,10 @@ class Body:
                 pairing=settings.brain_pairing,
             )
             self.link.on_kill = self._kill_running_commands
+        on_event = self.link.new_events.set if self.link is not None else None
+        self.audit_writer = AuditWriter(self.audit, on_committed=on_event)
+        """The audit writes of tool calls, snapshots and admin actions, off the event loop (in one worker thread,
+        in order)."""
         local_kill: KillSwitch = kill_switch or LocalKillSwitch(self.paths.kill_file)
         self.kill_switch: KillSwitch = local_kill if self.link is None else CombinedKillSwitch(local_kill, self.link)
         snap = config.snapshots
@@ -163,6 +167,7 @@ class Body:
             session=self.session,
             by=human,
             config_file=settings.config_file,
+            writer=self.audit_writer,
         )
         self.scanner = WorkspaceScanner(self.workspace.root, self.policy)
         self.held_runs = HeldRuns(
@@ -225,9 +230,6 @@ class Body:
             shadow=self.shadow,
             agent=settings.agent_profile,
         )
-        on_event = self.link.new_events.set if self.link is not None else None
-        self.audit_writer = AuditWriter(self.audit, on_committed=on_event)
-        """The tool calls' audit writes, off the event loop (in one worker thread, in order)."""
         self.pipeline = Pipeline(
             [*outer_guards, *guards], CallAuditor(self.audit, self.limits, self.replies, writer=self.audit_writer)
         )
@@ -271,7 +273,8 @@ class Body:
     # -- serving ---------------------------------------------------------------------------
 
     def _record_snapshot(self, event: SnapshotEvent) -> None:
-        self.audit.append(
+        """A snapshot's event (hourly: from a worker thread), through the writer: durable when it returns."""
+        self.audit_writer.append_waiting(
             EventDraft(
                 id=new_action_id(),
                 kind="system",
@@ -297,11 +300,14 @@ class Body:
                 )
             self.workspace.reopen()
             self.scanner.reset()
-            self.admin.record(action="workspace.reopened", rationale="the workspace was restored from a snapshot")
+            await self.admin.record_async(
+                action="workspace.reopened", rationale="the workspace was restored from a snapshot"
+            )
 
     async def background(self) -> None:
         """What a serving body runs besides answering calls: the brain link, hourly snapshots, audit retention
         (commands' kept output with it)."""
+        self.audit_writer.bind()  # (snapshots' events, appended from worker threads, are told of on this loop)
         stop = anyio.Event()
         interval = self.settings.config.snapshots.interval_s
         if self.link is None:

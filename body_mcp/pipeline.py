@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
 
+import anyio
+
 from shared_protocol import NO_IMPACT, Impact, Refusal, RefusalCode, ToolArgs
 from shared_protocol.refusals import Rule
 
@@ -225,9 +227,13 @@ class CallAuditor:
         later = self._after_reply.flushed and not cancelled
         try:
             if cancelled:
-                # Waited for here, blocking: a cancelled task cannot await (anyio cancels every await in its scope
-                # again), and the call must be recorded before the cancellation goes on. Rare; in the same order.
-                event = writer.append_blocking(draft, writes=effects.writes)
+                # Shielded: a cancelled task's awaits are cancelled again (anyio) and the call must be recorded
+                # before the cancellation goes on; the event loop serves other calls meanwhile.
+                shielded: Appended | None = None
+                with anyio.CancelScope(shield=True):
+                    shielded = await writer.append_now(draft, writes=effects.writes)
+                assert shielded is not None  # (a shielded scope is never cancelled: it swallows nothing)
+                event = shielded
             elif not later:  # (no transport that says when a reply is written: everything before returning)
                 event = await writer.append_now(draft, writes=effects.writes)
             else:
@@ -244,8 +250,6 @@ class CallAuditor:
             # The commit and the anchor follow the reply (a read's a little later, shared with the next ones).
             self._after_reply.defer(partial(writer.finish_soon, lazy=lazy))
             self._after_reply.soon()
-        else:
-            writer.committed()
         return event
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,6 +33,7 @@ from .exceptions import ToolRefused, UndoRefused
 from .git import move_ref, read_ref
 
 INLINE_MAX = 256 * 1024
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(kw_only=True)
@@ -213,35 +216,50 @@ class UndoStore:
 
     def check(self) -> list[str]:
         """What is wrong with the undo data, one line each: pre-images that do not match their hash, pending
-        records that cannot be read or whose pre-image is missing (`swarm audit verify`)."""
+        records that cannot be read or whose pre-image is missing (`swarm audit verify`).
+
+        One pre-image and one record at a time (cursors, and a look-up per record): memory does not grow with
+        the records or the pre-images, only with the problems found."""
         problems: list[str] = []
-        stored: set[str] = set()
         with self._db.read() as conn:
             for sha, data in conn.execute("SELECT sha256, data FROM blobs"):
-                stored.add(str(sha))
                 if hashlib.sha256(data).hexdigest() != sha:
                     problems.append(f"undo pre-image {str(sha)[:12]} in state.db does not match its hash")
-            rows = conn.execute(
-                "SELECT id, action_id, before FROM undo_records WHERE undone_by IS NULL ORDER BY id"
-            ).fetchall()
-        if self._blob_dir.is_dir():
-            for path in sorted(self._blob_dir.glob("??/*")):
-                if path.name.startswith("."):
-                    continue  # (a write in progress)
-                stored.add(path.name)
+            for path in self._blob_files():
                 if _file_sha256(path) != path.name:
                     problems.append(
                         f"undo pre-image file {path.relative_to(self._blob_dir.parent)} does not match its hash"
                     )
-        for row_id, action_id, before_json in rows:
-            try:
-                before = EntryState.from_json(json.loads(before_json))
-            except (ValueError, TypeError, KeyError, AttributeError):
-                problems.append(f"undo record {row_id} of {action_id} cannot be read")
-                continue
-            if before.type == "file" and before.sha256 is not None and before.sha256 not in stored:
-                problems.append(f"undo record {row_id} of {action_id}: its pre-image {before.sha256[:12]} is missing")
+            pending = conn.execute("SELECT id, action_id, before FROM undo_records WHERE undone_by IS NULL ORDER BY id")
+            for row_id, action_id, before_json in pending:
+                try:
+                    before = EntryState.from_json(json.loads(before_json))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    problems.append(f"undo record {row_id} of {action_id} cannot be read")
+                    continue
+                sha = before.sha256
+                if before.type == "file" and sha is not None and not self._has_blob(conn, sha):
+                    problems.append(f"undo record {row_id} of {action_id}: its pre-image {sha[:12]} is missing")
         return problems
+
+    def _blob_files(self) -> Iterator[Path]:
+        """The pre-image files, read as the directories list them (not sorted: that would hold every name), a
+        write in progress left out."""
+        if not self._blob_dir.is_dir():
+            return
+        for shard in sorted(self._blob_dir.glob("??")):
+            if not shard.is_dir():
+                continue
+            with os.scandir(shard) as entries:
+                for entry in entries:
+                    if not entry.name.startswith("."):
+                        yield Path(entry.path)
+
+    def _has_blob(self, conn: sqlite3.Connection, sha: str) -> bool:
+        """A pre-image is stored, in the database or as a file (whether it matches its hash is checked apart)."""
+        if conn.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha,)).fetchone() is not None:
+            return True
+        return len(sha) == 64 and all(c in _HEX for c in sha) and self._blob_path(sha).is_file()
 
     def recorder(self, ws: Workspace) -> Recorder:
         return Recorder(store=self, ws=ws)

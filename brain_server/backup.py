@@ -53,6 +53,41 @@ def backup_database(db: Path, dest_dir: Path, *, keep: int, now: datetime | None
     return final
 
 
+_MIGRATIONS = (
+    "SELECT count(*) FROM brain_log WHERE action = 'privacy_migrate' "
+    "AND (json_extract(detail, '$.rewritten') IS NOT NULL OR json_extract(detail, '$.records') IS NOT NULL)"
+)
+
+
+def _migrations(db: Path) -> int:
+    """How many privacy migrations that changed something `db` has logged; -1 when it cannot be read."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            (count,) = conn.execute(_MIGRATIONS).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return -1
+    return int(count)
+
+
+def drop_backups_before_migration(db: Path, dest_dir: Path, *, keep: int) -> list[str]:
+    """`swarm privacy migrate`, after the brain's records are migrated: the backups taken before (they log fewer
+    migrations than `db`, so they hold what it rewrote in clear; one that cannot be read cannot be vouched for) are
+    deleted, once a backup of the migrated database is written and verified in their place. Returns their names."""
+    if not dest_dir.is_dir():
+        return []
+    live = _migrations(db)
+    stale = [b for b in sorted(dest_dir.glob(f"{_PREFIX}*.db")) if _migrations(b) < live]
+    if not stale:
+        return []
+    backup_database(db, dest_dir, keep=keep + len(stale))  # (first: never fewer backups than before)
+    for old in stale:
+        old.unlink(missing_ok=True)
+    return [old.name for old in stale]
+
+
 async def run_backups(db: Path, dest_dir: Path, *, interval_s: float, keep: int) -> None:
     """Back up every `interval_s` until cancelled; a failed backup is logged, and the next one tried."""
     while True:

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, cast
 
+from shared_protocol.brain import Decision, Task
 from shared_protocol.privacy import (
     KEY_STORE_FILE,
     TOKEN,
@@ -28,6 +29,7 @@ from shared_protocol.privacy import (
 
 from .settings import BrainSettings
 from .state import sqlite_path
+from .wake.records import Escalation
 
 
 def open_protector(settings: BrainSettings) -> Protector:
@@ -88,3 +90,81 @@ def protect_stored_event(privacy: Protector, text: str) -> str | None:
     if "attest" in changed:
         changed["attest"] = None
     return json.dumps(changed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # (as stored)
+
+
+_HISTORY_TEXT = frozenset({"title", "summary", "reason"})
+"""What people and models wrote in a task history line's `detail` (the rest: ids, states, counts)."""
+
+
+class RecordProtection:
+    """What `swarm privacy migrate` does to the brain's own records written before `[privacy]` (or with it off):
+    the fields people and models wrote, encrypted under the brain's keys as a new request's are (`Brain.queue_task`,
+    `Brain.ask`, every reason); each method returns None when that changes nothing. The engines apply it in the
+    transaction of the audit events' rewrite (`StateEngine.rewrite_audit_events`)."""
+
+    def __init__(self, privacy: Protector) -> None:
+        self._p = privacy
+
+    def task(self, task: Task) -> Task | None:
+        p = self._p.protect
+        history = [
+            event.model_copy(
+                update={
+                    "detail": {
+                        key: p(value) if key in _HISTORY_TEXT and isinstance(value, str) else value
+                        for key, value in event.detail.items()
+                    }
+                }
+            )
+            for event in task.history
+        ]
+        changed = task.model_copy(
+            update={
+                "title": p(task.title),
+                "description": p(task.description),
+                "acceptance": p(task.acceptance),
+                "setup": p(task.setup),
+                "outcome_summary": None if task.outcome_summary is None else p(task.outcome_summary),
+                "history": history,
+            }
+        )
+        return None if changed == task else changed
+
+    def decision(self, decision: Decision) -> Decision | None:
+        p = self._p.protect
+        changed = decision.model_copy(
+            update={
+                "summary": p(decision.summary),
+                "rationale": p(decision.rationale),
+                "options": [p(option) for option in decision.options],
+                "action": None if decision.action is None else p(decision.action),
+                "files": [p(path) for path in decision.files],
+                "votes": [vote.model_copy(update={"rationale": p(vote.rationale)}) for vote in decision.votes],
+                "answers": [answer.model_copy(update={"reason": p(answer.reason)}) for answer in decision.answers],
+            }
+        )
+        return None if changed == decision else changed
+
+    def escalation(self, escalation: Escalation) -> Escalation | None:
+        p = self._p.protect
+        changed = escalation.model_copy(
+            update={
+                "title": p(escalation.title),
+                "summary": p(escalation.summary),
+                "facts": {label: p(value) for label, value in escalation.facts.items()},
+                "closed_reason": p(escalation.closed_reason),
+            }
+        )
+        return None if changed == escalation else changed
+
+    def reason(self, reason: str) -> str | None:
+        """A log entry's reason (the log's other columns are the brain's own: ids, counts)."""
+        changed = self._p.protect(reason)
+        return None if changed == reason else changed
+
+
+def escalation_texts(escalation: Escalation) -> list[tuple[str, str]]:
+    """The fields of an escalation record `swarm privacy export` reads."""
+    texts = [("title", escalation.title), ("summary", escalation.summary)]
+    texts += [(f"facts.{label}", value) for label, value in escalation.facts.items()]
+    return [*texts, ("closed_reason", escalation.closed_reason)]

@@ -31,6 +31,7 @@ from .rollout import (
     shadow_runs,
     with_candidate,
 )
+from .rollout_inputs import RolloutInputs
 from .state import LogAction, LogEntry, StateEngine
 from .wake.records import Escalation
 
@@ -69,6 +70,8 @@ class Rollouts:
         self._alert = alert
         self._now = now
         self._lock = anyio.Lock()
+        self.inputs = RolloutInputs(state, refusals=self._refusals)
+        """What the evaluations read, per agent."""
 
     # -- claims ------------------------------------------------------------------------------
 
@@ -155,32 +158,23 @@ class Rollouts:
     async def _evaluation(self, state: RolloutState) -> Evaluation | None:
         if state.candidate is None:
             return None
-        tasks = await self._state.tasks()
-        decisions = {d.id: d for d in await self._state.decisions()}
+        inputs = await self.inputs.of(state.agent)  # (kept while nothing it reads changed: `rollout_inputs.py`)
         return evaluate(
             state,
-            tasks=tasks,
-            decisions=decisions,
-            refusals=await self._refusals(state.agent),
+            tasks=inputs.tasks,
+            decisions=inputs.decisions,
+            refusals=inputs.refusals,
             config=self.config,
             now=self._now(),
-            usage=[record for record in await self._state.usage() if record.task_id is not None],
+            usage=inputs.usage,
         )
 
     async def _refusals(self, agent: str) -> list[Refusal]:
         found: list[Refusal] = []
-        for body in await self._state.bodies():
-            after = 0
-            while True:
-                events = await self._state.audit_events(body.body_id, after_seq=after)
-                if not events:
-                    break
-                for event in events:
-                    if event.agent == agent and event.outcome == "refused" and event.logic_version:
-                        at = _parse_ts(event.ts)
-                        if at is not None:
-                            found.append(Refusal(agent=agent, logic_version=event.logic_version, at=at))
-                after = events[-1].seq
+        for event in await self._state.refused_events(agent):
+            at = _parse_ts(event.ts)
+            if event.logic_version and at is not None:
+                found.append(Refusal(agent=agent, logic_version=event.logic_version, at=at))
         return found
 
     async def tick(self, agent: str) -> Evaluation | None:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from shared_protocol import AuditEvent, RefusalCode, decisions, ranking
@@ -87,6 +88,7 @@ from shared_protocol.privacy import (
 from . import governance
 from .anomaly_watch import AnomalyWatch
 from .auth import Principal, agent_token_command, rebind_body
+from .backup import drop_backups_before_migration
 from .dashboard.feed import AuditFeed
 from .events import BrainEvent, EventHub
 from .exceptions import (
@@ -106,7 +108,7 @@ from .exceptions import (
 )
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
-from .privacy import held_in, open_protector, protect_stored_event
+from .privacy import RecordProtection, escalation_texts, held_in, open_protector, protect_stored_event
 from .rollout import live_ready, live_refusal, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
@@ -120,6 +122,7 @@ from .state import (
     StateEngine,
     TaskKey,
     created,
+    sqlite_path,
 )
 from .telemetry import Telemetry
 from .verification import pending
@@ -1380,7 +1383,32 @@ class Brain:
         events, bodies = await self.state.rewrite_audit_events(
             lambda text: protect_stored_event(self.privacy, text), log
         )
-        return PrivacyMigration(events=events, rewritten=sum(bodies.values()), bodies=bodies)
+        log = by.entry(
+            "privacy_migrate",
+            at=self.now(),
+            reason="personal data in the brain's tasks, decisions, escalations and log encrypted",
+        )
+        records = await self.state.rewrite_records(RecordProtection(self.privacy), log)
+        deleted: list[str] = []
+        db = sqlite_path(self.settings.database_url) if self.settings.database_url else None
+        if db is not None:
+            keep = self.settings.backup_keep
+            deleted = await anyio.to_thread.run_sync(
+                lambda: drop_backups_before_migration(db, db.parent / "backups", keep=keep)
+            )
+            if deleted:
+                await self.state.append_log(
+                    by.entry(
+                        "privacy_migrate",
+                        at=self.now(),
+                        reason="backups taken before the migration deleted (a backup of the migrated database "
+                        "was written first)",
+                        detail={"backups_deleted": deleted},
+                    )
+                )
+        return PrivacyMigration(
+            events=events, rewritten=sum(bodies.values()), bodies=bodies, records=records, backups_deleted=deleted
+        )
 
     async def export_subject(self, request: PrivacyRequest) -> PrivacyExport:
         """What the brain holds about the subject, decrypted: in tasks, decisions and the log. `NotFound` when no
@@ -1402,6 +1430,8 @@ class Brain:
             if decision.action is not None:
                 texts.append(("action", decision.action))
             held += held_in(self.privacy, subject_id, f"decision {decision.id}", texts)
+        for escalation in await self.state.escalations():
+            held += held_in(self.privacy, subject_id, f"escalation {escalation.id}", escalation_texts(escalation))
         for entry in await self.state.log_entries(limit=100_000):
             held += held_in(
                 self.privacy, subject_id, f"log {entry.at.isoformat()} {entry.action}", [("reason", entry.reason)]

@@ -6,9 +6,10 @@ Measured on these machines (kernel 6.18, 2026-12-06), which shapes it:
   works with its upper and work directories on one: tmpfs has user xattrs since Linux 6.6. Where it has
   not, the overlay backend's probe says so and "auto" falls back to the copy backend.
 - A write past either limit fails inside the sandbox with ENOSPC; nothing reaches the host's disk.
-- Those mounts die with the launcher's mount namespace, but not while a descriptor holds them: the body
-  opens both through `/proc/PID/root` while the launcher waits at its gate (as root, and as a regular user
-  whose namespace it is), and afterwards reads the staged changes through `/proc/self/fd/N`. Closing the
+- Those mounts die with the launcher's mount namespace, but not while a descriptor holds them: the overlay
+  backend's launcher opens both and hands them to the body before it execs bwrap (`_spawner.py`); the copy
+  backend's body opens both through `/proc/PID/root` while the launcher waits at its gate (as root, and as a
+  regular user whose namespace it is). The body reads the staged changes through `/proc/self/fd/N`. Closing the
   descriptor frees the memory. A kernel-enforced limit beats a watcher that polls and kills: 1.5 GB is
   written between two polls.
 - A full tmpfs reports no free block (or inode) in `statvfs`: that is how a run is found over quota.
@@ -39,17 +40,22 @@ _AREA_INODES = 8
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
-def launch_script(limits: ResourceLimits, *, setup: str, sized_after_fill: bool) -> str:
-    """The launcher's shell: `$0` the staging directory, `$1` mount(8), then bwrap's argv.
-
-    It mounts the areas at `write` and `tmp`, runs the backend's `setup` (`$M` is mount(8)), says it is
-    ready and waits at the gate. With `sized_after_fill`, the write area starts at tmpfs's default size
-    (half the memory) and is remounted to the size and inode count given on the gate line.
-    """
-    write = "nosuid,nodev,mode=0700"
+def area_options(limits: ResourceLimits, *, sized_after_fill: bool) -> tuple[str, str]:
+    """The tmpfs options (besides `nosuid,nodev`) of the write and `/tmp` areas."""
+    write = "mode=0700"
     if not sized_after_fill:
         write += f",size={limits.max_write_bytes},nr_inodes={limits.max_write_inodes + _AREA_INODES}"
-    tmp = f"nosuid,nodev,mode=1777,size={limits.max_tmp_bytes},nr_inodes={limits.max_tmp_inodes + 1}"
+    return write, f"mode=1777,size={limits.max_tmp_bytes},nr_inodes={limits.max_tmp_inodes + 1}"
+
+
+def launch_script(limits: ResourceLimits, *, sized_after_fill: bool) -> str:
+    """The copy backend's launcher shell: `$0` the staging directory, `$1` mount(8), then bwrap's argv.
+
+    It mounts the areas at `write` and `tmp`, says it is ready and waits at the gate. With `sized_after_fill`,
+    the write area starts at tmpfs's default size (half the memory) and is remounted to the size and inode
+    count given on the gate line.
+    """
+    write, tmp = (f"nosuid,nodev,{options}" for options in area_options(limits, sized_after_fill=sized_after_fill))
     # Type, source and flags spelled out: mount(8) would otherwise merge the options it reads back, and the
     # `uid=` it finds there cannot be mapped in the namespace of a regular user (EINVAL).
     remount = '"$M" -t tmpfs -o remount,nosuid,nodev,size="$size",nr_inodes="$inodes" swarm-write write\n'
@@ -58,7 +64,7 @@ def launch_script(limits: ResourceLimits, *, setup: str, sized_after_fill: bool)
         'set -e; cd "$0"; M="$1"; shift\n'
         f'"$M" -t tmpfs -o {write} swarm-write write\n'
         f'"$M" -t tmpfs -o {tmp} swarm-tmp tmp\n'
-        f"{setup}{LAUNCH_GATE}{remount}"
+        f"{LAUNCH_GATE}{remount}"
         'exec "$@"'
     )
 
@@ -84,6 +90,13 @@ class RunAreas:
         host_dev = os.stat(staging).st_dev
         self.write_fd = _open_mounted(root / "write", host_dev)
         self.tmp_fd = _open_mounted(root / "tmp", host_dev)
+
+    def adopt(self, write_fd: int, tmp_fd: int, staging: Path) -> None:
+        """Hold the areas the launcher opened in its namespace and handed over (`_launch.py`)."""
+        self.write_fd, self.tmp_fd = write_fd, tmp_fd
+        host_dev = os.stat(staging).st_dev
+        if os.fstat(write_fd).st_dev == host_dev or os.fstat(tmp_fd).st_dev == host_dev:
+            raise SandboxSetupFailed("the run's quota areas are not mounted")
 
     def gate_after_fill(self, limits: ResourceLimits) -> bytes:
         """The gate line that sizes the write area to what it holds now plus the quota."""

@@ -1,14 +1,19 @@
 # pyright: strict
-"""What both bubblewrap backends share: checking the spec, the launcher chain, running, probing.
+"""What both bubblewrap backends share: checking the spec, the launcher, running, probing.
 
-The launcher chain, each step exec'ing the next so the outer process is bwrap itself by the end:
-`unshare` (a user and mount namespace of the run's own) → `sh`, which mounts the run's quota'd areas
-(`_areas.py`) and the backend's setup (overlay: the overlay mount), says it is ready and waits at its gate
-(one line on stdin) while the body opens the areas, lets the backend fill its own (copy: the workspace's
-copy) and sets its rlimits → `bwrap --args FD -- COMMAND`. Its move into the run's pids cgroup (milliseconds on
-cgroup v1) starts as soon as it is spawned, while it mounts; the gate waits for that too. bwrap reads
-its options from a file in the staging area, so that the command's environment never shows up in the
-host's process list (bwrap 0.8 takes only options that way: a `--` and command inside the file end in a
+The overlay backend's launcher is forked by a small launcher server (`_launch.py`, `_spawner.py`): before it
+execs bwrap it joins the run's pids cgroup, takes a user and mount namespace of its own, mounts the run's
+quota'd areas (`_areas.py`) and the overlay, hands the areas to the body and sets its rlimits.
+
+The copy backend keeps a chain, each step exec'ing the next so the outer process is bwrap itself by the end:
+`unshare` (a user and mount namespace of the run's own) → `sh`, which mounts the run's areas, says it is
+ready and waits at its gate (one line on stdin) while the body opens the areas, fills its own with the
+workspace's copy and sets its rlimits, then remounts it to the copy's size plus the quota → `bwrap --args FD
+-- COMMAND`. Its move into the run's pids cgroup (milliseconds on cgroup v1) starts as soon as it is
+spawned, while it mounts; the gate waits for that too.
+
+bwrap reads its options from a file in the staging area, so that the command's environment never shows up in
+the host's process list (bwrap 0.8 takes only options that way: a `--` and command inside the file end in a
 usage error).
 """
 
@@ -17,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +36,7 @@ from typing import Any, ClassVar
 import anyio
 import anyio.to_thread
 
-from ._areas import RunAreas, launch_script, wait_ready_sync
+from ._areas import RunAreas, area_options, launch_script, wait_ready_sync
 from ._bwrap import (
     BwrapLayout,
     HiddenTarget,
@@ -52,6 +59,16 @@ from ._interface import (
     StagedChange,
     WritableMount,
 )
+from ._launch import (
+    ChildMount,
+    LaunchRequest,
+    SpawnedProcess,
+    Spawner,
+    Started,
+    receive_areas,
+    receive_areas_blocking,
+    start_blocking,
+)
 from ._limits import (
     SANDBOX_OVERHEAD_PROCESSES,
     PidsCgroup,
@@ -60,7 +77,7 @@ from ._limits import (
     pids_cgroup_parent,
     rlimits,
 )
-from ._process import ProcessOutcome, RunControl, run_contained
+from ._process import SETUP_TIMEOUT_S, ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_staging
 from ._toolchain import (
     ToolchainMount,
@@ -95,8 +112,8 @@ class Prepared:
     workspace_source: Path
     """Bound at the workspace path, as the launcher's namespace sees it."""
     collect: Callable[[Path], list[StagedChange]]
-    setup: str = ""
-    """Shell lines run once the areas are mounted, before the gate (`$M` is mount(8)); each ends in a newline."""
+    mounts: tuple[ChildMount, ...] | None = None
+    """Made by the launcher once the areas are mounted (`_launch.py`); None: the shell chain and its gate."""
     fill: Callable[[Path], None] | None = None
     """Fills the write area before the gate opens; the write quota then counts on top of what it holds."""
 
@@ -120,6 +137,9 @@ class _Launch:
     status_path: Path
     prepared: Prepared
     rlimits: list[tuple[int, int]]
+    request: LaunchRequest | None = None
+    """For the launcher server; None: `argv` is the shell chain."""
+    request_path: Path | None = None
 
     def close_fds(self) -> None:
         for fd in self.pass_fds:
@@ -141,6 +161,7 @@ class BwrapBackend(ABC):
         self._tools = {name: shutil.which(name, path=_LAUNCH_ENV["PATH"]) for name in self.required_tools}
         self._availability: Availability | None = None
         self._active: set[RunControl] = set()
+        self._spawner = Spawner(self)
 
     @property
     def name(self) -> str:
@@ -225,6 +246,26 @@ class BwrapBackend(ABC):
                 areas.started = True
                 return gate
 
+            request, channel = launch.request, None
+
+            async def launcher() -> SpawnedProcess:
+                nonlocal channel
+                assert request is not None and launch.request_path is not None
+                # Shielded: a run cancelled meanwhile must get its process back, to kill it (a fork is milliseconds).
+                started: Started | None = None
+                with anyio.CancelScope(shield=True):
+                    started = await anyio.to_thread.run_sync(
+                        start_blocking, self._spawner, request, launch.request_path
+                    )
+                assert started is not None
+                channel = started.channel
+                return SpawnedProcess(started)
+
+            async def handed_over() -> None:
+                assert channel is not None
+                areas.adopt(*await receive_areas(channel, SETUP_TIMEOUT_S), staging)
+                areas.started = True
+
             try:
                 outcome = await run_contained(
                     launch.argv,
@@ -234,12 +275,16 @@ class BwrapBackend(ABC):
                     pass_fds=[*launch.pass_fds, *spec.pass_fds],
                     control=control,
                     kill_rest=cgroup.kill_once if cgroup is not None else _nothing,
-                    admit=admit,
-                    confine=confine,
+                    admit=None if request is not None else admit,
+                    confine=None if request is not None else confine,
                     on_output=spec.on_output,
+                    launcher=launcher if request is not None else None,
+                    started=handed_over,
                 )
             finally:
                 launch.close_fds()
+                if channel is not None:
+                    channel.close()
         finally:
             if cgroup is not None:
                 with anyio.CancelScope(shield=True):
@@ -299,17 +344,24 @@ class BwrapBackend(ABC):
             args_path.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
             args_fd = os.open(args_path, os.O_RDONLY)
             on_error.callback(os.close, args_fd)
-            script = launch_script(spec.limits, setup=prepared.setup, sized_after_fill=prepared.fill is not None)
-            argv = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
-            argv += [script, str(staging), self._tool("mount"), self._tool("bwrap"), "--args", str(args_fd), "--"]
-            argv += sandboxed_command(layout, spec.argv)
+            limits = rlimits(spec.limits, with_nproc=cgroup is None)
+            argv = [self._tool("bwrap"), "--args", str(args_fd), "--", *sandboxed_command(layout, spec.argv)]
+            request = None
+            if prepared.mounts is not None:
+                request = _launch_request(spec, staging, prepared.mounts, cgroup, limits, argv, [args_fd, status_fd])
+            else:
+                script = launch_script(spec.limits, sized_after_fill=prepared.fill is not None)
+                chain = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
+                argv = [*chain, script, str(staging), self._tool("mount"), *argv]
             on_error.pop_all()  # success: the fds now belong to the launch
         return _Launch(
             argv=argv,
             pass_fds=[args_fd, status_fd],
             status_path=status_path,
             prepared=prepared,
-            rlimits=rlimits(spec.limits, with_nproc=cgroup is None),
+            rlimits=limits,
+            request=request,
+            request_path=staging / "launch.json",
         )
 
     def _probe(self) -> Availability:
@@ -338,6 +390,37 @@ class BwrapBackend(ABC):
 
     def _probe_once(self, spec: SandboxSpec, staging: Path) -> Availability:
         launch = self._build_launch(spec, self._plan(spec), staging, cgroup=None)
+        try:
+            if launch.request is not None:
+                return self._probe_served(launch)
+            return self._probe_chain(spec, staging, launch)
+        finally:
+            launch.close_fds()
+
+    def _probe_served(self, launch: _Launch) -> Availability:
+        assert launch.request is not None and launch.request_path is not None
+        started = start_blocking(self._spawner, launch.request, launch.request_path)
+        process = SpawnedProcess(started)
+        areas = RunAreas()
+        try:
+            try:
+                areas.adopt(*receive_areas_blocking(started.channel, _PROBE_TIMEOUT_S), launch.request_path.parent)
+            except SandboxSetupFailed as error:
+                return Availability(ok=False, reason=f"{self.name} cannot isolate here: {error}")
+            if (unusable := self._unusable(areas.write_path)) is not None:
+                process.kill()
+                return Availability(ok=False, reason=f"{self.name} cannot isolate here: {unusable}")
+            stderr = _read_to_end(started.stderr, _PROBE_TIMEOUT_S)  # (bwrap and its command are gone then)
+            said = _read_to_end(started.status, _PROBE_TIMEOUT_S)
+        finally:
+            process.kill()
+            started.channel.close()
+            for fd in (started.pidfd, started.stdout, started.stderr, started.status):
+                os.close(fd)
+            areas.close()
+        return self._probe_verdict(launch, int(said) if said else -9, stderr)
+
+    def _probe_chain(self, spec: SandboxSpec, staging: Path, launch: _Launch) -> Availability:
         areas = RunAreas()
         stderr = b""
         try:
@@ -361,17 +444,57 @@ class BwrapBackend(ABC):
                     process.kill()
                     raise
         finally:
-            launch.close_fds()
             areas.close()
+        return self._probe_verdict(launch, process.returncode, stderr)
+
+    def _probe_verdict(self, launch: _Launch, returncode: int, stderr: bytes) -> Availability:
         status = _read_status(launch.status_path)
-        if process.returncode == 0 and status.get("exit-code") == 0:
+        if returncode == 0 and status.get("exit-code") == 0:
             return Availability(ok=True, reason=f"{self.name}: namespaces and mounts work here")
         error_lines = stderr.decode("utf-8", errors="replace").strip().splitlines() or ["no output"]
         return Availability(ok=False, reason=f"{self.name} cannot isolate here: {error_lines[-1]}")
 
 
+def _read_to_end(fd: int, timeout_s: float) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0 and select.select([fd], [], [], remaining)[0]:
+        if not (chunk := os.read(fd, 65536)):
+            return data
+        data += chunk
+    raise SandboxSetupFailed("the sandbox probe did not end")
+
+
 def _nothing() -> None:
     pass
+
+
+def _launch_request(
+    spec: SandboxSpec,
+    staging: Path,
+    mounts: Sequence[ChildMount],
+    cgroup: PidsCgroup | None,
+    limits: list[tuple[int, int]],
+    argv: list[str],
+    pass_fds: list[int],
+) -> LaunchRequest:
+    """The launcher's steps: the areas (`write`, `tmp`) then the backend's mounts, in the staging directory."""
+    write, tmp = area_options(spec.limits, sized_after_fill=False)
+    return LaunchRequest(
+        argv=argv,
+        env=dict(_LAUNCH_ENV),
+        cwd=str(staging),
+        mounts=(
+            ChildMount(source="swarm-write", target="write", fstype="tmpfs", options=write),
+            ChildMount(source="swarm-tmp", target="tmp", fstype="tmpfs", options=tmp),
+            *mounts,
+        ),
+        areas=("write", "tmp"),
+        cgroup_join=str(cgroup.join_file) if cgroup is not None else None,
+        rlimits=limits,
+        uid=os.geteuid(),
+        gid=os.getegid(),
+        pass_fds=[*pass_fds, *spec.pass_fds],
+    )
 
 
 def _stage_areas(pid: int, staging: Path, spec: SandboxSpec, prepared: Prepared, areas: RunAreas) -> bytes:

@@ -1,11 +1,14 @@
 # pyright: strict
 """Resource limits: rlimits, and a pids cgroup per run for the process count.
 
-Both are put on the launcher by the body before its gate opens (it reads one line from stdin before running
-anything of the command, and exits if the line never comes), so nothing of the command exists outside them:
-the cgroup move starts right after the spawn, overlapping the launcher's mounts (whose short-lived `mount`
-children may stay outside it), the rlimits are set at the gate. Doing it from the body costs a few syscalls;
-a `prlimit` process and a shell to join the cgroup cost about 6 ms of a run (measured 2026-11-25).
+Both are on the launcher before it execs bwrap, so nothing of the command exists outside them. The overlay
+backend's launcher (`_spawner.py`) joins the cgroup itself, first thing, by writing "0" to its `tasks` file
+(cgroup v1): a task moving itself skips the global threadgroup lock whose RCU grace period made moving
+another process cost 5-20 ms (`join_file`); it sets its rlimits last. The copy backend's launcher is put in
+them by the body before its gate opens (it reads one line from stdin before running anything of the
+command, and exits if the line never comes): the cgroup move starts right after the spawn, overlapping the
+launcher's mounts (whose short-lived `mount` children may stay outside it), the rlimits are set at the gate
+(a `prlimit` process and a shell to join the cgroup cost about 6 ms of a run, measured 2026-11-25).
 
 Measured here: as root, RLIMIT_NPROC does not bind (not even inside a user namespace), so the process count
 is held by the pids controller: cgroup v1 at /sys/fs/cgroup/pids on these machines, v2 on most servers.
@@ -84,6 +87,13 @@ class PidsCgroup:
     @property
     def procs_file(self) -> Path:
         return self.path / "cgroup.procs"
+
+    @property
+    def join_file(self) -> Path:
+        """What a task writes "0" to, to join this cgroup itself: `tasks` on v1, where moving oneself skips the
+        global lock (and its RCU wait) that moving another process takes; `cgroup.procs` on v2."""
+        tasks = self.path / "tasks"
+        return tasks if tasks.exists() else self.procs_file
 
     def add(self, pid: int) -> None:
         """Move the process `pid` into this cgroup (its children from then on are in it too). Blocks for a few

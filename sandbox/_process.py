@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
+from ._launch import SpawnedProcess
 from .exceptions import SandboxSetupFailed
 
 # After the outer process exits, the pipes close as soon as the pid namespace is gone; this only bounds a
@@ -97,7 +98,9 @@ class RunControl:
 
 def kill_process(process: anyio.abc.Process) -> None:
     """SIGKILL the outer process if it still runs (never a pid that may have been reused)."""
-    if process.returncode is None:
+    if isinstance(process, SpawnedProcess):
+        process.kill()  # (through its pidfd)
+    elif process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
 
@@ -111,11 +114,17 @@ async def run_contained(
     pass_fds: Sequence[int],
     control: RunControl,
     kill_rest: Callable[[], None],
-    admit: Callable[[int], Awaitable[bytes]],
+    admit: Callable[[int], Awaitable[bytes]] | None,
     confine: Callable[[int], Awaitable[None]] | None = None,
     on_output: Callable[[int], object] | None = None,
+    launcher: Callable[[], Awaitable[anyio.abc.Process]] | None = None,
+    started: Callable[[], Awaitable[None]] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` (the launcher chain ending in bwrap) to completion, a timeout, a kill, or cancellation.
+
+    With `launcher` (`_launch.py`: `argv` is then unused), the launcher sets itself up and confines itself
+    before it execs bwrap: there is no ready line and no gate (`admit` and `confine` are None), and `started()`
+    waits for the exec and takes what the launcher handed over (its failure is the run's). Otherwise:
 
     The launcher sets up its mounts, prints `READY_LINE` and waits at its gate (one line on stdin) until
     `admit(pid)` has prepared and confined it (staging areas, cgroup, rlimits) and returned the gate line;
@@ -129,15 +138,18 @@ async def run_contained(
     """
     started_at = time.monotonic()
     try:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            start_new_session=True,
-            pass_fds=list(pass_fds),
-        )
+        if launcher is not None:
+            process = await launcher()
+        else:
+            process = await anyio.open_process(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                start_new_session=True,
+                pass_fds=list(pass_fds),
+            )
     except OSError as error:
         raise SandboxSetupFailed("could not start the sandbox launcher", detail=str(error)) from error
 
@@ -153,9 +165,13 @@ async def run_contained(
     try:
         # Inside the try: a cancellation or an error from here on kills and reaps the tree, gate open or not.
         control.attach(kill_tree)
-        ready, confine_error = await _ready_and_confined(process, confine)
-        if ready:
-            await _open_gate(process, admit, control, confine_error)
+        if admit is None:
+            if started is not None:
+                await started()
+        else:
+            ready, confine_error = await _ready_and_confined(process, confine)
+            if ready:
+                await _open_gate(process, admit, control, confine_error)
         async with anyio.create_task_group() as group:
             assert process.stdout is not None and process.stderr is not None
             group.start_soon(_drain, process.stdout, stdout)

@@ -346,8 +346,8 @@ def cmd_audit_explain(args: argparse.Namespace) -> int:
 
 def cmd_audit_output(args: argparse.Namespace) -> int:
     with _open_admin(args) as admin:  # (opening commits what a body that died just after replying left journaled)
-        paths = admin.paths
-    with OutputStore.open(paths) as outputs:
+        # Decrypted while its subjects' keys exist ([privacy]), as `read_command_output` reads it.
+        outputs = OutputStore(admin.db, directory=admin.paths.outputs, privacy=admin.audit.privacy)
         _, data = outputs.get(args.id, args.stream)
     sys.stdout.flush()
     sys.stdout.buffer.write(data)
@@ -554,8 +554,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="verify, tail or explain the audit trail, or read a command's output")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
-    p = audit_sub.add_parser("verify", help="recompute the keyed chain and check it against its anchor")
+    p = audit_sub.add_parser(
+        "verify",
+        help="recompute the keyed chain and check it against its anchor",
+        description="Recompute the keyed chain from its first event (streamed: constant memory), check its head "
+        "against the anchor, then the database's pages and every undo pre-image. Always the whole chain: a body's "
+        "start and its daily check are the incremental ones (from the last verified event).",
+    )
     p.set_defaults(func=cmd_audit_verify)
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="every event from the first, whatever was verified before (what verify always does; say it in scripts)",
+    )
     _state_arg(p)
     p = audit_sub.add_parser(
         "reset", help="set a chain that does not verify aside as evidence and start a new one (audited)"

@@ -3,15 +3,18 @@
 
 A subject is an email, a phone number (E.164, or in `[privacy] default_region`), a card number, an IP address, an
 SSN, or a name or pattern `[privacy]` configures; it is normalised as the detector normalises what it finds.
-`erase` destroys the subject's key on this workspace's (or `--agent`'s) body and, with `--brain URL` (or
-`$SWARM_BRAIN_URL`) and a captain's token, on the brain: crypto-shredding, audited on each (`privacy.erase`,
-naming the subject's random id, never the subject). `export` lists what each holds about the subject, decrypted.
-Exit 0 when something was erased (or found), 1 when nothing is held anywhere asked, or on an error.
+`erase` destroys the subject's key, with `--brain URL` (or `$SWARM_BRAIN_URL`) and a captain's token on the brain
+first (a refusal leaves the body's key as it was), then on this workspace's (or `--agent`'s) body:
+crypto-shredding, audited on each (`privacy.erase`, naming the subject's random id, never the subject).
+`export` lists what each holds about the subject, decrypted. Exit 0 when something was erased (or found), 1 when
+nothing is held anywhere asked, or on an error.
 
-`migrate` encrypts, per subject, the personal data of the audit events and kept outputs this body wrote before
-`[privacy]` (or with `redaction` off), keeping the chain verifiable (`body_mcp.audit._migrate`): refused while a
-body has the state open. With `--brain`, the brain does the same to the events it stores (`POST
-/v1/privacy/migrate`). Run twice, the second finds nothing to do (exit 0 both times).
+`migrate` encrypts, per subject, the personal data of the audit events and kept outputs (inline or in files) this
+body wrote before `[privacy]` (or with `redaction` off), keeping the chain verifiable (`body_mcp.audit._migrate`),
+and drops the clear copies of `state.db` in snapshots taken before (`body_mcp.privacy`): refused while a body has
+the state open. With `--brain`, the brain first does the same to the events it stores and to its own records, and
+replaces its backups taken before (`POST /v1/privacy/migrate`). Run twice, the second finds nothing to do (exit 0
+both times).
 """
 
 from __future__ import annotations
@@ -54,29 +57,33 @@ def _not_held(exc: BrainRejected) -> bool:
 
 
 def cmd_privacy_erase(args: argparse.Namespace) -> int:
+    """The brain is asked first: one that refuses (a token not a captain's, unreachable) leaves the body's key as
+    it was, so nothing is half-erased; once the brain has erased (or holds nothing), the body erases. Run again
+    after a failure on the body, the brain answers "nothing held" and the body finishes."""
     results: dict[str, str] = {}
-    with _context.open_admin(_settings(args)) as admin:
+    client = _brain(args)
+
+    async def erase_on_brain(client: BrainClient) -> str:
+        try:
+            erased = await client.privacy_erase(args.subject, args.reason)
+        except BrainRejected as exc:
+            if _not_held(exc):
+                return "nothing held"
+            raise
+        finally:
+            await client.aclose()
+        return f"erased ({erased.kind})"
+
+    with _context.open_admin(_settings(args)) as admin:  # (a bad --workspace or --agent: refused before the brain)
+        brain = None if client is None else anyio.run(erase_on_brain, client)
         try:
             erasure = admin.privacy_erase(args.subject, reason=args.reason)
         except UnknownSubject:
             results["body"] = "nothing held"
         else:
             results["body"] = f"erased ({erasure.kind})"
-    client = _brain(args)
-    if client is not None:
-
-        async def erase_on_brain() -> str:
-            try:
-                erased = await client.privacy_erase(args.subject, args.reason)
-            except BrainRejected as exc:
-                if _not_held(exc):
-                    return "nothing held"
-                raise
-            finally:
-                await client.aclose()
-            return f"erased ({erased.kind})"
-
-        results["brain"] = anyio.run(erase_on_brain)
+    if brain is not None:
+        results["brain"] = brain
     if args.json:
         print(json.dumps({"erased": [k for k, v in results.items() if v != "nothing held"], "results": results}))
     else:
@@ -153,7 +160,7 @@ def _migrate_body(args: argparse.Namespace) -> str:
             "a body or another swarm command has this state's audit trail open: stop it (the IDE's session of "
             "`swarm body`, `swarm agents down`) and run the migration again"
         ) from None
-    if not result.rewritten and not result.outputs:
+    if not result.rewritten and not result.outputs and not result.decisions and not result.snapshots:
         return f"nothing to migrate ({result.events} events read)"
     events = (
         f"{result.rewritten} of {result.events} events rewritten (events {result.first_seq}-{result.last_seq}), "
@@ -161,7 +168,14 @@ def _migrate_body(args: argparse.Namespace) -> str:
         if result.rewritten
         else f"no event to rewrite ({result.events} read)"
     )
-    return f"{events}; {result.outputs} kept output(s) rewritten"
+    snapshots = (
+        f"; {len(result.snapshots)} snapshot(s) taken before held state.db in clear: that copy was deleted "
+        f"({', '.join(result.snapshots)}), their workspace files kept (they still restore)"
+        if result.snapshots
+        else ""
+    )
+    decisions = f"; {result.decisions} approval request(s) rewritten" if result.decisions else ""
+    return f"{events}; {result.outputs} kept output(s) rewritten{decisions}{snapshots}"
 
 
 def cmd_privacy_migrate(args: argparse.Namespace) -> int:
@@ -176,9 +190,17 @@ def cmd_privacy_migrate(args: argparse.Namespace) -> int:
                 done = await client.privacy_migrate()
             finally:
                 await client.aclose()
-            if not done.rewritten:
-                return f"nothing to migrate ({done.events} stored events read)"
-            return f"{done.rewritten} of {done.events} stored events rewritten"
+            said: list[str] = []
+            if done.rewritten:
+                said.append(f"{done.rewritten} of {done.events} stored events rewritten")
+            if done.records:
+                said.append("its own records rewritten: " + ", ".join(f"{n} {k}" for k, n in done.records.items()))
+            if done.backups_deleted:
+                said.append(
+                    f"{len(done.backups_deleted)} backup(s) taken before deleted, a backup of the migrated database "
+                    f"written first ({', '.join(done.backups_deleted)})"
+                )
+            return "; ".join(said) if said else f"nothing to migrate ({done.events} stored events read)"
 
         results["brain"] = anyio.run(migrate_on_brain)
     results = {"body": _migrate_body(args), **results}

@@ -58,6 +58,10 @@ class Migration:
     """The `privacy.migrate` events that record the rewrites (none: nothing to do)."""
     outputs: int = 0
     """Kept command outputs rewritten (`Admin.privacy_migrate`)."""
+    decisions: int = 0
+    """Approval requests stored on this body rewritten (`Admin.privacy_migrate`)."""
+    snapshots: list[str] = field(default_factory=list[str])
+    """Snapshots whose copy of `state.db` held personal data in clear, and was dropped (`Admin.privacy_migrate`)."""
 
 
 def protect_payload(protector: Protector, payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -43,6 +44,11 @@ class AuditWriter:
         """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._counting = threading.Lock()
+        self._appends_asked = 0
+        """Calls' appends submitted..."""
+        self._appends_begun = 0
+        """...and begun (or cancelled before they began): when they are equal, no append waits in the queue."""
 
     async def append(
         self, draft: EventDraft, *, writes: Writes | None, durable: bool, lazy: bool, happened: bool = True
@@ -57,23 +63,66 @@ class AuditWriter:
             journaled = store.try_append_lazy(draft)
             if journaled is not None:
                 return journaled
-        event = await self._run(
-            lambda: store.append(draft, writes=writes, finish_later=True, happened=happened, lazy=lazy)
-        )
-        if durable:
+
+        def work() -> tuple[Appended, bool]:
+            self._begun()
+            journaled = store.append(draft, writes=writes, finish_later=True, happened=happened, lazy=lazy)
+            if durable and self._appends_asked == self._appends_begun:
+                # No append waits behind this one to share its sync: synced now, without a second round trip.
+                store.sync_journal(journaled.seq)
+                return journaled, True
+            return journaled, False
+
+        with self._counting:
+            self._appends_asked += 1
+        future = self._executor.submit(work)
+        future.add_done_callback(self._begun_if_cancelled)
+        event, synced = await asyncio.shield(asyncio.wrap_future(future))
+        if durable and not synced:  # (after the appends queued behind it: one sync for them all)
             seq = event.seq
             await self._run(lambda: store.sync_journal(seq))
         return event
 
-    async def append_now(self, draft: EventDraft, *, writes: Writes | None, happened: bool = True) -> Appended:
-        """Append `draft` durable, committed and anchored (no reply to wait for)."""
-        store = self._store
-        return await self._run(lambda: store.append(draft, writes=writes, happened=happened))
+    def _begun(self) -> None:
+        with self._counting:
+            self._appends_begun += 1
 
-    def append_blocking(self, draft: EventDraft, *, writes: Writes | None) -> Appended:
-        """`append_now`, waited for without awaiting (a cancelled call's event), in the same order as the rest."""
+    def _begun_if_cancelled(self, future: Future[tuple[Appended, bool]]) -> None:
+        if future.cancelled():  # (never ran: its caller was cancelled while it waited in the queue)
+            self._begun()
+
+    async def append_now(self, draft: EventDraft, *, writes: Writes | None, happened: bool = True) -> Appended:
+        """Append `draft` durable, committed and anchored (no reply to wait for): a cancelled call's event (its
+        caller shields the await), an admin event of a coroutine. Tells of the commit."""
+        self._loop = asyncio.get_running_loop()
         store = self._store
-        return self._executor.submit(lambda: store.append(draft, writes=writes, happened=True)).result()
+        event = await self._run(lambda: store.append(draft, writes=writes, happened=happened))
+        self._committed()
+        return event
+
+    def append_waiting(self, draft: EventDraft, *, writes: Writes | None = None) -> Appended:
+        """`append_now` for a caller that is not a coroutine (a snapshot in a worker thread, an admin action):
+        in the writer's thread, in order with the calls' events, waited for; durable, committed and anchored
+        when it returns. A caller on the event loop's own thread waits there (only tests do)."""
+        store = self._store
+        event = self._executor.submit(lambda: store.append(draft, writes=writes)).result()
+        loop = self._loop
+        if loop is None:  # (no loop yet: nothing waits to be told; the next commit tells)
+            return event
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._committed()
+        else:
+            with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped tells no one)
+                loop.call_soon_threadsafe(self._committed)
+        return event
+
+    def bind(self) -> None:
+        """Remember the running event loop: what is committed from other threads is told there."""
+        self._loop = asyncio.get_running_loop()
 
     def finish_soon(self, *, lazy: bool) -> None:
         """Ask for the commit and anchor owed: now (after a mutating call's reply), or a little later (a read's)."""
@@ -121,17 +170,13 @@ class AuditWriter:
         future = self._executor.submit(self._store.finish)
         self._finishing, self._finishing_lazy = future, lazy
         loop = self._loop
-        if loop is not None:
+        if loop is not None and self._on_committed is not None:
             future.add_done_callback(partial(_tell, loop, self._finished))
+        else:  # (nobody to tell: no wake-up of the event loop, a failure logged from the writer's thread)
+            future.add_done_callback(_log_failure)
 
     def _finished(self, future: Future[None]) -> None:
-        exc = future.exception()
-        if exc is not None:  # (retried by the next call, which is refused until it works)
-            logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
-        self._committed()
-
-    def committed(self) -> None:
-        """Tell of events committed by `append_now`."""
+        _log_failure(future)
         self._committed()
 
     def _committed(self) -> None:
@@ -142,8 +187,15 @@ class AuditWriter:
                 logger.exception("telling of committed audit events failed")
 
     async def _run(self, work: Callable[[], _T]) -> _T:
-        # Cancelled while waiting, the work still goes on in the thread (an append is never half done).
-        return await asyncio.wrap_future(self._executor.submit(work))
+        # Cancelled while waiting, the work still goes on in the thread (an append is never half done, nor
+        # dropped from the queue: a call that ran keeps its event).
+        return await asyncio.shield(asyncio.wrap_future(self._executor.submit(work)))
+
+
+def _log_failure(future: Future[None]) -> None:
+    exc = future.exception()
+    if exc is not None:  # (retried by the next call, which is refused until it works)
+        logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
 
 
 def _tell(loop: asyncio.AbstractEventLoop, finished: Callable[[Future[None]], None], future: Future[None]) -> None:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from shared_protocol import AuditEvent
+from shared_protocol.privacy import redact_tokens
 
 from ..auth import APPROVERS, Principal, authenticate_request
 from ..events import KEEPALIVE, kill_event
@@ -24,6 +25,14 @@ _RETRY = b"retry: 2000\n\n"
 def _audit_event(event: AuditEvent) -> bytes:
     """An `audit` server-sent event (a dashboard stream's own name: bodies' streams never carry it)."""
     return f"event: audit\ndata: {event.model_dump_json()}\n\n".encode()
+
+
+def _redacted(data: bytes) -> bytes:
+    """`[privacy]`: a stream is not revealed as a reply is (it is pushed, and kept by the page): every token of
+    personal data it would carry — a decision's summary, a task's reason, a body's audit event — is redacted, its
+    subject's id and ciphertext included. The page reads the details through `/v1` replies, revealed to those
+    allowed to read them."""
+    return redact_tokens(data.decode()).encode() if b"[pii:" in data else data
 
 
 class DashboardApi:
@@ -56,6 +65,8 @@ class DashboardStream(Response):
         event: decision | task_available | task_cancelled | task_ended   (as `GET /v1/events` sends them)
         event: audit           data: AuditEvent  (the newest ones stored since the brain started, then each new one)
 
+    Personal data is redacted in all of them (`_redacted`).
+
     Its credentials are checked again every `keepalive_s`: a session that ended (logout, timeout, its token
     revoked) ends the stream. A page that does not read is cut off (it reconnects)."""
 
@@ -75,7 +86,7 @@ class DashboardStream(Response):
 
         async def chunk(data: bytes) -> None:
             async with lock:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+                await send({"type": "http.response.body", "body": _redacted(data), "more_body": True})
 
         with brain.hub.subscribe(None) as events, brain.audit_feed.subscribe() as audits:
             first = kill_event(await brain.kill_state()).encode()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import anyio
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Decision, KillState
+from shared_protocol.brain import Decision, KillState, Task
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
@@ -25,7 +25,7 @@ from ._memory_pauses import MemoryPauses
 from ._memory_rollouts import MemoryRollouts
 from ._memory_tasks import MemoryTasks
 from ._memory_telemetry import MemoryTelemetry
-from ._protocols import Durability, EngineKind, StateEngine
+from ._protocols import Durability, EngineKind, RecordRewrite, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
 from ._rules import body_key_change, canonical, decision_mark, iso, rebind_refusal, same_question
 from ._sessions import MemorySessions
@@ -201,6 +201,14 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         chain = self._audit.get(body_id, {})
         return [chain[seq] for seq in sorted(chain) if seq > after_seq][:limit]
 
+    async def refused_events(self, agent: str) -> list[AuditEvent]:
+        return [
+            chain[seq]
+            for _, chain in sorted(self._audit.items())
+            for seq in sorted(chain)
+            if chain[seq].outcome == "refused" and chain[seq].agent == agent
+        ]
+
     async def rewrite_audit_events(
         self, rewrite: Callable[[str], str | None], log: LogEntry
     ) -> tuple[int, dict[str, int]]:
@@ -295,6 +303,37 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
 
     async def escalation(self, escalation_id: str) -> Escalation | None:
         return self._escalations.get(escalation_id)
+
+    async def escalations(self) -> list[Escalation]:
+        return sorted(self._escalations.values(), key=lambda e: (e.created_at, e.id))
+
+    async def rewrite_records(self, change: RecordRewrite, log: LogEntry) -> dict[str, int]:
+        counts = {"tasks": 0, "task_events": 0, "decisions": 0, "escalations": 0, "log": 0}
+        tasks: dict[str, Task] = {}
+        for task_id, task in self._tasks.items():
+            if (new := change.task(task)) is not None:
+                tasks[task_id] = new
+                counts["task_events"] += sum(1 for a, b in zip(task.history, new.history, strict=True) if a != b)
+        decisions = {i: new for i, d in self._decisions.items() if (new := change.decision(d)) is not None}
+        escalations = {i: new for i, e in self._escalations.items() if (new := change.escalation(e)) is not None}
+        entries = {n: new for n, e in enumerate(self._log) if (new := change.reason(e.reason)) is not None}
+        self._tasks.update(tasks)
+        self._decisions.update(decisions)
+        self._escalations.update(escalations)
+        for n, reason in entries.items():
+            self._log[n] = replace(self._log[n], reason=reason)
+        if self._kill.reason and (reason := change.reason(self._kill.reason)) is not None:
+            self._kill = self._kill.model_copy(update={"reason": reason})
+            counts["kill"] = 1
+        for agent, pause in list(self._pauses.items()):
+            if (reason := change.reason(pause.reason)) is not None:
+                self._pauses[agent] = pause.model_copy(update={"reason": reason})
+                counts["pauses"] = counts.get("pauses", 0) + 1
+        counts.update(tasks=len(tasks), decisions=len(decisions), escalations=len(escalations), log=len(entries))
+        counts = {kind: n for kind, n in counts.items() if n}
+        if counts:
+            self._log.append(replace(log, detail={**log.detail, "records": counts}))
+        return counts
 
     async def replace_escalation(self, escalation: Escalation, *, log: LogEntry | None = None) -> bool:
         current = self._escalations.get(escalation.id)

@@ -24,3 +24,6 @@ class MemoryRollouts:
     async def put_rollout(self, state: RolloutState, log: LogEntry) -> None:
         self._rollouts[state.agent] = state
         self._log.append(log)
+
+    async def rollout_inputs_generation(self) -> int | None:
+        return None  # (nothing to save: every read is of dictionaries in this process)

@@ -160,12 +160,30 @@ class AuditEventStore(Protocol):
         """The body's stored events after `after_seq`, in seq order, at most `limit`."""
         ...
 
+    async def refused_events(self, agent: str) -> list[AuditEvent]:
+        """Every stored event of `agent`'s bodies whose call was refused (`outcome` "refused"), by body and seq
+        (what a rollout counts against a version; SQLite reads them by an index, not every event)."""
+        ...
+
     async def rewrite_audit_events(
         self, rewrite: Callable[[str], str | None], log: LogEntry
     ) -> tuple[int, dict[str, int]]:
         """Every stored event's text (its JSON) through `rewrite` (None: unchanged), in one transaction, its seq,
         id, time and `mac` never changed (`swarm privacy migrate`); logged once with the count per body, if any
         changed. Freed pages are zeroed and the WAL emptied after it. Returns (events read, rewritten per body)."""
+        ...
+
+    async def rewrite_records(self, change: RecordRewrite, log: LogEntry) -> dict[str, int]:
+        """The brain's own records — tasks (and their history lines), decisions, escalations, the log's reasons,
+        the kill switch's and agents' pauses' reasons — through `change` (None: unchanged), in one transaction; a
+        history line or a log entry changes its text only (`swarm privacy migrate`; brain schema v23 lets nothing
+        else change). Logged once with the count per kind, if any changed; freed pages are zeroed and the WAL
+        emptied after it. Returns the count per kind of what changed (`tasks`, `task_events`, `decisions`,
+        `escalations`, `log`, `kill`, `pauses`)."""
+        ...
+
+    async def escalations(self) -> list[Escalation]:
+        """Every escalation record, oldest first (`swarm privacy export`)."""
         ...
 
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
@@ -493,6 +511,25 @@ class RolloutStore(Protocol):
     async def put_rollout(self, state: RolloutState, log: LogEntry) -> None:
         """Store `state` as its agent's rollout, and `log`, together."""
         ...
+
+    async def rollout_inputs_generation(self) -> int | None:
+        """A number that moves whenever what a rollout's evaluation reads may have changed (a task's outcome,
+        history but for its creation and claims, verification, spend or shadow runs; a decision; usage charged to a
+        task; a refused audit event), whoever wrote it, and stays put over claims of queued tasks and renewals.
+        None: this engine keeps no such number (every evaluation reads afresh)."""
+        ...
+
+
+class RecordRewrite(Protocol):
+    """What `rewrite_records` does to each kind of record (`brain_server.privacy.RecordProtection`)."""
+
+    def task(self, task: Task) -> Task | None: ...
+
+    def decision(self, decision: Decision) -> Decision | None: ...
+
+    def escalation(self, escalation: Escalation) -> Escalation | None: ...
+
+    def reason(self, reason: str) -> str | None: ...
 
 
 class StateEngine(

@@ -532,6 +532,63 @@ MIGRATIONS: list[str] = [
             OR NEW.received_at IS NOT OLD.received_at
         BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
     """,
+    # v23 (#22, claims): a generation number of what a rollout's evaluation reads — the tasks' outcomes, histories,
+    # verifications, spend and shadow runs, the decisions, the usage charged to tasks, the refused audit events —
+    # moved by triggers on every change of those (whoever writes it: the CLI's process too), but not by a claim of a
+    # queued task or a lease's renewal, which change nothing an evaluation counts. The brain keeps what it read and
+    # reads it again only once the number moved (`rollout_inputs.py`); and the refused events by agent, indexed
+    # (what it reads of the audit events).
+    """
+    CREATE TABLE rollout_inputs (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);
+    INSERT INTO rollout_inputs (id, generation) VALUES (1, 0);
+    CREATE TRIGGER rollout_inputs_task_insert AFTER INSERT ON tasks WHEN NEW.state IS NOT 'queued'
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_task_update AFTER UPDATE ON tasks
+        WHEN NOT (OLD.state IN ('queued', 'claimed') AND NEW.state = 'claimed'
+            AND NEW.shadow_runs IS OLD.shadow_runs AND NEW.verification IS OLD.verification
+            AND NEW.spend IS OLD.spend AND NEW.finished_at IS OLD.finished_at AND NEW.repo IS OLD.repo
+            AND NEW.acceptance IS OLD.acceptance AND NEW.id IS OLD.id)
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_task_delete AFTER DELETE ON tasks
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_task_events AFTER INSERT ON task_events
+        WHEN json_extract(NEW.event, '$.kind') NOT IN ('created', 'claimed')
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_decision_insert AFTER INSERT ON decisions
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_decision_update AFTER UPDATE ON decisions
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_decision_delete AFTER DELETE ON decisions
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_usage AFTER INSERT ON usage_records
+        WHEN json_extract(NEW.record, '$.task_id') IS NOT NULL
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_refusal AFTER INSERT ON audit_events
+        WHEN json_extract(NEW.event, '$.outcome') = 'refused'
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_audit_rewrite AFTER UPDATE ON audit_events
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE TRIGGER rollout_inputs_audit_prune AFTER DELETE ON audit_events
+        WHEN json_extract(OLD.event, '$.outcome') = 'refused'
+        BEGIN UPDATE rollout_inputs SET generation = generation + 1; END;
+    CREATE INDEX audit_events_refused ON audit_events (json_extract(event, '$.agent'))
+        WHERE json_extract(event, '$.outcome') = 'refused';
+    """,
+    # v24 (#21, `swarm privacy migrate` of the brain's own records): a log entry's reason and a task history line's
+    # text may change only inside that same gated transaction (the migration encrypting what was written before
+    # `[privacy]`), never anything else of them
+    """
+    DROP TRIGGER brain_log_no_update;
+    CREATE TRIGGER brain_log_no_update BEFORE UPDATE ON brain_log
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.at IS NOT OLD.at
+            OR NEW.action IS NOT OLD.action OR NEW.by IS NOT OLD.by OR NEW.token_id IS NOT OLD.token_id
+            OR NEW.role IS NOT OLD.role OR NEW.target IS NOT OLD.target OR NEW.detail IS NOT OLD.detail
+        BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END;
+    DROP TRIGGER task_events_no_update;
+    CREATE TRIGGER task_events_no_update BEFORE UPDATE ON task_events
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.task_id IS NOT OLD.task_id
+        BEGIN SELECT RAISE(ABORT, 'task_events is append-only'); END;
+    """,
 ]
 
 

@@ -20,12 +20,12 @@ import aiosqlite
 import anyio
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import Decision, KillState, Role
+from shared_protocol.brain import AgentPause, Decision, KillState, Role
 from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
-from ._protocols import Durability, EngineKind, StateEngine
+from ._protocols import Durability, EngineKind, RecordRewrite, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
 from ._rules import body_key_change, canonical, decision_mark, iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate, refuse_foreign
@@ -320,6 +320,14 @@ class SqliteStateEngine(
         )
         return [AuditEvent.model_validate_json(row["event"]) for row in rows]
 
+    async def refused_events(self, agent: str) -> list[AuditEvent]:
+        rows = await self._rows(  # (the partial index audit_events_refused, schema v23)
+            "SELECT event FROM audit_events WHERE json_extract(event, '$.outcome') = 'refused' "
+            "AND json_extract(event, '$.agent') = ? ORDER BY body_id, seq",
+            (agent,),
+        )
+        return [AuditEvent.model_validate_json(row["event"]) for row in rows]
+
     async def rewrite_audit_events(
         self, rewrite: Callable[[str], str | None], log: LogEntry
     ) -> tuple[int, dict[str, int]]:
@@ -355,6 +363,53 @@ class SqliteStateEngine(
             async with self._lock:  # (the old texts' pages out of the WAL too)
                 await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return read, rewritten
+
+    async def rewrite_records(self, change: RecordRewrite, log: LogEntry) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        async with self._lock:  # (set before the transaction: this connection's writes zero what they free)
+            await self._writer.execute("PRAGMA secure_delete = ON")
+        async with self._write() as conn:
+            await conn.execute("UPDATE audit_rewrite_gate SET open = 1 WHERE id = 1")
+            counts["tasks"], counts["task_events"] = await self._rewrite_tasks(conn, change.task)
+            decisions = 0
+            for decision_id, text in await conn.execute_fetchall("SELECT id, decision FROM decisions"):
+                new = change.decision(Decision.model_validate_json(text))
+                if new is not None:
+                    await conn.execute(
+                        "UPDATE decisions SET decision = ? WHERE id = ?", (new.model_dump_json(), decision_id)
+                    )
+                    decisions += 1
+            counts["decisions"] = decisions
+            counts["escalations"] = await self._rewrite_escalations(conn, change.escalation)
+            reasons = [
+                (new, entry_id)
+                for entry_id, reason in await conn.execute_fetchall("SELECT id, reason FROM brain_log")
+                if (new := change.reason(str(reason))) is not None
+            ]
+            await conn.executemany("UPDATE brain_log SET reason = ? WHERE id = ?", reasons)
+            counts["log"] = len(reasons)
+            kill = [
+                (new,)
+                for (reason,) in await conn.execute_fetchall("SELECT reason FROM kill_state WHERE reason IS NOT NULL")
+                if (new := change.reason(str(reason))) is not None
+            ]
+            await conn.executemany("UPDATE kill_state SET reason = ? WHERE id = 1", kill)
+            counts["kill"] = len(kill)
+            pauses: list[tuple[str, str]] = []
+            for agent, text in await conn.execute_fetchall("SELECT agent, pause FROM agent_pauses"):
+                pause = AgentPause.model_validate_json(text)
+                if (new := change.reason(pause.reason)) is not None:
+                    pauses.append((pause.model_copy(update={"reason": new}).model_dump_json(), agent))
+            await conn.executemany("UPDATE agent_pauses SET pause = ? WHERE agent = ?", pauses)
+            counts["pauses"] = len(pauses)
+            await conn.execute("UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1")
+            counts = {kind: n for kind, n in counts.items() if n}
+            if counts:
+                await self._log(conn, replace(log, detail={**log.detail, "records": counts}))
+        if counts:
+            async with self._lock:  # (the old texts' pages out of the WAL too)
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return counts
 
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:
         pruned: dict[str, int] = {}

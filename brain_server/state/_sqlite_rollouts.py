@@ -1,4 +1,5 @@
-"""The SQLite engine's rollouts (`rollouts`, schema v20): one row per agent, its `RolloutState` as JSON."""
+"""The SQLite engine's rollouts (`rollouts`, schema v21): one row per agent, its `RolloutState` as JSON; and the
+generation of what their evaluations read (`rollout_inputs`, schema v23, kept by triggers)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,8 @@ class SqliteRollouts(SqliteDatabase):
                 (state.agent, state.model_dump_json()),
             )
             await self._log(conn, log)
+
+    async def rollout_inputs_generation(self) -> int | None:
+        row = await self._row("SELECT generation FROM rollout_inputs WHERE id = 1")
+        assert row is not None, "the schema's migration inserts the one row"
+        return int(row[0])

@@ -49,6 +49,19 @@ _ROW_COLUMNS = ", ".join(TASK_ROW_FIELDS)
 _SET_COLUMNS = ", ".join(f"{name} = ?" for name in TASK_ROW_FIELDS if name != "id")
 
 
+_JOINED_COLUMNS = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+
+
+def _stored(rows: list[sqlite3.Row]) -> StoredTask | None:
+    """One task from the rows of its row joined with its history (`event`, in order); None: no rows."""
+    if not rows:
+        return None
+    first = rows[0]
+    history = [TaskEvent.model_validate_json(row["event"]) for row in rows if row["event"] is not None]
+    task = task_from_row({name: first[name] for name in TASK_ROW_FIELDS}, history)
+    return StoredTask(task=task, claim_token=first["claim_token"])
+
+
 def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
     """A task row exactly as stored, as a compensation keeps it."""
     return {name: row[name] for name in TASK_ROW_FIELDS}
@@ -57,18 +70,44 @@ def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
 class SqliteTasks(SqliteDatabase, TaskTransitions):
     """Tasks in `tasks` (and their history in `task_events`), their compensating records in `compensations`."""
 
-    @staticmethod
-    async def _history(conn: aiosqlite.Connection, task_id: str) -> list[TaskEvent]:
-        rows = await conn.execute_fetchall("SELECT event FROM task_events WHERE task_id = ? ORDER BY id", (task_id,))
-        return [TaskEvent.model_validate_json(row[0]) for row in rows]
-
     async def _load(self, conn: aiosqlite.Connection, task_id: str) -> StoredTask | None:
-        async with conn.execute(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id = ?", (task_id,)) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        task = task_from_row(dict(row), await self._history(conn, task_id))
-        return StoredTask(task=task, claim_token=row["claim_token"])
+        """The task's row and history, in one statement (one round trip)."""
+        rows = await conn.execute_fetchall(
+            f"SELECT {_JOINED_COLUMNS}, e.event AS event FROM tasks AS t "
+            "LEFT JOIN task_events AS e ON e.task_id = t.id WHERE t.id = ? ORDER BY e.id",
+            (task_id,),
+        )
+        return _stored(list(rows))
+
+    async def _rewrite_tasks(
+        self, conn: aiosqlite.Connection, change: Callable[[Task], Task | None]
+    ) -> tuple[int, int]:
+        """Each task through `change`, in the caller's transaction (its history lines' text rewritten in place, the
+        gate open: brain schema v23); (tasks, history lines) changed."""
+        ids = [str(row[0]) for row in await conn.execute_fetchall("SELECT id FROM tasks ORDER BY seq")]
+        tasks = lines = 0
+        for task_id in ids:
+            stored = await self._load(conn, task_id)
+            if stored is None:
+                continue
+            new = change(stored.task)
+            if new is None:
+                continue
+            row = task_row(new, stored.claim_token)
+            values = [row[name] for name in TASK_ROW_FIELDS if name != "id"]
+            await conn.execute(f"UPDATE tasks SET {_SET_COLUMNS} WHERE id = ?", (*values, task_id))
+            event_ids = await conn.execute_fetchall(
+                "SELECT id FROM task_events WHERE task_id = ? ORDER BY id", (task_id,)
+            )
+            for (event_id,), old, line in zip(event_ids, stored.task.history, new.history, strict=True):
+                if line != old:
+                    await conn.execute(
+                        "UPDATE task_events SET event = ? WHERE id = ?",
+                        (canonical(line.model_dump(mode="json")), event_id),
+                    )
+                    lines += 1
+            tasks += 1
+        return tasks, lines
 
     @staticmethod
     async def _store(conn: aiosqlite.Connection, before: StoredTask, after: StoredTask) -> None:
@@ -94,10 +133,10 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
 
     @staticmethod
     async def _append_events(conn: aiosqlite.Connection, task_id: str, events: Sequence[TaskEvent]) -> None:
-        for line in events:
-            await conn.execute(
+        if events:  # (one round trip, in order: the ids keep the history's order)
+            await conn.executemany(
                 "INSERT INTO task_events (task_id, event) VALUES (?, ?)",
-                (task_id, canonical(line.model_dump(mode="json"))),
+                [(task_id, canonical(line.model_dump(mode="json"))) for line in events],
             )
 
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
@@ -181,18 +220,23 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
             params += [grant.agent, grant.logic_version]
         async with self._write() as conn:
             # BEGIN IMMEDIATE holds the write lock from the start: no other claimer can take the row between the
-            # read of its "before" and the update.
-            async with conn.execute(
-                f"SELECT id FROM tasks WHERE {' AND '.join(where)} ORDER BY value_usd DESC, seq LIMIT 1", tuple(params)
-            ) as cursor:
-                found = await cursor.fetchone()
-            if found is None:
+            # read of its "before" and the update. One statement finds the task and reads its row, its history and
+            # the claiming body's audit head (one round trip to the connection's thread while the lock is held).
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT {_JOINED_COLUMNS}, e.event AS event, "
+                    "(SELECT MAX(seq) FROM audit_events WHERE body_id = ?) AS audit_head "
+                    f"FROM (SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY value_usd DESC, seq LIMIT 1) "
+                    "AS t LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY e.id",
+                    (grant.body_id, *params),
+                )
+            )
+            before = _stored(rows)
+            if before is None:
                 return None
-            before = await self._load(conn, found["id"])
-            assert before is not None and claimable(before.task, grant), "read queued in this transaction"
-            async with conn.execute("SELECT MAX(seq) FROM audit_events WHERE body_id = ?", (grant.body_id,)) as cursor:
-                head = await cursor.fetchone()
-            grant = replace(grant, audit_seq=int(head[0]) if head is not None and head[0] is not None else 0)
+            assert claimable(before.task, grant), "read queued in this transaction"
+            head = rows[0]["audit_head"]
+            grant = replace(grant, audit_seq=int(head) if head is not None else 0)
             snapshot = task_row(before.task, before.claim_token)
             after = claim(before, grant)
             await self._store(conn, before, after)

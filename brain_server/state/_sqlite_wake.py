@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import cast
+
+import aiosqlite
 
 from ..wake.records import OPEN_STATES, AnswerToken, AnswerVerb, Escalation
 from ._records import LogEntry
@@ -40,6 +42,27 @@ class SqliteWake(SqliteDatabase):
     async def escalation(self, escalation_id: str) -> Escalation | None:
         row = await self._row("SELECT escalation FROM escalations WHERE id = ?", (escalation_id,))
         return None if row is None else Escalation.model_validate_json(row["escalation"])
+
+    async def escalations(self) -> list[Escalation]:
+        rows = await self._rows("SELECT escalation FROM escalations ORDER BY created_at, id")
+        return [Escalation.model_validate_json(row["escalation"]) for row in rows]
+
+    @staticmethod
+    async def _rewrite_escalations(
+        conn: aiosqlite.Connection, change: Callable[[Escalation], Escalation | None]
+    ) -> int:
+        """Each escalation record through `change`, in the caller's transaction (its version kept: a rewrite is not
+        a step of its ladder); the number changed."""
+        rows = await conn.execute_fetchall("SELECT id, escalation FROM escalations")
+        changed = 0
+        for escalation_id, text in rows:
+            new = change(Escalation.model_validate_json(text))
+            if new is not None:
+                await conn.execute(
+                    "UPDATE escalations SET escalation = ? WHERE id = ?", (new.model_dump_json(), escalation_id)
+                )
+                changed += 1
+        return changed
 
     async def replace_escalation(self, escalation: Escalation, *, log: LogEntry | None = None) -> bool:
         async with self._write() as conn:

@@ -41,3 +41,8 @@ class PrivacyMigration(ProtocolModel):
     """Events whose personal data was encrypted now (0: nothing to do, as on a second run)."""
     bodies: dict[str, int] = Field(default_factory=dict[str, int])
     """Rewritten events per body."""
+    records: dict[str, int] = Field(default_factory=dict[str, int])
+    """The brain's own records rewritten, per kind (`tasks`, `task_events`, `decisions`, `escalations`, `log`)."""
+    backups_deleted: list[str] = Field(default_factory=list[str])
+    """The brain's backups taken before the migration (holding what it rewrote in clear), deleted once a backup
+    of the migrated database was written in their place."""

@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -746,9 +747,25 @@ async def test_an_append_after_the_last_events_were_deleted_keeps_the_anchor_as_
         other.close()
 
 
-async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(body: Body) -> None:
+def _record_lockers(body: Body, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads that take the store's blocking flock from now on (the lazy path only ever tries it)."""
+    lockers: list[int] = []
+    take = body.audit._lock  # pyright: ignore[reportPrivateUsage]
+
+    def recording_lock() -> None:
+        lockers.append(threading.get_ident())
+        take()
+
+    monkeypatch.setattr(body.audit, "_lock", recording_lock)
+    return lockers
+
+
+async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another process holds the anchor's flock: the calls wait for it in the writer's thread, while the event loop
     goes on (it could read a kill event meanwhile); once it is let go they finish, reads and writes alike."""
+    lockers = _record_lockers(body, monkeypatch)
     body.replies.flushed = True
     (body.workspace.root / "r.txt").write_text("r")
     fd = os.open(body.paths.anchor, os.O_RDWR)
@@ -773,4 +790,98 @@ async def test_a_call_waiting_for_the_audit_lock_does_not_stop_the_event_loop(bo
     assert ticks == 20 and len(outs) == 2 and not any(out.is_error for out in outs)
     await _after_reply(body)
     await body.audit_writer.finish()
+    assert lockers and threading.get_ident() not in lockers  # (never the event loop's thread)
     assert body.audit.verify().ok and {o.action_id for o in outs} <= set(_committed(body))
+
+
+async def test_admin_events_and_a_cancelled_calls_event_wait_for_the_audit_lock_off_the_event_loop(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot's event (from its worker thread), an admin action of the serving body and a cancelled call's
+    event all wait for the anchor's flock in the writer's thread: the event loop goes on meanwhile, and no blocking
+    flock is ever taken on its thread."""
+    loop_thread = threading.get_ident()
+    lockers = _record_lockers(body, monkeypatch)
+    body.replies.flushed = True
+    done: list[str] = []
+    fd = os.open(body.paths.anchor, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another body's append would
+        holding, release = anyio.Event(), anyio.Event()
+
+        async def command_holding_the_workspace() -> None:
+            async with body.workspace_lock:
+                holding.set()
+                await release.wait()
+
+        async def snapshot() -> None:
+            await anyio.to_thread.run_sync(lambda: body.snapshotter.create(reason="while the lock is held"))
+            done.append("snapshot")
+
+        async def admin_action() -> None:
+            await body.admin.record_async(action="note", rationale="an admin action of the serving body")
+            done.append("admin")
+
+        async def cancelled_write(scope: anyio.CancelScope) -> None:
+            with scope:
+                await body.call_tool("write_file", {"path": "c.txt", "content": "x", "rationale": "cancelled"})
+            done.append("cancelled")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(command_holding_the_workspace)
+            with anyio.fail_after(10):
+                await holding.wait()
+            scope = anyio.CancelScope()
+            tg.start_soon(cancelled_write, scope)
+            with anyio.fail_after(10):  # queued behind the command: cancelled there, its event still to write
+                while body.workspace_lock.statistics().tasks_waiting == 0:
+                    await anyio.sleep(0.01)
+            scope.cancel()
+            tg.start_soon(snapshot)
+            tg.start_soon(admin_action)
+            ticks = 0
+            for _ in range(20):
+                await anyio.sleep(0.01)
+                ticks += 1
+            assert ticks == 20 and done == []  # all three waiting for the flock, the loop running
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            release.set()
+    finally:
+        os.close(fd)
+    assert sorted(done) == ["admin", "cancelled", "snapshot"]
+    assert lockers and loop_thread not in lockers
+    tools = [(e.tool, e.outcome, e.code) for e in body.audit.tail(10)]
+    assert ("write_file", "failed", "cancelled") in tools and ("note", "ok", None) in tools
+    assert ("snapshot.snapshot_create", "ok", None) in tools, tools
+    assert body.audit.verify().ok
+
+
+async def test_a_call_cancelled_while_its_event_waits_in_the_writers_queue_still_gets_its_event(body: Body) -> None:
+    """The tool ran; its append waits behind another in the writer's queue when the call is cancelled: the append
+    still happens (the trail holds every call that ran), once the flock is let go."""
+    body.replies.flushed = True
+    fd = os.open(body.paths.anchor, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another body's append would
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(body.admin.record_async, action="note", rationale="ahead in the writer's queue"))
+            scope = anyio.CancelScope()
+
+            async def write() -> None:
+                with scope:
+                    await body.call_tool("write_file", {"path": "q.txt", "content": "x", "rationale": "queued"})
+
+            tg.start_soon(write)
+            with anyio.fail_after(10):  # the tool ran, and its event waits behind the note's
+                while body.audit_writer._appends_asked == 0:  # pyright: ignore[reportPrivateUsage]
+                    await anyio.sleep(0.005)
+            assert (body.workspace.root / "q.txt").read_text() == "x"
+            scope.cancel()
+            await anyio.sleep(0.05)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    await body.audit_writer.finish()
+    tools = [(e.tool, e.outcome) for e in body.audit.tail(5)]
+    assert tools[-2:] == [("note", "ok"), ("write_file", "ok")], tools
+    assert body.audit.verify().ok

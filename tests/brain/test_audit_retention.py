@@ -149,6 +149,18 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TRIGGER brain_log_no_update; DROP TRIGGER task_events_no_update; "  # (v24)
+            "CREATE TRIGGER brain_log_no_update BEFORE UPDATE ON brain_log "
+            "BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END; "
+            "CREATE TRIGGER task_events_no_update BEFORE UPDATE ON task_events "
+            "BEGIN SELECT RAISE(ABORT, 'task_events is append-only'); END; "
+            "DROP TRIGGER rollout_inputs_task_insert; DROP TRIGGER rollout_inputs_task_update; "
+            "DROP TRIGGER rollout_inputs_task_delete; DROP TRIGGER rollout_inputs_task_events; "
+            "DROP TRIGGER rollout_inputs_decision_insert; DROP TRIGGER rollout_inputs_decision_update; "
+            "DROP TRIGGER rollout_inputs_decision_delete; DROP TRIGGER rollout_inputs_usage; "
+            "DROP TRIGGER rollout_inputs_refusal; DROP TRIGGER rollout_inputs_audit_rewrite; "
+            "DROP TRIGGER rollout_inputs_audit_prune; DROP TABLE rollout_inputs; "  # (v23)
+            "DROP INDEX audit_events_refused; "
             "DROP TABLE audit_rewrite_gate; DROP TRIGGER audit_events_no_update; "  # (v22)
             "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
             "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END; "

@@ -137,3 +137,14 @@ def test_a_long_number_that_merely_passes_luhn_is_not_a_card() -> None:
     assert any(luhn_ok(s) for s in stamps)
     assert _kinds(" ".join(stamps)) == []
     assert _kinds("amex 3782 822463 10005") == [("card", "378282246310005")]
+
+
+def test_a_content_digest_is_not_scanned_for_phone_numbers_but_text_beside_one_is() -> None:
+    import hashlib
+
+    digests = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(300)]
+    assert all(_kinds(digest) == [] for digest in digests)  # (every write's event holds one)
+    digest = next(d for d in digests if any(c.isdigit() for c in d[:10]))
+    p = plant()
+    assert _kinds(f"{digest} {p.phone}") == [("phone", p.phone_e164)]
+    assert _kinds(f"{digest}\n{p.phone}") == [("phone", p.phone_e164)]

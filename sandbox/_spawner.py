@@ -1,0 +1,216 @@
+# pyright: strict
+"""The launcher server: a small process that forks each run's launcher (run as `python -I -S _spawner.py FD`).
+
+Standard library only, single-threaded, a few MB: forking it costs ~2 ms where forking the body (tens of MB,
+threads) cost 5-15 ms on the loaded 2-core VM (2026-12-07). One request per run on the socket FD: the path
+of a JSON request in the run's private staging directory and, as SCM_RIGHTS, the run's descriptors (stdin,
+stdout, stderr, the areas socket, the write end of the run's status pipe, then the ones bwrap and the command
+get at their own numbers). It forks, answers with the child's pid and a pidfd (the body kills through it: a
+signal can never reach a reused pid), and when the child ends, reaps it and writes its exit status to the
+status pipe. It exits when the body closes the socket, and each child dies with it (`PR_SET_PDEATHSIG`,
+kept across the exec of bwrap).
+
+The child, before it execs bwrap (`launch`):
+1. restores the signals Python changed, starts a session, puts its descriptors at their numbers and closes
+   every other one (the server's socket above all: a command holding it could start processes outside);
+2. joins the run's pids cgroup by writing "0" to its `tasks` file (cgroup v1; `cgroup.procs` on v2). A task
+   moving itself skips the kernel's global threadgroup lock, whose RCU wait made the body's move of the
+   launcher cost 5-20 ms (0.09 ms this way, measured 2026-12-07, kernel 6.18); nothing of the command
+   exists yet, so every process of the run is born in the cgroup;
+3. takes a user and a mount namespace of its own, maps itself to root there (`setgroups` denied) and makes
+   every mount private, as `unshare --user --map-root-user --mount` did: nothing it mounts reaches the host;
+4. mounts the run's quota'd areas and the backend's mounts (the overlay) with mount(2), as `sh` and three
+   `mount` processes did;
+5. opens both areas and hands them to the body over the areas socket, so the body holds them before anything
+   of the command runs and reads the staged changes through them afterwards;
+6. sets the run's rlimits, then execs bwrap, which reads its options from the staging area's file.
+A step that fails sends its reason on the areas socket and exits 127: nothing is exec'd. The exec closes
+the areas socket (close-on-exec): the body reads the end of it as "bwrap runs".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUSER = 0x10000000
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_PR_SET_PDEATHSIG = 1
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+#: What the child sends with the areas' descriptors; anything else on the areas socket is its error.
+AREAS_MESSAGE = b"swarm-areas"
+MAX_FDS = 64
+_MAX_PATH = 4096
+_MAX_ERROR_BYTES = 4096
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_unshare = _LIBC.unshare
+_unshare.argtypes = [ctypes.c_int]
+_unshare.restype = ctypes.c_int
+_mount = _LIBC.mount
+_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_mount.restype = ctypes.c_int
+_prctl = _LIBC.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+
+
+def serve(control_fd: int) -> None:
+    """Fork one launcher per request until the body closes the socket; report each one's exit status."""
+    control = socket.socket(fileno=control_fd)
+    server = os.getpid()
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+    statuses: dict[int, int] = {}
+    """pid -> the write end of its run's status pipe."""
+    while True:
+        ready = select.select([control, wake_r], [], [])[0]
+        if wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 4096)
+            _reap(statuses)
+        if control not in ready:
+            continue
+        try:
+            message, fds, _, _ = socket.recv_fds(control, _MAX_PATH, MAX_FDS)
+        except OSError:
+            return
+        if not message:
+            return
+        status_fd = fds.pop(4) if len(fds) > 4 else -1
+        try:
+            with open(os.fsdecode(message), "rb") as stream:
+                request = json.load(stream)
+            pid = os.fork()
+            if pid == 0:
+                launch(request, fds, server)
+            statuses[pid], status_fd = status_fd, -1
+            pidfd = os.pidfd_open(pid)
+            try:
+                socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
+            finally:
+                os.close(pidfd)
+        except (OSError, ValueError) as error:
+            control.send(json.dumps({"error": str(error)}).encode())
+        finally:
+            for fd in [*fds, status_fd]:
+                if fd >= 0:
+                    os.close(fd)
+        _reap(statuses)
+
+
+def _reap(statuses: dict[int, int]) -> None:
+    """Reap every launcher that ended and write its exit status (as `subprocess` has it) to its run's pipe."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = statuses.pop(pid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, str(os.waitstatus_to_exitcode(status)).encode())
+            os.close(fd)
+
+
+def launch(request: dict[str, Any], fds: list[int], server: int) -> NoReturn:
+    """The child: the steps of the module docstring, then bwrap. Never returns."""
+    areas_socket = fds[3] if len(fds) > 3 else -1
+    try:
+        signal.set_wakeup_fd(-1)
+        for name in ("SIGCHLD", "SIGPIPE", "SIGXFSZ", "SIGINT"):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        _check(_prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "die with the launcher server")
+        if os.getppid() != server:
+            raise OSError("the launcher server is gone")
+        os.setsid()
+        targets: list[int] = [0, 1, 2, *request["pass_fds"]]
+        if len(fds) != len(targets) + 1:
+            raise ValueError(f"{len(fds)} descriptors for {len(targets) + 1}")
+        # Out of the way of every target number first, then each at its number (inheritable: dup2).
+        base = max([*targets, *fds]) + 1
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]
+        areas_socket = high[3]
+        for fd, target in zip(high[:3] + high[4:], targets, strict=True):
+            os.dup2(fd, target)
+        # (never an empty range: CPython 3.11 turns `closerange(n, n)` into close_range(n, UINT_MAX))
+        low = 0
+        for fd in sorted({*targets, areas_socket}):
+            if low < fd:
+                os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 1 << 20)
+        os.chdir(request["cwd"])
+        _set_up(request, areas_socket)
+        os.execve(request["argv"][0], request["argv"], request["env"])
+    except BaseException as error:  # noqa: BLE001 (the child must never return into the server's loop)
+        if areas_socket >= 0:
+            with contextlib.suppress(OSError):
+                os.write(areas_socket, f"{error}".encode(errors="replace")[:_MAX_ERROR_BYTES])
+    os._exit(127)
+
+
+def _set_up(request: dict[str, Any], areas_socket: int) -> None:
+    if request["cgroup_join"] is not None:
+        _write(request["cgroup_join"], b"0", what="join the run's pids cgroup")
+    _check(_unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "unshare a user and mount namespace")
+    _write("/proc/self/setgroups", b"deny", what="deny setgroups")
+    _write("/proc/self/uid_map", f"0 {request['uid']} 1".encode(), what="map the user")
+    _write("/proc/self/gid_map", f"0 {request['gid']} 1".encode(), what="map the group")
+    _check(_mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make the mounts private")
+    for mount in request["mounts"]:
+        for directory in mount["make_dirs"]:
+            os.mkdir(directory)
+        flags = _MS_NOSUID | _MS_NODEV if mount["nosuid_nodev"] else 0
+        source, target, fstype = (mount[key].encode() for key in ("source", "target", "fstype"))
+        _check(_mount(source, target, fstype, flags, mount["options"].encode()), f"mount {mount['target']}")
+    host_dev = os.stat(".").st_dev
+    areas = [os.open(area, _O_DIR) for area in request["areas"]]
+    if any(os.fstat(fd).st_dev == host_dev for fd in areas):
+        raise OSError(f"the run's areas {request['areas']} are not mounted")
+    channel = socket.socket(fileno=areas_socket)
+    try:
+        socket.send_fds(channel, [AREAS_MESSAGE], areas)
+    finally:
+        channel.detach()
+    for fd in areas:
+        os.close(fd)
+    for resource_id, value in request["rlimits"]:
+        resource.setrlimit(resource_id, (value, value))
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _write(path: str, data: bytes, *, what: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise OSError(error.errno, f"{what}: {error.strerror}") from None
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
