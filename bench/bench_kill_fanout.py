@@ -13,6 +13,10 @@ machine's slow moments fall on both alike.
 
 Prints per run p50/p99/max of each fleet and p99(32)/p99(8); then min/median/max over the runs.
 Target (issue #22): p99 < 100 ms to 32 bodies.
+
+`--against DIR` (a source tree of another version, e.g. `git worktree add DIR main`, or `git archive main | tar -x
+-C DIR`): two more fleets of the same sizes whose brain and bodies run DIR's code (`PYTHONPATH=DIR`), their trials
+alternating with this tree's in the same run, so a change is measured before and after under the same load.
 """
 
 from __future__ import annotations
@@ -113,9 +117,11 @@ async def trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> list[f
 
 
 @asynccontextmanager
-async def fleet(root: Path, name: str, size: int, python: str, approvers: int = 0) -> AsyncGenerator[Fleet]:
+async def fleet(
+    root: Path, name: str, size: int, python: str, approvers: int = 0, code: Path | None = None
+) -> AsyncGenerator[Fleet]:
     """A brain process and `size` body processes linked to it, each with its MCP client (and `approvers`
-    approver tokens, issued before the brain starts)."""
+    approver tokens, issued before the brain starts); `code`: a source tree whose code they run instead."""
     root.mkdir()
     db, port = root / "brain.db", _free_port()
     state = await SqliteStateEngine.open(db)
@@ -131,6 +137,8 @@ async def fleet(root: Path, name: str, size: int, python: str, approvers: int = 
     env = {**os.environ, "SWARM_HOME": str(root / "home"), "SWARM_CONFIG": str(config)}
     for key in ("SWARM_BRAIN_URL", "SWARM_TOKEN"):
         env.pop(key, None)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     log = (root / "brain.log").open("wb")
     brain = subprocess.Popen(
         [python, "-m", "swarm_cli", "brain", "serve", "--db", str(db), "--port", str(port)],
@@ -180,42 +188,54 @@ def _line(name: str, ms: list[float]) -> str:
     return f"{name}: p50 {statistics.median(ms):6.1f}  p99 {_pct(ms, 0.99):6.1f}  max {max(ms):6.1f} ms ({len(ms)})"
 
 
-async def main(runs: int, trials: int, large: int, small: int, pace_ms: float) -> None:
+async def main(runs: int, trials: int, large: int, small: int, pace_ms: float, against: Path | None = None) -> None:
+    versions: list[tuple[str, Path | None]] = [("", None)] if against is None else [("", None), ("against ", against)]
     print(
-        f"load average {os.getloadavg()[0]:.1f}; {large} and {small} real body processes, two brains; "
-        f"calls {pace_ms:g} ms apart",
+        f"load average {os.getloadavg()[0]:.1f}; {large} and {small} real body processes, "
+        f"{2 * len(versions)} brains; calls {pace_ms:g} ms apart"
+        + ("" if against is None else f"; 'against' fleets run the code of {against}"),
         flush=True,
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-kill-") as tmp:
         root = Path(tmp)
-        async with (
-            fleet(root / "large", f"{large} bodies", large, sys.executable) as big,
-            fleet(root / "small", f"{small} bodies", small, sys.executable) as few,
-        ):
+        async with AsyncExitStack() as stack:
+            pairs: list[tuple[Fleet, Fleet]] = []
+            for n, (label, code) in enumerate(versions):
+                big = await stack.enter_async_context(
+                    fleet(root / f"large{n}", f"{label}{large} bodies", large, sys.executable, code=code)
+                )
+                few = await stack.enter_async_context(
+                    fleet(root / f"small{n}", f"{label}{small} bodies", small, sys.executable, code=code)
+                )
+                pairs.append((big, few))
             print(f"fleets up in {time.perf_counter() - started:.0f} s", flush=True)
-            ratios: list[float] = []
-            p99s: dict[str, list[float]] = {big.name: [], few.name: []}
+            ratios: dict[str, list[float]] = {big.name: [] for big, _ in pairs}
+            p99s: dict[str, list[float]] = {side.name: [] for pair in pairs for side in pair}
             for run in range(runs):
-                samples: dict[str, list[float]] = {big.name: [], few.name: []}
+                samples: dict[str, list[float]] = {name: [] for name in p99s}
                 for _ in range(trials):
-                    for side in (big, few):
-                        samples[side.name] += [t * 1000 for t in await trial(side, pace_ms / 1000)]
+                    for pair in pairs:
+                        for side in pair:
+                            samples[side.name] += [t * 1000 for t in await trial(side, pace_ms / 1000)]
                 for name, ms in samples.items():
                     p99s[name].append(_pct(ms, 0.99))
-                ratio = _pct(samples[big.name], 0.99) / _pct(samples[few.name], 0.99)
-                ratios.append(ratio)
-                print(
-                    f"run {run + 1}: {_line(big.name, samples[big.name])}; {_line(few.name, samples[few.name])}; "
-                    f"p99({large})/p99({small}) {ratio:.2f}",
-                    flush=True,
-                )
+                for big, few in pairs:
+                    ratio = _pct(samples[big.name], 0.99) / _pct(samples[few.name], 0.99)
+                    ratios[big.name].append(ratio)
+                    print(
+                        f"run {run + 1}: {_line(big.name, samples[big.name])}; {_line(few.name, samples[few.name])}; "
+                        f"p99({large})/p99({small}) {ratio:.2f}",
+                        flush=True,
+                    )
             print(f"over {runs} runs, min/median/max:")
             for name, values in p99s.items():
                 print(f"  p99 {name}: {min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f} ms")
-            print(
-                f"  p99({large})/p99({small}): {min(ratios):.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f}"
-            )
+            for name, values in ratios.items():
+                print(
+                    f"  p99({large})/p99({small}) of '{name}': "
+                    f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+                )
             print(f"target: p99 < {TARGET_MS:.0f} ms to {large} bodies; load average after {os.getloadavg()[0]:.1f}")
 
 
@@ -248,5 +268,13 @@ if __name__ == "__main__":
         default=10.0,
         help="pause between a body's calls (0: back to back, the machine flat out)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="a source tree of another version: fleets running its code alternate with this tree's",
+    )
     args = parser.parse_args()
-    run_bench(main, args.runs, args.trials, args.large, args.small, args.pace_ms)
+    if args.against is not None and not (args.against / "body_mcp").is_dir():
+        parser.error(f"--against {args.against}: not a source tree of this project (no body_mcp/ in it)")
+    run_bench(main, args.runs, args.trials, args.large, args.small, args.pace_ms, args.against)

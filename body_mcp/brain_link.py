@@ -15,7 +15,9 @@ attests every event it ships, so that the brain can tell the body's own events f
 confirms a task's verification with one.
 
 With a `record` path, what the link knows is written there whenever it changes
-(`link_state`), for `swarm status` in another process.
+(`link_state`), for `swarm status` in another process; a kill heard on the event stream is
+recorded from a thread of its own (its fsync never holds up the event loop, whose next call
+the kill refuses), caught up with by the next heartbeat and by `leave()`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -118,6 +121,8 @@ class BrainLink:
         self._refused_since: float | None = None
         self._record_path = record
         self._recorded: LinkRecord | None = None
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-link-record")
+        self._pending_record: Future[None] | None = None
         self._brain_url = brain_url
         self._scope: anyio.CancelScope | None = None
 
@@ -127,13 +132,15 @@ class BrainLink:
         self._last_heard = self._clock()
         self._heard_wall = self._wall()
 
-    def _set_kill(self, state: KillState) -> None:
+    def _set_kill(self, state: KillState, *, record_later: bool = False) -> None:
+        """Obey the brain's kill state (the guard reads it at once); `record_later`: what changed is recorded in the
+        recorder's thread (the event stream's kill: nothing on the event loop waits for the record's sync)."""
         was = self._brain_kill.engaged
         self._brain_kill = state
         self._heard()
-        self._note()
         if state.engaged and not was and self.on_kill is not None:
-            self.on_kill()
+            self.on_kill()  # (running commands killed first: the record can wait)
+        self._note(later=record_later)
 
     def state(self) -> BodyKillState:
         found = self._current()
@@ -182,11 +189,17 @@ class BrainLink:
     # -- what `swarm status` reads -------------------------------------------------------
 
     def _note(
-        self, found: BodyKillState | None = None, *, serving: bool = True, left: bool = False, overwritten: bool = False
+        self,
+        found: BodyKillState | None = None,
+        *,
+        serving: bool = True,
+        left: bool = False,
+        overwritten: bool = False,
+        later: bool = False,
     ) -> None:
         """Write the link's state to `record` if it changed since last written (or only its last word from the
         brain did, `REFRESH_S` ago, or another process wrote over it: `overwritten`). Never fails a call: a record
-        that cannot be written is logged."""
+        that cannot be written is logged. `later`: written in the recorder's thread (in order with the others)."""
         if self._record_path is None:
             return
         current = self._current() if found is None else found
@@ -227,12 +240,35 @@ class BrainLink:
             and not overwritten
         ):
             return
-        try:
-            write_link_record(self._record_path, record)
-        except OSError as exc:
-            logger.warning("could not record the brain link's state in %s: %s", self._record_path, exc)
-            return
         self._recorded = record
+        pending = self._pending_record
+        if later or (pending is not None and not pending.done()):
+            # Written (and synced) in the recorder's one thread, after what it has yet to write: not on the event
+            # loop, where a kill's fsync behind a busy disk would hold up the very call the kill refuses.
+            self._pending_record = self._recorder.submit(self._write_record, self._record_path, record)
+            return
+        self._write_record(self._record_path, record)
+
+    def _write_record(self, path: Path, record: LinkRecord) -> None:
+        try:
+            write_link_record(path, record)
+        except OSError as exc:
+            logger.warning("could not record the brain link's state in %s: %s", path, exc)
+            if self._recorded is record:
+                self._recorded = None  # (written again by the next note)
+
+    def _records_written(self) -> None:
+        """Wait for the records handed to the recorder's thread to be written."""
+        pending = self._pending_record
+        if pending is not None:
+            pending.result()
+            self._pending_record = None
+
+    async def _records_caught_up(self) -> None:
+        """`_records_written`, in a worker thread when there is anything to wait for."""
+        pending = self._pending_record
+        if pending is not None and not pending.done():
+            await anyio.to_thread.run_sync(pending.result)
 
     def _heard_moved_on(self, previous: LinkRecord) -> bool:
         if self._heard_wall is None or previous.last_heard is None:
@@ -303,6 +339,8 @@ class BrainLink:
                 logger.warning("brain link: could not deregister on the way out: %s", exc)
         self._note(serving=False, left=told)
         self._record_path = None  # the last word: nothing this process does after it is recorded
+        self._records_written()
+        self._recorder.shutdown(wait=True)
         return told
 
     async def register(self) -> Registration:
@@ -348,7 +386,7 @@ class BrainLink:
     async def _listen(self) -> None:
         async for event, data in self.client.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
             if event in ("kill", "resume"):
-                self._set_kill(kill_state_from(data))
+                self._set_kill(kill_state_from(data), record_later=True)
             else:
                 self._heard()
         raise BrainUnavailable("event stream ended")
@@ -357,6 +395,7 @@ class BrainLink:
         while True:
             response = await self.client.heartbeat(self.body_id)
             self._set_kill(response.kill)
+            await self._records_caught_up()  # (a heartbeat answered: what the stream heard before it is recorded)
             await anyio.sleep(self.heartbeat_s)
 
     async def _ship_forever(self) -> None:

@@ -35,23 +35,28 @@ class KillSwitchGuard:
     async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:
         spec = self._tools.get(ctx.tool)
         if spec is None or not spec.read_only:
-            state = self._kill_switch.state()
-            if state.engaged and state.source == "failsafe":
-                # Every call this failsafe refuses names the moment it began: the brain alerts once per episode.
-                ctx.effects.detail["failsafe_since"] = state.at
-                raise KillSwitchEngaged(
-                    f"{state.reason}; mutating tools are refused until the body reconnects. "
-                    "Read-only tools still work.",
-                    code=RefusalCode.BRAIN_UNREACHABLE,
-                    rule=Rule.BRAIN_FAILSAFE,
-                )
-            if state.engaged:
-                by = f" by {state.by}" if state.by else ""
-                raise KillSwitchEngaged(
-                    f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "
-                    "mutating tools are refused until a human resumes. Read-only tools still work."
-                )
+            refuse_if_killed(self._kill_switch, ctx)
         return await call_next(ctx)
+
+
+def refuse_if_killed(kill_switch: KillSwitch, ctx: CallContext) -> None:
+    """Refuse a mutating call while the kill switch is engaged (`KillSwitchGuard`, and again as the call is about to
+    run: a kill that lands while a call waits past the first check stops it too)."""
+    state = kill_switch.state()
+    if state.engaged and state.source == "failsafe":
+        # Every call this failsafe refuses names the moment it began: the brain alerts once per episode.
+        ctx.effects.detail["failsafe_since"] = state.at
+        raise KillSwitchEngaged(
+            f"{state.reason}; mutating tools are refused until the body reconnects. Read-only tools still work.",
+            code=RefusalCode.BRAIN_UNREACHABLE,
+            rule=Rule.BRAIN_FAILSAFE,
+        )
+    if state.engaged:
+        by = f" by {state.by}" if state.by else ""
+        raise KillSwitchEngaged(
+            f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "
+            "mutating tools are refused until a human resumes. Read-only tools still work."
+        )
 
 
 class AuditTrailGuard:
@@ -298,6 +303,9 @@ class ExecuteGuard:
                 lock.release()
                 raise
         try:
+            # The last moment before it runs: a kill that landed while the call passed the other guards (an approval
+            # asked of the brain, a budget, this lock held by a command) refuses it.
+            refuse_if_killed(self._deps.kill_switch, ctx)
             result = await spec.handler(tool_ctx)
         finally:
             lock.release()

@@ -29,7 +29,7 @@ from . import _json
 from ._factories import empty_dict
 from .audit import Appended, AuditStore, AuditWriter, EventDraft, redact_arguments
 from .confinement import WorkspacePath
-from .exceptions import RefusedWithResult, ToolRefused
+from .exceptions import KillSwitchEngaged, RefusedWithResult, ToolRefused
 from .limits import Limits, Reservation
 from .origin import NO_ORIGIN, CallOrigin
 from .policy import PathPolicy
@@ -159,7 +159,8 @@ class CallAuditor:
 
     The store's writes run in the `AuditWriter`'s thread: the event loop never waits on the audit
     lock, and concurrent calls share a journal sync. A mutating call's event is durable before its
-    reply; a read's is journaled before it and made durable with the next batch (`lazy`).
+    reply; a read's is journaled before it and made durable with the next batch (`lazy`), and so is the refusal of
+    a call the kill switch stopped before it ran (it changed nothing).
     """
 
     def __init__(
@@ -218,8 +219,10 @@ class CallAuditor:
             else partial(self._limits.settle, reservation, effects.impact, failed=failed, cancelled=cancelled)
         )
         # A read that changed nothing: its event may wait for the next sync and commit (the design's durability:
-        # a mutating call's event is durable before its reply, a read's is journaled before it).
-        lazy = not ctx.mutating and not effects.writes.statements
+        # a mutating call's event is durable before its reply, a read's is journaled before it). So may a call the
+        # kill switch refused before it ran: it changed nothing either, and its refusal is what a kill waits for.
+        stopped = isinstance(refusal, KillSwitchEngaged)
+        lazy = (not ctx.mutating or stopped) and not effects.writes.statements
         writer = self._writer
         later = self._after_reply.flushed and not cancelled
         try:

@@ -84,13 +84,14 @@ class AgentPauses:
             self._hub.publish(kill_event(released), agent=agent)
             return released
 
-    async def publish_brain_kill(self, state: KillState) -> None:
+    async def publish_brain_kill(self, state: KillState, *, joined_since: int | None = None) -> int:
         """After the brain's switch changed (under `lock`): every stream hears it, except that on release a paused
-        agent's streams hear their pause instead."""
+        agent's streams hear their pause instead. A kill published before its commit returns the hub's count, to be
+        published again once committed `joined_since` it: only to the streams that subscribed in between."""
         if state.engaged:
-            self._hub.publish(kill_event(state))
-            return
+            return self._hub.publish(kill_event(state), joined_since=joined_since)
         pauses = await self._state.agent_pauses()
-        self._hub.publish(kill_event(state), except_agents=frozenset(p.agent for p in pauses))
+        published = self._hub.publish(kill_event(state), except_agents=frozenset(p.agent for p in pauses))
         for pause in pauses:
-            self._hub.publish(pause_event(pause), agent=pause.agent)
+            published = self._hub.publish(pause_event(pause), agent=pause.agent)
+        return published

@@ -28,6 +28,7 @@ from body_mcp._db import Writes
 from body_mcp.audit import EventDraft
 from body_mcp.audit._chain import HmacSha256
 from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
+from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.pipeline import CallContext, CallOutcome, Next
 from body_mcp.tools._spec import ToolOutput
 
@@ -220,6 +221,41 @@ async def test_concurrent_calls_share_a_journal_sync(body: Body, monkeypatch: py
     await _after_reply(body)
     await body.audit_writer.finish()
     assert body.audit.verify().ok and len(_committed(body)) == 8
+
+
+async def test_a_killed_call_s_refusal_is_journaled_before_its_reply_without_a_sync_of_its_own(
+    body: Body, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill is felt as the refusal of the agent's next call: that refusal (the call changed nothing) is journaled
+    before its reply like a read's event, not synced on its own, and committed with the next batch."""
+    if body.db.durability != "power_loss":
+        pytest.skip("crash durability syncs nothing")
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        if fd == body.audit._journal_fd:  # pyright: ignore[reportPrivateUsage]
+            synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    body.replies.flushed = True
+    wrote = await body.call_tool("write_file", {"path": "w.txt", "content": "x", "rationale": "r"})
+    assert not wrote.is_error and len(synced) == 1  # (a mutating call's event: synced before its reply)
+    await _after_reply(body)
+    LocalKillSwitch(home / "kill.json").engage(reason="runaway", by="human:test")
+    refusals: list[str] = []
+    for n in range(3):
+        out = await body.call_tool("write_file", {"path": f"k{n}.txt", "content": "x", "rationale": "r"})
+        assert out.is_error and out.structured["code"] == "kill_switch_engaged", out.structured
+        assert out.action_id.encode() in body.paths.journal.read_bytes()  # journaled before the reply
+        await _after_reply(body)
+        refusals.append(out.action_id)
+    assert len(synced) == 1, "no sync of the refusals' own"
+    with anyio.fail_after(5):
+        while not all(action in _committed(body) for action in refusals) or _anchor(body) != _head(body):
+            await anyio.sleep(0.005)
+    assert body.audit.verify().ok
 
 
 async def test_an_owed_commit_happens_soon_even_when_no_reply_is_written(body: Body) -> None:

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ import pytest
 
 from body_mcp import Body, BodySettings
 from body_mcp.brain_client import BrainRejected
+from body_mcp.link_state import read_link_record
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_url
 from shared_protocol.audit import attestation
@@ -657,3 +659,38 @@ async def test_a_linked_body_registers_its_verification_key_and_attests_what_it_
             assert events and all(e.attest == attestation(attester.verify_key, e) for e in events)
         finally:
             await state.close()
+
+
+async def test_a_kill_on_the_stream_is_obeyed_before_its_record_is_written_and_recorded_after(
+    tmp_path: Path, home: Path
+) -> None:
+    """The record `swarm status` reads is written and synced in a thread of its own: a disk slow to sync it never
+    holds up the kill (the next call is refused meanwhile), and the record says killed once written. Heartbeats are
+    a minute apart: the kill comes by the stream."""
+    async with brain_with_captain(tmp_path, heartbeat_interval_s=60) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            link = body.link
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(link.run)
+                await wait_until(lambda: not body.kill_switch.state().engaged)
+                disk = threading.Event()
+                link._recorder.submit(disk.wait)  # pyright: ignore[reportPrivateUsage]  (a sync that takes its time)
+                try:
+                    await brain.captain.post("/v1/kill", json={"reason": "stop"})
+                    await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
+                    assert await write(body, "killed.txt") == (True, "kill_switch_engaged")
+                    record = read_link_record(body.paths.link_state)
+                    assert record is not None and not record.brain_kill, "not written yet: the thread is held"
+                finally:
+                    disk.set()
+
+                def recorded_killed() -> bool:
+                    found = read_link_record(body.paths.link_state)
+                    return found is not None and found.brain_kill and found.kill_reason == "stop"
+
+                await wait_until(recorded_killed, timeout=5)
+                tg.cancel_scope.cancel()
+        finally:
+            body.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult
 
 from body_mcp import Body, build_server
 from body_mcp.killswitch import LocalKillSwitch
@@ -87,3 +89,28 @@ def test_a_kill_engages_even_when_the_disk_is_full(home: Path, monkeypatch: pyte
     assert state.engaged
     assert LocalKillSwitch(home / "kill.json").state().engaged
     assert sorted(p.name for p in home.iterdir()) == ["kill.json"]  # no half-written file left beside it
+
+
+async def test_a_kill_that_lands_while_a_call_waits_past_the_first_check_refuses_it_before_it_runs(
+    client: Client, body: Body, workspace: Path, home: Path
+) -> None:
+    """A call that passed the kill switch's guard and then waited (here for the workspace lock, as behind a running
+    command) is checked again just before it runs: the kill refuses it, nothing is written, and it is audited."""
+    async with anyio.create_task_group() as group:
+        await body.workspace_lock.acquire()  # (what a running command holds)
+        results: list[CallToolResult] = []
+
+        async def write() -> None:
+            results.append(await call(client, "write_file", path="late.txt", content="x"))
+
+        group.start_soon(write)
+        with anyio.fail_after(10):
+            while body.workspace_lock.statistics().tasks_waiting == 0:
+                await anyio.sleep(0.005)
+        LocalKillSwitch(home / "kill.json").engage(reason="runaway agent", by="human:test")
+        body.workspace_lock.release()
+    (result,) = results
+    refused(result, "kill_switch_engaged")
+    assert not (workspace / "late.txt").exists()
+    (event,) = [e for e in body.audit.tail(5) if e.tool == "write_file"]
+    assert (event.outcome, event.code) == ("refused", "kill_switch_engaged")
