@@ -30,6 +30,7 @@ from brain_server import Brain, BrainSettings, MemoryStateEngine, StateEngine, i
 from shared_protocol.agents import agent_logic_version
 from shared_protocol.config import approval_thresholds, load_config
 from tests.brain.helpers import Clock
+from tests.cli.inprocess import run_swarm
 
 TOOLS = ["read_text_file", "write_file", "edit_file", "list_directory", "run_command", "request_approval"]
 FIX: list[dict[str, Any]] = [
@@ -119,9 +120,17 @@ class Stack:
         """A file for a process's stderr (read it once the process is done)."""
         return self.tmp / f"{name}.stderr"
 
-    async def agent(self, agent: str, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    async def agent(
+        self, agent: str, *args: str, timeout_s: float = 120, in_process: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """`swarm agent run --agent AGENT ARGS` to its end. `in_process`: the runner runs in the test's process
+        (`tests/cli/inprocess.py`: the same entry point, its body still a process of its own), which spares a new
+        Python's start; one at a time (it has the process's environment and standard streams), so not for agents
+        that must run at once."""
         argv = self.argv(agent, *args)
         with anyio.fail_after(timeout_s):
+            if in_process:
+                return await anyio.to_thread.run_sync(run_swarm, argv[3:], self.env(), abandon_on_cancel=True)
             done = await anyio.run_process(argv, env=self.env(), check=False)
         return subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(), done.stderr.decode())
 
