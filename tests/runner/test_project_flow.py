@@ -109,7 +109,7 @@ async def test_an_agent_takes_a_clean_clone_through_install_test_fix_and_commit_
             task_id = added.stdout.strip().splitlines()[-1]
             assert f"setup: {SETUP}" in added.stdout
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600, in_process=True)
             assert done.returncode == 0, done.stderr
             with anyio.fail_after(60):
                 while not (task := await s.task(task_id))["verified"]:
@@ -172,7 +172,7 @@ async def test_a_setup_that_fails_fails_the_task_before_the_model_and_leaves_no_
             s.script(FLOW)
             task = await s.add_task(repo=str(repo), acceptance=TESTS, setup="uv pip install -q no-such-package")
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=300)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=300, in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task["id"])
     assert after["state"] == "failed" and after["verified"] is False
@@ -200,7 +200,7 @@ async def test_what_the_model_planted_in_its_env_is_not_what_the_check_runs_on(t
             s.script(script)
             task = await s.add_task(repo=str(repo), acceptance=TESTS, setup=SETUP)
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600, in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task["id"])
     ran = outputs(s)

@@ -369,9 +369,7 @@ async def test_review17e_a_kill_during_a_retry_after_wait_cuts_the_call_off_at_o
         waiting.set()
         await anyio.sleep(seconds)
 
-    provider = OpenAIProvider(
-        model="gpt-4o", api_key=Secret(API_KEY), base_url=f"{url}/v1", retry=retry, sleep=sleep
-    )
+    provider = OpenAIProvider(model="gpt-4o", api_key=Secret(API_KEY), base_url=f"{url}/v1", retry=retry, sleep=sleep)
     took, started = 0.0, 0.0
     try:
         async with anyio.create_task_group() as group:

@@ -68,7 +68,7 @@ async def test_a_uv_toml_the_model_adds_does_not_choose_what_the_check_installs(
             s.script(CHEAT)
             task = await s.add_task(repo=str(repo), acceptance=TESTS, setup=SETUP)
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600, in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task["id"])
     assert after["state"] == "failed" and after["verified"] is False, (after["state"], after["outcome_summary"])
