@@ -43,7 +43,7 @@ async def reach_brain(body: Body) -> Registration:
 
 
 @asynccontextmanager
-async def linked_up(*bodies: Body, timeout_s: float = 10) -> AsyncIterator[None]:
+async def linked_up(*bodies: Body, timeout_s: float = 30) -> AsyncIterator[None]:
     """Run each linked body's link (register, stream events, heartbeat, ship) for the block, from when every one
     is connected; stopped after."""
     async with anyio.create_task_group() as tg:
