@@ -13,10 +13,12 @@ then `await s.brain.sweep()` for what is due).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -130,7 +132,7 @@ class Stack:
         argv = self.argv(agent, *args)
         with anyio.fail_after(timeout_s):
             if in_process:
-                return await anyio.to_thread.run_sync(run_swarm, argv[3:], self.env(), abandon_on_cancel=True)
+                return await anyio.to_thread.run_sync(_run_here, argv[3:], self.env(), abandon_on_cancel=True)
             done = await anyio.run_process(argv, env=self.env(), check=False)
         return subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(), done.stderr.decode())
 
@@ -169,6 +171,29 @@ class Stack:
             while (task := await self.task(task_id))["state"] != state:
                 await anyio.sleep(0.1)
         return task
+
+
+def _run_here(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`run_swarm`, with what its child processes (the body) write to their stderr after the runner's, as a process
+    of its own would have it. A child writes to the descriptor it was given: 2, or the stream the MCP client took as
+    its stderr when it was imported (the test's `sys.stderr`, which pytest may capture to a file of its own); both
+    point at one file for the run."""
+    targets = {2}
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        targets.add(sys.stderr.fileno())
+    with tempfile.TemporaryFile() as children:
+        saved = {fd: os.dup(fd) for fd in targets}
+        for fd in targets:
+            os.dup2(children.fileno(), fd)
+        try:
+            done = run_swarm(args, env)
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+        children.seek(0)
+        said = children.read().decode(errors="replace")
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, done.stderr + said)
 
 
 def agents_toml(
