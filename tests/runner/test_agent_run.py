@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.cli.inprocess import swarm_in_process
 from tests.runner.stack import ACCEPTANCE, FIX, git, stack, token_var
 
 pytestmark = pytest.mark.anyio
@@ -125,24 +126,13 @@ async def test_no_task_exits_3_and_bad_input_is_one_line(tmp_path: Path) -> None
         none = await s.agent("worker-1", "--once", "--wait", "0.5", in_process=True)
         assert none.returncode == 3, none.stderr
 
-        unknown = subprocess.run(
-            [sys.executable, "-m", "swarm_cli", "agent", "run", "--agent", "nobody", "--once"],
-            env=s.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        # (in the test's process: the same entry point; a process's own one-line errors: test_review17b_cli.py)
+        unknown = await swarm_in_process(["agent", "run", "--agent", "nobody", "--once"], s.env())
         assert unknown.returncode == 1 and "worker-1" in unknown.stderr and "Traceback" not in unknown.stderr
 
         env = s.env()
         del env[token_var("worker-1")]
-        missing = subprocess.run(
-            [sys.executable, "-m", "swarm_cli", "agent", "run", "--agent", "worker-1", "--once"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        missing = await swarm_in_process(["agent", "run", "--agent", "worker-1", "--once"], env)
         assert missing.returncode == 1 and token_var("worker-1") in missing.stderr
 
         gone = await s.add_task(repo=str(tmp_path / "no-such-repo"))
