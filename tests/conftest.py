@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from mcp import Client
+# Bytecode for every process the tests start. Each `swarm` process (runner, body, CLI, brain) imports some 900
+# modules; with PYTHONDONTWRITEBYTECODE set (as in this machine's environment) and a fresh virtualenv, each one
+# compiled all of them from source again: about half of a process's start, and the runner end-to-end tests start
+# hundreds. The tests' processes keep their bytecode under .pytest_cache/pycache (compiled once, then read by every
+# later process; nothing written into the source tree or the virtualenv). Set before the imports below, so the test
+# process itself shares it.
+_PYCACHE = os.environ.setdefault(
+    "PYTHONPYCACHEPREFIX", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pycache")
+)
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.pycache_prefix = _PYCACHE
+sys.dont_write_bytecode = False
 
-from body_mcp import Body, BodySettings, build_server
-from shared_protocol.config import SwarmConfig, parse_config
+import pytest  # noqa: E402
+from mcp import Client  # noqa: E402
+
+from body_mcp import Body, BodySettings, build_server  # noqa: E402
+from shared_protocol.config import SwarmConfig, parse_config  # noqa: E402
 
 
 def require_binary(name: str, package: str) -> str:

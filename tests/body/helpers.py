@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -42,7 +43,7 @@ async def reach_brain(body: Body) -> Registration:
 
 
 @asynccontextmanager
-async def linked_up(*bodies: Body, timeout_s: float = 10) -> AsyncIterator[None]:
+async def linked_up(*bodies: Body, timeout_s: float = 30) -> AsyncIterator[None]:
     """Run each linked body's link (register, stream events, heartbeat, ship) for the block, from when every one
     is connected; stopped after."""
     async with anyio.create_task_group() as tg:
@@ -54,3 +55,24 @@ async def linked_up(*bodies: Body, timeout_s: float = 10) -> AsyncIterator[None]
                 await anyio.sleep(0.01)
         yield
         tg.cancel_scope.cancel()
+
+
+def _command_lines() -> list[bytes]:
+    found: list[bytes] = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                found.append((proc / "cmdline").read_bytes())
+            except OSError:  # (gone meanwhile, or not ours to read)
+                continue
+    return found
+
+
+async def until_running(marker: str, *, timeout_s: float = 60) -> None:
+    """Until a process whose command line holds `marker` runs on this host (a command the body started in its
+    sandbox, say): what a test waits for before it acts on a running command, rather than a guessed sleep.
+    `marker` must be unique to the test (a uuid in the command, for instance)."""
+    wanted = marker.encode()
+    with anyio.fail_after(timeout_s):
+        while not any(wanted in line for line in _command_lines()):
+            await anyio.sleep(0.02)

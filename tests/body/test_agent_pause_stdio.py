@@ -54,7 +54,7 @@ async def _write(client: Client, name: str) -> str | None:
 
 async def _until(client: Client, want: str | None, name: str) -> None:
     """Write until the answer is `want` (the body hears the brain's events a moment after they are sent)."""
-    with anyio.fail_after(15):
+    with anyio.fail_after(45):
         n = 0
         while await _write(client, f"{name}-{n}.txt") != want:
             n += 1

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from body_mcp.killswitch import LocalKillSwitch
 from tests.fakes.static_http import Reply, serve_static
 
 from ..conftest import make_body, require_binary
-from .helpers import call, ok, refused
+from .helpers import call, ok, refused, until_running
 
 pytestmark = pytest.mark.anyio
 
@@ -185,14 +186,15 @@ async def test_the_kill_switch_kills_a_running_command_within_a_second(
     client: Client, home: Path, workspace: Path
 ) -> None:
     result: dict[str, Any] = {}
+    marker = f"long-command-{uuid.uuid4().hex}"
 
     async def long_command() -> None:
-        result.update(await run(client, "echo started > started.txt; sleep 60; echo x > after.txt"))
+        result.update(await run(client, f": {marker}; echo started > started.txt; sleep 60; echo x > after.txt"))
 
-    with anyio.fail_after(15):
+    with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(long_command)
-            await anyio.sleep(0.5)
+            await until_running(marker)  # (the kill must land while it runs, not before it starts)
             engaged = anyio.current_time()
             LocalKillSwitch(home / "kill.json").engage(reason="stop", by="test")
     assert anyio.current_time() - engaged < 1.5
@@ -203,17 +205,18 @@ async def test_the_kill_switch_kills_a_running_command_within_a_second(
 
 async def test_file_tools_wait_while_a_command_runs(client: Client, workspace: Path) -> None:
     order: list[str] = []
+    marker = f"command-{uuid.uuid4().hex}"
 
     async def command() -> None:
-        await run(client, "sleep 0.7; echo cmd > cmd.txt")
+        await run(client, f": {marker}; sleep 0.7; echo cmd > cmd.txt")
         order.append("command")
 
     async def writer() -> None:
-        await anyio.sleep(0.2)
+        await until_running(marker)  # the command runs (its sandbox is up): the write comes while it does
         ok(await call(client, "write_file", path="w.txt", content="w"))
         order.append("write")
 
-    with anyio.fail_after(15):
+    with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(command)
             tg.start_soon(writer)

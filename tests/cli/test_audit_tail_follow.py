@@ -69,7 +69,7 @@ async def test_filters_and_json(workspace: Path, home: Path) -> None:
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == ["swarm: -n must be 0 or more (got -1)"]
 
 
-def _read_line(process: subprocess.Popen[str], timeout_s: float = 20) -> str:
+def _read_line(process: subprocess.Popen[str], timeout_s: float = 60) -> str:
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], timeout_s)
     assert ready, "no line from swarm audit tail --follow"

@@ -87,7 +87,7 @@ async def test_a_same_site_page_on_another_port_cannot_kill_or_frame_through_a_c
         dialogs: list[Dialog] = []
         attack.on("dialog", lambda d: dialogs.append(d))
         await attack.goto(evil + "/")
-        with anyio.fail_after(10):
+        with anyio.fail_after(30):
             while len(await attack.evaluate("window.results")) < 2:
                 await anyio.sleep(0.05)
         results = await attack.evaluate("window.results")

@@ -13,10 +13,12 @@ then `await s.brain.sweep()` for what is due).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from brain_server import Brain, BrainSettings, MemoryStateEngine, StateEngine, i
 from shared_protocol.agents import agent_logic_version
 from shared_protocol.config import approval_thresholds, load_config
 from tests.brain.helpers import Clock
+from tests.cli.inprocess import run_swarm
 
 TOOLS = ["read_text_file", "write_file", "edit_file", "list_directory", "run_command", "request_approval"]
 FIX: list[dict[str, Any]] = [
@@ -119,9 +122,17 @@ class Stack:
         """A file for a process's stderr (read it once the process is done)."""
         return self.tmp / f"{name}.stderr"
 
-    async def agent(self, agent: str, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    async def agent(
+        self, agent: str, *args: str, timeout_s: float = 120, in_process: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """`swarm agent run --agent AGENT ARGS` to its end. `in_process`: the runner runs in the test's process
+        (`tests/cli/inprocess.py`: the same entry point, its body still a process of its own), which spares a new
+        Python's start; one at a time (it has the process's environment and standard streams), so not for agents
+        that must run at once."""
         argv = self.argv(agent, *args)
         with anyio.fail_after(timeout_s):
+            if in_process:
+                return await anyio.to_thread.run_sync(_run_here, argv[3:], self.env(), abandon_on_cancel=True)
             done = await anyio.run_process(argv, env=self.env(), check=False)
         return subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(), done.stderr.decode())
 
@@ -161,6 +172,29 @@ class Stack:
             while (task := await self.task(task_id))["state"] != state:
                 await anyio.sleep(0.1)
         return task
+
+
+def _run_here(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`run_swarm`, with what its child processes (the body) write to their stderr after the runner's, as a process
+    of its own would have it. A child writes to the descriptor it was given: 2, or the stream the MCP client took as
+    its stderr when it was imported (the test's `sys.stderr`, which pytest may capture to a file of its own); both
+    point at one file for the run."""
+    targets = {2}
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        targets.add(sys.stderr.fileno())
+    with tempfile.TemporaryFile() as children:
+        saved = {fd: os.dup(fd) for fd in targets}
+        for fd in targets:
+            os.dup2(children.fileno(), fd)
+        try:
+            done = run_swarm(args, env)
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+        children.seek(0)
+        said = children.read().decode(errors="replace")
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, done.stderr + said)
 
 
 def agents_toml(

@@ -34,7 +34,7 @@ DONE = {"content": "done", "usage": {"input_tokens": 100, "output_tokens": 5}}
 async def live_run(s: Stack, **fields: Any) -> dict[str, Any]:
     task = await s.add_task(**fields)
     await s.override("worker-1")
-    done = await s.agent("worker-1", "--once", "--live", "--wait", "10")
+    done = await s.agent("worker-1", "--once", "--live", "--wait", "10", in_process=True)
     assert done.returncode == 0, done.stderr
     return await s.task(task["id"])
 

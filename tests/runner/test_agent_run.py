@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.cli.inprocess import swarm_in_process
 from tests.runner.stack import ACCEPTANCE, FIX, git, stack, token_var
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +59,7 @@ async def test_live_is_refused_by_the_brain_until_readiness_or_an_override(tmp_p
         repo = s.repo_with_bug()
         s.script(FIX)
         task = await s.add_task(repo=str(repo))
-        refused = await s.agent("worker-1", "--once", "--live")
+        refused = await s.agent("worker-1", "--once", "--live", in_process=True)
         assert refused.returncode == 1
         assert "not_ready" in refused.stderr or "readiness" in refused.stderr
         assert refused.stderr.count("\n") <= 3, refused.stderr
@@ -72,7 +73,7 @@ async def test_live_is_refused_by_the_brain_until_readiness_or_an_override(tmp_p
             json={"agent": "worker-1", "logic_version": version, "reason": "test", "for_s": 600},
         )
         assert answer.status_code in (200, 201), answer.text
-        done = await s.agent("worker-1", "--once", "--live")
+        done = await s.agent("worker-1", "--once", "--live", in_process=True)
         assert done.returncode == 0, done.stderr
         after = await s.task(task["id"])
         assert after["state"] == "succeeded" and after["verified"] is True
@@ -106,7 +107,7 @@ async def test_outcomes_that_do_not_verify_are_failures(tmp_path: Path) -> None:
         # The model says it is done without changing anything: the acceptance command says otherwise.
         s.script([{"content": "All done, trust me.", "usage": {"input_tokens": 500, "output_tokens": 8}}])
         task = await s.add_task(repo=str(repo))
-        assert (await s.agent("worker-1", "--once", "--wait", "5")).returncode == 0
+        assert (await s.agent("worker-1", "--once", "--wait", "5", in_process=True)).returncode == 0
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert run["outcome"] == "failed" and run["verification"]["verified"] is False
         assert run["verification"]["exit_code"] == 1
@@ -114,7 +115,7 @@ async def test_outcomes_that_do_not_verify_are_failures(tmp_path: Path) -> None:
         # The script runs out mid-task: failed, saying so.
         s.script([FIX[0]])
         other = await s.add_task(title="second", repo=str(repo))
-        assert (await s.agent("worker-1", "--once", "--wait", "5")).returncode == 0
+        assert (await s.agent("worker-1", "--once", "--wait", "5", in_process=True)).returncode == 0
         (run,) = (await s.task(other["id"]))["shadow_runs"]
         assert run["outcome"] == "failed" and "exhausted" in run["summary"]
 
@@ -122,30 +123,19 @@ async def test_outcomes_that_do_not_verify_are_failures(tmp_path: Path) -> None:
 async def test_no_task_exits_3_and_bad_input_is_one_line(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         s.script(FIX)
-        none = await s.agent("worker-1", "--once", "--wait", "0.5")
+        none = await s.agent("worker-1", "--once", "--wait", "0.5", in_process=True)
         assert none.returncode == 3, none.stderr
 
-        unknown = subprocess.run(
-            [sys.executable, "-m", "swarm_cli", "agent", "run", "--agent", "nobody", "--once"],
-            env=s.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        # (in the test's process: the same entry point; a process's own one-line errors: test_review17b_cli.py)
+        unknown = await swarm_in_process(["agent", "run", "--agent", "nobody", "--once"], s.env())
         assert unknown.returncode == 1 and "worker-1" in unknown.stderr and "Traceback" not in unknown.stderr
 
         env = s.env()
         del env[token_var("worker-1")]
-        missing = subprocess.run(
-            [sys.executable, "-m", "swarm_cli", "agent", "run", "--agent", "worker-1", "--once"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        missing = await swarm_in_process(["agent", "run", "--agent", "worker-1", "--once"], env)
         assert missing.returncode == 1 and token_var("worker-1") in missing.stderr
 
         gone = await s.add_task(repo=str(tmp_path / "no-such-repo"))
-        assert (await s.agent("worker-1", "--once", "--wait", "5")).returncode == 0
+        assert (await s.agent("worker-1", "--once", "--wait", "5", in_process=True)).returncode == 0
         (run,) = (await s.task(gone["id"]))["shadow_runs"]
         assert run["outcome"] == "failed" and "does not exist" in run["summary"]

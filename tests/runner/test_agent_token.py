@@ -17,7 +17,9 @@ async def test_an_agent_with_a_token_bound_to_no_agent_stops_with_one_line_namin
         s.script(FIX)
         task = await s.add_task(repo=str(s.repo_with_bug()))
         for mode in ("shadow", "live"):
-            refused = await s.agent("worker-1", "--once", "--wait", "5", *(["--live"] if mode == "live" else []))
+            flags = ["--live"] if mode == "live" else []
+            # (the live run in the test's process: the same entry point, minus a new Python's start)
+            refused = await s.agent("worker-1", "--once", "--wait", "5", *flags, in_process=mode == "live")
             assert refused.returncode == 1, refused.stderr
             assert "Traceback" not in refused.stderr
             (error,) = [line for line in refused.stderr.splitlines() if line.startswith("swarm:")]

@@ -154,7 +154,7 @@ async def test_a_deadlock_that_needs_a_human_skips_the_captain_agent_and_is_deni
         stuck = await decision(s, proposed["id"])
         assert [step["kind"] for step in stuck["ladder"]] == ["deadlock", "priority", "human_captain"]
 
-        idle = await s.agent(CAPTAIN, "--once", "--wait", "3", timeout_s=60)
+        idle = await s.agent(CAPTAIN, "--once", "--wait", "3", timeout_s=60, in_process=True)
         assert idle.returncode == 3, idle.stderr  # nothing for it: the brain never gave it the step
         assert "deadlocked" not in idle.stderr
         after = await decision(s, proposed["id"])
@@ -180,7 +180,7 @@ async def test_a_captain_agent_that_abstains_passes_the_deadlock_on_captain_then
         at_captain = await decision(s, proposed["id"])
         assert [step["kind"] for step in at_captain["ladder"]] == ["deadlock", "captain_agent"]
 
-        done = await s.agent(CAPTAIN, "--once", "--wait", "60", timeout_s=90)
+        done = await s.agent(CAPTAIN, "--once", "--wait", "60", timeout_s=90, in_process=True)
         assert done.returncode == 0, done.stderr
         passed = await decision(s, proposed["id"])
         assert passed["state"] == "pending"

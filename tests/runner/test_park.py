@@ -125,7 +125,7 @@ async def test_a_restarted_runner_takes_up_its_parked_tasks_and_a_cancelled_one_
 
         # Started again (as `swarm agents up` restarts it), it finds both in the brain and its saved states.
         s.script(SCRIPT[1:])  # (the model's turns after the approval)
-        done = await s.agent("worker-1", "--once")
+        done = await s.agent("worker-1", "--once", in_process=True)
         assert done.returncode == 0, done.stderr
         assert "parked before a restart" in done.stderr and "approved: resuming" in done.stderr, done.stderr
         after = await s.task(first)

@@ -100,7 +100,7 @@ async def test_an_agent_takes_a_clean_clone_through_install_test_fix_and_commit_
         async with stack(
             tmp_path, extra_toml=SANDBOX_TOML.format(host=INDEX_HOST, port=index.port), tools=FLOW_TOOLS
         ) as s:
-            repo = make_project(tmp_path / "calc", index.port)
+            repo = make_project(tmp_path / "calc", index.port, slow_rounds=0)
             s.script(FLOW)
             added = await cli(
                 s, "task", "add", "--title", "fix total()", "--repo", str(repo), "--acceptance", TESTS, "--setup", SETUP
@@ -109,7 +109,7 @@ async def test_an_agent_takes_a_clean_clone_through_install_test_fix_and_commit_
             task_id = added.stdout.strip().splitlines()[-1]
             assert f"setup: {SETUP}" in added.stdout
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600, in_process=True)
             assert done.returncode == 0, done.stderr
             with anyio.fail_after(60):
                 while not (task := await s.task(task_id))["verified"]:
@@ -168,11 +168,11 @@ async def test_a_setup_that_fails_fails_the_task_before_the_model_and_leaves_no_
     require_binary("bwrap", "bubblewrap")
     with project_index(tmp_path) as index:
         async with stack(tmp_path, extra_toml=SANDBOX_TOML.format(host=INDEX_HOST, port=index.port)) as s:
-            repo = make_project(tmp_path / "calc", index.port)
+            repo = make_project(tmp_path / "calc", index.port, slow_rounds=0)
             s.script(FLOW)
             task = await s.add_task(repo=str(repo), acceptance=TESTS, setup="uv pip install -q no-such-package")
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=300)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=300, in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task["id"])
     assert after["state"] == "failed" and after["verified"] is False
@@ -196,11 +196,11 @@ async def test_what_the_model_planted_in_its_env_is_not_what_the_check_runs_on(t
     ]
     with project_index(tmp_path) as index:
         async with stack(tmp_path, extra_toml=SANDBOX_TOML.format(host=INDEX_HOST, port=index.port)) as s:
-            repo = make_project(tmp_path / "calc", index.port)
+            repo = make_project(tmp_path / "calc", index.port, slow_rounds=0)
             s.script(script)
             task = await s.add_task(repo=str(repo), acceptance=TESTS, setup=SETUP)
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600, in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task["id"])
     ran = outputs(s)

@@ -39,7 +39,7 @@ async def test_review17_the_model_cannot_call_the_runners_tools_or_tools_outside
             ]
         )
         task = await s.add_task(repo=str(repo))
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert run["outcome"] == "failed", "the acceptance command still fails: nothing the model said made it pass"
@@ -64,7 +64,7 @@ async def test_review17_a_model_reporting_huge_usage_is_stopped_at_the_task_budg
             * 5
         )
         task = await s.add_task(repo=str(repo))
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert run["outcome"] == "failed" and "max_usd_per_task" in run["summary"], run
@@ -77,7 +77,7 @@ async def test_review17_garbage_in_the_script_fails_the_task_with_a_clear_reason
         repo = s.repo_with_bug()
         (s.tmp / "script.jsonl").write_text('{"content": "ok", "tool_calls": "not a list"}\n{not json\n')
         task = await s.add_task(repo=str(repo))
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert "Traceback" not in done.stderr, done.stderr
         after = await s.task(task["id"])
         runs = after["shadow_runs"]

@@ -40,7 +40,7 @@ async def test_review17_a_shadow_agent_cannot_write_the_real_repository_by_its_a
             ]
         )
         await s.add_task(repo=str(repo))
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         assert target.read_text() == ORIGINAL, "a shadow agent wrote the real repository"
 
@@ -65,7 +65,7 @@ async def test_review17_a_symlink_in_the_repository_does_not_lead_a_shadow_agent
             ]
         )
         await s.add_task(repo=str(repo))
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         assert (repo / "app.py").read_text() == ORIGINAL, "a shadow agent wrote the real repository via a symlink"
         assert (outside / "secret.txt").read_text() == "keep\n", "a shadow agent wrote outside via a symlink"
@@ -92,7 +92,7 @@ async def test_review17_a_shadow_agent_has_no_network_not_even_loopback(tmp_path
                     ]
                 )
                 await s.add_task(repo=str(repo))
-                done = await s.agent("worker-1", "--once", "--wait", "10")
+                done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
                 assert done.returncode == 0, done.stderr
             group.cancel_scope.cancel()
     assert connections == [], "a shadow agent's command reached the network"
@@ -111,7 +111,7 @@ async def test_review17_a_model_that_rewrites_the_acceptance_check_is_not_verifi
             ]
         )
         task = await s.add_task(repo=str(repo), acceptance="python3 check.py")
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert not run["verification"]["verified"], "verified without the task done: main() still returns 1"
@@ -136,7 +136,7 @@ async def test_review17_the_models_commands_cannot_touch_the_agents_own_state_wa
             ]
         )
         await s.add_task(repo=str(repo))
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         files = [p for p in s.home.rglob("*") if p.is_file()]
         assert files and all(p.stat().st_size > 0 for p in files if p.suffix in (".sqlite", ".db", ".jsonl")), files

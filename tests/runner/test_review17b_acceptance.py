@@ -51,7 +51,7 @@ def repo_with_test(s: Stack) -> Path:
 async def live_run(s: Stack, repo: Path, acceptance: str) -> dict[str, Any]:
     task = await s.add_task(repo=str(repo), acceptance=acceptance)
     await s.override("worker-1")
-    done = await s.agent("worker-1", "--once", "--live", "--wait", "10")
+    done = await s.agent("worker-1", "--once", "--live", "--wait", "10", in_process=True)
     assert done.returncode == 0, done.stderr
     return await s.task(task["id"])
 

@@ -37,7 +37,7 @@ async def test_review17b_a_live_models_command_cannot_write_the_real_repositorys
         )
         task = await s.add_task(repo=str(repo))
         await s.override("worker-1")
-        done = await s.agent("worker-1", "--once", "--live", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--live", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         after = await s.task(task["id"])
         assert after["state"] in ("succeeded", "failed"), after

@@ -41,7 +41,7 @@ async def test_review17b_a_tampered_saved_state_does_not_make_a_shadow_claim_wri
         assert answered.status_code == 200, answered.text
         s.script(SCRIPT[1:])
         with anyio.fail_after(120):
-            done = await s.agent("worker-1", "--once")
+            done = await s.agent("worker-1", "--once", in_process=True)
         assert "Traceback" not in done.stderr, done.stderr
         assert not (real / "a.txt").exists(), "a shadow claim's held call ran in the real repository"
         after = await s.task(task_id)

@@ -41,7 +41,7 @@ async def test_review17e_a_shadow_agent_cannot_push_its_copy_back_into_the_real_
         )
         before = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
         task = await s.add_task(repo=target)
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(task["id"]))["shadow_runs"]
         assert run["summary"], run

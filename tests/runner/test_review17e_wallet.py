@@ -362,7 +362,14 @@ async def test_review17e_a_kill_during_a_retry_after_wait_cuts_the_call_off_at_o
     task = make_wallet(ledger, sink).task("t-k")
     gate = KillGate()
     retry = RetryPolicy(max_attempts=3, max_elapsed_s=120, initial_backoff_s=0.5, max_backoff_s=60)
-    provider = OpenAIProvider(model="gpt-4o", api_key=Secret(API_KEY), base_url=f"{url}/v1", retry=retry)
+    waiting = anyio.Event()
+
+    async def sleep(seconds: float) -> None:
+        """The real wait, saying when it starts."""
+        waiting.set()
+        await anyio.sleep(seconds)
+
+    provider = OpenAIProvider(model="gpt-4o", api_key=Secret(API_KEY), base_url=f"{url}/v1", retry=retry, sleep=sleep)
     took, started = 0.0, 0.0
     try:
         async with anyio.create_task_group() as group:
@@ -372,10 +379,8 @@ async def test_review17e_a_kill_during_a_retry_after_wait_cuts_the_call_off_at_o
                     await task.complete(provider, ask())
 
             group.start_soon(call)
-            with anyio.fail_after(10):
-                while not fake.requests:
-                    await anyio.sleep(0.02)
-            await anyio.sleep(0.3)  # (in the Retry-After wait)
+            with anyio.fail_after(30):
+                await waiting.wait()  # in the Retry-After wait (the 429 is in)
             started = time.monotonic()
             gate.engage("brain", "test kill")
         took = time.monotonic() - started

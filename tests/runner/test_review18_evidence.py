@@ -60,7 +60,7 @@ async def test_a_verified_task_passes_its_acceptance_on_the_commit_its_evidence_
         s.script(HIDE_THE_FIX)
         task = await s.add_task(repo=str(repo))
         await s.override("worker-1")
-        done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=300)
+        done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=300, in_process=True)
         assert done.returncode == 0, done.stderr
         with anyio.fail_after(60):
             while (after := await s.task(task["id"]))["state"] in ("claimed", "running", "pending", "queued"):

@@ -64,11 +64,11 @@ async def test_a_uv_toml_the_model_adds_does_not_choose_what_the_check_installs(
     require_binary("uv", "uv")
     with project_index(tmp_path) as index:
         async with stack(tmp_path, extra_toml=SANDBOX_TOML.format(host=INDEX_HOST, port=index.port)) as s:
-            repo = make_project(tmp_path / "calc", index.port)
+            repo = make_project(tmp_path / "calc", index.port, slow_rounds=0)
             s.script(CHEAT)
             task = await s.add_task(repo=str(repo), acceptance=TESTS, setup=SETUP)
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600)
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", timeout_s=600, in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task["id"])
     assert after["state"] == "failed" and after["verified"] is False, (after["state"], after["outcome_summary"])

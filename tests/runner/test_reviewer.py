@@ -22,6 +22,7 @@ from brain_server import BrainSettings
 from brain_server.state import sqlite_url
 from shared_protocol.config import ConsensusConfig
 from tests.brain.helpers import LiveBrain, decision_request, live_brain, ok
+from tests.cli.inprocess import swarm_in_process
 from tests.runner.stack import stack
 from tests.runner.test_wallet import priced
 
@@ -158,14 +159,13 @@ async def test_a_reviewer_does_not_run_live_and_needs_a_brain(tmp_path: Path) ->
     reviewer_entry += 'tools = ["read_text_file"]\n'
     async with stack(tmp_path, extra_toml=reviewer_entry) as s:
         s.script([{"content": json.dumps({"vote": "approve", "rationale": "ok"})}])
-        live = s.cli("agent", "run", "--agent", "rev-a", "--once", "--live", "--token", "x")
+        # (in the test's process: the same entry point; the last run below is a process of its own)
+        live = await swarm_in_process(["agent", "run", "--agent", "rev-a", "--once", "--live", "--token", "x"], s.env())
         assert live.returncode != 0 and len(live.stderr.strip().splitlines()) == 1, live.stderr
         assert "reviews decisions" in live.stderr
         env = s.env() | {"SWARM_BRAIN_URL": ""}
-        done = await anyio.run_process(
-            s.cli_argv("agent", "run", "--agent", "rev-a", "--once", "--token", "x"), env=env, check=False
-        )
-        stderr = done.stderr.decode()
+        done = await swarm_in_process(["agent", "run", "--agent", "rev-a", "--once", "--token", "x"], env)
+        stderr = done.stderr
         assert done.returncode != 0 and "--brain" in stderr and len(stderr.strip().splitlines()) == 1, stderr
         # a body token is not a reviewer's: the brain refuses its vote stream's usage and votes; the CLI says so
         bad = await s.agent("rev-a", "--once", "--wait", "1", "--token", s.tokens["worker-1"], timeout_s=60)

@@ -1,6 +1,7 @@
 """A new logic version of an agent end to end: the real CLI's runner, its body, the scripted provider and a real
 brain. The live version works live; a changed prompt is a new version that shadows (nothing applied), then takes
-its canary share by task-id bucket, and is promoted to live on verified successes."""
+its canary share by task-id bucket, and is promoted to live on verified successes. The runs to their end run the
+runner in the test's process (`Stack.agent(in_process=True)`), the one left running is a process of its own."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ async def test_a_changed_prompt_shadows_then_is_promoted_through_the_canary_to_l
         old = agent_logic_version(load_config(s.config), "worker-1")
         first = await s.add_task(repo=str(repo))
         await s.override("worker-1")
-        done = await s.agent("worker-1", "--once", "--live")
+        done = await s.agent("worker-1", "--once", "--live", in_process=True)
         assert done.returncode == 0, done.stderr
         assert (await s.task(first["id"]))["verified"] is True
         assert (await _rollout(s))["state"]["live_version"] == old  # type: ignore[index]
@@ -53,9 +54,9 @@ async def test_a_changed_prompt_shadows_then_is_promoted_through_the_canary_to_l
         assert new != old
         await s.override("worker-1")  # (readiness for the new version; the rollout still decides)
         shadowed = await s.add_task(repo=str(repo))
-        refused = await s.agent("worker-1", "--once", "--live")
+        refused = await s.agent("worker-1", "--once", "--live", in_process=True)
         assert refused.returncode == 1 and "shadow" in refused.stderr, refused.stderr
-        done = await s.agent("worker-1", "--once", "--shadow")
+        done = await s.agent("worker-1", "--once", "--shadow", in_process=True)
         assert done.returncode == 0, done.stderr
         (run,) = (await s.task(shadowed["id"]))["shadow_runs"]
         assert run["logic_version"] == new and run["verification"]["verified"] is True
@@ -68,7 +69,7 @@ async def test_a_changed_prompt_shadows_then_is_promoted_through_the_canary_to_l
         assert (report["state"]["stage"], report["percent"]) == ("canary", 50), report  # type: ignore[index]
         for low, high in ((0, 50), (0, 100)):
             task_id = await _task_in(s, repo, low, high)
-            done = await s.agent("worker-1", "--once", "--live")
+            done = await s.agent("worker-1", "--once", "--live", in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task_id)
             assert after["logic_version"] == new and after["verified"] is True, after
@@ -92,15 +93,17 @@ async def test_with_no_flag_the_runner_claims_as_the_rollout_says_and_goes_live_
         s.script(FIX)
         old = agent_logic_version(load_config(s.config), "worker-1")
         first = await s.add_task(repo=str(repo))
-        fresh = await s.agent("worker-1", "--once", "--wait", "5")  # no rollout yet: shadow
+        fresh = await s.agent("worker-1", "--once", "--wait", "5", in_process=True)  # no rollout yet: shadow
         assert fresh.returncode == 0 and "the rollout says shadow" in fresh.stderr, fresh.stderr
         assert "(no rollout yet)" in fresh.stderr and "(shadow)" in fresh.stderr, fresh.stderr
         assert (await s.task(first["id"]))["state"] == "queued"
         await s.override("worker-1")
-        done = await s.agent("worker-1", "--once", "--live")  # the agent's first live version is a human's choice
+        done = await s.agent(
+            "worker-1", "--once", "--live", in_process=True
+        )  # the agent's first live version is a human's choice
         assert done.returncode == 0, done.stderr
         second = await _task_in(s, repo, 0, 100)
-        again = await s.agent("worker-1", "--once")
+        again = await s.agent("worker-1", "--once", in_process=True)
         assert again.returncode == 0 and "the rollout says live" in again.stderr, again.stderr
         assert "(the live version)" in again.stderr, again.stderr
         after = await s.task(second)
@@ -133,7 +136,7 @@ async def test_with_no_flag_the_runner_claims_as_the_rollout_says_and_goes_live_
         # --shadow pins shadow whatever the rollout says (here: live): the task it takes stays queued, nothing applied.
         s.script(FIX)
         pinned_id = await _task_in(s, repo, 0, 50)
-        pinned = await s.agent("worker-1", "--once", "--shadow")
+        pinned = await s.agent("worker-1", "--once", "--shadow", in_process=True)
         assert pinned.returncode == 0 and "the rollout says" not in pinned.stderr, pinned.stderr
         pinned_task = await s.task(pinned_id)
         assert pinned_task["state"] == "queued" and len(pinned_task["shadow_runs"]) == 1, pinned_task

@@ -51,7 +51,7 @@ async def test_a_runners_rerun_is_confirmed_by_its_attested_event_and_a_replayed
             s.script(FIX)
             task = await s.add_task(repo=str(repo))
             await s.override("worker-1")
-            done = await s.agent("worker-1", "--once", "--live", "--wait", "10")
+            done = await s.agent("worker-1", "--once", "--live", "--wait", "10", in_process=True)
             assert done.returncode == 0, done.stderr
             after = await s.task(task["id"])
             verification = after["verification"]

@@ -3,16 +3,20 @@ runs the check again (the real `swarm agent run` process, its body and the brain
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import anyio
 import pytest
 
+from tests.body.helpers import until_running
 from tests.runner.stack import FIX, stack
 
 pytestmark = pytest.mark.anyio
 
-SLOW_CHECK = "python3 -c 'import time, app, sys; time.sleep(4); sys.exit(0 if app.main() == 2 else 1)'"
+MARK = f"slow-check-{uuid.uuid4().hex}"
+SLOW_CHECK = f"python3 -c 'import time, app, sys; \"{MARK}\"; time.sleep(4); sys.exit(0 if app.main() == 2 else 1)'"
+"""The check sleeps 4 s; its mark on its command line tells the test it runs."""
 VERIFYING = "verifying: the body re-runs"
 
 
@@ -27,10 +31,7 @@ async def test_a_kill_during_the_acceptance_rerun_waits_for_the_release_and_runs
         with log_path.open("w") as log:
             agent = await anyio.open_process(s.argv("worker-1", "--once", "--wait", "30"), env=s.env(), stderr=log)
             async with agent:
-                with anyio.fail_after(90):
-                    while VERIFYING not in log_path.read_text():
-                        await anyio.sleep(0.1)
-                await anyio.sleep(1.0)  # (the check sleeps 4 s: the kill lands while it runs)
+                await until_running(MARK, timeout_s=90)  # the check runs (for 4 s): the kill lands meanwhile
                 killed = await s.captain.post("/v1/kill", json={"reason": "stop mid-check"})
                 assert killed.status_code == 200, killed.text
                 await anyio.sleep(2.0)
