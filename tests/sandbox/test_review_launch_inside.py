@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -194,3 +196,60 @@ async def test_non_utf8_argv_and_odd_environment_reach_the_command_intact(overla
             staged.result.stdout.encode("utf-8", "surrogateescape") == (b"caf\xe9-\xff|a b\tc\n$(x)'\"|")
             or staged.result.stdout == "caf\ufffd-\ufffd|a b\tc\n$(x)'\"|"
         )
+
+
+def _pids_cgroup(pid: int) -> Path | None:
+    """The run's pids cgroup directory that process `pid` is in (None without one, or when it is gone)."""
+    parent = pids_cgroup_parent()
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, relative = line.split(":", 2)
+        if parent is not None and "pids" in controllers.split(",") and "swarm-sandbox-" in relative:
+            return Path("/sys/fs/cgroup/pids") / relative.lstrip("/")
+    return None
+
+
+_BODY = """
+import anyio, sys
+from pathlib import Path
+from sandbox import BwrapOverlaySandbox, SandboxSpec, default_toolchain_paths
+
+async def main() -> None:
+    backend = BwrapOverlaySandbox(staging_root=Path(sys.argv[1]))
+    spec = SandboxSpec(workspace=Path(sys.argv[2]), argv=["/bin/sh", "-c", sys.argv[3]],
+                       env={"PATH": "/usr/bin:/bin"}, toolchain_paths=default_toolchain_paths(),
+                       hidden_paths=(), timeout_s=60)
+    await backend.run(spec)
+
+anyio.run(main)
+"""
+
+
+async def test_a_body_killed_mid_run_leaves_no_process_of_the_command(
+    ws: Path, staging_root: Path, overlay: BwrapBackend
+) -> None:
+    """Withstood (better than the old chain, whose outer bwrap was the body's child and outlived it): SIGKILL to
+    the body closes the server's socket, the server exits, its launchers die (PR_SET_PDEATHSIG) and bwrap's
+    --die-with-parent takes the command and its detached children."""
+    marker = _marker()
+    script = f"( setsid sleep {marker} </dev/null >/dev/null 2>&1 & ); sleep {marker}"
+    body = await anyio.open_process([sys.executable, "-c", _BODY, str(staging_root), str(ws), script])
+    try:
+        with anyio.fail_after(20):
+            while len(processes_with(marker.encode())) < 2:
+                await anyio.sleep(0.02)
+        cgroups = {_pids_cgroup(pid) for pid in processes_with(marker.encode())}
+        body.kill()
+        await body.wait()
+        assert await _gone(marker) == []
+        for cgroup in cgroups - {None}:  # (the dead body could not remove its run's cgroup: now empty)
+            assert cgroup is not None
+            with contextlib.suppress(FileNotFoundError):
+                cgroup.rmdir()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            body.kill()
+        await body.aclose()

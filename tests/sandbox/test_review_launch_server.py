@@ -267,3 +267,23 @@ async def test_a_limit_the_kernel_refuses_runs_nothing(overlay: BwrapBackend, ws
     with pytest.raises(SandboxSetupFailed):
         await overlay.run(sh(ws, f"touch {ws.parent / 'ran'}", limits=limits))
     assert not (ws.parent / "ran").exists()
+
+
+async def test_a_signal_after_the_launcher_ended_reaches_no_other_process(tmp_path: Path) -> None:
+    """Withstood (pid reuse): the body signals a launcher only through its pidfd. Once the launcher has ended
+    and the server has reaped it (its pid free for reuse), the pidfd still names the dead process: a kill
+    through it fails with ProcessLookupError instead of reaching whoever got the pid, and `kill()` is a no-op."""
+    staging = _staging(tmp_path)
+    spawner = Spawner(_Owner())
+    try:
+        process, areas = await _start(spawner, staging, _request(staging, ["/bin/true"]))
+        for fd in areas:
+            os.close(fd)
+        with anyio.fail_after(10):
+            assert await process.wait() == 0  # (written by the server once it reaped it)
+        with pytest.raises(ProcessLookupError):
+            signal.pidfd_send_signal(process._pidfd, signal.SIGKILL)  # pyright: ignore[reportPrivateUsage]
+        process.kill()
+        await process.aclose()
+    finally:
+        spawner.close()
