@@ -253,3 +253,20 @@ async def test_a_body_killed_mid_run_leaves_no_process_of_the_command(
         with contextlib.suppress(ProcessLookupError):
             body.kill()
         await body.aclose()
+
+
+async def test_the_command_cannot_grow_its_quota_areas_or_regain_privileges(overlay: BwrapBackend, ws: Path) -> None:
+    """Withstood: the quota'd tmpfs areas were mounted by the launcher's namespace, above bwrap's: inside,
+    remounting /tmp or the workspace bigger fails, and no new user namespace can be made to regain the rights."""
+    limits = ResourceLimits(max_tmp_bytes=1024 * 1024)
+    script = (
+        "mount -o remount,size=64m /tmp 2>/dev/null && echo remounted-tmp; "
+        "mount -t tmpfs -o size=64m none /tmp 2>/dev/null && echo mounted-tmp; "
+        f"mount -o remount,size=64m {ws} 2>/dev/null && echo remounted-ws; "
+        "unshare -Ur true 2>/dev/null && echo new-userns; "
+        "df -k /tmp | tail -1"
+    )
+    async with await overlay.run(sh(ws, script, limits=limits)) as staged:
+        out = staged.result.stdout
+    assert not any(word in out for word in ("remounted-tmp", "mounted-tmp", "remounted-ws", "new-userns")), out
+    assert out.split()[1] == "1024", out  # /tmp is still the 1 MiB area
