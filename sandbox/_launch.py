@@ -11,6 +11,7 @@ The copy backend keeps the chain: its fill and remount need a gate inside the ru
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -32,6 +33,8 @@ from .exceptions import SandboxSetupFailed
 
 _SPAWNER_PATH = Path(_spawner.__file__)
 _MAX_REPLY_BYTES = 4096
+#: The server answers a request within milliseconds (one fork); one that does not is hung, and is replaced.
+REPLY_TIMEOUT_S = 10.0
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -81,16 +84,36 @@ class Spawner:
 
     def spawn(self, request_path: Path, fds: Sequence[int]) -> tuple[int, int]:
         """Have the server fork a launcher for the request written at `request_path`, handing it `fds`; its pid
-        and a pidfd on it. Blocks for a fork (milliseconds): call it from a worker thread."""
+        and a pidfd on it. Blocks for a fork (milliseconds): call it from a worker thread.
+
+        A request that cannot be sent (a descriptor not open, too many) fails this run only; a server that
+        fails or does not answer within `REPLY_TIMEOUT_S` is stopped (its launchers die with it) and replaced
+        at the next run: a run never waits on a hung server."""
+        if len(fds) > _spawner.MAX_FDS:
+            raise SandboxSetupFailed(f"the sandbox launcher takes at most {_spawner.MAX_FDS} descriptors")
+        for fd in fds:
+            try:
+                os.fstat(fd)
+            except OSError as error:
+                raise SandboxSetupFailed(f"descriptor {fd} for the sandbox launcher", detail=str(error)) from error
         with self._lock:
             channel = self._running()
             try:
                 socket.send_fds(channel, [os.fsencode(request_path)], list(fds))
-                reply, pidfds, _, _ = socket.recv_fds(channel, _MAX_REPLY_BYTES, 1)
             except OSError as error:
-                self._stop()
+                if error.errno not in (errno.EBADF, errno.EINVAL):  # (those: nothing was sent, the server is fine)
+                    self._stop(kill=True)
                 raise SandboxSetupFailed("the sandbox launcher server failed", detail=str(error)) from error
-            answer: dict[str, Any] = json.loads(reply) if reply else {"error": "it exited"}
+            try:
+                channel.settimeout(REPLY_TIMEOUT_S)
+                reply, pidfds, _, _ = socket.recv_fds(channel, _MAX_REPLY_BYTES, 1)
+            except OSError as error:  # (TimeoutError too)
+                self._stop(kill=True)
+                raise SandboxSetupFailed("the sandbox launcher server failed", detail=str(error)) from error
+            try:
+                answer: dict[str, Any] = json.loads(reply) if reply else {"error": "it exited"}
+            except ValueError:
+                answer = {"error": f"unreadable answer {reply[:100]!r}"}
             if "pid" not in answer or len(pidfds) != 1:
                 for fd in pidfds:
                     os.close(fd)
@@ -132,14 +155,20 @@ class Spawner:
         self._channel = ours
         return ours
 
-    def _stop(self) -> None:
-        """Close the socket: the server exits, and every launcher it forked dies with it."""
+    def _stop(self, *, kill: bool = False) -> None:
+        """Close the socket: the server exits, and every launcher it forked dies with it. A server that does not
+        exit (hung, stopped), or one that failed (`kill`), is killed: it must not go on holding launchers."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
         if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            if kill:
+                self._process.kill()
+            try:
                 self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
             self._process = None
 
 

@@ -167,7 +167,13 @@ async def run_contained(
         control.attach(kill_tree)
         if admit is None:
             if started is not None:
-                await started()
+                try:
+                    await started()
+                except SandboxSetupFailed:
+                    if not control.killed:
+                        raise
+                    # Killed while it set up (before the exec, or with nothing handed over): nothing of the
+                    # command ran; the run is reported killed, as when the copy backend's gate never opened.
         else:
             ready, confine_error = await _ready_and_confined(process, confine)
             if ready:

@@ -92,9 +92,14 @@ def serve(control_fd: int) -> None:
         if not message:
             return
         status_fd = fds.pop(4) if len(fds) > 4 else -1
+        pid = 0
         try:
             with open(os.fsdecode(message), "rb") as stream:
                 request = json.load(stream)
+            # Checked before the fork: a status pipe of -1 would crash `_reap`, and every launcher with the server.
+            wanted = 4 + len(request["pass_fds"])
+            if status_fd < 0 or len(fds) != wanted:
+                raise ValueError(f"{len(fds) + (status_fd >= 0)} descriptors for a request of {wanted + 1}")
             pid = os.fork()
             if pid == 0:
                 launch(request, fds, server)
@@ -104,8 +109,10 @@ def serve(control_fd: int) -> None:
                 socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
             finally:
                 os.close(pidfd)
-        except (OSError, ValueError) as error:
-            control.send(json.dumps({"error": str(error)}).encode())
+        except (OSError, ValueError, KeyError, TypeError) as error:  # (a malformed request: the server goes on)
+            if pid > 0:  # forked, but the body has no handle on it: it must not run (unreaped: never a reused pid)
+                os.kill(pid, signal.SIGKILL)
+            control.send(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode())
         finally:
             for fd in [*fds, status_fd]:
                 if fd >= 0:
@@ -122,8 +129,8 @@ def _reap(statuses: dict[int, int]) -> None:
             return
         if pid == 0:
             return
-        fd = statuses.pop(pid, None)
-        if fd is not None:
+        fd = statuses.pop(pid, -1)
+        if fd >= 0:
             with contextlib.suppress(OSError):
                 os.write(fd, str(os.waitstatus_to_exitcode(status)).encode())
             os.close(fd)
