@@ -1,0 +1,254 @@
+"""Adversarial review of #19 point 6: a reviewer or captain agent's new logic version votes in shadow first (kept on
+the decision, never counted) and is rolled out like a worker's. Attacks by one reviewer token or a compromised
+runner, and by a confused operator: make a shadow vote count, go live without a shadow period, dodge a rollback, or
+feed the rollout a version other than the one it routed. Brain-level, over the HTTP API on every state engine
+(SQLite on a real file).
+
+"Withstood": the attack held; "Was a hole … fixed by …": fixed here; strict xfail "HOLE": left for its owner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agent_runner.reviewer import deadlock_prompt
+from brain_server import Brain, BrainSettings
+from brain_server.rollout import rolled_back
+from brain_server.state import LogEntry
+from shared_protocol.config import ConsensusConfig
+from shared_protocol.decisions import Decision, LadderStep, Vote
+from swarm_cli.decision_cmds import how_to_answer
+
+from .helpers import BrainClient, decision_request, engine_url, live_reviewers, ok, refused
+from .test_reviewer_rollout import (
+    OTHERS,
+    REVIEWERS,
+    ROLLOUT,
+    V1,
+    V2,
+    last_vote,
+    live_v1_with_history,
+    propose,
+    status,
+    vote,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> BrainSettings:
+    return BrainSettings(
+        database_url=engine_url("sqlite", tmp_path),
+        consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=3600),
+        rollout=ROLLOUT,
+        captain_agents=["cap"],
+    )
+
+
+@pytest.fixture
+async def panel(api: BrainClient) -> BrainClient:
+    for name in [*REVIEWERS, "cap"]:
+        await api.add_token(name, "reviewer", agent=name)
+    await api.add_token("claude-body", "body", agent="claude")
+    await api.add_token("rev-a-body", "body", agent="rev-a")
+    await live_reviewers(api, OTHERS)
+    return api
+
+
+def body(value: str, version: str | None) -> dict[str, object]:
+    found: dict[str, object] = {"value": value, "reason": f"says {value}"}
+    if version is not None:
+        found["logic_version"] = version
+    return found
+
+
+# -- making a shadow vote count -----------------------------------------------------------------------------------
+
+
+async def test_a_shadow_vote_never_replaces_the_seats_counted_vote_nor_fills_a_seat(panel: BrainClient) -> None:
+    """Withstood: rev-a's live version approves (counted), then its new version denies on the same decision (shadow,
+    later): the seat's counted vote stays the approval (`latest` skips shadow votes), two more approvals settle it as
+    3 approve 0 deny; and a shadow vote alone leaves the seat open in `swarm show`'s "how to answer"."""
+    await live_v1_with_history(panel, decisions=1)
+    decision_id = await propose(panel)
+    await vote(panel, decision_id, "rev-a", "approve", V1)
+    denied = await vote(panel, decision_id, "rev-a", "deny", V2)
+    assert last_vote(denied, "rev-a")["shadow"] is True and denied["state"] == "pending"
+    await vote(panel, decision_id, "rev-b", "approve")
+    settled = await vote(panel, decision_id, "rev-c", "approve")
+    assert settled["state"] == "approved" and "3 approve, 0 deny" in settled["answers"][-1]["reason"], settled
+    # three new versions deny in shadow: nothing is denied, no seat is filled
+    other = await propose(panel, 1)
+    for name in ["rev-b", "rev-c", "rev-d"]:
+        after = await vote(panel, other, name, "deny", f"lv-new-{name}")
+    assert after["state"] == "pending" and all(v["shadow"] for v in after["votes"]), after
+    lines = how_to_answer(Decision.model_validate(after))
+    assert any("rev-a, rev-b, rev-c, rev-d, rev-e" in line for line in lines), lines
+
+
+async def test_a_vote_on_a_final_decision_or_its_own_proposal_moves_no_rollout(panel: BrainClient) -> None:
+    """Withstood: a flood of votes at a new version on decisions already final, or on decisions the agent proposed
+    itself (a body token of the same agent name), is refused before the rollout is asked: no candidate, no shadow
+    vote counted toward its period."""
+    decision_id = await propose(panel)
+    for name in OTHERS:
+        await vote(panel, decision_id, name, "approve")
+    for n in range(3):
+        late = await panel.post(f"/v1/decisions/{decision_id}/votes", body("approve", f"lv-late{n}"), as_="rev-a")
+        refused(late, 409, "not_pending")
+    request = decision_request(
+        "body-a", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py"], agent="rev-a"
+    )
+    own = ok(await panel.post("/v1/decisions", request, as_="rev-a-body"), 201)
+    refused(
+        await panel.post(f"/v1/decisions/{own['id']}/votes", body("approve", "lv-own"), as_="rev-a"), 403, "forbidden"
+    )
+    refused(await panel.get("/v1/agents/rev-a/rollout", as_="approver"), 404, "not_found")
+
+
+async def test_another_agents_live_version_is_a_new_version_for_this_one(panel: BrainClient) -> None:
+    """Withstood: rev-a names rev-b's live version (V1, live for rev-b by a captain's override): rollouts are per
+    agent, so for rev-a it is a version never seen: its candidate, in shadow."""
+    decision_id = await propose(panel)
+    shadow = await vote(panel, decision_id, "rev-a", "deny", V1)
+    assert last_vote(shadow, "rev-a")["shadow"] is True
+    assert (await status(panel))["state"]["candidate"] == V1
+
+
+# -- bad logic versions at the HTTP route -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [None, "", "   ", "x" * 201])
+async def test_a_vote_without_a_usable_logic_version_is_refused_and_nothing_is_written(
+    panel: BrainClient, brain: Brain, version: str | None
+) -> None:
+    """Withstood: no version, an empty or blank one, or one over 200 characters is refused 422 naming
+    `logic_version`; the decision keeps no vote and the agent has no rollout."""
+    decision_id = await propose(panel)
+    answer = refused(
+        await panel.post(f"/v1/decisions/{decision_id}/votes", body("approve", version), as_="rev-a"),
+        422,
+        "invalid_request",
+    )
+    assert "logic_version" in str(answer)
+    stored = await brain.state.decision(decision_id)
+    assert stored is not None and stored.votes == []
+    assert await brain.state.rollout("rev-a") is None
+
+
+async def test_the_version_a_vote_is_recorded_at_is_the_one_the_rollout_routed(panel: BrainClient) -> None:
+    """Was a hole (medium): the route stripped the vote's logic version to ask the rollout (" lv-x " routed as the
+    candidate "lv-x") but stored it unstripped on the vote, and the evaluation matches votes by exact version: a
+    runner padding its candidate's version kept every vote of it out of its own evaluation (never compared, never
+    rolled back), and a padded live version's counted votes out of the live rate. Fixed by recording the stripped
+    version the rollout routed. A unicode version is kept as given, on both."""
+    await live_v1_with_history(panel, decisions=1)
+    decision_id = await propose(panel)
+    padded = await vote(panel, decision_id, "rev-a", "deny", f"  {V2}\t")
+    assert last_vote(padded, "rev-a")["logic_version"] == V2
+    report = await status(panel)
+    assert report["state"]["candidate"] == V2 and report["shadow_tasks"] == 1, report
+    other = await propose(panel, 1)
+    unicode = await vote(panel, other, "rev-a", "deny", "lv-ünïcødé-✓")
+    assert last_vote(unicode, "rev-a")["logic_version"] == "lv-ünïcødé-✓"
+    assert (await status(panel))["state"]["candidate"] == "lv-ünïcødé-✓"
+
+
+# -- the rollout state: fresh on every vote, and races ------------------------------------------------------------
+
+
+async def test_a_rollback_written_by_another_process_takes_effect_on_the_next_vote(
+    panel: BrainClient, brain: Brain
+) -> None:
+    """Withstood: the reviewer's rollout is read from the state engine on every vote (the evaluation cache is for
+    workers' inputs only): a rollback written straight to the engine, as another process (a CLI) would, makes the
+    candidate's next vote a shadow one though it had reached its canary share."""
+    await live_v1_with_history(panel, decisions=1)
+    first = await propose(panel)
+    await vote(panel, first, "rev-a", "approve", V2)
+    url = "/v1/agents/rev-a/rollout"
+    ok(await panel.post(f"{url}/promote", {"reason": "canary"}, as_="captain"))
+    ok(await panel.post(f"{url}/promote", {"reason": "50%"}, as_="captain"))
+    ok(await panel.post(f"{url}/promote", {"reason": "100%"}, as_="captain"))
+    at_full = await status(panel)
+    assert (at_full["state"]["stage"], at_full["percent"]) == ("canary", 100), at_full
+    counted = await vote(panel, await propose(panel, 1), "rev-a", "approve", V2)
+    assert last_vote(counted, "rev-a")["shadow"] is False
+    state = await brain.state.rollout("rev-a")
+    assert state is not None
+    entry = LogEntry(at=datetime.now(UTC), action="rollout_rollback", by="cli", reason="by hand", target="rev-a")
+    await brain.state.put_rollout(rolled_back(state), entry)
+    after = await vote(panel, await propose(panel, 2), "rev-a", "approve", V2)
+    assert last_vote(after, "rev-a")["shadow"] is True
+
+
+async def test_concurrent_votes_at_new_versions_on_one_decision_all_stay_in_shadow(panel: BrainClient) -> None:
+    """Withstood: rev-a votes at four new versions at once on one decision (a runner switching version mid-decision,
+    racing): the lock serialises the rollout; every vote is kept in shadow, the seat stays empty, one candidate."""
+    await live_v1_with_history(panel, decisions=1)
+    decision_id = await propose(panel)
+    versions = [f"lv-race{n}" for n in range(4)]
+
+    async def cast(version: str) -> None:
+        await vote(panel, decision_id, "rev-a", "approve", version)
+
+    async with anyio.create_task_group() as group:
+        for version in versions:
+            group.start_soon(cast, version)
+    shown = ok(await panel.get(f"/v1/decisions/{decision_id}", as_="approver"))
+    assert sorted(v["logic_version"] for v in shown["votes"]) == versions
+    assert all(v["shadow"] for v in shown["votes"]) and shown["state"] == "pending"
+    assert (await status(panel))["state"]["candidate"] in versions
+
+
+# -- what the captain agent is shown, and its veto ----------------------------------------------------------------
+
+
+def test_the_captain_agents_deadlock_prompt_marks_shadow_votes() -> None:
+    """Was a hole (low): the captain agent's deadlock prompt listed every vote, shadow ones too, under "a later vote
+    by the same voter replaces its earlier one": rev-a's live approval followed by its new version's shadow deny read
+    as rev-a denying, so a candidate's uncounted vote steered the deadlock breaker. Fixed by marking each shadow vote
+    as kept, not counted."""
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    counted = Vote(voter="rev-a", value="approve", rationale="fine", at=at, agent="rev-a", logic_version=V1)
+    shadow = Vote(voter="rev-a", value="deny", rationale="no", at=at, agent="rev-a", logic_version=V2, shadow=True)
+    request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py"])
+    decision = Decision.model_validate(
+        {
+            **request,
+            "id": "dec_1",
+            "state": "pending",
+            "needs": "consensus",
+            "created_at": at,
+            "deadline": at,
+            "panel": REVIEWERS,
+            "quorum": 3,
+            "answers": [],
+            "rules_version": "rules-1",
+            "action": None,
+            "votes": [counted, shadow],
+            "ladder": [LadderStep(kind="captain_agent", at=at, reason="tied")],
+        }
+    )
+    prompt = deadlock_prompt(decision)
+    (approve,) = [line for line in prompt.splitlines() if "rev-a" in line and "approve" in line]
+    (deny,) = [line for line in prompt.splitlines() if "rev-a" in line and "deny" in line]
+    assert "shadow" not in approve and "shadow" in deny and "not counted" in deny, prompt
+
+
+@pytest.mark.xfail(strict=True, reason="HOLE (low): a captain agent's veto names no logic version")
+async def test_a_captain_agents_veto_goes_through_its_rollout(panel: BrainClient) -> None:
+    """HOLE (low): the captain agent's override (a veto) names no logic version and never asks the rollout: a new
+    version of the captain agent (or a runner at a version rolled back) vetoes a pending decision at once, where its
+    vote would be kept in shadow. Reproduce: POST /v1/decisions/{id}/override {"reason": "…"} with the captain
+    agent's token → 200, the decision is overridden. (The runner itself never vetoes, and any token holder can name
+    the live version anyway, so this is defence in depth.) Fix: `DecisionOverrideRequest.logic_version`, required of
+    an agent's token like a vote's, and `Rollouts.vote` asked: a veto by a version not voting live is refused (a
+    veto has no shadow form)."""
+    decision_id = await propose(panel)
+    answer = await panel.post(f"/v1/decisions/{decision_id}/override", {"reason": "stop"}, as_="cap")
+    refused(answer, 422, "invalid_request")
