@@ -740,6 +740,12 @@ class Brain:
                     "version of a reviewer votes in shadow first",
                     field="logic_version",
                 )
+            if not version.isprintable():  # (shown in `swarm show` and `swarm rollout status`: no forged lines)
+                raise InvalidRequest(
+                    f"the logic version of agent '{voter.agent}''s vote has a control character (a newline, a tab): "
+                    "the agent runner sends its logic version as one printable word",
+                    field="logic_version",
+                )
             shadow = not await self.rollouts.vote(voter.agent, version, decision_id)
         detail: dict[str, object] = {"value": request.value, "voter": voter.seat}
         if voter.agent is not None:
