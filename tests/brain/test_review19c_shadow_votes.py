@@ -23,7 +23,7 @@ from shared_protocol.decisions import Decision, LadderStep, Vote
 from swarm_cli.decision_cmds import how_to_answer
 from tests.cli.inprocess import swarm_on as swarm
 
-from .helpers import BrainClient, decision_request, engine_url, live_brain, live_reviewers, ok, refused
+from .helpers import BrainClient, decision_request, engine_url, live_brain, live_reviewers, ok, refused, registration
 from .test_reviewer_rollout import (
     OTHERS,
     REVIEWERS,
@@ -118,6 +118,29 @@ async def test_another_agents_live_version_is_a_new_version_for_this_one(panel: 
     shadow = await vote(panel, decision_id, "rev-a", "deny", V1)
     assert last_vote(shadow, "rev-a")["shadow"] is True
     assert (await status(panel))["state"]["candidate"] == V1
+
+
+async def test_a_reviewers_live_version_does_not_let_a_body_of_its_name_work_live(panel: BrainClient) -> None:
+    """Was a hole (medium, a confused operator): a body token bound to a reviewer agent's name (nothing stops
+    `swarm brain token create --role body --agent rev-a`) claimed live at the reviewer's live version: the captain's
+    readiness override that let the reviewer's votes count passed the live gate, and `Rollouts.route` never looked
+    at whether the rollout was a voter's, so it worked tasks live with no shadow period of any work (and a shadow
+    claim at a new version replaced the reviewer's candidate). `Rollouts.vote` already refused the converse. Fixed:
+    `route` refuses (409 invalid_transition) a claim against a reviewer's rollout."""
+    await live_v1_with_history(panel, decisions=1)
+    ok(await panel.post("/v1/bodies/register", registration("body-ra"), as_="rev-a-body"))
+    task = ok(
+        await panel.post("/v1/tasks", {"title": "t", "acceptance": "pytest -q", "repo": "/srv/app"}, as_="approver"),
+        201,
+    )
+    for mode, version in [("live", V1), ("shadow", "lv-worker")]:
+        claim = {"body_id": "body-ra", "agent": "rev-a", "mode": mode, "logic_version": version, "task_id": task["id"]}
+        answer = refused(await panel.post("/v1/tasks/claim", claim, as_="rev-a-body"), 409, "invalid_transition")
+        assert "reviewer" in answer["message"], answer
+    state = (await status(panel))["state"]
+    assert (state["live_version"], state["candidate"], state["voter"]) == (V1, None, True)
+    shown = ok(await panel.get(f"/v1/tasks/{task['id']}", as_="approver"))
+    assert shown["state"] == "queued", shown
 
 
 # -- bad logic versions at the HTTP route -------------------------------------------------------------------------
