@@ -172,6 +172,18 @@ async def test_a_reviewers_live_version_does_not_let_a_body_of_its_name_work_liv
     assert shown["state"] == "queued", shown
 
 
+async def test_abstaining_in_shadow_never_inflates_a_candidates_agreement(panel: BrainClient, brain: Brain) -> None:
+    """Withstood: a candidate that abstains on everything (never wrong, never right) is compared and disagrees (an
+    abstention never agrees): 0/2 against the live version's 5/5 rolls it back (p = 1/21 < 0.05)."""
+    await live_v1_with_history(panel, decisions=5)
+    await reviewed(panel, V2, "abstain", decisions=1, start=0)
+    held = await status(panel)
+    assert held["state"]["candidate"] == V2 and held["candidate_tasks"] == 1, held
+    await reviewed(panel, V2, "abstain", decisions=1, start=1)
+    stored = await brain.state.rollout("rev-a")
+    assert stored is not None and stored.rolled_back == [V2] and stored.candidate is None
+
+
 # -- bad logic versions at the HTTP route -------------------------------------------------------------------------
 
 
