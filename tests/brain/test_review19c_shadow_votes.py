@@ -142,7 +142,8 @@ async def test_a_reviewers_first_version_that_always_disagrees_does_not_go_live_
     for rev-a, rev-a votes deny at V2 on three decisions the others approve, advance `shadow_days`, read the rollout:
     V2 is live. Fix: for `live is None`, promote only when its compared shadow votes number `min_shadow_tasks` and
     agree with the panel at least as often as not (or whatever rate PRODUCT.md settles on); else hold and say so
-    (a human captain may still promote or override)."""
+    (a human captain may still promote or override). README "Rollout" states today's rule (a shadow period of
+    decisions voted on); this asks the owner to reconsider it: the panel gives a reviewer a baseline a worker lacks."""
     await reviewed(panel, V2, "deny", decisions=3)
     clock.advance(ROLLOUT.shadow_days * 86_400)
     state = (await status(panel))["state"]
@@ -397,8 +398,9 @@ async def test_a_captain_agents_veto_goes_through_its_rollout(panel: BrainClient
     """HOLE (low): the captain agent's override (a veto) names no logic version and never asks the rollout: a new
     version of the captain agent (or a runner at a version rolled back) vetoes a pending decision at once, where its
     vote would be kept in shadow. Reproduce: POST /v1/decisions/{id}/override {"reason": "…"} with the captain
-    agent's token → 200, the decision is overridden. (The runner itself never vetoes, and any token holder can name
-    the live version anyway, so this is defence in depth.) Fix: `DecisionOverrideRequest.logic_version`, required of
+    agent's token → 200, the decision is overridden. (README "Rollout" documents it: "A captain agent's veto carries no
+    version and is not rolled out"; the runner itself never vetoes, and any token holder can name the live version
+    anyway, so this is defence in depth.) Fix: `DecisionOverrideRequest.logic_version`, required of
     an agent's token like a vote's, and `Rollouts.vote` asked: a veto by a version not voting live is refused (a
     veto has no shadow form)."""
     decision_id = await propose(panel)
