@@ -18,6 +18,8 @@ from agent_runner.reviewer import deadlock_prompt
 from brain_server import Brain, BrainSettings
 from brain_server.rollout import rolled_back
 from brain_server.state import LogEntry, sqlite_url
+from brain_server.wake.records import Escalation
+from shared_protocol.brain import Task
 from shared_protocol.config import ConsensusConfig
 from shared_protocol.decisions import Decision, LadderStep, Vote
 from swarm_cli.decision_cmds import how_to_answer
@@ -337,6 +339,47 @@ async def test_a_rollback_landing_between_the_rollouts_answer_and_the_write_leav
     monkeypatch.setattr(brain.rollouts, "vote", then_rolled_back)
     voted = await vote(panel, await propose(panel, 2), "rev-a", "deny", V2)
     assert last_vote(voted, "rev-a")["shadow"] is True, voted
+
+
+class Redacting:
+    """A `rewrite_records` change as `swarm privacy migrate`'s (`RecordProtection`): each vote's rationale rewritten,
+    nothing else of the decision."""
+
+    def task(self, task: Task) -> Task | None:
+        return None
+
+    def decision(self, decision: Decision) -> Decision | None:
+        return decision.model_copy(
+            update={"votes": [v.model_copy(update={"rationale": "[pii]"}) for v in decision.votes]}
+        )
+
+    def escalation(self, escalation: Escalation) -> Escalation | None:
+        return None
+
+    def reason(self, reason: str) -> str | None:
+        return None
+
+
+async def test_a_privacy_rewrite_keeps_which_votes_are_shadow_and_at_which_version(
+    panel: BrainClient, brain: Brain
+) -> None:
+    """Withstood: `swarm privacy migrate` rewrites every stored decision (`rewrite_records`); a shadow vote stays a
+    shadow vote at its version (it does not start counting, and the rollout's evaluation still sees it), on both
+    engines."""
+    await live_v1_with_history(panel, decisions=1)
+    decision_id = await propose(panel)
+    await vote(panel, decision_id, "rev-a", "deny", V2)
+    before = await status(panel)
+    entry = LogEntry(at=datetime.now(UTC), action="privacy_migrate", by="captain", reason="migrate")
+    changed = await brain.state.rewrite_records(Redacting(), entry)
+    assert changed["decisions"] >= 1, changed
+    stored = await brain.state.decision(decision_id)
+    assert stored is not None
+    assert [(v.voter, v.shadow, v.logic_version, v.rationale) for v in stored.votes] == [("rev-a", True, V2, "[pii]")]
+    after = await status(panel)
+    assert (after["shadow_tasks"], after["state"]["candidate"]) == (before["shadow_tasks"], V2) == (1, V2)
+    settled = await vote(panel, decision_id, "rev-b", "approve")
+    assert settled["state"] == "pending"  # (rev-a's seat is still empty: one counted approval of three)
 
 
 async def test_concurrent_votes_at_new_versions_on_one_decision_all_stay_in_shadow(panel: BrainClient) -> None:
