@@ -118,11 +118,16 @@ def breaks(decision: Decision, agent: str) -> bool:
     return step.kind == "captain_agent" and all(v.voter != agent or v.at <= step.at for v in decision.votes)
 
 
+_SHADOW = " [shadow: a new logic version's vote, kept and not counted; it replaces no earlier vote]"
+
+
 def deadlock_prompt(decision: Decision) -> str:
     """What the captain agent is shown of a deadlocked decision: the proposal (`review_prompt`), every vote with its
     rationale so far, and the ladder's steps."""
     votes = "\n".join(
-        f"  - {v.voter} ({v.role or 'rule reviewer'}): {v.value}: {_quoted(v.rationale[:500])}" for v in decision.votes
+        f"  - {v.voter} ({v.role or 'rule reviewer'}): {v.value}{_SHADOW if v.shadow else ''}: "
+        f"{_quoted(v.rationale[:500])}"
+        for v in decision.votes
     )
     ladder = "\n".join(f"  - {step.kind}: {_quoted(step.reason)}" for step in decision.ladder)
     return (

@@ -88,7 +88,8 @@ class Rollouts:
     # -- claims ------------------------------------------------------------------------------
 
     async def route(self, agent: str, version: str, mode: ClaimMode) -> tuple[int, int] | None:
-        """The canary buckets a claim by `agent` at `version` may take (None: any task), or `NotReady`.
+        """The canary buckets a claim by `agent` at `version` may take (None: any task), or `NotReady`
+        (`InvalidTransition`: `agent` is a reviewer or captain agent, whose versions vote).
 
         A version the brain has not seen becomes the candidate (in shadow); a live claim by a candidate in shadow,
         by a version rolled back or by a new one is refused; the first version of an agent to work live becomes
@@ -98,6 +99,11 @@ class Rollouts:
         async with self._lock:
             now = self._now()
             state = await self._state.rollout(agent) or RolloutState(agent=agent)
+            if state.voter:  # (its live version's readiness override let its votes count, never a body's work)
+                raise InvalidTransition(
+                    f"agent '{agent}' has a reviewer's rollout (its versions vote on decisions): a body token of that "
+                    "name cannot claim tasks; give the worker an agent name of its own"
+                )
             if version in state.rolled_back:
                 if mode == "shadow":
                     return None

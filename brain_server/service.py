@@ -727,7 +727,7 @@ class Brain:
         audited as one, and counts for nothing."""
         voter = await self._unpaused(self._voter(by), doing="vote")
         request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
-        shadow = False
+        shadow, version = False, None
         if voter.agent is not None:
             current = await self.decision(decision_id)
             context = await self._governance_context(current)
@@ -740,10 +740,16 @@ class Brain:
                     "version of a reviewer votes in shadow first",
                     field="logic_version",
                 )
+            if not version.isprintable():  # (shown in `swarm show` and `swarm rollout status`: no forged lines)
+                raise InvalidRequest(
+                    f"the logic version of agent '{voter.agent}''s vote has a control character (a newline, a tab): "
+                    "the agent runner sends its logic version as one printable word",
+                    field="logic_version",
+                )
             shadow = not await self.rollouts.vote(voter.agent, version, decision_id)
         detail: dict[str, object] = {"value": request.value, "voter": voter.seat}
         if voter.agent is not None:
-            detail.update(logic_version=request.logic_version, shadow=shadow)
+            detail.update(logic_version=version, shadow=shadow)
         return await self._change(
             by,
             decision_id,
@@ -754,7 +760,7 @@ class Brain:
                 reason=request.reason,
                 now=now,
                 context=context,
-                logic_version=request.logic_version,
+                logic_version=version,  # (the version the rollout routed, stripped: the evaluation matches it)
                 shadow=shadow,
             ),
             action=action,

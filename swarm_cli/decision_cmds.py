@@ -143,7 +143,9 @@ def cmd_vote(args: argparse.Namespace) -> int:
     version = (args.logic_version or "").strip() or None
     try:
         request = VoteRequest(value=args.value, reason=args.reason, logic_version=version)
-    except ValidationError:
+    except ValidationError as error:
+        if any(e["loc"] and e["loc"][0] == "logic_version" for e in error.errors()):
+            raise UserError("--logic-version is at most 200 characters: the agent's logic version") from None
         raise UserError("--reason must not be empty: a vote says why") from None
     decision = _context.on_brain(args, command=args.command, call=lambda client: client.vote(args.id, request))
     mine = [v for v in decision.votes if v.logic_version == version and v.agent is not None] if version else []
