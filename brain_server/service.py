@@ -16,8 +16,8 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -748,8 +748,17 @@ class Brain:
                 )
             shadow = not await self.rollouts.vote(voter.agent, version, decision_id)
         detail: dict[str, object] = {"value": request.value, "voter": voter.seat}
-        if voter.agent is not None:
+        agent = voter.agent
+        if agent is not None:
             detail.update(logic_version=version, shadow=shadow)
+
+        async def recheck() -> None:
+            # Under the rollout lock, just before the write: a rollback since `Rollouts.vote` answered keeps it shadow.
+            nonlocal shadow
+            if agent is not None and version is not None and not shadow:
+                shadow = not await self.rollouts.still_counts(agent, version, decision_id)
+                detail.update(shadow=shadow)
+
         return await self._change(
             by,
             decision_id,
@@ -766,6 +775,8 @@ class Brain:
             action=action,
             reason=request.reason,
             detail=detail,
+            held=self.rollouts.held() if agent is not None else None,
+            before=recheck,
         )
 
     async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
@@ -800,17 +811,24 @@ class Brain:
         action: Literal["vote", "approve", "deny", "override"],
         reason: str,
         detail: dict[str, object],
+        held: anyio.Lock | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Decision:
-        """Read the decision, `step` it, compare-and-set it (again on a lost race), then tell whom it concerns."""
+        """Read the decision, `step` it, compare-and-set it (again on a lost race), then tell whom it concerns.
+
+        `before` runs just before each read-step-write, all under `held` when given (a vote's rollout check)."""
         while True:
-            current = await self.decision(decision_id)
-            now = self.now()
-            updated = step(current, now, await self._governance_context(current))
-            entry = {**detail, "from": current.state, "to": updated.state}
-            if updated.ladder != current.ladder:
-                entry["ladder"] = [s.kind for s in updated.ladder[len(current.ladder) :]]
-            log = by.entry(action, at=now, reason=reason, target=decision_id, detail=entry)
-            replaced = await self.state.replace_decision(updated, expected=current.state, log=log, previous=current)
+            async with held if held is not None else nullcontext():
+                if before is not None:
+                    await before()
+                current = await self.decision(decision_id)
+                now = self.now()
+                updated = step(current, now, await self._governance_context(current))
+                entry = {**detail, "from": current.state, "to": updated.state}
+                if updated.ladder != current.ladder:
+                    entry["ladder"] = [s.kind for s in updated.ladder[len(current.ladder) :]]
+                log = by.entry(action, at=now, reason=reason, target=decision_id, detail=entry)
+                replaced = await self.state.replace_decision(updated, expected=current.state, log=log, previous=current)
             if replaced is not None:
                 await self._after_change(current, updated, replaced.ended, by=by.name, reason=f"{action}: {reason}")
                 return updated

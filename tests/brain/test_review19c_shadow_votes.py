@@ -312,16 +312,16 @@ async def test_a_rollback_written_by_another_process_takes_effect_on_the_next_vo
     assert last_vote(after, "rev-a")["shadow"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a rollback between the rollout's answer and the vote's write")
 async def test_a_rollback_landing_between_the_rollouts_answer_and_the_write_leaves_no_counted_vote(
     panel: BrainClient, brain: Brain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """HOLE (low, a race): `Service.vote` asks `Rollouts.vote` whether the vote counts, then writes it in
+    """Was a hole (low, a race): `Service.vote` asked `Rollouts.vote` whether the vote counts, then wrote it in
     `_change`; a rollback (by the brain's tick on another decision settling, or a human captain) landing in between
-    leaves one counted vote by a version rolled back. Reproduce: the interleaving below (the real `Rollouts.vote`,
-    then the rollback written, then the write). Fix: decide `shadow` again inside the `_change` step from the rollout
-    state read with the decision (or re-check it after the write and demote the vote), so a version rolled back
-    before the write never counts."""
+    left one counted vote by a version rolled back. Reproduced by the interleaving below (the real `Rollouts.vote`,
+    then the rollback written, then the write). Fixed by deciding again just before the write, under the rollout
+    lock held across the write (`Rollouts.still_counts`, `held`): a version rolled back before the write never
+    counts (this brain's own rollbacks cannot land in between; another process's could only in the instant between
+    that check and the write)."""
     await live_v1_with_history(panel, decisions=1)
     await vote(panel, await propose(panel, 1), "rev-a", "approve", V2)
     for reason in ["canary", "50%", "100%"]:
