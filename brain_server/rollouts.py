@@ -303,8 +303,13 @@ class Rollouts:
             kind="rollout_rollback",
             body_id=f"agent:{agent}",
             title=f"Agent {agent}: logic version {state.candidate} rolled back",
-            summary=f"{found.next}. The live version {state.live_version} takes every task again. "
-            f"See `swarm rollout status {agent}`.",
+            summary=f"{found.next}. "
+            + (
+                f"The live version {state.live_version} takes every task again. "
+                if state.live_version is not None
+                else "It has no live version: its votes stay in shadow until a new version proves itself. "
+            )
+            + f"See `swarm rollout status {agent}`.",
             facts={m.name: f"candidate {m.candidate}, live {m.live}, {m.test}" for m in found.comparison.metrics},
             episode=f"rollback {agent}@{state.candidate}",
         )

@@ -18,6 +18,7 @@ from agent_runner.reviewer import deadlock_prompt
 from brain_server import Brain, BrainSettings
 from brain_server.rollout import rolled_back
 from brain_server.state import LogEntry, sqlite_url
+from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.records import Escalation
 from shared_protocol.brain import Task
 from shared_protocol.config import ConsensusConfig
@@ -133,23 +134,38 @@ async def test_another_agents_live_version_is_a_new_version_for_this_one(panel: 
     assert (await status(panel))["state"]["candidate"] == V1
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (medium): a first version goes live whatever its shadow votes said")
 async def test_a_reviewers_first_version_that_always_disagrees_does_not_go_live_by_itself(
-    panel: BrainClient, clock: Clock
+    panel: BrainClient, brain: Brain, clock: Clock, pages: MemoryChannel
 ) -> None:
-    """HOLE (medium): a reviewer agent with no live version yet has its first version's votes counted once it voted in
-    shadow on `min_shadow_tasks` decisions over `shadow_days` (`evaluate_votes`, `live is None`), whatever those
-    votes were: one that denied every change the panel approved (0/3 agreeing) goes live by itself. A worker's first
-    version has no baseline to compare with; a reviewer's has one, the panel's counted votes. Reproduce: no override
-    for rev-a, rev-a votes deny at V2 on three decisions the others approve, advance `shadow_days`, read the rollout:
-    V2 is live. Fix: for `live is None`, promote only when its compared shadow votes number `min_shadow_tasks` and
-    agree with the panel at least as often as not (or whatever rate PRODUCT.md settles on); else hold and say so
-    (a human captain may still promote or override). README "Rollout" states today's rule (a shadow period of
-    decisions voted on); this asks the owner to reconsider it: the panel gives a reviewer a baseline a worker lacks."""
+    """Was a hole (medium): a reviewer agent with no live version yet had its first version's votes counted once it
+    voted in shadow on `min_shadow_tasks` decisions over `shadow_days` (`evaluate_votes`, `live is None`), whatever
+    those votes were: one that denied every change the panel approved (0/3 agreeing) went live by itself. A worker's
+    first version has no baseline to compare with; a reviewer's has one, the panel's counted votes. Fixed: with no
+    live version the baseline is the panel's other counted seats on the same decisions (each against the others'
+    majority, `seats_agreement`): promoted only with `min_shadow_tasks` compared votes agreeing at least as often,
+    rolled back (and paged) when a one-sided Fisher test says it agrees less — here 0/2 against the seats' 6/6
+    (p = 1/28) on the second decision; its third shadow deny stays shadow, and the shadow days change nothing."""
     await reviewed(panel, V2, "deny", decisions=3)
     clock.advance(ROLLOUT.shadow_days * 86_400)
     state = (await status(panel))["state"]
-    assert state["live_version"] is None and state["candidate"] == V2, state
+    assert (state["live_version"], state["candidate"], state["rolled_back"]) == (None, None, [V2]), state
+    await brain.escalator.tick()
+    with anyio.fail_after(5):
+        sent = await pages.wait_for(1)
+    assert any(V2 in page.title and "rolled back" in page.title for page in sent)
+    rollback = [e for e in await brain.state.log_entries(limit=500) if e.action == "rollout_rollback"]
+    assert len(rollback) == 1 and "the panel's other seats 6/6" in rollback[0].reason, rollback
+
+
+async def test_a_reviewers_first_version_with_too_few_compared_votes_holds(panel: BrainClient, clock: Clock) -> None:
+    """With no live version, shadow votes on decisions that never settle compare with nothing: past `shadow_days`
+    and `min_shadow_tasks` decisions voted on, it holds in shadow and says why (a human captain may still promote)."""
+    for n in range(3):
+        await vote(panel, await propose(panel, n), "rev-a", "approve", V2)
+    clock.advance(ROLLOUT.shadow_days * 86_400)
+    report = await status(panel)
+    assert (report["state"]["live_version"], report["state"]["candidate"]) == (None, V2), report
+    assert "0 compared" in report["next"] and "swarm rollout promote rev-a" in report["next"], report
 
 
 async def test_a_reviewers_live_version_does_not_let_a_body_of_its_name_work_live(panel: BrainClient) -> None:
