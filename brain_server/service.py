@@ -98,6 +98,7 @@ from .exceptions import (
     ChainMismatch,
     Forbidden,
     InvalidRequest,
+    InvalidTransition,
     NotFound,
     NothingToReverse,
     NotPending,
@@ -733,19 +734,7 @@ class Brain:
             context = await self._governance_context(current)
             # (refused here as the vote itself would be: no rollout moves for a vote that is never cast)
             governance.cast(current, voter, request.value, reason=request.reason, now=self.now(), context=context)
-            version = (request.logic_version or "").strip()
-            if not version:
-                raise InvalidRequest(
-                    f"a vote by agent '{voter.agent}' names its logic version (the agent runner sends it): a new "
-                    "version of a reviewer votes in shadow first",
-                    field="logic_version",
-                )
-            if not version.isprintable():  # (shown in `swarm show` and `swarm rollout status`: no forged lines)
-                raise InvalidRequest(
-                    f"the logic version of agent '{voter.agent}''s vote has a control character (a newline, a tab): "
-                    "the agent runner sends its logic version as one printable word",
-                    field="logic_version",
-                )
+            version = _agent_version(voter.agent, request.logic_version, doing="vote")
             shadow = not await self.rollouts.vote(voter.agent, version, decision_id)
         detail: dict[str, object] = {"value": request.value, "voter": voter.seat}
         agent = voter.agent
@@ -779,17 +768,50 @@ class Brain:
             before=recheck,
         )
 
-    async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
-        """A captain's veto or force (see `governance.override`): at once, audited, with its reason."""
+    async def override(
+        self,
+        by: Principal,
+        decision_id: str,
+        action: OverrideAction,
+        reason: str,
+        *,
+        logic_version: str | None = None,
+    ) -> Decision:
+        """A captain's veto or force (see `governance.override`): at once, audited, with its reason.
+
+        The captain agent's veto names its logic version (`InvalidRequest` otherwise) and goes through its rollout
+        as a vote does (`Rollouts.vote`), but a veto has no shadow form (it settles the decision at once, nothing to
+        keep uncounted): by a version that does not vote live on this decision it is refused (`InvalidTransition`,
+        409), checked again under the rollout lock just before the write. A human captain's names none."""
         voter = await self._unpaused(self._voter(by), doing="override")
         reason = self.privacy.protect(reason)  # ([privacy])
+        detail: dict[str, object] = {"override": action}
+        agent, version = voter.agent, None
+        if agent is not None:
+            current = await self.decision(decision_id)
+            governance.override(current, action, voter, reason=reason, now=self.now())  # (refused as it would be)
+            version = _agent_version(agent, logic_version, doing="veto")
+            detail.update(logic_version=version)
+            if not await self.rollouts.vote(agent, version, decision_id):
+                raise InvalidTransition(_not_live_veto(agent, version))
+
+        async def recheck() -> None:
+            if (
+                agent is not None
+                and version is not None
+                and not await self.rollouts.still_counts(agent, version, decision_id)
+            ):
+                raise InvalidTransition(_not_live_veto(agent, version))
+
         return await self._change(
             by,
             decision_id,
             lambda current, now, _context: governance.override(current, action, voter, reason=reason, now=now),
             action="override",
             reason=reason,
-            detail={"override": action},
+            detail=detail,
+            held=self.rollouts.held() if agent is not None else None,
+            before=recheck,
         )
 
     async def answer(self, by: Principal, decision_id: str, verb: AnswerKind, reason: str) -> Decision:
@@ -1486,3 +1508,30 @@ class Brain:
                 self.privacy, subject_id, f"log {entry.at.isoformat()} {entry.action}", [("reason", entry.reason)]
             )
         return PrivacyExport(kind=subject.kind, held=held)
+
+
+def _agent_version(agent: str, given: str | None, *, doing: str) -> str:
+    """An agent's `logic_version` on a vote or veto, stripped (the one its rollout routes); `InvalidRequest` when
+    missing, blank or not printable."""
+    version = (given or "").strip()
+    if not version:
+        raise InvalidRequest(
+            f"a {doing} by agent '{agent}' names its logic version (the agent runner sends it): a new version of a "
+            "reviewer votes in shadow first",
+            field="logic_version",
+        )
+    if not version.isprintable():  # (shown in `swarm show` and `swarm rollout status`: no forged lines)
+        raise InvalidRequest(
+            f"the logic version of agent '{agent}''s {doing} has a control character (a newline, a tab): the agent "
+            "runner sends its logic version as one printable word",
+            field="logic_version",
+        )
+    return version
+
+
+def _not_live_veto(agent: str, version: str) -> str:
+    return (
+        f"logic version {version} of captain agent '{agent}' does not vote live on this decision (a new version "
+        f"votes in shadow, a version rolled back never counts): a veto has no shadow form, so it is refused; see "
+        f"`swarm rollout status {agent}`"
+    )

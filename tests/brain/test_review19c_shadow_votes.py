@@ -452,16 +452,40 @@ def test_the_captain_agents_deadlock_prompt_marks_shadow_votes() -> None:
     assert "shadow" not in approve and "shadow" in deny and "not counted" in deny, prompt
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a captain agent's veto names no logic version")
-async def test_a_captain_agents_veto_goes_through_its_rollout(panel: BrainClient) -> None:
-    """HOLE (low): the captain agent's override (a veto) names no logic version and never asks the rollout: a new
-    version of the captain agent (or a runner at a version rolled back) vetoes a pending decision at once, where its
-    vote would be kept in shadow. Reproduce: POST /v1/decisions/{id}/override {"reason": "…"} with the captain
-    agent's token → 200, the decision is overridden. (README "Rollout" documents it: "A captain agent's veto carries no
-    version and is not rolled out"; the runner itself never vetoes, and any token holder can name the live version
-    anyway, so this is defence in depth.) Fix: `DecisionOverrideRequest.logic_version`, required of
-    an agent's token like a vote's, and `Rollouts.vote` asked: a veto by a version not voting live is refused (a
-    veto has no shadow form)."""
+async def test_a_captain_agents_veto_goes_through_its_rollout(panel: BrainClient, brain: Brain) -> None:
+    """Was a hole (low): the captain agent's override (a veto) named no logic version and never asked the rollout:
+    a new version of the captain agent (or a runner at a version rolled back) vetoed a pending decision at once,
+    where its vote would be kept in shadow. Fixed: `DecisionOverrideRequest.logic_version`, required of an agent's
+    token like a vote's (422 without one), and `Rollouts.vote` asked (again under the rollout lock just before the
+    write): a veto by a version that does not vote live is refused 409 — a veto has no shadow form (it settles the
+    decision at once; there is nothing to keep uncounted), so keeping it "in shadow" would silently drop it. A human
+    captain's veto names none, as before."""
     decision_id = await propose(panel)
-    answer = await panel.post(f"/v1/decisions/{decision_id}/override", {"reason": "stop"}, as_="cap")
-    refused(answer, 422, "invalid_request")
+    path = f"/v1/decisions/{decision_id}/override"
+    refused(await panel.post(path, {"reason": "stop"}, as_="cap"), 422, "invalid_request")
+    refused(await panel.post(path, {"reason": "stop", "logic_version": "lv\nx"}, as_="cap"), 422, "invalid_request")
+    new = refused(await panel.post(path, {"reason": "stop", "logic_version": V2}, as_="cap"), 409, "invalid_transition")
+    assert "shadow" in new["message"] and "cap" in new["message"], new
+    shown = ok(await panel.get(f"/v1/decisions/{decision_id}", as_="approver"))
+    assert shown["state"] == "pending" and shown["answers"] == [], shown
+    await live_reviewers(panel, ["cap"], V1)  # a human captain lets cap's V1 vote live
+    vetoed = ok(await panel.post(path, {"reason": "stop", "logic_version": f" {V1} "}, as_="cap"))
+    assert vetoed["state"] == "overridden", vetoed
+    logged = [e for e in await brain.state.log_entries(limit=500) if e.action == "override"]
+    assert [(e.by, e.detail.get("logic_version")) for e in logged] == [("cap", V1)], logged
+    # a version rolled back never vetoes, and a human captain's override names no version
+    state = await brain.state.rollout("cap")
+    assert state is not None and state.live_version == V1
+    other = await propose(panel, 1)
+    await brain.state.put_rollout(
+        state.model_copy(update={"rolled_back": [V2]}),
+        LogEntry(at=datetime.now(UTC), action="rollout_rollback", by="cli", reason="by hand", target="cap"),
+    )
+    refused(
+        await panel.post(f"/v1/decisions/{other}/override", {"reason": "no", "logic_version": V2}, as_="cap"),
+        409,
+        "invalid_transition",
+    )
+    assert ok(await panel.post(f"/v1/decisions/{other}/override", {"reason": "no"}, as_="captain"))["state"] == (
+        "overridden"
+    )
