@@ -293,7 +293,11 @@ class _Api:
     async def override(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, DecisionOverrideRequest)
         decision_id = request.path_params["decision_id"]
-        return json_response(await self.brain.override(who, decision_id, payload.action, payload.reason))
+        return json_response(
+            await self.brain.override(
+                who, decision_id, payload.action, payload.reason, logic_version=payload.logic_version
+            )
+        )
 
     async def vote(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, VoteRequest)

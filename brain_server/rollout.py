@@ -437,12 +437,14 @@ class Ballot:
     """Whether it agrees with the panel's counted votes (`panel_verdict`); None: not compared."""
 
 
-def panel_verdict(decision: Decision, agent: str) -> VoteValue | None:
-    """What the panel's counted votes said on a final decision, `agent`'s own seat left out: approve or deny, by the
-    majority of the other seats' latest counted votes (None: pending, or no majority either way)."""
+def panel_verdict(decision: Decision, agent: str, *, also: str | None = None) -> VoteValue | None:
+    """What the panel's counted votes said on a final decision, `agent`'s own seat (and `also`'s) left out: approve
+    or deny, by the majority of the other seats' latest counted votes (None: pending, or no majority either way)."""
     if decision.state == "pending":
         return None
-    others = [v.value for seat, v in latest(decision.votes).items() if seat in decision.panel and seat != agent]
+    others = [
+        v.value for seat, v in latest(decision.votes).items() if seat in decision.panel and seat not in (agent, also)
+    ]
     approvals, denials = others.count("approve"), others.count("deny")
     if approvals == denials:
         return None
@@ -462,6 +464,22 @@ def ballots(decisions: Iterable[Decision], agent: str, version: str) -> list[Bal
     return found
 
 
+def seats_agreement(decisions: Iterable[Decision], agent: str, ids: Iterable[str]) -> tuple[int, int]:
+    """(agreeing, compared) of the panel's other counted seats on decisions `ids`: each seat's latest counted vote
+    against the majority of the seats left when it and `agent` are left out, as a candidate's is judged — the
+    baseline of a reviewer agent's first version, which has no live version to be compared with."""
+    wanted, k, n = set(ids), 0, 0
+    for decision in decisions:
+        if decision.id not in wanted:
+            continue
+        for seat, vote in latest(decision.votes).items():
+            verdict = panel_verdict(decision, agent, also=seat)
+            if seat == agent or seat not in decision.panel or verdict is None:
+                continue
+            k, n = k + (vote.value == verdict), n + 1
+    return k, n
+
+
 def agreement(found: Iterable[Ballot]) -> tuple[int, int]:
     """(agreeing, compared) of `found`."""
     compared = [b for b in found if b.agrees is not None]
@@ -478,7 +496,8 @@ def shadow_period(found: Sequence[Ballot], now: datetime) -> tuple[int, float]:
 def evaluate_votes(
     state: RolloutState, *, decisions: Sequence[Decision], config: RolloutConfig, now: datetime
 ) -> Evaluation | None:
-    """A reviewer or captain agent's candidate against its live version, by their votes (None: no candidate)."""
+    """A reviewer or captain agent's candidate against its live version, by their votes (None: no candidate). With no
+    live version yet, against the panel's other counted seats on the decisions it voted on (`seats_agreement`)."""
     candidate, live = state.candidate, state.live_version
     if candidate is None:
         return None
@@ -489,25 +508,31 @@ def evaluate_votes(
     since = state.canary_since if in_canary else None
     mine = [b for b in found if (since is None or b.at >= since) and (in_canary or b.shadow)]
     k_c, n_c = agreement(mine)
-    k_l, n_l = (0, 0) if live is None else agreement(ballots(decisions, agent, live))
+    if live is None:  # (no live version: the baseline is the panel's other counted seats on the same decisions)
+        k_l, n_l = seats_agreement(decisions, agent, (b.decision_id for b in mine if b.agrees is not None))
+    else:
+        k_l, n_l = agreement(ballots(decisions, agent, live))
     comparison = compare_votes((k_c, n_c), (k_l, n_l))
     stage_since = state.stage_since if in_canary else None
     stage_compared = agreement(b for b in mine if stage_since is None or b.at >= stage_since)[1]
     as_often = n_l > 0 and k_c * n_l >= k_l * n_c
-    rates = f"agrees {k_c}/{n_c}, the live version {k_l}/{n_l}"
+    baseline = "the live version" if live is not None else "the panel's other seats"
+    rates = f"agrees {k_c}/{n_c}, {baseline} {k_l}/{n_l}"
     action: RolloutAction = "hold"
-    if live is not None and not comparison.holds:
+    if not comparison.holds:
         action = "rollback"
         next_step = f"rolled back: its votes agree with the panel's counted votes less often ({rates}; p < {ALPHA})"
     elif live is None:
-        if reviewed >= config.min_shadow_tasks and days >= config.shadow_days:
+        if n_c >= config.min_shadow_tasks and days >= config.shadow_days and as_often:
             action = "promote"
-            next_step = f"shadow done ({reviewed} decisions over {days:.2f} days): its votes count from now on"
+            next_step = f"shadow done ({reviewed} decisions over {days:.2f} days, {rates}): its votes count from now on"
         else:
             next_step = (
                 f"no live version yet: its votes count once it voted in shadow on {config.min_shadow_tasks} decisions "
-                f"over {config.shadow_days:g} days ({reviewed} over {days:.2f} so far), or a human captain's "
-                f"`swarm readiness override --agent {agent}` names this version, or `swarm rollout promote {agent}`"
+                f"since settled over {config.shadow_days:g} days ({n_c} compared, {reviewed} over {days:.2f} so far), "
+                f"agreeing with the panel's counted votes at least as often as the panel's other seats do ({rates}); "
+                f"or a human captain's `swarm readiness override --agent {agent}` names this version, or "
+                f"`swarm rollout promote {agent}`"
             )
     elif in_canary:
         steps = config.steps

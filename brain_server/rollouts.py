@@ -14,7 +14,7 @@ the same way.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -50,6 +50,18 @@ VOTE_TEST_STATEMENT = (
 AUTOMATIC = "rollout"
 """Who the brain's own rollout changes are logged as."""
 MAX_BUCKET = 100
+
+
+def votes_live(state: RolloutState, version: str, decision_id: str, steps: Sequence[int]) -> bool:
+    """Whether `version` of `state`'s agent votes live on `decision_id` as the rollout stands (no change made): the
+    live version but on the canary's share of decisions, where the candidate in canary does instead; never a version
+    rolled back, nor a candidate in shadow."""
+    if version in state.rolled_back:
+        return False
+    share = percent(state, steps)
+    if version == state.live_version:
+        return share == 0 or bucket(decision_id) >= share
+    return version == state.candidate and state.stage == "canary" and bucket(decision_id) < share
 
 
 def _parse_ts(ts: str) -> datetime | None:
@@ -209,11 +221,8 @@ class Rollouts:
                     {"version": version, "replaced": replaced},
                 )
                 return False
-            share = percent(state, self.config.steps)
-            if version == state.live_version:
-                return share == 0 or bucket(decision_id) >= share
-            if state.stage == "canary":
-                return bucket(decision_id) < share
+            if version == state.live_version or state.stage == "canary":
+                return votes_live(state, version, decision_id, self.config.steps)
             if state.live_version is None and await self._overridden(agent, version, now):
                 await self._put(
                     promoted(state, steps=self.config.steps, now=now),
@@ -223,6 +232,18 @@ class Rollouts:
                 )
                 return True
             return False
+
+    def held(self) -> anyio.Lock:
+        """The lock every rollout change is made under: held across a vote's last check and its write
+        (`Service.vote`), so no rollback by this brain lands between them."""
+        return self._lock
+
+    async def still_counts(self, agent: str, version: str, decision_id: str) -> bool:
+        """Whether a vote `vote` said counts still does, on the rollout as stored now (no change made): called with
+        `held()` held, just before the vote is written, so a rollback that landed since (another process's, or one
+        written before the lock was taken) keeps it in shadow."""
+        state = await self._state.rollout(agent)
+        return state is not None and state.voter and votes_live(state, version, decision_id, self.config.steps)
 
     async def _overridden(self, agent: str, version: str, now: datetime) -> bool:
         """Whether a human captain's readiness override in force names `agent` at `version`."""
@@ -282,8 +303,13 @@ class Rollouts:
             kind="rollout_rollback",
             body_id=f"agent:{agent}",
             title=f"Agent {agent}: logic version {state.candidate} rolled back",
-            summary=f"{found.next}. The live version {state.live_version} takes every task again. "
-            f"See `swarm rollout status {agent}`.",
+            summary=f"{found.next}. "
+            + (
+                f"The live version {state.live_version} takes every task again. "
+                if state.live_version is not None
+                else "It has no live version: its votes stay in shadow until a new version proves itself. "
+            )
+            + f"See `swarm rollout status {agent}`.",
             facts={m.name: f"candidate {m.candidate}, live {m.live}, {m.test}" for m in found.comparison.metrics},
             episode=f"rollback {agent}@{state.candidate}",
         )

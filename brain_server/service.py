@@ -16,8 +16,8 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -98,6 +98,7 @@ from .exceptions import (
     ChainMismatch,
     Forbidden,
     InvalidRequest,
+    InvalidTransition,
     NotFound,
     NothingToReverse,
     NotPending,
@@ -733,23 +734,20 @@ class Brain:
             context = await self._governance_context(current)
             # (refused here as the vote itself would be: no rollout moves for a vote that is never cast)
             governance.cast(current, voter, request.value, reason=request.reason, now=self.now(), context=context)
-            version = (request.logic_version or "").strip()
-            if not version:
-                raise InvalidRequest(
-                    f"a vote by agent '{voter.agent}' names its logic version (the agent runner sends it): a new "
-                    "version of a reviewer votes in shadow first",
-                    field="logic_version",
-                )
-            if not version.isprintable():  # (shown in `swarm show` and `swarm rollout status`: no forged lines)
-                raise InvalidRequest(
-                    f"the logic version of agent '{voter.agent}''s vote has a control character (a newline, a tab): "
-                    "the agent runner sends its logic version as one printable word",
-                    field="logic_version",
-                )
+            version = _agent_version(voter.agent, request.logic_version, doing="vote")
             shadow = not await self.rollouts.vote(voter.agent, version, decision_id)
         detail: dict[str, object] = {"value": request.value, "voter": voter.seat}
-        if voter.agent is not None:
+        agent = voter.agent
+        if agent is not None:
             detail.update(logic_version=version, shadow=shadow)
+
+        async def recheck() -> None:
+            # Under the rollout lock, just before the write: a rollback since `Rollouts.vote` answered keeps it shadow.
+            nonlocal shadow
+            if agent is not None and version is not None and not shadow:
+                shadow = not await self.rollouts.still_counts(agent, version, decision_id)
+                detail.update(shadow=shadow)
+
         return await self._change(
             by,
             decision_id,
@@ -766,19 +764,54 @@ class Brain:
             action=action,
             reason=request.reason,
             detail=detail,
+            held=self.rollouts.held() if agent is not None else None,
+            before=recheck,
         )
 
-    async def override(self, by: Principal, decision_id: str, action: OverrideAction, reason: str) -> Decision:
-        """A captain's veto or force (see `governance.override`): at once, audited, with its reason."""
+    async def override(
+        self,
+        by: Principal,
+        decision_id: str,
+        action: OverrideAction,
+        reason: str,
+        *,
+        logic_version: str | None = None,
+    ) -> Decision:
+        """A captain's veto or force (see `governance.override`): at once, audited, with its reason.
+
+        The captain agent's veto names its logic version (`InvalidRequest` otherwise) and goes through its rollout
+        as a vote does (`Rollouts.vote`), but a veto has no shadow form (it settles the decision at once, nothing to
+        keep uncounted): by a version that does not vote live on this decision it is refused (`InvalidTransition`,
+        409), checked again under the rollout lock just before the write. A human captain's names none."""
         voter = await self._unpaused(self._voter(by), doing="override")
         reason = self.privacy.protect(reason)  # ([privacy])
+        detail: dict[str, object] = {"override": action}
+        agent, version = voter.agent, None
+        if agent is not None:
+            current = await self.decision(decision_id)
+            governance.override(current, action, voter, reason=reason, now=self.now())  # (refused as it would be)
+            version = _agent_version(agent, logic_version, doing="veto")
+            detail.update(logic_version=version)
+            if not await self.rollouts.vote(agent, version, decision_id):
+                raise InvalidTransition(_not_live_veto(agent, version))
+
+        async def recheck() -> None:
+            if (
+                agent is not None
+                and version is not None
+                and not await self.rollouts.still_counts(agent, version, decision_id)
+            ):
+                raise InvalidTransition(_not_live_veto(agent, version))
+
         return await self._change(
             by,
             decision_id,
             lambda current, now, _context: governance.override(current, action, voter, reason=reason, now=now),
             action="override",
             reason=reason,
-            detail={"override": action},
+            detail=detail,
+            held=self.rollouts.held() if agent is not None else None,
+            before=recheck,
         )
 
     async def answer(self, by: Principal, decision_id: str, verb: AnswerKind, reason: str) -> Decision:
@@ -800,17 +833,24 @@ class Brain:
         action: Literal["vote", "approve", "deny", "override"],
         reason: str,
         detail: dict[str, object],
+        held: anyio.Lock | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Decision:
-        """Read the decision, `step` it, compare-and-set it (again on a lost race), then tell whom it concerns."""
+        """Read the decision, `step` it, compare-and-set it (again on a lost race), then tell whom it concerns.
+
+        `before` runs just before each read-step-write, all under `held` when given (a vote's rollout check)."""
         while True:
-            current = await self.decision(decision_id)
-            now = self.now()
-            updated = step(current, now, await self._governance_context(current))
-            entry = {**detail, "from": current.state, "to": updated.state}
-            if updated.ladder != current.ladder:
-                entry["ladder"] = [s.kind for s in updated.ladder[len(current.ladder) :]]
-            log = by.entry(action, at=now, reason=reason, target=decision_id, detail=entry)
-            replaced = await self.state.replace_decision(updated, expected=current.state, log=log, previous=current)
+            async with held if held is not None else nullcontext():
+                if before is not None:
+                    await before()
+                current = await self.decision(decision_id)
+                now = self.now()
+                updated = step(current, now, await self._governance_context(current))
+                entry = {**detail, "from": current.state, "to": updated.state}
+                if updated.ladder != current.ladder:
+                    entry["ladder"] = [s.kind for s in updated.ladder[len(current.ladder) :]]
+                log = by.entry(action, at=now, reason=reason, target=decision_id, detail=entry)
+                replaced = await self.state.replace_decision(updated, expected=current.state, log=log, previous=current)
             if replaced is not None:
                 await self._after_change(current, updated, replaced.ended, by=by.name, reason=f"{action}: {reason}")
                 return updated
@@ -1468,3 +1508,30 @@ class Brain:
                 self.privacy, subject_id, f"log {entry.at.isoformat()} {entry.action}", [("reason", entry.reason)]
             )
         return PrivacyExport(kind=subject.kind, held=held)
+
+
+def _agent_version(agent: str, given: str | None, *, doing: str) -> str:
+    """An agent's `logic_version` on a vote or veto, stripped (the one its rollout routes); `InvalidRequest` when
+    missing, blank or not printable."""
+    version = (given or "").strip()
+    if not version:
+        raise InvalidRequest(
+            f"a {doing} by agent '{agent}' names its logic version (the agent runner sends it): a new version of a "
+            "reviewer votes in shadow first",
+            field="logic_version",
+        )
+    if not version.isprintable():  # (shown in `swarm show` and `swarm rollout status`: no forged lines)
+        raise InvalidRequest(
+            f"the logic version of agent '{agent}''s {doing} has a control character (a newline, a tab): the agent "
+            "runner sends its logic version as one printable word",
+            field="logic_version",
+        )
+    return version
+
+
+def _not_live_veto(agent: str, version: str) -> str:
+    return (
+        f"logic version {version} of captain agent '{agent}' does not vote live on this decision (a new version "
+        f"votes in shadow, a version rolled back never counts): a veto has no shadow form, so it is refused; see "
+        f"`swarm rollout status {agent}`"
+    )

@@ -326,6 +326,12 @@ class DecisionOverrideRequest(ProtocolModel):
 
     reason: NonEmpty
     action: OverrideAction = "veto"
+    logic_version: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The captain agent's logic version (required of an agent's token; a veto has no shadow form: "
+        "refused unless that version votes live on the decision). A human captain's override names none.",
+    )
 
 
 class DecisionList(RootModel[list[Decision]]):

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import anyio
+from pydantic import ValidationError
 
 from body_mcp import Admin, Body, BodySettings, SwarmError, UserError
 from body_mcp.admin import reset_trail
@@ -430,7 +431,13 @@ def _answer(kind: AnswerKind) -> Command:
             raise UserError("--force is a brain's human captain's: pass --brain URL (a standalone body only vetoes)")
         if _context.brain_url(args.brain):
             if kind == "override":
-                request = DecisionOverrideRequest(reason=args.reason, action="force" if force else "veto")
+                version = (args.logic_version or "").strip() or None
+                try:
+                    request = DecisionOverrideRequest(
+                        reason=args.reason, action="force" if force else "veto", logic_version=version
+                    )
+                except ValidationError:
+                    raise UserError("--logic-version is at most 200 characters: the agent's logic version") from None
                 answered = _on_brain(args, lambda client: client.override(args.id, request))
             else:
                 answered = _on_brain(args, lambda client: client.answer(args.id, kind, args.reason))
@@ -613,6 +620,11 @@ def build_parser() -> argparse.ArgumentParser:
             how.add_argument("--veto", action="store_true", help="overridden, even an approved decision (default)")
             how.add_argument(
                 "--force", action="store_true", help="approved, whatever its votes (a brain's human captain only)"
+            )
+            p.add_argument(
+                "--logic-version",
+                metavar="LV",
+                help="the captain agent's reviewer token: its logic version (a veto by a version not live is refused)",
             )
         _state_arg(p)
         _brain_args(p)

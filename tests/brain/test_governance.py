@@ -280,9 +280,9 @@ async def test_the_captain_agent_may_veto_but_never_force_and_other_reviewers_ma
     path = f"/v1/decisions/{decision['id']}/override"
     refused(await panel.post(path, {"reason": "mine", "action": "veto"}, as_="rev-a"), 403, "forbidden")
     refused(await panel.post(path, {"reason": "mine", "action": "force"}, as_="cap"), 403, "forbidden")
-    vetoed = ok(await panel.post(path, {"reason": "too risky"}, as_="cap"))
+    vetoed = ok(await panel.post(path, {"reason": "too risky", "logic_version": REVIEWER_LV}, as_="cap"))
     assert (vetoed["state"], vetoed["answers"][-1]["role"]) == ("overridden", "reviewer")
-    refused(await panel.post(path, {"reason": "again"}, as_="cap"), 409, "already_final")
+    refused(await panel.post(path, {"reason": "again", "logic_version": REVIEWER_LV}, as_="cap"), 409, "already_final")
     forced = ok(await panel.post(path, {"reason": "a human disagrees", "action": "force"}, as_="captain"))
     assert forced["state"] == "approved"
     refused(await panel.post(path, {"reason": "twice", "action": "force"}, as_="captain-2"), 409, "already_final")

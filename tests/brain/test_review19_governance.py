@@ -114,7 +114,9 @@ def kinds(decision: dict[str, Any]) -> list[str]:
 
 
 async def override(h: Http, decision_id: str, as_: str, action: str) -> httpx.Response:
-    return await h.post(f"/v1/decisions/{decision_id}/override", {"action": action, "reason": "because"}, as_=as_)
+    body = {"action": action, "reason": "because", "logic_version": REVIEWER_LV} if as_ == "cap" else {}
+    body.update(action=action, reason="because")
+    return await h.post(f"/v1/decisions/{decision_id}/override", body, as_=as_)
 
 
 # --- votes: attacks withstood -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from agent_runner.reviewer import deadlock_prompt
 from brain_server import Brain, BrainSettings
 from brain_server.rollout import rolled_back
 from brain_server.state import LogEntry, sqlite_url
+from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.records import Escalation
 from shared_protocol.brain import Task
 from shared_protocol.config import ConsensusConfig
@@ -133,23 +134,38 @@ async def test_another_agents_live_version_is_a_new_version_for_this_one(panel: 
     assert (await status(panel))["state"]["candidate"] == V1
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (medium): a first version goes live whatever its shadow votes said")
 async def test_a_reviewers_first_version_that_always_disagrees_does_not_go_live_by_itself(
-    panel: BrainClient, clock: Clock
+    panel: BrainClient, brain: Brain, clock: Clock, pages: MemoryChannel
 ) -> None:
-    """HOLE (medium): a reviewer agent with no live version yet has its first version's votes counted once it voted in
-    shadow on `min_shadow_tasks` decisions over `shadow_days` (`evaluate_votes`, `live is None`), whatever those
-    votes were: one that denied every change the panel approved (0/3 agreeing) goes live by itself. A worker's first
-    version has no baseline to compare with; a reviewer's has one, the panel's counted votes. Reproduce: no override
-    for rev-a, rev-a votes deny at V2 on three decisions the others approve, advance `shadow_days`, read the rollout:
-    V2 is live. Fix: for `live is None`, promote only when its compared shadow votes number `min_shadow_tasks` and
-    agree with the panel at least as often as not (or whatever rate PRODUCT.md settles on); else hold and say so
-    (a human captain may still promote or override). README "Rollout" states today's rule (a shadow period of
-    decisions voted on); this asks the owner to reconsider it: the panel gives a reviewer a baseline a worker lacks."""
+    """Was a hole (medium): a reviewer agent with no live version yet had its first version's votes counted once it
+    voted in shadow on `min_shadow_tasks` decisions over `shadow_days` (`evaluate_votes`, `live is None`), whatever
+    those votes were: one that denied every change the panel approved (0/3 agreeing) went live by itself. A worker's
+    first version has no baseline to compare with; a reviewer's has one, the panel's counted votes. Fixed: with no
+    live version the baseline is the panel's other counted seats on the same decisions (each against the others'
+    majority, `seats_agreement`): promoted only with `min_shadow_tasks` compared votes agreeing at least as often,
+    rolled back (and paged) when a one-sided Fisher test says it agrees less — here 0/2 against the seats' 6/6
+    (p = 1/28) on the second decision; its third shadow deny stays shadow, and the shadow days change nothing."""
     await reviewed(panel, V2, "deny", decisions=3)
     clock.advance(ROLLOUT.shadow_days * 86_400)
     state = (await status(panel))["state"]
-    assert state["live_version"] is None and state["candidate"] == V2, state
+    assert (state["live_version"], state["candidate"], state["rolled_back"]) == (None, None, [V2]), state
+    await brain.escalator.tick()
+    with anyio.fail_after(5):
+        sent = await pages.wait_for(1)
+    assert any(V2 in page.title and "rolled back" in page.title for page in sent)
+    rollback = [e for e in await brain.state.log_entries(limit=500) if e.action == "rollout_rollback"]
+    assert len(rollback) == 1 and "the panel's other seats 6/6" in rollback[0].reason, rollback
+
+
+async def test_a_reviewers_first_version_with_too_few_compared_votes_holds(panel: BrainClient, clock: Clock) -> None:
+    """With no live version, shadow votes on decisions that never settle compare with nothing: past `shadow_days`
+    and `min_shadow_tasks` decisions voted on, it holds in shadow and says why (a human captain may still promote)."""
+    for n in range(3):
+        await vote(panel, await propose(panel, n), "rev-a", "approve", V2)
+    clock.advance(ROLLOUT.shadow_days * 86_400)
+    report = await status(panel)
+    assert (report["state"]["live_version"], report["state"]["candidate"]) == (None, V2), report
+    assert "0 compared" in report["next"] and "swarm rollout promote rev-a" in report["next"], report
 
 
 async def test_a_reviewers_live_version_does_not_let_a_body_of_its_name_work_live(panel: BrainClient) -> None:
@@ -312,16 +328,16 @@ async def test_a_rollback_written_by_another_process_takes_effect_on_the_next_vo
     assert last_vote(after, "rev-a")["shadow"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a rollback between the rollout's answer and the vote's write")
 async def test_a_rollback_landing_between_the_rollouts_answer_and_the_write_leaves_no_counted_vote(
     panel: BrainClient, brain: Brain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """HOLE (low, a race): `Service.vote` asks `Rollouts.vote` whether the vote counts, then writes it in
+    """Was a hole (low, a race): `Service.vote` asked `Rollouts.vote` whether the vote counts, then wrote it in
     `_change`; a rollback (by the brain's tick on another decision settling, or a human captain) landing in between
-    leaves one counted vote by a version rolled back. Reproduce: the interleaving below (the real `Rollouts.vote`,
-    then the rollback written, then the write). Fix: decide `shadow` again inside the `_change` step from the rollout
-    state read with the decision (or re-check it after the write and demote the vote), so a version rolled back
-    before the write never counts."""
+    left one counted vote by a version rolled back. Reproduced by the interleaving below (the real `Rollouts.vote`,
+    then the rollback written, then the write). Fixed by deciding again just before the write, under the rollout
+    lock held across the write (`Rollouts.still_counts`, `held`): a version rolled back before the write never
+    counts (this brain's own rollbacks cannot land in between; another process's could only in the instant between
+    that check and the write)."""
     await live_v1_with_history(panel, decisions=1)
     await vote(panel, await propose(panel, 1), "rev-a", "approve", V2)
     for reason in ["canary", "50%", "100%"]:
@@ -436,16 +452,40 @@ def test_the_captain_agents_deadlock_prompt_marks_shadow_votes() -> None:
     assert "shadow" not in approve and "shadow" in deny and "not counted" in deny, prompt
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a captain agent's veto names no logic version")
-async def test_a_captain_agents_veto_goes_through_its_rollout(panel: BrainClient) -> None:
-    """HOLE (low): the captain agent's override (a veto) names no logic version and never asks the rollout: a new
-    version of the captain agent (or a runner at a version rolled back) vetoes a pending decision at once, where its
-    vote would be kept in shadow. Reproduce: POST /v1/decisions/{id}/override {"reason": "…"} with the captain
-    agent's token → 200, the decision is overridden. (README "Rollout" documents it: "A captain agent's veto carries no
-    version and is not rolled out"; the runner itself never vetoes, and any token holder can name the live version
-    anyway, so this is defence in depth.) Fix: `DecisionOverrideRequest.logic_version`, required of
-    an agent's token like a vote's, and `Rollouts.vote` asked: a veto by a version not voting live is refused (a
-    veto has no shadow form)."""
+async def test_a_captain_agents_veto_goes_through_its_rollout(panel: BrainClient, brain: Brain) -> None:
+    """Was a hole (low): the captain agent's override (a veto) named no logic version and never asked the rollout:
+    a new version of the captain agent (or a runner at a version rolled back) vetoed a pending decision at once,
+    where its vote would be kept in shadow. Fixed: `DecisionOverrideRequest.logic_version`, required of an agent's
+    token like a vote's (422 without one), and `Rollouts.vote` asked (again under the rollout lock just before the
+    write): a veto by a version that does not vote live is refused 409 — a veto has no shadow form (it settles the
+    decision at once; there is nothing to keep uncounted), so keeping it "in shadow" would silently drop it. A human
+    captain's veto names none, as before."""
     decision_id = await propose(panel)
-    answer = await panel.post(f"/v1/decisions/{decision_id}/override", {"reason": "stop"}, as_="cap")
-    refused(answer, 422, "invalid_request")
+    path = f"/v1/decisions/{decision_id}/override"
+    refused(await panel.post(path, {"reason": "stop"}, as_="cap"), 422, "invalid_request")
+    refused(await panel.post(path, {"reason": "stop", "logic_version": "lv\nx"}, as_="cap"), 422, "invalid_request")
+    new = refused(await panel.post(path, {"reason": "stop", "logic_version": V2}, as_="cap"), 409, "invalid_transition")
+    assert "shadow" in new["message"] and "cap" in new["message"], new
+    shown = ok(await panel.get(f"/v1/decisions/{decision_id}", as_="approver"))
+    assert shown["state"] == "pending" and shown["answers"] == [], shown
+    await live_reviewers(panel, ["cap"], V1)  # a human captain lets cap's V1 vote live
+    vetoed = ok(await panel.post(path, {"reason": "stop", "logic_version": f" {V1} "}, as_="cap"))
+    assert vetoed["state"] == "overridden", vetoed
+    logged = [e for e in await brain.state.log_entries(limit=500) if e.action == "override"]
+    assert [(e.by, e.detail.get("logic_version")) for e in logged] == [("cap", V1)], logged
+    # a version rolled back never vetoes, and a human captain's override names no version
+    state = await brain.state.rollout("cap")
+    assert state is not None and state.live_version == V1
+    other = await propose(panel, 1)
+    await brain.state.put_rollout(
+        state.model_copy(update={"rolled_back": [V2]}),
+        LogEntry(at=datetime.now(UTC), action="rollout_rollback", by="cli", reason="by hand", target="cap"),
+    )
+    refused(
+        await panel.post(f"/v1/decisions/{other}/override", {"reason": "no", "logic_version": V2}, as_="cap"),
+        409,
+        "invalid_transition",
+    )
+    assert ok(await panel.post(f"/v1/decisions/{other}/override", {"reason": "no"}, as_="captain"))["state"] == (
+        "overridden"
+    )

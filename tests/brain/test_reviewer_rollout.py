@@ -173,11 +173,18 @@ async def test_a_human_captain_promotes_a_reviewers_first_version_and_its_votes_
 
 
 async def test_a_reviewers_first_version_counts_after_its_own_shadow_period(panel: BrainClient, clock: Clock) -> None:
-    ids = [await propose(panel, n) for n in range(3)]
+    """With no live version, its shadow votes are compared with the panel's other counted seats on the same
+    decisions: three settled decisions it agreed on (3/3, as the seats' 9/9) and the shadow days make it live."""
+    pending = await propose(panel, 50)  # (voted on, never settled: not compared, so not enough alone)
+    assert last_vote(await vote(panel, pending, "rev-a", "approve", V2), "rev-a")["shadow"] is True
+    ids = await reviewed(panel, V2, "approve", decisions=3)
     for decision_id in ids:
-        assert last_vote(await vote(panel, decision_id, "rev-a", "approve", V2), "rev-a")["shadow"] is True
+        shown = ok(await panel.get(f"/v1/decisions/{decision_id}", as_="approver"))
+        assert last_vote(shown, "rev-a")["shadow"] is True
     report = await status(panel)
-    assert report["state"]["live_version"] is None and "3 over" in report["next"], report
+    assert report["state"]["live_version"] is None and "4 over" in report["next"], report
+    agreement = {m["name"]: m for m in report["metrics"]}["vote_agreement"]
+    assert (agreement["candidate"], agreement["live"]) == ("3/3 = 100%", "9/9 = 100%"), report
     clock.advance(SHADOW_S)
     after = await status(panel)
     assert (after["state"]["live_version"], after["state"]["candidate"]) == (V2, None), after

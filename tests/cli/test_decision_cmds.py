@@ -170,6 +170,33 @@ async def test_a_captain_vetoes_and_another_captain_forces_from_the_command_line
     assert "--brain" in one_line(code, err)
 
 
+async def test_the_captain_agents_veto_from_the_command_line_names_its_logic_version(tmp_path: Path) -> None:
+    """`swarm override --logic-version LV` with the captain agent's reviewer token: without it, at a version not
+    live, or overlong, one line on stderr and nothing changes; at its live version the decision is overridden."""
+    settings = BrainSettings(
+        database_url=sqlite_url(tmp_path / "brain.db"),
+        consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600),
+        captain_agents=["cap"],
+    )
+    async with live_brain(settings) as live:
+        await live.add_token("cap", "reviewer", agent="cap")
+        await live.add_token("claude-body", "body", agent="claude")
+        async with live.client() as api:
+            await live_reviewers(api, ["cap"])
+        decision = await propose(live)
+        veto = ("override", decision["id"], "--veto", "--reason", "too risky")
+        code, _, err = await swarm(live, *veto, home=tmp_path, as_="cap")
+        assert "logic version" in one_line(code, err)
+        code, _, err = await swarm(live, *veto, "--logic-version", "lv-brandnew", home=tmp_path, as_="cap")
+        assert "shadow" in one_line(code, err)
+        code, _, err = await swarm(live, *veto, "--logic-version", "x" * 201, home=tmp_path, as_="cap")
+        assert "--logic-version" in one_line(code, err)
+        async with live.client() as api:
+            assert ok(await api.get(f"/v1/decisions/{decision['id']}", as_="approver"))["state"] == "pending"
+        code, out, err = await swarm(live, *veto, "--logic-version", REVIEWER_LV, home=tmp_path, as_="cap")
+        assert code == 0 and "overridden" in out, err
+
+
 async def test_a_reviewer_token_is_bound_to_a_configured_reviewer_agent(tmp_path: Path) -> None:
     home, db = tmp_path / "home", tmp_path / "brain.db"
     config = tmp_path / "swarm.toml"
