@@ -326,7 +326,8 @@ class Brain:
 
     async def rebind(self, by: Principal, body_id: str, request: RebindRequest) -> RebindResult:
         """A captain moves `body_id` to another body token; the token that held it is revoked (its streams end)."""
-        moved = await rebind_body(self.state, body_id, request.token_id, reason=request.reason, at=self.now(), by=by)
+        reason = self.privacy.protect(request.reason)  # ([privacy])
+        moved = await rebind_body(self.state, body_id, request.token_id, reason=reason, at=self.now(), by=by)
         previous = moved.previous
         return RebindResult(
             body_id=body_id, token_id=moved.token.id, revoked_token_id=None if previous is None else previous.id
@@ -1177,6 +1178,7 @@ class Brain:
     async def override_readiness(self, by: Principal, request: OverrideRequest) -> ReadinessOverride:
         """A human captain lets one agent's logic version work live without a passing report, until it expires;
         written to the brain's log like every captain's action."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         override = ReadinessOverride(
             id=f"ovr_{time.time_ns():x}{secrets.token_hex(4)}",
