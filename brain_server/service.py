@@ -484,6 +484,7 @@ class Brain:
 
     async def acknowledge(self, by: Principal, subject_id: str, reason: str = "") -> Escalation:
         """Someone is on it: stop paging about `subject_id` (a decision still needs its answer)."""
+        reason = self.privacy.protect(reason)  # ([privacy])
         return await self.escalator.acknowledge(
             subject_id, by=by.entry("acknowledge", at=self.now(), reason=reason, target=subject_id)
         )
