@@ -132,3 +132,20 @@ def test_a_card_written_with_dots_is_protected(protector: Protector) -> None:
     dotted = p.card.replace(" ", ".")
     kept = protector.protect(f"card {dotted}")
     assert dotted not in kept
+
+
+def test_an_internationalised_email_is_protected_and_erased(protector: Protector) -> None:
+    """Was a hole (medium): the email pattern took only ASCII letters, so `jörg.müller@example.org`,
+    `José@correo.es` or an IDN domain (`ana@exämple.de`) were not found at all and kept in clear. Fixed in
+    `_EMAIL`: letters and digits of any script (RFC 6531 / IDN), the TLD letters only; the subject is still the
+    lower-cased address, so erasing it as typed in any case reaches every copy."""
+    p = plant()
+    local = p.email.split("@")[0]
+    for address in (f"{local}jörg.müller@example.org", f"José{local}@correo.es", f"{local}@exämple.de"):
+        kept = protector.protect(f"write to {address} today")
+        assert address not in kept and local not in kept
+        assert protector.reveal(kept) == f"write to {address} today"
+        subject = protector.parse_subject(address.upper())
+        assert subject.value == address.lower()
+        assert protector.keys.erase(subject.kind, subject.value) is not None
+        assert protector.reveal(kept) == "write to [pii:email:erased] today"
