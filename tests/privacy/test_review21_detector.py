@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from brain_server.privacy import protect_stored_event
 from shared_protocol.privacy import TOKEN, PrivacyConfig, Protector, SqliteSubjectKeys
 
 from .plant import Planted, encodings, plant
@@ -149,3 +150,16 @@ def test_an_internationalised_email_is_protected_and_erased(protector: Protector
         assert subject.value == address.lower()
         assert protector.keys.erase(subject.kind, subject.value) is not None
         assert protector.reveal(kept) == "write to [pii:email:erased] today"
+
+
+def test_migrate_is_not_fooled_by_a_forged_token(protector: Protector) -> None:
+    """Was a hole (high), the same as the forged token above, seen from `swarm privacy migrate`: an old stored
+    event whose rationale already read `[pii:card:s…:<digits>]` counted as protected, so the one-time rewrite
+    left it in clear (and reported nothing to change). Fixed by the same `Protector._is_token`."""
+    p = plant()
+    digits = _digits(p)
+    old = json.dumps({"kind": "tool_call", "rationale": f"charge [pii:card:s0123456789abcdef:{digits}]", "seq": 3})
+    rewritten = protect_stored_event(protector, old)
+    assert rewritten is not None
+    assert _clear(rewritten, [digits]) == []
+    assert json.loads(rewritten)["seq"] == 3
