@@ -1151,6 +1151,9 @@ class Brain:
 
     async def record_readiness(self, by: Principal, request: ReadinessRequest) -> ReadinessStatus:
         """Keep a readiness report (the newest counts); logged with who sent it."""
+        protect = self.privacy.protect  # (the checks quote configuration: recipients, logins; [privacy])
+        items = [i.model_copy(update={"detail": protect(i.detail), "fix": protect(i.fix)}) for i in request.items]
+        request = request.model_copy(update={"items": items})
         now = self.now()
         report = ReadinessReport(
             at=now, by=by.name, ready=request.ready, items=request.items, drill_at=request.drill_at

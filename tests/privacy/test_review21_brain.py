@@ -58,3 +58,18 @@ async def test_a_readiness_override_reason_is_kept_protected(live: LiveBrain) ->
         assert sent.status_code == 201, sent.text
         assert p.email in sent.json()["reason"]  # served back revealed to the captain
     assert leaks([live.db.parent], p.values()) == []
+
+
+async def test_a_readiness_reports_details_are_kept_protected(live: LiveBrain) -> None:
+    """Was a hole (medium): `POST /v1/readiness` (what `swarm readiness` sends) kept each item's `detail` and
+    `fix` as sent; the checks quote configuration (a wake-up recipient's phone, an SMTP login's address), so
+    personal data was in the brain's database in clear, beyond erasure. Fixed by protecting the items' text in
+    `service.record_readiness` (replies are revealed)."""
+    p = plant()
+    captain = {"Authorization": f"Bearer {live.tokens['captain']}"}
+    item = {"name": "wake_channels", "ok": False, "detail": f"sms to {p.phone} failed", "fix": f"ask {p.email}"}
+    async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+        sent = await http.post("/v1/readiness", json={"ready": False, "items": [item]}, headers=captain)
+        assert sent.status_code < 300, sent.text
+        assert sent.json()["report"]["items"][0]["fix"] == f"ask {p.email}"  # served back revealed
+    assert leaks([live.db.parent], p.values()) == []
