@@ -327,7 +327,8 @@ class Brain:
 
     async def rebind(self, by: Principal, body_id: str, request: RebindRequest) -> RebindResult:
         """A captain moves `body_id` to another body token; the token that held it is revoked (its streams end)."""
-        moved = await rebind_body(self.state, body_id, request.token_id, reason=request.reason, at=self.now(), by=by)
+        reason = self.privacy.protect(request.reason)  # ([privacy])
+        moved = await rebind_body(self.state, body_id, request.token_id, reason=reason, at=self.now(), by=by)
         previous = moved.previous
         return RebindResult(
             body_id=body_id, token_id=moved.token.id, revoked_token_id=None if previous is None else previous.id
@@ -484,6 +485,7 @@ class Brain:
 
     async def acknowledge(self, by: Principal, subject_id: str, reason: str = "") -> Escalation:
         """Someone is on it: stop paging about `subject_id` (a decision still needs its answer)."""
+        reason = self.privacy.protect(reason)  # ([privacy])
         return await self.escalator.acknowledge(
             subject_id, by=by.entry("acknowledge", at=self.now(), reason=reason, target=subject_id)
         )
@@ -1189,6 +1191,9 @@ class Brain:
 
     async def record_readiness(self, by: Principal, request: ReadinessRequest) -> ReadinessStatus:
         """Keep a readiness report (the newest counts); logged with who sent it."""
+        protect = self.privacy.protect  # (the checks quote configuration: recipients, logins; [privacy])
+        items = [i.model_copy(update={"detail": protect(i.detail), "fix": protect(i.fix)}) for i in request.items]
+        request = request.model_copy(update={"items": items})
         now = self.now()
         report = ReadinessReport(
             at=now, by=by.name, ready=request.ready, items=request.items, drill_at=request.drill_at
@@ -1217,6 +1222,7 @@ class Brain:
     async def override_readiness(self, by: Principal, request: OverrideRequest) -> ReadinessOverride:
         """A human captain lets one agent's logic version work live without a passing report, until it expires;
         written to the brain's log like every captain's action."""
+        request = request.model_copy(update={"reason": self.privacy.protect(request.reason)})  # ([privacy])
         now = self.now()
         override = ReadinessOverride(
             id=f"ovr_{time.time_ns():x}{secrets.token_hex(4)}",

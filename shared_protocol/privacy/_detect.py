@@ -18,12 +18,13 @@ from ._config import PrivacyConfig
 from .exceptions import MalformedSubject
 
 _EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])"
+    r"(?<![\w.+-])[^\W_](?:[\w.%+-]{0,62}[\w%+-])?@"
+    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])"
 )
+"""Internationalised too (RFC 6531/IDN: `jörg@exämple.de`): letters and digits of any script."""
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.[0-9])")
-_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[0-9.]{7,15})?(?![\w:])")
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[0-9.]{7,15})?(?![\w:.])")
 _CARD = re.compile(r"(?<![\w-])[0-9](?:[ -]?[0-9]){12,18}(?![\w-])")
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
 """Issuer prefixes of the card networks (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay, ...): a long
@@ -110,8 +111,9 @@ class Detector:
                     v6 = ipaddress.IPv6Address(m.group())
                 except ValueError:
                     continue
-                if _public_ip(v6):
-                    found.append(Span(m.start(), m.end(), "ip", str(v6)))
+                if _public_ip(v6):  # (an IPv4-mapped address is its IPv4 subject: `::ffff:8.8.8.8` is 8.8.8.8)
+                    subject = str(v6.ipv4_mapped) if v6.ipv4_mapped is not None else str(v6)
+                    found.append(Span(m.start(), m.end(), "ip", subject))
         if self._names is not None:
             found += [Span(m.start(), m.end(), "name", m.group().lower()) for m in self._names.finditer(text)]
         for kind, pattern in self._patterns:

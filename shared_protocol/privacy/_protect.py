@@ -91,7 +91,7 @@ class Protector:
             return text
         out: list[str] = []
         at = 0
-        for segment_start, segment_end in _outside_tokens(text):
+        for segment_start, segment_end in _outside_tokens(text, self._is_token):
             segment = text[segment_start:segment_end]
             spans = self.detector.find(segment)
             if not spans:
@@ -104,6 +104,12 @@ class Protector:
             return text
         out.append(text[at:])
         return "".join(out)
+
+    def _is_token(self, match: re.Match[str]) -> bool:
+        """A redacted token, one a key still opens, or one whose payload is no personal data (an erased subject's:
+        random base64). Not `[pii:card:s0123456789abcdef:4111111111111111]` typed in a rationale."""
+        sealed = match.group(3)
+        return sealed is None or self._decrypt(match) is not None or not self.detector.find(sealed)
 
     def _encrypt(self, span: Span, value: str) -> str:
         sid, key = self.keys.key_for(span.kind, span.subject)
@@ -161,13 +167,17 @@ class Protector:
             return None
 
 
-def _outside_tokens(text: str) -> list[tuple[int, int]]:
-    """The stretches of `text` between tokens (a token is never looked into again)."""
+def _outside_tokens(text: str, is_token: Callable[[re.Match[str]], bool]) -> list[tuple[int, int]]:
+    """The stretches of `text` between tokens (a token is never looked into again). A token-shaped stretch whose
+    payload is itself personal data (`[pii:card:s0123456789abcdef:4111111111111111]`, typed by anyone) is no
+    token: it is scanned with the rest, or it would be kept in clear."""
     if "[pii:" not in text:
         return [(0, len(text))]
     stretches: list[tuple[int, int]] = []
     at = 0
     for match in TOKEN.finditer(text):
+        if not is_token(match):
+            continue
         stretches.append((at, match.start()))
         at = match.end()
     stretches.append((at, len(text)))
@@ -178,7 +188,10 @@ def _walk(value: Any, change: Callable[[str], str]) -> Any:
     if isinstance(value, str):
         return change(value)
     if isinstance(value, dict):
-        return {key: _walk(item, change) for key, item in value.items()}  # pyright: ignore[reportUnknownVariableType]
+        return {  # (a key is data too: an environment variable's name, a model turn's free-form object)
+            change(key) if isinstance(key, str) else key: _walk(item, change)
+            for key, item in value.items()  # pyright: ignore[reportUnknownVariableType]
+        }
     if isinstance(value, list):
         return [_walk(item, change) for item in value]  # pyright: ignore[reportUnknownVariableType]
     return value
