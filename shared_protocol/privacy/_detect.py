@@ -8,8 +8,10 @@ lower-cased, a configured pattern's match as it is. `parse_subject` reads what a
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -26,9 +28,14 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.[0-9])")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[0-9.]{7,15})?(?![\w:.])")
 _CARD = re.compile(r"(?<![\w-])[0-9](?:[ -]?[0-9]){12,18}(?![\w-])")
+_DOTTED_CARD = re.compile(r"(?<![\w.-])[0-9]{2,6}(?:\.[0-9]{2,6}){2,5}(?![\w-]|\.[0-9])")
+"""A card printed with dots (`4111.1111.1111.1111`): groups of 2-6 digits, so a version (`1.2.3.4`), an IPv4
+address (at most 12 digits) or a date is never one; the length, issuer prefix and Luhn checks still apply."""
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
 """Issuer prefixes of the card networks (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay, ...): a long
 number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a card."""
+_SHADOWED = re.compile(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]")
+"""What `_shadow` rewrites: a percent-escape of a printable ASCII character, and any non-ASCII character."""
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
 _DIGITS_FOR_PHONE = re.compile(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
 _ANY_DIGIT = re.compile(r"\d")
@@ -91,11 +98,16 @@ class Detector:
     def find(self, text: str) -> list[Span]:
         """The spans of personal data in `text`, in order, none overlapping (the longer one wins)."""
         found: list[Span] = []
-        if "@" in text:
+        shadow = _Shadow(text) if "%" in text or not text.isascii() else None
+        if shadow is not None and "@" in shadow.text:  # (`alice%40example.org`, `alice＠example.org`)
+            for m in _EMAIL.finditer(shadow.text):
+                start, end = shadow.original(m.start(), m.end())
+                found.append(Span(start, end, "email", m.group().lower()))
+        elif "@" in text:
             found += [Span(m.start(), m.end(), "email", m.group().lower()) for m in _EMAIL.finditer(text)]
         if _ANY_DIGIT.search(text):
-            for m in _CARD.finditer(text):
-                digits = re.sub(r"[ -]", "", m.group())
+            for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
+                digits = re.sub(r"[ .-]", "", m.group())
                 if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits):
                     found.append(Span(m.start(), m.end(), "card", digits))
             found += [Span(m.start(), m.end(), "ssn", m.group().replace("-", "")) for m in _SSN.finditer(text)]
@@ -158,6 +170,45 @@ class Detector:
             f"{self.config.default_region}), a Luhn-valid card number, an IP address, an SSN (123-45-6789) or a "
             "name or pattern [privacy] configures"
         )
+
+
+class _Shadow:
+    """`text` as a reader sees it, for the email pattern: percent-escapes of printable ASCII decoded (an address
+    in a URL or a proxy path) and each non-ASCII character NFKC-normalised (a fullwidth `＠` or `．` is `@`, `.`),
+    with the way back to `text`'s positions, so what is encrypted is the text as written and the subject is the
+    plain address."""
+
+    def __init__(self, text: str) -> None:
+        parts: list[str] = []
+        self._shadow_starts: list[int] = []  # per rewritten stretch: where it starts in the shadow,
+        self._rewrites: list[tuple[int, int, int]] = []  # its shadow end, and its start and end in `text`
+        at = shadow_at = 0
+        for m in _SHADOWED.finditer(text):
+            raw = m.group()
+            new = chr(int(raw[1:], 16)) if raw[0] == "%" else unicodedata.normalize("NFKC", raw)
+            if new == raw:
+                continue
+            parts += (text[at : m.start()], new)
+            shadow_at += m.start() - at
+            self._shadow_starts.append(shadow_at)
+            shadow_at += len(new)
+            self._rewrites.append((shadow_at, m.start(), m.end()))
+            at = m.end()
+        parts.append(text[at:])
+        self.text = "".join(parts)
+
+    def original(self, start: int, end: int) -> tuple[int, int]:
+        """The stretch of `text` the shadow's `[start, end)` was made from (all of any character it touches)."""
+        return self._position(start, at_end=False), self._position(end, at_end=True)
+
+    def _position(self, pos: int, *, at_end: bool) -> int:
+        index = bisect.bisect_right(self._shadow_starts, pos - 1 if at_end else pos) - 1
+        if index < 0:
+            return pos
+        shadow_end, raw_start, raw_end = self._rewrites[index]
+        if pos < shadow_end or (at_end and pos == shadow_end):
+            return raw_end if at_end else raw_start
+        return raw_end + pos - shadow_end
 
 
 def _shown(raw: str) -> str:
