@@ -34,8 +34,8 @@ address (at most 12 digits) or a date is never one; the length, issuer prefix an
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
 """Issuer prefixes of the card networks (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay, ...): a long
 number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a card."""
-_SHADOWED = re.compile(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]")
-"""What `_shadow` rewrites: a percent-escape of a printable ASCII character, and any non-ASCII character."""
+_SHADOWED = re.compile(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]+")
+"""What `_Shadow` rewrites: a percent-escape of a printable ASCII character, and non-ASCII characters."""
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
 _DIGITS_FOR_PHONE = re.compile(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
 _ANY_DIGIT = re.compile(r"\d")
@@ -185,15 +185,22 @@ class _Shadow:
         at = shadow_at = 0
         for m in _SHADOWED.finditer(text):
             raw = m.group()
-            new = chr(int(raw[1:], 16)) if raw[0] == "%" else unicodedata.normalize("NFKC", raw)
-            if new == raw:
+            if raw[0] == "%":
+                rewrites = [(m.start(), chr(int(raw[1:], 16)))]
+            elif unicodedata.is_normalized("NFKC", raw):
                 continue
-            parts += (text[at : m.start()], new)
-            shadow_at += m.start() - at
-            self._shadow_starts.append(shadow_at)
-            shadow_at += len(new)
-            self._rewrites.append((shadow_at, m.start(), m.end()))
-            at = m.end()
+            else:  # (each character on its own, so a span mapped back covers no more than the characters it read)
+                rewrites = [(m.start() + i, unicodedata.normalize("NFKC", c)) for i, c in enumerate(raw)]
+            for raw_start, new in rewrites:
+                if new == text[raw_start]:
+                    continue
+                raw_end = raw_start + 3 if raw[0] == "%" else raw_start + 1
+                parts += (text[at:raw_start], new)
+                shadow_at += raw_start - at
+                self._shadow_starts.append(shadow_at)
+                shadow_at += len(new)
+                self._rewrites.append((shadow_at, raw_start, raw_end))
+                at = raw_end
         parts.append(text[at:])
         self.text = "".join(parts)
 
