@@ -126,20 +126,10 @@ class Rollouts:
             if version not in (state.live_version, state.candidate):
                 if mode == "live" and state.live_version is None:
                     await self._first_live(agent, version, now)
-                    await self._put(
-                        promoted(with_candidate(state, version, now=now), steps=self.config.steps, now=now),
-                        "rollout_live",
-                        f"the first live version of agent '{agent}' (readiness let it through)",
-                        {"version": version},
-                    )
+                    await self._go_live(state, version, now, f"agent '{agent}' (readiness let it through)")
                     return None
-                replaced = state.candidate
-                await self._put(
-                    with_candidate(state, version, now=now),
-                    "rollout_candidate",
-                    f"a new logic version of agent '{agent}' starts in shadow"
-                    + (f" (replacing candidate {replaced})" if replaced else ""),
-                    {"version": version, "replaced": replaced},
+                await self._new_candidate(
+                    state, version, now, f"a new logic version of agent '{agent}' starts in shadow"
                 )
                 state = await self._state.rollout(agent) or state
             if mode == "shadow":
@@ -163,6 +153,25 @@ class Rollouts:
                 f"live only from its first canary step. Run it with --shadow; `swarm rollout status {agent}` says what "
                 f"the next step needs, or a human captain runs `swarm rollout promote {agent} --reason ...`"
             )
+
+    async def _go_live(self, state: RolloutState, version: str, now: datetime, whose: str) -> None:
+        """An agent's first live version (no live version before it): straight to live, logged."""
+        await self._put(
+            promoted(with_candidate(state, version, now=now), steps=self.config.steps, now=now),
+            "rollout_live",
+            f"the first live version of {whose}",
+            {"version": version},
+        )
+
+    async def _new_candidate(self, state: RolloutState, version: str, now: datetime, what: str) -> None:
+        """A version the brain has not seen becomes the candidate (replacing any earlier one), logged."""
+        replaced = state.candidate
+        await self._put(
+            with_candidate(state, version, now=now),
+            "rollout_candidate",
+            what + (f" (replacing candidate {replaced})" if replaced else ""),
+            {"version": version, "replaced": replaced},
+        )
 
     async def _first_live(self, agent: str, version: str, now: datetime) -> None:
         """Refuse (`NotReady`) the first live version of `agent` unless the brain's own record shows its shadow
@@ -205,20 +214,12 @@ class Rollouts:
                 return False
             if version not in (state.live_version, state.candidate):
                 if state.live_version is None and await self._overridden(agent, version, now):
-                    await self._put(
-                        promoted(with_candidate(state, version, now=now), steps=self.config.steps, now=now),
-                        "rollout_live",
-                        f"the first live version of reviewer agent '{agent}' (a human captain's readiness override)",
-                        {"version": version},
+                    await self._go_live(
+                        state, version, now, f"reviewer agent '{agent}' (a human captain's readiness override)"
                     )
                     return True
-                replaced = state.candidate
-                await self._put(
-                    with_candidate(state, version, now=now),
-                    "rollout_candidate",
-                    f"a new logic version of reviewer agent '{agent}' votes in shadow"
-                    + (f" (replacing candidate {replaced})" if replaced else ""),
-                    {"version": version, "replaced": replaced},
+                await self._new_candidate(
+                    state, version, now, f"a new logic version of reviewer agent '{agent}' votes in shadow"
                 )
                 return False
             if version == state.live_version or state.stage == "canary":
