@@ -2,16 +2,21 @@
 
     python bench/_dashboard_clients.py BRAIN_URL APPROVER_TOKEN [APPROVER_TOKEN ...]
 
-Each page logs in as the page does (`POST /session` with the token and the page's own Origin, the session cookie
-kept), holds `GET /v1/dashboard/stream` (the page's EventSource) open and reads it, and polls what the page polls
-every 5 s (status, tasks, pending decisions, the two KPI windows, usage). Prints `ready` once every page has its
-stream open and its first polls answered, then one line when terminated (SIGTERM): the stream bytes read and the
-slowest round of polls.
+Started once and left running, so that the cost of starting a Python process is never inside a trial; it takes
+commands on stdin, one a line:
+
+- `open`: each page logs in as the page does (`POST /session` with the token and the page's own Origin, the
+  session cookie kept), holds `GET /v1/dashboard/stream` (the page's EventSource) open and reads it, and polls
+  what the page polls every 5 s (status, tasks, pending decisions, the two KPI windows, usage). Prints `ready`
+  once every page has its stream open and its first polls answered.
+- `close`: the pages close their streams and stop polling (tabs closed); prints `closed read N round M`: the stream
+  bytes read while open and the slowest round of polls (ms).
+
+It exits at the end of stdin.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 
@@ -47,19 +52,30 @@ async def page(url: str, token: str, ready: list[int], received: list[int], slow
                 group.cancel_scope.cancel()
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 async def main(url: str, tokens: list[str]) -> None:
-    ready, received, slowest = [0], [0], [0.0]
-    async with anyio.create_task_group() as group:
-        for token in tokens:
-            group.start_soon(page, url, token, ready, received, slowest)
-        while ready[0] < len(tokens):
-            await anyio.sleep(0.05)
-        print("ready", flush=True)
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                break
-        group.cancel_scope.cancel()
-    print(f"read {received[0]} stream bytes; slowest poll round {slowest[0] * 1000:.0f} ms", flush=True)
+    lines = anyio.wrap_file(sys.stdin)
+    while True:
+        command = (await lines.readline()).strip()
+        if not command:
+            return
+        if command != "open":
+            raise SystemExit(f"_dashboard_clients: expected 'open', got {command!r}")
+        ready, received, slowest = [0], [0], [0.0]
+        async with anyio.create_task_group() as pages:
+            for token in tokens:
+                pages.start_soon(page, url, token, ready, received, slowest)
+            while ready[0] < len(tokens):
+                await anyio.sleep(0.05)
+            _say("ready")
+            command = (await lines.readline()).strip()
+            pages.cancel_scope.cancel()
+        if command != "close":
+            raise SystemExit(f"_dashboard_clients: expected 'close', got {command!r}")
+        _say(f"closed read {received[0]} round {slowest[0] * 1000:.0f}")
 
 
 if __name__ == "__main__":
