@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -10,29 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from shared_protocol import AuditEvent
-from shared_protocol.privacy import redact_tokens
-
 from ..auth import APPROVERS, Principal, authenticate_request
 from ..events import KEEPALIVE, kill_event
 from ..exceptions import ApiError
 from ..service import Brain
 from ..sessions import request_credentials, session_rules
+from .feed import redacted
 
 _RETRY = b"retry: 2000\n\n"
-
-
-def _audit_event(event: AuditEvent) -> bytes:
-    """An `audit` server-sent event (a dashboard stream's own name: bodies' streams never carry it)."""
-    return f"event: audit\ndata: {event.model_dump_json()}\n\n".encode()
-
-
-def _redacted(data: bytes) -> bytes:
-    """`[privacy]`: a stream is not revealed as a reply is (it is pushed, and kept by the page): every token of
-    personal data it would carry — a decision's summary, a task's reason, a body's audit event — is redacted, its
-    subject's id and ciphertext included. The page reads the details through `/v1` replies, revealed to those
-    allowed to read them."""
-    return redact_tokens(data.decode()).encode() if b"[pii:" in data else data
 
 
 class DashboardApi:
@@ -65,7 +51,8 @@ class DashboardStream(Response):
         event: decision | task_available | task_cancelled | task_ended   (as `GET /v1/events` sends them)
         event: audit           data: AuditEvent  (the newest ones stored since the brain started, then each new one)
 
-    Personal data is redacted in all of them (`_redacted`).
+    Personal data is redacted in all of them (`feed.redacted`; the audit feed's batches come encoded and redacted,
+    once for every open stream).
 
     Its credentials are checked again every `keepalive_s`: a session that ended (logout, timeout, its token
     revoked) ends the stream. A page that does not read is cut off (it reconnects)."""
@@ -84,13 +71,14 @@ class DashboardStream(Response):
         lock = anyio.Lock()
         disconnected = False
 
-        async def chunk(data: bytes) -> None:
+        async def chunk(data: bytes, *, redact: bool = True) -> None:
             async with lock:
-                await send({"type": "http.response.body", "body": _redacted(data), "more_body": True})
+                body = redacted(data) if redact else data
+                await send({"type": "http.response.body", "body": body, "more_body": True})
 
         with brain.hub.subscribe(None) as events, brain.audit_feed.subscribe() as audits:
             first = kill_event(await brain.kill_state()).encode()
-            backlog = b"".join(_audit_event(e) for e in brain.audit_feed.recent())
+            backlog = brain.audit_feed.backlog()
             async with anyio.create_task_group() as group:
 
                 async def watch_disconnect() -> None:
@@ -107,8 +95,12 @@ class DashboardStream(Response):
                     group.cancel_scope.cancel()  # cut off, or the brain is stopping: the page reconnects
 
                 async def forward_audit() -> None:
-                    async for event in audits:
-                        await chunk(_audit_event(event))
+                    async for batch in audits:
+                        waiting = [batch]
+                        with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                            while len(waiting) < 64:  # (what queued while the last write went out: one write)
+                                waiting.append(audits.receive_nowait())
+                        await chunk(b"".join(waiting), redact=False)  # (encoded and redacted once, for all)
                     group.cancel_scope.cancel()
 
                 async def keepalive() -> None:
@@ -121,7 +113,7 @@ class DashboardStream(Response):
 
                 group.start_soon(watch_disconnect)
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-                await chunk(_RETRY + first + backlog)
+                await chunk(_RETRY + redacted(first) + backlog, redact=False)
                 group.start_soon(forward_events)
                 group.start_soon(forward_audit)
                 group.start_soon(keepalive)
