@@ -221,7 +221,7 @@ def describe_token(token: TokenRecord) -> str:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from brain_server import issue_token
-    from brain_server.auth import check_token_agent
+    from brain_server.auth import check_token_agent, check_token_label
 
     settings = _database(args)
     role = cast(Role, args.role)
@@ -231,14 +231,23 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     pairing = new_pairing() if args.pair else None
 
+    privacy = load(args.config, swarm_home()).privacy  # (its names and patterns: a label holds none)
+
     async def create(state: StateEngine) -> str:
         return await issue_token(
-            state, role=role, label=args.label, at=datetime.now(UTC), agent=args.agent, pairing=pairing
+            state,
+            role=role,
+            label=args.label,
+            at=datetime.now(UTC),
+            agent=args.agent,
+            pairing=pairing,
+            privacy=privacy,
         )
 
     if args.pair and role != "body":  # (like the checks below: before the database is created or opened)
         raise ConfigError(f"--pair pairs a body token with its body's key; a {role} token registers no body")
     check_token_agent(role, args.agent)  # before the database is created or opened
+    check_token_label(args.label, privacy)
     if role == "reviewer":
         _check_reviewer(args.config, args.agent)
     token = _on_state(settings, create, create=True)
@@ -285,13 +294,31 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _protected(args: argparse.Namespace, settings: BrainSettings, text: str) -> str:
+    """`text` (a reason this command writes to the brain's log itself) as the brain keeps one: its personal data
+    encrypted under the brain's subject keys (`[privacy]`, the key store beside the database)."""
+    from brain_server.privacy import open_protector
+    from brain_server.state import sqlite_path
+
+    db = sqlite_path(settings.database_url)
+    if db is not None and not db.exists():
+        return text  # (no database: the command says so, and no key store is made beside nothing)
+    privacy = load(args.config, swarm_home()).privacy
+    protector = open_protector(settings.model_copy(update={"privacy": privacy}))
+    try:
+        return protector.protect(text)
+    finally:
+        protector.close()
+
+
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     from brain_server import revoke_token
 
     settings = _database(args)
+    reason = _protected(args, settings, args.reason)
 
     async def revoke(state: StateEngine) -> TokenRecord:
-        return await revoke_token(state, args.token_id, reason=args.reason, at=datetime.now(UTC))
+        return await revoke_token(state, args.token_id, reason=reason, at=datetime.now(UTC))
 
     before = _on_state(settings, revoke)
     if before.revoked_at is not None:
@@ -322,9 +349,10 @@ def cmd_body_rebind(args: argparse.Namespace) -> int:
         from brain_server.auth import rebind_body
 
         settings = _database(args)
+        reason = _protected(args, settings, args.reason)
 
         async def on_database(state: StateEngine) -> Rebinding:
-            return await rebind_body(state, args.body_id, args.token_id, reason=args.reason, at=datetime.now(UTC))
+            return await rebind_body(state, args.body_id, args.token_id, reason=reason, at=datetime.now(UTC))
 
         moved = _on_state(settings, on_database)
         revoked = None if moved.previous is None else moved.previous.id
