@@ -1360,6 +1360,7 @@ class Brain:
         lease, so the sweeper requeues it once the lease has passed; a reversed claim puts it back in the queue.
         The reversal is kept under `as_action` (else an id made here), returned as `undo_id`: undoing that redoes it.
         """
+        reason = self.privacy.protect(reason)  # ([privacy])
         now = self.now()
         undo_id = None if dry_run else (as_action or f"rev_{time.time_ns():x}{secrets.token_hex(4)}")
 

@@ -296,3 +296,40 @@ async def test_reasons_the_cli_writes_to_the_brains_log_itself_are_kept_protecte
     held = await _held(live, p.email)
     assert any(w.endswith("body_rebind reason") for w in held), held
     assert any(w.endswith("token_revoke reason") for w in await _held(live, p.phone))
+
+
+async def test_a_captains_reason_for_promoting_or_rolling_back_a_rollout_is_kept_protected(live: LiveBrain) -> None:
+    """Was a hole (medium): `POST /v1/agents/{name}/rollout/promote` and `/rollback` passed the captain's reason
+    to the brain's log as typed (`Rollouts.promote`, `rollback`). Now protected (`app`), as every reason is."""
+    p = plant()
+    await live.add_token("worker", agent="worker-1")
+    async with _client(live, "captain") as captain, _client(live, "worker") as worker:
+        assert (await captain.post("/v1/tasks", json={"title": "tidy"})).status_code == 201
+        claim = {"body_id": "body-w", "mode": "shadow", "logic_version": "lv-1"}
+        claimed = await worker.post("/v1/tasks/claim", json=claim)
+        assert claimed.status_code == 200 and claimed.json()["task"] is not None, claimed.text
+        promoted = await captain.post("/v1/agents/worker-1/rollout/promote", json={"reason": f"ok'd by {p.email}"})
+        assert promoted.status_code == 200, promoted.text  # (lv-1 live: a first version has no other to wait for)
+        assert (await captain.post("/v1/tasks", json={"title": "tidy again"})).status_code == 201
+        claimed = await worker.post("/v1/tasks/claim", json={**claim, "logic_version": "lv-2"})
+        assert claimed.status_code == 200 and claimed.json()["task"] is not None, claimed.text
+        dropped = await captain.post("/v1/agents/worker-1/rollout/rollback", json={"reason": f"call {p.phone}"})
+        assert dropped.status_code == 200, dropped.text
+    assert leaks([live.db.parent], p.values()) == []
+    assert any(w.endswith("rollout_promote reason") for w in await _held(live, p.email))
+    assert any(w.endswith("rollout_rollback reason") for w in await _held(live, p.phone))
+
+
+async def test_an_undos_reason_is_kept_protected(live: LiveBrain) -> None:
+    """Was a hole (medium): `POST /v1/undo/{id}`'s reason went to the brain's log (`reverse` entries) as typed
+    (`Brain.reverse`). Now protected, as every reason is."""
+    p = plant()
+    await _register(live)
+    async with _client(live, "captain") as captain, _client(live, "body") as body:
+        assert (await captain.post("/v1/tasks", json={"title": "tidy"})).status_code == 201
+        claim = {"body_id": "body-a", "agent": "claude", "action_id": "act_claim"}
+        assert (await body.post("/v1/tasks/claim", json=claim)).json()["task"] is not None
+        undone = await captain.post("/v1/undo/act_claim", json={"reason": f"wrong task, says {p.email}"})
+        assert undone.status_code == 200, undone.text
+    assert leaks([live.db.parent], p.values()) == []
+    assert any(w.endswith(" reverse reason") for w in await _held(live, p.email))
