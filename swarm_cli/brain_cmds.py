@@ -26,6 +26,7 @@ from body_mcp.exceptions import SwarmError
 from body_mcp.state import resolve_home
 from shared_protocol.brain import RebindResult, Role
 from shared_protocol.config import SwarmConfig, approval_thresholds
+from shared_protocol.privacy import PrivacyConfig
 from shared_protocol.secrets import Secrets
 
 from . import _context
@@ -231,7 +232,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     pairing = new_pairing() if args.pair else None
 
-    privacy = load(args.config, swarm_home()).privacy  # (its names and patterns: a label holds none)
+    privacy = _privacy(args)  # (its names and patterns: a label holds none)
 
     async def create(state: StateEngine) -> str:
         return await issue_token(
@@ -294,17 +295,24 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy(args: argparse.Namespace) -> PrivacyConfig:
+    """`[privacy]` of the config (its names and patterns), or its defaults when the file cannot be read: a token is
+    still created or revoked (an emergency does not wait for a config fix), and personal data still detected."""
+    from brain_server.exceptions import ConfigError
+
+    try:
+        return load(args.config, swarm_home()).privacy
+    except ConfigError:
+        return PrivacyConfig()
+
+
 def _protected(args: argparse.Namespace, settings: BrainSettings, text: str) -> str:
     """`text` (a reason this command writes to the brain's log itself) as the brain keeps one: its personal data
-    encrypted under the brain's subject keys (`[privacy]`, the key store beside the database)."""
+    encrypted under the brain's subject keys (`[privacy]`, the key store beside the database). Called once the
+    database is open (`_on_state`): no key store is made beside a missing or foreign file."""
     from brain_server.privacy import open_protector
-    from brain_server.state import sqlite_path
 
-    db = sqlite_path(settings.database_url)
-    if db is not None and not db.exists():
-        return text  # (no database: the command says so, and no key store is made beside nothing)
-    privacy = load(args.config, swarm_home()).privacy
-    protector = open_protector(settings.model_copy(update={"privacy": privacy}))
+    protector = open_protector(settings.model_copy(update={"privacy": _privacy(args)}))
     try:
         return protector.protect(text)
     finally:
@@ -315,9 +323,9 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     from brain_server import revoke_token
 
     settings = _database(args)
-    reason = _protected(args, settings, args.reason)
 
     async def revoke(state: StateEngine) -> TokenRecord:
+        reason = _protected(args, settings, args.reason)
         return await revoke_token(state, args.token_id, reason=reason, at=datetime.now(UTC))
 
     before = _on_state(settings, revoke)
@@ -349,9 +357,9 @@ def cmd_body_rebind(args: argparse.Namespace) -> int:
         from brain_server.auth import rebind_body
 
         settings = _database(args)
-        reason = _protected(args, settings, args.reason)
 
         async def on_database(state: StateEngine) -> Rebinding:
+            reason = _protected(args, settings, args.reason)
             return await rebind_body(state, args.body_id, args.token_id, reason=reason, at=datetime.now(UTC))
 
         moved = _on_state(settings, on_database)
