@@ -200,12 +200,14 @@ class _Api:
     async def rollout_promote(self, request: Request, who: Principal) -> Response:
         agent = _agent_name(request)
         payload = await parse(request, RolloutAction)
-        return json_response(await self.brain.rollouts.promote(who, agent, payload.reason))
+        reason = self.brain.privacy.protect(payload.reason)  # ([privacy])
+        return json_response(await self.brain.rollouts.promote(who, agent, reason))
 
     async def rollout_rollback(self, request: Request, who: Principal) -> Response:
         agent = _agent_name(request)
         payload = await parse(request, RolloutAction)
-        return json_response(await self.brain.rollouts.rollback(who, agent, payload.reason))
+        reason = self.brain.privacy.protect(payload.reason)  # ([privacy])
+        return json_response(await self.brain.rollouts.rollback(who, agent, reason))
 
     async def register(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, RegisterRequest)

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from shared_protocol import AuditEvent
 from shared_protocol.brain import ClaimMode, Role, UsageRecord
 from shared_protocol.config import AGENT_NAME_RULE, is_agent_name
+from shared_protocol.privacy import Detector, PrivacyConfig
 
 from .exceptions import (
     AgentMismatch,
@@ -373,15 +374,39 @@ def check_token_agent(role: Role, agent: str | None) -> None:
         )
 
 
+def check_token_label(label: str, privacy: PrivacyConfig | None = None) -> None:
+    """`ConfigError` (nothing written) for a label holding personal data (`[privacy]` on): a token's label is who
+    acts in every record the brain keeps — its log, votes, tasks, pauses — as written, never encrypted, and a
+    label cannot be changed (nor erased) once the token exists."""
+    config = privacy or PrivacyConfig()
+    if not config.redaction:
+        return
+    found = sorted({span.kind for span in Detector(config).find(label)})
+    if found:
+        raise ConfigError(
+            f"--label {label!r} holds personal data ({', '.join(found)}): a token's label names who acts in every "
+            "record the brain keeps, in clear and for good; label it by role or handle (ops-captain, laptop-2)"
+        )
+
+
 async def issue_token(
-    state: TokenStore, *, role: Role, label: str, at: datetime, agent: str | None = None, pairing: str | None = None
+    state: TokenStore,
+    *,
+    role: Role,
+    label: str,
+    at: datetime,
+    agent: str | None = None,
+    pairing: str | None = None,
+    privacy: PrivacyConfig | None = None,
 ) -> str:
     """Create a token, store its hash (and a log line saying so), and return the token: the only time it is seen.
 
     With `agent`, the token is that agent's for good (`ConfigError` for a name `[[agents]] name` would refuse, or
     a role no agent holds); nothing is written then. With `pairing` (a body token's, from `new_pairing`), the token
-    is paired: its body proves the secret whenever it registers a verification key (`check_pairing`)."""
+    is paired: its body proves the secret whenever it registers a verification key (`check_pairing`). A label
+    holding personal data (`privacy`: `[privacy]`, its names and patterns) is refused (`check_token_label`)."""
     check_token_agent(role, agent)
+    check_token_label(label, privacy)
     if pairing is not None and role != "body":
         raise ConfigError(f"--pair pairs a body token with its body's key; a {role} token registers no body")
     token = new_token()

@@ -1,22 +1,33 @@
 """The brain's side of `[privacy]`: its subject keys, protecting what it stores, and erasure and export.
 
-What the brain writes from a request — a task's title and description, a decision's summary, rationale,
-options and action — is protected before it is stored (`Brain.queue_task`, `Brain.ask`): personal data
-encrypted under the brain's subject keys. Audit events arrive already protected by their body (under the
-body's keys). API replies are revealed on their way out (`reveal_reply`: a token the brain holds a key for is
-decrypted, any other is redacted), so a runner reads its task as it was written; pages to humans are redacted
-(`wake/escalator.py`), never decrypted. The keys are in `privacy.db` beside a SQLite database: never in its
-`backups/`, which copy the database only.
+What the brain writes from a request — a task's text, a decision's summary, rationale, options and action, an
+outcome's report, a body's registration, every reason — is protected before it is stored (`Brain.queue_task`,
+`Brain.ask`, `Brain.report_outcome`, `Brain.register`, ...; escalation records, answer links' recipients and a
+wake-up service's errors in `wake/escalator.py`): personal data encrypted under the brain's subject keys. Audit
+events arrive already protected by their body (under the body's keys). API replies are revealed on their way out
+(`reveal_reply`: a token the brain holds a key for is decrypted, any other is redacted), so a runner reads its task
+as it was written; pages to humans are redacted (`wake/escalator.py`), never decrypted. The keys are in `privacy.db`
+beside a SQLite database: never in its `backups/`, which copy the database only.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from shared_protocol.brain import Decision, Task
+from shared_protocol.brain import (
+    Decision,
+    ReadinessOverride,
+    ReadinessReport,
+    ReadinessRequest,
+    Task,
+    TaskSpend,
+    Verification,
+)
 from shared_protocol.privacy import (
     KEY_STORE_FILE,
     TOKEN,
@@ -28,8 +39,8 @@ from shared_protocol.privacy import (
 )
 
 from .settings import BrainSettings
-from .state import sqlite_path
-from .wake.records import Escalation
+from .state import BodyRecord, LogEntry, sqlite_path
+from .wake.records import Escalation, protect_escalation
 
 
 def open_protector(settings: BrainSettings) -> Protector:
@@ -92,15 +103,46 @@ def protect_stored_event(privacy: Protector, text: str) -> str | None:
     return json.dumps(changed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # (as stored)
 
 
-_HISTORY_TEXT = frozenset({"title", "summary", "reason"})
-"""What people and models wrote in a task history line's `detail` (the rest: ids, states, counts)."""
+_HISTORY_TEXT = frozenset({"title", "summary", "reason", "detail"})
+"""What people and models wrote in a task history line's `detail` (a verification's `detail` is the brain's
+refutation, which quotes the audit event's arguments); the rest: ids, states, counts."""
+
+_LOG_DETAIL_TEXT = frozenset({"error"})
+"""What came from outside in a log entry's `detail`: a wake-up service's answer (`page_failed`), which may quote the
+address paged; the rest is the brain's own (ids, counts, states, a recipient already shortened)."""
+
+
+def protect_verification(protect: Callable[[str], str], verification: Verification | None) -> Verification | None:
+    """A task's verification with its text protected: the command as the runner ran it (the task's acceptance
+    command, decrypted for it), the brain's `detail`, and a pytest report's `reason`."""
+    if verification is None:
+        return None
+    report = verification.report
+    return verification.model_copy(
+        update={
+            "command": protect(verification.command),
+            "detail": protect(verification.detail),
+            "report": None if report is None else report.model_copy(update={"reason": protect(report.reason)}),
+        }
+    )
+
+
+def protect_spend(protect: Callable[[str], str], spend: TaskSpend | None) -> TaskSpend | None:
+    return None if spend is None else spend.model_copy(update={"model": protect(spend.model)})
+
+
+def protect_evidence(privacy: Protector, evidence: dict[str, str]) -> dict[str, str]:
+    """A task's evidence (what its runner reports: the acceptance command run, a branch, a kept worktree's path),
+    keys and values protected."""
+    return cast(dict[str, str], privacy.protect_value(evidence))
 
 
 class RecordProtection:
     """What `swarm privacy migrate` does to the brain's own records written before `[privacy]` (or with it off):
     the fields people and models wrote, encrypted under the brain's keys as a new request's are (`Brain.queue_task`,
-    `Brain.ask`, every reason); each method returns None when that changes nothing. The engines apply it in the
-    transaction of the audit events' rewrite (`StateEngine.rewrite_audit_events`)."""
+    `Brain.ask`, `Brain.report_outcome`, `Brain.register`, every reason); each method returns None when that changes
+    nothing. The engines apply it in the transaction of the audit events' rewrite
+    (`StateEngine.rewrite_audit_events`)."""
 
     def __init__(self, privacy: Protector) -> None:
         self._p = privacy
@@ -118,13 +160,30 @@ class RecordProtection:
             )
             for event in task.history
         ]
+        runs = [
+            run.model_copy(
+                update={
+                    "summary": p(run.summary),
+                    "verification": protect_verification(p, run.verification),
+                    "spend": protect_spend(p, run.spend),
+                }
+            )
+            for run in task.shadow_runs
+        ]
+        inputs = task.acceptance_inputs
         changed = task.model_copy(
             update={
                 "title": p(task.title),
                 "description": p(task.description),
                 "acceptance": p(task.acceptance),
                 "setup": p(task.setup),
+                "repo": p(task.repo),
+                "acceptance_inputs": None if inputs is None else [p(path) for path in inputs],
                 "outcome_summary": None if task.outcome_summary is None else p(task.outcome_summary),
+                "verification": protect_verification(p, task.verification),
+                "evidence": protect_evidence(self._p, task.evidence),
+                "spend": protect_spend(p, task.spend),
+                "shadow_runs": runs,
                 "history": history,
             }
         )
@@ -146,21 +205,49 @@ class RecordProtection:
         return None if changed == decision else changed
 
     def escalation(self, escalation: Escalation) -> Escalation | None:
-        p = self._p.protect
-        changed = escalation.model_copy(
-            update={
-                "title": p(escalation.title),
-                "summary": p(escalation.summary),
-                "facts": {label: p(value) for label, value in escalation.facts.items()},
-                "closed_reason": p(escalation.closed_reason),
-            }
-        )
+        changed = protect_escalation(self._p.protect, escalation)
         return None if changed == escalation else changed
 
     def reason(self, reason: str) -> str | None:
-        """A log entry's reason (the log's other columns are the brain's own: ids, counts)."""
+        """A piece of text: a log entry's reason, the kill switch's or a pause's, an answer link's recipient."""
         changed = self._p.protect(reason)
         return None if changed == reason else changed
+
+    def log_detail(self, detail: dict[str, Any]) -> dict[str, Any] | None:
+        """A log entry's `detail`: its `error` (the log's other detail values are the brain's own)."""
+        changed = {
+            key: self._p.protect(value) if key in _LOG_DETAIL_TEXT and isinstance(value, str) else value
+            for key, value in detail.items()
+        }
+        return None if changed == detail else changed
+
+    def readiness_report(self, report: ReadinessReport) -> ReadinessReport | None:
+        changed = protect_readiness_items(self._p.protect, report)
+        return None if changed == report else changed
+
+    def readiness_override(self, override: ReadinessOverride) -> ReadinessOverride | None:
+        changed = override.model_copy(update={"reason": self._p.protect(override.reason)})
+        return None if changed == override else changed
+
+    def body(self, body: BodyRecord) -> BodyRecord | None:
+        p = self._p.protect
+        changed = replace(body, workspace=p(body.workspace), hostname=p(body.hostname))
+        return None if changed == body else changed
+
+
+R = TypeVar("R", ReadinessReport, ReadinessRequest)
+
+
+def protect_readiness_items(protect: Callable[[str], str], report: R) -> R:
+    """A readiness report (or request) with its items' `detail` and `fix` protected: the checks quote
+    configuration (a wake-up recipient's number, an SMTP login's address)."""
+    items = [
+        item.model_copy(update={"detail": protect(item.detail), "fix": protect(item.fix)}) for item in report.items
+    ]
+    return report.model_copy(update={"items": items})
+
+
+# -- what `swarm privacy export` reads -------------------------------------------------------
 
 
 def escalation_texts(escalation: Escalation) -> list[tuple[str, str]]:
@@ -168,3 +255,69 @@ def escalation_texts(escalation: Escalation) -> list[tuple[str, str]]:
     texts = [("title", escalation.title), ("summary", escalation.summary)]
     texts += [(f"facts.{label}", value) for label, value in escalation.facts.items()]
     return [*texts, ("closed_reason", escalation.closed_reason)]
+
+
+def _verification_texts(prefix: str, verification: Verification | None) -> list[tuple[str, str]]:
+    if verification is None:
+        return []
+    texts = [(f"{prefix}.command", verification.command), (f"{prefix}.detail", verification.detail)]
+    if verification.report is not None:
+        texts.append((f"{prefix}.report.reason", verification.report.reason))
+    return texts
+
+
+def task_texts(task: Task) -> list[tuple[str, str]]:
+    """The fields of a task `swarm privacy export` reads: what `RecordProtection.task` protects."""
+    texts = [("title", task.title), ("description", task.description)]
+    texts += [("acceptance", task.acceptance), ("setup", task.setup), ("repo", task.repo)]
+    texts += [(f"acceptance_inputs[{n}]", path) for n, path in enumerate(task.acceptance_inputs or [])]
+    if task.outcome_summary is not None:
+        texts.append(("outcome_summary", task.outcome_summary))
+    texts += _verification_texts("verification", task.verification)
+    texts += [(f"evidence.{key}", f"{key}: {value}") for key, value in task.evidence.items()]
+    if task.spend is not None:
+        texts.append(("spend.model", task.spend.model))
+    for n, run in enumerate(task.shadow_runs):
+        texts.append((f"shadow_runs[{n}].summary", run.summary))
+        texts += _verification_texts(f"shadow_runs[{n}].verification", run.verification)
+    for n, line in enumerate(task.history):
+        texts += [
+            (f"history[{n}].{key}", value)
+            for key, value in line.detail.items()
+            if key in _HISTORY_TEXT and isinstance(value, str)
+        ]
+    return texts
+
+
+def decision_texts(decision: Decision) -> list[tuple[str, str]]:
+    """The fields of a decision `swarm privacy export` reads."""
+    texts = [("summary", decision.summary), ("rationale", decision.rationale)]
+    texts += [(f"options[{n}]", option) for n, option in enumerate(decision.options)]
+    texts += [(f"files[{n}]", path) for n, path in enumerate(decision.files)]
+    texts += [(f"votes[{n}].rationale", vote.rationale) for n, vote in enumerate(decision.votes)]
+    texts += [(f"answers[{n}].reason", answer.reason) for n, answer in enumerate(decision.answers)]
+    if decision.action is not None:
+        texts.append(("action", decision.action))
+    return texts
+
+
+def row_texts(row: dict[str, Any], side: str) -> list[tuple[str, str]]:
+    """The text columns of a task row a compensating record keeps (`before` or `after`), as stored."""
+    return [(f"{side}.{name}", value) for name, value in row.items() if isinstance(value, str) and "[pii:" in value]
+
+
+def readiness_texts(report: ReadinessReport) -> list[tuple[str, str]]:
+    return [
+        text
+        for n, item in enumerate(report.items)
+        for text in ((f"items[{n}].detail", item.detail), (f"items[{n}].fix", item.fix))
+    ]
+
+
+def log_texts(entry: LogEntry) -> list[tuple[str, str]]:
+    texts = [("reason", entry.reason)]
+    return texts + [
+        (f"detail.{key}", value)
+        for key, value in entry.detail.items()
+        if key in _LOG_DETAIL_TEXT and isinstance(value, str)
+    ]

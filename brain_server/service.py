@@ -109,7 +109,22 @@ from .exceptions import (
 )
 from .metrics import BrainMetrics
 from .pauses import AgentPauses
-from .privacy import RecordProtection, escalation_texts, held_in, open_protector, protect_stored_event
+from .privacy import (
+    RecordProtection,
+    decision_texts,
+    escalation_texts,
+    held_in,
+    log_texts,
+    open_protector,
+    protect_evidence,
+    protect_readiness_items,
+    protect_spend,
+    protect_stored_event,
+    protect_verification,
+    readiness_texts,
+    row_texts,
+    task_texts,
+)
 from .rollout import live_ready, live_refusal, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
@@ -192,7 +207,9 @@ class Brain:
         self.wake = wake or WakeSetup()
         self.privacy = open_protector(settings)
         """`[privacy]`: the brain's subject keys; what it stores from requests is protected with them."""
-        self.escalator = Escalator(state, self.wake, now=self.now, redact=self.privacy.redact)
+        self.escalator = Escalator(
+            state, self.wake, now=self.now, redact=self.privacy.redact, protect=self.privacy.protect
+        )
         self.telemetry = Telemetry(state, settings=settings, hub=self.hub, now=self.now)
         self.metrics = BrainMetrics(state, settings=settings, hub=self.hub, now=self.now)
         self.audit_feed = AuditFeed()
@@ -298,8 +315,8 @@ class Brain:
         now = self.now()
         body = BodyRecord(
             body_id=request.body_id,
-            workspace=request.workspace,
-            hostname=request.hostname,
+            workspace=self.privacy.protect(request.workspace),  # (a path can name a person; [privacy])
+            hostname=self.privacy.protect(request.hostname),
             version=request.version,
             registered_at=now,
             last_heartbeat=now,
@@ -978,8 +995,10 @@ class Brain:
                 created_by=by.name,
                 # Encrypted, not redacted: the runner must still run them (replies are revealed), until an erasure.
                 acceptance=self.privacy.protect(request.acceptance),
-                repo=request.repo,
-                acceptance_inputs=request.acceptance_inputs,
+                repo=self.privacy.protect(request.repo),  # (a path can name a person, as a workspace can)
+                acceptance_inputs=None
+                if request.acceptance_inputs is None
+                else [self.privacy.protect(path) for path in request.acceptance_inputs],
                 setup=self.privacy.protect(request.setup),
             )
         )
@@ -1063,7 +1082,15 @@ class Brain:
 
         With `holder`, a task claimed by another body is refused (`BodyMismatch`) in the same transaction.
         """
-        request = request.model_copy(update={"summary": self.privacy.protect(request.summary)})  # ([privacy])
+        protect = self.privacy.protect  # ([privacy]: the runner reports the acceptance command as it ran it, decrypted)
+        request = request.model_copy(
+            update={
+                "summary": protect(request.summary),
+                "verification": protect_verification(protect, request.verification),
+                "evidence": protect_evidence(self.privacy, request.evidence),
+                "spend": protect_spend(protect, request.spend),
+            }
+        )
         now = self.now()
         await self._requeue_expired(now)  # (a lease past its end is requeued first: its claim is stale)
         verification = request.verification
@@ -1191,9 +1218,7 @@ class Brain:
 
     async def record_readiness(self, by: Principal, request: ReadinessRequest) -> ReadinessStatus:
         """Keep a readiness report (the newest counts); logged with who sent it."""
-        protect = self.privacy.protect  # (the checks quote configuration: recipients, logins; [privacy])
-        items = [i.model_copy(update={"detail": protect(i.detail), "fix": protect(i.fix)}) for i in request.items]
-        request = request.model_copy(update={"items": items})
+        request = protect_readiness_items(self.privacy.protect, request)  # ([privacy])
         now = self.now()
         report = ReadinessReport(
             at=now, by=by.name, ready=request.ready, items=request.items, drill_at=request.drill_at
@@ -1335,6 +1360,7 @@ class Brain:
         lease, so the sweeper requeues it once the lease has passed; a reversed claim puts it back in the queue.
         The reversal is kept under `as_action` (else an id made here), returned as `undo_id`: undoing that redoes it.
         """
+        reason = self.privacy.protect(reason)  # ([privacy])
         now = self.now()
         undo_id = None if dry_run else (as_action or f"rev_{time.time_ns():x}{secrets.token_hex(4)}")
 
@@ -1488,32 +1514,43 @@ class Brain:
         )
 
     async def export_subject(self, request: PrivacyRequest) -> PrivacyExport:
-        """What the brain holds about the subject, decrypted: in tasks, decisions and the log. `NotFound` when no
-        key is held."""
+        """What the brain holds about the subject, decrypted: in tasks (and the task rows compensating records keep),
+        decisions, escalation records, the log, the kill switch and agents' pauses, readiness reports and overrides,
+        bodies' registrations and answer links' recipients. `NotFound` when no key is held."""
         subject = self._subject(request.subject)
         subject_id = self.privacy.keys.find(subject.kind, subject.value)
         if subject_id is None:
             raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased)")
-        held: list[HeldItem] = []
-        for task in await self.state.tasks():
-            texts = [("title", task.title), ("description", task.description)]
-            texts += [("acceptance", task.acceptance), ("setup", task.setup)]
-            held += held_in(self.privacy, subject_id, f"task {task.id}", texts)
-        for decision in await self.state.decisions():
-            texts = [("summary", decision.summary), ("rationale", decision.rationale)]
-            texts += [(f"options[{n}]", option) for n, option in enumerate(decision.options)]
-            texts += [(f"files[{n}]", path) for n, path in enumerate(decision.files)]
-            texts += [(f"votes[{n}].rationale", vote.rationale) for n, vote in enumerate(decision.votes)]
-            if decision.action is not None:
-                texts.append(("action", decision.action))
-            held += held_in(self.privacy, subject_id, f"decision {decision.id}", texts)
-        for escalation in await self.state.escalations():
-            held += held_in(self.privacy, subject_id, f"escalation {escalation.id}", escalation_texts(escalation))
-        for entry in await self.state.log_entries(limit=100_000):
-            held += held_in(
-                self.privacy, subject_id, f"log {entry.at.isoformat()} {entry.action}", [("reason", entry.reason)]
-            )
-        return PrivacyExport(kind=subject.kind, held=held)
+
+        def held(where: str, texts: list[tuple[str, str]]) -> list[HeldItem]:
+            return held_in(self.privacy, subject_id, where, texts)
+
+        state = self.state
+        found: list[HeldItem] = []
+        for task in await state.tasks():
+            found += held(f"task {task.id}", task_texts(task))
+        for record in await state.all_compensations():
+            texts = row_texts(record.before, "before") + row_texts(record.after, "after")
+            found += held(f"compensation {record.id} of task {record.target}", texts)
+        for decision in await state.decisions():
+            found += held(f"decision {decision.id}", decision_texts(decision))
+        for escalation in await state.escalations():
+            found += held(f"escalation {escalation.id}", escalation_texts(escalation))
+        for entry in await state.log_entries(limit=100_000):
+            found += held(f"log {entry.at.isoformat()} {entry.action}", log_texts(entry))
+        kill = await state.kill_state()
+        found += held("kill switch", [("reason", kill.reason or "")])
+        for pause in await state.agent_pauses():
+            found += held(f"pause of agent {pause.agent}", [("reason", pause.reason)])
+        for report in await state.readiness_reports():
+            found += held(f"readiness report {report.at.isoformat()}", readiness_texts(report))
+        for override in await state.readiness_overrides(at=None):
+            found += held(f"readiness override {override.id}", [("reason", override.reason)])
+        for body in await state.bodies():
+            found += held(f"body {body.body_id}", [("workspace", body.workspace), ("hostname", body.hostname)])
+        for token in await state.answer_tokens():
+            found += held(f"answer link of page {token.page_id} ({token.verb})", [("recipient", token.target)])
+        return PrivacyExport(kind=subject.kind, held=found)
 
 
 def _agent_version(agent: str, given: str | None, *, doing: str) -> str:

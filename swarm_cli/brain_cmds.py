@@ -26,6 +26,7 @@ from body_mcp.exceptions import SwarmError
 from body_mcp.state import resolve_home
 from shared_protocol.brain import RebindResult, Role
 from shared_protocol.config import SwarmConfig, approval_thresholds
+from shared_protocol.privacy import PrivacyConfig
 from shared_protocol.secrets import Secrets
 
 from . import _context
@@ -221,7 +222,7 @@ def describe_token(token: TokenRecord) -> str:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from brain_server import issue_token
-    from brain_server.auth import check_token_agent
+    from brain_server.auth import check_token_agent, check_token_label
 
     settings = _database(args)
     role = cast(Role, args.role)
@@ -231,14 +232,23 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     pairing = new_pairing() if args.pair else None
 
+    privacy = _privacy(args)  # (its names and patterns: a label holds none)
+
     async def create(state: StateEngine) -> str:
         return await issue_token(
-            state, role=role, label=args.label, at=datetime.now(UTC), agent=args.agent, pairing=pairing
+            state,
+            role=role,
+            label=args.label,
+            at=datetime.now(UTC),
+            agent=args.agent,
+            pairing=pairing,
+            privacy=privacy,
         )
 
     if args.pair and role != "body":  # (like the checks below: before the database is created or opened)
         raise ConfigError(f"--pair pairs a body token with its body's key; a {role} token registers no body")
     check_token_agent(role, args.agent)  # before the database is created or opened
+    check_token_label(args.label, privacy)
     if role == "reviewer":
         _check_reviewer(args.config, args.agent)
     token = _on_state(settings, create, create=True)
@@ -285,13 +295,38 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy(args: argparse.Namespace) -> PrivacyConfig:
+    """`[privacy]` of the config (its names and patterns), or its defaults when the file cannot be read: a token is
+    still created or revoked (an emergency does not wait for a config fix), and personal data still detected."""
+    from brain_server.exceptions import ConfigError
+
+    try:
+        return load(args.config, swarm_home()).privacy
+    except ConfigError:
+        return PrivacyConfig()
+
+
+def _protected(args: argparse.Namespace, settings: BrainSettings, text: str) -> str:
+    """`text` (a reason this command writes to the brain's log itself) as the brain keeps one: its personal data
+    encrypted under the brain's subject keys (`[privacy]`, the key store beside the database). Called once the
+    database is open (`_on_state`): no key store is made beside a missing or foreign file."""
+    from brain_server.privacy import open_protector
+
+    protector = open_protector(settings.model_copy(update={"privacy": _privacy(args)}))
+    try:
+        return protector.protect(text)
+    finally:
+        protector.close()
+
+
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     from brain_server import revoke_token
 
     settings = _database(args)
 
     async def revoke(state: StateEngine) -> TokenRecord:
-        return await revoke_token(state, args.token_id, reason=args.reason, at=datetime.now(UTC))
+        reason = _protected(args, settings, args.reason)
+        return await revoke_token(state, args.token_id, reason=reason, at=datetime.now(UTC))
 
     before = _on_state(settings, revoke)
     if before.revoked_at is not None:
@@ -324,7 +359,8 @@ def cmd_body_rebind(args: argparse.Namespace) -> int:
         settings = _database(args)
 
         async def on_database(state: StateEngine) -> Rebinding:
-            return await rebind_body(state, args.body_id, args.token_id, reason=args.reason, at=datetime.now(UTC))
+            reason = _protected(args, settings, args.reason)
+            return await rebind_body(state, args.body_id, args.token_id, reason=reason, at=datetime.now(UTC))
 
         moved = _on_state(settings, on_database)
         revoked = None if moved.previous is None else moved.previous.id

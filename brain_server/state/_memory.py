@@ -308,28 +308,65 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
         return sorted(self._escalations.values(), key=lambda e: (e.created_at, e.id))
 
     async def rewrite_records(self, change: RecordRewrite, log: LogEntry) -> dict[str, int]:
-        counts = {"tasks": 0, "task_events": 0, "decisions": 0, "escalations": 0, "log": 0}
+        # Everything is worked out first and changed only then: a `change` that fails leaves nothing half done.
+        task_events = 0
         tasks: dict[str, Task] = {}
         for task_id, task in self._tasks.items():
             if (new := change.task(task)) is not None:
                 tasks[task_id] = new
-                counts["task_events"] += sum(1 for a, b in zip(task.history, new.history, strict=True) if a != b)
+                task_events += sum(1 for a, b in zip(task.history, new.history, strict=True) if a != b)
+        compensations = self._rewritten_compensations(change.task)
         decisions = {i: new for i, d in self._decisions.items() if (new := change.decision(d)) is not None}
         escalations = {i: new for i, e in self._escalations.items() if (new := change.escalation(e)) is not None}
-        entries = {n: new for n, e in enumerate(self._log) if (new := change.reason(e.reason)) is not None}
+        entries: dict[int, LogEntry] = {}
+        for n, entry in enumerate(self._log):
+            reason, detail = change.reason(entry.reason), change.log_detail(entry.detail)
+            if reason is not None or detail is not None:
+                entries[n] = replace(
+                    entry,
+                    reason=entry.reason if reason is None else reason,
+                    detail=entry.detail if detail is None else detail,
+                )
+        kill = None if not self._kill.reason else change.reason(self._kill.reason)
+        pauses = {a: new for a, pause in self._pauses.items() if (new := change.reason(pause.reason)) is not None}
+        reports, overrides = self._rewritten_readiness(change.readiness_report, change.readiness_override)
+        bodies = {i: new for i, b in self._bodies.items() if (new := change.body(b)) is not None}
+        targets = {
+            h: replace(t, target=new)
+            for h, t in self._answer_tokens.items()
+            if (new := change.reason(t.target)) is not None
+        }
         self._tasks.update(tasks)
+        for n, record in compensations.items():
+            self._compensations[n] = record
         self._decisions.update(decisions)
         self._escalations.update(escalations)
-        for n, reason in entries.items():
-            self._log[n] = replace(self._log[n], reason=reason)
-        if self._kill.reason and (reason := change.reason(self._kill.reason)) is not None:
-            self._kill = self._kill.model_copy(update={"reason": reason})
-            counts["kill"] = 1
-        for agent, pause in list(self._pauses.items()):
-            if (reason := change.reason(pause.reason)) is not None:
-                self._pauses[agent] = pause.model_copy(update={"reason": reason})
-                counts["pauses"] = counts.get("pauses", 0) + 1
-        counts.update(tasks=len(tasks), decisions=len(decisions), escalations=len(escalations), log=len(entries))
+        for n, entry in entries.items():
+            self._log[n] = entry
+        if kill is not None:
+            self._kill = self._kill.model_copy(update={"reason": kill})
+        for agent, reason in pauses.items():
+            self._pauses[agent] = self._pauses[agent].model_copy(update={"reason": reason})
+        for n, report in reports.items():
+            self._reports[n] = report
+        for n, override in overrides.items():
+            self._overrides[n] = override
+        self._bodies.update(bodies)
+        self._answer_tokens.update(targets)
+        counts = dict(
+            tasks=len(tasks),
+            task_events=task_events,
+            compensations=len(compensations),
+            decisions=len(decisions),
+            escalations=len(escalations),
+            log=len(entries),
+            kill=0 if kill is None else 1,
+            pauses=len(pauses),
+            readiness_reports=len(reports),
+            readiness_overrides=len(overrides),
+            bodies=len(bodies),
+            answer_tokens=len(targets),
+        )
         counts = {kind: n for kind, n in counts.items() if n}
         if counts:
             self._log.append(replace(log, detail={**log.detail, "records": counts}))
@@ -365,6 +402,9 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
 
     async def answer_token(self, token_hash: str) -> AnswerToken | None:
         return self._answer_tokens.get(token_hash)
+
+    async def answer_tokens(self) -> list[AnswerToken]:
+        return sorted(self._answer_tokens.values(), key=lambda t: t.created_at)
 
     async def use_answer_token(self, token_hash: str, at: datetime) -> AnswerToken | None:
         token = self._answer_tokens.get(token_hash)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from shared_protocol.brain import ReadinessOverride, ReadinessReport, UsageRecord
@@ -48,9 +48,22 @@ class MemoryAutonomy:
     async def readiness_report(self) -> ReadinessReport | None:
         return self._reports[-1] if self._reports else None
 
+    async def readiness_reports(self) -> list[ReadinessReport]:
+        return list(self._reports)
+
     async def add_readiness_override(self, override: ReadinessOverride, log: LogEntry) -> None:
         self._overrides.append(override)
         self._log.append(log)
 
-    async def readiness_overrides(self, *, at: datetime) -> list[ReadinessOverride]:
-        return [o for o in self._overrides if o.expires_at > at]
+    async def readiness_overrides(self, *, at: datetime | None) -> list[ReadinessOverride]:
+        return [o for o in self._overrides if at is None or o.expires_at > at]
+
+    def _rewritten_readiness(
+        self,
+        report: Callable[[ReadinessReport], ReadinessReport | None],
+        override: Callable[[ReadinessOverride], ReadinessOverride | None],
+    ) -> tuple[dict[int, ReadinessReport], dict[int, ReadinessOverride]]:
+        """The readiness reports and overrides (by index) `report` and `override` change; nothing is changed yet."""
+        reports = {n: new for n, r in enumerate(self._reports) if (new := report(r)) is not None}
+        overrides = {n: new for n, o in enumerate(self._overrides) if (new := override(o)) is not None}
+        return reports, overrides

@@ -16,7 +16,15 @@ from shared_protocol.brain import CompensationKind, Decision, Task, TaskState
 
 from ..verification import Evidence, awaited, settle_task
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
-from ._rules import check_key, conflicts_of, ended_log, reversal_id_taken, task_from_row, task_row
+from ._rules import (
+    check_key,
+    conflicts_of,
+    ended_log,
+    reversal_id_taken,
+    rewritten_row,
+    task_from_row,
+    task_row,
+)
 from ._transitions import (
     ENDS_PARKED,
     Step,
@@ -232,6 +240,19 @@ class MemoryTasks(TaskTransitions):
 
     async def compensations(self, target_id: str) -> list[Compensation]:
         return [c for c in self._compensations if target_id in (c.action_id, c.decision_id)]
+
+    async def all_compensations(self) -> list[Compensation]:
+        return list(self._compensations)
+
+    def _rewritten_compensations(self, change: Callable[[Task], Task | None]) -> dict[int, Compensation]:
+        """The compensating records (by index) whose task rows `change` rewrites, as the task's own
+        (`rewritten_row`); nothing is changed yet."""
+        changed: dict[int, Compensation] = {}
+        for n, record in enumerate(self._compensations):
+            before, after = rewritten_row(record.before, change), rewritten_row(record.after, change)
+            if before is not None or after is not None:
+                changed[n] = replace(record, before=before or record.before, after=after or record.after)
+        return changed
 
     async def reverse(
         self,

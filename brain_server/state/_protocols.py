@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from shared_protocol import AuditEvent
 from shared_protocol.brain import (
@@ -174,12 +174,15 @@ class AuditEventStore(Protocol):
         ...
 
     async def rewrite_records(self, change: RecordRewrite, log: LogEntry) -> dict[str, int]:
-        """The brain's own records — tasks (and their history lines), decisions, escalations, the log's reasons,
-        the kill switch's and agents' pauses' reasons — through `change` (None: unchanged), in one transaction; a
-        history line or a log entry changes its text only (`swarm privacy migrate`; brain schema v23 lets nothing
+        """The brain's own records — tasks (and their history lines), the task rows compensating records keep,
+        decisions, escalations, the log's reasons (and a `detail.error`), the kill switch's and agents' pauses'
+        reasons, readiness reports and overrides, bodies' registrations, answer links' recipients — through `change`
+        (None: unchanged), in one transaction; a history line, a log entry, a compensating record, a readiness
+        report or override changes its text only (`swarm privacy migrate`; brain schemas v24 and v25 let nothing
         else change). Logged once with the count per kind, if any changed; freed pages are zeroed and the WAL
-        emptied after it. Returns the count per kind of what changed (`tasks`, `task_events`, `decisions`,
-        `escalations`, `log`, `kill`, `pauses`)."""
+        emptied after it. Returns the count per kind of what changed (`tasks`, `task_events`, `compensations`,
+        `decisions`, `escalations`, `log`, `kill`, `pauses`, `readiness_reports`, `readiness_overrides`, `bodies`,
+        `answer_tokens`)."""
         ...
 
     async def escalations(self) -> list[Escalation]:
@@ -359,10 +362,14 @@ class ReadinessStore(Protocol):
         """The newest report stored."""
         ...
 
+    async def readiness_reports(self) -> list[ReadinessReport]:
+        """Every report stored, oldest first (`swarm privacy export`)."""
+        ...
+
     async def add_readiness_override(self, override: ReadinessOverride, log: LogEntry) -> None: ...
 
-    async def readiness_overrides(self, *, at: datetime) -> list[ReadinessOverride]:
-        """The overrides in force at `at` (not expired), oldest first."""
+    async def readiness_overrides(self, *, at: datetime | None) -> list[ReadinessOverride]:
+        """The overrides in force at `at` (not expired), oldest first; `at` None: every one, expired too."""
         ...
 
 
@@ -371,6 +378,10 @@ class CompensationStore(Protocol):
 
     async def compensations(self, target_id: str) -> list[Compensation]:
         """Every compensating record (reversed or not) of the action or decision `target_id`, oldest first."""
+        ...
+
+    async def all_compensations(self) -> list[Compensation]:
+        """Every compensating record, oldest first (`swarm privacy export`)."""
         ...
 
     async def reverse(
@@ -425,6 +436,10 @@ class AnswerTokenStore(Protocol):
         ...
 
     async def answer_token(self, token_hash: str) -> AnswerToken | None: ...
+
+    async def answer_tokens(self) -> list[AnswerToken]:
+        """Every token kept (until it expires), oldest first (`swarm privacy export`)."""
+        ...
 
     async def use_answer_token(self, token_hash: str, at: datetime) -> AnswerToken | None:
         """Mark the token used and return it, if it exists, is unused and unexpired at `at`; else None."""
@@ -523,13 +538,27 @@ class RolloutStore(Protocol):
 class RecordRewrite(Protocol):
     """What `rewrite_records` does to each kind of record (`brain_server.privacy.RecordProtection`)."""
 
-    def task(self, task: Task) -> Task | None: ...
+    def task(self, task: Task) -> Task | None:
+        """A task (its history lines included); also applied to the task rows compensating records keep."""
+        ...
 
     def decision(self, decision: Decision) -> Decision | None: ...
 
     def escalation(self, escalation: Escalation) -> Escalation | None: ...
 
-    def reason(self, reason: str) -> str | None: ...
+    def reason(self, reason: str) -> str | None:
+        """A piece of text: a log entry's reason, the kill switch's or a pause's, the recipient of an answer link."""
+        ...
+
+    def log_detail(self, detail: dict[str, Any]) -> dict[str, Any] | None:
+        """A log entry's `detail` (only its `error` may change: brain schema v25)."""
+        ...
+
+    def readiness_report(self, report: ReadinessReport) -> ReadinessReport | None: ...
+
+    def readiness_override(self, override: ReadinessOverride) -> ReadinessOverride | None: ...
+
+    def body(self, body: BodyRecord) -> BodyRecord | None: ...
 
 
 class StateEngine(

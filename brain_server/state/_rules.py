@@ -7,7 +7,7 @@ Pure functions over records and rows; an engine calls them between its reads and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -192,6 +192,37 @@ def task_from_row(row: Mapping[str, Any], history: Sequence[TaskEvent] = ()) -> 
         setup=row.get("setup") or "",
         history=list(history),
     )
+
+
+TASK_ROW_TEXT = (
+    "title",
+    "description",
+    "acceptance",
+    "setup",
+    "outcome_summary",
+    "repo",
+    "verification",
+    "evidence",
+    "spend",
+    "shadow_runs",
+    "acceptance_inputs",
+)
+"""The columns of a task row holding what people and models wrote (the rest: ids, states, times, counts): all a
+privacy rewrite of a compensation's snapshot may change (brain schema v25)."""
+
+
+def rewritten_row(row: Mapping[str, Any], change: Callable[[Task], Task | None]) -> dict[str, Any] | None:
+    """A compensation's snapshot of a task row with `change` made to the task it describes, as the task's own row
+    gets it (the same text gives the same value, so a reversal still finds the row as the record left it); only the
+    text columns it has change. None when nothing does."""
+    task = task_from_row(row)
+    new = change(task)
+    if new is None:
+        return None
+    claim_token = row.get("claim_token")
+    was, now = task_row(task, claim_token), task_row(new, claim_token)
+    changed = {name: now[name] for name in TASK_ROW_TEXT if name in row and was[name] != now[name]}
+    return {**row, **changed} if changed else None
 
 
 def _parsed(model: type[M], text: str | None) -> M | None:

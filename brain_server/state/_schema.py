@@ -589,6 +589,56 @@ MIGRATIONS: list[str] = [
         WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.task_id IS NOT OLD.task_id
         BEGIN SELECT RAISE(ABORT, 'task_events is append-only'); END;
     """,
+    # v25 (#21, `swarm privacy migrate` of what v24 left out): inside that same gated transaction, and only there,
+    # the text of a readiness override (its reason) and of a readiness report (its items' detail and fix), the
+    # copies of task rows a compensating record keeps (their text columns), and a log entry's `detail.error` (a
+    # wake-up service's answer, which may quote the address paged) may change, and nothing else of them. Readiness
+    # reports, which nothing changed or deleted before, are now refused both outside it.
+    """
+    DROP TRIGGER readiness_overrides_no_update;
+    CREATE TRIGGER readiness_overrides_no_update BEFORE UPDATE ON readiness_overrides
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.agent IS NOT OLD.agent
+            OR NEW.logic_version IS NOT OLD.logic_version OR NEW.expires_at IS NOT OLD.expires_at
+            OR json_remove(NEW.override, '$.reason') IS NOT json_remove(OLD.override, '$.reason')
+        BEGIN SELECT RAISE(ABORT, 'readiness overrides are never changed: they expire'); END;
+    CREATE TRIGGER readiness_reports_no_update BEFORE UPDATE ON readiness_reports
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.at IS NOT OLD.at
+            OR json_remove(NEW.report, '$.items') IS NOT json_remove(OLD.report, '$.items')
+            OR (SELECT json_group_array(json_array(json_extract(value, '$.name'), json_extract(value, '$.ok')))
+                FROM json_each(NEW.report, '$.items'))
+            IS NOT (SELECT json_group_array(json_array(json_extract(value, '$.name'), json_extract(value, '$.ok')))
+                FROM json_each(OLD.report, '$.items'))
+        BEGIN SELECT RAISE(ABORT, 'readiness reports are never changed'); END;
+    CREATE TRIGGER readiness_reports_no_delete BEFORE DELETE ON readiness_reports
+        BEGIN SELECT RAISE(ABORT, 'readiness reports are never deleted'); END;
+    DROP TRIGGER compensations_reversed_once;
+    CREATE TRIGGER compensations_reversed_once BEFORE UPDATE ON compensations
+        WHEN NEW.id IS NOT OLD.id OR NEW.action_id IS NOT OLD.action_id OR NEW.decision_id IS NOT OLD.decision_id
+            OR NEW.body_id IS NOT OLD.body_id OR NEW.kind IS NOT OLD.kind OR NEW.target IS NOT OLD.target
+            OR NEW.created_at IS NOT OLD.created_at
+            OR ((SELECT open FROM audit_rewrite_gate) = 0 AND (OLD.reversed_at IS NOT NULL
+                OR NEW.before IS NOT OLD.before OR NEW.after IS NOT OLD.after))
+            OR ((SELECT open FROM audit_rewrite_gate) = 1 AND (NEW.reversed_at IS NOT OLD.reversed_at
+                OR NEW.reversed_by IS NOT OLD.reversed_by
+                OR json_remove(NEW.before, '$.title', '$.description', '$.acceptance', '$.setup', '$.outcome_summary',
+                    '$.repo', '$.verification', '$.evidence', '$.spend', '$.shadow_runs', '$.acceptance_inputs')
+                IS NOT json_remove(OLD.before, '$.title', '$.description', '$.acceptance', '$.setup',
+                    '$.outcome_summary', '$.repo', '$.verification', '$.evidence', '$.spend', '$.shadow_runs',
+                    '$.acceptance_inputs')
+                OR json_remove(NEW.after, '$.title', '$.description', '$.acceptance', '$.setup', '$.outcome_summary',
+                    '$.repo', '$.verification', '$.evidence', '$.spend', '$.shadow_runs', '$.acceptance_inputs')
+                IS NOT json_remove(OLD.after, '$.title', '$.description', '$.acceptance', '$.setup',
+                    '$.outcome_summary', '$.repo', '$.verification', '$.evidence', '$.spend', '$.shadow_runs',
+                    '$.acceptance_inputs')))
+        BEGIN SELECT RAISE(ABORT, 'a compensation only gains its reversal, once'); END;
+    DROP TRIGGER brain_log_no_update;
+    CREATE TRIGGER brain_log_no_update BEFORE UPDATE ON brain_log
+        WHEN (SELECT open FROM audit_rewrite_gate) = 0 OR NEW.id IS NOT OLD.id OR NEW.at IS NOT OLD.at
+            OR NEW.action IS NOT OLD.action OR NEW.by IS NOT OLD.by OR NEW.token_id IS NOT OLD.token_id
+            OR NEW.role IS NOT OLD.role OR NEW.target IS NOT OLD.target
+            OR json_remove(NEW.detail, '$.error') IS NOT json_remove(OLD.detail, '$.error')
+        BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END;
+    """,
 ]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import aiosqlite
 import anyio
@@ -260,20 +260,20 @@ class SqliteStateEngine(
         return known
 
     async def bodies(self) -> list[BodyRecord]:
-        rows = await self._rows("SELECT * FROM bodies ORDER BY body_id")
-        return [
-            BodyRecord(
-                body_id=row["body_id"],
-                workspace=row["workspace"],
-                hostname=row["hostname"],
-                version=row["version"],
-                registered_at=datetime.fromisoformat(row["registered_at"]),
-                last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
-                left_at=parse_time(row["left_at"]),
-                verify_key=row["verify_key"],
-            )
-            for row in rows
-        ]
+        return [self._body(row) for row in await self._rows("SELECT * FROM bodies ORDER BY body_id")]
+
+    @staticmethod
+    def _body(row: sqlite3.Row) -> BodyRecord:
+        return BodyRecord(
+            body_id=row["body_id"],
+            workspace=row["workspace"],
+            hostname=row["hostname"],
+            version=row["version"],
+            registered_at=datetime.fromisoformat(row["registered_at"]),
+            last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
+            left_at=parse_time(row["left_at"]),
+            verify_key=row["verify_key"],
+        )
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -380,14 +380,31 @@ class SqliteStateEngine(
                     )
                     decisions += 1
             counts["decisions"] = decisions
+            counts["compensations"] = await self._rewrite_compensations(conn, change.task)
             counts["escalations"] = await self._rewrite_escalations(conn, change.escalation)
-            reasons = [
-                (new, entry_id)
-                for entry_id, reason in await conn.execute_fetchall("SELECT id, reason FROM brain_log")
-                if (new := change.reason(str(reason))) is not None
-            ]
-            await conn.executemany("UPDATE brain_log SET reason = ? WHERE id = ?", reasons)
-            counts["log"] = len(reasons)
+            entries = 0
+            for entry_id, reason, detail in await conn.execute_fetchall("SELECT id, reason, detail FROM brain_log"):
+                new_reason = change.reason(str(reason))
+                was = json.loads(detail)
+                new_detail = change.log_detail(was)
+                # (only what changed is set in the stored JSON: brain schema v25 lets `detail.error` alone change)
+                paths = (
+                    [] if new_detail is None else [key for key, value in new_detail.items() if was.get(key) != value]
+                )
+                if new_reason is None and not paths:
+                    continue
+                changes = [(f'$."{key}"', cast(dict[str, Any], new_detail)[key]) for key in paths]
+                setting = "detail" if not changes else f"json_set(detail{', ?, ?' * len(changes)})"
+                await conn.execute(
+                    f"UPDATE brain_log SET reason = ?, detail = {setting} WHERE id = ?",
+                    (
+                        str(reason) if new_reason is None else new_reason,
+                        *(part for change_ in changes for part in change_),
+                        int(entry_id),
+                    ),
+                )
+                entries += 1
+            counts["log"] = entries
             kill = [
                 (new,)
                 for (reason,) in await conn.execute_fetchall("SELECT reason FROM kill_state WHERE reason IS NOT NULL")
@@ -402,6 +419,17 @@ class SqliteStateEngine(
                     pauses.append((pause.model_copy(update={"reason": new}).model_dump_json(), agent))
             await conn.executemany("UPDATE agent_pauses SET pause = ? WHERE agent = ?", pauses)
             counts["pauses"] = len(pauses)
+            counts["readiness_reports"], counts["readiness_overrides"] = await self._rewrite_readiness(
+                conn, change.readiness_report, change.readiness_override
+            )
+            bodies = [
+                (new.workspace, new.hostname, new.body_id)
+                for row in await conn.execute_fetchall("SELECT * FROM bodies")
+                if (new := change.body(self._body(row))) is not None
+            ]
+            await conn.executemany("UPDATE bodies SET workspace = ?, hostname = ? WHERE body_id = ?", bodies)
+            counts["bodies"] = len(bodies)
+            counts["answer_tokens"] = await self._rewrite_answer_targets(conn, change.reason)
             await conn.execute("UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1")
             counts = {kind: n for kind, n in counts.items() if n}
             if counts:

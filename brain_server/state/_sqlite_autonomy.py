@@ -3,8 +3,10 @@ captains' overrides (`readiness_reports`, `readiness_overrides`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+
+import aiosqlite
 
 from shared_protocol.brain import ReadinessOverride, ReadinessReport, UsageRecord
 
@@ -59,6 +61,10 @@ class SqliteAutonomy(SqliteDatabase):
         row = await self._row("SELECT report FROM readiness_reports ORDER BY id DESC LIMIT 1")
         return None if row is None else ReadinessReport.model_validate_json(row["report"])
 
+    async def readiness_reports(self) -> list[ReadinessReport]:
+        rows = await self._rows("SELECT report FROM readiness_reports ORDER BY id")
+        return [ReadinessReport.model_validate_json(row["report"]) for row in rows]
+
     async def add_readiness_override(self, override: ReadinessOverride, log: LogEntry) -> None:
         async with self._write() as conn:
             await conn.execute(
@@ -74,8 +80,49 @@ class SqliteAutonomy(SqliteDatabase):
             )
             await self._log(conn, log)
 
-    async def readiness_overrides(self, *, at: datetime) -> list[ReadinessOverride]:
-        rows = await self._rows(
-            "SELECT override FROM readiness_overrides WHERE expires_at > ? ORDER BY rowid", (iso(at),)
-        )
+    async def readiness_overrides(self, *, at: datetime | None) -> list[ReadinessOverride]:
+        if at is None:
+            rows = await self._rows("SELECT override FROM readiness_overrides ORDER BY rowid")
+        else:
+            rows = await self._rows(
+                "SELECT override FROM readiness_overrides WHERE expires_at > ? ORDER BY rowid", (iso(at),)
+            )
         return [ReadinessOverride.model_validate_json(row["override"]) for row in rows]
+
+    @staticmethod
+    async def _rewrite_readiness(
+        conn: aiosqlite.Connection,
+        report: Callable[[ReadinessReport], ReadinessReport | None],
+        override: Callable[[ReadinessOverride], ReadinessOverride | None],
+    ) -> tuple[int, int]:
+        """Each readiness report and override through `report` and `override`, in the caller's transaction (the
+        gate open: brain schema v25 lets their text change, nothing else); (reports, overrides) changed. Only the
+        text is set in the stored JSON (`json_set`): the rest stays as it was written, whatever model wrote it."""
+        reports = 0
+        for report_id, text in await conn.execute_fetchall("SELECT id, report FROM readiness_reports"):
+            old = ReadinessReport.model_validate_json(text)
+            new = report(old)
+            if new is None:
+                continue
+            paths: list[str] = []
+            values: list[str] = []
+            for n, (was, now) in enumerate(zip(old.items, new.items, strict=True)):
+                for name in ("detail", "fix"):
+                    if getattr(was, name) != getattr(now, name):
+                        paths.append(f"'$.items[{n}].{name}', ?")
+                        values.append(getattr(now, name))
+            if paths:
+                await conn.execute(
+                    f"UPDATE readiness_reports SET report = json_set(report, {', '.join(paths)}) WHERE id = ?",
+                    (*values, report_id),
+                )
+                reports += 1
+        changed = [
+            (new.reason, override_id)
+            for override_id, text in await conn.execute_fetchall("SELECT id, override FROM readiness_overrides")
+            if (new := override(ReadinessOverride.model_validate_json(text))) is not None
+        ]
+        await conn.executemany(
+            "UPDATE readiness_overrides SET override = json_set(override, '$.reason', ?) WHERE id = ?", changed
+        )
+        return reports, len(changed)

@@ -29,6 +29,7 @@ from ._rules import (
     iso,
     parse_time,
     reversal_id_taken,
+    rewritten_row,
     task_from_row,
     task_row,
 )
@@ -439,6 +440,29 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
             reversed_at=parse_time(row["reversed_at"]),
             reversed_by=row["reversed_by"],
         )
+
+    async def all_compensations(self) -> list[Compensation]:
+        return [self._compensation(row) for row in await self._rows("SELECT * FROM compensations ORDER BY id")]
+
+    @staticmethod
+    async def _rewrite_compensations(conn: aiosqlite.Connection, change: Callable[[Task], Task | None]) -> int:
+        """The task rows each compensating record keeps (before and after) through `change` as the task's own row
+        (`rewritten_row`), in the caller's transaction (the gate open: brain schema v25); the number changed."""
+        changed: list[tuple[str, str, int]] = []
+        for record_id, before, after in await conn.execute_fetchall("SELECT id, before, after FROM compensations"):
+            new_before = rewritten_row(json.loads(before), change)
+            new_after = rewritten_row(json.loads(after), change)
+            if new_before is None and new_after is None:
+                continue
+            changed.append(
+                (
+                    str(before) if new_before is None else canonical(new_before),
+                    str(after) if new_after is None else canonical(new_after),
+                    int(record_id),
+                )
+            )
+        await conn.executemany("UPDATE compensations SET before = ?, after = ? WHERE id = ?", changed)
+        return len(changed)
 
     async def compensations(self, target_id: str) -> list[Compensation]:
         rows = await self._rows(

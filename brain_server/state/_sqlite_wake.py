@@ -139,6 +139,18 @@ class SqliteWake(SqliteDatabase):
         row = await self._row("SELECT * FROM answer_tokens WHERE token_hash = ?", (token_hash,))
         return None if row is None else self._answer_token(row)
 
+    async def answer_tokens(self) -> list[AnswerToken]:
+        rows = await self._rows("SELECT * FROM answer_tokens ORDER BY created_at, rowid")
+        return [self._answer_token(row) for row in rows]
+
+    @staticmethod
+    async def _rewrite_answer_targets(conn: aiosqlite.Connection, change: Callable[[str], str | None]) -> int:
+        """Each answer link's recipient through `change`, in the caller's transaction; the number changed."""
+        rows = await conn.execute_fetchall("SELECT token_hash, target FROM answer_tokens")
+        changed = [(new, token_hash) for token_hash, target in rows if (new := change(str(target))) is not None]
+        await conn.executemany("UPDATE answer_tokens SET target = ? WHERE token_hash = ?", changed)
+        return len(changed)
+
     async def use_answer_token(self, token_hash: str, at: datetime) -> AnswerToken | None:
         async with self._write() as conn:
             async with conn.execute(

@@ -43,7 +43,11 @@ _LABELS: dict[str, str] = {"approve": "Approve", "deny": "Deny", "ack": "Acknowl
 
 
 def _principal(brain: Brain, token: AnswerToken) -> Principal:
-    label = redact(token.channel, token.target, registry=brain.wake.registry)
+    """Who answers through a page's link: its recipient, shortened (the stored recipient is protected, `[privacy]`;
+    an erased one is named so)."""
+    to = brain.privacy.reveal(token.target)
+    erased = "[pii:" in to
+    label = f"{token.channel}:(erased)" if erased else redact(token.channel, to, registry=brain.wake.registry)
     return Principal(token_id=f"page:{token.page_id}", role="approver", label=label)
 
 

@@ -43,7 +43,7 @@ from shared_protocol.wake import EscalationConfig, parse_target
 from ..exceptions import NothingToAcknowledge, StateBroken
 from ..state import LogEntry, StateEngine
 from .base import Channel, ChannelError, Delivery, Page, PageLinks
-from .records import AnswerToken, AnswerVerb, Escalation, hash_answer_token
+from .records import AnswerToken, AnswerVerb, Escalation, hash_answer_token, protect_escalation
 from .registry import CHANNELS, ChannelRegistry
 from .setup import WakeSetup
 
@@ -103,13 +103,22 @@ class Escalator:
     """Runs escalations on one state engine. `run()` is its loop; `start_*`, `acknowledge`, `resolve` its inputs."""
 
     def __init__(
-        self, state: StateEngine, setup: WakeSetup, *, now: Clock, redact: Callable[[str], str] = redact_tokens
+        self,
+        state: StateEngine,
+        setup: WakeSetup,
+        *,
+        now: Clock,
+        redact: Callable[[str], str] = redact_tokens,
+        protect: Callable[[str], str] = str,
     ) -> None:
-        """`redact`: what a page's text goes through before it leaves (`[privacy]`: personal data is never paged)."""
+        """`redact`: what a page's text and the process log's lines go through (`[privacy]`: personal data is never
+        paged nor logged); `protect`: what the text of escalation records, the recipients of answer links and a
+        service's error go through before they are stored (personal data encrypted)."""
         self.state = state
         self.setup = setup
         self._now = now
         self._redact = redact
+        self._protect = protect
         self._wake = anyio.Event()
         self._logged_episodes: set[str] = set()
         """Episodes already logged as alerts nobody could be paged about (no channel)."""
@@ -187,7 +196,9 @@ class Escalator:
         if not self.can_page:
             once = f"{key}:{episode}"
             if episode is None or once not in self._logged_episodes:
-                logger.warning("alert %s on body %s: %s (no wake-up channel is configured)", kind, body_id, title)
+                logger.warning(
+                    "alert %s on body %s: %s (no wake-up channel is configured)", kind, body_id, self._redact(title)
+                )
             if episode is not None:
                 self._logged_episodes.add(once)
             return None
@@ -306,7 +317,9 @@ class Escalator:
         return sum(delivered)
 
     async def _start(self, escalation: Escalation, *, by: str) -> bool:
-        """Store and log a new escalation; False (nothing written) if one with its id exists."""
+        """Store and log a new escalation, its text protected (an alert quotes what a body sent); False (nothing
+        written) if one with its id exists."""
+        escalation = protect_escalation(self._protect, escalation)
         log = LogEntry(
             at=escalation.created_at,
             action="alert" if escalation.kind == "alert" else "escalate",
@@ -471,7 +484,7 @@ class Escalator:
                     subject_id=escalation.id,
                     verb=verb,
                     channel=channel,
-                    target=to,
+                    target=self._protect(to),  # (the address paged: read back for the answering page's label)
                     created_at=now,
                     expires_at=expires,
                 )
@@ -504,9 +517,15 @@ class Escalator:
         return detail
 
     async def _log_failure(self, escalation: Escalation, step: Step, channel: str, to: str, error: str) -> None:
+        """A service's error can quote the address it refused (Twilio's "The 'To' number … is not valid", an SMTP
+        server's "<…>: Recipient address rejected"): redacted for the process log, protected where it is kept."""
         logger.warning(
-            "page about %s on %s failed: %s", escalation.id, redact(channel, to, registry=self.setup.registry), error
+            "page about %s on %s failed: %s",
+            escalation.id,
+            redact(channel, to, registry=self.setup.registry),
+            self._redact(error),
         )
+        error = self._protect(error)
         detail = self._detail(step, "", channel, to, None)
         detail["error"] = error
         await self.state.append_log(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -49,6 +50,19 @@ class Escalation(BaseModel):
     closed_by: str | None = None
     closed_reason: str = ""
     updated_at: datetime
+
+
+def protect_escalation(protect: Callable[[str], str], escalation: Escalation) -> Escalation:
+    """An escalation record with its text through `protect` (`[privacy]`: what it quotes — a decision's summary, a
+    body's refusal message — encrypted before it is stored)."""
+    return escalation.model_copy(
+        update={
+            "title": protect(escalation.title),
+            "summary": protect(escalation.summary),
+            "facts": {label: protect(value) for label, value in escalation.facts.items()},
+            "closed_reason": protect(escalation.closed_reason),
+        }
+    )
 
 
 @dataclass(kw_only=True, frozen=True)

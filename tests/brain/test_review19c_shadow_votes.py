@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -17,10 +18,10 @@ import pytest
 from agent_runner.reviewer import deadlock_prompt
 from brain_server import Brain, BrainSettings
 from brain_server.rollout import rolled_back
-from brain_server.state import LogEntry, sqlite_url
+from brain_server.state import BodyRecord, LogEntry, sqlite_url
 from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.records import Escalation
-from shared_protocol.brain import Task
+from shared_protocol.brain import ReadinessOverride, ReadinessReport, Task
 from shared_protocol.config import ConsensusConfig
 from shared_protocol.decisions import Decision, LadderStep, Vote
 from swarm_cli.decision_cmds import how_to_answer
@@ -373,6 +374,18 @@ class Redacting:
         return None
 
     def reason(self, reason: str) -> str | None:
+        return None
+
+    def log_detail(self, detail: dict[str, Any]) -> dict[str, Any] | None:
+        return None
+
+    def readiness_report(self, report: ReadinessReport) -> ReadinessReport | None:
+        return None
+
+    def readiness_override(self, override: ReadinessOverride) -> ReadinessOverride | None:
+        return None
+
+    def body(self, body: BodyRecord) -> BodyRecord | None:
         return None
 
 

@@ -53,6 +53,14 @@ async def test_a_database_from_before_v16_gets_its_verifications_indexed(tmp_pat
     conn = sqlite3.connect(path)
     try:
         conn.executescript(
+            # (v25: the v24 triggers of the log, readiness overrides and compensations again; no report triggers)
+            "DROP TRIGGER readiness_reports_no_update; DROP TRIGGER readiness_reports_no_delete; "
+            "DROP TRIGGER readiness_overrides_no_update; CREATE TRIGGER readiness_overrides_no_update BEFORE UPDATE "
+            "ON readiness_overrides BEGIN SELECT RAISE(ABORT, 'readiness overrides are never changed: they expire'); "
+            "END; DROP TRIGGER compensations_reversed_once; CREATE TRIGGER compensations_reversed_once BEFORE UPDATE "
+            "ON compensations WHEN OLD.reversed_at IS NOT NULL OR NEW.before IS NOT OLD.before "
+            "OR NEW.after IS NOT OLD.after "
+            "BEGIN SELECT RAISE(ABORT, 'a compensation only gains its reversal, once'); END; "
             "DROP TRIGGER brain_log_no_update; DROP TRIGGER task_events_no_update; "  # (v24)
             "CREATE TRIGGER brain_log_no_update BEFORE UPDATE ON brain_log "
             "BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END; "
