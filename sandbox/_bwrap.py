@@ -9,7 +9,9 @@ Facts measured on the target machines (bubblewrap 0.8, kernel 6.x, running as ro
   a user namespace of its own (`unshare --user` fails with ENOSPC) and so cannot regain capabilities.
 - With `--unshare-net` the new namespace has only `lo`, already up: a forwarder can listen on 127.0.0.1.
 - With `--unshare-pid`, bwrap installs an init that exits when the command exits, taking every leftover
-  process with it; `--die-with-parent` extends that to the death of the outer bwrap (our kill path).
+  process with it; `--die-with-parent` extends that to the death of the outer bwrap (our kill path), but
+  only from the end of the init's setup (its PDEATHSIG is set there): an outer bwrap killed earlier orphans
+  it, and the launcher server, its subreaper, kills it (`_spawner.py`).
 - `--json-status-fd` reports `child-pid` once the command is about to start, then its `exit-code`
   (128+N when killed by signal N): its absence tells a setup failure from a failing command.
 - `--clearenv` leaves only what `--setenv` gives, plus `PWD` which `--chdir` sets.

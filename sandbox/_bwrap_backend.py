@@ -30,6 +30,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,6 +76,7 @@ from ._limits import (
     apply_rlimits,
     create_pids_cgroup,
     pids_cgroup_parent,
+    remove_orphaned_cgroups,
     rlimits,
 )
 from ._process import SETUP_TIMEOUT_S, ProcessOutcome, RunControl, run_contained
@@ -162,6 +164,7 @@ class BwrapBackend(ABC):
         self._availability: Availability | None = None
         self._active: set[RunControl] = set()
         self._spawner = Spawner(self)
+        self._swept = False
 
     @property
     def name(self) -> str:
@@ -232,7 +235,9 @@ class BwrapBackend(ABC):
         self, staging: Path, spec: SandboxSpec, plan: _Plan, control: RunControl, areas: RunAreas
     ) -> tuple[ProcessOutcome, dict[str, Any], Prepared]:
         """Launch and wait; the run's cgroup lives exactly as long as its processes may."""
-        cgroup = await anyio.to_thread.run_sync(_create_cgroup, spec, bool(plan.forwarder))
+        # The first run of a backend (a body's first) also kills and removes what a dead body's runs left.
+        sweep, self._swept = not self._swept, True
+        cgroup = await anyio.to_thread.run_sync(partial(_create_cgroup, spec, bool(plan.forwarder), sweep=sweep))
         try:
             launch = await anyio.to_thread.run_sync(self._build_launch, spec, plan, staging, cgroup)
 
@@ -506,10 +511,12 @@ def _stage_areas(pid: int, staging: Path, spec: SandboxSpec, prepared: Prepared,
     return areas.gate_after_fill(spec.limits)
 
 
-def _create_cgroup(spec: SandboxSpec, with_forwarder: bool) -> PidsCgroup | None:
+def _create_cgroup(spec: SandboxSpec, with_forwarder: bool, *, sweep: bool) -> PidsCgroup | None:
     parent = pids_cgroup_parent()
     if parent is None:
         return None
+    if sweep:
+        remove_orphaned_cgroups(parent)
     overhead = SANDBOX_OVERHEAD_PROCESSES + (1 if with_forwarder else 0)
     try:
         return create_pids_cgroup(parent, spec.limits.max_processes, overhead=overhead)

@@ -156,8 +156,9 @@ class Spawner:
         return ours
 
     def _stop(self, *, kill: bool = False) -> None:
-        """Close the socket: the server exits, and every launcher it forked dies with it. A server that does not
-        exit (hung, stopped), or one that failed (`kill`), is killed: it must not go on holding launchers."""
+        """Close the socket: the server kills what is left of its runs (launchers, and what they orphaned) and
+        exits. A server that does not exit (hung, stopped), or one that failed (`kill`), is killed: it must not go
+        on holding launchers (they die with it; the runs' cgroups hold the rest)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None

@@ -7,8 +7,16 @@ of a JSON request in the run's private staging directory and, as SCM_RIGHTS, the
 stdout, stderr, the areas socket, the write end of the run's status pipe, then the ones bwrap and the command
 get at their own numbers). It forks, answers with the child's pid and a pidfd (the body kills through it: a
 signal can never reach a reused pid), and when the child ends, reaps it and writes its exit status to the
-status pipe. It exits when the body closes the socket, and each child dies with it (`PR_SET_PDEATHSIG`,
-kept across the exec of bwrap).
+status pipe. Each child dies with the server (`PR_SET_PDEATHSIG`, kept across the exec of bwrap).
+
+What a launcher leaves behind is the server's to kill: it is their subreaper, so a process orphaned by a
+launcher's death comes to it rather than to init. bwrap's own init is such a process for a moment: it gets
+`--die-with-parent`'s PDEATHSIG only once its setup is done (a fork does not inherit one), so a launcher
+killed during that setup (tens of ms on a loaded machine) left it, and the command it then started, running
+with nobody to kill them (seen once in CI: the body SIGKILLed just after bwrap's exec, its command's four
+processes alive 5 s later). The server kills every such orphan when it reaps a launcher, and when the body
+closes the socket (or dies), it kills what is left of every run, waits until it is gone, removes the runs'
+cgroups (a dead body cannot) and only then exits.
 
 The child, before it execs bwrap (`launch`):
 1. restores the signals Python changed, starts a session, puts its descriptors at their numbers and closes
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -40,7 +49,8 @@ import select
 import signal
 import socket
 import sys
-from typing import Any, NoReturn
+import time
+from typing import Any, NamedTuple, NoReturn
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
@@ -49,12 +59,15 @@ _MS_NODEV = 0x4
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 #: What the child sends with the areas' descriptors; anything else on the areas socket is its error.
 AREAS_MESSAGE = b"swarm-areas"
 MAX_FDS = 64
 _MAX_PATH = 4096
 _MAX_ERROR_BYTES = 4096
+#: How long the server, once the body is gone, goes on killing and reaping what is left of its runs.
+_END_RUNS_S = 5.0
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _unshare = _LIBC.unshare
@@ -68,28 +81,39 @@ _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
 _prctl.restype = ctypes.c_int
 
 
+class _Run(NamedTuple):
+    status_fd: int
+    """The write end of the run's status pipe."""
+    cgroup: str | None
+    """The run's cgroup directory, if it has one."""
+
+
 def serve(control_fd: int) -> None:
-    """Fork one launcher per request until the body closes the socket; report each one's exit status."""
+    """Fork one launcher per request until the body closes the socket; report each one's exit status. Then
+    kill what is left of the runs (`_end_runs`)."""
     control = socket.socket(fileno=control_fd)
     server = os.getpid()
+    _check(_prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "become the launchers' subreaper")
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
-    statuses: dict[int, int] = {}
-    """pid -> the write end of its run's status pipe."""
+    runs: dict[int, _Run] = {}
+    """launcher pid -> its run."""
     while True:
         ready = select.select([control, wake_r], [], [])[0]
         if wake_r in ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_r, 4096)
-            _reap(statuses)
+            _drain(wake_r)
+            _reap(runs)
         if control not in ready:
             continue
         try:
             message, fds, _, _ = socket.recv_fds(control, _MAX_PATH, MAX_FDS)
         except OSError:
-            return
+            message, fds = b"", []
         if not message:
+            for fd in fds:
+                os.close(fd)
+            _end_runs(runs, wake_r)
             return
         status_fd = fds.pop(4) if len(fds) > 4 else -1
         pid = 0
@@ -100,10 +124,11 @@ def serve(control_fd: int) -> None:
             wanted = 4 + len(request["pass_fds"])
             if status_fd < 0 or len(fds) != wanted:
                 raise ValueError(f"{len(fds) + (status_fd >= 0)} descriptors for a request of {wanted + 1}")
+            cgroup = None if request["cgroup_join"] is None else os.path.dirname(request["cgroup_join"])
             pid = os.fork()
             if pid == 0:
                 launch(request, fds, server)
-            statuses[pid], status_fd = status_fd, -1
+            runs[pid], status_fd = _Run(status_fd=status_fd, cgroup=cgroup), -1
             pidfd = os.pidfd_open(pid)
             try:
                 socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
@@ -117,23 +142,99 @@ def serve(control_fd: int) -> None:
             for fd in [*fds, status_fd]:
                 if fd >= 0:
                     os.close(fd)
-        _reap(statuses)
+        _reap(runs)
 
 
-def _reap(statuses: dict[int, int]) -> None:
-    """Reap every launcher that ended and write its exit status (as `subprocess` has it) to its run's pipe."""
+def _reap(runs: dict[int, _Run]) -> None:
+    """Reap every child that ended and kill what it orphaned (children of ours that are no launcher), then write
+    each ended launcher's exit status (as `subprocess` has it) to its run's pipe."""
+    ended: list[tuple[_Run, int]] = []
+    reaped = False
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
+            break
+        reaped = True
+        if (run := runs.pop(pid, None)) is not None:  # (else an orphan, killed when its launcher was reaped)
+            ended.append((run, status))
+    if not reaped:
+        return
+    for pid in _children():
+        if pid not in runs:
+            _kill(pid)
+    for run, status in ended:
+        with contextlib.suppress(OSError):  # (EPIPE: the body is gone; the pipe is empty, a write never blocks)
+            os.write(run.status_fd, str(os.waitstatus_to_exitcode(status)).encode())
+        os.close(run.status_fd)
+
+
+def _end_runs(runs: dict[int, _Run], wake_r: int) -> None:
+    """The body closed the socket or died: kill every process left of its runs, launchers and orphans alike
+    (bwrap's init, killed, takes its pid namespace with it), until none is left or `_END_RUNS_S` passed; then
+    remove the cgroups of the runs that were still going."""
+    cgroups = [run.cgroup for run in runs.values() if run.cgroup is not None]
+    deadline = time.monotonic() + _END_RUNS_S
+    while (children := _children()) and (left := deadline - time.monotonic()) > 0:
+        for pid in children:
+            _kill(pid)
+        select.select([wake_r], [], [], min(left, 0.05))  # (SIGCHLD wakes it)
+        _drain(wake_r)
+        _reap(runs)
+    for cgroup in cgroups:
+        _remove_cgroup(cgroup, deadline)
+
+
+def _children() -> list[int]:
+    """The server's children: its launchers and the processes they orphaned."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children", "rb") as stream:
+            return [int(pid) for pid in stream.read().split()]
+    except FileNotFoundError:  # (a kernel without CONFIG_PROC_CHILDREN)
+        return children_by_scan(me)
+
+
+def children_by_scan(parent: int) -> list[int]:
+    """The children of `parent`, read from every process's `stat` (slower, needs no kernel option)."""
+    found: list[int] = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stream:
+                    stat = stream.read()
+            except OSError:
+                continue
+            # (the command name, in parentheses, may hold spaces and parentheses: the fields follow the last ")")
+            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        os.read(fd, 4096)
+
+
+def _remove_cgroup(path: str, deadline: float) -> None:
+    """Remove an emptied cgroup; busy for a moment while its last tasks are released."""
+    while True:
+        try:
+            os.rmdir(path)
             return
-        fd = statuses.pop(pid, -1)
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.write(fd, str(os.waitstatus_to_exitcode(status)).encode())
-            os.close(fd)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
 
 
 def launch(request: dict[str, Any], fds: list[int], server: int) -> NoReturn:

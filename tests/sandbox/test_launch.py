@@ -4,19 +4,25 @@ exec, what they hand over, and what happens when something fails or the server d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from sandbox._bwrap_backend import BwrapBackend
 from sandbox._launch import ChildMount, LaunchRequest, SpawnedProcess, Spawner, receive_areas, start_blocking
 from sandbox._limits import create_pids_cgroup, pids_cgroup_parent
+from sandbox._spawner import children_by_scan
 from sandbox.exceptions import SandboxSetupFailed
 
 from ._support import sh
+from .test_limits import processes_with
+from .test_review_launch_inside import _gone, _marker  # pyright: ignore[reportPrivateUsage]
 
 pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
 
@@ -154,3 +160,78 @@ async def test_the_command_holds_no_socket_and_no_descriptor_of_the_body(overlay
     numbers = sorted(int(line.split()[0].rsplit("/", 1)[1]) for line in lines)
     assert numbers[:3] == [0, 1, 2] and len(numbers) <= 4, lines  # (+ the one the shell's glob reads with)
     assert not any("socket:" in line for line in lines), lines
+
+
+async def test_what_a_launcher_orphaned_dies_when_the_body_closes_the_server(tmp_path: Path) -> None:
+    """A process of a run that would outlive its launcher without a death signal of its own (as bwrap's init
+    does during its setup) comes to the server, their subreaper: closing the socket (as the body's death does)
+    has the server kill it before it exits, cgroup or not."""
+    marker = _marker()
+    staging = _staging(tmp_path)
+    spawner = Spawner(_Owner())
+    script = f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & exec sleep {marker}"
+    process, areas = await _start(spawner, staging, _request(staging, ["/bin/sh", "-c", script]))
+    for fd in areas:
+        os.close(fd)
+    try:
+        with anyio.fail_after(10):
+            while len(processes_with(marker.encode())) < 2:
+                await anyio.sleep(0.01)
+        await anyio.to_thread.run_sync(spawner.close)
+        assert await _gone(marker) == []
+        with anyio.fail_after(10):
+            assert await process.wait() == -signal.SIGKILL
+    finally:
+        await process.aclose()
+        _kill_all(marker)
+
+
+async def test_what_a_launcher_orphaned_is_killed_when_it_ends(tmp_path: Path) -> None:
+    """The same orphan while the body lives: once the server has reaped the launcher it kills what the launcher
+    left, before it reports the exit status (a run without a cgroup has nothing else to take them)."""
+    marker = _marker()
+    staging = _staging(tmp_path)
+    spawner = Spawner(_Owner())
+    script = f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & exit 3"
+    process, areas = await _start(spawner, staging, _request(staging, ["/bin/sh", "-c", script]))
+    for fd in areas:
+        os.close(fd)
+    try:
+        with anyio.fail_after(10):
+            assert await process.wait() == 3
+        assert await _gone(marker) == []
+        assert spawner.server_pid is not None, "the server goes on"
+    finally:
+        await process.aclose()
+        spawner.close()
+        _kill_all(marker)
+
+
+def test_the_servers_fallback_finds_children_as_the_kernel_lists_them(tmp_path: Path) -> None:
+    """Without /proc/PID/task/TID/children (a kernel option) the server finds its children by reading every
+    process's stat, whose command name may hold spaces and parentheses."""
+    odd = tmp_path / "x) (y z"
+    odd.symlink_to("/bin/sleep")
+    children = [subprocess.Popen([str(odd), "30"]), subprocess.Popen(["/bin/sleep", "30"])]
+    try:
+        # (the test process's other children may end meanwhile: each is listed before or after the scan)
+        before = _listed_children()
+        found = set(children_by_scan(os.getpid()))
+        assert {child.pid for child in children} <= found <= before | _listed_children()
+        assert children_by_scan(children[0].pid) == []
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
+def _kill_all(marker: str) -> None:
+    """Whatever a failed test left behind."""
+    for pid in processes_with(marker.encode()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _listed_children() -> set[int]:
+    """This process's children as the kernel lists them, whichever thread forked them."""
+    return {int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()}

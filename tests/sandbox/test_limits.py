@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pytest
 from sandbox import ChangeKind, CopyStagingSandbox, ProxyNetwork, Quota, ResourceLimits
 from sandbox._areas import LAUNCH_GATE
 from sandbox._bwrap_backend import BwrapBackend
-from sandbox._limits import pids_cgroup_parent
+from sandbox._limits import PidsCgroup, create_pids_cgroup, pids_cgroup_parent
 from sandbox._process import ProcessOutcome, RunControl, run_contained
 from sandbox._staged import StagedDirRun
 from sandbox.exceptions import SandboxSetupFailed
@@ -50,8 +53,9 @@ def processes_with(token: bytes) -> list[int]:
 
 
 def sandbox_cgroups() -> set[str]:
+    """The run cgroups this process made and has not removed (other test processes make and sweep their own)."""
     parent = pids_cgroup_parent()
-    return {p.name for p in parent.glob("swarm-sandbox-*")} if parent is not None else set()
+    return {p.name for p in parent.glob(f"swarm-sandbox-*.{os.getpid()}.*")} if parent is not None else set()
 
 
 async def test_the_process_count_is_capped_and_the_test_process_keeps_going(overlay: BwrapBackend, ws: Path) -> None:
@@ -63,6 +67,45 @@ async def test_the_process_count_is_capped_and_the_test_process_keeps_going(over
         assert int(words[1]) == 20 - 1  # the python process itself is one of the 20
     assert subprocess.run(["true"], check=False).returncode == 0
     assert sandbox_cgroups() == cgroups_before  # the run's cgroup is gone
+
+
+_DEAD_BODY = """
+import subprocess, sys
+from pathlib import Path
+from sandbox._limits import create_pids_cgroup
+cgroup = create_pids_cgroup(Path(sys.argv[1]), 5, overhead=0)
+cgroup.add(subprocess.Popen(["sleep", sys.argv[2]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True).pid)
+print(cgroup.path)
+"""
+
+
+@pytest.mark.skipif(pids_cgroup_parent() is None, reason="needs a pids cgroup (root)")
+async def test_a_dead_bodys_leftover_run_is_killed_and_removed_at_the_next_bodys_first_run(
+    overlay: BwrapBackend, ws: Path
+) -> None:
+    """A run whose body and launcher server both died can leave processes in its cgroup (bwrap's init during
+    its setup; the copy backend's chain, the body's own child). The cgroup's name says which process made it:
+    a backend's first run kills what is in a dead maker's cgroups and removes them, and leaves a live one's."""
+    parent = pids_cgroup_parent()
+    assert parent is not None
+    marker = f"3{uuid.uuid4().int % 10**6}.{uuid.uuid4().int % 10**6}"
+    made = subprocess.run([sys.executable, "-c", _DEAD_BODY, str(parent), marker], capture_output=True, check=True)
+    dead = Path(made.stdout.decode().strip())
+    live = create_pids_cgroup(parent, 5, overhead=0)
+    sleeper = subprocess.Popen(["sleep", marker])
+    try:
+        live.add(sleeper.pid)
+        # (with tests running in parallel, another process's first run may be the one that removes it)
+        async with await overlay.run(sh(ws, "true")) as staged:
+            assert staged.result.exit_code == 0, staged.result.stderr
+        assert not dead.exists()
+        assert processes_with(marker.encode()) == [sleeper.pid] and live.pids() == [sleeper.pid]
+    finally:
+        live.remove()
+        sleeper.wait()
+        if dead.exists():
+            PidsCgroup(path=dead).remove()
 
 
 async def test_a_fork_bomb_is_contained_and_killed_at_the_timeout(overlay: BwrapBackend, ws: Path) -> None:
