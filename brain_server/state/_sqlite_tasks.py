@@ -189,8 +189,13 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:
-        where = ["state = 'queued'"]
-        params: list[Any] = []
+        # (nothing is claimable while the kill switch is engaged or the agent is paused: read under the write lock)
+        where = [
+            "state = 'queued'",
+            "NOT (SELECT engaged FROM kill_state WHERE id = 1)",
+            "NOT EXISTS (SELECT 1 FROM agent_pauses WHERE agent = ?)",
+        ]
+        params: list[Any] = [grant.agent]
         if grant.task_id is not None:
             where.append("id = ?")
             params.append(grant.task_id)
