@@ -103,8 +103,8 @@ def on_thread(conn: aiosqlite.Connection, job: Callable[[sqlite3.Connection], T]
     aiosqlite has no public call for this; its `_execute` (which every public call goes through) and `_conn` are
     used as they are in the version `uv.lock` pins (tests/brain/state/test_write_job.py fails if they change).
     """
-    run = cast(Callable[..., Awaitable[T]], conn._execute)  # pyright: ignore[reportPrivateUsage, reportUnknownMemberType]
-    return run(job, conn._conn)  # pyright: ignore[reportPrivateUsage]
+    execute = conn._execute  # pyright: ignore[reportPrivateUsage, reportUnknownMemberType, reportUnknownVariableType]
+    return cast(Callable[..., Awaitable[T]], execute)(job, conn._conn)  # pyright: ignore[reportPrivateUsage]
 
 
 def _savepointed(job: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
