@@ -470,7 +470,7 @@ async def acting_agent(state: TokenStore, who: Principal, agent: str, *, doing: 
                 f"has its own token ({agent_token_command(agent)})"
             )
         return who.agent
-    if agent and any(t.agent == agent for t in await state.tokens()):
+    if agent and await state.has_agent_token(agent):
         raise AgentMismatch(
             f"'{agent}' is an agent with a token of its own; this body token is bound to no agent and may not "
             f"{doing} as it: the agent's runner uses its own token (or create one: {agent_token_command(agent)})"

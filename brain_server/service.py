@@ -1022,7 +1022,12 @@ class Brain:
         """
         if request.mode == "live":
             await self._check_live(request.agent, request.logic_version)
-        if (await self.kill_state(request.agent or None)).engaged:  # the brain's kill switch, or the agent's pause
+        # The kill switch and the agent's pause refuse a claim in the claim's own transaction (`state.claim_task`).
+        # They are read here first only where a killed claim must stop before doing anything else: an agent's
+        # claim ticks and routes its rollout (which may write), and a claim of one task says if there is none.
+        if (request.mode != "ide" or request.task_id is not None) and (
+            await self.kill_state(request.agent or None)
+        ).engaged:
             return ClaimResponse(task=None)
         now = self.now()
         await self._requeue_expired(now)

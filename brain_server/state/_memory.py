@@ -80,6 +80,9 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
     async def tokens(self) -> list[TokenRecord]:
         return sorted(self._tokens.values(), key=lambda t: t.created_at)  # stable: creation order among equals
 
+    async def has_agent_token(self, agent: str) -> bool:
+        return any(t.agent == agent for t in self._tokens.values())
+
     def _token_by_id(self, token_id: str) -> TokenRecord | None:
         return next((t for t in self._tokens.values() if t.id == token_id), None)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from shared_protocol import AuditEvent
-from shared_protocol.brain import CompensationKind, Decision, Task, TaskState
+from shared_protocol.brain import AgentPause, CompensationKind, Decision, KillState, Task, TaskState
 
 from ..verification import Evidence, awaited, settle_task
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
@@ -43,6 +43,10 @@ class MemoryTasks(TaskTransitions):
 
     _log: list[LogEntry]
     """The brain's log, which the engine this is part of keeps."""
+    _kill: KillState
+    """The brain's kill switch, which the engine this is part of keeps."""
+    _pauses: dict[str, AgentPause]
+    """The agents paused (`MemoryPauses`)."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
@@ -90,6 +94,8 @@ class MemoryTasks(TaskTransitions):
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:
+        if self._kill.engaged or grant.agent in self._pauses:
+            return None
         order = list(self._tasks)
         candidates = [t for t in self._tasks.values() if claimable(t, grant) and grant.task_id in (None, t.id)]
         if not candidates:

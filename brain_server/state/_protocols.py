@@ -67,6 +67,10 @@ class TokenStore(Protocol):
         """Every token, revoked ones included, oldest first."""
         ...
 
+    async def has_agent_token(self, agent: str) -> bool:
+        """Whether any token (a revoked one too) is bound to `agent`: `tokens()` asked about one name."""
+        ...
+
     async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
         """Bind an unbound, unrevoked body token to `body_id` (and write `log`); the token as stored afterwards.
 
@@ -257,6 +261,8 @@ class TaskStore(Protocol):
     ) -> Task | None:
         """Atomically move the most valuable queued task (oldest first among equals) to `claimed`: only
         `grant.task_id` when given, and for a shadow grant none this agent and logic version shadowed already.
+        None (nothing written) while the brain's kill switch is engaged or `grant.agent` is paused, as read in the
+        claim's own transaction.
 
         With `compensation`, a `task_claim` record of the row before and after is written in the same transaction.
         """

@@ -128,6 +128,9 @@ class SqliteStateEngine(
     async def tokens(self) -> list[TokenRecord]:
         return [self._token(row) for row in await self._rows("SELECT * FROM tokens ORDER BY created_at, rowid")]
 
+    async def has_agent_token(self, agent: str) -> bool:
+        return bool(await self._rows("SELECT 1 FROM tokens WHERE agent = ? LIMIT 1", (agent,)))
+
     async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
         async with self._write() as conn:
             async with conn.execute(

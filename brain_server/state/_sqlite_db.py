@@ -8,6 +8,10 @@ it commits whole or rolls back whole. Writers queued behind one another share a 
 commit: each in its own savepoint, one commit and one sync for all), and each returns only once it is
 committed.
 
+A write that is several statements with Python between them (a claim: find the task, run the state machine on it,
+store it, log it) can run whole on the writer connection's thread (`_write_job`): one round trip to that thread
+while the write lock is held, instead of one per statement.
+
 Storage that fails (a malformed or truncated file, a full disk, a failed read or write, the file
 deleted or replaced under the engine) is `StateBroken`, for good: the first such error is kept
 and every later call raises it, so a broken database is never half-used (`unusable` decides
@@ -19,11 +23,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 import anyio
@@ -87,6 +92,33 @@ async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
         await close_quietly(conn)
         raise
     return conn
+
+
+T = TypeVar("T")
+
+
+def on_thread(conn: aiosqlite.Connection, job: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
+    """Run `job` on `conn`'s own thread with its sqlite3 connection: one round trip, whatever `job` executes.
+
+    aiosqlite has no public call for this; its `_execute` (which every public call goes through) and `_conn` are
+    used as they are in the version `uv.lock` pins (tests/brain/state/test_write_job.py fails if they change).
+    """
+    execute = conn._execute  # pyright: ignore[reportPrivateUsage, reportUnknownMemberType, reportUnknownVariableType]
+    return cast(Callable[..., Awaitable[T]], execute)(job, conn._conn)  # pyright: ignore[reportPrivateUsage]
+
+
+def _savepointed(job: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """`job` inside its own savepoint, on the writer's thread: rolled back to it if `job` raises (see `_write`)."""
+    conn.execute("SAVEPOINT swarm_write")
+    try:
+        result = job(conn)
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK TO swarm_write")
+            conn.execute("RELEASE swarm_write")
+        raise
+    conn.execute("RELEASE swarm_write")
+    return result
 
 
 def _can_open(path: Path) -> None:
@@ -172,6 +204,27 @@ class SqliteDatabase:
         commits the transaction for everyone in it; a writer returns only once its work is committed, so a reply
         is never sent before its write is durable, and one sync carries a burst of concurrent writes.
         """
+        async with self._member():
+            await self._writer.execute("SAVEPOINT swarm_write")
+            try:
+                yield self._writer
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._writer.execute("ROLLBACK TO swarm_write")
+                    await self._writer.execute("RELEASE swarm_write")
+                raise
+            await self._writer.execute("RELEASE swarm_write")
+
+    async def _write_job(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """`_write` for work that runs whole on the writer's thread (`job`, given the sqlite3 connection): its
+        savepoint, its statements and its release in one round trip. `job` must not block on the event loop."""
+        async with self._member():
+            return await on_thread(self._writer, partial(_savepointed, job))
+
+    @asynccontextmanager
+    async def _member(self) -> AsyncGenerator[None]:
+        """A place in the shared write transaction (`_write`): the lock held while inside, the commit awaited on
+        the way out."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 self._check()
@@ -181,15 +234,7 @@ class SqliteDatabase:
                         await self._writer.execute("BEGIN IMMEDIATE")
                         batch = self._batch = _Batch()
                     batch.members += 1
-                    await self._writer.execute("SAVEPOINT swarm_write")
-                    try:
-                        yield self._writer
-                    except BaseException:
-                        with contextlib.suppress(sqlite3.Error):
-                            await self._writer.execute("ROLLBACK TO swarm_write")
-                            await self._writer.execute("RELEASE swarm_write")
-                        raise
-                    await self._writer.execute("RELEASE swarm_write")
+                    yield
                 except (sqlite3.Error, OSError) as exc:
                     broken = self._broken_by(exc)
                     if broken is None:
@@ -245,17 +290,27 @@ class SqliteDatabase:
 
     @staticmethod
     async def _log(conn: aiosqlite.Connection, entry: LogEntry) -> None:
-        await conn.execute(
-            "INSERT INTO brain_log (at, action, by, token_id, role, reason, target, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                iso(entry.at),
-                entry.action,
-                entry.by,
-                entry.token_id,
-                entry.role,
-                entry.reason,
-                entry.target,
-                canonical(entry.detail),
-            ),
-        )
+        await conn.execute(_LOG_INSERT, _log_values(entry))
+
+    @staticmethod
+    def _log_now(conn: sqlite3.Connection, entry: LogEntry) -> None:
+        """`_log` from a job on the writer's thread (`_write_job`)."""
+        conn.execute(_LOG_INSERT, _log_values(entry))
+
+
+_LOG_INSERT = (
+    "INSERT INTO brain_log (at, action, by, token_id, role, reason, target, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _log_values(entry: LogEntry) -> tuple[Any, ...]:
+    return (
+        iso(entry.at),
+        entry.action,
+        entry.by,
+        entry.token_id,
+        entry.role,
+        entry.reason,
+        entry.target,
+        canonical(entry.detail),
+    )

@@ -2,6 +2,7 @@
 
 A claim or an outcome and the record of the row before and after it are written in one
 transaction; a reversal reads the rows, checks them (`conflicts_of`) and puts them back in one.
+A claim runs whole on the writer's thread (`_write_job`): one round trip while the write lock is held.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 import aiosqlite
@@ -33,7 +35,7 @@ from ._rules import (
     task_from_row,
     task_row,
 )
-from ._sqlite_db import SqliteDatabase
+from ._sqlite_db import SqliteDatabase, on_thread
 from ._transitions import (
     ENDS_PARKED,
     Step,
@@ -112,33 +114,19 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
 
     @staticmethod
     async def _store(conn: aiosqlite.Connection, before: StoredTask, after: StoredTask) -> None:
-        """Write `after` over the row, the history events it adds to `before`'s, and what it waits for."""
-        row = task_row(after.task, after.claim_token)
-        values = [row[name] for name in TASK_ROW_FIELDS if name != "id"]
-        await conn.execute(f"UPDATE tasks SET {_SET_COLUMNS} WHERE id = ?", (*values, after.task.id))
-        await SqliteTasks._append_events(conn, after.task.id, after.task.history[len(before.task.history) :])
-        await SqliteTasks._sync_waits(conn, after.task, had=awaited(before.task))
+        """Write `after` over the row, the history events it adds to `before`'s, and what it waits for (one round
+        trip)."""
+        await on_thread(conn, partial(_store_now, before=before, after=after))
 
     @staticmethod
     async def _sync_waits(conn: aiosqlite.Connection, task: Task, *, had: set[EventKey] | None = None) -> None:
         """Keep `verification_waits` listing the events `task`'s pending verifications wait for (`had`: what it
         listed before, when known: nothing is written if that has not changed)."""
-        now = awaited(task)
-        if had is not None and now == had:
-            return
-        await conn.execute("DELETE FROM verification_waits WHERE task_id = ?", (task.id,))
-        await conn.executemany(
-            "INSERT OR IGNORE INTO verification_waits (action_id, task_id, body_id) VALUES (?, ?, ?)",
-            [(action_id, task.id, body_id) for body_id, action_id in sorted(now)],
-        )
+        await on_thread(conn, partial(_sync_waits_now, task=task, had=had))
 
     @staticmethod
     async def _append_events(conn: aiosqlite.Connection, task_id: str, events: Sequence[TaskEvent]) -> None:
-        if events:  # (one round trip, in order: the ids keep the history's order)
-            await conn.executemany(
-                "INSERT INTO task_events (task_id, event) VALUES (?, ?)",
-                [(task_id, canonical(line.model_dump(mode="json"))) for line in events],
-            )
+        await on_thread(conn, partial(_append_events_now, task_id=task_id, events=events))
 
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
         async with self._write() as conn:
@@ -202,8 +190,13 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:
-        where = ["state = 'queued'"]
-        params: list[Any] = []
+        # (nothing is claimable while the kill switch is engaged or the agent is paused: read under the write lock)
+        where = [
+            "state = 'queued'",
+            "NOT (SELECT engaged FROM kill_state WHERE id = 1)",
+            "NOT EXISTS (SELECT 1 FROM agent_pauses WHERE agent = ?)",
+        ]
+        params: list[Any] = [grant.agent]
         if grant.task_id is not None:
             where.append("id = ?")
             params.append(grant.task_id)
@@ -219,32 +212,32 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                 "WHERE json_extract(run.value, '$.agent') = ? AND json_extract(run.value, '$.logic_version') = ?)"
             )
             params += [grant.agent, grant.logic_version]
-        async with self._write() as conn:
+        query = (
+            f"SELECT {_JOINED_COLUMNS}, e.event AS event, "
+            "(SELECT MAX(seq) FROM audit_events WHERE body_id = ?) AS audit_head "
+            f"FROM (SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY value_usd DESC, seq LIMIT 1) "
+            "AS t LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY e.id"
+        )
+
+        def claim_job(conn: sqlite3.Connection) -> Task | None:
             # BEGIN IMMEDIATE holds the write lock from the start: no other claimer can take the row between the
             # read of its "before" and the update. One statement finds the task and reads its row, its history and
-            # the claiming body's audit head (one round trip to the connection's thread while the lock is held).
-            rows = list(
-                await conn.execute_fetchall(
-                    f"SELECT {_JOINED_COLUMNS}, e.event AS event, "
-                    "(SELECT MAX(seq) FROM audit_events WHERE body_id = ?) AS audit_head "
-                    f"FROM (SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY value_usd DESC, seq LIMIT 1) "
-                    "AS t LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY e.id",
-                    (grant.body_id, *params),
-                )
-            )
+            # the claiming body's audit head; the whole claim is one job on the writer's thread.
+            rows = conn.execute(query, (grant.body_id, *params)).fetchall()
             before = _stored(rows)
             if before is None:
                 return None
             assert claimable(before.task, grant), "read queued in this transaction"
             head = rows[0]["audit_head"]
-            grant = replace(grant, audit_seq=int(head) if head is not None else 0)
-            snapshot = task_row(before.task, before.claim_token)
-            after = claim(before, grant)
-            await self._store(conn, before, after)
+            won = claim(before, replace(grant, audit_seq=int(head) if head is not None else 0))
+            _store_now(conn, before, won)
             if compensation is not None:
-                await self._compensate(conn, compensation, "task_claim", snapshot, grant.at)
-            await self._log(conn, log(after.task))
-        return after.task
+                snapshot = task_row(before.task, before.claim_token)
+                _compensate_now(conn, compensation, "task_claim", snapshot, grant.at)
+            self._log_now(conn, log(won.task))
+            return won.task
+
+        return await self._write_job(claim_job)
 
     async def _change(
         self,
@@ -395,9 +388,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
 
     @staticmethod
     async def _task_row(conn: aiosqlite.Connection, task_id: str) -> dict[str, Any] | None:
-        async with conn.execute(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id = ?", (task_id,)) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else _snapshot(row)
+        return await on_thread(conn, partial(_task_row_now, task_id=task_id))
 
     async def _compensate(
         self,
@@ -408,22 +399,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         at: datetime,
     ) -> None:
         """Write the record of a task update just made in this transaction (its "after" read back from the row)."""
-        after = await self._task_row(conn, before["id"])
-        assert after is not None, "tasks are never deleted"
-        await conn.execute(
-            "INSERT INTO compensations (action_id, decision_id, body_id, kind, target, before, after, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                draft.action_id,
-                draft.decision_id,
-                draft.body_id or before["claimed_body"],
-                kind,
-                before["id"],
-                canonical(before),
-                canonical(after),
-                iso(at),
-            ),
-        )
+        await on_thread(conn, partial(_compensate_now, draft=draft, kind=kind, before=before, at=at))
 
     @staticmethod
     def _compensation(row: sqlite3.Row) -> Compensation:
@@ -529,3 +505,62 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
                 await self._log(conn, entry)
                 reversed_.append(replace(record, reversed_at=at, reversed_by=entry.by))
         return Reversal(reversed=reversed_, conflicts=conflicts)
+
+
+# -- the writes themselves, run on the writer's thread (`on_thread`, `_write_job`) -------------
+
+
+def _store_now(conn: sqlite3.Connection, before: StoredTask, after: StoredTask) -> None:
+    """`SqliteTasks._store`, on the writer's thread."""
+    row = task_row(after.task, after.claim_token)
+    values = [row[name] for name in TASK_ROW_FIELDS if name != "id"]
+    conn.execute(f"UPDATE tasks SET {_SET_COLUMNS} WHERE id = ?", (*values, after.task.id))
+    _append_events_now(conn, after.task.id, after.task.history[len(before.task.history) :])
+    _sync_waits_now(conn, after.task, had=awaited(before.task))
+
+
+def _sync_waits_now(conn: sqlite3.Connection, task: Task, had: set[EventKey] | None) -> None:
+    """`SqliteTasks._sync_waits`, on the writer's thread."""
+    now = awaited(task)
+    if had is not None and now == had:
+        return
+    conn.execute("DELETE FROM verification_waits WHERE task_id = ?", (task.id,))
+    conn.executemany(
+        "INSERT OR IGNORE INTO verification_waits (action_id, task_id, body_id) VALUES (?, ?, ?)",
+        [(action_id, task.id, body_id) for body_id, action_id in sorted(now)],
+    )
+
+
+def _append_events_now(conn: sqlite3.Connection, task_id: str, events: Sequence[TaskEvent]) -> None:
+    if events:  # (in order: the ids keep the history's order)
+        conn.executemany(
+            "INSERT INTO task_events (task_id, event) VALUES (?, ?)",
+            [(task_id, canonical(line.model_dump(mode="json"))) for line in events],
+        )
+
+
+def _task_row_now(conn: sqlite3.Connection, task_id: str) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {_ROW_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return None if row is None else _snapshot(row)
+
+
+def _compensate_now(
+    conn: sqlite3.Connection, draft: CompensationDraft, kind: CompensationKind, before: dict[str, Any], at: datetime
+) -> None:
+    """`SqliteTasks._compensate`, on the writer's thread."""
+    after = _task_row_now(conn, before["id"])
+    assert after is not None, "tasks are never deleted"
+    conn.execute(
+        "INSERT INTO compensations (action_id, decision_id, body_id, kind, target, before, after, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            draft.action_id,
+            draft.decision_id,
+            draft.body_id or before["claimed_body"],
+            kind,
+            before["id"],
+            canonical(before),
+            canonical(after),
+            iso(at),
+        ),
+    )
