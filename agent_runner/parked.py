@@ -1,20 +1,26 @@
 """A parked task's state on disk, so a runner that restarts takes up its parked tasks again.
 
     path = parked_path(workdir, task_id)              # <agent work dir>/parked/<task id>.json
-    save_parked(path, saved)                          # atomically: a temporary file, then a rename
-    saved = load_parked(path)                         # ParkedStateBroken (naming what is wrong) if unreadable
+    save_parked(path, saved, privacy=protector)       # protected, atomically: a temporary file, fsync, a rename
+    saved = load_parked(path, privacy=protector)      # ParkedStateBroken (naming what is wrong) if unreadable
 
 A task parked on a decision keeps everything needed to resume it with a new body: the task as the brain sent it,
 its claim token, the conversation and the held call (`TaskRun`), the workspace (a shadow copy stays on disk beside
 it), the wall-clock time it used and what it spent (its money budget goes on from there). The file is written
 before the brain is told the task is parked and removed once the task is resumed, finished or dropped.
+
+Every string in it is protected by the agent body's `Protector` (`records`): personal data is kept encrypted under
+its subject's key, and read back decrypted. A subject erased since (`swarm privacy erase --agent`) does not make
+the file unreadable: their values load as `[pii:KIND:erased]`, and `SavedPark.held_call_erased` says whether the
+held call's arguments named one. The runner then resumes the task with what is left (the model reads the erased
+values as such), unless the held call named one: that call can no longer run as it was approved (the body checks
+a replay's measured impact against the decision, not its arguments), so the task is given up to the brain with
+that reason. A saved state in clear (written before this, or with `[privacy] redaction` off) loads as it is.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -23,10 +29,12 @@ from typing import Any, Literal, cast
 from pydantic import ValidationError
 
 from shared_protocol.brain import Task
+from shared_protocol.privacy import TOKEN, Protector
 
 from .conversation import AssistantMessage, Message, ToolCall, ToolResult, ToolResultsMessage, UserMessage
 from .exceptions import RunnerError
 from .loop import HeldCall, TaskRun
+from .records import protect, reveal, write_record
 from .wallet import TaskSpend
 
 FORMAT = 1
@@ -51,30 +59,22 @@ class SavedPark:
     """Wall-clock seconds the task has been worked so far."""
     mode: Literal["shadow", "live"]
     spend: TaskSpend
+    held_call_erased: bool = False
+    """Read back, the held call's arguments (its rationale aside) name a data subject erased since it was saved."""
 
 
 def parked_path(workdir: Path, task_id: str) -> Path:
     return workdir / "parked" / f"{task_id}.json"
 
 
-def save_parked(path: Path, saved: SavedPark) -> None:
-    """Write `saved` to `path` whole or not at all (a temporary file in the same directory, flushed, renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_encode(saved), default=str)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def save_parked(path: Path, saved: SavedPark, *, privacy: Protector | None) -> None:
+    """Write `saved` to `path`, its personal data protected (`privacy`; None: as it is), whole or not at all."""
+    write_record(path, json.dumps(protect(_encode(saved), privacy), default=str))
 
 
-def load_parked(path: Path) -> SavedPark:
-    """The saved state at `path`; `ParkedStateBroken` saying what is wrong when it is missing or unusable."""
+def load_parked(path: Path, *, privacy: Protector | None) -> SavedPark:
+    """The saved state at `path`, revealed (`privacy`); `ParkedStateBroken` saying what is wrong when it is missing
+    or unusable. Values of a subject erased since read `[pii:KIND:erased]` (`SavedPark.held_call_erased`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -85,7 +85,10 @@ def load_parked(path: Path) -> SavedPark:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        return _decode(cast(dict[str, Any], data))
+        sealed = cast(dict[str, Any], data)
+        saved = _decode(cast(dict[str, Any], reveal(sealed, privacy)))
+        saved.held_call_erased = _held_call_erased(sealed, privacy)
+        return saved
     except (ValueError, KeyError, TypeError, InvalidOperation, ValidationError) as exc:
         what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ParkedStateBroken(f"its saved state {path} is corrupt ({what})") from None
@@ -99,6 +102,16 @@ def saved_task_ids(workdir: Path) -> list[str]:
     """The tasks with a saved state under `workdir`."""
     folder = workdir / "parked"
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def _held_call_erased(data: dict[str, Any], privacy: Protector | None) -> bool:
+    """The held call's arguments, as stored (`data`: a file `_decode` read), hold a token no key opens any more."""
+    held = data["run"]["held"]
+    if privacy is None or held is None:
+        return False
+    arguments = cast(dict[str, Any], held["call"]["arguments"])
+    text = json.dumps({k: v for k, v in arguments.items() if k != "rationale"})
+    return any(m.group(2) is not None and privacy.keys.key_by_id(m.group(2)) is None for m in TOKEN.finditer(text))
 
 
 # -- the file's shape ------------------------------------------------------------------------------

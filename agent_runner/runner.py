@@ -15,6 +15,12 @@ takes its parked tasks up again: it asks the brain for the tasks its body has wa
 their decisions as before; one whose saved state is missing or corrupt is given up to the brain with that reason.
 A task dropped (cancelled, ended by the brain, finished) leaves nothing behind: no shadow copy, no saved state.
 
+What the runner writes (parked states, transcripts: `records`) is protected by `privacy`, the agent body's
+`Protector` over its subject key store, so `swarm privacy erase --agent` reaches it. An approved parked task
+resumes from its saved state, read back from disk (not from what the runner held in memory), so a subject erased
+while it waited reads `[pii:KIND:erased]` in its conversation and task; one whose held call named such a subject is
+given up (that call can no longer run as it was approved: `parked`).
+
 How it claims (`mode`): in shadow or live when told so (`--shadow`, `--live`: explicit, for every claim), else as
 the agent's rollout says, asked of the brain each time the runner wakes for work (`GET /v1/agents/{name}/rollout`,
 `rollout_mode`): live when its logic version is the agent's live version or a candidate at a canary step, shadow
@@ -91,6 +97,7 @@ from shared_protocol.brain import (
 )
 from shared_protocol.config import DEFAULT_ARTIFACT_PATHS
 from shared_protocol.imports import import_roots, interpreter_module_names, project_modules, shadowing_files
+from shared_protocol.privacy import Protector
 from shared_protocol.tamper import MAX_SCREENED_BYTES, Hit, held_reason, is_native, is_python, screen_file
 from shared_protocol.verdict import CheckReport, pytest_start
 
@@ -101,6 +108,7 @@ from .gate import KillGate
 from .loop import AgentProfile, Failed, Finished, LoopEnd, Parked, TaskRun, first_message, offered, work
 from .parked import ParkedStateBroken, SavedPark, load_parked, parked_path, remove_parked, save_parked, saved_task_ids
 from .providers import Provider
+from .records import save_transcript
 from .wallet import TaskWallet, Wallet
 from .wallet import UsageRecord as WalletRecord
 from .worktrees import DEFAULT_BRANCH_PREFIX, Handover, Workspace, WorkspaceError, Worktrees, describe, every_file
@@ -517,6 +525,10 @@ class AgentRunner:
     wallet: Wallet
     workdir: Path
     """The agent's own directory outside $SWARM_HOME: task worktrees, shadow clones, transcripts, parked state."""
+    privacy: Protector | None
+    """Protects what the runner writes under `workdir` (parked state, transcripts) and reveals it when read back:
+    the agent body's, over the same subject key store (None: kept as it is, `[privacy] redaction` off with no key
+    store to read back from)."""
     branch_prefix: str = DEFAULT_BRANCH_PREFIX
     """A live task works on branch `<prefix>/<agent>/<task>` (`[git] branch_prefix`)."""
     usage: UsageQueue | None = None
@@ -683,6 +695,14 @@ class AgentRunner:
                 self._cleanup(held)
                 return True
             try:
+                self._take_up_saved(held)
+            except ParkedStateBroken as exc:
+                reason = f"the parked task cannot be resumed: {exc}"
+                self.say(f"task {task_id}: {reason}; giving it up")
+                await self.brain.abandon_parked(task_id, reason[:4000])
+                self._cleanup(held)
+                return True
+            try:
                 renewed = await self.brain.resume_task(task_id, ResumeTaskRequest(claim_token=held.claim_token))
             except Exception as exc:
                 if not _is_refusal(exc):
@@ -698,6 +718,16 @@ class AgentRunner:
             return True
         return False
 
+    def _take_up_saved(self, held: _Held) -> None:
+        """Resume from the saved state, not from memory: a subject erased while the task waited is erased from what
+        it resumes with too. `ParkedStateBroken` when it cannot be (gone, corrupt, or its held call names an erased
+        subject)."""
+        saved = load_parked(parked_path(self.workdir, held.task.id), privacy=self.privacy)
+        if saved.task.id != held.task.id or saved.claim_token != held.claim_token:
+            raise ParkedStateBroken(f"its saved state is not this claim's (task {saved.task.id})")
+        _refuse_erased_call(saved)
+        held.task, held.run = saved.task, saved.run
+
     async def _reload_parked(self) -> None:
         """Take up again the tasks this agent's body has parked in the brain (a runner restarted), from their saved
         states; give up to the brain those whose state is missing or broken; forget saved states of tasks the brain
@@ -711,9 +741,10 @@ class AgentRunner:
             if task_id in self._parked:
                 continue
             try:
-                saved = load_parked(parked_path(self.workdir, task_id))
+                saved = load_parked(parked_path(self.workdir, task_id), privacy=self.privacy)
                 if saved.task.id != task_id:
                     raise ParkedStateBroken(f"its saved state names task {saved.task.id}")
+                _refuse_erased_call(saved)
                 self._check_saved(task, saved)
             except ParkedStateBroken as exc:
                 reason = f"the runner restarted and cannot take up the parked task: {exc}"
@@ -1281,17 +1312,13 @@ class AgentRunner:
             mode=held.mode,
             spend=held.spending.spend(),
         )
-        save_parked(parked_path(self.workdir, held.task.id), saved)
+        save_parked(parked_path(self.workdir, held.task.id), saved, privacy=self.privacy)
 
     def _transcript_path(self, task_id: str) -> Path:
         return self.workdir / "transcripts" / f"{task_id}.jsonl"
 
     def _save_transcript(self, run: TaskRun) -> None:
-        path = self._transcript_path(run.task_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as out:
-            for entry in run.transcript:
-                out.write(json.dumps(entry, default=str) + "\n")
+        save_transcript(self._transcript_path(run.task_id), run.transcript, privacy=self.privacy)
 
     # -- the brain's events ----------------------------------------------------------------------
 
@@ -1364,6 +1391,15 @@ def _report(reply: ToolReply, argv: Sequence[str], exit_code: int | None) -> Che
             verdict="failed",
             reason="the body sent no report of the pytest check (a body older than its runner?)",
             exit_code=exit_code,
+        )
+
+
+def _refuse_erased_call(saved: SavedPark) -> None:
+    """A held call whose arguments named a subject erased since the task was parked is not the call the decision
+    approved any more (the body would take its replay on the decision's measured impact alone): not run."""
+    if saved.held_call_erased:
+        raise ParkedStateBroken(
+            "its held call names personal data erased since the task was parked, so it cannot run as it was approved"
         )
 
 

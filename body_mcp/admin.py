@@ -13,7 +13,7 @@ import dataclasses
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -448,14 +448,15 @@ class Admin:
             self.audit.scrub_journal()  # (a kept output is journaled with its call's event: its old text too)
         return result
 
-    def privacy_export(self, subject: str) -> PrivacyExport:
+    def privacy_export(self, subject: str, *, elsewhere: Iterable[tuple[str, str]] = ()) -> PrivacyExport:
         """What this body's trail and kept outputs hold about a subject, decrypted; `UnknownSubject` when no key is
-        held."""
+        held. `elsewhere`: (where, text) of other records protected with this body's keys (an agent's runner's
+        files), searched too."""
         protector, owned = self._protector()
         try:
             found = self._subject(protector, subject)
             outputs = OutputStore(self.db, directory=self.paths.outputs).kept_texts()
-            held = held_about(self.db, protector, found, outputs)
+            held = held_about(self.db, protector, found, outputs, elsewhere)
             if held is None:
                 raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
             return PrivacyExport(kind=found.kind, held=held)

@@ -46,10 +46,15 @@ def open_protector(paths: StatePaths, config: PrivacyConfig) -> Protector:
 
 
 def held_about(
-    db: StateDB, protector: Protector, subject: Subject, outputs: Iterable[tuple[str, str, str]]
+    db: StateDB,
+    protector: Protector,
+    subject: Subject,
+    outputs: Iterable[tuple[str, str, str]],
+    elsewhere: Iterable[tuple[str, str]] = (),
 ) -> list[HeldItem] | None:
     """What this body's trail, approval requests and kept outputs (`outputs`: `OutputStore.kept_texts`, inline or in
-    files) hold about `subject`, decrypted; None when no key is held (never seen, or erased)."""
+    files), and other records protected with its keys (`elsewhere`: (where, text), an agent's runner's files), hold
+    about `subject`, decrypted; None when no key is held (never seen, or erased)."""
     sid = protector.keys.find(subject.kind, subject.value)
     if sid is None:
         return None
@@ -70,6 +75,8 @@ def held_about(
             HeldItem(where=f"output {action_id} {stream}", kind=h.kind, value=h.value)
             for h in protector.held(text, sid)
         ]
+    for where, text in elsewhere:
+        items += [HeldItem(where=where, kind=h.kind, value=h.value) for h in protector.held(text, sid)]
     return items
 
 

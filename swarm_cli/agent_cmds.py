@@ -2,7 +2,9 @@
 
 This is where the runner is wired to the rest: the agent's body identity (`swarm body --agent NAME` keeps one per
 agent), its wallet on that body's limits file (the same `[limits]` money windows the body enforces), the brain
-client with the agent's own body token, and the command that starts its body for each task.
+client with the agent's own body token, the command that starts its body for each task, and the body's privacy
+protector over its subject key store, which protects what the runner writes under its work dir (so `swarm privacy
+erase --agent NAME` reaches it). The runner's progress lines (stderr: a service's journal) are redacted.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +27,7 @@ from body_mcp.brain_client import BrainClient
 from body_mcp.state import StatePaths, load_or_create_identity, resolve_home
 from shared_protocol.agents import LOGIC_VERSION_ENV, agent_logic_version, find_agent, logic_version
 from shared_protocol.config import AgentConfig, SwarmConfig
+from shared_protocol.privacy import KEY_STORE_FILE, MemorySubjectKeys, Protector
 from shared_protocol.secrets import SecretResolver, Secrets, SecretUnavailable
 
 from . import _context
@@ -42,6 +45,23 @@ EXIT_ERROR = 1
 
 def _say(line: str) -> None:
     print(f"swarm agent: {line}", file=sys.stderr, flush=True)
+
+
+def redacting(protector: Protector) -> Callable[[str], None]:
+    """`_say` with personal data redacted (a task's title, a decision's summary): progress lines end up in a
+    service's journal, which nothing erases."""
+    return lambda line: _say(protector.redact(line))
+
+
+def runner_privacy(config: SwarmConfig, paths: StatePaths) -> Protector | None:
+    """The protector of what an agent's runner writes: its body's (`body_mcp.privacy.open_protector`, the same key
+    store, so an erasure on the body reaches the runner's files). With `[privacy] redaction` off it protects nothing
+    and only reads back what was protected before (None when there is no key store to read from)."""
+    from body_mcp.privacy import open_protector
+
+    if not config.privacy.redaction and not (paths.dir / KEY_STORE_FILE).exists():
+        return None
+    return open_protector(paths, config.privacy)
 
 
 def work_root(home: Path) -> Path:
@@ -199,6 +219,9 @@ def _agent_run(args: argparse.Namespace) -> int:
             env["SWARM_PAIRING"] = pairing
         return BodyLaunch(argv=argv, env=env)
 
+    privacy = runner_privacy(config, paths)
+    say = redacting(Protector(config.privacy, MemorySubjectKeys()))
+
     async def run() -> int:
         async with _agent_wallet(
             config, agent, profile, provider, paths=paths, url=url, token=token, body_id=body_id
@@ -211,17 +234,22 @@ def _agent_run(args: argparse.Namespace) -> int:
                 launch=launch,
                 wallet=wallet,
                 workdir=workdir,
+                privacy=privacy,
                 branch_prefix=config.git.branch_prefix,
                 usage=usage,
                 mode=mode,
                 failsafe_s=config.brain.failsafe_s,
-                say=_say,
+                say=say,
             )
             how = mode or "shadow or live as its rollout says"
-            _say(f"{agent.name} ({profile.logic_version}, {how}) works for {url} as body {body_id}")
+            say(f"{agent.name} ({profile.logic_version}, {how}) works for {url} as body {body_id}")
             return await runner.run(once=args.once, wait_s=args.wait)
 
-    return anyio.run(run)
+    try:
+        return anyio.run(run)
+    finally:
+        if privacy is not None:
+            privacy.close()
 
 
 def _review_run(
@@ -247,6 +275,7 @@ def _review_run(
     profile = profile_for(config, agent)
     paths = StatePaths.for_agent(home, agent.name)
     paths.ensure()
+    say = redacting(Protector(config.privacy, MemorySubjectKeys()))  # (it writes no file: no key store needed)
 
     async def run() -> int:
         async with _agent_wallet(config, agent, profile, provider, paths=paths, url=url, token=token, body_id=None) as (
@@ -262,10 +291,10 @@ def _review_run(
                 usage=usage,
                 failsafe_s=config.brain.failsafe_s,
                 captain=agent.role == "captain",
-                say=_say,
+                say=say,
             )
             breaks = " and breaks deadlocks" if agent.role == "captain" else ""
-            _say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions{breaks} for {url}")
+            say(f"{agent.name} ({profile.logic_version}, {agent.role}) reviews decisions{breaks} for {url}")
             return await reviewer.run(once=args.once, wait_s=args.wait)
 
     return anyio.run(run)

@@ -9,6 +9,10 @@ crypto-shredding, audited on each (`privacy.erase`, naming the subject's random 
 `export` lists what each holds about the subject, decrypted. Exit 0 when something was erased (or found), 1 when
 nothing is held anywhere asked, or on an error.
 
+An agent's runner protects what it writes under its work dir (parked tasks, transcripts: `agent_runner.records`)
+with its body's keys, so `erase --agent NAME` shreds those copies too, `export --agent NAME` lists them (`runner
+PATH`, the path relative to the work dir), and `migrate --agent NAME` protects those written in clear before.
+
 `migrate` encrypts, per subject, the personal data of the audit events and kept outputs (inline or in files) this
 body wrote before `[privacy]` (or with `redaction` off), keeping the chain verifiable (`body_mcp.audit._migrate`),
 and drops the clear copies of `state.db` in snapshots taken before (`body_mcp.privacy`): refused while a body has
@@ -22,24 +26,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 
-from body_mcp import UserError
+from body_mcp import BodySettings, UserError
 from body_mcp.audit import MIGRATE_BATCH, held_exclusively
 from body_mcp.brain_client import BrainClient, BrainRejected
 from body_mcp.explain import printable
-from shared_protocol.privacy import HeldItem, UnknownSubject
+from shared_protocol.privacy import HeldItem, Protector, UnknownSubject
 
 from . import _context
+from .agent_cmds import work_root
 
 
 class _Subparsers(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> BodySettings:
     if args.agent is not None and args.workspace is not None:
         raise UserError("give --workspace DIR or --agent NAME, not both: an agent's state is not a workspace's")
     return _context.body_settings(
@@ -95,11 +102,28 @@ def cmd_privacy_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runner_workdir(settings: BodySettings) -> Path | None:
+    """The work dir of the agent's runner (`--agent`), where it keeps its parked tasks and transcripts."""
+    if settings.agent_profile is None:
+        return None
+    return work_root(settings.home) / settings.agent_profile.name
+
+
+def _runner_texts(workdir: Path | None) -> Iterator[tuple[str, str]]:
+    if workdir is None:
+        return
+    from agent_runner.records import kept_texts
+
+    for where, text in kept_texts(workdir):
+        yield f"runner {where}", text
+
+
 def cmd_privacy_export(args: argparse.Namespace) -> int:
     held: dict[str, list[HeldItem] | None] = {}
-    with _context.open_admin(_settings(args)) as admin:
+    settings = _settings(args)
+    with _context.open_admin(settings) as admin:
         try:
-            held["body"] = admin.privacy_export(args.subject).held
+            held["body"] = admin.privacy_export(args.subject, elsewhere=_runner_texts(_runner_workdir(settings))).held
         except UnknownSubject:
             held["body"] = None
     client = _brain(args)
@@ -136,9 +160,10 @@ def cmd_privacy_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate_body(args: argparse.Namespace) -> str:
-    """The body's side of `migrate`: refused while anything else has the state open (a running body holds its
-    audit trail's lock shared for as long as it runs: a migration takes it exclusively first, as a reset does)."""
+def _migrate_body(args: argparse.Namespace) -> dict[str, str]:
+    """The body's side of `migrate` (and, with `--agent`, its runner's files): refused while anything else has the
+    state open (a running body holds its audit trail's lock shared for as long as it runs: a migration takes it
+    exclusively first, as a reset does)."""
     settings = _settings(args)
     paths = settings.paths
     if not paths.db.exists():
@@ -155,13 +180,15 @@ def _migrate_body(args: argparse.Namespace) -> str:
             held.share()  # (the admin's own store takes it shared too; no body can have it open meanwhile)
             with _context.open_admin(settings) as admin:
                 result = admin.privacy_migrate(progress=progress, batch=args.batch)
+                runner = _migrate_runner(_runner_workdir(settings), admin.audit.privacy)
     except BlockingIOError:
         raise UserError(
             "a body or another swarm command has this state's audit trail open: stop it (the IDE's session of "
             "`swarm body`, `swarm agents down`) and run the migration again"
         ) from None
+    done = {} if runner is None else {"runner": runner}
     if not result.rewritten and not result.outputs and not result.decisions and not result.snapshots:
-        return f"nothing to migrate ({result.events} events read)"
+        return {"body": f"nothing to migrate ({result.events} events read)", **done}
     events = (
         f"{result.rewritten} of {result.events} events rewritten (events {result.first_seq}-{result.last_seq}), "
         f"recorded by {len(result.recorded)} privacy.migrate event(s)"
@@ -175,7 +202,21 @@ def _migrate_body(args: argparse.Namespace) -> str:
         else ""
     )
     decisions = f"; {result.decisions} approval request(s) rewritten" if result.decisions else ""
-    return f"{events}; {result.outputs} kept output(s) rewritten{decisions}{snapshots}"
+    return {"body": f"{events}; {result.outputs} kept output(s) rewritten{decisions}{snapshots}", **done}
+
+
+def _migrate_runner(workdir: Path | None, privacy: Protector | None) -> str | None:
+    """The agent's runner's files written in clear, protected one by one (`agent_runner.records.migrate_records`)."""
+    if workdir is None or privacy is None:
+        return None
+    from agent_runner.records import migrate_records
+
+    rewritten = migrate_records(workdir, privacy)
+    if not rewritten:
+        return f"nothing to migrate (no file in clear under {workdir})"
+    return f"{len(rewritten)} file(s) under {workdir} rewritten: " + ", ".join(
+        p.relative_to(workdir).as_posix() for p in rewritten
+    )
 
 
 def cmd_privacy_migrate(args: argparse.Namespace) -> int:
@@ -203,7 +244,7 @@ def cmd_privacy_migrate(args: argparse.Namespace) -> int:
             return "; ".join(said) if said else f"nothing to migrate ({done.events} stored events read)"
 
         results["brain"] = anyio.run(migrate_on_brain)
-    results = {"body": _migrate_body(args), **results}
+    results = {**_migrate_body(args), **results}
     if args.json:
         print(json.dumps(results))
     else:

@@ -5,6 +5,10 @@ backup), so destroying a key makes every copy of that subject's ciphertext unrea
 subject is looked up by a keyed hash (the store's own secret), never kept in clear; ids are random. Rows are
 deleted under `PRAGMA secure_delete=ON` (freed pages are zeroed) and the WAL is checkpointed and truncated
 after each erasure, so no copy of an erased key survives in the file or its journal.
+
+One store may be open in several processes at once (an agent's body and its runner share the body's): WAL, a
+busy timeout, no key kept in memory (an erasure is seen at the next read), and a subject's lookup as the primary
+key, so two processes making the same subject's key at once end with one (`tests/privacy/test_key_store_processes`).
 """
 
 from __future__ import annotations
@@ -122,7 +126,10 @@ class SqliteSubjectKeys:
         with self._lock:
             try:
                 row = self._conn.execute("SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
-                if row is None:
+                # Another process on the same store (an agent's body and its runner) may make the subject's key at
+                # the same moment: the lookup is the primary key, so one insert wins and both read the winner's
+                # key back. (A new id that happens to be taken is ignored too: another is drawn.)
+                while row is None:
                     sid, key = new_subject_id(), secrets.token_bytes(32)
                     self._conn.execute(
                         "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) VALUES (?, ?, ?, ?, ?)",

@@ -71,8 +71,8 @@ def saved(tmp_path: Path) -> SavedPark:
 
 def test_a_saved_parked_task_comes_back_whole_and_is_listed_until_removed(tmp_path: Path) -> None:
     path = parked_path(tmp_path, "task_1")
-    save_parked(path, saved(tmp_path))
-    assert load_parked(path) == saved(tmp_path)
+    save_parked(path, saved(tmp_path), privacy=None)
+    assert load_parked(path, privacy=None) == saved(tmp_path)
     assert saved_task_ids(tmp_path) == ["task_1"]
     assert [p.name for p in path.parent.iterdir()] == ["task_1.json"], "no temporary file is left behind"
     remove_parked(path)
@@ -97,20 +97,20 @@ def test_a_missing_or_broken_saved_state_is_refused_naming_the_file(
         path.parent.mkdir(parents=True)
         path.write_text(content)
     with pytest.raises(ParkedStateBroken) as refused:
-        load_parked(path)
+        load_parked(path, privacy=None)
     assert str(refused.value).startswith(f"its saved state {path} {problem}")
 
 
 def test_a_saved_state_with_a_wrong_field_is_refused(tmp_path: Path) -> None:
     path = parked_path(tmp_path, "task_1")
-    save_parked(path, saved(tmp_path))
+    save_parked(path, saved(tmp_path), privacy=None)
     data = json.loads(path.read_text())
     data["run"]["messages"][0]["role"] = "system"
     path.write_text(json.dumps(data))
     with pytest.raises(ParkedStateBroken, match="a message of role 'system'"):
-        load_parked(path)
+        load_parked(path, privacy=None)
     data["run"]["messages"][0]["role"] = "user"
     data["spend"]["usd"] = "lots"
     path.write_text(json.dumps(data))
     with pytest.raises(ParkedStateBroken, match="is corrupt"):
-        load_parked(path)
+        load_parked(path, privacy=None)
