@@ -10,14 +10,26 @@ kill), and when nothing has been heard from the brain for `failsafe_s` (fail clo
 reconnecting lifts the failsafe unless the brain is killed. `leave()` is a clean exit: the brain is told
 (`POST /v1/bodies/{id}/deregister`), so it marks the body gone instead of paging about it.
 
+The failsafe counts the brain's silence, not the body's own. "Heard" is taken as a heartbeat's
+answer or a stream event (a keepalive included) is read, and nothing on the event loop between
+two heartbeats waits for a disk or a worker thread: the record below is written in a thread of
+its own, the audit chain is read and marked shipped in worker threads (the database's lock is the
+audit writer's, held across its syncs). A body whose own event loop stood still (a long
+synchronous step, a lock, a starved CPU) has not read what the brain sent meanwhile, so it
+re-checks before failing closed: past `failsafe_s` of silence it fails closed only once it has
+also been listening, its loop running, for `recheck_s` since it last heard (the heartbeat
+interval, at least 1 s, at most half the failsafe), and meanwhile heartbeats at once. A brain
+that is really silent still trips it, at most `recheck_s` after the loop runs again; a body whose
+loop stands still starts no call meanwhile.
+
 With an `attester` (the audit store's), the body registers its verification key (derived from its audit key) and
 attests every event it ships, so that the brain can tell the body's own events from hand-made ones before it
 confirms a task's verification with one.
 
 With a `record` path, what the link knows is written there whenever it changes
-(`link_state`), for `swarm status` in another process; a kill heard on the event stream is
-recorded from a thread of its own (its fsync never holds up the event loop, whose next call
-the kill refuses), caught up with by the next heartbeat and by `leave()`.
+(`link_state`), for `swarm status` in another process: always from the recorder's one thread, in
+order (its fsync never holds up the event loop: not the call a kill refuses, nor a heartbeat),
+and waited for only by `leave()`.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +74,10 @@ _DEFAULT_BATCH_BYTES = 1024 * 1024
 _ENVELOPE_BYTES = 1024
 """Room in a batch's bytes for what is around its events (the body id, the keys)."""
 _NEVER_REACHED = "the brain has not been reached since this body started"
+_TICK_S = 0.1
+"""How often the link notes that its event loop runs (to tell the body's own stalls from the brain's silence)."""
+_LAG_S = 0.25
+"""A tick later than this (past `_TICK_S`) means the loop stood still that long: time the link could not listen."""
 
 
 @dataclass
@@ -103,6 +120,16 @@ class BrainLink:
         """The largest audit batch the brain reads (it says so when the body registers)."""
         self._clock = clock
         self._last_heard = clock()  # (until the first registration, the body fails closed anyway)
+        self._ticked = self._last_heard
+        """When the event loop was last seen running (`_tick`)."""
+        self._stalled_s = 0.0
+        """Seconds the event loop was found standing still, in all (`_tick`)..."""
+        self._stalled_at_heard = 0.0
+        """...and as it was when the brain was last heard from."""
+        self._watching: int | None = None
+        """The event loop's thread while `run()` watches it (None: no stall is known of, none is allowed for)."""
+        self._recheck = anyio.Event()
+        """Set to ask the brain at once (a heartbeat now) whether it is still there."""
         self._brain_kill = KillState(engaged=False)
         self._ever_connected = False
         self.new_events = anyio.Event()
@@ -123,24 +150,59 @@ class BrainLink:
         self._recorded: LinkRecord | None = None
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-link-record")
         self._pending_record: Future[None] | None = None
+        """The last record handed to the recorder's thread (the ones before it are written first)."""
         self._brain_url = brain_url
         self._scope: anyio.CancelScope | None = None
 
     # -- kill-switch source ------------------------------------------------------------
 
     def _heard(self) -> None:
-        self._last_heard = self._clock()
+        """The brain was heard from, now (called as its answer or event is read, before anything else is done)."""
+        self._tick()  # (a stall that ended just now is the loop's, from before this word)
+        self._last_heard = self._ticked
+        self._stalled_at_heard = self._stalled_s
         self._heard_wall = self._wall()
 
-    def _set_kill(self, state: KillState, *, record_later: bool = False) -> None:
-        """Obey the brain's kill state (the guard reads it at once); `record_later`: what changed is recorded in the
-        recorder's thread (the event stream's kill: nothing on the event loop waits for the record's sync)."""
+    def _tick(self) -> None:
+        """The event loop runs now: a tick later than `_LAG_S` past its time counts as time it stood still."""
+        now = self._clock()
+        late = now - self._ticked - _TICK_S
+        if late > _LAG_S:
+            self._stalled_s += late
+        self._ticked = now
+
+    def _silent_for(self) -> float | None:
+        """How long the brain has been silent, when that is long enough to fail closed (None: it is not).
+
+        Past `failsafe_s` of silence, a body that has not been listening for the re-check time since it last heard
+        (its loop stood still for the rest, the brain's answers unread meanwhile) asks the brain again first."""
+        now = self._clock()
+        silent = now - self._last_heard
+        if silent <= self.failsafe_s:
+            return None
+        if self._watching is not None:
+            overdue = now - self._ticked - _TICK_S
+            stalled = self._stalled_s - self._stalled_at_heard + (overdue if overdue > _LAG_S else 0.0)
+            if silent - stalled < self.recheck_s:
+                if threading.get_ident() == self._watching:
+                    self._recheck.set()  # (a heartbeat now: `_heartbeats`)
+                return None
+        return silent
+
+    @property
+    def recheck_s(self) -> float:
+        """How long the link listens for the brain, after its own loop stood still, before it fails closed."""
+        return min(self.failsafe_s / 2, max(self.heartbeat_s, 1.0))
+
+    def _set_kill(self, state: KillState) -> None:
+        """Obey the brain's kill state (the guard reads it at once); what changed is recorded in the recorder's
+        thread (nothing on the event loop waits for the record's sync)."""
         was = self._brain_kill.engaged
         self._brain_kill = state
         self._heard()
         if state.engaged and not was and self.on_kill is not None:
             self.on_kill()  # (running commands killed first: the record can wait)
-        self._note(later=record_later)
+        self._note()
 
     def state(self) -> BodyKillState:
         found = self._current()
@@ -166,8 +228,8 @@ class BrainLink:
                 at=now_iso(self._started_wall),
                 source="failsafe",
             )
-        silent = self._clock() - self._last_heard
-        if silent > self.failsafe_s:
+        silent = self._silent_for()
+        if silent is not None:
             # `at`: since when nothing was heard, the same for every call this failsafe refuses (one episode).
             since = now_iso(self._heard_wall if self._heard_wall is not None else self._started_wall)
             return BodyKillState(
@@ -184,7 +246,7 @@ class BrainLink:
             return "refused"
         if not self._ever_connected:
             return "unreachable"
-        return "connected" if self._clock() - self._last_heard <= self.failsafe_s else "unreachable"
+        return "connected" if self._silent_for() is None else "unreachable"
 
     # -- what `swarm status` reads -------------------------------------------------------
 
@@ -195,11 +257,10 @@ class BrainLink:
         serving: bool = True,
         left: bool = False,
         overwritten: bool = False,
-        later: bool = False,
     ) -> None:
         """Write the link's state to `record` if it changed since last written (or only its last word from the
-        brain did, `REFRESH_S` ago, or another process wrote over it: `overwritten`). Never fails a call: a record
-        that cannot be written is logged. `later`: written in the recorder's thread (in order with the others)."""
+        brain did, `REFRESH_S` ago, or another process wrote over it: `overwritten`), in the recorder's thread.
+        Never fails a call: a record that cannot be written is logged."""
         if self._record_path is None:
             return
         current = self._current() if found is None else found
@@ -241,13 +302,10 @@ class BrainLink:
         ):
             return
         self._recorded = record
-        pending = self._pending_record
-        if later or (pending is not None and not pending.done()):
-            # Written (and synced) in the recorder's one thread, after what it has yet to write: not on the event
-            # loop, where a kill's fsync behind a busy disk would hold up the very call the kill refuses.
-            self._pending_record = self._recorder.submit(self._write_record, self._record_path, record)
-            return
-        self._write_record(self._record_path, record)
+        # Written (and synced) in the recorder's one thread, after what it has yet to write: never on the event loop,
+        # where an fsync behind a busy disk would hold up the call a kill refuses, and the link's hearing (a
+        # heartbeat's answer, the stream's keepalives) while the failsafe counts the silence.
+        self._pending_record = self._recorder.submit(self._write_record, self._record_path, record)
 
     def _write_record(self, path: Path, record: LinkRecord) -> None:
         try:
@@ -264,12 +322,6 @@ class BrainLink:
             pending.result()
             self._pending_record = None
 
-    async def _records_caught_up(self) -> None:
-        """`_records_written`, in a worker thread when there is anything to wait for."""
-        pending = self._pending_record
-        if pending is not None and not pending.done():
-            await anyio.to_thread.run_sync(pending.result)
-
     def _heard_moved_on(self, previous: LinkRecord) -> bool:
         if self._heard_wall is None or previous.last_heard is None:
             return self._heard_wall is not None
@@ -281,8 +333,20 @@ class BrainLink:
         """Stay linked until cancelled or `leave()`, reconnecting with backoff; record what changes meanwhile."""
         with anyio.CancelScope() as self._scope:
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_loop)
                 tg.start_soon(self._record_forever)
                 await self._stay_linked()
+
+    async def _watch_loop(self) -> None:
+        """Tick while the link runs: how long its event loop stands still is known (`_silent_for`)."""
+        self._ticked = self._clock()
+        self._watching = threading.get_ident()
+        try:
+            while True:
+                await anyio.sleep(_TICK_S)
+                self._tick()
+        finally:
+            self._watching = None
 
     async def _stay_linked(self) -> None:
         delay = 0.2
@@ -386,17 +450,20 @@ class BrainLink:
     async def _listen(self) -> None:
         async for event, data in self.client.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
             if event in ("kill", "resume"):
-                self._set_kill(kill_state_from(data), record_later=True)
+                self._set_kill(kill_state_from(data))
             else:
                 self._heard()
         raise BrainUnavailable("event stream ended")
 
     async def _heartbeats(self) -> None:
+        """Heartbeat every `heartbeat_s`, or at once when the failsafe wants to re-check; nothing else is waited for
+        between two (the answer is heard as it is read; the record of what changed is written in its own thread)."""
         while True:
+            self._recheck = anyio.Event()
             response = await self.client.heartbeat(self.body_id)
             self._set_kill(response.kill)
-            await self._records_caught_up()  # (a heartbeat answered: what the stream heard before it is recorded)
-            await anyio.sleep(self.heartbeat_s)
+            with anyio.move_on_after(self.heartbeat_s):
+                await self._recheck.wait()
 
     async def _ship_forever(self) -> None:
         while True:
@@ -455,25 +522,16 @@ class BrainLink:
             conn.execute("UPDATE brain_outbox SET shipped_through = ? WHERE id = 1", (seq,))
 
     async def ship_pending(self) -> int:
-        """Ship every event not yet acknowledged; returns the highest seq the brain holds."""
-        through = self.shipped_through()
+        """Ship every event not yet acknowledged; returns the highest seq the brain holds.
+
+        The audit chain is read, and marked shipped, in worker threads: the database's lock is the audit writer's
+        too, held across its syncs, and the event loop must not wait for it (the link hears the brain there)."""
+        through = await anyio.to_thread.run_sync(self.shipped_through)
         while True:
-            with self._db.read() as conn:
-                rows = conn.execute(
-                    "SELECT body FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (through, _BATCH)
-                ).fetchall()
-                start, head = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
-            if not rows:
+            found = await anyio.to_thread.run_sync(self._next_batch, through)
+            if found is None:
                 return through
-            attester = self.attester
-            events = [
-                AuditEvent.model_validate_json(body)
-                if attester is None
-                else attester.attest(AuditEvent.model_validate_json(body), stored=body)
-                for (body,) in rows
-            ]
-            events = self._fitting(events)
-            batch = AuditBatch(body_id=self.body_id, events=events, log_start_seq=int(start))
+            batch, head = found
             try:
                 ack = await self.client.ship(batch)
                 through = ack.stored_through
@@ -482,11 +540,30 @@ class BrainLink:
                 held = exc.error.stored_through
                 if not gap or held is None or held == through:
                     raise
-                if held > int(head):
+                if held > head:
                     # Not our chain (another body's token shipped under our id?): never skip our events for it.
                     raise
                 through = held  # the brain holds more (or less) than we thought: resume there
-            self._set_shipped(through)
+            await anyio.to_thread.run_sync(self._set_shipped, through)
+
+    def _next_batch(self, through: int) -> tuple[AuditBatch, int] | None:
+        """The next batch to ship after seq `through`, attested, and the chain's head (None: nothing to ship)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT body FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (through, _BATCH)
+            ).fetchall()
+            start, head = conn.execute("SELECT MIN(seq), MAX(seq) FROM audit_events").fetchone()
+        if not rows:
+            return None
+        attester = self.attester
+        events = [
+            AuditEvent.model_validate_json(body)
+            if attester is None
+            else attester.attest(AuditEvent.model_validate_json(body), stored=body)
+            for (body,) in rows
+        ]
+        events = self._fitting(events)
+        return AuditBatch(body_id=self.body_id, events=events, log_start_seq=int(start)), int(head)
 
     def _fitting(self, events: list[AuditEvent]) -> list[AuditEvent]:
         """The first events that fit in one batch under the brain's cap (at least one: an event too large on its

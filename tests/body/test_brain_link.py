@@ -20,6 +20,7 @@ import pytest
 
 from body_mcp import Body, BodySettings
 from body_mcp.brain_client import BrainRejected
+from body_mcp.brain_link import BrainLink
 from body_mcp.link_state import read_link_record
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_url
@@ -543,6 +544,11 @@ async def test_a_linked_body_that_never_reached_its_brain_refuses_mutating_calls
         status = await body.call_tool("status", {"rationale": "why refused?"})
         assert (status.structured["brain"], status.structured["kill_switch"]) == ("unreachable", "engaged")
 
+        def recorded() -> bool:  # (written in the link's recorder thread, never on the event loop)
+            found = read_link_record(body.paths.link_state)
+            return found is not None and found.failsafe
+
+        await wait_until(recorded)
         shown = await anyio.to_thread.run_sync(lambda: run_swarm(home, "status", "--workspace", str(tmp_path / "ws0")))
         assert shown.returncode == 0, shown.stderr
         lines = {
@@ -691,6 +697,105 @@ async def test_a_kill_on_the_stream_is_obeyed_before_its_record_is_written_and_r
                     return found is not None and found.brain_kill and found.kill_reason == "stop"
 
                 await wait_until(recorded_killed, timeout=5)
+                tg.cancel_scope.cancel()
+        finally:
+            body.close()
+
+
+async def _listening(link: BrainLink, clock: Clock, seconds: float, *, step: float = 0.2) -> None:
+    """Let `seconds` pass on the link's clock in steps its event loop sees, running (no step is a stall)."""
+    for _ in range(round(seconds / step)):
+        clock.now += step
+        await wait_until(lambda: link._ticked >= clock.now)  # pyright: ignore[reportPrivateUsage]
+
+
+async def test_a_body_whose_own_loop_stood_still_asks_its_brain_again_before_failing_closed(
+    tmp_path: Path, home: Path
+) -> None:
+    """The failsafe counts the brain's silence, not the body's: a body whose event loop stood still past the failsafe
+    time (a long synchronous step, a lock held across a slow sync, a starved CPU) has not read what its brain sent
+    meanwhile, so it does not fail closed on that alone; it heartbeats at once and goes on. A brain that is really
+    silent still trips it, once the body has listened `recheck_s` since it last heard. The link's clock is the test's:
+    a stall is time passing while the loop does not run."""
+    db, port = tmp_path / "brain.db", _free_port()
+    tokens = await _tokens(db)
+    clock = Clock()
+    body = linked_body(tmp_path, home, 0, f"http://127.0.0.1:{port}", tokens["body"], link_clock=clock)
+    assert body.link is not None
+    link = body.link
+    try:
+        async with anyio.create_task_group() as tg:
+            async with brain_on(port, db, failsafe_s=1.0):
+                tg.start_soon(link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                assert (link.failsafe_s, link.recheck_s) == (1.0, 0.5)
+                clock.now += 30  # the loop stands still for 30 s: no tick, nothing read from the brain
+                assert not body.kill_switch.state().engaged, "its own stall is not the brain's silence"
+                stalled_at = clock.now
+                await wait_until(lambda: link._last_heard >= stalled_at)  # pyright: ignore[reportPrivateUsage]
+                assert await write(body, "busy.txt") == (False, None)
+            # The brain is gone. A stall hides nothing for longer than the re-check: then the body fails closed.
+            clock.now += 30
+            assert not body.kill_switch.state().engaged, "not yet asked again"
+            await _listening(link, clock, 0.2)
+            assert not body.kill_switch.state().engaged, "listened less than recheck_s since the stall"
+            listened = 0.2
+            while not body.kill_switch.state().engaged:
+                await _listening(link, clock, 0.2)
+                listened += 0.2
+                # (an answer read late, after the stall, restarts the silence: a failsafe time at most)
+                assert listened <= link.failsafe_s + link.recheck_s + 0.2, "a silent brain must trip the failsafe"
+            assert await write(body, "silent.txt") == (True, "brain_unreachable")
+            clock.now += 30  # a second stall does not hide a silence the body listened to
+            assert body.kill_switch.state().engaged
+            tg.cancel_scope.cancel()
+    finally:
+        body.close()
+
+
+async def test_the_link_hears_its_brain_while_a_slow_disk_holds_its_record_and_its_database(
+    tmp_path: Path, home: Path
+) -> None:
+    """Heartbeats never wait for the link record's write, and the event loop never waits for the state database's
+    lock (the audit writer holds it across its syncs) to ship: with both held, as by a disk slow to sync, the body
+    goes on heartbeating and hearing its brain, so its failsafe has no silence to count."""
+    async with brain_with_captain(tmp_path, heartbeat_interval_s=0.1) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            assert body.link is not None
+            link = body.link
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                disk = threading.Event()
+                link._recorder.submit(disk.wait)  # pyright: ignore[reportPrivateUsage]  (a sync that takes its time)
+                locked = threading.Event()
+
+                def hold_the_database() -> None:
+                    with body.db.read():  # (as the audit writer does while its commit syncs)
+                        locked.set()
+                        disk.wait(10)
+
+                holder = threading.Thread(target=hold_the_database, daemon=True)
+                holder.start()
+                try:
+                    await wait_until(locked.is_set)
+                    await brain.captain.post("/v1/kill", json={"reason": "stop"})  # a change to record, held up
+                    await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
+                    link.new_events.set()  # the link ships now: it reads the chain behind the held lock
+                    beats: list[str] = []
+                    with anyio.fail_after(5):
+                        while len(beats) < 4:
+                            (seen,) = (await brain.captain.get("/v1/status")).json()["bodies"]
+                            if not beats or seen["last_heartbeat"] != beats[-1]:
+                                beats.append(seen["last_heartbeat"])
+                            await anyio.sleep(0.02)
+                    heard = link._last_heard  # pyright: ignore[reportPrivateUsage]
+                    await wait_until(lambda: link._last_heard > heard, timeout=5)  # pyright: ignore[reportPrivateUsage]
+                    assert holder.is_alive() and not disk.is_set(), "heard while the disk still held both"
+                finally:
+                    disk.set()
+                    await anyio.to_thread.run_sync(holder.join)
                 tg.cancel_scope.cancel()
         finally:
             body.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import anyio
 import pytest
 
 from .test_linked_body_process import FAILSAFE_S, finish, linked
@@ -28,7 +27,8 @@ async def test_one_process_leaving_cleanly_does_not_hide_the_loss_of_the_other(t
             await h.changes.until(lambda: h.state.registered > back)
             (body,) = await h.state.bodies()
             assert body.left_at is None, "a body whose process heartbeats has not left"
-            await anyio.sleep(1.5)  # (`swarm status` reads what the serving process records, every second)
+            # `swarm status` reads what the serving process records again (it looks every second).
+            await h.recorded(lambda record: record.serving)
             status = await h.status()
             assert "left cleanly" not in status["brain"] and "not running" not in status["brain"], status["brain"]
             assert status["brain"].startswith(f"connected to {h.url}"), status["brain"]
