@@ -1,7 +1,8 @@
 """A linked body's connection to its brain: one more kill-switch source, and the failsafe.
 
 `BrainLink.run()` keeps the body registered, listens to `GET /v1/events` (the kill switch
-arrives there within milliseconds), heartbeats, and ships the audit chain from the local
+arrives there within milliseconds), heartbeats (an answer to a heartbeat sent before the
+stream's last kill or resume arrived may predate it, and is not obeyed), and ships the audit chain from the local
 outbox (`brain_outbox.shipped_through`): batches are re-sent until acknowledged, and the
 brain stores each (body, seq) once, so nothing is lost or duplicated when the brain is
 down, restarts, or the body is killed. `state()` is engaged when the brain's kill is, until
@@ -63,7 +64,7 @@ from shared_protocol.tools import LinkState
 from ._db import StateDB
 from .audit import Attester
 from .brain_client import BrainClient, BrainRejected, BrainUnavailable, kill_state_from
-from .killswitch import RELEASED
+from .killswitch import RELEASED, Heard, HeardBy
 from .killswitch import KillState as BodyKillState
 from .link_state import REFRESH_S, LinkRecord, now_iso, read_link_record, write_link_record
 
@@ -131,6 +132,9 @@ class BrainLink:
         self._recheck = anyio.Event()
         """Set to ask the brain at once (a heartbeat now) whether it is still there."""
         self._brain_kill = KillState(engaged=False)
+        self._kill_heard: Heard | None = None
+        self._stream_said = 0
+        """How many kill states the event stream has brought (a heartbeat sent before the last one cannot undo it)."""
         self._ever_connected = False
         self.new_events = anyio.Event()
         self.on_kill: Callable[[], None] | None = None
@@ -194,12 +198,20 @@ class BrainLink:
         """How long the link listens for the brain, after its own loop stood still, before it fails closed."""
         return min(self.failsafe_s / 2, max(self.heartbeat_s, 1.0))
 
-    def _set_kill(self, state: KillState) -> None:
-        """Obey the brain's kill state (the guard reads it at once); what changed is recorded in the recorder's
-        thread (nothing on the event loop waits for the record's sync)."""
+    def _set_kill(self, state: KillState, *, by: HeardBy) -> None:
+        """Obey the brain's kill state, heard `by` the stream, a heartbeat or a registration (the guard reads it at
+        once); what changed is recorded in the recorder's thread (nothing on the event loop waits for the record's
+        sync)."""
         was = self._brain_kill.engaged
         self._brain_kill = state
         self._heard()
+        if state.engaged != was:
+            self._kill_heard = Heard(by=by, at=now_iso(self._wall()))
+            logger.info(
+                "brain link: the brain's kill switch is %s (heard by %s)",
+                "engaged" if state.engaged else "released",
+                by,
+            )
         if state.engaged and not was and self.on_kill is not None:
             self.on_kill()  # (running commands killed first: the record can wait)
         self._note()
@@ -213,7 +225,9 @@ class BrainLink:
         kill = self._brain_kill
         if kill.engaged:
             at = kill.at.isoformat() if kill.at is not None else None
-            return BodyKillState(engaged=True, reason=kill.reason, by=kill.by, at=at, source="brain")
+            return BodyKillState(
+                engaged=True, reason=kill.reason, by=kill.by, at=at, source="brain", heard=self._kill_heard
+            )
         if self._refused is not None:
             # The brain answers but will not take this body (its token revoked, or bound to another body):
             # fail closed at once, saying why, rather than after `failsafe_s` of "no word from the brain".
@@ -426,7 +440,7 @@ class BrainLink:
             self.max_batch_bytes = registration.max_audit_request_bytes
         self._refused_since = None
         self._ever_connected = True  # (before the kill is set, so the state it notes is the brain's)
-        self._set_kill(registration.kill)
+        self._set_kill(registration.kill, by="registration")
         return registration
 
     def _note_refusal(self, errors: Sequence[BaseException]) -> None:
@@ -450,7 +464,8 @@ class BrainLink:
     async def _listen(self) -> None:
         async for event, data in self.client.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
             if event in ("kill", "resume"):
-                self._set_kill(kill_state_from(data))
+                self._stream_said += 1
+                self._set_kill(kill_state_from(data), by="stream")
             else:
                 self._heard()
         raise BrainUnavailable("event stream ended")
@@ -460,8 +475,17 @@ class BrainLink:
         between two (the answer is heard as it is read; the record of what changed is written in its own thread)."""
         while True:
             self._recheck = anyio.Event()
+            said = self._stream_said
             response = await self.client.heartbeat(self.body_id)
-            self._set_kill(response.kill)
+            if self._stream_said == said:
+                self._set_kill(response.kill, by="heartbeat")
+            else:
+                # The stream brought a kill state while this heartbeat was out: the answer may have been read before
+                # that state was published (the two come back by different connections), so it cannot undo it (a
+                # kill lifted until the next heartbeat, a resume undone). It is word from the brain all the same; the
+                # next heartbeat, sent after, carries the state as of then.
+                self._heard()
+                self._note()
             with anyio.move_on_after(self.heartbeat_s):
                 await self._recheck.wait()
 

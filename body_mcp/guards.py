@@ -52,6 +52,9 @@ def refuse_if_killed(kill_switch: KillSwitch, ctx: CallContext) -> None:
             rule=Rule.BRAIN_FAILSAFE,
         )
     if state.engaged:
+        if state.heard is not None:
+            # How and when this body heard its brain's kill, for whoever asks why a kill took as long as it did.
+            ctx.effects.detail["kill_heard"] = {"by": state.heard.by, "at": state.heard.at}
         by = f" by {state.by}" if state.by else ""
         raise KillSwitchEngaged(
             f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "

@@ -16,6 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
+HeardBy = Literal["stream", "heartbeat", "registration"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class Heard:
+    """How a linked body heard its brain's kill state: on the event stream, in a heartbeat's answer or its
+    registration's, and when (ISO time on the body's clock)."""
+
+    by: HeardBy
+    at: str
+
 
 @dataclass(kw_only=True, frozen=True)
 class KillState:
@@ -25,6 +36,8 @@ class KillState:
     at: str | None = None
     source: Literal["local", "brain", "failsafe"] | None = None
     """`failsafe`: a linked body that has not heard from its brain in time behaves as killed."""
+    heard: Heard | None = None
+    """The brain's kill: how and when (`heard.at`, this body's clock) this body heard it."""
 
 
 RELEASED = KillState(engaged=False)

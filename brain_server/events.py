@@ -2,10 +2,11 @@
 
 The kill switch's critical path runs through here: `publish` hands an event to every
 subscriber's buffer without awaiting anything, so all bodies get a kill in the same loop
-iteration that published it (before its commit, `Brain.set_kill`; again after it, only to
-the streams that subscribed in between: `joined_since`). A subscriber whose buffer is full (a body not reading) is cut
-off rather than slowing the others: it reconnects, and the first event of every stream is
-the current kill state, so no kill is ever lost by a cut.
+iteration that published it (before its commit, `Brain.set_kill`: a stream that opens
+before the commit ends is sent that kill as its first event, `AgentPauses.committing`). A
+subscriber whose buffer is full (a body not reading) is cut off rather than slowing the
+others: it reconnects, and the first event of every stream is the current kill state, so no
+kill is ever lost by a cut.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ class _Subscriber:
     body_id: str | None
     agent: str | None
     send: MemoryObjectSendStream[BrainEvent]
-    joined: int
-    """How many events the hub had published when this stream subscribed."""
 
 
 class EventHub:
@@ -60,7 +59,6 @@ class EventHub:
         self._buffer = buffer
         self._subscribers: set[_Subscriber] = set()
         self._closed = False
-        self._published = 0
 
     @contextmanager
     def subscribe(
@@ -69,7 +67,7 @@ class EventHub:
         """A stream of every event published from now on; it ends when the hub closes or cuts it off. `agent`: the
         agent the stream's token is bound to, which hears that agent's pause and resume."""
         send, receive = anyio.create_memory_object_stream[BrainEvent](self._buffer)
-        subscriber = _Subscriber(body_id=body_id, agent=agent, send=send, joined=self._published)
+        subscriber = _Subscriber(body_id=body_id, agent=agent, send=send)
         if self._closed:
             send.close()
         else:
@@ -88,16 +86,10 @@ class EventHub:
         body_id: str | None = None,
         agent: str | None = None,
         except_agents: frozenset[str] = frozenset(),
-        joined_since: int | None = None,
-    ) -> int:
+    ) -> None:
         """Deliver to every subscriber, or only to `body_id`'s (and those that did not say who they are); with
-        `agent`, only to the streams of that agent's tokens; never to the streams of `except_agents`; with
-        `joined_since` (what an earlier `publish` returned), only to the streams that subscribed after that one.
-        Returns how many events the hub has published, this one included."""
-        self._published += 1
+        `agent`, only to the streams of that agent's tokens; never to the streams of `except_agents`."""
         for subscriber in list(self._subscribers):
-            if joined_since is not None and subscriber.joined < joined_since:
-                continue
             if body_id is not None and subscriber.body_id not in (None, body_id):
                 continue
             if agent is not None and subscriber.agent != agent:
@@ -110,7 +102,6 @@ class EventHub:
                 self._cut(subscriber)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._subscribers.discard(subscriber)
-        return self._published
 
     def _cut(self, subscriber: _Subscriber) -> None:
         self._subscribers.discard(subscriber)

@@ -8,7 +8,9 @@ obeys the global switch only.
 
 Changes to the global switch and to pauses are serialised by one lock, so what each stream hears last is what its
 bodies should obey: releasing the global switch sends `resume` to every stream but those of paused agents, which hear
-their pause again instead.
+their pause again instead. A kill is published before its commit (`committing`); until that commit ends, every answer
+that carries a kill state carries that kill, so no answer read from the database meanwhile tells a body that has
+stopped that it may go on.
 
 A captain pauses an agent (`POST /v1/agents/{name}/pause`), or the anomaly detector does (`anomaly.py`); only a
 captain resumes it: the detector never does.
@@ -16,7 +18,8 @@ captain resumes it: the detector never does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 from datetime import datetime
 
 import anyio
@@ -49,13 +52,17 @@ class AgentPauses:
         self._hub = hub
         self.lock = lock
         self._now = now
+        self._committing: KillState | None = None
+        """The brain's kill while it is published but not yet committed (`committing`)."""
 
     async def pause_of(self, agent: str) -> AgentPause | None:
         return next((p for p in await self._state.agent_pauses() if p.agent == agent), None)
 
     async def kill_state(self, agent: str | None) -> KillState:
-        """The effective kill state of a body of `agent` (None: a body bound to no agent, which obeys the brain's)."""
-        brain_kill = await self._state.kill_state()
+        """The effective kill state of a body of `agent` (None: a body bound to no agent, which obeys the brain's); a
+        kill being committed counts as engaged (looked at before the database is read: a read that began before the
+        commit ended would find the state from before the kill)."""
+        brain_kill = self._committing or await self._state.kill_state()
         if agent is None or brain_kill.engaged:
             return brain_kill
         return effective_kill(brain_kill, await self.pause_of(agent))
@@ -84,14 +91,24 @@ class AgentPauses:
             self._hub.publish(kill_event(released), agent=agent)
             return released
 
-    async def publish_brain_kill(self, state: KillState, *, joined_since: int | None = None) -> int:
-        """After the brain's switch changed (under `lock`): every stream hears it, except that on release a paused
-        agent's streams hear their pause instead. A kill published before its commit returns the hub's count, to be
-        published again once committed `joined_since` it: only to the streams that subscribed in between."""
-        if state.engaged:
-            return self._hub.publish(kill_event(state), joined_since=joined_since)
+    @contextmanager
+    def committing(self, kill: KillState) -> Generator[None]:
+        """Publish the brain's `kill` to every stream at once and answer with it while the caller commits it (under
+        `lock`): the bodies stop without waiting for the writers queued ahead of the commit, and a heartbeat,
+        registration or stream answered meanwhile says killed, not what the database still holds. Once the commit
+        ends, failed or not, answers are read from the database again (a failed kill lifts on the bodies' next
+        heartbeat: they stopped anyway, failing closed)."""
+        self._committing = kill
+        try:
+            self._hub.publish(kill_event(kill))
+            yield
+        finally:
+            self._committing = None
+
+    async def publish_release(self, state: KillState) -> None:
+        """After the brain's switch was released and committed (under `lock`): every stream hears it, except that a
+        paused agent's streams hear their pause instead."""
         pauses = await self._state.agent_pauses()
-        published = self._hub.publish(kill_event(state), except_agents=frozenset(p.agent for p in pauses))
+        self._hub.publish(kill_event(state), except_agents=frozenset(p.agent for p in pauses))
         for pause in pauses:
-            published = self._hub.publish(pause_event(pause), agent=pause.agent)
-        return published
+            self._hub.publish(pause_event(pause), agent=pause.agent)

@@ -264,19 +264,23 @@ class Brain:
 
         A kill is published before its commit: the bodies stop without waiting for the writers queued ahead of it
         (every body's audit batches share that queue), and the captain's answer still waits until the kill is
-        durable. Once committed it is published again to the streams that subscribed in between (they were sent
-        the state from before the commit), and only to them: each stream hears it once. A kill whose commit fails
-        has stopped the bodies anyway (fail closed: their next heartbeat brings back what the database says) and
-        answers with the error. A release is published only once committed: nothing resumes on a release that
-        could still be lost."""
+        durable. Until the commit ends, every kill state the brain answers with (heartbeats, registrations, the
+        first event of a stream that opens meanwhile) is that kill (`AgentPauses.committing`): a heartbeat read
+        from the database before the commit would otherwise lift the kill on a body that had heard it. A kill whose
+        commit fails has stopped the bodies anyway (fail closed: their next heartbeat brings back what the database
+        says) and answers with the error. A release is published only once committed: nothing resumes on a release
+        that could still be lost."""
         reason = self.privacy.protect(reason)
         async with self.pauses.lock:  # (kill-state changes in commit order, pauses included)
             now = self.now()
             state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
             log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
-            early = await self.pauses.publish_brain_kill(state) if engaged else None
-            await self.state.set_kill_state(state, log)
-            await self.pauses.publish_brain_kill(state, joined_since=early)
+            if engaged:
+                with self.pauses.committing(state):
+                    await self.state.set_kill_state(state, log)
+            else:
+                await self.state.set_kill_state(state, log)
+                await self.pauses.publish_release(state)
         return state
 
     async def pause_agent(self, by: Principal, agent: str, reason: str) -> tuple[AgentPause, bool]:

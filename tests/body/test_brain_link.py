@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,7 +62,7 @@ class Clock:
 @asynccontextmanager
 async def brain_on(
     port: int, db: Path, *, clock: Callable[[], float] = time.time, **settings: float
-) -> AsyncIterator[anyio.Event]:
+) -> AsyncGenerator[anyio.Event]:
     stop, ready = anyio.Event(), anyio.Event()
     config = BrainSettings(host="127.0.0.1", port=port, database_url=sqlite_url(db), keepalive_s=0.2, **settings)  # type: ignore[arg-type]
     async with anyio.create_task_group() as tg:
@@ -118,7 +118,7 @@ class Brain:
 @asynccontextmanager
 async def brain_with_captain(
     tmp_path: Path, *, clock: Callable[[], float] = time.time, **settings: float
-) -> AsyncIterator[Brain]:
+) -> AsyncGenerator[Brain]:
     """A live brain on a fresh database (with `settings` and `clock`), and an HTTP client holding its captain token."""
     db, port = tmp_path / "brain.db", _free_port()
     tokens = await _tokens(db)
@@ -796,6 +796,79 @@ async def test_the_link_hears_its_brain_while_a_slow_disk_holds_its_record_and_i
                 finally:
                     disk.set()
                     await anyio.to_thread.run_sync(holder.join)
+                tg.cancel_scope.cancel()
+        finally:
+            body.close()
+
+
+class HeldHeartbeat(httpx.AsyncBaseTransport):
+    """Real HTTP to the brain, with the answer to the body's first heartbeat held on its way back once the brain has
+    given it (a reply slower than the event stream, as on a loaded machine); the next heartbeat is held before it
+    is sent, until `go_on`."""
+
+    def __init__(self) -> None:
+        self._http = httpx.AsyncHTTPTransport()
+        self.answered = anyio.Event()
+        self.release = anyio.Event()
+        self.next_sent = anyio.Event()
+        self.go_on = anyio.Event()
+        self._heartbeats = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/heartbeat"):
+            return await self._http.handle_async_request(request)
+        self._heartbeats += 1
+        if self._heartbeats > 1:
+            self.next_sent.set()
+            await self.go_on.wait()
+            return await self._http.handle_async_request(request)
+        response = await self._http.handle_async_request(request)
+        content = await response.aread()
+        self.answered.set()
+        await self.release.wait()
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+async def test_a_heartbeat_answered_before_the_kill_reached_the_stream_does_not_lift_it(
+    tmp_path: Path, home: Path
+) -> None:
+    """The brain answers a heartbeat (not killed), then the kill comes by the stream, then that answer arrives: it
+    says nothing of the kill and must not lift it (it did, until the next heartbeat 2 s later: the rare ~2 s trials of
+    `bench/bench_kill_fanout.py`). The refusal says how the body heard the kill."""
+    async with brain_with_captain(tmp_path, heartbeat_interval_s=0.05) as brain:
+        transport = HeldHeartbeat()
+        ws = tmp_path / "ws"
+        ws.mkdir()
+        settings = BodySettings(
+            workspace=ws.resolve(),
+            home=home,
+            config=parse_config({}),
+            brain_url=brain.url,
+            brain_token=brain.tokens["body"],
+        )
+        body = Body(settings, brain_transport=transport)
+        try:
+            assert body.link is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(body.link.run)
+                with anyio.fail_after(10):
+                    await transport.answered.wait()  # (the brain said: not killed)
+                await brain.captain.post("/v1/kill", json={"reason": "stop"})
+                await wait_until(lambda: body.kill_switch.state().engaged, timeout=5)
+                transport.release.set()
+                with anyio.fail_after(10):
+                    await transport.next_sent.wait()  # (the late answer was read before the next heartbeat went out)
+                state = body.kill_switch.state()
+                assert (state.engaged, state.source, state.reason) == (True, "brain", "stop")
+                assert await write(body, "killed.txt") == (True, "kill_switch_engaged")
+                (refused,) = [e for e in body.audit.tail(10) if e.code == "kill_switch_engaged"]
+                assert refused.detail["kill_heard"]["by"] == "stream"
+                transport.go_on.set()
+                await brain.captain.post("/v1/resume", json={"reason": "go on"})
+                await wait_until(lambda: not body.kill_switch.state().engaged, timeout=5)
                 tg.cancel_scope.cancel()
         finally:
             body.close()

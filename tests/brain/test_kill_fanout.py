@@ -7,7 +7,7 @@ import pytest
 
 from brain_server import Brain, BrainSettings, LogEntry, MemoryStateEngine
 from brain_server.auth import Principal
-from shared_protocol.brain import KillState
+from shared_protocol.brain import KillState, RegisterRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +60,7 @@ async def test_a_kill_reaches_every_stream_before_its_commit_and_is_answered_aft
     assert (await state.kill_state()).engaged is True
 
 
-async def test_a_stream_that_subscribes_while_the_kill_commits_hears_the_kill_once_it_is_durable() -> None:
+async def test_a_stream_that_subscribes_while_the_kill_commits_is_sent_the_kill_at_once_and_only_once() -> None:
     state = HeldCommit()
     brain = Brain(BrainSettings(), state=state)
     answered = anyio.Event()
@@ -75,16 +75,48 @@ async def test_a_stream_that_subscribes_while_the_kill_commits_hears_the_kill_on
             with anyio.fail_after(5):
                 await state.writing.wait()
             with brain.hub.subscribe("late") as late:
-                # What `GET /v1/events` sends first: the state read now, from before the commit.
-                assert (await brain.kill_state()).engaged is False
+                # What `GET /v1/events` sends first: the state read now, the kill being committed (the database still
+                # holds the state from before it).
+                first = await brain.kill_state()
+                assert (first.engaged, first.reason) == (True, "runaway")
+                assert (await state.kill_state()).engaged is False
                 state.commit.set()
                 with anyio.fail_after(5):
                     await answered.wait()
-                assert late.receive_nowait().name == "kill"
                 assert early.receive_nowait().name == "kill"
-                for stream in (early, late):  # each heard it once
+                for stream in (early, late):  # (each heard it once: the late one by its first event)
                     with pytest.raises(anyio.WouldBlock):
                         stream.receive_nowait()
+
+
+async def test_heartbeats_and_registrations_answered_while_a_kill_commits_carry_the_kill() -> None:
+    """A body that heard the kill on its stream and heartbeats before the commit is told it is killed, not what the
+    database still says (which would lift the kill until its next heartbeat); once a failed commit ends, answers say
+    what the database holds again."""
+    state = HeldCommit()
+    state.fail = True
+    brain = Brain(BrainSettings(), state=state)
+    failed = anyio.Event()
+
+    async def kill() -> None:
+        with pytest.raises(OSError, match="No space left"):
+            await brain.set_kill(CAPTAIN, engaged=True, reason="runaway")
+        failed.set()
+
+    async with brain.running(), anyio.create_task_group() as group:
+        await brain.register(RegisterRequest(body_id="body-a", workspace="/w", hostname="h", version="1"))
+        assert (await brain.heartbeat("body-a")).kill.engaged is False
+        group.start_soon(kill)
+        with anyio.fail_after(5):
+            await state.writing.wait()
+        assert (await brain.heartbeat("body-a")).kill.engaged is True
+        assert (await brain.heartbeat("body-a", agent="agent-1")).kill.engaged is True
+        registered = await brain.register(RegisterRequest(body_id="body-b", workspace="/w", hostname="h", version="1"))
+        assert (registered.kill.engaged, registered.kill.reason) == (True, "runaway")
+        state.commit.set()
+        with anyio.fail_after(5):
+            await failed.wait()
+        assert (await brain.heartbeat("body-a")).kill.engaged is False  # (fail closed until now, then the truth)
 
 
 async def test_a_release_is_published_only_once_committed() -> None:
