@@ -26,6 +26,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from tests.body.helpers import ok
+from tests.brain.helpers import LiveBrain
 from tests.cli.inprocess import swarm_in_process
 
 from .plant import Planted
@@ -43,6 +44,13 @@ def body(workspace: Path, home: Path, brain: tuple[str, str] | None = None) -> S
         env.update(SWARM_BRAIN_URL=brain[0], SWARM_TOKEN=brain[1])
     args = ["-m", "swarm_cli", "body", "--workspace", str(workspace)]
     return StdioServerParameters(command=sys.executable, args=args, env=env)
+
+
+async def linked(tmp_path: Path, live: LiveBrain) -> tuple[Path, str, str]:
+    """A new workspace for a body linked to `live`: the workspace, the body's token, a captain's token."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    return workspace, await live.add_token("ws-body"), live.tokens["captain"]
 
 
 def turn(text: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tests.body.test_brain_link import run_swarm
 from tests.brain.helpers import LiveBrain
 
 from .plant import Planted, leaks, plant
-from .stack import body, brain_chain_links, turn, until_registered, until_shipped
+from .stack import body, brain_chain_links, linked, turn, until_registered, until_shipped
 
 pytestmark = pytest.mark.anyio
 
@@ -64,10 +64,7 @@ async def test_planted_personal_data_is_kept_nowhere_in_clear_and_erasure_shreds
     tmp_path: Path, home: Path, live: LiveBrain
 ) -> None:
     p = plant()
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    token = await live.add_token("ws-body")
-    captain = live.tokens["captain"]
+    workspace, token, captain = await linked(tmp_path, live)
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
         created = await http.post(
             "/v1/tasks",

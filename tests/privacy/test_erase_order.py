@@ -15,7 +15,7 @@ from mcp import Client
 from tests.brain.helpers import LiveBrain
 
 from .plant import leaks, plant
-from .stack import body, one_line, plant_calls, swarm, until_shipped, verifies
+from .stack import body, linked, one_line, plant_calls, swarm, until_shipped, verifies
 
 pytestmark = pytest.mark.anyio
 
@@ -24,10 +24,7 @@ async def test_a_refused_brain_erasure_leaves_the_body_untouched_and_a_rerun_era
     tmp_path: Path, home: Path, live: LiveBrain
 ) -> None:
     p = plant()
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    token = await live.add_token("ws-body")
-    captain = live.tokens["captain"]
+    workspace, token, captain = await linked(tmp_path, live)
     async with Client(body(workspace, home, (live.url, token))) as client:
         await until_shipped(live.db, await plant_calls(client, p))
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:  # (held on the brain too, its keys)

@@ -30,6 +30,7 @@ from .stack import (
     body,
     brain_chain_links,
     events,
+    linked,
     one_line,
     plant_calls,
     swarm,
@@ -167,10 +168,7 @@ async def test_a_linked_body_and_its_brain_are_migrated_and_shipping_goes_on(
     tmp_path: Path, home: Path, live: LiveBrain
 ) -> None:
     p = plant()
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    token = await live.add_token("ws-body")
-    captain = live.tokens["captain"]
+    workspace, token, captain = await linked(tmp_path, live)
     (home / "swarm.toml").write_text(OFF)
     async with Client(body(workspace, home, (live.url, token))) as client:
         await until_shipped(live.db, await plant_calls(client, p))

@@ -25,25 +25,25 @@ BIG = 300_000
 """Over `undo.INLINE_MAX` (256 KiB): the output is kept in a file."""
 
 
-async def _plant_big_output(client: Client, p: Planted) -> str:
+async def _planted(workspace: Path, home: Path, p: Planted, *, approval: bool = False) -> tuple[str, str | None]:
+    """Through a body that keeps personal data in clear (as before #21): a command's output too large to be kept
+    inline, and (`approval`) an approval request. Its action id, and the request's decision id."""
+    (home / "swarm.toml").write_text(OFF)
     script = f"echo '{p.text()}'; head -c {BIG} /dev/zero | tr '\\0' x; echo; echo '{p.email}'"
-    ran = ok(await client.call_tool("run_command", {"argv": ["sh", "-c", script], "rationale": "a long output"}))
-    return str(ran["action_id"])
+    async with Client(body(workspace, home)) as client:
+        ran = ok(await client.call_tool("run_command", {"argv": ["sh", "-c", script], "rationale": "a long output"}))
+        asked = None
+        if approval:
+            request = {"summary": f"mail {p.email}", "confidence": 0.2, "options": [f"call {p.phone}"]}
+            asked = str(ok(await client.call_tool("request_approval", {**request, "rationale": "r"}))["decision_id"])
+    return str(ran["action_id"]), asked
 
 
 async def test_outputs_in_files_and_snapshot_copies_are_migrated_exported_and_erased(
     workspace: Path, home: Path
 ) -> None:
     p = plant()
-    (home / "swarm.toml").write_text(OFF)
-    async with Client(body(workspace, home)) as client:
-        action_id = await _plant_big_output(client, p)
-        asked = ok(
-            await client.call_tool(
-                "request_approval",
-                {"summary": f"mail {p.email}", "confidence": 0.2, "options": [f"call {p.phone}"], "rationale": "r"},
-            )
-        )
+    action_id, decision_id = await _planted(workspace, home, p, approval=True)
     (kept,) = [f for f in home.rglob(f"{action_id}.stdout")]
     assert p.email.encode() in kept.read_bytes()  # (kept in a file, in clear, as before #21)
     before = await swarm(home, "snapshot", "create", "--workspace", str(workspace), "--reason", "before")
@@ -90,7 +90,7 @@ async def test_outputs_in_files_and_snapshot_copies_are_migrated_exported_and_er
     assert exported.returncode == 0, exported.stderr
     held = json.loads(exported.stdout)["body"]
     assert f"output {action_id} stdout" in {i["where"] for i in held}
-    assert f"decision {asked['decision_id']} summary" in {i["where"] for i in held}
+    assert f"decision {decision_id} summary" in {i["where"] for i in held}
     assert {i["value"] for i in held} == {p.email}
     erased = await swarm(home, "privacy", "erase", p.email, "--workspace", str(workspace))
     assert erased.returncode == 0, erased.stderr
@@ -105,9 +105,7 @@ async def test_a_migration_killed_between_a_kept_files_steps_is_finished_by_the_
     workspace: Path, home: Path
 ) -> None:
     p = plant()
-    (home / "swarm.toml").write_text(OFF)
-    async with Client(body(workspace, home)) as client:
-        action_id = await _plant_big_output(client, p)
+    action_id, _ = await _planted(workspace, home, p)
     (kept,) = [f for f in home.rglob(f"{action_id}.stdout")]
     (home / "swarm.toml").write_text("")
     migrated = await swarm(home, "privacy", "migrate", "--workspace", str(workspace))
