@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import io
 import json
 import os
@@ -28,7 +29,7 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
-from shared_protocol import Refusal, ToolResult
+from shared_protocol import Refusal, ToolArgs, ToolResult
 
 from .body import Body
 from .origin import flag_unreadable_meta
@@ -59,11 +60,12 @@ def output_schema(result_model: type[ToolResult]) -> dict[str, Any]:
 
 
 def tool_definition(spec: ToolSpec) -> types.Tool:
+    input_schema, result_schema = _schemas(spec.args_model, spec.result_model)
     return types.Tool(
         name=spec.name,
         description=spec.description,
-        input_schema=spec.args_model.model_json_schema(),
-        output_schema=output_schema(spec.result_model),
+        input_schema=input_schema,
+        output_schema=result_schema,
         annotations=types.ToolAnnotations(
             read_only_hint=spec.read_only,
             destructive_hint=spec.destructive if not spec.read_only else False,
@@ -71,6 +73,13 @@ def tool_definition(spec: ToolSpec) -> types.Tool:
             open_world_hint=False,
         ),
     )
+
+
+@functools.cache
+def _schemas(args_model: type[ToolArgs], result_model: type[ToolResult]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tool's input and output schemas, made once a process: pydantic builds them anew each time it is asked (some
+    4 ms a tool), and every server lists them all (a test process builds hundreds of in-memory servers)."""
+    return args_model.model_json_schema(), output_schema(result_model)
 
 
 def build_server(body: Body) -> Server[Any]:

@@ -22,6 +22,28 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.pycache_prefix = _PYCACHE
 sys.dont_write_bytecode = False
 
+
+def _ram_temproot() -> str | None:
+    """/dev/shm where it is a tmpfs this user can write with room to spare (4 GiB free), else None."""
+    try:
+        with open("/proc/self/mounts") as mounts:
+            tmpfs = any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts)
+        free = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    if not tmpfs or free.f_bavail * free.f_frsize < 4 << 30 or not os.access("/dev/shm", os.W_OK | os.X_OK):
+        return None
+    return "/dev/shm"
+
+
+# The tests' temporary directories (`tmp_path`: every workspace, SWARM_HOME and brain database) on a RAM-backed tmpfs
+# where the machine has one: each state write ends in a flush to disk (fsync), some milliseconds each on this
+# machine's disk and some 25 for every body a test opens, and nothing here tests what a power cut leaves behind
+# (a killed process leaves the same files either way). pytest's own numbered directories and their clean-up, under
+# /dev/shm/pytest-of-USER; a `PYTEST_DEBUG_TEMPROOT` (or `--basetemp`) given from outside wins.
+if (_RAM := _ram_temproot()) is not None:
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", _RAM)
+
 import pytest  # noqa: E402
 from mcp import Client  # noqa: E402
 

@@ -14,6 +14,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from shared_protocol.config import render_config
 
+from ..cli.inprocess import run_swarm
 from ..conftest import require_binary
 from .agent_helpers import AGENT, MODEL, model_meta
 from .helpers import call, ok, refused
@@ -118,14 +119,7 @@ async def test_a_models_command_that_changes_an_acceptance_input_applies_nothing
 def test_a_bad_protect_is_one_clear_line(
     home: Path, workspace: Path, config_file: Path, args: list[str], problem: str
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace), "--config", str(config_file), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SWARM_HOME": str(home)},
-        stdin=subprocess.DEVNULL,
-        check=False,
-        timeout=60,
-    )
+    argv = ["body", "--workspace", str(workspace), "--config", str(config_file), *args]
+    done = run_swarm(argv, {**os.environ, "SWARM_HOME": str(home)})  # (in this process: tests/cli/inprocess.py)
     assert done.returncode != 0 and problem in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

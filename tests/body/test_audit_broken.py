@@ -22,6 +22,7 @@ from mcp import Client
 from body_mcp import build_server
 from body_mcp.state import StatePaths
 
+from ..cli.inprocess import run_swarm, swarm_in_process
 from ..conftest import make_body
 from .helpers import call, ok, refused
 
@@ -54,6 +55,12 @@ def _delete_database(paths: StatePaths) -> None:
 
 
 def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI's entry point in the test's process (`tests/cli/inprocess.py`: no new Python to start)."""
+    return run_swarm(args, {**os.environ, "SWARM_HOME": str(home)})
+
+
+def _swarm_process(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, a process of its own (as a body, or a command that another process's body must stop)."""
     return subprocess.run(
         [sys.executable, "-m", "swarm_cli", *args],
         env={**os.environ, "SWARM_HOME": str(home)},
@@ -124,9 +131,10 @@ async def test_without_its_key_a_chain_is_never_given_a_new_one_and_nothing_runs
         assert not body.audit.verify().ok
     finally:
         body.close()
-    verify = _swarm(home, "audit", "verify", "--workspace", str(workspace))
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    verify = await swarm_in_process(["audit", "verify", "--workspace", str(workspace)], env)
     assert verify.returncode == 1 and "BROKEN" in verify.stderr and not paths.audit_key.exists()
-    status = _swarm(home, "status", "--workspace", str(workspace))
+    status = await swarm_in_process(["status", "--workspace", str(workspace)], env)
     assert status.returncode == 0 and "audit: BROKEN" in status.stdout
 
 
@@ -136,7 +144,7 @@ def test_a_database_sqlite_cannot_open_stops_the_body_in_one_line_and_a_reset_se
     paths = _trail_of(workspace, home, 200)
     os.truncate(paths.db, paths.db.stat().st_size // 2)
     paths.identity.write_text("{")  # (damaged as well: the reset sets it aside with the rest)
-    body = _swarm(home, "body", "--workspace", str(workspace))
+    body = _swarm_process(home, "body", "--workspace", str(workspace))
     assert body.returncode == 1 and body.stderr.count("\n") == 1 and "swarm audit reset" in body.stderr
     reset = _swarm(home, "audit", "reset", "--reason", "disk damage", "--workspace", str(workspace))
     assert reset.returncode == 0, reset.stderr
@@ -201,7 +209,7 @@ def test_swarm_audit_reset_sets_the_old_chain_aside_and_starts_a_new_audited_one
     paths.audit_key.unlink()
     open_body = make_body(workspace, home)
     try:
-        busy = _swarm(home, "audit", "reset", "--reason", "key lost", "--workspace", str(workspace))
+        busy = _swarm_process(home, "audit", "reset", "--reason", "key lost", "--workspace", str(workspace))
         assert busy.returncode == 1 and busy.stderr.count("\n") == 1  # not while a body has it open
     finally:
         open_body.close()

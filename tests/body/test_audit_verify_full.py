@@ -9,30 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
 from body_mcp import Body
 
+from ..cli.inprocess import swarm_here
 from ..conftest import make_body
 
 
 def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWARM_HOME": str(home)}
-    env.pop("SWARM_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "swarm_cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        timeout=60,
-    )
+    """The CLI's entry point in the test's process (`tests/cli/inprocess.py`: no new Python to start)."""
+    return swarm_here(*args, home=home)
 
 
 def test_verify_full_finds_an_edit_before_the_last_checked_event_that_a_bodys_start_does_not(

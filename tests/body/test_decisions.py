@@ -16,6 +16,7 @@ from body_mcp.decisions import DecisionConflict, LocalDecisionStore
 from shared_protocol import DecisionRequest
 from shared_protocol.decisions import DEFAULT_THRESHOLDS, AnswerKind
 
+from ..cli.inprocess import swarm_in_process
 from ..conftest import make_body, require_binary
 from .helpers import call, ok, refused
 
@@ -105,7 +106,8 @@ def test_a_local_decision_past_its_deadline_is_stored_expired_and_takes_no_answe
         cli_db.close()
 
 
-def swarm(home: Path, workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def swarm_process(home: Path, workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "swarm_cli", *args, "--workspace", str(workspace)],
         capture_output=True,
@@ -114,6 +116,11 @@ def swarm(home: Path, workspace: Path, *args: str) -> subprocess.CompletedProces
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+async def swarm(home: Path, workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI's entry point in the test's process (`tests/cli/inprocess.py`: no new Python to start)."""
+    return await swarm_in_process([*args, "--workspace", str(workspace)], {**os.environ, "SWARM_HOME": str(home)})
 
 
 async def test_a_human_answers_from_the_cli_and_the_gate_honours_coverage(
@@ -141,7 +148,7 @@ async def test_a_human_answers_from_the_cli_and_the_gate_honours_coverage(
             files=["many", "moved", *(f"f{n}" for n in range(5))],
         )
     )
-    assert swarm(home, workspace, "approve", too_small["decision_id"]).returncode == 0
+    assert swarm_process(home, workspace, "approve", too_small["decision_id"]).returncode == 0
     # Approved for 6 files: does not cover moving a directory of 6 files (7 modifications: the directory too).
     refused(
         await call(client, "move_file", source="many", destination="moved", decision_id=too_small["decision_id"]),
@@ -152,19 +159,19 @@ async def test_a_human_answers_from_the_cli_and_the_gate_honours_coverage(
         await call(client, "move_file", source="many", destination="moved", decision_id=enough["decision_id"]),
         "approval_required",
     )
-    result = swarm(home, workspace, "approve", enough["decision_id"], "--reason", "reviewed")
+    result = await swarm(home, workspace, "approve", enough["decision_id"], "--reason", "reviewed")
     assert result.returncode == 0 and "approved" in result.stdout
     ok(await call(client, "move_file", source="many", destination="moved", decision_id=enough["decision_id"]))
     assert (workspace / "moved" / "f5.txt").exists()
     status = ok(await call(client, "decision_status", id=enough["decision_id"]))
     assert any("reviewed" in a for a in status["answered_by"])
     # Answering twice is an error; a captain may still override an approved decision.
-    again = swarm(home, workspace, "deny", enough["decision_id"])
+    again = await swarm(home, workspace, "deny", enough["decision_id"])
     assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
-    assert swarm(home, workspace, "override", enough["decision_id"]).returncode == 0
+    assert (await swarm(home, workspace, "override", enough["decision_id"])).returncode == 0
     assert ok(await call(client, "decision_status", id=enough["decision_id"]))["state"] == "overridden"
     assert [e.tool for e in body.audit.tail(50) if e.kind == "human"] == ["approve", "approve", "override"]
-    assert swarm(home, workspace, "approve", "dec_nope").returncode == 1
+    assert (await swarm(home, workspace, "approve", "dec_nope")).returncode == 1
 
 
 async def test_a_command_held_for_approval_is_applied_after_it_without_rerunning(
@@ -185,7 +192,7 @@ async def test_a_command_held_for_approval_is_applied_after_it_without_rerunning
             client, "request_approval", summary="generate 6", confidence=0.9, files=[f"gen{i}.txt" for i in range(1, 7)]
         )
     )
-    assert swarm(home, workspace, "approve", decision["decision_id"]).returncode == 0
+    assert (await swarm(home, workspace, "approve", decision["decision_id"])).returncode == 0
     applied = ok(await call(client, "run_command", argv=script, decision_id=decision["decision_id"]))
     assert applied["applied"] is True
     contents = {(workspace / f"gen{i}.txt").read_text() for i in range(1, 7)}

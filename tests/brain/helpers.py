@@ -3,9 +3,13 @@ for each kind of state engine."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import shutil
+import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +31,37 @@ START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 
 ENGINE_URLS: dict[str, Callable[[Path], str]] = {
     "memory": lambda _: "memory://",
-    "sqlite": lambda directory: sqlite_url(directory / "brain.db"),
+    "sqlite": lambda directory: sqlite_url(new_database(directory / "brain.db")),
 }
 """A new, empty database of each registered kind of engine, in a test's directory."""
+
+_TEMPLATE: list[Path] = []
+
+
+def new_database(path: Path) -> Path:
+    """`path`, where nothing is yet: a new, empty brain database, copied from one this process created and migrated
+    through the engine once (a migration commits some sixty times, each a flush to disk: a tenth of a second or
+    more for every test that opens a new database). A file already there is left as it is."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(_template(), path)
+    return path
+
+
+def _template() -> Path:
+    if not _TEMPLATE:
+        directory = Path(tempfile.mkdtemp(prefix="swarm-test-brain-"))
+        atexit.register(shutil.rmtree, directory, True)
+        db = directory / "brain.db"
+
+        async def create() -> None:
+            await (await SqliteStateEngine.open(db)).close()
+
+        with ThreadPoolExecutor(1) as pool:  # (its own event loop: the caller may be inside one)
+            pool.submit(anyio.run, create).result()
+        assert not Path(f"{db}-wal").exists(), "the closed template still has a WAL: copying the file alone loses it"
+        _TEMPLATE.append(db)
+    return _TEMPLATE[0]
 
 
 def engine_url(scheme: str, directory: Path) -> str:
@@ -271,7 +303,15 @@ async def live_brain(settings: BrainSettings, *, wake: WakeSetup | None = None) 
     """The daemon (`brain_server.run`: uvicorn, sweeper, SQLite file) on 127.0.0.1, an ephemeral port."""
     db = sqlite_path(settings.database_url)
     assert db is not None, "a live brain here is on a SQLite file, where tokens are issued beside it"
-    tokens = {role: await issue_in(db, role, f"{role}-1") for role in ("body", "approver", "captain")}
+    state = await SqliteStateEngine.open(new_database(db))  # (as the CLI issues them while a brain serves the file)
+    try:
+        now = datetime.now(UTC)
+        tokens = {
+            role: await issue_token(state, role=role, label=f"{role}-1", at=now)
+            for role in ("body", "approver", "captain")
+        }
+    finally:
+        await state.close()
     ready = anyio.Event()
     stop = anyio.Event()
     urls: list[str] = []

@@ -31,7 +31,6 @@ from .helpers import (
     BrainClient,
     Clock,
     decision_request,
-    engine_url,
     live_brain,
     live_reviewers,
     ok,
@@ -48,6 +47,8 @@ from .test_reviewer_rollout import (
     live_v1_with_history,
     propose,
     reviewed,
+    rollout_settings,
+    seat_panel,
     status,
     vote,
 )
@@ -57,22 +58,12 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def settings(tmp_path: Path) -> BrainSettings:
-    return BrainSettings(
-        database_url=engine_url("sqlite", tmp_path),
-        consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=3600),
-        rollout=ROLLOUT,
-        captain_agents=["cap"],
-    )
+    return rollout_settings(tmp_path)
 
 
 @pytest.fixture
 async def panel(api: BrainClient) -> BrainClient:
-    for name in [*REVIEWERS, "cap"]:
-        await api.add_token(name, "reviewer", agent=name)
-    await api.add_token("claude-body", "body", agent="claude")
-    await api.add_token("rev-a-body", "body", agent="rev-a")
-    await live_reviewers(api, OTHERS)
-    return api
+    return await seat_panel(api, "claude", "rev-a")
 
 
 def body(value: str, version: str | None) -> dict[str, object]:

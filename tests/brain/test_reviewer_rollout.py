@@ -29,8 +29,8 @@ SHADOW_S = 600.0
 ROLLOUT = RolloutConfig(shadow_days=SHADOW_S / 86_400, min_shadow_tasks=3, steps=[10, 50, 100], min_tasks_per_step=3)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> BrainSettings:
+def rollout_settings(tmp_path: Path) -> BrainSettings:
+    """A SQLite brain with the panel of five reviewer agents (quorum 3), `ROLLOUT`, and captain agent `cap`."""
     return BrainSettings(
         database_url=engine_url("sqlite", tmp_path),
         consensus=ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=3600),
@@ -39,13 +39,25 @@ def settings(tmp_path: Path) -> BrainSettings:
     )
 
 
-@pytest.fixture
-async def panel(api: BrainClient) -> BrainClient:
+async def seat_panel(api: BrainClient, *bodies: str) -> BrainClient:
+    """A reviewer token for each seat and for `cap`, a body token `AGENT-body` for each agent of `bodies`; the
+    `OTHERS`' `REVIEWER_LV` live."""
     for name in [*REVIEWERS, "cap"]:
         await api.add_token(name, "reviewer", agent=name)
-    await api.add_token("claude-body", "body", agent="claude")
+    for agent in bodies:
+        await api.add_token(f"{agent}-body", "body", agent=agent)
     await live_reviewers(api, OTHERS)
     return api
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> BrainSettings:
+    return rollout_settings(tmp_path)
+
+
+@pytest.fixture
+async def panel(api: BrainClient) -> BrainClient:
+    return await seat_panel(api, "claude")
 
 
 async def propose(api: BrainClient, n: int = 0) -> str:

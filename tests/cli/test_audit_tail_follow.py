@@ -1,5 +1,6 @@
 """`swarm audit tail [--follow] [--json] [--agent A] [--task T] [--code C]`: the real CLI on a real body's trail;
-a follow prints each new event as the body writes it and ends with exit 0 on Ctrl-C."""
+a follow prints each new event as the body writes it and ends with exit 0 on Ctrl-C. The follow is a `swarm` process
+of its own; the filters run the same entry point in the test's process (`tests/cli/inprocess.py`)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,14 @@ from typing import Any
 import pytest
 
 from body_mcp import Body
+from tests.cli.inprocess import swarm_here
 from tests.conftest import make_body
 
 pytestmark = pytest.mark.anyio
 
 
 def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWARM_HOME": str(home)}
-    env.pop("SWARM_CONFIG", None)
-    argv = [sys.executable, "-m", "swarm_cli", "audit", "tail", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, check=False)
+    return swarm_here("audit", "tail", *args, home=home)
 
 
 async def _act(body: Body) -> None:

@@ -1,5 +1,6 @@
 """`swarm readiness`: each item against real state, the drills against a real brain and body, the report and
-overrides on the wire, exit codes and one-line errors."""
+overrides on the wire, exit codes and one-line errors. The drills run the real CLI as a process of its own; the
+other commands run its entry point in the test's process (`tests/cli/inprocess.py`)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from ..brain.helpers import LiveBrain, live_brain
 from ..fakes.ntfy import FakeNtfy
 from ..fakes.serve import serve_app
 from ..wake.test_wake_cli import public_key_hex
-from .inprocess import swarm_as
+from .inprocess import swarm_as, swarm_here
 from .test_cli import one_line_error, swarm
 
 pytestmark = pytest.mark.anyio
@@ -142,7 +143,7 @@ def test_agents_chains_are_verified_too_and_a_tampered_one_fails_the_item_naming
 def test_swarm_readiness_fails_on_a_tampered_agent_chain(home: Path, tmp_path: Path) -> None:
     config_path = _agents_toml(tmp_path)
     _tamper(_agent_trail(home, parse_config(AGENTS), "w1").db)
-    result = swarm("readiness", "--json", "--config", str(config_path), home=home)
+    result = swarm_here("readiness", "--json", "--config", str(config_path), home=home)
     items = {item["name"]: item for item in json.loads(result.stdout)["items"]}
     assert not items["audit_chains"]["ok"] and "agent w1" in items["audit_chains"]["detail"]
     assert "audit_chains" in one_line_error(result)
@@ -232,7 +233,7 @@ def test_damaged_drill_records_are_an_error_naming_the_file(home: Path) -> None:
     path = _drill_records.records_file(home)
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    error = one_line_error(swarm("readiness", home=home))
+    error = one_line_error(swarm_here("readiness", home=home))
     assert str(path) in error
 
 
@@ -351,7 +352,7 @@ async def test_a_test_page_the_channel_refuses_is_a_failed_drill() -> None:
 
 
 def test_readiness_json_has_exactly_the_specified_shape_and_exits_1_when_an_item_fails(home: Path) -> None:
-    result = swarm("readiness", "--json", home=home)
+    result = swarm_here("readiness", "--json", home=home)
     assert result.returncode == 1
     data = json.loads(result.stdout)
     assert set(data) == {"ready", "items"} and data["ready"] is False
@@ -365,7 +366,7 @@ def test_readiness_json_has_exactly_the_specified_shape_and_exits_1_when_an_item
 
 
 def test_the_table_shows_each_failing_item_with_its_fix(home: Path) -> None:
-    result = swarm("readiness", home=home)
+    result = swarm_here("readiness", home=home)
     assert result.returncode == 1
     assert "FAIL  kill_drill" in result.stdout and "fix: " in result.stdout
     assert "ok    consensus" in result.stdout
@@ -383,7 +384,7 @@ def test_the_drill_kills_a_drill_body_through_a_throwaway_brain_and_records_it(h
     assert records.kill is not None and records.kill.ok and records.kill.seconds is not None
     assert 0 < records.kill.seconds < _readiness.KILL_DRILL_MAX_S
     assert records.restore[str(workspace)].ok
-    after = json.loads(swarm("readiness", "--json", home=home).stdout)
+    after = json.loads(swarm_here("readiness", "--json", home=home).stdout)
     ok = {item["name"]: item["ok"] for item in after["items"]}
     assert ok["kill_drill"] and ok["restore_drill"] and ok["audit_chains"] and ok["snapshots"]
     # The drill ran on its own brain and home: this machine's state holds only the workspace's trail.
@@ -486,7 +487,7 @@ def test_override_refuses_bad_input_in_one_line_naming_it(
     home: Path, tmp_path: Path, args: tuple[str, ...], names: str
 ) -> None:
     config_path = _agents_toml(tmp_path)
-    result = swarm("readiness", "override", *args, "--config", str(config_path), home=home)
+    result = swarm_here("readiness", "override", *args, "--config", str(config_path), home=home)
     assert names in one_line_error(result)
 
 

@@ -12,12 +12,13 @@ from body_mcp.exceptions import StateUnusable
 from body_mcp.state import StatePaths
 
 from ..conftest import make_body
+from .inprocess import swarm_here
 from .test_damaged_state import swarm
 
 
 @pytest.fixture
 def newer(home: Path, workspace: Path) -> StatePaths:
-    assert swarm("status", "--workspace", str(workspace), home=home).returncode == 0
+    assert swarm_here("status", "--workspace", str(workspace), home=home).returncode == 0
     paths = StatePaths(home=home, workspace=workspace)
     with sqlite3.connect(paths.db) as conn:
         conn.execute("PRAGMA user_version = 99")
@@ -30,7 +31,9 @@ def newer(home: Path, workspace: Path) -> StatePaths:
 def test_a_state_database_from_a_newer_swarm_is_refused_in_one_line(
     argv: list[str], newer: StatePaths, home: Path, workspace: Path
 ) -> None:
-    result = swarm(*argv, "--workspace", str(workspace), home=home)
+    # (the body a process of its own, as an IDE starts it; each command through the CLI's entry point in this process)
+    run = swarm if argv == ["body"] else swarm_here
+    result = run(*argv, "--workspace", str(workspace), home=home)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

@@ -2,80 +2,41 @@
 model turns and command output over a real `swarm body` on stdio, an approval request it ships, and a task's text
 over the brain's HTTP API — is found in clear, base64, hex, percent- or JSON-escaped form in no file under the
 body's and the brain's state (SQLite files, WAL, journals, kept outputs, snapshots, backups). Export reads it back;
-`swarm privacy erase` makes it unreadable on both, and both chains still verify."""
+`swarm privacy erase` makes it unreadable on both, and both chains still verify. Every command here is a real `swarm`
+process (the other #21 tests run the CLI in the test's process)."""
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
 import httpx
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
-from brain_server import BrainSettings
 from brain_server.backup import backup_database
-from brain_server.state import sqlite_url
 from tests.body.helpers import ok
 from tests.body.test_brain_link import run_swarm
-from tests.brain.helpers import LiveBrain, live_brain
+from tests.brain.helpers import LiveBrain
 
 from .plant import Planted, leaks, plant
+from .stack import body, brain_chain_links, linked, turn, until_registered, until_shipped
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
-    state = tmp_path / "brain-state"
-    state.mkdir()
-    settings = BrainSettings(database_url=sqlite_url(state / "brain.db"), keepalive_s=0.2)
-    async with live_brain(settings) as brain:
-        yield brain
-
-
-def _body(workspace: Path, home: Path, url: str, token: str) -> StdioServerParameters:
-    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_BRAIN_URL": url, "SWARM_TOKEN": token}
-    env.pop("SWARM_AGENT", None)
-    args = ["-m", "swarm_cli", "body", "--workspace", str(workspace)]
-    return StdioServerParameters(command=sys.executable, args=args, env=env)
-
-
-def _turn(text: str) -> dict[str, Any]:
-    return {"swarm/origin": "model", "swarm/turn": {"step": 1, "text": text, "tool_call_id": "call_1"}}
-
 
 # (The user's own file contents are out of scope: a file the agent writes holds no planted data here, or its
 # snapshot copy would hold it, as the workspace does.)
 
 
-def _shipped(db: Path, action_id: str) -> bool:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT count(*) FROM audit_events WHERE id = ?", (action_id,)).fetchone()[0] == 1
-    finally:
-        conn.close()
-
-
 async def _plant_through_the_body(client: Client, p: Planted) -> str:
     """Every body entry point; returns the last call's action id."""
-    with anyio.fail_after(20):  # a linked body refuses (failsafe) until it has registered: refusals are audited too
-        while (
-            await client.call_tool("write_file", {"path": "notes.txt", "content": "a note\n", "rationale": p.text()})
-        ).is_error:
-            await anyio.sleep(0.05)
+    await until_registered(client, "write_file", {"path": "notes.txt", "content": "a note\n", "rationale": p.text()})
     ran = await client.call_tool(
         "run_command",
         {"argv": ["sh", "-c", f"echo '{p.text()}'; echo '{p.email}' >&2"], "rationale": f"greet {p.email}"},
-        meta=_turn(f"I will mail {p.email} and call {p.phone}"),
+        meta=turn(f"I will mail {p.email} and call {p.phone}"),
     )
     shown = ok(ran)
     assert p.email in json.dumps(shown)  # the agent itself sees its command's output as it was
@@ -103,10 +64,7 @@ async def test_planted_personal_data_is_kept_nowhere_in_clear_and_erasure_shreds
     tmp_path: Path, home: Path, live: LiveBrain
 ) -> None:
     p = plant()
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    token = await live.add_token("ws-body")
-    captain = live.tokens["captain"]
+    workspace, token, captain = await linked(tmp_path, live)
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
         created = await http.post(
             "/v1/tasks",
@@ -116,11 +74,8 @@ async def test_planted_personal_data_is_kept_nowhere_in_clear_and_erasure_shreds
         assert created.status_code == 201, created.text
         task = created.json()
         assert task["title"] == f"Refund {p.email}"  # served as written (decrypted for who may read it)
-        async with Client(_body(workspace, home, live.url, token)) as client:
-            last = await _plant_through_the_body(client, p)
-            with anyio.fail_after(20):
-                while not _shipped(live.db, last):
-                    await anyio.sleep(0.1)
+        async with Client(body(workspace, home, (live.url, token))) as client:
+            await until_shipped(live.db, await _plant_through_the_body(client, p))
         decisions = (await http.get("/v1/decisions", headers={"Authorization": f"Bearer {captain}"})).json()
         assert any(p.email not in d["summary"] and "[pii:email]" in d["summary"] for d in decisions)
 
@@ -167,22 +122,4 @@ async def test_planted_personal_data_is_kept_nowhere_in_clear_and_erasure_shreds
         assert output.returncode == 0, output.stderr
         assert "privacy.erase" in output.stdout
         assert leaks(state_roots, p.values()) == []
-    _brain_chain_links(live.db)
-
-
-def _brain_chain_links(db: Path) -> None:
-    """The brain's copy of each body's chain still links event to event (it holds ciphertext: erasure changed
-    nothing in it)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT body_id, seq, mac, event FROM audit_events ORDER BY body_id, seq").fetchall()
-    finally:
-        conn.close()
-    assert rows
-    last: dict[str, tuple[int, str]] = {}
-    for body_id, seq, mac, body in rows:
-        event = json.loads(body)
-        if body_id in last:
-            prev_seq, prev_mac = last[body_id]
-            assert seq == prev_seq + 1 and event["prev_mac"] == prev_mac
-        last[body_id] = (seq, mac)
+    brain_chain_links(live.db)

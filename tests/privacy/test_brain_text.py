@@ -7,33 +7,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from brain_server import BrainSettings
 from brain_server.events import kill_event
 from brain_server.privacy import protect_stored_event
-from brain_server.state import LogEntry, MemoryStateEngine, SqliteStateEngine, StateEngine, sqlite_url
+from brain_server.state import LogEntry, MemoryStateEngine, SqliteStateEngine, StateEngine
 from shared_protocol.brain import KillState
 from shared_protocol.privacy import MemorySubjectKeys, PrivacyConfig, Protector
-from tests.brain.helpers import LiveBrain, audit_event, live_brain
+from tests.brain.helpers import LiveBrain, audit_event
 
 from .plant import leaks, plant
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
-    state = tmp_path / "brain-state"
-    state.mkdir()
-    settings = BrainSettings(database_url=sqlite_url(state / "brain.db"), keepalive_s=0.2)
-    async with live_brain(settings) as brain:
-        yield brain
 
 
 async def test_reasons_and_commands_typed_on_the_brain_are_kept_protected_and_read_back_as_written(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -16,26 +15,18 @@ from mcp import Client
 from tests.brain.helpers import LiveBrain
 
 from .plant import leaks, plant
-from .test_acceptance import _shipped  # pyright: ignore[reportPrivateUsage]
-from .test_migrate import _body, _one_line, _plant, _swarm, _verifies, live  # pyright: ignore[reportPrivateUsage]
+from .stack import body, linked, one_line, plant_calls, swarm, until_shipped, verifies
 
 pytestmark = pytest.mark.anyio
-__all__ = ["live"]
 
 
 async def test_a_refused_brain_erasure_leaves_the_body_untouched_and_a_rerun_erases_both(
     tmp_path: Path, home: Path, live: LiveBrain
 ) -> None:
     p = plant()
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    token = await live.add_token("ws-body")
-    captain = live.tokens["captain"]
-    async with Client(_body(workspace, home, (live.url, token))) as client:
-        last = await _plant(client, p)
-        with anyio.fail_after(20):
-            while not _shipped(live.db, last):
-                await anyio.sleep(0.1)
+    workspace, token, captain = await linked(tmp_path, live)
+    async with Client(body(workspace, home, (live.url, token))) as client:
+        await until_shipped(live.db, await plant_calls(client, p))
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:  # (held on the brain too, its keys)
         created = await http.post(
             "/v1/tasks",
@@ -45,18 +36,18 @@ async def test_a_refused_brain_erasure_leaves_the_body_untouched_and_a_rerun_era
         assert created.status_code == 201, created.text
     scope = ["--workspace", str(workspace), "--brain", live.url]
 
-    refused = await _swarm(home, "privacy", "erase", p.email, *scope, "--token", token)
-    _one_line(refused)
-    exported = await _swarm(home, "privacy", "export", p.email, *scope, "--token", captain, "--json")
+    refused = await swarm(home, "privacy", "erase", p.email, *scope, "--token", token)
+    one_line(refused)
+    exported = await swarm(home, "privacy", "export", p.email, *scope, "--token", captain, "--json")
     assert exported.returncode == 0, exported.stderr
     held = json.loads(exported.stdout)
     assert {i["value"] for i in held["body"]} == {p.email}  # neither key was destroyed: nothing half-erased
     assert {i["value"] for i in held["brain"]} == {p.email}
 
-    erased = await _swarm(home, "privacy", "erase", p.email, *scope, "--token", captain)
+    erased = await swarm(home, "privacy", "erase", p.email, *scope, "--token", captain)
     assert erased.returncode == 0, erased.stderr
     assert erased.stdout.splitlines() == ["body: erased (email)", "brain: erased (email)"]
-    again = await _swarm(home, "privacy", "erase", p.email, *scope, "--token", captain)
+    again = await swarm(home, "privacy", "erase", p.email, *scope, "--token", captain)
     assert again.returncode == 1 and again.stdout.splitlines() == ["body: nothing held", "brain: nothing held"]
-    _verifies(home, workspace)
+    await verifies(home, workspace)
     assert leaks([home, live.db.parent], p.values()) == []

@@ -13,95 +13,39 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
-from brain_server import BrainSettings
 from brain_server.backup import backup_database
-from brain_server.state import sqlite_url
 from tests.body.helpers import ok
-from tests.body.test_brain_link import run_swarm
-from tests.brain.helpers import LiveBrain, live_brain
+from tests.brain.helpers import LiveBrain
 
 from .plant import Planted, leaks, plant
-from .test_acceptance import _brain_chain_links, _shipped, _turn  # pyright: ignore[reportPrivateUsage]
+from .stack import (
+    OFF,
+    body,
+    brain_chain_links,
+    events,
+    linked,
+    one_line,
+    plant_calls,
+    swarm,
+    until_registered,
+    until_shipped,
+    verifies,
+)
 
 pytestmark = pytest.mark.anyio
-
-OFF = "[privacy]\nredaction = false\n"
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
-    state = tmp_path / "brain-state"
-    state.mkdir()
-    settings = BrainSettings(database_url=sqlite_url(state / "brain.db"), keepalive_s=0.2)
-    async with live_brain(settings) as brain:
-        yield brain
-
-
-def _body(workspace: Path, home: Path, brain: tuple[str, str] | None = None) -> StdioServerParameters:
-    env = {**os.environ, "SWARM_HOME": str(home)}
-    for name in ("SWARM_AGENT", "SWARM_BRAIN_URL", "SWARM_TOKEN"):
-        env.pop(name, None)
-    if brain is not None:
-        env.update(SWARM_BRAIN_URL=brain[0], SWARM_TOKEN=brain[1])
-    args = ["-m", "swarm_cli", "body", "--workspace", str(workspace)]
-    return StdioServerParameters(command=sys.executable, args=args, env=env)
-
-
-async def _plant(client: Client, p: Planted) -> str:
-    """Personal data in a rationale, a model turn, a command's output and arguments; the last call's action id."""
-    with anyio.fail_after(20):  # (a linked body refuses until it has registered)
-        while (
-            await client.call_tool("write_file", {"path": "notes.txt", "content": "a note\n", "rationale": p.text()})
-        ).is_error:
-            await anyio.sleep(0.05)
-    ran = ok(
-        await client.call_tool(
-            "run_command",
-            {"argv": ["sh", "-c", f"echo '{p.text()}'"], "rationale": f"greet {p.email}"},
-            meta=_turn(f"I will mail {p.email} and call {p.phone}"),
-        )
-    )
-    return str(ran["action_id"])
-
-
-async def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return await anyio.to_thread.run_sync(lambda: run_swarm(home, *args))
-
-
-def _events(home: Path, workspace: Path) -> list[dict[str, Any]]:
-    shown = run_swarm(home, "audit", "tail", "--workspace", str(workspace), "--json", "-n", "500")
-    assert shown.returncode == 0, shown.stderr
-    return [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
-
-
-def _verifies(home: Path, workspace: Path) -> None:
-    verified = run_swarm(home, "audit", "verify", "--workspace", str(workspace))
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "audit chain OK" in verified.stdout
-
-
-def _one_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 async def _planted_standalone(workspace: Path, home: Path, p: Planted) -> None:
     (home / "swarm.toml").write_text(OFF)
-    async with Client(_body(workspace, home)) as client:
-        await _plant(client, p)
+    async with Client(body(workspace, home)) as client:
+        await plant_calls(client, p)
     assert leaks([home], p.values())  # (as an older body kept it: in clear)
     (home / "swarm.toml").write_text("")  # [privacy] redaction on (the default) from now on
 
@@ -111,15 +55,15 @@ async def test_a_standalone_body_is_migrated_once_verifies_and_its_subjects_can_
 ) -> None:
     p = plant()
     await _planted_standalone(workspace, home, p)
-    before = _events(home, workspace)
+    before = await events(home, workspace)
 
-    migrated = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace), "--batch", "2", "--progress")
+    migrated = await swarm(home, "privacy", "migrate", "--workspace", str(workspace), "--batch", "2", "--progress")
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.startswith("body: ") and "events rewritten" in migrated.stdout, migrated.stdout
     assert "migrating: 2/" in migrated.stderr  # progress, batch by batch
     assert leaks([home], p.values()) == []
-    _verifies(home, workspace)
-    after = _events(home, workspace)
+    await verifies(home, workspace)
+    after = await events(home, workspace)
     recorded = [e for e in after if e["tool"] == "privacy.migrate"]
     assert recorded and sum(e["detail"]["rewritten"] for e in recorded) >= 2
     assert all(e["detail"]["head_before"][0] >= e["detail"]["last_seq"] for e in recorded)
@@ -129,19 +73,19 @@ async def test_a_standalone_body_is_migrated_once_verifies_and_its_subjects_can_
     ]
     assert any("privacy_migrated" in e["detail"] for e in after)
 
-    again = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace))
+    again = await swarm(home, "privacy", "migrate", "--workspace", str(workspace))
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("body: nothing to migrate"), again.stdout
-    assert len(_events(home, workspace)) == len(after)  # nothing recorded either
+    assert len(await events(home, workspace)) == len(after)  # nothing recorded either
 
-    exported = await _swarm(home, "privacy", "export", p.email, "--workspace", str(workspace), "--json")
+    exported = await swarm(home, "privacy", "export", p.email, "--workspace", str(workspace), "--json")
     assert exported.returncode == 0, exported.stderr
     held = json.loads(exported.stdout)["body"]
     assert {i["value"] for i in held} == {p.email}
     assert any(i["where"].startswith("output ") for i in held)  # the kept output too
-    erased = await _swarm(home, "privacy", "erase", p.email, "--workspace", str(workspace))
+    erased = await swarm(home, "privacy", "erase", p.email, "--workspace", str(workspace))
     assert erased.returncode == 0, erased.stderr
-    _verifies(home, workspace)
+    await verifies(home, workspace)
 
 
 async def test_a_failure_inside_a_batch_leaves_nothing_half_written_and_a_rerun_finishes(
@@ -162,8 +106,8 @@ async def test_a_failure_inside_a_batch_leaves_nothing_half_written_and_a_rerun_
     finally:
         conn.close()
 
-    failed = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace))
-    _one_line(failed, "injected failure")
+    failed = await swarm(home, "privacy", "migrate", "--workspace", str(workspace))
+    one_line(failed, "injected failure")
     conn = sqlite3.connect(state_db)
     try:
         assert conn.execute("SELECT seq, body FROM audit_events ORDER BY seq").fetchall() == before
@@ -171,13 +115,13 @@ async def test_a_failure_inside_a_batch_leaves_nothing_half_written_and_a_rerun_
         conn.commit()
     finally:
         conn.close()
-    _verifies(home, workspace)
+    await verifies(home, workspace)
 
-    done = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace))
+    done = await swarm(home, "privacy", "migrate", "--workspace", str(workspace))
     assert done.returncode == 0, done.stderr
     assert "events rewritten" in done.stdout
     assert leaks([home], p.values()) == []
-    _verifies(home, workspace)
+    await verifies(home, workspace)
 
 
 async def test_a_migration_killed_midway_leaves_whole_batches_and_a_rerun_finishes(workspace: Path, home: Path) -> None:
@@ -192,92 +136,82 @@ async def test_a_migration_killed_midway_leaves_whole_batches_and_a_rerun_finish
     assert first.startswith("migrating: "), first
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    _verifies(home, workspace)  # whatever batches committed are whole, each recorded
+    await verifies(home, workspace)  # whatever batches committed are whole, each recorded
 
-    done = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace))
+    done = await swarm(home, "privacy", "migrate", "--workspace", str(workspace))
     assert done.returncode == 0, done.stderr
     assert leaks([home], p.values()) == []
-    _verifies(home, workspace)
-    again = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace))
+    await verifies(home, workspace)
+    again = await swarm(home, "privacy", "migrate", "--workspace", str(workspace))
     assert again.stdout.startswith("body: nothing to migrate"), again.stdout
 
 
 async def test_refused_while_a_body_runs_on_the_state_and_for_bad_input(workspace: Path, home: Path) -> None:
     p = plant()
     await _planted_standalone(workspace, home, p)
-    async with Client(_body(workspace, home)) as client:
+    async with Client(body(workspace, home)) as client:
         ok(await client.call_tool("list_directory", {"path": ".", "rationale": "look"}))
-        running = await _swarm(home, "privacy", "migrate", "--workspace", str(workspace))
-        _one_line(running, "open", "stop it")
+        running = await swarm(home, "privacy", "migrate", "--workspace", str(workspace))
+        one_line(running, "open", "stop it")
     assert leaks([home], p.values())  # (refused: nothing done)
 
     empty = workspace.parent / "never-served"
     empty.mkdir()
-    _one_line(await _swarm(home, "privacy", "migrate", "--workspace", str(empty)), "no body state")
-    _one_line(await _swarm(home, "privacy", "migrate", "--workspace", str(workspace.parent / "nowhere")))
-    _one_line(await _swarm(home, "privacy", "migrate", "--workspace", str(workspace), "--batch", "0"), "--batch")
+    one_line(await swarm(home, "privacy", "migrate", "--workspace", str(empty)), "no body state")
+    one_line(await swarm(home, "privacy", "migrate", "--workspace", str(workspace.parent / "nowhere")))
+    one_line(await swarm(home, "privacy", "migrate", "--workspace", str(workspace), "--batch", "0"), "--batch")
     (home / "swarm.toml").write_text(OFF)
-    _one_line(await _swarm(home, "privacy", "migrate", "--workspace", str(workspace)), "redaction is off")
+    one_line(await swarm(home, "privacy", "migrate", "--workspace", str(workspace)), "redaction is off")
 
 
 async def test_a_linked_body_and_its_brain_are_migrated_and_shipping_goes_on(
     tmp_path: Path, home: Path, live: LiveBrain
 ) -> None:
     p = plant()
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    token = await live.add_token("ws-body")
-    captain = live.tokens["captain"]
+    workspace, token, captain = await linked(tmp_path, live)
     (home / "swarm.toml").write_text(OFF)
-    async with Client(_body(workspace, home, (live.url, token))) as client:
-        last = await _plant(client, p)
-        with anyio.fail_after(20):
-            while not _shipped(live.db, last):
-                await anyio.sleep(0.1)
+    async with Client(body(workspace, home, (live.url, token))) as client:
+        await until_shipped(live.db, await plant_calls(client, p))
     roots = [home, live.db.parent]
     assert leaks([live.db.parent], p.values())  # the brain's copy, in clear
     (home / "swarm.toml").write_text("")
 
     scope = ["--workspace", str(workspace), "--brain", live.url]
-    refused = await _swarm(home, "privacy", "migrate", *scope, "--token", token)  # a body's token: not a captain
+    refused = await swarm(home, "privacy", "migrate", *scope, "--token", token)  # a body's token: not a captain
     assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert leaks([home], p.values())  # (the brain is asked first: refused, the body is left as it was)
 
-    migrated = await _swarm(home, "privacy", "migrate", *scope, "--token", captain)
+    migrated = await swarm(home, "privacy", "migrate", *scope, "--token", captain)
     assert migrated.returncode == 0, migrated.stderr
     lines = migrated.stdout.splitlines()
     assert lines[0].startswith("body: ") and "events rewritten" in lines[0]
     assert lines[1].startswith("brain: ") and "stored events rewritten" in lines[1], lines
     backup_database(live.db, live.db.parent / "backups", keep=2)
     assert leaks(roots, p.values()) == []
-    _verifies(home, workspace)
-    _brain_chain_links(live.db)
+    await verifies(home, workspace)
+    brain_chain_links(live.db)
 
-    again = await _swarm(home, "privacy", "migrate", *scope, "--token", captain, "--json")
+    again = await swarm(home, "privacy", "migrate", *scope, "--token", captain, "--json")
     assert again.returncode == 0, again.stderr
     results = json.loads(again.stdout)
     assert results["body"].startswith("nothing to migrate") and results["brain"].startswith("nothing to migrate")
 
     # The body starts again: its chain (MACs unchanged) still links to the brain's copy, the migration ships too.
-    async with Client(_body(workspace, home, (live.url, token))) as client:
-        with anyio.fail_after(20):
-            while (await client.call_tool("list_directory", {"path": ".", "rationale": "look"})).is_error:
-                await anyio.sleep(0.05)
+    async with Client(body(workspace, home, (live.url, token))) as client:
+        await until_registered(client, "list_directory", {"path": ".", "rationale": "look"})
         shown = ok(await client.call_tool("run_command", {"argv": ["true"], "rationale": "after the migration"}))
-        with anyio.fail_after(20):
-            while not _shipped(live.db, str(shown["action_id"])):
-                await anyio.sleep(0.1)
-    _brain_chain_links(live.db)
+        await until_shipped(live.db, str(shown["action_id"]))
+    brain_chain_links(live.db)
     conn = sqlite3.connect(f"file:{live.db}?mode=ro", uri=True)
     try:
-        shipped = [json.loads(e)["tool"] for (e,) in conn.execute("SELECT event FROM audit_events").fetchall()]
+        tools = [json.loads(e)["tool"] for (e,) in conn.execute("SELECT event FROM audit_events").fetchall()]
         log = [a for (a,) in conn.execute("SELECT action FROM brain_log").fetchall()]
     finally:
         conn.close()
-    assert "privacy.migrate" in shipped and "privacy_migrate" in log
+    assert "privacy.migrate" in tools and "privacy_migrate" in log
 
-    erased = await _swarm(home, "privacy", "erase", p.email, *scope, "--token", captain)
+    erased = await swarm(home, "privacy", "erase", p.email, *scope, "--token", captain)
     assert erased.returncode == 0, erased.stderr
     assert erased.stdout.splitlines() == ["body: erased (email)", "brain: erased (email)"]
-    _verifies(home, workspace)
+    await verifies(home, workspace)
     assert leaks(roots, p.values()) == []

@@ -12,7 +12,7 @@ from mcp import Client
 from tests.body.helpers import ok
 
 from .plant import leaks, plant
-from .test_acceptance import _body  # pyright: ignore[reportPrivateUsage]
+from .stack import body
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +28,7 @@ async def test_forged_tokens_and_unicode_emails_reach_no_store_in_clear(tmp_path
     unicode_email = f"jörg{local}@exämple.de"
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    async with Client(_body(workspace, home, "", "")) as client:
+    async with Client(body(workspace, home)) as client:
         ran = ok(
             await client.call_tool(
                 "run_command",

@@ -3,28 +3,14 @@ free-text field a captain sends is searched for in every file under the brain's 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from brain_server import BrainSettings
-from brain_server.state import sqlite_url
-from tests.brain.helpers import LiveBrain, live_brain
+from tests.brain.helpers import LiveBrain
 
 from .plant import leaks, plant
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
-    state = tmp_path / "brain-state"
-    state.mkdir()
-    settings = BrainSettings(database_url=sqlite_url(state / "brain.db"), keepalive_s=0.2)
-    async with live_brain(settings) as brain:
-        yield brain
 
 
 async def test_a_kill_and_a_resume_reason_are_kept_protected(live: LiveBrain) -> None:

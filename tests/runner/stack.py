@@ -32,7 +32,7 @@ from brain_server import Brain, BrainSettings, MemoryStateEngine, StateEngine, i
 from shared_protocol.agents import agent_logic_version
 from shared_protocol.config import approval_thresholds, load_config
 from tests.brain.helpers import Clock
-from tests.cli.inprocess import run_swarm
+from tests.cli.inprocess import run_swarm, swarm_in_process
 
 TOOLS = ["read_text_file", "write_file", "edit_file", "list_directory", "run_command", "request_approval"]
 FIX: list[dict[str, Any]] = [
@@ -141,6 +141,12 @@ class Stack:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.cli_argv(*args), env=self.env(), capture_output=True, text=True, check=False)
+
+    async def swarm(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`swarm ARGS` in the test's process (`tests/cli/inprocess.py`: the same entry point, minus a new Python's
+        start), with the stack's environment and `token` as SWARM_TOKEN; the test's event loop keeps serving the
+        brain meanwhile."""
+        return await swarm_in_process(args, self.env() | ({"SWARM_TOKEN": token} if token else {}))
 
     async def add_task(self, *, dirty: bool = False, **fields: Any) -> dict[str, Any]:
         """Queue a task; its `repo`, as a user hands one over, has what the test wrote into it committed (unless

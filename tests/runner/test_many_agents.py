@@ -68,15 +68,6 @@ async def test_eight_agents_against_one_brain_work_distinct_tasks_with_nothing_l
         assert usage["total"]["calls"] == 24
 
         # Each agent's own audit chain verifies (its identity and chain are per agent, whatever the workspace).
-        verified: dict[str, tuple[int, str]] = {}
-
-        async def verify(agent: str) -> None:
-            argv = s.cli_argv("audit", "verify", "--agent", agent)
-            done = await anyio.run_process(argv, env=s.env(), check=False)
-            verified[agent] = (done.returncode, done.stdout.decode() + done.stderr.decode())
-
-        async with anyio.create_task_group() as group:
-            for agent in AGENTS:
-                group.start_soon(verify, agent)
-        for agent, (code, said) in verified.items():
-            assert code == 0, f"{agent}: {said}"
+        for agent in AGENTS:
+            verified = await s.swarm("audit", "verify", "--agent", agent)
+            assert verified.returncode == 0, f"{agent}: {verified.stdout}{verified.stderr}"

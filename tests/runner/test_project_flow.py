@@ -7,13 +7,13 @@ for its acceptance re-run, which passes, and the brain confirms it. A real brain
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from tests.cli.inprocess import run_swarm
 from tests.conftest import require_binary
 from tests.runner.project import (
     BUGGY,
@@ -75,8 +75,9 @@ async def cli(s: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def swarm(s: Stack, *args: str) -> str:
-    """The CLI once the stack is down (the audit trail is the agent's body's, on this host)."""
-    done = subprocess.run([sys.executable, "-m", "swarm_cli", *args], env=s.env(), capture_output=True, text=True)
+    """The CLI once the stack is down (the audit trail is the agent's body's, on this host), in the test's process
+    (`tests/cli/inprocess.py`)."""
+    done = run_swarm(args, s.env())
     assert done.returncode == 0, done.stderr
     return done.stdout
 

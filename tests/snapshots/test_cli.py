@@ -1,4 +1,5 @@
-"""`swarm snapshot create|list|restore|drill`: exit codes, one-line errors, the ID as the last line, audit."""
+"""`swarm snapshot create|list|restore|drill`: exit codes, one-line errors, the ID as the last line, audit. The whole
+cycle runs the real CLI, a process per command; the errors run its entry point in the test's process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from body_mcp.state import StatePaths
 from swarm_cli.main import build_parser
 
+from ..cli.inprocess import swarm_here
 from ..conftest import make_body
 from ._support import mutate_tree, tree_state
 
@@ -30,6 +32,12 @@ def _entry() -> list[str]:
 
 
 def swarm(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI's entry point in the test's process (`tests/cli/inprocess.py`: no new Python to start)."""
+    return swarm_here(*args, home=home)
+
+
+def swarm_process(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as a process of its own."""
     env = {**os.environ, "SWARM_HOME": str(home)}
     env.pop("SWARM_CONFIG", None)
     return subprocess.run(
@@ -51,21 +59,21 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_create_prints_the_id_last_and_restore_list_and_drill_work(ws: Path, home: Path) -> None:
-    created = swarm("snapshot", "create", "--workspace", str(ws), home=home)
+    created = swarm_process("snapshot", "create", "--workspace", str(ws), home=home)
     assert created.returncode == 0, created.stderr
     snapshot_id = created.stdout.strip().splitlines()[-1]
     assert ID.match(snapshot_id)
     state_b = tree_state(ws)
 
-    listed = swarm("snapshot", "list", "--workspace", str(ws), home=home)
+    listed = swarm_process("snapshot", "list", "--workspace", str(ws), home=home)
     assert listed.returncode == 0 and snapshot_id in listed.stdout
 
     mutate_tree(ws)
-    restored = swarm("snapshot", "restore", snapshot_id, "--workspace", str(ws), home=home)
+    restored = swarm_process("snapshot", "restore", snapshot_id, "--workspace", str(ws), home=home)
     assert restored.returncode == 0, restored.stderr
     assert tree_state(ws) == state_b
 
-    drilled = swarm("snapshot", "drill", "--workspace", str(ws), home=home)
+    drilled = swarm_process("snapshot", "drill", "--workspace", str(ws), home=home)
     assert drilled.returncode == 0, drilled.stderr
     assert "drill OK" in drilled.stdout
 

@@ -15,6 +15,7 @@ from body_mcp import Admin, BodySettings
 from body_mcp.state import StatePaths
 from shared_protocol.config import SwarmConfig
 
+from ..cli.inprocess import swarm_here
 from ..conftest import make_body
 from ._support import mutate_tree, siblings, snapshotter, tree_state
 
@@ -108,18 +109,9 @@ def test_a_later_restore_also_cleans_up_and_then_succeeds(ws: Path, state_dir: P
 
 
 def swarm(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWARM_HOME": str(home)}
-    env.pop("SWARM_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "swarm_cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    """The CLI's entry point in the test's process (`tests/cli/inprocess.py`); the restore it finds killed was a
+    process of its own."""
+    return swarm_here(*args, home=home)
 
 
 # (step, nth, exchange, which tree the workspace ends with, what opens the workspace next)

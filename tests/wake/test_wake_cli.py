@@ -1,6 +1,8 @@
-"""The wake-up side of the real `swarm` CLI, run as a subprocess: `swarm discord register` and `swarm doctor`'s
-wake checks against a fake Discord on 127.0.0.1 (served in the test's event loop), and `swarm brain serve`'s
-refusal to start with a secret it cannot read. Secrets travel as `env:NAME` references and never reach the output."""
+"""The wake-up side of the real `swarm` CLI: `swarm discord register` and `swarm doctor`'s wake checks against a fake
+Discord on 127.0.0.1 (served in the test's event loop), and `swarm brain serve`'s refusal to start with a secret it
+cannot read. Secrets travel as `env:NAME` references and never reach the output. `brain serve`, a registration and a
+doctor run as subprocesses; the other cases run the same entry point in the test's process (`tests/cli/inprocess.py`:
+no new Python to start for each)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import anyio
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.cli.inprocess import run_swarm, swarm_in_process
 from tests.fakes.discord import APP_ID, BOT_TOKEN, GUILD_ID, WEBHOOK_TOKEN, FakeDiscord
 from tests.fakes.serve import serve_app
 
@@ -32,7 +35,12 @@ def _env(home: Path, env: dict[str, str] | None) -> dict[str, str]:
 
 
 def swarm(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI with no service to talk to (stdin is not a terminal)."""
+    """The CLI in this process, with no service to talk to (stdin is not a terminal)."""
+    return run_swarm(args, _env(home, env))
+
+
+def swarm_process(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI as a subprocess, with no service to talk to (stdin is not a terminal)."""
     return subprocess.run(
         [sys.executable, "-m", "swarm_cli", *args],
         capture_output=True,
@@ -44,9 +52,14 @@ def swarm(*args: str, home: Path, env: dict[str, str] | None = None) -> subproce
     )
 
 
-async def aswarm(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI, awaited, so that a fake served in this event loop keeps answering it."""
+async def aswarm(
+    *args: str, home: Path, env: dict[str, str] | None = None, process: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The CLI, awaited, so that a fake served in this event loop keeps answering it: in this process, or (`process`)
+    as a subprocess."""
     with anyio.fail_after(60):
+        if not process:
+            return await swarm_in_process(args, _env(home, env))
         done = await anyio.run_process(
             [sys.executable, "-m", "swarm_cli", *args], env=_env(home, env), stdin=subprocess.DEVNULL, check=False
         )
@@ -91,7 +104,7 @@ async def test_discord_register_installs_every_command_and_names_them(
     async with serve_app(discord) as base:
         config = write_config(tmp_path / "swarm.toml", discord_toml(FakeDiscord.api_base(base), guild_id=guild_id))
         result = await aswarm(
-            "discord", "register", "--config", config, home=home, env={"SWARM_TEST_BOT_TOKEN": BOT_TOKEN}
+            "discord", "register", "--config", config, home=home, env={"SWARM_TEST_BOT_TOKEN": BOT_TOKEN}, process=True
         )
 
     assert result.returncode == 0, result.stderr
@@ -163,7 +176,8 @@ def test_a_secret_written_in_swarm_toml_is_refused_by_key_without_echoing_it(
 ) -> None:
     config = write_config(tmp_path / "swarm.toml", f'[discord]\napplication_id = "{APP_ID}"\n{key} = "{literal}"\n')
     extra = ("--workspace", str(workspace)) if command[0] == "doctor" else ()
-    result = swarm(*command, *extra, "--config", config, home=home)
+    run = swarm_process if command[0] == "brain" else swarm  # (a brain that served instead would never return here)
+    result = run(*command, *extra, "--config", config, home=home)
     line = one_line_error(result)
     assert f"discord.{key}" in line and "env:NAME" in line
     # The line quotes the key, never its value: `"abc"` would otherwise appear quoted.
@@ -197,10 +211,10 @@ def wake_lines(stdout: str) -> list[WakeLine]:
 
 
 async def doctor(
-    home: Path, workspace: Path, config: str | None, env: dict[str, str] | None = None
+    home: Path, workspace: Path, config: str | None, env: dict[str, str] | None = None, *, process: bool = False
 ) -> subprocess.CompletedProcess[str]:
     args = ["doctor", "--workspace", str(workspace), "--timeout", "20"]
-    result = await aswarm(*args, *(["--config", config] if config else []), home=home, env=env)
+    result = await aswarm(*args, *(["--config", config] if config else []), home=home, env=env, process=process)
     # No IDE is set up in these workspaces, so the doctor always finds that problem: exit 1.
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("swarm: doctor found")
@@ -218,7 +232,7 @@ def discord_only_toml() -> str:
 
 
 async def test_doctor_with_no_wake_channel_says_nobody_is_paged_in_an_ok_line(home: Path, workspace: Path) -> None:
-    (line,) = wake_lines((await doctor(home, workspace, None)).stdout)
+    (line,) = wake_lines((await doctor(home, workspace, None, process=True)).stdout)
     assert line.ok and "no wake-up channel" in line.message
 
 
@@ -320,7 +334,7 @@ def serve_with_unset_secret(home: Path, tmp_path: Path) -> subprocess.CompletedP
     config = write_config(tmp_path / "swarm.toml", '[discord]\nwebhook_url = "env:SWARM_TEST_UNSET"\n')
     args = ("--host", "127.0.0.1", "--port", "0", "--db", str(tmp_path / "brain.db"), "--config", config)
     # `subprocess.run`'s timeout fails the test if the brain starts serving instead of refusing.
-    return swarm("brain", "serve", *args, home=home)
+    return swarm_process("brain", "serve", *args, home=home)
 
 
 def test_brain_serve_refuses_to_start_with_an_unset_env_secret_and_names_it(home: Path, tmp_path: Path) -> None:
@@ -339,7 +353,7 @@ def test_brain_serve_with_an_unset_env_secret_prints_only_the_reason(home: Path,
 def test_brain_serve_refuses_a_ladder_naming_an_unknown_channel_and_names_the_key(home: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "swarm.toml", '[escalation]\nlevels = [{after_s = 0, targets = ["pager"]}]\n')
     args = ("--host", "127.0.0.1", "--port", "0", "--db", str(tmp_path / "brain.db"), "--config", config)
-    line = one_line_error(swarm("brain", "serve", *args, home=home))
+    line = one_line_error(swarm_process("brain", "serve", *args, home=home))
     assert "[escalation] levels" in line and "'pager'" in line
     assert not (tmp_path / "brain.db").exists()
 
