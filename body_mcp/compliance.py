@@ -15,10 +15,12 @@ and the robots.txt cache span commands. Its checks, in the proxy's order:
 2. `robots(host, port, path, destinations)`: plain HTTP only (HTTPS is a tunnel: its paths are never seen), not for
    package-registry presets (they are APIs, not crawls). robots.txt is fetched once per host and kept
    `robots_ttl_s`, from the address the proxy resolved (so it goes where the request would), and matched with
-   `protego` (RFC 9309: longest match, `*` and `$`). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
+   `protego` (RFC 9309: longest match, `*` and `$`), the path as written and as a server reads it (`read_as`:
+   dot segments removed, slashes merged). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
    everything; 5xx or no answer disallows everything (kept a minute, then asked again); a redirect is not followed
    and counts as none.
-3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide).
+3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide), and by the
+   proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
 
 A refusal is a `Verdict` (status, reason, rule); the proxy answers it to the command as an HTTP error with the reason
 as body and records it (`ProxyRequest.rule`), which `run_command` puts in its audit event.
@@ -27,6 +29,7 @@ as body and records it (`ProxyRequest.rule`), which `run_command` puts in its au
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -146,7 +149,8 @@ class Compliance:
         if robots.disallow_all:
             return Verdict(status=403, reason=f"{host}: {robots.note}: every path is disallowed", rule="robots")
         authority = host if port == 80 else f"{host}:{port}"
-        if robots.parser is not None and not robots.parser.can_fetch(f"http://{authority}{path}", agent):
+        parser = robots.parser
+        if parser is not None and not all(parser.can_fetch(f"http://{authority}{p}", agent) for p in read_as(path)):
             return Verdict(
                 status=403, reason=f"{host}'s robots.txt disallows {path.split('?')[0]} for {agent}", rule="robots"
             )
@@ -168,6 +172,36 @@ class Compliance:
             note = f"robots.txt is unreachable (HTTP {status})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
         return _Robots(parser=None, disallow_all=False, expires=now + ttl, note=f"no robots.txt (HTTP {status})")
+
+
+_DOT_OR_SLASH = re.compile(r"%2[eEfF]")
+_SLASHES = re.compile(r"/{2,}")
+
+
+def read_as(path: str) -> list[str]:
+    """`path` (origin-form, with its query) as written, and as an origin server may read it: `%2e` and `%2f` decoded
+    and dot segments removed (RFC 3986 5.2.4), with and without doubled slashes merged (nginx and Apache merge
+    them). robots.txt is matched against each, and any disallowed refuses the request (which is sent as written):
+    else `/pub/../private`, `//private` or `/pub/%2e%2e/private` would pass a `Disallow: /private`."""
+    raw, mark, query = path.partition("?")
+    decoded = _DOT_OR_SLASH.sub(lambda m: chr(int(m.group()[1:], 16)), raw)
+    forms = [raw, _remove_dot_segments(decoded), _remove_dot_segments(_SLASHES.sub("/", decoded))]
+    return [form + mark + query for form in dict.fromkeys(forms)]
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 for an absolute path: `/a/./b/../c` is `/a/c`, `/a/b/..` is `/a/`, and `..` stops at `/`."""
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for index, segment in enumerate(segments):
+        if segment in (".", ".."):
+            if segment == ".." and kept:
+                kept.pop()
+            if index == len(segments) - 1:
+                kept.append("")
+        else:
+            kept.append(segment)
+    return "/" + "/".join(kept)
 
 
 def preset_hosts(allowed_domains: Sequence[str]) -> frozenset[str]:
@@ -209,4 +243,4 @@ async def _get_robots(
     raise error or OSError("no address to connect to")
 
 
-__all__ = ["Compliance", "Verdict", "preset_hosts"]
+__all__ = ["Compliance", "Verdict", "preset_hosts", "read_as"]
