@@ -138,7 +138,7 @@ class SqliteSubjectKeys:
                     row = self._conn.execute("SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
             except sqlite3.Error as exc:
                 raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
-        return str(row[0]), bytes(row[1])
+        return None if row is None else str(row[0]), bytes(row[1])
 
     def find(self, kind: str, subject: str) -> str | None:
         with self._lock:
@@ -157,10 +157,10 @@ class SqliteSubjectKeys:
         with self._lock:
             try:
                 row = self._conn.execute("SELECT id FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
-                if row is None:
-                    return None
-                self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
+                if row is not None:
+                    self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
                 # No copy of the key left: freed pages were zeroed (secure_delete), the WAL is folded in and emptied.
+                # (Also when no row was found: an erasure a reader held up deleted it, and is run again for this.)
                 for _ in range(50):
                     busy, _log, _done = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                     if not busy:
@@ -173,4 +173,4 @@ class SqliteSubjectKeys:
                     )
             except sqlite3.Error as exc:
                 raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
-        return str(row[0])
+        return None if row is None else str(row[0])
