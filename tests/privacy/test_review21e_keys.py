@@ -13,6 +13,10 @@ from shared_protocol.privacy import _keys as keys_module  # pyright: ignore[repo
 from shared_protocol.privacy.exceptions import KeyStoreUnusable
 
 
+def no_sleep(_seconds: float) -> None:
+    pass
+
+
 def copies_of(key: bytes, path: Path) -> list[str]:
     """The store's files (database, WAL, rollback journal) holding `key`'s bytes."""
     names = (path.name, f"{path.name}-wal", f"{path.name}-journal")
@@ -37,7 +41,7 @@ def test_an_erasure_a_reader_held_up_leaves_no_key_once_run_again(
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM subject_keys").fetchone()  # (a read snapshot the checkpoint must wait on)
         # (its 50 retries at once: no sleep between them, and each checkpoint waits 10 ms for the reader, not 30 s)
-        monkeypatch.setattr(keys_module.time, "sleep", lambda _s: None)
+        monkeypatch.setattr(keys_module.time, "sleep", no_sleep)
         store._conn.execute("PRAGMA busy_timeout = 10")  # pyright: ignore[reportPrivateUsage]
         with pytest.raises(KeyStoreUnusable, match="run the erasure again"):
             store.erase("email", "alice@example.org")
