@@ -23,32 +23,35 @@ def copies_of(key: bytes, path: Path) -> list[str]:
     return [name for name in names if path.with_name(name).exists() and key in path.with_name(name).read_bytes()]
 
 
-def test_an_erasure_a_reader_held_up_leaves_no_key_once_run_again(
+def test_an_erasure_a_reader_held_up_is_all_or_nothing_and_leaves_no_key_once_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Was a hole (medium): `SqliteSubjectKeys.erase` deleted the row, then could not empty the WAL while another
     connection (the runner, `swarm privacy export`) held a read open, and said "run the erasure again"; but a second
     run found no row and returned at once, without a checkpoint, so the key's bytes stayed in `privacy.db-wal` until
-    some later checkpoint (the last connection's close: for a long-running body, maybe never). Reproduce: a reader in
-    an open transaction, `erase` (fails), the reader ends, `erase` again, then grep the files for the key. Fixed:
-    `erase` empties the WAL whether or not it still found a row, so running it again does what it says."""
+    some later checkpoint (the last connection's close: for a long-running body, maybe never), and the rerun was
+    refused as "no data held" (`UnknownSubject`), so the erasure was never audited. Reproduce: a reader in an open
+    transaction, `erase` (fails), the reader ends, `erase` again, then grep the files for the key. Fixed: a failed
+    erasure puts the key back (nothing erased, as it says), and `erase` empties the WAL even when it finds no row;
+    the rerun finds the key, erases it (its id returned, so the caller audits it) and leaves no copy."""
     path = tmp_path / KEY_STORE_FILE
     store = SqliteSubjectKeys(path)
     reader = sqlite3.connect(path)
     try:
-        _, key = store.key_for("email", "alice@example.org")
+        sid, key = store.key_for("email", "alice@example.org")
         store.key_for("email", "bob@example.org")
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM subject_keys").fetchone()  # (a read snapshot the checkpoint must wait on)
         # (its 50 retries at once: no sleep between them, and each checkpoint waits 10 ms for the reader, not 30 s)
         monkeypatch.setattr(keys_module.time, "sleep", no_sleep)
         store._conn.execute("PRAGMA busy_timeout = 10")  # pyright: ignore[reportPrivateUsage]
-        with pytest.raises(KeyStoreUnusable, match="run the erasure again"):
+        with pytest.raises(KeyStoreUnusable, match="nothing was erased; run the erasure again"):
             store.erase("email", "alice@example.org")
-        assert store.find("email", "alice@example.org") is None, "the key is gone for every reader already"
+        assert store.key_for("email", "alice@example.org") == (sid, key), "a failed erasure changes nothing"
         reader.rollback()
-        store.erase("email", "alice@example.org")  # (as the message says)
+        assert store.erase("email", "alice@example.org") == sid  # (as the message says)
         assert copies_of(key, path) == [], "a copy of the erased key survived the erasure run again"
+        assert store.find("email", "alice@example.org") is None
         assert store.find("email", "bob@example.org") is not None
     finally:
         reader.close()
