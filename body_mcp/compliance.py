@@ -166,7 +166,8 @@ class Compliance:
             note = f"robots.txt could not be fetched ({type(exc).__name__})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
         if 200 <= status < 300:
-            parser = Protego.parse(body[:_MAX_ROBOTS].decode("utf-8", errors="replace"))
+            # ("utf-8-sig": a byte order mark, as Windows editors save one, would hide the first line's group)
+            parser = Protego.parse(body[:_MAX_ROBOTS].decode("utf-8-sig", errors="replace"))
             return _Robots(parser=parser, disallow_all=False, expires=now + ttl, note="robots.txt")
         if status >= 500:
             note = f"robots.txt is unreachable (HTTP {status})"

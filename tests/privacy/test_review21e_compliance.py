@@ -81,6 +81,19 @@ async def test_a_path_the_server_reads_as_a_disallowed_one_is_refused() -> None:
     assert asked == ["/robots.txt", "/pub/../pub/ok"]
 
 
+async def test_a_robots_txt_saved_with_a_byte_order_mark_still_applies() -> None:
+    """Was a hole (medium): robots.txt was decoded as plain UTF-8, so one saved with a byte order mark (as Windows
+    editors do) began with U+FEFF: `protego` did not read its first line as `User-agent`, the group was lost and
+    every path allowed. Reproduce: serve EF BB BF, `User-agent: *`, `Disallow: /private`; `GET /private/x` was
+    served. Fixed in `Compliance._fetch`: decoded as `utf-8-sig` (the mark dropped, as Google's parser does)."""
+    with site(Reply(200, b"\xef\xbb\xbfUser-agent: *\nDisallow: /private\n")) as (port, asked):
+        proxy = proxy_for(port, gate())
+        async with proxy:
+            status, reason = await get(proxy, f"http://{HOST}/private/x")
+    assert status == 403, reason
+    assert asked == ["/robots.txt"]
+
+
 @pytest.mark.xfail(strict=True, reason="HOLE (low): a robots.txt that redirects is taken as none: everything allowed")
 async def test_a_robots_txt_that_redirects_is_followed() -> None:
     """HOLE (low): RFC 9309 2.3.1.2: a crawler SHOULD follow at least five redirects for robots.txt; the gate takes
