@@ -17,8 +17,8 @@ and the robots.txt cache span commands. Its checks, in the proxy's order:
    `robots_ttl_s`, from the address the proxy resolved (so it goes where the request would), and matched with
    `protego` (RFC 9309: longest match, `*` and `$`), the path as written and as a server reads it (`read_as`:
    dot segments removed, slashes merged). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
-   everything; 5xx or no answer disallows everything (kept a minute, then asked again); a redirect is not followed
-   and counts as none.
+   everything; 5xx or no answer disallows everything (kept a minute, then asked again); up to five redirects on the
+   same host and port over plain HTTP are followed, one elsewhere (https, another host) is not and counts as none.
 3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide), and by the
    proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
 
@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import anyio
 from protego import Protego
@@ -161,7 +162,7 @@ class Compliance:
         ttl = float(self._config.robots_ttl_s)
         try:
             with anyio.fail_after(self._config.robots_timeout_s):
-                status, body = await _get_robots(host, port, destinations, self._config.user_agent)
+                status, body = await _follow_robots(host, port, destinations, self._config.user_agent)
         except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, ValueError) as exc:
             note = f"robots.txt could not be fetched ({type(exc).__name__})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
@@ -215,10 +216,37 @@ def preset_hosts(allowed_domains: Sequence[str]) -> frozenset[str]:
     return frozenset(hosts)
 
 
-async def _get_robots(
+_MAX_REDIRECTS = 5
+"""RFC 9309 2.3.1.2: a crawler SHOULD follow at least five consecutive redirects for robots.txt."""
+_LOCATION = re.compile(rb"(?im)^location:[ \t]*(\S+)[ \t]*$")
+
+
+async def _follow_robots(
     host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str
 ) -> tuple[int, bytes]:
-    """`GET /robots.txt` (HTTP/1.0: no chunking, closed when done) from the first destination that answers."""
+    """`_get_robots`, following up to five redirects that stay on the same host and port over plain HTTP (a path
+    moved, `/robots.txt` to `/robots/robots.txt`); a redirect elsewhere (https, another host) is not followed and
+    its 3xx is returned, read as no robots.txt (see Not finished)."""
+    authority = host if port == 80 else f"{host}:{port}"
+    path = "/robots.txt"
+    status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+    for _ in range(_MAX_REDIRECTS):
+        location = _LOCATION.search(head)
+        if not 300 <= status < 400 or location is None:
+            break
+        target = urlsplit(urljoin(f"http://{authority}{path}", location.group(1).decode("latin-1")))
+        if target.scheme != "http" or target.netloc.lower() != authority:
+            break
+        path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+    return status, body
+
+
+async def _get_robots(
+    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, path: str = "/robots.txt"
+) -> tuple[int, bytes, bytes]:
+    """`GET path` (HTTP/1.0: no chunking, closed when done) from the first destination that answers: its status,
+    head and body."""
     error: OSError | None = None
     for address, dest_port in destinations:
         try:
@@ -228,7 +256,7 @@ async def _get_robots(
             continue
         async with stream:
             authority = host if port == 80 else f"{host}:{port}"
-            request = f"GET /robots.txt HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            request = f"GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
             await stream.send(request.encode("ascii"))
             received = bytearray()
             try:
@@ -240,7 +268,7 @@ async def _get_robots(
         status_line = head.split(b"\r\n", 1)[0].split(b" ")
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or not status_line[1].isdigit():
             raise ValueError("not an HTTP response")
-        return int(status_line[1]), body
+        return int(status_line[1]), head, body
     raise error or OSError("no address to connect to")
 
 
