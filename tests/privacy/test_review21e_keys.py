@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_protocol.privacy import KEY_STORE_FILE, SqliteSubjectKeys
+from shared_protocol.privacy import KEY_STORE_FILE, PrivacyConfig, Protector, SqliteSubjectKeys
 from shared_protocol.privacy import _keys as keys_module  # pyright: ignore[reportPrivateUsage]
 from shared_protocol.privacy.exceptions import KeyStoreUnusable
 
@@ -74,3 +74,28 @@ def test_an_erasure_leaves_no_copy_even_with_the_store_grown_past_a_checkpoint(t
         assert all(copies_of(k, path) == ["privacy.db"] for _, k in (made[1], made[149], made[299]))
     finally:
         store.close()
+
+
+@pytest.mark.xfail(strict=True, reason="HOLE (medium): in-flight work re-keys an erased subject: its data is readable")
+def test_what_in_flight_work_writes_after_an_erasure_is_not_readable(tmp_path: Path) -> None:
+    """HOLE (medium): an erasure destroys the subject's key, but work already under way holds the subject's data in
+    memory (a runner mid-task: the task's text, the conversation; a body serving its calls) and goes on writing it
+    (the next transcript line, the next audit event's rationale). `key_for` then makes the subject a new key, so
+    what is written after the erasure is readable again (`swarm privacy export` shows it) until the subject is
+    erased a second time. Reproduce: the runner's protector and the CLI's on one key store file (as `swarm agents
+    up` and `swarm privacy erase --agent` are): protect, erase, protect the same text again, reveal it. Fix: keep
+    the erased subjects' lookups (the keyed hash, not the subject) and redact, never re-key, an erased subject
+    (a later `swarm privacy unerase`-like step, or an expiry, for a subject who comes back)."""
+    path = tmp_path / KEY_STORE_FILE
+    runner = Protector(PrivacyConfig(), SqliteSubjectKeys(path))
+    cli = Protector(PrivacyConfig(), SqliteSubjectKeys(path))
+    try:
+        text = "reply to alice@example.org about the refund"
+        before = runner.protect(text)
+        assert cli.keys.erase("email", "alice@example.org") is not None
+        assert "alice@example.org" not in cli.reveal(before), "what was written before is erased"
+        after = runner.protect(text)  # (the runner's next transcript line, from the task it holds in memory)
+        assert "alice@example.org" not in cli.reveal(after), "written after the erasure, and readable"
+    finally:
+        runner.close()
+        cli.close()
