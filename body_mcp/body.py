@@ -21,7 +21,7 @@ import httpx
 from sandbox import NoIsolationAvailable, Sandbox, ToolchainNotFound, select_sandbox
 from shared_protocol import RefusalCode
 from shared_protocol.brain import Decision
-from shared_protocol.config import approval_thresholds
+from shared_protocol.config import SwarmConfig, approval_thresholds, secret_references
 from shared_protocol.refusals import Rule
 from shared_protocol.tools import BrainState
 
@@ -53,6 +53,29 @@ from .tools.exec import configured_toolchains
 from .undo import UndoStore
 
 logger = logging.getLogger(__name__)
+
+
+def secret_files(config: SwarmConfig) -> list[Path]:
+    """The files `config`'s `file:` secret references name (model API keys, tokens, a Vault secret id...)."""
+    return [Path(ref.removeprefix("file:")) for _, ref in secret_references(config) if ref.startswith("file:")]
+
+
+_GLOB_SPECIAL = frozenset("*?[]\\")
+
+
+def workspace_globs(files: Sequence[Path], root: Path) -> list[str]:
+    """Anchored policy globs (`/conf/token.txt`) for the `files` inside the workspace `root` (as resolved)."""
+    resolved_root = root.resolve()
+    globs: list[str] = []
+    for file in files:
+        try:
+            relative = file.resolve().relative_to(resolved_root)
+        except ValueError:
+            continue
+        if relative.parts:
+            globs.append("/" + "".join("\\" + c if c in _GLOB_SPECIAL else c for c in relative.as_posix()))
+    return globs
+
 
 __all__ = ["Body", "BodySettings"]
 
@@ -149,7 +172,12 @@ class Body:
         self.snapshotter.reinstate_workspace()
         self.snapshotter.finish_interrupted()
         self.workspace = Workspace(workspace)
-        self.policy = PathPolicy(denied=config.policy.denied_paths, read_only=config.policy.read_only_paths)
+        # The files the config reads secrets from (`file:` references) are the secrets themselves: no tool reads
+        # one inside the workspace (denied, so commands' sandboxes hide it too), and commands never see one
+        # wherever else it is exposed (a toolchain path: `extra_hidden_abs`).
+        self.secret_files = secret_files(config)
+        denied = [*config.policy.denied_paths, *workspace_globs(self.secret_files, self.workspace.root)]
+        self.policy = PathPolicy(denied=denied, read_only=config.policy.read_only_paths)
         self.shadow = config.policy.mode == "shadow"
         self.local_decisions = LocalDecisionStore(
             self.db, rules=approval_thresholds(config), deadline_s=config.policy.decision_deadline_s, clock=clock
@@ -208,6 +236,7 @@ class Body:
             git=config.git,
             compliance=Compliance(config.compliance, exempt_hosts=preset_hosts(config.sandbox.allowed_domains)),
             agent_profile=settings.agent_profile,
+            secret_files=tuple(self.secret_files),
         )
         gate = ApprovalGate(
             self.decisions,

@@ -15,10 +15,12 @@ and the robots.txt cache span commands. Its checks, in the proxy's order:
 2. `robots(host, port, path, destinations)`: plain HTTP only (HTTPS is a tunnel: its paths are never seen), not for
    package-registry presets (they are APIs, not crawls). robots.txt is fetched once per host and kept
    `robots_ttl_s`, from the address the proxy resolved (so it goes where the request would), and matched with
-   `protego` (RFC 9309: longest match, `*` and `$`). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
-   everything; 5xx or no answer disallows everything (kept a minute, then asked again); a redirect is not followed
-   and counts as none.
-3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide).
+   `protego` (RFC 9309: longest match, `*` and `$`), the path as written and as a server reads it (`read_as`:
+   dot segments removed, slashes merged). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
+   everything; 5xx or no answer disallows everything (kept a minute, then asked again); up to five redirects on the
+   same host and port over plain HTTP are followed, one elsewhere (https, another host) is not and counts as none.
+3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide), and by the
+   proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
 
 A refusal is a `Verdict` (status, reason, rule); the proxy answers it to the command as an HTTP error with the reason
 as body and records it (`ProxyRequest.rule`), which `run_command` puts in its audit event.
@@ -27,9 +29,11 @@ as body and records it (`ProxyRequest.rule`), which `run_command` puts in its au
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import anyio
 from protego import Protego
@@ -146,7 +150,8 @@ class Compliance:
         if robots.disallow_all:
             return Verdict(status=403, reason=f"{host}: {robots.note}: every path is disallowed", rule="robots")
         authority = host if port == 80 else f"{host}:{port}"
-        if robots.parser is not None and not robots.parser.can_fetch(f"http://{authority}{path}", agent):
+        parser = robots.parser
+        if parser is not None and not all(parser.can_fetch(f"http://{authority}{p}", agent) for p in read_as(path)):
             return Verdict(
                 status=403, reason=f"{host}'s robots.txt disallows {path.split('?')[0]} for {agent}", rule="robots"
             )
@@ -157,17 +162,48 @@ class Compliance:
         ttl = float(self._config.robots_ttl_s)
         try:
             with anyio.fail_after(self._config.robots_timeout_s):
-                status, body = await _get_robots(host, port, destinations, self._config.user_agent)
+                status, body = await _follow_robots(host, port, destinations, self._config.user_agent)
         except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, ValueError) as exc:
             note = f"robots.txt could not be fetched ({type(exc).__name__})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
         if 200 <= status < 300:
-            parser = Protego.parse(body[:_MAX_ROBOTS].decode("utf-8", errors="replace"))
+            # ("utf-8-sig": a byte order mark, as Windows editors save one, would hide the first line's group)
+            parser = Protego.parse(body[:_MAX_ROBOTS].decode("utf-8-sig", errors="replace"))
             return _Robots(parser=parser, disallow_all=False, expires=now + ttl, note="robots.txt")
         if status >= 500:
             note = f"robots.txt is unreachable (HTTP {status})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
         return _Robots(parser=None, disallow_all=False, expires=now + ttl, note=f"no robots.txt (HTTP {status})")
+
+
+_DOT_OR_SLASH = re.compile(r"%2[eEfF]")
+_SLASHES = re.compile(r"/{2,}")
+
+
+def read_as(path: str) -> list[str]:
+    """`path` (origin-form, with its query) as written, and as an origin server may read it: `%2e` and `%2f` decoded
+    and dot segments removed (RFC 3986 5.2.4), with and without doubled slashes merged (nginx and Apache merge
+    them). robots.txt is matched against each, and any disallowed refuses the request (which is sent as written):
+    else `/pub/../private`, `//private` or `/pub/%2e%2e/private` would pass a `Disallow: /private`."""
+    raw, mark, query = path.partition("?")
+    decoded = _DOT_OR_SLASH.sub(lambda m: chr(int(m.group()[1:], 16)), raw)
+    forms = [raw, _remove_dot_segments(decoded), _remove_dot_segments(_SLASHES.sub("/", decoded))]
+    return [form + mark + query for form in dict.fromkeys(forms)]
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 for an absolute path: `/a/./b/../c` is `/a/c`, `/a/b/..` is `/a/`, and `..` stops at `/`."""
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for index, segment in enumerate(segments):
+        if segment in (".", ".."):
+            if segment == ".." and kept:
+                kept.pop()
+            if index == len(segments) - 1:
+                kept.append("")
+        else:
+            kept.append(segment)
+    return "/" + "/".join(kept)
 
 
 def preset_hosts(allowed_domains: Sequence[str]) -> frozenset[str]:
@@ -180,10 +216,37 @@ def preset_hosts(allowed_domains: Sequence[str]) -> frozenset[str]:
     return frozenset(hosts)
 
 
-async def _get_robots(
+_MAX_REDIRECTS = 5
+"""RFC 9309 2.3.1.2: a crawler SHOULD follow at least five consecutive redirects for robots.txt."""
+_LOCATION = re.compile(rb"(?im)^location:[ \t]*(\S+)[ \t]*$")
+
+
+async def _follow_robots(
     host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str
 ) -> tuple[int, bytes]:
-    """`GET /robots.txt` (HTTP/1.0: no chunking, closed when done) from the first destination that answers."""
+    """`_get_robots`, following up to five redirects that stay on the same host and port over plain HTTP (a path
+    moved, `/robots.txt` to `/robots/robots.txt`); a redirect elsewhere (https, another host) is not followed and
+    its 3xx is returned, read as no robots.txt (see Not finished)."""
+    authority = host if port == 80 else f"{host}:{port}"
+    path = "/robots.txt"
+    status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+    for _ in range(_MAX_REDIRECTS):
+        location = _LOCATION.search(head)
+        if not 300 <= status < 400 or location is None:
+            break
+        target = urlsplit(urljoin(f"http://{authority}{path}", location.group(1).decode("latin-1")))
+        if target.scheme != "http" or target.netloc.lower() != authority:
+            break
+        path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+    return status, body
+
+
+async def _get_robots(
+    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, path: str = "/robots.txt"
+) -> tuple[int, bytes, bytes]:
+    """`GET path` (HTTP/1.0: no chunking, closed when done) from the first destination that answers: its status,
+    head and body."""
     error: OSError | None = None
     for address, dest_port in destinations:
         try:
@@ -193,7 +256,7 @@ async def _get_robots(
             continue
         async with stream:
             authority = host if port == 80 else f"{host}:{port}"
-            request = f"GET /robots.txt HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            request = f"GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
             await stream.send(request.encode("ascii"))
             received = bytearray()
             try:
@@ -205,8 +268,8 @@ async def _get_robots(
         status_line = head.split(b"\r\n", 1)[0].split(b" ")
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or not status_line[1].isdigit():
             raise ValueError("not an HTTP response")
-        return int(status_line[1]), body
+        return int(status_line[1]), head, body
     raise error or OSError("no address to connect to")
 
 
-__all__ = ["Compliance", "Verdict", "preset_hosts"]
+__all__ = ["Compliance", "Verdict", "preset_hosts", "read_as"]

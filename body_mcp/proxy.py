@@ -7,7 +7,9 @@ compliance gate (`compliance.Compliance`: a site's terms, its per-minute cap, an
 robots.txt), then against the budget, recorded, and only then sent on. TLS is tunnelled, never intercepted,
 so an HTTPS client's requests are counted by tunnel; a tunnel is cut after `max_exchanges_per_tunnel`
 exchanges (the client speaking again after the server answered) or `max_tunnel_s`, so one keep-alive
-connection cannot carry unlimited requests past the budget.
+connection cannot carry unlimited requests past the budget; to a site with a per-minute cap, each exchange
+after the first counts against the cap too. (A client that pipelines, sending requests without waiting for
+answers, sends many in one exchange: the exchange count bounds only clients that wait.)
 
 Where a request goes is decided here, not by the command: the host is resolved by the proxy, and a name
 or literal that leads to a loopback, private, link-local or otherwise non-public address is refused (a
@@ -82,7 +84,8 @@ class ProxyRequest:
     ts: float
     rule: str | None = None
     """What refused it or cut it: `allow_list`, `address`, `resolve`, `budget`, `terms`, `rate`, `robots`,
-    `proxy`; `tunnel_cap` for a tunnel cut after its exchanges or lifetime (recorded as a second entry)."""
+    `proxy`; `tunnel_cap` for a tunnel cut after its exchanges or lifetime, `rate` for one cut at an exchange its
+    site's per-minute cap refused (each recorded as a second entry)."""
     path: str | None = None
     """The refused path (without its query), for a robots.txt refusal."""
 
@@ -396,7 +399,7 @@ class CountingProxy:
         or it has lived `max_tunnel_s`: then it is cut, and the cut recorded."""
         exchanges = 0
         answered = True  # (the client's first bytes start the first exchange)
-        cut = False
+        cut: str | None = None
 
         async def up(scope: anyio.CancelScope) -> None:
             nonlocal exchanges, answered, cut
@@ -405,7 +408,10 @@ class CountingProxy:
                     answered = False
                     exchanges += 1
                     if exchanges > self._max_exchanges:
-                        cut = True
+                        cut = "tunnel_cap"
+                    elif exchanges > 1 and self._admit(request) is not None:
+                        cut = "rate"  # (the CONNECT counted the first; a site's per-minute cap counts every one)
+                    if cut is not None:
                         scope.cancel()
                         return
                 await upstream.send(chunk)
@@ -422,10 +428,12 @@ class CountingProxy:
             async with anyio.create_task_group() as group:
                 group.start_soon(up, group.cancel_scope)
                 group.start_soon(down)
-        if cut or lifetime.cancelled_caught:
-            why = f"{self._max_exchanges} exchanges" if cut else f"{self._max_tunnel_s:g} s"
+        if cut is not None or lifetime.cancelled_caught:
+            why = {"tunnel_cap": f"{self._max_exchanges} exchanges", "rate": "its site's per-minute cap"}.get(
+                cut or "", f"{self._max_tunnel_s:g} s"
+            )
             logger.info("proxy: tunnel to %s:%d cut after %s", request.host, request.port, why)
-            self._record(request, time.time(), allowed=False, status=None, rule="tunnel_cap")
+            self._record(request, time.time(), allowed=False, status=None, rule=cut or "tunnel_cap")
 
     async def _destinations(self, request: _Request) -> tuple[list[tuple[str, int]], _Refusal | None]:
         """The addresses to connect to for an allowed request: its pin, else its public addresses. Resolved here

@@ -172,10 +172,12 @@ _EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
 class EventReader:
     """Puts a streamed message back together, one `data:` line at a time, recording what came in `meter`."""
 
-    def __init__(self, meter: Meter, *, provider: str, model: str) -> None:
+    def __init__(self, meter: Meter, *, provider: str, model: str, secret: str | None = None) -> None:
         self.meter = meter
         self.provider = provider
         self.model = model
+        self.secret = secret
+        """The API key: taken out of an error event's text (a server or a proxy may echo it)."""
         self.done = False
         """`message_stop` came."""
         self._message: dict[str, Any] | None = None
@@ -198,7 +200,9 @@ class EventReader:
             found = cast(dict[str, Any], error) if isinstance(error, dict) else {}
             reason = ": ".join(str(part) for part in (found.get("type"), found.get("message")) if part)
             raise no_answer(
-                provider=self.provider, model=self.model, reason=f"the answer broke off: {detail(reason or 'error')}"
+                provider=self.provider,
+                model=self.model,
+                reason=f"the answer broke off: {detail(reason or 'error', secret=self.secret)}",
             )
         try:
             event = _EVENT.validate_python(payload)
@@ -313,7 +317,7 @@ class AnthropicProvider:
     async def _attempt(
         self, system: str, messages: list[MessageParam], tools: list[ToolParam], limit: int, meter: Meter
     ) -> ModelTurn:
-        reader = EventReader(meter, provider="anthropic", model=self._model)
+        reader = EventReader(meter, provider="anthropic", model=self._model, secret=self._key)
         try:
             # One deadline for the whole try, whatever the SDK's timeouts cover.
             with anyio.fail_after(self._timeout_s):

@@ -186,10 +186,12 @@ class _Call:
 class ChunkReader:
     """Puts a streamed chat completion back together, one `data:` line at a time, recording what came in `meter`."""
 
-    def __init__(self, meter: Meter, *, provider: str, model: str) -> None:
+    def __init__(self, meter: Meter, *, provider: str, model: str, secret: str | None = None) -> None:
         self.meter = meter
         self.provider = provider
         self.model = model
+        self.secret = secret
+        """The API key: taken out of an error event's text (a server or a proxy may echo it)."""
         self.done = False
         """`data: [DONE]` came."""
         self._first: dict[str, Any] | None = None
@@ -213,7 +215,9 @@ class ChunkReader:
             raise self._garbage("a stream event is not JSON") from None
         if isinstance(payload, dict) and "error" in payload:
             error = _error_object(cast(dict[str, Any], payload)["error"])
-            reason = f"the answer broke off with an error: {detail(str(error.get('message') or error))}"
+            reason = (
+                f"the answer broke off with an error: {detail(str(error.get('message') or error), secret=self.secret)}"
+            )
             raise no_answer(provider=self.provider, model=self.model, reason=reason)
         try:
             chunk = ChatCompletionChunk.model_validate(payload)
@@ -333,7 +337,7 @@ class OpenAIProvider:
     ) -> ModelTurn:
         completion_limit = limit if self._max_tokens_field == "max_completion_tokens" else openai.omit
         legacy_limit = limit if self._max_tokens_field == "max_tokens" else openai.omit
-        reader = ChunkReader(meter, provider="openai", model=self._model)
+        reader = ChunkReader(meter, provider="openai", model=self._model, secret=self._key)
         try:
             # One deadline for the whole try, whatever the SDK's timeouts cover.
             with anyio.fail_after(self._timeout_s):

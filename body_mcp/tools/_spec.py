@@ -97,6 +97,8 @@ class ToolDeps:
     and the proxy's default tunnel caps only."""
     agent_profile: AgentProfile | None = None
     """Agent mode: the agent served (its name and logic version go into its commits' trailers)."""
+    secret_files: tuple[Path, ...] = ()
+    """The files the config's `file:` secret references name: hidden from every command."""
 
     @property
     def brain_state(self) -> BrainState:

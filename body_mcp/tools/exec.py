@@ -128,7 +128,7 @@ def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
         writable_mounts=task_env.mounts,
         commands=tools.commands,
         hidden_paths=hidden,
-        extra_hidden_abs=[deps.home],
+        extra_hidden_abs=[deps.home, *deps.secret_files],
         timeout_s=timeout,
         max_output_bytes=cfg.max_output_bytes,
         limits=ResourceLimits(

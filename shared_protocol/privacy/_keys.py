@@ -156,21 +156,31 @@ class SqliteSubjectKeys:
         lookup = self._lookup(kind, subject)
         with self._lock:
             try:
-                row = self._conn.execute("SELECT id FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
-                if row is None:
-                    return None
-                self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
+                row = self._conn.execute(
+                    "SELECT id, kind, key, created FROM subject_keys WHERE lookup = ?", (lookup,)
+                ).fetchone()
+                if row is not None:
+                    self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
                 # No copy of the key left: freed pages were zeroed (secure_delete), the WAL is folded in and emptied.
+                # (Also when no row was found: a copy may be left by an erasure that failed below.)
                 for _ in range(50):
                     busy, _log, _done = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                     if not busy:
                         break
                     time.sleep(0.1)  # (another process reading the store: its snapshot ends with its read)
                 else:
+                    # All or nothing: the key is put back, so the erasure run again finds it, erases it and is
+                    # audited (a key deleted here would leave a rerun nothing to find, and no record of it).
+                    if row is not None:
+                        self._conn.execute(
+                            "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (lookup, *row),
+                        )
                     raise KeyStoreUnusable(
-                        f"the subject key store {self.path}: the key is deleted, but its WAL could not be emptied "
-                        "while another process reads it; run the erasure again"
+                        f"the subject key store {self.path}: its WAL could not be emptied while another process reads "
+                        "it, so nothing was erased; run the erasure again"
                     )
             except sqlite3.Error as exc:
                 raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
-        return str(row[0])
+        return None if row is None else str(row[0])

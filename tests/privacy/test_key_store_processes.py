@@ -44,7 +44,7 @@ from pathlib import Path
 from shared_protocol.privacy import SqliteSubjectKeys
 keys = SqliteSubjectKeys(Path(sys.argv[1]))
 sid = keys.key_for("email", "alice@example.org")[0]
-keys.key_for("email", "bob@example.org")  # (made before the erasure can start: the loop may never run)
+keys.key_for("email", "bob@example.org")  # (made before the erasure can come: the test checks it is kept)
 print(sid, flush=True)
 deadline = time.monotonic() + 30
 while keys.key_by_id(sid) is not None:  # (reading all along, as a runner revealing its files does)
