@@ -285,15 +285,31 @@ class _Recovering:
 
 
 class _ReplyWire(anyio.AsyncFile[str]):
-    """The stdout the SDK writes messages to, telling the body each time one has been flushed to the client."""
+    """The stdout the SDK writes messages to, telling the body each time one has been flushed to the client.
+
+    The SDK writes a message, then flushes it, each a trip to a worker thread; here the write is kept and done with
+    the flush, in one trip (a blocking write to the pipe stays off the event loop all the same)."""
 
     def __init__(self, fp: TextIO, after_reply: Callable[[], None]) -> None:
         super().__init__(fp)
+        self._fp_text = fp
         self._after_reply = after_reply
+        self._pending: list[str] = []
+
+    async def write(self, b: str) -> int:
+        self._pending.append(b)
+        return len(b)
 
     async def flush(self) -> None:
-        await super().flush()
+        data = "".join(self._pending)
+        self._pending.clear()
+        await anyio.to_thread.run_sync(self._write_out, data)
         self._after_reply()
+
+    def _write_out(self, data: str) -> None:
+        if data:
+            self._fp_text.write(data)
+        self._fp_text.flush()
 
 
 @contextmanager
