@@ -26,7 +26,7 @@ import pytest
 from body_mcp import Body
 from body_mcp._db import Writes
 from body_mcp.audit import EventDraft
-from body_mcp.audit import _writer as audit_writer
+from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
 from body_mcp.audit._chain import HmacSha256
 from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
 from body_mcp.killswitch import LocalKillSwitch
