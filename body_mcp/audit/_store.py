@@ -65,6 +65,8 @@ class _Uncommitted:
 
 
 OWED_AT_MOST = 64
+ANCHOR_SYNC_AT_MOST_S = 0.05
+"""How long an anchor written after a serving body's commit may wait for its sync (`finish(anchor_sync=False)`)."""
 """How many lazy events (reads') a store lets wait in the journal for one commit and one anchor write."""
 
 _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)"
@@ -131,6 +133,8 @@ class AuditStore:
         """Where this store writes its next record: after the ones not committed yet, else the start."""
         self._uncommitted: list[_Uncommitted] = []
         self._owed_anchor: tuple[int, str] | None = None
+        self._anchor_unsynced = False
+        """The anchor was written, its sync left for `finish()` (power-loss durability only)."""
         """A committed head whose anchor is not written yet (`finish_later`, or a failed write to retry)."""
         self._anchor_kept = False
         """The anchor covers events the database lacks (deleted): it stays as verify's evidence, never written over."""
@@ -300,24 +304,57 @@ class AuditStore:
             os.fdatasync(self._journal_fd)
             self._synced_seq = max(self._synced_seq, through)
 
-    def finish(self) -> None:
-        """Commit and anchor what `finish_later` appends owe, in one transaction and one anchor write.
+    def finish(self, *, anchor_sync: bool = True) -> None:
+        """Commit and anchor what `finish_later` appends owe, in one transaction and one anchor write; with
+        `anchor_sync=False` the anchor's write is not synced here (power-loss durability), but by the next
+        `finish()` that syncs, which the serving body's `AuditWriter` runs within `ANCHOR_SYNC_AT_MOST_S`.
+
+        Why an anchor may wait for its sync: the events are durable without it (each in the synced journal before
+        its reply, then committed with `synchronous=FULL`, whose sync comes before the anchor's write), and a
+        process that dies leaves the anchor's write in the page cache, whole. Only a power loss within those 50 ms
+        can leave the anchor behind the database, which verify reports as a database ahead of its anchor (as it
+        does a crash between a commit and its anchor), not as tampering. Syncing each commit's anchor was a third
+        sync on every mutating call that the next call waited for.
 
         A failure is raised, and `failing` set until it works; what is owed stays owed (the events safe in the
         journal), retried by the next append and by `finish()`.
         """
         with self._thread_lock:
-            if self._closed or not (self._uncommitted or self._owed_anchor is not None):
+            if self._closed:
                 return
-            self._lock()
+            due = bool(self._uncommitted) or self._owed_anchor is not None
+            if not due and not (anchor_sync and self._anchor_unsynced):
+                return
             try:
-                self._pay()
+                if due:
+                    self._lock()
+                    try:
+                        self._pay(anchor_sync=anchor_sync)
+                    finally:
+                        self._unlock()
+                if anchor_sync:
+                    self._sync_anchor()
             except BaseException:
                 self.failing = True
                 raise
-            finally:
-                self._unlock()
             self.failing = False
+
+    def sync_anchor(self) -> None:
+        """Sync the anchor `finish(anchor_sync=False)` wrote, if still owed (nothing else). A failure is raised,
+        and `failing` set until a `finish()` has written the anchor again and synced it."""
+        with self._thread_lock:
+            if self._closed or not self._anchor_unsynced:
+                return
+            try:
+                self._sync_anchor()
+            except BaseException:
+                self.failing = True
+                raise
+
+    @property
+    def anchor_unsynced(self) -> bool:
+        """The anchor was written and its sync is owed (`finish(anchor_sync=False)`)."""
+        return self._anchor_unsynced
 
     def attester(self) -> Attester | None:
         """What attests this chain's events to a brain; None for a sealed store (its key is gone: a stand-in key's
@@ -490,8 +527,8 @@ class AuditStore:
         self._head = head
         return replayed
 
-    def _pay(self) -> None:
-        """Commit the journaled events, then write the anchor (flock held)."""
+    def _pay(self, *, anchor_sync: bool = True) -> None:
+        """Commit the journaled events, then write the anchor (flock held); synced unless not `anchor_sync`."""
         assert self._locked
         if self._uncommitted:
             self._commit()
@@ -513,6 +550,8 @@ class AuditStore:
             if self._owed_anchor is not None:
                 self._write_anchor(*owed)
                 self._owed_anchor = None
+                if anchor_sync:
+                    self._sync_anchor()
         self._let_go = False
 
     def _commit(self) -> None:
@@ -559,9 +598,22 @@ class AuditStore:
             fcntl.flock(self._anchor_fd, fcntl.LOCK_UN)
 
     def _write_anchor(self, seq: int, mac: str) -> None:
+        """Write the anchor; its sync (power-loss durability) is owed until `_sync_anchor`."""
         _write_all(self._anchor_fd, _anchor.encode(seq, mac, self._chain.anchor_tag), 0)
-        if self._db.durability == "power_loss":
-            os.fdatasync(self._anchor_fd)
+        self._anchor_unsynced = self._db.durability == "power_loss"
+
+    def _sync_anchor(self) -> None:
+        if self._anchor_unsynced:
+            try:
+                os.fdatasync(self._anchor_fd)
+            except OSError:
+                if not self._uncommitted and self._owed_anchor is None:
+                    # Written again before the next sync: a failed sync may have dropped the dirty page. (Unless
+                    # another process anchored a later head since: the flock may have been let go.)
+                    self._owed_anchor = self._head
+                    self._let_go = True
+                raise
+            self._anchor_unsynced = False
 
     def _read_anchor(self) -> Head | None:
         data = os.pread(self._anchor_fd, _anchor.LEN, 0)
@@ -722,6 +774,7 @@ class AuditStore:
             anchored = self._read_anchor()
             if anchored is not None and anchored != _anchor.NOT_AUTHENTIC and not self._anchor_kept:
                 self._write_anchor(*anchored)
+                self._sync_anchor()
             upgrade_key(self._files.key, self._key)
             self._legacy_key = False
             logger.warning("the audit anchor is now tagged with the key (%s upgraded)", self._files.key.name)

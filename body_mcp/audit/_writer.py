@@ -7,7 +7,9 @@ made durable by it (`AuditStore.sync_journal`), and the second sync costs nothin
 
 The commit and anchor owed after a reply are asked for at once after a mutating call's reply
 (`finish_soon()`), or `LAZY_FINISH_S` after a read's (its event is `lazy`: reads share one commit);
-a caller that must know whether they worked awaits `settled()` first.
+a caller that must know whether they worked awaits `settled()` first. The anchor a mutating call's
+finish writes is synced by a finish at most `ANCHOR_SYNC_AT_MOST_S` later, shared by the anchors
+written meanwhile (`AuditStore.finish` says why that is safe).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TypeVar
 
 from .._db import Writes
 from ._event import Appended, EventDraft
-from ._store import AuditStore
+from ._store import ANCHOR_SYNC_AT_MOST_S, AuditStore
 
 logger = logging.getLogger("body_mcp.audit")
 _T = TypeVar("_T")
@@ -40,6 +42,8 @@ class AuditWriter:
         self._finishing_lazy = False
         """`_finishing` is a batch of reads' commit (a timer's), not one a mutating call's reply asked for."""
         self._timer: asyncio.TimerHandle | None = None
+        self._anchor_timer: asyncio.TimerHandle | None = None
+        """When the anchor's owed sync is due: set once by the finish that left it owed, never put off."""
         self._on_committed = on_committed
         """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -153,6 +157,9 @@ class AuditWriter:
         """Finish the queued work (the store's `close` commits what is still owed)."""
         self._closed = True
         self._cancel_timer()
+        if self._anchor_timer is not None:  # (the store's close syncs the anchor)
+            self._anchor_timer.cancel()
+            self._anchor_timer = None
         self._executor.shutdown(wait=True)
 
     def _lazy_due(self) -> None:
@@ -167,13 +174,29 @@ class AuditWriter:
     def _submit_finish(self, *, lazy: bool) -> None:
         if self._closed or not self._store.owed:
             return
-        future = self._executor.submit(self._store.finish)
-        self._finishing, self._finishing_lazy = future, lazy
         loop = self._loop
+        # A mutating call's finish leaves its anchor's sync to a later one when there is a loop to time that.
+        future = self._executor.submit(partial(self._store.finish, anchor_sync=lazy or loop is None))
+        self._finishing, self._finishing_lazy = future, lazy
         if loop is not None and self._on_committed is not None:
             future.add_done_callback(partial(_tell, loop, self._finished))
         else:  # (nobody to tell: no wake-up of the event loop, a failure logged from the writer's thread)
             future.add_done_callback(_log_failure)
+        if loop is not None and not lazy:
+            future.add_done_callback(partial(_tell, loop, self._anchor_owed))
+
+    def _anchor_owed(self, future: Future[None]) -> None:
+        if self._anchor_timer is None and not self._closed and self._store.anchor_unsynced:
+            loop = asyncio.get_running_loop()
+            self._anchor_timer = loop.call_later(ANCHOR_SYNC_AT_MOST_S, self._anchor_due)
+
+    def _anchor_due(self) -> None:
+        self._anchor_timer = None
+        if self._closed:
+            return
+        # Not `_finishing`: no call waits for this sync (a failure sets `failing`, and the next call retries it).
+        future = self._executor.submit(self._store.sync_anchor)
+        future.add_done_callback(_log_failure)
 
     def _finished(self, future: Future[None]) -> None:
         _log_failure(future)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from shared_protocol import (
-    DirectoryEntry,
     DirectoryTreeArgs,
     DirectoryTreeResult,
     GetFileInfoResult,
@@ -109,14 +108,23 @@ def shown(name: str) -> str:
 
 
 def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
-    return _kind(entry.stat(follow_symlinks=False).st_mode)
+    # From the directory read's own record of each entry's type (d_type): no `lstat` per entry, except on a file
+    # system that does not record it, where `os.DirEntry` falls back to one itself.
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "directory"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    return "other"
 
 
 async def list_directory(ctx: ToolContext[PathArgs]) -> ListDirectoryResult:
     path = ctx.paths["path"]
     with ctx.deps.workspace.open_dir(path.parts) as fd:
-        entries = [DirectoryEntry(name=shown(e.name), type=_entry_kind(e)) for e in _scan(fd)]
-    return ListDirectoryResult(action_id=ctx.action_id, path=path.rel, entries=entries)
+        entries = [{"name": shown(e.name), "type": _entry_kind(e)} for e in _scan(fd)]
+    # One validation of the whole result (pydantic's, in Rust) rather than one model built in Python per entry.
+    return ListDirectoryResult.model_validate({"action_id": ctx.action_id, "path": path.rel, "entries": entries})
 
 
 def _walk(fd: int, prefix: str, excluded: list[str]) -> Iterator[tuple[str, os.DirEntry[str], int | None]]:

@@ -26,6 +26,7 @@ import pytest
 from body_mcp import Body
 from body_mcp._db import Writes
 from body_mcp.audit import EventDraft
+from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
 from body_mcp.audit._chain import HmacSha256
 from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
 from body_mcp.killswitch import LocalKillSwitch
@@ -483,12 +484,63 @@ async def test_a_failed_anchor_sync_is_written_and_synced_again_not_taken_from_t
             real(fd)
 
         monkeypatch.setattr(os, "fdatasync", fdatasync)
-        await _after_reply(body)  # the commit worked; the anchor's pwrite worked, its sync did not
-        assert calls == ["failed"] and _anchor(body) == _head(body)  # (the record is in the page cache)
-        assert body.audit.owed
+        await _after_reply(body)  # the commit worked; the anchor's pwrite worked, its sync is owed
+        assert calls == [] and _anchor(body) == _head(body) and body.audit.anchor_unsynced
+        with pytest.raises(OSError, match="Input/output error"):
+            body.audit.sync_anchor()  # (as the writer's timer does) the sync fails
+        assert calls == ["failed"] and body.audit.owed and body.audit.failing
         body.audit.finish()
         assert calls == ["failed", "synced"]
-        assert not body.audit.owed
+        assert not body.audit.owed and not body.audit.anchor_unsynced and not body.audit.failing
+    finally:
+        body.close()
+
+
+def _count_anchor_syncs(body: Body, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    anchor_fd = body.audit._anchor_fd  # pyright: ignore[reportPrivateUsage]
+    real = os.fdatasync
+    synced: list[int] = []
+
+    def fdatasync(fd: int) -> None:
+        if fd == anchor_fd:
+            synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return synced
+
+
+async def test_mutating_calls_anchors_written_meanwhile_share_one_sync(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 60.0)  # (no timer fires during the test)
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    try:
+        body.replies.flushed = True
+        synced = _count_anchor_syncs(body, monkeypatch)
+        for n in range(3):
+            await body.call_tool("write_file", {"path": "a.txt", "content": f"{n}", "rationale": "r"})
+            await _after_reply(body)
+            assert _anchor(body) == _head(body)  # each commit's anchor written...
+        assert synced == [] and body.audit.anchor_unsynced  # ...its sync owed, not waited for
+    finally:
+        body.close()
+    assert len(synced) == 1  # (closing syncs what is owed)
+
+
+async def test_a_mutating_calls_anchor_is_synced_soon_after_its_reply_without_another_call(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    try:
+        body.replies.flushed = True
+        synced = _count_anchor_syncs(body, monkeypatch)
+        await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+        await _after_reply(body)
+        with anyio.fail_after(5):  # (ANCHOR_SYNC_AT_MOST_S, 50 ms, on a quiet machine)
+            while body.audit.anchor_unsynced:
+                await anyio.sleep(0.01)
+        assert len(synced) == 1 and _anchor(body) == _head(body)
     finally:
         body.close()
 

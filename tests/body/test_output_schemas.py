@@ -8,11 +8,17 @@ too, so these tests check them with the same validator.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from jsonschema.validators import validator_for
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
+from pydantic.json_schema import models_json_schema
+from referencing import Registry
 
+from body_mcp.server import tool_definition
+from body_mcp.tools import ALL_TOOLS
 from shared_protocol import Refusal, RefusalCode
 from shared_protocol.tools import CommandOutput, RunCommandResult, StreamOutput
 
@@ -80,3 +86,47 @@ async def test_a_refusal_carries_its_json_in_the_text_too(client: Client) -> Non
     [text] = result.content
     assert isinstance(text, TextContent)
     assert json.loads(text.text.splitlines()[-1]) == data
+
+
+_DOCUMENTS: list[dict[str, Any]] = [
+    {"action_id": "a", "path": "d", "entries": [{"name": "f.txt", "type": "file"}, {"name": "d", "type": "directory"}]},
+    {"action_id": "a", "path": "d", "entries": [{"name": 1, "type": "file"}]},
+    {"action_id": "a", "path": "d", "entries": [{"name": "f", "type": "file", "size": 1}]},
+    {"action_id": "a", "path": "d", "truncated": False, "tree": [{"name": "x", "type": "directory", "children": []}]},
+    {
+        "action_id": "a",
+        "path": "d",
+        "truncated": False,
+        "tree": [
+            {
+                "name": "x",
+                "type": "directory",
+                "children": [{"name": "y", "type": "directory", "children": [{"name": "z", "type": "bogus"}]}],
+            }
+        ],
+    },
+    {"action_id": "a", "path": "p", "content": "x", "binary": False, "size": 1, "sha256": ""},
+    {"action_id": "a", "mode": "live", "changes": [{"path": "x", "kind": "modified"}], "diff": ""},
+    {"action_id": "a", "mode": "live", "changes": [{"path": "x", "kind": "eaten"}], "diff": ""},
+    {"code": "protected_path", "rule": "r", "message": "m", "action_id": "a"},
+    {"code": "approval_required", "rule": "r", "message": "m", "action_id": "a", "ask": {"needs": "human"}},
+    {"code": "approval_required", "rule": "r", "message": "m", "action_id": "a", "ask": {"needs": "nobody"}},
+    {"action_id": "a"},
+]
+
+
+def test_an_output_schema_has_its_definitions_inlined_and_admits_what_the_models_schema_admits() -> None:
+    # Inlined because the SDK's client checks every result against it, and `$ref` lookups were most of that cost.
+    for spec in ALL_TOOLS:
+        schema = tool_definition(spec).output_schema
+        assert schema is not None
+        refs, definitions = models_json_schema([(spec.result_model, "validation"), (Refusal, "validation")])
+        reference = {"type": "object", "anyOf": [refs[spec.result_model, "validation"], refs[Refusal, "validation"]]}
+        reference |= definitions
+        validator_for(schema).check_schema(schema)
+        ours = validator_for(schema)(schema, registry=Registry())
+        theirs = validator_for(reference)(reference, registry=Registry())
+        for document in _DOCUMENTS:
+            assert ours.is_valid(document) == theirs.is_valid(document), (spec.name, document)
+        # Only a model that contains itself (a tree's node) keeps a `$ref`.
+        assert ("$ref" in json.dumps(schema)) == (spec.name == "directory_tree"), spec.name

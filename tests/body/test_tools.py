@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +56,23 @@ async def test_list_tree_search_and_info(client: Client, workspace: Path) -> Non
     assert ok(await call(client, "search_files", path=".", pattern="*.py"))["matches"] == ["src/app.py"]
     info = ok(await call(client, "get_file_info", path="src/app.py"))
     assert info["type"] == "file" and info["size"] == len("def main():\n    return 1\n")
+
+
+async def test_list_directory_names_each_entrys_kind_without_following_links(client: Client, workspace: Path) -> None:
+    (workspace / "kinds").mkdir()
+    (workspace / "kinds" / "sub").mkdir()
+    (workspace / "kinds" / "plain.txt").write_text("x")
+    (workspace / "kinds" / "to_sub").symlink_to("sub")
+    (workspace / "kinds" / "to_file").symlink_to("plain.txt")
+    os.mkfifo(workspace / "kinds" / "pipe")
+    entries = ok(await call(client, "list_directory", path="kinds"))["entries"]
+    assert entries == [
+        {"name": "pipe", "type": "other"},
+        {"name": "plain.txt", "type": "file"},
+        {"name": "sub", "type": "directory"},
+        {"name": "to_file", "type": "symlink"},
+        {"name": "to_sub", "type": "symlink"},
+    ]
 
 
 async def test_write_file_creates_parents_and_overwrites_atomically(client: Client, workspace: Path) -> None:
