@@ -121,6 +121,42 @@ def _savepointed(job: Callable[[sqlite3.Connection], T], conn: sqlite3.Connectio
     return result
 
 
+@dataclass
+class _Done:
+    """What `_batched` did on the writer's thread."""
+
+    result: object = None
+    failed: BaseException | None = None
+    """The job's error (its savepoint rolled back; the batch's other work stays)."""
+    committed: bool = False
+    commit_error: BaseException | None = None
+    """The batch's COMMIT failed (rolled back whole: every member's work is lost)."""
+
+
+def _batched(
+    job: Callable[[sqlite3.Connection], object], conn: sqlite3.Connection, *, begin: bool, commit: bool
+) -> _Done:
+    """On the writer's thread: `BEGIN IMMEDIATE` if `begin` (its failure raises: nothing is open), `job` in its
+    savepoint (`_savepointed`), then `COMMIT` if `commit`, whether or not the job failed (the batch's other work
+    is committed all the same)."""
+    if begin:
+        conn.execute("BEGIN IMMEDIATE")
+    done = _Done()
+    try:
+        done.result = _savepointed(job, conn)
+    except BaseException as exc:  # noqa: BLE001 (raised again on the event loop, once the batch is settled)
+        done.failed = exc
+    if commit and conn.in_transaction:
+        try:
+            conn.execute("COMMIT")
+            done.committed = True
+        except (sqlite3.Error, OSError) as exc:
+            done.commit_error = exc
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+    return done
+
+
 def _can_open(path: Path) -> None:
     sqlite3.connect(path).close()
 
@@ -216,10 +252,64 @@ class SqliteDatabase:
             await self._writer.execute("RELEASE swarm_write")
 
     async def _write_job(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """`_write` for work that runs whole on the writer's thread (`job`, given the sqlite3 connection): its
-        savepoint, its statements and its release in one round trip. `job` must not block on the event loop."""
-        async with self._member():
-            return await on_thread(self._writer, partial(_savepointed, job))
+        """`_write` for work that runs whole on the writer's thread (`job`, given the sqlite3 connection): in one
+        round trip to that thread, the transaction's `BEGIN IMMEDIATE` when `job` opens the batch, its savepoint,
+        its statements, its release, and the batch's `COMMIT` when no writer waits behind it (else the last of
+        them commits, as in `_write`). `job` must not block on the event loop.
+
+        A round trip costs the event loop ~60 us of CPU and two thread wake-ups (~100 us in all): a lone claim made
+        three of them (begin, job, commit), now one."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                self._check()
+                batch = self._batch
+                begin = batch is None
+                if batch is None:
+                    batch = self._batch = _Batch()
+                batch.members += 1
+                # Decided before the job runs: a writer arriving while it runs waits for the lock, then opens the
+                # next batch (it never finds this one committed under it).
+                commit = batch.members >= _MAX_BATCH or not self._lock.statistics().tasks_waiting
+                try:
+                    done = await on_thread(self._writer, partial(_batched, job, begin=begin, commit=commit))
+                except BaseException as exc:  # (its BEGIN failed, or the connection is gone)
+                    if begin:  # (no transaction was opened: nothing to end)
+                        self._batch = None
+                        batch.committed.set()
+                    else:
+                        batch.lost = self._broken_by(exc) or exc
+                        await self._end(batch)
+                    broken = self._broken_by(exc)
+                    if broken is None:
+                        raise
+                    raise broken from exc
+                if done.commit_error is not None or done.committed:
+                    self._batch = None
+                    if done.commit_error is not None:
+                        batch.lost = self._broken_by(done.commit_error) or done.commit_error
+                    batch.committed.set()
+                else:
+                    if batch.lost is None and (self._broken is not None or not self._writer.in_transaction):
+                        # (SQLite rolled the whole transaction back by itself: a full disk, a failed write.)
+                        batch.lost = self._broken or StateBroken(
+                            f"a write to the brain database {self._path} was rolled back"
+                        )
+                    if (
+                        batch.lost is not None
+                        or batch.members >= _MAX_BATCH
+                        or not self._lock.statistics().tasks_waiting
+                    ):
+                        await self._end(batch)
+            if done.failed is not None:
+                failed = done.failed
+                if isinstance(failed, (sqlite3.Error, OSError)) and (broken := self._broken_by(failed)) is not None:
+                    raise broken from failed
+                raise failed
+            await batch.committed.wait()
+            if batch.lost is not None:
+                raise batch.lost
+            return cast(T, done.result)
+        raise AssertionError("a shielded scope swallows no exception")  # (for the type checker)
 
     @asynccontextmanager
     async def _member(self) -> AsyncGenerator[None]:
