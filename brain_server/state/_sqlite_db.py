@@ -153,11 +153,15 @@ class _Done:
 
 
 def _batched(
-    job: Callable[[sqlite3.Connection], object], conn: sqlite3.Connection, *, begin: bool, commit: bool
+    job: Callable[[sqlite3.Connection], object],
+    conn: sqlite3.Connection,
+    *,
+    begin: bool,
+    commit: Callable[[], bool],
 ) -> _Done:
     """On the writer's thread: `BEGIN IMMEDIATE` if `begin` (its failure raises: nothing is open), `job` in its
-    savepoint (`_savepointed`), then `COMMIT` if `commit`, whether or not the job failed (the batch's other work
-    is committed all the same)."""
+    savepoint (`_savepointed`), then `COMMIT` if `commit()` says no writer waits to share the transaction, whether
+    or not the job failed (the batch's other work is committed all the same)."""
     if begin:
         conn.execute("BEGIN IMMEDIATE")
     done = _Done()
@@ -165,7 +169,7 @@ def _batched(
         done.result = _savepointed(job, conn)
     except BaseException as exc:  # noqa: BLE001 (raised again on the event loop, once the batch is settled)
         done.failed = exc
-    if commit and conn.in_transaction:
+    if conn.in_transaction and commit():
         try:
             conn.execute("COMMIT")
             done.committed = True
@@ -188,6 +192,25 @@ async def close_quietly(conn: aiosqlite.Connection) -> None:
 
 _MAX_BATCH = 64
 """Writers that share one transaction at most (a bound on how long the first of them waits for its commit)."""
+
+
+class _CountedLock:
+    """An `anyio.Lock` whose waiters are counted in a plain int (`waiting`), which the writer's thread reads when
+    a job is done (`SqliteDatabase._write_job`) without touching the event loop's objects."""
+
+    def __init__(self) -> None:
+        self._lock = anyio.Lock()
+        self.waiting = 0
+
+    async def __aenter__(self) -> None:
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 @dataclass(eq=False)
@@ -214,7 +237,7 @@ class SqliteDatabase:
         self._writer = writer
         self._reader = reader
         self._inline = inline
-        self._lock = anyio.Lock()
+        self._lock = _CountedLock()
         self._batch: _Batch | None = None
         self._path = path
         self._identity = file_identity(path)
@@ -276,8 +299,8 @@ class SqliteDatabase:
     async def _write_job(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """`_write` for work that runs whole on the writer's thread (`job`, given the sqlite3 connection): in one
         round trip to that thread, the transaction's `BEGIN IMMEDIATE` when `job` opens the batch, its savepoint,
-        its statements, its release, and the batch's `COMMIT` when no writer waits behind it (else the last of
-        them commits, as in `_write`). `job` must not block on the event loop.
+        its statements, its release, and the batch's `COMMIT` when no writer waits behind it once the job is done
+        (else the last of them commits, as in `_write`). `job` must not block on the event loop.
 
         A round trip costs the event loop ~60 us of CPU and two thread wake-ups (~100 us in all): a lone claim made
         three of them (begin, job, commit), now one."""
@@ -289,11 +312,16 @@ class SqliteDatabase:
                 if batch is None:
                     batch = self._batch = _Batch()
                 batch.members += 1
-                # Decided before the job runs: a writer arriving while it runs waits for the lock, then opens the
-                # next batch (it never finds this one committed under it).
-                commit = batch.members >= _MAX_BATCH or not self._lock.statistics().tasks_waiting
+                members = batch.members
+
+                def last() -> bool:
+                    # Asked on the writer's thread once the job is done, as `_member` asks on the way out: a writer
+                    # that came to wait for the lock meanwhile shares the transaction (one arriving just after it
+                    # opens the next batch).
+                    return members >= _MAX_BATCH or not self._lock.waiting
+
                 try:
-                    done = await on_thread(self._writer, partial(_batched, job, begin=begin, commit=commit))
+                    done = await on_thread(self._writer, partial(_batched, job, begin=begin, commit=last))
                 except BaseException as exc:  # (its BEGIN failed, or the connection is gone)
                     if begin:  # (no transaction was opened: nothing to end)
                         self._batch = None
@@ -316,11 +344,7 @@ class SqliteDatabase:
                         batch.lost = self._broken or StateBroken(
                             f"a write to the brain database {self._path} was rolled back"
                         )
-                    if (
-                        batch.lost is not None
-                        or batch.members >= _MAX_BATCH
-                        or not self._lock.statistics().tasks_waiting
-                    ):
+                    if batch.lost is not None or batch.members >= _MAX_BATCH or not self._lock.waiting:
                         await self._end(batch)
             if done.failed is not None:
                 failed = done.failed
@@ -359,11 +383,7 @@ class SqliteDatabase:
                             batch.lost = self._broken or StateBroken(
                                 f"a write to the brain database {self._path} was rolled back"
                             )
-                        if (
-                            batch.lost is not None
-                            or batch.members >= _MAX_BATCH
-                            or not self._lock.statistics().tasks_waiting
-                        ):
+                        if batch.lost is not None or batch.members >= _MAX_BATCH or not self._lock.waiting:
                             await self._end(batch)
             assert batch is not None, "a writer that got this far joined a batch"
             await batch.committed.wait()
