@@ -28,8 +28,9 @@ near the brain's, they take a good part of the cores the brain would use, and th
 client as about the brain (each line says how much).
 
 `--against DIR` (a source tree of another version, e.g. `git archive main | tar -x -C DIR`): a second brain runs
-DIR's code (`PYTHONPATH=DIR`); in each run its claims (8 claimers, then one) follow this tree's, on the same
-machine under the same load, so a change is measured before and after in one run.
+DIR's code (`PYTHONPATH=DIR`, this environment's packages); in each run its ingest and claims (8 claimers, then
+one) follow this tree's, on the same machine under the same load, so a change is measured before and after in one
+run.
 
 The subject and the baseline alternate within each run (the machine's speed drifts); min/median/max of each ratio
 over the runs. The ratio says what the brain's per-request work costs over the storage it must do anyway: an HTTP
@@ -479,6 +480,8 @@ async def main(
                     flush=True,
                 )
                 if old is not None:
+                    # (the same ingest first: its database then holds what this tree's does when it claims)
+                    old_ingest, _ = await brain_ingest(old, batch, batches)
                     await queue_tasks(old, tasks)
                     before = await brain_claims(old, tasks, client=client)
                     await queue_tasks(old, alone)
@@ -487,7 +490,8 @@ async def main(
                     before_alone_p99s.append(_pct(before_lone.latencies, 0.99))
                     before_cpu.append((before.brain_cpu_ms, before.client_cpu_ms))
                     print(
-                        f"run {run + 1}, against: claims brain {before.line(bodies)}; one claimer: "
+                        f"run {run + 1}, against: ingest brain {old_ingest:7.0f} events/s; claims brain "
+                        f"{before.line(bodies)}; one claimer: "
                         f"{before_lone.line(1)}; load average {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
