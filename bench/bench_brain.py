@@ -454,7 +454,8 @@ async def main(
             if against is not None:
                 (root / "against").mkdir()
                 old = await stack.enter_async_context(brain(root / "against", bodies, code=against))
-            for run in range(runs):
+
+            async def this_tree(run: int) -> None:
                 subject, size = await brain_ingest(target, batch, batches)
                 bare = await anyio.to_thread.run_sync(bare_ingest, root / "bare.db", bodies, batch, batches, size, run)
                 ingest_ratios.append(subject / bare)
@@ -479,22 +480,31 @@ async def main(
                     f"claimer over {alone} tasks: {lone.line(1)}; load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
-                if old is not None:
-                    # (the same ingest first: its database then holds what this tree's does when it claims)
-                    old_ingest, _ = await brain_ingest(old, batch, batches)
-                    await queue_tasks(old, tasks)
-                    before = await brain_claims(old, tasks, client=client)
-                    await queue_tasks(old, alone)
-                    before_lone = await brain_claims(old, alone, claimers=1, client=client)
-                    before_p99s.append(_pct(before.latencies, 0.99))
-                    before_alone_p99s.append(_pct(before_lone.latencies, 0.99))
-                    before_cpu.append((before.brain_cpu_ms, before.client_cpu_ms))
-                    print(
-                        f"run {run + 1}, against: ingest brain {old_ingest:7.0f} events/s; claims brain "
-                        f"{before.line(bodies)}; one claimer: "
-                        f"{before_lone.line(1)}; load average {os.getloadavg()[0]:.1f}",
-                        flush=True,
-                    )
+
+            async def other_tree(run: int, old: Brain) -> None:
+                # (the same ingest first: its database then holds what this tree's does when it claims)
+                old_ingest, _ = await brain_ingest(old, batch, batches)
+                await queue_tasks(old, tasks)
+                before = await brain_claims(old, tasks, client=client)
+                await queue_tasks(old, alone)
+                before_lone = await brain_claims(old, alone, claimers=1, client=client)
+                before_p99s.append(_pct(before.latencies, 0.99))
+                before_alone_p99s.append(_pct(before_lone.latencies, 0.99))
+                before_cpu.append((before.brain_cpu_ms, before.client_cpu_ms))
+                print(
+                    f"run {run + 1}, against: ingest brain {old_ingest:7.0f} events/s; claims brain "
+                    f"{before.line(bodies)}; one claimer: "
+                    f"{before_lone.line(1)}; load average {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+
+            for run in range(runs):
+                # (the order alternates run by run: neither brain always claims right after the other's work)
+                if old is not None and run % 2:
+                    await other_tree(run, old)
+                await this_tree(run)
+                if old is not None and not run % 2:
+                    await other_tree(run, old)
         print(f"over {runs} runs, min/median/max:")
         print(f"  ingest brain/bare: {_spread(ingest_ratios)}")
         print(f"  claims brain/bare: {_spread(claim_ratios)}")
