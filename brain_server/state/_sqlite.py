@@ -84,7 +84,7 @@ class SqliteStateEngine(
         return cls(writer, reader, path=path, inline=inline)
 
     async def close(self) -> None:
-        """Close both connections, even when the caller is being cancelled (their threads would outlive it)."""
+        """Close every connection, even when the caller is being cancelled (their threads would outlive it)."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if self._batch is not None:  # (writers waiting for their commit: theirs is done first)
@@ -128,9 +128,8 @@ class SqliteStateEngine(
         )
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        # The reader runs each SELECT in its own read transaction: a revocation committed by another process
-        # (the CLI) is seen by the very next request.
-        # (every request reads its token: a point read on the event loop's thread, `_point`)
+        # Every request reads its token: a point read on the event loop's thread (`_point`), each in its own read
+        # transaction, so a revocation committed by another process (the CLI) is seen by the very next request.
         rows = await self._point("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
         return self._token(rows[0]) if rows else None
 

@@ -12,10 +12,12 @@ A write that is several statements with Python between them (a claim: find the t
 store it, log it) can run whole on the writer connection's thread (`_write_job`): one round trip to that thread
 while the write lock is held, instead of one per statement.
 
-A point read by an index of a small table that every request makes (a token by its hash) runs on the event loop's
-own thread, on a third, read-only connection (`_point`): ~20 us there against ~100 us of CPU and two thread
-wake-ups for a round trip to the reader's thread. It never waits for a lock (busy_timeout 0): a busy answer, rare
-in WAL mode, sends the read to the reader's thread instead.
+A point read of a small table (by an index; the tokens by agent, a scan of a few rows) that every request or claim
+makes (a token by its hash, whether an agent
+has a token, whether a lease ran out) runs on the event loop's own thread, on a third, read-only connection
+(`_point`): ~10-20 us of CPU there against ~90 us and two thread wake-ups for a round trip to the reader's thread.
+It never waits for a lock (busy_timeout 0): a busy answer, rare in WAL mode, sends the read to the reader's thread
+instead.
 
 Storage that fails (a malformed or truncated file, a full disk, a failed read or write, the file
 deleted or replaced under the engine) is `StateBroken`, for good: the first such error is kept
@@ -229,7 +231,8 @@ def file_identity(path: Path) -> tuple[int, int]:
 
 
 class SqliteDatabase:
-    """A writer and a reader on one file, and the lock that serialises this process's writers."""
+    """A writer and a reader on one file (and a read-only connection for point reads on the event loop's thread),
+    and the lock that serialises this process's writers."""
 
     def __init__(
         self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, path: Path, inline: sqlite3.Connection
