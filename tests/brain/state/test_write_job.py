@@ -75,6 +75,36 @@ async def test_a_write_job_runs_whole_on_the_writer_connections_thread(tmp_path:
 
 
 @pytest.mark.sqlite
+async def test_a_lone_claim_is_one_round_trip_to_the_writer_and_committed_when_it_returns(tmp_path: Path) -> None:
+    """A claim with no writer behind it opens its transaction, claims and commits in one job on the writer's thread
+    (a round trip each for BEGIN and COMMIT cost the event loop more than the claim): committed when it returns."""
+    state, path = await _open(tmp_path, 2)
+    writer = state._writer  # pyright: ignore[reportPrivateUsage]
+    real = writer._execute  # pyright: ignore[reportPrivateUsage, reportUnknownMemberType, reportUnknownVariableType]
+    trips: list[object] = []
+    statements: list[str] = []
+
+    async def counted(fn: object, *args: object, **kwargs: object) -> object:
+        trips.append(fn)
+        return await real(fn, *args, **kwargs)  # pyright: ignore[reportUnknownVariableType]
+
+    writer._execute = counted  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue]
+    await writer.set_trace_callback(statements.append)  # pyright: ignore[reportUnknownMemberType]
+    trips.clear()
+    try:
+        claimed = await state.claim_task(_grant("a"), _claim_log)
+        assert claimed is not None and claimed.id == "task_0"
+        assert len(trips) == 1, f"{len(trips)} round trips to the writer's thread for one claim"
+        assert [s.split()[0].upper() for s in statements if s.split()[0].upper() in ("BEGIN", "COMMIT")] == [
+            "BEGIN",
+            "COMMIT",
+        ]
+        assert _claimed_rows(path) == {"task_0": "a"}, "the claim returned before it was committed"
+    finally:
+        await state.close()
+
+
+@pytest.mark.sqlite
 async def test_claims_arriving_together_share_commits_and_each_returns_its_own_committed_task(
     tmp_path: Path,
 ) -> None:
