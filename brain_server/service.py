@@ -151,6 +151,10 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
+_HELD: tuple[TaskState, ...] = ("claimed", "waiting_approval")
+"""The states of a task its body holds."""
+
+
 def _claim_audit_seq(task: Task) -> int:
     """The claiming body's audit chain head the brain held when it granted the task's current claim (its `claimed`
     history line); a claim recorded before the brain noted it: every event after seq 0."""
@@ -683,24 +687,26 @@ class Brain:
 
     async def _governance_context(self, decision: Decision) -> governance.Context:
         """The captain agents, and the value of the task the proposing body holds (its priority), if any."""
-        value: float | None = None
-        for task in await self.state.tasks(agent=decision.agent):
-            holder = task.claimed_by
-            held = task.state in ("claimed", "waiting_approval") and holder is not None
-            if held and holder is not None and holder.body_id == decision.body_id:
-                value = task.value_usd if value is None else max(value, task.value_usd)
+        held = await self._held_tasks(decision)
+        value = max((task.value_usd for task in held), default=None)
         return governance.Context(captain_agents=bool(self.settings.captain_agents), priority=value)
 
     async def _held_task(self, decision: Decision) -> Task | None:
         """The task the proposing body holds as the decision's agent (the most valuable, if it holds several)."""
-        held = [
-            task
-            for task in await self.state.tasks(agent=decision.agent)
-            if task.state in ("claimed", "waiting_approval")
-            and task.claimed_by is not None
-            and task.claimed_by.body_id == decision.body_id
-        ]
+        held = await self._held_tasks(decision)
         return max(held, key=lambda task: (task.value_usd, task.id)) if held else None
+
+    async def _held_tasks(self, decision: Decision) -> list[Task]:
+        """The tasks the proposing body holds as the decision's agent (claimed, or parked waiting for approval).
+
+        Read by state (a few rows), not as the agent's whole history: the dashboard's inbox asks this for every
+        pending decision on every poll."""
+        return [
+            task
+            for state in _HELD
+            for task in await self.state.tasks(state=state, agent=decision.agent)
+            if task.claimed_by is not None and task.claimed_by.body_id == decision.body_id
+        ]
 
     async def record_review_usage(self, by: Principal, batch: UsageBatch) -> UsageAck:
         """A reviewer agent's LLM spend on the decisions it reviews, charged to the proposing task: each record
