@@ -73,15 +73,12 @@ class Telemetry:
         bodies = await state.bodies()
         updates: dict[str, set[str]] = {}
         undone: set[str] = set()
-        for decision in decisions:
-            if decision.state != "approved" or decision.created_at < since:
-                continue
-            for record in await state.compensations(decision.id):
-                if record.decision_id != decision.id:
-                    continue
-                updates.setdefault(decision.id, set()).add(record.target)
-                if record.reversed_at is not None:
-                    undone.add(decision.id)
+        approved = [d.id for d in decisions if d.state == "approved" and d.created_at >= since]
+        for record in await state.decision_compensations(approved) if approved else []:
+            assert record.decision_id is not None
+            updates.setdefault(record.decision_id, set()).add(record.target)
+            if record.reversed_at is not None:
+                undone.add(record.decision_id)
         return kpi.compute(
             since=since,
             until=until,

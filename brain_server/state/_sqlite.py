@@ -63,28 +63,32 @@ class SqliteStateEngine(
             raise unusable(exc, path) or exc from None
         await anyio.to_thread.run_sync(refuse_foreign, path)
         writer: aiosqlite.Connection | None = None
+        readers: list[aiosqlite.Connection] = []
         try:
             writer = await connect(path, "FULL" if durability == "power_loss" else "NORMAL")
             await _check_whole(writer, path)
             await migrate(writer)
-            reader = await connect(path, "NORMAL")
+            readers.append(await connect(path, "NORMAL"))
+            readers.append(await connect(path, "NORMAL"))  # (the scanner: `SqliteDatabase._scan`)
         except BaseException as exc:
-            if writer is not None:
-                await close_quietly(writer)
+            for conn in [*readers, *([] if writer is None else [writer])]:
+                await close_quietly(conn)
             broken = unusable(exc, path)
             if broken is None:
                 raise
             raise broken from None
-        return cls(writer, reader, path=path)
+        reader, scanner = readers
+        return cls(writer, reader, scanner, path=path)
 
     async def close(self) -> None:
-        """Close both connections, even when the caller is being cancelled (their threads would outlive it)."""
+        """Close every connection, even when the caller is being cancelled (their threads would outlive it)."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if self._batch is not None:  # (writers waiting for their commit: theirs is done first)
                     await self._end(self._batch)
                 await close_quietly(self._writer)
                 await close_quietly(self._reader)
+                await close_quietly(self._scanner)
 
     # -- tokens ----------------------------------------------------------------------------
 

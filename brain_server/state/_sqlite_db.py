@@ -12,6 +12,11 @@ A write that is several statements with Python between them (a claim: find the t
 store it, log it) can run whole on the writer connection's thread (`_write_job`): one round trip to that thread
 while the write lock is held, instead of one per statement.
 
+Reads that scan many rows and parse each (the task list, usage records, the KPIs' inputs: what an open dashboard
+polls) go through a third connection, the scanner (`_scan`), and are parsed on its thread: the reads every request
+makes (its token, the kill state) never queue behind one of them on the reader's thread, and the event loop never
+spends a scan's parsing (a kill fans out while a dashboard's KPIs are read).
+
 Storage that fails (a malformed or truncated file, a full disk, a failed read or write, the file
 deleted or replaced under the engine) is `StateBroken`, for good: the first such error is kept
 and every later call raises it, so a broken database is never half-used (`unusable` decides
@@ -153,9 +158,12 @@ def file_identity(path: Path) -> tuple[int, int]:
 class SqliteDatabase:
     """A writer and a reader on one file, and the lock that serialises this process's writers."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, path: Path) -> None:
+    def __init__(
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, scanner: aiosqlite.Connection, *, path: Path
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._scanner = scanner
         self._lock = anyio.Lock()
         self._batch: _Batch | None = None
         self._path = path
@@ -278,6 +286,24 @@ class SqliteDatabase:
         self._check()
         try:
             return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        except (sqlite3.Error, OSError) as exc:
+            broken = self._broken_by(exc)
+            if broken is None:
+                raise
+            raise broken from exc
+
+    async def _scan(self, sql: str, params: Iterable[Any], parse: Callable[[list[sqlite3.Row]], T]) -> T:
+        """`parse` of the rows `sql` selects, read on the scanner's connection and parsed on its thread (one
+        snapshot, one round trip): for reads of many rows (see the module docstring). `parse` must not touch the
+        event loop."""
+        self._check()
+        values = tuple(params)
+
+        def job(conn: sqlite3.Connection) -> T:
+            return parse(conn.execute(sql, values).fetchall())
+
+        try:
+            return await on_thread(self._scanner, job)
         except (sqlite3.Error, OSError) as exc:
             broken = self._broken_by(exc)
             if broken is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -155,7 +155,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         return task
 
     async def task(self, task_id: str) -> Task | None:
-        found = await self._read("WHERE id = ?", [task_id])
+        found = _tasks_of(await self._rows(_select_tasks("WHERE id = ?"), [task_id]))
         return found[0] if found else None
 
     async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
@@ -167,25 +167,8 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         if agent is not None:
             where.append("claimed_agent = ?")
             params.append(agent)
-        return await self._read(f"WHERE {' AND '.join(where)}" if where else "", params)
-
-    async def _read(self, clause: str, params: list[Any]) -> list[Task]:
-        """The tasks `clause` selects, oldest first, with their histories."""
-        columns = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
-        # One statement, so the rows and their histories are read from one snapshot.
-        rows = await self._rows(
-            f"SELECT {columns}, e.event AS event FROM (SELECT * FROM tasks {clause}) AS t "
-            "LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY t.seq, e.id",
-            params,
-        )
-        found: dict[str, dict[str, Any]] = {}
-        history: dict[str, list[TaskEvent]] = {}
-        for row in rows:
-            found.setdefault(row["id"], {name: row[name] for name in TASK_ROW_FIELDS})
-            events = history.setdefault(row["id"], [])
-            if row["event"] is not None:
-                events.append(TaskEvent.model_validate_json(row["event"]))
-        return [task_from_row(found[task_id], history[task_id]) for task_id in found]
+        # (every task with its history, as the dashboard polls it: on the scanner, parsed off the event loop)
+        return await self._scan(_select_tasks(f"WHERE {' AND '.join(where)}" if where else ""), params, _tasks_of)
 
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
@@ -440,6 +423,14 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         await conn.executemany("UPDATE compensations SET before = ?, after = ? WHERE id = ?", changed)
         return len(changed)
 
+    async def decision_compensations(self, decision_ids: Collection[str]) -> list[Compensation]:
+        # (one read for every decision of a KPI window, on the index compensations_decision)
+        return await self._scan(
+            "SELECT * FROM compensations WHERE decision_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps(sorted(decision_ids)),),
+            lambda rows: [self._compensation(row) for row in rows],
+        )
+
     async def compensations(self, target_id: str) -> list[Compensation]:
         rows = await self._rows(
             "SELECT * FROM compensations WHERE action_id = ? OR decision_id = ? ORDER BY id", (target_id, target_id)
@@ -564,3 +555,26 @@ def _compensate_now(
             iso(at),
         ),
     )
+
+
+def _select_tasks(clause: str) -> str:
+    """The tasks `clause` selects, oldest first, each row joined with its history's events (one statement, so the
+    rows and their histories are read from one snapshot); `_tasks_of` makes them tasks."""
+    columns = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+    return (
+        f"SELECT {columns}, e.event AS event FROM (SELECT * FROM tasks {clause}) AS t "
+        "LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY t.seq, e.id"
+    )
+
+
+def _tasks_of(rows: Sequence[sqlite3.Row]) -> list[Task]:
+    found: dict[str, dict[str, Any]] = {}
+    history: dict[str, list[TaskEvent]] = {}
+    for row in rows:
+        task_id = row["id"]
+        if task_id not in found:
+            found[task_id] = {name: row[name] for name in TASK_ROW_FIELDS}
+            history[task_id] = []
+        if row["event"] is not None:
+            history[task_id].append(TaskEvent.model_validate_json(row["event"]))
+    return [task_from_row(found[task_id], history[task_id]) for task_id in found]

@@ -4,6 +4,7 @@ SQL from the tables the other stores keep, so that a `/metrics` scrape never par
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import cast
@@ -13,6 +14,7 @@ from shared_protocol.decisions import DecisionState
 
 from ._records import DecisionTiming, LogEntry, Presence, TaskTiming, UsageSummary
 from ._rules import iso, parse_time
+from ._sqlite_autonomy import usage_records
 from ._sqlite_db import SqliteDatabase
 
 _USAGE_SUMMARY = """
@@ -35,6 +37,17 @@ _AT = "julianday(json_extract(record, '$.at'))"
 """A usage record's time, as the index `usage_records_at` holds it."""
 
 
+def _presence(rows: Sequence[sqlite3.Row]) -> list[Presence]:
+    return [
+        Presence(subject=row["subject"], minutes=int(row["minutes"]), first=cast(datetime, parse_time(row["first"])))
+        for row in rows
+    ]
+
+
+def _decisions(rows: Sequence[sqlite3.Row]) -> list[Decision]:
+    return sorted((Decision.model_validate_json(row[0]) for row in rows), key=lambda d: d.created_at)
+
+
 class SqliteTelemetry(SqliteDatabase):
     """Presence minutes, and the summaries `/metrics` and the KPIs read."""
 
@@ -46,18 +59,13 @@ class SqliteTelemetry(SqliteDatabase):
             )
 
     async def presence(self, *, since: datetime) -> list[Presence]:
-        rows = await self._rows(
+        return await self._scan(
             "SELECT subject, COUNT(*) AS minutes, (SELECT MIN(minute) FROM telemetry_presence AS p "
             "WHERE p.subject = t.subject) AS first FROM telemetry_presence AS t WHERE minute >= ? "
             "GROUP BY subject ORDER BY subject",
             (iso(since),),
+            _presence,
         )
-        return [
-            Presence(
-                subject=row["subject"], minutes=int(row["minutes"]), first=cast(datetime, parse_time(row["first"]))
-            )
-            for row in rows
-        ]
 
     async def prune_telemetry(self, before: datetime, log: LogEntry) -> int:
         async with self._write() as conn:
@@ -68,8 +76,7 @@ class SqliteTelemetry(SqliteDatabase):
         return pruned
 
     async def decisions(self) -> list[Decision]:
-        rows = await self._rows("SELECT decision FROM decisions")
-        return sorted((Decision.model_validate_json(row[0]) for row in rows), key=lambda d: d.created_at)
+        return await self._scan("SELECT decision FROM decisions", (), _decisions)
 
     async def count_decisions(self) -> dict[DecisionState, int]:
         rows = await self._rows("SELECT state, COUNT(*) FROM decisions GROUP BY state")
@@ -77,12 +84,12 @@ class SqliteTelemetry(SqliteDatabase):
 
     async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
         # (both sides of the OR on an index of schema v14: usage_records_at and usage_records_task)
-        rows = await self._rows(
+        return await self._scan(
             f"SELECT record FROM usage_records WHERE ({_AT} >= julianday(?) AND {_AT} <= julianday(?)) "
             "OR json_extract(record, '$.task_id') IN (SELECT value FROM json_each(?)) ORDER BY seq",
             (iso(since), iso(until), json.dumps(sorted(task_ids))),
+            usage_records,
         )
-        return [UsageRecord.model_validate_json(row["record"]) for row in rows]
 
     async def usage_summary(
         self, *, since: datetime | None = None, until: datetime | None = None

@@ -4,6 +4,7 @@ the database itself keeps append-only (triggers), and writers in several process
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -286,3 +287,32 @@ async def test_first_uses_of_one_body_by_two_tokens_from_two_connections_bind_ex
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_scan_being_read_never_holds_up_the_token_and_kill_state_reads_every_request_makes(
+    tmp_path: Path,
+) -> None:
+    """A dashboard's scans (every task, every usage record) run on the scanner's own connection and thread: a kill's
+    token lookup and a kill-state read are answered while one is still being parsed."""
+    engine = await SqliteStateEngine.open(tmp_path / "brain.db")
+    try:
+        await engine.add_token(token_record(1, "captain"), entry("token_create"))
+        parsing, release = threading.Event(), threading.Event()
+
+        def held(rows: list[sqlite3.Row]) -> int:
+            parsing.set()
+            release.wait(10)
+            return len(rows)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(engine._scan, "SELECT * FROM tokens", (), held)  # pyright: ignore[reportPrivateUsage]
+            await anyio.to_thread.run_sync(parsing.wait, 10)
+            try:
+                with anyio.fail_after(5):
+                    found = await engine.token_by_hash("hash_1")
+                    assert found is not None and found.id == "tok_1"
+                    assert not (await engine.kill_state()).engaged
+            finally:
+                release.set()
+    finally:
+        await engine.close()
