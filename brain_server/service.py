@@ -1328,9 +1328,11 @@ class Brain:
     ) -> UsageTotals:
         """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only."""
         records = await self.state.usage(body_id=for_body)
-        return usage_totals(
+        chosen = [
             r for r in records if (agent is None or r.agent == agent) and (task_id is None or r.task_id == task_id)
-        )
+        ]
+        # (summed on a worker thread: with every record ever kept, not on the event loop a kill fans out on)
+        return await anyio.to_thread.run_sync(usage_totals, chosen)
 
     @staticmethod
     def _caused_by(request: ClaimRequest | OutcomeRequest, *, body_id: str | None) -> CompensationDraft | None:
