@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 import anyio
@@ -128,6 +129,7 @@ from .privacy import (
 from .rollout import live_ready, live_refusal, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
+from .shared_reads import SharedReads
 from .state import (
     BodyRecord,
     ClaimGrant,
@@ -224,6 +226,7 @@ class Brain:
         )
         self.rollouts = Rollouts(state, config=settings.rollout, alert=self.raise_alert, now=self.now)
         """Each agent's rollout of a new logic version: shadow, canary steps, live (`rollouts.py`)."""
+        self._usage_reads = SharedReads[tuple[str | None, str | None, str | None], UsageTotals]()
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -1326,7 +1329,11 @@ class Brain:
     async def usage(
         self, *, for_body: str | None = None, agent: str | None = None, task_id: str | None = None
     ) -> UsageTotals:
-        """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only."""
+        """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only (asked for while
+        the same totals are being summed: that sum, `SharedReads`)."""
+        return await self._usage_reads.read((for_body, agent, task_id), partial(self._usage, for_body, agent, task_id))
+
+    async def _usage(self, for_body: str | None, agent: str | None, task_id: str | None) -> UsageTotals:
         records = await self.state.usage(body_id=for_body)
         chosen = [
             r for r in records if (agent is None or r.agent == agent) and (task_id is None or r.task_id == task_id)
