@@ -246,6 +246,7 @@ class Brain:
         try:
             async with anyio.create_task_group() as group:
                 self._background = group
+                group.start_soon(self.audit_feed.run)
                 try:
                     yield self
                 finally:

@@ -1,24 +1,33 @@
 """The audit events the brain stores, as they arrive, for the dashboard's live audit stream.
 
-`Brain.ingest_audit` hands every newly stored batch to `publish`, which keeps the newest `keep` events in memory
-(what a page that opens sees first) and hands the batch to every open dashboard stream without awaiting anything,
-like the `EventHub`: a stream whose buffer is full (a page not reading) is cut off and reconnects. A batch is
-encoded once for every open stream (`encode`: the SSE text, redacted), and not at all while none is open. Nothing
-here touches the database, so an open dashboard costs the brain no queries per event; after a restart the backlog
-starts empty.
+`Brain.ingest_audit` hands every newly stored batch to `publish`, which only queues it: nothing is encoded or sent
+there, so a storm of audit batches (every body writing while a kill fans out) costs the event loop a list append
+per batch, not an encoding and a write to every open page. `run` (the brain's background work) sends what queued at
+most every `every_s`: encoded once for every open stream (`encode`: the SSE text, redacted, on a worker thread),
+one chunk per stream, like the `EventHub` without awaiting any page: a stream whose buffer is full (a page not
+reading) is cut off and reconnects. The newest `keep` events sent (or stored while no page was open) are kept in
+memory for a page that opens (`backlog`); a page sees every event, at most `every_s` late. Nothing here touches the
+database, so an open dashboard costs the brain no queries per event; after a restart the backlog starts empty.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 
 import anyio
+import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from shared_protocol import AuditEvent
 from shared_protocol.privacy import redact_tokens
+
+logger = logging.getLogger(__name__)
+
+FLUSH_S = 0.25
+"""How often at most the queued events go out to the open pages (a human reads slower)."""
 
 
 def redacted(data: bytes) -> bytes:
@@ -36,29 +45,71 @@ def sse_audit(events: Sequence[AuditEvent]) -> bytes:
 
 class AuditFeed:
     def __init__(
-        self, encode: Callable[[Sequence[AuditEvent]], bytes] = sse_audit, *, keep: int = 200, buffer: int = 256
+        self,
+        encode: Callable[[Sequence[AuditEvent]], bytes] = sse_audit,
+        *,
+        keep: int = 200,
+        buffer: int = 256,
+        every_s: float = FLUSH_S,
     ) -> None:
         self._encode = encode
         self._recent: deque[AuditEvent] = deque(maxlen=keep)
         self._buffer = buffer
-        """Batches a stream may have waiting before it is cut off."""
+        """Chunks a stream may have waiting before it is cut off."""
+        self._every_s = every_s
+        self._queued: list[AuditEvent] = []
+        """Stored while a page was open, not sent yet (`flush`)."""
+        self._wake: anyio.Event | None = None
+        """Set when something is queued; made by `run` (an event needs the running event loop)."""
         self._subscribers: set[MemoryObjectSendStream[bytes]] = set()
 
     def backlog(self) -> bytes:
-        """The newest events stored since the brain started, oldest first, encoded."""
+        """The newest events sent (or stored while no page was open), oldest first, encoded: what a page that opens
+        now is sent first; what is queued reaches it with the next `flush`."""
         return self._encode(list(self._recent)) if self._recent else b""
 
     def publish(self, events: Sequence[AuditEvent]) -> None:
-        self._recent.extend(events)
-        if not self._subscribers or not events:
+        """Queue newly stored events for the open pages (kept for the backlog straight away while none is)."""
+        if not events:
             return
-        chunk = self._encode(events)
-        for send in list(self._subscribers):
+        if not self._subscribers and not self._queued:
+            self._recent.extend(events)
+            return
+        self._queued.extend(events)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Send what queued to every open stream: encoded once (on a worker thread), one chunk each."""
+        events, self._queued = self._queued, []
+        if not events:
+            return
+        self._recent.extend(events)
+        # (the streams open now; one opening while the chunk is encoded has these in its backlog already)
+        streams = list(self._subscribers)
+        if not streams:
+            return
+        chunk = await anyio.to_thread.run_sync(self._encode, events)
+        for send in streams:
+            if send not in self._subscribers:
+                continue
             try:
                 send.send_nowait(chunk)
             except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._subscribers.discard(send)
                 send.close()
+
+    async def run(self) -> None:
+        """Flush at most every `every_s`, whenever something is queued (the brain's background work)."""
+        while True:
+            self._wake = anyio.Event()
+            if not self._queued:
+                await self._wake.wait()
+            await anyio.sleep(self._every_s)  # (what else arrives meanwhile goes in the same chunk)
+            try:
+                await self.flush()
+            except Exception:  # (background work never raises, `Brain.running`: the pages miss this chunk)
+                logger.exception("the dashboard's audit feed could not send what was queued")
 
     @contextmanager
     def subscribe(self) -> Generator[MemoryObjectReceiveStream[bytes]]:
