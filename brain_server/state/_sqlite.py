@@ -444,6 +444,7 @@ class SqliteStateEngine(
         if counts:
             async with self._lock:  # (the old texts' pages out of the WAL too)
                 await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._forget_parsed()  # (and out of what earlier scans parsed)
         return counts
 
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:

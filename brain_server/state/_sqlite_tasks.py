@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
@@ -21,6 +22,7 @@ from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Decision, Task, TaskEvent, TaskState
 
 from ..verification import EventKey, Evidence, awaited, settle_task
+from ._parsed import Parsed
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
     TASK_ROW_FIELDS,
@@ -72,6 +74,16 @@ def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
 
 class SqliteTasks(SqliteDatabase, TaskTransitions):
     """Tasks in `tasks` (and their history in `task_events`), their compensating records in `compensations`."""
+
+    def __init__(
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, scanner: aiosqlite.Connection, *, path: Path
+    ) -> None:
+        super().__init__(writer, reader, scanner, path=path)
+        self._parsed_tasks = Parsed[str, TaskSource, Task](_task)
+
+    async def _forget_parsed(self) -> None:
+        """Forget the tasks parsed by earlier scans (after a privacy rewrite), on the scanner's thread."""
+        await on_thread(self._scanner, lambda _conn: self._parsed_tasks.clear())
 
     async def _load(self, conn: aiosqlite.Connection, task_id: str) -> StoredTask | None:
         """The task's row and history, in one statement (one round trip)."""
@@ -167,8 +179,16 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         if agent is not None:
             where.append("claimed_agent = ?")
             params.append(agent)
-        # (every task with its history, as the dashboard polls it: on the scanner, parsed off the event loop)
-        return await self._scan(_select_tasks(f"WHERE {' AND '.join(where)}" if where else ""), params, _tasks_of)
+
+        # (every task with its history, as the dashboard polls it: on the scanner, parsed off the event loop, and
+        # only what changed since the last scan)
+        def parse(rows: list[sqlite3.Row]) -> list[Task]:
+            found = _tasks_of(rows, self._parsed_tasks)
+            if not where:
+                self._parsed_tasks.keep_only({task.id for task in found})
+            return found
+
+        return await self._scan(_select_tasks(f"WHERE {' AND '.join(where)}" if where else ""), params, parse)
 
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
@@ -567,14 +587,29 @@ def _select_tasks(clause: str) -> str:
     )
 
 
-def _tasks_of(rows: Sequence[sqlite3.Row]) -> list[Task]:
-    found: dict[str, dict[str, Any]] = {}
-    history: dict[str, list[TaskEvent]] = {}
+TaskSource = tuple[tuple[Any, ...], tuple[str, ...]]
+"""What a task is parsed from: its row's values (`TASK_ROW_FIELDS`), and its history's events as stored."""
+
+
+def _task(source: TaskSource) -> Task:
+    values, events = source
+    row: dict[str, Any] = dict(zip(TASK_ROW_FIELDS, values, strict=True))
+    return task_from_row(row, [TaskEvent.model_validate_json(event) for event in events])
+
+
+def _tasks_of(rows: Sequence[sqlite3.Row], parsed: Parsed[str, TaskSource, Task] | None = None) -> list[Task]:
+    """The tasks `_select_tasks` read, oldest first; with `parsed`, those unchanged since the last scan as parsed
+    then (on the scanner's thread)."""
+    values: dict[str, tuple[Any, ...]] = {}
+    history: dict[str, list[str]] = {}
     for row in rows:
         task_id = row["id"]
-        if task_id not in found:
-            found[task_id] = {name: row[name] for name in TASK_ROW_FIELDS}
+        if task_id not in values:
+            values[task_id] = tuple(row[name] for name in TASK_ROW_FIELDS)
             history[task_id] = []
         if row["event"] is not None:
-            history[task_id].append(TaskEvent.model_validate_json(row["event"]))
-    return [task_from_row(found[task_id], history[task_id]) for task_id in found]
+            history[task_id].append(row["event"])
+    sources = {task_id: (values[task_id], tuple(history[task_id])) for task_id in values}
+    if parsed is None:
+        return [_task(source) for source in sources.values()]
+    return [parsed.get(task_id, source) for task_id, source in sources.items()]
