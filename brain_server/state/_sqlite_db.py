@@ -41,6 +41,7 @@ import anyio.to_thread
 
 from ..canary import bucket
 from ..exceptions import StateBroken
+from ._parsed import Parsed
 from ._records import LogEntry
 from ._rules import canonical, iso
 
@@ -164,6 +165,8 @@ class SqliteDatabase:
         self._writer = writer
         self._reader = reader
         self._scanner = scanner
+        self._parsed: list[Parsed[Any, Any, Any]] = []
+        """What scans parsed, kept for the next scan (`_parsed.Parsed`): each part of the engine adds its own."""
         self._lock = anyio.Lock()
         self._batch: _Batch | None = None
         self._path = path
@@ -309,6 +312,15 @@ class SqliteDatabase:
             if broken is None:
                 raise
             raise broken from exc
+
+    async def _forget_parsed(self) -> None:
+        """Forget what earlier scans parsed (after a privacy rewrite), on the scanner's thread (where it is used)."""
+
+        def forget(_conn: sqlite3.Connection) -> None:
+            for parsed in self._parsed:
+                parsed.clear()
+
+        await on_thread(self._scanner, forget)
 
     async def _row(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self._rows(sql, params)

@@ -80,10 +80,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
     ) -> None:
         super().__init__(writer, reader, scanner, path=path)
         self._parsed_tasks = Parsed[str, TaskSource, Task](_task)
-
-    async def _forget_parsed(self) -> None:
-        """Forget the tasks parsed by earlier scans (after a privacy rewrite), on the scanner's thread."""
-        await on_thread(self._scanner, lambda _conn: self._parsed_tasks.clear())
+        self._parsed.append(self._parsed_tasks)
 
     async def _load(self, conn: aiosqlite.Connection, task_id: str) -> StoredTask | None:
         """The task's row and history, in one statement (one round trip)."""
