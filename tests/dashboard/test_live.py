@@ -77,7 +77,7 @@ async def test_the_stream_carries_kills_decisions_and_audit_events_and_ends_on_r
                 await ended.wait()
         # A page opened after the brain stored them gets the newest audit events first; a bearer token works too.
         async with api.client.stream("GET", "/v1/dashboard/stream", headers=api.headers("captain")) as response:
-            names = []
+            names: list[str] = []
             async for event in sse_events(response):
                 names.append(event.name)
                 if len(names) == 3:
