@@ -1,30 +1,28 @@
 """The audit events the brain stores, as they arrive, for the dashboard's live audit stream.
 
-`Brain.ingest_audit` hands every newly stored batch to `publish`, which only queues it: nothing is encoded or sent
-there, so a storm of audit batches (every body writing while a kill fans out) costs the event loop a list append
-per batch, not an encoding and a write to every open page. `run` (the brain's background work) sends what queued at
-most every `every_s`: encoded once for every open stream (`encode`: the SSE text, redacted, on a worker thread),
-one chunk per stream, like the `EventHub` without awaiting any page: a stream whose buffer is full (a page not
-reading) is cut off and reconnects. The newest `keep` events sent (or stored while no page was open) are kept in
-memory for a page that opens (`backlog`); a page sees every event, at most `every_s` late. Nothing here touches the
-database, so an open dashboard costs the brain no queries per event; after a restart the backlog starts empty.
+`Brain.ingest_audit` hands every newly stored batch to `publish`, which encodes it once for every open stream
+(`encode`: the SSE text, redacted; not at all while none is open) and queues it: nothing is sent there, so a storm of
+audit batches (every body writing while a kill fans out) costs the event loop one encoding per batch, not a wake-up
+and a socket write per page per batch. `run` (the brain's background work) sends what queued at most every
+`every_s`, one chunk per stream, like the `EventHub` without awaiting any page: a stream whose buffer is full (a page
+not reading) is cut off and reconnects. (Encoding stays in `publish`, on the event loop, a batch at a time: on a
+worker thread a flush's whole chunk would hold the GIL against the loop in 5 ms slices, a longer wait for a kill
+landing then than one batch's encoding.) The newest `keep` events sent (or stored while no page was open) are kept
+in memory for a page that opens (`backlog`); a page sees every event, at most `every_s` late. Nothing here touches
+the database, so an open dashboard costs the brain no queries per event; after a restart the backlog starts empty.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 
 import anyio
-import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from shared_protocol import AuditEvent
 from shared_protocol.privacy import redact_tokens
-
-logger = logging.getLogger(__name__)
 
 FLUSH_S = 0.25
 """How often at most the queued events go out to the open pages (a human reads slower)."""
@@ -57,8 +55,8 @@ class AuditFeed:
         self._buffer = buffer
         """Chunks a stream may have waiting before it is cut off."""
         self._every_s = every_s
-        self._queued: list[AuditEvent] = []
-        """Stored while a page was open, not sent yet (`flush`)."""
+        self._queued: list[tuple[Sequence[AuditEvent], bytes]] = []
+        """Stored while a page was open, encoded, not sent yet (`flush`)."""
         self._wake: anyio.Event | None = None
         """Set when something is queued; made by `run` (an event needs the running event loop)."""
         self._subscribers: set[MemoryObjectSendStream[bytes]] = set()
@@ -69,30 +67,28 @@ class AuditFeed:
         return self._encode(list(self._recent)) if self._recent else b""
 
     def publish(self, events: Sequence[AuditEvent]) -> None:
-        """Queue newly stored events for the open pages (kept for the backlog straight away while none is)."""
+        """Encode and queue newly stored events for the open pages (kept for the backlog straight away while none
+        is)."""
         if not events:
             return
         if not self._subscribers and not self._queued:
             self._recent.extend(events)
             return
-        self._queued.extend(events)
+        self._queued.append((events, self._encode(events)))
         if self._wake is not None:
             self._wake.set()
 
-    async def flush(self) -> None:
-        """Send what queued to every open stream: encoded once (on a worker thread), one chunk each."""
-        events, self._queued = self._queued, []
-        if not events:
+    def flush(self) -> None:
+        """Send what queued to every open stream, one chunk each."""
+        queued, self._queued = self._queued, []
+        if not queued:
             return
-        self._recent.extend(events)
-        # (the streams open now; one opening while the chunk is encoded has these in its backlog already)
-        streams = list(self._subscribers)
-        if not streams:
+        for events, _chunk in queued:
+            self._recent.extend(events)
+        if not self._subscribers:
             return
-        chunk = await anyio.to_thread.run_sync(self._encode, events)
-        for send in streams:
-            if send not in self._subscribers:
-                continue
+        chunk = b"".join(chunk for _events, chunk in queued)
+        for send in list(self._subscribers):
             try:
                 send.send_nowait(chunk)
             except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -106,10 +102,7 @@ class AuditFeed:
             if not self._queued:
                 await self._wake.wait()
             await anyio.sleep(self._every_s)  # (what else arrives meanwhile goes in the same chunk)
-            try:
-                await self.flush()
-            except Exception:  # (background work never raises, `Brain.running`: the pages miss this chunk)
-                logger.exception("the dashboard's audit feed could not send what was queued")
+            self.flush()
 
     @contextmanager
     def subscribe(self) -> Generator[MemoryObjectReceiveStream[bytes]]:

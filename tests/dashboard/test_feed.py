@@ -36,9 +36,10 @@ async def test_a_batch_is_encoded_once_for_every_open_stream_and_never_while_non
     assert encode.batches == []  # (no page open: nothing encoded)
     with feed.subscribe() as first, feed.subscribe() as second:
         feed.publish(_events(2, start=4))
-        assert encode.batches == []  # (queued: the next flush sends it)
-        await feed.flush()
         assert encode.batches == [2]
+        with pytest.raises(anyio.WouldBlock):
+            first.receive_nowait()  # (queued: the next flush sends it)
+        feed.flush()
         one, two = first.receive_nowait(), second.receive_nowait()
     assert one is two
     assert one.count(b"event: audit\n") == 2 and b'"seq":4' in one and b'"seq":5' in one
@@ -59,7 +60,7 @@ async def test_a_stream_that_does_not_read_is_cut_off_and_the_others_still_get_e
     with feed.subscribe() as idle, feed.subscribe() as reading:
         for seq in range(1, 5):
             feed.publish(_events(1, start=seq))
-            await feed.flush()
+            feed.flush()
             assert b'"seq":%d' % seq in reading.receive_nowait()
         assert feed.subscribers == 1
         assert len([idle.receive_nowait(), idle.receive_nowait()]) == 2  # (what it had, then the end)
@@ -74,16 +75,18 @@ async def test_a_storm_of_batches_goes_out_as_one_chunk_a_flush_and_a_page_openi
     feed = AuditFeed(encode)
     feed.publish(_events(1))
     with feed.subscribe() as first:
-        for seq in range(2, 52):  # (50 bodies' batches while a kill fans out: nothing encoded or sent yet)
+        for seq in range(2, 52):  # (50 bodies' batches while a kill fans out: each encoded once, nothing sent yet)
             feed.publish(_events(1, start=seq))
-        assert encode.batches == []
+        assert encode.batches == [1] * 50
+        with pytest.raises(anyio.WouldBlock):
+            first.receive_nowait()
         with feed.subscribe() as second:
             opened_with = feed.backlog()  # (what it is sent first: the one event from before the pages)
-            await feed.flush()
+            feed.flush()
             chunks = [first.receive_nowait(), second.receive_nowait()]
             with pytest.raises(anyio.WouldBlock):
                 first.receive_nowait()
-    assert encode.batches[-1] == 50  # (one encoding of the 50 queued, for both pages)
+    assert len(encode.batches) == 51  # (the backlog's encoding, then nothing more for the second page)
     assert chunks[0] is chunks[1] and chunks[0].count(b"event: audit\n") == 50
     assert opened_with.count(b"event: audit\n") == 1 and b'"seq":1,' in opened_with
     assert b'"seq":1,' not in chunks[1]
