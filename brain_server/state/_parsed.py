@@ -22,20 +22,27 @@ class Parsed(Generic[K, S, V]):
 
     def __init__(self, parse: Callable[[S], V]) -> None:
         self._parse = parse
-        self._rows: dict[K, tuple[S, V]] = {}
+        self._rows: dict[K, tuple[S, V, int]] = {}
+        self._scans = 0
+        """Scans ended (`end_scan`): each row remembers the last one that used it."""
 
     def get(self, key: K, source: S) -> V:
         kept = self._rows.get(key)
-        if kept is not None and kept[0] == source:
-            return kept[1]
-        value = self._parse(source)
-        self._rows[key] = (source, value)
+        value = kept[1] if kept is not None and kept[0] == source else self._parse(source)
+        self._rows[key] = (source, value, self._scans)
         return value
 
     def keep_only(self, keys: set[K]) -> None:
         """Forget rows a scan of the whole table did not see (deleted since): memory follows the table."""
         if len(keys) < len(self._rows):
             self._rows = {k: v for k, v in self._rows.items() if k in keys}
+
+    def end_scan(self, *, keep: int) -> None:
+        """Forget rows none of the last `keep` scans used (for scans of a window: memory follows what they read)."""
+        self._scans += 1
+        oldest = self._scans - keep
+        if any(used < oldest for _source, _value, used in self._rows.values()):
+            self._rows = {k: v for k, v in self._rows.items() if v[2] >= oldest}
 
     def clear(self) -> None:
         """Forget every row (what a privacy rewrite replaced is then kept nowhere in this process)."""

@@ -7,14 +7,17 @@ import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import cast
+
+import aiosqlite
 
 from shared_protocol.brain import Decision, UsageRecord
 from shared_protocol.decisions import DecisionState
 
+from ._parsed import Parsed
 from ._records import DecisionTiming, LogEntry, Presence, TaskTiming, UsageSummary
 from ._rules import iso, parse_time
-from ._sqlite_autonomy import usage_records
 from ._sqlite_db import SqliteDatabase
 
 _USAGE_SUMMARY = """
@@ -33,6 +36,8 @@ _USAGE_TOTALS = """
     SELECT agent, model, outcome, calls, usd, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
     FROM usage_totals ORDER BY 1, 2, 3
 """
+_KEEP_SCANS = 4
+"""KPI scans a usage record stays parsed for unused (the two windows a page polls, a few pages apart)."""
 _AT = "julianday(json_extract(record, '$.at'))"
 """A usage record's time, as the index `usage_records_at` holds it."""
 
@@ -50,6 +55,13 @@ def _decisions(rows: Sequence[sqlite3.Row]) -> list[Decision]:
 
 class SqliteTelemetry(SqliteDatabase):
     """Presence minutes, and the summaries `/metrics` and the KPIs read."""
+
+    def __init__(
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, scanner: aiosqlite.Connection, *, path: Path
+    ) -> None:
+        super().__init__(writer, reader, scanner, path=path)
+        self._parsed_usage = Parsed[int, str, UsageRecord](UsageRecord.model_validate_json)
+        self._parsed.append(self._parsed_usage)
 
     async def mark_presence(self, subjects: Sequence[str], minute: datetime) -> None:
         async with self._write() as conn:
@@ -84,11 +96,17 @@ class SqliteTelemetry(SqliteDatabase):
 
     async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
         # (both sides of the OR on an index of schema v14: usage_records_at and usage_records_task)
+        # (a KPI window's records, every poll of every page: what the last scans parsed is reused, `_parsed`)
+        def parse(rows: list[sqlite3.Row]) -> list[UsageRecord]:
+            found = [self._parsed_usage.get(int(row["seq"]), str(row["record"])) for row in rows]
+            self._parsed_usage.end_scan(keep=_KEEP_SCANS)
+            return found
+
         return await self._scan(
-            f"SELECT record FROM usage_records WHERE ({_AT} >= julianday(?) AND {_AT} <= julianday(?)) "
+            f"SELECT seq, record FROM usage_records WHERE ({_AT} >= julianday(?) AND {_AT} <= julianday(?)) "
             "OR json_extract(record, '$.task_id') IN (SELECT value FROM json_each(?)) ORDER BY seq",
             (iso(since), iso(until), json.dumps(sorted(task_ids))),
-            usage_records,
+            parse,
         )
 
     async def usage_summary(
