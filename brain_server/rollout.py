@@ -95,30 +95,53 @@ def live_refusal(
     )
 
 
-def _add(total: UsageTotal, record: UsageRecord) -> UsageTotal:
-    return UsageTotal(
-        calls=total.calls + 1,
-        usd=total.usd + record.usd,
-        input_tokens=total.input_tokens + record.input_tokens,
-        output_tokens=total.output_tokens + record.output_tokens,
-        cache_read_tokens=total.cache_read_tokens + record.cache_read_tokens,
-        cache_write_tokens=total.cache_write_tokens + record.cache_write_tokens,
-    )
+class _Sum:
+    """A running `UsageTotal`, added to in place (a model per record and per sum cost the dashboard's every poll of
+    `GET /v1/usage` a model construction four times a record)."""
+
+    __slots__ = ("cache_read_tokens", "cache_write_tokens", "calls", "input_tokens", "output_tokens", "usd")
+
+    def __init__(self) -> None:
+        self.calls = self.input_tokens = self.output_tokens = self.cache_read_tokens = self.cache_write_tokens = 0
+        self.usd = 0.0
+
+    def add(self, record: UsageRecord) -> None:
+        self.calls += 1
+        self.usd += record.usd
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
+        self.cache_read_tokens += record.cache_read_tokens
+        self.cache_write_tokens += record.cache_write_tokens
+
+    def total(self) -> UsageTotal:
+        return UsageTotal(
+            calls=self.calls,
+            usd=self.usd,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+        )
 
 
 def usage_totals(records: Iterable[UsageRecord]) -> UsageTotals:
     """Totals over `records`: all of them, by agent, by task (calls outside a task: in the others only), by model."""
-    total = UsageTotal()
-    by_agent: dict[str, UsageTotal] = {}
-    by_task: dict[str, UsageTotal] = {}
-    by_model: dict[str, UsageTotal] = {}
+    total = _Sum()
+    by_agent: dict[str, _Sum] = {}
+    by_task: dict[str, _Sum] = {}
+    by_model: dict[str, _Sum] = {}
     for record in records:
-        total = _add(total, record)
-        by_agent[record.agent] = _add(by_agent.get(record.agent, UsageTotal()), record)
+        total.add(record)
+        by_agent.setdefault(record.agent, _Sum()).add(record)
         if record.task_id is not None:
-            by_task[record.task_id] = _add(by_task.get(record.task_id, UsageTotal()), record)
-        by_model[record.model] = _add(by_model.get(record.model, UsageTotal()), record)
-    return UsageTotals(total=total, by_agent=by_agent, by_task=by_task, by_model=by_model)
+            by_task.setdefault(record.task_id, _Sum()).add(record)
+        by_model.setdefault(record.model, _Sum()).add(record)
+    return UsageTotals(
+        total=total.total(),
+        by_agent={k: v.total() for k, v in by_agent.items()},
+        by_task={k: v.total() for k, v in by_task.items()},
+        by_model={k: v.total() for k, v in by_model.items()},
+    )
 
 
 # -- rollout ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 import anyio
@@ -128,6 +129,7 @@ from .privacy import (
 from .rollout import live_ready, live_refusal, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
+from .shared_reads import SharedReads
 from .state import (
     BodyRecord,
     ClaimGrant,
@@ -149,6 +151,10 @@ from .wake.setup import WakeSetup
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+
+_HELD: tuple[TaskState, ...] = ("claimed", "waiting_approval")
+"""The states of a task its body holds."""
 
 
 def _claim_audit_seq(task: Task) -> int:
@@ -220,6 +226,7 @@ class Brain:
         )
         self.rollouts = Rollouts(state, config=settings.rollout, alert=self.raise_alert, now=self.now)
         """Each agent's rollout of a new logic version: shadow, canary steps, live (`rollouts.py`)."""
+        self._usage_reads = SharedReads[tuple[str | None, str | None, str | None], UsageTotals]()
         self._started: datetime | None = None
         """When `running()` began: a body silent since before then is given the failsafe time to reconnect."""
 
@@ -239,6 +246,7 @@ class Brain:
         try:
             async with anyio.create_task_group() as group:
                 self._background = group
+                group.start_soon(self.audit_feed.run)
                 try:
                     yield self
                 finally:
@@ -683,24 +691,26 @@ class Brain:
 
     async def _governance_context(self, decision: Decision) -> governance.Context:
         """The captain agents, and the value of the task the proposing body holds (its priority), if any."""
-        value: float | None = None
-        for task in await self.state.tasks(agent=decision.agent):
-            holder = task.claimed_by
-            held = task.state in ("claimed", "waiting_approval") and holder is not None
-            if held and holder is not None and holder.body_id == decision.body_id:
-                value = task.value_usd if value is None else max(value, task.value_usd)
+        held = await self._held_tasks(decision)
+        value = max((task.value_usd for task in held), default=None)
         return governance.Context(captain_agents=bool(self.settings.captain_agents), priority=value)
 
     async def _held_task(self, decision: Decision) -> Task | None:
         """The task the proposing body holds as the decision's agent (the most valuable, if it holds several)."""
-        held = [
-            task
-            for task in await self.state.tasks(agent=decision.agent)
-            if task.state in ("claimed", "waiting_approval")
-            and task.claimed_by is not None
-            and task.claimed_by.body_id == decision.body_id
-        ]
+        held = await self._held_tasks(decision)
         return max(held, key=lambda task: (task.value_usd, task.id)) if held else None
+
+    async def _held_tasks(self, decision: Decision) -> list[Task]:
+        """The tasks the proposing body holds as the decision's agent (claimed, or parked waiting for approval).
+
+        Read by state (a few rows), not as the agent's whole history: the dashboard's inbox asks this for every
+        pending decision on every poll."""
+        return [
+            task
+            for state in _HELD
+            for task in await self.state.tasks(state=state, agent=decision.agent)
+            if task.claimed_by is not None and task.claimed_by.body_id == decision.body_id
+        ]
 
     async def record_review_usage(self, by: Principal, batch: UsageBatch) -> UsageAck:
         """A reviewer agent's LLM spend on the decisions it reviews, charged to the proposing task: each record
@@ -1320,11 +1330,17 @@ class Brain:
     async def usage(
         self, *, for_body: str | None = None, agent: str | None = None, task_id: str | None = None
     ) -> UsageTotals:
-        """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only."""
+        """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only (asked for while
+        the same totals are being summed: that sum, `SharedReads`)."""
+        return await self._usage_reads.read((for_body, agent, task_id), partial(self._usage, for_body, agent, task_id))
+
+    async def _usage(self, for_body: str | None, agent: str | None, task_id: str | None) -> UsageTotals:
         records = await self.state.usage(body_id=for_body)
-        return usage_totals(
+        chosen = [
             r for r in records if (agent is None or r.agent == agent) and (task_id is None or r.task_id == task_id)
-        )
+        ]
+        # (summed on a worker thread: with every record ever kept, not on the event loop a kill fans out on)
+        return await anyio.to_thread.run_sync(usage_totals, chosen)
 
     @staticmethod
     def _caused_by(request: ClaimRequest | OutcomeRequest, *, body_id: str | None) -> CompensationDraft | None:

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
+
+import anyio
+import anyio.to_thread
 
 from shared_protocol.telemetry import KpiReport
 
 from . import kpi
 from .events import EventHub
 from .settings import BrainSettings
+from .shared_reads import SharedReads
 from .state import LogEntry, StateEngine
 
 
@@ -31,6 +36,7 @@ class Telemetry:
         self._hub = hub
         self._now = now
         self._marked: datetime | None = None
+        self._reports = SharedReads[int, KpiReport]()
 
     async def tick(self, now: datetime) -> None:
         """Mark this minute up for the brain and every connected body (one write a minute, whatever the sweeps)."""
@@ -64,7 +70,11 @@ class Telemetry:
         return await self._state.prune_telemetry(now - timedelta(days=days), log)
 
     async def kpi(self, *, window_s: int) -> KpiReport:
-        """The KPIs of the last `window_s` seconds."""
+        """The KPIs of the last `window_s` seconds (asked for while the same window is being computed: that
+        computation's report, `SharedReads`)."""
+        return await self._reports.read(window_s, partial(self._kpi, window_s))
+
+    async def _kpi(self, window_s: int) -> KpiReport:
         until = self._now()
         since = until - timedelta(seconds=window_s)
         state = self._state
@@ -73,28 +83,30 @@ class Telemetry:
         bodies = await state.bodies()
         updates: dict[str, set[str]] = {}
         undone: set[str] = set()
-        for decision in decisions:
-            if decision.state != "approved" or decision.created_at < since:
-                continue
-            for record in await state.compensations(decision.id):
-                if record.decision_id != decision.id:
-                    continue
-                updates.setdefault(decision.id, set()).add(record.target)
-                if record.reversed_at is not None:
-                    undone.add(decision.id)
-        return kpi.compute(
+        approved = [d.id for d in decisions if d.state == "approved" and d.created_at >= since]
+        for record in await state.decision_compensations(approved) if approved else []:
+            assert record.decision_id is not None
+            updates.setdefault(record.decision_id, set()).add(record.target)
+            if record.reversed_at is not None:
+                undone.add(record.decision_id)
+        usage = await state.usage_for_kpi(
+            since=since,
+            until=until,
+            task_ids={t.id for t in tasks if t.state in kpi.FINISHED and t.finished_at is not None},
+        )
+        presence = await state.presence(since=kpi.minute_of(since))
+        # (pure, and over every task kept: on a worker thread, not on the event loop a kill fans out on)
+        compute = partial(
+            kpi.compute,
             since=since,
             until=until,
             tasks=tasks,
-            usage=await state.usage_for_kpi(
-                since=since,
-                until=until,
-                task_ids={t.id for t in tasks if t.state in kpi.FINISHED and t.finished_at is not None},
-            ),
+            usage=usage,
             decisions=decisions,
-            presence=await state.presence(since=kpi.minute_of(since)),
+            presence=presence,
             body_left={b.body_id: b.left_at for b in bodies},
             body_registered={b.body_id: b.registered_at for b in bodies},
             decision_updates=updates,
             undone_decisions=undone,
         )
+        return await anyio.to_thread.run_sync(compute)

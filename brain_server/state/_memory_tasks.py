@@ -6,7 +6,7 @@ task row (`task_row`) as the SQLite engine stores it, so both engines compare an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -249,6 +249,10 @@ class MemoryTasks(TaskTransitions):
 
     async def all_compensations(self) -> list[Compensation]:
         return list(self._compensations)
+
+    async def decision_compensations(self, decision_ids: Collection[str]) -> list[Compensation]:
+        wanted = set(decision_ids)
+        return [c for c in self._compensations if c.decision_id in wanted]
 
     def _rewritten_compensations(self, change: Callable[[Task], Task | None]) -> dict[int, Compensation]:
         """The compensating records (by index) whose task rows `change` rewrites, as the task's own

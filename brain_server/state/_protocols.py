@@ -390,6 +390,11 @@ class CompensationStore(Protocol):
         """Every compensating record, oldest first (`swarm privacy export`)."""
         ...
 
+    async def decision_compensations(self, decision_ids: Collection[str]) -> list[Compensation]:
+        """The compensating records (reversed or not) made under any of `decision_ids`, oldest first: the KPIs'
+        decision accuracy reads them for every decision of its window at once."""
+        ...
+
     async def reverse(
         self,
         target_id: str,

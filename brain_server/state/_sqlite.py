@@ -64,24 +64,23 @@ class SqliteStateEngine(
             raise unusable(exc, path) or exc from None
         await anyio.to_thread.run_sync(refuse_foreign, path)
         writer: aiosqlite.Connection | None = None
+        readers: list[aiosqlite.Connection] = []
         try:
             writer = await connect(path, "FULL" if durability == "power_loss" else "NORMAL")
             await _check_whole(writer, path)
             await migrate(writer)
-            reader = await connect(path, "NORMAL")
-            try:
-                inline = connect_inline(path)
-            except BaseException:
-                await close_quietly(reader)
-                raise
+            readers.append(await connect(path, "NORMAL"))
+            readers.append(await connect(path, "NORMAL"))  # (the scanner: `SqliteDatabase._scan`)
+            inline = connect_inline(path)
         except BaseException as exc:
-            if writer is not None:
-                await close_quietly(writer)
+            for conn in [*readers, *([] if writer is None else [writer])]:
+                await close_quietly(conn)
             broken = unusable(exc, path)
             if broken is None:
                 raise
             raise broken from None
-        return cls(writer, reader, path=path, inline=inline)
+        reader, scanner = readers
+        return cls(writer, reader, scanner, path=path, inline=inline)
 
     async def close(self) -> None:
         """Close every connection, even when the caller is being cancelled (their threads would outlive it)."""
@@ -91,6 +90,7 @@ class SqliteStateEngine(
                     await self._end(self._batch)
                 await close_quietly(self._writer)
                 await close_quietly(self._reader)
+                await close_quietly(self._scanner)
                 with contextlib.suppress(sqlite3.Error):
                     self._inline.close()
 
@@ -448,6 +448,7 @@ class SqliteStateEngine(
         if counts:
             async with self._lock:  # (the old texts' pages out of the WAL too)
                 await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._forget_parsed()  # (and out of what earlier scans parsed)
         return counts
 
     async def prune_audit(self, before: datetime, log: LogEntry) -> dict[str, int]:

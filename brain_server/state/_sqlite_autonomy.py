@@ -3,6 +3,7 @@ captains' overrides (`readiness_reports`, `readiness_overrides`)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -43,11 +44,12 @@ class SqliteAutonomy(SqliteDatabase):
         return len(new), duplicates
 
     async def usage(self, *, body_id: str | None = None) -> list[UsageRecord]:
+        # (every record: on the scanner, parsed off the event loop, `SqliteDatabase._scan`)
         if body_id is None:
-            rows = await self._rows("SELECT record FROM usage_records ORDER BY seq")
-        else:
-            rows = await self._rows("SELECT record FROM usage_records WHERE body_id = ? ORDER BY seq", (body_id,))
-        return [UsageRecord.model_validate_json(row["record"]) for row in rows]
+            return await self._scan("SELECT record FROM usage_records ORDER BY seq", (), usage_records)
+        return await self._scan(
+            "SELECT record FROM usage_records WHERE body_id = ? ORDER BY seq", (body_id,), usage_records
+        )
 
     async def add_readiness_report(self, report: ReadinessReport, log: LogEntry) -> None:
         async with self._write() as conn:
@@ -126,3 +128,8 @@ class SqliteAutonomy(SqliteDatabase):
             "UPDATE readiness_overrides SET override = json_set(override, '$.reason', ?) WHERE id = ?", changed
         )
         return reports, len(changed)
+
+
+def usage_records(rows: Sequence[sqlite3.Row]) -> list[UsageRecord]:
+    """Rows of `record` as usage records (on the scanner's thread: `SqliteDatabase._scan`)."""
+    return [UsageRecord.model_validate_json(row["record"]) for row in rows]

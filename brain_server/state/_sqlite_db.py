@@ -19,6 +19,11 @@ has a token, whether a lease ran out) runs on the event loop's own thread, on a 
 It never waits for a lock (busy_timeout 0): a busy answer, rare in WAL mode, sends the read to the reader's thread
 instead.
 
+Reads that scan many rows and parse each (the task list, usage records, the KPIs' inputs: what an open dashboard
+polls) go through a third connection, the scanner (`_scan`), and are parsed on its thread: the reads every request
+makes (its token, the kill state) never queue behind one of them on the reader's thread, and the event loop never
+spends a scan's parsing (a kill fans out while a dashboard's KPIs are read).
+
 Storage that fails (a malformed or truncated file, a full disk, a failed read or write, the file
 deleted or replaced under the engine) is `StateBroken`, for good: the first such error is kept
 and every later call raises it, so a broken database is never half-used (`unusable` decides
@@ -43,6 +48,7 @@ import anyio.to_thread
 
 from ..canary import bucket
 from ..exceptions import StateBroken
+from ._parsed import Parsed
 from ._records import LogEntry
 from ._rules import canonical, iso
 
@@ -235,11 +241,20 @@ class SqliteDatabase:
     and the lock that serialises this process's writers."""
 
     def __init__(
-        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, path: Path, inline: sqlite3.Connection
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        scanner: aiosqlite.Connection,
+        *,
+        path: Path,
+        inline: sqlite3.Connection,
     ) -> None:
         self._writer = writer
         self._reader = reader
+        self._scanner = scanner
         self._inline = inline
+        self._parsed: list[Parsed[Any, Any, Any]] = []
+        """What scans parsed, kept for the next scan (`_parsed.Parsed`): each part of the engine adds its own."""
         self._lock = _CountedLock()
         self._batch: _Batch | None = None
         self._path = path
@@ -432,11 +447,33 @@ class SqliteDatabase:
             if broken is None:
                 raise
             raise broken from exc
+
+    async def _scan(self, sql: str, params: Iterable[Any], parse: Callable[[list[sqlite3.Row]], T]) -> T:
+        """`parse` of the rows `sql` selects, read on the scanner's connection and parsed on its thread (one
+        snapshot, one round trip): for reads of many rows (see the module docstring). `parse` must not touch the
+        event loop."""
+        self._check()
+        values = tuple(params)
+
+        def job(conn: sqlite3.Connection) -> T:
+            return parse(conn.execute(sql, values).fetchall())
+
+        try:
+            return await on_thread(self._scanner, job)
         except (sqlite3.Error, OSError) as exc:
             broken = self._broken_by(exc)
             if broken is None:
                 raise
             raise broken from exc
+
+    async def _forget_parsed(self) -> None:
+        """Forget what earlier scans parsed (after a privacy rewrite), on the scanner's thread (where it is used)."""
+
+        def forget(_conn: sqlite3.Connection) -> None:
+            for parsed in self._parsed:
+                parsed.clear()
+
+        await on_thread(self._scanner, forget)
 
     async def _row(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self._rows(sql, params)

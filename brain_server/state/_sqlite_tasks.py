@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
@@ -21,6 +22,7 @@ from shared_protocol import AuditEvent
 from shared_protocol.brain import CompensationKind, Decision, Task, TaskEvent, TaskState
 
 from ..verification import EventKey, Evidence, awaited, settle_task
+from ._parsed import Parsed
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
     TASK_ROW_FIELDS,
@@ -72,6 +74,19 @@ def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
 
 class SqliteTasks(SqliteDatabase, TaskTransitions):
     """Tasks in `tasks` (and their history in `task_events`), their compensating records in `compensations`."""
+
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        scanner: aiosqlite.Connection,
+        *,
+        path: Path,
+        inline: sqlite3.Connection,
+    ) -> None:
+        super().__init__(writer, reader, scanner, path=path, inline=inline)
+        self._parsed_tasks = Parsed[str, TaskSource, Task](_task)
+        self._parsed.append(self._parsed_tasks)
 
     async def _load(self, conn: aiosqlite.Connection, task_id: str) -> StoredTask | None:
         """The task's row and history, in one statement (one round trip)."""
@@ -155,7 +170,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         return task
 
     async def task(self, task_id: str) -> Task | None:
-        found = await self._read("WHERE id = ?", [task_id])
+        found = _tasks_of(await self._rows(_select_tasks("WHERE id = ?"), [task_id]))
         return found[0] if found else None
 
     async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
@@ -167,25 +182,16 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         if agent is not None:
             where.append("claimed_agent = ?")
             params.append(agent)
-        return await self._read(f"WHERE {' AND '.join(where)}" if where else "", params)
 
-    async def _read(self, clause: str, params: list[Any]) -> list[Task]:
-        """The tasks `clause` selects, oldest first, with their histories."""
-        columns = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
-        # One statement, so the rows and their histories are read from one snapshot.
-        rows = await self._rows(
-            f"SELECT {columns}, e.event AS event FROM (SELECT * FROM tasks {clause}) AS t "
-            "LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY t.seq, e.id",
-            params,
-        )
-        found: dict[str, dict[str, Any]] = {}
-        history: dict[str, list[TaskEvent]] = {}
-        for row in rows:
-            found.setdefault(row["id"], {name: row[name] for name in TASK_ROW_FIELDS})
-            events = history.setdefault(row["id"], [])
-            if row["event"] is not None:
-                events.append(TaskEvent.model_validate_json(row["event"]))
-        return [task_from_row(found[task_id], history[task_id]) for task_id in found]
+        # (every task with its history, as the dashboard polls it: on the scanner, parsed off the event loop, and
+        # only what changed since the last scan)
+        def parse(rows: list[sqlite3.Row]) -> list[Task]:
+            found = _tasks_of(rows, self._parsed_tasks)
+            if not where:
+                self._parsed_tasks.keep_only({task.id for task in found})
+            return found
+
+        return await self._scan(_select_tasks(f"WHERE {' AND '.join(where)}" if where else ""), params, parse)
 
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
@@ -440,6 +446,14 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         await conn.executemany("UPDATE compensations SET before = ?, after = ? WHERE id = ?", changed)
         return len(changed)
 
+    async def decision_compensations(self, decision_ids: Collection[str]) -> list[Compensation]:
+        # (one read for every decision of a KPI window, on the index compensations_decision)
+        return await self._scan(
+            "SELECT * FROM compensations WHERE decision_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps(sorted(decision_ids)),),
+            lambda rows: [self._compensation(row) for row in rows],
+        )
+
     async def compensations(self, target_id: str) -> list[Compensation]:
         rows = await self._rows(
             "SELECT * FROM compensations WHERE action_id = ? OR decision_id = ? ORDER BY id", (target_id, target_id)
@@ -564,3 +578,41 @@ def _compensate_now(
             iso(at),
         ),
     )
+
+
+def _select_tasks(clause: str) -> str:
+    """The tasks `clause` selects, oldest first, each row joined with its history's events (one statement, so the
+    rows and their histories are read from one snapshot); `_tasks_of` makes them tasks."""
+    columns = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+    return (
+        f"SELECT {columns}, e.event AS event FROM (SELECT * FROM tasks {clause}) AS t "
+        "LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY t.seq, e.id"
+    )
+
+
+TaskSource = tuple[tuple[Any, ...], tuple[str, ...]]
+"""What a task is parsed from: its row's values (`TASK_ROW_FIELDS`), and its history's events as stored."""
+
+
+def _task(source: TaskSource) -> Task:
+    values, events = source
+    row: dict[str, Any] = dict(zip(TASK_ROW_FIELDS, values, strict=True))
+    return task_from_row(row, [TaskEvent.model_validate_json(event) for event in events])
+
+
+def _tasks_of(rows: Sequence[sqlite3.Row], parsed: Parsed[str, TaskSource, Task] | None = None) -> list[Task]:
+    """The tasks `_select_tasks` read, oldest first; with `parsed`, those unchanged since the last scan as parsed
+    then (on the scanner's thread)."""
+    values: dict[str, tuple[Any, ...]] = {}
+    history: dict[str, list[str]] = {}
+    for row in rows:
+        task_id = row["id"]
+        if task_id not in values:
+            values[task_id] = tuple(row[name] for name in TASK_ROW_FIELDS)
+            history[task_id] = []
+        if row["event"] is not None:
+            history[task_id].append(row["event"])
+    sources = {task_id: (values[task_id], tuple(history[task_id])) for task_id in values}
+    if parsed is None:
+        return [_task(source) for source in sources.values()]
+    return [parsed.get(task_id, source) for task_id, source in sources.items()]

@@ -4,13 +4,18 @@ SQL from the tables the other stores keep, so that a `/metrics` scrape never par
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import cast
+
+import aiosqlite
 
 from shared_protocol.brain import Decision, UsageRecord
 from shared_protocol.decisions import DecisionState
 
+from ._parsed import Parsed
 from ._records import DecisionTiming, LogEntry, Presence, TaskTiming, UsageSummary
 from ._rules import iso, parse_time
 from ._sqlite_db import SqliteDatabase
@@ -31,12 +36,38 @@ _USAGE_TOTALS = """
     SELECT agent, model, outcome, calls, usd, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
     FROM usage_totals ORDER BY 1, 2, 3
 """
+_KEEP_SCANS = 4
+"""KPI scans a usage record stays parsed for unused (the two windows a page polls, a few pages apart)."""
 _AT = "julianday(json_extract(record, '$.at'))"
 """A usage record's time, as the index `usage_records_at` holds it."""
 
 
+def _presence(rows: Sequence[sqlite3.Row]) -> list[Presence]:
+    return [
+        Presence(subject=row["subject"], minutes=int(row["minutes"]), first=cast(datetime, parse_time(row["first"])))
+        for row in rows
+    ]
+
+
+def _decisions(rows: Sequence[sqlite3.Row]) -> list[Decision]:
+    return sorted((Decision.model_validate_json(row[0]) for row in rows), key=lambda d: d.created_at)
+
+
 class SqliteTelemetry(SqliteDatabase):
     """Presence minutes, and the summaries `/metrics` and the KPIs read."""
+
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        scanner: aiosqlite.Connection,
+        *,
+        path: Path,
+        inline: sqlite3.Connection,
+    ) -> None:
+        super().__init__(writer, reader, scanner, path=path, inline=inline)
+        self._parsed_usage = Parsed[int, str, UsageRecord](UsageRecord.model_validate_json)
+        self._parsed.append(self._parsed_usage)
 
     async def mark_presence(self, subjects: Sequence[str], minute: datetime) -> None:
         async with self._write() as conn:
@@ -46,18 +77,13 @@ class SqliteTelemetry(SqliteDatabase):
             )
 
     async def presence(self, *, since: datetime) -> list[Presence]:
-        rows = await self._rows(
+        return await self._scan(
             "SELECT subject, COUNT(*) AS minutes, (SELECT MIN(minute) FROM telemetry_presence AS p "
             "WHERE p.subject = t.subject) AS first FROM telemetry_presence AS t WHERE minute >= ? "
             "GROUP BY subject ORDER BY subject",
             (iso(since),),
+            _presence,
         )
-        return [
-            Presence(
-                subject=row["subject"], minutes=int(row["minutes"]), first=cast(datetime, parse_time(row["first"]))
-            )
-            for row in rows
-        ]
 
     async def prune_telemetry(self, before: datetime, log: LogEntry) -> int:
         async with self._write() as conn:
@@ -68,8 +94,7 @@ class SqliteTelemetry(SqliteDatabase):
         return pruned
 
     async def decisions(self) -> list[Decision]:
-        rows = await self._rows("SELECT decision FROM decisions")
-        return sorted((Decision.model_validate_json(row[0]) for row in rows), key=lambda d: d.created_at)
+        return await self._scan("SELECT decision FROM decisions", (), _decisions)
 
     async def count_decisions(self) -> dict[DecisionState, int]:
         rows = await self._rows("SELECT state, COUNT(*) FROM decisions GROUP BY state")
@@ -77,12 +102,18 @@ class SqliteTelemetry(SqliteDatabase):
 
     async def usage_for_kpi(self, *, since: datetime, until: datetime, task_ids: Collection[str]) -> list[UsageRecord]:
         # (both sides of the OR on an index of schema v14: usage_records_at and usage_records_task)
-        rows = await self._rows(
-            f"SELECT record FROM usage_records WHERE ({_AT} >= julianday(?) AND {_AT} <= julianday(?)) "
+        # (a KPI window's records, every poll of every page: what the last scans parsed is reused, `_parsed`)
+        def parse(rows: list[sqlite3.Row]) -> list[UsageRecord]:
+            found = [self._parsed_usage.get(int(row["seq"]), str(row["record"])) for row in rows]
+            self._parsed_usage.end_scan(keep=_KEEP_SCANS)
+            return found
+
+        return await self._scan(
+            f"SELECT seq, record FROM usage_records WHERE ({_AT} >= julianday(?) AND {_AT} <= julianday(?)) "
             "OR json_extract(record, '$.task_id') IN (SELECT value FROM json_each(?)) ORDER BY seq",
             (iso(since), iso(until), json.dumps(sorted(task_ids))),
+            parse,
         )
-        return [UsageRecord.model_validate_json(row["record"]) for row in rows]
 
     async def usage_summary(
         self, *, since: datetime | None = None, until: datetime | None = None

@@ -61,10 +61,11 @@ async def test_the_stream_carries_kills_decisions_and_audit_events_and_ends_on_r
             ok(await api.post("/v1/decisions", decision_request("body-a", confidence=0.2), as_="body"), 201)
             ok(await api.post("/v1/kill", {"reason": "drill"}, as_="captain"))
             with anyio.fail_after(10):
-                while not any(name == "kill" for name, _ in seen):
+                while len(seen) < 5:
                     await anyio.sleep(0.01)
+            # (audit events go out together at most `feed.FLUSH_S` after they are stored: maybe after the kill)
             names = [name for name, _ in seen]
-            assert names[1:] == ["audit", "audit", "decision", "kill"], names
+            assert [name for name in names[1:] if name != "audit"] == ["decision", "kill"], names
             assert [data["seq"] for name, data in seen if name == "audit"] == [1, 2]
             state = await SqliteStateEngine.open(live.db)
             try:
@@ -76,7 +77,7 @@ async def test_the_stream_carries_kills_decisions_and_audit_events_and_ends_on_r
                 await ended.wait()
         # A page opened after the brain stored them gets the newest audit events first; a bearer token works too.
         async with api.client.stream("GET", "/v1/dashboard/stream", headers=api.headers("captain")) as response:
-            names = []
+            names: list[str] = []
             async for event in sse_events(response):
                 names.append(event.name)
                 if len(names) == 3:

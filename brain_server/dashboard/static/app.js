@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const state = { session: null, stream: null, audit: [], errors: [], decisionCache: {}, refreshTimer: null, paused: new Set() };
+  const state = { session: null, stream: null, audit: [], errors: [], decisionCache: {}, refreshTimer: null, refreshing: false, paused: new Set() };
   const AUDIT_KEEP = 200;
 
   function $(id) { return document.getElementById(id); }
@@ -122,10 +122,20 @@
 
   // -- what the page shows ------------------------------------------------------------------
 
+  // Every 5 s, but never while the tab is hidden (it refreshes on being shown again) nor while the last round is
+  // still being answered: a page left open in the background, or a brain slow to answer (busy with a kill), is not
+  // asked again meanwhile. The stream's events still refresh what they concern.
   async function refreshAll() {
-    if (!state.session) return;
-    await Promise.all([refreshStatus(), refreshTasks(), refreshDecisions(), refreshKpis()].map((p) => p.catch(reportErrorQuietly)));
+    if (!state.session || state.refreshing || document.hidden) return;
+    state.refreshing = true;
+    try {
+      await Promise.all([refreshStatus(), refreshTasks(), refreshDecisions(), refreshKpis()].map((p) => p.catch(reportErrorQuietly)));
+    } finally {
+      state.refreshing = false;
+    }
   }
+
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshAll(); });
 
   function reportErrorQuietly(err) { if (err.status !== 401) reportError(err); }
 

@@ -45,6 +45,17 @@ async def test_a_claim_and_an_outcome_keep_the_row_before_and_after_under_their_
     assert await engine.compensations("act_unknown") == []
 
 
+async def test_the_records_of_several_decisions_are_read_at_once_oldest_first_and_no_others(
+    engine: StateEngine,
+) -> None:
+    await claim_and_finish(engine)
+    found = await engine.decision_compensations(["dec_1", "dec_none"])
+    assert [c.action_id for c in found] == ["act_claim", "act_done"]
+    assert found == await engine.compensations("dec_1")
+    assert await engine.decision_compensations(["dec_none"]) == []
+    assert await engine.decision_compensations([]) == []
+
+
 async def test_reversing_a_decision_puts_its_rows_back_newest_first_and_marks_and_logs_each(
     engine: StateEngine,
 ) -> None:

@@ -4,6 +4,7 @@ the database itself keeps append-only (triggers), and writers in several process
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from brain_server.state._schema import MIGRATIONS, split_statements
 from shared_protocol.brain import KillState
 
 from ..helpers import audit_chain
-from .records import NOW, entry, task, token_record
+from .records import NOW, entry, grant, task, token_record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.sqlite]
 
@@ -286,3 +287,66 @@ async def test_first_uses_of_one_body_by_two_tokens_from_two_connections_bind_ex
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_scan_being_read_never_holds_up_the_token_and_kill_state_reads_every_request_makes(
+    tmp_path: Path,
+) -> None:
+    """A dashboard's scans (every task, every usage record) run on the scanner's own connection and thread: a kill's
+    token lookup and a kill-state read are answered while one is still being parsed."""
+    engine = await SqliteStateEngine.open(tmp_path / "brain.db")
+    try:
+        await engine.add_token(token_record(1, "captain"), entry("token_create"))
+        parsing, release = threading.Event(), threading.Event()
+
+        def held(rows: list[sqlite3.Row]) -> int:
+            parsing.set()
+            release.wait(10)
+            return len(rows)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(engine._scan, "SELECT * FROM tokens", (), held)  # pyright: ignore[reportPrivateUsage]
+            await anyio.to_thread.run_sync(parsing.wait, 10)
+            try:
+                with anyio.fail_after(5):
+                    found = await engine.token_by_hash("hash_1")
+                    assert found is not None and found.id == "tok_1"
+                    assert not (await engine.kill_state()).engaged
+            finally:
+                release.set()
+    finally:
+        await engine.close()
+
+
+async def test_tasks_read_again_show_every_change_since_the_last_read_even_a_history_line_rewritten_in_place(
+    tmp_path: Path,
+) -> None:
+    """`tasks()` reuses what earlier scans parsed for rows whose text is unchanged (`_parsed.Parsed`): a new state, a
+    new history event and a history line's text rewritten in place (a privacy rewrite) are all seen."""
+    engine = await SqliteStateEngine.open(tmp_path / "brain.db")
+    try:
+        await engine.insert_task(task(1), entry("task_create"))
+        await engine.insert_task(task(2), entry("task_create"))
+        first = await engine.tasks()
+        assert [t.state for t in first] == ["queued", "queued"]
+        assert (await engine.tasks())[1] is first[1]  # (unchanged: the model parsed before)
+        await engine.claim_task(grant(), lambda t: entry("task_claim"))
+        claimed = await engine.tasks()
+        assert [t.state for t in claimed] == ["claimed", "queued"]
+        assert [e.kind for e in claimed[0].history] == ["claimed"]
+        event = claimed[0].history[0].model_copy(update={"by": "rewritten"})
+        conn = sqlite3.connect(tmp_path / "brain.db")
+        try:
+            with conn:
+                conn.execute("UPDATE audit_rewrite_gate SET open = 1 WHERE id = 1")
+                conn.execute(
+                    "UPDATE task_events SET event = ? WHERE id = (SELECT MIN(id) FROM task_events WHERE task_id = ?)",
+                    (event.model_dump_json(), "task_1"),
+                )
+                conn.execute("UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1")
+        finally:
+            conn.close()
+        assert (await engine.tasks())[0].history[0].by == "rewritten"
+        assert await engine.tasks(state="queued") == [claimed[1]]
+    finally:
+        await engine.close()
