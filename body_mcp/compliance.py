@@ -7,8 +7,10 @@
     automated_access = false                       "no automated access": refused
     max_requests_per_minute = 30
 
-`Compliance` lives as long as the body (one per body, shared by its commands' proxies), so the per-minute windows
-and the robots.txt cache span commands. Its checks, in the proxy's order:
+`Compliance` lives as long as the body (one per body, shared by its commands' proxies), so the robots.txt cache
+spans commands; the per-minute windows are in a SQLite file under `$SWARM_HOME` (`RateWindows`), shared by every
+body of the home, so a site's cap holds for the machine, not per agent, and across restarts. Its checks, in the
+proxy's order:
 
 1. `terms(host)`: a host whose rule says `allowed = false` or `automated_access = false` is refused (403); the rule
    is the host's own entry, else the longest `*.domain` entry that covers it.
@@ -19,7 +21,7 @@ and the robots.txt cache span commands. Its checks, in the proxy's order:
    dot segments removed, slashes merged). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
    everything; 5xx or no answer disallows everything (kept a minute, then asked again); up to five redirects on the
    same host and port over plain HTTP are followed, one elsewhere (https, another host) is not and counts as none.
-3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide), and by the
+3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (home-wide), and by the
    proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
 
 A refusal is a `Verdict` (status, reason, rule); the proxy answers it to the command as an HTTP error with the reason
@@ -28,11 +30,13 @@ as body and records it (`ProxyRequest.rule`), which `run_command` puts in its au
 
 from __future__ import annotations
 
-import collections
 import re
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -73,12 +77,13 @@ class Compliance:
         config: ComplianceConfig,
         *,
         exempt_hosts: Collection[str] = (),
-        clock: Callable[[], float] = time.monotonic,
+        windows: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._exempt = frozenset(host.lower() for host in exempt_hosts)
         self._clock = clock
-        self._hits: dict[str, collections.deque[float]] = {}
+        self._windows = RateWindows(windows)
         self._robots: dict[tuple[str, int], _Robots] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
 
@@ -118,17 +123,12 @@ class Compliance:
         if found is None or found[1].max_requests_per_minute == 0:
             return None
         name, rule = found
-        now = self._clock()
-        hits = self._hits.setdefault(name, collections.deque())
-        while hits and hits[0] <= now - _MINUTE_S:
-            hits.popleft()
-        if len(hits) >= rule.max_requests_per_minute:
+        if not self._windows.take(name, rule.max_requests_per_minute, self._clock()):
             return Verdict(
                 status=429,
                 reason=f"{host}: [compliance.domains] {name} allows {rule.max_requests_per_minute} requests a minute",
                 rule="rate",
             )
-        hits.append(now)
         return None
 
     def checks_robots(self, host: str) -> bool:
@@ -174,6 +174,53 @@ class Compliance:
             note = f"robots.txt is unreachable (HTTP {status})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
         return _Robots(parser=None, disallow_all=False, expires=now + ttl, note=f"no robots.txt (HTTP {status})")
+
+
+class RateWindows:
+    """The per-minute windows of `[compliance.domains]` caps, in a SQLite file every body of a `$SWARM_HOME` opens
+    (`WINDOWS_FILE` under the home), so N agents of one machine share a site's cap rather than each having it; it
+    survives restarts. Without a path, a private in-memory database (one `Compliance` alone, as in tests).
+
+    One row per request admitted (the rule's name, when); `take` counts and adds in one `BEGIN IMMEDIATE`
+    transaction (the write lock first: two bodies cannot both see room for the last request), pruning rows older
+    than a minute. Times are wall-clock seconds, comparable across processes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = threading.Lock()
+        # (autocommit mode: transactions are begun and ended here, explicitly)
+        self._db = sqlite3.connect(
+            ":memory:" if path is None else path, timeout=10, isolation_level=None, check_same_thread=False
+        )
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS rate_hits (rule TEXT NOT NULL, ts REAL NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS rate_hits_rule_ts ON rate_hits (rule, ts)")
+
+    def take(self, rule: str, per_minute: int, now: float) -> bool:
+        """Admit one request under `rule` (at most `per_minute` in the minute before `now`): whether it may go."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - _MINUTE_S,))
+                (used,) = self._db.execute(
+                    "SELECT count(*) FROM rate_hits WHERE rule = ? AND ts > ?", (rule, now - _MINUTE_S)
+                ).fetchone()
+                admitted = used < per_minute
+                if admitted:
+                    self._db.execute("INSERT INTO rate_hits (rule, ts) VALUES (?, ?)", (rule, now))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return admitted
+
+    def close(self) -> None:
+        self._db.close()
+
+
+WINDOWS_FILE = "compliance-rates.sqlite"
+"""Under `$SWARM_HOME`: the per-minute windows every body of that home shares (`RateWindows`)."""
 
 
 _DOT_OR_SLASH = re.compile(r"%2[eEfF]")
@@ -272,4 +319,4 @@ async def _get_robots(
     raise error or OSError("no address to connect to")
 
 
-__all__ = ["Compliance", "Verdict", "preset_hosts", "read_as"]
+__all__ = ["WINDOWS_FILE", "Compliance", "RateWindows", "Verdict", "preset_hosts", "read_as"]

@@ -4,7 +4,11 @@ tunnel carries. Real HTTP servers on 127.0.0.1, reached through the proxy by a p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+import threading
+import time
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
 
 from body_mcp import build_server
-from body_mcp.compliance import Compliance, preset_hosts
+from body_mcp.compliance import WINDOWS_FILE, Compliance, RateWindows, preset_hosts
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig, ConfigInvalid, parse_config
 from tests.fakes.static_http import Reply, serve_static
@@ -28,7 +32,7 @@ ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /private/open\n\nUser-agen
 
 
 @contextmanager
-def site(robots: bytes | int = ROBOTS) -> Iterator[tuple[int, list[str]]]:
+def site(robots: bytes | int = ROBOTS) -> Generator[tuple[int, list[str]]]:
     """An HTTP/1.1 server (keep-alive) on 127.0.0.1: `/robots.txt` is `robots` (or that status), every other path
     200 with the path as body; yields its port and the paths asked, in order."""
 
@@ -139,6 +143,33 @@ async def test_a_sites_terms_refuse_it_and_cap_its_rate_body_wide() -> None:
             assert (await get(proxy, "http://site.test/4"))[0] == 200
     assert [r.rule for r in proxy.requests] == [None, None, "rate", None]
     assert proxy.counted == 3
+
+
+def test_a_sites_cap_is_shared_by_the_bodies_of_one_home_and_old_entries_are_pruned(tmp_path: Path) -> None:
+    """Three bodies' gates (three agents, each its own `Compliance` and SQLite connection on one `$SWARM_HOME`'s
+    file) admit 20 requests each, at once, to a site capped at 10 a minute: 10 go in all, however their
+    transactions interleave. A gate opened later (a restarted body) sees them; entries older than a minute are
+    dropped."""
+    windows = tmp_path / WINDOWS_FILE
+    config = ComplianceConfig.model_validate({"domains": {"site.test": {"max_requests_per_minute": 10}}})
+    gates = [Compliance(config, windows=windows) for _ in range(3)]
+    start = threading.Barrier(3)
+
+    def admit_many(gate: Compliance) -> int:
+        start.wait(5)
+        return sum(gate.admit("site.test") is None for _ in range(20))
+
+    with ThreadPoolExecutor(3) as pool:
+        admitted = list(pool.map(admit_many, gates))
+    assert sum(admitted) == 10, admitted
+    with sqlite3.connect(windows) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    later = RateWindows(windows)
+    assert not later.take("site.test", 10, now=time.time()), "the minute's calls are still counted"
+    assert later.take("site.test", 10, now=time.time() + 61), "a minute later the window is open again"
+    later.close()
+    with sqlite3.connect(windows) as db:
+        assert db.execute("SELECT count(*) FROM rate_hits").fetchone() == (1,), "old entries are pruned"
 
 
 async def status_of_connect(proxy: CountingProxy, target: str) -> int:

@@ -8,12 +8,13 @@ import socket
 import threading
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
+from pathlib import Path
 
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from body_mcp.compliance import Compliance
+from body_mcp.compliance import WINDOWS_FILE, Compliance
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig
 from tests.fakes.static_http import Reply, serve_static
@@ -277,19 +278,25 @@ async def test_a_request_pipelined_behind_an_allowed_one_and_an_escaped_path_are
     assert asked == ["/robots.txt", "/public", "/PRIVATE/x"], "the pipelined request never reached the server"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a site's per-minute cap is counted per body, not per machine")
-async def test_a_sites_per_minute_cap_holds_across_the_agents_of_one_machine() -> None:
-    """HOLE (low): `Compliance` (the per-minute windows of `[compliance.domains]`) is made once per body
+async def test_a_sites_per_minute_cap_holds_across_the_agents_of_one_machine(tmp_path: Path) -> None:
+    """Was a hole (low): `Compliance` (the per-minute windows of `[compliance.domains]`) is made once per body
     (`Body.__init__`), and `swarm agents up` runs one body per agent, so with a site's terms at
-    `max_requests_per_minute = 2` and three agents the site is called 6 times a minute from this machine. Reproduce:
-    as below, the gate of each of three bodies made from the same config as `Body` makes it. Fix: keep the windows
-    where every body of a `$SWARM_HOME` sees them (a small SQLite table under the home, counted in one transaction),
-    or divide the cap among the agents `swarm agents up` starts; or say in the README that the cap is per agent."""
+    `max_requests_per_minute = 2` and three agents the site was called 6 times a minute from this machine. Fixed in
+    `compliance.RateWindows`: the windows are a SQLite table in `$SWARM_HOME/compliance-rates.sqlite`, which
+    every body's `Compliance` opens (`Body` passes `windows=`), counted in one `BEGIN IMMEDIATE` transaction. The
+    harness now gives each of the three gates that file, as `Body` does (a gate made without one keeps a private
+    window: it stands for one body alone); a fourth gate opened on the file later (a restarted body) is refused
+    too."""
     config = ComplianceConfig.model_validate({"robots": False, "domains": {HOST: {"max_requests_per_minute": 2}}})
+    windows = tmp_path / WINDOWS_FILE
+    statuses: list[int] = []
     with site(Reply(404)) as (port, asked):
         for _agent in range(3):
-            proxy = proxy_for(port, Compliance(config))
+            proxy = proxy_for(port, Compliance(config, windows=windows))
             async with proxy:
                 for n in range(2):
-                    await get(proxy, f"http://{HOST}/call/{n}")
+                    statuses.append((await get(proxy, f"http://{HOST}/call/{n}"))[0])
+        restarted = Compliance(config, windows=windows)
+        assert restarted.admit(HOST) is not None, "a restarted body starts with the minute's calls already counted"
     assert len(asked) <= 2, f"the site was called {len(asked)} times in a minute, past its cap of 2"
+    assert statuses == [200, 200, 429, 429, 429, 429]
