@@ -19,8 +19,9 @@ proxy's order:
    `robots_ttl_s`, from the address the proxy resolved (so it goes where the request would), and matched with
    `protego` (RFC 9309: longest match, `*` and `$`), the path as written and as a server reads it (`read_as`:
    dot segments removed, slashes merged). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
-   everything; 5xx or no answer disallows everything (kept a minute, then asked again); up to five redirects on the
-   same host and port over plain HTTP are followed, one elsewhere (https, another host) is not and counts as none.
+   everything; 5xx or no answer disallows everything (kept a minute, then asked again); up to five consecutive
+   redirects are followed wherever they lead (https: verified TLS; another host: its pin or public addresses, from
+   the proxy's `resolve`), a sixth counts as none (unavailable), one that cannot be followed as no answer.
 3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (home-wide), and by the
    proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
 
@@ -32,14 +33,16 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import anyio
+import anyio.abc
 from protego import Protego
 
 from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, ComplianceConfig, DomainTerms
@@ -135,8 +138,16 @@ class Compliance:
         """Whether a plain-HTTP request to `host` is checked against robots.txt (not for registry presets)."""
         return self._config.robots and host not in self._exempt
 
-    async def robots(self, host: str, port: int, path: str, destinations: Sequence[tuple[str, int]]) -> Verdict | None:
-        """Refuse `path` if the host's robots.txt disallows it for our user agent (fetched from `destinations`)."""
+    async def robots(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        destinations: Sequence[tuple[str, int]],
+        resolve: Resolve | None = None,
+    ) -> Verdict | None:
+        """Refuse `path` if the host's robots.txt disallows it for our user agent (fetched from `destinations`; a
+        redirect to another host or port is fetched from where `resolve` says)."""
         if not self.checks_robots(host):
             return None
         key = (host, port)
@@ -144,7 +155,7 @@ class Compliance:
         async with lock:  # (one fetch per host, however many requests wait for it)
             robots = self._robots.get(key)
             if robots is None or self._clock() >= robots.expires:
-                robots = await self._fetch(host, port, destinations)
+                robots = await self._fetch(host, port, destinations, resolve or _no_resolve)
                 self._robots[key] = robots
         agent = self._config.user_agent
         if robots.disallow_all:
@@ -157,12 +168,12 @@ class Compliance:
             )
         return None
 
-    async def _fetch(self, host: str, port: int, destinations: Sequence[tuple[str, int]]) -> _Robots:
+    async def _fetch(self, host: str, port: int, destinations: Sequence[tuple[str, int]], resolve: Resolve) -> _Robots:
         now = self._clock()
         ttl = float(self._config.robots_ttl_s)
         try:
             with anyio.fail_after(self._config.robots_timeout_s):
-                status, body = await _follow_robots(host, port, destinations, self._config.user_agent)
+                status, body = await _follow_robots(host, port, destinations, self._config.user_agent, resolve)
         except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, ValueError) as exc:
             note = f"robots.txt could not be fetched ({type(exc).__name__})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
@@ -266,44 +277,76 @@ def preset_hosts(allowed_domains: Sequence[str]) -> frozenset[str]:
 _MAX_REDIRECTS = 5
 """RFC 9309 2.3.1.2: a crawler SHOULD follow at least five consecutive redirects for robots.txt."""
 _LOCATION = re.compile(rb"(?im)^location:[ \t]*(\S+)[ \t]*$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Resolve = Callable[[str, int], Awaitable[Sequence[tuple[str, int]]]]
+"""Where the gate's own fetch may connect for `(host, port)`, checked as a command's request is (its pin, else its
+public addresses); raises `OSError` saying why when there is nowhere (read as unreachable)."""
+
+
+async def _no_resolve(host: str, port: int) -> Sequence[tuple[str, int]]:
+    raise OSError(f"no resolver to follow a robots.txt redirect to {host}:{port}")
 
 
 async def _follow_robots(
-    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str
+    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, resolve: Resolve
 ) -> tuple[int, bytes]:
-    """`_get_robots`, following up to five redirects that stay on the same host and port over plain HTTP (a path
-    moved, `/robots.txt` to `/robots/robots.txt`); a redirect elsewhere (https, another host) is not followed and
-    its 3xx is returned, read as no robots.txt (see Not finished)."""
-    authority = host if port == 80 else f"{host}:{port}"
-    path = "/robots.txt"
-    status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+    """`_get_robots`, following up to five consecutive redirects wherever they lead (RFC 9309 2.3.1.2: "even across
+    authorities"): a path moved on the host, http to https (TLS verified against the host's name, as any fetch of
+    ours), another host (connected to where `resolve` says: its pin or its public addresses). The last answer is
+    returned: a sixth redirect's 3xx, read as unavailable (none). A redirect that cannot be followed (no address, a
+    failed TLS handshake, a scheme other than http or https) raises: unreachable."""
+    scheme, path = "http", "/robots.txt"
+    status, head, body = await _get_robots(scheme, host, port, destinations, user_agent, path)
     for _ in range(_MAX_REDIRECTS):
         location = _LOCATION.search(head)
         if not 300 <= status < 400 or location is None:
             break
-        target = urlsplit(urljoin(f"http://{authority}{path}", location.group(1).decode("latin-1")))
-        if target.scheme != "http" or target.netloc.lower() != authority:
-            break
+        here = f"{scheme}://{_authority(scheme, host, port)}{path}"
+        target = urlsplit(urljoin(here, location.group(1).decode("latin-1")))
+        if target.scheme not in _DEFAULT_PORTS or not target.hostname:
+            raise ValueError(f"robots.txt redirected to {target.scheme or 'no'} scheme")
+        next_host, next_port = target.hostname.lower().removesuffix("."), target.port or _DEFAULT_PORTS[target.scheme]
+        if (next_host, next_port) != (host, port):
+            destinations = await resolve(next_host, next_port)
+        scheme, host, port = target.scheme, next_host, next_port
         path = (target.path or "/") + (f"?{target.query}" if target.query else "")
-        status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+        status, head, body = await _get_robots(scheme, host, port, destinations, user_agent, path)
     return status, body
 
 
+def _authority(scheme: str, host: str, port: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port == _DEFAULT_PORTS[scheme] else f"{name}:{port}"
+
+
 async def _get_robots(
-    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, path: str = "/robots.txt"
+    scheme: str, host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, path: str
 ) -> tuple[int, bytes, bytes]:
-    """`GET path` (HTTP/1.0: no chunking, closed when done) from the first destination that answers: its status,
-    head and body."""
+    """`GET path` (HTTP/1.0: no chunking, closed when done; over verified TLS for https) from the first destination
+    that answers: its status, head and body."""
     error: OSError | None = None
     for address, dest_port in destinations:
         try:
-            stream = await anyio.connect_tcp(address, dest_port)
+            if scheme == "https":
+                # (the peer's close ends the body: an HTTP/1.0 server need not send TLS's close_notify)
+                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                    address,
+                    dest_port,
+                    tls=True,
+                    ssl_context=ssl.create_default_context(),
+                    tls_hostname=host,
+                    tls_standard_compatible=False,
+                )
+            else:
+                stream = await anyio.connect_tcp(address, dest_port)
         except OSError as exc:
             error = exc
             continue
         async with stream:
-            authority = host if port == 80 else f"{host}:{port}"
-            request = f"GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            request = (
+                f"GET {path} HTTP/1.0\r\nHost: {_authority(scheme, host, port)}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            )
             await stream.send(request.encode("ascii"))
             received = bytearray()
             try:
@@ -319,4 +362,4 @@ async def _get_robots(
     raise error or OSError("no address to connect to")
 
 
-__all__ = ["WINDOWS_FILE", "Compliance", "RateWindows", "Verdict", "preset_hosts", "read_as"]
+__all__ = ["WINDOWS_FILE", "Compliance", "RateWindows", "Resolve", "Verdict", "preset_hosts", "read_as"]

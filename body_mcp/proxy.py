@@ -391,8 +391,23 @@ class CountingProxy:
     async def _robots(self, request: _Request, destinations: Sequence[tuple[str, int]]) -> _Refusal | None:
         if self._compliance is None or request.method == "CONNECT":
             return None
-        verdict = await self._compliance.robots(request.host, request.port, request.path or "/", destinations)
+        verdict = await self._compliance.robots(
+            request.host, request.port, request.path or "/", destinations, self._resolve_for_gate
+        )
         return None if verdict is None else (verdict.status, verdict.reason, verdict.rule)
+
+    async def _resolve_for_gate(self, host: str, port: int) -> list[tuple[str, int]]:
+        """Where the gate's own fetch (a robots.txt redirected to another host or port) may connect: as for a
+        command's request, its pin or its public addresses (never the allow-list: robots.txt is the site's own
+        answer, RFC 9309 2.3.1.2 follows redirects across authorities)."""
+        try:
+            host = _split_host_port(host)[0]
+        except _BadMessage as exc:
+            raise OSError(str(exc)) from None
+        destinations, refusal = await self._destinations(_Request(method="GET", host=host, port=port))
+        if refusal is not None:
+            raise OSError(refusal[1])
+        return destinations
 
     async def _tunnel(self, client: BufferedByteStream, upstream: anyio.abc.SocketStream, request: _Request) -> None:
         """Relay a tunnel both ways until either side closes, it has carried `max_exchanges_per_tunnel` exchanges,

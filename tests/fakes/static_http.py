@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -39,9 +40,12 @@ def routes(table: Mapping[str, Reply]) -> Callable[[str], Reply]:
 
 
 @contextmanager
-def serve_static(answer: Callable[[str], Reply], *, keep_alive: bool = False) -> Iterator[Site]:
+def serve_static(
+    answer: Callable[[str], Reply], *, keep_alive: bool = False, tls: ssl.SSLContext | None = None
+) -> Generator[Site]:
     """Serve `answer(path)` for every GET and HEAD until the block ends. `keep_alive`: HTTP/1.1 connections that
-    stay open between requests (for tests of what one connection may carry)."""
+    stay open between requests (for tests of what one connection may carry). `tls`: HTTPS, with that server
+    context."""
     site = Site(port=0)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -66,10 +70,12 @@ def serve_static(answer: Callable[[str], Reply], *, keep_alive: bool = False) ->
             self.end_headers()
             return reply.body
 
-        def log_message(self, *args: object) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     site.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

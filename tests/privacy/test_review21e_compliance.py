@@ -4,7 +4,9 @@ site's per-minute cap. Real HTTP servers on 127.0.0.1, reached by a pinned name.
 
 from __future__ import annotations
 
+import datetime
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
@@ -13,6 +15,10 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from body_mcp.compliance import WINDOWS_FILE, Compliance
 from body_mcp.proxy import CountingProxy
@@ -126,18 +132,88 @@ async def test_a_robots_txt_moved_on_its_host_is_followed() -> None:
         assert status == expected, f"{hops} hops: served past a redirected robots.txt; asked {served.asked}"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a robots.txt redirected to https or another host counts as none")
 async def test_a_robots_txt_redirected_to_https_is_not_read_as_none() -> None:
-    """HOLE (low): the commonest robots.txt redirect, `http://site/robots.txt` -> `https://site/robots.txt`, is not
-    followed (the gate speaks plain HTTP only) and is read as no robots.txt: every plain-HTTP path of such a site is
-    allowed whatever its rules. Reproduce: as below. Fix: fetch the https target (TLS to the same addresses, port
-    443, the host's name checked) or another host's (resolved and checked as a request is), or read a redirect not
-    followed as "unreachable" (disallow all, a minute) rather than as none."""
+    """Was a hole (low): the commonest robots.txt redirect, `http://site/robots.txt` -> `https://site/robots.txt`,
+    was not followed (the gate spoke plain HTTP only) and was read as no robots.txt: every plain-HTTP path of such a
+    site was allowed whatever its rules. Fixed in `compliance._follow_robots`: redirects are followed wherever they
+    lead (RFC 9309 2.3.1.2), https over verified TLS; here port 443 is pinned to the plain server, so the
+    handshake fails and robots.txt is unreachable (disallow all), never none. A redirect followed to real
+    https is `test_a_robots_txt_redirected_to_https_or_another_host_is_followed`."""
     with serve_static(redirecting(f"https://{HOST}/robots.txt"), keep_alive=True) as served:
         proxy = proxy_for(served.port, gate())
         async with proxy:
-            status, _ = await get(proxy, f"http://{HOST}/private/x")
+            status, reason = await get(proxy, f"http://{HOST}/private/x")
+            public, _ = await get(proxy, f"http://{HOST}/public")
     assert status == 403, f"served past a robots.txt redirected to https; asked {served.asked}"
+    assert public == 403 and b"robots.txt could not be fetched" in reason, reason
+
+
+@pytest.fixture
+def trusted_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context for `site.test` and `other.test`, its self-signed certificate the only one trusted by
+    `ssl.create_default_context()` (`SSL_CERT_FILE`), as a real CA's would be."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST), x509.DNSName("other.test")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    return server
+
+
+async def test_a_robots_txt_redirected_to_https_or_another_host_is_followed(trusted_tls: ssl.SSLContext) -> None:
+    """RFC 9309 2.3.1.2: redirects are followed even across authorities, five in a row: to https on the same host
+    (verified TLS), to another host (its pin, checked as a request's address is), to `http://site.test:80/` (the
+    default port written out, which the old check read as another authority). A redirect to a host that leads to
+    a loopback address is not fetched: unreachable (disallow all), as is a certificate for another name."""
+    disallow = Reply(200, b"User-agent: *\nDisallow: /private\n")
+    with (
+        serve_static(lambda path: disallow if path == "/robots/real.txt" else Reply(404), tls=trusted_tls) as tls_site,
+        serve_static(lambda path: disallow if path == "/robots/real.txt" else Reply(404)) as other,
+    ):
+        cases = {
+            f"https://{HOST}/robots/real.txt": 403,
+            f"https://{HOST}:443/robots/real.txt": 403,
+            "http://other.test/robots/real.txt": 403,
+            f"http://{HOST}:80/robots/real.txt": 403,
+            f"http://{HOST}/robots/none.txt": 200,
+        }
+        for location, expected in cases.items():
+            with serve_static(redirecting(location), keep_alive=True) as served:
+                pins = {
+                    HOST: f"127.0.0.1:{served.port}",
+                    f"{HOST}:443": f"127.0.0.1:{tls_site.port}",
+                    "other.test": f"127.0.0.1:{other.port}",
+                }
+                proxy = CountingProxy(allowed_domains=[HOST], pinned_hosts=pins, max_requests=10, compliance=gate())
+                async with proxy:
+                    status, reason = await get(proxy, f"http://{HOST}/private/x")
+            assert status == expected, f"redirected to {location}: {reason!r}; asked {served.asked}"
+        # (a redirect to a host that resolves to loopback: the gate does not fetch it, as a request would not)
+        with serve_static(redirecting("http://localhost/robots/real.txt"), keep_alive=True) as served:
+            proxy = proxy_for(served.port, gate())
+            async with proxy:
+                status, reason = await get(proxy, f"http://{HOST}/public")
+        assert status == 403 and b"could not be fetched" in reason, reason
+    assert tls_site.asked == ["/robots/real.txt", "/robots/real.txt"]
+    assert other.asked == ["/robots/real.txt"]
 
 
 @contextmanager
