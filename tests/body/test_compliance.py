@@ -15,13 +15,14 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.tls import TLSStream
 from mcp import Client
 
 from body_mcp import build_server
 from body_mcp.compliance import WINDOWS_FILE, Compliance, RateWindows, preset_hosts
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig, ConfigInvalid, parse_config
-from tests.fakes.static_http import Reply, serve_static
+from tests.fakes.static_http import Reply, Tls, self_signed, serve_static
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -32,16 +33,16 @@ ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /private/open\n\nUser-agen
 
 
 @contextmanager
-def site(robots: bytes | int = ROBOTS) -> Generator[tuple[int, list[str]]]:
-    """An HTTP/1.1 server (keep-alive) on 127.0.0.1: `/robots.txt` is `robots` (or that status), every other path
-    200 with the path as body; yields its port and the paths asked, in order."""
+def site(robots: bytes | int = ROBOTS, tls: Tls | None = None) -> Generator[tuple[int, list[str]]]:
+    """An HTTP/1.1 server (keep-alive; HTTPS with `tls`) on 127.0.0.1: `/robots.txt` is `robots` (or that status),
+    every other path 200 with the path as body; yields its port and the paths asked, in order."""
 
     def answer(path: str) -> Reply:
         if path == "/robots.txt":
             return Reply(robots) if isinstance(robots, int) else Reply(200, robots)
         return Reply(200, path.encode())
 
-    with serve_static(answer, keep_alive=True) as served:
+    with serve_static(answer, keep_alive=True, tls=None if tls is None else tls.server) as served:
         yield served.port, served.asked
 
 
@@ -180,27 +181,31 @@ async def status_of_connect(proxy: CountingProxy, target: str) -> int:
     return int(line.split(b" ", 2)[1])
 
 
-async def test_a_keep_alive_tunnel_is_cut_after_its_exchanges() -> None:
-    """One CONNECT counts once; what goes through it is not seen, so it carries at most `max_exchanges_per_tunnel`
-    exchanges: the request after them finds the tunnel closed, and the cut is recorded."""
-    with site() as (port, asked):
+async def test_a_keep_alive_tunnel_is_cut_after_its_exchanges(tmp_path: Path) -> None:
+    """One CONNECT counts once; what goes through it is TLS, whose records the proxy counts (each application-data
+    record the client sends, TLS 1.3's Finished aside), so it carries at most `max_exchanges_per_tunnel` of them:
+    the request after them finds the tunnel closed, and the cut is recorded."""
+    tls = self_signed(tmp_path, "site.test")
+    with site(tls=tls) as (port, asked):
         pins = {"site.test": f"127.0.0.1:{port}"}
         proxy = CountingProxy(
             allowed_domains=["site.test"], pinned_hosts=pins, max_requests=10, max_exchanges_per_tunnel=3
         )
         async with proxy:
             with anyio.fail_after(10):
-                async with await anyio.connect_unix(proxy.socket_path) as raw:
+                async with await anyio.connect_unix(proxy.socket_path) as unix:
+                    await unix.send(f"CONNECT site.test:{port} HTTP/1.1\r\n\r\n".encode())
+                    head = await BufferedByteReceiveStream(unix).receive_until(b"\r\n\r\n", 4096)
+                    assert head.startswith(b"HTTP/1.1 200")
+                    raw = await TLSStream.wrap(unix, hostname="site.test", ssl_context=tls.client)
                     stream = BufferedByteReceiveStream(raw)
-                    await raw.send(f"CONNECT site.test:{port} HTTP/1.1\r\n\r\n".encode())
-                    assert (await stream.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
                     for n in range(3):
                         await raw.send(f"GET /call/{n} HTTP/1.1\r\nHost: site.test\r\n\r\n".encode())
                         head = await stream.receive_until(b"\r\n\r\n", 4096)
                         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
                         assert await stream.receive_exactly(length) == f"/call/{n}".encode()
                     await raw.send(b"GET /call/3 HTTP/1.1\r\nHost: site.test\r\n\r\n")
-                    with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead)):
+                    with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError)):
                         await stream.receive_until(b"\r\n\r\n", 4096)
     assert asked == ["/call/0", "/call/1", "/call/2"], "the fourth request never left"
     assert proxy.counted == 1

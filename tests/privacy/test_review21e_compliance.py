@@ -4,7 +4,7 @@ site's per-minute cap. Real HTTP servers on 127.0.0.1, reached by a pinned name.
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import socket
 import ssl
 import threading
@@ -15,15 +15,12 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from anyio.streams.tls import TLSStream
 
 from body_mcp.compliance import WINDOWS_FILE, Compliance
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig
-from tests.fakes.static_http import Reply, serve_static
+from tests.fakes.static_http import Reply, Tls, self_signed, serve_static
 
 pytestmark = pytest.mark.anyio
 
@@ -31,13 +28,14 @@ HOST = "site.test"
 
 
 @contextmanager
-def site(robots: Reply) -> Generator[tuple[int, list[str]]]:
-    """A keep-alive HTTP/1.1 server: `/robots.txt` answers `robots`, any other path 200 with the path as body."""
+def site(robots: Reply, tls: Tls | None = None) -> Generator[tuple[int, list[str]]]:
+    """A keep-alive HTTP/1.1 server (HTTPS with `tls`): `/robots.txt` answers `robots`, any other path 200 with the
+    path as body."""
 
     def answer(path: str) -> Reply:
         return robots if path == "/robots.txt" else Reply(200, path.encode())
 
-    with serve_static(answer, keep_alive=True) as served:
+    with serve_static(answer, keep_alive=True, tls=None if tls is None else tls.server) as served:
         yield served.port, served.asked
 
 
@@ -152,30 +150,9 @@ async def test_a_robots_txt_redirected_to_https_is_not_read_as_none() -> None:
 def trusted_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """A server context for `site.test` and `other.test`, its self-signed certificate the only one trusted by
     `ssl.create_default_context()` (`SSL_CERT_FILE`), as a real CA's would be."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST), x509.DNSName("other.test")]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_path, key_path)
-    return server
+    tls = self_signed(tmp_path, HOST, "other.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
+    return tls.server
 
 
 async def test_a_robots_txt_redirected_to_https_or_another_host_is_followed(trusted_tls: ssl.SSLContext) -> None:
@@ -262,12 +239,19 @@ async def test_an_endless_or_dripping_robots_txt_disallows_all_within_its_timeou
     assert [r.rule for r in proxy.requests] == ["robots"]
 
 
-async def connect(proxy: CountingProxy, port: int) -> tuple[anyio.abc.SocketStream, BufferedByteReceiveStream]:
+@pytest.fixture
+def tls(tmp_path: Path) -> Tls:
+    return self_signed(tmp_path, HOST)
+
+
+async def connect(proxy: CountingProxy, port: int, tls: Tls) -> tuple[TLSStream, BufferedByteReceiveStream]:
+    """A CONNECT tunnel to the site, and TLS inside it, as an HTTPS client makes them."""
     raw = await anyio.connect_unix(proxy.socket_path)
-    stream = BufferedByteReceiveStream(raw)
+    head = BufferedByteReceiveStream(raw)
     await raw.send(f"CONNECT {HOST}:{port} HTTP/1.1\r\n\r\n".encode())
-    assert (await stream.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
-    return raw, stream
+    assert (await head.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
+    stream = await TLSStream.wrap(raw, hostname=HOST, ssl_context=tls.client, standard_compatible=False)
+    return stream, BufferedByteReceiveStream(stream)
 
 
 async def read_answers(stream: BufferedByteReceiveStream, n: int, on_each: Callable[[], object] = lambda: None) -> int:
@@ -275,7 +259,7 @@ async def read_answers(stream: BufferedByteReceiveStream, n: int, on_each: Calla
     for got in range(n):
         try:
             head = await stream.receive_until(b"\r\n\r\n", 4096)
-        except (anyio.EndOfStream, anyio.IncompleteRead):
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
             return got
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
         await stream.receive_exactly(length)
@@ -283,25 +267,26 @@ async def read_answers(stream: BufferedByteReceiveStream, n: int, on_each: Calla
     return n
 
 
-async def test_a_sites_per_minute_cap_holds_inside_a_tunnel() -> None:
+async def test_a_sites_per_minute_cap_holds_inside_a_tunnel(tls: Tls) -> None:
     """Was a hole (medium): a site's terms rule `max_requests_per_minute = 2` was counted per CONNECT, and one
     keep-alive tunnel carries up to `max_exchanges_per_tunnel` (100) requests, so an HTTPS client made 5 (or 100)
     calls a minute to a site whose terms allow 2. Fixed in `CountingProxy._tunnel`: to a host with a per-minute
-    cap, each exchange after a tunnel's first is counted against it too, and the tunnel is cut (recorded `rate`)
-    at the exchange the cap refuses."""
-    with site(Reply(404)) as (port, asked):
+    cap, each TLS application-data record after a tunnel's first (TLS 1.3's Finished aside) is counted against it
+    too, and the tunnel is cut (recorded `rate`) at the record the cap refuses. (Real TLS in the tunnel: a tunnel
+    carries TLS or nothing.)"""
+    with site(Reply(404), tls) as (port, asked):
         proxy = proxy_for(port, gate(robots=False, domains={HOST: {"max_requests_per_minute": 2}}))
         async with proxy:
             with anyio.fail_after(10):
-                raw, stream = await connect(proxy, port)
-                async with raw:
+                stream, reader = await connect(proxy, port, tls)
+                async with stream:
                     answered = 0
                     for n in range(5):
                         try:
-                            await raw.send(f"GET /call/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                            await stream.send(f"GET /call/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
                         except (anyio.BrokenResourceError, OSError):
                             break
-                        if await read_answers(stream, 1) == 0:
+                        if await read_answers(reader, 1) == 0:
                             break
                         answered += 1
     assert len(asked) <= 2, f"the site was called {len(asked)} times in a minute past its cap of 2: {asked}"
@@ -309,25 +294,38 @@ async def test_a_sites_per_minute_cap_holds_inside_a_tunnel() -> None:
     assert [r.rule for r in proxy.requests] == [None, "rate"]
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (medium): pipelined requests in one tunnel exchange pass its cap")
-async def test_pipelined_requests_in_one_exchange_are_bounded() -> None:
-    """HOLE (medium): the tunnel cap counts exchanges (the client speaking again after the server answered), so a
-    client that pipelines (HTTP/1.1 requests back to back in one write, or HTTP/2 streams in one flight) sends any
-    number of calls as one exchange: with `max_exchanges_per_tunnel = 3`, 50 pipelined requests all reach the
-    server through one CONNECT that counted once. Reproduce: as below. Fix: the proxy cannot see inside TLS, so
-    bound what it can see: e.g. a cap on the bytes a tunnel carries upstream per exchange (a request head is small;
-    a pipeline is not), or a much shorter `max_tunnel_s`; and the README's "counting is per tunnel" should say
-    that the exchange count is a bound only for clients that wait for each answer."""
-    with site(Reply(404)) as (port, asked):
+async def test_pipelined_requests_in_one_exchange_are_bounded(tls: Tls) -> None:
+    """Was a hole (medium): the tunnel cap counted exchanges (the client speaking again after the server
+    answered), so a client that pipelines (HTTP/1.1 requests back to back, HTTP/2 streams in one flight) sent any
+    number of calls as one exchange: with `max_exchanges_per_tunnel = 3`, 50 pipelined requests all reached the
+    server through one CONNECT that counted once. Fixed in `CountingProxy._tunnel` (`_TlsRecords`): a tunnel
+    must carry TLS, and each application-data record the client sends is a call, so 50 requests written one by one
+    without waiting are cut after 3. The harness changed with the design: the pipeline the old test wrote as plain
+    HTTP through the tunnel is now refused at its first bytes (a 403 saying to send it as a proxy request), and the
+    pipeline is sent over real TLS, each request its own write (as HTTP/1.1 and HTTP/2 clients write them); one
+    write of many requests is one record, bounded by what a record holds (16 KiB), as the README says."""
+    pipeline = [f"GET /p/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode() for n in range(50)]
+    with site(Reply(404), tls) as (port, asked):
         proxy = proxy_for(port, gate(robots=False), max_exchanges_per_tunnel=3)
         async with proxy:
             with anyio.fail_after(10):
-                raw, stream = await connect(proxy, port)
+                stream, reader = await connect(proxy, port, tls)
+                async with stream:
+                    with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                        for request in pipeline:
+                            await stream.send(request)
+                    answered = await read_answers(reader, 50)
+                raw = await anyio.connect_unix(proxy.socket_path)
                 async with raw:
-                    pipeline = b"".join(f"GET /p/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode() for n in range(50))
-                    await raw.send(pipeline)
-                    await read_answers(stream, 50)
-    assert len(asked) <= 3, f"{len(asked)} requests reached the server through one tunnel capped at 3 exchanges"
+                    head = BufferedByteReceiveStream(raw)
+                    await raw.send(f"CONNECT {HOST}:{port} HTTP/1.1\r\n\r\n".encode() + b"".join(pipeline))
+                    assert (await head.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
+                    refusal = await head.receive_until(b"\r\n\r\n", 4096)
+                    body = await head.receive(4096)
+    assert len(asked) <= 3, f"{len(asked)} requests reached the server through one tunnel capped at 3 records"
+    assert answered <= len(asked), "no more answers than requests that reached the server"
+    assert refusal.startswith(b"HTTP/1.1 403") and b"must carry TLS" in body, (refusal, body)
+    assert [r.rule for r in proxy.requests] == [None, "tunnel_cap", None, "tunnel_tls"]
 
 
 async def test_a_request_pipelined_behind_an_allowed_one_and_an_escaped_path_are_not_let_through() -> None:
