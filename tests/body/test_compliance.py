@@ -244,11 +244,16 @@ def test_compliance_config_errors_name_the_key() -> None:
 async def test_a_sandboxed_commands_disallowed_request_is_refused_with_a_reason_and_audited(
     workspace: Path, home: Path
 ) -> None:
-    """End to end: a real command in the sandbox, the body's proxy and its audit trail."""
+    """End to end: a real command in the sandbox, the body's proxy and its audit trail; the site's per-minute cap
+    (2) is counted in the home's windows, with another agent's body that had made one call (the first request
+    passes, and then that other body is at the cap)."""
     require_binary("bwrap", "bubblewrap")
+    capped = {"domains": {"site.test": {"max_requests_per_minute": 2}}}
+    other_agent = Compliance(ComplianceConfig.model_validate(capped), windows=home / WINDOWS_FILE)
+    assert other_agent.admit("site.test") is None
     with site() as (port, asked):
         sandbox = {"allowed_domains": ["site.test"], "pinned_hosts": {"site.test": f"127.0.0.1:{port}"}}
-        body = make_body(workspace, home, {"sandbox": sandbox})
+        body = make_body(workspace, home, {"sandbox": sandbox, "compliance": capped})
         code = (
             "import urllib.request, urllib.error\n"
             "for path in ('/docs/page', '/private/page?key=k'):\n"
@@ -274,3 +279,4 @@ async def test_a_sandboxed_commands_disallowed_request_is_refused_with_a_reason_
     ]
     assert "key=k" not in str(event.detail)
     assert asked == ["/robots.txt", "/docs/page"]
+    assert other_agent.admit("site.test") is not None, "the body's call was counted in the home's windows"
