@@ -172,17 +172,21 @@ async def test_a_robots_txt_redirected_to_https_or_another_host_is_followed(trus
             f"http://{HOST}:80/robots/real.txt": 403,
             f"http://{HOST}/robots/none.txt": 200,
         }
-        for location, expected in cases.items():
-            with serve_static(redirecting(location), keep_alive=True) as served:
-                pins = {
-                    HOST: f"127.0.0.1:{served.port}",
-                    f"{HOST}:443": f"127.0.0.1:{tls_site.port}",
-                    "other.test": f"127.0.0.1:{other.port}",
-                }
-                proxy = CountingProxy(allowed_domains=[HOST], pinned_hosts=pins, max_requests=10, compliance=gate())
-                async with proxy:
+        location = [""]
+        # (one site redirecting where `location` says; robots.txt kept 0 s, so each case fetches it anew)
+        with serve_static(lambda path: redirecting(location[0])(path), keep_alive=True) as served:
+            pins = {
+                HOST: f"127.0.0.1:{served.port}",
+                f"{HOST}:443": f"127.0.0.1:{tls_site.port}",
+                "other.test": f"127.0.0.1:{other.port}",
+            }
+            proxy = CountingProxy(
+                allowed_domains=[HOST], pinned_hosts=pins, max_requests=10, compliance=gate(robots_ttl_s=0)
+            )
+            async with proxy:
+                for location[0], expected in cases.items():
                     status, reason = await get(proxy, f"http://{HOST}/private/x")
-            assert status == expected, f"redirected to {location}: {reason!r}; asked {served.asked}"
+                    assert status == expected, f"redirected to {location[0]}: {reason!r}; asked {served.asked}"
         # (a redirect to a host that resolves to loopback: the gate does not fetch it, as a request would not)
         with serve_static(redirecting("http://localhost/robots/real.txt"), keep_alive=True) as served:
             proxy = proxy_for(served.port, gate())
