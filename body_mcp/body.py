@@ -30,7 +30,7 @@ from .approval import ApprovalGate
 from .audit import Appended, AuditWriter, EventDraft, keep_retention, new_action_id
 from .brain_client import BrainClient
 from .brain_link import BrainDecisionStore, BrainLink
-from .compliance import Compliance, preset_hosts
+from .compliance import WINDOWS_FILE, Compliance, preset_hosts
 from .confinement import Workspace
 from .decisions import DecisionStore, LocalDecisionStore
 from .exceptions import ConfigError, ToolRefused, UserError
@@ -234,7 +234,11 @@ class Body:
             outputs=self.outputs,
             notify_human=self._notify_human,
             git=config.git,
-            compliance=Compliance(config.compliance, exempt_hosts=preset_hosts(config.sandbox.allowed_domains)),
+            compliance=Compliance(
+                config.compliance,
+                exempt_hosts=preset_hosts(config.sandbox.allowed_domains),
+                windows=settings.home / WINDOWS_FILE,  # (shared by every body of this home: one cap per machine)
+            ),
             agent_profile=settings.agent_profile,
             secret_files=tuple(self.secret_files),
         )

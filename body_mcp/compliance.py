@@ -7,8 +7,10 @@
     automated_access = false                       "no automated access": refused
     max_requests_per_minute = 30
 
-`Compliance` lives as long as the body (one per body, shared by its commands' proxies), so the per-minute windows
-and the robots.txt cache span commands. Its checks, in the proxy's order:
+`Compliance` lives as long as the body (one per body, shared by its commands' proxies), so the robots.txt cache
+spans commands; the per-minute windows are in a SQLite file under `$SWARM_HOME` (`RateWindows`), shared by every
+body of the home, so a site's cap holds for the machine, not per agent, and across restarts. Its checks, in the
+proxy's order:
 
 1. `terms(host)`: a host whose rule says `allowed = false` or `automated_access = false` is refused (403); the rule
    is the host's own entry, else the longest `*.domain` entry that covers it.
@@ -17,9 +19,10 @@ and the robots.txt cache span commands. Its checks, in the proxy's order:
    `robots_ttl_s`, from the address the proxy resolved (so it goes where the request would), and matched with
    `protego` (RFC 9309: longest match, `*` and `$`), the path as written and as a server reads it (`read_as`:
    dot segments removed, slashes merged). As RFC 9309 says: 2xx is parsed; 4xx (none) allows
-   everything; 5xx or no answer disallows everything (kept a minute, then asked again); up to five redirects on the
-   same host and port over plain HTTP are followed, one elsewhere (https, another host) is not and counts as none.
-3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (body-wide), and by the
+   everything; 5xx or no answer disallows everything (kept a minute, then asked again); up to five consecutive
+   redirects are followed wherever they lead (https: verified TLS; another host: its pin or public addresses, from
+   the proxy's `resolve`), a sixth counts as none (unavailable), one that cannot be followed as no answer.
+3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (home-wide), and by the
    proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
 
 A refusal is a `Verdict` (status, reason, rule); the proxy answers it to the command as an HTTP error with the reason
@@ -28,14 +31,18 @@ as body and records it (`ProxyRequest.rule`), which `run_command` puts in its au
 
 from __future__ import annotations
 
-import collections
 import re
+import sqlite3
+import ssl
+import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import anyio
+import anyio.abc
 from protego import Protego
 
 from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, ComplianceConfig, DomainTerms
@@ -73,12 +80,13 @@ class Compliance:
         config: ComplianceConfig,
         *,
         exempt_hosts: Collection[str] = (),
-        clock: Callable[[], float] = time.monotonic,
+        windows: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._exempt = frozenset(host.lower() for host in exempt_hosts)
         self._clock = clock
-        self._hits: dict[str, collections.deque[float]] = {}
+        self._windows = RateWindows(windows)
         self._robots: dict[tuple[str, int], _Robots] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
 
@@ -118,25 +126,28 @@ class Compliance:
         if found is None or found[1].max_requests_per_minute == 0:
             return None
         name, rule = found
-        now = self._clock()
-        hits = self._hits.setdefault(name, collections.deque())
-        while hits and hits[0] <= now - _MINUTE_S:
-            hits.popleft()
-        if len(hits) >= rule.max_requests_per_minute:
+        if not self._windows.take(name, rule.max_requests_per_minute, self._clock()):
             return Verdict(
                 status=429,
                 reason=f"{host}: [compliance.domains] {name} allows {rule.max_requests_per_minute} requests a minute",
                 rule="rate",
             )
-        hits.append(now)
         return None
 
     def checks_robots(self, host: str) -> bool:
         """Whether a plain-HTTP request to `host` is checked against robots.txt (not for registry presets)."""
         return self._config.robots and host not in self._exempt
 
-    async def robots(self, host: str, port: int, path: str, destinations: Sequence[tuple[str, int]]) -> Verdict | None:
-        """Refuse `path` if the host's robots.txt disallows it for our user agent (fetched from `destinations`)."""
+    async def robots(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        destinations: Sequence[tuple[str, int]],
+        resolve: Resolve | None = None,
+    ) -> Verdict | None:
+        """Refuse `path` if the host's robots.txt disallows it for our user agent (fetched from `destinations`; a
+        redirect to another host or port is fetched from where `resolve` says)."""
         if not self.checks_robots(host):
             return None
         key = (host, port)
@@ -144,7 +155,7 @@ class Compliance:
         async with lock:  # (one fetch per host, however many requests wait for it)
             robots = self._robots.get(key)
             if robots is None or self._clock() >= robots.expires:
-                robots = await self._fetch(host, port, destinations)
+                robots = await self._fetch(host, port, destinations, resolve or _no_resolve)
                 self._robots[key] = robots
         agent = self._config.user_agent
         if robots.disallow_all:
@@ -157,12 +168,12 @@ class Compliance:
             )
         return None
 
-    async def _fetch(self, host: str, port: int, destinations: Sequence[tuple[str, int]]) -> _Robots:
+    async def _fetch(self, host: str, port: int, destinations: Sequence[tuple[str, int]], resolve: Resolve) -> _Robots:
         now = self._clock()
         ttl = float(self._config.robots_ttl_s)
         try:
             with anyio.fail_after(self._config.robots_timeout_s):
-                status, body = await _follow_robots(host, port, destinations, self._config.user_agent)
+                status, body = await _follow_robots(host, port, destinations, self._config.user_agent, resolve)
         except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, ValueError) as exc:
             note = f"robots.txt could not be fetched ({type(exc).__name__})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
@@ -174,6 +185,53 @@ class Compliance:
             note = f"robots.txt is unreachable (HTTP {status})"
             return _Robots(parser=None, disallow_all=True, expires=now + min(ttl, _UNREACHABLE_TTL_S), note=note)
         return _Robots(parser=None, disallow_all=False, expires=now + ttl, note=f"no robots.txt (HTTP {status})")
+
+
+class RateWindows:
+    """The per-minute windows of `[compliance.domains]` caps, in a SQLite file every body of a `$SWARM_HOME` opens
+    (`WINDOWS_FILE` under the home), so N agents of one machine share a site's cap rather than each having it; it
+    survives restarts. Without a path, a private in-memory database (one `Compliance` alone, as in tests).
+
+    One row per request admitted (the rule's name, when); `take` counts and adds in one `BEGIN IMMEDIATE`
+    transaction (the write lock first: two bodies cannot both see room for the last request), pruning rows older
+    than a minute. Times are wall-clock seconds, comparable across processes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = threading.Lock()
+        # (autocommit mode: transactions are begun and ended here, explicitly)
+        self._db = sqlite3.connect(
+            ":memory:" if path is None else path, timeout=10, isolation_level=None, check_same_thread=False
+        )
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS rate_hits (rule TEXT NOT NULL, ts REAL NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS rate_hits_rule_ts ON rate_hits (rule, ts)")
+
+    def take(self, rule: str, per_minute: int, now: float) -> bool:
+        """Admit one request under `rule` (at most `per_minute` in the minute before `now`): whether it may go."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - _MINUTE_S,))
+                (used,) = self._db.execute(
+                    "SELECT count(*) FROM rate_hits WHERE rule = ? AND ts > ?", (rule, now - _MINUTE_S)
+                ).fetchone()
+                admitted = used < per_minute
+                if admitted:
+                    self._db.execute("INSERT INTO rate_hits (rule, ts) VALUES (?, ?)", (rule, now))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return admitted
+
+    def close(self) -> None:
+        self._db.close()
+
+
+WINDOWS_FILE = "compliance-rates.sqlite"
+"""Under `$SWARM_HOME`: the per-minute windows every body of that home shares (`RateWindows`)."""
 
 
 _DOT_OR_SLASH = re.compile(r"%2[eEfF]")
@@ -219,44 +277,76 @@ def preset_hosts(allowed_domains: Sequence[str]) -> frozenset[str]:
 _MAX_REDIRECTS = 5
 """RFC 9309 2.3.1.2: a crawler SHOULD follow at least five consecutive redirects for robots.txt."""
 _LOCATION = re.compile(rb"(?im)^location:[ \t]*(\S+)[ \t]*$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Resolve = Callable[[str, int], Awaitable[Sequence[tuple[str, int]]]]
+"""Where the gate's own fetch may connect for `(host, port)`, checked as a command's request is (its pin, else its
+public addresses); raises `OSError` saying why when there is nowhere (read as unreachable)."""
+
+
+async def _no_resolve(host: str, port: int) -> Sequence[tuple[str, int]]:
+    raise OSError(f"no resolver to follow a robots.txt redirect to {host}:{port}")
 
 
 async def _follow_robots(
-    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str
+    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, resolve: Resolve
 ) -> tuple[int, bytes]:
-    """`_get_robots`, following up to five redirects that stay on the same host and port over plain HTTP (a path
-    moved, `/robots.txt` to `/robots/robots.txt`); a redirect elsewhere (https, another host) is not followed and
-    its 3xx is returned, read as no robots.txt (see Not finished)."""
-    authority = host if port == 80 else f"{host}:{port}"
-    path = "/robots.txt"
-    status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+    """`_get_robots`, following up to five consecutive redirects wherever they lead (RFC 9309 2.3.1.2: "even across
+    authorities"): a path moved on the host, http to https (TLS verified against the host's name, as any fetch of
+    ours), another host (connected to where `resolve` says: its pin or its public addresses). The last answer is
+    returned: a sixth redirect's 3xx, read as unavailable (none). A redirect that cannot be followed (no address, a
+    failed TLS handshake, a scheme other than http or https) raises: unreachable."""
+    scheme, path = "http", "/robots.txt"
+    status, head, body = await _get_robots(scheme, host, port, destinations, user_agent, path)
     for _ in range(_MAX_REDIRECTS):
         location = _LOCATION.search(head)
         if not 300 <= status < 400 or location is None:
             break
-        target = urlsplit(urljoin(f"http://{authority}{path}", location.group(1).decode("latin-1")))
-        if target.scheme != "http" or target.netloc.lower() != authority:
-            break
+        here = f"{scheme}://{_authority(scheme, host, port)}{path}"
+        target = urlsplit(urljoin(here, location.group(1).decode("latin-1")))
+        if target.scheme not in _DEFAULT_PORTS or not target.hostname:
+            raise ValueError(f"robots.txt redirected to {target.scheme or 'no'} scheme")
+        next_host, next_port = target.hostname.lower().removesuffix("."), target.port or _DEFAULT_PORTS[target.scheme]
+        if (next_host, next_port) != (host, port):
+            destinations = await resolve(next_host, next_port)
+        scheme, host, port = target.scheme, next_host, next_port
         path = (target.path or "/") + (f"?{target.query}" if target.query else "")
-        status, head, body = await _get_robots(host, port, destinations, user_agent, path)
+        status, head, body = await _get_robots(scheme, host, port, destinations, user_agent, path)
     return status, body
 
 
+def _authority(scheme: str, host: str, port: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port == _DEFAULT_PORTS[scheme] else f"{name}:{port}"
+
+
 async def _get_robots(
-    host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, path: str = "/robots.txt"
+    scheme: str, host: str, port: int, destinations: Sequence[tuple[str, int]], user_agent: str, path: str
 ) -> tuple[int, bytes, bytes]:
-    """`GET path` (HTTP/1.0: no chunking, closed when done) from the first destination that answers: its status,
-    head and body."""
+    """`GET path` (HTTP/1.0: no chunking, closed when done; over verified TLS for https) from the first destination
+    that answers: its status, head and body."""
     error: OSError | None = None
     for address, dest_port in destinations:
         try:
-            stream = await anyio.connect_tcp(address, dest_port)
+            if scheme == "https":
+                # (the peer's close ends the body: an HTTP/1.0 server need not send TLS's close_notify)
+                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                    address,
+                    dest_port,
+                    tls=True,
+                    ssl_context=ssl.create_default_context(),
+                    tls_hostname=host,
+                    tls_standard_compatible=False,
+                )
+            else:
+                stream = await anyio.connect_tcp(address, dest_port)
         except OSError as exc:
             error = exc
             continue
         async with stream:
-            authority = host if port == 80 else f"{host}:{port}"
-            request = f"GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            request = (
+                f"GET {path} HTTP/1.0\r\nHost: {_authority(scheme, host, port)}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            )
             await stream.send(request.encode("ascii"))
             received = bytearray()
             try:
@@ -272,4 +362,4 @@ async def _get_robots(
     raise error or OSError("no address to connect to")
 
 
-__all__ = ["Compliance", "Verdict", "preset_hosts", "read_as"]
+__all__ = ["WINDOWS_FILE", "Compliance", "RateWindows", "Resolve", "Verdict", "preset_hosts", "read_as"]

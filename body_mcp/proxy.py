@@ -5,11 +5,12 @@ each TCP connection to the unix socket this proxy listens on (`sandbox.ProxyNetw
 `CONNECT` tunnel and each plain HTTP request, is one API call: checked against the domain allow-list, the
 compliance gate (`compliance.Compliance`: a site's terms, its per-minute cap, and for plain HTTP its
 robots.txt), then against the budget, recorded, and only then sent on. TLS is tunnelled, never intercepted,
-so an HTTPS client's requests are counted by tunnel; a tunnel is cut after `max_exchanges_per_tunnel`
-exchanges (the client speaking again after the server answered) or `max_tunnel_s`, so one keep-alive
-connection cannot carry unlimited requests past the budget; to a site with a per-minute cap, each exchange
-after the first counts against the cap too. (A client that pipelines, sending requests without waiting for
-answers, sends many in one exchange: the exchange count bounds only clients that wait.)
+so an HTTPS client's requests are counted by tunnel, and a tunnel must carry TLS (plain HTTP goes as a proxy
+request, whose path robots.txt is checked for). The TLS records' headers are in clear: each application-data
+record the client sends counts as a call, and a tunnel is cut after `max_exchanges_per_tunnel` of them or
+`max_tunnel_s`, so one keep-alive connection cannot carry unlimited requests past the budget, pipelined or not;
+to a site with a per-minute cap, each record after the first counts against the cap too (`_TlsRecords` says what
+this bounds).
 
 Where a request goes is decided here, not by the command: the host is resolved by the proxy, and a name
 or literal that leads to a loopback, private, link-local or otherwise non-public address is refused (a
@@ -84,8 +85,9 @@ class ProxyRequest:
     ts: float
     rule: str | None = None
     """What refused it or cut it: `allow_list`, `address`, `resolve`, `budget`, `terms`, `rate`, `robots`,
-    `proxy`; `tunnel_cap` for a tunnel cut after its exchanges or lifetime, `rate` for one cut at an exchange its
-    site's per-minute cap refused (each recorded as a second entry)."""
+    `proxy`; `tunnel_cap` for a tunnel cut after its application-data records or lifetime, `rate` for one cut at a
+    record its site's per-minute cap refused, `tunnel_tls` for one that did not carry TLS (each recorded as a second
+    entry)."""
     path: str | None = None
     """The refused path (without its query), for a robots.txt refusal."""
 
@@ -391,36 +393,75 @@ class CountingProxy:
     async def _robots(self, request: _Request, destinations: Sequence[tuple[str, int]]) -> _Refusal | None:
         if self._compliance is None or request.method == "CONNECT":
             return None
-        verdict = await self._compliance.robots(request.host, request.port, request.path or "/", destinations)
+        verdict = await self._compliance.robots(
+            request.host, request.port, request.path or "/", destinations, self._resolve_for_gate
+        )
         return None if verdict is None else (verdict.status, verdict.reason, verdict.rule)
 
+    async def _resolve_for_gate(self, host: str, port: int) -> list[tuple[str, int]]:
+        """Where the gate's own fetch (a robots.txt redirected to another host or port) may connect: as for a
+        command's request, its pin or its public addresses (never the allow-list: robots.txt is the site's own
+        answer, RFC 9309 2.3.1.2 follows redirects across authorities)."""
+        try:
+            host = _split_host_port(host)[0]
+        except _BadMessage as exc:
+            raise OSError(str(exc)) from None
+        destinations, refusal = await self._destinations(_Request(method="GET", host=host, port=port))
+        if refusal is not None:
+            raise OSError(refusal[1])
+        return destinations
+
     async def _tunnel(self, client: BufferedByteStream, upstream: anyio.abc.SocketStream, request: _Request) -> None:
-        """Relay a tunnel both ways until either side closes, it has carried `max_exchanges_per_tunnel` exchanges,
-        or it has lived `max_tunnel_s`: then it is cut, and the cut recorded."""
-        exchanges = 0
-        answered = True  # (the client's first bytes start the first exchange)
+        """Relay a tunnel both ways until either side closes, the client has sent `max_exchanges_per_tunnel`
+        application-data records, or it has lived `max_tunnel_s`: then it is cut, and the cut recorded.
+
+        A tunnel carries TLS or nothing: its first bytes must be a TLS handshake record (a ClientHello), and what
+        the client sends is read as TLS records (their 5-byte headers are in clear). Anything else is refused
+        (`tunnel_tls`), and a client that spoke plain HTTP is answered 403 saying to send it as a proxy request,
+        whose path robots.txt is checked for. Each application-data record the client sends is counted as a call
+        (a request needs at least one unless the client writes several in one record: see `_TlsRecords`); to a
+        site with a per-minute cap, each after the tunnel's first is counted against it too (`rate`)."""
+        records = _TlsRecords()
+        calls = 0
         cut: str | None = None
 
         async def up(scope: anyio.CancelScope) -> None:
-            nonlocal exchanges, answered, cut
-            async for chunk in client:
-                if answered:
-                    answered = False
-                    exchanges += 1
-                    if exchanges > self._max_exchanges:
+            nonlocal calls, cut
+            held = b""  # (a record header not yet whole: sent on with the rest of it, once read)
+            async for received in client:
+                chunk, held = held + received, b""
+                try:
+                    new_calls = records.feed(received)
+                except _BadMessage as exc:
+                    cut = "tunnel_tls"
+                    if records.forwarded == 0 and records.looks_like_http:
+                        await _answer(
+                            client,
+                            403,
+                            f"a CONNECT tunnel must carry TLS ({exc}); send plain HTTP as a proxy request "
+                            "(GET http://host/path), which robots.txt is checked for",
+                        )
+                        _discard_pending(client)
+                    scope.cancel()
+                    return
+                for _ in range(new_calls):
+                    calls += 1
+                    if calls > self._max_exchanges:
                         cut = "tunnel_cap"
-                    elif exchanges > 1 and self._admit(request) is not None:
+                    elif calls > 1 and self._admit(request) is not None:
                         cut = "rate"  # (the CONNECT counted the first; a site's per-minute cap counts every one)
                     if cut is not None:
                         scope.cancel()
                         return
-                await upstream.send(chunk)
+                if records.partial:
+                    chunk, held = chunk[: -records.partial], chunk[-records.partial :]
+                if chunk:
+                    await upstream.send(chunk)
+                    records.forwarded += len(chunk)
             await upstream.send_eof()
 
         async def down() -> None:
-            nonlocal answered
             async for chunk in upstream:
-                answered = True
                 await client.send(chunk)
             await client.send_eof()
 
@@ -429,9 +470,11 @@ class CountingProxy:
                 group.start_soon(up, group.cancel_scope)
                 group.start_soon(down)
         if cut is not None or lifetime.cancelled_caught:
-            why = {"tunnel_cap": f"{self._max_exchanges} exchanges", "rate": "its site's per-minute cap"}.get(
-                cut or "", f"{self._max_tunnel_s:g} s"
-            )
+            why = {
+                "tunnel_cap": f"{self._max_exchanges} application-data records",
+                "rate": "its site's per-minute cap",
+                "tunnel_tls": "bytes that are not TLS",
+            }.get(cut or "", f"{self._max_tunnel_s:g} s")
             logger.info("proxy: tunnel to %s:%d cut after %s", request.host, request.port, why)
             self._record(request, time.time(), allowed=False, status=None, rule=cut or "tunnel_cap")
 
@@ -541,6 +584,71 @@ class CountingProxy:
             async for chunk in upstream:
                 await client.send(chunk)
             group.cancel_scope.cancel()
+
+
+_TLS_CHANGE_CIPHER_SPEC, _TLS_HANDSHAKE, _TLS_APPLICATION_DATA = 20, 22, 23
+_TLS_CONTENT_TYPES = frozenset({_TLS_CHANGE_CIPHER_SPEC, 21, _TLS_HANDSHAKE, _TLS_APPLICATION_DATA})
+"""change_cipher_spec, alert, handshake, application_data (RFC 8446 5.1; heartbeat, 24, is refused)."""
+_TLS_MAX_RECORD = 2**14 + 2048
+"""A TLSCiphertext's largest length (RFC 5246 6.2.3; TLS 1.3 allows less)."""
+
+
+class _TlsRecords:
+    """The TLS record layer of what a tunnel's client sends, read from the records' clear 5-byte headers (content
+    type, version, length): the first must be a handshake record (ClientHello), every one a known type of TLS 1.x
+    no longer than TLS allows, else `_BadMessage`. `feed` says how many application-data records begin in a chunk:
+    each is counted as a call, except the one right after the client's ChangeCipherSpec, once (TLS 1.3's encrypted
+    Finished: after it a ChangeCipherSpec is fatal, so it cannot excuse a request). That is an upper bound on the
+    requests of a client that writes each request (an HTTP/1.1 request, an HTTP/2 stream's frames) as its own TLS
+    write, as clients do, and over-counts a little (an HTTP/2 SETTINGS or WINDOW_UPDATE, and an upload's body, one
+    per 16 KiB record, count too); a client
+    that writes several requests in one write puts them in one record, so it is bounded by what a record holds
+    (16 KiB of requests per counted call)."""
+
+    def __init__(self) -> None:
+        self._header = bytearray()
+        self._left = 0
+        self._seen = 0
+        self._after_cipher_spec = False
+        self._finished_skipped = False
+        self.forwarded = 0
+        """Bytes sent on upstream so far (set by the tunnel)."""
+        self.looks_like_http = False
+
+    @property
+    def partial(self) -> int:
+        """How many bytes of a record's header the last chunk ended with (held back until it is whole)."""
+        return len(self._header)
+
+    def feed(self, chunk: bytes) -> int:
+        calls = 0
+        at = 0
+        while at < len(chunk):
+            if self._left:
+                step = min(self._left, len(chunk) - at)
+                self._left -= step
+                at += step
+                continue
+            take = min(5 - len(self._header), len(chunk) - at)
+            self._header += chunk[at : at + take]
+            at += take
+            if self._seen == 0 and self._header[0] != _TLS_HANDSHAKE:
+                self.looks_like_http = bool(_TOKEN.match(bytes(self._header).decode("latin-1")))
+                raise _BadMessage("its first bytes are not a TLS handshake")
+            if len(self._header) < 5:
+                break
+            kind, major, length = self._header[0], self._header[1], int.from_bytes(self._header[3:5])
+            if kind not in _TLS_CONTENT_TYPES or major != 3 or not 0 < length <= _TLS_MAX_RECORD:
+                raise _BadMessage("a record that is not TLS")
+            self._seen += 1
+            self._left = length
+            self._header.clear()
+            if kind == _TLS_APPLICATION_DATA and self._after_cipher_spec and not self._finished_skipped:
+                self._finished_skipped = True  # (TLS 1.3's Finished, once: a ChangeCipherSpec later is fatal)
+            else:
+                calls += kind == _TLS_APPLICATION_DATA
+            self._after_cipher_spec = kind == _TLS_CHANGE_CIPHER_SPEC
+        return calls
 
 
 def _split_host_port(text: str) -> tuple[str, int | None]:

@@ -360,9 +360,9 @@ class ComplianceConfig(ProtocolModel):
     max_exchanges_per_tunnel: int = Field(
         default=100,
         ge=2,
-        description="An HTTPS tunnel counts as one API call; it is cut after this many exchanges (the client "
-        "speaking again after the server answered; a TLS handshake takes about two), so one keep-alive connection "
-        "cannot carry unlimited requests.",
+        description="An HTTPS tunnel counts as one API call, and must carry TLS; it is cut after the client has "
+        "sent this many TLS application-data records (each request needs one; an upload one per 16 KiB), so one "
+        "keep-alive connection cannot carry unlimited requests, pipelined or not (the name is older).",
     )
     max_tunnel_s: float = Field(default=300.0, gt=0, description="...and after this many seconds.")
     domains: dict[str, DomainTerms] = Field(

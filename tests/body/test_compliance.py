@@ -4,20 +4,25 @@ tunnel carries. Real HTTP servers on 127.0.0.1, reached through the proxy by a p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+import threading
+import time
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.tls import TLSStream
 from mcp import Client
 
 from body_mcp import build_server
-from body_mcp.compliance import Compliance, preset_hosts
+from body_mcp.compliance import WINDOWS_FILE, Compliance, RateWindows, preset_hosts
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig, ConfigInvalid, parse_config
-from tests.fakes.static_http import Reply, serve_static
+from tests.fakes.static_http import Reply, Tls, self_signed, serve_static
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
@@ -28,16 +33,16 @@ ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /private/open\n\nUser-agen
 
 
 @contextmanager
-def site(robots: bytes | int = ROBOTS) -> Iterator[tuple[int, list[str]]]:
-    """An HTTP/1.1 server (keep-alive) on 127.0.0.1: `/robots.txt` is `robots` (or that status), every other path
-    200 with the path as body; yields its port and the paths asked, in order."""
+def site(robots: bytes | int = ROBOTS, tls: Tls | None = None) -> Generator[tuple[int, list[str]]]:
+    """An HTTP/1.1 server (keep-alive; HTTPS with `tls`) on 127.0.0.1: `/robots.txt` is `robots` (or that status),
+    every other path 200 with the path as body; yields its port and the paths asked, in order."""
 
     def answer(path: str) -> Reply:
         if path == "/robots.txt":
             return Reply(robots) if isinstance(robots, int) else Reply(200, robots)
         return Reply(200, path.encode())
 
-    with serve_static(answer, keep_alive=True) as served:
+    with serve_static(answer, keep_alive=True, tls=None if tls is None else tls.server) as served:
         yield served.port, served.asked
 
 
@@ -141,6 +146,33 @@ async def test_a_sites_terms_refuse_it_and_cap_its_rate_body_wide() -> None:
     assert proxy.counted == 3
 
 
+def test_a_sites_cap_is_shared_by_the_bodies_of_one_home_and_old_entries_are_pruned(tmp_path: Path) -> None:
+    """Three bodies' gates (three agents, each its own `Compliance` and SQLite connection on one `$SWARM_HOME`'s
+    file) admit 20 requests each, at once, to a site capped at 10 a minute: 10 go in all, however their
+    transactions interleave. A gate opened later (a restarted body) sees them; entries older than a minute are
+    dropped."""
+    windows = tmp_path / WINDOWS_FILE
+    config = ComplianceConfig.model_validate({"domains": {"site.test": {"max_requests_per_minute": 10}}})
+    gates = [Compliance(config, windows=windows) for _ in range(3)]
+    start = threading.Barrier(3)
+
+    def admit_many(gate: Compliance) -> int:
+        start.wait(5)
+        return sum(gate.admit("site.test") is None for _ in range(20))
+
+    with ThreadPoolExecutor(3) as pool:
+        admitted = list(pool.map(admit_many, gates))
+    assert sum(admitted) == 10, admitted
+    with sqlite3.connect(windows) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    later = RateWindows(windows)
+    assert not later.take("site.test", 10, now=time.time()), "the minute's calls are still counted"
+    assert later.take("site.test", 10, now=time.time() + 61), "a minute later the window is open again"
+    later.close()
+    with sqlite3.connect(windows) as db:
+        assert db.execute("SELECT count(*) FROM rate_hits").fetchone() == (1,), "old entries are pruned"
+
+
 async def status_of_connect(proxy: CountingProxy, target: str) -> int:
     with anyio.fail_after(10):
         async with await anyio.connect_unix(proxy.socket_path) as stream:
@@ -149,27 +181,31 @@ async def status_of_connect(proxy: CountingProxy, target: str) -> int:
     return int(line.split(b" ", 2)[1])
 
 
-async def test_a_keep_alive_tunnel_is_cut_after_its_exchanges() -> None:
-    """One CONNECT counts once; what goes through it is not seen, so it carries at most `max_exchanges_per_tunnel`
-    exchanges: the request after them finds the tunnel closed, and the cut is recorded."""
-    with site() as (port, asked):
+async def test_a_keep_alive_tunnel_is_cut_after_its_exchanges(tmp_path: Path) -> None:
+    """One CONNECT counts once; what goes through it is TLS, whose records the proxy counts (each application-data
+    record the client sends, TLS 1.3's Finished aside), so it carries at most `max_exchanges_per_tunnel` of them:
+    the request after them finds the tunnel closed, and the cut is recorded."""
+    tls = self_signed(tmp_path, "site.test")
+    with site(tls=tls) as (port, asked):
         pins = {"site.test": f"127.0.0.1:{port}"}
         proxy = CountingProxy(
             allowed_domains=["site.test"], pinned_hosts=pins, max_requests=10, max_exchanges_per_tunnel=3
         )
         async with proxy:
             with anyio.fail_after(10):
-                async with await anyio.connect_unix(proxy.socket_path) as raw:
+                async with await anyio.connect_unix(proxy.socket_path) as unix:
+                    await unix.send(f"CONNECT site.test:{port} HTTP/1.1\r\n\r\n".encode())
+                    head = await BufferedByteReceiveStream(unix).receive_until(b"\r\n\r\n", 4096)
+                    assert head.startswith(b"HTTP/1.1 200")
+                    raw = await TLSStream.wrap(unix, hostname="site.test", ssl_context=tls.client)
                     stream = BufferedByteReceiveStream(raw)
-                    await raw.send(f"CONNECT site.test:{port} HTTP/1.1\r\n\r\n".encode())
-                    assert (await stream.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
                     for n in range(3):
                         await raw.send(f"GET /call/{n} HTTP/1.1\r\nHost: site.test\r\n\r\n".encode())
                         head = await stream.receive_until(b"\r\n\r\n", 4096)
                         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
                         assert await stream.receive_exactly(length) == f"/call/{n}".encode()
                     await raw.send(b"GET /call/3 HTTP/1.1\r\nHost: site.test\r\n\r\n")
-                    with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead)):
+                    with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError)):
                         await stream.receive_until(b"\r\n\r\n", 4096)
     assert asked == ["/call/0", "/call/1", "/call/2"], "the fourth request never left"
     assert proxy.counted == 1
@@ -208,11 +244,16 @@ def test_compliance_config_errors_name_the_key() -> None:
 async def test_a_sandboxed_commands_disallowed_request_is_refused_with_a_reason_and_audited(
     workspace: Path, home: Path
 ) -> None:
-    """End to end: a real command in the sandbox, the body's proxy and its audit trail."""
+    """End to end: a real command in the sandbox, the body's proxy and its audit trail; the site's per-minute cap
+    (2) is counted in the home's windows, with another agent's body that had made one call (the first request
+    passes, and then that other body is at the cap)."""
     require_binary("bwrap", "bubblewrap")
+    capped = {"domains": {"site.test": {"max_requests_per_minute": 2}}}
+    other_agent = Compliance(ComplianceConfig.model_validate(capped), windows=home / WINDOWS_FILE)
+    assert other_agent.admit("site.test") is None
     with site() as (port, asked):
         sandbox = {"allowed_domains": ["site.test"], "pinned_hosts": {"site.test": f"127.0.0.1:{port}"}}
-        body = make_body(workspace, home, {"sandbox": sandbox})
+        body = make_body(workspace, home, {"sandbox": sandbox, "compliance": capped})
         code = (
             "import urllib.request, urllib.error\n"
             "for path in ('/docs/page', '/private/page?key=k'):\n"
@@ -238,3 +279,4 @@ async def test_a_sandboxed_commands_disallowed_request_is_refused_with_a_reason_
     ]
     assert "key=k" not in str(event.detail)
     assert asked == ["/robots.txt", "/docs/page"]
+    assert other_agent.admit("site.test") is not None, "the body's call was counted in the home's windows"

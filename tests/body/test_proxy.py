@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -153,22 +154,69 @@ async def test_a_request_body_is_forwarded_exactly(headers: bytes, body: bytes) 
     assert proxy.counted == 1
 
 
+HELLO = b"\x16\x03\x01\x00\x04ping"
+"""A TLS handshake record (type 22, TLS 1.0 on the wire as a ClientHello's is, 4 bytes)."""
+DATA = b"\x17\x03\x03\x00\x04pong"
+"""A TLS application-data record."""
+
+
 async def test_connect_to_an_allowed_host_relays_bytes_both_ways() -> None:
     async with serving(echo) as port, proxy_for(port) as proxy:
         with anyio.fail_after(5):
             async with await anyio.connect_unix(proxy.socket_path) as stream:
                 reader = BufferedByteReceiveStream(stream)
-                # Bytes sent right behind the CONNECT head must reach the upstream too.
-                await stream.send(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\nping" % port)
+                # Bytes sent right behind the CONNECT head must reach the upstream too. (A tunnel carries TLS: the
+                # bytes are TLS records, a handshake one first, as far as the proxy reads them: their headers.)
+                await stream.send(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n%s" % (port, HELLO))
                 assert (await reader.receive_until(b"\r\n\r\n", 4096)).split(b" ")[1] == b"200"
-                assert await reader.receive_exactly(4) == b"ping"
-                await stream.send(b"pong")
-                assert await reader.receive_exactly(4) == b"pong"
+                assert await reader.receive_exactly(len(HELLO)) == HELLO
+                await stream.send(DATA)
+                assert await reader.receive_exactly(len(DATA)) == DATA
                 await stream.send_eof()
                 with pytest.raises(anyio.EndOfStream):
                     await reader.receive()
     assert [(r.method, r.allowed, r.status) for r in proxy.requests] == [("CONNECT", True, 200)]
     assert proxy.counted == 1
+
+
+@pytest.mark.parametrize(
+    ("after_hello", "echoed", "rule"),
+    [
+        # Records trickled a byte at a time are still read by their headers: the third DATA is the cap's third.
+        (DATA * 3, HELLO + DATA * 2, "tunnel_cap"),
+        # A heartbeat, an SSLv2-looking version, a record longer than TLS allows: not TLS, cut where it starts.
+        (DATA + b"\x18\x03\x03\x00\x01x", HELLO + DATA, "tunnel_tls"),
+        (b"\x17\x02\x00\x00\x01x", HELLO, "tunnel_tls"),
+        (b"\x17\x03\x03\x48\x01", HELLO, "tunnel_tls"),
+    ],
+    ids=["capped-byte-by-byte", "heartbeat", "not-tls-version", "too-long"],
+)
+async def test_a_tunnel_reads_its_tls_records_and_cuts_what_is_not_tls_or_over_its_cap(
+    after_hello: bytes, echoed: bytes, rule: str
+) -> None:
+    async with serving(echo) as port:
+        proxy = CountingProxy(
+            allowed_domains=["127.0.0.1"],
+            pinned_hosts={f"127.0.0.1:{port}": "127.0.0.1"},
+            max_requests=10,
+            max_exchanges_per_tunnel=2,
+        )
+        async with proxy:
+            with anyio.fail_after(5):
+                async with await anyio.connect_unix(proxy.socket_path) as stream:
+                    reader = BufferedByteReceiveStream(stream)
+                    await stream.send(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+                    await reader.receive_until(b"\r\n\r\n", 4096)
+                    with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                        for byte in HELLO + after_hello:
+                            await stream.send(bytes([byte]))
+                            await anyio.sleep(0)  # (let each byte be a chunk of its own)
+                    got = b""
+                    with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                        async for chunk in reader:
+                            got += chunk
+    assert got == echoed
+    assert [r.rule for r in proxy.requests] == [None, rule]
 
 
 async def test_hosts_off_the_allow_list_get_403_and_are_recorded_as_refused() -> None:
@@ -272,12 +320,12 @@ with socket.create_connection(("127.0.0.1", 3128), timeout=10) as tunnel:
     answer = b""
     while not answer.endswith(b"\\r\\n\\r\\n"):
         answer += tunnel.recv(1)
-    tunnel.sendall(b"ping")
+    tunnel.sendall(b"\\x16\\x03\\x01\\x00\\x04ping")  # (a TLS handshake record: a tunnel carries TLS)
     tunnel.shutdown(socket.SHUT_WR)
     echoed = b""
     while chunk := tunnel.recv(4096):
         echoed += chunk
-    print(answer.split()[1].decode(), echoed.decode())
+    print(answer.split()[1].decode(), echoed[5:].decode())
 """
 
 

@@ -8,11 +8,19 @@ tests that send real requests from the sandbox through the body's proxy (package
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.server
+import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,43 @@ class Reply:
 
 
 NOT_FOUND = Reply(404)
+
+
+@dataclass(frozen=True)
+class Tls:
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    """Trusts the server's certificate (and nothing else)."""
+    cert: Path
+    """The certificate (PEM), self-signed: what a client trusts (`SSL_CERT_FILE`, `cafile`)."""
+
+
+def self_signed(directory: Path, *names: str) -> Tls:
+    """A certificate for `names` (DNS names) signed by its own key, written under `directory`, and the contexts of
+    a server presenting it and a client trusting it: HTTPS on 127.0.0.1 verified as a real CA's would be."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    return Tls(server=server, client=ssl.create_default_context(cafile=str(cert_path)), cert=cert_path)
 
 
 @dataclass
@@ -39,9 +84,12 @@ def routes(table: Mapping[str, Reply]) -> Callable[[str], Reply]:
 
 
 @contextmanager
-def serve_static(answer: Callable[[str], Reply], *, keep_alive: bool = False) -> Iterator[Site]:
+def serve_static(
+    answer: Callable[[str], Reply], *, keep_alive: bool = False, tls: ssl.SSLContext | None = None
+) -> Generator[Site]:
     """Serve `answer(path)` for every GET and HEAD until the block ends. `keep_alive`: HTTP/1.1 connections that
-    stay open between requests (for tests of what one connection may carry)."""
+    stay open between requests (for tests of what one connection may carry). `tls`: HTTPS, with that server
+    context."""
     site = Site(port=0)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -66,10 +114,12 @@ def serve_static(answer: Callable[[str], Reply], *, keep_alive: bool = False) ->
             self.end_headers()
             return reply.body
 
-        def log_message(self, *args: object) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     site.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -4,19 +4,23 @@ site's per-minute cap. Real HTTP servers on 127.0.0.1, reached by a pinned name.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
+from pathlib import Path
 
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.tls import TLSStream
 
-from body_mcp.compliance import Compliance
+from body_mcp.compliance import WINDOWS_FILE, Compliance
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig
-from tests.fakes.static_http import Reply, serve_static
+from tests.fakes.static_http import Reply, Tls, self_signed, serve_static
 
 pytestmark = pytest.mark.anyio
 
@@ -24,13 +28,14 @@ HOST = "site.test"
 
 
 @contextmanager
-def site(robots: Reply) -> Generator[tuple[int, list[str]]]:
-    """A keep-alive HTTP/1.1 server: `/robots.txt` answers `robots`, any other path 200 with the path as body."""
+def site(robots: Reply, tls: Tls | None = None) -> Generator[tuple[int, list[str]]]:
+    """A keep-alive HTTP/1.1 server (HTTPS with `tls`): `/robots.txt` answers `robots`, any other path 200 with the
+    path as body."""
 
     def answer(path: str) -> Reply:
         return robots if path == "/robots.txt" else Reply(200, path.encode())
 
-    with serve_static(answer, keep_alive=True) as served:
+    with serve_static(answer, keep_alive=True, tls=None if tls is None else tls.server) as served:
         yield served.port, served.asked
 
 
@@ -125,18 +130,71 @@ async def test_a_robots_txt_moved_on_its_host_is_followed() -> None:
         assert status == expected, f"{hops} hops: served past a redirected robots.txt; asked {served.asked}"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a robots.txt redirected to https or another host counts as none")
 async def test_a_robots_txt_redirected_to_https_is_not_read_as_none() -> None:
-    """HOLE (low): the commonest robots.txt redirect, `http://site/robots.txt` -> `https://site/robots.txt`, is not
-    followed (the gate speaks plain HTTP only) and is read as no robots.txt: every plain-HTTP path of such a site is
-    allowed whatever its rules. Reproduce: as below. Fix: fetch the https target (TLS to the same addresses, port
-    443, the host's name checked) or another host's (resolved and checked as a request is), or read a redirect not
-    followed as "unreachable" (disallow all, a minute) rather than as none."""
+    """Was a hole (low): the commonest robots.txt redirect, `http://site/robots.txt` -> `https://site/robots.txt`,
+    was not followed (the gate spoke plain HTTP only) and was read as no robots.txt: every plain-HTTP path of such a
+    site was allowed whatever its rules. Fixed in `compliance._follow_robots`: redirects are followed wherever they
+    lead (RFC 9309 2.3.1.2), https over verified TLS; here port 443 is pinned to the plain server, so the
+    handshake fails and robots.txt is unreachable (disallow all), never none. A redirect followed to real
+    https is `test_a_robots_txt_redirected_to_https_or_another_host_is_followed`."""
     with serve_static(redirecting(f"https://{HOST}/robots.txt"), keep_alive=True) as served:
         proxy = proxy_for(served.port, gate())
         async with proxy:
-            status, _ = await get(proxy, f"http://{HOST}/private/x")
+            status, reason = await get(proxy, f"http://{HOST}/private/x")
+            public, _ = await get(proxy, f"http://{HOST}/public")
     assert status == 403, f"served past a robots.txt redirected to https; asked {served.asked}"
+    assert public == 403 and b"robots.txt could not be fetched" in reason, reason
+
+
+@pytest.fixture
+def trusted_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context for `site.test` and `other.test`, its self-signed certificate the only one trusted by
+    `ssl.create_default_context()` (`SSL_CERT_FILE`), as a real CA's would be."""
+    tls = self_signed(tmp_path, HOST, "other.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
+    return tls.server
+
+
+async def test_a_robots_txt_redirected_to_https_or_another_host_is_followed(trusted_tls: ssl.SSLContext) -> None:
+    """RFC 9309 2.3.1.2: redirects are followed even across authorities, five in a row: to https on the same host
+    (verified TLS), to another host (its pin, checked as a request's address is), to `http://site.test:80/` (the
+    default port written out, which the old check read as another authority). A redirect to a host that leads to
+    a loopback address is not fetched: unreachable (disallow all), as is a certificate for another name."""
+    disallow = Reply(200, b"User-agent: *\nDisallow: /private\n")
+    with (
+        serve_static(lambda path: disallow if path == "/robots/real.txt" else Reply(404), tls=trusted_tls) as tls_site,
+        serve_static(lambda path: disallow if path == "/robots/real.txt" else Reply(404)) as other,
+    ):
+        cases = {
+            f"https://{HOST}/robots/real.txt": 403,
+            f"https://{HOST}:443/robots/real.txt": 403,
+            "http://other.test/robots/real.txt": 403,
+            f"http://{HOST}:80/robots/real.txt": 403,
+            f"http://{HOST}/robots/none.txt": 200,
+        }
+        location = [""]
+        # (one site redirecting where `location` says; robots.txt kept 0 s, so each case fetches it anew)
+        with serve_static(lambda path: redirecting(location[0])(path), keep_alive=True) as served:
+            pins = {
+                HOST: f"127.0.0.1:{served.port}",
+                f"{HOST}:443": f"127.0.0.1:{tls_site.port}",
+                "other.test": f"127.0.0.1:{other.port}",
+            }
+            proxy = CountingProxy(
+                allowed_domains=[HOST], pinned_hosts=pins, max_requests=10, compliance=gate(robots_ttl_s=0)
+            )
+            async with proxy:
+                for location[0], expected in cases.items():
+                    status, reason = await get(proxy, f"http://{HOST}/private/x")
+                    assert status == expected, f"redirected to {location[0]}: {reason!r}; asked {served.asked}"
+        # (a redirect to a host that resolves to loopback: the gate does not fetch it, as a request would not)
+        with serve_static(redirecting("http://localhost/robots/real.txt"), keep_alive=True) as served:
+            proxy = proxy_for(served.port, gate())
+            async with proxy:
+                status, reason = await get(proxy, f"http://{HOST}/public")
+        assert status == 403 and b"could not be fetched" in reason, reason
+    assert tls_site.asked == ["/robots/real.txt", "/robots/real.txt"]
+    assert other.asked == ["/robots/real.txt"]
 
 
 @contextmanager
@@ -185,12 +243,19 @@ async def test_an_endless_or_dripping_robots_txt_disallows_all_within_its_timeou
     assert [r.rule for r in proxy.requests] == ["robots"]
 
 
-async def connect(proxy: CountingProxy, port: int) -> tuple[anyio.abc.SocketStream, BufferedByteReceiveStream]:
+@pytest.fixture
+def tls(tmp_path: Path) -> Tls:
+    return self_signed(tmp_path, HOST)
+
+
+async def connect(proxy: CountingProxy, port: int, tls: Tls) -> tuple[TLSStream, BufferedByteReceiveStream]:
+    """A CONNECT tunnel to the site, and TLS inside it, as an HTTPS client makes them."""
     raw = await anyio.connect_unix(proxy.socket_path)
-    stream = BufferedByteReceiveStream(raw)
+    head = BufferedByteReceiveStream(raw)
     await raw.send(f"CONNECT {HOST}:{port} HTTP/1.1\r\n\r\n".encode())
-    assert (await stream.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
-    return raw, stream
+    assert (await head.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
+    stream = await TLSStream.wrap(raw, hostname=HOST, ssl_context=tls.client, standard_compatible=False)
+    return stream, BufferedByteReceiveStream(stream)
 
 
 async def read_answers(stream: BufferedByteReceiveStream, n: int, on_each: Callable[[], object] = lambda: None) -> int:
@@ -198,7 +263,7 @@ async def read_answers(stream: BufferedByteReceiveStream, n: int, on_each: Calla
     for got in range(n):
         try:
             head = await stream.receive_until(b"\r\n\r\n", 4096)
-        except (anyio.EndOfStream, anyio.IncompleteRead):
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
             return got
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
         await stream.receive_exactly(length)
@@ -206,25 +271,26 @@ async def read_answers(stream: BufferedByteReceiveStream, n: int, on_each: Calla
     return n
 
 
-async def test_a_sites_per_minute_cap_holds_inside_a_tunnel() -> None:
+async def test_a_sites_per_minute_cap_holds_inside_a_tunnel(tls: Tls) -> None:
     """Was a hole (medium): a site's terms rule `max_requests_per_minute = 2` was counted per CONNECT, and one
     keep-alive tunnel carries up to `max_exchanges_per_tunnel` (100) requests, so an HTTPS client made 5 (or 100)
     calls a minute to a site whose terms allow 2. Fixed in `CountingProxy._tunnel`: to a host with a per-minute
-    cap, each exchange after a tunnel's first is counted against it too, and the tunnel is cut (recorded `rate`)
-    at the exchange the cap refuses."""
-    with site(Reply(404)) as (port, asked):
+    cap, each TLS application-data record after a tunnel's first (TLS 1.3's Finished aside) is counted against it
+    too, and the tunnel is cut (recorded `rate`) at the record the cap refuses. (Real TLS in the tunnel: a tunnel
+    carries TLS or nothing.)"""
+    with site(Reply(404), tls) as (port, asked):
         proxy = proxy_for(port, gate(robots=False, domains={HOST: {"max_requests_per_minute": 2}}))
         async with proxy:
             with anyio.fail_after(10):
-                raw, stream = await connect(proxy, port)
-                async with raw:
+                stream, reader = await connect(proxy, port, tls)
+                async with stream:
                     answered = 0
                     for n in range(5):
                         try:
-                            await raw.send(f"GET /call/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                            await stream.send(f"GET /call/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
                         except (anyio.BrokenResourceError, OSError):
                             break
-                        if await read_answers(stream, 1) == 0:
+                        if await read_answers(reader, 1) == 0:
                             break
                         answered += 1
     assert len(asked) <= 2, f"the site was called {len(asked)} times in a minute past its cap of 2: {asked}"
@@ -232,25 +298,38 @@ async def test_a_sites_per_minute_cap_holds_inside_a_tunnel() -> None:
     assert [r.rule for r in proxy.requests] == [None, "rate"]
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (medium): pipelined requests in one tunnel exchange pass its cap")
-async def test_pipelined_requests_in_one_exchange_are_bounded() -> None:
-    """HOLE (medium): the tunnel cap counts exchanges (the client speaking again after the server answered), so a
-    client that pipelines (HTTP/1.1 requests back to back in one write, or HTTP/2 streams in one flight) sends any
-    number of calls as one exchange: with `max_exchanges_per_tunnel = 3`, 50 pipelined requests all reach the
-    server through one CONNECT that counted once. Reproduce: as below. Fix: the proxy cannot see inside TLS, so
-    bound what it can see: e.g. a cap on the bytes a tunnel carries upstream per exchange (a request head is small;
-    a pipeline is not), or a much shorter `max_tunnel_s`; and the README's "counting is per tunnel" should say
-    that the exchange count is a bound only for clients that wait for each answer."""
-    with site(Reply(404)) as (port, asked):
+async def test_pipelined_requests_in_one_exchange_are_bounded(tls: Tls) -> None:
+    """Was a hole (medium): the tunnel cap counted exchanges (the client speaking again after the server
+    answered), so a client that pipelines (HTTP/1.1 requests back to back, HTTP/2 streams in one flight) sent any
+    number of calls as one exchange: with `max_exchanges_per_tunnel = 3`, 50 pipelined requests all reached the
+    server through one CONNECT that counted once. Fixed in `CountingProxy._tunnel` (`_TlsRecords`): a tunnel
+    must carry TLS, and each application-data record the client sends is a call, so 50 requests written one by one
+    without waiting are cut after 3. The harness changed with the design: the pipeline the old test wrote as plain
+    HTTP through the tunnel is now refused at its first bytes (a 403 saying to send it as a proxy request), and the
+    pipeline is sent over real TLS, each request its own write (as HTTP/1.1 and HTTP/2 clients write them); one
+    write of many requests is one record, bounded by what a record holds (16 KiB), as the README says."""
+    pipeline = [f"GET /p/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode() for n in range(50)]
+    with site(Reply(404), tls) as (port, asked):
         proxy = proxy_for(port, gate(robots=False), max_exchanges_per_tunnel=3)
         async with proxy:
             with anyio.fail_after(10):
-                raw, stream = await connect(proxy, port)
+                stream, reader = await connect(proxy, port, tls)
+                async with stream:
+                    with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                        for request in pipeline:
+                            await stream.send(request)
+                    answered = await read_answers(reader, 50)
+                raw = await anyio.connect_unix(proxy.socket_path)
                 async with raw:
-                    pipeline = b"".join(f"GET /p/{n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode() for n in range(50))
-                    await raw.send(pipeline)
-                    await read_answers(stream, 50)
-    assert len(asked) <= 3, f"{len(asked)} requests reached the server through one tunnel capped at 3 exchanges"
+                    head = BufferedByteReceiveStream(raw)
+                    await raw.send(f"CONNECT {HOST}:{port} HTTP/1.1\r\n\r\n".encode() + b"".join(pipeline))
+                    assert (await head.receive_until(b"\r\n\r\n", 4096)).startswith(b"HTTP/1.1 200")
+                    refusal = await head.receive_until(b"\r\n\r\n", 4096)
+                    body = await head.receive(4096)
+    assert len(asked) <= 3, f"{len(asked)} requests reached the server through one tunnel capped at 3 records"
+    assert answered <= len(asked), "no more answers than requests that reached the server"
+    assert refusal.startswith(b"HTTP/1.1 403") and b"must carry TLS" in body, (refusal, body)
+    assert [r.rule for r in proxy.requests] == [None, "tunnel_cap", None, "tunnel_tls"]
 
 
 async def test_a_request_pipelined_behind_an_allowed_one_and_an_escaped_path_are_not_let_through() -> None:
@@ -277,19 +356,25 @@ async def test_a_request_pipelined_behind_an_allowed_one_and_an_escaped_path_are
     assert asked == ["/robots.txt", "/public", "/PRIVATE/x"], "the pipelined request never reached the server"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): a site's per-minute cap is counted per body, not per machine")
-async def test_a_sites_per_minute_cap_holds_across_the_agents_of_one_machine() -> None:
-    """HOLE (low): `Compliance` (the per-minute windows of `[compliance.domains]`) is made once per body
+async def test_a_sites_per_minute_cap_holds_across_the_agents_of_one_machine(tmp_path: Path) -> None:
+    """Was a hole (low): `Compliance` (the per-minute windows of `[compliance.domains]`) is made once per body
     (`Body.__init__`), and `swarm agents up` runs one body per agent, so with a site's terms at
-    `max_requests_per_minute = 2` and three agents the site is called 6 times a minute from this machine. Reproduce:
-    as below, the gate of each of three bodies made from the same config as `Body` makes it. Fix: keep the windows
-    where every body of a `$SWARM_HOME` sees them (a small SQLite table under the home, counted in one transaction),
-    or divide the cap among the agents `swarm agents up` starts; or say in the README that the cap is per agent."""
+    `max_requests_per_minute = 2` and three agents the site was called 6 times a minute from this machine. Fixed in
+    `compliance.RateWindows`: the windows are a SQLite table in `$SWARM_HOME/compliance-rates.sqlite`, which
+    every body's `Compliance` opens (`Body` passes `windows=`), counted in one `BEGIN IMMEDIATE` transaction. The
+    harness now gives each of the three gates that file, as `Body` does (a gate made without one keeps a private
+    window: it stands for one body alone); a fourth gate opened on the file later (a restarted body) is refused
+    too."""
     config = ComplianceConfig.model_validate({"robots": False, "domains": {HOST: {"max_requests_per_minute": 2}}})
+    windows = tmp_path / WINDOWS_FILE
+    statuses: list[int] = []
     with site(Reply(404)) as (port, asked):
         for _agent in range(3):
-            proxy = proxy_for(port, Compliance(config))
+            proxy = proxy_for(port, Compliance(config, windows=windows))
             async with proxy:
                 for n in range(2):
-                    await get(proxy, f"http://{HOST}/call/{n}")
+                    statuses.append((await get(proxy, f"http://{HOST}/call/{n}"))[0])
+        restarted = Compliance(config, windows=windows)
+        assert restarted.admit(HOST) is not None, "a restarted body starts with the minute's calls already counted"
     assert len(asked) <= 2, f"the site was called {len(asked)} times in a minute, past its cap of 2"
+    assert statuses == [200, 200, 429, 429, 429, 429]
