@@ -58,6 +58,7 @@ LogAction = Literal[
     "rollout_rollback",
     "rollout_live",
     "privacy_erase",
+    "privacy_unerase",
     "privacy_migrate",
 ]
 
