@@ -2,7 +2,8 @@
 `swarm privacy migrate`: the one-time encryption of what was written before `[privacy]`.
 
 A subject is an email, a phone number (E.164, or in `[privacy] default_region`), a card number, an IP address, an
-SSN, or a name or pattern `[privacy]` configures; it is normalised as the detector normalises what it finds.
+SSN, an IBAN, a UK National Insurance number, or a name or pattern `[privacy]` configures; it is normalised as the
+detector normalises what it finds.
 `erase` destroys the subject's key, with `--brain URL` (or `$SWARM_BRAIN_URL`) and a captain's token on the brain
 first (a refusal leaves the body's key as it was), then on this workspace's (or `--agent`'s) body:
 crypto-shredding, audited on each (`privacy.erase`, naming the subject's random id, never the subject).
@@ -330,7 +331,7 @@ def add_parsers(sub: _Subparsers) -> None:
     ):
         p = privacy_sub.add_parser(name, help=text)
         p.set_defaults(func=func)
-        p.add_argument("subject", metavar="SUBJECT", help="an email, phone number, card, IP address, SSN or name")
+        p.add_argument("subject", metavar="SUBJECT", help="an email, phone, card, IP, SSN, IBAN, UK NINO or name")
         p.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
         p.add_argument("--agent", metavar="NAME", help="an [[agents]] entry's state, instead of --workspace")
         p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")

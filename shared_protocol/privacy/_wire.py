@@ -8,7 +8,7 @@ from .._base import NonEmpty, ProtocolModel
 
 
 class PrivacyRequest(ProtocolModel):
-    subject: NonEmpty = Field(max_length=320, description="An email, phone number, card, IP address, SSN or name.")
+    subject: NonEmpty = Field(max_length=320, description="An email, phone, card, IP, SSN, IBAN, UK NINO or name.")
     reason: str = Field(default="", max_length=2000, description="Why (erase only); kept encrypted like any text.")
 
 
