@@ -115,6 +115,7 @@ from .privacy import (
     decision_texts,
     escalation_texts,
     held_in,
+    keyed_task_key,
     log_texts,
     open_protector,
     protect_evidence,
@@ -1011,7 +1012,12 @@ class Brain:
         key = None
         if idempotency_key is not None:
             digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
-            key = TaskKey(token_id=by.token_id, key=idempotency_key, request_sha256=digest)
+            key = TaskKey(
+                token_id=by.token_id,
+                key=keyed_task_key(self.privacy, by.token_id, idempotency_key),
+                request_sha256=digest,
+                sent=idempotency_key,
+            )
         stored = await self.state.insert_task(task, log, key=key)
         if stored.id == task.id:
             self._task_available(task.id, "created")

@@ -63,6 +63,11 @@ class SubjectKeys(Protocol):
         """Destroy the subject's key and tombstone the subject; its id, or None if none was held."""
         ...
 
+    def keyed_hash(self, purpose: str, text: str) -> str:
+        """An HMAC-SHA256 (hex) of `text` under the store's secret, apart from subjects' lookups by `purpose`: how
+        a guessable identifier that may name a person (the brain's `Idempotency-Key`s) is kept and found."""
+        ...
+
     def erased_at(self, kind: str, subject: str) -> float | None:
         """When the subject was erased (a Unix time), or None: never erased, or unerased since."""
         ...
@@ -78,11 +83,20 @@ def new_subject_id() -> str:
     return "s" + secrets.token_hex(8)
 
 
+def _keyed_hash(secret: bytes, purpose: str, text: str) -> str:
+    # (a purpose is no subject kind: those are `[a-z][a-z0-9_]*`, so `-` keeps the two apart)
+    return hmac.new(secret, f"-{purpose}\0{text}".encode(), hashlib.sha256).hexdigest()
+
+
 class MemorySubjectKeys:
     def __init__(self) -> None:
         self._by_subject: dict[tuple[str, str], str] = {}
         self._keys: dict[str, bytes] = {}
         self._erased: dict[tuple[str, str], float] = {}
+        self._secret = secrets.token_bytes(32)
+
+    def keyed_hash(self, purpose: str, text: str) -> str:
+        return _keyed_hash(self._secret, purpose, text)
 
     def key_for(self, kind: str, subject: str) -> tuple[str, bytes]:
         sid = self._by_subject.get((kind, subject))
@@ -141,6 +155,9 @@ class SqliteSubjectKeys:
 
     def close(self) -> None:
         self._conn.close()
+
+    def keyed_hash(self, purpose: str, text: str) -> str:
+        return _keyed_hash(self._secret, purpose, text)
 
     def _lookup(self, kind: str, subject: str) -> bytes:
         return hmac.new(self._secret, f"{kind}\0{subject}".encode(), hashlib.sha256).digest()
