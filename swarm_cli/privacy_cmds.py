@@ -35,6 +35,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,8 +151,6 @@ def cmd_privacy_unerase(args: argparse.Namespace) -> int:
 
 
 def _erased_when(at: float) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
@@ -320,7 +319,7 @@ def cmd_privacy(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: _Subparsers) -> None:
-    """Register `swarm privacy erase|export` on the `swarm` subcommands."""
+    """Register `swarm privacy erase|unerase|export|migrate` on the `swarm` subcommands."""
     privacy = sub.add_parser("privacy", help="a data subject's personal data: erase it (crypto-shredding) or export it")
     privacy.set_defaults(func=cmd_privacy)
     privacy_sub = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND")
