@@ -29,6 +29,7 @@ from shared_protocol.privacy import (
     PrivacyErasure,
     PrivacyError,
     PrivacyExport,
+    PrivacyUnerasure,
     Protector,
     Subject,
     UnknownSubject,
@@ -393,6 +394,28 @@ class Admin:
             if owned:
                 protector.close()
 
+    def privacy_unerase(self, subject: str, *, reason: str) -> PrivacyUnerasure:
+        """Lift an erased subject's tombstone: a subject who came back (a new customer with the same email, consent
+        given again), a deliberate human step with its reason, audited (`privacy.unerase`, naming the kind, never
+        the subject). What is written about them afterwards is encrypted under a new key; what was erased stays
+        unreadable. `UnknownSubject` when the subject is not erased here."""
+        if not reason.strip():
+            raise UserError("give --reason: lifting an erasure is a deliberate step, audited with its reason")
+        protector, owned = self._protector()
+        try:
+            found = self._subject(protector, subject)
+            if not protector.keys.unerase(found.kind, found.value):
+                raise UnknownSubject(f"that {found.kind} is not erased on this body: nothing to lift")
+            self.record(
+                action="privacy.unerase",
+                rationale=f"an erased data subject's tombstone was lifted ({found.kind}): {protector.redact(reason)}",
+                detail={"kind": found.kind},
+            )
+            return PrivacyUnerasure(kind=found.kind, unerased=True)
+        finally:
+            if owned:
+                protector.close()
+
     def privacy_migrate(
         self, *, progress: Callable[[int, int], None] = lambda done, total: None, batch: int = MIGRATE_BATCH
     ) -> Migration:
@@ -455,6 +478,9 @@ class Admin:
         protector, owned = self._protector()
         try:
             found = self._subject(protector, subject)
+            erased_at = protector.keys.erased_at(found.kind, found.value)
+            if erased_at is not None:  # (nothing is held since; when it was erased is all an export says)
+                return PrivacyExport(kind=found.kind, erased_at=erased_at)
             outputs = OutputStore(self.db, directory=self.paths.outputs).kept_texts()
             held = held_about(self.db, protector, found, outputs, elsewhere)
             if held is None:

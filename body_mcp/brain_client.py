@@ -56,7 +56,13 @@ from shared_protocol.brain import (
     UsageTotals,
     VoteRequest,
 )
-from shared_protocol.privacy import PrivacyErasure, PrivacyExport, PrivacyMigration, PrivacyRequest
+from shared_protocol.privacy import (
+    PrivacyErasure,
+    PrivacyExport,
+    PrivacyMigration,
+    PrivacyRequest,
+    PrivacyUnerasure,
+)
 from shared_protocol.telemetry import KpiReport
 
 from .exceptions import SwarmError
@@ -139,6 +145,12 @@ class BrainClient:
         """A captain destroys a data subject's key on the brain (the subject goes in the body, never the URL)."""
         return await self._call(
             "POST", "/v1/privacy/erase", PrivacyErasure, PrivacyRequest(subject=subject, reason=reason)
+        )
+
+    async def privacy_unerase(self, subject: str, reason: str) -> PrivacyUnerasure:
+        """A captain lifts an erased subject's tombstone on the brain (a subject who came back)."""
+        return await self._call(
+            "POST", "/v1/privacy/unerase", PrivacyUnerasure, PrivacyRequest(subject=subject, reason=reason)
         )
 
     async def privacy_export(self, subject: str) -> PrivacyExport:

@@ -428,6 +428,10 @@ class _Api:
         payload = await parse(request, PrivacyRequest)
         return json_response(await self.brain.erase_subject(who, payload))
 
+    async def privacy_unerase(self, request: Request, who: Principal) -> Response:
+        payload = await parse(request, PrivacyRequest)
+        return json_response(await self.brain.unerase_subject(who, payload))
+
     async def privacy_export(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, PrivacyRequest)
         return json_response(await self.brain.export_subject(payload))
@@ -586,6 +590,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/escalations/{subject_id}/acknowledge", APPROVERS, api.acknowledge),
         _route(brain, "POST", "/v1/undo/{target_id}", APPROVERS, api.undo),
         _route(brain, "POST", "/v1/privacy/erase", CAPTAIN, api.privacy_erase),
+        _route(brain, "POST", "/v1/privacy/unerase", CAPTAIN, api.privacy_unerase),
         _route(brain, "POST", "/v1/privacy/export", CAPTAIN, api.privacy_export),
         _route(brain, "POST", "/v1/privacy/migrate", CAPTAIN, api.privacy_migrate),
         _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),

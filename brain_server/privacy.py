@@ -77,6 +77,17 @@ def held_in(privacy: Protector, subject_id: str, where: str, texts: list[tuple[s
     ]
 
 
+KEYED = "hmac "
+"""How a kept `Idempotency-Key` starts: a key as sent is visible ASCII, never a space, so the two never meet."""
+
+
+def keyed_task_key(privacy: Protector, token_id: str, key: str) -> str:
+    """An `Idempotency-Key` as the brain keeps it in `task_keys`: an HMAC of (token, key) under its key store's
+    secret (a client may build a key from what it knows, `ticket-<email>-42`; a bare digest of a guessable key
+    could be reversed by guessing), so the same key from the same token finds the same row."""
+    return KEYED + privacy.keys.keyed_hash("idempotency-key", f"{token_id}\0{key}")
+
+
 MIGRATED_BY_BRAIN = "privacy_migrated_by_brain"
 """The `detail` key of a stored event whose text the brain's migration changed (its body's MAC no longer covers it)."""
 
@@ -228,6 +239,10 @@ class RecordProtection:
     def readiness_override(self, override: ReadinessOverride) -> ReadinessOverride | None:
         changed = override.model_copy(update={"reason": self._p.protect(override.reason)})
         return None if changed == override else changed
+
+    def task_key(self, token_id: str, key: str) -> str | None:
+        """A kept `Idempotency-Key`: keyed (`keyed_task_key`) if it is still as sent."""
+        return None if key.startswith(KEYED) else keyed_task_key(self._p, token_id, key)
 
     def body(self, body: BodyRecord) -> BodyRecord | None:
         p = self._p.protect

@@ -83,6 +83,7 @@ from shared_protocol.privacy import (
     PrivacyExport,
     PrivacyMigration,
     PrivacyRequest,
+    PrivacyUnerasure,
     Subject,
 )
 
@@ -115,6 +116,7 @@ from .privacy import (
     decision_texts,
     escalation_texts,
     held_in,
+    keyed_task_key,
     log_texts,
     open_protector,
     protect_evidence,
@@ -1020,7 +1022,12 @@ class Brain:
         key = None
         if idempotency_key is not None:
             digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
-            key = TaskKey(token_id=by.token_id, key=idempotency_key, request_sha256=digest)
+            key = TaskKey(
+                token_id=by.token_id,
+                key=keyed_task_key(self.privacy, by.token_id, idempotency_key),
+                request_sha256=digest,
+                sent=idempotency_key,
+            )
         stored = await self.state.insert_task(task, log, key=key)
         if stored.id == task.id:
             self._task_available(task.id, "created")
@@ -1498,6 +1505,21 @@ class Brain:
         await self.state.append_log(log)
         return PrivacyErasure(kind=subject.kind, erased=True)
 
+    async def unerase_subject(self, by: Principal, request: PrivacyRequest) -> PrivacyUnerasure:
+        """Lift an erased subject's tombstone (a subject who came back): a captain's deliberate step with a reason,
+        logged (`privacy_unerase`, naming the kind, never the subject). `NotFound` when the subject is not erased
+        here."""
+        if not request.reason.strip():
+            raise InvalidRequest("lifting an erasure needs a reason", field="reason")
+        subject = self._subject(request.subject)
+        if not self.privacy.keys.unerase(subject.kind, subject.value):
+            raise NotFound(f"that {subject.kind} is not erased on the brain: nothing to lift")
+        log = by.entry(
+            "privacy_unerase", at=self.now(), reason=self.privacy.redact(request.reason), detail={"kind": subject.kind}
+        )
+        await self.state.append_log(log)
+        return PrivacyUnerasure(kind=subject.kind, unerased=True)
+
     async def migrate_privacy(self, by: Principal) -> PrivacyMigration:
         """The one-time migration of the audit events bodies shipped before `[privacy]` (or with it off): their
         personal data encrypted under the brain's subject keys, in one transaction, logged (`privacy_migrate`, with
@@ -1543,6 +1565,9 @@ class Brain:
         decisions, escalation records, the log, the kill switch and agents' pauses, readiness reports and overrides,
         bodies' registrations and answer links' recipients. `NotFound` when no key is held."""
         subject = self._subject(request.subject)
+        erased_at = self.privacy.keys.erased_at(subject.kind, subject.value)
+        if erased_at is not None:  # (nothing is held since; when it was erased is all an export says)
+            return PrivacyExport(kind=subject.kind, erased_at=erased_at)
         subject_id = self.privacy.keys.find(subject.kind, subject.value)
         if subject_id is None:
             raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased)")

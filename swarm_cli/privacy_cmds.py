@@ -2,12 +2,20 @@
 `swarm privacy migrate`: the one-time encryption of what was written before `[privacy]`.
 
 A subject is an email, a phone number (E.164, or in `[privacy] default_region`), a card number, an IP address, an
-SSN, or a name or pattern `[privacy]` configures; it is normalised as the detector normalises what it finds.
+SSN, an IBAN, a UK National Insurance number, or a name or pattern `[privacy]` configures; it is normalised as the
+detector normalises what it finds.
 `erase` destroys the subject's key, with `--brain URL` (or `$SWARM_BRAIN_URL`) and a captain's token on the brain
 first (a refusal leaves the body's key as it was), then on this workspace's (or `--agent`'s) body:
 crypto-shredding, audited on each (`privacy.erase`, naming the subject's random id, never the subject).
-`export` lists what each holds about the subject, decrypted. Exit 0 when something was erased (or found), 1 when
-nothing is held anywhere asked, or on an error.
+`export` lists what each holds about the subject, decrypted (of an erased subject: when it was erased, nothing
+more). Exit 0 when something was erased (or found), 1 when nothing is held anywhere asked, or on an error.
+
+An erased subject stays erased: each key store keeps a tombstone (a keyed hash of the subject, never the subject
+or its key), so what work already under way writes about them afterwards is redacted, never encrypted under a new
+key. `unerase SUBJECT --reason TEXT` lifts it, on the brain first (with `--brain`) then on the body, audited
+(`privacy.unerase`): a subject who came back (a new customer with the same email, consent given again). What
+was erased stays unreadable. Exit 0 when a tombstone was lifted somewhere, 1 when the subject is erased nowhere
+asked.
 
 An agent's runner protects what it writes under its work dir (parked tasks, transcripts: `agent_runner.records`)
 with its body's keys, so `erase --agent NAME` shreds those copies too, `export --agent NAME` lists them (`runner
@@ -27,6 +35,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +45,7 @@ from body_mcp import BodySettings, UserError
 from body_mcp.audit import MIGRATE_BATCH, held_exclusively
 from body_mcp.brain_client import BrainClient, BrainRejected
 from body_mcp.explain import printable
-from shared_protocol.privacy import HeldItem, Protector, UnknownSubject
+from shared_protocol.privacy import HeldItem, PrivacyExport, Protector, UnknownSubject
 
 from . import _context
 from .agent_cmds import work_root
@@ -102,6 +111,49 @@ def cmd_privacy_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy_unerase(args: argparse.Namespace) -> int:
+    """As erase: the brain first (a refusal leaves the body's tombstone as it was), then the body."""
+    if not args.reason.strip():
+        raise UserError("swarm privacy unerase: give --reason TEXT (why the subject's data may be kept again)")
+    results: dict[str, str] = {}
+    client = _brain(args)
+
+    async def unerase_on_brain(client: BrainClient) -> str:
+        try:
+            lifted = await client.privacy_unerase(args.subject, args.reason)
+        except BrainRejected as exc:
+            if _not_held(exc):
+                return "not erased"
+            raise
+        finally:
+            await client.aclose()
+        return f"unerased ({lifted.kind})"
+
+    with _context.open_admin(_settings(args)) as admin:
+        brain = None if client is None else anyio.run(unerase_on_brain, client)
+        try:
+            lifted = admin.privacy_unerase(args.subject, reason=args.reason)
+        except UnknownSubject:
+            results["body"] = "not erased"
+        else:
+            results["body"] = f"unerased ({lifted.kind})"
+    if brain is not None:
+        results["brain"] = brain
+    if args.json:
+        print(json.dumps({"unerased": [k for k, v in results.items() if v != "not erased"], "results": results}))
+    else:
+        for where, what in results.items():
+            print(f"{where}: {what}")
+    if all(what == "not erased" for what in results.values()):
+        print("swarm privacy unerase: that subject is not erased here", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _erased_when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
 def _runner_workdir(settings: BodySettings) -> Path | None:
     """The work dir of the agent's runner (`--agent`), where it keeps its parked tasks and transcripts."""
     if settings.agent_profile is None:
@@ -120,10 +172,20 @@ def _runner_texts(workdir: Path | None) -> Iterator[tuple[str, str]]:
 
 def cmd_privacy_export(args: argparse.Namespace) -> int:
     held: dict[str, list[HeldItem] | None] = {}
+    erased: dict[str, str] = {}  # (where the subject was erased: when; nothing is held there)
     settings = _settings(args)
+
+    def items(where: str, export: PrivacyExport) -> list[HeldItem] | None:
+        if export.erased_at is None:
+            return export.held
+        erased[where] = _erased_when(export.erased_at)
+        return None
+
     with _context.open_admin(settings) as admin:
         try:
-            held["body"] = admin.privacy_export(args.subject, elsewhere=_runner_texts(_runner_workdir(settings))).held
+            held["body"] = items(
+                "body", admin.privacy_export(args.subject, elsewhere=_runner_texts(_runner_workdir(settings)))
+            )
         except UnknownSubject:
             held["body"] = None
     client = _brain(args)
@@ -131,7 +193,7 @@ def cmd_privacy_export(args: argparse.Namespace) -> int:
 
         async def export_from_brain() -> list[HeldItem] | None:
             try:
-                return (await client.privacy_export(args.subject)).held
+                return items("brain", await client.privacy_export(args.subject))
             except BrainRejected as exc:
                 if _not_held(exc):
                     return None
@@ -141,20 +203,19 @@ def cmd_privacy_export(args: argparse.Namespace) -> int:
 
         held["brain"] = anyio.run(export_from_brain)
     if args.json:
-        print(
-            json.dumps(
-                {where: None if items is None else [i.model_dump() for i in items] for where, items in held.items()}
-            )
-        )
+        shown: dict[str, Any] = {
+            where: None if found is None else [i.model_dump() for i in found] for where, found in held.items()
+        }
+        print(json.dumps({**shown, "erased": erased} if erased else shown))
     else:
-        for where, items in held.items():
-            if items is None:
-                print(f"{where}: nothing held")
+        for where, found in held.items():
+            if found is None:
+                print(f"{where}: nothing held" + (f" (erased {erased[where]})" if where in erased else ""))
                 continue
-            print(f"{where}: {len(items)} value(s) held")
-            for item in items:
+            print(f"{where}: {len(found)} value(s) held")
+            for item in found:
                 print(f"  {printable(item.where)}  {item.kind}  {printable(item.value)}")
-    if all(items is None for items in held.values()):
+    if all(found is None for found in held.values()):
         print("swarm privacy export: nothing is held about that subject here", file=sys.stderr)
         return 1
     return 0
@@ -254,21 +315,22 @@ def cmd_privacy_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_privacy(args: argparse.Namespace) -> int:
-    raise UserError("swarm privacy: give a command: erase SUBJECT, export SUBJECT, migrate")
+    raise UserError("swarm privacy: give a command: erase SUBJECT, unerase SUBJECT, export SUBJECT, migrate")
 
 
 def add_parsers(sub: _Subparsers) -> None:
-    """Register `swarm privacy erase|export` on the `swarm` subcommands."""
+    """Register `swarm privacy erase|unerase|export|migrate` on the `swarm` subcommands."""
     privacy = sub.add_parser("privacy", help="a data subject's personal data: erase it (crypto-shredding) or export it")
     privacy.set_defaults(func=cmd_privacy)
     privacy_sub = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND")
     for name, func, text in (
         ("erase", cmd_privacy_erase, "destroy the subject's key on this body (and the brain's, with --brain)"),
+        ("unerase", cmd_privacy_unerase, "lift an erased subject's tombstone here (and on the brain, with --brain)"),
         ("export", cmd_privacy_export, "list what this body (and the brain, with --brain) holds about the subject"),
     ):
         p = privacy_sub.add_parser(name, help=text)
         p.set_defaults(func=func)
-        p.add_argument("subject", metavar="SUBJECT", help="an email, phone number, card, IP address, SSN or name")
+        p.add_argument("subject", metavar="SUBJECT", help="an email, phone, card, IP, SSN, IBAN, UK NINO or name")
         p.add_argument("--workspace", metavar="DIR", help="the workspace (default: the current directory)")
         p.add_argument("--agent", metavar="NAME", help="an [[agents]] entry's state, instead of --workspace")
         p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
@@ -277,6 +339,8 @@ def add_parsers(sub: _Subparsers) -> None:
         p.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "erase":
             p.add_argument("--reason", default="", help="why (audited, personal data redacted)")
+        if name == "unerase":
+            p.add_argument("--reason", required=True, help="why their data may be kept again (audited, redacted)")
     p = privacy_sub.add_parser(
         "migrate",
         help="encrypt, once, the personal data of events written before [privacy] (and the brain's, with --brain)",

@@ -339,7 +339,15 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
             for h, t in self._answer_tokens.items()
             if (new := change.reason(t.target)) is not None
         }
+        keys = {
+            (token_id, new): (old, seen)
+            for (token_id, old), seen in self._task_keys.items()
+            if (new := change.task_key(token_id, old)) is not None
+        }
         self._tasks.update(tasks)
+        for (token_id, new), (old, seen) in keys.items():
+            del self._task_keys[(token_id, old)]
+            self._task_keys[(token_id, new)] = seen
         for n, record in compensations.items():
             self._compensations[n] = record
         self._decisions.update(decisions)
@@ -368,6 +376,7 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
             readiness_reports=len(reports),
             readiness_overrides=len(overrides),
             bodies=len(bodies),
+            task_keys=len(keys),
             answer_tokens=len(targets),
         )
         counts = {kind: n for kind, n in counts.items() if n}

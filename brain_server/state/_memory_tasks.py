@@ -61,6 +61,8 @@ class MemoryTasks(TaskTransitions):
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
         if key is not None:
             seen = self._task_keys.get((key.token_id, key.key))
+            if seen is None and key.sent is not None:
+                seen = self._task_keys.get((key.token_id, key.sent))
             if seen is not None:
                 check_key(key, seen[0])
                 return self._tasks[seen[1]]

@@ -571,6 +571,10 @@ class RecordRewrite(Protocol):
 
     def body(self, body: BodyRecord) -> BodyRecord | None: ...
 
+    def task_key(self, token_id: str, key: str) -> str | None:
+        """An `Idempotency-Key` as kept in `task_keys` (kept as sent before: keyed now)."""
+        ...
+
 
 class StateEngine(
     TokenStore,

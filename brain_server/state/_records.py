@@ -58,6 +58,7 @@ LogAction = Literal[
     "rollout_rollback",
     "rollout_live",
     "privacy_erase",
+    "privacy_unerase",
     "privacy_migrate",
 ]
 
@@ -111,11 +112,14 @@ class Rebinding:
 
 @dataclass(kw_only=True, frozen=True)
 class TaskKey:
-    """An `Idempotency-Key` of a task creation: whose, the key, and the SHA-256 of the request it came with."""
+    """An `Idempotency-Key` of a task creation: whose, the key as kept (`brain_server.privacy.keyed_task_key`: an
+    HMAC under the brain's secret, never the key as sent), and the SHA-256 of the request it came with."""
 
     token_id: str
     key: str
     request_sha256: str
+    sent: str | None = None
+    """The key as sent: looked up too (a row kept before `swarm privacy migrate` holds it so), never stored."""
 
 
 @dataclass(kw_only=True, frozen=True)

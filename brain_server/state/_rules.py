@@ -284,7 +284,7 @@ def decision_mark(decision: Decision) -> tuple[str, int, int, int]:
 def check_key(key: TaskKey, first_request_sha256: str) -> None:
     """`KeyReused` unless `key` comes with the request it first came with."""
     if first_request_sha256 != key.request_sha256:
-        raise KeyReused(f"Idempotency-Key '{key.key}' was used for a different task request")
+        raise KeyReused("this Idempotency-Key was used for a different task request")  # (not quoted: kept keyed)
 
 
 def not_current_claim(task_id: str, row: Mapping[str, Any] | None) -> NotFound | StaleClaim | TaskCancelled:

@@ -441,6 +441,13 @@ class SqliteStateEngine(
             await conn.executemany("UPDATE bodies SET workspace = ?, hostname = ? WHERE body_id = ?", bodies)
             counts["bodies"] = len(bodies)
             counts["answer_tokens"] = await self._rewrite_answer_targets(conn, change.reason)
+            keys = [
+                (new, token_id, key)
+                for token_id, key in await conn.execute_fetchall("SELECT token_id, key FROM task_keys")
+                if (new := change.task_key(str(token_id), str(key))) is not None
+            ]
+            await conn.executemany("UPDATE task_keys SET key = ? WHERE token_id = ? AND key = ?", keys)
+            counts["task_keys"] = len(keys)
             await conn.execute("UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1")
             counts = {kind: n for kind, n in counts.items() if n}
             if counts:

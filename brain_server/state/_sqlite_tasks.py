@@ -146,9 +146,10 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
         async with self._write() as conn:
             if key is not None:
-                async with conn.execute(
-                    "SELECT request_sha256, task_id FROM task_keys WHERE token_id = ? AND key = ?",
-                    (key.token_id, key.key),
+                async with conn.execute(  # (as sent too: a row kept before `swarm privacy migrate` keyed it)
+                    "SELECT request_sha256, task_id FROM task_keys WHERE token_id = ? AND key IN (?, ?) "
+                    "ORDER BY key = ? DESC LIMIT 1",
+                    (key.token_id, key.key, key.key if key.sent is None else key.sent, key.key),
                 ) as cursor:
                     seen = await cursor.fetchone()
                 if seen is not None:

@@ -22,8 +22,8 @@ from ._config import BUILTIN_KINDS, PrivacyConfig
 from ._detect import Detector, Span, Subject, luhn_ok
 from ._keys import KEY_STORE_FILE, MemorySubjectKeys, SqliteSubjectKeys, SubjectKeys
 from ._protect import TOKEN, HeldValue, Protector, redact_tokens
-from ._wire import HeldItem, PrivacyErasure, PrivacyExport, PrivacyMigration, PrivacyRequest
-from .exceptions import KeyStoreUnusable, MalformedSubject, PrivacyError, UnknownSubject
+from ._wire import HeldItem, PrivacyErasure, PrivacyExport, PrivacyMigration, PrivacyRequest, PrivacyUnerasure
+from .exceptions import KeyStoreUnusable, MalformedSubject, PrivacyError, SubjectErased, UnknownSubject
 
 __all__ = [
     "BUILTIN_KINDS",
@@ -41,10 +41,12 @@ __all__ = [
     "PrivacyExport",
     "PrivacyMigration",
     "PrivacyRequest",
+    "PrivacyUnerasure",
     "Protector",
     "Span",
     "SqliteSubjectKeys",
     "Subject",
+    "SubjectErased",
     "SubjectKeys",
     "UnknownSubject",
     "luhn_ok",

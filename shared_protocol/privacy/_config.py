@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from .._base import ProtocolModel
 
-BUILTIN_KINDS = ("email", "phone", "card", "ip", "ssn", "name")
+BUILTIN_KINDS = ("email", "phone", "card", "ip", "ssn", "iban", "nino", "name")
 """What the detector finds without configuration (`name`: the configured `names`)."""
 
 _PATTERN_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -20,8 +20,9 @@ class PrivacyConfig(ProtocolModel):
 
     redaction: bool = Field(
         default=True,
-        description="Detect personal data (emails, phone numbers, card numbers, IP addresses, US SSNs, the names and "
-        "patterns below) in what is persisted or shipped, and keep it only encrypted per subject or redacted.",
+        description="Detect personal data (emails, phone numbers, card numbers, IP addresses, US SSNs, IBANs, UK "
+        "National Insurance numbers, the names and patterns below) in what is persisted or shipped, and keep it only "
+        "encrypted per subject or redacted.",
     )
     default_region: str = Field(
         default="US",

@@ -1,9 +1,9 @@
 """Finding personal data in text, offline: validated patterns, `phonenumbers`, and `[privacy]`'s own.
 
 Each span found names its kind and its data subject, a normalised identifier: the lower-cased email, the
-E.164 phone number, the card's digits, the IP address in its canonical form, the SSN's digits, the name
-lower-cased, a configured pattern's match as it is. `parse_subject` reads what a human types into
-`swarm privacy erase|export` the same way.
+E.164 phone number, the card's digits, the IP address in its canonical form, the SSN's digits, the IBAN and the UK
+National Insurance number upper-case without spaces, the name lower-cased, a configured pattern's match as it
+is. `parse_subject` reads what a human types into `swarm privacy erase|export` the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +37,41 @@ number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a car
 _SHADOWED = re.compile(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]+")
 """What `_Shadow` rewrites: a percent-escape of a printable ASCII character, and non-ASCII characters."""
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
+_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![\w-])")
+"""An IBAN (ISO 13616) as printed: country, check digits, then its account number run together or in groups of four
+separated by single spaces; upper-case (a lower-case hex id is never one). Then its length and mod-97 are checked."""
+_IBAN_LENGTHS = {
+    **dict.fromkeys(("NO",), 15),
+    **dict.fromkeys(("BE",), 16),
+    **dict.fromkeys(("DK", "FI", "FK", "FO", "GL", "NL", "SD"), 18),
+    **dict.fromkeys(("MK", "SI"), 19),
+    **dict.fromkeys(("AT", "BA", "EE", "KZ", "LT", "LU", "MN", "XK"), 20),
+    **dict.fromkeys(("CH", "HR", "LI", "LV"), 21),
+    **dict.fromkeys(("BG", "BH", "CR", "DE", "GB", "GE", "IE", "ME", "RS", "VA"), 22),
+    **dict.fromkeys(("AE", "GI", "IL", "IQ", "OM", "SO", "TL"), 23),
+    **dict.fromkeys(("AD", "CZ", "ES", "MD", "PK", "RO", "SA", "SE", "SK", "TN", "VG"), 24),
+    **dict.fromkeys(("LY", "PT", "ST"), 25),
+    **dict.fromkeys(("IS", "TR"), 26),
+    **dict.fromkeys(("BI", "DJ", "FR", "GR", "IT", "MC", "MR", "SM"), 27),
+    **dict.fromkeys(("AL", "AZ", "BY", "CY", "DO", "GT", "HU", "LB", "NI", "PL", "SV"), 28),
+    **dict.fromkeys(("BR", "EG", "PS", "QA", "UA"), 29),
+    **dict.fromkeys(("JO", "KW", "MU", "YE"), 30),
+    **dict.fromkeys(("MT", "SC"), 31),
+    **dict.fromkeys(("LC",), 32),
+    **dict.fromkeys(("RU",), 33),
+}
+"""Each IBAN country's length (the ISO 13616 registry): a string of the right shape in a country not listed, or of
+another length, is no IBAN."""
+_NINO = re.compile(r"(?<![\w-])([A-Z]{2}) ?([0-9]{2}) ?([0-9]{2}) ?([0-9]{2}) ?([A-D])(?![\w-])")
+"""A UK National Insurance number (`AB 12 34 56 C`, spaced or not), then its prefix's letter rules."""
+_NINO_NEVER_FIRST = frozenset("DFIQUV")
+_NINO_NEVER_SECOND = frozenset("DFIOQUV")
+_NINO_NOT_ALLOCATED = frozenset(("BG", "GB", "KN", "NK", "NT", "TN", "ZZ"))
+_NINO_SPECIMEN = "QQ"
+"""HMRC's specimen prefix (`QQ 12 34 56 C`): never allocated, but what a form is filled in with; found too."""
+_INTERNATIONAL_PREFIX = re.compile(r"(?<![\w.+-])(?:00|011[ -]?)(?=[1-9])")
+"""An international dialling prefix (`00` as most of the world dials, `011` as North America does) where a `+`
+may stand: read as `+` before `phonenumbers` is asked, whatever `default_region` is."""
 _DIGITS_FOR_PHONE = re.compile(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
 _ANY_DIGIT = re.compile(r"\d")
 _HEX_DIGEST = re.compile(r"(?=[0-9]*[a-f])[0-9a-f]{40,128}")
@@ -72,6 +107,23 @@ def luhn_ok(digits: str) -> bool:
                 value -= 9
         total += value
     return total % 10 == 0
+
+
+def iban_ok(iban: str) -> bool:
+    """`iban` (upper-case, no spaces) has its country's length and passes the ISO 7064 mod-97 check."""
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum():
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(char, 36)) for char in moved)) % 97 == 1
+
+
+def nino_ok(prefix: str) -> bool:
+    """A UK National Insurance number's two-letter prefix is one HMRC allocates (or its specimen, `QQ`)."""
+    if prefix == _NINO_SPECIMEN:
+        return True
+    return (
+        prefix[0] not in _NINO_NEVER_FIRST and prefix[1] not in _NINO_NEVER_SECOND and prefix not in _NINO_NOT_ALLOCATED
+    )
 
 
 def _public_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -111,6 +163,13 @@ class Detector:
                 if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits):
                     found.append(Span(m.start(), m.end(), "card", digits))
             found += [Span(m.start(), m.end(), "ssn", m.group().replace("-", "")) for m in _SSN.finditer(text)]
+            for m in _IBAN.finditer(text):
+                iban = m.group().replace(" ", "")
+                if iban_ok(iban):
+                    found.append(Span(m.start(), m.end(), "iban", iban))
+            for m in _NINO.finditer(text):
+                if nino_ok(m.group(1)):
+                    found.append(Span(m.start(), m.end(), "nino", "".join(m.groups())))
             for m in _IPV4.finditer(text):
                 v4 = ipaddress.IPv4Address(m.group())
                 if _public_ip(v4):
@@ -136,26 +195,44 @@ class Detector:
         import phonenumbers  # (imported when text is scanned: every `swarm` command and body paid ~5% of its start)
 
         spans: list[Span] = []
+        # An international prefix becomes a `+` in a copy of the same length (`0044 20` -> ` +44 20`), so a number
+        # found there maps back to the text as written, its prefix included.
+        prefixed: dict[int, int] = {}  # (where a `+` was put: where its prefix starts)
+        read = text
+        if "0" in text:
+            parts: list[str] = []
+            at = 0
+            for m in _INTERNATIONAL_PREFIX.finditer(text):
+                parts += (text[at : m.start()], " " * (m.end() - m.start() - 1), "+")
+                prefixed[m.end() - 1] = m.start()
+                at = m.end()
+            read = "".join((*parts, text[at:])) if prefixed else text
         matcher = phonenumbers.PhoneNumberMatcher(
-            text, self.config.default_region, leniency=phonenumbers.Leniency.VALID
+            read, self.config.default_region, leniency=phonenumbers.Leniency.VALID
         )
         for match in matcher:
             e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            spans.append(Span(match.start, match.end, "phone", e164))
+            spans.append(Span(prefixed.get(match.start, match.start), match.end, "phone", e164))
         return spans
 
     def parse_subject(self, text: str) -> Subject:
         """What a human names as a subject, normalised as the detector normalises what it finds."""
         raw = text.strip()
         if not raw:
-            raise MalformedSubject("a subject is an email, a phone number, a card number, an IP address or an SSN")
+            raise MalformedSubject(
+                "a subject is an email, a phone number, a card number, an IP address, an SSN, an IBAN or a UK "
+                "National Insurance number"
+            )
         spans = self.find(raw)
         if len(spans) == 1 and spans[0].start == 0 and spans[0].end == len(raw):
+            return Subject(kind=spans[0].kind, value=spans[0].subject)
+        spans = self.find(raw.upper())  # (an IBAN or a NINO typed in lower case)
+        if len(spans) == 1 and spans[0].start == 0 and spans[0].end == len(raw) and spans[0].kind in ("iban", "nino"):
             return Subject(kind=spans[0].kind, value=spans[0].subject)
         import phonenumbers
 
         try:  # a phone number written without its formatting, or in another region's form
-            number = phonenumbers.parse(raw, self.config.default_region)
+            number = phonenumbers.parse(_INTERNATIONAL_PREFIX.sub("+", raw, count=1), self.config.default_region)
         except phonenumbers.NumberParseException:
             number = None
         if number is not None and phonenumbers.is_valid_number(number):
@@ -167,8 +244,8 @@ class Detector:
                 pass
         raise MalformedSubject(
             f"{_shown(raw)} is not a subject: give an email, a phone number (E.164, or in region "
-            f"{self.config.default_region}), a Luhn-valid card number, an IP address, an SSN (123-45-6789) or a "
-            "name or pattern [privacy] configures"
+            f"{self.config.default_region}), a Luhn-valid card number, an IP address, an SSN (123-45-6789), an "
+            "IBAN, a UK National Insurance number (QQ 12 34 56 C) or a name or pattern [privacy] configures"
         )
 
 

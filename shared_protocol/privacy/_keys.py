@@ -6,6 +6,11 @@ subject is looked up by a keyed hash (the store's own secret), never kept in cle
 deleted under `PRAGMA secure_delete=ON` (freed pages are zeroed) and the WAL is checkpointed and truncated
 after each erasure, so no copy of an erased key survives in the file or its journal.
 
+An erased subject keeps a tombstone (`erased_subjects`: its keyed-hash lookup, its kind and when; never the
+subject, never a key), so work already under way when it was erased (a runner mid-task, a body serving its calls)
+cannot make it a new key: `key_for` raises `SubjectErased` and the protector redacts the value instead. Only a
+human's `unerase` (`swarm privacy unerase`: a subject who comes back) lifts it.
+
 One store may be open in several processes at once (an agent's body and its runner share the body's): WAL, a
 busy timeout, no key kept in memory (an erasure is seen at the next read), and a subject's lookup as the primary
 key, so two processes making the same subject's key at once end with one (`tests/privacy/test_key_store_processes`).
@@ -23,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from .exceptions import KeyStoreUnusable
+from .exceptions import KeyStoreUnusable, SubjectErased
 
 KEY_STORE_FILE = "privacy.db"
 """Its name in a body's state directory and beside a brain's database."""
@@ -37,6 +42,7 @@ CREATE TABLE IF NOT EXISTS subject_keys (
     key BLOB NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS erased_subjects (lookup BLOB PRIMARY KEY, kind TEXT NOT NULL, erased REAL NOT NULL);
 """
 
 
@@ -44,7 +50,7 @@ class SubjectKeys(Protocol):
     """Where subject keys are: `SqliteSubjectKeys`, or `MemorySubjectKeys` in tests."""
 
     def key_for(self, kind: str, subject: str) -> tuple[str, bytes]:
-        """The subject's (id, key), created on first use."""
+        """The subject's (id, key), created on first use; `SubjectErased` once the subject was erased."""
         ...
 
     def find(self, kind: str, subject: str) -> str | None:
@@ -54,7 +60,20 @@ class SubjectKeys(Protocol):
     def key_by_id(self, subject_id: str) -> bytes | None: ...
 
     def erase(self, kind: str, subject: str) -> str | None:
-        """Destroy the subject's key; its id, or None if none was held."""
+        """Destroy the subject's key and tombstone the subject; its id, or None if none was held."""
+        ...
+
+    def keyed_hash(self, purpose: str, text: str) -> str:
+        """An HMAC-SHA256 (hex) of `text` under the store's secret, apart from subjects' lookups by `purpose`: how
+        a guessable identifier that may name a person (the brain's `Idempotency-Key`s) is kept and found."""
+        ...
+
+    def erased_at(self, kind: str, subject: str) -> float | None:
+        """When the subject was erased (a Unix time), or None: never erased, or unerased since."""
+        ...
+
+    def unerase(self, kind: str, subject: str) -> bool:
+        """Lift the subject's tombstone (a subject who comes back gets a new key); False if there was none."""
         ...
 
     def close(self) -> None: ...
@@ -64,14 +83,26 @@ def new_subject_id() -> str:
     return "s" + secrets.token_hex(8)
 
 
+def _keyed_hash(secret: bytes, purpose: str, text: str) -> str:
+    # (a purpose is no subject kind: those are `[a-z][a-z0-9_]*`, so `-` keeps the two apart)
+    return hmac.new(secret, f"-{purpose}\0{text}".encode(), hashlib.sha256).hexdigest()
+
+
 class MemorySubjectKeys:
     def __init__(self) -> None:
         self._by_subject: dict[tuple[str, str], str] = {}
         self._keys: dict[str, bytes] = {}
+        self._erased: dict[tuple[str, str], float] = {}
+        self._secret = secrets.token_bytes(32)
+
+    def keyed_hash(self, purpose: str, text: str) -> str:
+        return _keyed_hash(self._secret, purpose, text)
 
     def key_for(self, kind: str, subject: str) -> tuple[str, bytes]:
         sid = self._by_subject.get((kind, subject))
         if sid is None:
+            if (kind, subject) in self._erased:
+                raise SubjectErased(f"that {kind} was erased: no new key is made for it")
             sid = new_subject_id()
             self._by_subject[(kind, subject)] = sid
             self._keys[sid] = secrets.token_bytes(32)
@@ -87,7 +118,14 @@ class MemorySubjectKeys:
         sid = self._by_subject.pop((kind, subject), None)
         if sid is not None:
             del self._keys[sid]
+            self._erased[(kind, subject)] = time.time()
         return sid
+
+    def erased_at(self, kind: str, subject: str) -> float | None:
+        return self._erased.get((kind, subject))
+
+    def unerase(self, kind: str, subject: str) -> bool:
+        return self._erased.pop((kind, subject), None) is not None
 
     def close(self) -> None:
         pass
@@ -118,6 +156,9 @@ class SqliteSubjectKeys:
     def close(self) -> None:
         self._conn.close()
 
+    def keyed_hash(self, purpose: str, text: str) -> str:
+        return _keyed_hash(self._secret, purpose, text)
+
     def _lookup(self, kind: str, subject: str) -> bytes:
         return hmac.new(self._secret, f"{kind}\0{subject}".encode(), hashlib.sha256).digest()
 
@@ -128,14 +169,18 @@ class SqliteSubjectKeys:
                 row = self._conn.execute("SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
                 # Another process on the same store (an agent's body and its runner) may make the subject's key at
                 # the same moment: the lookup is the primary key, so one insert wins and both read the winner's
-                # key back. (A new id that happens to be taken is ignored too: another is drawn.)
+                # key back. (A new id that happens to be taken is ignored too: another is drawn.) The insert and the
+                # tombstone's check are one statement, so an erasure in another process is never overtaken.
                 while row is None:
                     sid, key = new_subject_id(), secrets.token_bytes(32)
                     self._conn.execute(
-                        "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) VALUES (?, ?, ?, ?, ?)",
-                        (lookup, sid, kind, key, time.time()),
+                        "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) SELECT ?, ?, ?, ?, ? "
+                        "WHERE NOT EXISTS (SELECT 1 FROM erased_subjects WHERE lookup = ?)",
+                        (lookup, sid, kind, key, time.time(), lookup),
                     )
                     row = self._conn.execute("SELECT id, key FROM subject_keys WHERE lookup = ?", (lookup,)).fetchone()
+                    if row is None and self._tombstoned(lookup):
+                        raise SubjectErased(f"that {kind} was erased: no new key is made for it")
             except sqlite3.Error as exc:
                 raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
         return str(row[0]), bytes(row[1])
@@ -152,6 +197,26 @@ class SqliteSubjectKeys:
             row = self._conn.execute("SELECT key FROM subject_keys WHERE id = ?", (subject_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def _tombstoned(self, lookup: bytes) -> bool:
+        return self._conn.execute("SELECT 1 FROM erased_subjects WHERE lookup = ?", (lookup,)).fetchone() is not None
+
+    def erased_at(self, kind: str, subject: str) -> float | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT erased FROM erased_subjects WHERE lookup = ?", (self._lookup(kind, subject),)
+            ).fetchone()
+        return None if row is None else float(row[0])
+
+    def unerase(self, kind: str, subject: str) -> bool:
+        with self._lock:
+            try:
+                gone = self._conn.execute(
+                    "DELETE FROM erased_subjects WHERE lookup = ?", (self._lookup(kind, subject),)
+                ).rowcount
+            except sqlite3.Error as exc:
+                raise KeyStoreUnusable(f"the subject key store {self.path}: {exc}") from None
+        return gone > 0
+
     def erase(self, kind: str, subject: str) -> str | None:
         lookup = self._lookup(kind, subject)
         with self._lock:
@@ -159,8 +224,18 @@ class SqliteSubjectKeys:
                 row = self._conn.execute(
                     "SELECT id, kind, key, created FROM subject_keys WHERE lookup = ?", (lookup,)
                 ).fetchone()
-                if row is not None:
-                    self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
+                if row is not None:  # (the key gone and the tombstone set at once: `key_for` sees both or neither)
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
+                        self._conn.execute(
+                            "INSERT OR REPLACE INTO erased_subjects (lookup, kind, erased) VALUES (?, ?, ?)",
+                            (lookup, kind, time.time()),
+                        )
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                    self._conn.execute("COMMIT")
                 # No copy of the key left: freed pages were zeroed (secure_delete), the WAL is folded in and emptied.
                 # (Also when no row was found: a copy may be left by an erasure that failed below.)
                 for _ in range(50):
@@ -172,11 +247,14 @@ class SqliteSubjectKeys:
                     # All or nothing: the key is put back, so the erasure run again finds it, erases it and is
                     # audited (a key deleted here would leave a rerun nothing to find, and no record of it).
                     if row is not None:
+                        self._conn.execute("BEGIN IMMEDIATE")
+                        self._conn.execute("DELETE FROM erased_subjects WHERE lookup = ?", (lookup,))
                         self._conn.execute(
                             "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) "
                             "VALUES (?, ?, ?, ?, ?)",
                             (lookup, *row),
                         )
+                        self._conn.execute("COMMIT")
                     raise KeyStoreUnusable(
                         f"the subject key store {self.path}: its WAL could not be emptied while another process reads "
                         "it, so nothing was erased; run the erasure again"

@@ -6,7 +6,8 @@
 `Protector.protect` encrypts (a record that must keep the value: a rationale, a task's text), `redact` drops (a
 page to a human, telemetry). Encryption is deterministic per subject key (a synthetic nonce): the same text gives
 the same tokens. Tokens are never detected again, so protecting twice changes nothing. `reveal`
-puts back what a key still opens (an erased subject's tokens read `[pii:email:erased]`), `held` lists one
+puts back what a key still opens (an erased subject's tokens read `[pii:email:erased]`, as does what is protected
+after the erasure: an erased subject gets no new key), `held` lists one
 subject's values for `swarm privacy export`. The same functions walk JSON values (`protect_value`).
 """
 
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ._config import PrivacyConfig
 from ._detect import Detector, Span, Subject
 from ._keys import SubjectKeys
+from .exceptions import SubjectErased
 
 TOKEN = re.compile(r"\[pii:([a-z][a-z0-9_]*)(?::(s[0-9a-f]{16}):([A-Za-z0-9_-]+))?\]")
 _NONCE = 12
@@ -112,7 +114,10 @@ class Protector:
         return sealed is None or self._decrypt(match) is not None or not self.detector.find(sealed)
 
     def _encrypt(self, span: Span, value: str) -> str:
-        sid, key = self.keys.key_for(span.kind, span.subject)
+        try:
+            sid, key = self.keys.key_for(span.kind, span.subject)
+        except SubjectErased:  # (work under way when the subject was erased: what it writes now is not kept)
+            return f"[pii:{span.kind}:erased]"
         plain, aad = value.encode("utf-8", "surrogatepass"), f"{span.kind}:{sid}".encode()
         # A synthetic nonce (a MAC of the value under the subject's key): the same value gives the same token, so
         # a retried request still compares equal to its first (a decision's `same_question`), and a nonce is

@@ -1,4 +1,4 @@
-"""`POST /v1/privacy/erase` and `POST /v1/privacy/export` (captain): the subject goes in the body, never a URL."""
+"""`POST /v1/privacy/erase|unerase|export` (captain): the subject goes in the body, never a URL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .._base import NonEmpty, ProtocolModel
 
 
 class PrivacyRequest(ProtocolModel):
-    subject: NonEmpty = Field(max_length=320, description="An email, phone number, card, IP address, SSN or name.")
+    subject: NonEmpty = Field(max_length=320, description="An email, phone, card, IP, SSN, IBAN, UK NINO or name.")
     reason: str = Field(default="", max_length=2000, description="Why (erase only); kept encrypted like any text.")
 
 
@@ -27,9 +27,19 @@ class PrivacyErasure(ProtocolModel):
     """False: nothing was held about the subject here (never seen, or erased before)."""
 
 
+class PrivacyUnerasure(ProtocolModel):
+    """`unerase`: the subject's tombstone lifted (a subject who came back); what is written about them from now on is
+    kept encrypted under a new key. What was erased stays erased."""
+
+    kind: str
+    unerased: bool
+
+
 class PrivacyExport(ProtocolModel):
     kind: str
     held: list[HeldItem] = Field(default_factory=list[HeldItem])
+    erased_at: float | None = None
+    """When the subject was erased here (a Unix time; nothing is held since): all an export says of them."""
 
 
 class PrivacyMigration(ProtocolModel):

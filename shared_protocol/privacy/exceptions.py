@@ -3,7 +3,8 @@
 PrivacyError
 ├── MalformedSubject     what was named is not an email, phone number, card, IP, SSN, name or pattern
 ├── UnknownSubject       nothing is held about that subject here (no key: never seen, or erased)
-└── KeyStoreUnusable     the subject key store cannot be opened or written
+├── KeyStoreUnusable     the subject key store cannot be opened or written
+└── SubjectErased        the subject was erased: no new key is made for it (its data is redacted instead)
 """
 
 from __future__ import annotations
@@ -22,4 +23,8 @@ class UnknownSubject(PrivacyError):
 
 
 class KeyStoreUnusable(PrivacyError):
+    pass
+
+
+class SubjectErased(PrivacyError):
     pass

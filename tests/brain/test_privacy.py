@@ -49,7 +49,8 @@ async def test_erasure_is_a_captains_and_leaves_the_subject_unreadable(api: Brai
     after = ok(await api.get(f"/v1/tasks/{task['id']}", as_="captain"))
     assert after["title"] == "refund [pii:email]" and after["description"] == p.phone
     refused(await api.post("/v1/privacy/erase", {"subject": p.email}, as_="captain"), 404, "not_found")
-    refused(await api.post("/v1/privacy/export", {"subject": p.email}, as_="captain"), 404, "not_found")
+    gone = ok(await api.post("/v1/privacy/export", {"subject": p.email}, as_="captain"))
+    assert gone["held"] == [] and gone["erased_at"] > 0  # (when it was erased, nothing more)
     (entry,) = [e for e in await brain.state.log_entries(limit=100) if e.action == "privacy_erase"]
     assert entry.detail == {"kind": "email"} and p.email not in entry.reason and entry.target
 
@@ -59,3 +60,21 @@ async def test_a_malformed_subject_is_refused_naming_the_field(api: BrainClient)
         problem = refused(await api.post("/v1/privacy/erase", body, as_="captain"), 422, "invalid_request")
         assert problem["field"] == "subject"
     refused(await api.post("/v1/privacy/export", {}, as_="captain"), 422, "invalid_request")
+
+
+async def test_an_erased_subject_stays_erased_until_a_captain_unerases_it(api: BrainClient, brain: Brain) -> None:
+    p = plant()
+    ok(await api.post("/v1/tasks", {"title": f"refund {p.email}"}, as_="captain"), 201)
+    ok(await api.post("/v1/privacy/erase", {"subject": p.email}, as_="captain"))
+    late = ok(await api.post("/v1/tasks", {"title": f"again {p.email}"}, as_="captain"), 201)
+    assert late["title"] == "again [pii:email:erased]"  # (no new key: redacted)
+    unerase = {"subject": p.email, "reason": "came back"}
+    for role in ("approver", "body"):
+        refused(await api.post("/v1/privacy/unerase", unerase, as_=role), 403, "forbidden")
+    refused(await api.post("/v1/privacy/unerase", {"subject": p.email}, as_="captain"), 422, "invalid_request")
+    assert ok(await api.post("/v1/privacy/unerase", unerase, as_="captain")) == {"kind": "email", "unerased": True}
+    refused(await api.post("/v1/privacy/unerase", unerase, as_="captain"), 404, "not_found")
+    back = ok(await api.post("/v1/tasks", {"title": f"welcome {p.email}"}, as_="captain"), 201)
+    assert back["title"] == f"welcome {p.email}"
+    (entry,) = [e for e in await brain.state.log_entries(limit=100) if e.action == "privacy_unerase"]
+    assert entry.detail == {"kind": "email"} and entry.reason == "came back"

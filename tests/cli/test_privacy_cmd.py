@@ -62,3 +62,12 @@ def test_erasing_on_the_brain_needs_a_captain_token(home: Path, workspace: Path,
             assert "403" in _one_line_failure(done)
 
     anyio.run(check)
+
+
+def test_unerasing_a_subject_not_erased_fails_in_one_line_and_needs_a_reason(home: Path, workspace: Path) -> None:
+    scope = ("--workspace", str(workspace))
+    done = _swarm(home, "privacy", "unerase", plant().email, *scope, "--reason", "came back")
+    assert "not erased here" in _one_line_failure(done) and done.returncode == 1
+    assert done.stdout.strip() == "body: not erased"
+    assert "is not a subject" in _one_line_failure(_swarm(home, "privacy", "unerase", "nope", *scope, "--reason", "x"))
+    assert _swarm(home, "privacy", "unerase", plant().email, *scope).returncode == 2  # (argparse: --reason required)

@@ -13,15 +13,15 @@ from .plant import leaks, plant
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): an Idempotency-Key is kept in clear in the brain's task_keys")
 async def test_an_idempotency_key_naming_a_person_is_not_kept_in_clear(live: LiveBrain) -> None:
-    """HOLE (low): `POST /v1/tasks` takes an `Idempotency-Key` header (any visible ASCII, so a client may build it
+    """Was a hole (low): `POST /v1/tasks` takes an `Idempotency-Key` header (any visible ASCII, so a client may build it
     from what it knows: `ticket-<email>-42`) and keeps it as sent in `task_keys` (`service.queue_task` ->
     `TaskKey.key`), beside a task whose own fields are protected: the email is in `brain.db`, its WAL and every
     backup, and `swarm privacy erase` cannot reach it (a replay's `KeyReused` message quotes it too). Reproduce: as
-    below. Fix: keep an HMAC of (token id, key) under a secret of the brain's (not a bare SHA-256: such keys are
-    guessable) and look it up by that; the `KeyReused` message need not quote the key (the client sent it); the
-    rows kept before, in clear, go with `swarm privacy migrate` or their retention."""
+    below. Fixed: an HMAC of (token id, key) under the brain's key store secret
+    is kept and looked up (`privacy.keyed_task_key`; not a bare SHA-256: such keys are guessable); the `KeyReused`
+    message does not quote the key; rows kept before, in clear, are keyed by `swarm privacy migrate`
+    (`test_idempotency_keyed.py`)."""
     p = plant()
     captain = {"Authorization": f"Bearer {live.tokens['captain']}", "Idempotency-Key": f"ticket-{p.email}-42"}
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:

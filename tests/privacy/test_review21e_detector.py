@@ -18,15 +18,14 @@ def protector(tmp_path: Path) -> Generator[Protector]:
     found.close()
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): national ids other than a US SSN, and IBANs, are kept in clear")
 def test_national_ids_and_bank_accounts_are_found(protector: Protector) -> None:
-    """HOLE (low): #21 names "national id patterns"; the detector knows one, the US SSN written with dashes. A UK
+    """Was a hole (low): #21 names "national id patterns"; the detector knows one, the US SSN written with dashes. A UK
     National Insurance number (`QQ 12 34 56 C`), a German IBAN (`DE89 3704 0044 0532 0130 00`, mod-97 checked, as a
     card is Luhn-checked) and a phone number in the international `00` form outside the default region
     (`0044 20 7946 0958` with `default_region = "US"`) are kept in clear in every record. The README's detector
-    table says which kinds are found, and `[privacy] patterns` can add a regex (unvalidated). Fix: validated
-    patterns for the common ones (IBAN with its mod-97 check, UK NINO with its prefix rules, ...), and `00`
-    read as an international prefix (`+`) before `phonenumbers` is asked."""
+    table says which kinds are found, and `[privacy] patterns` can add a regex (unvalidated). Fixed: validated
+    patterns (IBAN with its country's length and mod-97 check, UK NINO with its prefix rules), and `00` / `011`
+    read as an international prefix (`+`) before `phonenumbers` is asked (`test_detect_national_ids.py`)."""
     texts = ["NI number QQ 12 34 56 C", "pay to DE89 3704 0044 0532 0130 00", "call 0044 20 7946 0958 today"]
     kept = [text for text in texts if protector.redact(text) == text]
     assert kept == [], f"kept in clear: {kept}"

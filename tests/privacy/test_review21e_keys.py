@@ -76,16 +76,16 @@ def test_an_erasure_leaves_no_copy_even_with_the_store_grown_past_a_checkpoint(t
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (medium): in-flight work re-keys an erased subject: its data is readable")
 def test_what_in_flight_work_writes_after_an_erasure_is_not_readable(tmp_path: Path) -> None:
-    """HOLE (medium): an erasure destroys the subject's key, but work already under way holds the subject's data in
+    """Was a hole (medium): erasure destroys the subject's key, but work already under way holds the subject's data in
     memory (a runner mid-task: the task's text, the conversation; a body serving its calls) and goes on writing it
     (the next transcript line, the next audit event's rationale). `key_for` then makes the subject a new key, so
     what is written after the erasure is readable again (`swarm privacy export` shows it) until the subject is
     erased a second time. Reproduce: the runner's protector and the CLI's on one key store file (as `swarm agents
-    up` and `swarm privacy erase --agent` are): protect, erase, protect the same text again, reveal it. Fix: keep
-    the erased subjects' lookups (the keyed hash, not the subject) and redact, never re-key, an erased subject
-    (a later `swarm privacy unerase`-like step, or an expiry, for a subject who comes back)."""
+    up` and `swarm privacy erase --agent` are): protect, erase, protect the same text again, reveal it. Fixed:
+    the store keeps a tombstone per erased subject (its keyed-hash lookup, never the subject or a key), `key_for`
+    refuses it (`SubjectErased`) and the protector redacts the value (`[pii:email:erased]`); `swarm privacy unerase
+    SUBJECT --reason` lifts it for a subject who comes back (`test_unerase.py`)."""
     path = tmp_path / KEY_STORE_FILE
     runner = Protector(PrivacyConfig(), SqliteSubjectKeys(path))
     cli = Protector(PrivacyConfig(), SqliteSubjectKeys(path))
