@@ -105,7 +105,19 @@ from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_
 from .conversation import ToolCall
 from .exceptions import RunnerError
 from .gate import KillGate
-from .loop import AgentProfile, Failed, Finished, LoopEnd, Parked, TaskRun, first_message, offered, work
+from .loop import (
+    BODY_KILL_RETRY_S,
+    KILLED,
+    AgentProfile,
+    Failed,
+    Finished,
+    LoopEnd,
+    Parked,
+    TaskRun,
+    first_message,
+    offered,
+    work,
+)
 from .parked import ParkedStateBroken, SavedPark, load_parked, parked_path, remove_parked, save_parked, saved_task_ids
 from .providers import Provider
 from .records import save_transcript
@@ -118,9 +130,6 @@ Mode = Literal["shadow", "live"]
 EXIT_WORKED = 0
 EXIT_ERROR = 1
 EXIT_NO_TASK = 3
-
-_KILLED = (RefusalCode.KILL_SWITCH_ENGAGED.value, RefusalCode.BRAIN_UNREACHABLE.value)
-_BODY_KILL_RETRY_S = 0.5
 
 
 def rollout_mode(state: RolloutState, version: str) -> Mode:
@@ -1112,9 +1121,9 @@ class AgentRunner:
             if scope.cancelled_caught:
                 self.say(f"task {task.id}: the kill switch stopped the command; it runs again once released")
                 continue
-            if reply.refusal_code in _KILLED:
+            if reply.refusal_code in KILLED:
                 self.say(f"task {task.id}: the body's kill switch refused the command; retrying once released")
-                await anyio.sleep(_BODY_KILL_RETRY_S)  # (the body hears the resume on its own link)
+                await anyio.sleep(BODY_KILL_RETRY_S)  # (the body hears the resume on its own link)
                 continue
             return reply
 
