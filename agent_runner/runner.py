@@ -131,6 +131,9 @@ EXIT_WORKED = 0
 EXIT_ERROR = 1
 EXIT_NO_TASK = 3
 
+_REACH_WAIT_S = 10.0
+"""How long a task waits for its new body's first registration with the brain before its first step."""
+
 
 def rollout_mode(state: RolloutState, version: str) -> Mode:
     """How logic version `version` of an agent claims, by the agent's rollout: live as the live version or as the
@@ -818,6 +821,7 @@ class AgentRunner:
                             raise RunnerError(
                                 f"agent '{self.profile.name}' lists tools its body does not offer: {', '.join(missing)}"
                             )
+                        await self._reached(body, task)
                         # A task's setup builds the model's environment before its first step (not again when a
                         # parked task resumes: that environment is still there).
                         failed = await self._setup(body, task, check=False) if run.steps == 0 else None
@@ -1099,6 +1103,18 @@ class AgentRunner:
         where = "for the acceptance re-run" if check else "at the start of the task"
         action = f" (audit {reply.action_id})" if reply.action_id else ""
         return f"the task's setup `{task.setup}` failed {where}{action}: {detail}"
+
+    async def _reached(self, body: BodySession, task: Task) -> None:
+        """Wait (at most `_REACH_WAIT_S`) until the task's new body has reached its brain: until its first registration
+        it refuses every change (it could not hear a kill), and the brain pages a human for each such refusal as a
+        failsafe episode. A body that takes longer is worked anyway (its refusals are waited out: `loop.work`)."""
+        with anyio.move_on_after(_REACH_WAIT_S):
+            while True:
+                reply = await body.call("status", {"rationale": "has the task's new body reached its brain yet?"})
+                if reply.is_error or reply.structured.get("brain") != "unreachable":
+                    return  # (a status refused is not waited on: the loop waits out the refusals, if any)
+                await anyio.sleep(0.2)
+        self.say(f"task {task.id}: its body has not reached the brain in {_REACH_WAIT_S:g} s; working on, paused")
 
     async def _own_command(
         self,
