@@ -109,7 +109,10 @@ async def test_the_kill_switch_cuts_an_agent_off_mid_llm_call_and_resume_lets_it
 
                 after = await s.task(task["id"])
                 (run,) = after["shadow_runs"]
-                assert run["outcome"] == "succeeded" and run["verification"]["verified"] is True, (run, stderr)
+                assert run["outcome"] == "succeeded" and run["verification"]["verified"] is True, (
+                    run,
+                    s.explain(s.log("worker-1")),
+                )
                 assert run["verification"]["command"] == ACCEPTANCE
                 assert len(fake.requests) == 4, "the cut-off step was taken again, then the rest of the script"
                 assert run["spend"]["steps"] == 3
