@@ -7,9 +7,12 @@
 Each step is one model call (reserved and settled through `spending`, cancelled at once when `gate` engages),
 then the turn's tool calls, in the model's order, each sent to the body with the turn in its `_meta`. The body
 refuses what the agent may not do (a tool outside its subset included) and audits everything; a refusal goes back
-to the model as an error result. A call refused for want of approval parks the task: the runner asks for the
-approval itself (`request_approval`, its own call) and keeps the run (conversation and held call) until the
-decision is answered, then replays the held call with the `decision_id`.
+to the model as an error result, except the body's kill switch's or failsafe's (`KILLED`): that is the body's state,
+not the call's fault, and the call is made again once the gate is released and the body had a moment to hear its
+brain (a new body that has not reached its brain yet, or one that has not yet read the resume its runner read).
+A call refused for want of approval parks the task: the runner asks for the approval itself (`request_approval`, its
+own call) and keeps the run (conversation and held call) until the decision is answered, then replays the held call
+with the `decision_id`.
 
 `TaskRun` is the whole state of a task in progress, so a parked task resumes where it stopped, with a new body.
 """
@@ -24,6 +27,8 @@ from typing import Any, Protocol, cast
 
 import anyio
 
+from shared_protocol import RefusalCode
+
 from .body import BodyFailed, BodySession, ToolReply, TurnMeta
 from .conversation import (
     Message,
@@ -37,6 +42,11 @@ from .conversation import (
 )
 from .exceptions import BudgetRefused, ProviderError
 from .providers import Provider
+
+KILLED = (RefusalCode.KILL_SWITCH_ENGAGED.value, RefusalCode.BRAIN_UNREACHABLE.value)
+"""The body's refusals for its kill switch or its failsafe (the brain's kill, a local kill, or its brain not heard)."""
+BODY_KILL_RETRY_S = 0.5
+"""How long a call the body's kill switch refused waits before it is made again (the body hears its brain itself)."""
 
 WRITE_TOOLS = ("write_file", "edit_file", "create_directory", "move_file", "delete_file")
 """Tools whose `path` (or `destination`) names the file they change: the task's evidence lists them."""
@@ -211,6 +221,13 @@ async def work(
                 continue
             meta = TurnMeta(step=run.steps, text=turn.content, tool_call_id=call.id)
             reply = await _call(body, call, meta)
+            while reply.refusal_code in KILLED:
+                # Shown to the model, this refusal would read as the call's answer and the model would go on
+                # without the change (a scripted one does: its task then fails its check). Bounded by the task's
+                # wall clock, like any wait for a release.
+                await anyio.sleep(BODY_KILL_RETRY_S)
+                await gate.released()
+                reply = await _call(body, call, meta)
             _note(run, call, reply)
             results.append(ToolResult(call_id=call.id, content=reply.text, is_error=reply.is_error))
             if reply.refusal_code == "approval_required":

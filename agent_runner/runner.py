@@ -105,7 +105,19 @@ from .body import BodyFailed, BodyLaunch, BodySession, EnvMeta, ToolReply, open_
 from .conversation import ToolCall
 from .exceptions import RunnerError
 from .gate import KillGate
-from .loop import AgentProfile, Failed, Finished, LoopEnd, Parked, TaskRun, first_message, offered, work
+from .loop import (
+    BODY_KILL_RETRY_S,
+    KILLED,
+    AgentProfile,
+    Failed,
+    Finished,
+    LoopEnd,
+    Parked,
+    TaskRun,
+    first_message,
+    offered,
+    work,
+)
 from .parked import ParkedStateBroken, SavedPark, load_parked, parked_path, remove_parked, save_parked, saved_task_ids
 from .providers import Provider
 from .records import save_transcript
@@ -119,8 +131,8 @@ EXIT_WORKED = 0
 EXIT_ERROR = 1
 EXIT_NO_TASK = 3
 
-_KILLED = (RefusalCode.KILL_SWITCH_ENGAGED.value, RefusalCode.BRAIN_UNREACHABLE.value)
-_BODY_KILL_RETRY_S = 0.5
+_REACH_WAIT_S = 10.0
+"""How long a task waits for its new body's first registration with the brain before its first step."""
 
 
 def rollout_mode(state: RolloutState, version: str) -> Mode:
@@ -809,6 +821,7 @@ class AgentRunner:
                             raise RunnerError(
                                 f"agent '{self.profile.name}' lists tools its body does not offer: {', '.join(missing)}"
                             )
+                        await self._reached(body, task)
                         # A task's setup builds the model's environment before its first step (not again when a
                         # parked task resumes: that environment is still there).
                         failed = await self._setup(body, task, check=False) if run.steps == 0 else None
@@ -1091,6 +1104,18 @@ class AgentRunner:
         action = f" (audit {reply.action_id})" if reply.action_id else ""
         return f"the task's setup `{task.setup}` failed {where}{action}: {detail}"
 
+    async def _reached(self, body: BodySession, task: Task) -> None:
+        """Wait (at most `_REACH_WAIT_S`) until the task's new body has reached its brain: until its first registration
+        it refuses every change (it could not hear a kill), and the brain pages a human for each such refusal as a
+        failsafe episode. A body that takes longer is worked anyway (its refusals are waited out: `loop.work`)."""
+        with anyio.move_on_after(_REACH_WAIT_S):
+            while True:
+                reply = await body.call("status", {"rationale": "has the task's new body reached its brain yet?"})
+                if reply.is_error or reply.structured.get("brain") != "unreachable":
+                    return  # (a status refused is not waited on: the loop waits out the refusals, if any)
+                await anyio.sleep(0.2)
+        self.say(f"task {task.id}: its body has not reached the brain in {_REACH_WAIT_S:g} s; working on, paused")
+
     async def _own_command(
         self,
         body: BodySession,
@@ -1112,9 +1137,9 @@ class AgentRunner:
             if scope.cancelled_caught:
                 self.say(f"task {task.id}: the kill switch stopped the command; it runs again once released")
                 continue
-            if reply.refusal_code in _KILLED:
+            if reply.refusal_code in KILLED:
                 self.say(f"task {task.id}: the body's kill switch refused the command; retrying once released")
-                await anyio.sleep(_BODY_KILL_RETRY_S)  # (the body hears the resume on its own link)
+                await anyio.sleep(BODY_KILL_RETRY_S)  # (the body hears the resume on its own link)
                 continue
             return reply
 

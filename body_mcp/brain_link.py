@@ -157,13 +157,21 @@ class BrainLink:
         """The last record handed to the recorder's thread (the ones before it are written first)."""
         self._brain_url = brain_url
         self._scope: anyio.CancelScope | None = None
+        self._heard_by: dict[HeardBy, float] = {}
+        """When each way of hearing the brain last brought word (`clock`): "heartbeat", "stream", "registration"."""
+        self._heartbeat_sent: float | None = None
+        """When the heartbeat now out was sent (None: none is out)."""
+        self._failing_closed = False
+        """Whether this silence's failing closed was logged (until the brain is heard again)."""
 
     # -- kill-switch source ------------------------------------------------------------
 
-    def _heard(self) -> None:
+    def _heard(self, by: HeardBy = "stream") -> None:
         """The brain was heard from, now (called as its answer or event is read, before anything else is done)."""
         self._tick()  # (a stall that ended just now is the loop's, from before this word)
         self._last_heard = self._ticked
+        self._heard_by[by] = self._ticked
+        self._failing_closed = False
         self._stalled_at_heard = self._stalled_s
         self._heard_wall = self._wall()
 
@@ -204,7 +212,7 @@ class BrainLink:
         sync)."""
         was = self._brain_kill.engaged
         self._brain_kill = state
-        self._heard()
+        self._heard(by)
         if state.engaged != was:
             self._kill_heard = Heard(by=by, at=now_iso(self._wall()))
             logger.info(
@@ -218,6 +226,10 @@ class BrainLink:
 
     def state(self) -> BodyKillState:
         found = self._current()
+        if found.source == "failsafe" and self._ever_connected and self._refused is None and not self._failing_closed:
+            # Once per silence: what was heard last, by which way, and whether the loop or a heartbeat was stuck.
+            self._failing_closed = True
+            logger.warning("brain link: failing closed (%s): %s", found.reason, self.hearing())
         self._note(found)
         return found
 
@@ -253,6 +265,17 @@ class BrainLink:
                 source="failsafe",
             )
         return RELEASED
+
+    def hearing(self) -> str:
+        """What the link last heard, and when (seconds ago, on `clock`): why it fails closed, when it does."""
+        now = self._clock()
+        heard = ", ".join(f"{by} {now - at:.1f}s ago" for by, at in sorted(self._heard_by.items(), key=lambda i: -i[1]))
+        out = "none" if self._heartbeat_sent is None else f"one sent {now - self._heartbeat_sent:.1f}s ago, unanswered"
+        return (
+            f"last heard {now - self._last_heard:.1f}s ago ({heard or 'never'}); heartbeat out: {out}; "
+            f"the loop stood still {self._stalled_s - self._stalled_at_heard:.1f}s since, last ticked "
+            f"{now - self._ticked:.1f}s ago; failsafe {self.failsafe_s:g}s, re-check {self.recheck_s:g}s"
+        )
 
     @property
     def status(self) -> LinkState:
@@ -476,7 +499,11 @@ class BrainLink:
         while True:
             self._recheck = anyio.Event()
             said = self._stream_said
-            response = await self.client.heartbeat(self.body_id)
+            self._heartbeat_sent = self._clock()
+            try:
+                response = await self.client.heartbeat(self.body_id)
+            finally:
+                self._heartbeat_sent = None
             if self._stream_said == said:
                 self._set_kill(response.kill, by="heartbeat")
             else:
@@ -484,7 +511,7 @@ class BrainLink:
                 # that state was published (the two come back by different connections), so it cannot undo it (a
                 # kill lifted until the next heartbeat, a resume undone). It is word from the brain all the same; the
                 # next heartbeat, sent after, carries the state as of then.
-                self._heard()
+                self._heard("heartbeat")
                 self._note()
             with anyio.move_on_after(self.heartbeat_s):
                 await self._recheck.wait()

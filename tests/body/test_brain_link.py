@@ -710,7 +710,7 @@ async def _listening(link: BrainLink, clock: Clock, seconds: float, *, step: flo
 
 
 async def test_a_body_whose_own_loop_stood_still_asks_its_brain_again_before_failing_closed(
-    tmp_path: Path, home: Path
+    tmp_path: Path, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The failsafe counts the brain's silence, not the body's: a body whose event loop stood still past the failsafe
     time (a long synchronous step, a lock held across a slow sync, a starved CPU) has not read what its brain sent
@@ -746,6 +746,10 @@ async def test_a_body_whose_own_loop_stood_still_asks_its_brain_again_before_fai
                 # (an answer read late, after the stall, restarts the silence: a failsafe time at most)
                 assert listened <= link.failsafe_s + link.recheck_s + 0.2, "a silent brain must trip the failsafe"
             assert await write(body, "silent.txt") == (True, "brain_unreachable")
+            # Said once, with what it last heard and how (a silence is explained where the body's stderr goes).
+            said = [r.getMessage() for r in caplog.records if "failing closed" in r.getMessage()]
+            assert len(said) == 1 and "no word from the brain" in said[0], said
+            assert "last heard" in said[0] and "heartbeat " in said[0] and "heartbeat out:" in said[0], said
             clock.now += 30  # a second stall does not hide a silence the body listened to
             assert body.kill_switch.state().engaged
             tg.cancel_scope.cancel()

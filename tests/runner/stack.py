@@ -19,6 +19,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import traceback
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -91,6 +94,7 @@ class Stack:
     captain_token: str
     brain: Brain
     clock: Clock
+    watch: LoopWatch
 
     def env(self) -> dict[str, str]:
         return {
@@ -152,7 +156,8 @@ class Stack:
         """Queue a task; its `repo`, as a user hands one over, has what the test wrote into it committed (unless
         `dirty`: an agent refuses a repository with uncommitted changes)."""
         if fields.get("repo") and not dirty and (Path(fields["repo"]) / ".git").is_dir():
-            commit_all(Path(fields["repo"]))
+            # In a thread: this loop serves the brain (a git started from a loaded process's loop held it 1-1.7 s).
+            await anyio.to_thread.run_sync(commit_all, Path(fields["repo"]))
         body = {"title": "make main() return 2", "acceptance": ACCEPTANCE} | fields
         answer = await self.captain.post("/v1/tasks", json=body)
         assert answer.status_code == 201, answer.text
@@ -173,11 +178,91 @@ class Stack:
         )
         assert answer.status_code in (200, 201), answer.text
 
-    async def wait_for(self, task_id: str, state: str, *, timeout_s: float = 60) -> dict[str, Any]:
-        with anyio.fail_after(timeout_s):
+    async def wait_for(
+        self, task_id: str, state: str, *, timeout_s: float = 60, log: Path | None = None
+    ) -> dict[str, Any]:
+        """The task once it is in `state`; past `timeout_s`, a failure that says why it may not be (`explain`, with
+        the runner's `log`)."""
+        task: dict[str, Any] = {}
+        with anyio.move_on_after(timeout_s):
             while (task := await self.task(task_id))["state"] != state:
                 await anyio.sleep(0.1)
-        return task
+            return task
+        history = [f"{line.get('kind')}: {line.get('detail')}" for line in task.get("history", [])[-6:]]
+        raise AssertionError(
+            f"task {task_id} not {state} after {timeout_s:g} s: {task.get('state')}; its last history: {history}\n"
+            + self.explain(log)
+        )
+
+    def explain(self, log: Path | None = None) -> str:
+        """What a failed end-to-end test needs to be explained: the tail of the runner's `log` (its body writes there
+        too: `brain link: failing closed …` says what the body last heard), every body's link record, and each time
+        the test's own event loop, which serves the brain, stood still."""
+        parts: list[str] = []
+        if log is not None and log.exists():
+            lines = log.read_text(errors="replace").splitlines()
+            parts.append(f"-- the last {min(len(lines), 40)} lines of {log.name}:\n" + "\n".join(lines[-40:]))
+        for record in sorted(self.tmp.rglob("brain-link.json")):
+            parts.append(f"-- {record.relative_to(self.tmp)}: {record.read_text(errors='replace')}")
+        parts.append(
+            "-- the brain's event loop (the test's) " + ("\n".join(self.watch.stalls) or "never stood still over 1 s")
+        )
+        return "\n".join(parts)
+
+
+class LoopWatch:
+    """The test's event loop (which serves the brain) watched from a thread of its own: every stretch longer than
+    `min_s` in which it ran nothing else, with what each thread of the process was doing meanwhile."""
+
+    def __init__(self, log: Path, *, min_s: float = 1.0) -> None:
+        self.log = log
+        self.min_s = min_s
+        self.stalls: list[str] = []
+        self._ticked = time.monotonic()
+        self._loop_thread = threading.get_ident()
+        self._stop = threading.Event()
+
+    async def run(self) -> None:
+        self._loop_thread = threading.get_ident()
+        watcher = threading.Thread(target=self._watch, name="loop-watch", daemon=True)
+        watcher.start()
+        try:
+            while not self._stop.is_set():
+                self._ticked = time.monotonic()
+                await anyio.sleep(0.05)
+        finally:
+            self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        seen: list[str] = []
+        began = 0.0
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            late = now - self._ticked
+            if late > self.min_s:
+                if not seen:
+                    began = self._ticked
+                if len(seen) < 5 and (not seen or late > self.min_s * (len(seen) + 1)):
+                    seen.append(self._sample(late))
+            elif seen:
+                said = f"the test's loop stood still {self._ticked - began:.1f}s:\n" + "\n".join(seen)
+                self.stalls.append(said)
+                with self.log.open("a") as out:
+                    out.write(said + "\n")
+                seen = []
+
+    def _sample(self, late: float) -> str:
+        names = {t.ident: t.name for t in threading.enumerate()}
+        lines = [f"-- at {late:.1f}s:"]
+        for ident, frame in sys._current_frames().items():  # pyright: ignore[reportPrivateUsage]
+            if ident == threading.get_ident():
+                continue
+            mark = " (the loop)" if ident == self._loop_thread else ""
+            lines.append(f"thread {names.get(ident, ident)}{mark}:\n" + "".join(traceback.format_stack(frame)[-12:]))
+        return "\n".join(lines)
 
 
 def _run_here(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -259,6 +344,8 @@ async def stack(
         ready.set()
 
     async with anyio.create_task_group() as group:
+        watch = LoopWatch(tmp_path / "loop-stalls.log")
+        group.start_soon(watch.run)
         group.start_soon(lambda: serve_brain(brain, on_ready=on_ready, stop=stop, loops=False))
         with anyio.fail_after(10):
             await ready.wait()
@@ -266,7 +353,18 @@ async def stack(
         async with httpx.AsyncClient(base_url=urls[0], headers=headers, timeout=30) as captain:
             try:
                 yield Stack(
-                    urls[0], captain, tokens, home, config, tmp_path, extra_env or {}, captain_token, brain, clock
+                    urls[0],
+                    captain,
+                    tokens,
+                    home,
+                    config,
+                    tmp_path,
+                    extra_env or {},
+                    captain_token,
+                    brain,
+                    clock,
+                    watch,
                 )
             finally:
                 stop.set()
+                watch.stop()

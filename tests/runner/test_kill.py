@@ -9,8 +9,10 @@ brain is out of reach makes no model call at all.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -20,6 +22,7 @@ from tests.fakes.llm import FakeCall, Hang, Turn
 from tests.fakes.openai_api import API_KEY, FakeOpenAI
 from tests.fakes.serve import serve_app
 from tests.runner.stack import ACCEPTANCE, stack
+from tests.runner.stack import FIX as SCRIPTED_FIX
 
 pytestmark = pytest.mark.anyio
 
@@ -106,7 +109,10 @@ async def test_the_kill_switch_cuts_an_agent_off_mid_llm_call_and_resume_lets_it
 
                 after = await s.task(task["id"])
                 (run,) = after["shadow_runs"]
-                assert run["outcome"] == "succeeded" and run["verification"]["verified"] is True, (run, stderr)
+                assert run["outcome"] == "succeeded" and run["verification"]["verified"] is True, (
+                    run,
+                    s.explain(s.log("worker-1")),
+                )
                 assert run["verification"]["command"] == ACCEPTANCE
                 assert len(fake.requests) == 4, "the cut-off step was taken again, then the rest of the script"
                 assert run["spend"]["steps"] == 3
@@ -146,3 +152,29 @@ async def test_an_agent_whose_brain_is_out_of_reach_pauses_and_makes_no_model_ca
                 assert fake.requests == [] and fake.headers == [], "a model call was made without a brain"
         finally:
             fake.close()
+
+
+async def test_a_task_whose_new_body_reaches_the_brain_late_waits_for_it_and_pages_no_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task's body is new, and refuses every change until its first registration succeeds (it could not hear a
+    kill). Under load the brain answered that registration after the scripted model's first edit: the refusal went
+    back to the model as the edit's answer, the task failed its check, and the brain logged a failsafe alert (the
+    runner e2e flake). Here the brain answers every registration 1.5 s late, every time."""
+    async with stack(tmp_path) as s:
+        register = s.brain.register
+
+        async def late(*args: Any, **kwargs: Any) -> Any:
+            await anyio.sleep(1.5)
+            return await register(*args, **kwargs)
+
+        s.brain.register = late  # type: ignore[method-assign]
+        s.script(SCRIPTED_FIX)
+        task = await s.add_task(repo=str(s.repo_with_bug()))
+        await s.override("worker-1")
+        with caplog.at_level(logging.WARNING, logger="brain_server"):
+            done = await s.agent("worker-1", "--once", "--live", in_process=True)
+        after = await s.task(task["id"])
+        assert after["state"] == "succeeded" and after["verified"] is True, (after["state"], done.stderr)
+        alerts = [r.getMessage() for r in caplog.records if "alert failsafe" in r.getMessage()]
+        assert alerts == [], "the body refused a change before it reached the brain"

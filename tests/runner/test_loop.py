@@ -19,6 +19,7 @@ from agent_runner.gate import KillGate
 from agent_runner.loop import AgentProfile, Failed, Finished, Parked, TaskRun, first_message, work
 from agent_runner.providers import Provider
 from body_mcp import Body, build_server
+from body_mcp.killswitch import LocalKillSwitch
 from tests.conftest import make_body
 
 pytestmark = pytest.mark.anyio
@@ -140,6 +141,46 @@ async def test_a_refusal_goes_back_to_the_model_as_an_error(session: tuple[BodyS
     assert isinstance(results, ToolResultsMessage)
     assert results.results[0].is_error and "protected_path" in results.results[0].content
     assert run.refusals == 1
+
+
+async def test_a_call_the_bodys_kill_switch_refused_is_made_again_once_released_not_shown_to_the_model(
+    session: tuple[BodySession, Body], workspace: Path
+) -> None:
+    """A new body that has not reached its brain yet, or one that has not read the resume its runner read, refuses a
+    change for its kill switch: the body's state, not the call's answer (a model told so goes on without the change,
+    and its task fails its check). The loop makes the call again once the body is released."""
+    body, real = session
+    kill = LocalKillSwitch(real.paths.kill_file)
+    kill.engage(reason="the brain not reached yet", by="test")
+    write = ("write_file", {"path": "src/app.py", "content": "def main():\n    return 2\n", "rationale": "fix"})
+    model = InMemoryProvider([turn(write, content="Fix it."), turn(content="main() returns 2 now.")])
+    run, ends = new_run(workspace), list[object]()
+
+    async def go() -> None:
+        ends.append(
+            await work(
+                run,
+                profile=profile(),
+                provider=model,
+                body=body,
+                spending=Spent(),
+                gate=KillGate(),
+                ask_approval=no_approval,
+            )
+        )
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(go)
+        with anyio.fail_after(10):
+            while not any(e.code == "kill_switch_engaged" for e in real.audit.tail(10)):
+                await anyio.sleep(0.05)
+        assert not ends and len(model.requests) == 1, "the refusal was not the call's answer: the loop waits"
+        kill.release()
+    assert ends == [Finished(summary="main() returns 2 now.")]
+    assert (workspace / "src" / "app.py").read_text() == "def main():\n    return 2\n"
+    results = model.requests[1].messages[-1]
+    assert isinstance(results, ToolResultsMessage) and not results.results[0].is_error, results
+    assert run.refusals == 0 and run.files == {"src/app.py"}
 
 
 async def test_budgets_end_a_task_that_goes_nowhere(session: tuple[BodySession, Body], workspace: Path) -> None:

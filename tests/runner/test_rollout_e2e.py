@@ -118,7 +118,7 @@ async def test_with_no_flag_the_runner_claims_as_the_rollout_says_and_goes_live_
             runner = await anyio.open_process(s.argv("worker-1"), env=s.env(), stderr=log)
             async with runner:
                 try:
-                    after = await s.wait_for(task_id, "succeeded", timeout_s=120)
+                    after = await s.wait_for(task_id, "succeeded", timeout_s=120, log=s.log("runner"))
                 finally:
                     runner.terminate()
         text = s.log("runner").read_text()
