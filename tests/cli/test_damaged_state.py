@@ -81,11 +81,12 @@ def tiny_tmpfs(path: Path) -> Iterator[None]:
 
 
 def fill(directory: Path) -> None:
-    with open(directory / "filler", "wb") as fh:
+    # Unbuffered: a buffered file's close would write again what a short write left in its buffer, and fail (the
+    # space left is seldom a multiple of the chunk).
+    with open(directory / "filler", "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * (64 << 10))
-                fh.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     os.sync()
