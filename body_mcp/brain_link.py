@@ -164,6 +164,8 @@ class BrainLink:
         self._brain_url = brain_url
         self._scope: anyio.CancelScope | None = None
         self._ship_after = 0.0
+        self._state_noted: BodyKillState | None = None
+        """What `state()` last told a call and noted."""
         """`time.monotonic()` before which audit shipping holds off (`KILL_QUIET_S` after a kill is heard)."""
 
     # -- kill-switch source ------------------------------------------------------------
@@ -228,7 +230,12 @@ class BrainLink:
 
     def state(self) -> BodyKillState:
         found = self._current()
-        self._note(found)
+        if found != self._state_noted:
+            # Noted when what a call is told changes (the failsafe tripping or lifting as a call asks); the rest of
+            # the time the record is the same, and a call (two or three asks each) builds none to find that out:
+            # `_record_forever` refreshes the record's times every second.
+            self._state_noted = found
+            self._note(found)
         return found
 
     def _current(self) -> BodyKillState:
