@@ -28,6 +28,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+import anyio
+
 from shared_protocol import Impact
 from shared_protocol.decisions import DEADLINE, RULES, ApprovalThresholds, Needs, classify, covers
 from shared_protocol.refusals import ApprovalAsk
@@ -79,7 +81,10 @@ class ApprovalGate:
         needs = classify(impact, 1.0, self._rules)
         mine = set(paths)
         if needs == "none" and mine and self._window_s > 0:
-            everything = self._count_in(mine, action_id)
+            # In a worker thread: the write transaction waits for the database's lock, which the audit writer holds
+            # across the commit (and sync) an earlier reply asked for; the event loop meanwhile hears a kill, which the
+            # last check before the call runs then obeys.
+            everything = await anyio.to_thread.run_sync(self._count_in, mine, action_id)
             together = len(everything)
             if together >= self._rules.consensus_files:
                 files = max(together, impact.files)

@@ -31,6 +31,10 @@ With a `record` path, what the link knows is written there whenever it changes
 (`link_state`), for `swarm status` in another process: always from the recorder's one thread, in
 order (its fsync never holds up the event loop: not the call a kill refuses, nor a heartbeat),
 and waited for only by `leave()`.
+
+Audit shipping holds off for `KILL_QUIET_S` after the body hears a kill (its events are shipped then, none lost,
+nor is `leave()` held up): the kill's refusals, on this body and the other bodies on the machine, get the CPU that
+shipping and the brain's ingest of the last writes would take in the moment every body is hearing the kill.
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ _TICK_S = 0.1
 """How often the link notes that its event loop runs (to tell the body's own stalls from the brain's silence)."""
 _LAG_S = 0.25
 """A tick later than this (past `_TICK_S`) means the loop stood still that long: time the link could not listen."""
+KILL_QUIET_S = 0.5
+"""How long audit shipping holds off after the body hears a kill engage."""
 
 
 @dataclass
@@ -163,6 +169,10 @@ class BrainLink:
         """When the heartbeat now out was sent (None: none is out)."""
         self._failing_closed = False
         """Whether this silence's failing closed was logged (until the brain is heard again)."""
+        self._ship_after = 0.0
+        """`time.monotonic()` before which audit shipping holds off (`KILL_QUIET_S` after a kill is heard)."""
+        self._state_noted: BodyKillState | None = None
+        """What `state()` last told a call and noted."""
 
     # -- kill-switch source ------------------------------------------------------------
 
@@ -220,8 +230,10 @@ class BrainLink:
                 "engaged" if state.engaged else "released",
                 by,
             )
-        if state.engaged and not was and self.on_kill is not None:
-            self.on_kill()  # (running commands killed first: the record can wait)
+        if state.engaged and not was:
+            self._ship_after = time.monotonic() + KILL_QUIET_S  # (real time, whatever clock the failsafe reads)
+            if self.on_kill is not None:
+                self.on_kill()  # (running commands killed first: the record can wait)
         self._note()
 
     def state(self) -> BodyKillState:
@@ -230,7 +242,12 @@ class BrainLink:
             # Once per silence: what was heard last, by which way, and whether the loop or a heartbeat was stuck.
             self._failing_closed = True
             logger.warning("brain link: failing closed (%s): %s", found.reason, self.hearing())
-        self._note(found)
+        if found != self._state_noted:
+            # Noted when what a call is told changes (the failsafe tripping or lifting as a call asks); the rest of
+            # the time the record is the same, and a call (two or three asks each) builds none to find that out:
+            # `_record_forever` refreshes the record's times every second.
+            self._state_noted = found
+            self._note(found)
         return found
 
     def _current(self) -> BodyKillState:
@@ -518,6 +535,8 @@ class BrainLink:
 
     async def _ship_forever(self) -> None:
         while True:
+            while (hold := self._ship_after - time.monotonic()) > 0:
+                await anyio.sleep(hold)  # (a kill was just heard: its refusals first, on every body)
             await self.ship_pending()
             with anyio.move_on_after(1.0):
                 await self.new_events.wait()

@@ -77,6 +77,13 @@ _ANY_DIGIT = re.compile(r"\d")
 _HEX_DIGEST = re.compile(r"(?=[0-9]*[a-f])[0-9a-f]{40,128}")
 """A digest (every event of a write holds its content's sha256): no phone number inside a word, and the phone
 matcher's slowest input (it weighs a dozen candidates in each)."""
+_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+"""A date and time, ISO 8601 (`2026-12-07T07:41:42.554519+00:00`: every event stamps when its body heard a kill):
+no phone number, though the matcher weighs it (about 0.7 ms) and, in some regions, takes its fraction of a
+second for one (`.132097` in region DE: `+495132097`)."""
 
 
 class Subject(ProtocolModel):
@@ -174,7 +181,7 @@ class Detector:
                 v4 = ipaddress.IPv4Address(m.group())
                 if _public_ip(v4):
                     found.append(Span(m.start(), m.end(), "ip", str(v4)))
-            if _DIGITS_FOR_PHONE.search(text) and not _HEX_DIGEST.fullmatch(text):
+            if _DIGITS_FOR_PHONE.search(text) and not _HEX_DIGEST.fullmatch(text) and not _TIMESTAMP.fullmatch(text):
                 found += self._phones(text)
         if text.count(":") >= 2:
             for m in _IPV6_CANDIDATE.finditer(text):

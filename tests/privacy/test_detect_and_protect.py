@@ -148,3 +148,16 @@ def test_a_content_digest_is_not_scanned_for_phone_numbers_but_text_beside_one_i
     p = plant()
     assert _kinds(f"{digest} {p.phone}") == [("phone", p.phone_e164)]
     assert _kinds(f"{digest}\n{p.phone}") == [("phone", p.phone_e164)]
+
+
+def test_a_timestamp_is_no_phone_number_but_a_number_beside_one_is() -> None:
+    # Region DE read these as phone numbers (`+495132097`), and every kill's refusal holds one (when it was heard).
+    de = PrivacyConfig(default_region="DE")
+    stamps = [
+        "1999-12-30T02:46:05.132097+00:00",
+        "2076-11-12T03:50:16.942808+00:00",
+        "2025-06-09T11:49:51.069836Z",
+        "2025-06-09 11:49:51",
+    ]
+    assert [_kinds(stamp, de) for stamp in stamps] == [[] for _ in stamps]
+    assert _kinds("call +49 30 1234567 (2026-12-07T07:38:13+00:00)", de) == [("phone", "+49301234567")]
