@@ -98,17 +98,9 @@ def cmd_privacy_erase(args: argparse.Namespace) -> int:
             results["body"] = "nothing held"
         else:
             results["body"] = f"erased ({erasure.kind})"
-    if brain is not None:
-        results["brain"] = brain
-    if args.json:
-        print(json.dumps({"erased": [k for k, v in results.items() if v != "nothing held"], "results": results}))
-    else:
-        for where, what in results.items():
-            print(f"{where}: {what}")
-    if all(what == "nothing held" for what in results.values()):
-        print("swarm privacy erase: nothing is held about that subject here", file=sys.stderr)
-        return 1
-    return 0
+    return _report(
+        args, results, brain, done="erased", none="nothing held", why="nothing is held about that subject here"
+    )
 
 
 def cmd_privacy_unerase(args: argparse.Namespace) -> int:
@@ -137,15 +129,23 @@ def cmd_privacy_unerase(args: argparse.Namespace) -> int:
             results["body"] = "not erased"
         else:
             results["body"] = f"unerased ({lifted.kind})"
+    return _report(args, results, brain, done="unerased", none="not erased", why="that subject is not erased here")
+
+
+def _report(
+    args: argparse.Namespace, results: dict[str, str], brain: str | None, *, done: str, none: str, why: str
+) -> int:
+    """Print what each place did (`done` in the JSON's list of places, `none` where nothing was to do); 1 when no
+    place had anything to do."""
     if brain is not None:
         results["brain"] = brain
     if args.json:
-        print(json.dumps({"unerased": [k for k, v in results.items() if v != "not erased"], "results": results}))
+        print(json.dumps({done: [k for k, v in results.items() if v != none], "results": results}))
     else:
         for where, what in results.items():
             print(f"{where}: {what}")
-    if all(what == "not erased" for what in results.values()):
-        print("swarm privacy unerase: that subject is not erased here", file=sys.stderr)
+    if all(what == none for what in results.values()):
+        print(f"swarm privacy {done.removesuffix('d')}: {why}", file=sys.stderr)
         return 1
     return 0
 
