@@ -1,0 +1,187 @@
+"""Review of #21's newest fix (attack 21f): a CONNECT tunnel must carry TLS, and each application-data record the
+client sends is a call against `max_exchanges_per_tunnel` and its site's per-minute cap (`_TlsRecords`,
+`CountingProxy._tunnel`). Real proxies on a unix socket, a real echo server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from body_mcp.compliance import WINDOWS_FILE, Compliance
+from body_mcp.proxy import CountingProxy, _TlsRecords  # pyright: ignore[reportPrivateUsage]
+from shared_protocol.config import ComplianceConfig
+from tests.body.test_proxy import echo, serving
+
+pytestmark = pytest.mark.anyio
+
+
+def record(kind: int, length: int) -> bytes:
+    """A TLS record: its 5-byte clear header (type, TLS 1.2, length) and `length` bytes of payload."""
+    return bytes([kind, 3, 3]) + length.to_bytes(2, "big") + b"x" * length
+
+
+HELLO = record(22, 4)
+DATA = record(23, 4)
+CCS = record(20, 1)
+ALERT = record(21, 2)
+
+
+def proxy_to(port: int, **options: object) -> CountingProxy:
+    return CountingProxy(
+        allowed_domains=["127.0.0.1"],
+        pinned_hosts={f"127.0.0.1:{port}": "127.0.0.1"},
+        **options,  # pyright: ignore[reportArgumentType]
+    )
+
+
+async def through(proxy: CountingProxy, port: int, payload: bytes, *, bytewise: bool = False) -> bytes:
+    """What the echo upstream sent back for `payload` sent through a CONNECT tunnel (byte by byte, if asked)."""
+    got = b""
+    with anyio.fail_after(5):
+        async with await anyio.connect_unix(proxy.socket_path) as stream:
+            reader = BufferedByteReceiveStream(stream)
+            await stream.send(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+            assert (await reader.receive_until(b"\r\n\r\n", 4096)).split(b" ")[1] == b"200"
+            with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                for piece in [bytes([b]) for b in payload] if bytewise else [payload]:
+                    await stream.send(piece)
+                    await anyio.sleep(0)
+                await stream.send_eof()
+            with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                async for chunk in reader:
+                    got += chunk
+    return got
+
+
+async def test_records_split_at_every_byte_boundary_count_as_when_whole() -> None:
+    """Held: a stream of records fed in two or three pieces, cut anywhere (in a header, at its edge, in a maximal
+    record's payload), counts the same application-data records as when fed whole."""
+    stream = HELLO + CCS + record(23, 5) + record(23, 2**14 + 2048) + ALERT + record(23, 1) + record(22, 7) + DATA
+    whole = _TlsRecords().feed(stream)
+    assert whole == 3  # (the one right after the ChangeCipherSpec is TLS 1.3's Finished: not counted)
+    for cut in range(1, len(stream)):
+        records = _TlsRecords()
+        assert records.feed(stream[:cut]) + records.feed(stream[cut:]) == whole, cut
+    for first in range(1, 40):
+        for second in range(first + 1, 60):
+            records = _TlsRecords()
+            pieces = (stream[:first], stream[first:second], stream[second:])
+            assert sum(records.feed(piece) for piece in pieces) == whole, (first, second)
+
+
+@pytest.mark.parametrize(
+    ("length", "passes"), [(2**14 + 2048, True), (2**14 + 2049, False), (0, False)], ids=["max", "max+1", "zero"]
+)
+async def test_a_record_of_the_largest_length_passes_and_a_longer_or_empty_one_cuts(length: int, passes: bool) -> None:
+    """Held: a record as long as TLS allows goes through; one byte longer, or zero-length, is not TLS (cut)."""
+    async with serving(echo) as port, proxy_to(port, max_requests=10, max_exchanges_per_tunnel=2) as proxy:
+        got = await through(proxy, port, HELLO + record(23, length))
+    assert (got == HELLO + record(23, length)) is passes
+    assert [r.rule for r in proxy.requests] == ([None] if passes else [None, "tunnel_tls"])
+
+
+async def test_a_change_cipher_spec_excuses_one_record_per_tunnel_only() -> None:
+    """Held: a ChangeCipherSpec before each application-data record excuses the first alone (TLS 1.3's
+    Finished); with a cap of 2, the fourth record is cut, byte by byte or whole."""
+    payload = HELLO + (CCS + DATA) * 4
+    async with serving(echo) as port, proxy_to(port, max_requests=10, max_exchanges_per_tunnel=2) as proxy:
+        got = await through(proxy, port, payload, bytewise=True)
+    assert got.count(DATA) == 3  # (one excused, two counted)
+    assert [r.rule for r in proxy.requests] == [None, "tunnel_cap"]
+
+
+async def test_tls_then_plain_http_in_the_same_tunnel_is_cut_where_it_stops_being_tls() -> None:
+    """Held: a tunnel that sends TLS records, then a plain HTTP request, is cut at the request: the upstream gets
+    the records and never the request; alerts do not count."""
+    async with serving(echo) as port, proxy_to(port, max_requests=10, max_exchanges_per_tunnel=5) as proxy:
+        got = await through(proxy, port, HELLO + ALERT + DATA + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", bytewise=True)
+    assert got == HELLO + ALERT + DATA
+    assert [r.rule for r in proxy.requests] == [None, "tunnel_tls"]
+
+
+async def test_a_bad_tunnel_leaves_the_others_working() -> None:
+    """Held: a tunnel cut for garbage and one cut at its cap leave a third tunnel of the same proxy relaying."""
+    async with serving(echo) as port, proxy_to(port, max_requests=10, max_exchanges_per_tunnel=1) as proxy:
+        async with anyio.create_task_group() as group:
+            group.start_soon(through, proxy, port, HELLO + b"\x18\x03\x03\x00\x01x")
+            group.start_soon(through, proxy, port, HELLO + DATA * 3)
+        assert await through(proxy, port, HELLO + DATA) == HELLO + DATA
+    assert sorted(str(r.rule) for r in proxy.requests) == ["None", "None", "None", "tunnel_cap", "tunnel_tls"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (high): a tunnel's application-data records are calls, but none after its first counts against "
+    "the command's budget (max_requests): a budget of 1 carries max_exchanges_per_tunnel (100) requests",
+)
+async def test_each_record_of_a_tunnel_counts_against_the_budget() -> None:
+    """Reproduce: max_requests=1, one CONNECT tunnel carrying 5 application-data records: all 5 reach the upstream
+    and `proxy.counted` is 1 (records after the first count against `max_exchanges_per_tunnel` and the site's
+    per-minute cap, never `self._counted`). So the 1,000-call blast radius is 1,000 tunnels x 100 records = 100,000
+    requests, and the audit's count (`counted`, one `ProxyRequest` per tunnel) shows 1,000.
+
+    Fix: in `_tunnel`'s `up`, count each record after the first against the budget as the rate cap is
+    (`self._counted += 1`, cut with rule `budget` once `self._counted >= self._max_requests`), and say in the
+    README that a tunnel's records are its calls."""
+    async with serving(echo) as port, proxy_to(port, max_requests=1, max_exchanges_per_tunnel=100) as proxy:
+        got = await through(proxy, port, HELLO + DATA * 5)
+    assert got.count(DATA) <= 1, f"{got.count(DATA)} records went through on a budget of 1"
+    assert proxy.counted >= got.count(DATA)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE (medium): the per-minute windows are taken on the proxy's event loop; a rates file another "
+    "process holds locked stalls every tunnel and request of the body for as long (up to 10 s, then an unanswered, "
+    "unaudited connection)",
+)
+async def test_a_locked_rates_file_does_not_stall_the_other_tunnels(tmp_path: Path) -> None:
+    """Reproduce: another process (here a connection on another thread) holds `BEGIN IMMEDIATE` on
+    `$SWARM_HOME/compliance-rates.sqlite` for 1.5 s; a CONNECT to a capped site meanwhile runs `RateWindows.take`
+    synchronously on the event loop (sqlite's busy timeout is 10 s), so a heartbeat task in the same loop (another
+    tunnel, the body's MCP server) is frozen for the whole 1.5 s. Past 10 s, `take` raises OperationalError, which
+    `_handle` logs: the client gets no answer and no `ProxyRequest` records the refusal.
+
+    Fix: take the window off the loop (`anyio.to_thread.run_sync` under a short timeout, or a busy timeout of
+    ~100 ms) and turn a locked or broken file into a 503 refusal with its own rule (`rate`), recorded and audited:
+    fail closed, but answered."""
+    windows = tmp_path / WINDOWS_FILE
+    config = ComplianceConfig.model_validate(
+        {"robots": False, "domains": {"127.0.0.1": {"max_requests_per_minute": 9}}}
+    )
+    compliance = Compliance(config, windows=windows)
+    holder = sqlite3.connect(windows, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.5, lambda: holder.execute("COMMIT"))
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        last = time.monotonic()
+        while True:
+            await anyio.sleep(0.02)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    try:
+        async with (
+            serving(echo) as port,
+            proxy_to(port, max_requests=10, compliance=compliance) as proxy,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(heartbeat)
+            await anyio.sleep(0.1)
+            release.start()
+            await through(proxy, port, HELLO + DATA)
+            group.cancel_scope.cancel()
+    finally:
+        release.join()
+        holder.close()
+    assert max(gaps) < 0.5, f"the event loop stood still for {max(gaps):.2f} s"
