@@ -420,7 +420,8 @@ class CountingProxy:
         (`tunnel_tls`), and a client that spoke plain HTTP is answered 403 saying to send it as a proxy request,
         whose path robots.txt is checked for. Each application-data record the client sends is counted as a call
         (a request needs at least one unless the client writes several in one record: see `_TlsRecords`); to a
-        site with a per-minute cap, each after the tunnel's first is counted against it too (`rate`)."""
+        site with a per-minute cap, each after the tunnel's first is counted against it too (`rate`), and against the
+        command's budget of API calls (`budget`: the CONNECT counted the first)."""
         records = _TlsRecords()
         calls = 0
         cut: str | None = None
@@ -448,8 +449,12 @@ class CountingProxy:
                     calls += 1
                     if calls > self._max_exchanges:
                         cut = "tunnel_cap"
+                    elif calls > 1 and self._counted >= self._max_requests:
+                        cut = "budget"  # (each record after the first is a call of the command's budget too)
                     elif calls > 1 and self._admit(request) is not None:
                         cut = "rate"  # (the CONNECT counted the first; a site's per-minute cap counts every one)
+                    elif calls > 1:
+                        self._counted += 1
                     if cut is not None:
                         scope.cancel()
                         return
@@ -473,6 +478,7 @@ class CountingProxy:
             why = {
                 "tunnel_cap": f"{self._max_exchanges} application-data records",
                 "rate": "its site's per-minute cap",
+                "budget": f"the budget of {self._max_requests} API calls",
                 "tunnel_tls": "bytes that are not TLS",
             }.get(cut or "", f"{self._max_tunnel_s:g} s")
             logger.info("proxy: tunnel to %s:%d cut after %s", request.host, request.port, why)

@@ -182,9 +182,9 @@ async def status_of_connect(proxy: CountingProxy, target: str) -> int:
 
 
 async def test_a_keep_alive_tunnel_is_cut_after_its_exchanges(tmp_path: Path) -> None:
-    """One CONNECT counts once; what goes through it is TLS, whose records the proxy counts (each application-data
-    record the client sends, TLS 1.3's Finished aside), so it carries at most `max_exchanges_per_tunnel` of them:
-    the request after them finds the tunnel closed, and the cut is recorded."""
+    """What goes through a CONNECT is TLS, whose records the proxy counts as calls (each application-data record
+    the client sends, TLS 1.3's Finished aside; the CONNECT counted the first), so it carries at most
+    `max_exchanges_per_tunnel` of them: the request after them finds the tunnel closed, and the cut is recorded."""
     tls = self_signed(tmp_path, "site.test")
     with site(tls=tls) as (port, asked):
         pins = {"site.test": f"127.0.0.1:{port}"}
@@ -208,7 +208,7 @@ async def test_a_keep_alive_tunnel_is_cut_after_its_exchanges(tmp_path: Path) ->
                     with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError)):
                         await stream.receive_until(b"\r\n\r\n", 4096)
     assert asked == ["/call/0", "/call/1", "/call/2"], "the fourth request never left"
-    assert proxy.counted == 1
+    assert proxy.counted == 3  # (each record a call of the budget too: the CONNECT counted the first)
     assert [(r.method, r.allowed, r.rule) for r in proxy.requests] == [
         ("CONNECT", True, None),
         ("CONNECT", False, "tunnel_cap"),

@@ -116,20 +116,12 @@ async def test_a_bad_tunnel_leaves_the_others_working() -> None:
     assert sorted(str(r.rule) for r in proxy.requests) == ["None", "None", "None", "tunnel_cap", "tunnel_tls"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (high): a tunnel's application-data records are calls, but none after its first counts against "
-    "the command's budget (max_requests): a budget of 1 carries max_exchanges_per_tunnel (100) requests",
-)
 async def test_each_record_of_a_tunnel_counts_against_the_budget() -> None:
-    """Reproduce: max_requests=1, one CONNECT tunnel carrying 5 application-data records: all 5 reach the upstream
-    and `proxy.counted` is 1 (records after the first count against `max_exchanges_per_tunnel` and the site's
-    per-minute cap, never `self._counted`). So the 1,000-call blast radius is 1,000 tunnels x 100 records = 100,000
-    requests, and the audit's count (`counted`, one `ProxyRequest` per tunnel) shows 1,000.
-
-    Fix: in `_tunnel`'s `up`, count each record after the first against the budget as the rate cap is
-    (`self._counted += 1`, cut with rule `budget` once `self._counted >= self._max_requests`), and say in the
-    README that a tunnel's records are its calls."""
+    """Was a hole (high), fixed: max_requests=1, one CONNECT tunnel carrying 5 application-data records: all 5
+    reached the upstream and `proxy.counted` was 1 (records after the first counted against
+    `max_exchanges_per_tunnel` and the site's per-minute cap, never the budget). So the 1,000-call blast radius was
+    1,000 tunnels x 100 records = 100,000 requests, and the audit's count showed 1,000. Now each record after the
+    first counts against the budget too, and the tunnel is cut (`budget`) once it is spent."""
     async with serving(echo) as port, proxy_to(port, max_requests=1, max_exchanges_per_tunnel=100) as proxy:
         got = await through(proxy, port, HELLO + DATA * 5)
     assert got.count(DATA) <= 1, f"{got.count(DATA)} records went through on a budget of 1"
