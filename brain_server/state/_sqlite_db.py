@@ -122,6 +122,7 @@ def connect_inline(path: Path) -> sqlite3.Connection:
 
 
 T = TypeVar("T")
+P = TypeVar("P", bound=Parsed[Any, Any, Any])
 
 
 def on_thread(conn: aiosqlite.Connection, job: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
@@ -465,6 +466,11 @@ class SqliteDatabase:
             if broken is None:
                 raise
             raise broken from exc
+
+    def _keep_parsed(self, parsed: P) -> P:
+        """Register a part's `Parsed` cache (made lazily, on the scanner's thread) so `_forget_parsed` clears it."""
+        self._parsed.append(parsed)
+        return parsed
 
     async def _forget_parsed(self) -> None:
         """Forget what earlier scans parsed (after a privacy rewrite), on the scanner's thread (where it is used)."""

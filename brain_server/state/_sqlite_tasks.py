@@ -12,8 +12,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from functools import partial
-from pathlib import Path
+from functools import cached_property, partial
 from typing import Any, cast
 
 import aiosqlite
@@ -75,18 +74,10 @@ def _snapshot(row: sqlite3.Row) -> dict[str, Any]:
 class SqliteTasks(SqliteDatabase, TaskTransitions):
     """Tasks in `tasks` (and their history in `task_events`), their compensating records in `compensations`."""
 
-    def __init__(
-        self,
-        writer: aiosqlite.Connection,
-        reader: aiosqlite.Connection,
-        scanner: aiosqlite.Connection,
-        *,
-        path: Path,
-        inline: sqlite3.Connection,
-    ) -> None:
-        super().__init__(writer, reader, scanner, path=path, inline=inline)
-        self._parsed_tasks = Parsed[str, TaskSource, Task](_task)
-        self._parsed.append(self._parsed_tasks)
+    @cached_property
+    def _parsed_tasks(self) -> Parsed[str, TaskSource, Task]:
+        """What the scans parsed, kept for the next (`_parsed.Parsed`); made on the scanner's thread, its only user."""
+        return self._keep_parsed(Parsed[str, TaskSource, Task](_task))
 
     async def _load(self, conn: aiosqlite.Connection, task_id: str) -> StoredTask | None:
         """The task's row and history, in one statement (one round trip)."""

@@ -7,10 +7,8 @@ import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from pathlib import Path
+from functools import cached_property
 from typing import cast
-
-import aiosqlite
 
 from shared_protocol.brain import Decision, UsageRecord
 from shared_protocol.decisions import DecisionState
@@ -56,18 +54,10 @@ def _decisions(rows: Sequence[sqlite3.Row]) -> list[Decision]:
 class SqliteTelemetry(SqliteDatabase):
     """Presence minutes, and the summaries `/metrics` and the KPIs read."""
 
-    def __init__(
-        self,
-        writer: aiosqlite.Connection,
-        reader: aiosqlite.Connection,
-        scanner: aiosqlite.Connection,
-        *,
-        path: Path,
-        inline: sqlite3.Connection,
-    ) -> None:
-        super().__init__(writer, reader, scanner, path=path, inline=inline)
-        self._parsed_usage = Parsed[int, str, UsageRecord](UsageRecord.model_validate_json)
-        self._parsed.append(self._parsed_usage)
+    @cached_property
+    def _parsed_usage(self) -> Parsed[int, str, UsageRecord]:
+        """What the scans parsed, kept for the next (`_parsed.Parsed`); made on the scanner's thread, its only user."""
+        return self._keep_parsed(Parsed[int, str, UsageRecord](UsageRecord.model_validate_json))
 
     async def mark_presence(self, subjects: Sequence[str], minute: datetime) -> None:
         async with self._write() as conn:
