@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import http.server
+import ipaddress
 import ssl
 import threading
 from collections.abc import Callable, Generator, Mapping
@@ -44,8 +45,9 @@ class Tls:
 
 
 def self_signed(directory: Path, *names: str) -> Tls:
-    """A certificate for `names` (DNS names) signed by its own key, written under `directory`, and the contexts of
-    a server presenting it and a client trusting it: HTTPS on 127.0.0.1 verified as a real CA's would be."""
+    """A certificate for `names` (DNS names or IP addresses) signed by its own key, written under `directory`, and
+    the contexts of a server presenting it and a client trusting it: TLS on 127.0.0.1 verified as a real CA's would
+    be."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = datetime.datetime.now(datetime.UTC)
@@ -57,7 +59,7 @@ def self_signed(directory: Path, *names: str) -> Tls:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_alt_name(name) for name in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -69,6 +71,13 @@ def self_signed(directory: Path, *names: str) -> Tls:
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert_path, key_path)
     return Tls(server=server, client=ssl.create_default_context(cafile=str(cert_path)), cert=cert_path)
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 @dataclass
