@@ -29,6 +29,7 @@ from .auth import (
     hash_token,
     open_session,
 )
+from .dashboard.feed import AUDIT_ROWS, ERROR_ROWS
 from .exceptions import ApiError, Forbidden, InvalidRequest, Unauthorized
 from .service import Brain
 from .settings import BrainSettings
@@ -56,7 +57,8 @@ class LoginRequest(BaseModel):
 
 
 class SessionInfo(BaseModel):
-    """`GET /session` (and the answer to a login): who is logged in, the CSRF token, and the budget to show."""
+    """`GET /session` (and the answer to a login): who is logged in, the CSRF token, the budget to show, and how many
+    audit rows and errors the page keeps (what the live stream sends it at most, `dashboard.feed`)."""
 
     role: Role
     label: str
@@ -66,6 +68,8 @@ class SessionInfo(BaseModel):
     idle_s: int
     max_s: int
     usd_per_hour: float | None
+    audit_rows: int = AUDIT_ROWS
+    error_rows: int = ERROR_ROWS
 
 
 def origin_of(url: str) -> str | None:

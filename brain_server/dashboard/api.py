@@ -49,9 +49,12 @@ class DashboardStream(Response):
 
         event: kill | resume   data: KillState   (first, then on every change)
         event: decision | task_available | task_cancelled | task_ended   (as `GET /v1/events` sends them)
-        event: audit           data: AuditEvent  (the newest ones stored since the brain started, then each new one)
+        event: audit           data: AuditEvent  (the newest `feed.AUDIT_ROWS` stored since the brain started, then
+                                                  at each flush at most the newest `AUDIT_ROWS`, and refusals and
+                                                  failures up to `ERROR_ROWS`, of those stored since the last)
+        event: audit_skipped   data: {"skipped": N}  (before a flush's audit events: how many older ones it left out)
 
-    Personal data is redacted in all of them (`feed.redacted`; the audit feed's batches come encoded and redacted,
+    Personal data is redacted in all of them (`feed.redacted`; the audit feed's chunks come encoded and redacted,
     once for every open stream).
 
     Its credentials are checked again every `keepalive_s`: a session that ended (logout, timeout, its token
@@ -78,7 +81,6 @@ class DashboardStream(Response):
 
         with brain.hub.subscribe(None) as events, brain.audit_feed.subscribe() as audits:
             first = kill_event(await brain.kill_state()).encode()
-            backlog = brain.audit_feed.backlog()
             async with anyio.create_task_group() as group:
 
                 async def watch_disconnect() -> None:
@@ -98,7 +100,7 @@ class DashboardStream(Response):
                     async for batch in audits:
                         waiting = [batch]
                         with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
-                            while len(waiting) < 64:  # (what queued while the last write went out: one write)
+                            while len(waiting) < 64:  # (what queued while a slow write went out: one write)
                                 waiting.append(audits.receive_nowait())
                         await chunk(b"".join(waiting), redact=False)  # (encoded and redacted once, for all)
                     group.cancel_scope.cancel()
@@ -113,7 +115,7 @@ class DashboardStream(Response):
 
                 group.start_soon(watch_disconnect)
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-                await chunk(_RETRY + redacted(first) + backlog, redact=False)
+                await chunk(_RETRY + redacted(first), redact=False)  # (then the audit feed's backlog, its first chunk)
                 group.start_soon(forward_events)
                 group.start_soon(forward_audit)
                 group.start_soon(keepalive)

@@ -1,15 +1,19 @@
 """The audit events the brain stores, as they arrive, for the dashboard's live audit stream.
 
-`Brain.ingest_audit` hands every newly stored batch to `publish`, which encodes it once for every open stream
-(`encode`: the SSE text, redacted; not at all while none is open) and queues it: nothing is sent there, so a storm of
-audit batches (every body writing while a kill fans out) costs the event loop one encoding per batch, not a wake-up
-and a socket write per page per batch. `run` (the brain's background work) sends what queued at most every
-`every_s`, one chunk per stream, like the `EventHub` without awaiting any page: a stream whose buffer is full (a page
-not reading) is cut off and reconnects. (Encoding stays in `publish`, on the event loop, a batch at a time: on a
-worker thread a flush's whole chunk would hold the GIL against the loop in 5 ms slices, a longer wait for a kill
-landing then than one batch's encoding.) The newest `keep` events sent (or stored while no page was open) are kept
-in memory for a page that opens (`backlog`); a page sees every event, at most `every_s` late. Nothing here touches
-the database, so an open dashboard costs the brain no queries per event; after a restart the backlog starts empty.
+A page shows only the newest `AUDIT_ROWS` audit events (and the newest `ERROR_ROWS` refusals and failures in its
+Errors panel), so that is all a page is sent: `Brain.ingest_audit` hands every newly stored batch to `publish`,
+which only queues it (no encoding, no wake-up of any page); `run` (the brain's background work) flushes what queued
+at most every `every_s`: of the events queued since the last flush it picks the newest `AUDIT_ROWS`, the newest
+refusals and failures among the rest up to `ERROR_ROWS` (`shown`), and the count of the others (`audit_skipped`,
+which the page shows: the full record is each body's trail, `swarm audit tail`), encodes that once and hands the
+same bytes to every open stream without awaiting any page. So while 32 bodies stream, what pages cost the brain
+is at most `AUDIT_ROWS + ERROR_ROWS` encodings and one write per page a flush, however many events arrive; a kill,
+a resume, a decision or a task event is not an audit event and never passes here (`EventHub`, whole, at once).
+
+A stream whose buffer is full (a page not reading) is cut off and reconnects. The newest `AUDIT_ROWS` events stored
+are kept in memory (encoded at most once between changes) and are the first chunk a page that opens is sent; a page
+opening while a flush is queued gets that flush's events in the flush, never twice. Nothing here touches the
+database, so an open dashboard costs the brain no queries per event; after a restart the backlog starts empty.
 """
 
 from __future__ import annotations
@@ -24,8 +28,22 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from shared_protocol import AuditEvent
 from shared_protocol.privacy import redact_tokens
 
-FLUSH_S = 0.25
-"""How often at most the queued events go out to the open pages (a human reads slower)."""
+AUDIT_ROWS = 200
+"""The audit events a page keeps in its list (app.js reads it from `GET /session`): a flush sends a page at most the
+newest this many, and a page that opens is sent the newest this many stored."""
+
+ERROR_ROWS = 50
+"""The refusals and failures a page's Errors panel shows (app.js reads it from `GET /session`): a flush sends the
+newest this many even when they are older than its newest `AUDIT_ROWS` events."""
+
+FLUSH_S = 1.0
+"""How often at most the queued events go out to the open pages (a human reads slower; the kill switch's own
+events do not wait for it)."""
+
+_ERRORS = frozenset({"refused", "failed"})
+_CHAIN: set[str] = {"prev_mac", "mac", "attest"}  # (a set: what pydantic's `exclude` takes)
+"""An event's chain fields: the page never shows them (`swarm audit verify` checks the chain), so it is not sent
+them."""
 
 
 def redacted(data: bytes) -> bytes:
@@ -37,8 +55,34 @@ def redacted(data: bytes) -> bytes:
 
 
 def sse_audit(events: Sequence[AuditEvent]) -> bytes:
-    """`audit` server-sent events (a dashboard stream's own name: bodies' streams never carry it), redacted."""
-    return redacted(b"".join(f"event: audit\ndata: {e.model_dump_json()}\n\n".encode() for e in events))
+    """`audit` server-sent events (a dashboard stream's own name: bodies' streams never carry it), redacted, without
+    the chain's fields."""
+    return redacted(b"".join(f"event: audit\ndata: {e.model_dump_json(exclude=_CHAIN)}\n\n".encode() for e in events))
+
+
+def sse_skipped(count: int) -> bytes:
+    """`audit_skipped`: how many audit events stored since the last flush the page is not sent (all older than the
+    ones it is)."""
+    return f'event: audit_skipped\ndata: {{"skipped":{count}}}\n\n'.encode()
+
+
+def shown(events: Sequence[AuditEvent], *, rows: int, errors: int) -> tuple[list[AuditEvent], int]:
+    """What a flush sends of `events` (oldest first), oldest first: the newest `rows`, and before them the newest
+    refusals and failures of the rest, so that the newest `errors` of those in `events` are all sent; and how many
+    are left out."""
+    if len(events) <= rows:
+        return list(events), 0
+    older, newest = events[: len(events) - rows], events[len(events) - rows :]
+    wanted = errors - sum(1 for e in newest if e.outcome in _ERRORS)
+    extra: list[AuditEvent] = []
+    for event in reversed(older):
+        if wanted <= 0:
+            break
+        if event.outcome in _ERRORS:
+            extra.append(event)
+            wanted -= 1
+    extra.reverse()
+    return extra + list(newest), len(older) - len(extra)
 
 
 class AuditFeed:
@@ -46,48 +90,58 @@ class AuditFeed:
         self,
         encode: Callable[[Sequence[AuditEvent]], bytes] = sse_audit,
         *,
-        keep: int = 200,
+        rows: int = AUDIT_ROWS,
+        errors: int = ERROR_ROWS,
         buffer: int = 256,
         every_s: float = FLUSH_S,
     ) -> None:
         self._encode = encode
-        self._recent: deque[AuditEvent] = deque(maxlen=keep)
+        self._rows = rows
+        self._errors = errors
+        self._recent: deque[AuditEvent] = deque(maxlen=rows)
+        self._backlog: bytes | None = None
+        """`_recent` encoded, until it changes."""
         self._buffer = buffer
         """Chunks a stream may have waiting before it is cut off."""
         self._every_s = every_s
-        self._queued: list[tuple[Sequence[AuditEvent], bytes]] = []
-        """Stored while a page was open, encoded, not sent yet (`flush`)."""
+        self._queued: list[AuditEvent] = []
+        """Stored while a page was open, not sent yet (`flush`)."""
         self._wake: anyio.Event | None = None
         """Set when something is queued; made by `run` (an event needs the running event loop)."""
         self._subscribers: set[MemoryObjectSendStream[bytes]] = set()
 
     def backlog(self) -> bytes:
-        """The newest events sent (or stored while no page was open), oldest first, encoded: what a page that opens
-        now is sent first; what is queued reaches it with the next `flush`."""
-        return self._encode(list(self._recent)) if self._recent else b""
+        """The newest events flushed (or stored while no page was open), oldest first, encoded: the first chunk of a
+        stream that opens now (`subscribe`); what is queued reaches it with the next `flush`."""
+        if self._backlog is None:
+            self._backlog = self._encode(list(self._recent)) if self._recent else b""
+        return self._backlog
 
     def publish(self, events: Sequence[AuditEvent]) -> None:
-        """Encode and queue newly stored events for the open pages (kept for the backlog straight away while none
-        is)."""
+        """Queue newly stored events for the open pages (kept for the backlog straight away while none is)."""
         if not events:
             return
         if not self._subscribers and not self._queued:
-            self._recent.extend(events)
+            self._remember(events)
             return
-        self._queued.append((events, self._encode(events)))
+        self._queued.extend(events)
         if self._wake is not None:
             self._wake.set()
 
+    def _remember(self, events: Sequence[AuditEvent]) -> None:
+        self._recent.extend(events[-self._rows :] if self._rows else ())
+        self._backlog = None
+
     def flush(self) -> None:
-        """Send what queued to every open stream, one chunk each."""
+        """Send what queued to every open stream, capped (`shown`), encoded once: one chunk, the same for each."""
         queued, self._queued = self._queued, []
         if not queued:
             return
-        for events, _chunk in queued:
-            self._recent.extend(events)
+        self._remember(queued)
         if not self._subscribers:
             return
-        chunk = b"".join(chunk for _events, chunk in queued)
+        sent, skipped = shown(queued, rows=self._rows, errors=self._errors)
+        chunk = (sse_skipped(skipped) if skipped else b"") + self._encode(sent)
         for send in list(self._subscribers):
             try:
                 send.send_nowait(chunk)
@@ -106,7 +160,11 @@ class AuditFeed:
 
     @contextmanager
     def subscribe(self) -> Generator[MemoryObjectReceiveStream[bytes]]:
+        """A page's stream: the backlog first (if any), then a chunk at each flush. Subscribing and taking the
+        backlog happen together, so no event reaches a page twice or not at all."""
         send, receive = anyio.create_memory_object_stream[bytes](self._buffer)
+        if backlog := self.backlog():
+            send.send_nowait(backlog)
         self._subscribers.add(send)
         try:
             with receive:

@@ -4,8 +4,11 @@
 "use strict";
 
 (function () {
-  const state = { session: null, stream: null, audit: [], errors: [], decisionCache: {}, refreshTimer: null, refreshing: false, paused: new Set() };
-  const AUDIT_KEEP = 200;
+  const state = { session: null, stream: null, audit: [], errors: [], skipped: 0, decisionCache: {}, refreshTimer: null, refreshing: false, paused: new Set() };
+  // How many audit rows and errors the page keeps: the brain's numbers (GET /session), which are also the most its
+  // live stream sends the page at each flush (brain_server/dashboard/feed.py).
+  function auditRows() { return state.session.audit_rows; }
+  function errorRows() { return state.session.error_rows; }
 
   function $(id) { return document.getElementById(id); }
 
@@ -442,7 +445,7 @@
   function renderErrors() {
     const ol = $("errors");
     clear(ol);
-    const all = state.errors.slice().sort((a, b) => String(b.at).localeCompare(String(a.at))).slice(0, 50);
+    const all = state.errors.slice().sort((a, b) => String(b.at).localeCompare(String(a.at))).slice(0, errorRows());
     if (all.length === 0) ol.appendChild(el("li", null, "no refusals, failures or failed tasks seen"));
     for (const e of all) ol.appendChild(el("li", "error-item", when(e.at) + " " + e.line));
   }
@@ -456,7 +459,7 @@
 
   function addAudit(e) {
     state.audit.push(e);
-    if (state.audit.length > AUDIT_KEEP) state.audit.shift();
+    if (state.audit.length > auditRows()) state.audit.shift();
     const ol = $("audit");
     const item = el("li", "audit-item " + e.outcome, el("span", "when", when(e.ts) + " "), el("span", "line", auditLine(e)));
     item.dataset.actionId = e.id;
@@ -464,11 +467,27 @@
     item.addEventListener("click", () => explain(e));
     item.addEventListener("keydown", (ev) => { if (ev.key === "Enter") explain(e); });
     ol.insertBefore(item, ol.firstChild);
-    while (ol.childNodes.length > AUDIT_KEEP) ol.removeChild(ol.lastChild);
+    while (ol.childNodes.length > auditRows()) ol.removeChild(ol.lastChild);
     if (e.outcome === "refused" || e.outcome === "failed") {
       state.errors.push({ kind: "audit", at: e.ts, line: e.agent + " " + (e.tool || e.kind) + " " + e.outcome + (e.code ? " [" + e.code + "]" : "") + ": " + (e.message || e.rationale) });
+      // Only the newest are shown: the stream's errors come oldest first, so the oldest audit ones go.
+      const audits = state.errors.filter((x) => x.kind === "audit");
+      if (audits.length > errorRows()) {
+        const gone = new Set(audits.slice(0, audits.length - errorRows()));
+        state.errors = state.errors.filter((x) => !gone.has(x));
+      }
       renderErrors();
     }
+  }
+
+  // The brain sends a page at most the newest events of each flush (and the refusals and failures the Errors panel
+  // shows): the rest it counts, and the page says how many it never got, and where they all are.
+  function addSkipped(count) {
+    state.skipped += count;
+    const line = $("audit-skipped");
+    line.hidden = state.skipped === 0;
+    text("audit-skipped", state.skipped.toLocaleString() + " earlier events not shown: the live stream sends only the newest " +
+      auditRows() + " of each batch. The full record is each body's audit trail: swarm audit tail (--agent NAME or --workspace DIR) on its machine.");
   }
 
   function pretty(value) {
@@ -535,6 +554,8 @@
     if (state.stream) state.stream.close();
     clear($("audit"));
     state.audit = [];
+    state.skipped = 0;
+    addSkipped(0);
     state.errors = state.errors.filter((e) => e.kind !== "audit");
     const source = new EventSource("/v1/dashboard/stream");
     state.stream = source;
@@ -554,6 +575,7 @@
     source.addEventListener("decision", () => { refreshDecisions().catch(reportErrorQuietly); refreshTasks().catch(reportErrorQuietly); });
     for (const name of ["task_available", "task_cancelled", "task_ended"]) source.addEventListener(name, () => refreshTasks().catch(reportErrorQuietly));
     source.addEventListener("audit", (ev) => { const e = parse(ev); if (e) addAudit(e); });
+    source.addEventListener("audit_skipped", (ev) => { const s = parse(ev); if (s && Number.isInteger(s.skipped)) addSkipped(s.skipped); });
   }
 
   start();
