@@ -23,7 +23,10 @@ proxy's order:
    redirects are followed wherever they lead (https: verified TLS; another host: its pin or public addresses, from
    the proxy's `resolve`), a sixth counts as none (unavailable), one that cannot be followed as no answer.
 3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (home-wide), and by the
-   proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
+   proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it). The count is
+   taken in a worker thread, never on the proxy's event loop, within `RateWindows.timeout_s` (1 s): a rates file
+   another process holds locked longer refuses the capped request (503, `rate`) rather than stall the body's other
+   requests, or send one uncounted.
 
 A refusal is a `Verdict` (status, reason, rule); the proxy answers it to the command as an HTTP error with the reason
 as body and records it (`ProxyRequest.rule`), which `run_command` puts in its audit event.
@@ -38,14 +41,18 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 from protego import Protego
 
 from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, ComplianceConfig, DomainTerms
+
+from .exceptions import StateUnusable
 
 _MAX_ROBOTS = 512 * 1024
 """RFC 9309: a parser must read at least 500 KiB; what is beyond it is ignored."""
@@ -120,13 +127,30 @@ class Compliance:
             return Verdict(status=403, reason=f"{host}: the site's terms forbid automated access{where}", rule="terms")
         return None
 
-    def admit(self, host: str) -> Verdict | None:
-        """Count one request against its host rule's per-minute cap; a refusal when the cap is reached."""
+    async def admit(self, host: str) -> Verdict | None:
+        """Count one request against its host rule's per-minute cap; a refusal when the cap is reached, or when the
+        count could not be taken (the rates file busy past `RateWindows.timeout_s`, or unusable: 503)."""
         found = self.rule_for(host)
         if found is None or found[1].max_requests_per_minute == 0:
             return None
         name, rule = found
-        if not self._windows.take(name, rule.max_requests_per_minute, self._clock()):
+        # (off the event loop: the file is shared with other processes, which may hold its write lock)
+        take = partial(
+            self._windows.take,
+            name,
+            rule.max_requests_per_minute,
+            self._clock(),
+            deadline=time.monotonic() + self._windows.timeout_s,
+        )
+        try:
+            admitted = await anyio.to_thread.run_sync(take)
+        except StateUnusable as exc:
+            return Verdict(
+                status=503,
+                reason=f"{host}: its per-minute cap could not be counted, so the request was not sent: {exc}",
+                rule="rate",
+            )
+        if not admitted:
             return Verdict(
                 status=429,
                 reason=f"{host}: [compliance.domains] {name} allows {rule.max_requests_per_minute} requests a minute",
@@ -194,13 +218,17 @@ class RateWindows:
 
     One row per request admitted (the rule's name, when); `take` counts and adds in one `BEGIN IMMEDIATE`
     transaction (the write lock first: two bodies cannot both see room for the last request), pruning rows older
-    than a minute. Times are wall-clock seconds, comparable across processes."""
+    than a minute. Times are wall-clock seconds, comparable across processes. `take` blocks (sqlite waits for
+    another process's lock): `Compliance` calls it in a worker thread, and it gives up after `timeout_s`."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, timeout_s: float = 1.0) -> None:
+        self.timeout_s = timeout_s
+        """How long `take` waits for the file's write lock (held by another body's `take`, for a few ms)."""
+        self._path = Path(":memory:") if path is None else path
         self._lock = threading.Lock()
         # (autocommit mode: transactions are begun and ended here, explicitly)
         self._db = sqlite3.connect(
-            ":memory:" if path is None else path, timeout=10, isolation_level=None, check_same_thread=False
+            ":memory:" if path is None else path, timeout=timeout_s, isolation_level=None, check_same_thread=False
         )
         if path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -208,23 +236,45 @@ class RateWindows:
         self._db.execute("CREATE TABLE IF NOT EXISTS rate_hits (rule TEXT NOT NULL, ts REAL NOT NULL)")
         self._db.execute("CREATE INDEX IF NOT EXISTS rate_hits_rule_ts ON rate_hits (rule, ts)")
 
-    def take(self, rule: str, per_minute: int, now: float) -> bool:
-        """Admit one request under `rule` (at most `per_minute` in the minute before `now`): whether it may go."""
-        with self._lock:
+    def take(self, rule: str, per_minute: int, now: float, *, deadline: float | None = None) -> bool:
+        """Admit one request under `rule` (at most `per_minute` in the minute before `now`): whether it may go.
+        Raises `StateUnusable` when the file stays locked by another process until `deadline` (`time.monotonic()`;
+        default `timeout_s` from now): nothing was counted."""
+        deadline = time.monotonic() + self.timeout_s if deadline is None else deadline
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise self._busy()
+        try:
+            return self._take(rule, per_minute, now, deadline)
+        finally:
+            self._lock.release()
+
+    def _take(self, rule: str, per_minute: int, now: float, deadline: float) -> bool:
+        # (sqlite's own busy handler waits for the lock, up to what is left of the deadline)
+        self._db.execute(f"PRAGMA busy_timeout = {max(int((deadline - time.monotonic()) * 1000), 0)}")
+        try:
             self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - _MINUTE_S,))
-                (used,) = self._db.execute(
-                    "SELECT count(*) FROM rate_hits WHERE rule = ? AND ts > ?", (rule, now - _MINUTE_S)
-                ).fetchone()
-                admitted = used < per_minute
-                if admitted:
-                    self._db.execute("INSERT INTO rate_hits (rule, ts) VALUES (?, ?)", (rule, now))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return admitted
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                raise self._busy() from None
+            raise
+        try:
+            self._db.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - _MINUTE_S,))
+            (used,) = self._db.execute(
+                "SELECT count(*) FROM rate_hits WHERE rule = ? AND ts > ?", (rule, now - _MINUTE_S)
+            ).fetchone()
+            admitted = used < per_minute
+            if admitted:
+                self._db.execute("INSERT INTO rate_hits (rule, ts) VALUES (?, ?)", (rule, now))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return admitted
+
+    def _busy(self) -> StateUnusable:
+        return StateUnusable(
+            self._path, f"busy: another process held its write lock for over {self.timeout_s:g} s (nothing counted)"
+        )
 
     def close(self) -> None:
         self._db.close()
