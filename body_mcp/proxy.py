@@ -90,6 +90,9 @@ class ProxyRequest:
     (each recorded as a second entry)."""
     path: str | None = None
     """The refused path (without its query), for a robots.txt refusal."""
+    reason: str | None = None
+    """For a refusal that is not the request's doing (503: the proxy's or the gate's own trouble, a rates file busy
+    or damaged), what the client was answered: the rule alone does not say it."""
 
 
 _Refusal = tuple[int, str, str]
@@ -349,7 +352,8 @@ class CountingProxy:
         if refusal is not None:
             status, text, rule = refusal
             path = request.path.split("?")[0] if rule == "robots" else None
-            self._record(request, ts, allowed=False, status=status, rule=rule, path=path)
+            reason = text if status == HTTPStatus.SERVICE_UNAVAILABLE else None
+            self._record(request, ts, allowed=False, status=status, rule=rule, path=path, reason=reason)
             await _answer(client, status, text)
             return
         recorded = False
@@ -441,9 +445,10 @@ class CountingProxy:
         records = _TlsRecords()
         calls = 0
         cut: str | None = None
+        reason: str | None = None
 
         async def up(scope: anyio.CancelScope) -> None:
-            nonlocal calls, cut
+            nonlocal calls, cut, reason
             held = b""  # (a record header not yet whole: sent on with the rest of it, once read)
             async for received in client:
                 chunk, held = held + received, b""
@@ -469,6 +474,7 @@ class CountingProxy:
                         # (the CONNECT counted the first; each record after it is a call of the command's budget,
                         # and of its site's per-minute cap: `budget` or `rate`)
                         cut = refusal[2]
+                        reason = refusal[1] if refusal[0] == HTTPStatus.SERVICE_UNAVAILABLE else None
                     if cut is not None:
                         scope.cancel()
                         return
@@ -496,7 +502,7 @@ class CountingProxy:
                 "tunnel_tls": "bytes that are not TLS",
             }.get(cut or "", f"{self._max_tunnel_s:g} s")
             logger.info("proxy: tunnel to %s:%d cut after %s", request.host, request.port, why)
-            self._record(request, time.time(), allowed=False, status=None, rule=cut or "tunnel_cap")
+            self._record(request, time.time(), allowed=False, status=None, rule=cut or "tunnel_cap", reason=reason)
 
     async def _destinations(self, request: _Request) -> tuple[list[tuple[str, int]], _Refusal | None]:
         """The addresses to connect to for an allowed request: its pin, else its public addresses. Resolved here
@@ -541,6 +547,7 @@ class CountingProxy:
         status: int | None,
         rule: str | None = None,
         path: str | None = None,
+        reason: str | None = None,
     ) -> None:
         record = ProxyRequest(
             method=request.method,
@@ -551,6 +558,7 @@ class CountingProxy:
             ts=ts,
             rule=rule,
             path=path,
+            reason=reason,
         )
         self._requests.append(record)
         if self._on_request is None:

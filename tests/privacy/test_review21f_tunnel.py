@@ -205,3 +205,4 @@ async def test_a_locked_rates_file_refuses_the_capped_requests_and_stalls_nothin
         ("uncapped.test", True, 200, "None"),
     ]
     assert proxy.counted == 1
+    assert all(WINDOWS_FILE in str(r.reason) for r in proxy.requests if not r.allowed), "the record says why"
