@@ -95,7 +95,7 @@ class Compliance:
         self._config = config
         self._exempt = frozenset(host.lower() for host in exempt_hosts)
         self._clock = clock
-        self._windows = RateWindows(windows)
+        self._windows = RateWindows(windows, clock=clock)
         self._robots: dict[tuple[str, int], _Robots] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
 
@@ -138,11 +138,7 @@ class Compliance:
         name, rule = found
         # (off the event loop: the file is shared with other processes, which may hold its write lock)
         take = partial(
-            self._windows.take,
-            name,
-            rule.max_requests_per_minute,
-            self._clock(),
-            deadline=time.monotonic() + self._windows.timeout_s,
+            self._windows.take, name, rule.max_requests_per_minute, deadline=time.monotonic() + self._windows.timeout_s
         )
         try:
             admitted = await anyio.to_thread.run_sync(take)
@@ -220,24 +216,28 @@ class RateWindows:
 
     One row per request admitted (the rule's name, when); `take` counts and adds in one `BEGIN IMMEDIATE`
     transaction (the write lock first: two bodies cannot both see room for the last request), pruning rows older
-    than a minute. Times are wall-clock seconds, comparable across processes. `take` blocks (sqlite waits for
-    another process's lock): `Compliance` calls it in a worker thread, and it gives up after `timeout_s`.
+    than a minute. Times are wall-clock seconds (`clock`), comparable across processes, read once the lock is held
+    (so the rows of a file are in order, whatever each body waited). A row later than now is a clock stepped back
+    (NTP, a VM resumed): it is moved to now, so it still counts, for one minute more, and a step closes a capped
+    site for at most a minute rather than for the step's length. `take` blocks (sqlite waits for another process's
+    lock): `Compliance` calls it in a worker thread, and it gives up after `timeout_s`.
 
     The file is opened by the first `take` (a body with no cap never opens it), and again after it failed: a file
     that is damaged or cannot be opened refuses the capped requests (`StateUnusable`, naming it), not the body, and
     once it is removed the next `take` makes it anew (it holds only the last minute's counts)."""
 
-    def __init__(self, path: Path | None, *, timeout_s: float = 1.0) -> None:
+    def __init__(self, path: Path | None, *, timeout_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self.timeout_s = timeout_s
         """How long `take` waits for the file's write lock (held by another body's `take`, for a few ms)."""
         self._path = path
+        self._clock = clock
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._ready: sqlite3.Connection | None = None
         """The connection whose schema is made (a busy file can interrupt it: made again by the next take)."""
 
-    def take(self, rule: str, per_minute: int, now: float, *, deadline: float | None = None) -> bool:
-        """Admit one request under `rule` (at most `per_minute` in the minute before `now`): whether it may go.
+    def take(self, rule: str, per_minute: int, *, deadline: float | None = None) -> bool:
+        """Admit one request under `rule` (at most `per_minute` in the last minute): whether it may go.
         Raises `StateUnusable` (nothing counted) when the file stays locked by another process until `deadline`
         (`time.monotonic()`; default `timeout_s` from now), or is damaged or cannot be opened or written."""
         deadline = time.monotonic() + self.timeout_s if deadline is None else deadline
@@ -245,7 +245,7 @@ class RateWindows:
             raise self._busy()
         try:
             db = self._open(deadline)
-            return self._take(db, rule, per_minute, now)
+            return self._take(db, rule, per_minute)
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 raise self._busy() from None
@@ -276,10 +276,12 @@ class RateWindows:
             self._ready = db
         return db
 
-    def _take(self, db: sqlite3.Connection, rule: str, per_minute: int, now: float) -> bool:
+    def _take(self, db: sqlite3.Connection, rule: str, per_minute: int) -> bool:
         db.execute("BEGIN IMMEDIATE")
         try:
+            now = self._clock()
             db.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - _MINUTE_S,))
+            db.execute("UPDATE rate_hits SET ts = ? WHERE ts > ?", (now, now))  # (from the future: a clock step)
             (used,) = db.execute(
                 "SELECT count(*) FROM rate_hits WHERE rule = ? AND ts > ?", (rule, now - _MINUTE_S)
             ).fetchone()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,9 @@ def test_two_processes_share_one_cap(tmp_path: Path) -> None:
     """Held: two processes taking 8 each from one file with a cap of 10 a minute are admitted 10 in all."""
     windows = tmp_path / WINDOWS_FILE
     script = (
-        "import sys, time\nfrom pathlib import Path\nfrom body_mcp.compliance import RateWindows\n"
+        "import sys\nfrom pathlib import Path\nfrom body_mcp.compliance import RateWindows\n"
         "w = RateWindows(Path(sys.argv[1]))\n"
-        "print(sum(w.take('site', 10, time.time()) for _ in range(8)))\n"
+        "print(sum(w.take('site', 10) for _ in range(8)))\n"
     )
     runs = [subprocess.Popen([sys.executable, "-c", script, str(windows)], stdout=subprocess.PIPE) for _ in range(2)]
     admitted = [int(run.communicate(timeout=30)[0]) for run in runs]
@@ -56,7 +55,7 @@ async def test_a_corrupt_rates_file_refuses_only_the_capped_requests_naming_it(
     assert verdict is not None and (verdict.status, verdict.rule) == (503, "rate")
     assert str(windows) in verdict.reason, verdict.reason
     with pytest.raises(StateUnusable) as raised:
-        RateWindows(windows).take("site.test", 5, time.time())
+        RateWindows(windows).take("site.test", 5)
     assert raised.value.path == windows and raised.value.damaged
     [finding] = check_rates_file(home)  # (`swarm doctor` says it too)
     assert (finding.check, finding.ok, finding.subject) == (DoctorCheck.COMPLIANCE, False, str(windows))
@@ -68,20 +67,20 @@ async def test_a_corrupt_rates_file_refuses_only_the_capped_requests_naming_it(
     assert check_rates_file(home) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): a wall clock stepped back (NTP, a VM resumed) leaves rows in the future that count for as "
-    "long as the step: a site with a cap is refused for up to the step (an hour here), not a minute",
-)
-def test_a_clock_stepped_back_does_not_close_a_site_for_longer_than_a_minute(tmp_path: Path) -> None:
-    """Reproduce: 3 requests admitted at t=10000 under a cap of 3; the clock steps back an hour; 61 s later (by the
-    new clock) the window still counts the 3 rows (`ts > now - 60` holds for rows in the future), and stays full
-    until the clock reaches 10060 again. Fail-closed, but one step of the clock shuts a site for its length.
-
-    Fix: prune or ignore rows whose `ts` is later than `now` (a row from the future is a clock step: drop it), or
-    keep a monotonic clock per process beside the wall clock."""
-    windows = RateWindows(tmp_path / WINDOWS_FILE)
-    assert all(windows.take("site", 3, 10_000.0 + i) for i in range(3))
+def test_a_clock_stepped_back_closes_a_capped_site_for_a_minute_at_most(tmp_path: Path) -> None:
+    """Was a hole (low), fixed: 3 requests admitted at t=10000 under a cap of 3, then the clock stepped back an hour
+    (NTP, a VM resumed): the rows, in the future, still counted (`ts > now - 60` held for them), so the site stayed
+    closed until the clock reached 10060 again, an hour. Now a row later than the clock is moved to now: it counts
+    for one more minute by the new clock (the cap holds across the step), then it is pruned."""
+    clock = [10_000.0]
+    windows = RateWindows(tmp_path / WINDOWS_FILE, clock=lambda: clock[0])
+    for i in range(3):
+        clock[0] = 10_000.0 + i
+        assert windows.take("site", 3)
     stepped_back = 10_000.0 - 3600
-    assert not windows.take("site", 3, stepped_back + 1)  # (still within a minute of the last request: fair)
-    assert windows.take("site", 3, stepped_back + 61), "a minute later by the clock, the site is still closed"
+    for now in (stepped_back + 1, stepped_back + 59):
+        clock[0] = now
+        assert not windows.take("site", 3), "the minute's requests before the step no longer counted"
+    clock[0] = stepped_back + 61
+    assert windows.take("site", 3), "a minute after the step, the site is still closed"
+    windows.close()
