@@ -23,7 +23,11 @@ proxy's order:
    redirects are followed wherever they lead (https: verified TLS; another host: its pin or public addresses, from
    the proxy's `resolve`), a sixth counts as none (unavailable), one that cannot be followed as no answer.
 3. `admit(host)`: the per-minute cap of the host's rule, counted when a request passes (home-wide), and by the
-   proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it).
+   proxy for each exchange after a tunnel's first (a keep-alive tunnel must not carry calls past it). The count is
+   taken in a worker thread, never on the proxy's event loop, within `RateWindows.timeout_s` (1 s): a rates file
+   another process holds locked longer refuses the capped request (503, `rate`) rather than stall the body's other
+   requests, or send one uncounted; so does a damaged one (the reason names it and says to remove it), which a body
+   opens only for a capped request, so it never stops a body from starting.
 
 A refusal is a `Verdict` (status, reason, rule); the proxy answers it to the command as an HTTP error with the reason
 as body and records it (`ProxyRequest.rule`), which `run_command` puts in its audit event.
@@ -31,6 +35,7 @@ as body and records it (`ProxyRequest.rule`), which `run_command` puts in its au
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import ssl
@@ -38,14 +43,18 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 from protego import Protego
 
 from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, ComplianceConfig, DomainTerms
+
+from .exceptions import StateUnusable
 
 _MAX_ROBOTS = 512 * 1024
 """RFC 9309: a parser must read at least 500 KiB; what is beyond it is ignored."""
@@ -86,7 +95,7 @@ class Compliance:
         self._config = config
         self._exempt = frozenset(host.lower() for host in exempt_hosts)
         self._clock = clock
-        self._windows = RateWindows(windows)
+        self._windows = RateWindows(windows, clock=clock)
         self._robots: dict[tuple[str, int], _Robots] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
 
@@ -120,13 +129,26 @@ class Compliance:
             return Verdict(status=403, reason=f"{host}: the site's terms forbid automated access{where}", rule="terms")
         return None
 
-    def admit(self, host: str) -> Verdict | None:
-        """Count one request against its host rule's per-minute cap; a refusal when the cap is reached."""
+    async def admit(self, host: str) -> Verdict | None:
+        """Count one request against its host rule's per-minute cap; a refusal when the cap is reached, or when the
+        count could not be taken (the rates file busy past `RateWindows.timeout_s`, or unusable: 503)."""
         found = self.rule_for(host)
         if found is None or found[1].max_requests_per_minute == 0:
             return None
         name, rule = found
-        if not self._windows.take(name, rule.max_requests_per_minute, self._clock()):
+        # (off the event loop: the file is shared with other processes, which may hold its write lock)
+        take = partial(
+            self._windows.take, name, rule.max_requests_per_minute, deadline=time.monotonic() + self._windows.timeout_s
+        )
+        try:
+            admitted = await anyio.to_thread.run_sync(take)
+        except StateUnusable as exc:
+            return Verdict(
+                status=503,
+                reason=f"{host}: its per-minute cap could not be counted, so the request was not sent: {exc}",
+                rule="rate",
+            )
+        if not admitted:
             return Verdict(
                 status=429,
                 reason=f"{host}: [compliance.domains] {name} allows {rule.max_requests_per_minute} requests a minute",
@@ -194,40 +216,145 @@ class RateWindows:
 
     One row per request admitted (the rule's name, when); `take` counts and adds in one `BEGIN IMMEDIATE`
     transaction (the write lock first: two bodies cannot both see room for the last request), pruning rows older
-    than a minute. Times are wall-clock seconds, comparable across processes."""
+    than a minute. Times are wall-clock seconds (`clock`), comparable across processes, read once the lock is held
+    (so the rows of a file are in order, whatever each body waited). A row later than now is a clock stepped back
+    (NTP, a VM resumed): it is moved to now, so it still counts, for one minute more, and a step closes a capped
+    site for at most a minute rather than for the step's length. `take` blocks (sqlite waits for another process's
+    lock): `Compliance` calls it in a worker thread, and it gives up after `timeout_s`.
 
-    def __init__(self, path: Path | None) -> None:
+    The file is opened by the first `take` (a body with no cap never opens it), and again after it failed: a file
+    that is damaged or cannot be opened refuses the capped requests (`StateUnusable`, naming it), not the body, and
+    once it is removed the next `take` makes it anew (it holds only the last minute's counts)."""
+
+    def __init__(self, path: Path | None, *, timeout_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self.timeout_s = timeout_s
+        """How long `take` waits for the file's write lock (held by another body's `take`, for a few ms)."""
+        self._path = path
+        self._clock = clock
         self._lock = threading.Lock()
-        # (autocommit mode: transactions are begun and ended here, explicitly)
-        self._db = sqlite3.connect(
-            ":memory:" if path is None else path, timeout=10, isolation_level=None, check_same_thread=False
-        )
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS rate_hits (rule TEXT NOT NULL, ts REAL NOT NULL)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS rate_hits_rule_ts ON rate_hits (rule, ts)")
+        self._db: sqlite3.Connection | None = None
+        self._ready: sqlite3.Connection | None = None
+        """The connection whose schema is made (a busy file can interrupt it: made again by the next take)."""
 
-    def take(self, rule: str, per_minute: int, now: float) -> bool:
-        """Admit one request under `rule` (at most `per_minute` in the minute before `now`): whether it may go."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - _MINUTE_S,))
-                (used,) = self._db.execute(
-                    "SELECT count(*) FROM rate_hits WHERE rule = ? AND ts > ?", (rule, now - _MINUTE_S)
-                ).fetchone()
-                admitted = used < per_minute
-                if admitted:
-                    self._db.execute("INSERT INTO rate_hits (rule, ts) VALUES (?, ?)", (rule, now))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return admitted
+    def take(self, rule: str, per_minute: int, *, deadline: float | None = None) -> bool:
+        """Admit one request under `rule` (at most `per_minute` in the last minute): whether it may go.
+        Raises `StateUnusable` (nothing counted) when the file stays locked by another process until `deadline`
+        (`time.monotonic()`; default `timeout_s` from now), or is damaged or cannot be opened or written."""
+        deadline = time.monotonic() + self.timeout_s if deadline is None else deadline
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise self._busy()
+        try:
+            db = self._open(deadline)
+            return self._take(db, rule, per_minute)
+        except sqlite3.Error as exc:
+            if _is_busy(exc):
+                raise self._busy() from None
+            self.close()  # (opened anew by the next take: the file may have been removed or repaired meanwhile)
+            raise _unusable(self._where, exc) from None
+        finally:
+            self._lock.release()
+
+    def _open(self, deadline: float) -> sqlite3.Connection:
+        db = self._db
+        if db is None:
+            # (autocommit mode: transactions are begun and ended here, explicitly)
+            db = sqlite3.connect(
+                ":memory:" if self._path is None else self._path,
+                timeout=self.timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._db = db
+        # (sqlite's own busy handler waits for the lock, up to what is left of the deadline)
+        db.execute(f"PRAGMA busy_timeout = {max(int((deadline - time.monotonic()) * 1000), 0)}")
+        if db is not self._ready:
+            if self._path is not None:
+                _to_wal(db, deadline)
+                db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS rate_hits (rule TEXT NOT NULL, ts REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS rate_hits_rule_ts ON rate_hits (rule, ts)")
+            self._ready = db
+        return db
+
+    def _take(self, db: sqlite3.Connection, rule: str, per_minute: int) -> bool:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            now = self._clock()
+            db.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - _MINUTE_S,))
+            db.execute("UPDATE rate_hits SET ts = ? WHERE ts > ?", (now, now))  # (from the future: a clock step)
+            (used,) = db.execute(
+                "SELECT count(*) FROM rate_hits WHERE rule = ? AND ts > ?", (rule, now - _MINUTE_S)
+            ).fetchone()
+            admitted = used < per_minute
+            if admitted:
+                db.execute("INSERT INTO rate_hits (rule, ts) VALUES (?, ?)", (rule, now))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # (a damaged file may refuse the rollback too)
+                db.execute("ROLLBACK")
+            raise
+        return admitted
+
+    def _busy(self) -> StateUnusable:
+        return StateUnusable(
+            self._where, f"busy: another process held its write lock for over {self.timeout_s:g} s (nothing counted)"
+        )
+
+    @property
+    def _where(self) -> Path:
+        return Path(":memory:") if self._path is None else self._path
 
     def close(self) -> None:
-        self._db.close()
+        db, self._db, self._ready = self._db, None, None
+        if db is not None:
+            db.close()
+
+
+def check_windows(path: Path) -> StateUnusable | None:
+    """What `swarm doctor` says of a home's rates file (`WINDOWS_FILE`): None when it is sound or not made yet, else
+    why it cannot be used (what a capped request would be refused for)."""
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=1.0)
+        try:
+            (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return None if _is_busy(exc) else _unusable(path, exc)  # (busy: in use by a body, not broken)
+    if verdict != "ok":
+        return StateUnusable(path, f"damaged ({verdict}): {_REMOVE_IT}", damaged=True)
+    return None
+
+
+_REMOVE_IT = (
+    "remove it (with its -wal and -shm files), which loses nothing but the last minute's request counts; the next "
+    "capped request makes it anew"
+)
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> StateUnusable:
+    if exc.sqlite_errorname.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return StateUnusable(path, f"damaged ({exc}): {_REMOVE_IT}", damaged=True)
+    return StateUnusable(path, f"cannot be used ({exc})")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _to_wal(db: sqlite3.Connection, deadline: float) -> None:
+    """Put a new file in WAL mode, once in its life. Bodies opening it at once race for that, and sqlite may give
+    up on the busy lock before its timeout: asked again until `deadline`."""
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
 
 
 WINDOWS_FILE = "compliance-rates.sqlite"
@@ -362,4 +489,13 @@ async def _get_robots(
     raise error or OSError("no address to connect to")
 
 
-__all__ = ["WINDOWS_FILE", "Compliance", "RateWindows", "Resolve", "Verdict", "preset_hosts", "read_as"]
+__all__ = [
+    "WINDOWS_FILE",
+    "Compliance",
+    "RateWindows",
+    "Resolve",
+    "Verdict",
+    "check_windows",
+    "preset_hosts",
+    "read_as",
+]

@@ -86,10 +86,13 @@ class ProxyRequest:
     rule: str | None = None
     """What refused it or cut it: `allow_list`, `address`, `resolve`, `budget`, `terms`, `rate`, `robots`,
     `proxy`; `tunnel_cap` for a tunnel cut after its application-data records or lifetime, `rate` for one cut at a
-    record its site's per-minute cap refused, `tunnel_tls` for one that did not carry TLS (each recorded as a second
-    entry)."""
+    record its site's per-minute cap refused (or could not count), `tunnel_tls` for one that did not carry TLS
+    (each recorded as a second entry)."""
     path: str | None = None
     """The refused path (without its query), for a robots.txt refusal."""
+    reason: str | None = None
+    """For a refusal that is not the request's doing (503: the proxy's or the gate's own trouble, a rates file busy
+    or damaged), what the client was answered: the rule alone does not say it."""
 
 
 _Refusal = tuple[int, str, str]
@@ -209,9 +212,9 @@ class CountingProxy:
     `max_requests` is the budget of API calls (requests sent on); the request that would exceed it gets 429.
     A host off the allow-list gets 403, and so does one that resolves to no public address (unless pinned);
     one that does not resolve 502; malformed requests 400. With `compliance`, its refusals too (403 for terms
-    and robots.txt, 429 for a per-minute cap), each answered with the reason as body. `on_request` sees each
-    request once its outcome is known. Nothing a client does raises here: a broken connection is logged and
-    dropped.
+    and robots.txt, 429 for a per-minute cap, 503 when the cap could not be counted), each answered with the
+    reason as body. `on_request` sees each request once its outcome is known. Nothing a client does raises here:
+    a broken connection is logged and dropped.
     """
 
     def __init__(
@@ -240,6 +243,8 @@ class CountingProxy:
         self._on_request = on_request
         self._requests: list[ProxyRequest] = []
         self._counted = 0
+        self._pending = 0
+        """Calls checked against the budget whose per-minute window is being taken (an await): held in the budget."""
         self._failed = False
         self._stack: AsyncExitStack | None = None
         self._active = 0
@@ -343,14 +348,14 @@ class CountingProxy:
         if refusal is None:
             refusal = await self._robots(request, destinations)
         # (checked again after the awaits above: the budget must hold when we count)
-        refusal = refusal or self._refusal(request) or self._admit(request)
+        refusal = refusal or self._refusal(request) or await self._count(request)
         if refusal is not None:
             status, text, rule = refusal
             path = request.path.split("?")[0] if rule == "robots" else None
-            self._record(request, ts, allowed=False, status=status, rule=rule, path=path)
+            reason = text if status == HTTPStatus.SERVICE_UNAVAILABLE else None
+            self._record(request, ts, allowed=False, status=status, rule=rule, path=path, reason=reason)
             await _answer(client, status, text)
             return
-        self._counted += 1  # no await since the budget check, so concurrent requests cannot overrun it
         recorded = False
 
         def finish(status: int | None) -> None:
@@ -380,14 +385,29 @@ class CountingProxy:
             return 403, f"{request.host}:{request.port} is not on the network allow-list", "allow_list"
         if self._compliance is not None and (verdict := self._compliance.terms(request.host)) is not None:
             return verdict.status, verdict.reason, verdict.rule
-        if self._counted >= self._max_requests:
+        return self._budget_spent()
+
+    def _budget_spent(self) -> _Refusal | None:
+        if self._counted + self._pending >= self._max_requests:
             return 429, f"the budget of {self._max_requests} API calls for this command is spent", "budget"
         return None
 
-    def _admit(self, request: _Request) -> _Refusal | None:
-        """The last check, counted when it passes: the host's per-minute cap."""
-        if self._compliance is not None and (verdict := self._compliance.admit(request.host)) is not None:
+    async def _count(self, request: _Request) -> _Refusal | None:
+        """The last checks, and the call counted when they pass: the budget, then the host's per-minute cap. The
+        cap is taken off the event loop (an await): meanwhile the call holds its place in the budget, so concurrent
+        requests cannot overrun it (one refused by its cap gives the place back)."""
+        if (refusal := self._budget_spent()) is not None:
+            return refusal
+        verdict = None
+        if self._compliance is not None:
+            self._pending += 1
+            try:
+                verdict = await self._compliance.admit(request.host)
+            finally:
+                self._pending -= 1
+        if verdict is not None:
             return verdict.status, verdict.reason, verdict.rule
+        self._counted += 1  # (no await since the budget check above, which counted the pending ones)
         return None
 
     async def _robots(self, request: _Request, destinations: Sequence[tuple[str, int]]) -> _Refusal | None:
@@ -425,9 +445,10 @@ class CountingProxy:
         records = _TlsRecords()
         calls = 0
         cut: str | None = None
+        reason: str | None = None
 
         async def up(scope: anyio.CancelScope) -> None:
-            nonlocal calls, cut
+            nonlocal calls, cut, reason
             held = b""  # (a record header not yet whole: sent on with the rest of it, once read)
             async for received in client:
                 chunk, held = held + received, b""
@@ -449,12 +470,11 @@ class CountingProxy:
                     calls += 1
                     if calls > self._max_exchanges:
                         cut = "tunnel_cap"
-                    elif calls > 1 and self._counted >= self._max_requests:
-                        cut = "budget"  # (each record after the first is a call of the command's budget too)
-                    elif calls > 1 and self._admit(request) is not None:
-                        cut = "rate"  # (the CONNECT counted the first; a site's per-minute cap counts every one)
-                    elif calls > 1:
-                        self._counted += 1
+                    elif calls > 1 and (refusal := await self._count(request)) is not None:
+                        # (the CONNECT counted the first; each record after it is a call of the command's budget,
+                        # and of its site's per-minute cap: `budget` or `rate`)
+                        cut = refusal[2]
+                        reason = refusal[1] if refusal[0] == HTTPStatus.SERVICE_UNAVAILABLE else None
                     if cut is not None:
                         scope.cancel()
                         return
@@ -477,12 +497,12 @@ class CountingProxy:
         if cut is not None or lifetime.cancelled_caught:
             why = {
                 "tunnel_cap": f"{self._max_exchanges} application-data records",
-                "rate": "its site's per-minute cap",
+                "rate": "its site's per-minute cap (reached, or its rates file unusable)",
                 "budget": f"the budget of {self._max_requests} API calls",
                 "tunnel_tls": "bytes that are not TLS",
             }.get(cut or "", f"{self._max_tunnel_s:g} s")
             logger.info("proxy: tunnel to %s:%d cut after %s", request.host, request.port, why)
-            self._record(request, time.time(), allowed=False, status=None, rule=cut or "tunnel_cap")
+            self._record(request, time.time(), allowed=False, status=None, rule=cut or "tunnel_cap", reason=reason)
 
     async def _destinations(self, request: _Request) -> tuple[list[tuple[str, int]], _Refusal | None]:
         """The addresses to connect to for an allowed request: its pin, else its public addresses. Resolved here
@@ -527,6 +547,7 @@ class CountingProxy:
         status: int | None,
         rule: str | None = None,
         path: str | None = None,
+        reason: str | None = None,
     ) -> None:
         record = ProxyRequest(
             method=request.method,
@@ -537,6 +558,7 @@ class CountingProxy:
             ts=ts,
             rule=rule,
             path=path,
+            reason=reason,
         )
         self._requests.append(record)
         if self._on_request is None:

@@ -190,7 +190,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """Check the IDE setup and the body; exit 1 (one line on stderr) when anything needs fixing."""
     import anyio
 
-    from body_mcp.ide import check_toolchains, run_doctor
+    from body_mcp.ide import check_rates_file, check_toolchains, run_doctor
 
     from . import _context
 
@@ -201,6 +201,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     findings = anyio.run(lambda: run_doctor(ides, launch, machine, timeout_s=args.timeout))
     findings += anyio.run(lambda: _wake_findings(args.config))
     findings += check_toolchains(settings.config.sandbox, settings.paths.require_workspace())
+    findings += check_rates_file(settings.home)
     _print_findings(findings)
     failed = [f for f in findings if not f.ok]
     if failed:

@@ -9,7 +9,7 @@ stdin/stdout within a time bound and audits it. `doctor` checks the result.
 from .answers import render
 from .configs import IDE_NAMES, Environment, Launch, SetupIde, managed_variant, plan_ide
 from .decide import Decision, HookCode, PathGuard, decide
-from .doctor import check_toolchains, run_doctor
+from .doctor import check_rates_file, check_toolchains, run_doctor
 from .events import Attempt, Ide, parse_event
 from .exceptions import ConfigFileUnreadable, IdeSetupError, MalformedEvent, MergeConflict
 from .findings import DoctorCheck, Finding
@@ -38,6 +38,7 @@ __all__ = [
     "PlannedWrite",
     "SetupIde",
     "apply_write",
+    "check_rates_file",
     "check_toolchains",
     "decide",
     "handle",

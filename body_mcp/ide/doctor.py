@@ -410,6 +410,23 @@ def check_sandbox() -> Finding:
     )
 
 
+def check_rates_file(home: Path) -> list[Finding]:
+    """The home's per-minute rates file (`compliance.WINDOWS_FILE`, shared by its bodies): a finding only when it
+    cannot be used, as every request to a site with a per-minute cap is refused until it is fixed."""
+    from ..compliance import WINDOWS_FILE, check_windows
+
+    path = home / WINDOWS_FILE
+    problem = check_windows(path)
+    if problem is None:
+        return []
+    fix = (
+        f"rm -f {path} {path}-wal {path}-shm (it holds only the last minute's request counts)"
+        if problem.damaged
+        else f"let the user the bodies run as read and write {path}, or remove it"
+    )
+    return [Finding(ide="-", check=DoctorCheck.COMPLIANCE, ok=False, subject=str(path), message=str(problem), fix=fix)]
+
+
 def check_toolchains(config: SandboxConfig, workspace: Path) -> list[Finding]:
     """What commands in `workspace` get: the toolchains found here, the interpreter `python` runs, what the
     workspace declares that this machine lacks; a toolchain the config names but this machine lacks fails."""

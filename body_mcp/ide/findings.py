@@ -22,6 +22,7 @@ class DoctorCheck(StrEnum):
     SANDBOX = "sandbox"
     TOOLCHAINS = "toolchains"
     WAKE = "wake"
+    COMPLIANCE = "compliance"
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -218,12 +218,13 @@ async def _run_spec(ctx: ToolContext[RunCommandArgs], spec: SandboxSpec) -> Stag
         staged = await _run_watching(ctx, sandbox, spec)
     requests: list[ProxyRequest] = proxy.requests
     if requests:
-        # Metadata only (never a body or a query string): why a request was refused or a tunnel cut, and the path
-        # robots.txt refused.
+        # Metadata only (never a body or a query string): why a request was refused or a tunnel cut, the path
+        # robots.txt refused, and the reason of a refusal that was not the request's doing (a rates file busy).
         ctx.effects.detail["requests"] = [
             {"method": r.method, "host": r.host, "port": r.port, "allowed": r.allowed, "status": r.status}
             | ({"rule": r.rule} if r.rule else {})
             | ({"path": r.path} if r.path else {})
+            | ({"reason": r.reason} if r.reason else {})
             for r in requests[:1000]
         ]
     # Requests already happened: they count whatever becomes of the files.

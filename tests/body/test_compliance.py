@@ -146,6 +146,29 @@ async def test_a_sites_terms_refuse_it_and_cap_its_rate_body_wide() -> None:
     assert proxy.counted == 3
 
 
+async def test_requests_waiting_for_their_sites_window_hold_their_place_in_the_budget(tmp_path: Path) -> None:
+    """The per-minute window is taken in a worker thread (an await): six requests at once to a capped site with room
+    for them all, through a proxy whose budget is 2, send 2 and refuse 4 for the budget, however they interleave."""
+    compliance = Compliance(
+        ComplianceConfig.model_validate({"robots": False, "domains": {"site.test": {"max_requests_per_minute": 60}}}),
+        windows=tmp_path / WINDOWS_FILE,
+    )
+    statuses: list[int] = []
+
+    async def one(proxy: CountingProxy, n: int) -> None:
+        statuses.append((await get(proxy, f"http://site.test/{n}"))[0])
+
+    with site() as (port, asked):
+        pins = {"site.test": f"127.0.0.1:{port}"}
+        proxy = CountingProxy(allowed_domains=["site.test"], pinned_hosts=pins, max_requests=2, compliance=compliance)
+        async with proxy, anyio.create_task_group() as group:
+            for n in range(6):
+                group.start_soon(one, proxy, n)
+    assert sorted(statuses) == [200, 200, 429, 429, 429, 429]
+    assert proxy.counted == 2 and len(asked) == 2
+    assert sorted(str(r.rule) for r in proxy.requests) == ["None", "None", "budget", "budget", "budget", "budget"]
+
+
 def test_a_sites_cap_is_shared_by_the_bodies_of_one_home_and_old_entries_are_pruned(tmp_path: Path) -> None:
     """Three bodies' gates (three agents, each its own `Compliance` and SQLite connection on one `$SWARM_HOME`'s
     file) admit 20 requests each, at once, to a site capped at 10 a minute: 10 go in all, however their
@@ -156,18 +179,23 @@ def test_a_sites_cap_is_shared_by_the_bodies_of_one_home_and_old_entries_are_pru
     gates = [Compliance(config, windows=windows) for _ in range(3)]
     start = threading.Barrier(3)
 
+    async def admit_20(gate: Compliance) -> int:
+        return sum([await gate.admit("site.test") is None for _ in range(20)])
+
     def admit_many(gate: Compliance) -> int:
         start.wait(5)
-        return sum(gate.admit("site.test") is None for _ in range(20))
+        return anyio.run(admit_20, gate)  # (each agent's body has its own event loop)
 
     with ThreadPoolExecutor(3) as pool:
         admitted = list(pool.map(admit_many, gates))
     assert sum(admitted) == 10, admitted
     with sqlite3.connect(windows) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    later = RateWindows(windows)
-    assert not later.take("site.test", 10, now=time.time()), "the minute's calls are still counted"
-    assert later.take("site.test", 10, now=time.time() + 61), "a minute later the window is open again"
+    clock = [time.time()]
+    later = RateWindows(windows, clock=lambda: clock[0])
+    assert not later.take("site.test", 10), "the minute's calls are still counted"
+    clock[0] += 61
+    assert later.take("site.test", 10), "a minute later the window is open again"
     later.close()
     with sqlite3.connect(windows) as db:
         assert db.execute("SELECT count(*) FROM rate_hits").fetchone() == (1,), "old entries are pruned"
@@ -250,7 +278,7 @@ async def test_a_sandboxed_commands_disallowed_request_is_refused_with_a_reason_
     require_binary("bwrap", "bubblewrap")
     capped = {"domains": {"site.test": {"max_requests_per_minute": 2}}}
     other_agent = Compliance(ComplianceConfig.model_validate(capped), windows=home / WINDOWS_FILE)
-    assert other_agent.admit("site.test") is None
+    assert await other_agent.admit("site.test") is None
     with site() as (port, asked):
         sandbox = {"allowed_domains": ["site.test"], "pinned_hosts": {"site.test": f"127.0.0.1:{port}"}}
         body = make_body(workspace, home, {"sandbox": sandbox, "compliance": capped})
@@ -279,4 +307,4 @@ async def test_a_sandboxed_commands_disallowed_request_is_refused_with_a_reason_
     ]
     assert "key=k" not in str(event.detail)
     assert asked == ["/robots.txt", "/docs/page"]
-    assert other_agent.admit("site.test") is not None, "the body's call was counted in the home's windows"
+    assert await other_agent.admit("site.test") is not None, "the body's call was counted in the home's windows"

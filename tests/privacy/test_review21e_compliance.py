@@ -375,6 +375,6 @@ async def test_a_sites_per_minute_cap_holds_across_the_agents_of_one_machine(tmp
                 for n in range(2):
                     statuses.append((await get(proxy, f"http://{HOST}/call/{n}"))[0])
         restarted = Compliance(config, windows=windows)
-        assert restarted.admit(HOST) is not None, "a restarted body starts with the minute's calls already counted"
+        assert await restarted.admit(HOST) is not None, "a restarted body starts with the minute's calls counted"
     assert len(asked) <= 2, f"the site was called {len(asked)} times in a minute, past its cap of 2"
     assert statuses == [200, 200, 429, 429, 429, 429]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -41,13 +40,16 @@ def proxy_to(port: int, **options: object) -> CountingProxy:
     )
 
 
-async def through(proxy: CountingProxy, port: int, payload: bytes, *, bytewise: bool = False) -> bytes:
-    """What the echo upstream sent back for `payload` sent through a CONNECT tunnel (byte by byte, if asked)."""
+async def through(
+    proxy: CountingProxy, port: int, payload: bytes, *, bytewise: bool = False, host: str = "127.0.0.1"
+) -> bytes:
+    """What the echo upstream sent back for `payload` sent through a CONNECT tunnel to `host` (pinned to the echo
+    server; byte by byte, if asked)."""
     got = b""
     with anyio.fail_after(5):
         async with await anyio.connect_unix(proxy.socket_path) as stream:
             reader = BufferedByteReceiveStream(stream)
-            await stream.send(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+            await stream.send(b"CONNECT %s:%d HTTP/1.1\r\n\r\n" % (host.encode(), port))
             assert (await reader.receive_until(b"\r\n\r\n", 4096)).split(b" ")[1] == b"200"
             with contextlib.suppress(anyio.BrokenResourceError, OSError):
                 for piece in [bytes([b]) for b in payload] if bytewise else [payload]:
@@ -128,31 +130,36 @@ async def test_each_record_of_a_tunnel_counts_against_the_budget() -> None:
     assert proxy.counted >= got.count(DATA)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): the per-minute windows are taken on the proxy's event loop; a rates file another "
-    "process holds locked stalls every tunnel and request of the body for as long (up to 10 s, then an unanswered, "
-    "unaudited connection)",
-)
-async def test_a_locked_rates_file_does_not_stall_the_other_tunnels(tmp_path: Path) -> None:
-    """Reproduce: another process (here a connection on another thread) holds `BEGIN IMMEDIATE` on
-    `$SWARM_HOME/compliance-rates.sqlite` for 1.5 s; a CONNECT to a capped site meanwhile runs `RateWindows.take`
-    synchronously on the event loop (sqlite's busy timeout is 10 s), so a heartbeat task in the same loop (another
-    tunnel, the body's MCP server) is frozen for the whole 1.5 s. Past 10 s, `take` raises OperationalError, which
-    `_handle` logs: the client gets no answer and no `ProxyRequest` records the refusal.
+async def status_of(proxy: CountingProxy, request: bytes) -> tuple[int, float]:
+    """The status a request to the proxy is answered, and how long the answer took."""
+    start = time.monotonic()
+    with anyio.fail_after(5):
+        async with await anyio.connect_unix(proxy.socket_path) as stream:
+            await stream.send(request)
+            line = await BufferedByteReceiveStream(stream).receive_until(b"\r\n", 4096)
+    return int(line.split(b" ")[1]), time.monotonic() - start
 
-    Fix: take the window off the loop (`anyio.to_thread.run_sync` under a short timeout, or a busy timeout of
-    ~100 ms) and turn a locked or broken file into a 503 refusal with its own rule (`rate`), recorded and audited:
-    fail closed, but answered."""
+
+async def test_a_locked_rates_file_refuses_the_capped_requests_and_stalls_nothing_else(tmp_path: Path) -> None:
+    """Was a hole (medium), fixed: a CONNECT to a capped site ran `RateWindows.take` synchronously on the proxy's
+    event loop, with sqlite's busy timeout of 10 s, so a rates file another process held locked froze every tunnel
+    and request of the body (and the body's MCP server) for as long; past 10 s `take` raised, and the client got no
+    answer and no `ProxyRequest` recorded it. Now the count is taken in a worker thread within 1 s
+    (`RateWindows.timeout_s`), and a capped request it could not count is refused (503, `rate`) and recorded.
+
+    Here another connection (as another body's process would) holds `BEGIN IMMEDIATE` on
+    `$SWARM_HOME/compliance-rates.sqlite` throughout: the capped CONNECT and plain GET are refused 503 once the
+    second is over, while an uncapped tunnel through the same proxy relays at once and a heartbeat on the same loop
+    never stands still."""
     windows = tmp_path / WINDOWS_FILE
     config = ComplianceConfig.model_validate(
         {"robots": False, "domains": {"127.0.0.1": {"max_requests_per_minute": 9}}}
     )
     compliance = Compliance(config, windows=windows)
-    holder = sqlite3.connect(windows, isolation_level=None, check_same_thread=False)
+    holder = sqlite3.connect(windows, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(1.5, lambda: holder.execute("COMMIT"))
     gaps: list[float] = []
+    capped: list[tuple[int, float]] = []
 
     async def heartbeat() -> None:
         last = time.monotonic()
@@ -162,18 +169,40 @@ async def test_a_locked_rates_file_does_not_stall_the_other_tunnels(tmp_path: Pa
             gaps.append(now - last)
             last = now
 
+    async def ask(request: bytes) -> None:
+        capped.append(await status_of(proxy, request))
+
     try:
-        async with (
-            serving(echo) as port,
-            proxy_to(port, max_requests=10, compliance=compliance) as proxy,
-            anyio.create_task_group() as group,
-        ):
-            group.start_soon(heartbeat)
-            await anyio.sleep(0.1)
-            release.start()
-            await through(proxy, port, HELLO + DATA)
-            group.cancel_scope.cancel()
+        async with serving(echo) as port:
+            proxy = CountingProxy(
+                allowed_domains=["127.0.0.1", "uncapped.test"],
+                pinned_hosts={f"127.0.0.1:{port}": "127.0.0.1", f"uncapped.test:{port}": "127.0.0.1"},
+                max_requests=10,
+                compliance=compliance,
+            )
+            async with proxy, anyio.create_task_group() as group:
+                group.start_soon(heartbeat)
+                async with anyio.create_task_group() as requests:
+                    requests.start_soon(ask, b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+                    requests.start_soon(ask, b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+                    with anyio.fail_after(2):
+                        while proxy._pending < 2:  # pyright: ignore[reportPrivateUsage]
+                            await anyio.sleep(0.005)  # (both capped requests wait for the rates file)
+                    start = time.monotonic()
+                    uncapped = await through(proxy, port, HELLO + DATA, host="uncapped.test")
+                    uncapped_s = time.monotonic() - start
+                    assert uncapped == HELLO + DATA and uncapped_s < 0.5, f"the uncapped tunnel took {uncapped_s:.2f} s"
+                    assert not capped, "the uncapped tunnel waited for the capped requests"
+                group.cancel_scope.cancel()
     finally:
-        release.join()
         holder.close()
+    assert [status for status, _ in capped] == [503, 503]
+    assert all(took < 3 for _, took in capped), capped
     assert max(gaps) < 0.5, f"the event loop stood still for {max(gaps):.2f} s"
+    assert sorted((r.host, r.allowed, r.status, str(r.rule)) for r in proxy.requests) == [
+        ("127.0.0.1", False, 503, "rate"),
+        ("127.0.0.1", False, 503, "rate"),
+        ("uncapped.test", True, 200, "None"),
+    ]
+    assert proxy.counted == 1
+    assert all(WINDOWS_FILE in str(r.reason) for r in proxy.requests if not r.allowed), "the record says why"
