@@ -7,9 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -22,47 +20,13 @@ from body_mcp import build_server
 from body_mcp.compliance import WINDOWS_FILE, Compliance, RateWindows, preset_hosts
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig, ConfigInvalid, parse_config
-from tests.fakes.static_http import Reply, Tls, self_signed, serve_static
+from tests.fakes.static_http import self_signed
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok
+from .proxy_sites import gate, get, site
 
 pytestmark = pytest.mark.anyio
-
-ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /private/open\n\nUser-agent: OtherBot\nDisallow: /\n"
-
-
-@contextmanager
-def site(robots: bytes | int = ROBOTS, tls: Tls | None = None) -> Generator[tuple[int, list[str]]]:
-    """An HTTP/1.1 server (keep-alive; HTTPS with `tls`) on 127.0.0.1: `/robots.txt` is `robots` (or that status),
-    every other path 200 with the path as body; yields its port and the paths asked, in order."""
-
-    def answer(path: str) -> Reply:
-        if path == "/robots.txt":
-            return Reply(robots) if isinstance(robots, int) else Reply(200, robots)
-        return Reply(200, path.encode())
-
-    with serve_static(answer, keep_alive=True, tls=None if tls is None else tls.server) as served:
-        yield served.port, served.asked
-
-
-async def get(proxy: CountingProxy, url: str) -> tuple[int, bytes]:
-    """A plain-HTTP request through the proxy: its status and body."""
-    with anyio.fail_after(10):
-        async with await anyio.connect_unix(proxy.socket_path) as stream:
-            await stream.send(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            received = b""
-            async for chunk in stream:
-                received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
-def gate(clock: list[float] | None = None, **config: object) -> Compliance:
-    settings = ComplianceConfig.model_validate(config)
-    if clock is None:
-        return Compliance(settings)
-    return Compliance(settings, clock=lambda: clock[0])
 
 
 async def test_a_path_robots_txt_disallows_is_refused_and_an_allowed_one_goes_through() -> None:

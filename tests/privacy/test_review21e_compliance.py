@@ -20,23 +20,12 @@ from anyio.streams.tls import TLSStream
 from body_mcp.compliance import WINDOWS_FILE, Compliance
 from body_mcp.proxy import CountingProxy
 from shared_protocol.config import ComplianceConfig
+from tests.body.proxy_sites import gate, get, site
 from tests.fakes.static_http import Reply, Tls, self_signed, serve_static
 
 pytestmark = pytest.mark.anyio
 
 HOST = "site.test"
-
-
-@contextmanager
-def site(robots: Reply, tls: Tls | None = None) -> Generator[tuple[int, list[str]]]:
-    """A keep-alive HTTP/1.1 server (HTTPS with `tls`): `/robots.txt` answers `robots`, any other path 200 with the
-    path as body."""
-
-    def answer(path: str) -> Reply:
-        return robots if path == "/robots.txt" else Reply(200, path.encode())
-
-    with serve_static(answer, keep_alive=True, tls=None if tls is None else tls.server) as served:
-        yield served.port, served.asked
 
 
 def proxy_for(port: int, compliance: Compliance, *, max_exchanges_per_tunnel: int = 100) -> CountingProxy:
@@ -48,22 +37,6 @@ def proxy_for(port: int, compliance: Compliance, *, max_exchanges_per_tunnel: in
         compliance=compliance,
         max_exchanges_per_tunnel=max_exchanges_per_tunnel,
     )
-
-
-async def get(proxy: CountingProxy, url: str) -> tuple[int, bytes]:
-    """A plain-HTTP request through the proxy (the URL sent exactly as written): its status and body."""
-    with anyio.fail_after(10):
-        async with await anyio.connect_unix(proxy.socket_path) as stream:
-            await stream.send(f"GET {url} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
-            received = b""
-            async for chunk in stream:
-                received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
-def gate(**config: object) -> Compliance:
-    return Compliance(ComplianceConfig.model_validate(config))
 
 
 READ_AS_PRIVATE = ["/pub/../private/x", "//private/x", "/./private/x", "/pub/%2e%2e/private/x", "/pub/%2E%2E/private/x"]
