@@ -61,7 +61,7 @@ class ListDirectoryResult(ToolResult):
 
     Names grouped by kind rather than a list of `{name, type}` objects: the same information, but a client that
     checks results against the output schema (the MCP SDKs' clients do, on every call) checks one string per
-    entry instead of an object, two fields and an enum (a third of the cost, see the README's Benchmarks)."""
+    entry instead of an object, two fields and an enum (a quarter of the cost, see the README's Benchmarks)."""
 
     path: str
     files: list[str] = Field(description="Regular files.")
