@@ -35,6 +35,7 @@ def main(root: str) -> None:
         return types.ListToolsResult(tools=[tool_definition(s) for s in specs])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        listing: str | None = None  # (list_directory's text is its listing, as the body's is; the others', JSON)
         if params.name == "write_file":
             args = WriteFileArgs.model_validate(params.arguments or {})
             path = ws.resolve(args.path)
@@ -49,10 +50,16 @@ def main(root: str) -> None:
             largs = PathArgs.model_validate(params.arguments or {})
             path = ws.resolve(largs.path)
             with ws.open_dir(path.parts) as fd, os.scandir(os.dup(fd)) as it:
-                entries = [
-                    {"name": e.name, "type": "directory" if e.is_dir(follow_symlinks=False) else "file"} for e in it
-                ]
-            data = {"action_id": "none", "path": path.rel, "entries": entries}
+                names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+            data = {
+                "action_id": "none",
+                "path": path.rel,
+                "files": [name for name, is_dir in names if not is_dir],
+                "directories": [name for name, is_dir in names if is_dir],
+                "symlinks": [],
+                "other": [],
+            }
+            listing = "\n".join(f"{'[DIR]' if is_dir else '[FILE]'} {name}" for name, is_dir in names)
         else:
             rargs = ReadTextFileArgs.model_validate(params.arguments or {})
             path = ws.resolve(rargs.path)
@@ -66,7 +73,8 @@ def main(root: str) -> None:
                 "size": len(raw or b""),
                 "sha256": "",
             }
-        return types.CallToolResult(content=[types.TextContent(text=json.dumps(data))], structured_content=data)
+        text = listing if listing is not None else json.dumps(data)
+        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=data)
 
     server = Server("unguarded", on_list_tools=list_tools, on_call_tool=call_tool)
 

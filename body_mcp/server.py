@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import gc
 import io
 import json
 import os
@@ -357,6 +358,7 @@ def _divert_fd1() -> None:
 
 async def serve_stdio(body: Body) -> None:
     server = build_server(body)
+    _freeze_startup_heap()
     async with anyio.create_task_group() as background:
         background.start_soon(body.background)
         with _claimed_stdout() as stdout:
@@ -370,6 +372,15 @@ async def serve_stdio(body: Body) -> None:
                 replies.run()
         await body.leave()  # (reached on a clean exit only: stdin closed)
         background.cancel_scope.cancel()
+
+
+def _freeze_startup_heap() -> None:
+    """Leave what start-up built (modules, models, schemas, the body: some 110,000 objects) out of every later
+    garbage collection: a full collection over them took 67 ms of CPU (load 16; the machine shared) and ran on
+    whatever call was under way; after `gc.freeze()` it scans only what serving made since. Collected first, so
+    no start-up garbage is kept for good."""
+    gc.collect()
+    gc.freeze()
 
 
 def run_stdio(body: Body) -> None:

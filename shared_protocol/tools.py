@@ -56,14 +56,18 @@ class ReadTextFileResult(ToolResult):
 EntryKind = Literal["file", "directory", "symlink", "other"]
 
 
-class DirectoryEntry(ProtocolModel):
-    name: str
-    type: EntryKind
-
-
 class ListDirectoryResult(ToolResult):
+    """A directory's entries by kind, each list sorted by name.
+
+    Names grouped by kind rather than a list of `{name, type}` objects: the same information, but a client that
+    checks results against the output schema (the MCP SDKs' clients do, on every call) checks one string per
+    entry instead of an object, two fields and an enum (a quarter of the cost, see the README's Benchmarks)."""
+
     path: str
-    entries: list[DirectoryEntry]
+    files: list[str] = Field(description="Regular files.")
+    directories: list[str]
+    symlinks: list[str] = Field(description="Symbolic links, whatever they point at (never followed).")
+    other: list[str] = Field(description="Devices, FIFOs and sockets.")
 
 
 class DirectoryTreeArgs(PathArgs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -119,12 +120,33 @@ def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
     return "other"
 
 
+_GROUP: dict[EntryKind, str] = {"file": "files", "directory": "directories", "symlink": "symlinks", "other": "other"}
+
+
 async def list_directory(ctx: ToolContext[PathArgs]) -> ListDirectoryResult:
     path = ctx.paths["path"]
+    groups: dict[str, list[str]] = {group: [] for group in _GROUP.values()}
     with ctx.deps.workspace.open_dir(path.parts) as fd:
-        entries = [{"name": shown(e.name), "type": _entry_kind(e)} for e in _scan(fd)]
+        for entry in _scan(fd):
+            groups[_GROUP[_entry_kind(entry)]].append(shown(entry.name))
     # One validation of the whole result (pydantic's, in Rust) rather than one model built in Python per entry.
-    return ListDirectoryResult.model_validate({"action_id": ctx.action_id, "path": path.rel, "entries": entries})
+    return ListDirectoryResult.model_validate({"action_id": ctx.action_id, "path": path.rel, **groups})
+
+
+def _listing_text(result: ListDirectoryResult) -> str:
+    """The listing as the model reads it: one entry a line, by name, its kind first (`[DIR] src`), as the reference
+    filesystem server shows it; a name that would break the line (a newline in it, say) is quoted as JSON."""
+    lines = sorted(
+        [
+            *((name, "[FILE]") for name in result.files),
+            *((name, "[DIR]") for name in result.directories),
+            *((name, "[LINK]") for name in result.symlinks),
+            *((name, "[OTHER]") for name in result.other),
+        ]
+    )
+    if not lines:
+        return f"{result.path}: empty directory"
+    return "\n".join(f"{tag} {name if name.isprintable() else json.dumps(name)}" for name, tag in lines)
 
 
 def _walk(fd: int, prefix: str, excluded: list[str]) -> Iterator[tuple[str, os.DirEntry[str], int | None]]:
@@ -240,6 +262,7 @@ READ_TOOLS = [
         handler=list_directory,
         read_only=True,
         path_fields={"path": "read"},
+        text=_listing_text,
     ),
     ToolSpec(
         name="directory_tree",

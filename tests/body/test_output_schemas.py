@@ -20,6 +20,7 @@ from referencing import Registry
 from body_mcp.server import tool_definition
 from body_mcp.tools import ALL_TOOLS
 from shared_protocol import Refusal, RefusalCode
+from shared_protocol.refusals import Rule
 from shared_protocol.tools import CommandOutput, RunCommandResult, StreamOutput
 
 from .helpers import call, refused
@@ -55,7 +56,7 @@ async def test_a_run_command_refusal_with_its_full_result_is_admitted(client: Cl
         duration_s=0.1,
         changes=[],
         applied=False,
-        refusal=Refusal(code=RefusalCode.APPROVAL_REQUIRED, rule="approval", message="ask first", action_id="act_1"),
+        refusal=Refusal(code=RefusalCode.APPROVAL_REQUIRED, rule=Rule.APPROVAL, message="ask first", action_id="act_1"),
     )
     result = CallToolResult(content=[], structured_content=held.model_dump(mode="json"), is_error=True)
     await client.session.validate_tool_result("run_command", result)
@@ -89,9 +90,10 @@ async def test_a_refusal_carries_its_json_in_the_text_too(client: Client) -> Non
 
 
 _DOCUMENTS: list[dict[str, Any]] = [
-    {"action_id": "a", "path": "d", "entries": [{"name": "f.txt", "type": "file"}, {"name": "d", "type": "directory"}]},
-    {"action_id": "a", "path": "d", "entries": [{"name": 1, "type": "file"}]},
-    {"action_id": "a", "path": "d", "entries": [{"name": "f", "type": "file", "size": 1}]},
+    {"action_id": "a", "path": "d", "files": ["f.txt"], "directories": ["d"], "symlinks": [], "other": []},
+    {"action_id": "a", "path": "d", "files": [1], "directories": [], "symlinks": [], "other": []},
+    {"action_id": "a", "path": "d", "files": [], "directories": [], "symlinks": []},
+    {"action_id": "a", "path": "d", "files": [], "directories": [], "symlinks": [], "other": [], "sizes": [1]},
     {"action_id": "a", "path": "d", "truncated": False, "tree": [{"name": "x", "type": "directory", "children": []}]},
     {
         "action_id": "a",

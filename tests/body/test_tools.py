@@ -8,6 +8,7 @@ from typing import Literal
 
 import pytest
 from mcp import Client
+from mcp_types import TextContent
 
 from body_mcp import Body
 from shared_protocol import FileChange, MutationResult
@@ -47,8 +48,11 @@ async def test_reads_over_the_size_cap_are_refused(workspace: Path, home: Path) 
 
 
 async def test_list_tree_search_and_info(client: Client, workspace: Path) -> None:
-    entries = ok(await call(client, "list_directory", path="."))["entries"]
-    assert {"name": "src", "type": "directory"} in entries and {"name": "README.md", "type": "file"} in entries
+    listed = await call(client, "list_directory", path=".")
+    entries = ok(listed)
+    assert "src" in entries["directories"] and "README.md" in entries["files"]
+    [text] = listed.content
+    assert isinstance(text, TextContent) and "[DIR] src" in text.text.splitlines(), text
     tree = ok(await call(client, "directory_tree", path=".", exclude_patterns=[".git"]))["tree"]
     src = next(node for node in tree if node["name"] == "src")
     assert src["children"][0]["name"] == "app.py"
@@ -65,14 +69,36 @@ async def test_list_directory_names_each_entrys_kind_without_following_links(cli
     (workspace / "kinds" / "to_sub").symlink_to("sub")
     (workspace / "kinds" / "to_file").symlink_to("plain.txt")
     os.mkfifo(workspace / "kinds" / "pipe")
-    entries = ok(await call(client, "list_directory", path="kinds"))["entries"]
-    assert entries == [
-        {"name": "pipe", "type": "other"},
-        {"name": "plain.txt", "type": "file"},
-        {"name": "sub", "type": "directory"},
-        {"name": "to_file", "type": "symlink"},
-        {"name": "to_sub", "type": "symlink"},
+    (workspace / "kinds" / "two\nlines").write_text("x")
+    listed = await call(client, "list_directory", path="kinds")
+    data = ok(listed)
+    assert (data["files"], data["directories"], data["symlinks"], data["other"]) == (
+        ["plain.txt", "two\nlines"],
+        ["sub"],
+        ["to_file", "to_sub"],
+        ["pipe"],
+    )
+    [text] = listed.content
+    assert isinstance(text, TextContent)
+    # The text is the listing by name, each line its kind and name; a name with a newline is quoted, not split.
+    assert text.text.splitlines() == [
+        "[OTHER] pipe",
+        "[FILE] plain.txt",
+        "[DIR] sub",
+        "[LINK] to_file",
+        "[LINK] to_sub",
+        '[FILE] "two\\nlines"',
     ]
+    (workspace / "kinds" / "empty").mkdir()
+    empty = await call(client, "list_directory", path="kinds/empty")
+    assert ok(empty) == {
+        "action_id": ok(empty)["action_id"],
+        "path": "kinds/empty",
+        "files": [],
+        "directories": [],
+        "symlinks": [],
+        "other": [],
+    }
 
 
 async def test_write_file_creates_parents_and_overwrites_atomically(client: Client, workspace: Path) -> None:

@@ -88,3 +88,12 @@ def test_a_refusal_reaches_the_inspector_as_a_tool_result_naming_its_code(
     assert refusal["code"] == "path_outside_workspace" and refusal["rule"] and refusal["action_id"].startswith("act_")
     assert [content["type"] for content in reply["content"]] == ["text"]
     assert "path_outside_workspace" in reply["content"][0]["text"]
+
+
+def test_the_inspector_lists_a_directory_by_kind(inspector: list[str], workspace: Path, home: Path) -> None:
+    # The TypeScript SDK's client checks the grouped result against the output schema, as the Python SDK's does.
+    reply = call(inspector, workspace, home, "list_directory", path=".")
+    assert reply["isError"] is False
+    listed = reply["structuredContent"]
+    assert "README.md" in listed["files"] and "src" in listed["directories"], listed
+    assert "[DIR] src" in reply["content"][0]["text"].splitlines()
