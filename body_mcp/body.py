@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import httpx
 
-from sandbox import NoIsolationAvailable, Sandbox, ToolchainNotFound, select_sandbox
+from sandbox import NoIsolationAvailable, Sandbox, ToolchainNotFound, select_sandbox, wait_discarded
 from shared_protocol import RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds, secret_references
@@ -296,6 +296,7 @@ class Body:
 
     def close(self) -> None:
         self.replies.run()
+        wait_discarded()  # (the staging areas of the last commands, removed after their replies)
         self.scanner.close()
         self.audit_writer.close()
         self.workspace.close()

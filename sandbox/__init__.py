@@ -33,6 +33,7 @@ from ._interface import (
 from ._memory_backend import InMemorySandbox, ScriptedChange, scripted_result
 from ._overlay_backend import BwrapOverlaySandbox
 from ._select import SandboxPreference, select_sandbox
+from ._staged import wait_discarded
 from ._task_env import SANDBOX_CACHE_DIR, TaskEnvironment, task_environment
 from ._toolchain import check_toolchain_paths, default_toolchain_paths, minimal_path
 from .exceptions import (
@@ -85,4 +86,5 @@ __all__ = [
     "scripted_result",
     "select_sandbox",
     "task_environment",
+    "wait_discarded",
 ]

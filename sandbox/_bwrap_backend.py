@@ -30,7 +30,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -133,6 +132,17 @@ class _Plan:
 
 
 @dataclass(kw_only=True)
+class _SetUp:
+    """A run's state from before its command starts (`BwrapBackend._set_up`)."""
+
+    staging: Path
+    cgroup: PidsCgroup | None
+    launch: _Launch
+    started: Started | None
+    """The overlay backend's launcher, forked by the server; None: the copy backend's chain, started later."""
+
+
+@dataclass(kw_only=True)
 class _Launch:
     argv: list[str]
     pass_fds: list[int]
@@ -202,24 +212,26 @@ class BwrapBackend(ABC):
             self._tool(name)
         control = RunControl()
         self._active.add(control)
-        staging: Path | None = None
+        setup: _SetUp | None = None
         staged_run: StagedDirRun | None = None
         areas = RunAreas()
         try:
-            staging = await anyio.to_thread.run_sync(make_staging, self._staging_root)
-            outcome, status, prepared = await self._run_in(staging, spec, plan, control, areas)
+            # The first run of a backend (a body's first) also kills and removes what a dead body's runs left.
+            sweep, self._swept = not self._swept, True
+            # One worker-thread hop for everything before the command (each hop is a wake-up the loaded machine
+            # makes us wait for). Shielded: a run cancelled meanwhile must get its launcher back, to kill it.
+            with anyio.CancelScope(shield=True):
+                setup = await anyio.to_thread.run_sync(self._set_up, spec, plan, sweep)
+            assert setup is not None
+            outcome, status, changes = await self._run_in(setup, spec, plan, control, areas)
             if "child-pid" not in status and not (outcome.timed_out or outcome.killed):
                 detail = outcome.stderr.decode("utf-8", errors="replace")
                 raise SandboxSetupFailed(f"{self.name} sandbox did not start the command", detail=detail)
             quotas, staged_bytes = areas.usage()
-            changes: list[StagedChange] = []
-            if areas.started and areas.write_fd is not None:
-                changes = await anyio.to_thread.run_sync(prepared.collect, areas.write_path)
-                changes = _outside_mounts(changes, spec.workspace, plan.writable)
             staged_run = StagedDirRun(
                 result=_result(outcome, status, quotas=quotas, staged_bytes=staged_bytes),
-                changes=changes,
-                staging=staging,
+                changes=_outside_mounts(changes, spec.workspace, plan.writable),
+                staging=setup.staging,
                 area_fd=areas.take_write_fd(),
             )
             return staged_run
@@ -227,19 +239,40 @@ class BwrapBackend(ABC):
             self._active.discard(control)
             if staged_run is None:
                 areas.close()
-                if staging is not None:
+                if setup is not None:
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(remove_staging, staging)
+                        await anyio.to_thread.run_sync(remove_staging, setup.staging)
+
+    def _set_up(self, spec: SandboxSpec, plan: _Plan, sweep: bool) -> _SetUp:
+        """Everything before the command, in one worker thread: the staging area, the run's cgroup, bwrap's
+        options, and (overlay backend) the launcher forked by the server. Undone if any step fails."""
+        staging = make_staging(self._staging_root)
+        cgroup: PidsCgroup | None = None
+        launch: _Launch | None = None
+        try:
+            cgroup = _create_cgroup(spec, bool(plan.forwarder), sweep=sweep)
+            launch = self._build_launch(spec, plan, staging, cgroup)
+            started = None
+            if launch.request is not None:
+                assert launch.request_path is not None
+                started = start_blocking(self._spawner, launch.request, launch.request_path)
+            return _SetUp(staging=staging, cgroup=cgroup, launch=launch, started=started)
+        except BaseException:
+            if launch is not None:
+                launch.close_fds()
+            if cgroup is not None:
+                cgroup.remove()
+            remove_staging(staging)
+            raise
 
     async def _run_in(
-        self, staging: Path, spec: SandboxSpec, plan: _Plan, control: RunControl, areas: RunAreas
-    ) -> tuple[ProcessOutcome, dict[str, Any], Prepared]:
-        """Launch and wait; the run's cgroup lives exactly as long as its processes may."""
-        # The first run of a backend (a body's first) also kills and removes what a dead body's runs left.
-        sweep, self._swept = not self._swept, True
-        cgroup = await anyio.to_thread.run_sync(partial(_create_cgroup, spec, bool(plan.forwarder), sweep=sweep))
+        self, setup: _SetUp, spec: SandboxSpec, plan: _Plan, control: RunControl, areas: RunAreas
+    ) -> tuple[ProcessOutcome, dict[str, Any], list[StagedChange]]:
+        """Launch and wait; the run's cgroup lives exactly as long as its processes may. Then, in one worker-thread
+        hop, the cgroup is removed, bwrap's status read and the staged changes collected."""
+        staging, cgroup, launch, started = setup.staging, setup.cgroup, setup.launch, setup.started
+        finished = False
         try:
-            launch = await anyio.to_thread.run_sync(self._build_launch, spec, plan, staging, cgroup)
 
             async def confine(pid: int) -> None:
                 if cgroup is not None:
@@ -251,24 +284,13 @@ class BwrapBackend(ABC):
                 areas.started = True
                 return gate
 
-            request, channel = launch.request, None
-
             async def launcher() -> SpawnedProcess:
-                nonlocal channel
-                assert request is not None and launch.request_path is not None
-                # Shielded: a run cancelled meanwhile must get its process back, to kill it (a fork is milliseconds).
-                started: Started | None = None
-                with anyio.CancelScope(shield=True):
-                    started = await anyio.to_thread.run_sync(
-                        start_blocking, self._spawner, request, launch.request_path
-                    )
                 assert started is not None
-                channel = started.channel
-                return SpawnedProcess(started)
+                return SpawnedProcess(started)  # (forked already, by `_set_up`: no checkpoint between)
 
             async def handed_over() -> None:
-                assert channel is not None
-                areas.adopt(*await receive_areas(channel, SETUP_TIMEOUT_S), staging)
+                assert started is not None
+                areas.adopt(*await receive_areas(started.channel, SETUP_TIMEOUT_S), staging)
                 areas.started = True
 
             try:
@@ -280,21 +302,39 @@ class BwrapBackend(ABC):
                     pass_fds=[*launch.pass_fds, *spec.pass_fds],
                     control=control,
                     kill_rest=cgroup.kill_once if cgroup is not None else _nothing,
-                    admit=None if request is not None else admit,
-                    confine=None if request is not None else confine,
+                    admit=None if started is not None else admit,
+                    confine=None if started is not None else confine,
                     on_output=spec.on_output,
-                    launcher=launcher if request is not None else None,
+                    launcher=launcher if started is not None else None,
                     started=handed_over,
                 )
             finally:
                 launch.close_fds()
-                if channel is not None:
-                    channel.close()
+                if started is not None:
+                    started.channel.close()
+            collect = launch.prepared.collect if areas.started and areas.write_fd is not None else None
+            write_path = areas.write_path if collect is not None else None
+
+            def finish() -> tuple[dict[str, Any], list[StagedChange]]:
+                if cgroup is not None:
+                    cgroup.remove()
+                status = _read_status(launch.status_path)
+                if collect is None or write_path is None:
+                    return status, []
+                if "child-pid" not in status and not (outcome.timed_out or outcome.killed):
+                    return status, []  # (the run fails: nothing to collect)
+                return status, collect(write_path)
+
+            done: tuple[dict[str, Any], list[StagedChange]] | None = None
+            with anyio.CancelScope(shield=True):
+                done = await anyio.to_thread.run_sync(finish)
+            assert done is not None
+            finished = True
         finally:
-            if cgroup is not None:
+            if cgroup is not None and not finished:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(cgroup.remove)
-        return outcome, _read_status(launch.status_path), launch.prepared
+        return outcome, *done
 
     def _plan(self, spec: SandboxSpec) -> _Plan:
         """Check the spec and decide the mounts, before anything is created (misuse fails fast)."""

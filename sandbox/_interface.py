@@ -202,6 +202,12 @@ class StagedRun(Protocol):
         """Discard the staging area. Idempotent."""
         ...
 
+    def discard_soon(self) -> None:
+        """Discard the staging area without waiting (e.g. before a reply): what the command wrote is released
+        now, what is left of the staging directory is removed by a background thread (`wait_discarded`).
+        Idempotent; `aclose` after it does nothing more."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(

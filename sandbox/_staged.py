@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +17,8 @@ import anyio
 import anyio.to_thread
 
 from ._interface import RunResult, StagedChange
+
+logger = logging.getLogger(__name__)
 
 
 def make_staging(root: Path) -> Path:
@@ -33,6 +37,53 @@ def remove_staging(path: Path) -> None:
         # Only without root: a command may leave `chmod 000` directories, and overlayfs's work dir is 000.
         _make_removable(path)
         shutil.rmtree(path, ignore_errors=False)
+
+
+class _Discarder:
+    """Removes staging directories in a background thread, so that a run's reply does not wait for it.
+
+    The thread is started when there is work and ends when there is none; it is not a daemon, so an exiting
+    interpreter waits for the removals still queued."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queue: list[Path] = []
+        self._working = False
+
+    def put(self, path: Path) -> None:
+        with self._lock:
+            self._queue.append(path)
+            if self._working:
+                return
+            self._working = True
+        threading.Thread(target=self._work, name="swarm-staging-discard").start()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Whether every queued removal was done within `timeout_s`."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._working, timeout_s)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._working = False
+                    self._idle.notify_all()
+                    return
+                path = self._queue.pop(0)
+            try:
+                remove_staging(path)
+            except OSError:
+                logger.warning("could not remove the staging area %s", path, exc_info=True)
+
+
+_DISCARDER = _Discarder()
+
+
+def wait_discarded(timeout_s: float = 10.0) -> bool:
+    """Wait until the staging areas handed to `StagedDirRun.discard_soon` are removed; False on a timeout."""
+    return _DISCARDER.wait(timeout_s)
 
 
 def _make_removable(path: Path) -> None:
@@ -72,6 +123,15 @@ class StagedDirRun:
     def write_area(self) -> Path | None:
         """Where the command's writes live (its staged content), when not in `staging_dir`; None once closed."""
         return Path(f"/proc/self/fd/{self._area_fd}") if self._area_fd is not None else None
+
+    def discard_soon(self) -> None:
+        """See `StagedRun.discard_soon`: the write area is released now, the staging directory removed later."""
+        staging, self._staging = self._staging, None
+        area_fd, self._area_fd = self._area_fd, None
+        if area_fd is not None:
+            os.close(area_fd)
+        if staging is not None:
+            _DISCARDER.put(staging)
 
     async def aclose(self) -> None:
         """Discard the staging area; the `source` paths of the changes stop existing. Idempotent."""

@@ -460,7 +460,8 @@ async def run_command(ctx: ToolContext[RunCommandArgs]) -> RunCommandResult:
         return _applied(ctx, measured)
     finally:
         if not kept:
-            await staged.aclose()
+            # Not waited for: the write area is released now, the staging directory removed off the reply's path.
+            staged.discard_soon()
 
 
 def _irreversible(args: RunCommandArgs) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import ChangeKind, EntryType
+from sandbox import ChangeKind, EntryType, wait_discarded
 from sandbox._bwrap_backend import BwrapBackend
 
 from ._support import by_path, make_spec, sh, snapshot, summary
@@ -188,6 +188,21 @@ async def test_hidden_content_never_reaches_the_staging_area(backend: BwrapBacke
             if path.is_file() and not path.is_symlink():
                 assert b"hunter2" not in path.read_bytes(), path
     assert not staging_dir.exists() and staged.write_area is None
+
+
+async def test_a_run_discarded_soon_releases_its_write_area_at_once_and_its_staging_area_after(
+    backend: BwrapBackend, ws: Path
+) -> None:
+    staged = await backend.run(sh(ws, "echo staged > new.txt"))
+    staging_dir, write_area = staged.staging_dir, staged.write_area
+    assert staging_dir is not None and write_area is not None
+    assert _read(by_path(staged.changes)["new.txt"].source) == b"staged\n"
+    staged.discard_soon()  # (a run's reply does not wait for the removal)
+    assert staged.staging_dir is None and staged.write_area is None
+    assert wait_discarded(10)
+    assert not staging_dir.exists()
+    await staged.aclose()  # nothing more to do
+    assert not (ws / "new.txt").exists()
 
 
 def _read(source: Path | None) -> bytes:
