@@ -235,6 +235,8 @@ class RateWindows:
         self._db: sqlite3.Connection | None = None
         self._ready: sqlite3.Connection | None = None
         """The connection whose schema is made (a busy file can interrupt it: made again by the next take)."""
+        self._opened: tuple[int, int] | None = None
+        """The file `_db` opened (device, inode): each take checks the path still leads to it."""
 
     def take(self, rule: str, per_minute: int, *, deadline: float | None = None) -> bool:
         """Admit one request under `rule` (at most `per_minute` in the last minute): whether it may go.
@@ -255,6 +257,10 @@ class RateWindows:
             self._lock.release()
 
     def _open(self, deadline: float) -> sqlite3.Connection:
+        if self._db is not None and self._path is not None and _identity(self._path) != self._opened:
+            # Removed or replaced since we opened it: a body that kept counting in the old file while the ones started
+            # since count in the new one would each admit the whole cap.
+            self.close()
         db = self._db
         if db is None:
             # (autocommit mode: transactions are begun and ended here, explicitly)
@@ -265,6 +271,7 @@ class RateWindows:
                 check_same_thread=False,
             )
             self._db = db
+            self._opened = None if self._path is None else _identity(self._path)
         # (sqlite's own busy handler waits for the lock, up to what is left of the deadline)
         db.execute(f"PRAGMA busy_timeout = {max(int((deadline - time.monotonic()) * 1000), 0)}")
         if db is not self._ready:
@@ -338,6 +345,15 @@ def _unusable(path: Path, exc: sqlite3.Error) -> StateUnusable:
     if exc.sqlite_errorname.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
         return StateUnusable(path, f"damaged ({exc}): {_REMOVE_IT}", damaged=True)
     return StateUnusable(path, f"cannot be used ({exc})")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`; None when there is none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

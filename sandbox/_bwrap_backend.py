@@ -79,7 +79,7 @@ from ._limits import (
     rlimits,
 )
 from ._process import SETUP_TIMEOUT_S, ProcessOutcome, RunControl, run_contained
-from ._staged import StagedDirRun, make_staging, remove_staging
+from ._staged import StagedDirRun, make_staging, remove_orphaned_staging, remove_staging
 from ._toolchain import (
     ToolchainMount,
     default_toolchain_paths,
@@ -245,7 +245,10 @@ class BwrapBackend(ABC):
 
     def _set_up(self, spec: SandboxSpec, plan: _Plan, sweep: bool) -> _SetUp:
         """Everything before the command, in one worker thread: the staging area, the run's cgroup, bwrap's
-        options, and (overlay backend) the launcher forked by the server. Undone if any step fails."""
+        options, and (overlay backend) the launcher forked by the server. Undone if any step fails. With `sweep`
+        (a body's first run) also what a dead body left in the staging root."""
+        if sweep:
+            remove_orphaned_staging(self._staging_root)
         staging = make_staging(self._staging_root)
         cgroup: PidsCgroup | None = None
         launch: _Launch | None = None

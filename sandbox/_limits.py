@@ -225,6 +225,27 @@ def remove_orphaned_cgroups(parent: Path) -> list[Path]:
     return removed
 
 
+def owner_tag() -> str | None:
+    """`NS.PID.START` for this process (see `made_by_a_gone_process`); None where /proc cannot tell."""
+    return _owner_tag()
+
+
+def made_by_a_gone_process(name: str, prefix: str) -> bool:
+    """Whether `name` (`prefix`, an `owner_tag`, then `-` and the rest) was made by a process of our pid namespace
+    that is gone. False for any other name: an older body's, another pid namespace's (whether its maker lives is
+    unknown)."""
+    if not name.startswith(prefix):
+        return False
+    try:
+        namespace = _pid_namespace()
+    except OSError:
+        return False
+    tag = name[len(prefix) :].split("-", 1)[0].split(".")
+    if len(tag) != 3 or not all(part.isdigit() for part in tag) or int(tag[0]) != namespace:
+        return False
+    return _start_time(int(tag[1])) != int(tag[2])
+
+
 def _owner_tag() -> str | None:
     """`NS.PID.START` for this process: its pid namespace's inode, its pid, its start time (a reused pid has
     another); None where /proc cannot tell."""

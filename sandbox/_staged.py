@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -17,14 +19,37 @@ import anyio
 import anyio.to_thread
 
 from ._interface import RunResult, StagedChange
+from ._limits import made_by_a_gone_process, owner_tag
 
 logger = logging.getLogger(__name__)
 
 
+_PREFIX = "swarm-sandbox-"
+
+
 def make_staging(root: Path) -> Path:
-    """A fresh private directory for one run under `root`."""
+    """A fresh private directory for one run under `root`; its name says which process made it
+    (`remove_orphaned_staging`)."""
     root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="swarm-sandbox-", dir=root))
+    tag = owner_tag()
+    return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{tag + '-' if tag else ''}", dir=root))
+
+
+def remove_orphaned_staging(root: Path) -> list[Path]:
+    """Remove the staging directories under `root` whose body is gone (killed before it removed them: during a
+    run, or between a run's reply and `discard_soon`'s removal); the ones removed. Only this user's directories,
+    named by a process of this pid namespace (`made_by_a_gone_process`)."""
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for path in root.glob(f"{_PREFIX}*"):
+            with contextlib.suppress(OSError):  # (another body removing it at the same time)
+                info = path.lstat()
+                if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                    continue
+                if made_by_a_gone_process(path.name, _PREFIX):
+                    remove_staging(path)
+                    removed.append(path)
+    return removed
 
 
 def remove_staging(path: Path) -> None:
@@ -57,7 +82,10 @@ class _Discarder:
             if self._working:
                 return
             self._working = True
-        threading.Thread(target=self._work, name="swarm-staging-discard").start()
+        try:
+            threading.Thread(target=self._work, name="swarm-staging-discard").start()
+        except RuntimeError:  # (no thread to be had, or the interpreter exiting): removed here, now, as before
+            self._work()
 
     def wait(self, timeout_s: float) -> bool:
         """Whether every queued removal was done within `timeout_s`."""

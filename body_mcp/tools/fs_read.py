@@ -135,7 +135,9 @@ async def list_directory(ctx: ToolContext[PathArgs]) -> ListDirectoryResult:
 
 def _listing_text(result: ListDirectoryResult) -> str:
     """The listing as the model reads it: one entry a line, by name, its kind first (`[DIR] src`), as the reference
-    filesystem server shows it; a name that would break the line (a newline in it, say) is quoted as JSON."""
+    filesystem server shows it; a name that would break the line (a newline in it, say) is quoted as JSON, and so is
+    one that would read as quoted or trimmed (a `"` first, a space at either end), so two names never read alike (but
+    see `shown`: a name escaped for its non-UTF-8 bytes reads like one that spells the escape out)."""
     lines = sorted(
         [
             *((name, "[FILE]") for name in result.files),
@@ -146,7 +148,13 @@ def _listing_text(result: ListDirectoryResult) -> str:
     )
     if not lines:
         return f"{result.path}: empty directory"
-    return "\n".join(f"{tag} {name if name.isprintable() else json.dumps(name)}" for name, tag in lines)
+    return "\n".join(f"{tag} {name if _plain(name) else json.dumps(name)}" for name, tag in lines)
+
+
+def _plain(name: str) -> bool:
+    """Whether a listing shows `name` as it is: printable, not starting with a quote, not starting or ending with
+    white space (shown bare, `"a\\nb"` would read as the quoted `a<newline>b`, and ` a` as `a`)."""
+    return name.isprintable() and not name.startswith('"') and name.strip() == name
 
 
 def _walk(fd: int, prefix: str, excluded: list[str]) -> Iterator[tuple[str, os.DirEntry[str], int | None]]:

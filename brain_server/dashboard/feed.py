@@ -10,10 +10,11 @@ same bytes to every open stream without awaiting any page. So while 32 bodies st
 is at most `AUDIT_ROWS + ERROR_ROWS` encodings and one write per page a flush, however many events arrive; a kill,
 a resume, a decision or a task event is not an audit event and never passes here (`EventHub`, whole, at once).
 
-A stream whose buffer is full (a page not reading) is cut off and reconnects. The newest `AUDIT_ROWS` events stored
-are kept in memory (encoded at most once between changes) and are the first chunk a page that opens is sent; a page
-opening while a flush is queued gets that flush's events in the flush, never twice. Nothing here touches the
-database, so an open dashboard costs the brain no queries per event; after a restart the backlog starts empty.
+A stream whose buffer is full (a page not reading) is cut off and reconnects. The newest `AUDIT_ROWS` events stored,
+and before them the newest `ERROR_ROWS` refusals and failures, are kept in memory (encoded at most once between
+changes) and are the first chunk a page that opens is sent; a page opening while a flush is queued gets that flush's
+events in the flush, never twice. Nothing here touches the database, so an open dashboard costs the brain no queries
+per event; after a restart the backlog starts empty.
 """
 
 from __future__ import annotations
@@ -98,9 +99,14 @@ class AuditFeed:
         self._encode = encode
         self._rows = rows
         self._errors = errors
-        self._recent: deque[AuditEvent] = deque(maxlen=rows)
+        self._stored = 0
+        """Events remembered so far: each one's number orders `_recent` and `_recent_errors` together."""
+        self._recent: deque[tuple[int, AuditEvent]] = deque(maxlen=rows)
+        self._recent_errors: deque[tuple[int, AuditEvent]] = deque(maxlen=errors)
+        """The newest refusals and failures, older than `_recent` or not: a page that opens after a flood of other
+        events still gets what its Errors panel shows, as an open page did (`shown`)."""
         self._backlog: bytes | None = None
-        """`_recent` encoded, until it changes."""
+        """`_recent` and `_recent_errors` encoded, until they change."""
         self._buffer = buffer
         """Chunks a stream may have waiting before it is cut off."""
         self._every_s = every_s
@@ -114,7 +120,8 @@ class AuditFeed:
         """The newest events flushed (or stored while no page was open), oldest first, encoded: the first chunk of a
         stream that opens now (`subscribe`); what is queued reaches it with the next `flush`."""
         if self._backlog is None:
-            self._backlog = self._encode(list(self._recent)) if self._recent else b""
+            kept = dict(self._recent_errors) | dict(self._recent)
+            self._backlog = self._encode([kept[n] for n in sorted(kept)]) if kept else b""
         return self._backlog
 
     def publish(self, events: Sequence[AuditEvent]) -> None:
@@ -129,7 +136,16 @@ class AuditFeed:
             self._wake.set()
 
     def _remember(self, events: Sequence[AuditEvent]) -> None:
-        self._recent.extend(events[-self._rows :] if self._rows else ())
+        first, self._stored = self._stored, self._stored + len(events)
+        newest = events[-self._rows :] if self._rows else ()
+        self._recent.extend(zip(range(self._stored - len(newest), self._stored), newest, strict=True))
+        errors: list[tuple[int, AuditEvent]] = []
+        for i in range(len(events) - 1, -1, -1):  # (newest first, until the Errors panel's worth is found)
+            if len(errors) >= self._errors:
+                break
+            if events[i].outcome in _ERRORS:
+                errors.append((first + i, events[i]))
+        self._recent_errors.extend(reversed(errors))
         self._backlog = None
 
     def flush(self) -> None:
