@@ -36,6 +36,8 @@ _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
 number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a card."""
 _SHADOWED = re.compile(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]+")
 """What `_Shadow` rewrites: a percent-escape of a printable ASCII character, and non-ASCII characters."""
+_PHONE_EDGE = re.compile(r"[A-Za-z%]")
+"""What the phone matcher refuses beside a number (a Latin letter, `%`), in ASCII (`_Shadow.phone_edges`)."""
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
 _IBAN = re.compile(r"(?<![\w-])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![\w-])")
 """An IBAN (ISO 13616) as printed: country, check digits, then its account number run together or in groups of four
@@ -155,14 +157,24 @@ class Detector:
         return [(kind, re.compile(pattern)) for kind, pattern in self.config.patterns.items()]
 
     def find(self, text: str) -> list[Span]:
-        """The spans of personal data in `text`, in order, none overlapping (the longer one wins)."""
-        found: list[Span] = []
+        """The spans of personal data in `text`, in order, none overlapping (the longer one wins).
+
+        Text that a reader sees otherwise than it is written (percent-escapes, fullwidth or other NFKC look-alikes:
+        `＋１ ２０２…`, `alice＠example.org`) is read twice: as written, and as the reader sees it (`_Shadow`), whose
+        spans are mapped back onto the text as written, so what is protected is the text itself and the subject is
+        the normalised one (`_reconcile` says which reading wins where they differ)."""
         shadow = _Shadow(text) if "%" in text or not text.isascii() else None
-        if shadow is not None and "@" in shadow.text:  # (`alice%40example.org`, `alice＠example.org`)
-            for m in _EMAIL.finditer(shadow.text):
-                start, end = shadow.original(m.start(), m.end())
-                found.append(Span(start, end, "email", m.group().lower()))
-        elif "@" in text:
+        if shadow is None or shadow.text == text:
+            return _disjoint(self._find(text))
+        read = [Span(*shadow.original(s.start, s.end), s.kind, s.subject) for s in self._find(shadow.text)]
+        # (the phone matcher, by far the slowest, reads the text as written only where the view may have hidden a
+        # number from it: CJK text's fullwidth `：`, `（` beside a number cost it nothing twice)
+        return _reconcile(read, self._find(text, phones=shadow.phone_edges))
+
+    def _find(self, text: str, *, phones: bool = True) -> list[Span]:
+        """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
+        found: list[Span] = []
+        if "@" in text:
             found += [Span(m.start(), m.end(), "email", m.group().lower()) for m in _EMAIL.finditer(text)]
         if _ANY_DIGIT.search(text):
             for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
@@ -181,7 +193,12 @@ class Detector:
                 v4 = ipaddress.IPv4Address(m.group())
                 if _public_ip(v4):
                     found.append(Span(m.start(), m.end(), "ip", str(v4)))
-            if _DIGITS_FOR_PHONE.search(text) and not _HEX_DIGEST.fullmatch(text) and not _TIMESTAMP.fullmatch(text):
+            if (
+                phones
+                and _DIGITS_FOR_PHONE.search(text)
+                and not _HEX_DIGEST.fullmatch(text)
+                and not _TIMESTAMP.fullmatch(text)
+            ):
                 found += self._phones(text)
         if text.count(":") >= 2:
             for m in _IPV6_CANDIDATE.finditer(text):
@@ -196,7 +213,7 @@ class Detector:
             found += [Span(m.start(), m.end(), "name", m.group().lower()) for m in self._names.finditer(text)]
         for kind, pattern in self._patterns:
             found += [Span(m.start(), m.end(), kind, m.group()) for m in pattern.finditer(text) if m.end() > m.start()]
-        return _disjoint(found)
+        return found
 
     def _phones(self, text: str) -> list[Span]:
         import phonenumbers  # (imported when text is scanned: every `swarm` command and body paid ~5% of its start)
@@ -257,15 +274,18 @@ class Detector:
 
 
 class _Shadow:
-    """`text` as a reader sees it, for the email pattern: percent-escapes of printable ASCII decoded (an address
-    in a URL or a proxy path) and each non-ASCII character NFKC-normalised (a fullwidth `＠` or `．` is `@`, `.`),
-    with the way back to `text`'s positions, so what is encrypted is the text as written and the subject is the
-    plain address."""
+    """`text` as a reader sees it, for every matcher: percent-escapes of printable ASCII decoded (an address in a
+    URL or a proxy path) and each non-ASCII character NFKC-normalised (a fullwidth `＠`, `．` or `１` is `@`, `.`,
+    `1`), with the way back to `text`'s positions, so what is encrypted is the text as written and the subject is
+    the plain address or number."""
 
     def __init__(self, text: str) -> None:
         parts: list[str] = []
         self._shadow_starts: list[int] = []  # per rewritten stretch: where it starts in the shadow,
         self._rewrites: list[tuple[int, int, int]] = []  # its shadow end, and its start and end in `text`
+        self.phone_edges = False
+        """Whether a rewrite made a Latin letter or a `%` (what the phone matcher refuses beside a number: `№` is
+        `No`, `ｔｅｌ` is `tel`): only then may the phone matcher find in `text` what it misses here."""
         at = shadow_at = 0
         for m in _SHADOWED.finditer(text):
             raw = m.group()
@@ -279,6 +299,7 @@ class _Shadow:
                 if new == text[raw_start]:
                     continue
                 raw_end = raw_start + 3 if raw[0] == "%" else raw_start + 1
+                self.phone_edges = self.phone_edges or _PHONE_EDGE.search(new) is not None
                 parts += (text[at:raw_start], new)
                 shadow_at += raw_start - at
                 self._shadow_starts.append(shadow_at)
@@ -304,6 +325,33 @@ class _Shadow:
 
 def _shown(raw: str) -> str:
     return repr(raw if len(raw) <= 40 else raw[:37] + "...")
+
+
+def _reconcile(read: list[Span], written: list[Span]) -> list[Span]:
+    """The spans of a text found in its reader's view (`read`, mapped back) and as written, none overlapping.
+
+    Where the two overlap, the one read wins (its subject is the normalised one: `ａｌｉｃｅ@example.org` is alice's,
+    `mailto%3Aalice@…` is not `3aalice@…`), unless it straddles one written (overlaps it, neither holding the
+    other): the reader's view joined what is written apart, so the text as written is trusted there. A span
+    written that no span read overlaps is kept: a character the view rewrites into a letter (`№4111…` reads
+    `No4111…`) can hide from the view what the text as written shows."""
+    written = _disjoint(written)
+    kept = _disjoint([r for r in read if all(_nested(r, w) for w in _overlapping(written, r))])
+    return sorted([*kept, *(w for w in written if not _overlapping(kept, w))], key=lambda s: s.start)
+
+
+def _overlapping(spans: list[Span], span: Span) -> list[Span]:
+    """The spans of `spans` (disjoint, in order) that overlap `span`."""
+    at = bisect.bisect_right(spans, span.start, key=lambda s: s.end)
+    found: list[Span] = []
+    while at < len(spans) and spans[at].start < span.end:
+        found.append(spans[at])
+        at += 1
+    return found
+
+
+def _nested(a: Span, b: Span) -> bool:
+    return (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
 
 
 def _disjoint(spans: list[Span]) -> list[Span]:

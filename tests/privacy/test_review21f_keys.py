@@ -65,17 +65,11 @@ def test_other_writings_of_an_erased_subject_meet_its_tombstone(tmp_path: Path) 
     assert key_rows(keys) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): a fullwidth-digit phone number (＋１ ２０２…, as CJK text writes it) is not detected: "
-    "after its subject's erasure it is kept in clear, dodging the tombstone",
-)
 def test_a_fullwidth_phone_of_an_erased_subject_is_not_kept_in_clear(tmp_path: Path) -> None:
-    """Reproduce: erase a phone subject, then protect `call ＋１ ６５０ …` (the same number in fullwidth digits,
-    NFKC-equal to it): the text is stored unchanged (`_phones` reads only ASCII digits; `_Shadow`'s NFKC view is
-    used for emails alone). The same holds before any erasure: such a number is never protected.
-
-    Fix: run the phone (and card, IBAN, SSN) matchers over the NFKC shadow too, mapping spans back as emails do."""
+    """Was a hole (medium): erase a phone subject, then protect `call ＋１ ６５０ …` (the same number in fullwidth
+    digits, NFKC-equal to it): the text was stored unchanged (`_phones` read only ASCII digits; `_Shadow`'s NFKC
+    view was used for emails alone), and before any erasure such a number was never protected. Fixed: every
+    matcher reads the shadow too, its spans mapped back (`test_detect_reader_view.py`)."""
     protector, keys = store(tmp_path)
     p = plant()
     protector.protect(f"call {p.phone_e164}")
