@@ -231,12 +231,15 @@ class Detector:
                 prefixed[m.end() - 1] = m.start()
                 at = m.end()
             read = "".join((*parts, text[at:])) if prefixed else text
-        matcher = phonenumbers.PhoneNumberMatcher(
-            read, self.config.default_region, leniency=phonenumbers.Leniency.VALID
-        )
-        for match in matcher:
-            e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            spans.append(Span(prefixed.get(match.start, match.start), match.end, "phone", e164))
+        # A number's own group may start as a prefix does (`+1 800 781 0034`, `(202) 555 0114`): the text is then
+        # read as written too, and the longer finding wins.
+        for reading, starts in ((read, prefixed), *(((text, {}),) if prefixed else ())):
+            matcher = phonenumbers.PhoneNumberMatcher(
+                reading, self.config.default_region, leniency=phonenumbers.Leniency.VALID
+            )
+            for match in matcher:
+                e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+                spans.append(Span(starts.get(match.start, match.start), match.end, "phone", e164))
         return spans
 
     def parse_subject(self, text: str) -> Subject:
