@@ -97,20 +97,13 @@ def test_an_email_with_an_invisible_character_is_not_kept_in_clear(tmp_path: Pat
         assert written not in kept, (repr(mark), kept)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): erasing a subject this store holds no key for leaves no tombstone, so work under way "
-    "(a runner given the task text before the erasure) makes it a fresh key afterwards and keeps its data",
-)
 def test_an_erasure_where_no_key_is_held_still_tombstones_the_subject(tmp_path: Path) -> None:
-    """Reproduce: the brain held a task naming an email, the body never saw it. `swarm privacy erase EMAIL
-    --brain ...` erases it on the brain and says `body: nothing held` (`SqliteSubjectKeys.erase` finds no row and
-    writes no tombstone: it tombstones only inside `if row is not None`). The runner, which read the task before
-    the erasure, then calls a tool naming the email: the body's `key_for` makes a new key and the data is kept,
-    readable by `swarm privacy export` — what the tombstone exists to prevent.
-
-    Fix: in `erase`, write the tombstone whether or not a key was held (return None still, so the CLI can say
-    `nothing held`), and have `privacy_erase`/`erase_subject` record the erasure either way."""
+    """Was a hole (medium): the brain held a task naming an email, the body never saw it. `swarm privacy erase
+    EMAIL --brain ...` erased it on the brain and said `body: nothing held` (`SqliteSubjectKeys.erase` found no
+    row and wrote no tombstone). The runner, which read the task before the erasure, then called a tool naming the
+    email: the body's `key_for` made a new key and the data was kept, readable by `swarm privacy export`. Fixed:
+    `erase` writes the tombstone whether or not a key was held (returning None still), and `privacy_erase` /
+    `erase_subject` record the erasure either way (`test_erase_without_a_key.py`)."""
     protector, keys = store(tmp_path)
     p = plant()
     subject = protector.parse_subject(p.email)
