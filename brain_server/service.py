@@ -116,6 +116,7 @@ from .privacy import (
     decision_texts,
     escalation_texts,
     held_in,
+    keyed_request_digest,
     keyed_task_key,
     log_texts,
     open_protector,
@@ -1025,8 +1026,9 @@ class Brain:
             key = TaskKey(
                 token_id=by.token_id,
                 key=keyed_task_key(self.privacy, by.token_id, idempotency_key),
-                request_sha256=digest,
+                request_sha256=keyed_request_digest(self.privacy, digest),
                 sent=idempotency_key,
+                request_bare=digest,
             )
         stored = await self.state.insert_task(task, log, key=key)
         if stored.id == task.id:

@@ -166,19 +166,12 @@ async def test_the_brain_refuses_a_blank_unerase_reason_and_an_idempotency_key_w
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): task_keys.request_sha256 is a bare SHA-256 of the request as sent, PII in clear inside: "
-    "a guessable request (a templated title naming an email) is confirmed from the brain's database, after erasure",
-)
 async def test_the_kept_request_digest_is_keyed_too(live: LiveBrain) -> None:
-    """Reproduce: POST /v1/tasks `{"title": "refund EMAIL", "value_usd": 5}` with an Idempotency-Key; erase the
-    email. `task_keys.request_sha256` still equals `sha256(TaskRequest(...).model_dump_json())`, so whoever reads the
-    database (or a backup) and knows the template confirms which email it was by hashing candidates: the keyed
-    `Idempotency-Key` next to it was made an HMAC for exactly that reason.
-
-    Fix: keep the request's digest as an HMAC under the key store secret too (`keyed_hash("idempotency-request",
-    ...)`), comparing a legacy bare digest as a fallback, and re-key it in `swarm privacy migrate`."""
+    """Was a hole (low): POST /v1/tasks `{"title": "refund EMAIL", "value_usd": 5}` with an Idempotency-Key; erase
+    the email. `task_keys.request_sha256` still equalled `sha256(TaskRequest(...).model_dump_json())`, so whoever
+    read the database (or a backup) and knew the template confirmed which email it was by hashing candidates.
+    Fixed: the digest is kept as an HMAC under the key store secret (`keyed_request_digest`), a bare one kept
+    before is still compared, and `swarm privacy migrate` keys it (`test_idempotency_request_keyed.py`)."""
     p = plant()
     captain = {"Authorization": f"Bearer {live.tokens['captain']}"}
     task: dict[str, Any] = {"title": f"refund {p.email}", "value_usd": 5}
