@@ -375,21 +375,26 @@ class Admin:
 
     def privacy_erase(self, subject: str, *, reason: str = "") -> PrivacyErasure:
         """Destroy a subject's key (crypto-shredding): what this body's trail, kept outputs and snapshots hold of
-        them, and what it shipped to its brain, can no longer be read. Audited (`privacy.erase`, naming the
-        subject's random id, never the subject); `UnknownSubject` when no key is held."""
+        them, and what it shipped to its brain, can no longer be read. The subject is tombstoned whether or not a key
+        was held (`erased` false: none was), so nothing about them is kept from now on, not even by work under way
+        that names them for the first time. Audited (`privacy.erase`, naming the kind and the destroyed key's random
+        id, never the subject)."""
         protector, owned = self._protector()
         try:
             found = self._subject(protector, subject)
+            before = protector.keys.erased_at(found.kind, found.value)
             subject_id = protector.keys.erase(found.kind, found.value)
-            if subject_id is None:
-                raise UnknownSubject(f"no data about that {found.kind} is held by this body (never seen, or erased)")
             why = f": {protector.redact(reason)}" if reason else ""
+            if subject_id is not None:
+                done, detail = "a data subject's key was destroyed", {"subject_id": subject_id}
+            elif before is None:
+                done, detail = "a data subject was tombstoned, no key being held here", {"key_held": False}
+            else:
+                done, detail = "a data subject was erased again, erased here before", {"key_held": False}
             self.record(
-                action="privacy.erase",
-                rationale=f"a data subject's key was destroyed ({found.kind}){why}",
-                detail={"kind": found.kind, "subject_id": subject_id},
+                action="privacy.erase", rationale=f"{done} ({found.kind}){why}", detail={"kind": found.kind, **detail}
             )
-            return PrivacyErasure(kind=found.kind, erased=True)
+            return PrivacyErasure(kind=found.kind, erased=subject_id is not None, erased_before=before)
         finally:
             if owned:
                 protector.close()

@@ -78,7 +78,8 @@ def held_in(privacy: Protector, subject_id: str, where: str, texts: list[tuple[s
 
 
 KEYED = "hmac "
-"""How a kept `Idempotency-Key` starts: a key as sent is visible ASCII, never a space, so the two never meet."""
+"""How a kept `Idempotency-Key` starts: a key as sent is visible ASCII, never a space, so the two never meet. A kept
+request digest starts so too (a bare one is hex)."""
 
 
 def keyed_task_key(privacy: Protector, token_id: str, key: str) -> str:
@@ -86,6 +87,14 @@ def keyed_task_key(privacy: Protector, token_id: str, key: str) -> str:
     secret (a client may build a key from what it knows, `ticket-<email>-42`; a bare digest of a guessable key
     could be reversed by guessing), so the same key from the same token finds the same row."""
     return KEYED + privacy.keys.keyed_hash("idempotency-key", f"{token_id}\0{key}")
+
+
+def keyed_request_digest(privacy: Protector, digest: str) -> str:
+    """The SHA-256 (hex) of a task request sent with an `Idempotency-Key`, as the brain keeps it in `task_keys` to
+    know a replay: an HMAC of it under the key store's secret. A bare digest of a guessable request (a templated
+    title naming an email) would confirm the guess to whoever reads the database or a backup, after an erasure too.
+    (Keyed over the bare digest, not the request, so `swarm privacy migrate` can key a row kept bare before.)"""
+    return KEYED + privacy.keys.keyed_hash("idempotency-request", digest)
 
 
 MIGRATED_BY_BRAIN = "privacy_migrated_by_brain"
@@ -243,6 +252,10 @@ class RecordProtection:
     def task_key(self, token_id: str, key: str) -> str | None:
         """A kept `Idempotency-Key`: keyed (`keyed_task_key`) if it is still as sent."""
         return None if key.startswith(KEYED) else keyed_task_key(self._p, token_id, key)
+
+    def task_request(self, digest: str) -> str | None:
+        """A kept request digest: keyed (`keyed_request_digest`) if it is still bare."""
+        return None if digest.startswith(KEYED) else keyed_request_digest(self._p, digest)
 
     def body(self, body: BodyRecord) -> BodyRecord | None:
         p = self._p.protect

@@ -116,6 +116,7 @@ from .privacy import (
     decision_texts,
     escalation_texts,
     held_in,
+    keyed_request_digest,
     keyed_task_key,
     log_texts,
     open_protector,
@@ -1025,8 +1026,9 @@ class Brain:
             key = TaskKey(
                 token_id=by.token_id,
                 key=keyed_task_key(self.privacy, by.token_id, idempotency_key),
-                request_sha256=digest,
+                request_sha256=keyed_request_digest(self.privacy, digest),
                 sent=idempotency_key,
+                request_bare=digest,
             )
         stored = await self.state.insert_task(task, log, key=key)
         if stored.id == task.id:
@@ -1490,20 +1492,20 @@ class Brain:
     async def erase_subject(self, by: Principal, request: PrivacyRequest) -> PrivacyErasure:
         """Crypto-shredding: destroy the subject's key, so every copy of their data the brain holds (tasks,
         decisions, the log, its backups) is unreadable; the erasure is a log entry naming the subject's random id,
-        never the subject. `NotFound` when no key is held (never seen here, or erased already)."""
+        never the subject. The subject is tombstoned whether or not a key was held (`erased` false: none was, never
+        seen here or erased already), so nothing about them is kept from now on; that is logged too."""
         subject = self._subject(request.subject)
+        before = self.privacy.keys.erased_at(subject.kind, subject.value)
         subject_id = self.privacy.keys.erase(subject.kind, subject.value)
-        if subject_id is None:
-            raise NotFound(f"no data about that {subject.kind} is held by the brain (never seen, or erased already)")
         log = by.entry(
             "privacy_erase",
             at=self.now(),
             reason=self.privacy.redact(request.reason),
             target=subject_id,
-            detail={"kind": subject.kind},
+            detail={"kind": subject.kind} if subject_id is not None else {"kind": subject.kind, "key_held": False},
         )
         await self.state.append_log(log)
-        return PrivacyErasure(kind=subject.kind, erased=True)
+        return PrivacyErasure(kind=subject.kind, erased=subject_id is not None, erased_before=before)
 
     async def unerase_subject(self, by: Principal, request: PrivacyRequest) -> PrivacyUnerasure:
         """Lift an erased subject's tombstone (a subject who came back): a captain's deliberate step with a reason,

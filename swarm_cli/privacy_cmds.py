@@ -6,9 +6,11 @@ SSN, an IBAN, a UK National Insurance number, or a name or pattern `[privacy]` c
 detector normalises what it finds.
 `erase` destroys the subject's key, with `--brain URL` (or `$SWARM_BRAIN_URL`) and a captain's token on the brain
 first (a refusal leaves the body's key as it was), then on this workspace's (or `--agent`'s) body:
-crypto-shredding, audited on each (`privacy.erase`, naming the subject's random id, never the subject).
+crypto-shredding, audited on each (`privacy.erase`, naming the subject's random id, never the subject). Where no
+key was held the subject is tombstoned all the same (`nothing held; tombstoned`).
 `export` lists what each holds about the subject, decrypted (of an erased subject: when it was erased, nothing
-more). Exit 0 when something was erased (or found), 1 when nothing is held anywhere asked, or on an error.
+more). Exit 0 when something was erased (a key destroyed) or found, 1 when nothing is held anywhere asked (erase:
+tombstoned all the same), or on an error.
 
 An erased subject stays erased: each key store keeps a tombstone (a keyed hash of the subject, never the subject
 or its key), so what work already under way writes about them afterwards is redacted, never encrypted under a new
@@ -45,7 +47,7 @@ from body_mcp import BodySettings, UserError
 from body_mcp.audit import MIGRATE_BATCH, held_exclusively
 from body_mcp.brain_client import BrainClient, BrainRejected
 from body_mcp.explain import printable
-from shared_protocol.privacy import HeldItem, PrivacyExport, Protector, UnknownSubject
+from shared_protocol.privacy import HeldItem, PrivacyErasure, PrivacyExport, Protector, UnknownSubject
 
 from . import _context
 from .agent_cmds import work_root
@@ -72,10 +74,25 @@ def _not_held(exc: BrainRejected) -> bool:
     return exc.status == 404
 
 
+_NOTHING_HELD = "nothing held"
+
+
+def _erasure(erasure: PrivacyErasure) -> str:
+    """What one place did: destroyed a key, or held none (and tombstoned the subject now, or had before)."""
+    if erasure.erased:
+        return f"erased ({erasure.kind})"
+    if erasure.erased_before is None:
+        return f"{_NOTHING_HELD}; tombstoned ({erasure.kind})"
+    return f"{_NOTHING_HELD}; erased before, {_erased_when(erasure.erased_before)} ({erasure.kind})"
+
+
 def cmd_privacy_erase(args: argparse.Namespace) -> int:
     """The brain is asked first: one that refuses (a token not a captain's, unreachable) leaves the body's key as
     it was, so nothing is half-erased; once the brain has erased (or holds nothing), the body erases. Run again
-    after a failure on the body, the brain answers "nothing held" and the body finishes."""
+    after a failure on the body, the brain answers "nothing held" and the body finishes. Each place tombstones the
+    subject whether or not it held a key (`nothing held; tombstoned`): what work under way writes about them
+    afterwards is redacted there too. Exit 1 when no key was held anywhere asked (a mistyped subject, or one
+    erased already), the subject tombstoned all the same."""
     results: dict[str, str] = {}
     client = _brain(args)
 
@@ -83,23 +100,23 @@ def cmd_privacy_erase(args: argparse.Namespace) -> int:
         try:
             erased = await client.privacy_erase(args.subject, args.reason)
         except BrainRejected as exc:
-            if _not_held(exc):
-                return "nothing held"
+            if _not_held(exc):  # (a brain from before tombstones were written with no key held)
+                return _NOTHING_HELD
             raise
         finally:
             await client.aclose()
-        return f"erased ({erased.kind})"
+        return _erasure(erased)
 
     with _context.open_admin(_settings(args)) as admin:  # (a bad --workspace or --agent: refused before the brain)
         brain = None if client is None else anyio.run(erase_on_brain, client)
-        try:
-            erasure = admin.privacy_erase(args.subject, reason=args.reason)
-        except UnknownSubject:
-            results["body"] = "nothing held"
-        else:
-            results["body"] = f"erased ({erasure.kind})"
+        results["body"] = _erasure(admin.privacy_erase(args.subject, reason=args.reason))
     return _report(
-        args, results, brain, done="erased", none="nothing held", why="nothing is held about that subject here"
+        args,
+        results,
+        brain,
+        done="erased",
+        none=_NOTHING_HELD,
+        why="nothing is held about that subject here; it is tombstoned all the same (nothing new is kept about it)",
     )
 
 
@@ -135,16 +152,16 @@ def cmd_privacy_unerase(args: argparse.Namespace) -> int:
 def _report(
     args: argparse.Namespace, results: dict[str, str], brain: str | None, *, done: str, none: str, why: str
 ) -> int:
-    """Print what each place did (`done` in the JSON's list of places, `none` where nothing was to do); 1 when no
-    place had anything to do."""
+    """Print what each place did (`done` in the JSON's list of places; a result starting `none` where nothing was
+    to do); 1 when no place had anything to do."""
     if brain is not None:
         results["brain"] = brain
     if args.json:
-        print(json.dumps({done: [k for k, v in results.items() if v != none], "results": results}))
+        print(json.dumps({done: [k for k, v in results.items() if not v.startswith(none)], "results": results}))
     else:
         for where, what in results.items():
             print(f"{where}: {what}")
-    if all(what == none for what in results.values()):
+    if all(what.startswith(none) for what in results.values()):
         print(f"swarm privacy {done.removesuffix('d')}: {why}", file=sys.stderr)
         return 1
     return 0

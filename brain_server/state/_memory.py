@@ -339,11 +339,11 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
             for h, t in self._answer_tokens.items()
             if (new := change.reason(t.target)) is not None
         }
-        keys = {
-            (token_id, new): (old, seen)
-            for (token_id, old), seen in self._task_keys.items()
-            if (new := change.task_key(token_id, old)) is not None
-        }
+        keys: dict[tuple[str, str], tuple[str, tuple[str, str]]] = {}  # (each row's key and request digest, keyed)
+        for (token_id, old), (digest, task_id) in self._task_keys.items():
+            new_key, new_digest = change.task_key(token_id, old), change.task_request(digest)
+            if new_key is not None or new_digest is not None:
+                keys[(token_id, new_key or old)] = (old, (new_digest or digest, task_id))
         self._tasks.update(tasks)
         for (token_id, new), (old, seen) in keys.items():
             del self._task_keys[(token_id, old)]

@@ -575,6 +575,11 @@ class RecordRewrite(Protocol):
         """An `Idempotency-Key` as kept in `task_keys` (kept as sent before: keyed now)."""
         ...
 
+    def task_request(self, digest: str) -> str | None:
+        """The digest of the request an `Idempotency-Key` came with, as kept in `task_keys` (bare before: keyed
+        now)."""
+        ...
+
 
 class StateEngine(
     TokenStore,

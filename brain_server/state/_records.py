@@ -113,13 +113,16 @@ class Rebinding:
 @dataclass(kw_only=True, frozen=True)
 class TaskKey:
     """An `Idempotency-Key` of a task creation: whose, the key as kept (`brain_server.privacy.keyed_task_key`: an
-    HMAC under the brain's secret, never the key as sent), and the SHA-256 of the request it came with."""
+    HMAC under the brain's secret, never the key as sent), and the digest of the request it came with, kept keyed
+    too (`brain_server.privacy.keyed_request_digest`)."""
 
     token_id: str
     key: str
     request_sha256: str
     sent: str | None = None
     """The key as sent: looked up too (a row kept before `swarm privacy migrate` holds it so), never stored."""
+    request_bare: str | None = None
+    """The request's bare SHA-256: compared with a row kept before `swarm privacy migrate` keyed it, never stored."""
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -282,8 +282,9 @@ def decision_mark(decision: Decision) -> tuple[str, int, int, int]:
 
 
 def check_key(key: TaskKey, first_request_sha256: str) -> None:
-    """`KeyReused` unless `key` comes with the request it first came with."""
-    if first_request_sha256 != key.request_sha256:
+    """`KeyReused` unless `key` comes with the request it first came with (its digest kept keyed, or bare by a brain
+    before `swarm privacy migrate`: a keyed one starts `hmac `, a bare one is hex, so the two never meet)."""
+    if first_request_sha256 not in (key.request_sha256, key.request_bare):
         raise KeyReused("this Idempotency-Key was used for a different task request")  # (not quoted: kept keyed)
 
 

@@ -441,12 +441,16 @@ class SqliteStateEngine(
             await conn.executemany("UPDATE bodies SET workspace = ?, hostname = ? WHERE body_id = ?", bodies)
             counts["bodies"] = len(bodies)
             counts["answer_tokens"] = await self._rewrite_answer_targets(conn, change.reason)
-            keys = [
-                (new, token_id, key)
-                for token_id, key in await conn.execute_fetchall("SELECT token_id, key FROM task_keys")
-                if (new := change.task_key(str(token_id), str(key))) is not None
-            ]
-            await conn.executemany("UPDATE task_keys SET key = ? WHERE token_id = ? AND key = ?", keys)
+            keys: list[tuple[str, str, str, str]] = []  # (each row's key and request digest, keyed where still not)
+            for token_id, key, digest in await conn.execute_fetchall(
+                "SELECT token_id, key, request_sha256 FROM task_keys"
+            ):
+                new_key, new_digest = change.task_key(str(token_id), str(key)), change.task_request(str(digest))
+                if new_key is not None or new_digest is not None:
+                    keys.append((new_key or str(key), new_digest or str(digest), str(token_id), str(key)))
+            await conn.executemany(
+                "UPDATE task_keys SET key = ?, request_sha256 = ? WHERE token_id = ? AND key = ?", keys
+            )
             counts["task_keys"] = len(keys)
             await conn.execute("UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1")
             counts = {kind: n for kind, n in counts.items() if n}

@@ -36,6 +36,16 @@ _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
 number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a card."""
 _SHADOWED = re.compile(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]+")
 """What `_Shadow` rewrites: a percent-escape of a printable ASCII character, and non-ASCII characters."""
+_INVISIBLE = re.compile(
+    r"[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164"
+    r"\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+"""Unicode's default-ignorable code points (`Default_Ignorable_Code_Point`, Unicode 15): the soft hyphen, zero-width
+space and joiners, word joiner, BOM, bidi marks and controls, variation selectors, Hangul fillers, tags. Rendered as
+nothing, so `alice@ex\u00adample.org` reads as the plain address; `_Shadow` drops them. (Format characters that
+are seen, `؀` ARABIC NUMBER SIGN and the like, stay.)"""
+_PHONE_EDGE = re.compile(r"[A-Za-z%]")
+"""What the phone matcher refuses beside a number (a Latin letter, `%`), in ASCII (`_Shadow.phone_edges`)."""
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
 _IBAN = re.compile(r"(?<![\w-])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![\w-])")
 """An IBAN (ISO 13616) as printed: country, check digits, then its account number run together or in groups of four
@@ -155,14 +165,24 @@ class Detector:
         return [(kind, re.compile(pattern)) for kind, pattern in self.config.patterns.items()]
 
     def find(self, text: str) -> list[Span]:
-        """The spans of personal data in `text`, in order, none overlapping (the longer one wins)."""
-        found: list[Span] = []
+        """The spans of personal data in `text`, in order, none overlapping (the longer one wins).
+
+        Text that a reader sees otherwise than it is written (percent-escapes, fullwidth or other NFKC look-alikes:
+        `＋１ ２０２…`, `alice＠example.org`) is read twice: as written, and as the reader sees it (`_Shadow`), whose
+        spans are mapped back onto the text as written, so what is protected is the text itself and the subject is
+        the normalised one (`_reconcile` says which reading wins where they differ)."""
         shadow = _Shadow(text) if "%" in text or not text.isascii() else None
-        if shadow is not None and "@" in shadow.text:  # (`alice%40example.org`, `alice＠example.org`)
-            for m in _EMAIL.finditer(shadow.text):
-                start, end = shadow.original(m.start(), m.end())
-                found.append(Span(start, end, "email", m.group().lower()))
-        elif "@" in text:
+        if shadow is None or shadow.text == text:
+            return _disjoint(self._find(text))
+        read = [Span(*shadow.original(s.start, s.end), s.kind, s.subject) for s in self._find(shadow.text)]
+        # (the phone matcher, by far the slowest, reads the text as written only where the view may have hidden a
+        # number from it: CJK text's fullwidth `：`, `（` beside a number cost it nothing twice)
+        return _reconcile(read, self._find(text, phones=shadow.phone_edges), shadow)
+
+    def _find(self, text: str, *, phones: bool = True) -> list[Span]:
+        """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
+        found: list[Span] = []
+        if "@" in text:
             found += [Span(m.start(), m.end(), "email", m.group().lower()) for m in _EMAIL.finditer(text)]
         if _ANY_DIGIT.search(text):
             for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
@@ -181,7 +201,12 @@ class Detector:
                 v4 = ipaddress.IPv4Address(m.group())
                 if _public_ip(v4):
                     found.append(Span(m.start(), m.end(), "ip", str(v4)))
-            if _DIGITS_FOR_PHONE.search(text) and not _HEX_DIGEST.fullmatch(text) and not _TIMESTAMP.fullmatch(text):
+            if (
+                phones
+                and _DIGITS_FOR_PHONE.search(text)
+                and not _HEX_DIGEST.fullmatch(text)
+                and not _TIMESTAMP.fullmatch(text)
+            ):
                 found += self._phones(text)
         if text.count(":") >= 2:
             for m in _IPV6_CANDIDATE.finditer(text):
@@ -196,7 +221,7 @@ class Detector:
             found += [Span(m.start(), m.end(), "name", m.group().lower()) for m in self._names.finditer(text)]
         for kind, pattern in self._patterns:
             found += [Span(m.start(), m.end(), kind, m.group()) for m in pattern.finditer(text) if m.end() > m.start()]
-        return _disjoint(found)
+        return found
 
     def _phones(self, text: str) -> list[Span]:
         import phonenumbers  # (imported when text is scanned: every `swarm` command and body paid ~5% of its start)
@@ -214,17 +239,20 @@ class Detector:
                 prefixed[m.end() - 1] = m.start()
                 at = m.end()
             read = "".join((*parts, text[at:])) if prefixed else text
-        matcher = phonenumbers.PhoneNumberMatcher(
-            read, self.config.default_region, leniency=phonenumbers.Leniency.VALID
-        )
-        for match in matcher:
-            e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            spans.append(Span(prefixed.get(match.start, match.start), match.end, "phone", e164))
+        # A number's own group may start as a prefix does (`+1 800 781 0034`, `(202) 555 0114`): the text is then
+        # read as written too, and the longer finding wins.
+        for reading, starts in ((read, prefixed), *(((text, {}),) if prefixed else ())):
+            matcher = phonenumbers.PhoneNumberMatcher(
+                reading, self.config.default_region, leniency=phonenumbers.Leniency.VALID
+            )
+            for match in matcher:
+                e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+                spans.append(Span(starts.get(match.start, match.start), match.end, "phone", e164))
         return spans
 
     def parse_subject(self, text: str) -> Subject:
         """What a human names as a subject, normalised as the detector normalises what it finds."""
-        raw = text.strip()
+        raw = _INVISIBLE.sub("", text).strip()  # (as the detector reads it)
         if not raw:
             raise MalformedSubject(
                 "a subject is an email, a phone number, a card number, an IP address, an SSN, an IBAN or a UK "
@@ -257,28 +285,40 @@ class Detector:
 
 
 class _Shadow:
-    """`text` as a reader sees it, for the email pattern: percent-escapes of printable ASCII decoded (an address
-    in a URL or a proxy path) and each non-ASCII character NFKC-normalised (a fullwidth `＠` or `．` is `@`, `.`),
-    with the way back to `text`'s positions, so what is encrypted is the text as written and the subject is the
-    plain address."""
+    """`text` as a reader sees it, for every matcher: percent-escapes of printable ASCII decoded (an address in a
+    URL or a proxy path), each non-ASCII character NFKC-normalised (a fullwidth `＠`, `．` or `１` is `@`, `.`,
+    `1`) and each invisible one dropped (`_INVISIBLE`: a soft hyphen or a zero-width space inside an address), with
+    the way back to `text`'s positions, so what is encrypted is the text as written (the invisible characters inside
+    a span with it) and the subject is the plain address or number."""
 
     def __init__(self, text: str) -> None:
         parts: list[str] = []
         self._shadow_starts: list[int] = []  # per rewritten stretch: where it starts in the shadow,
         self._rewrites: list[tuple[int, int, int]] = []  # its shadow end, and its start and end in `text`
+        self.phone_edges = False
+        """Whether a rewrite made a Latin letter or a `%` (what the phone matcher refuses beside a number: `№` is
+        `No`, `ｔｅｌ` is `tel`) or read an invisible character (which may join two numbers): only then may the
+        phone matcher find in `text` what it misses here."""
         at = shadow_at = 0
         for m in _SHADOWED.finditer(text):
             raw = m.group()
             if raw[0] == "%":
                 rewrites = [(m.start(), chr(int(raw[1:], 16)))]
-            elif unicodedata.is_normalized("NFKC", raw):
-                continue
+            elif unicodedata.is_normalized("NFKC", raw):  # (only its invisible characters change, if any)
+                rewrites = [
+                    (m.start() + i.start(), _seen(text, m.start() + i.start())) for i in _INVISIBLE.finditer(raw)
+                ]
             else:  # (each character on its own, so a span mapped back covers no more than the characters it read)
-                rewrites = [(m.start() + i, unicodedata.normalize("NFKC", c)) for i, c in enumerate(raw)]
+                rewrites = [(m.start() + i, _seen(text, m.start() + i)) for i in range(len(raw))]
             for raw_start, new in rewrites:
                 if new == text[raw_start]:
                     continue
                 raw_end = raw_start + 3 if raw[0] == "%" else raw_start + 1
+                self.phone_edges = (
+                    self.phone_edges
+                    or _PHONE_EDGE.search(new) is not None
+                    or _INVISIBLE.match(text[raw_start]) is not None
+                )
                 parts += (text[at:raw_start], new)
                 shadow_at += raw_start - at
                 self._shadow_starts.append(shadow_at)
@@ -287,6 +327,11 @@ class _Shadow:
                 at = raw_end
         parts.append(text[at:])
         self.text = "".join(parts)
+
+    def untouched(self, start: int, end: int) -> bool:
+        """Whether the view left every character of `text[start:end]` as it is."""
+        index = bisect.bisect_right(self._rewrites, start, key=lambda r: r[2])  # (the first ending after `start`)
+        return index == len(self._rewrites) or self._rewrites[index][1] >= end
 
     def original(self, start: int, end: int) -> tuple[int, int]:
         """The stretch of `text` the shadow's `[start, end)` was made from (all of any character it touches)."""
@@ -302,8 +347,71 @@ class _Shadow:
         return raw_end + pos - shadow_end
 
 
+def _seen(text: str, at: int) -> str:
+    """What a reader sees of the non-ASCII character `text[at]`: its NFKC form; nothing for an invisible one, but a
+    space where it stands between letters of two scripts (Thai, Lao or Khmer text separates its words with
+    zero-width spaces: `ติดต่อ\u200balice@example.org` holds alice's address, not `อalice@…`)."""
+    char = text[at]
+    if _INVISIBLE.match(char) is None:
+        return _INVISIBLE.sub("", unicodedata.normalize("NFKC", char))
+    before, after = _script(text, at, -1), _script(text, at, 1)
+    return " " if before and after and before != after else ""
+
+
+def _script(text: str, at: int, step: int) -> str:
+    """The script of the letter next to `text[at]` going `step`-wards, past invisible characters and combining marks
+    (the first word of its NFKC form's Unicode name: `LATIN`, `THAI`, `CJK`); "" if the next visible character is no
+    letter (a digit or punctuation sits in any script)."""
+    at += step
+    while 0 <= at < len(text) and (_INVISIBLE.match(text[at]) or unicodedata.category(text[at])[0] == "M"):
+        at += step
+    if not 0 <= at < len(text) or not text[at].isalpha():
+        return ""
+    return unicodedata.name(unicodedata.normalize("NFKC", text[at])[0], "").partition(" ")[0]
+
+
 def _shown(raw: str) -> str:
     return repr(raw if len(raw) <= 40 else raw[:37] + "...")
+
+
+def _reconcile(read: list[Span], written: list[Span], shadow: _Shadow) -> list[Span]:
+    """The spans of a text found in its reader's view (`read`, mapped back) and as written, none overlapping.
+
+    Where the two overlap, the one read wins (its subject is the normalised one: `ａｌｉｃｅ@example.org` is alice's,
+    `mailto%3Aalice@…` is not `mailto%3aalice@…`), unless the view joined what is written apart: the span read
+    straddles one written (overlaps it, neither holding the other: `a@b.org` + ZWSP + `c@d.org` reads
+    `a@b.orgc@d.org`, whose first address would be `a@b.orgc`), or lies inside one written whose further characters
+    the view left as they are (so only what the view joined to them can have cut it short: `x@b.example.org` + ZWSP
+    + `Mx1@…` reads `x@b.example` and `.orgMx1…`). A span written that no span read overlaps is kept: a character
+    the view rewrites into a letter (`№4111…` reads `No4111…`) can hide from the view what the text as written
+    shows."""
+    written = _disjoint(written)
+
+    def trusted(r: Span) -> bool:
+        for w in _overlapping(written, r):
+            if not _nested(r, w):
+                return False
+            inside = (w.start, w.end) != (r.start, r.end) and w.start <= r.start and r.end <= w.end
+            if inside and shadow.untouched(w.start, r.start) and shadow.untouched(r.end, w.end):
+                return False
+        return True
+
+    kept = _disjoint([r for r in read if trusted(r)])
+    return sorted([*kept, *(w for w in written if not _overlapping(kept, w))], key=lambda s: s.start)
+
+
+def _overlapping(spans: list[Span], span: Span) -> list[Span]:
+    """The spans of `spans` (disjoint, in order) that overlap `span`."""
+    at = bisect.bisect_right(spans, span.start, key=lambda s: s.end)
+    found: list[Span] = []
+    while at < len(spans) and spans[at].start < span.end:
+        found.append(spans[at])
+        at += 1
+    return found
+
+
+def _nested(a: Span, b: Span) -> bool:
+    return (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
 
 
 def _disjoint(spans: list[Span]) -> list[Span]:

@@ -8,7 +8,9 @@ after each erasure, so no copy of an erased key survives in the file or its jour
 
 An erased subject keeps a tombstone (`erased_subjects`: its keyed-hash lookup, its kind and when; never the
 subject, never a key), so work already under way when it was erased (a runner mid-task, a body serving its calls)
-cannot make it a new key: `key_for` raises `SubjectErased` and the protector redacts the value instead. Only a
+cannot make it a new key: `key_for` raises `SubjectErased` and the protector redacts the value instead. It is
+written whether or not this store held a key: an erasure is a statement about the subject (the brain held their
+data, this body never saw it, and a runner given the task before the erasure names them to it afterwards). Only a
 human's `unerase` (`swarm privacy unerase`: a subject who comes back) lifts it.
 
 One store may be open in several processes at once (an agent's body and its runner share the body's): WAL, a
@@ -60,7 +62,8 @@ class SubjectKeys(Protocol):
     def key_by_id(self, subject_id: str) -> bytes | None: ...
 
     def erase(self, kind: str, subject: str) -> str | None:
-        """Destroy the subject's key and tombstone the subject; its id, or None if none was held."""
+        """Destroy the subject's key, if one is held, and tombstone the subject either way (a tombstone already there
+        keeps its time); the destroyed key's id, or None if none was held."""
         ...
 
     def keyed_hash(self, purpose: str, text: str) -> str:
@@ -118,7 +121,7 @@ class MemorySubjectKeys:
         sid = self._by_subject.pop((kind, subject), None)
         if sid is not None:
             del self._keys[sid]
-            self._erased[(kind, subject)] = time.time()
+        self._erased.setdefault((kind, subject), time.time())
         return sid
 
     def erased_at(self, kind: str, subject: str) -> float | None:
@@ -221,21 +224,22 @@ class SqliteSubjectKeys:
         lookup = self._lookup(kind, subject)
         with self._lock:
             try:
-                row = self._conn.execute(
-                    "SELECT id, kind, key, created FROM subject_keys WHERE lookup = ?", (lookup,)
-                ).fetchone()
-                if row is not None:  # (the key gone and the tombstone set at once: `key_for` sees both or neither)
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
-                        self._conn.execute(
-                            "INSERT OR REPLACE INTO erased_subjects (lookup, kind, erased) VALUES (?, ?, ?)",
-                            (lookup, kind, time.time()),
-                        )
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-                    self._conn.execute("COMMIT")
+                # The key gone and the tombstone set at once (`key_for` sees both or neither); the tombstone whether
+                # or not a key was held here (an erasure is about the subject, not about this store's key).
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._conn.execute(
+                        "SELECT id, kind, key, created FROM subject_keys WHERE lookup = ?", (lookup,)
+                    ).fetchone()
+                    self._conn.execute("DELETE FROM subject_keys WHERE lookup = ?", (lookup,))
+                    tombstoned = self._conn.execute(
+                        "INSERT OR IGNORE INTO erased_subjects (lookup, kind, erased) VALUES (?, ?, ?)",
+                        (lookup, kind, time.time()),
+                    ).rowcount
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
                 # No copy of the key left: freed pages were zeroed (secure_delete), the WAL is folded in and emptied.
                 # (Also when no row was found: a copy may be left by an erasure that failed below.)
                 for _ in range(50):
@@ -244,17 +248,19 @@ class SqliteSubjectKeys:
                         break
                     time.sleep(0.1)  # (another process reading the store: its snapshot ends with its read)
                 else:
-                    # All or nothing: the key is put back, so the erasure run again finds it, erases it and is
-                    # audited (a key deleted here would leave a rerun nothing to find, and no record of it).
-                    if row is not None:
-                        self._conn.execute("BEGIN IMMEDIATE")
+                    # All or nothing: the key is put back and a tombstone this call wrote lifted, so the erasure run
+                    # again finds it, erases it and is audited (a key deleted here would leave a rerun nothing to
+                    # find, and no record of it).
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    if tombstoned:
                         self._conn.execute("DELETE FROM erased_subjects WHERE lookup = ?", (lookup,))
+                    if row is not None:
                         self._conn.execute(
                             "INSERT OR IGNORE INTO subject_keys (lookup, id, kind, key, created) "
                             "VALUES (?, ?, ?, ?, ?)",
                             (lookup, *row),
                         )
-                        self._conn.execute("COMMIT")
+                    self._conn.execute("COMMIT")
                     raise KeyStoreUnusable(
                         f"the subject key store {self.path}: its WAL could not be emptied while another process reads "
                         "it, so nothing was erased; run the erasure again"

@@ -21,10 +21,15 @@ class HeldItem(ProtocolModel):
 
 
 class PrivacyErasure(ProtocolModel):
+    """`erase`: the subject is tombstoned here either way (nothing new is kept about them); `erased` says whether a key
+    was held and destroyed with it."""
+
     kind: str
     """The subject's kind (email, phone, ...); the subject itself is never echoed into a log."""
     erased: bool
-    """False: nothing was held about the subject here (never seen, or erased before)."""
+    """False: no key was held about the subject here (never seen, or erased before); tombstoned all the same."""
+    erased_before: float | None = None
+    """When the subject was erased here before (a Unix time), if it was: then this erasure changed nothing."""
 
 
 class PrivacyUnerasure(ProtocolModel):

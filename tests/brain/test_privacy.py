@@ -45,14 +45,33 @@ async def test_erasure_is_a_captains_and_leaves_the_subject_unreadable(api: Brai
     erased = ok(
         await api.post("/v1/privacy/erase", {"subject": p.email.upper(), "reason": f"by {p.email}"}, as_="captain")
     )
-    assert erased == {"kind": "email", "erased": True}
+    assert erased == {"kind": "email", "erased": True, "erased_before": None}
     after = ok(await api.get(f"/v1/tasks/{task['id']}", as_="captain"))
     assert after["title"] == "refund [pii:email]" and after["description"] == p.phone
-    refused(await api.post("/v1/privacy/erase", {"subject": p.email}, as_="captain"), 404, "not_found")
     gone = ok(await api.post("/v1/privacy/export", {"subject": p.email}, as_="captain"))
     assert gone["held"] == [] and gone["erased_at"] > 0  # (when it was erased, nothing more)
+    again = ok(await api.post("/v1/privacy/erase", {"subject": p.email}, as_="captain"))  # (no key: nothing changes)
+    assert again == {"kind": "email", "erased": False, "erased_before": gone["erased_at"]}
+    first, second = [e for e in await brain.state.log_entries(limit=100) if e.action == "privacy_erase"]
+    assert first.detail == {"kind": "email"} and p.email not in first.reason and first.target
+    assert second.detail == {"kind": "email", "key_held": False} and second.target is None
+
+
+async def test_erasing_a_subject_the_brain_never_saw_tombstones_it(api: BrainClient, brain: Brain) -> None:
+    """An erasure is about the subject: with no key held it is tombstoned all the same, so a task written about
+    them afterwards (a runner that read them elsewhere before) keeps nothing; export says when; unerase lifts it."""
+    p = plant()
+    erased = ok(await api.post("/v1/privacy/erase", {"subject": p.phone, "reason": "asked"}, as_="captain"))
+    assert erased == {"kind": "phone", "erased": False, "erased_before": None}
+    late = ok(await api.post("/v1/tasks", {"title": f"call {p.phone}"}, as_="captain"), 201)
+    assert late["title"] == "call [pii:phone:erased]"
+    assert ok(await api.post("/v1/privacy/export", {"subject": p.phone_e164}, as_="captain"))["erased_at"] > 0
     (entry,) = [e for e in await brain.state.log_entries(limit=100) if e.action == "privacy_erase"]
-    assert entry.detail == {"kind": "email"} and p.email not in entry.reason and entry.target
+    assert entry.detail == {"kind": "phone", "key_held": False} and entry.target is None and entry.reason == "asked"
+    unerase = {"subject": p.phone, "reason": "came back"}
+    assert ok(await api.post("/v1/privacy/unerase", unerase, as_="captain")) == {"kind": "phone", "unerased": True}
+    back = ok(await api.post("/v1/tasks", {"title": f"call {p.phone}"}, as_="captain"), 201)
+    assert back["title"] == f"call {p.phone}"
 
 
 async def test_a_malformed_subject_is_refused_naming_the_field(api: BrainClient) -> None:

@@ -382,6 +382,9 @@ class Redacting:
     def task_key(self, token_id: str, key: str) -> str | None:
         return None
 
+    def task_request(self, digest: str) -> str | None:
+        return None
+
 
 async def test_a_privacy_rewrite_keeps_which_votes_are_shadow_and_at_which_version(
     panel: BrainClient, brain: Brain

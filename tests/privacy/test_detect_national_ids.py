@@ -100,6 +100,26 @@ def test_an_international_dialling_prefix_is_read_as_plus(text: str, region: str
 
 
 @pytest.mark.parametrize(
+    ("text", "e164"),
+    [
+        ("+1 800 781 0034", "+18007810034"),
+        ("800 781 0034", "+18007810034"),
+        ("(800) 781 0034", "+18007810034"),
+        ("+1 201 338 0114", "+12013380114"),
+        ("201 338 011 4", "+12013380114"),
+    ],
+)
+def test_a_group_of_a_number_that_starts_as_a_prefix_does_is_no_prefix(
+    protector: Protector, text: str, e164: str
+) -> None:
+    """Was a hole (medium): a number written in groups whose last group starts `00` or `011` (one US number in a
+    hundred or so, written with spaces) had that group read as an international prefix (`0034` as `+34`), so the
+    number was not found and was kept in clear. The text is read as written too; the longer finding wins."""
+    assert kinds(protector, f"call {text} today") == [("phone", e164)]
+    assert kinds(protector, f"call {text} or 0044 20 7946 0958") == [("phone", e164), ("phone", "+442079460958")]
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "build 1.0044.2 of 2026",

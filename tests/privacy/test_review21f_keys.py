@@ -65,17 +65,11 @@ def test_other_writings_of_an_erased_subject_meet_its_tombstone(tmp_path: Path) 
     assert key_rows(keys) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): a fullwidth-digit phone number (＋１ ２０２…, as CJK text writes it) is not detected: "
-    "after its subject's erasure it is kept in clear, dodging the tombstone",
-)
 def test_a_fullwidth_phone_of_an_erased_subject_is_not_kept_in_clear(tmp_path: Path) -> None:
-    """Reproduce: erase a phone subject, then protect `call ＋１ ６５０ …` (the same number in fullwidth digits,
-    NFKC-equal to it): the text is stored unchanged (`_phones` reads only ASCII digits; `_Shadow`'s NFKC view is
-    used for emails alone). The same holds before any erasure: such a number is never protected.
-
-    Fix: run the phone (and card, IBAN, SSN) matchers over the NFKC shadow too, mapping spans back as emails do."""
+    """Was a hole (medium): erase a phone subject, then protect `call ＋１ ６５０ …` (the same number in fullwidth
+    digits, NFKC-equal to it): the text was stored unchanged (`_phones` read only ASCII digits; `_Shadow`'s NFKC
+    view was used for emails alone), and before any erasure such a number was never protected. Fixed: every
+    matcher reads the shadow too, its spans mapped back (`test_detect_reader_view.py`)."""
     protector, keys = store(tmp_path)
     p = plant()
     protector.protect(f"call {p.phone_e164}")
@@ -86,17 +80,11 @@ def test_a_fullwidth_phone_of_an_erased_subject_is_not_kept_in_clear(tmp_path: P
     assert written not in kept, kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): an email with a soft hyphen or zero-width space inside (which renders as the plain "
-    "address) is not detected: after its subject's erasure it is kept in clear",
-)
 def test_an_email_with_an_invisible_character_is_not_kept_in_clear(tmp_path: Path) -> None:
-    """Reproduce: erase an email subject, then protect the address with U+00AD or U+200B in its domain: kept as
-    written (NFKC keeps both; the email pattern stops at them).
-
-    Fix: in `_Shadow`, drop default-ignorable code points (Cf: U+00AD, U+200B-U+200D, U+2060, U+FEFF) from the
-    reader's view, mapping positions back as for the other rewrites."""
+    """Was a hole (low): erase an email subject, then protect the address with U+00AD or U+200B in its domain: it
+    was kept as written (NFKC keeps both; the email pattern stopped at them). Fixed: `_Shadow` drops Unicode's
+    default-ignorable code points from the reader's view for every matcher, the span mapped back covering them
+    (`test_detect_reader_view.py`, with what must stay apart: two addresses joined by one, Thai words)."""
     protector, keys = store(tmp_path)
     p = plant()
     protector.protect(f"mail {p.email}")
@@ -109,20 +97,13 @@ def test_an_email_with_an_invisible_character_is_not_kept_in_clear(tmp_path: Pat
         assert written not in kept, (repr(mark), kept)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): erasing a subject this store holds no key for leaves no tombstone, so work under way "
-    "(a runner given the task text before the erasure) makes it a fresh key afterwards and keeps its data",
-)
 def test_an_erasure_where_no_key_is_held_still_tombstones_the_subject(tmp_path: Path) -> None:
-    """Reproduce: the brain held a task naming an email, the body never saw it. `swarm privacy erase EMAIL
-    --brain ...` erases it on the brain and says `body: nothing held` (`SqliteSubjectKeys.erase` finds no row and
-    writes no tombstone: it tombstones only inside `if row is not None`). The runner, which read the task before
-    the erasure, then calls a tool naming the email: the body's `key_for` makes a new key and the data is kept,
-    readable by `swarm privacy export` — what the tombstone exists to prevent.
-
-    Fix: in `erase`, write the tombstone whether or not a key was held (return None still, so the CLI can say
-    `nothing held`), and have `privacy_erase`/`erase_subject` record the erasure either way."""
+    """Was a hole (medium): the brain held a task naming an email, the body never saw it. `swarm privacy erase
+    EMAIL --brain ...` erased it on the brain and said `body: nothing held` (`SqliteSubjectKeys.erase` found no
+    row and wrote no tombstone). The runner, which read the task before the erasure, then called a tool naming the
+    email: the body's `key_for` made a new key and the data was kept, readable by `swarm privacy export`. Fixed:
+    `erase` writes the tombstone whether or not a key was held (returning None still), and `privacy_erase` /
+    `erase_subject` record the erasure either way (`test_erase_without_a_key.py`)."""
     protector, keys = store(tmp_path)
     p = plant()
     subject = protector.parse_subject(p.email)
@@ -185,19 +166,12 @@ async def test_the_brain_refuses_a_blank_unerase_reason_and_an_idempotency_key_w
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): task_keys.request_sha256 is a bare SHA-256 of the request as sent, PII in clear inside: "
-    "a guessable request (a templated title naming an email) is confirmed from the brain's database, after erasure",
-)
 async def test_the_kept_request_digest_is_keyed_too(live: LiveBrain) -> None:
-    """Reproduce: POST /v1/tasks `{"title": "refund EMAIL", "value_usd": 5}` with an Idempotency-Key; erase the
-    email. `task_keys.request_sha256` still equals `sha256(TaskRequest(...).model_dump_json())`, so whoever reads the
-    database (or a backup) and knows the template confirms which email it was by hashing candidates: the keyed
-    `Idempotency-Key` next to it was made an HMAC for exactly that reason.
-
-    Fix: keep the request's digest as an HMAC under the key store secret too (`keyed_hash("idempotency-request",
-    ...)`), comparing a legacy bare digest as a fallback, and re-key it in `swarm privacy migrate`."""
+    """Was a hole (low): POST /v1/tasks `{"title": "refund EMAIL", "value_usd": 5}` with an Idempotency-Key; erase
+    the email. `task_keys.request_sha256` still equalled `sha256(TaskRequest(...).model_dump_json())`, so whoever
+    read the database (or a backup) and knew the template confirmed which email it was by hashing candidates.
+    Fixed: the digest is kept as an HMAC under the key store secret (`keyed_request_digest`), a bare one kept
+    before is still compared, and `swarm privacy migrate` keys it (`test_idempotency_request_keyed.py`)."""
     p = plant()
     captain = {"Authorization": f"Bearer {live.tokens['captain']}"}
     task: dict[str, Any] = {"title": f"refund {p.email}", "value_usd": 5}
