@@ -9,6 +9,8 @@ chain verifies, anchor included.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
 import sqlite3
 import subprocess
@@ -22,6 +24,7 @@ from body_mcp import Body
 from body_mcp._db import StateDB
 from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
 from body_mcp.audit._journal import decode
+from body_mcp.tools._spec import ToolOutput
 
 from ..conftest import make_body
 
@@ -112,26 +115,53 @@ async def test_a_body_killed_between_its_commits_and_the_database_sync_leaves_a_
     assert _committed(paths.db)[1:] == [*actions, third]
 
 
+class _Disk:
+    """What the disk holds of the database's files: their image as of their last sync (`StateDB.sync_wal`)."""
+
+    def __init__(self, body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.body = body
+        self.files = (body.paths.db, Path(f"{body.paths.db}-wal"))
+        self.durable: dict[Path, bytes] = {}
+        real = StateDB.sync_wal
+
+        def sync_wal(db: StateDB) -> None:
+            real(db)
+            self.durable = {path: path.read_bytes() for path in self.files}
+
+        monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
+
+    def power_loss(self) -> None:
+        """The body stops where it is, nothing more written; the database's files go back to their synced image
+        (no shared-memory index survives); the journal and the anchor stay as written (each synced before it
+        counted: the journal before a reply, the anchor after the database)."""
+        body = self.body
+        body.audit_writer.close()
+        store = body.audit
+        store._closed = True  # pyright: ignore[reportPrivateUsage]
+        for fd in (store._anchor_fd, store._journal_fd, store._lock_fd):  # pyright: ignore[reportPrivateUsage]
+            os.close(fd)
+        body.db.conn.close()
+        for path, data in self.durable.items():
+            path.write_bytes(data)
+        Path(f"{body.paths.db}-shm").unlink(missing_ok=True)
+
+
+def _recent(db: Path) -> set[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return {str(r[0]) for r in conn.execute("SELECT path FROM recent_changes WHERE action_id IS NULL")}
+    finally:
+        conn.close()
+
+
 async def test_a_power_loss_that_takes_back_unsynced_commits_is_made_good_from_the_journal(
     workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)  # (only the test settles)
-    body = make_body(workspace, home, _NO_WINDOW)
+    # (The approval window on, as by default: each write's files are noted, unsynced, before it runs.)
+    body = make_body(workspace, home)
     paths = body.paths
-    wal = Path(f"{paths.db}-wal")
-    durable: dict[Path, bytes] = {}
-
-    def image() -> None:  # what the disk holds of the database's files once they are synced
-        for path in (paths.db, wal):
-            durable[path] = path.read_bytes()
-
-    real_sync = StateDB.sync_wal
-
-    def sync_wal(db: StateDB) -> None:
-        real_sync(db)
-        image()
-
-    monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
+    disk = _Disk(body, monkeypatch)
     try:
         body.replies.flushed = True
         first = await _write(body, "a.txt")
@@ -141,31 +171,56 @@ async def test_a_power_loss_that_takes_back_unsynced_commits_is_made_good_from_t
         assert _committed(paths.db) == [first, *lost] and paths.anchor.read_bytes() == anchored
         journal = paths.journal.read_bytes()
     finally:
-        body.audit_writer.close()
-        store = body.audit
-        store._closed = True  # pyright: ignore[reportPrivateUsage]  # (the power goes: nothing more is written)
-        for fd in (store._anchor_fd, store._journal_fd, store._lock_fd):  # pyright: ignore[reportPrivateUsage]
-            os.close(fd)
-        body.db.conn.close()
-    # The power loss: the database's files as they were when last synced (no shared-memory index survives it);
-    # the journal was synced before each reply, the anchor with its settle.
-    for path, data in durable.items():
-        path.write_bytes(data)
-    Path(f"{paths.db}-shm").unlink(missing_ok=True)
-    assert _committed(paths.db) == [first]  # the three commits are gone from the database...
+        disk.power_loss()
+    assert _committed(paths.db) == [first] and _recent(paths.db) == {"a.txt"}  # the three commits are gone...
     assert paths.journal.read_bytes() == journal  # ...not from the journal
 
-    after = make_body(workspace, home, _NO_WINDOW)
+    after = make_body(workspace, home)
     try:
         report = after.audit.verify()
         assert report.ok and report.anchor == "match", report.summary()
         assert [e.id for e in after.audit.tail(10)] == [first, *lost]
         conn = sqlite3.connect(paths.db)
-        try:  # their undo records came back with them
+        try:  # their undo records came back with them, and their files count in the approval window again
             undo = {str(r[0]) for r in conn.execute("SELECT action_id FROM undo_records")}
         finally:
             conn.close()
         assert set(lost) <= undo
+        assert _recent(paths.db) == {"a.txt", "b.txt", "c.txt", "d.txt"}
+    finally:
+        after.close()
+
+
+async def test_a_call_that_failed_part_way_still_counts_its_files_after_a_power_loss(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
+    body = make_body(workspace, home)
+    disk = _Disk(body, monkeypatch)
+
+    async def fails_part_way(ctx: object) -> ToolOutput:
+        raise OSError(errno.EIO, "Input/output error")  # (after its files were noted: it may have changed some)
+
+    spec = body.tools["write_file"]
+    monkeypatch.setitem(body.tools, "write_file", dataclasses.replace(spec, handler=fails_part_way))
+    try:
+        body.replies.flushed = True
+        body.record_human(action="note", rationale="synced: the image the power loss goes back to")
+        out = await body.call_tool("write_file", {"path": "half.txt", "content": "x", "rationale": "r"})
+        assert out.is_error
+        body.replies.run()
+        with anyio.fail_after(5):
+            while out.action_id not in _committed(body.paths.db):
+                await anyio.sleep(0.005)
+        with body.db.read() as conn:  # (noted as the call began, unsynced)
+            assert conn.execute("SELECT action_id FROM recent_changes WHERE path = 'half.txt'").fetchone() == (None,)
+    finally:
+        disk.power_loss()
+    assert _recent(body.paths.db) == set()
+    after = make_body(workspace, home)
+    try:
+        assert after.audit.verify().ok
+        assert _recent(body.paths.db) == {"half.txt"}  # noted again by its event, replayed from the journal
     finally:
         after.close()
 
