@@ -4,8 +4,9 @@ It holds the audit chain (append-only, enforced by triggers), the undo records a
 pre-images, commands' output, a standalone body's decisions, and what the approval gate
 remembers (decisions used up, files changed recently). The limits are not here
 (`_limits_table.py`): a guarded call commits once, with its audit event. One connection,
-committing with the configured durability; one, not two: in WAL mode a write by another
-connection empties this one's page cache.
+committing with the configured durability (but for a transaction that asks not to be synced,
+`write(synced=False)`: the audit store's, whose journal keeps each event durable until
+`sync_wal()`); one, not two: in WAL mode a write by another connection empties this one's page cache.
 """
 
 from __future__ import annotations
