@@ -238,3 +238,22 @@ async def test_settling_waits_for_no_call_and_empties_the_journal(workspace: Pat
         assert body.paths.journal.read_bytes()[:4] == bytes(4)  # emptied: its records are in the synced database
     finally:
         body.close()
+
+
+async def test_once_settled_a_deleted_last_event_is_reported_not_put_back(workspace: Path, home: Path) -> None:
+    body = make_body(workspace, home, _NO_WINDOW)
+    try:
+        body.replies.flushed = True
+        await _write(body, "a.txt")
+        last = await _write(body, "b.txt")
+        body.audit.settle()  # (the writer's timer): the database synced, the anchor written, the journal emptied
+        conn = sqlite3.connect(body.paths.db)
+        try:  # with direct access to the file: the last event, anchored, is deleted
+            conn.executescript(f"DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE id = '{last}';")
+        finally:
+            conn.close()
+        report = body.audit.verify()
+        assert not report.ok and "truncated" in (report.problem or ""), report.summary()
+        assert last not in _committed(body.paths.db)  # nothing put back: the journal no longer holds it
+    finally:
+        body.close()
