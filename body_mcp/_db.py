@@ -4,13 +4,15 @@ It holds the audit chain (append-only, enforced by triggers), the undo records a
 pre-images, commands' output, a standalone body's decisions, and what the approval gate
 remembers (decisions used up, files changed recently). The limits are not here
 (`_limits_table.py`): a guarded call commits once, with its audit event. One connection,
-committing with the configured durability; one, not two: in WAL mode a write by another
-connection empties this one's page cache.
+committing with the configured durability (but for a transaction that asks not to be synced,
+`write(synced=False)`: the audit store's, whose journal keeps each event durable until
+`sync_wal()`); one, not two: in WAL mode a write by another connection empties this one's page cache.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Generator
@@ -199,6 +201,8 @@ class StateDB:
         except sqlite3.DatabaseError as exc:
             raise StateUnusable.from_sqlite(path, exc) from None
         self._lock = threading.RLock()
+        self._synchronous_full = durability == "power_loss"
+        """What the connection's `synchronous` is now: `write(synced=False)` lowers it for its commit."""
         try:
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -223,10 +227,28 @@ class StateDB:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
 
-    def write(self) -> _Transaction:
+    def write(self, *, synced: bool = True) -> _Transaction:
         """`with db.write() as conn`: a `BEGIN IMMEDIATE` transaction, serialised against every other writer
-        in any process; committed on leaving, rolled back on an exception."""
-        return _Transaction(self)
+        in any process; committed on leaving, rolled back on an exception.
+
+        With power-loss durability the commit is synced (`synchronous=FULL`), unless not `synced`: then it is
+        consistent after a power loss but may be lost (`synchronous=NORMAL`: WAL frames are not synced on commit),
+        until `sync_wal()`, a later synced commit or a checkpoint. Only a caller that keeps what it commits
+        durable elsewhere meanwhile asks for that (the audit store: its journal)."""
+        return _Transaction(self, synced)
+
+    def sync_wal(self) -> None:
+        """Make every commit so far durable, unsynced ones included (an `fdatasync` of the WAL file, which is
+        what a `synchronous=FULL` commit does; SQLite recovers a WAL's frames in order, so after a power loss the
+        database holds every transaction committed before this sync began, and is consistent whatever follows)."""
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # (no WAL: SQLite removes it only after checkpointing it, synced, into the database file)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def read(self) -> Generator[sqlite3.Connection]:
@@ -251,15 +273,20 @@ class StateDB:
 class _Transaction:
     """The context manager of `StateDB.write` (a class: cheaper than a generator on the hot path)."""
 
-    __slots__ = ("_db",)
+    __slots__ = ("_db", "_synced")
 
-    def __init__(self, db: StateDB) -> None:
+    def __init__(self, db: StateDB, synced: bool) -> None:
         self._db = db
+        self._synced = synced
 
     def __enter__(self) -> sqlite3.Connection:
         db = self._db
         db._lock.acquire()  # pyright: ignore[reportPrivateUsage]
         try:
+            full = self._synced and db.durability == "power_loss"
+            if full is not db._synchronous_full:  # pyright: ignore[reportPrivateUsage]
+                db.conn.execute("PRAGMA synchronous = FULL" if full else "PRAGMA synchronous = NORMAL")
+                db._synchronous_full = full  # pyright: ignore[reportPrivateUsage]
             db.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
             db._lock.release()  # pyright: ignore[reportPrivateUsage]

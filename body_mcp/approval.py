@@ -63,8 +63,9 @@ class ApprovalGate:
         self._clock = clock
         self._claims: dict[str, str] = {}
         """Decision each running action of this process claimed (by action id), until the action ends."""
-        self._noting: set[str] = set()
-        """Running actions of this process whose files are noted as theirs in `recent_changes` (`_count_in`)."""
+        self._noting: dict[str, tuple[list[str], float]] = {}
+        """Running actions of this process whose files are noted as theirs in `recent_changes` (`_count_in`): the
+        files, and when."""
 
     def _recent(self) -> set[str]:
         """The files changed within the window (by any process of this body identity)."""
@@ -104,16 +105,19 @@ class ApprovalGate:
         others'); `settle` takes them back if the action is not carried out."""
         now = self._clock()
         cutoff = now - self._window_s
-        with self._db.write() as conn:
+        # Not synced by itself (power-loss durability): a mark for the processes running now, which a power loss
+        # ends too; what outlives it is noted again by the action's audit event, durable before its reply (`settle`).
+        with self._db.write(synced=False) as conn:
             recent = {path for (path,) in conn.execute("SELECT path FROM recent_changes WHERE at >= ?", (cutoff,))}
             everything = recent | mine
             if len(everything) < self._rules.consensus_files:
                 conn.execute("DELETE FROM recent_changes WHERE at < ?", (cutoff,))
+                noted = sorted(mine - recent)
                 conn.executemany(
                     "INSERT INTO recent_changes (path, at, action_id) VALUES (?, ?, ?) ON CONFLICT (path) DO NOTHING",
-                    [(path, now, action_id) for path in sorted(mine - recent)],
+                    [(path, now, action_id) for path in noted],
                 )
-                self._noting.add(action_id)
+                self._noting[action_id] = (noted, now)
         return everything
 
     def changed(self, writes: Writes, paths: Iterable[str], *, approved: bool) -> None:
@@ -142,11 +146,20 @@ class ApprovalGate:
         if decision_id is not None and carried_out is False:
             writes.add("DELETE FROM decision_uses WHERE decision_id = ? AND action_id = ?", (decision_id, action_id))
         # (Only an action that noted files has rows to settle: a read's event then carries no statement.)
-        if self._window_s > 0 and action_id in self._noting:
-            self._noting.discard(action_id)
+        noting = self._noting.pop(action_id, None) if self._window_s > 0 else None
+        if noting is not None:
             if carried_out is False:  # (the files it was about to change: not changed after all)
                 writes.add("DELETE FROM recent_changes WHERE action_id = ?", (action_id,))
             else:  # (changed, or may have been: they count, from when they were checked)
+                if carried_out is None:
+                    # Noted again, should a power loss take back their unsynced noting (`_count_in`): a part of the
+                    # action may have happened. (A carried-out action's changed files are noted by `changed`.)
+                    noted, at = noting
+                    for path in noted:
+                        writes.add(
+                            "INSERT INTO recent_changes (path, at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING",
+                            (path, at),
+                        )
                 writes.add("UPDATE recent_changes SET action_id = NULL WHERE action_id = ?", (action_id,))
 
     def _claim(self, decision_id: str, action_id: str) -> bool:

@@ -6,6 +6,11 @@ Appends from several processes (two bodies, the CLI) are serialised by an `flock
 anchor file held from the journal write to the anchor write, so that the chain has one order;
 the next store to take the flock after one died in between commits what the database lacks.
 
+With power-loss durability a commit is not synced by itself (`synchronous=NORMAL`): the journal keeps the
+records of committed events until one sync of the database covers them all (`settle`, or any `finish()`
+that anchors), and only then is the anchor written and the journal emptied, so the anchor is never durable
+ahead of the database; after a power loss the next store replays what the database lost from the journal.
+
 A serving body commits and anchors a call's event after its reply (`append(finish_later=True)`,
 then `finish()`), from a worker thread (`AuditWriter`), never on its event loop. The flock is held
 around the journal write only: the record is synced after it is let go (`sync_journal`), so that
@@ -65,9 +70,9 @@ class _Uncommitted:
 
 
 OWED_AT_MOST = 64
-ANCHOR_SYNC_AT_MOST_S = 0.05
-"""How long an anchor written after a serving body's commit may wait for its sync (`finish(anchor_sync=False)`)."""
 """How many lazy events (reads') a store lets wait in the journal for one commit and one anchor write."""
+ANCHOR_SYNC_AT_MOST_S = 0.05
+"""How long a serving body's commit may wait for the database's sync, its anchor for its write and sync (`settle`)."""
 
 _INSERT = "INSERT INTO audit_events (seq, id, ts, decision_id, body, mac) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -133,9 +138,17 @@ class AuditStore:
         """Where this store writes its next record: after the ones not committed yet, else the start."""
         self._uncommitted: list[_Uncommitted] = []
         self._owed_anchor: tuple[int, str] | None = None
-        self._anchor_unsynced = False
-        """The anchor was written, its sync left for `finish()` (power-loss durability only)."""
         """A committed head whose anchor is not written yet (`finish_later`, or a failed write to retry)."""
+        self._anchor_unsynced = False
+        """The anchor was written, its sync left for later (power-loss durability only)."""
+        self._unsynced_commits = db.durability == "power_loss"
+        """Commits are not synced one by one (`synchronous=NORMAL`): the journal keeps their records until one sync
+        of the database covers many (`_settle`), and the anchor is written only after that sync."""
+        self._db_unsynced = False
+        """This store committed since its last sync of the database (`_unsynced_commits`)."""
+        self._commits = 0
+        """Transactions this store committed (a settle that synced before taking the locks checks it)."""
+        self._anchor_writes = 0
         self._anchor_kept = False
         """The anchor covers events the database lacks (deleted): it stays as verify's evidence, never written over."""
         self._let_go = False
@@ -234,11 +247,14 @@ class AuditStore:
             self._lock()
             try:
                 unpaid = False
-                if (self._uncommitted or self._owed_anchor is not None) and not (
+                # (With unsynced commits, an anchor owed waits for the settle that syncs the database, unless an
+                # earlier settle failed: retried here, before anything else is appended.)
+                owes = self._owed_anchor is not None and (self.failing or not self._unsynced_commits)
+                if (self._uncommitted or owes) and not (
                     lazy and finish_later and len(self._uncommitted) < OWED_AT_MOST and not self.failing
                 ):
                     try:
-                        self._pay()
+                        self._pay(settle=self.failing)
                     except (OSError, sqlite3.Error):
                         self.failing = True
                         if not happened:
@@ -305,16 +321,22 @@ class AuditStore:
             self._synced_seq = max(self._synced_seq, through)
 
     def finish(self, *, anchor_sync: bool = True) -> None:
-        """Commit and anchor what `finish_later` appends owe, in one transaction and one anchor write; with
-        `anchor_sync=False` the anchor's write is not synced here (power-loss durability), but by the next
-        `finish()` that syncs, which the serving body's `AuditWriter` runs within `ANCHOR_SYNC_AT_MOST_S`.
+        """Commit what `finish_later` appends owe, in one transaction, and anchor it (one anchor write, synced).
 
-        Why an anchor may wait for its sync: the events are durable without it (each in the synced journal before
-        its reply, then committed with `synchronous=FULL`, whose sync comes before the anchor's write), and a
-        process that dies leaves the anchor's write in the page cache, whole. Only a power loss within those 50 ms
-        can leave the anchor behind the database, which verify reports as a database ahead of its anchor (as it
-        does a crash between a commit and its anchor), not as tampering. Syncing each commit's anchor was a third
-        sync on every mutating call that the next call waited for.
+        With `anchor_sync=False` (a serving body's mutating call, after its reply) no sync is waited for here: with
+        power-loss durability the commit is not synced either (`synchronous=NORMAL`) and the anchor is not written
+        yet; `settle()`, which the serving body's `AuditWriter` runs within `ANCHOR_SYNC_AT_MOST_S`, syncs the
+        database once for every commit made meanwhile, then writes the anchor and syncs it. With crash durability
+        the anchor is written at once (nothing is synced).
+
+        Why a commit and its anchor may wait for a sync: each event is durable in the journal before its reply, and
+        its record stays there until a sync of the database covers its commit (`_settle`); a power loss in
+        between loses at most the unsynced commits (SQLite's WAL keeps a prefix of them), which the next store
+        replays from the journal. The anchor is written only after that sync, so that it is never durable ahead
+        of the database (a record the anchor covers is never replayed: it would hide a deleted event). So the
+        anchor is up to 50 ms behind the database in normal running; verify reports a database ahead of its
+        anchor as such (as after a crash between a commit and its anchor), not as tampering. Syncing each commit,
+        and each anchor, were two more syncs on every mutating call that the next call waited for.
 
         A failure is raised, and `failing` set until it works; what is owed stays owed (the events safe in the
         journal), retried by the next append and by `finish()`.
@@ -322,14 +344,15 @@ class AuditStore:
         with self._thread_lock:
             if self._closed:
                 return
-            due = bool(self._uncommitted) or self._owed_anchor is not None
+            settle = anchor_sync or not self._unsynced_commits
+            due = bool(self._uncommitted) or (settle and self._settle_due())
             if not due and not (anchor_sync and self._anchor_unsynced):
                 return
             try:
                 if due:
                     self._lock()
                     try:
-                        self._pay(anchor_sync=anchor_sync)
+                        self._pay(anchor_sync=anchor_sync, settle=settle)
                     finally:
                         self._unlock()
                 if anchor_sync:
@@ -337,24 +360,63 @@ class AuditStore:
             except BaseException:
                 self.failing = True
                 raise
-            self.failing = False
+            if settle:
+                self.failing = False
 
-    def sync_anchor(self) -> None:
-        """Sync the anchor `finish(anchor_sync=False)` wrote, if still owed (nothing else). A failure is raised,
-        and `failing` set until a `finish()` has written the anchor again and synced it."""
+    def settle(self) -> None:
+        """What `finish(anchor_sync=False)` left owed, if still owed: with power-loss durability, one sync of the
+        database for the commits made since the last, then the anchor's write and its sync (`_settle`); with crash
+        durability, the anchor's sync. The next call need not wait for it: the database's sync is done before the
+        locks are taken (then done again under them only if something was committed meanwhile), and the anchor's
+        after they are let go. A failure is raised, and `failing` set until a settle or `finish()` works."""
+        if self._unsynced_commits:
+            with self._thread_lock:
+                if self._closed or not self._settle_due():
+                    return
+                commits = self._commits
+            try:
+                self._db.sync_wal()
+            except OSError:
+                commits = -1  # (the sync under the locks says why)
+            with self._thread_lock:
+                if self._closed:
+                    return
+                try:
+                    self._lock()
+                    try:
+                        self._pay(anchor_sync=False, synced_at=commits)
+                    finally:
+                        self._unlock()
+                except BaseException:
+                    self.failing = True
+                    raise
         with self._thread_lock:
             if self._closed or not self._anchor_unsynced:
                 return
-            try:
-                self._sync_anchor()
-            except BaseException:
+            writes = self._anchor_writes
+            fd = os.dup(self._anchor_fd)  # (synced without the lock: `close()` may close the store's fd meanwhile)
+        try:
+            os.fdatasync(fd)
+        except OSError:
+            with self._thread_lock:
+                self._anchor_sync_failed()
                 self.failing = True
-                raise
+            raise
+        finally:
+            os.close(fd)
+        with self._thread_lock:
+            if self._anchor_writes == writes:  # (else a later write still needs its sync)
+                self._anchor_unsynced = False
+            if not self.owed and not self._anchor_unsynced:
+                self.failing = False
+
+    def _settle_due(self) -> bool:
+        return self._owed_anchor is not None or self._db_unsynced or self._journal_end > 0
 
     @property
-    def anchor_unsynced(self) -> bool:
-        """The anchor was written and its sync is owed (`finish(anchor_sync=False)`)."""
-        return self._anchor_unsynced
+    def sync_owed(self) -> bool:
+        """`settle()` has something to do: a sync of the database, or the anchor's write or its sync."""
+        return self._anchor_unsynced or (self._unsynced_commits and self._settle_due())
 
     def attester(self) -> Attester | None:
         """What attests this chain's events to a brain; None for a sealed store (its key is gone: a stand-in key's
@@ -375,7 +437,7 @@ class AuditStore:
                 return 0  # (a journal tagged with a key that is gone cannot be read)
             self._lock()
             try:
-                self._pay()
+                self._pay(settle=False)  # (a settle replays first what it finds: counted below)
                 replayed = self._recover()
                 self._pay()
             finally:
@@ -496,12 +558,21 @@ class AuditStore:
         anchored = self._read_anchor()
         anchored_seq = anchored[0] if anchored is not None else 0
         replayed = 0
+        keep = 0
+        """Where the records this store must keep end (with unsynced commits: those the database holds may not be
+        durable in it yet); records after it do not continue the chain and are never replayed."""
         # (Nothing to replay, as at most start-ups: a read, not a write transaction that waits for other writers.)
-        with self._db.write() if records else self._db.read() as conn:
-            head = self._db_head(conn)
+        opened = self._db.write(synced=not self._unsynced_commits) if records else self._db.read()
+        with opened as conn:
+            head: tuple[int, str] = self._db_head(conn)
             agrees = self._anchor_agrees(conn, head)
+            held: tuple[int, str] | None = None
+            """The last record past the anchor that the database holds already (committed, not anchored)."""
             for record in records:
                 if record.seq <= head[0]:
+                    keep = record.end
+                    if record.seq > anchored_seq:
+                        held = (record.seq, record.mac)
                     continue
                 if record.seq != head[0] + 1 or record.prev_mac != head[1] or record.seq <= anchored_seq:
                     logger.debug(  # (events deleted: verify reports it)
@@ -514,24 +585,43 @@ class AuditStore:
                 conn.execute(_INSERT, (record.seq, *record.row, record.mac))
                 head = (record.seq, record.mac)
                 replayed += 1
+                keep = record.end
+            if not replayed and held is not None and agrees and self._unsynced_commits:
+                # A store that died between its commit and the database's sync (the anchor's write comes after it):
+                # anchored by the next settle, if the database holds that very event.
+                row = conn.execute("SELECT mac FROM audit_events WHERE seq = ?", (held[0],)).fetchone()
+                owed = self._owed_anchor
+                if row is not None and row[0] == held[1] and (owed is None or owed[0] < held[0]):
+                    self._owed_anchor = held
+        if records:
+            self._commits += 1
         if replayed:
+            self._db_unsynced = self._unsynced_commits
             # (A handoff: another writer's records, journaled before it let go of the flock, are committed first.)
             log = logger.debug if handoff else logger.warning
             log("replayed %d audit event(s) a body journaled and did not commit", replayed)
             if agrees:
                 self._owed_anchor = head
         self._uncommitted.clear()
-        self._journal_end = 0
+        self._journal_end = keep if self._unsynced_commits else 0
         self._journal_seen = data[: _journal.PREFIX_LEN] if records else None
         self._journal_tail = records[-1].end if records else 0
         self._head = head
         return replayed
 
-    def _pay(self, *, anchor_sync: bool = True) -> None:
-        """Commit the journaled events, then write the anchor (flock held); synced unless not `anchor_sync`."""
+    def _pay(self, *, anchor_sync: bool = True, settle: bool = True, synced_at: int = -1) -> None:
+        """Commit the journaled events, then write the anchor (flock held); synced unless not `anchor_sync`.
+
+        With unsynced commits (power-loss durability), the anchor is written only when `settle`: after a sync
+        of the database that covers every record in the journal, which is then emptied. `synced_at`: the database
+        was synced without the locks when this store had committed that many transactions (`settle()`)."""
         assert self._locked
         if self._uncommitted:
             self._commit()
+        if self._unsynced_commits:
+            if not settle:
+                return  # (the flock let go with the anchor owed: `_let_go` is set, as for any anchor owed)
+            self._sync_database(synced_at)
         if self._owed_anchor is not None and self._anchor_kept:
             logger.error(
                 "the audit anchor disagrees with the database (events deleted, or the anchor changed): it is kept as "
@@ -552,12 +642,37 @@ class AuditStore:
                 self._owed_anchor = None
                 if anchor_sync:
                     self._sync_anchor()
+        if self._unsynced_commits:
+            self._empty_journal()
         self._let_go = False
+
+    def _sync_database(self, synced_at: int) -> None:
+        """Make every event whose record is in the journal durable in the database (flock held): another writer's
+        records committed first; then one sync of the database, unless one that began before this store's last
+        commit and last look at the journal (`synced_at`) covers them all already."""
+        unchanged = self._head_unchanged()
+        if not unchanged:
+            self._recover(handoff=True)
+        # (Another writer commits only records it journaled, under the flock: after this store's last look at the
+        # journal it would have changed it. So with the journal unchanged, only this store's commits count.)
+        covered = unchanged and synced_at == self._commits
+        if not covered and (self._db_unsynced or self._journal_end > 0):
+            self._db.sync_wal()
+        self._db_unsynced = False
+
+    def _empty_journal(self) -> None:
+        """Mark the journal empty (flock held, every record in it durable in the database): the next record is
+        written at its start. The mark needs no sync: records it hides are in the database, should it be lost."""
+        if self._journal_end > 0 or self._journal_tail > 0:
+            _write_all(self._journal_fd, _journal.END, 0)
+            self._journal_end = self._journal_tail = 0
+            self._journal_seen = None  # (the next append reads the head from the database)
 
     def _commit(self) -> None:
         """Commit the journaled events in one transaction: each where it was chained, unless another process
-        has replayed it already (it let go after a failure), or a writer that does not journal took its place."""
-        with self._db.write() as conn:
+        has replayed it already (it let go after a failure), or a writer that does not journal took its place.
+        With unsynced commits, their records stay in the journal until a sync of the database (`_settle`)."""
+        with self._db.write(synced=not self._unsynced_commits) as conn:
             head = self._db_head(conn)
             for item in self._uncommitted:
                 values = item.values
@@ -575,7 +690,11 @@ class AuditStore:
                 conn.execute(_INSERT, values)
                 head = (values[0], values[5])
         self._uncommitted.clear()
-        self._journal_end = 0
+        self._commits += 1
+        if self._unsynced_commits:
+            self._db_unsynced = True
+        else:
+            self._journal_end = 0
         self._head = self._owed_anchor = head
 
     def _anchor_agrees(self, conn: sqlite3.Connection, head: tuple[int, str]) -> bool:
@@ -600,6 +719,7 @@ class AuditStore:
     def _write_anchor(self, seq: int, mac: str) -> None:
         """Write the anchor; its sync (power-loss durability) is owed until `_sync_anchor`."""
         _write_all(self._anchor_fd, _anchor.encode(seq, mac, self._chain.anchor_tag), 0)
+        self._anchor_writes += 1
         self._anchor_unsynced = self._db.durability == "power_loss"
 
     def _sync_anchor(self) -> None:
@@ -607,13 +727,16 @@ class AuditStore:
             try:
                 os.fdatasync(self._anchor_fd)
             except OSError:
-                if not self._uncommitted and self._owed_anchor is None:
-                    # Written again before the next sync: a failed sync may have dropped the dirty page. (Unless
-                    # another process anchored a later head since: the flock may have been let go.)
-                    self._owed_anchor = self._head
-                    self._let_go = True
+                self._anchor_sync_failed()
                 raise
             self._anchor_unsynced = False
+
+    def _anchor_sync_failed(self) -> None:
+        if not self._uncommitted and self._owed_anchor is None:
+            # Written again before the next sync: a failed sync may have dropped the dirty page. (Unless
+            # another process anchored a later head since: the flock may have been let go.)
+            self._owed_anchor = self._head
+            self._let_go = True
 
     def _read_anchor(self) -> Head | None:
         data = os.pread(self._anchor_fd, _anchor.LEN, 0)

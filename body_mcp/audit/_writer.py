@@ -7,9 +7,10 @@ made durable by it (`AuditStore.sync_journal`), and the second sync costs nothin
 
 The commit and anchor owed after a reply are asked for at once after a mutating call's reply
 (`finish_soon()`), or `LAZY_FINISH_S` after a read's (its event is `lazy`: reads share one commit);
-a caller that must know whether they worked awaits `settled()` first. The anchor a mutating call's
-finish writes is synced by a finish at most `ANCHOR_SYNC_AT_MOST_S` later, shared by the anchors
-written meanwhile (`AuditStore.finish` says why that is safe).
+a caller that must know whether they worked awaits `settled()` first. What a mutating call's finish
+leaves owed (with power-loss durability: the database's sync, then the anchor's write and sync) is
+settled at most `ANCHOR_SYNC_AT_MOST_S` later, once for every commit made meanwhile, in a second
+thread, so that no call's append waits behind those syncs (`AuditStore.finish` says why that is safe).
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ class AuditWriter:
     def __init__(self, store: AuditStore, *, on_committed: Callable[[], object] | None = None) -> None:
         self._store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-audit")
+        self._settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-audit-sync")
+        """Where `AuditStore.settle` runs: not in the writer's thread, where the next call's append would queue
+        behind its syncs (it takes the store's locks only around what must not interleave with an append)."""
         self._finishing: Future[None] | None = None
         self._finishing_lazy = False
         """`_finishing` is a batch of reads' commit (a timer's), not one a mutating call's reply asked for."""
         self._timer: asyncio.TimerHandle | None = None
         self._anchor_timer: asyncio.TimerHandle | None = None
-        """When the anchor's owed sync is due: set once by the finish that left it owed, never put off."""
+        """When the owed settle (`AuditStore.settle`) is due: set once by the finish that left it owed, never put
+        off."""
         self._on_committed = on_committed
         """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,9 +162,10 @@ class AuditWriter:
         """Finish the queued work (the store's `close` commits what is still owed)."""
         self._closed = True
         self._cancel_timer()
-        if self._anchor_timer is not None:  # (the store's close syncs the anchor)
+        if self._anchor_timer is not None:  # (the store's close settles what is owed)
             self._anchor_timer.cancel()
             self._anchor_timer = None
+        self._settler.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
     def _lazy_due(self) -> None:
@@ -186,7 +192,7 @@ class AuditWriter:
             future.add_done_callback(partial(_tell, loop, self._anchor_owed))
 
     def _anchor_owed(self, future: Future[None]) -> None:
-        if self._anchor_timer is None and not self._closed and self._store.anchor_unsynced:
+        if self._anchor_timer is None and not self._closed and self._store.sync_owed:
             loop = asyncio.get_running_loop()
             self._anchor_timer = loop.call_later(ANCHOR_SYNC_AT_MOST_S, self._anchor_due)
 
@@ -195,7 +201,7 @@ class AuditWriter:
         if self._closed:
             return
         # Not `_finishing`: no call waits for this sync (a failure sets `failing`, and the next call retries it).
-        future = self._executor.submit(self._store.sync_anchor)
+        future = self._settler.submit(self._store.settle)
         future.add_done_callback(_log_failure)
 
     def _finished(self, future: Future[None]) -> None:

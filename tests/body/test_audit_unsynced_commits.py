@@ -1,0 +1,259 @@
+"""With power-loss durability an audit commit is not synced by itself: the journal keeps the records of committed
+events until one sync of the database covers them (`AuditStore.settle`), and the anchor is written only then.
+
+These tests cover what that leaves after a real SIGKILL between a commit and the database's sync, and after a
+simulated power loss that takes back every commit not yet synced (the database files put back as they were at
+their last sync, the journal and anchor as written): the next store replays what the database lost, and the
+chain verifies, anchor included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from body_mcp import Body
+from body_mcp._db import StateDB
+from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
+from body_mcp.audit._journal import decode
+from body_mcp.tools._spec import ToolOutput
+
+from ..conftest import make_body
+
+pytestmark = pytest.mark.anyio
+
+_NO_WINDOW = {"policy": {"cumulative_window_s": 0}}
+"""(No approval window: its own transactions, synced, would sync the unsynced commits before them as well.)"""
+
+
+def _committed(db: Path) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [str(row[0]) for row in conn.execute("SELECT id FROM audit_events ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+async def _write(body: Body, name: str) -> str:
+    """A mutating call, its reply written and the commit it asks for done (not the settle: the timer's)."""
+    out = await body.call_tool("write_file", {"path": name, "content": f"{name}\n", "rationale": "r"})
+    assert not out.is_error, out.structured
+    body.replies.run()
+    await body.audit_writer.settled()
+    return out.action_id
+
+
+_COMMIT_THEN_DIE = """
+import os, signal, sys
+from pathlib import Path
+import anyio
+from body_mcp import Body, BodySettings
+from body_mcp.audit import _writer
+from shared_protocol.config import parse_config
+
+_writer.ANCHOR_SYNC_AT_MOST_S = 3600.0  # (the settle never comes)
+config = parse_config({"policy": {"cumulative_window_s": 0}})
+body = Body(BodySettings(workspace=Path(sys.argv[1]), home=Path(sys.argv[2]), config=config))
+body.replies.flushed = True
+
+async def main() -> None:
+    for name in ("a.txt", "b.txt"):
+        out = await body.call_tool("write_file", {"path": name, "content": "new\\n", "rationale": "committed"})
+        assert not out.is_error, out.structured
+        body.replies.run()
+        await body.audit_writer.settled()  # committed, not synced
+        print(out.action_id, flush=True)
+    assert body.audit.sync_owed
+    os.kill(os.getpid(), signal.SIGKILL)
+
+anyio.run(main)
+"""
+
+
+async def test_a_body_killed_between_its_commits_and_the_database_sync_leaves_a_whole_chain(
+    workspace: Path, home: Path
+) -> None:
+    before = make_body(workspace, home, _NO_WINDOW)
+    try:
+        before.record_human(action="note", rationale="an event before")
+        paths = before.paths
+        anchored = paths.anchor.read_bytes()
+        tag = before.audit._chain.tag  # pyright: ignore[reportPrivateUsage]  # (the journal's, from the key)
+    finally:
+        before.close()
+    result = subprocess.run(
+        [sys.executable, "-c", _COMMIT_THEN_DIE, str(workspace), str(home)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == -9, result.stderr
+    actions = result.stdout.split()
+    assert len(actions) == 2 and _committed(paths.db)[1:] == actions  # committed (a crash keeps the page cache)
+    assert paths.anchor.read_bytes() == anchored  # never written: the database was not synced
+    assert [r.row[0] for r in decode(paths.journal.read_bytes(), tag)] == actions  # kept until that sync
+
+    after = make_body(workspace, home, _NO_WINDOW)
+    try:
+        report = after.audit.verify()  # (the database is ahead of its anchor, as after any crash before anchoring)
+        assert report.ok and report.anchor == "match", report.summary()
+        assert [e.id for e in after.audit.tail(10)][1:] == actions  # each once
+        third = await _write(after, "c.txt")
+        after.audit.finish()
+        assert not decode(paths.journal.read_bytes(), tag)  # synced: the journal emptied
+    finally:
+        after.close()
+    assert _committed(paths.db)[1:] == [*actions, third]
+
+
+class _Disk:
+    """What the disk holds of the database's files: their image as of their last sync (`StateDB.sync_wal`)."""
+
+    def __init__(self, body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.body = body
+        self.files = (body.paths.db, Path(f"{body.paths.db}-wal"))
+        self.durable: dict[Path, bytes] = {}
+        real = StateDB.sync_wal
+
+        def sync_wal(db: StateDB) -> None:
+            real(db)
+            self.durable = {path: path.read_bytes() for path in self.files}
+
+        monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
+
+    def power_loss(self) -> None:
+        """The body stops where it is, nothing more written; the database's files go back to their synced image
+        (no shared-memory index survives); the journal and the anchor stay as written (each synced before it
+        counted: the journal before a reply, the anchor after the database)."""
+        body = self.body
+        body.audit_writer.close()
+        store = body.audit
+        store._closed = True  # pyright: ignore[reportPrivateUsage]
+        for fd in (store._anchor_fd, store._journal_fd, store._lock_fd):  # pyright: ignore[reportPrivateUsage]
+            os.close(fd)
+        body.db.conn.close()
+        for path, data in self.durable.items():
+            path.write_bytes(data)
+        Path(f"{body.paths.db}-shm").unlink(missing_ok=True)
+
+
+def _recent(db: Path) -> set[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return {str(r[0]) for r in conn.execute("SELECT path FROM recent_changes WHERE action_id IS NULL")}
+    finally:
+        conn.close()
+
+
+async def test_a_power_loss_that_takes_back_unsynced_commits_is_made_good_from_the_journal(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)  # (only the test settles)
+    # (The approval window on, as by default: each write's files are noted, unsynced, before it runs.)
+    body = make_body(workspace, home)
+    paths = body.paths
+    disk = _Disk(body, monkeypatch)
+    try:
+        body.replies.flushed = True
+        first = await _write(body, "a.txt")
+        body.audit.settle()  # the database synced (its image taken), then the anchor written and synced
+        anchored = paths.anchor.read_bytes()
+        lost = [await _write(body, name) for name in ("b.txt", "c.txt", "d.txt")]
+        assert _committed(paths.db) == [first, *lost] and paths.anchor.read_bytes() == anchored
+        journal = paths.journal.read_bytes()
+    finally:
+        disk.power_loss()
+    assert _committed(paths.db) == [first] and _recent(paths.db) == {"a.txt"}  # the three commits are gone...
+    assert paths.journal.read_bytes() == journal  # ...not from the journal
+
+    after = make_body(workspace, home)
+    try:
+        report = after.audit.verify()
+        assert report.ok and report.anchor == "match", report.summary()
+        assert [e.id for e in after.audit.tail(10)] == [first, *lost]
+        conn = sqlite3.connect(paths.db)
+        try:  # their undo records came back with them, and their files count in the approval window again
+            undo = {str(r[0]) for r in conn.execute("SELECT action_id FROM undo_records")}
+        finally:
+            conn.close()
+        assert set(lost) <= undo
+        assert _recent(paths.db) == {"a.txt", "b.txt", "c.txt", "d.txt"}
+    finally:
+        after.close()
+
+
+async def test_a_call_that_failed_part_way_still_counts_its_files_after_a_power_loss(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
+    body = make_body(workspace, home)
+    disk = _Disk(body, monkeypatch)
+
+    async def fails_part_way(ctx: object) -> ToolOutput:
+        raise OSError(errno.EIO, "Input/output error")  # (after its files were noted: it may have changed some)
+
+    spec = body.tools["write_file"]
+    monkeypatch.setitem(body.tools, "write_file", dataclasses.replace(spec, handler=fails_part_way))
+    try:
+        body.replies.flushed = True
+        body.record_human(action="note", rationale="synced: the image the power loss goes back to")
+        out = await body.call_tool("write_file", {"path": "half.txt", "content": "x", "rationale": "r"})
+        assert out.is_error
+        body.replies.run()
+        with anyio.fail_after(5):
+            while out.action_id not in _committed(body.paths.db):
+                await anyio.sleep(0.005)
+        with body.db.read() as conn:  # (noted as the call began, unsynced)
+            assert conn.execute("SELECT action_id FROM recent_changes WHERE path = 'half.txt'").fetchone() == (None,)
+    finally:
+        disk.power_loss()
+    assert _recent(body.paths.db) == set()
+    after = make_body(workspace, home)
+    try:
+        assert after.audit.verify().ok
+        assert _recent(body.paths.db) == {"half.txt"}  # noted again by its event, replayed from the journal
+    finally:
+        after.close()
+
+
+async def test_settling_waits_for_no_call_and_empties_the_journal(workspace: Path, home: Path) -> None:
+    body = make_body(workspace, home, _NO_WINDOW)
+    try:
+        body.replies.flushed = True
+        await _write(body, "a.txt")
+        with anyio.fail_after(5):  # (the writer's timer, ANCHOR_SYNC_AT_MOST_S after the commit)
+            while body.audit.sync_owed:
+                await anyio.sleep(0.01)
+        head = body.audit.tail(1)[0]
+        assert body.paths.anchor.read_text().split()[:2] == [f"{head.seq:020d}", head.mac]
+        assert body.paths.journal.read_bytes()[:4] == bytes(4)  # emptied: its records are in the synced database
+    finally:
+        body.close()
+
+
+async def test_once_settled_a_deleted_last_event_is_reported_not_put_back(workspace: Path, home: Path) -> None:
+    body = make_body(workspace, home, _NO_WINDOW)
+    try:
+        body.replies.flushed = True
+        await _write(body, "a.txt")
+        last = await _write(body, "b.txt")
+        body.audit.settle()  # (the writer's timer): the database synced, the anchor written, the journal emptied
+        conn = sqlite3.connect(body.paths.db)
+        try:  # with direct access to the file: the last event, anchored, is deleted
+            conn.executescript(f"DROP TRIGGER audit_events_no_delete; DELETE FROM audit_events WHERE id = '{last}';")
+        finally:
+            conn.close()
+        report = body.audit.verify()
+        assert not report.ok and "truncated" in (report.problem or ""), report.summary()
+        assert last not in _committed(body.paths.db)  # nothing put back: the journal no longer holds it
+    finally:
+        body.close()
