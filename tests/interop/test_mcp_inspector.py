@@ -42,7 +42,10 @@ def inspector(request: pytest.FixtureRequest) -> list[str]:
         pytest.skip(reason)
     assert node is not None
     entry = json.loads((package / "package.json").read_text())["bin"]["mcp-inspector"]
-    return [node, str(package / entry), "--cli"]
+    # (2.x gives a server 15 s to answer `initialize`, which a body starting on a loaded 2-core CI machine can miss;
+    # 1.0 has no such limit and no flag)
+    patient = ["--connect-timeout", "90000"] if request.param == "inspector-2.12" else []
+    return [node, str(package / entry), "--cli", *patient]
 
 
 def inspect(inspector: list[str], workspace: Path, home: Path, *request: str) -> dict[str, Any]:
