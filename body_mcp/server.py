@@ -14,6 +14,8 @@ import io
 import json
 import os
 import re
+import select
+import stat
 import sys
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared_protocol import Refusal, ToolArgs, ToolResult
 
+from ._stdin import claimed_stdin
 from .body import Body
 from .origin import flag_unreadable_meta
 from .tools._spec import ToolSpec
@@ -288,13 +291,17 @@ class _ReplyWire(anyio.AsyncFile[str]):
     """The stdout the SDK writes messages to, telling the body each time one has been flushed to the client.
 
     The SDK writes a message, then flushes it, each a trip to a worker thread; here the write is kept and done with
-    the flush, in one trip (a blocking write to the pipe stays off the event loop all the same)."""
+    the flush, in one trip (a blocking write to the pipe stays off the event loop all the same). A reply of at most
+    `PIPE_BUF` bytes to a pipe with room for it is written on the loop, with no trip at all: such a write is whole
+    and cannot block (a pipe that polls writable has a free buffer of a page), and a trip costs two thread switches
+    and a wake-up of the loop, on every call."""
 
     def __init__(self, fp: TextIO, after_reply: Callable[[], None]) -> None:
         super().__init__(fp)
         self._fp_text = fp
         self._after_reply = after_reply
         self._pending: list[str] = []
+        self._pipe_fd = _pipe_fd(fp)
 
     async def write(self, b: str) -> int:
         self._pending.append(b)
@@ -303,13 +310,38 @@ class _ReplyWire(anyio.AsyncFile[str]):
     async def flush(self) -> None:
         data = "".join(self._pending)
         self._pending.clear()
-        await anyio.to_thread.run_sync(self._write_out, data)
+        if not self._written_now(data):
+            await anyio.to_thread.run_sync(self._write_out, data)
         self._after_reply()
+
+    def _written_now(self, data: str) -> bool:
+        fd = self._pipe_fd
+        if fd is None or not data:
+            return False
+        encoded = data.encode("utf-8")
+        if len(encoded) > select.PIPE_BUF:
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not poller.poll(0):
+            return False
+        self._fp_text.flush()  # (nothing is buffered there: every write to it is flushed at once)
+        os.write(fd, encoded)
+        return True
 
     def _write_out(self, data: str) -> None:
         if data:
             self._fp_text.write(data)
         self._fp_text.flush()
+
+
+def _pipe_fd(fp: TextIO) -> int | None:
+    """The descriptor under `fp` when it is a pipe (None: anything else, written from a worker thread)."""
+    try:
+        fd = fp.fileno()
+        return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 @contextmanager
@@ -359,11 +391,12 @@ async def serve_stdio(body: Body) -> None:
     server = build_server(body)
     async with anyio.create_task_group() as background:
         background.start_soon(body.background)
-        with _claimed_stdout() as stdout:
+        with _claimed_stdout() as stdout, claimed_stdin() as stdin:
             replies = body.replies
             replies.flushed = True
             try:
-                async with stdio_server(stdout=_ReplyWire(stdout, replies.run)) as (read_stream, write_stream):
+                wire = _ReplyWire(stdout, replies.run)
+                async with stdio_server(stdin=stdin, stdout=wire) as (read_stream, write_stream):
                     await server.run(_Recovering(read_stream), write_stream, server.create_initialization_options())
             finally:
                 replies.flushed = False
