@@ -25,9 +25,11 @@ from typing import Any, TextIO, cast
 import anyio
 import mcp_types as types
 from mcp.server import Server
+from mcp.server._otel import OpenTelemetryMiddleware  # pyright: ignore[reportPrivateUsage]  (no public name)
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
+from opentelemetry import trace
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -157,13 +159,25 @@ def build_server(body: Body) -> Server[Any]:
             is_error=outcome.is_error,
         )
 
-    return Server(
+    server = Server(
         "swarm-body",
         version="0.1.0",
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+    if not _tracing():
+        # The SDK's span per message (its `OpenTelemetryMiddleware`) is a no-op with no tracer installed, yet costs
+        # every call its attributes, context and span objects; dropped unless something traces this process.
+        server.middleware = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+    return server
+
+
+def _tracing() -> bool:
+    """Whether an OpenTelemetry tracer provider is installed (e.g. by `opentelemetry-instrument`), as the server is
+    built."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
 
 _MAX_DEPTH = 64
