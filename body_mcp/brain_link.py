@@ -85,6 +85,9 @@ _LAG_S = 0.25
 """A tick later than this (past `_TICK_S`) means the loop stood still that long: time the link could not listen."""
 KILL_QUIET_S = 0.5
 """How long audit shipping holds off after the body hears a kill engage."""
+SHIP_EVERY_S = 0.25
+"""The least time between two shipments: a body calling every few milliseconds ships its events in batches, not one
+HTTP request (and one brain ingest) per call, which cost the machine as much CPU as the call itself."""
 
 
 @dataclass
@@ -173,6 +176,8 @@ class BrainLink:
         """`time.monotonic()` before which audit shipping holds off (`KILL_QUIET_S` after a kill is heard)."""
         self._state_noted: BodyKillState | None = None
         """What `state()` last told a call and noted."""
+        self._shipped_at = 0.0
+        """`time.monotonic()` when `_ship_forever` last began shipping."""
 
     # -- kill-switch source ------------------------------------------------------------
 
@@ -535,8 +540,11 @@ class BrainLink:
 
     async def _ship_forever(self) -> None:
         while True:
-            while (hold := self._ship_after - time.monotonic()) > 0:
-                await anyio.sleep(hold)  # (a kill was just heard: its refusals first, on every body)
+            # (a kill was just heard: its refusals first, on every body; else the events of the last `SHIP_EVERY_S`
+            # go together)
+            while (hold := max(self._ship_after, self._shipped_at + SHIP_EVERY_S) - time.monotonic()) > 0:
+                await anyio.sleep(hold)
+            self._shipped_at = time.monotonic()
             await self.ship_pending()
             with anyio.move_on_after(1.0):
                 await self.new_events.wait()

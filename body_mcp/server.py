@@ -15,6 +15,8 @@ import io
 import json
 import os
 import re
+import select
+import stat
 import sys
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
@@ -24,14 +26,17 @@ from typing import Any, TextIO, cast
 import anyio
 import mcp_types as types
 from mcp.server import Server
+from mcp.server._otel import OpenTelemetryMiddleware  # pyright: ignore[reportPrivateUsage]  (no public name)
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
+from opentelemetry import trace
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from shared_protocol import Refusal, ToolArgs, ToolResult
 
+from ._stdin import claimed_stdin
 from .body import Body
 from .origin import flag_unreadable_meta
 from .tools._spec import ToolSpec
@@ -155,13 +160,25 @@ def build_server(body: Body) -> Server[Any]:
             is_error=outcome.is_error,
         )
 
-    return Server(
+    server = Server(
         "swarm-body",
         version="0.1.0",
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+    if not _tracing():
+        # The SDK's span per message (its `OpenTelemetryMiddleware`) is a no-op with no tracer installed, yet costs
+        # every call its attributes, context and span objects; dropped unless something traces this process.
+        server.middleware = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+    return server
+
+
+def _tracing() -> bool:
+    """Whether an OpenTelemetry tracer provider is installed (e.g. by `opentelemetry-instrument`), as the server is
+    built."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
 
 _MAX_DEPTH = 64
@@ -289,13 +306,17 @@ class _ReplyWire(anyio.AsyncFile[str]):
     """The stdout the SDK writes messages to, telling the body each time one has been flushed to the client.
 
     The SDK writes a message, then flushes it, each a trip to a worker thread; here the write is kept and done with
-    the flush, in one trip (a blocking write to the pipe stays off the event loop all the same)."""
+    the flush, in one trip (a blocking write to the pipe stays off the event loop all the same). A reply of at most
+    `PIPE_BUF` bytes to a pipe with room for it is written on the loop, with no trip at all: such a write is whole
+    and cannot block (a pipe that polls writable has a free buffer of a page), and a trip costs two thread switches
+    and a wake-up of the loop, on every call."""
 
     def __init__(self, fp: TextIO, after_reply: Callable[[], None]) -> None:
         super().__init__(fp)
         self._fp_text = fp
         self._after_reply = after_reply
         self._pending: list[str] = []
+        self._pipe_fd = _pipe_fd(fp)
 
     async def write(self, b: str) -> int:
         self._pending.append(b)
@@ -304,13 +325,38 @@ class _ReplyWire(anyio.AsyncFile[str]):
     async def flush(self) -> None:
         data = "".join(self._pending)
         self._pending.clear()
-        await anyio.to_thread.run_sync(self._write_out, data)
+        if not self._written_now(data):
+            await anyio.to_thread.run_sync(self._write_out, data)
         self._after_reply()
+
+    def _written_now(self, data: str) -> bool:
+        fd = self._pipe_fd
+        if fd is None or not data:
+            return False
+        encoded = data.encode("utf-8")
+        if len(encoded) > select.PIPE_BUF:
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not poller.poll(0):
+            return False
+        self._fp_text.flush()  # (nothing is buffered there: every write to it is flushed at once)
+        os.write(fd, encoded)
+        return True
 
     def _write_out(self, data: str) -> None:
         if data:
             self._fp_text.write(data)
         self._fp_text.flush()
+
+
+def _pipe_fd(fp: TextIO) -> int | None:
+    """The descriptor under `fp` when it is a pipe (None: anything else, written from a worker thread)."""
+    try:
+        fd = fp.fileno()
+        return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 @contextmanager
@@ -361,11 +407,12 @@ async def serve_stdio(body: Body) -> None:
     _freeze_startup_heap()
     async with anyio.create_task_group() as background:
         background.start_soon(body.background)
-        with _claimed_stdout() as stdout:
+        with _claimed_stdout() as stdout, claimed_stdin() as stdin:
             replies = body.replies
             replies.flushed = True
             try:
-                async with stdio_server(stdout=_ReplyWire(stdout, replies.run)) as (read_stream, write_stream):
+                wire = _ReplyWire(stdout, replies.run)
+                async with stdio_server(stdin=stdin, stdout=wire) as (read_stream, write_stream):
                     await server.run(_Recovering(read_stream), write_stream, server.create_initialization_options())
             finally:
                 replies.flushed = False

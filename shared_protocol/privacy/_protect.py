@@ -31,6 +31,8 @@ from .exceptions import SubjectErased
 
 TOKEN = re.compile(r"\[pii:([a-z][a-z0-9_]*)(?::(s[0-9a-f]{16}):([A-Za-z0-9_-]+))?\]")
 _NONCE = 12
+_CLEAN_MAX_ENTRIES = 4096
+_CLEAN_MAX_CHARS = 4096
 
 
 def _b64(data: bytes) -> str:
@@ -61,6 +63,8 @@ class Protector:
         self.config = config
         self.detector = Detector(config)
         self.keys = keys
+        self._clean: dict[str, None] = {}
+        """Texts found to hold no personal data and no token (`_replace`), up to `_CLEAN_MAX_ENTRIES`."""
 
     def close(self) -> None:
         self.keys.close()
@@ -89,7 +93,7 @@ class Protector:
         return _walk(value, self.redact)
 
     def _replace(self, text: str, token: Callable[[Span, str], str]) -> str:
-        if not self.enabled or len(text) < 5:
+        if not self.enabled or len(text) < 5 or text in self._clean:
             return text
         out: list[str] = []
         at = 0
@@ -103,6 +107,13 @@ class Protector:
                 out.append(token(span, segment[span.start : span.end]))
                 at = segment_start + span.end
         if at == 0:
+            if "[pii:" not in text and len(text) <= _CLEAN_MAX_CHARS:
+                # Clean, and no token whose reading depends on the keys: the same answer every time (the detector
+                # is its config's alone). Agents repeat their rationales, a kill's refusals their message: each is
+                # scanned once, not on every call.
+                if len(self._clean) >= _CLEAN_MAX_ENTRIES:
+                    self._clean.clear()
+                self._clean[text] = None
             return text
         out.append(text[at:])
         return "".join(out)

@@ -61,6 +61,23 @@ def test_protect_encrypts_each_span_and_reveal_gives_back_the_text() -> None:
     assert protector.redact(p.text()) == "write to [pii:email] or call [pii:phone]; card [pii:card], from [pii:ip]"
 
 
+def test_a_repeated_text_is_protected_alike_each_time_and_a_token_typed_in_clean_text_is_read_again() -> None:
+    p = plant()
+    keys = MemorySubjectKeys()
+    protector = Protector(PrivacyConfig(), keys)
+    clean = "a rationale with no personal data in it"
+    assert [protector.protect(clean) for _ in range(3)] == [clean] * 3  # (scanned once: remembered as clean)
+    kept = protector.protect(p.text())
+    assert [protector.protect(p.text()) for _ in range(2)] == [kept] * 2  # what holds data is never remembered
+    # A token in otherwise clean text is read against the keys each time: erased, its text reads differently.
+    token = next(TOKEN.finditer(kept)).group()
+    beside = f"see {token} again"
+    assert protector.redact(beside) == "see [pii:email] again"
+    subject = protector.parse_subject(p.email)
+    assert keys.erase(subject.kind, subject.value) is not None
+    assert "[pii:email:erased]" in protector.reveal(beside)
+
+
 def test_erasing_a_subject_makes_only_their_tokens_unreadable() -> None:
     p = plant()
     keys = MemorySubjectKeys()
