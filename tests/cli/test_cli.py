@@ -49,12 +49,12 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_body_refuses_the_root_and_the_home_directory(home: Path, tmp_path: Path) -> None:
-    assert "refusing to use /" in one_line_error(swarm("body", "--workspace", "/", home=home))
+    assert "refusing to use /" in one_line_error(swarm_here("body", "--workspace", "/", home=home))
     fake_home = tmp_path / "userhome"
     fake_home.mkdir()
     result = swarm("body", home=home, cwd=fake_home, env={"HOME": str(fake_home)})
     assert "home directory" in one_line_error(result)
-    assert "not a directory" in one_line_error(swarm("body", "--workspace", str(tmp_path / "nope"), home=home))
+    assert "not a directory" in one_line_error(swarm_here("body", "--workspace", str(tmp_path / "nope"), home=home))
 
 
 def test_a_workspace_overlapping_swarm_home_is_refused(home: Path) -> None:
