@@ -4,7 +4,6 @@ audited) whatever tool it changes them with, commands included; the runner's own
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -80,13 +79,11 @@ async def test_the_models_changes_to_acceptance_inputs_are_refused_and_audited_a
     assert (repo / "check.py").read_text() == CHECK + "# the runner's\n"
     assert (repo / "tests" / "test_app.py").read_text() == "def test_it():\n    assert True\n"
     assert not (repo / "tests" / "conftest.py").exists()
-    tail = subprocess.run(
-        [sys.executable, "-m", "swarm_cli", "audit", "tail", "--agent", "w1"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config_file)},
-        check=True,
-    ).stdout
+    done = run_swarm(
+        ["audit", "tail", "--agent", "w1"], {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config_file)}
+    )
+    assert done.returncode == 0, done.stderr
+    tail = done.stdout
     assert tail.count("acceptance_input") == len(attempts), tail
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -28,6 +27,7 @@ from shared_protocol.audit import attestation
 from shared_protocol.config import parse_config
 from tests.body.helpers import linked_up, reach_brain
 from tests.brain.helpers import issue_in
+from tests.cli.inprocess import run_swarm as run_here
 
 pytestmark = pytest.mark.anyio
 
@@ -101,11 +101,12 @@ async def write(body: Body, name: str) -> tuple[bool, str | None]:
 
 
 def run_swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI, with no brain URL or token from the environment (the test passes them as flags)."""
+    """The CLI's entry point in the test's process (`tests/cli/inprocess.py`: no new Python to start; call it from a
+    worker thread, as the test's event loop serves the brain), with no brain URL or token from the environment (the
+    test passes them as flags)."""
     env = {k: v for k, v in os.environ.items() if k not in ("SWARM_BRAIN_URL", "SWARM_TOKEN")}
     env["SWARM_HOME"] = str(home)
-    argv = [sys.executable, "-m", "swarm_cli", *args]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    return run_here(args, env)
 
 
 @dataclass(frozen=True)
@@ -229,19 +230,13 @@ async def test_decisions_of_a_linked_body_are_the_brains(tmp_path: Path, home: P
 
 
 async def test_the_cli_kills_resumes_and_answers_on_the_brain(tmp_path: Path, home: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
     db, port = tmp_path / "brain.db", _free_port()
     tokens = await _tokens(db)
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SWARM_HOME": str(home), "SWARM_BRAIN_URL": url, "SWARM_TOKEN": tokens["captain"]}
 
     def swarm(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "swarm_cli", *args], env=env, capture_output=True, text=True, check=False
-        )
+        return run_here(args, env)  # (in this process, from a worker thread: the test's loop serves the brain)
 
     headers = {"Authorization": f"Bearer {tokens['captain']}"}
     async with brain_on(port, db), httpx.AsyncClient(base_url=url, headers=headers) as api:

@@ -17,6 +17,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from shared_protocol.config import parse_config, render_config
 
+from ..cli.inprocess import run_swarm
 from ..conftest import require_binary
 from .agent_helpers import AGENT, MODEL, model_meta
 from .helpers import call, ok, refused
@@ -105,13 +106,11 @@ async def test_a_model_cannot_add_a_module_that_shadows_one_the_check_imports(
     assert (repo / "json.py").read_text() == "# the runner's\n"
     assert not (repo / "json").exists() and not (repo / "pytest.py").exists() and (repo / "helper").is_dir()
     assert (repo / "app.py").read_text() == "def main():\n    return 2\n"
-    tail = subprocess.run(
-        [sys.executable, "-m", "swarm_cli", "audit", "tail", "--agent", "w1"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config_file)},
-        check=True,
-    ).stdout
+    done = run_swarm(
+        ["audit", "tail", "--agent", "w1"], {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config_file)}
+    )
+    assert done.returncode == 0, done.stderr
+    tail = done.stdout
     assert tail.count("acceptance_input") == len(attempts), tail
 
 

@@ -14,6 +14,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from ..cli.inprocess import run_swarm
 from ..conftest import make_body, require_binary
 from .helpers import call, ok, refused
 
@@ -72,12 +73,13 @@ async def test_every_tool_works_over_stdio_and_refusals_name_their_rule(workspac
         )
         refused(await call(client, "no_such_tool"), "unknown_tool")
 
-        # `swarm kill` from another process takes effect from the body's next call.
+        # `swarm kill` from another process (this one: the CLI's entry point, `tests/cli/inprocess.py`) takes effect
+        # from the body's next call.
         env = {**os.environ, "SWARM_HOME": str(home)}
-        subprocess.run([sys.executable, "-m", "swarm_cli", "kill", "--reason", "test"], env=env, check=True)
+        assert run_swarm(["kill", "--reason", "test"], env).returncode == 0
         refused(await call(client, "write_file", path="after.txt", content="x"), "kill_switch_engaged")
         ok(await call(client, "read_text_file", path="README.md"))
-        subprocess.run([sys.executable, "-m", "swarm_cli", "resume"], env=env, check=True)
+        assert run_swarm(["resume"], env).returncode == 0
         ok(await call(client, "write_file", path="after.txt", content="x"))
     body = make_body(workspace, home)
     try:
@@ -119,13 +121,7 @@ async def test_sigkill_during_a_stream_of_writes_keeps_the_chain_valid_and_every
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
                 await anyio.sleep_forever()  # until the killed server surfaces as an error here
     assert len(completed) >= 40
-    result = subprocess.run(
-        [sys.executable, "-m", "swarm_cli", "audit", "verify", "--workspace", str(workspace)],
-        env={**os.environ, "SWARM_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_swarm(["audit", "verify", "--workspace", str(workspace)], {**os.environ, "SWARM_HOME": str(home)})
     assert result.returncode == 0, result.stderr
     body = make_body(workspace, home)
     try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from mcp import Client
 
 from body_mcp import Body
 
+from ..cli.inprocess import run_swarm
 from ..conftest import make_body
 from .helpers import call, ok, refused
 
@@ -154,14 +153,7 @@ def test_verify_checks_the_database_pages_and_indexes_too(workspace: Path, home:
     data = bytearray(db.read_bytes())
     data[root * page_size - 20] ^= 0xFF  # a flipped bit in the index's last cell
     db.write_bytes(bytes(data))
-    result = subprocess.run(
-        [sys.executable, "-m", "swarm_cli", "audit", "verify", "--workspace", str(workspace)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SWARM_HOME": str(home)},
-        check=False,
-        timeout=60,
-    )
+    result = run_swarm(["audit", "verify", "--workspace", str(workspace)], {**os.environ, "SWARM_HOME": str(home)})
     assert result.returncode == 1, result.stdout
     lines = result.stderr.splitlines()
     assert lines[0].startswith("audit chain OK") and any(line.startswith("state.db: ") for line in lines[1:])

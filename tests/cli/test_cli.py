@@ -1,4 +1,9 @@
-"""The `swarm` CLI: exit codes, one-line errors that name the problem, and the commands' effects."""
+"""The `swarm` CLI: exit codes, one-line errors that name the problem, and the commands' effects.
+
+`swarm` starts the real CLI, a process per command: for what only a process shows (a body's working directory, the
+demo's processes). The other commands run its entry point in the test's process (`swarm_here`,
+`tests/cli/inprocess.py`: the same `main`, its exit status, stdout and stderr; an exception escaping it fails the
+test), which spares a new Python's start (some 2 s of CPU) per command."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import pytest
 from shared_protocol.config import SwarmConfig, parse_config
 
 from ..conftest import make_body
+from .inprocess import swarm_here
 
 
 def swarm(
@@ -43,16 +49,16 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_body_refuses_the_root_and_the_home_directory(home: Path, tmp_path: Path) -> None:
-    assert "refusing to use /" in one_line_error(swarm("body", "--workspace", "/", home=home))
+    assert "refusing to use /" in one_line_error(swarm_here("body", "--workspace", "/", home=home))
     fake_home = tmp_path / "userhome"
     fake_home.mkdir()
     result = swarm("body", home=home, cwd=fake_home, env={"HOME": str(fake_home)})
     assert "home directory" in one_line_error(result)
-    assert "not a directory" in one_line_error(swarm("body", "--workspace", str(tmp_path / "nope"), home=home))
+    assert "not a directory" in one_line_error(swarm_here("body", "--workspace", str(tmp_path / "nope"), home=home))
 
 
 def test_a_workspace_overlapping_swarm_home_is_refused(home: Path) -> None:
-    assert "SWARM_HOME" in one_line_error(swarm("status", "--workspace", str(home.parent), home=home))
+    assert "SWARM_HOME" in one_line_error(swarm_here("status", "--workspace", str(home.parent), home=home))
 
 
 @pytest.mark.parametrize(
@@ -72,12 +78,14 @@ def test_a_bad_config_is_an_error_that_names_the_key(
 ) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    assert names in one_line_error(swarm("status", "--workspace", str(workspace), "--config", str(config), home=home))
+    assert names in one_line_error(
+        swarm_here("status", "--workspace", str(workspace), "--config", str(config), home=home)
+    )
     assert not (home / "workspaces").exists()  # nothing was created on the way to the error
 
 
 def test_init_writes_every_default_and_prints_the_mcp_snippet(home: Path, workspace: Path) -> None:
-    result = swarm("init", "--workspace", str(workspace), home=home)
+    result = swarm_here("init", "--workspace", str(workspace), home=home)
     assert result.returncode == 0, result.stderr
     written = tomllib.loads((home / "swarm.toml").read_text())
     assert parse_config(written) == SwarmConfig()
@@ -87,7 +95,7 @@ def test_init_writes_every_default_and_prints_the_mcp_snippet(home: Path, worksp
     server = snippet["mcpServers"]["swarm"]
     assert os.path.isabs(server["command"]) and server["args"][-3:] == ["body", "--workspace", str(workspace)]
     (home / "swarm.toml").write_text("[limits]\ncalls_per_minute = 7\n")
-    again = swarm("init", "--workspace", str(workspace), home=home)
+    again = swarm_here("init", "--workspace", str(workspace), home=home)
     assert again.returncode == 0 and "kept existing" in again.stdout
     assert tomllib.loads((home / "swarm.toml").read_text())["limits"]["calls_per_minute"] == 7
 
@@ -111,22 +119,22 @@ def test_undo_from_the_cli_works_while_killed_and_errors_cleanly(home: Path, wor
         )
     finally:
         body.close()
-    assert swarm("kill", "--reason", "stop", home=home).returncode == 0
-    result = swarm("undo", action_id, "--workspace", str(workspace), home=home)
+    assert swarm_here("kill", "--reason", "stop", home=home).returncode == 0
+    result = swarm_here("undo", action_id, "--workspace", str(workspace), home=home)
     assert result.returncode == 0, result.stderr
     assert (workspace / "README.md").read_text() == "# sample\n"
-    assert "nothing to undo" in one_line_error(swarm("undo", action_id, "--workspace", str(workspace), home=home))
-    tail = swarm("audit", "tail", "--workspace", str(workspace), home=home)
+    assert "nothing to undo" in one_line_error(swarm_here("undo", action_id, "--workspace", str(workspace), home=home))
+    tail = swarm_here("audit", "tail", "--workspace", str(workspace), home=home)
     assert "kill" in tail.stdout and "undo" in tail.stdout
     assert "no audit event" in one_line_error(
-        swarm("audit", "explain", "act_none", "--workspace", str(workspace), home=home)
+        swarm_here("audit", "explain", "act_none", "--workspace", str(workspace), home=home)
     )
-    explained = swarm("audit", "explain", action_id, "--workspace", str(workspace), home=home)
+    explained = swarm_here("audit", "explain", action_id, "--workspace", str(workspace), home=home)
     assert explained.returncode == 0 and action_id in explained.stdout
-    status = swarm("status", "--workspace", str(workspace), home=home)
+    status = swarm_here("status", "--workspace", str(workspace), home=home)
     assert "ENGAGED" in status.stdout and "audit chain OK" in status.stdout
-    assert swarm("resume", home=home).returncode == 0
-    assert "released" in swarm("status", "--workspace", str(workspace), home=home).stdout
+    assert swarm_here("resume", home=home).returncode == 0
+    assert "released" in swarm_here("status", "--workspace", str(workspace), home=home).stdout
 
 
 def test_demo_runs_the_whole_loop(home: Path) -> None:

@@ -21,6 +21,8 @@ from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.state import StatePaths
 from swarm_cli.main import main
 
+from .inprocess import swarm_here
+
 ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS: dict[str, list[str]] = {
@@ -178,7 +180,8 @@ def swarm(*args: str, home: Path, stdout: int = subprocess.PIPE) -> subprocess.C
 
 @pytest.mark.parametrize("kind", ["garbage_db", "identity_damaged"])
 def test_the_real_entry_point_says_why_in_one_line_too(kind: str, home: Path, workspace: Path) -> None:
-    assert swarm("status", "--workspace", str(workspace), home=home).returncode == 0
+    made = swarm_here("status", "--workspace", str(workspace), home=home)  # (the state to damage, made in this process)
+    assert made.returncode == 0, made.stderr
     damage(kind, StatePaths(home=home, workspace=workspace))
 
     for argv in (["status"], ["body"]):

@@ -144,7 +144,13 @@ class Stack:
         return [sys.executable, "-m", "swarm_cli", *args]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`swarm ARGS` as a process of its own (for what only a process shows: a body's start, its exit)."""
         return subprocess.run(self.cli_argv(*args), env=self.env(), capture_output=True, text=True, check=False)
+
+    def here(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`swarm ARGS` in the test's process (`tests/cli/inprocess.py`), blocking: for commands that need no brain
+        (the audit trail is the body's, on this host), as the test's event loop, which serves the brain, waits."""
+        return run_swarm(args, self.env())
 
     async def swarm(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         """`swarm ARGS` in the test's process (`tests/cli/inprocess.py`: the same entry point, minus a new Python's

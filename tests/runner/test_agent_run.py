@@ -7,11 +7,8 @@ own word: the verification is the body's re-run of the acceptance command, the s
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
 from tests.cli.inprocess import swarm_in_process
@@ -43,13 +40,7 @@ async def test_a_shadow_agent_works_a_task_in_a_copy_and_the_brain_records_a_ver
         assert usage["by_task"][task["id"]]["usd"] == pytest.approx(run["spend"]["usd"])
 
         # The agent's audit trail holds the model's calls with their turns, under the agent's own state.
-        trail = subprocess.run(
-            [sys.executable, "-m", "swarm_cli", "audit", "tail", "--agent", "worker-1", "-n", "20"],
-            env=s.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        trail = s.here("audit", "tail", "--agent", "worker-1", "-n", "20")
         assert trail.returncode == 0, trail.stderr
         assert "edit_file" in trail.stdout and "run_command" in trail.stdout
 
@@ -97,8 +88,8 @@ async def test_live_is_refused_by_the_brain_until_readiness_or_an_override(tmp_p
         assert "Swarm-Agent: worker-1" in message and "Swarm-Logic-Version: lv-" in message
         assert "Swarm-Action: act_" in message
         assert not list((s.home.parent / "home-work" / "worker-1" / "worktrees").glob("*"))
-        shown = await anyio.run_process(s.cli_argv("task", "show", task["id"], "--token", s.captain_token), env=s.env())
-        assert branch in shown.stdout.decode() and evidence["commit"] in shown.stdout.decode()
+        shown = await s.swarm("task", "show", task["id"], "--token", s.captain_token)
+        assert shown.returncode == 0 and branch in shown.stdout and evidence["commit"] in shown.stdout, shown.stderr
 
 
 async def test_outcomes_that_do_not_verify_are_failures(tmp_path: Path) -> None:

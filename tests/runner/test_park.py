@@ -147,8 +147,8 @@ async def test_a_restarted_runner_takes_up_its_parked_tasks_and_a_cancelled_one_
         async with agent:
             assert (work / "shadow" / third).is_dir()
             argv = ["task", "cancel", third, "--reason", "not needed any more"]
-            cancelled = await anyio.run_process(s.cli_argv(*argv), env=s.env() | {"SWARM_TOKEN": s.captain_token})
-            assert cancelled.returncode == 0
+            cancelled = await s.swarm(*argv, token=s.captain_token)
+            assert cancelled.returncode == 0, cancelled.stderr
             with anyio.fail_after(60):
                 code = await agent.wait()
         assert code == 0, s.log("third").read_text()

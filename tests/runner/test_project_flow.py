@@ -68,10 +68,9 @@ FLOW: list[dict[str, Any]] = [
 
 
 async def cli(s: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI, run without blocking the stack's event loop (its brain serves the call)."""
-    argv = s.cli_argv(*args)
-    done = await anyio.run_process(argv, env={**s.env(), "SWARM_TOKEN": s.captain_token}, check=False)
-    return subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(), done.stderr.decode())
+    """The CLI as the captain, in the test's process (`tests/cli/inprocess.py`), run without blocking the stack's
+    event loop (its brain serves the call)."""
+    return await s.swarm(*args, token=s.captain_token)
 
 
 def swarm(s: Stack, *args: str) -> str:

@@ -3,8 +3,6 @@ body and brain on 127.0.0.1: the runner's own tools, tools outside the subset, m
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,7 @@ pytestmark = pytest.mark.anyio
 
 
 def audit(s: Stack) -> str:
-    argv = [sys.executable, "-m", "swarm_cli", "audit", "tail", "--agent", "worker-1", "-n", "50"]
-    trail = subprocess.run(argv, env=s.env(), capture_output=True, text=True, check=False)
+    trail = s.here("audit", "tail", "--agent", "worker-1", "-n", "50")
     assert trail.returncode == 0, trail.stderr
     return trail.stdout
 

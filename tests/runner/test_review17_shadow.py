@@ -3,8 +3,6 @@ model does with its tools (a real brain on 127.0.0.1, the real CLI and body proc
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +138,5 @@ async def test_review17_the_models_commands_cannot_touch_the_agents_own_state_wa
         assert done.returncode == 0, done.stderr
         files = [p for p in s.home.rglob("*") if p.is_file()]
         assert files and all(p.stat().st_size > 0 for p in files if p.suffix in (".sqlite", ".db", ".jsonl")), files
-        verify = subprocess.run(
-            [sys.executable, "-m", "swarm_cli", "audit", "verify", "--agent", "worker-1"],
-            env=s.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        verify = s.here("audit", "verify", "--agent", "worker-1")
         assert verify.returncode == 0, verify.stderr + verify.stdout

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from agent_runner.runner import acceptance_inputs
@@ -245,8 +244,9 @@ async def test_review17c_a_plain_script_check_is_an_exit_code_verdict(tmp_path: 
         assert screen.startswith("held for review: app.py:1 imports atexit"), screen
         assert "app.py:4 uses os._exit" in screen, screen
         assert (after["state"], "not verified: held for review" in after["outcome_summary"]) == ("succeeded", True)
-        argv = s.cli_argv("task", "show", after["id"], "--token", s.captain_token)
-        shown = (await anyio.run_process(argv, env=s.env())).stdout.decode()
+        done = await s.swarm("task", "show", after["id"], "--token", s.captain_token)
+        assert done.returncode == 0, done.stderr
+        shown = done.stdout
         assert "verification: not verified" in shown and "acceptance_screen: held for review: app.py:1" in shown
 
 

@@ -56,7 +56,7 @@ async def test_review17e_a_config_edited_while_the_runner_runs_does_not_split_th
         assert "Traceback" not in "\n".join(said)
         claimed = await s.task(task["id"])
         assert claimed["shadow_runs"] == [] and claimed["state"] == "claimed", "not worked: requeued by its lease"
-        trail = s.cli("audit", "tail", "--agent", "worker-1", "--json").stdout
+        trail = s.here("audit", "tail", "--agent", "worker-1", "--json").stdout
         events = [json.loads(line) for line in trail.splitlines() if line.strip()]
         assert not [e for e in events if e.get("tool") == "run_command"], "the model ran a tool never offered to it"
         assert not (repo / "made-by-a-tool-never-offered").exists()

@@ -47,7 +47,7 @@ async def test_review17e_a_shadow_agent_cannot_push_its_copy_back_into_the_real_
         assert run["summary"], run
         assert git(repo, "for-each-ref", "--format=%(refname) %(objectname)") == before, "the real repository changed"
         assert (repo / "app.py").read_text() == "def main():\n    return 1\n"
-        trail = s.cli("audit", "tail", "--agent", "worker-1", "--json").stdout
+        trail = s.here("audit", "tail", "--agent", "worker-1", "--json").stdout
         events = [json.loads(line) for line in trail.splitlines() if line.strip()]
         pushes = [(e["outcome"], e.get("code") or e.get("refusal_code")) for e in events if e.get("tool") == "git_push"]
         assert pushes == [("refused", "no_remote")], pushes

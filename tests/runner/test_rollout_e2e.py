@@ -75,9 +75,8 @@ async def test_a_changed_prompt_shadows_then_is_promoted_through_the_canary_to_l
             assert after["logic_version"] == new and after["verified"] is True, after
         final = await _rollout(s)
         assert final["state"]["live_version"] == new and final["state"]["candidate"] is None, final  # type: ignore[index]
-        argv = s.cli_argv("rollout", "status", "worker-1", "--json", "--token", s.captain_token)
-        shown = await anyio.run_process(argv, env=s.env(), check=False)  # (the brain serves from this event loop)
-        assert shown.returncode == 0, shown.stderr.decode()
+        shown = await s.swarm("rollout", "status", "worker-1", "--json", "--token", s.captain_token)
+        assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["state"]["live_version"] == new
 
 

@@ -38,10 +38,9 @@ async def test_cancelling_a_task_stops_the_agent_working_it(tmp_path: Path) -> N
                             await fake.hanging.wait()
                         assert (await s.task(task["id"]))["state"] == "claimed"
 
-                        env = s.env() | {"SWARM_TOKEN": s.captain_token}
                         argv = ["task", "cancel", task["id"], "--reason", "not needed any more"]
-                        cancelled = await anyio.run_process(s.cli_argv(*argv), env=env, check=False)
-                        assert cancelled.returncode == 0, cancelled.stderr.decode()
+                        cancelled = await s.swarm(*argv, token=s.captain_token)
+                        assert cancelled.returncode == 0, cancelled.stderr
 
                         with anyio.fail_after(5):
                             await fake.disconnected.wait()
