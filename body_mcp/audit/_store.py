@@ -149,6 +149,9 @@ class AuditStore:
         self._commits = 0
         """Transactions this store committed (a settle that synced before taking the locks checks it)."""
         self._anchor_writes = 0
+        self._committed: tuple[int, str] | None = None
+        """The last event this store committed: a database that no longer holds it (nor pruned it) lost events while
+        this store ran, which the anchor is made to say (`_check_committed`)."""
         self._anchor_kept = False
         """The anchor covers events the database lacks (deleted): it stays as verify's evidence, never written over."""
         self._let_go = False
@@ -565,7 +568,13 @@ class AuditStore:
         opened = self._db.write(synced=not self._unsynced_commits) if records else self._db.read()
         with opened as conn:
             head: tuple[int, str] = self._db_head(conn)
-            agrees = self._anchor_agrees(conn, head)
+            self._check_committed(conn, head)
+            # No anchor yet, and every event in the database still in the journal from the first: a new chain's
+            # first commits, whose first anchor waits for the settle that syncs them (not an anchor deleted).
+            first = anchored is None and bool(records) and records[0].seq == 1
+            agrees = (first and any(r.seq == head[0] and r.mac == head[1] for r in records)) or self._anchor_agrees(
+                conn, head
+            )
             held: tuple[int, str] | None = None
             """The last record past the anchor that the database holds already (committed, not anchored)."""
             for record in records:
@@ -593,9 +602,15 @@ class AuditStore:
                 owed = self._owed_anchor
                 if row is not None and row[0] == held[1] and (owed is None or owed[0] < held[0]):
                     self._owed_anchor = held
+        if held is not None and not self._unsynced_commits:
+            # Records the database holds past the anchor: a store with power-loss durability (another process's
+            # `[audit] durability`) keeps them until the database is synced. This one (crash durability) is about to
+            # write over them, or to anchor them: the database is synced first, so that they are never lost.
+            self._db.sync_wal()
         if records:
             self._commits += 1
         if replayed:
+            self._committed = head
             self._db_unsynced = self._unsynced_commits
             # (A handoff: another writer's records, journaled before it let go of the flock, are committed first.)
             log = logger.debug if handoff else logger.warning
@@ -674,6 +689,7 @@ class AuditStore:
         With unsynced commits, their records stay in the journal until a sync of the database (`_settle`)."""
         with self._db.write(synced=not self._unsynced_commits) as conn:
             head = self._db_head(conn)
+            self._check_committed(conn, head)
             for item in self._uncommitted:
                 values = item.values
                 seq, mac = values[0], values[5]
@@ -691,11 +707,32 @@ class AuditStore:
                 head = (values[0], values[5])
         self._uncommitted.clear()
         self._commits += 1
+        self._committed = head
         if self._unsynced_commits:
             self._db_unsynced = True
         else:
             self._journal_end = 0
         self._head = self._owed_anchor = head
+
+    def _check_committed(self, conn: sqlite3.Connection, head: tuple[int, str]) -> None:
+        """Report events this store committed that the database (its head `head`) has lost since (flock held): the
+        anchor is kept as the evidence verify reports, written first to name the last of them if it still agrees
+        with the database. (Else the next append, chained onto what is left, would be anchored: events deleted
+        before their anchor, up to a settle's 50 ms of writes, would go unreported.) Retention prunes only behind
+        the head: a pruned event is not lost."""
+        committed = self._committed
+        if committed is None or self._anchor_kept:
+            return
+        if _against_checkpoint(conn, committed) is None:
+            return
+        logger.error(
+            "the audit database no longer holds event %s, which this store committed (events deleted, or the "
+            "database replaced): the anchor is kept as evidence for `swarm audit verify`",
+            committed[0],
+        )
+        if _anchor.agrees(self._read_anchor(), conn, head):  # (else it is evidence already: a forged one, say)
+            self._write_anchor(*committed)
+        self._anchor_kept = True
 
     def _anchor_agrees(self, conn: sqlite3.Connection, head: tuple[int, str]) -> bool:
         """Whether the anchor names an event the database holds, as verify requires; if not, events it covered
