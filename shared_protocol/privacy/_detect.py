@@ -20,10 +20,12 @@ from ._config import PrivacyConfig
 from .exceptions import MalformedSubject
 
 _EMAIL = re.compile(
-    r"(?<![\w.+-])[^\W_](?:[\w.%+-]{0,62}[\w%+-])?@"
-    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])"
+    r"(?<![\w.+-])[.+-]*(\w(?:[\w.%+-]{0,62}[\w%+-])?@"
+    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63})(?![\w-])"
 )
-"""Internationalised too (RFC 6531/IDN: `jörg@exämple.de`): letters and digits of any script."""
+"""Internationalised too (RFC 6531/IDN: `jörg@exämple.de`): letters and digits of any script. The address is group
+1: dots, `+` or `-` before it are passed over (`...alice@example.org`, `-bob@…` on a command line), a local part may
+start with `_` (`_alice@example.org` is an address)."""
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.[0-9])")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[0-9.]{7,15})?(?![\w:.])")
@@ -183,7 +185,7 @@ class Detector:
         """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
         found: list[Span] = []
         if "@" in text:
-            found += [Span(m.start(), m.end(), "email", m.group().lower()) for m in _EMAIL.finditer(text)]
+            found += [Span(m.start(1), m.end(1), "email", m.group(1).lower()) for m in _EMAIL.finditer(text)]
         if _ANY_DIGIT.search(text):
             for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
                 digits = re.sub(r"[ .-]", "", m.group())
@@ -287,37 +289,31 @@ class Detector:
 class _Shadow:
     """`text` as a reader sees it, for every matcher: percent-escapes of printable ASCII decoded (an address in a
     URL or a proxy path), each non-ASCII character NFKC-normalised (a fullwidth `＠`, `．` or `１` is `@`, `.`,
-    `1`) and each invisible one dropped (`_INVISIBLE`: a soft hyphen or a zero-width space inside an address), with
-    the way back to `text`'s positions, so what is encrypted is the text as written (the invisible characters inside
-    a span with it) and the subject is the plain address or number."""
+    `1`), with the combining marks that follow it (`e` + U+0301, as macOS writes `é`, is `é`; a mark on a digit,
+    `2` + U+0301 or a keycap, reads as the digit) and each invisible one dropped (`_INVISIBLE`: a soft hyphen or a
+    zero-width space inside an address), with the way back to `text`'s positions, so what is encrypted is the text
+    as written (the invisible characters inside a span with it) and the subject is the plain address or number."""
 
     def __init__(self, text: str) -> None:
         parts: list[str] = []
         self._shadow_starts: list[int] = []  # per rewritten stretch: where it starts in the shadow,
         self._rewrites: list[tuple[int, int, int]] = []  # its shadow end, and its start and end in `text`
+        self._beside: tuple[int, int, str, str] = (0, 0, "", "")
+        """The last stretch of invisible characters and marks `_seen` looked past: where it starts and ends, and the
+        scripts either side of it (each stretch is walked once, or a run of them took quadratic time)."""
         self.phone_edges = False
         """Whether a rewrite made a Latin letter or a `%` (what the phone matcher refuses beside a number: `№` is
         `No`, `ｔｅｌ` is `tel`) or read an invisible character (which may join two numbers): only then may the
         phone matcher find in `text` what it misses here."""
         at = shadow_at = 0
         for m in _SHADOWED.finditer(text):
-            raw = m.group()
-            if raw[0] == "%":
-                rewrites = [(m.start(), chr(int(raw[1:], 16)))]
-            elif unicodedata.is_normalized("NFKC", raw):  # (only its invisible characters change, if any)
-                rewrites = [
-                    (m.start() + i.start(), _seen(text, m.start() + i.start())) for i in _INVISIBLE.finditer(raw)
-                ]
-            else:  # (each character on its own, so a span mapped back covers no more than the characters it read)
-                rewrites = [(m.start() + i, _seen(text, m.start() + i)) for i in range(len(raw))]
-            for raw_start, new in rewrites:
-                if new == text[raw_start]:
+            for raw_start, raw_end, new in self._rewrites_of(text, m, at):
+                if new == text[raw_start:raw_end]:
                     continue
-                raw_end = raw_start + 3 if raw[0] == "%" else raw_start + 1
                 self.phone_edges = (
                     self.phone_edges
                     or _PHONE_EDGE.search(new) is not None
-                    or _INVISIBLE.match(text[raw_start]) is not None
+                    or _INVISIBLE.search(text, raw_start, raw_end) is not None
                 )
                 parts += (text[at:raw_start], new)
                 shadow_at += raw_start - at
@@ -327,6 +323,55 @@ class _Shadow:
                 at = raw_end
         parts.append(text[at:])
         self.text = "".join(parts)
+
+    def _rewrites_of(self, text: str, m: re.Match[str], at: int) -> list[tuple[int, int, str]]:
+        """What the reader sees of `_SHADOWED`'s match `m`, as (start, end, seen) stretches of `text`; `at` is where
+        the previous rewrite ended."""
+        raw = m.group()
+        if raw[0] == "%":
+            return [(m.start(), m.end(), chr(int(raw[1:], 16)))]
+        start = m.start()
+        if start - 1 >= at and _mark(raw[0]):  # (a mark on the ASCII character before it: `e` + U+0301)
+            start -= 1
+        chunk = text[start : m.end()]
+        if unicodedata.is_normalized("NFKC", chunk) and not chunk[0].isdigit():  # (only its invisible ones change)
+            return [
+                (start + i.start(), start + i.end(), self._seen(text, start + i.start()))
+                for i in _INVISIBLE.finditer(chunk)
+            ]
+        rewrites: list[tuple[int, int, str]] = []
+        i = 0
+        while i < len(chunk):  # (each character with its marks, so a span mapped back covers no more than it read)
+            j = i + 1
+            if _INVISIBLE.match(chunk[i]) is None:
+                while j < len(chunk) and _mark(chunk[j]):
+                    j += 1
+            if j == i + 1:
+                rewrites.append((start + i, start + j, self._seen(text, start + i)))
+            else:
+                base = unicodedata.normalize("NFKC", chunk[i])
+                seen = base if base.isascii() and base.isdigit() else unicodedata.normalize("NFKC", chunk[i:j])
+                rewrites.append((start + i, start + j, _INVISIBLE.sub("", seen)))
+            i = j
+        return rewrites
+
+    def _seen(self, text: str, at: int) -> str:
+        """What a reader sees of the non-ASCII character `text[at]`: its NFKC form; nothing for an invisible one, but
+        a space where it stands between letters of two scripts (Thai, Lao or Khmer text separates its words with
+        zero-width spaces: `ติดต่อ\u200balice@example.org` holds alice's address, not `อalice@…`)."""
+        char = text[at]
+        if _INVISIBLE.match(char) is None:
+            return _INVISIBLE.sub("", unicodedata.normalize("NFKC", char))
+        start, end, before, after = self._beside
+        if not start <= at < end:
+            start, end = at, at + 1
+            while start > 0 and _hidden(text[start - 1]):
+                start -= 1
+            while end < len(text) and _hidden(text[end]):
+                end += 1
+            before, after = _script(text, start - 1), _script(text, end)
+            self._beside = (start, end, before, after)
+        return " " if before and after and before != after else ""
 
     def untouched(self, start: int, end: int) -> bool:
         """Whether the view left every character of `text[start:end]` as it is."""
@@ -347,24 +392,18 @@ class _Shadow:
         return raw_end + pos - shadow_end
 
 
-def _seen(text: str, at: int) -> str:
-    """What a reader sees of the non-ASCII character `text[at]`: its NFKC form; nothing for an invisible one, but a
-    space where it stands between letters of two scripts (Thai, Lao or Khmer text separates its words with
-    zero-width spaces: `ติดต่อ\u200balice@example.org` holds alice's address, not `อalice@…`)."""
-    char = text[at]
-    if _INVISIBLE.match(char) is None:
-        return _INVISIBLE.sub("", unicodedata.normalize("NFKC", char))
-    before, after = _script(text, at, -1), _script(text, at, 1)
-    return " " if before and after and before != after else ""
+def _mark(char: str) -> bool:
+    return unicodedata.category(char)[0] == "M"
 
 
-def _script(text: str, at: int, step: int) -> str:
-    """The script of the letter next to `text[at]` going `step`-wards, past invisible characters and combining marks
-    (the first word of its NFKC form's Unicode name: `LATIN`, `THAI`, `CJK`); "" if the next visible character is no
-    letter (a digit or punctuation sits in any script)."""
-    at += step
-    while 0 <= at < len(text) and (_INVISIBLE.match(text[at]) or unicodedata.category(text[at])[0] == "M"):
-        at += step
+def _hidden(char: str) -> bool:
+    """What a reader looks past to the letter beside it: an invisible character or a combining mark."""
+    return _INVISIBLE.match(char) is not None or _mark(char)
+
+
+def _script(text: str, at: int) -> str:
+    """The script of the letter `text[at]` (the first word of its NFKC form's Unicode name: `LATIN`, `THAI`, `CJK`);
+    "" if it is no letter (a digit or punctuation sits in any script) or `at` is outside `text`."""
     if not 0 <= at < len(text) or not text[at].isalpha():
         return ""
     return unicodedata.name(unicodedata.normalize("NFKC", text[at])[0], "").partition(" ")[0]
@@ -415,8 +454,28 @@ def _nested(a: Span, b: Span) -> bool:
 
 
 def _disjoint(spans: list[Span]) -> list[Span]:
+    """The longest spans first, each kept unless it overlaps one kept. A span can only meet those of its own cluster
+    (spans chained by overlaps), so each cluster is settled alone: a megabyte of addresses is 100,000 clusters of one,
+    not 100,000 spans each compared with every other."""
     kept: list[Span] = []
-    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
-        if all(span.end <= k.start or span.start >= k.end for k in kept):
-            kept.append(span)
+    cluster: list[Span] = []
+    reach = -1
+    for span in sorted(spans, key=lambda s: s.start):
+        if cluster and span.start >= reach:
+            kept += _longest_first(cluster)
+            cluster = []
+        cluster.append(span)
+        reach = max(reach, span.end) if len(cluster) > 1 else span.end
+    kept += _longest_first(cluster)
     return sorted(kept, key=lambda s: s.start)
+
+
+def _longest_first(spans: list[Span]) -> list[Span]:
+    if len(spans) == 1:
+        return spans
+    kept: list[Span] = []  # (disjoint, in order: a span can only overlap the kept ones either side of its start)
+    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
+        at = bisect.bisect_left(kept, span.start, key=lambda k: k.start)
+        if (at == 0 or kept[at - 1].end <= span.start) and (at == len(kept) or span.end <= kept[at].start):
+            kept.insert(at, span)
+    return kept
