@@ -19,6 +19,16 @@ from .._base import ProtocolModel
 from ._config import PrivacyConfig
 from .exceptions import MalformedSubject
 
+_SPACELESS = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fdf\u3040-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\uff66-\uff9f\U00020000-\U0003134f"
+)
+"""Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Chinese, Japanese): a number glued to
+a word of theirs (`卡号4111…`, `IP地址8.8.8.8`) is not inside a word, as it would be after a Latin letter."""
+_GLUED = rf"[^\W{_SPACELESS}]"
+"""A word character a number or name is glued to (inside an identifier, `id4111…`): any script's letter or digit
+but the spaceless scripts'."""
+
 _EMAIL = re.compile(
     r"(?<![\w.+-])[.+-]*(\w(?:[\w.%+-]{0,62}[\w%+-])?@"
     r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63})(?![\w-])"
@@ -27,10 +37,12 @@ _EMAIL = re.compile(
 1: dots, `+` or `-` before it are passed over (`...alice@example.org`, `-bob@…` on a command line), a local part may
 start with `_` (`_alice@example.org` is an address)."""
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.[0-9])")
-_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[0-9.]{7,15})?(?![\w:.])")
-_CARD = re.compile(r"(?<![\w-])[0-9](?:[ -]?[0-9]){12,18}(?![\w-])")
-_DOTTED_CARD = re.compile(r"(?<![\w.-])[0-9]{2,6}(?:\.[0-9]{2,6}){2,5}(?![\w-]|\.[0-9])")
+_IPV4 = re.compile(rf"(?<!{_GLUED}|\.){_OCTET}(?:\.{_OCTET}){{3}}(?!{_GLUED}|\.[0-9])")
+_IPV6_CANDIDATE = re.compile(
+    rf"(?<!{_GLUED}|[:.])[0-9A-Fa-f]{{0,4}}(?::[0-9A-Fa-f]{{0,4}}){{2,7}}(?:(?<=:)[0-9.]{{7,15}})?(?!{_GLUED}|[:.])"
+)
+_CARD = re.compile(rf"(?<!{_GLUED}|-)[0-9](?:[ -]?[0-9]){{12,18}}(?!{_GLUED}|-)")
+_DOTTED_CARD = re.compile(rf"(?<!{_GLUED}|[.-])[0-9]{{2,6}}(?:\.[0-9]{{2,6}}){{2,5}}(?!{_GLUED}|-|\.[0-9])")
 """A card printed with dots (`4111.1111.1111.1111`): groups of 2-6 digits, so a version (`1.2.3.4`), an IPv4
 address (at most 12 digits) or a date is never one; the length, issuer prefix and Luhn checks still apply."""
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
@@ -48,8 +60,13 @@ nothing, so `alice@ex\u00adample.org` reads as the plain address; `_Shadow` drop
 are seen, `؀` ARABIC NUMBER SIGN and the like, stay.)"""
 _PHONE_EDGE = re.compile(r"[A-Za-z%]")
 """What the phone matcher refuses beside a number (a Latin letter, `%`), in ASCII (`_Shadow.phone_edges`)."""
-_SSN = re.compile(r"(?<![\w-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w-])")
-_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![\w-])")
+_SSN = re.compile(
+    rf"(?<!{_GLUED}|-)(?!000|666|9[0-9]{{2}})[0-9]{{3}}-(?!00)[0-9]{{2}}-(?!0000)[0-9]{{4}}(?!{_GLUED}|-)"
+)
+_IBAN = re.compile(
+    rf"(?<!{_GLUED}|-)[A-Z]{{2}}[0-9]{{2}}"
+    rf"(?:[A-Z0-9]{{11,30}}|(?: [A-Z0-9]{{4}}){{2,7}}(?: [A-Z0-9]{{1,4}})?)(?!{_GLUED}|-)"
+)
 """An IBAN (ISO 13616) as printed: country, check digits, then its account number run together or in groups of four
 separated by single spaces; upper-case (a lower-case hex id is never one). Then its length and mod-97 are checked."""
 _IBAN_LENGTHS = {
@@ -74,14 +91,14 @@ _IBAN_LENGTHS = {
 }
 """Each IBAN country's length (the ISO 13616 registry): a string of the right shape in a country not listed, or of
 another length, is no IBAN."""
-_NINO = re.compile(r"(?<![\w-])([A-Z]{2}) ?([0-9]{2}) ?([0-9]{2}) ?([0-9]{2}) ?([A-D])(?![\w-])")
+_NINO = re.compile(rf"(?<!{_GLUED}|-)([A-Z]{{2}}) ?([0-9]{{2}}) ?([0-9]{{2}}) ?([0-9]{{2}}) ?([A-D])(?!{_GLUED}|-)")
 """A UK National Insurance number (`AB 12 34 56 C`, spaced or not), then its prefix's letter rules."""
 _NINO_NEVER_FIRST = frozenset("DFIQUV")
 _NINO_NEVER_SECOND = frozenset("DFIOQUV")
 _NINO_NOT_ALLOCATED = frozenset(("BG", "GB", "KN", "NK", "NT", "TN", "ZZ"))
 _NINO_SPECIMEN = "QQ"
 """HMRC's specimen prefix (`QQ 12 34 56 C`): never allocated, but what a form is filled in with; found too."""
-_INTERNATIONAL_PREFIX = re.compile(r"(?<![\w.+-])(?:00|011[ -]?)(?=[1-9])")
+_INTERNATIONAL_PREFIX = re.compile(rf"(?<!{_GLUED}|[.+-])(?:00|011[ -]?)(?=[1-9])")
 """An international dialling prefix (`00` as most of the world dials, `011` as North America does) where a `+`
 may stand: read as `+` before `phonenumbers` is asked, whatever `default_region` is."""
 _DIGITS_FOR_PHONE = re.compile(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
@@ -160,7 +177,7 @@ class Detector:
         if not self.config.names:
             return None
         alternatives = "|".join(re.escape(n.strip()) for n in sorted(self.config.names, key=len, reverse=True))
-        return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        return re.compile(rf"(?<!{_GLUED})(?:{alternatives})(?!{_GLUED})", re.IGNORECASE)
 
     @cached_property
     def _patterns(self) -> list[tuple[str, re.Pattern[str]]]:
