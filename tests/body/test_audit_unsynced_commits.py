@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import os
 import sqlite3
 import subprocess
 import sys
@@ -20,35 +19,17 @@ from pathlib import Path
 import anyio
 import pytest
 
-from body_mcp import Body
-from body_mcp._db import StateDB
 from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
 from body_mcp.audit._journal import decode
 from body_mcp.tools._spec import ToolOutput
 
 from ..conftest import make_body
+from .audit_disk import Disk, committed, write_committed
 
 pytestmark = pytest.mark.anyio
 
 _NO_WINDOW = {"policy": {"cumulative_window_s": 0}}
 """(No approval window: its own transactions, synced, would sync the unsynced commits before them as well.)"""
-
-
-def _committed(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return [str(row[0]) for row in conn.execute("SELECT id FROM audit_events ORDER BY seq")]
-    finally:
-        conn.close()
-
-
-async def _write(body: Body, name: str) -> str:
-    """A mutating call, its reply written and the commit it asks for done (not the settle: the timer's)."""
-    out = await body.call_tool("write_file", {"path": name, "content": f"{name}\n", "rationale": "r"})
-    assert not out.is_error, out.structured
-    body.replies.run()
-    await body.audit_writer.settled()
-    return out.action_id
 
 
 _COMMIT_THEN_DIE = """
@@ -98,7 +79,7 @@ async def test_a_body_killed_between_its_commits_and_the_database_sync_leaves_a_
     )
     assert result.returncode == -9, result.stderr
     actions = result.stdout.split()
-    assert len(actions) == 2 and _committed(paths.db)[1:] == actions  # committed (a crash keeps the page cache)
+    assert len(actions) == 2 and committed(paths.db)[1:] == actions  # committed (a crash keeps the page cache)
     assert paths.anchor.read_bytes() == anchored  # never written: the database was not synced
     assert [r.row[0] for r in decode(paths.journal.read_bytes(), tag)] == actions  # kept until that sync
 
@@ -107,43 +88,12 @@ async def test_a_body_killed_between_its_commits_and_the_database_sync_leaves_a_
         report = after.audit.verify()  # (the database is ahead of its anchor, as after any crash before anchoring)
         assert report.ok and report.anchor == "match", report.summary()
         assert [e.id for e in after.audit.tail(10)][1:] == actions  # each once
-        third = await _write(after, "c.txt")
+        third = await write_committed(after, "c.txt")
         after.audit.finish()
         assert not decode(paths.journal.read_bytes(), tag)  # synced: the journal emptied
     finally:
         after.close()
-    assert _committed(paths.db)[1:] == [*actions, third]
-
-
-class _Disk:
-    """What the disk holds of the database's files: their image as of their last sync (`StateDB.sync_wal`)."""
-
-    def __init__(self, body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.body = body
-        self.files = (body.paths.db, Path(f"{body.paths.db}-wal"))
-        self.durable: dict[Path, bytes] = {}
-        real = StateDB.sync_wal
-
-        def sync_wal(db: StateDB) -> None:
-            real(db)
-            self.durable = {path: path.read_bytes() for path in self.files}
-
-        monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
-
-    def power_loss(self) -> None:
-        """The body stops where it is, nothing more written; the database's files go back to their synced image
-        (no shared-memory index survives); the journal and the anchor stay as written (each synced before it
-        counted: the journal before a reply, the anchor after the database)."""
-        body = self.body
-        body.audit_writer.close()
-        store = body.audit
-        store._closed = True  # pyright: ignore[reportPrivateUsage]
-        for fd in (store._anchor_fd, store._journal_fd, store._lock_fd):  # pyright: ignore[reportPrivateUsage]
-            os.close(fd)
-        body.db.conn.close()
-        for path, data in self.durable.items():
-            path.write_bytes(data)
-        Path(f"{body.paths.db}-shm").unlink(missing_ok=True)
+    assert committed(paths.db)[1:] == [*actions, third]
 
 
 def _recent(db: Path) -> set[str]:
@@ -161,18 +111,18 @@ async def test_a_power_loss_that_takes_back_unsynced_commits_is_made_good_from_t
     # (The approval window on, as by default: each write's files are noted, unsynced, before it runs.)
     body = make_body(workspace, home)
     paths = body.paths
-    disk = _Disk(body, monkeypatch)
+    disk = Disk(body, monkeypatch)
     try:
         body.replies.flushed = True
-        first = await _write(body, "a.txt")
+        first = await write_committed(body, "a.txt")
         body.audit.settle()  # the database synced (its image taken), then the anchor written and synced
         anchored = paths.anchor.read_bytes()
-        lost = [await _write(body, name) for name in ("b.txt", "c.txt", "d.txt")]
-        assert _committed(paths.db) == [first, *lost] and paths.anchor.read_bytes() == anchored
+        lost = [await write_committed(body, name) for name in ("b.txt", "c.txt", "d.txt")]
+        assert committed(paths.db) == [first, *lost] and paths.anchor.read_bytes() == anchored
         journal = paths.journal.read_bytes()
     finally:
         disk.power_loss()
-    assert _committed(paths.db) == [first] and _recent(paths.db) == {"a.txt"}  # the three commits are gone...
+    assert committed(paths.db) == [first] and _recent(paths.db) == {"a.txt"}  # the three commits are gone...
     assert paths.journal.read_bytes() == journal  # ...not from the journal
 
     after = make_body(workspace, home)
@@ -196,7 +146,7 @@ async def test_a_call_that_failed_part_way_still_counts_its_files_after_a_power_
 ) -> None:
     monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
     body = make_body(workspace, home)
-    disk = _Disk(body, monkeypatch)
+    disk = Disk(body, monkeypatch)
 
     async def fails_part_way(ctx: object) -> ToolOutput:
         raise OSError(errno.EIO, "Input/output error")  # (after its files were noted: it may have changed some)
@@ -210,7 +160,7 @@ async def test_a_call_that_failed_part_way_still_counts_its_files_after_a_power_
         assert out.is_error
         body.replies.run()
         with anyio.fail_after(5):
-            while out.action_id not in _committed(body.paths.db):
+            while out.action_id not in committed(body.paths.db):
                 await anyio.sleep(0.005)
         with body.db.read() as conn:  # (noted as the call began, unsynced)
             assert conn.execute("SELECT action_id FROM recent_changes WHERE path = 'half.txt'").fetchone() == (None,)
@@ -229,7 +179,7 @@ async def test_settling_waits_for_no_call_and_empties_the_journal(workspace: Pat
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
+        await write_committed(body, "a.txt")
         with anyio.fail_after(5):  # (the writer's timer, ANCHOR_SYNC_AT_MOST_S after the commit)
             while body.audit.sync_owed:
                 await anyio.sleep(0.01)
@@ -244,8 +194,8 @@ async def test_once_settled_a_deleted_last_event_is_reported_not_put_back(worksp
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
-        last = await _write(body, "b.txt")
+        await write_committed(body, "a.txt")
+        last = await write_committed(body, "b.txt")
         body.audit.settle()  # (the writer's timer): the database synced, the anchor written, the journal emptied
         conn = sqlite3.connect(body.paths.db)
         try:  # with direct access to the file: the last event, anchored, is deleted
@@ -254,6 +204,6 @@ async def test_once_settled_a_deleted_last_event_is_reported_not_put_back(worksp
             conn.close()
         report = body.audit.verify()
         assert not report.ok and "truncated" in (report.problem or ""), report.summary()
-        assert last not in _committed(body.paths.db)  # nothing put back: the journal no longer holds it
+        assert last not in committed(body.paths.db)  # nothing put back: the journal no longer holds it
     finally:
         body.close()

@@ -11,35 +11,25 @@ their last sync (`StateDB.sync_wal`), the journal and the anchor stay as written
 from __future__ import annotations
 
 import errno
-import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from body_mcp import Body, BodySettings
+from body_mcp import BodySettings
 from body_mcp._db import StateDB
 from body_mcp.admin import Admin
 from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
 from shared_protocol.config import parse_config
 
 from ..conftest import make_body
+from .audit_disk import Disk, committed, write_committed
 
 pytestmark = pytest.mark.anyio
 
 _NO_WINDOW = {"policy": {"cumulative_window_s": 0}}
 """(No approval window: its transactions would sync the database in ways the disk model below does not follow.)"""
-
-_PAGE = 4096
-
-
-def _committed(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return [str(row[0]) for row in conn.execute("SELECT id FROM audit_events ORDER BY seq")]
-    finally:
-        conn.close()
 
 
 def _delete_events(db: Path, ids: list[str]) -> None:
@@ -51,83 +41,6 @@ def _delete_events(db: Path, ids: list[str]) -> None:
         conn.commit()
     finally:
         conn.close()
-
-
-async def _write(body: Body, name: str) -> str:
-    """A mutating call, its reply written and the commit it asks for done (not the settle: only the test's)."""
-    out = await body.call_tool("write_file", {"path": name, "content": f"{name}\n", "rationale": "r"})
-    assert not out.is_error, out.structured
-    body.replies.run()
-    await body.audit_writer.settled()
-    return out.action_id
-
-
-class _Disk:
-    """What the disk holds of the database's files: their image as of their last successful sync.
-
-    `fail_next_sync()` makes the next `StateDB.sync_wal` fail (EIO, ENOSPC: a full or failing disk) the way Linux
-    does: the pages dirty at that moment may be dropped from the writeback (marked clean, never written) and a later
-    sync succeeds without writing them, unless they were written again since (what PostgreSQL learnt as
-    "fsyncgate"; the store already assumes it of the anchor, `_anchor_sync_failed`)."""
-
-    def __init__(self, body: Body, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.body = body
-        self.files = (body.paths.db, Path(f"{body.paths.db}-wal"))
-        self.durable: dict[Path, bytes] = {path: _read(path) for path in self.files}
-        self._failing = False
-        self._dropped: dict[Path, bytes] | None = None
-        """The files as they were when a sync failed: pages still so were never written."""
-        real = StateDB.sync_wal
-
-        def sync_wal(db: StateDB) -> None:
-            if self._failing:
-                self._failing = False
-                self._dropped = {path: _read(path) for path in self.files}
-                raise OSError(errno.EIO, "Input/output error")
-            real(db)
-            now = {path: _read(path) for path in self.files}
-            if self._dropped is not None:
-                now = {path: _merge(self.durable[path], self._dropped[path], now[path]) for path in self.files}
-                self._dropped = None
-            self.durable = now
-
-        monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
-
-    def fail_next_sync(self) -> None:
-        self._failing = True
-
-    def power_loss(self) -> None:
-        """The body stops where it is; the database's files go back to their durable image, the journal and anchor
-        stay as written."""
-        body = self.body
-        body.audit_writer.close()
-        store = body.audit
-        store._closed = True  # pyright: ignore[reportPrivateUsage]
-        for fd in (store._anchor_fd, store._journal_fd, store._lock_fd):  # pyright: ignore[reportPrivateUsage]
-            os.close(fd)
-        body.db.conn.close()
-        for path, data in self.durable.items():
-            path.write_bytes(data)
-        Path(f"{body.paths.db}-shm").unlink(missing_ok=True)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
-def _merge(old: bytes, dropped: bytes, now: bytes) -> bytes:
-    """`now` as a sync after a failed one makes it durable: a page unchanged since the failure that was dirty then
-    stays as it was on disk before it (zeros past the old end)."""
-    out = bytearray(now)
-    for at in range(0, len(now), _PAGE):
-        page = now[at : at + _PAGE]
-        if page == dropped[at : at + _PAGE] and page != old[at : at + _PAGE]:
-            before = old[at : at + _PAGE]
-            out[at : at + len(page)] = before + bytes(len(page) - len(before))
-    return bytes(out)
 
 
 # -- tampering within the window before the anchor ---------------------------------------------------------------
@@ -151,11 +64,11 @@ async def test_events_deleted_before_their_anchor_are_reported_not_hidden_by_the
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
+        await write_committed(body, "a.txt")
         body.audit.settle()
-        deleted = [await _write(body, "b.txt"), await _write(body, "c.txt")]
+        deleted = [await write_committed(body, "b.txt"), await write_committed(body, "c.txt")]
         _delete_events(body.paths.db, deleted)
-        await _write(body, "d.txt")
+        await write_committed(body, "d.txt")
         body.audit.settle()
         report = body.audit.verify()
         assert not report.ok, f"deleted events {deleted} went unreported: {report.summary()}"
@@ -177,12 +90,12 @@ async def test_events_deleted_before_their_anchor_with_the_journal_wiped_are_sti
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
+        await write_committed(body, "a.txt")
         body.audit.settle()
-        deleted = [await _write(body, "b.txt"), await _write(body, "c.txt")]
+        deleted = [await write_committed(body, "b.txt"), await write_committed(body, "c.txt")]
         _delete_events(body.paths.db, deleted)
         body.paths.journal.write_bytes(b"")
-        await _write(body, "d.txt")
+        await write_committed(body, "d.txt")
         body.audit.settle()
         report = body.audit.verify()
         assert not report.ok, f"deleted events {deleted} went unreported: {report.summary()}"
@@ -198,13 +111,13 @@ async def test_a_deleted_unanchored_event_is_reported_by_the_settle_that_follows
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
+        await write_committed(body, "a.txt")
         body.audit.settle()
-        last = await _write(body, "b.txt")
+        last = await write_committed(body, "b.txt")
         _delete_events(body.paths.db, [last])
         body.audit.settle()
         report = body.audit.verify()
-        assert not report.ok and last not in _committed(body.paths.db), report.summary()
+        assert not report.ok and last not in committed(body.paths.db), report.summary()
     finally:
         body.close()
 
@@ -218,7 +131,7 @@ async def test_events_pruned_by_retention_are_not_taken_for_deleted_ones(
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        mine = [await _write(body, "a.txt"), await _write(body, "b.txt")]
+        mine = [await write_committed(body, "a.txt"), await write_committed(body, "b.txt")]
         body.audit.settle()
         admin = Admin.open(BodySettings(workspace=workspace, home=home, config=parse_config(_NO_WINDOW)), by="human:t")
         try:
@@ -226,8 +139,8 @@ async def test_events_pruned_by_retention_are_not_taken_for_deleted_ones(
             pruned = admin.audit.prune(retention_days=1, now=datetime.now(UTC) + timedelta(days=2))
         finally:
             admin.close()
-        assert pruned > 0 and not set(mine) & set(_committed(body.paths.db))
-        await _write(body, "c.txt")
+        assert pruned > 0 and not set(mine) & set(committed(body.paths.db))
+        await write_committed(body, "c.txt")
         body.audit.settle()
         report = body.audit.verify()
         assert report.ok and report.anchor == "match", report.summary()
@@ -253,15 +166,15 @@ async def test_a_new_chains_first_events_before_their_first_anchor_are_not_taken
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        first = [await _write(body, "a.txt"), await _write(body, "b.txt")]
-        assert _committed(body.paths.db) == first and not body.paths.anchor.read_bytes()
+        first = [await write_committed(body, "a.txt"), await write_committed(body, "b.txt")]
+        assert committed(body.paths.db) == first and not body.paths.anchor.read_bytes()
         admin = Admin.open(BodySettings(workspace=workspace, home=home, config=parse_config(_NO_WINDOW)), by="human:t")
         try:
             report = admin.audit.verify()
             assert report.ok and report.anchor == "match", report.summary()
         finally:
             admin.close()
-        await _write(body, "c.txt")
+        await write_committed(body, "c.txt")
         body.audit.settle()
         report = body.audit.verify()
         assert report.ok and report.anchor == "match", report.summary()
@@ -278,8 +191,8 @@ async def test_an_anchor_deleted_after_the_first_settle_is_still_reported(
     body = make_body(workspace, home, _NO_WINDOW)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
-        await _write(body, "b.txt")
+        await write_committed(body, "a.txt")
+        await write_committed(body, "b.txt")
         body.audit.settle()
     finally:
         body.close()
@@ -317,12 +230,12 @@ async def test_a_failed_database_sync_is_not_trusted_once_retried(
     and syncs it), or by failing the store (`failing`) until such a checkpoint works."""
     monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
     body = make_body(workspace, home, _NO_WINDOW)
-    disk = _Disk(body, monkeypatch)
+    disk = Disk(body, monkeypatch)
     try:
         body.replies.flushed = True
-        first = await _write(body, "a.txt")
+        first = await write_committed(body, "a.txt")
         body.audit.settle()
-        acknowledged = await _write(body, "b.txt")
+        acknowledged = await write_committed(body, "b.txt")
         disk.fail_next_sync()
         try:
             body.audit.settle()
@@ -332,7 +245,7 @@ async def test_a_failed_database_sync_is_not_trusted_once_retried(
             assert not body.audit.failing  # (the failure swallowed, the retry trusted)
         if body.audit.failing:
             body.audit.finish()
-        third = await _write(body, "c.txt")
+        third = await write_committed(body, "c.txt")
     finally:
         disk.power_loss()
     after = make_body(workspace, home, _NO_WINDOW)
@@ -361,12 +274,12 @@ async def test_a_store_with_crash_durability_does_not_overwrite_records_a_power_
     syncs the database before it writes over them or anchors them."""
     monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
     body = make_body(workspace, home, _NO_WINDOW)
-    disk = _Disk(body, monkeypatch)
+    disk = Disk(body, monkeypatch)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
+        await write_committed(body, "a.txt")
         body.audit.settle()
-        acknowledged = [await _write(body, "b.txt"), await _write(body, "c.txt")]
+        acknowledged = [await write_committed(body, "b.txt"), await write_committed(body, "c.txt")]
         crash = parse_config({"audit": {"durability": "crash"}, **_NO_WINDOW})
         admin = Admin.open(BodySettings(workspace=workspace, home=home, config=crash), by="human:test")
         try:
@@ -404,14 +317,14 @@ async def test_a_sync_that_fails_during_settle_refuses_the_next_call_until_it_wo
     monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
     try:
         body.replies.flushed = True
-        await _write(body, "a.txt")
+        await write_committed(body, "a.txt")
         with pytest.raises(OSError):
             body.audit.settle()
         assert body.audit.failing
         out = await body.call_tool("write_file", {"path": "refused.txt", "content": "x", "rationale": "r"})
         assert out.is_error and not (workspace / "refused.txt").exists(), out.structured
         full = False
-        await _write(body, "b.txt")
+        await write_committed(body, "b.txt")
         body.audit.settle()
         assert not body.audit.failing and not body.audit.sync_owed
         report = body.audit.verify()
