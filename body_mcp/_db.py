@@ -12,6 +12,7 @@ committing with the configured durability (but for a transaction that asks not t
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import threading
@@ -249,6 +250,27 @@ class StateDB:
             os.fdatasync(fd)
         finally:
             os.close(fd)
+
+    def rewrite_durably(self) -> bool:
+        """After a failed `sync_wal`: write every commit into the database file afresh and sync it (a `TRUNCATE`
+        checkpoint: the WAL's frames copied into the file, which is synced, then the WAL emptied), so that pages a
+        failed sync may have dropped from the writeback (Linux marks them clean: a later sync does not write them)
+        are written again. Whether it completed (not while another connection reads an older snapshot)."""
+        try:
+            with self._lock:
+                busy, _log, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:  # (a full disk: the file cannot grow)
+            raise OSError(errno.EIO, f"rewriting the database failed: {exc}") from exc
+        if busy:
+            return False
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(
+                fd
+            )  # (SQLite syncs a completed checkpoint at `synchronous` NORMAL and above; again, whatever it is)
+        finally:
+            os.close(fd)
+        return True
 
     @contextmanager
     def read(self) -> Generator[sqlite3.Connection]:

@@ -148,6 +148,10 @@ class AuditStore:
         """This store committed since its last sync of the database (`_unsynced_commits`)."""
         self._commits = 0
         """Transactions this store committed (a settle that synced before taking the locks checks it)."""
+        self._sync_failed = False
+        """A sync of the database failed: the pages it was writing may be dropped (Linux marks them clean after a
+        writeback error, so a later sync succeeds without them), so no later sync is trusted for them: the journal
+        keeps their records until `StateDB.rewrite_durably` writes the database afresh (`_sync_database`)."""
         self._anchor_writes = 0
         self._committed: tuple[int, str] | None = None
         """The last event this store committed: a database that no longer holds it (nor pruned it) lost events while
@@ -378,9 +382,13 @@ class AuditStore:
                     return
                 commits = self._commits
             try:
-                self._db.sync_wal()
+                if self._sync_failed:
+                    commits = -1  # (only a rewrite will do, under the locks)
+                else:
+                    self._db.sync_wal()
             except OSError:
-                commits = -1  # (the sync under the locks says why)
+                self._sync_failed = True
+                commits = -1  # (the rewrite under the locks says why)
             with self._thread_lock:
                 if self._closed:
                     return
@@ -670,9 +678,18 @@ class AuditStore:
             self._recover(handoff=True)
         # (Another writer commits only records it journaled, under the flock: after this store's last look at the
         # journal it would have changed it. So with the journal unchanged, only this store's commits count.)
-        covered = unchanged and synced_at == self._commits
-        if not covered and (self._db_unsynced or self._journal_end > 0):
-            self._db.sync_wal()
+        covered = unchanged and synced_at == self._commits and not self._sync_failed
+        if not covered and (self._db_unsynced or self._journal_end > 0 or self._sync_failed):
+            if self._sync_failed:
+                if not self._db.rewrite_durably():
+                    raise OSError(errno.EIO, "a sync of the audit database failed; rewriting it must wait for a reader")
+                self._sync_failed = False
+            else:
+                try:
+                    self._db.sync_wal()
+                except OSError:
+                    self._sync_failed = True
+                    raise
         self._db_unsynced = False
 
     def _empty_journal(self) -> None:

@@ -63,6 +63,16 @@ class Disk:
             self.durable = now
 
         monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
+        real_rewrite = StateDB.rewrite_durably
+
+        def rewrite_durably(db: StateDB) -> bool:
+            done = real_rewrite(db)
+            if done:  # (every page written afresh and synced: what was dropped before is on disk now)
+                self._dropped = None
+                self.durable = {path: _read(path) for path in self.files}
+            return done
+
+        monkeypatch.setattr(StateDB, "rewrite_durably", rewrite_durably)
 
     def fail_next_sync(self) -> None:
         self._failing = True

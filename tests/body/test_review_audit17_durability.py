@@ -208,11 +208,6 @@ async def test_an_anchor_deleted_after_the_first_settle_is_still_reported(
 # -- power loss ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (medium): a failed WAL sync is retried and trusted; Linux may have dropped the dirty pages, so an "
-    "acknowledged event is lost at the next power loss while its journal record was emptied",
-)
 async def test_a_failed_database_sync_is_not_trusted_once_retried(
     workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,10 +219,9 @@ async def test_a_failed_database_sync_is_not_trusted_once_retried(
     failed settle retried by the next call's `finish()`.)
 
     Reproduce: write a, settle; write b; make the next WAL sync fail; settle; write c; power loss; open, verify.
-    Fix: after a failed `sync_wal`, trust no later sync for the commits before it: keep their journal records (do
-    not empty the journal, do not anchor past the head synced before the failure) until they are written again,
-    e.g. by a `PRAGMA wal_checkpoint(TRUNCATE)` that completes (it writes the pages into the database file afresh
-    and syncs it), or by failing the store (`failing`) until such a checkpoint works."""
+    Fixed (was a hole, medium): after a failed sync no later sync is trusted for the commits before it: the
+    journal keeps their records until `StateDB.rewrite_durably` (a `TRUNCATE` checkpoint that completes, the file
+    synced) has written the database afresh; until then the store is `failing`."""
     monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
     body = make_body(workspace, home, _NO_WINDOW)
     disk = Disk(body, monkeypatch)
@@ -314,7 +308,15 @@ async def test_a_sync_that_fails_during_settle_refuses_the_next_call_until_it_wo
             raise OSError(errno.ENOSPC, "No space left on device")
         real(db)
 
+    real_rewrite = StateDB.rewrite_durably
+
+    def rewrite_durably(db: StateDB) -> bool:  # (after a failed sync: the checkpoint's writes fail as well)
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_rewrite(db)
+
     monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
+    monkeypatch.setattr(StateDB, "rewrite_durably", rewrite_durably)
     try:
         body.replies.flushed = True
         await write_committed(body, "a.txt")
