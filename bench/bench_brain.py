@@ -50,10 +50,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import httpx
+from _rounds import alternating_rounds
 from anyio.streams.buffered import BufferedByteReceiveStream
 from bench_kill_fanout import _free_port, _pct  # pyright: ignore[reportPrivateUsage]
 
@@ -498,13 +500,12 @@ async def main(
                     flush=True,
                 )
 
-            for run in range(runs):
-                # (the order alternates run by run: neither brain always claims right after the other's work)
-                if old is not None and run % 2:
-                    await other_tree(run, old)
-                await this_tree(run)
-                if old is not None and not run % 2:
-                    await other_tree(run, old)
+            trees: list[Callable[[int], Awaitable[None]]] = [this_tree]
+            if old is not None:
+                trees.append(partial(other_tree, old=old))
+            # (the order alternates run by run: neither brain always claims right after the other's work)
+            for run, tree in alternating_rounds(runs, trees):
+                await tree(run)
         print(f"over {runs} runs, min/median/max:")
         print(f"  ingest brain/bare: {_spread(ingest_ratios)}")
         print(f"  claims brain/bare: {_spread(claim_ratios)}")

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+from _rounds import alternating_rounds
 from anyio.abc import Process
 
 import brain_server  # (in a brain's process, the tree its PYTHONPATH names: `serve` says which)
@@ -221,18 +222,16 @@ async def main(against: list[Path], rounds: int, seconds: float, args: list[str]
     try:
         runs = [(t, n) for t in targets for n in (0, pages)]
         results: dict[tuple[str, int], list[Phase]] = {(t.label, n): [] for t, n in runs}
-        for r in range(rounds):
-            shift = r % len(runs)
-            for target, n in runs[shift:] + runs[:shift]:
-                got = await phase(target, n)
-                results[(target.label, n)].append(got)
-                print(
-                    f"round {r + 1} {target.label}, {n} pages: CPU {got.process_s / seconds * 1000:.0f} ms/s "
-                    f"(event loop {got.thread_s / seconds * 1000:.0f}), {got.events / seconds:.0f} events/s, "
-                    f"{got.received / max(n, 1) / seconds / 1000:.0f} KB/s to each page "
-                    f"(read with {got.reader_s / seconds * 1000:.0f} ms/s of CPU)",
-                    flush=True,
-                )
+        for r, (target, n) in alternating_rounds(rounds, runs):
+            got = await phase(target, n)
+            results[(target.label, n)].append(got)
+            print(
+                f"round {r + 1} {target.label}, {n} pages: CPU {got.process_s / seconds * 1000:.0f} ms/s "
+                f"(event loop {got.thread_s / seconds * 1000:.0f}), {got.events / seconds:.0f} events/s, "
+                f"{got.received / max(n, 1) / seconds / 1000:.0f} KB/s to each page "
+                f"(read with {got.reader_s / seconds * 1000:.0f} ms/s of CPU)",
+                flush=True,
+            )
     finally:
         for target in targets:
             assert target.process.stdin is not None

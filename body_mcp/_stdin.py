@@ -7,6 +7,9 @@ one `read` of what is there, never a blocking one. Anything else (a regular file
 threaded reader. As with the SDK, fd 0 itself is pointed at the null device while serving (a command the body runs
 reads end-of-file, never the client's messages), the wire served from a private duplicate; lines are text as the
 SDK's `TextIOWrapper` makes them: UTF-8 with undecodable bytes replaced, `\\r\\n` and `\\r` read as `\\n`.
+
+`pipe_fd` is the one check of what the client gave for either side of the wire: this reader's stdin, and the
+server's stdout, written on the loop when it is a pipe.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import fcntl
+import io
 import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Generator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import IO, Any, TextIO
 
 import anyio
 
@@ -60,19 +64,22 @@ class LoopLineReader(anyio.AsyncFile[str]):
                 return
 
 
-def _pollable(fd: int) -> bool:
+def pipe_fd(file: int | IO[Any], *, or_socket: bool = False) -> int | None:
+    """The descriptor of `file` (a descriptor, or a file object) when it is a pipe, or with `or_socket` a socket;
+    None for anything else (a regular file, a terminal) or a file object with no descriptor."""
     try:
+        fd = file if isinstance(file, int) else file.fileno()
         mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd if stat.S_ISFIFO(mode) or (or_socket and stat.S_ISSOCK(mode)) else None
 
 
 @contextmanager
 def claimed_stdin() -> Generator[LoopLineReader | None]:
     """A reader of the wire on the event loop while fd 0 points at the null device, restored on exit; None when
     stdin is no pipe or socket, or its descriptors cannot be moved (the SDK's own reader serves it then)."""
-    if sys.platform == "win32" or not _pollable(0):  # pragma: no cover - (Windows: the SDK's reader)
+    if sys.platform == "win32" or pipe_fd(0, or_socket=True) is None:  # pragma: no cover - (Windows: the SDK's reader)
         yield None
         return
     try:

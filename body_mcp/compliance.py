@@ -53,6 +53,7 @@ import anyio.to_thread
 from protego import Protego
 
 from shared_protocol.config import DOMAIN_PRESETS, PRESET_PREFIX, ComplianceConfig, DomainTerms
+from shared_protocol.fileid import file_identity
 
 from .exceptions import StateUnusable
 
@@ -348,12 +349,11 @@ def _unusable(path: Path, exc: sqlite3.Error) -> StateUnusable:
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at `path`; None when there is none."""
+    """`file_identity`, or None when there is no file to read it of."""
     try:
-        info = path.stat()
+        return file_identity(path)
     except OSError:
         return None
-    return info.st_dev, info.st_ino
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

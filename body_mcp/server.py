@@ -16,7 +16,6 @@ import json
 import os
 import re
 import select
-import stat
 import sys
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared_protocol import Refusal, ToolArgs, ToolResult
 
-from ._stdin import claimed_stdin
+from ._stdin import claimed_stdin, pipe_fd
 from .body import Body
 from .origin import flag_unreadable_meta
 from .tools._spec import ToolSpec
@@ -316,7 +315,7 @@ class _ReplyWire(anyio.AsyncFile[str]):
         self._fp_text = fp
         self._after_reply = after_reply
         self._pending: list[str] = []
-        self._pipe_fd = _pipe_fd(fp)
+        self._pipe_fd = pipe_fd(fp)  # (not a socket: only a pipe keeps a write of `PIPE_BUF` bytes whole)
 
     async def write(self, b: str) -> int:
         self._pending.append(b)
@@ -348,15 +347,6 @@ class _ReplyWire(anyio.AsyncFile[str]):
         if data:
             self._fp_text.write(data)
         self._fp_text.flush()
-
-
-def _pipe_fd(fp: TextIO) -> int | None:
-    """The descriptor under `fp` when it is a pipe (None: anything else, written from a worker thread)."""
-    try:
-        fd = fp.fileno()
-        return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return None
 
 
 @contextmanager

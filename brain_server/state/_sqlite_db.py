@@ -33,7 +33,6 @@ what counts; a busy lock or a constraint is an ordinary error).
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -45,6 +44,8 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 import anyio
 import anyio.to_thread
+
+from shared_protocol.fileid import file_identity
 
 from ..canary import bucket
 from ..exceptions import StateBroken
@@ -229,12 +230,6 @@ class _Batch:
     members: int = 0
     lost: BaseException | None = None
     committed: anyio.Event = field(default_factory=anyio.Event)
-
-
-def file_identity(path: Path) -> tuple[int, int]:
-    """The device and inode of the database file: another pair later means it was replaced."""
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 class SqliteDatabase:

@@ -1,5 +1,6 @@
 """What the audit durability tests share (`test_audit_unsynced_commits.py`, `test_review_audit17_durability.py`):
-the events a database holds, a write committed but not settled, and a disk that keeps only what was synced."""
+a body only the test settles, the events a database holds, a write committed but not settled, and a disk that keeps
+only what was synced (`with Disk(body, monkeypatch):` ends in a power loss)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,33 @@ import errno
 import os
 import sqlite3
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import pytest
 
 from body_mcp import Body
 from body_mcp._db import StateDB
+from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
+
+from ..conftest import make_body
 
 _PAGE = 4096
+
+NO_WINDOW = {"policy": {"cumulative_window_s": 0}}
+"""(No approval window: its own transactions, synced, would sync the unsynced commits before them as well, in ways
+the disk model here does not follow.)"""
+
+
+def unsettled_body(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any] | None = None
+) -> Body:
+    """A body whose commits are settled (the database synced, the anchor written) only when the test says, the
+    writer's timer an hour away; its replies taken as flushed, so a call's commit is not held for its reply."""
+    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
+    body = make_body(workspace, home, config)
+    body.replies.flushed = True
+    return body
 
 
 def committed(db: Path) -> list[str]:
@@ -76,6 +97,14 @@ class Disk:
 
     def fail_next_sync(self) -> None:
         self._failing = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.power_loss()
 
     def power_loss(self) -> None:
         """The body stops where it is; the database's files go back to their durable image, the journal and anchor

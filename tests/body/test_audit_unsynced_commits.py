@@ -14,22 +14,19 @@ import errno
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import anyio
 import pytest
 
-from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
 from body_mcp.audit._journal import decode
 from body_mcp.tools._spec import ToolOutput
 
 from ..conftest import make_body
-from .audit_disk import Disk, committed, write_committed
+from .audit_disk import NO_WINDOW, Disk, committed, unsettled_body, write_committed
 
 pytestmark = pytest.mark.anyio
-
-_NO_WINDOW = {"policy": {"cumulative_window_s": 0}}
-"""(No approval window: its own transactions, synced, would sync the unsynced commits before them as well.)"""
 
 
 _COMMIT_THEN_DIE = """
@@ -62,7 +59,7 @@ anyio.run(main)
 async def test_a_body_killed_between_its_commits_and_the_database_sync_leaves_a_whole_chain(
     workspace: Path, home: Path
 ) -> None:
-    before = make_body(workspace, home, _NO_WINDOW)
+    before = make_body(workspace, home, NO_WINDOW)
     try:
         before.record_human(action="note", rationale="an event before")
         paths = before.paths
@@ -83,7 +80,7 @@ async def test_a_body_killed_between_its_commits_and_the_database_sync_leaves_a_
     assert paths.anchor.read_bytes() == anchored  # never written: the database was not synced
     assert [r.row[0] for r in decode(paths.journal.read_bytes(), tag)] == actions  # kept until that sync
 
-    after = make_body(workspace, home, _NO_WINDOW)
+    after = make_body(workspace, home, NO_WINDOW)
     try:
         report = after.audit.verify()  # (the database is ahead of its anchor, as after any crash before anchoring)
         assert report.ok and report.anchor == "match", report.summary()
@@ -107,26 +104,20 @@ def _recent(db: Path) -> set[str]:
 async def test_a_power_loss_that_takes_back_unsynced_commits_is_made_good_from_the_journal(
     workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)  # (only the test settles)
     # (The approval window on, as by default: each write's files are noted, unsynced, before it runs.)
-    body = make_body(workspace, home)
+    body = unsettled_body(workspace, home, monkeypatch)
     paths = body.paths
-    disk = Disk(body, monkeypatch)
-    try:
-        body.replies.flushed = True
+    with Disk(body, monkeypatch):
         first = await write_committed(body, "a.txt")
         body.audit.settle()  # the database synced (its image taken), then the anchor written and synced
         anchored = paths.anchor.read_bytes()
         lost = [await write_committed(body, name) for name in ("b.txt", "c.txt", "d.txt")]
         assert committed(paths.db) == [first, *lost] and paths.anchor.read_bytes() == anchored
         journal = paths.journal.read_bytes()
-    finally:
-        disk.power_loss()
     assert committed(paths.db) == [first] and _recent(paths.db) == {"a.txt"}  # the three commits are gone...
     assert paths.journal.read_bytes() == journal  # ...not from the journal
 
-    after = make_body(workspace, home)
-    try:
+    with closing(make_body(workspace, home)) as after:
         report = after.audit.verify()
         assert report.ok and report.anchor == "match", report.summary()
         assert [e.id for e in after.audit.tail(10)] == [first, *lost]
@@ -137,24 +128,19 @@ async def test_a_power_loss_that_takes_back_unsynced_commits_is_made_good_from_t
             conn.close()
         assert set(lost) <= undo
         assert _recent(paths.db) == {"a.txt", "b.txt", "c.txt", "d.txt"}
-    finally:
-        after.close()
 
 
 async def test_a_call_that_failed_part_way_still_counts_its_files_after_a_power_loss(
     workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home)
-    disk = Disk(body, monkeypatch)
+    body = unsettled_body(workspace, home, monkeypatch)
 
     async def fails_part_way(ctx: object) -> ToolOutput:
         raise OSError(errno.EIO, "Input/output error")  # (after its files were noted: it may have changed some)
 
     spec = body.tools["write_file"]
     monkeypatch.setitem(body.tools, "write_file", dataclasses.replace(spec, handler=fails_part_way))
-    try:
-        body.replies.flushed = True
+    with Disk(body, monkeypatch):
         body.record_human(action="note", rationale="synced: the image the power loss goes back to")
         out = await body.call_tool("write_file", {"path": "half.txt", "content": "x", "rationale": "r"})
         assert out.is_error
@@ -164,20 +150,14 @@ async def test_a_call_that_failed_part_way_still_counts_its_files_after_a_power_
                 await anyio.sleep(0.005)
         with body.db.read() as conn:  # (noted as the call began, unsynced)
             assert conn.execute("SELECT action_id FROM recent_changes WHERE path = 'half.txt'").fetchone() == (None,)
-    finally:
-        disk.power_loss()
     assert _recent(body.paths.db) == set()
-    after = make_body(workspace, home)
-    try:
+    with closing(make_body(workspace, home)) as after:
         assert after.audit.verify().ok
         assert _recent(body.paths.db) == {"half.txt"}  # noted again by its event, replayed from the journal
-    finally:
-        after.close()
 
 
 async def test_settling_waits_for_no_call_and_empties_the_journal(workspace: Path, home: Path) -> None:
-    body = make_body(workspace, home, _NO_WINDOW)
-    try:
+    with closing(make_body(workspace, home, NO_WINDOW)) as body:
         body.replies.flushed = True
         await write_committed(body, "a.txt")
         with anyio.fail_after(5):  # (the writer's timer, ANCHOR_SYNC_AT_MOST_S after the commit)
@@ -186,13 +166,10 @@ async def test_settling_waits_for_no_call_and_empties_the_journal(workspace: Pat
         head = body.audit.tail(1)[0]
         assert body.paths.anchor.read_text().split()[:2] == [f"{head.seq:020d}", head.mac]
         assert body.paths.journal.read_bytes()[:4] == bytes(4)  # emptied: its records are in the synced database
-    finally:
-        body.close()
 
 
 async def test_once_settled_a_deleted_last_event_is_reported_not_put_back(workspace: Path, home: Path) -> None:
-    body = make_body(workspace, home, _NO_WINDOW)
-    try:
+    with closing(make_body(workspace, home, NO_WINDOW)) as body:
         body.replies.flushed = True
         await write_committed(body, "a.txt")
         last = await write_committed(body, "b.txt")
@@ -205,5 +182,3 @@ async def test_once_settled_a_deleted_last_event_is_reported_not_put_back(worksp
         report = body.audit.verify()
         assert not report.ok and "truncated" in (report.problem or ""), report.summary()
         assert last not in committed(body.paths.db)  # nothing put back: the journal no longer holds it
-    finally:
-        body.close()

@@ -12,24 +12,35 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from body_mcp import BodySettings
+from body_mcp import Body, BodySettings
 from body_mcp._db import StateDB
 from body_mcp.admin import Admin
-from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
 from shared_protocol.config import parse_config
 
 from ..conftest import make_body
-from .audit_disk import Disk, committed, write_committed
+from .audit_disk import NO_WINDOW, Disk, committed, unsettled_body, write_committed
 
 pytestmark = pytest.mark.anyio
 
-_NO_WINDOW = {"policy": {"cumulative_window_s": 0}}
-"""(No approval window: its transactions would sync the database in ways the disk model below does not follow.)"""
+
+def _admin(workspace: Path, home: Path, config: dict[str, Any] = NO_WINDOW) -> Admin:
+    """What any `swarm` command opens on the workspace, beside the serving body."""
+    return Admin.open(BodySettings(workspace=workspace, home=home, config=parse_config(config)), by="human:t")
+
+
+async def _appends_and_anchors(body: Body, name: str) -> None:
+    """The body's next call, settled: the chain verifies, its anchor naming the head."""
+    await write_committed(body, name)
+    body.audit.settle()
+    report = body.audit.verify()
+    assert report.ok and report.anchor == "match", report.summary()
 
 
 def _delete_events(db: Path, ids: list[str]) -> None:
@@ -67,10 +78,7 @@ async def test_events_deleted_before_their_anchor_are_reported_not_hidden_by_the
     the head from the database (the events gone) and chained onto it: anchor and chain agreed, verify said OK.
     Reproduce: as above, truncating the journal after the deletion. Fix (done): the same check, when the store
     reads the head from the database (`_recover`)."""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)  # (only the test settles)
-    body = make_body(workspace, home, _NO_WINDOW)
-    try:
-        body.replies.flushed = True
+    with closing(unsettled_body(workspace, home, monkeypatch, NO_WINDOW)) as body:
         await write_committed(body, "a.txt")
         body.audit.settle()
         deleted = [await write_committed(body, "b.txt"), await write_committed(body, "c.txt")]
@@ -81,18 +89,13 @@ async def test_events_deleted_before_their_anchor_are_reported_not_hidden_by_the
         body.audit.settle()
         report = body.audit.verify()
         assert not report.ok, f"deleted events {deleted} went unreported: {report.summary()}"
-    finally:
-        body.close()
 
 
 async def test_a_deleted_unanchored_event_is_reported_by_the_settle_that_follows(
     workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Held: with no append in between, the settle anchors the head the body committed, which the database lacks."""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home, _NO_WINDOW)
-    try:
-        body.replies.flushed = True
+    with closing(unsettled_body(workspace, home, monkeypatch, NO_WINDOW)) as body:
         await write_committed(body, "a.txt")
         body.audit.settle()
         last = await write_committed(body, "b.txt")
@@ -100,8 +103,6 @@ async def test_a_deleted_unanchored_event_is_reported_by_the_settle_that_follows
         body.audit.settle()
         report = body.audit.verify()
         assert not report.ok and last not in committed(body.paths.db), report.summary()
-    finally:
-        body.close()
 
 
 async def test_events_pruned_by_retention_are_not_taken_for_deleted_ones(
@@ -109,25 +110,14 @@ async def test_events_pruned_by_retention_are_not_taken_for_deleted_ones(
 ) -> None:
     """Held (and guards the fix above): another process (a `swarm` command) appends after the events this body
     committed last, then prunes them, honestly; the body's appends go on and the chain verifies, anchor included."""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home, _NO_WINDOW)
-    try:
-        body.replies.flushed = True
+    with closing(unsettled_body(workspace, home, monkeypatch, NO_WINDOW)) as body:
         mine = [await write_committed(body, "a.txt"), await write_committed(body, "b.txt")]
         body.audit.settle()
-        admin = Admin.open(BodySettings(workspace=workspace, home=home, config=parse_config(_NO_WINDOW)), by="human:t")
-        try:
+        with _admin(workspace, home) as admin:
             admin.record(action="note", rationale="after the body's events")
             pruned = admin.audit.prune(retention_days=1, now=datetime.now(UTC) + timedelta(days=2))
-        finally:
-            admin.close()
         assert pruned > 0 and not set(mine) & set(committed(body.paths.db))
-        await write_committed(body, "c.txt")
-        body.audit.settle()
-        report = body.audit.verify()
-        assert report.ok and report.anchor == "match", report.summary()
-    finally:
-        body.close()
+        await _appends_and_anchors(body, "c.txt")
 
 
 async def test_a_new_chains_first_events_before_their_first_anchor_are_not_taken_for_tampering(
@@ -144,24 +134,13 @@ async def test_a_new_chains_first_events_before_their_first_anchor_are_not_taken
     Fix (done): with no anchor, a journal whose records start at event 1 and hold the database's head is a new
     chain's first commits (`_recover`): anchored once the database is synced. (After the first settle the journal
     is emptied: an anchor deleted later is still reported.)"""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home, _NO_WINDOW)
-    try:
-        body.replies.flushed = True
+    with closing(unsettled_body(workspace, home, monkeypatch, NO_WINDOW)) as body:
         first = [await write_committed(body, "a.txt"), await write_committed(body, "b.txt")]
         assert committed(body.paths.db) == first and not body.paths.anchor.read_bytes()
-        admin = Admin.open(BodySettings(workspace=workspace, home=home, config=parse_config(_NO_WINDOW)), by="human:t")
-        try:
+        with _admin(workspace, home) as admin:
             report = admin.audit.verify()
             assert report.ok and report.anchor == "match", report.summary()
-        finally:
-            admin.close()
-        await write_committed(body, "c.txt")
-        body.audit.settle()
-        report = body.audit.verify()
-        assert report.ok and report.anchor == "match", report.summary()
-    finally:
-        body.close()
+        await _appends_and_anchors(body, "c.txt")
 
 
 async def test_an_anchor_deleted_after_the_first_settle_is_still_reported(
@@ -169,22 +148,14 @@ async def test_an_anchor_deleted_after_the_first_settle_is_still_reported(
 ) -> None:
     """Held (guards the fix above): once settled, the journal no longer vouches for the events, so a deleted anchor
     is reported."""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home, _NO_WINDOW)
-    try:
-        body.replies.flushed = True
+    with closing(unsettled_body(workspace, home, monkeypatch, NO_WINDOW)) as body:
         await write_committed(body, "a.txt")
         await write_committed(body, "b.txt")
         body.audit.settle()
-    finally:
-        body.close()
     body.paths.anchor.write_bytes(b"")
-    admin = Admin.open(BodySettings(workspace=workspace, home=home, config=parse_config(_NO_WINDOW)), by="human:t")
-    try:
+    with _admin(workspace, home) as admin:
         report = admin.audit.verify()
         assert not report.ok and report.anchor == "missing", report.summary()
-    finally:
-        admin.close()
 
 
 # -- power loss ---------------------------------------------------------------------------------------------------
@@ -204,11 +175,8 @@ async def test_a_failed_database_sync_is_not_trusted_once_retried(
     Fixed (was a hole, medium): after a failed sync no later sync is trusted for the commits before it: the
     journal keeps their records until `StateDB.rewrite_durably` (a `TRUNCATE` checkpoint that completes, the file
     synced) has written the database afresh; until then the store is `failing`."""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home, _NO_WINDOW)
-    disk = Disk(body, monkeypatch)
-    try:
-        body.replies.flushed = True
+    body = unsettled_body(workspace, home, monkeypatch, NO_WINDOW)
+    with Disk(body, monkeypatch) as disk:
         first = await write_committed(body, "a.txt")
         body.audit.settle()
         acknowledged = await write_committed(body, "b.txt")
@@ -222,16 +190,11 @@ async def test_a_failed_database_sync_is_not_trusted_once_retried(
         if body.audit.failing:
             body.audit.finish()
         third = await write_committed(body, "c.txt")
-    finally:
-        disk.power_loss()
-    after = make_body(workspace, home, _NO_WINDOW)
-    try:
+    with closing(make_body(workspace, home, NO_WINDOW)) as after:
         report = after.audit.verify()
         ids = [e.id for e in after.audit.tail(10)]
         assert acknowledged in ids, f"acknowledged event lost: {ids} ({first}, {acknowledged}, {third})"
         assert report.ok, report.summary()
-    finally:
-        after.close()
 
 
 async def test_a_store_with_crash_durability_does_not_overwrite_records_a_power_loss_body_still_needs(
@@ -248,30 +211,18 @@ async def test_a_store_with_crash_durability_does_not_overwrite_records_a_power_
     event; power loss; open; verify and look for b, c.
     Fix (done): a store with crash durability that finds such records (held by the database, past the anchor)
     syncs the database before it writes over them or anchors them."""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home, _NO_WINDOW)
-    disk = Disk(body, monkeypatch)
-    try:
-        body.replies.flushed = True
+    body = unsettled_body(workspace, home, monkeypatch, NO_WINDOW)
+    with Disk(body, monkeypatch):
         await write_committed(body, "a.txt")
         body.audit.settle()
         acknowledged = [await write_committed(body, "b.txt"), await write_committed(body, "c.txt")]
-        crash = parse_config({"audit": {"durability": "crash"}, **_NO_WINDOW})
-        admin = Admin.open(BodySettings(workspace=workspace, home=home, config=crash), by="human:test")
-        try:
+        with _admin(workspace, home, {"audit": {"durability": "crash"}, **NO_WINDOW}) as admin:
             admin.record(action="note", rationale="a swarm command with crash durability")
-        finally:
-            admin.close()
-    finally:
-        disk.power_loss()
-    after = make_body(workspace, home, _NO_WINDOW)
-    try:
+    with closing(make_body(workspace, home, NO_WINDOW)) as after:
         ids = [e.id for e in after.audit.tail(10)]
         assert set(acknowledged) <= set(ids), f"acknowledged events lost: {acknowledged} not in {ids}"
         # (Not asserted: that verify passes. The crash store's own event may be lost with its anchor written, which
         # verify then reports: what crash durability, which syncs nothing of its own, has always left.)
-    finally:
-        after.close()
 
 
 async def test_a_sync_that_fails_during_settle_refuses_the_next_call_until_it_works(
@@ -280,8 +231,7 @@ async def test_a_sync_that_fails_during_settle_refuses_the_next_call_until_it_wo
     """Held: the WAL's sync fails in the settle before the locks and again under them (the disk full): `failing`
     is set, the next mutating call is refused before it runs (nothing changed in the workspace), and once the
     disk is back the call after runs, the chain whole and anchored."""
-    monkeypatch.setattr(audit_writer, "ANCHOR_SYNC_AT_MOST_S", 3600.0)
-    body = make_body(workspace, home, _NO_WINDOW)
+    body = unsettled_body(workspace, home, monkeypatch, NO_WINDOW)
     real = StateDB.sync_wal
     full = True
 
@@ -299,8 +249,7 @@ async def test_a_sync_that_fails_during_settle_refuses_the_next_call_until_it_wo
 
     monkeypatch.setattr(StateDB, "sync_wal", sync_wal)
     monkeypatch.setattr(StateDB, "rewrite_durably", rewrite_durably)
-    try:
-        body.replies.flushed = True
+    with closing(body):
         await write_committed(body, "a.txt")
         with pytest.raises(OSError):
             body.audit.settle()
@@ -308,10 +257,5 @@ async def test_a_sync_that_fails_during_settle_refuses_the_next_call_until_it_wo
         out = await body.call_tool("write_file", {"path": "refused.txt", "content": "x", "rationale": "r"})
         assert out.is_error and not (workspace / "refused.txt").exists(), out.structured
         full = False
-        await write_committed(body, "b.txt")
-        body.audit.settle()
+        await _appends_and_anchors(body, "b.txt")
         assert not body.audit.failing and not body.audit.sync_owed
-        report = body.audit.verify()
-        assert report.ok and report.anchor == "match", report.summary()
-    finally:
-        body.close()

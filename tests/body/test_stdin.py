@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
 
-from body_mcp._stdin import LoopLineReader
+from body_mcp._stdin import LoopLineReader, pipe_fd
 
 pytestmark = pytest.mark.anyio
 
@@ -71,6 +73,26 @@ def test_stdin_from_a_regular_file_is_left_to_the_sdks_reader() -> None:
     with open(__file__, "rb") as stdin:
         done = subprocess.run([sys.executable, "-c", script], stdin=stdin, capture_output=True, check=True)
     assert done.stdout == b"True\n"
+
+
+def test_a_pipe_is_the_wire_a_socket_only_where_asked_and_nothing_else(tmp_path: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    left, right = socket.socketpair()
+    regular = (tmp_path / "f").open("w", encoding="utf-8")
+    closed = (tmp_path / "g").open("w", encoding="utf-8")
+    closed.close()
+    try:
+        with open(write_fd, "w", encoding="utf-8", closefd=False) as pipe:
+            assert (pipe_fd(read_fd), pipe_fd(pipe)) == (read_fd, write_fd)
+        assert (pipe_fd(left.fileno()), pipe_fd(left.fileno(), or_socket=True)) == (None, left.fileno())
+        assert pipe_fd(regular) is None and pipe_fd(regular.fileno(), or_socket=True) is None
+        assert pipe_fd(closed) is None  # (a file object with no descriptor left)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+        left.close()
+        right.close()
+        regular.close()
 
 
 async def test_replies_to_a_pipe_small_and_large_arrive_whole_and_in_order() -> None:
