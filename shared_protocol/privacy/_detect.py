@@ -36,6 +36,11 @@ _EMAIL = re.compile(
 """Internationalised too (RFC 6531/IDN: `jörg@exämple.de`): letters and digits of any script. The address is group
 1: dots, `+` or `-` before it are passed over (`...alice@example.org`, `-bob@…` on a command line), a local part may
 start with `_` (`_alice@example.org` is an address)."""
+_LOCAL_NOT_SPACELESS = rf"(?:[^\W{_SPACELESS}]|[.%+-])*"
+_GLUED_TO_ADDRESS = re.compile(rf".*[{_SPACELESS}][.+-]*(?={_LOCAL_NOT_SPACELESS}[A-Za-z]{_LOCAL_NOT_SPACELESS}@)")
+"""What a local part holds before the address proper: a word of a script written without spaces, up to Latin letters
+that run to the `@` (`邮箱alice@example.org`, "mailbox alice@…", is alice's address after a word, as `卡号4111…` is a
+card number after one). A local part all in such a script (`用户@例子.广告`), or that ends in one, is one address."""
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<!{_GLUED}|\.){_OCTET}(?:\.{_OCTET}){{3}}(?!{_GLUED}|\.[0-9])")
 _IPV6_CANDIDATE = re.compile(
@@ -202,7 +207,10 @@ class Detector:
         """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
         found: list[Span] = []
         if "@" in text:
-            found += [Span(m.start(1), m.end(1), "email", m.group(1).lower()) for m in _EMAIL.finditer(text)]
+            for m in _EMAIL.finditer(text):
+                glued = _GLUED_TO_ADDRESS.match(text, m.start(1), m.end(1))
+                start = m.start(1) if glued is None else glued.end()
+                found.append(Span(start, m.end(1), "email", text[start : m.end(1)].lower()))
         if _ANY_DIGIT.search(text):
             for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
                 digits = re.sub(r"[ .-]", "", m.group())
