@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from .._base import ProtocolModel
+from ._bidi import reading_order
 from ._config import PrivacyConfig
 from .exceptions import MalformedSubject
 
@@ -194,14 +195,28 @@ class Detector:
         Text that a reader sees otherwise than it is written (percent-escapes, fullwidth or other NFKC look-alikes:
         `＋１ ２０２…`, `alice＠example.org`) is read twice: as written, and as the reader sees it (`_Shadow`), whose
         spans are mapped back onto the text as written, so what is protected is the text itself and the subject is
-        the normalised one (`_reconcile` says which reading wins where they differ)."""
+        the normalised one (`_reconcile` says which reading wins where they differ). Text with a right-to-left
+        override is read in the order it is shown too (`_bidi.reading_order`), the longer span winning (the one shown
+        of two as long)."""
         shadow = _Shadow(text) if "%" in text or not text.isascii() else None
         if shadow is None or shadow.text == text:
-            return _disjoint(self._find(text))
-        read = [Span(*shadow.original(s.start, s.end), s.kind, s.subject) for s in self._find(shadow.text)]
-        # (the phone matcher, by far the slowest, reads the text as written only where the view may have hidden a
-        # number from it: CJK text's fullwidth `：`, `（` beside a number cost it nothing twice)
-        return _reconcile(read, self._find(text, phones=shadow.phone_edges), shadow)
+            found = _disjoint(self._find(text))
+        else:
+            read = [Span(*shadow.original(s.start, s.end), s.kind, s.subject) for s in self._find(shadow.text)]
+            # (the phone matcher, by far the slowest, reads the text as written only where the view may have hidden
+            # a number from it: CJK text's fullwidth `：`, `（` beside a number cost it nothing twice)
+            found = _reconcile(read, self._find(text, phones=shadow.phone_edges), shadow)
+        order = reading_order(text) if shadow is not None else None
+        if order is None:
+            return found
+        # A right-to-left override shows what follows it reversed (`\u202egro.elpmaxe@ecila` is seen as alice's
+        # address): the text is read a third time, in the order it is shown, each span mapped back to the characters
+        # it was read from (all between the first and the last of them, should an override split it).
+        shown = [
+            Span(min(order[s.start : s.end]), max(order[s.start : s.end]) + 1, s.kind, s.subject)
+            for s in self.find("".join(text[at] for at in order))
+        ]
+        return _disjoint([*shown, *found])  # (of two as long, the one shown: what a reader knows the subject by)
 
     def _find(self, text: str, *, phones: bool = True) -> list[Span]:
         """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
