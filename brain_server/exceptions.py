@@ -30,6 +30,7 @@
     │   │   ├── BodyKeyMismatch  a registration with another verification key than the body's first
     │   │   └── AgentPaused   a paused agent's reviewer token votes or overrides
     │   ├── PayloadTooLarge   413: a request body over its route's cap (nothing past the cap is read)
+    │   ├── KeyStoreReplaced  503: an `Idempotency-Key` while the key store is not the one the kept keys are under
     │   └── StateBroken       503: the state's storage is unusable (malformed, truncated, full disk, unreadable,
     │                         deleted); every later call raises it too, and the daemon stops
     ├── BackupFailed          a database backup could not be written or did not verify
@@ -219,6 +220,14 @@ class PayloadTooLarge(ApiError):
 
     status = 413
     default_code = BrainErrorCode.PAYLOAD_TOO_LARGE
+
+
+class KeyStoreReplaced(ApiError):
+    """503: a request with an `Idempotency-Key`, while the brain's key store is not the one its kept keys were
+    keyed under (`task_key_secret`'s check value differs): a retry could not be recognised, so nothing is written."""
+
+    status = 503
+    default_code = BrainErrorCode.KEY_STORE_REPLACED
 
 
 class StateBroken(ApiError):

@@ -97,6 +97,12 @@ def keyed_request_digest(privacy: Protector, digest: str) -> str:
     return KEYED + privacy.keys.keyed_hash("idempotency-request", digest)
 
 
+def key_store_check(privacy: Protector) -> str:
+    """The check value of the key store's secret (an HMAC of a constant under it: it tells the secret's holder it is
+    the same, and nothing about it): kept beside the `Idempotency-Key`s keyed under it (`task_key_secret`)."""
+    return privacy.keys.keyed_hash("key-store-check", "")
+
+
 MIGRATED_BY_BRAIN = "privacy_migrated_by_brain"
 """The `detail` key of a stored event whose text the brain's migration changed (its body's MAC no longer covers it)."""
 

@@ -116,6 +116,7 @@ from .privacy import (
     decision_texts,
     escalation_texts,
     held_in,
+    key_store_check,
     keyed_request_digest,
     keyed_task_key,
     log_texts,
@@ -1029,6 +1030,7 @@ class Brain:
                 request_sha256=keyed_request_digest(self.privacy, digest),
                 sent=idempotency_key,
                 request_bare=digest,
+                secret_check=key_store_check(self.privacy),
             )
         stored = await self.state.insert_task(task, log, key=key)
         if stored.id == task.id:

@@ -127,6 +127,11 @@ class BrainErrorCode(StrEnum):
     carry its pairing secret (`$SWARM_PAIRING`, `[[agents]] pairing`); it had none, or another. Nothing was changed."""
     PAYLOAD_TOO_LARGE = "payload_too_large"
     """413: the request body is over the route's cap (64 KB, 1 MB for audit batches, unless configured)."""
+    KEY_STORE_REPLACED = "key_store_replaced"
+    """503: the brain's key store is not the one its `Idempotency-Key`s were kept under (lost, restored without it,
+    or another file): a retry of a request sent before cannot be told from a new one, so a request with an
+    `Idempotency-Key` is refused until the key store is put back or a human accepts the new one (`swarm brain
+    key-store accept`). Nothing was written; the same request without the header is taken."""
     STATE_UNAVAILABLE = "state_unavailable"
     """503: the brain's database is unusable (damaged, disk full, deleted); the brain is stopping."""
     INTERNAL_ERROR = "internal_error"

@@ -370,6 +370,35 @@ def cmd_body_rebind(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_store_accept(args: argparse.Namespace) -> int:
+    """Accept the key store the brain has now (`privacy.db` beside its database, or `[brain] privacy_key_store`) as
+    the one its `Idempotency-Key`s are kept under, once the old one is lost for good; logged with `--reason`."""
+    from brain_server.privacy import key_store_check, open_protector
+    from brain_server.state import LogEntry
+
+    settings = _database(args)
+
+    async def accept(state: StateEngine) -> tuple[bool, int]:
+        protector = open_protector(settings.model_copy(update={"privacy": _privacy(args)}))
+        try:
+            check, reason = key_store_check(protector), protector.protect(args.reason)
+        finally:
+            protector.close()
+        log = LogEntry(at=datetime.now(UTC), action="key_store_accept", by="cli", reason=reason)
+        return await state.accept_key_store(check, log)
+
+    changed, keys = _on_state(settings, accept)
+    if not changed:
+        print(f"the key store is the one the {keys} Idempotency-Keys kept are under: nothing changed", flush=True)
+        return 0
+    print(
+        f"accepted the key store the brain has now: the {keys} Idempotency-Keys kept before are never matched again "
+        "(a retry of a request sent with one makes a new task)",
+        flush=True,
+    )
+    return 0
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -391,7 +420,8 @@ def _guarded(command: Command) -> Command:
 
 
 def add_parsers(sub: _Subparsers) -> None:
-    """Register `swarm brain serve` and `swarm brain token create|list|revoke` on the `swarm` subcommands."""
+    """Register `swarm brain serve`, `token create|list|revoke`, `key-store accept` and `body rebind` on the `swarm`
+    subcommands."""
     brain = sub.add_parser(
         "brain", help="the brain daemon and its tokens", description="the brain daemon and its tokens"
     )
@@ -439,6 +469,17 @@ def add_parsers(sub: _Subparsers) -> None:
     p.set_defaults(func=_guarded(cmd_token_revoke))
     p.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…), as `token list` shows it")
     p.add_argument("--reason", default="", help="why; recorded in the brain's log")
+    _database_args(p)
+
+    store = brain_sub.add_parser("key-store", help="the brain's key store (privacy.db)")
+    store_sub = store.add_subparsers(dest="key_store_command", required=True, metavar="SUBCOMMAND")
+    p = store_sub.add_parser(
+        "accept",
+        help="take the key store the brain has now as the one its Idempotency-Keys are kept under, the old one lost "
+        "for good (until then a request with an Idempotency-Key is refused, 503 key_store_replaced)",
+    )
+    p.set_defaults(func=_guarded(cmd_key_store_accept))
+    p.add_argument("--reason", required=True, help="why; recorded in the brain's log")
     _database_args(p)
 
     body = brain_sub.add_parser("body", help="the bodies a brain knows")

@@ -27,7 +27,7 @@ from shared_protocol.refusals import Rule
 from shared_protocol.tools import EntryKind
 
 from .. import _fsops
-from ..audit import escape_string
+from ..audit import escape_string, unescape_string
 from ..exceptions import InvalidArguments, SpecialFile, ToolRefused
 from ._spec import ToolContext, ToolSpec
 
@@ -98,14 +98,21 @@ def _scan(fd: int) -> list[os.DirEntry[str]]:
 
 def shown(name: str) -> str:
     """A name as a result shows it: as it is, unless it holds bytes that are not UTF-8 (a checkout, a file a human
-    made), which no reply could encode: then escaped as the audit trail escapes it (`\\xff`)."""
-    if name.isascii():
-        return name
+    made), which no reply could encode, or spells out what such an escape looks like (`a\\xff` in ASCII, a
+    backslash in it before `\\`, `x` and two hex digits, or `u` and four): then escaped as the audit trail escapes
+    it (backslashes doubled, each byte `\\xff`), so `unescape_string` of any name shown is the name, and a name
+    that is not UTF-8 never reads as one that is."""
+    if "\\" in name:
+        return escape_string(name) if unescape_string(name) != name or not _encodable(name) else name
+    return name if name.isascii() or _encodable(name) else escape_string(name)
+
+
+def _encodable(name: str) -> bool:
     try:
         name.encode()
     except UnicodeEncodeError:
-        return escape_string(name)
-    return name
+        return False
+    return True
 
 
 def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
@@ -136,8 +143,9 @@ async def list_directory(ctx: ToolContext[PathArgs]) -> ListDirectoryResult:
 def _listing_text(result: ListDirectoryResult) -> str:
     """The listing as the model reads it: one entry a line, by name, its kind first (`[DIR] src`), as the reference
     filesystem server shows it; a name that would break the line (a newline in it, say) is quoted as JSON, and so is
-    one that would read as quoted or trimmed (a `"` first, a space at either end), so two names never read alike (but
-    see `shown`: a name escaped for its non-UTF-8 bytes reads like one that spells the escape out)."""
+    one that would read as quoted or trimmed (a `"` first, a space at either end) or that `shown` escaped (quoted
+    as the name itself: a byte that is not UTF-8 as Python reads it, `"a\\udcff"`; `"a\\\\xff"` for the ASCII name
+    `a\\xff`), so two names never read alike."""
     lines = sorted(
         [
             *((name, "[FILE]") for name in result.files),
@@ -148,7 +156,16 @@ def _listing_text(result: ListDirectoryResult) -> str:
     )
     if not lines:
         return f"{result.path}: empty directory"
-    return "\n".join(f"{tag} {name if _plain(name) else json.dumps(name)}" for name, tag in lines)
+    return "\n".join(f"{tag} {_line_name(name)}" for name, tag in lines)
+
+
+def _line_name(name: str) -> str:
+    """A name of the result as its line shows it: as it is when plain, else quoted as JSON (see `_listing_text`)."""
+    if "\\" in name:
+        named = unescape_string(name)
+        if named != name:  # (`shown` escaped it)
+            return json.dumps(named)
+    return name if _plain(name) else json.dumps(name)
 
 
 def _plain(name: str) -> bool:

@@ -18,6 +18,7 @@ from ..verification import Evidence, awaited, settle_task
 from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
 from ._rules import (
     check_key,
+    check_key_store,
     conflicts_of,
     ended_log,
     reversal_id_taken,
@@ -52,6 +53,7 @@ class MemoryTasks(TaskTransitions):
         self._tasks: dict[str, Task] = {}
         self._claim_tokens: dict[str, str] = {}
         self._task_keys: dict[tuple[str, str], tuple[str, str]] = {}
+        self._task_key_secret: str | None = None
         self._compensations: list[Compensation] = []
         self._verification_uses: dict[tuple[str, str], str] = {}
         """Which verification each audit event (body id, action id) confirmed (never changed)."""
@@ -60,6 +62,8 @@ class MemoryTasks(TaskTransitions):
 
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
         if key is not None:
+            check_key_store(key, self._task_key_secret)
+            self._task_key_secret = key.secret_check
             seen = self._task_keys.get((key.token_id, key.key))
             if seen is None and key.sent is not None:
                 seen = self._task_keys.get((key.token_id, key.sent))
@@ -70,6 +74,13 @@ class MemoryTasks(TaskTransitions):
         self._tasks[task.id] = task
         self._log.append(log)
         return task
+
+    async def accept_key_store(self, secret_check: str, log: LogEntry) -> tuple[bool, int]:
+        if self._task_key_secret == secret_check:
+            return False, len(self._task_keys)
+        self._task_key_secret = secret_check
+        self._log.append(log)
+        return True, len(self._task_keys)
 
     async def task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)

@@ -246,8 +246,16 @@ class TaskStore(Protocol):
         """Queue a new task (and write `log`); returns what is stored.
 
         With `key`, a task created before under the same token and key is returned instead and nothing is
-        written, or `KeyReused` if that creation was a different request. Atomic with the insert.
+        written, or `KeyReused` if that creation was a different request, or `KeyStoreReplaced` if the kept keys are
+        under another key store's secret (`TaskKey.secret_check`; the first keyed request keeps its). Atomic with the
+        insert.
         """
+        ...
+
+    async def accept_key_store(self, secret_check: str, log: LogEntry) -> tuple[bool, int]:
+        """Keep `secret_check` as the key store's the kept `Idempotency-Key`s are under (the old store is lost for
+        good: those keys never match again, and stay), and write `log`, at once; whether that changed anything, and how
+        many keys are kept. Nothing is written if it was this one already."""
         ...
 
     async def task(self, task_id: str) -> Task | None: ...

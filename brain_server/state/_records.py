@@ -60,6 +60,7 @@ LogAction = Literal[
     "privacy_erase",
     "privacy_unerase",
     "privacy_migrate",
+    "key_store_accept",
 ]
 
 
@@ -123,6 +124,9 @@ class TaskKey:
     """The key as sent: looked up too (a row kept before `swarm privacy migrate` holds it so), never stored."""
     request_bare: str | None = None
     """The request's bare SHA-256: compared with a row kept before `swarm privacy migrate` keyed it, never stored."""
+    secret_check: str = ""
+    """The check value of the key store's secret the key is keyed under (`brain_server.privacy.key_store_check`):
+    compared with the one kept beside the keys (`task_key_secret`), so a replaced key store is said, not missed."""
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -20,6 +20,7 @@ from ..exceptions import (
     BodyMismatch,
     InvalidRequest,
     KeyReused,
+    KeyStoreReplaced,
     NotFound,
     RebindRefused,
     StaleClaim,
@@ -286,6 +287,19 @@ def check_key(key: TaskKey, first_request_sha256: str) -> None:
     before `swarm privacy migrate`: a keyed one starts `hmac `, a bare one is hex, so the two never meet)."""
     if first_request_sha256 not in (key.request_sha256, key.request_bare):
         raise KeyReused("this Idempotency-Key was used for a different task request")  # (not quoted: kept keyed)
+
+
+def check_key_store(key: TaskKey, kept: str | None) -> None:
+    """`KeyStoreReplaced` unless `key` is keyed under the secret the kept keys are (`kept`: its check value, None
+    before the first keyed request, which then keeps `key`'s)."""
+    if kept is not None and kept != key.secret_check:
+        raise KeyStoreReplaced(
+            "the brain's key store is not the one its Idempotency-Keys were kept under (lost, restored without it, or "
+            "another file: [brain] privacy_key_store), so a retry of a request sent before cannot be recognised and "
+            "no request with an Idempotency-Key is taken; nothing was written. Put the key store back, or accept the "
+            "new one (`swarm brain key-store accept --reason ...`: a retry of an earlier request is then a new task); "
+            "a request without Idempotency-Key is taken meanwhile"
+        )
 
 
 def not_current_claim(task_id: str, row: Mapping[str, Any] | None) -> NotFound | StaleClaim | TaskCancelled:

@@ -639,6 +639,12 @@ MIGRATIONS: list[str] = [
             OR json_remove(NEW.detail, '$.error') IS NOT json_remove(OLD.detail, '$.error')
         BEGIN SELECT RAISE(ABORT, 'brain_log is append-only'); END;
     """,
+    # v26: the check value (an HMAC of a constant) of the key store's secret the kept `Idempotency-Key`s are keyed
+    # under: a brain started with another key store (the old one lost: it is kept out of backups) refuses a keyed
+    # request instead of taking a retry for a new one
+    """
+    CREATE TABLE task_key_secret (one INTEGER PRIMARY KEY CHECK (one = 1), check_value TEXT NOT NULL);
+    """,
 ]
 
 

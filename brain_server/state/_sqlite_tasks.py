@@ -27,6 +27,7 @@ from ._rules import (
     TASK_ROW_FIELDS,
     canonical,
     check_key,
+    check_key_store,
     conflicts_of,
     ended_log,
     iso,
@@ -137,6 +138,13 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
     async def insert_task(self, task: Task, log: LogEntry, *, key: TaskKey | None = None) -> Task:
         async with self._write() as conn:
             if key is not None:
+                async with conn.execute("SELECT check_value FROM task_key_secret") as cursor:
+                    kept = await cursor.fetchone()
+                check_key_store(key, None if kept is None else str(kept[0]))
+                if kept is None:
+                    await conn.execute(
+                        "INSERT INTO task_key_secret (one, check_value) VALUES (1, ?)", (key.secret_check,)
+                    )
                 async with conn.execute(  # (as sent too: a row kept before `swarm privacy migrate` keyed it)
                     "SELECT request_sha256, task_id FROM task_keys WHERE token_id = ? AND key IN (?, ?) "
                     "ORDER BY key = ? DESC LIMIT 1",
@@ -160,6 +168,23 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
             await self._append_events(conn, task.id, task.history)
             await self._log(conn, log)
         return task
+
+    async def accept_key_store(self, secret_check: str, log: LogEntry) -> tuple[bool, int]:
+        async with self._write() as conn:
+            async with conn.execute("SELECT count(*) FROM task_keys") as cursor:
+                row = await cursor.fetchone()
+            keys = 0 if row is None else int(row[0])
+            async with conn.execute("SELECT check_value FROM task_key_secret") as cursor:
+                kept = await cursor.fetchone()
+            if kept is not None and kept[0] == secret_check:
+                return False, keys
+            await conn.execute(
+                "INSERT INTO task_key_secret (one, check_value) VALUES (1, ?) "
+                "ON CONFLICT (one) DO UPDATE SET check_value = excluded.check_value",
+                (secret_check,),
+            )
+            await self._log(conn, log)
+        return True, keys
 
     async def task(self, task_id: str) -> Task | None:
         found = _tasks_of(await self._rows(_select_tasks("WHERE id = ?"), [task_id]))

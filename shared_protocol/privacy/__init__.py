@@ -9,6 +9,7 @@ What is where:
 
     _config   PrivacyConfig (`[privacy]`)
     _detect   Detector: the spans of personal data in a text, each with its normalised subject; parse_subject
+    _bidi     reading_order: a text in the order it is shown where a right-to-left override reverses it
     _keys     SubjectKeys: a key per subject in a SQLite file of its own (secure_delete, WAL truncated on erase)
     _protect  Protector: protect / redact / reveal / held, and the token format
     _wire     the brain's privacy routes' request and replies

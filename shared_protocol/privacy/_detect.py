@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from .._base import ProtocolModel
+from ._bidi import reading_order
 from ._config import PrivacyConfig
 from .exceptions import MalformedSubject
 
@@ -36,6 +37,11 @@ _EMAIL = re.compile(
 """Internationalised too (RFC 6531/IDN: `jörg@exämple.de`): letters and digits of any script. The address is group
 1: dots, `+` or `-` before it are passed over (`...alice@example.org`, `-bob@…` on a command line), a local part may
 start with `_` (`_alice@example.org` is an address)."""
+_LOCAL_NOT_SPACELESS = rf"(?:[^\W{_SPACELESS}]|[.%+-])*"
+_GLUED_TO_ADDRESS = re.compile(rf".*[{_SPACELESS}][.+-]*(?={_LOCAL_NOT_SPACELESS}[A-Za-z]{_LOCAL_NOT_SPACELESS}@)")
+"""What a local part holds before the address proper: a word of a script written without spaces, up to Latin letters
+that run to the `@` (`邮箱alice@example.org`, "mailbox alice@…", is alice's address after a word, as `卡号4111…` is a
+card number after one). A local part all in such a script (`用户@例子.广告`), or that ends in one, is one address."""
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<!{_GLUED}|\.){_OCTET}(?:\.{_OCTET}){{3}}(?!{_GLUED}|\.[0-9])")
 _IPV6_CANDIDATE = re.compile(
@@ -189,20 +195,37 @@ class Detector:
         Text that a reader sees otherwise than it is written (percent-escapes, fullwidth or other NFKC look-alikes:
         `＋１ ２０２…`, `alice＠example.org`) is read twice: as written, and as the reader sees it (`_Shadow`), whose
         spans are mapped back onto the text as written, so what is protected is the text itself and the subject is
-        the normalised one (`_reconcile` says which reading wins where they differ)."""
+        the normalised one (`_reconcile` says which reading wins where they differ). Text with a right-to-left
+        override is read in the order it is shown too (`_bidi.reading_order`), the longer span winning (the one shown
+        of two as long)."""
         shadow = _Shadow(text) if "%" in text or not text.isascii() else None
         if shadow is None or shadow.text == text:
-            return _disjoint(self._find(text))
-        read = [Span(*shadow.original(s.start, s.end), s.kind, s.subject) for s in self._find(shadow.text)]
-        # (the phone matcher, by far the slowest, reads the text as written only where the view may have hidden a
-        # number from it: CJK text's fullwidth `：`, `（` beside a number cost it nothing twice)
-        return _reconcile(read, self._find(text, phones=shadow.phone_edges), shadow)
+            found = _disjoint(self._find(text))
+        else:
+            read = [Span(*shadow.original(s.start, s.end), s.kind, s.subject) for s in self._find(shadow.text)]
+            # (the phone matcher, by far the slowest, reads the text as written only where the view may have hidden
+            # a number from it: CJK text's fullwidth `：`, `（` beside a number cost it nothing twice)
+            found = _reconcile(read, self._find(text, phones=shadow.phone_edges), shadow)
+        order = reading_order(text) if shadow is not None else None
+        if order is None:
+            return found
+        # A right-to-left override shows what follows it reversed (`\u202egro.elpmaxe@ecila` is seen as alice's
+        # address): the text is read a third time, in the order it is shown, each span mapped back to the characters
+        # it was read from (all between the first and the last of them, should an override split it).
+        shown = [
+            Span(min(order[s.start : s.end]), max(order[s.start : s.end]) + 1, s.kind, s.subject)
+            for s in self.find("".join(text[at] for at in order))
+        ]
+        return _disjoint([*shown, *found])  # (of two as long, the one shown: what a reader knows the subject by)
 
     def _find(self, text: str, *, phones: bool = True) -> list[Span]:
         """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
         found: list[Span] = []
         if "@" in text:
-            found += [Span(m.start(1), m.end(1), "email", m.group(1).lower()) for m in _EMAIL.finditer(text)]
+            for m in _EMAIL.finditer(text):
+                glued = _GLUED_TO_ADDRESS.match(text, m.start(1), m.end(1))
+                start = m.start(1) if glued is None else glued.end()
+                found.append(Span(start, m.end(1), "email", text[start : m.end(1)].lower()))
         if _ANY_DIGIT.search(text):
             for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
                 digits = re.sub(r"[ .-]", "", m.group())

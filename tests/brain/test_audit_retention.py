@@ -149,6 +149,7 @@ async def test_a_database_from_before_retention_keeps_its_events_and_prunes_once
             "shadow_runs",
         ]
         conn.executescript(
+            "DROP TABLE task_key_secret; "  # (v26)
             # (v25: the v24 triggers of the log, readiness overrides and compensations again; no report triggers)
             "DROP TRIGGER readiness_reports_no_update; DROP TRIGGER readiness_reports_no_delete; "
             "DROP TRIGGER readiness_overrides_no_update; CREATE TRIGGER readiness_overrides_no_update BEFORE UPDATE "

@@ -106,30 +106,54 @@ def test_a_number_after_a_word_in_a_script_written_without_spaces_is_found(prote
     assert protector.detector.find(f"id{digits}") == [], "glued to a Latin letter: an identifier's digits"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): an address glued to a CJK word takes the word into its subject")
 def test_an_address_after_a_word_in_a_script_written_without_spaces_has_its_own_subject(
     protector: Protector,
 ) -> None:
-    """HOLE (low). `邮箱alice@example.org` ("mailbox alice@...") is protected (nothing is kept in clear) but under
-    the subject `邮箱alice@example.org`: the local part of an internationalised address may be written in any script
-    (`用户@例子.广告`), so the pattern cannot tell the glued word from the address, and `erase alice@example.org`
-    does not reach that copy. Fix: when an address's local part begins with letters of a spaceless script followed
-    by Latin ones, find it as the Latin part too (both subjects), or split at the script change."""
+    """Was a hole (low), fixed: `邮箱alice@example.org` ("mailbox alice@...") was protected (nothing kept in clear)
+    but under the subject `邮箱alice@example.org`: the local part of an internationalised address may be written in
+    any script (`用户@例子.广告`), so the pattern took the glued word in, and `erase alice@example.org` did not reach
+    that copy. Fixed (`_detect._GLUED_TO_ADDRESS`): a word of a script written without spaces ends before Latin
+    letters that run to the `@`, as it ends before a number; a local part all in such a script is one address."""
     p = plant()
-    assert protector.detector.find(f"邮箱{p.email}。")[0].subject == p.email.lower()
+    local, domain = p.email.lower().split("@")
+    for text, subject, clear in (
+        (f"邮箱{p.email}。", p.email.lower(), "邮箱"),
+        (f"电话13800138000邮箱{local}.x@{domain}", f"{local}.x@{domain}", "邮箱"),
+        (f"ติดต่อ{p.email}", p.email.lower(), "ติดต่อ"),
+        ("写信给用户@例子.广告", "写信给用户@例子.广告", ""),
+    ):
+        spans = protector.detector.find(text)
+        assert [s.subject for s in spans if s.kind == "email"] == [subject], text
+        kept = protector.protect(text)
+        assert local not in kept and clear in kept and protector.reveal(kept) == text, kept
+    kept = protector.protect(f"邮箱{p.email}")
+    protector.keys.erase("email", protector.parse_subject(p.email).value)
+    assert protector.reveal(kept) == "邮箱[pii:email:erased]"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (low): an address written backwards under RIGHT-TO-LEFT OVERRIDE")
 def test_an_address_shown_through_a_right_to_left_override_is_found(protector: Protector) -> None:
-    """HOLE (low). U+202E RIGHT-TO-LEFT OVERRIDE shows the characters after it in reverse: `\\u202egro.elpmaxe@ecila`
-    is displayed `alice@example.org`. The reader's view drops the override (default-ignorable) but keeps the
-    order as stored, where no address reads, so the text is kept as written: the address, reversed, in clear.
-    Only a deliberate dodge writes this (a prompt-injected agent hiding what it sends). Reproduce: protect the
-    string above. Fix: in `_Shadow`, read a stretch from U+202E (or U+2067 RLI) to its U+202C/U+2069 or the line's
-    end reversed as well, mapping its spans back through the reversal."""
+    """Was a hole (low), fixed: U+202E RIGHT-TO-LEFT OVERRIDE shows the characters after it in reverse:
+    `\\u202egro.elpmaxe@ecila` is displayed `alice@example.org`. The reader's view dropped the override
+    (default-ignorable) but kept the order as stored, where no address reads, so the address was kept, reversed, in
+    clear. Only a deliberate dodge writes this (a prompt-injected agent hiding what it sends). Fixed
+    (`_bidi.reading_order`): text with an override is read in the order it is shown too (UAX #9's explicit codes,
+    a left-to-right override nested in it included), its spans mapped back."""
     p = plant()
-    text = f"mail \u202e{p.email[::-1]}\u202c now"
-    assert p.email[::-1] not in protector.protect(text)
+    national = p.phone_e164[2:]
+    shown_as = {
+        f"mail \u202e{p.email[::-1]}\u202c now": p.email.lower(),
+        f"mail \u202e{p.email[::-1]}": p.email.lower(),  # (to the line's end)
+        # `\u202d` (left-to-right override) inside shows its part as stored, the right-to-left one around it reverses
+        f"mail \u202e{p.email.split('@')[1][::-1]}@\u202d{p.email.split('@')[0]}\u202c\u202c": p.email.lower(),
+        f"call \u202e{national[::-1]}\u202c": p.phone_e164,
+    }
+    for text, subject in shown_as.items():
+        assert [s.subject for s in protector.detector.find(text)] == [subject], repr(text)
+        kept = protector.protect(text)
+        assert p.email[::-1] not in kept and national[::-1] not in kept and "[pii:" in kept, repr(kept)
+        assert protector.reveal(kept) == text
+    unchanged = f"\u202b{p.email}\u202c"  # (an embedding, not an override: a Latin address reads as stored)
+    assert [s.subject for s in protector.detector.find(unchanged)] == [p.email.lower()]
 
 
 @pytest.mark.anyio

@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 from mcp_types import TextContent
 
+from body_mcp.audit import unescape_string
 from tests.body.helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -38,20 +39,23 @@ async def test_names_that_read_as_quoted_or_trimmed_are_quoted(client: Client, w
     assert sorted(lines) == sorted(['[FILE] " .env"', '[FILE] "a\\nb"', '[FILE] "\\"a\\\\nb\\""', '[FILE] "tail "'])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="HOLE (low): a name with non-UTF-8 bytes is listed as one that spells out its escape"
-)
 async def test_a_non_utf8_name_does_not_read_as_another_name(client: Client, workspace: Path) -> None:
-    """HOLE (low), not fixed (older than this change: `shown`, in both the structured lists and the text).
-    Reproduce: a directory holding `a\\xff` (the byte 0xff) and `a\\\\xff` (ASCII: a, backslash, x, f, f): `shown`
-    escapes the first (`escape_string`: `a\\\\xff`) and leaves the second as it is (ASCII), so both are listed as
-    `[FILE] a\\xff` and `files` holds the same string twice. Fix: escape every name that holds a backslash too (then
-    the escape is reversible), and accept the escaped spelling back as a path argument (or quote an escaped name in
-    the text and mark it in the structured result, `escaped_names`)."""
+    """Was a hole (low), fixed. Reproduce: a directory holding `a\\xff` (the byte 0xff) and `a\\\\xff` (ASCII: a,
+    backslash, x, f, f): `shown` escaped the first (`escape_string`: `a\\\\xff`) and left the second as it is, so
+    both were listed as `[FILE] a\\xff` and `files` held the same string twice. Fix: a name spelling out an escape is
+    escaped too (`unescape_string` of every name shown is the name), and the text quotes an escaped name as JSON of
+    the name itself (its byte as Python reads it, `\\udcff`). A backslash that spells no escape is left alone."""
     crafted = os.fsencode(workspace / "bytes")
     os.mkdir(crafted)
-    for name in (b"a\xff", b"a\\xff"):
+    names = (b"a\xff", b"a\\xff", b"a\\\\xff", b"b\\x", b"c\\u00e9")
+    for name in names:
         with open(os.path.join(crafted, name), "wb") as f:
             f.write(b"x")
     lines = await _listing(client, "bytes")
-    assert len(set(lines)) == 2, lines
+    assert sorted(lines) == sorted(
+        ['[FILE] "a\\udcff"', '[FILE] "a\\\\xff"', '[FILE] "a\\\\\\\\xff"', "[FILE] b\\x", '[FILE] "c\\\\u00e9"']
+    ), lines
+    listed = ok(await call(client, "list_directory", path="bytes"))
+    assert len(set(listed["files"])) == len(names), listed
+    assert sorted(os.fsencode(unescape_string(name)) for name in listed["files"]) == sorted(names)
+    assert ok(await call(client, "read_text_file", path="bytes/b\\x"))["content"] == "x"

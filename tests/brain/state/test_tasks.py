@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from brain_server import BodyMismatch, NotFound, StaleClaim
-from brain_server.exceptions import KeyReused
+from brain_server.exceptions import KeyReused, KeyStoreReplaced
 from brain_server.state import StateEngine, TaskKey
 from shared_protocol.brain import Claimant, Task
 
@@ -41,6 +41,26 @@ async def test_a_key_returns_the_task_it_first_created_and_refuses_another_reque
     assert await engine.insert_task(task(4), entry("task_create"), key=other_token) == task(4), "keys are per token"
     assert [await engine.task(f"task_{n}") is not None for n in (1, 2, 3, 4)] == [True, False, False, True]
     assert [e.action for e in await engine.log_entries()].count("task_create") == 2
+
+
+async def test_a_key_under_another_key_stores_secret_is_refused_until_that_store_is_accepted(
+    engine: StateEngine,
+) -> None:
+    old = TaskKey(token_id="tok_1", key="k1", request_sha256="sha-a", secret_check="check-a")
+    first = await engine.insert_task(task(1), entry("task_create"), key=old)
+    new = TaskKey(token_id="tok_1", key="k1-new-hmac", request_sha256="sha-a2", secret_check="check-b")
+    with pytest.raises(KeyStoreReplaced):
+        await engine.insert_task(task(2), entry("task_create"), key=new)
+    assert await engine.task("task_2") is None
+    assert await engine.insert_task(task(3), entry("task_create")) == task(3), "no key: taken"
+    assert await engine.accept_key_store("check-b", entry("key_store_accept")) == (True, 1)
+    assert await engine.accept_key_store("check-b", entry("key_store_accept")) == (False, 1)
+    assert await engine.insert_task(task(2), entry("task_create"), key=new) == task(2)
+    assert await engine.insert_task(task(4), entry("task_create"), key=new) == task(2)
+    with pytest.raises(KeyStoreReplaced):
+        await engine.insert_task(task(5), entry("task_create"), key=old)
+    assert await engine.task("task_1") == first
+    assert [e.action for e in await engine.log_entries()].count("key_store_accept") == 1
 
 
 async def test_the_most_valuable_queued_task_is_claimed_first_oldest_among_equals(engine: StateEngine) -> None:

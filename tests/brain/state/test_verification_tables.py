@@ -53,6 +53,7 @@ async def test_a_database_from_before_v16_gets_its_verifications_indexed(tmp_pat
     conn = sqlite3.connect(path)
     try:
         conn.executescript(
+            "DROP TABLE task_key_secret; "  # (v26)
             # (v25: the v24 triggers of the log, readiness overrides and compensations again; no report triggers)
             "DROP TRIGGER readiness_reports_no_update; DROP TRIGGER readiness_reports_no_delete; "
             "DROP TRIGGER readiness_overrides_no_update; CREATE TRIGGER readiness_overrides_no_update BEFORE UPDATE "
