@@ -4,9 +4,18 @@
 
 It serves only its own user (the peer's uid), in `$SWARM_HOME/run` (0700; commands never see `$SWARM_HOME`).
 Each child takes the caller's argv, environment, working directory, umask, stdin and stderr, and writes its
-stdout into the caller's pipe; the server sends the child's exit status when it has reaped it. The server
-opens no database and holds no state of a workspace: a child opens what the command opens, as a fresh
-process would.
+stdout into the caller's pipe. The server opens no database and holds no state of a workspace: a child opens
+what the command opens, as a fresh process would.
+
+A call waits for the command and little else (forking this 65 MB process, and tearing a child down, cost
+more than the hook's own work):
+- a spare child, forked before the call, accepts it; the server forks the next spare once that call is
+  answered. A call that finds no spare (calls at once) is accepted by the server, which forks a child for it;
+- the child sends its exit status itself as soon as the command has returned, its stdout closed, and only
+  then does what the command left for after its answer (`_after_answer`) and exits; the server sends the
+  status of a child that could not (killed by a signal, or gone by `os._exit`) when it reaps it;
+- what the server imported is frozen out of the collector's reach (`gc.freeze`), so that a child's
+  collections do not copy the server's pages.
 
 It refuses a call (the caller then runs it itself) and exits when a module it imported changed on disk since
 (an upgrade, an edit), and it exits when its socket is gone or replaced (another server took over, the home
@@ -17,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import os
+import select
 import selectors
 import signal
 import socket
@@ -26,6 +37,7 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ._hook_client import KILLED, REFUSED, STATUS_SIZE, pack, parse_request, unpack
 
@@ -33,8 +45,16 @@ IDLE_S = 600.0
 _TICK_S = 1.0
 _PACKAGES = ("swarm_cli", "body_mcp", "shared_protocol", "sandbox", "brain_server", "agent_runner")
 _REQUEST_LIMIT = 16 * 1024 * 1024
-_CHDIR_FAILED = 75
-"""A child's exit code when it could not enter the caller's directory (it read nothing: refused)."""
+_NO_CALL = 75
+"""A child's exit code when what it accepted was not a call (another user, a malformed request): no status."""
+
+# What a child tells the server on its link (one byte each).
+_TOOK = b"T"
+"""A spare accepted a call; the connection rides along (`SCM_RIGHTS`), for the status should the child die."""
+_ANSWERED = b"A"
+"""The child sent its status itself."""
+_STALE = b"S"
+"""The code on disk changed: the child refused its call; the server stops."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -47,6 +67,16 @@ class Call:
     umask: int
     fds: tuple[int, int, int]
     """The caller's stdin, the write end of its stdout pipe, its stderr."""
+
+
+@dataclass(kw_only=True)
+class _Child:
+    link: socket.socket
+    """The server's end of a socket pair with the child."""
+    conn: socket.socket | None = None
+    """The caller's connection, once the child has a call."""
+    reported: bool = False
+    """The child sent the caller its status."""
 
 
 def _preload() -> argparse.ArgumentParser:
@@ -104,7 +134,8 @@ def _private_dir(directory: str) -> int:
 
 
 def _bind(dir_fd: int, name: str) -> tuple[socket.socket, int]:
-    """Listen on `name` in the directory, replacing a previous server's socket atomically; (socket, inode)."""
+    """Listen on `name` in the directory, replacing a previous server's socket atomically; (socket, inode).
+    Non-blocking: the server and its spare child both accept on it (never at the same time)."""
     base = f"/proc/self/fd/{dir_fd}"
     tmp = f".{name}.{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -113,6 +144,7 @@ def _bind(dir_fd: int, name: str) -> tuple[socket.socket, int]:
     listener.bind(f"{base}/{tmp}")
     os.chmod(tmp, 0o600, dir_fd=dir_fd)
     listener.listen(64)
+    listener.setblocking(False)
     os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     return listener, os.stat(name, dir_fd=dir_fd).st_ino
 
@@ -140,20 +172,134 @@ def _receive(conn: socket.socket) -> Call:
         raise
 
 
-def _child(call: Call, parser: argparse.ArgumentParser) -> None:
-    """In the forked child: become the caller's `swarm` process, run the command, exit. Never returns."""
-    code = 1
+def _take(conn: socket.socket) -> Call | None:
+    """The call on a connection just accepted; None (the connection closed) when it is not this user's call."""
     try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+            conn.close()
+            return None
+        return _receive(conn)
+    except (OSError, ValueError):
+        conn.close()
+        return None
+
+
+def _become_child() -> None:
+    """In a forked child: the server's signal handling undone (the command gets Python's defaults)."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _rehearse(parser: argparse.ArgumentParser, scratch: str) -> None:
+    """Run a hook call's pure steps on sample events (the argv parsed, the default config, decisions recorded in
+    memory, a thread started) so that the pages of the server they write to (reference counts) are this spare's
+    own before its call comes: copying them took a body tool's call from 3 to 7 ms of CPU. Nothing is written."""
+    import json
+    import threading
+    from pathlib import Path
+
+    from body_mcp.ide import HookRuntime, MemoryAuditSink, PathGuard, handle
+    from shared_protocol.config import load_config
+
+    workspace = Path(scratch, "rehearsal")  # (neither is created)
+    parser.parse_args(["hook", "claude-code", "--workspace", str(workspace)])
+    denied = load_config(None).policy.denied_paths
+    runtime = HookRuntime(
+        ide="claude-code",
+        workspace=workspace,
+        env={},
+        guard_for=lambda ws: PathGuard(workspace=ws, home=Path(scratch, "rehearsal-home"), denied=denied),
+        sink=MemoryAuditSink(),
+    )
+    for tool, tool_input in (("mcp__swarm__read_text_file", {"path": "a"}), ("Read", {"file_path": "a"})):
+        event = {"hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": tool_input, "cwd": str(workspace)}
+        handle(runtime, json.dumps(event).encode())
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    thread.join()
+
+
+def _spare(
+    listener: socket.socket,
+    link: socket.socket,
+    stamps: dict[str, tuple[int, int]],
+    parser: argparse.ArgumentParser,
+    scratch: str,
+) -> NoReturn:
+    """A spare child: rehearse, wait for a call (or for the server to let go of it: its link closes), run it."""
+    try:
+        _become_child()
+        with contextlib.suppress(Exception):  # (a rehearsal that fails costs the call those copies, nothing else)
+            _rehearse(parser, scratch)
+        poller = select.poll()
+        poller.register(listener.fileno(), select.POLLIN)
+        poller.register(link.fileno(), select.POLLIN)
+        while True:
+            if any(fd == link.fileno() for fd, _ in poller.poll()):
+                os._exit(0)  # the server left, or stops
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue
+            break
+        listener.close()
+        socket.send_fds(link, [_TOOK], [conn.fileno()])
+        call = _take(conn)
+        if call is None:
+            os._exit(_NO_CALL)
+        if _stale(stamps):
+            _refuse(call, conn)
+            link.sendall(_ANSWERED + _STALE)
+            os._exit(0)
+    except BaseException:  # noqa: BLE001  (a spare that cannot take its call exits: the server reaps it)
+        os._exit(_NO_CALL)
+    _child(call, conn, link, parser)
+
+
+def _refuse(call: Call, conn: socket.socket) -> None:
+    for fd in call.fds:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        conn.sendall(pack(REFUSED))
+    conn.close()
+
+
+def _child(call: Call, conn: socket.socket, link: socket.socket, parser: argparse.ArgumentParser) -> NoReturn:
+    """In a forked child: become the caller's `swarm` process, run the command, report, exit. Never returns."""
+    code = 1
+    reported = False
+
+    def report(status: int) -> None:
+        """Send the caller its status once its stdout is closed (so it reads to the end), then tell the server."""
+        nonlocal reported
+        reported = True
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+        with contextlib.suppress(BaseException):
+            sys.stderr.flush()
+        # (Whatever the command still does after its answer writes nowhere: the caller is gone by then.)
+        null = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.close(null)
+        with contextlib.suppress(OSError):
+            conn.sendall(pack(status))
+        conn.close()
+        with contextlib.suppress(OSError):
+            link.sendall(_ANSWERED)
+
+    try:
+        _become_child()
         for target, fd in enumerate(call.fds):
             os.dup2(fd, target)
             os.close(fd)
         try:
             os.chdir(call.cwd)
         except OSError:
-            os._exit(_CHDIR_FAILED)
+            report(REFUSED)  # (nothing read stdin: the caller runs the command itself)
+            os._exit(0)
         os.environ.clear()
         os.environ.update(call.env)
         os.umask(call.umask)
@@ -166,7 +312,7 @@ def _child(call: Call, parser: argparse.ArgumentParser) -> None:
         from .main import main as cli_main
 
         try:
-            code = cli_main(call.argv, parser=parser)
+            code = cli_main(call.argv, parser=parser, answered=report)
         except SystemExit as exc:  # (argparse: --help, a bad argument)
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             if isinstance(exc.code, str):
@@ -175,10 +321,9 @@ def _child(call: Call, parser: argparse.ArgumentParser) -> None:
         with contextlib.suppress(BaseException):
             print(f"swarm: {exc!r}", file=sys.stderr)
     finally:
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-        with contextlib.suppress(BaseException):
-            sys.stderr.flush()
+        if not reported:
+            with contextlib.suppress(BaseException):
+                report(code)
         os._exit(code)
 
 
@@ -189,18 +334,22 @@ def _noted(signum: int, frame: object) -> None:
 class Server:
     def __init__(self, directory: str, name: str, *, idle_s: float, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
+        self.directory = directory
         self.dir_fd = _private_dir(directory)
         self.name = name
         self.idle_s = idle_s
         self.listener, self.inode = _bind(self.dir_fd, name)
         self.stamps = source_stamps()
-        self.children: dict[int, socket.socket] = {}
+        self.children: dict[int, _Child] = {}
+        self.spare: int | None = None
+        """The child waiting to accept the next call (while there is one, the server does not accept)."""
+        self.accepting = False
         self.last_call = time.monotonic()
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector = selectors.DefaultSelector()
-        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "signal")
+        self._accepting(True)
 
     def _still_ours(self) -> bool:
         try:
@@ -208,30 +357,43 @@ class Server:
         except OSError:
             return False
 
+    def _accepting(self, on: bool) -> None:
+        if on and not self.accepting and not self.stopping:
+            self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+            self.accepting = True
+        elif not on and self.accepting:
+            self.selector.unregister(self.listener)
+            self.accepting = False
+
     def serve(self) -> None:
         signal.signal(signal.SIGCHLD, _noted)
         signal.signal(signal.SIGTERM, _noted)
         signal.set_wakeup_fd(self.wake_w)
+        self._fork_spare()
         while not self.stopping or self.children:
             for key, _ in self.selector.select(_TICK_S):
                 if key.data == "accept":
                     self._accept()
-                else:
+                elif key.data == "signal":
                     self._wake()
+                else:
+                    self._heard(key.data)
             self._reap()
             if self.stopping:
                 continue
-            if not self._still_ours() or (not self.children and time.monotonic() - self.last_call > self.idle_s):
+            busy = any(pid != self.spare for pid in self.children)
+            if not self._still_ours() or (not busy and time.monotonic() - self.last_call > self.idle_s):
                 self._stop()
 
     def _stop(self) -> None:
         self.stopping = True
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(self.listener)
+        self._accepting(False)
         if self._still_ours():
             with contextlib.suppress(OSError):
                 os.unlink(self.name, dir_fd=self.dir_fd)
         self.listener.close()
+        if self.spare is not None:  # (its link closing tells it to leave)
+            self._close_link(self.children[self.spare])
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -239,46 +401,98 @@ class Server:
             if signal.SIGTERM.value in signals:
                 self._stop()
 
+    def _fork(self, taken: tuple[Call, socket.socket] | None) -> int | None:
+        """Fork a child: the spare (`taken` None) or one for a call the server accepted. None if fork failed."""
+        link, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            link.close()
+            child_end.close()
+            return None
+        if pid == 0:
+            try:
+                self.selector.close()
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                link.close()
+                for other in self.children.values():
+                    other.link.close()
+                    if other.conn is not None:
+                        other.conn.close()
+            except BaseException:  # noqa: BLE001  (a child that cannot start exits: the server reaps it)
+                os._exit(_NO_CALL)
+            if taken is None:
+                _spare(self.listener, child_end, self.stamps, self.parser, self.directory)
+            self.listener.close()
+            _child(*taken, child_end, self.parser)
+        child_end.close()
+        self.children[pid] = _Child(link=link, conn=taken[1] if taken else None)
+        self.selector.register(link, selectors.EVENT_READ, pid)
+        return pid
+
+    def _fork_spare(self) -> None:
+        if self.stopping or self.spare is not None:
+            return
+        self.spare = self._fork(None)
+        self._accepting(self.spare is None)
+
     def _accept(self) -> None:
         try:
             conn, _ = self.listener.accept()
         except OSError:
             return
         self.last_call = time.monotonic()
-        try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-            uid = int.from_bytes(creds[4:8], sys.byteorder)
-            if uid != os.getuid():
-                conn.close()
-                return
-            call = _receive(conn)
-        except (OSError, ValueError):
-            conn.close()
+        call = _take(conn)
+        if call is None:
             return
         if _stale(self.stamps):
-            self._refuse(conn, call)
+            _refuse(call, conn)
             self._stop()
             return
-        pid = os.fork()
-        if pid == 0:
-            self.selector.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
-            self.listener.close()
-            conn.close()
-            for other in self.children.values():
-                other.close()
-            _child(call, self.parser)
+        pid = self._fork((call, conn))
         for fd in call.fds:
             os.close(fd)
-        self.children[pid] = conn
+        if pid is None:
+            conn.close()  # (the caller runs the command itself)
 
-    def _refuse(self, conn: socket.socket, call: Call) -> None:
-        for fd in call.fds:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            conn.sendall(pack(REFUSED))
-        conn.close()
+    def _heard(self, pid: int) -> None:
+        """What a child said on its link."""
+        child = self.children.get(pid)
+        if child is not None:
+            self._read_link(pid, child)
+
+    def _read_link(self, pid: int, child: _Child) -> bool:
+        """Read what the child said; False when there is nothing more to read for now."""
+        try:
+            data, fds, _, _ = socket.recv_fds(child.link, 64, 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self._close_link(child)
+            return False
+        for fd in fds:
+            if child.conn is None:
+                child.conn = socket.socket(fileno=fd)
+            else:
+                os.close(fd)
+        if _TOOK in data and pid == self.spare:
+            self.spare = None
+            self.last_call = time.monotonic()
+            self._accepting(True)  # (calls meanwhile: the server forks for them until the next spare)
+        if _ANSWERED in data:
+            child.reported = True
+            self._fork_spare()
+        if _STALE in data:
+            self._stop()
+        return True
+
+    def _close_link(self, child: _Child) -> None:
+        if child.link.fileno() >= 0:
+            self.selector.unregister(child.link)
+            child.link.close()
 
     def _reap(self) -> None:
         while self.children:
@@ -288,17 +502,26 @@ class Server:
                 return
             if pid == 0:
                 return
-            conn = self.children.pop(pid, None)
-            if conn is None:
+            child = self.children.get(pid)
+            if child is None:
                 continue
-            if os.WIFEXITED(status):
-                code = os.WEXITSTATUS(status)
-                code = REFUSED if code == _CHDIR_FAILED else code
-            else:
-                code = KILLED
-            with contextlib.suppress(OSError):
-                conn.sendall(pack(code))
-            conn.close()
+            while child.link.fileno() >= 0 and self._read_link(pid, child):  # (what it said before it exited)
+                pass
+            del self.children[pid]
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else KILLED
+            if child.conn is not None:
+                if not child.reported and code != _NO_CALL:
+                    with contextlib.suppress(OSError):
+                        child.conn.sendall(pack(code))
+                child.conn.close()
+            self._close_link(child)
+            if pid == self.spare:
+                # A spare gone without a call: the server accepts until a call's answer forks the next one (a
+                # spare that cannot start is not forked again and again).
+                self.spare = None
+                self._accepting(True)
+            elif not child.reported:
+                self._fork_spare()
 
 
 def main(argv: list[str]) -> int:
@@ -315,6 +538,7 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"swarm: the hook server cannot listen in {argv[0]}: {exc}", file=sys.stderr)
         return 1
+    gc.freeze()  # (after the last import: a child's collections leave the server's objects, and pages, alone)
     server.serve()
     return 0
 
