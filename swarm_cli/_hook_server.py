@@ -3,9 +3,9 @@
     python -m swarm_cli._hook_server RUN_DIR SOCKET_NAME     (started by the first hook call that finds none)
 
 It serves only its own user (the peer's uid), in `$SWARM_HOME/run` (0700; commands never see `$SWARM_HOME`).
-Each child takes the caller's argv, environment, working directory, umask, stdin and stderr, and writes its
-stdout into the caller's pipe. The server opens no database and holds no state of a workspace: a child opens
-what the command opens, as a fresh process would.
+Each child (`_hook_child`) takes the caller's argv, environment, working directory, umask, stdin and stderr,
+and writes its stdout into the caller's pipe. The server opens no database and holds no state of a workspace:
+a child opens what the command opens, as a fresh process would.
 
 A call waits for the command and little else (forking this 65 MB process, and tearing a child down, cost
 more than the hook's own work):
@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import io
 import os
-import select
 import selectors
 import signal
 import socket
@@ -37,36 +35,12 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
-from typing import NoReturn
 
-from ._hook_client import KILLED, REFUSED, STATUS_SIZE, pack, parse_request, unpack
+from ._hook_child import ANSWERED, NO_CALL, STALE, TOOK, Call, child, refuse, source_stamps, spare, stale, take
+from ._hook_client import KILLED, pack
 
 IDLE_S = 600.0
 _TICK_S = 1.0
-_PACKAGES = ("swarm_cli", "body_mcp", "shared_protocol", "sandbox", "brain_server", "agent_runner")
-_REQUEST_LIMIT = 16 * 1024 * 1024
-_NO_CALL = 75
-"""A child's exit code when what it accepted was not a call (another user, a malformed request): no status."""
-
-# What a child tells the server on its link (one byte each).
-_TOOK = b"T"
-"""A spare accepted a call; the connection rides along (`SCM_RIGHTS`), for the status should the child die."""
-_ANSWERED = b"A"
-"""The child sent its status itself."""
-_STALE = b"S"
-"""The code on disk changed: the child refused its call; the server stops."""
-
-
-@dataclass(kw_only=True, frozen=True)
-class Call:
-    """One hook call as the client sent it."""
-
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    umask: int
-    fds: tuple[int, int, int]
-    """The caller's stdin, the write end of its stdout pipe, its stderr."""
 
 
 @dataclass(kw_only=True)
@@ -91,35 +65,6 @@ def _preload() -> argparse.ArgumentParser:
 
     load_config(None)
     return build_parser()
-
-
-def source_stamps() -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every imported module of the project: a change means this server runs stale code."""
-    paths = {__file__}  # (this module runs as `__main__`)
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if name.partition(".")[0] in _PACKAGES and isinstance(path, str):
-            paths.add(path)
-    stamps: dict[str, tuple[int, int]] = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            stamps[path] = (-1, -1)
-            continue
-        stamps[path] = (st.st_mtime_ns, st.st_size)
-    return stamps
-
-
-def _stale(stamps: dict[str, tuple[int, int]]) -> bool:
-    for path, stamp in stamps.items():
-        try:
-            st = os.stat(path)
-        except OSError:
-            return True
-        if (st.st_mtime_ns, st.st_size) != stamp:
-            return True
-    return False
 
 
 def _private_dir(directory: str) -> int:
@@ -149,184 +94,6 @@ def _bind(dir_fd: int, name: str) -> tuple[socket.socket, int]:
     return listener, os.stat(name, dir_fd=dir_fd).st_ino
 
 
-def _receive(conn: socket.socket) -> Call:
-    conn.settimeout(2.0)
-    head, fds, _, _ = socket.recv_fds(conn, STATUS_SIZE, 3)
-    try:
-        if len(fds) != 3 or len(head) != STATUS_SIZE:
-            raise ValueError("a call carries three descriptors and a length")
-        size = unpack(head)
-        if not 0 < size <= _REQUEST_LIMIT:
-            raise ValueError("bad length")
-        body = bytearray()
-        while len(body) < size:
-            chunk = conn.recv(size - len(body))
-            if not chunk:
-                raise ValueError("short request")
-            body += chunk
-        argv, env, cwd, umask = parse_request(bytes(body))
-        return Call(argv=argv, env=env, cwd=cwd, umask=umask, fds=(fds[0], fds[1], fds[2]))
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-
-
-def _take(conn: socket.socket) -> Call | None:
-    """The call on a connection just accepted; None (the connection closed) when it is not this user's call."""
-    try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
-            conn.close()
-            return None
-        return _receive(conn)
-    except (OSError, ValueError):
-        conn.close()
-        return None
-
-
-def _become_child() -> None:
-    """In a forked child: the server's signal handling undone (the command gets Python's defaults)."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _rehearse(parser: argparse.ArgumentParser, scratch: str) -> None:
-    """Run a hook call's pure steps on sample events (the argv parsed, the default config, decisions recorded in
-    memory, a thread started) so that the pages of the server they write to (reference counts) are this spare's
-    own before its call comes: copying them took a body tool's call from 3 to 7 ms of CPU. Nothing is written."""
-    import json
-    import threading
-    from pathlib import Path
-
-    from body_mcp.ide import HookRuntime, MemoryAuditSink, PathGuard, handle
-    from shared_protocol.config import load_config
-
-    workspace = Path(scratch, "rehearsal")  # (neither is created)
-    parser.parse_args(["hook", "claude-code", "--workspace", str(workspace)])
-    denied = load_config(None).policy.denied_paths
-    runtime = HookRuntime(
-        ide="claude-code",
-        workspace=workspace,
-        env={},
-        guard_for=lambda ws: PathGuard(workspace=ws, home=Path(scratch, "rehearsal-home"), denied=denied),
-        sink=MemoryAuditSink(),
-    )
-    for tool, tool_input in (("mcp__swarm__read_text_file", {"path": "a"}), ("Read", {"file_path": "a"})):
-        event = {"hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": tool_input, "cwd": str(workspace)}
-        handle(runtime, json.dumps(event).encode())
-    thread = threading.Thread(target=lambda: None)
-    thread.start()
-    thread.join()
-
-
-def _spare(
-    listener: socket.socket,
-    link: socket.socket,
-    stamps: dict[str, tuple[int, int]],
-    parser: argparse.ArgumentParser,
-    scratch: str,
-) -> NoReturn:
-    """A spare child: rehearse, wait for a call (or for the server to let go of it: its link closes), run it."""
-    try:
-        _become_child()
-        with contextlib.suppress(Exception):  # (a rehearsal that fails costs the call those copies, nothing else)
-            _rehearse(parser, scratch)
-        poller = select.poll()
-        poller.register(listener.fileno(), select.POLLIN)
-        poller.register(link.fileno(), select.POLLIN)
-        while True:
-            if any(fd == link.fileno() for fd, _ in poller.poll()):
-                os._exit(0)  # the server left, or stops
-            try:
-                conn, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                continue
-            break
-        listener.close()
-        socket.send_fds(link, [_TOOK], [conn.fileno()])
-        call = _take(conn)
-        if call is None:
-            os._exit(_NO_CALL)
-        if _stale(stamps):
-            _refuse(call, conn)
-            link.sendall(_ANSWERED + _STALE)
-            os._exit(0)
-    except BaseException:  # noqa: BLE001  (a spare that cannot take its call exits: the server reaps it)
-        os._exit(_NO_CALL)
-    _child(call, conn, link, parser)
-
-
-def _refuse(call: Call, conn: socket.socket) -> None:
-    for fd in call.fds:
-        os.close(fd)
-    with contextlib.suppress(OSError):
-        conn.sendall(pack(REFUSED))
-    conn.close()
-
-
-def _child(call: Call, conn: socket.socket, link: socket.socket, parser: argparse.ArgumentParser) -> NoReturn:
-    """In a forked child: become the caller's `swarm` process, run the command, report, exit. Never returns."""
-    code = 1
-    reported = False
-
-    def report(status: int) -> None:
-        """Send the caller its status once its stdout is closed (so it reads to the end), then tell the server."""
-        nonlocal reported
-        reported = True
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-        with contextlib.suppress(BaseException):
-            sys.stderr.flush()
-        # (Whatever the command still does after its answer writes nowhere: the caller is gone by then.)
-        null = os.open(os.devnull, os.O_RDWR)
-        for target in (0, 1, 2):
-            os.dup2(null, target)
-        os.close(null)
-        with contextlib.suppress(OSError):
-            conn.sendall(pack(status))
-        conn.close()
-        with contextlib.suppress(OSError):
-            link.sendall(_ANSWERED)
-
-    try:
-        _become_child()
-        for target, fd in enumerate(call.fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        try:
-            os.chdir(call.cwd)
-        except OSError:
-            report(REFUSED)  # (nothing read stdin: the caller runs the command itself)
-            os._exit(0)
-        os.environ.clear()
-        os.environ.update(call.env)
-        os.umask(call.umask)
-        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8")
-        sys.stderr = io.TextIOWrapper(
-            io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True
-        )
-        sys.argv = [sys.argv[0], *call.argv]
-        from .main import main as cli_main
-
-        try:
-            code = cli_main(call.argv, parser=parser, answered=report)
-        except SystemExit as exc:  # (argparse: --help, a bad argument)
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if isinstance(exc.code, str):
-                print(exc.code, file=sys.stderr)
-    except BaseException as exc:  # noqa: BLE001  (the child's top: one line, like the CLI, and a failing exit)
-        with contextlib.suppress(BaseException):
-            print(f"swarm: {exc!r}", file=sys.stderr)
-    finally:
-        if not reported:
-            with contextlib.suppress(BaseException):
-                report(code)
-        os._exit(code)
-
-
 def _noted(signum: int, frame: object) -> None:
     """A signal's only effect is its byte on the wake-up pipe (`signal.set_wakeup_fd`)."""
 
@@ -339,7 +106,7 @@ class Server:
         self.name = name
         self.idle_s = idle_s
         self.listener, self.inode = _bind(self.dir_fd, name)
-        self.stamps = source_stamps()
+        self.stamps = source_stamps(__file__)
         self.children: dict[int, _Child] = {}
         self.spare: int | None = None
         """The child waiting to accept the next call (while there is one, the server does not accept)."""
@@ -421,11 +188,11 @@ class Server:
                     if other.conn is not None:
                         other.conn.close()
             except BaseException:  # noqa: BLE001  (a child that cannot start exits: the server reaps it)
-                os._exit(_NO_CALL)
+                os._exit(NO_CALL)
             if taken is None:
-                _spare(self.listener, child_end, self.stamps, self.parser, self.directory)
+                spare(self.listener, child_end, self.stamps, self.parser, self.directory)
             self.listener.close()
-            _child(*taken, child_end, self.parser)
+            child(*taken, child_end, self.parser)
         child_end.close()
         self.children[pid] = _Child(link=link, conn=taken[1] if taken else None)
         self.selector.register(link, selectors.EVENT_READ, pid)
@@ -443,11 +210,11 @@ class Server:
         except OSError:
             return
         self.last_call = time.monotonic()
-        call = _take(conn)
+        call = take(conn)
         if call is None:
             return
-        if _stale(self.stamps):
-            _refuse(call, conn)
+        if stale(self.stamps):
+            refuse(call, conn)
             self._stop()
             return
         pid = self._fork((call, conn))
@@ -478,14 +245,14 @@ class Server:
                 child.conn = socket.socket(fileno=fd)
             else:
                 os.close(fd)
-        if _TOOK in data and pid == self.spare:
+        if TOOK in data and pid == self.spare:
             self.spare = None
             self.last_call = time.monotonic()
             self._accepting(True)  # (calls meanwhile: the server forks for them until the next spare)
-        if _ANSWERED in data:
+        if ANSWERED in data:
             child.reported = True
             self._fork_spare()
-        if _STALE in data:
+        if STALE in data:
             self._stop()
         return True
 
@@ -510,7 +277,7 @@ class Server:
             del self.children[pid]
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else KILLED
             if child.conn is not None:
-                if not child.reported and code != _NO_CALL:
+                if not child.reported and code != NO_CALL:
                     with contextlib.suppress(OSError):
                         child.conn.sendall(pack(code))
                 child.conn.close()
