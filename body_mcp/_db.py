@@ -214,6 +214,10 @@ class StateDB:
             raise
 
     def _migrate(self) -> None:
+        with self.read() as conn:
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0]) == len(_MIGRATIONS)
+        if current:
+            return  # (as at nearly every open: no write transaction, which would wait for any writer's)
         with self.write() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > len(_MIGRATIONS):

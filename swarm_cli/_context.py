@@ -108,11 +108,13 @@ def body_settings(
     brain_token: str | None = None,
     agent: str | None = None,
     agent_state_only: bool = False,
+    loaded: SwarmConfig | None = None,
 ) -> BodySettings:
     """What a body (or the admin API) is given. `agent`: the agent's state (`--agent NAME`); with
-    `agent_state_only` (the CLI reading an agent's state, `--agent` instead of `--workspace`) there is no workspace."""
+    `agent_state_only` (the CLI reading an agent's state, `--agent` instead of `--workspace`) there is no workspace.
+    `loaded`: the config `config` names, read already by the caller (the hook: once per call)."""
     home = resolve_home()
-    cfg = load(config, home)
+    cfg = loaded if loaded is not None else load(config, home)
     source = config_path(config, home)
     profile = agent_profile(cfg, agent) if agent is not None else None
     settings = BodySettings(

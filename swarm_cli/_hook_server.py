@@ -3,10 +3,19 @@
     python -m swarm_cli._hook_server RUN_DIR SOCKET_NAME     (started by the first hook call that finds none)
 
 It serves only its own user (the peer's uid), in `$SWARM_HOME/run` (0700; commands never see `$SWARM_HOME`).
-Each child takes the caller's argv, environment, working directory, umask, stdin and stderr, and writes its
-stdout into the caller's pipe; the server sends the child's exit status when it has reaped it. The server
-opens no database and holds no state of a workspace: a child opens what the command opens, as a fresh
-process would.
+Each child (`_hook_child`) takes the caller's argv, environment, working directory, umask, stdin and stderr,
+and writes its stdout into the caller's pipe. The server opens no database and holds no state of a workspace:
+a child opens what the command opens, as a fresh process would.
+
+A call waits for the command and little else (forking this 65 MB process, and tearing a child down, cost
+more than the hook's own work):
+- a spare child, forked before the call, accepts it; the server forks the next spare once that call is
+  answered. A call that finds no spare (calls at once) is accepted by the server, which forks a child for it;
+- the child sends its exit status itself as soon as the command has returned, its stdout closed, and only
+  then does what the command left for after its answer (`_after_answer`) and exits; the server sends the
+  status of a child that could not (killed by a signal, or gone by `os._exit`) when it reaps it;
+- what the server imported is frozen out of the collector's reach (`gc.freeze`), so that a child's
+  collections do not copy the server's pages.
 
 It refuses a call (the caller then runs it itself) and exits when a module it imported changed on disk since
 (an upgrade, an edit), and it exits when its socket is gone or replaced (another server took over, the home
@@ -17,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
+import gc
 import os
 import selectors
 import signal
@@ -27,26 +36,21 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ._hook_client import KILLED, REFUSED, STATUS_SIZE, pack, parse_request, unpack
+from ._hook_child import ANSWERED, NO_CALL, STALE, TOOK, Call, child, refuse, source_stamps, spare, stale, take
+from ._hook_client import KILLED, pack
 
 IDLE_S = 600.0
 _TICK_S = 1.0
-_PACKAGES = ("swarm_cli", "body_mcp", "shared_protocol", "sandbox", "brain_server", "agent_runner")
-_REQUEST_LIMIT = 16 * 1024 * 1024
-_CHDIR_FAILED = 75
-"""A child's exit code when it could not enter the caller's directory (it read nothing: refused)."""
 
 
-@dataclass(kw_only=True, frozen=True)
-class Call:
-    """One hook call as the client sent it."""
-
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    umask: int
-    fds: tuple[int, int, int]
-    """The caller's stdin, the write end of its stdout pipe, its stderr."""
+@dataclass(kw_only=True)
+class _Child:
+    link: socket.socket
+    """The server's end of a socket pair with the child."""
+    conn: socket.socket | None = None
+    """The caller's connection, once the child has a call."""
+    reported: bool = False
+    """The child sent the caller its status."""
 
 
 def _preload() -> argparse.ArgumentParser:
@@ -63,35 +67,6 @@ def _preload() -> argparse.ArgumentParser:
     return build_parser()
 
 
-def source_stamps() -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every imported module of the project: a change means this server runs stale code."""
-    paths = {__file__}  # (this module runs as `__main__`)
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if name.partition(".")[0] in _PACKAGES and isinstance(path, str):
-            paths.add(path)
-    stamps: dict[str, tuple[int, int]] = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            stamps[path] = (-1, -1)
-            continue
-        stamps[path] = (st.st_mtime_ns, st.st_size)
-    return stamps
-
-
-def _stale(stamps: dict[str, tuple[int, int]]) -> bool:
-    for path, stamp in stamps.items():
-        try:
-            st = os.stat(path)
-        except OSError:
-            return True
-        if (st.st_mtime_ns, st.st_size) != stamp:
-            return True
-    return False
-
-
 def _private_dir(directory: str) -> int:
     """Open (creating) the run directory; refuse one another user owns or others may write."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -104,7 +79,8 @@ def _private_dir(directory: str) -> int:
 
 
 def _bind(dir_fd: int, name: str) -> tuple[socket.socket, int]:
-    """Listen on `name` in the directory, replacing a previous server's socket atomically; (socket, inode)."""
+    """Listen on `name` in the directory, replacing a previous server's socket atomically; (socket, inode).
+    Non-blocking: the server and its spare child both accept on it (never at the same time)."""
     base = f"/proc/self/fd/{dir_fd}"
     tmp = f".{name}.{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -113,73 +89,9 @@ def _bind(dir_fd: int, name: str) -> tuple[socket.socket, int]:
     listener.bind(f"{base}/{tmp}")
     os.chmod(tmp, 0o600, dir_fd=dir_fd)
     listener.listen(64)
+    listener.setblocking(False)
     os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     return listener, os.stat(name, dir_fd=dir_fd).st_ino
-
-
-def _receive(conn: socket.socket) -> Call:
-    conn.settimeout(2.0)
-    head, fds, _, _ = socket.recv_fds(conn, STATUS_SIZE, 3)
-    try:
-        if len(fds) != 3 or len(head) != STATUS_SIZE:
-            raise ValueError("a call carries three descriptors and a length")
-        size = unpack(head)
-        if not 0 < size <= _REQUEST_LIMIT:
-            raise ValueError("bad length")
-        body = bytearray()
-        while len(body) < size:
-            chunk = conn.recv(size - len(body))
-            if not chunk:
-                raise ValueError("short request")
-            body += chunk
-        argv, env, cwd, umask = parse_request(bytes(body))
-        return Call(argv=argv, env=env, cwd=cwd, umask=umask, fds=(fds[0], fds[1], fds[2]))
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-
-
-def _child(call: Call, parser: argparse.ArgumentParser) -> None:
-    """In the forked child: become the caller's `swarm` process, run the command, exit. Never returns."""
-    code = 1
-    try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for target, fd in enumerate(call.fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        try:
-            os.chdir(call.cwd)
-        except OSError:
-            os._exit(_CHDIR_FAILED)
-        os.environ.clear()
-        os.environ.update(call.env)
-        os.umask(call.umask)
-        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8")
-        sys.stderr = io.TextIOWrapper(
-            io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True
-        )
-        sys.argv = [sys.argv[0], *call.argv]
-        from .main import main as cli_main
-
-        try:
-            code = cli_main(call.argv, parser=parser)
-        except SystemExit as exc:  # (argparse: --help, a bad argument)
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if isinstance(exc.code, str):
-                print(exc.code, file=sys.stderr)
-    except BaseException as exc:  # noqa: BLE001  (the child's top: one line, like the CLI, and a failing exit)
-        with contextlib.suppress(BaseException):
-            print(f"swarm: {exc!r}", file=sys.stderr)
-    finally:
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-        with contextlib.suppress(BaseException):
-            sys.stderr.flush()
-        os._exit(code)
 
 
 def _noted(signum: int, frame: object) -> None:
@@ -189,18 +101,22 @@ def _noted(signum: int, frame: object) -> None:
 class Server:
     def __init__(self, directory: str, name: str, *, idle_s: float, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
+        self.directory = directory
         self.dir_fd = _private_dir(directory)
         self.name = name
         self.idle_s = idle_s
         self.listener, self.inode = _bind(self.dir_fd, name)
-        self.stamps = source_stamps()
-        self.children: dict[int, socket.socket] = {}
+        self.stamps = source_stamps(__file__)
+        self.children: dict[int, _Child] = {}
+        self.spare: int | None = None
+        """The child waiting to accept the next call (while there is one, the server does not accept)."""
+        self.accepting = False
         self.last_call = time.monotonic()
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector = selectors.DefaultSelector()
-        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "signal")
+        self._accepting(True)
 
     def _still_ours(self) -> bool:
         try:
@@ -208,30 +124,43 @@ class Server:
         except OSError:
             return False
 
+    def _accepting(self, on: bool) -> None:
+        if on and not self.accepting and not self.stopping:
+            self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+            self.accepting = True
+        elif not on and self.accepting:
+            self.selector.unregister(self.listener)
+            self.accepting = False
+
     def serve(self) -> None:
         signal.signal(signal.SIGCHLD, _noted)
         signal.signal(signal.SIGTERM, _noted)
         signal.set_wakeup_fd(self.wake_w)
+        self._fork_spare()
         while not self.stopping or self.children:
             for key, _ in self.selector.select(_TICK_S):
                 if key.data == "accept":
                     self._accept()
-                else:
+                elif key.data == "signal":
                     self._wake()
+                else:
+                    self._heard(key.data)
             self._reap()
             if self.stopping:
                 continue
-            if not self._still_ours() or (not self.children and time.monotonic() - self.last_call > self.idle_s):
+            busy = any(pid != self.spare for pid in self.children)
+            if not self._still_ours() or (not busy and time.monotonic() - self.last_call > self.idle_s):
                 self._stop()
 
     def _stop(self) -> None:
         self.stopping = True
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(self.listener)
+        self._accepting(False)
         if self._still_ours():
             with contextlib.suppress(OSError):
                 os.unlink(self.name, dir_fd=self.dir_fd)
         self.listener.close()
+        if self.spare is not None:  # (its link closing tells it to leave)
+            self._close_link(self.children[self.spare])
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -239,46 +168,98 @@ class Server:
             if signal.SIGTERM.value in signals:
                 self._stop()
 
+    def _fork(self, taken: tuple[Call, socket.socket] | None) -> int | None:
+        """Fork a child: the spare (`taken` None) or one for a call the server accepted. None if fork failed."""
+        link, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            link.close()
+            child_end.close()
+            return None
+        if pid == 0:
+            try:
+                self.selector.close()
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                link.close()
+                for other in self.children.values():
+                    other.link.close()
+                    if other.conn is not None:
+                        other.conn.close()
+            except BaseException:  # noqa: BLE001  (a child that cannot start exits: the server reaps it)
+                os._exit(NO_CALL)
+            if taken is None:
+                spare(self.listener, child_end, self.stamps, self.parser, self.directory)
+            self.listener.close()
+            child(*taken, child_end, self.parser)
+        child_end.close()
+        self.children[pid] = _Child(link=link, conn=taken[1] if taken else None)
+        self.selector.register(link, selectors.EVENT_READ, pid)
+        return pid
+
+    def _fork_spare(self) -> None:
+        if self.stopping or self.spare is not None:
+            return
+        self.spare = self._fork(None)
+        self._accepting(self.spare is None)
+
     def _accept(self) -> None:
         try:
             conn, _ = self.listener.accept()
         except OSError:
             return
         self.last_call = time.monotonic()
-        try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-            uid = int.from_bytes(creds[4:8], sys.byteorder)
-            if uid != os.getuid():
-                conn.close()
-                return
-            call = _receive(conn)
-        except (OSError, ValueError):
-            conn.close()
+        call = take(conn)
+        if call is None:
             return
-        if _stale(self.stamps):
-            self._refuse(conn, call)
+        if stale(self.stamps):
+            refuse(call, conn)
             self._stop()
             return
-        pid = os.fork()
-        if pid == 0:
-            self.selector.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
-            self.listener.close()
-            conn.close()
-            for other in self.children.values():
-                other.close()
-            _child(call, self.parser)
+        pid = self._fork((call, conn))
         for fd in call.fds:
             os.close(fd)
-        self.children[pid] = conn
+        if pid is None:
+            conn.close()  # (the caller runs the command itself)
 
-    def _refuse(self, conn: socket.socket, call: Call) -> None:
-        for fd in call.fds:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            conn.sendall(pack(REFUSED))
-        conn.close()
+    def _heard(self, pid: int) -> None:
+        """What a child said on its link."""
+        child = self.children.get(pid)
+        if child is not None:
+            self._read_link(pid, child)
+
+    def _read_link(self, pid: int, child: _Child) -> bool:
+        """Read what the child said; False when there is nothing more to read for now."""
+        try:
+            data, fds, _, _ = socket.recv_fds(child.link, 64, 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self._close_link(child)
+            return False
+        for fd in fds:
+            if child.conn is None:
+                child.conn = socket.socket(fileno=fd)
+            else:
+                os.close(fd)
+        if TOOK in data and pid == self.spare:
+            self.spare = None
+            self.last_call = time.monotonic()
+            self._accepting(True)  # (calls meanwhile: the server forks for them until the next spare)
+        if ANSWERED in data:
+            child.reported = True
+            self._fork_spare()
+        if STALE in data:
+            self._stop()
+        return True
+
+    def _close_link(self, child: _Child) -> None:
+        if child.link.fileno() >= 0:
+            self.selector.unregister(child.link)
+            child.link.close()
 
     def _reap(self) -> None:
         while self.children:
@@ -288,17 +269,26 @@ class Server:
                 return
             if pid == 0:
                 return
-            conn = self.children.pop(pid, None)
-            if conn is None:
+            child = self.children.get(pid)
+            if child is None:
                 continue
-            if os.WIFEXITED(status):
-                code = os.WEXITSTATUS(status)
-                code = REFUSED if code == _CHDIR_FAILED else code
-            else:
-                code = KILLED
-            with contextlib.suppress(OSError):
-                conn.sendall(pack(code))
-            conn.close()
+            while child.link.fileno() >= 0 and self._read_link(pid, child):  # (what it said before it exited)
+                pass
+            del self.children[pid]
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else KILLED
+            if child.conn is not None:
+                if not child.reported and code != NO_CALL:
+                    with contextlib.suppress(OSError):
+                        child.conn.sendall(pack(code))
+                child.conn.close()
+            self._close_link(child)
+            if pid == self.spare:
+                # A spare gone without a call: the server accepts until a call's answer forks the next one (a
+                # spare that cannot start is not forked again and again).
+                self.spare = None
+                self._accepting(True)
+            elif not child.reported:
+                self._fork_spare()
 
 
 def main(argv: list[str]) -> int:
@@ -315,6 +305,7 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"swarm: the hook server cannot listen in {argv[0]}: {exc}", file=sys.stderr)
         return 1
+    gc.freeze()  # (after the last import: a child's collections leave the server's objects, and pages, alone)
     server.serve()
     return 0
 

@@ -8,6 +8,7 @@ every tool call the agent makes.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from .entry import HOOK_IDES
 if TYPE_CHECKING:
     from body_mcp import BodySettings
     from body_mcp.ide import Environment, Finding, Launch, SetupIde
+    from shared_protocol.config import SwarmConfig
 
 IDE_CHOICES = ("cursor", "claude-code", "claude-desktop", "vscode", "all")
 """What `swarm init --ide` and `swarm doctor --ide` accept."""
@@ -147,37 +149,45 @@ def _print_managed(ides: list[SetupIde], launch: Launch, machine: Environment) -
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
-    """Answer one IDE hook event. Always exits 0 with a valid answer; every failure is a deny."""
+    """Answer one IDE hook event. Always exits 0 with a valid answer; every failure is a deny. The audit event is
+    durable (in the journal) before the answer; its commit and anchor are left for after it (`_after_answer`)."""
     from body_mcp.ide import BodyAuditSink, HookRuntime, PathGuard, run_hook
     from body_mcp.state import resolve_home
 
-    from . import _context
+    from . import _after_answer, _context
 
     ide = args.hook_ide
     config_flag: str | None = args.config
 
+    @functools.cache
+    def config() -> SwarmConfig:  # (read once per call, by the guard and by the audit alike)
+        return _context.load(config_flag, resolve_home())
+
     def guard_for(workspace: Path | None) -> PathGuard:
-        home = resolve_home()
-        config = _context.load(config_flag, home)
         return PathGuard(
-            workspace=workspace.resolve() if workspace else None, home=home, denied=config.policy.denied_paths
+            workspace=workspace.resolve() if workspace else None,
+            home=resolve_home(),
+            denied=config().policy.denied_paths,
         )
 
     def settings_for(workspace: Path) -> BodySettings:
         from dataclasses import replace
 
-        settings = _context.body_settings(workspace=str(workspace), config=config_flag)
+        settings = _context.body_settings(workspace=str(workspace), config=config_flag, loaded=config())
         return replace(settings, agent=ide)
 
+    sink = BodyAuditSink(settings_for, finish_later=True)
+    _after_answer.defer(sink.close)
     runtime = HookRuntime(
         ide=ide,
         workspace=Path(args.workspace).expanduser().absolute() if args.workspace else None,
         env=dict(os.environ),
         guard_for=guard_for,
-        sink=BodyAuditSink(settings_for),
+        sink=sink,
     )
     if not run_hook(runtime, sys.stdin.buffer, sys.stdout):
-        # The watchdog answered; the worker may be stuck in a read or a lock. Leave without waiting for it.
+        # The watchdog answered; the worker may be stuck in a read or a lock. Leave without waiting for it (an event
+        # it journaled is committed by the next store that opens the trail).
         sys.stdout.flush()
         os._exit(0)
     return 0

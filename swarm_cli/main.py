@@ -38,7 +38,7 @@ from shared_protocol.brain import (
 from shared_protocol.config import SwarmConfig, render_config
 from shared_protocol.decisions import AnswerKind
 
-from . import _context, _errors, ide_cmds
+from . import _after_answer, _context, _errors, ide_cmds
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -655,11 +655,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    parser: argparse.ArgumentParser | None = None,
+    answered: Callable[[int], None] | None = None,
+) -> int:
     """Run one `swarm` command. `parser`: one `build_parser()` made already (the warm hook server builds it once;
-    argparse takes tens of milliseconds to build this many commands)."""
+    argparse takes tens of milliseconds to build this many commands). `answered`: told the exit code as soon as
+    the command has returned, before what it left for after its answer (`_after_answer`) is done."""
     args = (parser or build_parser()).parse_args(argv)
-    return _errors.run(args.func, args)
+    code = _errors.run(args.func, args)
+    if answered is not None:
+        answered(code)
+    _after_answer.run()
+    return code
 
 
 if __name__ == "__main__":

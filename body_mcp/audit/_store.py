@@ -169,7 +169,11 @@ class AuditStore:
         """The key file is from before anchors were tagged: an untagged anchor is read, until a check upgrades."""
         self._key = self._open_key()
         self._chain = Chain(self._key, body_id)
-        if db.durability == "power_loss":  # (a record in a file whose name is not yet on disk is not durable)
+        if not self._has_written(both=True):
+            # A record in a file whose name is not yet on disk is not durable. Every store syncs the directory when
+            # it finds the journal or the anchor empty (just created, here or by a store that died before this
+            # sync), before it writes to either, whatever its durability: so once both hold data, their names are
+            # on disk, and a store opening them (a hook, on every audited call) spares the directory's sync.
             sync_dir(files.journal.parent)
         if self.broken is not None and not self.sealed:
             # (A database created afresh beside an existing key: recorded in it, so it does not pass for new.)
@@ -201,9 +205,10 @@ class AuditStore:
             return secrets.token_bytes(32)
         return create_key(files.key)  # a new chain
 
-    def _has_written(self) -> bool:
-        """An anchor or a journal record has been written: the chain is not new."""
-        return bool(os.fstat(self._anchor_fd).st_size or os.fstat(self._journal_fd).st_size)
+    def _has_written(self, *, both: bool = False) -> bool:
+        """An anchor or a journal record has been written: the chain is not new (`both`: each has been written)."""
+        anchor, journal = os.fstat(self._anchor_fd).st_size, os.fstat(self._journal_fd).st_size
+        return bool(anchor and journal) if both else bool(anchor or journal)
 
     def _seal(self, problem: str) -> None:
         self.broken = problem

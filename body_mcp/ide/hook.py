@@ -27,6 +27,7 @@ from .events import Attempt, Ide, parse_event
 from .exceptions import MalformedEvent
 
 if TYPE_CHECKING:
+    from ..admin import Admin
     from ..settings import BodySettings
 
 logger = logging.getLogger(__name__)
@@ -65,18 +66,45 @@ class MemoryAuditSink:
 
 
 class BodyAuditSink:
-    """Records in the workspace's own audit trail, through the body (the same chain as its tool calls)."""
+    """Records in the workspace's own audit trail, through the body (the same chain as its tool calls).
 
-    def __init__(self, settings_for: Callable[[Path], BodySettings]) -> None:
+    With `finish_later` (the CLI's hook), `record` returns once the event is durable in the trail's journal (one
+    `fdatasync`), and its commit and anchor wait for `close()`, which the CLI calls after the answer is out: as a
+    serving body commits a call's event after its reply. Should the process die first, the next store to open the
+    trail commits it from the journal."""
+
+    def __init__(self, settings_for: Callable[[Path], BodySettings], *, finish_later: bool = False) -> None:
         self._settings_for = settings_for
+        self._finish_later = finish_later
+        self._open: list[Admin] = []
 
     def record(self, attempt: Attempt, decision: Decision, *, workspace: Path | None) -> str:
         if workspace is None:
             raise UserError("no workspace: pass --workspace, or run the hook from the IDE")
         from ..admin import Admin
 
-        with Admin.open(self._settings_for(workspace), by="swarm:hook") as admin:
-            return admin.audit.append(audit_draft(attempt, decision, default_session=admin.session)).id
+        admin = Admin.open(self._settings_for(workspace), by="swarm:hook")
+        if not self._finish_later:
+            with admin:
+                return admin.audit.append(audit_draft(attempt, decision, default_session=admin.session)).id
+        try:
+            event = admin.audit.append(audit_draft(attempt, decision, default_session=admin.session), finish_later=True)
+            admin.audit.sync_journal(event.seq)
+        except BaseException:
+            admin.close()
+            raise
+        self._open.append(admin)
+        return event.id
+
+    def close(self) -> None:
+        """Commit and anchor what `record` left in the journal, and close the trail; raises if that failed (the
+        events stay in the journal)."""
+        while self._open:
+            admin = self._open.pop(0)
+            try:
+                admin.audit.finish()
+            finally:
+                admin.close()
 
 
 def redact_builtin_input(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -77,3 +78,46 @@ def test_an_unusable_workspace_means_nothing_can_be_audited_so_reads_are_denied(
     out = io.StringIO()
     run_hook(runtime, io.BytesIO(encode(claude_event("Read", {"file_path": str(gone / "a")}, cwd=gone))), out)
     assert json.loads(out.getvalue())["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
+def test_with_finish_later_the_event_is_journaled_before_the_answer_and_committed_and_anchored_on_close(
+    workspace: Path, home: Path
+) -> None:
+    sink = BodyAuditSink(settings_for(home), finish_later=True)
+    runtime = replace(make_runtime("claude-code", workspace, home), sink=sink)
+    out = io.StringIO()
+    event = claude_event("Write", {"file_path": str(workspace / "x.py"), "content": "x"}, cwd=workspace)
+    assert run_hook(runtime, io.BytesIO(encode(event)), out)
+    assert json.loads(out.getvalue())["hookSpecificOutput"]["permissionDecision"] == "deny"
+    paths = settings_for(home)(workspace).paths
+    with sqlite3.connect(paths.db) as conn:  # answered: the event is in the journal only, not committed yet
+        assert conn.execute("SELECT count(*) FROM audit_events").fetchone() == (0,)
+    assert paths.audit.journal.stat().st_size > 0
+    sink.close()
+    with sqlite3.connect(paths.db) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_events").fetchone() == (1,)
+    body = make_body(workspace, home)
+    try:
+        assert body.audit.verify().ok
+        (denied,) = body.audit.tail(1)
+        assert (denied.tool, denied.code) == ("builtin:Write", HookCode.BUILTIN_TOOL_DENIED.value)
+    finally:
+        body.close()
+
+
+def test_an_event_journaled_by_a_hook_that_died_before_its_commit_is_committed_by_the_next_store(
+    workspace: Path, home: Path
+) -> None:
+    sink = BodyAuditSink(settings_for(home), finish_later=True)
+    runtime = replace(make_runtime("claude-code", workspace, home), sink=sink)
+    event = claude_event("Read", {"file_path": str(workspace / ".env")}, cwd=workspace)
+    assert run_hook(runtime, io.BytesIO(encode(event)), io.StringIO())
+    # (the process exits here without `close()`: the watchdog's `os._exit`, a kill)
+    body = make_body(workspace, home)
+    try:
+        (protected,) = body.audit.tail(1)
+        assert protected.code == HookCode.PROTECTED_PATH.value
+        assert body.audit.verify().ok
+    finally:
+        body.close()
+        sink.close()

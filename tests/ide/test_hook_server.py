@@ -1,7 +1,8 @@
 """The warm hook server: `swarm hook` answered by a forked child of a process that imported the CLI already.
 
-Same decisions and same audit as a hook run in its own process; a stale server refuses and the call runs in
-its own process; calls at once each get one answer; the server leaves when its socket goes.
+Same decisions and same audit as a hook run in its own process; a spare child takes a call, then the next spare
+waits; a stale server refuses and the call runs in its own process; calls at once each get one answer; the server
+leaves when its socket goes.
 """
 
 from __future__ import annotations
@@ -143,6 +144,24 @@ def test_calls_at_once_through_the_server_each_get_one_answer_and_the_chain_hold
         assert json.loads(out)["hookSpecificOutput"]["permissionDecision"] == "deny"
     audited = _hook_events(workspace, home)
     assert [code for _, _, code, _ in audited] == ["builtin_tool_denied"] * 8
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_a_spare_child_takes_the_next_call_and_exits_after_it_and_a_new_spare_replaces_it(
+    workspace: Path, home: Path, server: subprocess.Popen[bytes]
+) -> None:
+    _wait_for(lambda: len(_children(server.pid)) == 1, "the spare child")
+    (spare,) = _children(server.pid)
+    event = claude_event("Read", {"file_path": str(workspace / "README.md")}, cwd=workspace)
+    done = _hook("claude-code", workspace, home, event, "only")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["hookSpecificOutput"]["permissionDecision"] == "allow"
+    # (a call the server forked a child for would have left the spare waiting)
+    _wait_for(lambda: spare not in _children(server.pid) and len(_children(server.pid)) == 1, "the next spare")
+    assert [(tool, outcome) for _, tool, _, outcome in _hook_events(workspace, home)] == [("builtin:Read", "ok")]
 
 
 def test_a_server_whose_code_changed_on_disk_refuses_and_the_call_runs_in_its_own_process(
