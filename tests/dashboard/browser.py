@@ -4,7 +4,7 @@ keeps."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,14 +31,30 @@ def chromium() -> str:
 
 
 @asynccontextmanager
-async def browser() -> AsyncIterator[Browser]:
+async def launched() -> AsyncGenerator[Browser]:
+    """The distribution's Chromium, started through Playwright (its driver, a Node process, and the browser: some
+    seconds of a loaded machine's CPU); `tests/dashboard/conftest.py` starts one per test module."""
     path = chromium()
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        started = await playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:
-            yield launched
+            yield started
         finally:
-            await launched.close()
+            await started.close()
+
+
+@asynccontextmanager
+async def browser(shared: Browser) -> AsyncGenerator[Browser]:
+    """The module's browser for one test: each page it opens has a new context (`new_page`, `new_context`: cookies and
+    storage of its own, as in a browser started afresh), and every context the test opened is closed when the block
+    ends (its pages, and their streams to the test's brain, with it)."""
+    before = set(shared.contexts)
+    try:
+        yield shared
+    finally:
+        for context in shared.contexts:
+            if context not in before:
+                await context.close()
 
 
 async def screenshot(page: Page, name: str) -> Path:

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from playwright.async_api import Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from body_mcp import build_server
 from shared_protocol.brain import KillState
@@ -38,7 +38,9 @@ async def _kill_state(url: str, captain: str) -> KillState:
         return KillState.model_validate(response.json()["kill"])
 
 
-async def test_a_captain_sees_the_agents_approves_kills_and_resumes(tmp_path: Path, home: Path) -> None:
+async def test_a_captain_sees_the_agents_approves_kills_and_resumes(
+    tmp_path: Path, home: Path, chromium_browser: Browser
+) -> None:
     chromium()
     db, port = tmp_path / "brain.db", _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -52,7 +54,7 @@ async def test_a_captain_sees_the_agents_approves_kills_and_resumes(tmp_path: Pa
                 Client(build_server(bodies[0])) as first,
                 Client(build_server(bodies[1])) as second,
                 httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {captain}"}) as http,
-                browser() as chrome,
+                browser(chromium_browser) as chrome,
             ):
                 queued = await http.post("/v1/tasks", json={"title": "fix the flaky login test"})
                 assert queued.status_code == 201
@@ -157,7 +159,7 @@ async def _pause_in(db: Path, agent: str, reason: str, detail: dict[str, Any]) -
         await state.close()
 
 
-async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: Path) -> None:
+async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: Path, chromium_browser: Browser) -> None:
     chromium()
     db, port = tmp_path / "brain.db", _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -168,7 +170,7 @@ async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: P
         brain_on(port, db),
         httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {body}"}) as agent,
         httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {approver}"}) as human,
-        browser() as chrome,
+        browser(chromium_browser) as chrome,
     ):
         task = await human.post("/v1/tasks", json={"title": "title " + PAYLOAD, "description": PAYLOAD})
         assert task.status_code == 201
@@ -234,12 +236,12 @@ async def test_markup_an_agent_wrote_is_shown_as_text_and_never_runs(tmp_path: P
         await _nothing_ran(page, dialogs)
 
 
-async def test_a_revoked_token_ends_the_pages_session(tmp_path: Path) -> None:
+async def test_a_revoked_token_ends_the_pages_session(tmp_path: Path, chromium_browser: Browser) -> None:
     chromium()
     db, port = tmp_path / "brain.db", _free_port()
     url = f"http://127.0.0.1:{port}"
     captain = await issue_in(db, "captain", "captain-cy")
-    async with brain_on(port, db), browser() as chrome:
+    async with brain_on(port, db), browser(chromium_browser) as chrome:
         page = await chrome.new_page()
         await page.goto(url + "/")
         await page.fill("#token", "swb_not-a-token")

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from playwright.async_api import Route, expect
+from playwright.async_api import Browser, Route, expect
 
 from brain_server import BrainSettings
 from brain_server.dashboard.feed import AUDIT_ROWS
@@ -50,11 +50,11 @@ async def _flood(web: httpx.AsyncClient, token: str, body: str, stored: list[int
 
 
 async def test_a_page_under_a_flood_shows_the_newest_rows_says_how_many_it_was_not_sent_and_hears_the_kill(
-    live: LiveBrain,
+    live: LiveBrain, chromium_browser: Browser
 ) -> None:
     tokens = {body: await live.add_token(body) for body in ("body-b", "body-c", "body-d")}
     captain = {"Authorization": f"Bearer {live.tokens['captain']}"}
-    async with httpx.AsyncClient(base_url=live.url, timeout=30) as web, browser() as chrome:
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as web, browser(chromium_browser) as chrome:
         page = await chrome.new_page(locale="en-US")
         await log_in(page, live.url, live.tokens["approver"])
         await expect(page.locator("#kill-state")).to_contain_text("released")

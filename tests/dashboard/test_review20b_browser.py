@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from playwright.async_api import Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -73,13 +73,13 @@ async def _status(url: str, token: str) -> dict[str, object]:
 
 
 async def test_a_same_site_page_on_another_port_cannot_kill_or_frame_through_a_captains_session(
-    tmp_path: Path,
+    tmp_path: Path, chromium_browser: Browser
 ) -> None:
     chromium()
     db, port = tmp_path / "brain.db", _free_port()
     url = f"http://127.0.0.1:{port}"
     captain = await issue_in(db, "captain", "captain-rv")
-    async with brain_on(port, db), serve_app(_attacker(url)) as evil, browser() as chrome:
+    async with brain_on(port, db), serve_app(_attacker(url)) as evil, browser(chromium_browser) as chrome:
         context = await chrome.new_context()
         page = await context.new_page()
         await log_in(page, url, captain)  # the captain's session cookie is in this browser
@@ -138,7 +138,9 @@ async def _reviewers_live(client: httpx.AsyncClient, captain: str, names: list[s
         assert made.status_code == 201, made.text
 
 
-async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(tmp_path: Path) -> None:
+async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(
+    tmp_path: Path, chromium_browser: Browser
+) -> None:
     """A panel of five reviewer agents ties (2 approve, 2 deny, 1 abstains): the page shows every vote (voter, value,
     rationale, time) as text, the quorum count, the deadlock ladder's steps, and says what this approver's answer
     does (no seat: an approval counts for nothing, a deny denies)."""
@@ -157,7 +159,7 @@ async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(tmp_path: 
         ("rev-d", "deny", "touches billing"),
         ("rev-e", "abstain", "not my area"),
     ]
-    async with brain_on(port, db, consensus=panel) as _stop, browser() as chrome:  # type: ignore[arg-type]
+    async with brain_on(port, db, consensus=panel) as _stop, browser(chromium_browser) as chrome:  # type: ignore[arg-type]
         async with httpx.AsyncClient(base_url=url) as client:
             request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py"])
             asked = await client.post("/v1/decisions", json=request, headers={"Authorization": f"Bearer {body}"})
@@ -202,7 +204,9 @@ async def test_a_pending_decisions_votes_and_ladder_are_shown_as_text(tmp_path: 
         await _nothing_ran(page, dialogs)
 
 
-async def test_an_approver_votes_from_the_page_with_a_reason_under_its_own_identity(tmp_path: Path) -> None:
+async def test_an_approver_votes_from_the_page_with_a_reason_under_its_own_identity(
+    tmp_path: Path, chromium_browser: Browser
+) -> None:
     """The Vote button posts `POST /v1/decisions/{id}/votes` through the session (CSRF header, own Origin): the vote
     is recorded as `human:<label>` with the reason typed; no reason, no vote; without the CSRF header, 403."""
     chromium()
@@ -213,7 +217,7 @@ async def test_an_approver_votes_from_the_page_with_a_reason_under_its_own_ident
     reviewer = await issue_in(db, "reviewer", "rev-a", "rev-a")
     captain = await issue_in(db, "captain", "captain-vo")
     panel = ConsensusConfig(panel=REVIEWERS, quorum=3, deadline_s=600)
-    async with brain_on(port, db, consensus=panel) as _stop, browser() as chrome:  # type: ignore[arg-type]
+    async with brain_on(port, db, consensus=panel) as _stop, browser(chromium_browser) as chrome:  # type: ignore[arg-type]
         async with httpx.AsyncClient(base_url=url) as client:
             request = decision_request("body-c", impact={"files": 6, "api_calls": 0, "usd": 0}, files=["src/a.py"])
             asked = await client.post("/v1/decisions", json=request, headers={"Authorization": f"Bearer {body}"})
@@ -258,7 +262,7 @@ async def test_an_approver_votes_from_the_page_with_a_reason_under_its_own_ident
         await screenshot(page, "review20b-voted-from-the-page")
 
 
-async def test_a_paused_agent_and_its_reason_are_shown_with_a_resume(tmp_path: Path) -> None:
+async def test_a_paused_agent_and_its_reason_are_shown_with_a_resume(tmp_path: Path, chromium_browser: Browser) -> None:
     """Agent w1 paused by a captain (its reason planted with markup), w2 by the anomaly detector (its numbers): both
     shown as text, with since when; an approver sees Resume but cannot press it (and the brain refuses it, 403); the
     captain's Resume lifts w1's pause."""
@@ -282,7 +286,7 @@ async def test_a_paused_agent_and_its_reason_are_shown_with_a_resume(tmp_path: P
         assert await state.pause_agent(pause, log)
     finally:
         await state.close()
-    async with brain_on(port, db), browser() as chrome:
+    async with brain_on(port, db), browser(chromium_browser) as chrome:
         async with httpx.AsyncClient(base_url=url) as client:
             paused = await client.post(
                 "/v1/agents/w1/pause",
