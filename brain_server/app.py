@@ -85,6 +85,7 @@ from .auth import (
 )
 from .dashboard.api import DashboardApi
 from .dashboard.pages import page_routes
+from .dashboard.snapshots import PageSnapshots
 from .exceptions import ApiError, Forbidden, InvalidRequest, StateBroken
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .privacy import reveal_reply
@@ -542,8 +543,10 @@ def build_app(brain: Brain) -> Starlette:
     refusals = RefusalLog(brain.state, brain.now)
     api = _Api(brain, refusals)
     dashboard = DashboardApi(brain)
+    # (what every open page polls every 5 s: one computation per 2 s for all the pages of a role)
+    pages = PageSnapshots(brain.hub, clock=lambda: brain.now().timestamp())
     routes = [
-        _route(brain, "GET", "/v1/status", ANY_ROLE, api.status),
+        _route(brain, "GET", "/v1/status", ANY_ROLE, pages.shared(api.status)),
         _route(brain, "POST", "/v1/kill", CAPTAIN, api.kill),
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/agents/{name}/pause", CAPTAIN, api.pause_agent),
@@ -558,14 +561,14 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "GET", "/v1/events", LISTENERS, api.events),
         _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
-        _route(brain, "GET", "/v1/decisions", ANY_ROLE, api.decisions),
+        _route(brain, "GET", "/v1/decisions", ANY_ROLE, pages.shared(api.decisions)),
         _route(brain, "GET", "/v1/decisions/{decision_id}", ANY_ROLE, api.decision),
         _route(brain, "POST", "/v1/decisions/{decision_id}/votes", VOTERS, api.vote),
         _route(brain, "POST", "/v1/decisions/{decision_id}/approve", APPROVERS, api.answer("approve")),
         _route(brain, "POST", "/v1/decisions/{decision_id}/deny", APPROVERS, api.answer("deny")),
         _route(brain, "POST", "/v1/decisions/{decision_id}/override", OVERRIDERS, api.override),
         _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
-        _route(brain, "GET", "/v1/tasks", ANY_ROLE, api.tasks),
+        _route(brain, "GET", "/v1/tasks", ANY_ROLE, pages.shared(api.tasks)),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
         _route(brain, "GET", "/v1/tasks/{task_id}", ANY_ROLE, api.task),
         _route(brain, "GET", "/v1/tasks/{task_id}/proposals", VOTERS, api.proposals),
@@ -583,7 +586,7 @@ def build_app(brain: Brain) -> Starlette:
             api.record_usage,
             max_bytes=brain.settings.max_audit_request_bytes,
         ),
-        _route(brain, "GET", "/v1/usage", ANY_ROLE, api.usage),
+        _route(brain, "GET", "/v1/usage", ANY_ROLE, pages.shared(api.usage)),
         _route(brain, "POST", "/v1/readiness", CAPTAIN, api.record_readiness),
         _route(brain, "GET", "/v1/readiness", ANY_ROLE, api.readiness),
         _route(brain, "POST", "/v1/readiness/overrides", CAPTAIN, api.override_readiness),
@@ -593,7 +596,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/privacy/unerase", CAPTAIN, api.privacy_unerase),
         _route(brain, "POST", "/v1/privacy/export", CAPTAIN, api.privacy_export),
         _route(brain, "POST", "/v1/privacy/migrate", CAPTAIN, api.privacy_migrate),
-        _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),
+        _route(brain, "GET", "/v1/kpi", APPROVERS, pages.shared(api.kpi)),
         _route(brain, "GET", "/v1/dashboard/stream", APPROVERS, dashboard.stream),
         *session_routes(brain),
         *page_routes(),
