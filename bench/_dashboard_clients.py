@@ -7,7 +7,8 @@ commands on stdin, one a line:
 
 - `open`: each page logs in as the page does (`POST /session` with the token and the page's own Origin, the
   session cookie kept), holds `GET /v1/dashboard/stream` (the page's EventSource) open and reads it, and polls
-  what the page polls every 5 s (status, tasks, pending decisions, the two KPI windows, usage). Prints `ready`
+  what the page polls every 5 s (status, a page of tasks and those held or failed, pending decisions, the
+  two KPI windows, usage). Prints `ready`
   once every page has its stream open and its first polls answered.
 - `close`: the pages close their streams and stop polling (tabs closed); prints `closed read N round M cpu C`: the
   stream bytes read while open, the slowest round of polls (ms) and this process's CPU while open (ms: what the
@@ -33,7 +34,18 @@ import anyio.abc
 import httpx
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-POLLS = ("/v1/status", "/v1/tasks", "/v1/decisions?state=pending", "/v1/kpi", "/v1/kpi?since_s=3600", "/v1/usage")
+POLLS = (
+    "/v1/status",
+    "/v1/tasks?limit=100&offset=0",
+    "/v1/tasks?state=claimed",
+    "/v1/tasks?state=waiting_approval",
+    "/v1/tasks?state=failed&limit=20",
+    "/v1/decisions?state=pending",
+    "/v1/kpi",
+    "/v1/kpi?since_s=3600",
+    "/v1/usage",
+)
+"""What an open page polls every 5 s: `static/app.js` `refreshAll`."""
 POLL_EVERY_S = 5.0
 
 

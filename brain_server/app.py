@@ -102,6 +102,20 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
+MAX_TASK_PAGE = 1000
+"""The most tasks one page of `GET /v1/tasks?limit=` holds."""
+
+
+def _whole(request: Request, name: str, low: int, high: int | None) -> int | None:
+    """The query parameter `name` as a whole number from `low` to `high` (None: no bound), or None when absent."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < low or (high is not None and int(raw) > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InvalidRequest(f"{name} must be a whole number {bounds} (got {raw!r})", field=name)
+    return int(raw)
+
 
 def json_response(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(exclude_none=False), status_code=status, media_type="application/json")
@@ -352,7 +366,22 @@ class _Api:
                 f"state must be one of {', '.join(get_args(TaskState))} (got {state!r})", field="state"
             )
         agent = request.query_params.get("agent") or None
+        limit = _whole(request, "limit", 1, MAX_TASK_PAGE)
+        offset = _whole(request, "offset", 0, None)
+        if offset is not None and limit is None:
+            raise InvalidRequest(
+                "offset needs limit: a page is the limit newest tasks after the offset newest", field="offset"
+            )
         # A body lists the tasks it claimed (now or last) only, as it reads them one by one.
+        if limit is not None:
+            page, total = await self.brain.task_page(
+                limit=limit,
+                offset=offset or 0,
+                state=cast(TaskState | None, state),
+                agent=agent,
+                for_body=who.sees_only,
+            )
+            return json_response(TaskList(tasks=page, total=total))
         tasks = await self.brain.tasks(state=cast(TaskState | None, state), agent=agent, for_body=who.sees_only)
         return json_response(TaskList(tasks=tasks))
 

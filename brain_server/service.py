@@ -981,6 +981,24 @@ class Brain:
             return tasks
         return [t for t in tasks if t.claimed_by is not None and t.claimed_by.body_id == for_body]
 
+    async def task_page(
+        self,
+        *,
+        limit: int,
+        offset: int = 0,
+        state: TaskState | None = None,
+        agent: str | None = None,
+        for_body: str | None = None,
+    ) -> tuple[list[Task], int]:
+        """The `limit` newest of `tasks(...)` after the `offset` newest (oldest first), and how many `tasks` lists:
+        the dashboard's task list, which reads a page, not every task kept."""
+        if for_body is not None:  # (a body's own tasks: few, and filtered here)
+            every = await self.tasks(state=state, agent=agent, for_body=for_body)
+            end = len(every) - offset
+            return every[max(0, end - limit) : max(0, end)], len(every)
+        await self._requeue_expired(self.now())
+        return await self.state.task_page(state=state, agent=agent, limit=limit, offset=offset)
+
     async def task(self, task_id: str, *, for_body: str | None = None) -> Task:
         """One task; with `for_body` (a body token asking), only a task that body claimed (now or last): another
         is `NotFound`, as if it did not exist."""

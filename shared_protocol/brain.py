@@ -631,9 +631,11 @@ class Task(ProtocolModel):
 
 
 class TaskList(ProtocolModel):
-    """`GET /v1/tasks?state=&agent=` (approver or captain): oldest first."""
+    """`GET /v1/tasks?state=&agent=` (approver or captain): oldest first. With `limit=N` (and `offset=M`): the N
+    newest of that list after the M newest, still oldest first, and `total`, how many the whole list holds."""
 
     tasks: list[Task]
+    total: int | None = None
 
 
 class TaskAvailable(ProtocolModel):
