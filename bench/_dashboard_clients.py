@@ -43,7 +43,7 @@ POLLS = (
     "/v1/decisions?state=pending",
     "/v1/kpi",
     "/v1/kpi?since_s=3600",
-    "/v1/usage",
+    "/v1/usage?by_task=false",
 )
 """What an open page polls every 5 s: `static/app.js` `refreshAll`."""
 POLL_EVERY_S = 5.0

@@ -426,7 +426,11 @@ class _Api:
     async def usage(self, request: Request, who: Principal) -> Response:
         agent = request.query_params.get("agent") or None
         task_id = request.query_params.get("task_id") or None
-        return json_response(await self.brain.usage(for_body=who.sees_only, agent=agent, task_id=task_id))
+        by_task = request.query_params.get("by_task", "true")
+        if by_task not in ("true", "false"):
+            raise InvalidRequest(f"by_task must be true or false (got {by_task!r})", field="by_task")
+        totals = await self.brain.usage(for_body=who.sees_only, agent=agent, task_id=task_id, by_task=by_task == "true")
+        return json_response(totals)
 
     async def record_readiness(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, ReadinessRequest)

@@ -129,7 +129,7 @@ from .privacy import (
     row_texts,
     task_texts,
 )
-from .rollout import live_ready, live_refusal, usage_totals
+from .rollout import live_ready, live_refusal, running_totals, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
 from .shared_reads import SharedReads
@@ -1355,11 +1355,22 @@ class Brain:
         return UsageAck(stored=stored, duplicates=duplicates)
 
     async def usage(
-        self, *, for_body: str | None = None, agent: str | None = None, task_id: str | None = None
+        self,
+        *,
+        for_body: str | None = None,
+        agent: str | None = None,
+        task_id: str | None = None,
+        by_task: bool = True,
     ) -> UsageTotals:
         """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only (asked for while
-        the same totals are being summed: that sum, `SharedReads`)."""
-        return await self._usage_reads.read((for_body, agent, task_id), partial(self._usage, for_body, agent, task_id))
+        the same totals are being summed: that sum, `SharedReads`). Without `by_task` (its `by_task` left empty),
+        every body's totals are the running totals the store keeps as records arrive: no record is read."""
+        if not by_task and for_body is None and task_id is None:
+            return running_totals(await self.state.usage_summary(), agent=agent)
+        totals = await self._usage_reads.read(
+            (for_body, agent, task_id), partial(self._usage, for_body, agent, task_id)
+        )
+        return totals if by_task else totals.model_copy(update={"by_task": {}})
 
     async def _usage(self, for_body: str | None, agent: str | None, task_id: str | None) -> UsageTotals:
         records = await self.state.usage(body_id=for_body)

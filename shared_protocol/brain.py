@@ -837,7 +837,8 @@ class UsageTotal(ProtocolModel):
 
 
 class UsageTotals(ProtocolModel):
-    """`GET /v1/usage`: humans see every body's records, a body its own. `by_task` leaves out calls outside a task."""
+    """`GET /v1/usage`: humans see every body's records, a body its own. `by_task` leaves out calls outside a task;
+    with `?by_task=false` it is empty (a human's totals are then the brain's running totals: no record is read)."""
 
     total: UsageTotal
     by_agent: dict[str, UsageTotal]

@@ -227,7 +227,7 @@
   $("tasks-newer").addEventListener("click", () => { state.taskOffset = Math.max(0, state.taskOffset - TASK_PAGE); refreshTasks().catch(reportErrorQuietly); });
 
   async function refreshKpis() {
-    const [day, hour, usage] = await Promise.all([api("GET", "/v1/kpi"), api("GET", "/v1/kpi?since_s=3600"), api("GET", "/v1/usage")]);
+    const [day, hour, usage] = await Promise.all([api("GET", "/v1/kpi"), api("GET", "/v1/kpi?since_s=3600"), api("GET", "/v1/usage?by_task=false")]);
     const dl = $("kpis");
     clear(dl);
     const budget = state.session.usd_per_hour;
