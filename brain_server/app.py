@@ -383,7 +383,10 @@ class _Api:
             )
             return json_response(TaskList(tasks=page, total=total))
         tasks = await self.brain.tasks(state=cast(TaskState | None, state), agent=agent, for_body=who.sees_only)
-        return json_response(TaskList(tasks=tasks))
+        # (without `total`: the whole list's answer is as it was, for clients built before pages, whose TaskList
+        # refuses a field it does not know)
+        listed = TaskList(tasks=tasks).model_dump_json(exclude={"total"})
+        return Response(listed, media_type="application/json")
 
     async def task(self, request: Request, who: Principal) -> Response:
         # A body reads the tasks it claimed only: others are not found, not forbidden.

@@ -248,7 +248,7 @@ async def test_a_page_of_the_task_list_is_its_newest_after_an_offset_with_how_ma
     assert page("limit=2&offset=4") == (ids[:1], 5)
     assert page("limit=2&offset=5") == ([], 5)
     assert page("state=queued&limit=3") == ([i for i in ids if i != claimed["id"]][-3:], 4)
-    assert page("") == (ids, None), "without limit: every task, as before"
+    assert [t["id"] for t in listed[""]["tasks"]] == ids and "total" not in listed[""], "without limit: as before"
     for query, field in [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"), ("offset=1", "offset")]:
         answer = refused(await api.get(f"/v1/tasks?{query}", as_="approver"), 422, "invalid_request")
         assert answer["field"] == field, query
