@@ -1,6 +1,7 @@
 """The dashboard's cost on the kill switch: the refused-call kill to 32 real bodies, with and without open dashboards.
 
     uv run python bench/bench_dashboard_kill.py [--runs 3] [--trials 8] [--bodies 32] [--streaming 8] [--dashboards 4]
+        [--page-client raw|httpx]
 
 The fleet of bench_kill_fanout.py (its helpers, imported): one real brain (`swarm brain serve`, SQLite, its own
 process) and `--bodies` real `swarm body` processes linked to it, each driven by the official MCP client over
@@ -11,10 +12,12 @@ every `--stream-ms`, so audit events flow to the brain (and to any open dashboar
 
 "Dashboard open": `--dashboards` pages in a separate process (bench/_dashboard_clients.py, started once, so no
 interpreter start-up lands in a trial), each logged in with its own approver token (`POST /session`, the cookie),
-holding `GET /v1/dashboard/stream` open and polling what the page polls every 5 s. Trials alternate off/on (the
-order swapped every trial); for an "on" trial the pages are opened, the bench waits for their `ready` (streams
-open, first polls answered), and they are closed after the trial. Both sides then wait `--settle-s` before the
-kill, so the pages have read the backlog a stream starts with: the figure is a dashboard open, not one opening.
+holding `GET /v1/dashboard/stream` open and polling what the page polls every 5 s. `--page-client raw` (the default)
+speaks HTTP/1.1 itself, the cheapest client on the brain's cores (a captain's browser runs on another machine);
+`httpx` uses httpx.AsyncClient, on the same cores; the brain gets the same requests either way. Trials alternate
+off/on (the order swapped every trial); for an "on" trial the pages are opened, the bench waits for their `ready`
+(streams open, first polls answered), and they are closed after the trial. Both sides then wait `--settle-s` before
+the kill, so the pages have read the backlog a stream starts with: the figure is a dashboard open, not one opening.
 
 Prints per run p50/p99/max of each side, p99(on)/p99(off) and each trial's slowest body (with 32 bodies a trial's
 samples move together, so a run's p99 is close to its worst trial's); then min/median/max over the runs, and the p99
@@ -92,17 +95,25 @@ class _Pages:
         if (line := await self._line()) != "ready":
             raise RuntimeError(f"the dashboard clients said {line!r}, not ready")
 
-    async def close(self, received: list[int], slowest_poll: list[float]) -> None:
+    async def close(self, received: list[int], slowest_poll: list[float], client_cpu: list[float]) -> None:
         await self._say("close")
         words = (await self._line()).split()
         if words[:2] != ["closed", "read"]:
             raise RuntimeError(f"the dashboard clients said {' '.join(words)!r}")
         received[0] += int(words[2])
         slowest_poll[0] = max(slowest_poll[0], float(words[4]))
+        client_cpu[0] += float(words[6])
 
 
-async def _dashboard_process(the_fleet: Fleet) -> Process:
-    argv = [sys.executable, str(BENCH / "_dashboard_clients.py"), the_fleet.url, *the_fleet.approvers]
+async def _dashboard_process(the_fleet: Fleet, page_client: str) -> Process:
+    argv = [
+        sys.executable,
+        str(BENCH / "_dashboard_clients.py"),
+        "--client",
+        page_client,
+        the_fleet.url,
+        *the_fleet.approvers,
+    ]
     return await anyio.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
 
 
@@ -115,14 +126,17 @@ async def main(
     pace_ms: float,
     stream_ms: float,
     settle_s: float,
+    page_client: str,
 ) -> None:
     print(
         f"load average {os.getloadavg()[0]:.1f}; one brain, {bodies} real body processes ({streaming} streaming "
-        f"every {stream_ms:g} ms); {dashboards} dashboards in another process; calls {pace_ms:g} ms apart",
+        f"every {stream_ms:g} ms); {dashboards} dashboards in another process (page client: {page_client}); "
+        f"calls {pace_ms:g} ms apart",
         flush=True,
     )
     started = time.perf_counter()
-    calls, received, slowest_poll = [0], [0], [0.0]
+    calls, received, slowest_poll, client_cpu = [0], [0], [0.0], [0.0]
+    open_s = [0.0]
     p99s: dict[str, list[float]] = {"off": [], "on": []}
     pooled: dict[str, list[float]] = {"off": [], "on": []}
     ratios: list[float] = []
@@ -133,13 +147,14 @@ async def main(
         ):
             for n in range(streaming):
                 agents.start_soon(_stream, the_fleet.clients[n], n, stream_ms / 1000, calls)
-            pages = _Pages(await _dashboard_process(the_fleet))
+            pages = _Pages(await _dashboard_process(the_fleet, page_client))
             print(f"fleet up in {time.perf_counter() - started:.0f} s", flush=True)
             for run in range(runs):
                 samples: dict[str, list[float]] = {"off": [], "on": []}
                 worst: dict[str, list[float]] = {"off": [], "on": []}
                 for n in range(trials):
                     for side in ("off", "on") if n % 2 == 0 else ("on", "off"):
+                        opened = time.perf_counter()
                         if side == "on":
                             await pages.open()
                         await anyio.sleep(settle_s)
@@ -147,7 +162,8 @@ async def main(
                         samples[side] += ms
                         worst[side].append(max(ms))
                         if side == "on":
-                            await pages.close(received, slowest_poll)
+                            await pages.close(received, slowest_poll, client_cpu)
+                            open_s[0] += time.perf_counter() - opened
                 for side, ms in samples.items():
                     p99s[side].append(_pct(ms, 0.99))
                     pooled[side] += ms
@@ -167,7 +183,8 @@ async def main(
             agents.cancel_scope.cancel()
     print(
         f"over {runs} runs, min/median/max ({calls[0]:,} streamed calls; {received[0]:,} stream bytes read, "
-        f"slowest round of a page's polls {slowest_poll[0]:.0f} ms):"
+        f"slowest round of a page's polls {slowest_poll[0]:.0f} ms; the page client's CPU "
+        f"{client_cpu[0] / max(open_s[0], 1e-9) / 10:.1f} % of a core while open, {page_client}):"
     )
     for side, values in p99s.items():
         print(f"  p99 {side}: {min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f} ms")
@@ -190,6 +207,9 @@ if __name__ == "__main__":
     parser.add_argument("--pace-ms", type=float, default=10.0, help="pause between a body's calls in a trial")
     parser.add_argument("--stream-ms", type=float, default=100.0, help="pause between a streaming body's calls")
     parser.add_argument("--settle-s", type=float, default=2.0, help="wait before each kill (pages read events)")
+    parser.add_argument(
+        "--page-client", choices=("raw", "httpx"), default="raw", help="how the pages speak HTTP (raw: HTTP/1.1)"
+    )
     args = parser.parse_args()
     if min(args.runs, args.trials, args.bodies, args.dashboards) < 1 or not 0 <= args.streaming <= args.bodies:
         parser.error("--runs, --trials, --bodies and --dashboards must be at least 1; --streaming 0 to --bodies")
@@ -203,4 +223,5 @@ if __name__ == "__main__":
         args.pace_ms,
         args.stream_ms,
         args.settle_s,
+        args.page_client,
     )

@@ -85,6 +85,7 @@ from .auth import (
 )
 from .dashboard.api import DashboardApi
 from .dashboard.pages import page_routes
+from .dashboard.snapshots import PageSnapshots
 from .exceptions import ApiError, Forbidden, InvalidRequest, StateBroken
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .privacy import reveal_reply
@@ -100,6 +101,20 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request, Principal], Awaitable[Response]]
+
+MAX_TASK_PAGE = 1000
+"""The most tasks one page of `GET /v1/tasks?limit=` holds."""
+
+
+def _whole(request: Request, name: str, low: int, high: int | None) -> int | None:
+    """The query parameter `name` as a whole number from `low` to `high` (None: no bound), or None when absent."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < low or (high is not None and int(raw) > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InvalidRequest(f"{name} must be a whole number {bounds} (got {raw!r})", field=name)
+    return int(raw)
 
 
 def json_response(model: BaseModel, status: int = 200) -> Response:
@@ -351,9 +366,27 @@ class _Api:
                 f"state must be one of {', '.join(get_args(TaskState))} (got {state!r})", field="state"
             )
         agent = request.query_params.get("agent") or None
+        limit = _whole(request, "limit", 1, MAX_TASK_PAGE)
+        offset = _whole(request, "offset", 0, None)
+        if offset is not None and limit is None:
+            raise InvalidRequest(
+                "offset needs limit: a page is the limit newest tasks after the offset newest", field="offset"
+            )
         # A body lists the tasks it claimed (now or last) only, as it reads them one by one.
+        if limit is not None:
+            page, total = await self.brain.task_page(
+                limit=limit,
+                offset=offset or 0,
+                state=cast(TaskState | None, state),
+                agent=agent,
+                for_body=who.sees_only,
+            )
+            return json_response(TaskList(tasks=page, total=total))
         tasks = await self.brain.tasks(state=cast(TaskState | None, state), agent=agent, for_body=who.sees_only)
-        return json_response(TaskList(tasks=tasks))
+        # (without `total`: the whole list's answer is as it was, for clients built before pages, whose TaskList
+        # refuses a field it does not know)
+        listed = TaskList(tasks=tasks).model_dump_json(exclude={"total"})
+        return Response(listed, media_type="application/json")
 
     async def task(self, request: Request, who: Principal) -> Response:
         # A body reads the tasks it claimed only: others are not found, not forbidden.
@@ -396,7 +429,11 @@ class _Api:
     async def usage(self, request: Request, who: Principal) -> Response:
         agent = request.query_params.get("agent") or None
         task_id = request.query_params.get("task_id") or None
-        return json_response(await self.brain.usage(for_body=who.sees_only, agent=agent, task_id=task_id))
+        by_task = request.query_params.get("by_task", "true")
+        if by_task not in ("true", "false"):
+            raise InvalidRequest(f"by_task must be true or false (got {by_task!r})", field="by_task")
+        totals = await self.brain.usage(for_body=who.sees_only, agent=agent, task_id=task_id, by_task=by_task == "true")
+        return json_response(totals)
 
     async def record_readiness(self, request: Request, who: Principal) -> Response:
         payload = await parse(request, ReadinessRequest)
@@ -542,8 +579,10 @@ def build_app(brain: Brain) -> Starlette:
     refusals = RefusalLog(brain.state, brain.now)
     api = _Api(brain, refusals)
     dashboard = DashboardApi(brain)
+    # (what every open page polls every 5 s: one computation per 2 s for all the pages of a role)
+    pages = PageSnapshots(brain.hub, clock=lambda: brain.now().timestamp())
     routes = [
-        _route(brain, "GET", "/v1/status", ANY_ROLE, api.status),
+        _route(brain, "GET", "/v1/status", ANY_ROLE, pages.shared(api.status)),
         _route(brain, "POST", "/v1/kill", CAPTAIN, api.kill),
         _route(brain, "POST", "/v1/resume", CAPTAIN, api.resume),
         _route(brain, "POST", "/v1/agents/{name}/pause", CAPTAIN, api.pause_agent),
@@ -558,14 +597,14 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "GET", "/v1/events", LISTENERS, api.events),
         _route(brain, "POST", "/v1/audit", BODY, api.audit, max_bytes=brain.settings.max_audit_request_bytes),
         _route(brain, "POST", "/v1/decisions", BODY, api.request_decision),
-        _route(brain, "GET", "/v1/decisions", ANY_ROLE, api.decisions),
+        _route(brain, "GET", "/v1/decisions", ANY_ROLE, pages.shared(api.decisions)),
         _route(brain, "GET", "/v1/decisions/{decision_id}", ANY_ROLE, api.decision),
         _route(brain, "POST", "/v1/decisions/{decision_id}/votes", VOTERS, api.vote),
         _route(brain, "POST", "/v1/decisions/{decision_id}/approve", APPROVERS, api.answer("approve")),
         _route(brain, "POST", "/v1/decisions/{decision_id}/deny", APPROVERS, api.answer("deny")),
         _route(brain, "POST", "/v1/decisions/{decision_id}/override", OVERRIDERS, api.override),
         _route(brain, "POST", "/v1/tasks", APPROVERS, api.create_task),
-        _route(brain, "GET", "/v1/tasks", ANY_ROLE, api.tasks),
+        _route(brain, "GET", "/v1/tasks", ANY_ROLE, pages.shared(api.tasks)),
         _route(brain, "POST", "/v1/tasks/claim", BODY, api.claim_task),
         _route(brain, "GET", "/v1/tasks/{task_id}", ANY_ROLE, api.task),
         _route(brain, "GET", "/v1/tasks/{task_id}/proposals", VOTERS, api.proposals),
@@ -583,7 +622,7 @@ def build_app(brain: Brain) -> Starlette:
             api.record_usage,
             max_bytes=brain.settings.max_audit_request_bytes,
         ),
-        _route(brain, "GET", "/v1/usage", ANY_ROLE, api.usage),
+        _route(brain, "GET", "/v1/usage", ANY_ROLE, pages.shared(api.usage)),
         _route(brain, "POST", "/v1/readiness", CAPTAIN, api.record_readiness),
         _route(brain, "GET", "/v1/readiness", ANY_ROLE, api.readiness),
         _route(brain, "POST", "/v1/readiness/overrides", CAPTAIN, api.override_readiness),
@@ -593,7 +632,7 @@ def build_app(brain: Brain) -> Starlette:
         _route(brain, "POST", "/v1/privacy/unerase", CAPTAIN, api.privacy_unerase),
         _route(brain, "POST", "/v1/privacy/export", CAPTAIN, api.privacy_export),
         _route(brain, "POST", "/v1/privacy/migrate", CAPTAIN, api.privacy_migrate),
-        _route(brain, "GET", "/v1/kpi", APPROVERS, api.kpi),
+        _route(brain, "GET", "/v1/kpi", APPROVERS, pages.shared(api.kpi)),
         _route(brain, "GET", "/v1/dashboard/stream", APPROVERS, dashboard.stream),
         *session_routes(brain),
         *page_routes(),

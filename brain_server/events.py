@@ -59,6 +59,9 @@ class EventHub:
         self._buffer = buffer
         self._subscribers: set[_Subscriber] = set()
         self._closed = False
+        self.published = 0
+        """How many events were published so far: a read kept from before a change is known stale by it
+        (`dashboard.snapshots`)."""
 
     @contextmanager
     def subscribe(
@@ -89,6 +92,7 @@ class EventHub:
     ) -> None:
         """Deliver to every subscriber, or only to `body_id`'s (and those that did not say who they are); with
         `agent`, only to the streams of that agent's tokens; never to the streams of `except_agents`."""
+        self.published += 1
         for subscriber in list(self._subscribers):
             if body_id is not None and subscriber.body_id not in (None, body_id):
                 continue

@@ -59,6 +59,7 @@ from shared_protocol.consensus import latest
 from shared_protocol.decisions import VoteValue
 
 from .canary import ALPHA, MAX_COST_RATIO, Comparison, Sample, compare, compare_votes
+from .state import UsageSummary
 
 
 def live_ready(report: ReadinessReport | None, *, now: datetime, max_age_s: int) -> bool:
@@ -122,6 +123,41 @@ class _Sum:
             cache_read_tokens=self.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens,
         )
+
+
+def running_totals(summaries: Iterable[UsageSummary], *, agent: str | None = None) -> UsageTotals:
+    """`usage_totals` of every record (of `agent`'s), from the store's running totals by agent, model and outcome
+    (`TelemetryStore.usage_summary`), `by_task` left empty. The sums are the same; a sum of many `usd` may differ in
+    its last bits, as floating-point sums in another order do."""
+    total = UsageTotal()
+    by_agent: dict[str, UsageTotal] = {}
+    by_model: dict[str, UsageTotal] = {}
+    for row in summaries:
+        if agent is not None and row.agent != agent:
+            continue
+        part = UsageTotal(
+            calls=row.calls,
+            usd=row.usd,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cache_read_tokens=row.cache_read_tokens,
+            cache_write_tokens=row.cache_write_tokens,
+        )
+        total = _plus(total, part)
+        by_agent[row.agent] = _plus(by_agent.get(row.agent, UsageTotal()), part)
+        by_model[row.model] = _plus(by_model.get(row.model, UsageTotal()), part)
+    return UsageTotals(total=total, by_agent=by_agent, by_task={}, by_model=by_model)
+
+
+def _plus(a: UsageTotal, b: UsageTotal) -> UsageTotal:
+    return UsageTotal(
+        calls=a.calls + b.calls,
+        usd=a.usd + b.usd,
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cache_read_tokens=a.cache_read_tokens + b.cache_read_tokens,
+        cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
+    )
 
 
 def usage_totals(records: Iterable[UsageRecord]) -> UsageTotals:

@@ -130,7 +130,7 @@ from .privacy import (
     row_texts,
     task_texts,
 )
-from .rollout import live_ready, live_refusal, usage_totals
+from .rollout import live_ready, live_refusal, running_totals, usage_totals
 from .rollouts import Rollouts
 from .settings import BrainSettings
 from .shared_reads import SharedReads
@@ -982,6 +982,24 @@ class Brain:
             return tasks
         return [t for t in tasks if t.claimed_by is not None and t.claimed_by.body_id == for_body]
 
+    async def task_page(
+        self,
+        *,
+        limit: int,
+        offset: int = 0,
+        state: TaskState | None = None,
+        agent: str | None = None,
+        for_body: str | None = None,
+    ) -> tuple[list[Task], int]:
+        """The `limit` newest of `tasks(...)` after the `offset` newest (oldest first), and how many `tasks` lists:
+        the dashboard's task list, which reads a page, not every task kept."""
+        if for_body is not None:  # (a body's own tasks: few, and filtered here)
+            every = await self.tasks(state=state, agent=agent, for_body=for_body)
+            end = len(every) - offset
+            return every[max(0, end - limit) : max(0, end)], len(every)
+        await self._requeue_expired(self.now())
+        return await self.state.task_page(state=state, agent=agent, limit=limit, offset=offset)
+
     async def task(self, task_id: str, *, for_body: str | None = None) -> Task:
         """One task; with `for_body` (a body token asking), only a task that body claimed (now or last): another
         is `NotFound`, as if it did not exist."""
@@ -1339,11 +1357,22 @@ class Brain:
         return UsageAck(stored=stored, duplicates=duplicates)
 
     async def usage(
-        self, *, for_body: str | None = None, agent: str | None = None, task_id: str | None = None
+        self,
+        *,
+        for_body: str | None = None,
+        agent: str | None = None,
+        task_id: str | None = None,
+        by_task: bool = True,
     ) -> UsageTotals:
         """Totals of every body's usage, or with `for_body` (a body token asking) of that body's only (asked for while
-        the same totals are being summed: that sum, `SharedReads`)."""
-        return await self._usage_reads.read((for_body, agent, task_id), partial(self._usage, for_body, agent, task_id))
+        the same totals are being summed: that sum, `SharedReads`). Without `by_task` (its `by_task` left empty),
+        every body's totals are the running totals the store keeps as records arrive: no record is read."""
+        if not by_task and for_body is None and task_id is None:
+            return running_totals(await self.state.usage_summary(), agent=agent)
+        totals = await self._usage_reads.read(
+            (for_body, agent, task_id), partial(self._usage, for_body, agent, task_id)
+        )
+        return totals if by_task else totals.model_copy(update={"by_task": {}})
 
     async def _usage(self, for_body: str | None, agent: str | None, task_id: str | None) -> UsageTotals:
         records = await self.state.usage(body_id=for_body)

@@ -636,9 +636,11 @@ class Task(ProtocolModel):
 
 
 class TaskList(ProtocolModel):
-    """`GET /v1/tasks?state=&agent=` (approver or captain): oldest first."""
+    """`GET /v1/tasks?state=&agent=` (approver or captain): oldest first. With `limit=N` (and `offset=M`): the N
+    newest of that list after the M newest, still oldest first, and `total`, how many the whole list holds."""
 
     tasks: list[Task]
+    total: int | None = None
 
 
 class TaskAvailable(ProtocolModel):
@@ -840,7 +842,8 @@ class UsageTotal(ProtocolModel):
 
 
 class UsageTotals(ProtocolModel):
-    """`GET /v1/usage`: humans see every body's records, a body its own. `by_task` leaves out calls outside a task."""
+    """`GET /v1/usage`: humans see every body's records, a body its own. `by_task` leaves out calls outside a task;
+    with `?by_task=false` it is empty (a human's totals are then the brain's running totals: no record is read)."""
 
     total: UsageTotal
     by_agent: dict[str, UsageTotal]

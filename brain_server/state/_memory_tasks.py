@@ -93,6 +93,13 @@ class MemoryTasks(TaskTransitions):
             and (agent is None or (t.claimed_by is not None and t.claimed_by.agent == agent))
         ]
 
+    async def task_page(
+        self, *, state: TaskState | None = None, agent: str | None = None, limit: int, offset: int = 0
+    ) -> tuple[list[Task], int]:
+        every = await self.tasks(state=state, agent=agent)
+        end = len(every) - offset
+        return every[max(0, end - limit) : max(0, end)], len(every)
+
     def _stored(self, task_id: str) -> StoredTask | None:
         task = self._tasks.get(task_id)
         return None if task is None else StoredTask(task=task, claim_token=self._claim_tokens.get(task_id))

@@ -264,6 +264,13 @@ class TaskStore(Protocol):
         """Every task (in `state`, last claimed by `agent`, when given), oldest first, with its history."""
         ...
 
+    async def task_page(
+        self, *, state: TaskState | None = None, agent: str | None = None, limit: int, offset: int = 0
+    ) -> tuple[list[Task], int]:
+        """The `limit` newest tasks `tasks` would list after the `offset` newest (oldest first, with their
+        histories), and how many it would list: a page of the list, read without the rest of it."""
+        ...
+
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:

@@ -210,6 +210,31 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
 
         return await self._scan(_select_tasks(f"WHERE {' AND '.join(where)}" if where else ""), params, parse)
 
+    async def task_page(
+        self, *, state: TaskState | None = None, agent: str | None = None, limit: int, offset: int = 0
+    ) -> tuple[list[Task], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if agent is not None:
+            where.append("claimed_agent = ?")
+            params.append(agent)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+
+        # (the newest rows by seq and their histories, with the count, in one statement: one snapshot; parsed on
+        # the scanner's thread, none of the other tasks read)
+        def parse(rows: list[sqlite3.Row]) -> tuple[list[Task], int | None]:
+            return _tasks_of(rows), (int(rows[0]["total"]) if rows else None)
+
+        sql = _select_tasks(f"{clause} ORDER BY seq DESC LIMIT ? OFFSET ?", count=clause)
+        # (the `?`s in the order they appear: the count's, then the page's)
+        found, total = await self._scan(sql, [*params, *params, limit, offset], parse)
+        if total is None:  # (a page past the end: the count alone)
+            total = int((await self._rows(f"SELECT COUNT(*) FROM tasks {clause}", params))[0][0])
+        return found, total
+
     async def claim_task(
         self, grant: ClaimGrant, log: Callable[[Task], LogEntry], *, compensation: CompensationDraft | None = None
     ) -> Task | None:
@@ -597,12 +622,14 @@ def _compensate_now(
     )
 
 
-def _select_tasks(clause: str) -> str:
+def _select_tasks(clause: str, *, count: str | None = None) -> str:
     """The tasks `clause` selects, oldest first, each row joined with its history's events (one statement, so the
-    rows and their histories are read from one snapshot); `_tasks_of` makes them tasks."""
+    rows and their histories are read from one snapshot); `_tasks_of` makes them tasks. With `count` (a WHERE
+    clause, or ""), each row also has `total`: how many tasks it selects."""
     columns = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+    total = "" if count is None else f", (SELECT COUNT(*) FROM tasks {count}) AS total"
     return (
-        f"SELECT {columns}, e.event AS event FROM (SELECT * FROM tasks {clause}) AS t "
+        f"SELECT {columns}, e.event AS event{total} FROM (SELECT * FROM tasks {clause}) AS t "
         "LEFT JOIN task_events AS e ON e.task_id = t.id ORDER BY t.seq, e.id"
     )
 

@@ -113,3 +113,28 @@ async def test_a_reader_whose_computation_was_cancelled_under_it_computes_for_it
             assert results == []  # (waiting on the leader's computation)
             leader_scope.cancel()
     assert results == ["fresh"]
+
+
+async def test_with_a_max_age_a_result_is_kept_that_long_from_when_its_computation_began_and_an_error_never() -> None:
+    now = [100.0]
+    shared = SharedReads[str, int](max_age_s=2.0, clock=lambda: now[0])
+    computed: list[float] = []
+
+    async def compute() -> int:
+        computed.append(now[0])
+        now[0] += 0.5  # (the computation itself takes half a second)
+        return len(computed)
+
+    assert await shared.read("kpi", compute) == 1
+    now[0] = 101.9
+    assert await shared.read("kpi", compute) == 1, "begun 1.9 s ago: kept"
+    assert await shared.read("usage", compute) == 2, "another key: its own"
+    now[0] = 102.0
+    assert await shared.read("kpi", compute) == 3, "begun 2 s ago: computed afresh"
+
+    async def broken() -> int:
+        raise StateBroken("the disk is gone")
+
+    with pytest.raises(StateBroken):
+        await shared.read("metrics", broken)
+    assert await shared.read("metrics", compute) == 4

@@ -229,3 +229,29 @@ async def test_a_task_keeps_its_setup_and_a_setup_of_several_lines_is_refused(ap
     bad = await api.post("/v1/tasks", {"title": "v", "setup": "uv sync\ncurl evil"}, as_="approver")
     assert refused(bad, 422, "invalid_request")["field"] == "setup"
     assert len(ok(await api.get("/v1/tasks", as_="approver"))["tasks"]) == 2
+
+
+async def test_a_page_of_the_task_list_is_its_newest_after_an_offset_with_how_many_the_list_holds(
+    api: BrainClient,
+) -> None:
+    ids = [(await queue(api, f"task {n}"))["id"] for n in range(5)]
+    claimed = (await claim(api))["task"]
+    assert isinstance(claimed, dict)
+
+    def page(query: str) -> tuple[list[str], int | None]:
+        return [t["id"] for t in listed[query]["tasks"]], listed[query]["total"]
+
+    queries = ["limit=2", "limit=2&offset=2", "limit=2&offset=4", "limit=2&offset=5", "state=queued&limit=3", ""]
+    listed = {q: ok(await api.get(f"/v1/tasks?{q}", as_="approver")) for q in queries}
+    assert page("limit=2") == (ids[3:], 5), "the newest two, oldest first"
+    assert page("limit=2&offset=2") == (ids[1:3], 5)
+    assert page("limit=2&offset=4") == (ids[:1], 5)
+    assert page("limit=2&offset=5") == ([], 5)
+    assert page("state=queued&limit=3") == ([i for i in ids if i != claimed["id"]][-3:], 4)
+    assert [t["id"] for t in listed[""]["tasks"]] == ids and "total" not in listed[""], "without limit: as before"
+    for query, field in [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"), ("offset=1", "offset")]:
+        answer = refused(await api.get(f"/v1/tasks?{query}", as_="approver"), 422, "invalid_request")
+        assert answer["field"] == field, query
+    # A body's page holds the tasks it claimed only.
+    own = ok(await api.get("/v1/tasks?limit=10", as_="body"))
+    assert ([t["id"] for t in own["tasks"]], own["total"]) == ([claimed["id"]], 1)

@@ -71,6 +71,12 @@ async def test_usage_is_idempotent_by_record_id_and_totalled_by_agent_task_and_m
     assert own["total"]["calls"] == 3 and set(own["by_agent"]) == {"w1"}, "a body sees its own usage only"
     assert ok(await api.get("/v1/usage?agent=w2", as_="captain"))["total"]["calls"] == 1
     assert ok(await api.get(f"/v1/usage?task_id={task_2}", as_="captain"))["total"]["calls"] == 1
+    # Without by_task (the dashboard's poll): the same totals from the running sums, by_task empty.
+    assert ok(await api.get("/v1/usage?by_task=false", as_="approver")) == {**every, "by_task": {}}
+    assert ok(await api.get("/v1/usage?by_task=false&agent=w2", as_="approver"))["by_agent"].keys() == {"w2"}
+    assert ok(await api.get("/v1/usage?by_task=false", as_="w1")) == {**own, "by_task": {}}
+    bad = refused(await api.get("/v1/usage?by_task=no", as_="approver"), 422, "invalid_request")
+    assert bad["field"] == "by_task"
 
 
 async def test_a_reused_record_id_or_another_bodys_name_is_refused_and_nothing_of_the_batch_is_kept(

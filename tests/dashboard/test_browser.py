@@ -266,3 +266,30 @@ async def _kill_state_at(state: Any) -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+async def test_the_task_list_shows_the_newest_hundred_and_pages_to_the_older(tmp_path: Path) -> None:
+    chromium()
+    db, port = tmp_path / "brain.db", _free_port()
+    url = f"http://127.0.0.1:{port}"
+    captain = await issue_in(db, "captain", "captain-di")
+    async with (
+        brain_on(port, db),
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {captain}"}) as http,
+        browser() as chrome,
+    ):
+        for n in range(103):
+            assert (await http.post("/v1/tasks", json={"title": f"task {n}"})).status_code == 201
+        page = await chrome.new_page()
+        await log_in(page, url, captain)
+        rows = page.locator("#tasks .task-title")
+        await expect(page.locator("#task-count")).to_have_text("newest first: 1 to 100 of 103")
+        await expect(rows).to_have_count(100)
+        await expect(rows.first).to_have_text("task 102")
+        await expect(page.locator("#tasks-newer")).to_be_disabled()
+        await page.click("#tasks-older")
+        await expect(page.locator("#task-count")).to_have_text("newest first: 101 to 103 of 103")
+        await expect(rows).to_have_text(["task 2", "task 1", "task 0"])
+        await expect(page.locator("#tasks-older")).to_be_disabled()
+        await page.click("#tasks-newer")
+        await expect(rows.first).to_have_text("task 102")

@@ -4,7 +4,10 @@
 "use strict";
 
 (function () {
-  const state = { session: null, stream: null, audit: [], errors: [], skipped: 0, decisionCache: {}, refreshTimer: null, refreshing: false, paused: new Set() };
+  const state = { session: null, stream: null, audit: [], errors: [], skipped: 0, decisionCache: {}, refreshTimer: null, refreshing: false, paused: new Set(), taskOffset: 0 };
+  // The task list is read a page at a time (GET /v1/tasks?limit=&offset=: the newest first, and how many there are),
+  // never every task kept; the active agents and the failed tasks are read by their state.
+  const TASK_PAGE = 100;
   // How many audit rows and errors the page keeps: the brain's numbers (GET /session), which are also the most its
   // live stream sends the page at each flush (brain_server/dashboard/feed.py).
   function auditRows() { return state.session.audit_rows; }
@@ -167,21 +170,36 @@
   }
 
   async function refreshTasks() {
-    const list = await api("GET", "/v1/tasks");
+    const [list, claimed, waiting, failed] = await Promise.all([
+      api("GET", "/v1/tasks?limit=" + TASK_PAGE + "&offset=" + state.taskOffset),
+      api("GET", "/v1/tasks?state=claimed"),
+      api("GET", "/v1/tasks?state=waiting_approval"),
+      api("GET", "/v1/tasks?state=failed&limit=20"),
+    ]);
+    if (state.taskOffset > 0 && state.taskOffset >= list.total) {
+      // (the list shrank under the page shown: back to the newest)
+      state.taskOffset = 0;
+      return refreshTasks();
+    }
     const tasks = list.tasks.slice().reverse();
     const body = $("tasks").tBodies[0];
     clear(body);
-    for (const t of tasks.slice(0, 100)) {
+    for (const t of tasks) {
       const updated = t.finished_at || t.claimed_at || t.created_at;
       const row = el("tr", "task-row", el("td", null, t.id), el("td", "task-title", t.title), el("td", null, t.state),
         el("td", null, t.claimed_by ? t.claimed_by.agent : ""), el("td", null, when(updated)));
       row.dataset.taskId = t.id;
       body.appendChild(row);
     }
+    const first = list.total === 0 ? 0 : state.taskOffset + 1;
+    text("task-count", list.total === 0 ? "no tasks" : "newest first: " + first + " to " + (state.taskOffset + tasks.length) + " of " + list.total);
+    $("tasks-newer").disabled = state.taskOffset === 0;
+    $("tasks-older").disabled = state.taskOffset + TASK_PAGE >= list.total;
+    const holding = claimed.tasks.concat(waiting.tasks).sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
     // Active agents: who holds a task now (claimed, or parked waiting for a decision).
     const agents = new Map();
-    for (const t of list.tasks) {
-      if (!t.claimed_by || (t.state !== "claimed" && t.state !== "waiting_approval")) continue;
+    for (const t of holding) {
+      if (!t.claimed_by) continue;
       const a = agents.get(t.claimed_by.agent) || { agent: t.claimed_by.agent, bodies: new Set(), tasks: [] };
       a.bodies.add(t.claimed_by.body_id);
       a.tasks.push(t);
@@ -199,14 +217,17 @@
       agentBody.appendChild(row);
     }
     state.errors = state.errors.filter((e) => e.kind !== "task");
-    for (const t of list.tasks.filter((t) => t.state === "failed").slice(-20)) {
+    for (const t of failed.tasks) {
       state.errors.push({ kind: "task", at: t.finished_at, line: "task " + t.id + " failed: " + t.title + (t.outcome_summary ? " — " + t.outcome_summary : "") });
     }
     renderErrors();
   }
 
+  $("tasks-older").addEventListener("click", () => { state.taskOffset += TASK_PAGE; refreshTasks().catch(reportErrorQuietly); });
+  $("tasks-newer").addEventListener("click", () => { state.taskOffset = Math.max(0, state.taskOffset - TASK_PAGE); refreshTasks().catch(reportErrorQuietly); });
+
   async function refreshKpis() {
-    const [day, hour, usage] = await Promise.all([api("GET", "/v1/kpi"), api("GET", "/v1/kpi?since_s=3600"), api("GET", "/v1/usage")]);
+    const [day, hour, usage] = await Promise.all([api("GET", "/v1/kpi"), api("GET", "/v1/kpi?since_s=3600"), api("GET", "/v1/usage?by_task=false")]);
     const dl = $("kpis");
     clear(dl);
     const budget = state.session.usd_per_hour;
