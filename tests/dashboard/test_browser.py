@@ -268,7 +268,9 @@ async def _kill_state_at(state: Any) -> Any:
     return datetime.now(UTC)
 
 
-async def test_the_task_list_shows_the_newest_hundred_and_pages_to_the_older(tmp_path: Path) -> None:
+async def test_the_task_list_shows_the_newest_hundred_and_pages_to_the_older(
+    tmp_path: Path, chromium_browser: Browser
+) -> None:
     chromium()
     db, port = tmp_path / "brain.db", _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -276,7 +278,7 @@ async def test_the_task_list_shows_the_newest_hundred_and_pages_to_the_older(tmp
     async with (
         brain_on(port, db),
         httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {captain}"}) as http,
-        browser() as chrome,
+        browser(chromium_browser) as chrome,
     ):
         for n in range(103):
             assert (await http.post("/v1/tasks", json={"title": f"task {n}"})).status_code == 201
