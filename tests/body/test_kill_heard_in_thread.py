@@ -1,0 +1,86 @@
+"""A linked body hears its brain's kill on a thread of its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from brain_server import BrainSettings, run
+from brain_server.state import sqlite_url
+from tests.body.test_brain_link import _free_port, _tokens, linked_body, wait_until, write
+
+pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def brain_in_thread(port: int, db: Path) -> Iterator[str]:
+    """A real brain on loopback served by an event loop of its own (in a thread): it publishes a kill while the
+    test's event loop, the body's, is blocked. Yields its URL."""
+    ready, stopping = threading.Event(), threading.Event()
+    config = BrainSettings(host="127.0.0.1", port=port, database_url=sqlite_url(db), keepalive_s=0.2)
+
+    async def serve() -> None:
+        stop = anyio.Event()
+
+        async def stop_when_told() -> None:
+            await anyio.to_thread.run_sync(stopping.wait)
+            stop.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_when_told)
+            await run(config, on_ready=lambda _url: ready.set(), stop=stop, handle_signals=False)
+
+    thread = threading.Thread(target=anyio.run, args=(serve,), name="test-brain", daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10), "the brain did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stopping.set()
+        thread.join(10)
+
+
+def _stream_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "swarm-link-stream"]
+
+
+async def test_a_body_hears_a_kill_while_its_event_loop_is_blocked(tmp_path: Path, home: Path) -> None:
+    """The event stream is read on a thread of its own: with the body's event loop blocked (a call's synchronous
+    step, a starved CPU), the kill is taken there, and the next call is refused saying it was heard on the stream.
+    Cancelled, the link's stream thread ends (its socket shut down, not left reading)."""
+    db = tmp_path / "brain.db"
+    tokens = await _tokens(db)
+    with brain_in_thread(_free_port(), db) as url:
+        body = linked_body(tmp_path, home, 0, url, tokens["body"])
+        try:
+            assert body.link is not None
+            link = body.link
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(link.run)
+                await wait_until(lambda: not body.kill_switch.state().engaged)
+                await wait_until(lambda: link._stream_said >= 1)  # pyright: ignore[reportPrivateUsage]  (the stream's first state)
+                captain = {"Authorization": f"Bearer {tokens['captain']}"}
+                # From here to the refused call, the event loop does not run: whatever hears the kill is not on it.
+                httpx.post(f"{url}/v1/kill", json={"reason": "stop"}, headers=captain).raise_for_status()
+                deadline = time.monotonic() + 5
+                while not body.kill_switch.state().engaged:
+                    assert time.monotonic() < deadline, "the kill was not heard while the event loop was blocked"
+                    time.sleep(0.005)
+                assert await write(body, "killed.txt") == (True, "kill_switch_engaged")
+                assert not (body.workspace.root / "killed.txt").exists()
+                (refused,) = [e for e in body.audit.tail(10) if e.code == "kill_switch_engaged"]
+                assert refused.detail["kill_heard"]["by"] == "stream"
+                httpx.post(f"{url}/v1/resume", json={"reason": "go on"}, headers=captain).raise_for_status()
+                await wait_until(lambda: not body.kill_switch.state().engaged, timeout=5)
+                assert await write(body, "resumed.txt") == (False, None)
+                tg.cancel_scope.cancel()
+            await wait_until(lambda: not _stream_threads(), timeout=5)
+        finally:
+            body.close()
