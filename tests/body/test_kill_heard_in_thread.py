@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,13 +14,20 @@ import pytest
 
 from brain_server import BrainSettings, run
 from brain_server.state import sqlite_url
-from tests.body.test_brain_link import _free_port, _tokens, brain_with_captain, linked_body, wait_until, write
+from tests.body.test_brain_link import (
+    _free_port,  # pyright: ignore[reportPrivateUsage]
+    _tokens,  # pyright: ignore[reportPrivateUsage]
+    brain_with_captain,
+    linked_body,
+    wait_until,
+    write,
+)
 
 pytestmark = pytest.mark.anyio
 
 
 @contextmanager
-def brain_in_thread(port: int, db: Path) -> Iterator[str]:
+def brain_in_thread(port: int, db: Path) -> Generator[str]:
     """A real brain on loopback served by an event loop of its own (in a thread): it publishes a kill while the
     test's event loop, the body's, is blocked. Yields its URL."""
     ready, stopping = threading.Event(), threading.Event()
@@ -57,6 +64,7 @@ async def test_a_body_hears_a_kill_while_its_event_loop_is_blocked(tmp_path: Pat
     Cancelled, the link's stream thread ends (its socket shut down, not left reading)."""
     db = tmp_path / "brain.db"
     tokens = await _tokens(db)
+    others = set(_stream_threads())  # (another test's, ending)
     with brain_in_thread(_free_port(), db) as url:
         body = linked_body(tmp_path, home, 0, url, tokens["body"])
         try:
@@ -81,7 +89,7 @@ async def test_a_body_hears_a_kill_while_its_event_loop_is_blocked(tmp_path: Pat
                 await wait_until(lambda: not body.kill_switch.state().engaged, timeout=5)
                 assert await write(body, "resumed.txt") == (False, None)
                 tg.cancel_scope.cancel()
-            await wait_until(lambda: not _stream_threads(), timeout=5)
+            await wait_until(lambda: not set(_stream_threads()) - others, timeout=5)
         finally:
             body.close()
 
