@@ -38,8 +38,7 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import Process
-from bench_kill_fanout import Fleet, fleet, run_bench, trial
-from mcp import Client
+from bench_kill_fanout import Fleet, ToolClient, fleet, run_bench, trial
 
 BENCH = Path(__file__).resolve().parent
 ACCEPT = 1.10
@@ -54,7 +53,7 @@ def _line(name: str, ms: list[float]) -> str:
     return f"{name}: p50 {statistics.median(ms):6.1f}  p99 {_pct(ms, 0.99):6.1f}  max {max(ms):6.1f} ms ({len(ms)})"
 
 
-async def _stream(client: Client, n_body: int, every_s: float, calls: list[int]) -> None:
+async def _stream(client: ToolClient, n_body: int, every_s: float, calls: list[int]) -> None:
     """An agent writing at its pace; a refusal (the kill) is an audit event like any call, and is ignored."""
     n = 0
     while True:

@@ -1,17 +1,22 @@
 """Kill fan-out to real body processes, measured as a refused mutating call: 32 bodies against 8.
 
-    uv run python bench/bench_kill_fanout.py [--runs 3] [--trials 10] [--large 32] [--small 8]
+    uv run python bench/bench_kill_fanout.py [--runs 3] [--trials 10] [--large 32] [--small 8] [--client raw|sdk]
 
 Two real brains (`swarm brain serve`, SQLite, each its own process) on 127.0.0.1: one with 32 linked bodies, the
-other with 8. Every body is a real `swarm body --workspace … --brain URL` process, driven by the official MCP
-client over stdio. A trial, on one brain: every body's client starts calling `write_file` (mutating) in a loop,
+other with 8. Every body is a real `swarm body --workspace … --brain URL` process, driven over stdio by an MCP
+client: `--client raw` (the default) writes and reads the JSON-RPC lines by hand (`bench/_raw_mcp_client.py`),
+`--client sdk` is the official MCP client. All the clients live in this one process, so with the SDK's client (~1.5
+ms of CPU a call, serialized by this process's GIL) 32 of them queue on each other, which an IDE's client, in a
+process of its own, does not; the bench prints its own CPU per call, to say how much of a trial is the client. A
+trial, on one brain: every body's client starts calling `write_file` (mutating) in a loop,
 `--pace-ms` apart (an agent's pace; 0 hammers every body at once and measures a machine flat out), while
 `POST /v1/kill` goes out; a body's time is from just before that POST to the reply of its first call
 refused with `kill_switch_engaged` (the guard refusing a call, not a flag read in this process). Then `POST
 /v1/resume`, and each body writes again before the next trial. Trials alternate between the two brains, so the
 machine's slow moments fall on both alike.
 
-Prints per run p50/p99/max of each fleet and p99(32)/p99(8); then min/median/max over the runs.
+Prints per run p50/p99/max of each fleet and p99(32)/p99(8), and this process's CPU per call (the client's); then
+min/median/max over the runs.
 Target (issue #22): p99 < 100 ms to 32 bodies.
 
 `--against DIR` (a source tree of another version, e.g. `git worktree add DIR main`, or `git archive main | tar -x
@@ -34,10 +39,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, Protocol, cast
 
 import anyio
 import httpx
+from _raw_mcp_client import RawClient
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -46,6 +52,38 @@ from brain_server import SqliteStateEngine, issue_token
 KILLED = "kill_switch_engaged"
 LIMITS = "[limits]\ncalls_per_minute = 1000000\nfile_mods_per_hour = 1000000\n[policy]\napproval_min_files = 1000000\n"
 TARGET_MS = 100.0
+ClientKind = Literal["raw", "sdk"]
+
+
+class ToolResult(Protocol):
+    @property
+    def is_error(self) -> bool: ...
+    @property
+    def structured_content(self) -> dict[str, Any] | None: ...
+
+
+class ToolClient(Protocol):
+    """What a trial needs of a body's MCP client: the SDK's `Client`, or the bench's `RawClient`."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult: ...
+
+
+class Calls:
+    """How many calls this process made, and the CPU it used meanwhile (the clients')."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._cpu = time.process_time()
+
+    def cpu_per_call_ms(self) -> float:
+        """The CPU this process used per call since the last ask, in milliseconds (the count starts again)."""
+        now = time.process_time()
+        per = (now - self._cpu) * 1000 / max(self.count, 1)
+        self._cpu, self.count = now, 0
+        return per
+
+
+CALLS = Calls()
 
 
 def _free_port() -> int:
@@ -63,24 +101,25 @@ def _pct(values: list[float], q: float) -> float:
 class Fleet:
     name: str
     captain: httpx.AsyncClient
-    clients: list[Client]
+    clients: list[ToolClient]
     url: str = ""
     approvers: list[str] = field(default_factory=list[str])
     """Approver tokens issued with the fleet (`fleet(approvers=...)`), for dashboard logins."""
 
 
-async def _write(client: Client, n: int) -> str | None:
+async def _write(client: ToolClient, n: int) -> str | None:
     """One `write_file`; None when it was done, else the refusal's code."""
     result = await client.call_tool(
         "write_file", {"path": f"bench/{n % 4}.txt", "content": f"v{n}", "rationale": "bench kill fan-out"}
     )
+    CALLS.count += 1
     if not result.is_error:
         return None
     data: Any = result.structured_content or {}
     return str(data.get("code"))
 
 
-async def _until_refused(client: Client, start: float, out: list[float], deadline_s: float, pace_s: float) -> None:
+async def _until_refused(client: ToolClient, start: float, out: list[float], deadline_s: float, pace_s: float) -> None:
     n = 0
     with anyio.fail_after(deadline_s):
         while True:
@@ -94,7 +133,7 @@ async def _until_refused(client: Client, start: float, out: list[float], deadlin
             await anyio.sleep(pace_s)
 
 
-async def _until_writing(client: Client, deadline_s: float) -> None:
+async def _until_writing(client: ToolClient, deadline_s: float) -> None:
     n = 0
     with anyio.fail_after(deadline_s):
         while await _write(client, n) is not None:
@@ -118,10 +157,17 @@ async def trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> list[f
 
 @asynccontextmanager
 async def fleet(
-    root: Path, name: str, size: int, python: str, approvers: int = 0, code: Path | None = None
+    root: Path,
+    name: str,
+    size: int,
+    python: str,
+    approvers: int = 0,
+    code: Path | None = None,
+    client: ClientKind = "sdk",
 ) -> AsyncGenerator[Fleet]:
-    """A brain process and `size` body processes linked to it, each with its MCP client (and `approvers`
-    approver tokens, issued before the brain starts); `code`: a source tree whose code they run instead."""
+    """A brain process and `size` body processes linked to it, each with its MCP client, the SDK's or the bench's
+    raw one (and `approvers` approver tokens, issued before the brain starts); `code`: a source tree whose code they
+    run instead."""
     root.mkdir()
     db, port = root / "brain.db", _free_port()
     state = await SqliteStateEngine.open(db)
@@ -159,23 +205,25 @@ async def fleet(
                         pass
                     await anyio.sleep(0.2)
             async with AsyncExitStack() as stack:
-                clients: list[Client] = []
+                clients: list[ToolClient] = []
                 for n in range(size):
                     ws = root / f"ws{n}"
                     ws.mkdir()
-                    params = StdioServerParameters(
-                        command=python,
-                        args=["-m", "swarm_cli", "body", "--workspace", str(ws)],
-                        env={**env, "SWARM_BRAIN_URL": url, "SWARM_TOKEN": tokens[n]},
-                        cwd=str(root),
-                    )
-                    clients.append(await stack.enter_async_context(Client(params)))
+                    argv = [python, "-m", "swarm_cli", "body", "--workspace", str(ws)]
+                    body_env = {**env, "SWARM_BRAIN_URL": url, "SWARM_TOKEN": tokens[n]}
+                    if client == "raw":
+                        raw = await RawClient.start(argv, env=body_env, cwd=root, stderr=root / f"body{n}.log")
+                        stack.push_async_callback(raw.aclose)
+                        clients.append(cast(ToolClient, raw))
+                    else:
+                        params = StdioServerParameters(command=argv[0], args=argv[1:], env=body_env, cwd=str(root))
+                        clients.append(cast(ToolClient, await stack.enter_async_context(Client(params))))
                 the_fleet = Fleet(name=name, captain=http, clients=clients, url=url, approvers=approver_tokens)
                 # Linked (a body refuses a write, `brain_unreachable`, until its link is up) and obeying: writes
                 # done, then one kill and resume each, not measured.
                 async with anyio.create_task_group() as group:
-                    for client in clients:
-                        group.start_soon(_until_writing, client, 120)
+                    for each in clients:
+                        group.start_soon(_until_writing, each, 120)
                 await trial(the_fleet, 0.01, deadline_s=120)
                 yield the_fleet
     finally:
@@ -188,11 +236,20 @@ def _line(name: str, ms: list[float]) -> str:
     return f"{name}: p50 {statistics.median(ms):6.1f}  p99 {_pct(ms, 0.99):6.1f}  max {max(ms):6.1f} ms ({len(ms)})"
 
 
-async def main(runs: int, trials: int, large: int, small: int, pace_ms: float, against: Path | None = None) -> None:
+async def main(
+    runs: int,
+    trials: int,
+    large: int,
+    small: int,
+    pace_ms: float,
+    against: Path | None = None,
+    client: ClientKind = "raw",
+) -> None:
     versions: list[tuple[str, Path | None]] = [("", None)] if against is None else [("", None), ("against ", against)]
     print(
         f"load average {os.getloadavg()[0]:.1f}; {large} and {small} real body processes, "
-        f"{2 * len(versions)} brains; calls {pace_ms:g} ms apart"
+        f"{2 * len(versions)} brains; calls {pace_ms:g} ms apart; client {client} "
+        f"({'JSON-RPC lines by hand' if client == 'raw' else 'the official MCP SDK'}, all in this one process)"
         + ("" if against is None else f"; 'against' fleets run the code of {against}"),
         flush=True,
     )
@@ -203,21 +260,25 @@ async def main(runs: int, trials: int, large: int, small: int, pace_ms: float, a
             pairs: list[tuple[Fleet, Fleet]] = []
             for n, (label, code) in enumerate(versions):
                 big = await stack.enter_async_context(
-                    fleet(root / f"large{n}", f"{label}{large} bodies", large, sys.executable, code=code)
+                    fleet(root / f"large{n}", f"{label}{large} bodies", large, sys.executable, code=code, client=client)
                 )
                 few = await stack.enter_async_context(
-                    fleet(root / f"small{n}", f"{label}{small} bodies", small, sys.executable, code=code)
+                    fleet(root / f"small{n}", f"{label}{small} bodies", small, sys.executable, code=code, client=client)
                 )
                 pairs.append((big, few))
             print(f"fleets up in {time.perf_counter() - started:.0f} s", flush=True)
             ratios: dict[str, list[float]] = {big.name: [] for big, _ in pairs}
             p99s: dict[str, list[float]] = {side.name: [] for pair in pairs for side in pair}
+            cpu: list[float] = []
             for run in range(runs):
+                CALLS.cpu_per_call_ms()  # (from here: the run's calls)
                 samples: dict[str, list[float]] = {name: [] for name in p99s}
                 for _ in range(trials):
                     for pair in pairs:
                         for side in pair:
                             samples[side.name] += [t * 1000 for t in await trial(side, pace_ms / 1000)]
+                cpu.append(CALLS.cpu_per_call_ms())
+                print(f"run {run + 1}: the {client} client's CPU (this process) {cpu[-1]:.2f} ms a call", flush=True)
                 for name, ms in samples.items():
                     p99s[name].append(_pct(ms, 0.99))
                 for big, few in pairs:
@@ -236,6 +297,8 @@ async def main(runs: int, trials: int, large: int, small: int, pace_ms: float, a
                     f"  p99({large})/p99({small}) of '{name}': "
                     f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
                 )
+            spread = f"{min(cpu):.2f} / {statistics.median(cpu):.2f} / {max(cpu):.2f}"
+            print(f"  the {client} client's CPU a call: {spread} ms")
             print(f"target: p99 < {TARGET_MS:.0f} ms to {large} bodies; load average after {os.getloadavg()[0]:.1f}")
 
 
@@ -269,6 +332,12 @@ if __name__ == "__main__":
         help="pause between a body's calls (0: back to back, the machine flat out)",
     )
     parser.add_argument(
+        "--client",
+        choices=("raw", "sdk"),
+        default="raw",
+        help="the bodies' MCP client: JSON-RPC lines by hand (raw), or the official MCP SDK's (sdk)",
+    )
+    parser.add_argument(
         "--against",
         type=Path,
         default=None,
@@ -277,4 +346,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.against is not None and not (args.against / "body_mcp").is_dir():
         parser.error(f"--against {args.against}: not a source tree of this project (no body_mcp/ in it)")
-    run_bench(main, args.runs, args.trials, args.large, args.small, args.pace_ms, args.against)
+    run_bench(main, args.runs, args.trials, args.large, args.small, args.pace_ms, args.against, args.client)

@@ -250,6 +250,8 @@ class Body:
             cumulative_window_s=config.policy.cumulative_window_s,
             clock=clock,
         )
+        self.gate = gate
+        """The approval gate every mutating call passes (planned, then measured)."""
         guards = default_guards(
             tools=self.tools,
             kill_switch=self.kill_switch,

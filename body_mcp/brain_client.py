@@ -1,8 +1,15 @@
-"""The brain's HTTP API, as the body and the CLI call it (httpx; every model from `shared_protocol.brain`)."""
+"""The brain's HTTP API, as the body and the CLI call it (httpx; every model from `shared_protocol.brain`).
+
+The event stream can also be read in a thread of its own (`BlockingEvents`, real HTTP only): a body hears a kill
+there while its event loop runs a call.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Literal, TypeVar
 from urllib.parse import quote
 
@@ -65,7 +72,7 @@ from shared_protocol.privacy import (
 )
 from shared_protocol.telemetry import KpiReport
 
-from .exceptions import SwarmError
+from .exceptions import SwarmError, UserError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -83,8 +90,93 @@ class BrainRejected(SwarmError):
         self.error = error
 
 
+class _EventParser:
+    """Server-sent events, a line at a time: `feed` returns (event, data) when a line ends one; a keepalive comment
+    is ("keepalive", "")."""
+
+    def __init__(self) -> None:
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, str] | None:
+        if line.startswith(":"):
+            return "keepalive", ""
+        if line.startswith("event:"):
+            self._event = line[6:].strip()
+        elif line.startswith("data:"):
+            self._data.append(line[5:].lstrip())
+        elif line == "" and self._data:
+            found = self._event, "\n".join(self._data)
+            self._event = "message"
+            self._data = []
+            return found
+        return None
+
+
+class BlockingEvents:
+    """The brain's event stream, read by blocking calls in the thread that iterates it; `close()`, from any thread,
+    ends it (the socket is shut down, so a read waiting in that thread returns at once)."""
+
+    def __init__(self, base_url: str, token: str, body_id: str, *, read_timeout_s: float) -> None:
+        self._base_url = base_url
+        self._token = token
+        self._read_timeout_s = read_timeout_s
+        self._params = {"body_id": body_id} if body_id else None
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self.closed = False
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        parser = _EventParser()
+        # (made here, in the reading thread: a client's TLS set-up costs milliseconds the event loop need not pay)
+        http = httpx.Client(
+            base_url=self._base_url,
+            headers={"Authorization": f"Bearer {self._token}"},
+            timeout=httpx.Timeout(self._read_timeout_s, connect=5.0),
+        )
+        try:
+            with http.stream("GET", "/v1/events", params=self._params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise BrainRejected(response.status_code, ErrorBody.model_validate_json(response.content))
+                self._hold(response)
+                for line in response.iter_lines():
+                    found = parser.feed(line)
+                    if found is not None:
+                        yield found
+        except httpx.HTTPError as exc:
+            raise BrainUnavailable(f"event stream lost: {exc!r}") from exc
+        finally:
+            with self._lock:
+                self._socket = None
+            http.close()
+
+    def _hold(self, response: httpx.Response) -> None:
+        """Keep the stream's socket, to shut it down from another thread (closing it would not wake a read)."""
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._socket = sock if isinstance(sock, socket.socket) else None
+            if self.closed:
+                self._shut()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):  # (already gone: the read has ended or will)
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+
 class BrainClient:
     def __init__(self, base_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self.events_in_thread = transport is None
+        """Whether `blocking_events` can be used: real HTTP (an in-process transport serves this event loop only)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -290,25 +382,23 @@ class BrainClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise BrainRejected(response.status_code, ErrorBody.model_validate_json(response.content))
-                event = "message"
-                data: list[str] = []
+                parser = _EventParser()
                 async for line in response.aiter_lines():
-                    if line.startswith(":"):
-                        yield "keepalive", ""
-                    elif line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].lstrip())
-                    elif line == "" and data:
-                        yield event, "\n".join(data)
-                        event = "message"
-                        data = []
+                    found = parser.feed(line)
+                    if found is not None:
+                        yield found
         except httpx.HTTPError as exc:
             raise BrainUnavailable(f"event stream lost: {exc!r}") from exc
+
+    def blocking_events(self, body_id: str, *, read_timeout_s: float) -> BlockingEvents:
+        """The event stream as `events` gives it, to be read in a thread of its own (`events_in_thread` only)."""
+        if not self.events_in_thread:
+            raise UserError("this client's transport serves its event loop only: read `events` there")
+        return BlockingEvents(self._base_url, self._token, body_id, read_timeout_s=read_timeout_s)
 
 
 def kill_state_from(data: str) -> KillState:
     return KillState.model_validate_json(data)
 
 
-__all__ = ["BrainClient", "BrainRejected", "BrainUnavailable", "kill_state_from"]
+__all__ = ["BlockingEvents", "BrainClient", "BrainRejected", "BrainUnavailable", "kill_state_from"]

@@ -1,7 +1,8 @@
 """A linked body's connection to its brain: one more kill-switch source, and the failsafe.
 
 `BrainLink.run()` keeps the body registered, listens to `GET /v1/events` (the kill switch
-arrives there within milliseconds), heartbeats (an answer to a heartbeat sent before the
+arrives there within milliseconds; read in a thread of its own, which takes a kill or resume at once, so the next
+guard check sees it even while the event loop runs a call), heartbeats (an answer to a heartbeat sent before the
 stream's last kill or resume arrived may predate it, and is not obeyed), and ships the audit chain from the local
 outbox (`brain_outbox.shipped_through`): batches are re-sent until acknowledged, and the
 brain stores each (body, seq) once, so nothing is lost or duplicated when the brain is
@@ -39,6 +40,8 @@ shipping and the brain's ingest of the last writes would take in the moment ever
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -48,7 +51,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 
@@ -144,6 +149,8 @@ class BrainLink:
         self._kill_heard: Heard | None = None
         self._stream_said = 0
         """How many kill states the event stream has brought (a heartbeat sent before the last one cannot undo it)."""
+        self._kill_lock = threading.Lock()
+        """Held to take a kill state (`_obey`): the stream's thread and the event loop take them both."""
         self._ever_connected = False
         self.new_events = anyio.Event()
         self.on_kill: Callable[[], None] | None = None
@@ -222,22 +229,35 @@ class BrainLink:
         return min(self.failsafe_s / 2, max(self.heartbeat_s, 1.0))
 
     def _set_kill(self, state: KillState, *, by: HeardBy) -> None:
-        """Obey the brain's kill state, heard `by` the stream, a heartbeat or a registration (the guard reads it at
-        once); what changed is recorded in the recorder's thread (nothing on the event loop waits for the record's
-        sync)."""
+        """Obey the brain's kill state, heard `by` the stream, a heartbeat or a registration, on the event loop."""
+        with self._kill_lock:
+            changed = self._obey(state, by=by)
+        self._obeyed(state, by=by, changed=changed)
+
+    def _obey(self, state: KillState, *, by: HeardBy) -> bool:
+        """Take the brain's kill state (the guard reads it at once), in any thread, `_kill_lock` held; whether it
+        changed. How it was heard is set before the state, so a call refused by it always says how."""
         was = self._brain_kill.engaged
-        self._brain_kill = state
-        self._heard(by)
         if state.engaged != was:
             self._kill_heard = Heard(by=by, at=now_iso(self._wall()))
+        self._brain_kill = state
+        if by == "stream":
+            self._stream_said += 1
+        if state.engaged and not was:
+            self._ship_after = time.monotonic() + KILL_QUIET_S  # (real time, whatever clock the failsafe reads)
+        return state.engaged != was
+
+    def _obeyed(self, state: KillState, *, by: HeardBy, changed: bool) -> None:
+        """What follows a kill state taken (`_obey`), on the event loop: word from the brain, running commands killed,
+        the record written (in the recorder's thread: nothing on the event loop waits for its sync)."""
+        self._heard(by)
+        if changed:
             logger.info(
                 "brain link: the brain's kill switch is %s (heard by %s)",
                 "engaged" if state.engaged else "released",
                 by,
             )
-        if state.engaged and not was:
-            self._ship_after = time.monotonic() + KILL_QUIET_S  # (real time, whatever clock the failsafe reads)
-            if self.on_kill is not None:
+            if state.engaged and self.on_kill is not None:
                 self.on_kill()  # (running commands killed first: the record can wait)
         self._note()
 
@@ -507,13 +527,54 @@ class BrainLink:
         self._note()
 
     async def _listen(self) -> None:
-        async for event, data in self.client.events(self.body_id, read_timeout_s=max(self.failsafe_s, 5.0)):
+        read_timeout_s = max(self.failsafe_s, 5.0)
+        if self.client.events_in_thread:
+            await self._listen_in_thread(read_timeout_s)
+        async for event, data in self.client.events(self.body_id, read_timeout_s=read_timeout_s):
             if event in ("kill", "resume"):
-                self._stream_said += 1
                 self._set_kill(kill_state_from(data), by="stream")
             else:
                 self._heard()
         raise BrainUnavailable("event stream ended")
+
+    async def _listen_in_thread(self, read_timeout_s: float) -> NoReturn:
+        """Read the event stream in a thread of its own: a kill or resume is taken there (`_obey`: the next guard
+        check sees it) even while the event loop runs a call; the rest (word from the brain, running commands killed,
+        the record) follows on the event loop, as a keepalive's word does. Returns by raising why the stream ended;
+        cancelled, the stream is closed and its thread takes nothing more."""
+        loop = asyncio.get_running_loop()
+        stream = self.client.blocking_events(self.body_id, read_timeout_s=read_timeout_s)
+        ended = anyio.Event()
+        why: list[Exception] = []
+
+        def read() -> None:
+            try:
+                for event, data in stream:
+                    if event in ("kill", "resume"):
+                        state = kill_state_from(data)
+                        with self._kill_lock:
+                            if stream.closed:
+                                return  # (given up: a newer stream, or a registration, says what holds now)
+                            changed = self._obey(state, by="stream")
+                        loop.call_soon_threadsafe(partial(self._obeyed, state, by="stream", changed=changed))
+                    else:
+                        loop.call_soon_threadsafe(self._heard)
+                why.append(BrainUnavailable("event stream ended"))
+            except Exception as exc:  # noqa: BLE001 - handed to the event loop, which raises it as if it read the stream
+                why.append(exc)
+            finally:
+                with contextlib.suppress(RuntimeError):  # (the event loop is closed: nobody waits)
+                    loop.call_soon_threadsafe(ended.set)
+
+        threading.Thread(target=read, name="swarm-link-stream", daemon=True).start()
+        try:
+            await ended.wait()
+        finally:
+            with self._kill_lock:
+                stream.close()
+        if not why:
+            raise BrainUnavailable("event stream closed")
+        raise why[0]
 
     async def _heartbeats(self) -> None:
         """Heartbeat every `heartbeat_s`, or at once when the failsafe wants to re-check; nothing else is waited for
@@ -526,8 +587,11 @@ class BrainLink:
                 response = await self.client.heartbeat(self.body_id)
             finally:
                 self._heartbeat_sent = None
-            if self._stream_said == said:
-                self._set_kill(response.kill, by="heartbeat")
+            with self._kill_lock:
+                obeyed = self._stream_said == said
+                changed = obeyed and self._obey(response.kill, by="heartbeat")
+            if obeyed:
+                self._obeyed(response.kill, by="heartbeat", changed=changed)
             else:
                 # The stream brought a kill state while this heartbeat was out: the answer may have been read before
                 # that state was published (the two come back by different connections), so it cannot undo it (a

@@ -252,6 +252,9 @@ class ExecuteGuard:
             ctx.changes_paths = paths
         if await self._gate.check(ctx.args.decision_id, impact, action_id=ctx.action_id, paths=paths):
             ctx.approved = True
+        # The tool's effect follows (a write, a command's changes applied): a kill heard while the gate was asked (a
+        # worker thread's count, the brain's decision) refuses the call before it, as the last check would have.
+        refuse_if_killed(self._deps.kill_switch, ctx)
         if ctx.reservation is not None:
             planned = ctx.planned
             extra = Impact(
@@ -268,6 +271,7 @@ class ExecuteGuard:
         await self._gate.require(
             ctx.args.decision_id, impact, "human", action_id=ctx.action_id, why=why, paths=paths, human_only=True
         )
+        refuse_if_killed(self._deps.kill_switch, ctx)  # (as `_check_measured`: the effect follows)
         ctx.approved = True
 
     async def __call__(self, ctx: CallContext, call_next: Next) -> ToolOutput:

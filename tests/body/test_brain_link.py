@@ -831,12 +831,14 @@ class HeldHeartbeat(httpx.AsyncBaseTransport):
         await self._http.aclose()
 
 
+@pytest.mark.parametrize("in_thread", [True, False], ids=["stream-thread", "stream-on-loop"])
 async def test_a_heartbeat_answered_before_the_kill_reached_the_stream_does_not_lift_it(
-    tmp_path: Path, home: Path
+    tmp_path: Path, home: Path, in_thread: bool
 ) -> None:
     """The brain answers a heartbeat (not killed), then the kill comes by the stream, then that answer arrives: it
     says nothing of the kill and must not lift it (it did, until the next heartbeat 2 s later: the rare ~2 s trials of
-    `bench/bench_kill_fanout.py`). The refusal says how the body heard the kill."""
+    `bench/bench_kill_fanout.py`). The refusal says how the body heard the kill. Whether the stream is read on its own
+    thread (real HTTP: a body's) or on the event loop (an in-process transport's)."""
     async with brain_with_captain(tmp_path, heartbeat_interval_s=0.05) as brain:
         transport = HeldHeartbeat()
         ws = tmp_path / "ws"
@@ -851,6 +853,8 @@ async def test_a_heartbeat_answered_before_the_kill_reached_the_stream_does_not_
         body = Body(settings, brain_transport=transport)
         try:
             assert body.link is not None
+            # (the stream's thread speaks real HTTP to the same brain; the heartbeats keep this test's transport)
+            body.link.client.events_in_thread = in_thread
             async with anyio.create_task_group() as tg:
                 tg.start_soon(body.link.run)
                 with anyio.fail_after(10):
