@@ -978,3 +978,50 @@ async def test_a_call_cancelled_while_its_event_waits_in_the_writers_queue_still
     tools = [(e.tool, e.outcome) for e in body.audit.tail(5)]
     assert tools[-2:] == [("note", "ok"), ("write_file", "ok")], tools
     assert body.audit.verify().ok
+
+
+async def test_after_a_settle_empties_the_journal_the_next_append_chains_on_without_reading_the_database(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    other = make_body(workspace, home)  # another process's store: its own descriptor, so its own flock
+    try:
+        first = body.audit.append(_draft(1), finish_later=True)
+        body.audit.finish(anchor_sync=False)
+        body.audit.settle()  # (the database synced, the anchor written, the journal marked empty)
+        assert _anchor(body) == f"{first.seq:020d} {first.mac}" and not body.audit.sync_owed
+        # The database's connection held by another thread (as a commit holds it): the next append does not wait.
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with body.db.read():
+                held.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(10)
+            appended: list[int] = []
+            appender = threading.Thread(
+                target=lambda: appended.append(body.audit.append(_draft(2), finish_later=True).seq)
+            )
+            appender.start()
+            appender.join(10)
+            assert appended == [first.seq + 1]
+        finally:
+            release.set()
+            holder.join(10)
+            appender.join(10)
+        body.audit.finish(anchor_sync=False)
+        body.audit.settle()
+        # Another writer appends after the journal was emptied: the next append sees it and chains after it.
+        third = other.audit.append(_draft(3))
+        fourth = body.audit.append(_draft(4), finish_later=True)
+        assert fourth.seq == third.seq + 1
+        body.audit.finish()
+        assert _committed(body) == ["act_1", "act_2", "act_3", "act_4"]
+        assert body.audit.verify().ok
+    finally:
+        other.close()
+        body.close()
