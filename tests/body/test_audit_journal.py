@@ -998,21 +998,20 @@ async def test_after_a_settle_empties_the_journal_the_next_append_chains_on_with
                 held.set()
                 release.wait(30)
 
+        appended: list[int] = []
         holder = threading.Thread(target=hold)
+        appender = threading.Thread(target=lambda: appended.append(body.audit.append(_draft(2), finish_later=True).seq))
         holder.start()
         try:
             assert held.wait(10)
-            appended: list[int] = []
-            appender = threading.Thread(
-                target=lambda: appended.append(body.audit.append(_draft(2), finish_later=True).seq)
-            )
             appender.start()
             appender.join(10)
             assert appended == [first.seq + 1]
         finally:
             release.set()
             holder.join(10)
-            appender.join(10)
+            if appender.is_alive():
+                appender.join(10)
         body.audit.finish(anchor_sync=False)
         body.audit.settle()
         # Another writer appends after the journal was emptied: the next append sees it and chains after it.
