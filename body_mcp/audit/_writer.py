@@ -181,20 +181,31 @@ class AuditWriter:
         if self._closed or not self._store.owed:
             return
         loop = self._loop
-        # A mutating call's finish leaves its anchor's sync to a later one when there is a loop to time that.
-        future = self._executor.submit(partial(self._store.finish, anchor_sync=lazy or loop is None))
+        # No finish syncs under the store's locks when there is a loop to time the settle that does: a mutating
+        # call's settle comes at most `ANCHOR_SYNC_AT_MOST_S` later; a batch of reads' (due already: they waited
+        # `LAZY_FINISH_S` for it) at once, in the settler's thread. So the locks are held for the commit alone, and
+        # a read arriving meanwhile is journaled on the event loop (`try_append_lazy`) instead of waiting behind
+        # two syncs in the writer's thread (what made the reads' p99).
+        future = self._executor.submit(partial(self._store.finish, anchor_sync=loop is None))
         self._finishing, self._finishing_lazy = future, lazy
         if loop is not None and self._on_committed is not None:
             future.add_done_callback(partial(_tell, loop, self._finished))
         else:  # (nobody to tell: no wake-up of the event loop, a failure logged from the writer's thread)
             future.add_done_callback(_log_failure)
-        if loop is not None and not lazy:
-            future.add_done_callback(partial(_tell, loop, self._anchor_owed))
+        if loop is not None:
+            future.add_done_callback(self._settle_now if lazy else partial(_tell, loop, self._anchor_owed))
 
     def _anchor_owed(self, future: Future[None]) -> None:
         if self._anchor_timer is None and not self._closed and self._store.sync_owed:
             loop = asyncio.get_running_loop()
             self._anchor_timer = loop.call_later(ANCHOR_SYNC_AT_MOST_S, self._anchor_due)
+
+    def _settle_now(self, future: Future[None]) -> None:
+        """After a batch of reads' commit (in the writer's thread): what it left owed, settled now."""
+        if self._closed or future.cancelled() or future.exception() is not None or not self._store.sync_owed:
+            return
+        with contextlib.suppress(RuntimeError):  # (closing: the store's close settles what is owed)
+            self._settler.submit(self._store.settle).add_done_callback(_log_failure)
 
     def _anchor_due(self) -> None:
         self._anchor_timer = None

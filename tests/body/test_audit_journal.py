@@ -1024,3 +1024,41 @@ async def test_after_a_settle_empties_the_journal_the_next_append_chains_on_with
     finally:
         other.close()
         body.close()
+
+
+async def test_a_read_is_journaled_while_the_reads_batch_commit_waits_for_its_sync(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from body_mcp._db import StateDB
+
+    # A slow disk: the database's sync waits until the test lets it go.
+    syncing, release = threading.Event(), threading.Event()
+    real = StateDB.sync_wal
+
+    def slow_sync(db: StateDB) -> None:
+        syncing.set()
+        release.wait(30)
+        real(db)
+
+    monkeypatch.setattr(StateDB, "sync_wal", slow_sync)
+    monkeypatch.setattr("body_mcp.audit._writer.LAZY_FINISH_S", 0.0)
+    body.replies.flushed = True
+    (body.workspace.root / "r.txt").write_text("r")
+    try:
+        first = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
+        body.replies.run()  # the batch commit is asked for (its timer: at once)
+        with anyio.fail_after(10):
+            while not syncing.is_set():  # committed, and its sync begun (in the settler's thread)
+                await anyio.sleep(0.005)
+        assert first.action_id in _committed(body)
+        with anyio.fail_after(5):  # (waiting behind the sync, under the locks, it would wait 30 s)
+            second = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
+        assert not second.is_error
+        assert second.action_id.encode() in body.paths.journal.read_bytes()
+    finally:
+        release.set()
+    body.replies.run()
+    with anyio.fail_after(5):
+        while second.action_id not in _committed(body) or _anchor(body) != _head(body):
+            await anyio.sleep(0.005)
+    assert body.audit.verify().ok
