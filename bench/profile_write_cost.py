@@ -1,14 +1,16 @@
 """What a guarded `write_file` costs the body process beyond the unguarded SDK server, in measures the machine's
 load does not distort: CPU time (all threads, from `/proc`), context switches, and (with `--strace`) syscalls.
 
-    uv run python bench/profile_write_cost.py [--calls 200] [--rounds 3] [--strace]
+    uv run python bench/profile_write_cost.py [--calls 200] [--rounds 3] [--strace] [--against DIR]
+        [--tool read_text_file] [--policy "cumulative_window_s = 0"]
 
 One MCP client over stdio against `swarm body` (power-loss durability, the bench's raised limits) and
 `bench/_unguarded_server.py`, each on its own workspace under /tmp (a real disk: its syncs are real), the same
 writes to both, one call to each in turn. Per round it prints, per write and per server: the process's CPU
 (user + system, every thread), its voluntary and involuntary context switches (thread wake-ups), and the median
-call. With `--strace` each server runs under `strace -f -c` and its syscall counts per write are printed (strace
-slows every syscall: use it for counts, not times).
+call and its p99. With `--strace` each server runs under `strace -f -c` and its syscall counts are printed (strace
+slows every syscall: use it for counts, not times). `--against DIR` adds a third server, "before": `swarm body` run
+from another tree (`git archive main | tar -x -C DIR`), in the same rounds. `--tool read_text_file` reads instead.
 """
 
 from __future__ import annotations
@@ -89,11 +91,13 @@ def _traced(params: StdioServerParameters, out: Path) -> StdioServerParameters:
     )
 
 
-def _args(n: int) -> dict[str, str]:
+def _args(tool: str, n: int) -> dict[str, str]:
+    if tool == "read_text_file":
+        return {"path": f"d/f{n % 50}.txt", "rationale": "bench read"}
     return {"path": f"d/f{n % 50}.txt", "content": f"line {n}\n" * 20, "rationale": "bench write"}
 
 
-async def _round(tmp: Path, calls: int, strace: bool, extra: str, against: Path | None) -> None:
+async def _round(tmp: Path, calls: int, strace: bool, extra: str, against: Path | None, tool: str) -> None:
     params: dict[str, StdioServerParameters] = {}
     servers = (*SERVERS, "before") if against is not None else SERVERS
     for name in servers:
@@ -119,14 +123,14 @@ async def _round(tmp: Path, calls: int, strace: bool, extra: str, against: Path 
             pids[name] = _python_under(os.getpid(), markers[name], exclude=set(pids.values()))
         for n in range(-30, 0):  # warm-up
             for client in clients.values():
-                await client.call_tool("write_file", _args(n))
+                await client.call_tool(tool, _args(tool, n))
         await anyio.sleep(0.2)  # (the body's deferred settle of the warm-up's last write)
         before = {name: _usage(pid) for name, pid in pids.items()}
         times: dict[str, list[float]] = {name: [] for name in servers}
         for n in range(calls):
             for name, client in clients.items():
                 start = time.perf_counter()
-                result = await client.call_tool("write_file", _args(n))
+                result = await client.call_tool(tool, _args(tool, n))
                 times[name].append(time.perf_counter() - start)
                 if result.is_error:
                     raise SystemExit(f"{name} failed: {result.content}")
@@ -138,26 +142,27 @@ async def _round(tmp: Path, calls: int, strace: bool, extra: str, against: Path 
         invol = (after[name][2] - before[name][2]) / calls
         median = statistics.median(times[name]) * 1000
         switches = f"{vol:.1f} vol + {invol:.1f} invol"
-        print(f"  {name}: CPU {cpu:.2f} ms/write, context switches {switches}, median {median:.2f} ms")
+        p99 = sorted(times[name])[int(0.99 * len(times[name]))] * 1000
+        print(f"  {name}: CPU {cpu:.2f} ms/call, context switches {switches}, median {median:.2f} ms, p99 {p99:.2f} ms")
         threads = {
             comm: (after[name][3].get(comm, 0.0) - spent) / calls * 1000 for comm, spent in before[name][3].items()
         }
         print("    by thread: " + ", ".join(f"{comm} {ms:.2f}" for comm, ms in sorted(threads.items()) if ms > 0))
     if strace:
         for name in servers:
-            print(f"  {name} syscalls (whole run, {calls + 30} writes + start-up):")
+            print(f"  {name} syscalls (whole run, {calls + 30} calls + start-up):")
             lines = (tmp / f"{name}.strace").read_text().splitlines()
             rows = [line for line in lines[2:] if line.strip() and not line.startswith("-")]
             for line in rows[:25]:
                 print("    " + line)
 
 
-async def main(calls: int, rounds: int, strace: bool, extra: str, against: Path | None) -> None:
+async def main(calls: int, rounds: int, strace: bool, extra: str, against: Path | None, tool: str) -> None:
     print(f"load average {os.getloadavg()[0]:.2f}")
     for r in range(rounds):
         print(f"round {r + 1}:")
         with tempfile.TemporaryDirectory(prefix="swarm-write-cost-") as tmp:
-            await _round(Path(tmp), calls, strace, extra, against)
+            await _round(Path(tmp), calls, strace, extra, against, tool)
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
@@ -166,9 +171,10 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--strace", action="store_true")
+    parser.add_argument("--tool", choices=("write_file", "read_text_file"), default="write_file")
     parser.add_argument("--against", type=Path, help="another tree (`git archive`), its body measured as 'before'")
     parser.add_argument("--policy", default="", help="a line for the body's [policy] table: cumulative_window_s = 0")
     opts = parser.parse_args()
     with contextlib.suppress(subprocess.SubprocessError):
-        anyio.run(main, opts.calls, opts.rounds, opts.strace, opts.policy, opts.against)
+        anyio.run(main, opts.calls, opts.rounds, opts.strace, opts.policy, opts.against, opts.tool)
     sys.exit(0)
