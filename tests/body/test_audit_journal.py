@@ -120,8 +120,11 @@ def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_n
 
 
 async def test_after_a_reply_the_event_is_journaled_and_committed_after_and_other_writers_do_not_wait(
-    workspace: Path, home: Path
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (Only the test settles: a settle timed by an earlier commit, due 50 ms later, commits whatever is journaled,
+    # the events the loop below expects uncommitted included, on a slow machine.)
+    monkeypatch.setattr("body_mcp.audit._writer.ANCHOR_SYNC_AT_MOST_S", 3600.0)
     body = make_body(workspace, home)
     other = make_body(workspace, home)  # another process's store: its own descriptor, so its own flock
     try:
@@ -1062,3 +1065,22 @@ async def test_a_read_is_journaled_while_the_reads_batch_commit_waits_for_its_sy
         while second.action_id not in _committed(body) or _anchor(body) != _head(body):
             await anyio.sleep(0.005)
     assert body.audit.verify().ok
+
+
+async def test_a_mutating_calls_settle_is_timed_off_the_event_loop(workspace: Path, home: Path) -> None:
+    import time
+
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    try:
+        body.replies.flushed = True
+        out = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+        assert not out.is_error
+        body.replies.run()
+        await body.audit_writer.settled()  # committed; the settle is owed
+        # The event loop kept busy (this test's own thread, not awaiting): the settle comes all the same.
+        deadline = time.monotonic() + 5
+        while body.audit.sync_owed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not body.audit.sync_owed and _anchor(body) == _head(body)
+    finally:
+        body.close()
