@@ -61,25 +61,19 @@ def _python_under(pid: int, marker: str, *, exclude: set[int]) -> int:
     raise SystemExit(f"no server process with {marker!r} found")
 
 
-def _usage(pid: int) -> tuple[float, int, int, dict[str, float]]:
-    """CPU seconds (user + system, every thread), voluntary / involuntary context switches (all threads), and CPU
-    seconds by thread name (the threads alive now)."""
+def _usage(pid: int) -> tuple[float, int, int]:
+    """CPU seconds (user + system, every thread) and voluntary / involuntary context switches (all threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / _TICK
     voluntary = involuntary = 0
-    threads: dict[str, float] = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
-            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            tfields = stat.rsplit(")", 1)[1].split()
-            threads[comm] = threads.get(comm, 0.0) + (int(tfields[11]) + int(tfields[12])) / _TICK
             for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
                 if line.startswith("voluntary_ctxt_switches"):
                     voluntary += int(line.split()[1])
                 elif line.startswith("nonvoluntary_ctxt_switches"):
                     involuntary += int(line.split()[1])
-    return cpu, voluntary, involuntary, threads
+    return cpu, voluntary, involuntary
 
 
 def _traced(params: StdioServerParameters, out: Path) -> StdioServerParameters:
@@ -144,10 +138,6 @@ async def _round(tmp: Path, calls: int, strace: bool, extra: str, against: Path 
         switches = f"{vol:.1f} vol + {invol:.1f} invol"
         p99 = sorted(times[name])[int(0.99 * len(times[name]))] * 1000
         print(f"  {name}: CPU {cpu:.2f} ms/call, context switches {switches}, median {median:.2f} ms, p99 {p99:.2f} ms")
-        threads = {
-            comm: (after[name][3].get(comm, 0.0) - spent) / calls * 1000 for comm, spent in before[name][3].items()
-        }
-        print("    by thread: " + ", ".join(f"{comm} {ms:.2f}" for comm, ms in sorted(threads.items()) if ms > 0))
     if strace:
         for name in servers:
             print(f"  {name} syscalls (whole run, {calls + 30} calls + start-up):")
