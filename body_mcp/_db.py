@@ -19,7 +19,7 @@ import threading
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .exceptions import StateUnusable
 
@@ -202,6 +202,10 @@ class StateDB:
         except sqlite3.DatabaseError as exc:
             raise StateUnusable.from_sqlite(path, exc) from None
         self._lock = threading.RLock()
+        self._now_lock = threading.Lock()
+        self._now_conn: sqlite3.Connection | None = None
+        """`read_now`'s connection: read-only, never waiting (opened on first use)."""
+        self._now_closed = False
         self._synchronous_full = durability == "power_loss"
         """What the connection's `synchronous` is now: `write(synced=False)` lowers it for its commit."""
         try:
@@ -281,6 +285,30 @@ class StateDB:
         with self._lock:
             yield self.conn
 
+    def read_now(self, sql: str, params: tuple[SqlValue, ...] = ()) -> list[tuple[Any, ...]] | None:
+        """One read that never waits, for the event loop's thread: on a read-only connection of its own (not the
+        one a write transaction may hold), with a busy timeout of 0. None when it would have to wait (another
+        thread is using that connection, or SQLite is busy): the caller then reads from a worker thread. In WAL
+        mode a read does not wait for a writer, so that is rare."""
+        if not self._now_lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._now_conn
+            if conn is None:
+                if self._now_closed:
+                    return None
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+                conn.execute("PRAGMA query_only = 1")
+                self._now_conn = conn
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return None
+                raise
+        finally:
+            self._now_lock.release()
+
     def integrity_problems(self) -> list[str]:
         """What SQLite's `integrity_check` finds wrong with the file's pages and indexes, one line each."""
         try:
@@ -292,6 +320,11 @@ class StateDB:
         return [] if found == ["ok"] else [f"state.db: {line}" for line in found]
 
     def close(self) -> None:
+        with self._now_lock:
+            self._now_closed = True
+            if self._now_conn is not None:
+                self._now_conn.close()
+                self._now_conn = None
         with self._lock:
             self.conn.close()
 

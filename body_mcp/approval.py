@@ -82,10 +82,12 @@ class ApprovalGate:
         needs = classify(impact, 1.0, self._rules)
         mine = set(paths)
         if needs == "none" and mine and self._window_s > 0:
-            # In a worker thread: the write transaction waits for the database's lock, which the audit writer holds
-            # across the commit (and sync) an earlier reply asked for; the event loop meanwhile hears a kill, which the
-            # last check before the call runs then obeys.
-            everything = await anyio.to_thread.run_sync(self._count_in, mine, action_id)
+            everything = self._counted_already(mine)
+            if everything is None:
+                # In a worker thread: the write transaction waits for the database's lock, which the audit writer
+                # holds across the commit an earlier reply asked for; the event loop meanwhile hears a kill, which
+                # the last check before the call runs then obeys.
+                everything = await anyio.to_thread.run_sync(self._count_in, mine, action_id)
             together = len(everything)
             if together >= self._rules.consensus_files:
                 files = max(together, impact.files)
@@ -98,6 +100,22 @@ class ApprovalGate:
             await self.require(decision_id, impact, needs, action_id=action_id, paths=mine)
             return True
         return False
+
+    def _counted_already(self, mine: set[str]) -> set[str] | None:
+        """The files changed within the window, when `mine` are all among them already (an agent changing again
+        what it changed minutes ago): read on the event loop's thread, never waiting (`StateDB.read_now`), no write
+        transaction and no worker thread. None when a file of `mine` is not noted yet (or the read would wait):
+        `_count_in` notes it, counting in the same transaction.
+
+        The same count as `_count_in`'s: that would note nothing either (a noted file keeps the date it was noted
+        with, `ON CONFLICT DO NOTHING`), and its deletion of what the window forgot is done again by every
+        carried-out action's audit transaction (`changed`). Racing processes still count each other's files: a
+        file of `mine` is in the table already, for any process that counts after this read."""
+        rows = self._db.read_now("SELECT path FROM recent_changes WHERE at >= ?", (self._clock() - self._window_s,))
+        if rows is None:
+            return None
+        recent: set[str] = {path for (path,) in rows}
+        return recent if mine <= recent else None
 
     def _count_in(self, mine: set[str], action_id: str) -> set[str]:
         """The files changed within the window with `mine` among them. Under the threshold, `mine` are noted at once

@@ -129,9 +129,10 @@ class AuditStore:
         self._head: tuple[int, str] | None = None
         """(seq, mac) of the chain's last event as this store last wrote or read it (journaled at least)."""
         self._journal_seen: bytes | None = None
-        """The prefix of the record at the start of the journal as this store last wrote or read it (None: not a
-        record). While it is still there and nothing follows `_journal_tail`, no other process has appended
-        (a record's prefix holds its seq and mac, so it is never written again), and `_head` is the head."""
+        """The prefix of the record at the start of the journal as this store last wrote or read it, or that prefix
+        behind the end mark that emptied the journal (`_empty_journal`) (None: unknown). While it is still there and
+        nothing follows `_journal_tail`, no other process has appended (a record's prefix holds its seq and mac, so
+        it is never written again), and `_head` is the head."""
         self._journal_tail = 0
         """Where the records this store knows of end: an end mark (or the end of the file) is there."""
         self._journal_end = 0
@@ -701,9 +702,14 @@ class AuditStore:
         """Mark the journal empty (flock held, every record in it durable in the database): the next record is
         written at its start. The mark needs no sync: records it hides are in the database, should it be lost."""
         if self._journal_end > 0 or self._journal_tail > 0:
+            seen = self._journal_seen
             _write_all(self._journal_fd, _journal.END, 0)
             self._journal_end = self._journal_tail = 0
-            self._journal_seen = None  # (the next append reads the head from the database)
+            # The mark leaves the rest of the first record's prefix behind it (its seq and mac: never at the start
+            # again). While those bytes are still there, no other writer has appended (it would write its record at
+            # the start: it finds none before it), so the next append chains onto this store's head without reading
+            # it from the database (a write after a settle paid that read, under the locks, before its reply).
+            self._journal_seen = None if seen is None else _journal.END + seen[len(_journal.END) :]
 
     def _commit(self) -> None:
         """Commit the journaled events in one transaction: each where it was chained, unless another process

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -46,9 +47,11 @@ class AuditWriter:
         self._finishing_lazy = False
         """`_finishing` is a batch of reads' commit (a timer's), not one a mutating call's reply asked for."""
         self._timer: asyncio.TimerHandle | None = None
-        self._anchor_timer: asyncio.TimerHandle | None = None
-        """When the owed settle (`AuditStore.settle`) is due: set once by the finish that left it owed, never put
-        off."""
+        self._settle_pending = False
+        """A settle is timed in the settler's thread (`_settle_when_due`): set once by the finish that left it owed,
+        never put off; timed there, not on the event loop, so that a write's finish does not wake the loop."""
+        self._wake_settler = threading.Event()
+        """Ends a timed settle's wait early (a batch of reads' settle, due at once; closing)."""
         self._on_committed = on_committed
         """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -162,9 +165,7 @@ class AuditWriter:
         """Finish the queued work (the store's `close` commits what is still owed)."""
         self._closed = True
         self._cancel_timer()
-        if self._anchor_timer is not None:  # (the store's close settles what is owed)
-            self._anchor_timer.cancel()
-            self._anchor_timer = None
+        self._wake_settler.set()  # (a timed settle ends its wait: the store's close settles what is owed)
         self._settler.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
@@ -181,28 +182,55 @@ class AuditWriter:
         if self._closed or not self._store.owed:
             return
         loop = self._loop
-        # A mutating call's finish leaves its anchor's sync to a later one when there is a loop to time that.
-        future = self._executor.submit(partial(self._store.finish, anchor_sync=lazy or loop is None))
+        # No finish syncs under the store's locks when there is a loop to time the settle that does: a mutating
+        # call's settle comes at most `ANCHOR_SYNC_AT_MOST_S` later; a batch of reads' (due already: they waited
+        # `LAZY_FINISH_S` for it) at once, in the settler's thread. So the locks are held for the commit alone, and
+        # a read arriving meanwhile is journaled on the event loop (`try_append_lazy`) instead of waiting behind
+        # two syncs in the writer's thread (what made the reads' p99).
+        future = self._executor.submit(partial(self._store.finish, anchor_sync=loop is None))
         self._finishing, self._finishing_lazy = future, lazy
         if loop is not None and self._on_committed is not None:
             future.add_done_callback(partial(_tell, loop, self._finished))
         else:  # (nobody to tell: no wake-up of the event loop, a failure logged from the writer's thread)
             future.add_done_callback(_log_failure)
-        if loop is not None and not lazy:
-            future.add_done_callback(partial(_tell, loop, self._anchor_owed))
+        if loop is not None:
+            future.add_done_callback(self._settle_now if lazy else self._settle_soon)
 
-    def _anchor_owed(self, future: Future[None]) -> None:
-        if self._anchor_timer is None and not self._closed and self._store.sync_owed:
-            loop = asyncio.get_running_loop()
-            self._anchor_timer = loop.call_later(ANCHOR_SYNC_AT_MOST_S, self._anchor_due)
+    def _settle_now(self, future: Future[None]) -> None:
+        """After a batch of reads' commit (in the writer's thread): what it left owed, settled now (a settle timed
+        already ends its wait)."""
+        if self._closed or future.cancelled() or future.exception() is not None or not self._store.sync_owed:
+            return
+        if self._settle_pending:
+            self._wake_settler.set()
+        with contextlib.suppress(RuntimeError):  # (closing: the store's close settles what is owed)
+            self._settler.submit(self._store.settle).add_done_callback(_log_failure)
 
-    def _anchor_due(self) -> None:
-        self._anchor_timer = None
-        if self._closed:
+    def _settle_soon(self, future: Future[None]) -> None:
+        """After a mutating call's commit (in the writer's thread): what it left owed, settled in the settler's thread
+        at most `ANCHOR_SYNC_AT_MOST_S` from now, unless a settle is timed already."""
+        if self._closed or not self._store.sync_owed:
+            return
+        with self._counting:
+            if self._settle_pending:
+                return
+            self._settle_pending = True
+        try:
+            job = self._settler.submit(self._settle_when_due, time.monotonic() + ANCHOR_SYNC_AT_MOST_S)
+        except RuntimeError:  # (closing: the store's close settles what is owed)
             return
         # Not `_finishing`: no call waits for this sync (a failure sets `failing`, and the next call retries it).
-        future = self._settler.submit(self._store.settle)
-        future.add_done_callback(_log_failure)
+        job.add_done_callback(_log_failure)
+
+    def _settle_when_due(self, due: float) -> None:
+        remaining = due - time.monotonic()
+        if remaining > 0:
+            self._wake_settler.wait(remaining)
+        self._wake_settler.clear()
+        with self._counting:
+            self._settle_pending = False  # (a commit from now on times a settle of its own)
+        if not self._closed:
+            self._store.settle()
 
     def _finished(self, future: Future[None]) -> None:
         _log_failure(future)

@@ -115,7 +115,7 @@ class Disk:
         store._closed = True  # pyright: ignore[reportPrivateUsage]
         for fd in (store._anchor_fd, store._journal_fd, store._lock_fd):  # pyright: ignore[reportPrivateUsage]
             os.close(fd)
-        body.db.conn.close()
+        body.db.close()  # (every connection of the process: its own and `read_now`'s)
         for path, data in self.durable.items():
             path.write_bytes(data)
         Path(f"{body.paths.db}-shm").unlink(missing_ok=True)

@@ -120,8 +120,11 @@ def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_n
 
 
 async def test_after_a_reply_the_event_is_journaled_and_committed_after_and_other_writers_do_not_wait(
-    workspace: Path, home: Path
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (Only the test settles: a settle timed by an earlier commit, due 50 ms later, commits whatever is journaled,
+    # the events the loop below expects uncommitted included, on a slow machine.)
+    monkeypatch.setattr("body_mcp.audit._writer.ANCHOR_SYNC_AT_MOST_S", 3600.0)
     body = make_body(workspace, home)
     other = make_body(workspace, home)  # another process's store: its own descriptor, so its own flock
     try:
@@ -978,3 +981,106 @@ async def test_a_call_cancelled_while_its_event_waits_in_the_writers_queue_still
     tools = [(e.tool, e.outcome) for e in body.audit.tail(5)]
     assert tools[-2:] == [("note", "ok"), ("write_file", "ok")], tools
     assert body.audit.verify().ok
+
+
+async def test_after_a_settle_empties_the_journal_the_next_append_chains_on_without_reading_the_database(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    other = make_body(workspace, home)  # another process's store: its own descriptor, so its own flock
+    try:
+        first = body.audit.append(_draft(1), finish_later=True)
+        body.audit.finish(anchor_sync=False)
+        body.audit.settle()  # (the database synced, the anchor written, the journal marked empty)
+        assert _anchor(body) == f"{first.seq:020d} {first.mac}" and not body.audit.sync_owed
+        # The database's connection held by another thread (as a commit holds it): the next append does not wait.
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with body.db.read():
+                held.set()
+                release.wait(30)
+
+        appended: list[int] = []
+        holder = threading.Thread(target=hold)
+        appender = threading.Thread(target=lambda: appended.append(body.audit.append(_draft(2), finish_later=True).seq))
+        holder.start()
+        try:
+            assert held.wait(10)
+            appender.start()
+            appender.join(10)
+            assert appended == [first.seq + 1]
+        finally:
+            release.set()
+            holder.join(10)
+            if appender.is_alive():
+                appender.join(10)
+        body.audit.finish(anchor_sync=False)
+        body.audit.settle()
+        # Another writer appends after the journal was emptied: the next append sees it and chains after it.
+        third = other.audit.append(_draft(3))
+        fourth = body.audit.append(_draft(4), finish_later=True)
+        assert fourth.seq == third.seq + 1
+        body.audit.finish()
+        assert _committed(body) == ["act_1", "act_2", "act_3", "act_4"]
+        assert body.audit.verify().ok
+    finally:
+        other.close()
+        body.close()
+
+
+async def test_a_read_is_journaled_while_the_reads_batch_commit_waits_for_its_sync(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from body_mcp._db import StateDB
+
+    # A slow disk: the database's sync waits until the test lets it go.
+    syncing, release = threading.Event(), threading.Event()
+    real = StateDB.sync_wal
+
+    def slow_sync(db: StateDB) -> None:
+        syncing.set()
+        release.wait(30)
+        real(db)
+
+    monkeypatch.setattr(StateDB, "sync_wal", slow_sync)
+    monkeypatch.setattr("body_mcp.audit._writer.LAZY_FINISH_S", 0.0)
+    body.replies.flushed = True
+    (body.workspace.root / "r.txt").write_text("r")
+    try:
+        first = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
+        body.replies.run()  # the batch commit is asked for (its timer: at once)
+        with anyio.fail_after(10):
+            while not syncing.is_set():  # committed, and its sync begun (in the settler's thread)
+                await anyio.sleep(0.005)
+        assert first.action_id in _committed(body)
+        with anyio.fail_after(5):  # (waiting behind the sync, under the locks, it would wait 30 s)
+            second = await body.call_tool("read_text_file", {"path": "r.txt", "rationale": "r"})
+        assert not second.is_error
+        assert second.action_id.encode() in body.paths.journal.read_bytes()
+    finally:
+        release.set()
+    body.replies.run()
+    with anyio.fail_after(5):
+        while second.action_id not in _committed(body) or _anchor(body) != _head(body):
+            await anyio.sleep(0.005)
+    assert body.audit.verify().ok
+
+
+async def test_a_mutating_calls_settle_is_timed_off_the_event_loop(workspace: Path, home: Path) -> None:
+    import time
+
+    body = make_body(workspace, home, {"audit": {"durability": "power_loss"}})
+    try:
+        body.replies.flushed = True
+        out = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+        assert not out.is_error
+        body.replies.run()
+        await body.audit_writer.settled()  # committed; the settle is owed
+        # The event loop kept busy (this test's own thread, not awaiting): the settle comes all the same.
+        deadline = time.monotonic() + 5
+        while body.audit.sync_owed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not body.audit.sync_owed and _anchor(body) == _head(body)
+    finally:
+        body.close()

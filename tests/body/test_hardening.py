@@ -248,6 +248,45 @@ async def test_the_window_forgets_files_changed_longer_ago(body: Body) -> None:
     await gate.check(None, Impact(files=1), action_id="act_3", paths=["e"])
 
 
+async def test_a_file_changed_again_within_the_window_is_counted_without_waiting_for_the_write_lock(
+    body: Body,
+) -> None:
+    import sqlite3
+
+    import anyio
+
+    from body_mcp._db import Writes
+    from body_mcp.approval import ApprovalGate
+    from body_mcp.exceptions import ApprovalRequired
+    from shared_protocol import Impact
+    from shared_protocol.decisions import DEFAULT_THRESHOLDS
+
+    gate = ApprovalGate(
+        body.local_decisions, DEFAULT_THRESHOLDS, body.db, approve_irreversible=False, cumulative_window_s=600
+    )
+    writes = Writes()
+    gate.changed(writes, ["a", "b"], approved=False)
+    with body.db.write() as conn:
+        writes.run(conn)
+    other = sqlite3.connect(body.db.path, isolation_level=None, timeout=0)  # another process of the same body
+    try:
+        other.execute("BEGIN IMMEDIATE")  # (holding the write lock, as the audit writer's commit does)
+        with anyio.fail_after(5):  # (noting a file would wait for the lock: 30 s)
+            assert await gate.check(None, Impact(files=1), action_id="act_1", paths=["a", "b"]) is False
+        # Files the other process notes are counted: a, b, c, d and e are the threshold's five.
+        other.execute("INSERT INTO recent_changes (path, at) VALUES ('c', ?), ('d', ?), ('e', ?)", (2e9, 2e9, 2e9))
+        other.execute("COMMIT")
+        with pytest.raises(ApprovalRequired, match="5 distinct files"):
+            await gate.check(None, Impact(files=1), action_id="act_2", paths=["a"])
+        # A file not noted yet is noted as the action's, in a write transaction, as before.
+        other.execute("DELETE FROM recent_changes WHERE path IN ('d', 'e')")
+        assert await gate.check(None, Impact(files=1), action_id="act_3", paths=["z"]) is False
+        noted = other.execute("SELECT action_id FROM recent_changes WHERE path = 'z'").fetchone()
+        assert noted == ("act_3",)
+    finally:
+        other.close()
+
+
 # -- 7: held runs are capped by count and by bytes ---------------------------------------------
 
 
