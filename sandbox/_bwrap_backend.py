@@ -251,9 +251,10 @@ class BwrapBackend(ABC):
                 with anyio.CancelScope(shield=True):
                     setup = await anyio.to_thread.run_sync(self._set_up, spec, plan, sweep)
             assert setup is not None
-            if key is not None:  # the next run's launcher, made while this one's command runs
-                self._standby.refill(partial(self._make_standby, key, spec, bool(plan.forwarder)))
-            outcome, status, changes = await self._run_in(setup, spec, plan, control, areas)
+            # The next run's launcher is made while this one's command runs (once bwrap is exec'd: a thread woken
+            # earlier takes the interpreter from the set-up it would delay).
+            refill = None if key is None else partial(self._standby.refill, partial(self._make_standby, key, spec))
+            outcome, status, changes = await self._run_in(setup, spec, plan, control, areas, refill or _nothing)
             if "child-pid" not in status and not (outcome.timed_out or outcome.killed):
                 detail = outcome.stderr.decode("utf-8", errors="replace")
                 raise SandboxSetupFailed(f"{self.name} sandbox did not start the command", detail=detail)
@@ -305,14 +306,14 @@ class BwrapBackend(ABC):
             return None
         return (spec.workspace, tuple(plan.hidden), spec.limits.max_processes, bool(plan.forwarder))
 
-    def _make_standby(self, key: Hashable, spec: SandboxSpec, with_forwarder: bool) -> Standby:
+    def _make_standby(self, key: Hashable, spec: SandboxSpec) -> Standby:
         """A fresh staging directory and cgroup, and a launcher forked into that cgroup, waiting (in a thread of
         the slot's, ahead of the run)."""
         staging = make_staging(self._staging_root)
         cgroup: PidsCgroup | None = None
         try:
             _lay_out(staging)
-            cgroup = _create_cgroup(spec, with_forwarder, sweep=False)
+            cgroup = _create_cgroup(spec, isinstance(spec.network, ProxyNetwork), sweep=False)
             join = str(cgroup.join_file) if cgroup is not None else None
             started = start_standby_blocking(self._spawner, staging / "launch.json", join)
             server = self._spawner.server_pid
@@ -340,10 +341,17 @@ class BwrapBackend(ABC):
         return _SetUp(staging=standby.staging, cgroup=standby.cgroup, launch=launch, started=standby.started)
 
     async def _run_in(
-        self, setup: _SetUp, spec: SandboxSpec, plan: _Plan, control: RunControl, areas: RunAreas
+        self,
+        setup: _SetUp,
+        spec: SandboxSpec,
+        plan: _Plan,
+        control: RunControl,
+        areas: RunAreas,
+        on_exec: Callable[[], None],
     ) -> tuple[ProcessOutcome, dict[str, Any], list[StagedChange]]:
         """Launch and wait; the run's cgroup lives exactly as long as its processes may. Then, in one worker-thread
-        hop, the cgroup is removed, bwrap's status read and the staged changes collected."""
+        hop, the cgroup is removed, bwrap's status read and the staged changes collected. `on_exec` is called once
+        the launcher has exec'd bwrap (the served launcher: once it handed its areas over)."""
         staging, cgroup, launch, started = setup.staging, setup.cgroup, setup.launch, setup.started
         finished = False
         try:
@@ -366,6 +374,7 @@ class BwrapBackend(ABC):
                 assert started is not None
                 areas.adopt(*await receive_areas(started.channel, SETUP_TIMEOUT_S), staging)
                 areas.started = True
+                on_exec()
 
             try:
                 outcome = await run_contained(

@@ -65,16 +65,24 @@ class Standby:
 
 
 class StandbySlot:
-    """At most one standby, refilled in a thread of its own."""
+    """At most one standby, made and discarded by a thread of the slot's own.
+
+    One thread, started with the first refill and kept: starting a thread waits until it runs, a wake-up the
+    loaded machine makes the caller wait for (milliseconds), while handing it work is a notify. A daemon: an
+    exiting interpreter does not wait for it; the finalizer's `close` discards the standby made, and one being
+    made then is left to the launcher server (which dies with the body) and to the next body's sweep."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._ready: Standby | None = None
+        self._wanted: Callable[[], Standby] | None = None
         self._filling = False
+        self._to_discard: list[Standby] = []
+        self._worker: threading.Thread | None = None
         self._closed = False
         self.made = 0
-        """How many standbys were made (tests, benches)."""
+        """How many standbys were made and kept (tests, benches)."""
         self.discarded = 0
         """How many were discarded unused."""
 
@@ -91,13 +99,20 @@ class StandbySlot:
         return None
 
     def refill(self, make: Callable[[], Standby]) -> None:
-        """Make the next standby in a thread, unless one is ready or being made (never on the caller's path)."""
+        """Have the slot's thread make the next standby, unless one is ready or being made (a notify: never a
+        wait on the caller's path, but for the first call, which starts the thread)."""
         with self._lock:
             if self._closed or self._filling or self._ready is not None:
                 return
-            self._filling = True
-        # Not a daemon: an exiting interpreter waits for it, then `close` (a finalizer) discards what it made.
-        threading.Thread(target=self._fill, args=(make,), name="sandbox-standby").start()
+            self._filling, self._wanted = True, make
+            self._wake()
+
+    def discard_soon(self, standby: Standby) -> None:
+        """Discard `standby` in the slot's thread."""
+        with self._lock:
+            self.discarded += 1
+            self._to_discard.append(standby)
+            self._wake()
 
     def wait_ready(self, timeout_s: float) -> Standby | None:
         """The standby in the slot once no refill is under way (tests, benches); it stays in the slot."""
@@ -105,19 +120,38 @@ class StandbySlot:
             self._changed.wait_for(lambda: not self._filling, timeout=timeout_s)
             return self._ready
 
-    def discard_soon(self, standby: Standby) -> None:
-        with self._lock:
-            self.discarded += 1
-        threading.Thread(target=standby.discard, name="sandbox-standby-discard").start()
-
     def close(self) -> None:
-        """Discard the standby, and any made from now on."""
+        """Discard the standby, and any made from now on; the slot's thread ends."""
         with self._lock:
             self._closed = True
             standby, self._ready = self._ready, None
+            self._changed.notify_all()
         if standby is not None:
             self.discarded += 1
             standby.discard()
+
+    def _wake(self) -> None:
+        """(Under the lock.) Tell the slot's thread there is work, starting it the first time."""
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="sandbox-standby", daemon=True)
+            self._worker.start()
+        self._changed.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._changed.wait_for(lambda: self._closed or self._wanted is not None or bool(self._to_discard))
+                make, self._wanted = self._wanted, None
+                discards, self._to_discard = self._to_discard, []
+                closed = self._closed
+            for standby in discards:
+                standby.discard()
+            if make is not None:
+                self._fill(make)
+            if closed:
+                with self._lock:
+                    if not self._to_discard:
+                        return
 
     def _fill(self, make: Callable[[], Standby]) -> None:
         standby: Standby | None = None
@@ -134,4 +168,5 @@ class StandbySlot:
             self._changed.notify_all()
         if standby is not None and not keep:
             standby.discard()
-            self.discarded += 1
+            with self._lock:
+                self.discarded += 1
