@@ -69,7 +69,7 @@ def _worker(workspace: Path, home: Path) -> None:
 
     served = {"ahead": 0}
     if hasattr(backend_module.BwrapBackend, "_set_up_standby"):
-        original_standby = backend_module.BwrapBackend._set_up_standby
+        original_standby = backend_module.BwrapBackend._set_up_standby  # pyright: ignore[reportPrivateUsage]
 
         def counting(*args: Any, **kwargs: Any) -> Any:
             served["ahead"] += 1
@@ -104,7 +104,7 @@ def _worker(workspace: Path, home: Path) -> None:
                 result = await client.call_tool("run_command", {"argv": ["true"], "rationale": "bench"})
                 t1 = time.perf_counter_ns()
                 cpu1 = time.process_time_ns()
-                data = result.structured_content or {}
+                data: dict[str, Any] = result.structured_content or {}
                 if result.is_error or data.get("exit_code") != 0:
                     raise SystemExit(f"run_command failed: {data}")
                 ms = 1e-6

@@ -67,7 +67,7 @@ class LaunchRequest:
     uid: int
     gid: int
     pass_fds: Sequence[int]
-    """Descriptors of the body's that bwrap gets at the same numbers (its options file, its status, the spec's)."""
+    """Descriptors of the body's that bwrap gets at the same numbers (its options memfd, its status, the spec's)."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()

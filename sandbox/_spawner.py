@@ -31,7 +31,7 @@ The child, before it execs bwrap (`launch`):
    `mount` processes did;
 5. opens both areas and hands them to the body over the areas socket, so the body holds them before anything
    of the command runs and reads the staged changes through them afterwards;
-6. sets the run's rlimits, then execs bwrap, which reads its options from the staging area's file.
+6. sets the run's rlimits, then execs bwrap, which reads its options from a memfd the body wrote.
 A step that fails sends its reason on the areas socket and exits 127: nothing is exec'd. The exec closes
 the areas socket (close-on-exec): the body reads the end of it as "bwrap runs".
 """
