@@ -158,7 +158,7 @@ _BODY = textwrap.dedent(
         async with await backend.run(spec):
             pass
         ahead = backend.standby.wait_ready(10)
-        print(json.dumps({"pid": ahead.started.pid, "staging": str(ahead.staging),
+        print(json.dumps({"pid": ahead.started.pid, "staging": str(ahead.staging), "server": ahead.server_pid,
                           "cgroup": str(ahead.cgroup.path) if ahead.cgroup else None}), flush=True)
         time.sleep(60)
 
@@ -167,11 +167,13 @@ _BODY = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("server_too", [False, True], ids=["body", "body-and-server"])
 async def test_a_launcher_made_ahead_is_cleaned_up_when_the_body_dies(
-    ws: Path, staging_root: Path, overlay: BwrapBackend
+    ws: Path, staging_root: Path, overlay: BwrapBackend, server_too: bool
 ) -> None:
     """The body SIGKILLed with a launcher waiting: the launcher server kills it and removes its cgroup; the next
-    body's first run removes its staging directory."""
+    body's first run removes its staging directory. The server SIGKILLed first as well: the launcher dies with it
+    (PDEATHSIG), and the next body's first run removes its cgroup too."""
     import json
 
     body = subprocess.Popen(
@@ -182,16 +184,20 @@ async def test_a_launcher_made_ahead_is_cleaned_up_when_the_body_dies(
         with anyio.fail_after(30):
             line = await anyio.to_thread.run_sync(body.stdout.readline)
         made = json.loads(line)
+        if server_too:
+            os.kill(made["server"], signal.SIGKILL)
     finally:
         body.send_signal(signal.SIGKILL)
         body.wait()
         if body.stdout is not None:
             body.stdout.close()
     assert _ended(made["pid"])
-    if made["cgroup"] is not None:
+    if made["cgroup"] is not None and not server_too:
         assert await _until(lambda: not Path(made["cgroup"]).exists())
     assert Path(made["staging"]).exists()
     async with await overlay.run(sh(ws, "true")):  # (this backend's first run: the sweep)
         pass
     assert not Path(made["staging"]).exists()
+    if made["cgroup"] is not None:
+        assert not Path(made["cgroup"]).exists()
     assert isinstance(overlay, BwrapOverlaySandbox)
