@@ -12,8 +12,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import struct
+import termios
 from dataclasses import dataclass
 
 IN_MODIFY = 0x00000002
@@ -83,6 +85,11 @@ class Inotify:
         """Stop a watch (a watch the kernel dropped already is no error)."""
         if self.fd is not None:
             self._libc.inotify_rm_watch(self.fd, wd)
+
+    def queued(self) -> int:
+        """How many bytes of events are queued now (`FIONREAD`: one system call, no read)."""
+        assert self.fd is not None
+        return struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
     def read(self) -> list[Event]:
         """Every event queued now, without waiting (until the queue is empty)."""

@@ -153,6 +153,16 @@ class TrackedFiles:
         self._cached: _Cached | None = None
 
     def paths(self) -> frozenset[str]:
+        found = self._paths(read=True)
+        assert found is not None
+        return found
+
+    def paths_if_read(self) -> frozenset[str] | None:
+        """`paths()` when it needs no reading of the index (unchanged since it was read; a few `stat`s, fit for the
+        event loop); None when the index must be read again."""
+        return self._paths(read=False)
+
+    def _paths(self, *, read: bool) -> frozenset[str] | None:
         index = index_path(self._workspace)
         if index is None:
             return frozenset()
@@ -165,6 +175,8 @@ class TrackedFiles:
             return EVERYTHING
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         if self._cached is None or self._cached.key != key:
+            if not read:
+                return None
             try:
                 tracked, shared = read_index(_read_regular(index))
                 if shared is not None:

@@ -122,9 +122,29 @@ class WorkspaceScanner:
             self._watch = False
 
     async def current(self) -> ScanResult:
-        """The scan as of now, off the event loop; the first call walks the workspace (later ones wait for it)."""
+        """The scan as of now; the first call walks the workspace (later ones wait for it). Off the event loop
+        when there is anything to read; on it, without a thread hop, when there is nothing (`scan_if_quiet`)."""
         async with self._async_lock:
+            if (quiet := self.scan_if_quiet()) is not None:
+                return quiet
             return await anyio.to_thread.run_sync(self.scan)
+
+    def scan_if_quiet(self) -> ScanResult | None:
+        """What `scan()` would return, when it would read nothing: watched, no inotify event queued (asked of the
+        kernel, not read), every `.gitignore` as last read and the git index unchanged (a `stat` each); None when
+        any of that does not hold, or a scan is under way: then `scan()` does the work."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            inotify, assembled = self._inotify, self._assembled
+            if inotify is None or assembled is None or inotify.queued() or self._gitignores_changed():
+                return None
+            if (tracked := self._tracked.paths_if_read()) is None:
+                return None
+            denied, gitignore = assembled
+            return ScanResult(denied=list(denied), gitignore=gitignore, tracked=tracked)
+        finally:
+            self._lock.release()
 
     def scan(self) -> ScanResult:
         with self._lock:
@@ -337,6 +357,21 @@ class WorkspaceScanner:
         return _DirEntry(
             mtime_ns=st.st_mtime_ns, subdirs=sorted(subdirs), denied=sorted(denied), has_gitignore=has_gitignore
         )
+
+    def _gitignores_changed(self) -> bool:
+        """Whether `_refresh_gitignores` would change anything (the same checks, nothing read)."""
+        for rel in self._with_gitignore:
+            entry = self._cache[rel]
+            try:
+                st = os.stat(os.path.join(self._path(rel), ".gitignore"), follow_symlinks=False)
+            except OSError:
+                st = None
+            if st is None or not stat.S_ISREG(st.st_mode):
+                if entry.gitignore_text or entry.gitignore_read_ns is not None:
+                    return True
+            elif entry.gitignore_read_ns != st.st_mtime_ns:
+                return True
+        return False
 
     def _refresh_gitignores(self) -> None:
         """Read each `.gitignore` that is new, changed its mtime or was rewritten (an event said so)."""

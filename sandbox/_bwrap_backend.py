@@ -12,9 +12,11 @@ workspace's copy and sets its rlimits, then remounts it to the copy's size plus 
 -- COMMAND`. Its move into the run's pids cgroup (milliseconds on cgroup v1) starts as soon as it is
 spawned, while it mounts; the gate waits for that too.
 
-bwrap reads its options from a file in the staging area, so that the command's environment never shows up in
-the host's process list (bwrap 0.8 takes only options that way: a `--` and command inside the file end in a
-usage error).
+bwrap reads its options from a memfd (`--args FD`), so that the command's environment never shows up in the
+host's process list (bwrap 0.8 takes only options that way: a `--` and command inside it end in a usage error).
+
+The overlay backend's runs after the first are served by a launcher forked ahead (`_standby.py`): the run's
+request goes straight to it, on the event loop, with no worker-thread hop before the command.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -67,7 +71,10 @@ from ._launch import (
     Started,
     receive_areas,
     receive_areas_blocking,
+    send_run,
     start_blocking,
+    start_standby_blocking,
+    write_all,
 )
 from ._limits import (
     SANDBOX_OVERHEAD_PROCESSES,
@@ -80,6 +87,7 @@ from ._limits import (
 )
 from ._process import SETUP_TIMEOUT_S, ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_orphaned_staging, remove_staging
+from ._standby import Standby, StandbySlot
 from ._toolchain import (
     ToolchainMount,
     default_toolchain_paths,
@@ -164,6 +172,8 @@ class BwrapBackend(ABC):
 
     backend_name: ClassVar[str]
     required_tools: ClassVar[tuple[str, ...]] = ("sh", "bwrap", "unshare", "mount")
+    launches_ahead: ClassVar[bool] = False
+    """Whether runs are served by a launcher forked ahead of them (`_standby.py`): the launcher server's only."""
 
     def __init__(self, *, staging_root: Path | None = None, forwarder_python: Path | None = None) -> None:
         """`staging_root` holds one private staging directory per run (default: the system temp dir);
@@ -174,6 +184,8 @@ class BwrapBackend(ABC):
         self._availability: Availability | None = None
         self._active: set[RunControl] = set()
         self._spawner = Spawner(self)
+        self._standby = StandbySlot()
+        weakref.finalize(self, self._standby.close)  # (after the spawner's: run first at the interpreter's exit)
         self._swept = False
 
     @property
@@ -205,11 +217,23 @@ class BwrapBackend(ABC):
         for control in list(self._active):
             control.kill()
 
+    @property
+    def standby(self) -> StandbySlot:
+        """The launcher forked ahead of the next run (`_standby.py`)."""
+        return self._standby
+
+    def close(self) -> None:
+        """Discard the launcher made ahead and stop the launcher server (also done when collected)."""
+        self._standby.close()
+        self._spawner.close()
+
     async def run(self, spec: SandboxSpec) -> StagedDirRun:
         """Run the command isolated; see `Sandbox.run`."""
         plan = self._plan(spec)
         for name in self.required_tools:
             self._tool(name)
+        key = self._standby_key(spec, plan)
+        standby = self._standby.take(key, self._spawner.server_pid) if key is not None else None
         control = RunControl()
         self._active.add(control)
         setup: _SetUp | None = None
@@ -218,12 +242,19 @@ class BwrapBackend(ABC):
         try:
             # The first run of a backend (a body's first) also kills and removes what a dead body's runs left.
             sweep, self._swept = not self._swept, True
-            # One worker-thread hop for everything before the command (each hop is a wake-up the loaded machine
-            # makes us wait for). Shielded: a run cancelled meanwhile must get its launcher back, to kill it.
-            with anyio.CancelScope(shield=True):
-                setup = await anyio.to_thread.run_sync(self._set_up, spec, plan, sweep)
+            if standby is not None:
+                # A launcher forked ahead: its request goes straight to it, on the event loop (a few system calls).
+                setup = self._set_up_standby(standby, spec, plan)
+            else:
+                # One worker-thread hop for everything before the command (each hop is a wake-up the loaded
+                # machine makes us wait for). Shielded: a run cancelled meanwhile must get its launcher back.
+                with anyio.CancelScope(shield=True):
+                    setup = await anyio.to_thread.run_sync(self._set_up, spec, plan, sweep)
             assert setup is not None
-            outcome, status, changes = await self._run_in(setup, spec, plan, control, areas)
+            # The next run's launcher is made while this one's command runs (once bwrap is exec'd: a thread woken
+            # earlier takes the interpreter from the set-up it would delay).
+            refill = None if key is None else partial(self._standby.refill, partial(self._make_standby, key, spec))
+            outcome, status, changes = await self._run_in(setup, spec, plan, control, areas, refill or _nothing)
             if "child-pid" not in status and not (outcome.timed_out or outcome.killed):
                 detail = outcome.stderr.decode("utf-8", errors="replace")
                 raise SandboxSetupFailed(f"{self.name} sandbox did not start the command", detail=detail)
@@ -253,6 +284,7 @@ class BwrapBackend(ABC):
         cgroup: PidsCgroup | None = None
         launch: _Launch | None = None
         try:
+            _lay_out(staging)
             cgroup = _create_cgroup(spec, bool(plan.forwarder), sweep=sweep)
             launch = self._build_launch(spec, plan, staging, cgroup)
             started = None
@@ -268,11 +300,58 @@ class BwrapBackend(ABC):
             remove_staging(staging)
             raise
 
+    def _standby_key(self, spec: SandboxSpec, plan: _Plan) -> Hashable | None:
+        """What a launcher made ahead must have been made for, to serve this run; None: never one here."""
+        if not self.launches_ahead:
+            return None
+        return (spec.workspace, tuple(plan.hidden), spec.limits.max_processes, bool(plan.forwarder))
+
+    def _make_standby(self, key: Hashable, spec: SandboxSpec) -> Standby:
+        """A fresh staging directory and cgroup, and a launcher forked into that cgroup, waiting (in a thread of
+        the slot's, ahead of the run)."""
+        staging = make_staging(self._staging_root)
+        cgroup: PidsCgroup | None = None
+        try:
+            _lay_out(staging)
+            cgroup = _create_cgroup(spec, isinstance(spec.network, ProxyNetwork), sweep=False)
+            join = str(cgroup.join_file) if cgroup is not None else None
+            started = start_standby_blocking(self._spawner, staging / "launch.json", join)
+            server = self._spawner.server_pid
+            return Standby(key=key, staging=staging, cgroup=cgroup, started=started, server_pid=server)
+        except BaseException:
+            if cgroup is not None:
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            remove_staging(staging)
+            raise
+
+    def _set_up_standby(self, standby: Standby, spec: SandboxSpec, plan: _Plan) -> _SetUp:
+        """`_set_up` for a launcher made ahead: the run's options and request, built now from this run's plan,
+        sent to it. A failure discards it (in the background) and fails the run, as `_set_up`'s would."""
+        launch: _Launch | None = None
+        try:
+            launch = self._build_launch(spec, plan, standby.staging, standby.cgroup)
+            assert launch.request is not None
+            send_run(standby.started, launch.request)
+        except BaseException:
+            if launch is not None:
+                launch.close_fds()
+            self._standby.discard_soon(standby)
+            raise
+        return _SetUp(staging=standby.staging, cgroup=standby.cgroup, launch=launch, started=standby.started)
+
     async def _run_in(
-        self, setup: _SetUp, spec: SandboxSpec, plan: _Plan, control: RunControl, areas: RunAreas
+        self,
+        setup: _SetUp,
+        spec: SandboxSpec,
+        plan: _Plan,
+        control: RunControl,
+        areas: RunAreas,
+        on_exec: Callable[[], None],
     ) -> tuple[ProcessOutcome, dict[str, Any], list[StagedChange]]:
         """Launch and wait; the run's cgroup lives exactly as long as its processes may. Then, in one worker-thread
-        hop, the cgroup is removed, bwrap's status read and the staged changes collected."""
+        hop, the cgroup is removed, bwrap's status read and the staged changes collected. `on_exec` is called once
+        the launcher has exec'd bwrap (the served launcher: once it handed its areas over)."""
         staging, cgroup, launch, started = setup.staging, setup.cgroup, setup.launch, setup.started
         finished = False
         try:
@@ -295,6 +374,7 @@ class BwrapBackend(ABC):
                 assert started is not None
                 areas.adopt(*await receive_areas(started.channel, SETUP_TIMEOUT_S), staging)
                 areas.started = True
+                on_exec()
 
             try:
                 outcome = await run_contained(
@@ -364,10 +444,8 @@ class BwrapBackend(ABC):
         return plan
 
     def _build_launch(self, spec: SandboxSpec, plan: _Plan, staging: Path, cgroup: PidsCgroup | None) -> _Launch:
+        """bwrap's options (in a memfd) and the launcher's request or chain, in a staging area laid out."""
         empty = staging / "empty"
-        empty.touch(mode=0o444)
-        for mount_point in ("write", "tmp"):
-            (staging / mount_point).mkdir(mode=0o700)
         prepared = self._prepare(staging, spec, plan.hidden)
         status_path = staging / "status.json"
         with contextlib.ExitStack() as on_error:
@@ -388,10 +466,10 @@ class BwrapBackend(ABC):
                 writable=plan.writable,
                 commands=plan.commands,
             )
-            args_path = staging / "bwrap.args"
-            args_path.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
-            args_fd = os.open(args_path, os.O_RDONLY)
+            args_fd = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
             on_error.callback(os.close, args_fd)
+            write_all(args_fd, b"".join(os.fsencode(arg) + b"\0" for arg in bwrap_options(layout)))
+            os.lseek(args_fd, 0, os.SEEK_SET)
             limits = rlimits(spec.limits, with_nproc=cgroup is None)
             argv = [self._tool("bwrap"), "--args", str(args_fd), "--", *sandboxed_command(layout, spec.argv)]
             request = None
@@ -430,6 +508,7 @@ class BwrapBackend(ABC):
                 )
                 staging = make_staging(self._staging_root)
                 try:
+                    _lay_out(staging)
                     return self._probe_once(spec, staging)
                 finally:
                     remove_staging(staging)
@@ -514,6 +593,14 @@ def _read_to_end(fd: int, timeout_s: float) -> bytes:
 
 def _nothing() -> None:
     pass
+
+
+def _lay_out(staging: Path) -> None:
+    """What every run's staging directory holds before its backend stages anything: the empty file bound over
+    hidden files, and the areas' mount points."""
+    (staging / "empty").touch(mode=0o444)
+    for mount_point in ("write", "tmp"):
+        (staging / mount_point).mkdir(mode=0o700)
 
 
 def _launch_request(

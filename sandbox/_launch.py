@@ -67,7 +67,7 @@ class LaunchRequest:
     uid: int
     gid: int
     pass_fds: Sequence[int]
-    """Descriptors of the body's that bwrap gets at the same numbers (its options file, its status, the spec's)."""
+    """Descriptors of the body's that bwrap gets at the same numbers (its options memfd, its status, the spec's)."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -278,7 +278,46 @@ class Started:
 
 def start_blocking(spawner: Spawner, request: LaunchRequest, request_path: Path) -> Started:
     """Have the server fork the launcher (blocks for a fork: call it from a worker thread)."""
-    request_path.write_bytes(request.to_json())
+    return _start(spawner, request.to_json(), request_path, request.pass_fds)
+
+
+def start_standby_blocking(spawner: Spawner, request_path: Path, cgroup_join: str | None) -> Started:
+    """Have the server fork a standby launcher: it joins the run's cgroup (`cgroup_join`) at once, then waits
+    for its run (`send_run`). Blocks for a fork: call it from a worker thread, ahead of the run."""
+    body = json.dumps({"standby": True, "cgroup_join": cgroup_join, "pass_fds": []}).encode()
+    return _start(spawner, body, request_path, ())
+
+
+def send_run(started: Started, request: LaunchRequest) -> None:
+    """Give a standby launcher its run: the request in a memfd, and its descriptors (`request.pass_fds`, at the
+    same numbers). A few system calls: fit for the event loop. A descriptor not open fails the run, before
+    anything is sent."""
+    fds = list(request.pass_fds)
+    if len(fds) + 1 > _spawner.MAX_FDS:
+        raise SandboxSetupFailed(f"the sandbox launcher takes at most {_spawner.MAX_FDS - 1} descriptors")
+    for fd in fds:
+        try:
+            os.fstat(fd)
+        except OSError as error:
+            raise SandboxSetupFailed(f"descriptor {fd} for the sandbox launcher", detail=str(error)) from error
+    memfd = os.memfd_create("swarm-launch", os.MFD_CLOEXEC)
+    try:
+        write_all(memfd, request.to_json())
+        socket.send_fds(started.channel, [b"R"], [memfd, *fds])
+    except OSError as error:
+        raise SandboxSetupFailed("the standby launcher could not be given its run", detail=str(error)) from error
+    finally:
+        os.close(memfd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _start(spawner: Spawner, body: bytes, request_path: Path, pass_fds: Sequence[int]) -> Started:
+    request_path.write_bytes(body)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     opened: list[int] = []
     try:
@@ -290,7 +329,7 @@ def start_blocking(spawner: Spawner, request: LaunchRequest, request_path: Path)
         opened += [status_r, status_w]
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         opened.append(devnull)
-        fds = [devnull, out_w, err_w, theirs.fileno(), status_w, *request.pass_fds]
+        fds = [devnull, out_w, err_w, theirs.fileno(), status_w, *pass_fds]
         pid, pidfd = spawner.spawn(request_path, fds)
     except BaseException:
         for fd in opened:
@@ -302,6 +341,15 @@ def start_blocking(spawner: Spawner, request: LaunchRequest, request_path: Path)
     for fd in (out_w, err_w, status_w, devnull):
         os.close(fd)
     return Started(pid=pid, pidfd=pidfd, stdout=out_r, stderr=err_r, status=status_r, channel=ours)
+
+
+def close_started(started: Started) -> None:
+    """Kill a launcher that will not be run (through its pidfd) and close its descriptors."""
+    with contextlib.suppress(ProcessLookupError):
+        pidfd_send_signal(started.pidfd, SIGKILL)
+    started.channel.close()
+    for fd in (started.pidfd, started.stdout, started.stderr, started.status):
+        os.close(fd)
 
 
 async def receive_areas(channel: socket.socket, timeout_s: float) -> tuple[int, int]:
@@ -335,6 +383,12 @@ class _Handover:
     done: bool = False
 
     def read(self, channel: socket.socket) -> None:
+        try:
+            self._read(channel)
+        except ConnectionResetError:  # (a standby killed before it read its run: the end, as a close)
+            self.done = True
+
+    def _read(self, channel: socket.socket) -> None:
         if not self.message and not self.said:
             self.message, self.fds, _, _ = socket.recv_fds(channel, len(_spawner.AREAS_MESSAGE), 2)
             if self.message != _spawner.AREAS_MESSAGE:

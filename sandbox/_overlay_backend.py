@@ -46,6 +46,7 @@ class BwrapOverlaySandbox(BwrapBackend):
 
     backend_name = "bwrap-overlay"
     required_tools: ClassVar[tuple[str, ...]] = ("bwrap",)
+    launches_ahead: ClassVar[bool] = True
 
     def _prepare(self, staging: Path, spec: SandboxSpec, hidden: Sequence[HiddenTarget]) -> Prepared:
         (staging / "merged").mkdir(mode=0o700)

@@ -31,7 +31,7 @@ The child, before it execs bwrap (`launch`):
    `mount` processes did;
 5. opens both areas and hands them to the body over the areas socket, so the body holds them before anything
    of the command runs and reads the staged changes through them afterwards;
-6. sets the run's rlimits, then execs bwrap, which reads its options from the staging area's file.
+6. sets the run's rlimits, then execs bwrap, which reads its options from a memfd the body wrote.
 A step that fails sends its reason on the areas socket and exits 127: nothing is exec'd. The exec closes
 the areas socket (close-on-exec): the body reads the end of it as "bwrap runs".
 """
@@ -66,6 +66,7 @@ AREAS_MESSAGE = b"swarm-areas"
 MAX_FDS = 64
 _MAX_PATH = 4096
 _MAX_ERROR_BYTES = 4096
+_MAX_REQUEST_BYTES = 64 << 20
 #: How long the server, once the body is gone, goes on killing and reaping what is left of its runs.
 _END_RUNS_S = 5.0
 
@@ -238,7 +239,12 @@ def _remove_cgroup(path: str, deadline: float) -> None:
 
 
 def launch(request: dict[str, Any], fds: list[int], server: int) -> NoReturn:
-    """The child: the steps of the module docstring, then bwrap. Never returns."""
+    """The child: the steps of the module docstring, then bwrap. Never returns.
+
+    A standby launcher (`"standby": true`, forked ahead of its run) does steps 1 and 2 at once, then waits on
+    the areas socket for its run: one byte with the run's descriptors, the first a memfd holding the run's
+    request (`_launch.send_run`); the rest as for any launcher. The socket closed instead: it exits, having run
+    nothing."""
     areas_socket = fds[3] if len(fds) > 3 else -1
     try:
         signal.set_wakeup_fd(-1)
@@ -251,19 +257,15 @@ def launch(request: dict[str, Any], fds: list[int], server: int) -> NoReturn:
         targets: list[int] = [0, 1, 2, *request["pass_fds"]]
         if len(fds) != len(targets) + 1:
             raise ValueError(f"{len(fds)} descriptors for {len(targets) + 1}")
-        # Out of the way of every target number first, then each at its number (inheritable: dup2).
-        base = max([*targets, *fds]) + 1
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]
-        areas_socket = high[3]
-        for fd, target in zip(high[:3] + high[4:], targets, strict=True):
-            os.dup2(fd, target)
-        # (never an empty range: CPython 3.11 turns `closerange(n, n)` into close_range(n, UINT_MAX))
-        low = 0
-        for fd in sorted({*targets, areas_socket}):
-            if low < fd:
-                os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, 1 << 20)
+        areas_socket = _place([*fds[:3], *fds[4:]], targets, areas_socket)
+        if request.get("standby"):
+            if request["cgroup_join"] is not None:
+                _write(request["cgroup_join"], b"0", what="join the run's pids cgroup")
+            request, run_fds = _await_run(areas_socket)
+            request["cgroup_join"] = None  # (joined above, before the wait)
+            if len(run_fds) != len(request["pass_fds"]):
+                raise ValueError(f"{len(run_fds)} descriptors for a run of {len(request['pass_fds'])}")
+            areas_socket = _place(run_fds, request["pass_fds"], areas_socket, keep=(0, 1, 2))
         os.chdir(request["cwd"])
         _set_up(request, areas_socket)
         os.execve(request["argv"][0], request["argv"], request["env"])
@@ -272,6 +274,42 @@ def launch(request: dict[str, Any], fds: list[int], server: int) -> NoReturn:
             with contextlib.suppress(OSError):
                 os.write(areas_socket, f"{error}".encode(errors="replace")[:_MAX_ERROR_BYTES])
     os._exit(127)
+
+
+def _place(fds: list[int], targets: list[int], channel: int, keep: tuple[int, ...] = ()) -> int:
+    """Put each of `fds` at its target number (inheritable: dup2) and close every other descriptor but `keep`
+    and the channel (the server's socket above all: a command holding it could start processes outside); the
+    channel's new number (close-on-exec)."""
+    # Out of the way of every target number first, then each at its number.
+    base = max([*targets, *fds, *keep, channel]) + 1
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in [*fds, channel]]
+    channel = high.pop()
+    for fd, target in zip(high, targets, strict=True):
+        os.dup2(fd, target)
+    # (never an empty range: CPython 3.11 turns `closerange(n, n)` into close_range(n, UINT_MAX))
+    low = 0
+    for fd in sorted({*targets, *keep, channel}):
+        if low < fd:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+    return channel
+
+
+def _await_run(channel_fd: int) -> tuple[dict[str, Any], list[int]]:
+    """A standby's wait for its run: the request (from the memfd that comes first) and the run's descriptors."""
+    channel = socket.socket(fileno=channel_fd)
+    try:
+        message, fds, _, _ = socket.recv_fds(channel, 1, MAX_FDS)
+    finally:
+        channel.detach()
+    if not message or not fds:
+        for fd in fds:
+            os.close(fd)
+        raise OSError("the body closed the standby launcher's socket: nothing to run")
+    with open(fds[0], "rb", closefd=True) as stream:
+        request: dict[str, Any] = json.loads(os.pread(stream.fileno(), _MAX_REQUEST_BYTES, 0))
+    return request, fds[1:]
 
 
 def _set_up(request: dict[str, Any], areas_socket: int) -> None:

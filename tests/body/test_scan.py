@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,40 @@ def test_a_watched_scan_sees_a_secret_in_a_directory_made_just_before_and_one_mo
     assert after.gitignore.ignored("x.a") and not after.gitignore.ignored("x.o")
     assert after.denied == ["a/b/key.pem", "moved/d/.env.prod"]
     assert scanner.full_scans == 1, "all of it from events, no walk again"
+    scanner.close()
+
+
+def test_the_scan_takes_no_thread_only_when_nothing_is_queued_or_changed(tmp_path: Path) -> None:
+    """`scan_if_quiet` (the drain without a worker-thread hop) answers only when the full scan would read nothing:
+    before the first walk, with an event queued, a `.gitignore` changed without an event yet, or the git index
+    changed, it leaves the work to `scan()`, so a command never gets a list older than itself."""
+    (tmp_path / ".gitignore").write_text("*.o\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    scanner = _scanner(tmp_path)
+    assert scanner.scan_if_quiet() is None  # (no walk yet)
+    first = scanner.scan()
+    quiet = scanner.scan_if_quiet()
+    assert quiet is not None and quiet.denied == first.denied == [] and quiet.gitignore.ignored("a.o")
+    (tmp_path / "id_rsa").write_text("k")
+    assert scanner.scan_if_quiet() is None  # (an event is queued)
+    assert scanner.scan().denied == ["id_rsa"]
+    assert (quiet := scanner.scan_if_quiet()) is not None and quiet.denied == ["id_rsa"]
+    gitignore = tmp_path / ".gitignore"
+    os.utime(gitignore, ns=(1, 1))  # (attributes only: no event is watched for it, the mtime says it changed)
+    assert scanner.scan_if_quiet() is None
+    scanner.scan()
+    assert scanner.scan_if_quiet() is not None
+    subprocess.run(["git", "-C", str(tmp_path), "add", ".gitignore"], check=True)  # (.git is not watched)
+    assert scanner.scan_if_quiet() is None
+    assert scanner.scan().tracked == {".gitignore"}
+    assert (quiet := scanner.scan_if_quiet()) is not None and quiet.tracked == {".gitignore"}
+    scanner.close()
+
+
+def test_an_unwatched_scan_always_takes_the_full_path(tmp_path: Path) -> None:
+    scanner = _scanner(tmp_path, watch=False)
+    scanner.scan()
+    assert scanner.scan_if_quiet() is None  # (without events, only a walk can tell what changed)
     scanner.close()
 
 

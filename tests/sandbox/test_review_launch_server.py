@@ -94,12 +94,14 @@ async def test_a_hung_server_fails_the_next_run_instead_of_hanging_it(
     """Was a hole (medium: availability): a server that stops answering (SIGSTOP, swapped out, stuck) made every
     later run block forever in `Spawner.spawn`'s `recv_fds`, in a shielded worker thread holding the spawner's
     lock: no timeout or cancellation could end the run. Fixed by a reply timeout on the server's socket, after
-    which the server is killed (its launchers die with it) and the run fails with SandboxSetupFailed."""
+    which the server is killed (its launchers die with it) and the run fails with SandboxSetupFailed. (Without
+    the launcher made ahead: a run served by one is the next test.)"""
     import sandbox._launch as launch_module
 
     monkeypatch.setattr(launch_module, "REPLY_TIMEOUT_S", 1.0)
     await _warm(overlay, ws)
     server = _server(overlay)
+    overlay.standby.close()
     os.kill(server, signal.SIGSTOP)
     # So that this test ends even while the hole is open: the server is let go after 15 s.
     resume = threading.Timer(15, lambda: os.kill(server, signal.SIGCONT))
@@ -108,6 +110,37 @@ async def test_a_hung_server_fails_the_next_run_instead_of_hanging_it(
         started = time.monotonic()
         with pytest.raises(SandboxSetupFailed, match="launcher server"):
             await overlay.run(sh(ws, "echo ran"))
+        assert time.monotonic() - started < 10
+    finally:
+        resume.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server, signal.SIGCONT)
+    async with await overlay.run(sh(ws, "echo again")) as again:
+        assert again.result.stdout == "again\n"
+    assert _server(overlay) != server
+
+
+async def test_a_hung_server_does_not_hang_a_run_served_by_a_launcher_made_ahead(
+    overlay: BwrapBackend, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that takes the launcher made ahead needs no answer from the server to start, but its exit status
+    comes from the server: the refill it starts asks the hung server for the next launcher, times out and kills
+    it, which ends the run (its launcher dies with the server) within the reply timeout; the next run gets a new
+    server."""
+    import sandbox._launch as launch_module
+
+    monkeypatch.setattr(launch_module, "REPLY_TIMEOUT_S", 1.0)
+    await _warm(overlay, ws)
+    server = _server(overlay)
+    assert overlay.standby.wait_ready(10) is not None
+    os.kill(server, signal.SIGSTOP)
+    resume = threading.Timer(15, lambda: os.kill(server, signal.SIGCONT))
+    resume.start()
+    try:
+        started = time.monotonic()
+        with contextlib.suppress(SandboxSetupFailed):
+            async with await overlay.run(sh(ws, "echo ran")):
+                pass
         assert time.monotonic() - started < 10
     finally:
         resume.cancel()
