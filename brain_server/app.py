@@ -105,13 +105,30 @@ Handler = Callable[[Request, Principal], Awaitable[Response]]
 MAX_TASK_PAGE = 1000
 """The most tasks one page of `GET /v1/tasks?limit=` holds."""
 
+MAX_TASK_OFFSET = 10**12
+"""The largest `offset` of `GET /v1/tasks` (SQLite's OFFSET takes a 64-bit integer: a larger one made a 500)."""
+
+
+def _single(request: Request, name: str) -> str | None:
+    """The query parameter `name` as sent once, or None when absent; sent twice or more is refused (which one counts
+    would be a guess)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequest(f"{name} must be given once (got {len(values)} values)", field=name)
+    return values[0] if values else None
+
 
 def _whole(request: Request, name: str, low: int, high: int | None) -> int | None:
     """The query parameter `name` as a whole number from `low` to `high` (None: no bound), or None when absent."""
-    raw = request.query_params.get(name)
+    raw = _single(request, name)
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < low or (high is not None and int(raw) > high):
+    # (the length first: `int` of over 4,300 digits raises ValueError, a 500)
+    if (
+        not (raw.isascii() and raw.isdigit() and len(raw) <= 20)
+        or int(raw) < low
+        or (high is not None and int(raw) > high)
+    ):
         bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
         raise InvalidRequest(f"{name} must be a whole number {bounds} (got {raw!r})", field=name)
     return int(raw)
@@ -367,7 +384,7 @@ class _Api:
             )
         agent = request.query_params.get("agent") or None
         limit = _whole(request, "limit", 1, MAX_TASK_PAGE)
-        offset = _whole(request, "offset", 0, None)
+        offset = _whole(request, "offset", 0, MAX_TASK_OFFSET)
         if offset is not None and limit is None:
             raise InvalidRequest(
                 "offset needs limit: a page is the limit newest tasks after the offset newest", field="offset"
@@ -429,7 +446,8 @@ class _Api:
     async def usage(self, request: Request, who: Principal) -> Response:
         agent = request.query_params.get("agent") or None
         task_id = request.query_params.get("task_id") or None
-        by_task = request.query_params.get("by_task", "true")
+        sent = _single(request, "by_task")
+        by_task = "true" if sent is None else sent
         if by_task not in ("true", "false"):
             raise InvalidRequest(f"by_task must be true or false (got {by_task!r})", field="by_task")
         totals = await self.brain.usage(for_body=who.sees_only, agent=agent, task_id=task_id, by_task=by_task == "true")
@@ -450,7 +468,7 @@ class _Api:
         raw = request.query_params.get("since_s")
         window_s = DEFAULT_KPI_WINDOW_S
         if raw is not None:
-            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
                 raise InvalidRequest(
                     f"since_s must be a whole number of seconds from 1 to {MAX_KPI_WINDOW_S} (got {raw!r})",
                     field="since_s",

@@ -63,6 +63,11 @@ class EventHub:
         """How many events were published so far: a read kept from before a change is known stale by it
         (`dashboard.snapshots`)."""
 
+    def changed(self) -> None:
+        """Count a change no stream is told of now that a page must still see at once (an agent paused or resumed
+        while the kill is engaged): what was read before it is known stale by `published` as after an event."""
+        self.published += 1
+
     @contextmanager
     def subscribe(
         self, body_id: str | None = None, *, agent: str | None = None

@@ -58,11 +58,15 @@ class AgentPauses:
     async def pause_of(self, agent: str) -> AgentPause | None:
         return next((p for p in await self._state.agent_pauses() if p.agent == agent), None)
 
+    async def brain_kill(self) -> KillState:
+        """The brain's kill switch as answered now: a kill being committed counts as engaged (`committing`)."""
+        return self._committing or await self._state.kill_state()
+
     async def kill_state(self, agent: str | None) -> KillState:
         """The effective kill state of a body of `agent` (None: a body bound to no agent, which obeys the brain's); a
         kill being committed counts as engaged (looked at before the database is read: a read that began before the
         commit ended would find the state from before the kill)."""
-        brain_kill = self._committing or await self._state.kill_state()
+        brain_kill = await self.brain_kill()
         if agent is None or brain_kill.engaged:
             return brain_kill
         return effective_kill(brain_kill, await self.pause_of(agent))
@@ -77,6 +81,8 @@ class AgentPauses:
             brain_kill = await self._state.kill_state()
             if not brain_kill.engaged:  # (engaged: its bodies are stopped already, and hear the pause on release)
                 self._hub.publish(pause_event(pause), agent=pause.agent)
+            else:
+                self._hub.changed()  # (the pages' status lists it: `dashboard.snapshots`)
         return pause, True
 
     async def resume(self, agent: str, *, by: str, reason: str, log: LogEntry) -> KillState | None:
@@ -86,6 +92,7 @@ class AgentPauses:
                 return None
             brain_kill = await self._state.kill_state()
             if brain_kill.engaged:
+                self._hub.changed()  # (the pages' status no longer lists the pause: `dashboard.snapshots`)
                 return brain_kill
             released = KillState(engaged=False, reason=reason, by=by, at=log.at, agent=agent)
             self._hub.publish(kill_event(released), agent=agent)

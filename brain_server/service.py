@@ -410,7 +410,9 @@ class Brain:
         ]
         tasks = await self.state.count_tasks()
         return BrainStatus(
-            kill=await self.state.kill_state(),
+            # (a kill published but not yet committed is engaged here too: a page's read in between would otherwise
+            # keep the state from before it in its snapshot, `dashboard.snapshots`, after the commit)
+            kill=await self.pauses.brain_kill(),
             bodies=bodies,
             pending_decisions=await self.state.count_pending_decisions(now),
             queued_tasks=tasks.get("queued", 0),

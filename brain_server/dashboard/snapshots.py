@@ -28,6 +28,10 @@ from ..shared_reads import SharedReads
 SNAPSHOT_S = 2.0
 """How old a snapshot a page may be answered from (seconds)."""
 
+MAX_KEPT_BYTES = 32 * 1024 * 1024
+"""The most reply bytes kept in snapshots at once (the oldest go first; a larger reply is not kept: computed each
+time, as a bearer token's read is); and `shared_reads.MAX_KEPT` replies at most."""
+
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 _Key = tuple[str, str | None, str | None, str, str, int]
@@ -44,7 +48,10 @@ class PageSnapshots:
 
     def __init__(self, hub: EventHub, *, clock: Callable[[], float], max_age_s: float = SNAPSHOT_S) -> None:
         self._hub = hub
-        self._reads = SharedReads[_Key, _Reply](max_age_s=max_age_s, clock=clock)
+        # (the key holds the query as sent: bounded, or one session asking `?x=1`, `?x=2`, ... would keep each reply)
+        self._reads = SharedReads[_Key, _Reply](
+            max_age_s=max_age_s, clock=clock, weigh=lambda reply: len(reply[0]), max_weight=MAX_KEPT_BYTES
+        )
 
     def shared(self, handler: Handler) -> Handler:
         async def read(request: Request, who: Principal) -> Response:
