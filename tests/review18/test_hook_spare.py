@@ -65,7 +65,13 @@ def server(home: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 def _hook(workspace: Path, home: Path, event: object, mode: str = "only") -> subprocess.CompletedProcess[str]:
     return swarm(
-        "hook", "claude-code", "--workspace", str(workspace), home=home, stdin=encode(event), env={"SWARM_HOOK_SERVER": mode}
+        "hook",
+        "claude-code",
+        "--workspace",
+        str(workspace),
+        home=home,
+        stdin=encode(event),
+        env={"SWARM_HOOK_SERVER": mode},
     )
 
 
@@ -137,19 +143,23 @@ def test_malformed_requests_on_the_socket_leave_the_server_answering(
     run = home / "run"
     assert run.stat().st_mode & 0o777 == 0o700
     assert (run / _hook_client.socket_name()).stat().st_mode & 0o777 == 0o600
-    path = str(run / _hook_client.socket_name())
-    for payload in (b"", b"garbage and no descriptors", _hook_client.pack(2**31 - 1), b"\x00\x00\x00\x05abc"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(path)
-            if payload:
-                sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(10)
-            try:
-                said = sock.recv(16)
-            except ConnectionResetError:  # (dropped with what it sent unread)
-                said = b""
-            assert said == b""  # (dropped, no status)
+    dir_fd = os.open(run, os.O_PATH | os.O_DIRECTORY)  # (the path may be longer than AF_UNIX takes)
+    path = f"/proc/self/fd/{dir_fd}/{_hook_client.socket_name()}"
+    try:
+        for payload in (b"", b"garbage and no descriptors", _hook_client.pack(2**31 - 1), b"\x00\x00\x00\x05abc"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(path)
+                if payload:
+                    sock.sendall(payload)
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(10)
+                try:
+                    said = sock.recv(16)
+                except ConnectionResetError:  # (dropped with what it sent unread)
+                    said = b""
+                assert said == b""  # (dropped, no status)
+    finally:
+        os.close(dir_fd)
     event = claude_event("Write", {"file_path": str(workspace / "x.py"), "content": "x"}, cwd=workspace)
     assert _verdict(_hook(workspace, home, event)) == "deny"
     assert server.poll() is None
@@ -172,11 +182,12 @@ def test_a_child_killed_while_it_reads_the_event_leaves_a_deny_with_exit_status_
         env=env,
         cwd=workspace,
     )
-    assert proc.stdin is not None
+    stdin = proc.stdin
+    assert stdin is not None
     raw = encode(claude_event("Read", {"file_path": str(workspace / "README.md")}, cwd=workspace))
-    proc.stdin.write(raw[: len(raw) // 2])
-    proc.stdin.flush()
-    _wait_for(lambda: _unread(proc.stdin.fileno()) == 0, "the spare reading the half event")
+    stdin.write(raw[: len(raw) // 2])
+    stdin.flush()
+    _wait_for(lambda: _unread(stdin.fileno()) == 0, "the spare reading the half event")
     os.kill(spare, signal.SIGKILL)
     _wait_for(lambda: spare not in _children(server.pid), "the server reaping the spare")
     out, err = proc.communicate(raw[len(raw) // 2 :], timeout=60)
@@ -184,4 +195,3 @@ def test_a_child_killed_while_it_reads_the_event_leaves_a_deny_with_exit_status_
     assert json.loads(out)["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert _audited(workspace, home) == [("builtin:?", "malformed_event")]
     _wait_for(lambda: len(_children(server.pid)) == 1, "a new spare")
-

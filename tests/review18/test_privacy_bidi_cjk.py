@@ -5,6 +5,7 @@ an address glued to a word of a script written without spaces. Real detector, re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_bidi_codes_and_glued_words_keep_find_linear() -> None:
     from shared_protocol.privacy import Detector
 
     detector = Detector(PrivacyConfig())
-    shapes = {
+    shapes: dict[str, Callable[[int], str]] = {
         "overrides": lambda n: ("\u202e" * 60 + "a" + "\u202c" * 60 + "b") * (n // 122),
         "isolates": lambda n: ("\u2067" * 60 + "\u202ea" + "\u2069") * (n // 62),
         "deep": lambda n: "\u2067" * 125 + "\u202ex\u2069" * (n // 3),
