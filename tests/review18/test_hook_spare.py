@@ -195,3 +195,77 @@ def test_a_child_killed_while_it_reads_the_event_leaves_a_deny_with_exit_status_
     assert json.loads(out)["hookSpecificOutput"]["permissionDecision"] == "deny"
     assert _audited(workspace, home) == [("builtin:?", "malformed_event")]
     _wait_for(lambda: len(_children(server.pid)) == 1, "a new spare")
+
+
+def _stand_in_server(workspace: Path, home: Path, printed: bytes) -> tuple[bytes, int]:
+    """`swarm hook` through a stand-in for the server: it takes the call, reads the event from the caller's stdin (as a
+    child does), writes `printed` into the caller's stdout pipe, and reports KILLED, as `_hook_server._reap` does
+    for a child that died of a signal before sending its status. (The caller's stdout, its exit status.)"""
+    run = home / "run"
+    run.mkdir(mode=0o700)
+    dir_fd = os.open(run, os.O_PATH | os.O_DIRECTORY)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(f"/proc/self/fd/{dir_fd}/{_hook_client.socket_name()}")
+        listener.listen(1)
+        listener.settimeout(60)
+        env = {**os.environ, "SWARM_HOME": str(home), "SWARM_HOOK_SERVER": "1"}
+        env.pop("SWARM_CONFIG", None)
+        event = claude_event("Write", {"file_path": str(workspace / "x.py"), "content": "x"}, cwd=workspace)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "swarm_cli", "hook", "claude-code", "--workspace", str(workspace)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(encode(event))
+        proc.stdin.close()
+        conn, _ = listener.accept()
+        with conn:
+            head, fds, _, _ = socket.recv_fds(conn, 4, 3)
+            left = _hook_client.unpack(head)
+            while left > 0:  # (the request read to its end, as the server does)
+                left -= len(conn.recv(left))
+            try:
+                while os.read(fds[0], 65536):  # (the event read)
+                    pass
+                os.write(fds[1], printed)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            conn.sendall(_hook_client.pack(_hook_client.KILLED))  # (then it died of a signal)
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = proc.stdout.read(), proc.stderr.read()
+        code = proc.wait(timeout=60)
+    finally:
+        listener.close()
+        os.close(dir_fd)
+    assert code in (0, 1), err
+    return out, code
+
+
+def test_a_child_killed_after_its_answer_still_leaves_exit_status_0_and_its_answer(workspace: Path, home: Path) -> None:
+    """Was a hole (low), fixed. The server reports a child that died of a signal as KILLED; when the child had
+    printed its answer already (its stdout flushed, its status not yet sent: the window between them, an OOM kill),
+    the client printed that output and exited 1. An IDE reads a hook's JSON only with exit 0 (2 blocks): exit 1 is a
+    non-blocking error, so the call went through whatever the answer said, against the hook's rule that every
+    failure is a deny. Reproduce: a stand-in server on the hook's socket that writes a deny into the caller's stdout
+    pipe and reports KILLED, as `_hook_server._reap` does for such a child. Fix (`_hook_client._served`): on KILLED,
+    a whole answer (one JSON line) stands with exit 0; one cut short is left to the in-process run (a deny: the
+    child read the event), as a child that printed nothing is."""
+    deny = b'{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny"}}\n'
+    out, code = _stand_in_server(workspace, home, deny)
+    assert (code, out) == (0, deny)
+
+
+def test_a_child_killed_in_the_middle_of_its_answer_leaves_a_deny_of_the_callers_own(
+    workspace: Path, home: Path
+) -> None:
+    """Held with the fix above: the stand-in writes half an answer (an allow cut short) and reports KILLED: the
+    caller prints no part of it, runs the hook itself on what is left of stdin (nothing: the child read it) and
+    denies, exit status 0."""
+    out, code = _stand_in_server(workspace, home, b'{"hookSpecificOutput": {"permissionDecision": "al')
+    assert code == 0
+    assert json.loads(out)["hookSpecificOutput"]["permissionDecision"] == "deny"
