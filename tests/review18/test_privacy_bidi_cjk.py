@@ -99,5 +99,5 @@ def test_bidi_codes_and_glued_words_keep_find_linear() -> None:
         return best
 
     for name, make in shapes.items():
-        small, large = cpu(make(2_000), 3), cpu(make(16_000), 1)
-        assert large < 20 * max(small, 0.005), (name, small, large)
+        small, large = cpu(make(2_000), 3), cpu(make(16_000), 2)
+        assert large < 20 * max(small, 0.01), (name, small, large)
