@@ -170,11 +170,32 @@ def _served(argv: list[str], *, spawn: bool) -> int:
             # Refused: nothing read stdin. Died without a word: the in-process run answers (a deny, if the
             # event was read).
             raise NotServed("refused" if status == REFUSED else "the child gave no answer")
-        status = 1
+        if status == KILLED:
+            # Killed after printing (between its answer and its status): a hook exits 0 with its answer, and an IDE
+            # takes any other status but 2 for a failure it lets the call through on. An answer printed whole
+            # stands (its event was durable before it); one cut short is the in-process run's to answer (a deny:
+            # the child read the event).
+            if not _whole_answer(output):
+                raise NotServed("the child died in its answer")
+            status = 0
+        else:
+            status = 1
     out = sys.stdout.buffer
     out.write(output)
     out.flush()
     return status
+
+
+def _whole_answer(output: bytes) -> bool:
+    """Whether `output` is one whole hook answer: a JSON object on one line, ended."""
+    import json
+
+    if not output.endswith(b"\n") or output.count(b"\n") != 1:
+        return False
+    try:
+        return isinstance(json.loads(output), dict)
+    except ValueError:
+        return False
 
 
 def _collect(sock: _socket.socket, read_end: int) -> tuple[bytes, int | None]:

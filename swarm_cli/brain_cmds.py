@@ -22,7 +22,7 @@ import anyio
 from pydantic import ValidationError
 
 from body_mcp.brain_client import BrainClient
-from body_mcp.exceptions import SwarmError
+from body_mcp.exceptions import SwarmError, UserError
 from body_mcp.state import resolve_home
 from shared_protocol.brain import RebindResult, Role
 from shared_protocol.config import SwarmConfig, approval_thresholds
@@ -376,6 +376,8 @@ def cmd_key_store_accept(args: argparse.Namespace) -> int:
     from brain_server.privacy import key_store_check, open_protector
     from brain_server.state import LogEntry
 
+    if not args.reason.strip():
+        raise UserError("--reason must not be empty: it is kept in the brain's log with the new key store")
     settings = _database(args)
 
     async def accept(state: StateEngine) -> tuple[bool, int]:

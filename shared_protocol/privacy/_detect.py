@@ -42,6 +42,10 @@ _GLUED_TO_ADDRESS = re.compile(rf".*[{_SPACELESS}][.+-]*(?={_LOCAL_NOT_SPACELESS
 """What a local part holds before the address proper: a word of a script written without spaces, up to Latin letters
 that run to the `@` (`邮箱alice@example.org`, "mailbox alice@…", is alice's address after a word, as `卡号4111…` is a
 card number after one). A local part all in such a script (`用户@例子.广告`), or that ends in one, is one address."""
+_TLD_GLUED_WORD = re.compile(r"\.[A-Za-z]{2,63}(?=[^\x00-\x7f]+$)")
+"""A top-level domain in Latin letters that a word of another script runs on from (`alice@example.org发送`, "send";
+`…orgです`; a Korean particle, `…org로`): the address ends with the Latin letters (no top-level domain mixes
+scripts; one all in another script, `例子.广告`, is left whole)."""
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<!{_GLUED}|\.){_OCTET}(?:\.{_OCTET}){{3}}(?!{_GLUED}|\.[0-9])")
 _IPV6_CANDIDATE = re.compile(
@@ -225,7 +229,9 @@ class Detector:
             for m in _EMAIL.finditer(text):
                 glued = _GLUED_TO_ADDRESS.match(text, m.start(1), m.end(1))
                 start = m.start(1) if glued is None else glued.end()
-                found.append(Span(start, m.end(1), "email", text[start : m.end(1)].lower()))
+                tld = _TLD_GLUED_WORD.search(text, m.start(1), m.end(1))
+                end = m.end(1) if tld is None else tld.end()
+                found.append(Span(start, end, "email", text[start:end].lower()))
         if _ANY_DIGIT.search(text):
             for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
                 digits = re.sub(r"[ .-]", "", m.group())
