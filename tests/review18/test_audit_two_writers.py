@@ -62,3 +62,35 @@ async def test_two_bodies_appending_around_each_others_settles_keep_one_chain(
         assert report.ok and report.anchor == "match", report.summary()
         events = third.audit.tail(len(ids))
         assert [e.seq for e in events] == list(range(1, len(ids) + 1))
+
+
+async def test_a_journal_scrubbed_by_another_body_after_a_settle_is_noticed(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settles (its journal emptied by an end mark, its head kept); B appends, settles and scrubs the journal (the
+    file truncated, as after a privacy migration), then appends again at its start; A appends next: it must chain
+    onto B's last event, not its own head."""
+    a = unsettled_body(workspace, home, monkeypatch, NO_WINDOW)
+    b = unsettled_body(workspace, home, monkeypatch, NO_WINDOW)
+    ids: list[str] = []
+    try:
+        ids.append(await write_committed(a, "a1.txt"))
+        a.audit.settle()
+        ids.append(await write_committed(b, "b1.txt"))
+        b.audit.settle()
+        b.audit.scrub_journal()
+        assert a.paths.journal.read_bytes() == b""
+        ids.append(await write_committed(a, "a2.txt"))  # (an empty journal: the end mark's check alone would pass)
+        a.audit.settle()
+        ids.append(await write_committed(b, "b2.txt"))
+        b.audit.settle()
+        b.audit.scrub_journal()
+        ids.append(await _read(a, "b2.txt"))  # (a read: journaled on the event loop when nothing seems changed)
+        a.audit.settle()
+    finally:
+        a.close()
+        b.close()
+    assert committed(a.paths.db) == ids
+    with closing(make_body(workspace, home)) as third:
+        report = third.audit.verify()
+        assert report.ok and report.anchor == "match", report.summary()

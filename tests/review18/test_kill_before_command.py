@@ -61,8 +61,8 @@ async def test_a_kill_heard_after_the_last_check_stops_the_command_before_it_sta
 
     monkeypatch.setattr(scanner, "current", current_then_killed)
     result = await call(client, "run_command", argv=["/bin/sh", "-c", "echo started; sleep 1"])
-    data: Any = result.structured_content
-    assert result.is_error and isinstance(data, dict)
-    assert "started" not in str(data.get("stdout", "")), data  # pyright: ignore[reportUnknownMemberType]
+    data: dict[str, Any] | None = result.structured_content
+    assert result.is_error and data is not None
+    assert "started" not in str(data.get("stdout", "")), data
     event = body.audit.get(str(data["action_id"]))
     assert event is not None and event.code == "kill_switch_engaged", event

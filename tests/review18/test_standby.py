@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from sandbox import BwrapOverlaySandbox
 from sandbox._bwrap_backend import BwrapBackend
-from sandbox._interface import ResourceLimits
+from sandbox._interface import ProxyNetwork, ResourceLimits
 from sandbox._staged import StagedDirRun
-from tests.sandbox._support import require_isolation, sh
+from tests.sandbox._support import make_spec, require_isolation, sh
 
 pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
 
@@ -86,7 +87,9 @@ async def test_a_run_served_ahead_has_its_own_environment_and_working_directory(
         assert run.result.stdout == f"{ws}\nL=none\n", run.result.stdout
 
 
-async def test_a_secret_written_after_the_launcher_was_made_is_hidden_in_its_run(overlay: BwrapBackend, ws: Path) -> None:
+async def test_a_secret_written_after_the_launcher_was_made_is_hidden_in_its_run(
+    overlay: BwrapBackend, ws: Path
+) -> None:
     """The same hidden names, a secret's content changed after the launcher was made: the launcher serves the run,
     and bwrap's options, built from the run's own plan, still hide it."""
     hidden = [".env", "late.key"]
@@ -136,3 +139,35 @@ async def test_a_run_served_ahead_keeps_its_process_limit(overlay: BwrapBackend,
     async with await overlay.run(sh(ws, script, limits=roomy, timeout_s=15)) as run:
         alive = [int(line.split("=")[1]) for line in run.result.stdout.splitlines() if line.startswith("alive=")]
         assert alive and alive[0] >= 40, run.result
+
+
+_CONNECT = (
+    "import socket, os\n"
+    "s = socket.socket()\n"
+    "s.settimeout(2)\n"
+    "try:\n"
+    "    s.connect(('127.0.0.1', 3128)); print('reached')\n"
+    "except OSError as e:\n"
+    "    print('unreachable', type(e).__name__)\n"
+    "print('proxy-env', os.environ.get('HTTP_PROXY') or os.environ.get('http_proxy') or 'none')\n"
+)
+
+
+async def test_a_run_without_network_after_one_with_the_proxy_has_no_network(
+    overlay: BwrapBackend, ws: Path, tmp_path: Path
+) -> None:
+    """A launcher made after a run with the proxy network (a forwarder's cgroup room) never gives the next run,
+    which asks for no network, the forwarder, its proxy variables or a way out."""
+    socket_path = tmp_path / "proxy.sock"
+    async with await anyio.create_unix_listener(socket_path):
+        proxied = await _primed(overlay, ws, network=ProxyNetwork(socket_path=socket_path))
+        async with await overlay.run(make_spec(ws, ["python3", "-c", _CONNECT])) as run:
+            assert run.result.exit_code == 0, run.result.stderr
+            assert _staging_of(run) != proxied  # (made for a forwarder: discarded)
+            assert run.result.stdout.startswith("unreachable"), run.result.stdout
+            assert run.result.stdout.endswith("proxy-env none\n"), run.result.stdout
+        ahead = overlay.standby.wait_ready(10)  # (made for no network now: the same, served ahead)
+        assert ahead is not None
+        async with await overlay.run(make_spec(ws, ["python3", "-c", _CONNECT])) as run:
+            assert _staging_of(run) == ahead.staging
+            assert run.result.stdout.startswith("unreachable") and run.result.stdout.endswith("proxy-env none\n")
