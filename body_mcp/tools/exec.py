@@ -165,6 +165,10 @@ async def _run_watching(ctx: ToolContext[RunCommandArgs], sandbox: Sandbox, spec
     # refuses the call instead of letting the command run until the watch's first poll.
     if (state := kill_switch.state()).engaged:
         failsafe = state.source == "failsafe"
+        if failsafe:  # (as the guard's refusal: the moment the failsafe began, how the brain's kill was heard)
+            ctx.effects.detail["failsafe_since"] = state.at
+        elif state.heard is not None:
+            ctx.effects.detail["kill_heard"] = {"by": state.heard.by, "at": state.heard.at}
         raise KillSwitchEngaged(
             f"the kill switch was engaged before the command could run ({state.reason or 'no reason given'}): "
             "nothing was run",
