@@ -47,7 +47,7 @@ from shared_protocol.verdict import event_report
 
 from .. import _fsops
 from .._fsops import ABSENT, EntryState
-from ..exceptions import ApprovalRequired, RefusedWithResult, ToolRefused
+from ..exceptions import ApprovalRequired, KillSwitchEngaged, RefusedWithResult, ToolRefused
 from ..held import HeldKey, HeldRun
 from ..proxy import CountingProxy, ProxyRequest
 from ..scan import ScanResult
@@ -160,6 +160,21 @@ async def _run_watching(ctx: ToolContext[RunCommandArgs], sandbox: Sandbox, spec
     progress meanwhile when the client asked for it."""
     kill_switch = ctx.deps.kill_switch
     staged: StagedRun | None = None
+    # The last moment before the command starts (a launcher made ahead starts it without an await from here): a
+    # kill that landed after the guards' last check (on the brain stream's thread, or while the scan was read)
+    # refuses the call instead of letting the command run until the watch's first poll.
+    if (state := kill_switch.state()).engaged:
+        failsafe = state.source == "failsafe"
+        if failsafe:  # (as the guard's refusal: the moment the failsafe began, how the brain's kill was heard)
+            ctx.effects.detail["failsafe_since"] = state.at
+        elif state.heard is not None:
+            ctx.effects.detail["kill_heard"] = {"by": state.heard.by, "at": state.heard.at}
+        raise KillSwitchEngaged(
+            f"the kill switch was engaged before the command could run ({state.reason or 'no reason given'}): "
+            "nothing was run",
+            code=RefusalCode.BRAIN_UNREACHABLE if failsafe else RefusalCode.KILL_SWITCH_ENGAGED,
+            rule=Rule.BRAIN_FAILSAFE if failsafe else Rule.KILL_SWITCH,
+        )
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
