@@ -31,25 +31,13 @@ from pathlib import Path
 
 import anyio
 import httpx
+from _dashboard_clients import POLLS  # what an open page polls, as the kill bench's pages do
 
 from brain_server import Brain, BrainSettings, build_app, issue_token
 from brain_server.state import open_engine, sqlite_url
 from shared_protocol.audit import AuditEvent, Impact
 from shared_protocol.brain import TaskEvent, UsageRecord
 from shared_protocol.decisions import Answer, Decision
-
-POLLS = (
-    "/v1/status",
-    "/v1/tasks?limit=100&offset=0",
-    "/v1/tasks?state=claimed",
-    "/v1/tasks?state=waiting_approval",
-    "/v1/tasks?state=failed&limit=20",
-    "/v1/decisions?state=pending",
-    "/v1/kpi",
-    "/v1/kpi?since_s=3600",
-    "/v1/usage?by_task=false",
-)
-"""What an open page polls every 5 s: `static/app.js` `refreshAll`."""
 
 
 def seed_audit(path: Path, *, now: datetime, minutes: int, bodies: int, streaming: int = 8) -> dict[str, int]:

@@ -191,14 +191,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
         return found[0] if found else None
 
     async def tasks(self, *, state: TaskState | None = None, agent: str | None = None) -> list[Task]:
-        where: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            where.append("state = ?")
-            params.append(state)
-        if agent is not None:
-            where.append("claimed_agent = ?")
-            params.append(agent)
+        where, params = _task_filter(state, agent)
 
         # (every task with its history, as the dashboard polls it: on the scanner, parsed off the event loop, and
         # only what changed since the last scan)
@@ -213,14 +206,7 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
     async def task_page(
         self, *, state: TaskState | None = None, agent: str | None = None, limit: int, offset: int = 0
     ) -> tuple[list[Task], int]:
-        where: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            where.append("state = ?")
-            params.append(state)
-        if agent is not None:
-            where.append("claimed_agent = ?")
-            params.append(agent)
+        where, params = _task_filter(state, agent)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
 
         # (the newest rows by seq and their histories, with the count, in one statement: one snapshot; parsed on
@@ -620,6 +606,19 @@ def _compensate_now(
             iso(at),
         ),
     )
+
+
+def _task_filter(state: TaskState | None, agent: str | None) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and their parameters that pick tasks by state and by claiming agent (either may be None)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state is not None:
+        where.append("state = ?")
+        params.append(state)
+    if agent is not None:
+        where.append("claimed_agent = ?")
+        params.append(agent)
+    return where, params
 
 
 def _select_tasks(clause: str, *, count: str | None = None) -> str:
