@@ -16,7 +16,8 @@ class ProtocolModel(BaseModel):
     `extra="forbid"` turns a misspelled field into a validation error that names it,
     instead of a silently ignored value. `defer_build=True`: a model's validator and serializer are built on its
     first use, not at import (building all of them was about half of importing `shared_protocol`, and most
-    processes use a few).
+    processes use a few). Two threads that use a model first at once are safe from pydantic 2.14 on (its rebuild
+    lock; pyproject asks for it).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
