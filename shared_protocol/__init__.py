@@ -2,7 +2,17 @@
 
 Depends on pydantic only. The body and the brain never import each other; they speak
 these models.
+
+Importing it also keeps httpx from importing its command-line client (`httpx._main`, which pulls click, rich and
+pygments: a tenth of a second of CPU in every process that imports httpx): no Swarm process runs `httpx`'s CLI,
+and httpx itself falls back to a `main` that says the CLI is not available when `httpx._main` cannot be imported.
+Nothing changes if httpx was imported already.
 """
+
+import sys as _sys
+
+if "httpx" not in _sys.modules:
+    _sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]  # (None: "cannot be imported")
 
 from ._base import ProtocolModel
 from .audit import NO_IMPACT, AuditEvent, AuditOutcome, Impact

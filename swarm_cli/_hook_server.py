@@ -57,6 +57,7 @@ def _preload() -> argparse.ArgumentParser:
     """Import what a hook call runs, build what is built lazily on first use; the CLI's parser, built once."""
     import importlib
 
+    from shared_protocol._base import build_models
     from shared_protocol.config import load_config
 
     for name in ("body_mcp.admin", "body_mcp.ide", "body_mcp.ide.hook", "swarm_cli._context"):
@@ -64,6 +65,7 @@ def _preload() -> argparse.ArgumentParser:
     from .main import build_parser
 
     load_config(None)
+    build_models()  # (wire models build on first use: here once, not in every child)
     return build_parser()
 
 

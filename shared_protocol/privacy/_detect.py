@@ -20,6 +20,24 @@ from ._bidi import reading_order
 from ._config import PrivacyConfig
 from .exceptions import MalformedSubject
 
+
+class _Lazy:
+    """A regular expression compiled on its first use: compiling this module's took ~40 ms of CPU at import, in
+    every process that imports `shared_protocol` (its config validates privacy settings), most of which never scan."""
+
+    __slots__ = ("_compiled", "_source")
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def rx(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self._source)  # (two threads may both compile: either result serves)
+        return self._compiled
+
+
 _SPACELESS = (
     "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fdf\u3040-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
     "\uff66-\uff9f\U00020000-\U0003134f"
@@ -30,7 +48,7 @@ _GLUED = rf"[^\W{_SPACELESS}]"
 """A word character a number or name is glued to (inside an identifier, `id4111…`): any script's letter or digit
 but the spaceless scripts'."""
 
-_EMAIL = re.compile(
+_EMAIL = _Lazy(
     r"(?<![\w.+-])[.+-]*(\w(?:[\w.%+-]{0,62}[\w%+-])?@"
     r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63})(?![\w-])"
 )
@@ -38,7 +56,7 @@ _EMAIL = re.compile(
 1: dots, `+` or `-` before it are passed over (`...alice@example.org`, `-bob@…` on a command line), a local part may
 start with `_` (`_alice@example.org` is an address)."""
 _LOCAL_NOT_SPACELESS = rf"(?:[^\W{_SPACELESS}]|[.%+-])*"
-_GLUED_TO_ADDRESS = re.compile(rf".*[{_SPACELESS}][.+-]*(?={_LOCAL_NOT_SPACELESS}[A-Za-z]{_LOCAL_NOT_SPACELESS}@)")
+_GLUED_TO_ADDRESS = _Lazy(rf".*[{_SPACELESS}][.+-]*(?={_LOCAL_NOT_SPACELESS}[A-Za-z]{_LOCAL_NOT_SPACELESS}@)")
 """What a local part holds before the address proper: a word of a script written without spaces, up to Latin letters
 that run to the `@` (`邮箱alice@example.org`, "mailbox alice@…", is alice's address after a word, as `卡号4111…` is a
 card number after one). A local part all in such a script (`用户@例子.广告`), or that ends in one, is one address."""
@@ -47,20 +65,20 @@ _TLD_GLUED_WORD = re.compile(r"\.[A-Za-z]{2,63}(?=[^\x00-\x7f]+$)")
 `…orgです`; a Korean particle, `…org로`): the address ends with the Latin letters (no top-level domain mixes
 scripts; one all in another script, `例子.广告`, is left whole)."""
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"(?<!{_GLUED}|\.){_OCTET}(?:\.{_OCTET}){{3}}(?!{_GLUED}|\.[0-9])")
-_IPV6_CANDIDATE = re.compile(
+_IPV4 = _Lazy(rf"(?<!{_GLUED}|\.){_OCTET}(?:\.{_OCTET}){{3}}(?!{_GLUED}|\.[0-9])")
+_IPV6_CANDIDATE = _Lazy(
     rf"(?<!{_GLUED}|[:.])[0-9A-Fa-f]{{0,4}}(?::[0-9A-Fa-f]{{0,4}}){{2,7}}(?:(?<=:)[0-9.]{{7,15}})?(?!{_GLUED}|[:.])"
 )
-_CARD = re.compile(rf"(?<!{_GLUED}|-)[0-9](?:[ -]?[0-9]){{12,18}}(?!{_GLUED}|-)")
-_DOTTED_CARD = re.compile(rf"(?<!{_GLUED}|[.-])[0-9]{{2,6}}(?:\.[0-9]{{2,6}}){{2,5}}(?!{_GLUED}|-|\.[0-9])")
+_CARD = _Lazy(rf"(?<!{_GLUED}|-)[0-9](?:[ -]?[0-9]){{12,18}}(?!{_GLUED}|-)")
+_DOTTED_CARD = _Lazy(rf"(?<!{_GLUED}|[.-])[0-9]{{2,6}}(?:\.[0-9]{{2,6}}){{2,5}}(?!{_GLUED}|-|\.[0-9])")
 """A card printed with dots (`4111.1111.1111.1111`): groups of 2-6 digits, so a version (`1.2.3.4`), an IPv4
 address (at most 12 digits) or a date is never one; the length, issuer prefix and Luhn checks still apply."""
-_CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
+_CARD_PREFIX = _Lazy(r"4|5[1-5]|2[2-7]|3[4-9]|30[0-5]|6[0-9]")
 """Issuer prefixes of the card networks (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay, ...): a long
 number that merely passes Luhn (a nanosecond timestamp, one in ten) is not a card."""
-_SHADOWED = re.compile(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]+")
+_SHADOWED = _Lazy(r"%[2-7][0-9A-Fa-f]|[^\x00-\x7f]+")
 """What `_Shadow` rewrites: a percent-escape of a printable ASCII character, and non-ASCII characters."""
-_INVISIBLE = re.compile(
+_INVISIBLE = _Lazy(
     r"[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164"
     r"\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
@@ -68,12 +86,10 @@ _INVISIBLE = re.compile(
 space and joiners, word joiner, BOM, bidi marks and controls, variation selectors, Hangul fillers, tags. Rendered as
 nothing, so `alice@ex\u00adample.org` reads as the plain address; `_Shadow` drops them. (Format characters that
 are seen, `؀` ARABIC NUMBER SIGN and the like, stay.)"""
-_PHONE_EDGE = re.compile(r"[A-Za-z%]")
+_PHONE_EDGE = _Lazy(r"[A-Za-z%]")
 """What the phone matcher refuses beside a number (a Latin letter, `%`), in ASCII (`_Shadow.phone_edges`)."""
-_SSN = re.compile(
-    rf"(?<!{_GLUED}|-)(?!000|666|9[0-9]{{2}})[0-9]{{3}}-(?!00)[0-9]{{2}}-(?!0000)[0-9]{{4}}(?!{_GLUED}|-)"
-)
-_IBAN = re.compile(
+_SSN = _Lazy(rf"(?<!{_GLUED}|-)(?!000|666|9[0-9]{{2}})[0-9]{{3}}-(?!00)[0-9]{{2}}-(?!0000)[0-9]{{4}}(?!{_GLUED}|-)")
+_IBAN = _Lazy(
     rf"(?<!{_GLUED}|-)[A-Z]{{2}}[0-9]{{2}}"
     rf"(?:[A-Z0-9]{{11,30}}|(?: [A-Z0-9]{{4}}){{2,7}}(?: [A-Z0-9]{{1,4}})?)(?!{_GLUED}|-)"
 )
@@ -101,22 +117,22 @@ _IBAN_LENGTHS = {
 }
 """Each IBAN country's length (the ISO 13616 registry): a string of the right shape in a country not listed, or of
 another length, is no IBAN."""
-_NINO = re.compile(rf"(?<!{_GLUED}|-)([A-Z]{{2}}) ?([0-9]{{2}}) ?([0-9]{{2}}) ?([0-9]{{2}}) ?([A-D])(?!{_GLUED}|-)")
+_NINO = _Lazy(rf"(?<!{_GLUED}|-)([A-Z]{{2}}) ?([0-9]{{2}}) ?([0-9]{{2}}) ?([0-9]{{2}}) ?([A-D])(?!{_GLUED}|-)")
 """A UK National Insurance number (`AB 12 34 56 C`, spaced or not), then its prefix's letter rules."""
 _NINO_NEVER_FIRST = frozenset("DFIQUV")
 _NINO_NEVER_SECOND = frozenset("DFIOQUV")
 _NINO_NOT_ALLOCATED = frozenset(("BG", "GB", "KN", "NK", "NT", "TN", "ZZ"))
 _NINO_SPECIMEN = "QQ"
 """HMRC's specimen prefix (`QQ 12 34 56 C`): never allocated, but what a form is filled in with; found too."""
-_INTERNATIONAL_PREFIX = re.compile(rf"(?<!{_GLUED}|[.+-])(?:00|011[ -]?)(?=[1-9])")
+_INTERNATIONAL_PREFIX = _Lazy(rf"(?<!{_GLUED}|[.+-])(?:00|011[ -]?)(?=[1-9])")
 """An international dialling prefix (`00` as most of the world dials, `011` as North America does) where a `+`
 may stand: read as `+` before `phonenumbers` is asked, whatever `default_region` is."""
-_DIGITS_FOR_PHONE = re.compile(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
-_ANY_DIGIT = re.compile(r"\d")
-_HEX_DIGEST = re.compile(r"(?=[0-9]*[a-f])[0-9a-f]{40,128}")
+_DIGITS_FOR_PHONE = _Lazy(r"[0-9](?:[^0-9\n]{0,3}[0-9]){6}")
+_ANY_DIGIT = _Lazy(r"\d")
+_HEX_DIGEST = _Lazy(r"(?=[0-9]*[a-f])[0-9a-f]{40,128}")
 """A digest (every event of a write holds its content's sha256): no phone number inside a word, and the phone
 matcher's slowest input (it weighs a dozen candidates in each)."""
-_TIMESTAMP = re.compile(
+_TIMESTAMP = _Lazy(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
     r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
 )
@@ -226,38 +242,38 @@ class Detector:
         """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
         found: list[Span] = []
         if "@" in text:
-            for m in _EMAIL.finditer(text):
-                glued = _GLUED_TO_ADDRESS.match(text, m.start(1), m.end(1))
+            for m in _EMAIL.rx.finditer(text):
+                glued = _GLUED_TO_ADDRESS.rx.match(text, m.start(1), m.end(1))
                 start = m.start(1) if glued is None else glued.end()
                 tld = _TLD_GLUED_WORD.search(text, m.start(1), m.end(1))
                 end = m.end(1) if tld is None else tld.end()
                 found.append(Span(start, end, "email", text[start:end].lower()))
-        if _ANY_DIGIT.search(text):
-            for m in (*_CARD.finditer(text), *(_DOTTED_CARD.finditer(text) if "." in text else ())):
+        if _ANY_DIGIT.rx.search(text):
+            for m in (*_CARD.rx.finditer(text), *(_DOTTED_CARD.rx.finditer(text) if "." in text else ())):
                 digits = re.sub(r"[ .-]", "", m.group())
-                if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits):
+                if 13 <= len(digits) <= 19 and _CARD_PREFIX.rx.match(digits) and luhn_ok(digits):
                     found.append(Span(m.start(), m.end(), "card", digits))
-            found += [Span(m.start(), m.end(), "ssn", m.group().replace("-", "")) for m in _SSN.finditer(text)]
-            for m in _IBAN.finditer(text):
+            found += [Span(m.start(), m.end(), "ssn", m.group().replace("-", "")) for m in _SSN.rx.finditer(text)]
+            for m in _IBAN.rx.finditer(text):
                 iban = m.group().replace(" ", "")
                 if iban_ok(iban):
                     found.append(Span(m.start(), m.end(), "iban", iban))
-            for m in _NINO.finditer(text):
+            for m in _NINO.rx.finditer(text):
                 if nino_ok(m.group(1)):
                     found.append(Span(m.start(), m.end(), "nino", "".join(m.groups())))
-            for m in _IPV4.finditer(text):
+            for m in _IPV4.rx.finditer(text):
                 v4 = ipaddress.IPv4Address(m.group())
                 if _public_ip(v4):
                     found.append(Span(m.start(), m.end(), "ip", str(v4)))
             if (
                 phones
-                and _DIGITS_FOR_PHONE.search(text)
-                and not _HEX_DIGEST.fullmatch(text)
-                and not _TIMESTAMP.fullmatch(text)
+                and _DIGITS_FOR_PHONE.rx.search(text)
+                and not _HEX_DIGEST.rx.fullmatch(text)
+                and not _TIMESTAMP.rx.fullmatch(text)
             ):
                 found += self._phones(text)
         if text.count(":") >= 2:
-            for m in _IPV6_CANDIDATE.finditer(text):
+            for m in _IPV6_CANDIDATE.rx.finditer(text):
                 try:
                     v6 = ipaddress.IPv6Address(m.group())
                 except ValueError:
@@ -282,7 +298,7 @@ class Detector:
         if "0" in text:
             parts: list[str] = []
             at = 0
-            for m in _INTERNATIONAL_PREFIX.finditer(text):
+            for m in _INTERNATIONAL_PREFIX.rx.finditer(text):
                 parts += (text[at : m.start()], " " * (m.end() - m.start() - 1), "+")
                 prefixed[m.end() - 1] = m.start()
                 at = m.end()
@@ -300,7 +316,7 @@ class Detector:
 
     def parse_subject(self, text: str) -> Subject:
         """What a human names as a subject, normalised as the detector normalises what it finds."""
-        raw = _INVISIBLE.sub("", text).strip()  # (as the detector reads it)
+        raw = _INVISIBLE.rx.sub("", text).strip()  # (as the detector reads it)
         if not raw:
             raise MalformedSubject(
                 "a subject is an email, a phone number, a card number, an IP address, an SSN, an IBAN or a UK "
@@ -315,7 +331,7 @@ class Detector:
         import phonenumbers
 
         try:  # a phone number written without its formatting, or in another region's form
-            number = phonenumbers.parse(_INTERNATIONAL_PREFIX.sub("+", raw, count=1), self.config.default_region)
+            number = phonenumbers.parse(_INTERNATIONAL_PREFIX.rx.sub("+", raw, count=1), self.config.default_region)
         except phonenumbers.NumberParseException:
             number = None
         if number is not None and phonenumbers.is_valid_number(number):
@@ -352,14 +368,14 @@ class _Shadow:
         `No`, `ｔｅｌ` is `tel`) or read an invisible character (which may join two numbers): only then may the
         phone matcher find in `text` what it misses here."""
         at = shadow_at = 0
-        for m in _SHADOWED.finditer(text):
+        for m in _SHADOWED.rx.finditer(text):
             for raw_start, raw_end, new in self._rewrites_of(text, m, at):
                 if new == text[raw_start:raw_end]:
                     continue
                 self.phone_edges = (
                     self.phone_edges
-                    or _PHONE_EDGE.search(new) is not None
-                    or _INVISIBLE.search(text, raw_start, raw_end) is not None
+                    or _PHONE_EDGE.rx.search(new) is not None
+                    or _INVISIBLE.rx.search(text, raw_start, raw_end) is not None
                 )
                 parts += (text[at:raw_start], new)
                 shadow_at += raw_start - at
@@ -383,13 +399,13 @@ class _Shadow:
         if unicodedata.is_normalized("NFKC", chunk) and not chunk[0].isdigit():  # (only its invisible ones change)
             return [
                 (start + i.start(), start + i.end(), self._seen(text, start + i.start()))
-                for i in _INVISIBLE.finditer(chunk)
+                for i in _INVISIBLE.rx.finditer(chunk)
             ]
         rewrites: list[tuple[int, int, str]] = []
         i = 0
         while i < len(chunk):  # (each character with its marks, so a span mapped back covers no more than it read)
             j = i + 1
-            if _INVISIBLE.match(chunk[i]) is None:
+            if _INVISIBLE.rx.match(chunk[i]) is None:
                 while j < len(chunk) and _mark(chunk[j]):
                     j += 1
             if j == i + 1:
@@ -397,7 +413,7 @@ class _Shadow:
             else:
                 base = unicodedata.normalize("NFKC", chunk[i])
                 seen = base if base.isascii() and base.isdigit() else unicodedata.normalize("NFKC", chunk[i:j])
-                rewrites.append((start + i, start + j, _INVISIBLE.sub("", seen)))
+                rewrites.append((start + i, start + j, _INVISIBLE.rx.sub("", seen)))
             i = j
         return rewrites
 
@@ -406,8 +422,8 @@ class _Shadow:
         a space where it stands between letters of two scripts (Thai, Lao or Khmer text separates its words with
         zero-width spaces: `ติดต่อ\u200balice@example.org` holds alice's address, not `อalice@…`)."""
         char = text[at]
-        if _INVISIBLE.match(char) is None:
-            return _INVISIBLE.sub("", unicodedata.normalize("NFKC", char))
+        if _INVISIBLE.rx.match(char) is None:
+            return _INVISIBLE.rx.sub("", unicodedata.normalize("NFKC", char))
         start, end, before, after = self._beside
         if not start <= at < end:
             start, end = at, at + 1
@@ -444,7 +460,7 @@ def _mark(char: str) -> bool:
 
 def _hidden(char: str) -> bool:
     """What a reader looks past to the letter beside it: an invisible character or a combining mark."""
-    return _INVISIBLE.match(char) is not None or _mark(char)
+    return _INVISIBLE.rx.match(char) is not None or _mark(char)
 
 
 def _script(text: str, at: int) -> str:

@@ -101,7 +101,11 @@ def test_a_provider_for_a_scheme_that_is_not_registered_is_a_developer_error() -
 
 def test_the_secrets_registry_imports_nothing_beyond_pydantic_and_the_standard_library() -> None:
     """An agent runner (beside the body) and the brain both use it, and they never import each other."""
-    code = "import sys, shared_protocol.secrets\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    # (loaded modules only: shared_protocol puts None at `httpx._main` so that httpx never imports its CLI)
+    code = (
+        "import sys, shared_protocol.secrets\n"
+        "print(' '.join(sorted({m.split('.')[0] for m, module in sys.modules.items() if module is not None})))"
+    )
     loaded = set(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
