@@ -19,7 +19,6 @@ WRITER = textwrap.dedent(
     import sqlite3, sys
     conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
     conn.execute("PRAGMA journal_mode = WAL")
-    print("writing", flush=True)
     n = 0
     while True:
         # Two rows per transaction: a consistent copy always holds an even number of rows.
@@ -27,6 +26,8 @@ WRITER = textwrap.dedent(
         conn.execute("INSERT INTO t (v) VALUES (?)", (n,))
         conn.execute("INSERT INTO t (v) VALUES (?)", (-n,))
         conn.execute("COMMIT")
+        if n == 0:  # (said after the first commit: a copy taken from now on has rows to hold)
+            print("writing", flush=True)
         n += 1
     """
 )
