@@ -59,6 +59,7 @@ def _preload() -> argparse.ArgumentParser:
 
     from shared_protocol._base import build_models
     from shared_protocol.config import load_config
+    from shared_protocol.privacy import compile_patterns
 
     for name in ("body_mcp.admin", "body_mcp.ide", "body_mcp.ide.hook", "swarm_cli._context"):
         importlib.import_module(name)
@@ -66,6 +67,7 @@ def _preload() -> argparse.ArgumentParser:
 
     load_config(None)
     build_models()  # (wire models build on first use: here once, not in every child)
+    compile_patterns()  # (so are the privacy detector's patterns, which every audited call's event is scanned with)
     return build_parser()
 
 

@@ -20,7 +20,7 @@ Shared by the body and the brain (each has its own key store), so it imports pyd
 """
 
 from ._config import BUILTIN_KINDS, PrivacyConfig
-from ._detect import Detector, Span, Subject, luhn_ok
+from ._detect import Detector, Span, Subject, compile_patterns, luhn_ok
 from ._keys import KEY_STORE_FILE, MemorySubjectKeys, SqliteSubjectKeys, SubjectKeys
 from ._protect import TOKEN, HeldValue, Protector, redact_tokens
 from ._wire import HeldItem, PrivacyErasure, PrivacyExport, PrivacyMigration, PrivacyRequest, PrivacyUnerasure
@@ -50,6 +50,7 @@ __all__ = [
     "SubjectErased",
     "SubjectKeys",
     "UnknownSubject",
+    "compile_patterns",
     "luhn_ok",
     "redact_tokens",
 ]

@@ -3,15 +3,17 @@ by `build_models` before a server forks) and httpx's command-line client (never 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 
-def _run(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+def _run(code: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
 
 
 def test_a_wire_model_builds_on_first_use_and_validates_as_before() -> None:
@@ -53,3 +55,20 @@ def test_httpx_works_without_importing_its_command_line_client() -> None:
         "print(httpx.Client(base_url='http://127.0.0.1:9').build_request('GET', '/v1').url)\n"
     )
     assert out.split("\n")[:2] == ["[]", "http://127.0.0.1:9/v1"]
+
+
+def test_the_hook_servers_preload_compiles_every_detector_pattern_a_fresh_process_leaves_for_later(
+    tmp_path: Path,
+) -> None:
+    # (in a fresh process: this one's patterns may have been compiled by other tests)
+    count = (
+        "from shared_protocol.privacy import _detect;"
+        "lazy = [v for v in vars(_detect).values() if isinstance(v, _detect._Lazy)];"
+        "print(len(lazy), sum(v._compiled is not None for v in lazy))"
+    )
+    env = {**os.environ, "SWARM_HOME": str(tmp_path / "home")}
+    env.pop("SWARM_CONFIG", None)
+    total, compiled = map(int, _run(count, env).split())
+    assert total >= 15 and compiled == 0
+    total, compiled = map(int, _run("from swarm_cli._hook_server import _preload; _preload();" + count, env).split())
+    assert compiled == total >= 15
