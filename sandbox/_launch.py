@@ -89,13 +89,7 @@ class Spawner:
         A request that cannot be sent (a descriptor not open, too many) fails this run only; a server that
         fails or does not answer within `REPLY_TIMEOUT_S` is stopped (its launchers die with it) and replaced
         at the next run: a run never waits on a hung server."""
-        if len(fds) > _spawner.MAX_FDS:
-            raise SandboxSetupFailed(f"the sandbox launcher takes at most {_spawner.MAX_FDS} descriptors")
-        for fd in fds:
-            try:
-                os.fstat(fd)
-            except OSError as error:
-                raise SandboxSetupFailed(f"descriptor {fd} for the sandbox launcher", detail=str(error)) from error
+        _check_fds(fds, _spawner.MAX_FDS)
         with self._lock:
             channel = self._running()
             try:
@@ -293,13 +287,7 @@ def send_run(started: Started, request: LaunchRequest) -> None:
     same numbers). A few system calls: fit for the event loop. A descriptor not open fails the run, before
     anything is sent."""
     fds = list(request.pass_fds)
-    if len(fds) + 1 > _spawner.MAX_FDS:
-        raise SandboxSetupFailed(f"the sandbox launcher takes at most {_spawner.MAX_FDS - 1} descriptors")
-    for fd in fds:
-        try:
-            os.fstat(fd)
-        except OSError as error:
-            raise SandboxSetupFailed(f"descriptor {fd} for the sandbox launcher", detail=str(error)) from error
+    _check_fds(fds, _spawner.MAX_FDS - 1)  # (the request's memfd is one of them)
     memfd = os.memfd_create("swarm-launch", os.MFD_CLOEXEC)
     try:
         write_all(memfd, request.to_json())
@@ -406,3 +394,14 @@ class _Handover:
             detail = self.said.decode(errors="replace") or "it ended without a word, or took too long"
             raise SandboxSetupFailed("the sandbox launcher failed before running anything", detail=detail)
         return self.fds[0], self.fds[1]
+
+
+def _check_fds(fds: Sequence[int], limit: int) -> None:
+    """Refuse, before anything is sent, more than `limit` descriptors for a launcher or one that is not open."""
+    if len(fds) > limit:
+        raise SandboxSetupFailed(f"the sandbox launcher takes at most {limit} descriptors")
+    for fd in fds:
+        try:
+            os.fstat(fd)
+        except OSError as error:
+            raise SandboxSetupFailed(f"descriptor {fd} for the sandbox launcher", detail=str(error)) from error
