@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,21 @@ async def _warm(backend: BwrapBackend, ws: Path) -> None:
     """One run, so that the server is up."""
     async with await backend.run(sh(ws, "true")) as staged:
         assert staged.result.exit_code == 0, staged.result.stderr
+
+
+@contextlib.contextmanager
+def _stopped(server: int) -> Generator[None]:
+    """The launcher server stopped (SIGSTOP, as a hung one) for the block; let go after it, or after 15 s at most so
+    that a test ends even while a hang it looks for is there."""
+    os.kill(server, signal.SIGSTOP)
+    resume = threading.Timer(15, lambda: os.kill(server, signal.SIGCONT))
+    resume.start()
+    try:
+        yield
+    finally:
+        resume.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server, signal.SIGCONT)
 
 
 def _server(backend: BwrapBackend) -> int:
@@ -102,19 +118,11 @@ async def test_a_hung_server_fails_the_next_run_instead_of_hanging_it(
     await _warm(overlay, ws)
     server = _server(overlay)
     overlay.standby.close()
-    os.kill(server, signal.SIGSTOP)
-    # So that this test ends even while the hole is open: the server is let go after 15 s.
-    resume = threading.Timer(15, lambda: os.kill(server, signal.SIGCONT))
-    resume.start()
-    try:
+    with _stopped(server):
         started = time.monotonic()
         with pytest.raises(SandboxSetupFailed, match="launcher server"):
             await overlay.run(sh(ws, "echo ran"))
         assert time.monotonic() - started < 10
-    finally:
-        resume.cancel()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(server, signal.SIGCONT)
     async with await overlay.run(sh(ws, "echo again")) as again:
         assert again.result.stdout == "again\n"
     assert _server(overlay) != server
@@ -133,19 +141,12 @@ async def test_a_hung_server_does_not_hang_a_run_served_by_a_launcher_made_ahead
     await _warm(overlay, ws)
     server = _server(overlay)
     assert overlay.standby.wait_ready(10) is not None
-    os.kill(server, signal.SIGSTOP)
-    resume = threading.Timer(15, lambda: os.kill(server, signal.SIGCONT))
-    resume.start()
-    try:
+    with _stopped(server):
         started = time.monotonic()
         with contextlib.suppress(SandboxSetupFailed):
             async with await overlay.run(sh(ws, "echo ran")):
                 pass
         assert time.monotonic() - started < 10
-    finally:
-        resume.cancel()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(server, signal.SIGCONT)
     async with await overlay.run(sh(ws, "echo again")) as again:
         assert again.result.stdout == "again\n"
     assert _server(overlay) != server
