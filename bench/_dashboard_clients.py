@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -49,26 +50,31 @@ POLLS = (
 POLL_EVERY_S = 5.0
 
 
+async def _poll(get: Callable[[str], Awaitable[None]], ready: list[int], slowest: list[float]) -> None:
+    """A page's polls, every POLL_EVERY_S: the slowest round kept, `ready` counted after the first."""
+    first = True
+    while True:
+        start = time.perf_counter()
+        for path in POLLS:
+            await get(path)
+        slowest[0] = max(slowest[0], time.perf_counter() - start)
+        if first:
+            ready[0] += 1
+            first = False
+        await anyio.sleep(POLL_EVERY_S)
+
+
 async def httpx_page(url: str, token: str, ready: list[int], received: list[int], slowest: list[float]) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=None) as web:
         (await web.post("/session", json={"token": token}, headers={"Origin": url})).raise_for_status()
         async with web.stream("GET", "/v1/dashboard/stream") as stream:
             stream.raise_for_status()
 
-            async def poll() -> None:
-                first = True
-                while True:
-                    start = time.perf_counter()
-                    for path in POLLS:
-                        (await web.get(path)).raise_for_status()
-                    slowest[0] = max(slowest[0], time.perf_counter() - start)
-                    if first:
-                        ready[0] += 1
-                        first = False
-                    await anyio.sleep(POLL_EVERY_S)
+            async def get(path: str) -> None:
+                (await web.get(path)).raise_for_status()
 
             async with anyio.create_task_group() as group:
-                group.start_soon(poll)
+                group.start_soon(_poll, get, ready, slowest)
                 async for chunk in stream.aiter_bytes():
                     received[0] += len(chunk)
                 group.cancel_scope.cancel()
@@ -105,11 +111,12 @@ class _Connection:
 async def raw_page(url: str, token: str, ready: list[int], received: list[int], slowest: list[float]) -> None:
     parsed = httpx.URL(url)
     assert parsed.port is not None, url
+    host, port = parsed.host, parsed.port
     async with (
-        await anyio.connect_tcp(parsed.host, parsed.port) as polls,
-        await anyio.connect_tcp(parsed.host, parsed.port) as events,
+        await anyio.connect_tcp(host, port) as polls,
+        await anyio.connect_tcp(host, port) as events,
     ):
-        web = _Connection(polls, f"{parsed.host}:{parsed.port}")
+        web = _Connection(polls, f"{host}:{port}")
         login = f'{{"token": "{token}"}}'.encode()
         await web.send("POST", "/session", {"Origin": url, "Content-Type": "application/json"}, login)
         headers, _ = await web.reply("POST /session")
@@ -122,24 +129,25 @@ async def raw_page(url: str, token: str, ready: list[int], received: list[int], 
         await stream.head("GET /v1/dashboard/stream")
         received[0] += len(stream.reader.buffer)
 
-        async def poll() -> None:
-            first = True
-            while True:
-                start = time.perf_counter()
-                for path in POLLS:
-                    await web.send("GET", path, session)
-                    await web.reply(f"GET {path}")
-                slowest[0] = max(slowest[0], time.perf_counter() - start)
-                if first:
-                    ready[0] += 1
-                    first = False
-                await anyio.sleep(POLL_EVERY_S)
+        async def get(path: str) -> None:
+            nonlocal web
+            try:
+                await web.send("GET", path, session)
+                await web.reply(f"GET {path}")
+            except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                # The brain closes a connection kept idle past its keep-alive (uvicorn: 5 s, the polls' pace):
+                # a browser opens a new one and sends the request again, and so does the page here.
+                await web.stream.aclose()
+                web = _Connection(await anyio.connect_tcp(host, port), web.host)
+                await web.send("GET", path, session)
+                await web.reply(f"GET {path}")
 
         async with anyio.create_task_group() as group:
-            group.start_soon(poll)
+            group.start_soon(_poll, get, ready, slowest)
             async for chunk in stream.reader.receive_stream:  # (past what the head's read buffered)
                 received[0] += len(chunk)
             group.cancel_scope.cancel()
+        await web.stream.aclose()
 
 
 def _say(line: str) -> None:
