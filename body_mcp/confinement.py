@@ -24,6 +24,7 @@ from shared_protocol import RefusalCode
 from shared_protocol.refusals import Rule
 
 from .exceptions import InvalidPath, PathOutsideWorkspace, ToolRefused
+from .names import named, shown
 
 _MAX_SYMLINKS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -40,6 +41,11 @@ class WorkspacePath:
     @property
     def rel(self) -> str:
         return "/".join(self.parts) or "."
+
+    @property
+    def shown(self) -> str:
+        """`rel` as a result shows it (`names.shown`)."""
+        return shown(self.rel)
 
     @property
     def name(self) -> str:
@@ -83,15 +89,17 @@ class Workspace:
     # -- resolution --------------------------------------------------------------------
 
     def _relative_parts(self, raw: str) -> list[str]:
-        if "\x00" in raw:
+        """The components of `raw` (as given; its escapes read back), relative to the root."""
+        path = named(raw)
+        if "\x00" in path:
             raise InvalidPath("path contains a NUL byte")
-        if raw.startswith("~"):
+        if path.startswith("~"):
             raise InvalidPath(f"'{raw}': '~' is not expanded; give a path relative to the workspace")
-        if raw.strip() in ("", "."):
+        if path.strip() in ("", "."):
             return []
         # Plain string splitting (hot path): empty and "." components are skipped by the callers.
-        parts = [part for part in raw.split("/") if part and part != "."]
-        if raw.startswith("/"):
+        parts = [part for part in path.split("/") if part and part != "."]
+        if path.startswith("/"):
             # Component-wise comparison: /work/ws-evil is not inside /work/ws.
             if parts[: len(self._root_names)] != self._root_names:
                 raise PathOutsideWorkspace(f"'{raw}' is outside the workspace {self.root}")
@@ -101,6 +109,7 @@ class Workspace:
     def resolve(self, raw: str, *, follow_last: bool = True) -> WorkspacePath:
         """Canonicalise `raw` inside the workspace, refusing anything that leads out.
 
+        `raw` is read as results show names (`names.named`: `a\\xff` is `a` and the byte ff), before any check.
         `follow_last=False` leaves a final symlink unresolved (to move or delete the link itself).
         """
         pending = self._relative_parts(raw)
@@ -127,12 +136,12 @@ class Workspace:
                 if links > _MAX_SYMLINKS:
                     raise InvalidPath(f"'{raw}': too many levels of symbolic links")
                 target = os.readlink(candidate)
-                shown = "/".join([*stack, part])
+                link = "/".join([*stack, part])
                 if target.startswith("/"):
                     target_parts = PurePosixPath(target).parts
                     if target_parts[: len(self._root_parts)] != self._root_parts:
                         raise PathOutsideWorkspace(
-                            f"'{raw}': symlink '{shown}' leads outside the workspace (to {target})"
+                            f"'{raw}': symlink '{link}' leads outside the workspace (to {target})"
                         )
                     stack = []
                     pending = list(target_parts[len(self._root_parts) :]) + pending
@@ -146,7 +155,7 @@ class Workspace:
                             depth -= 1
                             if depth < 0:
                                 raise PathOutsideWorkspace(
-                                    f"'{raw}': symlink '{shown}' leads outside the workspace (to {target})"
+                                    f"'{raw}': symlink '{link}' leads outside the workspace (to {target})"
                                 )
                         elif p not in ("", "."):
                             depth += 1
@@ -241,4 +250,4 @@ def _lexical(parts: list[str], raw: str) -> tuple[str, ...]:
 
 
 def _not_found(parts: tuple[str, ...]) -> ToolRefused:
-    return ToolRefused(f"'{'/'.join(parts)}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
+    return ToolRefused(f"'{shown('/'.join(parts))}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)

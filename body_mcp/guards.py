@@ -16,9 +16,10 @@ from shared_protocol.refusals import Rule
 from .approval import ApprovalGate
 from .audit import AuditStore, escape_string
 from .confinement import Workspace
-from .exceptions import InvalidArguments, KillSwitchEngaged, ToolRefused
+from .exceptions import InvalidArguments, InvalidPath, KillSwitchEngaged, ToolRefused
 from .killswitch import KillSwitch
 from .limits import Limits
+from .names import representable, shown
 from .pipeline import CallContext, Guard, Next
 from .policy import PathPolicy, import_shadow
 from .settings import AgentProfile
@@ -150,8 +151,9 @@ class ValidationGuard:
 
 
 class ConfinementGuard:
-    """Resolves every path argument inside the workspace and applies the path policy (for a call the runner makes
-    for its model, `model_policy`: its task's acceptance inputs protected too)."""
+    """Resolves every path argument inside the workspace (read as results show names: `names.named`) and applies
+    the path policy (for a call the runner makes for its model, `model_policy`: its task's acceptance inputs
+    protected too); a path a tool would change must be a name UTF-8 can hold (`names.representable`)."""
 
     def __init__(self, workspace: Workspace, policy: PathPolicy, model_policy: PathPolicy | None = None) -> None:
         self._workspace = workspace
@@ -170,6 +172,11 @@ class ConfinementGuard:
                 policy.check_read(path)
             else:
                 policy.check_write(path)
+                if not representable(path.rel):
+                    raise InvalidPath(
+                        f"'{shown(path.rel)}' is not UTF-8 on disk: a change to it could not be audited or recorded "
+                        "for undo; it can be read, and renamed by a command"
+                    )
             ctx.paths[name] = path
         return await call_next(ctx)
 

@@ -24,6 +24,7 @@ from shared_protocol import RefusalCode, Rule
 
 from .exceptions import ToolRefused
 from .gitignore import GitIgnore
+from .names import representable
 from .policy import SHADOW_PREFIX, PathPolicy, input_why
 
 ProblemKind = Literal["unrepresentable", "protected", "acceptance_input", "symlink_escape", "special_file"]
@@ -87,16 +88,6 @@ class SortedChanges:
         """File modifications that count: every counted path, directories included (2,000 `mkdir`s are 2,000
         modifications); a path whose type changed (deleted, then created) counts once."""
         return len({c.path for c in self.counted})
-
-
-def representable(name: str) -> bool:
-    """Whether `name` is valid UTF-8 on disk (a name that is not decodes with lone surrogates), and so can be
-    audited, recorded for undo and shown to the agent as it is."""
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def printable(name: str) -> str:

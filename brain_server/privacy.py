@@ -39,7 +39,7 @@ from shared_protocol.privacy import (
 )
 
 from .settings import BrainSettings
-from .state import BodyRecord, LogEntry, sqlite_path
+from .state import BodyRecord, KeptKeys, LogEntry, sqlite_path
 from .wake.records import Escalation, protect_escalation
 
 
@@ -101,6 +101,18 @@ def key_store_check(privacy: Protector) -> str:
     """The check value of the key store's secret (an HMAC of a constant under it: it tells the secret's holder it is
     the same, and nothing about it): kept beside the `Idempotency-Key`s keyed under it (`task_key_secret`)."""
     return privacy.keys.keyed_hash("key-store-check", "")
+
+
+def key_store_holds(privacy: Protector, kept: KeptKeys) -> bool:
+    """Whether the brain's key store can be the one `kept` keys were made under, no check value of it being kept
+    (they were kept before brain schema v26): not a store made at this start (its secret is new), and, when their
+    tasks hold personal data encrypted under it by subjects not erased since, the key of one of them is in it (ids
+    are random: another store never holds it). With neither to go by (no personal data in them), it is taken as
+    the one: nothing kept can tell."""
+    if privacy.keys.made:
+        return False
+    subjects = {m.group(2) for text in kept.texts for m in TOKEN.finditer(text) if m.group(2)} - kept.erased
+    return not subjects or any(privacy.keys.key_by_id(subject) is not None for subject in subjects)
 
 
 MIGRATED_BY_BRAIN = "privacy_migrated_by_brain"

@@ -117,6 +117,7 @@ from .privacy import (
     escalation_texts,
     held_in,
     key_store_check,
+    key_store_holds,
     keyed_request_digest,
     keyed_task_key,
     log_texts,
@@ -135,6 +136,7 @@ from .rollouts import Rollouts
 from .settings import BrainSettings
 from .shared_reads import SharedReads
 from .state import (
+    KEY_STORE_UNVERIFIED,
     BodyRecord,
     ClaimGrant,
     Compensation,
@@ -245,8 +247,10 @@ class Brain:
 
     @asynccontextmanager
     async def running(self) -> AsyncGenerator[Brain]:
-        """Background work runs while inside; leaving ends every event stream."""
+        """Background work runs while inside; leaving ends every event stream. The key store is checked first
+        (`check_key_store`)."""
         self._started = self.now()
+        await self.check_key_store()
         try:
             async with anyio.create_task_group() as group:
                 self._background = group
@@ -263,6 +267,25 @@ class Brain:
             raise
         finally:
             self._background = None
+
+    async def check_key_store(self) -> None:
+        """Keep the check value of the key store the kept `Idempotency-Key`s are under when none is (they were kept
+        before brain schema v26): this store's if it can be theirs (`key_store_holds`), else one no store has, so a
+        keyed request is refused (503 `key_store_replaced`) as with a replaced store, until `swarm brain key-store
+        accept`. Nothing to do once one is kept, or with no key kept."""
+        kept = await self.state.unpinned_keys()
+        if kept is None:
+            return
+        if key_store_holds(self.privacy, kept):
+            await self.state.pin_key_store(key_store_check(self.privacy))
+            return
+        if await self.state.pin_key_store(KEY_STORE_UNVERIFIED):
+            logger.warning(
+                "the brain's key store is not the one its %d kept Idempotency-Keys were made under (new at this "
+                "start, or without the keys of their tasks' personal data): a request with an Idempotency-Key is "
+                "refused until the old store is put back or `swarm brain key-store accept --reason ...`",
+                kept.keys,
+            )
 
     # -- kill switch -----------------------------------------------------------------------
 

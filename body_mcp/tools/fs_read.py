@@ -27,8 +27,9 @@ from shared_protocol.refusals import Rule
 from shared_protocol.tools import EntryKind
 
 from .. import _fsops
-from ..audit import escape_string, unescape_string
+from ..audit import unescape_string
 from ..exceptions import InvalidArguments, SpecialFile, ToolRefused
+from ..names import shown
 from ._spec import ToolContext, ToolSpec
 
 
@@ -59,15 +60,17 @@ async def read_text_file(ctx: ToolContext[ReadTextFileArgs]) -> ReadTextFileResu
         raise InvalidArguments("give head or tail, not both")
     st = ctx.deps.workspace.lstat(path)
     if st is None:
-        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
+        raise ToolRefused(f"'{path.shown}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     if stat.S_ISDIR(st.st_mode):
-        raise ToolRefused(f"'{path.rel}' is a directory: use list_directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
+        raise ToolRefused(
+            f"'{path.shown}' is a directory: use list_directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS
+        )
     if not stat.S_ISREG(st.st_mode):
-        raise SpecialFile(f"'{path.rel}' is a device, FIFO or socket: never read")
+        raise SpecialFile(f"'{path.shown}' is a device, FIFO or socket: never read")
     cap = ctx.deps.files.max_read_bytes
     state, data = _fsops.read_entry(ctx.deps.workspace, path.parts, max_bytes=cap)
     if data is None or state.type != "file":
-        raise ToolRefused(f"'{path.rel}' changed while being read", code=RefusalCode.IO_ERROR, rule=Rule.FS)
+        raise ToolRefused(f"'{path.shown}' changed while being read", code=RefusalCode.IO_ERROR, rule=Rule.FS)
     ctx.effects.files = [path.rel]
     text = decode_text(data)
     if text is not None and args.head is not None:
@@ -76,7 +79,7 @@ async def read_text_file(ctx: ToolContext[ReadTextFileArgs]) -> ReadTextFileResu
         text = "".join(text.splitlines(keepends=True)[-args.tail :])
     return ReadTextFileResult(
         action_id=ctx.action_id,
-        path=path.rel,
+        path=path.shown,
         content=text,
         binary=text is None,
         size=len(data),
@@ -94,25 +97,6 @@ def _scan(fd: int) -> list[os.DirEntry[str]]:
     # scandir on a dup: scandir closes the descriptor it is given when done.
     with os.scandir(os.dup(fd)) as it:
         return sorted(it, key=lambda e: e.name)
-
-
-def shown(name: str) -> str:
-    """A name as a result shows it: as it is, unless it holds bytes that are not UTF-8 (a checkout, a file a human
-    made), which no reply could encode, or spells out what such an escape looks like (`a\\xff` in ASCII, a
-    backslash in it before `\\`, `x` and two hex digits, or `u` and four): then escaped as the audit trail escapes
-    it (backslashes doubled, each byte `\\xff`), so `unescape_string` of any name shown is the name, and a name
-    that is not UTF-8 never reads as one that is."""
-    if "\\" in name:
-        return escape_string(name) if unescape_string(name) != name or not _encodable(name) else name
-    return name if name.isascii() or _encodable(name) else escape_string(name)
-
-
-def _encodable(name: str) -> bool:
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
@@ -137,7 +121,7 @@ async def list_directory(ctx: ToolContext[PathArgs]) -> ListDirectoryResult:
         for entry in _scan(fd):
             groups[_GROUP[_entry_kind(entry)]].append(shown(entry.name))
     # One validation of the whole result (pydantic's, in Rust) rather than one model built in Python per entry.
-    return ListDirectoryResult.model_validate({"action_id": ctx.action_id, "path": path.rel, **groups})
+    return ListDirectoryResult.model_validate({"action_id": ctx.action_id, "path": path.shown, **groups})
 
 
 def _listing_text(result: ListDirectoryResult) -> str:
@@ -215,7 +199,7 @@ async def directory_tree(ctx: ToolContext[DirectoryTreeArgs]) -> DirectoryTreeRe
 
     with ctx.deps.workspace.open_dir(path.parts) as fd:
         tree = build(fd)
-    return DirectoryTreeResult(action_id=ctx.action_id, path=path.rel, tree=tree, truncated=truncated)
+    return DirectoryTreeResult(action_id=ctx.action_id, path=path.shown, tree=tree, truncated=truncated)
 
 
 async def search_files(ctx: ToolContext[SearchFilesArgs]) -> SearchFilesResult:
@@ -251,12 +235,12 @@ async def get_file_info(ctx: ToolContext[PathArgs]) -> GetFileInfoResult:
     path = ctx.paths["path"]
     st = ctx.deps.workspace.lstat(path)
     if st is None:
-        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
+        raise ToolRefused(f"'{path.shown}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     protection, _ = ctx.path_policy.classify(path)
     birth = getattr(st, "st_birthtime", None)
     return GetFileInfoResult(
         action_id=ctx.action_id,
-        path=path.rel,
+        path=path.shown,
         type=_kind(st.st_mode),
         size=st.st_size,
         mode=oct(stat.S_IMODE(st.st_mode)),

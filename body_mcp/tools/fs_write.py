@@ -30,6 +30,7 @@ from .. import _fsops
 from .._fsops import EntryState
 from ..confinement import Descriptor, Workspace, WorkspacePath
 from ..exceptions import AcceptanceInput, ProtectedPath, ToolRefused
+from ..names import shown
 from ..policy import PathPolicy, acceptance_input_message
 from ._spec import ToolContext, ToolSpec
 from .fs_read import decode_text
@@ -58,7 +59,10 @@ def _result(ctx: ToolContext[Any], changes: list[tuple[str, ChangeKind]], diff: 
     ctx.effects.files = [path for path, _ in changes]
     ctx.effects.impact = _files(len(changes)) if ctx.mode == "live" else NO_IMPACT
     ctx.effects.detail["planned_files"] = len(changes)
-    return MutationResult.as_json(action_id=ctx.action_id, mode=ctx.mode, changes=changes, diff=diff)
+    shown_changes: list[tuple[str, ChangeKind]] = [
+        (shown(path), kind) for path, kind in changes
+    ]  # (a name as listings show it)
+    return MutationResult.as_json(action_id=ctx.action_id, mode=ctx.mode, changes=shown_changes, diff=diff)
 
 
 def _missing_parents(ctx: ToolContext[Any], parts: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -87,7 +91,7 @@ def _existing_text(ctx: ToolContext[Any], path: WorkspacePath, *, must_exist: bo
     state, data = _fsops.read_entry(ctx.deps.workspace, path.parts, max_bytes=ctx.deps.files.max_read_bytes)
     if state.type == "absent":
         if must_exist:
-            raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
+            raise ToolRefused(f"'{path.shown}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
         return state, None
     _check_writable(path, state)
     return state, decode_text(data) if data is not None else None
@@ -120,10 +124,10 @@ def _keep_pre_image(ctx: ToolContext[Any], state: EntryState, text: str) -> Entr
 
 def _check_writable(path: WorkspacePath, state: EntryState) -> None:
     if state.type == "dir":
-        raise ToolRefused(f"'{path.rel}' is a directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
+        raise ToolRefused(f"'{path.shown}' is a directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
     if state.type == "special":
         raise ToolRefused(
-            f"'{path.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule=Rule.CONFINEMENT
+            f"'{path.shown}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule=Rule.CONFINEMENT
         )
 
 
@@ -153,14 +157,16 @@ async def edit_file(ctx: ToolContext[EditFileArgs]) -> dict[str, Any]:
     path = ctx.paths["path"]
     state, old = _existing_text(ctx, path, must_exist=True)
     if old is None:
-        raise ToolRefused(f"'{path.rel}' is binary: edit_file works on text", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
+        raise ToolRefused(
+            f"'{path.shown}' is binary: edit_file works on text", code=RefusalCode.NOT_A_FILE, rule=Rule.FS
+        )
     new = old
     for index, edit in enumerate(args.edits):
         count = new.count(edit.old_text)
         if count != 1:
             where = "not found" if count == 0 else f"found {count} times"
             raise ToolRefused(
-                f"edit {index + 1}: old_text {where} in '{path.rel}'; it must match exactly once "
+                f"edit {index + 1}: old_text {where} in '{path.shown}'; it must match exactly once "
                 "(include more surrounding lines to make it unique)",
                 code=RefusalCode.EDIT_MISMATCH,
                 rule=Rule.EXACT_MATCH,
@@ -236,15 +242,15 @@ async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
         raise ToolRefused("the workspace root cannot be moved", code=RefusalCode.INVALID_PATH, rule=Rule.CONFINEMENT)
     state, _ = _fsops.read_entry(ctx.deps.workspace, source.parts)
     if state.type == "absent":
-        raise ToolRefused(f"'{source.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
+        raise ToolRefused(f"'{source.shown}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     if state.type == "special":
         raise ToolRefused(
-            f"'{source.rel}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule=Rule.CONFINEMENT
+            f"'{source.shown}' is a device, FIFO or socket", code=RefusalCode.SPECIAL_FILE, rule=Rule.CONFINEMENT
         )
     if destination.parts[: len(source.parts)] == source.parts:
         raise ToolRefused("cannot move a directory into itself", code=RefusalCode.INVALID_PATH, rule=Rule.FS)
     if ctx.deps.workspace.lstat(destination) is not None:
-        raise ToolRefused(f"'{destination.rel}' already exists", code=RefusalCode.ALREADY_EXISTS, rule=Rule.FS)
+        raise ToolRefused(f"'{destination.shown}' already exists", code=RefusalCode.ALREADY_EXISTS, rule=Rule.FS)
     moved_files = 1
     if state.type == "dir":
         inside = _subtree_files(ctx.deps.workspace, source)
@@ -279,12 +285,12 @@ async def delete_file(ctx: ToolContext[DeleteFileArgs]) -> dict[str, Any]:
         raise ToolRefused("the workspace root cannot be deleted", code=RefusalCode.INVALID_PATH, rule=Rule.CONFINEMENT)
     st = ctx.deps.workspace.lstat(path)
     if st is None:
-        raise ToolRefused(f"'{path.rel}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
+        raise ToolRefused(f"'{path.shown}' does not exist", code=RefusalCode.NOT_FOUND, rule=Rule.FS)
     if stat.S_ISDIR(st.st_mode):
         with ctx.deps.workspace.open_dir(path.parts) as fd:
             if os.listdir(fd):
                 raise ToolRefused(
-                    f"directory '{path.rel}' is not empty: delete its files first (or run_command in the sandbox)",
+                    f"directory '{path.shown}' is not empty: delete its files first (or run_command in the sandbox)",
                     code=RefusalCode.DIRECTORY_NOT_EMPTY,
                     rule=Rule.FS,
                 )

@@ -38,12 +38,14 @@ from ._protocols import (
     UsageStore,
 )
 from ._records import (
+    KEY_STORE_UNVERIFIED,
     BodyRecord,
     ClaimGrant,
     Compensation,
     CompensationDraft,
     DecisionReplaced,
     DecisionTiming,
+    KeptKeys,
     LogAction,
     LogEntry,
     Presence,
@@ -61,6 +63,7 @@ from ._transitions import OutcomeReport, StoredTask, created
 
 __all__ = [
     "ENGINES",
+    "KEY_STORE_UNVERIFIED",
     "AnswerTokenStore",
     "AuditEventStore",
     "BodyRecord",
@@ -78,6 +81,7 @@ __all__ = [
     "EngineOpener",
     "EscalationStore",
     "InteractionStore",
+    "KeptKeys",
     "KillStore",
     "LogAction",
     "LogEntry",

@@ -15,7 +15,7 @@ from shared_protocol import AuditEvent
 from shared_protocol.brain import AgentPause, CompensationKind, Decision, KillState, Task, TaskState
 
 from ..verification import Evidence, awaited, settle_task
-from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
+from ._records import ClaimGrant, Compensation, CompensationDraft, KeptKeys, LogEntry, Reversal, TaskKey
 from ._rules import (
     check_key,
     check_key_store,
@@ -81,6 +81,22 @@ class MemoryTasks(TaskTransitions):
         self._task_key_secret = secret_check
         self._log.append(log)
         return True, len(self._task_keys)
+
+    async def unpinned_keys(self) -> KeptKeys | None:
+        if self._task_key_secret is not None or not self._task_keys:
+            return None
+        keyed = [self._tasks[task_id] for _, task_id in self._task_keys.values()]
+        return KeptKeys(
+            keys=len(self._task_keys),
+            texts=[text for task in keyed for text in (task.title, task.description) if "[pii:" in text],
+            erased=frozenset(e.target for e in self._log if e.action == "privacy_erase" and e.target is not None),
+        )
+
+    async def pin_key_store(self, secret_check: str) -> bool:
+        if self._task_key_secret is not None:
+            return False
+        self._task_key_secret = secret_check
+        return True
 
     async def task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)

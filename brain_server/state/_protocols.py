@@ -39,6 +39,7 @@ from ._records import (
     CompensationDraft,
     DecisionReplaced,
     DecisionTiming,
+    KeptKeys,
     LogEntry,
     Presence,
     Rebinding,
@@ -256,6 +257,16 @@ class TaskStore(Protocol):
         """Keep `secret_check` as the key store's the kept `Idempotency-Key`s are under (the old store is lost for
         good: those keys never match again, and stay), and write `log`, at once; whether that changed anything, and how
         many keys are kept. Nothing is written if it was this one already."""
+        ...
+
+    async def unpinned_keys(self) -> KeptKeys | None:
+        """While `Idempotency-Key`s are kept and no check value of the key store they are under is (kept before brain
+        schema v26), what can tell that store (`KeptKeys`); else None."""
+        ...
+
+    async def pin_key_store(self, secret_check: str) -> bool:
+        """Keep `secret_check` as the check value of the key store the kept keys are under, unless one is kept
+        already (nothing is written then); whether it was kept."""
         ...
 
     async def task(self, task_id: str) -> Task | None: ...

@@ -130,6 +130,23 @@ class TaskKey:
 
 
 @dataclass(kw_only=True, frozen=True)
+class KeptKeys:
+    """What tells which key store the kept `Idempotency-Key`s are under, while no check value of it is kept (they
+    were kept before brain schema v26): how many there are, the text of their tasks (personal data in it encrypted
+    under that store's subject keys), and the subject ids erased since (their keys are gone from any store)."""
+
+    keys: int
+    texts: list[str]
+    erased: frozenset[str]
+
+
+KEY_STORE_UNVERIFIED = "unverified"
+"""The check value kept when the key store the brain has cannot be the one its kept keys are under
+(`brain_server.privacy.key_store_holds`): no store's check (hex) is it, so a keyed request is refused
+(`KeyStoreReplaced`) until `swarm brain key-store accept` keeps the new store's."""
+
+
+@dataclass(kw_only=True, frozen=True)
 class BodyRecord:
     """A body that registered: where it runs, and when it was last heard from (or left)."""
 

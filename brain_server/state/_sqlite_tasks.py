@@ -22,7 +22,7 @@ from shared_protocol.brain import CompensationKind, Decision, Task, TaskEvent, T
 
 from ..verification import EventKey, Evidence, awaited, settle_task
 from ._parsed import Parsed
-from ._records import ClaimGrant, Compensation, CompensationDraft, LogEntry, Reversal, TaskKey
+from ._records import ClaimGrant, Compensation, CompensationDraft, KeptKeys, LogEntry, Reversal, TaskKey
 from ._rules import (
     TASK_ROW_FIELDS,
     canonical,
@@ -53,8 +53,9 @@ from ._transitions import (
 _ROW_COLUMNS = ", ".join(TASK_ROW_FIELDS)
 _SET_COLUMNS = ", ".join(f"{name} = ?" for name in TASK_ROW_FIELDS if name != "id")
 
-
 _JOINED_COLUMNS = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
+_KEY_STORE_SAMPLE = 200
+"""How many keyed tasks holding personal data the start-up check of the key store reads (`unpinned_keys`)."""
 
 
 def _stored(rows: list[sqlite3.Row]) -> StoredTask | None:
@@ -185,6 +186,31 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
             )
             await self._log(conn, log)
         return True, keys
+
+    async def unpinned_keys(self) -> KeptKeys | None:
+        if await self._rows("SELECT 1 FROM task_key_secret"):
+            return None
+        keys = int((await self._rows("SELECT count(*) FROM task_keys"))[0][0])
+        if not keys:
+            return None
+        rows = await self._rows(
+            "SELECT t.title, t.description FROM task_keys AS k JOIN tasks AS t ON t.id = k.task_id "
+            "WHERE t.title LIKE '%[pii:%' OR t.description LIKE '%[pii:%' LIMIT ?",
+            [_KEY_STORE_SAMPLE],
+        )
+        erased = await self._rows("SELECT target FROM brain_log WHERE action = 'privacy_erase' AND target IS NOT NULL")
+        return KeptKeys(
+            keys=keys,
+            texts=[str(text) for row in rows for text in row],
+            erased=frozenset(str(row[0]) for row in erased),
+        )
+
+    async def pin_key_store(self, secret_check: str) -> bool:
+        async with self._write() as conn:
+            pinned = await conn.execute(
+                "INSERT OR IGNORE INTO task_key_secret (one, check_value) VALUES (1, ?)", (secret_check,)
+            )
+            return pinned.rowcount == 1
 
     async def task(self, task_id: str) -> Task | None:
         found = _tasks_of(await self._rows(_select_tasks("WHERE id = ?"), [task_id]))

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS erased_subjects (lookup BLOB PRIMARY KEY, kind TEXT N
 class SubjectKeys(Protocol):
     """Where subject keys are: `SqliteSubjectKeys`, or `MemorySubjectKeys` in tests."""
 
+    made: bool
+    """Whether opening the store made its secret (a new store: nothing kept before it was keyed or encrypted under
+    it; the brain's start-up check of its key store, `brain_server.privacy.key_store_holds`)."""
+
     def key_for(self, kind: str, subject: str) -> tuple[str, bytes]:
         """The subject's (id, key), created on first use; `SubjectErased` once the subject was erased."""
         ...
@@ -97,6 +101,7 @@ class MemorySubjectKeys:
         self._keys: dict[str, bytes] = {}
         self._erased: dict[tuple[str, str], float] = {}
         self._secret = secrets.token_bytes(32)
+        self.made = True
 
     def keyed_hash(self, purpose: str, text: str) -> str:
         return _keyed_hash(self._secret, purpose, text)
@@ -148,9 +153,10 @@ class SqliteSubjectKeys:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.executescript(_SCHEMA)
-            self._conn.execute(
+            made = self._conn.execute(
                 "INSERT OR IGNORE INTO store_secret (one, secret) VALUES (1, ?)", (secrets.token_bytes(32),)
             )
+            self.made = made.rowcount == 1
             (self._secret,) = self._conn.execute("SELECT secret FROM store_secret").fetchone()
         except (OSError, sqlite3.Error) as exc:
             raise KeyStoreUnusable(f"the subject key store {path} cannot be opened: {exc}") from None

@@ -95,19 +95,13 @@ async def test_keyed_requests_racing_an_accept_each_see_one_store(tmp_path: Path
         assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 1 + 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): a brain upgraded to v26 pins whatever key store it has at its first keyed request, so keys "
-    "kept under a store already lost are silently unmatched (a retry makes a duplicate). fix: pin the check at the "
-    "v26 upgrade's first start, or refuse a first pin while keyed rows exist until `key-store accept`",
-)
 async def test_keys_kept_before_v26_under_a_store_lost_since_are_not_silently_unmatched(tmp_path: Path) -> None:
-    """HOLE (low). A brain at schema v25 keeps `Idempotency-Key`s keyed under its key store; the store is lost (a
-    restore from a backup, which leaves it out by design) and the brain is upgraded to v26 at that start: the new
-    `task_key_secret` table is empty, so the first keyed request pins the new store's check, and a retry of a
-    request sent before makes a second task (201), silently: the case v26 is for. Reproduce: as below (v25 made from
-    v26 by dropping the table). Fix: refuse the first pin while keyed rows kept before it exist (503 naming `key-store
-    accept`), or pin at the upgrade from the store then present and say so in the log."""
+    """Was a hole (low), fixed: a brain at schema v25 keeps `Idempotency-Key`s keyed under its key store; the store
+    is lost (a restore from a backup, which leaves it out by design) and the brain is upgraded to v26 at that start:
+    the new `task_key_secret` table was empty, so the first keyed request pinned the new store's check and a retry
+    of a request sent before made a second task (201), silently. Fix: start-up checks the store against what is kept
+    (`Brain.check_key_store`): a store made at this start cannot be the keys', so keyed requests are refused (503)
+    until `key-store accept` (tests/privacy/test_key_store_upgrade.py: the honest upgrade, another store)."""
     state = tmp_path / "state"
     state.mkdir()
     db = state / "brain.db"
@@ -121,4 +115,4 @@ async def test_keys_kept_before_v26_under_a_store_lost_since_are_not_silently_un
     _lose_key_store(state)
     async with _brain(settings, tokens) as post:
         retried = await post("refund-42")
-        assert retried.status_code == 503 or retried.json().get("id") == first.json()["id"], retried.text
+        assert (retried.status_code, retried.json()["code"]) == (503, "key_store_replaced"), retried.text

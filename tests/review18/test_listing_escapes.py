@@ -60,23 +60,13 @@ async def test_every_listing_tool_shows_each_crafted_name_once_and_unescaped_it_
     assert len(lines) == len(set(lines)) == len(_NAMES), lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (low): a name given back as a path as the listing shows it opens another file (`a\\xff`, shown for "
-    "a + byte 0xff, opens the ASCII `a\\xff`) or none (`a\\\\xff`, shown for the ASCII one); fix: read a path "
-    "argument with unescape_string where it spells an escape, as shown escapes names",
-)
 async def test_a_name_as_shown_given_back_as_a_path_reads_that_file(client: Client, workspace: Path) -> None:
-    """HOLE (low). `files`/`directories` hold a name that is not UTF-8 escaped (`a\\xff`, five characters, for the
-    name a + byte 0xff) and the ASCII name `a\\xff` with its backslash doubled (`a\\\\xff`), so the listing tells them
-    apart; but a path argument is taken as written: given back the name it was shown, `read_text_file` opens the
-    ASCII file `a\\xff`, not the one listed under that name (and a write would write it), and the ASCII file's own
-    shown name (`a\\\\xff`) is not found (nor `c\\\\u00e9`, `e\\\\\\\\`, `g\\\\udcff`): since the escaping of names
-    that spell an escape (e3f3a86), such a name cannot be reached by the name it is listed under. A crafted
-    checkout can steer a model that reads one file into reading or overwriting another. Reproduce: as below. Fix: a
-    path
-    argument is read with `unescape_string` where it spells an escape (a name that spells one out is shown
-    escaped, so it is given back escaped too), or such a path is refused naming the ambiguity."""
+    """Was a hole (low), fixed: a path argument was taken as written, so given back the name it was shown
+    (`a\\xff` for a + byte 0xff) `read_text_file` opened the ASCII file `a\\xff`, and the ASCII file's own shown
+    name (`a\\\\xff`) was not found: a crafted checkout could steer a model that reads one file into reading or
+    overwriting another. Fix: every path argument is read back as names are shown (`body_mcp.names.named`, in
+    `Workspace.resolve`), so each name as listed reads its own file (tests/body/test_path_names.py: every tool, the
+    policy)."""
     _plant(workspace)
     listed = ok(await call(client, "list_directory", path="names"))
     wrong: list[tuple[str, str]] = []

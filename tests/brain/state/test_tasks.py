@@ -8,7 +8,7 @@ import pytest
 
 from brain_server import BodyMismatch, NotFound, StaleClaim
 from brain_server.exceptions import KeyReused, KeyStoreReplaced
-from brain_server.state import StateEngine, TaskKey
+from brain_server.state import KEY_STORE_UNVERIFIED, StateEngine, TaskKey
 from shared_protocol.brain import Claimant, Task
 
 from .records import NOW, entry, grant, task
@@ -61,6 +61,20 @@ async def test_a_key_under_another_key_stores_secret_is_refused_until_that_store
         await engine.insert_task(task(5), entry("task_create"), key=old)
     assert await engine.task("task_1") == first
     assert [e.action for e in await engine.log_entries()].count("key_store_accept") == 1
+
+
+async def test_a_key_store_check_is_pinned_only_when_none_is_kept(engine: StateEngine) -> None:
+    """The start-up check (`Brain.check_key_store`) pins a check value only where none is kept: the first pin stays,
+    a keyed request under another is refused, and with no key kept or a check kept there is nothing to check."""
+    assert await engine.unpinned_keys() is None
+    assert await engine.pin_key_store(KEY_STORE_UNVERIFIED) is True
+    assert await engine.pin_key_store("check-a") is False
+    key = TaskKey(token_id="t", key="k", request_sha256="s", secret_check="check-a")
+    with pytest.raises(KeyStoreReplaced):
+        await engine.insert_task(task(1), entry("task_create"), key=key)
+    assert await engine.accept_key_store("check-a", entry("key_store_accept")) == (True, 0)
+    assert await engine.insert_task(task(1), entry("task_create"), key=key) == task(1)
+    assert await engine.unpinned_keys() is None
 
 
 async def test_the_most_valuable_queued_task_is_claimed_first_oldest_among_equals(engine: StateEngine) -> None:
