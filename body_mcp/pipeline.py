@@ -175,6 +175,9 @@ class CallAuditor:
         self._limits = limits
         self._after_reply = after_reply
         self._writer = writer
+        self.in_flight = 0
+        """Calls between the pipeline's start and their event's append (`Pipeline.call` counts them): a call alone
+        syncs its event on the event loop's thread; with others in flight, in the writer's, where they share it."""
 
     async def record(
         self, ctx: CallContext, *, outcome: Outcome, refusal: ToolRefused | None, failed: bool, cancelled: bool = False
@@ -238,7 +241,9 @@ class CallAuditor:
                 event = await writer.append_now(draft, writes=effects.writes)
             else:
                 writes = effects.writes if effects.writes.statements else None
-                event = await writer.append(draft, writes=writes, durable=not lazy, lazy=lazy)
+                event = await writer.append(
+                    draft, writes=writes, durable=not lazy, lazy=lazy, alone=self.in_flight <= 1
+                )
         except BaseException:
             if settle is not None:
                 settle()
@@ -269,6 +274,13 @@ class Pipeline:
 
     async def call(self, ctx: CallContext) -> CallOutcome:
         auditor = self._auditor
+        auditor.in_flight += 1
+        try:
+            return await self._call(ctx, auditor)
+        finally:
+            auditor.in_flight -= 1
+
+    async def _call(self, ctx: CallContext, auditor: CallAuditor) -> CallOutcome:
         refusal: ToolRefused | None = None
         failed = False
         result: ToolOutput | None = None

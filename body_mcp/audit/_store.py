@@ -294,16 +294,22 @@ class AuditStore:
             self._unlock()
         return event
 
-    def try_append_lazy(self, draft: EventDraft) -> Appended | None:
-        """Journal a `lazy` event (a read's: no statements, no sync) at once, if that needs no waiting: None when
-        another thread or process holds the locks, something must be paid or replayed first, or the trail is
-        failing or sealed (then `append` does it, from a worker thread). Cheap enough for an event loop: an
-        HMAC, a `pwrite` and two `pread`s."""
+    def try_append_now(self, draft: EventDraft, writes: Writes | None = None, *, lazy: bool = True) -> Appended | None:
+        """`append(draft, writes=writes, finish_later=True, lazy=lazy)` at once (not synced), if that needs no
+        waiting: None when another thread or process holds the locks, something must be paid or replayed first
+        (a `lazy` event, a read's, lets up to `OWED_AT_MOST` events wait for their commit; any other, none), or
+        the trail is failing or sealed (then `append` does it, from a worker thread). Cheap enough for an event
+        loop: the event's HMAC and JSON, a `pwrite` and two `pread`s."""
         if not self._thread_lock.acquire(blocking=False):
             return None
         try:
-            if self._closed or self.sealed or self.failing or len(self._uncommitted) >= OWED_AT_MOST:
+            if self._closed or self.sealed or self.failing:
                 return None
+            if lazy:
+                if len(self._uncommitted) >= OWED_AT_MOST:
+                    return None
+            elif self._uncommitted or (self._owed_anchor is not None and not self._unsynced_commits):
+                return None  # (paid first by `append`, in the writer's thread: a commit, or an anchor's write)
             try:
                 fcntl.flock(self._anchor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -312,11 +318,26 @@ class AuditStore:
             try:
                 if not self._head_unchanged():  # (another writer appended: replaying is a write transaction)
                     return None
-                return self._journal(draft, None, sync=False)
+                return self._journal(draft, writes, sync=False)
             finally:
                 self._unlock()
         finally:
             self._thread_lock.release()
+
+    def try_sync_journal(self, seq: int) -> bool:
+        """`sync_journal(seq)` if no other thread is syncing the journal (never waits for it): False if one is."""
+        if self._db.durability != "power_loss" or self._synced_seq >= seq:
+            return True
+        if not self._sync_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._synced_seq < seq:
+                through = self._journaled_seq
+                os.fdatasync(self._journal_fd)
+                self._synced_seq = max(self._synced_seq, through)
+        finally:
+            self._sync_lock.release()
+        return True
 
     def sync_journal(self, seq: int) -> None:
         """Make the journal durable through event `seq` (with power-loss durability; with crash durability the
