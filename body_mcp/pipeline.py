@@ -186,6 +186,12 @@ class CallAuditor:
         effects = ctx.effects
         raw_rationale = ctx.raw_arguments.get("rationale")
         raw_decision = ctx.raw_arguments.get("decision_id")
+        digests: list[str] = []
+        arguments = redact_arguments(ctx.raw_arguments, digests)
+        privacy = self._audit.privacy
+        if privacy is not None:
+            for digest in digests:  # (made here from the content: no personal data to scan for)
+                privacy.known_clean(digest)
         draft = EventDraft(
             id=ctx.action_id,
             kind="tool_call",
@@ -194,7 +200,7 @@ class CallAuditor:
             rationale=args.rationale if args is not None else (raw_rationale if isinstance(raw_rationale, str) else ""),
             outcome=outcome,
             tool=ctx.tool,
-            arguments=redact_arguments(ctx.raw_arguments),
+            arguments=arguments,
             decision_id=args.decision_id
             if args is not None
             else (raw_decision if isinstance(raw_decision, str) else None),
