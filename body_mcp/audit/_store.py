@@ -316,9 +316,12 @@ class AuditStore:
                 return None
             self._locked = True
             try:
-                if not self._head_unchanged():  # (another writer appended: replaying is a write transaction)
+                # (Another writer appended: replaying is a write transaction. Else the head is this store's own,
+                # seen unchanged here once, not read again by `_journal`.)
+                head = self._head
+                if head is None or not self._head_unchanged():
                     return None
-                return self._journal(draft, writes, sync=False)
+                return self._journal(draft, writes, sync=False, head=head)
             finally:
                 self._unlock()
         finally:
@@ -482,11 +485,14 @@ class AuditStore:
                 self._unlock()
         return replayed
 
-    def _journal(self, draft: EventDraft, writes: Writes | None, *, sync: bool = True) -> Appended:
-        """Chain `draft` onto the head and make it durable in the journal (flock held)."""
+    def _journal(
+        self, draft: EventDraft, writes: Writes | None, *, sync: bool = True, head: tuple[int, str] | None = None
+    ) -> Appended:
+        """Chain `draft` onto the head (`head`, when its caller has just seen it unchanged) and make it durable in
+        the journal (flock held)."""
         if self.privacy is not None:
             draft = protect_draft(self.privacy, draft)
-        seq, prev_mac = self._current_head()
+        seq, prev_mac = self._current_head() if head is None else head
         seq += 1
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
         payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
