@@ -165,6 +165,12 @@ class AuditWriter:
         elif self._timer is None:
             self._timer = loop.call_later(LAZY_FINISH_S, self._lazy_due)
 
+    @property
+    def settling(self) -> bool:
+        """A finish a mutating call's reply asked for is under way (`settled()` would wait for it)."""
+        finishing = self._finishing
+        return finishing is not None and not self._finishing_lazy and not finishing.done()
+
     async def settled(self) -> None:
         """Wait for a finish a mutating call's reply asked for (its failure shows in `AuditStore.failing`); not for
         a batch of reads' (a call waiting for that would wait on a commit it does not need)."""
