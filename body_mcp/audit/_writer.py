@@ -209,7 +209,7 @@ class AuditWriter:
         # No finish syncs under the store's locks when there is a loop to time the settle that does: a mutating
         # call's settle comes at most `ANCHOR_SYNC_AT_MOST_S` later; a batch of reads' (due already: they waited
         # `LAZY_FINISH_S` for it) at once, in the settler's thread. So the locks are held for the commit alone, and
-        # a read arriving meanwhile is journaled on the event loop (`try_append_lazy`) instead of waiting behind
+        # a read arriving meanwhile is journaled on the event loop (`try_append_now`) instead of waiting behind
         # two syncs in the writer's thread (what made the reads' p99).
         future = self._executor.submit(partial(self._store.finish, anchor_sync=loop is None))
         self._finishing, self._finishing_lazy = future, lazy
