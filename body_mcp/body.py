@@ -426,9 +426,12 @@ class Body:
             refusal = ToolRefused(message, code=RefusalCode.AUDIT_BROKEN, rule=Rule.AUDIT_INTEGRITY)
             return refused_outcome(refusal, action_id, audited=False)
         spec = self.tools.get(name)
-        if (spec is not None and spec.read_only) or not self.kill_switch.state().engaged:
-            await self.audit_writer.settled()  # (the commit an earlier reply asked for, if still under way)
-        # (else the kill switch refuses the call, first in the guard: it waits for no earlier commit to be told)
+        if self.audit_writer.settling and (
+            (spec is not None and spec.read_only) or not self.kill_switch.state().engaged
+        ):
+            await self.audit_writer.settled()  # (the commit an earlier reply asked for, still under way)
+        # (else the kill switch refuses the call, first in the guard: it waits for no earlier commit to be told; the
+        # kill state is read here only when there is a commit to wait for: else the guard's check is the first)
         if self.audit.failing:
             # Committing or anchoring an earlier call's event failed after its reply. Until it works, nothing
             # runs: the trail could not be kept whole, so this refusal cannot be audited either.

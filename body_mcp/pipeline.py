@@ -175,6 +175,9 @@ class CallAuditor:
         self._limits = limits
         self._after_reply = after_reply
         self._writer = writer
+        self.in_flight = 0
+        """Calls between the pipeline's start and their event's append (`Pipeline.call` counts them): a call alone
+        syncs its event on the event loop's thread; with others in flight, in the writer's, where they share it."""
 
     async def record(
         self, ctx: CallContext, *, outcome: Outcome, refusal: ToolRefused | None, failed: bool, cancelled: bool = False
@@ -183,6 +186,12 @@ class CallAuditor:
         effects = ctx.effects
         raw_rationale = ctx.raw_arguments.get("rationale")
         raw_decision = ctx.raw_arguments.get("decision_id")
+        digests: list[str] = []
+        arguments = redact_arguments(ctx.raw_arguments, digests)
+        privacy = self._audit.privacy
+        if privacy is not None:
+            for digest in digests:  # (made here from the content: no personal data to scan for)
+                privacy.known_clean(digest)
         draft = EventDraft(
             id=ctx.action_id,
             kind="tool_call",
@@ -191,7 +200,7 @@ class CallAuditor:
             rationale=args.rationale if args is not None else (raw_rationale if isinstance(raw_rationale, str) else ""),
             outcome=outcome,
             tool=ctx.tool,
-            arguments=redact_arguments(ctx.raw_arguments),
+            arguments=arguments,
             decision_id=args.decision_id
             if args is not None
             else (raw_decision if isinstance(raw_decision, str) else None),
@@ -238,7 +247,9 @@ class CallAuditor:
                 event = await writer.append_now(draft, writes=effects.writes)
             else:
                 writes = effects.writes if effects.writes.statements else None
-                event = await writer.append(draft, writes=writes, durable=not lazy, lazy=lazy)
+                event = await writer.append(
+                    draft, writes=writes, durable=not lazy, lazy=lazy, alone=self.in_flight <= 1
+                )
         except BaseException:
             if settle is not None:
                 settle()
@@ -269,6 +280,13 @@ class Pipeline:
 
     async def call(self, ctx: CallContext) -> CallOutcome:
         auditor = self._auditor
+        auditor.in_flight += 1
+        try:
+            return await self._call(ctx, auditor)
+        finally:
+            auditor.in_flight -= 1
+
+    async def _call(self, ctx: CallContext, auditor: CallAuditor) -> CallOutcome:
         refusal: ToolRefused | None = None
         failed = False
         result: ToolOutput | None = None

@@ -27,8 +27,9 @@ def new_action_id() -> str:
     return f"act_{time.time_ns():x}{random.getrandbits(32):08x}"
 
 
-def redact_arguments(value: Any) -> Any:
-    """File contents become `{sha256, size}`: the trail proves what was written without holding it."""
+def redact_arguments(value: Any, digests: list[str] | None = None) -> Any:
+    """File contents become `{sha256, size}`: the trail proves what was written without holding it. The digests
+    made are added to `digests` (a caller that knows them for no personal data spares the privacy scan)."""
     if type(value) is str:  # (most values: no isinstance chain)
         return value
     if isinstance(value, dict):
@@ -36,14 +37,17 @@ def redact_arguments(value: Any) -> Any:
         for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
             if key in _REDACTED_KEYS and isinstance(item, str):
                 data = _utf8(item)
-                out[str(key)] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # pyright: ignore[reportUnknownArgumentType]
+                digest = hashlib.sha256(data).hexdigest()
+                if digests is not None:
+                    digests.append(digest)
+                out[str(key)] = {"sha256": digest, "size": len(data)}  # pyright: ignore[reportUnknownArgumentType]
             elif type(item) is str:  # pyright: ignore[reportUnknownArgumentType]  (most values: no call)
                 out[str(key)] = item  # pyright: ignore[reportUnknownArgumentType]
             else:
-                out[str(key)] = redact_arguments(item)  # pyright: ignore[reportUnknownArgumentType]
+                out[str(key)] = redact_arguments(item, digests)  # pyright: ignore[reportUnknownArgumentType]
         return out
     if isinstance(value, list):
-        return [redact_arguments(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
+        return [redact_arguments(item, digests) for item in value]  # pyright: ignore[reportUnknownVariableType]
     return value
 
 

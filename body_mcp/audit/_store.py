@@ -294,29 +294,53 @@ class AuditStore:
             self._unlock()
         return event
 
-    def try_append_lazy(self, draft: EventDraft) -> Appended | None:
-        """Journal a `lazy` event (a read's: no statements, no sync) at once, if that needs no waiting: None when
-        another thread or process holds the locks, something must be paid or replayed first, or the trail is
-        failing or sealed (then `append` does it, from a worker thread). Cheap enough for an event loop: an
-        HMAC, a `pwrite` and two `pread`s."""
+    def try_append_now(self, draft: EventDraft, writes: Writes | None = None, *, lazy: bool = True) -> Appended | None:
+        """`append(draft, writes=writes, finish_later=True, lazy=lazy)` at once (not synced), if that needs no
+        waiting: None when another thread or process holds the locks, something must be paid or replayed first
+        (a `lazy` event, a read's, lets up to `OWED_AT_MOST` events wait for their commit; any other, none), or
+        the trail is failing or sealed (then `append` does it, from a worker thread). Cheap enough for an event
+        loop: the event's HMAC and JSON, a `pwrite` and two `pread`s."""
         if not self._thread_lock.acquire(blocking=False):
             return None
         try:
-            if self._closed or self.sealed or self.failing or len(self._uncommitted) >= OWED_AT_MOST:
+            if self._closed or self.sealed or self.failing:
                 return None
+            if lazy:
+                if len(self._uncommitted) >= OWED_AT_MOST:
+                    return None
+            elif self._uncommitted or (self._owed_anchor is not None and not self._unsynced_commits):
+                return None  # (paid first by `append`, in the writer's thread: a commit, or an anchor's write)
             try:
                 fcntl.flock(self._anchor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return None
             self._locked = True
             try:
-                if not self._head_unchanged():  # (another writer appended: replaying is a write transaction)
+                # (Another writer appended: replaying is a write transaction. Else the head is this store's own,
+                # seen unchanged here once, not read again by `_journal`.)
+                head = self._head
+                if head is None or not self._head_unchanged():
                     return None
-                return self._journal(draft, None, sync=False)
+                return self._journal(draft, writes, sync=False, head=head)
             finally:
                 self._unlock()
         finally:
             self._thread_lock.release()
+
+    def try_sync_journal(self, seq: int) -> bool:
+        """`sync_journal(seq)` if no other thread is syncing the journal (never waits for it): False if one is."""
+        if self._db.durability != "power_loss" or self._synced_seq >= seq:
+            return True
+        if not self._sync_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._synced_seq < seq:
+                through = self._journaled_seq
+                os.fdatasync(self._journal_fd)
+                self._synced_seq = max(self._synced_seq, through)
+        finally:
+            self._sync_lock.release()
+        return True
 
     def sync_journal(self, seq: int) -> None:
         """Make the journal durable through event `seq` (with power-loss durability; with crash durability the
@@ -461,11 +485,14 @@ class AuditStore:
                 self._unlock()
         return replayed
 
-    def _journal(self, draft: EventDraft, writes: Writes | None, *, sync: bool = True) -> Appended:
-        """Chain `draft` onto the head and make it durable in the journal (flock held)."""
+    def _journal(
+        self, draft: EventDraft, writes: Writes | None, *, sync: bool = True, head: tuple[int, str] | None = None
+    ) -> Appended:
+        """Chain `draft` onto the head (`head`, when its caller has just seen it unchanged) and make it durable in
+        the journal (flock held)."""
         if self.privacy is not None:
             draft = protect_draft(self.privacy, draft)
-        seq, prev_mac = self._current_head()
+        seq, prev_mac = self._current_head() if head is None else head
         seq += 1
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
         payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order

@@ -78,6 +78,16 @@ def _missing_parents(ctx: ToolContext[Any], parts: tuple[str, ...]) -> list[tupl
     return []
 
 
+def _existing_parent(workspace: Workspace, parts: tuple[str, ...]) -> int | None:
+    """A descriptor of the parent of `parts` (the caller closes it), or None if one of its ancestors is missing."""
+    try:
+        return workspace.open_dir_fd(parts[:-1])
+    except ToolRefused as exc:
+        if exc.code != RefusalCode.NOT_FOUND:
+            raise
+        return None
+
+
 async def _count_parents(ctx: ToolContext[Any], parts: tuple[str, ...], files: int, paths: list[str]) -> list[str]:
     """Hold an action that changes `files` entries at `paths`, plus the missing ancestors of `parts` it creates, to
     the rules (its measured impact); the ancestors' paths."""
@@ -97,11 +107,19 @@ def _existing_text(ctx: ToolContext[Any], path: WorkspacePath, *, must_exist: bo
     return state, decode_text(data) if data is not None else None
 
 
-def _write(ctx: ToolContext[Any], path: WorkspacePath, data: bytes, before: EntryState | None = None) -> EntryState:
-    """Write with an undo record; returns what was there before."""
+def _write(
+    ctx: ToolContext[Any],
+    path: WorkspacePath,
+    data: bytes,
+    before: EntryState | None = None,
+    *,
+    parent_fd: int | None = None,
+) -> EntryState:
+    """Write with an undo record; returns what was there before. `parent_fd`: a descriptor of the parent, opened
+    already by the caller (closed here)."""
     recorder = ctx.recorder()
     # One descriptor of the parent for the pre-image and the write: nothing between them can be redirected.
-    with Descriptor(recorder.open_parent(path.parts)) as parent:
+    with Descriptor(recorder.open_parent(path.parts) if parent_fd is None else parent_fd) as parent:
         if before is None:
             before = recorder.before_at(parent, path.parts)
         _check_writable(path, before)
@@ -142,12 +160,16 @@ async def write_file(ctx: ToolContext[WriteFileArgs]) -> dict[str, Any]:
             code=RefusalCode.TOO_LARGE,
             rule=Rule.MAX_WRITE_BYTES,
         )
-    parents = await _count_parents(ctx, path.parts, 1, [path.rel])
     if ctx.mode == "shadow":
+        parents = await _count_parents(ctx, path.parts, 1, [path.rel])
         state, old = _existing_text(ctx, path, must_exist=False)
         diff = unified_diff(path.rel, old if state.type != "absent" else None, args.content)
     else:
-        state, diff = _write(ctx, path, data), ""
+        # The parent, walked once for the count of missing ancestors and the write alike (the usual case: it
+        # exists, so none is missing, and nothing is awaited before the write uses it).
+        parent_fd = _existing_parent(ctx.deps.workspace, path.parts)
+        parents = [] if parent_fd is not None else await _count_parents(ctx, path.parts, 1, [path.rel])
+        state, diff = _write(ctx, path, data, parent_fd=parent_fd), ""
     created: list[tuple[str, ChangeKind]] = [(parent, "created") for parent in parents]
     return _result(ctx, [*created, (path.rel, "created" if state.type == "absent" else "modified")], diff)
 

@@ -82,6 +82,14 @@ class Protector:
         """`text` with each span of personal data encrypted under its subject's key."""
         return self._replace(text, self._encrypt)
 
+    def known_clean(self, text: str) -> None:
+        """Take `text` as holding no personal data without scanning it: one its caller made itself from no text a
+        person wrote (a content digest, which the scan read for cards, IBANs and addresses at ~50 µs a write)."""
+        if len(text) <= _CLEAN_MAX_CHARS and "[pii:" not in text:
+            if len(self._clean) >= _CLEAN_MAX_ENTRIES:
+                self._clean.clear()
+            self._clean[text] = None
+
     def redact(self, text: str) -> str:
         """`text` with each span of personal data, and each token, redacted."""
         return redact_tokens(self._replace(text, lambda span, _value: f"[pii:{span.kind}]"))

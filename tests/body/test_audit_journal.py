@@ -229,6 +229,50 @@ async def test_concurrent_calls_share_a_journal_sync(body: Body, monkeypatch: py
     assert body.audit.verify().ok and len(_committed(body)) == 8
 
 
+async def test_a_lone_write_is_journaled_and_synced_on_the_event_loop_before_its_reply(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write alone in the body, the locks free and nothing owed: its event is journaled and synced on the event
+    loop's thread (no round trip to the writer's thread), durable before the call returns; its commit follows the
+    reply in the writer's thread, as before."""
+    if body.db.durability != "power_loss":
+        pytest.skip("crash durability syncs nothing")
+    body.replies.flushed = True
+    warm = await body.call_tool("write_file", {"path": "a.txt", "content": "0", "rationale": "r"})
+    await _after_reply(body)
+    await body.audit_writer.finish()
+    assert not warm.is_error and not body.audit.owed
+    loop_thread = threading.get_ident()
+    synced_by: list[int] = []
+    real_sync = os.fdatasync
+
+    def recording_sync(fd: int) -> None:
+        if fd == body.audit._journal_fd:  # pyright: ignore[reportPrivateUsage]
+            synced_by.append(threading.get_ident())
+        real_sync(fd)
+
+    executor = body.audit_writer._executor  # pyright: ignore[reportPrivateUsage]
+    submitted: list[object] = []
+    real_submit = executor.submit
+
+    def recording_submit(fn: Callable[..., object], /, *args: object, **kwargs: object) -> object:
+        submitted.append(fn)
+        return real_submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdatasync", recording_sync)
+    monkeypatch.setattr(executor, "submit", recording_submit)
+    out = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+    assert not out.is_error
+    assert synced_by == [loop_thread] and submitted == []  # durable before the reply, with no hop to the thread
+    assert out.action_id.encode() in body.paths.journal.read_bytes()
+    assert out.action_id not in _committed(body)  # (committed after the reply)
+    await _after_reply(body)
+    assert len(submitted) == 1  # the commit, in the writer's thread
+    assert out.action_id in _committed(body)
+    await body.audit_writer.finish()
+    assert body.audit.verify().ok
+
+
 async def test_a_killed_call_s_refusal_is_journaled_before_its_reply_without_a_sync_of_its_own(
     body: Body, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

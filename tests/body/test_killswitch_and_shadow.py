@@ -114,3 +114,34 @@ async def test_a_kill_that_lands_while_a_call_waits_past_the_first_check_refuses
     assert not (workspace / "late.txt").exists()
     (event,) = [e for e in body.audit.tail(5) if e.tool == "write_file"]
     assert (event.outcome, event.code) == ("refused", "kill_switch_engaged")
+
+
+async def test_a_write_reads_the_kill_state_twice_and_a_kill_between_the_two_still_refuses_it(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no earlier commit to wait for, a write reads the kill state in the guard and again just before its
+    effect (not a third time first); a kill engaged after the guard's read is heard by the second, and nothing is
+    written."""
+    switch = body.kill_switch
+    assert isinstance(switch, LocalKillSwitch)
+    reads: list[bool] = []
+    read = switch.state
+
+    def counting() -> object:
+        state = read()
+        reads.append(state.engaged)
+        if len(reads) == 1 and engage_after_first:
+            switch.engage(reason="stop", by="test")
+        return state
+
+    monkeypatch.setattr(switch, "state", counting)
+    engage_after_first = False
+    first = await body.call_tool("write_file", {"path": "a.txt", "content": "1", "rationale": "r"})
+    assert not first.is_error and reads == [False, False]
+    body.replies.run()
+    await body.audit_writer.settled()
+    reads.clear()
+    engage_after_first = True
+    second = await body.call_tool("write_file", {"path": "a.txt", "content": "2", "rationale": "r"})
+    assert second.is_error and "kill switch" in second.text and reads == [False, True]
+    assert (body.workspace.root / "a.txt").read_text() == "1"

@@ -258,3 +258,29 @@ async def test_write_file_over_a_setuid_file_does_not_keep_the_setuid_bit(client
     target.chmod(0o4755)
     ok(await call(client, "write_file", path="tool", content="#!/bin/sh\necho hi\n"))
     assert target.stat().st_mode & 0o7777 == 0o755
+
+
+async def test_write_file_walks_to_an_existing_parent_once_and_still_counts_missing_ones(
+    body: Body, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an existing directory, a write walks to its parent once (the count of missing ancestors and the write
+    share the descriptor); into missing ones, they are created, counted and undone as before."""
+    (body.workspace.root / "d").mkdir()
+    walks: list[tuple[str, ...]] = []
+    walk = body.workspace.open_dir_fd
+
+    def counting(parts: tuple[str, ...], *, create: bool = False) -> int:
+        walks.append(parts)
+        return walk(parts, create=create)
+
+    monkeypatch.setattr(body.workspace, "open_dir_fd", counting)
+    out = await body.call_tool("write_file", {"path": "d/a.txt", "content": "1", "rationale": "r"})
+    assert not out.is_error and walks == [("d",)]
+    assert (body.workspace.root / "d" / "a.txt").read_text() == "1"
+    out = await body.call_tool("write_file", {"path": "n/m/b.txt", "content": "2", "rationale": "r"})
+    assert not out.is_error
+    assert [c["path"] for c in out.structured["changes"]] == ["n", "n/m", "n/m/b.txt"]
+    assert (body.workspace.root / "n" / "m" / "b.txt").read_text() == "2"
+    undone = await body.call_tool("undo", {"id": out.action_id, "rationale": "r"})
+    assert not undone.is_error, undone.text
+    assert not (body.workspace.root / "n").exists()
