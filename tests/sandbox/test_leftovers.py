@@ -6,6 +6,7 @@ holds is not touched. Real bodies (processes running the overlay backend), real 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
+from sandbox import BwrapOverlaySandbox
 from sandbox._bwrap_backend import BwrapBackend
 from sandbox._limits import owner_tag, pids_cgroup_parent
 
@@ -168,3 +170,23 @@ async def test_a_body_killed_mid_run_leaves_nothing_after_the_next_bodys_first_r
         living.stop()
     assert living.areas(staging_root, living_tag) == [] and _cgroups(living_tag) == []
     assert not _processes_with(living.token.encode())
+
+
+async def test_a_backend_dropped_unclosed_discards_its_launcher_made_ahead_when_collected(
+    ws: Path, staging_root: Path
+) -> None:
+    """Was a leak (low), fixed. Reproduce: run once on a backend and drop it without `close` (a body that is not
+    closed): the launcher made ahead, its staging area and its cgroup stayed until the interpreter's exit, since the
+    slot's thread kept the backend's `_make_standby` in a local while it waited, so the backend was never collected
+    and its finalizer never ran. Fix: the thread drops what it was handed before it waits."""
+    backend = BwrapOverlaySandbox(staging_root=staging_root)
+    async with await backend.run(sh(ws, "true")):
+        pass
+    standby = backend.standby.wait_ready(10)
+    assert standby is not None and standby.staging.exists()
+    staging, cgroup, launcher = standby.staging, standby.cgroup, standby.started.pid
+    del backend, standby
+    gc.collect()
+    assert not staging.exists(), "a dropped backend's launcher made ahead kept its staging area"
+    assert cgroup is None or not cgroup.path.exists()
+    assert await _until(lambda: not _alive(launcher))
