@@ -193,3 +193,44 @@ async def test_a_backend_dropped_unclosed_discards_its_launcher_made_ahead_when_
     assert not staging.exists(), "a dropped backend's launcher made ahead kept its staging area"
     assert cgroup is None or not cgroup.path.exists()
     assert await _until(lambda: not _alive(launcher))
+
+
+_PROBED = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from sandbox import BwrapOverlaySandbox
+
+    def probe_once(self, spec, staging):  # (the probe's command, held: the body is killed in its probe)
+        print(spec.workspace, flush=True)
+        time.sleep(60)
+
+    BwrapOverlaySandbox._probe_once = probe_once
+    BwrapOverlaySandbox(staging_root=Path(sys.argv[1])).available()
+    """
+)
+
+
+async def test_a_body_killed_in_its_probe_leaves_nothing_after_the_next_bodys_first_run(
+    ws: Path, staging_root: Path, overlay: BwrapBackend
+) -> None:
+    """Was a leak (low), fixed. Reproduce: SIGKILL a body while its backend's probe runs `true`: the probe's
+    `swarm-probe-XXXX` directory (its workspace) was named after no process, so no sweep could tell it was
+    orphaned and it stayed. Fix: the probe's workspace is in a staging directory named after its maker."""
+    body = subprocess.Popen([sys.executable, "-c", _PROBED, str(staging_root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert body.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(body.stdout.readline)
+        workspace = Path(line.strip())
+        assert workspace.is_dir() and staging_root in workspace.parents
+    finally:
+        body.kill()
+        body.wait()
+        if body.stdout is not None:
+            body.stdout.close()
+    left = sorted(staging_root.iterdir())
+    assert len(left) == 2  # the probe's workspace and its run's staging directory
+    async with await overlay.run(sh(ws, "true")):  # (this backend's first run: the sweep)
+        pass
+    assert not any(path.exists() for path in left), "a body killed in its probe left its directories"
