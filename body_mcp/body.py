@@ -202,6 +202,8 @@ class Body:
             max_count=config.sandbox.max_held_runs, max_bytes=config.sandbox.max_held_mb * 1024 * 1024
         )
         self._sandbox: Sandbox | None = sandbox
+        self._owns_sandbox = sandbox is None
+        """Whether `close` closes the sandbox: one this body selected, never one it was given."""
         self._sandbox_error: str | None = None
         self.replies = AfterReply()
         """A transport that says when each reply is written (stdio) sets `replies.flushed`: a call's commit,
@@ -284,9 +286,12 @@ class Body:
             staging = Path(cfg.staging_dir) if cfg.staging_dir else None
             try:
                 self._sandbox = select_sandbox(cfg.backend, staging)
+                self._owns_sandbox = True
             except NoIsolationAvailable as exc:
                 self._sandbox_error = str(exc)
         if self._sandbox is not None and not (availability := self._sandbox.available()).ok:
+            if self._owns_sandbox:
+                self._sandbox.close()
             self._sandbox, self._sandbox_error = None, availability.reason
         if self._sandbox is None:
             raise ToolRefused(
@@ -298,7 +303,12 @@ class Body:
 
     def close(self) -> None:
         self.replies.run()
-        wait_discarded()  # (the staging areas of the last commands, removed after their replies)
+        # What this body staged goes with it: the runs held for an approval, and (a backend it selected) the
+        # launcher made ahead with its staging area and cgroup, and the launcher server.
+        self.held_runs.discard_all()
+        if self._sandbox is not None and self._owns_sandbox:
+            self._sandbox.close()
+        wait_discarded()  # (the staging areas of the last commands and of the held runs, removed in the background)
         self.scanner.close()
         self.audit_writer.close()
         self.workspace.close()

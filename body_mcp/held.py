@@ -70,6 +70,14 @@ class HeldRuns:
             await self._runs.pop(oldest).staged.aclose()
         return True
 
+    def discard_all(self) -> None:
+        """Discard every held run (the body is closing: no retry can apply one any more). Their staging areas are
+        removed in the background (`sandbox.wait_discarded`): a closed body leaves none behind in the staging root,
+        where only a later body's first run would remove them, and only once this process is gone."""
+        runs, self._runs = list(self._runs.values()), {}
+        for run in runs:
+            run.staged.discard_soon()
+
     async def discard_expired(self, now: float) -> None:
         for key in [k for k, v in self._runs.items() if v.expires <= now]:
             await self._runs.pop(key).staged.aclose()

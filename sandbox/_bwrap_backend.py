@@ -495,9 +495,11 @@ class BwrapBackend(ABC):
         if missing:
             return Availability(ok=False, reason=_INSTALL_HINTS[missing[0]])
         try:
-            self._staging_root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(prefix="swarm-probe-", dir=self._staging_root) as tmp:
-                workspace = Path(tmp).resolve() / "workspace"
+            # The probe's workspace in a staging directory too, named after this process: a body killed during
+            # the probe leaves nothing the next body's sweep cannot tell is orphaned (`remove_orphaned_staging`).
+            probe = make_staging(self._staging_root)
+            try:
+                workspace = probe.resolve() / "workspace"
                 workspace.mkdir()
                 spec = SandboxSpec(
                     workspace=workspace,
@@ -512,6 +514,8 @@ class BwrapBackend(ABC):
                     return self._probe_once(spec, staging)
                 finally:
                     remove_staging(staging)
+            finally:
+                remove_staging(probe)
         except (OSError, subprocess.SubprocessError, SandboxError) as error:
             return Availability(ok=False, reason=f"{self.name} probe failed: {error}")
 

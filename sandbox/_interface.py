@@ -236,3 +236,8 @@ class Sandbox(Protocol):
     def kill_all(self) -> None:
         """Kill every running command; their runs return with `killed=True`. For the kill switch."""
         ...
+
+    def close(self) -> None:
+        """Release what the backend keeps between runs (a launcher made ahead, its launcher server). Idempotent;
+        a run after it still works, without a launcher made ahead."""
+        ...

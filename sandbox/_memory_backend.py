@@ -93,6 +93,9 @@ class InMemorySandbox:
         for scope in list(self._running):
             scope.cancel()
 
+    def close(self) -> None:
+        """Nothing is kept between runs."""
+
     async def run(self, spec: SandboxSpec) -> StagedDirRun:
         """Run the script and materialise its changes; see `Sandbox.run`."""
         self.calls.append(spec)

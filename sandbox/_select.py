@@ -33,5 +33,6 @@ def select_sandbox(preferred: SandboxPreference = "auto", staging_root: Path | N
         availability = sandbox.available()
         if availability.ok:
             return sandbox
+        sandbox.close()  # (its probe may have started a launcher server)
         reasons[name] = availability.reason
     raise NoIsolationAvailable(reasons)

@@ -148,6 +148,9 @@ class StandbySlot:
                 standby.discard()
             if make is not None:
                 self._fill(make)
+            # Nothing of this round is kept while the thread waits: `make` holds the backend (its bound method),
+            # which would then never be collected, and its finalizer never discard the standby (nor stop the server).
+            make = None
             if closed:
                 with self._lock:
                     if not self._to_discard:

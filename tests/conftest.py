@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
+import tempfile
+import time
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,9 @@ import pytest  # noqa: E402
 from mcp import Client  # noqa: E402
 
 from body_mcp import Body, BodySettings, build_server  # noqa: E402
+from sandbox import wait_discarded  # noqa: E402
+from sandbox._limits import owner_tag, pids_cgroup_parent, remove_orphaned_cgroups  # noqa: E402
+from sandbox._staged import remove_orphaned_staging, remove_staging  # noqa: E402
 from shared_protocol.config import SwarmConfig, parse_config  # noqa: E402
 
 
@@ -113,3 +119,79 @@ def body(workspace: Path, home: Path) -> Iterator[Body]:
 async def client(body: Body) -> AsyncIterator[Client]:
     async with Client(build_server(body)) as c:
         yield c
+
+
+# -- what a test leaves: staging areas and run cgroups ------------------------------------------------------------
+#
+# Each test gets a system temp dir of its own (TMPDIR and `tempfile.gettempdir()`) under pytest's base temp, never
+# /tmp: a sandbox's default staging root is there, and so is what the processes a test starts make in theirs (a body
+# it SIGKILLs leaves its areas there, not in the machine's /tmp). After the test, a staging area or run cgroup that
+# this process made during it and did not remove fails it (a teardown error naming it); what other processes left
+# in its temp dir is swept when their maker is gone, and the session ends with the product's sweep of cgroups.
+
+_TMPDIR = pytest.StashKey[tuple[Path, frozenset[str]]]()
+_STAGING_PREFIX = "swarm-sandbox-"
+
+
+def _own_cgroups() -> frozenset[str]:
+    parent, tag = pids_cgroup_parent(), owner_tag()
+    if parent is None or tag is None:
+        return frozenset()
+    return frozenset(path.name for path in parent.glob(f"{_STAGING_PREFIX}{tag}-*"))
+
+
+def _own_leftovers(directory: Path, cgroups_before: frozenset[str]) -> list[str]:
+    tag = owner_tag()
+    areas = sorted(path.name for path in directory.glob(f"{_STAGING_PREFIX}{tag}-*")) if tag else []
+    return [*areas, *(f"cgroup {name}" for name in sorted(_own_cgroups() - cgroups_before))]
+
+
+@pytest.fixture(autouse=True)
+def _own_tmpdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This test's system temp dir (see above)."""
+    directory = tmp_path_factory.mktemp("t")  # (short: unix socket paths made under it must fit in 108 bytes)
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(directory)
+    request.node.stash[_TMPDIR] = (directory, _own_cgroups())
+    try:
+        yield directory
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """Fail the test that left a staging area or run cgroup of this process (after its fixtures are torn down)."""
+    result = yield
+    found = item.stash.get(_TMPDIR, None)
+    if found is None:
+        return result
+    directory, cgroups_before = found
+    left = _own_leftovers(directory, cgroups_before)
+    if left:
+        # A backend no longer referenced discards its launcher made ahead when collected, and staging areas are
+        # removed by a background thread: give both their chance (only here: a collection per test is too slow).
+        if isinstance(item, pytest.Function):
+            item.funcargs.clear()  # (the fixtures are torn down: their values are not needed any more)
+        wait_discarded(10)
+        deadline = time.monotonic() + 5
+        while (left := _own_leftovers(directory, cgroups_before)) and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.05)
+    for name in left:  # (the next test starts clean whatever this one left)
+        if not name.startswith("cgroup "):
+            remove_staging(directory / name)
+    remove_orphaned_staging(directory)  # (what the processes the test started left, once they are gone)
+    if left:
+        raise AssertionError(f"{item.nodeid} left staging areas or run cgroups it made: {', '.join(left)}")
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The final sweep: run cgroups whose maker is gone (bodies the tests killed along with their launcher server)."""
+    if (parent := pids_cgroup_parent()) is not None:
+        remove_orphaned_cgroups(parent)
