@@ -19,6 +19,7 @@ from body_mcp import Admin, BodySettings, build_server
 from body_mcp._db import StateDB
 from body_mcp.state import StatePaths
 from shared_protocol.config import SwarmConfig, render_config
+from tests.cli.inprocess import swarm_in_process
 
 from ..conftest import make_body
 from .agent_helpers import agent_config, model_meta, profile
@@ -55,21 +56,16 @@ async def test_an_agents_body_over_stdio_records_its_name_logic_version_and_the_
             "tool_not_allowed",
         )
         ok(await call(client, "delete_file", path="notes.md"))  # the runner's own call
-    swarm = [sys.executable, "-m", "swarm_cli"]
+    # (the reads run the CLI in the test's process, `tests/cli/inprocess.py`: the body above is the real process)
     env = {**os.environ, "SWARM_HOME": str(home), "SWARM_CONFIG": str(config_file)}
-    explained = subprocess.run(
-        [*swarm, "audit", "explain", done["action_id"], "--agent", "w1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    ).stdout
+    explaining = await swarm_in_process(["audit", "explain", done["action_id"], "--agent", "w1"], env)
+    assert explaining.returncode == 0, explaining.stderr
+    explained = explaining.stdout
     assert "Model turn: step 2 — Writing the note." in explained and "(tool call call_7)" in explained
     assert "agent 'w1'" in explained and profile(config).logic_version in explained
-    tail = subprocess.run(
-        [*swarm, "audit", "tail", "--agent", "w1"], capture_output=True, text=True, env=env, check=True
-    ).stdout
+    tailing = await swarm_in_process(["audit", "tail", "--agent", "w1"], env)
+    assert tailing.returncode == 0, tailing.stderr
+    tail = tailing.stdout
     assert "tool_not_allowed" in tail and tail.count(" w1 ") == 3
     assert not StatePaths(home=home, workspace=workspace).dir.exists()
 

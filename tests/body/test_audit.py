@@ -20,6 +20,7 @@ from body_mcp.audit._files import read_key
 from shared_protocol import AuditEvent
 from shared_protocol.audit import attestation_key, attested
 from shared_protocol.config import parse_config
+from tests.cli.inprocess import swarm_in_process
 
 from ..conftest import make_body, require_binary
 from .helpers import call, ok, refused
@@ -36,6 +37,13 @@ async def _fill(client: Client, n: int = 5) -> None:
 def _sqlite(db: Path, sql: str) -> subprocess.CompletedProcess[str]:
     sqlite3_cli = require_binary("sqlite3", "sqlite3")
     return subprocess.run([sqlite3_cli, str(db), sql], capture_output=True, text=True, check=False)
+
+
+async def _verify_here(workspace: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    """`swarm audit verify` in the test's process (`tests/cli/inprocess.py`: the same entry point, its output and exit
+    status, minus a new Python's start); `_verify_cli` runs it as a process of its own."""
+    env = {"SWARM_HOME": str(home), "PATH": "/usr/bin:/bin"}
+    return await swarm_in_process(["audit", "verify", "--workspace", str(workspace)], env)
 
 
 def _verify_cli(workspace: Path, home: Path) -> subprocess.CompletedProcess[str]:
@@ -98,14 +106,14 @@ async def test_tampering_with_the_sqlite3_cli_fails_swarm_audit_verify(
     client: Client, body: Body, workspace: Path, home: Path, name: str, sql: str, first_bad: int | None
 ) -> None:
     await _fill(client)
-    assert _verify_cli(workspace, home).returncode == 0
+    assert (await _verify_here(workspace, home)).returncode == 0
     result = _sqlite(body.paths.db, sql)
     assert result.returncode == 0, result.stderr
     report = body.audit.verify()
     assert not report.ok, name
     if first_bad is not None:
         assert report.first_bad_seq == first_bad, report
-    cli = _verify_cli(workspace, home)
+    cli = await _verify_here(workspace, home)
     assert cli.returncode == 1 and "BROKEN" in cli.stderr and cli.stderr.count("\n") == 1
 
 
@@ -511,7 +519,7 @@ async def test_cutting_the_tail_and_writing_the_anchor_from_the_database_is_dete
     body.paths.journal.write_bytes(b"")
     report = body.audit.verify()
     assert not report.ok and report.anchor == "forged", report.summary()
-    cli = _verify_cli(workspace, home)
+    cli = await _verify_here(workspace, home)
     assert cli.returncode == 1 and cli.stderr.count("\n") == 1
 
 

@@ -32,6 +32,7 @@ from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.pipeline import CallContext, CallOutcome, Next
 from body_mcp.tools._spec import ToolOutput
+from tests.cli.inprocess import swarm_in_process
 
 from ..conftest import make_body
 
@@ -379,15 +380,10 @@ def _reply_then_die(workspace: Path, home: Path) -> str:
     return result.stdout.strip()
 
 
-def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swarm_cli", *args],
-        env={**os.environ, "SWARM_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+async def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI's entry point in the test's process (`tests/cli/inprocess.py`: no new Python to start; the body that
+    died is the process of its own here)."""
+    return await swarm_in_process(args, {**os.environ, "SWARM_HOME": str(home)})
 
 
 async def test_a_body_killed_after_its_reply_leaves_the_event_to_the_next_store_undo_records_and_all(
@@ -408,10 +404,10 @@ async def test_a_body_killed_after_its_reply_leaves_the_event_to_the_next_store_
     finally:
         conn.close()
 
-    verify = _swarm(home, "audit", "verify", "--workspace", str(workspace))
+    verify = await _swarm(home, "audit", "verify", "--workspace", str(workspace))
     assert verify.returncode == 0 and "OK: 2 events" in verify.stdout, verify.stdout + verify.stderr
-    assert action_id in _swarm(home, "audit", "tail", "--workspace", str(workspace)).stdout
-    undo = _swarm(home, "undo", action_id, "--workspace", str(workspace))  # its undo records came back with it
+    assert action_id in (await _swarm(home, "audit", "tail", "--workspace", str(workspace))).stdout
+    undo = await _swarm(home, "undo", action_id, "--workspace", str(workspace))  # its undo records came back with it
     assert undo.returncode == 0, undo.stderr
     assert (workspace / "a.txt").read_text() == "old\n"
     reopened = make_body(workspace, home)

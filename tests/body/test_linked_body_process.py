@@ -32,6 +32,7 @@ from brain_server.state import BodyRecord, LogEntry
 from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.setup import WakeSetup
 from tests.brain.helpers import Clock
+from tests.cli.inprocess import swarm_in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -129,14 +130,11 @@ class Harness:
         return {**env, "SWARM_HOME": str(self.home), **(extra or {})}
 
     async def status(self) -> dict[str, str]:
-        """`swarm status` in its own process, as `{label: value}` of its lines."""
-        done = await anyio.run_process(
-            [sys.executable, "-m", "swarm_cli", "status", "--workspace", str(self.workspace)],
-            env=self.env(),
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr.decode()
-        lines = [line.partition(":") for line in done.stdout.decode().splitlines()]
+        """`swarm status` in the test's process (`tests/cli/inprocess.py`: the same entry point, no new Python; the
+        body it reports on is a process of its own), as `{label: value}` of its lines."""
+        done = await swarm_in_process(["status", "--workspace", str(self.workspace)], self.env())
+        assert done.returncode == 0, done.stderr
+        lines = [line.partition(":") for line in done.stdout.splitlines()]
         return {label.strip(): value.strip() for label, _, value in lines}
 
     async def lost_and_paged(self, seconds: float) -> int:

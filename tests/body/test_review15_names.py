@@ -14,6 +14,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from tests.cli.inprocess import run_swarm
+
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -45,15 +47,8 @@ async def test_listing_a_name_that_is_not_utf8_is_a_result_and_the_body_serves_o
 
 
 def _swarm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWARM_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "swarm_cli", "snapshot", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """`swarm snapshot ARGS` in the test's process (`tests/cli/inprocess.py`: the same entry point, no new Python)."""
+    return run_swarm(["snapshot", *args], {**os.environ, "SWARM_HOME": str(home)})
 
 
 def test_a_workspace_holding_a_name_that_is_not_utf8_can_be_snapshotted(workspace: Path, home: Path) -> None:

@@ -17,6 +17,7 @@ from mcp import Client
 
 from body_mcp import Body, build_server
 from body_mcp.killswitch import LocalKillSwitch
+from tests.cli.inprocess import swarm_in_process
 from tests.fakes.static_http import Reply, serve_static
 
 from ..conftest import make_body, require_binary
@@ -392,7 +393,8 @@ async def test_a_three_megabyte_stdout_reaches_the_agent_capped_and_a_human_read
     read = [sys.executable, "-m", "swarm_cli", "audit", "output", data["action_id"], "--workspace", str(workspace)]
     kept = subprocess.run(read, env=env, capture_output=True, check=True, timeout=60)
     assert kept.stdout == b"a" * 1_000_000
-    err = subprocess.run([*read, "--stream", "stderr"], env=env, capture_output=True, check=True, timeout=60)
-    assert err.stdout == b"err\n"
-    missing = subprocess.run([*read[:5], "act_00", *read[6:]], env=env, capture_output=True, text=True, timeout=60)
+    # (the same command in the test's process, `tests/cli/inprocess.py`: the one above is the real process's bytes)
+    err = await swarm_in_process([*read[3:], "--stream", "stderr"], env)
+    assert err.returncode == 0 and err.stdout == "err\n", err.stderr
+    missing = await swarm_in_process([*read[3:5], "act_00", *read[6:]], env)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.stack import stack
+from tests.runner.stack import git, stack
 from tests.runner.test_review17b_acceptance import DONE, live_run, turn
 from tests.runner.test_review17c_plugins import UNFIXED, committed, repo_with_pytest
 
@@ -33,17 +33,22 @@ FORGE = (
 )
 
 
-@pytest.mark.parametrize("path", ["_pytest/__init__.py", "pluggy/__init__.py", "iniconfig/__init__.py"])
-async def test_review17d_a_workspace_copy_of_pytests_own_packages_does_not_verify(tmp_path: Path, path: str) -> None:
+SHADOWS = ["_pytest/__init__.py", "pluggy/__init__.py", "iniconfig/__init__.py"]
+
+
+async def test_review17d_a_workspace_copy_of_pytests_own_packages_does_not_verify(tmp_path: Path) -> None:
     """`python3 -m pytest` imports the real `pytest`, which imports `_pytest`, `pluggy`, `iniconfig` — from the
     working directory first. A model's `_pytest/__init__.py` (or pluggy's, iniconfig's) runs before Swarm's reporter
     is loaded, while `SWARM_VERDICT_FD` is still in the environment: it writes a whole passing report and exits 0.
-    Withstood: the body refuses the write (a module the check's interpreter has in its site directories), and the
-    re-run runs the real test, which fails."""
+    Withstood: the body refuses each write (a module the check's interpreter has in its site directories: one
+    refusal each, so one write let through shows in the count, and its forgery in the verdict), and the re-run runs
+    the real test, which fails. One run for the three (each was a run of its own: the same refusal, three names)."""
     async with stack(tmp_path) as s:
         repo = repo_with_pytest(s)
-        s.script([turn("write_file", {"path": path, "content": FORGE}), DONE])
+        s.script([*(turn("write_file", {"path": path, "content": FORGE}) for path in SHADOWS), DONE])
         after = await live_run(s, repo, "python3 -m pytest -q tests")
-        assert after["evidence"]["refusals"] == "1", after["evidence"]
+        assert after["evidence"]["refusals"] == str(len(SHADOWS)), after["evidence"]
+        for path in SHADOWS:
+            assert path.split("/")[0] not in git(repo, "ls-tree", "--name-only", after["evidence"]["commit"]), path
         assert committed(repo, after, "app.py") == UNFIXED, "the task's branch keeps the bug"
         assert after["verified"] is False, f"verified without the fix: {after['verification']}"
