@@ -16,6 +16,7 @@ goes to the SDK as before, and so does a call the short path declines (`refuse_k
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
@@ -23,6 +24,8 @@ import mcp_types as types
 from mcp.shared.message import SessionMessage
 
 from .body import Body
+
+logger = logging.getLogger(__name__)
 
 _VERSIONS = frozenset({"2025-06-18", "2025-11-25"})
 """The handshake versions a refusal's reply is built for here (a result with `structuredContent`, nothing more)."""
@@ -66,12 +69,16 @@ class KilledCalls:
             return False  # (the SDK says what is wrong with the request)
         if meta is not None and (not isinstance(meta, dict) or "progressToken" in meta):
             return False
-        outcome = await self._body.refuse_killed(
-            name,
-            cast("dict[str, Any] | None", arguments),
-            client=self._client,
-            meta=cast("dict[str, Any] | None", meta),
-        )
+        try:
+            outcome = await self._body.refuse_killed(
+                name,
+                cast("dict[str, Any] | None", arguments),
+                client=self._client,
+                meta=cast("dict[str, Any] | None", meta),
+            )
+        except Exception:  # (the refusal could not be audited: the SDK's path meets the same and answers, as before)
+            logger.exception("the kill switch's short path could not refuse %s; the SDK serves it", name)
+            return False
         if outcome is None:
             return False
         # What the SDK sends for these versions' `CallToolResult` (its sieve keeps these three fields), built as is.

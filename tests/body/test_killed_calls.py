@@ -3,6 +3,7 @@ is refused and audited before the SDK dispatches it; anything else still goes to
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from mcp.shared.message import SessionMessage
 
 from body_mcp import Body
 from body_mcp._killed_calls import KilledCalls
+from body_mcp.audit import _store as audit_store  # pyright: ignore[reportPrivateUsage]
 from body_mcp.killswitch import RELEASED, KillState, MemoryKillSwitch
 
 from ..cli.inprocess import run_swarm
@@ -146,6 +148,28 @@ async def test_a_kill_lifted_as_the_call_is_read_leaves_it_to_the_sdk_and_one_li
     body = make_body(workspace, home, kill_switch=_LiftedAfter(reads=2))
     try:
         result = await _answer(body, _request("write_file", args))
+        assert result is not None and result["structuredContent"]["code"] == "kill_switch_engaged"
+        assert not (workspace / "a.txt").exists()
+    finally:
+        body.close()
+
+
+async def test_a_refusal_that_cannot_be_audited_is_left_to_the_sdk_path_not_raised_into_the_transport(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kill = MemoryKillSwitch()
+    kill.current = KILLED
+    body = make_body(workspace, home, kill_switch=kill)
+    try:
+        write = _request("write_file", {"path": "a.txt", "content": "x", "rationale": "r"})
+
+        def full(fd: int, data: bytes, offset: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(audit_store, "_write_all", full)
+        assert await _answer(body, write) is None  # (the SDK's path then answers, as it did before the short path)
+        monkeypatch.undo()
+        result = await _answer(body, write)
         assert result is not None and result["structuredContent"]["code"] == "kill_switch_engaged"
         assert not (workspace / "a.txt").exists()
     finally:
