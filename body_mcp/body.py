@@ -34,7 +34,7 @@ from .compliance import WINDOWS_FILE, Compliance, preset_hosts
 from .confinement import Workspace
 from .decisions import DecisionStore, LocalDecisionStore
 from .exceptions import ConfigError, ToolRefused, UserError
-from .guards import default_guards
+from .guards import default_guards, kill_refusal
 from .held import HeldRuns
 from .killswitch import CombinedKillSwitch, KillSwitch, LocalKillSwitch
 from .limits import Limits
@@ -267,6 +267,7 @@ class Body:
             shadow=self.shadow,
             agent=settings.agent_profile,
         )
+        self._outer_guards = bool(outer_guards)
         self.pipeline = Pipeline(
             [*outer_guards, *guards], CallAuditor(self.audit, self.limits, self.replies, writer=self.audit_writer)
         )
@@ -467,6 +468,43 @@ class Body:
             logic_version=self.logic_version,
         )
         return await self.pipeline.call(ctx)
+
+    async def refuse_killed(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        client: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> CallOutcome | None:
+        """The kill switch's short path: a mutating `tools/call` that arrives while the kill switch is engaged,
+        refused and audited (its rationale, the rule `kill_switch_engaged`, journaled before the reply as the
+        guard's refusal is) with nothing else done; None when the call is not one (not engaged, a read-only tool,
+        an audit trail with a problem of its own, a workspace being replaced, test guards in front): `call_tool`
+        then answers it, as it would have."""
+        spec = self.tools.get(name)
+        if (spec is not None and spec.read_only) or self._outer_guards:
+            return None
+        state = self.kill_switch.state()
+        if not state.engaged:
+            return None
+        audit = self.audit
+        if audit.sealed or audit.failing or audit.broken is not None or self.workspace.replaced():
+            return None
+        if self.replies:
+            self.replies.run()
+        ctx = CallContext(
+            action_id=new_action_id(),
+            tool=name,
+            raw_arguments=dict(arguments or {}),
+            agent=self.settings.agent or client or "unknown",
+            session=self.session,
+            origin=read_meta(meta),
+            logic_version=self.logic_version,
+        )
+        refusal = kill_refusal(state, ctx)
+        assert refusal is not None  # (engaged)
+        return await self.pipeline.refuse(ctx, refusal)
 
     def _notify_human(self, decision: Decision) -> None:
         """Tell a human a decision waits (standalone: the body's log; a linked body's brain pages people)."""

@@ -17,7 +17,7 @@ from .approval import ApprovalGate
 from .audit import AuditStore, escape_string
 from .confinement import Workspace
 from .exceptions import InvalidArguments, InvalidPath, KillSwitchEngaged, ToolRefused
-from .killswitch import KillSwitch
+from .killswitch import KillState, KillSwitch
 from .limits import Limits
 from .names import representable, shown
 from .pipeline import CallContext, Guard, Next
@@ -43,24 +43,32 @@ class KillSwitchGuard:
 def refuse_if_killed(kill_switch: KillSwitch, ctx: CallContext) -> None:
     """Refuse a mutating call while the kill switch is engaged (`KillSwitchGuard`, and again as the call is about to
     run: a kill that lands while a call waits past the first check stops it too)."""
-    state = kill_switch.state()
-    if state.engaged and state.source == "failsafe":
+    refusal = kill_refusal(kill_switch.state(), ctx)
+    if refusal is not None:
+        raise refusal
+
+
+def kill_refusal(state: KillState, ctx: CallContext) -> KillSwitchEngaged | None:
+    """The refusal of a mutating call under `state` (None: not engaged); what the audit event says of the kill (when
+    the failsafe began, how this body heard its brain's kill) goes in `ctx`."""
+    if not state.engaged:
+        return None
+    if state.source == "failsafe":
         # Every call this failsafe refuses names the moment it began: the brain alerts once per episode.
         ctx.effects.detail["failsafe_since"] = state.at
-        raise KillSwitchEngaged(
+        return KillSwitchEngaged(
             f"{state.reason}; mutating tools are refused until the body reconnects. Read-only tools still work.",
             code=RefusalCode.BRAIN_UNREACHABLE,
             rule=Rule.BRAIN_FAILSAFE,
         )
-    if state.engaged:
-        if state.heard is not None:
-            # How and when this body heard its brain's kill, for whoever asks why a kill took as long as it did.
-            ctx.effects.detail["kill_heard"] = {"by": state.heard.by, "at": state.heard.at}
-        by = f" by {state.by}" if state.by else ""
-        raise KillSwitchEngaged(
-            f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "
-            "mutating tools are refused until a human resumes. Read-only tools still work."
-        )
+    if state.heard is not None:
+        # How and when this body heard its brain's kill, for whoever asks why a kill took as long as it did.
+        ctx.effects.detail["kill_heard"] = {"by": state.heard.by, "at": state.heard.at}
+    by = f" by {state.by}" if state.by else ""
+    return KillSwitchEngaged(
+        f"the kill switch is engaged ({state.source}{by}: {state.reason or 'no reason given'}); "
+        "mutating tools are refused until a human resumes. Read-only tools still work."
+    )
 
 
 class AuditTrailGuard:

@@ -278,6 +278,12 @@ class Pipeline:
         for guard in reversed(guards):
             self._run = partial(guard, call_next=self._run)
 
+    async def refuse(self, ctx: CallContext, refusal: ToolRefused) -> CallOutcome:
+        """Refuse a call before any guard runs (the kill switch's short path, `Body.refuse_killed`): audited as the
+        guard's refusal would be, and answered the same."""
+        event = await self._auditor.record(ctx, outcome="refused", refusal=refusal, failed=False)
+        return refused_outcome(refusal, event.id)
+
     async def call(self, ctx: CallContext) -> CallOutcome:
         auditor = self._auditor
         auditor.in_flight += 1

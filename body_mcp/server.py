@@ -35,6 +35,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared_protocol import Refusal, ToolArgs, ToolResult
 
+from ._killed_calls import KilledCalls
 from ._stdin import claimed_stdin, pipe_fd
 from .body import Body
 from .origin import flag_unreadable_meta
@@ -261,23 +262,30 @@ def _unreadable_call(line: str) -> dict[str, Any] | None:
 
 
 class _Recovering:
-    """The SDK's read stream, with lines it could not parse recovered where they hold a request (`recover_message`)."""
+    """The SDK's read stream, with lines it could not parse recovered where they hold a request (`recover_message`);
+    with `killed`, a tool call the kill switch refuses is answered there, never handed to the SDK."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, killed: KilledCalls | None = None) -> None:
         self._inner = inner
+        self._killed = killed
 
     def __getattr__(self, name: str) -> Any:  # (`last_context`, which the server reads if present)
         return getattr(self._inner, name)
 
     async def receive(self) -> SessionMessage | Exception:
-        item = await self._inner.receive()
-        if isinstance(item, Exception) and (recovered := recover_message(item)) is not None:
-            item = recovered
-        if isinstance(item, SessionMessage):
-            message = item.message
-            if isinstance(message, types.JSONRPCRequest) and message.method == "tools/call" and message.params:
-                flag_unreadable_meta(message.params)
-        return item
+        while True:
+            item = await self._inner.receive()
+            if isinstance(item, Exception) and (recovered := recover_message(item)) is not None:
+                item = recovered
+            if isinstance(item, SessionMessage):
+                message = item.message
+                if isinstance(message, types.JSONRPCRequest) and message.method == "tools/call" and message.params:
+                    flag_unreadable_meta(message.params)
+                    if self._killed is not None and await self._killed.answered(message):
+                        continue
+                elif self._killed is not None:
+                    self._killed.note(message)
+            return item
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -403,7 +411,10 @@ async def serve_stdio(body: Body) -> None:
             try:
                 wire = _ReplyWire(stdout, replies.run)
                 async with stdio_server(stdin=stdin, stdout=wire) as (read_stream, write_stream):
-                    await server.run(_Recovering(read_stream), write_stream, server.create_initialization_options())
+                    killed = KilledCalls(body, write_stream)
+                    await server.run(
+                        _Recovering(read_stream, killed), write_stream, server.create_initialization_options()
+                    )
             finally:
                 replies.flushed = False
                 replies.run()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -28,10 +28,15 @@ class BrainEvent:
 
     name: BrainEventName
     data: str
+    _wire: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Encoded once for every stream it goes to (a kill goes to every body's, in the moment they all wait for it).
+        object.__setattr__(self, "_wire", f"event: {self.name}\ndata: {self.data}\n\n".encode())
 
     def encode(self) -> bytes:
         """The event in the text/event-stream format."""
-        return f"event: {self.name}\ndata: {self.data}\n\n".encode()
+        return self._wire
 
 
 KEEPALIVE = b": keepalive\n\n"

@@ -120,6 +120,13 @@ def test_an_event_is_encoded_as_text_event_stream() -> None:
     assert kill(1).encode() == b'event: kill\ndata: {"n":1}\n\n'
 
 
+async def test_a_published_event_is_encoded_once_for_every_stream() -> None:
+    hub = EventHub()
+    with hub.subscribe("a") as a, hub.subscribe("b") as b:
+        hub.publish(kill(1))
+        assert (await a.receive()).encode() is (await b.receive()).encode()
+
+
 async def test_an_event_stream_unsubscribes_when_its_client_disconnects() -> None:
     hub = EventHub()
     sent: list[Message] = []
