@@ -242,6 +242,8 @@ class Body:
             agent_profile=settings.agent_profile,
             secret_files=tuple(self.secret_files),
         )
+        self.command_specs = deps.specs
+        """Commands' sandbox specs, remembered while nothing they were built from changed (tests, benches)."""
         gate = ApprovalGate(
             self.decisions,
             approval_thresholds(config),

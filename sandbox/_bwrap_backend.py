@@ -85,6 +85,7 @@ from ._limits import (
     remove_orphaned_cgroups,
     rlimits,
 )
+from ._plan_memo import PlanMemo
 from ._process import SETUP_TIMEOUT_S, ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_orphaned_staging, remove_staging
 from ._standby import Standby, StandbySlot
@@ -185,6 +186,7 @@ class BwrapBackend(ABC):
         self._active: set[RunControl] = set()
         self._spawner = Spawner(self)
         self._standby = StandbySlot()
+        self._plans = PlanMemo[_Plan]()
         weakref.finalize(self, self._standby.close)  # (after the spawner's: run first at the interpreter's exit)
         self._swept = False
 
@@ -216,6 +218,11 @@ class BwrapBackend(ABC):
         """Kill every command running in this sandbox; their runs return with `killed=True`."""
         for control in list(self._active):
             control.kill()
+
+    @property
+    def plans(self) -> PlanMemo[_Plan]:
+        """The runs' plans, remembered while nothing they were made from changed (`_plan_memo.py`)."""
+        return self._plans
 
     @property
     def standby(self) -> StandbySlot:
@@ -420,8 +427,31 @@ class BwrapBackend(ABC):
         return outcome, *done
 
     def _plan(self, spec: SandboxSpec) -> _Plan:
-        """Check the spec and decide the mounts, before anything is created (misuse fails fast)."""
+        """Check the spec and decide the mounts, before anything is created (misuse fails fast). Remembered
+        (`_plan_memo.py`) while the workspace's token, the spec's fields the plan reads and every host path it
+        read are unchanged; a proxied run's (its socket is the run's own) is planned each time."""
         _check_spec(spec, self._staging_root)
+        if spec.workspace_state is None or spec.network != "none":
+            return self._plan_afresh(spec)
+        key = (
+            spec.workspace_state,
+            spec.workspace,
+            spec.cwd,
+            tuple(spec.env.items()),
+            tuple(spec.toolchain_paths),
+            tuple(spec.hidden_paths),
+            tuple(spec.extra_hidden_abs),
+            tuple(spec.writable_mounts),
+            tuple(spec.commands.items()),
+        )
+        # What the plan reads outside the workspace and outside the toolchain facts: the writable mounts' sources
+        # and the commands' targets (stamped), and where the hidden host paths and the staging root are (their
+        # identities: their entries change all the time, `$SWARM_HOME`'s with every audit commit).
+        watched = [*(mount.source for mount in spec.writable_mounts), *spec.commands.values()]
+        hidden = [*spec.extra_hidden_abs, self._staging_root]
+        return self._plans.get(key, partial(self._plan_afresh, spec), watched=watched, identities_of=hidden)
+
+    def _plan_afresh(self, spec: SandboxSpec) -> _Plan:
         toolchain = plan_toolchain(spec.toolchain_paths, workspace=spec.workspace)
         writable = plan_writable(spec, toolchain)
         plan = _Plan(

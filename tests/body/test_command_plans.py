@@ -1,0 +1,45 @@
+"""A command's spec and sandbox plan are used again while nothing they were made from changed, and never across a
+change: a secret written between two commands is hidden from the second, a virtualenv made by one command is
+activated for the next (it lives outside the workspace: the plan's host paths say so)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from body_mcp import Body
+from sandbox import BwrapOverlaySandbox
+
+from ..conftest import require_binary
+from .helpers import call, ok
+
+pytestmark = pytest.mark.anyio
+
+
+async def _sh(client: Client, script: str) -> dict[str, object]:
+    data = ok(await call(client, "run_command", argv=["/bin/sh", "-c", script], timeout_s=60))
+    assert data["exit_code"] == 0, data["stderr"]
+    return data
+
+
+async def test_a_plan_is_used_again_while_nothing_changed_and_never_across_a_change(
+    client: Client, body: Body, workspace: Path
+) -> None:
+    require_binary("bwrap", "bubblewrap")
+    (workspace / "app.py").write_text("print(1)\n")
+    # (the first makes the env and cache dirs after the stamps it was planned with: the second plans again)
+    for script in ("true", "true", "cat app.py"):
+        await _sh(client, script)
+    sandbox = body.sandbox()
+    assert isinstance(sandbox, BwrapOverlaySandbox)
+    assert body.command_specs.hits >= 1 and sandbox.plans.hits >= 1, "nothing changed: planned once"
+    hits = body.command_specs.hits
+    (workspace / ".env.local").write_text("TOKEN=planted-between-commands\n")
+    seen = await _sh(client, "cat .env.local; echo end")
+    assert "planted" not in str(seen["stdout"]) and str(seen["stdout"]).strip() == "end"
+    assert body.command_specs.hits == hits, "the workspace changed: specced afresh"
+    # Unchanged since: remembered again, still hiding it.
+    seen = await _sh(client, "cat .env.local; echo end")
+    assert "planted" not in str(seen["stdout"]) and body.command_specs.hits == hits + 1
