@@ -43,3 +43,24 @@ async def test_a_plan_is_used_again_while_nothing_changed_and_never_across_a_cha
     # Unchanged since: remembered again, still hiding it.
     seen = await _sh(client, "cat .env.local; echo end")
     assert "planted" not in str(seen["stdout"]) and body.command_specs.hits == hits + 1
+
+
+async def test_a_command_sees_what_the_one_before_wrote_and_what_was_written_between(
+    client: Client, body: Body, workspace: Path
+) -> None:
+    """A run prepared ahead has the overlay mounted over the live workspace: any change since (a command's applied
+    changes, a host write) discards it, and the next command sees the workspace as it is."""
+    require_binary("bwrap", "bubblewrap")
+    for script in ("true", "true", "true"):
+        await _sh(client, script)
+    for n in range(3):
+        written = await _sh(client, f"echo one-{n} > made-{n}.txt")
+        assert written["applied"] is True and (workspace / f"made-{n}.txt").read_text() == f"one-{n}\n"
+        seen = await _sh(client, f"cat made-{n}.txt")
+        assert seen["stdout"] == f"one-{n}\n"
+        (workspace / f"host-{n}.txt").write_text(f"host-{n}\n")
+        seen = await _sh(client, f"cat host-{n}.txt && ls")
+        assert str(seen["stdout"]).startswith(f"host-{n}\n") and f"made-{n}.txt" in str(seen["stdout"])
+    sandbox = body.sandbox()
+    assert isinstance(sandbox, BwrapOverlaySandbox)
+    assert sandbox.standby.made >= 3, "runs were prepared ahead meanwhile"
