@@ -18,7 +18,15 @@ from typing import Any
 import anyio
 import httpx
 
-from sandbox import NoIsolationAvailable, Sandbox, ToolchainNotFound, select_sandbox, wait_discarded
+from sandbox import (
+    BwrapOverlaySandbox,
+    CopyStagingSandbox,
+    NoIsolationAvailable,
+    Sandbox,
+    ToolchainNotFound,
+    select_sandbox,
+    wait_discarded,
+)
 from shared_protocol import RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds, secret_references
@@ -202,6 +210,8 @@ class Body:
             max_count=config.sandbox.max_held_runs, max_bytes=config.sandbox.max_held_mb * 1024 * 1024
         )
         self._sandbox: Sandbox | None = sandbox
+        self._own_sandbox: Sandbox | None = None
+        """The backend this body chose itself: closed with it (its launcher made ahead, or run prepared ahead)."""
         self._sandbox_error: str | None = None
         self.replies = AfterReply()
         """A transport that says when each reply is written (stdio) sets `replies.flushed`: a call's commit,
@@ -285,7 +295,7 @@ class Body:
             cfg = self.settings.config.sandbox
             staging = Path(cfg.staging_dir) if cfg.staging_dir else None
             try:
-                self._sandbox = select_sandbox(cfg.backend, staging)
+                self._sandbox = self._own_sandbox = select_sandbox(cfg.backend, staging)
             except NoIsolationAvailable as exc:
                 self._sandbox_error = str(exc)
         if self._sandbox is not None and not (availability := self._sandbox.available()).ok:
@@ -301,6 +311,8 @@ class Body:
     def close(self) -> None:
         self.replies.run()
         wait_discarded()  # (the staging areas of the last commands, removed after their replies)
+        if isinstance(self._own_sandbox, BwrapOverlaySandbox | CopyStagingSandbox):
+            self._own_sandbox.close()  # (its runs made ahead, and the launcher server: not left to the collector)
         self.scanner.close()
         self.audit_writer.close()
         self.workspace.close()

@@ -4,15 +4,17 @@ activated for the next (it lives outside the workspace: the plan's host paths sa
 
 from __future__ import annotations
 
+import os
+import select
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
-from body_mcp import Body
+from body_mcp import Body, build_server
 from sandbox import BwrapOverlaySandbox
 
-from ..conftest import require_binary
+from ..conftest import make_body, require_binary
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -64,3 +66,31 @@ async def test_a_command_sees_what_the_one_before_wrote_and_what_was_written_bet
     sandbox = body.sandbox()
     assert isinstance(sandbox, BwrapOverlaySandbox)
     assert sandbox.standby.made >= 3, "runs were prepared ahead meanwhile"
+
+
+async def test_closing_the_body_ends_the_runs_made_ahead(workspace: Path, home: Path) -> None:
+    require_binary("bwrap", "bubblewrap")
+    body = make_body(workspace, home)
+    try:
+        async with Client(build_server(body)) as client:
+            for script in ("true", "true", "true"):
+                await _sh(client, script)
+        sandbox = body.sandbox()
+        assert isinstance(sandbox, BwrapOverlaySandbox)
+        made = [s for s in (sandbox.standby.wait_ready(10), sandbox.spare.wait_ready(10)) if s is not None]
+        assert made and any(s.prepared is not None for s in made)
+    finally:
+        body.close()
+    for standby in made:
+        assert _ended(standby.started.pid) and not standby.staging.exists()
+
+
+def _ended(pid: int, timeout_s: float = 10) -> bool:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout_s)[0])
+    finally:
+        os.close(pidfd)
