@@ -18,7 +18,13 @@ from typing import Any
 import anyio
 import httpx
 
-from sandbox import NoIsolationAvailable, Sandbox, ToolchainNotFound, select_sandbox, wait_discarded
+from sandbox import (
+    NoIsolationAvailable,
+    Sandbox,
+    ToolchainNotFound,
+    select_sandbox,
+    wait_discarded,
+)
 from shared_protocol import RefusalCode
 from shared_protocol.brain import Decision
 from shared_protocol.config import SwarmConfig, approval_thresholds, secret_references
@@ -244,6 +250,8 @@ class Body:
             agent_profile=settings.agent_profile,
             secret_files=tuple(self.secret_files),
         )
+        self.command_specs = deps.specs
+        """Commands' sandbox specs, remembered while nothing they were built from changed (tests, benches)."""
         gate = ApprovalGate(
             self.decisions,
             approval_thresholds(config),

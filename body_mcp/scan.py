@@ -75,6 +75,10 @@ class ScanResult:
     gitignore: GitIgnore = field(default_factory=lambda: GitIgnore([]))
     tracked: frozenset[str] = frozenset()
     """What git tracks (from the index): never an artifact."""
+    generation: int | None = None
+    """Moves with every scan that read anything (an event, a walk): equal generations mean the watch saw no change
+    to the workspace in between, so what was planned from it may be used again. None: not watched (every scan
+    walks), nothing may be."""
 
 
 class _EventsLost(Exception):
@@ -106,6 +110,7 @@ class WorkspaceScanner:
         """How many times every directory was read (the first walk, and each fallback after lost events)."""
         self.first_scan_s: float | None = None
         """How long the first walk took (the body's start-up cost of the scan)."""
+        self._generation = 0
 
     @property
     def watching(self) -> bool:
@@ -142,12 +147,13 @@ class WorkspaceScanner:
             if (tracked := self._tracked.paths_if_read()) is None:
                 return None
             denied, gitignore = assembled
-            return ScanResult(denied=list(denied), gitignore=gitignore, tracked=tracked)
+            return ScanResult(denied=list(denied), gitignore=gitignore, tracked=tracked, generation=self._generation)
         finally:
             self._lock.release()
 
     def scan(self) -> ScanResult:
         with self._lock:
+            self._generation += 1  # (whatever it reads: only a quiet scan, which reads nothing, keeps it)
             if self._watch and self._inotify is None:
                 self._walk_watched()
             elif self._inotify is not None:
@@ -162,11 +168,15 @@ class WorkspaceScanner:
                 self._walk_by_mtime()
             self._refresh_gitignores()
             denied, gitignore = self._assemble()
-            return ScanResult(denied=list(denied), gitignore=gitignore, tracked=self._tracked.paths())
+            generation = self._generation if self._inotify is not None else None
+            return ScanResult(
+                denied=list(denied), gitignore=gitignore, tracked=self._tracked.paths(), generation=generation
+            )
 
     # -- watched ------------------------------------------------------------------------------
 
     def _forget(self) -> None:
+        self._generation += 1
         if self._inotify is not None:
             self._inotify.close()
         self._inotify = None

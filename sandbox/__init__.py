@@ -32,6 +32,7 @@ from ._interface import (
 )
 from ._memory_backend import InMemorySandbox, ScriptedChange, scripted_result
 from ._overlay_backend import BwrapOverlaySandbox
+from ._plan_memo import PlanMemo
 from ._select import SandboxPreference, select_sandbox
 from ._staged import wait_discarded
 from ._task_env import SANDBOX_CACHE_DIR, TaskEnvironment, task_environment
@@ -59,6 +60,7 @@ __all__ = [
     "InMemorySandbox",
     "InvalidSandboxSpec",
     "NoIsolationAvailable",
+    "PlanMemo",
     "ProxyNetwork",
     "Quota",
     "ResourceLimits",

@@ -16,7 +16,11 @@ bwrap reads its options from a memfd (`--args FD`), so that the command's enviro
 host's process list (bwrap 0.8 takes only options that way: a `--` and command inside it end in a usage error).
 
 The overlay backend's runs after the first are served by a launcher forked ahead (`_standby.py`): the run's
-request goes straight to it, on the event loop, with no worker-thread hop before the command.
+request goes straight to it, on the event loop, with no worker-thread hop before the command. When the run's plan
+is remembered (`_plan_memo.py`), the next run is prepared further, into bwrap itself (`_make_ready`): bwrap set up
+with every option of the run and blocked on `--block-fd`, its command a trampoline shell that reads `exec` and the
+command's words from a pipe. The next run with the very same plan writes its command there and releases bwrap
+(`_release_ready`); any other run discards it and takes the spare launcher kept beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import contextlib
 import json
 import os
 import select
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -69,6 +74,7 @@ from ._launch import (
     SpawnedProcess,
     Spawner,
     Started,
+    close_started,
     receive_areas,
     receive_areas_blocking,
     send_run,
@@ -85,6 +91,7 @@ from ._limits import (
     remove_orphaned_cgroups,
     rlimits,
 )
+from ._plan_memo import PlanMemo
 from ._process import SETUP_TIMEOUT_S, ProcessOutcome, RunControl, run_contained
 from ._staged import StagedDirRun, make_staging, remove_orphaned_staging, remove_staging
 from ._standby import Standby, StandbySlot
@@ -92,6 +99,7 @@ from ._toolchain import (
     ToolchainMount,
     default_toolchain_paths,
     find_python,
+    is_exposed,
     minimal_path,
     plan_toolchain,
     visible_path,
@@ -148,6 +156,8 @@ class _SetUp:
     launch: _Launch
     started: Started | None
     """The overlay backend's launcher, forked by the server; None: the copy backend's chain, started later."""
+    areas: tuple[int, int] | None = None
+    """The run's areas, handed over already (a run prepared ahead: its bwrap is exec'd)."""
 
 
 @dataclass(kw_only=True)
@@ -185,7 +195,12 @@ class BwrapBackend(ABC):
         self._active: set[RunControl] = set()
         self._spawner = Spawner(self)
         self._standby = StandbySlot()
+        self._spare = StandbySlot()
+        """A launcher waiting for its request, kept beside a run prepared into bwrap: the next run takes it when
+        the prepared one no longer fits (after any change to the workspace), rather than the server's fork."""
+        self._plans = PlanMemo[_Plan]()
         weakref.finalize(self, self._standby.close)  # (after the spawner's: run first at the interpreter's exit)
+        weakref.finalize(self, self._spare.close)
         self._swept = False
 
     @property
@@ -218,13 +233,24 @@ class BwrapBackend(ABC):
             control.kill()
 
     @property
+    def plans(self) -> PlanMemo[_Plan]:
+        """The runs' plans, remembered while nothing they were made from changed (`_plan_memo.py`)."""
+        return self._plans
+
+    @property
     def standby(self) -> StandbySlot:
-        """The launcher forked ahead of the next run (`_standby.py`)."""
+        """The launcher forked ahead of the next run, or the run prepared ahead into bwrap (`_standby.py`)."""
         return self._standby
+
+    @property
+    def spare(self) -> StandbySlot:
+        """The launcher kept beside a run prepared ahead, for a run it does not fit."""
+        return self._spare
 
     def close(self) -> None:
         """Discard the launcher made ahead and stop the launcher server (also done when collected)."""
         self._standby.close()
+        self._spare.close()
         self._spawner.close()
 
     async def run(self, spec: SandboxSpec) -> StagedDirRun:
@@ -233,7 +259,12 @@ class BwrapBackend(ABC):
         for name in self.required_tools:
             self._tool(name)
         key = self._standby_key(spec, plan)
-        standby = self._standby.take(key, self._spawner.server_pid) if key is not None else None
+        ready_key = self._ready_key(spec, plan)
+        script = _trampoline_script(spec.argv) if ready_key is not None else None
+        keys = [k for k in (ready_key if script is not None else None, key) if k is not None]
+        standby = self._standby.take(keys, self._spawner.server_pid) if keys else None
+        if standby is None and key is not None:
+            standby = self._spare.take([key], self._spawner.server_pid)
         control = RunControl()
         self._active.add(control)
         setup: _SetUp | None = None
@@ -242,7 +273,11 @@ class BwrapBackend(ABC):
         try:
             # The first run of a backend (a body's first) also kills and removes what a dead body's runs left.
             sweep, self._swept = not self._swept, True
-            if standby is not None:
+            if standby is not None and isinstance(standby.prepared, _Ready):
+                # A run prepared ahead into bwrap, waiting: the command goes to its trampoline, bwrap is released.
+                assert script is not None
+                setup = self._release_ready(standby, standby.prepared, script)
+            elif standby is not None:
                 # A launcher forked ahead: its request goes straight to it, on the event loop (a few system calls).
                 setup = self._set_up_standby(standby, spec, plan)
             else:
@@ -253,7 +288,13 @@ class BwrapBackend(ABC):
             assert setup is not None
             # The next run's launcher is made while this one's command runs (once bwrap is exec'd: a thread woken
             # earlier takes the interpreter from the set-up it would delay).
-            refill = None if key is None else partial(self._standby.refill, partial(self._make_standby, key, spec))
+            refill = None
+            if ready_key is not None and key is not None:
+                prepare = partial(self._standby.refill, partial(self._make_ready, ready_key, spec, plan))
+                spare = partial(self._spare.refill, partial(self._make_standby, key, spec))
+                refill = partial(_both, prepare, spare)
+            elif key is not None:
+                refill = partial(self._standby.refill, partial(self._make_standby, key, spec))
             outcome, status, changes = await self._run_in(setup, spec, plan, control, areas, refill or _nothing)
             if "child-pid" not in status and not (outcome.timed_out or outcome.killed):
                 detail = outcome.stderr.decode("utf-8", errors="replace")
@@ -340,6 +381,86 @@ class BwrapBackend(ABC):
             raise
         return _SetUp(staging=standby.staging, cgroup=standby.cgroup, launch=launch, started=standby.started)
 
+    def _ready_key(self, spec: SandboxSpec, plan: _Plan) -> Hashable | None:
+        """What a run prepared ahead into bwrap must have been prepared for, to serve this run; None: never one
+        here. Only a remembered plan qualifies (its identity says that nothing it was made from changed, the
+        workspace's scan generation included: the prepared overlay's lower layer is the live workspace, which must
+        not have changed under it), with the same limits, no network and no descriptors of the caller's."""
+        if not self.launches_ahead or spec.workspace_state is None or spec.network != "none" or spec.pass_fds:
+            return None
+        if not is_exposed(_TRAMPOLINE_SHELL, plan.toolchain):
+            return None
+        return ("ready", id(plan), spec.limits)
+
+    def _make_ready(self, key: Hashable, spec: SandboxSpec, plan: _Plan) -> Standby:
+        """A run prepared ahead (in a thread of the slot's): staging directory, cgroup, the launcher forked and
+        its mounts made, bwrap exec'd with every option of the run and waiting on its block pipe before it execs
+        the trampoline, which reads the command from the script pipe."""
+        staging = make_staging(self._staging_root)
+        cgroup: PidsCgroup | None = None
+        ready: _Ready | None = None
+        started: Started | None = None
+        try:
+            _lay_out(staging)
+            cgroup = _create_cgroup(spec, False, sweep=False)
+            block_r, block_w = os.pipe()
+            ready = _Ready(plan=plan, block=block_w, script=-1)
+            script_r, ready.script = os.pipe()
+            try:
+                launch = self._build_launch(spec, plan, staging, cgroup, trampoline=(block_r, script_r))
+                ready.launch = launch
+                assert launch.request is not None and launch.request_path is not None
+                fds = [*launch.pass_fds, block_r, script_r]
+                started = start_blocking(self._spawner, launch.request, launch.request_path, fds)
+            finally:
+                os.close(block_r)
+                os.close(script_r)
+            ready.areas = receive_areas_blocking(started.channel, SETUP_TIMEOUT_S)
+            server = self._spawner.server_pid
+            return Standby(
+                key=key,
+                staging=staging,
+                cgroup=cgroup,
+                started=started,
+                server_pid=server,
+                prepared=ready,
+                release=ready.close,
+            )
+        except BaseException:
+            if started is not None:
+                close_started(started)
+            if ready is not None:
+                ready.close()
+            if cgroup is not None:
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            remove_staging(staging)
+            raise
+
+    def _release_ready(self, standby: Standby, ready: _Ready, script: bytes) -> _SetUp:
+        """Give a run prepared ahead its command: the script to its trampoline, then the byte that releases bwrap
+        (a few system calls on the event loop). A failure discards it and fails the run."""
+        try:
+            assert ready.launch is not None and ready.launch.request is not None
+            script_fd = ready.launch.request.pass_fds[3]
+            write_all(ready.script, f"exec {script_fd}<&-\n".encode() + script)
+            os.close(ready.script)
+            ready.script = -1
+            os.write(ready.block, b"x")
+            os.close(ready.block)
+            ready.block = -1
+        except OSError as error:
+            self._standby.discard_soon(standby)
+            raise SandboxSetupFailed(
+                "the run prepared ahead could not be given its command", detail=str(error)
+            ) from error
+        assert ready.launch is not None and ready.areas is not None
+        handed, ready.areas = ready.areas, None  # (the run's now: not closed with the standby)
+        launch, ready.launch = ready.launch, None
+        return _SetUp(
+            staging=standby.staging, cgroup=standby.cgroup, launch=launch, started=standby.started, areas=handed
+        )
+
     async def _run_in(
         self,
         setup: _SetUp,
@@ -372,7 +493,8 @@ class BwrapBackend(ABC):
 
             async def handed_over() -> None:
                 assert started is not None
-                areas.adopt(*await receive_areas(started.channel, SETUP_TIMEOUT_S), staging)
+                handed = setup.areas or await receive_areas(started.channel, SETUP_TIMEOUT_S)
+                areas.adopt(*handed, staging)
                 areas.started = True
                 on_exec()
 
@@ -420,8 +542,31 @@ class BwrapBackend(ABC):
         return outcome, *done
 
     def _plan(self, spec: SandboxSpec) -> _Plan:
-        """Check the spec and decide the mounts, before anything is created (misuse fails fast)."""
+        """Check the spec and decide the mounts, before anything is created (misuse fails fast). Remembered
+        (`_plan_memo.py`) while the workspace's token, the spec's fields the plan reads and every host path it
+        read are unchanged; a proxied run's (its socket is the run's own) is planned each time."""
         _check_spec(spec, self._staging_root)
+        if spec.workspace_state is None or spec.network != "none":
+            return self._plan_afresh(spec)
+        key = (
+            spec.workspace_state,
+            spec.workspace,
+            spec.cwd,
+            tuple(spec.env.items()),
+            tuple(spec.toolchain_paths),
+            tuple(spec.hidden_paths),
+            tuple(spec.extra_hidden_abs),
+            tuple(spec.writable_mounts),
+            tuple(spec.commands.items()),
+        )
+        # What the plan reads outside the workspace and outside the toolchain facts: the writable mounts' sources
+        # and the commands' targets (stamped), and where the hidden host paths and the staging root are (their
+        # identities: their entries change all the time, `$SWARM_HOME`'s with every audit commit).
+        watched = [*(mount.source for mount in spec.writable_mounts), *spec.commands.values()]
+        hidden = [*spec.extra_hidden_abs, self._staging_root]
+        return self._plans.get(key, partial(self._plan_afresh, spec), watched=watched, identities_of=hidden)
+
+    def _plan_afresh(self, spec: SandboxSpec) -> _Plan:
         toolchain = plan_toolchain(spec.toolchain_paths, workspace=spec.workspace)
         writable = plan_writable(spec, toolchain)
         plan = _Plan(
@@ -443,8 +588,18 @@ class BwrapBackend(ABC):
             plan.forwarder = forwarder_prefix(python, _FORWARDER_SOURCE)
         return plan
 
-    def _build_launch(self, spec: SandboxSpec, plan: _Plan, staging: Path, cgroup: PidsCgroup | None) -> _Launch:
-        """bwrap's options (in a memfd) and the launcher's request or chain, in a staging area laid out."""
+    def _build_launch(
+        self,
+        spec: SandboxSpec,
+        plan: _Plan,
+        staging: Path,
+        cgroup: PidsCgroup | None,
+        trampoline: tuple[int, int] | None = None,
+    ) -> _Launch:
+        """bwrap's options (in a memfd) and the launcher's request or chain, in a staging area laid out. With
+        `trampoline` (the read ends of a block pipe and a script pipe: a run prepared ahead), bwrap waits on the
+        first once set up, then runs the shell that reads the command from the second (`_trampoline_script`),
+        which the launcher gets at `TRAMPOLINE_FD`: dash redirects single-digit descriptors only."""
         empty = staging / "empty"
         prepared = self._prepare(staging, spec, plan.hidden)
         status_path = staging / "status.json"
@@ -473,8 +628,14 @@ class BwrapBackend(ABC):
             limits = rlimits(spec.limits, with_nproc=cgroup is None)
             argv = [self._tool("bwrap"), "--args", str(args_fd), "--", *sandboxed_command(layout, spec.argv)]
             request = None
+            pass_fds = [args_fd, status_fd]
+            if trampoline is not None:
+                block_fd = trampoline[0]
+                pass_fds += [block_fd, _script_fd_number([args_fd, status_fd, block_fd])]
+                argv = [argv[0], "--args", str(args_fd), "--block-fd", str(block_fd), "--"]
+                argv += [str(_TRAMPOLINE_SHELL), "-c", f". /proc/self/fd/{pass_fds[-1]}", "sh"]
             if prepared.mounts is not None:
-                request = _launch_request(spec, staging, prepared.mounts, cgroup, limits, argv, [args_fd, status_fd])
+                request = _launch_request(spec, staging, prepared.mounts, cgroup, limits, argv, pass_fds)
             else:
                 script = launch_script(spec.limits, sized_after_fill=prepared.fill is not None)
                 chain = [self._tool("unshare"), "--user", "--map-root-user", "--mount", "--", self._tool("sh"), "-c"]
@@ -586,6 +747,59 @@ class BwrapBackend(ABC):
         return Availability(ok=False, reason=f"{self.name} cannot isolate here: {error_lines[-1]}")
 
 
+@dataclass(kw_only=True)
+class _Ready:
+    """A run prepared ahead into bwrap (`BwrapBackend._make_ready`): what the body holds until it is used."""
+
+    plan: _Plan
+    """The remembered plan it was made from (held: the key names it by identity)."""
+    block: int
+    """The block pipe's write end: one byte releases bwrap; -1 once written."""
+    script: int
+    """The script pipe's write end: the trampoline's command; -1 once written."""
+    launch: _Launch | None = None
+    areas: tuple[int, int] | None = None
+
+    def close(self) -> None:
+        """Close what is still the standby's (it is being discarded)."""
+        fds = [self.block, self.script, *(self.areas or ())]
+        self.block = self.script = -1
+        self.areas = None
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if self.launch is not None:
+            self.launch.close_fds()
+            self.launch = None
+
+
+#: The trampoline: the host's POSIX shell, by the path it resolves to (`/bin` may be a symlink the sandbox makes).
+_TRAMPOLINE_SHELL = Path(os.path.realpath("/bin/sh"))
+#: The script pipe is written whole before bwrap is released: it must fit in a pipe's buffer (64 KiB).
+_MAX_SCRIPT_BYTES = 32 * 1024
+
+
+def _script_fd_number(taken: Sequence[int]) -> int:
+    """Where the launcher puts the script pipe: a single digit (dash's redirections), none of `taken`."""
+    return min(set(range(3, 10)) - set(taken))
+
+
+def _trampoline_script(argv: Sequence[str]) -> bytes | None:
+    """The trampoline's `exec` of the command, each word quoted by `shlex.quote` (any byte but NUL survives single
+    quotes; non-UTF-8 names come back through `os.fsencode`); the caller puts the closing of the script's own
+    descriptor before it. None where a run prepared ahead must not be used: a command word dash would read as an
+    option of `exec`, or too long a script."""
+    if not argv or argv[0].startswith("-"):
+        return None
+    words = " ".join(shlex.quote(word) for word in argv)
+    try:
+        script = os.fsencode(f"exec {words}\n")
+    except UnicodeError:
+        return None
+    return script if len(script) <= _MAX_SCRIPT_BYTES else None
+
+
 def _read_to_end(fd: int, timeout_s: float) -> bytes:
     data, deadline = b"", time.monotonic() + timeout_s
     while (remaining := deadline - time.monotonic()) > 0 and select.select([fd], [], [], remaining)[0]:
@@ -597,6 +811,11 @@ def _read_to_end(fd: int, timeout_s: float) -> bytes:
 
 def _nothing() -> None:
     pass
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> None:
+    first()
+    second()
 
 
 def _lay_out(staging: Path) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -102,6 +102,11 @@ class SandboxSpec:
     pass_fds: Sequence[int] = ()
     """Open file descriptors of the caller the command inherits under the same numbers (a pipe the caller reads
     while the command runs: the body's pytest reporter). The caller keeps and closes them."""
+    workspace_state: Hashable | None = None
+    """The caller's token for the workspace's state (the body's scan generation): equal tokens promise that
+    nothing in the workspace changed in between. With one, the sandbox remembers its plan of the mounts while
+    the token, the spec (but for `argv` and the run's timeout, output cap and limits) and every host path the plan
+    read are unchanged (`_plan_memo.py`); None: planned afresh for each run."""
 
 
 class Quota(StrEnum):

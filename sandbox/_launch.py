@@ -270,9 +270,12 @@ class Started:
     """The body's end of the areas socket."""
 
 
-def start_blocking(spawner: Spawner, request: LaunchRequest, request_path: Path) -> Started:
-    """Have the server fork the launcher (blocks for a fork: call it from a worker thread)."""
-    return _start(spawner, request.to_json(), request_path, request.pass_fds)
+def start_blocking(
+    spawner: Spawner, request: LaunchRequest, request_path: Path, fds: Sequence[int] | None = None
+) -> Started:
+    """Have the server fork the launcher (blocks for a fork: call it from a worker thread). `fds`: the body's
+    descriptors the launcher gets at `request.pass_fds`' numbers, in order (default: those very numbers)."""
+    return _start(spawner, request.to_json(), request_path, request.pass_fds if fds is None else fds)
 
 
 def start_standby_blocking(spawner: Spawner, request_path: Path, cgroup_join: str | None) -> Started:

@@ -11,6 +11,13 @@ made for a key all the same (the workspace, the hidden paths, the process limit 
 forwarder or none), and a run whose key differs discards it rather than use it: a change in what is hidden
 costs one run the old path, never a question of staleness.
 
+A standby may also be a run prepared further ahead (`prepared`, the backend's `_make_ready`): its launcher was
+given a whole request at once, with the plan of the run that made it, and execs bwrap, which sets up every
+namespace, mount and hidden path and waits on its block pipe before it execs a trampoline. That one does hold
+what is hidden: its key names the remembered plan by identity (`_plan_memo.py`: the same scan generation, env,
+cwd, hidden paths and host paths), so a run whose plan is not that very one discards it, and a spare slot keeps a
+plain waiting launcher beside it for such a run.
+
 A standby is used once: taking it empties the slot, and the next one is forked while the run's command runs.
 One not used is discarded (its launcher killed, which runs nothing; its cgroup and staging directory removed)
 when the key changes, when the launcher server it came from is gone, and when the backend is closed or
@@ -25,7 +32,7 @@ import contextlib
 import logging
 import select
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,17 +54,26 @@ class Standby:
     started: Started
     server_pid: int | None
     """The launcher server that forked it: a standby outlives no server."""
+    prepared: object = None
+    """A run prepared all the way into bwrap, which waits before it execs the command (the backend's); None: a
+    launcher waiting for its run's request."""
+    release: Callable[[], None] | None = None
+    """Closes the descriptors made for a prepared run, when it is discarded."""
 
     def alive(self, server_pid: int | None) -> bool:
         """Whether it can still be given a run: its server is the running one and it has not ended."""
         if server_pid is None or server_pid != self.server_pid:
             return False
-        return not select.select([self.started.pidfd], [], [], 0)[0]  # (a pidfd reads ready once it ended)
+        poller = select.poll()  # (not select(): a busy process's descriptors may be numbered past 1024)
+        poller.register(self.started.pidfd, select.POLLIN)
+        return not poller.poll(0)  # (a pidfd reads ready once it ended)
 
     def discard(self) -> None:
         """Kill the launcher (it runs nothing) and remove what was made for it. Blocks (the cgroup's removal
         waits for the kill): call it off the event loop."""
         close_started(self.started)
+        if self.release is not None:
+            self.release()
         if self.cgroup is not None:
             with contextlib.suppress(OSError):
                 self.cgroup.remove()
@@ -86,14 +102,14 @@ class StandbySlot:
         self.discarded = 0
         """How many were discarded unused."""
 
-    def take(self, key: Hashable, server_pid: int | None) -> Standby | None:
-        """The standby, if one is ready for `key` and alive; it leaves the slot (used once). One that does not
-        fit is discarded in the background."""
+    def take(self, keys: Collection[Hashable], server_pid: int | None) -> Standby | None:
+        """The standby, if one is ready for one of `keys` and alive; it leaves the slot (used once). One that does
+        not fit is discarded in the background."""
         with self._lock:
             standby, self._ready = self._ready, None
         if standby is None:
             return None
-        if standby.key == key and standby.alive(server_pid):
+        if standby.key in keys and standby.alive(server_pid):
             return standby
         self.discard_soon(standby)
         return None

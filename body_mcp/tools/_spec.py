@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from sandbox import Sandbox
+from sandbox import PlanMemo, Sandbox, SandboxSpec
 from shared_protocol import NO_IMPACT, Impact, ToolArgs, ToolResult
 from shared_protocol.brain import Decision
 from shared_protocol.config import GitConfig, SandboxConfig, WorkspaceConfig
@@ -99,6 +99,10 @@ class ToolDeps:
     """Agent mode: the agent served (its name and logic version go into its commits' trailers)."""
     secret_files: tuple[Path, ...] = ()
     """The files the config's `file:` secret references name: hidden from every command."""
+    specs: PlanMemo[tuple[SandboxConfig, SandboxSpec]] = field(
+        default_factory=PlanMemo[tuple[SandboxConfig, SandboxSpec]]
+    )
+    """Commands' sandbox specs, remembered while nothing they were built from changed (`exec.build_spec`)."""
 
     @property
     def brain_state(self) -> BrainState:

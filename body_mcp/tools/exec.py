@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import anyio
 
@@ -94,11 +94,61 @@ def _env_roots(ctx: ToolContext[RunCommandArgs]) -> tuple[Path, Path, bool]:
     return deps.env_root, deps.cache_root, False
 
 
-def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> SandboxSpec:
+def build_spec(
+    ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str], generation: int | None = None
+) -> SandboxSpec:
+    """The command's sandbox spec. With the scan's `generation` (the workspace watched), the spec is remembered
+    (`ToolDeps.specs`, `sandbox.PlanMemo`) while that generation, everything else it is built from (the config,
+    the allowed variables' values, the env dirs chosen, the hidden paths) and every host path it read (the
+    toolchains, the env and cache dirs, a virtualenv's `pyvenv.cfg`) are unchanged: only the command and its
+    timeout are new. It carries the generation on, for the sandbox's own plan (`SandboxSpec.workspace_state`)."""
     args, deps = ctx.args, ctx.deps
     cfg = deps.sandbox_config
     # (the config refuses credential variables in env_allow; filtered here too, whatever built the config)
     env = {name: os.environ[name] for name in cfg.env_allow if name in os.environ and not is_credential_variable(name)}
+    env_root, cache_root, mounted = _env_roots(ctx)
+    env_dirs = cfg.env_dirs if mounted else []
+    if not mounted:
+        hidden = [*hidden, *cfg.env_dirs]
+    check = deps.agent_profile is not None and not ctx.from_model and ctx.env == "check"
+    timeout = min(args.timeout_s or cfg.default_timeout_s, cfg.max_timeout_s)
+
+    def build() -> tuple[SandboxConfig, SandboxSpec]:
+        return cfg, _build_spec(ctx, env, env_root, cache_root, env_dirs, hidden, check)
+
+    if generation is None:
+        _, spec = build()
+    else:
+        # The host's toolchain facts depend on these variables too (`sandbox._detect`: PATH, PYENV_ROOT, HOME).
+        host = tuple(os.environ.get(name) for name in ("PATH", "PYENV_ROOT", "HOME"))
+        key = (generation, id(cfg), tuple(env.items()), env_root, cache_root, tuple(env_dirs), tuple(hidden), check)
+        sources = [env_root / "__".join(PurePosixPath(raw).parts) for raw in env_dirs]
+        watched = [
+            env_root,
+            cache_root,
+            *sources,
+            *(source / "pyvenv.cfg" for source in sources),
+            *(Path(raw) for raw in (*cfg.toolchain_paths, *cfg.extra_toolchain_paths)),
+        ]
+        # (the entry holds the config itself: its id cannot be another's while it is remembered)
+        _, spec = deps.specs.get((*key, host, deps.home, deps.secret_files), build, watched=watched)
+    return dataclasses.replace(
+        spec, argv=args.argv, cwd=cwd, env=dict(spec.env), timeout_s=timeout, workspace_state=generation
+    )
+
+
+def _build_spec(
+    ctx: ToolContext[RunCommandArgs],
+    env: dict[str, str],
+    env_root: Path,
+    cache_root: Path,
+    env_dirs: list[str],
+    hidden: list[str],
+    check: bool,
+) -> SandboxSpec:
+    deps = ctx.deps
+    cfg = deps.sandbox_config
+    env = dict(env)
     # Home directories are never mounted; give tools a writable, throwaway one.
     env["HOME"] = "/tmp"
     root = deps.workspace.root
@@ -106,30 +156,23 @@ def build_spec(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) ->
         toolchain, tools = configured_toolchains(cfg, root)
     except ToolchainNotFound as exc:
         raise ToolRefused(str(exc), code=RefusalCode.TOOLCHAIN_NOT_FOUND, rule=Rule.SANDBOX_TOOLCHAINS) from None
-    env_root, cache_root, mounted = _env_roots(ctx)
-    env_dirs = cfg.env_dirs if mounted else []
-    if not mounted:
-        hidden = [*hidden, *cfg.env_dirs]
     task_env = task_environment(workspace=root, env_root=env_root, cache_root=cache_root, env_dirs=env_dirs)
     env.update(task_env.variables)
-    if deps.agent_profile is not None and not ctx.from_model and ctx.env == "check":
+    if check:
         env.update(CHECK_INSTALLER_VARIABLES)
     # Exactly these directories, in this order (the host's PATH names directories the sandbox does not mount).
     path = [*map(str, task_env.path_dirs), *([str(SANDBOX_BIN_DIR)] if tools.commands else [])]
     path += [*map(str, tools.bin_dirs), *minimal_path(toolchain).split(":")]
     env["PATH"] = ":".join(dict.fromkeys(path))
-    timeout = min(args.timeout_s or cfg.default_timeout_s, cfg.max_timeout_s)
     return SandboxSpec(
         workspace=root,
-        argv=args.argv,
-        cwd=cwd,
+        argv=ctx.args.argv,
         env=env,
         toolchain_paths=[*toolchain, *tools.expose],
         writable_mounts=task_env.mounts,
         commands=tools.commands,
         hidden_paths=hidden,
         extra_hidden_abs=[deps.home, *deps.secret_files],
-        timeout_s=timeout,
         max_output_bytes=cfg.max_output_bytes,
         limits=ResourceLimits(
             cpu_seconds=cfg.cpu_seconds,
@@ -196,9 +239,9 @@ async def _run_watching(ctx: ToolContext[RunCommandArgs], sandbox: Sandbox, spec
     return staged
 
 
-async def _run(ctx: ToolContext[RunCommandArgs], cwd: str, hidden: list[str]) -> StagedRun:
+async def _run(ctx: ToolContext[RunCommandArgs], cwd: str, scan: ScanResult) -> StagedRun:
     """Run the command in the sandbox (a runner's pytest check with the body's reporter: `_verdict`)."""
-    spec = build_spec(ctx, cwd, hidden)
+    spec = build_spec(ctx, cwd, scan.denied, scan.generation)
     if not reports_verdict(ctx):
         return await _run_spec(ctx, spec)
     async with pytest_report(ctx.deps.check_root, spec) as report:
@@ -461,7 +504,7 @@ async def run_command(ctx: ToolContext[RunCommandArgs]) -> RunCommandResult:
     if args.decision_id is not None and (held := await _apply_held(ctx, key)) is not None:
         return held
     scan = await deps.scanner.current()  # (the first waits for the body's first walk)
-    staged = await _run(ctx, cwd, scan.denied)
+    staged = await _run(ctx, cwd, scan)
     kept = False
     try:
         measured = _measure(ctx, staged, scan)

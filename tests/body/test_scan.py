@@ -152,6 +152,27 @@ def test_the_scan_takes_no_thread_only_when_nothing_is_queued_or_changed(tmp_pat
     scanner.close()
 
 
+def test_the_scan_generation_moves_with_every_change_the_watch_sees_and_only_then(tmp_path: Path) -> None:
+    """What is planned from a scan is used again only under the same generation (`build_spec`): a quiet scan keeps
+    it, any event moves it (a file's content written, a file made or removed); an unwatched scan has none."""
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    scanner = _scanner(tmp_path)
+    first = scanner.scan().generation
+    assert first is not None
+    assert (quiet := scanner.scan_if_quiet()) is not None and quiet.generation == first
+    assert scanner.scan().generation != first, "a scan that read (nothing, here) moves it all the same"
+    now = scanner.scan().generation
+    (tmp_path / "pyproject.toml").write_text('[project]\nrequires-python = ">=3.12"\n')  # (content only)
+    assert scanner.scan_if_quiet() is None
+    assert (after := scanner.scan().generation) != now
+    (tmp_path / "pyproject.toml").unlink()
+    assert scanner.scan().generation not in (now, after)
+    scanner.close()
+    unwatched = _scanner(tmp_path, watch=False)
+    assert unwatched.scan().generation is None
+    unwatched.close()
+
+
 def test_an_unwatched_scan_always_takes_the_full_path(tmp_path: Path) -> None:
     scanner = _scanner(tmp_path, watch=False)
     scanner.scan()

@@ -88,8 +88,8 @@ async def test_a_launcher_taken_once_is_not_in_the_slot_for_another_run(overlay:
     async with await overlay.run(sh(ws, "true")):
         pass
     ahead = _ready(overlay)
-    assert overlay.standby.take(ahead.key, ahead.server_pid) is ahead
-    assert overlay.standby.take(ahead.key, ahead.server_pid) is None
+    assert overlay.standby.take([ahead.key], ahead.server_pid) is ahead
+    assert overlay.standby.take([ahead.key], ahead.server_pid) is None
     overlay.standby.discard_soon(ahead)
     assert await _until(lambda: not ahead.staging.exists())
     assert _ended(ahead.started.pid)
