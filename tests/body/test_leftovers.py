@@ -44,9 +44,12 @@ async def test_a_closed_body_leaves_no_held_run_no_launcher_made_ahead_and_no_se
         assert isinstance(backend, BwrapOverlaySandbox)
         standby = backend.standby.wait_ready(10)
         assert standby is not None and standby.staging.exists()
+        spare = backend.spare.wait_ready(10)
+        assert spare is not None and spare.staging.exists()
         server = backend._spawner.server_pid  # pyright: ignore[reportPrivateUsage]
         assert server is not None
-        assert len(list(root.glob("swarm-sandbox-*"))) == 2  # the held run's area, the launcher's made ahead
+        # the held run's area, the next run's made ahead (into bwrap) and the spare launcher's kept beside it
+        assert len(list(root.glob("swarm-sandbox-*"))) == 3
     finally:
         body.close()
     assert list(root.iterdir()) == [], "a closed body left staging areas"

@@ -54,6 +54,10 @@ def _ended(pid: int, timeout_s: float = 10) -> bool:
 
 
 async def _run(backend: BwrapBackend, spec: Any) -> tuple[RunResult, Path | None]:
+    # What the last run asked its slots to make is made first: on a loaded machine a launcher still being made
+    # when the next run arrives is not taken, and the slot, busy, makes nothing else for that run.
+    backend.standby.wait_ready(10)
+    backend.spare.wait_ready(10)
     staged = await backend.run(spec)
     async with staged:
         assert isinstance(staged, StagedDirRun)
