@@ -205,16 +205,18 @@ class PathPolicy:
     def check_read(self, path: WorkspacePath) -> None:
         level, pattern = self.classify(path)
         if level == "denied":
-            raise ProtectedPath(f"'{path.rel}' is protected (matches '{pattern}'): no tool may read or write it")
+            raise ProtectedPath(f"'{path.shown}' is protected (matches '{pattern}'): no tool may read or write it")
 
     def check_write(self, path: WorkspacePath) -> None:
         level, pattern = self.classify(path)
         if level == "denied":
-            raise ProtectedPath(f"'{path.rel}' is protected (matches '{pattern}'): no tool may read or write it")
+            raise ProtectedPath(f"'{path.shown}' is protected (matches '{pattern}'): no tool may read or write it")
         if level == "read_only":
-            raise ProtectedPath(f"'{path.rel}' is read-only (matches '{pattern}'): tools may read it but not change it")
+            raise ProtectedPath(
+                f"'{path.shown}' is read-only (matches '{pattern}'): tools may read it but not change it"
+            )
         if level == "acceptance_input":
-            raise AcceptanceInput(acceptance_input_message(path.rel, pattern))
+            raise AcceptanceInput(acceptance_input_message(path.shown, pattern))
 
 
 def input_why(pattern: str | None) -> str:

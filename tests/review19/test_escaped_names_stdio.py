@@ -1,0 +1,60 @@
+# pyright: strict
+"""Review 19: a path argument read back from the escapes listings show names with (`body_mcp.names`), attacked
+through a real `swarm body` process over stdio with the MCP SDK client, in a workspace holding names that are not
+UTF-8 (a symlink leading out, a secret, a directory)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from tests.body.helpers import call, ok, refused
+
+pytestmark = pytest.mark.anyio
+
+
+def _stdio(workspace: Path, home: Path) -> StdioServerParameters:
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "swarm_cli", "body", "--workspace", str(workspace)], env=env
+    )
+
+
+@pytest.fixture
+def crafted(workspace: Path, outside: Path) -> Path:
+    """The workspace with `l` + byte ff (a symlink to /etc), `lo` + ff (a relative one to the directory beside
+    it), `.env` + byte fe (a secret), and `f` + ff (a file, to walk through as if a directory)."""
+    root = os.fsencode(workspace)
+    os.symlink(b"/etc", root + b"/l\xff")
+    os.symlink(b"../" + os.fsencode(outside.name), root + b"/lo\xff")
+    for name in (b".env\xfe", b"f\xff"):
+        with open(root + b"/" + name, "wb") as fh:
+            fh.write(b"SECRET=x\n")
+    return workspace
+
+
+async def test_a_refusal_naming_a_name_that_is_not_utf8_is_a_result_and_the_body_serves_on(
+    crafted: Path, home: Path
+) -> None:
+    """HIGH (fixed): each of these refusals quoted the name on disk in its message, a lone surrogate, which the
+    SDK could not write to stdout: the body process died on the first, for every agent using it."""
+    async with Client(_stdio(crafted, home)) as client:
+        with anyio.fail_after(60):
+            out = refused(await call(client, "read_text_file", path="l\\xff/passwd"), "path_outside_workspace")
+            assert "symlink 'l\\xff' leads outside" in out["message"], out
+            out = refused(await call(client, "read_text_file", path="lo\\xff/secret.txt"), "path_outside_workspace")
+            assert "symlink 'lo\\xff'" in out["message"], out
+            out = refused(await call(client, "read_text_file", path=".env\\xfe"), "protected_path")
+            assert out["message"].startswith("'.env\\xfe' is protected"), out
+            refused(await call(client, "get_file_info", path=".env\\xfe"), "protected_path")
+            refused(await call(client, "git_diff", paths=[".env\\xfe"]), "protected_path")
+            refused(await call(client, "run_command", argv=["true"], cwd="l\\xff"), "path_outside_workspace")
+            out = refused(await call(client, "list_directory", path="f\\xff/x"), "not_a_directory")
+            assert "'f\\xff'" in out["message"], out
+            assert ok(await call(client, "read_text_file", path="README.md"))["content"] == "# sample\n"
