@@ -58,3 +58,20 @@ async def test_a_refusal_naming_a_name_that_is_not_utf8_is_a_result_and_the_body
             out = refused(await call(client, "list_directory", path="f\\xff/x"), "not_a_directory")
             assert "'f\\xff'" in out["message"], out
             assert ok(await call(client, "read_text_file", path="README.md"))["content"] == "# sample\n"
+
+
+async def test_moving_a_directory_holding_a_name_that_is_not_utf8_is_refused_not_an_internal_error(
+    workspace: Path, home: Path
+) -> None:
+    """MEDIUM (fixed): the directory's own name is UTF-8, so the guard let it through; the name inside it reached
+    the approval gate's SQLite as a lone surrogate (`internal_error`, a traceback in the log). Refused as a change
+    to such a name is, the directory left where it was."""
+    inner = os.fsencode(workspace / "m") + b"/in\xff"
+    (workspace / "m").mkdir()
+    with open(inner, "wb") as fh:
+        fh.write(b"z")
+    async with Client(_stdio(workspace, home)) as client:
+        with anyio.fail_after(60):
+            out = refused(await call(client, "move_file", source="m", destination="m2"), "invalid_path")
+            assert out["message"].startswith("'m/in\\xff' inside it is not UTF-8 on disk"), out
+    assert os.path.exists(inner) and not (workspace / "m2").exists()
