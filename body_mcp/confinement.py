@@ -136,12 +136,12 @@ class Workspace:
                 if links > _MAX_SYMLINKS:
                     raise InvalidPath(f"'{raw}': too many levels of symbolic links")
                 target = os.readlink(candidate)
-                link = "/".join([*stack, part])
+                link = shown("/".join([*stack, part]))
                 if target.startswith("/"):
                     target_parts = PurePosixPath(target).parts
                     if target_parts[: len(self._root_parts)] != self._root_parts:
                         raise PathOutsideWorkspace(
-                            f"'{raw}': symlink '{link}' leads outside the workspace (to {target})"
+                            f"'{raw}': symlink '{link}' leads outside the workspace (to {shown(target)})"
                         )
                     stack = []
                     pending = list(target_parts[len(self._root_parts) :]) + pending
@@ -155,7 +155,7 @@ class Workspace:
                             depth -= 1
                             if depth < 0:
                                 raise PathOutsideWorkspace(
-                                    f"'{raw}': symlink '{link}' leads outside the workspace (to {target})"
+                                    f"'{raw}': symlink '{link}' leads outside the workspace (to {shown(target)})"
                                 )
                         elif p not in ("", "."):
                             depth += 1
@@ -185,7 +185,7 @@ class Workspace:
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                         raise ToolRefused(
-                            f"'{'/'.join(parts[: index + 1])}' is not a directory (or changed into a symlink)",
+                            f"'{shown('/'.join(parts[: index + 1]))}' is not a directory (or changed into a symlink)",
                             code=RefusalCode.NOT_A_DIRECTORY,
                             rule=Rule.CONFINEMENT,
                         ) from None

@@ -51,6 +51,13 @@ def named(raw: str) -> str:
     return os.fsdecode(data)
 
 
+def printable(text: str) -> str:
+    """`text` (a message, say) as a reply can carry it: as it is when it is valid Unicode, else with each byte of
+    a name that is not UTF-8 written `\\xNN` (as `shown` writes it; its backslashes left as they are). A reply
+    holding a lone surrogate cannot be encoded: over stdio the body would die on writing it."""
+    return text if representable(text) else text.encode(errors="surrogateescape").decode(errors="backslashreplace")
+
+
 def representable(name: str) -> bool:
     """Whether `name` is valid UTF-8 on disk (a name that is not decodes with lone surrogates), and so can be
     audited, recorded for undo and shown to the agent as it is."""

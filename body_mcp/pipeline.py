@@ -31,6 +31,7 @@ from .audit import Appended, AuditStore, AuditWriter, EventDraft, redact_argumen
 from .confinement import WorkspacePath
 from .exceptions import KillSwitchEngaged, RefusedWithResult, ToolRefused
 from .limits import Limits, Reservation
+from .names import printable
 from .origin import NO_ORIGIN, CallOrigin
 from .policy import PathPolicy
 from .tools._spec import Effects, Mode, ReportProgress, ToolOutput, ToolSpec
@@ -91,16 +92,20 @@ class CallOutcome:
 
 
 def refused_outcome(refusal: ToolRefused, action_id: str, *, audited: bool = True) -> CallOutcome:
-    """A refusal as the client sees it: `{code, rule, message, action_id}`, and the same as text (a line, then JSON)."""
+    """A refusal as the client sees it: `{code, rule, message, action_id}`, and the same as text (a line, then JSON).
+
+    A message naming a file whose name is not UTF-8 (a symlink's, a directory's on the way) is written as results
+    show such names (`names.printable`): a lone surrogate in a reply would kill a body serving over stdio."""
+    message = printable(refusal.message)
     data = Refusal(
-        code=refusal.code, rule=refusal.rule, message=refusal.message, action_id=action_id, ask=refusal.ask
+        code=refusal.code, rule=refusal.rule, message=message, action_id=action_id, ask=refusal.ask
     ).model_dump(mode="json", exclude_none=True)
     where = f"action {action_id}" if audited else f"action {action_id}, not audited"
     # The JSON in the text too: a client that reads only text (or drops structured content) still sees the code.
     return CallOutcome(
         is_error=True,
         structured=data,
-        text=f"Refused [{refusal.code.value}] {refusal.message} ({where})\n" + _json.plain(data),
+        text=f"Refused [{refusal.code.value}] {message} ({where})\n" + _json.plain(data),
         action_id=action_id,
     )
 

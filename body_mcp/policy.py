@@ -51,6 +51,7 @@ from .confinement import WorkspacePath
 from .exceptions import AcceptanceInput, ProtectedPath
 from .gitignore import glob_to_regex
 from .gitindex import EVERYTHING, TrackedFiles
+from .names import shown
 
 Protection = Literal["none", "acceptance_input", "read_only", "denied"]
 _RANK: dict[Protection, int] = {"none": 0, "acceptance_input": 1, "read_only": 2, "denied": 3}
@@ -198,23 +199,33 @@ class PathPolicy:
         return "none", None
 
     def classify(self, path: WorkspacePath) -> tuple[Protection, str | None]:
+        level, pattern, _ = self._hit(path)
+        return level, pattern
+
+    def _hit(self, path: WorkspacePath) -> tuple[Protection, str | None, str]:
+        """`classify`, and the path as shown that the protection is of: the canonical one, or the one as written
+        (a symlink whose own name is protected) when only that is."""
         canonical = self.classify_parts(path.parts)
+        if path.lexical == path.parts:
+            return canonical[0], canonical[1], path.shown
         written = self.classify_parts(path.lexical)
-        return canonical if _RANK[canonical[0]] >= _RANK[written[0]] else written
+        if _RANK[canonical[0]] >= _RANK[written[0]]:
+            return canonical[0], canonical[1], path.shown
+        return written[0], written[1], shown("/".join(path.lexical) or ".")
 
     def check_read(self, path: WorkspacePath) -> None:
-        level, pattern = self.classify(path)
+        level, pattern, name = self._hit(path)
         if level == "denied":
-            raise ProtectedPath(f"'{path.rel}' is protected (matches '{pattern}'): no tool may read or write it")
+            raise ProtectedPath(f"'{name}' is protected (matches '{pattern}'): no tool may read or write it")
 
     def check_write(self, path: WorkspacePath) -> None:
-        level, pattern = self.classify(path)
+        level, pattern, name = self._hit(path)
         if level == "denied":
-            raise ProtectedPath(f"'{path.rel}' is protected (matches '{pattern}'): no tool may read or write it")
+            raise ProtectedPath(f"'{name}' is protected (matches '{pattern}'): no tool may read or write it")
         if level == "read_only":
-            raise ProtectedPath(f"'{path.rel}' is read-only (matches '{pattern}'): tools may read it but not change it")
+            raise ProtectedPath(f"'{name}' is read-only (matches '{pattern}'): tools may read it but not change it")
         if level == "acceptance_input":
-            raise AcceptanceInput(acceptance_input_message(path.rel, pattern))
+            raise AcceptanceInput(acceptance_input_message(name, pattern))
 
 
 def input_why(pattern: str | None) -> str:

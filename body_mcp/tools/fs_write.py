@@ -29,8 +29,8 @@ from shared_protocol.tools import ChangeKind
 from .. import _fsops
 from .._fsops import EntryState
 from ..confinement import Descriptor, Workspace, WorkspacePath
-from ..exceptions import AcceptanceInput, ProtectedPath, ToolRefused
-from ..names import shown
+from ..exceptions import AcceptanceInput, InvalidPath, ProtectedPath, ToolRefused
+from ..names import representable, shown
 from ..policy import PathPolicy, acceptance_input_message
 from ._spec import ToolContext, ToolSpec
 from .fs_read import decode_text
@@ -250,12 +250,20 @@ def _subtree_files(workspace: Workspace, path: WorkspacePath) -> list[tuple[str,
 
 
 def _check_subtree_policy(policy: PathPolicy, entries: list[tuple[str, ...]]) -> None:
+    """Every entry of a moved directory is one the move may change: not protected, and a name UTF-8 can hold (as
+    the directory's own must be: a change to it could not be audited or recorded for undo)."""
     for parts in entries:
+        rel = "/".join(parts)
+        if not representable(parts[-1]):
+            raise InvalidPath(
+                f"'{shown(rel)}' inside it is not UTF-8 on disk: moving it could not be audited or recorded for "
+                "undo; rename it by a command first"
+            )
         level, pattern = policy.classify_parts(parts)
         if level == "acceptance_input":
-            raise AcceptanceInput(acceptance_input_message("/".join(parts), pattern))
+            raise AcceptanceInput(acceptance_input_message(shown(rel), pattern))
         if level != "none":
-            raise ProtectedPath(f"'{'/'.join(parts)}' inside it is protected (matches '{pattern}')")
+            raise ProtectedPath(f"'{shown(rel)}' inside it is protected (matches '{pattern}')")
 
 
 async def move_file(ctx: ToolContext[MoveFileArgs]) -> dict[str, Any]:
