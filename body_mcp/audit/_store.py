@@ -365,7 +365,7 @@ class AuditStore:
         of the database covers every record in the journal (`_sync_database`), each journal sync fails, and the
         store is `failing`: the next call waits for a settle (`finish()`) first."""
         if self._journal_sync_failed:
-            raise OSError(errno.EIO, "an earlier sync of the audit journal failed: a settle must sync the database first")
+            raise OSError(errno.EIO, "an earlier sync of the audit journal failed: a settle must sync the database")
         through = self._journaled_seq
         try:
             os.fdatasync(self._journal_fd)
