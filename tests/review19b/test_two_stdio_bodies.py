@@ -93,8 +93,8 @@ class StdioBody:
         try:
             result = self._reply()["result"]
         except AssertionError:
-            if self.proc.poll() is None:
-                raise
+            # (Killed: its stdout closed. Reaped only once a tracer attached to it has let go: waited for.)
+            self.proc.wait(timeout=10)
             return None
         assert result["isError"] is False, result
         return str(result["structuredContent"]["action_id"])
