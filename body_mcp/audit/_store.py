@@ -153,6 +153,9 @@ class AuditStore:
         """A sync of the database failed: the pages it was writing may be dropped (Linux marks them clean after a
         writeback error, so a later sync succeeds without them), so no later sync is trusted for them: the journal
         keeps their records until `StateDB.rewrite_durably` writes the database afresh (`_sync_database`)."""
+        self._journal_sync_failed = False
+        """A sync of the journal failed: no later one is trusted until the database holds its records, synced
+        (`_sync_journal_locked`)."""
         self._anchor_writes = 0
         self._committed: tuple[int, str] | None = None
         """The last event this store committed: a database that no longer holds it (nor pruned it) lost events while
@@ -262,7 +265,9 @@ class AuditStore:
                 unpaid = False
                 # (With unsynced commits, an anchor owed waits for the settle that syncs the database, unless an
                 # earlier settle failed: retried here, before anything else is appended.)
-                owes = self._owed_anchor is not None and (self.failing or not self._unsynced_commits)
+                owes = (self._owed_anchor is not None and (self.failing or not self._unsynced_commits)) or (
+                    self._journal_sync_failed
+                )
                 if (self._uncommitted or owes) and not (
                     lazy and finish_later and len(self._uncommitted) < OWED_AT_MOST and not self.failing
                 ):
@@ -335,9 +340,7 @@ class AuditStore:
             return False
         try:
             if self._synced_seq < seq:
-                through = self._journaled_seq
-                os.fdatasync(self._journal_fd)
-                self._synced_seq = max(self._synced_seq, through)
+                self._sync_journal_locked()
         finally:
             self._sync_lock.release()
         return True
@@ -353,9 +356,24 @@ class AuditStore:
         with self._sync_lock:
             if self._synced_seq >= seq:
                 return  # a sync that started after it was journaled covered it
-            through = self._journaled_seq
+            self._sync_journal_locked()
+
+    def _sync_journal_locked(self) -> None:
+        """One `fdatasync` of the journal (`_sync_lock` held). After a failed one no later one is trusted: the
+        pages it failed to write may be dropped (Linux marks them clean after a writeback error, and a later sync
+        succeeds without writing them), so a record after them would not continue the chain on disk. Until a sync
+        of the database covers every record in the journal (`_sync_database`), each journal sync fails, and the
+        store is `failing`: the next call waits for a settle (`finish()`) first."""
+        if self._journal_sync_failed:
+            raise OSError(errno.EIO, "an earlier sync of the audit journal failed: a settle must sync the database")
+        through = self._journaled_seq
+        try:
             os.fdatasync(self._journal_fd)
-            self._synced_seq = max(self._synced_seq, through)
+        except OSError:
+            self._journal_sync_failed = True
+            self.failing = True
+            raise
+        self._synced_seq = max(self._synced_seq, through)
 
     def finish(self, *, anchor_sync: bool = True) -> None:
         """Commit what `finish_later` appends owe, in one transaction, and anchor it (one anchor write, synced).
@@ -724,6 +742,7 @@ class AuditStore:
                     self._sync_failed = True
                     raise
         self._db_unsynced = False
+        self._journal_sync_failed = False  # (every record in the journal is durable in the database now)
 
     def _empty_journal(self) -> None:
         """Mark the journal empty (flock held, every record in it durable in the database): the next record is
