@@ -164,6 +164,7 @@ async def fleet(
     approvers: int = 0,
     code: Path | None = None,
     client: ClientKind = "sdk",
+    brain_nice: int = 0,
 ) -> AsyncGenerator[Fleet]:
     """A brain process and `size` body processes linked to it, each with its MCP client, the SDK's or the bench's
     raw one (and `approvers` approver tokens, issued before the brain starts); `code`: a source tree whose code they
@@ -189,6 +190,7 @@ async def fleet(
     brain = subprocess.Popen(
         [python, "-m", "swarm_cli", "brain", "serve", "--db", str(db), "--port", str(port)],
         env=env,
+        preexec_fn=(lambda: os.setpriority(os.PRIO_PROCESS, 0, brain_nice)) if brain_nice else None,
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
@@ -244,13 +246,15 @@ async def main(
     pace_ms: float,
     against: Path | None = None,
     client: ClientKind = "raw",
+    brain_nice: int = 0,
 ) -> None:
     versions: list[tuple[str, Path | None]] = [("", None)] if against is None else [("", None), ("against ", against)]
     print(
         f"load average {os.getloadavg()[0]:.1f}; {large} and {small} real body processes, "
         f"{2 * len(versions)} brains; calls {pace_ms:g} ms apart; client {client} "
         f"({'JSON-RPC lines by hand' if client == 'raw' else 'the official MCP SDK'}, all in this one process)"
-        + ("" if against is None else f"; 'against' fleets run the code of {against}"),
+        + ("" if against is None else f"; 'against' fleets run the code of {against}")
+        + (f"; brains at nice {brain_nice} (deploy/swarm-brain.service's Nice=)" if brain_nice else ""),
         flush=True,
     )
     started = time.perf_counter()
@@ -260,10 +264,26 @@ async def main(
             pairs: list[tuple[Fleet, Fleet]] = []
             for n, (label, code) in enumerate(versions):
                 big = await stack.enter_async_context(
-                    fleet(root / f"large{n}", f"{label}{large} bodies", large, sys.executable, code=code, client=client)
+                    fleet(
+                        root / f"large{n}",
+                        f"{label}{large} bodies",
+                        large,
+                        sys.executable,
+                        code=code,
+                        client=client,
+                        brain_nice=brain_nice,
+                    )
                 )
                 few = await stack.enter_async_context(
-                    fleet(root / f"small{n}", f"{label}{small} bodies", small, sys.executable, code=code, client=client)
+                    fleet(
+                        root / f"small{n}",
+                        f"{label}{small} bodies",
+                        small,
+                        sys.executable,
+                        code=code,
+                        client=client,
+                        brain_nice=brain_nice,
+                    )
                 )
                 pairs.append((big, few))
             print(f"fleets up in {time.perf_counter() - started:.0f} s", flush=True)
@@ -343,7 +363,15 @@ if __name__ == "__main__":
         default=None,
         help="a source tree of another version: fleets running its code alternate with this tree's",
     )
+    parser.add_argument(
+        "--brain-nice",
+        type=int,
+        default=0,
+        help="the brains' nice value (deploy/swarm-brain.service runs the brain at Nice=-5; below 0 needs root)",
+    )
     args = parser.parse_args()
     if args.against is not None and not (args.against / "body_mcp").is_dir():
         parser.error(f"--against {args.against}: not a source tree of this project (no body_mcp/ in it)")
-    run_bench(main, args.runs, args.trials, args.large, args.small, args.pace_ms, args.against, args.client)
+    run_bench(
+        main, args.runs, args.trials, args.large, args.small, args.pace_ms, args.against, args.client, args.brain_nice
+    )
