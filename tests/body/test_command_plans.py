@@ -4,8 +4,6 @@ activated for the next (it lives outside the workspace: the plan's host paths sa
 
 from __future__ import annotations
 
-import os
-import select
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from body_mcp import Body, build_server
 from sandbox import BwrapOverlaySandbox
 
 from ..conftest import make_body, require_binary
+from ..sandbox._support import ended as _ended
 from .helpers import call, ok
 
 pytestmark = pytest.mark.anyio
@@ -83,14 +82,3 @@ async def test_closing_the_body_ends_the_runs_made_ahead(workspace: Path, home: 
         body.close()
     for standby in made:
         assert _ended(standby.started.pid) and not standby.staging.exists()
-
-
-def _ended(pid: int, timeout_s: float = 10) -> bool:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout_s)[0])
-    finally:
-        os.close(pidfd)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import stat
 from collections.abc import Sequence
@@ -75,3 +76,15 @@ def summary(changes: Sequence[StagedChange]) -> list[tuple[str, ChangeKind, Entr
 
 def by_path(changes: Sequence[StagedChange]) -> dict[str, StagedChange]:
     return {c.path: c for c in changes}
+
+
+def ended(pid: int, timeout_s: float = 10) -> bool:
+    """Whether the process `pid` ends within `timeout_s` (through a pidfd: never another process that took its pid)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout_s)[0])
+    finally:
+        os.close(pidfd)

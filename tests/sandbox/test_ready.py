@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from sandbox._bwrap_backend import BwrapBackend
 from sandbox._staged import StagedDirRun
 from sandbox._standby import Standby
 
+from ._support import ended as _ended
 from ._support import make_spec
 
 pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
@@ -40,17 +40,6 @@ def _prepared(backend: BwrapBackend) -> Standby:
     standby = backend.standby.wait_ready(10)
     assert standby is not None and standby.prepared is not None, "no run was prepared ahead"
     return standby
-
-
-def _ended(pid: int, timeout_s: float = 10) -> bool:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout_s)[0])
-    finally:
-        os.close(pidfd)
 
 
 async def _run(backend: BwrapBackend, spec: Any) -> tuple[RunResult, Path | None]:

@@ -6,7 +6,6 @@ when the body dies."""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from sandbox._bwrap_backend import BwrapBackend
 from sandbox._staged import StagedDirRun
 from sandbox._standby import Standby
 
+from ._support import ended as _ended
 from ._support import sh
 
 pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
@@ -35,18 +35,6 @@ def _ready(backend: BwrapBackend) -> Standby:
 
 def _staging_of(staged: StagedDirRun) -> Path | None:
     return staged._staging  # pyright: ignore[reportPrivateUsage]
-
-
-def _ended(pid: int, timeout_s: float = 10) -> bool:
-    """Whether the process `pid` ends within `timeout_s` (through a pidfd: never another process that took its pid)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout_s)[0])
-    finally:
-        os.close(pidfd)
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
