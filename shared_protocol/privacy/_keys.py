@@ -139,6 +139,15 @@ class MemorySubjectKeys:
         pass
 
 
+_OPEN_TIMEOUT_S = 30.0
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or any(
+        word in str(exc) for word in ("locked", "busy")
+    )
+
+
 class SqliteSubjectKeys:
     """The subject keys of one body or brain, in `path` (created 0600)."""
 
@@ -148,19 +157,36 @@ class SqliteSubjectKeys:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             os.close(fd)
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA secure_delete = ON")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.executescript(_SCHEMA)
-            made = self._conn.execute(
-                "INSERT OR IGNORE INTO store_secret (one, secret) VALUES (1, ?)", (secrets.token_bytes(32),)
-            )
-            self.made = made.rowcount == 1
-            (self._secret,) = self._conn.execute("SELECT secret FROM store_secret").fetchone()
+            deadline = time.monotonic() + _OPEN_TIMEOUT_S
+            while True:
+                self._conn = sqlite3.connect(
+                    path, timeout=_OPEN_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+                try:
+                    self.made, self._secret = self._set_up()
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Two processes making a new store at once (a body and its runner): switching a new file to
+                    # WAL, or its schema, can answer "locked" at once where no busy handler waits. Again, afresh.
+                    self._conn.close()
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
         except (OSError, sqlite3.Error) as exc:
             raise KeyStoreUnusable(f"the subject key store {path} cannot be opened: {exc}") from None
         self._lock = threading.Lock()
+
+    def _set_up(self) -> tuple[bool, bytes]:
+        """(Whether this open made the store's secret, the secret.) The pragmas and schema, then the secret."""
+        self._conn.execute("PRAGMA secure_delete = ON")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.executescript(_SCHEMA)
+        made = self._conn.execute(
+            "INSERT OR IGNORE INTO store_secret (one, secret) VALUES (1, ?)", (secrets.token_bytes(32),)
+        )
+        (secret,) = self._conn.execute("SELECT secret FROM store_secret").fetchone()
+        return made.rowcount == 1, secret
 
     def close(self) -> None:
         self._conn.close()

@@ -69,7 +69,10 @@ def test_two_processes_racing_to_make_the_same_subjects_keys_end_with_one_key_ea
     racers = [_python(RACER, str(path), str(SUBJECTS)) for _ in range(2)]
     for said, then in (("ready", "open"), ("opened", "go")):
         for racer in racers:
-            assert racer.stdout is not None and racer.stdout.readline() == f"{said}\n"
+            assert racer.stdout is not None
+            if (line := racer.stdout.readline()) != f"{said}\n":
+                _, err = racer.communicate(timeout=30)
+                raise AssertionError(f"a racer said {line!r}, not {said!r}: {err}")
         for racer in racers:
             assert racer.stdin is not None
             racer.stdin.write(f"{then}\n")
