@@ -436,7 +436,7 @@ class SqliteDatabase:
         self._check()
         try:
             return self._inline.execute(sql, tuple(params)).fetchall()
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.Error, OSError) as exc:  # (a malformed file is a DatabaseError, not an OperationalError)
             if str(getattr(exc, "sqlite_errorname", "")).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
                 return await self._rows(sql, params)
             broken = self._broken_by(exc)

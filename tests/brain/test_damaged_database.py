@@ -20,6 +20,7 @@ import pytest
 from anyio.abc import Process
 
 from brain_server import SqliteStateEngine, issue_token
+from brain_server.exceptions import StateBroken
 
 from .helpers import audit_chain, batch
 
@@ -248,3 +249,21 @@ async def test_serve_exits_when_its_disk_fills_while_serving(tmp_path: Path) -> 
                     break
         assert status == 503, "the brain took every write although no file may grow past the limit"
     assert_stopped_with_a_reason(brain)
+
+
+async def test_a_point_read_of_a_malformed_database_is_state_broken_not_a_raw_sqlite_error(tmp_path: Path) -> None:
+    """Was a traceback in the brain's log (seen once in CI: the sweeper's point read met the truncated file before
+    the daemon stopped, and logged "sweep failed; retrying" with sqlite3.DatabaseError): a point read caught only
+    `OperationalError`, and a malformed file raises its parent, `DatabaseError`. Now it is `StateBroken`, as every
+    other read's is, and the engine is marked broken (the daemon stops with one line)."""
+    db = tmp_path / "brain.db"
+    await real_brain_db(db)
+    state = await SqliteStateEngine.open(db)
+    try:
+        garbage(db)  # (the same file, every byte overwritten: the point read's connection has read none of it yet)
+        with pytest.raises(StateBroken, match="unusable"):
+            await state.token_by_hash("0" * 64)
+        assert state.broken is not None
+    finally:
+        with contextlib.suppress(Exception):
+            await state.close()
