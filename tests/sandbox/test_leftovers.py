@@ -25,6 +25,7 @@ from sandbox._bwrap_backend import BwrapBackend
 from sandbox._limits import owner_tag, pids_cgroup_parent
 
 from ._support import sh
+from .test_limits import processes_with as _processes_with
 
 pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
 
@@ -107,16 +108,6 @@ class _Body:
 def _cgroups(tag: str) -> list[Path]:
     parent = pids_cgroup_parent()
     return sorted(parent.glob(f"swarm-sandbox-{tag}-*")) if parent is not None else []
-
-
-def _processes_with(token: bytes) -> list[int]:
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if token in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-    return found
 
 
 def _alive(pid: int) -> bool:
