@@ -267,7 +267,7 @@ class GitStatusArgs(ToolArgs):
 
 
 class GitStatusEntry(ProtocolModel):
-    path: str
+    path: str = Field(description="As list_directory shows a name (one not UTF-8 escaped, `\\xff`): a path argument.")
     index: str = Field(description="The index's status letter (porcelain v2: '.' unchanged, M, A, D, R, ?, ...).")
     worktree: str = Field(description="The working tree's status letter.")
     original_path: str | None = Field(default=None, description="For a rename or copy: where it came from.")
