@@ -145,26 +145,29 @@ def key_store_mismatch(privacy: Protector, kept: KeptKeys) -> str | None:
 
 
 def _requests_again(privacy: Protector, kept: KeptRequest, keys: KeptKeys) -> list[str]:
-    """The SHA-256s the request that made `kept`'s task can have had, read back from the task with this store: with
-    its tokens this store opens revealed, and as they stand (a token quoted in a title is kept as sent); none if it
-    cannot be read back (a value of a subject erased since, or erased when it was kept)."""
+    """The SHA-256s the request that made `kept`'s task can have had, read back from the task with this store: each
+    token it opens revealed or as it stands (a token is kept as sent, and one of this store's may have been: each
+    way, for up to `_READ_BACK_TOKENS` of them; past that, all one way or all the other), any other token as it
+    stands; none if it cannot be read back (a value of a subject erased since, or erased when it was kept)."""
     task = kept.task
     fields = [task.title, task.description, task.acceptance, task.repo, task.setup, *(task.acceptance_inputs or [])]
     if any(_ERASED_TOKEN.search(text) for text in fields):
         return []
-    revealed: list[str] = []
-    for text in fields:
-        out: list[str] = []
-        at = 0
+    opened: list[tuple[int, int, int, str]] = []  # (field, start, end, value) of each token this store opens
+    for index, text in enumerate(fields):
         for m in TOKEN.finditer(text):
             if m.group(2) in keys.erased:
                 return []
-            held = privacy.held(m.group(), m.group(2)) if m.group(2) else []
-            out += (text[at : m.start()], held[0].value if held else m.group())
-            at = m.end()
-        revealed.append("".join((*out, text[at:])))
+            if m.group(2) and (held := privacy.held(m.group(), m.group(2))):
+                opened.append((index, m.start(), m.end(), held[0].value))
+    masks = range(1 << len(opened)) if len(opened) <= _READ_BACK_TOKENS else (0, (1 << len(opened)) - 1)
     digests: list[str] = []
-    for title, description, acceptance, repo, setup, *inputs in {tuple(revealed), tuple(fields)}:
+    for mask in masks:
+        texts = list(fields)
+        for bit, (index, start, end, value) in reversed(list(enumerate(opened))):  # (from the end: offsets hold)
+            if mask >> bit & 1:
+                texts[index] = texts[index][:start] + value + texts[index][end:]
+        title, description, acceptance, repo, setup, *inputs = texts
         try:
             request = TaskRequest(
                 title=title,
@@ -181,6 +184,8 @@ def _requests_again(privacy: Protector, kept: KeptRequest, keys: KeptKeys) -> li
     return digests
 
 
+_READ_BACK_TOKENS = 8
+"""How many tokens of one kept request are each tried both ways (2^8 digests at most)."""
 _ERASED_TOKEN = re.compile(r"\[pii:[a-z][a-z0-9_]*:erased\]")
 """What a value became when its subject was erased before it was kept (`Protector._encrypt`)."""
 
