@@ -5,7 +5,8 @@ escaped as the audit trail escapes strings (`escape_string`: each byte that does
 backslash doubled), and so is an ASCII name that spells such an escape out (`a\\xff` in ASCII is shown `a\\\\xff`),
 so two names never read alike. A path argument is read back the same way (`unescape_string`), by the one place every
 path argument goes through (`Workspace.resolve`), so a name given back as it was shown is the file it was shown
-for, and every check after (confinement, the path policy) sees the name on disk, however it was spelt.
+for, and every check after (confinement, the path policy) sees the name on disk, however it was spelt. A glob
+argument is read back so too (`glob`), so a pattern can name what a listing shows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 
 from .audit import escape_string, unescape_string
-from .exceptions import InvalidPath
+from .exceptions import InvalidArguments, InvalidPath
 
 
 def shown(name: str) -> str:
@@ -49,6 +50,36 @@ def named(raw: str) -> str:
             "UTF-8; `\\uNNNN` for a character, never a surrogate); write `\\\\` for a backslash"
         ) from None
     return os.fsdecode(data)
+
+
+def glob(raw: str, field: str) -> str:
+    """A glob argument (`search_files`' `pattern`, `exclude_patterns`) as it is matched against names on disk: its
+    escapes read as `named` reads a path's (`*\\xff` finds the name a listing shows as `a\\xff`), its wildcards
+    `fnmatch`'s: `*`, `?`, a set `[abc]` or `[!abc]` (`[*]`, `[?]`, `[[]` match the character itself; a backslash
+    escapes no wildcard).
+
+    Raises:
+        InvalidArguments: an escape names no byte of a file name, or a `[` opens a set no `]` closes (`fnmatch` would
+            match that `[` as itself, silently: `[abc` is then a name, not the set the agent meant).
+    """
+    try:
+        pattern = named(raw)
+    except InvalidPath:
+        raise InvalidArguments(
+            f"{field} '{printable(raw)}' holds an escape that names no byte of a file name (`\\xNN` is for a byte "
+            "80 to ff that is not UTF-8; `\\uNNNN` for a character, never a surrogate); write `\\\\` for a backslash"
+        ) from None
+    at = 0
+    while (at := pattern.find("[", at)) >= 0:
+        end = at + 1 + pattern.startswith("!", at + 1)
+        end += pattern.startswith("]", end)  # (a `]` first in a set is one of its characters)
+        close = pattern.find("]", end)
+        if close < 0:
+            raise InvalidArguments(
+                f"{field} '{printable(raw)}' opens a set with '[' that no ']' closes (write '[[]' to match a '[')"
+            )
+        at = close + 1
+    return pattern
 
 
 def printable(text: str) -> str:

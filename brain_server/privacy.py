@@ -12,6 +12,7 @@ beside a SQLite database: never in its `backups/`, which copy the database only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -19,12 +20,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from pydantic import ValidationError
+
 from shared_protocol.brain import (
     Decision,
     ReadinessOverride,
     ReadinessReport,
     ReadinessRequest,
     Task,
+    TaskRequest,
     TaskSpend,
     Verification,
 )
@@ -39,7 +43,7 @@ from shared_protocol.privacy import (
 )
 
 from .settings import BrainSettings
-from .state import BodyRecord, KeptKeys, LogEntry, sqlite_path
+from .state import BodyRecord, KeptKeys, KeptRequest, LogEntry, sqlite_path
 from .wake.records import Escalation, protect_escalation
 
 
@@ -104,15 +108,86 @@ def key_store_check(privacy: Protector) -> str:
 
 
 def key_store_holds(privacy: Protector, kept: KeptKeys) -> bool:
-    """Whether the brain's key store can be the one `kept` keys were made under, no check value of it being kept
-    (they were kept before brain schema v26): not a store made at this start (its secret is new), and, when their
-    tasks hold personal data encrypted under it by subjects not erased since, the key of one of them is in it (ids
-    are random: another store never holds it). With neither to go by (no personal data in them), it is taken as
-    the one: nothing kept can tell."""
+    """Whether the brain's key store can be the one `kept` keys were made under (`key_store_mismatch` finds nothing
+    against it)."""
+    return key_store_mismatch(privacy, kept) is None
+
+
+def key_store_mismatch(privacy: Protector, kept: KeptKeys) -> str | None:
+    """Why the brain's key store cannot be the one `kept` keys were made under, no check value of it being kept (they
+    were kept before brain schema v26); None when it can.
+
+    Not a store made at this start (its secret is new). It is theirs if it holds the key of a subject their tasks'
+    personal data is encrypted under (ids are random: another store never holds one), or if its secret keys a kept
+    request digest: each is keyed under the secret of the store it was kept under, and its request can be read again
+    from its task (personal data revealed by this store, any other token as it was sent). A store whose secret keys
+    none of the requests read back is not theirs (made anew by an earlier open, another brain's, a wrong
+    `privacy_key_store`), whatever token-shaped text their tasks quote. With no request to read back (digests kept
+    bare, values of subjects erased since), their tasks' tokens decide: none of their subjects held, not theirs; no
+    token at all, nothing kept can tell and it is taken."""
     if privacy.keys.made:
-        return False
+        return "it was made at this start, after they were kept"
     subjects = {m.group(2) for text in kept.texts for m in TOKEN.finditer(text) if m.group(2)} - kept.erased
-    return not subjects or any(privacy.keys.key_by_id(subject) is not None for subject in subjects)
+    if any(privacy.keys.key_by_id(subject) is not None for subject in subjects):
+        return None
+    read = [(request, digests) for request in kept.requests if (digests := _requests_again(privacy, request, kept))]
+    if any(
+        keyed_request_digest(privacy, digest) == request.request_sha256
+        for request, digests in read
+        for digest in digests
+    ):
+        return None
+    if read:
+        return f"its secret keys none of the {len(read)} kept request digests read back from their tasks"
+    if subjects:
+        return "it holds none of the keys their tasks' personal data is encrypted under"
+    return None
+
+
+def _requests_again(privacy: Protector, kept: KeptRequest, keys: KeptKeys) -> list[str]:
+    """The SHA-256s the request that made `kept`'s task can have had, read back from the task with this store: each
+    token it opens revealed or as it stands (a token is kept as sent, and one of this store's may have been: each
+    way, for up to `_READ_BACK_TOKENS` of them; past that, all one way or all the other), any other token as it
+    stands; none if it cannot be read back (a value of a subject erased since, or erased when it was kept)."""
+    task = kept.task
+    fields = [task.title, task.description, task.acceptance, task.repo, task.setup, *(task.acceptance_inputs or [])]
+    if any(_ERASED_TOKEN.search(text) for text in fields):
+        return []
+    opened: list[tuple[int, int, int, str]] = []  # (field, start, end, value) of each token this store opens
+    for index, text in enumerate(fields):
+        for m in TOKEN.finditer(text):
+            if m.group(2) in keys.erased:
+                return []
+            if m.group(2) and (held := privacy.held(m.group(), m.group(2))):
+                opened.append((index, m.start(), m.end(), held[0].value))
+    masks = range(1 << len(opened)) if len(opened) <= _READ_BACK_TOKENS else (0, (1 << len(opened)) - 1)
+    digests: list[str] = []
+    for mask in masks:
+        texts = list(fields)
+        for bit, (index, start, end, value) in reversed(list(enumerate(opened))):  # (from the end: offsets hold)
+            if mask >> bit & 1:
+                texts[index] = texts[index][:start] + value + texts[index][end:]
+        title, description, acceptance, repo, setup, *inputs = texts
+        try:
+            request = TaskRequest(
+                title=title,
+                description=description,
+                value_usd=task.value_usd,
+                acceptance=acceptance,
+                repo=repo,
+                setup=setup,
+                acceptance_inputs=None if task.acceptance_inputs is None else inputs,
+            )
+        except ValidationError:
+            continue
+        digests.append(hashlib.sha256(request.model_dump_json().encode()).hexdigest())
+    return digests
+
+
+_READ_BACK_TOKENS = 8
+"""How many tokens of one kept request are each tried both ways (2^8 digests at most)."""
+_ERASED_TOKEN = re.compile(r"\[pii:[a-z][a-z0-9_]*:erased\]")
+"""What a value became when its subject was erased before it was kept (`Protector._encrypt`)."""
 
 
 MIGRATED_BY_BRAIN = "privacy_migrated_by_brain"

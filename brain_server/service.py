@@ -117,7 +117,7 @@ from .privacy import (
     escalation_texts,
     held_in,
     key_store_check,
-    key_store_holds,
+    key_store_mismatch,
     keyed_request_digest,
     keyed_task_key,
     log_texts,
@@ -270,21 +270,23 @@ class Brain:
 
     async def check_key_store(self) -> None:
         """Keep the check value of the key store the kept `Idempotency-Key`s are under when none is (they were kept
-        before brain schema v26): this store's if it can be theirs (`key_store_holds`), else one no store has, so a
+        before brain schema v26): this store's if it can be theirs (`key_store_mismatch`), else one no store has, so a
         keyed request is refused (503 `key_store_replaced`) as with a replaced store, until `swarm brain key-store
         accept`. Nothing to do once one is kept, or with no key kept."""
         kept = await self.state.unpinned_keys()
         if kept is None:
             return
-        if key_store_holds(self.privacy, kept):
+        mismatch = key_store_mismatch(self.privacy, kept)
+        if mismatch is None:
             await self.state.pin_key_store(key_store_check(self.privacy))
             return
         if await self.state.pin_key_store(KEY_STORE_UNVERIFIED):
             logger.warning(
-                "the brain's key store is not the one its %d kept Idempotency-Keys were made under (new at this "
-                "start, or without the keys of their tasks' personal data): a request with an Idempotency-Key is "
-                "refused until the old store is put back or `swarm brain key-store accept --reason ...`",
+                "the brain's key store is not the one its %d kept Idempotency-Keys were made under (%s): a request "
+                "with an Idempotency-Key is refused until the old store is put back or `swarm brain key-store accept "
+                "--reason ...`",
                 kept.keys,
+                mismatch,
             )
 
     # -- kill switch -----------------------------------------------------------------------

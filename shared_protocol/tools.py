@@ -88,8 +88,12 @@ class DirectoryTreeResult(ToolResult):
 
 
 class SearchFilesArgs(PathArgs):
-    pattern: str = Field(min_length=1, description="Glob matched against names and relative paths, e.g. *.py.")
-    exclude_patterns: list[str] = Field(default_factory=list)
+    pattern: str = Field(
+        min_length=1,
+        description="Glob matched against names and relative paths, e.g. *.py: `*`, `?`, `[abc]`, `[!abc]` (`[*]` "
+        "is a literal `*`); escapes as in a path (`\\xff` a byte that is not UTF-8, `\\\\` a backslash).",
+    )
+    exclude_patterns: list[str] = Field(default_factory=list, description="Glob patterns of names to leave out.")
     max_results: int = Field(default=1000, ge=1, le=20000)
 
 
@@ -267,7 +271,7 @@ class GitStatusArgs(ToolArgs):
 
 
 class GitStatusEntry(ProtocolModel):
-    path: str
+    path: str = Field(description="As list_directory shows a name (one not UTF-8 escaped, `\\xff`): a path argument.")
     index: str = Field(description="The index's status letter (porcelain v2: '.' unchanged, M, A, D, R, ?, ...).")
     worktree: str = Field(description="The working tree's status letter.")
     original_path: str | None = Field(default=None, description="For a rename or copy: where it came from.")

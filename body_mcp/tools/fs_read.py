@@ -29,7 +29,7 @@ from shared_protocol.tools import EntryKind
 from .. import _fsops
 from ..audit import unescape_string
 from ..exceptions import InvalidArguments, SpecialFile, ToolRefused
-from ..names import shown
+from ..names import glob, shown
 from ._spec import ToolContext, ToolSpec
 
 
@@ -158,6 +158,10 @@ def _plain(name: str) -> bool:
     return name.isprintable() and not name.startswith('"') and name.strip() == name
 
 
+def _excluded(patterns: list[str]) -> list[str]:
+    return [glob(raw, f"exclude_patterns[{index}]") for index, raw in enumerate(patterns)]
+
+
 def _walk(fd: int, prefix: str, excluded: list[str]) -> Iterator[tuple[str, os.DirEntry[str], int | None]]:
     """Depth-first (relative path, entry, descriptor of the entry when it is a directory); never follows links."""
     for entry in _scan(fd):
@@ -181,13 +185,14 @@ def _walk(fd: int, prefix: str, excluded: list[str]) -> Iterator[tuple[str, os.D
 async def directory_tree(ctx: ToolContext[DirectoryTreeArgs]) -> DirectoryTreeResult:
     args = ctx.args
     path = ctx.paths["path"]
+    excluded = _excluded(args.exclude_patterns)
     count = 0
     truncated = False
 
     def build(fd: int) -> list[TreeNode]:
         nonlocal count, truncated
         nodes: list[TreeNode] = []
-        for rel, entry, child in _walk(fd, "", args.exclude_patterns):
+        for rel, entry, child in _walk(fd, "", excluded):
             if count >= args.max_entries:
                 truncated = True
                 break
@@ -206,15 +211,17 @@ async def search_files(ctx: ToolContext[SearchFilesArgs]) -> SearchFilesResult:
     args = ctx.args
     path = ctx.paths["path"]
     base = "" if not path.parts else path.rel + "/"
+    pattern = glob(args.pattern, "pattern")
+    excluded = _excluded(args.exclude_patterns)
     matches: list[str] = []
     truncated = False
 
     def visit(fd: int, prefix: str) -> None:
         nonlocal truncated
-        for rel, entry, child in _walk(fd, prefix, args.exclude_patterns):
+        for rel, entry, child in _walk(fd, prefix, excluded):
             if truncated:
                 return
-            if fnmatchcase(entry.name, args.pattern) or fnmatchcase(rel, args.pattern):
+            if fnmatchcase(entry.name, pattern) or fnmatchcase(rel, pattern):
                 if len(matches) >= args.max_results:
                     truncated = True
                     return
@@ -284,7 +291,9 @@ READ_TOOLS = [
     ),
     ToolSpec(
         name="search_files",
-        description="Find files and directories whose name or relative path matches a glob pattern.",
+        description="Find files and directories whose name or relative path matches a glob pattern (`*`, `?`, "
+        "`[abc]`, `[!abc]`; `[*]` is a literal `*`), names spelt as listings show them (`\\xff` a byte that is not "
+        "UTF-8, `\\\\` a backslash).",
         args_model=SearchFilesArgs,
         result_model=SearchFilesResult,
         handler=search_files,

@@ -6,6 +6,7 @@ never shows a denied file: pathspec exclusions, then a filter over the output.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -23,6 +24,7 @@ from shared_protocol.tools import (
 )
 
 from ..git import COMMIT_MARK, Git, GitSession, denied_check, exclude_pathspecs, filter_patch
+from ..names import shown
 from ._spec import ToolContext, ToolSpec
 from .git_plan import body_changes
 
@@ -56,7 +58,9 @@ def _status(ctx: ToolContext[GitStatusArgs]) -> GitStatusResult:
         committable = set(body_changes(ctx, git)[0])
         branch, head = git.branch(), git.head()
     entries: list[GitStatusEntry] = []
-    tokens = out.text.split("\0")
+    # (each name as on disk, bytes that are not UTF-8 as surrogates, as a listing reads it: denied or not, then shown
+    # as listings show it, so the agent can give it back as a path)
+    tokens = [os.fsdecode(token) for token in out.stdout.split(b"\0")]
     i = 0
     while i < len(tokens):
         token = tokens[i]
@@ -82,10 +86,10 @@ def _status(ctx: ToolContext[GitStatusArgs]) -> GitStatusResult:
             continue
         entries.append(
             GitStatusEntry(
-                path=path,
+                path=shown(path),
                 index=xy[0],
                 worktree=xy[1],
-                original_path=original,
+                original_path=None if original is None else shown(original),
                 committable=path in committable,
             )
         )

@@ -15,7 +15,16 @@ from shared_protocol import AuditEvent
 from shared_protocol.brain import AgentPause, CompensationKind, Decision, KillState, Task, TaskState
 
 from ..verification import Evidence, awaited, settle_task
-from ._records import ClaimGrant, Compensation, CompensationDraft, KeptKeys, LogEntry, Reversal, TaskKey
+from ._records import (
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    KeptKeys,
+    KeptRequest,
+    LogEntry,
+    Reversal,
+    TaskKey,
+)
 from ._rules import (
     check_key,
     check_key_store,
@@ -90,6 +99,11 @@ class MemoryTasks(TaskTransitions):
             keys=len(self._task_keys),
             texts=[text for task in keyed for text in (task.title, task.description) if "[pii:" in text],
             erased=frozenset(e.target for e in self._log if e.action == "privacy_erase" and e.target is not None),
+            requests=[
+                KeptRequest(request_sha256=digest, task=self._tasks[task_id])
+                for digest, task_id in self._task_keys.values()
+                if digest.startswith("hmac ")
+            ],
         )
 
     async def pin_key_store(self, secret_check: str) -> bool:

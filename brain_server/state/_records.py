@@ -130,14 +130,25 @@ class TaskKey:
 
 
 @dataclass(kw_only=True, frozen=True)
+class KeptRequest:
+    """A kept `Idempotency-Key`'s request digest as kept (keyed under its key store's secret, when it starts `hmac `)
+    and the task its request made (from which the request can be read again)."""
+
+    request_sha256: str
+    task: Task
+
+
+@dataclass(kw_only=True, frozen=True)
 class KeptKeys:
     """What tells which key store the kept `Idempotency-Key`s are under, while no check value of it is kept (they
     were kept before brain schema v26): how many there are, the text of their tasks (personal data in it encrypted
-    under that store's subject keys), and the subject ids erased since (their keys are gone from any store)."""
+    under that store's subject keys), the subject ids erased since (their keys are gone from any store), and a
+    sample of their keyed request digests with their tasks (`brain_server.privacy.key_store_holds`)."""
 
     keys: int
     texts: list[str]
     erased: frozenset[str]
+    requests: list[KeptRequest] = field(default_factory=list["KeptRequest"])
 
 
 KEY_STORE_UNVERIFIED = "unverified"

@@ -22,7 +22,16 @@ from shared_protocol.brain import CompensationKind, Decision, Task, TaskEvent, T
 
 from ..verification import EventKey, Evidence, awaited, settle_task
 from ._parsed import Parsed
-from ._records import ClaimGrant, Compensation, CompensationDraft, KeptKeys, LogEntry, Reversal, TaskKey
+from ._records import (
+    ClaimGrant,
+    Compensation,
+    CompensationDraft,
+    KeptKeys,
+    KeptRequest,
+    LogEntry,
+    Reversal,
+    TaskKey,
+)
 from ._rules import (
     TASK_ROW_FIELDS,
     canonical,
@@ -55,6 +64,9 @@ _SET_COLUMNS = ", ".join(f"{name} = ?" for name in TASK_ROW_FIELDS if name != "i
 
 _JOINED_COLUMNS = ", ".join(f"t.{name} AS {name}" for name in TASK_ROW_FIELDS)
 _KEY_STORE_SAMPLE = 200
+_KEY_STORE_REQUESTS = 20
+"""How many keyed request digests the start-up check of the key store reads a request back for (one it can read
+settles it)."""
 """How many keyed tasks holding personal data the start-up check of the key store reads (`unpinned_keys`)."""
 
 
@@ -199,10 +211,18 @@ class SqliteTasks(SqliteDatabase, TaskTransitions):
             [_KEY_STORE_SAMPLE],
         )
         erased = await self._rows("SELECT target FROM brain_log WHERE action = 'privacy_erase' AND target IS NOT NULL")
+        requests: list[KeptRequest] = []
+        for digest, task_id in await self._rows(
+            "SELECT request_sha256, task_id FROM task_keys WHERE request_sha256 LIKE 'hmac %' LIMIT ?",
+            [_KEY_STORE_REQUESTS],
+        ):
+            if (task := await self.task(str(task_id))) is not None:
+                requests.append(KeptRequest(request_sha256=str(digest), task=task))
         return KeptKeys(
             keys=keys,
             texts=[str(text) for row in rows for text in row],
             erased=frozenset(str(row[0]) for row in erased),
+            requests=requests,
         )
 
     async def pin_key_store(self, secret_check: str) -> bool:

@@ -48,13 +48,28 @@ _GLUED = rf"[^\W{_SPACELESS}]"
 """A word character a number or name is glued to (inside an identifier, `id4111…`): any script's letter or digit
 but the spaceless scripts'."""
 
-_EMAIL = _Lazy(
-    r"(?<![\w.+-])[.+-]*(\w(?:[\w.%+-]{0,62}[\w%+-])?@"
+_ADDRESS = (
+    r"[.+-]*(\w(?:[\w.%+-]{0,62}[\w%+-])?@"
     r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63})(?![\w-])"
 )
+_EMAIL = _Lazy(rf"(?<![\w.+-]){_ADDRESS}")
 """Internationalised too (RFC 6531/IDN: `jörg@exämple.de`): letters and digits of any script. The address is group
 1: dots, `+` or `-` before it are passed over (`...alice@example.org`, `-bob@…` on a command line), a local part may
 start with `_` (`_alice@example.org` is an address)."""
+_ADDRESS_HERE = _Lazy(_ADDRESS)
+"""An address starting where it is matched (`_run_on_address`)."""
+_LOCAL_LIMIT = 64
+_RUN_ON_LOCAL = _Lazy(r"(?<![\w.%+-])[\w.%+-]{65,}+(?=@)")
+"""A run of what a local part is made of, too long to be one (RFC 5321 allows 64), that ends at an `@`: a name
+run on into an address (`<64 hex>-alice@example.org`, `quarterly-review-...-contact-alice@…`), which `_EMAIL`
+cannot start inside (an address is not part of a word). Possessive: a megabyte of it is read once."""
+_OVERLONG_ADDRESS = _Lazy(_ADDRESS.replace(r"\w(?:[\w.%+-]{0,62}[\w%+-])?@", r"\w(?:[\w.%+-]*[\w%+-])?@"))
+"""`_ADDRESS` with a local part of any length (matched at a run's start: its greedy local part runs to the `@`)."""
+_DIGEST = _Lazy(r"(?=[a-fA-F]*[0-9])(?=[0-9]*[a-fA-F])[0-9A-Fa-f]+")
+"""Hex digits, letters and digits both (a digest; `aaaa…` is a word)."""
+_RUN_ON_SEPARATORS = ("-", "_", ".+")
+"""Where a name run on into an address is cut, tried in turn until what follows fits a local part: a hyphen first
+(the words of a file name, a digest joined on), then `_`, then `.` or `+` (which addresses hold more often)."""
 _LOCAL_NOT_SPACELESS = rf"(?:[^\W{_SPACELESS}]|[.%+-])*"
 _GLUED_TO_ADDRESS = _Lazy(rf".*[{_SPACELESS}][.+-]*(?={_LOCAL_NOT_SPACELESS}[A-Za-z]{_LOCAL_NOT_SPACELESS}@)")
 """What a local part holds before the address proper: a word of a script written without spaces, up to Latin letters
@@ -69,7 +84,15 @@ _IPV4 = _Lazy(rf"(?<!{_GLUED}|\.){_OCTET}(?:\.{_OCTET}){{3}}(?!{_GLUED}|\.[0-9])
 _IPV6_CANDIDATE = _Lazy(
     rf"(?<!{_GLUED}|[:.])[0-9A-Fa-f]{{0,4}}(?::[0-9A-Fa-f]{{0,4}}){{2,7}}(?:(?<=:)[0-9.]{{7,15}})?(?!{_GLUED}|[:.])"
 )
-_CARD = _Lazy(rf"(?<!{_GLUED}|-)[0-9](?:[ -]?[0-9]){{12,18}}(?!{_GLUED}|-)")
+_CARD = _Lazy(rf"(?<!{_GLUED})(?<![0-9]-)[0-9](?:[ -]?[0-9]){{12,18}}(?!{_GLUED}|-[0-9])")
+"""A hyphen beside a card ends a word as a space does (`invoice-4111…`, `4111…-paid`), but not one between digits
+(`12-4111-…`: a longer number's groups)."""
+_HEX_WORD = _Lazy(rf"(?<!{_GLUED})[0-9A-Fa-f]{{14,}}+(?!{_GLUED})")
+"""A word all of hex digits (`_hex_glued_cards`): a digest or an encoded id a card number may be run on from
+(`abcdef4111…`, `<sha256><card>`). Possessive: each word is read once."""
+_DIGEST_LENGTHS = (32, 40, 64, 128)
+"""Hex digests' lengths (MD5, SHA-1, SHA-256, SHA-512): where a digest ends if a card's digits run on from it."""
+_CARD_LENGTHS = range(13, 20)
 _DOTTED_CARD = _Lazy(rf"(?<!{_GLUED}|[.-])[0-9]{{2,6}}(?:\.[0-9]{{2,6}}){{2,5}}(?!{_GLUED}|-|\.[0-9])")
 """A card printed with dots (`4111.1111.1111.1111`): groups of 2-6 digits, so a version (`1.2.3.4`), an IPv4
 address (at most 12 digits) or a date is never one; the length, issuer prefix and Luhn checks still apply."""
@@ -196,6 +219,63 @@ def nino_ok(prefix: str) -> bool:
     )
 
 
+def _card_number(digits: str) -> bool:
+    return _CARD_PREFIX.rx.match(digits) is not None and luhn_ok(digits)
+
+
+def _email(text: str, m: re.Match[str]) -> Span:
+    """The address `m` (an `_ADDRESS` match) found in `text`, without a glued word either side of it."""
+    glued = _GLUED_TO_ADDRESS.rx.match(text, m.start(1), m.end(1))
+    start = m.start(1) if glued is None else glued.end()
+    tld = _TLD_GLUED_WORD.search(text, m.start(1), m.end(1))
+    end = m.end(1) if tld is None else tld.end()
+    return Span(start, end, "email", text[start:end].lower())
+
+
+def _run_on_address(text: str, start: int, at: int) -> re.Match[str] | None:
+    """The address at the end of `text[start:at]`, a run too long to be one local part, and the `@` at `at`. The run
+    is cut at its last separator that leaves a local part short enough (`_RUN_ON_SEPARATORS`, a kind at a time),
+    or after a hex digest it starts with there (`<sha256>alice@…`): the subject is then the address a person would
+    name (`alice@example.org`, not `…-contact-alice@example.org`). Else the whole run is taken as the local part: a
+    subject nobody would name, but the text is not kept in clear."""
+    run = start
+    for separators in ("", *_RUN_ON_SEPARATORS):
+        if separators:
+            cut = max(text.rfind(separator, start, at) for separator in separators)
+            if cut < 0:
+                continue
+            start = cut + 1
+        if at - start <= _LOCAL_LIMIT:
+            if (m := _ADDRESS_HERE.rx.match(text, start)) is not None:
+                return m
+            break
+        for length in reversed(_DIGEST_LENGTHS):
+            if 0 < at - start - length <= _LOCAL_LIMIT and _DIGEST.rx.fullmatch(text, start, start + length):
+                after = start + length + (text[start + length] == "_")  # (`<sha256>_alice@…` is alice's)
+                if (m := _ADDRESS_HERE.rx.match(text, after)) is not None:
+                    return m
+    return _OVERLONG_ADDRESS.rx.match(text, run)
+
+
+def _hex_glued_cards(text: str) -> list[Span]:
+    """Cards whose digits end a word of hex digits (`_HEX_WORD`): the word's last 13-19 digits after a hex letter
+    (`abcdef4111…`), or the digits after a digest's length (`<sha256><card>`: the digest may end in digits). A
+    word of other letters before a number (`id4111…`) is an identifier's, and no card."""
+    spans: list[Span] = []
+    for m in _HEX_WORD.rx.finditer(text):
+        word = m.group()
+        digits_at = len(word.rstrip("0123456789"))
+        if digits_at == 0:
+            continue  # (all digits: `_CARD` reads those)
+        starts = [digits_at] if len(word) - digits_at in _CARD_LENGTHS else []
+        starts += [d for d in _DIGEST_LENGTHS if digits_at < d and len(word) - d in _CARD_LENGTHS]
+        for at in starts:
+            if _card_number(word[at:]):
+                spans.append(Span(m.start() + at, m.end(), "card", word[at:]))
+                break
+    return spans
+
+
 def _public_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not (address.is_loopback or address.is_unspecified or address.is_multicast)
 
@@ -250,17 +330,19 @@ class Detector:
         """Every span each matcher finds in `text`, overlaps included (with `phones` false, no phone number)."""
         found: list[Span] = []
         if "@" in text:
+            ats: set[int] = set()
             for m in _EMAIL.rx.finditer(text):
-                glued = _GLUED_TO_ADDRESS.rx.match(text, m.start(1), m.end(1))
-                start = m.start(1) if glued is None else glued.end()
-                tld = _TLD_GLUED_WORD.search(text, m.start(1), m.end(1))
-                end = m.end(1) if tld is None else tld.end()
-                found.append(Span(start, end, "email", text[start:end].lower()))
+                ats.add(text.index("@", m.start(1)))
+                found.append(_email(text, m))
+            for m in _RUN_ON_LOCAL.rx.finditer(text):
+                if m.end() not in ats and (address := _run_on_address(text, m.start(), m.end())) is not None:
+                    found.append(_email(text, address))
         if _ANY_DIGIT.rx.search(text):
             for m in (*_CARD.rx.finditer(text), *(_DOTTED_CARD.rx.finditer(text) if "." in text else ())):
                 digits = re.sub(r"[ .-]", "", m.group())
-                if 13 <= len(digits) <= 19 and _CARD_PREFIX.rx.match(digits) and luhn_ok(digits):
+                if len(digits) in _CARD_LENGTHS and _card_number(digits):
                     found.append(Span(m.start(), m.end(), "card", digits))
+            found += _hex_glued_cards(text)
             found += [Span(m.start(), m.end(), "ssn", m.group().replace("-", "")) for m in _SSN.rx.finditer(text)]
             for m in _IBAN.rx.finditer(text):
                 iban = m.group().replace(" ", "")

@@ -6,10 +6,12 @@ its SQLite file and key store, the real CLI in process."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ import httpx
 import pytest
 
 from brain_server import BrainSettings
-from brain_server.privacy import key_store_check, key_store_holds
-from brain_server.state import KEY_STORE_UNVERIFIED, KeptKeys, sqlite_url
+from brain_server.privacy import key_store_check, key_store_holds, key_store_mismatch, keyed_request_digest
+from brain_server.state import KEY_STORE_UNVERIFIED, KeptKeys, KeptRequest, sqlite_url
+from shared_protocol.brain import Task, TaskRequest
 from shared_protocol.privacy import KEY_STORE_FILE, PrivacyConfig, Protector, SqliteSubjectKeys
 from tests.brain.helpers import live_brain
 from tests.cli.inprocess import swarm_on
@@ -174,3 +177,60 @@ def test_a_store_is_taken_as_the_kept_keys_only_when_nothing_it_holds_says_other
         assert holds([foreign], frozenset({foreign_subject}))
     finally:
         reopened.close()
+
+
+def _kept(protector: Protector, request: TaskRequest) -> KeptRequest:
+    """`request` kept as the brain keeps a keyed one: its task protected, its digest keyed, under `protector`'s
+    store."""
+    stored_by = protector
+    task = Task(
+        id="task_1",
+        title=stored_by.protect(request.title),
+        description=stored_by.protect(request.description),
+        value_usd=request.value_usd,
+        state="queued",
+        created_at=datetime.now(UTC),
+        created_by="captain-1",
+        acceptance=stored_by.protect(request.acceptance),
+        repo=stored_by.protect(request.repo),
+        acceptance_inputs=None
+        if request.acceptance_inputs is None
+        else [stored_by.protect(p) for p in request.acceptance_inputs],
+        setup=stored_by.protect(request.setup),
+    )
+    digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+    return KeptRequest(request_sha256=keyed_request_digest(protector, digest), task=task)
+
+
+def test_a_request_digest_read_back_tells_the_store_whatever_tokens_its_task_quotes(tmp_path: Path) -> None:
+    """The store whose secret keyed a kept request digest is theirs: read back with its own personal data revealed,
+    a token it never made (forged, a body's) or one of its own kept as sent; another store (not made at this open)
+    keys none, and says so; a request holding a value of a subject erased since cannot be read back, and the token
+    rule decides."""
+    stores = [SqliteSubjectKeys(tmp_path / name) for name in ("ours.db", "other.db", "body.db")]
+    try:
+        ours, _, body = (Protector(PrivacyConfig(), keys) for keys in stores)
+        own_token = ours.protect("mail carol@example.com")
+        requests = [
+            TaskRequest(title="refund alice@example.com", description="call +1 202 555 0147", value_usd=5),
+            TaskRequest(title="parse [pii:email:s0123456789abcdef:QUFBQUFBQUE] tokens"),
+            TaskRequest(title=f"quote {body.protect('bob@example.com')}", repo="/srv/dave@example.com"),
+            TaskRequest(title=f"pasted {own_token}", acceptance_inputs=["tests/*.py", "eve@example.com.txt"]),
+        ]
+        reopened = [SqliteSubjectKeys(tmp_path / name) for name in ("ours.db", "other.db")]
+        try:
+            ours_again, other_again = (Protector(PrivacyConfig(), keys) for keys in reopened)
+            for request in requests:
+                kept = KeptKeys(keys=1, texts=[], erased=frozenset(), requests=[_kept(ours, request)])
+                assert key_store_mismatch(ours_again, kept) is None, request
+                assert key_store_mismatch(other_again, kept) is not None, request
+            erased = _kept(ours, requests[0])
+            subject = erased.task.title.split(":")[2]
+            gone = KeptKeys(keys=1, texts=[erased.task.title], erased=frozenset({subject}), requests=[erased])
+            assert key_store_mismatch(other_again, gone) is None  # (nothing left to tell by: taken)
+        finally:
+            for keys in reopened:
+                keys.close()
+    finally:
+        for keys in stores:
+            keys.close()

@@ -103,26 +103,25 @@ async def test_a_rationale_path_or_content_equal_to_or_holding_a_digest_still_ha
         assert not [text for text in kept if value in text], f"{value!r} in clear in the audit trail"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM, not fixed (not today's change: the detector): an address whose local part is run on past 64 "
-    "characters by a prefix (a long hyphenated file name, a digest) is not detected at all, so it is kept in clear",
-)
 async def test_an_address_run_on_in_a_long_hyphenated_name_is_not_kept_in_clear(
     workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reproduce: write `<64 hex>-<address>.txt` (or `quarterly-review-...-<address>.txt` past 64 characters before
-    the `@`): the detector takes the whole run as the local part, longer than an address's 64, and finds nothing;
-    the path is in the event (arguments, files) and in `undo_records` in clear. With a space before the address, or
-    a prefix up to 53 characters, it is found. Fix direction: past 64 characters, try the local part's tail after
-    its last `-`/`.`/`_`/`+` (the subject would then be the address a person would erase)."""
+    """Was MEDIUM, fixed: write `<64 hex>-<address>.txt` (or `quarterly-review-...-<address>.txt` past 64 characters
+    before the `@`): the detector took the whole run as the local part, longer than an address's 64, and found
+    nothing; the path was in the event (arguments, files) and in `undo_records` in clear. Now a run too long to be a
+    local part is cut at its last separator, or after a digest it starts with (`_detect._run_on_address`)."""
     p = plant()
     body = unsettled_body(workspace, home, monkeypatch, NO_WINDOW)
-    name = f"{'quarterly-review-of-the-customer-accounts-and-invoices-contact'}-{p.email}.txt"
-    out = await body.call_tool("write_file", {"path": name, "content": "x\n", "rationale": "r"})
-    assert not out.is_error, out.structured
-    body.replies.run()
-    await body.audit_writer.settled()
+    digest = hashlib.sha256(b"x").hexdigest()
+    for name in (
+        f"{'quarterly-review-of-the-customer-accounts-and-invoices-contact'}-{p.email}.txt",
+        f"{digest}-{p.email}.txt",
+        f"{digest}{p.email}.txt",
+    ):
+        out = await body.call_tool("write_file", {"path": name, "content": "x\n", "rationale": "r"})
+        assert not out.is_error, out.structured
+        body.replies.run()
+        await body.audit_writer.settled()
     body.audit.settle()
     body.close()
     [db] = home.rglob("state.db")
@@ -134,23 +133,18 @@ async def test_an_address_run_on_in_a_long_hyphenated_name_is_not_kept_in_clear(
     assert not [b for b in bodies if p.email in b], "the address is in the audit trail in clear"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW, not fixed (not today's change: the detector): a card number glued to a word (`abcdef4111...`, "
-    "`card-4111...`, a digest run on into it) is not detected, so it is kept in clear",
-)
 async def test_a_card_number_glued_to_a_word_or_a_digest_is_not_kept_in_clear(
     workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reproduce: a rationale `<64 hex digest><card digits>` or `invoice-<card digits>`: the card's digits follow a
-    letter (or a letter and a hyphen), the detector's boundary rule skips them, and the event keeps them in clear.
-    The digest's `known_clean` mark is not the cause (the text is not the digest). Fix direction: treat a hyphen as
-    a boundary, and a digit run after hex letters as a candidate when it passes Luhn and is 13-19 digits long."""
+    """Was LOW, fixed: a rationale `<64 hex digest><card digits>` or `invoice-<card digits>`: the card's digits
+    followed a letter (or a letter and a hyphen), the detector's boundary rule skipped them, and the event kept them
+    in clear. Now a hyphen after a letter ends a word as a space does, and a card's digits ending a word of hex
+    digits (after a hex letter, or after a digest's length) are a candidate (`_detect._hex_glued_cards`)."""
     p = plant()
     body = unsettled_body(workspace, home, monkeypatch, NO_WINDOW)
     digits = p.card.replace(" ", "")
     digest = hashlib.sha256(b"x").hexdigest()
-    for rationale in (f"{digest}{digits}", f"invoice-{digits}"):
+    for rationale in (f"{digest}{digits}", f"invoice-{digits}", f"abcdef{digits}", f"{digits}-paid"):
         out = await body.call_tool("write_file", {"path": "a.txt", "content": "x\n", "rationale": rationale})
         assert not out.is_error, out.structured
         body.replies.run()
