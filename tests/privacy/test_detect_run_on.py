@@ -127,13 +127,16 @@ def test_a_megabyte_built_against_the_run_on_and_glued_rules_takes_linear_time(s
     make = {**_ADDRESS_SHAPES, **_CARD_SHAPES}[shape]
     read = Detector(PrivacyConfig()).find if not any(c.isdigit() for c in make(1000)) else _new_rules_alone
 
-    def cpu(text: str) -> float:
-        started = time.process_time()
-        read(text)
-        return time.process_time() - started
+    def cpu(text: str) -> float:  # (the least of three: one read slowed by a loaded machine is not the rule's)
+        times: list[float] = []
+        for _ in range(3):
+            started = time.process_time()
+            read(text)
+            times.append(time.process_time() - started)
+        return min(times)
 
     small, large = cpu(make(128_000)), cpu(make(1_000_000))
-    assert large < 20 * max(small, 0.02), (shape, small, large)
+    assert large < 20 * max(small, 0.05), (shape, small, large)  # (quadratic would be 64x)
     assert large < 15, (shape, large)
 
 
