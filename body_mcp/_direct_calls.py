@@ -113,6 +113,8 @@ class DirectCalls:
         self._initialized = False
         """Initialized with one of `_VERSIONS`: the direct path is open."""
         self._in_flight: dict[types.RequestId, _InFlight] = {}
+        """The calls running here by request id, for `notifications/cancelled` (a duplicate id: the later call)."""
+        self._running: set[_InFlight] = set()
         self._tasks: anyio.abc.TaskGroup | None = None
         self._idle = anyio.Event()
         self._idle.set()
@@ -141,13 +143,13 @@ class DirectCalls:
                     call.cancel_requested = True
                     call.scope.cancel()
         elif isinstance(message, types.JSONRPCRequest) and message.method == "initialize":
-            try:  # (what the SDK commits the session to: nothing, when it refuses the request)
+            try:
                 init = types.InitializeRequestParams.model_validate(message.params or {}, by_name=False)
             except ValidationError:
-                self._client, self._versioned = None, False
-                return
+                return  # (the SDK refuses it and keeps the session as it was)
             self._client = init.client_info.name
             self._versioned = init.protocol_version in _VERSIONS
+            self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
 
     async def answered(self, request: types.JSONRPCRequest) -> bool:
         """Whether `request` (a `tools/call`) is served here (answered, or its task started); False: the SDK's."""
@@ -170,7 +172,9 @@ class DirectCalls:
         call = _InFlight()
         key = coerce_request_id(request.id)
         self._in_flight[key] = call  # (a duplicate id overwrites, as the SDK's table does)
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        if not self._running:
+            self._idle = anyio.Event()
+        self._running.add(call)
         self._tasks.start_soon(self._serve, request.id, key, call, name, arguments, meta)
         return True
 
@@ -232,7 +236,8 @@ class DirectCalls:
     def _done(self, key: types.RequestId, call: _InFlight) -> None:
         if self._in_flight.get(key) is call:
             del self._in_flight[key]
-        if not self._in_flight:
+        self._running.discard(call)
+        if not self._running:
             self._idle.set()
 
     async def _send(self, message: types.JSONRPCResponse | types.JSONRPCError) -> None:
@@ -244,6 +249,6 @@ class DirectCalls:
     async def closing(self) -> None:
         """The client closed the wire: calls still running here are cancelled (each answered "Connection closed"),
         as the SDK cancels its own at end of stream, before its write stream closes."""
-        for call in list(self._in_flight.values()):
+        for call in self._running:
             call.scope.cancel()
         await self._idle.wait()

@@ -214,6 +214,26 @@ async def test_what_the_direct_path_does_not_serve_goes_to_the_sdk(workspace: Pa
         body.close()
 
 
+async def test_a_session_initialized_again_with_another_version_leaves_its_calls_to_the_sdk(
+    workspace: Path, home: Path
+) -> None:
+    body = make_body(workspace, home)
+    try:
+        async with _session(body) as wire:
+            read = {"path": "README.md", "rationale": "r"}
+            await wire.send(_request("read_text_file", read, ident=1))
+            assert (await wire.reply(1))["result"]["isError"] is False
+            client = {"name": "ide", "version": "1"}
+            again = {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": client}
+            await wire.send({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": again})
+            assert (await wire.reply(2))["result"]["protocolVersion"] == "2025-03-26"
+            await wire.send(_request("read_text_file", read, ident=3))
+            assert (await wire.reply(3))["result"]["isError"] is False
+            assert wire.calls.taken == [1]  # (that version's result is the SDK's to shape)
+    finally:
+        body.close()
+
+
 async def test_a_kill_lifted_as_the_call_is_read_leaves_it_to_the_guard_and_one_lifted_after_refuses_it(
     workspace: Path, home: Path
 ) -> None:
