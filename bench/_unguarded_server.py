@@ -30,7 +30,7 @@ from body_mcp import _fsops
 from body_mcp.confinement import Workspace
 from body_mcp.killswitch import KillSwitch, MemoryKillSwitch
 from body_mcp.pipeline import CallOutcome
-from body_mcp.server import serve_wire, tool_definition
+from body_mcp.server import serve_wire, tool_definition, without_idle_spans
 from body_mcp.tools import ALL_TOOLS
 from shared_protocol import PathArgs, ReadTextFileArgs, WriteFileArgs
 
@@ -127,8 +127,8 @@ def main(root: str, *, ours: bool) -> None:
     server = Server("unguarded", on_list_tools=list_tools, on_call_tool=call_tool)
 
     async def serve() -> None:
-        if ours:
-            await serve_wire(server, tools, lambda: None)
+        if ours:  # (as the body serves: no idle span per message, so tool calls take the direct path)
+            await serve_wire(without_idle_spans(server), tools, lambda: None)
             return
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())

@@ -167,9 +167,14 @@ def build_server(body: Body) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+    return without_idle_spans(server)
+
+
+def without_idle_spans(server: Server[Any]) -> Server[Any]:
+    """`server` without the SDK's span per message (its `OpenTelemetryMiddleware`) unless something traces this
+    process: with no tracer installed the span is a no-op, yet costs every call its attributes, context and span
+    objects (and a server with middleware serves no call on the direct path, `DirectCalls`)."""
     if not _tracing():
-        # The SDK's span per message (its `OpenTelemetryMiddleware`) is a no-op with no tracer installed, yet costs
-        # every call its attributes, context and span objects; dropped unless something traces this process.
         server.middleware = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
     return server
 
