@@ -2,6 +2,13 @@
 
 Arguments are validated and paths resolved (any file server does that much), then the file is
 written or read directly: no kill switch, policy, budgets, audit, anchor or undo record.
+
+    python bench/_unguarded_server.py WORKSPACE           the Python MCP SDK's serving path (the SDK's floor)
+    python bench/_unguarded_server.py WORKSPACE --ours    the body's own serving path (`serve_wire`: its stdin
+                                                          reader, reply writer and direct path for tool calls)
+
+The second is what the guard's own cost is measured against once the body serves calls faster than the SDK would:
+against the first, the body's faster serving path would hide part of the guard.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +28,30 @@ from mcp.server.stdio import stdio_server
 
 from body_mcp import _fsops
 from body_mcp.confinement import Workspace
-from body_mcp.server import tool_definition
+from body_mcp.killswitch import KillSwitch, MemoryKillSwitch
+from body_mcp.pipeline import CallOutcome
+from body_mcp.server import serve_wire, tool_definition, without_idle_spans
 from body_mcp.tools import ALL_TOOLS
 from shared_protocol import PathArgs, ReadTextFileArgs, WriteFileArgs
 
 
-def main(root: str) -> None:
-    ws = Workspace(Path(root))
-    specs = [s for s in ALL_TOOLS if s.name in ("write_file", "read_text_file", "list_directory")]
+class Unguarded:
+    """The three tools on `root`, served with nothing around them (what `DirectCalls` needs of a body)."""
 
-    async def list_tools(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[tool_definition(s) for s in specs])
+    def __init__(self, root: str) -> None:
+        self._ws = Workspace(Path(root))
+        self._kill = MemoryKillSwitch()  # (never engaged)
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    @property
+    def kill_switch(self) -> KillSwitch:
+        return self._kill
+
+    def run(self, name: str, arguments: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        """The tool's reply: its text and structured content."""
+        ws = self._ws
         listing: str | None = None  # (list_directory's text is its listing, as the body's is; the others', JSON)
-        if params.name == "write_file":
-            args = WriteFileArgs.model_validate(params.arguments or {})
+        if name == "write_file":
+            args = WriteFileArgs.model_validate(arguments or {})
             path = ws.resolve(args.path)
             _fsops.write_atomic(ws, path.parts, args.content.encode())
             data: dict[str, Any] = {
@@ -46,8 +60,8 @@ def main(root: str) -> None:
                 "changes": [{"path": path.rel, "kind": "modified"}],
                 "diff": "",
             }
-        elif params.name == "list_directory":
-            largs = PathArgs.model_validate(params.arguments or {})
+        elif name == "list_directory":
+            largs = PathArgs.model_validate(arguments or {})
             path = ws.resolve(largs.path)
             with ws.open_dir(path.parts) as fd, os.scandir(os.dup(fd)) as it:
                 names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
@@ -61,7 +75,7 @@ def main(root: str) -> None:
             }
             listing = "\n".join(f"{'[DIR]' if is_dir else '[FILE]'} {name}" for name, is_dir in names)
         else:
-            rargs = ReadTextFileArgs.model_validate(params.arguments or {})
+            rargs = ReadTextFileArgs.model_validate(arguments or {})
             path = ws.resolve(rargs.path)
             _, raw = _fsops.read_entry(ws, path.parts)
             text = (raw or b"").decode()
@@ -73,12 +87,49 @@ def main(root: str) -> None:
                 "size": len(raw or b""),
                 "sha256": "",
             }
-        text = listing if listing is not None else json.dumps(data)
+        return (listing if listing is not None else json.dumps(data)), data
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        client: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> CallOutcome:
+        text, data = self.run(name, arguments)
+        return CallOutcome(is_error=False, structured=data, text=text, action_id="none")
+
+    async def refuse_killed(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        client: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> CallOutcome | None:
+        return None
+
+
+def main(root: str, *, ours: bool) -> None:
+    tools = Unguarded(root)
+    specs = [s for s in ALL_TOOLS if s.name in ("write_file", "read_text_file", "list_directory")]
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[tool_definition(s) for s in specs])
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        text, data = tools.run(params.name, params.arguments)
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=data)
 
     server = Server("unguarded", on_list_tools=list_tools, on_call_tool=call_tool)
 
     async def serve() -> None:
+        if ours:  # (as the body serves: no idle span per message, so tool calls take the direct path)
+            await serve_wire(without_idle_spans(server), tools, lambda: None)
+            return
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
@@ -86,4 +137,4 @@ def main(root: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], ours="--ours" in sys.argv[2:])

@@ -2,19 +2,24 @@
 
     uv run python bench/bench_tool_calls.py [--runs 3] [--calls 300] [--durability power_loss|crash]
 
-One MCP client (the official Python SDK's `Client`) over stdio against three servers, started
+One MCP client (the official Python SDK's `Client`) over stdio against four servers, started
 afresh for each run, each on its own workspace of the same 50 files:
 
 - `swarm body` (the guard, the audit trail with the configured durability: the default is
   `power_loss`; limits raised in the bench's own config so it measures the guard, not refusals);
 - the reference filesystem server, `@modelcontextprotocol/server-filesystem` on Node (the peer);
-- `bench/_unguarded_server.py`: the same three tools on the Python MCP SDK with no guard at all
-  (the floor the SDK sets).
+- `bare`, `bench/_unguarded_server.py`: the same three tools on the Python MCP SDK's serving path
+  with no guard at all (the floor the SDK sets);
+- `ours`, `bench/_unguarded_server.py --ours`: the same unguarded tools on the body's own serving
+  path (its stdin reader and reply writer, tool calls answered on its direct path, not through the
+  SDK's request machinery).
 
 Each round calls one server after the other with the same arguments, so that the machine's slow
-moments fall on all three alike. Per run it prints median and p99 per server and tool; then, over
-the runs, min/median/max of body/peer (median and p99) and of the guard's own cost against the
-unguarded server (reads and lists as a ratio, writes as added milliseconds).
+moments fall on all four alike. Per run it prints median and p99 per server and tool; then, over
+the runs, min/median/max of body/peer (median and p99) and of the guard's cost (reads and lists as
+a ratio, writes as added milliseconds) twice: against `bare` (what issue #22 names: the unguarded
+Python SDK server; since the body serves calls faster than the SDK does, this understates the
+guard) and against `ours` (the guard alone, the serving path the same on both sides).
 Targets (issue #22): body/peer ≤ 2.0x for read, write and list, p99 no worse than the peer's; the
 guard ≤ 1.25x for reads and ≤ +0.5 ms for writes.
 
@@ -44,7 +49,7 @@ NODE_SERVER = (
     ROOT / "bench" / "node" / "node_modules" / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"
 )
 TOOLS = ("read_text_file", "write_file", "list_directory")
-SERVERS = ("body", "peer", "bare")
+SERVERS = ("body", "peer", "bare", "ours")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -61,10 +66,14 @@ def _seed(workspace: Path) -> None:
 def _params(name: str, workspace: Path, home: Path, durability: str) -> StdioServerParameters:
     if name == "peer":
         return StdioServerParameters(command="node", args=[str(NODE_SERVER), str(workspace)], cwd=str(workspace))
-    if name == "bare":
+    if name in ("bare", "ours"):
         return StdioServerParameters(
             command=sys.executable,
-            args=[str(ROOT / "bench" / "_unguarded_server.py"), str(workspace)],
+            args=[
+                str(ROOT / "bench" / "_unguarded_server.py"),
+                str(workspace),
+                *(["--ours"] if name == "ours" else []),
+            ],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
     return body_params(workspace, home, durability)
@@ -72,7 +81,7 @@ def _params(name: str, workspace: Path, home: Path, durability: str) -> StdioSer
 
 def _args(server: str, workspace: Path, tool: str, n: int) -> dict[str, Any]:
     # The peer takes paths inside its allowed directory (absolute here) and has no `rationale`; the others take
-    # workspace-relative paths, and the body requires a rationale (the bare server ignores it).
+    # workspace-relative paths, and the body requires a rationale (the unguarded servers ignore it).
     rel = "d" if tool == "list_directory" else f"d/f{n % 50}.txt"
     path = str(workspace / rel) if server == "peer" else rel
     args: dict[str, Any] = {"path": path}
@@ -140,6 +149,11 @@ async def main(runs: int, calls: int, durability: str) -> int:
             got.setdefault("body/bare", []).append(med["body"] / med["bare"])
             got.setdefault("body-bare ms", []).append(med["body"] - med["bare"])
             got.setdefault("bare/peer", []).append(med["bare"] / med["peer"])
+            got.setdefault("body/ours", []).append(med["body"] / med["ours"])
+            got.setdefault("body-ours ms", []).append(med["body"] - med["ours"])
+            got.setdefault("ours/peer", []).append(med["ours"] / med["peer"])
+            got.setdefault("ours/peer p99", []).append(p99["ours"] / p99["peer"])
+            got.setdefault("bare/peer p99", []).append(p99["bare"] / p99["peer"])
     print(f"\nover {runs} runs, min / median / max")
     for tool in TOOLS:
         got = ratios[tool]
@@ -148,8 +162,17 @@ async def main(runs: int, calls: int, durability: str) -> int:
         print(f"    body/peer p99      {_spread(got['body/peer p99'], '.2f')}x   (target ≤ 1.0x)")
         guard = "≤ +0.5 ms" if tool == "write_file" else "≤ 1.25x" if tool == "read_text_file" else "—"
         added = _spread(got["body-bare ms"], "+.3f")
-        print(f"    guard: body/bare   {_spread(got['body/bare'], '.2f')}x   body-bare {added} ms   (target {guard})")
-        print(f"    floor: bare/peer   {_spread(got['bare/peer'], '.2f')}x")
+        print(f"    guard vs the SDK's serving path: body/bare   {_spread(got['body/bare'], '.2f')}x   ", end="")
+        print(f"body-bare {added} ms   (target {guard})")
+        added = _spread(got["body-ours ms"], "+.3f")
+        print(f"    guard alone, on our serving path: body/ours  {_spread(got['body/ours'], '.2f')}x   ", end="")
+        print(f"body-ours {added} ms   (target {guard})")
+        print(
+            f"    floor: bare/peer   {_spread(got['bare/peer'], '.2f')}x   p99 {_spread(got['bare/peer p99'], '.2f')}x"
+        )
+        print(
+            f"    floor: ours/peer   {_spread(got['ours/peer'], '.2f')}x   p99 {_spread(got['ours/peer p99'], '.2f')}x"
+        )
     return 0
 
 

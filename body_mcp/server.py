@@ -35,7 +35,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared_protocol import Refusal, ToolArgs, ToolResult
 
-from ._killed_calls import KilledCalls
+from ._direct_calls import DirectCalls, ServedTools
 from ._stdin import claimed_stdin, pipe_fd
 from .body import Body
 from .origin import flag_unreadable_meta
@@ -167,9 +167,14 @@ def build_server(body: Body) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+    return without_idle_spans(server)
+
+
+def without_idle_spans(server: Server[Any]) -> Server[Any]:
+    """`server` without the SDK's span per message (its `OpenTelemetryMiddleware`) unless something traces this
+    process: with no tracer installed the span is a no-op, yet costs every call its attributes, context and span
+    objects (and a server with middleware serves no call on the direct path, `DirectCalls`)."""
     if not _tracing():
-        # The SDK's span per message (its `OpenTelemetryMiddleware`) is a no-op with no tracer installed, yet costs
-        # every call its attributes, context and span objects; dropped unless something traces this process.
         server.middleware = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
     return server
 
@@ -263,11 +268,11 @@ def _unreadable_call(line: str) -> dict[str, Any] | None:
 
 class _Recovering:
     """The SDK's read stream, with lines it could not parse recovered where they hold a request (`recover_message`);
-    with `killed`, a tool call the kill switch refuses is answered there, never handed to the SDK."""
+    with `direct`, a tool call it serves (`DirectCalls`) is served from there, never handed to the SDK."""
 
-    def __init__(self, inner: Any, killed: KilledCalls | None = None) -> None:
+    def __init__(self, inner: Any, direct: DirectCalls | None = None) -> None:
         self._inner = inner
-        self._killed = killed
+        self._direct = direct
 
     def __getattr__(self, name: str) -> Any:  # (`last_context`, which the server reads if present)
         return getattr(self._inner, name)
@@ -281,10 +286,10 @@ class _Recovering:
                 message = item.message
                 if isinstance(message, types.JSONRPCRequest) and message.method == "tools/call" and message.params:
                     flag_unreadable_meta(message.params)
-                    if self._killed is not None and await self._killed.answered(message):
+                    if self._direct is not None and await self._direct.answered(message):
                         continue
-                elif self._killed is not None:
-                    self._killed.note(message)
+                elif self._direct is not None:
+                    self._direct.note(message)
             return item
 
     async def aclose(self) -> None:
@@ -297,6 +302,8 @@ class _Recovering:
         try:
             return await self.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._direct is not None:
+                await self._direct.closing()  # (its calls answered before the SDK's write stream closes)
             raise StopAsyncIteration from None
 
     async def __aenter__(self) -> _Recovering:
@@ -402,24 +409,32 @@ def _divert_fd1() -> None:
 
 async def serve_stdio(body: Body) -> None:
     server = build_server(body)
-    _freeze_startup_heap()
     async with anyio.create_task_group() as background:
         background.start_soon(body.background)
-        with _claimed_stdout() as stdout, claimed_stdin() as stdin:
-            replies = body.replies
-            replies.flushed = True
-            try:
-                wire = _ReplyWire(stdout, replies.run)
-                async with stdio_server(stdin=stdin, stdout=wire) as (read_stream, write_stream):
-                    killed = KilledCalls(body, write_stream)
-                    await server.run(
-                        _Recovering(read_stream, killed), write_stream, server.create_initialization_options()
-                    )
-            finally:
-                replies.flushed = False
-                replies.run()
+        replies = body.replies
+        replies.flushed = True
+        try:
+            await serve_wire(server, body, replies.run)
+        finally:
+            replies.flushed = False
+            replies.run()
         await body.leave()  # (reached on a clean exit only: stdin closed)
         background.cancel_scope.cancel()
+
+
+async def serve_wire(server: Server[Any], served: ServedTools, after_reply: Callable[[], None]) -> None:
+    """`server` over this process's stdin and stdout until the client closes stdin: the wire claimed
+    (`_claimed_stdout`, `claimed_stdin`), `after_reply` told each time a message has been written, and `served`'s
+    tool calls answered on the direct path (`DirectCalls`). What `serve_stdio` serves the body with; the benches
+    serve their unguarded tools the same way, so that the guard's cost is measured on one serving path."""
+    _freeze_startup_heap()
+    with _claimed_stdout() as stdout, claimed_stdin() as stdin:
+        wire = _ReplyWire(stdout, after_reply)
+        async with (
+            stdio_server(stdin=stdin, stdout=wire) as (read_stream, write_stream),
+            DirectCalls(served, write_stream, calls=not server.middleware) as direct,
+        ):
+            await server.run(_Recovering(read_stream, direct), write_stream, server.create_initialization_options())
 
 
 def _freeze_startup_heap() -> None:
