@@ -523,21 +523,18 @@ class AuditStore:
         payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
         payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
         payload["prev_mac"] = prev_mac
-        body, mac = self._chain.sign(payload)
+        # (The event encoded once and hashed once: its MAC's keyed hash goes on over the record for its tag.)
+        signed, body, mac, hashed = self._chain.sign_hashed(payload)
         try:
-            record = _journal.encode(
-                seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
-            )
+            record = _journal.encode(seq, mac, signed, hashed, writes, self._chain.tag)
         except UnicodeEncodeError:
             # A statement holds a string UTF-8 cannot encode (no tool records such a name: validation and staging
             # refuse them). The event must still be written: it is, saying its statements could not be kept.
             logger.error("audit event %s: its undo records hold a name that is not UTF-8; kept without them", seq)
             payload["detail"] = {**payload["detail"], "writes_dropped": len(writes.statements) if writes else 0}
             writes = None
-            body, mac = self._chain.sign(payload)
-            record = _journal.encode(
-                seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
-            )
+            signed, body, mac, hashed = self._chain.sign_hashed(payload)
+            record = _journal.encode(seq, mac, signed, hashed, writes, self._chain.tag)
         at = self._journal_end
         try:
             _write_all(self._journal_fd, record, at)
