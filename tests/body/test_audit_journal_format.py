@@ -159,7 +159,7 @@ async def test_a_journal_left_by_the_previous_version_is_replayed_undo_records_a
 
 def test_an_event_with_a_string_utf8_cannot_encode_is_journaled_escaped_and_read_back_as_the_store_keeps_it() -> None:
     chain = Chain(KEY, "body")
-    payload = {**_payload(1, "g" * 64, "act_1"), "message": "name \udcff here", "detail": {}}
+    payload: dict[str, object] = {**_payload(1, "g" * 64, "act_1"), "message": "name \udcff here", "detail": {}}
     signed, body, mac, hashed = chain.sign_hashed(payload)  # (escapes the payload's strings, in place)
     assert payload["detail"] == {"strings_escaped": True} and "\\xff" in body
     (record,) = decode(encode(1, mac, signed, hashed, None, chain.tag), chain.tag)
