@@ -120,14 +120,20 @@ def read_file_at(parent: int, name: str, *, size_hint: int = 0) -> bytes:
     # O_NONBLOCK: opening a FIFO swapped in after the check must not hang the body.
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise SpecialFile(f"'{name}' is not a regular file")
-        # One read of the size seen (plus one byte, so growth shows), then on to the end if it did grow.
-        chunks: list[bytes] = []
+        # One read of the size seen (plus one byte, so growth shows), then on to the end if it did grow. A first
+        # read that gave the whole size the descriptor has, and less than asked, was at the end: no second read
+        # to be told so (a short read that is not the whole file, as FUSE may give, reads on).
         size = size_hint + 1 if size_hint else 1 << 20
-        while chunk := os.read(fd, size):
+        chunk = os.read(fd, size)
+        if len(chunk) < size and len(chunk) == st.st_size:
+            return chunk
+        chunks = [chunk]
+        while chunk:
+            chunk = os.read(fd, 1 << 20)
             chunks.append(chunk)
-            size = 1 << 20
         return b"".join(chunks)
     finally:
         os.close(fd)

@@ -1,6 +1,6 @@
 """The body's side of `[privacy]`: its subject key store, and erasing or exporting one subject.
 
-Every audit event is protected where it is journaled (`audit.AuditStore`, `protect_draft`), and every kept
+Every audit event is protected where it is journaled (`audit.AuditStore`, `protect_fields`), and every kept
 command output where it is stored (`outputs.OutputStore`), so nothing this body persists or ships to its brain
 holds detected personal data in clear. The keys are in `privacy.db` in the body's state directory: not in
 `state.db`, so never in a snapshot (which copies `state.db`), nor set aside by `swarm audit reset`.

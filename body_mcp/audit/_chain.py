@@ -119,6 +119,19 @@ class HmacSha256:
     def hexdigest(self, message: bytes) -> str:
         return self.digest(message).hex()
 
+    def begin(self, message: bytes) -> Any:
+        """The keyed inner hash over `message`, to be continued: `end(state.copy())` is `digest(message)`, and
+        after `state.update(more)`, `end(state)` is `digest(message + more)` (`message` hashed once for both)."""
+        inner = self._inner.copy()
+        inner.update(message)
+        return inner
+
+    def end(self, inner: Any) -> bytes:
+        """The MAC of what `inner` (from `begin`) has hashed."""
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
 
 class Chain:
     """One body's chain under its key: its genesis, each event's MAC, the tags of the journal's records."""
@@ -126,8 +139,9 @@ class Chain:
     def __init__(self, key: bytes, body_id: str) -> None:
         self._hmac = HmacSha256(key)
         self._body_id = body_id
-        self.tag: Callable[[bytes], bytes] = self._hmac.digest
-        """Tags a journal record (`_journal.encode`, `_journal.decode`)."""
+        self.tag: HmacSha256 = self._hmac
+        """Tags a journal record (`_journal.encode`, `_journal.decode`): the chain's own HMAC, over what no event's
+        canonical JSON can be (`_journal`)."""
         self.anchor_tag = self._head_tag(b"anchor")
         """Tags the anchor's head (`_anchor`)."""
         self.checkpoint_tag = self._head_tag(b"verified")
@@ -188,6 +202,21 @@ class Chain:
             data = signed.encode()
         mac = self._hmac.hexdigest(data)
         return with_mac(signed, mac), mac
+
+    def sign_hashed(self, payload: dict[str, Any]) -> tuple[bytes, str, str, Any]:
+        """`sign(payload)` for the journal (hot path): also the signed bytes, and the keyed hash over them continued
+        (`HmacSha256.begin`), so that the journal record's tag hashes the event no second time (`_journal.encode`).
+        Returns (signed bytes, the event as stored, its `mac`, the hash state)."""
+        signed = _json.canonical(payload)
+        try:
+            data = signed.encode()
+        except UnicodeEncodeError:  # (rare: tried after the fast path, not before it)
+            escape_strings(payload)
+            signed = _json.canonical(payload)
+            data = signed.encode()
+        inner = self._hmac.begin(data)
+        mac = self._hmac.end(inner.copy()).hex()
+        return data, with_mac(signed, mac), mac, inner
 
     def rechain(self, payload: dict[str, Any], head: tuple[int, str]) -> tuple[int, str, str, str | None, str, str]:
         """The row of an event signed again onto `head` (seq, id, ts, decision_id, body, mac)."""

@@ -6,7 +6,6 @@ The caller (the guard, the IDE hook, the CLI) fills in a draft; `AuditStore.appe
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import random
 import time
@@ -96,17 +95,23 @@ class Appended:
     mac: str
 
 
-def protect_draft(privacy: Protector, draft: EventDraft) -> EventDraft:
-    """`draft` with the personal data in what people and models wrote (its rationale, message, arguments, files,
-    detail and model turn) encrypted per subject (`shared_protocol.privacy`). A checkpoint holds none."""
-    if not privacy.enabled or draft.kind == "checkpoint":
-        return draft
-    return dataclasses.replace(
-        draft,
-        rationale=privacy.protect(draft.rationale),
-        message=None if draft.message is None else privacy.protect(draft.message),
-        arguments=privacy.protect_value(draft.arguments),
-        files=[privacy.protect(name) for name in draft.files],
-        detail=privacy.protect_value(draft.detail),
-        turn=None if draft.turn is None else privacy.protect_value(draft.turn),
-    )
+PROTECTED_FIELDS = ("rationale", "message", "arguments", "files", "detail", "turn")
+"""What is protected in a new event (`protect_fields`): what people and models wrote."""
+
+
+def protect_fields(privacy: Protector, fields: dict[str, Any]) -> None:
+    """A draft's fields as a dict (`dict(draft.__dict__)`), in place, with the personal data in what people and models
+    wrote (its rationale, message, arguments, files, detail and model turn) encrypted per subject
+    (`shared_protocol.privacy`); a checkpoint holds none. What the store signs is built from that dict: no second
+    draft is made (hot path: every event's)."""
+    if not privacy.enabled or fields["kind"] == "checkpoint":
+        return
+    protect = privacy.protect
+    fields["rationale"] = protect(fields["rationale"])
+    if fields["message"] is not None:
+        fields["message"] = protect(fields["message"])
+    fields["arguments"] = privacy.protect_value(fields["arguments"])
+    fields["files"] = [protect(name) for name in fields["files"]]
+    fields["detail"] = privacy.protect_value(fields["detail"])
+    if fields["turn"] is not None:
+        fields["turn"] = privacy.protect_value(fields["turn"])

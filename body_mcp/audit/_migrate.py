@@ -29,16 +29,13 @@ from shared_protocol.privacy import Protector
 
 from .._db import StateDB, Writes
 from ._chain import REWRITTEN, Chain, canonical_json, with_mac
-from ._event import Appended
+from ._event import PROTECTED_FIELDS, Appended
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 MIGRATE_BATCH = 2000
 """Events read per batch: each batch's rewrites commit with one `privacy.migrate` event."""
-
-_PROTECTED_FIELDS = ("rationale", "message", "arguments", "files", "detail", "turn")
-"""What `protect_draft` protects in a new event: what people and models wrote."""
 
 _OPEN_GATE = "UPDATE audit_rewrite_gate SET open = 1 WHERE id = 1"
 _CLOSE_GATE = "UPDATE audit_rewrite_gate SET open = 0 WHERE id = 1"
@@ -66,11 +63,11 @@ class Migration:
 
 def protect_payload(protector: Protector, payload: dict[str, Any]) -> dict[str, Any] | None:
     """`payload` (an event's signed payload) with the personal data in what people and models wrote encrypted per
-    subject, as `protect_draft` does for a new event; None when that changes nothing."""
+    subject, as `protect_fields` does for a new event; None when that changes nothing."""
     if payload.get("kind") == "checkpoint" or REWRITTEN in payload.get("detail", {}):
         return None
     changed = dict(payload)
-    for key in _PROTECTED_FIELDS:
+    for key in PROTECTED_FIELDS:
         if changed.get(key) is not None:
             changed[key] = protector.protect_value(changed[key])
     return None if changed == payload else changed

@@ -46,7 +46,7 @@ from ..exceptions import AuditIntegrityError
 from . import _anchor, _journal
 from ._anchor import Head
 from ._chain import Attester, Chain
-from ._event import Appended, EventDraft, new_action_id, protect_draft
+from ._event import Appended, EventDraft, new_action_id, protect_fields
 from ._files import AuditFiles, KeyDamaged, create_key, hold_shared, read_key, sync_dir, upgrade_key
 from ._migrate import Migration, migrate_trail, protect_payload
 from ._retention import prune_trail
@@ -93,7 +93,7 @@ class AuditStore:
         chain only. What makes the chain unverifiable before reading it (no key, no database) is noted in
         `broken`, and `sealed` when nothing can be appended; `check()` verifies the rest. `logic_version` (an
         agent's body) is recorded on every event appended that names none. `privacy` (`[privacy] redaction`)
-        encrypts the personal data in every event before it is journaled (`protect_draft`): the chain signs
+        encrypts the personal data in every event before it is journaled (`protect_fields`): the chain signs
         ciphertext, so erasing a subject's key leaves it verifiable."""
         self._db = db
         self.privacy = privacy
@@ -508,12 +508,12 @@ class AuditStore:
     ) -> Appended:
         """Chain `draft` onto the head (`head`, when its caller has just seen it unchanged) and make it durable in
         the journal (flock held)."""
-        if self.privacy is not None:
-            draft = protect_draft(self.privacy, draft)
         seq, prev_mac = self._current_head() if head is None else head
         seq += 1
         # Built by hand (hot path): the same dict `AuditEvent.signed_payload()` gives back on verify.
         payload: dict[str, Any] = dict(draft.__dict__)  # the dataclass's fields, in order
+        if self.privacy is not None:
+            protect_fields(self.privacy, payload)  # (in the dict: no second draft made)
         if payload["logic_version"] is None:
             payload["logic_version"] = self.logic_version
         for key in SIGNED_WHEN_SET:
@@ -523,21 +523,18 @@ class AuditStore:
         payload["impact"] = {"files": impact.files, "api_calls": impact.api_calls, "usd": impact.usd}
         payload.update(seq=seq, ts=datetime.now(UTC).isoformat(timespec="microseconds"), body_id=self.body_id)
         payload["prev_mac"] = prev_mac
-        body, mac = self._chain.sign(payload)
+        # (The event encoded once and hashed once: its MAC's keyed hash goes on over the record for its tag.)
+        signed, body, mac, hashed = self._chain.sign_hashed(payload)
         try:
-            record = _journal.encode(
-                seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
-            )
+            record = _journal.encode(seq, mac, signed, hashed, writes, self._chain.tag)
         except UnicodeEncodeError:
             # A statement holds a string UTF-8 cannot encode (no tool records such a name: validation and staging
             # refuse them). The event must still be written: it is, saying its statements could not be kept.
             logger.error("audit event %s: its undo records hold a name that is not UTF-8; kept without them", seq)
             payload["detail"] = {**payload["detail"], "writes_dropped": len(writes.statements) if writes else 0}
             writes = None
-            body, mac = self._chain.sign(payload)
-            record = _journal.encode(
-                seq, mac, prev_mac, (draft.id, payload["ts"], draft.decision_id, body), writes, self._chain.tag
-            )
+            signed, body, mac, hashed = self._chain.sign_hashed(payload)
+            record = _journal.encode(seq, mac, signed, hashed, writes, self._chain.tag)
         at = self._journal_end
         try:
             _write_all(self._journal_fd, record, at)

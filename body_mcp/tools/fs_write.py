@@ -123,9 +123,15 @@ def _write(
         if before is None:
             before = recorder.before_at(parent, path.parts)
         _check_writable(path, before)
-        _fsops.write_at(parent, path.name, data, mode=before.mode if before.type == "file" else None)
-        # (the mode written, through the same descriptor: git_commit compares it, an executable bit included)
-        mode = stat.S_IMODE(os.stat(path.name, dir_fd=parent, follow_symlinks=False).st_mode)
+        kept = before.mode if before.type == "file" else None
+        _fsops.write_at(parent, path.name, data, mode=kept)
+        # The mode written (git_commit compares it, an executable bit included): over a file, the old one's, set
+        # exactly by `write_at`'s fchmod (its setuid, setgid and sticky bits left out), so no stat to read it back;
+        # a new file's depends on the umask, read back through the same descriptor.
+        if kept is not None:
+            mode = _fsops.safe_mode(kept)[0]
+        else:
+            mode = stat.S_IMODE(os.stat(path.name, dir_fd=parent, follow_symlinks=False).st_mode)
     recorder.changed(
         path.parts, before, after=EntryState(type="file", sha256=hashlib.sha256(data).hexdigest(), mode=mode)
     )

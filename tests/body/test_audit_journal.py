@@ -27,7 +27,7 @@ from body_mcp import Body
 from body_mcp._db import Writes
 from body_mcp.audit import EventDraft
 from body_mcp.audit import _writer as audit_writer  # pyright: ignore[reportPrivateUsage]
-from body_mcp.audit._chain import HmacSha256
+from body_mcp.audit._chain import Chain
 from body_mcp.audit._journal import END, PREFIX_LEN, decode, encode
 from body_mcp.killswitch import LocalKillSwitch
 from body_mcp.pipeline import CallContext, CallOutcome, Next
@@ -90,31 +90,46 @@ def _draft(n: int) -> EventDraft:
 # -- the record format ---------------------------------------------------------------------
 
 
+def _record(chain: Chain, seq: int, prev_mac: str, action_id: str, writes: Writes | None, decision: str | None = None):
+    """A journal record of a small event chained onto `prev_mac`, and the event's row (as the store keeps it)."""
+    payload = {"id": action_id, "seq": seq, "prev_mac": prev_mac, "ts": "ts", "decision_id": decision, "message": None}
+    signed, body, mac, hashed = chain.sign_hashed(payload)
+    return encode(seq, mac, signed, hashed, writes, chain.tag), (seq, mac, prev_mac, (action_id, "ts", decision, body))
+
+
 def test_a_record_carries_its_event_and_statements_and_a_torn_or_forged_one_is_not_read() -> None:
-    tag = HmacSha256(b"k" * 32).digest
+    chain = Chain(b"k" * 32, "body")
     writes = Writes()
     writes.add("INSERT INTO blobs (sha256, data) VALUES (?, ?)", ("abc", b"\x00\xffpre-image"))
     writes.add("UPDATE t SET a = ?, b = ?, c = ? WHERE id = ?", (1.5, None, "é", 7))
-    first = encode(1, "a" * 64, "g" * 64, ("act_1", "ts", None, '{"x":1}'), writes, tag)
-    second = encode(2, "b" * 64, "a" * 64, ("act_2", "ts", "dec_1", "{}"), None, tag)
+    first, first_row = _record(chain, 1, "g" * 64, "act_1", writes)
+    second, second_row = _record(chain, 2, first_row[1], "act_2", None, "dec_1")
 
     journal = first[: -len(END)] + second  # the second written where the first's end mark was
-    records = decode(journal, tag)
-    assert [(r.seq, r.mac, r.prev_mac, r.row) for r in records] == [
-        (1, "a" * 64, "g" * 64, ("act_1", "ts", None, '{"x":1}')),
-        (2, "b" * 64, "a" * 64, ("act_2", "ts", "dec_1", "{}")),
-    ]
+    records = decode(journal, chain.tag)
+    assert [(r.seq, r.mac, r.prev_mac, r.row) for r in records] == [first_row, second_row]
+    mac, genesis = first_row[1], "g" * 64
+    assert records[0].row[3] == (  # the row's body: the event as signed, its `mac` put in
+        f'{{"decision_id":null,"id":"act_1","mac":"{mac}","message":null,"prev_mac":"{genesis}","seq":1,"ts":"ts"}}'
+    )
     assert records[0].writes.statements == writes.statements
     assert records[1].writes.statements == []
     assert records[0].end == len(first) - len(END) and records[1].end == len(journal) - len(END)
-    assert [r.seq for r in decode(first + second, tag)] == [1]  # nothing is read past an end mark
+    assert [r.seq for r in decode(first + second, chain.tag)] == [1]  # nothing is read past an end mark
 
-    assert [r.seq for r in decode(journal[: -len(END) - 1], tag)] == [1]  # torn: the crash came mid-write
+    assert [r.seq for r in decode(journal[: -len(END) - 1], chain.tag)] == [1]  # torn: the crash came mid-write
+    for at in (5, PREFIX_LEN + 5, len(first) - len(END) - 40, len(first) - len(END) - 1):  # seq, header, data, tag
+        forged = bytearray(first)
+        forged[at] ^= 1
+        assert (
+            decode(bytes(forged[: -len(END)]) + second, chain.tag) == []
+        )  # changed without the key: not it, nor after
+    event_at = first.index(b'{"decision_id"')
     forged = bytearray(first)
-    forged[PREFIX_LEN + 5] ^= 1
-    assert decode(bytes(forged[: -len(END)]) + second, tag) == []  # changed without the key: not it, nor what follows
-    assert decode(first, HmacSha256(b"other key").digest) == []
-    assert decode(bytes(PREFIX_LEN) + first, tag) == []  # a record made void (zeroed) stops reading
+    forged[event_at + 20] ^= 1  # the event itself
+    assert decode(bytes(forged), chain.tag) == []
+    assert decode(first, Chain(b"other key", "body").tag) == []
+    assert decode(bytes(PREFIX_LEN) + first, chain.tag) == []  # a record made void (zeroed) stops reading
 
 
 # -- order and what others see -------------------------------------------------------------
