@@ -3,9 +3,13 @@ line on stderr that names the problem, never a traceback, a "this is a bug" line
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
-from .inprocess import swarm_here
+import pytest
+
+from .inprocess import run_swarm, swarm_here
 from .test_cli import one_line_error
 
 
@@ -15,3 +19,34 @@ def test_agent_run_with_an_unknown_agent_names_it_and_the_configured_ones(home: 
     assert result.returncode == 1
     assert "--agent: no agent named 'nope'" in line and "[[agents]]" in line
     assert "bug" not in line
+
+
+@pytest.mark.parametrize(
+    "url,source",
+    [
+        ("127.0.0.1:8765", "--brain"),
+        ("ftp://127.0.0.1:8765", "--brain"),
+        ("http://", "--brain"),
+        ("http://h:x", "--brain"),
+    ],
+)
+def test_a_brain_url_that_is_not_one_is_named_before_anything_is_asked(home: Path, url: str, source: str) -> None:
+    for args in (("task", "list", "--brain", url), ("kill", "--brain", url), ("kpi", "--brain", url)):
+        line = one_line_error(swarm_here(*args, "--token", "t", home=home))
+        assert f"{source} {url!r} is not a brain URL" in line, (args, line)
+    assert not (home / "kill.json").exists() and not (home / "workspaces").exists()  # nothing engaged, nothing made
+
+
+def test_a_bad_swarm_brain_url_in_the_environment_is_named_as_such(home: Path) -> None:
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_BRAIN_URL": "localhost:8765", "SWARM_TOKEN": "t"}
+    line = one_line_error(run_swarm(["task", "list"], env))
+    assert "SWARM_BRAIN_URL 'localhost:8765' is not a brain URL" in line
+
+
+def test_a_stopped_brain_is_named_with_its_url_and_why(home: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on once this closes: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    line = one_line_error(swarm_here("task", "list", "--brain", url, "--token", "t", home=home))
+    assert line == f"swarm: brain {url} unreachable: Connection refused (ConnectError)"
