@@ -87,11 +87,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = Path(args.config).expanduser() if args.config else home / "swarm.toml"
     config = _context.load(str(path), home) if path.exists() else _context.load(None, home)
+    # The workspace is checked before anything is written: `--workspace /` (or a typo) leaves no config behind.
+    _context.body_settings(workspace=args.workspace, config=None, loaded=config).paths.require_workspace()
     if path.exists() and not args.force:
         _out(f"kept existing config {path} (valid; --force rewrites it with every default)")
     else:
         tmp = path.with_name(f".{path.name}.tmp")
         try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # (`--config` in a directory not made yet)
             tmp.write_text(render_config(config))
             os.replace(tmp, path)
         except OSError as exc:

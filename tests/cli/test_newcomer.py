@@ -50,3 +50,16 @@ def test_a_stopped_brain_is_named_with_its_url_and_why(home: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     line = one_line_error(swarm_here("task", "list", "--brain", url, "--token", "t", home=home))
     assert line == f"swarm: brain {url} unreachable: Connection refused (ConnectError)"
+
+
+def test_init_with_a_workspace_it_refuses_writes_no_config(home: Path, tmp_path: Path) -> None:
+    assert "refusing to use /" in one_line_error(swarm_here("init", "--workspace", "/", home=home))
+    assert "not a directory" in one_line_error(swarm_here("init", "--workspace", str(tmp_path / "typo"), home=home))
+    assert not (home / "swarm.toml").exists(), "a refused init leaves no config for the next command to pick up"
+
+
+def test_init_writes_a_config_into_a_directory_not_made_yet(home: Path, workspace: Path, tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "swarm" / "swarm.toml"
+    result = swarm_here("init", "--workspace", str(workspace), "--config", str(config), home=home)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {config}" in result.stdout and "[limits]" in config.read_text()
