@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .inprocess import run_swarm, swarm_here
-from .test_cli import one_line_error
+from .test_cli import one_line_error, swarm
 
 
 def test_agent_run_with_an_unknown_agent_names_it_and_the_configured_ones(home: Path, tmp_path: Path) -> None:
@@ -63,3 +63,20 @@ def test_init_writes_a_config_into_a_directory_not_made_yet(home: Path, workspac
     result = swarm_here("init", "--workspace", str(workspace), "--config", str(config), home=home)
     assert result.returncode == 0, result.stderr
     assert f"wrote {config}" in result.stdout and "[limits]" in config.read_text()
+
+
+def test_brain_serve_names_a_bad_port_flag_a_host_it_cannot_use_and_a_port_in_use(home: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "brain.db")
+    for port in ("99999", "-1", "http"):
+        result = swarm_here("brain", "serve", "--port", port, "--db", db, home=home)
+        assert result.returncode == 2 and "argument --port" in result.stderr, result.stderr
+        assert "swarm.toml" not in result.stderr  # (it blamed [brain] port in a file that says 8765)
+    line = one_line_error(swarm_here("brain", "serve", "--host", "999.1.1.1", "--port", "0", "--db", db, home=home))
+    assert line.startswith("swarm: cannot listen on 999.1.1.1:0: ")
+    with socket.socket() as taken:  # a real process, as a user starts it, against a port another program holds
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = swarm("brain", "serve", "--port", str(port), "--db", db, home=home, timeout_s=60)
+    assert one_line_error(result) == f"swarm: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert result.returncode == 1
