@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import cast
 
 import anyio
 from pydantic import ValidationError
@@ -602,11 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     _state_arg(p)
     p = audit_sub.add_parser("explain", help="a readable explanation of one event")
     p.set_defaults(func=cmd_audit_explain)
-    p.add_argument("id")
+    p.add_argument("id", help="the event's action id (act_…), as `swarm audit tail` shows it")
     _state_arg(p)
     p = audit_sub.add_parser("output", help="all that was kept of a run_command's output (its action id)")
     p.set_defaults(func=cmd_audit_output)
-    p.add_argument("id")
+    p.add_argument("id", help="the run_command's action id (act_…), as `swarm audit tail` shows it")
     p.add_argument("--stream", choices=("stdout", "stderr"), default="stdout", help="which stream (default stdout)")
     _state_arg(p)
 
@@ -650,12 +651,27 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_undo,
         "reverse an action or every action of a decision (works while killed); with --brain, its task updates too",
     )
-    p.add_argument("id")
+    p.add_argument("id", help="an action id (act_…) or a decision id (dec_…: every action it approved)")
     p.add_argument("--force", action="store_true", help="overwrite files (and, with --brain, tasks) changed since")
     p.add_argument("--reason", default="undo from the command line", help="why (recorded by the brain)")
     _state_arg(p)
     _brain_args(p)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every command without a description of its own the line its parent lists it with, so that
+    `swarm X Y --help` says what the command does (most said nothing above their options)."""
+    for action in parser._actions:  # pyright: ignore[reportPrivateUsage]
+        if not isinstance(action, argparse._SubParsersAction):  # pyright: ignore[reportPrivateUsage]
+            continue
+        listed = {choice.dest: choice.help for choice in action._choices_actions}  # pyright: ignore
+        children = cast("dict[str, argparse.ArgumentParser]", action.choices)  # pyright: ignore[reportUnknownMemberType]
+        for name, child in children.items():
+            if child.description is None and listed.get(name):
+                child.description = listed[name]
+            _describe(child)
 
 
 def main(

@@ -3,11 +3,15 @@ line on stderr that names the problem, never a traceback, a "this is a bug" line
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 from pathlib import Path
+from typing import cast
 
 import pytest
+
+from swarm_cli.main import build_parser
 
 from .inprocess import run_swarm, swarm_here
 from .test_cli import one_line_error, swarm
@@ -80,3 +84,31 @@ def test_brain_serve_names_a_bad_port_flag_a_host_it_cannot_use_and_a_port_in_us
         result = swarm("brain", "serve", "--port", str(port), "--db", db, home=home, timeout_s=60)
     assert one_line_error(result) == f"swarm: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert result.returncode == 1
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    found = [(path, parser)]
+    for action in parser._actions:  # pyright: ignore[reportPrivateUsage]
+        if isinstance(action, argparse._SubParsersAction):  # pyright: ignore[reportPrivateUsage]
+            children = cast("dict[str, argparse.ArgumentParser]", action.choices)  # pyright: ignore[reportUnknownMemberType]
+            for name, child in children.items():
+                found += _commands(child, (*path, name))
+    return found
+
+
+def test_every_commands_help_says_what_it_does_and_what_each_argument_is(home: Path) -> None:
+    commands = _commands(build_parser())
+    assert len(commands) > 60
+    for path, parser in commands:
+        if not path:
+            continue
+        assert parser.description, f"`swarm {' '.join(path)} --help` says nothing of what it does"
+        for action in parser._actions:  # pyright: ignore[reportPrivateUsage]
+            if not action.option_strings and action.nargs != argparse.PARSER:
+                assert action.help, f"swarm {' '.join(path)}: {action.dest} has no help"
+    shown = swarm_here("undo", "--help", home=home)
+    assert shown.returncode == 0 and "reverse an action" in shown.stdout and "an action id (act_" in shown.stdout
+    shown = swarm_here("snapshot", "create", "--help", home=home)
+    assert "prints the new ID as its last line" in shown.stdout
