@@ -267,7 +267,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     if pairing is not None:
         print(pairing, flush=True)
     whose = "" if args.agent is None else f" for agent {args.agent}"
-    print(f"created a {role} token{whose} in {_where(settings)} (shown once: store it now)", file=sys.stderr)
+    article = "an" if role[0] in "aeiou" else "a"  # (an approver token)
+    print(f"created {article} {role} token{whose} in {_where(settings)} (shown once: store it now)", file=sys.stderr)
     if pairing is not None:
         print(
             "its pairing secret is the second line: give it to the body apart from the token ([[agents]] pairing "

@@ -112,3 +112,12 @@ def test_every_commands_help_says_what_it_does_and_what_each_argument_is(home: P
     assert shown.returncode == 0 and "reverse an action" in shown.stdout and "an action id (act_" in shown.stdout
     shown = swarm_here("snapshot", "create", "--help", home=home)
     assert "prints the new ID as its last line" in shown.stdout
+
+
+def test_token_create_says_which_token_it_made_in_plain_english(home: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "brain.db")
+    made = swarm_here("brain", "token", "create", "--role", "approver", "--db", db, home=home)
+    assert made.returncode == 0 and made.stdout.startswith("swb_") and len(made.stdout.splitlines()) == 1
+    assert made.stderr.startswith(f"created an approver token in {db}")
+    made = swarm_here("brain", "token", "create", "--role", "captain", "--db", db, home=home)
+    assert made.stderr.startswith(f"created a captain token in {db}")
