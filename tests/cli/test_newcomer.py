@@ -4,8 +4,11 @@ line on stderr that names the problem, never a traceback, a "this is a bug" line
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import cast
 
@@ -121,3 +124,23 @@ def test_token_create_says_which_token_it_made_in_plain_english(home: Path, tmp_
     assert made.stderr.startswith(f"created an approver token in {db}")
     made = swarm_here("brain", "token", "create", "--role", "captain", "--db", db, home=home)
     assert made.stderr.startswith(f"created a captain token in {db}")
+
+
+def test_a_hook_fed_garbage_denies_and_says_why_in_one_line_without_a_traceback(home: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    for name in ("SWARM_CONFIG", "CLAUDE_PROJECT_DIR"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "swarm_cli", "hook", "claude-code"],
+        input="garbage",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    answer = json.loads(done.stdout)["hookSpecificOutput"]
+    assert answer["permissionDecision"] == "deny" and "not JSON" in answer["permissionDecisionReason"]
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no workspace" in done.stderr
