@@ -153,6 +153,14 @@ def test_demo_runs_the_whole_loop(home: Path) -> None:
         assert expected in result.stdout
     if shutil.which("bwrap"):
         assert "the same command with the decision: ok" in result.stdout
+        # Who approved is told as it happened: the panel's rule reviewers answer as the decision is made, and the
+        # demo said "a human approves it" of a decision approved already.
+        said = re.search(r"is (\w+) \(needs consensus\); it returns at once\n\s+\[approval\] (.*)\n", result.stdout)
+        assert said is not None, result.stdout
+        if said.group(1) == "pending":
+            assert said.group(2).startswith("a human approves it on the brain"), said.group(2)
+        else:
+            assert said.group(2).startswith(f"the brain's consensus panel had answered it already: {said.group(1)}")
     else:
         assert "commands are refused, never run bare" in result.stdout
     # Autonomy: two agents in their own processes, nobody typing.
