@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections import deque
@@ -267,6 +269,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_reset(args: argparse.Namespace) -> int:
     settings = _state_settings(args)
+    if not args.force:
+        # A reset sets the undo data aside with the chain: meant for a chain that does not verify, never a typo's
+        # price. Any failure to open or read it is a chain that needs the reset.
+        report = None
+        with contextlib.suppress(SwarmError, OSError, sqlite3.DatabaseError), _context.open_admin(settings) as admin:
+            report = admin.verify()
+        if report is not None and report.ok:
+            raise UserError(
+                f"the audit chain verifies ({report.summary()}): a reset would set a sound trail and its undo data "
+                "aside; pass --force to reset it all the same"
+            )
     result = reset_trail(settings, reason=args.reason, by=_context.human())
     _out(f"the old audit chain (body {result.previous_body_id}, {result.previous_head}) is kept in {result.set_aside}")
     _out(f"a new chain starts with event {result.event.id}, recording the reset; the body is now {result.body_id}")
@@ -584,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_audit_reset)
     p.add_argument("--reason", required=True, help="why (the new chain's first event)")
+    p.add_argument("--force", action="store_true", help="reset a chain that verifies too (its undo data set aside)")
     _state_arg(p)
     p = audit_sub.add_parser(
         "tail",

@@ -144,3 +144,14 @@ def test_a_hook_fed_garbage_denies_and_says_why_in_one_line_without_a_traceback(
     assert answer["permissionDecision"] == "deny" and "not JSON" in answer["permissionDecisionReason"]
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "no workspace" in done.stderr
+
+
+def test_audit_reset_keeps_a_chain_that_verifies_unless_forced(home: Path, workspace: Path) -> None:
+    assert swarm_here("status", "--workspace", str(workspace), home=home).returncode == 0  # (a chain, and its key)
+    line = one_line_error(swarm_here("audit", "reset", "--reason", "tidy", "--workspace", str(workspace), home=home))
+    assert "the audit chain verifies" in line and "--force" in line
+    state = next((home / "workspaces").iterdir())
+    assert not list(state.glob("audit-reset-*")), "nothing was set aside"
+    forced = swarm_here("audit", "reset", "--reason", "tidy", "--force", "--workspace", str(workspace), home=home)
+    assert forced.returncode == 0 and "a new chain starts" in forced.stdout, forced.stderr
+    assert len(list(state.glob("audit-reset-*"))) == 1
