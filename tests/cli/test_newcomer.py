@@ -155,3 +155,22 @@ def test_audit_reset_keeps_a_chain_that_verifies_unless_forced(home: Path, works
     forced = swarm_here("audit", "reset", "--reason", "tidy", "--force", "--workspace", str(workspace), home=home)
     assert forced.returncode == 0 and "a new chain starts" in forced.stdout, forced.stderr
     assert len(list(state.glob("audit-reset-*"))) == 1
+
+
+def test_a_restore_run_inside_the_workspace_says_to_cd_back_and_the_next_command_says_why(
+    home: Path, workspace: Path
+) -> None:
+    assert swarm_here("snapshot", "create", "--workspace", str(workspace), home=home).returncode == 0
+    (workspace / "later.txt").write_text("made after the snapshot\n")
+    env = {**os.environ, "SWARM_HOME": str(home), "PWD": str(workspace)}
+    env.pop("SWARM_CONFIG", None)
+    swarm_cmd = f"{sys.executable} -m swarm_cli"
+    script = f"{swarm_cmd} snapshot restore latest && {swarm_cmd} status"  # as a user types them, in the workspace
+    done = subprocess.run(
+        ["/bin/sh", "-c", script], cwd=workspace, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "restored snap-" in done.stdout and not (workspace / "later.txt").exists()
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"swarm: note: this shell's directory was swapped out with the old tree: `cd {workspace}`"
+    assert len(lines) == 2 and lines[1].startswith("swarm: the current directory no longer exists"), done.stderr
+    assert f"`cd {workspace}`" in lines[1] and done.returncode == 1
