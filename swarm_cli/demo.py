@@ -143,6 +143,7 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
         env=env,
     )
     ids: dict[str, str] = {}
+    _say("connect", "starting the body: `swarm body --workspace DIR --brain URL`, its own process (a few seconds)")
     async with Client(params) as client:
         tools = await client.list_tools()
         _say("connect", f"body over stdio, linked to the brain, offers {len(tools.tools)} tools")

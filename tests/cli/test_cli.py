@@ -165,6 +165,12 @@ def test_demo_runs_the_whole_loop(home: Path) -> None:
         assert "commands are refused, never run bare" in result.stdout
     # Autonomy: two agents in their own processes, nobody typing.
     out = result.stdout
+    # What takes seconds (a process starting its own body) is announced before it starts, not only after.
+    for starting, started in (
+        ("starting the body", "[connect] body over stdio"),
+        ("starting worker-1", "claimed task"),
+    ):
+        assert -1 < out.index(starting) < out.index(started), out
     assert "claimed task" in out and "Bulk discount (live)" in out
     assert "worker-1 went live on a readiness override a captain recorded for its logic version lv-" in out
     if shutil.which("bwrap"):
