@@ -217,7 +217,8 @@ class ApprovalGate:
     ) -> None:
         """Refuse unless `decision_id` names a decision approved for at least `impact` and not used by another
         action than `action_id` (the guard's last word); then `action_id` holds it."""
-        how = "a human approval" if needs == "human" else "consensus (a human approval until voting exists)"
+        # (voting exists: a linked body's decision goes to the brain's panel; a standalone body's to a human)
+        how = "a human approval" if needs == "human" else "consensus (the brain's review panel; unlinked: a human's)"
         reason = why or f"it measures {impact.files} files, {impact.api_calls} API calls, ${impact.usd:.2f}"
         ask = (
             f"this action needs {how} because {reason}. "

@@ -7,6 +7,7 @@ there while its event loop runs a call.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -171,6 +172,23 @@ class BlockingEvents:
                 self._socket.shutdown(socket.SHUT_RDWR)
 
 
+def _reason(exc: httpx.HTTPError) -> str:
+    """Why a request got no answer, in words (`ConnectError('All connection attempts failed')` says little)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "no answer within the connect timeout"
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer within the timeout"
+    text = str(exc) or type(exc).__name__
+    seen: BaseException | None = exc
+    for _ in range(8):  # (anyio's "All connection attempts failed" keeps the refusal as its context)
+        seen = None if seen is None else seen.__cause__ or seen.__context__
+        if isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno > 0:
+            text = os.strerror(seen.errno)  # (refused, unreachable: the system's own words)
+        elif isinstance(seen, OSError) and seen.strerror:
+            text = seen.strerror  # (an unknown host: getaddrinfo's words)
+    return f"{text} ({type(exc).__name__})"
+
+
 class BrainClient:
     def __init__(self, base_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._base_url = base_url.rstrip("/")
@@ -194,7 +212,7 @@ class BrainClient:
         try:
             response = await self._http.request(method, path, content=content, headers=headers)
         except httpx.HTTPError as exc:
-            raise BrainUnavailable(f"brain unreachable: {exc!r}") from exc
+            raise BrainUnavailable(f"brain {self._base_url} unreachable: {_reason(exc)}") from exc
         if response.status_code >= 400:
             try:
                 error = ErrorBody.model_validate_json(response.content)

@@ -41,7 +41,8 @@ RULES_VERSION = "1"
 """Recorded on every decision, so a decision can be explained by the rules it was judged under."""
 
 Needs = Literal["none", "human", "consensus", "blocked"]
-"""What a decision needs: nothing, a human, consensus (a human until voting exists), or it is never allowed."""
+"""What a decision needs: nothing, a human, consensus (a panel's quorum; a standalone body's: a human), or it is never
+allowed."""
 
 DecisionState = Literal["pending", "approved", "denied", "expired", "overridden"]
 """`expired` is a denial by silence; `overridden` is a captain's veto, even of an approved decision."""

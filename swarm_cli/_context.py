@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -40,9 +41,35 @@ def load(flag: str | None, home: Path) -> SwarmConfig:
         raise ConfigError(str(exc)) from None
 
 
+def current_directory() -> str:
+    """The workspace by default; `UserError` when this shell's directory is gone, as it is after a `swarm snapshot
+    restore` run from inside the workspace (the restore swaps the directory: the shell keeps the old one, deleted)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        where = os.environ.get("PWD")
+        again = f" (`cd {where}`)" if where else ""
+        raise UserError(
+            "the current directory no longer exists (a `swarm snapshot restore` swaps the workspace's directory): "
+            f"cd into the workspace again{again}, or pass --workspace DIR"
+        ) from None
+
+
 def brain_url(flag: str | None) -> str | None:
-    """`--brain URL`, else `$SWARM_BRAIN_URL`."""
-    return flag or os.environ.get("SWARM_BRAIN_URL") or None
+    """`--brain URL`, else `$SWARM_BRAIN_URL`; `UserError` naming where it came from if it is not an http(s) URL
+    with a host (`127.0.0.1:8765` without its scheme would otherwise fail later as "unsupported protocol")."""
+    url = flag or os.environ.get("SWARM_BRAIN_URL") or None
+    if url is None:
+        return None
+    source = "--brain" if flag else "SWARM_BRAIN_URL"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (read for its check: a port that is not a number raises)
+    except ValueError as exc:
+        raise UserError(f"{source} {url!r} is not a brain URL ({exc}): give http://HOST:PORT") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{source} {url!r} is not a brain URL: give http://HOST:PORT (or https://)")
+    return url
 
 
 def brain_options(parser: argparse.ArgumentParser, *, token_of: str) -> None:
@@ -130,7 +157,7 @@ def body_settings(
     )
     if profile is not None and agent_state_only:
         return settings
-    raw = workspace or cfg.workspace.path or os.getcwd()
+    raw = workspace or cfg.workspace.path or current_directory()
     candidate = Path(raw).expanduser().resolve()
     if not candidate.exists():
         # A restore killed between its two renames leaves nothing at the workspace path: put its tree there.

@@ -25,7 +25,7 @@ import anyio
 from body_mcp import UserError
 from body_mcp.brain_client import BrainClient
 from body_mcp.state import StatePaths, load_or_create_identity, resolve_home
-from shared_protocol.agents import LOGIC_VERSION_ENV, agent_logic_version, find_agent, logic_version
+from shared_protocol.agents import LOGIC_VERSION_ENV, UnknownAgent, agent_logic_version, find_agent, logic_version
 from shared_protocol.config import AgentConfig, SwarmConfig
 from shared_protocol.privacy import KEY_STORE_FILE, MemorySubjectKeys, Protector
 from shared_protocol.secrets import SecretResolver, Secrets, SecretUnavailable
@@ -170,7 +170,10 @@ def _agent_run(args: argparse.Namespace) -> int:
     home = resolve_home()
     config_file = _context.config_path(args.config, home)
     config = _context.load(args.config, home)
-    agent = find_agent(config, args.agent)
+    try:
+        agent = find_agent(config, args.agent)
+    except UnknownAgent as exc:  # (a typo in --agent is the user's, not a bug: name the agents there are)
+        raise RunnerUserError(f"--agent: {exc}") from None
     url = _context.brain_url(args.brain)
     if url is None:
         raise RunnerUserError("an agent takes its tasks from a brain: pass --brain URL or set SWARM_BRAIN_URL")

@@ -148,6 +148,17 @@ def serve_settings(
     return settings.model_copy(update=update), swarm
 
 
+def _port(text: str) -> int:
+    """`--port`'s value, checked where it is given (past here a bad one was blamed on swarm.toml's `[brain] port`)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from brain_server import serve
     from brain_server.wake.configure import build_wake, log_wake_problems, prepare_wake
@@ -256,7 +267,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     if pairing is not None:
         print(pairing, flush=True)
     whose = "" if args.agent is None else f" for agent {args.agent}"
-    print(f"created a {role} token{whose} in {_where(settings)} (shown once: store it now)", file=sys.stderr)
+    article = "an" if role[0] in "aeiou" else "a"  # (an approver token)
+    print(f"created {article} {role} token{whose} in {_where(settings)} (shown once: store it now)", file=sys.stderr)
     if pairing is not None:
         print(
             "its pairing secret is the second line: give it to the body apart from the token ([[agents]] pairing "
@@ -432,7 +444,7 @@ def add_parsers(sub: _Subparsers) -> None:
     p = brain_sub.add_parser("serve", help="run the brain daemon (HTTP API and sweeper) until SIGTERM")
     p.set_defaults(func=_guarded(cmd_serve))
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument("--port", type=_port, help="port (default 8765; 0: any free one)")
     _database_args(p)
 
     token = brain_sub.add_parser("token", help="manage the brain's bearer tokens")

@@ -120,6 +120,21 @@ async def _loop(home: Path, workspace: Path) -> dict[str, Any]:
     return ids
 
 
+async def _approve(captain: httpx.AsyncClient, decision: str, reason: str) -> str:
+    """Approve `decision` as a human on the brain, unless its panel has answered already; says which happened (the
+    brain's rule reviewers vote as it is made, so "a human approves" was told of decisions approved before)."""
+    found = (await captain.get(f"/v1/decisions/{decision}")).json()
+    if found["state"] == "pending":
+        answered = await captain.post(f"/v1/decisions/{decision}/approve", json={"reason": reason})
+        answered.raise_for_status()
+        return f"a human approves it on the brain (the demo plays the human): {answered.json()['state']}"
+    votes = [v for v in found.get("votes", []) if v.get("value") == "approve"]
+    return (
+        f"the brain's consensus panel had answered it already: {found['state']} "
+        f"({len(votes)} approving votes, quorum {found.get('quorum', 0)} of {len(found.get('panel', []))})"
+    )
+
+
 async def _agent(home: Path, workspace: Path, url: str, token: str, captain: httpx.AsyncClient) -> dict[str, str]:
     env = {**os.environ, "SWARM_HOME": str(home), "SWARM_AGENT": "demo-agent", "SWARM_TOKEN": token}
     params = StdioServerParameters(
@@ -128,6 +143,7 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
         env=env,
     )
     ids: dict[str, str] = {}
+    _say("connect", "starting the body: `swarm body --workspace DIR --brain URL`, its own process (a few seconds)")
     async with Client(params) as client:
         tools = await client.list_tools()
         _say("connect", f"body over stdio, linked to the brain, offers {len(tools.tools)} tools")
@@ -174,7 +190,7 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
                 summary="add six price-test variants under shop/",
                 confidence=0.85,
                 files=[f"shop/variant_{i}.py" for i in range(1, 7)],
-                rationale="six files need consensus (a human until voting exists)",
+                rationale="six files need consensus (the brain's review panel votes)",
             )
             decision = r.structured_content["decision_id"]
             _say(
@@ -182,8 +198,7 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
                 f"request_approval -> {decision} is {r.structured_content['state']} "
                 f"(needs {r.structured_content['needs']}); it returns at once",
             )
-            await captain.post(f"/v1/decisions/{decision}/approve", json={"reason": "fine for a test"})
-            _say("approval", "a human approves it on the brain (the demo plays the human)")
+            _say("approval", await _approve(captain, decision, "fine for a test"))
             r = await call("run_command", argv=generate, decision_id=decision, rationale="apply the approved variants")
             _say("approval", f"the same command with the decision: {_show(r)} (the held result, not re-run)")
         r = await call("read_text_file", path=".env", rationale="need the payment key")
@@ -206,8 +221,8 @@ async def _agent(home: Path, workspace: Path, url: str, token: str, captain: htt
                     rationale="many small writes need the approval one big write would",
                 )
                 approval = {"decision_id": r.structured_content["decision_id"]}
-                await captain.post(f"/v1/decisions/{approval['decision_id']}/approve", json={"reason": "drafts: fine"})
-                _say("split", f"the agent asks ({approval['decision_id']}), a human approves, the burst goes on")
+                how = await _approve(captain, approval["decision_id"], "drafts: fine")
+                _say("split", f"the agent asks ({approval['decision_id']}); {how}; the burst goes on")
                 r = await call("write_file", path=path, content=f"draft {n}\n", rationale="bulk drafts", **approval)
             if r.is_error:
                 _say("budget", f"write #{n + 1} of a burst: {_show(r)}")

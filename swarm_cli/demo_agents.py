@@ -177,6 +177,7 @@ async def autonomy(
     lines: list[str] = []
     code = -1
     argv = _agent_argv("worker-1", "--once", "--live", "--wait", "20")
+    _say("agent", "starting worker-1: `swarm agent run --agent worker-1 --once --live`, a process with its own body")
     async with await anyio.open_process(argv, env=env) as one, anyio.create_task_group() as group:
         group.start_soon(_lines, one, lines)
         with anyio.fail_after(120):
@@ -217,6 +218,7 @@ async def autonomy(
         )
     ).json()
     _say("brain", "the captain queues 'Tidy the README'; worker-2 takes it in shadow (a throwaway copy)")
+    _say("agent", "starting worker-2: `swarm agent run --agent worker-2 --once` (shadow or live as its rollout says)")
     async with await anyio.open_process(_agent_argv("worker-2", "--once", "--wait", "20"), env=env) as two:
         heard: list[str] = []
         async with anyio.create_task_group() as group:

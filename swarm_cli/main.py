@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import cast
 
 import anyio
 from pydantic import ValidationError
@@ -87,11 +90,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = Path(args.config).expanduser() if args.config else home / "swarm.toml"
     config = _context.load(str(path), home) if path.exists() else _context.load(None, home)
+    # The workspace is checked before anything is written: `--workspace /` (or a typo) leaves no config behind.
+    _context.body_settings(workspace=args.workspace, config=None, loaded=config).paths.require_workspace()
     if path.exists() and not args.force:
         _out(f"kept existing config {path} (valid; --force rewrites it with every default)")
     else:
         tmp = path.with_name(f".{path.name}.tmp")
         try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # (`--config` in a directory not made yet)
             tmp.write_text(render_config(config))
             os.replace(tmp, path)
         except OSError as exc:
@@ -263,6 +269,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_reset(args: argparse.Namespace) -> int:
     settings = _state_settings(args)
+    if not args.force:
+        # A reset sets the undo data aside with the chain: meant for a chain that does not verify, never a typo's
+        # price. Any failure to open or read it is a chain that needs the reset.
+        report = None
+        with contextlib.suppress(SwarmError, OSError, sqlite3.DatabaseError), _context.open_admin(settings) as admin:
+            report = admin.verify()
+        if report is not None and report.ok:
+            raise UserError(
+                f"the audit chain verifies ({report.summary()}): a reset would set a sound trail and its undo data "
+                "aside; pass --force to reset it all the same"
+            )
     result = reset_trail(settings, reason=args.reason, by=_context.human())
     _out(f"the old audit chain (body {result.previous_body_id}, {result.previous_head}) is kept in {result.set_aside}")
     _out(f"a new chain starts with event {result.event.id}, recording the reset; the body is now {result.body_id}")
@@ -580,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_audit_reset)
     p.add_argument("--reason", required=True, help="why (the new chain's first event)")
+    p.add_argument("--force", action="store_true", help="reset a chain that verifies too (its undo data set aside)")
     _state_arg(p)
     p = audit_sub.add_parser(
         "tail",
@@ -599,11 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     _state_arg(p)
     p = audit_sub.add_parser("explain", help="a readable explanation of one event")
     p.set_defaults(func=cmd_audit_explain)
-    p.add_argument("id")
+    p.add_argument("id", help="the event's action id (act_…), as `swarm audit tail` shows it")
     _state_arg(p)
     p = audit_sub.add_parser("output", help="all that was kept of a run_command's output (its action id)")
     p.set_defaults(func=cmd_audit_output)
-    p.add_argument("id")
+    p.add_argument("id", help="the run_command's action id (act_…), as `swarm audit tail` shows it")
     p.add_argument("--stream", choices=("stdout", "stderr"), default="stdout", help="which stream (default stdout)")
     _state_arg(p)
 
@@ -647,12 +665,27 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_undo,
         "reverse an action or every action of a decision (works while killed); with --brain, its task updates too",
     )
-    p.add_argument("id")
+    p.add_argument("id", help="an action id (act_…) or a decision id (dec_…: every action it approved)")
     p.add_argument("--force", action="store_true", help="overwrite files (and, with --brain, tasks) changed since")
     p.add_argument("--reason", default="undo from the command line", help="why (recorded by the brain)")
     _state_arg(p)
     _brain_args(p)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every command without a description of its own the line its parent lists it with, so that
+    `swarm X Y --help` says what the command does (most said nothing above their options)."""
+    for action in parser._actions:  # pyright: ignore[reportPrivateUsage]
+        if not isinstance(action, argparse._SubParsersAction):  # pyright: ignore[reportPrivateUsage]
+            continue
+        listed = {choice.dest: choice.help for choice in action._choices_actions}  # pyright: ignore
+        children = cast("dict[str, argparse.ArgumentParser]", action.choices)  # pyright: ignore[reportUnknownMemberType]
+        for name, child in children.items():
+            if child.description is None and listed.get(name):
+                child.description = listed[name]
+            _describe(child)
 
 
 def main(

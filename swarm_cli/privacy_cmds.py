@@ -337,7 +337,10 @@ def cmd_privacy(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: _Subparsers) -> None:
     """Register `swarm privacy erase|unerase|export|migrate` on the `swarm` subcommands."""
-    privacy = sub.add_parser("privacy", help="a data subject's personal data: erase it (crypto-shredding) or export it")
+    privacy = sub.add_parser(
+        "privacy",
+        help="a data subject's personal data: erase it (crypto-shredding), unerase, export it; migrate older events",
+    )
     privacy.set_defaults(func=cmd_privacy)
     privacy_sub = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND")
     for name, func, text in (

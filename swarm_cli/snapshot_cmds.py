@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -148,6 +149,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
             print(f"swarm: note: {path} (excluded) had no directory to go to and was removed", file=sys.stderr)
         _out(f"restored {result.snapshot_id}: {result.files} files in {result.seconds:.2f} s")
         _out(f"to undo: swarm snapshot restore {result.undo_snapshot_id}")
+        try:
+            os.getcwd()
+        except FileNotFoundError:  # (the shell ran it from inside the workspace: it still sits in the old tree)
+            workspace = snapshotter.settings.workspace
+            print(
+                f"swarm: note: this shell's directory was swapped out with the old tree: `cd {workspace}`",
+                file=sys.stderr,
+            )
         return 0
 
     return _run(args, restore, audited=not args.only_extras)

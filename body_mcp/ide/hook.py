@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 from shared_protocol.refusals import Rule
 
 from ..audit import EventDraft, new_action_id, redact_arguments
-from ..exceptions import UserError
+from ..exceptions import SwarmError, UserError
 from .answers import render
 from .decide import Decision, HookCode, PathGuard, decide, denied_for_error
 from .events import Attempt, Ide, parse_event
@@ -192,7 +192,10 @@ def handle(runtime: HookRuntime, raw: bytes) -> dict[str, Any]:
         try:
             runtime.sink.record(attempt, decision, workspace=workspace)
         except Exception as exc:  # an unaudited call must not go through, whatever broke the audit
-            logger.exception("hook could not audit")
+            if isinstance(exc, SwarmError):  # (a condition Swarm names, e.g. no workspace: its line, no traceback)
+                logger.warning("hook could not audit: %s", exc)
+            else:
+                logger.exception("hook could not audit")
             if decision.verdict != "deny":
                 decision = denied_for_error(HookCode.HOOK_ERROR, f"it could not be audited: {exc}")
     return render(runtime.ide, attempt.event, decision)

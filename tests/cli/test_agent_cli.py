@@ -116,6 +116,8 @@ async def test_an_agents_chain_is_reset_by_name_and_gets_a_new_body_id(
     code, before, err = run("status", "--agent", "w1", home=home, env=config_env)
     assert code == 0, err
     code, out, err = run("audit", "reset", "--agent", "w1", "--reason", "drill", home=home, env=config_env)
+    assert code == 1 and "the audit chain verifies" in err and "--force" in err, err  # (a sound chain is kept)
+    code, out, err = run("audit", "reset", "--agent", "w1", "--reason", "drill", "--force", home=home, env=config_env)
     assert code == 0 and "a new chain starts" in out, err
     code, after, err = run("status", "--agent", "w1", home=home, env=config_env)
     body_line = next(line for line in before.splitlines() if line.startswith("body:"))

@@ -153,10 +153,24 @@ def test_demo_runs_the_whole_loop(home: Path) -> None:
         assert expected in result.stdout
     if shutil.which("bwrap"):
         assert "the same command with the decision: ok" in result.stdout
+        # Who approved is told as it happened: the panel's rule reviewers answer as the decision is made, and the
+        # demo said "a human approves it" of a decision approved already.
+        said = re.search(r"is (\w+) \(needs consensus\); it returns at once\n\s+\[approval\] (.*)\n", result.stdout)
+        assert said is not None, result.stdout
+        if said.group(1) == "pending":
+            assert said.group(2).startswith("a human approves it on the brain"), said.group(2)
+        else:
+            assert said.group(2).startswith(f"the brain's consensus panel had answered it already: {said.group(1)}")
     else:
         assert "commands are refused, never run bare" in result.stdout
     # Autonomy: two agents in their own processes, nobody typing.
     out = result.stdout
+    # What takes seconds (a process starting its own body) is announced before it starts, not only after.
+    for starting, started in (
+        ("starting the body", "[connect] body over stdio"),
+        ("starting worker-1", "claimed task"),
+    ):
+        assert -1 < out.index(starting) < out.index(started), out
     assert "claimed task" in out and "Bulk discount (live)" in out
     assert "worker-1 went live on a readiness override a captain recorded for its logic version lv-" in out
     if shutil.which("bwrap"):
