@@ -33,6 +33,7 @@ from shared_protocol import AuditEvent
 from shared_protocol.agents import LOGIC_VERSION_ENV
 from shared_protocol.brain import (
     BrainErrorCode,
+    BrainStatus,
     Decision,
     DecisionOverrideRequest,
     ReversalResult,
@@ -176,7 +177,33 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "audit: BROKEN — mutating calls are refused (audit_broken); `swarm audit reset --reason TEXT` sets "
                 "this chain aside as evidence and starts a new one"
             )
+    if _context.brain_url(args.brain):
+        _brain_status(args)
     return 0
+
+
+def _brain_status(args: argparse.Namespace) -> None:
+    """What the brain says (`GET /v1/status`): its kill switch, which every linked body obeys, paused agents, bodies
+    and work; asked only when a brain is named, as `swarm kill` and `swarm resume` act on it then."""
+    url = _context.brain_url(args.brain)
+    status = cast("BrainStatus", _on_brain(args, lambda client: client.status()))
+    kill = status.kill
+    by = f", by {kill.by}" if kill.by else ""
+    _out(f"brain {url}:")
+    _out(
+        f"  kill switch:   {'ENGAGED' if kill.engaged else 'released'}"
+        + (f" ({kill.reason}{by})" if kill.engaged else "")
+    )
+    for pause in status.paused_agents:
+        _out(f"  agent {pause.agent} PAUSED ({pause.reason}, by {pause.by})")
+    live = [b for b in status.bodies if b.left_at is None]
+    connected = sum(1 for b in live if b.connected)
+    _out(f"  bodies:        {connected} connected of {len(live)} registered")
+    _out(
+        f"  tasks:         {status.queued_tasks} queued, {status.claimed_tasks} claimed, "
+        f"{status.waiting_tasks} waiting for a decision"
+    )
+    _out(f"  decisions:     {status.pending_decisions} pending")
 
 
 def _each_workspace(action: Callable[[Admin], object], *, done: str) -> None:
@@ -564,8 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
         "globs from the workspace root, `**` any directories)",
     )
 
-    p = add("status", cmd_status, "kill switch, mode, breaker, budgets and audit health of a workspace or agent")
+    p = add(
+        "status",
+        cmd_status,
+        "kill switch, mode, breaker, budgets and audit health of a workspace or agent; with --brain, the brain's too",
+    )
     _state_arg(p)
+    _brain_args(p)
 
     p = add("kill", cmd_kill, "engage the kill switch: this machine's bodies, or with --brain every linked body")
     p.add_argument("--reason", default="manual kill", help="why (audited)")
