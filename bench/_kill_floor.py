@@ -2,6 +2,7 @@
 
     python bench/_kill_floor.py server PORT
     python bench/_kill_floor.py body URL WORKSPACE CPU_MS
+    python bench/_kill_floor.py listen BRAIN_URL BODY_TOKEN OUT
 
 `server`: one tiny HTTP server process (asyncio, HTTP/1.1 by hand) in the brain's place. `GET /events` holds a
 server-sent event stream open; `POST /v1/kill` writes `event: kill` to every open stream, then answers (the brain
@@ -157,9 +158,26 @@ class _Body:
             out.flush()
 
 
+def listen(url: str, token: str, out: Path) -> None:
+    """A listener on the real brain's stream (a body token of its own, naming no real body), in a process of its
+    own: the wall time each `kill` event was read, one a line in `out` (the timeline's "published" hop)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80)) as sock, out.open("a") as log:
+        sock.sendall(
+            f"GET /v1/events?body_id=kill-listener HTTP/1.1\r\nhost: brain\r\naccept: text/event-stream\r\n"
+            f"authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        for line in sock.makefile("rb"):
+            if line.startswith(b"event: kill"):
+                log.write(f"{time.time():.6f}\n")
+                log.flush()
+
+
 def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "server":
         asyncio.run(_serve(int(argv[1])))
+    elif len(argv) == 4 and argv[0] == "listen":
+        listen(argv[1], argv[2], Path(argv[3]))
     elif len(argv) == 4 and argv[0] == "body":
         _Body(argv[1], Path(argv[2]), float(argv[3])).serve()
     else:

@@ -150,6 +150,8 @@ class Fleet:
     """How many calls this fleet's bodies answered."""
     state_dbs: list[Path] = field(default_factory=list[Path])
     """Each body's `state.db` (its audit trail), in the clients' order; empty for a floor."""
+    heard_log: Path | None = None
+    """Where a listener of the brain's stream, in a process of its own, notes when it read each kill (wall clock)."""
 
 
 def body_cpu_s(pids: list[int]) -> float:
@@ -263,6 +265,7 @@ async def fleet(
     approver_tokens = [
         await issue_token(state, role="approver", label=f"approver {n}", at=now) for n in range(approvers)
     ]
+    listener_token = await issue_token(state, role="body", label="kill listener", at=now)
     await state.close()
     config = root / "swarm.toml"  # (limits raised: this measures the kill, not budgets)
     config.write_text(LIMITS)
@@ -292,6 +295,15 @@ async def fleet(
                         pass
                     await anyio.sleep(0.2)
             async with AsyncExitStack() as stack:
+                heard_log = root / "heard.log"
+                script = str(Path(__file__).with_name("_kill_floor.py"))
+                listener = subprocess.Popen(
+                    [python, script, "listen", url, listener_token, str(heard_log)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=(root / "listener.log").open("wb"),
+                )
+                stack.callback(listener.wait, 10)
+                stack.callback(listener.terminate)
                 clients: list[ToolClient] = []
                 pids: list[int] = []
                 dbs: list[Path] = []
@@ -317,6 +329,7 @@ async def fleet(
                     approvers=approver_tokens,
                     pids=pids,
                     state_dbs=dbs,
+                    heard_log=heard_log,
                 )
                 # Linked (a body refuses a write, `brain_unreachable`, until its link is up) and obeying: writes
                 # done, then one kill and resume each, not measured.
@@ -378,16 +391,15 @@ def _wall(iso: str) -> float:
 def _events(db: Path, after_wall: float) -> list[dict[str, Any]]:
     """The audit events of a body's trail dated at or after `after_wall` (wall clock), in order."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
-        rows = conn.execute("SELECT body FROM audit_events ORDER BY seq DESC LIMIT 400").fetchall()
-    events = [cast("dict[str, Any]", json.loads(body)) for (body,) in reversed(rows)]
+        rows = conn.execute("SELECT body FROM audit_events ORDER BY seq").fetchall()
+    events = [cast("dict[str, Any]", json.loads(body)) for (body,) in rows]
     return [e for e in events if _wall(str(e["ts"])) >= after_wall - 1.0]
 
 
-def timeline(fleet: Fleet, the: Trial, show: int = 3) -> list[str]:
-    """Where one trial's time went, per body, from the bench's own times and each body's audit trail: ms after the
-    kill's POST was sent, of the brain's kill (`at`: its handler took it), the body's stream thread hearing it
-    (`kill_heard`), the call in flight then (sent, its write's start and end in the body, its reply read), the
-    refused call (sent, its refusal's event, its reply read); the `show` slowest bodies, then the medians."""
+def _timeline_rows(fleet: Fleet, the: Trial) -> list[dict[str, float]]:
+    """Per body of one trial, ms after the kill's POST was sent: its stream thread hearing the kill (`kill_heard`),
+    its last call done before the refusal (sent, its write's start and end in the body, its reply read), the refused
+    call (sent, its refusal's event, its reply read)."""
     t0 = the.start_wall
 
     def rel_perf(t: float) -> float:
@@ -427,22 +439,58 @@ def timeline(fleet: Fleet, the: Trial, show: int = 3) -> list[str]:
                 end = rel_wall(_wall(str(done[-1]["ts"])))
                 row["last_start"], row["last_end"] = end - float(done[-1].get("duration_ms", 0.0)), end
         rows.append(row)
-    kill_at = rel_wall(_wall(the.kill_at)) if the.kill_at else float("nan")
+    return rows
+
+
+_KEYS = ["heard", "last_sent", "last_start", "last_end", "last_read", "refused_sent", "refusal_event", "refused_read"]
+
+
+def _listened(fleet: Fleet, the: Trial) -> float:
+    """When the fleet's bare listener read this trial's kill, ms after the POST was sent (nan: not known)."""
+    if fleet.heard_log is None or not fleet.heard_log.exists():
+        return float("nan")
+    times = [float(line) for line in fleet.heard_log.read_text().split()]
+    after = [t for t in times if t >= the.start_wall]
+    return (min(after) - the.start_wall) * 1000 if after else float("nan")
+
+
+def trial_summary(fleet: Fleet, the: Trial) -> str:
+    """One line for one trial: the brain taking the kill, the bodies hearing it (first, median, last), their last
+    writes' replies and their refusals' (median, last), ms after the POST was sent."""
+    rows = _timeline_rows(fleet, the)
+    if not rows:
+        return "    (no audit events found for this trial)"
+    kill_at = (_wall(the.kill_at) - the.start_wall) * 1000 if the.kill_at else float("nan")
+    listened = _listened(fleet, the)
+
+    def spread(key: str) -> str:
+        values = sorted(r[key] for r in rows if key in r)
+        return f"{values[0]:.0f}/{statistics.median(values):.0f}/{values[-1]:.0f}" if values else "-"
+
+    return (
+        f"    trial: brain took it +{kill_at:.0f}, a bare listener read it +{listened:.0f}, POST answered "
+        f"+{(the.answered - the.start) * 1000:.0f}; bodies heard "
+        f"{spread('heard')}; last write's reply read {spread('last_read')}; refusal sent {spread('refused_sent')}, "
+        f"read {spread('refused_read')} (first/median/last, ms)"
+    )
+
+
+def timeline(fleet: Fleet, the: Trial, show: int = 3) -> list[str]:
+    """Where one trial's time went (`_timeline_rows`): the brain's kill (`at`: its handler took it), the POST's
+    answer, then the `show` slowest bodies' hops and the medians."""
+
+    def rel_perf(t: float) -> float:
+        return (t - the.start) * 1000
+
+    rows = _timeline_rows(fleet, the)
+    kill_at = (_wall(the.kill_at) - the.start_wall) * 1000 if the.kill_at else float("nan")
     out = [
         f"  timeline of {fleet.name}'s slowest trial (p99 {_pct([t * 1000 for t in the.times], 0.99):.0f} ms), "
-        f"ms after POST /v1/kill was sent: brain took the kill +{kill_at:.1f}, answered the POST "
+        f"ms after POST /v1/kill was sent: brain took the kill +{kill_at:.1f}, a bare listener read it "
+        f"+{_listened(fleet, the):.1f}, answered the POST "
         f"+{rel_perf(the.answered):.1f}"
     ]
-    keys = [
-        "heard",
-        "last_sent",
-        "last_start",
-        "last_end",
-        "last_read",
-        "refused_sent",
-        "refusal_event",
-        "refused_read",
-    ]
+    keys = _KEYS
     names = "heard | in flight: sent, body start, body end, read | refused: sent, event, read"
 
     def fmt(row: dict[str, float]) -> str:
@@ -542,10 +590,13 @@ async def main(
                 for side in everyone:
                     side.calls = 0
                 slowest: dict[str, Trial] = {}
+                timed: dict[str, list[Trial]] = {big.name: [] for big, _ in pairs}
                 for _ in range(trials):
                     for side in everyone:
                         the = await timed_trial(side, pace_ms / 1000)
                         samples[side.name] += [t * 1000 for t in the.times]
+                        if side.name in timed:
+                            timed[side.name].append(the)
                         if side.name not in slowest or max(the.times) > max(slowest[side.name].times):
                             slowest[side.name] = the
                 cpu.append(CALLS.cpu_per_call_ms())
@@ -579,6 +630,9 @@ async def main(
                 )
                 if show_timeline:
                     for big, _ in pairs:
+                        print(f"  {big.name}, each trial:", flush=True)
+                        for the in timed[big.name]:
+                            print(trial_summary(big, the), flush=True)
                         for text in timeline(big, slowest[big.name]):
                             print(text, flush=True)
             print(f"over {runs} runs, min/median/max:")
