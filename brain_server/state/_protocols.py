@@ -119,6 +119,11 @@ class KillStore(Protocol):
 
     async def kill_state(self) -> KillState: ...
 
+    async def note_kill(self, state: KillState, log: LogEntry) -> None:
+        """Make a kill durable ahead of its commit (`set_kill_state`), before anyone is told of it: a brain that dies
+        in between engages it again as it starts (a crash never un-kills the bodies that heard it)."""
+        ...
+
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None: ...
 
 
