@@ -3,13 +3,16 @@
 The brain publishes a kill to every event stream before its commit (which queues behind every body's audit batches,
 `Brain.set_kill`). A brain that died in between would restart with the kill released, and the bodies that heard it
 would be released as they registered again. So the kill is first written to `<database>.kill` (one small file,
-rewritten in place: its directory entry is made durable once, when the engine opens) and, under `power_loss`
-durability, synced; only then is it published. As the engine opens, a note newer than the database's kill state
-(by its `at`) is committed, with its log line: the kill the bodies heard holds. A note as old as the database's
-kill state or older (the kill committed, or released since: a release is later) is spent and changes nothing.
+rewritten in place: its directory entry is made durable once, when the engine opens), then published; under
+`power_loss` durability the note is synced right after, before the kill's commit is queued. A process's crash keeps
+the note without its sync (the page cache outlives the process); a power loss in the milliseconds between the
+publication and the note's sync can still release the bodies that heard the kill: the sync is kept off the
+publication's path, where a disk busy with every body's journal syncs would hold every body's kill.
 
-A note is only ever written before anything is told of its kill: one that cannot be read back (a crash mid-write)
-was told to nobody, and is dropped (logged).
+As the engine opens, a note newer than the database's kill state (by its `at`) is committed, with its log line: the
+kill the bodies heard holds. A note as old as the database's kill state or older (the kill committed, or released
+since: a release is later) is spent and changes nothing. A note is only ever written before anything is told of its
+kill: one that cannot be read back (a crash mid-write) was told to nobody, and is dropped (logged).
 """
 
 from __future__ import annotations
@@ -76,6 +79,18 @@ def write(path: Path, state: KillState, log: LogEntry, *, sync: bool) -> None:
         os.ftruncate(fd, len(payload))
         if sync:
             os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync(path: Path) -> None:
+    """Make the note at `path` durable against a power loss (the kill it holds was published already)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
     finally:
         os.close(fd)
 

@@ -15,7 +15,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -234,15 +233,14 @@ class SqliteStateEngine(
         return KillState(engaged=bool(row["engaged"]), reason=row["reason"], by=row["by"], at=parse_time(row["at"]))
 
     _note_synced = True
-    """Whether a kill's note is synced before it is published (power-loss durability; a process crash keeps it
-    without the sync)."""
+    """Whether a kill's note is synced (under power-loss durability) before its commit."""
 
     async def note_kill(self, state: KillState, log: LogEntry) -> None:
         """Note a kill beside the database before it is published, ahead of its commit (`_kill_note`): a brain that
-        dies before `set_kill_state` commits it commits it as it opens again."""
-        await anyio.to_thread.run_sync(
-            partial(_kill_note.write, _kill_note.note_path(self._path), state, log, sync=self._note_synced)
-        )
+        dies before `set_kill_state` commits it commits it as it opens again. Written here, on the event loop (a
+        few hundred bytes into the page cache, no sync: a process's crash keeps them), so the publication waits for
+        no disk; `set_kill_state` syncs it first, under power-loss durability."""
+        _kill_note.write(_kill_note.note_path(self._path), state, log, sync=False)
 
     async def _replay_kill_note(self) -> None:
         """As the engine opens: the kill noted ahead of a commit that never came is committed now."""
@@ -254,6 +252,9 @@ class SqliteStateEngine(
         await anyio.to_thread.run_sync(_kill_note.prepare, path)
 
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
+        if state.engaged and self._note_synced:
+            # (the kill's note, written as it was published: synced alongside the commit's queue, before its answer)
+            await anyio.to_thread.run_sync(_kill_note.sync, _kill_note.note_path(self._path))
         async with self._write() as conn:
             await conn.execute(
                 "UPDATE kill_state SET engaged = ?, reason = ?, by = ?, at = ? WHERE id = 1",
