@@ -314,7 +314,7 @@ class Brain:
             log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
             if engaged:
                 try:
-                    await self.state.note_kill(state, log)  # (durable before anyone hears it: a crash cannot un-kill)
+                    await self.state.note_kill(state, log)  # (before anyone hears it: a crash cannot un-kill them)
                 except OSError as exc:  # (a full or failing disk: the bodies are stopped all the same, the commit says)
                     logger.error("the kill could not be noted ahead of its commit (%s); published all the same", exc)
                 with self.pauses.committing(state):

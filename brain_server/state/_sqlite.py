@@ -253,8 +253,11 @@ class SqliteStateEngine(
 
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
         if state.engaged and self._note_synced:
-            # (the kill's note, written as it was published: synced alongside the commit's queue, before its answer)
-            await anyio.to_thread.run_sync(_kill_note.sync, _kill_note.note_path(self._path))
+            # (the kill's note, written as it was published: synced before the commit, so before the captain's answer)
+            try:
+                await anyio.to_thread.run_sync(_kill_note.sync, _kill_note.note_path(self._path))
+            except OSError as exc:  # (the commit decides: it fails too on a failing disk, and says so)
+                logger.error("the kill's note could not be synced (%s); the kill is committed all the same", exc)
         async with self._write() as conn:
             await conn.execute(
                 "UPDATE kill_state SET engaged = ?, reason = ?, by = ?, at = ? WHERE id = 1",
