@@ -66,6 +66,11 @@ class RawClient:
             raise
         return client
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (the benches read its CPU time from /proc)."""
+        return self._process.pid
+
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> RawToolResult:
         result = await self._request("tools/call", {"name": name, "arguments": arguments})
         structured = result.get("structuredContent")

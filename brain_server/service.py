@@ -299,20 +299,26 @@ class Brain:
         """Engage or release the brain's kill switch; every event stream hears of it at once (`kill_event`: its
         reason's personal data redacted; what is stored is protected, `[privacy]`).
 
-        A kill is published before its commit: the bodies stop without waiting for the writers queued ahead of it
-        (every body's audit batches share that queue), and the captain's answer still waits until the kill is
-        durable. Until the commit ends, every kill state the brain answers with (heartbeats, registrations, the
-        first event of a stream that opens meanwhile) is that kill (`AgentPauses.committing`): a heartbeat read
-        from the database before the commit would otherwise lift the kill on a body that had heard it. A kill whose
-        commit fails has stopped the bodies anyway (fail closed: their next heartbeat brings back what the database
-        says) and answers with the error. A release is published only once committed: nothing resumes on a release
-        that could still be lost."""
+        A kill is noted beside the database (`note_kill`: one small file, synced after the publication, before the
+        commit) and then published, before its commit: the bodies stop without waiting for the writers queued ahead of
+        it (every body's audit batches share that queue), a brain that dies before the commit engages the noted kill
+        again as it starts (a crash never un-kills the bodies that heard it; a power loss before the note's sync still
+        can), and the captain's answer still waits until the kill is committed. Until the commit ends, every kill state
+        the brain answers with (heartbeats, registrations, the first event of a stream that opens meanwhile) is that
+        kill (`AgentPauses.committing`): a heartbeat read from the database before the commit would otherwise lift the
+        kill on a body that had heard it. A kill whose commit fails has stopped the bodies anyway (fail closed: their
+        next heartbeat brings back what the database says, and a restart commits the noted kill) and answers with the
+        error. A release is published only once committed: nothing resumes on a release that could still be lost."""
         reason = self.privacy.protect(reason)
         async with self.pauses.lock:  # (kill-state changes in commit order, pauses included)
             now = self.now()
             state = KillState(engaged=engaged, reason=reason, by=by.name, at=now)
             log = by.entry("kill" if engaged else "resume", at=now, reason=reason)
             if engaged:
+                try:
+                    await self.state.note_kill(state, log)  # (before anyone hears it: a crash cannot un-kill them)
+                except OSError as exc:  # (a full or failing disk: the bodies are stopped all the same, the commit says)
+                    logger.error("the kill could not be noted ahead of its commit (%s); published all the same", exc)
                 with self.pauses.committing(state):
                     await self.state.set_kill_state(state, log)
             else:

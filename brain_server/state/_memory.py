@@ -135,6 +135,9 @@ class MemoryStateEngine(MemoryTasks, MemoryAutonomy, MemoryTelemetry, MemorySess
     async def kill_state(self) -> KillState:
         return self._kill
 
+    async def note_kill(self, state: KillState, log: LogEntry) -> None:
+        """Nothing to note: a memory engine does not outlive its process."""
+
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
         self._kill = state
         self._log.append(log)

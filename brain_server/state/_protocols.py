@@ -119,6 +119,12 @@ class KillStore(Protocol):
 
     async def kill_state(self) -> KillState: ...
 
+    async def note_kill(self, state: KillState, log: LogEntry) -> None:
+        """Note a kill ahead of its publication and its commit (`set_kill_state`, which makes the note durable
+        against a power loss first): a brain whose process dies in between engages it again as it starts (a crash
+        never un-kills the bodies that heard it). Waits for no disk: it is on the kill's path to every body."""
+        ...
+
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None: ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -26,6 +27,7 @@ from shared_protocol.decisions import DecisionState
 
 from ..audit import AuditAppend, link_batch, seqs_to_look_up
 from ..exceptions import NoDatabase, StateBroken
+from . import _kill_note
 from ._protocols import Durability, EngineKind, RecordRewrite, StateEngine
 from ._records import BodyRecord, DecisionReplaced, LogEntry, Rebinding, TokenRecord
 from ._rules import body_key_change, canonical, decision_mark, iso, parse_time, rebind_refusal, same_question
@@ -38,6 +40,8 @@ from ._sqlite_sessions import SqliteSessions
 from ._sqlite_tasks import SqliteTasks
 from ._sqlite_telemetry import SqliteTelemetry
 from ._sqlite_wake import SqliteWake
+
+logger = logging.getLogger(__name__)
 
 
 class SqliteStateEngine(
@@ -80,7 +84,14 @@ class SqliteStateEngine(
                 raise
             raise broken from None
         reader, scanner = readers
-        return cls(writer, reader, scanner, path=path, inline=inline)
+        engine = cls(writer, reader, scanner, path=path, inline=inline)
+        engine._note_synced = durability == "power_loss"
+        try:
+            await engine._replay_kill_note()
+        except BaseException:
+            await engine.close()
+            raise
+        return engine
 
     async def close(self) -> None:
         """Close every connection, even when the caller is being cancelled (their threads would outlive it)."""
@@ -221,7 +232,32 @@ class SqliteStateEngine(
         assert row is not None, "migration v1 inserts the kill_state row"
         return KillState(engaged=bool(row["engaged"]), reason=row["reason"], by=row["by"], at=parse_time(row["at"]))
 
+    _note_synced = True
+    """Whether a kill's note is synced (under power-loss durability) before its commit."""
+
+    async def note_kill(self, state: KillState, log: LogEntry) -> None:
+        """Note a kill beside the database before it is published, ahead of its commit (`_kill_note`): a brain that
+        dies before `set_kill_state` commits it commits it as it opens again. Written here, on the event loop (a
+        few hundred bytes into the page cache, no sync: a process's crash keeps them), so the publication waits for
+        no disk; `set_kill_state` syncs it first, under power-loss durability."""
+        _kill_note.write(_kill_note.note_path(self._path), state, log, sync=False)
+
+    async def _replay_kill_note(self) -> None:
+        """As the engine opens: the kill noted ahead of a commit that never came is committed now."""
+        path = _kill_note.note_path(self._path)
+        noted = await anyio.to_thread.run_sync(_kill_note.read, path)
+        if noted is not None and _kill_note.pending(noted[0], await self.kill_state()):
+            await self.set_kill_state(*noted)
+            logger.warning("the brain stopped before a kill's commit: the kill noted ahead of it is committed now")
+        await anyio.to_thread.run_sync(_kill_note.prepare, path)
+
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
+        if state.engaged and self._note_synced:
+            # (the kill's note, written as it was published: synced before the commit, so before the captain's answer)
+            try:
+                await anyio.to_thread.run_sync(_kill_note.sync, _kill_note.note_path(self._path))
+            except OSError as exc:  # (the commit decides: it fails too on a failing disk, and says so)
+                logger.error("the kill's note could not be synced (%s); the kill is committed all the same", exc)
         async with self._write() as conn:
             await conn.execute(
                 "UPDATE kill_state SET engaged = ?, reason = ?, by = ?, at = ? WHERE id = 1",

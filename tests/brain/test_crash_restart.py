@@ -7,13 +7,15 @@ and the old claimant's late outcome is refused.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -21,6 +23,7 @@ import pytest
 from anyio.abc import Process
 
 from brain_server import Brain, BrainSettings, SqliteStateEngine, build_app, issue_token
+from brain_server.auth import Role
 from brain_server.state import sqlite_url
 
 from .helpers import BrainClient, audit_chain, batch, ok, refused
@@ -85,7 +88,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path:
     state = await SqliteStateEngine.open(db)
     tokens = {
         name: await issue_token(state, role=role, label=name, at=datetime.now(UTC))
-        for name, role in (("body", "body"), ("body-b", "body"), ("body-c", "body"), ("captain", "captain"))
+        for name, role in cast(
+            "tuple[tuple[str, Role], ...]",
+            (("body", "body"), ("body-b", "body"), ("body-c", "body"), ("captain", "captain")),
+        )
     }
     await state.close()
 
@@ -154,3 +160,91 @@ async def _lease_runs_out_after_the_restart(db: Path, before_crash: dict[str, An
                 assert (again["task"]["id"], again["task"]["attempts"]) == (task_id, 2)
     finally:
         await state.close()
+
+
+async def _kill_state_after_restart(db: Path, port: int, log: Path, captain: str) -> bool:
+    """Start the brain again on `db` and read its kill switch (what every body is told when it registers again)."""
+    process, url = await start_brain(db, port, log)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            status = ok(await c.get("/v1/status", headers={"Authorization": f"Bearer {captain}"}))
+        return bool(status["kill"]["engaged"])
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def _killed_while_the_commit_is_held(tmp_path: Path) -> tuple[bool, bool]:
+    """A body's stream hears a kill whose commit is held (another writer holds the database's lock: the audit
+    batches queued ahead of it, under load); the brain is SIGKILLed then. Whether the captain was answered, and
+    whether the restarted brain is killed."""
+    db, log = tmp_path / "brain.db", tmp_path / "brain.log"
+    state = await SqliteStateEngine.open(db)
+    now = datetime.now(UTC)
+    tokens = {
+        "body": await issue_token(state, role="body", label="body", at=now),
+        "captain": await issue_token(state, role="captain", label="captain", at=now),
+    }
+    await state.close()
+    process, url = await start_brain(db, 0, log)
+    port = int(url.rsplit(":", 1)[1])
+    answered: list[int] = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            body = {"Authorization": f"Bearer {tokens['body']}"}
+            async with c.stream("GET", "/v1/events", params={"body_id": "body-a"}, headers=body) as stream:
+                lines = stream.aiter_lines()
+                with anyio.fail_after(10):
+                    while not (await anext(lines)).startswith("event: resume"):
+                        pass  # (every stream's first event: the kill state as it is)
+                lock = sqlite3.connect(db, isolation_level=None)
+                lock.execute("BEGIN IMMEDIATE")  # (the kill's commit waits behind this writer)
+                try:
+                    async with anyio.create_task_group() as group:
+
+                        async def kill() -> None:
+                            with contextlib.suppress(httpx.TransportError):
+                                captain = {"Authorization": f"Bearer {tokens['captain']}"}
+                                response = await c.post("/v1/kill", json={"reason": "runaway"}, headers=captain)
+                                answered.append(response.status_code)
+
+                        group.start_soon(kill)
+                        with anyio.fail_after(10):
+                            while not (await anext(lines)).startswith("event: kill"):
+                                pass  # (published before its commit: the body has stopped)
+                        process.kill()
+                        await process.wait()
+                finally:
+                    lock.rollback()
+                    lock.close()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return bool(answered), await _kill_state_after_restart(db, port, log, tokens["captain"])
+
+
+async def test_a_kill_answered_to_the_captain_survives_a_sigkill(tmp_path: Path) -> None:
+    """What `POST /v1/kill` promises: once answered, the kill is in the database, whatever happens to the brain."""
+    db, log = tmp_path / "brain.db", tmp_path / "brain.log"
+    state = await SqliteStateEngine.open(db)
+    captain = await issue_token(state, role="captain", label="captain", at=datetime.now(UTC))
+    await state.close()
+    process, url = await start_brain(db, 0, log)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            ok(await c.post("/v1/kill", json={"reason": "runaway"}, headers={"Authorization": f"Bearer {captain}"}))
+    finally:
+        process.kill()  # (at once after the answer: no clean shutdown, no later commit)
+        await process.wait()
+    assert await _kill_state_after_restart(db, port, log, captain) is True
+
+
+async def test_a_crash_between_a_kills_publication_and_its_commit_does_not_unkill_the_bodies(tmp_path: Path) -> None:
+    """The kill is published before its commit (`Brain.set_kill`): a brain SIGKILLed in between never answered the
+    captain, yet the bodies that heard it stopped, and the restarted brain is killed (the note synced before the
+    publication, committed as the brain opens): they are not released when they register again."""
+    answered, killed = await _killed_while_the_commit_is_held(tmp_path)
+    assert not answered
+    assert killed

@@ -152,3 +152,43 @@ async def test_a_kill_whose_commit_fails_has_stopped_the_bodies_and_answers_the_
             with pytest.raises(anyio.WouldBlock):
                 events.receive_nowait()
     assert (await state.kill_state()).engaged is False
+
+
+async def test_a_kill_is_noted_before_any_stream_hears_it_and_a_release_is_not_noted() -> None:
+    """`note_kill` (the engine's durable note: a crash between publication and commit cannot un-kill the bodies)
+    comes before the publication; a release, published only once committed, needs none."""
+    published_when_noted: list[int] = []
+
+    class Noting(MemoryStateEngine):
+        async def note_kill(self, state: KillState, log: LogEntry) -> None:
+            published_when_noted.append(brain.hub.published)
+
+    brain = Brain(BrainSettings(), state=Noting())
+    async with brain.running():
+        with brain.hub.subscribe("body-a") as events:
+            before = brain.hub.published
+            await brain.set_kill(CAPTAIN, engaged=True, reason="runaway")
+            assert published_when_noted == [before]  # (noted while nothing of it was published yet)
+            assert events.receive_nowait().name == "kill"
+            await brain.set_kill(CAPTAIN, engaged=False, reason="fixed")
+            assert events.receive_nowait().name == "resume"
+    assert published_when_noted == [before]
+
+
+async def test_a_kill_whose_note_fails_is_published_and_committed_all_the_same(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full or failing disk under the note does not keep the bodies running: the kill goes out and is committed."""
+
+    class Failing(MemoryStateEngine):
+        async def note_kill(self, state: KillState, log: LogEntry) -> None:
+            raise OSError(28, "No space left on device")
+
+    state = Failing()
+    brain = Brain(BrainSettings(), state=state)
+    async with brain.running():
+        with brain.hub.subscribe("body-a") as events:
+            await brain.set_kill(CAPTAIN, engaged=True, reason="runaway")
+            assert events.receive_nowait().name == "kill"
+    assert (await state.kill_state()).engaged is True
+    assert "could not be noted ahead of its commit" in caplog.text
