@@ -252,18 +252,24 @@ class SqliteStateEngine(
         await anyio.to_thread.run_sync(_kill_note.prepare, path)
 
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
-        if state.engaged and self._note_synced:
-            # (the kill's note, written as it was published: synced before the commit, so before the captain's answer)
-            try:
-                await anyio.to_thread.run_sync(_kill_note.sync, _kill_note.note_path(self._path))
-            except OSError as exc:  # (the commit decides: it fails too on a failing disk, and says so)
-                logger.error("the kill's note could not be synced (%s); the kill is committed all the same", exc)
-        async with self._write() as conn:
-            await conn.execute(
+        note = _kill_note.note_path(self._path) if state.engaged and self._note_synced else None
+
+        def job(conn: sqlite3.Connection) -> None:
+            # One job on the writer's thread, queued where the kill arrived: a claim queued after it reads it in its
+            # own statement (a hop of its own for the note's sync would let later writers ahead of the kill).
+            if note is not None:
+                # (the kill's note, written as it was published: synced before the commit, so before the answer)
+                try:
+                    _kill_note.sync(note)
+                except OSError as exc:  # (the commit decides: it fails too on a failing disk, and says so)
+                    logger.error("the kill's note could not be synced (%s); the kill is committed all the same", exc)
+            conn.execute(
                 "UPDATE kill_state SET engaged = ?, reason = ?, by = ?, at = ? WHERE id = 1",
                 (int(state.engaged), state.reason, state.by, None if state.at is None else iso(state.at)),
             )
-            await self._log(conn, log)
+            self._log_now(conn, log)
+
+        await self._write_job(job)
 
     async def upsert_body(self, body: BodyRecord, *, key_log: LogEntry | None = None) -> None:
         async with self._write() as conn:
