@@ -154,7 +154,9 @@ async def test_a_deadlock_that_needs_a_human_skips_the_captain_agent_and_is_deni
         stuck = await decision(s, proposed["id"])
         assert [step["kind"] for step in stuck["ladder"]] == ["deadlock", "priority", "human_captain"]
 
-        idle = await s.agent(CAPTAIN, "--once", "--wait", "3", timeout_s=60, in_process=True)
+        # (It lists the pending decisions when it connects, before its --wait: the stuck one is looked at whatever
+        # the wait, and with the brain's clock standing still nothing new comes meanwhile.)
+        idle = await s.agent(CAPTAIN, "--once", "--wait", "0.5", timeout_s=60, in_process=True)
         assert idle.returncode == 3, idle.stderr  # nothing for it: the brain never gave it the step
         assert "deadlocked" not in idle.stderr
         after = await decision(s, proposed["id"])
