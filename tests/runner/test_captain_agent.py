@@ -103,7 +103,8 @@ async def test_the_captain_agents_runner_breaks_a_deadlock_and_the_change_applie
         runs: dict[str, tuple[int, str]] = {}
 
         async def run(name: str, *args: str) -> None:
-            done = await s.agent(name, *args, timeout_s=150)
+            # (the worker in the test's process, as only one runner may be; the captain agent in a process of its own)
+            done = await s.agent(name, *args, timeout_s=150, in_process=name == "worker-1")
             runs[name] = (done.returncode, done.stderr)
 
         async with anyio.create_task_group() as group:
