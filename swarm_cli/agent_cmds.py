@@ -331,7 +331,9 @@ def _agents_up(args: argparse.Namespace) -> int:
         extra += ["--brain", args.brain]
     live = ["--live"] if args.live else []
     children: dict[str, subprocess.Popen[bytes]] = {}
-    pause: dict[str, float] = {a.name: 1.0 for a in agents}
+    if not 0 < args.restart_pause < float("inf"):
+        raise RunnerUserError(f"--restart-pause must be a positive number of seconds, not {args.restart_pause:g}")
+    pause: dict[str, float] = {a.name: args.restart_pause for a in agents}
     next_start: dict[str, float] = {a.name: 0.0 for a in agents}
     stopping = False
 
@@ -351,7 +353,7 @@ def _agents_up(args: argparse.Namespace) -> int:
                 if child is not None:
                     _say(f"{agent.name} exited with {child.returncode}; restarting in {pause[agent.name]:g} s")
                     next_start[agent.name] = now + pause[agent.name]
-                    pause[agent.name] = min(pause[agent.name] * 2, 60.0)
+                    pause[agent.name] = max(min(pause[agent.name] * 2, 60.0), pause[agent.name])
                     del children[agent.name]
                     continue
                 if now >= next_start[agent.name]:
@@ -417,6 +419,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("--brain", metavar="URL", help="the brain (default: $SWARM_BRAIN_URL)")
     p.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
+    p.add_argument(
+        "--restart-pause",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="the pause before a dead agent's first restart (default 1); it doubles with each restart, up to 60",
+    )
 
 
 __all__ = ["EXIT_ERROR", "add_parsers", "cmd_agent_run", "cmd_agents_up", "work_root"]

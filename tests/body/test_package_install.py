@@ -63,8 +63,11 @@ async def test_a_package_installs_from_a_pinned_local_index_through_the_proxy(
                 await call(client, "run_command", argv=["python", "-c", f"import {MODULE}; print({MODULE}.GREETING)"])
             )
             assert used["stdout"].strip() == GREETING
-            # Without network=true, the same install reaches nothing.
-            offline = await call(client, "run_command", argv=[*install, "--force-reinstall"], timeout_s=300)
+            # Without network=true, the same install reaches nothing. (Told not to retry: pip would try 5 more
+            # times over some 7.5 s of backoff, uv 3 more, before giving up on what can never answer.)
+            again = [*install, "--force-reinstall"]
+            again = [*again, "--retries", "0"] if installer == "pip" else ["env", "UV_HTTP_RETRIES=0", *again]
+            offline = await call(client, "run_command", argv=again, timeout_s=300)
             assert (offline.structured_content or {}).get("exit_code") != 0
         event = body.audit.get(installed["action_id"])
         assert event is not None and event.impact.api_calls >= 2 and event.impact.files == 0

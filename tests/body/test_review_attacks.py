@@ -5,8 +5,14 @@ Run: python3 -m uv run pytest tests/body/test_review_attacks.py -q
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +238,53 @@ async def test_audit_tail_cannot_be_forged_by_a_rationale(client: Client, worksp
     assert "\x1b" not in out and not any(line.startswith("#999 ") for line in out.splitlines()), out
 
 
+@dataclass
+class StdioBody:
+    """A real `swarm body` process over raw stdio, initialized; `sent`: the tool calls sent so far (their ids)."""
+
+    process: subprocess.Popen[bytes]
+    sent: int = 0
+
+    def send(self, raw: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(raw + b"\n")
+        self.process.stdin.flush()
+
+    def reply(self, timeout: float) -> bytes | None:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        return self.process.stdout.readline() if ready else None
+
+
+@pytest.fixture(scope="module")
+def stdio_body(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioBody]:
+    """One body process for the module's unparsable calls (each is a read, answered or not: none changes what the
+    next one meets), so each does not pay for a body's start."""
+    root = tmp_path_factory.mktemp("stdio-body")
+    workspace, home = root / "ws", root / "home"
+    workspace.mkdir()
+    home.mkdir()
+    (workspace / "README.md").write_text("# sample\n")
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    body = StdioBody(process)
+    try:
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        body.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}).encode())
+        assert body.reply(30) is not None
+        body.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        yield body
+    finally:
+        process.kill()
+        process.wait()
+
+
 # -- F9: requests the SDK cannot parse are dropped: no reply, no audit event ----------------------------------------
 
 
@@ -244,47 +297,17 @@ async def test_audit_tail_cannot_be_forged_by_a_rationale(client: Client, worksp
     ],
     ids=["lone-surrogate", "deep-nesting", "long-int"],
 )
-def test_every_tools_call_gets_a_reply_over_stdio(workspace: Path, home: Path, arguments: bytes) -> None:
-    import json
-    import select
-    import subprocess
-    import sys
-
-    env = {**os.environ, "SWARM_HOME": str(home)}
-    body = subprocess.Popen(
-        [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
+def test_every_tools_call_gets_a_reply_over_stdio(stdio_body: StdioBody, arguments: bytes) -> None:
+    stdio_body.sent += 1
+    call_id = stdio_body.sent
+    stdio_body.send(
+        b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"read_text_file","arguments":' % call_id
+        + arguments
+        + b"}}"
     )
-    assert body.stdin is not None and body.stdout is not None
-
-    def send(raw: bytes) -> None:
-        assert body.stdin is not None
-        body.stdin.write(raw + b"\n")
-        body.stdin.flush()
-
-    def reply(timeout: float) -> bytes | None:
-        assert body.stdout is not None
-        ready, _, _ = select.select([body.stdout], [], [], timeout)
-        return body.stdout.readline() if ready else None
-
-    try:
-        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
-        send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}).encode())
-        assert reply(30) is not None
-        send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
-        send(
-            b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_text_file","arguments":'
-            + arguments
-            + b"}}"
-        )
-        answer = reply(8)
-        assert answer is not None, "the body never answered the call (and did not audit it)"
-    finally:
-        body.kill()
-        body.wait()
+    answer = stdio_body.reply(8)
+    assert answer is not None, "the body never answered the call (and did not audit it)"
+    assert json.loads(answer).get("id") == call_id, answer
 
 
 # -- F10: a NUL in argv is an internal error, not invalid arguments ---------------------------------------------------

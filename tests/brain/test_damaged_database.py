@@ -1,6 +1,7 @@
 """`swarm brain serve` on a database it cannot use: it exits non-zero with one line on stderr, at start and while
 serving, so that systemd's `Restart=always` starts it again (never a traceback, never a process that neither serves
-nor exits). Real processes, real damaged files."""
+nor exits). Real processes, real damaged files; the other commands on such a file (`swarm brain token …`), whose
+process is not what is tested, run in the test's process (`tests/cli/inprocess.py`: the same entry point)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from anyio.abc import Process
 
 from brain_server import SqliteStateEngine, issue_token
 from brain_server.exceptions import StateBroken
+from tests.cli.inprocess import swarm_in_process
 
 from .helpers import audit_chain, batch
 
@@ -101,6 +103,13 @@ async def run_to_exit(home: Path, *args: str) -> subprocess.CompletedProcess[byt
         return await anyio.run_process(swarm(*args), env=env_for(home), check=False)
 
 
+async def run_here(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """`run_to_exit` in the test's process, minus a new Python's start."""
+    with anyio.fail_after(EXIT_WITHIN_S):
+        done = await swarm_in_process(args, env_for(home))
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.encode(), done.stderr.encode())
+
+
 def decoded(result: subprocess.CompletedProcess[bytes]) -> str:
     return result.stderr.decode()
 
@@ -113,7 +122,7 @@ async def test_serve_exits_at_start_with_one_line_for_a_database_it_cannot_use(d
     served = await run_to_exit(tmp_path / "home", "brain", "serve", "--db", str(db), "--port", "0")
     assert served.returncode == 1
     assert_one_line_reason(decoded(served))
-    listed = await run_to_exit(tmp_path / "home", "brain", "token", "list", "--db", str(db))
+    listed = await run_here(tmp_path / "home", "brain", "token", "list", "--db", str(db))
     assert listed.returncode == 1
     assert_one_line_reason(decoded(listed))
     if damage == "empty":

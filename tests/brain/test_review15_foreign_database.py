@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_damaged_database import assert_one_line_reason, decoded, run_to_exit
+from .test_damaged_database import assert_one_line_reason, decoded, run_here, run_to_exit
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +25,8 @@ async def test_a_database_of_another_application_is_refused_and_left_as_it_was(a
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
         conn.execute("INSERT INTO notes (text) VALUES ('keep me')")
     before = db.read_bytes()
-    result = await run_to_exit(tmp_path / "home", *argv, "--db", str(db))
+    run = run_to_exit if argv[1] == "serve" else run_here  # (serve's own process is what is tested)
+    result = await run(tmp_path / "home", *argv, "--db", str(db))
     assert result.returncode == 1
     assert_one_line_reason(decoded(result))
     assert "not a brain" in decoded(result) and "notes" in decoded(result), decoded(result)

@@ -318,6 +318,7 @@ async def test_a_paused_agent_and_its_reason_are_shown_with_a_resume(tmp_path: P
 
         # An approver sees the pauses and the Resume, which it cannot press; the brain refuses it anyway.
         other = await chrome.new_page()
+        await other.clock.install()  # (its timers run on, until the test moves them on: its refresh, below)
         await log_in(other, url, approver)
         approver_w1 = other.locator("#paused li.paused-agent[data-agent='w1']")
         await expect(approver_w1.locator("button.resume-agent")).to_be_disabled()
@@ -334,4 +335,6 @@ async def test_a_paused_agent_and_its_reason_are_shown_with_a_resume(tmp_path: P
         await expect(w2).to_have_count(1)
         status = await _status(url, captain)
         assert [p["agent"] for p in status["paused_agents"]] == ["w2"]  # type: ignore[union-attr, index]
-        await expect(approver_w1).to_have_count(0, timeout=10_000)  # (the approver's page refreshes too)
+        # The approver's page refreshes too: at its next periodic refresh (every 5 s), which the test brings on.
+        await other.clock.fast_forward(5_000)
+        await expect(approver_w1).to_have_count(0)

@@ -17,6 +17,9 @@ from tests.runner.stack import FIX, Stack, stack, token_var
 
 pytestmark = pytest.mark.anyio
 
+QUICK = ("--restart-pause", "0.1")
+"""A dead agent's first restart after 0.1 s (1 s by default: the tests need not wait it out)."""
+
 
 def alive(pid: int) -> bool:
     """Running (a zombie nobody reaped yet is not)."""
@@ -40,8 +43,12 @@ async def started(s: Stack, agent: str, *, after: int = 0, timeout_s: float = 60
 async def test_agents_up_restarts_an_agent_that_dies_and_sigterm_stops_all(tmp_path: Path) -> None:
     async with stack(tmp_path, agents=["worker-1", "worker-2"]) as s:
         s.script(FIX)
+        for odd in ("0", "-1", "nan", "inf"):  # (in the test's process: refused before any agent starts)
+            refused = await s.swarm("agents", "up", "--restart-pause", odd)
+            assert refused.returncode == 1, refused.stderr
+            assert "--restart-pause must be a positive number of seconds" in refused.stderr, refused.stderr
         with s.log("up").open("w") as log:
-            up = await anyio.open_process(s.cli_argv("agents", "up"), env=s.env(), stderr=log)
+            up = await anyio.open_process(s.cli_argv("agents", "up", *QUICK), env=s.env(), stderr=log)
             async with up:
                 one, two = await started(s, "worker-1"), await started(s, "worker-2")
                 # Both are up and listening to the brain before one is shot.
@@ -51,7 +58,7 @@ async def test_agents_up_restarts_an_agent_that_dies_and_sigterm_stops_all(tmp_p
                 os.kill(one, signal.SIGKILL)
                 again = await started(s, "worker-1", after=1)
                 assert again != one and alive(again) and alive(two)
-                assert re.search(r"worker-1 exited with -9; restarting", s.log("up").read_text())
+                assert re.search(r"worker-1 exited with -9; restarting in 0.1 s", s.log("up").read_text())
 
                 up.send_signal(signal.SIGTERM)
                 with anyio.fail_after(30):
@@ -83,7 +90,7 @@ async def test_agents_up_runs_reviewers_and_the_captain_agent_too_and_restarts_t
         s.script([{"content": "{}"}], name="judge.jsonl")  # (nothing to review: no model call is made)
         await s.override("worker-1")  # its --live claims are let through
         with s.log("up").open("w") as log:
-            up = await anyio.open_process(s.cli_argv("agents", "up", "--live"), env=s.env(), stderr=log)
+            up = await anyio.open_process(s.cli_argv("agents", "up", "--live", *QUICK), env=s.env(), stderr=log)
             async with up:
                 try:
                     pids = {name: await started(s, name) for name in ("worker-1", "rev-a", "cap-1")}

@@ -103,7 +103,8 @@ async def test_the_captain_agents_runner_breaks_a_deadlock_and_the_change_applie
         runs: dict[str, tuple[int, str]] = {}
 
         async def run(name: str, *args: str) -> None:
-            done = await s.agent(name, *args, timeout_s=150)
+            # (the worker in the test's process, as only one runner may be; the captain agent in a process of its own)
+            done = await s.agent(name, *args, timeout_s=150, in_process=name == "worker-1")
             runs[name] = (done.returncode, done.stderr)
 
         async with anyio.create_task_group() as group:
@@ -154,7 +155,9 @@ async def test_a_deadlock_that_needs_a_human_skips_the_captain_agent_and_is_deni
         stuck = await decision(s, proposed["id"])
         assert [step["kind"] for step in stuck["ladder"]] == ["deadlock", "priority", "human_captain"]
 
-        idle = await s.agent(CAPTAIN, "--once", "--wait", "3", timeout_s=60, in_process=True)
+        # (It lists the pending decisions when it connects, before its --wait: the stuck one is looked at whatever
+        # the wait, and with the brain's clock standing still nothing new comes meanwhile.)
+        idle = await s.agent(CAPTAIN, "--once", "--wait", "0.5", timeout_s=60, in_process=True)
         assert idle.returncode == 3, idle.stderr  # nothing for it: the brain never gave it the step
         assert "deadlocked" not in idle.stderr
         after = await decision(s, proposed["id"])

@@ -33,7 +33,10 @@ async def test_four_agents_against_one_brain_work_distinct_tasks_with_nothing_lo
         codes: dict[str, tuple[int, str]] = {}
 
         async def one(agent: str) -> None:
-            done = await s.agent(agent, "--once", "--live", "--wait", "60", timeout_s=240)
+            # (one of them in the test's process, as only one runner may be, the others in processes of their own)
+            done = await s.agent(
+                agent, "--once", "--live", "--wait", "60", timeout_s=240, in_process=agent == AGENTS[0]
+            )
             codes[agent] = (done.returncode, done.stderr)
 
         started = time.monotonic()

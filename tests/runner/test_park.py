@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,13 @@ POLICY = '[policy]\napproval_min_files = 2\n\n[consensus]\npanel = ["human:capta
 """Two files need consensus; the panel is the captain alone (its token's label), so its vote settles it."""
 
 
-async def parked(s: Stack, task_id: str, agent: anyio.abc.Process) -> str:
-    """Wait for the task to be parked; its decision id."""
+async def parked(s: Stack, task_id: str, agent: anyio.abc.Process | Callable[[], int | None]) -> str:
+    """Wait for the task to be parked (`agent`, a process or what says how a run in this process ended, has not
+    exited meanwhile); its decision id."""
     with anyio.fail_after(120):
         while (task := await s.task(task_id))["state"] != "waiting_approval":
-            assert agent.returncode is None, f"the agent exited with {agent.returncode} before parking"
+            code = agent() if callable(agent) else agent.returncode
+            assert code is None, f"the agent exited with {code} before parking"
             await anyio.sleep(0.2)
     assert task["lease_expires"] is None
     decision_id = task["parked_decision_id"]
@@ -55,16 +59,19 @@ async def run_to_the_decision(s: Stack, answer: str) -> tuple[dict[str, Any], in
     repo = s.repo_with_bug()
     task = await s.add_task(title="write a.txt and b.txt", acceptance=BOTH, repo=str(repo))
     await s.override("worker-1")
-    with s.log("worker-1").open("w") as log:
-        agent = await anyio.open_process(s.argv("worker-1", "--once", "--live"), env=s.env(), stderr=log)
-        async with agent:
-            decision_id = await parked(s, task["id"], agent)
-            assert not (repo / "a.txt").exists() and not (repo / "b.txt").exists(), "held back until approved"
-            answered = await s.captain.post(f"/v1/decisions/{decision_id}/{answer}", json={"reason": "test"})
-            assert answered.status_code == 200, answered.text
-            with anyio.fail_after(120):
-                code = await agent.wait()
-    return await s.task(task["id"]), code, s.log("worker-1").read_text(), repo
+    ran: list[subprocess.CompletedProcess[str]] = []
+
+    async def run() -> None:  # (in the test's process: a runner killed or restarted is the test below)
+        ran.append(await s.agent("worker-1", "--once", "--live", timeout_s=240, in_process=True))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        decision_id = await parked(s, task["id"], lambda: ran[0].returncode if ran else None)
+        assert not (repo / "a.txt").exists() and not (repo / "b.txt").exists(), "held back until approved"
+        answered = await s.captain.post(f"/v1/decisions/{decision_id}/{answer}", json={"reason": "test"})
+        assert answered.status_code == 200, answered.text
+    (done,) = ran
+    return await s.task(task["id"]), done.returncode, done.stderr, repo
 
 
 async def test_an_approved_decision_resumes_the_parked_task_which_succeeds(tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ async def panel_run(
     async with anyio.create_task_group() as group:
         for name in REVIEWERS:
             group.start_soon(reviewer, name)
-        worker = await s.agent("worker-1", "--once", "--live", timeout_s=150)
+        # (the worker in the test's process, as only one runner may be; the reviewers in processes of their own)
+        worker = await s.agent("worker-1", "--once", "--live", timeout_s=150, in_process=True)
         workers.append((worker.returncode, worker.stderr))
     assert workers[0][0] == 0, workers[0][1]
     after = await s.task(task["id"])
