@@ -15,7 +15,9 @@ else code 0 and its text); when the client closes the wire, calls still running 
 closed", as the SDK's dispatcher does at end of stream. Durability is the body's: `call_tool` returns a mutating call's
 outcome once its event is durable, and what it leaves for after the reply runs when the wire says it was flushed.
 
-Only once the session is initialized (before that the SDK answers, or refuses, every request) with a protocol version
+Never on a connection whose first request carried the 2026-07-28 envelope (that era has no handshake; the SDK serves
+and refuses its requests), nor a call carrying that envelope on a handshake connection (the SDK refuses it); only once
+the session is initialized (before that the SDK answers, or refuses, every request) with a protocol version
 whose tool result the reply is exactly (`_VERSIONS`: the SDK shapes a result to the version), only for a call whose
 params are exactly what the SDK would accept here (a string `name`, an object or no `arguments`, an object or no `_meta`
 without a progress token, nothing else: the SDK's progress channel and task-augmented calls are the SDK's), and
@@ -50,6 +52,12 @@ _PARAMS = frozenset({"name", "arguments", "_meta"})
 
 _SHUTDOWN_WRITE_S = 2.0
 """How long a "Connection closed" answer may take as the wire closes (the SDK's own bound is of this order)."""
+
+
+def _enveloped(params: Mapping[str, Any] | None) -> bool:
+    """Whether a request carries the 2026-07-28 envelope (the SDK's test for the era its first request opens)."""
+    meta = params.get("_meta") if params else None
+    return isinstance(meta, dict) and types.PROTOCOL_VERSION_META_KEY in meta
 
 
 class _Replies(Protocol):
@@ -109,6 +117,10 @@ class DirectCalls:
         self._calls = calls
         """Whether calls other than the kill's refusals are served here (False: the SDK's middleware is wanted)."""
         self._client: str | None = None
+        self._opened = False
+        """A request has been seen: the connection's era is decided (`note`)."""
+        self._modern = False
+        """Opened in the 2026-07-28 envelope: nothing is served here, `initialize` is the SDK's to refuse."""
         self._versioned = False
         self._initialized = False
         """Initialized with one of `_VERSIONS`: the direct path is open."""
@@ -131,8 +143,11 @@ class DirectCalls:
         return await tasks.__aexit__(*exc_info)
 
     def note(self, message: object) -> None:
-        """Follow the session: the client's name and version from `initialize`, then `notifications/initialized`;
-        and a `notifications/cancelled` for a call served here (which goes on to the SDK all the same)."""
+        """Follow the session, from every message the SDK is given: the protocol era its first request opens (a
+        connection opened in the 2026-07-28 envelope has no handshake: nothing of it is served here), the client's
+        name and version from `initialize`, then `notifications/initialized`; a `notifications/cancelled` for a call
+        served here (which goes on to the SDK all the same); and a request the SDK takes under the id of a call
+        served here, which takes that id's cancellation over, as a reused id does in the SDK's table."""
         if isinstance(message, types.JSONRPCNotification):
             if message.method == "notifications/initialized":
                 self._initialized = self._versioned
@@ -142,14 +157,19 @@ class DirectCalls:
                 if call is not None:
                     call.cancel_requested = True
                     call.scope.cancel()
-        elif isinstance(message, types.JSONRPCRequest) and message.method == "initialize":
-            try:
-                init = types.InitializeRequestParams.model_validate(message.params or {}, by_name=False)
-            except ValidationError:
-                return  # (the SDK refuses it and keeps the session as it was)
-            self._client = init.client_info.name
-            self._versioned = init.protocol_version in _VERSIONS
-            self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
+        elif isinstance(message, types.JSONRPCRequest):
+            if not self._opened:  # (the SDK's rule: the first request decides the era, for good)
+                self._opened = True
+                self._modern = message.method != "initialize" and _enveloped(message.params)
+            self._in_flight.pop(coerce_request_id(message.id), None)
+            if message.method == "initialize" and not self._modern:
+                try:
+                    init = types.InitializeRequestParams.model_validate(message.params or {}, by_name=False)
+                except ValidationError:
+                    return  # (the SDK refuses it and keeps the session as it was)
+                self._client = init.client_info.name
+                self._versioned = init.protocol_version in _VERSIONS
+                self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
 
     async def answered(self, request: types.JSONRPCRequest) -> bool:
         """Whether `request` (a `tools/call`) is served here (answered, or its task started); False: the SDK's."""
@@ -159,13 +179,15 @@ class DirectCalls:
         name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
         if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
             return False  # (the SDK says what is wrong with the request)
-        if meta is not None and (not isinstance(meta, dict) or "progressToken" in meta):
-            return False
+        if meta is not None and (
+            not isinstance(meta, dict) or "progressToken" in meta or types.PROTOCOL_VERSION_META_KEY in meta
+        ):
+            return False  # (the SDK's progress channel; the 2026-07-28 envelope, which it refuses on this connection)
         if not _PARAMS.issuperset(params):
             return False  # (`task`, or a field of a later version: the SDK's to read)
         arguments = cast("dict[str, Any] | None", arguments)
         meta = cast("dict[str, Any] | None", meta)
-        if self._body.kill_switch.state().engaged and await self._refused(request, name, arguments, meta):
+        if self._engaged() and await self._refused(request, name, arguments, meta):
             return True
         if not self._calls or self._tasks is None:
             return False
@@ -177,6 +199,15 @@ class DirectCalls:
         self._running.add(call)
         self._tasks.start_soon(self._serve, request.id, key, call, name, arguments, meta)
         return True
+
+    def _engaged(self) -> bool:
+        """Whether the kill switch is engaged; False when its state cannot be read here: the whole call then meets the
+        same in the guard, which refuses it (fail closed, audited), rather than the transport's read loop raising."""
+        try:
+            return self._body.kill_switch.state().engaged
+        except Exception:
+            logger.exception("the kill switch's state could not be read on the read loop; the guard reads it again")
+            return False
 
     async def _refused(
         self, request: types.JSONRPCRequest, name: str, arguments: dict[str, Any] | None, meta: dict[str, Any] | None
