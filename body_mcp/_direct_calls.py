@@ -50,8 +50,10 @@ _VERSIONS = frozenset({"2025-06-18", "2025-11-25"})
 
 _PARAMS = frozenset({"name", "arguments", "_meta"})
 
-_SHUTDOWN_WRITE_S = 2.0
-"""How long a "Connection closed" answer may take as the wire closes (the SDK's own bound is of this order)."""
+_SHUTDOWN_WRITE_S = 10.0
+"""How long the answers still owed as the wire closes may take to be handed to the write stream: a bound for a wire
+that takes nothing more (a client that closed stdin and reads no more), never for one that is slow. Queued behind the
+replies of a burst on a loaded machine, 2 s lost answers (review 20)."""
 
 
 def _enveloped(params: Mapping[str, Any] | None) -> bool:
@@ -95,6 +97,8 @@ class ServedTools(Protocol):
 class _InFlight:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancel_requested: bool = False
+    answering: bool = False
+    """Its call has returned: what is left is handing its answer to the write stream."""
 
 
 def call_result(outcome: CallOutcome) -> dict[str, Any]:
@@ -235,28 +239,32 @@ class DirectCalls:
     ) -> None:
         answer_started = False
         try:
-            with call.scope:
-                try:
-                    outcome = await self._body.call_tool(name, arguments, client=self._client, meta=meta)
-                finally:
-                    self._done(key, call)
+            try:
+                with call.scope:
+                    try:
+                        outcome = await self._body.call_tool(name, arguments, client=self._client, meta=meta)
+                    finally:
+                        self._finished(key, call)
+                    if not call.cancel_requested:
+                        answer_started = True
+                        reply = types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result=call_result(outcome))
+                        await self._send(reply)
+            except anyio.get_cancelled_exc_class():
+                if not answer_started and not call.cancel_requested:
+                    await self._closed(request_id)
+                raise
+            except Exception as exc:  # (the SDK's one boundary from a handler's exception to the wire, kept)
+                error = handler_exception_to_error_data(exc)
+                if error is None:
+                    logger.exception("handler for 'tools/call' raised")
+                    error = types.ErrorData(code=0, message=str(exc))
                 if not call.cancel_requested:
-                    answer_started = True
-                    await self._send(types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result=call_result(outcome)))
-        except anyio.get_cancelled_exc_class():
-            if not answer_started and not call.cancel_requested:
-                await self._closed(request_id)
-            raise
-        except Exception as exc:  # (the SDK's one boundary from a handler's exception to the wire, kept)
-            error = handler_exception_to_error_data(exc)
-            if error is None:
-                logger.exception("handler for 'tools/call' raised")
-                error = types.ErrorData(code=0, message=str(exc))
-            if not call.cancel_requested:
-                await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
-        else:
-            if call.scope.cancelled_caught and not answer_started and not call.cancel_requested:
-                await self._closed(request_id)  # (`closing`: the wire closed under the call)
+                    await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
+            else:
+                if call.scope.cancelled_caught and not answer_started and not call.cancel_requested:
+                    await self._closed(request_id)  # (`closing`: the wire closed under the call)
+        finally:
+            self._left(call)  # (its answer handed to the write stream, or given up: `closing` may go on)
 
     async def _closed(self, request_id: types.RequestId) -> None:
         """The SDK's answer to a request still running as the wire closes (shielded: the call is being cancelled)."""
@@ -264,9 +272,13 @@ class DirectCalls:
         with anyio.move_on_after(_SHUTDOWN_WRITE_S, shield=True):
             await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=closed))
 
-    def _done(self, key: types.RequestId, call: _InFlight) -> None:
+    def _finished(self, key: types.RequestId, call: _InFlight) -> None:
+        """The call returned (or raised): no cancellation reaches it now, and the wire closing leaves its answer be."""
         if self._in_flight.get(key) is call:
             del self._in_flight[key]
+        call.answering = True
+
+    def _left(self, call: _InFlight) -> None:
         self._running.discard(call)
         if not self._running:
             self._idle.set()
@@ -279,7 +291,14 @@ class DirectCalls:
 
     async def closing(self) -> None:
         """The client closed the wire: calls still running here are cancelled (each answered "Connection closed"),
-        as the SDK cancels its own at end of stream, before its write stream closes."""
+        as the SDK cancels its own at end of stream, and every answer owed (a finished call's, a "Connection closed")
+        is handed to the write stream before this returns and the SDK closes it; one the wire will not take within
+        `_SHUTDOWN_WRITE_S` is dropped, as the SDK drops its own."""
         for call in self._running:
+            if not call.answering:
+                call.scope.cancel()
+        with anyio.move_on_after(_SHUTDOWN_WRITE_S):
+            await self._idle.wait()
+        for call in self._running:  # (a wire that takes nothing more: what is left unsent is dropped)
             call.scope.cancel()
         await self._idle.wait()

@@ -6,13 +6,17 @@ as the call arrives, and a request id reused across the two paths then cancelled
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
 import pytest
+from anyio.streams.memory import MemoryObjectSendStream
+from mcp.shared.message import SessionMessage
 
+from body_mcp._direct_calls import DirectCalls  # pyright: ignore[reportPrivateUsage]
 from body_mcp.killswitch import KillState, MemoryKillSwitch
+from body_mcp.server import _Recovering, build_server  # pyright: ignore[reportPrivateUsage]
 from tests.body.test_direct_calls import (
     WAIT_S,
     _Hold,  # pyright: ignore[reportPrivateUsage]
@@ -200,5 +204,81 @@ async def test_a_reused_id_taken_from_the_sdk_then_cancelled_cancels_only_the_la
         assert [m for m in rest if m.get("id") == 7] == []
         assert (workspace / "first.txt").read_text() == "1"
         assert not (workspace / "second.txt").exists()
+    finally:
+        body.close()
+
+
+class _HeldReplies:
+    """The write stream a `DirectCalls` answers on, holding every `tools/call` answer until `go` is set."""
+
+    def __init__(self, inner: MemoryObjectSendStream[SessionMessage]) -> None:
+        self._inner = inner
+        self.go, self.holding = anyio.Event(), anyio.Event()
+
+    async def send(self, item: SessionMessage, /) -> None:
+        self.holding.set()
+        await self.go.wait()
+        await self._inner.send(item)
+
+
+class _Closes:
+    """The SDK's write stream, telling when the SDK closes it."""
+
+    def __init__(self, inner: MemoryObjectSendStream[SessionMessage]) -> None:
+        self._inner = inner
+        self.closed = anyio.Event()
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._inner.send(item)
+
+    async def aclose(self) -> None:
+        self.closed.set()
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _Closes:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def test_an_answer_still_being_written_as_the_client_closes_the_wire_is_not_lost(
+    workspace: Path, home: Path
+) -> None:
+    """A call that finished just before the client closed stdin, its reply not yet taken by the write stream (the
+    writer busy with a burst's replies): the SDK must not close the stream under it. The direct path counted the call
+    done before its reply was sent, so the SDK closed the stream and the reply was dropped (MEDIUM: over stdio, under
+    load, 32 replies of 60 calls lost in 6 runs, `ok` writes among them, their effects audited but never answered)."""
+    body = make_body(workspace, home)
+    to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+    server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
+    sdk_writes = _Closes(server_writes)
+    replies = _HeldReplies(server_writes)
+    server = build_server(body)
+    try:
+        async with anyio.create_task_group() as tg, DirectCalls(body, replies) as direct:
+            reads = _Recovering(server_reads, direct)
+            tg.start_soon(server.run, reads, cast(Any, sdk_writes), server.create_initialization_options())
+            client = {"name": "ide", "version": "1"}
+            init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client}
+            for message in (
+                {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                _request("write_file", {"path": "a.txt", "content": "x", "rationale": "r"}, ident=1),
+            ):
+                await to_server.send(
+                    SessionMessage(types.jsonrpc_message_adapter.validate_python(message, by_name=False))
+                )
+            with anyio.fail_after(WAIT_S):
+                assert (await from_server.receive()).message.id == 0  # type: ignore[union-attr]
+                await replies.holding.wait()
+            await to_server.aclose()
+            with anyio.move_on_after(1):  # (the SDK closing its stream before the answer is written: the hole)
+                await sdk_writes.closed.wait()
+            replies.go.set()
+            with anyio.fail_after(WAIT_S):
+                rest = [item.message async for item in from_server]
+        assert [(m.id, "result" in m.model_dump()) for m in rest] == [(1, True)]  # type: ignore[union-attr]
+        assert (workspace / "a.txt").read_text() == "x"
     finally:
         body.close()

@@ -149,3 +149,43 @@ def test_calls_cancelled_and_cut_off_by_stdin_closing_are_answered_honestly_and_
         assert reopened.audit.verify().ok
     finally:
         reopened.close()
+
+
+def test_a_writes_event_outlives_a_sigkill_right_after_its_direct_reply(workspace: Path, home: Path) -> None:
+    """Each write answered on the direct path, the process SIGKILLed as soon as the last reply is read: every write
+    whose reply came has its `ok` event (with its rationale) on reopening, the file as written, and the chain
+    verifies (the reply never goes out before its event is durable)."""
+    env = {**os.environ, "SWARM_HOME": str(home), "SWARM_AGENT": "review20"}
+    body = subprocess.Popen(
+        [sys.executable, "-m", "swarm_cli", "body", "--workspace", str(workspace)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert body.stdin is not None and body.stdout is not None
+    replies: list[dict[str, Any]] = []
+    try:
+        client = {"name": "review20", "version": "0"}
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}
+        _send(body.stdin, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+        assert "result" in json.loads(body.stdout.readline())
+        _send(body.stdin, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        for ident in (1, 2, 3):
+            args = {"path": f"k{ident}.txt", "content": f"{ident}\n", "rationale": f"durable {ident}"}
+            _send(body.stdin, _call(ident, "write_file", args))
+            replies.append(json.loads(body.stdout.readline()))
+        body.kill()
+    finally:
+        body.kill()
+        body.wait(timeout=DEADLINE_S)
+    assert [(r["id"], r["result"]["isError"]) for r in replies] == [(1, False), (2, False), (3, False)]
+    reopened = make_body(workspace, home)
+    try:
+        for reply in replies:
+            event = reopened.audit.get(reply["result"]["structuredContent"]["action_id"])
+            assert event is not None and (event.outcome, event.rationale) == ("ok", f"durable {reply['id']}")
+            assert (workspace / f"k{reply['id']}.txt").read_text() == f"{reply['id']}\n"
+        assert reopened.audit.verify().ok
+    finally:
+        reopened.close()
