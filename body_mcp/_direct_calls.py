@@ -99,6 +99,8 @@ class _InFlight:
     cancel_requested: bool = False
     answering: bool = False
     """Its call has returned: what is left is handing its answer to the write stream."""
+    answer: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    """Around the call and its answer both."""
 
 
 def call_result(outcome: CallOutcome) -> dict[str, Any]:
@@ -239,30 +241,31 @@ class DirectCalls:
     ) -> None:
         answer_started = False
         try:
-            try:
-                with call.scope:
-                    try:
-                        outcome = await self._body.call_tool(name, arguments, client=self._client, meta=meta)
-                    finally:
-                        self._finished(key, call)
+            with call.answer:  # (`closing` gives up on a wire that takes nothing more)
+                try:
+                    with call.scope:
+                        try:
+                            outcome = await self._body.call_tool(name, arguments, client=self._client, meta=meta)
+                        finally:
+                            self._finished(key, call)
+                        if not call.cancel_requested:
+                            answer_started = True
+                            reply = types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result=call_result(outcome))
+                            await self._send(reply)
+                except anyio.get_cancelled_exc_class():
+                    if not answer_started and not call.cancel_requested:
+                        await self._closed(request_id)
+                    raise
+                except Exception as exc:  # (the SDK's one boundary from a handler's exception to the wire, kept)
+                    error = handler_exception_to_error_data(exc)
+                    if error is None:
+                        logger.exception("handler for 'tools/call' raised")
+                        error = types.ErrorData(code=0, message=str(exc))
                     if not call.cancel_requested:
-                        answer_started = True
-                        reply = types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result=call_result(outcome))
-                        await self._send(reply)
-            except anyio.get_cancelled_exc_class():
-                if not answer_started and not call.cancel_requested:
-                    await self._closed(request_id)
-                raise
-            except Exception as exc:  # (the SDK's one boundary from a handler's exception to the wire, kept)
-                error = handler_exception_to_error_data(exc)
-                if error is None:
-                    logger.exception("handler for 'tools/call' raised")
-                    error = types.ErrorData(code=0, message=str(exc))
-                if not call.cancel_requested:
-                    await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
-            else:
-                if call.scope.cancelled_caught and not answer_started and not call.cancel_requested:
-                    await self._closed(request_id)  # (`closing`: the wire closed under the call)
+                        await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
+                else:
+                    if call.scope.cancelled_caught and not answer_started and not call.cancel_requested:
+                        await self._closed(request_id)  # (`closing`: the wire closed under the call)
         finally:
             self._left(call)  # (its answer handed to the write stream, or given up: `closing` may go on)
 
@@ -300,5 +303,5 @@ class DirectCalls:
         with anyio.move_on_after(_SHUTDOWN_WRITE_S):
             await self._idle.wait()
         for call in self._running:  # (a wire that takes nothing more: what is left unsent is dropped)
-            call.scope.cancel()
+            call.answer.cancel()
         await self._idle.wait()

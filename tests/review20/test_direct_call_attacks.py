@@ -14,6 +14,7 @@ import pytest
 from anyio.streams.memory import MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
+from body_mcp import _direct_calls as direct_calls  # pyright: ignore[reportPrivateUsage]
 from body_mcp._direct_calls import DirectCalls  # pyright: ignore[reportPrivateUsage]
 from body_mcp.killswitch import KillState, MemoryKillSwitch
 from body_mcp.server import _Recovering, build_server  # pyright: ignore[reportPrivateUsage]
@@ -280,5 +281,51 @@ async def test_an_answer_still_being_written_as_the_client_closes_the_wire_is_no
                 rest = [item.message async for item in from_server]
         assert [(m.id, "result" in m.model_dump()) for m in rest] == [(1, True)]  # type: ignore[union-attr]
         assert (workspace / "a.txt").read_text() == "x"
+    finally:
+        body.close()
+
+
+class _Wedged:
+    """A write stream that never takes a `tools/call` answer (a client that closed stdin and reads no more)."""
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await anyio.sleep_forever()
+
+
+async def test_a_wire_that_takes_no_answer_does_not_hold_the_session_open_past_the_bound(
+    workspace: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers owed at end of stream wait for the write stream, but only up to `_SHUTDOWN_WRITE_S`: a call's error
+    answer (sent outside the call's own scope) and a finished call's reply that the wire never takes are given up on,
+    and the session ends."""
+    monkeypatch.setattr(direct_calls, "_SHUTDOWN_WRITE_S", 0.2)
+    body = make_body(workspace, home)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(body, "call_tool", broken)
+    to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+    server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
+    server = build_server(body)
+    try:
+        with anyio.fail_after(WAIT_S):
+            async with anyio.create_task_group() as tg, DirectCalls(body, _Wedged()) as direct:
+                tg.start_soon(
+                    server.run, _Recovering(server_reads, direct), server_writes, server.create_initialization_options()
+                )
+                client = {"name": "ide", "version": "1"}
+                init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client}
+                for message in (
+                    {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init},
+                    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    _request("read_text_file", READ, ident=1),
+                ):
+                    await to_server.send(
+                        SessionMessage(types.jsonrpc_message_adapter.validate_python(message, by_name=False))
+                    )
+                await to_server.aclose()
+                rest = [item.message async for item in from_server]
+        assert [getattr(m, "id", None) for m in rest] == [0]  # (the initialize reply; call 1's never taken)
     finally:
         body.close()
