@@ -308,6 +308,7 @@ async def test_a_wire_that_takes_no_answer_does_not_hold_the_session_open_past_t
     to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
     server = build_server(body)
+    rest: list[Any] = []
     try:
         with anyio.fail_after(WAIT_S):
             async with anyio.create_task_group() as tg, DirectCalls(body, _Wedged()) as direct:
