@@ -15,7 +15,9 @@ else code 0 and its text); when the client closes the wire, calls still running 
 closed", as the SDK's dispatcher does at end of stream. Durability is the body's: `call_tool` returns a mutating call's
 outcome once its event is durable, and what it leaves for after the reply runs when the wire says it was flushed.
 
-Only once the session is initialized (before that the SDK answers, or refuses, every request) with a protocol version
+Never on a connection whose first request carried the 2026-07-28 envelope (that era has no handshake; the SDK serves
+and refuses its requests), nor a call carrying that envelope on a handshake connection (the SDK refuses it); only once
+the session is initialized (before that the SDK answers, or refuses, every request) with a protocol version
 whose tool result the reply is exactly (`_VERSIONS`: the SDK shapes a result to the version), only for a call whose
 params are exactly what the SDK would accept here (a string `name`, an object or no `arguments`, an object or no `_meta`
 without a progress token, nothing else: the SDK's progress channel and task-augmented calls are the SDK's), and
@@ -48,8 +50,16 @@ _VERSIONS = frozenset({"2025-06-18", "2025-11-25"})
 
 _PARAMS = frozenset({"name", "arguments", "_meta"})
 
-_SHUTDOWN_WRITE_S = 2.0
-"""How long a "Connection closed" answer may take as the wire closes (the SDK's own bound is of this order)."""
+_SHUTDOWN_WRITE_S = 10.0
+"""How long the answers still owed as the wire closes may take to be handed to the write stream: a bound for a wire
+that takes nothing more (a client that closed stdin and reads no more), never for one that is slow. Queued behind the
+replies of a burst on a loaded machine, 2 s lost answers (review 20)."""
+
+
+def _enveloped(params: Mapping[str, Any] | None) -> bool:
+    """Whether a request carries the 2026-07-28 envelope (the SDK's test for the era its first request opens)."""
+    meta = params.get("_meta") if params else None
+    return isinstance(meta, dict) and types.PROTOCOL_VERSION_META_KEY in meta
 
 
 class _Replies(Protocol):
@@ -87,6 +97,10 @@ class ServedTools(Protocol):
 class _InFlight:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancel_requested: bool = False
+    answering: bool = False
+    """Its call has returned: what is left is handing its answer to the write stream."""
+    answer: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    """Around the call and its answer both."""
 
 
 def call_result(outcome: CallOutcome) -> dict[str, Any]:
@@ -109,6 +123,10 @@ class DirectCalls:
         self._calls = calls
         """Whether calls other than the kill's refusals are served here (False: the SDK's middleware is wanted)."""
         self._client: str | None = None
+        self._opened = False
+        """A request has been seen: the connection's era is decided (`note`)."""
+        self._modern = False
+        """Opened in the 2026-07-28 envelope: nothing is served here, `initialize` is the SDK's to refuse."""
         self._versioned = False
         self._initialized = False
         """Initialized with one of `_VERSIONS`: the direct path is open."""
@@ -131,8 +149,11 @@ class DirectCalls:
         return await tasks.__aexit__(*exc_info)
 
     def note(self, message: object) -> None:
-        """Follow the session: the client's name and version from `initialize`, then `notifications/initialized`;
-        and a `notifications/cancelled` for a call served here (which goes on to the SDK all the same)."""
+        """Follow the session, from every message the SDK is given: the protocol era its first request opens (a
+        connection opened in the 2026-07-28 envelope has no handshake: nothing of it is served here), the client's
+        name and version from `initialize`, then `notifications/initialized`; a `notifications/cancelled` for a call
+        served here (which goes on to the SDK all the same); and a request the SDK takes under the id of a call
+        served here, which takes that id's cancellation over, as a reused id does in the SDK's table."""
         if isinstance(message, types.JSONRPCNotification):
             if message.method == "notifications/initialized":
                 self._initialized = self._versioned
@@ -142,14 +163,19 @@ class DirectCalls:
                 if call is not None:
                     call.cancel_requested = True
                     call.scope.cancel()
-        elif isinstance(message, types.JSONRPCRequest) and message.method == "initialize":
-            try:
-                init = types.InitializeRequestParams.model_validate(message.params or {}, by_name=False)
-            except ValidationError:
-                return  # (the SDK refuses it and keeps the session as it was)
-            self._client = init.client_info.name
-            self._versioned = init.protocol_version in _VERSIONS
-            self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
+        elif isinstance(message, types.JSONRPCRequest):
+            if not self._opened:  # (the SDK's rule: the first request decides the era, for good)
+                self._opened = True
+                self._modern = message.method != "initialize" and _enveloped(message.params)
+            self._in_flight.pop(coerce_request_id(message.id), None)
+            if message.method == "initialize" and not self._modern:
+                try:
+                    init = types.InitializeRequestParams.model_validate(message.params or {}, by_name=False)
+                except ValidationError:
+                    return  # (the SDK refuses it and keeps the session as it was)
+                self._client = init.client_info.name
+                self._versioned = init.protocol_version in _VERSIONS
+                self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
 
     async def answered(self, request: types.JSONRPCRequest) -> bool:
         """Whether `request` (a `tools/call`) is served here (answered, or its task started); False: the SDK's."""
@@ -159,13 +185,15 @@ class DirectCalls:
         name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
         if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
             return False  # (the SDK says what is wrong with the request)
-        if meta is not None and (not isinstance(meta, dict) or "progressToken" in meta):
-            return False
+        if meta is not None and (
+            not isinstance(meta, dict) or "progressToken" in meta or types.PROTOCOL_VERSION_META_KEY in meta
+        ):
+            return False  # (the SDK's progress channel; the 2026-07-28 envelope, which it refuses on this connection)
         if not _PARAMS.issuperset(params):
             return False  # (`task`, or a field of a later version: the SDK's to read)
         arguments = cast("dict[str, Any] | None", arguments)
         meta = cast("dict[str, Any] | None", meta)
-        if self._body.kill_switch.state().engaged and await self._refused(request, name, arguments, meta):
+        if self._engaged() and await self._refused(request, name, arguments, meta):
             return True
         if not self._calls or self._tasks is None:
             return False
@@ -177,6 +205,15 @@ class DirectCalls:
         self._running.add(call)
         self._tasks.start_soon(self._serve, request.id, key, call, name, arguments, meta)
         return True
+
+    def _engaged(self) -> bool:
+        """Whether the kill switch is engaged; False when its state cannot be read here: the whole call then meets the
+        same in the guard, which refuses it (fail closed, audited), rather than the transport's read loop raising."""
+        try:
+            return self._body.kill_switch.state().engaged
+        except Exception:
+            logger.exception("the kill switch's state could not be read on the read loop; the guard reads it again")
+            return False
 
     async def _refused(
         self, request: types.JSONRPCRequest, name: str, arguments: dict[str, Any] | None, meta: dict[str, Any] | None
@@ -204,28 +241,33 @@ class DirectCalls:
     ) -> None:
         answer_started = False
         try:
-            with call.scope:
+            with call.answer:  # (`closing` gives up on a wire that takes nothing more)
                 try:
-                    outcome = await self._body.call_tool(name, arguments, client=self._client, meta=meta)
-                finally:
-                    self._done(key, call)
-                if not call.cancel_requested:
-                    answer_started = True
-                    await self._send(types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result=call_result(outcome)))
-        except anyio.get_cancelled_exc_class():
-            if not answer_started and not call.cancel_requested:
-                await self._closed(request_id)
-            raise
-        except Exception as exc:  # (the SDK's one boundary from a handler's exception to the wire, kept)
-            error = handler_exception_to_error_data(exc)
-            if error is None:
-                logger.exception("handler for 'tools/call' raised")
-                error = types.ErrorData(code=0, message=str(exc))
-            if not call.cancel_requested:
-                await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
-        else:
-            if call.scope.cancelled_caught and not answer_started and not call.cancel_requested:
-                await self._closed(request_id)  # (`closing`: the wire closed under the call)
+                    with call.scope:
+                        try:
+                            outcome = await self._body.call_tool(name, arguments, client=self._client, meta=meta)
+                        finally:
+                            self._finished(key, call)
+                        if not call.cancel_requested:
+                            answer_started = True
+                            reply = types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result=call_result(outcome))
+                            await self._send(reply)
+                except anyio.get_cancelled_exc_class():
+                    if not answer_started and not call.cancel_requested:
+                        await self._closed(request_id)
+                    raise
+                except Exception as exc:  # (the SDK's one boundary from a handler's exception to the wire, kept)
+                    error = handler_exception_to_error_data(exc)
+                    if error is None:
+                        logger.exception("handler for 'tools/call' raised")
+                        error = types.ErrorData(code=0, message=str(exc))
+                    if not call.cancel_requested:
+                        await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
+                else:
+                    if call.scope.cancelled_caught and not answer_started and not call.cancel_requested:
+                        await self._closed(request_id)  # (`closing`: the wire closed under the call)
+        finally:
+            self._left(call)  # (its answer handed to the write stream, or given up: `closing` may go on)
 
     async def _closed(self, request_id: types.RequestId) -> None:
         """The SDK's answer to a request still running as the wire closes (shielded: the call is being cancelled)."""
@@ -233,9 +275,13 @@ class DirectCalls:
         with anyio.move_on_after(_SHUTDOWN_WRITE_S, shield=True):
             await self._send(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=closed))
 
-    def _done(self, key: types.RequestId, call: _InFlight) -> None:
+    def _finished(self, key: types.RequestId, call: _InFlight) -> None:
+        """The call returned (or raised): no cancellation reaches it now, and the wire closing leaves its answer be."""
         if self._in_flight.get(key) is call:
             del self._in_flight[key]
+        call.answering = True
+
+    def _left(self, call: _InFlight) -> None:
         self._running.discard(call)
         if not self._running:
             self._idle.set()
@@ -248,7 +294,14 @@ class DirectCalls:
 
     async def closing(self) -> None:
         """The client closed the wire: calls still running here are cancelled (each answered "Connection closed"),
-        as the SDK cancels its own at end of stream, before its write stream closes."""
+        as the SDK cancels its own at end of stream, and every answer owed (a finished call's, a "Connection closed")
+        is handed to the write stream before this returns and the SDK closes it; one the wire will not take within
+        `_SHUTDOWN_WRITE_S` is dropped, as the SDK drops its own."""
         for call in self._running:
-            call.scope.cancel()
+            if not call.answering:
+                call.scope.cancel()
+        with anyio.move_on_after(_SHUTDOWN_WRITE_S):
+            await self._idle.wait()
+        for call in self._running:  # (a wire that takes nothing more: what is left unsent is dropped)
+            call.answer.cancel()
         await self._idle.wait()

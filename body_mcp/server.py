@@ -288,8 +288,8 @@ class _Recovering:
                     flag_unreadable_meta(message.params)
                     if self._direct is not None and await self._direct.answered(message):
                         continue
-                elif self._direct is not None:
-                    self._direct.note(message)
+                if self._direct is not None:
+                    self._direct.note(message)  # (every message the SDK is given, a call it serves included)
             return item
 
     async def aclose(self) -> None:
