@@ -61,7 +61,14 @@ class LocalKillSwitch:
         # `access` answers without raising (this runs on every mutating call); when it says no, the file is
         # absent only if its directory can still be searched: anything else must not read as "not killed".
         if not os.access(self._file, os.F_OK) and os.access(self._dir, os.X_OK):
-            return RELEASED
+            # (`access` follows symlinks: a dangling one or a loop put where the file goes is not "no file")
+            try:
+                os.lstat(self._file)
+            except FileNotFoundError:
+                return RELEASED
+            except OSError:
+                pass
+            return KillState(engaged=True, reason="kill file unreadable", source="local")
         try:
             st = os.stat(self._file)
         except FileNotFoundError:

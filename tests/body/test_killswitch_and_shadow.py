@@ -56,6 +56,18 @@ async def test_a_kill_file_that_cannot_be_read_still_means_killed(client: Client
     refused(await call(client, "write_file", path="x.txt", content="x"), "kill_switch_engaged")
 
 
+@pytest.mark.parametrize("link", ["loop", "dangling"])
+async def test_a_symlink_where_the_kill_file_goes_still_means_killed(client: Client, home: Path, link: str) -> None:
+    """`access` follows links: a loop or a link to nothing put at the kill file's name read as "no kill file"."""
+    kill = home / "kill.json"
+    kill.symlink_to(kill if link == "loop" else home / "nowhere")
+    assert LocalKillSwitch(kill).state().engaged
+    refused(await call(client, "write_file", path="x.txt", content="x"), "kill_switch_engaged")
+    kill.unlink()
+    assert not LocalKillSwitch(kill).state().engaged
+    ok(await call(client, "write_file", path="x.txt", content="x"))
+
+
 async def test_shadow_mode_reports_the_diff_and_changes_nothing(workspace: Path, home: Path) -> None:
     body = make_body(workspace, home, {"policy": {"mode": "shadow"}})
     before = {p: p.read_bytes() for p in workspace.rglob("*") if p.is_file()}
