@@ -12,7 +12,8 @@ publication's path, where a disk busy with every body's journal syncs would hold
 As the engine opens, a note newer than the database's kill state (by its `at`) is committed, with its log line: the
 kill the bodies heard holds. A note as old as the database's kill state or older (the kill committed, or released
 since: a release is later) is spent and changes nothing. A note is only ever written before anything is told of its
-kill: one that cannot be read back (a crash mid-write) was told to nobody, and is dropped (logged).
+kill: one that cannot be read back (a crash mid-write) was told to nobody, and is dropped (logged). Once its kill
+is committed the note is emptied (`clear`): it holds the kill's reason, which erasure and migration never read here.
 """
 
 from __future__ import annotations
@@ -79,6 +80,20 @@ def write(path: Path, state: KillState, log: LogEntry, *, sync: bool) -> None:
         os.ftruncate(fd, len(payload))
         if sync:
             os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def clear(path: Path) -> None:
+    """The note spent (its kill committed): emptied, so no kill's reason (personal data, in a brain that keeps it in
+    the clear) outlives its commit in a file that erasure and migration do not read. Not synced: a note that comes
+    back after a power loss is as old as the kill state committed, so spent (`pending`), and emptied again."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.ftruncate(fd, 0)
     finally:
         os.close(fd)
 

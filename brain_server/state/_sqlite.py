@@ -249,6 +249,7 @@ class SqliteStateEngine(
         if noted is not None and _kill_note.pending(noted[0], await self.kill_state()):
             await self.set_kill_state(*noted)
             logger.warning("the brain stopped before a kill's commit: the kill noted ahead of it is committed now")
+        await anyio.to_thread.run_sync(_kill_note.clear, path)  # (spent, whichever way: see `clear`)
         await anyio.to_thread.run_sync(_kill_note.prepare, path)
 
     async def set_kill_state(self, state: KillState, log: LogEntry) -> None:
@@ -270,6 +271,11 @@ class SqliteStateEngine(
             self._log_now(conn, log)
 
         await self._write_job(job)
+        if state.engaged:  # (committed: the note is spent; a truncate, no sync)
+            try:
+                _kill_note.clear(_kill_note.note_path(self._path))
+            except OSError as exc:  # (the kill stands; the next open empties a spent note)
+                logger.error("the kill's spent note could not be emptied (%s)", exc)
 
     async def upsert_body(self, body: BodyRecord, *, key_log: LogEntry | None = None) -> None:
         async with self._write() as conn:

@@ -66,3 +66,30 @@ async def test_a_note_that_cannot_be_read_back_is_dropped(tmp_path: Path, caplog
         assert "cannot be read back" in caplog.text
     finally:
         await reopened.close()
+
+
+async def test_a_committed_kill_leaves_no_reason_in_its_note(tmp_path: Path) -> None:
+    """The note holds the kill's reason (personal data, where a brain keeps it in the clear); once committed it is
+    emptied, and a spent note found as the engine opens (an older brain's, or one back after a power loss) too:
+    erasure and migration read the database, not this file."""
+    db = tmp_path / "brain.db"
+    note = tmp_path / "brain.db.kill"
+    state = await SqliteStateEngine.open(db)
+    try:
+        await state.note_kill(*_kill())
+        assert b"runaway" in note.read_bytes()
+        await state.set_kill_state(*_kill())
+        assert note.read_bytes() == b""
+        await state.note_kill(*_kill())  # (noted, committed, and the note left behind: as a brain before the emptying)
+        await state.set_kill_state(*_kill())
+        await state.note_kill(*_kill())
+    finally:
+        await state.close()
+    assert b"runaway" in note.read_bytes()
+    reopened = await SqliteStateEngine.open(db)
+    try:
+        assert note.read_bytes() == b""
+        assert (await reopened.kill_state()).engaged
+        assert len([e for e in await reopened.log_entries() if e.action == "kill"]) == 2  # (a spent note: no third)
+    finally:
+        await reopened.close()
