@@ -193,13 +193,7 @@ class Chain:
 
         A payload holding a string UTF-8 cannot encode has its strings escaped first, in place (`escape_strings`).
         """
-        signed = _json.canonical(payload)
-        try:
-            data = signed.encode()
-        except UnicodeEncodeError:  # (rare: tried after the fast path, not before it)
-            escape_strings(payload)
-            signed = _json.canonical(payload)
-            data = signed.encode()
+        signed, data = _canonical_bytes(payload)
         mac = self._hmac.hexdigest(data)
         return with_mac(signed, mac), mac
 
@@ -207,13 +201,7 @@ class Chain:
         """`sign(payload)` for the journal (hot path): also the signed bytes, and the keyed hash over them continued
         (`HmacSha256.begin`), so that the journal record's tag hashes the event no second time (`_journal.encode`).
         Returns (signed bytes, the event as stored, its `mac`, the hash state)."""
-        signed = _json.canonical(payload)
-        try:
-            data = signed.encode()
-        except UnicodeEncodeError:  # (rare: tried after the fast path, not before it)
-            escape_strings(payload)
-            signed = _json.canonical(payload)
-            data = signed.encode()
+        signed, data = _canonical_bytes(payload)
         inner = self._hmac.begin(data)
         mac = self._hmac.end(inner.copy()).hex()
         return data, with_mac(signed, mac), mac, inner
@@ -264,3 +252,15 @@ def _signed_part(stored: str, mac: str) -> bytes | None:
         return (stored[:at] + stored[at + len(inserted) :]).encode()
     except UnicodeEncodeError:
         return None
+
+
+def _canonical_bytes(payload: dict[str, Any]) -> tuple[str, bytes]:
+    """The payload's canonical JSON and its UTF-8 bytes; a string UTF-8 cannot encode is escaped first, in place
+    (`escape_strings`: rare, so tried after the fast path, not before it)."""
+    signed = _json.canonical(payload)
+    try:
+        return signed, signed.encode()
+    except UnicodeEncodeError:
+        escape_strings(payload)
+        signed = _json.canonical(payload)
+        return signed, signed.encode()
