@@ -441,9 +441,11 @@ def _freeze_startup_heap() -> None:
     """Leave what start-up built (modules, models, schemas, the body: some 110,000 objects) out of every later
     garbage collection: a full collection over them took 67 ms of CPU (load 16; the machine shared) and ran on
     whatever call was under way; after `gc.freeze()` it scans only what serving made since. Collected first, so
-    no start-up garbage is kept for good."""
+    no start-up garbage is kept for good. Collection is then on, whether or not start-up turned it off (`swarm
+    body` does while it imports: `swarm_cli.entry`)."""
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def run_stdio(body: Body) -> None:
