@@ -11,19 +11,23 @@ import contextlib
 import fcntl
 import functools
 import gc
+import hashlib
 import io
 import json
 import os
 import re
 import select
 import sys
-from collections.abc import Callable, Generator
+import tempfile
+from collections.abc import Callable, Generator, Iterable
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO, cast
 
 import anyio
 import mcp_types as types
+import pydantic
 from mcp.server import Server
 from mcp.server._otel import OpenTelemetryMiddleware  # pyright: ignore[reportPrivateUsage]  (no public name)
 from mcp.server.context import ServerRequestContext
@@ -134,8 +138,51 @@ def _schemas(args_model: type[ToolArgs], result_model: type[ToolResult]) -> tupl
     return args_model.model_json_schema(), output_schema(result_model)
 
 
-def build_server(body: Body) -> Server[Any]:
-    definitions = [tool_definition(spec) for spec in body.tools.values()]
+_CACHED_PACKAGES = ("body_mcp", "shared_protocol", "sandbox")
+
+
+def _code_fingerprint() -> str:
+    """What the tool schemas are made from: this code's modules (path, size, modification time: an edit changes
+    the last), pydantic's and the SDK's versions, Python's. A few ms of `stat`s."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(f"{sys.version}|{pydantic.VERSION}|{types.__file__}".encode())
+    for package in _CACHED_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            stat = path.stat()
+            digest.update(f"|{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for module in (types, pydantic):
+        stat = Path(cast("str", module.__file__)).stat()
+        digest.update(f"|{module.__file__}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+def cached_tool_definitions(specs: Iterable[ToolSpec], cache_dir: Path) -> list[types.Tool]:
+    """The tools' definitions, read from `cache_dir` when this same code made them before, else made (pydantic's
+    JSON schemas: ~160 ms of a body's start) and written there for the next start. A cache that is missing,
+    unreadable or names other tools is remade, never an error."""
+    specs = list(specs)
+    names = [spec.name for spec in specs]
+    path = cache_dir / f"tool-definitions-{_code_fingerprint()}.json"
+    with contextlib.suppress(OSError, ValueError, ValidationError):
+        cached = [types.Tool.model_validate(item) for item in json.loads(path.read_bytes())]
+        if [tool.name for tool in cached] == names:
+            return cached
+    definitions = [tool_definition(spec) for spec in specs]
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for stale in cache_dir.glob("tool-definitions-*.json"):
+            stale.unlink(missing_ok=True)
+        dumped = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in definitions]
+        with tempfile.NamedTemporaryFile("wb", dir=cache_dir, prefix=".tool-definitions-", delete=False) as tmp:
+            tmp.write(json.dumps(dumped).encode())
+        os.replace(tmp.name, path)
+    return definitions
+
+
+def build_server(body: Body, definitions: list[types.Tool] | None = None) -> Server[Any]:
+    """The server for `body`; `definitions`: its tools' (`cached_tool_definitions`), else made here."""
+    if definitions is None:
+        definitions = [tool_definition(spec) for spec in body.tools.values()]
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -408,7 +455,7 @@ def _divert_fd1() -> None:
 
 
 async def serve_stdio(body: Body) -> None:
-    server = build_server(body)
+    server = build_server(body, cached_tool_definitions(body.tools.values(), body.paths.home / "cache"))
     async with anyio.create_task_group() as background:
         background.start_soon(body.background)
         replies = body.replies
@@ -441,9 +488,11 @@ def _freeze_startup_heap() -> None:
     """Leave what start-up built (modules, models, schemas, the body: some 110,000 objects) out of every later
     garbage collection: a full collection over them took 67 ms of CPU (load 16; the machine shared) and ran on
     whatever call was under way; after `gc.freeze()` it scans only what serving made since. Collected first, so
-    no start-up garbage is kept for good."""
+    no start-up garbage is kept for good. Collection is then on, whether or not start-up turned it off (`swarm
+    body` does while it imports: `swarm_cli.entry`)."""
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def run_stdio(body: Body) -> None:

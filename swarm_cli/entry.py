@@ -3,6 +3,7 @@ imported (see `_hook_client`); everything else, and a hook the server cannot ans
 
 from __future__ import annotations
 
+import gc
 import sys
 
 HOOK_IDES = ("claude-code", "cursor")
@@ -16,6 +17,18 @@ def main(argv: list[str] | None = None) -> int:
         code = run(args)
         if code is not None:
             return code
-    from .main import main as cli_main
+    if not args or args[0] != "body" or not gc.isenabled():
+        from .main import main as cli_main
 
-    return cli_main(args)
+        return cli_main(args)
+    # `swarm body`: no garbage collection while it imports and builds what serving needs (some 110,000 objects,
+    # nearly none of them garbage; the collector's passes over them cost 150-300 ms of a ~1.5 s start). Serving
+    # collects once, freezes that heap and turns collection back on (`body_mcp.server._freeze_startup_heap`);
+    # a body that fails before serving gets it back here.
+    gc.disable()
+    try:
+        from .main import main as cli_main
+
+        return cli_main(args)
+    finally:
+        gc.enable()

@@ -530,6 +530,40 @@ def _state_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="swarm.toml (default: $SWARM_CONFIG, $SWARM_HOME/swarm.toml)")
 
 
+BODY_HELP = "the MCP server over stdio (launched by the IDE)"
+
+
+def _body_args(p: argparse.ArgumentParser) -> None:
+    _workspace_arg(p)
+    p.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="serve an [[agents]] entry: its identity, audit chain and limits, whatever the workspace",
+    )
+    _brain_args(p)
+    p.add_argument(
+        "--no-network", action="store_true", help="refuse network=true to every command (a shadow agent's body)"
+    )
+    p.add_argument(
+        "--protect",
+        action="append",
+        metavar="GLOB",
+        help="with --agent: a file of the task's acceptance check the model may not change (repeatable; "
+        "globs from the workspace root, `**` any directories)",
+    )
+
+
+def _body_parser() -> argparse.ArgumentParser:
+    """A parser for `swarm body` alone, parsing its arguments as `build_parser()`'s does: what an IDE launches
+    need not import every command's module and build ~60 parsers first (~30-60 ms of its start)."""
+    parser = argparse.ArgumentParser(prog="swarm", description="Run AI coding agents autonomously and safely.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("body", help=BODY_HELP, description=BODY_HELP)
+    p.set_defaults(func=cmd_body)
+    _body_args(p)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import (
         agent_cmds,
@@ -572,24 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--yes", "-y", action="store_true", help="with --ide: write without asking, even on a terminal")
 
-    p = add("body", cmd_body, "the MCP server over stdio (launched by the IDE)")
-    _workspace_arg(p)
-    p.add_argument(
-        "--agent",
-        metavar="NAME",
-        help="serve an [[agents]] entry: its identity, audit chain and limits, whatever the workspace",
-    )
-    _brain_args(p)
-    p.add_argument(
-        "--no-network", action="store_true", help="refuse network=true to every command (a shadow agent's body)"
-    )
-    p.add_argument(
-        "--protect",
-        action="append",
-        metavar="GLOB",
-        help="with --agent: a file of the task's acceptance check the model may not change (repeatable; "
-        "globs from the workspace root, `**` any directories)",
-    )
+    p = add("body", cmd_body, BODY_HELP)
+    _body_args(p)
 
     p = add(
         "status",
@@ -729,7 +747,10 @@ def main(
     """Run one `swarm` command. `parser`: one `build_parser()` made already (the warm hook server builds it once;
     argparse takes tens of milliseconds to build this many commands). `answered`: told the exit code as soon as
     the command has returned, before what it left for after its answer (`_after_answer`) is done."""
-    args = (parser or build_parser()).parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if parser is None:
+        parser = _body_parser() if argv[:1] == ["body"] else build_parser()
+    args = parser.parse_args(argv)
     code = _errors.run(args.func, args)
     if answered is not None:
         answered(code)

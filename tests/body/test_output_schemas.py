@@ -8,6 +8,7 @@ too, so these tests check them with the same validator.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic.json_schema import models_json_schema
 from referencing import Registry
 
-from body_mcp.server import tool_definition
+from body_mcp.server import cached_tool_definitions, tool_definition
 from body_mcp.tools import ALL_TOOLS
 from shared_protocol import Refusal, RefusalCode
 from shared_protocol.refusals import Rule
@@ -132,3 +133,20 @@ def test_an_output_schema_has_its_definitions_inlined_and_admits_what_the_models
             assert ours.is_valid(document) == theirs.is_valid(document), (spec.name, document)
         # Only a model that contains itself (a tree's node) keeps a `$ref`.
         assert ("$ref" in json.dumps(schema)) == (spec.name == "directory_tree"), spec.name
+
+
+def test_the_cached_tool_definitions_are_the_ones_made_and_a_bad_cache_is_remade(tmp_path: Path) -> None:
+    """A `swarm body` reads its tools' definitions from the home's cache when this same code wrote them: what it
+    reads equals what it would make, and a damaged cache, or one naming other tools, is made again."""
+    made = [tool_definition(spec) for spec in ALL_TOOLS]
+    cache = tmp_path / "cache"
+    assert cached_tool_definitions(ALL_TOOLS, cache) == made  # (none yet: made and written)
+    [written] = cache.glob("tool-definitions-*.json")
+    assert cached_tool_definitions(ALL_TOOLS, cache) == made  # (read)
+    assert [tool.name for tool in cached_tool_definitions(ALL_TOOLS[:3], cache)] == [s.name for s in ALL_TOOLS[:3]]
+    [rewritten] = cache.glob("tool-definitions-*.json")
+    assert len(json.loads(rewritten.read_bytes())) == 3
+    written.write_text("{not json")
+    assert cached_tool_definitions(ALL_TOOLS, cache) == made
+    assert len(json.loads(written.read_bytes())) == len(ALL_TOOLS)
+    assert [p.name for p in cache.iterdir()] == [written.name]  # (no temp file left behind)

@@ -177,3 +177,23 @@ async def test_a_long_command_reports_progress_over_stdio_to_a_client_that_asks(
     progress = [p for p, _, _ in seen]
     assert progress == sorted(progress) and all(total == 1.5 for _, total, _ in seen)
     assert any(message is not None and "5,000 bytes" in message for _, _, message in seen)
+
+
+def test_collection_is_off_only_while_a_body_starts(workspace: Path, home: Path) -> None:
+    """`swarm body` starts with the garbage collector off (`swarm_cli.entry`): serving turns it back on after
+    freezing the start-up heap, and a body that fails before serving gives it back on its way out."""
+    import gc
+
+    from body_mcp.server import _freeze_startup_heap  # pyright: ignore[reportPrivateUsage]
+
+    env = {**os.environ, "SWARM_HOME": str(home)}
+    done = run_swarm(["body", "--workspace", str(workspace), "--protect", "check.py"], env)
+    assert done.returncode != 0 and "--protect" in done.stderr
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _freeze_startup_heap()
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()

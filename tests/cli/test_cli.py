@@ -185,3 +185,23 @@ def test_demo_runs_the_whole_loop(home: Path) -> None:
     assert kill is not None and int(kill.group(1)) < 1000, out
     assert "worker-1's audit chain: audit chain OK" in out and "worker-2's audit chain: audit chain OK" in out
     assert re.search(r"model spend recorded by the brain: worker-1 \$0\.\d+", out)
+
+
+def test_swarm_body_is_parsed_by_its_own_parser_as_by_the_whole_one() -> None:
+    """`swarm body` builds only its own parser (`_body_parser`, part of its start-up): the same help, the same
+    arguments parsed, the same error for a bad one."""
+    import contextlib
+    import io
+
+    from swarm_cli.main import _body_parser, build_parser  # pyright: ignore[reportPrivateUsage]
+
+    argv = ["body", "--workspace", "w", "--agent", "a", "--no-network", "--protect", "x", "--protect", "y"]
+    assert vars(_body_parser().parse_args(argv)) == vars(build_parser().parse_args(argv))
+    for bad in (["body", "--help"], ["body", "--nope"]):
+        outputs: list[tuple[str, str]] = []
+        for parser in (_body_parser(), build_parser()):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit):
+                parser.parse_args(bad)
+            outputs.append((out.getvalue(), err.getvalue()))
+        assert outputs[0] == outputs[1] and "usage: swarm" in "".join(outputs[0])
