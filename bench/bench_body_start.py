@@ -157,7 +157,18 @@ def main() -> int:
         print(f"{name}:")
         print(_line("spawn -> initialize answered", initialized))
         print(_line("spawn -> tools/list answered", listed))
+    # Each run's ratio, its two sides measured one right after the other (the machine's speed drifts within minutes).
+    names = list(results)
+    print("ratios, run by run (spawn -> tools/list answered):")
+    print(_ratios(f"{names[0]} / python -c pass", results[names[0]][1], bare))
+    if len(names) > 1:
+        print(_ratios(f"{names[0]} / {names[1]}", results[names[0]][1], results[names[1]][1]))
     return 0
+
+
+def _ratios(label: str, subject: list[float], baseline: list[float]) -> str:
+    ratios = [a / b for a, b in zip(subject, baseline, strict=True)]
+    return f"  {label:<34} min {min(ratios):7.2f}x median {statistics.median(ratios):6.2f}x max {max(ratios):6.2f}x"
 
 
 if __name__ == "__main__":
