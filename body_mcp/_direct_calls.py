@@ -148,12 +148,14 @@ class DirectCalls:
         tasks.cancel_scope.cancel()
         return await tasks.__aexit__(*exc_info)
 
-    def note(self, message: object) -> None:
-        """Follow the session, from every message the SDK is given: the protocol era its first request opens (a
+    def note(self, message: object) -> bool:
+        """Follow the session, from every message the SDK would be given: the protocol era its first request opens (a
         connection opened in the 2026-07-28 envelope has no handshake: nothing of it is served here), the client's
         name and version from `initialize`, then `notifications/initialized`; a `notifications/cancelled` for a call
-        served here (which goes on to the SDK all the same); and a request the SDK takes under the id of a call
-        served here, which takes that id's cancellation over, as a reused id does in the SDK's table."""
+        served here; and a request the SDK takes under the id of a call served here, which takes that id's
+        cancellation over, as a reused id does in the SDK's table. True: the message was for a call served here (a
+        cancellation), and is not the SDK's: a call the SDK holds under the same id, taken before this one reused it,
+        is not cancelled with it (the SDK's table keeps the latest request of an id, as `_in_flight` does)."""
         if isinstance(message, types.JSONRPCNotification):
             if message.method == "notifications/initialized":
                 self._initialized = self._versioned
@@ -163,6 +165,7 @@ class DirectCalls:
                 if call is not None:
                     call.cancel_requested = True
                     call.scope.cancel()
+                    return True
         elif isinstance(message, types.JSONRPCRequest):
             if not self._opened:  # (the SDK's rule: the first request decides the era, for good)
                 self._opened = True
@@ -172,10 +175,11 @@ class DirectCalls:
                 try:
                     init = types.InitializeRequestParams.model_validate(message.params or {}, by_name=False)
                 except ValidationError:
-                    return  # (the SDK refuses it and keeps the session as it was)
+                    return False  # (the SDK refuses it and keeps the session as it was)
                 self._client = init.client_info.name
                 self._versioned = init.protocol_version in _VERSIONS
                 self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
+        return False
 
     async def answered(self, request: types.JSONRPCRequest) -> bool:
         """Whether `request` (a `tools/call`) is served here (answered, or its task started); False: the SDK's."""

@@ -335,8 +335,8 @@ class _Recovering:
                     flag_unreadable_meta(message.params)
                     if self._direct is not None and await self._direct.answered(message):
                         continue
-                if self._direct is not None:
-                    self._direct.note(message)  # (every message the SDK is given, a call it serves included)
+                if self._direct is not None and self._direct.note(message):
+                    continue  # (a cancellation of a call served directly: not the SDK's, whatever it holds)
             return item
 
     async def aclose(self) -> None:
