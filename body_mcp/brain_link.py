@@ -609,7 +609,7 @@ class BrainLink:
             while (hold := max(self._ship_after, self._shipped_at + SHIP_EVERY_S) - time.monotonic()) > 0:
                 await anyio.sleep(hold)
             self._shipped_at = time.monotonic()
-            await self.ship_pending()
+            await self.ship_pending(round_only=True)
             with anyio.move_on_after(1.0):
                 await self.new_events.wait()
             self.new_events = anyio.Event()
@@ -663,17 +663,24 @@ class BrainLink:
         with self._db.write() as conn:
             conn.execute("UPDATE brain_outbox SET shipped_through = ? WHERE id = 1", (seq,))
 
-    async def ship_pending(self) -> int:
+    async def ship_pending(self, *, round_only: bool = False) -> int:
         """Ship every event not yet acknowledged; returns the highest seq the brain holds.
+
+        `round_only`: only the events already in the chain when the first batch is read (the shipping loop's round:
+        events written while it ships wait for the next round, `SHIP_EVERY_S` on, rather than going out at once in
+        batches of one or two, each a request for the brain to take and a commit, on every body calling flat out).
 
         The audit chain is read, and marked shipped, in worker threads: the database's lock is the audit writer's
         too, held across its syncs, and the event loop must not wait for it (the link hears the brain there)."""
         through = await anyio.to_thread.run_sync(self.shipped_through)
-        while True:
+        bound: int | None = None
+        while bound is None or through < bound:
             found = await anyio.to_thread.run_sync(self._next_batch, through)
             if found is None:
                 return through
             batch, head = found
+            if round_only and bound is None:
+                bound = head
             try:
                 ack = await self.client.ship(batch)
                 through = ack.stored_through
@@ -687,6 +694,7 @@ class BrainLink:
                     raise
                 through = held  # the brain holds more (or less) than we thought: resume there
             await anyio.to_thread.run_sync(self._set_shipped, through)
+        return through
 
     def _next_batch(self, through: int) -> tuple[AuditBatch, int] | None:
         """The next batch to ship after seq `through`, attested, and the chain's head (None: nothing to ship)."""

@@ -24,6 +24,7 @@ from body_mcp.link_state import read_link_record
 from brain_server import BrainSettings, SqliteStateEngine, issue_token, run
 from brain_server.state import sqlite_url
 from shared_protocol.audit import attestation
+from shared_protocol.brain import AuditAck, AuditBatch
 from shared_protocol.config import parse_config
 from tests.body.helpers import linked_up, reach_brain
 from tests.brain.helpers import issue_in
@@ -478,6 +479,40 @@ async def test_a_linked_body_ships_its_audit_chain_in_batches_under_the_brains_c
                 body.record_human(action="note", rationale=f"event {n} " + "r" * 800)
             head = body.audit.tail(1)[0].seq
             assert await body.link.ship_pending() == head, "every event stored, in batches the brain took"
+        finally:
+            body.close()
+
+
+async def test_a_shipping_round_ships_the_chain_as_it_began_and_leaves_later_events_to_the_next(
+    tmp_path: Path, home: Path
+) -> None:
+    """The shipping loop's round (`round_only`): every event there when it began, over as many batches as the cap
+    takes; events written meanwhile wait for the next round, not shipped at once in batches of one or two."""
+    async with brain_with_captain(tmp_path, max_audit_request_bytes=4096) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            link = body.link
+            assert link is not None
+            await link.register()
+            for n in range(12):  # ~1 KB each: three batches under the cap
+                body.record_human(action="note", rationale=f"event {n} " + "r" * 800)
+            began = body.audit.tail(1)[0].seq
+            ship, batches = link.client.ship, list[int]()
+
+            async def ship_and_write(batch: AuditBatch) -> AuditAck:
+                if not batches:  # (the round's first request: an agent goes on writing meanwhile)
+                    for n in range(3):
+                        body.record_human(action="note", rationale=f"later {n}")
+                batches.append(len(batch.events))
+                return await ship(batch)
+
+            link.client.ship = ship_and_write  # type: ignore[method-assign]
+            assert await link.ship_pending(round_only=True) == began
+            assert len(batches) >= 3 and sum(batches) == 12, batches
+            later = body.audit.tail(1)[0].seq
+            assert later == began + 3
+            assert await link.ship_pending(round_only=True) == later, "the next round takes them"
+            assert sum(batches) == 15
         finally:
             body.close()
 
