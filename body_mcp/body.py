@@ -155,7 +155,7 @@ class Body:
                 pairing=settings.brain_pairing,
             )
             self.link.on_kill = self._kill_running_commands
-        on_event = self.link.new_events.set if self.link is not None else None
+        on_event = self.link.events_committed if self.link is not None else None
         self.audit_writer = AuditWriter(self.audit, on_committed=on_event)
         """The audit writes of tool calls, snapshots and admin actions, off the event loop (in one worker thread,
         in order)."""

@@ -93,6 +93,9 @@ KILL_QUIET_S = 0.5
 SHIP_EVERY_S = 0.25
 """The least time between two shipments: a body calling every few milliseconds ships its events in batches, not one
 HTTP request (and one brain ingest) per call, which cost the machine as much CPU as the call itself."""
+SHIP_POLL_S = 1.0
+"""How long the shipping loop, with nothing committed, waits before it looks at the chain anyway: for events no writer
+in this process tells of (`events_committed`), another process's body on the same workspace."""
 
 
 @dataclass
@@ -153,6 +156,12 @@ class BrainLink:
         """Held to take a kill state (`_obey`): the stream's thread and the event loop take them both."""
         self._ever_connected = False
         self.new_events = anyio.Event()
+        """Set (on the event loop) to have the shipping loop, waiting between rounds, ship now (`events_committed`)."""
+        self._committed_since = False
+        """Audit events were committed since the shipping loop's round began (`events_committed`, any thread)."""
+        self._ship_waiting: asyncio.AbstractEventLoop | None = None
+        """The event loop the shipping loop waits on for `new_events`, while it does (None: it is shipping, holding
+        off, or not running: what is committed meanwhile is read at its next round without waking it)."""
         self.on_kill: Callable[[], None] | None = None
         self._refused: str | None = None
         """Why the brain refuses this body (its token), while it does."""
@@ -602,6 +611,17 @@ class BrainLink:
             with anyio.move_on_after(self.heartbeat_s):
                 await self._recheck.wait()
 
+    def events_committed(self) -> None:
+        """Audit events were committed (the audit writer tells, from the thread that committed them): the shipping
+        loop's next round takes them. Thread-safe; it wakes the event loop only when the shipping loop is waiting
+        for events (not on every commit of a body writing flat out: between rounds the loop holds off
+        `SHIP_EVERY_S`, then reads whatever is committed)."""
+        self._committed_since = True
+        loop = self._ship_waiting  # (read after the flag is set: `_ship_forever` sets its side in the other order)
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped ships nothing more)
+                loop.call_soon_threadsafe(self.new_events.set)
+
     async def _ship_forever(self) -> None:
         while True:
             # (a kill was just heard: its refusals first, on every body; else the events of the last `SHIP_EVERY_S`
@@ -609,9 +629,18 @@ class BrainLink:
             while (hold := max(self._ship_after, self._shipped_at + SHIP_EVERY_S) - time.monotonic()) > 0:
                 await anyio.sleep(hold)
             self._shipped_at = time.monotonic()
+            self._committed_since = False
             await self.ship_pending(round_only=True)
-            with anyio.move_on_after(1.0):
-                await self.new_events.wait()
+            # Waiting is said before the flag is read, and `events_committed` sets the flag before it reads whether
+            # anyone waits: a commit either sees the wait (and wakes it) or is seen here (no wait). The
+            # `SHIP_POLL_S` bound is for what no writer of this process tells of.
+            self._ship_waiting = asyncio.get_running_loop()
+            try:
+                if not self._committed_since:
+                    with anyio.move_on_after(SHIP_POLL_S):
+                        await self.new_events.wait()
+            finally:
+                self._ship_waiting = None
             self.new_events = anyio.Event()
 
     def hold(self, task_id: str, claim_token: str, lease_s: int) -> None:

@@ -56,7 +56,8 @@ class AuditWriter:
         self._wake_settler = threading.Event()
         """Ends a timed settle's wait early (a batch of reads' settle, due at once; closing)."""
         self._on_committed = on_committed
-        """Told (on the event loop) when what was owed is in the database (a linked body ships it)."""
+        """Told when what was owed is in the database (a linked body ships it): from the thread that committed it,
+        the writer's (no wake-up of the event loop for each commit) or the event loop's; so it must be thread-safe."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._counting = threading.Lock()
@@ -136,22 +137,11 @@ class AuditWriter:
         when it returns. A caller on the event loop's own thread waits there (only tests do)."""
         store = self._store
         event = self._executor.submit(lambda: store.append(draft, writes=writes)).result()
-        loop = self._loop
-        if loop is None:  # (no loop yet: nothing waits to be told; the next commit tells)
-            return event
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._committed()
-        else:
-            with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped tells no one)
-                loop.call_soon_threadsafe(self._committed)
+        self._committed()
         return event
 
     def bind(self) -> None:
-        """Remember the running event loop: what is committed from other threads is told there."""
+        """Remember the running event loop (where a read's commit is timed, and a settle is timed from)."""
         self._loop = asyncio.get_running_loop()
 
     def finish_soon(self, *, lazy: bool) -> None:
@@ -213,10 +203,7 @@ class AuditWriter:
         # two syncs in the writer's thread (what made the reads' p99).
         future = self._executor.submit(partial(self._store.finish, anchor_sync=loop is None))
         self._finishing, self._finishing_lazy = future, lazy
-        if loop is not None and self._on_committed is not None:
-            future.add_done_callback(partial(_tell, loop, self._finished))
-        else:  # (nobody to tell: no wake-up of the event loop, a failure logged from the writer's thread)
-            future.add_done_callback(_log_failure)
+        future.add_done_callback(self._finished)  # (in the writer's thread: no wake-up of the event loop)
         if loop is not None:
             future.add_done_callback(self._settle_now if lazy else self._settle_soon)
 
@@ -277,8 +264,3 @@ def _log_failure(future: Future[None]) -> None:
     exc = future.exception()
     if exc is not None:  # (retried by the next call, which is refused until it works)
         logger.error("the audit trail could not commit or anchor what it owes: %s", exc)
-
-
-def _tell(loop: asyncio.AbstractEventLoop, finished: Callable[[Future[None]], None], future: Future[None]) -> None:
-    with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped tells no one)
-        loop.call_soon_threadsafe(finished, future)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from body_mcp import Body, BodySettings
+from body_mcp import brain_link as brain_link_module
 from body_mcp.brain_client import BrainRejected
 from body_mcp.brain_link import BrainLink
 from body_mcp.link_state import read_link_record
@@ -513,6 +514,32 @@ async def test_a_shipping_round_ships_the_chain_as_it_began_and_leaves_later_eve
             assert later == began + 3
             assert await link.ship_pending(round_only=True) == later, "the next round takes them"
             assert sum(batches) == 15
+        finally:
+            body.close()
+
+
+async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit writer tells the link of each commit from its own thread (`events_committed`): the shipping loop,
+    waiting between rounds, ships the event at once, round after round. (It was told through the first round's
+    event only, bound once: from the second round on every event waited for the poll, a second then.) The poll is
+    made an hour here, so an event not told of would not reach the brain within the test's deadline."""
+    monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            link = body.link
+            assert link is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                for n in range(3):  # (each in a round of its own, the loop waiting when it is written)
+                    await wait_until(lambda: link._ship_waiting is not None)  # pyright: ignore[reportPrivateUsage]
+                    assert await write(body, f"round{n}.txt") == (False, None)
+                    seq = body.audit.tail(1)[0].seq
+                    await wait_until(lambda seq=seq: link.shipped_through() >= seq, timeout=10)
+                tg.cancel_scope.cancel()
         finally:
             body.close()
 
