@@ -16,8 +16,11 @@ refused with `kill_switch_engaged` (the guard refusing a call, not a flag read i
 /v1/resume`, and each body writes again before the next trial. Trials alternate between the two brains, so the
 machine's slow moments fall on both alike.
 
-Prints per run p50/p99/max of each fleet and p99(32)/p99(8), and this process's CPU per call (the client's); then
-min/median/max over the runs.
+Prints per run p50/p99/max of each fleet and p99(32)/p99(8), and this process's CPU per call (the client's); per
+fleet, the kill's window (from just before the POST to every body's refusal read; median over the trials): the CPU
+every body thread used in it (`/proc/PID/task/*/schedstat`), the calls in it, their CPU per call, and the brain's CPU
+(a fleet's whole CPU in the window, over 2 cores, is a bound no kill path can beat); then min/median/max over the
+runs.
 Target (issue #22): p99 < 100 ms to 32 bodies.
 
 The floor (`--floor-cpu-ms`, default `0,4`; issue #22 asks for a peer in the same run): for each value, a fleet of
@@ -134,6 +137,11 @@ class Trial:
     answered: float
     kill_at: str | None
     calls: list[list[Call]]
+    window_cpu_s: float = 0.0
+    """The bodies' CPU (every thread, from `/proc/PID/task/*/schedstat`) from just before the POST until every body's
+    refusal was read: the kill's window."""
+    window_server_cpu_s: float = 0.0
+    """The brain's (the floor's HTTP server's) CPU in the same window."""
 
 
 @dataclass
@@ -146,12 +154,32 @@ class Fleet:
     """Approver tokens issued with the fleet (`fleet(approvers=...)`), for dashboard logins."""
     pids: list[int] = field(default_factory=list[int])
     """The bodies' process ids (their CPU time is read from /proc)."""
+    server_pid: int | None = None
+    """The brain's process id (the floor's HTTP server's)."""
     calls: int = 0
     """How many calls this fleet's bodies answered."""
     state_dbs: list[Path] = field(default_factory=list[Path])
     """Each body's `state.db` (its audit trail), in the clients' order; empty for a floor."""
     heard_log: Path | None = None
     """Where a listener of the brain's stream, in a process of its own, notes when it read each kill (wall clock)."""
+
+
+def threads_cpu_s(pids: list[int]) -> float:
+    """The CPU time every thread of the processes `pids` has run so far, in seconds, to the nanosecond (each task's
+    `/proc/PID/task/TID/schedstat`; `/proc/PID/stat` counts in clock ticks, 10 ms, too coarse for one kill)."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
 
 
 def body_cpu_s(pids: list[int]) -> float:
@@ -221,6 +249,8 @@ async def timed_trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> 
     """One kill and resume on `fleet`, every body's calls logged (`Trial`)."""
     times = [0.0] * len(fleet.clients)
     calls: list[list[Call]] = [[] for _ in fleet.clients]
+    server = [fleet.server_pid] if fleet.server_pid is not None else []
+    cpu_at, server_at = threads_cpu_s(fleet.pids), threads_cpu_s(server)
     start_wall, start = time.time(), time.perf_counter()
     answered, at = 0.0, cast(object, None)
     async with anyio.create_task_group() as group:
@@ -231,11 +261,14 @@ async def timed_trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> 
         answered = time.perf_counter()
         body: Any = response.json()
         at = cast("dict[str, object]", body).get("at") if isinstance(body, dict) else None
+    window_cpu, window_server = threads_cpu_s(fleet.pids) - cpu_at, threads_cpu_s(server) - server_at
     (await fleet.captain.post("/v1/resume", json={"reason": "bench"})).raise_for_status()
     async with anyio.create_task_group() as group:
         for client in fleet.clients:
             group.start_soon(_until_writing, client, deadline_s, fleet)
-    return Trial(times, start, start_wall, answered, at if isinstance(at, str) else None, calls)
+    return Trial(
+        times, start, start_wall, answered, at if isinstance(at, str) else None, calls, window_cpu, window_server
+    )
 
 
 async def trial(fleet: Fleet, pace_s: float, deadline_s: float = 60.0) -> list[float]:
@@ -328,6 +361,7 @@ async def fleet(
                     url=url,
                     approvers=approver_tokens,
                     pids=pids,
+                    server_pid=brain.pid,
                     state_dbs=dbs,
                     heard_log=heard_log,
                 )
@@ -375,7 +409,7 @@ async def floor_fleet(root: Path, name: str, size: int, python: str, cpu_ms: flo
                     stack.push_async_callback(raw.aclose)
                     clients.append(cast(ToolClient, raw))
                     pids.append(raw.pid)
-                the_fleet = Fleet(name=name, captain=http, clients=clients, url=url, pids=pids)
+                the_fleet = Fleet(name=name, captain=http, clients=clients, url=url, pids=pids, server_pid=server.pid)
                 await trial(the_fleet, 0.01, deadline_s=120)
                 yield the_fleet
     finally:
@@ -591,9 +625,11 @@ async def main(
                     side.calls = 0
                 slowest: dict[str, Trial] = {}
                 timed: dict[str, list[Trial]] = {big.name: [] for big, _ in pairs}
+                window: dict[str, list[Trial]] = {side.name: [] for side in everyone}
                 for _ in range(trials):
                     for side in everyone:
                         the = await timed_trial(side, pace_ms / 1000)
+                        window[side.name].append(the)
                         samples[side.name] += [t * 1000 for t in the.times]
                         if side.name in timed:
                             timed[side.name].append(the)
@@ -628,6 +664,11 @@ async def main(
                     ),
                     flush=True,
                 )
+                print(
+                    f"run {run + 1}: in the kill's window (the POST to every refusal read), per trial, median: "
+                    + "; ".join(_window_line(side.name, window[side.name]) for side in everyone),
+                    flush=True,
+                )
                 if show_timeline:
                     for big, _ in pairs:
                         print(f"  {big.name}, each trial:", flush=True)
@@ -651,6 +692,18 @@ async def main(
             spread = f"{min(cpu):.2f} / {statistics.median(cpu):.2f} / {max(cpu):.2f}"
             print(f"  the {client} client's CPU a call: {spread} ms")
             print(f"target: p99 < {TARGET_MS:.0f} ms to {large} bodies; load average after {os.getloadavg()[0]:.1f}")
+
+
+def _window_line(name: str, trials: list[Trial]) -> str:
+    """The kill's window of `trials` (medians over them): how much CPU the bodies and their server (brain or floor
+    server) used, the calls in it, and the bodies' CPU per call there (what a saturated machine has to get through)."""
+    cpu = statistics.median(t.window_cpu_s for t in trials) * 1000
+    server = statistics.median(t.window_server_cpu_s for t in trials) * 1000
+    calls = statistics.median(sum(len(c) for c in t.calls) for t in trials)
+    per_call = statistics.median(t.window_cpu_s / max(sum(len(c) for c in t.calls), 1) for t in trials) * 1000
+    return (
+        f"{name}: bodies {cpu:.0f} ms of CPU over {calls:.0f} calls ({per_call:.2f} ms a call), server {server:.0f} ms"
+    )
 
 
 def run_bench(main: Callable[..., Awaitable[None]], *args: object) -> None:
