@@ -7,6 +7,7 @@ must ship all."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -174,5 +175,40 @@ async def test_leave_after_the_last_reply_ships_that_calls_event(tmp_path: Path,
             head = _head(body)
             held = await _held_by_brain(tmp_path / "brain.db", body.audit.body_id)
             assert held and held[-1] == head, (held, head)
+        finally:
+            body.close()
+
+
+async def test_a_chain_pruned_mid_round_ships_what_it_kept_and_the_checkpoint_next_round(
+    tmp_path: Path, home: Path
+) -> None:
+    """Retention runs while a round ships (between two of its batches), pruning what the brain has acknowledged
+    (`through_at_most`, as `keep_retention` passes the link's mark): the round goes on through its bound, and the
+    prune's checkpoint, written past the bound, goes out in the next round; the brain ends with every event."""
+    async with brain_with_captain(tmp_path, max_audit_request_bytes=4096) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            link = _link(body)
+            await link.register()
+            for n in range(12):  # ~1 KB each: three batches or more under the cap
+                body.record_human(action="note", rationale=f"event {n} " + "r" * 800)
+            bound = _head(body)
+            ship, pruned = link.client.ship, list[int]()
+
+            async def ship_and_prune(batch: AuditBatch) -> AuditAck:
+                if batch.events[0].seq > 1 and not pruned:  # (the round's second request: the first is marked)
+                    through = link.shipped_through()
+                    assert through >= 1
+                    future = datetime.now(UTC) + timedelta(days=400)
+                    pruned.append(body.audit.prune(retention_days=1, now=future, through_at_most=through))
+                return await ship(batch)
+
+            link.client.ship = ship_and_prune  # type: ignore[method-assign]
+            assert await link.ship_pending(round_only=True) == bound
+            assert pruned and pruned[0] >= 1
+            head = _head(body)
+            assert head == bound + 1, "the checkpoint, past the round's bound"
+            assert await link.ship_pending(round_only=True) == head
+            assert await _held_by_brain(tmp_path / "brain.db", body.audit.body_id) == list(range(1, head + 1))
         finally:
             body.close()

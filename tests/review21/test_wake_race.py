@@ -49,6 +49,7 @@ async def test_a_commit_told_as_the_wait_ends_does_not_set_the_next_rounds_event
             link = body.link
             assert link is not None
             rounds = list[float]()
+            before = -1
             ship_pending = link.ship_pending
 
             async def counted(*, round_only: bool = False) -> int:

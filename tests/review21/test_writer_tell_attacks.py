@@ -13,8 +13,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from body_mcp import Body, BodySettings
 from body_mcp.brain_link import BrainLink
 from brain_server import SqliteStateEngine
+from shared_protocol.config import parse_config
 from tests.body.test_brain_link import brain_with_captain, linked_body, wait_until, write
 from tests.conftest import make_body
 
@@ -102,8 +104,6 @@ async def test_two_links_on_one_workspace_both_ship_the_one_chain_to_the_brain(t
     async with brain_with_captain(tmp_path) as brain:
         one = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         ws = tmp_path / "ws0"
-        from body_mcp import Body, BodySettings
-        from shared_protocol.config import parse_config
 
         two = Body(
             BodySettings(
@@ -116,8 +116,9 @@ async def test_two_links_on_one_workspace_both_ship_the_one_chain_to_the_brain(t
         )
         try:
             assert one.audit.body_id == two.audit.body_id
+            head = 0
+            assert one.link is not None and two.link is not None
             links = [one.link, two.link]
-            assert links[0] is not None and links[1] is not None
             async with anyio.create_task_group() as tg:
                 for link in links:
                     tg.start_soon(link.run)
@@ -131,9 +132,7 @@ async def test_two_links_on_one_workspace_both_ship_the_one_chain_to_the_brain(t
                     if n % 3 == 0:  # (now and then, the other link's round under way)
                         await anyio.sleep(0.05)
                 head = one.audit.tail(1)[0].seq
-                await wait_until(
-                    lambda: all(link.shipped_through() >= head for link in links if link is not None), timeout=10
-                )
+                await wait_until(lambda: all(link.shipped_through() >= head for link in links), timeout=10)
                 tg.cancel_scope.cancel()
             state = await SqliteStateEngine.open(tmp_path / "brain.db")
             try:
