@@ -143,3 +143,31 @@ async def test_two_links_on_one_workspace_both_ship_the_one_chain_to_the_brain(t
         finally:
             two.close()
             one.close()
+
+
+async def test_a_body_closed_while_its_writer_tells_the_waiting_link_closes_at_once(tmp_path: Path, home: Path) -> None:
+    """`Body.close()` on the event loop's thread (blocking it) while a commit is queued in the writer's thread and
+    the link's shipping loop waits: the writer's tell (`call_soon_threadsafe` onto the blocked loop) must not hang
+    the close, nor raise; the link's loops then stop cleanly (the tell run on a closed database's link is harmless)."""
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        link = body.link
+        assert link is not None
+        closed = False
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                await wait_until(lambda: link._ship_waiting is not None)  # pyright: ignore[reportPrivateUsage]
+                body.replies.flushed = True
+                outcome = await body.call_tool("write_file", {"path": "w.txt", "content": "y", "rationale": "r"})
+                assert not outcome.is_error
+                body.replies.run()  # (the commit queued in the writer's thread)
+                started = anyio.current_time()
+                body.close()  # (blocks this loop: the writer's tell is queued onto it)
+                closed = True
+                assert anyio.current_time() - started < 5
+                tg.cancel_scope.cancel()
+        finally:
+            if not closed:
+                body.close()
