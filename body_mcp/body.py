@@ -417,8 +417,16 @@ class Body:
         logger.info("workspace scanned in %.3f s", self.scanner.first_scan_s or 0.0)
 
     async def leave(self) -> None:
-        """A clean exit (the client closed stdin): a linked body deregisters, so its brain pages nobody about it."""
+        """A clean exit (the client closed stdin): a linked body deregisters, so its brain pages nobody about it.
+
+        What the last replies left owed is committed first (a read's commit waits `LAZY_FINISH_S` after its reply, a
+        write's runs in the writer's thread): the link ships the committed chain, and would leave those events for the
+        body's next start (never, for a workspace that is not served again)."""
         if self.link is not None:
+            try:
+                await self.audit_writer.finish()
+            except Exception as exc:  # noqa: BLE001 - still safe in the journal: the next start commits and ships it
+                logger.warning("the audit events owed could not be committed before leaving: %s", exc)
             await self.link.leave()
 
     async def call_tool(
