@@ -28,6 +28,7 @@ SDK as before, and its error for a malformed call is the one it always sent.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -49,6 +50,10 @@ _VERSIONS = frozenset({"2025-06-18", "2025-11-25"})
 """The handshake versions a reply is built for here (a result with `structuredContent`, nothing more)."""
 
 _PARAMS = frozenset({"name", "arguments", "_meta"})
+
+_LATEST_KEPT = 4096
+"""How many request ids whose latest request was served here are remembered (`_latest_here`), the oldest dropped
+first: a session's ids are not kept for ever."""
 
 _SHUTDOWN_WRITE_S = 10.0
 """How long the answers still owed as the wire closes may take to be handed to the write stream: a bound for a wire
@@ -132,6 +137,10 @@ class DirectCalls:
         """Initialized with one of `_VERSIONS`: the direct path is open."""
         self._in_flight: dict[types.RequestId, _InFlight] = {}
         """The calls running here by request id, for `notifications/cancelled` (a duplicate id: the later call)."""
+        self._latest_here: OrderedDict[types.RequestId, None] = OrderedDict()
+        """Ids whose latest request was served here, running or done (the last `_LATEST_KEPT`): a cancellation of one
+        is never the SDK's, even once the call ended. The SDK's table keeps an id's latest request and drops it when
+        that ends; an earlier request it still serves under the same id is not what the client cancels."""
         self._running: set[_InFlight] = set()
         self._tasks: anyio.abc.TaskGroup | None = None
         self._idle = anyio.Event()
@@ -161,16 +170,21 @@ class DirectCalls:
                 self._initialized = self._versioned
             elif message.method == "notifications/cancelled":
                 request_id = cancelled_request_id_from_params(message.params)
-                call = self._in_flight.get(coerce_request_id(request_id)) if request_id is not None else None
+                if request_id is None:
+                    return False
+                key = coerce_request_id(request_id)
+                call = self._in_flight.get(key)
                 if call is not None:
                     call.cancel_requested = True
                     call.scope.cancel()
-                    return True
+                return key in self._latest_here
         elif isinstance(message, types.JSONRPCRequest):
             if not self._opened:  # (the SDK's rule: the first request decides the era, for good)
                 self._opened = True
                 self._modern = message.method != "initialize" and _enveloped(message.params)
-            self._in_flight.pop(coerce_request_id(message.id), None)
+            key = coerce_request_id(message.id)
+            self._in_flight.pop(key, None)
+            self._latest_here.pop(key, None)
             if message.method == "initialize" and not self._modern:
                 try:
                     init = types.InitializeRequestParams.model_validate(message.params or {}, by_name=False)
@@ -197,18 +211,28 @@ class DirectCalls:
             return False  # (`task`, or a field of a later version: the SDK's to read)
         arguments = cast("dict[str, Any] | None", arguments)
         meta = cast("dict[str, Any] | None", meta)
+        key = coerce_request_id(request.id)
         if self._engaged() and await self._refused(request, name, arguments, meta):
+            self._took(key)
             return True
         if not self._calls or self._tasks is None:
             return False
         call = _InFlight()
-        key = coerce_request_id(request.id)
         self._in_flight[key] = call  # (a duplicate id overwrites, as the SDK's table does)
+        self._took(key)
         if not self._running:
             self._idle = anyio.Event()
         self._running.add(call)
         self._tasks.start_soon(self._serve, request.id, key, call, name, arguments, meta)
         return True
+
+    def _took(self, key: types.RequestId) -> None:
+        """Request id `key` is this side's now (its latest request served here), for `note`'s cancellations."""
+        latest = self._latest_here
+        latest[key] = None
+        latest.move_to_end(key)
+        if len(latest) > _LATEST_KEPT:
+            latest.popitem(last=False)
 
     def _engaged(self) -> bool:
         """Whether the kill switch is engaged; False when its state cannot be read here: the whole call then meets the

@@ -159,9 +159,11 @@ class BrainLink:
         """Set (on the event loop) to have the shipping loop, waiting between rounds, ship now (`events_committed`)."""
         self._committed_since = False
         """Audit events were committed since the shipping loop's round began (`events_committed`, any thread)."""
-        self._ship_waiting: asyncio.AbstractEventLoop | None = None
-        """The event loop the shipping loop waits on for `new_events`, while it does (None: it is shipping, holding
-        off, or not running: what is committed meanwhile is read at its next round without waking it)."""
+        self._ship_waiting: tuple[asyncio.AbstractEventLoop, anyio.Event] | None = None
+        """The event loop the shipping loop waits on and the `new_events` it waits for, while it does (None: it is
+        shipping, holding off, or not running: what is committed meanwhile is read at its next round without waking
+        it). One value, so that a thread telling of a commit sets the very event that wait is for, never the next
+        round's (which would run a round with nothing told)."""
         self.on_kill: Callable[[], None] | None = None
         self._refused: str | None = None
         """Why the brain refuses this body (its token), while it does."""
@@ -617,10 +619,11 @@ class BrainLink:
         for events (not on every commit of a body writing flat out: between rounds the loop holds off
         `SHIP_EVERY_S`, then reads whatever is committed)."""
         self._committed_since = True
-        loop = self._ship_waiting  # (read after the flag is set: `_ship_forever` sets its side in the other order)
-        if loop is not None:
+        waiting = self._ship_waiting  # (read after the flag is set: `_ship_forever` sets its side in the other order)
+        if waiting is not None:
+            loop, event = waiting
             with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped ships nothing more)
-                loop.call_soon_threadsafe(self.new_events.set)
+                loop.call_soon_threadsafe(event.set)
 
     async def _ship_forever(self) -> None:
         while True:
@@ -634,7 +637,7 @@ class BrainLink:
             # Waiting is said before the flag is read, and `events_committed` sets the flag before it reads whether
             # anyone waits: a commit either sees the wait (and wakes it) or is seen here (no wait). The
             # `SHIP_POLL_S` bound is for what no writer of this process tells of.
-            self._ship_waiting = asyncio.get_running_loop()
+            self._ship_waiting = (asyncio.get_running_loop(), self.new_events)
             try:
                 if not self._committed_since:
                     with anyio.move_on_after(SHIP_POLL_S):

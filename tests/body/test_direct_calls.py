@@ -552,3 +552,33 @@ def test_over_stdio_the_refusal_is_the_sdks_reply_and_is_durable_before_it(works
         assert reopened.audit.verify().ok
     finally:
         reopened.close()
+
+
+def test_the_ids_taken_by_direct_calls_are_remembered_up_to_a_bound(workspace: Path, home: Path) -> None:
+    """A cancellation of an id whose latest request was served directly is never the SDK's, even after the call
+    ended; the ids are remembered up to `_LATEST_KEPT` (the oldest dropped first), and one the SDK takes again is its
+    own (its cancellation goes to the SDK)."""
+    from body_mcp import _direct_calls
+
+    body = make_body(workspace, home)
+    try:
+        direct = DirectCalls(body, _NoWrites())
+        for n in range(_direct_calls._LATEST_KEPT + 10):  # pyright: ignore[reportPrivateUsage]
+            direct._took(n)  # pyright: ignore[reportPrivateUsage]
+
+        def cancel(n: int) -> types.JSONRPCNotification:
+            params = {"requestId": n}
+            return types.JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params=params)
+
+        assert not direct.note(cancel(0)), "the oldest ids are dropped: the SDK's again"
+        assert direct.note(cancel(_direct_calls._LATEST_KEPT + 9))  # pyright: ignore[reportPrivateUsage]
+        direct.note(types.JSONRPCRequest(jsonrpc="2.0", id=20, method="ping"))  # (the SDK takes id 20 again)
+        assert not direct.note(cancel(20))
+        assert direct.note(cancel(21))
+    finally:
+        body.close()
+
+
+class _NoWrites:
+    async def send(self, item: SessionMessage, /) -> None:
+        raise AssertionError(f"nothing is written here: {item}")

@@ -39,32 +39,14 @@ def _progress(request: dict[str, Any]) -> dict[str, Any]:
 PING = {"jsonrpc": "2.0", "id": 99, "method": "ping"}
 
 
-@pytest.mark.parametrize(
-    "direct",
-    [
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "LOW (the client reused an id in flight first): an id the SDK holds (a progress-token write, "
-                    "held), reused by a call served directly (a read) that finishes; a cancellation for the id that "
-                    "arrives after the read's reply (the race the spec allows for any cancel) is no longer the direct "
-                    "path's (`_finished` dropped it from `_in_flight`), goes on to the SDK, and cancels the held "
-                    "write: its effect and reply are lost. The SDK alone never does that (its table's entry for the "
-                    "id is the read's, overwritten and dropped when the read ends). Repro: this test. Fix: remember "
-                    "an id a direct call took until the SDK is given a request under it again (a set `_shadowed`, "
-                    "discarded in `note` for a request; a cancel for a shadowed id returns True), bounded so a "
-                    "long session's unique ids do not pile up (e.g. drop the oldest past a few thousand)"
-                ),
-            ),
-        ),
-        False,
-    ],
-)
+@pytest.mark.parametrize("direct", [True, False])
 async def test_a_late_cancel_of_a_finished_call_that_reused_an_id_leaves_the_earlier_request_be(
     workspace: Path, home: Path, direct: bool
 ) -> None:
+    """Was a LOW hole (review 21): an id the SDK holds (a progress-token write, held), reused by a call served
+    directly (a read) that finishes, then cancelled after the read's reply: the cancellation went on to the SDK and
+    cancelled the held write. Fixed: the ids whose latest request was served directly are remembered (the last 4,096),
+    and a cancellation of one is never handed to the SDK."""
     held = _Hold("first.txt")
     body = make_body(workspace, home, outer_guards=[held])
     try:

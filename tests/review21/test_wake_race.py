@@ -27,21 +27,13 @@ def _line_after_the_wait_is_read() -> int:
     return first + 1 + next(n for n, line in enumerate(lines) if "= self._ship_waiting" in line)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "LOW (a needless round, no event lost or late): `events_committed` reads `_ship_waiting` (the loop waits), "
-        "then `self.new_events` for the callback; if the loop's wait ends in between (its poll, or another commit's "
-        "wake-up) it replaces `new_events`, and the telling thread sets the new round's event: the next time the "
-        "loop waits it finds it set and runs a round with nothing told (two thread hops, a read of the chain). "
-        "Repro: this test pauses the telling thread between the two reads (a trace on its own thread). Fix: "
-        "`_ship_forever` publishes the loop and the event it waits on together (`_ship_waiting = (loop, event)`), "
-        "and `events_committed` sets that event"
-    ),
-)
 async def test_a_commit_told_as_the_wait_ends_does_not_set_the_next_rounds_event(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Was a LOW hole (review 21): `events_committed` read `_ship_waiting`, then `self.new_events`; a wait that ended
+    in between had the telling thread set the next round's event, a round with nothing told. Fixed: the loop
+    publishes the event it waits on with its loop (`_ship_waiting = (loop, event)`), and that event is set. Repro:
+    the telling thread paused between its read of `_ship_waiting` and what follows (a trace on its own thread)."""
     monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 0.3)  # (the wait that ends under the telling thread)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])

@@ -77,7 +77,7 @@ def test_a_link_told_after_its_event_loop_closed_does_not_raise_in_the_telling_t
         assert isinstance(link, BrainLink)
         loop = asyncio.new_event_loop()
         loop.close()
-        link._ship_waiting = loop  # pyright: ignore[reportPrivateUsage] - where a loop killed mid-wait leaves it
+        link._ship_waiting = (loop, link.new_events)  # pyright: ignore[reportPrivateUsage] - a loop killed mid-wait
         errors = list[BaseException]()
 
         def tell() -> None:
