@@ -633,18 +633,35 @@ class BrainLink:
                 await anyio.sleep(hold)
             self._shipped_at = time.monotonic()
             self._committed_since = False
-            await self.ship_pending(round_only=True)
+            through = await self.ship_pending(round_only=True)
+            await self._until_more(through)
+            self.new_events = anyio.Event()
+
+    async def _until_more(self, through: int) -> None:
+        """Wait until there may be more of the chain to ship than `through`: a commit told (`events_committed`, or
+        `new_events` set), or, every `SHIP_POLL_S`, a chain found longer (what no writer of this process tells of:
+        another process's body on the workspace). The look is one read on the event loop that never waits
+        (`read_now`); only when it cannot tell does the next round look, in worker threads."""
+        loop = asyncio.get_running_loop()
+        while True:
             # Waiting is said before the flag is read, and `events_committed` sets the flag before it reads whether
-            # anyone waits: a commit either sees the wait (and wakes it) or is seen here (no wait). The
-            # `SHIP_POLL_S` bound is for what no writer of this process tells of.
-            self._ship_waiting = (asyncio.get_running_loop(), self.new_events)
+            # anyone waits: a commit either sees the wait (and wakes it) or is seen here (no wait).
+            self._ship_waiting = (loop, self.new_events)
             try:
-                if not self._committed_since:
-                    with anyio.move_on_after(SHIP_POLL_S):
-                        await self.new_events.wait()
+                if self._committed_since:
+                    return
+                with anyio.move_on_after(SHIP_POLL_S):
+                    await self.new_events.wait()
+                if self.new_events.is_set():
+                    return
             finally:
                 self._ship_waiting = None
-            self.new_events = anyio.Event()
+            found = self._db.read_now("SELECT MAX(seq) FROM audit_events")
+            if found is None:
+                return  # (it could not tell without waiting: the round looks)
+            head = found[0][0]
+            if head is not None and int(head) > through:
+                return
 
     def hold(self, task_id: str, claim_token: str, lease_s: int) -> None:
         """Keep a claimed task: its lease is renewed every third of `lease_s` until `release`."""

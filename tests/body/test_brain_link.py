@@ -544,6 +544,44 @@ async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
             body.close()
 
 
+async def test_an_idle_link_looks_at_the_chain_without_a_round_and_ships_what_another_process_added(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing told, the shipping loop looks every `SHIP_POLL_S` at the chain's head with one read on the event
+    loop, and runs a round (worker threads, the brain) only when the chain grew: an event another body process of
+    the workspace wrote (here a second body whose link does not run: its writer tells only its own link)."""
+    monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 0.05)
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        other = linked_body_again(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            link = body.link
+            assert link is not None
+            rounds = list[int]()
+            ship_pending = link.ship_pending
+
+            async def counted(*, round_only: bool = False) -> int:
+                rounds.append(1)
+                return await ship_pending(round_only=round_only)
+
+            link.ship_pending = counted  # type: ignore[method-assign]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                await wait_until(lambda: link._ship_waiting is not None)  # pyright: ignore[reportPrivateUsage]
+                before = len(rounds)
+                await anyio.sleep(0.5)  # (ten polls)
+                assert len(rounds) == before, "no round while the chain stood still"
+                other.record_human(action="note", rationale="written by another process's body")
+                head = other.audit.tail(1)[0].seq
+                await wait_until(lambda: link.shipped_through() >= head)
+                assert len(rounds) > before
+                tg.cancel_scope.cancel()
+        finally:
+            other.close()
+            body.close()
+
+
 async def test_a_body_moves_to_a_new_token_only_by_a_captains_rebind(tmp_path: Path, home: Path) -> None:
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
