@@ -709,7 +709,9 @@ class BrainLink:
             return int(conn.execute("SELECT shipped_through FROM brain_outbox WHERE id = 1").fetchone()[0])
 
     def _set_shipped(self, seq: int) -> None:
-        with self._db.write() as conn:
+        # Not synced (no fsync a round): after a power loss an older mark at worst, and the events after it shipped
+        # again, which the brain stores once per body and seq (it answers with what it holds).
+        with self._db.write(synced=False) as conn:
             conn.execute("UPDATE brain_outbox SET shipped_through = ? WHERE id = 1", (seq,))
 
     async def ship_pending(self, *, round_only: bool = False) -> int:
