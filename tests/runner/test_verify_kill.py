@@ -37,11 +37,11 @@ async def test_a_kill_during_the_acceptance_rerun_waits_for_the_release_and_runs
         task = await s.add_task(repo=str(repo), acceptance=SLOW_CHECK)
         ran: list[subprocess.CompletedProcess[str]] = []
 
-        async def run() -> None:  # (the runner in the test's process: the same entry point, its body a process)
+        async def work() -> None:  # (the runner in the test's process: the same entry point, its body a process)
             ran.append(await s.agent("worker-1", "--once", "--wait", "30", timeout_s=180, in_process=True))
 
         async with anyio.create_task_group() as group:
-            group.start_soon(run)
+            group.start_soon(work)
             await until_running(MARK, timeout_s=90)  # the check runs (for 4 s): the kill lands meanwhile
             killed = await s.captain.post("/v1/kill", json={"reason": "stop mid-check"})
             assert killed.status_code == 200, killed.text
