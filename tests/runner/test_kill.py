@@ -135,7 +135,7 @@ async def test_an_agent_whose_brain_is_out_of_reach_pauses_and_makes_no_model_ca
                 models=openai_model(fake_url),
                 model="fake",
                 extra_env={"FAKE_OPENAI_KEY": API_KEY},
-                extra_toml="[brain]\nfailsafe_s = 2\n",  # (10 s by default; the test need not wait that long)
+                extra_toml="[brain]\nfailsafe_s = 0.5\n",  # (10 s by default; the test need not wait that long)
             ) as s:
                 env = s.env() | {"SWARM_BRAIN_URL": "http://127.0.0.1:9"}  # nothing listens there
                 with s.log("worker-1").open("w") as log:
