@@ -15,8 +15,8 @@ from shared_protocol.config import render_config
 
 from ..body.agent_helpers import agent_body, agent_config, model_meta, profile
 from ..body.helpers import ok
-from .inprocess import run_swarm
-from .test_cli import one_line_error, swarm
+from .inprocess import run_swarm, swarm_here
+from .test_cli import one_line_error
 
 pytestmark = pytest.mark.anyio
 
@@ -75,7 +75,7 @@ async def test_status_audit_and_undo_take_an_agent_instead_of_a_workspace(
     assert code == 0 and "undone" in out and not (task / "new.txt").exists(), err
     undo_id = out.split("recorded as ")[1].split(";")[0]
     shutil.rmtree(task)
-    result = swarm("undo", undo_id, "--agent", "w1", "--config", config_env["SWARM_CONFIG"], home=home)
+    result = swarm_here("undo", undo_id, "--agent", "w1", "--config", config_env["SWARM_CONFIG"], home=home)
     line = one_line_error(result)
     assert "no longer exists" in line and str(task.resolve()) in line
     code, out, err = run("audit", "verify", "--agent", "w1", home=home, env=config_env)
@@ -89,10 +89,10 @@ async def test_kill_and_resume_are_recorded_in_every_agents_trail(
     task.mkdir()
     await _one_write(task.resolve(), home)
     shutil.rmtree(task)
-    assert swarm("kill", "--reason", "drill", home=home).returncode == 0
+    assert swarm_here("kill", "--reason", "drill", home=home).returncode == 0
     code, out, err = run("audit", "tail", "--agent", "w1", home=home, env=config_env)
     assert code == 0 and " kill ok — drill" in out, err
-    assert swarm("resume", home=home).returncode == 0
+    assert swarm_here("resume", home=home).returncode == 0
 
 
 def test_an_unknown_agent_or_both_flags_is_a_one_line_error(
@@ -101,9 +101,9 @@ def test_an_unknown_agent_or_both_flags_is_a_one_line_error(
     for command in (["status"], ["audit", "verify"], ["audit", "tail"], ["undo", "act_x"]):
         line = one_line_error(in_process(*command, "--agent", "nobody", home=home, env=config_env))
         assert "no agent named 'nobody'" in line and "configured agents: w1" in line
-    both = swarm("status", "--agent", "w1", "--workspace", str(workspace), home=home)
+    both = swarm_here("status", "--agent", "w1", "--workspace", str(workspace), home=home)
     assert "not both" in one_line_error(both)
-    body = swarm("body", "--agent", "nobody", "--workspace", str(workspace), home=home)
+    body = swarm_here("body", "--agent", "nobody", "--workspace", str(workspace), home=home)
     assert "no agent named 'nobody'" in one_line_error(body) and "none" in one_line_error(body)
 
 

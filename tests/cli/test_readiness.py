@@ -34,7 +34,7 @@ from ..fakes.ntfy import FakeNtfy
 from ..fakes.serve import serve_app
 from ..wake.test_wake_cli import public_key_hex
 from .inprocess import swarm_as, swarm_here
-from .test_cli import one_line_error, swarm
+from .test_cli import one_line_error
 
 pytestmark = pytest.mark.anyio
 
@@ -213,7 +213,8 @@ def test_the_kill_drill_item_needs_a_recent_drill_under_five_seconds(record: Dri
 
 def test_swarm_snapshot_drill_records_its_result_for_readiness(home: Path, workspace: Path, trail: Admin) -> None:
     states = _readiness.local_states(home, SwarmConfig())
-    failed = swarm("snapshot", "drill", "--workspace", str(workspace), home=home)
+    # (in the test's process: the same entry point, minus a new Python's start)
+    failed = swarm_here("snapshot", "drill", "--workspace", str(workspace), home=home)
     one_line_error(failed)  # no snapshot yet: the drill fails, and that is recorded too
     item = _readiness.check_restore_drill(
         states, _drill_records.load_records(home), now=datetime.now(UTC), max_age_s=86400
@@ -221,7 +222,7 @@ def test_swarm_snapshot_drill_records_its_result_for_readiness(home: Path, works
     assert not item.ok and "failed" in item.detail
 
     trail.snapshotter().create(reason="test")
-    assert swarm("snapshot", "drill", "--workspace", str(workspace), home=home).returncode == 0
+    assert swarm_here("snapshot", "drill", "--workspace", str(workspace), home=home).returncode == 0
     records = _drill_records.load_records(home)
     assert records.restore[str(workspace)].ok
     assert _readiness.check_restore_drill(states, records, now=datetime.now(UTC), max_age_s=86400).ok
@@ -377,7 +378,8 @@ def test_the_drill_kills_a_drill_body_through_a_throwaway_brain_and_records_it(h
     trail = _trail(home, workspace)
     trail.snapshotter().create(reason="test")
     trail.close()
-    result = swarm("readiness", "--drill", home=home)
+    # (in the test's process: the same entry point; the drill's body is a `swarm body` process all the same)
+    result = swarm_here("readiness", "--drill", home=home)
     assert result.returncode == 1  # the shadow period cannot hold yet
     assert "drill: kill passed" in result.stdout, result.stdout + result.stderr
     records = _drill_records.load_records(home)

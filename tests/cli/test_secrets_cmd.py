@@ -4,12 +4,12 @@ reason, values never printed; exit 0 only when all resolve."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import boto3
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from ..fakes.serve import serve_app
 from ..fakes.vault import FakeVault
-from .test_cli import swarm
+from .inprocess import swarm_in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -70,9 +70,12 @@ token = "env:NTFY_TOKEN"
 
 
 async def check(home: Path, config: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return await anyio.to_thread.run_sync(
-        lambda: swarm("secrets", "check", "--config", str(config), *extra, home=home, env=env)
-    )
+    """`swarm secrets check` in the test's process (`tests/cli/inprocess.py`: the same entry point, with its own
+    environment and standard streams, minus a new Python's start and its boto3 import, ~2.5 s a run), in a thread
+    while the test's loop serves the fake vault."""
+    full_env = {**os.environ, "SWARM_HOME": str(home), **env}
+    full_env.pop("SWARM_CONFIG", None)
+    return await swarm_in_process(["secrets", "check", "--config", str(config), *extra], full_env)
 
 
 async def test_secrets_check_resolves_every_reference_and_names_the_failures_without_values(

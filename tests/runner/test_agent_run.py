@@ -1,5 +1,5 @@
-"""`swarm agent run` end to end: a real brain on 127.0.0.1, the real CLI in its own process, its body a real
-`swarm body --agent` subprocess, the scripted provider; nobody presses Enter.
+"""`swarm agent run` end to end: a real brain on 127.0.0.1, the real CLI (in the test's process: its entry point),
+its body a real `swarm body --agent` subprocess, the scripted provider; nobody presses Enter.
 
 What is checked is what the brain, the repository and the agent's audit trail say afterwards, never the runner's
 own word: the verification is the body's re-run of the acceptance command, the spend is what the brain recorded.
@@ -24,7 +24,9 @@ async def test_a_shadow_agent_works_a_task_in_a_copy_and_the_brain_records_a_ver
         repo = s.repo_with_bug()
         s.script(FIX)
         task = await s.add_task(repo=str(repo))
-        done = await s.agent("worker-1", "--once", "--wait", "10")
+        # (in the test's process, as the other runs here: `swarm agent run` as a process of its own, to its exit
+        # status, is tests/runner/test_kill.py's and test_many_agents.py's)
+        done = await s.agent("worker-1", "--once", "--wait", "10", in_process=True)
         assert done.returncode == 0, done.stderr
         assert "(shadow)" in done.stderr
         after = await s.task(task["id"])

@@ -149,16 +149,23 @@ async def test_a_restarted_runner_takes_up_its_parked_tasks_and_a_cancelled_one_
         assert not (work / "shadow" / broken).exists() and not (work / "parked" / f"{broken}.json").exists()
 
         # A parked task cancelled by a human: the runner drops it, and its shadow copy and saved state go.
+        # (This runner in the test's process, in the background while the test cancels: none is killed.)
         s.script(SCRIPT[:1])
-        third, _, agent = await park_one(s, "third", "--once")
-        async with agent:
+        third = (await s.add_task(title="third", acceptance=BOTH, repo=str(s.repo_with_bug("third"))))["id"]
+        ran: list[subprocess.CompletedProcess[str]] = []
+
+        async def run_third() -> None:
+            ran.append(await s.agent("worker-1", "--once", timeout_s=120, in_process=True))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_third)
+            await parked(s, third, lambda: ran[0].returncode if ran else None)
             assert (work / "shadow" / third).is_dir()
-            argv = ["task", "cancel", third, "--reason", "not needed any more"]
-            cancelled = await s.swarm(*argv, token=s.captain_token)
-            assert cancelled.returncode == 0, cancelled.stderr
-            with anyio.fail_after(60):
-                code = await agent.wait()
-        assert code == 0, s.log("third").read_text()
+            # (by the API: the runner holds the in-process CLI; `swarm task cancel` is tests/cli/test_task_cmds.py's)
+            cancelled = await s.captain.post(f"/v1/tasks/{third}/cancel", json={"reason": "not needed any more"})
+            assert cancelled.status_code == 200, cancelled.text
+        (done,) = ran
+        assert done.returncode == 0, done.stderr
         assert (await s.task(third))["state"] == "cancelled"
         assert not (work / "shadow" / third).exists(), "a cancelled parked task's shadow copy was left on disk"
         assert not (work / "parked" / f"{third}.json").exists()

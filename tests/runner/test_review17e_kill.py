@@ -1,8 +1,9 @@
 """Review of issue #17 (pass e): a killed agent takes no work and spends nothing. The real brain, the real
-`swarm agent run`, the scripted model."""
+`swarm agent run` (in the test's process), the scripted model."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import anyio
@@ -22,22 +23,24 @@ async def test_review17e_an_agent_started_while_the_kill_switch_is_engaged_claim
         s.script(FIX)
         task = await s.add_task(repo=str(repo))
         assert (await s.captain.post("/v1/kill", json={"reason": "review"})).status_code == 200
-        log = s.log("runner").open("wb")
-        process = await anyio.open_process(s.argv("worker-1", "--once", "--wait", "60"), env=s.env(), stderr=log)
-        try:
+        ran: list[subprocess.CompletedProcess[str]] = []
+
+        async def run() -> None:  # (the runner in the test's process: the same entry point, its body a process)
+            ran.append(await s.agent("worker-1", "--once", "--wait", "60", timeout_s=180, in_process=True))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            # Its event stream is open (the brain sends the kill first on it): then 3 s in which it takes nothing.
             with anyio.fail_after(60):
-                while "kill switch engaged" not in s.log("runner").read_text():
-                    await anyio.sleep(0.1)
+                while s.brain.hub.subscribers == 0:
+                    assert not ran, ran[0].stderr
+                    await anyio.sleep(0.05)
             await anyio.sleep(3)
             assert (await s.task(task["id"]))["state"] == "queued"
             assert (await s.captain.get("/v1/usage")).json()["by_task"] == {}
-            assert process.returncode is None, "a --once runner waits out a kill, paused"
+            assert not ran, "a --once runner waits out a kill, paused"
             assert (await s.captain.post("/v1/resume", json={"reason": "review done"})).status_code == 200
-            with anyio.fail_after(120):
-                code = await process.wait()
-        finally:
-            if process.returncode is None:
-                process.kill()
-            log.close()
-        assert code == 0, s.log("runner").read_text()
+        ((code, said),) = [(done.returncode, done.stderr) for done in ran]
+        assert code == 0, said
+        assert "kill switch engaged" in said.split("claimed task")[0], said
         assert (await s.task(task["id"]))["shadow_runs"][0]["outcome"] == "succeeded"
