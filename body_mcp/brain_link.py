@@ -90,9 +90,13 @@ _LAG_S = 0.25
 """A tick later than this (past `_TICK_S`) means the loop stood still that long: time the link could not listen."""
 KILL_QUIET_S = 0.5
 """How long audit shipping holds off after the body hears a kill engage."""
-SHIP_EVERY_S = 0.25
+SHIP_EVERY_S = 1.0
 """The least time between two shipments: a body calling every few milliseconds ships its events in batches, not one
-HTTP request (and one brain ingest) per call, which cost the machine as much CPU as the call itself."""
+HTTP request (and one brain ingest) per call, which cost the machine as much CPU as the call itself. A second, not
+less: a round costs the body and its brain a request, an attested batch and a commit whatever it carries, and 32
+bodies on 2 cores shipping every 0.25 s gave their brain 3-8 times the CPU in a kill's window (`bench_kill_fanout.py`
+against the code before, session 21). Until session 21 the rounds came about once a second anyway (a bug: the wake-up
+after the first round was lost, and only the one-second poll started the next)."""
 SHIP_POLL_S = 1.0
 """How long the shipping loop, with nothing committed, waits before it looks at the chain anyway: for events no writer
 in this process tells of (`events_committed`), another process's body on the same workspace."""

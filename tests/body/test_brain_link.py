@@ -526,6 +526,7 @@ async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
     event only, bound once: from the second round on every event waited for the poll, a second then.) The poll is
     made an hour here, so an event not told of would not reach the brain within the test's deadline."""
     monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
+    monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.1)  # (three rounds, not three seconds)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:

@@ -98,6 +98,7 @@ async def test_events_written_while_a_round_ships_go_out_in_the_next_round_not_a
     loop must not then wait for the poll (an hour here) but run its next round `SHIP_EVERY_S` on. Three rounds, each
     with events written during its first request."""
     monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
+    monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.1)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
