@@ -527,6 +527,7 @@ async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
     made an hour here, so an event not told of would not reach the brain within the test's deadline."""
     monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
     monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.1)  # (three rounds, not three seconds)
+    monkeypatch.setattr(brain_link_module, "SHIP_GATHER_S", 0.0)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
@@ -541,6 +542,45 @@ async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
                     seq = body.audit.tail(1)[0].seq
                     await wait_until(lambda seq=seq: link.shipped_through() >= seq, timeout=10)
                 tg.cancel_scope.cancel()
+        finally:
+            body.close()
+
+
+async def test_after_a_quiet_spell_a_round_gathers_the_burst_that_woke_it(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first commit after a quiet spell wakes the shipping loop, whose round starts `SHIP_GATHER_S` later: the
+    burst's calls go in one round, which does not start as the burst does."""
+    monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
+    monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.0)
+    monkeypatch.setattr(brain_link_module, "SHIP_GATHER_S", 0.4)
+    async with brain_with_captain(tmp_path) as brain:
+        body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
+        try:
+            link = body.link
+            assert link is not None
+            rounds = list[float]()
+            ship_pending = link.ship_pending
+
+            async def counted(*, round_only: bool = False) -> int:
+                rounds.append(time.monotonic())
+                return await ship_pending(round_only=round_only)
+
+            link.ship_pending = counted  # type: ignore[method-assign]
+            before, began = 0, 0.0
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(link.run)
+                await wait_until(lambda: body.brain_state == "connected")
+                await wait_until(lambda: link._ship_waiting is not None)  # pyright: ignore[reportPrivateUsage]
+                before = len(rounds)
+                began = time.monotonic()
+                for n in range(3):  # (a burst: three calls within the gathering)
+                    assert await write(body, f"burst{n}.txt") == (False, None)
+                head = body.audit.tail(1)[0].seq
+                await wait_until(lambda: link.shipped_through() >= head)
+                tg.cancel_scope.cancel()
+            assert len(rounds) == before + 1, "the burst in one round"
+            assert rounds[-1] - began >= 0.4
         finally:
             body.close()
 

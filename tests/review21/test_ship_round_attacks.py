@@ -99,6 +99,7 @@ async def test_events_written_while_a_round_ships_go_out_in_the_next_round_not_a
     with events written during its first request."""
     monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
     monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.1)
+    monkeypatch.setattr(brain_link_module, "SHIP_GATHER_S", 0.0)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:

@@ -36,6 +36,7 @@ async def test_a_commit_told_as_the_wait_ends_does_not_set_the_next_rounds_event
     the telling thread paused between its read of `_ship_waiting` and what follows (a trace on its own thread)."""
     monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 0.3)  # (the wait that ends under the telling thread)
     monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.25)  # (a needless round: within the 1 s looked at)
+    monkeypatch.setattr(brain_link_module, "SHIP_GATHER_S", 0.0)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
