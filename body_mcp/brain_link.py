@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -98,10 +99,12 @@ bodies on 2 cores shipping every 0.25 s gave their brain 3-8 times the CPU in a 
 against the code before, session 21). Until session 21 the rounds came about once a second anyway (a bug: the wake-up
 after the first round was lost, and only the one-second poll started the next)."""
 SHIP_GATHER_S = 0.5
-"""How long a round waits after the commit that woke it (the first after a quiet spell): a burst of calls goes in one
-round, and the round does not start in the burst's first moments, when a kill for it lands (heard, shipping then
-holds off `KILL_QUIET_S`). At once, 32 bodies starting to write together shipped 32 rounds into their brain just
-as it published a kill (`bench_kill_fanout.py`, session 21)."""
+"""How long, at least, a round waits after the commit that woke it (the first after a quiet spell): a burst of calls
+goes in one round, and the round does not start in the burst's first moments, when a kill for it lands (heard,
+shipping then holds off `KILL_QUIET_S`). Each wait is drawn between it and twice it, so that bodies woken together (a
+fleet's agents starting on the same task list, or released by one resume) do not all ship into their brain at the
+same moment. At once, 32 bodies starting to write together shipped 32 rounds into their brain just as it published a
+kill (`bench_kill_fanout.py`, session 21)."""
 SHIP_POLL_S = 1.0
 """How long the shipping loop, with nothing committed, waits before it looks at the chain anyway: for events no writer
 in this process tells of (`events_committed`), another process's body on the same workspace."""
@@ -206,7 +209,9 @@ class BrainLink:
         self._shipped_at = 0.0
         """`time.monotonic()` when `_ship_forever` last began shipping."""
         self._told_at = 0.0
-        """`time.monotonic()` when the shipping loop, waiting, was last told there was more to ship."""
+        """`time.monotonic()` when the shipping loop, waiting, was last told there was more to ship..."""
+        self._gather_s = 0.0
+        """...and how long the round it woke waits for more (`SHIP_GATHER_S` to twice that, drawn each time)."""
 
     # -- kill-switch source ------------------------------------------------------------
 
@@ -647,12 +652,13 @@ class BrainLink:
             through = await self.ship_pending(round_only=True)
             await self._until_more(through)
             self._told_at = time.monotonic()
+            self._gather_s = SHIP_GATHER_S * (1.0 + random.random())  # (a spread in time, not a secret)
             self.new_events = anyio.Event()
 
     def _next_round_at(self) -> float:
         """When the next round may start (`time.monotonic()`): `SHIP_EVERY_S` after the last began, `SHIP_GATHER_S`
         after the loop was told of more, and not while shipping holds off after a kill."""
-        return max(self._ship_after, self._shipped_at + SHIP_EVERY_S, self._told_at + SHIP_GATHER_S)
+        return max(self._ship_after, self._shipped_at + SHIP_EVERY_S, self._told_at + self._gather_s)
 
     async def _until_more(self, through: int) -> None:
         """Wait until there may be more of the chain to ship than `through`: a commit told (`events_committed`, or
