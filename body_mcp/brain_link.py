@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -98,16 +97,12 @@ less: a round costs the body and its brain a request, an attested batch and a co
 bodies on 2 cores shipping every 0.25 s gave their brain 3-8 times the CPU in a kill's window (`bench_kill_fanout.py`
 against the code before, session 21). Until session 21 the rounds came about once a second anyway (a bug: the wake-up
 after the first round was lost, and only the one-second poll started the next)."""
-SHIP_GATHER_S = 0.5
-"""How long, at least, a round waits after the commit that woke it (the first after a quiet spell): a burst of calls
-goes in one round, and the round does not start in the burst's first moments, when a kill for it lands (heard,
-shipping then holds off `KILL_QUIET_S`). Each wait is drawn between it and twice it, so that bodies woken together (a
-fleet's agents starting on the same task list, or released by one resume) do not all ship into their brain at the
-same moment. At once, 32 bodies starting to write together shipped 32 rounds into their brain just as it published a
-kill (`bench_kill_fanout.py`, session 21)."""
 SHIP_POLL_S = 1.0
-"""How long the shipping loop, with nothing committed, waits before it looks at the chain anyway: for events no writer
-in this process tells of (`events_committed`), another process's body on the same workspace."""
+"""How often the shipping loop looks, between rounds, whether there is more to ship: a commit of this process told
+(`events_committed`, which wakes nothing), or a chain found longer (another process's body on the workspace). Looks,
+not wake-ups on commit: a round woken by the commits of a burst lands in the burst, when a kill for it does (32 bodies
+starting to write together shipped 32 rounds into their brain as it published the kill: `bench_kill_fanout.py`,
+session 21); a look's time has nothing to do with the calls'."""
 
 
 @dataclass
@@ -168,14 +163,9 @@ class BrainLink:
         """Held to take a kill state (`_obey`): the stream's thread and the event loop take them both."""
         self._ever_connected = False
         self.new_events = anyio.Event()
-        """Set (on the event loop) to have the shipping loop, waiting between rounds, ship now (`events_committed`)."""
+        """Set (on the event loop) to have the shipping loop, waiting between rounds, ship now."""
         self._committed_since = False
         """Audit events were committed since the shipping loop's round began (`events_committed`, any thread)."""
-        self._ship_waiting: tuple[asyncio.AbstractEventLoop, anyio.Event] | None = None
-        """The event loop the shipping loop waits on and the `new_events` it waits for, while it does (None: it is
-        shipping, holding off, or not running: what is committed meanwhile is read at its next round without waking
-        it). One value, so that a thread telling of a commit sets the very event that wait is for, never the next
-        round's (which would run a round with nothing told)."""
         self.on_kill: Callable[[], None] | None = None
         self._refused: str | None = None
         """Why the brain refuses this body (its token), while it does."""
@@ -208,10 +198,6 @@ class BrainLink:
         """What `state()` last told a call and noted."""
         self._shipped_at = 0.0
         """`time.monotonic()` when `_ship_forever` last began shipping."""
-        self._told_at = 0.0
-        """`time.monotonic()` when the shipping loop, waiting, was last told there was more to ship..."""
-        self._gather_s = 0.0
-        """...and how long the round it woke waits for more (`SHIP_GATHER_S` to twice that, drawn each time)."""
 
     # -- kill-switch source ------------------------------------------------------------
 
@@ -631,54 +617,31 @@ class BrainLink:
 
     def events_committed(self) -> None:
         """Audit events were committed (the audit writer tells, from the thread that committed them): the shipping
-        loop's next round takes them. Thread-safe; it wakes the event loop only when the shipping loop is waiting
-        for events (not on every commit of a body writing flat out: between rounds the loop holds off
-        `SHIP_EVERY_S`, then reads whatever is committed)."""
+        loop's next look finds it and ships them. Thread-safe, and it wakes nothing (`SHIP_POLL_S`)."""
         self._committed_since = True
-        waiting = self._ship_waiting  # (read after the flag is set: `_ship_forever` sets its side in the other order)
-        if waiting is not None:
-            loop, event = waiting
-            with contextlib.suppress(RuntimeError):  # (the loop is closed: a body that stopped ships nothing more)
-                loop.call_soon_threadsafe(event.set)
 
     async def _ship_forever(self) -> None:
         while True:
             # (a kill was just heard: its refusals first, on every body; else the events of the last `SHIP_EVERY_S`
             # go together)
-            while (hold := self._next_round_at() - time.monotonic()) > 0:
+            while (hold := max(self._ship_after, self._shipped_at + SHIP_EVERY_S) - time.monotonic()) > 0:
                 await anyio.sleep(hold)
             self._shipped_at = time.monotonic()
             self._committed_since = False
             through = await self.ship_pending(round_only=True)
             await self._until_more(through)
-            self._told_at = time.monotonic()
-            self._gather_s = SHIP_GATHER_S * (1.0 + random.random())  # (a spread in time, not a secret)
             self.new_events = anyio.Event()
 
-    def _next_round_at(self) -> float:
-        """When the next round may start (`time.monotonic()`): `SHIP_EVERY_S` after the last began, `SHIP_GATHER_S`
-        after the loop was told of more, and not while shipping holds off after a kill."""
-        return max(self._ship_after, self._shipped_at + SHIP_EVERY_S, self._told_at + self._gather_s)
-
     async def _until_more(self, through: int) -> None:
-        """Wait until there may be more of the chain to ship than `through`: a commit told (`events_committed`, or
-        `new_events` set), or, every `SHIP_POLL_S`, a chain found longer (what no writer of this process tells of:
-        another process's body on the workspace). The look is one read on the event loop that never waits
-        (`read_now`); only when it cannot tell does the next round look, in worker threads."""
-        loop = asyncio.get_running_loop()
+        """Wait until there may be more of the chain to ship than `through`, looking every `SHIP_POLL_S`: a commit
+        told (`events_committed`), or a chain found longer (what no writer of this process tells of: another
+        process's body on the workspace), or at once when `new_events` is set. The look is one read on the event
+        loop that never waits (`read_now`); only when it cannot tell does the next round look, in worker threads."""
         while True:
-            # Waiting is said before the flag is read, and `events_committed` sets the flag before it reads whether
-            # anyone waits: a commit either sees the wait (and wakes it) or is seen here (no wait).
-            self._ship_waiting = (loop, self.new_events)
-            try:
-                if self._committed_since:
-                    return
-                with anyio.move_on_after(SHIP_POLL_S):
-                    await self.new_events.wait()
-                if self.new_events.is_set():
-                    return
-            finally:
-                self._ship_waiting = None
+            with anyio.move_on_after(SHIP_POLL_S):
+                await self.new_events.wait()
+            if self.new_events.is_set() or self._committed_since:
+                return
             found = self._db.read_now("SELECT MAX(seq) FROM audit_events")
             if found is None:
                 return  # (it could not tell without waiting: the round looks)

@@ -518,16 +518,14 @@ async def test_a_shipping_round_ships_the_chain_as_it_began_and_leaves_later_eve
             body.close()
 
 
-async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
+async def test_a_committed_event_is_shipped_at_the_loops_next_look_round_after_round(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The audit writer tells the link of each commit from its own thread (`events_committed`): the shipping loop,
-    waiting between rounds, ships the event at once, round after round. (It was told through the first round's
-    event only, bound once: from the second round on every event waited for the poll, a second then.) The poll is
-    made an hour here, so an event not told of would not reach the brain within the test's deadline."""
-    monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
-    monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.1)  # (three rounds, not three seconds)
-    monkeypatch.setattr(brain_link_module, "SHIP_GATHER_S", 0.0)
+    """The audit writer tells the link of each commit from its own thread (`events_committed`, a flag), and the
+    shipping loop's next look ships it, round after round. (Until session 21 the writer set the first round's event
+    only, bound once, and woke the event loop on every commit for it.)"""
+    monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 0.05)
+    monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.05)  # (three rounds, not three seconds)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
@@ -536,8 +534,7 @@ async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run)
                 await wait_until(lambda: body.brain_state == "connected")
-                for n in range(3):  # (each in a round of its own, the loop waiting when it is written)
-                    await wait_until(lambda: link._ship_waiting is not None)  # pyright: ignore[reportPrivateUsage]
+                for n in range(3):
                     assert await write(body, f"round{n}.txt") == (False, None)
                     seq = body.audit.tail(1)[0].seq
                     await wait_until(lambda seq=seq: link.shipped_through() >= seq, timeout=10)
@@ -546,14 +543,13 @@ async def test_a_committed_event_wakes_the_waiting_shipping_loop_every_time(
             body.close()
 
 
-async def test_after_a_quiet_spell_a_round_gathers_the_burst_that_woke_it(
+async def test_commits_wake_no_round_and_a_burst_goes_in_one(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first commit after a quiet spell wakes the shipping loop, whose round starts `SHIP_GATHER_S` later: the
-    burst's calls go in one round, which does not start as the burst does."""
+    """A commit wakes nothing (no round lands in the calls that made it, where a kill for them would): a burst's
+    events wait for the loop's look, and go in one round (here the look is an hour off and the test asks for it)."""
     monkeypatch.setattr(brain_link_module, "SHIP_POLL_S", 3600.0)
     monkeypatch.setattr(brain_link_module, "SHIP_EVERY_S", 0.0)
-    monkeypatch.setattr(brain_link_module, "SHIP_GATHER_S", 0.4)
     async with brain_with_captain(tmp_path) as brain:
         body = linked_body(tmp_path, home, 0, brain.url, brain.tokens["body"])
         try:
@@ -567,20 +563,22 @@ async def test_after_a_quiet_spell_a_round_gathers_the_burst_that_woke_it(
                 return await ship_pending(round_only=round_only)
 
             link.ship_pending = counted  # type: ignore[method-assign]
-            before, began = 0, 0.0
+            before = 0
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run)
                 await wait_until(lambda: body.brain_state == "connected")
-                await wait_until(lambda: link._ship_waiting is not None)  # pyright: ignore[reportPrivateUsage]
+                await wait_until(lambda: len(rounds) >= 1)  # (the first round, as the link comes up)
+                await anyio.sleep(0.2)
                 before = len(rounds)
-                began = time.monotonic()
-                for n in range(3):  # (a burst: three calls within the gathering)
+                for n in range(3):
                     assert await write(body, f"burst{n}.txt") == (False, None)
+                await anyio.sleep(0.3)
+                assert len(rounds) == before, "a commit woke a round"
+                link.new_events.set()  # (the look, now)
                 head = body.audit.tail(1)[0].seq
                 await wait_until(lambda: link.shipped_through() >= head)
                 tg.cancel_scope.cancel()
             assert len(rounds) == before + 1, "the burst in one round"
-            assert rounds[-1] - began >= 0.4
         finally:
             body.close()
 
@@ -609,9 +607,10 @@ async def test_an_idle_link_looks_at_the_chain_without_a_round_and_ships_what_an
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run)
                 await wait_until(lambda: body.brain_state == "connected")
-                await wait_until(lambda: link._ship_waiting is not None)  # pyright: ignore[reportPrivateUsage]
+                await wait_until(lambda: len(rounds) >= 1)
+                await anyio.sleep(0.1)  # (the first round, as the link comes up, over)
                 before = len(rounds)
-                await anyio.sleep(0.5)  # (ten polls)
+                await anyio.sleep(0.5)  # (ten looks)
                 assert len(rounds) == before, "no round while the chain stood still"
                 other.record_human(action="note", rationale="written by another process's body")
                 head = other.audit.tail(1)[0].seq
