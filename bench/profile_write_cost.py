@@ -138,22 +138,6 @@ async def _round(
     extra: str,
     against: Path | None,
     tool: str,
-    linked: bool,
-    pace_s: float,
-    no_bare: bool,
-) -> None:
-    async with contextlib.AsyncExitStack() as outer:
-        brain = await outer.enter_async_context(_brain(tmp, 2)) if linked else None
-        await _measure(tmp, calls, strace, extra, against, tool, brain, pace_s, no_bare)
-
-
-async def _measure(
-    tmp: Path,
-    calls: int,
-    strace: bool,
-    extra: str,
-    against: Path | None,
-    tool: str,
     brain: tuple[str, list[str], int] | None,
     pace_s: float,
     no_bare: bool,
@@ -252,7 +236,9 @@ async def main(
     for r in range(rounds):
         print(f"round {r + 1}:")
         with tempfile.TemporaryDirectory(prefix="swarm-write-cost-") as tmp:
-            await _round(Path(tmp), calls, strace, extra, against, tool, linked, pace_ms / 1000, no_bare)
+            async with contextlib.AsyncExitStack() as stack:
+                brain = await stack.enter_async_context(_brain(Path(tmp), 2)) if linked else None
+                await _round(Path(tmp), calls, strace, extra, against, tool, brain, pace_ms / 1000, no_bare)
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 

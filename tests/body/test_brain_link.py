@@ -518,6 +518,19 @@ async def test_a_shipping_round_ships_the_chain_as_it_began_and_leaves_later_eve
             body.close()
 
 
+def counted_rounds(link: BrainLink) -> list[float]:
+    """When each of `link`'s shipping rounds began (`time.monotonic()`), from now on."""
+    rounds = list[float]()
+    ship_pending = link.ship_pending
+
+    async def counted(*, round_only: bool = False) -> int:
+        rounds.append(time.monotonic())
+        return await ship_pending(round_only=round_only)
+
+    link.ship_pending = counted  # type: ignore[method-assign]
+    return rounds
+
+
 async def test_a_committed_event_is_shipped_at_the_loops_next_look_round_after_round(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -555,14 +568,7 @@ async def test_commits_wake_no_round_and_a_burst_goes_in_one(
         try:
             link = body.link
             assert link is not None
-            rounds = list[float]()
-            ship_pending = link.ship_pending
-
-            async def counted(*, round_only: bool = False) -> int:
-                rounds.append(time.monotonic())
-                return await ship_pending(round_only=round_only)
-
-            link.ship_pending = counted  # type: ignore[method-assign]
+            rounds = counted_rounds(link)
             before = 0
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run)
@@ -596,14 +602,7 @@ async def test_an_idle_link_looks_at_the_chain_without_a_round_and_ships_what_an
         try:
             link = body.link
             assert link is not None
-            rounds = list[int]()
-            ship_pending = link.ship_pending
-
-            async def counted(*, round_only: bool = False) -> int:
-                rounds.append(1)
-                return await ship_pending(round_only=round_only)
-
-            link.ship_pending = counted  # type: ignore[method-assign]
+            rounds = counted_rounds(link)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run)
                 await wait_until(lambda: body.brain_state == "connected")
