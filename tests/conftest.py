@@ -195,6 +195,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What is alive once the tests are collected (every module imported, the SDKs, pydantic's models and schemas)
+    lives until the process ends: kept out of the collector's full passes (`gc.freeze`), which otherwise walked all
+    of it each time, some 0.1-0.7 s of a worker's CPU a pass. Garbage made by the tests is collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The final sweep: run cgroups whose maker is gone (bodies the tests killed along with their launcher server)."""
     if (parent := pids_cgroup_parent()) is not None:
