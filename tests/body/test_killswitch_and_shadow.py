@@ -96,11 +96,12 @@ def test_a_kill_engages_even_when_the_disk_is_full(home: Path, monkeypatch: pyte
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Path, "write_text", full)
+    before = sorted(p.name for p in home.iterdir())
     state = LocalKillSwitch(home / "kill.json").engage(reason="runaway", by="human:test")
 
     assert state.engaged
     assert LocalKillSwitch(home / "kill.json").state().engaged
-    assert sorted(p.name for p in home.iterdir()) == ["kill.json"]  # no half-written file left beside it
+    assert sorted(p.name for p in home.iterdir()) == sorted([*before, "kill.json"])  # no half-written file beside it
 
 
 async def test_a_kill_that_lands_while_a_call_waits_past_the_first_check_refuses_it_before_it_runs(

@@ -33,6 +33,7 @@ from brain_server.wake.memory import MemoryChannel
 from brain_server.wake.setup import WakeSetup
 from tests.brain.helpers import Clock
 from tests.cli.inprocess import swarm_in_process
+from tests.tool_definitions import seed_tool_definitions
 
 pytestmark = pytest.mark.anyio
 
@@ -168,6 +169,7 @@ async def linked(tmp_path: Path) -> AsyncGenerator[Harness]:
     workspace, home = tmp_path / "ws", tmp_path / "home"
     workspace.mkdir()
     home.mkdir()
+    seed_tool_definitions(home)
     (workspace / "f.txt").write_text("x\n")
     urls: list[str] = []
     ready, stop = anyio.Event(), anyio.Event()

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[LiveBrain]:
-    settings = BrainSettings(database_url=sqlite_url(tmp_path / "brain.db"), keepalive_s=0.2, lease_s=1)
+    # (leases of 1 s looked at every 0.1 s: a lease run out is requeued within 0.1 s of its end, not within 1 s)
+    settings = BrainSettings(
+        database_url=sqlite_url(tmp_path / "brain.db"), keepalive_s=0.2, lease_s=1, sweep_interval_s=0.1
+    )
     async with live_brain(settings) as brain:
         yield brain
 

@@ -130,7 +130,9 @@ def serve_static(
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     site.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # (a short poll: `shutdown` waits for the serving loop's next look, which is every 0.5 s by default, and each
+    # test using a site waited most of that out at its end)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield site

@@ -31,13 +31,12 @@ from typing import Any
 import anyio
 import httpx
 
-from body_mcp.server import cached_tool_definitions
-from body_mcp.tools import ALL_TOOLS
 from brain_server import Brain, BrainSettings, MemoryStateEngine, StateEngine, issue_token, serve_brain
 from shared_protocol.agents import agent_logic_version
 from shared_protocol.config import approval_thresholds, load_config
 from tests.brain.helpers import Clock
 from tests.cli.inprocess import run_swarm, swarm_in_process
+from tests.tool_definitions import seed_tool_definitions
 
 TOOLS = ["read_text_file", "write_file", "edit_file", "list_directory", "run_command", "request_approval"]
 FIX: list[dict[str, Any]] = [
@@ -294,24 +293,6 @@ def _run_here(args: list[str], env: dict[str, str]) -> subprocess.CompletedProce
         children.seek(0)
         said = children.read().decode(errors="replace")
     return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, done.stderr + said)
-
-
-_TOOL_DEFINITIONS: dict[str, bytes] = {}
-
-
-def seed_tool_definitions(home: Path) -> None:
-    """Put the tools' definitions a body caches under SWARM_HOME/cache (`cached_tool_definitions`: keyed by this code,
-    the same for every body here) into a new `home`, made once per test process: each test's first body reads them
-    instead of making them again (pydantic's JSON schemas, some 0.15-0.3 s of CPU a body start). A cache made and
-    missed, damaged or naming other tools is tests/body/test_output_schemas.py's."""
-    if not _TOOL_DEFINITIONS:
-        with tempfile.TemporaryDirectory() as made:
-            cached_tool_definitions(ALL_TOOLS, Path(made))
-            _TOOL_DEFINITIONS.update((p.name, p.read_bytes()) for p in Path(made).glob("tool-definitions-*.json"))
-    cache = home / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    for name, data in _TOOL_DEFINITIONS.items():
-        (cache / name).write_bytes(data)
 
 
 def agents_toml(
