@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from shared_protocol import ProtocolModel
 from shared_protocol.brain import (
     AbandonRequest,
     AnswerRequest,
@@ -160,6 +161,10 @@ async def parse(request: Request, model: type[M]) -> M:
         field = ".".join(str(part) for part in first["loc"]) or None
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
         raise InvalidRequest(f"invalid request: {problems}", field=field) from None
+
+
+class _NoFields(ProtocolModel):
+    """The body of a route that takes none: empty or `{}`; anything else is refused by `parse` (422)."""
 
 
 def _agent_name(request: Request) -> str:
@@ -492,6 +497,7 @@ class _Api:
         return json_response(await self.brain.export_subject(payload))
 
     async def privacy_migrate(self, request: Request, who: Principal) -> Response:
+        await parse(request, _NoFields)  # (a body that is not JSON, or has fields, is refused before data is rewritten)
         return json_response(await self.brain.migrate_privacy(who))
 
     async def undo(self, request: Request, who: Principal) -> Response:
