@@ -5,6 +5,7 @@ Each is refused with the brain's error shape (`{code, message}`, 4xx, no traceba
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,7 +63,9 @@ async def test_every_post_route_refuses_a_body_that_is_not_a_json_object_of_its_
             headers = {"Authorization": f"Bearer {brain.tokens[role]}", "Content-Type": "application/json"}
             for body in BAD_BODIES:
                 response = await http.post(path, content=body, headers=headers)
-                error = response.json() if response.headers.get("content-type") == "application/json" else {}
+                error: dict[str, Any] = (
+                    response.json() if response.headers.get("content-type") == "application/json" else {}
+                )
                 if not (400 <= response.status_code < 500 and error.get("code")) or "Traceback" in response.text:
                     wrong.append((path, body, response.status_code, response.text[:200]))
         after = (await http.get("/v1/status", headers={"Authorization": f"Bearer {brain.tokens['captain']}"})).json()

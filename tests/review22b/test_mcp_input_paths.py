@@ -11,8 +11,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from ..conftest import make_body
 from ..body.helpers import call, refused
+from ..conftest import make_body
 
 pytestmark = pytest.mark.anyio
 
