@@ -269,11 +269,11 @@ class _Api:
     async def events(self, request: Request, who: Principal) -> Response:
         # A bound token that names no body hears its own body's events, never every body's; an unbound one
         # must name its body (and is bound to it).
-        body_id = request.query_params.get("body_id") or who.body_id
+        body_id = _single(request, "body_id") or who.body_id
         if who.role == "reviewer":
             # A reviewer agent waits for decisions to review: it hears every body's `decision` events (it reads
             # every decision already) and the kill switch, and speaks for no body.
-            if request.query_params.get("body_id"):
+            if _single(request, "body_id"):
                 raise InvalidRequest(
                     "a reviewer token speaks for no body: GET /v1/events without body_id", field="body_id"
                 )
@@ -343,7 +343,7 @@ class _Api:
         return json_response(await self.brain.vote(who, request.path_params["decision_id"], payload))
 
     async def decisions(self, request: Request, who: Principal) -> Response:
-        state = request.query_params.get("state") or None
+        state = _single(request, "state") or None
         if state is not None and state not in get_args(DecisionState):
             raise InvalidRequest(
                 f"state must be one of {', '.join(get_args(DecisionState))} (got {state!r})", field="state"
@@ -382,12 +382,12 @@ class _Api:
         return json_response(await self.brain.renew_lease(task_id, payload, holder=own_body(who)))
 
     async def tasks(self, request: Request, who: Principal) -> Response:
-        state = request.query_params.get("state") or None
+        state = _single(request, "state") or None
         if state is not None and state not in get_args(TaskState):
             raise InvalidRequest(
                 f"state must be one of {', '.join(get_args(TaskState))} (got {state!r})", field="state"
             )
-        agent = request.query_params.get("agent") or None
+        agent = _single(request, "agent") or None
         limit = _whole(request, "limit", 1, MAX_TASK_PAGE)
         offset = _whole(request, "offset", 0, MAX_TASK_OFFSET)
         if offset is not None and limit is None:
@@ -449,8 +449,8 @@ class _Api:
         return json_response(await self.brain.record_usage(body_id, payload))
 
     async def usage(self, request: Request, who: Principal) -> Response:
-        agent = request.query_params.get("agent") or None
-        task_id = request.query_params.get("task_id") or None
+        agent = _single(request, "agent") or None
+        task_id = _single(request, "task_id") or None
         sent = _single(request, "by_task")
         by_task = "true" if sent is None else sent
         if by_task not in ("true", "false"):
@@ -470,7 +470,7 @@ class _Api:
         return json_response(await self.brain.override_readiness(who, payload), 201)
 
     async def kpi(self, request: Request, who: Principal) -> Response:
-        raw = request.query_params.get("since_s")
+        raw = _single(request, "since_s")
         window_s = DEFAULT_KPI_WINDOW_S
         if raw is not None:
             if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
