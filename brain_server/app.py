@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from shared_protocol import ProtocolModel
 from shared_protocol.brain import (
     AbandonRequest,
     AnswerRequest,
@@ -162,6 +163,10 @@ async def parse(request: Request, model: type[M]) -> M:
         raise InvalidRequest(f"invalid request: {problems}", field=field) from None
 
 
+class _NoFields(ProtocolModel):
+    """The body of a route that takes none: empty or `{}`; anything else is refused by `parse` (422)."""
+
+
 def _agent_name(request: Request) -> str:
     """The `{name}` of an agent route, or `InvalidRequest` for a name no agent can have."""
     name: str = request.path_params["name"]
@@ -264,11 +269,11 @@ class _Api:
     async def events(self, request: Request, who: Principal) -> Response:
         # A bound token that names no body hears its own body's events, never every body's; an unbound one
         # must name its body (and is bound to it).
-        body_id = request.query_params.get("body_id") or who.body_id
+        body_id = _single(request, "body_id") or who.body_id
         if who.role == "reviewer":
             # A reviewer agent waits for decisions to review: it hears every body's `decision` events (it reads
             # every decision already) and the kill switch, and speaks for no body.
-            if request.query_params.get("body_id"):
+            if _single(request, "body_id"):
                 raise InvalidRequest(
                     "a reviewer token speaks for no body: GET /v1/events without body_id", field="body_id"
                 )
@@ -338,7 +343,7 @@ class _Api:
         return json_response(await self.brain.vote(who, request.path_params["decision_id"], payload))
 
     async def decisions(self, request: Request, who: Principal) -> Response:
-        state = request.query_params.get("state") or None
+        state = _single(request, "state") or None
         if state is not None and state not in get_args(DecisionState):
             raise InvalidRequest(
                 f"state must be one of {', '.join(get_args(DecisionState))} (got {state!r})", field="state"
@@ -377,12 +382,12 @@ class _Api:
         return json_response(await self.brain.renew_lease(task_id, payload, holder=own_body(who)))
 
     async def tasks(self, request: Request, who: Principal) -> Response:
-        state = request.query_params.get("state") or None
+        state = _single(request, "state") or None
         if state is not None and state not in get_args(TaskState):
             raise InvalidRequest(
                 f"state must be one of {', '.join(get_args(TaskState))} (got {state!r})", field="state"
             )
-        agent = request.query_params.get("agent") or None
+        agent = _single(request, "agent") or None
         limit = _whole(request, "limit", 1, MAX_TASK_PAGE)
         offset = _whole(request, "offset", 0, MAX_TASK_OFFSET)
         if offset is not None and limit is None:
@@ -444,8 +449,8 @@ class _Api:
         return json_response(await self.brain.record_usage(body_id, payload))
 
     async def usage(self, request: Request, who: Principal) -> Response:
-        agent = request.query_params.get("agent") or None
-        task_id = request.query_params.get("task_id") or None
+        agent = _single(request, "agent") or None
+        task_id = _single(request, "task_id") or None
         sent = _single(request, "by_task")
         by_task = "true" if sent is None else sent
         if by_task not in ("true", "false"):
@@ -465,7 +470,7 @@ class _Api:
         return json_response(await self.brain.override_readiness(who, payload), 201)
 
     async def kpi(self, request: Request, who: Principal) -> Response:
-        raw = request.query_params.get("since_s")
+        raw = _single(request, "since_s")
         window_s = DEFAULT_KPI_WINDOW_S
         if raw is not None:
             if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not 1 <= int(raw) <= MAX_KPI_WINDOW_S:
@@ -492,6 +497,7 @@ class _Api:
         return json_response(await self.brain.export_subject(payload))
 
     async def privacy_migrate(self, request: Request, who: Principal) -> Response:
+        await parse(request, _NoFields)  # (a body that is not JSON, or has fields, is refused before data is rewritten)
         return json_response(await self.brain.migrate_privacy(who))
 
     async def undo(self, request: Request, who: Principal) -> Response:

@@ -120,6 +120,8 @@ def _write(
     recorder = ctx.recorder()
     # One descriptor of the parent for the pre-image and the write: nothing between them can be redirected.
     with Descriptor(recorder.open_parent(path.parts) if parent_fd is None else parent_fd) as parent:
+        if not path.parts:  # (the workspace root, `""`, `.` or the workspace's own path: it has no name to write)
+            raise ToolRefused(f"'{path.shown}' is a directory", code=RefusalCode.NOT_A_FILE, rule=Rule.FS)
         if before is None:
             before = recorder.before_at(parent, path.parts)
         _check_writable(path, before)
