@@ -6,7 +6,10 @@ A pipe or socket (what an MCP client gives its server) is read here instead when
 one `read` of what is there, never a blocking one. Anything else (a regular file, a terminal) keeps the SDK's
 threaded reader. As with the SDK, fd 0 itself is pointed at the null device while serving (a command the body runs
 reads end-of-file, never the client's messages), the wire served from a private duplicate; lines are text as the
-SDK's `TextIOWrapper` makes them: UTF-8 with undecodable bytes replaced, `\\r\\n` and `\\r` read as `\\n`.
+SDK's `TextIOWrapper` makes them (`\\r\\n` and `\\r` read as `\\n`) but for bytes that are not UTF-8: the SDK
+replaces them with U+FFFD, so a `write_file` would write characters the client never sent; here they are kept as lone
+surrogates (`surrogateescape`), which the SDK's parser refuses and `server.recover_message` hands to the guard, which
+refuses the call naming the argument, as it does a lone surrogate sent as a JSON escape.
 
 `pipe_fd` is the one check of what the client gave for either side of the wire: this reader's stdin, and the
 server's stdout, written on the loop when it is a pipe.
@@ -38,7 +41,7 @@ class LoopLineReader(anyio.AsyncFile[str]):
         self._fd = fd
 
     async def __aiter__(self) -> AsyncIterator[str]:  # pyright: ignore[reportIncompatibleMethodOverride]
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         pending = ""
         while True:
             await anyio.wait_readable(self._fd)

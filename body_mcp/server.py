@@ -274,7 +274,7 @@ def recover_message(exc: Exception) -> SessionMessage | None:
     if not isinstance(exc, ValidationError):
         return None
     errors = exc.errors()
-    line = errors[0].get("input") if errors and errors[0].get("type") == "json_invalid" else None
+    line = errors[0].get("input") if errors and errors[0].get("type") in _UNPARSED else None
     if not isinstance(line, str) or len(line) > _MAX_LINE:
         return None
     try:
@@ -290,6 +290,9 @@ def recover_message(exc: Exception) -> SessionMessage | None:
 
 
 _MAX_LINE = 64 * 1024 * 1024
+_UNPARSED = frozenset({"json_invalid", "string_unicode"})
+"""The SDK's errors for a line it could not read: not JSON to its parser, or text holding bytes that are not UTF-8
+(kept by the stdin reader as lone surrogates, which the guard refuses by name)."""
 _ID = re.compile(r'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")')
 _CALL = re.compile(r'"method"\s*:\s*"tools/call"')
 _NAME = re.compile(r'"name"\s*:\s*"([A-Za-z0-9_.-]{1,128})"')

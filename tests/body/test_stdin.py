@@ -46,9 +46,11 @@ async def test_crlf_and_cr_end_lines_as_in_text_mode_even_split_across_reads() -
     assert await _lines([b"one\r", b"\ntwo\rthree\r\n"]) == ["one\n", "two\n", "three\n"]
 
 
-async def test_undecodable_bytes_are_replaced_and_a_character_split_across_reads_is_kept() -> None:
+async def test_undecodable_bytes_are_kept_as_lone_surrogates_and_a_character_split_across_reads_is_kept() -> None:
+    """Not replaced by U+FFFD (the SDK's reader does that): a value the client never sent would be acted on; a lone
+    surrogate is refused by the guard, naming the argument (`tests/review22b/test_mcp_input_bytes.py`)."""
     snowman = "\u2603".encode()
-    assert await _lines([b"x\xff\n", snowman[:1], snowman[1:] + b"\n"]) == ["x\ufffd\n", "\u2603\n"]
+    assert await _lines([b"x\xff\n", snowman[:1], snowman[1:] + b"\n"]) == ["x\udcff\n", "\u2603\n"]
 
 
 async def test_a_last_line_without_its_newline_is_still_read() -> None:

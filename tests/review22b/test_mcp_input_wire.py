@@ -118,17 +118,13 @@ async def test_junk_lines_and_calls_with_no_valid_id_leave_the_body_serving_and_
         body.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review 22b, open (medium): bytes that are not UTF-8 are decoded as U+FFFD")
 async def test_content_with_bytes_that_are_not_utf8_is_refused_not_written_as_replacement_characters(
     workspace: Path, home: Path
 ) -> None:
-    """Open (medium). Reproduce: a tools/call line whose `content` string holds the raw bytes ff fe (not UTF-8, so
-    not JSON): the body's stdin reader decodes them as U+FFFD (`_stdin.LoopLineReader`, `errors="replace"`, as the
-    SDK's reader does) and `write_file` writes `a\\ufffd\\ufffdb`, 8 bytes the client never sent, and answers ok. The
-    same string sent as JSON escapes (a lone surrogate) is refused `invalid_arguments` naming `content`
-    (`guards.py`, `input.unicode`). A fix: decode with `surrogateescape` and let `recover_message` take the SDK's
-    `string_unicode` error as it takes `json_invalid`, so the guard refuses it; it changes the reader's documented
-    behaviour (`tests/body/test_stdin.py`), so it is left to a decision."""
+    """Fixed (was medium): a tools/call line whose `content` string holds the raw bytes ff fe (not UTF-8, so not
+    JSON) was decoded as U+FFFD, as the SDK's reader does, and `write_file` wrote `a\\ufffd\\ufffdb`, bytes the client
+    never sent. Now the reader keeps them as lone surrogates and the guard refuses the call naming `content`, as it
+    refuses the same string sent as JSON escapes."""
     async with raw_body(workspace, home) as wire:
         await wire.start()
         line = json.dumps(write_call(1, "bytes.txt", "a@@b")).encode().replace(b"@@", b"\xff\xfe")
