@@ -17,7 +17,8 @@ outcome once its event is durable, and what it leaves for after the reply runs w
 
 Never on a connection whose first request carried the 2026-07-28 envelope (that era has no handshake; the SDK serves
 and refuses its requests), nor a call carrying that envelope on a handshake connection (the SDK refuses it); only once
-the session is initialized (before that the SDK answers, or refuses, every request) with a protocol version
+the session is initialized (before that the SDK answers, or refuses, every request, but a `tools/call` before any
+`initialize`: answered here with -32600 saying so, where the SDK's -32602 said nothing of why) with a protocol version
 whose tool result the reply is exactly (`_VERSIONS`: the SDK shapes a result to the version), only for a call whose
 params are exactly what the SDK would accept here (a string `name`, an object or no `arguments`, an object or no `_meta`
 without a progress token, nothing else: the SDK's progress channel and task-augmented calls are the SDK's), and
@@ -50,6 +51,12 @@ _VERSIONS = frozenset({"2025-06-18", "2025-11-25"})
 """The handshake versions a reply is built for here (a result with `structuredContent`, nothing more)."""
 
 _PARAMS = frozenset({"name", "arguments", "_meta"})
+
+_NOT_INITIALIZED = types.ErrorData(
+    code=types.INVALID_REQUEST,
+    message="tools/call before initialize: the session is not initialized (send initialize, then "
+    "notifications/initialized); nothing was run",
+)
 
 _LATEST_KEPT = 4096
 """How many request ids whose latest request was served here are remembered (`_latest_here`), the oldest dropped
@@ -133,6 +140,8 @@ class DirectCalls:
         self._modern = False
         """Opened in the 2026-07-28 envelope: nothing is served here, `initialize` is the SDK's to refuse."""
         self._versioned = False
+        self._greeted = False
+        """An `initialize` the SDK accepts has been seen (whatever its version)."""
         self._initialized = False
         """Initialized with one of `_VERSIONS`: the direct path is open."""
         self._in_flight: dict[types.RequestId, _InFlight] = {}
@@ -191,6 +200,7 @@ class DirectCalls:
                 except ValidationError:
                     return False  # (the SDK refuses it and keeps the session as it was)
                 self._client = init.client_info.name
+                self._greeted = True
                 self._versioned = init.protocol_version in _VERSIONS
                 self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
         return False
@@ -198,7 +208,12 @@ class DirectCalls:
     async def answered(self, request: types.JSONRPCRequest) -> bool:
         """Whether `request` (a `tools/call`) is served here (answered, or its task started); False: the SDK's."""
         if not self._initialized:
-            return False
+            modern = self._modern if self._opened else _enveloped(request.params)  # (`note` has not seen it yet)
+            if modern or self._greeted:
+                return False  # (the SDK's: its era's rules, or a session between initialize and initialized)
+            # Before any `initialize`, the SDK's answer is -32602 "Invalid request parameters" with nothing to say why.
+            await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=_NOT_INITIALIZED))
+            return True
         params = request.params or {}
         name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
         if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):

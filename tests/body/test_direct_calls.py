@@ -194,7 +194,12 @@ async def test_what_the_direct_path_does_not_serve_goes_to_the_sdk(workspace: Pa
     body = make_body(workspace, home)
     try:
         write = _request("write_file", {"path": "a.txt", "content": "x", "rationale": "r"})
-        assert await _answer(body, write, version=None) is None  # (before the handshake: the SDK's to answer)
+        async with _session(body, version=None) as wire:  # (before any initialize: answered here, saying why)
+            await wire.send(write)
+            early = await wire.reply(write["id"])
+            assert wire.calls.taken == [1] and early["error"]["code"] == types.INVALID_REQUEST
+            assert "not initialized" in early["error"]["message"]
+        assert not (workspace / "a.txt").exists()
         assert await _answer(body, write, version="2025-03-26") is None  # (the SDK shapes that version's result)
         with_progress = _request("read_text_file", {"path": "README.md", "rationale": "r"}, meta={"progressToken": 7})
         assert await _answer(body, with_progress) is None

@@ -135,13 +135,17 @@ async def test_content_with_bytes_that_are_not_utf8_is_refused_not_written_as_re
     assert not (workspace / "bytes.txt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="review 22b, open (low): the SDK answers -32602 with no word of why")
 async def test_a_call_before_initialize_is_answered_with_an_error_that_says_so(workspace: Path, home: Path) -> None:
-    """Open (low, the MCP SDK's: `server/runner.py` pins it). Reproduce: a tools/call before `initialize`: the error
-    is -32602 "Invalid request parameters" with empty data, the same as for a call whose `arguments` is an array or
-    whose `name` is a number: nothing says which. Nothing is run (the call writes no file)."""
+    """Fixed (was low): a tools/call before `initialize` got the SDK's -32602 "Invalid request parameters" with empty
+    data, the same as a call whose `arguments` is an array: nothing said which. Now -32600 saying the session is not
+    initialized; nothing is run (no file, no audit of a call), and the session can still be opened and used."""
     async with raw_body(workspace, home) as wire:
         await wire.send(write_call(1, "early.txt"))
         reply, _ = await wire.reply_to(1)
-    assert not (workspace / "early.txt").exists()
-    assert "initializ" in json.dumps(reply["error"]).lower()
+        assert reply["error"]["code"] == -32600
+        assert "initializ" in reply["error"]["message"]
+        await wire.start()
+        await wire.send(write_call(2, "late.txt"))
+        done, _ = await wire.reply_to(2)
+        assert done["result"]["isError"] is False
+    assert not (workspace / "early.txt").exists() and (workspace / "late.txt").exists()
