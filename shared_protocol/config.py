@@ -912,7 +912,7 @@ def load_config(path: Path | None) -> SwarmConfig:
     if path is None:
         return SwarmConfig()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # (a BOM, as some Windows editors write)
     except FileNotFoundError:
         raise ConfigInvalid(f"{path}: config file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
