@@ -891,7 +891,8 @@ class ConfigInvalid(ValueError):
 
 def parse_config(data: dict[str, Any], *, source: str = "swarm.toml") -> SwarmConfig:
     try:
-        return SwarmConfig.model_validate(data)
+        # Strict: TOML values are typed, so `true` or "5" for a number is a mistake to name, not to coerce.
+        return SwarmConfig.model_validate(data, strict=True)
     except ValidationError as exc:
         problems: list[str] = []
         for err in exc.errors():

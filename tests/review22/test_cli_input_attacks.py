@@ -78,7 +78,6 @@ def test_a_config_with_a_byte_order_mark_is_read(tmp_path: Path, workspace: Path
     assert "of 7 used" in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="pydantic's lax mode takes `true` for an int: a wrong type is not an error")
 def test_a_boolean_where_a_number_belongs_is_a_config_error(tmp_path: Path, workspace: Path) -> None:
     config = tmp_path / "swarm.toml"
     config.write_text("[limits]\ncalls_per_minute = true\n")
