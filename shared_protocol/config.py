@@ -891,7 +891,8 @@ class ConfigInvalid(ValueError):
 
 def parse_config(data: dict[str, Any], *, source: str = "swarm.toml") -> SwarmConfig:
     try:
-        return SwarmConfig.model_validate(data)
+        # Strict: TOML values are typed, so `true` or "5" for a number is a mistake to name, not to coerce.
+        return SwarmConfig.model_validate(data, strict=True)
     except ValidationError as exc:
         problems: list[str] = []
         for err in exc.errors():
@@ -912,7 +913,7 @@ def load_config(path: Path | None) -> SwarmConfig:
     if path is None:
         return SwarmConfig()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # (a BOM, as some Windows editors write)
     except FileNotFoundError:
         raise ConfigInvalid(f"{path}: config file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -113,6 +113,10 @@ def token(flag: str | None) -> str:
     found = flag or os.environ.get("SWARM_TOKEN")
     if not found:
         raise ConfigError("a brain token is needed: set SWARM_TOKEN (or pass --token); see `swarm brain token create`")
+    if not (found.isascii() and found.isprintable()) or " " in found:
+        # (an HTTP header carries only printable ASCII; the token itself is never shown)
+        source = "--token" if flag else "SWARM_TOKEN"
+        raise ConfigError(f"the brain token from {source} is not a token: Swarm's are printable ASCII, without spaces")
     return found
 
 

@@ -29,6 +29,9 @@ def describe(exc: BaseException) -> str:
         message = str(exc)
     elif isinstance(exc, OSError):
         message = _os_error(exc)
+    elif isinstance(exc, UnicodeEncodeError) and exc.reason == "surrogates not allowed":
+        # Only the OS hands Python such a string: an argument, a path or a variable that is not UTF-8.
+        message = f"{exc.object!r} is not valid UTF-8: Swarm's ids, names and paths are UTF-8"
     elif isinstance(exc, sqlite3.DatabaseError):
         message = f"database error: {exc}"
     else:

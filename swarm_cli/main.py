@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import sys
@@ -96,7 +97,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         _out(f"kept existing config {path} (valid; --force rewrites it with every default)")
     else:
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # (two inits at once: one file each)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # (`--config` in a directory not made yet)
             tmp.write_text(render_config(config))
@@ -337,8 +338,9 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     until Ctrl-C (exit 0)."""
     if args.n < 0:
         raise UserError(f"-n must be 0 or more (got {args.n})")
-    if args.interval <= 0:
+    if not args.interval > 0:  # (and not NaN)
         raise UserError(f"--interval must be more than 0 seconds (got {args.interval})")
+    args.n = min(args.n, 2**62)  # (SQLite's integers are 64-bit: a larger -n is "all of them")
     settings, agent = _tail_settings(args)
 
     def wanted(event: AuditEvent) -> bool:

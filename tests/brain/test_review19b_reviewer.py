@@ -239,7 +239,7 @@ async def test_cost_per_task_counts_the_usage_the_brain_holds_for_the_task(api: 
     [
         ("steps = []", "rollout.steps"),
         ("steps = [0.5, 0.1]", "rollout.steps.0"),
-        ("steps = [2.0]", "the last step is 100"),
+        ("steps = [2.0]", "rollout.steps.0"),  # (a float for an int: a type error, strictly)
         ("steps = [50, 10, 100]", "steps must rise"),
         ("steps = [10, 100, 100]", "steps must rise"),
         ("steps = [0, 100]", "each step is a percent"),
