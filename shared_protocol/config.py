@@ -8,6 +8,7 @@ section names where to read them (`env:NAME`, `file:/path`; see `secrets`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from itertools import pairwise
@@ -890,6 +891,11 @@ class ConfigInvalid(ValueError):
 
 
 def parse_config(data: dict[str, Any], *, source: str = "swarm.toml") -> SwarmConfig:
+    if unbounded := _not_finite(data):
+        # TOML has `inf` and `nan`; no setting means them (`failsafe_s = inf` would be a body that never fails closed).
+        raise ConfigInvalid(
+            f"{source}: " + "; ".join(f"'{key}': not a finite number (got {value})" for key, value in unbounded)
+        )
     try:
         # Strict: TOML values are typed, so `true` or "5" for a number is a mistake to name, not to coerce.
         return SwarmConfig.model_validate(data, strict=True)
@@ -906,6 +912,19 @@ def parse_config(data: dict[str, Any], *, source: str = "swarm.toml") -> SwarmCo
             else:
                 problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
         raise ConfigInvalid(f"{source}: " + "; ".join(problems)) from None
+
+
+def _not_finite(value: object, key: str = "") -> list[tuple[str, float]]:
+    """Every float in `value` (TOML data) that is `inf`, `-inf` or `nan`, with its dotted key."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(key, value)]
+    if isinstance(value, dict):
+        items = cast(dict[str, object], value).items()
+        return [found for name, item in items for found in _not_finite(item, f"{key}.{name}" if key else name)]
+    if isinstance(value, list):
+        entries = cast(list[object], value)
+        return [found for index, item in enumerate(entries) for found in _not_finite(item, f"{key}.{index}")]
+    return []
 
 
 def load_config(path: Path | None) -> SwarmConfig:

@@ -86,6 +86,26 @@ def test_a_boolean_where_a_number_belongs_is_a_config_error(tmp_path: Path, work
     assert "limits.calls_per_minute" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("[brain]\nfailsafe_s = inf\n", "'brain.failsafe_s': not a finite number (got inf)"),
+        ("[limits]\nmax_usd_per_action = +inf\n", "'limits.max_usd_per_action': not a finite number (got inf)"),
+        ("[limits]\nusd_per_hour = -inf\n", "'limits.usd_per_hour': not a finite number (got -inf)"),
+        ("[rollout]\nsteps = [1, nan]\n", "'rollout.steps.1': not a finite number (got nan)"),
+    ],
+)
+def test_a_number_that_is_not_finite_is_a_config_error(tmp_path: Path, workspace: Path, text: str, key: str) -> None:
+    """TOML has `inf` and `nan`, and `gt=0` lets `inf` through: `failsafe_s = inf` was a linked body that never fails
+    closed, `max_usd_per_action = inf` no cap at all (review 22's judgement call, taken: no setting means them)."""
+    config = tmp_path / "swarm.toml"
+    config.write_text(text)
+    done = run_swarm(["status", "--workspace", str(workspace), "--config", str(config)], _env(tmp_path / "home"))
+    assert done.returncode == 1
+    assert key in done.stderr
+    assert not (tmp_path / "home" / "workspaces").exists()
+
+
 def test_two_inits_at_once_both_write_a_whole_config(
     tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
