@@ -323,6 +323,8 @@ def _agents_up(args: argparse.Namespace) -> int:
     agents = list(config.agents)
     if not agents:
         raise RunnerUserError("no [[agents]] in the config: nothing to run")
+    if _context.brain_url(args.brain) is None:  # (said once here, not by every child restarted for ever)
+        raise RunnerUserError("agents take their tasks from a brain: pass --brain URL or set SWARM_BRAIN_URL")
     base = [sys.executable, "-m", "swarm_cli", "agent", "run"]
     extra: list[str] = []
     if args.config:

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from brain_server import MemoryStateEngine, issue_token
+from tests.cli.inprocess import swarm_in_process
 from tests.runner.stack import FIX, Stack, stack, token_var
 
 pytestmark = pytest.mark.anyio
@@ -47,6 +48,11 @@ async def test_agents_up_restarts_an_agent_that_dies_and_sigterm_stops_all(tmp_p
             refused = await s.swarm("agents", "up", "--restart-pause", odd)
             assert refused.returncode == 1, refused.stderr
             assert "--restart-pause must be a positive number of seconds" in refused.stderr, refused.stderr
+        # No brain: said once, not by each agent's child restarted every minute for ever (review 22).
+        unlinked = {k: v for k, v in s.env().items() if k != "SWARM_BRAIN_URL"}
+        no_brain = await swarm_in_process(["agents", "up"], unlinked)
+        assert no_brain.returncode == 1 and "agents take their tasks from a brain" in no_brain.stderr, no_brain.stderr
+        assert "started" not in no_brain.stderr
         with s.log("up").open("w") as log:
             up = await anyio.open_process(s.cli_argv("agents", "up", *QUICK), env=s.env(), stderr=log)
             async with up:
