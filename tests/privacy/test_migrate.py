@@ -198,7 +198,8 @@ async def test_a_linked_body_and_its_brain_are_migrated_and_shipping_goes_on(
 
     # The body starts again: its chain (MACs unchanged) still links to the brain's copy, the migration ships too.
     async with Client(body(workspace, home, (live.url, token))) as client:
-        await until_registered(client, "list_directory", {"path": ".", "rationale": "look"})
+        # (a mutating call: a read-only one is never refused by the failsafe, so it did not wait for the link)
+        await until_registered(client, "create_directory", {"path": "after", "rationale": "linked again"})
         shown = ok(await client.call_tool("run_command", {"argv": ["true"], "rationale": "after the migration"}))
         await until_shipped(live.db, str(shown["action_id"]))
     brain_chain_links(live.db)
