@@ -135,13 +135,12 @@ class DirectCalls:
         self._calls = calls
         """Whether calls other than the kill's refusals are served here (False: the SDK's middleware is wanted)."""
         self._client: str | None = None
+        """The client's name from an `initialize` the SDK accepts (whatever its version); None: none seen yet."""
         self._opened = False
         """A request has been seen: the connection's era is decided (`note`)."""
         self._modern = False
         """Opened in the 2026-07-28 envelope: nothing is served here, `initialize` is the SDK's to refuse."""
         self._versioned = False
-        self._greeted = False
-        """An `initialize` the SDK accepts has been seen (whatever its version)."""
         self._initialized = False
         """Initialized with one of `_VERSIONS`: the direct path is open."""
         self._in_flight: dict[types.RequestId, _InFlight] = {}
@@ -200,7 +199,6 @@ class DirectCalls:
                 except ValidationError:
                     return False  # (the SDK refuses it and keeps the session as it was)
                 self._client = init.client_info.name
-                self._greeted = True
                 self._versioned = init.protocol_version in _VERSIONS
                 self._initialized = self._initialized and self._versioned  # (the SDK's session takes the new version)
         return False
@@ -209,7 +207,7 @@ class DirectCalls:
         """Whether `request` (a `tools/call`) is served here (answered, or its task started); False: the SDK's."""
         if not self._initialized:
             modern = self._modern if self._opened else _enveloped(request.params)  # (`note` has not seen it yet)
-            if modern or self._greeted:
+            if modern or self._client is not None:
                 return False  # (the SDK's: its era's rules, or a session between initialize and initialized)
             # Before any `initialize`, the SDK's answer is -32602 "Invalid request parameters" with nothing to say why.
             await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=_NOT_INITIALIZED))
